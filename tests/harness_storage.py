@@ -23,6 +23,7 @@ from pypid.storage.interface import (
     IAdoptingStorage,
     ISharedStorage,
     IStorage,
+    IWaiverStorage,
     LocalFile,
     MemoryFile,
     ScanResult,
@@ -147,6 +148,21 @@ class StorageContractMixin:
         await storage.keep_status("never-set", None)
         self.assertEqual(await storage.statuses(),
                          {"holy-grail": b'{"status": "quarantined"}'})
+        self.assertEqual((await self.scanned(storage)).records, {})
+
+    async def test_waivers(self):
+        """
+        The advisory waivers' document (L{IWaiverStorage}) is none at
+        first, then the one kept last, whole; a scan lists no file for it,
+        and a status kept beside it is its own.
+        """
+        storage = await self.ready()
+        self.assertTrue(verifyObject(IWaiverStorage, storage))
+        self.assertIsNone(await storage.waivers())
+        await storage.keep_waivers(b'{"waivers": [1]}')
+        await storage.keep_waivers(b'{"waivers": []}')
+        self.assertEqual(await storage.waivers(), b'{"waivers": []}')
+        self.assertEqual(await storage.statuses(), {})
         self.assertEqual((await self.scanned(storage)).records, {})
 
     async def test_check(self):

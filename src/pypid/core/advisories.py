@@ -370,6 +370,10 @@ class AdvisoryDB:
         return tuple(a for a in found if a.affects(project, version))
 
 
+#: Where an index stands on one advisory of a release (L{AdvisoryPolicy.standing}).
+ACTED, CONFIGURED, WAIVED, BELOW = "acted", "configured", "waived", "below-severity"
+
+
 class InvalidRules(ValueError):
     """Advisory settings that cannot be used; the message names the key."""
 
@@ -435,6 +439,25 @@ class AdvisoryRules:
         if self.severity is None:
             return True
         return severity_rank(advisory.severity) >= severity_rank(self.severity)
+
+
+@attrs.frozen
+class IndexWaivers:
+    """
+    What one index's stored waivers let through, as an advisory policy
+    looks it up (L{AdvisoryPolicy.take_waivers}; kept by L{pypid.core.advisory_waivers}).
+
+    @ivar releases: C{(project, release key)} let through every advisory.
+    @ivar advisories: C{(project, identifier)} let through.
+    """
+
+    releases: frozenset[tuple[str, str]] = frozenset()
+    advisories: frozenset[tuple[str, str]] = frozenset()
+
+    @property
+    def projects(self) -> frozenset[str]:
+        """The projects some waiver names."""
+        return frozenset(p for p, _ in self.releases) | frozenset(p for p, _ in self.advisories)
 
 
 @attrs.frozen
@@ -513,8 +536,15 @@ class AdvisoryPolicy:
     # (project, version) -> the verdict, for the generation in _seen
     _verdicts: dict[tuple[str, str], Verdict | None] = attrs.field(factory=dict, init=False)
     _seen: int = attrs.field(default=-1, init=False)
-    # counts the rules taken (take_rules), for stamp
+    # counts the rules and waivers taken (take_rules, take_waivers), for stamp
     _taken: int = attrs.field(default=0, init=False)
+    #: the waivers admins keep for the index (L{take_waivers}), beside the rules'
+    _waived: IndexWaivers = attrs.field(factory=IndexWaivers, kw_only=True)
+
+    @property
+    def waived(self) -> IndexWaivers:
+        """The stored waivers in force (L{pypid.core.advisory_waivers})."""
+        return self._waived
 
     @property
     def stamp(self) -> tuple[int, int]:
@@ -532,6 +562,19 @@ class AdvisoryPolicy:
         if rules == self.rules:
             return False
         self.rules = rules
+        self._taken += 1
+        self._verdicts.clear()
+        return True
+
+    def take_waivers(self, waived: IndexWaivers) -> bool:
+        """
+        Let through what C{waived} says from now on (an admin's waiver, or
+        another server's, read from storage); whether it differs from those
+        in force (then every verdict is worked out again).
+        """
+        if waived == self._waived:
+            return False
+        self._waived = waived
         self._taken += 1
         self._verdicts.clear()
         return True
@@ -581,13 +624,37 @@ class AdvisoryPolicy:
                 raise AdvisoriesUnread(db.unread)
             return None
         found: Verdict | None = None
-        if (project, release_key(version)) not in self.rules.waive:
-            acted = tuple(a for a in db.affecting(project, version) if self.rules.acts_on(a))
+        release = (project, release_key(version))
+        if release not in self.rules.waive and release not in self._waived.releases:
+            waived = self._waived.advisories
+            acted = tuple(a for a in db.affecting(project, version)
+                          if self.rules.acts_on(a)
+                          and not (waived and any((project, i.upper()) in waived
+                                                  for i in a.ids)))
             if acted:
                 found = Verdict(self.rules.mode, acted)
         # (bounded: a client may ask for files of made-up versions)
         put_newest(self._verdicts, key, found, MAX_VERDICTS)
         return found
+
+    def standing(self, project: str, version: str, advisory: Advisory) -> str:
+        """
+        Why the index acts or not on C{advisory} of one release of the
+        normalized C{project}: L{ACTED}; L{CONFIGURED} (a waiver of the
+        configuration: the release's or the identifier's); L{WAIVED} (a
+        waiver kept through the API); L{BELOW} (under the index's
+        severity); or L{OFF} (the index acts on none).
+        """
+        if self.rules.mode == OFF:
+            return OFF
+        release = (project, release_key(version))
+        ids = [i.upper() for i in advisory.ids]
+        if release in self.rules.waive or any(i in self.rules.waive_ids for i in ids):
+            return CONFIGURED
+        if release in self._waived.releases or any((project, i) in self._waived.advisories
+                                                   for i in ids):
+            return WAIVED
+        return ACTED if self.rules.acts_on(advisory) else BELOW
 
     def hidden(self, project: str, version: str) -> bool:
         """Whether the release's files are left off the pages (C{hide} or C{deny})."""

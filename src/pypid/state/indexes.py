@@ -76,6 +76,7 @@ from pypid.core.advisories import (
     AdvisoryRules,
     no_advisories,
 )
+from pypid.core.advisory_waivers import Waivers
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.metrics import Family
@@ -85,6 +86,7 @@ from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
+from pypid.state.advisory_waivers import WaiverKeeper
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
@@ -104,6 +106,7 @@ from pypid.storage.interface import (
     ISharedStorage,
     IStorage,
     IUsageStorage,
+    IWaiverStorage,
     Run,
 )
 from pypid.storage.locks import KeyedLock
@@ -280,6 +283,8 @@ class IndexRegistry:
     @ivar policies: name -> what the index does about them, for every
         index (the views included); the same object for its lifetime, its
         rules taken in place at a reload (L{take_rules}).
+    @ivar waivers: the advisory waivers admins keep (issue 44), read from
+        the default index's storage; L{None} for a storage that keeps none.
     """
 
     stacks: Mapping[str, HostedStack]
@@ -290,6 +295,7 @@ class IndexRegistry:
     board: AdvisoryBoard = attrs.field(factory=AdvisoryBoard)
     policies: Mapping[str, AdvisoryPolicy] = attrs.field(factory=dict)
     decisions: DecisionLog = attrs.field(factory=DecisionLog)
+    waivers: WaiverKeeper | None = None
 
     @property
     def default(self) -> HostedStack:
@@ -350,8 +356,15 @@ class IndexRegistry:
             orders[name] = source_order(config, name)
             made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
                                     sides, config.server.base_url, policies[name])
-        registry = cls(stacks, orders, made, upstreams, sides, board, policies)
+        # (the waivers admins keep: the default index's storage holds them)
+        default_storage = stacks[DEFAULT].storage.storage
+        waivers = (WaiverKeeper(cast(IWaiverStorage, default_storage), reactor)
+                   if IWaiverStorage.providedBy(default_storage) else None)
+        registry = cls(stacks, orders, made, upstreams, sides, board, policies,
+                       waivers=waivers)
         board.listen(registry.advisories_changed)
+        if waivers is not None:
+            waivers.listen(registry.take_waivers)
         return registry
 
     def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
@@ -396,6 +409,9 @@ class IndexRegistry:
             table = cast("dict[str, object]", mine)
             table.clear()
             table.update(theirs)
+        # (an index the reload added acts by the waivers kept for its name)
+        if self.waivers is not None:
+            self.take_waivers(self.waivers.current)
 
 
     # -- advisories (issue 27) ---------------------------------------------------
@@ -450,6 +466,29 @@ class IndexRegistry:
         self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in changed], named)
         return changed
+
+    def take_waivers(self, waivers: Waivers) -> list[str]:
+        """
+        Act by the advisory waivers admins keep (L{pypid.state.advisory_waivers}:
+        at a start, after a change here or, read from a shared storage,
+        another server's): in each index whose waivers changed, the pages
+        of the projects either set names are dropped and the decisions
+        that changed logged. The names of those indexes.
+        """
+        changed: list[tuple[str, frozenset[str]]] = []
+        for name, policy in self.policies.items():
+            before = policy.waived
+            after = waivers.of_index(name)
+            if policy.take_waivers(after):
+                changed.append((name, before.projects | after.projects))
+        for name, projects in changed:
+            if self.policies[name].active:
+                self._drop_pages(name, projects)
+        if self.board.unread is None:
+            self.decisions.review([(name, self.policies[name], self.releases_of(name))
+                                   for name, _ in changed if self.policies[name].active],
+                                  frozenset().union(*(p for _, p in changed)))
+        return [name for name, _ in changed]
 
     def _drop_pages(self, name: str, projects: frozenset[str] | None) -> None:
         """

@@ -656,3 +656,29 @@ class IAdoptingStorage(Interface):
         @rtype: L{Deferred} firing with C{{name: data}}, or failing with
             L{StorageError}
         """
+
+
+class IWaiverStorage(Interface):
+    """
+    A storage that keeps the advisory waivers admins decided (issue 44:
+    L{pypid.core.advisory_waivers}): one small document, the default
+    index's storage's, which every server on a shared storage reads.
+    """
+
+    def keep_waivers(data: bytes) -> Deferred[None]:
+        """
+        Keep, durably and whole, the waivers' document C{data} (the bytes
+        of a L{pypid.core.advisory_waivers.Waivers}), in place of the one
+        kept before: a reader sees the old one or the new one, never part.
+
+        @rtype: L{Deferred} firing with L{None}, or failing with
+            L{StorageError}
+        """
+
+    def waivers() -> Deferred[bytes | None]:
+        """
+        The waivers' document last kept (L{None}: none ever was).
+
+        @rtype: L{Deferred} firing with the bytes or L{None}, or failing
+            with L{StorageError}
+        """

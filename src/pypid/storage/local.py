@@ -77,6 +77,7 @@ from pypid.storage.interface import (
     IEvictingStorage,
     IStorage,
     IUsageStorage,
+    IWaiverStorage,
     LocalFile,
     MemoryFile,
     Run,
@@ -99,7 +100,7 @@ MIN_FREE = 1 << 30
 
 
 @implementer(IStorage, IAdoptingStorage, IBackfillStorage, IEvictingStorage, IMetricsSource,
-             IUsageStorage)
+             IUsageStorage, IWaiverStorage)
 @attrs.define
 class LocalStorage:
     """
@@ -340,6 +341,30 @@ class LocalStorage:
                     if data is not None:
                         found[entry.name[:-len(_STATUS)]] = data
         return found
+
+    def keep_waivers(self, data: bytes) -> Deferred[None]:
+        """Keep the waivers' document, durably; see L{IWaiverStorage.keep_waivers}."""
+        return self._run(self._keep_waivers_sync, data)
+
+    def waivers(self) -> Deferred[bytes | None]:
+        """The waivers' document kept; see L{IWaiverStorage.waivers}."""
+        return self._run(self._waivers_sync)
+
+    @property
+    def _waivers_path(self) -> str:
+        return os.path.join(self.root, ".pypid", "waivers.json")
+
+    def _keep_waivers_sync(self, data: bytes) -> None:
+        with storage_errors():
+            write_atomically(self._waivers_path, data)
+            fsync_folder(os.path.dirname(self._waivers_path))
+
+    def _waivers_sync(self) -> bytes | None:
+        with storage_errors():
+            try:
+                return read_if_present(self._waivers_path)
+            except NotADirectoryError:
+                return None
 
     def identity(self) -> str:
         """The folder's path: a snapshot of another folder is not used."""

@@ -43,6 +43,7 @@ from pypid.storage.interface import (
     IEvictingStorage,
     IStorage,
     IUsageStorage,
+    IWaiverStorage,
     MemoryFile,
     RemoteBytes,
     ScanResult,
@@ -78,7 +79,7 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-@implementer(IStorage, IAdoptingStorage, IEvictingStorage, IUsageStorage)
+@implementer(IStorage, IAdoptingStorage, IEvictingStorage, IUsageStorage, IWaiverStorage)
 @attrs.define(eq=False)
 class MemoryStorage:
     """
@@ -107,6 +108,8 @@ class MemoryStorage:
     # The usage records (.pypid/usage/ on disk), by name: a test seeds and
     # reads them here, as it does the files in objects.
     usage: dict[str, bytes] = attrs.field(factory=dict, init=False)
+    # The advisory waivers' document (.pypid/waivers.json on disk).
+    _waivers: bytes | None = attrs.field(default=None, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -193,6 +196,15 @@ class MemoryStorage:
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' statuses kept; see L{IStorage.statuses}."""
         return succeed(self._statuses.all())
+
+    def keep_waivers(self, data: bytes) -> Deferred[None]:
+        """Keep the waivers' document; see L{IWaiverStorage.keep_waivers}."""
+        self._waivers = bytes(data)
+        return succeed(None)
+
+    def waivers(self) -> Deferred[bytes | None]:
+        """The waivers' document kept; see L{IWaiverStorage.waivers}."""
+        return succeed(self._waivers)
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record; see L{IUsageStorage.add_usage}."""

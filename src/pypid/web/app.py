@@ -326,7 +326,8 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     retention = RetentionAdmin(access, registry, audit) if registry is not None else None
     usage = UsageAdmin(access, registry) if registry is not None else None
     recycle = RecycleAdmin(access, registry) if registry is not None else None
-    advisories = AdvisoryAdmin(access, registry) if registry is not None else None
+    advisories = (AdvisoryAdmin(access, registry, audit=audit, clock=clock)
+                  if registry is not None else None)
     groups = GroupsAdmin(access)
     return PypidApp(
         tokens=tokens,

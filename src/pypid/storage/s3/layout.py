@@ -35,6 +35,9 @@ Under the configured prefix C{P}::
     P.pypid/projects/<project>         a project's status (PEP 792), while it
                                        is not active
     P.pypid/snapshot.json.gz           the last index snapshot an instance kept
+    P.pypid/waivers.json               the advisory waivers admins keep (the
+                                       default index's prefix only; read again
+                                       on each poll: L{pypid.state.advisory_waivers})
 
 Distribution objects never change after they are written, so a presigned URL
 or a CDN copy of one is never stale; the mutable state (yank, recycle bin,
@@ -134,6 +137,11 @@ class Layout:
     def statuses_prefix(self) -> str:
         """Where the projects' statuses are (L{pypid.storage.s3.status_objects})."""
         return self.prefix + _INTERNAL + "projects/"
+
+    @property
+    def waivers_key(self) -> str:
+        """Where the advisory waivers' document is (L{pypid.core.advisory_waivers})."""
+        return self.prefix + _INTERNAL + "waivers.json"
 
     def journal_key(self, name: str) -> str:
         """Where the journal C{name} of a promotion under way is kept."""

@@ -57,6 +57,7 @@ from pypid.storage.interface import (
     ISharedStorage,
     IStorage,
     IUsageStorage,
+    IWaiverStorage,
     MemoryFile,
     Polled,
     Redirect,
@@ -104,7 +105,7 @@ def _sweep(folder: str) -> None:
 
 
 @implementer(IStorage, IAdoptingStorage, IEvictingStorage, ISharedStorage, IMetricsSource,
-             IUsageStorage)
+             IUsageStorage, IWaiverStorage)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -318,6 +319,17 @@ class S3Storage:
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' status objects; see L{IStorage.statuses}."""
         return ensureDeferred(self._statuses.all())
+
+    def keep_waivers(self, data: bytes) -> Deferred[None]:
+        """Keep the waivers' object; see L{IWaiverStorage.keep_waivers}."""
+        return ensureDeferred(self._keep_waivers(data))
+
+    async def _keep_waivers(self, data: bytes) -> None:
+        await self._client.put(self._layout.waivers_key, data)
+
+    def waivers(self) -> Deferred[bytes | None]:
+        """The waivers' object; see L{IWaiverStorage.waivers}."""
+        return ensureDeferred(self._client.get(self._layout.waivers_key))
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record object; see L{IUsageStorage.add_usage}."""

@@ -1,0 +1,137 @@
+"""
+The advisory waivers admins keep (issue 44: L{pypid.core.advisory_waivers}),
+between the storage that holds them and the indexes that act by them.
+
+Why read again on a timer: every server on a shared bucket must act on a
+waiver (or its removal) made through another, and the document is one
+small object; reading it at each look for other servers' changes costs
+one GET, and a document that did not change changes nothing. A folder of
+one server's is read again too (rarely), so an unreadable document at a
+start is tried again rather than kept unread until a restart.
+
+Why a change reads the document first: two servers changing waivers at
+once each add to what the other kept, unless both write within the same
+instant (the later one's then stands: the storage has no conditional
+write here). Until the first read, no waiver is in force: an index that
+hides or denies fails closed, as it does while its advisories are unread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
+from pypid.jobs.periodic import Periodic
+from pypid.storage.interface import ISharedStorage, IWaiverStorage
+
+log = Logger()
+
+#: How often a storage of one server's is read again (seconds).
+UNSHARED_INTERVAL = 300.0
+
+
+class WaiverKeeper(Periodic):
+    """
+    Reads the waivers from storage (at the start, then on a timer) and
+    changes them (L{change}), telling its listeners (the registry's
+    L{pypid.state.indexes.IndexRegistry.take_waivers}) each time they differ.
+
+    @ivar current: the waivers in force.
+    @ivar read_ok: whether the last read succeeded (L{None}: none yet).
+    """
+
+    def __init__(self, storage: IWaiverStorage, clock: IReactorTime) -> None:
+        """
+        @param storage: the default index's storage.
+        @param clock: provides C{seconds()} and C{callLater}.
+        """
+        shared = ISharedStorage(storage, None)
+        interval = shared.sync_interval if shared is not None else UNSHARED_INTERVAL
+        Periodic.__init__(self, self.refresh, interval, clock,
+                          what="The read of the advisory waivers")
+        self._storage = storage
+        self._listeners: list[Callable[[Waivers], Iterable[str]]] = []
+        self._lock = DeferredLock()
+        self.current = Waivers()
+        self._kept: bytes | None = None
+        self.read_ok: bool | None = None
+
+    def listen(self, take: Callable[[Waivers], Iterable[str]]) -> None:
+        """
+        Call C{take(waivers)} whenever the waivers in force change; it
+        says which indexes changed.
+        """
+        self._listeners.append(take)
+
+    def startService(self) -> Deferred[None]:  # type: ignore[override]
+        """Read the waivers before the server answers (a failure is logged: none in force)."""
+        Service.startService(self)
+        return self.run_now()
+
+    def refresh(self) -> Deferred[None]:
+        """Read the document again and act by it if it changed; never fails."""
+        d = self._lock.run(self._read)
+        d.addErrback(self._unread)
+        return d
+
+    def _unread(self, failure: object) -> None:
+        self.read_ok = False
+        log.error("Cannot read the advisory waivers: {error}",
+                  error=getattr(failure, "getErrorMessage", lambda: str(failure))())
+
+    async def _read(self) -> None:
+        data = await self._storage.waivers()
+        self.read_ok = True
+        if data == self._kept:
+            return
+        try:
+            waivers = Waivers() if data is None else Waivers.from_bytes(data)
+        except InvalidWaiver as e:
+            # (kept as they were: a document another tool broke must not
+            # drop every waiver, nor add one)
+            log.error("The advisory waivers kept are unreadable, not taken: {error}",
+                      error=str(e))
+            self._kept = data
+            return
+        self._kept = data
+        self._set(waivers)
+
+    def _set(self, waivers: Waivers) -> None:
+        self.current = waivers
+        changed = [name for take in list(self._listeners) for name in take(waivers)]
+        if changed:
+            log.info("Advisory waivers in force: {count} ({indexes} changed)",
+                     count=len(waivers), indexes=", ".join(changed))
+
+    def change(self, edit: Callable[[Waivers], tuple[Waivers, Waiver | None]]
+               ) -> Deferred[Waiver | None]:
+        """
+        Change the waivers: the document read again, C{edit(waivers)} ->
+        C{(new waivers, the waiver added or removed)}, kept, then in force.
+        Fires with that waiver (L{None}: nothing to change, nothing kept).
+
+        @raise pypid.core.advisory_waivers.InvalidWaiver: what C{edit}
+            refused, or the document kept is unreadable (nothing is
+            changed then: fixing it is the operator's).
+        @raise pypid.storage.interface.StorageError: the storage failed.
+        """
+        return self._lock.run(self._change, edit)
+
+    async def _change(self, edit: Callable[[Waivers], tuple[Waivers, Waiver | None]]
+                      ) -> Waiver | None:
+        data = await self._storage.waivers()
+        waivers = Waivers() if data is None else Waivers.from_bytes(data)
+        new, touched = edit(waivers)
+        if touched is None:
+            return None
+        kept = new.to_bytes()
+        await self._storage.keep_waivers(kept)
+        self._kept = kept
+        self.read_ok = True
+        self._set(new)
+        return touched
