@@ -40,7 +40,7 @@ class _AdvisedServer(_ServerMixin):
             filename, data = make_wheel(name, version)
             write_file(os.path.join(self.folder, "packages", filename), data)
         users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n" for name in ("root", "bob"))
-        service = self.started_with(
+        self.service = service = self.started_with(
             "[auth]\nadmins = root\n[users]\n" + users
             + "[index:prod]\nview = yes\nbases = default\nadvisories = off\n",
             "advisories = hide\nadvisory_severity = medium\n")
@@ -179,3 +179,173 @@ class ConsoleAdvisoriesTests(_AdvisedServer, SynchronousTestCase):
         self.assertNotIn(b"It acts on no release.", page)
         self.assertEqual(self.console("/console/advisories", user="bob")[0], 403)
         self.assertEqual(self.console("/console/advisories?mode=off")[0], 400)
+
+
+class WaiverTests(_AdvisedServer, SynchronousTestCase):
+    """
+    The waivers admins keep (issue 44): C{/api/advisories/waivers}, kept
+    in the default index's storage, acted on by the index at once and
+    after a restart, each change audited.
+    """
+
+    def call(self, method, path, user="root", **kwargs):
+        headers = {}
+        if user is not None:
+            auth = b64encode(f"{user}:{PASSWORD}".encode()).decode()
+            headers["Authorization"] = "Basic " + auth
+        response = self.successResultOf(self.treq.request(
+            method, "http://127.0.0.1" + path, headers=headers, **kwargs))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def waive(self, user="root", **fields):
+        return self.call("POST", "/api/advisories/waivers", user=user,
+                         data=json.dumps(fields).encode())
+
+    def listed(self, project="widget", index=""):
+        """The versions the simple page of C{project} lists."""
+        path = f"/{index}/simple/{project}/" if index else f"/simple/{project}/"
+        code, body = self.call("GET", path, user=None)
+        self.assertEqual(code, 200, body)
+        return sorted(v for v in ("1.0", "2.0") if f"-{v}-".encode() in body)
+
+    def test_waive_and_unwaive(self):
+        """
+        An advisory waived for widget lets its 2.0 through the default
+        index at once; the waiver is listed, in the storage's document,
+        audited with the admin's name, and its removal hides 2.0 again.
+        """
+        self.assertEqual(self.listed(), ["1.0"])
+        code, body = self.waive(index="default", project="Widget",
+                                advisory="cve-2026-0002", reason="not reachable from our code")
+        self.assertEqual(code, 201, body)
+        waiver = json.loads(body)["waiver"]
+        self.assertEqual({k: waiver[k] for k in ("index", "project", "advisory", "version",
+                                                  "reason", "by")},
+                         {"index": "default", "project": "widget",
+                          "advisory": "CVE-2026-0002", "version": None,
+                          "reason": "not reachable from our code", "by": "root"})
+        self.assertEqual(self.listed(), ["1.0", "2.0"])
+        self.assertEqual(json.loads(self.get()[1])["indexes"][0]["releases"], [])
+        code, body = self.call("GET", "/api/advisories/waivers?project=WIDGET")
+        self.assertEqual([w["advisory"] for w in json.loads(body)["waivers"]],
+                         ["CVE-2026-0002"])
+        with open(os.path.join(self.folder, "packages", ".pypid", "waivers.json"), "rb") as f:
+            self.assertIn(b'"CVE-2026-0002"', f.read())
+        code, body = self.call(
+            "DELETE", "/api/advisories/waivers?index=default&project=widget"
+            "&advisory=CVE-2026-0002")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.listed(), ["1.0"])
+        self.assertEqual(self.call(
+            "DELETE", "/api/advisories/waivers?index=default&project=widget"
+            "&advisory=CVE-2026-0002"), (404, b"no such waiver\n"))
+        code, body = self.call("GET", "/api/audit?event=advisory-waive")
+        self.assertEqual(code, 200, body)
+        [entry] = json.loads(body)["entries"]
+        self.assertEqual((entry["user"], entry["project"], entry["outcome"]),
+                         ("root", "widget", "ok"))
+        self.assertEqual(entry["detail"], "CVE-2026-0002: not reachable from our code")
+        code, body = self.call("GET", "/api/audit?event=advisory-unwaive")
+        self.assertEqual(sorted((e["outcome"], e.get("project"))
+                                for e in json.loads(body)["entries"]),
+                         [("ok", "widget"), ("refused", None)])
+
+    def test_release_waiver(self):
+        """A release's waiver (C{version}) lets it through every advisory, 2 being 2.0."""
+        code, body = self.waive(index="default", project="widget", version="2")
+        self.assertEqual(code, 201, body)
+        self.assertEqual(self.listed(), ["1.0", "2.0"])
+        code, body = self.call("GET", "/api/advisories/project/widget")
+        self.assertEqual(code, 200, body)
+        answer = json.loads(body)
+        [release] = answer["releases"]
+        self.assertEqual((release["version"], release["action"]), ("2.0", None))
+        self.assertEqual([a["standing"] for a in release["advisories"]], ["waived"])
+        self.assertEqual([w["version"] for w in answer["waivers"]], ["2"])
+        # (a waiver of the same release replaces it)
+        self.assertEqual(self.waive(index="default", project="widget", version="2.0",
+                                    reason="again")[0], 201)
+        code, body = self.call("GET", "/api/advisories/waivers")
+        self.assertEqual([(w["version"], w["reason"]) for w in json.loads(body)["waivers"]],
+                         [("2.0", "again")])
+
+    def test_a_view(self):
+        """A waiver of a view acts on the view only."""
+        self.assertEqual(self.waive(index="prod", project="widget",
+                                    advisory="GHSA-wdgt-0000-0002")[0], 201)
+        self.assertEqual(self.listed(), ["1.0"])
+
+    def test_survives_a_restart(self):
+        """A server started again over the same storage acts by the waivers kept."""
+        self.assertEqual(self.waive(index="default", project="widget", version="2.0")[0], 201)
+        self.successResultOf(self.service.stopService())
+        service = self.started_with(
+            "[auth]\nadmins = root\n[users]\n"
+            + f"root = {hash_password(PASSWORD, FAST)}\n",
+            "advisories = hide\nadvisory_severity = medium\n")
+        registry = service.getServiceNamed("web")._indexes._registry
+        registry.board.replace(AdvisoryDB.of([WIDGET_2, GADGET_1], "osv.zip"))
+        self.assertIsNone(registry.policies["default"].verdict("widget", "2.0"))
+        self.assertEqual(len(registry.waivers.current), 1)
+
+    def test_project_report(self):
+        """
+        C{GET /api/advisories/project/<p>}: each affected release, newest
+        first, its action, and where the index stands on each advisory.
+        """
+        code, body = self.call("GET", "/api/advisories/project/Widget")
+        self.assertEqual(code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual((answer["index"], answer["project"], answer["mode"]),
+                         ("default", "widget", "hide"))
+        [release] = answer["releases"]
+        self.assertEqual((release["version"], release["action"]), ("2.0", "hide"))
+        self.assertEqual([(a["id"], a["standing"]) for a in release["advisories"]],
+                         [("GHSA-wdgt-0000-0002", "acted")])
+        code, body = self.call("GET", "/api/advisories/project/gadget")
+        self.assertEqual([a["standing"] for a in json.loads(body)["releases"][0]["advisories"]],
+                         ["below-severity"])
+        self.assertEqual(self.call("GET", "/api/advisories/project/nosuch")[0], 404)
+        self.assertEqual(self.call("GET", "/api/advisories/project/widget?index=nosuch")[0],
+                         404)
+        self.assertEqual(self.call("GET", "/api/advisories/project/widget", user=None)[0], 401)
+
+    def test_refused(self):
+        """Bad requests get a 400 naming the field; others than admins are refused."""
+        cases = [
+            ({"index": "default", "project": "widget"},
+             b"advisory or version: exactly one is required\n"),
+            ({"index": "default", "project": "widget", "advisory": "X-1", "version": "1"},
+             b"advisory or version: exactly one is required\n"),
+            ({"index": "nosuch", "project": "widget", "advisory": "X-1"},
+             b"index: no index 'nosuch'\n"),
+            ({"project": "widget", "advisory": "X-1"}, b"index: required\n"),
+            ({"index": "default", "project": "-bad-", "advisory": "X-1"},
+             b"project: a valid project name is required\n"),
+            ({"index": "default", "project": "widget", "advisory": "X 1"},
+             b"advisory: an advisory identifier is required\n"),
+            ({"index": "default", "project": "widget", "advisory": "X-1", "reason": "a\nb"},
+             b"reason: a single line of printable text is required\n"),
+            ({"index": "default", "project": "widget", "advisory": "X-1", "reason": "r" * 201},
+             b"reason: at most 200 characters\n"),
+            ({"index": "default", "project": "widget", "advisory": "X-1", "by": "eve"},
+             b"by: unknown field\n"),
+            ({"index": "default", "project": "widget", "advisory": ["X-1"]},
+             b"advisory: text is required\n"),
+        ]
+        for fields, said in cases:
+            self.assertEqual(self.waive(**fields), (400, said), fields)
+        self.assertEqual(self.call("POST", "/api/advisories/waivers", data=b"[1]"),
+                         (400, b"the body is not a JSON object\n"))
+        self.assertEqual(self.call("POST", "/api/advisories/waivers", data=b"{"),
+                         (400, b"the body is not JSON\n"))
+        self.assertEqual(self.call("POST", "/api/advisories/waivers", data=b" " * 5000),
+                         (400, b"the body is larger than 4096 bytes\n"))
+        self.assertEqual(self.waive(user="bob", index="default", project="widget",
+                                    advisory="X-1")[0], 403)
+        self.assertEqual(self.waive(user=None, index="default", project="widget",
+                                    advisory="X-1")[0], 401)
+        self.assertEqual(self.call("GET", "/api/advisories/waivers", user="bob")[0], 403)
+        self.assertEqual(self.call("DELETE", "/api/advisories/waivers?index=default",
+                                   )[0], 400)
+        self.assertEqual(self.listed(), ["1.0"])

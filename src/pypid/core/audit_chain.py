@@ -47,11 +47,12 @@ from pypid.core.names import normalize
 #: removed, released by an admin, issue 45); logins:
 #: C{login-failed}, C{login-throttled}; browser sessions (issue 44):
 #: C{session-opened} (a person logged in through the pages' form),
-#: C{session-closed} (and out).
+#: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
+#: waiver admins keep, issue 44).
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
           "advisory-denied", "restore", "purge", "retention", "upstream-release",
-          "session-opened", "session-closed")
+          "session-opened", "session-closed", "advisory-waive", "advisory-unwaive")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
