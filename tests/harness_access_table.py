@@ -57,6 +57,8 @@ ROWS = (
     ("POST", "/console/project/{p}/files/{f}/restore", ("holy-grail",)),
     ("POST", "/console/project/{p}/status", P3),
     ("POST", "/console/project/{p}/promote", ("holy-grail",)),
+    ("POST", "/console/project/{p}/waive", ("holy-grail",)),
+    ("POST", "/console/project/{p}/unwaive", ("holy-grail",)),
     ("GET", "/console/retention", ("",)),
     ("POST", "/console/retention/apply", ("",)),
     ("GET", "/console/audit", ("",)),
@@ -91,6 +93,10 @@ ROWS = (
     ("GET", "/.well-known/pytp/0", ("",)),
     ("POST", "/api/promote", ("",)),
     ("GET", "/api/advisories", ("",)),
+    ("GET", "/api/advisories/project/{p}", P3),
+    ("GET", "/api/advisories/waivers", ("",)),
+    ("POST", "/api/advisories/waivers", ("",)),
+    ("DELETE", "/api/advisories/waivers", ("",)),
     ("GET", "/api/usage", ("",)),
     ("POST", "/api/files/{f}/restore", P3),
     ("GET", "/api/recycle-bin", ("",)),
@@ -186,6 +192,8 @@ POST   /console/project/{p}/status  holy-grail   | 401 400 400 400 400 400 400 4
 POST   /console/project/{p}/status  secret-sauce | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/status  no-such      | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/project/{p}/promote holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/waive holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/project/{p}/unwaive holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/retention           -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/retention/apply     -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/audit               -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
@@ -242,6 +250,12 @@ POST   /_/oidc/burn-token           -            | 404 404 404 404 404 404 404 4
 GET    /.well-known/pytp/0          -            | 404 404 404 404 404 404 404 404 404 404 404 | 404 404 404 404 404 404 404 404 404 404 404
 POST   /api/promote                 -            | 401 400 400 400 401 400 400 400 401 401 400 | 401 400 400 400 401 400 400 400 401 401 400
 GET    /api/advisories              -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+GET    /api/advisories/project/{p} holy-grail | 401 200 200 200 401 403 403 403 401 401 403 | 401 200 200 200 401 403 403 403 401 401 403
+GET    /api/advisories/project/{p} secret-sauce | 401 404 200 200 401 403 403 403 401 401 403 | 401 404 200 200 401 403 403 403 401 401 403
+GET    /api/advisories/project/{p} no-such | 401 404 404 404 401 403 403 403 401 401 403 | 401 404 404 404 401 403 403 403 401 401 403
+GET    /api/advisories/waivers      -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/advisories/waivers      -            | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
+DELETE /api/advisories/waivers      -            | 401 403 403 400 401 403 403 403 401 401 403 | 401 403 403 400 401 403 403 403 401 401 403
 GET    /api/usage                   -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 POST   /api/files/{f}/restore       holy-grail   | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
 POST   /api/files/{f}/restore       secret-sauce | 401 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404

@@ -40,14 +40,23 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
 from pypid.core.access_rules import parse_rule
-from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
+from pypid.core.advisories import (
+    Advisory,
+    AdvisoryBoard,
+    AdvisoryDB,
+    AdvisoryPolicy,
+    AdvisoryRules,
+    Affected,
+    release_key,
+)
 from pypid.core.credential_syntax import parse_htpasswd
 from pypid.core.index import Index
 from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
-from pypid.state.indexes import IndexRegistry
+from pypid.state.advisory_waivers import WaiverKeeper
+from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
@@ -129,10 +138,16 @@ class AccessTableTests(SynchronousTestCase):
         locks = KeyedLock(self.clock)
         bin = RecycleBin(self.index, self.storage, locks, self.clock)
         cleanup = IndexCleanup("default", bin, usage, RetentionRules(keep_releases=1))
+        # (and its advisory policy and view: GET /api/advisories/project/<p>)
+        stacks = {"default": Stack("default", self.index, self.storage, locks, usage=usage,
+                                   bin=bin, cleanup=cleanup)}
+        board = AdvisoryBoard()
+        policies = {"default": AdvisoryPolicy(AdvisoryRules(), board)}
         registry = IndexRegistry(
-            {"default": Stack("default", self.index, self.storage, locks, usage=usage,
-                              bin=bin, cleanup=cleanup)},
-            {"default": ("default",)}, {})
+            stacks, {"default": ("default",)},
+            {"default": index_view(None, "default", ("default",), stacks, {}, base_url,
+                                   policies["default"])},
+            board=board, policies=policies, waivers=WaiverKeeper(self.storage, self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, locks=locks, bin=bin),
                         access, run_now, self.clock, max_upload_size=10 << 20, base_url=base_url,
                         metrics=metrics, registry=registry)

@@ -349,3 +349,68 @@ class WaiverTests(_AdvisedServer, SynchronousTestCase):
         self.assertEqual(self.call("DELETE", "/api/advisories/waivers?index=default",
                                    )[0], 400)
         self.assertEqual(self.listed(), ["1.0"])
+
+
+class ConsoleWaiverTests(_AdvisedServer, SynchronousTestCase):
+    """The project page's waivers (admins): its forms call the API's own code."""
+
+    def session(self, user="root"):
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/login", data={"user": user, "password": PASSWORD},
+            allow_redirects=False))
+        cookie = response.headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]
+        page = self.page(cookie)[1]
+        csrf = page.split(b'name="csrf" value="')[1].split(b'"')[0].decode()
+        return cookie, csrf
+
+    def page(self, cookie, path="/console/project/widget/"):
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1" + path, headers={"Cookie": cookie}, allow_redirects=False))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def post(self, cookie, verb, **fields):
+        response = self.successResultOf(self.treq.post(
+            f"http://127.0.0.1/console/project/widget/{verb}", data=fields,
+            headers={"Cookie": cookie}, allow_redirects=False))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def test_waive_then_unwaive(self):
+        """
+        The page lists the advisory acted on with a Waive button; the form
+        keeps the waiver, the page then lists it with Unwaive.
+        """
+        cookie, csrf = self.session()
+        code, page = self.page(cookie)
+        self.assertEqual(code, 200, page)
+        self.assertIn(b"<td>2.0</td><td>GHSA-wdgt-0000-0002</td><td>high</td>"
+                      b"<td>runs input</td><td>acted on</td>", page)
+        self.assertIn(b'aria-label="Waive GHSA-wdgt-0000-0002"', page)
+        code, body = self.post(cookie, "waive", csrf=csrf, advisory="GHSA-wdgt-0000-0002",
+                               reason="sandboxed", project="gadget")
+        self.assertEqual(code, 303, body)
+        [waiver] = json.loads(self.get("/waivers")[1])["waivers"]
+        self.assertEqual((waiver["index"], waiver["project"], waiver["reason"]),
+                         ("default", "widget", "sandboxed"),
+                         "the page's project, never the form's")
+        page = self.page(cookie)[1]
+        self.assertIn(b"<td>waived</td>", page)
+        self.assertIn(b'aria-label="Unwaive GHSA-WDGT-0000-0002"', page)
+        self.assertEqual(self.post(cookie, "unwaive", csrf=csrf,
+                                   advisory="GHSA-wdgt-0000-0002")[0], 303)
+        self.assertEqual(json.loads(self.get("/waivers")[1])["waivers"], [])
+        code, page = self.post(cookie, "unwaive", csrf=csrf, advisory="GHSA-wdgt-0000-0002")
+        self.assertEqual(code, 404)
+        self.assertIn(b"no such waiver", page)
+
+    def test_refused(self):
+        """Without the session's CSRF token, or as another than an admin, nothing is kept."""
+        cookie, csrf = self.session()
+        self.assertEqual(self.post(cookie, "waive", advisory="X-1")[0], 403)
+        cookie, csrf = self.session("bob")
+        page = self.page(cookie)[1]
+        self.assertNotIn(b'aria-label="Waive', page)
+        self.assertIn(b"acted on", page)
+        code, body = self.post(cookie, "waive", csrf=csrf, advisory="X-1")
+        self.assertEqual(code, 403, body)
+        self.assertIn(b"bob is not an admin", body)
+        self.assertEqual(json.loads(self.get("/waivers")[1])["waivers"], [])

@@ -8,11 +8,13 @@ L{tests.test_e2e_sso} and L{tests.test_e2e_ldap}.)
 """
 
 import json
+import os
 
 from tests.browser import BrowserTestCase
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, DaemonTestCase, http, upload
+from tests.e2e import PASSWORD, USER, DaemonTestCase, http, upload, wait_for
 from tests.harness_console import audit_events
+from tests.osv_records import osv_record, write_folder
 
 SECTIONS = """
 [index:release]
@@ -110,3 +112,58 @@ class ConsoleRetentionTests(BrowserTestCase, DaemonTestCase):
                           for e in audit_events(daemon, admin, "retention")],
                          [(USER, "gizmo-1.0-py3-none-any.whl", "ok")])
         self.assert_clean(page)
+
+
+WAIVED = "e2e-waive-widget"
+ADVISORY = osv_record("GHSA-e2e0-wave-0001", WAIVED, versions=["2.0"], severity="HIGH",
+                      summary="reads files it should not")
+
+
+class ConsoleWaiverTests(BrowserTestCase, DaemonTestCase):
+    """An admin waives an advisory on the project's page, then removes the waiver (Chromium)."""
+
+    def test_waive_and_unwaive(self):
+        records = os.path.abspath(self.mktemp())
+        write_folder(records, [ADVISORY])
+        daemon = self.new_daemon(settings={"auth.admins": USER, "pypid.advisories": "hide",
+                                           "advisories.path": records})
+        for version in ("1.0", "2.0"):
+            response = upload(daemon, *make_wheel(WAIVED, version))
+            self.assertEqual(response.status, 200, response.body)
+        admin = (USER, PASSWORD)
+        wait_for(lambda: http("GET", daemon.url + "api/advisories", auth=admin).status == 200,
+                 60, "the advisories were never read")
+        self.assertEqual(self.listed(daemon), ["1.0"])
+        page = self.open_page(daemon.url + f"login?next=/console/project/{WAIVED}/")
+        page.page.fill("#user", USER)
+        page.page.fill("#password", PASSWORD)
+        with page.page.expect_navigation():
+            page.page.click("button[type=submit]")
+        section = page.page.inner_text("main")
+        self.assertIn("GHSA-E2E0-WAVE-0001".lower(), section.lower())
+        self.assertIn("acted on", section)
+        page.page.get_by_label("Reason to waive GHSA-e2e0-wave-0001").fill(
+            "only in the CLI, which we do not ship")
+        with page.page.expect_navigation():
+            page.page.get_by_role("button", name="Waive GHSA-e2e0-wave-0001").click()
+        self.assertIn("only in the CLI, which we do not ship", page.page.inner_text("main"))
+        self.assertEqual(self.listed(daemon), ["1.0", "2.0"])
+        kept = json.loads(http("GET", daemon.url + "api/advisories/waivers", auth=admin).body)
+        self.assertEqual([(w["project"], w["advisory"], w["by"]) for w in kept["waivers"]],
+                         [(WAIVED, "GHSA-E2E0-WAVE-0001", USER)])
+        (entry,) = audit_events(daemon, admin, "advisory-waive")
+        self.assertEqual((entry["user"], entry["project"], entry["outcome"]),
+                         (USER, WAIVED, "ok"))
+        with page.page.expect_navigation():
+            page.page.get_by_role("button", name="Unwaive GHSA-E2E0-WAVE-0001").click()
+        self.assertIn("acted on", page.page.inner_text("main"))
+        self.assertEqual(self.listed(daemon), ["1.0"])
+        (entry,) = audit_events(daemon, admin, "advisory-unwaive")
+        self.assertEqual((entry["user"], entry["project"]), (USER, WAIVED))
+        self.assert_clean(page)
+
+    def listed(self, daemon):
+        """The versions the simple page of the project lists."""
+        body = json.loads(http("GET", daemon.url + f"simple/{WAIVED}/",
+                               {"Accept": "application/vnd.pypi.simple.v1+json"}).body)
+        return sorted({f["filename"].split("-")[1] for f in body["files"]})

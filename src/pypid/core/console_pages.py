@@ -189,7 +189,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
                  admin: bool, recycles: bool, root: str = "../../../",
                  error: str | None = None, notice: str | None = None,
                  targets: Sequence[str] = (), chart: str | None = None,
-                 trail: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+                 trail: Sequence[Mapping[str, Any]] | None = None,
+                 advisories: Mapping[str, Any] | None = None) -> bytes:
     """
     C{/console/project/<name>/}: a project for one who may change it. Its
     files by release, each with the buttons that yank (with a reason) or
@@ -206,6 +207,9 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     @param chart: its downloads per release and per day
         (L{pypid.core.charts.downloads_chart}), or L{None} when not counted.
     @param trail: its newest audit entries in the index, or L{None}.
+    @param advisories: what C{GET /api/advisories/project/<p>} answered
+        (the advisories affecting its releases, the waivers kept), or
+        L{None} when the server reads none.
     """
     base = f"{root}console/project/{project}/"
     query = "" if index == DEFAULT else "?index=" + index
@@ -266,6 +270,9 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
             '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
             '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
             '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    if advisories is not None:
+        parts.append(_advisories_section(advisories, base + "waive" + query,
+                                         base + "unwaive" + query, csrf, admin))
     if chart is not None:
         parts.append('<h2>Downloads</h2>' + chart)
     if releases and targets:
@@ -308,6 +315,85 @@ def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: 
     parts.append('</section>')
     return frame(chrome, root, f"{display} - Console - {chrome.title}", "".join(parts),
                  search_box=False)
+
+
+#: How the project page says where the index stands on an advisory.
+STANDINGS = {"acted": "acted on", "configured": "waived by the configuration",
+             "waived": "waived", "below-severity": "below the index's severity",
+             "off": "the index acts on no advisory"}
+
+
+def _advisories_section(report: Mapping[str, Any], waive: str, unwaive: str, csrf: str,
+                        admin: bool) -> str:
+    """
+    The project page's advisories: each affected release with its
+    advisories and where the index stands on each, the waivers kept, and
+    for admins the buttons that waive an advisory for the project and
+    remove a waiver (C{/api/advisories/waivers}'s own code).
+    """
+    parts = ['<h2 id="advisories">Advisories</h2>',
+             f'<p>This index is in the mode <strong>{escape(str(report.get("mode")))}</strong>'
+             + (f' from the severity {escape(str(report["severity"]))}'
+                if report.get("severity") else "") + '.</p>']
+    releases = report.get("releases") or []
+    if not releases:
+        parts.append('<p class="muted">No advisory affects a release of this project.</p>')
+    rows = []
+    for release in releases:
+        for advisory in release["advisories"]:
+            ident = str(advisory["id"])
+            link = advisory.get("link")
+            name = (f'<a href="{escape(link)}">{escape(ident)}</a>'
+                    if isinstance(link, str) and link.startswith("https://") else escape(ident))
+            standing = str(advisory["standing"])
+            button = ""
+            if admin and standing in ("acted", "below-severity"):
+                field = f"waive-{escape(release['version'])}-{escape(ident)}"
+                button = (
+                    f'<form class="inline-form" method="post" action="{escape(waive)}">'
+                    + _csrf(csrf)
+                    + f'<input type="hidden" name="advisory" value="{escape(ident)}">'
+                    f'<label class="visually-hidden" for="{field}">Reason to waive '
+                    f'{escape(ident)}</label><input id="{field}" name="reason" type="text" '
+                    'maxlength="200" placeholder="reason">'
+                    f'<button type="submit" aria-label="Waive {escape(ident)}">Waive</button>'
+                    '</form>')
+            rows.append(
+                f'<tr><td>{escape(release["version"])}</td><td>{name}</td>'
+                f'<td>{escape(str(advisory.get("severity") or "unknown"))}</td>'
+                f'<td>{escape(str(advisory.get("summary") or ""))}</td>'
+                f'<td>{escape(STANDINGS.get(standing, standing))}</td><td>{button}</td></tr>')
+    if rows:
+        parts.append(
+            '<div class="table-scroll"><table class="files"><thead><tr>'
+            '<th scope="col">Release</th><th scope="col">Advisory</th>'
+            '<th scope="col">Severity</th><th scope="col">Summary</th>'
+            '<th scope="col">Here</th>'
+            '<th scope="col"><span class="visually-hidden">Waive</span></th></tr></thead>'
+            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    kept = report.get("waivers") or []
+    if kept:
+        parts.append('<h3>Waivers kept</h3><div class="table-scroll"><table class="files">'
+                     '<thead><tr><th scope="col">Waives</th><th scope="col">Reason</th>'
+                     '<th scope="col">By</th><th scope="col">When</th>'
+                     '<th scope="col"><span class="visually-hidden">Remove</span></th>'
+                     '</tr></thead><tbody>')
+        for waiver in kept:
+            advisory, version = waiver.get("advisory"), waiver.get("version")
+            what = (str(advisory) if advisory else f"every advisory of {version}")
+            key, value = ("advisory", advisory) if advisory else ("version", version)
+            button = (
+                f'<form class="inline-form" method="post" action="{escape(unwaive)}">'
+                + _csrf(csrf)
+                + f'<input type="hidden" name="{key}" value="{escape(str(value))}">'
+                f'<button type="submit" aria-label="Unwaive {escape(what)}">Unwaive</button>'
+                '</form>') if admin else ""
+            parts.append(
+                f'<tr><td>{escape(what)}</td><td>{escape(str(waiver.get("reason") or ""))}</td>'
+                f'<td>{escape(str(waiver.get("by") or ""))}</td>'
+                f'<td>{escape(_when(waiver.get("at")))}</td><td>{button}</td></tr>')
+        parts.append('</tbody></table></div>')
+    return "".join(parts)
 
 
 def retention_page(chrome: Chrome, person: str, csrf: str,

@@ -379,6 +379,40 @@ class Console:
         return await self._guarded(request, lambda: self._project_page(
             request, session, name, code, error=message))
 
+    @app.route("/console/project/<string:project>/waive", methods=["POST"])
+    def waive(self, request: IRequest, project: str) -> Awaitable[bytes]:
+        """Waive an advisory for the project (admins): C{POST /api/advisories/waivers}'s path."""
+        return self._waiver(request, project, "advisory-waive", remove=False)
+
+    @app.route("/console/project/<string:project>/unwaive", methods=["POST"])
+    def unwaive(self, request: IRequest, project: str) -> Awaitable[bytes]:
+        """Remove a waiver of the project (admins): C{DELETE /api/advisories/waivers}'s path."""
+        return self._waiver(request, project, "advisory-unwaive", remove=True)
+
+    async def _waiver(self, request: IRequest, project: str, event: str, remove: bool) -> bytes:
+        """
+        Keep or remove a waiver of the page's project in the page's index,
+        from the form's C{advisory} (or C{version}) and C{reason}.
+        """
+        session = self._form_session(request, event, project)
+        if isinstance(session, bytes):
+            return session
+        area = self._advisories
+        if area is None:
+            return send_error(request, NotFound("no such page"))
+        kind = request.getHeader(b"content-type") or b""
+        if kind.split(b";")[0].strip().lower() != b"application/x-www-form-urlencoded":
+            return send_error(request, BadRequest("the console takes its own forms only"))
+        found = await self._guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, _ = found
+        # (the page's index and project: never fields of the form)
+        request.args[b"index"] = [_index_name(request).encode("ascii")]
+        request.args[b"project"] = [name.encode("ascii")]
+        route = area.unwaive if remove else area.waive
+        return await self._then_project(request, session, name, lambda: route(request))
+
     async def _then_project(self, request: IRequest, session: Session, project: str,
                             change: Callable[[], Awaitable[bytes]]) -> bytes:
         """Make C{change}, then 303 back to the project's page; its refusal on the page."""
@@ -427,6 +461,7 @@ class Console:
                    if self._promote is not None else [])
         chart = await self._chart(request, name)
         trail = await self._trail(request, name)
+        advisories = await self._advisories_of(request, name)
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -441,7 +476,22 @@ class Console:
             index=_index_name(request), status=index.status(name),
             admin=self._access.is_admin(identity), recycles=publish.recycles,
             root=root_of(request), error=error, notice=notice, targets=targets,
-            chart=chart, trail=trail))
+            chart=chart, trail=trail, advisories=advisories))
+
+    async def _advisories_of(self, request: IRequest, name: str) -> dict[str, Any] | None:
+        """
+        The advisories affecting the project's releases in its index and
+        the waivers kept, from C{GET /api/advisories/project/<p>}'s own
+        code; L{None} when they cannot be read now.
+        """
+        area = self._advisories
+        if area is None:
+            return None
+        try:
+            answer: dict[str, Any] = json.loads(await area.project(request, name))
+        except HTTPError:
+            return None
+        return answer
 
     async def _trail(self, request: IRequest, name: str) -> list[dict[str, Any]] | None:
         """
