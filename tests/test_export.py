@@ -32,6 +32,7 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
+from pypid.core.advisory_waivers import Waivers, parse_waiver
 from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.project_status import ProjectStatus
@@ -1149,6 +1150,29 @@ class CommandTests(TestCase):
         self.assertTrue(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_OLD[0])))
         self.assertIn(b"denied by advisory GHSA-alph-0000-0001",
                       read_file(os.path.join(dest, "simple", "alpha", "index.html")))
+
+    async def test_waivers_applied(self):
+        """
+        The waivers admins keep (issue 44) are applied as the daemon
+        applies them: a waived release's files are written; an unreadable
+        document is warned about, and none applied.
+        """
+        config = self.advised("deny")
+        waivers = os.path.join(self.folder, "packages", ".pypid", "waivers.json")
+        write_file(waivers, Waivers((parse_waiver({
+            "index": "default", "project": "alpha", "advisory": "GHSA-alph-0000-0001"}),
+        )).to_bytes())
+        dest = os.path.join(self.folder, "site")
+        code, out, err = await self.command(dest, "--config", config)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("osv, 1 waiver kept through the API", out)
+        self.assertTrue(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_WHEEL[0])))
+        write_file(waivers, b"{broken")
+        dest = os.path.join(self.folder, "site-2")
+        code, out, err = await self.command(dest, "--config", config)
+        self.assertEqual(code, 0)
+        self.assertIn("the advisory waivers kept are unreadable", err)
+        self.assertFalse(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_WHEEL[0])))
 
     async def test_advisories_unreadable(self):
         """

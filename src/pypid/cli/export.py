@@ -35,7 +35,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import attrs
 from twisted.logger import globalLogBeginner
@@ -249,6 +249,8 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
         chain = (await _index_chain(config, options.index, reactor, closing)
                  if options.index != DEFAULT else None)
         advisories, applied = _advisories(config, options.index, err)
+        if advisories is not None:
+            applied += await _waivers(storage, advisories, options.index, err)
         settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
                             people=_people(options), full=options.full, chain=chain,
@@ -313,6 +315,32 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
     return (AdvisoryPolicy(rules, board),
             f"Advisories applied ({where} advisories = {rules.mode}): {len(found.db)} "
             f"advisories{source}")
+
+
+async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
+                   err: TextIO) -> str:
+    """
+    Act by the waivers admins keep for C{index} (issue 44: the default
+    index's storage holds them), as the daemon does; what the summary
+    line adds ("" for none). An unreadable document is warned about and
+    none applied (the export then leaves out more, never less).
+    """
+    from pypid.core.advisory_waivers import InvalidWaiver, Waivers
+    from pypid.storage.interface import IWaiverStorage
+
+    if not IWaiverStorage.providedBy(storage):
+        return ""
+    data = await cast(IWaiverStorage, storage).waivers()
+    try:
+        waivers = Waivers() if data is None else Waivers.from_bytes(data)
+    except InvalidWaiver as e:
+        err.write(f"pypid-export: warning: the advisory waivers kept are unreadable ({e}): "
+                  "none is applied\n")
+        return ""
+    kept = waivers.of_index(index)
+    advisories.take_waivers(kept)
+    count = len(waivers.find(index))
+    return f", {count} waiver{'s' if count != 1 else ''} kept through the API" if count else ""
 
 
 async def _index_chain(config: Config, name: str, reactor: Any,
