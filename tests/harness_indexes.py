@@ -27,6 +27,7 @@ from pypid.core.access_rules import IndexGrants
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, Filters, IndexView
+from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
@@ -245,6 +246,10 @@ class Stack:
     usage: object = None
     bin: object = None
     cleanup: object = None
+    #: its sizes, as the daemon's part sums them (L{IndexMetrics.sizes})
+    part: IndexMetrics = attrs.field(
+        default=attrs.Factory(lambda self: IndexMetrics(self.index), takes_self=True))
+    upstream_part: object = None
 
 
 def audit_entries(log):

@@ -414,3 +414,51 @@ class ConsoleWaiverTests(_AdvisedServer, SynchronousTestCase):
         self.assertEqual(code, 403, body)
         self.assertIn(b"bob is not an admin", body)
         self.assertEqual(json.loads(self.get("/waivers")[1])["waivers"], [])
+
+
+class IndexesTests(_AdvisedServer, SynchronousTestCase):
+    """
+    C{GET /api/indexes} and the console's "Indexes" page (admins; issue
+    44): the default hosted index with its sizes, and a view of it.
+    """
+
+    def api(self, user="root"):
+        auth = b64encode(f"{user}:{PASSWORD}".encode()).decode()
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1/api/indexes", headers={"Authorization": "Basic " + auth}))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def test_api(self):
+        code, body = self.api()
+        self.assertEqual(code, 200, body)
+        found = json.loads(body)
+        default, prod = found["indexes"]
+        self.assertEqual({k: default[k] for k in ("name", "kind", "path", "sources",
+                                                  "advisories", "projects", "files")},
+                         {"name": "default", "kind": "hosted", "path": "/", "sources": [],
+                          "advisories": "hide", "projects": 2, "files": 3})
+        sizes = sum(os.path.getsize(os.path.join(self.folder, "packages", name))
+                    for name in os.listdir(os.path.join(self.folder, "packages"))
+                    if name.endswith(".whl"))
+        self.assertEqual(default["bytes"], sizes)
+        self.assertEqual(default["recycle_bin"], {"files": 0, "bytes": 0})
+        self.assertEqual(default["downloads"], {"days": 30, "total": 0})
+        self.assertEqual(prod, {"name": "prod", "kind": "view", "path": "/prod/",
+                                "sources": ["default"], "advisories": "off"})
+        self.assertEqual(found["upstreams"], [])
+        self.assertEqual(self.api("bob")[0], 403)
+
+    def test_page(self):
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/login", data={"user": "root", "password": PASSWORD},
+            allow_redirects=False))
+        cookie = response.headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1/console/indexes", headers={"Cookie": cookie}))
+        page = self.successResultOf(self.treq.content(response))
+        self.assertEqual(response.code, 200, page)
+        self.assertIn(b'<td><a href="../simple/">default</a></td><td>hosted</td><td>none</td>'
+                      b'<td>hide</td><td>2</td><td>3</td>', page)
+        self.assertIn(b'<td><a href="../prod/simple/">prod</a></td><td>view</td>'
+                      b'<td>default</td><td>off</td>', page)
+        self.assertIn(b"The server proxies no upstream.", page)

@@ -27,7 +27,7 @@ class CacheCapTests(DaemonTestCase):
         self.server = self.new_daemon(settings={
             "upstream.mode": "cache", "upstream.url": self.upstream.url, "upstream.ttl": "1h",
             "upstream.max_file_size": "1200", "upstream.download_space": "1200",
-            "upstream.max_cache_size": str(CAP)})
+            "upstream.max_cache_size": str(CAP), "auth.admins": USER})
 
     def get(self, project):
         filename = f"{project.replace('-', '_')}-1.0-py3-none-any.whl"
@@ -49,6 +49,16 @@ class CacheCapTests(DaemonTestCase):
             "GET", f"{self.server.url}metrics").body.decode(), 10, "no eviction counted")
         self.assertEqual(self.cached(), ["cap_a-1.0-py3-none-any.whl",
                                          "cap_c-1.0-py3-none-any.whl"])
+        # (what the console's "Indexes" page shows of the cache: issue 44)
+        [cache] = http("GET", self.server.url + "api/indexes",
+                       auth=(USER, PASSWORD)).json()["upstreams"]
+        kept = os.path.join(self.server.storage, ".upstream")
+        self.assertEqual((cache["name"], cache["mode"], cache["pages"]["cached"]),
+                         ("default", "cache", 3))
+        self.assertEqual(cache["files"], {
+            "kept": 2, "max_bytes": CAP, "evicted": 1,
+            "bytes": sum(os.path.getsize(os.path.join(kept, name)) for name in self.cached()),
+            "served": {"hit": 1, "miss": 3, "unavailable": 0}})
         # evicted: fetched again when asked for
         self.assertEqual(self.fetches("cap-b"), 1)
         self.assertEqual(self.get("cap-b").status, 200)

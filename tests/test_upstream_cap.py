@@ -191,6 +191,27 @@ class EvictionTests(SynchronousTestCase):
         self.assertEqual([f["filename"] for f in self.source.state()["files"]],
                          [names[2], names[1]])
 
+    def test_report(self):
+        """
+        What C{GET /api/indexes} says of the cache (issue 44): the files
+        kept and their bytes against the cap, the evictions, how files
+        and pages were served.
+        """
+        names = [name for name, _ in self.wheels]
+        for n in range(3):
+            self.fetch(n)
+        self.source.files.served_kept(self.source.files.kept(names[2]))
+        self.settle()
+        report = self.source.report()
+        self.assertEqual((report["mode"], report["pages"]["cached"]), ("cache", 1))
+        files = report["files"]
+        self.assertEqual((files["kept"], files["bytes"], files["max_bytes"], files["evicted"]),
+                         (2, self.source.kept.size, self.source.files._config.max_cache_size,
+                          1))
+        self.assertEqual(files["served"], dict(self.source.files.served))
+        self.assertEqual(files["served"]["miss"], 3)
+        self.assertGreaterEqual(sum(report["pages"]["served"].values()), 1)
+
     def test_precached_protected(self):
         """Files pre-caching asked for stay, the others go around them."""
         names = [name for name, _ in self.wheels]

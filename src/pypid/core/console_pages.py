@@ -55,7 +55,8 @@ def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
 def _nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
-        links += [("console/advisories", "Advisories"), ("console/retention", "Retention"),
+        links += [("console/indexes", "Indexes"),
+                  ("console/advisories", "Advisories"), ("console/retention", "Retention"),
                   ("console/recycle-bin", "Recycle bin"), ("console/audit", "Audit log"),
                   ("console/groups", "Groups")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
@@ -664,3 +665,78 @@ def groups_page(chrome: Chrome, person: str, groups: Mapping[str, Any], *,
     parts.append('</section>')
     return frame(chrome, root, "Groups - Console - " + chrome.title, "".join(parts),
                  search_box=False)
+
+
+def indexes_page(chrome: Chrome, person: str, found: Mapping[str, Any], *,
+                 root: str = "../") -> bytes:
+    """
+    C{/console/indexes} (admins): the indexes (C{GET /api/indexes}), each
+    with its kind, sources, advisories' mode and, for a hosted one, its
+    projects, files, bytes, recycle bin and downloads over 30 days; then
+    the upstream caches, with what they keep and how they served it.
+    """
+    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Indexes</h1>',
+             _nav(root, True)]
+    rows = []
+    for index in found.get("indexes") or []:
+        hosted = index.get("kind") == "hosted"
+        size = index.get("bytes")
+        binned = index.get("recycle_bin")
+        downloads = index.get("downloads")
+        path = str(index.get("path") or "/")
+        rows.append(
+            f'<tr><td><a href="{escape(root + path.lstrip("/"))}simple/">'
+            f'{escape(str(index.get("name")))}</a></td><td>{escape(str(index.get("kind")))}</td>'
+            f'<td>{escape(", ".join(index.get("sources") or []) or "none")}</td>'
+            f'<td>{escape(str(index.get("advisories") or "off"))}</td>'
+            + (f'<td>{index.get("projects", 0)}</td><td>{index.get("files", 0)}</td>'
+               f'<td>{escape(_size(size) if isinstance(size, int) else "counting")}</td>'
+               f'<td>{escape(_binned(binned))}</td>'
+               f'<td>{downloads["total"] if downloads else "not counted"}</td>'
+               if hosted else '<td colspan="5" class="muted">a view of its sources</td>')
+            + '</tr>')
+    parts.append(
+        '<div class="table-scroll"><table class="files"><thead><tr>'
+        '<th scope="col">Index</th><th scope="col">Kind</th><th scope="col">Sources</th>'
+        '<th scope="col">Advisories</th><th scope="col">Projects</th>'
+        '<th scope="col">Files</th><th scope="col">Size</th>'
+        '<th scope="col">Recycle bin</th><th scope="col">Downloads, 30 days</th></tr></thead>'
+        '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    parts.append('<h2>Upstream caches</h2>')
+    upstreams = found.get("upstreams") or []
+    if not upstreams:
+        parts.append('<p class="muted">The server proxies no upstream.</p>')
+    for cache in upstreams:
+        pages, files = cache.get("pages") or {}, cache.get("files") or {}
+        cap = files.get("max_bytes")
+        kept = files.get("bytes") or 0
+        parts.append(
+            f'<h3>{escape(str(cache.get("name")))}</h3>'
+            f'<p>Mode <strong>{escape(str(cache.get("mode")))}</strong>. '
+            f'{files.get("kept", 0)} files kept, {escape(_size(kept))}'
+            + (f' of {escape(_size(cap))}' if isinstance(cap, int) and cap else ', no cap')
+            + f'; {pages.get("cached", 0)} pages cached; '
+            f'{files.get("evicted", 0)} files evicted since the start.</p>'
+            '<div class="table-scroll"><table class="files"><thead><tr>'
+            '<th scope="col">Served since the start</th>'
+            + "".join(f'<th scope="col">{escape(k)}</th>' for k in _SERVED)
+            + '</tr></thead><tbody>'
+            + "".join(f'<tr><td>{label}</td>'
+                      + "".join(f'<td>{served.get(k, 0) if k in served else "-"}</td>'
+                                for k in _SERVED) + '</tr>'
+                      for label, served in (("Pages", pages.get("served") or {}),
+                                            ("Files", files.get("served") or {})))
+            + '</tbody></table></div>')
+    parts.append('</section>')
+    return frame(chrome, root, "Indexes - Console - " + chrome.title, "".join(parts),
+                 search_box=False)
+
+
+#: How the upstream caches served what was asked, in the order shown.
+_SERVED = ("hit", "stale", "miss", "unavailable")
+
+
+def _binned(binned: Mapping[str, Any] | None) -> str:
+    if not binned:
+        return "none"
+    return f"{binned.get('files', 0)} files, {_size(int(binned.get('bytes') or 0))}"

@@ -300,6 +300,13 @@ class UsageBook:
                 total += usage.since(first)
         return total
 
+    def total(self, days: int, today: int) -> int:
+        """
+        Every download counted over the last C{days} days (today included),
+        of the files deleted since too: what the index served.
+        """
+        return self.downloads(self._files, days, today)
+
     def last_downloaded(self, filename: str) -> float | None:
         """When C{filename} was last downloaded, or L{None}."""
         usage = self._files.get(filename)

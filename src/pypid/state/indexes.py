@@ -117,7 +117,7 @@ if TYPE_CHECKING:
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.saved_state import SavedState
-    from pypid.upstream.source import SourceSide
+    from pypid.upstream.source import SourceSide, UpstreamSource
 
 #: The kinds of parts of a stack, in the order the daemon starts them
 #: (each after the default's part of the same kind: L{pypid.tap}).
@@ -520,6 +520,22 @@ class IndexRegistry:
         if stack is None or usage is None:
             return None
         return stack.index, usage
+
+    def sizes(self, name: str) -> tuple[int, int, int | None] | None:
+        """
+        C{(projects, files, bytes)} the hosted index C{name} holds (the
+        bytes L{None} while a start still loads records), summed again only
+        when it changed (its C{/metrics}'); L{None} for a view or no index.
+        """
+        stack = self.stacks.get(name)
+        return stack.part.sizes() if stack is not None else None
+
+    def upstream_sources(self) -> list[UpstreamSource]:
+        """The upstream caches: C{[upstream]}'s (the default index's), then each named one."""
+        default = self.stacks.get(DEFAULT)
+        part = default.upstream_part if default is not None else None
+        return ([part.source] if part is not None else []) + [
+            named.source for named, _ in self.upstreams.values()]
 
     def hosted_sources(self, name: str) -> tuple[str, ...]:
         """

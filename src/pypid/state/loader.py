@@ -457,21 +457,29 @@ class IndexMetrics:
             return Family(GAUGE, name, help, ("index",), (((label,), value),))
         yield from self._families(labelled)
 
+    def sizes(self) -> tuple[int, int, int | None]:
+        """
+        C{(projects, files, bytes)} hosted; the bytes L{None} while the
+        projects a start loaded later still wait for their records (a few
+        seconds): their sizes are not known without making them all at
+        once, which would hold every request meanwhile.
+        """
+        index = self._index
+        serial = index.serial
+        if index.later.waiting:
+            return len(index.projects()), len(index), None
+        if self._sizes[0] != serial:
+            records = index.records()
+            self._sizes = (serial, len(index.projects()), len(records),
+                           sum(record.size for record in records))
+        _, projects, files, size = self._sizes
+        return projects, files, size
+
     def _families(self, gauge: Callable[[str, str, float], Family]) -> Iterator[Family]:
         """The families, each made by C{gauge(name, help, value)}."""
         index = self._index
         serial = index.serial
-        if index.later.waiting:
-            # The projects a start loaded later still wait for their records
-            # (a few seconds): their sizes are not known without making
-            # them all at once, which would hold every request meanwhile.
-            projects, files, size = len(index.projects()), len(index), None
-        else:
-            if self._sizes[0] != serial:
-                records = index.records()
-                self._sizes = (serial, len(index.projects()), len(records),
-                               sum(record.size for record in records))
-            _, projects, files, size = self._sizes
+        projects, files, size = self.sizes()
         yield gauge("pypid_index_projects", "Projects hosted.", projects)
         yield gauge("pypid_index_files", "Distribution files hosted.", files)
         if size is not None:
@@ -534,6 +542,10 @@ class IndexPart(Service):
     def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""
         return self._metrics.metric_families()
+
+    def sizes(self) -> tuple[int, int, int | None]:
+        """C{(projects, files, bytes)} hosted (L{IndexMetrics.sizes})."""
+        return self._metrics.sizes()
 
 
 class FollowUp(Service):

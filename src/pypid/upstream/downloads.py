@@ -328,8 +328,14 @@ class UpstreamFiles:
             self._provenance.get(f)
         return stored
 
-    def served_kept(self, record: FileRecord) -> None:
-        """A kept file is served: the last to be evicted from now on."""
+    def served_kept(self, record: FileRecord, hit: bool = True) -> None:
+        """
+        A kept file is served: the last to be evicted from now on; a
+        C{hit} (it was kept when asked for) is counted, as L{fetch} counts
+        what it was asked.
+        """
+        if hit:
+            self.served["hit"] += 1
         self._kept.touch(record.filename)
 
     def pin(self, filename: str) -> None:

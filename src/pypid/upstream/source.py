@@ -275,6 +275,19 @@ class UpstreamSource:
         for family in families:
             yield labelled(family, self.name) if self.labelled else family
 
+    def report(self) -> dict[str, Any]:
+        """
+        What C{GET /api/indexes} says of the cache (issue 44): its pages and
+        files kept, their bytes against the cap, how they were served and
+        the files evicted since the start (the numbers of L{metric_families}).
+        """
+        pages, files, config = self._pages, self._files, self._config
+        return {"name": self.name, "mode": config.mode,
+                "pages": {"cached": len(pages.entries), "served": dict(pages.served)},
+                "files": {"kept": len(self._kept), "bytes": self._kept.size,
+                          "max_bytes": config.max_cache_size,
+                          "served": dict(files.served), "evicted": files.evicted}}
+
     def close(self) -> None:
         """Drop the connections to the upstream (at the end of the service's life)."""
         if self._on_close is not None:

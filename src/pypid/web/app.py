@@ -88,6 +88,7 @@ from pypid.web.index_root import (
     ReadOnlyPublish,
     ServedIndex,
 )
+from pypid.web.indexes_admin import IndexesAdmin
 from pypid.web.legacy import LegacyJSON
 from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.project_pages import ProjectPages
@@ -126,6 +127,7 @@ class PypidApp:
     @ivar login: the L{pypid.web.browser_login.BrowserLogin} (C{/login}, C{/logout}).
     @ivar console: the L{pypid.web.console.Console} (C{/console/...}).
     @ivar groups: the L{pypid.web.groups_admin.GroupsAdmin} (C{/api/groups}).
+    @ivar indexes: the L{pypid.web.indexes_admin.IndexesAdmin}, with the registry.
     """
 
     tokens: TokenAdmin
@@ -142,6 +144,7 @@ class PypidApp:
     login: BrowserLogin | None = None
     console: Console | None = None
     groups: GroupsAdmin | None = None
+    indexes: IndexesAdmin | None = None
 
     def areas(self) -> list[Area]:
         """Its areas (those the configuration has)."""
@@ -329,6 +332,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     advisories = (AdvisoryAdmin(access, registry, audit=audit, clock=clock)
                   if registry is not None else None)
     groups = GroupsAdmin(access)
+    indexes = IndexesAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit),
@@ -342,8 +346,9 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
         console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
-                        usage, recycle, advisories, groups),
+                        usage, recycle, advisories, groups, indexes),
         groups=groups,
+        indexes=indexes,
     )
 
 

@@ -44,6 +44,7 @@ from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import HOST, body_fields, no_store, send_html
 from pypid.web.groups_admin import GroupsAdmin
 from pypid.web.index_root import ServedIndex
+from pypid.web.indexes_admin import IndexesAdmin
 from pypid.web.people import people_headers
 from pypid.web.promote import Promote
 from pypid.web.publish import Publish
@@ -81,6 +82,7 @@ class Console:
     @ivar _recycle: the recycle bin's route (the recycle bin's page calls it).
     @ivar _advisories: the advisories' route (the advisories' page calls it).
     @ivar _groups: the groups' route (the groups' page calls it).
+    @ivar _indexes: the indexes' route (the indexes' page calls it).
     """
 
     _access: Access
@@ -95,6 +97,7 @@ class Console:
     _recycle: RecycleAdmin | None = None
     _advisories: AdvisoryAdmin | None = None
     _groups: GroupsAdmin | None = None
+    _indexes: IndexesAdmin | None = None
 
     app = Klein()
     answer_errors(app)
@@ -226,6 +229,15 @@ class Console:
             request, area.groups if area is not None else None,
             lambda chrome, person, session, groups: console_pages.groups_page(
                 chrome, person, groups, root=root_of(request)))
+
+    @app.route("/console/indexes", methods=["GET", "HEAD"])
+    def indexes(self, request: IRequest) -> Awaitable[bytes]:
+        """The indexes and the upstream caches (C{GET /api/indexes}'s)."""
+        area = self._indexes
+        return self._read_page(
+            request, area.indexes if area is not None else None,
+            lambda chrome, person, session, found: console_pages.indexes_page(
+                chrome, person, found, root=root_of(request)))
 
     async def _read_page(self, request: IRequest,
                          route: Callable[[IRequest], Awaitable[bytes]] | None,

@@ -106,6 +106,8 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
     stored = files.kept(name)
     if stored is not None and stored.project != project:
         stored = None
+    # (a file kept already is a hit; one fetched now was counted by the fetch)
+    hit = stored is not None
     try:
         if metadata:
             data = await files.metadata(listed)
@@ -125,7 +127,7 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
                 return NOT_DONE_YET
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
-    files.served_kept(stored)
+    files.served_kept(stored, hit)
     return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
 
