@@ -54,11 +54,11 @@ from pypid.core.index import Index
 from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules
-from pypid.state.advisory_waivers import WaiverKeeper
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
+from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service

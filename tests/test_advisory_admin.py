@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.hashes import hash_password
 from pypid.cli.admin import _advisories
 from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
+from pypid.core.advisory_waivers import parse_waiver
 from pypid.tap import build_service
 from tests.distributions import make_wheel
 from tests.fakes import FAST, site_treq, write_file
@@ -268,6 +269,27 @@ class WaiverTests(_AdvisedServer, SynchronousTestCase):
         code, body = self.call("GET", "/api/advisories/waivers")
         self.assertEqual([(w["version"], w["reason"]) for w in json.loads(body)["waivers"]],
                          [("2.0", "again")])
+
+    def test_dry_run_keeps_them(self):
+        """A dry run in any mode keeps each index's waivers, as it keeps its severity."""
+        self.assertEqual(self.waive(index="default", project="widget",
+                                    advisory="CVE-2026-0002")[0], 201)
+        for query in ("?index=default", "?index=default&mode=hide", "?index=default&mode=deny"):
+            [report] = json.loads(self.get(query)[1])["indexes"]
+            self.assertEqual(report["releases"], [], query)
+
+    def test_an_index_gone(self):
+        """A waiver of an index the configuration no longer has is listed and removed."""
+        keeper = self.service.getServiceNamed("web")._indexes._registry.waivers
+        gone = parse_waiver({"index": "gone", "project": "widget", "version": "1.0"})
+        self.successResultOf(keeper.change(lambda w: (w.adding(gone), gone)))
+        code, body = self.call("GET", "/api/advisories/waivers?index=gone")
+        self.assertEqual([w["index"] for w in json.loads(body)["waivers"]], ["gone"])
+        code, body = self.call("DELETE", "/api/advisories/waivers?index=gone&project=widget"
+                                         "&version=1.0")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.waive(index="gone", project="widget", version="1.0"),
+                         (400, b"index: no index 'gone'\n"))
 
     def test_a_view(self):
         """A waiver of a view acts on the view only."""

@@ -2,7 +2,7 @@
 Tests for the advisory waivers admins keep (issue 44): their document
 (L{pypid.core.advisory_waivers}), what an index's policy does with them
 (L{pypid.core.advisories.AdvisoryPolicy.take_waivers}), and their keeper
-(L{pypid.state.advisory_waivers.WaiverKeeper}) between a storage and the
+(L{pypid.state.waiver_keeper.WaiverKeeper}) between a storage and the
 indexes, two servers sharing one storage.
 """
 
@@ -27,13 +27,14 @@ from pypid.core.advisories import (
     release_key,
 )
 from pypid.core.advisory_waivers import (
+    MAX_DOCUMENT,
     MAX_WAIVERS,
     InvalidWaiver,
     TooManyWaivers,
     Waivers,
     parse_waiver,
 )
-from pypid.state.advisory_waivers import WaiverKeeper
+from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 
@@ -69,6 +70,23 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual((len(after), removed.version), (0, "2.0"))
         self.assertEqual(after.removing(waiver(version="2").key), (after, None))
 
+    def test_bounded_bytes(self):
+        """
+        The document stays under L{MAX_DOCUMENT} bytes (every storage reads
+        it back whole), whatever the reasons' characters; a project's
+        name is bounded too.
+        """
+        waivers = Waivers()
+        reason = "\u0436" * 200
+        with self.assertRaises(TooManyWaivers) as caught:
+            for n in range(MAX_WAIVERS):
+                waivers = waivers.adding(attrs.evolve(
+                    waiver(project="p" + "x" * 190 + str(n), advisory=f"X-{n}"), reason=reason))
+        self.assertIn("KiB", str(caught.exception))
+        self.assertLessEqual(len(waivers.to_bytes()), MAX_DOCUMENT)
+        self.assertEqual(Waivers.from_bytes(waivers.to_bytes()), waivers)
+        self.assertRaises(InvalidWaiver, waiver, project="p" * 201, advisory="X-1")
+
     def test_bounded(self):
         """At most L{MAX_WAIVERS}: one more is refused, a replacement is not."""
         waivers = Waivers(tuple(waiver(advisory=f"X-{n}") for n in range(MAX_WAIVERS)))
@@ -82,7 +100,12 @@ class DocumentTests(SynchronousTestCase):
                            (b'{"waivers": [{"index": "default", "project": "w"}]}',
                             "advisory or version: exactly one is required"),
                            (b'{"waivers": [{"index": "d", "project": "w", "version": "1",'
-                            b' "at": "noon"}]}', "waivers: by must be text and at a number")]:
+                            b' "at": "noon"}]}', "waivers: by must be text and at a number"),
+                           (b'{"waivers": [{"index": "d", "project": "w", "version": "1",'
+                            b' "at": 1' + b"0" * 400 + b'}]}', "at must be a time"),
+                           (b'{"waivers": [{"index": "d", "project": "w", "version": "1",'
+                            b' "at": NaN}]}', "at must be a time"),
+                           (b" " * (2 * MAX_DOCUMENT + 1), "larger than")]:
             with self.assertRaises(InvalidWaiver) as caught:
                 Waivers.from_bytes(data)
             self.assertIn(said, str(caught.exception))
@@ -199,6 +222,17 @@ class KeeperTests(SynchronousTestCase):
         self.assertEqual(len(self.a.current), 1)
         failure = self.failureResultOf(self.a.change(lambda w: (w, added)))
         self.assertIsInstance(failure.value, InvalidWaiver)
+
+    def test_unreadable_at_the_start(self):
+        """An unreadable document at the start: none in force, and the read said failed."""
+        self.successResultOf(self.storage.keep_waivers(b'{"waivers": [2]}'))
+        keeper = self.keeper("a")
+        self.assertFalse(keeper.read_ok)
+        self.clock.advance(keeper.interval)
+        self.assertFalse(keeper.read_ok, "the same bytes: as unreadable")
+        self.successResultOf(self.storage.keep_waivers(b'{"waivers": []}'))
+        self.clock.advance(keeper.interval)
+        self.assertTrue(keeper.read_ok)
 
     def test_storage_down(self):
         """A storage that fails at the start: no waiver in force, and the read said failed."""

@@ -64,7 +64,7 @@ NAMED_PARTS = [
     "threads",
     "readme-sandbox",
     "storage", "storage:release", "storage:staging",
-    "audit", "access", "advisories", "running-mark",
+    "audit", "access", "advisories", "advisory-waivers", "running-mark",
     "index", "index:release", "index:staging",
     "snapshot", "snapshot:release", "snapshot:staging",
     "readiness", "usage", "usage:release", "usage:staging", "web", "listeners",

@@ -9,7 +9,7 @@ server runs (from the console, after reading the advisory), and every
 server on a shared bucket must act on it at once; a configuration file is
 per server and changes at a restart or C{SIGHUP}. So the waivers of every
 index are one small document in the default index's storage
-(L{pypid.state.advisory_waivers}), read at a start and, from a shared
+(L{pypid.state.waiver_keeper}), read at a start and, from a shared
 storage, again on a timer.
 
 Why per project: an advisory judged not to matter is judged so for one
@@ -20,6 +20,7 @@ configuration key, reviewed with the rest of it. Pure: parsing and bytes.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,6 +43,14 @@ _ADVISORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
 
 #: The most characters of a version.
 _MAX_VERSION = 100
+
+#: The most characters of a project's name in a waiver (the names the
+#: public index takes are far shorter).
+_MAX_PROJECT = 200
+
+#: The most bytes of the document (UTF-8): every storage reads it back
+#: whole (a bucket's small objects are read up to 1 MiB).
+MAX_DOCUMENT = 512 << 10
 
 
 class InvalidWaiver(ValueError):
@@ -126,7 +135,11 @@ class Waivers:
         kept = tuple(w for w in self.entries if w.key != waiver.key)
         if len(kept) >= MAX_WAIVERS:
             raise TooManyWaivers(f"at most {MAX_WAIVERS} waivers are kept; remove one first")
-        return Waivers(kept + (waiver,))
+        added = Waivers(kept + (waiver,))
+        if len(added.to_bytes()) > MAX_DOCUMENT:
+            raise TooManyWaivers(f"the waivers kept are at their limit of {MAX_DOCUMENT >> 10} "
+                                 "KiB; remove some first")
+        return added
 
     def removing(self, key: tuple[str, str, str, str]) -> tuple[Waivers, Waiver | None]:
         """These without the waiver of C{key}, and that waiver (L{None}: there was none)."""
@@ -138,7 +151,7 @@ class Waivers:
     def to_bytes(self) -> bytes:
         """The document storage keeps (L{from_bytes} reads it back)."""
         return json.dumps({"waivers": [w.to_json() for w in self.entries]},
-                          sort_keys=True).encode("utf-8")
+                          sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Waivers:
@@ -147,6 +160,8 @@ class Waivers:
 
         @raise InvalidWaiver: for bytes that are not such a document.
         """
+        if len(data) > 2 * MAX_DOCUMENT:
+            raise InvalidWaiver(f"larger than {2 * MAX_DOCUMENT >> 10} KiB")
         try:
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
@@ -173,7 +188,13 @@ def _stored(item: Mapping[str, Any]) -> Waiver:
     by, at = item.get("by", ""), item.get("at", 0.0)
     if not isinstance(by, str) or not isinstance(at, (int, float)) or isinstance(at, bool):
         raise InvalidWaiver("waivers: by must be text and at a number")
-    return attrs.evolve(asked, by=by, at=float(at))
+    try:
+        when = float(at)
+    except OverflowError:
+        when = math.inf
+    if not math.isfinite(when) or len(by) > 200:
+        raise InvalidWaiver("waivers: at must be a time, by a name")
+    return attrs.evolve(asked, by=by, at=when)
 
 
 def parse_waiver(fields: Mapping[str, str], indexes: Iterable[str] | None = None) -> Waiver:
@@ -190,10 +211,12 @@ def parse_waiver(fields: Mapping[str, str], indexes: Iterable[str] | None = None
     index = (fields.get("index") or "").strip()
     if not index:
         raise InvalidWaiver("index: required")
+    if len(index) > _MAX_PROJECT or not index.isprintable():
+        raise InvalidWaiver("index: an index's name is required")
     if indexes is not None and index not in indexes:
         raise InvalidWaiver(f"index: no index {index!r}")
     project = (fields.get("project") or "").strip()
-    if not is_valid_name(project):
+    if len(project) > _MAX_PROJECT or not is_valid_name(project):
         raise InvalidWaiver("project: a valid project name is required")
     advisory = (fields.get("advisory") or "").strip() or None
     version = (fields.get("version") or "").strip() or None

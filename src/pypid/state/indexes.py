@@ -86,13 +86,13 @@ from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
-from pypid.state.advisory_waivers import WaiverKeeper
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
+from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.factory import (
     SharedBucket,
@@ -469,7 +469,7 @@ class IndexRegistry:
 
     def take_waivers(self, waivers: Waivers) -> list[str]:
         """
-        Act by the advisory waivers admins keep (L{pypid.state.advisory_waivers}:
+        Act by the advisory waivers admins keep (L{pypid.state.waiver_keeper}:
         at a start, after a change here or, read from a shared storage,
         another server's): in each index whose waivers changed, the pages
         of the projects either set names are dropped and the decisions

@@ -27,7 +27,6 @@ the index stands on it (the console's project page).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -46,16 +45,16 @@ from pypid.core.advisories import (
     Verdict,
 )
 from pypid.core.advisory_waivers import InvalidWaiver, TooManyWaivers, Waiver, Waivers, parse_waiver
-from pypid.core.http_errors import BadRequest, Conflict, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.core.index_names import DEFAULT
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.version_order import version_key
-from pypid.state.advisory_waivers import WaiverKeeper
+from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.interface import StorageError
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.respond import storage_unavailable
-from pypid.web.routes import answer_errors, bounded_body, form_field, send_json
+from pypid.web.routes import answer_errors, form_field, is_form, json_object, send_json
 
 #: What C{GET /api/advisories} answers without credentials.
 ADVISORIES_LOGIN = "authentication is required to read what advisories do"
@@ -184,7 +183,8 @@ class AdvisoryAdmin:
             if wanted is not None and name != wanted:
                 continue
             if mode is not None:
-                policy = AdvisoryPolicy(attrs.evolve(policy.rules, mode=mode), board)
+                policy = AdvisoryPolicy(attrs.evolve(policy.rules, mode=mode), board,
+                                        waived=policy.waived)
             report = index_report(name, policy, self._indexes.releases_of(name), projects)
             report["stricter_bases"] = [] if mode is not None else stricter_sources(
                 name, policies, self._indexes.hosted_sources(name))
@@ -281,7 +281,8 @@ class AdvisoryAdmin:
             keeper = self._keeper()
             fields = {key: form_field(request, key)
                       for key in ("index", "project", "advisory", "version")}
-            asked = self._asked({k: v for k, v in fields.items() if v})
+            # (any index's name: a waiver of an index removed since is removed too)
+            asked = self._asked({k: v for k, v in fields.items() if v}, any_index=True)
 
             def remove(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
                 return waivers.removing(asked.key)
@@ -298,10 +299,13 @@ class AdvisoryAdmin:
             raise NotFound("this server's storage keeps no advisory waivers")
         return keeper
 
-    def _asked(self, fields: dict[str, str]) -> Waiver:
-        """The waiver C{fields} name, of one of the server's indexes; 400 naming the field."""
+    def _asked(self, fields: dict[str, str], any_index: bool = False) -> Waiver:
+        """
+        The waiver C{fields} name, of one of the server's indexes (or, with
+        C{any_index}, of any name); 400 naming the field.
+        """
         try:
-            return parse_waiver(fields, self._indexes.policies)
+            return parse_waiver(fields, None if any_index else self._indexes.policies)
         except InvalidWaiver as e:
             raise BadRequest(str(e))
 
@@ -326,19 +330,11 @@ class AdvisoryAdmin:
 
 def _waiver_fields(request: IRequest) -> dict[str, str]:
     """The fields of a waiver's JSON object, or of a urlencoded form; 400 when unreadable."""
-    kind = request.getHeader(b"content-type") or b""
-    if kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded":
+    if is_form(request):
         fields = {key: form_field(request, key)
                   for key in ("index", "project", "advisory", "version", "reason")}
         return {k: v for k, v in fields.items() if v}
-    try:
-        data = json.loads(bounded_body(request, MAX_WAIVER_BODY) or b"{}")
-    except TooLarge:
-        raise BadRequest(f"the body is larger than {MAX_WAIVER_BODY} bytes")
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not JSON")
-    if not isinstance(data, dict):
-        raise BadRequest("the body is not a JSON object")
+    data = json_object(request, MAX_WAIVER_BODY)
     for key, value in data.items():
         if not isinstance(value, str) and value is not None:
             raise BadRequest(f"{key}: text is required")

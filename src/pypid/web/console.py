@@ -51,7 +51,7 @@ from pypid.web.publish import Publish
 from pypid.web.recycle_admin import RecycleAdmin
 from pypid.web.respond import see_other, send_error
 from pypid.web.retention_admin import RetentionAdmin
-from pypid.web.routes import answer_errors
+from pypid.web.routes import answer_errors, is_form
 from pypid.web.token_admin import TokenAdmin
 from pypid.web.usage_admin import UsageAdmin
 
@@ -358,21 +358,12 @@ class Console:
         /api/promote}'s own path, from the form's C{version}, C{to} (and an
         admin's C{allow_denied}); the page says what was promoted.
         """
-        session = self._form_session(request, "promote", project)
-        if isinstance(session, bytes):
-            return session
         promote = self._promote
-        if promote is None:
-            return send_error(request, NotFound("no such page"))
-        kind = request.getHeader(b"content-type") or b""
-        if kind.split(b";")[0].strip().lower() != b"application/x-www-form-urlencoded":
-            # (the page's form: never a JSON body, which would name its own
-            # index and project)
-            return send_error(request, BadRequest("the console takes its own forms only"))
-        found = await self._guarded(request, lambda: self._project_of(request, project))
+        found = await self._project_form(request, project, "promote", promote)
         if isinstance(found, bytes):
             return found
-        name, _ = found
+        assert promote is not None
+        session, name = found
         # (the page's index and project are what the promotion is from and
         # of: never fields of the form, which the page does not send)
         request.args[b"from"] = [_index_name(request).encode("ascii")]
@@ -406,24 +397,38 @@ class Console:
         Keep or remove a waiver of the page's project in the page's index,
         from the form's C{advisory} (or C{version}) and C{reason}.
         """
-        session = self._form_session(request, event, project)
-        if isinstance(session, bytes):
-            return session
         area = self._advisories
-        if area is None:
-            return send_error(request, NotFound("no such page"))
-        kind = request.getHeader(b"content-type") or b""
-        if kind.split(b";")[0].strip().lower() != b"application/x-www-form-urlencoded":
-            return send_error(request, BadRequest("the console takes its own forms only"))
-        found = await self._guarded(request, lambda: self._project_of(request, project))
+        found = await self._project_form(request, project, event, area)
         if isinstance(found, bytes):
             return found
-        name, _ = found
+        assert area is not None
+        session, name = found
         # (the page's index and project: never fields of the form)
         request.args[b"index"] = [_index_name(request).encode("ascii")]
         request.args[b"project"] = [name.encode("ascii")]
         route = area.unwaive if remove else area.waive
         return await self._then_project(request, session, name, lambda: route(request))
+
+    async def _project_form(self, request: IRequest, project: str, event: str,
+                            area: object) -> tuple[Session, str] | bytes:
+        """
+        C{(session, normalized project)} of a project page's form that
+        calls the API's C{area} (audited as C{event} when its CSRF token is
+        wrong), for a person who may change the project; else the answer:
+        404 without the area, 400 for a body that is not the page's form
+        (a JSON body would name its own index and project).
+        """
+        session = self._form_session(request, event, project)
+        if isinstance(session, bytes):
+            return session
+        if area is None:
+            return send_error(request, NotFound("no such page"))
+        if not is_form(request):
+            return send_error(request, BadRequest("the console takes its own forms only"))
+        found = await self._guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        return session, found[0]
 
     async def _then_project(self, request: IRequest, session: Session, project: str,
                             change: Callable[[], Awaitable[bytes]]) -> bytes:

@@ -111,7 +111,7 @@ from pypid.storage.measured import MeasuredStorage
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail, facts_of
 from pypid.web.respond import storage_unavailable
-from pypid.web.routes import answer_errors, bounded_body, send_json
+from pypid.web.routes import answer_errors, bounded_body, is_form, send_json
 
 log = Logger()
 
@@ -466,12 +466,6 @@ def _body(request: IRequest) -> bytes:
     return bounded_body(request, MAX_BODY)
 
 
-def _is_form(request: IRequest) -> bool:
-    """Whether the body is a urlencoded form (the console's) rather than JSON."""
-    kind = request.getHeader(b"content-type") or b""
-    return kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded"
-
-
 def _form(request: IRequest) -> dict[str, Any]:
     """A form's fields of a promotion, as its JSON would name them (C{allow_denied} a truth)."""
     data: dict[str, Any] = {}
@@ -488,7 +482,7 @@ def _form(request: IRequest) -> dict[str, Any]:
 
 def _asked_quietly(request: IRequest) -> dict[str, Any]:
     """What the body names, as far as it is a JSON object (for a refusal's audit entry)."""
-    if _is_form(request):
+    if is_form(request):
         data = _form(request)
     else:
         try:
@@ -508,7 +502,7 @@ def _asked(request: IRequest) -> PromoteRequest:
     @raise HTTPError: 413 for a body too large, 400 naming the field that is wrong.
     """
     shape = 'expected a JSON object: {"from": ..., "to": ..., "project": ..., "version": ...}'
-    if _is_form(request):
+    if is_form(request):
         data = _form(request)
     else:
         try:

@@ -14,20 +14,19 @@ made now, whole), one C{retention} audit entry per file.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from pypid.core.http_errors import BadRequest, NotFound, TooLarge, Unavailable
+from pypid.core.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail, facts_of
 from pypid.web.respond import storage_unavailable
-from pypid.web.routes import answer_errors, bounded_body, form_field, send_json
+from pypid.web.routes import answer_errors, form_field, is_form, json_object, send_json
 
 #: What the routes answer without credentials.
 RETENTION_LOGIN = "authentication is required to apply the retention rules"
@@ -121,8 +120,7 @@ def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
     C{index} and C{files} fields (the console's: each file a field); 400
     naming the field that is wrong.
     """
-    kind = request.getHeader(b"content-type") or b""
-    if kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded":
+    if is_form(request):
         # (a form always lists its files, the plan as shown: none is a
         # mistake, never "the whole plan made now")
         try:
@@ -135,14 +133,7 @@ def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
         if not listed:
             raise BadRequest("files: a form lists the files to remove")
         return name, listed
-    try:
-        data = json.loads(bounded_body(request, MAX_BODY) or b"{}")
-    except TooLarge:
-        raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not JSON")
-    if not isinstance(data, dict):
-        raise BadRequest("the body is not a JSON object")
+    data = json_object(request, MAX_BODY)
     name = data.get("index", "default")
     if not isinstance(name, str) or not name:
         raise BadRequest("index: the name of a hosted index")

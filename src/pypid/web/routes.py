@@ -87,6 +87,28 @@ def bounded_body(request: IRequest, limit: int) -> bytes:
     return body
 
 
+def json_object(request: IRequest, limit: int) -> dict[str, Any]:
+    """
+    The request's body as a JSON object (an empty body: C{{}}), of at most
+    C{limit} bytes; a 400 saying why not otherwise.
+    """
+    try:
+        data = json.loads(bounded_body(request, limit) or b"{}")
+    except TooLarge:
+        raise BadRequest(f"the body is larger than {limit} bytes")
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not JSON")
+    if not isinstance(data, dict):
+        raise BadRequest("the body is not a JSON object")
+    return data
+
+
+def is_form(request: IRequest) -> bool:
+    """Whether the request's body is a urlencoded form (the console's)."""
+    kind = request.getHeader(b"content-type") or b""
+    return kind.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded"
+
+
 def form_field(request: IRequest, name: str) -> str:
     """A form field (urlencoded body or query) as text, or C{""}."""
     values = request.args.get(name.encode("ascii"))

@@ -37,7 +37,7 @@ Under the configured prefix C{P}::
     P.pypid/snapshot.json.gz           the last index snapshot an instance kept
     P.pypid/waivers.json               the advisory waivers admins keep (the
                                        default index's prefix only; read again
-                                       on each poll: L{pypid.state.advisory_waivers})
+                                       on each poll: L{pypid.state.waiver_keeper})
 
 Distribution objects never change after they are written, so a presigned URL
 or a CDN copy of one is never stale; the mutable state (yank, recycle bin,

@@ -59,6 +59,7 @@ class WaiverKeeper(Periodic):
         self._lock = DeferredLock()
         self.current = Waivers()
         self._kept: bytes | None = None
+        self._kept_ok = True
         self.read_ok: bool | None = None
 
     def listen(self, take: Callable[[Waivers], Iterable[str]]) -> None:
@@ -86,8 +87,9 @@ class WaiverKeeper(Periodic):
 
     async def _read(self) -> None:
         data = await self._storage.waivers()
-        self.read_ok = True
         if data == self._kept:
+            # (the same bytes read as before: as readable as they were)
+            self.read_ok = self._kept_ok
             return
         try:
             waivers = Waivers() if data is None else Waivers.from_bytes(data)
@@ -96,9 +98,11 @@ class WaiverKeeper(Periodic):
             # drop every waiver, nor add one)
             log.error("The advisory waivers kept are unreadable, not taken: {error}",
                       error=str(e))
-            self._kept = data
+            self._kept, self._kept_ok = data, False
+            self.read_ok = False
             return
-        self._kept = data
+        self._kept, self._kept_ok = data, True
+        self.read_ok = True
         self._set(waivers)
 
     def _set(self, waivers: Waivers) -> None:
@@ -131,7 +135,7 @@ class WaiverKeeper(Periodic):
             return None
         kept = new.to_bytes()
         await self._storage.keep_waivers(kept)
-        self._kept = kept
+        self._kept, self._kept_ok = kept, True
         self.read_ok = True
         self._set(new)
         return touched
