@@ -1659,7 +1659,7 @@ _REFUSED = [
      "[index:a] flavour: unknown key; the keys are view, bases, read, upload, min_age, as_of, "
      "include, exclude, prereleases, yanked, advisories, advisory_severity, "
      "advisory_waive, recycle_bin, keep_releases, remove_prereleases_after, keep_downloaded, "
-     "protect"),
+     "protect, allow_tag_mismatch"),
     ("[index:a]\n[index:v]\nview = yes\nbases = a\nas_of = 2026-06-01\n",
      "[index:v] as_of: expected an RFC 3339 date and time with its offset, such as "
      "2026-06-01T00:00:00Z; or empty for none"),

@@ -75,10 +75,11 @@ from pypid.core.model import (
     cut_text,
     format_upload_time,
 )
-from pypid.core.names import InvalidName, parse_filename
+from pypid.core.names import InvalidName, parse_filename, project_of_filename
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
+from pypid.core.upload_rules import UploadRules
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
@@ -196,6 +197,9 @@ class ImportReport:
     audit_new: bool = False
     statuses: list[tuple[str, str]] = attrs.field(factory=list)
     statuses_present: int = 0
+    #: C{(filename, why)}: wheels whose tags differ from their filename's,
+    #: taken because C{allow_tag_mismatch} names their project (issue 46)
+    tag_mismatches: list[tuple[str, str]] = attrs.field(factory=list)
 
     @property
     def failed(self) -> bool:
@@ -219,6 +223,10 @@ class ImportReport:
         out += [f"  {name}: {why}" for name, why in self.conflicts]
         out.append(f"refused: {len(self.refused)}")
         out += [f"  {origin}: {why}" for origin, why in self.refused]
+        if self.tag_mismatches:
+            out.append(f"taken although their tags differ from the filename "
+                       f"(allow_tag_mismatch): {len(self.tag_mismatches)}")
+            out += [f"  {name}: {why}" for name, why in self.tag_mismatches]
         if self.ignored:
             out.append(f"ignored: {len(self.ignored)}")
             out += [f"  {origin}: {why}" for origin, why in self.ignored]
@@ -290,6 +298,9 @@ class Ingest:
     _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
     _tombstones: set[str] = attrs.field(converter=_own_names)
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
+    #: what the index's uploads let through that its checks would refuse
+    #: (issue 46): an import applies the same rule to each wheel's tags
+    _allowed: UploadRules = attrs.field(factory=UploadRules, kw_only=True, alias="uploads")
     #: the statuses the storage keeps, by project (L{take_statuses} adds to them)
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
                                                       converter=_own_statuses)
@@ -415,12 +426,20 @@ class Ingest:
         if existing is not None:
             self._compare(arrival, existing, sha256)
             return
+        project = project_of_filename(filename)
+        allowed = project is not None and self._allowed.allows_tag_mismatch(project)
         try:
+            # (what an old folder holds is read leniently, but a wheel's
+            # tags as an upload's: issue 46)
             inspected = await run(inspect, spool, filename, filename, arrival.upload_time,
-                                  digests, True, self._render)
+                                  digests, True, self._render, "note" if allowed else "refuse")
         except (InvalidName, InvalidDistribution) as e:
-            report.refused.append((arrival.origin, str(e)))
+            hint = ("; name the project in allow_tag_mismatch to take it"
+                    if isinstance(e, InvalidDistribution) and e.tag_mismatch else "")
+            report.refused.append((arrival.origin, str(e) + hint))
             return
+        if inspected.tag_mismatch is not None:
+            report.tag_mismatches.append((filename, inspected.tag_mismatch))
         record = inspected.record.replace(uploader=cut_text(arrival.uploader,
                                                                   UPLOADER_BYTES),
                               yanked=cut_reason(arrival.yanked) if arrival.yank_known else None)

@@ -367,8 +367,10 @@ async def _ingest(config: Config, name: str, reactor: Any, run: Run,
                                         prepare=True)
     scanned = await load_records(storage, index_snapshot_path(config.server.snapshot, name),
                                  run)
+    settings = config.indexes.get(name) if name != DEFAULT else None
     return Ingest(storage, run, config.server.max_upload_size, scanned.records,
-                  scanned.tombstones, render=render, statuses=await read_statuses(storage))
+                  scanned.tombstones, render=render, statuses=await read_statuses(storage),
+                  uploads=(settings or config.server).upload_rules)
 
 
 def _check_indexes(config: Config, offer: Offer, out: TextIO) -> None:

@@ -25,6 +25,7 @@ import attrs
 from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.auth_settings import check_principal, groups_from_outside, parse_principals
 from pypid.config.retention_settings import RETENTION_RULE_KEYS, RetentionKeys
+from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
 from pypid.core.access_rules import Rule
@@ -33,7 +34,7 @@ from pypid.core.views import resolve_order
 
 
 @attrs.frozen
-class IndexConfig(AdvisoryKeys, RetentionKeys):
+class IndexConfig(AdvisoryKeys, RetentionKeys, UploadKeys):
     """
     One C{[index:NAME]} section, its defaults filled in (its advisory keys,
     L{AdvisoryKeys}, by default C{[pypid]}'s; its retention keys,
@@ -113,6 +114,7 @@ INDEX_KEYS: Keys = {
     "yanked": ("show", choice("show", "hide")),
     **ADVISORY_RULE_KEYS,
     **RETENTION_RULE_KEYS,
+    **UPLOAD_RULE_KEYS,
 }
 
 #: The keys only a view takes: filters over what its bases list.
@@ -177,14 +179,16 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
             **{key: values[section if (section, key) in given else "pypid", key]
                for key in ADVISORY_RULE_KEYS},
             **{key: values[section if (section, key) in given else "retention", key]
-               for key in RETENTION_RULE_KEYS})
+               for key in RETENTION_RULE_KEYS},
+            **{key: values[section if (section, key) in given else "pypid", key]
+               for key in UPLOAD_RULE_KEYS})
     _check_cycles(found, fail)
     return found
 
 
 def _check_default(section: str, given: Set[tuple[str, str]], fail: Fail) -> None:
     """C{[index:default]} takes only read and upload: its other keys live in their sections."""
-    for key in ADVISORY_RULE_KEYS:
+    for key in (*ADVISORY_RULE_KEYS, *UPLOAD_RULE_KEYS):
         if (section, key) in given:
             fail(section, key, f"the default index's {key} is set in [pypid]")
     for key in RETENTION_RULE_KEYS:
@@ -233,6 +237,10 @@ def _check_kind(section: str, view: bool, bases: Sequence[BaseRef],
             if (section, key) in given:
                 fail(section, key, "a view holds no files: retention applies to the "
                      "hosted indexes it shows", [(section, "view")])
+        for key in UPLOAD_RULE_KEYS:
+            if (section, key) in given:
+                fail(section, key, "a view takes no uploads: set the key on the hosted "
+                     "indexes it shows", [(section, "view")])
     else:
         for key in VIEW_KEYS:
             if (section, key) in given:

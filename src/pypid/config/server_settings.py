@@ -18,6 +18,7 @@ import attrs
 
 from pypid.config.advisory_settings import ADVISORY_RULE_KEYS, AdvisoryKeys
 from pypid.config.metrics_settings import Network, parse_networks
+from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.values import (
     Keys,
     is_ip_address,
@@ -32,7 +33,7 @@ from pypid.core.units import parse_duration, parse_size
 
 
 @attrs.frozen
-class ServerConfig(AdvisoryKeys):
+class ServerConfig(AdvisoryKeys, UploadKeys):
     """
     The C{[pypid]} section (its advisory keys are the default index's, and
     every named index's unless its section says otherwise: L{AdvisoryKeys}).
@@ -259,4 +260,5 @@ SERVER_KEYS: Keys = {
     "page_cache_size": ("64M", parse_page_cache_size),
     "trusted_proxies": ("", parse_trusted_proxies),
     **ADVISORY_RULE_KEYS,
+    **UPLOAD_RULE_KEYS,
 }

@@ -44,7 +44,7 @@ from typing import IO, Union
 import attrs
 
 from pypid.core.details import describe
-from pypid.core.metadata import extract
+from pypid.core.metadata import WheelTags, extract
 from pypid.core.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.names import parse_filename
 from pypid.core.readme import Renderer
@@ -127,11 +127,14 @@ class Inspected:
     record: FileRecord
     metadata: bytes | None
     details: bytes | None = None
+    #: why its C{WHEEL}'s tags differ from its filename's, when the wheel
+    #: was taken all the same (C{wheel_tags="note"}); else L{None}
+    tag_mismatch: str | None = None
 
 
 def inspect(path: Source, filename: str, key: str, upload_time: float,
             digests: Digests | None = None, legacy: bool = False,
-            details: Renderer | None = None) -> Inspected:
+            details: Renderer | None = None, wheel_tags: WheelTags = None) -> Inspected:
     """
     Validate a distribution file and describe it.
 
@@ -148,6 +151,8 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
     @param details: also render the file's details for the pages for people
         with this L{pypid.core.readme.Renderer}
         (L{pypid.core.details.describe}; slower, a README is rendered).
+    @param wheel_tags: what a wheel whose C{WHEEL} tags differ from its
+        filename's gets (L{pypid.core.metadata.extract}'s C{wheel_tags}).
     @rtype: L{Inspected}
     @raise pypid.core.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.metadata.InvalidDistribution: for a broken archive.
@@ -158,19 +163,22 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         try:
             data = _read_small(fd, IN_MEMORY_LIMIT)
             if data is not None:
-                extracted = extract(io.BytesIO(data), parsed, filename, strict=not legacy)
+                extracted = extract(io.BytesIO(data), parsed, filename, strict=not legacy,
+                                    wheel_tags=wheel_tags)
                 if digests is None:
                     digests = data_digests(data)
             else:
                 with open(fd, "rb", closefd=False) as f:
-                    extracted = extract(f, parsed, filename, strict=not legacy)
+                    extracted = extract(f, parsed, filename, strict=not legacy,
+                                        wheel_tags=wheel_tags)
                     if digests is None:
                         f.seek(0)
                         digests = _stream_digests(f)
         finally:
             os.close(fd)
     else:
-        extracted = extract(path, parsed, filename, strict=not legacy)
+        extracted = extract(path, parsed, filename, strict=not legacy,
+                            wheel_tags=wheel_tags)
         if digests is None:
             path.seek(0)
             digests = _stream_digests(path)
@@ -194,4 +202,5 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         summary=cut_text(meta.summary, SUMMARY_BYTES),
     )
     return Inspected(record, served,
-                     describe(meta, details).to_bytes() if details is not None else None)
+                     describe(meta, details).to_bytes() if details is not None else None,
+                     extracted.tag_mismatch)

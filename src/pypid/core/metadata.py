@@ -57,6 +57,7 @@ from pypid.core.names import WHEEL, ParsedFilename, is_valid_name, normalize
 from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,
+    TagMismatch,
     check_matches_filename,
     parse_wheel_file,
 )
@@ -154,9 +155,12 @@ class InvalidDistribution(ValueError):
         C{"metadata.<Field>"} (C{"metadata.Version"}, ...) for one field.
     """
 
-    def __init__(self, message: str, field: str = "content") -> None:
+    def __init__(self, message: str, field: str = "content", tag_mismatch: bool = False) -> None:
         super().__init__(message)
         self.field = field
+        #: whether it is a wheel's C{WHEEL} Tag lines that differ from its
+        #: filename's (which an index may let through: issue 46)
+        self.tag_mismatch = tag_mismatch
 
 
 class ScanLimitExceeded(Exception):
@@ -581,6 +585,10 @@ _MANY_VALUE_FIELDS = {
 }
 
 
+#: What L{extract} does with a wheel whose tags differ from its filename's.
+WheelTags = Literal["refuse", "note"] | None
+
+
 @attrs.frozen
 class Extracted:
     """
@@ -594,6 +602,9 @@ class Extracted:
 
     metadata: CoreMetadata
     serve: bool
+    #: why its C{WHEEL}'s tags differ from the filename's, when they do and
+    #: the wheel was taken all the same (C{wheel_tags="note"}); else L{None}
+    tag_mismatch: str | None = None
 
     @property
     def metadata_sha256(self) -> str | None:
@@ -607,7 +618,7 @@ class Extracted:
 def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFilename,
             filename: str, *, max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
             max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES, max_members: int = DEFAULT_MAX_MEMBERS,
-            strict: bool = False) -> Extracted:
+            strict: bool = False, wheel_tags: WheelTags = None) -> Extracted:
     """
     Check that a distribution file is what its name says and return its core
     metadata.
@@ -627,6 +638,10 @@ def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFi
     @param max_scan_bytes: most bytes decompressed while scanning a tarball.
     @param max_members: most entries in a zip, or members in a tarball.
     @param strict: apply the upload rules of the module docstring too.
+    @param wheel_tags: what a wheel whose C{WHEEL} Tag lines differ from its
+        filename's tags gets: C{"refuse"} (L{InvalidDistribution}),
+        C{"note"} (taken, the reason in L{Extracted.tag_mismatch}), or
+        L{None}: refused when C{strict}, not looked at otherwise.
     @rtype: L{Extracted}
     @raise InvalidDistribution: with a short message for the uploader.
     @raise OSError: if C{source} is a path that cannot be opened.
@@ -634,15 +649,19 @@ def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFi
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         with open(source, "rb") as f:
             return _extract(f, parsed, filename, max_metadata_size, max_scan_bytes,
-                            max_members, strict)
+                            max_members, strict, wheel_tags)
     source.seek(0)
     return _extract(source, parsed, filename, max_metadata_size, max_scan_bytes,
-                    max_members, strict)
+                    max_members, strict, wheel_tags)
 
 
 def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_size: int,
-             max_scan_bytes: int, max_members: int, strict: bool) -> Extracted:
+             max_scan_bytes: int, max_members: int, strict: bool,
+             wheel_tags: WheelTags = None) -> Extracted:
     """L{extract} on an open binary file positioned at its start."""
+    if wheel_tags is None and strict:
+        wheel_tags = "refuse"
+    mismatch: list[str] = []
     opener: Callable[[IO[bytes]], AbstractContextManager[_Readable]]
     is_wheel = parsed.packagetype == WHEEL
     if filename.endswith((".whl", ".zip")):
@@ -678,7 +697,8 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
             with zipfile.ZipFile(f) as zf:
                 if is_wheel:
                     raw = _wheel_metadata(zf, parsed, max_metadata_size,
-                                          filename if strict else None)
+                                          filename if wheel_tags is not None else None,
+                                          mismatch if wheel_tags == "note" else None)
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
@@ -701,7 +721,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
     except ScanLimitExceeded as e:
         raise InvalidDistribution(str(e)) from None
     except InvalidWheelFile as e:
-        raise InvalidDistribution(str(e)) from None
+        raise InvalidDistribution(str(e), tag_mismatch=isinstance(e, TagMismatch)) from None
     except InvalidDistribution:
         raise
     except _ARCHIVE_ERRORS as e:
@@ -716,7 +736,8 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
             "one the index supports", field="metadata.Metadata-Version",
         )
     _check_identity(metadata, parsed)
-    return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist())
+    return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist(),
+                     tag_mismatch=mismatch[0] if mismatch else None)
 
 
 def _check_identity(metadata: CoreMetadata, parsed: ParsedFilename) -> None:
@@ -931,10 +952,12 @@ _cached_version = functools.lru_cache(maxsize=4096)(_parse_version)
 
 
 def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
-                    filename: str | None = None) -> bytes:
+                    filename: str | None = None, mismatch: list[str] | None = None) -> bytes:
     """
     Return the bytes of a wheel's METADATA after checking its layout, and,
-    given the C{filename} (uploads), its C{WHEEL} file against that name.
+    given the C{filename} (uploads), its C{WHEEL} file against that name:
+    Tag lines that differ are refused, or, given a C{mismatch} list, noted
+    in it and taken.
     """
     names = zf.namelist()
     _refuse_duplicates(names)
@@ -964,7 +987,13 @@ def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
         member = f"{info_dir}/WHEEL"
         raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
         info = parse_wheel_file(raw, escape_text(member))
-        check_matches_filename(info, filename, escape_text(member))
+        try:
+            check_matches_filename(info, filename, escape_text(member))
+        except TagMismatch as e:
+            if mismatch is None:
+                raise
+            mismatch.append(str(e))
+            check_matches_filename(info, filename, escape_text(member), tags=False)
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
 
 

@@ -46,6 +46,15 @@ class InvalidWheelFile(ValueError):
     """
 
 
+class TagMismatch(InvalidWheelFile):
+    """
+    A C{WHEEL} whose C{Tag} lines differ from the filename's tags: refused
+    by default, taken for the projects an index names
+    (L{pypid.core.upload_rules.UploadRules.tag_mismatch}), as the public
+    index hosts such wheels.
+    """
+
+
 @attrs.frozen
 class WheelInfo:
     """
@@ -134,20 +143,22 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
     )
 
 
-def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL") -> None:
+def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL",
+                           tags: bool = True) -> None:
     """
-    Refuse a C{WHEEL} whose tags or build number are not exactly those of
-    the wheel's filename.
+    Refuse a C{WHEEL} whose tags (unless not C{tags}) or build number are
+    not exactly those of the wheel's filename.
 
     @type info: L{WheelInfo}
-    @raise InvalidWheelFile: naming what differs.
+    @raise TagMismatch: naming the tags that differ.
+    @raise InvalidWheelFile: naming what else differs.
     """
     try:
-        _name, _version, _build, tags = parse_wheel_filename(filename)
+        _name, _version, _build, parsed_tags = parse_wheel_filename(filename)
     except InvalidWheelFilename as e:
         raise InvalidWheelFile(f"invalid wheel filename: {e}") from None
-    expected = frozenset(str(t) for t in tags)
-    if info.tags != expected:
+    expected = frozenset(str(t) for t in parsed_tags)
+    if tags and info.tags != expected:
         missing = sorted(expected - info.tags)
         extra = sorted(info.tags - expected)
         detail = "; ".join(
@@ -156,7 +167,7 @@ def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL"
                 f"{member}'s {_few(extra)} not in the filename" if extra else "",
             ) if part
         )
-        raise InvalidWheelFile(f"{member}: the Tag lines do not match the filename ({detail})")
+        raise TagMismatch(f"{member}: the Tag lines do not match the filename ({detail})")
     parts = filename[: -len(".whl")].split("-")
     filename_build = parts[2] if len(parts) == 6 else None
     if (info.build or None) != filename_build:

@@ -20,7 +20,9 @@ index, of each C{[index:NAME]}, hosted or view) is taken too: the
 index's policy stays the same object and takes its new rules in place at
 the commit (L{pypid.state.indexes.IndexRegistry.take_rules}), dropping
 the pages of the projects the advisories name; a change of these keys
-alone is a reload like any other, for a hosted index too.
+alone is a reload like any other, for a hosted index too. So is a change
+of what a hosted index's uploads let through (issue 46: C{allow_tag_mismatch}),
+taken in place at the commit (L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
 
 The rest is refused, the whole reload with it (one line naming the
 section; the server keeps its configuration, as for any refused reload):
@@ -65,6 +67,7 @@ from pypid.state.indexes import (
     advisory_rules,
     index_view,
     source_order,
+    upload_rules,
 )
 
 
@@ -228,7 +231,10 @@ class IndexReload:
             return None
         reloaded = reload_indexes(self._registry, self._started, config)
         rules = _rules_changed(self._registry, config)
-        if reloaded is None and not rules:
+        uploads = [name for name, found in upload_rules(config).items()
+                   if name in self._registry.stacks
+                   and self._registry.stacks[name].uploads.current != found]
+        if reloaded is None and not rules and not uploads:
             return None
         served = self._serve(reloaded.registry) if reloaded is not None else None
 
@@ -241,6 +247,9 @@ class IndexReload:
             taken = self._registry.take_rules(rules)
             if taken:
                 said.append("advisory rules of " + ", ".join(taken))
+            if uploads:
+                self._registry.take_upload_rules(config)
+                said.append("upload rules of " + ", ".join(uploads))
             return "; ".join(said)
         return commit
 

@@ -84,6 +84,7 @@ from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
+from pypid.core.upload_rules import IndexUploadRules, UploadRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
@@ -158,6 +159,8 @@ class HostedStack:
     bin: RecycleBin | None = None
     #: its retention rules, over its bin and counts (issue 29)
     cleanup: IndexCleanup | None = None
+    #: what its uploads and imports let through (issue 46), taken again at a reload
+    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
     @property
     def loader(self) -> IndexLoader:
@@ -244,7 +247,8 @@ class HostedStack:
             upstream_part=upstream_part,
             usage=usage,
             bin=bin,
-            cleanup=IndexCleanup(name, bin, usage, _retention(config, name).retention_rules))
+            cleanup=IndexCleanup(name, bin, usage, _retention(config, name).retention_rules),
+            uploads=IndexUploadRules(upload_rules(config).get(name, UploadRules())))
 
     def parts(self) -> Iterator[tuple[str, IService]]:
         """
@@ -467,6 +471,13 @@ class IndexRegistry:
                                for name in changed], named)
         return changed
 
+    def take_upload_rules(self, config: Config) -> None:
+        """Let the hosted indexes' uploads and imports through as C{config} says (a reload)."""
+        rules = upload_rules(config)
+        for name, stack in self.stacks.items():
+            if name in rules:
+                stack.uploads.current = rules[name]
+
     def take_waivers(self, waivers: Waivers) -> list[str]:
         """
         Act by the advisory waivers admins keep (L{pypid.state.waiver_keeper}:
@@ -603,6 +614,18 @@ def _retention(config: Config, name: str) -> RetentionKeys:
     """
     settings = config.indexes.get(name) if name != DEFAULT else None
     return settings if settings is not None else config.retention
+
+
+def upload_rules(config: Config) -> dict[str, UploadRules]:
+    """
+    Each index's L{UploadRules}: the default's from C{[pypid]}, each named
+    one's from its section (which takes C{[pypid]}'s keys it does not set).
+    """
+    rules = {DEFAULT: config.server.upload_rules}
+    for name, settings in config.indexes.items():
+        if name != DEFAULT:
+            rules[name] = settings.upload_rules
+    return rules
 
 
 def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:

@@ -452,7 +452,7 @@ class IndexServer:
         return Publish(own.index, own.storage, self._access, self._run, self._clock,
                        self._max_upload_size, audit=self._audit, locks=own.locks,
                        name=materials.name, attestations=self._attestations, bin=own.bin,
-                       render=self._render)
+                       render=self._render, uploads=own.uploads)
 
     def _legacy(self, materials: IndexMaterials, prefix: str) -> LegacyJSON:
         """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
@@ -582,7 +582,7 @@ def index_materials(registry: IndexRegistry) -> list[IndexMaterials]:
         IndexMaterials(name, view, tuple(
             HostedSource(source, stacks[source].index, stacks[source].stored,
                          stacks[source].locks, stacks[source].backfill, stacks[source].usage,
-                         stacks[source].bin)
+                         stacks[source].bin, stacks[source].uploads)
             for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]

@@ -66,6 +66,7 @@ from pypid.core.names import is_valid_name, normalize
 from pypid.core.negotiate import choose
 from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, AgedPage, Page, file_url_for
+from pypid.core.upload_rules import IndexUploadRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
@@ -182,6 +183,8 @@ class HostedSource:
     usage: UsageLog | None = None
     #: where its deleted files wait to be purged (issue 29); L{None}: none
     bin: RecycleBin | None = None
+    #: what its uploads let through (issue 46), taken again at a reload
+    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
 
 @attrs.frozen

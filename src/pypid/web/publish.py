@@ -43,6 +43,7 @@ from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.readme import Renderer, render_description
 from pypid.core.upload import validate_upload
+from pypid.core.upload_rules import IndexUploadRules
 from pypid.state.recycle_bin import RecycleBin
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
@@ -96,6 +97,9 @@ class Publish:
     #: none, a deletion deletes at once
     _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
     _render: Renderer = attrs.field(kw_only=True, default=render_description)
+    #: what its uploads let through that its checks would refuse (issue 46)
+    _uploads_allowed: IndexUploadRules = attrs.field(kw_only=True, factory=IndexUploadRules,
+                                                     alias="uploads")
     #: what its audit entries say of the index: nothing for the default's,
     #: whose lines stay as they were
     _audit_index: str | None = attrs.field(init=False)
@@ -111,7 +115,8 @@ class Publish:
         self._checks = ChangeChecks(self._access, self._name)
         self._uploads = UploadStore(self._index, self._storage, self._checks, self._run,
                                     self._clock, self._audit, self._locks,
-                                    self._attestations, self._render, self._audit_index)
+                                    self._attestations, self._render, self._audit_index,
+                                    self._uploads_allowed)
         self._changes = FileChanges(self._index, self._storage, self._checks, self._audit,
                                     self._locks, self._bin, self._audit_index)
 

@@ -28,6 +28,7 @@ from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.names import filename_key, project_of_filename
 from pypid.core.readme import Renderer
 from pypid.core.upload import UploadRequest
+from pypid.core.upload_rules import IndexUploadRules
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.audit_trail import AuditTrail, facts_of
@@ -95,6 +96,8 @@ class UploadStore:
     @ivar _render: renders the descriptions of uploaded files.
     @ivar _audit_index: what its audit entries say of the index (L{None}
         for the default's).
+    @ivar _allowed: what the index lets through that its checks would
+        refuse (C{allow_tag_mismatch}), as it is now.
     """
 
     _index: Index
@@ -107,6 +110,7 @@ class UploadStore:
     _attestations: AttestationCheck
     _render: Renderer
     _audit_index: str | None
+    _allowed: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
     async def store(self, request: IRequest, upload: UploadRequest, identity: Identity,
                     ) -> bytes:
@@ -131,12 +135,17 @@ class UploadStore:
         if existing is not None:
             return _same_or_conflict(request, existing.sha256, upload)
         self._refuse_taken(upload.filename)
+        project = project_of_filename(upload.filename)
+        allowed = project is not None and self._allowed.current.allows_tag_mismatch(project)
         try:
             inspected = await self._run(
                 inspect, part.path, upload.filename, upload.filename, self._clock.seconds(),
                 (part.size, part.sha256, part.blake2_256, part.md5), False, self._render,
+                "note" if allowed else "refuse",
             )
         except InvalidDistribution as e:
+            if e.tag_mismatch:
+                raise BadRequest(f"content: {e}; {tag_mismatch_hint(self._audit_index)}")
             raise BadRequest(f"content: {e}")
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
@@ -169,10 +178,16 @@ class UploadStore:
                       error=str(e))
             raise storage_unavailable(e)
         self._index.add(stored)
+        mismatch = inspected.tag_mismatch
         self._audit.record(request, identity, "upload", index=self._audit_index,
+                           detail=(f"accepted by allow_tag_mismatch: {mismatch}"
+                                   if mismatch else None),
                            **facts_of(stored))
         log.info("{user} uploaded {filename} ({size} bytes)",
                  user=identity.name, filename=stored.filename, size=stored.size)
+        if mismatch:
+            return send_text(request, 200, f"OK, accepted although {mismatch}: "
+                             "allow_tag_mismatch names this project")
         return send_text(request, 200, "OK")
 
     def _refuse_taken(self, filename: str) -> None:
@@ -217,6 +232,13 @@ class UploadStore:
             because = f" ({status.reason})" if status.reason else ""
             raise BadRequest(f"project {project} is {status.status}{because}: "
                              "it takes no new uploads")
+
+
+def tag_mismatch_hint(index: str | None) -> str:
+    """What a refusal of a wheel for its tags says to do (issue 46)."""
+    section = "[pypid]" if index is None else f"[index:{index}]"
+    return (f"if the project's own releases are built so (as some on the public index are), "
+            f"name it in {section} allow_tag_mismatch")
 
 
 def _part_of(upload: UploadRequest) -> FilePart:
