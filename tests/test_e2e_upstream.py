@@ -138,6 +138,49 @@ class UpstreamCacheTests(DaemonTestCase):
         self.assertEqual(metadata.status, 200)
         self.assertEqual(sha256(metadata.body), entry["core-metadata"]["sha256"])
 
+    def test_legacy_json(self):
+        """
+        Issue 46: C{/pypi/<project>/json} and C{/pypi/<project>/<version>/json}
+        answer for a project served through the cache, from its cached page:
+        files, digests, requires_python, the yank and the upload time; a
+        spelling not normalized is redirected; a private name is 404 and
+        never asked upstream.
+        """
+        entry = files_by_name(self.daemon, "up-yanked")["up_yanked-1.0-py3-none-any.whl"]
+        answer = http("GET", self.daemon.url + "pypi/up-yanked/json")
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(answer.headers.get("content-type"), "application/json")
+        found = answer.json()
+        self.assertEqual((found["info"]["name"], found["info"]["version"],
+                          found["info"]["requires_python"], found["info"]["yanked"]),
+                         ("up-yanked", "1.0", ">=3.8", True))
+        [listed] = found["urls"]
+        self.assertEqual(listed["digests"], {"sha256": entry["hashes"]["sha256"]})
+        self.assertEqual((listed["filename"], listed["requires_python"], listed["yanked"],
+                          listed["yanked_reason"], listed["upload_time_iso_8601"],
+                          listed["size"], listed["packagetype"]),
+                         (entry["filename"], ">=3.8", True, "broken build",
+                          "2024-05-06T07:08:09.000000Z", entry["size"], "bdist_wheel"))
+        self.assertTrue(listed["url"].endswith("/files/up-yanked/up_yanked-1.0-py3-none-any.whl"))
+        self.assertEqual(http("GET", self.daemon.url + listed["url"].lstrip("/")).status, 200)
+        # (every release, and one of them)
+        found = http("GET", self.daemon.url + "pypi/up-lib/json").json()
+        self.assertEqual((found["info"]["version"], sorted(found["releases"])),
+                         ("1.0", ["0.9", "1.0"]))
+        one = http("GET", self.daemon.url + "pypi/up-lib/0.9/json")
+        self.assertEqual(one.status, 200)
+        self.assertNotIn("releases", one.json())
+        self.assertEqual(one.json()["info"]["version"], "0.9")
+        self.assertEqual(http("GET", self.daemon.url + "pypi/up-lib/7.0/json").status, 404)
+        moved = http("GET", self.daemon.url + "pypi/Up_Lib/json")
+        self.assertEqual((moved.status, moved.headers.get("location")),
+                         (301, "/pypi/up-lib/json"))
+        self.upstream.clear_requests()
+        self.assertEqual(http("GET", self.daemon.url + "pypi/acme-secret/json").status, 404)
+        self.assertEqual(http("GET", self.daemon.url + "pypi/no-such-anywhere/json").status,
+                         404)
+        self.assertEqual([r for r in self.upstream.requests() if "acme" in r["path"]], [])
+
     def test_concurrent_downloads_one_fetch(self):
         """Clients asking for one file at once cause one upstream request, and all get it."""
         from concurrent.futures import ThreadPoolExecutor

@@ -134,6 +134,53 @@ class ChainPageTests(SynchronousTestCase):
         self.assertTrue(headers.hasHeader("warning"))
 
 
+class ChainLegacyJSONTests(SynchronousTestCase):
+    """
+    Issue 46: C{/NAME/pypi/<p>/json} of a project a named index lists
+    through its upstreams: from the cached pages, by the same rules as
+    its simple page (the earlier upstream's file, a view's cooldown, a
+    hosted name asking no upstream, 404 for a project no source has).
+    """
+
+    def setUp(self):
+        self.server = Server(self)
+
+    def legacy(self, path):
+        code, headers, body = self.server.request(path)
+        return code, json.loads(body) if code == 200 else body
+
+    def test_upstream_project(self):
+        code, found = self.legacy("/staging/pypi/widget/json")
+        self.assertEqual(code, 200, found)
+        self.assertEqual(found["info"]["version"], "1.0")
+        self.assertEqual([(f["filename"], f["digests"]) for f in found["urls"]],
+                         [(WHEEL, {"sha256": sha(BYTES_A)})])
+        self.assertTrue(found["urls"][0]["url"].endswith(f"/staging/files/widget/{WHEEL}"))
+        code, found = self.legacy("/staging/pypi/vendored/1.0/json")
+        self.assertEqual((code, [f["filename"] for f in found["urls"]]), (200, [VENDORED]))
+
+    def test_same_rules_as_the_simple_page(self):
+        """A view's cooldown hides the young file here too; a hosted name asks no upstream."""
+        code, body = self.legacy("/cool/pypi/widget/json")
+        self.assertEqual(code, 404, body)
+        self.server.clock.advance(80 * DAY)
+        self.assertEqual(self.legacy("/cool/pypi/widget/json")[0], 200)
+        self.assertEqual(self.legacy("/staging/pypi/nothing-here/json"),
+                         (404, b"no such project\n"))
+        self.assertEqual(self.legacy("/staging/pypi/private-thing/json")[0], 404)
+        asked = len(self.server.asked())
+        self.assertEqual(self.legacy("/staging/pypi/Widget/json")[0], 301)
+        self.assertEqual(len(self.server.asked()), asked, "nothing asked for a redirect")
+
+    def test_hosted_in_a_base(self):
+        """A project hosted in a base is the hosted one's JSON; no upstream is asked."""
+        filename = self.server.host("release", "widget", "2.0")
+        code, found = self.legacy("/staging/pypi/widget/json")
+        self.assertEqual(code, 200, found)
+        self.assertEqual([f["filename"] for f in found["urls"]], [filename])
+        self.assertEqual(self.server.asked(), [])
+
+
 class RegistryUpstreamTests(SynchronousTestCase):
     """The registry builds each named upstream's parts, and their state survives a restart."""
 

@@ -12,7 +12,7 @@ bytes they get to L{info_from}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pypid.core import render
@@ -20,6 +20,8 @@ from pypid.core.advisories import Verdict, vulnerability_json
 from pypid.core.metadata import parse_metadata
 from pypid.core.model import FileRecord
 from pypid.core.project import Project
+from pypid.core.render import LegacyFile
+from pypid.core.version_order import choose_latest, version_key
 
 #: A release's files with their links: C{(record, url)} pairs.
 LinkedFiles = list[tuple[FileRecord, str]]
@@ -39,6 +41,24 @@ def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[st
     return found
 
 
+def listed_releases(files: Iterable[LegacyFile], file_url: Callable[[Any], str]
+                    ) -> dict[str, list[tuple[LegacyFile, str]]]:
+    """
+    The files an upstream's page lists (or any files a page shows) by
+    version, in the order the pages list them, each with its link.
+    """
+    found: dict[str, list[tuple[LegacyFile, str]]] = {}
+    for f in sorted(files, key=lambda f: (version_key(f.version), f.filename)):
+        found.setdefault(f.version, []).append((f, file_url(f)))
+    return found
+
+
+def latest_listed(found: Mapping[str, Sequence[tuple[LegacyFile, str]]]) -> str | None:
+    """The version installers pick by default among C{found} (as L{Project.latest_version})."""
+    alive = {v for v, files in found.items() if any(f.yanked is None for f, _ in files)}
+    return choose_latest(set(found), lambda v: v not in alive)
+
+
 def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
     """
     The records of a release whose stored metadata may fill C{info}, in the
@@ -52,7 +72,7 @@ def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
 
 
 def info_from(metadata: bytes | None,
-              files: Sequence[tuple[FileRecord, str]]) -> dict[str, Any]:
+              files: Sequence[tuple[LegacyFile, str]]) -> dict[str, Any]:
     """
     The metadata part of C{info}: from the first stored metadata that could
     be read (C{metadata}, bytes), or, when none could (L{None}), only what the

@@ -123,6 +123,15 @@ class ListedFile(Protocol):
     def upload_time(self) -> float | None: ...
 
 
+class LegacyFile(ListedFile, Protocol):
+    """What the legacy JSON API shows of a file: a page's, with its version and type."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def packagetype(self) -> str: ...
+
+
 def _upload_time_iso(when: float) -> str:
     """Return C{when} in PEP 700's format, memoized on the timestamp."""
     try:
@@ -389,7 +398,7 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
     return _dumps(page)
 
 
-def _python_version(record: FileRecord) -> str:
+def _python_version(record: LegacyFile) -> str:
     """
     The legacy API's C{python_version}: C{"source"} for an sdist, the
     wheel's python tag(s) otherwise, read from the filename.
@@ -402,30 +411,38 @@ def _python_version(record: FileRecord) -> str:
         return ""
 
 
-def _legacy_file(record: FileRecord, url: str) -> dict[str, Any]:
-    """Return one file as the legacy JSON API (warehouse) describes it."""
+def _legacy_file(record: LegacyFile, url: str) -> dict[str, Any]:
+    """
+    Return one file as the legacy JSON API (warehouse) describes it: a
+    hosted L{FileRecord}, or an upstream page's file (its md5 and blake2
+    unknown, its size and upload time when the upstream gave them).
+    """
     digests = {}
-    if record.md5 is not None:
-        digests["md5"] = record.md5
+    md5: str | None = getattr(record, "md5", None)
+    blake2: str | None = getattr(record, "blake2_256", None)
+    if md5 is not None:
+        digests["md5"] = md5
     digests["sha256"] = record.sha256
-    if record.blake2_256 is not None:
-        digests["blake2b_256"] = record.blake2_256
-    iso = _upload_time_iso(record.upload_time)
+    if blake2 is not None:
+        digests["blake2b_256"] = blake2
+    when = record.upload_time
+    iso = _upload_time_iso(when) if when is not None else None
+    metadata = record.metadata_sha256
     return {
         "comment_text": "",
         "core-metadata": (
-            False if record.metadata_sha256 is None else {"sha256": record.metadata_sha256}
+            False if metadata is None else {"sha256": metadata} if metadata else True
         ),
         "digests": digests,
         "downloads": -1,
         "filename": record.filename,
         "has_sig": False,
-        "md5_digest": record.md5,
+        "md5_digest": md5,
         "packagetype": record.packagetype,
         "python_version": _python_version(record),
         "requires_python": record.requires_python or None,
         "size": record.size,
-        "upload_time": iso[:19],
+        "upload_time": iso[:19] if iso is not None else None,
         "upload_time_iso_8601": iso,
         "url": url,
         "yanked": record.yanked is not None,
@@ -437,7 +454,7 @@ def pypi_json(
     project_display: str,
     project: str,
     info: Mapping[str, Any],
-    releases: Mapping[str, Sequence[tuple[FileRecord, str]]],
+    releases: Mapping[str, Sequence[tuple[LegacyFile, str]]],
     latest_version: str,
     last_serial: int,
     include_releases: bool = True,

@@ -433,9 +433,8 @@ class IndexServer:
                                upstreams=materials.upstreams, advisories=materials.view.advisories)
         publish = self._publish(materials)
         areas: list[Area] = [people, publish or ReadOnlyPublish(materials.name, self._access)]
-        if materials.sources:
-            # (the legacy JSON describes hosted releases: an index that reads
-            # upstreams alone has none, and answers it 404)
+        if materials.sources or materials.upstreams:
+            # (hosted releases, and those its upstreams list: issue 46)
             areas.append(self._legacy(materials, prefix))
         return ServedIndex(
             name,
@@ -458,10 +457,15 @@ class IndexServer:
         """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
         chain = tuple((source.index, source.storage) for source in materials.sources)
         filters = materials.view.filters
-        return LegacyJSON(chain[0][0], chain[0][1], self._access, file_url_for(prefix),
+        first = materials.sources[0] if materials.sources else None
+        return LegacyJSON(first.index if first is not None else None,
+                          first.storage if first is not None else None,
+                          self._access, file_url_for(prefix),
                           self._base_url, name=materials.name, chain=chain,
                           filters=filters if filters != Filters() else None,
-                          advisories=materials.view.advisories, usage=materials.sources[0].usage)
+                          advisories=materials.view.advisories,
+                          usage=first.usage if first is not None else None,
+                          view=materials.view, sides=materials.upstreams, clock=self._clock)
 
     def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:
         """

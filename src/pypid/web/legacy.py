@@ -6,30 +6,41 @@ JSON API read it (the latest release and every release, or one release).
 Every index answers of a project what its simple pages list (issue 41):
 its hosted sources composed (its own files, then its bases' in order, a
 view's filters and date applied), each file's metadata read from the
-source that holds it; upstream projects have no legacy JSON here yet.
+source that holds it.
+
+A project the index lists only through its upstreams (issue 46: Dependabot
+and Renovate read this route) is answered from the upstreams' cached pages,
+brought up to date as its simple page brings them (L{bring_up_to_date}),
+through the same view (its filters, quarantines and advisories): the files
+with their digests, C{requires_python}, C{yanked} and C{upload_time} where
+the upstream gives it; C{info} holds what the page says, as no metadata is
+read from the upstream for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, cast
 from urllib.parse import quote
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import DeferredList
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
-from pypid.core import legacy_info
-from pypid.core.advisories import AdvisoryPolicy, no_advisories
+from pypid.core import legacy_info, render
+from pypid.core.advisories import AdvisoryPolicy, no_advisories, vulnerability_json
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
 from pypid.core.project import Project
-from pypid.core.render import Page
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.render import LegacyFile, Page
+from pypid.core.views import ChainSource, Filters, IndexView, compose
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
@@ -54,8 +65,8 @@ class LegacyJSON:
     @ivar _base_url: the configured public URL, or L{None}.
     """
 
-    _index: Index
-    _storage: IStorage
+    _index: Index | None
+    _storage: IStorage | None
     _access: Access
     #: C{file_url(record)}: a file's absolute link (these pages are not
     #: under C{/simple/<project>/}, so the index's relative links would not do)
@@ -73,6 +84,12 @@ class LegacyJSON:
     _advisories: AdvisoryPolicy = attrs.field(kw_only=True, factory=no_advisories)
     #: the index's download counts (issue 29): C{info.downloads}; L{None}: -1
     _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
+    #: the index's view, whose upstreams answer for a project no hosted
+    #: source holds (issue 46); L{None}: hosted projects only
+    _view: IndexView | None = attrs.field(kw_only=True, default=None)
+    #: the index's upstreams, by the name its order gives them (SourceSide)
+    _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
+    _clock: IReactorTime | None = attrs.field(kw_only=True, default=None)
 
     app = Klein()
     answer_errors(app)
@@ -95,6 +112,8 @@ class LegacyJSON:
             raise NotFound("no such project")
         found = self._listed(normalize(name))
         if found is None:
+            if self._view is not None and self._sides:
+                return await self._upstream_json(request, normalize(name), name, version)
             # (PEP 792: a quarantined project offers no file, here neither)
             raise NotFound("no such project")
         project, holder, index, storage_of, held = found
@@ -123,6 +142,52 @@ class LegacyJSON:
                                lambda: self._render_pypi_json(project, shown, index, storage_of))
         return send_page(request, page)
 
+    async def _upstream_json(self, request: IRequest, project: str, name: str,
+                             version: str | None) -> bytes:
+        """
+        The legacy JSON of a project the index lists through its upstreams
+        only (see the module docstring); 404 as its simple page would be.
+        """
+        view, clock = self._view, self._clock
+        assert view is not None and clock is not None
+        if view.quarantined(project):
+            raise NotFound("no such project")
+        sides = [self._sides[s.name] for s in view.upstreams(project) if s.name in self._sides]
+        if not sides:
+            raise NotFound("no such project")
+        shown = requested_version(version) if version is not None else None
+        if project != name or shown != version:
+            # (before anything is asked, as the simple page redirects)
+            suffix = f"{quote(shown)}/json" if shown is not None else "json"
+            request.setResponseCode(301)
+            request.setHeader(b"location", f"{self._prefix()}pypi/{project}/{suffix}".encode())
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Moved\n"
+        from pypid.web.upstream_pages import bring_up_to_date, upstream_failure
+        _, waits = bring_up_to_date(cast(Request, request), sides, project)
+        results = await DeferredList(waits, consumeErrors=True)
+        composition = view.listing(project, clock.seconds())
+        if composition is not None and composition.status is not None \
+                and composition.status.quarantined:
+            raise NotFound("this project is quarantined upstream: none of its files is served")
+        policy = self._advisories
+        files = [f for f, _ in composition.files
+                 if not policy.hidden(project, f.version)] if composition is not None else []
+        if not files:
+            upstream_failure([value for ok, value in results if not ok])
+            raise NotFound("no such project")
+        found = legacy_info.listed_releases(cast("list[LegacyFile]", files), self._file_url)
+        release = shown if shown is not None else legacy_info.latest_listed(found)
+        if release is None or release not in found:
+            raise NotFound("no such version")
+        verdict = policy.verdict(project, release)
+        body = render.pypi_json(
+            project, project, legacy_info.info_from(None, found[release]), found, release, 0,
+            include_releases=version is None, base_url=(self._base_url or "/").rstrip("/"),
+            vulnerabilities=([vulnerability_json(a) for a in verdict.advisories]
+                             if verdict is not None else []))
+        return send_page(request, Page.of(body, b"application/json"))
+
     def _listed(self, name: str) -> _Listed | None:
         """
         The normalized project C{name} as the index's pages list it (its
@@ -130,7 +195,13 @@ class LegacyJSON:
         the first source that holds it, whose pages keep the JSON, and
         where each file is stored; L{None} when the index lists no file.
         """
-        chain = self._chain or ((self._index, self._storage),)
+        if self._chain:
+            chain = self._chain
+        elif self._index is not None and self._storage is not None:
+            chain = ((self._index, self._storage),)
+        else:
+            # (an index that reads upstreams alone: none holds it here)
+            return None
         held = tuple(index.project(name) for index, _ in chain)
         first = next((i for i, p in enumerate(held) if p is not None), None)
         if first is None:

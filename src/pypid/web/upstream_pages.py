@@ -175,16 +175,7 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
     or 404 offline), as it is on C{/simple/}.
     """
     kind = page_kind(request)
-    redirect: SourceSide | None = None
-    waits: list[Deferred[Any]] = []
-    for side in sides:
-        source = side.source
-        if source.mode == "redirect":
-            redirect = redirect or side
-        elif source.mode == "cache":
-            if source.pages.would_fetch(project):
-                _charge_source(request, source)
-            waits.append(ensureDeferred(source.pages.get(project)))
+    redirect, waits = bring_up_to_date(request, sides, project)
 
     def answer(results: list[tuple[bool, Any]]) -> bytes:
         from pypid.upstream.cache import Offline
@@ -207,11 +198,7 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
         if page is None:
             if redirect is not None:
                 return _send_found(request, f"{redirect.source.client.index_url}{project}/")
-            for error in failed:
-                if isinstance(error, UpstreamError):
-                    raise BadGateway(f"the upstream index failed: {error}")
-            if failed:
-                raise NotFound("no such project in the cache (the server is offline)")
+            upstream_failure(failed)
             raise NotFound("no such project")
         body = send_page(request, page)
         if fetched is not None:
@@ -222,6 +209,46 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
             request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
         return body
     return finish_later(request, DeferredList(waits, consumeErrors=True).addCallback(answer))
+
+
+def bring_up_to_date(request: Request, sides: Sequence[SourceSide], project: str,
+                     ) -> tuple[SourceSide | None, list[Deferred[Any]]]:
+    """
+    Bring each caching upstream's page of C{project} up to date, as a page
+    of the chain asks it (a fetch charged to the client's address: 429 past
+    its budget): C{(the first redirecting side or None, each cache's
+    C{(entry, late)} to come)}.
+    """
+    redirect: SourceSide | None = None
+    waits: list[Deferred[Any]] = []
+    for side in sides:
+        source = side.source
+        if source.mode == "redirect":
+            redirect = redirect or side
+        elif source.mode == "cache":
+            if source.pages.would_fetch(project):
+                _charge_source(request, source)
+            waits.append(ensureDeferred(source.pages.get(project)))
+    return redirect, waits
+
+
+def upstream_failure(failed: Sequence[Any]) -> None:
+    """
+    When an index found nothing of a project: the answer its upstreams'
+    failures (exceptions or failures) make, as C{/simple/} answers them
+    (502 for an upstream that failed, 404 offline); nothing without one.
+    """
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
+    errors = [getattr(f, "value", f) for f in failed]
+    for error in errors:
+        if not isinstance(error, (Offline, UpstreamError)):
+            raise error
+    for error in errors:
+        if isinstance(error, UpstreamError):
+            raise BadGateway(f"the upstream index failed: {error}")
+    if any(isinstance(error, Offline) for error in errors):
+        raise NotFound("no such project in the cache (the server is offline)")
 
 
 def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str, kind: str,
