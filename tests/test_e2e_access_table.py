@@ -450,10 +450,10 @@ pypi/holy-grail/json                                          html | 200 200 200
 pypi/secret-sauce/json                                        html | 404 404 200 200 401 | 401 404 200 200 401
 pypi/Secret_Sauce/json                                        html | 404 404 301 301 401 | 401 404 301 301 401
 pypi/secret-mix/json                                          html | 404 404 200 200 401 | 401 404 200 200 401
-pypi/secret-upstream/json                                     html | 404 404 404 404 401 | 401 404 404 404 401
+pypi/secret-upstream/json                                     html | 404 404 200 200 401 | 401 404 200 200 401
 pypi/secret-nothing/json                                      html | 404 404 404 404 401 | 401 404 404 404 401
-pypi/Secret_Nothing/json                                      html | 404 404 404 404 401 | 401 404 404 404 401
-pypi/up-only/json                                             html | 404 404 404 404 401 | 401 404 404 404 401
+pypi/Secret_Nothing/json                                      html | 404 404 301 301 401 | 401 404 301 301 401
+pypi/up-only/json                                             html | 200 200 200 200 401 | 401 200 200 200 401
 pypi/no-such/json                                             html | 404 404 404 404 401 | 401 404 404 404 401
 health                                                        html | 200 200 200 200 200 | 200 200 200 200 200
 """

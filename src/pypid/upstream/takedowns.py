@@ -1,0 +1,107 @@
+"""
+The files an upstream took down (issue 46): kept here, then no longer
+listed by the upstream's page of their project (one version deleted, or
+the whole project gone).
+
+Why a table of its own, when the pages already withhold such a file (it
+is served only while a page lists it:
+L{pypid.web.upstream_pages}): a takedown is an event an operator must
+see (an audit entry, a metric, C{pypid-upstream takedowns}), once, when
+it is first seen, and across restarts; and a file listed again is served
+again, said once too. The table is worked out from each page fetched
+(L{Takedowns.seen}: the project's kept files against the files the page
+lists), kept in the upstream's saved state, and bounded. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+#: The most takedowns remembered (the oldest are forgotten past it: the
+#: files stay withheld, as no page lists them; only the record goes).
+MAX_TAKEDOWNS = 100_000
+
+
+@attrs.frozen
+class Takedown:
+    """
+    A kept file the upstream stopped listing.
+
+    @ivar project: its normalized project.
+    @ivar filename: the file's name.
+    @ivar seen: when the page that no longer listed it was fetched.
+    """
+
+    project: str
+    filename: str
+    seen: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"project": self.project, "filename": self.filename, "seen": self.seen}
+
+
+@attrs.define
+class Takedowns:
+    """The takedowns an upstream's pages showed, by filename."""
+
+    _by_name: dict[str, Takedown] = attrs.field(factory=dict)
+    #: whether the table changed since the last save
+    changed: bool = False
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, filename: str) -> bool:
+        return filename in self._by_name
+
+    def all(self) -> list[Takedown]:
+        """Every takedown, the oldest seen first."""
+        return sorted(self._by_name.values(), key=lambda t: (t.seen, t.filename))
+
+    def seen(self, project: str, kept: Iterable[str], listed: Iterable[str] | None,
+             now: float) -> tuple[list[Takedown], list[Takedown]]:
+        """
+        What a page of the normalized C{project} fetched at C{now} shows:
+        C{(taken down, listed again)}. C{kept} are the project's files kept
+        here; C{listed} the page's filenames (L{None}: the upstream has no
+        such project any more, so every kept file is taken down).
+        """
+        names = frozenset(listed or ())
+        down = [Takedown(project, filename, now) for filename in kept
+                if filename not in names and filename not in self._by_name]
+        back = [t for t in self._by_name.values() if t.project == project and t.filename in names]
+        for takedown in back:
+            del self._by_name[takedown.filename]
+        for takedown in down:
+            self._by_name[takedown.filename] = takedown
+        if len(self._by_name) > MAX_TAKEDOWNS:
+            for oldest in self.all()[:len(self._by_name) - MAX_TAKEDOWNS]:
+                del self._by_name[oldest.filename]
+        if down or back:
+            self.changed = True
+        return down, back
+
+    def forget(self, filename: str) -> None:
+        """The kept file is gone (evicted): nothing is withheld of it any more."""
+        if self._by_name.pop(filename, None) is not None:
+            self.changed = True
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The table, for the upstream's saved state."""
+        return [t.to_json() for t in self.all()]
+
+    def load_json(self, data: object) -> None:
+        """Take back what L{to_json} gave (what cannot be read is left out)."""
+        self._by_name = {}
+        if not isinstance(data, list):
+            return
+        for item in data[-MAX_TAKEDOWNS:]:
+            if not isinstance(item, dict):
+                continue
+            project, filename, seen = item.get("project"), item.get("filename"), item.get("seen")
+            if (isinstance(project, str) and isinstance(filename, str)
+                    and isinstance(seen, (int, float)) and not isinstance(seen, bool)):
+                self._by_name[filename] = Takedown(project, filename, float(seen))
