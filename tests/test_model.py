@@ -960,9 +960,11 @@ class IndexMachine(RuleBasedStateMachine):
     def legacy_json_agrees(self, index, project, expected, auth):
         """
         C{/pypi/<project>/json} lists the hosted files the page lists, with
-        the same hashes (an upstream project has no legacy JSON here).
+        the same hashes; a project the page lists from the upstream alone,
+        the upstream's files (issue 46).
         """
-        expected = {name: f for name, f in expected.items() if f.source != "upstream"}
+        hosted = {name: f for name, f in expected.items() if f.source != "upstream"}
+        expected = hosted or expected
         response, body = self.request("GET", f"{self.prefix(index)}pypi/{project}/json",
                                       auth=auth)
         if response.code != 200:
