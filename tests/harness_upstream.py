@@ -108,9 +108,10 @@ def drain(agent, d):
 
 
 def make_source(agent, clock, index_url, storage, name="default", labelled=False,
-                credentials=None, policy=None):
+                credentials=None, policy=None, keep_removed=False):
     """A source of the upstream at C{index_url}, files kept in C{storage}."""
-    config = attrs.evolve(load_config(None).upstream, mode="cache", url=index_url)
+    config = attrs.evolve(load_config(None).upstream, mode="cache", url=index_url,
+                          keep_removed=keep_removed)
     host = index_url.split("/")[2]
     client = UpstreamClient(agent, clock, index_url, (host, FILES), timeout=5,
                             credentials=credentials)

@@ -27,6 +27,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 GOOD = make_wheel("up-quarantine", "1.0")
 EVIL = make_wheel("up-quarantine", "2.0", module_text="import os  # malicious\n")
 REMOVED = make_wheel("up-removed", "1.0")
+TAKEN_1, TAKEN_2 = make_wheel("up-takedown", "1.0"), make_wheel("up-takedown", "2.0")
 
 
 class UpstreamStatusTests(DaemonTestCase):
@@ -41,6 +42,8 @@ class UpstreamStatusTests(DaemonTestCase):
         upstream = UpstreamProcess(self.shared_folder("-upstream"))
         upstream.add(*GOOD)
         upstream.add(*REMOVED)
+        upstream.add(*TAKEN_1)
+        upstream.add(*TAKEN_2)
         upstream.add_wheel("up-deprecated", "1.0")
         upstream.add_wheel("up-archived", "1.0")
         upstream.add_wheel("up-quarantined", "1.0")
@@ -49,7 +52,7 @@ class UpstreamStatusTests(DaemonTestCase):
     @property
     def settings(self):
         return {"upstream.mode": "cache", "upstream.url": self.upstream.url,
-                "upstream.ttl": "1h", "upstream.timeout": "3"}
+                "upstream.ttl": "1h", "upstream.timeout": "3", "auth.admins": USER}
 
     def setUp(self):
         super().setUp()
@@ -159,6 +162,58 @@ class UpstreamStatusTests(DaemonTestCase):
         self.assertEqual(http("GET", kept_url).body, REMOVED[1])
         self.assertEqual(http("GET", kept_url, {"Range": "bytes=0-9"}).status, 206)
         self.assertEqual(self.upstream.count(f"/files/{REMOVED[0]}"), 1)
+
+    def upstream_command(self, *args):
+        """C{pypid-upstream ARGS} as the admin; its output."""
+        env = dict(os.environ, PYPID_PASSWORD=PASSWORD)
+        done = subprocess.run(
+            [sys.executable, "-m", "pypid.cli.upstream", "--server", self.daemon.url,
+             "--user", USER, *args], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        return done.stdout
+
+    def keep_removed(self, value):
+        """Restart the daemon with C{[upstream] keep_removed = value}."""
+        self.daemon.settings["upstream.keep_removed"] = value
+        self.daemon.restart()
+
+    def test_takedown(self):
+        """
+        Issue 46: a release kept here, then deleted upstream: after the
+        page is refreshed its file answers 404 (not the copy kept), through
+        a restart; the takedown is audited and listed by C{pypid-upstream
+        takedowns}; with C{[upstream] keep_removed = yes} it is served
+        again; listed again upstream, it is served with the key off too.
+        """
+        kept_url = f"{self.daemon.url}files/up-takedown/{TAKEN_1[0]}"
+        self.assertEqual(http("GET", kept_url).body, TAKEN_1[1])
+        self.upstream.remove(TAKEN_1[0])
+        self.assertEqual(self.refresh("up-takedown"), "up-takedown: 1 files upstream\n")
+        answer = http("GET", kept_url)
+        self.assertEqual(answer.status, 404)
+        self.assertIn(b"removed upstream", answer.body)
+        listed = self.upstream_command("takedowns")
+        self.assertIn(f"default: {TAKEN_1[0]} (up-takedown) no longer listed upstream", listed)
+        self.assertIn("default: 1 file taken down upstream", listed)
+        audit = http("GET", self.daemon.url + "api/audit?event=upstream-takedown",
+                     auth=(USER, PASSWORD)).json()["entries"]
+        self.assertEqual([(e["project"], e["filename"]) for e in audit],
+                         [("up-takedown", TAKEN_1[0])])
+        self.daemon.restart()
+        self.assertEqual(http("GET", kept_url).status, 404)
+        self.assertIn(TAKEN_1[0], self.upstream_command("takedowns"))
+        # (reversible by configuration: the operator keeps serving it)
+        self.keep_removed("yes")
+        self.assertEqual(http("GET", kept_url).body, TAKEN_1[1])
+        self.assertIn("still served (keep_removed)", self.upstream_command("takedowns"))
+        self.keep_removed("no")
+        self.assertEqual(http("GET", kept_url).status, 404)
+        # (listed again upstream: served again, from the copy kept)
+        self.upstream.add(*TAKEN_1)
+        self.refresh("up-takedown")
+        self.assertEqual(http("GET", kept_url).body, TAKEN_1[1])
+        self.assertEqual(self.upstream.count(f"/files/{TAKEN_1[0]}"), 1)
+        self.assertIn("0 files taken down", self.upstream_command("takedowns"))
 
     def test_clients_and_markers(self):
         """

@@ -225,6 +225,9 @@ class _Served:
     L{PASSWORD}, and what they do is in C{self.audit}.
     """
 
+    #: the cache's C{keep_removed} (issue 46)
+    keep_removed = False
+
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1767225600)
@@ -242,7 +245,8 @@ class _Served:
         Serve the index over a new source of the cache's storage, loaded
         from a saved C{state} (as a start after a restart) when given.
         """
-        self.source = make_source(self.agent, self.clock, INDEX_A, self.storage)
+        self.source = make_source(self.agent, self.clock, INDEX_A, self.storage,
+                                  keep_removed=self.keep_removed)
         if state is not None:
             # (as the saved file gives it back: JSON)
             state = json.loads(json.dumps(state))

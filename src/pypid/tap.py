@@ -47,6 +47,7 @@ from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep
+from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.access import AccessPart
@@ -200,6 +201,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, default.storage.s3_timings),
                                  reactor))
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
+    # (each file an upstream takes down is audited: issue 46)
+    log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
     mark = RunningMark(server.snapshot + ".running", default.writer, default.loader)

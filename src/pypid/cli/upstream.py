@@ -12,6 +12,8 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
   - C{pypid-upstream release PROJECT} (admins) forgets the quarantine
     the server remembers of a project the upstream removed after
     quarantining it (issue 45): its page is asked of the upstream again.
+  - C{pypid-upstream takedowns} (admins) lists the kept files each
+    upstream no longer lists (issue 46): withheld, unless C{keep_removed}.
 
 This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
@@ -24,7 +26,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import quote, urljoin
 
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
@@ -123,13 +125,34 @@ def released_line(answer: dict[str, object]) -> str:
             + "; its page is asked of the upstream again\n")
 
 
+def takedown_lines(answer: dict[str, Any]) -> list[str]:
+    """
+    The lines C{pypid-upstream takedowns} prints of C{GET
+    /api/upstream/takedowns}: a line per file, then a count per upstream.
+    """
+    from pypid.core.model import format_upload_time
+    lines = []
+    for upstream in answer.get("upstreams", []):
+        files = upstream.get("files", [])
+        served = "still served (keep_removed)" if upstream.get("keep_removed") else "withheld"
+        for f in files:
+            lines.append(f"{upstream['name']}: {f['filename']} ({f['project']}) no longer "
+                         f"listed upstream since {format_upload_time(f['seen'])}: {served}")
+        lines.append(f"{upstream['name']}: {len(files)} file{'s' if len(files) != 1 else ''} "
+                     "taken down upstream")
+    if not lines:
+        lines.append("the server proxies no upstream")
+    return lines
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="pypid-upstream",
         description="Drive a pypid server's upstream cache: pre-cache pinned files, "
-                    "refresh a project's upstream page, or release a remembered quarantine.")
+                    "refresh a project's upstream page, release a remembered quarantine, "
+                    "or list the files the upstream took down.")
     add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     pre = commands.add_parser("precache", help="fetch pinned files into the server's cache")
@@ -142,9 +165,16 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         "release", help="forget the quarantine remembered of a project the upstream removed "
                         "(admins)")
     release.add_argument("project")
+    commands.add_parser("takedowns", help="list the kept files the upstream no longer lists "
+                                          "(admins)")
     options = parser.parse_args(argv)
     try:
         server = server_from(options)
+        if options.command == "takedowns":
+            with server.request("GET", "api/upstream/takedowns") as r:
+                answer = json.loads(r.read())
+            out.write("".join(line + "\n" for line in takedown_lines(answer)))
+            return 0
         if options.command in ("refresh", "release"):
             path = f"api/upstream/{quote(options.project)}/{options.command}"
             with server.request("POST", path) as r:

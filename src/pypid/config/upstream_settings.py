@@ -88,6 +88,9 @@ class UpstreamConfig:
     max_cache_size: int = 0
     #: Whether the files pre-caching asked for are never evicted.
     keep_precached: bool = True
+    #: Whether a kept file the upstream no longer lists is still served at
+    #: its URL (issue 46: off, it is withheld once the page is refreshed).
+    keep_removed: bool = False
 
 
 @attrs.frozen
@@ -269,6 +272,7 @@ UPSTREAM_KEYS: Keys = {
     "fetch_deadline": ("10m", parse_duration),
     "max_cache_size": ("0", _cache_cap),
     "keep_precached": ("yes", parse_boolean),
+    "keep_removed": ("no", parse_boolean),
     "username": ("", _username),
     "password_file": ("", parse_optional_path),
     "password_env": ("", _variable),

@@ -48,11 +48,13 @@ from pypid.core.names import normalize
 #: C{login-failed}, C{login-throttled}; browser sessions (issue 44):
 #: C{session-opened} (a person logged in through the pages' form),
 #: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
-#: waiver admins keep, issue 44).
+#: waiver admins keep, issue 44); C{upstream-takedown}, C{upstream-relisted}
+#: (a kept file an upstream stopped listing, or lists again: issue 46).
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
           "advisory-denied", "restore", "purge", "retention", "upstream-release",
-          "session-opened", "session-closed", "advisory-waive", "advisory-unwaive")
+          "session-opened", "session-closed", "advisory-waive", "advisory-unwaive",
+          "upstream-takedown", "upstream-relisted")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);

@@ -157,6 +157,8 @@ class PageCache:
         self._on_change = on_change
         # called with each project whose page is forgotten (L{on_dropped})
         self._drop_listeners: list[Callable[[str], object]] = []
+        # called with each page fetched (L{on_loaded})
+        self._load_listeners: list[Callable[[str, UpstreamPage | None], object]] = []
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the
         #: cache), C{stale} (the cached page while a refresh runs, the
         #: upstream fails, or offline), C{miss} (fetched while the client
@@ -176,6 +178,13 @@ class PageCache:
         (so that what was made of it is not kept alive by its makers).
         """
         self._drop_listeners.append(listener)
+
+    def on_loaded(self, listener: Callable[[str, UpstreamPage | None], object]) -> None:
+        """
+        Call C{listener(project, page)} with each page fetched from now on
+        (L{None}: the upstream has no such project), once it is kept.
+        """
+        self._load_listeners.append(listener)
 
     def saved(self) -> None:
         """The pages were saved in a snapshot: nothing changed since."""
@@ -333,6 +342,8 @@ class PageCache:
                 result = CachedPage(page, result.fetched_at)
             self._failures.pop(project, None)
             self._keep(project, result)
+            for listener in self._load_listeners:
+                listener(project, result.page)
             if result.page is not None:
                 # ("no such project" answers are not saved: no save for them)
                 self.changed = True

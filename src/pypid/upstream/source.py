@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
@@ -39,7 +40,10 @@ from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import FileUrl, PageView
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.takedowns import Takedown, Takedowns
+
+log = Logger()
 
 #: The name of C{[upstream]} (C{upstream:default} to an index's C{bases}).
 DEFAULT_UPSTREAM = "default"
@@ -119,6 +123,12 @@ class UpstreamSource:
     _on_close: Callable[[], object] | None = None
     # how many files were kept at the last snapshot
     _saved_changes: int = attrs.field(init=False, default=0)
+    #: the files the upstream took down (issue 46), and those who hear of each
+    takedowns: Takedowns = attrs.field(init=False, factory=Takedowns)
+    _takedown_listeners: list[Callable[[Takedown, bool], object]] = attrs.field(
+        init=False, factory=list)
+    #: the takedowns seen since the start, for C{/metrics}
+    _taken_down: int = attrs.field(init=False, default=0)
 
     @classmethod
     def create(cls, config: UpstreamConfig, policy: UpstreamPolicy, pages: PageCache,
@@ -143,8 +153,51 @@ class UpstreamSource:
         views = _Views(pages)
         files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change,
                               render)
-        return cls(name, labelled, config, policy, pages, client, files, kept, views,
-                   MissBudget(config.max_misses_per_address), clock, on_close)
+        source = cls(name, labelled, config, policy, pages, client, files, kept, views,
+                     MissBudget(config.max_misses_per_address), clock, on_close)
+        pages.on_loaded(source._page_loaded)
+        return source
+
+    # -- takedowns (issue 46) -------------------------------------------------------
+
+    def on_takedown(self, listener: Callable[[Takedown, bool], object]) -> None:
+        """
+        Call C{listener(takedown, True)} for each kept file the upstream
+        stops listing from now on, C{listener(takedown, False)} when it lists
+        one again (the audit log's: L{pypid.state.takedown_log}).
+        """
+        self._takedown_listeners.append(listener)
+
+    def _page_loaded(self, project: str, page: UpstreamPage | None) -> None:
+        """
+        A page of C{project} was fetched: the project's kept files it no
+        longer lists are taken down (withheld: the pages serve only what
+        they list, unless C{keep_removed}), those it lists again back.
+        A quarantined page withholds them all already, and says so.
+        """
+        if page is not None and page.status is not None and page.status.quarantined:
+            return
+        kept = [record.filename for record in self._kept if record.project == project]
+        listed = [f.filename for f in page.files] if page is not None else None
+        down, back = self.takedowns.seen(project, kept, listed, self._clock.seconds())
+        keep = self._config.keep_removed
+        for takedown in down:
+            self._taken_down += 1
+            log.warn("The upstream {upstream} no longer lists {filename}: "
+                     + ("still served (keep_removed)" if keep else "not served from now on"),
+                     upstream=self.name, filename=takedown.filename)
+        for takedown in back:
+            log.info("The upstream {upstream} lists {filename} again: served again",
+                     upstream=self.name, filename=takedown.filename)
+        for listener in list(self._takedown_listeners):
+            for takedown in down:
+                listener(takedown, True)
+            for takedown in back:
+                listener(takedown, False)
+
+    def withheld(self) -> list[Takedown]:
+        """The kept files the upstream took down, the oldest seen first."""
+        return [t for t in self.takedowns.all() if t.filename in self._kept]
 
     # -- what the indexes that read it share --------------------------------------
 
@@ -222,6 +275,7 @@ class UpstreamSource:
             if isinstance(pinned, list):
                 self._kept.take_pins(name for name in pinned if isinstance(name, str))
             self._pages.load_json(state.get("pages"), state.get("quarantines"))
+            self.takedowns.load_json(state.get("takedowns"))
         await self._files.rescan(known, since)
 
     def state(self) -> dict[str, Any]:
@@ -231,7 +285,9 @@ class UpstreamSource:
         # (the files the least recently downloaded first: the order of
         # eviction, which a start takes back)
         state: dict[str, Any] = {"pages": self._pages.to_json(),
-                                 "files": [record.to_json() for record in self._kept]}
+                                 "files": [record.to_json() for record in self._kept],
+                                 "takedowns": self.takedowns.to_json()}
+        self.takedowns.changed = False
         pinned = self._kept.pinned()
         if pinned:
             state["pinned"] = pinned
@@ -242,7 +298,8 @@ class UpstreamSource:
 
     def state_changed(self) -> bool:
         """Whether pages or files were fetched (or files evicted) since the last L{state}."""
-        return self._pages.changed or self._kept.changes != self._saved_changes
+        return (self._pages.changed or self._kept.changes != self._saved_changes
+                or self.takedowns.changed)
 
     def state_unsaved(self) -> None:
         """The last L{state} could not be saved: it counts as changed until one is."""
@@ -271,7 +328,12 @@ class UpstreamSource:
             gauge("pypid_upstream_cached_bytes", "Bytes of the upstream files kept.",
                   self._kept.size),
             counter("pypid_upstream_evicted_files_total", "Upstream files evicted to keep "
-                    "the cache under [upstream] max_cache_size.", files.evicted)]
+                    "the cache under [upstream] max_cache_size.", files.evicted),
+            # (issue 46: the kept files the upstream no longer lists)
+            counter("pypid_upstream_takedowns_total", "Kept upstream files seen no longer "
+                    "listed by the upstream since the start.", self._taken_down),
+            gauge("pypid_upstream_withheld_files", "Kept upstream files the upstream no "
+                  "longer lists (not served, unless keep_removed).", len(self.withheld()))]
         for family in families:
             yield labelled(family, self.name) if self.labelled else family
 
@@ -286,7 +348,8 @@ class UpstreamSource:
                 "pages": {"cached": len(pages.entries), "served": dict(pages.served)},
                 "files": {"kept": len(self._kept), "bytes": self._kept.size,
                           "max_bytes": config.max_cache_size,
-                          "served": dict(files.served), "evicted": files.evicted}}
+                          "served": dict(files.served), "evicted": files.evicted,
+                          "taken_down": len(self.withheld())}}
 
     def close(self) -> None:
         """Drop the connections to the upstream (at the end of the service's life)."""

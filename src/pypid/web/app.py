@@ -335,7 +335,9 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     indexes = IndexesAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
-        cache=CacheAdmin(access, upstream, audit=audit),
+        cache=CacheAdmin(access, upstream, audit=audit,
+                         sources=(registry.upstream_sources if registry is not None
+                                  else lambda: [upstream.source] if upstream else [])),
         health=health, metrics=metrics,
         audit=audit_admin,
         oidc=oidc,

@@ -1,7 +1,8 @@
 """
 The upstream cache's own routes: pre-caching what a requirements file (or a
 C{pylock.toml}) pins, and refreshing a project's page now, open to users who
-may upload; releasing a remembered quarantine, to admins. The cache itself
+may upload; releasing a remembered quarantine, and listing the files every
+cache withholds as its upstream took them down (issue 46), to admins. The cache itself
 is L{pypid.upstream.proxy.UpstreamProxy}.
 
 The upstream's modules are imported only once a cache is found configured
@@ -13,7 +14,7 @@ parser, C{tomllib} and C{packaging.requirements} would cost every start
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -30,10 +31,13 @@ from pypid.web.routes import answer_errors, send_json
 RELEASE = "upstream-release"
 #: What a release answers without credentials.
 RELEASE_LOGIN = "authentication is required to release an upstream quarantine"
+#: What the list of takedowns answers without credentials.
+TAKEDOWNS_LOGIN = "authentication is required to read the upstream takedowns"
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
     from pypid.upstream.proxy import UpstreamProxy
+    from pypid.upstream.source import UpstreamSource
 
 
 @attrs.define(slots=False)
@@ -48,9 +52,26 @@ class CacheAdmin:
     _access: Access
     _upstream: UpstreamProxy | None = None
     _audit: AuditTrail = attrs.field(kw_only=True)
+    #: every upstream cache of the server (the named ones too), now
+    _sources: Callable[[], Sequence[UpstreamSource]] = attrs.field(
+        kw_only=True, default=lambda: [])
 
     app = Klein()
     answer_errors(app)
+
+    @app.route("/api/upstream/takedowns", methods=["GET", "HEAD"])
+    async def takedowns(self, request: Request) -> bytes:
+        """
+        C{{"upstreams": [{"name", "keep_removed", "files": [{"project",
+        "filename", "seen"}]}]}} (admins): each upstream cache's kept files
+        its upstream no longer lists (issue 46), the oldest seen first;
+        what C{pypid-upstream takedowns} prints.
+        """
+        await self._access.admin(request, TAKEDOWNS_LOGIN)
+        return send_json(request, {"upstreams": [
+            {"name": source.name, "keep_removed": source.settings.keep_removed,
+             "files": [t.to_json() for t in source.withheld()]}
+            for source in self._sources()]})
 
     @app.route("/requirements.txt", methods=["POST"])
     def precache(self, request: Request) -> Awaitable[bytes]:

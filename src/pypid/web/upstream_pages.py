@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
+from pypid.core.model import FileRecord
 from pypid.core.render import AgedPage, Page
 from pypid.core.views import IndexView
 from pypid.storage.interface import Location, StorageError
@@ -355,9 +356,16 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
             raise Gone("this file was deleted")
         if _quarantined_upstream(view, project, clock.seconds()):
             refuse_quarantined()
-        if _kept_unlisted(view, sides, project, name):
+        unlisted = _kept_unlisted(view, sides, project, name)
+        if unlisted is not None:
+            record, source = unlisted
+            if source.settings.keep_removed and not metadata:
+                # (issue 46: the operator keeps serving what the upstream took down)
+                source.files.served_kept(record)
+                return send_stored(request, record, source.files.locate(record),
+                                   b'"%s"' % record.sha256.encode("ascii"))
             raise NotFound("this file was removed upstream: no page lists it now, and the "
-                           "copy kept here is not served")
+                           "copy kept here is not served ([upstream] keep_removed is off)")
         raise NotFound("no such file")
     listed, side = found
     if side.source.files.would_fetch(project, name, metadata):
@@ -391,13 +399,17 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
 
 
 def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
-                   filename: str) -> bool:
-    """Whether an upstream of C{project} keeps a file C{filename} of it, which no page lists."""
+                   filename: str) -> tuple[FileRecord, UpstreamSource] | None:
+    """
+    The kept file C{filename} of C{project}, which no page lists, and the
+    upstream that keeps it; L{None} when none keeps it.
+    """
     for asked in view.upstreams(project):
-        record = sides[asked.name].source.files.kept(filename)
+        source = sides[asked.name].source
+        record = source.files.kept(filename)
         if record is not None and record.project == project:
-            return True
-    return False
+            return record, source
+    return None
 
 
 def _charge_source(request: Request, source: UpstreamSource) -> None:

@@ -1,0 +1,46 @@
+"""
+The audit entries of the upstreams' takedowns (issue 46): each kept file an
+upstream stops listing is an C{upstream-takedown} entry, each it lists
+again an C{upstream-relisted} one, made by the server (no user, no
+address), as a purge from the recycle bin is.
+
+Why in the audit log and not only the server's log: a takedown is often
+a removal of malware or of a release its authors withdrew, and an
+operator must be able to show when their cache stopped serving it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.audit_chain import Entry, format_time
+from pypid.storage.audit_log import IAuditLog
+
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.source import UpstreamSource
+    from pypid.upstream.takedowns import Takedown
+
+#: The audit events of a file taken down upstream, and listed there again.
+TAKEDOWN, RELISTED = "upstream-takedown", "upstream-relisted"
+
+
+def log_takedowns(sources: Iterable[UpstreamSource], audit: IAuditLog | None,
+                  clock: IReactorTime) -> None:
+    """Record each takedown of C{sources} in C{audit} from now on (nothing without one)."""
+    if audit is None:
+        return
+    for source in sources:
+        def record(takedown: Takedown, down: bool, name: str = source.name,
+                   keep: bool = source.settings.keep_removed) -> None:
+            what = ("no longer listed upstream; " + ("still served (keep_removed)" if keep
+                                                      else "not served")
+                    if down else "listed upstream again; served again")
+            audit.append(Entry(
+                time=format_time(clock.seconds()), event=TAKEDOWN if down else RELISTED,
+                project=takedown.project, filename=takedown.filename,
+                detail=f"upstream {name}: {what}"))
+        source.on_takedown(record)

@@ -1,0 +1,173 @@
+"""
+Tests for the takedowns from an upstream (issue 46, part 3): a kept file
+the upstream's page no longer lists (one version deleted, or the whole
+project gone) is withheld once the page is refreshed, recorded (an audit
+entry, a metric, C{GET /api/upstream/takedowns} and C{pypid-upstream
+takedowns}), remembered across a restart, served again when listed
+again; and served all the same with C{[upstream] keep_removed}.
+"""
+
+import json
+
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import AccessModel
+from pypid.auth.tokens import TokenBook
+from pypid.auth.verifier import PasswordVerifier
+from pypid.cli.upstream import takedown_lines
+from pypid.state.takedown_log import log_takedowns
+from pypid.upstream.takedowns import MAX_TAKEDOWNS, Takedowns
+from pypid.web.access import Access
+from pypid.web.audit_trail import AuditTrail
+from pypid.web.cache_admin import CacheAdmin
+from tests.fakes import FAST, run_in_pool_now
+from tests.harness_upstream import BYTES_A, BYTES_B, ORIGIN_A, WHEEL
+from tests.test_upstream_status import FILE_URL, PASSWORD, _Served
+
+OTHER = "widget-1.1-py3-none-any.whl"
+OTHER_URL = f"http://{ORIGIN_A}/f/{OTHER}"
+
+
+class TableTests(SynchronousTestCase):
+    """The table of takedowns, worked out from each page."""
+
+    def test_seen(self):
+        table = Takedowns()
+        down, back = table.seen("widget", ["a.whl", "b.whl"], ["b.whl", "c.whl"], 10.0)
+        self.assertEqual(([t.filename for t in down], back), (["a.whl"], []))
+        self.assertTrue(table.changed)
+        # (seen again: once only)
+        self.assertEqual(table.seen("widget", ["a.whl", "b.whl"], ["b.whl"], 20.0), ([], []))
+        # (the whole project gone)
+        down, _ = table.seen("widget", ["a.whl", "b.whl"], None, 30.0)
+        self.assertEqual([t.filename for t in down], ["b.whl"])
+        down, back = table.seen("widget", ["a.whl", "b.whl"], ["a.whl", "b.whl"], 40.0)
+        self.assertEqual((down, sorted(t.filename for t in back)), ([], ["a.whl", "b.whl"]))
+        self.assertEqual(len(table), 0)
+
+    def test_saved(self):
+        table = Takedowns()
+        table.seen("widget", ["a.whl"], [], 10.0)
+        again = Takedowns()
+        again.load_json(json.loads(json.dumps(table.to_json())))
+        self.assertEqual(again.all(), table.all())
+        again.load_json([{"project": 1}, "x", {"project": "p", "filename": "f", "seen": True}])
+        self.assertEqual(len(again), 0)
+
+    def test_bounded(self):
+        table = Takedowns()
+        table.seen("p", [f"{n}.whl" for n in range(MAX_TAKEDOWNS + 5)], [], 1.0)
+        self.assertEqual(len(table), MAX_TAKEDOWNS)
+
+
+class _Takedowns(_Served):
+    def serve(self, state=None):
+        super().serve(state)
+        log_takedowns([self.source], self.audit, self.clock)
+
+    def take_down(self):
+        """The upstream deletes widget 1.0 (lists 1.1 alone); the page is refreshed."""
+        self.origins.route(OTHER_URL, BYTES_B)
+        self.publish(None, ((OTHER, OTHER_URL, BYTES_B),))
+        self.refresh()
+
+    def events(self):
+        return [(event, project, detail) for event, _, _, project, detail in self.audited()
+                if event.startswith("upstream-")]
+
+
+class WithheldTests(_Takedowns, SynchronousTestCase):
+    """By default, what the upstream took down is withheld."""
+
+    def test_version_taken_down(self):
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.take_down()
+        code, body = self.get(f"/files/widget/{WHEEL}")
+        self.assertEqual(code, 404)
+        self.assertIn(b"removed upstream", body)
+        self.assertIn(b"keep_removed is off", body)
+        self.assertEqual([t.filename for t in self.source.withheld()], [WHEEL])
+        self.assertEqual(self.events(), [
+            ("upstream-takedown", "widget",
+             "upstream default: no longer listed upstream; not served")])
+        families = {f.name: f for f in self.source.metric_families()}
+        self.assertEqual(families["pypid_upstream_withheld_files"].samples[0][1], 1)
+        self.assertEqual(families["pypid_upstream_takedowns_total"].samples[0][1], 1)
+        # (refreshed again: seen once)
+        self.refresh()
+        self.assertEqual(len(self.events()), 1)
+
+    def test_survives_a_restart_then_listed_again(self):
+        self.get(f"/files/widget/{WHEEL}")
+        self.take_down()
+        self.restart()
+        self.assertEqual([t.filename for t in self.source.withheld()], [WHEEL])
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
+        self.publish(None, ((WHEEL, FILE_URL, BYTES_A), (OTHER, OTHER_URL, BYTES_B)))
+        self.refresh()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.assertEqual(self.source.withheld(), [])
+        self.assertEqual([e[0] for e in self.events()],
+                         ["upstream-takedown", "upstream-relisted"])
+        self.assertEqual(self.file_fetches(), 1, "served from the copy kept, not fetched again")
+
+    def test_whole_project_removed(self):
+        self.get(f"/files/widget/{WHEEL}")
+        self.remove()
+        self.refresh()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
+        self.assertEqual([t.filename for t in self.source.withheld()], [WHEEL])
+
+    def test_quarantine_is_no_takedown(self):
+        """A quarantine upstream withholds the files, and is not counted a takedown."""
+        self.get(f"/files/widget/{WHEEL}")
+        self.publish({"status": "quarantined", "reason": "malware"}, ())
+        self.refresh()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
+        self.assertEqual(self.source.withheld(), [])
+
+    def test_api_and_command(self):
+        self.get(f"/files/widget/{WHEEL}")
+        self.take_down()
+        users = {"admin": hash_password(PASSWORD, FAST), "alice": hash_password(PASSWORD, FAST)}
+        access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})),
+                        PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now),
+                        None, TokenBook(self.clock))
+
+        admin = CacheAdmin(access, self.proxy, audit=AuditTrail(self.audit, self.clock),
+                           sources=lambda: [self.source])
+        client = StubTreq(admin.app.resource())
+        response = self.successResultOf(client.get(
+            "http://pypi.test/api/upstream/takedowns", auth=("admin", PASSWORD)))
+        answer = json.loads(self.successResultOf(response.content()))
+        self.assertEqual(answer["upstreams"][0]["keep_removed"], False)
+        self.assertEqual([(f["project"], f["filename"]) for f in answer["upstreams"][0]["files"]],
+                         [("widget", WHEEL)])
+        response = self.successResultOf(client.get(
+            "http://pypi.test/api/upstream/takedowns", auth=("alice", PASSWORD)))
+        self.assertEqual(response.code, 403)
+        lines = takedown_lines(answer)
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].startswith(f"default: {WHEEL} (widget) no longer listed "
+                                            "upstream since 2026-01-01"), lines[0])
+        self.assertTrue(lines[0].endswith(": withheld"))
+        self.assertEqual(lines[1], "default: 1 file taken down upstream")
+
+
+class KeptServingTests(_Takedowns, SynchronousTestCase):
+    """With C{keep_removed}, what the upstream took down is still served at its URL."""
+
+    keep_removed = True
+
+    def test_still_served(self):
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.take_down()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.assertEqual(self.events(), [
+            ("upstream-takedown", "widget",
+             "upstream default: no longer listed upstream; still served (keep_removed)")])
+        # (not listed on the page: a new resolution does not pick it)
+        page = json.loads(self.get("/simple/widget/")[1])
+        self.assertEqual([f["filename"] for f in page["files"]], [OTHER])
