@@ -23,8 +23,8 @@ from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from tests.fakes import FAST, run_in_pool_now
-from tests.harness_upstream import BYTES_A, BYTES_B, ORIGIN_A, WHEEL
-from tests.test_upstream_status import FILE_URL, PASSWORD, _Served
+from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL
+from tests.test_upstream_status import FILE_URL, PASSWORD, _Served, status_page
 
 OTHER = "widget-1.1-py3-none-any.whl"
 OTHER_URL = f"http://{ORIGIN_A}/f/{OTHER}"
@@ -171,3 +171,18 @@ class KeptServingTests(_Takedowns, SynchronousTestCase):
         # (not listed on the page: a new resolution does not pick it)
         page = json.loads(self.get("/simple/widget/")[1])
         self.assertEqual([f["filename"] for f in page["files"]], [OTHER])
+
+
+class YankReachesTests(_Takedowns, SynchronousTestCase):
+    """A yank upstream reaches the proxy at the page's refresh: marked, still served, no takedown."""
+
+    def test_yank_after_caching(self):
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        page = json.loads(status_page())
+        page["files"][0]["yanked"] = "broken build"
+        self.origins.route(INDEX_A + "widget/", json.dumps(page).encode())
+        self.refresh()
+        listed = json.loads(self.get("/simple/widget/")[1])["files"]
+        self.assertEqual([(f["filename"], f["yanked"]) for f in listed], [(WHEEL, "broken build")])
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.assertEqual((self.source.withheld(), self.events()), ([], []))
