@@ -58,7 +58,7 @@ class CacheCapTests(DaemonTestCase):
         self.assertEqual(cache["files"], {
             "kept": 2, "max_bytes": CAP, "evicted": 1,
             "bytes": sum(os.path.getsize(os.path.join(kept, name)) for name in self.cached()),
-            "served": {"hit": 1, "miss": 3, "unavailable": 0}})
+            "served": {"hit": 1, "miss": 3, "unavailable": 0}, "taken_down": 0})
         # evicted: fetched again when asked for
         self.assertEqual(self.fetches("cap-b"), 1)
         self.assertEqual(self.get("cap-b").status, 200)

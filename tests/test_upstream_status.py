@@ -6,7 +6,6 @@ quarantine upstream withholding every file, those kept here included,
 until it is lifted.
 """
 
-import base64
 import json
 
 from treq.testing import RequestTraversalAgent
@@ -14,28 +13,17 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.hashes import hash_password
-from pypid.auth.policy import AccessModel
-from pypid.auth.tokens import TokenBook
-from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.upstream import refreshed_line, released_line
-from pypid.core.audit_chain import make_query
 from pypid.core.index import Index
 from pypid.core.model import FileRecord
 from pypid.core.project_status import MAX_REASON, ProjectStatus
 from pypid.core.render import file_url_for
 from pypid.core.views import ChainSource, Filters, compose
-from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import CachedPage, PageCache, entry_from_json, entry_to_json
 from pypid.upstream.parser import UpstreamPage, parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.quarantines import Quarantines, StillQuarantined
 from pypid.upstream.source import SourceSide
-from pypid.web.access import Access
-from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
-from tests.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_upstream import (
     BYTES_A,
     BYTES_B,
@@ -59,24 +47,10 @@ from tests.harness_upstream_pages import (
     json_body,
     json_file,
 )
+from tests.harness_upstream_served import FILE_URL, _Served, status_page
 
-FILE_URL = f"http://{ORIGIN_A}/f/{WHEEL}"
 EVIL = "widget-2.0-py3-none-any.whl"
 EVIL_BYTES = b"not really a wheel, and malicious"
-PASSWORD = "a-password"
-
-
-def status_page(status=None, files=((WHEEL, FILE_URL, BYTES_A),)):
-    """A PEP 691 page of C{widget}, with C{status} as its C{project-status} when given."""
-    data = {
-        "meta": {"api-version": "1.4"}, "name": "widget",
-        "files": [{"filename": name, "url": url, "hashes": {"sha256": sha(data)},
-                   "size": len(data), "upload-time": "2024-01-02T03:04:05Z"}
-                  for name, url, data in files],
-    }
-    if status is not None:
-        data["project-status"] = status
-    return json.dumps(data).encode()
 
 
 class ParseStatusTests(SynchronousTestCase):
@@ -216,91 +190,6 @@ class RememberedTests(SynchronousTestCase):
         pages.load_json({"widget": entry_to_json(entry)})
         self.assertEqual(pages.quarantines.get("widget").since, 5.0)
         self.assertFalse(pages.quarantines.get("widget").removed)
-
-
-class _Served:
-    """
-    The default index over one upstream (L{Origins}), served in memory;
-    C{admin} and C{alice} (who may upload, not an admin) log in with
-    L{PASSWORD}, and what they do is in C{self.audit}.
-    """
-
-    #: the cache's C{keep_removed} (issue 46)
-    keep_removed = False
-
-    def setUp(self):
-        self.clock = Clock()
-        self.clock.advance(1767225600)
-        self.origins = Origins()
-        self.agent = RequestTraversalAgent(self.origins)
-        self.origins.route(FILE_URL, BYTES_A)
-        self.publish(None)
-        self.storage = MemoryStorage(self.mktemp(), self.clock)
-        self.successResultOf(self.storage.prepare())
-        self.audit = MemoryAuditLog(self.clock)
-        self.serve()
-
-    def serve(self, state=None):
-        """
-        Serve the index over a new source of the cache's storage, loaded
-        from a saved C{state} (as a start after a restart) when given.
-        """
-        self.source = make_source(self.agent, self.clock, INDEX_A, self.storage,
-                                  keep_removed=self.keep_removed)
-        if state is not None:
-            # (as the saved file gives it back: JSON)
-            state = json.loads(json.dumps(state))
-            self.successResultOf(ensureDeferred(self.source.load(state, self.clock.seconds())))
-        self.index = Index(file_url_for(None))
-        self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url)
-        users = {name: hash_password(PASSWORD, FAST) for name in ("admin", "alice")}
-        verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})), verifier,
-                        None, TokenBook(self.clock))
-        web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
-                        access, run_now, self.clock, max_upload_size=1 << 20,
-                        upstream=self.proxy, audit=AuditTrail(self.audit, self.clock))
-        self.treq = site_treq(web.site)
-
-    def restart(self):
-        """A restart: the source's state saved, and a new server started from it."""
-        self.serve(self.source.state())
-
-    def publish(self, status, files=((WHEEL, FILE_URL, BYTES_A),)):
-        """The upstream's page of C{widget} from now on."""
-        self.origins.route(INDEX_A + "widget/", status_page(status, files))
-
-    def refresh(self):
-        """What C{pypid-upstream refresh widget} does: the page fetched again now."""
-        return self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
-
-    def get(self, path, accept=JSON_TYPE):
-        return self.request("GET", path, {"accept": accept})
-
-    def request(self, method, path, headers=None, user=None):
-        """C{(code, body)} of a request, as C{user} (with L{PASSWORD}) when given."""
-        headers = dict(headers or {})
-        if user is not None:
-            token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
-            headers["authorization"] = f"Basic {token}"
-        d = self.treq.request(method, "http://pypi.test" + path, headers=headers)
-        drain(self.agent, d)
-        response = self.successResultOf(d)
-        return response.code, self.successResultOf(drain(self.agent, response.content()))
-
-    def remove(self):
-        """The upstream removes C{widget}: its page and file answer 404."""
-        self.origins.routes.pop((ORIGIN_A, "/simple/widget/"))
-        self.origins.routes.pop((ORIGIN_A, f"/f/{WHEEL}"), None)
-
-    def audited(self):
-        """C{(event, outcome, user, project, detail)} of the audit log's entries."""
-        self.successResultOf(self.audit.flush())
-        entries = self.successResultOf(self.audit.read(make_query())).entries
-        return [(e.event, e.outcome, e.user, e.project, e.detail) for e in entries]
-
-    def file_fetches(self):
-        return len([s for s in self.origins.seen if s[1] == f"/f/{WHEEL}"])
 
 
 class ServedStatusTests(_Served, SynchronousTestCase):

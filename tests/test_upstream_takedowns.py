@@ -24,7 +24,7 @@ from pypid.web.audit_trail import AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from tests.fakes import FAST, run_in_pool_now
 from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL
-from tests.test_upstream_status import FILE_URL, PASSWORD, _Served, status_page
+from tests.harness_upstream_served import FILE_URL, PASSWORD, _Served, status_page
 
 OTHER = "widget-1.1-py3-none-any.whl"
 OTHER_URL = f"http://{ORIGIN_A}/f/{OTHER}"
