@@ -128,7 +128,7 @@ DAY = 86400.0
 class Server:
     """The named indexes of the module's docstring, and the default, in memory."""
 
-    def __init__(self, case):
+    def __init__(self, case, keep_removed=False):
         self.case = case
         self.clock = Clock()
         self.clock.advance(START)
@@ -155,7 +155,8 @@ class Server:
             storage = self.kept[name] = MemoryStorage(os.path.join(folder, name), self.clock)
             case.successResultOf(storage.prepare())
             self.sources[name] = make_source(self.agent, self.clock, url, storage, name, True,
-                                             policy=UpstreamPolicy("cache", ("private-*",)))
+                                             policy=UpstreamPolicy("cache", ("private-*",)),
+                                             keep_removed=keep_removed)
             sides["upstream:" + name] = SourceSide.of(self.sources[name], file_url_for(None))
         s = self.stacks
         staging = (ChainSource("staging", hosted=s["staging"].index),

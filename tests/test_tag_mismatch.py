@@ -221,3 +221,16 @@ class IngestTests(SynchronousTestCase):
                          ["decord-0.6.0-py3-none-any.whl"])
         self.assertIn("taken although their tags differ from the filename "
                       "(allow_tag_mismatch): 1", report.lines())
+
+    def test_lenient_otherwise(self):
+        """An import reads a wheel's WHEEL leniently but for its tags, as before."""
+        ingest = self.ingest(UploadRules())
+        filename, data = make_wheel("loose", "1.0")
+        loose = make_zip([(m, c.replace(b"Root-Is-Purelib: true\n", b"") + b"Build: 1\n"
+                           if m.endswith("/WHEEL") else c) for m, c in zip_members(data)])
+
+        def fetch(path, limit):
+            return run_now(copy_hashed, io.BytesIO(loose), path, limit)
+        self.successResultOf(ingest.take(Arrival(filename, "origin/" + filename, fetch,
+                                                 1767225600.0)))
+        self.assertEqual((ingest.report.imported, ingest.report.refused), ([filename], []))

@@ -23,7 +23,7 @@ from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from tests.fakes import FAST, run_in_pool_now
-from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL
+from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL, Server
 from tests.harness_upstream_served import FILE_URL, PASSWORD, _Served, status_page
 
 OTHER = "widget-1.1-py3-none-any.whl"
@@ -45,6 +45,13 @@ class TableTests(SynchronousTestCase):
         self.assertEqual([t.filename for t in down], ["b.whl"])
         down, back = table.seen("widget", ["a.whl", "b.whl"], ["a.whl", "b.whl"], 40.0)
         self.assertEqual((down, sorted(t.filename for t in back)), ([], ["a.whl", "b.whl"]))
+        self.assertEqual(len(table), 0)
+
+    def test_evicted_forgotten(self):
+        """A taken-down file evicted since is forgotten, without being said listed again."""
+        table = Takedowns()
+        table.seen("widget", ["a.whl"], [], 10.0)
+        self.assertEqual(table.seen("widget", [], ["a.whl"], 20.0), ([], []))
         self.assertEqual(len(table), 0)
 
     def test_saved(self):
@@ -186,3 +193,32 @@ class YankReachesTests(_Takedowns, SynchronousTestCase):
         self.assertEqual([(f["filename"], f["yanked"]) for f in listed], [(WHEEL, "broken build")])
         self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
         self.assertEqual((self.source.withheld(), self.events()), ([], []))
+
+
+class KeptServingLimitsTests(_Takedowns, SynchronousTestCase):
+    """C{keep_removed} serves what was taken down, and nothing else the pages leave out."""
+
+    keep_removed = True
+
+    def test_not_a_remembered_quarantine(self):
+        """A quarantine remembered, its page forgotten, the upstream down: still withheld."""
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.publish({"status": "quarantined", "reason": "malware"})
+        self.refresh()
+        pages = self.source.pages
+        pages._order.pop("widget")
+        pages._evicted("widget")
+        self.origins.route(INDEX_A + "widget/", b"down", status=503)
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
+        self.flushLoggedErrors()
+
+
+class KeptServingViewTests(SynchronousTestCase):
+    """A view's filters still apply to what C{keep_removed} serves."""
+
+    def test_cooldown_view(self):
+        server = Server(self, keep_removed=True)
+        self.assertEqual(server.json_page("/cool/simple/widget/")["files"], [])
+        self.assertEqual(server.request(f"/staging/files/widget/{WHEEL}")[0], 200)
+        # (kept, never taken down: the view's cooldown leaves it out)
+        self.assertEqual(server.request(f"/cool/files/widget/{WHEEL}")[0], 404)

@@ -698,7 +698,8 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
                 if is_wheel:
                     raw = _wheel_metadata(zf, parsed, max_metadata_size,
                                           filename if wheel_tags is not None else None,
-                                          mismatch if wheel_tags == "note" else None)
+                                          mismatch if wheel_tags == "note" else None,
+                                          tags_only=not strict)
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
@@ -952,12 +953,14 @@ _cached_version = functools.lru_cache(maxsize=4096)(_parse_version)
 
 
 def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
-                    filename: str | None = None, mismatch: list[str] | None = None) -> bytes:
+                    filename: str | None = None, mismatch: list[str] | None = None,
+                    tags_only: bool = False) -> bytes:
     """
     Return the bytes of a wheel's METADATA after checking its layout, and,
     given the C{filename} (uploads), its C{WHEEL} file against that name:
     Tag lines that differ are refused, or, given a C{mismatch} list, noted
-    in it and taken.
+    in it and taken. With C{tags_only} (an import, read leniently), only
+    a readable C{WHEEL}'s tags are held to the name.
     """
     names = zf.namelist()
     _refuse_duplicates(names)
@@ -977,14 +980,30 @@ def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
             f"the wheel's {_show(info_dir)} directory does not match the "
             f"filename's project {parsed.project!r} and version {parsed.version!r}"
         )
-    required = ("METADATA", "RECORD", "WHEEL") if filename is not None else ("METADATA", "RECORD")
+    required = (("METADATA", "RECORD", "WHEEL") if filename is not None and not tags_only
+                else ("METADATA", "RECORD"))
     for member in required:
         if f"{info_dir}/{member}" not in names:
             raise InvalidDistribution(
                 f"the wheel has no {escape_text(info_dir)}/{member}"
             )
-    if filename is not None:
-        member = f"{info_dir}/WHEEL"
+    member = f"{info_dir}/WHEEL"
+    if filename is not None and tags_only:
+        try:
+            info = (parse_wheel_file(_read_zip_member(zf, zf.getinfo(member),
+                                                      MAX_WHEEL_FILE_SIZE),
+                                     escape_text(member)) if member in names else None)
+        except (InvalidWheelFile, InvalidDistribution):
+            # (read leniently, as before: only the tags of a WHEEL one can read)
+            info = None
+        if info is not None:
+            try:
+                check_matches_filename(info, filename, escape_text(member), build=False)
+            except TagMismatch as e:
+                if mismatch is None:
+                    raise
+                mismatch.append(str(e))
+    elif filename is not None:
         raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
         info = parse_wheel_file(raw, escape_text(member))
         try:

@@ -144,10 +144,10 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
 
 
 def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL",
-                           tags: bool = True) -> None:
+                           tags: bool = True, build: bool = True) -> None:
     """
-    Refuse a C{WHEEL} whose tags (unless not C{tags}) or build number are
-    not exactly those of the wheel's filename.
+    Refuse a C{WHEEL} whose tags (unless not C{tags}) or build number
+    (unless not C{build}) are not exactly those of the wheel's filename.
 
     @type info: L{WheelInfo}
     @raise TagMismatch: naming the tags that differ.
@@ -170,7 +170,7 @@ def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL"
         raise TagMismatch(f"{member}: the Tag lines do not match the filename ({detail})")
     parts = filename[: -len(".whl")].split("-")
     filename_build = parts[2] if len(parts) == 6 else None
-    if (info.build or None) != filename_build:
+    if build and (info.build or None) != filename_build:
         shown = info.build[:40] if info.build else info.build
         raise InvalidWheelFile(
             f"{member}: Build {shown!r} does not match the filename's build tag "

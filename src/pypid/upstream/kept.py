@@ -36,6 +36,13 @@ class KeptFiles:
     _pinned: set[str] = attrs.field(factory=set)
     #: moves at every file kept or removed (the snapshot is saved again)
     changes: int = 0
+    #: the filenames kept of each project (a page fetched is held against
+    #: its project's files: issue 46), without a walk of them all
+    _by_project: dict[str, set[str]] = attrs.field(factory=dict)
+
+    def of_project(self, project: str) -> list[str]:
+        """The filenames kept of the normalized C{project}."""
+        return sorted(self._by_project.get(project, ()))
 
     def get(self, filename: str) -> FileRecord | None:
         """The record of C{filename}, or L{None} when it is not kept."""
@@ -57,9 +64,19 @@ class KeptFiles:
         previous = records.pop(record.filename, None)
         if previous is not None:
             self.size -= previous.size
+        if previous is not None:
+            self._unindex(previous)
         records[record.filename] = record
+        self._by_project.setdefault(record.project, set()).add(record.filename)
         self.size += record.size
         self.changes += 1
+
+    def _unindex(self, record: FileRecord) -> None:
+        names = self._by_project.get(record.project)
+        if names is not None:
+            names.discard(record.filename)
+            if not names:
+                del self._by_project[record.project]
 
     def touch(self, filename: str) -> None:
         """C{filename} was downloaded: the last to be evicted from now on."""
@@ -72,6 +89,7 @@ class KeptFiles:
         """Forget C{filename} (evicted); its record, or L{None}."""
         record = self._records.pop(filename, None)
         if record is not None:
+            self._unindex(record)
             self.size -= record.size
             self.changes += 1
         return record
@@ -114,4 +132,5 @@ class KeptFiles:
     def clear(self) -> None:
         """Forget every record (before learning again what the storage holds)."""
         self._records = {}
+        self._by_project = {}
         self.size = 0

@@ -177,7 +177,7 @@ class UpstreamSource:
         """
         if page is not None and page.status is not None and page.status.quarantined:
             return
-        kept = [record.filename for record in self._kept if record.project == project]
+        kept = self._kept.of_project(project)
         listed = [f.filename for f in page.files] if page is not None else None
         down, back = self.takedowns.seen(project, kept, listed, self._clock.seconds())
         keep = self._config.keep_removed

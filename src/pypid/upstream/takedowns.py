@@ -50,6 +50,8 @@ class Takedowns:
     _by_name: dict[str, Takedown] = attrs.field(factory=dict)
     #: whether the table changed since the last save
     changed: bool = False
+    # the filenames of each project's takedowns: a page looks at its own
+    _by_project: dict[str, set[str]] = attrs.field(factory=dict, init=False)
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -70,23 +72,42 @@ class Takedowns:
         such project any more, so every kept file is taken down).
         """
         names = frozenset(listed or ())
+        kept = list(kept)
+        here = frozenset(kept)
         down = [Takedown(project, filename, now) for filename in kept
                 if filename not in names and filename not in self._by_name]
-        back = [t for t in self._by_name.values() if t.project == project and t.filename in names]
-        for takedown in back:
-            del self._by_name[takedown.filename]
+        mine = [self._by_name[name] for name in self._by_project.get(project, ())]
+        back = [t for t in mine if t.filename in names and t.filename in here]
+        # (a file no longer kept, evicted since, is withheld no more: forgotten)
+        gone = [t for t in mine if t.filename not in here or t.filename in names]
+        for takedown in gone:
+            self._remove(takedown.filename)
         for takedown in down:
-            self._by_name[takedown.filename] = takedown
+            self._add(takedown)
         if len(self._by_name) > MAX_TAKEDOWNS:
             for oldest in self.all()[:len(self._by_name) - MAX_TAKEDOWNS]:
-                del self._by_name[oldest.filename]
-        if down or back:
+                self._remove(oldest.filename)
+        if down or gone:
             self.changed = True
         return down, back
 
+    def _add(self, takedown: Takedown) -> None:
+        self._by_name[takedown.filename] = takedown
+        self._by_project.setdefault(takedown.project, set()).add(takedown.filename)
+
+    def _remove(self, filename: str) -> None:
+        takedown = self._by_name.pop(filename, None)
+        if takedown is not None:
+            names = self._by_project.get(takedown.project)
+            if names is not None:
+                names.discard(filename)
+                if not names:
+                    del self._by_project[takedown.project]
+
     def forget(self, filename: str) -> None:
         """The kept file is gone (evicted): nothing is withheld of it any more."""
-        if self._by_name.pop(filename, None) is not None:
+        if filename in self._by_name:
+            self._remove(filename)
             self.changed = True
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -95,7 +116,7 @@ class Takedowns:
 
     def load_json(self, data: object) -> None:
         """Take back what L{to_json} gave (what cannot be read is left out)."""
-        self._by_name = {}
+        self._by_name, self._by_project = {}, {}
         if not isinstance(data, list):
             return
         for item in data[-MAX_TAKEDOWNS:]:
@@ -104,4 +125,4 @@ class Takedowns:
             project, filename, seen = item.get("project"), item.get("filename"), item.get("seen")
             if (isinstance(project, str) and isinstance(filename, str)
                     and isinstance(seen, (int, float)) and not isinstance(seen, bool)):
-                self._by_name[filename] = Takedown(project, filename, float(seen))
+                self._add(Takedown(project, filename, float(seen)))

@@ -33,6 +33,7 @@ from twisted.web.server import Request
 
 from pypid.core import legacy_info, render
 from pypid.core.advisories import AdvisoryPolicy, no_advisories, vulnerability_json
+from pypid.core.bounded import put_newest
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
@@ -48,6 +49,9 @@ from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version
 
 log = Logger()
+
+#: The most upstream projects' JSON kept rendered (L{LegacyJSON._rendered}).
+MAX_RENDERED = 256
 
 #: What L{LegacyJSON._listed} finds: the project as listed, the first
 #: source's project and index (where the JSON is kept), where each file is
@@ -90,6 +94,10 @@ class LegacyJSON:
     #: the index's upstreams, by the name its order gives them (SourceSide)
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
     _clock: IReactorTime | None = attrs.field(kw_only=True, default=None)
+    #: the JSON of upstream projects rendered, by C{(project, version)}:
+    #: C{(what it was made of, the page)}, bounded (names are the clients')
+    _rendered: dict[tuple[str, str | None], tuple[Hashable, Page]] = attrs.field(
+        init=False, factory=dict)
 
     app = Klein()
     answer_errors(app)
@@ -171,10 +179,17 @@ class LegacyJSON:
                 and composition.status.quarantined:
             raise NotFound("this project is quarantined upstream: none of its files is served")
         policy = self._advisories
-        files = [f for f, _ in composition.files
-                 if not policy.hidden(project, f.version)] if composition is not None else []
-        if not files:
+        if composition is None or not composition.files:
             upstream_failure([value for ok, value in results if not ok])
+            raise NotFound("no such project")
+        # (rendered again only when a page it is made of, or a verdict, moved)
+        made_of: Hashable = (tuple(token for _, token in composition.consulted),
+                             composition.changes, composition.recheck_at, policy.stamp)
+        kept = self._rendered.get((project, version))
+        if kept is not None and kept[0] == made_of:
+            return send_page(request, kept[1])
+        files = [f for f, _ in composition.files if not policy.hidden(project, f.version)]
+        if not files:
             raise NotFound("no such project")
         found = legacy_info.listed_releases(cast("list[LegacyFile]", files), self._file_url)
         release = shown if shown is not None else legacy_info.latest_listed(found)
@@ -186,7 +201,9 @@ class LegacyJSON:
             include_releases=version is None, base_url=(self._base_url or "/").rstrip("/"),
             vulnerabilities=([vulnerability_json(a) for a in verdict.advisories]
                              if verdict is not None else []))
-        return send_page(request, Page.of(body, b"application/json"))
+        page = Page.of(body, b"application/json")
+        put_newest(self._rendered, (project, version), (made_of, page), MAX_RENDERED)
+        return send_page(request, page)
 
     def _listed(self, name: str) -> _Listed | None:
         """

@@ -359,7 +359,7 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
         unlisted = _kept_unlisted(view, sides, project, name)
         if unlisted is not None:
             record, source = unlisted
-            if source.settings.keep_removed and not metadata:
+            if _still_served(view, source, project, record, clock.seconds()) and not metadata:
                 # (issue 46: the operator keeps serving what the upstream took down)
                 source.files.served_kept(record)
                 return send_stored(request, record, source.files.locate(record),
@@ -396,6 +396,20 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
     listing = view.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
+
+
+def _still_served(view: IndexView, source: UpstreamSource, project: str, record: FileRecord,
+                  now: float) -> bool:
+    """
+    Whether the kept C{record}, which no page lists, is served all the same
+    (issue 46): its upstream keeps serving what it took down
+    (C{keep_removed}), this file was taken down (not left out by the
+    view, nor withheld by a quarantine the cache remembers), and the view
+    would list it.
+    """
+    return (source.settings.keep_removed and record.filename in source.takedowns
+            and source.pages.quarantines.get(project) is None
+            and view.filters.admits_project(project) and view.filters.admits(record, True, now))
 
 
 def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
