@@ -274,7 +274,8 @@ class TwoUpstreamsTests(SynchronousTestCase):
             "pypid_upstream_pages", "pypid_upstream_files", "pypid_upstream_cached_pages",
             "pypid_upstream_cached_files", "pypid_upstream_fetches",
             "pypid_upstream_fetch_errors", "pypid_upstream_fetch_duration_seconds",
-            "pypid_upstream_cached_bytes", "pypid_upstream_evicted_files_total"])
+            "pypid_upstream_cached_bytes", "pypid_upstream_evicted_files_total",
+            "pypid_upstream_takedowns_total", "pypid_upstream_withheld_files"])
         self.assertEqual(families[0].labels, ("upstream", "result"))
         self.assertTrue(all(values[0] == "a" for f in families for values, _ in f.samples))
 
@@ -293,7 +294,9 @@ class DefaultSourceTests(SynchronousTestCase):
             ("pypid_upstream_fetches", ("kind",)), ("pypid_upstream_fetch_errors", ("kind",)),
             ("pypid_upstream_fetch_duration_seconds", ("kind",)),
             # (issue 29: added after them)
-            ("pypid_upstream_cached_bytes", ()), ("pypid_upstream_evicted_files_total", ())])
+            ("pypid_upstream_cached_bytes", ()), ("pypid_upstream_evicted_files_total", ()),
+            # (issue 46)
+            ("pypid_upstream_takedowns_total", ()), ("pypid_upstream_withheld_files", ())])
 
     def test_secret_not_on_pages(self):
         """The pages for clients and people and the families hold no trace of the secret."""
