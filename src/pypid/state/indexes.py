@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 from twisted.application.service import IService
@@ -67,6 +67,7 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
+from pypid.config.server_settings import ServerConfig
 from pypid.core.advisories import (
     DENY,
     HIDE,
@@ -616,28 +617,29 @@ def _retention(config: Config, name: str) -> RetentionKeys:
     return settings if settings is not None else config.retention
 
 
-def upload_rules(config: Config) -> dict[str, UploadRules]:
+_T = TypeVar("_T")
+
+
+def _by_index(config: Config, pick: Callable[[ServerConfig | IndexConfig], _T]) -> dict[str, _T]:
     """
-    Each index's L{UploadRules}: the default's from C{[pypid]}, each named
-    one's from its section (which takes C{[pypid]}'s keys it does not set).
+    C{pick(section)} of each index: the default's of C{[pypid]}, each named
+    one's of its section (which takes C{[pypid]}'s keys it does not set).
     """
-    rules = {DEFAULT: config.server.upload_rules}
+    found = {DEFAULT: pick(config.server)}
     for name, settings in config.indexes.items():
         if name != DEFAULT:
-            rules[name] = settings.upload_rules
-    return rules
+            found[name] = pick(settings)
+    return found
+
+
+def upload_rules(config: Config) -> dict[str, UploadRules]:
+    """Each index's L{UploadRules} (issue 46)."""
+    return _by_index(config, lambda section: section.upload_rules)
 
 
 def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:
-    """
-    Each index's L{AdvisoryRules}: the default's from C{[pypid]}, each named
-    one's from its section (which takes C{[pypid]}'s keys it does not set).
-    """
-    rules = {DEFAULT: config.server.advisory_rules}
-    for name, settings in config.indexes.items():
-        if name != DEFAULT:
-            rules[name] = settings.advisory_rules
-    return rules
+    """Each index's L{AdvisoryRules} (issue 27)."""
+    return _by_index(config, lambda section: section.advisory_rules)
 
 
 def _upstreams(config: Config, run: Run, reactor: IReactorTime,
