@@ -26,6 +26,7 @@ from pypid.config import load_config
 from pypid.core.access_rules import IndexGrants
 from pypid.core.index import Index
 from pypid.core.render import file_url_for
+from pypid.core.upload_rules import IndexUploadRules
 from pypid.core.views import ChainSource, Filters, IndexView
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
@@ -250,6 +251,7 @@ class Stack:
     part: IndexMetrics = attrs.field(
         default=attrs.Factory(lambda self: IndexMetrics(self.index), takes_self=True))
     upstream_part: object = None
+    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
 
 def audit_entries(log):

@@ -175,6 +175,28 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         # (a wheel whose tags match is answered as ever)
         self.assertEqual(self.upload(make_wheel("packse-scenario", "2.0")), (200, b"OK\n"))
 
+    def test_promotion_keeps_the_targets_rule(self):
+        """
+        A promotion into an index whose key does not name the project is
+        refused when the source's does (its wheels may differ in tags), as
+        the target's own uploads would refuse them; the key named there, it passes.
+        """
+        self.assertEqual(self.upload(mismatched("packse-scenario", "1.0"))[0], 200)
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/api/promote", auth=("alice", PASSWORD),
+            json={"from": "default", "to": "mirror", "project": "packse-scenario",
+                  "version": "1.0"}))
+        body = self.successResultOf(self.treq.content(response))
+        self.assertEqual(response.code, 409, body)
+        self.assertIn(b"name the project in [index:mirror] allow_tag_mismatch", body)
+        self.mirror = "allow_tag_mismatch = packse-*\n"
+        self.service.reload()
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/api/promote", auth=("alice", PASSWORD),
+            json={"from": "default", "to": "mirror", "project": "packse-scenario",
+                  "version": "1.0"}))
+        self.assertEqual(response.code, 200, self.successResultOf(self.treq.content(response)))
+
     def test_reloaded(self):
         """C{SIGHUP} takes the key: a project named since is taken, one no longer named refused."""
         self.server, self.mirror = "allow_tag_mismatch = decord\n", ""

@@ -95,7 +95,14 @@ from pypid.core.http_errors import (
 )
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName, canonical_version, filename_key, is_valid_name, normalize
+from pypid.core.names import (
+    WHEEL,
+    InvalidName,
+    canonical_version,
+    filename_key,
+    is_valid_name,
+    normalize,
+)
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
 from pypid.state.indexes import HostedStack, IndexRegistry
@@ -251,6 +258,7 @@ class Promote:
             raise NotFound(f"no such release: {project} {version} in {source_name} "
                            "(deleted meanwhile)")
         self._refuse_closed(source_name, target.name, project)
+        _refuse_tags(source, target, project, records)
         override = self._overridden(identity, source_name, target.name, project, version,
                                     allow_denied)
         index = target.index
@@ -460,6 +468,27 @@ async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str =
 def _entry_index(name: object, known: Any) -> str | None:
     """An audit entry's C{index}: a known index's name, L{None} for the default or another."""
     return name if isinstance(name, str) and name in known and name != DEFAULT_INDEX else None
+
+
+def _refuse_tags(source: HostedStack, target: HostedStack, project: str,
+                 records: Sequence[FileRecord]) -> None:
+    """
+    Refuse the promotion of wheels the target's uploads might refuse for
+    their tags (issue 46): the source takes its project's wheels whatever
+    their C{WHEEL} Tag lines (C{allow_tag_mismatch}) and the target does
+    not, so a wheel may be one the target refuses; the archive is not read
+    again to tell, and the target's key decides.
+
+    @raise Conflict: naming the key that lets them through.
+    """
+    if not any(record.packagetype == WHEEL for record in records):
+        return
+    if (source.uploads.current.allows_tag_mismatch(project)
+            and not target.uploads.current.allows_tag_mismatch(project)):
+        section = "[pypid]" if target.name == DEFAULT_INDEX else f"[index:{target.name}]"
+        raise Conflict(f"{project}: {source.name} takes its wheels whatever their WHEEL tags "
+                       f"(allow_tag_mismatch) and {target.name} does not; name the project in "
+                       f"{section} allow_tag_mismatch to promote them")
 
 
 def _body(request: IRequest) -> bytes:
