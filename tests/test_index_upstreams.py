@@ -172,6 +172,19 @@ class ChainLegacyJSONTests(SynchronousTestCase):
         self.assertEqual(self.legacy("/staging/pypi/Widget/json")[0], 301)
         self.assertEqual(len(self.server.asked()), asked, "nothing asked for a redirect")
 
+    def test_kept_until_the_page_moves(self):
+        """The JSON is kept rendered, and rendered again once a refreshed page lists more."""
+        first = self.legacy("/staging/pypi/widget/json")[1]
+        self.assertEqual(self.legacy("/staging/pypi/widget/json")[1], first)
+        newer = "widget-2.0-py3-none-any.whl"
+        self.server.origins.route(INDEX_A + "widget/", page("widget", [
+            (WHEEL, f"http://{ORIGIN_A}/f/{WHEEL}", BYTES_A),
+            (newer, f"http://{ORIGIN_A}/f/{newer}", BYTES_A)]))
+        self.server.clock.advance(3600)
+        code, found = self.legacy("/staging/pypi/widget/json")
+        self.assertEqual((code, found["info"]["version"]), (200, "2.0"))
+        self.assertEqual(sorted(found["releases"]), ["1.0", "2.0"])
+
     def test_hosted_in_a_base(self):
         """A project hosted in a base is the hosted one's JSON; no upstream is asked."""
         filename = self.server.host("release", "widget", "2.0")

@@ -95,8 +95,9 @@ class LegacyJSON:
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
     _clock: IReactorTime | None = attrs.field(kw_only=True, default=None)
     #: the JSON of upstream projects rendered, by C{(project, version)}:
-    #: C{(what it was made of, the page)}, bounded (names are the clients')
-    _rendered: dict[tuple[str, str | None], tuple[Hashable, Page]] = attrs.field(
+    #: C{(what it was made of, until when, the page)}, bounded (names are
+    #: the clients')
+    _rendered: dict[tuple[str, str | None], tuple[Hashable, float | None, Page]] = attrs.field(
         init=False, factory=dict)
 
     app = Klein()
@@ -174,20 +175,23 @@ class LegacyJSON:
         from pypid.web.upstream_pages import bring_up_to_date, upstream_failure
         _, waits = bring_up_to_date(cast(Request, request), sides, project)
         results = await DeferredList(waits, consumeErrors=True)
-        composition = view.listing(project, clock.seconds())
+        policy = self._advisories
+        # (kept rendered while the pages it is made of, the verdicts and a
+        # cooldown's next change stay: each page's shown files are the same
+        # object as long as they are, so nothing is composed to tell)
+        made_of: Hashable = (tuple((side.cached(project) or (None,))[0] for side in sides),
+                             policy.stamp)
+        now = clock.seconds()
+        kept = self._rendered.get((project, version))
+        if kept is not None and kept[0] == made_of and (kept[1] is None or now < kept[1]):
+            return send_page(request, kept[2])
+        composition = view.listing(project, now)
         if composition is not None and composition.status is not None \
                 and composition.status.quarantined:
             raise NotFound("this project is quarantined upstream: none of its files is served")
-        policy = self._advisories
         if composition is None or not composition.files:
             upstream_failure([value for ok, value in results if not ok])
             raise NotFound("no such project")
-        # (rendered again only when a page it is made of, or a verdict, moved)
-        made_of: Hashable = (tuple(token for _, token in composition.consulted),
-                             composition.changes, composition.recheck_at, policy.stamp)
-        kept = self._rendered.get((project, version))
-        if kept is not None and kept[0] == made_of:
-            return send_page(request, kept[1])
         files = [f for f, _ in composition.files if not policy.hidden(project, f.version)]
         if not files:
             raise NotFound("no such project")
@@ -202,7 +206,8 @@ class LegacyJSON:
             vulnerabilities=([vulnerability_json(a) for a in verdict.advisories]
                              if verdict is not None else []))
         page = Page.of(body, b"application/json")
-        put_newest(self._rendered, (project, version), (made_of, page), MAX_RENDERED)
+        put_newest(self._rendered, (project, version),
+                   (made_of, composition.recheck_at, page), MAX_RENDERED)
         return send_page(request, page)
 
     def _listed(self, name: str) -> _Listed | None:
