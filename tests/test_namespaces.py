@@ -74,3 +74,33 @@ class CoverageTests(SynchronousTestCase):
             parse_grant(key, value)
         except InvalidGrant:
             pass
+
+
+class ConfigTests(SynchronousTestCase):
+    """C{[namespaces]} read with the rest of the configuration."""
+
+    def load(self, text):
+        import os
+
+        from pypid.config import load_config
+        from tests.fakes import write_file
+        path = write_file(os.path.join(self.mktemp(), "c.ini"), text.encode())
+        return load_config(path)
+
+    def test_read(self):
+        config = self.load("[users]\nbob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n[groups]\nplatform = bob\n[index:release]\n"
+                           "[namespaces]\nacme = group:platform\nrelease/tools = user:bob hidden\n")
+        self.assertEqual([(g.name, g.index, g.hidden) for g in config.namespaces.grants],
+                         [("acme", None, False), ("tools", "release", True)])
+
+    def test_refused(self):
+        from pypid.config import ConfigError
+        for text, said in (
+                ("[namespaces]\nacme = user:nobody\n", "[namespaces] acme"),
+                ("[index:a]\n[index:v]\nview = yes\nbases = a\n[namespaces]\nv/acme = user:bob\n"
+                 "[users]\nbob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n", "'v' is not a hosted index"),
+                ("[users]\nbob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\neve = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n[namespaces]\nacme = user:bob\n"
+                 "acme-cli = user:eve\n", "acme-cli is inside acme")):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(text)
+            self.assertIn(said, str(caught.exception), text)

@@ -35,7 +35,13 @@ import attrs
 
 from pypid.config.advisory_settings import ADVISORIES_KEYS, AdvisoriesConfig
 from pypid.config.attestation_settings import ATTESTATIONS_KEYS, AttestationsConfig
-from pypid.config.auth_settings import AUTH_KEYS, FREE_SECTIONS, AuthConfig, read_principals
+from pypid.config.auth_settings import (
+    AUTH_KEYS,
+    FREE_SECTIONS,
+    AuthConfig,
+    groups_from_outside,
+    read_principals,
+)
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.index_settings import (
     INDEX_KEYS,
@@ -47,6 +53,7 @@ from pypid.config.index_settings import (
 )
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
+from pypid.config.namespace_settings import NAMESPACES, read_namespaces
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
 from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
 from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
@@ -58,6 +65,7 @@ from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_u
 from pypid.config.values import Keys, Values
 from pypid.core.access_rules import IndexGrants, Rule
 from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
+from pypid.core.namespaces import NamespaceGrants
 from pypid.core.publishers import PublisherRule
 
 __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
@@ -95,6 +103,8 @@ class Config:
     sso: SSOConfig = attrs.field(factory=SSOConfig)
     #: C{[publishers]}: L{pypid.core.publishers.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
+    #: C{[namespaces]}: PEP 752's grants (issue 46)
+    namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
     #: C{[index:NAME]} sections by name, in file order (issue 26; empty
     #: without any: the one index of today's URLs, C{default})
     indexes: Mapping[str, IndexConfig] = attrs.field(factory=dict, converter=_frozen)
@@ -134,7 +144,7 @@ SCHEMA: dict[str, Keys] = {
 
 #: Sections whose keys are names chosen by the administrator (C{[publishers]}
 #: too: its keys are projects, read by L{pypid.config.oidc_settings}).
-FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS}
+FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS, NAMESPACES}
 
 #: Sections that may appear several times, each with a name after the
 #: prefix (C{[index:NAME]}, C{[upstream:NAME]}): prefix -> their keys.
@@ -389,6 +399,10 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
     check_ldap(values, fail)
     check_sso(values, fail)
     publishers = read_publishers(items, values, fail)
+    namespaces = read_namespaces(
+        items, users, groups, groups_from_outside(values),
+        [DEFAULT, *(name for name, index in indexes.items()
+                    if not index.view and name != DEFAULT)], fail)
 
     def read_section(name: str, cls: Callable[..., _S]) -> _S:
         return cls(**{key: values[name, key] for key in SCHEMA[name]})
@@ -409,6 +423,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         oidc=read_section("oidc", OIDCConfig),
         sso=read_section("sso", SSOConfig),
         publishers=tuple(publishers),
+        namespaces=namespaces,
         indexes=indexes,
         upstreams=upstreams,
         advisories=read_section("advisories", AdvisoriesConfig),
