@@ -104,3 +104,52 @@ class ConfigTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 self.load(text)
             self.assertIn(said, str(caught.exception), text)
+
+
+class UploadTests(SynchronousTestCase):
+    """A new project in a namespace is its owners' to create (409 for others, PEP 752)."""
+
+    def setUp(self):
+        import os
+        import time
+
+        from pypid.auth.hashes import hash_password
+        from pypid.config import load_config
+        from pypid.tap import build_service
+        from tests.fakes import FAST, site_treq, write_file
+        from tests.harness_tap import ThreadedReactor, checking_pools
+        self.password = "correct horse"
+        folder = os.path.abspath(self.mktemp())
+        users = "".join(f"{name} = {hash_password(self.password, FAST)}\n"
+                        for name in ("alice", "bob"))
+        path = write_file(os.path.join(folder, "pypid.ini"), (
+            f"[pypid]\nsnapshot = {folder}/index.json\nlisten = tcp:0:interface=127.0.0.1\n"
+            f"[storage]\npath = {folder}/packages\n[users]\n{users}[groups]\nplatform = alice\n"
+            "[namespaces]\nacme = group:platform\n").encode())
+        reactor = ThreadedReactor()
+        reactor.advance(time.time() - reactor.seconds())
+        service = build_service(load_config(path), reactor, pools=checking_pools())
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.treq = site_treq(service.getServiceNamed("web").web.site)
+
+    def upload(self, user, name, version):
+        from tests.distributions import make_wheel
+        from tests.fakes import multipart_body, twine_fields
+        filename, data = make_wheel(name, version)
+        ctype, body = multipart_body(twine_fields(name, version, data),
+                                     [("content", filename, data)])
+        response = self.successResultOf(self.treq.post(
+            "http://127.0.0.1/", data=body, auth=(user, self.password),
+            headers={"Content-Type": ctype}))
+        return response.code, self.successResultOf(self.treq.content(response))
+
+    def test_foreign_upload_refused(self):
+        code, body = self.upload("bob", "acme-tools", "1.0")
+        self.assertEqual(code, 409, body)
+        self.assertIn(b"acme-tools is in the namespace acme, reserved in default", body)
+        self.assertEqual(self.upload("bob", "acmetools", "1.0")[0], 200)
+        self.assertEqual(self.upload("alice", "acme-tools", "1.0")[0], 200)
+        # (the project exists: uploads by whoever the rules let write it go on)
+        self.assertEqual(self.upload("bob", "acme-tools", "2.0")[0], 200)

@@ -76,7 +76,8 @@ def make_access_materials(config: Config, reactor: IReactorTime,
     admins, admin_groups = admin_users_and_groups(config.auth.admins)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
-                        rules=config.acl, indexes=config.index_grants)
+                        rules=config.acl, indexes=config.index_grants,
+                        namespaces=config.namespaces)
     return AccessMaterials(model, verifier,
                        tokens if tokens is not None else load_tokens(config, reactor))
 

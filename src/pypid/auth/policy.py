@@ -38,6 +38,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE, IndexGrants, Rule
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.names import normalize
+from pypid.core.namespaces import NamespaceGrants
 
 
 @attrs.frozen
@@ -72,6 +73,9 @@ class AccessModel:
     #: (C{default} too when C{[index:default]} says); an index absent
     #: follows C{read} and C{upload} above
     indexes: Mapping[str, IndexGrants] = attrs.field(factory=dict)
+    #: PEP 752's grants (C{[namespaces]}, issue 46): who alone may create
+    #: projects of each namespace
+    namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
     # index -> project -> its rule (most projects are asked of the default)
     _rule_memo: dict[str, dict[str, Rule | None]] = attrs.field(factory=dict, eq=False,
                                                                 repr=False)

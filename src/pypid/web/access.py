@@ -42,6 +42,7 @@ from pypid.config import Config
 from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.namespaces import Grant, refusal
 from pypid.core.outside_logins import DIRECTORY, PASSWORD, PROVIDER, LoginSource, OutsideLogins
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
@@ -216,6 +217,20 @@ class Access:
                   index: str = DEFAULT_INDEX) -> bool:
         """Whether C{identity} may upload to, yank or delete in C{project} of C{index}."""
         return self._permissions.may_write(identity, project, index)
+
+    def namespace_refusal(self, identity: Identity, project: str,
+                          index: str = DEFAULT_INDEX) -> Grant | None:
+        """
+        The grant (PEP 752, issue 46) whose namespace the normalized
+        C{project} falls in and which C{identity} owns no part of, or
+        L{None}: whether they may create the project in C{index}.
+        """
+        model = self.model
+        grants = model.namespaces.matching(project, index)
+        if not grants:
+            return None
+        return refusal(grants, model.principals(identity.name, identity.groups),
+                       self.is_admin(identity))
 
     def reads_everything(self, request: IRequest, index: str = DEFAULT_INDEX) -> bool:
         """Whether the request may see every project of C{index} (pages need no filtering)."""

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
-from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
+from pypid.core.http_errors import Conflict, Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
@@ -72,6 +72,19 @@ class ChangeChecks:
         if project is None or not (self.may_write(identity, project)
                                    or self.may_read(identity, project)):
             raise NotFound(NO_SUCH_RELEASE)
+
+    def may_create(self, identity: Identity, project: str, exists: bool) -> None:
+        """
+        Refuse (409, PEP 752) a new C{project} in a namespace reserved in
+        this index for others than C{identity}; a project there already
+        (before the grant) keeps taking uploads.
+        """
+        if exists:
+            return
+        grant = self._access.namespace_refusal(identity, project, self._name)
+        if grant is not None:
+            raise Conflict(f"{project} is in the namespace {grant.name}, reserved in "
+                           f"{self._name} for its owners: only they may create projects there")
 
     async def confirmed(self, request: IRequest, identity: Identity, project: str,
                         ) -> Identity:

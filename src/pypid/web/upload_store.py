@@ -128,6 +128,7 @@ class UploadStore:
                             identity: Identity) -> bytes:
         part = _part_of(upload)
         self._refuse_closed(project_of_filename(upload.filename))
+        self._refuse_foreign(identity, project_of_filename(upload.filename))
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
@@ -157,6 +158,7 @@ class UploadStore:
         # so may a status change)
         identity = await self._checks.confirmed(request, identity, record.project)
         self._refuse_closed(record.project)
+        self._refuse_foreign(identity, record.project)
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
                                                  inspected.details, provenance)
@@ -189,6 +191,17 @@ class UploadStore:
             return send_text(request, 200, f"OK, accepted although {mismatch}: "
                              "allow_tag_mismatch names this project")
         return send_text(request, 200, "OK")
+
+    def _refuse_foreign(self, identity: Identity, project: str | None) -> None:
+        """
+        Refuse (409) a new project in a namespace reserved for others (PEP
+        752, issue 46); one the index holds already (its files, deleted or
+        binned ones too) keeps taking uploads.
+        """
+        if project is None:
+            return
+        held = self._index.project(project)
+        self._checks.may_create(identity, project, held is not None and held.claimed)
 
     def _refuse_taken(self, filename: str) -> None:
         """
