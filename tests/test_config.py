@@ -1700,7 +1700,7 @@ _REFUSED = [
     ("[foo]\n",
      "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
      "[tls], [metrics], [ldap], [oidc], [sso], [advisories], [attestations], [retention], [acl], [groups], "
-     "[publishers], "
+     "[namespaces], [publishers], "
      "[users], "
      "[index:NAME] and [upstream:NAME]"),
 ]
