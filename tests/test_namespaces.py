@@ -153,3 +153,46 @@ class UploadTests(SynchronousTestCase):
         self.assertEqual(self.upload("alice", "acme-tools", "1.0")[0], 200)
         # (the project exists: uploads by whoever the rules let write it go on)
         self.assertEqual(self.upload("bob", "acme-tools", "2.0")[0], 200)
+
+
+class UpstreamPrivacyTests(SynchronousTestCase):
+    """A reserved namespace is never asked upstream (issue 46)."""
+
+    def test_private_globs(self):
+        from pypid.core.namespaces import private_globs
+        grants = NamespaceGrants.of([parse_grant("acme", "user:bob"),
+                                     parse_grant("release/acme", "user:bob"),
+                                     parse_grant("tools", "user:bob")])
+        self.assertEqual(private_globs(grants), ("acme", "acme-*", "tools", "tools-*"))
+
+    def test_the_daemons_upstream(self):
+        import os
+        import time
+
+        from pypid.config import load_config
+        from pypid.core.startup import StartupError
+        from pypid.tap import build_service
+        from tests.fakes import write_file
+        from tests.harness_tap import ThreadedReactor, checking_pools
+        folder = os.path.abspath(self.mktemp())
+        h = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"
+        text = (f"[pypid]\nsnapshot = {folder}/index.json\nlisten = tcp:0:interface=127.0.0.1\n"
+                f"[storage]\npath = {folder}/packages\n[users]\nbob = {h}\n"
+                "[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+                "[namespaces]\nacme = user:bob\n")
+        path = write_file(os.path.join(folder, "pypid.ini"), text.encode())
+        reactor = ThreadedReactor()
+        reactor.advance(time.time() - reactor.seconds())
+        service = build_service(load_config(path), reactor, pools=checking_pools(),
+                                load_config=lambda: load_config(path))
+        registry = service.getServiceNamed("web")._indexes._registry
+        policy = registry.default.upstream_part.source.policy
+        for name, private in (("acme", True), ("acme-cli", True), ("acmecli", False)):
+            self.assertEqual(not policy.decide(name, False).allowed, private, name)
+        # (a change of the grants needs a restart, as the upstream's private names do)
+        from pypid.state.index_reload import reload_indexes
+        started = load_config(path)
+        write_file(path, text.replace("acme = user:bob", "tools = user:bob").encode())
+        with self.assertRaises(StartupError) as caught:
+            reload_indexes(registry, started, load_config(path))
+        self.assertIn("[namespaces]", str(caught.exception))

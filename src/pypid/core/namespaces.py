@@ -159,6 +159,20 @@ class NamespaceGrants:
                       if n.startswith(name + "-") and n.count("-") + 1 == depth + 1)
 
 
+def private_globs(grants: NamespaceGrants) -> tuple[str, ...]:
+    """
+    The names every grant reserves (in any index), as C{[upstream] private}
+    globs: C{acme} and C{acme-*}. A namespace is never asked upstream, so a
+    project someone publishes there is not served in its place.
+    """
+    found: list[str] = []
+    for grant in grants.grants:
+        for glob in (grant.name, grant.name + "-*"):
+            if glob not in found:
+                found.append(glob)
+    return tuple(found)
+
+
 def refusal(grants: Sequence[Grant], principals: Iterable[str], admin: bool) -> Grant | None:
     """
     The grant that refuses someone of C{principals} a new project its

@@ -107,6 +107,11 @@ def reload_indexes(registry: IndexRegistry, started: Config,
         changes what only a restart changes (see the module).
     """
     _refuse_upstreams(started, config)
+    if config.namespaces != started.namespaces and (started.upstream.mode != "none"
+                                                    or started.upstreams):
+        # (the upstreams' private names include the namespaces: set at start)
+        _refuse(config, "[namespaces]", "a change needs a restart on a server with an "
+                "upstream (a reserved namespace is private toward it)")
     named = [name for name in config.indexes if name != DEFAULT]
     hosted = {name for name in named if not config.indexes[name].view}
     running = set(registry.stacks) - {DEFAULT}

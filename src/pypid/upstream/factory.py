@@ -22,6 +22,7 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family
+from pypid.core.namespaces import private_globs
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import ProvenanceURL
@@ -210,7 +211,9 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                             max_entries=up.max_page_files, credentials=up.credentials)
     pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
                       up.offline, max_bytes=up.page_cache_size, on_change=learnt)
-    policy = UpstreamPolicy(up.mode, up.private, up.merge, up.min_age, up.min_age_exempt)
+    # (a reserved namespace is never asked upstream either: issue 46)
+    policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,
+                            up.min_age, up.min_age_exempt)
     # (a MeasuredStorage provides its backend's interfaces, declared on the
     # instance as it is made: mypy cannot see them); the default's families
     # are labelled only once named upstreams exist, so that /metrics of a
