@@ -88,6 +88,15 @@ class NamespaceGrants:
     """Every grant of the configuration, in file order."""
 
     grants: tuple[Grant, ...] = ()
+    # the grants in force in each index that has its own, and in every
+    # other (L{None}), by name: worked out once, read at each upload
+    _scopes: dict[str | None, dict[str, Grant]] = attrs.field(init=False, eq=False,
+                                                             repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        scopes = {None, *(grant.index for grant in self.grants)}
+        object.__setattr__(self, "_scopes", {scope: _gather(self.grants, scope)
+                                             for scope in scopes})
 
     @classmethod
     def of(cls, grants: Iterable[Grant]) -> NamespaceGrants:
@@ -98,9 +107,7 @@ class NamespaceGrants:
         @raise InvalidGrant: naming the two grants.
         """
         found = cls(tuple(grants))
-        scopes = {g.index for g in found.grants}
-        for scope in scopes:
-            mine = found._in(scope)
+        for mine in found._scopes.values():
             for grant in mine.values():
                 parent = found._nearest_parent(mine, grant.name)
                 if parent is not None and parent.owners != grant.owners:
@@ -110,16 +117,8 @@ class NamespaceGrants:
         return found
 
     def _in(self, index: str | None) -> dict[str, Grant]:
-        """The grants that apply in C{index} (L{None}: those for every index), by name."""
-        found: dict[str, Grant] = {}
-        for grant in self.grants:
-            if grant.index is None or grant.index == index:
-                if grant.name in found and found[grant.name].index == grant.index:
-                    raise InvalidGrant(f"{grant.name} is granted twice")
-                # (an index's own grant takes the place of the one for every index)
-                if grant.name not in found or grant.index is not None:
-                    found[grant.name] = grant
-        return found
+        """The grants that apply in C{index}, by name."""
+        return self._scopes.get(index) or self._scopes[None]
 
     @staticmethod
     def _nearest_parent(grants: Mapping[str, Grant], name: str) -> Grant | None:
@@ -129,10 +128,6 @@ class NamespaceGrants:
             if parent is not None:
                 return parent
         return None
-
-    def of_index(self, index: str) -> dict[str, Grant]:
-        """The grants in force in C{index}, by name."""
-        return self._in(index)
 
     def matching(self, project: str, index: str) -> list[Grant]:
         """
@@ -157,6 +152,23 @@ class NamespaceGrants:
         depth = name.count("-") + 1
         return sorted(n for n in self._in(index)
                       if n.startswith(name + "-") and n.count("-") + 1 == depth + 1)
+
+
+def _gather(grants: Iterable[Grant], index: str | None) -> dict[str, Grant]:
+    """
+    The C{grants} that apply in C{index} (L{None}: those for every index),
+    by name; an index's own grant takes the place of the one for every index.
+
+    @raise InvalidGrant: a name granted twice in one scope.
+    """
+    found: dict[str, Grant] = {}
+    for grant in grants:
+        if grant.index is None or grant.index == index:
+            if grant.name in found and found[grant.name].index == grant.index:
+                raise InvalidGrant(f"{grant.name} is granted twice")
+            if grant.name not in found or grant.index is not None:
+                found[grant.name] = grant
+    return found
 
 
 def private_globs(grants: NamespaceGrants) -> tuple[str, ...]:

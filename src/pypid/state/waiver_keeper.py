@@ -24,6 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
 from pypid.jobs.periodic import Periodic
@@ -80,10 +81,10 @@ class WaiverKeeper(Periodic):
         d.addErrback(self._unread)
         return d
 
-    def _unread(self, failure: object) -> None:
+    def _unread(self, failure: Failure) -> None:
         self.read_ok = False
         log.error("Cannot read the advisory waivers: {error}",
-                  error=getattr(failure, "getErrorMessage", lambda: str(failure))())
+                  error=failure.getErrorMessage())
 
     async def _read(self) -> None:
         data = await self._storage.waivers()

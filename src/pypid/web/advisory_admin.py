@@ -309,7 +309,9 @@ class AdvisoryAdmin:
         except InvalidWaiver as e:
             raise BadRequest(str(e))
 
-    async def _changed(self, keeper: WaiverKeeper, edit: Any) -> Waiver | None:
+    async def _changed(self, keeper: WaiverKeeper,
+                       edit: Callable[[Waivers], tuple[Waivers, Waiver | None]]
+                       ) -> Waiver | None:
         try:
             return await keeper.change(edit)
         except TooManyWaivers as e:

@@ -47,6 +47,7 @@ from pypid.storage.interface import IStorage, StorageError
 from pypid.web.access import Access
 from pypid.web.respond import send_page, storage_unavailable
 from pypid.web.routes import answer_errors, kept_page, requested_version
+from pypid.web.upstream_pages import bring_up_to_date, upstream_failure
 
 log = Logger()
 
@@ -172,7 +173,6 @@ class LegacyJSON:
             request.setHeader(b"location", f"{self._prefix()}pypi/{project}/{suffix}".encode())
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"Moved\n"
-        from pypid.web.upstream_pages import bring_up_to_date, upstream_failure
         _, waits = bring_up_to_date(cast(Request, request), sides, project)
         results = await DeferredList(waits, consumeErrors=True)
         policy = self._advisories
