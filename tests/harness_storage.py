@@ -18,12 +18,14 @@ from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.promotion import Promotion
 from pypid.storage.interface import (
+    GRANT_LEDGER,
+    WAIVERS,
     FileExists,
     FilenameDeleted,
     IAdoptingStorage,
+    IServerDocuments,
     ISharedStorage,
     IStorage,
-    IWaiverStorage,
     LocalFile,
     MemoryFile,
     ScanResult,
@@ -150,18 +152,25 @@ class StorageContractMixin:
                          {"holy-grail": b'{"status": "quarantined"}'})
         self.assertEqual((await self.scanned(storage)).records, {})
 
-    async def test_waivers(self):
+    async def test_documents(self):
         """
-        The advisory waivers' document (L{IWaiverStorage}) is none at
-        first, then the one kept last, whole; a scan lists no file for it,
-        and a status kept beside it is its own.
+        Each server document (L{IServerDocuments}) is none at first, then
+        the one kept last under its name, whole, apart from the other; a
+        scan lists no file for them, and a status kept beside them is its
+        own; a name that is no document's is refused, nothing kept.
         """
         storage = await self.ready()
-        self.assertTrue(verifyObject(IWaiverStorage, storage))
-        self.assertIsNone(await storage.waivers())
-        await storage.keep_waivers(b'{"waivers": [1]}')
-        await storage.keep_waivers(b'{"waivers": []}')
-        self.assertEqual(await storage.waivers(), b'{"waivers": []}')
+        self.assertTrue(verifyObject(IServerDocuments, storage))
+        self.assertIsNone(await storage.document(WAIVERS))
+        await storage.keep_document(WAIVERS, b'{"waivers": [1]}')
+        await storage.keep_document(WAIVERS, b'{"waivers": []}')
+        await storage.keep_document(GRANT_LEDGER, b'{"grants": {}}')
+        self.assertEqual(await storage.document(WAIVERS), b'{"waivers": []}')
+        self.assertEqual(await storage.document(GRANT_LEDGER), b'{"grants": {}}')
+        with self.assertRaises(ValueError):
+            await storage.keep_document("../projects/x", b"{}")
+        with self.assertRaises(ValueError):
+            await storage.document("other")
         self.assertEqual(await storage.statuses(), {})
         self.assertEqual((await self.scanned(storage)).records, {})
 

@@ -35,7 +35,7 @@ from pypid.core.advisory_waivers import (
     parse_waiver,
 )
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.interface import StorageError
+from pypid.storage.interface import WAIVERS, StorageError
 from pypid.storage.memory import MemoryStorage
 
 HIGH = Advisory("GHSA-aaaa-0000-0001", aliases=("CVE-2026-1",), severity="high",
@@ -169,7 +169,7 @@ class PolicyTests(SynchronousTestCase):
 class _FailingStorage:
     """A storage whose waivers cannot be read."""
 
-    def waivers(self):
+    def document(self, name):
         return fail(StorageError("the disk is gone"))
 
 
@@ -210,14 +210,14 @@ class KeeperTests(SynchronousTestCase):
         """An edit that changes nothing keeps nothing and tells no one."""
         self.assertIsNone(self.successResultOf(self.a.change(lambda w: w.removing(
             waiver(version="1.0").key))))
-        self.assertIsNone(self.successResultOf(self.storage.waivers()))
+        self.assertIsNone(self.successResultOf(self.storage.document(WAIVERS)))
         self.assertEqual(self.told["a"], [])
 
     def test_unreadable_document(self):
         """A document another tool broke is not taken: the waivers in force stay."""
         added = waiver(advisory="CVE-2026-1")
         self.successResultOf(self.a.change(lambda w: (w.adding(added), added)))
-        self.successResultOf(self.storage.keep_waivers(b"{broken"))
+        self.successResultOf(self.storage.keep_document(WAIVERS, b"{broken"))
         self.clock.advance(self.a.interval)
         self.assertEqual(len(self.a.current), 1)
         failure = self.failureResultOf(self.a.change(lambda w: (w, added)))
@@ -225,12 +225,12 @@ class KeeperTests(SynchronousTestCase):
 
     def test_unreadable_at_the_start(self):
         """An unreadable document at the start: none in force, and the read said failed."""
-        self.successResultOf(self.storage.keep_waivers(b'{"waivers": [2]}'))
+        self.successResultOf(self.storage.keep_document(WAIVERS, b'{"waivers": [2]}'))
         keeper = self.keeper("a")
         self.assertFalse(keeper.read_ok)
         self.clock.advance(keeper.interval)
         self.assertFalse(keeper.read_ok, "the same bytes: as unreadable")
-        self.successResultOf(self.storage.keep_waivers(b'{"waivers": []}'))
+        self.successResultOf(self.storage.keep_document(WAIVERS, b'{"waivers": []}'))
         self.clock.advance(keeper.interval)
         self.assertTrue(keeper.read_ok)
 

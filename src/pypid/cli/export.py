@@ -326,11 +326,11 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
     none applied (the export then leaves out more, never less).
     """
     from pypid.core.advisory_waivers import InvalidWaiver, Waivers
-    from pypid.storage.interface import IWaiverStorage
+    from pypid.storage.interface import WAIVERS, IServerDocuments
 
-    if not IWaiverStorage.providedBy(storage):
+    if not IServerDocuments.providedBy(storage):
         return ""
-    data = await cast(IWaiverStorage, storage).waivers()
+    data = await cast(IServerDocuments, storage).document(WAIVERS)
     try:
         waivers = Waivers() if data is None else Waivers.from_bytes(data)
     except InvalidWaiver as e:

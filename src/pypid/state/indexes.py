@@ -105,10 +105,10 @@ from pypid.storage.factory import (
 from pypid.storage.interface import (
     IAdoptingStorage,
     IBackfillStorage,
+    IServerDocuments,
     ISharedStorage,
     IStorage,
     IUsageStorage,
-    IWaiverStorage,
     Run,
 )
 from pypid.storage.locks import KeyedLock
@@ -363,8 +363,8 @@ class IndexRegistry:
                                     sides, config.server.base_url, policies[name])
         # (the waivers admins keep: the default index's storage holds them)
         default_storage = stacks[DEFAULT].storage.storage
-        waivers = (WaiverKeeper(cast(IWaiverStorage, default_storage), reactor)
-                   if IWaiverStorage.providedBy(default_storage) else None)
+        waivers = (WaiverKeeper(cast(IServerDocuments, default_storage), reactor)
+                   if IServerDocuments.providedBy(default_storage) else None)
         registry = cls(stacks, orders, made, upstreams, sides, board, policies,
                        waivers=waivers)
         board.listen(registry.advisories_changed)

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
 from pypid.jobs.periodic import Periodic
-from pypid.storage.interface import ISharedStorage, IWaiverStorage
+from pypid.storage.interface import WAIVERS, IServerDocuments, ISharedStorage
 
 log = Logger()
 
@@ -46,7 +46,7 @@ class WaiverKeeper(Periodic):
     @ivar read_ok: whether the last read succeeded (L{None}: none yet).
     """
 
-    def __init__(self, storage: IWaiverStorage, clock: IReactorTime) -> None:
+    def __init__(self, storage: IServerDocuments, clock: IReactorTime) -> None:
         """
         @param storage: the default index's storage.
         @param clock: provides C{seconds()} and C{callLater}.
@@ -87,7 +87,7 @@ class WaiverKeeper(Periodic):
                   error=failure.getErrorMessage())
 
     async def _read(self) -> None:
-        data = await self._storage.waivers()
+        data = await self._storage.document(WAIVERS)
         if data == self._kept:
             # (the same bytes read as before: as readable as they were)
             self.read_ok = self._kept_ok
@@ -129,13 +129,13 @@ class WaiverKeeper(Periodic):
 
     async def _change(self, edit: Callable[[Waivers], tuple[Waivers, Waiver | None]]
                       ) -> Waiver | None:
-        data = await self._storage.waivers()
+        data = await self._storage.document(WAIVERS)
         waivers = Waivers() if data is None else Waivers.from_bytes(data)
         new, touched = edit(waivers)
         if touched is None:
             return None
         kept = new.to_bytes()
-        await self._storage.keep_waivers(kept)
+        await self._storage.keep_document(WAIVERS, kept)
         self._kept, self._kept_ok = kept, True
         self.read_ok = True
         self._set(new)

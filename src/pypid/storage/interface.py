@@ -658,27 +658,45 @@ class IAdoptingStorage(Interface):
         """
 
 
-class IWaiverStorage(Interface):
+#: The server's small documents an L{IServerDocuments} keeps, by name: the
+#: advisory waivers admins decide (issue 44, L{pypid.core.advisory_waivers})
+#: and when each namespace grant came into force (issue 46,
+#: L{pypid.core.grant_ledger}).
+WAIVERS = "waivers"
+GRANT_LEDGER = "namespaces"
+DOCUMENTS = frozenset({WAIVERS, GRANT_LEDGER})
+
+
+class IServerDocuments(Interface):
     """
-    A storage that keeps the advisory waivers admins decided (issue 44:
-    L{pypid.core.advisory_waivers}): one small document, the default
-    index's storage's, which every server on a shared storage reads.
+    A storage that keeps the server's few small documents (L{DOCUMENTS}):
+    the default index's storage's, which every server on a shared storage
+    reads, each document kept whole under its name (C{.pypid/NAME.json}).
     """
 
-    def keep_waivers(data: bytes) -> Deferred[None]:
+    def keep_document(name: str, data: bytes) -> Deferred[None]:
         """
-        Keep, durably and whole, the waivers' document C{data} (the bytes
-        of a L{pypid.core.advisory_waivers.Waivers}), in place of the one
-        kept before: a reader sees the old one or the new one, never part.
+        Keep, durably and whole, the document C{name} (one of
+        L{DOCUMENTS}) as C{data}, in place of the one kept before: a
+        reader sees the old one or the new one, never part.
 
+        @raise ValueError: C{name} is not one of L{DOCUMENTS}.
         @rtype: L{Deferred} firing with L{None}, or failing with
             L{StorageError}
         """
 
-    def waivers() -> Deferred[bytes | None]:
+    def document(name: str) -> Deferred[bytes | None]:
         """
-        The waivers' document last kept (L{None}: none ever was).
+        The document C{name} last kept (L{None}: none ever was).
 
+        @raise ValueError: C{name} is not one of L{DOCUMENTS}.
         @rtype: L{Deferred} firing with the bytes or L{None}, or failing
             with L{StorageError}
         """
+
+
+def document_name(name: str) -> str:
+    """C{name}, checked to be one of L{DOCUMENTS} (a path or key is made of it)."""
+    if name not in DOCUMENTS:
+        raise ValueError(f"no such server document: {name!r}")
+    return name

@@ -75,9 +75,9 @@ from pypid.storage.interface import (
     IAdoptingStorage,
     IBackfillStorage,
     IEvictingStorage,
+    IServerDocuments,
     IStorage,
     IUsageStorage,
-    IWaiverStorage,
     LocalFile,
     MemoryFile,
     Run,
@@ -85,6 +85,7 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
     checked_provenance,
+    document_name,
 )
 from pypid.storage.sidecars import Sidecars, storage_errors
 
@@ -100,7 +101,7 @@ MIN_FREE = 1 << 30
 
 
 @implementer(IStorage, IAdoptingStorage, IBackfillStorage, IEvictingStorage, IMetricsSource,
-             IUsageStorage, IWaiverStorage)
+             IUsageStorage, IServerDocuments)
 @attrs.define
 class LocalStorage:
     """
@@ -342,27 +343,28 @@ class LocalStorage:
                         found[entry.name[:-len(_STATUS)]] = data
         return found
 
-    def keep_waivers(self, data: bytes) -> Deferred[None]:
-        """Keep the waivers' document, durably; see L{IWaiverStorage.keep_waivers}."""
-        return self._run(self._keep_waivers_sync, data)
+    def keep_document(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a server document, durably; see L{IServerDocuments.keep_document}."""
+        return self._run(self._keep_document_sync, self._document_path(name), data)
 
-    def waivers(self) -> Deferred[bytes | None]:
-        """The waivers' document kept; see L{IWaiverStorage.waivers}."""
-        return self._run(self._waivers_sync)
+    def document(self, name: str) -> Deferred[bytes | None]:
+        """A server document kept; see L{IServerDocuments.document}."""
+        return self._run(self._document_sync, self._document_path(name))
 
-    @property
-    def _waivers_path(self) -> str:
-        return os.path.join(self.root, ".pypid", "waivers.json")
+    def _document_path(self, name: str) -> str:
+        return os.path.join(self.root, ".pypid", document_name(name) + ".json")
 
-    def _keep_waivers_sync(self, data: bytes) -> None:
+    @staticmethod
+    def _keep_document_sync(path: str, data: bytes) -> None:
         with storage_errors():
-            write_atomically(self._waivers_path, data)
-            fsync_folder(os.path.dirname(self._waivers_path))
+            write_atomically(path, data)
+            fsync_folder(os.path.dirname(path))
 
-    def _waivers_sync(self) -> bytes | None:
+    @staticmethod
+    def _document_sync(path: str) -> bytes | None:
         with storage_errors():
             try:
-                return read_if_present(self._waivers_path)
+                return read_if_present(path)
             except NotADirectoryError:
                 return None
 

@@ -41,15 +41,16 @@ from pypid.storage.interface import (
     FilenameDeleted,
     IAdoptingStorage,
     IEvictingStorage,
+    IServerDocuments,
     IStorage,
     IUsageStorage,
-    IWaiverStorage,
     MemoryFile,
     RemoteBytes,
     ScanResult,
     StorageError,
     StorageState,
     checked_provenance,
+    document_name,
 )
 from pypid.storage.memory_blobs import NamedBlobs
 from pypid.storage.memory_imports import inspect_bytes
@@ -79,7 +80,7 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-@implementer(IStorage, IAdoptingStorage, IEvictingStorage, IUsageStorage, IWaiverStorage)
+@implementer(IStorage, IAdoptingStorage, IEvictingStorage, IUsageStorage, IServerDocuments)
 @attrs.define(eq=False)
 class MemoryStorage:
     """
@@ -109,7 +110,7 @@ class MemoryStorage:
     # reads them here, as it does the files in objects.
     usage: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The advisory waivers' document (.pypid/waivers.json on disk).
-    _waivers: bytes | None = attrs.field(default=None, init=False)
+    _documents: dict[str, bytes] = attrs.field(factory=dict, init=False)
     # The data lives as long as this object: a snapshot of another storage
     # (another process, or another test) must never be taken for this one's.
     _name: str = attrs.field(factory=lambda: uuid.uuid4().hex, init=False)
@@ -197,14 +198,14 @@ class MemoryStorage:
         """The projects' statuses kept; see L{IStorage.statuses}."""
         return succeed(self._statuses.all())
 
-    def keep_waivers(self, data: bytes) -> Deferred[None]:
-        """Keep the waivers' document; see L{IWaiverStorage.keep_waivers}."""
-        self._waivers = bytes(data)
+    def keep_document(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a server document; see L{IServerDocuments.keep_document}."""
+        self._documents[document_name(name)] = bytes(data)
         return succeed(None)
 
-    def waivers(self) -> Deferred[bytes | None]:
-        """The waivers' document kept; see L{IWaiverStorage.waivers}."""
-        return succeed(self._waivers)
+    def document(self, name: str) -> Deferred[bytes | None]:
+        """A server document kept; see L{IServerDocuments.document}."""
+        return succeed(self._documents.get(document_name(name)))
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record; see L{IUsageStorage.add_usage}."""

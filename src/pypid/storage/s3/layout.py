@@ -58,6 +58,7 @@ import attrs
 
 from pypid.core.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.names import InvalidName, normalize, parse_filename
+from pypid.storage.interface import document_name
 
 _INTERNAL = ".pypid/"
 METADATA_SUFFIX = ".metadata"
@@ -138,10 +139,12 @@ class Layout:
         """Where the projects' statuses are (L{pypid.storage.s3.status_objects})."""
         return self.prefix + _INTERNAL + "projects/"
 
-    @property
-    def waivers_key(self) -> str:
-        """Where the advisory waivers' document is (L{pypid.core.advisory_waivers})."""
-        return self.prefix + _INTERNAL + "waivers.json"
+    def document_key(self, name: str) -> str:
+        """
+        Where the server document C{name} is (L{pypid.storage.interface.DOCUMENTS}:
+        the advisory waivers', C{waivers.json}, and the namespace grants', C{namespaces.json}).
+        """
+        return self.prefix + _INTERNAL + document_name(name) + ".json"
 
     def journal_key(self, name: str) -> str:
         """Where the journal C{name} of a promotion under way is kept."""

@@ -54,10 +54,10 @@ from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     IAdoptingStorage,
     IEvictingStorage,
+    IServerDocuments,
     ISharedStorage,
     IStorage,
     IUsageStorage,
-    IWaiverStorage,
     MemoryFile,
     Polled,
     Redirect,
@@ -105,7 +105,7 @@ def _sweep(folder: str) -> None:
 
 
 @implementer(IStorage, IAdoptingStorage, IEvictingStorage, ISharedStorage, IMetricsSource,
-             IUsageStorage, IWaiverStorage)
+             IUsageStorage, IServerDocuments)
 class S3Storage:
     """
     Files in a bucket, under a prefix.
@@ -320,16 +320,16 @@ class S3Storage:
         """The projects' status objects; see L{IStorage.statuses}."""
         return ensureDeferred(self._statuses.all())
 
-    def keep_waivers(self, data: bytes) -> Deferred[None]:
-        """Keep the waivers' object; see L{IWaiverStorage.keep_waivers}."""
-        return ensureDeferred(self._keep_waivers(data))
+    def keep_document(self, name: str, data: bytes) -> Deferred[None]:
+        """Keep a server document's object; see L{IServerDocuments.keep_document}."""
+        return ensureDeferred(self._keep_document(self._layout.document_key(name), data))
 
-    async def _keep_waivers(self, data: bytes) -> None:
-        await self._client.put(self._layout.waivers_key, data)
+    async def _keep_document(self, key: str, data: bytes) -> None:
+        await self._client.put(key, data)
 
-    def waivers(self) -> Deferred[bytes | None]:
-        """The waivers' object; see L{IWaiverStorage.waivers}."""
-        return ensureDeferred(self._client.get(self._layout.waivers_key))
+    def document(self, name: str) -> Deferred[bytes | None]:
+        """A server document's object; see L{IServerDocuments.document}."""
+        return ensureDeferred(self._client.get(self._layout.document_key(name)))
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record object; see L{IUsageStorage.add_usage}."""
