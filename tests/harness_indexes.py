@@ -25,6 +25,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.access_rules import IndexGrants
 from pypid.core.index import Index
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.render import file_url_for
 from pypid.core.upload_rules import IndexUploadRules
 from pypid.core.views import ChainSource, Filters, IndexView
@@ -89,7 +90,10 @@ class Server:
         for name in hosted:
             storage = MemoryStorage(os.path.join(folder, name), self.clock)
             case.successResultOf(storage.prepare())
-            self.stacks[name] = HostedSource(name, Index(file_url_for(None)), storage,
+            # (its namespaces, as the daemon's indexes serve them: API 1.5)
+            self.stacks[name] = HostedSource(name, Index(file_url_for(None),
+                                                         namespaces=IndexNamespaces(name)),
+                                             storage,
                                              KeyedLock(self.clock))
         s = self.stacks
         views = {
@@ -98,23 +102,29 @@ class Server:
             "release": IndexView("release", (ChainSource("release", hosted=s["release"].index),),
                                  Filters(), s["release"].index.file_url,
                                  advisories=s["release"].index.rendered.advisories,
-                                 provenance_url=s["release"].index.rendered.provenance_url),
+                                 provenance_url=s["release"].index.rendered.provenance_url,
+                                 namespaces=s["release"].index.rendered.namespaces),
             "staging": IndexView("staging", (ChainSource("staging", hosted=s["staging"].index),
                                              ChainSource("release", hosted=s["release"].index)),
-                                 Filters(), file_url_for(None)),
+                                 Filters(), file_url_for(None),
+                                 namespaces=IndexNamespaces("view")),
             "prod": IndexView("prod", (ChainSource("release", hosted=s["release"].index),),
-                              Filters(as_of=START + 1000), file_url_for(None)),
+                              Filters(as_of=START + 1000), file_url_for(None),
+                                 namespaces=IndexNamespaces("view")),
             "secret": IndexView("secret", (ChainSource("secret", hosted=s["secret"].index),),
-                                Filters(), file_url_for(None)),
+                                Filters(), file_url_for(None),
+                                 namespaces=IndexNamespaces("view")),
         }
         order = {"release": ("release",), "staging": ("staging", "release"),
                  "prod": ("release",), "secret": ("secret",)}
         if through:
             views["vault"] = IndexView("vault", (ChainSource("secret", hosted=s["secret"].index),),
-                                       Filters(), file_url_for(None))
+                                       Filters(), file_url_for(None),
+                                 namespaces=IndexNamespaces("view"))
             views["team"] = IndexView("team", (ChainSource("team", hosted=s["team"].index),
                                                ChainSource("secret", hosted=s["secret"].index)),
-                                      Filters(), file_url_for(None))
+                                      Filters(), file_url_for(None),
+                                 namespaces=IndexNamespaces("view"))
             order.update(vault=("secret",), team=("team", "secret"))
         parts = [IndexMaterials(name, view, tuple(s[n] for n in order[name]),
                             hosted=name not in ("prod", "vault"))

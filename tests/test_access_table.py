@@ -51,6 +51,7 @@ from pypid.core.advisories import (
 )
 from pypid.core.credential_syntax import parse_htpasswd
 from pypid.core.index import Index
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.provenance import Publisher, provenance_document
 from pypid.core.render import file_url_for
 from pypid.core.retention import RetentionRules
@@ -119,7 +120,7 @@ class AccessTableTests(SynchronousTestCase):
         self.storage = MemoryStorage(os.path.join(folder, "spool"), self.clock)
         self.successResultOf(self.storage.prepare())
         base_url = "https://pypi.example/" if self.variant == "base_url" else None
-        self.index = Index(file_url_for(base_url))
+        self.index = Index(file_url_for(base_url), namespaces=IndexNamespaces("default"))
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "carol", "root")}
         if self.variant == "htpasswd":
             users = parse_htpasswd(HTPASSWD, "users.htpasswd")
@@ -392,6 +393,8 @@ INDEXES = ("release", "staging", "prod", "secret", "vault", "team", "nosuch")
 INDEX_ROWS = (
     ("GET", "/{i}", ("",)),
     ("GET", "/{i}/simple/", ("",)),
+    ("GET", "/{i}/simple/namespaces", ("",)),
+    ("GET", "/{i}/simple/namespace/{p}", ("acme",)),
     ("GET", "/{i}/simple/{p}/", ("holy-grail", "no-such")),
     ("GET", "/{i}/files/{p}/{f}", ("holy-grail",)),
     ("GET", "/{i}/files/{p}/{f}.metadata", ("holy-grail",)),
@@ -524,6 +527,20 @@ GET    /{i}/simple/                     secret  -          | 401 404 200 200 401
 GET    /{i}/simple/                     vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/simple/                     team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 GET    /{i}/simple/                     nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespaces          release -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 200 404
+GET    /{i}/simple/namespaces          staging -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 404 200
+GET    /{i}/simple/namespaces          prod    -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 404 404
+GET    /{i}/simple/namespaces          secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/namespaces          vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/namespaces          team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
+GET    /{i}/simple/namespaces          nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       release acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       staging acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       prod    acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       secret  acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       vault   acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       team    acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}/simple/namespace/{p}       nosuch  acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
 GET    /{i}/simple/{p}/                 release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
 GET    /{i}/simple/{p}/                 staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200

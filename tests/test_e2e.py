@@ -257,7 +257,9 @@ class SimpleApiTests(DaemonTestCase):
         self.assertEqual(resp.status, 200)
         self.assertEqual(resp.header("Content-Type"), JSON_TYPE)
         page = resp.json()
-        self.assertEqual(page["meta"], {"api-version": "1.4"})
+        # (1.5: PEP 752's namespaces, JSON only; the HTML stays at 1.4, PEP 833)
+        self.assertEqual(page["meta"], {"api-version": "1.5"})
+        self.assertIsNone(page["namespaces"])
         self.assertEqual(page["name"], "foo-bar")
         self.assertEqual(page["versions"], ["1.0", "2.0"])
         files = {f["filename"]: f for f in page["files"]}
@@ -318,7 +320,7 @@ class SimpleApiTests(DaemonTestCase):
         root = self.get("simple/", Accept=PIP_ACCEPT)
         self.assertEqual(root.header("Content-Type"), JSON_TYPE)
         self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
-        self.assertEqual(root.json()["meta"], {"api-version": "1.4"})
+        self.assertEqual(root.json()["meta"], {"api-version": "1.5"})
 
     def test_head_on_pages(self):
         """HEAD on a page answers its headers without a body."""

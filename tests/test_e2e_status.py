@@ -40,9 +40,12 @@ class StatusInstallTests(DaemonTestCase):
         return resp.json()
 
     def test_pages(self):
-        """The pages announce 1.4 and carry the status; the quarantined one lists no file."""
+        """
+        The pages announce 1.4 or above (1.5 in JSON: PEP 752's namespaces)
+        and carry the status; the quarantined one lists no file.
+        """
         page = self.page("e2e-archived")
-        self.assertEqual(page["meta"]["api-version"], "1.4")
+        self.assertEqual(page["meta"]["api-version"], "1.5")
         self.assertEqual(page["project-status"], {"status": "archived", "reason": "e2e"})
         self.assertEqual(len(page["files"]), 1)
         self.assertEqual(self.page("e2e-quarantined")["files"], [])

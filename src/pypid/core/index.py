@@ -31,6 +31,7 @@ from pypid.core.names import (
     normalize,
     project_of_filename,
 )
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.project_statuses import ProjectStatuses
@@ -105,7 +106,8 @@ class Index:
                  page_cache_size: int = PAGE_CACHE_SIZE,
                  peers: Callable[[str], Index | None] | None = None,
                  advisories: AdvisoryPolicy | None = None,
-                 provenance_url: ProvenanceURL | None = None) -> None:
+                 provenance_url: ProvenanceURL | None = None,
+                 namespaces: IndexNamespaces | None = None) -> None:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
@@ -117,6 +119,9 @@ class Index:
             server of one index).
         @param provenance_url: the link its pages give a file's provenance
             (L{pypid.core.render.provenance_url_for}); L{None}: none.
+        @param namespaces: the index's PEP 752 namespaces, which its JSON
+            pages show (API 1.5, L{RenderedPages.namespaces}); L{None}: none
+            (API 1.4).
         """
         statuses = ProjectStatuses(self._status_changed)
         files: dict[str, FileRecord] = {}
@@ -125,7 +130,8 @@ class Index:
                                           status=statuses.get,
                                           advisories=advisories or no_advisories(),
                                           provenance_url=provenance_url
-                                          or provenance_url_for(None)),
+                                          or provenance_url_for(None),
+                                          namespaces=namespaces),
                             statuses, PromotedFiles(peers),
                             LaterProjects(self._made_later, files.get), files=files)
 

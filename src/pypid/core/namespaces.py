@@ -129,6 +129,14 @@ class NamespaceGrants:
                 return parent
         return None
 
+    def in_force(self, index: str) -> list[Grant]:
+        """The grants that apply in C{index} (a view: those for every hosted index)."""
+        return list(self._in(index).values())
+
+    def granted(self, name: str, index: str) -> Grant | None:
+        """The grant of the normalized namespace C{name} in C{index}, or L{None}."""
+        return self._in(index).get(name)
+
     def matching(self, project: str, index: str) -> list[Grant]:
         """
         The grants of C{index} whose namespace the normalized C{project}

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote
 
 import attrs
@@ -49,7 +49,19 @@ _UNSAFE = re.compile("[&<>\"']")
 #: reads no version; uv warns only on a major version above 1.
 API_VERSION = "1.4"
 
+#: The JSON API version of an index that serves PEP 752's namespaces (each
+#: project page's C{namespaces}, which 1.5 requires, and the namespace
+#: routes); the HTML stays at L{API_VERSION}, as PEP 833 froze it. An index
+#: that does not (a static export: nothing there refuses an upload) stays
+#: at 1.4 in JSON too, as PEP 752 asks.
+NAMESPACES_API_VERSION = "1.5"
+
 _META = {"api-version": API_VERSION}
+_META_NAMESPACES = {"api-version": NAMESPACES_API_VERSION}
+
+#: What a page of an index that serves no namespaces passes as its project's
+#: C{namespaces} (API 1.4: the key is left out); L{None} is 1.5's "in none".
+UNSERVED: Final = False
 
 _HEAD = (
     '<!DOCTYPE html>\n<html lang="en"><head>'
@@ -157,6 +169,11 @@ def _dumps(value: Any) -> bytes:
     ).encode("utf-8", "replace")
 
 
+def dumps_json(value: Any) -> bytes:
+    """C{value} as the JSON API's compact bytes (a route's answer that no page keeps)."""
+    return _dumps(value)
+
+
 def etag(body: bytes) -> bytes:
     """
     Return a strong ETag for C{body}, quotes included, so that identical
@@ -235,16 +252,18 @@ def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
     return "".join(parts).encode("utf-8", "replace")
 
 
-def root_json(projects: Iterable[tuple[str, str]]) -> bytes:
+def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False) -> bytes:
     """
     Render the PEP 691 project list, naming each project by its display name
     as the spec allows.
 
     @param projects: C{(normalized name, display name)} pairs.
+    @param namespaces: whether the index serves PEP 752's namespaces (API 1.5).
     @rtype: L{bytes}
     """
     return _dumps(
-        {"meta": _META, "projects": [{"name": display} for _, display in projects]}
+        {"meta": _META_NAMESPACES if namespaces else _META,
+         "projects": [{"name": display} for _, display in projects]}
     )
 
 
@@ -371,9 +390,12 @@ def _json_file(record: ListedFile, url: str, provenance: str | None = None,
 
 def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
                  versions: Iterable[str], status: ProjectStatus | None = None,
-                 provenance_url: ProvenanceURL = _no_provenance) -> bytes:
+                 provenance_url: ProvenanceURL = _no_provenance,
+                 namespaces: Sequence[Mapping[str, Any]] | None | Literal[False] = UNSERVED,
+                 ) -> bytes:
     """
-    Render a project's PEP 691 page at API version 1.4.
+    Render a project's PEP 691 page at API version 1.4, or 1.5 with its
+    C{namespaces}.
 
     @param project: the normalized project name.
     @param files: C{(record, url)} pairs in the order to list them.
@@ -382,10 +404,12 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
     @param status: the project's status (PEP 792's C{project-status}), or
         L{None} when it is active (then the key is left out).
     @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
+    @param namespaces: PEP 752's C{namespaces} (L{None}: in no namespace;
+        a list of C{{name, owned}}), or L{UNSERVED} for API 1.4.
     @rtype: L{bytes}
     """
     page: dict[str, Any] = {
-        "meta": _META,
+        "meta": _META if namespaces is UNSERVED else _META_NAMESPACES,
         "name": project,
         "versions": list(versions),
         "files": [_json_file(record, url, provenance_url(record)) for record, url in files],
@@ -395,6 +419,8 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
         if status.reason:
             marker["reason"] = status.reason
         page["project-status"] = marker
+    if namespaces is not UNSERVED:
+        page["namespaces"] = None if namespaces is None else list(namespaces)
     return _dumps(page)
 
 

@@ -40,6 +40,7 @@ from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 
 if TYPE_CHECKING:
     from pypid.core.model import FileRecord
+    from pypid.core.namespace_api import IndexNamespaces
     from pypid.core.project_status import ProjectStatus
 
 #: The default of C{[pypid] page_cache_size}: 64 MiB holds one kind of
@@ -71,6 +72,9 @@ def _evicted(name: str, project: Project) -> None:
     for key in [key for key, value in kept.items() if page_bytes(value)]:
         del kept[key]
 
+
+#: The key beside a project's JSON page of the one with its hidden namespaces.
+_HIDDEN = "with hidden namespaces"
 
 #: The most characters of an advisory's summary a yank reason quotes.
 REASON_SUMMARY = 200
@@ -215,6 +219,9 @@ class RenderedPages:
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
     provenance_url: render.ProvenanceURL = attrs.field(
         default=render.provenance_url_for(None), kw_only=True)
+    #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
+    #: L{None}: an index that serves none (API 1.4; a static export)
+    namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed}: the composed views' root pages
     #: (L{pypid.core.views}) are kept while it has not moved
@@ -227,16 +234,19 @@ class RenderedPages:
         page = self._root.get(kind)
         if page is None:
             pairs = [(p.name, p.display_name) for p in self._projects()]
-            body = render.root_html(pairs) if kind == HTML else render.root_json(pairs)
+            body = (render.root_html(pairs) if kind == HTML
+                    else render.root_json(pairs, self.namespaces is not None))
             page = self._root[kind] = Page.of(body, CONTENT_TYPES[kind])
         return page
 
-    def project_page(self, project: Project, kind: str) -> Page:
+    def project_page(self, project: Project, kind: str, hidden: bool = False) -> Page:
         """
         The rendered C{/simple/<project>/} page of a L{Project}: the one
         kept, or rendered now (and kept, within L{max_bytes}). It carries
         the project's status; a quarantined project's lists no file (see
-        L{full_page} for its admins').
+        L{full_page} for its admins'). C{hidden}: the JSON page with the
+        hidden namespace grants the project falls in, for their owners
+        (L{pypid.core.namespace_api}), kept beside the other.
 
         A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
         (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,
@@ -247,28 +257,40 @@ class RenderedPages:
         0.6 ms for 30.
         """
         page: Page | None = project.rendered.get(kind)
-        if page is not None:
+        if page is not None and not hidden:
             # (False for a project the index no longer holds)
             self._recent.touch(project.name)
             return page
+        key: Hashable = kind
+        if hidden:
+            if kind == HTML or self.namespaces is None or not self.namespaces.hides(
+                    project.name):
+                return self.project_page(project, kind)
+            key = (kind, _HIDDEN)
+            page = project.rendered.get(key)
+            if page is not None:
+                self._recent.touch(project.name)
+                return page
         status = self._status(project.name)
-        page = self._render(project, kind, status, status is None or not status.quarantined)
-        self._keep(project, kind, page)
+        page = self._render(project, kind, status, status is None or not status.quarantined,
+                            hidden)
+        self._keep(project, key, page)
         return page
 
     def full_page(self, project: Project, kind: str) -> Page:
         """
         The C{/simple/<project>/} page with every file, a quarantined
-        project's too: what its admins see (to release or delete them).
-        Rendered at each call for a quarantined project (admins only ask).
+        project's too: what its admins see (to release or delete them), with
+        every namespace it falls in. Rendered at each call for a
+        quarantined project (admins only ask).
         """
         status = self._status(project.name)
         if status is None or not status.quarantined:
-            return self.project_page(project, kind)
-        return self._render(project, kind, status, True)
+            return self.project_page(project, kind, hidden=True)
+        return self._render(project, kind, status, True, hidden=True)
 
     def _render(self, project: Project, kind: str, status: ProjectStatus | None,
-                with_files: bool) -> Page:
+                with_files: bool, hidden: bool = False) -> Page:
         files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
         advised = with_files and self.advisories.affects(project.name)
         shown = advised_files(self.advisories, project.name, files) if advised else files
@@ -280,8 +302,11 @@ class RenderedPages:
                 versions = list(dict.fromkeys(f.version for f, _ in shown))
             else:
                 versions = project.versions() if with_files else []
-            body = render.project_json(project.name, shown, versions, status,
-                                       self.provenance_url)
+            spaces = self.namespaces
+            body = render.project_json(
+                project.name, shown, versions, status, self.provenance_url,
+                render.UNSERVED if spaces is None
+                else spaces.entries(project.name, project.files.values(), hidden))
         return Page.of(body, CONTENT_TYPES[kind])
 
     def extra_page(self, project: Project, key: Hashable) -> Any:

@@ -61,6 +61,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
@@ -527,10 +528,12 @@ def render_page(project: str, files: Sequence[ComposedFile],
                 file_url: Callable[[ComposedFile], str], kind: str,
                 status: ProjectStatus | None = None,
                 advisories: AdvisoryPolicy | None = None,
-                provenance_url: render.ProvenanceURL | None = None) -> Page:
+                provenance_url: render.ProvenanceURL | None = None,
+                namespaces: IndexNamespaces | None = None, hidden: bool = False) -> Page:
     """
     A composed page's bytes, rendered as an index's own are
-    (L{pypid.core.render}), the index's C{advisories} applied.
+    (L{pypid.core.render}), the index's C{advisories} applied, its
+    C{namespaces} given (API 1.5; with the hidden ones when C{hidden}).
     """
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
     if advisories is not None:
@@ -540,7 +543,10 @@ def render_page(project: str, files: Sequence[ComposedFile],
         body = render.project_html(project, pairs, status, links)
     else:
         versions = sorted({f.version for f, _ in pairs}, key=version_key)
-        body = render.project_json(project, pairs, versions, status, links)
+        body = render.project_json(
+            project, pairs, versions, status, links,
+            render.UNSERVED if namespaces is None
+            else namespaces.entries(project, files, hidden))
     return Page.of(body, CONTENT_TYPES[kind])
 
 
@@ -559,6 +565,8 @@ class _Kept:
     #: the index's L{AdvisoryPolicy.stamp} when its policy named the
     #: project as it was composed, else L{None}
     advised: tuple[int, int] | None = None
+    #: the index's L{IndexNamespaces.serial} as it was composed
+    spaces: int = 0
 
     def delegated(self, project: str, kind: str) -> Page:
         """The delegate's own page: the hosted index's kept page, or the upstream's."""
@@ -615,6 +623,8 @@ class IndexView:
     #: the link its pages give a file's provenance (PEP 740)
     provenance_url: render.ProvenanceURL = attrs.field(
         factory=lambda: render.provenance_url_for(None), kw_only=True)
+    #: its PEP 752 namespaces (API 1.5), or L{None} (1.4)
+    namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._hosted = tuple(s.hosted for s in self.order if s.hosted is not None)
@@ -624,7 +634,8 @@ class IndexView:
         first = self.order[0].hosted if self.order else None
         if (first is not None and len(self._hosted) == 1 and self.filters == Filters()
                 and self.file_url is first.file_url and self.advisories is first.rendered.advisories
-                and self.provenance_url is first.rendered.provenance_url):
+                and self.provenance_url is first.rendered.provenance_url
+                and self.namespaces is first.rendered.namespaces):
             self._own = first
 
     @property
@@ -690,21 +701,63 @@ class IndexView:
                 hosted is not None and hosted.rendered.advisories.affects(project))):
             # (the delegate's own page would not show the index's decisions)
             delegate = None
+        spaces = self.namespaces
+        if delegate is not None and self._other_namespaces(project, hosted):
+            # (nor its namespaces: those of another index, or none)
+            delegate = None
         # (is not None: an Index with no live file is falsy, it has a length)
         own = (delegate.hosted.project(project)
                if delegate is not None and delegate.hosted is not None else None)
         kept = _Kept(composition.held, composition.changes, composition.consulted,
                      composition.recheck_at, delegate, own, pages,
-                     policy.stamp if advised else None)
+                     policy.stamp if advised else None,
+                     spaces.serial if spaces is not None else 0)
         if delegate is not None:
             pages.clear()
             self._kept.put(project, kept, ENTRY_COST)
             return kept.delegated(project, kind)
         page = pages[kind] = render_page(project, [f for f, _ in composition.files],
                                          self.file_url, kind, composition.status,
-                                         policy if advised else None, self.provenance_url)
+                                         policy if advised else None, self.provenance_url,
+                                         spaces)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
+
+    def _other_namespaces(self, project: str, hosted: Index | None) -> bool:
+        """
+        Whether a delegate's own page (of C{hosted}, or an upstream's) would
+        show other namespaces of C{project} than this index does.
+        """
+        mine = self.namespaces
+        if hosted is None:
+            # (an upstream's page: in no namespace, at API 1.5)
+            return mine is not None and bool(mine.matching(project))
+        theirs = hosted.rendered.namespaces
+        if mine is theirs:
+            return False
+        if mine is None or theirs is None:
+            return True  # (one page at API 1.4, the other at 1.5)
+        return mine.matching(project) != theirs.matching(project)
+
+    def hidden_page(self, project: str, kind: str, now: float) -> Page | None:
+        """
+        The JSON page of C{project} with the hidden namespace grants it
+        falls in, for their owners (L{IndexNamespaces.hides}; the page
+        everyone gets otherwise): composed at each call, never kept (only
+        they ask).
+        """
+        spaces = self.namespaces
+        if kind == HTML or spaces is None or not spaces.hides(project):
+            return self.page(project, kind, now)
+        if not self._open and not self._admits(project):
+            return None
+        composition = compose(self.order, project, self.filters, now, self.file_url)
+        if not composition.found:
+            return None
+        policy = self.advisories
+        return render_page(project, [f for f, _ in composition.files], self.file_url, kind,
+                           composition.status, policy if policy.affects(project) else None,
+                           self.provenance_url, spaces, hidden=True)
 
     def admits(self, project: str) -> bool:
         """Whether the view's globs admit the normalized C{project} (remembered)."""
@@ -733,7 +786,8 @@ class IndexView:
         if not composition.found:
             return None
         return render_page(project, [f for f, _ in composition.files], self.file_url, kind,
-                           composition.status, self.advisories, self.provenance_url)
+                           composition.status, self.advisories, self.provenance_url,
+                           self.namespaces, hidden=True)
 
     def upstreams(self, project: str) -> list[ChainSource]:
         """
@@ -777,7 +831,8 @@ class IndexView:
                 if p.name not in names and (self._open or self._admits(p.name)):
                     names[p.name] = p.display_name
         pairs = sorted(names.items())
-        body = render.root_html(pairs) if kind == HTML else render.root_json(pairs)
+        body = (render.root_html(pairs) if kind == HTML
+                else render.root_json(pairs, self.namespaces is not None))
         page = Page.of(body, CONTENT_TYPES[kind])
         self._root[kind] = (serials, page)
         return page
@@ -806,6 +861,9 @@ class IndexView:
             # (named by the advisories now or then: as long as they and the rules are)
             if kept.advised != self.advisories.stamp:
                 return False
+        spaces = self.namespaces
+        if spaces is not None and kept.spaces != spaces.serial:
+            return False
         return kept.recheck_at is None or now < kept.recheck_at
 
     def _admits(self, project: str) -> bool:

@@ -60,6 +60,7 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.core.advisories import AdvisoryPolicy, AdvisoryRules
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.state.indexes import (
@@ -153,11 +154,17 @@ def reload_indexes(registry: IndexRegistry, started: Config,
     policies: dict[str, AdvisoryPolicy] = {
         name: registry.policies.get(name) or AdvisoryPolicy(rules[name], registry.board)
         for name in (DEFAULT, *named)}
+    # (so do its namespaces, whose grants change with the keeper's commit)
+    first = registry.namespaces.get(DEFAULT)
+    spaces: dict[str, IndexNamespaces | None] = {
+        name: registry.namespaces.get(name) or (first.like(name) if first is not None else None)
+        for name in (DEFAULT, *named)}
     changed = []
     for name in named:
         # (the links of its pages keep the base URL the server started with)
         made = index_view(config.indexes[name], name, orders[name], registry.stacks,
-                          registry.sides, started.server.base_url, policies[name])
+                          registry.sides, started.server.base_url, policies[name],
+                          spaces[name])
         kept = registry.views.get(name)
         if kept is None:
             views[name] = made
@@ -171,7 +178,9 @@ def reload_indexes(registry: IndexRegistry, started: Config,
     if not (added or removed or changed):
         return None
     return ReloadedIndexes(attrs.evolve(registry, orders=orders, views=views,
-                                        policies=policies),
+                                        policies=policies,
+                                        namespaces={name: found for name, found in spaces.items()
+                                                    if found is not None}),
                            added, removed, tuple(changed))
 
 

@@ -78,9 +78,12 @@ from pypid.core.advisories import (
     no_advisories,
 )
 from pypid.core.advisory_waivers import Waivers
+from pypid.core.grant_ledger import GrantLedger
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.metrics import Family
+from pypid.core.namespace_api import IndexNamespaces
+from pypid.core.namespaces import NamespaceGrants
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
@@ -90,6 +93,7 @@ from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, reso
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
+from pypid.state.grant_keeper import GrantKeeper
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
@@ -186,6 +190,7 @@ class HostedStack:
                peers: Callable[[str], Index | None] | None = None,
                labelled: bool = False,
                advisories: AdvisoryPolicy | None = None,
+               namespaces: IndexNamespaces | None = None,
                render: Renderer = render_description) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
@@ -204,6 +209,8 @@ class HostedStack:
             C{index} label (a server of named indexes).
         @param advisories: the index's L{AdvisoryPolicy}, which its pages
             apply; L{None}: none.
+        @param namespaces: the index's PEP 752 namespaces, which its JSON
+            pages show (API 1.5); L{None}: none (1.4).
         @param render: renders the descriptions its storage finds without
             details (L{pypid.storage.factory.make_storage}).
         @raise pypid.core.startup.StartupError: when its storage cannot be
@@ -217,7 +224,8 @@ class HostedStack:
         shared = stored if ISharedStorage.providedBy(stored) else None
         base = _base(server.base_url, name)
         index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
-                      advisories=advisories, provenance_url=provenance_url_for(base))
+                      advisories=advisories, provenance_url=provenance_url_for(base),
+                      namespaces=namespaces)
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
@@ -290,6 +298,11 @@ class IndexRegistry:
         rules taken in place at a reload (L{take_rules}).
     @ivar waivers: the advisory waivers admins keep (issue 44), read from
         the default index's storage; L{None} for a storage that keeps none.
+    @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
+        46), for every index; the same object for its lifetime, its grants
+        taken in place (L{take_namespaces}).
+    @ivar grants: keeps when each grant came into force, in the default
+        index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
     """
 
     stacks: Mapping[str, HostedStack]
@@ -301,6 +314,8 @@ class IndexRegistry:
     policies: Mapping[str, AdvisoryPolicy] = attrs.field(factory=dict)
     decisions: DecisionLog = attrs.field(factory=DecisionLog)
     waivers: WaiverKeeper | None = None
+    namespaces: Mapping[str, IndexNamespaces] = attrs.field(factory=dict)
+    grants: GrantKeeper | None = None
 
     @property
     def default(self) -> HostedStack:
@@ -347,26 +362,37 @@ class IndexRegistry:
             board = AdvisoryBoard()
         policies = {name: AdvisoryPolicy(rules, board)
                     for name, rules in advisory_rules(config).items()}
+        spaces = {name: IndexNamespaces(name, config.namespaces, GrantLedger(), config.groups)
+                  for name in policies}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
                                              upstream=upstream, peers=peers, labelled=labelled,
-                                             advisories=policies[DEFAULT], render=render)
+                                             advisories=policies[DEFAULT],
+                                             namespaces=spaces[DEFAULT], render=render)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
                                               peers=peers, labelled=labelled,
-                                              advisories=policies[name], render=render)
+                                              advisories=policies[name],
+                                              namespaces=spaces[name], render=render)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, IndexView] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
             orders[name] = source_order(config, name)
             made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
-                                    sides, config.server.base_url, policies[name])
+                                    sides, config.server.base_url, policies[name],
+                                    spaces[name])
         # (the waivers admins keep: the default index's storage holds them)
         default_storage = stacks[DEFAULT].storage.storage
         waivers = (WaiverKeeper(cast(IServerDocuments, default_storage), reactor)
                    if IServerDocuments.providedBy(default_storage) else None)
+        # (and when each namespace grant came into force: the pages of every
+        # index show them, the dict of those indexes' namespaces being the
+        # registry's, which a reload updates in place)
+        grants = (GrantKeeper(cast(IServerDocuments, default_storage), reactor,
+                              partial(serve_namespaces, spaces, stacks), config)
+                  if IServerDocuments.providedBy(default_storage) else None)
         registry = cls(stacks, orders, made, upstreams, sides, board, policies,
-                       waivers=waivers)
+                       waivers=waivers, namespaces=spaces, grants=grants)
         board.listen(registry.advisories_changed)
         if waivers is not None:
             waivers.listen(registry.take_waivers)
@@ -409,11 +435,17 @@ class IndexRegistry:
         that what holds the registry reads them from now on.
         """
         for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views),
-                             (self.policies, reloaded.policies)):
+                             (self.policies, reloaded.policies),
+                             (self.namespaces, reloaded.namespaces)):
             # (from_config made them dicts: a Mapping only to the readers)
             table = cast("dict[str, object]", mine)
             table.clear()
             table.update(theirs)
+        # (a view the reload made serves the grants in force now)
+        first = self.namespaces.get(DEFAULT)
+        if first is not None:
+            for spaces in self.namespaces.values():
+                spaces.follow(first)
         # (an index the reload added acts by the waivers kept for its name)
         if self.waivers is not None:
             self.take_waivers(self.waivers.current)
@@ -471,6 +503,11 @@ class IndexRegistry:
         self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in changed], named)
         return changed
+
+    def take_namespaces(self, grants: NamespaceGrants, ledger: GrantLedger,
+                        groups: Mapping[str, frozenset[str]]) -> list[str]:
+        """L{serve_namespaces} in the registry's indexes."""
+        return serve_namespaces(self.namespaces, self.stacks, grants, ledger, groups)
 
     def take_upload_rules(self, config: Config) -> None:
         """Let the hosted indexes' uploads and imports through as C{config} says (a reload)."""
@@ -673,6 +710,23 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
     return parts, sides
 
 
+def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, HostedStack],
+                     grants: NamespaceGrants, ledger: GrantLedger,
+                     groups: Mapping[str, frozenset[str]]) -> list[str]:
+    """
+    Serve C{grants}, in force since C{ledger} says (L{GrantKeeper}), in
+    every index of C{spaces}; a hosted index (of C{stacks}) whose
+    namespaces changed drops its pages (the composed ones go by their
+    stamp). The names of the indexes that changed.
+    """
+    changed = [name for name, found in spaces.items() if found.take(grants, ledger, groups)]
+    for name in changed:
+        stack = stacks.get(name)
+        if stack is not None:
+            stack.index.rendered.clear()
+    return changed
+
+
 def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
     """The L{Index} of the hosted index C{name}, or L{None}."""
     stack = stacks.get(name)
@@ -694,12 +748,14 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
 
 def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
                stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
-               base_url: str | None, advisories: AdvisoryPolicy | None = None) -> IndexView:
+               base_url: str | None, advisories: AdvisoryPolicy | None = None,
+               namespaces: IndexNamespaces | None = None) -> IndexView:
     """
     The view of index C{name} (its section C{settings}, L{None} for the
     default index), reading its sources C{order} (L{source_order}) among
     C{stacks} and the upstreams' C{sides}, through its filters if it is a
-    view, its pages applying C{advisories} (the index's policy): built
+    view, its pages applying C{advisories} (the index's policy) and showing
+    its C{namespaces} (PEP 752): built
     alike at start-up and at C{SIGHUP} (L{pypid.state.index_reload}).
     """
     filters = view_filters(settings) if settings is not None and settings.view else Filters()
@@ -715,7 +771,8 @@ def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
         else _view_file_url(base_url, name),
         advisories=advisories if advisories is not None else no_advisories(),
         provenance_url=(own.rendered.provenance_url if own is not None
-                        else provenance_url_for(_base(base_url, name))))
+                        else provenance_url_for(_base(base_url, name))),
+        namespaces=namespaces)
 
 
 def source_order(config: Config, name: str) -> tuple[str, ...]:

@@ -311,7 +311,9 @@ class PageView:
         if kind == HTML:
             return render.project_html(project, shown, status, provenance_url)
         versions = sorted({f.version for f, _ in shown}, key=version_key)
-        return render.project_json(project, shown, versions, status, provenance_url)
+        # (API 1.5, as every index of the server: a reserved namespace is
+        # never asked upstream, so an upstream's project is in none)
+        return render.project_json(project, shown, versions, status, provenance_url, None)
 
     def advisories_changed(self, projects: Iterable[str] | None) -> None:
         """

@@ -232,6 +232,19 @@ class Access:
         return refusal(grants, model.principals(identity.name, identity.groups),
                        self.is_admin(identity))
 
+    def grant_reader(self, identity: Identity | None) -> Callable[[Grant], bool]:
+        """
+        C{sees(grant)}: whether C{identity} (L{None}: anonymous) sees a
+        hidden namespace grant and its owners (PEP 752's C{owner}): the
+        grant's owners and the admins do.
+        """
+        if identity is None:
+            return _nobody
+        if self.is_admin(identity):
+            return _anybody
+        held = frozenset(self.model.principals(identity.name, identity.groups))
+        return lambda grant: bool(grant.owners & held)
+
     def reads_everything(self, request: IRequest, index: str = DEFAULT_INDEX) -> bool:
         """Whether the request may see every project of C{index} (pages need no filtering)."""
         permissions = self._permissions
@@ -586,3 +599,11 @@ def sessions_path(config: Config) -> str:
     """C{[auth] sessions}, or C{sessions.json} beside the snapshot."""
     return config.auth.sessions or os.path.join(
         os.path.dirname(config.server.snapshot), "sessions.json")
+
+
+def _nobody(grant: Grant) -> bool:
+    return False
+
+
+def _anybody(grant: Grant) -> bool:
+    return True

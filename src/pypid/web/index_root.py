@@ -63,9 +63,10 @@ from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.negotiate import choose
 from pypid.core.project import Project
-from pypid.core.render import CONTENT_TYPES, HTML, AgedPage, Page, file_url_for
+from pypid.core.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page, file_url_for
 from pypid.core.upload_rules import IndexUploadRules
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
@@ -154,13 +155,21 @@ def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
     are checked here when the read gate did not (anonymous reads), and
     wrong ones answer 401 as on any other path.
     """
+    return with_identity(access, request, lambda identity: admin()
+                         if access.is_admin(identity) else reader())
+
+
+def with_identity(access: Access, request: Request,
+                  then: Callable[[Identity | None], Answer]) -> Answer:
+    """
+    C{then(identity)}, the request's identity (L{None}: anonymous): checked
+    here when the read gate did not (anonymous reads), wrong credentials
+    answering 401 as on any other path.
+    """
     known = identity_of(request)
     if known is not None:
-        return admin() if access.is_admin(known) else reader()
-
-    def chosen(identity: Identity | None) -> Answer:
-        return admin() if access.is_admin(identity) else reader()
-    return access.identify(request).addCallback(chosen)
+        return then(known)
+    return access.identify(request).addCallback(then)
 
 
 @attrs.frozen
@@ -242,7 +251,8 @@ class IndexMaterials:
         view = IndexView(source.name, tuple(order), Filters(),
                          cast("Callable[[ComposedFile], str]", index.file_url),
                          advisories=index.rendered.advisories,
-                         provenance_url=index.rendered.provenance_url)
+                         provenance_url=index.rendered.provenance_url,
+                         namespaces=index.rendered.namespaces)
         return cls(source.name, view, (source,), hosted=True, upstreams=sides)
 
 
@@ -314,6 +324,12 @@ class IndexSimple:
                         self.access, request,
                         lambda: send_private(request, rendered.full_page(found, kind)),
                         lambda: send_page(request, rendered.project_page(found, kind)))
+                spaces = view.namespaces
+                if spaces is not None and spaces.any_hidden and spaces.hides(project):
+                    rendered = own.rendered
+                    return self._hiding(request, spaces, project,
+                                        lambda: rendered.project_page(found, kind, True),
+                                        lambda: rendered.project_page(found, kind))
                 return send_page(request, own.rendered.project_page(found, kind))
             if self.upstreams:
                 asked = view.upstreams(project)
@@ -335,6 +351,12 @@ class IndexSimple:
                 return as_admin(self.access, request,
                                 lambda: send_private(request, full() or page),
                                 lambda: send_page(request, page))
+            spaces = view.namespaces
+            if spaces is not None and spaces.any_hidden and spaces.hides(project):
+                now, name = self.clock.seconds(), project
+                return self._hiding(request, spaces, project,
+                                    lambda: view.hidden_page(name, kind, now) or page,
+                                    lambda: page)
             return send_page(request, page)
         if post == [b""]:
             kind = page_kind(request)
@@ -343,6 +365,8 @@ class IndexSimple:
             return send_page(request, self._root_for(request, kind))
         if not post:
             return send_moved(request, self.base, "simple/")
+        if post == [b"namespaces"] or (len(post) == 2 and post[0] == b"namespace"):
+            return self._namespaces(request, post)
         if len(post) == 1:
             # (for a hosted name alone: whether an upstream has it is asked
             # only at the full URL, which pip and uv always send)
@@ -351,6 +375,53 @@ class IndexSimple:
                     and self.view.hosts(project)):
                 return send_moved(request, self.base, f"simple/{project}/")
         raise NotFound("no such project")
+
+    def _hiding(self, request: Request, spaces: IndexNamespaces, project: str,
+                hidden: Callable[[], Page], public: Callable[[], Page]) -> Answer:
+        """
+        The page of C{project}, which falls in a hidden grant: C{hidden()}
+        (not kept by a cache) for those who see the grant (its owners, the
+        admins), C{public()} for the others.
+        """
+        def chosen(identity: Identity | None) -> Answer:
+            sees = self.access.grant_reader(identity)
+            if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
+                return send_private(request, hidden())
+            return send_page(request, public())
+        return with_identity(self.access, request, chosen)
+
+    def _namespaces(self, request: Request, post: list[bytes]) -> Answer:
+        """
+        PEP 752's C{/namespaces} list and C{/namespace/<name>} detail (JSON
+        API 1.5 only: PEP 833 froze the HTML), of the grants in force here;
+        a hidden grant only to its owners and the admins, who alone see
+        its owners too.
+        """
+        spaces = self.view.namespaces
+        if spaces is None:
+            raise NotFound("this index serves no namespaces")
+        return with_identity(self.access, request,
+                             lambda identity: self._namespace_answer(request, post, spaces,
+                                                                     identity))
+
+    def _namespace_answer(self, request: Request, post: list[bytes], spaces: IndexNamespaces,
+                          identity: Identity | None) -> Answer:
+        sees = self.access.grant_reader(identity)
+        if len(post) == 1:
+            body = render.dumps_json(spaces.listed(sees))
+        else:
+            name = normalized_name(self._names, post[1])
+            if name is None:
+                raise NotFound("no such namespace")
+            if name.encode("utf-8") != post[1]:
+                return send_moved(request, self.base, f"simple/namespace/{name}")
+            found = spaces.detail(name, sees, sees)
+            if found is None:
+                raise NotFound("no such namespace")
+            body = render.dumps_json(found)
+        page = Page.of(body, CONTENT_TYPES[JSON])
+        # (what a reader sees depends on who they are: never kept by a cache)
+        return send_private(request, page)
 
     def _own_project(self, project: str) -> Project | None:
         """

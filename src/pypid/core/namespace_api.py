@@ -1,0 +1,187 @@
+"""
+What one index's JSON API says of its namespaces (PEP 752, API version
+1.5, issue 46): each project page's C{namespaces}, the C{namespaces} list
+and each namespace's detail.
+
+One L{IndexNamespaces} per index, shared by what renders its pages (its
+own, L{pypid.core.rendered_pages}, and those it composes,
+L{pypid.core.views}) and what answers its routes, so that a reload of the
+grants (L{IndexNamespaces.take}) reaches them all at once: its
+L{IndexNamespaces.serial} moves, and whoever keeps pages drops them.
+
+Which grants an index shows: those in force in it (a grant of
+C{[namespaces]} for every hosted index, or one for this index; a view
+shows the grants for every hosted index). A hidden grant (pypid's own:
+PEP 752 dropped them) is shown only to its owners and the admins: left out
+of the list, of a detail's C{parent} and C{children} (its own detail is a
+404), and of the pages everyone gets; a project page with its hidden
+grants is rendered for those who see them
+(L{IndexNamespaces.hides}). The grants a project falls in all have the
+same owners (they do not overlap ownership), so a reader sees all of them
+or only those not hidden.
+
+C{owned} (PEP 752: false only for a project that was there before its
+namespace was reserved): true when the project's first file was uploaded
+after the grant came into force (L{pypid.core.grant_ledger}: an upload
+there then needed its owners), or by one of the grant's owners (a user it
+names, or one of a C{[groups]} group it names). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from pypid.core.grant_ledger import GrantLedger
+from pypid.core.namespaces import Grant, NamespaceGrants
+
+
+class CreatedFile(Protocol):
+    """What tells when, and by whom, a project was made: a file of it."""
+
+    @property
+    def upload_time(self) -> float | None: ...
+
+
+def creation(files: Iterable[CreatedFile]) -> tuple[float | None, str | None]:
+    """
+    When the first of C{files} (by upload time) was uploaded, and who
+    uploaded it (L{None}: unknown, an import's or an upstream's file).
+    """
+    first: CreatedFile | None = None
+    for f in files:
+        when = f.upload_time
+        if when is not None and (first is None or when < first.upload_time):  # type: ignore[operator]
+            first = f
+    if first is None:
+        return None, None
+    return first.upload_time, getattr(first, "uploader", None)
+
+
+@attrs.define(eq=False)
+class IndexNamespaces:
+    """
+    The namespaces one index serves (see the module).
+
+    @ivar index: the index's name.
+    @ivar serial: moved by each L{take}: pages rendered before are stale.
+    """
+
+    index: str
+    _grants: NamespaceGrants = attrs.field(factory=NamespaceGrants)
+    _ledger: GrantLedger = attrs.field(factory=GrantLedger)
+    _groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    serial: int = 0
+    #: whether a grant in force here is hidden (L{hides} is then worth asking)
+    any_hidden: bool = attrs.field(default=False, init=False)
+    _shown: list[Grant] = attrs.field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._settle()
+
+    def take(self, grants: NamespaceGrants, ledger: GrantLedger,
+             groups: Mapping[str, frozenset[str]]) -> bool:
+        """
+        Serve C{grants}, in force since C{ledger} says, with the users of
+        C{groups} (C{[groups]}) owning what their groups own; whether
+        anything this index shows changed (its L{serial} moved).
+        """
+        before = (self._in_force(), self._since_all(), self._groups)
+        self._grants, self._ledger, self._groups = grants, ledger, groups
+        self._settle()
+        if (self._in_force(), self._since_all(), self._groups) == before:
+            return False
+        self.serial += 1
+        return True
+
+    def like(self, index: str) -> IndexNamespaces:
+        """The namespaces C{index} serves under the same grants as this one's."""
+        return IndexNamespaces(index, self._grants, self._ledger, self._groups)
+
+    def follow(self, other: IndexNamespaces) -> bool:
+        """L{take} what C{other} serves (an index made while it changed)."""
+        return self.take(other._grants, other._ledger, other._groups)
+
+    def _settle(self) -> None:
+        shown = self._in_force()
+        self._shown = sorted(shown, key=lambda grant: grant.name)
+        self.any_hidden = any(grant.hidden for grant in shown)
+
+    def _in_force(self) -> list[Grant]:
+        return self._grants.in_force(self.index)
+
+    def _since_all(self) -> list[float | None]:
+        return [self._ledger.since(grant) for grant in self._in_force()]
+
+    # -- project pages -------------------------------------------------------------
+
+    def matching(self, project: str) -> list[Grant]:
+        """The grants here the normalized C{project} falls in, the outermost first."""
+        return self._grants.matching(project, self.index)
+
+    def hides(self, project: str) -> bool:
+        """Whether a grant C{project} falls in is hidden (its page has two forms)."""
+        return self.any_hidden and any(grant.hidden for grant in
+                                       self._grants.matching(project, self.index))
+
+    def entries(self, project: str, files: Iterable[CreatedFile],
+                full: bool = False) -> list[dict[str, Any]] | None:
+        """
+        The C{namespaces} of C{project}'s page, made of C{files} (those it
+        lists): L{None} outside every grant; its hidden grants only when
+        C{full} (for their owners).
+        """
+        grants = [grant for grant in self._grants.matching(project, self.index)
+                  if full or not grant.hidden]
+        if not grants:
+            return None
+        when, who = creation(files)
+        return [{"name": grant.name, "owned": self._owned(grant, when, who)}
+                for grant in grants]
+
+    def _owned(self, grant: Grant, when: float | None, who: str | None) -> bool:
+        since = self._ledger.since(grant)
+        if when is not None and since is not None and when >= since:
+            return True
+        if who is None:
+            return False
+        held = {f"user:{who}"} | {f"group:{group}" for group, members in self._groups.items()
+                                  if who in members}
+        return bool(held & grant.owners)
+
+    # -- the namespace routes ------------------------------------------------------
+
+    def listed(self, sees: Callable[[Grant], bool]) -> list[dict[str, str]]:
+        """The C{/namespaces} list: each grant shown, of those hidden only those C{sees}."""
+        return [{"name": grant.name} for grant in self._shown
+                if not grant.hidden or sees(grant)]
+
+    def detail(self, name: str, sees: Callable[[Grant], bool],
+               with_owner: Callable[[Grant], bool]) -> dict[str, Any] | None:
+        """
+        The C{/namespace/<name>} detail of the normalized C{name} (L{None}:
+        no such grant, or a hidden one not C{sees}); C{owner} (its owners'
+        principals) when C{with_owner(grant)}.
+        """
+        grant = self._grants.granted(name, self.index)
+        if grant is None or (grant.hidden and not sees(grant)):
+            return None
+        parent = self._grants.parent(name, self.index)
+        parent_grant = self._grants.granted(parent, self.index) if parent else None
+        children = [child for child in self._grants.children(name, self.index)
+                    if self._visible(child, sees)]
+        found: dict[str, Any] = {
+            "name": grant.name,
+            "parent": parent if parent_grant is not None and (
+                not parent_grant.hidden or sees(parent_grant)) else None,
+            "children": children,
+        }
+        if with_owner(grant):
+            found["owner"] = sorted(grant.owners)
+        return found
+
+    def _visible(self, name: str, sees: Callable[[Grant], bool]) -> bool:
+        grant = self._grants.granted(name, self.index)
+        return grant is not None and (not grant.hidden or sees(grant))
