@@ -49,7 +49,7 @@ from tests.fakes import (
     twine_fields,
     write_file,
 )
-from tests.harness_tap import fake_pools
+from tests.harness_tap import checking_pools, fake_pools
 from tests.harness_web import memory_sessions
 
 ORIGIN = "http://pypi.test"
@@ -236,6 +236,17 @@ class _ServerMixin:
                 return service.stopService()
         self.addCleanup(stop)
         return service
+
+    def served(self, text):
+        """
+        A server of the configuration C{text()}, read again at each reload
+        (C{SIGHUP}), started on this test's reactor, and a client of its site.
+        """
+        service = build_service(text(), self.reactor, pools=checking_pools(), load_config=text)
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        return service, site_treq(service.getServiceNamed("web").web.site)
 
     def started(self, text=""):
         """A server started (its clock at the real time: storage compares the files' times)."""

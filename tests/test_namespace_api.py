@@ -21,11 +21,10 @@ from pypid.core.namespaces import NamespaceGrants, parse_grant
 from pypid.state.grant_keeper import GrantKeeper
 from pypid.storage.interface import GRANT_LEDGER, StorageError
 from pypid.storage.memory import MemoryStorage
-from pypid.tap import build_service
 from tests.distributions import make_wheel
-from tests.fakes import FAST, multipart_body, site_treq, twine_fields
+from tests.fakes import FAST, multipart_body, twine_fields
 from tests.harness_indexes import _ServerMixin
-from tests.harness_tap import ThreadedReactor, checking_pools
+from tests.harness_tap import ThreadedReactor
 
 PASSWORD = "correct horse"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -255,12 +254,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
                            + ("[namespaces]\n" + self.grants if self.grants else ""))
 
     def start(self):
-        service = build_service(self.text(), self.reactor, pools=checking_pools(),
-                                load_config=self.text)
-        self.addCleanup(lambda: service.stopService() if service.running else None)
-        service.startService()
-        self.successResultOf(service.ready)
-        self.treq = site_treq(service.getServiceNamed("web").web.site)
+        service, self.treq = self.served(self.text)
         return service
 
     def reload(self, grants):

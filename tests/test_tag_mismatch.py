@@ -22,11 +22,10 @@ from pypid.core.metadata import InvalidDistribution, extract
 from pypid.core.names import parse_filename
 from pypid.core.upload_rules import UploadRules, parse_projects
 from pypid.storage.memory import MemoryStorage
-from pypid.tap import build_service
 from tests.distributions import make_wheel, make_zip, zip_members
-from tests.fakes import FAST, multipart_body, run_now, site_treq, twine_fields, write_file
+from tests.fakes import FAST, multipart_body, run_now, twine_fields, write_file
 from tests.harness_indexes import _ServerMixin
-from tests.harness_tap import ThreadedReactor, checking_pools
+from tests.harness_tap import ThreadedReactor
 
 PASSWORD = "correct horse"
 
@@ -130,12 +129,7 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
     def start(self, server, mirror):
         self.server, self.mirror = server, mirror
         self.reactor.advance(time.time() - self.reactor.seconds())
-        service = build_service(self.text(), self.reactor, pools=checking_pools(),
-                                load_config=self.text)
-        self.addCleanup(lambda: service.stopService() if service.running else None)
-        service.startService()
-        self.successResultOf(service.ready)
-        self.treq = site_treq(service.getServiceNamed("web").web.site)
+        service, self.treq = self.served(self.text)
         return service
 
     def upload(self, wheel, path="/"):
