@@ -224,9 +224,10 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("access", access),
         ("advisories", feed),  # the path checked; unread until advisories-read
         ("advisory-waivers", registry.waivers),  # read before the listeners open
-        ("namespace-grants", registry.grants),   # read (and kept) before they open too
         ("running-mark", mark),     # removed once the last snapshot is saved
         *parts("index"),            # the listeners open once the indexes are loaded
+        # (read, and kept, over the indexes loaded: before the listeners open)
+        ("namespace-grants", registry.grants),
         *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
         *parts("snapshot"),         # the last snapshots, once the listeners drained
         ("readiness", readiness),   # after a crash, storage checked before listening

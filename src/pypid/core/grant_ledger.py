@@ -1,23 +1,25 @@
 """
-When each namespace grant came into force (PEP 752, issue 46), kept so
-that the JSON API can tell the projects of a namespace that its owners
-made from those that were there before it was reserved.
+When each namespace grant came into force (PEP 752, issue 46), and which
+projects of its namespace were there then, made by others than its owners:
+kept so that the JSON API can tell those (C{owned: false}) from the
+projects its owners made, or made since.
 
 Why it is kept, and kept apart from the configuration: PEP 752's C{owned}
 is false only for a project that existed before the namespace was
 reserved (and keeps taking uploads). The configuration says which grants
-are in force, not since when; a restart must not make every project of a
-namespace look older than its grant, nor a new project look older. So the
-first server to run with a grant writes down the time it came into force,
-in one small document of the default index's storage
+are in force, not since when nor over what; a restart must not make every
+project of a namespace look older than its grant, nor a new project look
+older, and deleting a project's first files must not make it younger. So
+the first server to run with a grant writes down when it came into force
+and the projects it found there that its owners did not make, in one
+small document of the default index's storage
 (L{pypid.storage.interface.GRANT_LEDGER}), which every later start, reload
 and server on the same storage reads and keeps. A grant whose owners
-change is a new grant: from then on, only its new owners' projects are
-theirs. A grant removed is forgotten, so that reserving the namespace
-again later starts anew.
+change stays the same grant (its namespace stayed reserved); one removed
+is forgotten, so that reserving the namespace again later starts anew.
 
 The document is JSON: C{{"grants": {"<index or *>/<namespace>": {"since":
-<seconds>, "owners": [<principal>, ...]}}}}, bounded (L{MAX_ENTRIES},
+<seconds>, "before": [<project>, ...]}}}}, bounded (L{MAX_ENTRIES},
 L{MAX_BYTES}). Pure: no I/O.
 """
 
@@ -25,16 +27,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
 from pypid.core.namespaces import Grant, NamespaceGrants
 
 #: The most grants a ledger keeps, and the most bytes its document takes:
-#: far above any company's namespaces, and small enough to read at each start.
+#: far above any company's namespaces (100,000 projects made before their
+#: grants take 2 MiB), and small enough to read at each start.
 MAX_ENTRIES = 10_000
-MAX_BYTES = 2 << 20
+MAX_BYTES = 8 << 20
 
 
 class InvalidLedger(ValueError):
@@ -52,11 +55,12 @@ class GrantEntry:
     One grant's record.
 
     @ivar since: when it came into force (seconds since the epoch).
-    @ivar owners: its owners then: other owners make it another grant.
+    @ivar before: the normalized projects of its namespace that were there
+        then, made by others than its owners.
     """
 
     since: float
-    owners: frozenset[str]
+    before: frozenset[str]
 
 
 @attrs.frozen
@@ -68,28 +72,36 @@ class GrantLedger:
     def since(self, grant: Grant) -> float | None:
         """When C{grant} came into force, or L{None} when the ledger has no word of it."""
         entry = self.entries.get(ledger_key(grant))
-        if entry is None or entry.owners != grant.owners:
-            return None
-        return entry.since
+        return entry.since if entry is not None else None
 
-    def brought_up(self, grants: NamespaceGrants, now: float) -> GrantLedger:
+    def before(self, grant: Grant) -> frozenset[str] | None:
         """
-        The ledger of C{grants}: each one it records with the same owners
-        kept as it was, each other one in force from C{now}; a grant no
-        longer configured left out.
+        The projects others than its owners made in C{grant}'s namespace
+        before it came into force, or L{None} when the ledger has no word of it.
+        """
+        entry = self.entries.get(ledger_key(grant))
+        return entry.before if entry is not None else None
+
+    def brought_up(self, grants: NamespaceGrants, now: float,
+                   found: Callable[[Grant], Iterable[str]]) -> GrantLedger:
+        """
+        The ledger of C{grants}: each one it records kept as it was, each
+        other one in force from C{now} over the projects C{found(grant)}
+        (those there now that its owners did not make); a grant no longer
+        configured left out.
         """
         entries: dict[str, GrantEntry] = {}
         for grant in grants.grants:
             key = ledger_key(grant)
             kept = self.entries.get(key)
-            entries[key] = (kept if kept is not None and kept.owners == grant.owners
-                            else GrantEntry(now, grant.owners))
+            entries[key] = kept if kept is not None else GrantEntry(
+                now, frozenset(found(grant)))
         return GrantLedger(entries)
 
     def to_bytes(self) -> bytes:
         """The document, in a stable order (the same ledger, the same bytes)."""
         return json.dumps({"grants": {
-            key: {"since": entry.since, "owners": sorted(entry.owners)}
+            key: {"since": entry.since, "before": sorted(entry.before)}
             for key, entry in sorted(self.entries.items())}},
             separators=(",", ":")).encode("utf-8")
 
@@ -104,7 +116,7 @@ class GrantLedger:
             raise InvalidLedger(f"over {MAX_BYTES} bytes")
         try:
             found = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise InvalidLedger(f"not JSON: {e}") from None
         grants = found.get("grants") if isinstance(found, dict) else None
         if not isinstance(grants, dict):
@@ -114,10 +126,16 @@ class GrantLedger:
         entries: dict[str, GrantEntry] = {}
         for key, value in grants.items():
             since = value.get("since") if isinstance(value, dict) else None
-            owners = value.get("owners") if isinstance(value, dict) else None
+            before = value.get("before") if isinstance(value, dict) else None
             if (not isinstance(since, (int, float)) or isinstance(since, bool)
-                    or not math.isfinite(since) or not isinstance(owners, list)
-                    or not all(isinstance(o, str) for o in owners)):
-                raise InvalidLedger(f"{key}: needs a number since and a list of owners")
-            entries[key] = GrantEntry(float(since), frozenset(owners))
+                    or not isinstance(before, list)
+                    or not all(isinstance(p, str) for p in before)):
+                raise InvalidLedger(f"{key}: needs a number since and a list before")
+            try:
+                when = float(since)
+            except OverflowError:
+                when = math.inf
+            if not math.isfinite(when):
+                raise InvalidLedger(f"{key}: since is not a finite number")
+            entries[key] = GrantEntry(when, frozenset(before))
         return cls(entries)

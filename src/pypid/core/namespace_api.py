@@ -21,10 +21,13 @@ same owners (they do not overlap ownership), so a reader sees all of them
 or only those not hidden.
 
 C{owned} (PEP 752: false only for a project that was there before its
-namespace was reserved): true when the project's first file was uploaded
-after the grant came into force (L{pypid.core.grant_ledger}: an upload
-there then needed its owners), or by one of the grant's owners (a user it
-names, or one of a C{[groups]} group it names). Pure: no I/O.
+namespace was reserved): false for the projects the grant found as it came
+into force whose first file someone other than its owners (a user it
+names, or one of a C{[groups]} group it names) had uploaded
+(L{foreign_projects}, kept in L{pypid.core.grant_ledger}), true for every
+other: its owners' then, and every project made since (an upload there
+needed its owners). So it depends on neither the files listed now (a
+view's filters, a deleted first file) nor on who reads. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ class CreatedFile(Protocol):
 
     @property
     def upload_time(self) -> float | None: ...
+
+
+def foreign_projects(grant: Grant, projects: Iterable[tuple[str, Iterable[CreatedFile]]],
+                     groups: Mapping[str, frozenset[str]]) -> set[str]:
+    """
+    The projects of C{grant}'s namespace among C{projects} (C{(normalized
+    name, its files)}) whose first file was uploaded by someone other than
+    its owners (a user it names, a member of a C{groups} group it names;
+    an unknown uploader, an import's, is someone other).
+    """
+    found = set()
+    for name, files in projects:
+        if not grant.covers(name):
+            continue
+        _, who = creation(files)
+        held = set() if who is None else {f"user:{who}"} | {
+            f"group:{group}" for group, members in groups.items() if who in members}
+        if not held & grant.owners:
+            found.add(name)
+    return found
 
 
 def creation(files: Iterable[CreatedFile]) -> tuple[float | None, str | None]:
@@ -72,7 +95,6 @@ class IndexNamespaces:
     index: str
     _grants: NamespaceGrants = attrs.field(factory=NamespaceGrants)
     _ledger: GrantLedger = attrs.field(factory=GrantLedger)
-    _groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
     serial: int = 0
     #: whether a grant in force here is hidden (L{hides} is then worth asking)
     any_hidden: bool = attrs.field(default=False, init=False)
@@ -81,28 +103,26 @@ class IndexNamespaces:
     def __attrs_post_init__(self) -> None:
         self._settle()
 
-    def take(self, grants: NamespaceGrants, ledger: GrantLedger,
-             groups: Mapping[str, frozenset[str]]) -> bool:
+    def take(self, grants: NamespaceGrants, ledger: GrantLedger) -> bool:
         """
-        Serve C{grants}, in force since C{ledger} says, with the users of
-        C{groups} (C{[groups]}) owning what their groups own; whether
-        anything this index shows changed (its L{serial} moved).
+        Serve C{grants}, over what C{ledger} says of them; whether anything
+        this index shows changed (its L{serial} moved).
         """
-        before = (self._in_force(), self._since_all(), self._groups)
-        self._grants, self._ledger, self._groups = grants, ledger, groups
+        before = (self._in_force(), self._records())
+        self._grants, self._ledger = grants, ledger
         self._settle()
-        if (self._in_force(), self._since_all(), self._groups) == before:
+        if (self._in_force(), self._records()) == before:
             return False
         self.serial += 1
         return True
 
     def like(self, index: str) -> IndexNamespaces:
         """The namespaces C{index} serves under the same grants as this one's."""
-        return IndexNamespaces(index, self._grants, self._ledger, self._groups)
+        return IndexNamespaces(index, self._grants, self._ledger)
 
     def follow(self, other: IndexNamespaces) -> bool:
         """L{take} what C{other} serves (an index made while it changed)."""
-        return self.take(other._grants, other._ledger, other._groups)
+        return self.take(other._grants, other._ledger)
 
     def _settle(self) -> None:
         shown = self._in_force()
@@ -112,8 +132,8 @@ class IndexNamespaces:
     def _in_force(self) -> list[Grant]:
         return self._grants.in_force(self.index)
 
-    def _since_all(self) -> list[float | None]:
-        return [self._ledger.since(grant) for grant in self._in_force()]
+    def _records(self) -> list[frozenset[str] | None]:
+        return [self._ledger.before(grant) for grant in self._in_force()]
 
     # -- project pages -------------------------------------------------------------
 
@@ -126,30 +146,21 @@ class IndexNamespaces:
         return self.any_hidden and any(grant.hidden for grant in
                                        self._grants.matching(project, self.index))
 
-    def entries(self, project: str, files: Iterable[CreatedFile],
-                full: bool = False) -> list[dict[str, Any]] | None:
+    def entries(self, project: str, full: bool = False) -> list[dict[str, Any]] | None:
         """
-        The C{namespaces} of C{project}'s page, made of C{files} (those it
-        lists): L{None} outside every grant; its hidden grants only when
-        C{full} (for their owners).
+        The C{namespaces} of C{project}'s page: L{None} outside every
+        grant; its hidden grants only when C{full} (for their owners).
         """
         grants = [grant for grant in self._grants.matching(project, self.index)
                   if full or not grant.hidden]
         if not grants:
             return None
-        when, who = creation(files)
-        return [{"name": grant.name, "owned": self._owned(grant, when, who)}
-                for grant in grants]
+        return [{"name": grant.name, "owned": self._owned(grant, project)} for grant in grants]
 
-    def _owned(self, grant: Grant, when: float | None, who: str | None) -> bool:
-        since = self._ledger.since(grant)
-        if when is not None and since is not None and when >= since:
-            return True
-        if who is None:
-            return False
-        held = {f"user:{who}"} | {f"group:{group}" for group, members in self._groups.items()
-                                  if who in members}
-        return bool(held & grant.owners)
+    def _owned(self, grant: Grant, project: str) -> bool:
+        before = self._ledger.before(grant)
+        # (no word of the grant: before the ledger is read, when nothing is served)
+        return before is not None and project not in before
 
     # -- the namespace routes ------------------------------------------------------
 

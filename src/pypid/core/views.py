@@ -546,7 +546,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
         body = render.project_json(
             project, pairs, versions, status, links,
             render.UNSERVED if namespaces is None
-            else namespaces.entries(project, files, hidden))
+            else namespaces.entries(project, hidden))
     return Page.of(body, CONTENT_TYPES[kind])
 
 
@@ -565,8 +565,10 @@ class _Kept:
     #: the index's L{AdvisoryPolicy.stamp} when its policy named the
     #: project as it was composed, else L{None}
     advised: tuple[int, int] | None = None
-    #: the index's L{IndexNamespaces.serial} as it was composed
-    spaces: int = 0
+    #: the L{IndexNamespaces.serial}s of the index and of its delegate's
+    #: hosted index as it was composed (a delegate whose grants change may
+    #: no longer show the index's)
+    spaces: tuple[int, int] = (0, 0)
 
     def delegated(self, project: str, kind: str) -> Page:
         """The delegate's own page: the hosted index's kept page, or the upstream's."""
@@ -710,8 +712,8 @@ class IndexView:
                if delegate is not None and delegate.hosted is not None else None)
         kept = _Kept(composition.held, composition.changes, composition.consulted,
                      composition.recheck_at, delegate, own, pages,
-                     policy.stamp if advised else None,
-                     spaces.serial if spaces is not None else 0)
+                     policy.stamp if advised else None)
+        kept.spaces = self._spaces_stamp(kept)
         if delegate is not None:
             pages.clear()
             self._kept.put(project, kept, ENTRY_COST)
@@ -722,6 +724,15 @@ class IndexView:
                                          spaces)
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
+
+    def _spaces_stamp(self, kept: _Kept) -> tuple[int, int]:
+        """The namespace serials a composition L{kept} holds while they hold."""
+        mine = self.namespaces
+        delegate = kept.delegate
+        theirs = (delegate.hosted.rendered.namespaces
+                  if delegate is not None and delegate.hosted is not None else None)
+        return (mine.serial if mine is not None else 0,
+                theirs.serial if theirs is not None else 0)
 
     def _other_namespaces(self, project: str, hosted: Index | None) -> bool:
         """
@@ -861,8 +872,7 @@ class IndexView:
             # (named by the advisories now or then: as long as they and the rules are)
             if kept.advised != self.advisories.stamp:
                 return False
-        spaces = self.namespaces
-        if spaces is not None and kept.spaces != spaces.serial:
+        if self.namespaces is not None and kept.spaces != self._spaces_stamp(kept):
             return False
         return kept.recheck_at is None or now < kept.recheck_at
 

@@ -3,23 +3,25 @@ The namespace grants the indexes' JSON API shows (PEP 752, issue 46), with
 when each came into force (L{pypid.core.grant_ledger}), kept in the
 default index's storage.
 
-Read before the listeners open (a part of the server), and at each
-C{SIGHUP} whose C{[namespaces]} or C{[groups]} changed: the document read,
-brought up to the grants configured (a new grant in force from now, one
-removed forgotten) and written back when that changed it. Why it reads
-before it writes: on a shared bucket, the first server to run with a
-grant says since when; the others keep its word. Nothing else changes the
-document, so it is not read again on a timer.
+Read once the indexes are loaded and before the listeners open (a part
+of the server), and at each C{SIGHUP} whose C{[namespaces]} or
+C{[groups]} changed: the document read, brought up to the grants
+configured (a new grant in force from now, over the projects the indexes
+hold that its owners did not make; one removed forgotten), served, and
+written back when that changed it. Why it reads before it writes: on a
+shared bucket, the first server to run with a grant says since when and
+over what; the others keep its word. Nothing else changes the document,
+so it is not read again on a timer.
 
-A storage that fails, or a document that cannot be read, is logged and
-not written: the grants are served all the same, those the server has no
-word of in force from its start (C{owned} is then true only for their
-owners' projects and the newer ones), and the next reload tries again.
+A storage that fails, or a document that cannot be read, is logged: the
+grants are served all the same, those the server has no word of from its
+start (what it read is kept when only the write failed), and the next
+reload tries again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from twisted.application.service import Service
@@ -30,15 +32,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.core.grant_ledger import GrantLedger
-from pypid.core.namespaces import NamespaceGrants
+from pypid.core.namespaces import Grant, NamespaceGrants
 from pypid.core.parts import IReloadable
 from pypid.storage.interface import GRANT_LEDGER, IServerDocuments
 
 log = Logger()
 
-#: C{take(grants, ledger, groups)}: serve the grants (the registry's
-#: L{pypid.state.indexes.IndexRegistry.take_namespaces}).
-Take = Callable[[NamespaceGrants, GrantLedger, Mapping[str, frozenset[str]]], object]
+#: C{take(grants, ledger)}: serve the grants (the registry's
+#: L{pypid.state.indexes.serve_namespaces}).
+Take = Callable[[NamespaceGrants, GrantLedger], object]
+
+#: C{found(grant, groups)}: the projects of C{grant}'s namespace the
+#: indexes hold that its owners did not make (C{[groups]} C{groups}:
+#: L{pypid.core.namespace_api.foreign_projects}).
+Found = Callable[[Grant, Mapping[str, frozenset[str]]], Iterable[str]]
 
 
 class GrantSettings(Protocol):
@@ -61,7 +68,7 @@ class GrantKeeper(Service):
     """
 
     def __init__(self, storage: IServerDocuments, clock: IReactorTime, take: Take,
-                 settings: GrantSettings) -> None:
+                 found: Found, settings: GrantSettings) -> None:
         """
         @param storage: the default index's storage.
         @param clock: provides C{seconds()}: when a new grant came into force.
@@ -70,6 +77,7 @@ class GrantKeeper(Service):
         self._storage = storage
         self._clock = clock
         self._take = take
+        self._found = found
         self._grants = settings.namespaces
         self._groups = settings.groups
         self._lock = DeferredLock()
@@ -89,8 +97,8 @@ class GrantKeeper(Service):
 
         def commit() -> str:
             self._grants, self._groups = config.namespaces, config.groups
-            # (in force at once, from now; then since when the document says)
-            self._serve(self.ledger.brought_up(self._grants, self._clock.seconds()))
+            # (in force at once, from now; then as the document says)
+            self._serve(self._brought_up(self.ledger))
             self._bring_up()
             return "namespace grants"
         return commit
@@ -101,22 +109,27 @@ class GrantKeeper(Service):
         return d
 
     async def _read_and_keep(self) -> None:
-        grants = self._grants
         data = await self._storage.document(GRANT_LEDGER)
         kept = GrantLedger() if data is None else GrantLedger.from_bytes(data)
-        ledger = kept.brought_up(grants, self._clock.seconds())
+        ledger = self._brought_up(kept)
+        # (served first: a write that fails keeps what was read)
+        self._serve(ledger)
         if ledger != kept:
             await self._storage.keep_document(GRANT_LEDGER, ledger.to_bytes())
         self.kept = True
-        self._serve(ledger)
 
     def _unkept(self, failure: Failure) -> None:
         self.kept = False
         log.error("Cannot keep when the namespace grants came into force ({error}): "
                   "those not recorded are taken as in force from now",
                   error=failure.getErrorMessage())
-        self._serve(self.ledger.brought_up(self._grants, self._clock.seconds()))
+        self._serve(self._brought_up(self.ledger))
+
+    def _brought_up(self, ledger: GrantLedger) -> GrantLedger:
+        groups = self._groups
+        return ledger.brought_up(self._grants, self._clock.seconds(),
+                                 lambda grant: self._found(grant, groups))
 
     def _serve(self, ledger: GrantLedger) -> None:
         self.ledger = ledger
-        self._take(self._grants, ledger, self._groups)
+        self._take(self._grants, ledger)

@@ -82,8 +82,8 @@ from pypid.core.grant_ledger import GrantLedger
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.metrics import Family
-from pypid.core.namespace_api import IndexNamespaces
-from pypid.core.namespaces import NamespaceGrants
+from pypid.core.namespace_api import IndexNamespaces, foreign_projects
+from pypid.core.namespaces import Grant, NamespaceGrants
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
 from pypid.core.readme import Renderer, render_description
@@ -362,8 +362,7 @@ class IndexRegistry:
             board = AdvisoryBoard()
         policies = {name: AdvisoryPolicy(rules, board)
                     for name, rules in advisory_rules(config).items()}
-        spaces = {name: IndexNamespaces(name, config.namespaces, GrantLedger(), config.groups)
-                  for name in policies}
+        spaces = {name: IndexNamespaces(name, config.namespaces) for name in policies}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
                                              upstream=upstream, peers=peers, labelled=labelled,
                                              advisories=policies[DEFAULT],
@@ -389,7 +388,8 @@ class IndexRegistry:
         # index show them, the dict of those indexes' namespaces being the
         # registry's, which a reload updates in place)
         grants = (GrantKeeper(cast(IServerDocuments, default_storage), reactor,
-                              partial(serve_namespaces, spaces, stacks), config)
+                              partial(serve_namespaces, spaces, stacks),
+                              partial(namespace_found, stacks), config)
                   if IServerDocuments.providedBy(default_storage) else None)
         registry = cls(stacks, orders, made, upstreams, sides, board, policies,
                        waivers=waivers, namespaces=spaces, grants=grants)
@@ -504,10 +504,9 @@ class IndexRegistry:
                                for name in changed], named)
         return changed
 
-    def take_namespaces(self, grants: NamespaceGrants, ledger: GrantLedger,
-                        groups: Mapping[str, frozenset[str]]) -> list[str]:
+    def take_namespaces(self, grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
         """L{serve_namespaces} in the registry's indexes."""
-        return serve_namespaces(self.namespaces, self.stacks, grants, ledger, groups)
+        return serve_namespaces(self.namespaces, self.stacks, grants, ledger)
 
     def take_upload_rules(self, config: Config) -> None:
         """Let the hosted indexes' uploads and imports through as C{config} says (a reload)."""
@@ -710,16 +709,30 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
     return parts, sides
 
 
-def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, HostedStack],
-                     grants: NamespaceGrants, ledger: GrantLedger,
-                     groups: Mapping[str, frozenset[str]]) -> list[str]:
+def namespace_found(stacks: Mapping[str, HostedStack], grant: Grant,
+                    groups: Mapping[str, frozenset[str]]) -> set[str]:
     """
-    Serve C{grants}, in force since C{ledger} says (L{GrantKeeper}), in
+    The projects of C{grant}'s namespace that the hosted indexes it is
+    granted in hold (of C{stacks}) and its owners did not make
+    (L{foreign_projects}, C{groups} the C{[groups]}).
+    """
+    found: set[str] = set()
+    for name, stack in stacks.items():
+        if grant.index is None or grant.index == name:
+            found |= foreign_projects(grant, ((project.name, project.files.values())
+                                              for project in stack.index.projects()), groups)
+    return found
+
+
+def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, HostedStack],
+                     grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
+    """
+    Serve C{grants}, over what C{ledger} says of them (L{GrantKeeper}), in
     every index of C{spaces}; a hosted index (of C{stacks}) whose
     namespaces changed drops its pages (the composed ones go by their
     stamp). The names of the indexes that changed.
     """
-    changed = [name for name, found in spaces.items() if found.take(grants, ledger, groups)]
+    changed = [name for name, found in spaces.items() if found.take(grants, ledger)]
     for name in changed:
         stack = stacks.get(name)
         if stack is not None:

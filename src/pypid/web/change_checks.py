@@ -83,7 +83,9 @@ class ChangeChecks:
             return
         grant = self._access.namespace_refusal(identity, project, self._name)
         if grant is not None:
-            raise Conflict(f"{project} is in the namespace {grant.name}, reserved in "
+            # (a hidden grant is named to its owners alone: it is not theirs)
+            where = "a namespace" if grant.hidden else f"the namespace {grant.name}"
+            raise Conflict(f"{project} is in {where}, reserved in "
                            f"{self._name} for its owners: only they may create projects there")
 
     async def confirmed(self, request: IRequest, identity: Identity, project: str,

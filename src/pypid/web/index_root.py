@@ -51,6 +51,7 @@ import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -157,6 +158,12 @@ def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
     """
     return with_identity(access, request, lambda identity: admin()
                          if access.is_admin(identity) else reader())
+
+
+def _as_anonymous(failure: Failure) -> None:
+    """Wrong or unusable credentials, read as none (L{IndexPath._reader_page})."""
+    failure.trap(HTTPError)
+    return None
 
 
 def with_identity(access: Access, request: Request,
@@ -318,19 +325,20 @@ class IndexSimple:
                 # served from that source's kept pages (IndexView.own).
                 assert own is not None  # (_own_project found it there)
                 kind = page_kind(request)
+                rendered = own.rendered
                 if own.statuses.quarantined(project):
-                    rendered = own.rendered
                     return as_admin(
                         self.access, request,
                         lambda: send_private(request, rendered.full_page(found, kind)),
-                        lambda: send_page(request, rendered.project_page(found, kind)))
+                        partial(self._reader_page, request, project,
+                                lambda: rendered.project_page(found, kind, True),
+                                rendered.project_page(found, kind)))
                 spaces = view.namespaces
                 if spaces is not None and spaces.any_hidden and spaces.hides(project):
-                    rendered = own.rendered
-                    return self._hiding(request, spaces, project,
-                                        lambda: rendered.project_page(found, kind, True),
-                                        lambda: rendered.project_page(found, kind))
-                return send_page(request, own.rendered.project_page(found, kind))
+                    return self._reader_page(request, project,
+                                             lambda: rendered.project_page(found, kind, True),
+                                             rendered.project_page(found, kind))
+                return send_page(request, rendered.project_page(found, kind))
             if self.upstreams:
                 asked = view.upstreams(project)
                 if asked:
@@ -345,18 +353,18 @@ class IndexSimple:
                 raise NotFound("no such project")
             if moved:
                 return send_moved(request, self.base, f"simple/{project}/")
+            now, name = self.clock.seconds(), project
+            def hidden() -> Page:
+                return view.hidden_page(name, kind, now) or page
             if view.quarantined(project):
                 # (PEP 792: its admins see its files, to release or delete them)
-                full = partial(view.full_page, project, kind, self.clock.seconds())
+                full = partial(view.full_page, project, kind, now)
                 return as_admin(self.access, request,
                                 lambda: send_private(request, full() or page),
-                                lambda: send_page(request, page))
+                                lambda: self._reader_page(request, name, hidden, page))
             spaces = view.namespaces
             if spaces is not None and spaces.any_hidden and spaces.hides(project):
-                now, name = self.clock.seconds(), project
-                return self._hiding(request, spaces, project,
-                                    lambda: view.hidden_page(name, kind, now) or page,
-                                    lambda: page)
+                return self._reader_page(request, project, hidden, page)
             return send_page(request, page)
         if post == [b""]:
             kind = page_kind(request)
@@ -376,19 +384,31 @@ class IndexSimple:
                 return send_moved(request, self.base, f"simple/{project}/")
         raise NotFound("no such project")
 
-    def _hiding(self, request: Request, spaces: IndexNamespaces, project: str,
-                hidden: Callable[[], Page], public: Callable[[], Page]) -> Answer:
+    def _reader_page(self, request: Request, project: str, hidden: Callable[[], Page],
+                     public: Page) -> Answer:
         """
-        The page of C{project}, which falls in a hidden grant: C{hidden()}
-        (not kept by a cache) for those who see the grant (its owners, the
-        admins), C{public()} for the others.
+        The page of C{project} a reader gets: C{hidden()} (not kept by a
+        cache) when it falls in a hidden grant they see (its owners, the
+        admins, L{IndexNamespaces.hides}), else C{public}. Credentials the
+        read gate did not check are checked here, and wrong ones read as
+        none: a project of a hidden grant answers them as any other
+        project does (no 401 telling it apart).
         """
+        spaces = self.view.namespaces
+        if spaces is None or not spaces.any_hidden or not spaces.hides(project):
+            return send_page(request, public)
+
         def chosen(identity: Identity | None) -> Answer:
             sees = self.access.grant_reader(identity)
             if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
                 return send_private(request, hidden())
-            return send_page(request, public())
-        return with_identity(self.access, request, chosen)
+            return send_page(request, public)
+        known = identity_of(request)
+        if known is not None:
+            return chosen(known)
+        found = self.access.identify(request)
+        found.addErrback(_as_anonymous)
+        return found.addCallback(chosen)
 
     def _namespaces(self, request: Request, post: list[bytes]) -> Answer:
         """
@@ -505,7 +525,8 @@ class IndexSimple:
                         and self.access.may_read(request, p.name, self.name):
                     pairs[p.name] = p.display_name
         items = sorted(pairs.items())
-        body = render.root_html(items) if kind == HTML else render.root_json(items)
+        body = (render.root_html(items) if kind == HTML
+                else render.root_json(items, self.view.namespaces is not None))
         page = Page.of(body, CONTENT_TYPES[kind])
         if len(self._roots) > 1000:
             self._roots.clear()

@@ -117,6 +117,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail, facts_of
+from pypid.web.change_checks import ChangeChecks
 from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, bounded_body, is_form, send_json
 
@@ -259,6 +260,10 @@ class Promote:
                            "(deleted meanwhile)")
         self._refuse_closed(source_name, target.name, project)
         _refuse_tags(source, target, project, records)
+        # (a new project of the target in a namespace reserved there is its
+        # owners' to make, as an upload's would be: PEP 752's 409)
+        ChangeChecks(self._access, target.name).may_create(
+            identity, project, target.index.project(project) is not None)
         override = self._overridden(identity, source_name, target.name, project, version,
                                     allow_denied)
         index = target.index
