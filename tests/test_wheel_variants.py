@@ -56,6 +56,22 @@ class LabelTests(SynchronousTestCase):
                 split_label(f"numpy-2.3.2-cp313-cp313-linux_x86_64-{label}.whl")
             self.assertIn("variant label", str(caught.exception))
 
+    def test_refused_saying_so(self):
+        """
+        A variant wheel's filename is refused, saying what it is (not only
+        the build tag packaging read); another bad name is not said to be one.
+        """
+        from pypid.core.names import InvalidName, parse_filename
+        for filename, variant in (
+                ("numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl", True),
+                ("numpy-2.3.2-1-cp313-cp313-linux_x86_64-null.whl", True),
+                ("numpy-2.3.2-cp313-cp313-linux_x86_64-X.whl", False),
+                ("numpy-2.3.2-1-2-cp313-cp313-linux_x86_64-a.whl", False)):
+            with self.assertRaises(InvalidName) as caught:
+                parse_filename(filename)
+            self.assertEqual("is a variant wheel (PEP 825" in str(caught.exception), variant,
+                             str(caught.exception))
+
     def test_filename(self):
         self.assertEqual(variants_filename("Foo.Bar-baz", "1.0"), "foo_bar_baz-1.0-variants.json")
 

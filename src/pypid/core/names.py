@@ -23,6 +23,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from pypid.core.wheel_variants import InvalidVariant, split_label
+
 V = TypeVar("V")
 
 # re.ASCII: with IGNORECASE alone, [A-Z] also matches U+017F and U+212A
@@ -211,13 +213,30 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     try:
         name, version, _build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as e:
-        raise InvalidName(f"invalid wheel filename: {e}")
+        raise InvalidName(f"invalid wheel filename: {e}{_variant_hint(filename)}")
     pyversions = ".".join(sorted({t.interpreter for t in tags}))
     parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions)
     if dash:
         _remember(_wheel_projects, name_part, parsed.project)
         _remember(_wheel_rests, rest, (parsed.version, pyversions))
     return parsed
+
+
+def _variant_hint(filename: str) -> str:
+    """
+    What a refused wheel filename is when it is a variant wheel's (PEP 825:
+    a label after the platform tag), which pypid does not take: its
+    uploader is told that rather than only the build tag packaging read.
+    """
+    try:
+        plain, label = split_label(filename)
+        if label is None:
+            return ""
+        parse_wheel_filename(plain)
+    except (InvalidVariant, InvalidWheelFilename, InvalidVersion):
+        return ""
+    return (f"; it is a variant wheel (PEP 825, variant label {label!r}), "
+            "which pypid does not take")
 
 
 # The parts of wheel names parsed whole (L{_parse_wheel}): the normalized
