@@ -111,8 +111,9 @@ class IndexNamespacesTests(SynchronousTestCase):
         self.grants = grants(("acme", "group:platform"), ("acme-internal", "group:platform hidden"),
                              ("acme-cli", "group:platform"), ("release/tools", "user:bob"))
         self.ledger = GrantLedger().brought_up(
-            self.grants, 100.0, lambda grant: {"acme-legacy", "acme-cli-legacy"} if grant.index
-            is None else set())
+            self.grants, 100.0, lambda grant: {"default/acme-legacy", "default/acme-cli-legacy",
+                                               "release/acme-old"} if grant.index is None
+            else set())
         self.spaces = IndexNamespaces("default", self.grants, self.ledger)
 
     def test_creation(self):
@@ -123,14 +124,23 @@ class IndexNamespacesTests(SynchronousTestCase):
     def test_foreign_projects(self):
         """The projects of a namespace whose first file is not its owners' (a group's member's)."""
         grant = parse_grant("acme", "group:platform user:carol")
-        found = foreign_projects(grant, [
-            ("acme-a", [_File(5.0, "bob"), _File(1.0, "alice")]),
-            ("acme-b", [_File(5.0, "alice"), _File(1.0, "bob")]),
-            ("acme-c", [_File(1.0, "carol")]),
-            ("acme-d", [_File(1.0)]),
-            ("acme", [_File(1.0, "bob")]),
-            ("acmeish", [_File(1.0, "bob")])], {"platform": frozenset({"alice"})})
-        self.assertEqual(found, {"acme-b", "acme-d", "acme"})
+
+        def unread():
+            raise AssertionError("the files of a project outside the namespace were read")
+        projects = [
+            ("acme-a", lambda: [_File(5.0, "bob"), _File(1.0, "alice")]),
+            ("acme-b", lambda: [_File(5.0, "alice"), _File(1.0, "bob")]),
+            ("acme-c", lambda: [_File(1.0, "carol")]),
+            ("acme-d", lambda: [_File(1.0)]),
+            ("acme-e", lambda: [_File(1.0, "root")]),
+            ("acme", lambda: [_File(1.0, "bob")]),
+            ("acmeish", unread)]
+        groups = {"platform": frozenset({"alice"}), "ops": frozenset({"root"})}
+        self.assertEqual(foreign_projects(grant, projects, groups),
+                         {"acme-b", "acme-d", "acme-e", "acme"})
+        # (an admin owns every namespace)
+        self.assertEqual(foreign_projects(grant, projects, groups, frozenset({"group:ops"})),
+                         {"acme-b", "acme-d", "acme"})
 
     def test_entries(self):
         """
@@ -141,9 +151,13 @@ class IndexNamespacesTests(SynchronousTestCase):
         entries = self.spaces.entries
         self.assertIsNone(entries("acmetools"))
         self.assertEqual(entries("acme-tools"), [{"name": "acme", "owned": True}])
-        self.assertEqual(entries("acme-legacy"), [{"name": "acme", "owned": False}])
-        self.assertEqual(entries("acme-cli-legacy"),
+        self.assertEqual(entries("acme-legacy", own=True), [{"name": "acme", "owned": False}])
+        self.assertEqual(entries("acme-cli-legacy", own=True),
                          [{"name": "acme", "owned": False}, {"name": "acme-cli", "owned": False}])
+        # (another index's project found so: not this index's own; a page
+        # composed of several indexes' says what any of them found)
+        self.assertEqual(entries("acme-old", own=True), [{"name": "acme", "owned": True}])
+        self.assertEqual(entries("acme-old"), [{"name": "acme", "owned": False}])
         self.assertEqual(entries("acme-internal-x"), [{"name": "acme", "owned": True}])
         self.assertEqual(entries("acme-internal-x", full=True),
                          [{"name": "acme", "owned": True},
@@ -191,12 +205,18 @@ class IndexNamespacesTests(SynchronousTestCase):
         self.assertEqual(view.listed(lambda grant: False), [{"name": "acme"}])
 
 
+class _Auth:
+    admins = ()
+
+
 class _Settings:
+    auth = _Auth()
+
     def __init__(self, namespaces, groups=None):
         self.namespaces, self.groups = namespaces, groups or {}
 
 
-def found_legacy(grant, groups):
+def found_legacy(grant, settings):
     return {grant.name + "-legacy"}
 
 
@@ -283,11 +303,12 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         self.users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n"
                              for name in ("admin", "alice", "bob"))
         self.grants = ""
+        self.read = "everyone"
         self.extra = "[index:noprerel]\nview = yes\nbases = default\nprereleases = hide\n"
         self.service = self.start()
 
     def text(self):
-        return self.config("[auth]\nadmins = admin\n[users]\n" + self.users
+        return self.config(f"[auth]\nadmins = admin\nread = {self.read}\n[users]\n" + self.users
                            + "[groups]\nplatform = alice\n[index:release]\n"
                            + "[index:stable]\nview = yes\nbases = release\n" + self.extra
                            + ("[namespaces]\n" + self.grants if self.grants else ""))
@@ -384,13 +405,25 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
             self.assertEqual("owner" in detail, seen, user)
             response, _ = self.get("/simple/namespace/acme-secret", user)
             self.assertEqual(response.code, 200 if seen else 404, user)
+            # (an index anyone reads checks no credentials for a page: the one everyone gets)
             entries = self.page("/simple/acme-secret-x/", user)["namespaces"]
-            self.assertEqual([e["name"] for e in entries],
-                             ["acme", "acme-secret"] if seen else ["acme"], user)
-            response, _ = self.get("/simple/acme-secret-x/", user)
-            if seen:
+            self.assertEqual([e["name"] for e in entries], ["acme"], user)
+        # (where reading needs a login, the owners and the admins get theirs)
+        self.read = "authenticated"
+        self.service.reload()
+        for user, seen in (("bob", False), ("alice", True), ("admin", True)):
+            for path in ("/simple/acme-secret-x/", "/noprerel/simple/acme-secret-x/"):
+                entries = self.page(path, user)["namespaces"]
+                self.assertEqual([e["name"] for e in entries],
+                                 ["acme", "acme-secret"] if seen else ["acme"], (path, user))
+                response, _ = self.get(path, user)
                 self.assertEqual(response.headers.getRawHeaders("cache-control"),
-                                 ["private, no-store"])
+                                 ["private, no-store"] if seen else ["max-age=0, must-revalidate"],
+                                 (path, user))
+            # (the HTML, which shows no namespace, is the same for all)
+            response, _ = self.get("/simple/acme-secret-x/", user, accept="text/html")
+            self.assertEqual(response.headers.getRawHeaders("cache-control"),
+                             ["max-age=0, must-revalidate"], user)
 
     def test_named_indexes(self):
         """
@@ -493,6 +526,8 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         code, body = self.call("post", "/api/projects/secret-x/status", "admin",
                                json={"status": "quarantined"})
         self.assertEqual(code, 200, body)
+        self.read = "authenticated"
+        self.service.reload()
         full = [{"name": "secret", "owned": True}]
         self.assertEqual(self.page("/simple/secret-x/", "alice")["namespaces"], full)
         self.assertEqual(self.page("/simple/secret-x/", "admin")["namespaces"], full)
@@ -518,4 +553,55 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         self.service.reload()
         for user in ("alice", "bob", "admin"):
             self.assertEqual(self.page("/simple/", user)["meta"], {"api-version": "1.5"}, user)
+
+    # -- what a second hostile review found (issue 46) ---------------------------------
+
+    def test_owned_in_each_index(self):
+        """
+        What a grant found in one index is that index's: the owners' own
+        project of that name in another is theirs; a page composed of both
+        says what either found.
+        """
+        self.assertEqual(self.upload("bob", "acme-legacy", "1.0", "/release/")[0], 200)
+        self.reload("acme = group:platform\n")
+        self.assertEqual(self.upload("bob", "acme-legacy", "1.0")[0], 409)
+        self.assertEqual(self.upload("alice", "acme-legacy", "1.0")[0], 200)
+        self.assertEqual(self.page("/simple/acme-legacy/")["namespaces"],
+                         [{"name": "acme", "owned": True}])
+        self.assertEqual(self.page("/release/simple/acme-legacy/")["namespaces"],
+                         [{"name": "acme", "owned": False}])
+        self.assertEqual(self.page("/stable/simple/acme-legacy/")["namespaces"],
+                         [{"name": "acme", "owned": False}])
+
+    def test_the_bin_and_the_admins(self):
+        """
+        The first file of a project counts from the recycle bin too; an
+        admin's project is the owners' (an admin owns every namespace).
+        """
+        self.assertEqual(self.upload("alice", "acme-x", "1.0")[0], 200)
+        self.assertEqual(self.upload("bob", "acme-y", "1.0")[0], 200)
+        self.assertEqual(self.upload("alice", "acme-y", "2.0")[0], 200)
+        self.assertEqual(self.upload("admin", "acme-admin", "1.0")[0], 200)
+        self.assertEqual(self.upload("alice", "acme-x", "2.0")[0], 200)
+        for filename in ("acme_x-1.0-py3-none-any.whl", "acme_y-1.0-py3-none-any.whl"):
+            self.assertEqual(self.call("delete", f"/api/files/{filename}", "admin")[0], 200)
+        self.reload("acme = group:platform\n")
+        for name, owned in (("acme-x", True), ("acme-y", False), ("acme-admin", True)):
+            self.assertEqual(self.page(f"/simple/{name}/")["namespaces"],
+                             [{"name": "acme", "owned": owned}], name)
+
+    def test_a_reload_looks_once(self):
+        """A reload that adds a grant looks for its projects once, and only in its namespace."""
+        from pypid.core import namespace_api
+        looked = []
+        real = namespace_api.foreign_projects
+
+        def counting(grant, projects, *args):
+            looked.append(grant.name)
+            return real(grant, projects, *args)
+        import pypid.state.indexes as indexes
+        self.patch(indexes, "foreign_projects", counting)
+        self.reload("acme = group:platform\n")
+        # (one call an index it is granted in: default and release)
+        self.assertEqual(looked, ["acme", "acme"])
 

@@ -31,6 +31,15 @@ class ParseTests(SynchronousTestCase):
                 parse_grant(key, value)
             self.assertIn(said, str(caught.exception))
 
+    def test_inside_a_hidden_grant(self):
+        """A grant inside a hidden one is hidden too (listing it would name the other)."""
+        with self.assertRaises(InvalidGrant) as caught:
+            NamespaceGrants.of([parse_grant("secret", "user:a hidden"),
+                                parse_grant("secret-tools", "user:a")])
+        self.assertIn("secret-tools is inside secret, which is hidden", str(caught.exception))
+        NamespaceGrants.of([parse_grant("secret", "user:a hidden"),
+                            parse_grant("secret-tools", "user:a hidden")])
+
     def test_no_overlapping_ownership(self):
         with self.assertRaises(InvalidGrant) as caught:
             NamespaceGrants.of([parse_grant("acme", "user:bob"),

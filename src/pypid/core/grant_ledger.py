@@ -19,8 +19,8 @@ change stays the same grant (its namespace stayed reserved); one removed
 is forgotten, so that reserving the namespace again later starts anew.
 
 The document is JSON: C{{"grants": {"<index or *>/<namespace>": {"since":
-<seconds>, "before": [<project>, ...]}}}}, bounded (L{MAX_ENTRIES},
-L{MAX_BYTES}). Pure: no I/O.
+<seconds>, "before": [<index>/<project>, ...]}}}}, bounded (L{MAX_BYTES}).
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ import attrs
 
 from pypid.core.namespaces import Grant, NamespaceGrants
 
-#: The most grants a ledger keeps, and the most bytes its document takes:
-#: far above any company's namespaces (100,000 projects made before their
-#: grants take 2 MiB), and small enough to read at each start.
-MAX_ENTRIES = 10_000
+#: The most bytes a ledger's document takes: far above any company's
+#: namespaces (100,000 projects made before their grants take 3 MiB), and
+#: small enough to read at each start.
 MAX_BYTES = 8 << 20
 
 
@@ -55,8 +54,8 @@ class GrantEntry:
     One grant's record.
 
     @ivar since: when it came into force (seconds since the epoch).
-    @ivar before: the normalized projects of its namespace that were there
-        then, made by others than its owners.
+    @ivar before: the projects of its namespace that were there then,
+        made by others than its owners, as C{index/project} (normalized).
     """
 
     since: float
@@ -121,8 +120,6 @@ class GrantLedger:
         grants = found.get("grants") if isinstance(found, dict) else None
         if not isinstance(grants, dict):
             raise InvalidLedger('no "grants" object')
-        if len(grants) > MAX_ENTRIES:
-            raise InvalidLedger(f"over {MAX_ENTRIES} grants")
         entries: dict[str, GrantEntry] = {}
         for key, value in grants.items():
             since = value.get("since") if isinstance(value, dict) else None

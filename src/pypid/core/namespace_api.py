@@ -21,13 +21,17 @@ same owners (they do not overlap ownership), so a reader sees all of them
 or only those not hidden.
 
 C{owned} (PEP 752: false only for a project that was there before its
-namespace was reserved): false for the projects the grant found as it came
-into force whose first file someone other than its owners (a user it
-names, or one of a C{[groups]} group it names) had uploaded
-(L{foreign_projects}, kept in L{pypid.core.grant_ledger}), true for every
+namespace was reserved): false for the projects the grant found in each
+hosted index as it came into force whose first file (the recycle bin's
+included) someone other than its owners (a user it names, a member of a
+C{[groups]} group it names, an admin) had uploaded (L{foreign_projects},
+kept in L{pypid.core.grant_ledger} as C{index/project}), true for every
 other: its owners' then, and every project made since (an upload there
-needed its owners). So it depends on neither the files listed now (a
-view's filters, a deleted first file) nor on who reads. Pure: no I/O.
+needed its owners). A hosted index's own page asks of its own project; a
+page composed of other indexes' (a view's, one with bases) is false when
+the project was found so in any of them. So it depends on neither the
+files listed now (a view's filters, a deleted first file) nor on who
+reads. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -48,22 +52,27 @@ class CreatedFile(Protocol):
     def upload_time(self) -> float | None: ...
 
 
-def foreign_projects(grant: Grant, projects: Iterable[tuple[str, Iterable[CreatedFile]]],
-                     groups: Mapping[str, frozenset[str]]) -> set[str]:
+def foreign_projects(grant: Grant,
+                     projects: Iterable[tuple[str, Callable[[], Iterable[CreatedFile]]]],
+                     groups: Mapping[str, frozenset[str]],
+                     admins: frozenset[str] = frozenset()) -> set[str]:
     """
     The projects of C{grant}'s namespace among C{projects} (C{(normalized
-    name, its files)}) whose first file was uploaded by someone other than
-    its owners (a user it names, a member of a C{groups} group it names;
-    an unknown uploader, an import's, is someone other).
+    name, files())}: its files read only when the name is in the
+    namespace) whose first file was uploaded by someone other than its
+    owners: a user it names, a member of a C{groups} group it names, or an
+    admin (C{admins}: principals, C{user:NAME} and C{group:NAME}, who own
+    every namespace); an unknown uploader, an import's, is someone other.
     """
+    owners = grant.owners | admins
     found = set()
     for name, files in projects:
         if not grant.covers(name):
             continue
-        _, who = creation(files)
+        _, who = creation(files())
         held = set() if who is None else {f"user:{who}"} | {
             f"group:{group}" for group, members in groups.items() if who in members}
-        if not held & grant.owners:
+        if not held & owners:
             found.add(name)
     return found
 
@@ -146,21 +155,28 @@ class IndexNamespaces:
         return self.any_hidden and any(grant.hidden for grant in
                                        self._grants.matching(project, self.index))
 
-    def entries(self, project: str, full: bool = False) -> list[dict[str, Any]] | None:
+    def entries(self, project: str, full: bool = False,
+                own: bool = False) -> list[dict[str, Any]] | None:
         """
         The C{namespaces} of C{project}'s page: L{None} outside every
         grant; its hidden grants only when C{full} (for their owners).
+        C{own}: the page of the index's own project (a hosted index's),
+        else one composed of other indexes'.
         """
         grants = [grant for grant in self._grants.matching(project, self.index)
                   if full or not grant.hidden]
         if not grants:
             return None
-        return [{"name": grant.name, "owned": self._owned(grant, project)} for grant in grants]
+        return [{"name": grant.name, "owned": self._owned(grant, project, own)}
+                for grant in grants]
 
-    def _owned(self, grant: Grant, project: str) -> bool:
+    def _owned(self, grant: Grant, project: str, own: bool) -> bool:
         before = self._ledger.before(grant)
-        # (no word of the grant: before the ledger is read, when nothing is served)
-        return before is not None and project not in before
+        if before is None:
+            return False  # (no word of the grant: before the ledger is read, nothing served)
+        if own:
+            return f"{self.index}/{project}" not in before
+        return not any(key.partition("/")[2] == project for key in before)
 
     # -- the namespace routes ------------------------------------------------------
 

@@ -114,6 +114,10 @@ class NamespaceGrants:
                     raise InvalidGrant(
                         f"{grant.name} is inside {parent.name}, granted to other owners: "
                         "grants must not overlap ownership (PEP 752)")
+                if parent is not None and parent.hidden and not grant.hidden:
+                    # (listing it would name the hidden one to everyone)
+                    raise InvalidGrant(f"{grant.name} is inside {parent.name}, which is "
+                                       "hidden: it must be hidden too")
         return found
 
     def _in(self, index: str | None) -> dict[str, Grant]:

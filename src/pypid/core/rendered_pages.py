@@ -306,7 +306,7 @@ class RenderedPages:
             body = render.project_json(
                 project.name, shown, versions, status, self.provenance_url,
                 render.UNSERVED if spaces is None
-                else spaces.entries(project.name, hidden))
+                else spaces.entries(project.name, hidden, own=True))
         return Page.of(body, CONTENT_TYPES[kind])
 
     def extra_page(self, project: Project, key: Hashable) -> Any:

@@ -22,7 +22,7 @@ reload tries again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
@@ -42,10 +42,10 @@ log = Logger()
 #: L{pypid.state.indexes.serve_namespaces}).
 Take = Callable[[NamespaceGrants, GrantLedger], object]
 
-#: C{found(grant, groups)}: the projects of C{grant}'s namespace the
-#: indexes hold that its owners did not make (C{[groups]} C{groups}:
-#: L{pypid.core.namespace_api.foreign_projects}).
-Found = Callable[[Grant, Mapping[str, frozenset[str]]], Iterable[str]]
+#: C{found(grant, settings)}: the projects of C{grant}'s namespace the
+#: indexes hold that its owners did not make (by the C{[groups]} and
+#: admins of C{settings}: L{pypid.state.indexes.namespace_found}).
+Found = Callable[[Grant, Any], Iterable[str]]
 
 
 class GrantSettings(Protocol):
@@ -55,6 +55,8 @@ class GrantSettings(Protocol):
     def namespaces(self) -> NamespaceGrants: ...
     @property
     def groups(self) -> Mapping[str, frozenset[str]]: ...
+    @property
+    def auth(self) -> Any: ...
 
 
 @implementer(IReloadable)
@@ -79,7 +81,7 @@ class GrantKeeper(Service):
         self._take = take
         self._found = found
         self._grants = settings.namespaces
-        self._groups = settings.groups
+        self._settings = settings
         self._lock = DeferredLock()
         self.ledger = GrantLedger()
         self.kept: bool | None = None
@@ -90,13 +92,15 @@ class GrantKeeper(Service):
         return self._bring_up()
 
     def prepare_reload(self, config: GrantSettings | None) -> Callable[[], str] | None:
-        """Take C{[namespaces]} and C{[groups]} when either changed."""
+        """Take C{[namespaces]}, and C{[groups]} and the admins for new grants, when changed."""
+        started = self._settings
         if config is None or (config.namespaces == self._grants
-                              and config.groups == self._groups):
+                              and config.groups == started.groups
+                              and config.auth.admins == started.auth.admins):
             return None
 
         def commit() -> str:
-            self._grants, self._groups = config.namespaces, config.groups
+            self._grants, self._settings = config.namespaces, config
             # (in force at once, from now; then as the document says)
             self._serve(self._brought_up(self.ledger))
             self._bring_up()
@@ -111,7 +115,9 @@ class GrantKeeper(Service):
     async def _read_and_keep(self) -> None:
         data = await self._storage.document(GRANT_LEDGER)
         kept = GrantLedger() if data is None else GrantLedger.from_bytes(data)
-        ledger = self._brought_up(kept)
+        # (what the document says wins; a grant it has no word of keeps what
+        # this server found at its commit, not looked for twice)
+        ledger = self._brought_up(GrantLedger({**self.ledger.entries, **kept.entries}))
         # (served first: a write that fails keeps what was read)
         self._serve(ledger)
         if ledger != kept:
@@ -126,9 +132,9 @@ class GrantKeeper(Service):
         self._serve(self._brought_up(self.ledger))
 
     def _brought_up(self, ledger: GrantLedger) -> GrantLedger:
-        groups = self._groups
+        settings = self._settings
         return ledger.brought_up(self._grants, self._clock.seconds(),
-                                 lambda grant: self._found(grant, groups))
+                                 lambda grant: self._found(grant, settings))
 
     def _serve(self, ledger: GrantLedger) -> None:
         self.ledger = ledger

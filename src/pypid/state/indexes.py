@@ -64,6 +64,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.auth.policy import admin_users_and_groups
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
@@ -82,10 +83,12 @@ from pypid.core.grant_ledger import GrantLedger
 from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.metrics import Family
+from pypid.core.model import FileRecord
 from pypid.core.namespace_api import IndexNamespaces, foreign_projects
 from pypid.core.namespaces import Grant, NamespaceGrants
 from pypid.core.notice import Notice
 from pypid.core.parts import IMetricsSource
+from pypid.core.project import Project
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.upload_rules import IndexUploadRules, UploadRules
@@ -710,18 +713,34 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
 
 
 def namespace_found(stacks: Mapping[str, HostedStack], grant: Grant,
-                    groups: Mapping[str, frozenset[str]]) -> set[str]:
+                    settings: Config) -> set[str]:
     """
     The projects of C{grant}'s namespace that the hosted indexes it is
-    granted in hold (of C{stacks}) and its owners did not make
-    (L{foreign_projects}, C{groups} the C{[groups]}).
+    granted in hold (of C{stacks}) and its owners did not make, as
+    C{index/project} (L{foreign_projects}, the first file of each among
+    its live and binned ones; C{settings}' C{[groups]} and admins). Only
+    the projects of the namespace are read: their records, not every
+    project's (a start from a snapshot defers most).
     """
+    users, admin_groups = admin_users_and_groups(settings.auth.admins)
+    admins = frozenset({f"user:{u}" for u in users} | {f"group:{g}" for g in admin_groups})
     found: set[str] = set()
     for name, stack in stacks.items():
-        if grant.index is None or grant.index == name:
-            found |= foreign_projects(grant, ((project.name, project.files.values())
-                                              for project in stack.index.projects()), groups)
+        if grant.index is not None and grant.index != name:
+            continue
+        index = stack.index
+        binned: dict[str, list[FileRecord]] = {}
+        for record in index.binned():
+            binned.setdefault(record.project, []).append(record)
+        projects = ((project.name, partial(_all_files, project, binned.get(project.name, ())))
+                    for project in index.projects())
+        found |= {f"{name}/{project}" for project in foreign_projects(
+            grant, projects, settings.groups, admins)}
     return found
+
+
+def _all_files(project: Project, binned: Sequence[FileRecord]) -> list[FileRecord]:
+    return [*project.files.values(), *binned]
 
 
 def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, HostedStack],

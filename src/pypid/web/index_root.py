@@ -51,7 +51,6 @@ import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -158,12 +157,6 @@ def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
     """
     return with_identity(access, request, lambda identity: admin()
                          if access.is_admin(identity) else reader())
-
-
-def _as_anonymous(failure: Failure) -> None:
-    """Wrong or unusable credentials, read as none (L{IndexPath._reader_page})."""
-    failure.trap(HTTPError)
-    return None
 
 
 def with_identity(access: Access, request: Request,
@@ -387,28 +380,22 @@ class IndexSimple:
     def _reader_page(self, request: Request, project: str, hidden: Callable[[], Page],
                      public: Page) -> Answer:
         """
-        The page of C{project} a reader gets: C{hidden()} (not kept by a
-        cache) when it falls in a hidden grant they see (its owners, the
-        admins, L{IndexNamespaces.hides}), else C{public}. Credentials the
-        read gate did not check are checked here, and wrong ones read as
-        none: a project of a hidden grant answers them as any other
-        project does (no 401 telling it apart).
+        The page of C{project} a reader gets: its JSON form C{hidden()}
+        (not kept by a cache) when it falls in a hidden grant they see (its
+        owners, the admins, L{IndexNamespaces.hides}), else C{public}. Who
+        they are is what the read gate found: credentials it did not check
+        (an index anyone reads) are not checked here, so that a project of a
+        hidden grant answers any credentials as any other project does, in
+        its status and its time.
         """
         spaces = self.view.namespaces
-        if spaces is None or not spaces.any_hidden or not spaces.hides(project):
+        if (spaces is None or not spaces.any_hidden or public.content_type != CONTENT_TYPES[JSON]
+                or not spaces.hides(project)):
             return send_page(request, public)
-
-        def chosen(identity: Identity | None) -> Answer:
-            sees = self.access.grant_reader(identity)
-            if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
-                return send_private(request, hidden())
-            return send_page(request, public)
-        known = identity_of(request)
-        if known is not None:
-            return chosen(known)
-        found = self.access.identify(request)
-        found.addErrback(_as_anonymous)
-        return found.addCallback(chosen)
+        sees = self.access.grant_reader(identity_of(request))
+        if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
+            return send_private(request, hidden())
+        return send_page(request, public)
 
     def _namespaces(self, request: Request, post: list[bytes]) -> Answer:
         """

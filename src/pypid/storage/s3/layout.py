@@ -38,6 +38,9 @@ Under the configured prefix C{P}::
     P.pypid/waivers.json               the advisory waivers admins keep (the
                                        default index's prefix only; read again
                                        on each poll: L{pypid.state.waiver_keeper})
+    P.pypid/namespaces.json            when each namespace grant came into force
+                                       and what it found (the default index's
+                                       prefix only: L{pypid.state.grant_keeper})
 
 Distribution objects never change after they are written, so a presigned URL
 or a CDN copy of one is never stale; the mutable state (yank, recycle bin,
