@@ -88,6 +88,12 @@ def write_file(path, data):
     return path
 
 
+def config_of(case, text):
+    """The configuration of the file C{text}, written in C{case}'s own folder."""
+    from pypid.config import load_config
+    return load_config(write_file(os.path.join(case.mktemp(), "c.ini"), text.encode()))
+
+
 def read_file(path):
     """Return the bytes of the file at C{path}."""
     with open(path, "rb") as f:

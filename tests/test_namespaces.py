@@ -89,12 +89,8 @@ class ConfigTests(SynchronousTestCase):
     """C{[namespaces]} read with the rest of the configuration."""
 
     def load(self, text):
-        import os
-
-        from pypid.config import load_config
-        from tests.fakes import write_file
-        path = write_file(os.path.join(self.mktemp(), "c.ini"), text.encode())
-        return load_config(path)
+        from tests.fakes import config_of
+        return config_of(self, text)
 
     def test_read(self):
         config = self.load("[users]\nbob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n[groups]\nplatform = bob\n[index:release]\n"

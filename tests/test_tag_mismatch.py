@@ -17,13 +17,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.hashes import hash_password
 from pypid.bundle.archive import copy_hashed
 from pypid.bundle.ingest import Arrival, Ingest
-from pypid.config import ConfigError, load_config
+from pypid.config import ConfigError
 from pypid.core.metadata import InvalidDistribution, extract
 from pypid.core.names import parse_filename
 from pypid.core.upload_rules import UploadRules, parse_projects
 from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_wheel, make_zip, zip_members
-from tests.fakes import FAST, multipart_body, run_now, twine_fields, write_file
+from tests.fakes import FAST, config_of, multipart_body, run_now, twine_fields
 from tests.harness_indexes import _ServerMixin
 from tests.harness_tap import ThreadedReactor
 
@@ -89,8 +89,7 @@ class RulesTests(SynchronousTestCase):
 
 class ConfigTests(SynchronousTestCase):
     def load(self, text):
-        path = write_file(os.path.join(self.mktemp(), "c.ini"), text.encode())
-        return load_config(path)
+        return config_of(self, text)
 
     def test_inherited(self):
         config = self.load("[pypid]\nallow_tag_mismatch = decord\n[index:a]\n"

@@ -55,7 +55,7 @@ from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
 from pypid.core.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, index_section
 from pypid.core.startup import StartupError
 from pypid.core.views import Filters
 from pypid.export.exporter import Exporter, IndexChain
@@ -292,7 +292,7 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
     rules = advisory_rules(config).get(index)
     if rules is None or rules.mode == OFF:
         return None, ""
-    where = "[pypid]" if index == DEFAULT else f"[index:{index}]"
+    where = index_section(index)
     try:
         found = read_in_force(config.advisories, config.server.snapshot)
     except LoadFailed as e:

@@ -60,6 +60,13 @@ class GrantEntry:
 
     since: float
     before: frozenset[str]
+    #: the projects of L{before}, whatever their index (a page composed of
+    #: several indexes' asks of them), worked out once
+    projects: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "projects",
+                           frozenset(key.partition("/")[2] for key in self.before))
 
 
 @attrs.frozen
@@ -80,6 +87,10 @@ class GrantLedger:
         """
         entry = self.entries.get(ledger_key(grant))
         return entry.before if entry is not None else None
+
+    def entry(self, grant: Grant) -> GrantEntry | None:
+        """C{grant}'s record, or L{None} when the ledger has no word of it."""
+        return self.entries.get(ledger_key(grant))
 
     def brought_up(self, grants: NamespaceGrants, now: float,
                    found: Callable[[Grant], Iterable[str]]) -> GrantLedger:

@@ -62,6 +62,15 @@ class BaseRef:
         return f"{UPSTREAM_PREFIX}{self.name}" if self.upstream else self.name
 
 
+def index_section(name: str | None) -> str:
+    """
+    The section of the configuration whose keys index C{name} reads:
+    C{[pypid]} for the default index (L{None} too), C{[index:NAME]} for
+    another (what a message naming a key says).
+    """
+    return "[pypid]" if name is None or name == DEFAULT else f"[index:{name}]"
+
+
 def parse_base(text: str) -> BaseRef:
     """
     Read one base: an index name, or C{upstream:NAME}.

@@ -58,6 +58,7 @@ from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,
     TagMismatch,
+    WheelInfo,
     check_matches_filename,
     parse_wheel_file,
 )
@@ -997,23 +998,29 @@ def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
             # (read leniently, as before: only the tags of a WHEEL one can read)
             info = None
         if info is not None:
-            try:
-                check_matches_filename(info, filename, escape_text(member), build=False)
-            except TagMismatch as e:
-                if mismatch is None:
-                    raise
-                mismatch.append(str(e))
+            _hold_to_filename(info, filename, escape_text(member), mismatch, build=False)
     elif filename is not None:
         raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
         info = parse_wheel_file(raw, escape_text(member))
-        try:
-            check_matches_filename(info, filename, escape_text(member))
-        except TagMismatch as e:
-            if mismatch is None:
-                raise
-            mismatch.append(str(e))
-            check_matches_filename(info, filename, escape_text(member), tags=False)
+        _hold_to_filename(info, filename, escape_text(member), mismatch, build=True)
     return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
+
+
+def _hold_to_filename(info: WheelInfo, filename: str, member: str, mismatch: list[str] | None,
+                      build: bool) -> None:
+    """
+    L{check_matches_filename}, its tags and (when C{build}) its build tag:
+    Tag lines that differ are refused, or, given a C{mismatch} list, noted
+    in it, the rest still held to the name.
+    """
+    try:
+        check_matches_filename(info, filename, member, build=build)
+    except TagMismatch as e:
+        if mismatch is None:
+            raise
+        mismatch.append(str(e))
+        if build:
+            check_matches_filename(info, filename, member, tags=False)
 
 
 # Sdists.

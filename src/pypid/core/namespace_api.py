@@ -171,12 +171,12 @@ class IndexNamespaces:
                 for grant in grants]
 
     def _owned(self, grant: Grant, project: str, own: bool) -> bool:
-        before = self._ledger.before(grant)
-        if before is None:
+        entry = self._ledger.entry(grant)
+        if entry is None:
             return False  # (no word of the grant: before the ledger is read, nothing served)
         if own:
-            return f"{self.index}/{project}" not in before
-        return not any(key.partition("/")[2] == project for key in before)
+            return f"{self.index}/{project}" not in entry.before
+        return project not in entry.projects
 
     # -- the namespace routes ------------------------------------------------------
 

@@ -157,7 +157,7 @@ def _upload_time_iso(when: float) -> str:
     return iso
 
 
-def _dumps(value: Any) -> bytes:
+def dumps_json(value: Any) -> bytes:
     """
     Serialize C{value} as compact UTF-8 JSON.
 
@@ -167,11 +167,6 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(
         value, separators=(",", ":"), ensure_ascii=False, check_circular=False
     ).encode("utf-8", "replace")
-
-
-def dumps_json(value: Any) -> bytes:
-    """C{value} as the JSON API's compact bytes (a route's answer that no page keeps)."""
-    return _dumps(value)
 
 
 def etag(body: bytes) -> bytes:
@@ -261,7 +256,7 @@ def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False) -> 
     @param namespaces: whether the index serves PEP 752's namespaces (API 1.5).
     @rtype: L{bytes}
     """
-    return _dumps(
+    return dumps_json(
         {"meta": _META_NAMESPACES if namespaces else _META,
          "projects": [{"name": display} for _, display in projects]}
     )
@@ -421,7 +416,7 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
         page["project-status"] = marker
     if namespaces is not UNSERVED:
         page["namespaces"] = None if namespaces is None else list(namespaces)
-    return _dumps(page)
+    return dumps_json(page)
 
 
 def _python_version(record: LegacyFile) -> str:
@@ -546,7 +541,7 @@ def pypi_json(
     out["urls"] = urls
     out["vulnerabilities"] = list(vulnerabilities)
     out["ownership"] = {"organization": None, "roles": []}
-    return _dumps(out)
+    return dumps_json(out)
 
 
 def file_url_for(base_url: str | None) -> Callable[[FileRecord], str]:

@@ -762,13 +762,7 @@ class IndexView:
             return self.page(project, kind, now)
         if not self._open and not self._admits(project):
             return None
-        composition = compose(self.order, project, self.filters, now, self.file_url)
-        if not composition.found:
-            return None
-        policy = self.advisories
-        return render_page(project, [f for f, _ in composition.files], self.file_url, kind,
-                           composition.status, policy if policy.affects(project) else None,
-                           self.provenance_url, spaces, hidden=True)
+        return self._composed(project, kind, now, reveal=False)
 
     def admits(self, project: str) -> bool:
         """Whether the view's globs admit the normalized C{project} (remembered)."""
@@ -793,7 +787,17 @@ class IndexView:
         all the same, for its admins: composed at each call, never kept
         (admins alone ask).
         """
-        composition = compose(self.order, project, self.filters, now, reveal=True)
+        return self._composed(project, kind, now, reveal=True)
+
+    def _composed(self, project: str, kind: str, now: float, reveal: bool) -> Page | None:
+        """
+        The page of C{project} composed now, never kept, with every
+        namespace it falls in (hidden ones too): a quarantined project's
+        files when C{reveal} (L{full_page}), as listed otherwise
+        (L{hidden_page}).
+        """
+        composition = compose(self.order, project, self.filters, now, self.file_url,
+                              reveal=reveal)
         if not composition.found:
             return None
         return render_page(project, [f for f, _ in composition.files], self.file_url, kind,

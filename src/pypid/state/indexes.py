@@ -303,7 +303,7 @@ class IndexRegistry:
         the default index's storage; L{None} for a storage that keeps none.
     @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
         46), for every index; the same object for its lifetime, its grants
-        taken in place (L{take_namespaces}).
+        taken in place (L{serve_namespaces}, by L{grants}).
     @ivar grants: keeps when each grant came into force, in the default
         index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
     """
@@ -506,10 +506,6 @@ class IndexRegistry:
         self.decisions.review([(name, self.policies[name], self.releases_of(name))
                                for name in changed], named)
         return changed
-
-    def take_namespaces(self, grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
-        """L{serve_namespaces} in the registry's indexes."""
-        return serve_namespaces(self.namespaces, self.stacks, grants, ledger)
 
     def take_upload_rules(self, config: Config) -> None:
         """Let the hosted indexes' uploads and imports through as C{config} says (a reload)."""

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from pypid.core.model import FileRecord
+from pypid.core.names_by_project import NamesByProject
 
 
 @attrs.define
@@ -38,11 +39,11 @@ class KeptFiles:
     changes: int = 0
     #: the filenames kept of each project (a page fetched is held against
     #: its project's files: issue 46), without a walk of them all
-    _by_project: dict[str, set[str]] = attrs.field(factory=dict)
+    _by_project: NamesByProject = attrs.field(factory=NamesByProject)
 
     def of_project(self, project: str) -> list[str]:
         """The filenames kept of the normalized C{project}."""
-        return sorted(self._by_project.get(project, ()))
+        return sorted(self._by_project.of(project))
 
     def get(self, filename: str) -> FileRecord | None:
         """The record of C{filename}, or L{None} when it is not kept."""
@@ -64,19 +65,11 @@ class KeptFiles:
         previous = records.pop(record.filename, None)
         if previous is not None:
             self.size -= previous.size
-        if previous is not None:
-            self._unindex(previous)
+            self._by_project.discard(previous.project, previous.filename)
         records[record.filename] = record
-        self._by_project.setdefault(record.project, set()).add(record.filename)
+        self._by_project.add(record.project, record.filename)
         self.size += record.size
         self.changes += 1
-
-    def _unindex(self, record: FileRecord) -> None:
-        names = self._by_project.get(record.project)
-        if names is not None:
-            names.discard(record.filename)
-            if not names:
-                del self._by_project[record.project]
 
     def touch(self, filename: str) -> None:
         """C{filename} was downloaded: the last to be evicted from now on."""
@@ -89,7 +82,7 @@ class KeptFiles:
         """Forget C{filename} (evicted); its record, or L{None}."""
         record = self._records.pop(filename, None)
         if record is not None:
-            self._unindex(record)
+            self._by_project.discard(record.project, record.filename)
             self.size -= record.size
             self.changes += 1
         return record
@@ -132,5 +125,5 @@ class KeptFiles:
     def clear(self) -> None:
         """Forget every record (before learning again what the storage holds)."""
         self._records = {}
-        self._by_project = {}
+        self._by_project.clear()
         self.size = 0

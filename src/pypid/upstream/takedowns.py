@@ -20,6 +20,8 @@ from typing import Any
 
 import attrs
 
+from pypid.core.names_by_project import NamesByProject
+
 #: The most takedowns remembered (the oldest are forgotten past it: the
 #: files stay withheld, as no page lists them; only the record goes).
 MAX_TAKEDOWNS = 100_000
@@ -51,13 +53,17 @@ class Takedowns:
     #: whether the table changed since the last save
     changed: bool = False
     # the filenames of each project's takedowns: a page looks at its own
-    _by_project: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _by_project: NamesByProject = attrs.field(factory=NamesByProject, init=False)
 
     def __len__(self) -> int:
         return len(self._by_name)
 
     def __contains__(self, filename: str) -> bool:
         return filename in self._by_name
+
+    def filenames(self) -> Iterable[str]:
+        """The filenames taken down, in no order (L{all} sorts them)."""
+        return self._by_name.keys()
 
     def all(self) -> list[Takedown]:
         """Every takedown, the oldest seen first."""
@@ -76,7 +82,7 @@ class Takedowns:
         here = frozenset(kept)
         down = [Takedown(project, filename, now) for filename in kept
                 if filename not in names and filename not in self._by_name]
-        mine = [self._by_name[name] for name in self._by_project.get(project, ())]
+        mine = [self._by_name[name] for name in self._by_project.of(project)]
         back = [t for t in mine if t.filename in names and t.filename in here]
         # (a file no longer kept, evicted since, is withheld no more: forgotten)
         gone = [t for t in mine if t.filename not in here or t.filename in names]
@@ -93,16 +99,12 @@ class Takedowns:
 
     def _add(self, takedown: Takedown) -> None:
         self._by_name[takedown.filename] = takedown
-        self._by_project.setdefault(takedown.project, set()).add(takedown.filename)
+        self._by_project.add(takedown.project, takedown.filename)
 
     def _remove(self, filename: str) -> None:
         takedown = self._by_name.pop(filename, None)
         if takedown is not None:
-            names = self._by_project.get(takedown.project)
-            if names is not None:
-                names.discard(filename)
-                if not names:
-                    del self._by_project[takedown.project]
+            self._by_project.discard(takedown.project, filename)
 
     def forget(self, filename: str) -> None:
         """The kept file is gone (evicted): nothing is withheld of it any more."""
@@ -116,7 +118,8 @@ class Takedowns:
 
     def load_json(self, data: object) -> None:
         """Take back what L{to_json} gave (what cannot be read is left out)."""
-        self._by_name, self._by_project = {}, {}
+        self._by_name = {}
+        self._by_project.clear()
         if not isinstance(data, list):
             return
         for item in data[-MAX_TAKEDOWNS:]:

@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
 from pypid.core.http_errors import Conflict, Forbidden, NotFound, Unauthorized
+from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
@@ -73,13 +74,15 @@ class ChangeChecks:
                                    or self.may_read(identity, project)):
             raise NotFound(NO_SUCH_RELEASE)
 
-    def may_create(self, identity: Identity, project: str, exists: bool) -> None:
+    def may_create(self, identity: Identity, project: str, index: Index) -> None:
         """
-        Refuse (409, PEP 752) a new C{project} in a namespace reserved in
-        this index for others than C{identity}; a project there already
-        (before the grant) keeps taking uploads.
+        Refuse (409, PEP 752) a new C{project} of C{index} (this one's
+        records) in a namespace reserved in it for others than C{identity};
+        a project it holds already (its files, deleted or binned ones too:
+        there before the grant, or made by its owners) keeps taking them.
         """
-        if exists:
+        held = index.project(project)
+        if held is not None and held.claimed:
             return
         grant = self._access.namespace_refusal(identity, project, self._name)
         if grant is not None:

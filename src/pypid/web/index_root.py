@@ -327,7 +327,7 @@ class IndexSimple:
                                 lambda: rendered.project_page(found, kind, True),
                                 rendered.project_page(found, kind)))
                 spaces = view.namespaces
-                if spaces is not None and spaces.any_hidden and spaces.hides(project):
+                if spaces is not None and spaces.any_hidden:
                     return self._reader_page(request, project,
                                              lambda: rendered.project_page(found, kind, True),
                                              rendered.project_page(found, kind))
@@ -346,19 +346,21 @@ class IndexSimple:
                 raise NotFound("no such project")
             if moved:
                 return send_moved(request, self.base, f"simple/{project}/")
+            spaces = view.namespaces
+            quarantined = view.quarantined(project)
+            if not quarantined and (spaces is None or not spaces.any_hidden):
+                return send_page(request, page)
             now, name = self.clock.seconds(), project
+
             def hidden() -> Page:
                 return view.hidden_page(name, kind, now) or page
-            if view.quarantined(project):
+            if quarantined:
                 # (PEP 792: its admins see its files, to release or delete them)
                 full = partial(view.full_page, project, kind, now)
                 return as_admin(self.access, request,
                                 lambda: send_private(request, full() or page),
                                 lambda: self._reader_page(request, name, hidden, page))
-            spaces = view.namespaces
-            if spaces is not None and spaces.any_hidden and spaces.hides(project):
-                return self._reader_page(request, project, hidden, page)
-            return send_page(request, page)
+            return self._reader_page(request, project, hidden, page)
         if post == [b""]:
             kind = page_kind(request)
             if self.access.reads_everything(request, self.name):

@@ -130,11 +130,7 @@ class LegacyJSON:
         shown = requested_version(version) if version is not None else None
         if project.name != name or shown != version:
             # Built from the normalized name and version only: no client text.
-            suffix = f"{quote(shown)}/json" if shown is not None else "json"
-            request.setResponseCode(301)
-            request.setHeader(b"location", f"{self._prefix()}pypi/{project.name}/{suffix}".encode())
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"Moved\n"
+            return self._moved(request, project.name, shown)
         # (an index's JSON composed of several sources, or a view's, is kept
         # with its first source's project, apart from that source's own, and
         # stale once another source's project changed)
@@ -168,11 +164,7 @@ class LegacyJSON:
         shown = requested_version(version) if version is not None else None
         if project != name or shown != version:
             # (before anything is asked, as the simple page redirects)
-            suffix = f"{quote(shown)}/json" if shown is not None else "json"
-            request.setResponseCode(301)
-            request.setHeader(b"location", f"{self._prefix()}pypi/{project}/{suffix}".encode())
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"Moved\n"
+            return self._moved(request, project, shown)
         _, waits = bring_up_to_date(cast(Request, request), sides, project)
         results = await DeferredList(waits, consumeErrors=True)
         policy = self._advisories
@@ -209,6 +201,17 @@ class LegacyJSON:
         put_newest(self._rendered, (project, version),
                    (made_of, composition.recheck_at, page), MAX_RENDERED)
         return send_page(request, page)
+
+    def _moved(self, request: IRequest, project: str, shown: str | None) -> bytes:
+        """
+        The 301 to the JSON of the normalized C{project} (and version
+        C{shown}): built from them alone, no client text.
+        """
+        suffix = f"{quote(shown)}/json" if shown is not None else "json"
+        request.setResponseCode(301)
+        request.setHeader(b"location", f"{self._prefix()}pypi/{project}/{suffix}".encode())
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"Moved\n"
 
     def _listed(self, name: str) -> _Listed | None:
         """

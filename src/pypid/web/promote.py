@@ -94,6 +94,7 @@ from pypid.core.http_errors import (
     TooLarge,
 )
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.index_names import index_section
 from pypid.core.model import FileRecord
 from pypid.core.names import (
     WHEEL,
@@ -262,8 +263,7 @@ class Promote:
         _refuse_tags(source, target, project, records)
         # (a new project of the target in a namespace reserved there is its
         # owners' to make, as an upload's would be: PEP 752's 409)
-        ChangeChecks(self._access, target.name).may_create(
-            identity, project, target.index.project(project) is not None)
+        ChangeChecks(self._access, target.name).may_create(identity, project, target.index)
         override = self._overridden(identity, source_name, target.name, project, version,
                                     allow_denied)
         index = target.index
@@ -490,10 +490,9 @@ def _refuse_tags(source: HostedStack, target: HostedStack, project: str,
         return
     if (source.uploads.current.allows_tag_mismatch(project)
             and not target.uploads.current.allows_tag_mismatch(project)):
-        section = "[pypid]" if target.name == DEFAULT_INDEX else f"[index:{target.name}]"
         raise Conflict(f"{project}: {source.name} takes its wheels whatever their WHEEL tags "
                        f"(allow_tag_mismatch) and {target.name} does not; name the project in "
-                       f"{section} allow_tag_mismatch to promote them")
+                       f"{index_section(target.name)} allow_tag_mismatch to promote them")
 
 
 def _body(request: IRequest) -> bytes:

@@ -23,6 +23,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
 from pypid.core.http_errors import BadRequest, Forbidden
 from pypid.core.index import Index
+from pypid.core.index_names import index_section
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.names import filename_key, project_of_filename
@@ -193,15 +194,9 @@ class UploadStore:
         return send_text(request, 200, "OK")
 
     def _refuse_foreign(self, identity: Identity, project: str | None) -> None:
-        """
-        Refuse (409) a new project in a namespace reserved for others (PEP
-        752, issue 46); one the index holds already (its files, deleted or
-        binned ones too) keeps taking uploads.
-        """
-        if project is None:
-            return
-        held = self._index.project(project)
-        self._checks.may_create(identity, project, held is not None and held.claimed)
+        """Refuse (409) a new project in a namespace reserved for others (PEP 752)."""
+        if project is not None:
+            self._checks.may_create(identity, project, self._index)
 
     def _refuse_taken(self, filename: str) -> None:
         """
@@ -249,9 +244,8 @@ class UploadStore:
 
 def tag_mismatch_hint(index: str | None) -> str:
     """What a refusal of a wheel for its tags says to do (issue 46)."""
-    section = "[pypid]" if index is None else f"[index:{index}]"
     return (f"if the project's own releases are built so (as some on the public index are), "
-            f"name it in {section} allow_tag_mismatch")
+            f"name it in {index_section(index)} allow_tag_mismatch")
 
 
 def _part_of(upload: UploadRequest) -> FilePart:
