@@ -9,6 +9,7 @@ a build backend or the network.
 import base64
 import hashlib
 import io
+import json
 import tarfile
 import zipfile
 
@@ -44,16 +45,27 @@ def wheel_text(tag="py3-none-any"):
 
 
 def make_wheel(name, version, requires_python=None, requires_dist=(), tag="py3-none-any",
-               metadata=None, extra_files=(), module_text=None):
+               metadata=None, extra_files=(), module_text=None, variant=None,
+               variant_json=None):
     """
     Return C{(filename, bytes)} of a wheel for C{name} C{version}.
 
     @param metadata: exact METADATA text to use instead of the generated one.
     @param extra_files: C{(arcname, bytes)} pairs added to the archive.
+    @param variant: a variant wheel's label (PEP 825), put after its tags;
+        its C{variant.json} is C{variant_json} (bytes, or an object dumped),
+        by default L{variant_document} of the label.
     """
     dist = name.replace("-", "_").replace(".", "_").lower()
     filename = f"{dist}-{version}-{tag}.whl"
     distinfo = f"{dist}-{version}.dist-info"
+    if variant is not None:
+        filename = f"{dist}-{version}-{tag}-{variant}.whl"
+        if variant_json is None:
+            variant_json = variant_document(variant)
+        if not isinstance(variant_json, bytes):
+            variant_json = json.dumps(variant_json).encode()
+        extra_files = (*extra_files, (f"{distinfo}/variant.json", variant_json))
     if metadata is None:
         metadata = metadata_text(name, version, requires_python, requires_dist)
     meta_bytes = metadata.encode("utf-8") if isinstance(metadata, str) else metadata
@@ -72,6 +84,22 @@ def make_wheel(name, version, requires_python=None, requires_dist=(), tag="py3-n
             zf.writestr(arc, data)
         zf.writestr(f"{distinfo}/RECORD", record)
     return filename, buf.getvalue()
+
+
+#: the schema URL of the variant wheels the tests make (PEP 825, format 0.1.1)
+VARIANT_SCHEMA = "https://variants-schema.wheelnext.example/peps/825/v0.1.1.json"
+
+
+def variant_document(label, properties=None, namespaces=("x86_64",)):
+    """
+    A wheel's C{variant.json} (PEP 825) for C{label}: C{properties}
+    (namespace -> feature -> values), by default C{x86_64 :: level :: <label>}
+    (none for C{null}).
+    """
+    if properties is None:
+        properties = {} if label == "null" else {"x86_64": {"level": [label]}}
+    return {"$schema": VARIANT_SCHEMA, "default-priorities": {"namespace": list(namespaces)},
+            "variants": {label: properties}}
 
 
 def make_sdist(name, version, requires_python=None, requires_dist=(), metadata=None,

@@ -56,21 +56,36 @@ class LabelTests(SynchronousTestCase):
                 split_label(f"numpy-2.3.2-cp313-cp313-linux_x86_64-{label}.whl")
             self.assertIn("variant label", str(caught.exception))
 
-    def test_refused_saying_so(self):
+    def test_parsed(self):
         """
-        A variant wheel's filename is refused, saying what it is (not only
-        the build tag packaging read); another bad name is not said to be one.
+        A variant wheel's filename is read as the plain wheel's with its
+        label; a label is its own distribution (beside the plain wheel of
+        the same tags); a bad label is refused saying so.
         """
-        from pypid.core.names import InvalidName, parse_filename
-        for filename, variant in (
-                ("numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl", True),
-                ("numpy-2.3.2-1-cp313-cp313-linux_x86_64-null.whl", True),
-                ("numpy-2.3.2-cp313-cp313-linux_x86_64-X.whl", False),
-                ("numpy-2.3.2-1-2-cp313-cp313-linux_x86_64-a.whl", False)):
+        from pypid.core.names import InvalidName, filename_key, parse_filename
+        plain = "numpy-2.3.2-cp313-cp313-linux_x86_64.whl"
+        for filename, label in (
+                ("numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl", "x86_64_v3"),
+                ("numpy-2.3.2-1-cp313-cp313-linux_x86_64-null.whl", "null"),
+                (plain, None)):
+            parsed = parse_filename(filename)
+            self.assertEqual((parsed.project, parsed.version, parsed.pyversion, parsed.variant),
+                             ("numpy", "2.3.2", "cp313", label))
+            # (twice: the second read is answered from the parts remembered)
+            self.assertEqual(parse_filename(filename), parsed)
+        keys = {filename_key(f) for f in (
+            plain, "numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl",
+            "numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v4.whl",
+            "numpy-2.3.2-1-cp313-cp313-linux_x86_64-x86_64_v3.whl")}
+        self.assertEqual(len(keys), 4)
+        self.assertEqual(filename_key("NumPy-2.3.2.0-cp313-cp313-linux_x86_64-x86_64_v3.whl"),
+                         filename_key("numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl"))
+        for filename, why in (
+                ("numpy-2.3.2-cp313-cp313-linux_x86_64-X.whl", "variant label 'X'"),
+                ("numpy-2.3.2-1-2-cp313-cp313-linux_x86_64-a.whl", "invalid wheel filename")):
             with self.assertRaises(InvalidName) as caught:
                 parse_filename(filename)
-            self.assertEqual("is a variant wheel (PEP 825" in str(caught.exception), variant,
-                             str(caught.exception))
+            self.assertIn(why, str(caught.exception))
 
     def test_filename(self):
         self.assertEqual(variants_filename("Foo.Bar-baz", "1.0"), "foo_bar_baz-1.0-variants.json")

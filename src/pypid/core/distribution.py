@@ -200,6 +200,7 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         requires_python=meta.requires_python,
         metadata_sha256=hashlib.sha256(served).hexdigest() if served is not None else None,
         summary=cut_text(meta.summary, SUMMARY_BYTES),
+        variant=extracted.variant,
     )
     return Inspected(record, served,
                      describe(meta, details).to_bytes() if details is not None else None,

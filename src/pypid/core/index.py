@@ -199,6 +199,18 @@ class Index:
         """The record of the file C{filename} if it is in the recycle bin, else L{None}."""
         return self._binned.get(filename)
 
+    def variant_wheels(self, project: str, version: str) -> list[FileRecord]:
+        """
+        The variant wheels (PEP 825) of the release C{version} of C{project},
+        live and in the recycle bin (a restore brings one back): what a new
+        one's C{variant.json} must agree with.
+        """
+        found = self._projects.get(project)
+        live = found.files.values() if found is not None else ()
+        return [record for record in (*live, *self._binned.values())
+                if record.variant is not None and record.project == project
+                and record.version == version]
+
     def held(self, filename: str) -> FileRecord | None:
         """
         The record of C{filename}, live or in the recycle bin: what storage

@@ -53,7 +53,9 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 import attrs
 from packaging.version import InvalidVersion, Version
 
+from pypid.core.model import VARIANT_BYTES
 from pypid.core.names import WHEEL, ParsedFilename, is_valid_name, normalize
+from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, read_variant_json, split_label
 from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,
@@ -606,6 +608,9 @@ class Extracted:
     #: why its C{WHEEL}'s tags differ from the filename's, when they do and
     #: the wheel was taken all the same (C{wheel_tags="note"}); else L{None}
     tag_mismatch: str | None = None
+    #: a variant wheel's C{variant.json} as a record keeps it (PEP 825:
+    #: L{pypid.core.model.FileRecord.variant}); L{None} for any other file
+    variant: str | None = None
 
     @property
     def metadata_sha256(self) -> str | None:
@@ -665,6 +670,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
     mismatch: list[str] = []
     opener: Callable[[IO[bytes]], AbstractContextManager[_Readable]]
     is_wheel = parsed.packagetype == WHEEL
+    variant: str | None = None
     if filename.endswith((".whl", ".zip")):
         kind = "zip"
     elif filename.endswith((".tar.gz", ".tgz")):
@@ -697,10 +703,15 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
             f.seek(0)
             with zipfile.ZipFile(f) as zf:
                 if is_wheel:
+                    # (a variant wheel's WHEEL names the tags of its name
+                    # without the label: PEP 825)
+                    plain = split_label(filename)[0] if parsed.variant is not None else filename
                     raw = _wheel_metadata(zf, parsed, max_metadata_size,
-                                          filename if wheel_tags is not None else None,
+                                          plain if wheel_tags is not None else None,
                                           mismatch if wheel_tags == "note" else None,
                                           tags_only=not strict)
+                    if parsed.variant is not None:
+                        variant = _wheel_variant(zf, parsed.variant)
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
@@ -739,7 +750,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
         )
     _check_identity(metadata, parsed)
     return Extracted(metadata=metadata, serve=is_wheel or metadata.is_reliable_for_sdist(),
-                     tag_mismatch=mismatch[0] if mismatch else None)
+                     tag_mismatch=mismatch[0] if mismatch else None, variant=variant)
 
 
 def _check_identity(metadata: CoreMetadata, parsed: ParsedFilename) -> None:
@@ -1021,6 +1032,37 @@ def _hold_to_filename(info: WheelInfo, filename: str, member: str, mismatch: lis
         mismatch.append(str(e))
         if build:
             check_matches_filename(info, filename, member, tags=False)
+
+
+def _wheel_variant(zf: zipfile.ZipFile, label: str) -> str:
+    """
+    A variant wheel's C{*.dist-info/variant.json} (the one C{.dist-info}
+    directory L{_wheel_metadata} checked), held to PEP 825's rules and to
+    the filename's C{label}, as its record keeps it: compact, at most
+    L{VARIANT_BYTES}. Checked whether or not the upload rules apply (an
+    import too): the index-level file is made of it.
+
+    @raise InvalidDistribution: naming the rule (field C{variant.json}).
+    """
+    info_dir = next(name.split("/", 1)[0] for name in zf.namelist()
+                    if name.split("/", 1)[0].endswith(".dist-info"))
+    member = f"{info_dir}/variant.json"
+    try:
+        entry = zf.getinfo(member)
+    except KeyError:
+        raise InvalidDistribution(
+            f"variant.json: a variant wheel (label {label!r}, PEP 825) must hold "
+            f"{escape_text(member)}", field="variant.json") from None
+    raw = _read_zip_member(zf, entry, MAX_VARIANT_JSON)
+    try:
+        text = read_variant_json(raw, label).to_text()
+    except InvalidVariant as e:
+        raise InvalidDistribution(str(e), field="variant.json") from None
+    if len(text) > VARIANT_BYTES:
+        raise InvalidDistribution(
+            f"variant.json: {len(text)} bytes once compact; pypid keeps at most "
+            f"{VARIANT_BYTES} a wheel", field="variant.json")
+    return text
 
 
 # Sdists.

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pypid.core.names import SDIST, WHEEL
+from pypid.core.wheel_variants import InvalidVariant, read_variant_json, split_label
 
 
 def format_upload_time(when: float) -> str:
@@ -65,14 +66,21 @@ def cut_reason(reason: str | None) -> str | None:
     return reason if not reason else cut_text(reason, YANK_REASON_BYTES)
 
 
+#: The most bytes of a variant wheel's C{variant.json} a record keeps, as
+#: compact JSON (issue 46): a real one is 100 to 300. Records are in memory
+#: and, on S3, in an object's user metadata, which is 2 KB in all
+#: (L{pypid.storage.s3.layout.metadata_headers} makes room for it).
+VARIANT_BYTES = 1024
+
+
 #: The fields of a L{FileRecord}, in the order its tuple holds them.
 FIELDS = ("filename", "project", "name", "version", "packagetype", "path", "size",
           "sha256", "upload_time", "blake2_256", "md5", "requires_python", "yanked",
-          "metadata_sha256", "summary", "uploader", "provenance_sha256", "binned")
+          "metadata_sha256", "summary", "uploader", "provenance_sha256", "binned", "variant")
 #: The fields kept as raw bytes and given out as hex, with their sizes.
 DIGESTS = {"sha256": 32, "blake2_256": 32, "md5": 16, "metadata_sha256": 32,
            "provenance_sha256": 32}
-_OPTIONAL_TEXT = ("requires_python", "yanked", "summary", "uploader")
+_OPTIONAL_TEXT = ("requires_python", "yanked", "summary", "uploader", "variant")
 _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _FIELD_SET = frozenset(FIELDS)
 
@@ -137,6 +145,11 @@ class FileRecord(tuple[Any, ...]):
         issue 29), or L{None} for a live file. A binned file is kept, but
         neither listed nor served (the index holds it apart:
         L{pypid.core.index.Index.binned}), until it is restored or purged.
+    @ivar variant: a variant wheel's C{variant.json} (PEP 825; issue 46), as
+        compact JSON of at most L{VARIANT_BYTES}
+        (L{pypid.core.wheel_variants.VariantMetadata.to_text}), from which
+        the index-level C{{name}-{version}-variants.json} is made; L{None}
+        for any other file.
 
     A tuple, not an attrs class as the rest of the model is: an index holds
     one for every file, a million of them for a cache of the public index,
@@ -147,7 +160,9 @@ class FileRecord(tuple[Any, ...]):
     file for the four) and given out as hex, which costs 0.1 us an access:
     the pages that show them are rendered once and kept. The path is kept
     only when it is not the filename (an upload's path is its filename).
-    A change makes a new record: L{replace}.
+    A change makes a new record: L{replace}. With its 19 fields a record is
+    192 bytes (C{sys.getsizeof}); the variant's slot added 8 a file, the
+    text itself only a variant wheel's.
     """
 
     __slots__ = ()
@@ -158,7 +173,7 @@ class FileRecord(tuple[Any, ...]):
                 requires_python: str | None = None, yanked: str | None = None,
                 metadata_sha256: str | None = None, summary: str | None = None,
                 uploader: str | None = None, provenance_sha256: str | None = None,
-                binned: float | None = None) -> FileRecord:
+                binned: float | None = None, variant: str | None = None) -> FileRecord:
         return tuple.__new__(cls, (
             filename, project, name, version, packagetype,
             None if path == filename else path, size,
@@ -168,12 +183,13 @@ class FileRecord(tuple[Any, ...]):
             raw_digest(metadata_sha256, 32, "metadata_sha256"),
             _optional_str(summary), _optional_str(uploader),
             raw_digest(provenance_sha256, 32, "provenance_sha256"), binned,
+            _optional_str(variant),
         ))
 
     @classmethod
     def of_values(cls, values: Iterable[Any]) -> FileRecord:
         """
-        A record from its 18 values in L{FIELDS} order, as a snapshot keeps
+        A record from its 19 values in L{FIELDS} order, as a snapshot keeps
         them: digests as raw bytes, the path L{None} when it is the filename.
         Nothing is checked: the caller has.
         """
@@ -184,7 +200,7 @@ class FileRecord(tuple[Any, ...]):
         return tuple(getattr(self, name) for name in FIELDS)
 
     def values(self) -> tuple[Any, ...]:
-        """The 18 values as L{of_values} takes them."""
+        """The 19 values as L{of_values} takes them."""
         return tuple(self)
 
     # (the fields are properties made by _plain and _hex, C-level reads of
@@ -207,6 +223,7 @@ class FileRecord(tuple[Any, ...]):
         uploader: str | None
         provenance_sha256: str | None
         binned: float | None
+        variant: str | None
     else:
         filename = _plain(0)
         project = _plain(1)
@@ -225,6 +242,7 @@ class FileRecord(tuple[Any, ...]):
         uploader = _plain(15)
         provenance_sha256 = _hex(16)
         binned = _plain(17)
+        variant = _plain(18)
 
     @property
     def path(self) -> str:
@@ -307,6 +325,7 @@ class FileRecord(tuple[Any, ...]):
             raw_digest(get("metadata_sha256"), 32, "metadata_sha256"),
             _optional_str(get("summary")), _optional_str(get("uploader")),
             raw_digest(get("provenance_sha256"), 32, "provenance_sha256"), get("binned"),
+            get("variant"),
         ))
         check(record)
         return record
@@ -334,3 +353,26 @@ def check(record: FileRecord) -> None:
     binned = tuple.__getitem__(record, 17)
     if binned is not None and (not isinstance(binned, (int, float)) or isinstance(binned, bool)):
         raise ValueError("a file record's binned must be a number")
+    variant = tuple.__getitem__(record, 18)
+    if variant is not None:
+        check_variant(filename, variant)
+
+
+def check_variant(filename: str, variant: object) -> None:
+    """
+    Raise L{ValueError} unless C{variant} is what a record of C{filename}
+    may keep: the compact C{variant.json} of a variant wheel named with
+    its label, at most L{VARIANT_BYTES}, following PEP 825's rules (what a
+    sidecar, a snapshot, a bucket or a bundle says is not trusted: the
+    index-level file is made of it).
+    """
+    if not isinstance(variant, str) or len(variant) > VARIANT_BYTES:
+        raise ValueError(f"a file record's variant must be text of at most {VARIANT_BYTES} "
+                         "bytes")
+    try:
+        _plain_name, label = split_label(filename)
+        if label is None:
+            raise InvalidVariant("only a variant wheel's record has a variant")
+        read_variant_json(variant.encode("utf-8"), label)
+    except InvalidVariant as e:
+        raise ValueError(f"a file record's variant: {e}") from None

@@ -96,12 +96,15 @@ class ParsedFilename:
     @ivar version: the normalized version.
     @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
     @ivar pyversion: the wheel's python tag(s), or C{"source"} for an sdist.
+    @ivar variant: a variant wheel's label (PEP 825: what follows its
+        platform tag), or L{None} for any other file.
     """
 
     project: str
     version: str
     packagetype: str
     pyversion: str
+    variant: str | None = None
 
 
 def check_filename_characters(filename: str) -> None:
@@ -187,7 +190,9 @@ def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
 
 def _parse_wheel(filename: str) -> ParsedFilename:
     """
-    L{parse_filename} for a C{.whl} name.
+    L{parse_filename} for a C{.whl} name. A variant wheel's (PEP 825) label
+    is split off first (L{split_label}), and the rest read as a plain
+    wheel's name: its tags, build tag and all.
 
     C{packaging}'s C{parse_wheel_filename} reads the escaped name (before
     the first dash) independently of the rest (version, build, tags), and a
@@ -209,34 +214,21 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     else:
         parsed_rest = _wheel_rests.get(rest)
         if parsed_rest is not None:
-            return ParsedFilename(project, parsed_rest[0], WHEEL, parsed_rest[1])
-    try:
-        name, version, _build, tags = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidVersion) as e:
-        raise InvalidName(f"invalid wheel filename: {e}{_variant_hint(filename)}")
-    pyversions = ".".join(sorted({t.interpreter for t in tags}))
-    parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions)
-    if dash:
-        _remember(_wheel_projects, name_part, parsed.project)
-        _remember(_wheel_rests, rest, (parsed.version, pyversions))
-    return parsed
-
-
-def _variant_hint(filename: str) -> str:
-    """
-    What a refused wheel filename is when it is a variant wheel's (PEP 825:
-    a label after the platform tag), which pypid does not take: its
-    uploader is told that rather than only the build tag packaging read.
-    """
+            return ParsedFilename(project, parsed_rest[0], WHEEL, parsed_rest[1], parsed_rest[2])
     try:
         plain, label = split_label(filename)
-        if label is None:
-            return ""
-        parse_wheel_filename(plain)
-    except (InvalidVariant, InvalidWheelFilename, InvalidVersion):
-        return ""
-    return (f"; it is a variant wheel (PEP 825, variant label {label!r}), "
-            "which pypid does not take")
+    except InvalidVariant as e:
+        raise InvalidName(f"invalid wheel filename: {e}") from None
+    try:
+        name, version, _build, tags = parse_wheel_filename(plain)
+    except (InvalidWheelFilename, InvalidVersion) as e:
+        raise InvalidName(f"invalid wheel filename: {e}") from None
+    pyversions = ".".join(sorted({t.interpreter for t in tags}))
+    parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions, label)
+    if dash:
+        _remember(_wheel_projects, name_part, parsed.project)
+        _remember(_wheel_rests, rest, (parsed.version, pyversions, label))
+    return parsed
 
 
 # The parts of wheel names parsed whole (L{_parse_wheel}): the normalized
@@ -245,7 +237,7 @@ def _variant_hint(filename: str) -> str:
 # MAX_FILENAME_LENGTH bytes: a few MiB at worst).
 _WHEEL_PARTS = 4096
 _wheel_projects: dict[str, str] = {}
-_wheel_rests: dict[str, tuple[str, str]] = {}
+_wheel_rests: dict[str, tuple[str, str, str | None]] = {}
 
 
 def _remember(cache: dict[str, V], key: str, value: V) -> None:
@@ -293,6 +285,20 @@ def filename_key(filename: str) -> str | None:
     return distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
 
 
+def variant_release(filename: str) -> str | None:
+    """
+    For a variant wheel (PEP 825), a key naming its release's variant
+    wheels (they must agree with one another); L{None} for any other file.
+    """
+    try:
+        parsed = parse_filename(filename, legacy=True)
+    except InvalidName:
+        return None
+    if parsed.variant is None:
+        return None
+    return f"{parsed.project}|{parsed.version}|variants"
+
+
 def distribution_key(project: str, version: str, packagetype: str, filename: str) -> str:
     """
     L{filename_key} for a file whose normalized project and version are
@@ -329,11 +335,17 @@ def _release(version: str) -> str:
 def _wheel_tags(tail: str) -> str:
     """
     The build number and the expanded, sorted tag set of a wheel filename's
-    lowercased tail (C{[build-]python-abi-platform}): C{py3.py2-none-any}
-    and C{py2.py3-none-any} are one set. A build number is compared as
+    lowercased tail (C{[build-]python-abi-platform[-label]}), and a variant
+    wheel's label (PEP 825): C{py3.py2-none-any} and C{py2.py3-none-any}
+    are one set, and C{py3-none-any-x86_64_v3} another distribution. A build number is compared as
     installers compare it, C{01} being C{1}.
     """
     parts = tail.split("-")
+    label = ""
+    if len(parts) == 5 or (len(parts) == 4 and not parts[0][:1].isdigit()):
+        # (a variant wheel's: its label last, a distribution of its own;
+        # its Python tag never starts with a digit, a build tag always does)
+        label = "|" + parts.pop()
     if len(parts) == 4:
         match = _BUILD.match(parts[0])
         build = f"{int(match.group(1))}{match.group(2)}" if match else parts[0]
@@ -342,7 +354,7 @@ def _wheel_tags(tail: str) -> str:
         build = ""
     else:
         return tail  # (not a wheel name the index serves; kept as spelled)
-    return f"{build}|{','.join(sorted(expand_tags(*parts)))}"
+    return f"{build}|{','.join(sorted(expand_tags(*parts)))}{label}"
 
 
 def expand_tags(python: str, abi: str, platform: str) -> set[str]:

@@ -27,6 +27,7 @@ from pypid.core.model import FileRecord, format_upload_time
 from pypid.core.names import SDIST, InvalidName, parse_filename
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import integrity_path
+from pypid.core.variant_files import NO_VARIANTS
 
 HTML = "html"
 JSON = "json"
@@ -133,6 +134,8 @@ class ListedFile(Protocol):
     def size(self) -> int | None: ...
     @property
     def upload_time(self) -> float | None: ...
+    @property
+    def variant(self) -> str | None: ...
 
 
 class LegacyFile(ListedFile, Protocol):
@@ -191,6 +194,10 @@ class Page:
         to be worth it.
     @ivar gzip_etag: the ETag of the compressed representation.
     @ivar content_type: the Content-Type header value.
+    @ivar variants: the index-level files (PEP 825) the page links, by
+        filename: their bodies, made with the page
+        (L{pypid.core.variant_files}), so that their URLs serve what the
+        page's hashes name.
     """
 
     body: bytes
@@ -198,9 +205,11 @@ class Page:
     gzipped: bytes | None
     gzip_etag: bytes | None
     content_type: bytes
+    variants: Mapping[str, bytes] = NO_VARIANTS
 
     @classmethod
-    def of(cls, body: bytes, content_type: bytes) -> Page:
+    def of(cls, body: bytes, content_type: bytes,
+           variants: Mapping[str, bytes] = NO_VARIANTS) -> Page:
         """Make a page from rendered bytes, with its compressed form."""
         tag = etag(body)
         if len(body) >= _MIN_GZIP:
@@ -208,7 +217,7 @@ class Page:
             gzip_etag: bytes | None = tag[:-1] + b'-gz"'
         else:
             gzipped = gzip_etag = None
-        return cls(body, tag, gzipped, gzip_etag, content_type)
+        return cls(body, tag, gzipped, gzip_etag, content_type, variants)
 
 
 @attrs.frozen

@@ -37,6 +37,7 @@ from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.lru import ByteLRU
 from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
+from pypid.core.variant_files import with_variant_files
 
 if TYPE_CHECKING:
     from pypid.core.model import FileRecord
@@ -131,6 +132,11 @@ class DeniedFile:
     @property
     def upload_time(self) -> float | None:
         return self._file.upload_time
+
+    @property
+    def variant(self) -> str | None:
+        # (a denied release's variant wheels are listed: so are their variants)
+        return self._file.variant
 
 
 def deny_reason(verdict: Verdict) -> str:
@@ -293,7 +299,8 @@ class RenderedPages:
                 with_files: bool, hidden: bool = False) -> Page:
         files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
         advised = with_files and self.advisories.affects(project.name)
-        shown = advised_files(self.advisories, project.name, files) if advised else files
+        shown, variants = with_variant_files(
+            advised_files(self.advisories, project.name, files) if advised else files)
         if kind == HTML:
             body = render.project_html(project.name, shown, status, self.provenance_url)
         else:
@@ -307,7 +314,7 @@ class RenderedPages:
                 project.name, shown, versions, status, self.provenance_url,
                 render.UNSERVED if spaces is None
                 else spaces.entries(project.name, hidden, own=True))
-        return Page.of(body, CONTENT_TYPES[kind])
+        return Page.of(body, CONTENT_TYPES[kind], variants)
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """

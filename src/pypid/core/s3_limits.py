@@ -13,6 +13,10 @@ MIN_PART_SIZE = 5 << 20
 MAX_PART_SIZE = 5 << 30
 MAX_PARTS = 10000
 
+#: The most bytes of an object's user metadata (every x-amz-meta- name
+#: without that prefix, and every value, summed).
+MAX_USER_METADATA = 2048
+
 #: The longest validity SigV4 allows a presigned URL (7 days).
 MAX_PRESIGN_SECONDS = 604800
 

@@ -66,6 +66,7 @@ from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 from pypid.core.rendered_pages import advised_files, page_bytes
+from pypid.core.variant_files import with_variant_files
 from pypid.core.version_order import is_prerelease, version_key
 
 #: The default budget of the pages composed by the views together
@@ -538,6 +539,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
     if advisories is not None:
         pairs = advised_files(advisories, project, pairs)
+    pairs, variants = with_variant_files(pairs)
     links = provenance_url or render.provenance_url_for(None)
     if kind == HTML:
         body = render.project_html(project, pairs, status, links)
@@ -547,7 +549,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
             project, pairs, versions, status, links,
             render.UNSERVED if namespaces is None
             else namespaces.entries(project, hidden))
-    return Page.of(body, CONTENT_TYPES[kind])
+    return Page.of(body, CONTENT_TYPES[kind], variants)
 
 
 @attrs.define(eq=False)

@@ -55,6 +55,7 @@ MAX_VARIANT_JSON = 64 << 10
 _LABEL = re.compile(r"[0-9a-z_.]+\Z")
 _NAME = re.compile(r"[a-z0-9_]+\Z")
 _VALUE = re.compile(r"[a-z0-9_.]+\Z")
+_URL = re.compile(r"https://[!-~]{1,192}\Z", re.ASCII)
 _SCHEMA_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TOP = frozenset({"$schema", "default-priorities", "variants"})
 
@@ -115,6 +116,13 @@ class VariantMetadata:
         """L{to_json} as compact UTF-8 JSON: the bytes the index-level file serves."""
         return json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
 
+    def to_text(self) -> str:
+        """
+        L{to_bytes} as text: what a file record keeps of a wheel's
+        C{variant.json} (printable ASCII, every name and the schema URL being so).
+        """
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
 
 def schema_version(url: object) -> tuple[int, int, int]:
     """
@@ -122,8 +130,9 @@ def schema_version(url: object) -> tuple[int, int, int]:
 
     @raise InvalidVariant: not an https URL naming a version pypid reads.
     """
-    if not isinstance(url, str) or not url.startswith("https://"):
-        raise InvalidVariant("$schema: the https URL of the variant schema")
+    if not isinstance(url, str) or not _URL.match(url):
+        raise InvalidVariant("$schema: the https URL of the variant schema (printable ASCII, "
+                             "at most 200 characters)")
     found = _SCHEMA_VERSION.findall(url)
     if not found:
         raise InvalidVariant("$schema: its URL names no version (v<major>.<minor>.<patch>)")
@@ -246,6 +255,41 @@ def combine(metadatas: Iterable[VariantMetadata]) -> VariantMetadata | None:
     if schema is None:
         return None
     return VariantMetadata(schema[1], namespaces, variants)
+
+
+def check_joins(variant: str, others: Iterable[str]) -> None:
+    """
+    Refuse the wheel whose C{variant} (a record's: L{VariantMetadata.to_text})
+    would make its version's variant data inconsistent with C{others}, the
+    variants of the version's wheels the index holds. Held to each in turn,
+    so that the refusal blames only the newcomer: a label that means the
+    same everywhere and priority lists that are prefixes of one another are
+    so pairwise exactly when they are so all together.
+
+    @raise InvalidVariant: naming the rule and the label.
+    """
+    new = read_variant_json(variant.encode("utf-8"))
+    for other in others:
+        combine((read_variant_json(other.encode("utf-8")), new))
+
+
+def index_level(variants: Iterable[str]) -> VariantMetadata | None:
+    """
+    The index-level metadata of a version's listed variant wheels, from
+    their records' C{variant} (L{None}: none). Given first uploaded first:
+    a wheel whose data does not join those before it (two servers on one
+    bucket each took one the other would have refused) is left out of the
+    file, rather than failing the page; the wheel itself is still listed.
+    """
+    taken: list[VariantMetadata] = []
+    for text in variants:
+        meta = read_variant_json(text.encode("utf-8"))
+        try:
+            combine((*taken, meta))
+        except InvalidVariant:
+            continue
+        taken.append(meta)
+    return combine(taken)
 
 
 def _plain(props: Properties) -> dict[str, dict[str, tuple[str, ...]]]:

@@ -98,7 +98,7 @@ from twisted.logger import Logger
 
 from pypid.core.clock_steps import ClockReading
 from pypid.core.later_projects import LaterProject
-from pypid.core.model import DIGESTS, FileRecord, raw_digest
+from pypid.core.model import DIGESTS, FileRecord, check_variant, raw_digest
 from pypid.core.names import SDIST, WHEEL
 from pypid.core.promotion import Promotion
 from pypid.storage.disk import write_atomically
@@ -111,7 +111,7 @@ READS = (1, 2)
 #: project is the line's, and a column that would be all nulls is left out
 COLUMNS = ("filename", "name", "version", "packagetype", "path", "size", "sha256",
            "upload_time", "blake2_256", "md5", "requires_python", "yanked",
-           "metadata_sha256", "summary", "uploader", "provenance_sha256")
+           "metadata_sha256", "summary", "uploader", "provenance_sha256", "variant")
 REQUIRED = ("filename", "version", "packagetype", "size", "sha256", "upload_time")
 _KINDS = {WHEEL: WHEEL, SDIST: SDIST}
 _TEXT = frozenset({str})
@@ -199,8 +199,10 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
     # (each column made whole, in C where it can be: 0.53-0.59 rather than
     # 0.75-0.89 s for 100,001 files, of which 0.14 s is the fsync)
     for project, files in projects.items():
-        # (a record is the tuple of its values, in COLUMNS order after the project)
+        # (a record is the tuple of its values, in COLUMNS order once the
+        # project and binned, never set here, are left out)
         values: list[Any] = list(zip(*files, strict=False))
+        del values[17]
         del values[1]
         name = files[0].name
         count = len(files)
@@ -345,13 +347,28 @@ def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecor
         else:
             texts.append(map(share, values, values))
     paths, requires, yanked, summaries, uploaders, names = texts
+    variants = get("variant")
+    if variants is None:
+        variants = repeat(None, count)
+    else:
+        _check_variants(project, filenames, variants)
     return map(_make, zip(
         filenames, repeat(share(project, project), count), names, map(share, versions, versions),
         kinds, paths, sizes, _digests("sha256", get("sha256"), count), times,
         _digests("blake2_256", get("blake2_256"), count), _digests("md5", get("md5"), count),
         requires, yanked, _digests("metadata_sha256", get("metadata_sha256"), count),
         summaries, uploaders, _digests("provenance_sha256", get("provenance_sha256"), count),
-        repeat(None, count), strict=False))
+        repeat(None, count), variants, strict=False))
+
+
+def _check_variants(project: str, filenames: list[str], variants: list[Any]) -> None:
+    """Refuse a variant column a record could not hold (L{check_variant}; few are set)."""
+    for filename, variant in zip(filenames, variants, strict=True):
+        if variant is not None:
+            try:
+                check_variant(filename, variant)
+            except ValueError as e:
+                raise SnapshotError(f"{project}: {e}") from None
 
 
 #: what comes between a project line's name and its filenames, as L{lines}

@@ -152,6 +152,14 @@ class UpstreamFile:
         return self.provenance_url is not None
 
     @property
+    def variant(self) -> None:
+        """
+        Nothing: an upstream's variant wheels come with its own index-level
+        file (PEP 825), which its page lists, not with their data.
+        """
+        return None
+
+    @property
     def upload_time_iso(self) -> str | None:
         """The upload time in PEP 700's format (for pages), or L{None}."""
         return None if self.upload_time is None else format_upload_time(self.upload_time)

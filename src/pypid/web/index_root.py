@@ -68,6 +68,7 @@ from pypid.core.negotiate import choose
 from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page, file_url_for
 from pypid.core.upload_rules import IndexUploadRules
+from pypid.core.variant_files import is_variants_filename
 from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
@@ -110,6 +111,8 @@ if TYPE_CHECKING:
     from pypid.web.publish import Publish
 
 _METADATA_SUFFIX = ".metadata"
+#: the Content-Type of an index-level file of variants (PEP 825: JSON)
+VARIANTS_TYPE = b"application/json"
 
 #: What a view answers to a change, after its name.
 VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"
@@ -632,6 +635,10 @@ class IndexFiles:
         deleted there, hides nothing: what a later source holds is served
         when the page lists it (design Q7; issue 41, defect 3).
         """
+        if is_variants_filename(filename):
+            variants = self._variants(project, filename)
+            if variants is not None:
+                return send_page(request, variants)
         now = self.clock.seconds()
         metadata = filename.endswith(_METADATA_SUFFIX)
         deleted = False
@@ -666,6 +673,20 @@ class IndexFiles:
         if deleted:
             raise Gone("this file was deleted")
         raise NotFound("no such file")
+
+    def _variants(self, project: str, filename: str) -> Page | None:
+        """
+        The index-level file C{filename} (PEP 825) that the index's page of
+        C{project} links, as that page made it (L{Page.variants}), so that
+        it is what the page's hash names: the page an admin gets of a
+        quarantined project (only they come here for one), else everyone's.
+        L{None} when the page links no such file.
+        """
+        view, now = self.view, self.clock.seconds()
+        page = (view.full_page(project, JSON, now) if view.quarantined(project)
+                else view.page(project, JSON, now))
+        body = page.variants.get(filename) if page is not None else None
+        return None if body is None else Page.of(body, VARIANTS_TYPE)
 
     def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float) -> bool:
         """

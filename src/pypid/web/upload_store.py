@@ -26,10 +26,11 @@ from pypid.core.index import Index
 from pypid.core.index_names import index_section
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
-from pypid.core.names import filename_key, project_of_filename
+from pypid.core.names import filename_key, project_of_filename, variant_release
 from pypid.core.readme import Renderer
 from pypid.core.upload import UploadRequest
 from pypid.core.upload_rules import IndexUploadRules
+from pypid.core.wheel_variants import InvalidVariant, check_joins
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.audit_trail import AuditTrail, facts_of
@@ -123,6 +124,12 @@ class UploadStore:
         if project is not None and not self._checks.may_write(identity, project):
             raise Forbidden(f"{identity.name} may not upload to {project}")
         key = filename_key(upload.filename) or upload.filename
+        release = variant_release(upload.filename)
+        if release is not None:
+            # (a variant wheel's data must agree with its release's other
+            # variant wheels': the release's uploads of them one at a time)
+            return await self._locks.run(release, self._locks.run, key, self._store_locked,
+                                         request, upload, identity)
         return await self._locks.run(key, self._store_locked, request, upload, identity)
 
     async def _store_locked(self, request: IRequest, upload: UploadRequest,
@@ -151,6 +158,7 @@ class UploadStore:
             raise BadRequest(f"content: {e}")
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
+        self._refuse_inconsistent(record)
         provenance = await self._attested(upload, record, identity)
         if provenance is not None:
             record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
@@ -197,6 +205,22 @@ class UploadStore:
         """Refuse (409) a new project in a namespace reserved for others (PEP 752)."""
         if project is not None:
             self._checks.may_create(identity, project, self._index)
+
+    def _refuse_inconsistent(self, record: FileRecord) -> None:
+        """
+        Refuse (400) a variant wheel whose C{variant.json} disagrees with
+        the release's other variant wheels (PEP 825, "Metadata
+        consistency": a label means one set of properties, and the
+        priority lists are prefixes of one another).
+        """
+        if record.variant is None:
+            return
+        others = [r.variant for r in self._index.variant_wheels(record.project, record.version)
+                  if r.filename != record.filename and r.variant is not None]
+        try:
+            check_joins(record.variant, others)
+        except InvalidVariant as e:
+            raise BadRequest(f"variant.json: {e}") from None
 
     def _refuse_taken(self, filename: str) -> None:
         """

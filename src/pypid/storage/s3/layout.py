@@ -6,7 +6,8 @@ Under the configured prefix C{P}::
     P<filename>                        the distribution file; its user metadata
                                        (x-amz-meta-*) holds the record's fixed
                                        facts: digests, name, version, upload
-                                       time, Requires-Python
+                                       time, Requires-Python, a variant
+                                       wheel's variant.json (PEP 825)
     P<filename>.metadata               its PEP 658 core metadata (a sibling, so
                                        a public URL of the file works for it too)
     P.pypid/details/<filename>         what the pages for people show of it
@@ -60,6 +61,7 @@ from urllib.parse import quote, unquote
 import attrs
 
 from pypid.core.model import FileRecord, cut_reason, format_upload_time
+from pypid.core.s3_limits import MAX_USER_METADATA
 from pypid.core.names import InvalidName, normalize, parse_filename
 from pypid.storage.interface import document_name
 
@@ -197,7 +199,8 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
     """
     The user metadata (as request headers) that lets a file object describe
     itself: every field of its record that is not its key or its size, and
-    not its yank state (which changes). Values are ASCII, as S3 requires.
+    not its yank state (which changes). Values are ASCII, as S3 requires,
+    and within the 2 KB S3 takes in all (L{_fit}).
     """
     headers = {
         _META + "sha256": record.sha256,
@@ -212,14 +215,47 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
         "provenance-sha256": record.provenance_sha256,
         "requires-python": (quote(record.requires_python, safe="")
                             if record.requires_python is not None else None),
-        # (each at most 3 x its cap in the record once quoted: well inside
-        # the 2 KB S3 allows for user metadata)
+        # (a variant wheel's variant.json is printable ASCII already: its
+        # JSON punctuation kept as it is, at most VARIANT_BYTES)
+        "variant": (quote(record.variant, safe=_VARIANT_SAFE)
+                    if record.variant is not None else None),
         "summary": quote(record.summary, safe="") if record.summary is not None else None,
         "uploader": quote(record.uploader, safe="") if record.uploader is not None else None,
     }
     for name, value in optional.items():
         if value is not None:
             headers[_META + name] = value
+    return _fit(headers, record)
+
+
+#: what the variant header keeps as it is: every printable ASCII character
+#: but "%" (quoted, so that unquote gives back what was written) and space
+_VARIANT_SAFE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) != "%")
+
+
+def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
+    """
+    C{headers} within S3's 2 KB of user metadata (L{MAX_USER_METADATA}):
+    the summary, then the uploader, cut further in the header only (their
+    quoted form is up to 3 bytes a byte; a record rebuilt from the object
+    has them shorter). Only a record near every cap at once needs it.
+    """
+    def size() -> int:
+        return sum(len(k) - len(_META) + len(v) for k, v in headers.items())
+
+    for field, value in (("summary", record.summary), ("uploader", record.uploader)):
+        over = size() - MAX_USER_METADATA
+        if over <= 0 or value is None:
+            continue
+        key = _META + field
+        room = len(headers[key]) - over
+        text = value
+        while text and len(quote(text, safe="")) > room:
+            text = text[:-1]
+        if text:
+            headers[key] = quote(text, safe="")
+        else:
+            del headers[key]
     return headers
 
 
@@ -239,8 +275,9 @@ def record_from_headers(path: str, size: int,
     try:
         parsed = parse_filename(filename, legacy=True)
         name = unquote(headers[_META + "name"])
-        requires, summary, uploader = (headers.get(_META + name) for name in
-                                       ("requires-python", "summary", "uploader"))
+        requires, summary, uploader, variant = (
+            headers.get(_META + name) for name in
+            ("requires-python", "summary", "uploader", "variant"))
         upload_time = float(headers[_META + "upload-time"])
         format_upload_time(upload_time)  # refuses nan, inf and times out of range
         return FileRecord.from_json({
@@ -260,6 +297,7 @@ def record_from_headers(path: str, size: int,
             "provenance_sha256": headers.get(_META + "provenance-sha256"),
             "summary": unquote(summary) if summary is not None else None,
             "uploader": unquote(uploader) if uploader is not None else None,
+            "variant": unquote(variant) if variant is not None else None,
         })
     except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None

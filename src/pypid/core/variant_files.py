@@ -1,0 +1,130 @@
+"""
+The index-level C{{name}-{version}-variants.json} (PEP 825; issue 46,
+part 1) of each release a page lists variant wheels of: made from what
+that page lists, linked beside the release's files, and kept with the
+page so that its URL serves the very bytes the page's hash names.
+
+PEP 825 asks an index hosting a variant wheel to host that file too,
+linked "in all the responses where the variant wheels are included", and
+listing "all variants available on the package index": so each page
+makes its own, from the variant wheels it lists (an index's, a view's
+after its filters and date, an advisory's verdicts applied), and a view
+that leaves a variant wheel out leaves its variant out of the file. The
+file is generated, never uploaded; it is not immutable (PEP 825: it may
+change as variants are added), so its link's hash changes with the page.
+
+The entry is a file like the others (a link with its C{sha256}) without
+the attributes PEP 825 calls meaningless for it (C{requires-python},
+C{core-metadata}, C{yanked}, a provenance). Installers that do not read
+variants skip it: its name is no distribution's (pip: "unsupported
+archive format"; uv: not a wheel or source distribution).
+
+Pure: no I/O. A page without a variant wheel pays one attribute read a
+file (L{with_variant_files}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Protocol, TypeVar
+from urllib.parse import quote
+
+import attrs
+
+from pypid.core.wheel_variants import index_level, variants_filename
+
+#: the bodies of a page without variant wheels
+NO_VARIANTS: Mapping[str, bytes] = MappingProxyType({})
+
+#: how an index-level file's name ends
+SUFFIX = "-variants.json"
+
+
+class VariantListed(Protocol):
+    """What a page lists of a file that this module reads."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def upload_time(self) -> float | None: ...
+    @property
+    def variant(self) -> str | None: ...
+
+
+F = TypeVar("F", bound=VariantListed)
+
+
+@attrs.frozen
+class VariantsFile:
+    """
+    A release's index-level file as a page lists it (a
+    L{pypid.core.render.ListedFile}): its name, digest and size; none of
+    the attributes of a distribution.
+    """
+
+    filename: str
+    project: str
+    version: str
+    sha256: str
+    size: int
+    requires_python: None = None
+    yanked: None = None
+    metadata_sha256: None = None
+    upload_time: None = None
+    variant: None = None
+    has_provenance: bool = False
+
+
+def is_variants_filename(filename: str) -> bool:
+    """Whether C{filename} could name a release's index-level file (not a distribution's)."""
+    return filename.endswith(SUFFIX)
+
+
+def with_variant_files(pairs: Sequence[tuple[F, str]],
+                       ) -> tuple[Sequence[tuple[F | VariantsFile, str]], Mapping[str, bytes]]:
+    """
+    The C{(file, link)} pairs of a page with, after the last file of each
+    release that lists a variant wheel, that release's index-level file
+    (linked beside the release's first variant wheel, whose link's last
+    segment it replaces), and the files' bodies by filename; C{pairs}
+    itself and L{NO_VARIANTS} when no file is a variant wheel.
+
+    A release's variants are combined first uploaded first
+    (L{index_level}): a wheel whose data disagrees with those before it
+    is left out of the file, never failing the page.
+    """
+    releases: dict[str, list[tuple[F, str]]] = {}
+    for f, url in pairs:
+        if f.variant is not None:
+            releases.setdefault(f.version, []).append((f, url))
+    if not releases:
+        return pairs, NO_VARIANTS
+    made: dict[str, tuple[VariantsFile, str]] = {}
+    bodies: dict[str, bytes] = {}
+    for version, wheels in releases.items():
+        wheels.sort(key=lambda pair: (pair[0].upload_time or 0.0, pair[0].filename))
+        meta = index_level(w.variant for w, _url in wheels if w.variant is not None)
+        if meta is None:
+            continue
+        body = meta.to_bytes()
+        project = wheels[0][0].project
+        name = variants_filename(project, version)
+        link = min(wheels, key=lambda pair: pair[0].filename)[1]
+        url = f"{link.rpartition('/')[0]}/{quote(name)}"
+        made[version] = (VariantsFile(name, project, version,
+                                      hashlib.sha256(body).hexdigest(), len(body)), url)
+        bodies[name] = body
+    out: list[tuple[F | VariantsFile, str]] = []
+    last = {f.version: i for i, (f, _url) in enumerate(pairs) if f.version in made}
+    for i, pair in enumerate(pairs):
+        out.append(pair)
+        version = pair[0].version
+        if last.get(version) == i:
+            out.append(made[version])
+    return out, MappingProxyType(bodies)
