@@ -55,7 +55,12 @@ from packaging.version import InvalidVersion, Version
 
 from pypid.core.model import VARIANT_BYTES
 from pypid.core.names import WHEEL, ParsedFilename, is_valid_name, normalize
-from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, read_variant_json, split_label
+from pypid.core.wheel_variants import (
+    MAX_VARIANT_JSON,
+    InvalidVariant,
+    read_variant_json,
+    split_label,
+)
 from pypid.core.wheelfile import (
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,

@@ -61,8 +61,8 @@ from urllib.parse import quote, unquote
 import attrs
 
 from pypid.core.model import FileRecord, cut_reason, format_upload_time
-from pypid.core.s3_limits import MAX_USER_METADATA
 from pypid.core.names import InvalidName, normalize, parse_filename
+from pypid.core.s3_limits import MAX_USER_METADATA
 from pypid.storage.interface import document_name
 
 _INTERNAL = ".pypid/"
