@@ -37,11 +37,15 @@ def _record_hash(data):
 
 
 def wheel_text(tag="py3-none-any"):
-    """The WHEEL file of a wheel whose filename carries C{tag} (expanded, one Tag line each)."""
-    python, abi, platform = tag.split("-")
+    """
+    The WHEEL file of a wheel whose filename carries C{tag} (expanded, one
+    Tag line each; a build tag first, C{1-py3-none-any}, is its Build line).
+    """
+    *build, python, abi, platform = tag.split("-")
     tags = "".join(f"Tag: {p}-{a}-{pl}\n" for p in python.split(".") for a in abi.split(".")
                    for pl in platform.split("."))
-    return f"Wheel-Version: 1.0\nGenerator: pypid-tests\nRoot-Is-Purelib: true\n{tags}"
+    built = "".join(f"Build: {b}\n" for b in build)
+    return f"Wheel-Version: 1.0\nGenerator: pypid-tests\nRoot-Is-Purelib: true\n{built}{tags}"
 
 
 def make_wheel(name, version, requires_python=None, requires_dist=(), tag="py3-none-any",

@@ -80,6 +80,7 @@ from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
 from pypid.core.upload_rules import UploadRules
+from pypid.core.wheel_variants import InvalidVariant, check_joins
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
@@ -311,6 +312,9 @@ class Ingest:
     # Held while a source is read: one file's bytes at a time, in the order
     # the source offers them (a compressed tar file is read front to back).
     _reading: DeferredLock = attrs.field(factory=DeferredLock)
+    #: (project, version) -> its variant wheels' variant.json held here
+    #: (PEP 825), made at the first variant wheel (L{_inconsistent})
+    _variants: dict[tuple[str, str], list[str]] | None = attrs.field(default=None, init=False)
 
     async def take_all(self, arrivals: Iterable[Arrival], parallel: int = PARALLEL) -> None:
         """
@@ -438,6 +442,10 @@ class Ingest:
                     if isinstance(e, InvalidDistribution) and e.tag_mismatch else "")
             report.refused.append((arrival.origin, str(e) + hint))
             return
+        problem = self._inconsistent(inspected.record)
+        if problem is not None:
+            report.refused.append((arrival.origin, problem))
+            return
         if inspected.tag_mismatch is not None:
             report.tag_mismatches.append((filename, inspected.tag_mismatch))
         record = inspected.record.replace(uploader=cut_text(arrival.uploader,
@@ -473,6 +481,28 @@ class Ingest:
         self._records[filename] = stored if stored is not None else record
         self._seen[filename] = arrival.origin
         report.imported.append(filename)
+
+    def _inconsistent(self, record: FileRecord) -> str | None:
+        """
+        Why a variant wheel (PEP 825) disagrees with the variant wheels of
+        its release held here (those of the storage and those imported so
+        far), as an upload of it would be refused; L{None} when it agrees.
+        """
+        if record.variant is None:
+            return None
+        if self._variants is None:
+            self._variants = {}
+            for held in self._records.values():
+                if held.variant is not None:
+                    self._variants.setdefault((held.project, held.version), []).append(
+                        held.variant)
+        others = self._variants.setdefault((record.project, record.version), [])
+        try:
+            check_joins(record.variant, others)
+        except InvalidVariant as e:
+            return f"variant.json: {e}"
+        others.append(record.variant)
+        return None
 
     async def take_statuses(self, statuses: Mapping[str, BundledStatus]) -> None:
         """

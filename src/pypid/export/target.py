@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
+from pypid.core.variant_files import is_variants_filename
 from pypid.export.plan import ExportError
 from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import Run, StorageError
@@ -358,8 +359,10 @@ class S3Target:
 
     def write(self, path: str, data: bytes, content_type: str) -> Deferred[None]:
         """One PUT."""
-        # (the pages' assets are named by their digest: never other bytes)
-        cache = IMMUTABLE if path.startswith(("files/", "static/")) else REVALIDATE
+        # (the pages' assets are named by their digest: never other bytes;
+        # a release's index-level file of variants changes as they do)
+        cache = (IMMUTABLE if path.startswith(("files/", "static/"))
+                 and not is_variants_filename(path) else REVALIDATE)
 
         async def put() -> None:
             await self._client.put(self._key(path), data, {

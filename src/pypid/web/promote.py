@@ -93,6 +93,7 @@ from pypid.core.http_errors import (
     NotFound,
     TooLarge,
 )
+from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.index_names import index_section
 from pypid.core.model import FileRecord
@@ -106,6 +107,7 @@ from pypid.core.names import (
 )
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
+from pypid.core.wheel_variants import InvalidVariant, check_joins
 from pypid.state.indexes import HostedStack, IndexRegistry
 from pypid.storage.interface import (
     FileExists,
@@ -289,6 +291,7 @@ class Promote:
             wanted.append(record)
         if not wanted:
             return [], skipped
+        _refuse_inconsistent(target.name, index, wanted)
         stored = target.stored
         assert IAdoptingStorage.providedBy(stored)  # (every backend adopts)
         backend = _backend(self._source_storage(source_name))
@@ -435,6 +438,23 @@ async def _under_locks(locks: Sequence[tuple[KeyedLock, str]],
         return await f(*args)
     (lock, key), rest = locks[0], locks[1:]
     return await lock.run(key, _under_locks, rest, f, *args)
+
+
+def _refuse_inconsistent(target: str, index: Index, wanted: list[FileRecord]) -> None:
+    """
+    Refuse (409) a promotion whose variant wheels (PEP 825) disagree with
+    those of the release the target holds (live or in its recycle bin), as
+    an upload of them would be (L{check_joins}).
+    """
+    for record in wanted:
+        if record.variant is None:
+            continue
+        others = [r.variant for r in index.variant_wheels(record.project, record.version)
+                  if r.variant is not None]
+        try:
+            check_joins(record.variant, others)
+        except InvalidVariant as e:
+            raise Conflict(f"{record.filename}: variant.json: {e}, in {target}") from None
 
 
 def other_bytes(filename: str, target: str, sha256: str | None) -> Conflict:

@@ -1,0 +1,372 @@
+"""
+Tests for variant wheels served (PEP 825, issue 46, part 1): what an
+upload, a promotion and an import take and refuse, what a record keeps
+(snapshot, sidecar, S3 user metadata), and the index-level
+C{{name}-{version}-variants.json} every page links and every index and
+view serves, over the whole server in memory.
+"""
+
+import hashlib
+import io
+import json
+import os
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.hashes import hash_password
+from pypid.core.distribution import inspect
+from pypid.core.model import VARIANT_BYTES, FileRecord
+from pypid.core.s3_limits import MAX_USER_METADATA
+from pypid.core.variant_files import NO_VARIANTS, VariantsFile, with_variant_files
+from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
+from pypid.storage import snapshot
+from pypid.storage.s3.layout import metadata_headers, record_from_headers
+from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
+from tests.fakes import FAST, multipart_body, twine_fields
+from tests.harness_indexes import _ServerMixin
+from tests.harness_tap import ThreadedReactor
+
+PASSWORD = "correct horse"
+JSON = "application/vnd.pypi.simple.v1+json"
+TAG = "cp313-cp313-linux_x86_64"
+
+
+def wheel(label=None, version="1.0", **kwargs):
+    """C{(filename, bytes)} of a wheel of C{demo}, a variant one given a C{label}."""
+    return make_wheel("demo", version, tag=TAG, variant=label, **kwargs)
+
+
+def record_of(label, version="1.0", when=1.0, **kwargs):
+    """The record an upload of L{wheel} makes."""
+    filename, data = wheel(label, version, **kwargs)
+    return inspect(io.BytesIO(data), filename, filename, when).record
+
+
+def v(level, namespaces=("x86_64",)):
+    """A compact C{variant.json} of the label C{level} (C{x86_64 :: level :: <level>})."""
+    return json.dumps(variant_document(level, namespaces=namespaces), separators=(",", ":"))
+
+
+class RecordTests(SynchronousTestCase):
+    """What a record keeps of a variant wheel, and where."""
+
+    def test_inspected(self):
+        """An upload's record keeps the wheel's variant.json, compact; a plain wheel's none."""
+        record = record_of("v3")
+        self.assertEqual(json.loads(record.variant), variant_document("v3"))
+        self.assertIsNone(record_of(None).variant)
+        self.assertEqual(FileRecord.from_json(record.to_json()), record)
+
+    def test_refused_records(self):
+        """A sidecar (or bundle) saying a variant that could not be is refused."""
+        record = record_of("v3")
+        plain = record_of(None)
+        for data, why in (
+                ({**plain.to_json(), "variant": record.variant}, "only a variant wheel's"),
+                ({**record.to_json(), "variant": v("v4")}, "the filename's label 'v3'"),
+                ({**record.to_json(), "variant": 3}, "must be text"),
+                ({**record.to_json(), "variant": "x" * (VARIANT_BYTES + 1)}, "must be text")):
+            with self.assertRaises(ValueError) as caught:
+                FileRecord.from_json(data)
+            self.assertIn(why, str(caught.exception))
+
+    def test_snapshot(self):
+        """The snapshot keeps it in a column of its own, left out without variant wheels."""
+        records = [record_of("v3"), record_of(None)]
+        data = b"".join(snapshot.lines(records, [], 1.0))
+        read = snapshot.decode(data)
+        self.assertEqual(sorted(read.records.values()), sorted(records))
+        plain = b"".join(snapshot.lines([records[1]], [], 1.0))
+        self.assertNotIn(b'"variant"', plain)
+        damaged = data.replace(b'{\\"v3\\":', b'{\\"v9\\":')
+        self.assertNotEqual(damaged, data)
+        with self.assertRaises(snapshot.SnapshotError) as caught:
+            snapshot.decode(damaged)
+        self.assertIn("variant", str(caught.exception))
+
+    def test_s3_headers(self):
+        """
+        An S3 object's user metadata carries it and gives it back; with a
+        record at every cap at once, the summary is cut in the header so
+        that the whole stays within S3's 2 KB, and the variant is whole.
+        """
+        record = record_of("v3")
+        headers = {k.lower(): val for k, val in metadata_headers(record).items()}
+        self.assertEqual(record_from_headers(record.filename, record.size, headers), record)
+        big = {"$schema": VARIANT_SCHEMA, "default-priorities": {"namespace": ["x86_64"]},
+               "variants": {"v3": {"x86_64": {"level": [f"v{i}" for i in range(135)]}}}}
+        full = record_of("v3", variant_json=big).replace(
+            summary="\N{LATIN SMALL LETTER E WITH ACUTE}" * 150, uploader="\u00fc" * 50,
+            requires_python=">=3.8," * 12)
+        headers = {k.lower(): val for k, val in metadata_headers(full).items()}
+        self.assertLessEqual(sum(len(k) - len("x-amz-meta-") + len(val)
+                                 for k, val in headers.items()), MAX_USER_METADATA)
+        back = record_from_headers(full.filename, full.size, headers)
+        self.assertEqual(back.variant, full.variant)
+        self.assertEqual(back.uploader, full.uploader)
+        self.assertTrue(full.summary.startswith(back.summary))
+        self.assertLess(len(back.summary), len(full.summary))
+
+    def test_too_big(self):
+        """A variant.json over what a record keeps is refused, naming the bound."""
+        big = {"$schema": VARIANT_SCHEMA, "default-priorities": {"namespace": ["x86_64"]},
+               "variants": {"v3": {"x86_64": {"level": [f"v{i}" for i in range(300)]}}}}
+        filename, data = wheel("v3", variant_json=big)
+        with self.assertRaises(ValueError) as caught:
+            inspect(io.BytesIO(data), filename, filename, 1.0)
+        self.assertIn(f"at most {VARIANT_BYTES}", str(caught.exception))
+
+
+class _Listed:
+    def __init__(self, filename, version, variant=None, upload_time=1.0, project="demo"):
+        self.filename, self.version, self.variant = filename, version, variant
+        self.upload_time, self.project = upload_time, project
+
+
+class PageFilesTests(SynchronousTestCase):
+    """The index-level files a page lists (pure)."""
+
+    def test_none(self):
+        """A page without a variant wheel is given back as it is."""
+        pairs = [(_Listed("demo-1.0.tar.gz", "1.0"), "u")]
+        shown, bodies = with_variant_files(pairs)
+        self.assertIs(shown, pairs)
+        self.assertIs(bodies, NO_VARIANTS)
+
+    def test_after_each_release(self):
+        """
+        Each release's file comes after its last file, linked beside its
+        first variant wheel, hashed as served; its body is the combination.
+        """
+        pairs = [(_Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3"), 2.0), "../a/x-v3.whl"),
+                 (_Listed(f"demo-1.0-{TAG}.whl", "1.0"), "../a/x.whl"),
+                 (_Listed(f"demo-1.0-{TAG}-v2.whl", "1.0", v("v2"), 1.0), "../a/x-v2.whl"),
+                 (_Listed("demo-2.0.tar.gz", "2.0"), "../a/y"),
+                 (_Listed(f"demo-3.0-{TAG}-v2.whl", "3.0", v("v2")), "../b/z.whl")]
+        shown, bodies = with_variant_files(pairs)
+        names = [f.filename for f, _ in shown]
+        self.assertEqual(names, [f"demo-1.0-{TAG}-v3.whl", f"demo-1.0-{TAG}.whl",
+                                 f"demo-1.0-{TAG}-v2.whl", "demo-1.0-variants.json",
+                                 "demo-2.0.tar.gz", f"demo-3.0-{TAG}-v2.whl",
+                                 "demo-3.0-variants.json"])
+        entry, url = shown[3]
+        self.assertIsInstance(entry, VariantsFile)
+        self.assertEqual(url, "../a/demo-1.0-variants.json")
+        body = bodies["demo-1.0-variants.json"]
+        self.assertEqual(entry.sha256, hashlib.sha256(body).hexdigest())
+        self.assertEqual(entry.size, len(body))
+        self.assertEqual(sorted(json.loads(body)["variants"]), ["v2", "v3"])
+        self.assertEqual(shown[6][1], "../b/demo-3.0-variants.json")
+
+    def test_disagreeing_left_out(self):
+        """
+        Of two wheels that disagree (two servers on one bucket each took
+        one), the one uploaded later is left out of the file, not the page.
+        """
+        other = json.dumps(variant_document("v3", {"x86_64": {"level": ["v9"]}}))
+        pairs = [(_Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3"), 1.0), "u/a"),
+                 (_Listed(f"demo-1.0-1-{TAG}-v3.whl", "1.0", other, 2.0), "u/b")]
+        shown, bodies = with_variant_files(pairs)
+        self.assertEqual(len(shown), 3)
+        self.assertEqual(json.loads(bodies["demo-1.0-variants.json"])["variants"],
+                         {"v3": {"x86_64": {"level": ["v3"]}}})
+        self.assertEqual(index_level([other, v("v3")]).variants["v3"],
+                         {"x86_64": {"level": ("v9",)}})
+
+    def test_joins(self):
+        """A newcomer is held to each wheel of its release, and blamed alone."""
+        check_joins(v("v3"), [v("v2"), v("v4", ("x86_64", "cpu"))])
+        for newcomer, why in (
+                (json.dumps(variant_document("v3", {"x86_64": {"level": ["v9"]}})),
+                 "variant label v3: other properties"),
+                (v("v5", ("cpu", "x86_64")), "default-priorities.namespace")):
+            with self.assertRaises(InvalidVariant) as caught:
+                check_joins(newcomer, [v("v3"), v("v4")])
+            self.assertIn(why, str(caught.exception))
+
+
+class ServerTests(_ServerMixin, SynchronousTestCase):
+    """Variant wheels through the whole server, in memory."""
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = ThreadedReactor()
+        self.reactor.advance(time.time() - self.reactor.seconds())
+        self.users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n"
+                             for name in ("admin", "bob"))
+        self.service = self.start()
+
+    def text(self):
+        return self.config("[auth]\nadmins = admin\n[users]\n" + self.users
+                           + "[index:release]\nupload = user:bob\n"
+                           + "[index:stable]\nview = yes\nbases = default\nyanked = hide\n")
+
+    def start(self):
+        service, self.treq = self.served(self.text)
+        return service
+
+    def call(self, method, path, user="admin", **kwargs):
+        response = self.successResultOf(getattr(self.treq, method)(
+            "http://127.0.0.1" + path, auth=(user, PASSWORD) if user else None, **kwargs))
+        return response, self.successResultOf(self.treq.content(response))
+
+    def upload(self, made, path="/"):
+        filename, data = made
+        ctype, body = multipart_body(twine_fields("demo", "1.0", data),
+                                     [("content", filename, data)])
+        response, text = self.call("post", path, data=body, headers={"Content-Type": ctype})
+        self.reactor.advance(5)
+        return response.code, text.decode()
+
+    def page(self, index=""):
+        response, body = self.call("get", f"{index}/simple/demo/", user=None,
+                                   headers={"Accept": JSON})
+        self.assertEqual(response.code, 200, body)
+        return json.loads(body)
+
+    def variants(self, index="", version="1.0"):
+        """The index-level file the page links, checked against it; L{None} if none."""
+        page = self.page(index)
+        listed = [f for f in page["files"] if f["filename"] == f"demo-{version}-variants.json"]
+        if not listed:
+            response, _ = self.call("get", f"{index}/files/demo/demo-{version}-variants.json",
+                                    user=None)
+            self.assertEqual(response.code, 404)
+            return None
+        (entry,) = listed
+        self.assertEqual(entry["url"], f"../../files/demo/demo-{version}-variants.json")
+        self.assertEqual((entry["core-metadata"], entry["yanked"], entry["provenance"]),
+                         (False, False, None))
+        self.assertNotIn("requires-python", entry)
+        response, body = self.call("get", f"{index}/files/demo/demo-{version}-variants.json",
+                                   user=None)
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        self.assertEqual(hashlib.sha256(body).hexdigest(), entry["hashes"]["sha256"])
+        self.assertEqual(len(body), entry["size"])
+        html = self.call("get", f"{index}/simple/demo/", user=None,
+                         headers={"Accept": "text/html"})[1].decode()
+        self.assertIn(f'demo-{version}-variants.json#sha256={entry["hashes"]["sha256"]}', html)
+        return json.loads(body)
+
+    def test_served(self):
+        """
+        A plain wheel and two variant wheels are taken; every page links
+        the release's index-level file, the union of their variants, and
+        serves it as the page hashes it; a view too.
+        """
+        for label in (None, "v3", "v4"):
+            self.assertEqual(self.upload(wheel(label)), (200, "OK\n"))
+        served = self.variants()
+        self.assertEqual(served, {"$schema": VARIANT_SCHEMA,
+                                  "default-priorities": {"namespace": ["x86_64"]},
+                                  "variants": {"v3": {"x86_64": {"level": ["v3"]}},
+                                               "v4": {"x86_64": {"level": ["v4"]}}}})
+        self.assertEqual(self.variants("/stable"), served)
+        names = [f["filename"] for f in self.page()["files"]]
+        self.assertEqual(names[-1], "demo-1.0-variants.json")
+        self.assertEqual(self.page()["versions"], ["1.0"])
+
+    def test_refused(self):
+        """Each rule broken is a 400 naming it, and nothing is kept."""
+        self.assertEqual(self.upload(wheel("v3"))[0], 200)
+        broken = [
+            (wheel("v4", variant_json=b"{"), "variant.json: not UTF-8 JSON"),
+            (wheel("v4", variant_json=variant_document("v5")),
+             "variants has exactly one entry, the filename's label 'v4'"),
+            (wheel("v4", variant_json={**variant_document("v4"), "$schema": "https://x/v1.0.0"}),
+             "version 1.0.0 is not supported"),
+            ((f"demo-1.0-{TAG}-V4.whl", wheel("v4")[1]), "variant label 'V4'"),
+            (wheel("v3b", variant_json=variant_document("v3b", {"x86_64": {"level": ["v3"]}},
+                                                        namespaces=("cpu", "x86_64"))),
+             "default-priorities.namespace: [cpu, x86_64] is not consistent with [x86_64]"),
+        ]
+        for made, why in broken:
+            code, text = self.upload(made)
+            self.assertEqual(code, 400, (made[0], text))
+            self.assertIn(why, text)
+        # (no variant.json at all)
+        filename, data = make_wheel("demo", "1.0", tag=TAG)
+        ctype, body = multipart_body(twine_fields("demo", "1.0", data),
+                                     [("content", filename.replace(".whl", "-v6.whl"), data)])
+        response, text = self.call("post", "/", data=body, headers={"Content-Type": ctype})
+        self.assertEqual(response.code, 400)
+        self.assertIn(b"must hold demo-1.0.dist-info/variant.json", text)
+        self.assertEqual(list(self.variants()["variants"]), ["v3"])
+
+    def test_label_means_one_thing(self):
+        """
+        A label means one set of properties across the release's wheels,
+        the recycle bin's included; another build of a label is taken.
+        """
+        self.assertEqual(self.upload(wheel("v3"))[0], 200)
+        response, _ = self.call("delete", f"/api/files/demo-1.0-{TAG}-v3.whl")
+        self.assertEqual(response.code, 200)
+        self.assertIsNone(self.variants())
+        other = make_wheel("demo", "1.0", tag="1-" + TAG, variant="v3",
+                           variant_json=variant_document("v3", {"x86_64": {"level": ["v9"]}}))
+        code, text = self.upload(other)
+        self.assertEqual(code, 400)
+        self.assertIn("variant label v3: other properties than the version's other wheels", text)
+        self.assertEqual(self.upload(make_wheel("demo", "1.0", tag="1-" + TAG,
+                                                variant="v3"))[0], 200)
+        response, _ = self.call("post", f"/api/files/demo-1.0-{TAG}-v3.whl/restore")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(list(self.variants()["variants"]), ["v3"])
+
+    def test_follows_the_listing(self):
+        """
+        A delete or a restore changes the file; a view that hides a yanked
+        wheel leaves its variant out; with none listed there is none.
+        """
+        for label in ("v3", "v4"):
+            self.assertEqual(self.upload(wheel(label))[0], 200)
+        response, _ = self.call("post", f"/api/files/demo-1.0-{TAG}-v4.whl/yank")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(list(self.variants()["variants"]), ["v3", "v4"])
+        self.assertEqual(list(self.variants("/stable")["variants"]), ["v3"])
+        self.call("delete", f"/api/files/demo-1.0-{TAG}-v3.whl")
+        self.assertEqual(list(self.variants()["variants"]), ["v4"])
+        self.assertIsNone(self.variants("/stable"))
+        self.call("post", f"/api/files/demo-1.0-{TAG}-v3.whl/restore")
+        self.assertEqual(list(self.variants("/stable")["variants"]), ["v3"])
+
+    def test_restart(self):
+        """A restart, from the snapshot or from the files alone, serves the same file."""
+        for label in ("v3", "v4", None):
+            self.assertEqual(self.upload(wheel(label))[0], 200)
+        before = self.variants()
+        for drop_snapshot in (False, True):
+            self.successResultOf(self.service.stopService())
+            if drop_snapshot:
+                os.remove(os.path.join(self.folder, "index.json"))
+            self.reactor.advance(60)
+            self.service = self.start()
+            self.reactor.advance(60)
+            self.assertEqual(self.variants(), before)
+
+    def test_promotion(self):
+        """
+        A promotion brings the variants along; one that disagrees with the
+        target's is refused (409), as an upload there would be.
+        """
+        for label in ("v3", "v4"):
+            self.assertEqual(self.upload(wheel(label))[0], 200)
+        self.assertEqual(self.upload(make_wheel(
+            "demo", "1.0", tag="1-" + TAG, variant="v4",
+            variant_json=variant_document("v4", {"x86_64": {"level": ["v9"]}})),
+            "/release/")[0], 200)
+        response, body = self.call("post", "/api/promote", json={
+            "from": "default", "to": "release", "project": "demo", "version": "1.0"})
+        self.assertEqual(response.code, 409, body)
+        self.assertIn(b"variant label v4: other properties", body)
+        self.assertEqual(list(self.variants("/release")["variants"]), ["v4"])
+        # (without the wheel that disagreed, the rest is promoted)
+        self.call("delete", f"/api/files/demo-1.0-{TAG}-v4.whl")
+        response, body = self.call("post", "/api/promote", json={
+            "from": "default", "to": "release", "project": "demo", "version": "1.0"})
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(self.variants("/release")["variants"],
+                         {"v3": {"x86_64": {"level": ["v3"]}},
+                          "v4": {"x86_64": {"level": ["v9"]}}})
