@@ -206,6 +206,26 @@ class StorageContractMixin:
         self.assertEqual(result.tombstones, frozenset())
         self.assertEqual(tuple(result.skipped), ())
 
+    async def test_variant_wheel(self):
+        """
+        A variant wheel's record (PEP 825) comes back from a scan with its
+        variant.json, as every backend keeps it (a sidecar, an S3 object's
+        user metadata), with a summary and uploader at their caps.
+        """
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0", tag="cp313-cp313-linux_x86_64",
+                                    variant="x86_64_v3")
+        temp, record, metadata = self.describe(storage, filename, data)
+        self.assertIsNotNone(record.variant)
+        record = record.replace(summary="\N{LATIN SMALL LETTER E WITH ACUTE}" * 150,
+                                uploader="u" * 100)
+        stored = await storage.publish(temp, record, metadata, None)
+        self.assertEqual(stored.variant, record.variant)
+        result = await self.scanned(storage)
+        (found,) = result.records.values()
+        self.assertEqual(found.variant, record.variant)
+        self.assertEqual(found.replace(summary=None), stored.replace(summary=None))
+
     async def attested(self, storage, provenance):
         """Publish a wheel with C{provenance} beside it; the record stored, and its filename."""
         filename, data = make_wheel("holy-grail", "1.0")
