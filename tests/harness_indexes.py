@@ -49,7 +49,7 @@ from tests.fakes import (
     twine_fields,
     write_file,
 )
-from tests.harness_tap import checking_pools, fake_pools
+from tests.harness_tap import ThreadedReactor, checking_pools, fake_pools
 from tests.harness_web import memory_sessions
 
 ORIGIN = "http://pypi.test"
@@ -218,6 +218,14 @@ class _ServerMixin:
         self.folder = os.path.abspath(self.mktemp())
         os.makedirs(self.folder)
         self.reactor = MemoryReactorClock()
+
+    def at_wall_time(self):
+        """
+        Serve on a reactor whose threads run at once and whose clock starts
+        at the real time (storage compares the files' times with it).
+        """
+        self.reactor = ThreadedReactor()
+        self.reactor.advance(time.time() - self.reactor.seconds())
 
     def config(self, text="", server=""):
         """A configuration of this test's folder, with C{text} (and C{server} in C{[pypid]})."""

@@ -7,7 +7,6 @@ server in memory.
 """
 
 import json
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +29,6 @@ from pypid.storage.memory import MemoryStorage
 from tests.distributions import make_wheel
 from tests.fakes import FAST, multipart_body, twine_fields
 from tests.harness_indexes import _ServerMixin
-from tests.harness_tap import ThreadedReactor
 
 PASSWORD = "correct horse"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -298,8 +296,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def setUp(self):
         super().setUp()
-        self.reactor = ThreadedReactor()
-        self.reactor.advance(time.time() - self.reactor.seconds())
+        self.at_wall_time()
         self.users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n"
                              for name in ("admin", "alice", "bob"))
         self.grants = ""

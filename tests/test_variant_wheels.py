@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,7 +24,6 @@ from pypid.storage.s3.layout import metadata_headers, record_from_headers
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, twine_fields
 from tests.harness_indexes import _ServerMixin
-from tests.harness_tap import ThreadedReactor
 
 PASSWORD = "correct horse"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -191,8 +189,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def setUp(self):
         super().setUp()
-        self.reactor = ThreadedReactor()
-        self.reactor.advance(time.time() - self.reactor.seconds())
+        self.at_wall_time()
         self.users = "".join(f"{name} = {hash_password(PASSWORD, FAST)}\n"
                              for name in ("admin", "bob"))
         self.service = self.start()
