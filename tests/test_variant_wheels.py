@@ -10,23 +10,30 @@ import hashlib
 import io
 import json
 import os
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.core.distribution import inspect
 from pypid.core.model import VARIANT_BYTES, FileRecord
+from pypid.core.render import CONTENT_TYPES, HTML, JSON, Page
+from pypid.core.rendered_pages import page_bytes
 from pypid.core.s3_limits import MAX_USER_METADATA
 from pypid.core.variant_files import NO_VARIANTS, VariantsFile, with_variant_files
 from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
+from pypid.export.plan import ExportSettings
 from pypid.storage import snapshot
 from pypid.storage.s3.layout import metadata_headers, record_from_headers
+from pypid.upstream.parser import parse_page
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, twine_fields
+from tests.harness_export import ExportCase
 from tests.harness_indexes import _ServerMixin
 
 PASSWORD = "correct horse"
-JSON = "application/vnd.pypi.simple.v1+json"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+JSON_TYPE_UPSTREAM = SIMPLE_JSON
 TAG = "cp313-cp313-linux_x86_64"
 
 
@@ -39,6 +46,16 @@ def record_of(label, version="1.0", when=1.0, **kwargs):
     """The record an upload of L{wheel} makes."""
     filename, data = wheel(label, version, **kwargs)
     return inspect(io.BytesIO(data), filename, filename, when).record
+
+
+def biggest(label="v3"):
+    """The longest variant.json of C{label} a record keeps (L{VARIANT_BYTES} once compact)."""
+    values = []
+    while True:
+        document = variant_document(label, {"x86_64": {"level": [*values, f"v{len(values)}"]}})
+        if len(json.dumps(document, separators=(",", ":"))) > VARIANT_BYTES:
+            return variant_document(label, {"x86_64": {"level": values}})
+        values.append(f"v{len(values)}")
 
 
 def v(level, namespaces=("x86_64",)):
@@ -92,28 +109,47 @@ class RecordTests(SynchronousTestCase):
         record = record_of("v3")
         headers = {k.lower(): val for k, val in metadata_headers(record).items()}
         self.assertEqual(record_from_headers(record.filename, record.size, headers), record)
-        big = {"$schema": VARIANT_SCHEMA, "default-priorities": {"namespace": ["x86_64"]},
-               "variants": {"v3": {"x86_64": {"level": [f"v{i}" for i in range(135)]}}}}
-        full = record_of("v3", variant_json=big).replace(
+        full = record_of("v3", variant_json=biggest()).replace(
             summary="\N{LATIN SMALL LETTER E WITH ACUTE}" * 150, uploader="\u00fc" * 50,
-            requires_python=">=3.8," * 12)
+            requires_python=", ".join([">=3.8", "!=3.9.*", "<4"] * 20),
+            name="d" * 190, version="1" + ".0" * 95, blake2_256="0" * 64, md5="0" * 32,
+            provenance_sha256="0" * 64)
+        self.assertGreater(len(full.requires_python), 200)
         headers = {k.lower(): val for k, val in metadata_headers(full).items()}
         self.assertLessEqual(sum(len(k) - len("x-amz-meta-") + len(val)
                                  for k, val in headers.items()), MAX_USER_METADATA)
         back = record_from_headers(full.filename, full.size, headers)
         self.assertEqual(back.variant, full.variant)
-        self.assertEqual(back.uploader, full.uploader)
-        self.assertTrue(full.summary.startswith(back.summary))
-        self.assertLess(len(back.summary), len(full.summary))
+        self.assertEqual(back.requires_python, full.requires_python)
+        # (at every cap at once: the summary, then the uploader, cut in the header)
+        self.assertIsNone(back.summary)
+        self.assertTrue(full.uploader.startswith(back.uploader))
 
     def test_too_big(self):
         """A variant.json over what a record keeps is refused, naming the bound."""
-        big = {"$schema": VARIANT_SCHEMA, "default-priorities": {"namespace": ["x86_64"]},
-               "variants": {"v3": {"x86_64": {"level": [f"v{i}" for i in range(300)]}}}}
+        self.assertIsNotNone(record_of("v3", variant_json=biggest()).variant)
+        big = biggest()
+        big["variants"]["v3"]["x86_64"]["level"].append("w" * 20)
         filename, data = wheel("v3", variant_json=big)
         with self.assertRaises(ValueError) as caught:
             inspect(io.BytesIO(data), filename, filename, 1.0)
         self.assertIn(f"at most {VARIANT_BYTES}", str(caught.exception))
+
+    def test_upstream_variant_wheels_left_out(self):
+        """
+        An upstream's variant wheels are not listed: their index-level file
+        is not passed through yet, and PEP 825 wants it beside them.
+        """
+        page = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": [
+            {"filename": name, "url": f"https://upstream.example/f/{name}",
+             "hashes": {"sha256": "0" * 64}}
+            for name in (f"demo-1.0-{TAG}.whl", f"demo-1.0-{TAG}-x86_64_v3.whl",
+                         "demo-1.0-variants.json")]}).encode()
+        parsed = parse_page(page, JSON_TYPE_UPSTREAM, "https://upstream.example/simple/demo/",
+                            "demo")
+        self.assertEqual([f.filename for f in parsed.files], [f"demo-1.0-{TAG}.whl"])
+        self.assertIn("a variant wheel (PEP 825)", dict(parsed.skipped)[
+            f"demo-1.0-{TAG}-x86_64_v3.whl"])
 
 
 class _Listed:
@@ -150,12 +186,37 @@ class PageFilesTests(SynchronousTestCase):
                                  "demo-3.0-variants.json"])
         entry, url = shown[3]
         self.assertIsInstance(entry, VariantsFile)
-        self.assertEqual(url, "../a/demo-1.0-variants.json")
+        # (relative to the page, wherever the distributions' links lead)
+        self.assertEqual(url, "../../files/demo/demo-1.0-variants.json")
         body = bodies["demo-1.0-variants.json"]
         self.assertEqual(entry.sha256, hashlib.sha256(body).hexdigest())
         self.assertEqual(entry.size, len(body))
         self.assertEqual(sorted(json.loads(body)["variants"]), ["v2", "v3"])
-        self.assertEqual(shown[6][1], "../b/demo-3.0-variants.json")
+        self.assertEqual(shown[6][1], "../../files/demo/demo-3.0-variants.json")
+
+    def test_one_release_two_spellings(self):
+        """
+        C{1.0} and C{1.0.0} are one release: one combination, a file under
+        each spelling its variant wheels have, the same bytes.
+        """
+        pairs = [(_Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3"), 1.0), "a"),
+                 (_Listed(f"demo-1.0.0-1-{TAG}-v4.whl", "1.0.0", v("v4"), 2.0), "b")]
+        shown, bodies = with_variant_files(pairs)
+        self.assertEqual([f.filename for f, _ in shown][1::2],
+                         ["demo-1.0-variants.json", "demo-1.0.0-variants.json"])
+        self.assertEqual(bodies["demo-1.0-variants.json"], bodies["demo-1.0.0-variants.json"])
+        self.assertEqual(sorted(json.loads(bodies["demo-1.0-variants.json"])["variants"]),
+                         ["v3", "v4"])
+
+    def test_counted_in_the_budget(self):
+        """A JSON page keeps its index-level files' pages, counted against the page budget."""
+        pairs = [(_Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3")), "a")]
+        _shown, bodies = with_variant_files(pairs)
+        page = Page.of(b"{}", CONTENT_TYPES[JSON], bodies)
+        kept = page.variants["demo-1.0-variants.json"]
+        self.assertEqual(kept.body, bodies["demo-1.0-variants.json"])
+        self.assertEqual(page_bytes(page), 2 + page_bytes(kept))
+        self.assertEqual(Page.of(b"<a>", CONTENT_TYPES[HTML], bodies).variants, {})
 
     def test_disagreeing_left_out(self):
         """
@@ -210,7 +271,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def upload(self, made, path="/"):
         filename, data = made
-        ctype, body = multipart_body(twine_fields("demo", "1.0", data),
+        ctype, body = multipart_body(twine_fields("demo", filename.split("-")[1], data),
                                      [("content", filename, data)])
         response, text = self.call("post", path, data=body, headers={"Content-Type": ctype})
         self.reactor.advance(5)
@@ -218,7 +279,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def page(self, index=""):
         response, body = self.call("get", f"{index}/simple/demo/", user=None,
-                                   headers={"Accept": JSON})
+                                   headers={"Accept": SIMPLE_JSON})
         self.assertEqual(response.code, 200, body)
         return json.loads(body)
 
@@ -277,7 +338,19 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
             ((f"demo-1.0-{TAG}-V4.whl", wheel("v4")[1]), "variant label 'V4'"),
             (wheel("v3b", variant_json=variant_document("v3b", {"x86_64": {"level": ["v3"]}},
                                                         namespaces=("cpu", "x86_64"))),
-             "default-priorities.namespace: [cpu, x86_64] is not consistent with [x86_64]"),
+             "content: variant.json: default-priorities.namespace: [cpu, x86_64] is not "
+             "consistent with [x86_64]"),
+            (wheel("v4", variant_json=b"[" * 30000 + b"]" * 30000),
+             "content: variant.json: nested too deeply"),
+            (wheel("v4", variant_json=json.dumps(variant_document("v4"))[:-1].encode()
+                   + b', "variants": {}}'), "content: variant.json: the key 'variants' is given "
+                                            "twice"),
+            (wheel("v4", variant_json={**variant_document("v4"),
+                                       "$schema": "https://x/%41/v0.1.1.json"}),
+             "content: variant.json: $schema: the https URL"),
+            (wheel("v4", variant_json={**variant_document("v4"),
+                                       "$schema": "https://x/v0.2.0.json"}),
+             "content: variant.json: $schema: format version 0.2.0 beside 0.1.1"),
         ]
         for made, why in broken:
             code, text = self.upload(made)
@@ -367,3 +440,73 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(self.variants("/release")["variants"],
                          {"v3": {"x86_64": {"level": ["v3"]}},
                           "v4": {"x86_64": {"level": ["v9"]}}})
+
+    def test_one_release_any_spelling(self):
+        """C{1.0.0} is the release C{1.0}: its variant wheels are held to one another."""
+        self.assertEqual(self.upload(wheel("v3"))[0], 200)
+        other = make_wheel("demo", "1.0.0", tag="1-" + TAG, variant="v3",
+                           variant_json=variant_document("v3", {"x86_64": {"level": ["v9"]}}))
+        code, text = self.upload(other)
+        self.assertEqual(code, 400, text)
+        self.assertIn("variant label v3: other properties", text)
+        self.assertEqual(self.upload(make_wheel("demo", "1.0.0", tag="1-" + TAG,
+                                                variant="v4"))[0], 200)
+        self.assertEqual(self.variants(), self.variants(version="1.0.0"))
+        self.assertEqual(sorted(self.variants()["variants"]), ["v3", "v4"])
+
+    def test_folder_disagreement_promoted_no_further(self):
+        """
+        Two wheels a folder holds that disagree (put there by hand) are
+        both listed, the later one left out of the file; a promotion of
+        the release is refused (409) rather than carry the disagreement on.
+        """
+        self.successResultOf(self.service.stopService())
+        packages = os.path.join(self.folder, "packages")
+        first = wheel("v3")
+        second = make_wheel("demo", "1.0", tag="1-" + TAG, variant="v3",
+                            variant_json=variant_document("v3", {"x86_64": {"level": ["v9"]}}))
+        os.makedirs(packages, exist_ok=True)
+        for (filename, data), when in ((first, 1000), (second, 2000)):
+            path = os.path.join(packages, filename)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, (time.time() - when, time.time() - when))
+        self.service = self.start()
+        self.reactor.advance(60)
+        names = {f["filename"] for f in self.page()["files"]}
+        self.assertIn(second[0], names)
+        self.assertEqual(len(self.variants()["variants"]), 1)
+        response, body = self.call("post", "/api/promote", json={
+            "from": "default", "to": "release", "project": "demo", "version": "1.0"})
+        self.assertEqual(response.code, 409, body)
+        self.assertIn(b"variant label v3: other properties", body)
+        response, _ = self.call("get", "/release/simple/demo/", user=None)
+        self.assertEqual(response.code, 404)
+
+
+class ExportTests(ExportCase):
+    """The static export writes the index-level files its pages link."""
+
+    def test_written_and_linked(self):
+        """
+        The file is written under C{files/}, linked relative to the page
+        with its hash, as the daemon serves it; with C{--files-url} too,
+        where the distributions are not written; gone with its wheels.
+        """
+        storage = self.memory(wheel(None), wheel("v3"), wheel("v4"))
+        for settings in (None, ExportSettings(files_url="https://files.example/pypi/")):
+            self.export(storage, settings=settings)
+            page = json.loads(self.read("simple/demo/index.json"))
+            (entry,) = [f for f in page["files"] if f["filename"] == "demo-1.0-variants.json"]
+            self.assertEqual(entry["url"], "../../files/demo/demo-1.0-variants.json")
+            body = self.read("files/demo/demo-1.0-variants.json")
+            self.assertEqual(hashlib.sha256(body).hexdigest(), entry["hashes"]["sha256"])
+            self.assertIn(b"demo-1.0-variants.json#sha256=" + entry["hashes"]["sha256"].encode(),
+                          self.read("simple/demo/index.html"))
+        self.assertFalse(self.exists(f"files/demo/{wheel(None)[0]}"))
+        self.assertEqual(self.served(self.daemon(storage), "/files/demo/demo-1.0-variants.json"),
+                         (200, body))
+        for name in (wheel("v3")[0], wheel("v4")[0]):
+            self.successResultOf(storage.delete(self.records(storage)[name]))
+        self.export(storage)
+        self.assertFalse(self.exists("files/demo/demo-1.0-variants.json"))

@@ -176,8 +176,17 @@ class CombineTests(SynchronousTestCase):
         self.assertEqual(combine([a, a]).variants, a.variants)
         self.assertIsNone(combine([]))
 
-    def test_newest_schema(self):
+    def test_draft_schemas(self):
+        """
+        Two draft formats (0.x) are not combined: PEP 825 says no
+        compatibility may be assumed between them. One format at two URLs
+        gives the same one whatever the order.
+        """
         old = self.wheel("a", {}, ["x"], "https://s.example/v0.1.0.json")
         new = self.wheel("b", {}, ["x"], "https://s.example/v0.1.1.json")
-        self.assertEqual(combine([new, old]).schema, "https://s.example/v0.1.1.json")
-        self.assertEqual(combine([old, new]).schema, "https://s.example/v0.1.1.json")
+        for pair in ([new, old], [old, new]):
+            with self.assertRaises(InvalidVariant) as caught:
+                combine(pair)
+            self.assertIn("draft formats, 0.x, are not compatible", str(caught.exception))
+        other = self.wheel("c", {}, ["x"], "https://t.example/v0.1.1.json")
+        self.assertEqual(combine([new, other]).schema, combine([other, new]).schema)

@@ -75,7 +75,7 @@ from pypid.core.model import (
     cut_text,
     format_upload_time,
 )
-from pypid.core.names import InvalidName, parse_filename, project_of_filename
+from pypid.core.names import InvalidName, parse_filename, project_of_filename, release_of
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
@@ -312,7 +312,7 @@ class Ingest:
     # Held while a source is read: one file's bytes at a time, in the order
     # the source offers them (a compressed tar file is read front to back).
     _reading: DeferredLock = attrs.field(factory=DeferredLock)
-    #: (project, version) -> its variant wheels' variant.json held here
+    #: (project, release) -> its variant wheels' variant.json held here
     #: (PEP 825), made at the first variant wheel (L{_inconsistent})
     _variants: dict[tuple[str, str], list[str]] | None = attrs.field(default=None, init=False)
 
@@ -494,13 +494,13 @@ class Ingest:
             self._variants = {}
             for held in self._records.values():
                 if held.variant is not None:
-                    self._variants.setdefault((held.project, held.version), []).append(
-                        held.variant)
-        others = self._variants.setdefault((record.project, record.version), [])
+                    self._variants.setdefault(
+                        (held.project, release_of(held.version)), []).append(held.variant)
+        others = self._variants.setdefault((record.project, release_of(record.version)), [])
         try:
             check_joins(record.variant, others)
         except InvalidVariant as e:
-            return f"variant.json: {e}"
+            return str(e)
         others.append(record.variant)
         return None
 

@@ -30,6 +30,7 @@ from pypid.core.names import (
     filename_key,
     normalize,
     project_of_filename,
+    release_of,
 )
 from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.project import Project
@@ -201,15 +202,17 @@ class Index:
 
     def variant_wheels(self, project: str, version: str) -> list[FileRecord]:
         """
-        The variant wheels (PEP 825) of the release C{version} of C{project},
-        live and in the recycle bin (a restore brings one back): what a new
-        one's C{variant.json} must agree with.
+        The variant wheels (PEP 825) of the release C{version} of C{project}
+        (any spelling of it: C{1.0.0} is C{1.0}), live and in the recycle
+        bin (a restore brings one back): what a new one's C{variant.json}
+        must agree with.
         """
         found = self._projects.get(project)
         live = found.files.values() if found is not None else ()
+        release = release_of(version)
         return [record for record in (*live, *self._binned.values())
                 if record.variant is not None and record.project == project
-                and record.version == version]
+                and release_of(record.version) == release]
 
     def held(self, filename: str) -> FileRecord | None:
         """

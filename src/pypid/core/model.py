@@ -68,9 +68,10 @@ def cut_reason(reason: str | None) -> str | None:
 
 #: The most bytes of a variant wheel's C{variant.json} a record keeps, as
 #: compact JSON (issue 46): a real one is 100 to 300. Records are in memory
-#: and, on S3, in an object's user metadata, which is 2 KB in all
+#: and, on S3, in an object's user metadata, which is 2 KB in all: with
+#: every other field at its longest but the Requires-Python, 1.4 KB
 #: (L{pypid.storage.s3.layout.metadata_headers} makes room for it).
-VARIANT_BYTES = 1024
+VARIANT_BYTES = 512
 
 
 #: The fields of a L{FileRecord}, in the order its tuple holds them.

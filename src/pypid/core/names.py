@@ -296,7 +296,17 @@ def variant_release(filename: str) -> str | None:
         return None
     if parsed.variant is None:
         return None
-    return f"{parsed.project}|{parsed.version}|variants"
+    return f"{parsed.project}|{release_of(parsed.version)}|variants"
+
+
+def release_of(version: str) -> str:
+    """
+    The release a normalized version belongs to, as the public index
+    compares releases (C{1.0} and C{1.0.0} are one): what
+    L{distribution_key} and a release's variant wheels (PEP 825) are
+    grouped by.
+    """
+    return _release(version)
 
 
 def distribution_key(project: str, version: str, packagetype: str, filename: str) -> str:

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
+from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote
 
@@ -36,6 +37,11 @@ CONTENT_TYPES = {
     HTML: b"text/html; charset=utf-8",
     JSON: b"application/vnd.pypi.simple.v1+json",
 }
+#: the Content-Type of an index-level file of variants (PEP 825: JSON)
+VARIANTS_TYPE = b"application/json"
+
+#: the index-level files' pages of a page that lists no variant wheel
+NO_PAGES: Mapping[str, Page] = MappingProxyType({})
 
 # Pages shorter than this are not worth a Content-Encoding.
 _MIN_GZIP = 256
@@ -194,10 +200,10 @@ class Page:
         to be worth it.
     @ivar gzip_etag: the ETag of the compressed representation.
     @ivar content_type: the Content-Type header value.
-    @ivar variants: the index-level files (PEP 825) the page links, by
-        filename: their bodies, made with the page
-        (L{pypid.core.variant_files}), so that their URLs serve what the
-        page's hashes name.
+    @ivar variants: a JSON page's index-level files (PEP 825) by filename,
+        made with it (L{pypid.core.variant_files}), so that their URLs
+        serve what the page's hashes name (an HTML page links the same
+        ones, and keeps none: the JSON page is asked).
     """
 
     body: bytes
@@ -205,19 +211,25 @@ class Page:
     gzipped: bytes | None
     gzip_etag: bytes | None
     content_type: bytes
-    variants: Mapping[str, bytes] = NO_VARIANTS
+    variants: Mapping[str, Page] = NO_PAGES
 
     @classmethod
     def of(cls, body: bytes, content_type: bytes,
            variants: Mapping[str, bytes] = NO_VARIANTS) -> Page:
-        """Make a page from rendered bytes, with its compressed form."""
+        """
+        Make a page from rendered bytes, with its compressed form, and the
+        index-level files' pages of a JSON page's C{variants}.
+        """
         tag = etag(body)
         if len(body) >= _MIN_GZIP:
             gzipped: bytes | None = gzip.compress(body, compresslevel=6, mtime=0)
             gzip_etag: bytes | None = tag[:-1] + b'-gz"'
         else:
             gzipped = gzip_etag = None
-        return cls(body, tag, gzipped, gzip_etag, content_type, variants)
+        pages: Mapping[str, Page] = NO_PAGES
+        if variants and content_type == CONTENT_TYPES[JSON]:
+            pages = {name: cls.of(data, VARIANTS_TYPE) for name, data in variants.items()}
+        return cls(body, tag, gzipped, gzip_etag, content_type, pages)
 
 
 @attrs.frozen

@@ -63,7 +63,8 @@ def page_bytes(value: object) -> int:
     if type(value) is tuple and value:
         value = value[0]
     if isinstance(value, Page):
-        return len(value.body) + (len(value.gzipped) if value.gzipped is not None else 0)
+        return (len(value.body) + (len(value.gzipped) if value.gzipped is not None else 0)
+                + sum(map(page_bytes, value.variants.values())))
     return 0
 
 

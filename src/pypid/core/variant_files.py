@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import attrs
 
+from pypid.core.names import release_of
 from pypid.core.wheel_variants import index_level, variants_filename
 
 #: the bodies of a page without variant wheels
@@ -86,40 +87,53 @@ def is_variants_filename(filename: str) -> bool:
     return filename.endswith(SUFFIX)
 
 
+def variants_link(project: str, filename: str) -> str:
+    """
+    The link a page gives an index-level file: relative to the page
+    (C{/simple/<project>/}, C{/NAME/simple/<project>/}, an export's
+    C{simple/<project>/}), so that it leads to the index that made it,
+    wherever the distributions' own links lead (a C{base_url}, an export's
+    C{--files-url}).
+    """
+    return f"../../files/{project}/{quote(filename)}"
+
+
 def with_variant_files(pairs: Sequence[tuple[F, str]],
                        ) -> tuple[Sequence[tuple[F | VariantsFile, str]], Mapping[str, bytes]]:
     """
     The C{(file, link)} pairs of a page with, after the last file of each
-    release that lists a variant wheel, that release's index-level file
-    (linked beside the release's first variant wheel, whose link's last
-    segment it replaces), and the files' bodies by filename; C{pairs}
-    itself and L{NO_VARIANTS} when no file is a variant wheel.
+    version that lists a variant wheel, that version's index-level file
+    (L{variants_link}), and the files' bodies by filename; C{pairs} itself
+    and L{NO_VARIANTS} when no file is a variant wheel.
 
-    A release's variants are combined first uploaded first
-    (L{index_level}): a wheel whose data disagrees with those before it
-    is left out of the file, never failing the page.
+    A file is made of the variant wheels of the whole release (C{1.0} and
+    C{1.0.0} are one: L{release_of}), whichever spelling each has; a
+    release spelled two ways has a file under each, the same bytes.
+    Their variants are combined first uploaded first (L{index_level}): a
+    wheel whose data disagrees with those before it is left out of the
+    file, never failing the page.
     """
-    releases: dict[str, list[tuple[F, str]]] = {}
-    for f, url in pairs:
+    releases: dict[str, list[F]] = {}
+    for f, _url in pairs:
         if f.variant is not None:
-            releases.setdefault(f.version, []).append((f, url))
+            releases.setdefault(release_of(f.version), []).append(f)
     if not releases:
         return pairs, NO_VARIANTS
     made: dict[str, tuple[VariantsFile, str]] = {}
     bodies: dict[str, bytes] = {}
-    for version, wheels in releases.items():
-        wheels.sort(key=lambda pair: (pair[0].upload_time or 0.0, pair[0].filename))
-        meta = index_level(w.variant for w, _url in wheels if w.variant is not None)
+    for wheels in releases.values():
+        wheels.sort(key=lambda w: (w.upload_time or 0.0, w.filename))
+        meta = index_level(w.variant for w in wheels if w.variant is not None)
         if meta is None:
             continue
         body = meta.to_bytes()
-        project = wheels[0][0].project
-        name = variants_filename(project, version)
-        link = min(wheels, key=lambda pair: pair[0].filename)[1]
-        url = f"{link.rpartition('/')[0]}/{quote(name)}"
-        made[version] = (VariantsFile(name, project, version,
-                                      hashlib.sha256(body).hexdigest(), len(body)), url)
-        bodies[name] = body
+        digest = hashlib.sha256(body).hexdigest()
+        project = wheels[0].project
+        for version in sorted({w.version for w in wheels}):
+            name = variants_filename(project, version)
+            made[version] = (VariantsFile(name, project, version, digest, len(body)),
+                             variants_link(project, name))
+            bodies[name] = body
     out: list[tuple[F | VariantsFile, str]] = []
     last = {f.version: i for i, (f, _url) in enumerate(pairs) if f.version in made}
     for i, pair in enumerate(pairs):

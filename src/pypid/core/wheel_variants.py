@@ -55,7 +55,9 @@ MAX_VARIANT_JSON = 64 << 10
 _LABEL = re.compile(r"[0-9a-z_.]+\Z")
 _NAME = re.compile(r"[a-z0-9_]+\Z")
 _VALUE = re.compile(r"[a-z0-9_.]+\Z")
-_URL = re.compile(r"https://[!-~]{1,192}\Z", re.ASCII)
+#: printable ASCII but space, "%", quotes and backslash: a URL that JSON
+#: and an S3 header carry as it is (L{pypid.storage.s3.layout})
+_URL = re.compile(r"https://[!#$&(-\[\]-~]{1,192}\Z", re.ASCII)
 _SCHEMA_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TOP = frozenset({"$schema", "default-priorities", "variants"})
 
@@ -131,15 +133,17 @@ def schema_version(url: object) -> tuple[int, int, int]:
     @raise InvalidVariant: not an https URL naming a version pypid reads.
     """
     if not isinstance(url, str) or not _URL.match(url):
-        raise InvalidVariant("$schema: the https URL of the variant schema (printable ASCII, "
-                             "at most 200 characters)")
+        raise InvalidVariant("variant.json: $schema: the https URL of the variant schema "
+                             "(printable ASCII without %, quotes or backslashes, at most 200 "
+                             "characters)")
     found = _SCHEMA_VERSION.findall(url)
     if not found:
-        raise InvalidVariant("$schema: its URL names no version (v<major>.<minor>.<patch>)")
+        raise InvalidVariant("variant.json: $schema: its URL names no version "
+                             "(v<major>.<minor>.<patch>)")
     major, minor, patch = (int(n) for n in found[-1])
     if major != MAJOR:
-        raise InvalidVariant(f"$schema: version {major}.{minor}.{patch} is not supported "
-                             f"(pypid reads {MAJOR}.x)")
+        raise InvalidVariant(f"variant.json: $schema: version {major}.{minor}.{patch} is not "
+                             f"supported (pypid reads {MAJOR}.x)")
     return major, minor, patch
 
 
@@ -154,7 +158,12 @@ def read_variant_json(data: bytes, label: str | None = None) -> VariantMetadata:
     if len(data) > MAX_VARIANT_JSON:
         raise InvalidVariant(f"variant.json: over {MAX_VARIANT_JSON} bytes")
     try:
-        found = json.loads(data.decode("utf-8"))
+        found = json.loads(data.decode("utf-8"), object_pairs_hook=_once)
+    except _Twice as e:
+        raise InvalidVariant(f"variant.json: the key {e.args[0]!r} is given twice (readers "
+                             "would disagree on which holds)") from None
+    except RecursionError:
+        raise InvalidVariant("variant.json: nested too deeply") from None
     except (UnicodeDecodeError, ValueError):
         raise InvalidVariant("variant.json: not UTF-8 JSON") from None
     if not isinstance(found, dict) or set(found) != _TOP:
@@ -183,6 +192,22 @@ def read_variant_json(data: bytes, label: str | None = None) -> VariantMetadata:
             raise InvalidVariant(f"variant.json: {key}: namespace {unlisted[0]} is not in "
                                  "default-priorities.namespace")
     return VariantMetadata(found["$schema"], tuple(namespaces), read)
+
+
+class _Twice(ValueError):
+    """A JSON object that gives a key twice."""
+
+
+def _once(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object of JSON, each key given once (a reader keeps the first, another the last)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _Twice(key[:40])
+            seen.add(key)
+    return found
 
 
 def _names(value: object, where: str, pattern: re.Pattern[str]) -> list[str]:
@@ -227,30 +252,36 @@ def combine(metadatas: Iterable[VariantMetadata]) -> VariantMetadata | None:
     union of their variants and the longest priority list, whatever their
     order; the newest C{$schema} of their (one) major version.
 
-    @raise InvalidVariant: a label with other properties than before, or
+    @raise InvalidVariant: a label with other properties than before,
         priority lists that are not prefixes of one another (PEP 825,
-        "Metadata consistency").
+        "Metadata consistency"), or two draft formats (0.x: PEP 825 says
+        no compatibility may be assumed between them).
     """
     schema: tuple[tuple[int, int, int], str] | None = None
     namespaces: tuple[str, ...] = ()
     variants: dict[str, Properties] = {}
     for meta in metadatas:
         version = schema_version(meta.schema)
+        if schema is not None and version != schema[0] and 0 in (version[0], schema[0][0]):
+            raise InvalidVariant(
+                "variant.json: $schema: format version " + ".".join(map(str, version))
+                + " beside " + ".".join(map(str, schema[0])) + " of the version's other "
+                "wheels (draft formats, 0.x, are not compatible with one another)")
         if schema is None or version > schema[0] or (
                 version == schema[0] and meta.schema > schema[1]):
             schema = (version, meta.schema)
         shorter, longer = sorted((namespaces, meta.namespaces), key=len)
         if longer[:len(shorter)] != shorter:
             raise InvalidVariant(
-                "default-priorities.namespace: [" + ", ".join(meta.namespaces)
+                "variant.json: default-priorities.namespace: [" + ", ".join(meta.namespaces)
                 + "] is not consistent with [" + ", ".join(namespaces)
                 + "] of the version's other wheels (one must start with the other)")
         namespaces = longer
         for label, props in meta.variants.items():
             known = variants.get(label)
             if known is not None and _plain(known) != _plain(props):
-                raise InvalidVariant(f"variant label {label}: other properties than the "
-                                     "version's other wheels with that label")
+                raise InvalidVariant(f"variant.json: variant label {label}: other properties "
+                                     "than the version's other wheels with that label")
             variants[label] = props
     if schema is None:
         return None

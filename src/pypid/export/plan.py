@@ -489,8 +489,8 @@ def project_outputs(index: Index, project: Project, settings: ExportSettings, se
                     index.rendered.project_page(project, HTML).body, HTML_TYPE),
         Output.page(f"simple/{project.name}/index.json", page.body, SIMPLE_JSON_TYPE),
         # (the index-level files of variants its pages link: PEP 825)
-        *(Output.page(f"files/{project.name}/{name}", body, JSON_TYPE)
-          for name, body in sorted(page.variants.items())),
+        *(Output.page(f"files/{project.name}/{name}", variants.body, JSON_TYPE)
+          for name, variants in sorted(page.variants.items())),
     ]
     if has_legacy_json(index, project):
         # (a project with files has a latest version, and its info was read)

@@ -824,6 +824,11 @@ def _check_entries(entries: list[_Entry], project: str
         if parsed.project != project:
             refuse(label, f"the file belongs to project {parsed.project!r}, not {project!r}")
             continue
+        if parsed.variant is not None:
+            # (PEP 825: its index-level file must be linked beside it, and
+            # an upstream's is not passed through yet)
+            refuse(label, "a variant wheel (PEP 825): pypid does not serve an upstream's yet")
+            continue
         files.append(
             UpstreamFile(
                 filename=filename,

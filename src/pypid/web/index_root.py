@@ -111,8 +111,6 @@ if TYPE_CHECKING:
     from pypid.web.publish import Publish
 
 _METADATA_SUFFIX = ".metadata"
-#: the Content-Type of an index-level file of variants (PEP 825: JSON)
-VARIANTS_TYPE = b"application/json"
 
 #: What a view answers to a change, after its name.
 VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"
@@ -685,8 +683,7 @@ class IndexFiles:
         view, now = self.view, self.clock.seconds()
         page = (view.full_page(project, JSON, now) if view.quarantined(project)
                 else view.page(project, JSON, now))
-        body = page.variants.get(filename) if page is not None else None
-        return None if body is None else Page.of(body, VARIANTS_TYPE)
+        return page.variants.get(filename) if page is not None else None
 
     def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float) -> bool:
         """

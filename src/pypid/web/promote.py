@@ -104,6 +104,7 @@ from pypid.core.names import (
     filename_key,
     is_valid_name,
     normalize,
+    variant_release,
 )
 from pypid.core.promotion import Promotion
 from pypid.core.promotion_journal import PromotionJournal
@@ -234,8 +235,14 @@ class Promote:
         locks = sorted([(source_name, key, source.locks) for key in keys]
                        + [(target_name, key, target.locks) for key in keys],
                        key=lambda held: held[:2])
+        # (and first, as an upload of a variant wheel takes it first, the
+        # target's lock of the release's variant wheels: PEP 825's
+        # agreement between them is checked under it)
+        variants = sorted({key for key in map(variant_release, (r.filename for r in records))
+                           if key is not None})
         promoted, skipped = await _under_locks(
-            [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
+            [(target.locks, key) for key in variants]
+            + [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
             source, target, project, version, frozenset(keys), asked.allow_denied)
         return send_json(request, {
             "from": source_name, "to": target_name, "project": project, "version": version,
@@ -446,15 +453,18 @@ def _refuse_inconsistent(target: str, index: Index, wanted: list[FileRecord]) ->
     those of the release the target holds (live or in its recycle bin), as
     an upload of them would be (L{check_joins}).
     """
+    taken: list[str] = []
     for record in wanted:
         if record.variant is None:
             continue
         others = [r.variant for r in index.variant_wheels(record.project, record.version)
                   if r.variant is not None]
         try:
-            check_joins(record.variant, others)
+            # (and with those promoted with it: a folder's may disagree)
+            check_joins(record.variant, others + taken)
         except InvalidVariant as e:
-            raise Conflict(f"{record.filename}: variant.json: {e}, in {target}") from None
+            raise Conflict(f"{record.filename}: {e}, in {target}") from None
+        taken.append(record.variant)
 
 
 def other_bytes(filename: str, target: str, sha256: str | None) -> Conflict:

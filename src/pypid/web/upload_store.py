@@ -220,7 +220,7 @@ class UploadStore:
         try:
             check_joins(record.variant, others)
         except InvalidVariant as e:
-            raise BadRequest(f"variant.json: {e}") from None
+            raise BadRequest(f"content: {e}") from None
 
     def _refuse_taken(self, filename: str) -> None:
         """

@@ -213,7 +213,7 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
         "md5": record.md5,
         "metadata-sha256": record.metadata_sha256,
         "provenance-sha256": record.provenance_sha256,
-        "requires-python": (quote(record.requires_python, safe="")
+        "requires-python": (quote(record.requires_python, safe=_SPECIFIER_SAFE)
                             if record.requires_python is not None else None),
         # (a variant wheel's variant.json is printable ASCII already: its
         # JSON punctuation kept as it is, at most VARIANT_BYTES)
@@ -230,7 +230,12 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
 
 #: what the variant header keeps as it is: every printable ASCII character
 #: but "%" (quoted, so that unquote gives back what was written) and space
+#: (a variant's text has neither: its schema URL cannot, and names are
+#: [a-z0-9_.])
 _VARIANT_SAFE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) != "%")
+#: what a Requires-Python header keeps as it is: a specifier's operators
+#: and separators, one byte each rather than three (a space is quoted)
+_SPECIFIER_SAFE = "<>=!~,.*"
 
 
 def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
