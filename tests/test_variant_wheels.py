@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
@@ -22,14 +23,17 @@ from pypid.core.rendered_pages import page_bytes
 from pypid.core.s3_limits import MAX_USER_METADATA
 from pypid.core.variant_files import NO_VARIANTS, VariantsFile, with_variant_files
 from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
+from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
 from pypid.storage import snapshot
 from pypid.storage.s3.layout import metadata_headers, record_from_headers
+from pypid.tap import build_service
 from pypid.upstream.parser import parse_page
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, twine_fields
 from tests.harness_export import ExportCase
-from tests.harness_indexes import _ServerMixin
+from tests.harness_indexes import _ServerMixin, site_treq
+from tests.harness_tap import AtOncePool, FakeThreadPool
 
 PASSWORD = "correct horse"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -510,3 +514,92 @@ class ExportTests(ExportCase):
             self.successResultOf(storage.delete(self.records(storage)[name]))
         self.export(storage)
         self.assertFalse(self.exists("files/demo/demo-1.0-variants.json"))
+
+
+class _Gate:
+    """
+    The io pool's C{run}, held at will: what it is given waits until
+    L{step} runs it (so that an upload can be stopped half way).
+    """
+
+    def __init__(self):
+        self.hold = False
+        self.queue = []
+
+    def run(self, f, *args):
+        if not self.hold:
+            return maybeDeferred(f, *args)
+        d = Deferred()
+        self.queue.append((f, args, d))
+        return d
+
+    def step(self):
+        f, args, d = self.queue.pop(0)
+        maybeDeferred(f, *args).chainDeferred(d)
+        return f.__qualname__
+
+
+class RaceTests(_ServerMixin, SynchronousTestCase):
+    """An upload and a promotion of one release's variant wheels, at once."""
+
+    def setUp(self):
+        super().setUp()
+        self.at_wall_time()
+        self.users = f"admin = {hash_password(PASSWORD, FAST)}\n"
+        self.gate = _Gate()
+
+    def text(self):
+        return self.config("[auth]\nadmins = admin\n[users]\n" + self.users
+                           + "[index:release]\n")
+
+    def served(self, text):
+        pools = ThreadPools(FakeThreadPool(name="io"), AtOncePool(name="hash"), self.gate.run)
+        service = build_service(text(), self.reactor, pools=pools, load_config=text)
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        service.startService()
+        self.successResultOf(service.ready)
+        return service, site_treq(service.getServiceNamed("web").web.site)
+
+    def post(self, path, made):
+        filename, data = made
+        ctype, body = multipart_body(twine_fields("demo", "1.0", data),
+                                     [("content", filename, data)])
+        return self.treq.post("http://127.0.0.1" + path, data=body, auth=("admin", PASSWORD),
+                              headers={"Content-Type": ctype})
+
+    def test_upload_and_promotion(self):
+        """
+        A promotion that comes while an upload of a disagreeing wheel into
+        its target is past its checks waits for it, then is refused (409):
+        the target never holds both.
+        """
+        _service, self.treq = self.served(self.text)
+        first = self.successResultOf(self.post("/", wheel("v3")))
+        self.assertEqual(first.code, 200)
+        other = make_wheel("demo", "1.0", tag="1-" + TAG, variant="v3",
+                           variant_json=variant_document("v3", {"x86_64": {"level": ["v9"]}}))
+        self.gate.hold = True
+        upload = self.post("/release/", other)
+        ran = []
+        while self.gate.queue and not (ran and "inspect" in ran[-1]):
+            ran.append(self.gate.step())
+        self.assertTrue(any("inspect" in name for name in ran), ran)
+        promotion = self.treq.post("http://127.0.0.1/api/promote", auth=("admin", PASSWORD),
+                                   json={"from": "default", "to": "release", "project": "demo",
+                                         "version": "1.0"})
+        self.gate.hold = False
+        for _ in range(20):
+            while self.gate.queue:
+                self.gate.step()
+            self.reactor.advance(1)
+            self.treq.flush()
+        self.assertEqual(self.successResultOf(upload).code, 200)
+        refused = self.successResultOf(promotion)
+        self.assertEqual(refused.code, 409)
+        self.assertIn(b"variant label v3: other properties",
+                      self.successResultOf(self.treq.content(refused)))
+        page = json.loads(self.successResultOf(self.treq.content(self.successResultOf(
+            self.treq.get("http://127.0.0.1/release/simple/demo/",
+                          headers={"Accept": SIMPLE_JSON})))))
+        self.assertEqual([f["filename"] for f in page["files"]],
+                         [other[0], "demo-1.0-variants.json"])
