@@ -24,6 +24,7 @@ from pypid.storage.interface import (
     FileExists,
     ISharedStorage,
     MemoryFile,
+    RecordRefused,
     Redirect,
     RemoteBytes,
     RemoteFile,
@@ -133,6 +134,22 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
     async def reopen(self, storage):
         """A storage made anew on the same bucket and prefix, prepared, as after a restart."""
         return await self.ready_storage(prefix=storage._layout.prefix)
+
+    async def test_record_too_large(self):
+        """
+        A record S3 could not keep in its 2 KB of user metadata (what
+        cannot be cut is over) is refused before anything is written,
+        saying why; the spooled file is gone, the name still free.
+        """
+        storage = await self.ready()
+        filename, data = make_wheel("holy-grail", "1.0")
+        temp, record, metadata = self.describe(storage, filename, data)
+        record = record.replace(requires_python="<4," * 300)
+        with self.assertRaises(RecordRefused) as caught:
+            await storage.publish(temp, record, metadata, None)
+        self.assertIn("S3 user metadata", str(caught.exception))
+        self.assertFalse(os.path.exists(temp))
+        self.assertEqual((await self.scanned(storage)).records, {})
 
     async def test_adopt_copies_in_the_store(self):
         """

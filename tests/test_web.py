@@ -28,7 +28,13 @@ from pypid.core.details import Details
 from pypid.core.distribution import inspect
 from pypid.core.index import Index
 from pypid.storage import sidecars
-from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, StorageError
+from pypid.storage.interface import (
+    MemoryFile,
+    RecordRefused,
+    Redirect,
+    RemoteBytes,
+    StorageError,
+)
 from pypid.web.areas import Areas
 from tests.distributions import (
     make_sdist,
@@ -1423,6 +1429,18 @@ class StorageFailureTests(_ServerMixin, SynchronousTestCase):
         undo()
         self.uploaded()
         self.assertIsNotNone(self.index.get_file(WHEEL_NAME))
+
+    def test_record_refused(self):
+        """
+        A record the storage cannot keep (S3's 2 KB of user metadata) is a
+        400 saying why, not a 503 to retry; nothing is indexed.
+        """
+        self.patch(type(self.storage), "publish", lambda storage, *args: fail(RecordRefused(
+            "its record needs 2100 bytes of S3 user metadata")))
+        response, body = self.upload()
+        self.assertEqual(response.code, 400, body)
+        self.assertIn(b"content: its record needs 2100 bytes of S3 user metadata", body)
+        self.assertIsNone(self.index.get_file(WHEEL_NAME))
 
     def test_yank_failure(self):
         """A yank the storage cannot write answers 503, and the index is unchanged."""

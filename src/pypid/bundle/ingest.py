@@ -83,7 +83,7 @@ from pypid.core.upload_rules import UploadRules
 from pypid.core.wheel_variants import InvalidVariant, check_joins
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run
 
 log = Logger()
 
@@ -475,6 +475,9 @@ class Ingest:
         except FilenameDeleted:
             report.conflicts.append((filename, "it was deleted here meanwhile, and a deleted "
                                                "filename is never used again"))
+            return
+        except RecordRefused as e:
+            report.refused.append((arrival.origin, str(e)))
             return
         if record.yanked is not None:
             await self._storage.update(record)

@@ -101,6 +101,14 @@ class FileExists(Exception):
         self.record = record
 
 
+class RecordRefused(Exception):
+    """
+    The backend cannot keep this file's record as it is (S3's 2 KB of an
+    object's user metadata): nothing was stored, and the upload is refused
+    (400) with the reason, rather than failing as the store would.
+    """
+
+
 class FilenameDeleted(Exception):
     """The filename belonged to a file that was deleted; it is never reused."""
 

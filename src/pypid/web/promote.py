@@ -115,6 +115,7 @@ from pypid.storage.interface import (
     FilenameDeleted,
     IAdoptingStorage,
     IStorage,
+    RecordRefused,
     StorageError,
 )
 from pypid.storage.locks import KeyedLock
@@ -494,6 +495,8 @@ async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str =
                        "name is never used again")
     except FileNotFoundError:
         raise NotFound(f"{filename}: no longer stored in the index it is promoted from")
+    except RecordRefused as e:
+        raise Conflict(f"{filename}: {target} cannot keep it: {e}") from None
     except StorageError as e:
         log.error("Promotion failed on {filename}: {error}", filename=filename or "its journal",
                   error=str(e))

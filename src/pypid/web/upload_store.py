@@ -31,7 +31,14 @@ from pypid.core.readme import Renderer
 from pypid.core.upload import UploadRequest
 from pypid.core.upload_rules import IndexUploadRules
 from pypid.core.wheel_variants import InvalidVariant, check_joins
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Run, StorageError
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
+    IStorage,
+    RecordRefused,
+    Run,
+    StorageError,
+)
 from pypid.storage.locks import KeyedLock
 from pypid.web.audit_trail import AuditTrail, facts_of
 from pypid.web.change_checks import ChangeChecks, storage_call
@@ -184,6 +191,8 @@ class UploadStore:
                 await storage_call(self._storage.update, record)
         except FilenameDeleted:
             raise _deleted(upload.filename)
+        except RecordRefused as e:
+            raise BadRequest(f"content: {e}") from None
         except StorageError as e:
             log.error("Upload of {filename} failed: {error}", filename=upload.filename,
                       error=str(e))

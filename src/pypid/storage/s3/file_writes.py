@@ -76,6 +76,8 @@ class FileWrites:
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
         try:
+            # (first: a record S3 cannot keep is refused before any write)
+            headers = metadata_headers(record)
             if await client.head(layout.deleted_key(record.filename)) is not None:
                 raise FilenameDeleted(record.filename)
             if provenance is not None and record.provenance_sha256 is not None:
@@ -84,7 +86,6 @@ class FileWrites:
                 await client.put(layout.provenance_key(record.filename,
                                                        record.provenance_sha256),
                                  provenance, {"content-type": "application/json"})
-            headers = metadata_headers(record)
             headers["content-type"] = "application/octet-stream"
             written = await self._writer.write_file(key, temp_path, record, headers)
             if not written:

@@ -36,7 +36,7 @@ from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.readme import Renderer, render_description
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.interface import RecordRefused, Run, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
 from pypid.storage.s3.layout import (
     Layout,
@@ -213,7 +213,7 @@ class Importer:
                 "x-amz-copy-source-if-match": item.etag,
             })
             await client.call("PUT", self._layout.file_key(path), headers=headers)
-        except StorageError as e:
+        except (StorageError, RecordRefused) as e:
             log.warn("Cannot keep the record of {path} in the bucket: {error}",
                      path=path, error=str(e))
         return record

@@ -54,6 +54,8 @@ filename. Their records are learnt by reading the file once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import json
 from urllib.parse import quote, unquote
@@ -63,7 +65,7 @@ import attrs
 from pypid.core.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.names import InvalidName, normalize, parse_filename
 from pypid.core.s3_limits import MAX_USER_METADATA
-from pypid.storage.interface import document_name
+from pypid.storage.interface import RecordRefused, document_name
 
 _INTERNAL = ".pypid/"
 METADATA_SUFFIX = ".metadata"
@@ -213,12 +215,12 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
         "md5": record.md5,
         "metadata-sha256": record.metadata_sha256,
         "provenance-sha256": record.provenance_sha256,
-        "requires-python": (quote(record.requires_python, safe=_SPECIFIER_SAFE)
+        "requires-python": (quote(record.requires_python, safe="")
                             if record.requires_python is not None else None),
-        # (a variant wheel's variant.json is printable ASCII already: its
-        # JSON punctuation kept as it is, at most VARIANT_BYTES)
-        "variant": (quote(record.variant, safe=_VARIANT_SAFE)
-                    if record.variant is not None else None),
+        # (a variant wheel's variant.json, at most VARIANT_BYTES: in
+        # base64url, letters, digits, - and _ as every value here, 4/3 of
+        # it where quoting its JSON punctuation would be 5/3)
+        "variant": (_b64(record.variant) if record.variant is not None else None),
         "summary": quote(record.summary, safe="") if record.summary is not None else None,
         "uploader": quote(record.uploader, safe="") if record.uploader is not None else None,
     }
@@ -228,14 +230,17 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
     return _fit(headers, record)
 
 
-#: what the variant header keeps as it is: every printable ASCII character
-#: but "%" (quoted, so that unquote gives back what was written) and space
-#: (a variant's text has neither: its schema URL cannot, and names are
-#: [a-z0-9_.])
-_VARIANT_SAFE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) != "%")
-#: what a Requires-Python header keeps as it is: a specifier's operators
-#: and separators, one byte each rather than three (a space is quoted)
-_SPECIFIER_SAFE = "<>=!~,.*"
+def _b64(text: str) -> str:
+    """C{text} (ASCII) in base64url without padding."""
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _unb64(value: str) -> str:
+    """L{_b64}'s text again (L{ValueError} for what it could not have made)."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"an unreadable variant: {e}") from None
 
 
 def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
@@ -244,6 +249,11 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
     the summary, then the uploader, cut further in the header only (their
     quoted form is up to 3 bytes a byte; a record rebuilt from the object
     has them shorter). Only a record near every cap at once needs it.
+
+    @raise RecordRefused: what cannot be cut is over all the same (a
+        name, a version and a Requires-Python near their caps of 200, 200
+        and 2,048 characters; a variant's 683 bytes in base64), which S3
+        would refuse: the file is not stored, saying why.
     """
     def size() -> int:
         return sum(len(k) - len(_META) + len(v) for k, v in headers.items())
@@ -261,6 +271,10 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
             headers[key] = quote(text, safe="")
         else:
             del headers[key]
+    if size() > MAX_USER_METADATA:
+        raise RecordRefused(
+            f"its record needs {size()} bytes of S3 user metadata, over the {MAX_USER_METADATA} "
+            "S3 keeps (its name, version, Requires-Python and variant.json are too long)")
     return headers
 
 
@@ -302,7 +316,7 @@ def record_from_headers(path: str, size: int,
             "provenance_sha256": headers.get(_META + "provenance-sha256"),
             "summary": unquote(summary) if summary is not None else None,
             "uploader": unquote(uploader) if uploader is not None else None,
-            "variant": unquote(variant) if variant is not None else None,
+            "variant": _unb64(variant) if variant is not None else None,
         })
     except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None

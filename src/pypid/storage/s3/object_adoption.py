@@ -68,9 +68,9 @@ class ObjectAdoption:
         layout, client = self._layout, self._client
         adopted = record.replace(path=record.filename)
         key = layout.file_key(adopted.path)
+        headers = metadata_headers(adopted)
         if await client.head(layout.deleted_key(adopted.filename)) is not None:
             raise FilenameDeleted(adopted.filename)
-        headers = metadata_headers(adopted)
         headers["content-type"] = "application/octet-stream"
         written = await self._writer.copy_file(key, source.file, adopted, headers)
         if not written:
