@@ -92,12 +92,15 @@ from tests.harness_tap import AtOncePool, ThreadedReactor
 from tests.harness_upstream import Origins, make_source
 from tests.osv_records import osv_record
 
+# (print_blob: a failure prints the @reproduce_failure line that replays
+# it, since trial's folder, and the example database in it, is cleared by
+# the next run)
 settings.register_profile("ci", max_examples=12, stateful_step_count=12, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("medium", max_examples=200, stateful_step_count=30, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("long", max_examples=400, stateful_step_count=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
 DAY = 86400.0
