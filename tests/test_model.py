@@ -1044,6 +1044,25 @@ def password_hash():
 class ModelTests(SynchronousTestCase):
     """The state machine, in the profile the environment names (L{PROFILE})."""
 
+    def test_denied_release_of_a_proxied_project(self):
+        """
+        (Found by the model.) In a view that denies a release, the legacy
+        JSON of a project it lists from the upstream alone lists that
+        release, as its page does (listed yanked, its file refused), and
+        names its advisory; it answered 404 once the release was its only one.
+        """
+        machine = IndexMachine()
+        machine.start(uploads=[("default", "public-lib", "1.0")])
+        machine.advise(project="corp-lib", version="9.9")
+        machine.upstream_release(project="corp-lib", version="9.9")
+        machine.time_passes(seconds=DAY)
+        response, body = machine.request("GET", "/cool/pypi/corp-lib/json")
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(json.loads(body)["vulnerabilities"][0]["id"],
+                         "PYSEC-2026-corp-lib-9.9")
+        machine.pages_and_files_agree()
+        machine.teardown()
+
     def test_whole_index(self):
         case = IndexMachine.TestCase
         case.settings = settings.get_profile(PROFILE)

@@ -32,7 +32,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from pypid.core import legacy_info, render
-from pypid.core.advisories import AdvisoryPolicy, no_advisories, vulnerability_json
+from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories, vulnerability_json
 from pypid.core.bounded import put_newest
 from pypid.core.http_errors import NotFound
 from pypid.core.index import Index
@@ -184,7 +184,10 @@ class LegacyJSON:
         if composition is None or not composition.files:
             upstream_failure([value for ok, value in results if not ok])
             raise NotFound("no such project")
-        files = [f for f, _ in composition.files if not policy.hidden(project, f.version)]
+        # (as the page lists them: a hidden release left out, a denied one
+        # kept, its vulnerabilities named)
+        files = [f for f, _ in composition.files
+                 if not _left_off(policy.verdict(project, f.version))]
         if not files:
             raise NotFound("no such project")
         found = legacy_info.listed_releases(cast("list[LegacyFile]", files), self._file_url)
@@ -293,3 +296,12 @@ class LegacyJSON:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
         base = self._base_url or "/"
         return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"
+
+
+def _left_off(verdict: Verdict | None) -> bool:
+    """
+    Whether the pages leave a release with this verdict off: hidden, not
+    denied (a denied release is listed, yanked:
+    L{pypid.core.rendered_pages.advised_files}).
+    """
+    return verdict is not None and verdict.hides and not verdict.denies
