@@ -309,7 +309,9 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(len(body), entry["size"])
         html = self.call("get", f"{index}/simple/demo/", user=None,
                          headers={"Accept": "text/html"})[1].decode()
-        self.assertIn(f'demo-{version}-variants.json#sha256={entry["hashes"]["sha256"]}', html)
+        anchor = f'demo-{version}-variants.json#sha256={entry["hashes"]["sha256"]}" data-size='
+        self.assertIn(f'{anchor}"{entry["size"]}">demo-{version}-variants.json</a>', html)
+        self.assertNotIn("upload-time", entry)
         return json.loads(body)
 
     def test_served(self):
