@@ -13,7 +13,7 @@ import os
 import time
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.core.distribution import inspect
@@ -26,11 +26,13 @@ from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
 from pypid.storage import snapshot
+from pypid.storage.local import LocalStorage
 from pypid.storage.s3.layout import metadata_headers, record_from_headers
 from pypid.tap import build_service
 from pypid.upstream.parser import parse_page
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
-from tests.fakes import FAST, multipart_body, twine_fields
+from tests.fakes import FAST, multipart_body, run_now, twine_fields, write_file
+from tests.harness_admin import run_admin
 from tests.harness_export import ExportCase
 from tests.harness_indexes import _ServerMixin, site_treq
 from tests.harness_tap import AtOncePool, FakeThreadPool
@@ -605,3 +607,47 @@ class RaceTests(_ServerMixin, SynchronousTestCase):
                           headers={"Accept": SIMPLE_JSON})))))
         self.assertEqual([f["filename"] for f in page["files"]],
                          [other[0], "demo-1.0-variants.json"])
+
+
+class BundleTests(TestCase):
+    """
+    A bundle carries each variant wheel's record, variant.json and all
+    (PEP 825); an import holds what it brings to the target's release.
+    """
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+
+    def config(self, name, wheels):
+        """A configuration of a storage folder C{name} holding C{wheels}."""
+        storage = os.path.join(self.folder, name)
+        os.makedirs(storage)
+        for filename, data in wheels:
+            write_file(os.path.join(storage, filename), data)
+        return write_file(os.path.join(self.folder, name + ".ini"), (
+            f"[storage]\npath = {storage}\n[pypid]\n"
+            f"snapshot = {self.folder}/{name}.json\n").encode()), storage
+
+    async def test_round_trip(self):
+        """
+        Exported and imported, the wheels keep their variant.json in the
+        target's records (what its pages make the index-level file of); a
+        wheel that disagrees with the target's release is refused, saying
+        why, and the others are taken.
+        """
+        source, _ = self.config("source", [wheel(None), wheel("v3"), wheel("v4")])
+        disagreeing = make_wheel("demo", "1.0", tag="1-" + TAG, variant="v4",
+                                 variant_json=variant_document("v4", {"x86_64": {"level": ["v9"]}}))
+        config, target = self.config("target", [disagreeing])
+        bundle = os.path.join(self.folder, "bundle.tar.gz")
+        code, out, err = await run_admin(source, "export", to=bundle)
+        self.assertEqual((code, err), (0, ""), out)
+        code, out, err = await run_admin(config, "import", source=bundle)
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"{wheel('v4')[0]}: variant.json: variant label v4: other properties",
+                      out)
+        records = (await LocalStorage(target, run_now).scan({}, 0.0)).records
+        self.assertEqual(sorted(records), sorted([wheel(None)[0], wheel("v3")[0],
+                                                  disagreeing[0]]))
+        self.assertEqual(json.loads(records[wheel("v3")[0]].variant),
+                         variant_document("v3"))
