@@ -69,7 +69,7 @@ class LedgerTests(SynchronousTestCase):
                                      st.frozensets(st.from_regex(r"\A[a-z]{1,6}\Z"),
                                                    max_size=3)),
                            max_size=8))
-    @settings(suppress_health_check=[HealthCheck.too_slow])
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     def test_round_trip(self, found):
         ledger = GrantLedger({key: GrantEntry(since, before)
                               for key, (since, before) in found.items()})

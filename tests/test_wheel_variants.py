@@ -6,7 +6,7 @@ from a version's wheels.
 
 import json
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -146,6 +146,8 @@ class CombineTests(SynchronousTestCase):
     def wheel(self, label, props, namespaces, schema=SCHEMA):
         return VariantMetadata(schema, tuple(namespaces), {label: props})
 
+    # (no deadline, nor a health check on speed: the machine's speed is no property)
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(st.tuples(st.from_regex(r"\A[a-z0-9_.]{1,6}\Z"), _props), min_size=1,
                     max_size=6, unique_by=lambda t: t[0]), st.data())
     def test_order_does_not_matter(self, wheels, data):
