@@ -3,7 +3,7 @@ Tests for the namespace grants (PEP 752, issue 46): their parsing, the
 rules PEP 752 sets a repository, and which projects they cover.
 """
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -76,6 +76,7 @@ class CoverageTests(SynchronousTestCase):
         self.assertEqual(refusal(grants, {"user:eve"}, False).name, "acme")
         self.assertIsNone(refusal(grants, {"user:eve"}, True))
 
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.text(max_size=20), st.text(max_size=40))
     def test_any_line(self, key, value):
         """Any line gives a grant or L{InvalidGrant}, never another error."""
