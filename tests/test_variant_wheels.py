@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -21,7 +22,7 @@ from pypid.core.model import VARIANT_BYTES, FileRecord
 from pypid.core.render import CONTENT_TYPES, HTML, JSON, Page
 from pypid.core.rendered_pages import page_bytes
 from pypid.core.s3_limits import MAX_USER_METADATA
-from pypid.core.variant_files import NO_VARIANTS, VariantsFile, with_variant_files
+from pypid.core.variant_files import NO_VARIANTS, VARIANTS, VariantsFile, with_variant_files
 from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
@@ -29,6 +30,7 @@ from pypid.storage import snapshot
 from pypid.storage.local import LocalStorage
 from pypid.storage.s3.layout import metadata_headers, record_from_headers
 from pypid.tap import build_service
+from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, run_now, twine_fields, write_file
@@ -156,6 +158,35 @@ class RecordTests(SynchronousTestCase):
         self.assertEqual([f.filename for f in parsed.files], [f"demo-1.0-{TAG}.whl"])
         self.assertIn("a variant wheel (PEP 825)", dict(parsed.skipped)[
             f"demo-1.0-{TAG}-x86_64_v3.whl"])
+
+    def test_upstream_index_level_files_kept_apart(self):
+        """
+        An upstream page's index-level files (PEP 825) are read apart from
+        its distributions, with their version and digest, and kept with
+        the cached page; another project's is refused.
+        """
+        names = ("Demo-1.0.0-variants.json", "demo-2.0-variants.json",
+                 "other-1.0-variants.json", "demo-x.y-variants.json")
+        page = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": [
+            {"filename": name, "url": f"https://upstream.example/f/{name}",
+             "hashes": {"sha256": f"{i}" * 64}, "size": 100 + i}
+            for i, name in enumerate(names)]}).encode()
+        parsed = parse_page(page, JSON_TYPE_UPSTREAM, "https://upstream.example/simple/demo/",
+                            "demo")
+        self.assertEqual(parsed.files, ())
+        self.assertEqual([(f.filename, f.version, f.sha256, f.size, f.packagetype)
+                          for f in parsed.variants],
+                         [("Demo-1.0.0-variants.json", "1.0.0", "0" * 64, 100, VARIANTS),
+                          ("demo-2.0-variants.json", "2.0", "1" * 64, 101, VARIANTS)])
+        self.assertEqual(sorted(dict(parsed.skipped)),
+                         ["demo-x.y-variants.json", "other-1.0-variants.json"])
+        kept = entry_from_json(json.loads(json.dumps(entry_to_json(CachedPage(parsed, 5.0)))))
+        # (the cache keeps what it serves again, not the page's refusals)
+        self.assertEqual(kept.page, attrs.evolve(parsed, skipped=(), refused=0))
+        plain = parse_page(json.dumps({"meta": {"api-version": "1.1"}, "name": "demo",
+                                       "files": []}).encode(), JSON_TYPE_UPSTREAM,
+                           "https://upstream.example/simple/demo/", "demo")
+        self.assertNotIn("variants", entry_to_json(CachedPage(plain, 5.0))["page"])
 
 
 class _Listed:

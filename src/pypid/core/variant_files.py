@@ -42,6 +42,10 @@ NO_VARIANTS: Mapping[str, bytes] = MappingProxyType({})
 #: how an index-level file's name ends
 SUFFIX = "-variants.json"
 
+#: the packagetype of an index-level file an upstream's page lists
+#: (L{pypid.upstream.parser.UpstreamPage.variants}): no distribution's
+VARIANTS = "variants"
+
 
 class VariantListed(Protocol):
     """What a page lists of a file that this module reads."""

@@ -432,6 +432,8 @@ def entry_to_json(entry: CachedPage) -> dict[str, Any]:
             "last_serial": page.last_serial,
             "files": [attrs.asdict(f) for f in page.files],
             "status": None if page.status is None else attrs.asdict(page.status),
+            # (left out without any: a saved page is what it always was)
+            **({"variants": [attrs.asdict(f) for f in page.variants]} if page.variants else {}),
         },
     }
 
@@ -449,6 +451,7 @@ def entry_from_json(data: Any) -> CachedPage:
         page = UpstreamPage(
             project=value["project"], name=value["name"], last_serial=value["last_serial"],
             files=tuple(UpstreamFile(**f) for f in value["files"]),
+            variants=tuple(UpstreamFile(**f) for f in value.get("variants") or ()),
             status=(upstream_status(status.get("status"), status.get("reason"))
                     if isinstance(status, dict) else None))
     return CachedPage(page, float(data["fetched_at"]))

@@ -46,8 +46,16 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import attrs
 
 from pypid.core.model import cut_reason, format_upload_time
-from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.names import (
+    InvalidName,
+    canonical_version,
+    is_valid_name,
+    normalize,
+    parse_filename,
+)
 from pypid.core.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
+from pypid.core.variant_files import SUFFIX as VARIANTS_SUFFIX
+from pypid.core.variant_files import VARIANTS, is_variants_filename
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -183,6 +191,11 @@ class UpstreamPage:
         C{_last-serial}), or L{None} when it gives none.
     @ivar status: the project's status upstream (PEP 792), or L{None} when
         it is active (or the page says nothing usable).
+    @ivar variants: the index-level files of variants (PEP 825,
+        C{{name}-{version}-variants.json}) the page lists, each an
+        L{UpstreamFile} of packagetype L{VARIANTS}, sorted by filename:
+        kept apart from the distributions (no download, listing or legacy
+        JSON of the upstream's files takes them for one).
     """
 
     project: str
@@ -192,6 +205,7 @@ class UpstreamPage:
     refused: int = 0
     last_serial: int | None = None
     status: ProjectStatus | None = None
+    variants: tuple[UpstreamFile, ...] = ()
 
     @property
     def quarantined(self) -> bool:
@@ -250,11 +264,12 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
         raise UpstreamPageError(f"unsupported content type {quoted(content_type)}")
     if serial is None:
         serial = _serial(last_serial_header)
-    files, skipped, refused = _check_entries(entries, project)
+    files, skipped, refused, variants = _check_entries(entries, project)
     return UpstreamPage(
         project=project,
         name=name,
         files=tuple(sorted(files, key=lambda f: f.filename)),
+        variants=tuple(sorted(variants, key=lambda f: f.filename)),
         skipped=tuple(skipped),
         refused=refused,
         last_serial=serial,
@@ -779,7 +794,8 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
 
 
 def _check_entries(entries: list[_Entry], project: str
-                   ) -> tuple[list[UpstreamFile], list[tuple[str, str]], int]:
+                   ) -> tuple[list[UpstreamFile], list[tuple[str, str]], int,
+                              list[UpstreamFile]]:
     """
     Check each entry the same way whichever form it came from.
 
@@ -789,11 +805,12 @@ def _check_entries(entries: list[_Entry], project: str
 
     @param entries: C{(label, filename or None, fields or None, reason or
         None)} tuples in page order.
-    @return: C{(files, skipped, refused)}: the files, the first
-        L{SKIPPED_EXAMPLES} refusals with their reasons, and how many entries
-        were refused.
+    @return: C{(files, skipped, refused, variants)}: the files, the first
+        L{SKIPPED_EXAMPLES} refusals with their reasons, how many entries
+        were refused, and the index-level files of variants (PEP 825).
     """
     files: list[UpstreamFile] = []
+    variants: list[UpstreamFile] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     refused = 0
@@ -816,6 +833,15 @@ def _check_entries(entries: list[_Entry], project: str
             continue
         # (an entry without a reason has its filename and fields)
         assert filename is not None and fields is not None
+        if is_variants_filename(filename):
+            version = _variants_version(filename, project)
+            if version is None:
+                refuse(label, "not this project's index-level file of variants")
+            else:
+                variants.append(UpstreamFile(filename=filename, project=project,
+                                             version=version, packagetype=VARIANTS,
+                                             **fields))
+            continue
         try:
             parsed = parse_filename(filename, legacy=True)
         except InvalidName as e:
@@ -838,4 +864,19 @@ def _check_entries(entries: list[_Entry], project: str
                 **fields,
             )
         )
-    return files, skipped, refused
+    return files, skipped, refused, variants
+
+
+def _variants_version(filename: str, project: str) -> str | None:
+    """
+    The normalized version an index-level file of variants of C{project}
+    names (C{foo_bar-1.0-variants.json}), or L{None} when it is not one
+    of C{project}'s (another name, a version that is not PEP 440's).
+    """
+    name, _, version = filename[: -len(VARIANTS_SUFFIX)].rpartition("-")
+    if not is_valid_name(name) or normalize(name) != project:
+        return None
+    try:
+        return canonical_version(version)
+    except InvalidName:
+        return None
