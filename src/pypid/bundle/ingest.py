@@ -65,6 +65,7 @@ from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.manifest import AUDIT, BundledStatus
+from pypid.core.advisories import release_key
 from pypid.core.audit_chain import Entry, verify_writers
 from pypid.core.distribution import inspect
 from pypid.core.metadata import InvalidDistribution
@@ -75,7 +76,7 @@ from pypid.core.model import (
     cut_text,
     format_upload_time,
 )
-from pypid.core.names import InvalidName, parse_filename, project_of_filename, release_of
+from pypid.core.names import InvalidName, parse_filename, project_of_filename
 from pypid.core.project_status import ProjectStatus
 from pypid.core.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.readme import Renderer, render_description
@@ -498,8 +499,8 @@ class Ingest:
             for held in self._records.values():
                 if held.variant is not None:
                     self._variants.setdefault(
-                        (held.project, release_of(held.version)), []).append(held.variant)
-        others = self._variants.setdefault((record.project, release_of(record.version)), [])
+                        (held.project, release_key(held.version)), []).append(held.variant)
+        others = self._variants.setdefault((record.project, release_key(record.version)), [])
         try:
             check_joins(record.variant, others)
         except InvalidVariant as e:

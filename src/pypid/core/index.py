@@ -23,14 +23,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from pypid.core.advisories import AdvisoryPolicy, no_advisories
+from pypid.core.advisories import AdvisoryPolicy, no_advisories, release_key
 from pypid.core.later_projects import LaterProject, LaterProjects
 from pypid.core.model import FileRecord
 from pypid.core.names import (
     filename_key,
     normalize,
     project_of_filename,
-    release_of,
 )
 from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.project import Project
@@ -200,19 +199,19 @@ class Index:
         """The record of the file C{filename} if it is in the recycle bin, else L{None}."""
         return self._binned.get(filename)
 
-    def variant_wheels(self, project: str, version: str) -> list[FileRecord]:
+    def release_variants(self, project: str, version: str) -> list[str]:
         """
-        The variant wheels (PEP 825) of the release C{version} of C{project}
-        (any spelling of it: C{1.0.0} is C{1.0}), live and in the recycle
-        bin (a restore brings one back): what a new one's C{variant.json}
-        must agree with.
+        The C{variant.json} of each variant wheel (PEP 825) of the release
+        C{version} of C{project} (any spelling of it: C{1.0.0} is C{1.0}),
+        live and in the recycle bin (a restore brings one back): what a new
+        one's must agree with (L{pypid.core.wheel_variants.check_joins}).
         """
         found = self._projects.get(project)
         live = found.files.values() if found is not None else ()
-        release = release_of(version)
-        return [record for record in (*live, *self._binned.values())
+        release = release_key(version)
+        return [record.variant for record in (*live, *self._binned.values())
                 if record.variant is not None and record.project == project
-                and release_of(record.version) == release]
+                and release_key(record.version) == release]
 
     def held(self, filename: str) -> FileRecord | None:
         """

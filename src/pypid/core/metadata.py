@@ -708,15 +708,10 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
             f.seek(0)
             with zipfile.ZipFile(f) as zf:
                 if is_wheel:
-                    # (a variant wheel's WHEEL names the tags of its name
-                    # without the label: PEP 825)
-                    plain = split_label(filename)[0] if parsed.variant is not None else filename
-                    raw = _wheel_metadata(zf, parsed, max_metadata_size,
-                                          plain if wheel_tags is not None else None,
-                                          mismatch if wheel_tags == "note" else None,
-                                          tags_only=not strict)
-                    if parsed.variant is not None:
-                        variant = _wheel_variant(zf, parsed.variant)
+                    raw, variant = _wheel_metadata(zf, parsed, max_metadata_size,
+                                                   filename if wheel_tags is not None else None,
+                                                   mismatch if wheel_tags == "note" else None,
+                                                   tags_only=not strict)
                 else:
                     raw = _zip_sdist_metadata(zf, max_metadata_size,
                                               _SdistLayout(parsed if strict else None))
@@ -971,13 +966,16 @@ _cached_version = functools.lru_cache(maxsize=4096)(_parse_version)
 
 def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                     filename: str | None = None, mismatch: list[str] | None = None,
-                    tags_only: bool = False) -> bytes:
+                    tags_only: bool = False) -> tuple[bytes, str | None]:
     """
     Return the bytes of a wheel's METADATA after checking its layout, and,
     given the C{filename} (uploads), its C{WHEEL} file against that name:
     Tag lines that differ are refused, or, given a C{mismatch} list, noted
     in it and taken. With C{tags_only} (an import, read leniently), only
-    a readable C{WHEEL}'s tags are held to the name.
+    a readable C{WHEEL}'s tags are held to the name. A variant wheel's
+    C{WHEEL} names the tags of its name without the label (PEP 825), and
+    its C{variant.json} is read too (L{_wheel_variant}): the second value,
+    L{None} for a plain wheel.
     """
     names = zf.namelist()
     _refuse_duplicates(names)
@@ -1005,6 +1003,8 @@ def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                 f"the wheel has no {escape_text(info_dir)}/{member}"
             )
     member = f"{info_dir}/WHEEL"
+    if filename is not None and parsed.variant is not None:
+        filename = split_label(filename)[0]
     if filename is not None and tags_only:
         try:
             info = (parse_wheel_file(_read_zip_member(zf, zf.getinfo(member),
@@ -1019,7 +1019,9 @@ def _wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
         raw = _read_zip_member(zf, zf.getinfo(member), MAX_WHEEL_FILE_SIZE)
         info = parse_wheel_file(raw, escape_text(member))
         _hold_to_filename(info, filename, escape_text(member), mismatch, build=True)
-    return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit)
+    variant = (_wheel_variant(zf, info_dir, parsed.variant) if parsed.variant is not None
+               else None)
+    return _read_zip_member(zf, zf.getinfo(f"{info_dir}/METADATA"), limit), variant
 
 
 def _hold_to_filename(info: WheelInfo, filename: str, member: str, mismatch: list[str] | None,
@@ -1039,9 +1041,9 @@ def _hold_to_filename(info: WheelInfo, filename: str, member: str, mismatch: lis
             check_matches_filename(info, filename, member, tags=False)
 
 
-def _wheel_variant(zf: zipfile.ZipFile, label: str) -> str:
+def _wheel_variant(zf: zipfile.ZipFile, info_dir: str, label: str) -> str:
     """
-    A variant wheel's C{*.dist-info/variant.json} (the one C{.dist-info}
+    A variant wheel's C{variant.json} in C{info_dir} (the one C{.dist-info}
     directory L{_wheel_metadata} checked), held to PEP 825's rules and to
     the filename's C{label}, as its record keeps it: compact, at most
     L{VARIANT_BYTES}. Checked whether or not the upload rules apply (an
@@ -1049,8 +1051,6 @@ def _wheel_variant(zf: zipfile.ZipFile, label: str) -> str:
 
     @raise InvalidDistribution: naming the rule (field C{variant.json}).
     """
-    info_dir = next(name.split("/", 1)[0] for name in zf.namelist()
-                    if name.split("/", 1)[0].endswith(".dist-info"))
     member = f"{info_dir}/variant.json"
     try:
         entry = zf.getinfo(member)

@@ -23,7 +23,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from pypid.core.wheel_variants import InvalidVariant, split_label
+from pypid.core.wheel_variants import InvalidVariant, labelled, split_label
 
 V = TypeVar("V")
 
@@ -296,17 +296,7 @@ def variant_release(filename: str) -> str | None:
         return None
     if parsed.variant is None:
         return None
-    return f"{parsed.project}|{release_of(parsed.version)}|variants"
-
-
-def release_of(version: str) -> str:
-    """
-    The release a normalized version belongs to, as the public index
-    compares releases (C{1.0} and C{1.0.0} are one): what
-    L{distribution_key} and a release's variant wheels (PEP 825) are
-    grouped by.
-    """
-    return _release(version)
+    return f"{parsed.project}|{_release(parsed.version)}|variants"
 
 
 def distribution_key(project: str, version: str, packagetype: str, filename: str) -> str:
@@ -351,11 +341,8 @@ def _wheel_tags(tail: str) -> str:
     installers compare it, C{01} being C{1}.
     """
     parts = tail.split("-")
-    label = ""
-    if len(parts) == 5 or (len(parts) == 4 and not parts[0][:1].isdigit()):
-        # (a variant wheel's: its label last, a distribution of its own;
-        # its Python tag never starts with a digit, a build tag always does)
-        label = "|" + parts.pop()
+    # (a variant wheel's label last: a distribution of its own)
+    label = "|" + parts.pop() if labelled(parts) else ""
     if len(parts) == 4:
         match = _BUILD.match(parts[0])
         build = f"{int(match.group(1))}{match.group(2)}" if match else parts[0]

@@ -33,7 +33,8 @@ from urllib.parse import quote
 
 import attrs
 
-from pypid.core.names import release_of
+from pypid.core.advisories import release_key
+from pypid.core.names import InvalidName, canonical_version, is_valid_name, normalize
 from pypid.core.wheel_variants import index_level, variants_filename
 
 #: the bodies of a page without variant wheels
@@ -91,6 +92,22 @@ def is_variants_filename(filename: str) -> bool:
     return filename.endswith(SUFFIX)
 
 
+def variants_version(filename: str, project: str) -> str | None:
+    """
+    The normalized version an index-level file of C{project} names
+    (C{foo_bar-1.0-variants.json}: L{variants_filename} read back), or
+    L{None} when it is not one of C{project}'s (another name, a version
+    that is not PEP 440's).
+    """
+    name, _, version = filename[: -len(SUFFIX)].rpartition("-")
+    if not is_valid_name(name) or normalize(name) != project:
+        return None
+    try:
+        return canonical_version(version)
+    except InvalidName:
+        return None
+
+
 def variants_link(project: str, filename: str) -> str:
     """
     The link a page gives an index-level file: relative to the page
@@ -111,7 +128,7 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
     and L{NO_VARIANTS} when no file is a variant wheel.
 
     A file is made of the variant wheels of the whole release (C{1.0} and
-    C{1.0.0} are one: L{release_of}), whichever spelling each has; a
+    C{1.0.0} are one: L{release_key}), whichever spelling each has; a
     release spelled two ways has a file under each, the same bytes.
     Their variants are combined first uploaded first (L{index_level}): a
     wheel whose data disagrees with those before it is left out of the
@@ -120,7 +137,7 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
     releases: dict[str, list[F]] = {}
     for f, _url in pairs:
         if f.variant is not None:
-            releases.setdefault(release_of(f.version), []).append(f)
+            releases.setdefault(release_key(f.version), []).append(f)
     if not releases:
         return pairs, NO_VARIANTS
     made: dict[str, tuple[VariantsFile, str]] = {}

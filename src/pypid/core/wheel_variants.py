@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -69,6 +69,16 @@ class InvalidVariant(ValueError):
     """Variant data that breaks a rule of PEP 825; the message names the rule."""
 
 
+def labelled(tail: Sequence[str]) -> bool:
+    """
+    Whether a wheel filename's parts after its name and version
+    (C{[build-]python-abi-platform[-label]}) end in a variant label: five
+    of them, or four whose first is no build tag (a build tag starts with a
+    digit, and a variant wheel's Python tag never does).
+    """
+    return len(tail) == 5 or (len(tail) == 4 and not tail[0][:1].isdigit())
+
+
 def split_label(filename: str) -> tuple[str, str | None]:
     """
     A wheel's filename without its variant label, and the label (L{None}:
@@ -81,7 +91,7 @@ def split_label(filename: str) -> tuple[str, str | None]:
     if not filename.endswith(".whl"):
         return filename, None
     parts = filename[:-4].split("-")
-    if len(parts) == 7 or (len(parts) == 6 and not parts[2][:1].isdigit()):
+    if labelled(parts[2:]):
         label = parts[-1]
         if not _LABEL.match(label):
             raise InvalidVariant(f"variant label {label!r}: only 0-9, a-z, _ and . (PEP 825)")
@@ -114,16 +124,16 @@ class VariantMetadata:
                          for label, props in sorted(self.variants.items())},
         }
 
-    def to_bytes(self) -> bytes:
-        """L{to_json} as compact UTF-8 JSON: the bytes the index-level file serves."""
-        return json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
-
     def to_text(self) -> str:
         """
-        L{to_bytes} as text: what a file record keeps of a wheel's
+        L{to_json} as compact JSON: what a file record keeps of a wheel's
         C{variant.json} (printable ASCII, every name and the schema URL being so).
         """
         return json.dumps(self.to_json(), separators=(",", ":"))
+
+    def to_bytes(self) -> bytes:
+        """L{to_text} as bytes: what the index-level file serves."""
+        return self.to_text().encode("ascii")
 
 
 def schema_version(url: object) -> tuple[int, int, int]:
@@ -312,15 +322,15 @@ def index_level(variants: Iterable[str]) -> VariantMetadata | None:
     bucket each took one the other would have refused) is left out of the
     file, rather than failing the page; the wheel itself is still listed.
     """
-    taken: list[VariantMetadata] = []
+    combined: VariantMetadata | None = None
     for text in variants:
         meta = read_variant_json(text.encode("utf-8"))
         try:
-            combine((*taken, meta))
+            # (combining is associative: the union so far stands for those before)
+            combined = combine((combined, meta)) if combined is not None else meta
         except InvalidVariant:
             continue
-        taken.append(meta)
-    return combine(taken)
+    return combined
 
 
 def _plain(props: Properties) -> dict[str, dict[str, tuple[str, ...]]]:

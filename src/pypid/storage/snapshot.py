@@ -98,7 +98,7 @@ from twisted.logger import Logger
 
 from pypid.core.clock_steps import ClockReading
 from pypid.core.later_projects import LaterProject
-from pypid.core.model import DIGESTS, FileRecord, check_variant, raw_digest
+from pypid.core.model import DIGESTS, FIELDS, FileRecord, check_variant, raw_digest
 from pypid.core.names import SDIST, WHEEL
 from pypid.core.promotion import Promotion
 from pypid.storage.disk import write_atomically
@@ -113,6 +113,8 @@ COLUMNS = ("filename", "name", "version", "packagetype", "path", "size", "sha256
            "upload_time", "blake2_256", "md5", "requires_python", "yanked",
            "metadata_sha256", "summary", "uploader", "provenance_sha256", "variant")
 REQUIRED = ("filename", "version", "packagetype", "size", "sha256", "upload_time")
+#: where a record holds the two values no column does (the binned one last)
+_PROJECT, _BINNED = FIELDS.index("project"), FIELDS.index("binned")
 _KINDS = {WHEEL: WHEEL, SDIST: SDIST}
 _TEXT = frozenset({str})
 _OPTIONAL_TEXT = frozenset({str, type(None)})
@@ -202,8 +204,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
         # (a record is the tuple of its values, in COLUMNS order once the
         # project and binned, never set here, are left out)
         values: list[Any] = list(zip(*files, strict=False))
-        del values[17]
-        del values[1]
+        del values[_BINNED]
+        del values[_PROJECT]
         name = files[0].name
         count = len(files)
         columns: dict[str, Any] = {}

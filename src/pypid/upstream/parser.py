@@ -46,16 +46,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import attrs
 
 from pypid.core.model import cut_reason, format_upload_time
-from pypid.core.names import (
-    InvalidName,
-    canonical_version,
-    is_valid_name,
-    normalize,
-    parse_filename,
-)
+from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
-from pypid.core.variant_files import SUFFIX as VARIANTS_SUFFIX
-from pypid.core.variant_files import VARIANTS, is_variants_filename
+from pypid.core.variant_files import VARIANTS, is_variants_filename, variants_version
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -834,7 +827,7 @@ def _check_entries(entries: list[_Entry], project: str
         # (an entry without a reason has its filename and fields)
         assert filename is not None and fields is not None
         if is_variants_filename(filename):
-            version = _variants_version(filename, project)
+            version = variants_version(filename, project)
             if version is None:
                 refuse(label, "not this project's index-level file of variants")
             else:
@@ -866,17 +859,3 @@ def _check_entries(entries: list[_Entry], project: str
         )
     return files, skipped, refused, variants
 
-
-def _variants_version(filename: str, project: str) -> str | None:
-    """
-    The normalized version an index-level file of variants of C{project}
-    names (C{foo_bar-1.0-variants.json}), or L{None} when it is not one
-    of C{project}'s (another name, a version that is not PEP 440's).
-    """
-    name, _, version = filename[: -len(VARIANTS_SUFFIX)].rpartition("-")
-    if not is_valid_name(name) or normalize(name) != project:
-        return None
-    try:
-        return canonical_version(version)
-    except InvalidName:
-        return None

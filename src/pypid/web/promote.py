@@ -458,11 +458,10 @@ def _refuse_inconsistent(target: str, index: Index, wanted: list[FileRecord]) ->
     for record in wanted:
         if record.variant is None:
             continue
-        others = [r.variant for r in index.variant_wheels(record.project, record.version)
-                  if r.variant is not None]
         try:
             # (and with those promoted with it: a folder's may disagree)
-            check_joins(record.variant, others + taken)
+            check_joins(record.variant,
+                        index.release_variants(record.project, record.version) + taken)
         except InvalidVariant as e:
             raise Conflict(f"{record.filename}: {e}, in {target}") from None
         taken.append(record.variant)

@@ -224,10 +224,9 @@ class UploadStore:
         """
         if record.variant is None:
             return
-        others = [r.variant for r in self._index.variant_wheels(record.project, record.version)
-                  if r.filename != record.filename and r.variant is not None]
         try:
-            check_joins(record.variant, others)
+            check_joins(record.variant,
+                        self._index.release_variants(record.project, record.version))
         except InvalidVariant as e:
             raise BadRequest(f"content: {e}") from None
 

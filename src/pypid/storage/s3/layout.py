@@ -264,11 +264,14 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
             continue
         key = _META + field
         room = len(headers[key]) - over
-        text = value
-        while text and len(quote(text, safe="")) > room:
-            text = text[:-1]
-        if text:
-            headers[key] = quote(text, safe="")
+        kept = ""
+        for char in value:
+            quoted = quote(char, safe="")
+            if len(kept) + len(quoted) > room:
+                break
+            kept += quoted
+        if kept:
+            headers[key] = kept
         else:
             del headers[key]
     if size() > MAX_USER_METADATA:
