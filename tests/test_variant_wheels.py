@@ -143,22 +143,6 @@ class RecordTests(SynchronousTestCase):
             inspect(io.BytesIO(data), filename, filename, 1.0)
         self.assertIn(f"at most {VARIANT_BYTES}", str(caught.exception))
 
-    def test_upstream_variant_wheels_left_out(self):
-        """
-        An upstream's variant wheels are not listed: their index-level file
-        is not passed through yet, and PEP 825 wants it beside them.
-        """
-        page = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": [
-            {"filename": name, "url": f"https://upstream.example/f/{name}",
-             "hashes": {"sha256": "0" * 64}}
-            for name in (f"demo-1.0-{TAG}.whl", f"demo-1.0-{TAG}-x86_64_v3.whl",
-                         "demo-1.0-variants.json")]}).encode()
-        parsed = parse_page(page, JSON_TYPE_UPSTREAM, "https://upstream.example/simple/demo/",
-                            "demo")
-        self.assertEqual([f.filename for f in parsed.files], [f"demo-1.0-{TAG}.whl"])
-        self.assertIn("a variant wheel (PEP 825)", dict(parsed.skipped)[
-            f"demo-1.0-{TAG}-x86_64_v3.whl"])
-
     def test_upstream_index_level_files_kept_apart(self):
         """
         An upstream page's index-level files (PEP 825) are read apart from

@@ -135,6 +135,18 @@ class VariantMetadata:
         """L{to_text} as bytes: what the index-level file serves."""
         return self.to_text().encode("ascii")
 
+    def of_label(self, label: str) -> VariantMetadata | None:
+        """
+        What a wheel of C{label} carries of an index-level file's metadata
+        (L{None}: the file does not list it): its label's entry alone, with
+        the file's C{$schema} and priorities (a wheel's own list may be a
+        prefix of them; L{combine} takes the longer either way).
+        """
+        props = self.variants.get(label)
+        if props is None:
+            return None
+        return VariantMetadata(self.schema, self.namespaces, {label: props})
+
 
 def schema_version(url: object) -> tuple[int, int, int]:
     """

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from pypid.core.bounded import put_newest
 from pypid.core.lru import ByteLRU
 from pypid.core.metrics import Timings
+from pypid.core.model import check_variant
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
 from pypid.upstream.quarantines import Quarantine, Quarantines
@@ -110,7 +111,8 @@ def page_cost(page: UpstreamPage) -> int:
     reason = page.status.reason if page.status is not None else None
     return PAGE_COST + len(page.name) + len(reason or "") + sum(
         FILE_COST + len(f.filename) + len(f.url) + 64
-        + len(f.requires_python or "") + len(f.yanked or "") for f in page.files)
+        + len(f.requires_python or "") + len(f.yanked or "") + len(f.variant or "")
+        for f in page.files)
 
 
 class PageCache:
@@ -430,12 +432,36 @@ def entry_to_json(entry: CachedPage) -> dict[str, Any]:
             "project": page.project,
             "name": page.name,
             "last_serial": page.last_serial,
-            "files": [attrs.asdict(f) for f in page.files],
+            "files": [_file_json(f) for f in page.files],
             "status": None if page.status is None else attrs.asdict(page.status),
             # (left out without any: a saved page is what it always was)
-            **({"variants": [attrs.asdict(f) for f in page.variants]} if page.variants else {}),
+            **({"variants": [_file_json(f) for f in page.variants]} if page.variants else {}),
+            **({"variant_wheels": [_file_json(f) for f in page.variant_wheels]}
+               if page.variant_wheels else {}),
         },
     }
+
+
+def _file_json(f: UpstreamFile) -> dict[str, Any]:
+    """A file of a page, JSON-ready: C{variant} left out but for a variant wheel's."""
+    data = attrs.asdict(f)
+    if f.variant is None:
+        del data["variant"]
+    return data
+
+
+def _file_of(data: Any) -> UpstreamFile:
+    """
+    The L{UpstreamFile} that L{_file_json} wrote; a variant wheel's data
+    checked as a record's is (L{check_variant}: the page's index-level
+    files are made of it).
+
+    @raise ValueError: data a file cannot have.
+    """
+    f = UpstreamFile(**data)
+    if f.variant is not None:
+        check_variant(f.filename, f.variant)
+    return f
 
 
 def entry_from_json(data: Any) -> CachedPage:
@@ -450,8 +476,9 @@ def entry_from_json(data: Any) -> CachedPage:
         status = value.get("status")
         page = UpstreamPage(
             project=value["project"], name=value["name"], last_serial=value["last_serial"],
-            files=tuple(UpstreamFile(**f) for f in value["files"]),
+            files=tuple(_file_of(f) for f in value["files"]),
             variants=tuple(UpstreamFile(**f) for f in value.get("variants") or ()),
+            variant_wheels=tuple(UpstreamFile(**f) for f in value.get("variant_wheels") or ()),
             status=(upstream_status(status.get("status"), status.get("reason"))
                     if isinstance(status, dict) else None))
     return CachedPage(page, float(data["fetched_at"]))

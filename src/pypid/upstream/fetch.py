@@ -23,7 +23,7 @@ import base64
 from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
-from twisted.internet.defer import CancelledError, DeferredSemaphore
+from twisted.internet.defer import CancelledError, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,15 +31,19 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from pypid.config.upstream_settings import UpstreamCredentials
+from pypid.core.lru import ByteLRU
+from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
 from pypid.storage.interface import Run
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
+    UpstreamFile,
     UpstreamPage,
     UpstreamPageError,
     parse_page,
     quoted,
 )
+from pypid.upstream.variant_data import MEMORY, completed, read_index_level, to_read
 
 log = Logger()
 
@@ -157,13 +161,16 @@ class UpstreamClient:
         # Pages and metadata being read at once: each holds up to
         # max_page_size (and its decoding) until it is parsed.
         self._turns = DeferredSemaphore(MAX_READS)
+        # index-level files of variants read, by sha256 (L{variant_data.MEMORY})
+        self._index_level: ByteLRU[str, VariantMetadata] = ByteLRU(MEMORY)
         # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
         self._authorization = None if credentials is None else authorization(credentials)
 
     async def page(self, project: str) -> UpstreamPage:
         """
-        The upstream's page of a (normalized) project.
+        The upstream's page of a (normalized) project, its variant wheels
+        given their data (PEP 825: L{pypid.upstream.variant_data}).
 
         @rtype: L{pypid.upstream.parser.UpstreamPage}
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
@@ -171,9 +178,49 @@ class UpstreamClient:
         """
         await self._turns.acquire()
         try:
-            return await self._page(project)
+            page = await self._page(project)
         finally:
             self._turns.release()
+        if page.variant_wheels:
+            page = await self._with_variant_data(page)
+        return page
+
+    async def _with_variant_data(self, page: UpstreamPage) -> UpstreamPage:
+        """
+        C{page} with its variant wheels' data read from the index-level
+        files it lists (those not read before, at once), each taking a turn
+        as a page does; a file that cannot be read leaves its release's
+        variant wheels out, logged, until a later refresh.
+        """
+        read: dict[str, VariantMetadata] = {}
+        failed: dict[str, str] = {}
+
+        async def one(entry: UpstreamFile) -> None:
+            try:
+                # (the reason is given after the file's name: L{completed})
+                data = await self.small(entry.url, MAX_VARIANT_JSON, "the file")
+                meta = read_index_level(entry, data)
+            except UpstreamNotFound:
+                failed[entry.filename] = "the upstream has no such file"
+            except (UpstreamError, InvalidVariant) as e:
+                failed[entry.filename] = str(e)
+            else:
+                read[entry.sha256] = meta
+                self._index_level.put(entry.sha256, meta, len(data))
+
+        wanted = to_read(page, self._index_level.peek)
+        if wanted:
+            await gatherResults([ensureDeferred(one(entry)) for entry in wanted])
+        done = completed(page, lambda sha256: read.get(sha256)
+                         or self._index_level.peek(sha256), failed)
+        if done.variant_wheels:
+            waiting = {f.filename for f in done.variant_wheels}
+            log.warn("The upstream's page of {project} lists {count} variant wheels (PEP 825) "
+                     "whose data pypid could not read; not listing them, such as: {examples}",
+                     project=page.project, count=len(waiting),
+                     examples="; ".join([f"{label}: {reason}" for label, reason
+                                         in done.skipped if label in waiting][:3]))
+        return done
 
     async def small(self, url: str, limit: int, what: str) -> bytes:
         """

@@ -43,6 +43,7 @@ from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
 from pypid.core.rendered_pages import advised_files, page_bytes
+from pypid.core.variant_files import with_variant_files
 from pypid.core.version_order import version_key
 from pypid.upstream.cache import CachedPage, Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, merged
@@ -175,9 +176,8 @@ class PageView:
             extra = merged(records, shown.values())
         files: list[FileRecord | UpstreamFile] = sorted(
             [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
-        body = self._page_body(hosted.name, [(f, self._file_url(f)) for f in files], kind,
-                               merged_status(self._index.status(hosted.name), entry))
-        page = Page.of(body, CONTENT_TYPES[kind])
+        page = self._page(hosted.name, [(f, self._file_url(f)) for f in files], kind,
+                          merged_status(self._index.status(hosted.name), entry))
         self._index.rendered.keep_page(hosted, key, (page, entry))
         return page, stale
 
@@ -290,30 +290,32 @@ class PageView:
         memo = self._memo(project, entry)
         page = memo.pages.get(kind)
         if page is None:
-            body = self._page_body(project, [(f, self._file_url(f))
-                                             for f in memo.files.values()], kind,
-                                   entry.page.status if entry.page is not None else None)
-            page = memo.pages[kind] = Page.of(body, CONTENT_TYPES[kind])
+            page = memo.pages[kind] = self._page(
+                project, [(f, self._file_url(f)) for f in memo.files.values()], kind,
+                entry.page.status if entry.page is not None else None)
             # (counted where it stands; the page just rendered is kept, however big)
             self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
                                keep=True, move=False)
         return page
 
-    def _page_body(self, project: str,
-                   files: list[tuple[FileRecord | UpstreamFile, str]], kind: str,
-                   status: ProjectStatus | None) -> bytes:
+    def _page(self, project: str, files: list[tuple[FileRecord | UpstreamFile, str]],
+              kind: str, status: ProjectStatus | None) -> Page:
         """
-        A page's bytes of C{(file, link)} pairs in page order, the
-        advisories applied, carrying the project's C{status} (PEP 792).
+        A page of C{(file, link)} pairs in page order, the advisories
+        applied, carrying the project's C{status} (PEP 792), and the
+        index-level file of each release whose variant wheels it lists
+        (PEP 825: made of what it shows, L{with_variant_files}).
         """
-        shown = advised_files(self._advisories, project, files)
+        shown, variants = with_variant_files(advised_files(self._advisories, project, files))
         provenance_url = self._provenance_url
         if kind == HTML:
-            return render.project_html(project, shown, status, provenance_url)
-        versions = sorted({f.version for f, _ in shown}, key=version_key)
-        # (API 1.5, as every index of the server: a reserved namespace is
-        # never asked upstream, so an upstream's project is in none)
-        return render.project_json(project, shown, versions, status, provenance_url, None)
+            body = render.project_html(project, shown, status, provenance_url)
+        else:
+            versions = sorted({f.version for f, _ in shown}, key=version_key)
+            # (API 1.5, as every index of the server: a reserved namespace
+            # is never asked upstream, so an upstream's project is in none)
+            body = render.project_json(project, shown, versions, status, provenance_url, None)
+        return Page.of(body, CONTENT_TYPES[kind], variants)
 
     def advisories_changed(self, projects: Iterable[str] | None) -> None:
         """

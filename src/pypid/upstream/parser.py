@@ -132,6 +132,10 @@ class UpstreamFile:
         (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
         L{None}; fetched and checked against C{sha256} before pypid serves
         it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
+    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
+        (L{pypid.core.model.FileRecord.variant}): its label's entry of the
+        release's index-level file the upstream lists, read and checked
+        (L{pypid.upstream.variant_data}); L{None} for any other file.
     """
 
     filename: str
@@ -146,19 +150,12 @@ class UpstreamFile:
     size: int | None = None
     upload_time: float | None = None
     provenance_url: str | None = None
+    variant: str | None = None
 
     @property
     def has_provenance(self) -> bool:
         """Whether the upstream offers a provenance (pypid's pages link its own copy)."""
         return self.provenance_url is not None
-
-    @property
-    def variant(self) -> None:
-        """
-        Nothing: an upstream's variant wheels come with its own index-level
-        file (PEP 825), which its page lists, not with their data.
-        """
-        return None
 
     @property
     def upload_time_iso(self) -> str | None:
@@ -189,6 +186,12 @@ class UpstreamPage:
         L{UpstreamFile} of packagetype L{VARIANTS}, sorted by filename:
         kept apart from the distributions (no download, listing or legacy
         JSON of the upstream's files takes them for one).
+    @ivar variant_wheels: the variant wheels (PEP 825) the page lists,
+        sorted by filename, without their data: the parser cannot give it
+        (it is in the index-level files, fetched apart), and a variant
+        wheel is never listed without it, so they are kept out of C{files}
+        until L{pypid.upstream.variant_data} moves those it could read in.
+        What stays is what the upstream lists and pypid does not (yet).
     """
 
     project: str
@@ -199,6 +202,7 @@ class UpstreamPage:
     last_serial: int | None = None
     status: ProjectStatus | None = None
     variants: tuple[UpstreamFile, ...] = ()
+    variant_wheels: tuple[UpstreamFile, ...] = ()
 
     @property
     def quarantined(self) -> bool:
@@ -257,12 +261,13 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
         raise UpstreamPageError(f"unsupported content type {quoted(content_type)}")
     if serial is None:
         serial = _serial(last_serial_header)
-    files, skipped, refused, variants = _check_entries(entries, project)
+    files, skipped, refused, variants, variant_wheels = _check_entries(entries, project)
     return UpstreamPage(
         project=project,
         name=name,
         files=tuple(sorted(files, key=lambda f: f.filename)),
         variants=tuple(sorted(variants, key=lambda f: f.filename)),
+        variant_wheels=tuple(sorted(variant_wheels, key=lambda f: f.filename)),
         skipped=tuple(skipped),
         refused=refused,
         last_serial=serial,
@@ -788,7 +793,7 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
 
 def _check_entries(entries: list[_Entry], project: str
                    ) -> tuple[list[UpstreamFile], list[tuple[str, str]], int,
-                              list[UpstreamFile]]:
+                              list[UpstreamFile], list[UpstreamFile]]:
     """
     Check each entry the same way whichever form it came from.
 
@@ -798,12 +803,14 @@ def _check_entries(entries: list[_Entry], project: str
 
     @param entries: C{(label, filename or None, fields or None, reason or
         None)} tuples in page order.
-    @return: C{(files, skipped, refused, variants)}: the files, the first
-        L{SKIPPED_EXAMPLES} refusals with their reasons, how many entries
-        were refused, and the index-level files of variants (PEP 825).
+    @return: C{(files, skipped, refused, variants, variant_wheels)}: the
+        files, the first L{SKIPPED_EXAMPLES} refusals with their reasons,
+        how many entries were refused, the index-level files of variants
+        (PEP 825), and the variant wheels (without their data yet).
     """
     files: list[UpstreamFile] = []
     variants: list[UpstreamFile] = []
+    variant_wheels: list[UpstreamFile] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     refused = 0
@@ -843,12 +850,9 @@ def _check_entries(entries: list[_Entry], project: str
         if parsed.project != project:
             refuse(label, f"the file belongs to project {parsed.project!r}, not {project!r}")
             continue
-        if parsed.variant is not None:
-            # (PEP 825: its index-level file must be linked beside it, and
-            # an upstream's is not passed through yet)
-            refuse(label, "a variant wheel (PEP 825): pypid does not serve an upstream's yet")
-            continue
-        files.append(
+        # (PEP 825: a variant wheel is listed only with its data, which
+        # its release's index-level file gives: L{pypid.upstream.variant_data})
+        (files if parsed.variant is None else variant_wheels).append(
             UpstreamFile(
                 filename=filename,
                 project=parsed.project,
@@ -857,5 +861,5 @@ def _check_entries(entries: list[_Entry], project: str
                 **fields,
             )
         )
-    return files, skipped, refused, variants
+    return files, skipped, refused, variants, variant_wheels
 

@@ -178,7 +178,9 @@ class UpstreamSource:
         if page is not None and page.status is not None and page.status.quarantined:
             return
         kept = self._kept.of_project(project)
-        listed = [f.filename for f in page.files] if page is not None else None
+        # (a variant wheel whose data is not read is still listed upstream)
+        listed = ([f.filename for f in (*page.files, *page.variant_wheels)]
+                  if page is not None else None)
         down, back = self.takedowns.seen(project, kept, listed, self._clock.seconds())
         keep = self._config.keep_removed
         for takedown in down:

@@ -40,7 +40,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
 from pypid.core.model import FileRecord
-from pypid.core.render import AgedPage, Page
+from pypid.core.render import JSON, AgedPage, Page
+from pypid.core.variant_files import is_variants_filename
 from pypid.core.views import IndexView
 from pypid.storage.interface import Location, StorageError
 from pypid.web.integrity import no_provenance, same_version, send_provenance
@@ -334,22 +335,19 @@ def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
 async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
                       project: str, filename: str, clock: IReactorTime,
                       deleted: bool) -> Answer:
-    from pypid.upstream.cache import Offline
-    from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
+    if is_variants_filename(name):
+        # (PEP 825: the file a page made of the variant wheels it lists,
+        # once the upstream's page is cached)
+        await _look_again(request, view, sides, project)
+        page = None if metadata else view.page(project, JSON, clock.seconds())
+        variants = page.variants.get(filename) if page is not None else None
+        if variants is not None:
+            return send_page(request, variants)
     found = _listed_in(view, sides, project, name, clock.seconds())
     if found is None:
         # Not seen yet (a client with an old copy of a page): look again.
-        for asked in view.upstreams(project):
-            source = sides[asked.name].source
-            if source.mode != "cache":
-                continue
-            if source.pages.would_fetch(project):
-                _charge_source(request, source)
-            try:
-                await source.pages.get(project)
-            except (Offline, UpstreamError):
-                pass
+        await _look_again(request, view, sides, project)
         found = _listed_in(view, sides, project, name, clock.seconds())
     if found is None:
         if deleted:
@@ -364,6 +362,8 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
                 source.files.served_kept(record)
                 return send_stored(request, record, source.files.locate(record),
                                    b'"%s"' % record.sha256.encode("ascii"))
+            if _without_data(source, project, name):
+                raise NotFound(WITHOUT_DATA)
             raise NotFound("this file was removed upstream: no page lists it now, and the "
                            "copy kept here is not served ([upstream] keep_removed is off)")
         raise NotFound("no such file")
@@ -371,6 +371,28 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     if side.source.files.would_fetch(project, name, metadata):
         _charge_source(request, side.source)
     return await _file(request, side.source.files, listed, project, filename)
+
+
+async def _look_again(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str) -> None:
+    """
+    Bring the pages of C{project} that the index reads from its caching
+    upstreams up to date (a client with an old copy of a page, or one the
+    cache forgot), as a page's request does: an upstream that fails leaves
+    what is cached.
+    """
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
+    for asked in view.upstreams(project):
+        source = sides[asked.name].source
+        if source.mode != "cache":
+            continue
+        if source.pages.would_fetch(project):
+            _charge_source(request, source)
+        try:
+            await source.pages.get(project)
+        except (Offline, UpstreamError):
+            pass
 
 
 def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
@@ -410,6 +432,21 @@ def _still_served(view: IndexView, source: UpstreamSource, project: str, record:
     return (source.settings.keep_removed and record.filename in source.takedowns
             and source.pages.quarantines.get(project) is None
             and view.filters.admits_project(project) and view.filters.admits(record, True, now))
+
+
+#: why a kept variant wheel the upstream lists is not served
+WITHOUT_DATA = ("the upstream lists this variant wheel, but pypid could not read its data "
+                "(its release's index-level file, PEP 825): not served until it can")
+
+
+def _without_data(source: UpstreamSource, project: str, filename: str) -> bool:
+    """
+    Whether C{source}'s cached page of C{project} lists the variant wheel
+    C{filename} without the data its pages need (L{pypid.upstream.variant_data}).
+    """
+    entry = source.pages.entries.get(project)
+    return entry is not None and entry.page is not None and any(
+        f.filename == filename for f in entry.page.variant_wheels)
 
 
 def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
