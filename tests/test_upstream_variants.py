@@ -332,3 +332,14 @@ class DataTests(SynchronousTestCase):
         self.assertEqual([f.filename for f in parsed.variant_wheels], [V3[0]])
         self.assertEqual([f.filename for f in parsed.variants], [INDEX_LEVEL_NAME])
         self.assertEqual(parsed.refused, 0)
+
+    def test_parsed_apart_html(self):
+        """The same from the HTML form."""
+        anchors = "".join(f'<a href="/f/{name}#sha256={sha(data)}">{name}</a>'
+                          for name, data in (PLAIN, V3, (INDEX_LEVEL_NAME, b"{}")))
+        parsed = parse_page(f"<html><body>{anchors}</body></html>".encode(), "text/html",
+                            INDEX_A + "demo/", "demo")
+        self.assertEqual([f.filename for f in parsed.files], [PLAIN[0]])
+        self.assertEqual([f.filename for f in parsed.variant_wheels], [V3[0]])
+        self.assertEqual([(f.filename, f.sha256) for f in parsed.variants],
+                         [(INDEX_LEVEL_NAME, sha(b"{}"))])

@@ -43,7 +43,7 @@ from pypid.upstream.parser import (
     parse_page,
     quoted,
 )
-from pypid.upstream.variant_data import MEMORY, completed, read_index_level, to_read
+from pypid.upstream.variant_data import MEMORY, completed, held, read_index_level, to_read
 
 log = Logger()
 
@@ -206,7 +206,7 @@ class UpstreamClient:
                 failed[entry.filename] = str(e)
             else:
                 read[entry.sha256] = meta
-                self._index_level.put(entry.sha256, meta, len(data))
+                self._index_level.put(entry.sha256, meta, held(data))
 
         wanted = to_read(page, self._index_level.peek)
         if wanted:
