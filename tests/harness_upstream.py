@@ -115,7 +115,7 @@ def make_source(agent, clock, index_url, storage, name="default", labelled=False
     host = index_url.split("/")[2]
     client = UpstreamClient(agent, clock, index_url, (host, FILES), timeout=5,
                             credentials=credentials)
-    pages = PageCache(lambda project: ensureDeferred(client.page(project)), clock, 600.0)
+    pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)), clock, 600.0)
     return UpstreamSource.create(config, policy or UpstreamPolicy("cache"), pages, client,
                                  storage, run_now, clock, name=name, labelled=labelled)
 

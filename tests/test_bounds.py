@@ -145,7 +145,7 @@ class BoundsTests(SynchronousTestCase):
     def make_proxy(self, fetch=None, policy=None):
         clock = Clock()
         clock.advance(1_000_000)
-        pages = PageCache(fetch or (lambda project: succeed(upstream_page(project))),
+        pages = PageCache(fetch or (lambda project, previous=None: succeed(upstream_page(project))),
                           clock, 900.0)
         source = UpstreamSource.create(_Config(), policy or UpstreamPolicy("cache"), pages,
                                        None, None, None, clock)
@@ -172,7 +172,7 @@ class BoundsTests(SynchronousTestCase):
     def test_page_cache_failures(self):
         """Failed fetches remembered are at most L{cache.MAX_ENTRIES}."""
         self.patch(cache, "MAX_ENTRIES", 500)
-        pages = self.make_sides(fetch=lambda project: fail(UpstreamError("down")))[0]
+        pages = self.make_sides(fetch=lambda project, previous=None: fail(UpstreamError("down")))[0]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -182,7 +182,7 @@ class BoundsTests(SynchronousTestCase):
     def test_missing_names(self):
         """"No such project" answers are kept for at most L{cache.MAX_MISSING} names."""
         self.patch(cache, "MAX_MISSING", 500)
-        pages = self.make_sides(fetch=lambda project: fail(UpstreamNotFound(project)))[0]
+        pages = self.make_sides(fetch=lambda project, previous=None: fail(UpstreamNotFound(project)))[0]
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -193,7 +193,7 @@ class BoundsTests(SynchronousTestCase):
     def test_page_bytes(self):
         """The cached pages' estimated bytes stay within C{max_bytes}, and so does memory."""
         budget = 200 * cache.page_cost(upstream_page("project-0000", files=5))
-        pages = PageCache(lambda project: succeed(upstream_page(project)), Clock(), 900.0,
+        pages = PageCache(lambda project, previous=None: succeed(upstream_page(project)), Clock(), 900.0,
                           max_bytes=budget)
 
         def fill(start, stop):
@@ -270,7 +270,7 @@ class BoundsTests(SynchronousTestCase):
 
     def test_rendered_memory(self):
         """Big pages are kept within L{page_view.RENDERED_MEMORY} bytes, the newest always."""
-        upstream = self.make_sides(fetch=lambda project: succeed(upstream_page(project, 200)))[1]
+        upstream = self.make_sides(fetch=lambda project, previous=None: succeed(upstream_page(project, 200)))[1]
         page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
         one = page_bytes(page)
         upstream._rendered.max_bytes = one * 5
@@ -289,7 +289,7 @@ class BoundsTests(SynchronousTestCase):
         self.patch(cache, "MAX_ENTRIES", 200)
         self.patch(page_view, "MAX_RENDERED", 200)
         upstream = self.make_sides(
-            fetch=lambda project: succeed(upstream_page(project, 1, upload_time=999_990.0)),
+            fetch=lambda project, previous=None: succeed(upstream_page(project, 1, upload_time=999_990.0)),
             policy=UpstreamPolicy("cache", min_age=3600.0))[1]
 
         def fill(start, stop):

@@ -142,7 +142,7 @@ class EvictionTests(SynchronousTestCase):
                               max_cache_size=cap, max_file_size=cap // 2,
                               keep_precached=keep_precached)
         client = UpstreamClient(self.agent, self.clock, INDEX_A, (ORIGIN_A,), timeout=5)
-        pages = PageCache(lambda project: ensureDeferred(client.page(project)), self.clock,
+        pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)), self.clock,
                           600.0)
         source = UpstreamSource.create(config, UpstreamPolicy("cache"), pages, client,
                                        self.storage, run_now, self.clock)

@@ -126,7 +126,7 @@ class _Harness:
         client = UpstreamClient(self.agent, self.clock, INDEX, ("upstream.example",),
                                 timeout=config.timeout, deadline=config.fetch_deadline,
                                 max_entries=config.max_page_files)
-        pages = PageCache(lambda project: ensureDeferred(client.page(project)), self.clock,
+        pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)), self.clock,
                           config.ttl, max_bytes=config.page_cache_size)
         self.index = Index(file_url_for(None))
         self.storage = MemoryStorage(self.mktemp(), self.clock)
@@ -231,7 +231,7 @@ class PageCacheBoundsTests(SynchronousTestCase):
         self.clock = Clock()
         self.missing = set()
 
-        def fetch(project):
+        def fetch(project, previous=None):
             from twisted.internet.defer import fail, succeed
 
             from pypid.upstream.fetch import UpstreamNotFound
@@ -307,7 +307,7 @@ class PageCacheBoundsTests(SynchronousTestCase):
             pass
         held = []
 
-        def fetch(project):
+        def fetch(project, previous=None):
             async def failing():
                 body = Body()
                 held.append(weakref.ref(body))

@@ -110,7 +110,7 @@ class PageCacheTests(SynchronousTestCase):
         self.calls = []
         self.answers = {}
 
-    def fetch(self, project):
+    def fetch(self, project, previous=None):
         """Record the call and answer from C{self.answers} (a Deferred, page or error)."""
         self.calls.append(project)
         answer = self.answers.get(project)
@@ -249,7 +249,7 @@ class PageCacheLimitTests(SynchronousTestCase):
         from pypid.upstream import cache as pages
         self.patch(pages, "MAX_ENTRIES", 3)
         clock = Clock()
-        cache = PageCache(lambda project: succeed(page(project=project)), clock, 60.0)
+        cache = PageCache(lambda project, previous=None: succeed(page(project=project)), clock, 60.0)
         for name in ("a", "b", "c", "d"):
             self.successResultOf(ensureDeferred(cache.get(name)))
         self.assertEqual(list(cache.entries), ["b", "c", "d"])
@@ -260,7 +260,7 @@ class PageCacheLimitTests(SynchronousTestCase):
         clock = Clock()
         calls = []
 
-        def fetch(project):
+        def fetch(project, previous=None):
             calls.append(project)
             return fail(UpstreamError("down"))
         cache = PageCache(fetch, clock, 60.0)

@@ -185,7 +185,7 @@ class RememberedTests(SynchronousTestCase):
 
     def test_old_save(self):
         """A quarantined page saved before quarantines were remembered is remembered at load."""
-        pages = PageCache(lambda project: None, Clock(), 600.0)
+        pages = PageCache(lambda project, previous=None: None, Clock(), 600.0)
         entry = CachedPage(self.page(ProjectStatus("quarantined", "malware")), 5.0)
         pages.load_json({"widget": entry_to_json(entry)})
         self.assertEqual(pages.quarantines.get("widget").since, 5.0)

@@ -18,8 +18,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.model import VARIANT_BYTES
 from pypid.core.variant_files import VARIANTS
 from pypid.core.wheel_variants import read_variant_json
-from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
-from pypid.upstream.parser import UpstreamFile, UpstreamPage, parse_page
+from pypid.upstream.cache import FILE_COST, CachedPage, entry_from_json, entry_to_json, page_cost
+from pypid.upstream.parser import UpstreamFile, UpstreamPage, parse_page, upstream_status
+from pypid.upstream.quarantines import Quarantines
 from pypid.upstream.variant_data import MAX_READS_PER_PAGE, completed, to_read
 from pypid.web.upstream_pages import WITHOUT_DATA
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
@@ -150,6 +151,33 @@ class PassedOnTests(_Upstream, SynchronousTestCase):
         self.assertIn(b"disagrees with its release's index-level file", body)
         self.assertIsNone(self.server.sources["public"].kept.get(liar[0]))
 
+    def test_kept_held_to_new_data(self):
+        """
+        A kept variant wheel is held to its release's index-level file as
+        the page gives it now: once the upstream's file gives its label
+        other properties, the kept copy answers 502, not its bytes.
+        """
+        self.serve([PLAIN, V3], index_level("x86_64_v3"))
+        self.assertEqual(self.server.request(f"/staging/files/demo/{V3[0]}")[0], 200)
+        other = json.dumps(variant_document("x86_64_v3", {"x86_64": {"level": ["v9"]}}))
+        self.serve([PLAIN, V3], other.encode())
+        self.server.clock.advance(3600)
+        self.assertIn(V3[0], self.names())
+        code, _, body = self.server.request(f"/staging/files/demo/{V3[0]}")
+        self.assertEqual(code, 502, body)
+        self.assertIn(b"disagrees with its release's index-level file", body)
+
+    def test_download_longer_priorities(self):
+        """A wheel whose priorities are longer than its file's (not a prefix of them): 502."""
+        longer = make_wheel("demo", "1.0", tag=TAG, variant="x86_64_v3",
+                            variant_json=variant_document("x86_64_v3",
+                                                          namespaces=("x86_64", "aarch64")))
+        self.serve([PLAIN, longer], index_level("x86_64_v3"))
+        code, _, body = self.server.request(f"/staging/files/demo/{longer[0]}")
+        self.assertEqual(code, 502, body)
+        self.assertIn(b"is not a prefix of [x86_64]", body)
+        self.assertIsNone(self.server.sources["public"].kept.get(longer[0]))
+
     def test_file_before_page(self):
         """The index-level file asked for before any page: the page is fetched, then it."""
         self.serve([PLAIN, V3], index_level("x86_64_v3"))
@@ -187,6 +215,9 @@ class PassedOnTests(_Upstream, SynchronousTestCase):
         self.assertEqual(entry_from_json(saved).page, attrs.evolve(self.cached(), skipped=(),
                                                                   refused=0))
         saved["page"]["files"][0]["variant"] = json.dumps(variant_document("other"))
+        with self.assertRaises(ValueError):
+            entry_from_json(saved)
+        del saved["page"]["files"][0]["variant"]
         with self.assertRaises(ValueError):
             entry_from_json(saved)
 
@@ -283,45 +314,88 @@ def _wheel(version, label):
 class DataTests(SynchronousTestCase):
     """What is read of a page and what its wheels get (pure)."""
 
-    def test_to_read_bounded(self):
-        """The newest releases first, at most L{MAX_READS_PER_PAGE}, none known twice."""
-        count = MAX_READS_PER_PAGE + 5
-        versions = [f"{n}.0" for n in range(1, count + 1)]
-        page = UpstreamPage(project="demo", name="demo",
+    def page(self, versions, labels=("a", "b")):
+        return UpstreamPage(project="demo", name="demo",
                             variants=tuple(_entry(v, f"{n:064x}")
                                            for n, v in enumerate(versions)),
                             variant_wheels=tuple(_wheel(v, label) for v in versions
-                                                 for label in ("a", "b")))
-        wanted = to_read(page, lambda digest: None)
-        self.assertEqual([e.version for e in wanted],
-                         versions[::-1][:MAX_READS_PER_PAGE])
+                                                 for label in labels))
+
+    def test_to_read_bounded(self):
+        """
+        The newest releases first, at most L{MAX_READS_PER_PAGE}; those not
+        read this time wait for a later fetch, and say so; what the page
+        before gave is taken over, not read again.
+        """
+        count = MAX_READS_PER_PAGE + 5
+        versions = [f"{n}.0" for n in range(1, count + 1)]
+        page = self.page(versions)
+        wanted = to_read(page, None)
+        self.assertEqual([e.version for e in wanted], versions[::-1][:MAX_READS_PER_PAGE])
         known = read_variant_json(index_level("a", "b"))
-        wanted = to_read(page, lambda digest: known if digest == f"{count - 1:064x}" else None)
-        self.assertEqual(wanted[0].version, versions[-2])
-        # (those not read this time wait for a later fetch, and say so)
-        done = completed(page, lambda digest: known if int(digest, 16) >= 5 else None)
-        self.assertEqual(len(done.files), 2 * (count - 5))
-        self.assertIn("is not read yet", dict(done.skipped)[_wheel("1.0", "a").filename])
+        done, waiting = completed(page, None, {e.sha256: known for e in wanted}, {})
+        self.assertEqual(len(done.files), 2 * MAX_READS_PER_PAGE)
+        self.assertIn("is not read yet", waiting[_wheel("1.0", "a").filename])
         self.assertEqual(len(done.variant_wheels), 2 * 5)
+        # (the next fetch, the page unchanged: only the five left)
+        again = to_read(page, done)
+        self.assertEqual([e.version for e in again], versions[:5][::-1])
+        done, waiting = completed(page, done, {e.sha256: known for e in again}, {})
+        self.assertEqual((len(done.files), waiting, to_read(page, done)), (2 * count, {}, []))
+
+    def test_failed_tried_last(self):
+        """
+        Files that could not be read are tried after those never tried, so
+        that the newest failing for ever do not stop older releases listing.
+        """
+        count = MAX_READS_PER_PAGE + 1
+        versions = [f"{n}.0" for n in range(1, count + 1)]
+        page = self.page(versions, labels=("a",))
+        known = read_variant_json(index_level("a"))
+        first = to_read(page, None)
+        done, _ = completed(page, None, {}, {e.sha256: "the upstream has no such file"
+                                             for e in first})
+        self.assertEqual(len(done.variants_failed), MAX_READS_PER_PAGE)
+        second = to_read(page, done)
+        self.assertEqual(second[0].version, "1.0")
+        self.assertEqual(len(second), MAX_READS_PER_PAGE)
+        done, waiting = completed(page, done, {second[0].sha256: known},
+                                  {e.sha256: "the upstream has no such file"
+                                   for e in second[1:]})
+        self.assertEqual([f.version for f in done.files], ["1.0"])
+        # (the one not tried again stays failed: tried last again)
+        self.assertEqual(len(done.variants_failed), MAX_READS_PER_PAGE)
+        self.assertIn("could not be read before", waiting[_wheel("2.0", "a").filename])
+        self.assertIn("the upstream has no such file", waiting[_wheel("3.0", "a").filename])
 
     def test_over_what_a_record_keeps(self):
         """A label's data over L{VARIANT_BYTES} once compact is left out."""
         values = [f"v{n}" for n in range(VARIANT_BYTES // 4)]
         big = read_variant_json(json.dumps(variant_document("a", {"x86_64": {"level": values}}))
                                 .encode())
-        page = UpstreamPage(project="demo", name="demo", variants=(_entry("1.0", "1" * 64),),
-                            variant_wheels=(_wheel("1.0", "a"),))
-        done = completed(page, lambda digest: big)
+        page = self.page(["1.0"], labels=("a",))
+        done, waiting = completed(page, None, {page.variants[0].sha256: big}, {})
         self.assertEqual(done.files, ())
-        self.assertIn(f"over {VARIANT_BYTES} bytes", done.skipped[0][1])
+        self.assertIn(f"over {VARIANT_BYTES} bytes", waiting[page.variant_wheels[0].filename])
 
     def test_one_release_two_spellings(self):
-        """C{1.0.0}'s wheels take the data of the file named C{1.0} (one release)."""
+        """
+        C{1.0.0}'s wheels take the data of the file named C{1.0} (one
+        release), unless a file is named C{1.0.0} too: then its own.
+        """
         page = UpstreamPage(project="demo", name="demo", variants=(_entry("1.0", "1" * 64),),
                             variant_wheels=(_wheel("1.0.0", "a"),))
-        done = completed(page, lambda digest: read_variant_json(index_level("a")))
+        done, _ = completed(page, None, {"1" * 64: read_variant_json(index_level("a"))}, {})
         self.assertEqual(read_variant_json(done.files[0].variant.encode(), "a").variants,
                          {"a": {"x86_64": {"level": ("a",)}}})
+        both = attrs.evolve(page, variants=(_entry("1.0", "1" * 64), _entry("1.0.0", "2" * 64)),
+                            variant_wheels=(_wheel("1.0", "a"), _wheel("1.0.0", "b")))
+        self.assertEqual(sorted(e.filename for e in to_read(both, None)),
+                         ["demo-1.0-variants.json", "demo-1.0.0-variants.json"])
+        done, waiting = completed(both, None, {"1" * 64: read_variant_json(index_level("a")),
+                                               "2" * 64: read_variant_json(index_level("b"))},
+                                  {})
+        self.assertEqual((len(done.files), waiting), (2, {}))
 
     def test_parsed_apart(self):
         """The parser keeps variant wheels out of the files until their data is given."""
@@ -343,3 +417,27 @@ class DataTests(SynchronousTestCase):
         self.assertEqual([f.filename for f in parsed.variant_wheels], [V3[0]])
         self.assertEqual([(f.filename, f.sha256) for f in parsed.variants],
                          [(INDEX_LEVEL_NAME, sha(b"{}"))])
+
+    def test_taken_over_after_a_restart(self):
+        """The page saved and read back gives its wheels' data: nothing is read again."""
+        page = self.page(["1.0", "2.0"])
+        known = read_variant_json(index_level("a", "b"))
+        done, _ = completed(page, None, {e.sha256: known for e in to_read(page, None)}, {})
+        back = entry_from_json(json.loads(json.dumps(entry_to_json(CachedPage(done, 1.0)))))
+        self.assertEqual(to_read(page, back.page), [])
+        self.assertEqual(completed(page, back.page, {}, {})[0].files, done.files)
+
+    def test_counted(self):
+        """A page's cost counts its variant wheels, with or without their data, and files."""
+        page = self.page([f"{n}.0" for n in range(100)])
+        empty = UpstreamPage(project="demo", name="demo")
+        self.assertGreater(page_cost(page) - page_cost(empty), 100 * 3 * FILE_COST)
+
+    def test_quarantine_lifted(self):
+        """A page listing only variant wheels, without their data yet, lifts a quarantine."""
+        quarantines = Quarantines()
+        status = upstream_status("quarantined", "malware")
+        quarantines.seen("demo", UpstreamPage(project="demo", name="demo", status=status), 1.0)
+        waiting = self.page(["1.0"])
+        self.assertIs(quarantines.seen("demo", waiting, 2.0), waiting)
+        self.assertIsNone(quarantines.get("demo"))

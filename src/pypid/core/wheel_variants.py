@@ -326,6 +326,26 @@ def check_joins(variant: str, others: Iterable[str]) -> None:
         combine((read_variant_json(other.encode("utf-8")), new))
 
 
+def check_described(variant: str, described: str) -> None:
+    """
+    Refuse a wheel whose C{variant} (its own C{variant.json}, as a record
+    keeps it) is not what C{described}, its label's entry of the
+    index-level file it was listed with (L{VariantMetadata.of_label}),
+    says: its label's properties, and priorities that are a prefix of the
+    file's (the file is the union: it has the longest list).
+
+    @raise InvalidVariant: naming which.
+    """
+    own = read_variant_json(variant.encode("utf-8"))
+    listed = read_variant_json(described.encode("utf-8"))
+    combine((listed, own))
+    if listed.namespaces[:len(own.namespaces)] != own.namespaces:
+        raise InvalidVariant(
+            "variant.json: default-priorities.namespace: [" + ", ".join(own.namespaces)
+            + "] is not a prefix of [" + ", ".join(listed.namespaces)
+            + "], which the release's index-level file gives")
+
+
 def index_level(variants: Iterable[str]) -> VariantMetadata | None:
     """
     The index-level metadata of a version's listed variant wheels, from

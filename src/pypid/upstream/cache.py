@@ -4,9 +4,11 @@ miss however many clients ask at once, stale pages served while a refresh
 runs in the background (or while the upstream is down), offline serving,
 and a JSON form for the snapshot.
 
-The fetch itself is passed in (C{fetch(project) -> Deferred[UpstreamPage]},
-failing with L{UpstreamNotFound} or L{UpstreamError}), and so is the clock:
-the cache does no I/O of its own.
+The fetch itself is passed in (C{fetch(project, previous) ->
+Deferred[UpstreamPage]}, given the page the cache holds of the project, if
+any, so that what was read for it need not be read again; failing with
+L{UpstreamNotFound} or L{UpstreamError}), and so is the clock: the cache
+does no I/O of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pypid.core.bounded import put_newest
 from pypid.core.lru import ByteLRU
 from pypid.core.metrics import Timings
 from pypid.core.model import check_variant
+from pypid.core.wheel_variants import split_label
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
 from pypid.upstream.quarantines import Quarantine, Quarantines
@@ -112,7 +115,8 @@ def page_cost(page: UpstreamPage) -> int:
     return PAGE_COST + len(page.name) + len(reason or "") + sum(
         FILE_COST + len(f.filename) + len(f.url) + 64
         + len(f.requires_python or "") + len(f.yanked or "") + len(f.variant or "")
-        for f in page.files)
+        for files in (page.files, page.variants, page.variant_wheels) for f in files
+    ) + 64 * len(page.variants_failed)
 
 
 class PageCache:
@@ -137,7 +141,8 @@ class PageCache:
         so that the snapshot is saved soon; or L{None}.
     """
 
-    def __init__(self, fetch: Callable[[str], Deferred[UpstreamPage]], clock: IReactorTime,
+    def __init__(self, fetch: Callable[[str, UpstreamPage | None], Deferred[UpstreamPage]],
+                 clock: IReactorTime,
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None) -> None:
         self._fetch = fetch
@@ -309,7 +314,8 @@ class PageCache:
         started = self._clock.seconds()
         page: UpstreamPage | None
         try:
-            page = await self._fetch(project)
+            kept = self.entries.get(project)
+            page = await self._fetch(project, kept.page if kept is not None else None)
         except UpstreamNotFound:
             page = None
         except BaseException:
@@ -438,6 +444,8 @@ def entry_to_json(entry: CachedPage) -> dict[str, Any]:
             **({"variants": [_file_json(f) for f in page.variants]} if page.variants else {}),
             **({"variant_wheels": [_file_json(f) for f in page.variant_wheels]}
                if page.variant_wheels else {}),
+            **({"variants_failed": list(page.variants_failed)} if page.variants_failed
+               else {}),
         },
     }
 
@@ -452,15 +460,19 @@ def _file_json(f: UpstreamFile) -> dict[str, Any]:
 
 def _file_of(data: Any) -> UpstreamFile:
     """
-    The L{UpstreamFile} that L{_file_json} wrote; a variant wheel's data
-    checked as a record's is (L{check_variant}: the page's index-level
-    files are made of it).
+    The L{UpstreamFile} that L{_file_json} wrote as one of a page's
+    C{files}; a variant wheel's data checked as a record's is
+    (L{check_variant}: the page's index-level files are made of it), and
+    present.
 
     @raise ValueError: data a file cannot have.
     """
     f = UpstreamFile(**data)
     if f.variant is not None:
         check_variant(f.filename, f.variant)
+    elif f.filename.count("-") >= 5 and split_label(f.filename)[1] is not None:
+        # (a page lists a variant wheel only with its data)
+        raise ValueError(f"{f.filename}: a variant wheel without its data")
     return f
 
 
@@ -479,6 +491,7 @@ def entry_from_json(data: Any) -> CachedPage:
             files=tuple(_file_of(f) for f in value["files"]),
             variants=tuple(UpstreamFile(**f) for f in value.get("variants") or ()),
             variant_wheels=tuple(UpstreamFile(**f) for f in value.get("variant_wheels") or ()),
+            variants_failed=tuple(str(sha256) for sha256 in value.get("variants_failed") or ()),
             status=(upstream_status(status.get("status"), status.get("reason"))
                     if isinstance(status, dict) else None))
     return CachedPage(page, float(data["fetched_at"]))

@@ -35,7 +35,7 @@ from pypid.core.metrics import Timings
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.readme import Renderer, render_description
-from pypid.core.wheel_variants import InvalidVariant, check_joins
+from pypid.core.wheel_variants import InvalidVariant, check_described
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
@@ -306,7 +306,7 @@ class UpstreamFiles:
                               f"distribution: {e}")
         record = inspected.record.replace(yanked=f.yanked)
         if f.variant is not None:
-            _check_variant(f.filename, record.variant, f.variant)
+            check_variant_data(f.filename, record.variant, f.variant)
         try:
             stored = await self._storage.publish(temp, record, inspected.metadata,
                                                  inspected.details)
@@ -378,19 +378,21 @@ class UpstreamFiles:
         return self._provenance.get(upstream_file)
 
 
-def _check_variant(filename: str, variant: str | None, listed: str) -> None:
+def check_variant_data(filename: str, variant: str | None, listed: str) -> None:
     """
     Refuse a variant wheel whose own C{variant.json} (C{variant}, as its
     record keeps it) says otherwise than its release's index-level file,
     of which its pages were made (C{listed}, L{pypid.upstream.variant_data}):
-    other properties for its label, or priorities that are not a prefix.
+    other properties for its label, or priorities that are not a prefix of
+    the file's. Held at its fetch, and at each download of a kept copy
+    (the upstream's file may change after).
 
     @raise VerifyError: saying which.
     """
     if variant is None:
         raise VerifyError(f"{filename} from the upstream has no variant.json (PEP 825)")
     try:
-        check_joins(variant, (listed,))
+        check_described(variant, listed)
     except InvalidVariant as e:
         raise VerifyError(f"{filename} from the upstream disagrees with its release's "
                           f"index-level file: {e}")

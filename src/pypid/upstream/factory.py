@@ -209,7 +209,8 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run, deadline=up.fetch_deadline,
                             max_entries=up.max_page_files, credentials=up.credentials)
-    pages = PageCache(lambda project: ensureDeferred(client.page(project)), reactor, up.ttl,
+    pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
+                      reactor, up.ttl,
                       up.offline, max_bytes=up.page_cache_size, on_change=learnt)
     # (a reserved namespace is never asked upstream either: issue 46)
     policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,

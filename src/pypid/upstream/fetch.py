@@ -31,7 +31,6 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from pypid.config.upstream_settings import UpstreamCredentials
-from pypid.core.lru import ByteLRU
 from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
 from pypid.storage.interface import Run
@@ -43,7 +42,7 @@ from pypid.upstream.parser import (
     parse_page,
     quoted,
 )
-from pypid.upstream.variant_data import MEMORY, completed, held, read_index_level, to_read
+from pypid.upstream.variant_data import completed, read_index_level, to_read
 
 log = Logger()
 
@@ -161,17 +160,17 @@ class UpstreamClient:
         # Pages and metadata being read at once: each holds up to
         # max_page_size (and its decoding) until it is parsed.
         self._turns = DeferredSemaphore(MAX_READS)
-        # index-level files of variants read, by sha256 (L{variant_data.MEMORY})
-        self._index_level: ByteLRU[str, VariantMetadata] = ByteLRU(MEMORY)
         # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
         self._authorization = None if credentials is None else authorization(credentials)
 
-    async def page(self, project: str) -> UpstreamPage:
+    async def page(self, project: str, previous: UpstreamPage | None = None) -> UpstreamPage:
         """
         The upstream's page of a (normalized) project, its variant wheels
         given their data (PEP 825: L{pypid.upstream.variant_data}).
 
+        @param previous: the page the cache holds of it, whose variant
+            wheels' data is taken over where unchanged; or L{None}.
         @rtype: L{pypid.upstream.parser.UpstreamPage}
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
@@ -181,16 +180,18 @@ class UpstreamClient:
             page = await self._page(project)
         finally:
             self._turns.release()
-        if page.variant_wheels:
-            page = await self._with_variant_data(page)
+        if page.variant_wheels and not page.quarantined:
+            # (a quarantined page shows no file: nothing is read for it)
+            page = await self._with_variant_data(page, previous)
         return page
 
-    async def _with_variant_data(self, page: UpstreamPage) -> UpstreamPage:
+    async def _with_variant_data(self, page: UpstreamPage,
+                                 previous: UpstreamPage | None) -> UpstreamPage:
         """
-        C{page} with its variant wheels' data read from the index-level
-        files it lists (those not read before, at once), each taking a turn
-        as a page does; a file that cannot be read leaves its release's
-        variant wheels out, logged, until a later refresh.
+        C{page} with its variant wheels' data, taken over from C{previous}
+        or read from the index-level files it lists (at once, each taking
+        a turn as a page does); a file that cannot be read leaves its
+        wheels out, logged, until a later refresh.
         """
         read: dict[str, VariantMetadata] = {}
         failed: dict[str, str] = {}
@@ -199,27 +200,22 @@ class UpstreamClient:
             try:
                 # (the reason is given after the file's name: L{completed})
                 data = await self.small(entry.url, MAX_VARIANT_JSON, "the file")
-                meta = read_index_level(entry, data)
+                read[entry.sha256] = read_index_level(entry, data)
             except UpstreamNotFound:
-                failed[entry.filename] = "the upstream has no such file"
+                failed[entry.sha256] = "the upstream has no such file"
             except (UpstreamError, InvalidVariant) as e:
-                failed[entry.filename] = str(e)
-            else:
-                read[entry.sha256] = meta
-                self._index_level.put(entry.sha256, meta, held(data))
+                failed[entry.sha256] = str(e)
 
-        wanted = to_read(page, self._index_level.peek)
+        wanted = to_read(page, previous)
         if wanted:
             await gatherResults([ensureDeferred(one(entry)) for entry in wanted])
-        done = completed(page, lambda sha256: read.get(sha256)
-                         or self._index_level.peek(sha256), failed)
-        if done.variant_wheels:
-            waiting = {f.filename for f in done.variant_wheels}
+        done, waiting = completed(page, previous, read, failed)
+        if waiting:
             log.warn("The upstream's page of {project} lists {count} variant wheels (PEP 825) "
                      "whose data pypid could not read; not listing them, such as: {examples}",
                      project=page.project, count=len(waiting),
-                     examples="; ".join([f"{label}: {reason}" for label, reason
-                                         in done.skipped if label in waiting][:3]))
+                     examples="; ".join(f"{name}: {reason}"
+                                        for name, reason in list(waiting.items())[:3]))
         return done
 
     async def small(self, url: str, limit: int, what: str) -> bytes:

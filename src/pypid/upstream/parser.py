@@ -192,6 +192,10 @@ class UpstreamPage:
         wheel is never listed without it, so they are kept out of C{files}
         until L{pypid.upstream.variant_data} moves those it could read in.
         What stays is what the upstream lists and pypid does not (yet).
+    @ivar variants_failed: the sha256s of the index-level files in
+        C{variants} that could not be read (at this fetch, or at an earlier
+        one and not tried since), sorted: tried last at the next fetch, so
+        that files that keep failing do not stop the others being read.
     """
 
     project: str
@@ -203,6 +207,7 @@ class UpstreamPage:
     status: ProjectStatus | None = None
     variants: tuple[UpstreamFile, ...] = ()
     variant_wheels: tuple[UpstreamFile, ...] = ()
+    variants_failed: tuple[str, ...] = ()
 
     @property
     def quarantined(self) -> bool:

@@ -134,7 +134,8 @@ class Quarantines:
         known = self._known.get(project)
         if known is None:
             return page
-        if page is not None and page.files:
+        # (variant wheels whose data is not read yet are listed upstream all the same)
+        if page is not None and (page.files or page.variant_wheels):
             del self._known[project]
             self.changes += 1
             log.info("The upstream lists files of {project} again without a quarantine: "

@@ -17,7 +17,8 @@ read as a wheel's C{variant.json} is on upload
 sha256 the page's, each rule of the PEP); each wheel keeps its label's
 entry (L{pypid.core.wheel_variants.VariantMetadata.of_label}), at most
 what a record keeps (L{pypid.core.model.VARIANT_BYTES}), and a wheel
-fetched later is held to it (L{pypid.upstream.downloads}).
+fetched or served later is held to it (L{pypid.upstream.downloads},
+L{pypid.web.upstream_pages}).
 
 A variant wheel is never listed without its data: one whose release lists
 no index-level file, whose label the file does not name, or whose file
@@ -26,17 +27,20 @@ its reason among their examples; a copy kept here is not served, but not
 taken down either: L{pypid.upstream.takedowns}), and its plain siblings
 are served.
 
-Bounded: at most L{MAX_READS_PER_PAGE} files are read for one fetch of a
-page, the newest releases first (the rest at its next refresh); files read
-are remembered by sha256 (L{MEMORY} bytes as L{held} counts them), so a
-page refreshed unchanged reads none again. Pure: the reading itself is the client's
+What was read is kept where it is used: each wheel's data, in the cached
+page (counted in its cost, saved with it). A refreshed page takes it
+over from the page before wherever its release's file has the same
+sha256, so a page refreshed unchanged, even after a restart, reads none
+again. At most L{MAX_READS_PER_PAGE} files are read for one fetch, the
+newest releases first, those that failed before last (L{to_read}); the
+rest at the next refresh. Pure: the reading itself is the client's
 (L{pypid.upstream.fetch.UpstreamClient.page}).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
@@ -55,47 +59,75 @@ from pypid.upstream.parser import SKIPPED_EXAMPLES, UpstreamFile, UpstreamPage
 #: thousands of releases, each with its file.
 MAX_READS_PER_PAGE = 32
 
-#: The most bytes the index-level files remembered (by sha256, across
-#: pages) may hold, as L{held} counts them.
-MEMORY = 16 << 20
-
-#: What a file read holds in memory per byte of it, once read into a
-#: L{VariantMetadata} (tracemalloc: 4.7 to 4.9, files of 1 to 64 variants).
-HELD_PER_BYTE = 5
+#: C{(sha256 of an index-level file, label) -> a wheel's data}: what a page
+#: gave its wheels, to be taken over (L{_given_before})
+_Given = dict[tuple[str, str], str]
 
 
-def held(data: bytes) -> int:
-    """What the index-level file C{data}, once read, is counted in memory."""
-    return HELD_PER_BYTE * len(data)
+@attrs.frozen
+class _Files:
+    """A page's index-level files, by exact version and by release."""
 
-#: C{known(sha256)}: an index-level file already read, or L{None}.
-Known = Callable[[str], VariantMetadata | None]
+    by_version: dict[str, UpstreamFile]
+    by_release: dict[str, UpstreamFile]
+
+    @classmethod
+    def of(cls, page: UpstreamPage) -> _Files:
+        by_version: dict[str, UpstreamFile] = {}
+        by_release: dict[str, UpstreamFile] = {}
+        for entry in page.variants:
+            by_version.setdefault(entry.version, entry)
+            by_release.setdefault(release_key(entry.version), entry)
+        return cls(by_version, by_release)
+
+    def of_wheel(self, wheel: UpstreamFile) -> UpstreamFile | None:
+        """
+        The index-level file describing C{wheel}: its version's own (a
+        release spelled two ways may have a file under each), else its
+        release's.
+        """
+        return self.by_version.get(wheel.version) or self.by_release.get(
+            release_key(wheel.version))
 
 
-def _releases(page: UpstreamPage) -> dict[str, UpstreamFile]:
-    """The index-level file of each release (L{release_key}) the page lists, the first by name."""
-    found: dict[str, UpstreamFile] = {}
-    for entry in page.variants:
-        found.setdefault(release_key(entry.version), entry)
-    return found
+def _label(wheel: UpstreamFile) -> str:
+    _plain, label = split_label(wheel.filename)
+    assert label is not None  # (the parser's variant wheels have one)
+    return label
 
 
-def to_read(page: UpstreamPage, known: Known) -> list[UpstreamFile]:
+def _given_before(previous: UpstreamPage | None) -> _Given:
+    """What C{previous} gave its variant wheels, by its file's sha256 and label."""
+    if previous is None:
+        return {}
+    files = _Files.of(previous)
+    given: _Given = {}
+    for f in previous.files:
+        if f.variant is not None:
+            entry = files.of_wheel(f)
+            if entry is not None:
+                given[(entry.sha256, _label(f))] = f.variant
+    return given
+
+
+def to_read(page: UpstreamPage, previous: UpstreamPage | None) -> list[UpstreamFile]:
     """
     The index-level files of C{page} to read for its variant wheels: those
-    not C{known} by their sha256, the newest release first, at most
+    whose data the page before (C{previous}) did not give; the newest
+    release first, those that could not be read before last; at most
     L{MAX_READS_PER_PAGE}.
     """
-    files = _releases(page)
+    files = _Files.of(page)
+    before = _given_before(previous)
+    failed = frozenset(previous.variants_failed) if previous is not None else frozenset()
     wanted: dict[str, UpstreamFile] = {}
-    for wheel in sorted(page.variant_wheels, key=lambda w: version_key(w.version),
-                        reverse=True):
-        entry = files.get(release_key(wheel.version))
-        if entry is not None and entry.sha256 not in wanted and known(entry.sha256) is None:
-            wanted[entry.sha256] = entry
-            if len(wanted) == MAX_READS_PER_PAGE:
-                break
-    return list(wanted.values())
+    for wheel in page.variant_wheels:
+        entry = files.of_wheel(wheel)
+        if entry is not None and (entry.sha256, _label(wheel)) not in before:
+            wanted.setdefault(entry.sha256, entry)
+    newest = sorted(wanted.values(), key=lambda e: version_key(e.version), reverse=True)
+    # (stable: the newest first among those not failed, then among those failed)
+    return sorted(newest, key=lambda e: e.sha256 in failed)[:MAX_READS_PER_PAGE]
 
 
 def read_index_level(entry: UpstreamFile, data: bytes) -> VariantMetadata:
@@ -110,61 +142,65 @@ def read_index_level(entry: UpstreamFile, data: bytes) -> VariantMetadata:
     return read_variant_json(data)
 
 
-def completed(page: UpstreamPage, known: Known,
-              failed: Mapping[str, str] | None = None) -> UpstreamPage:
+def completed(page: UpstreamPage, previous: UpstreamPage | None,
+              read: Mapping[str, VariantMetadata],
+              failed: Mapping[str, str]) -> tuple[UpstreamPage, dict[str, str]]:
     """
     C{page} with its variant wheels given their data and listed among its
     files; those that cannot stay in C{variant_wheels}, counted refused,
     with their reasons among the examples (the upstream lists them still:
-    no takedown); C{page} itself when it lists none.
+    no takedown).
 
-    @param known: the index-level files read, by sha256.
-    @param failed: why a file could not be read, by its filename.
+    @param previous: the page before, whose wheels' data is taken over
+        where their release's file is unchanged.
+    @param read: the index-level files read now, by sha256.
+    @param failed: why those that could not be read were not, by sha256.
+    @return: the page, and why each wheel left waiting is, by filename.
     """
     if not page.variant_wheels:
-        return page
-    failed = failed or {}
-    files = _releases(page)
+        return page, {}
+    files = _Files.of(page)
+    before = _given_before(previous)
+    failed_before = set(previous.variants_failed) if previous is not None else set()
     given: list[UpstreamFile] = []
-    waiting: list[UpstreamFile] = []
-    skipped = list(page.skipped)
-    refused = page.refused
+    waiting: dict[str, tuple[UpstreamFile, str]] = {}
     for wheel in page.variant_wheels:
-        entry = files.get(release_key(wheel.version))
-        reason = None
+        entry = files.of_wheel(wheel)
         if entry is None:
-            reason = "a variant wheel (PEP 825) whose release lists no index-level file"
-        else:
-            meta = known(entry.sha256)
-            if meta is None:
-                reason = (f"{entry.filename}: {failed[entry.filename]}"
-                          if entry.filename in failed
-                          else f"{entry.filename} is not read yet (at most "
-                               f"{MAX_READS_PER_PAGE} a fetch: at a later refresh)")
-            else:
-                reason, wheel = _given(wheel, entry, meta)
-        if reason is None:
-            given.append(wheel)
+            waiting[wheel.filename] = (
+                wheel, "a variant wheel (PEP 825) whose release lists no index-level file")
             continue
-        waiting.append(wheel)
-        refused += 1
-        if len(skipped) < SKIPPED_EXAMPLES:
-            skipped.append((wheel.filename, reason))
-    return attrs.evolve(page, files=tuple(sorted((*page.files, *given),
-                                                 key=lambda f: f.filename)),
-                        variant_wheels=tuple(waiting), skipped=tuple(skipped), refused=refused)
-
-
-def _given(wheel: UpstreamFile, entry: UpstreamFile,
-           meta: VariantMetadata) -> tuple[str | None, UpstreamFile]:
-    """C{(None, wheel with its data)}, or C{(why not, wheel)}."""
-    _plain, label = split_label(wheel.filename)
-    assert label is not None  # (the parser's variant wheels have one)
-    own = meta.of_label(label)
-    if own is None:
-        return f"its label {label} is not in {entry.filename}", wheel
-    text = own.to_text()
-    if len(text) > VARIANT_BYTES:
-        return (f"its variant data in {entry.filename} is over {VARIANT_BYTES} bytes, "
-                "what pypid keeps of a wheel's"), wheel
-    return None, attrs.evolve(wheel, variant=text)
+        label = _label(wheel)
+        text = before.get((entry.sha256, label))
+        if text is None:
+            meta = read.get(entry.sha256)
+            if meta is None:
+                waiting[wheel.filename] = (wheel, (
+                    f"{entry.filename}: {failed[entry.sha256]}" if entry.sha256 in failed
+                    else f"{entry.filename} could not be read before (tried again at a "
+                         "later refresh)" if entry.sha256 in failed_before
+                    else f"{entry.filename} is not read yet (at most {MAX_READS_PER_PAGE} "
+                         "a fetch: at a later refresh)"))
+                continue
+            own = meta.of_label(label)
+            if own is None:
+                waiting[wheel.filename] = (wheel, f"its label {label} is not in "
+                                                  f"{entry.filename}")
+                continue
+            text = own.to_text()
+            if len(text) > VARIANT_BYTES:
+                waiting[wheel.filename] = (wheel, (
+                    f"its variant data in {entry.filename} is over {VARIANT_BYTES} bytes, "
+                    "what pypid keeps of a wheel's"))
+                continue
+        given.append(attrs.evolve(wheel, variant=text))
+    listed = {entry.sha256 for entry in page.variants}
+    still_failed = set(failed) | (failed_before & listed) - set(read)
+    reasons = {name: reason for name, (_wheel, reason) in waiting.items()}
+    skipped = (*page.skipped, *list(reasons.items())[:SKIPPED_EXAMPLES - len(page.skipped)])
+    done = attrs.evolve(
+        page, files=tuple(sorted((*page.files, *given), key=lambda f: f.filename)),
+        variant_wheels=tuple(wheel for wheel, _reason in waiting.values()),
+        variants_failed=tuple(sorted(still_failed & listed)),
+        skipped=skipped, refused=page.refused + len(waiting))
+    return done, reasons

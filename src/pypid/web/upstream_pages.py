@@ -103,6 +103,7 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
     the copy kept here, else fetched now (the client fed while its bytes
     are checked, L{_ClientTee}).
     """
+    from pypid.upstream.downloads import check_variant_data
     from pypid.upstream.fetch import UpstreamError
     name, metadata = _file_of(filename)
     stored = files.kept(name)
@@ -127,6 +128,9 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
                 raise
             if tee is not None and tee.started:
                 return NOT_DONE_YET
+        elif listed.variant is not None:
+            # (kept under the data the page had then: held to today's)
+            check_variant_data(name, stored.variant, listed.variant)
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
     files.served_kept(stored, hit)
@@ -310,7 +314,8 @@ def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: 
         location, digest = kept
         return location, b'"%s"' % digest.encode("ascii")
     stored = files.kept(name)
-    if stored is None or stored.project != project:
+    if stored is None or stored.project != project or listed.variant is not None:
+        # (a variant wheel is held to its data first: L{_file_answer})
         return None
     files.served_kept(stored)
     return files.locate(stored), b'"%s"' % stored.sha256.encode("ascii")
