@@ -20,7 +20,6 @@ from tests.upstream_server import V1_JSON, UpstreamProcess
 
 PROJECT = "e2e-variant"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-MODULE = os.path.join("e2e_variant", "__init__.py")
 
 
 def release(project=PROJECT):
@@ -29,7 +28,34 @@ def release(project=PROJECT):
             for label in (None, "x86_64_v3", "x86_64_v4")]
 
 
-class VariantInstallTests(DaemonTestCase):
+class _InstallsPlain:
+    """
+    pip and uv install C{project}, whose release has variant wheels, from
+    the class's daemon: the plain wheel (its module says C{BUILT = None}).
+    """
+
+    project = PROJECT
+
+    def built(self, target):
+        self.assertEqual(installed(target), {self.project: "1.0"})
+        module = os.path.join(self.project.replace("-", "_"), "__init__.py")
+        with open(os.path.join(target, module), encoding="utf-8") as f:
+            return f.read()
+
+    def test_pip(self):
+        """pip installs the plain wheel."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.index_url, self.project)
+        self.assertEqual(self.built(target), "BUILT = None\n")
+
+    def test_uv(self):
+        """uv installs the plain wheel."""
+        target = os.path.abspath(self.mktemp())
+        self.clients.uv_install(target, self.daemon.index_url, self.project)
+        self.assertEqual(self.built(target), "BUILT = None\n")
+
+
+class VariantInstallTests(_InstallsPlain, DaemonTestCase):
     """pip and uv against a release with variant wheels."""
 
     def prepare(self, daemon):
@@ -52,26 +78,8 @@ class VariantInstallTests(DaemonTestCase):
         self.assertEqual(sorted(json.loads(served.body)["variants"]),
                          ["x86_64_v3", "x86_64_v4"])
 
-    def built(self, target):
-        self.assertEqual(installed(target), {PROJECT: "1.0"})
-        with open(os.path.join(target, MODULE), encoding="utf-8") as f:
-            return f.read()
-
-    def test_pip(self):
-        """pip installs the plain wheel."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.pip_install(target, self.daemon.index_url, PROJECT)
-        self.assertEqual(self.built(target), "BUILT = None\n")
-
-    def test_uv(self):
-        """uv installs the plain wheel."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.uv_install(target, self.daemon.index_url, PROJECT)
-        self.assertEqual(self.built(target), "BUILT = None\n")
-
 
 PROXIED = "e2e-variant-up"
-PROXIED_MODULE = os.path.join("e2e_variant_up", "__init__.py")
 PROXIED_INDEX_LEVEL = "e2e_variant_up-1.0-variants.json"
 #: (made once: a wheel's zip holds the minute it was made in)
 PROXIED_RELEASE = release(PROXIED)
@@ -86,11 +94,13 @@ def index_level():
                      for label in ("x86_64_v3", "x86_64_v4")}}, indent=2).encode()
 
 
-class ProxiedVariantTests(DaemonTestCase):
+class ProxiedVariantTests(_InstallsPlain, DaemonTestCase):
     """
     pip and uv through pypid's cache of an upstream whose release has a
     plain wheel, two variant wheels and its index-level file.
     """
+
+    project = PROXIED
 
     @property
     def upstream(self):
@@ -133,20 +143,3 @@ class ProxiedVariantTests(DaemonTestCase):
         variant_name, variant_bytes = PROXIED_RELEASE[1]
         wheel = http("GET", f"{self.daemon.url}files/{PROXIED}/{variant_name}")
         self.assertEqual((wheel.status, wheel.body), (200, variant_bytes))
-
-    def built(self, target):
-        self.assertEqual(installed(target), {PROXIED: "1.0"})
-        with open(os.path.join(target, PROXIED_MODULE), encoding="utf-8") as f:
-            return f.read()
-
-    def test_pip(self):
-        """pip installs the plain wheel through the cache."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.pip_install(target, self.daemon.index_url, PROXIED)
-        self.assertEqual(self.built(target), "BUILT = None\n")
-
-    def test_uv(self):
-        """uv installs the plain wheel through the cache."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.uv_install(target, self.daemon.index_url, PROXIED)
-        self.assertEqual(self.built(target), "BUILT = None\n")

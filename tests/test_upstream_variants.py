@@ -24,7 +24,7 @@ from pypid.upstream.quarantines import Quarantines
 from pypid.upstream.variant_data import MAX_READS_PER_PAGE, completed, to_read
 from pypid.web.upstream_pages import WITHOUT_DATA
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
-from tests.harness_upstream import DAY, INDEX_A, ORIGIN_A, Server
+from tests.harness_upstream import DAY, INDEX_A, INDEX_B, ORIGIN_A, ORIGIN_B, Server
 
 TAG = "cp313-cp313-linux_x86_64"
 PLAIN = make_wheel("demo", "1.0", tag=TAG)
@@ -146,10 +146,14 @@ class PassedOnTests(_Upstream, SynchronousTestCase):
                           variant_json=variant_document("x86_64_v3",
                                                         {"x86_64": {"level": ["v9"]}}))
         self.serve([PLAIN, liar], index_level("x86_64_v3"))
-        code, _, body = self.server.request(f"/staging/files/demo/{liar[0]}")
+        self.refused(liar, b"disagrees with its release's index-level file")
+
+    def refused(self, wheel, reason):
+        """C{wheel} is refused at download (502 with C{reason}), and not kept."""
+        code, _, body = self.server.request(f"/staging/files/demo/{wheel[0]}")
         self.assertEqual(code, 502, body)
-        self.assertIn(b"disagrees with its release's index-level file", body)
-        self.assertIsNone(self.server.sources["public"].kept.get(liar[0]))
+        self.assertIn(reason, body)
+        self.assertIsNone(self.server.sources["public"].kept.get(wheel[0]))
 
     def test_kept_held_to_new_data(self):
         """
@@ -173,10 +177,25 @@ class PassedOnTests(_Upstream, SynchronousTestCase):
                             variant_json=variant_document("x86_64_v3",
                                                           namespaces=("x86_64", "aarch64")))
         self.serve([PLAIN, longer], index_level("x86_64_v3"))
-        code, _, body = self.server.request(f"/staging/files/demo/{longer[0]}")
-        self.assertEqual(code, 502, body)
-        self.assertIn(b"is not a prefix of [x86_64]", body)
-        self.assertIsNone(self.server.sources["public"].kept.get(longer[0]))
+        self.refused(longer, b"is not a prefix of [x86_64]")
+
+    def test_upstreams_disagree(self):
+        """
+        Two upstreams of a chain whose files give one label other
+        properties: the page lists the first wheel (oldest) with its data,
+        and leaves the other out, which the file would misstate.
+        """
+        cp312 = make_wheel("demo", "1.0", tag="cp312-cp312-linux_x86_64", variant="x86_64_v3")
+        other = json.dumps(variant_document("x86_64_v3", {"x86_64": {"level": ["v9"]}}))
+        self.serve([(*V3, OLD)], index_level("x86_64_v3"))
+        listed = [(*cp312, NEW), (INDEX_LEVEL_NAME, other.encode(), None)]
+        self.server.origins.route(INDEX_B + "demo/", upstream_page(listed).replace(
+            ORIGIN_A.encode(), ORIGIN_B.encode()))
+        for name, data, _when in listed:
+            self.server.origins.route(f"http://{ORIGIN_B}/f/{name}", data)
+        self.assertEqual(self.names(), [V3[0], INDEX_LEVEL_NAME])
+        self.assertEqual(self.served_index_level()["variants"],
+                         {"x86_64_v3": {"x86_64": {"level": ["x86_64_v3"]}}})
 
     def test_file_before_page(self):
         """The index-level file asked for before any page: the page is fetched, then it."""
@@ -267,6 +286,10 @@ class LeftOutTests(_Upstream, SynchronousTestCase):
         self.serve([PLAIN, V3, V4], index_level("x86_64_v4"))
         self.assertEqual(self.names(), sorted([PLAIN[0], V4[0]]) + [INDEX_LEVEL_NAME])
         self.left_out(f"its label x86_64_v3 is not in {INDEX_LEVEL_NAME}")
+        # (read once: the same file cannot say otherwise at a refresh)
+        self.server.clock.advance(3600)
+        self.assertEqual(self.names(), sorted([PLAIN[0], V4[0]]) + [INDEX_LEVEL_NAME])
+        self.assertEqual(self.asked_for(INDEX_LEVEL_NAME), 1)
 
     def test_kept_then_unreadable(self):
         """
@@ -345,28 +368,48 @@ class DataTests(SynchronousTestCase):
 
     def test_failed_tried_last(self):
         """
-        Files that could not be read are tried after those never tried, so
-        that the newest failing for ever do not stop older releases listing.
+        Files that could not be read are tried after those never tried,
+        the least recently tried first: files failing for ever neither
+        stop older releases listing nor one another being tried again.
         """
         count = MAX_READS_PER_PAGE + 1
         versions = [f"{n}.0" for n in range(1, count + 1)]
         page = self.page(versions, labels=("a",))
         known = read_variant_json(index_level("a"))
+        gone = "the upstream has no such file"
         first = to_read(page, None)
-        done, _ = completed(page, None, {}, {e.sha256: "the upstream has no such file"
-                                             for e in first})
+        self.assertEqual(first[0].version, versions[-1])
+        done, _ = completed(page, None, {}, {e.sha256: gone for e in first})
         self.assertEqual(len(done.variants_failed), MAX_READS_PER_PAGE)
         second = to_read(page, done)
-        self.assertEqual(second[0].version, "1.0")
-        self.assertEqual(len(second), MAX_READS_PER_PAGE)
+        self.assertEqual([e.version for e in second],
+                         ["1.0", *[e.version for e in sorted(first, key=lambda e: e.sha256)]
+                          ][:MAX_READS_PER_PAGE])
         done, waiting = completed(page, done, {second[0].sha256: known},
-                                  {e.sha256: "the upstream has no such file"
-                                   for e in second[1:]})
+                                  {e.sha256: gone for e in second[1:]})
         self.assertEqual([f.version for f in done.files], ["1.0"])
-        # (the one not tried again stays failed: tried last again)
-        self.assertEqual(len(done.variants_failed), MAX_READS_PER_PAGE)
-        self.assertIn("could not be read before", waiting[_wheel("2.0", "a").filename])
-        self.assertIn("the upstream has no such file", waiting[_wheel("3.0", "a").filename])
+        left = versions[-1]  # (the one failed before and not tried again)
+        self.assertIn("could not be read before", waiting[_wheel(left, "a").filename])
+        self.assertIn(gone, waiting[_wheel("2.0", "a").filename])
+        self.assertEqual(to_read(page, done)[0].version, left)
+
+    def test_unusable_not_read_again(self):
+        """
+        A file read that gives a wheel's label no data is not read again
+        for it while its sha256 stays (it cannot say otherwise), nor does
+        it stop other releases being read.
+        """
+        versions = [f"{n}.0" for n in range(1, MAX_READS_PER_PAGE + 2)]
+        page = self.page(versions, labels=("b",))
+        only_a = read_variant_json(index_level("a"))
+        done, waiting = completed(page, None, {e.sha256: only_a for e in to_read(page, None)},
+                                  {})
+        self.assertIn("its label b is not in", waiting[_wheel("33.0", "b").filename])
+        self.assertEqual([e.version for e in to_read(page, done)], ["1.0"])
+        done, waiting = completed(page, done, {}, {})
+        self.assertIn("read before, gives its label b no data",
+                      waiting[_wheel("33.0", "b").filename])
+        self.assertEqual(len(done.variants_unusable), MAX_READS_PER_PAGE)
 
     def test_over_what_a_record_keeps(self):
         """A label's data over L{VARIANT_BYTES} once compact is left out."""

@@ -242,17 +242,23 @@ class PageFilesTests(SynchronousTestCase):
     def test_disagreeing_left_out(self):
         """
         Of two wheels that disagree (two servers on one bucket each took
-        one), the one uploaded later is left out of the file, not the page.
+        one; two upstreams), the one uploaded later is left out of the
+        file and of the page, which would misstate it; a third spelling of
+        the release with only that wheel gets no file.
         """
         other = json.dumps(variant_document("v3", {"x86_64": {"level": ["v9"]}}))
-        pairs = [(_Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3"), 1.0), "u/a"),
-                 (_Listed(f"demo-1.0-1-{TAG}-v3.whl", "1.0", other, 2.0), "u/b")]
+        first = _Listed(f"demo-1.0-{TAG}-v3.whl", "1.0", v("v3"), 1.0)
+        pairs = [(first, "u/a"),
+                 (_Listed(f"demo-1.0-1-{TAG}-v3.whl", "1.0", other, 2.0), "u/b"),
+                 (_Listed(f"demo-1.0.0-{TAG}-v3.whl", "1.0.0", other, 3.0), "u/c")]
         shown, bodies = with_variant_files(pairs)
-        self.assertEqual(len(shown), 3)
+        self.assertEqual([f.filename for f, _ in shown], [first.filename,
+                                                         "demo-1.0-variants.json"])
         self.assertEqual(json.loads(bodies["demo-1.0-variants.json"])["variants"],
                          {"v3": {"x86_64": {"level": ["v3"]}}})
-        self.assertEqual(index_level([other, v("v3")]).variants["v3"],
-                         {"x86_64": {"level": ("v9",)}})
+        meta, left_out = index_level([other, v("v3")])
+        self.assertEqual((meta.variants["v3"], left_out), ({"x86_64": {"level": ("v9",)}},
+                                                           {1}))
 
     def test_joins(self):
         """A newcomer is held to each wheel of its release, and blamed alone."""

@@ -132,7 +132,8 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
     release spelled two ways has a file under each, the same bytes.
     Their variants are combined first uploaded first (L{index_level}): a
     wheel whose data disagrees with those before it is left out of the
-    file, never failing the page.
+    file and of the page (an installer choosing by the file would take it
+    for what it is not), never failing the page.
     """
     releases: dict[str, list[F]] = {}
     for f, _url in pairs:
@@ -142,19 +143,23 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
         return pairs, NO_VARIANTS
     made: dict[str, tuple[VariantsFile, str]] = {}
     bodies: dict[str, bytes] = {}
+    left_out: set[int] = set()
     for wheels in releases.values():
         wheels.sort(key=lambda w: (w.upload_time or 0.0, w.filename))
-        meta = index_level(w.variant for w in wheels if w.variant is not None)
+        meta, out_of_it = index_level(w.variant for w in wheels if w.variant is not None)
         if meta is None:
             continue
+        left_out.update(id(wheels[i]) for i in out_of_it)
         body = meta.to_bytes()
         digest = hashlib.sha256(body).hexdigest()
         project = wheels[0].project
-        for version in sorted({w.version for w in wheels}):
+        for version in sorted({w.version for i, w in enumerate(wheels) if i not in out_of_it}):
             name = variants_filename(project, version)
             made[version] = (VariantsFile(name, project, version, digest, len(body)),
                              variants_link(project, name))
             bodies[name] = body
+    if left_out:
+        pairs = [pair for pair in pairs if id(pair[0]) not in left_out]
     out: list[tuple[F | VariantsFile, str]] = []
     last = {f.version: i for i, (f, _url) in enumerate(pairs) if f.version in made}
     for i, pair in enumerate(pairs):

@@ -346,23 +346,27 @@ def check_described(variant: str, described: str) -> None:
             + "], which the release's index-level file gives")
 
 
-def index_level(variants: Iterable[str]) -> VariantMetadata | None:
+def index_level(variants: Iterable[str]) -> tuple[VariantMetadata | None, frozenset[int]]:
     """
     The index-level metadata of a version's listed variant wheels, from
-    their records' C{variant} (L{None}: none). Given first uploaded first:
-    a wheel whose data does not join those before it (two servers on one
-    bucket each took one the other would have refused) is left out of the
-    file, rather than failing the page; the wheel itself is still listed.
+    their C{variant} texts (L{None}: none), and the positions of those
+    left out of it. Given first uploaded first: a wheel whose data does not
+    join those before it (two servers on one bucket each took one the
+    other would have refused; two upstreams, or two spellings of a
+    release upstream, disagreeing) is left out, rather than failing the
+    page; the page leaves it out too (L{pypid.core.variant_files}), since
+    the file would misstate its properties to an installer choosing by it.
     """
     combined: VariantMetadata | None = None
-    for text in variants:
+    left_out: set[int] = set()
+    for i, text in enumerate(variants):
         meta = read_variant_json(text.encode("utf-8"))
         try:
             # (combining is associative: the union so far stands for those before)
             combined = combine((combined, meta)) if combined is not None else meta
         except InvalidVariant:
-            continue
-    return combined
+            left_out.add(i)
+    return combined, frozenset(left_out)
 
 
 def _plain(props: Properties) -> dict[str, dict[str, tuple[str, ...]]]:

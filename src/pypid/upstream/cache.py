@@ -116,7 +116,7 @@ def page_cost(page: UpstreamPage) -> int:
         FILE_COST + len(f.filename) + len(f.url) + 64
         + len(f.requires_python or "") + len(f.yanked or "") + len(f.variant or "")
         for files in (page.files, page.variants, page.variant_wheels) for f in files
-    ) + 64 * len(page.variants_failed)
+    ) + 64 * len(page.variants_failed) + 128 * len(page.variants_unusable)
 
 
 class PageCache:
@@ -446,6 +446,8 @@ def entry_to_json(entry: CachedPage) -> dict[str, Any]:
                if page.variant_wheels else {}),
             **({"variants_failed": list(page.variants_failed)} if page.variants_failed
                else {}),
+            **({"variants_unusable": list(page.variants_unusable)} if page.variants_unusable
+               else {}),
         },
     }
 
@@ -492,6 +494,7 @@ def entry_from_json(data: Any) -> CachedPage:
             variants=tuple(UpstreamFile(**f) for f in value.get("variants") or ()),
             variant_wheels=tuple(UpstreamFile(**f) for f in value.get("variant_wheels") or ()),
             variants_failed=tuple(str(sha256) for sha256 in value.get("variants_failed") or ()),
+            variants_unusable=tuple(str(pair) for pair in value.get("variants_unusable") or ()),
             status=(upstream_status(status.get("status"), status.get("reason"))
                     if isinstance(status, dict) else None))
     return CachedPage(page, float(data["fetched_at"]))

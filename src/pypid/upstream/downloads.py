@@ -315,6 +315,8 @@ class UpstreamFiles:
             # it: what storage holds is the truth, not these bytes)
             if e.record is not None:
                 stored = e.record
+                if f.variant is not None:
+                    check_variant_data(f.filename, stored.variant, f.variant)
             elif e.sha256 in (None, record.sha256):
                 stored = record
             else:

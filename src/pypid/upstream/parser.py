@@ -194,8 +194,13 @@ class UpstreamPage:
         What stays is what the upstream lists and pypid does not (yet).
     @ivar variants_failed: the sha256s of the index-level files in
         C{variants} that could not be read (at this fetch, or at an earlier
-        one and not tried since), sorted: tried last at the next fetch, so
-        that files that keep failing do not stop the others being read.
+        one and not tried since), the least recently tried first: tried
+        after those never tried, in that order, so that files that keep
+        failing do not stop the others being read, nor one another.
+    @ivar variants_unusable: C{"<sha256> <label>"} of each variant wheel
+        whose release's index-level file was read and gives its label no
+        data a wheel keeps (none, or too much): final for that sha256, so
+        not read again for it.
     """
 
     project: str
@@ -208,6 +213,7 @@ class UpstreamPage:
     variants: tuple[UpstreamFile, ...] = ()
     variant_wheels: tuple[UpstreamFile, ...] = ()
     variants_failed: tuple[str, ...] = ()
+    variants_unusable: tuple[str, ...] = ()
 
     @property
     def quarantined(self) -> bool:

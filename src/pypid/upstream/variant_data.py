@@ -110,24 +110,36 @@ def _given_before(previous: UpstreamPage | None) -> _Given:
     return given
 
 
+def _pair(sha256: str, label: str) -> str:
+    """How L{UpstreamPage.variants_unusable} names a file's label."""
+    return f"{sha256} {label}"
+
+
 def to_read(page: UpstreamPage, previous: UpstreamPage | None) -> list[UpstreamFile]:
     """
     The index-level files of C{page} to read for its variant wheels: those
-    whose data the page before (C{previous}) did not give; the newest
-    release first, those that could not be read before last; at most
+    whose data the page before (C{previous}) neither gave nor found
+    unusable; those never tried first, the newest release first, then
+    those that failed, the least recently tried first; at most
     L{MAX_READS_PER_PAGE}.
     """
     files = _Files.of(page)
     before = _given_before(previous)
-    failed = frozenset(previous.variants_failed) if previous is not None else frozenset()
+    unusable = frozenset(previous.variants_unusable) if previous is not None else frozenset()
+    failed = previous.variants_failed if previous is not None else ()
     wanted: dict[str, UpstreamFile] = {}
     for wheel in page.variant_wheels:
         entry = files.of_wheel(wheel)
-        if entry is not None and (entry.sha256, _label(wheel)) not in before:
+        if entry is None:
+            continue
+        label = _label(wheel)
+        if (entry.sha256, label) not in before and _pair(entry.sha256, label) not in unusable:
             wanted.setdefault(entry.sha256, entry)
-    newest = sorted(wanted.values(), key=lambda e: version_key(e.version), reverse=True)
-    # (stable: the newest first among those not failed, then among those failed)
-    return sorted(newest, key=lambda e: e.sha256 in failed)[:MAX_READS_PER_PAGE]
+    tried = frozenset(failed)
+    never = sorted((e for e in wanted.values() if e.sha256 not in tried),
+                   key=lambda e: version_key(e.version), reverse=True)
+    again = [wanted[sha256] for sha256 in failed if sha256 in wanted]
+    return (never + again)[:MAX_READS_PER_PAGE]
 
 
 def read_index_level(entry: UpstreamFile, data: bytes) -> VariantMetadata:
@@ -161,9 +173,12 @@ def completed(page: UpstreamPage, previous: UpstreamPage | None,
         return page, {}
     files = _Files.of(page)
     before = _given_before(previous)
-    failed_before = set(previous.variants_failed) if previous is not None else set()
+    failed_before = previous.variants_failed if previous is not None else ()
+    unusable_before = (frozenset(previous.variants_unusable) if previous is not None
+                       else frozenset())
     given: list[UpstreamFile] = []
     waiting: dict[str, tuple[UpstreamFile, str]] = {}
+    unusable: set[str] = set()
     for wheel in page.variant_wheels:
         entry = files.of_wheel(wheel)
         if entry is None:
@@ -173,34 +188,54 @@ def completed(page: UpstreamPage, previous: UpstreamPage | None,
         label = _label(wheel)
         text = before.get((entry.sha256, label))
         if text is None:
-            meta = read.get(entry.sha256)
-            if meta is None:
-                waiting[wheel.filename] = (wheel, (
-                    f"{entry.filename}: {failed[entry.sha256]}" if entry.sha256 in failed
-                    else f"{entry.filename} could not be read before (tried again at a "
-                         "later refresh)" if entry.sha256 in failed_before
-                    else f"{entry.filename} is not read yet (at most {MAX_READS_PER_PAGE} "
-                         "a fetch: at a later refresh)"))
-                continue
-            own = meta.of_label(label)
-            if own is None:
-                waiting[wheel.filename] = (wheel, f"its label {label} is not in "
-                                                  f"{entry.filename}")
-                continue
-            text = own.to_text()
-            if len(text) > VARIANT_BYTES:
-                waiting[wheel.filename] = (wheel, (
-                    f"its variant data in {entry.filename} is over {VARIANT_BYTES} bytes, "
-                    "what pypid keeps of a wheel's"))
+            text, reason, final = _read_for(entry, label, read.get(entry.sha256),
+                                            _pair(entry.sha256, label) in unusable_before)
+            if text is None:
+                if final:
+                    # (read: final for that sha256, not read again for it)
+                    unusable.add(_pair(entry.sha256, label))
+                elif entry.sha256 in failed:
+                    reason = f"{entry.filename}: {failed[entry.sha256]}"
+                elif entry.sha256 in failed_before:
+                    reason = (f"{entry.filename} could not be read before (tried again at a "
+                              "later refresh)")
+                waiting[wheel.filename] = (wheel, reason)
                 continue
         given.append(attrs.evolve(wheel, variant=text))
     listed = {entry.sha256 for entry in page.variants}
-    still_failed = set(failed) | (failed_before & listed) - set(read)
+    # (those failed before and not tried again keep their turn, then those tried now)
+    still_failed = [sha256 for sha256 in failed_before
+                    if sha256 in listed and sha256 not in read and sha256 not in failed]
     reasons = {name: reason for name, (_wheel, reason) in waiting.items()}
     skipped = (*page.skipped, *list(reasons.items())[:SKIPPED_EXAMPLES - len(page.skipped)])
     done = attrs.evolve(
         page, files=tuple(sorted((*page.files, *given), key=lambda f: f.filename)),
         variant_wheels=tuple(wheel for wheel, _reason in waiting.values()),
-        variants_failed=tuple(sorted(still_failed & listed)),
+        variants_failed=(*still_failed, *sorted(sha256 for sha256 in failed
+                                                if sha256 in listed)),
+        variants_unusable=tuple(sorted(unusable)),
         skipped=skipped, refused=page.refused + len(waiting))
     return done, reasons
+
+
+def _read_for(entry: UpstreamFile, label: str, meta: VariantMetadata | None,
+              unusable: bool) -> tuple[str | None, str, bool]:
+    """
+    C{(data, "", False)} of the wheel of C{label} that C{entry} (read now:
+    C{meta}; found C{unusable} before) describes; else C{(None, why not,
+    final)}: final when C{entry} was read and gives none a wheel keeps.
+    """
+    if unusable:
+        return None, (f"{entry.filename}, read before, gives its label {label} no data "
+                      f"pypid keeps (none, or over {VARIANT_BYTES} bytes)"), True
+    if meta is None:
+        return None, (f"{entry.filename} is not read yet (at most {MAX_READS_PER_PAGE} a "
+                      "fetch: at a later refresh)"), False
+    own = meta.of_label(label)
+    if own is None:
+        return None, f"its label {label} is not in {entry.filename}", True
+    text = own.to_text()
+    if len(text) > VARIANT_BYTES:
+        return None, (f"its variant data in {entry.filename} is over {VARIANT_BYTES} bytes, "
+                      "what pypid keeps of a wheel's"), True
+    return text, "", False

@@ -128,8 +128,9 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
                 raise
             if tee is not None and tee.started:
                 return NOT_DONE_YET
-        elif listed.variant is not None:
-            # (kept under the data the page had then: held to today's)
+        if listed.variant is not None:
+            # (kept, or fetched for another request, under the data a page
+            # had then: held to this one's)
             check_variant_data(name, stored.variant, listed.variant)
     except UpstreamError as e:
         raise BadGateway(f"the upstream index failed: {e}")
