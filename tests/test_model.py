@@ -6,7 +6,7 @@ its upstream answered in memory, the access gate of the configuration's
 users, grants and tokens, the Klein site, no sockets) through random
 uploads, deletes into the recycle bin, restores, purges, yanks, project
 statuses, promotions, advisories published and withdrawn, upstream
-releases, downloads by each identity, exports and the clock moving; a
+releases (variant wheels among them), downloads by each identity, exports and the clock moving; a
 plain reference model (L{Reference}: what each index holds and who may
 read it, in a few dicts) says what every index must list, and after
 every step the site is checked against it, for every index and project:
@@ -19,6 +19,10 @@ every step the site is checked against it, for every index and project:
     rule) writes the pages' hosted files;
   - a name hosted in an index (live, binned or deleted) never yields an
     upstream file there;
+  - each page links the index-level file (PEP 825) of each release whose
+    variant wheels it lists (the upstream's), naming exactly their
+    labels, with their data, and serving the bytes the page hashes; no
+    other index-level file is served;
   - the views' filters (include and exclude, pre-releases, yanked files,
     a cooldown, a date) and quarantines (PEP 792) take effect on every
     route; an admin sees a quarantined project's files;
@@ -78,6 +82,7 @@ from pypid.core.index_names import DEFAULT
 from pypid.core.names import filename_key
 from pypid.core.usage import MAX_PER_ADDRESS, day_of
 from pypid.core.version_order import is_prerelease
+from pypid.core.wheel_variants import split_label, variants_filename
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
@@ -85,7 +90,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web, index_materials
 from pypid.web.audit_trail import AuditTrail
-from tests.distributions import make_wheel
+from tests.distributions import make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
 from tests.harness_admin import admin_options
 from tests.harness_tap import AtOncePool, ThreadedReactor
@@ -277,12 +282,20 @@ class Listed:
 
 
 @cache
-def wheel(project, version, upstream=False):
+def wheel(project, version, upstream=False, label=None):
     """
     C{(filename, bytes)} of a wheel, the same bytes every time it is asked
     for (a zip stamps the time); the upstream's differ from an upload's.
+    A C{label} makes it a variant wheel (PEP 825) of that label, whose
+    C{variant.json} is L{variant_document}'s.
     """
-    return make_wheel(project, version, module_text="upstream" if upstream else None)
+    return make_wheel(project, version, module_text="upstream" if upstream else None,
+                      variant=label)
+
+
+def label_of(filename):
+    """The variant label of a wheel's C{filename} (PEP 825), or L{None}."""
+    return split_label(filename)[1]
 
 
 def public(version):
@@ -518,6 +531,20 @@ class IndexMachine(RuleBasedStateMachine):
                        "hashes": {"sha256": f.sha256},
                        "upload-time": datetime.fromtimestamp(f.published, UTC)
                        .strftime("%Y-%m-%dT%H:%M:%SZ")} for f in files]}
+        # (PEP 825: each release with variant wheels, its index-level file)
+        releases = {}
+        for f in files:
+            if label_of(f.filename) is not None:
+                releases.setdefault(f.version, set()).add(label_of(f.filename))
+        for version, labels in sorted(releases.items()):
+            document = variant_document(sorted(labels)[0])
+            for label in sorted(labels):
+                document["variants"].update(variant_document(label)["variants"])
+            body = json.dumps(document, indent=1).encode()
+            name = variants_filename(project, version)
+            self.origins.route(f"http://{ORIGIN}/f/{name}", body)
+            page["files"].append({"filename": name, "url": f"http://{ORIGIN}/f/{name}",
+                                  "hashes": {"sha256": hashlib.sha256(body).hexdigest()}})
         if state == "quarantined":
             page["project-status"] = {"status": "quarantined", "reason": "malware"}
         self.origins.route(UPSTREAM + project + "/", json.dumps(page).encode())
@@ -709,9 +736,14 @@ class IndexMachine(RuleBasedStateMachine):
         else:
             assert response.code in (200, 409), (source, into, response.code, text)
 
-    @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS))
-    def upstream_release(self, project, version):
-        filename, data = wheel(project, version, upstream=True)
+    @rule(project=st.sampled_from(PROJECTS), version=st.sampled_from(VERSIONS),
+          label=st.sampled_from((None, None, "x86_64_v3", "x86_64_v4")))
+    def upstream_release(self, project, version, label=None):
+        """
+        The upstream publishes a wheel, or a variant wheel (PEP 825) with
+        its release's index-level file (L{publish_page}).
+        """
+        filename, data = wheel(project, version, upstream=True, label=label)
         if filename in self.reference.offered:
             return
         self.origins.route(f"http://{ORIGIN}/f/{filename}", data)
@@ -921,8 +953,11 @@ class IndexMachine(RuleBasedStateMachine):
                 expected = self.listing(index, project, reader)
                 code, listed = self.page(index, project, auth)
                 assert code in (200, 404), (index, project, code)
+                levels = {name: listed.pop(name) for name in sorted(listed)
+                          if name.endswith("-variants.json")}
                 assert set(listed) == set(expected), (
                     index, project, sorted(listed), sorted(expected))
+                self.variants_agree(index, project, expected, levels, auth)
                 for filename, f in listed.items():
                     entry = expected[filename]
                     assert f["hashes"]["sha256"] == entry.sha256, (index, filename, entry)
@@ -959,6 +994,38 @@ class IndexMachine(RuleBasedStateMachine):
                         "GET", f"{self.prefix(index)}files/{project}/{filename}", auth=auth)
                     assert got.code != 200, (index, filename, "served, not listed")
                 self.legacy_json_agrees(index, project, expected, auth)
+
+    def variants_agree(self, index, project, expected, levels, auth):
+        """
+        (PEP 825) The page links the index-level file of each release
+        whose variant wheels it lists, and no other; each serves the bytes
+        the page hashes, and names exactly the labels of the release's
+        variant wheels the page lists (whatever the view's filters, date,
+        cooldown and advisories left), as their own data says. No other
+        index-level file of the project is served.
+        """
+        labels = {}
+        for filename, f in expected.items():
+            if label_of(filename) is not None:
+                labels.setdefault(release_key(f.version), set()).add(label_of(filename))
+        wanted = {variants_filename(project, f.version): release_key(f.version)
+                  for filename, f in expected.items() if label_of(filename) is not None}
+        assert set(levels) == set(wanted), (index, project, sorted(levels), sorted(wanted))
+        for name, entry in levels.items():
+            got, data = self.request("GET", f"{self.prefix(index)}files/{project}/{name}",
+                                     auth=auth)
+            assert got.code == 200, (index, name, got.code, data)
+            assert hashlib.sha256(data).hexdigest() == entry["hashes"]["sha256"], (index, name)
+            variants = json.loads(data)["variants"]
+            assert set(variants) == labels[wanted[name]], (index, name, sorted(variants))
+            for label, props in variants.items():
+                assert props == variant_document(label)["variants"][label], (index, name)
+        offered = {variants_filename(project, f.version) for f in self.reference.offered.values()
+                   if f.project == project and label_of(f.filename) is not None}
+        for name in sorted(offered - set(levels)):
+            got, data = self.request("GET", f"{self.prefix(index)}files/{project}/{name}",
+                                     auth=auth)
+            assert got.code == 404, (index, name, "served, not linked", got.code)
 
     def legacy_json_agrees(self, index, project, expected, auth):
         """
@@ -1060,6 +1127,33 @@ class ModelTests(SynchronousTestCase):
         self.assertEqual(response.code, 200, body)
         self.assertEqual(json.loads(body)["vulnerabilities"][0]["id"],
                          "PYSEC-2026-corp-lib-9.9")
+        machine.pages_and_files_agree()
+        machine.teardown()
+
+    def test_upstream_variant_wheels(self):
+        """
+        An upstream's variant wheels (PEP 825) through every index: each
+        page links its own index-level file of the variant wheels it
+        lists, the cooldown view's without the young one, until it is old
+        enough; a release an advisory denies keeps its variants listed,
+        its files refused (every listed file is downloaded by the
+        invariant, the variant wheels held to their data).
+        """
+        machine = IndexMachine()
+        machine.start(uploads=[("release", "alpha", "1.0")])
+        machine.upstream_release(project="public-lib", version="2.0")
+        machine.upstream_release(project="public-lib", version="2.0", label="x86_64_v3")
+        machine.time_passes(seconds=DAY)
+        machine.upstream_release(project="public-lib", version="2.0", label="x86_64_v4")
+        code, listed = machine.page("cool", "public-lib")
+        self.assertEqual(sorted(listed), ["public_lib-2.0-py3-none-any-x86_64_v3.whl",
+                                          "public_lib-2.0-py3-none-any.whl",
+                                          "public_lib-2.0-variants.json"])
+        code, listed = machine.page("staging", "public-lib")
+        self.assertIn("public_lib-2.0-py3-none-any-x86_64_v4.whl", listed)
+        machine.pages_and_files_agree()
+        machine.advise(project="public-lib", version="2.0")
+        machine.time_passes(seconds=DAY)
         machine.pages_and_files_agree()
         machine.teardown()
 

@@ -206,6 +206,14 @@ class PassedOnTests(_Upstream, SynchronousTestCase):
         code, _, _ = self.server.request("/staging/files/demo/demo-2.0-variants.json")
         self.assertEqual(code, 404)
 
+    def test_file_upstream_down(self):
+        """The index-level file of a page the upstream cannot give: 502, as the page."""
+        self.server.origins.route(INDEX_A + "demo/", b"down", status=503)
+        self.server.origins.route(INDEX_B + "demo/", b"down", status=503)
+        code, _, body = self.server.request(f"/staging/files/demo/{INDEX_LEVEL_NAME}")
+        self.assertEqual(code, 502, body)
+        self.assertEqual(self.server.request("/staging/simple/demo/")[0], 502)
+
     def test_cooldown(self):
         """
         A view's cooldown hides the young variant wheel from its page and

@@ -345,11 +345,14 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     if is_variants_filename(name):
         # (PEP 825: the file a page made of the variant wheels it lists,
         # once the upstream's page is cached)
-        await _look_again(request, view, sides, project)
+        failed = await _look_again(request, view, sides, project)
         page = None if metadata else view.page(project, JSON, clock.seconds())
         variants = page.variants.get(filename) if page is not None else None
         if variants is not None:
             return send_page(request, variants)
+        if page is None and not deleted:
+            # (no page to make it of: answered as the page would be)
+            upstream_failure(failed)
     found = _listed_in(view, sides, project, name, clock.seconds())
     if found is None:
         # Not seen yet (a client with an old copy of a page): look again.
@@ -380,15 +383,19 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
 
 
 async def _look_again(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
-                      project: str) -> None:
+                      project: str) -> list[Exception]:
     """
     Bring the pages of C{project} that the index reads from its caching
     upstreams up to date (a client with an old copy of a page, or one the
     cache forgot), as a page's request does: an upstream that fails leaves
     what is cached.
+
+    @return: the failures of the upstreams that could give no page
+        (L{upstream_failure} answers them).
     """
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
+    failed: list[Exception] = []
     for asked in view.upstreams(project):
         source = sides[asked.name].source
         if source.mode != "cache":
@@ -397,8 +404,9 @@ async def _look_again(request: Request, view: IndexView, sides: Mapping[str, Sou
             _charge_source(request, source)
         try:
             await source.pages.get(project)
-        except (Offline, UpstreamError):
-            pass
+        except (Offline, UpstreamError) as e:
+            failed.append(e)
+    return failed
 
 
 def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
