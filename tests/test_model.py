@@ -298,6 +298,22 @@ def label_of(filename):
     return split_label(filename)[1]
 
 
+def index_level_files(listed):
+    """
+    The index-level files (PEP 825) of a page's C{{filename: entry}},
+    taken out of it: the reference lists distributions, and the page makes
+    these of the variant wheels it lists (L{IndexMachine.variants_agree}).
+    """
+    return {name: listed.pop(name) for name in sorted(listed)
+            if name.endswith("-variants.json")}
+
+
+def wanted_levels(project, expected):
+    """C{{name: release}} of the index-level files a page listing C{expected} must link."""
+    return {variants_filename(project, f.version): release_key(f.version)
+            for filename, f in expected.items() if label_of(filename) is not None}
+
+
 def public(version):
     """The public version of C{version}: what an advisory's list names of a local build."""
     return Version(version).public
@@ -850,8 +866,11 @@ class IndexMachine(RuleBasedStateMachine):
         expected = self.listing(index, project, identity)
         code, listed = self.page(index, project, auth)
         assert code in (200, 404), (identity, index, project, code)
+        levels = index_level_files(listed)
         assert set(listed) == set(expected), (
             identity, index, project, sorted(listed), sorted(expected))
+        assert set(levels) == set(wanted_levels(project, expected)), (
+            identity, index, project, sorted(levels))
         for filename, f in listed.items():
             assert f["hashes"]["sha256"] == expected[filename].sha256, (identity, index, filename)
 
@@ -879,6 +898,8 @@ class IndexMachine(RuleBasedStateMachine):
             if os.path.exists(page):
                 with open(page) as f:
                     exported = {entry["filename"]: entry for entry in json.load(f)["files"]}
+                assert set(index_level_files(exported)) == set(
+                    wanted_levels(project, expected)), (index, project)
             assert set(exported) == set(expected), (
                 index, project, sorted(exported), sorted(expected))
             for filename, entry in exported.items():
@@ -953,8 +974,7 @@ class IndexMachine(RuleBasedStateMachine):
                 expected = self.listing(index, project, reader)
                 code, listed = self.page(index, project, auth)
                 assert code in (200, 404), (index, project, code)
-                levels = {name: listed.pop(name) for name in sorted(listed)
-                          if name.endswith("-variants.json")}
+                levels = index_level_files(listed)
                 assert set(listed) == set(expected), (
                     index, project, sorted(listed), sorted(expected))
                 self.variants_agree(index, project, expected, levels, auth)
@@ -1008,8 +1028,7 @@ class IndexMachine(RuleBasedStateMachine):
         for filename, f in expected.items():
             if label_of(filename) is not None:
                 labels.setdefault(release_key(f.version), set()).add(label_of(filename))
-        wanted = {variants_filename(project, f.version): release_key(f.version)
-                  for filename, f in expected.items() if label_of(filename) is not None}
+        wanted = wanted_levels(project, expected)
         assert set(levels) == set(wanted), (index, project, sorted(levels), sorted(wanted))
         for name, entry in levels.items():
             got, data = self.request("GET", f"{self.prefix(index)}files/{project}/{name}",
