@@ -143,13 +143,13 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
         return pairs, NO_VARIANTS
     made: dict[str, tuple[VariantsFile, str]] = {}
     bodies: dict[str, bytes] = {}
-    left_out: set[int] = set()
+    left_out: set[str] = set()
     for wheels in releases.values():
         wheels.sort(key=lambda w: (w.upload_time or 0.0, w.filename))
         meta, out_of_it = index_level(w.variant for w in wheels if w.variant is not None)
         if meta is None:
             continue
-        left_out.update(id(wheels[i]) for i in out_of_it)
+        left_out.update(wheels[i].filename for i in out_of_it)
         body = meta.to_bytes()
         digest = hashlib.sha256(body).hexdigest()
         project = wheels[0].project
@@ -159,7 +159,7 @@ def with_variant_files(pairs: Sequence[tuple[F, str]],
                              variants_link(project, name))
             bodies[name] = body
     if left_out:
-        pairs = [pair for pair in pairs if id(pair[0]) not in left_out]
+        pairs = [pair for pair in pairs if pair[0].filename not in left_out]
     out: list[tuple[F | VariantsFile, str]] = []
     last = {f.version: i for i, (f, _url) in enumerate(pairs) if f.version in made}
     for i, pair in enumerate(pairs):

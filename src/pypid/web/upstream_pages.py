@@ -353,6 +353,8 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
         if page is None and not deleted:
             # (no page to make it of: answered as the page would be)
             upstream_failure(failed)
+        # (no distribution has such a name: nothing to look for further)
+        raise NotFound("no such file")
     found = _listed_in(view, sides, project, name, clock.seconds())
     if found is None:
         # Not seen yet (a client with an old copy of a page): look again.
