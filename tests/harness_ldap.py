@@ -30,6 +30,10 @@ INJECTIONS = [
 ]
 
 
+#: What names the directory of the tests' people (L{pypid.config.ldap_settings.LDAPConfig.key}).
+DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
+
+
 @attrs.define
 class MemoryDirectory:
     """
@@ -40,6 +44,7 @@ class MemoryDirectory:
 
     people: dict = attrs.Factory(dict)
     cache_ttl: float = 60.0
+    key: str = DIRECTORY_KEY
     down: bool = False
     hold: bool = False
     asked: list = attrs.Factory(list)

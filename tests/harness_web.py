@@ -18,6 +18,7 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.index import Index
+from pypid.core.outside_logins import OutsideLogins
 from pypid.core.render import file_url_for, provenance_url_for
 from pypid.core.sessions import SessionBook
 from pypid.state.loader import IndexMetrics
@@ -137,8 +138,13 @@ class _ServerMixin:
                            provenance_url=provenance_url_for(self.base_url))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.hashing_pool())
         self.sessions = self.browser_sessions(folder)
+        sso = self.single_sign_on()
+        # (who from outside the configuration lets in: its provider, as the
+        # daemon's pypid.auth.factory.outside_logins says)
+        outside = OutsideLogins(provider=sso.provider, mapping=sso.config.mapping) \
+            if sso is not None and sso.config.issuer is not None else None
         self.access = Access(self.access_model(), verifier, tokens=self.token_book(),
-                             sessions=self.sessions)
+                             sessions=self.sessions, outside=outside)
         served = self.served_storage(self.storage)
         audit = self.audit_trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
@@ -146,7 +152,7 @@ class _ServerMixin:
                              max_upload_size=self.max_upload_size, base_url=self.base_url,
                              audit=audit, sources=self.metric_sources(served, audit),
                              attestations=self.attestation_check(),
-                             registry=self.index_registry(), sso=self.single_sign_on())
+                             registry=self.index_registry(), sso=sso)
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 

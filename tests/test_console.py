@@ -21,12 +21,11 @@ from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock
 from tests.fakes import run_in_pool_now
 from tests.harness_indexes import Server, entries
-from tests.harness_ldap import MemoryDirectory
+from tests.harness_ldap import DIRECTORY_KEY, MemoryDirectory
 from tests.harness_retention import RetainedIndex
 from tests.harness_web import PASSWORD, USERS, WHEEL_NAME, NoCookieJar, basic
 
 DOCUMENT = {"Sec-Fetch-Dest": "document"}
-DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
 
 
 class _Console(NoCookieJar):

@@ -38,10 +38,11 @@ from pypid.core.ldap_syntax import (
     parse_filter,
     parse_ldap_url,
 )
+from pypid.core.outside_logins import DIRECTORY, LoginSource
 from pypid.core.startup import StartupError
 from pypid.web.access import Access
 from tests.fakes import FAST
-from tests.harness_ldap import INJECTIONS, MemoryDirectory
+from tests.harness_ldap import DIRECTORY_KEY, INJECTIONS, MemoryDirectory
 
 #: Other spellings of alice that a directory's matching rules (case, spaces,
 #: width ignored) find: none of them is alice's login.
@@ -419,8 +420,13 @@ class VerifierWithDirectoryTests(SynchronousTestCase):
         return self.successResultOf(self.verifier.authenticate(user, password))
 
     def test_directory_user(self):
-        """A directory user's identity carries the directory's groups."""
-        self.assertEqual(self.identity("alice", "pw"), Identity("alice", groups=frozenset({"dev"})))
+        """
+        A directory user's identity carries the directory's groups, and
+        that it logged in there (the directory's key: issue 59).
+        """
+        dev = frozenset({"dev"})
+        self.assertEqual(self.identity("alice", "pw"), Identity(
+            "alice", groups=dev, login=LoginSource(DIRECTORY, dev, DIRECTORY_KEY)))
         self.assertEqual(self.directory.asked, ["alice"])
         # (the dummy hash was computed too: the name costs what a user's check does)
         self.assertEqual(self.pool.calls, 1)
@@ -449,7 +455,8 @@ class VerifierWithDirectoryTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertTrue(self.verifier.needs_new_check("alice", "pw"))
         self.directory.people["alice", "pw"] = frozenset()
-        self.assertEqual(self.identity("alice", "pw"), Identity("alice"))
+        self.assertEqual(self.identity("alice", "pw"), Identity(
+            "alice", login=LoginSource(DIRECTORY, frozenset(), DIRECTORY_KEY)))
         self.assertEqual(self.directory.asked, ["alice", "alice"])
 
     def test_shorter_ttl_wins(self):

@@ -19,12 +19,11 @@ from pypid.core.access_rules import parse_rule
 from pypid.core.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
 from pypid.core.sso_flow import ClaimMapping
 from tests.fakes import run_in_pool_now
-from tests.harness_ldap import MemoryDirectory
+from tests.harness_ldap import DIRECTORY_KEY, MemoryDirectory
 from tests.harness_web import USERS, NoCookieJar, basic
 
 DAY = 86400.0
 PROVIDER_KEY = "sso https://login.corp.example/realms/acme pypid"
-DIRECTORY_KEY = "ldap ldaps://ldap.corp.example:636 ou=people,dc=corp,dc=example"
 
 
 def token_auth(text):

@@ -88,10 +88,7 @@ def directory_key(config: Config) -> str | None:
     users (its servers and where its users are): a reload that points
     elsewhere ends them. L{None} without a directory.
     """
-    ldap = config.ldap
-    if not ldap.url:
-        return None
-    return f"ldap {' '.join(str(server) for server in ldap.url)} {ldap.user_base}"
+    return config.ldap.key
 
 
 def outside_logins(config: Config) -> OutsideLogins:

@@ -148,6 +148,11 @@ class Directory:
     _down_until: dict[LDAPServer, float] = attrs.field(init=False, factory=dict, repr=False)
 
     @property
+    def key(self) -> str:
+        """What names this directory (L{pypid.config.ldap_settings.LDAPConfig.key})."""
+        return self._settings.key or ""
+
+    @property
     def cache_ttl(self) -> float:
         """Seconds a directory user's check (password and groups) is remembered."""
         return self._settings.cache_ttl

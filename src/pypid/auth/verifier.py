@@ -45,6 +45,7 @@ from pypid.auth.hashes import (
     verify_hash,
 )
 from pypid.core.credential_syntax import check_hash_format, is_bcrypt
+from pypid.core.outside_logins import DIRECTORY, LOCAL, LoginSource
 
 if TYPE_CHECKING:
     # (types only: both modules import this one)
@@ -95,11 +96,17 @@ class Identity:
     @ivar groups: the groups the directory (C{[ldap]}) says the user is in,
         looked up with the password and remembered as long as it; those of
         C{[groups]} are the L{pypid.auth.policy.AccessModel}'s.
+    @ivar login: where the person logged in (issue 59: a person is a
+        source and a name): a password of C{[users]} or the htpasswd file,
+        the directory they were checked in, the provider of their browser
+        session, or what their token remembers. Whatever they open or
+        issue keeps it; nothing reads it again from the configuration.
     """
 
     name: str
     token: Token | None = None
     groups: frozenset[str] = frozenset()
+    login: LoginSource = LOCAL
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -368,6 +375,14 @@ class PasswordVerifier:
 
         @rtype: L{Deferred} firing with L{Identity} or L{None}
         """
-        return self._check(user, password).addCallback(
-            lambda groups: Identity(user, groups=groups) if groups is not None else None
-        )
+        return self._check(user, password).addCallback(self._identity, user)
+
+    def _identity(self, groups: frozenset[str] | None, user: str) -> Identity | None:
+        """Who a check's outcome says C{user} is: where they were checked, with their groups."""
+        if groups is None:
+            return None
+        directory = self._directory
+        if user in self._users or directory is None:
+            return Identity(user)
+        return Identity(user, groups=groups,
+                        login=LoginSource(DIRECTORY, groups, directory.key))

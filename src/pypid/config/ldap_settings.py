@@ -49,6 +49,18 @@ class LDAPConfig:
     timeout: float = 5.0
     cache_ttl: float = 300.0
 
+    @property
+    def key(self) -> str | None:
+        """
+        What names this directory for the sessions and tokens of its users
+        (its servers and where its users are): one that points elsewhere
+        is another directory, whose users are other people. L{None}
+        without a directory.
+        """
+        if not self.url:
+            return None
+        return f"ldap {' '.join(str(server) for server in self.url)} {self.user_base}"
+
 
 def _urls(value: str) -> tuple[LDAPServer, ...]:
     """One or more C{ldap://} or C{ldaps://} URLs, separated by spaces or lines."""

@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from pypid.core.outside_logins import SOURCES
+from pypid.core.outside_logins import LOCAL, PASSWORD, SOURCES, LoginSource, OutsideLogins
 
 #: Bytes of randomness in a session id, a key and a CSRF token.
 ID_BYTES = 32
@@ -168,6 +168,38 @@ class SessionBook:
         if stored is None:
             return ""
         return hmac.new(self.key, stored.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def login_of(self, session: Session, stored: str | None,
+                 outside: OutsideLogins) -> LoginSource | None:
+        """
+        Where C{session}'s person logged in, while that source still vouches
+        for them (issue 59: checked wherever a session is used, and when the
+        book is read at start-up as at C{SIGHUP}); L{None} once it does not.
+
+        A password user's session stands while C{stored}, the hash their
+        password is checked against now, is the one they logged in with;
+        a directory's or a provider's person's, while no local user has
+        their name (C{stored} is L{None}), the directory or the provider
+        and client in force are the ones they came through (the stamp),
+        and, for single sign-on, C{[sso] allow} still lets them in.
+
+        @param stored: the hash of the local user of the session's name,
+            or L{None} when there is none.
+        @param outside: who from outside the configuration in force lets in.
+        """
+        if session.source == PASSWORD:
+            if stored is None or not hmac.compare_digest(self.stamp_of(stored),
+                                                         session.stamp):
+                return None
+            return LOCAL
+        if stored is not None:
+            return None
+        key = outside.key_of(session.source)
+        if key is None or not hmac.compare_digest(self.stamp_of(key), session.stamp):
+            return None
+        if not outside.admits(session.source, session.user, session.groups, key):
+            return None
+        return LoginSource(session.source, session.groups, key)
 
     def open(self, user: str, groups: Iterable[str], source: str, now: float,
              random: Callable[[int], bytes], stored: str | None = None,

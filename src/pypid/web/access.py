@@ -10,7 +10,6 @@ answers L{None} at once and no header is even parsed.
 
 from __future__ import annotations
 
-import hmac
 import os
 from collections.abc import Callable
 from typing import Any, cast
@@ -20,6 +19,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
@@ -43,7 +43,7 @@ from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.namespaces import Grant, refusal
-from pypid.core.outside_logins import DIRECTORY, PASSWORD, PROVIDER, LoginSource, OutsideLogins
+from pypid.core.outside_logins import OutsideLogins
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
 from pypid.core.startup import StartupError
@@ -51,7 +51,9 @@ from pypid.jobs.periodic import Periodic
 from pypid.web.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identification import FailedLogins, Identification
 from pypid.web.permissions import Permissions
-from pypid.web.request_auth import IRequestAuth, identity_of, remember
+from pypid.web.request_auth import identity_of, remember
+
+log = Logger()
 
 #: What a change (an upload, a yank, a delete) answers without credentials.
 UPLOAD_LOGIN = "authentication is required to upload"
@@ -137,25 +139,6 @@ class Access:
         """
         self._identification.reconfigure(verifier, tokens, outside)
         self._permissions = Permissions.of(model)
-
-    def login_source(self, request: IRequest, identity: Identity) -> LoginSource:
-        """
-        Where C{identity}, the request's person (not a token), logged in: a
-        password of C{[users]} or the htpasswd file; else the session's
-        source (the directory, or single sign-on with the provider in force:
-        a session stands only while it is the one it came through); else
-        the directory's password.
-        """
-        if self.is_local_user(identity.name):
-            return LoginSource(PASSWORD)
-        digest = IRequestAuth(request).session
-        sessions = self.sessions
-        session = sessions.book.sessions.get(digest) if sessions is not None and digest \
-            else None
-        outside = self._identification.outside
-        if session is not None and session.source == PROVIDER:
-            return LoginSource(PROVIDER, session.groups, outside.provider or "")
-        return LoginSource(DIRECTORY, identity.groups, outside.directory or "")
 
     # -- per project ---------------------------------------------------------------
 
@@ -493,6 +476,15 @@ class AccessPart(Service):
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
         self.sessions = make_sessions(config, reactor, hashing)
+        # The sessions kept through a restart meet the configuration it
+        # brought, as those of a reload do (issue 59): one meaning for a
+        # change, however it came.
+        book = self.sessions.book
+        ended = self.sessions.revoke(
+            lambda session: not still_a_user(session, materials.verifier, config, book))
+        if ended:
+            log.info("Ended {count} browser sessions whose people the configuration no "
+                     "longer lets in as they logged in", count=ended)
         self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens,
                              sessions=self.sessions, outside=outside_logins(config))
@@ -565,16 +557,8 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     no longer lets in, keeps the session until it times out: pypid cannot
     see that without them logging in again.)
     """
-    if session.source == "password":
-        return verifier.knows(session.user) and hmac.compare_digest(
-            book.stamp_of(verifier.stored(session.user)), session.stamp)
-    if verifier.knows(session.user):
-        return False
-    outside = outside_logins(config)
-    key = outside.key_of(session.source)
-    if key is None or not hmac.compare_digest(book.stamp_of(key), session.stamp):
-        return False
-    return outside.admits(session.source, session.user, session.groups, key)
+    return book.login_of(session, verifier.stored(session.user),
+                         outside_logins(config)) is not None
 
 
 def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:

@@ -190,7 +190,7 @@ class BrowserLogin:
             # The users were reloaded while the password was checked: the
             # check was the old configuration's.
             return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
-        login = self._access.login_source(request, identity)
+        login = identity.login
         # (the stamp: a password user's hash, a directory user's directory)
         stamp = self._access.stored_password(identity.name) if login.source == PASSWORD \
             else login.provider

@@ -607,7 +607,7 @@ class Console:
         identity = await self._access.person(request)
         admin = self._access.is_admin(identity)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        outside = self._access.login_source(request, identity).outside
+        outside = identity.login.outside
         return send_html(request, code, console_pages.tokens_page(
             chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
             index_url=self._index_url(request), root=root_of(request), **shown))

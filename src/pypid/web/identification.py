@@ -32,7 +32,7 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
-from pypid.core.outside_logins import PASSWORD, OutsideLogins
+from pypid.core.outside_logins import PASSWORD, LoginSource, OutsideLogins
 from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.request_auth import IRequestAuth, client_address, remember, request_credentials
 
@@ -171,8 +171,16 @@ class Identification:
         if found is None:
             return None
         digest, session = found
+        login = sessions.book.login_of(session, self._verifier.stored(session.user),
+                                       self.outside)
+        if login is None:
+            # Its source no longer vouches for its person (issue 59): a
+            # reload or a start-up ends such sessions; this is the check
+            # every use makes all the same.
+            sessions.revoke(lambda kept: kept is session)
+            return None
         auth.session = digest
-        return Identity(session.user, groups=session.groups)
+        return Identity(session.user, groups=session.groups, login=login)
 
     def identify_for_change(self, request: IRequest,
                             credentials: tuple[str, str] | None = None,
@@ -306,7 +314,9 @@ class Identification:
                     return Identity(token.user, token)
             elif not self._verifier.knows(token.user) and self.outside.admits(
                     token.source, token.user, token.groups, token.provider):
-                return Identity(token.user, token, groups=frozenset(token.groups))
+                groups = frozenset(token.groups)
+                return Identity(token.user, token, groups=groups,
+                                login=LoginSource(token.source, groups, token.provider))
         # A token trusted publishing minted acts for its publisher.
         minted = self.publishers.verify(password) if self.publishers is not None else None
         return Identity(minted.user, minted) if minted is not None else None

@@ -84,7 +84,7 @@ class TokenAdmin:
         identity = await self._access.person(request)
         fields = {name: form_field(request, name)
                   for name in ("actions", "projects", "expires", "description", "indexes")}
-        login = self._access.login_source(request, identity)
+        login = identity.login
         try:
             lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
             text, token = self._book().make(
