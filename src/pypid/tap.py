@@ -247,7 +247,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
                                                     audit.trail.log, reactor)),
         ("systemd", _notifier_part(notifier, reactor, default.index, readiness)),
-    ), reactor, exit_on_failure=exit_on_failure, load_config=load_config)
+    ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config)
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:

@@ -117,6 +117,11 @@ class Config:
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
     #: C{[retention]}: the recycle bin (issue 29)
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
+    #: every key's parsed value, by C{(section, key)} (the named sections
+    #: by their whole name): what a reload compares to say which keys
+    #: changed (L{pypid.config.reloading}); not the free sections' names
+    keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen,
+                                                      eq=False, repr=False)
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -429,4 +434,5 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
         retention=retention,
+        keys=dict(values),
     )

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config import Config
+from pypid.config.reloading import describe, needs_restart
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 
@@ -54,7 +55,8 @@ class Parts(Service):
 
     def __init__(self, parts: Sequence[tuple[str, IService]], reactor: IReactorCore, *,
                  exit_on_failure: bool = False,
-                 load_config: Callable[[], Config] | None = None) -> None:
+                 load_config: Callable[[], Config] | None = None,
+                 config: Config | None = None) -> None:
         """
         @param parts: C{(name, part)} of each part, in the order they start;
             a part's name is what the log says of it, and what
@@ -65,6 +67,9 @@ class Parts(Service):
         @param load_config: C{load_config() -> Config}, reading the
             configuration as start-up did, for L{reload}; L{None} when
             nothing reloads.
+        @param config: the configuration the parts were built of: a reload
+            that changes one of its keys only a restart takes is refused
+            (L{pypid.config.reloading}).
         """
         self._parts = tuple(parts)
         if len(dict(self._parts)) != len(self._parts):
@@ -72,6 +77,7 @@ class Parts(Service):
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self._load_config = load_config
+        self._config = config
         self._started: list[tuple[str, IService]] = []
         self.ready: Deferred[None] = Deferred()
         self.failed = False
@@ -149,8 +155,10 @@ class Parts(Service):
         if self._load_config is not None:
             try:
                 config = self._load_config()
+                self._refuse_restart_keys(config)
             except StartupError as e:
                 _not_reloading(e)
+                config = None
         commits = None
         if config is not None:
             try:
@@ -160,10 +168,23 @@ class Parts(Service):
         took = [said for said in (commit() for commit in (
             commits if commits is not None else self._prepare(None))) if said]
         if commits is not None:
-            log.info("Reloaded the configuration: {took} (listeners, storage and the other "
-                     "keys change at the next restart)", took=", ".join(took))
+            self._config = config
+            log.info("Reloaded the configuration: {took}", took=", ".join(took))
         elif self._load_config is None and not took:
             log.info("Received SIGHUP: nothing to reload")
+
+    def _refuse_restart_keys(self, config: Config) -> None:
+        """
+        One meaning for a change (issue 59): a key only a restart takes,
+        changed, refuses the whole reload, naming it.
+
+        @raise StartupError: naming the keys and saying "restart".
+        """
+        if self._config is None:
+            return
+        changed = needs_restart(self._config.keys, config.keys)
+        if changed:
+            raise StartupError(f"{config.source}: {describe(changed)}")
 
     def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
         commits = []

@@ -23,7 +23,7 @@ from pypid.config import Config
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family
 from pypid.core.namespaces import private_globs
-from pypid.core.parts import IMetricsSource
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import ProvenanceURL
 from pypid.storage.factory import make_storage
@@ -67,7 +67,7 @@ def cache_settings(config: Config, name: str | None) -> Config:
         s3=attrs.evolve(config.s3, prefix=config.s3.prefix + where + "/", bucket_snapshot=False))
 
 
-@implementer(IMetricsSource)
+@implementer(IMetricsSource, IReloadable)
 class UpstreamPart(Service):
     """
     An upstream as a part of the daemon: its cache is loaded with the index
@@ -176,6 +176,28 @@ class UpstreamPart(Service):
             raise LookupError(f"upstream:{self._source.name} has no default proxy: "
                               "UpstreamProxy.create(part.source, hosted, file_url)")
         return self._proxy
+
+    def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
+        """
+        At C{SIGHUP}: take the upstream's credentials (its password or token
+        read again: a rotation takes effect) and C{hosts}, the keys of an
+        upstream a reload applies (L{pypid.config.reloading}); the others
+        refuse the reload before this is asked.
+        """
+        if config is None:
+            return None
+        name = self._source.name
+        up = config.upstream if self._proxy is not None else config.upstreams.get(name)
+        client = self._source.client
+        if up is None or (up.credentials, tuple(up.hosts)) == (client.credentials,
+                                                               client.hosts):
+            return None
+        taken: UpstreamConfig = up
+
+        def commit() -> str:
+            client.reconfigure(taken.hosts, taken.credentials)
+            return f"upstream {name}'s credentials and hosts"
+        return commit
 
     def stopService(self) -> None:
         """Drop the connections to the upstream."""

@@ -162,6 +162,18 @@ class UpstreamClient:
         self._turns = DeferredSemaphore(MAX_READS)
         # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
+        self.credentials = credentials
+        self._authorization = None if credentials is None else authorization(credentials)
+
+    def reconfigure(self, hosts: Iterable[str],
+                    credentials: UpstreamCredentials | None) -> None:
+        """
+        Take the hosts files may come from and the credentials of a
+        configuration read again (C{SIGHUP}: a rotated password, issue 59),
+        for the fetches that begin from now on.
+        """
+        self.hosts = tuple(hosts)
+        self.credentials = credentials
         self._authorization = None if credentials is None else authorization(credentials)
 
     async def page(self, project: str, previous: UpstreamPage | None = None) -> UpstreamPage:

@@ -1,0 +1,134 @@
+"""
+What C{SIGHUP} does with each key of the configuration (issue 59): one rule
+for every key, so that a reload and a restart never mean two things.
+
+Every key the parser knows (L{pypid.config.SCHEMA}, the named sections'
+L{pypid.config.NAMED_SECTIONS}, and the sections of names chosen by the
+administrator) is in L{HOW}, as L{RELOAD} or L{RESTART}:
+
+  - L{RELOAD}: the parts of the daemon take it in full at C{SIGHUP}, so
+    the server is then as a restart with the same file leaves it (the
+    parts' own checks may still refuse a value: a hosted index's bases,
+    C{[namespaces]} on a server with an upstream, see
+    L{pypid.state.index_reload});
+  - L{RESTART}: the server builds something of it once, as it starts (a
+    listener, a storage, a thread pool, an upstream's cache): a reload
+    whose file changes it is refused whole, naming the key and saying
+    "restart", never taken in part with the key quietly left as it was.
+
+A new key that is in neither is a failure of the test that holds this
+table to the parser's own list (C{tests/test_reloading.py}).
+
+Files a key names are read again at each reload whatever the table says
+(the C{[tls]} certificate, the token file, an upstream's password file):
+their I{names} follow the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+#: A key the parts take in full at C{SIGHUP}.
+RELOAD = "reload"
+#: A key only a restart takes: a reload that changes it is refused.
+RESTART = "restart"
+
+
+def _all(how: str, keys: str) -> dict[str, str]:
+    return dict.fromkeys(keys.split(), how)
+
+
+#: An upstream's keys (C{[upstream]} and every C{[upstream:NAME]}): who
+#: pypid says it is (the credentials, read again at each reload) and where
+#: its files may come from are taken; the rest builds its cache and client
+#: at start-up. C{private} is among them: a name made private must not seem
+#: protected while the cache still holds it, so it is refused, not ignored.
+_UPSTREAM = {
+    **_all(RESTART, "mode url ttl offline private merge min_age min_age_exempt timeout "
+           "max_page_size max_page_files page_cache_size max_file_size max_downloads "
+           "download_space max_misses_per_address fetch_deadline max_cache_size "
+           "keep_precached keep_removed"),
+    **_all(RELOAD, "hosts username password_file password_env token_file token_env"),
+}
+
+#: section -> key -> L{RELOAD} or L{RESTART}; the named sections by their
+#: prefix (C{index:}, C{upstream:}); the free sections (their keys are
+#: names) under the key C{*}.
+HOW: Mapping[str, Mapping[str, str]] = {
+    "pypid": {
+        **_all(RESTART, "listen base_url snapshot snapshot_interval max_upload_size threads "
+               "access_log header_timeout description_budget min_upload_rate "
+               "max_connections_per_address ca_bundle trusted_proxies"),
+        **_all(RELOAD, "page_cache_size advisories advisory_severity advisory_waive "
+               "allow_tag_mismatch"),
+    },
+    "storage": _all(RESTART, "backend path min_free"),
+    "s3": _all(RESTART, "bucket prefix region endpoint_url addressing access_key secret_key "
+               "session_token expire_after buffer_time download public_url sync_interval "
+               "multipart_threshold timeout bucket_snapshot check_rate"),
+    "auth": {
+        **_all(RELOAD, "read upload admins tokens htpasswd session_idle session_lifetime"),
+        **_all(RESTART, "throttle_ipv6_prefix sessions"),
+    },
+    "upstream": _UPSTREAM,
+    # (the files are read again at each reload; which files, at a restart)
+    "tls": _all(RESTART, "certificate key chain"),
+    "metrics": _all(RELOAD, "allow group"),
+    "ldap": _all(RELOAD, "url starttls bind_dn bind_password user_base user_filter "
+                 "user_name_attribute group_base group_filter group_name_attribute "
+                 "ca_bundle timeout cache_ttl"),
+    "oidc": _all(RELOAD, "audience issuers ca_bundle leeway jwks_ttl jwks_min_refresh "
+                 "timeout lifetime"),
+    "sso": _all(RELOAD, "issuer client_id client_secret client_secret_file label scopes "
+                "user_claim groups_claim allow ca_bundle timeout leeway"),
+    "advisories": _all(RELOAD, "path url refresh max_size"),
+    "attestations": _all(RESTART, "trust_root require"),
+    "retention": _all(RESTART, "recycle_bin keep_releases remove_prereleases_after "
+                      "keep_downloaded protect schedule"),
+    "index:": {
+        **_all(RELOAD, "view bases read upload min_age as_of include exclude prereleases "
+               "yanked advisories advisory_severity advisory_waive allow_tag_mismatch"),
+        **_all(RESTART, "recycle_bin keep_releases remove_prereleases_after keep_downloaded "
+               "protect"),
+    },
+    "upstream:": _UPSTREAM,
+    "users": {"*": RELOAD},
+    "groups": {"*": RELOAD},
+    "acl": {"*": RELOAD},
+    "publishers": {"*": RELOAD},
+    "namespaces": {"*": RELOAD},
+}
+
+
+def how(section: str, key: str) -> str:
+    """
+    What C{SIGHUP} does with C{[section] key} (a named section by its
+    prefix: C{index:prod} is C{index:}).
+
+    @raise KeyError: for a key the table does not know.
+    """
+    if ":" in section:
+        section = section.partition(":")[0] + ":"
+    keys = HOW[section]
+    return keys["*"] if "*" in keys else keys[key]
+
+
+def needs_restart(before: Mapping[tuple[str, str], object],
+                  after: Mapping[tuple[str, str], object]) -> list[tuple[str, str]]:
+    """
+    The C{(section, key)} of L{RESTART} keys whose parsed values differ
+    between two readings of the configuration (a key of a section that
+    only one of them has is the business of what adds or removes such a
+    section: L{pypid.state.index_reload}), in the order of C{after}.
+    """
+    return [(section, key) for (section, key), value in after.items()
+            if (section, key) in before and before[section, key] != value
+            and how(section, key) == RESTART]
+
+
+def describe(changed: Iterable[tuple[str, str]]) -> str:
+    """The line a refused reload logs for C{changed} (L{needs_restart})."""
+    keys = ", ".join(f"[{section}] {key}" for section, key in changed)
+    return (f"{keys}: a change of "
+            + ("this key" if "," not in keys else "these keys")
+            + " is taken only at a restart; restart the server to apply it")
