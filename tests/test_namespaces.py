@@ -112,6 +112,40 @@ class ConfigTests(SynchronousTestCase):
             self.assertIn(said, str(caught.exception), text)
 
 
+    def test_through_bases(self):
+        """
+        Issue 59, finding 3: a grant in force in an index whose bases lead
+        to a hosted index where the same owners do not hold it is refused,
+        naming both (a stranger's C{acme-evil} in the base was served
+        through it as owned); reserved alike in the base, it is taken.
+        """
+        from pypid.config import ConfigError
+        users = ("[users]\nbob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n"
+                 "eve = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA\n"
+                 "[groups]\nplatform = bob\n")
+        staging = "[index:staging]\nbases = default\n"
+        for grants, said in (
+                ("staging/acme = group:platform\n", "where it is not reserved"),
+                ("staging/acme = group:platform\ndefault/acme = user:eve\n",
+                 "where other owners hold it"),
+                ("acme = user:eve\nstaging/acme = group:platform\n", "other owners hold it")):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(users + staging + "[namespaces]\n" + grants)
+            message = str(caught.exception)
+            self.assertIn("[namespaces] staging/acme: acme is reserved in staging, which reads "
+                          "default through its bases", message)
+            self.assertIn(said, message)
+        # (a view through staging: the grant for every hosted index only)
+        for grants in ("acme = group:platform\n",
+                       "staging/acme = group:platform\ndefault/acme = group:platform\n"):
+            config = self.load(users + staging + "[index:prod]\nview = yes\nbases = staging\n"
+                               "[namespaces]\n" + grants)
+            self.assertTrue(config.namespaces.granted("acme", "staging"))
+        # (an index of no bases, and a base's own grant, say nothing of it)
+        self.load(users + "[index:staging]\n[namespaces]\nstaging/acme = group:platform\n")
+        self.load(users + staging + "[namespaces]\ndefault/acme = group:platform\n")
+
+
 class UploadTests(SynchronousTestCase):
     """A new project in a namespace is its owners' to create (409 for others, PEP 752)."""
 

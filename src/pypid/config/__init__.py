@@ -53,7 +53,11 @@ from pypid.config.index_settings import (
 )
 from pypid.config.ldap_settings import LDAP_KEYS, LDAPConfig, check_ldap
 from pypid.config.metrics_settings import METRICS_KEYS, MetricsConfig, check_metrics
-from pypid.config.namespace_settings import NAMESPACES, read_namespaces
+from pypid.config.namespace_settings import (
+    NAMESPACES,
+    check_namespaces_through,
+    read_namespaces,
+)
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
 from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
 from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
@@ -408,6 +412,9 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         items, users, groups, groups_from_outside(values),
         [DEFAULT, *(name for name, index in indexes.items()
                     if not index.view and name != DEFAULT)], fail)
+    # (a namespace reserved in an index is reserved in what it reads: issue 59)
+    check_namespaces_through(items, namespaces, {name: [str(base) for base in index.bases]
+                                                 for name, index in indexes.items()}, fail)
 
     def read_section(name: str, cls: Callable[..., _S]) -> _S:
         return cls(**{key: values[name, key] for key in SCHEMA[name]})

@@ -8,11 +8,13 @@ others (L{pypid.core.namespaces.NamespaceGrants.of}).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pypid.config.auth_settings import check_principal
 from pypid.config.values import Fail, Items
+from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.namespaces import Grant, InvalidGrant, NamespaceGrants, parse_grant
+from pypid.core.views import resolve_order
 
 #: The section's name.
 NAMESPACES = "namespaces"
@@ -47,3 +49,42 @@ def read_namespaces(items: Items, users: Mapping[str, str],
     except InvalidGrant as e:
         fail(NAMESPACES, None, str(e))
     raise AssertionError("unreachable")  # (fail raises)
+
+
+def check_namespaces_through(items: Items, grants: NamespaceGrants,
+                             bases: Mapping[str, Sequence[str]], fail: Fail) -> None:
+    """
+    Refuse a grant in force in an index that reads, through its bases, a
+    hosted index where the same owners do not hold it (issue 59): anyone who
+    may upload to the base could make a project in the namespace there, and
+    the index would serve it among the owners' own, as theirs (C{"owned":
+    true}, and a release of a name the owners also publish joining theirs).
+    The shape of issue 41's check of read grants through bases.
+
+    @param bases: each index's bases, by name (C{upstream:NAME} for an
+        upstream, never asked for a namespace).
+    @raise pypid.config.errors.ConfigError: through C{fail}, naming the
+        grant's line, the index, and the base.
+    """
+    lines = {}
+    for key, value in items(NAMESPACES):
+        try:
+            lines[parse_grant(key, value)] = key
+        except InvalidGrant:
+            continue
+    for name in [DEFAULT, *(n for n in bases if n != DEFAULT)]:
+        for base in resolve_order(name, bases):
+            if base == name or base.startswith(UPSTREAM_PREFIX):
+                continue
+            for grant in grants.in_force(name):
+                theirs = grants.granted(grant.name, base)
+                if theirs is not None and theirs.owners == grant.owners:
+                    continue
+                held = "it is not reserved" if theirs is None else "other owners hold it"
+                fail(NAMESPACES, lines.get(grant, grant.name),
+                     f"{grant.name} is reserved in {name}, which reads {base} through its "
+                     f"bases, where {held}: anyone who may upload to {base} could make a "
+                     f"project in it there, and {name} would serve it as the owners'. "
+                     f"Reserve it in {base} for the same owners ({base}/{grant.name}), or "
+                     f"take {base} out of {name}'s bases",
+                     [(f"index:{name}", "bases")])
