@@ -14,7 +14,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core import charts
-from pypid.core.access_rules import parse_rule
+from pypid.core.access_rules import IndexGrants, parse_rule
 from pypid.core.outside_logins import OutsideLogins
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
@@ -204,6 +204,35 @@ class MyTokensTests(_Console, SynchronousTestCase):
         self.assertEqual(self.request("POST", "/api/tokens", headers=cookie,
                                       data={"actions": "read"})[0].code, 401)
         self.assertEqual(self.get("/api/tokens", auth=basic("alice"))[0].code, 200)
+
+
+class HiddenIndexTokenTests(_Console, SynchronousTestCase):
+    """
+    Issue 59, finding 5: a token's indexes name only those its person may
+    see; a hidden one answers as a missing one, and is never named.
+    """
+
+    def access_model(self):
+        return AccessModel(read="everyone", admins=frozenset({"dave"}), indexes={
+            "payroll-secret": IndexGrants(frozenset({"user:dave"}), frozenset({"user:dave"}))})
+
+    def test_hidden_as_missing(self):
+        cookie, csrf = self.log_in()
+        hidden = self.issue(cookie, csrf, 400, indexes="payroll-secret")
+        missing = self.issue(cookie, csrf, 400, indexes="nosuch")
+        self.assertEqual(hidden.replace(b"payroll-secret", b"nosuch"), missing)
+        self.assertNotIn(b"payroll", missing)
+        self.assertIn(b"yours are default", missing)
+        response, body = self.request("POST", "/api/tokens", auth=basic("alice"),
+                                      data={"actions": "read", "indexes": "payroll-secret"})
+        self.assertEqual((response.code, body), (400, b"indexes: 'payroll-secret' is not an "
+                                                       b"index of this server you may use "
+                                                       b"(yours are default)\n"))
+        self.assertEqual(self.access.tokens.tokens, {})
+        # (its reader may keep a token to it)
+        response, body = self.request("POST", "/api/tokens", auth=basic("dave"),
+                                      data={"actions": "read", "indexes": "payroll-secret"})
+        self.assertEqual(response.code, 200, body)
 
 
 class ProjectPageTests(_Console, SynchronousTestCase):

@@ -47,8 +47,8 @@ class TokenBookTests(SynchronousTestCase):
         self.assertTrue(everywhere.covers("upload", "x", "staging"))
         e = self.assertRaises(TokenError, self.book.make, "alice", {"read"},
                               indexes=["stagign"], known_indexes={"default", "staging"})
-        self.assertEqual(str(e), "indexes: 'stagign' is not an index of this server (the "
-                                 "indexes are default, staging)")
+        self.assertEqual(str(e), "indexes: 'stagign' is not an index of this server you "
+                                 "may use (yours are default, staging)")
         self.assertRaises(TokenError, self.book.make, "alice", {"read"}, indexes=["Bad_Name"])
         bad = dict(token.to_json(), indexes=["../x"])
         self.assertRaises(TokenError, Token.from_json, bad)
@@ -248,7 +248,7 @@ class TokenFileTests(SynchronousTestCase):
         self.assertEqual(self.json.loads(body)["indexes"], ["default"])
         code, body = self.request("POST", "/api/tokens", b"actions=upload&indexes=staging")
         self.assertEqual((code, body), (400, b"indexes: 'staging' is not an index of this "
-                                             b"server (the indexes are default)\n"))
+                                             b"server you may use (yours are default)\n"))
 
     def test_admin_removed_during_check(self):
         """

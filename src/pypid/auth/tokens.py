@@ -240,8 +240,9 @@ class TokenBook:
 
         @param lifetime: seconds until it expires, or L{None} for never.
         @param indexes: the indexes it may be used in; none for all.
-        @param known_indexes: the server's indexes, when C{indexes} must name
-            them (L{None}: not checked).
+        @param known_indexes: the server's indexes the person may see, when
+            C{indexes} must name them (L{None}: not checked); one hidden from
+            them is refused as a missing one, and the refusal names these alone.
         @param login: where C{user} logged in: a person from outside
             (the directory, single sign-on) gets a token that expires, within
             L{pypid.core.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}.
@@ -252,8 +253,10 @@ class TokenBook:
             if not INDEX_NAME.match(index) or (known_indexes is not None
                                                and index not in known_indexes):
                 known = ", ".join(sorted(known_indexes or ()))
+                # (known_indexes are those the person may see: one hidden
+                # from them answers as a missing one, issue 59)
                 raise TokenError(f"indexes: {index!r} is not an index of this server"
-                                 + (f" (the indexes are {known})" if known else ""))
+                                 + (f" you may use (yours are {known})" if known else ""))
             if index not in scoped:
                 scoped.append(index)
         actions = frozenset(actions)

@@ -91,7 +91,7 @@ class TokenAdmin:
                 identity.name, fields.get("actions", "").split(),
                 fields.get("projects", "").split(), lifetime, fields.get("description", ""),
                 (fields.get("indexes") or "").split(),
-                known_indexes={DEFAULT_INDEX, *self._access.model.indexes}, login=login)
+                known_indexes=self._shown_indexes(identity), login=login)
         except ValueError as e:
             raise BadRequest(str(e))
         def add(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
@@ -111,6 +111,15 @@ class TokenAdmin:
         log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
                  scope=scope)
         return text, token
+
+    def _shown_indexes(self, identity: Identity) -> set[str]:
+        """
+        The indexes C{identity} may see: those a token of theirs may be kept
+        to. A hidden one is refused as a missing one, and never named.
+        """
+        access = self._access
+        return {name for name in (DEFAULT_INDEX, *access.model.indexes)
+                if name == DEFAULT_INDEX or access.index_shown(identity, name)}
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:
