@@ -37,8 +37,11 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.sso_settings import SSOConfig
+from pypid.core.addresses import network_of
 from pypid.core.sessions import Session, SessionBook
 from pypid.core.sso_flow import (
+    MAX_PENDING,
+    MAX_PENDING_PER_NETWORK,
     ClaimMapping,
     LoginRefused,
     PendingLogins,
@@ -112,6 +115,33 @@ class PendingLoginsTests(SynchronousTestCase):
             for _ in range(5):
                 pending.start("u", "/", T0, self.random, "198.51.100.7")
             pending.take(first.state, binding, T0)
+
+    def test_per_network(self):
+        """
+        Issue 59, finding 8: some 500 addresses, or one IPv6 /48, pushed out
+        everybody's logins under way; now a network holds at most its share,
+        and a full book forgets the oldest of the network with the most.
+        """
+        pending = PendingLogins()
+        mine, binding = pending.start("u", "/", T0, self.random, "192.0.2.1")
+        for i in range(600):
+            for _ in range(20):
+                pending.start("u", "/", T0, self.random, f"10.{i // 200}.{i % 200}.1")
+        self.assertEqual(len(pending), MAX_PENDING)
+        theirs, their_binding = pending.start("u", "/", T0, self.random, "2001:db8:9::1")
+        for k in range(1000):
+            pending.start("u", "/", T0, self.random, f"2001:db8:1:{k:x}::1")
+        self.assertEqual(len(pending), MAX_PENDING)
+        self.assertEqual(pending.take(mine.state, binding, T0).client, "192.0.2.1")
+        self.assertEqual(pending.take(theirs.state, their_binding, T0).client, "2001:db8:9::1")
+        self.assertLessEqual(sum(1 for p in pending._pending.values()
+                                 if p.client.startswith("2001:db8:1:")), MAX_PENDING_PER_NETWORK)
+
+    def test_network_of(self):
+        for client, network in (("192.0.2.77", "192.0.2.0/24"),
+                                ("2001:db8:1:2::/64", "2001:db8:1::/48"),
+                                ("", ""), ("unix-peer", "unix-peer")):
+            self.assertEqual(network_of(client), network)
 
     def test_bounded(self):
         """Past the limit, the oldest are forgotten."""

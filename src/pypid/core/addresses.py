@@ -28,3 +28,25 @@ def client_ip(text: str) -> Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+#: Bits of a network one party may be taken to hold: an IPv4 /24, an IPv6
+#: /48 (a site's allocation), for the bounds that must not let one party
+#: with many addresses push out everybody else (issue 59).
+IPV4_NETWORK, IPV6_NETWORK = 24, 48
+
+
+def network_of(client: str) -> str:
+    """
+    The network of a client as L{pypid.auth.throttle.counted_client} names
+    it (an IPv4 address, an IPv6 network such as C{2001:db8:1:2::/64}): its
+    IPv4 /24 or IPv6 /48; anything else (a Unix socket's peer, none) as it is.
+    """
+    try:
+        network = ipaddress.ip_network(client, strict=False)
+    except ValueError:
+        return client
+    bits = IPV4_NETWORK if network.version == 4 else IPV6_NETWORK
+    if network.prefixlen > bits:
+        network = network.supernet(new_prefix=bits)
+    return str(network)

@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 
 import attrs
 
+from pypid.core.addresses import network_of
 from pypid.core.credential_syntax import USER_NAME
 
 #: Seconds a login started may take to come back from the provider.
@@ -44,6 +45,12 @@ MAX_PENDING = 10_000
 #: past it that client's oldest is forgotten, so one client's flood of
 #: starts pushes out its own logins, not everybody's.
 MAX_PENDING_PER_CLIENT = 20
+#: The most logins under way from one network (an IPv4 /24, an IPv6 /48:
+#: L{pypid.core.addresses.network_of}); and once L{MAX_PENDING} are under
+#: way, a new one pushes out the oldest of the network that has the most,
+#: never another network's while one has more (issue 59: some 500 addresses,
+#: or one IPv6 /48, pushed out everybody's logins).
+MAX_PENDING_PER_NETWORK = 200
 #: Random bytes of a C{state}, C{nonce}, PKCE verifier and binding cookie.
 RANDOM_BYTES = 32
 #: The longest an ID token may have been issued before it reaches pypid:
@@ -108,9 +115,12 @@ class PendingLogins:
     ttl: float = PENDING_TTL
     limit: int = MAX_PENDING
     per_client: int = MAX_PENDING_PER_CLIENT
+    per_network: int = MAX_PENDING_PER_NETWORK
     _pending: dict[str, PendingLogin] = attrs.field(factory=dict)
     #: client -> its logins' states, oldest first
     _by_client: dict[str, list[str]] = attrs.field(factory=dict)
+    #: network -> its logins' states, oldest first
+    _by_network: dict[str, list[str]] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -118,15 +128,20 @@ class PendingLogins:
     def _forget(self, state: str) -> PendingLogin | None:
         pending = self._pending.pop(state, None)
         if pending is not None:
-            theirs = self._by_client.get(pending.client)
-            if theirs is not None:
-                theirs.remove(state)
-                if not theirs:
-                    del self._by_client[pending.client]
+            for by, key in ((self._by_client, pending.client),
+                            (self._by_network, network_of(pending.client))):
+                theirs = by.get(key)
+                if theirs is not None:
+                    theirs.remove(state)
+                    if not theirs:
+                        del by[key]
         return pending
 
     def _forget_expired(self, now: float) -> None:
-        for state, pending in list(self._pending.items()):
+        # (oldest first: the first that is not expired ends it, without a
+        # copy of the whole book at every start)
+        while self._pending:
+            state, pending = next(iter(self._pending.items()))
             if now - pending.started < self.ttl:
                 break
             self._forget(state)
@@ -138,12 +153,16 @@ class PendingLogins:
         cookie that binds it to the browser.
         """
         self._forget_expired(now)
-        theirs = self._by_client.get(client, [])
-        while len(theirs) >= self.per_client:
-            self._forget(theirs[0])
-            theirs = self._by_client.get(client, [])
+        network = network_of(client)
+        for by, key, most in ((self._by_client, client, self.per_client),
+                              (self._by_network, network, self.per_network)):
+            while len(by.get(key, ())) >= most:
+                self._forget(by[key][0])
         while len(self._pending) >= self.limit:
-            self._forget(next(iter(self._pending)))
+            # (the oldest of the network with the most: one with many
+            # addresses pushes out its own, never a network that has fewer)
+            fullest = max(self._by_network.values(), key=len)
+            self._forget(fullest[0])
         binding = _b64(random(RANDOM_BYTES))
         pending = PendingLogin(
             state=_b64(random(RANDOM_BYTES)), nonce=_b64(random(RANDOM_BYTES)),
@@ -151,6 +170,7 @@ class PendingLogins:
             redirect_uri=redirect_uri, next_path=next_path, started=now, client=client)
         self._pending[pending.state] = pending
         self._by_client.setdefault(client, []).append(pending.state)
+        self._by_network.setdefault(network, []).append(pending.state)
         return pending, binding
 
     def take(self, state: str, binding: str | None, now: float) -> PendingLogin:
