@@ -5,6 +5,7 @@ Tests of the upstream rules (L{pypid.upstream.confusion}) and the page cache
 
 import json
 
+import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,7 +14,7 @@ from pypid.core.model import FileRecord
 from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, matches, merged
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -157,7 +158,8 @@ class PageCacheTests(SynchronousTestCase):
         cache = self.cache()
         self.successResultOf(self.get(cache))
         self.clock.advance(61)
-        newer = page(upstream_file("holy_grail-2.0.tar.gz"))
+        newer = page(upstream_file("holy_grail-1.0.tar.gz"),
+                     upstream_file("holy_grail-2.0.tar.gz"))
         pending = self.answers["holy-grail"] = Deferred()
         entry, stale = self.successResultOf(self.get(cache))
         self.assertTrue(stale)
@@ -165,6 +167,53 @@ class PageCacheTests(SynchronousTestCase):
         pending.callback(newer)
         entry, stale = self.successResultOf(self.get(cache))
         self.assertEqual((entry.page, stale), (newer, False))
+
+    def test_gone_once_is_no_change(self):
+        """
+        Issue 59, finding 7: a fetch that no longer lists files of the page
+        kept, or the project's 404, is taken only once a fetch
+        C{confirm_gone} seconds before or more said the same; a flap keeps
+        the page (as fresh as the fetch), and never drops it.
+        """
+        both = page(upstream_file("holy_grail-1.0.tar.gz"), upstream_file("holy_grail-2.0.tar.gz"))
+        short = page(upstream_file("holy_grail-2.0.tar.gz"))
+        for gone in (short, UpstreamNotFound("holy-grail")):
+            with self.subTest(gone=gone):
+                self.answers["holy-grail"] = both
+                cache = self.cache(confirm_gone=600.0)
+                self.successResultOf(self.get(cache))
+                loaded = []
+                cache.on_loaded(lambda project, found, loaded=loaded: loaded.append(found))
+                # (a flap: gone once, listed again at the next fetch)
+                self.answers["holy-grail"] = gone
+                entry = self.successResultOf(cache.refresh("holy-grail"))
+                self.assertEqual(entry.page, both)
+                self.assertEqual(entry.fetched_at, self.clock.seconds())
+                self.answers["holy-grail"] = both
+                self.clock.advance(700)
+                self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page, both)
+                self.assertEqual(loaded, [both, both])
+                # (gone on two fetches too close together: still kept)
+                self.answers["holy-grail"] = gone
+                self.successResultOf(cache.refresh("holy-grail"))
+                self.clock.advance(599)
+                self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page, both)
+                # (gone on two fetches far enough apart: taken)
+                self.clock.advance(1)
+                expected = short if gone is short else None
+                self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page,
+                                 expected)
+                self.assertEqual(loaded[-1], expected)
+
+    def test_status_taken_at_once(self):
+        """A quarantine the upstream gives, with files gone, is taken at the first fetch."""
+        self.answers["holy-grail"] = page(upstream_file("holy_grail-1.0.tar.gz"))
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        quarantined = attrs.evolve(page(), status=upstream_status("quarantined", "malware"))
+        self.answers["holy-grail"] = quarantined
+        self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page.status,
+                         quarantined.status)
 
     def test_stale_while_down(self):
         """When the refresh fails the stale page stays, and is retried at the next request."""

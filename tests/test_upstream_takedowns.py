@@ -18,6 +18,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.upstream import takedown_lines
 from pypid.state.takedown_log import log_takedowns
+from pypid.upstream.cache import CONFIRM_GONE
 from pypid.upstream.takedowns import MAX_TAKEDOWNS, Takedowns
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
@@ -78,7 +79,7 @@ class _Takedowns(_Served):
         """The upstream deletes widget 1.0 (lists 1.1 alone); the page is refreshed."""
         self.origins.route(OTHER_URL, BYTES_B)
         self.publish(None, ((OTHER, OTHER_URL, BYTES_B),))
-        self.refresh()
+        self.refresh_confirmed()
 
     def events(self):
         return [(event, project, detail) for event, _, _, project, detail in self.audited()
@@ -106,6 +107,28 @@ class WithheldTests(_Takedowns, SynchronousTestCase):
         self.refresh()
         self.assertEqual(len(self.events()), 1)
 
+    def test_flap_writes_nothing(self):
+        """
+        Issue 59, finding 7: one fetch that does not list a kept file (or
+        the project's 404), then one that does, withholds nothing, keeps
+        the page, and writes no takedown or relisted entry.
+        """
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        files = ((WHEEL, FILE_URL, BYTES_A), (OTHER, OTHER_URL, BYTES_B))
+        self.origins.route(OTHER_URL, BYTES_B)
+        for flap in (lambda: self.publish(None, ((OTHER, OTHER_URL, BYTES_B),)), self.remove):
+            flap()
+            self.refresh()
+            self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+            self.assertIn(WHEEL, [f["filename"] for f in
+                                  json.loads(self.get("/simple/widget/")[1])["files"]])
+            self.publish(None, files)
+            self.clock.advance(CONFIRM_GONE)
+            self.refresh()
+            self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.assertEqual(self.events(), [])
+        self.assertEqual(self.source.withheld(), [])
+
     def test_survives_a_restart_then_listed_again(self):
         self.get(f"/files/widget/{WHEEL}")
         self.take_down()
@@ -123,7 +146,7 @@ class WithheldTests(_Takedowns, SynchronousTestCase):
     def test_whole_project_removed(self):
         self.get(f"/files/widget/{WHEEL}")
         self.remove()
-        self.refresh()
+        self.refresh_confirmed()
         self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
         self.assertEqual([t.filename for t in self.source.withheld()], [WHEEL])
 

@@ -77,6 +77,13 @@ MISSING_TTL = 300.0
 #: failure at once for this long rather than wait for the upstream again.
 FAILURE_MEMORY = 15.0
 
+#: Seconds that must part two fetches saying a project's files are gone
+#: (a page no longer listing some, or the project's 404) before the cache
+#: takes it (issue 59): one transient 404, or one page served short by an
+#: upstream's replica, is not a takedown. Until then the page fetched
+#: before is served, as if the fetch had said nothing new.
+CONFIRM_GONE = 60.0
+
 #: What one file of a cached page costs in memory, besides its strings
 #: (its object, its slots, its tuple entry), and one page besides its files;
 #: measured with tracemalloc on pages of 1,000 to 50,000 files (850 to
@@ -107,6 +114,11 @@ def again(kept: Remembered) -> BaseException:
 def recent(then: float, now: float) -> bool:
     """Whether a failure at C{then} is still remembered at C{now} (L{FAILURE_MEMORY})."""
     return 0 <= now - then < FAILURE_MEMORY
+
+
+def _filenames(page: UpstreamPage) -> frozenset[str]:
+    """The filenames a page lists (its variant wheels waiting for data too)."""
+    return frozenset(f.filename for files in (page.files, page.variant_wheels) for f in files)
 
 
 def page_cost(page: UpstreamPage) -> int:
@@ -144,8 +156,17 @@ class PageCache:
     def __init__(self, fetch: Callable[[str, UpstreamPage | None], Deferred[UpstreamPage]],
                  clock: IReactorTime,
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 confirm_gone: float = CONFIRM_GONE) -> None:
+        """
+        @param confirm_gone: seconds that must part two fetches saying files
+            are gone before the cache takes it (L{CONFIRM_GONE}).
+        """
         self._fetch = fetch
+        self._confirm_gone = confirm_gone
+        #: project -> (when a fetch first said files of its page are gone,
+        #: which), until a later fetch confirms it or lists them again
+        self._going: dict[str, tuple[float, frozenset[str]]] = {}
         self._clock = clock
         self._ttl = ttl
         self._offline = offline
@@ -348,6 +369,7 @@ class PageCache:
             page = self.quarantines.seen(project, result.page, result.fetched_at)
             if page is not result.page:
                 result = CachedPage(page, result.fetched_at)
+            result = self._steady(project, result)
             self._failures.pop(project, None)
             self._keep(project, result)
             for listener in self._load_listeners:
@@ -371,6 +393,41 @@ class PageCache:
                          project=project, error=result.getErrorMessage())
         for d in waiting:
             d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
+
+    def _steady(self, project: str, result: CachedPage) -> CachedPage:
+        """
+        C{result}, a fetch of C{project}, once it is steady (issue 59): a
+        fetch that says files of the page kept are gone (not listed, or the
+        project's 404) is taken only when a fetch at least C{confirm_gone}
+        seconds before said the same of them; until then the page kept is
+        served on, as fresh as the fetch. A status the upstream gives
+        (quarantined), or lifts, is taken at once: its files were withheld. So a flap withholds nothing and
+        writes no takedown.
+        """
+        kept = self.entries.get(project)
+        new = result.page
+        if kept is None or kept.page is None or kept.page.status is not None \
+                or (new is not None and new.status is not None):
+            self._going.pop(project, None)
+            return result
+        gone = _filenames(kept.page) - (_filenames(new) if new is not None else frozenset())
+        if not gone:
+            self._going.pop(project, None)
+            return result
+        seen = self._going.get(project)
+        if seen is not None and gone <= seen[1] \
+                and result.fetched_at - seen[0] >= self._confirm_gone:
+            del self._going[project]
+            return result
+        if seen is None or not gone <= seen[1]:
+            if len(self._going) >= MAX_ENTRIES:
+                self._going.clear()
+            self._going[project] = (result.fetched_at, gone)
+            log.info("The upstream's page of {project} no longer lists {count} of its files "
+                     "(or the project): kept as it was until a fetch {seconds:g} s later "
+                     "says so again", project=project, count=len(gone),
+                     seconds=self._confirm_gone)
+        return CachedPage(kept.page, result.fetched_at)
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """
