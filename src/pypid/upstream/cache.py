@@ -401,8 +401,8 @@ class PageCache:
         project's 404) is taken only when a fetch at least C{confirm_gone}
         seconds before said the same of them; until then the page kept is
         served on, as fresh as the fetch. A status the upstream gives
-        (quarantined), or lifts, is taken at once: its files were withheld. So a flap withholds nothing and
-        writes no takedown.
+        (quarantined), or lifts, is taken at once: its files were withheld.
+        So a flap withholds nothing and writes no takedown.
         """
         kept = self.entries.get(project)
         new = result.page
