@@ -97,6 +97,30 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(options["config_obj"], Config)
         self.assertEqual(options["config_obj"].server.listen, ("tcp:8080:interface=127.0.0.1",))
 
+    def test_errors_name_the_command_line(self):
+        """
+        Issue 59, finding 11: an error at start-up about a value of C{--set}
+        or C{--listen} (or of the environment) names it, not the file.
+        """
+        from pypid.daemon.listeners import _endpoint
+        from pypid.web.access import make_sessions
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        broken = write_file(os.path.join(folder, "sessions.json"), b"nonsense")
+        config = self.parse("--set", f"auth.sessions={broken}")["config_obj"]
+        e = self.assertRaises(StartupError, make_sessions, config, MemoryReactorClock(), None)
+        self.assertTrue(str(e).startswith(f"--set auth.sessions: [auth] sessions: {broken}"),
+                        str(e))
+        config = self.parse("--listen", "systemd:domain=INET:index=7")["config_obj"]
+        e = self.assertRaises(StartupError, _endpoint, config, MemoryReactorClock(),
+                              "systemd:domain=INET:index=7", {})
+        self.assertTrue(str(e).startswith("--listen: [pypid] listen: "), str(e))
+        self.assertEqual(config.where("auth", "sessions"), "<defaults>: [auth] sessions")
+        from pypid.config import load_config
+        config = load_config(None, environ={"PYPID_AUTH_SESSIONS": broken})
+        self.assertEqual(config.where("auth", "sessions"),
+                         "environment PYPID_AUTH_SESSIONS: [auth] sessions")
+
     def test_listen_repeatable(self):
         """Each C{--listen} adds an endpoint, and together they replace the configured ones."""
         options = self.parse("--listen", "tcp:8081", "--listen=unix:/tmp/pypid.sock")

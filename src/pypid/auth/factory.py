@@ -70,8 +70,9 @@ def make_access_materials(config: Config, reactor: IReactorTime,
         try:
             directory = make_directory(config.ldap, reactor, config.server.ca_bundle)
         except ValueError as e:
-            key = "[ldap] ca_bundle" if config.ldap.ca_bundle else "[pypid] ca_bundle"
-            raise StartupError(f"{config.source}: {key}: {e}")
+            where = config.where("ldap", "ca_bundle") if config.ldap.ca_bundle \
+                else config.where("pypid", "ca_bundle")
+            raise StartupError(f"{where}: {e}")
     verifier = PasswordVerifier(config.users, reactor, hashing, directory=directory)
     admins, admin_groups = admin_users_and_groups(config.auth.admins)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
@@ -114,7 +115,7 @@ def load_tokens(config: Config, clock: IReactorTime) -> TokenBook:
         if data is not None:
             book.loads(data)
     except (OSError, TokenError) as e:
-        raise StartupError(f"{config.source}: [auth] tokens: cannot use {path}: {e}")
+        raise StartupError(f"{config.where('auth', 'tokens')}: cannot use {path}: {e}")
     return book
 
 
@@ -197,7 +198,7 @@ def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     try:
         policy = https_policy(bundle)
     except ValueError as e:
-        raise StartupError(f"{config.source}: [oidc] ca_bundle: {e}")
+        raise StartupError(f"{config.where('oidc', 'ca_bundle')}: {e}")
     return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
 
 
@@ -227,10 +228,10 @@ def read_sso_secret(config: Config) -> str:
         with open(sso.client_secret_file, encoding="utf-8") as f:
             secret = f.read().strip()
     except (OSError, UnicodeDecodeError) as e:
-        raise StartupError(f"{config.source}: [sso] client_secret_file: cannot read "
+        raise StartupError(f"{config.where('sso', 'client_secret_file')}: cannot read "
                            f"{sso.client_secret_file}: {getattr(e, 'strerror', None) or e}")
     if not secret:
-        raise StartupError(f"{config.source}: [sso] client_secret_file: "
+        raise StartupError(f"{config.where('sso', 'client_secret_file')}: "
                            f"{sso.client_secret_file} is empty")
     return secret
 
@@ -253,7 +254,7 @@ def make_sso_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     try:
         policy = https_policy(sso.ca_bundle)
     except ValueError as e:
-        raise StartupError(f"{config.source}: [sso] ca_bundle: {e}")
+        raise StartupError(f"{config.where('sso', 'ca_bundle')}: {e}")
     return make_http(reactor, sso.timeout, connections=2, policy=policy)[0]
 
 

@@ -143,7 +143,7 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
         root = config.storage.path
         if not os.path.isdir(root):
             raise ExportError(f"the storage folder {root} does not exist "
-                              f"({config.source}: [storage] path)")
+                              f"({config.where('storage', 'path')})")
         return LocalStorage(root, run, reactor)
     from pypid.storage.factory import make_s3_client
     from pypid.storage.s3.layout import Layout

@@ -83,6 +83,11 @@ def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(value)
 
 
+def _frozen_by_key(value: Mapping[tuple[str, str], Any]) -> Mapping[tuple[str, str], Any]:
+    """A read-only view of C{value}, keyed by C{(section, key)}."""
+    return MappingProxyType(value)
+
+
 @attrs.frozen
 class Config:
     """The whole configuration, as the services are built from it."""
@@ -124,8 +129,24 @@ class Config:
     #: every key's parsed value, by C{(section, key)} (the named sections
     #: by their whole name): what a reload compares to say which keys
     #: changed (L{pypid.config.reloading}); not the free sections' names
-    keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen,
+    keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen_by_key,
                                                       eq=False, repr=False)
+    #: where the keys that did not come from the file came from
+    #: (C{--set pypid.listen}, C{--listen}, C{environment PYPID_AUTH_READ}),
+    #: by C{(section, key)}: what a later error about the key names
+    origins: Mapping[tuple[str, str], str] = attrs.field(
+        factory=dict, converter=_frozen_by_key, eq=False, repr=False)
+
+    def where(self, section: str, key: str | None = None) -> str:
+        """
+        What an error about C{[section] key} starts with: where its value
+        came from (the command line, the environment, or the file) and the
+        key (issue 59: a value of C{--set} or C{--listen} was blamed on the
+        file).
+        """
+        place = f"[{section}] {key}" if key else f"[{section}]"
+        origin = self.origins.get((section, key or ""), self.source)
+        return f"{origin}: {place}"
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -273,6 +294,15 @@ class _Blame:
     from_environment: Mapping[tuple[str, str], str]
     from_command_line: frozenset[tuple[str, str]]
     listen: bool
+
+    def origins(self) -> dict[tuple[str, str], str]:
+        """Where each key that did not come from the file came from (L{Config.origins})."""
+        found = {key: f"environment {variable}"
+                 for key, variable in self.from_environment.items()}
+        for section, key in self.from_command_line:
+            found[section, key] = "--listen" if (section, key) == ("pypid", "listen") \
+                and self.listen else f"--set {section}.{key}"
+        return found
 
     def __call__(self, section: str, key: str | None, message: str,
                  causes: Iterable[tuple[str, str]] = ()) -> NoReturn:
@@ -442,4 +472,5 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         attestations=read_section("attestations", AttestationsConfig),
         retention=retention,
         keys=dict(values),
+        origins=fail.origins(),
     )

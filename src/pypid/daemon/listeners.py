@@ -282,7 +282,7 @@ def make_listeners(config: Config, reactor: IListeningReactor,
 def _endpoint(config: Config, reactor: IReactorCore, description: str,
               environ: Mapping[str, str] = os.environ) -> IStreamServerEndpoint:
     """The Twisted endpoint of one C{[pypid] listen} line."""
-    where = f"{config.source}: [pypid] listen"
+    where = config.where("pypid", "listen")
     try:
         return serverFromString(reactor, description)
     except (IndexError, KeyError) as e:

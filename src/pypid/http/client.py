@@ -60,7 +60,7 @@ def outbound_policy(config: Config) -> BrowserLikePolicyForHTTPS:
     try:
         return https_policy(config.server.ca_bundle)
     except ValueError as e:
-        raise StartupError(f"{config.source}: [pypid] ca_bundle: {e}")
+        raise StartupError(f"{config.where('pypid', 'ca_bundle')}: {e}")
 
 
 class _NoCookies(CookieJar):

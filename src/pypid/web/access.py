@@ -572,7 +572,7 @@ def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> Br
     try:
         book = load_book(path, auth.session_idle, auth.session_lifetime, reactor.seconds())
     except SessionFileError as e:
-        raise StartupError(f"{config.source}: [auth] sessions: {e}") from None
+        raise StartupError(f"{config.where('auth', 'sessions')}: {e}") from None
 
     def run(f: Callable[..., object], *args: object) -> Deferred[Any]:
         return deferToThreadPool(reactor, pool, f, *args)  # type: ignore[arg-type]
