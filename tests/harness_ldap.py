@@ -50,6 +50,13 @@ class MemoryDirectory:
     asked: list = attrs.Factory(list)
     pending: list = attrs.Factory(list)
 
+    def knows(self, user):
+        """Whether a person of the name C{user} is among C{people}."""
+        self.asked.append(user)
+        if self.down:
+            return fail(DirectoryUnavailable(7))
+        return succeed(any(name == user for name, _ in self.people))
+
     def check(self, user, password):
         self.asked.append(user)
         if self.down:

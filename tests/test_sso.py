@@ -33,11 +33,13 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.auth.factory import make_sso
 from pypid.auth.policy import AccessModel
 from pypid.auth.sso import ProviderUnavailable, SingleSignOn
+from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.sso_settings import SSOConfig
 from pypid.core.addresses import network_of
+from pypid.core.outside_logins import PROVIDER, LoginSource, OutsideLogins
 from pypid.core.sessions import Session, SessionBook
 from pypid.core.sso_flow import (
     MAX_PENDING,
@@ -52,10 +54,11 @@ from pypid.core.sso_flow import (
     pkce_challenge,
     provider_key,
 )
-from pypid.web.access import still_a_user
+from pypid.web.access import name_held, still_a_user
 from pypid.web.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
-from tests.fakes import site_agent
-from tests.harness_web import USERS, NoCookieJar, randomness
+from tests.fakes import run_in_pool_now, site_agent
+from tests.harness_ldap import DIRECTORY_KEY, MemoryDirectory
+from tests.harness_web import USERS, NoCookieJar, basic, randomness
 from tests.oidc_issuer import Issuer, compact
 
 ISSUER = "https://login.corp.example/realms/acme"
@@ -835,3 +838,65 @@ class ConnectionRefusedTests(SynchronousTestCase):
         self.assertIn("Connection was refused",
                       str(self.failureResultOf(d, ProviderUnavailable).value))
 
+
+
+class OneNameTests(_SSOSite, SynchronousTestCase):
+    """
+    Issue 59, finding 4: one name is one person. A person of single sign-on
+    named like the directory's user was taken as that user (their tokens
+    seen and revoked, their uploads and audit entries one); now the second
+    source to bring a name is refused, in both directions.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.directory = MemoryDirectory({("carol", "dir-pw"): frozenset({"dev"})})
+        verifier = PasswordVerifier(
+            USERS, self.clock, None, run_in_pool=run_in_pool_now, directory=self.directory,
+            held=lambda user: name_held(self.access, self.clock.seconds(), user))
+        self.access.reconfigure(self.access.model, verifier, TokenBook(self.clock),
+                                OutsideLogins(directory=DIRECTORY_KEY, provider=self.sso.provider,
+                                              mapping=self.sso.config.mapping))
+
+    def directory_login(self, code):
+        response, body = self.request("POST", "/login", data={"user": "carol",
+                                                               "password": "dir-pw"})
+        self.assertEqual(response.code, code, body)
+        return body
+
+    def test_directory_first(self):
+        """The provider's carol is refused while the directory has a carol."""
+        _, body, _, _ = self.sign_in(code=403)
+        self.assertIn("carol is the name of a user of this server&#x27;s directory",
+                      self.reason(body))
+        self.assertEqual(self.sessions.book.sessions, {})
+        self.directory.down = True
+        self.sign_in(code=503)
+        self.assertEqual(self.sessions.book.sessions, {})
+        # (the directory's carol logs in as before)
+        self.directory.down = False
+        self.directory_login(303)
+
+    def test_provider_first(self):
+        """
+        The provider's carol logged in before the directory had a carol: the
+        directory's carol is refused (the form and HTTP Basic alike) while a
+        session or token of the provider's stands, and logs in once none does.
+        """
+        del self.directory.people["carol", "dir-pw"]
+        response, _, _, _ = self.sign_in()
+        self.directory.people["carol", "dir-pw"] = frozenset({"dev"})
+        body = self.directory_login(403)
+        self.assertIn(b"carol is a person of single sign-on on this server", body)
+        response, body = self.request("GET", "/api/tokens", auth=basic("carol", "dir-pw"))
+        self.assertEqual(response.code, 403, body)
+        # (a token of the provider's carol holds the name too)
+        self.sessions.revoke(lambda session: True)
+        book = self.access.tokens
+        _, token = book.make("carol", ["read"], lifetime=3600.0, login=LoginSource(
+            PROVIDER, frozenset({"platform"}), self.sso.provider))
+        book.tokens[token.id] = token
+        self.directory_login(403)
+        # (expired, it holds nothing: the directory's carol logs in)
+        self.clock.advance(3601)
+        self.directory_login(303)

@@ -8,6 +8,7 @@ what the daemon builds at the start and again on C{SIGHUP}
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -53,7 +54,8 @@ class AccessMaterials:
 
 def make_access_materials(config: Config, reactor: IReactorTime,
                       hashing: ThreadPool | None,
-                      tokens: TokenBook | None = None) -> AccessMaterials:
+                      tokens: TokenBook | None = None,
+                      held: Callable[[str], str | None] | None = None) -> AccessMaterials:
     """
     The L{AccessMaterials} of a configuration.
 
@@ -61,6 +63,9 @@ def make_access_materials(config: Config, reactor: IReactorTime,
     @param tokens: the token book to keep (a reload whose token file is the
         same: the book in memory is what the daemon wrote), or L{None} to
         read C{[auth] tokens}.
+    @param held: C{held(user)}: why a directory user's name is held here by
+        a person of another source, or L{None} (issue 59: one name, one
+        person); L{None} for no such check.
     @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
         be used (one line).
     """
@@ -73,7 +78,7 @@ def make_access_materials(config: Config, reactor: IReactorTime,
             where = config.where("ldap", "ca_bundle") if config.ldap.ca_bundle \
                 else config.where("pypid", "ca_bundle")
             raise StartupError(f"{where}: {e}")
-    verifier = PasswordVerifier(config.users, reactor, hashing, directory=directory)
+    verifier = PasswordVerifier(config.users, reactor, hashing, directory=directory, held=held)
     admins, admin_groups = admin_users_and_groups(config.auth.admins)
     model = AccessModel(read=config.auth.read, upload=config.auth.upload,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,

@@ -49,8 +49,8 @@ among the verifier's pending checks, for the whole timeout per request.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import attrs
 from ldaptor.protocols import pureldap
@@ -96,6 +96,8 @@ TLSCreators = Callable[[str, int], IOpenSSLClientConnectionCreator]
 
 #: An entry found: C{(dn, [(attribute, [values])])}, as ldaptor gives them.
 _Entry = tuple[str, Any]
+
+_T = TypeVar("_T")
 
 
 # -- checking a user ---------------------------------------------------------------------------
@@ -172,7 +174,31 @@ class Directory:
             return succeed(None)
         return Deferred.fromCoroutine(self._check(user, password))
 
+    def knows(self, user: str) -> Deferred[bool]:
+        """
+        Whether the directory has a user of exactly the name C{user} (its
+        entry found by the service account's search, as a login finds it;
+        no password asked): a person of single sign-on is refused a name
+        the directory's user holds (issue 59).
+
+        @return: a L{Deferred} firing with C{True} or C{False}; failing
+            with L{DirectoryUnavailable} when no server could answer.
+        """
+        return Deferred.fromCoroutine(self._across(
+            lambda client, server: self._find(client, server, user)))
+
     async def _check(self, user: str, password: str) -> frozenset[str] | None:
+        return await self._across(
+            lambda client, server: self._converse(client, server, user, password))
+
+    async def _across(self, work: Callable[[_Ldaptor, LDAPServer], Awaitable[_T]]) -> _T:
+        """
+        C{work(client, server)} on a new connection to the first server up,
+        the next one when it cannot be used (each such server then rests
+        for L{RETRY_AFTER} seconds).
+
+        @raise DirectoryUnavailable: no server could answer.
+        """
         now = self._reactor.seconds()
         servers = [server for server in self._settings.url
                    if self._down_until.get(server, 0) <= now]
@@ -180,7 +206,7 @@ class Directory:
             wait = min(self._down_until.values()) - now
             raise DirectoryUnavailable(max(1, math.ceil(wait)))
         for server in servers:
-            attempt = Deferred.fromCoroutine(self._check_on(server, user, password))
+            attempt = Deferred.fromCoroutine(self._on(server, work))
             attempt.addTimeout(self._settings.timeout, self._reactor)
             try:
                 result = await attempt
@@ -198,41 +224,57 @@ class Directory:
             return result
         raise DirectoryUnavailable(math.ceil(RETRY_AFTER))
 
-    async def _check_on(self, server: LDAPServer, user: str,
-                        password: str) -> frozenset[str] | None:
+    async def _on(self, server: LDAPServer,
+                  work: Callable[[_Ldaptor, LDAPServer], Awaitable[_T]]) -> _T:
         """
-        The whole check on one new connection to C{server}: the user's
-        groups, or L{None}. The connection is closed at once after (no
-        unbind, no TLS goodbye to wait for: RFC 4511 lets a client just
+        C{work} on one new connection to C{server}, closed at once after
+        (no unbind, no TLS goodbye to wait for: RFC 4511 lets a client just
         close).
         """
         client = await self._connect(server)
         try:
-            return await self._converse(client, server, user, password)
+            return await work(client, server)
         finally:
             if client.transport is not None:
                 client.transport.abortConnection()
 
-    async def _converse(self, client: _Ldaptor, server: LDAPServer, user: str,
-                        password: str) -> frozenset[str] | None:
-        """StartTLS, the service bind, the user's search and bind, the group search."""
+    async def _found(self, client: _Ldaptor, server: LDAPServer,
+                     user: str) -> list[_Entry]:
+        """StartTLS, the service bind, and the entries the user's search finds (at most 2)."""
         settings = self._settings
         if not server.secure and settings.starttls:
             await _start_tls(client, self._tls(server.host, server.port))
         await self._bind_service(client)
         user_base = settings.user_base
         assert user_base is not None  # (required with [ldap] url: check_ldap)
-        found = await _search(client, user_base,
-                              fill_filter(settings.user_filter, user=user),
-                              [settings.user_name_attribute], 2)
+        return await _search(client, user_base, fill_filter(settings.user_filter, user=user),
+                             [settings.user_name_attribute], 2)
+
+    def _the_one(self, found: list[_Entry], user: str) -> bool:
+        """
+        Whether the search found one entry, whose own spelling of its name
+        is C{user}: the directory matches names ignoring case, spaces and
+        width (ALICE, " alice", full-width letters all find alice), and
+        only the entry's own spelling is a login, so that each user has one
+        name (throttle, audit, rules).
+        """
+        return len(found) == 1 and user in _values(found[0][1],
+                                                   self._settings.user_name_attribute)
+
+    async def _find(self, client: _Ldaptor, server: LDAPServer, user: str) -> bool:
+        return self._the_one(await self._found(client, server, user), user)
+
+    async def _converse(self, client: _Ldaptor, server: LDAPServer, user: str,
+                        password: str) -> frozenset[str] | None:
+        """StartTLS, the service bind, the user's search and bind, the group search."""
+        settings = self._settings
+        found = await self._found(client, server, user)
+        user_base = settings.user_base
+        assert user_base is not None  # (required with [ldap] url: check_ldap)
         if len(found) > 1:
             log.warn("More than one directory entry matches a user name; refused "
                      "(make [ldap] user_filter match one entry per name)")
-        # The directory matches names ignoring case, spaces and width (ALICE,
-        # " alice", full-width letters all find alice): only the entry's own
-        # spelling is a login, so that each user has one name (throttle,
-        # audit, rules); any other spelling is an unknown name.
-        if len(found) != 1 or user not in _values(found[0][1], settings.user_name_attribute):
+        if not self._the_one(found, user):
             # (a bind as no one, so that an unknown name costs what a
             # wrong password does)
             await _bind(client, "cn=pypid-no-such-user," + user_base, password)

@@ -70,6 +70,13 @@ class Busy(Exception):
     """Too many password verifications are under way; try again shortly."""
 
 
+class NameHeld(Exception):
+    """
+    The directory's user has a name a person of another source holds here
+    (issue 59: one name, one person); the message says whose and what to do.
+    """
+
+
 class DirectoryUnavailable(Exception):
     """
     The directory that checks users outside C{[users]} (C{[ldap]}) cannot
@@ -161,6 +168,11 @@ class PasswordVerifier:
     _run_in_pool: Callable[..., Deferred[str]] = attrs.field(default=deferToThreadPool,
                                                            kw_only=True, repr=False)
     _directory: Directory | None = attrs.field(default=None, kw_only=True, repr=False)
+    #: C{held(user)}: why a directory user's name is another person's here
+    #: (a person of single sign-on holds it), or L{None}: asked before a
+    #: directory success is taken or remembered
+    _held: Callable[[str], str | None] | None = attrs.field(default=None, kw_only=True,
+                                                           repr=False)
     # Per-process key for the cache's digests: a leaked cache (a core dump,
     # say) cannot be brute-forced offline without it, and is useless after
     # a restart.
@@ -197,6 +209,19 @@ class PasswordVerifier:
     def knows(self, user: str) -> bool:
         """Whether C{user} is a user (of [users] or the htpasswd file)."""
         return user in self._users
+
+    def directory_knows(self, user: str) -> Deferred[bool]:
+        """
+        Whether the directory (C{[ldap]}) has a user of the name C{user}
+        (C{False} without a directory): a person of single sign-on is
+        refused a name the directory's user holds (issue 59).
+
+        @return: a L{Deferred} failing with L{DirectoryUnavailable} when
+            the directory cannot be asked.
+        """
+        if self._directory is None:
+            return succeed(False)
+        return self._directory.knows(user)
 
     def stored(self, user: str) -> str | None:
         """
@@ -335,6 +360,9 @@ class PasswordVerifier:
         def checked(results: list[Any]) -> frozenset[str] | None:
             groups = results[1]
             if groups is not None:
+                held = self._held(user) if self._held is not None else None
+                if held is not None:
+                    raise NameHeld(held)
                 self._remember(digest, self._reactor.seconds(), groups,
                                directory.cache_ttl)
             return groups

@@ -43,7 +43,7 @@ from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.namespaces import Grant, refusal
-from pypid.core.outside_logins import OutsideLogins
+from pypid.core.outside_logins import PROVIDER, OutsideLogins
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
 from pypid.core.startup import StartupError
@@ -122,6 +122,18 @@ class Access:
     def sessions(self) -> BrowserSessions | None:
         """The L{BrowserSessions}, or L{None}."""
         return self._identification.sessions
+
+    @property
+    def outside(self) -> OutsideLogins:
+        """Who from outside (the directory, single sign-on) the configuration in force lets in."""
+        return self._identification.outside
+
+    def directory_knows(self, user: str) -> Deferred[bool]:
+        """
+        Whether the directory has a user of the name C{user}
+        (L{pypid.auth.verifier.PasswordVerifier.directory_knows}).
+        """
+        return self._identification.directory_knows(user)
 
     @property
     def generation(self) -> int:
@@ -469,7 +481,7 @@ class AccessPart(Service):
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
-        materials = make_access_materials(config, reactor, hashing)
+        materials = make_access_materials(config, reactor, hashing, held=self.held_elsewhere)
         self.publishing = make_publishing(config, reactor)
         self.sso = make_sso(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
@@ -490,6 +502,10 @@ class AccessPart(Service):
                              sessions=self.sessions, outside=outside_logins(config))
         self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
                                what="The browser sessions' sweep")
+
+    def held_elsewhere(self, user: str) -> str | None:
+        """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
+        return name_held(self.access, self._reactor.seconds(), user)
 
     def startService(self) -> None:
         """Sweep the browser sessions that timed out, and keep their use, every minute."""
@@ -520,7 +536,8 @@ class AccessPart(Service):
         # rather than read a file a change may be writing at this moment,
         # which brought revoked tokens back. A new path is read.
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
-        materials = make_access_materials(config, self._reactor, self._hashing, kept)
+        materials = make_access_materials(config, self._reactor, self._hashing, kept,
+                                          held=self.held_elsewhere)
 
         def commit() -> str:
             self._config = config
@@ -559,6 +576,42 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
     """
     return book.login_of(session, verifier.stored(session.user),
                          outside_logins(config)) is not None
+
+
+def name_held(access: Access, now: float, user: str) -> str | None:
+    """
+    Why the directory's C{user} may not log in: a person of single sign-on
+    holds the name here (an open session, or a live token, that the
+    configuration in force still admits), or L{None}. One name is one
+    person (issue 59): the second source to bring it is refused, and the
+    first keeps it until nothing of theirs stands (their sessions end,
+    their tokens expire or are revoked). Asked at a new check of a
+    directory password only (a success is remembered for C{cache_ttl}, and
+    a person of single sign-on cannot take a name the directory has:
+    L{pypid.web.browser_login}).
+    """
+    outside = access.outside
+    sessions = access.sessions
+    if sessions is not None:
+        book = sessions.book
+        if any(session.user == user and session.source == PROVIDER
+               and book.login_of(session, None, outside) is not None
+               for session in book.sessions.values()):
+            return _held(user)
+    tokens = access.tokens
+    if tokens is not None and any(
+            token.user == user and token.source == PROVIDER
+            and (token.expires is None or token.expires > now)
+            and outside.admits(PROVIDER, user, token.groups, token.provider)
+            for token in tokens.tokens.values()):
+        return _held(user)
+    return None
+
+
+def _held(user: str) -> str:
+    return (f"{user} is a person of single sign-on on this server, who holds the name while "
+            "a session or token of theirs is live: the directory's user of that name cannot "
+            "log in meanwhile (ask an admin)")
 
 
 def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:

@@ -48,7 +48,7 @@ from pypid.auth.basic import MalformedCredentials, credentials_of
 from pypid.auth.sso import ProviderUnavailable, SingleSignOn
 from pypid.auth.throttle import counted_client
 from pypid.auth.tokens import TOKEN_USER
-from pypid.auth.verifier import Identity
+from pypid.auth.verifier import DirectoryUnavailable, Identity
 from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
@@ -94,6 +94,16 @@ PROVIDER_DOWN = ("The sign-in provider cannot be reached now, so single sign-on 
 #: What it says when the provider's name is a local user's.
 LOCAL_NAME = ("{user} is the name of a user of this server's own, which single sign-on "
               "cannot log in. Log in with that user's password, or ask the administrator.")
+
+#: What it says when the provider's name is the directory's user's (issue 59:
+#: one name, one person; the directory's user came first).
+DIRECTORY_NAME = ("{user} is the name of a user of this server's directory, which single "
+                  "sign-on cannot log in. Log in with the directory's password, or ask the "
+                  "administrator.")
+
+#: What it says when the directory that holds names cannot be asked.
+DIRECTORY_DOWN = ("The directory this server checks names against cannot be reached now, so "
+                  "single sign-on cannot finish. Try again shortly.")
 
 #: An OAuth error code as RFC 6749 spells them (C{access_denied}).
 ERROR_CODE = re.compile(r"^[a-z_]{1,60}\Z")
@@ -301,6 +311,16 @@ class BrowserLogin:
         if self._access.stored_password(signed.user) is not None:
             self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
             return self._form(request, 403, error=LOCAL_NAME.format(user=signed.user))
+        # (one name, one person: a name the directory has is its user's)
+        try:
+            taken = await self._access.directory_knows(signed.user)
+        except DirectoryUnavailable as e:
+            request.responseHeaders.setRawHeaders(b"retry-after",
+                                                  [b"%d" % max(1, int(e.retry_after))])
+            return self._form(request, 503, error=DIRECTORY_DOWN)
+        if taken:
+            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
+            return self._form(request, 403, error=DIRECTORY_NAME.format(user=signed.user))
         sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=PROVIDER)

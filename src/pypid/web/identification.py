@@ -30,8 +30,8 @@ from pypid.auth.basic import MalformedCredentials
 from pypid.auth.oidc import PublisherTokens
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
-from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, PasswordVerifier
-from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, NameHeld, PasswordVerifier
+from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from pypid.core.outside_logins import PASSWORD, LoginSource, OutsideLogins
 from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.request_auth import IRequestAuth, client_address, remember, request_credentials
@@ -100,6 +100,10 @@ class Identification:
     def knows(self, name: str) -> bool:
         """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
         return self._verifier.knows(name)
+
+    def directory_knows(self, name: str) -> Deferred[bool]:
+        """Whether the directory has a user C{name} (failing: it cannot be asked)."""
+        return self._verifier.directory_knows(name)
 
     def stored(self, name: str) -> str | None:
         """The hash C{name}'s password is checked against, for a local user; else L{None}."""
@@ -337,6 +341,8 @@ def _throttle_key(user: str, password: str) -> tuple[str, bool]:
 
 
 def _busy(failure: Failure) -> None:
+    if failure.check(NameHeld):
+        raise Forbidden(str(failure.value))
     if failure.check(DirectoryUnavailable):
         # (never 401: clients would forget good credentials)
         raise Unavailable("the directory that checks this user cannot be reached; try "
