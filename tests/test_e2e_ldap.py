@@ -89,6 +89,17 @@ class DirectoryTests(_SharedSlapd, TestCase):
         self.assertIsNone(await directory.check("nobody", "x"))
         self.assertIsNone(await directory.check("alice", ""))
 
+    async def test_knows(self):
+        """
+        Issue 59: whether the directory has a user, by the service account's
+        search alone (its own spelling only; a filter's characters escaped).
+        """
+        directory = self.directory()
+        for user, known in (("alice", True), ("o*(brien)\\", True), ("zoë", True),
+                            ("ALICE", False), ("nobody", False), ("*", False),
+                            ("alice)(uid=*", False)):
+            self.assertEqual(await directory.knows(user), known, user)
+
     async def test_ldaps_and_anonymous_search(self):
         """ldaps:// works, and so does an anonymous search (no bind_dn)."""
         directory = self.directory(self.server.tls_url, bind_dn=None, bind_password="")
