@@ -57,6 +57,16 @@ class MemoryDirectory:
             return fail(DirectoryUnavailable(7))
         return succeed(any(name == user for name, _ in self.people))
 
+    def groups_of(self, user):
+        """The groups of the person C{user} of C{people} (L{None}: none such)."""
+        self.asked.append(user)
+        if self.down:
+            return fail(DirectoryUnavailable(7))
+        for (name, _), groups in self.people.items():
+            if name == user:
+                return succeed(groups)
+        return succeed(None)
+
     def check(self, user, password):
         self.asked.append(user)
         if self.down:

@@ -168,6 +168,13 @@ class SessionBookTests(SynchronousTestCase):
         self.assertIsNotNone(again.find(kept, T0 + 10))
         self.assertIsNone(again.find(gone, T0 + 10))
         self.assertEqual(len(again.sessions), 1)
+        # (a directory user's groups read again, and when: issue 59)
+        digest, _ = again.find(kept, T0 + 10)
+        self.assertEqual(again.regroup(digest, {"c"}, T0 + 5).groups_read, T0 + 5)
+        third = SessionBook.loads(again.dumps(), 100, 1000, T0 + 10)
+        self.assertEqual(third.sessions[digest].groups, {"c"})
+        self.assertEqual(third.sessions[digest].checked, T0 + 5)
+        self.assertIsNone(third.regroup("0" * 64, (), T0))
 
     def test_bad_files(self):
         """A file that cannot be used is refused naming what is wrong, never half read."""

@@ -765,3 +765,41 @@ class GroupsPageTests(_Console, SynchronousTestCase):
         self.assertIn(b"fill at each login: dev, pypi-admins.", page)
         cookie, _ = self.log_in("alice")
         self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 403)
+
+
+class DirectoryDemotionTests(_Console, SynchronousTestCase):
+    """
+    Issue 59, finding 6: a directory admin demoted in the directory kept
+    admin in the console for the session's life; now a directory user's
+    session reads their groups again once the directory's C{cache_ttl}
+    passed, and ends when the directory no longer has them.
+    """
+
+    def access_model(self):
+        return AccessModel(read="everyone", admins=frozenset({"dave"}),
+                           admin_groups=frozenset({"pypi-admins"}))
+
+    def test_rights_follow_the_directory(self):
+        self.directory.people["zed", "zed-pw"] = frozenset({"pypi-admins"})
+        cookie, _ = self.log_in("zed", "zed-pw")
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 200)
+        self.directory.people["zed", "zed-pw"] = frozenset({"dev"})
+        self.clock.advance(self.directory.cache_ttl - 1)
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 200)
+        self.clock.advance(1)
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 403)
+        (session,) = self.sessions.book.sessions.values()
+        self.assertEqual(session.groups, {"dev"})
+        # (while the directory cannot be asked: no directory group at all)
+        self.directory.people["zed", "zed-pw"] = frozenset({"pypi-admins"})
+        self.directory.down = True
+        self.clock.advance(self.directory.cache_ttl)
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 403)
+        self.directory.down = False
+        self.assertEqual(self.get("/console/groups", headers=cookie)[0].code, 200)
+        # (gone from the directory: the session ends)
+        del self.directory.people["zed", "zed-pw"]
+        self.clock.advance(self.directory.cache_ttl)
+        response, _ = self.get("/console/groups", headers=cookie)
+        self.assertNotEqual(response.code, 200)
+        self.assertEqual(self.sessions.book.sessions, {})

@@ -100,6 +100,16 @@ class DirectoryTests(_SharedSlapd, TestCase):
                             ("alice)(uid=*", False)):
             self.assertEqual(await directory.knows(user), known, user)
 
+    async def test_groups_of(self):
+        """Issue 59: a user's groups read again without their password; L{None}: no such user."""
+        directory = self.directory()
+        self.assertEqual(await directory.groups_of("alice"), {"dev"})
+        self.assertEqual(await directory.groups_of("carol"), set())
+        self.assertEqual(await directory.groups_of("o*(brien)\\"), {"dev"})
+        self.assertIsNone(await directory.groups_of("nobody"))
+        self.assertIsNone(await directory.groups_of("ALICE"))
+        self.assertEqual(await self.directory(group_base=None).groups_of("alice"), set())
+
     async def test_ldaps_and_anonymous_search(self):
         """ldaps:// works, and so does an anonymous search (no bind_dn)."""
         directory = self.directory(self.server.tls_url, bind_dn=None, bind_password="")

@@ -142,7 +142,8 @@ class SessionSourceTests(SynchronousTestCase):
 
     def identity(self, part, value):
         identification: Identification = part.access._identification
-        return identification._session_identity(page_request(b"pypid-session", value))
+        return self.successResultOf(
+            identification._session_identity(page_request(b"pypid-session", value)))
 
     def test_source_kept(self):
         """

@@ -187,6 +187,36 @@ class Directory:
         return Deferred.fromCoroutine(self._across(
             lambda client, server: self._find(client, server, user)))
 
+    def groups_of(self, user: str) -> Deferred[frozenset[str] | None]:
+        """
+        The directory groups of its user C{user} now, read by the service
+        account (no password: a browser session's groups follow the
+        directory within C{cache_ttl}, issue 59); L{None} when the directory
+        has no such user any more.
+
+        @return: a L{Deferred} failing with L{DirectoryUnavailable} when no
+            server could answer.
+        """
+        return Deferred.fromCoroutine(self._across(
+            lambda client, server: self._read_groups(client, server, user)))
+
+    async def _read_groups(self, client: _Ldaptor, server: LDAPServer,
+                           user: str) -> frozenset[str] | None:
+        found = await self._found(client, server, user)
+        if not self._the_one(found, user) or not found[0][0]:
+            return None
+        return await self._groups(client, user, found[0][0])
+
+    async def _groups(self, client: _Ldaptor, user: str, dn: str) -> frozenset[str]:
+        """The names of the groups of the entry C{dn} (none without C{group_base})."""
+        settings = self._settings
+        if settings.group_base is None:
+            return frozenset()
+        entries = await _search(client, settings.group_base,
+                                fill_filter(settings.group_filter, user=user, dn=dn),
+                                [settings.group_name_attribute], 0)
+        return frozenset(_group_names(entries, settings.group_name_attribute))
+
     async def _check(self, user: str, password: str) -> frozenset[str] | None:
         return await self._across(
             lambda client, server: self._converse(client, server, user, password))
@@ -289,10 +319,7 @@ class Directory:
         if settings.group_base is None:
             return frozenset()
         await self._bind_service(client, again=True)
-        entries = await _search(client, settings.group_base,
-                                fill_filter(settings.group_filter, user=user, dn=dn),
-                                [settings.group_name_attribute], 0)
-        return frozenset(_group_names(entries, settings.group_name_attribute))
+        return await self._groups(client, user, dn)
 
     async def _bind_service(self, client: _Ldaptor, again: bool = False) -> None:
         """

@@ -223,6 +223,26 @@ class PasswordVerifier:
             return succeed(False)
         return self._directory.knows(user)
 
+    @property
+    def directory_ttl(self) -> float | None:
+        """
+        How long a directory user's groups are taken as read (its
+        C{cache_ttl}); L{None} without a directory.
+        """
+        return self._directory.cache_ttl if self._directory is not None else None
+
+    def directory_groups(self, user: str) -> Deferred[frozenset[str] | None]:
+        """
+        The directory groups of C{user} now (L{None}: the directory has no
+        such user, or there is no directory), read without a password.
+
+        @return: a L{Deferred} failing with L{DirectoryUnavailable} when
+            the directory cannot be asked.
+        """
+        if self._directory is None:
+            return succeed(None)
+        return self._directory.groups_of(user)
+
     def stored(self, user: str) -> str | None:
         """
         The hash C{user}'s password is checked against, or L{None}: a

@@ -81,6 +81,7 @@ class Session:
     @ivar created: POSIX time of the login.
     @ivar seen: POSIX time of the last request that used it.
     @ivar csrf: the token its forms carry.
+    @ivar checked: when a directory's user's groups were read again.
     @ivar stamp: for a password user, the HMAC (under the book's key) of the
         hash their password was checked against: a reload that changed the
         password ends the session (L{SessionBook.stamp_of}); for single
@@ -96,12 +97,23 @@ class Session:
     seen: float
     csrf: str
     stamp: str = ""
+    #: POSIX time the groups were read (at the login, then again by the
+    #: directory once its C{cache_ttl} passed: issue 59); L{None}: at login
+    checked: float | None = None
+
+    @property
+    def groups_read(self) -> float:
+        """When the groups were last read from the directory or the provider."""
+        return self.created if self.checked is None else self.checked
 
     def to_json(self, digest: str) -> dict[str, Any]:
         """The record kept in the file, under the id's digest."""
-        return {"digest": digest, "user": self.user, "groups": sorted(self.groups),
-                "source": self.source, "created": self.created, "seen": self.seen,
-                "csrf": self.csrf, "stamp": self.stamp}
+        record = {"digest": digest, "user": self.user, "groups": sorted(self.groups),
+                  "source": self.source, "created": self.created, "seen": self.seen,
+                  "csrf": self.csrf, "stamp": self.stamp}
+        if self.checked is not None:
+            record["checked"] = self.checked
+        return record
 
     @classmethod
     def from_json(cls, record: Any) -> tuple[str, Session]:
@@ -129,14 +141,20 @@ class Session:
         groups = record.get("groups", [])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError("groups: expected a list of names")
-        times = []
-        for name in ("created", "seen"):
+        times: list[float | None] = []
+        for name in ("created", "seen", "checked"):
             value = record.get(name)
+            if value is None and name == "checked":
+                times.append(None)
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or value != value or value < 0:
                 raise ValueError(f"{name}: expected a POSIX time")
             times.append(float(value))
-        return digest, cls(user, frozenset(groups), source, times[0], times[1], csrf, stamp)
+        created, seen, checked = times
+        assert created is not None and seen is not None
+        return digest, cls(user, frozenset(groups), source, created, seen, csrf, stamp,
+                           checked)
 
 
 @attrs.define
@@ -268,6 +286,19 @@ class SessionBook:
         session = self.sessions.get(digest)
         if session is not None and now > session.seen:
             self.sessions[digest] = attrs.evolve(session, seen=now)
+
+    def regroup(self, digest: str, groups: Iterable[str], now: float) -> Session | None:
+        """
+        The session of C{digest} with the groups read again at C{now} (a
+        directory's user's, once its C{cache_ttl} passed), or L{None} when
+        it is not open.
+        """
+        session = self.sessions.get(digest)
+        if session is None:
+            return None
+        session = attrs.evolve(session, groups=frozenset(groups), checked=now)
+        self.sessions[digest] = session
+        return session
 
     def close(self, digest: str) -> bool:
         """End one session (a logout); whether it was open."""

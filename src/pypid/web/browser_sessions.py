@@ -120,6 +120,10 @@ class BrowserSessions:
         """The cookie's name for C{request}: L{SECURE_COOKIE} over HTTPS."""
         return SECURE_COOKIE if is_secure(request, self._base_url) else PLAIN_COOKIE
 
+    def now(self) -> float:
+        """The time now, as the sessions count it."""
+        return self._clock.seconds()
+
     def of(self, request: IRequest) -> tuple[str, Session] | None:
         """
         C{(digest, session)} of the cookie C{request} carries, if it names

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -32,9 +33,12 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, NameHeld, PasswordVerifier
 from pypid.core.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
-from pypid.core.outside_logins import PASSWORD, LoginSource, OutsideLogins
+from pypid.core.outside_logins import DIRECTORY, PASSWORD, LoginSource, OutsideLogins
+from pypid.core.sessions import Session
 from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.request_auth import IRequestAuth, client_address, remember, request_credentials
+
+log = Logger()
 
 #: What a change answers whose credentials were revoked, or whose user was
 #: removed, while it was under way (L{Identification.confirm}).
@@ -125,7 +129,7 @@ class Identification:
             except MalformedCredentials as e:
                 return fail(Unauthorized(f"Authorization: {e}"))
             if credentials is None:
-                return succeed(self._session_identity(request))
+                return self._session_identity(request)
         user, password = credentials
         throttle = self._throttle
         if throttle is not None and user == TOKEN_USER:
@@ -159,21 +163,24 @@ class Identification:
         d.addCallbacks(_known, _busy)
         return d
 
-    def _session_identity(self, request: IRequest) -> Identity | None:
+    def _session_identity(self, request: IRequest) -> Deferred[Identity | None]:
         """
         Who the browser session of a request with no credentials stands
         for: only on the pages for people and their forms (L{for_people}),
         never on the simple API, the files or uploads; L{None} without one.
+        A directory user's groups are read again once the directory's
+        C{cache_ttl} passed since they were (issue 59: rights follow the
+        directory within C{cache_ttl}, for a session as for a password).
         """
         sessions = self.sessions
         if sessions is None:
-            return None
+            return succeed(None)
         auth = IRequestAuth(request)
         if not auth.for_people:
-            return None
+            return succeed(None)
         found = sessions.of(request)
         if found is None:
-            return None
+            return succeed(None)
         digest, session = found
         login = sessions.book.login_of(session, self._verifier.stored(session.user),
                                        self.outside)
@@ -182,9 +189,41 @@ class Identification:
             # reload or a start-up ends such sessions; this is the check
             # every use makes all the same.
             sessions.revoke(lambda kept: kept is session)
-            return None
+            return succeed(None)
         auth.session = digest
-        return Identity(session.user, groups=session.groups, login=login)
+        ttl = self._verifier.directory_ttl
+        now = sessions.now()
+        if session.source != DIRECTORY or ttl is None or now - session.groups_read < ttl:
+            return succeed(Identity(session.user, groups=session.groups, login=login))
+        return Deferred.fromCoroutine(self._regrouped(digest, session, login, now))
+
+    async def _regrouped(self, digest: str, session: Session, login: LoginSource,
+                         now: float) -> Identity | None:
+        """
+        A directory user's session with their groups read again: ended when
+        the directory has no such user any more; with no directory group at
+        all while it cannot be asked (fail closed: an admin by a directory
+        group is not one then), and asked again at the next page.
+        """
+        sessions = self.sessions
+        assert sessions is not None
+        try:
+            groups = await self._verifier.directory_groups(session.user)
+        except DirectoryUnavailable:
+            log.warn("The directory cannot be asked for {user}'s groups: their session "
+                     "stands with none until it can", user=session.user)
+            return Identity(session.user, login=attrs.evolve(login, groups=frozenset()))
+        if groups is None:
+            sessions.revoke(lambda kept: kept.user == session.user
+                            and kept.source == DIRECTORY)
+            log.info("{user} is no longer a user of the directory: their sessions ended",
+                     user=session.user)
+            return None
+        regrouped = sessions.book.regroup(digest, groups, now)
+        if regrouped is None:
+            return None
+        return Identity(session.user, groups=regrouped.groups,
+                        login=attrs.evolve(login, groups=regrouped.groups))
 
     def identify_for_change(self, request: IRequest,
                             credentials: tuple[str, str] | None = None,
