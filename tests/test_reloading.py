@@ -16,10 +16,13 @@ from pypid.auth.hashes import hash_password
 from pypid.config import FREE_SECTIONS, NAMED_SECTIONS, SCHEMA, ConfigError, load_config
 from pypid.config.attestation_settings import TRUST_ROOT_MEDIA_TYPE
 from pypid.config.reloading import HOW, RELOAD, RESTART, how, needs_restart
+from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
+from pypid.tap import build_service
 from pypid.upstream.factory import UpstreamPart
 from tests.fakes import FAST
 from tests.harness_indexes import _ServerMixin
+from tests.harness_tap import fake_pools
 
 #: Values tried, in order, for a key until one parses to another value
 #: than the base's (and the whole file still loads).
@@ -255,3 +258,91 @@ class UpstreamReloadTests(_ServerMixin, SynchronousTestCase):
         said = self.logged(service)
         self.assertIn("credentials", said[0])
         self.assertEqual({c.credentials.secret for c in clients}, {"second"})
+
+
+def state_of(service):
+    """
+    What the parts took of the configuration, as the server acts on it: the
+    rules, users, directory, tokens, sessions' timeouts, who from outside
+    it lets in, trusted publishing and single sign-on, who may scrape, the
+    advisories' settings, the indexes' views, rules and grants, the hosted
+    pages' budget and the upstreams' credentials and hosts.
+    """
+    part = service.getServiceNamed("access")
+    access = part.access
+    identification = access._identification
+    verifier = identification._verifier
+    directory = verifier._directory
+    web = service.getServiceNamed("web")
+    registry = web._indexes._registry if web._indexes is not None else None
+    names = dict(service._parts)
+    feed = names.get("advisories")
+    index = service.getServiceNamed("index").index
+    return {
+        "model": access.model,
+        "users": dict(verifier._users),
+        "directory": directory._settings if directory is not None else None,
+        "tokens": access.tokens.path,
+        "sessions": (part.sessions.book.idle, part.sessions.book.lifetime),
+        "outside": identification.outside,
+        "publishing": part.publishing.settings,
+        "sso": (part.sso.config, part.sso.secret),
+        "metrics": web.web.app.metrics._policy,
+        "advisories": feed._settings if feed is not None else None,
+        "views": {name: (registry.orders[name], view.filters)
+                  for name, view in registry.views.items()} if registry is not None else None,
+        "advisory rules": {name: policy.rules for name, policy in registry.policies.items()}
+        if registry is not None else None,
+        "upload rules": {name: stack.uploads.current
+                         for name, stack in registry.stacks.items()}
+        if registry is not None else None,
+        "page budget": index._rendered.max_bytes,
+        "upstreams": [(p.source.name, p.source.client.credentials, p.source.client.hosts)
+                      for _, p in service._parts if isinstance(p, UpstreamPart)],
+    }
+
+
+class ReloadEqualsRestartTests(ChangeTests):
+    """
+    Every key a reload takes leaves the server as a restart with the same
+    file does (L{state_of}); a file a restart refuses, a reload refuses too.
+    """
+
+    def built(self, config):
+        return build_service(config, MemoryReactorClock(), pools=fake_pools(),
+                             load_config=lambda: config)
+
+    def test_every_key(self):
+        for section, key in every_key():
+            if (section, key) in ONE_VALUE or how(section, key) != RELOAD:
+                continue
+            with self.subTest(section=section, key=key):
+                section, before, after = self.changed(section, key)
+                try:
+                    running = self.built(before)
+                except StartupError:
+                    continue
+                try:
+                    restarted = self.built(after)
+                except StartupError:
+                    restarted = None
+                then = state_of(running)
+                running._load_config = lambda after=after: after
+                refused = []
+
+                def observe(event, refused=refused):
+                    if "Not reloading" in event.get("log_format", ""):
+                        refused.append(event["error"])
+                globalLogPublisher.addObserver(observe)
+                try:
+                    running.reload()
+                finally:
+                    globalLogPublisher.removeObserver(observe)
+                if restarted is None or refused:
+                    # (refused whole, saying why: nothing of it taken; a
+                    # part may refuse a value, a hosted index made a view)
+                    self.assertEqual(state_of(running), then, f"[{section}] {key}")
+                    self.assertTrue(refused, f"[{section}] {key}: a restart refuses it")
+                else:
+                    self.assertEqual(state_of(running), state_of(restarted),
+                                     f"[{section}] {key}")

@@ -527,7 +527,14 @@ class AdvisoryFeed(Service):
         settings = config.advisories if config is not None else self._settings
         if settings.path is None and settings.url is None and self.board.db.digest == "" \
                 and self._settings.path is None and self._settings.url is None:
-            return None
+            if settings == self._settings:
+                return None
+
+            def take() -> None:
+                # (nothing to read, before or after: the keys are kept, as a
+                # restart would have them, for the reload that names a source)
+                self._settings = settings
+            return take
 
         def commit() -> str:
             changed = settings != self._settings
