@@ -49,6 +49,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from base64 import b64encode
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.factory import make_access_materials
 from pypid.auth.hashes import hash_password
+from pypid.auth.throttle import WINDOW as THROTTLE_WINDOW
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.export import export_command, parse_options
 from pypid.config import load_config
@@ -1190,5 +1192,338 @@ class ModelTests(SynchronousTestCase):
 
     def test_whole_index(self):
         case = IndexMachine.TestCase
+        case.settings = settings.get_profile(PROFILE)
+        case(methodName="runTest").runTest()
+
+
+# -- configuration changes and identities (issue 59) -------------------------------------
+
+#: The local users the configuration may hold (root is always there: an admin).
+LOCAL_USERS = ("root", "amy", "ben")
+#: The directory's people (a fake directory, as L{tests.harness_ldap} keeps
+#: it) and their groups there: one an admin by its group, one a reader.
+DIRECTORY_PEOPLE = {"dora": frozenset({"ops"}), "erin": frozenset({"readers"}),
+                    "fred": frozenset()}
+#: The provider's people, and the groups it gives them.
+PROVIDER_PEOPLE = {"gina": frozenset({"platform"}), "hank": frozenset({"readers"})}
+#: What C{[sso] allow} may say (empty: everyone the provider signs in).
+ALLOWS = ("", "group:platform", "hank")
+ISSUER = "https://login.corp.example/realms/acme"
+
+LDAP_SECTION = "[ldap]\nurl = ldap://127.0.0.1:1\nuser_base = ou=people,dc=example,dc=test\n"
+
+
+def user_password(name, version):
+    return f"pw-{name}-{version}"
+
+
+@cache
+def user_hash(name, version):
+    return hash_password(user_password(name, version), FAST)
+
+
+@attrs.define
+class Settings:
+    """The configuration as data: what the reference reads."""
+
+    versions: dict = attrs.Factory(lambda: {"root": 0, "amy": 0, "ben": 0})
+    ops: frozenset = frozenset({"root"})
+    readers: frozenset = frozenset({"root"})
+    ldap: bool = False
+    sso: bool = False
+    allow: str = ""
+
+    def copy(self):
+        return attrs.evolve(self, versions=dict(self.versions))
+
+    def text(self, root):
+        users = "".join(f"{name} = {user_hash(name, version)}\n"
+                        for name, version in self.versions.items())
+        text = (f"[pypid]\nsnapshot = {root}/index.json\nlisten = tcp:0:interface=127.0.0.1\n"
+                f"[storage]\npath = {root}/packages\n"
+                f"[auth]\nadmins = group:ops\ntokens = {root}/tokens.json\n"
+                f"sessions = {root}/sessions.json\n"
+                f"[users]\n{users}"
+                f"[groups]\nops = {' '.join(sorted(self.ops))}\n"
+                f"readers = {' '.join(sorted(self.readers))}\n"
+                "[index:secret]\nread = group:readers\nupload = group:readers\n")
+        if self.ldap:
+            text += LDAP_SECTION
+        if self.sso:
+            text += (f"[sso]\nissuer = {ISSUER}\nclient_id = pypid\nclient_secret = s\n"
+                     + (f"allow = {self.allow}\n" if self.allow else ""))
+        return text
+
+    def local(self, name):
+        return name in self.versions
+
+    def groups_of(self, name, outside=frozenset()):
+        return {g for g, members in (("ops", self.ops), ("readers", self.readers))
+                if name in members} | set(outside)
+
+    def allows(self, name, groups):
+        if not self.allow:
+            return True
+        if self.allow.startswith("group:"):
+            return self.allow.removeprefix("group:") in groups
+        return self.allow == name
+
+
+@attrs.frozen
+class Credential:
+    """A credential an identity holds: a session's cookie or a token's text."""
+
+    owner: str
+    source: str
+    value: str
+    #: a password user's password version at the login (sessions)
+    version: int | None = None
+    #: the directory's or provider's groups at the login
+    groups: frozenset = frozenset()
+
+
+class AccessMachine(RuleBasedStateMachine):
+    """
+    The daemon of a configuration that changes (users, passwords, groups,
+    the directory, single sign-on and its C{allow}), taken by C{SIGHUP} or
+    by a restart, and the identities of every source (local passwords, a
+    directory and a provider through fakes, tokens, browser sessions):
+    after every step, what each identity may do on the routes equals what
+    the configuration in force alone says, however the change came.
+    """
+
+    @initialize()
+    def start(self):
+        from pypid.tap import build_service
+        from tests.harness_ldap import MemoryDirectory
+        from tests.harness_tap import checking_pools
+        self.build_service = build_service
+        self.checking_pools = checking_pools
+        self.folder = tempfile.mkdtemp(prefix="pypid-access-model-")
+        self.path = os.path.join(self.folder, "pypid.ini")
+        self.reactor = ThreadedReactor()
+        self.reactor.advance(START)
+        self.pending = Settings()
+        self.in_force = self.pending.copy()
+        self.directory = MemoryDirectory({(name, f"dir-{name}"): groups
+                                          for name, groups in DIRECTORY_PEOPLE.items()})
+        self.held: list[Credential] = []
+        self.write()
+        self.service = None
+        self.boot()
+
+    def teardown(self):
+        if getattr(self, "service", None) is not None and self.service.running:
+            self.service.stopService()
+        if getattr(self, "patched", None) is not None:
+            self.patched()
+
+    def write(self):
+        with open(self.path, "w") as f:
+            f.write(self.pending.text(self.folder))
+
+    def load(self):
+        return load_config(self.path)
+
+    def boot(self):
+        """Start a daemon of the file (its directory the fake one), as a restart does."""
+        import pypid.auth.ldap as ldap_module
+        directory = self.directory
+        real = ldap_module.make_directory
+
+        def make_directory(settings, reactor, fallback_ca=None):
+            return attrs.evolve(directory, key=settings.key) if settings.url else None
+        ldap_module.make_directory = make_directory
+        self.patched = lambda: setattr(ldap_module, "make_directory", real)
+        self.service = self.build_service(self.load(), self.reactor,
+                                          pools=self.checking_pools(), load_config=self.load)
+        self.service.startService()
+        assert self.service.ready.called, "the daemon did not start"
+        self.site = self.service.getServiceNamed("web").web.site
+
+    def request(self, method, path, headers=None, data=None):
+        # (a client of its own each time: no cookie kept from an earlier answer)
+        client = site_treq(self.site)
+        d = client.request(method, "http://pypi.test" + path, headers=headers or {},
+                           data=data, allow_redirects=False)
+        response = d.result
+        assert not isinstance(response, Failure), response
+        return response, client.content(response).result
+
+    # -- changes of the configuration ----------------------------------------------
+
+    @rule(name=st.sampled_from(LOCAL_USERS[1:]))
+    def add_or_remove_user(self, name):
+        if name in self.pending.versions:
+            del self.pending.versions[name]
+            self.pending.ops -= {name}
+            self.pending.readers -= {name}
+        else:
+            self.pending.versions[name] = 0
+
+    @rule(name=st.sampled_from(LOCAL_USERS))
+    def change_password(self, name):
+        if name in self.pending.versions:
+            self.pending.versions[name] += 1
+
+    @rule(name=st.sampled_from(LOCAL_USERS[1:]), group=st.sampled_from(("ops", "readers")))
+    def toggle_group(self, name, group):
+        if name in self.pending.versions:
+            members = getattr(self.pending, group)
+            setattr(self.pending, group, members ^ {name})
+
+    @rule()
+    def toggle_directory(self):
+        self.pending.ldap = not self.pending.ldap
+
+    @rule(allow=st.sampled_from(ALLOWS), on=st.booleans())
+    def single_sign_on(self, allow, on):
+        self.pending.sso, self.pending.allow = on, allow
+
+    @rule(restart=st.booleans())
+    def apply(self, restart):
+        """The file written, then taken by a restart or by C{SIGHUP} (a reload)."""
+        self.write()
+        if restart:
+            self.service.stopService()
+            self.patched()
+            self.boot()
+        else:
+            self.service.reload()
+        self.in_force = self.pending.copy()
+
+    # -- identities -----------------------------------------------------------------
+
+    def password_of(self, name):
+        if name in DIRECTORY_PEOPLE:
+            return f"dir-{name}"
+        return user_password(name, self.in_force.versions.get(name, 0))
+
+    def basic(self, name, password=None):
+        password = self.password_of(name) if password is None else password
+        return {"Authorization": basic(name, password).decode()}
+
+    @rule(name=st.sampled_from(LOCAL_USERS + tuple(DIRECTORY_PEOPLE)))
+    def log_in(self, name):
+        """A person logs in through the form (a local or a directory user)."""
+        response, body = self.request(
+            "POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+            f"user={name}&password={self.password_of(name)}".encode())
+        expected = self.in_force.local(name) or (self.in_force.ldap and name in DIRECTORY_PEOPLE)
+        assert (response.code == 303) == expected, (name, response.code, body)
+        if response.code == 303:
+            cookie = response.headers.getRawHeaders(b"set-cookie")[0].decode().split(";")[0]
+            local = self.in_force.local(name)
+            self.held.append(Credential(name, "password" if local else "ldap", cookie,
+                                  self.in_force.versions.get(name),
+                                  frozenset() if local else DIRECTORY_PEOPLE[name]))
+
+    @rule(name=st.sampled_from(tuple(PROVIDER_PEOPLE)))
+    def sign_in(self, name):
+        """
+        A person of the provider signs in: the session the callback opens
+        once the provider vouched for them (the callback's own checks, a
+        local name, the directory's, C{allow}, are the reference's here).
+        """
+        force = self.in_force
+        groups = PROVIDER_PEOPLE[name]
+        if not force.sso or force.local(name) or not force.allows(name, groups):
+            return
+        from pypid.core.sso_flow import provider_key
+        sessions = self.service.getServiceNamed("access").sessions
+        value, _ = sessions.book.open(name, groups, "sso", self.reactor.seconds(), os.urandom,
+                                      provider_key(ISSUER, "pypid"))
+        self.held.append(Credential(name, "sso", f"pypid-session={value}",
+                              groups=groups))
+
+    @rule(data=st.data())
+    def issue_token(self, data):
+        """A person with a standing session or a password issues a read token."""
+        sessions = [h for h in self.held if h.value.startswith("pypid-session=")
+                    and self.stands(h)]
+        if not sessions:
+            return
+        held = data.draw(st.sampled_from(sessions))
+        _, page = self.request("GET", "/console/tokens", {"Cookie": held.value})
+        found = re.search(rb'name="csrf" value="([^"]+)"', page)
+        assert found is not None, page[:300]
+        response, body = self.request(
+            "POST", "/console/tokens", {"Cookie": held.value,
+                                        "Content-Type": "application/x-www-form-urlencoded"},
+            f"csrf={found.group(1).decode()}&actions=read&expires=30d".encode())
+        assert response.code == 200, (response.code, body[:500])
+        text = re.search(rb"pypid-[0-9a-f]+-[A-Za-z0-9_-]+", body)
+        assert text is not None, body[:500]
+        self.held.append(Credential(held.owner, held.source, text.group(0).decode(), held.version,
+                              held.groups))
+
+    # -- the reference --------------------------------------------------------------
+
+    def stands(self, held):
+        """Whether a session or token still stands for its person, by the configuration alone."""
+        force = self.in_force
+        token = held.value.startswith("pypid-") and not held.value.startswith("pypid-session=")
+        if held.source == "password":
+            if not force.local(held.owner):
+                return False
+            return token or force.versions[held.owner] == held.version
+        if force.local(held.owner):
+            return False
+        if held.source == "ldap":
+            return force.ldap
+        return force.sso and force.allows(held.owner, held.groups)
+
+    def principals(self, name, outside=frozenset()):
+        return self.in_force.groups_of(name, outside)
+
+    @invariant()
+    def rights_follow_the_configuration(self):
+        if not hasattr(self, "service"):
+            return
+        force = self.in_force
+        # (past the login throttle's window: the names the configuration did
+        # not know were tried, and counted, at the steps before; sessions
+        # are used below, so their idle time starts again)
+        self.reactor.advance(THROTTLE_WINDOW + 1)
+        # passwords: every name, with the password it has now
+        for name in LOCAL_USERS + tuple(DIRECTORY_PEOPLE):
+            response, _ = self.request("GET", "/secret/simple/", self.basic(name))
+            if force.local(name):
+                groups = self.principals(name)
+            elif force.ldap and name in DIRECTORY_PEOPLE:
+                groups = self.principals(name, DIRECTORY_PEOPLE[name])
+            else:
+                # (a name the configuration does not know: refused, or held
+                # back by the login throttle, which counts such tries)
+                assert response.code in (401, 429), (name, response.code)
+                continue
+            reads = bool(groups & {"readers", "ops"})
+            assert response.code == (200 if reads else 404), (name, groups, response.code)
+        for held in self.held:
+            stands = self.stands(held)
+            if held.value.startswith("pypid-session="):
+                response, _ = self.request("GET", "/console/groups", {"Cookie": held.value})
+                if not stands:
+                    assert response.code != 200 and response.code != 403, (held, response.code)
+                    continue
+                admin = "ops" in self.principals(held.owner, held.groups)
+                assert response.code == (200 if admin else 403), (held, response.code)
+            else:
+                response, _ = self.request(
+                    "GET", "/secret/simple/", {"Authorization": basic("__token__",
+                                                                      held.value).decode()})
+                if not stands:
+                    assert response.code == 401, (held, response.code)
+                    continue
+                groups = self.principals(held.owner, held.groups)
+                reads = bool(groups & {"readers", "ops"})
+                assert response.code == (200 if reads else 404), (held, groups, response.code)
+
+
+class AccessModelTests(SynchronousTestCase):
+    """The configuration-change machine, in the profile the environment names (L{PROFILE})."""
+
+    def test_configuration_and_identities(self):
+        case = AccessMachine.TestCase
         case.settings = settings.get_profile(PROFILE)
         case(methodName="runTest").runTest()

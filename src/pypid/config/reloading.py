@@ -19,9 +19,12 @@ administrator) is in L{HOW}, as L{RELOAD} or L{RESTART}:
 A new key that is in neither is a failure of the test that holds this
 table to the parser's own list (C{tests/test_reloading.py}).
 
-Files a key names are read again at each reload whatever the table says
-(the C{[tls]} certificate, the token file, an upstream's password file):
-their I{names} follow the table.
+Files a key names follow the table by their names; their contents are
+read again at each reload as each part reads them: the C{[tls]} files, the
+htpasswd file, an upstream's password or token file and C{[ldap] ca_bundle}
+at every reload; the token file only when its path changed (the book in
+memory is what the daemon wrote); the C{[oidc]} and C{[sso]} bundles (or
+C{[pypid] ca_bundle} in their place) only when their settings changed.
 """
 
 from __future__ import annotations
