@@ -372,7 +372,8 @@ class MakeServiceTests(SynchronousTestCase):
                               reactor=self.reactor)
         message = str(e.code)
         self.assertIn("[pypid] listen: invalid endpoint 'nonsense:1:2'", message)
-        self.assertTrue(message.startswith("pypid: <defaults>: "))
+        # (the value came from --listen, not the file: issue 59)
+        self.assertTrue(message.startswith("pypid: --listen: [pypid] listen: "), message)
 
     def test_cannot_listen(self):
         """A port that cannot be opened stops the reactor."""
