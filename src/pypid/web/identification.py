@@ -86,6 +86,10 @@ class Identification:
     #: a change whose credentials were checked before a reload has them
     #: checked again as it commits (L{confirm})
     generation: int = attrs.field(init=False, default=0)
+    #: what each session's source was found to vouch for (L{_vouched}), by
+    #: its digest, for the users and rules in force: emptied by a reload
+    _vouching: dict[str, tuple[str, frozenset[str], LoginSource]] = attrs.field(
+        init=False, factory=dict)
 
     def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
                     outside: OutsideLogins | None = None) -> None:
@@ -96,6 +100,7 @@ class Identification:
         (L{confirm}).
         """
         self.generation += 1
+        self._vouching = {}
         self._verifier = verifier
         self.tokens = tokens
         if outside is not None:
@@ -182,8 +187,7 @@ class Identification:
         if found is None:
             return succeed(None)
         digest, session = found
-        login = sessions.book.login_of(session, self._verifier.stored(session.user),
-                                       self.outside)
+        login = self._vouched(sessions, digest, session)
         if login is None:
             # Its source no longer vouches for its person (issue 59): a
             # reload or a start-up ends such sessions; this is the check
@@ -196,6 +200,28 @@ class Identification:
         if session.source != DIRECTORY or ttl is None or now - session.groups_read < ttl:
             return succeed(Identity(session.user, groups=session.groups, login=login))
         return Deferred.fromCoroutine(self._regrouped(digest, session, login, now))
+
+    def _vouched(self, sessions: BrowserSessions, digest: str,
+                 session: Session) -> LoginSource | None:
+        """
+        Where C{session}'s person logged in while its source still vouches
+        for them (L{pypid.core.sessions.SessionBook.login_of}), worked out
+        once per session and configuration: a page of a session costs what
+        it did before the check (a dictionary lookup), and a reload, which
+        changes what vouches, empties what was found.
+        """
+        known = self._vouching.get(digest)
+        # (a session is a new value at each use, its time of use changed; its
+        # stamp and groups are what its source vouched for)
+        if known is not None and known[0] == session.stamp and known[1] == session.groups:
+            return known[2]
+        login = sessions.book.login_of(session, self._verifier.stored(session.user),
+                                       self.outside)
+        if login is not None:
+            if len(self._vouching) > 2 * len(sessions.book.sessions) + 64:
+                self._vouching = {}     # (those of sessions ended since)
+            self._vouching[digest] = (session.stamp, session.groups, login)
+        return login
 
     async def _regrouped(self, digest: str, session: Session, login: LoginSource,
                          now: float) -> Identity | None:
