@@ -1232,6 +1232,8 @@ class Settings:
     ldap: bool = False
     sso: bool = False
     allow: str = ""
+    #: whether C{[acl]} keeps C{vault-*} to C{group:ops}
+    acl: bool = False
 
     def copy(self):
         return attrs.evolve(self, versions=dict(self.versions))
@@ -1247,6 +1249,8 @@ class Settings:
                 f"[groups]\nops = {' '.join(sorted(self.ops))}\n"
                 f"readers = {' '.join(sorted(self.readers))}\n"
                 "[index:secret]\nread = group:readers\nupload = group:readers\n")
+        if self.acl:
+            text += "[acl]\nvault-* = group:ops rw\n"
         if self.ldap:
             text += LDAP_SECTION
         if self.sso:
@@ -1311,6 +1315,13 @@ class AccessMachine(RuleBasedStateMachine):
         self.write()
         self.service = None
         self.boot()
+        # (a project [acl] may keep to some: root's)
+        filename, data = wheel("vault-lib", "1.0")
+        ctype, body = multipart_body(twine_fields("vault-lib", "1.0", data),
+                                     [("content", filename, data)])
+        response, text = self.request("POST", "/", {"Content-Type": ctype,
+                                                    **self.basic("root")}, body)
+        assert response.code == 200, (response.code, text)
 
     def teardown(self):
         if getattr(self, "service", None) is not None and self.service.running:
@@ -1371,6 +1382,10 @@ class AccessMachine(RuleBasedStateMachine):
         if name in self.pending.versions:
             members = getattr(self.pending, group)
             setattr(self.pending, group, members ^ {name})
+
+    @rule()
+    def toggle_acl(self):
+        self.pending.acl = not self.pending.acl
 
     @rule()
     def toggle_directory(self):
@@ -1476,6 +1491,10 @@ class AccessMachine(RuleBasedStateMachine):
     def principals(self, name, outside=frozenset()):
         return self.in_force.groups_of(name, outside)
 
+    def sees_vault(self, groups):
+        """Whether one of C{groups} sees C{vault-lib} ([acl] keeps it to ops; admins see all)."""
+        return not self.in_force.acl or "ops" in groups
+
     @invariant()
     def rights_follow_the_configuration(self):
         if not hasattr(self, "service"):
@@ -1499,6 +1518,11 @@ class AccessMachine(RuleBasedStateMachine):
                 continue
             reads = bool(groups & {"readers", "ops"})
             assert response.code == (200 if reads else 404), (name, groups, response.code)
+            response, _ = self.request("GET", "/simple/vault-lib/", self.basic(name))
+            assert response.code == (200 if self.sees_vault(groups) else 404), (
+                name, groups, response.code)
+        response, _ = self.request("GET", "/simple/vault-lib/")
+        assert response.code == (200 if self.sees_vault(set()) else 404), response.code
         for held in self.held:
             stands = self.stands(held)
             if held.value.startswith("pypid-session="):
@@ -1518,6 +1542,11 @@ class AccessMachine(RuleBasedStateMachine):
                 groups = self.principals(held.owner, held.groups)
                 reads = bool(groups & {"readers", "ops"})
                 assert response.code == (200 if reads else 404), (held, groups, response.code)
+                response, _ = self.request(
+                    "GET", "/simple/vault-lib/", {"Authorization": basic("__token__",
+                                                                         held.value).decode()})
+                assert response.code == (200 if self.sees_vault(groups) else 404), (
+                    held, groups, response.code)
 
 
 class AccessModelTests(SynchronousTestCase):
