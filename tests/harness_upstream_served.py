@@ -19,7 +19,6 @@ from pypid.core.index import Index
 from pypid.core.render import file_url_for
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream.cache import CONFIRM_GONE
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
 from pypid.web.app import build_web
@@ -109,15 +108,6 @@ class _Served:
     def refresh(self):
         """What C{pypid-upstream refresh widget} does: the page fetched again now."""
         return self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
-
-    def refresh_confirmed(self):
-        """
-        Two refreshes L{CONFIRM_GONE} apart: what the upstream says of files
-        gone is taken only when two fetches so far apart say it (issue 59).
-        """
-        self.refresh()
-        self.clock.advance(CONFIRM_GONE)
-        return self.refresh()
 
     def get(self, path, accept=JSON_TYPE):
         return self.request("GET", path, {"accept": accept})

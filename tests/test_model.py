@@ -87,7 +87,6 @@ from pypid.core.version_order import is_prerelease
 from pypid.core.wheel_variants import split_label, variants_filename
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
-from pypid.upstream.cache import CONFIRM_GONE
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.access import Access
@@ -569,20 +568,13 @@ class IndexMachine(RuleBasedStateMachine):
         self.origins.route(UPSTREAM + project + "/", json.dumps(page).encode())
 
     def refresh_upstream(self, project):
-        """
-        The proxy fetches C{project}'s upstream page again (as its expiry
-        would), twice L{CONFIRM_GONE} apart: what a page says of files gone
-        is taken once two fetches so far apart say it (issue 59).
-        """
-        for step in range(2):
-            if step:
-                self.clock.advance(CONFIRM_GONE)
-            d = ensureDeferred(self.proxy.upkeep.refresh(project))
-            for _ in range(30):
-                self.agent.flush()
-            assert d.called, "the upstream page was not fetched again"
-            if isinstance(d.result, Failure):
-                d.result.trap(Exception)  # (a 404 of a removed project is an answer too)
+        """The proxy fetches C{project}'s upstream page again (an administrator's refresh)."""
+        d = ensureDeferred(self.proxy.upkeep.refresh(project))
+        for _ in range(30):
+            self.agent.flush()
+        assert d.called, "the upstream page was not fetched again"
+        if isinstance(d.result, Failure):
+            d.result.trap(Exception)  # (a 404 of a removed project is an answer too)
 
     def listing(self, index, project, identity="anonymous"):
         return self.reference.listing(index, project, self.clock.seconds(),

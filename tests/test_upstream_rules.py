@@ -168,42 +168,69 @@ class PageCacheTests(SynchronousTestCase):
         entry, stale = self.successResultOf(self.get(cache))
         self.assertEqual((entry.page, stale), (newer, False))
 
+    def expired(self, cache, project="holy-grail"):
+        """The page asked for past its time to live (fetched again behind): what is kept then."""
+        self.clock.advance(61)
+        self.successResultOf(self.get(cache, project))
+        return cache.cached(project).page
+
     def test_gone_once_is_no_change(self):
         """
-        Issue 59, finding 7: a fetch that no longer lists files of the page
-        kept, or the project's 404, is taken only once a fetch
+        Issue 59, finding 7: a fetch on expiry that no longer lists files of
+        the page kept, or the project's 404, is taken only once a fetch
         C{confirm_gone} seconds before or more said the same; a flap keeps
-        the page (as fresh as the fetch), and never drops it.
+        the page, and never drops it. An administrator's refresh takes what
+        the upstream says at once.
         """
-        both = page(upstream_file("holy_grail-1.0.tar.gz"), upstream_file("holy_grail-2.0.tar.gz"))
-        short = page(upstream_file("holy_grail-2.0.tar.gz"))
+        one, two = upstream_file("holy_grail-1.0.tar.gz"), upstream_file("holy_grail-2.0.tar.gz")
+        both, short = page(one, two), page(two)
         for gone in (short, UpstreamNotFound("holy-grail")):
             with self.subTest(gone=gone):
                 self.answers["holy-grail"] = both
-                cache = self.cache(confirm_gone=600.0)
+                cache = self.cache(confirm_gone=120.0)
                 self.successResultOf(self.get(cache))
                 loaded = []
                 cache.on_loaded(lambda project, found, loaded=loaded: loaded.append(found))
                 # (a flap: gone once, listed again at the next fetch)
                 self.answers["holy-grail"] = gone
-                entry = self.successResultOf(cache.refresh("holy-grail"))
-                self.assertEqual(entry.page, both)
-                self.assertEqual(entry.fetched_at, self.clock.seconds())
+                self.assertEqual(self.expired(cache), both)
                 self.answers["holy-grail"] = both
-                self.clock.advance(700)
-                self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page, both)
+                self.assertEqual(self.expired(cache), both)
                 self.assertEqual(loaded, [both, both])
                 # (gone on two fetches too close together: still kept)
                 self.answers["holy-grail"] = gone
-                self.successResultOf(cache.refresh("holy-grail"))
-                self.clock.advance(599)
-                self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page, both)
-                # (gone on two fetches far enough apart: taken)
-                self.clock.advance(1)
+                self.assertEqual(self.expired(cache), both)
+                self.assertEqual(self.expired(cache), both)
+                # (far enough apart: taken)
                 expected = short if gone is short else None
+                self.assertEqual(self.expired(cache), expected)
+                self.assertEqual(loaded[-1], expected)
+                # (an administrator's refresh: at once)
+                self.answers["holy-grail"] = both
+                self.successResultOf(self.get(cache))
+                self.answers["holy-grail"] = gone
                 self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page,
                                  expected)
-                self.assertEqual(loaded[-1], expected)
+
+    def test_each_file_on_its_own(self):
+        """
+        A page that loses its oldest file at each fetch (a retention policy
+        upstream) shows its new files at once, and takes each removal once
+        two fetches far enough apart said it (the wait does not start again).
+        """
+        files = [upstream_file(f"holy_grail-{n}.0.tar.gz") for n in range(1, 9)]
+        self.answers["holy-grail"] = page(*files[:5])
+        cache = self.cache(confirm_gone=100.0)
+        self.successResultOf(self.get(cache))
+        for step in range(1, 4):
+            self.answers["holy-grail"] = page(*files[step:step + 5])
+            listed = [f.filename for f in self.expired(cache).files]
+            # (every new file at once; the removed ones until confirmed)
+            self.assertEqual(listed[-1], files[step + 4].filename)
+            self.assertIn(files[step - 1].filename, listed)
+        listed = [f.filename for f in self.expired(cache).files]
+        self.assertNotIn(files[0].filename, listed)
+        self.assertIn(files[3].filename, listed)
 
     def test_status_taken_at_once(self):
         """A quarantine the upstream gives, with files gone, is taken at the first fetch."""
@@ -212,8 +239,32 @@ class PageCacheTests(SynchronousTestCase):
         self.successResultOf(self.get(cache))
         quarantined = attrs.evolve(page(), status=upstream_status("quarantined", "malware"))
         self.answers["holy-grail"] = quarantined
-        self.assertEqual(self.successResultOf(cache.refresh("holy-grail")).page.status,
-                         quarantined.status)
+        self.assertEqual(self.expired(cache).status, quarantined.status)
+
+    def test_lift_confirmed(self):
+        """
+        Issue 59 (review): one page without the quarantine (a stale replica)
+        does not lift it; two far enough apart do.
+        """
+        bad = upstream_file("holy_grail-6.6.tar.gz")
+        self.answers["holy-grail"] = attrs.evolve(
+            page(bad), status=upstream_status("quarantined", "malware"))
+        cache = self.cache(confirm_gone=100.0)
+        self.successResultOf(self.get(cache))
+        self.answers["holy-grail"] = page(bad)
+        self.assertTrue(self.expired(cache).quarantined)
+        self.assertTrue(self.expired(cache).quarantined)
+        self.assertFalse(self.expired(cache).quarantined)
+
+    def test_other_statuses_held_too(self):
+        """An archived project's files are not taken away by one 404 either."""
+        archived = attrs.evolve(page(upstream_file("holy_grail-2.0.tar.gz")),
+                                status=upstream_status("archived", None))
+        self.answers["holy-grail"] = archived
+        cache = self.cache()
+        self.successResultOf(self.get(cache))
+        self.answers["holy-grail"] = UpstreamNotFound("holy-grail")
+        self.assertEqual(self.expired(cache), archived)
 
     def test_stale_while_down(self):
         """When the refresh fails the stale page stays, and is retried at the next request."""

@@ -355,10 +355,9 @@ class RemovedAfterQuarantineTests(_Served, SynchronousTestCase):
         self.assertEqual(code, 206)
         self.assertEqual(self.file_fetches(), 1)
         self.assertNotIn("project-status", json.loads(self.get("/simple/widget/")[1]))
-        # (forgotten: removed again, the project is simply gone, once two
-        # fetches apart say so: issue 59)
+        # (forgotten: removed again, the project is simply gone)
         self.remove()
-        self.refresh_confirmed()
+        self.refresh()
         self.assertEqual(self.get("/simple/widget/")[0], 404)
 
     def test_unlisted_kept_file(self):
@@ -367,7 +366,7 @@ class RemovedAfterQuarantineTests(_Served, SynchronousTestCase):
         other = "widget-1.1-py3-none-any.whl"
         self.origins.route(f"http://{ORIGIN_A}/f/{other}", EVIL_BYTES)
         self.publish(None, ((other, f"http://{ORIGIN_A}/f/{other}", EVIL_BYTES),))
-        self.refresh_confirmed()
+        self.refresh()
         for method, headers in (("GET", {}), ("GET", {"range": "bytes=0-9"}), ("HEAD", {})):
             code, body = self.request(method, f"/files/widget/{WHEEL}", headers)
             self.assertEqual(code, 404, (method, headers))

@@ -18,16 +18,17 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.upstream import takedown_lines
 from pypid.state.takedown_log import log_takedowns
-from pypid.upstream.cache import CONFIRM_GONE
 from pypid.upstream.takedowns import MAX_TAKEDOWNS, Takedowns
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.cache_admin import CacheAdmin
 from tests.fakes import FAST, run_in_pool_now
-from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL, Server
+from tests.harness_upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL, Server, drain
 from tests.harness_upstream_served import FILE_URL, PASSWORD, _Served, status_page
 
 OTHER = "widget-1.1-py3-none-any.whl"
+#: The upstream pages' time to live, as configured by default.
+UPSTREAM_TTL = 600.0
 OTHER_URL = f"http://{ORIGIN_A}/f/{OTHER}"
 
 
@@ -79,7 +80,7 @@ class _Takedowns(_Served):
         """The upstream deletes widget 1.0 (lists 1.1 alone); the page is refreshed."""
         self.origins.route(OTHER_URL, BYTES_B)
         self.publish(None, ((OTHER, OTHER_URL, BYTES_B),))
-        self.refresh_confirmed()
+        self.refresh()
 
     def events(self):
         return [(event, project, detail) for event, _, _, project, detail in self.audited()
@@ -107,27 +108,41 @@ class WithheldTests(_Takedowns, SynchronousTestCase):
         self.refresh()
         self.assertEqual(len(self.events()), 1)
 
+    def fetched_on_expiry(self):
+        """The page asked for once its time to live passed: served, and fetched again behind."""
+        self.clock.advance(UPSTREAM_TTL + 1)
+        self.get("/simple/widget/")
+        drain(self.agent, None)
+
     def test_flap_writes_nothing(self):
         """
-        Issue 59, finding 7: one fetch that does not list a kept file (or
-        the project's 404), then one that does, withholds nothing, keeps
-        the page, and writes no takedown or relisted entry.
+        Issue 59, finding 7: a fetch on expiry that does not list a kept
+        file (or the project's 404), then one that does, withholds nothing,
+        keeps the page, and writes no takedown or relisted entry; the
+        removal is taken once two such fetches a minute apart say so. An
+        administrator's refresh takes what the upstream says at once.
         """
         self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
         files = ((WHEEL, FILE_URL, BYTES_A), (OTHER, OTHER_URL, BYTES_B))
         self.origins.route(OTHER_URL, BYTES_B)
         for flap in (lambda: self.publish(None, ((OTHER, OTHER_URL, BYTES_B),)), self.remove):
             flap()
-            self.refresh()
+            self.fetched_on_expiry()
             self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
             self.assertIn(WHEEL, [f["filename"] for f in
                                   json.loads(self.get("/simple/widget/")[1])["files"]])
             self.publish(None, files)
-            self.clock.advance(CONFIRM_GONE)
-            self.refresh()
+            self.fetched_on_expiry()
             self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
         self.assertEqual(self.events(), [])
         self.assertEqual(self.source.withheld(), [])
+        # (said twice, far enough apart: taken)
+        self.remove()
+        self.fetched_on_expiry()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}"), (200, BYTES_A))
+        self.fetched_on_expiry()
+        self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
+        self.assertEqual([e[0] for e in self.events()], ["upstream-takedown"])
 
     def test_survives_a_restart_then_listed_again(self):
         self.get(f"/files/widget/{WHEEL}")
@@ -146,7 +161,7 @@ class WithheldTests(_Takedowns, SynchronousTestCase):
     def test_whole_project_removed(self):
         self.get(f"/files/widget/{WHEEL}")
         self.remove()
-        self.refresh_confirmed()
+        self.refresh()
         self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
         self.assertEqual([t.filename for t in self.source.withheld()], [WHEEL])
 

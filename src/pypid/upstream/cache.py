@@ -116,6 +116,15 @@ def recent(then: float, now: float) -> bool:
     return 0 <= now - then < FAILURE_MEMORY
 
 
+def _with(listed: tuple[UpstreamFile, ...], before: tuple[UpstreamFile, ...],
+          names: frozenset[str] | set[str]) -> tuple[UpstreamFile, ...]:
+    """C{listed}, with the files of C{before} named in C{names}, sorted by filename."""
+    carried = [f for f in before if f.filename in names]
+    if not carried:
+        return listed
+    return tuple(sorted((*listed, *carried), key=lambda f: f.filename))
+
+
 def _filenames(page: UpstreamPage) -> frozenset[str]:
     """The filenames a page lists (its variant wheels waiting for data too)."""
     return frozenset(f.filename for files in (page.files, page.variant_wheels) for f in files)
@@ -164,9 +173,15 @@ class PageCache:
         """
         self._fetch = fetch
         self._confirm_gone = confirm_gone
-        #: project -> (when a fetch first said files of its page are gone,
-        #: which), until a later fetch confirms it or lists them again
-        self._going: dict[str, tuple[float, frozenset[str]]] = {}
+        #: project -> filename -> when a fetch first said that file of the
+        #: page kept is gone, until a later fetch confirms it or lists it again
+        self._going: dict[str, dict[str, float]] = {}
+        #: project -> when a fetch first gave its quarantined page without
+        #: the quarantine, until a later fetch confirms the lift
+        self._lifting: dict[str, float] = {}
+        #: the projects an administrator asked to fetch again (L{refresh}):
+        #: their next fetch is taken as it is
+        self._final: set[str] = set()
         self._clock = clock
         self._ttl = ttl
         self._offline = offline
@@ -311,12 +326,17 @@ class PageCache:
     def refresh(self, project: str) -> Deferred[CachedPage]:
         """
         Fetch C{project} again now (an administrator asked for it), sharing
-        a fetch already under way.
+        a fetch already under way; what it says is taken at once (the
+        upstream as it is now is what was asked for), where a fetch on
+        expiry waits for a second one to confirm a removal (L{_steady}).
 
         @rtype: L{Deferred} firing with the new L{CachedPage}
         """
         if self._offline:
             raise Offline(project)
+        # (an administrator asked to see the upstream as it is now: what
+        # this fetch says is taken whole, not held for a second one)
+        self._final.add(project)
         return self._refresh(project)
 
     def _refresh(self, project: str) -> Deferred[CachedPage]:
@@ -366,10 +386,17 @@ class PageCache:
     def _loaded(self, result: CachedPage | Failure, project: str) -> None:
         waiting = self._inflight.pop(project)
         if isinstance(result, CachedPage):
+            # (steady first: a quarantine lifted on one fetch alone is not
+            # lifted, nor forgotten where the quarantines remember it)
+            if project in self._final:
+                self._final.discard(project)
+                self._going.pop(project, None)
+                self._lifting.pop(project, None)
+            else:
+                result = self._steady(project, result)
             page = self.quarantines.seen(project, result.page, result.fetched_at)
             if page is not result.page:
                 result = CachedPage(page, result.fetched_at)
-            result = self._steady(project, result)
             self._failures.pop(project, None)
             self._keep(project, result)
             for listener in self._load_listeners:
@@ -380,6 +407,7 @@ class PageCache:
                 if self._on_change is not None:
                     self._on_change()
         else:
+            self._final.discard(project)
             if result.check(UpstreamError):
                 self._failures[project] = (self._clock.seconds(), remembered(result.value))
                 if len(self._failures) > MAX_ENTRIES:
@@ -396,38 +424,72 @@ class PageCache:
 
     def _steady(self, project: str, result: CachedPage) -> CachedPage:
         """
-        C{result}, a fetch of C{project}, once it is steady (issue 59): a
-        fetch that says files of the page kept are gone (not listed, or the
-        project's 404) is taken only when a fetch at least C{confirm_gone}
-        seconds before said the same of them; until then the page kept is
-        served on, as fresh as the fetch. A status the upstream gives
-        (quarantined), or lifts, is taken at once: its files were withheld.
-        So a flap withholds nothing and writes no takedown.
+        C{result}, a fetch of C{project}, once it is steady (issue 59): what
+        a fetch says is gone, a file of the page kept that it no longer
+        lists (or the whole project, a 404) or the quarantine of a
+        quarantined page, is taken only when a fetch at least
+        C{confirm_gone} seconds before said the same of it. Until then the
+        fetch is served with what it would take away still in it: the
+        files gone on one fetch alone carried over from the page kept, the
+        quarantine kept. Each file is judged on its own, so a page that
+        loses an old file at every fetch still shows its new ones, and
+        takes each removal once it is confirmed. A quarantine given is taken
+        at once. So a flap withholds nothing and writes no takedown.
         """
         kept = self.entries.get(project)
         new = result.page
-        if kept is None or kept.page is None or kept.page.status is not None \
-                or (new is not None and new.status is not None):
+        now = result.fetched_at
+        if kept is None or kept.page is None or (new is not None and new.quarantined):
             self._going.pop(project, None)
+            self._lifting.pop(project, None)
             return result
-        gone = _filenames(kept.page) - (_filenames(new) if new is not None else frozenset())
-        if not gone:
+        old = kept.page
+        if old.quarantined:
             self._going.pop(project, None)
-            return result
-        seen = self._going.get(project)
-        if seen is not None and gone <= seen[1] \
-                and result.fetched_at - seen[0] >= self._confirm_gone:
-            del self._going[project]
-            return result
-        if seen is None or not gone <= seen[1]:
-            if len(self._going) >= MAX_ENTRIES:
+            if new is None or new.quarantined:
+                # (a quarantined project removed: the quarantines remember it)
+                self._lifting.pop(project, None)
+                return result
+            first = self._lifting.setdefault(project, now)
+            if now - first >= self._confirm_gone:
+                del self._lifting[project]
+                return result
+            if first == now:
+                log.info("The upstream's page of {project} no longer says it is quarantined: "
+                         "kept quarantined until a fetch {seconds:g} s later says so again",
+                         project=project, seconds=self._confirm_gone)
+            return CachedPage(old, now)
+        self._lifting.pop(project, None)
+        listed = _filenames(new) if new is not None else frozenset()
+        gone = _filenames(old) - listed
+        going = self._going.get(project, {})
+        going = {name: since for name, since in going.items() if name in gone}
+        confirmed = {name for name in gone
+                     if name in going and now - going[name] >= self._confirm_gone}
+        pending = gone - confirmed
+        fresh = [name for name in sorted(pending) if name not in going]
+        for name in fresh:
+            going[name] = now
+        for name in confirmed:
+            del going[name]
+        if going:
+            if project not in self._going and len(self._going) >= MAX_ENTRIES:
                 self._going.clear()
-            self._going[project] = (result.fetched_at, gone)
+            self._going[project] = going
+        else:
+            self._going.pop(project, None)
+        if fresh:
             log.info("The upstream's page of {project} no longer lists {count} of its files "
-                     "(or the project): kept as it was until a fetch {seconds:g} s later "
-                     "says so again", project=project, count=len(gone),
+                     "(or the project): served as before until a fetch {seconds:g} s later "
+                     "says so again", project=project, count=len(fresh),
                      seconds=self._confirm_gone)
-        return CachedPage(kept.page, result.fetched_at)
+        if not pending:
+            return result
+        base = new if new is not None else attrs.evolve(old, files=(), variant_wheels=())
+        return CachedPage(attrs.evolve(
+            base,
+            files=_with(base.files, old.files, pending),
+            variant_wheels=_with(base.variant_wheels, old.variant_wheels, pending)), now)
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """
