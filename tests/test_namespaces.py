@@ -141,9 +141,21 @@ class ConfigTests(SynchronousTestCase):
             config = self.load(users + staging + "[index:prod]\nview = yes\nbases = staging\n"
                                "[namespaces]\n" + grants)
             self.assertTrue(config.namespaces.granted("acme", "staging"))
-        # (an index of no bases, and a base's own grant, say nothing of it)
+        # (an index of no bases says nothing of it)
         self.load(users + "[index:staging]\n[namespaces]\nstaging/acme = group:platform\n")
-        self.load(users + staging + "[namespaces]\ndefault/acme = group:platform\n")
+        # (a base's own grant, not held by the index that reads it: a
+        # stranger's project there would join the owners' in that index)
+        with self.assertRaises(ConfigError) as caught:
+            self.load(users + staging + "[namespaces]\ndefault/acme = group:platform\n")
+        self.assertIn("acme is reserved in default, which staging reads through its bases, "
+                      "where in staging it is not reserved", str(caught.exception))
+        # (a view over two hosted indexes, one holding a grant the other
+        # does not: a review found it open)
+        with self.assertRaises(ConfigError) as caught:
+            self.load(users + "[index:staging]\n[index:prod]\nview = yes\n"
+                      "bases = staging default\n[namespaces]\nstaging/acme = group:platform\n")
+        self.assertIn("acme is reserved in staging, and prod reads default too, where it is "
+                      "not reserved", str(caught.exception))
 
 
 class UploadTests(SynchronousTestCase):

@@ -115,6 +115,25 @@ class RestartTests(SynchronousTestCase):
         self.opened(part, "carol", PROVIDER, provider_key(ISSUER, "pypid"))
         self.assertEqual(self.users_of(self.start(users("carol", hashes=hashes) + sso())), [])
 
+    def test_names_read_otherwise(self):
+        """
+        (Found by a review.) Names read from another claim, or found by
+        another filter or attribute, may be other people: their sessions end.
+        """
+        part = self.start(sso())
+        self.opened(part, "carol", PROVIDER, provider_key(ISSUER, "pypid"))
+        self.assertEqual(self.users_of(self.start(sso() + "groups_claim = roles\n")), [])
+        part = self.start(sso())
+        self.opened(part, "carol", PROVIDER, provider_key(ISSUER, "pypid"))
+        self.assertEqual(self.users_of(self.start(sso() + "user_claim = email\n")), [])
+        part = self.start(LDAP)
+        self.opened(part, "bob", DIRECTORY, self.config(LDAP).ldap.key)
+        self.assertEqual(self.users_of(self.start(LDAP)), [("bob", DIRECTORY)])
+        for other in ("user_filter = (cn={user})\n", "user_name_attribute = cn\n"):
+            part = self.start(LDAP)
+            self.opened(part, "bob", DIRECTORY, self.config(LDAP).ldap.key)
+            self.assertEqual(self.users_of(self.start(LDAP + other)), [], other)
+
     def test_directory_elsewhere(self):
         part = self.start(LDAP)
         self.opened(part, "bob", DIRECTORY, self.config(LDAP).ldap.key, groups={"platform"})

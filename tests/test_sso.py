@@ -39,7 +39,7 @@ from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.sso_settings import SSOConfig
 from pypid.core.addresses import network_of
-from pypid.core.outside_logins import PROVIDER, LoginSource, OutsideLogins
+from pypid.core.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
 from pypid.core.sessions import Session, SessionBook
 from pypid.core.sso_flow import (
     MAX_PENDING,
@@ -139,6 +139,20 @@ class PendingLoginsTests(SynchronousTestCase):
         self.assertEqual(pending.take(theirs.state, their_binding, T0).client, "2001:db8:9::1")
         self.assertLessEqual(sum(1 for p in pending._pending.values()
                                  if p.client.startswith("2001:db8:1:")), MAX_PENDING_PER_NETWORK)
+
+    def test_neighbours_kept(self):
+        """
+        (Found by a review.) Ten addresses of one /24, each within its own
+        cap, pushed out a neighbour's login: the network's cap takes from
+        the busiest client.
+        """
+        pending = PendingLogins()
+        mine, binding = pending.start("u", "/", T0, self.random, "198.51.100.77")
+        for n in range(10):
+            for _ in range(20):
+                pending.start("u", "/", T0, self.random, f"198.51.100.{n}")
+        self.assertEqual(len(pending), MAX_PENDING_PER_NETWORK)
+        self.assertEqual(pending.take(mine.state, binding, T0).client, "198.51.100.77")
 
     def test_network_of(self):
         for client, network in (("192.0.2.77", "192.0.2.0/24"),
@@ -900,3 +914,19 @@ class OneNameTests(_SSOSite, SynchronousTestCase):
         # (expired, it holds nothing: the directory's carol logs in)
         self.clock.advance(3601)
         self.directory_login(303)
+
+    def test_directory_token_outlives_the_entry(self):
+        """
+        (Found by a review.) A directory user's token outlives their entry
+        in the directory (90 days at most): while it stands, the provider's
+        person of that name is refused too, and then let in.
+        """
+        book = self.access.tokens
+        _, token = book.make("carol", ["read"], lifetime=3600.0, login=LoginSource(
+            DIRECTORY, frozenset({"dev"}), DIRECTORY_KEY))
+        book.tokens[token.id] = token
+        del self.directory.people["carol", "dir-pw"]
+        _, body, _, _ = self.sign_in(code=403)
+        self.assertIn("carol is a user of the directory on this server", self.reason(body))
+        self.clock.advance(3601)
+        self.sign_in()

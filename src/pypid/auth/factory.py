@@ -102,7 +102,8 @@ def outside_logins(config: Config) -> OutsideLogins:
     sso = config.sso
     return OutsideLogins(
         directory=directory_key(config),
-        provider=provider_key(sso.issuer, sso.client_id) if sso.issuer is not None else None,
+        provider=provider_key(sso.issuer, sso.client_id, sso.user_claim, sso.groups_claim)
+        if sso.issuer is not None else None,
         mapping=sso.mapping)
 
 

@@ -202,7 +202,9 @@ class SingleSignOn:
     @property
     def provider(self) -> str:
         """The provider and client configured now (L{pypid.core.sso_flow.provider_key})."""
-        return provider_key(self.config.issuer or "", self.config.client_id)
+        config = self.config
+        return provider_key(config.issuer or "", config.client_id, config.user_claim,
+                            config.groups_claim)
 
     def abandon(self, state: str, binding: str | None) -> None:
         """End the login C{state} names, if this browser's, without finishing it."""

@@ -443,8 +443,10 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         [DEFAULT, *(name for name, index in indexes.items()
                     if not index.view and name != DEFAULT)], fail)
     # (a namespace reserved in an index is reserved in what it reads: issue 59)
-    check_namespaces_through(items, namespaces, {name: [str(base) for base in index.bases]
-                                                 for name, index in indexes.items()}, fail)
+    check_namespaces_through(items, namespaces,
+                             {name: [str(base) for base in index.bases]
+                              for name, index in indexes.items()},
+                             {name for name, index in indexes.items() if index.view}, fail)
 
     def read_section(name: str, cls: Callable[..., _S]) -> _S:
         return cls(**{key: values[name, key] for key in SCHEMA[name]})

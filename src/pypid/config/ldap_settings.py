@@ -53,13 +53,19 @@ class LDAPConfig:
     def key(self) -> str | None:
         """
         What names this directory for the sessions and tokens of its users
-        (its servers and where its users are): one that points elsewhere
-        is another directory, whose users are other people. L{None}
-        without a directory.
+        (its servers, where its users are, and how a name finds its entry):
+        one that points elsewhere is another directory, whose users are
+        other people. L{None} without a directory.
         """
         if not self.url:
             return None
-        return f"ldap {' '.join(str(server) for server in self.url)} {self.user_base}"
+        key = f"ldap {' '.join(str(server) for server in self.url)} {self.user_base}"
+        # (how a name finds its entry: another filter or attribute may make
+        # the same name another person; named only when not the defaults,
+        # so the key of a configuration that keeps them is what it was)
+        if (self.user_filter, self.user_name_attribute) != ("(uid={user})", "uid"):
+            key += f" filter={self.user_filter} name={self.user_name_attribute}"
+        return key
 
 
 def _urls(value: str) -> tuple[LDAPServer, ...]:

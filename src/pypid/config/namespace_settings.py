@@ -8,7 +8,7 @@ others (L{pypid.core.namespaces.NamespaceGrants.of}).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pypid.config.auth_settings import check_principal
 from pypid.config.values import Fail, Items
@@ -52,19 +52,23 @@ def read_namespaces(items: Items, users: Mapping[str, str],
 
 
 def check_namespaces_through(items: Items, grants: NamespaceGrants,
-                             bases: Mapping[str, Sequence[str]], fail: Fail) -> None:
+                             bases: Mapping[str, Sequence[str]], views: Collection[str],
+                             fail: Fail) -> None:
     """
-    Refuse a grant in force in an index that reads, through its bases, a
-    hosted index where the same owners do not hold it (issue 59): anyone who
-    may upload to the base could make a project in the namespace there, and
-    the index would serve it among the owners' own, as theirs (C{"owned":
-    true}, and a release of a name the owners also publish joining theirs).
-    The shape of issue 41's check of read grants through bases.
+    Refuse a grant in force in one of the hosted indexes an index reads
+    (itself, or one it reads through its bases, a view's too) that another
+    of them does not hold for the same owners (issue 59): anyone who may
+    upload to that other index could make a project in the namespace
+    there, and the index would serve it among the owners' own (as theirs,
+    C{"owned": true}, where the grant is in force; a release of a name the
+    owners also publish joining theirs, wherever). The shape of issue 41's
+    check of read grants through bases.
 
     @param bases: each index's bases, by name (C{upstream:NAME} for an
         upstream, never asked for a namespace).
+    @param views: the names of the indexes that are views.
     @raise pypid.config.errors.ConfigError: through C{fail}, naming the
-        grant's line, the index, and the base.
+        grant's line, the index, and the index that does not hold it.
     """
     lines = {}
     for key, value in items(NAMESPACES):
@@ -73,18 +77,27 @@ def check_namespaces_through(items: Items, grants: NamespaceGrants,
         except InvalidGrant:
             continue
     for name in [DEFAULT, *(n for n in bases if n != DEFAULT)]:
-        for base in resolve_order(name, bases):
-            if base == name or base.startswith(UPSTREAM_PREFIX):
-                continue
-            for grant in grants.in_force(name):
-                theirs = grants.granted(grant.name, base)
-                if theirs is not None and theirs.owners == grant.owners:
-                    continue
-                held = "it is not reserved" if theirs is None else "other owners hold it"
-                fail(NAMESPACES, lines.get(grant, grant.name),
-                     f"{grant.name} is reserved in {name}, which reads {base} through its "
-                     f"bases, where {held}: anyone who may upload to {base} could make a "
-                     f"project in it there, and {name} would serve it as the owners'. "
-                     f"Reserve it in {base} for the same owners ({base}/{grant.name}), or "
-                     f"take {base} out of {name}'s bases",
-                     [(f"index:{name}", "bases")])
+        sources = [source for source in resolve_order(name, bases, views)
+                   if not source.startswith(UPSTREAM_PREFIX)]
+        for holder in sources:
+            for grant in grants.in_force(holder):
+                for other in sources:
+                    theirs = grants.granted(grant.name, other)
+                    if other == holder or (theirs is not None
+                                           and theirs.owners == grant.owners):
+                        continue
+                    held = "it is not reserved" if theirs is None else "other owners hold it"
+                    if holder == name:
+                        reads = f"which reads {other} through its bases, where {held}"
+                    elif other == name:
+                        reads = f"which {name} reads through its bases, where in {name} {held}"
+                    else:
+                        reads = f"and {name} reads {other} too, where {held}"
+                    base = holder if other == name else other
+                    fail(NAMESPACES, lines.get(grant, grant.name),
+                         f"{grant.name} is reserved in {holder}, {reads}: anyone who may "
+                         f"upload to {other} could make a project in it there, and {name} "
+                         "would serve it with the owners' own. Reserve it in "
+                         f"{other} for the same owners ({other}/{grant.name}), or take "
+                         f"{base} out of {name}'s bases",
+                         [(f"index:{name}", "bases")])

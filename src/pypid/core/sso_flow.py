@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlencode
@@ -154,10 +155,15 @@ class PendingLogins:
         """
         self._forget_expired(now)
         network = network_of(client)
-        for by, key, most in ((self._by_client, client, self.per_client),
-                              (self._by_network, network, self.per_network)):
-            while len(by.get(key, ())) >= most:
-                self._forget(by[key][0])
+        while len(self._by_client.get(client, ())) >= self.per_client:
+            self._forget(self._by_client[client][0])
+        while len(self._by_network.get(network, ())) >= self.per_network:
+            # (the oldest of the client with the most in the network: a few
+            # busy addresses push out their own, never a neighbour's one)
+            theirs = self._by_network[network]
+            counts = Counter(self._pending[state].client for state in theirs)
+            busiest = max(counts, key=lambda each: (counts[each], each == client))
+            self._forget(self._by_client[busiest][0])
         while len(self._pending) >= self.limit:
             # (the oldest of the network with the most: one with many
             # addresses pushes out its own, never a network that has fewer)
@@ -194,13 +200,21 @@ class PendingLogins:
         return pending
 
 
-def provider_key(issuer: str, client_id: str) -> str:
+def provider_key(issuer: str, client_id: str, user_claim: str = "preferred_username",
+                 groups_claim: str = "groups") -> str:
     """
     What a session of single sign-on remembers of the provider it came
     through (its stamp, L{pypid.core.sessions.SessionBook.stamp_of}): a
-    reload that names another provider or client ends it.
+    reload that names another provider or client ends it, and so does one
+    that reads names or groups from other claims (issue 59: the same name
+    may then be another person). The claims are named only when they are
+    not the defaults, so the key of a configuration that keeps them is
+    the one it always was.
     """
-    return f"sso {issuer} {client_id}"
+    key = f"sso {issuer} {client_id}"
+    if (user_claim, groups_claim) != ("preferred_username", "groups"):
+        key += f" names={user_claim} groups={groups_claim}"
+    return key
 
 
 def authorization_url(endpoint: str, client_id: str, scopes: Iterable[str],

@@ -43,7 +43,7 @@ from pypid.core.access_rules import WRITE
 from pypid.core.http_errors import Forbidden, NotFound, Unauthorized
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.namespaces import Grant, refusal
-from pypid.core.outside_logins import PROVIDER, OutsideLogins
+from pypid.core.outside_logins import DIRECTORY, PROVIDER, OutsideLogins
 from pypid.core.parts import IReloadable
 from pypid.core.sessions import Session, SessionBook, SessionFileError
 from pypid.core.startup import StartupError
@@ -578,40 +578,41 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
                          outside_logins(config)) is not None
 
 
-def name_held(access: Access, now: float, user: str) -> str | None:
+def name_held(access: Access, now: float, user: str, asking: str = DIRECTORY) -> str | None:
     """
-    Why the directory's C{user} may not log in: a person of single sign-on
-    holds the name here (an open session, or a live token, that the
-    configuration in force still admits), or L{None}. One name is one
-    person (issue 59): the second source to bring it is refused, and the
-    first keeps it until nothing of theirs stands (their sessions end,
-    their tokens expire or are revoked). Asked at a new check of a
-    directory password only (a success is remembered for C{cache_ttl}, and
-    a person of single sign-on cannot take a name the directory has:
-    L{pypid.web.browser_login}).
+    Why C{user} may not log in through C{asking} (the directory, or single
+    sign-on): a person of the other source holds the name here (an open
+    session, or a live token, that the configuration in force still
+    admits), or L{None}. One name is one person (issue 59): the second
+    source to bring a name is refused, and the first keeps it until nothing
+    of theirs stands (their sessions end, their tokens expire or are
+    revoked). For the directory, asked at a new check of its password only
+    (a success is remembered for C{cache_ttl}); for single sign-on, at each
+    login, with the directory's own users (L{pypid.web.browser_login}).
     """
+    other = PROVIDER if asking == DIRECTORY else DIRECTORY
     outside = access.outside
     sessions = access.sessions
     if sessions is not None:
         book = sessions.book
-        if any(session.user == user and session.source == PROVIDER
+        if any(session.user == user and session.source == other
                and book.login_of(session, None, outside) is not None
                for session in book.sessions.values()):
-            return _held(user)
+            return _held(user, other)
     tokens = access.tokens
     if tokens is not None and any(
-            token.user == user and token.source == PROVIDER
+            token.user == user and token.source == other
             and (token.expires is None or token.expires > now)
-            and outside.admits(PROVIDER, user, token.groups, token.provider)
+            and outside.admits(other, user, token.groups, token.provider)
             for token in tokens.tokens.values()):
-        return _held(user)
+        return _held(user, other)
     return None
 
 
-def _held(user: str) -> str:
-    return (f"{user} is a person of single sign-on on this server, who holds the name while "
-            "a session or token of theirs is live: the directory's user of that name cannot "
-            "log in meanwhile (ask an admin)")
+def _held(user: str, source: str) -> str:
+    who = "a person of single sign-on" if source == PROVIDER else "a user of the directory"
+    return (f"{user} is {who} on this server, who holds the name while a session or token "
+            "of theirs is live: nobody else of that name can log in meanwhile (ask an admin)")
 
 
 def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:

@@ -55,7 +55,7 @@ from pypid.core.http_errors import HTTPError, Unauthorized
 from pypid.core.outside_logins import PASSWORD, PROVIDER
 from pypid.core.sessions import Session
 from pypid.core.sso_flow import PENDING_TTL, LoginRefused
-from pypid.web.access import Access
+from pypid.web.access import Access, name_held
 from pypid.web.audit_trail import AuditTrail
 from pypid.web.browser_sessions import BrowserSessions
 from pypid.web.people import HTML, people_headers
@@ -321,6 +321,12 @@ class BrowserLogin:
         if taken:
             self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
             return self._form(request, 403, error=DIRECTORY_NAME.format(user=signed.user))
+        # (nor one a directory's user of the name still holds: a session or
+        # token of theirs outlives their entry in the directory)
+        held = name_held(self._access, sessions.now(), signed.user, PROVIDER)
+        if held is not None:
+            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
+            return self._form(request, 403, error=held + ".")
         sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=PROVIDER)
