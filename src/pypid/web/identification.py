@@ -88,7 +88,7 @@ class Identification:
     generation: int = attrs.field(init=False, default=0)
     #: what each session's source was found to vouch for (L{_vouched}), by
     #: its digest, for the users and rules in force: emptied by a reload
-    _vouching: dict[str, tuple[str, frozenset[str], LoginSource]] = attrs.field(
+    _vouching: dict[str, tuple[str, frozenset[str], Identity]] = attrs.field(
         init=False, factory=dict)
 
     def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
@@ -187,28 +187,31 @@ class Identification:
         if found is None:
             return succeed(None)
         digest, session = found
-        login = self._vouched(sessions, digest, session)
-        if login is None:
+        identity = self._vouched(sessions, digest, session)
+        if identity is None:
             # Its source no longer vouches for its person (issue 59): a
             # reload or a start-up ends such sessions; this is the check
             # every use makes all the same.
             sessions.revoke(lambda kept: kept is session)
             return succeed(None)
         auth.session = digest
-        ttl = self._verifier.directory_ttl
-        now = sessions.now()
-        if session.source != DIRECTORY or ttl is None or now - session.groups_read < ttl:
-            return succeed(Identity(session.user, groups=session.groups, login=login))
-        return Deferred.fromCoroutine(self._regrouped(digest, session, login, now))
+        if session.source == DIRECTORY:
+            ttl = self._verifier.directory_ttl
+            now = sessions.now()
+            if ttl is not None and now - session.groups_read >= ttl:
+                return Deferred.fromCoroutine(
+                    self._regrouped(digest, session, identity.login, now))
+        return succeed(identity)
 
     def _vouched(self, sessions: BrowserSessions, digest: str,
-                 session: Session) -> LoginSource | None:
+                 session: Session) -> Identity | None:
         """
-        Where C{session}'s person logged in while its source still vouches
-        for them (L{pypid.core.sessions.SessionBook.login_of}), worked out
-        once per session and configuration: a page of a session costs what
-        it did before the check (a dictionary lookup), and a reload, which
-        changes what vouches, empties what was found.
+        Who C{session} stands for, with where they logged in, while its
+        source still vouches for them
+        (L{pypid.core.sessions.SessionBook.login_of}); worked out once per
+        session and configuration, so a page of a session costs what it did
+        before the check (a dictionary lookup), and a reload, which changes
+        what vouches, empties what was found.
         """
         known = self._vouching.get(digest)
         # (a session is a new value at each use, its time of use changed; its
@@ -217,11 +220,13 @@ class Identification:
             return known[2]
         login = sessions.book.login_of(session, self._verifier.stored(session.user),
                                        self.outside)
-        if login is not None:
-            if len(self._vouching) > 2 * len(sessions.book.sessions) + 64:
-                self._vouching = {}     # (those of sessions ended since)
-            self._vouching[digest] = (session.stamp, session.groups, login)
-        return login
+        if login is None:
+            return None
+        identity = Identity(session.user, groups=session.groups, login=login)
+        if len(self._vouching) > 2 * len(sessions.book.sessions) + 64:
+            self._vouching = {}     # (those of sessions ended since)
+        self._vouching[digest] = (session.stamp, session.groups, identity)
+        return identity
 
     async def _regrouped(self, digest: str, session: Session, login: LoginSource,
                          now: float) -> Identity | None:
