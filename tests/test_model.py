@@ -1226,6 +1226,9 @@ class Settings:
     allow: str = ""
     #: whether C{[acl]} keeps C{vault-*} to C{group:ops}
     acl: bool = False
+    #: whether C{[upstream] private} names C{acme-*}: a key only a restart
+    #: takes, so a reload that changes it is refused whole
+    private: bool = False
 
     def copy(self):
         return attrs.evolve(self, versions=dict(self.versions))
@@ -1243,6 +1246,8 @@ class Settings:
                 "[index:secret]\nread = group:readers\nupload = group:readers\n")
         if self.acl:
             text += "[acl]\nvault-* = group:ops rw\n"
+        text += ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n"
+                 + ("private = acme-*\n" if self.private else ""))
         if self.ldap:
             text += LDAP_SECTION
         if self.sso:
@@ -1304,6 +1309,8 @@ class AccessMachine(RuleBasedStateMachine):
         self.directory = MemoryDirectory({(name, f"dir-{name}"): groups
                                           for name, groups in DIRECTORY_PEOPLE.items()})
         self.held: list[Credential] = []
+        #: the sessions that ended (they stood for nobody once)
+        self.ended: set[str] = set()
         self.write()
         self.service = None
         self.boot()
@@ -1317,9 +1324,18 @@ class AccessMachine(RuleBasedStateMachine):
 
     def teardown(self):
         if getattr(self, "service", None) is not None and self.service.running:
-            self.service.stopService()
+            self.stop()
         if getattr(self, "patched", None) is not None:
             self.patched()
+
+    def stop(self):
+        """Stop the daemon, and wait for its stop (its folders' locks let go) as a restart does."""
+        stopped = self.service.stopService()
+        for _ in range(100):
+            if stopped.called:
+                return
+            self.reactor.advance(0.1)
+        raise AssertionError("the daemon did not stop")
 
     def write(self):
         with open(self.path, "w") as f:
@@ -1376,6 +1392,10 @@ class AccessMachine(RuleBasedStateMachine):
             setattr(self.pending, group, members ^ {name})
 
     @rule()
+    def toggle_private(self):
+        self.pending.private = not self.pending.private
+
+    @rule()
     def toggle_acl(self):
         self.pending.acl = not self.pending.acl
 
@@ -1392,11 +1412,14 @@ class AccessMachine(RuleBasedStateMachine):
         """The file written, then taken by a restart or by C{SIGHUP} (a reload)."""
         self.write()
         if restart:
-            self.service.stopService()
+            self.stop()
             self.patched()
             self.boot()
         else:
             self.service.reload()
+            if self.pending.private != self.in_force.private:
+                # (refused whole, naming the key: nothing of the file taken)
+                return
         self.in_force = self.pending.copy()
 
     # -- identities -----------------------------------------------------------------
@@ -1467,9 +1490,16 @@ class AccessMachine(RuleBasedStateMachine):
     # -- the reference --------------------------------------------------------------
 
     def stands(self, held):
-        """Whether a session or token still stands for its person, by the configuration alone."""
+        """
+        Whether a session or token still stands for its person, by the
+        configuration alone (a session that ended, when it stood for nobody
+        at a change, never stands again; a token acts again for its user
+        added back).
+        """
         force = self.in_force
         token = held.value.startswith("pypid-") and not held.value.startswith("pypid-session=")
+        if not token and held.value in self.ended:
+            return False
         if held.source == "password":
             if not force.local(held.owner):
                 return False
@@ -1520,6 +1550,7 @@ class AccessMachine(RuleBasedStateMachine):
             if held.value.startswith("pypid-session="):
                 response, _ = self.request("GET", "/console/groups", {"Cookie": held.value})
                 if not stands:
+                    self.ended.add(held.value)
                     assert response.code != 200 and response.code != 403, (held, response.code)
                     continue
                 admin = "ops" in self.principals(held.owner, held.groups)

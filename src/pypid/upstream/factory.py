@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.config import Config
@@ -51,6 +52,9 @@ MakeUpstream = Callable[["Index", "Notice"], "UpstreamPart"]
 #: Where the cache of C{[upstream:NAME]} is kept, under the storage's
 #: folder or prefix (C{NAME/} below it); C{[upstream]}'s is C{.upstream}.
 NAMED_CACHES = ".indexes/.upstreams"
+
+
+log = Logger()
 
 
 def cache_settings(config: Config, name: str | None) -> Config:
@@ -199,10 +203,18 @@ class UpstreamPart(Service):
             return f"upstream {name}'s credentials and hosts"
         return commit
 
-    def stopService(self) -> None:
-        """Drop the connections to the upstream."""
+    def stopService(self) -> Deferred[Any]:
+        """
+        Drop the connections to the upstream, and close the cache's storage
+        (its folder's lock let go: a server started again in the same
+        process, as the tests of a restart do, takes it; issue 59).
+        """
         Service.stopService(self)
         self._source.close()
+        closing = maybeDeferred(self._storage.close)
+        closing.addErrback(lambda f: log.warn("Cannot close the upstream cache's storage "
+                                              "cleanly: {error}", error=f.getErrorMessage()))
+        return closing
 
     def metric_families(self) -> Iterator[Family]:
         """The source's pages, files and fetches, and its storage's operations."""
