@@ -623,7 +623,7 @@ class ProjectTrailTests(_NamedIndexes, SynchronousTestCase):
         for query in ("project=gadget", "index=release", "project=widget&index=secret",
                       "project=gadget&index=nosuch", "project=gadget&index=secret"):
             code, _, body = self.s.request("GET", f"/api/audit?{query}", auth=basic("alice"))
-            self.assertEqual((code, body), (403, b"alice is not an admin\n"), query)
+            self.assertEqual((code, body), (403, b"alice is not an admin (the admins are named in [auth] admins)\n"), query)
         code, _, _ = self.s.request("GET", "/api/audit?project=gadget&index=release",
                                     auth=self.s.scoped)
         self.assertEqual(code, 403)
@@ -692,7 +692,7 @@ class OwnersReadOnlyTheirsTests(_NamedIndexes, SynchronousTestCase):
         cookie, _ = self.login("alice")
         code, _, body = self.s.request("GET", "/console/audit?project=gadget&index=release",
                                        headers=cookie)
-        self.assertEqual((code, body), (403, b"alice is not an admin\n"))
+        self.assertEqual((code, body), (403, b"alice is not an admin (the admins are named in [auth] admins)\n"))
 
 
 class StrictFormsTests(RetainedIndex, _Console, SynchronousTestCase):

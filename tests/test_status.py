@@ -160,7 +160,7 @@ class StatusApiTests(_ServerMixin, SynchronousTestCase):
         entries = sorted((e["outcome"], e["user"], e["project"], e["detail"])
                          for e in self.audit())
         self.assertEqual(entries, [("ok", "alice", "holy-grail", "quarantined: malware report"),
-                                   ("refused", "dave", "holy-grail", "dave is not an admin")])
+                                   ("refused", "dave", "holy-grail", "dave is not an admin (the admins are named in [auth] admins)")])
 
     def test_upload_refused(self):
         """An archived or quarantined project takes no upload: 400 naming the status."""

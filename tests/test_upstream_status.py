@@ -401,7 +401,7 @@ class RemovedAfterQuarantineTests(_Served, SynchronousTestCase):
                          404)
         self.assertIn(("upstream-release", "ok", "admin", "widget", "quarantined: malware"),
                       self.audited())
-        self.assertIn(("upstream-release", "refused", "alice", "widget", "alice is not an admin"),
+        self.assertIn(("upstream-release", "refused", "alice", "widget", "alice is not an admin (the admins are named in [auth] admins)"),
                       self.audited())
 
 

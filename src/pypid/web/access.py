@@ -433,7 +433,7 @@ class Access:
             if identity.token is not None:
                 # (an admin's own token too: tokens never act as admins)
                 raise Forbidden("a token never acts as an admin: log in with a password")
-            raise Forbidden(f"{identity.name} is not an admin")
+            raise Forbidden(not_an_admin(identity.name))
         return identity
 
     def _may_upload(self, identity: Identity | None, message: str,
@@ -442,6 +442,11 @@ class Access:
         if not self._permissions.model.may_enter(identity, WRITE, index):
             raise Unauthorized(message)
         return identity
+
+
+def not_an_admin(name: str) -> str:
+    """What a person who is not an admin is told, and how one becomes an admin (issue 60)."""
+    return f"{name} is not an admin (the admins are named in [auth] admins)"
 
 
 def _authenticated(identity: Identity | None, needed: str) -> Identity:

@@ -52,7 +52,7 @@ from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filena
 from pypid.core.parts import IMetricsSource
 from pypid.storage.audit_log import IAuditLog, audit_families
 from pypid.storage.interface import StorageError
-from pypid.web.access import Access
+from pypid.web.access import Access, not_an_admin
 from pypid.web.request_auth import client_address, identity_of
 from pypid.web.respond import storage_unavailable
 from pypid.web.routes import answer_errors, form_field, send_json
@@ -372,7 +372,7 @@ class AuditAdmin:
             return identity
         if identity.token is not None:
             raise Forbidden("a token never acts as an admin: log in with a password")
-        raise Forbidden(f"{identity.name} is not an admin")
+        raise Forbidden(not_an_admin(identity.name))
 
     @app.route("/api/audit/verify", methods=["GET", "HEAD"])
     async def verify(self, request: IRequest) -> bytes:

@@ -38,7 +38,7 @@ from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize, project_of_filename
 from pypid.core.sessions import Session
 from pypid.core.version_order import version_key
-from pypid.web.access import Access
+from pypid.web.access import Access, not_an_admin
 from pypid.web.advisory_admin import AdvisoryAdmin
 from pypid.web.audit_trail import AuditAdmin, AuditTrail
 from pypid.web.browser_login import HOST, body_fields, no_store, send_html
@@ -277,7 +277,7 @@ class Console:
         identity = await self._access.person(request)
         if not self._access.is_admin(identity):
             # (a project's owner reads its trail on its page: this one is the admins')
-            return send_error(request, Forbidden(f"{identity.name} is not an admin"))
+            return send_error(request, Forbidden(not_an_admin(identity.name)))
         try:
             check = (json.loads(await admin.verify(request))
                      if shown_field(request, "verify") else None)
