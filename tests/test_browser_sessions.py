@@ -688,7 +688,11 @@ class HeaderTests(_LoggedIn, SynchronousTestCase):
                 _, body = self.get(path, headers=self.cookie)
                 self.assertIn(b'<span class="person">alice</span><a href="', body, path)
                 self.assertIn(b'logout">Log out</a>', body, path)
+                # (the console, one click away: issue 60)
+                self.assertIn(b'console/">Console</a>', body, path)
                 self.assertNotIn(b">Log in<", body, path)
+        _, body = self.get("/")
+        self.assertNotIn(b">Console<", body)
         _, body = self.get("/login", headers=self.cookie)
         self.assertIn(b'<span class="person">alice</span>', body)
 

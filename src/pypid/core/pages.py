@@ -316,7 +316,10 @@ def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool 
         )
     site = root + chrome.site
     if chrome.person is not None:
+        # (the console is one click away for every person logged in: their
+        # tokens, and the admins' pages for an admin; issue 60)
         login = (f'<span class="person">{escape(chrome.person)}</span>'
+                 f'<a href="{escape(site + "console/")}">Console</a>'
                  f'<a href="{escape(site + "logout")}">Log out</a>')
     else:
         login = (f'<a href="{escape(site + chrome.login)}">Log in</a>'
