@@ -62,6 +62,7 @@ from tests.harness_web import (
     WHEEL,
     WHEEL_META,
     WHEEL_NAME,
+    NoCookieJar,
     _ServerMixin,
     basic,
 )
@@ -1812,3 +1813,62 @@ class IndexServerTests(SynchronousTestCase):
         self.assertEqual(named.served[b"staging"].name, "staging")
         self.assertTrue(any(isinstance(area, Publish)
                             for area in named.served[b"staging"].areas))
+
+
+class PypiserverPathTests(NoCookieJar, SynchronousTestCase):
+    """
+    Issue 60, item 5: pypiserver's project URL C{/<project>/} moves to
+    C{/simple/<project>/}, so a pip.conf that named the root keeps working.
+    """
+
+    def test_moved(self):
+        self.uploaded()
+        for path in ("/holy-grail/", "/Holy.Grail/", "/holy_grail/"):
+            response, body = self.get(path)
+            self.assertEqual((response.code, self.header(response, "Location")),
+                             (301, b"/simple/holy-grail/"), path)
+        response, _ = self.get("/holy-grail/?format=json")
+        self.assertEqual(self.header(response, "Location"), b"/simple/holy-grail/?format=json")
+        # (a name the index does not hold, a route's own path, a file path: as before)
+        self.assertEqual(self.get("/nosuch/")[0].code, 404)
+        self.assertEqual(self.get("/holy-grail")[0].code, 404)
+        self.assertEqual(self.get("/holy-grail/x")[0].code, 404)
+        self.assertNotEqual(self.get("/login/")[0].code, 301)
+
+
+class PypiserverPathClosedTests(NoCookieJar, SynchronousTestCase):
+    """A project only some may read is not moved for anonymous clients (its name kept)."""
+
+    read = "authenticated"
+
+    def test_not_moved(self):
+        self.uploaded()
+        self.assertNotEqual(self.get("/holy-grail/")[0].code, 301)
+
+
+class PypiserverPathNamedIndexesTests(SynchronousTestCase):
+    """With named indexes, C{/<name>/} is theirs: a project of the default index is not moved."""
+
+    def test_not_moved(self):
+        from tests.harness_indexes import _ServerMixin as IndexServer
+
+        class Server(IndexServer, SynchronousTestCase):
+            def runTest(self):
+                pass
+        server = Server()
+        server.setUp()
+        server.at_wall_time()
+        self.addCleanup(server.doCleanups)
+        service, client = server.served(lambda: server.config(
+            "[users]\nalice = " + USERS["alice"] + "\n[index:prod]\n"))
+        ctype, body = multipart_body(twine_fields("Holy.Grail", "1.0", WHEEL),
+                                     [("content", WHEEL_NAME, WHEEL)])
+        response = self.successResultOf(client.post(
+            ORIGIN + "/", data=body, headers={"Content-Type": ctype,
+                                              "Authorization": basic("alice")}))
+        self.assertEqual(response.code, 200)
+        response = self.successResultOf(client.get(ORIGIN + "/simple/holy-grail/"))
+        self.assertEqual(response.code, 200)
+        for path in ("/holy-grail/", "/prod/"):
+            response = self.successResultOf(client.get(ORIGIN + path, allow_redirects=False))
+            self.assertNotEqual(response.code, 301, path)

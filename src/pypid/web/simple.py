@@ -22,10 +22,18 @@ from typing import cast
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from pypid.core.index_names import ROUTE_SEGMENTS
 from pypid.core.render import AgedPage, Page
 from pypid.web.access import Access
-from pypid.web.index_root import IndexPath, IndexRoot, PlainFile, ServedIndex, is_index_segment
-from pypid.web.respond import Rendered
+from pypid.web.index_root import (
+    IndexPath,
+    IndexRoot,
+    PlainFile,
+    ServedIndex,
+    is_index_segment,
+    normalized_name,
+)
+from pypid.web.respond import Rendered, send_moved
 
 
 class RootResource(Resource):
@@ -50,6 +58,10 @@ class RootResource(Resource):
         @param others: more plain resources by their first segment.
         """
         Resource.__init__(self)
+        self._default = default
+        self._access = access
+        #: request name -> its normalized form (L{normalized_name})
+        self._names: dict[str, str] = {}
         self._children: dict[bytes, IResource] = {
             area: IndexPath(default, area, access) for area in (b"simple", b"files",
                                                                 b"integrity")}
@@ -94,10 +106,50 @@ class RootResource(Resource):
             return child
         if self._indexes is not None and is_index_segment(name):
             return self._indexes
+        moved = self._pypiserver_path(name, request)
+        if moved is not None:
+            return moved
         # (process() set both lists before any resource is asked)
         request.postpath.insert(0, request.prepath.pop())  # type: ignore[union-attr]
         return self._app
 
+    def _pypiserver_path(self, name: bytes, request: Request) -> IResource | None:
+        """
+        pypiserver's project URL (issue 60): C{GET /<project>/} of a project
+        the default index holds, which anyone may read, moves to
+        C{/simple/<project>/}, so an index URL that worked there keeps
+        working. Only on a server of one index (with named ones, C{/NAME/}
+        is theirs: a hidden index and a project must not answer apart), and
+        never for a route's own first segment.
+        """
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        if post != [b""] or request.method not in (b"GET", b"HEAD") \
+                or name.decode("ascii", "replace") in ROUTE_SEGMENTS:
+            return None
+        simple = self._default.simple
+        project = normalized_name(self._names, name)
+        own = simple.view.own
+        if project is None or own is None or own.project(project) is None \
+                or not self._access.anyone_may_read(project):
+            return None
+        return _Moved(simple.base, f"simple/{project}/")
+
     def render(self, request: Request) -> Rendered:
         """Only reached for a request with no path segment at all: the areas'."""
         return self._app.render(request)
+
+
+class _Moved(Resource):
+    """A permanent redirect to one of the site's own paths (L{send_moved})."""
+
+    isLeaf = True
+
+    def __init__(self, base: str, path: str) -> None:
+        Resource.__init__(self)
+        self._base = base
+        self._path = path
+
+    def render_GET(self, request: Request) -> bytes:
+        return send_moved(request, self._base, self._path)
+
+    render_HEAD = render_GET
