@@ -318,3 +318,51 @@ class TokenFileTests(SynchronousTestCase):
         write_file(other, self.book.dumps())
         part.prepare_reload(config(other))()
         self.assertEqual(part.access.tokens.verify(self.text), self.token)
+
+
+class TokenRefusalTests(SynchronousTestCase):
+    """
+    Issue 60: a token used outside its scope is named in the refusal, not
+    its user (it said "admin may not upload to six", and admin may).
+    """
+
+    def test_names_the_token(self):
+        from twisted.internet.task import Clock
+
+        from pypid.auth.verifier import Identity
+        from pypid.web.access import may_not_upload
+        book = TokenBook(Clock())
+        _, token = book.make("admin", ["upload"], ["acme-*"], indexes=["staging"])
+        identity = Identity("admin", token)
+        self.assertEqual(may_not_upload(identity, "six", "six", "staging"),
+                         f"token {token.id} may not upload to six (it is kept to acme-*)")
+        self.assertEqual(may_not_upload(identity, "prod", index="prod"),
+                         f"token {token.id} may not upload to prod (it is kept to staging)")
+        # (within its scope, the user's own rights refused it)
+        self.assertEqual(may_not_upload(identity, "acme-x", "acme-x", "staging"),
+                         "admin may not upload to acme-x")
+        self.assertEqual(may_not_upload(Identity("bob"), "six", "six", "staging"),
+                         "bob may not upload to six")
+
+
+class TokenUploadRefusalTests(SynchronousTestCase):
+    """The refusal an upload of a token kept to other projects gets, on the site."""
+
+    def test_site(self):
+        from tests.harness_web import NoCookieJar
+
+        class Site(NoCookieJar, SynchronousTestCase):
+            def token_book(self):
+                self.book = TokenBook(self.clock)
+                self.text, self.token = self.book.issue("alice", {"upload"}, ["acme-*"])
+                return self.book
+
+            def runTest(self):
+                pass
+        site = Site()
+        site.setUp()
+        self.addCleanup(site.doCleanups)
+        from tests.harness_web import basic
+        response, body = site.upload(auth=basic("__token__", site.text))
+        self.assertEqual(response.code, 403, body)
+        self.assertIn(f"token {site.token.id} may not upload to holy-grail".encode(), body)

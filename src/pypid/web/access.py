@@ -444,6 +444,22 @@ class Access:
         return identity
 
 
+def may_not_upload(identity: Identity, where: str, project: str | None = None,
+                   index: str | None = None) -> str:
+    """
+    Why C{identity} may not upload to C{where} (a project, or an index):
+    blaming the token when its scope is what refuses (issue 60: it said the
+    user may not, who may), else the user.
+    """
+    token: Token | None = identity.token
+    if token is not None and not token.covers("upload", project, index):
+        scope = (" ".join(token.projects) if token.projects and project is not None
+                 else " ".join(token.indexes) if token.indexes else "")
+        kept = f" (it is kept to {scope})" if scope else ""
+        return f"token {token.id} may not upload to {where}{kept}"
+    return f"{identity.name} may not upload to {where}"
+
+
 def not_an_admin(name: str) -> str:
     """What a person who is not an admin is told, and how one becomes an admin (issue 60)."""
     return f"{name} is not an admin (the admins are named in [auth] admins)"

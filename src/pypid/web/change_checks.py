@@ -21,7 +21,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
-from pypid.web.access import UPLOAD_LOGIN, Access
+from pypid.web.access import UPLOAD_LOGIN, Access, may_not_upload
 from pypid.web.respond import storage_unavailable
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
@@ -61,7 +61,7 @@ class ChangeChecks:
         if not self._access.may_upload_to(identity, self._name):
             if self._name == DEFAULT_INDEX:
                 raise Unauthorized(UPLOAD_LOGIN)
-            raise Forbidden(f"{identity.name} may not upload to {self._name}")
+            raise Forbidden(may_not_upload(identity, self._name, index=self._name))
 
     def may_touch(self, identity: Identity, project: str | None) -> None:
         """

@@ -23,6 +23,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.distribution import inspect
 from pypid.core.http_errors import BadRequest, Forbidden
 from pypid.core.index import Index
+from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.index_names import index_section
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import UPLOADER_BYTES, FileRecord, cut_text
@@ -40,6 +41,7 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.storage.locks import KeyedLock
+from pypid.web.access import may_not_upload
 from pypid.web.audit_trail import AuditTrail, facts_of
 from pypid.web.change_checks import ChangeChecks, storage_call
 from pypid.web.multipart import FilePart
@@ -129,7 +131,8 @@ class UploadStore:
         # distribution (any spelling) or with a yank or delete of it.
         project = project_of_filename(upload.filename)
         if project is not None and not self._checks.may_write(identity, project):
-            raise Forbidden(f"{identity.name} may not upload to {project}")
+            raise Forbidden(may_not_upload(identity, project, project,
+                                           self._audit_index or DEFAULT_INDEX))
         key = filename_key(upload.filename) or upload.filename
         release = variant_release(upload.filename)
         if release is not None:
