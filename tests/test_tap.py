@@ -14,6 +14,7 @@ import time
 
 import attrs
 from twisted.application.service import IService
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -44,7 +45,13 @@ def index_of(service):
 class RecordingPort:
     """A listening port that remembers being closed."""
 
+    port: int = 0
+    interface: str = ""
     stopped: bool = False
+
+    def getHost(self):
+        """Where it listens (L{IListeningPort}), as it was asked."""
+        return IPv4Address("TCP", self.interface or "0.0.0.0", self.port)
 
     def stopListening(self):
         """Remember the call."""
@@ -61,7 +68,7 @@ class PortRecordingReactor(MemoryReactorClock):
     def listenTCP(self, port, factory, backlog=50, interface=""):
         """Log the call, as L{MemoryReactorClock} does, and return a L{RecordingPort}."""
         super().listenTCP(port, factory, backlog, interface)
-        self.ports.append(RecordingPort())
+        self.ports.append(RecordingPort(port, interface))
         return self.ports[-1]
 
 
@@ -537,3 +544,38 @@ class OIDCClientTests(SynchronousTestCase):
         self.assertIsNotNone(reloaded_oidc_http(default, with_issuer, reactor))
         self.assertIsNone(reloaded_oidc_http(with_issuer, other_issuer, reactor))
         self.assertIsNone(reloaded_oidc_http(with_issuer, default, reactor))
+
+
+class ListenerURLTests(SynchronousTestCase):
+    """Issue 60: the start log says the URL to open, not only the endpoint."""
+
+    def test_url_of(self):
+        from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+        from pypid.daemon.listeners import url_of
+        for description, address, url in (
+                ("tcp:8080:interface=127.0.0.1", IPv4Address("TCP", "127.0.0.1", 8080),
+                 "http://127.0.0.1:8080/"),
+                ("tcp:8080", IPv4Address("TCP", "0.0.0.0", 8080), "http://127.0.0.1:8080/"),
+                ("https:8443", IPv4Address("TCP", "192.0.2.7", 8443), "https://192.0.2.7:8443/"),
+                ("http-redirect:80", IPv4Address("TCP", "0.0.0.0", 80), "http://127.0.0.1:80/"),
+                ("tcp6:8080", IPv6Address("TCP", "::", 8080), "http://[::1]:8080/"),
+                ("tcp6:8080", IPv6Address("TCP", "2001:db8::1", 8080),
+                 "http://[2001:db8::1]:8080/")):
+            self.assertEqual(url_of(description, address), url, description)
+        self.assertIsNone(url_of("unix:/run/pypid.sock", UNIXAddress(b"/run/pypid.sock")))
+
+    def test_logged(self):
+        """A listener's line says its URL (on a memory reactor: the port it was given)."""
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.protocol import Factory
+
+        from pypid.daemon.listeners import ListenerService
+        reactor = MemoryReactorClock()
+        service = ListenerService(TCP4ServerEndpoint(reactor, 8080, interface="127.0.0.1"),
+                                  "tcp:8080:interface=127.0.0.1", Factory())
+        with capturedLogs() as events:
+            service.startService()
+        lines = [formatEvent(e) for e in events]
+        self.assertIn("Listening on tcp:8080:interface=127.0.0.1: open "
+                      "http://127.0.0.1:8080/", lines)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, cast
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
@@ -57,6 +58,24 @@ class IListeningReactor(IReactorCore, IReactorTCP, IReactorSSL, IReactorTime):
     What the listeners use of the reactor: endpoints on it (TCP, TLS and
     those C{serverFromString} makes) and its clock.
     """
+
+
+def url_of(description: str, address: object) -> str | None:
+    """
+    The URL a person opens to reach a listener of C{description} bound to
+    C{address} (its C{getHost()}): C{https} for an C{https:} listener,
+    C{http} for the others; a wildcard address as this machine's loopback.
+    L{None} for a listener without an IP address (a Unix socket).
+    """
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return None
+    scheme = "https" if description.startswith("https:") else "http"
+    host = address.host
+    if isinstance(address, IPv6Address):
+        host = "[::1]" if host == "::" else f"[{host}]"
+    elif host == "0.0.0.0":
+        host = "127.0.0.1"
+    return f"{scheme}://{host}:{address.port}/"
 
 
 class ListenFailed(Exception):
@@ -118,7 +137,12 @@ class ListenerService(Service):
 
     def _listened(self, port: IListeningPort) -> None:
         self._port = port
-        log.info("Listening on {endpoint}", endpoint=self.description)
+        url = url_of(self.description, port.getHost())
+        if url is None:
+            log.info("Listening on {endpoint}", endpoint=self.description)
+        else:
+            # (a URL to open, not only an endpoint string: issue 60)
+            log.info("Listening on {endpoint}: open {url}", endpoint=self.description, url=url)
         self.listening.callback(port)
 
     def _failed(self, failure: Failure) -> None:
