@@ -13,7 +13,7 @@ does no I/O of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
@@ -117,7 +117,7 @@ def recent(then: float, now: float) -> bool:
 
 
 def _with(listed: tuple[UpstreamFile, ...], before: tuple[UpstreamFile, ...],
-          names: frozenset[str] | set[str]) -> tuple[UpstreamFile, ...]:
+          names: Collection[str]) -> tuple[UpstreamFile, ...]:
     """C{listed}, with the files of C{before} named in C{names}, sorted by filename."""
     carried = [f for f in before if f.filename in names]
     if not carried:
@@ -461,27 +461,19 @@ class PageCache:
             return CachedPage(old, now)
         self._lifting.pop(project, None)
         listed = _filenames(new) if new is not None else frozenset()
-        gone = _filenames(old) - listed
-        going = self._going.get(project, {})
-        going = {name: since for name, since in going.items() if name in gone}
-        confirmed = {name for name in gone
-                     if name in going and now - going[name] >= self._confirm_gone}
-        pending = gone - confirmed
-        fresh = [name for name in sorted(pending) if name not in going]
-        for name in fresh:
-            going[name] = now
-        for name in confirmed:
-            del going[name]
-        if going:
-            if project not in self._going and len(self._going) >= MAX_ENTRIES:
+        before = self._going.pop(project, {})
+        # (each file gone: since when the fetches say so; confirmed once long enough)
+        since = {name: before.get(name, now) for name in _filenames(old) - listed}
+        pending = {name: at for name, at in since.items() if now - at < self._confirm_gone}
+        if pending:
+            if len(self._going) >= MAX_ENTRIES:
                 self._going.clear()
-            self._going[project] = going
-        else:
-            self._going.pop(project, None)
+            self._going[project] = pending
+        fresh = len(pending.keys() - before.keys())
         if fresh:
             log.info("The upstream's page of {project} no longer lists {count} of its files "
                      "(or the project): served as before until a fetch {seconds:g} s later "
-                     "says so again", project=project, count=len(fresh),
+                     "says so again", project=project, count=fresh,
                      seconds=self._confirm_gone)
         if not pending:
             return result

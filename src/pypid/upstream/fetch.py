@@ -152,7 +152,6 @@ class UpstreamClient:
         self._agent = agent
         self._clock = clock
         self.index_url = index_url
-        self.hosts = tuple(hosts)
         self.timeout = timeout
         self.deadline = deadline
         self._max_page_size = max_page_size
@@ -162,8 +161,7 @@ class UpstreamClient:
         self._turns = DeferredSemaphore(MAX_READS)
         # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
-        self.credentials = credentials
-        self._authorization = None if credentials is None else authorization(credentials)
+        self.reconfigure(hosts, credentials)
 
     def reconfigure(self, hosts: Iterable[str],
                     credentials: UpstreamCredentials | None) -> None:

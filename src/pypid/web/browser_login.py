@@ -308,25 +308,15 @@ class BrowserLogin:
             request.responseHeaders.setRawHeaders(b"retry-after", [b"30"])
             return self._form(request, 503, error=SSO_RELOADED)
         identity = Identity(signed.user, groups=signed.groups)
-        if self._access.stored_password(signed.user) is not None:
-            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
-            return self._form(request, 403, error=LOCAL_NAME.format(user=signed.user))
-        # (one name, one person: a name the directory has is its user's)
         try:
-            taken = await self._access.directory_knows(signed.user)
+            taken = await self._name_taken(signed.user, sessions.now())
         except DirectoryUnavailable as e:
             request.responseHeaders.setRawHeaders(b"retry-after",
                                                   [b"%d" % max(1, int(e.retry_after))])
             return self._form(request, 503, error=DIRECTORY_DOWN)
-        if taken:
+        if taken is not None:
             self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
-            return self._form(request, 403, error=DIRECTORY_NAME.format(user=signed.user))
-        # (nor one a directory's user of the name still holds: a session or
-        # token of theirs outlives their entry in the directory)
-        held = name_held(self._access, sessions.now(), signed.user, PROVIDER)
-        if held is not None:
-            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
-            return self._form(request, 403, error=held + ".")
+            return self._form(request, 403, error=taken)
         sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=PROVIDER)
@@ -338,6 +328,22 @@ class BrowserLogin:
                          f"Logged in as {signed.user}\n")
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _name_taken(self, user: str, now: float) -> str | None:
+        """
+        Why the provider's C{user} may not have the name (one name, one
+        person: issue 59), or L{None}: a local user's, the directory's user's,
+        or one a directory user's session or token still holds (it outlives
+        their entry in the directory).
+
+        @raise DirectoryUnavailable: the directory cannot be asked.
+        """
+        if self._access.stored_password(user) is not None:
+            return LOCAL_NAME.format(user=user)
+        if await self._access.directory_knows(user):
+            return DIRECTORY_NAME.format(user=user)
+        held = name_held(self._access, now, user, PROVIDER)
+        return None if held is None else held + "."
 
     def _sso_ready(self, request: IRequest) -> tuple[SingleSignOn, BrowserSessions] | bytes:
         """

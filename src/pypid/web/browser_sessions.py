@@ -209,6 +209,11 @@ class BrowserSessions:
         self._set_cookie(request, "", 0)
         return self.save()
 
+    def end(self, digest: str) -> None:
+        """End the session of C{digest} (its source no longer vouches for it), and keep that."""
+        if self.book.close(digest):
+            self._save_quietly()
+
     def revoke(self, ends: Callable[[Session], bool]) -> int:
         """End the sessions for which C{ends(session)} (a reload); how many."""
         ended = self.book.revoke(ends)

@@ -192,7 +192,7 @@ class Identification:
             # Its source no longer vouches for its person (issue 59): a
             # reload or a start-up ends such sessions; this is the check
             # every use makes all the same.
-            sessions.revoke(lambda kept: kept is session)
+            sessions.end(digest)
             return succeed(None)
         auth.session = digest
         if session.source == DIRECTORY:
@@ -241,8 +241,7 @@ class Identification:
         try:
             groups = await self._verifier.directory_groups(session.user)
         except DirectoryUnavailable:
-            log.warn("The directory cannot be asked for {user}'s groups: their session "
-                     "stands with none until it can", user=session.user)
+            # (the directory logged why; asked again at the next page)
             return Identity(session.user, login=attrs.evolve(login, groups=frozenset()))
         if groups is None:
             sessions.revoke(lambda kept: kept.user == session.user
