@@ -512,9 +512,7 @@ class AccessPart(Service):
         # The sessions kept through a restart meet the configuration it
         # brought, as those of a reload do (issue 59): one meaning for a
         # change, however it came.
-        book = self.sessions.book
-        ended = self.sessions.revoke(
-            lambda session: not still_a_user(session, materials.verifier, config, book))
+        ended = self._end_sessions(materials.verifier, config)
         if ended:
             log.info("Ended {count} browser sessions whose people the configuration no "
                      "longer lets in as they logged in", count=ended)
@@ -523,6 +521,12 @@ class AccessPart(Service):
                              sessions=self.sessions, outside=outside_logins(config))
         self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
                                what="The browser sessions' sweep")
+
+    def _end_sessions(self, verifier: PasswordVerifier, config: Config) -> int:
+        """End the browser sessions C{config} no longer lets in as they logged in; how many."""
+        book = self.sessions.book
+        return self.sessions.revoke(
+            lambda session: not still_a_user(session, verifier, config, book))
 
     def held_elsewhere(self, user: str) -> str | None:
         """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
@@ -566,9 +570,7 @@ class AccessPart(Service):
                                     outside_logins(config))
             self.sessions.book.idle = config.auth.session_idle
             self.sessions.book.lifetime = config.auth.session_lifetime
-            book = self.sessions.book
-            ended = self.sessions.revoke(
-                lambda session: not still_a_user(session, materials.verifier, config, book))
+            ended = self._end_sessions(materials.verifier, config)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             self.sso.reconfigure(config.sso, sso_secret, sso_http)
             return (f"{len(config.users)} users, {len(config.groups)} groups, "
