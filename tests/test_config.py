@@ -167,7 +167,7 @@ class DefaultsTests(SynchronousTestCase):
             merge=(),
             min_age=0.0,
             min_age_exempt=(),
-            hosts=(),
+            hosts=("*",),
             timeout=10.0,
             max_page_size=20 << 20,
         ))
@@ -185,9 +185,9 @@ class DefaultsTests(SynchronousTestCase):
         config = load_config(uncommented)
         self.assertEqual(config.upstream.mode, "cache")
         self.assertEqual(config.upstream.url, "https://upstream.example/simple/")
-        self.assertEqual(config.upstream.hosts, ("upstream.example",))
+        self.assertEqual(config.upstream.hosts, ("upstream.example", "*"))
         defaults = load_config(None)
-        self.assertEqual(attrs.evolve(config.upstream, mode="none", url=None, hosts=()),
+        self.assertEqual(attrs.evolve(config.upstream, mode="none", url=None, hosts=("*",)),
                          defaults.upstream)
         self.assertEqual(config.s3, defaults.s3)
 
@@ -1124,9 +1124,16 @@ class UpstreamTests(_ConfigMixin, SynchronousTestCase):
                           "or 0 (or empty) for off", message)
 
     def test_hosts(self):
-        """Hosts are lowercased and follow the URL's host, once each; a port is kept."""
+        """
+        Hosts are lowercased and follow the URL's host, once each; a port is
+        kept; C{*} (any host at a public address) is the default, and is
+        left out when the hosts are named without it.
+        """
         url = "url = https://upstream.example/simple/\n"
-        self.assertEqual(self.upstream(url).hosts, ("upstream.example",))
+        self.assertEqual(self.upstream(url).hosts, ("upstream.example", "*"))
+        self.assertEqual(self.upstream(url + "hosts =\n").hosts, ("upstream.example",))
+        self.assertEqual(self.upstream(url + "hosts = * files.example *\n").hosts,
+                         ("upstream.example", "*", "files.example"))
         upstream = self.upstream(url + "hosts = Files.Upstream.Example\n"
                                        "  10.0.0.7:8080 upstream.example files.upstream.example\n")
         self.assertEqual(upstream.hosts, ("upstream.example", "files.upstream.example",
@@ -1284,7 +1291,7 @@ class UpstreamCrossKeyTests(_ConfigMixin, SynchronousTestCase):
                                       ("upstream", "url", "http://127.0.0.1:8081/simple")]
                                ).upstream
         self.assertEqual((upstream.mode, upstream.url, upstream.hosts),
-                         ("redirect", "http://127.0.0.1:8081/simple/", ("127.0.0.1:8081",)))
+                         ("redirect", "http://127.0.0.1:8081/simple/", ("127.0.0.1:8081", "*")))
 
 
 class AccessConfigTests(SynchronousTestCase):
@@ -1518,7 +1525,7 @@ class IndexSectionTests(_ConfigMixin, SynchronousTestCase):
                          ["upstream:vendor", "upstream:default"])
         self.assertEqual(list(config.upstreams), ["vendor"])
         self.assertEqual(config.upstreams["vendor"].url, "https://upstream.example/vendor/")
-        self.assertEqual(config.upstreams["vendor"].hosts, ("upstream.example",))
+        self.assertEqual(config.upstreams["vendor"].hosts, ("upstream.example", "*"))
         self.assertEqual(config.upstream.url, "https://upstream.example/simple/")
 
     def test_read_follows_auth(self):

@@ -5,6 +5,7 @@ driven by real pip and uv.
 """
 
 import os
+import signal
 import time
 from http.client import IncompleteRead, RemoteDisconnected
 
@@ -516,3 +517,77 @@ class CredentialedUpstreamTests(DaemonTestCase):
         self.assertIn("unauthorized", [entry["fault"] for entry in upstream.requests()])
         self.assertNotIn(secret, daemon.log_text())
         self.assertNotIn(secret + "-old", daemon.log_text())
+
+
+class FileHostTests(DaemonTestCase):
+    """
+    An upstream whose files live on another server than its pages (issue
+    60), as the public index's do: by default pypid follows the pages to
+    any host at a public address only, so a file host on loopback is
+    refused, saying which key to set, logged once; named in C{hosts} at
+    C{SIGHUP}, it is used, and C{pypid-upstream check} says so.
+    """
+
+    def start_upstreams(self):
+        """The file server, then the page server whose pages link to it."""
+        folder = os.path.abspath(self.mktemp())
+        files = UpstreamProcess(folder)
+        files.add_wheel("far-lib", "1.0")  # (into the folder both serve)
+        files.start()
+        self.addCleanup(files.kill)
+        pages = UpstreamProcess(folder, files_url=files.base + "files/").start()
+        self.addCleanup(pages.kill)
+        return pages, files
+
+    def check(self, daemon, *args):
+        """Run C{pypid-upstream check}; return (status, output)."""
+        import subprocess
+        import sys
+        done = subprocess.run(
+            [sys.executable, "-m", "pypid.cli.upstream", "--server", daemon.url,
+             "--user", USER, "check", *args], capture_output=True, text=True,
+            env=dict(os.environ, PYPID_PASSWORD=PASSWORD), timeout=120)
+        return done.returncode, done.stdout + done.stderr
+
+    def test_file_host_refused_then_named(self):
+        """Refused at loopback by default, with the key to set; named at SIGHUP, used."""
+        pages, files = self.start_upstreams()
+        daemon = self.new_daemon(settings={"upstream.mode": "cache",
+                                           "upstream.url": pages.url,
+                                           "auth.admins": USER})
+        # The page comes through; its file host, on loopback, does not.
+        status, out = self.check(daemon, "far-lib")
+        self.assertEqual(status, 1, out)
+        self.assertEqual(out, "default: the page of far-lib lists 1 files, but its files cannot "
+                              "be fetched: 127.0.0.1 is not a public address; pypid reaches a "
+                              "host at such an address only if [upstream] hosts names it\n")
+        target = os.path.abspath(self.mktemp())
+        refused = self.clients.pip("install", "--no-deps", "--retries", "0", "--target", target,
+                                   "--index-url", daemon.index_url, "far-lib", check=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertEqual(files.count("/files/far_lib-1.0-py3-none-any.whl"), 0)
+        self.assertEqual(daemon.log_text().count("Not fetching from 127.0.0.1"), 1,
+                         daemon.log_text())
+        # Named at SIGHUP (with * kept), the file server is used.
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(f"[upstream]\nhosts = * 127.0.0.1:{files.port}\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"upstream default's credentials and hosts")
+        status, out = self.check(daemon, "far-lib")
+        self.assertEqual(status, 0, out)
+        self.assertRegex(out, r"^default: works: the page of far-lib lists 1 files, and "
+                              r"far_lib-1\.0-py3-none-any\.whl came whole from "
+                              rf"127\.0\.0\.1:{files.port} \([\d,]+ bytes, sha256 checked\)\n$")
+        self.clients.pip_install(target, daemon.index_url, "far-lib")
+        self.assertEqual(installed(target), {"far-lib": "1.0"})
+        # (the check's fetch and the install's: the check keeps nothing)
+        self.assertEqual(files.count("/files/far_lib-1.0-py3-none-any.whl"), 2)
+
+    def test_check_needs_an_admin(self):
+        """Checking is for admins: another user is refused, naming the key."""
+        pages, _ = self.start_upstreams()
+        daemon = self.new_daemon(settings={"upstream.mode": "cache",
+                                           "upstream.url": pages.url})
+        status, out = self.check(daemon)
+        self.assertEqual(status, 1, out)
+        self.assertIn("is not an admin", out)

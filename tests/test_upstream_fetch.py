@@ -18,8 +18,8 @@ from pypid.upstream.fetch import (
     UpstreamClient,
     UpstreamError,
     UpstreamNotFound,
-    host_allowed,
 )
+from pypid.upstream.file_hosts import FileHosts
 from tests.distributions import make_wheel
 
 INDEX = "https://upstream.example/simple/"
@@ -75,8 +75,13 @@ class Upstream(Resource):
         return body
 
 
+def host_allowed(url, hosts):
+    """Whether C{url} may be fetched under C{hosts}."""
+    return FileHosts.of(hosts).allows(url)
+
+
 class HostAllowedTests(SynchronousTestCase):
-    """L{host_allowed}: only http(s) URLs on the configured hosts."""
+    """L{FileHosts}: only http(s) URLs on the configured hosts, or any with C{*}."""
 
     def test_default_ports(self):
         """A host without a port allows the scheme's default port only."""
@@ -101,6 +106,74 @@ class HostAllowedTests(SynchronousTestCase):
     def test_case(self):
         """Host names compare without case."""
         self.assertTrue(host_allowed("https://UPSTREAM.example/x", HOSTS))
+
+    def test_any_public(self):
+        """
+        With C{*}, any http(s) host without credentials is allowed, but only
+        the hosts written out are named (reached at any address).
+        """
+        hosts = FileHosts.of(("upstream.example", "*", "10.0.0.7:8080"))
+        self.assertTrue(hosts.any_public)
+        self.assertTrue(hosts.allows("https://files.elsewhere.example/f/x.whl"))
+        self.assertTrue(hosts.allows("http://169.254.169.254/latest/"))
+        for url in ("ftp://files.example/x", "https://user@files.example/x", "file:///x"):
+            self.assertFalse(hosts.allows(url), url)
+        self.assertTrue(hosts.names("https", "UPSTREAM.example", 443))
+        self.assertTrue(hosts.names("http", "10.0.0.7", 8080))
+        self.assertFalse(hosts.names("https", "files.elsewhere.example", 443))
+        self.assertFalse(hosts.names("http", "10.0.0.7", 80))
+        self.assertFalse(hosts.names("https", "*", 443))
+        self.assertFalse(FileHosts.of(HOSTS).any_public)
+
+
+class RefusalLogTests(SynchronousTestCase):
+    """A refused host is an error naming the key to set, and one log line per host."""
+
+    def setUp(self):
+        self.logged = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def warnings(self):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in self.logged if "Not fetching" in e.get("log_format", "")]
+
+    def test_named_hosts_only(self):
+        """Without C{*}, another host is refused, naming the section's C{hosts}, logged once."""
+        client = UpstreamClient(RequestTraversalAgent(Upstream()), Clock(), INDEX, HOSTS,
+                                section="upstream:vendor")
+        for _ in range(3):
+            failure = self.failureResultOf(
+                ensureDeferred(client.open("https://files.elsewhere.example/x.whl")),
+                UpstreamError)
+        self.assertIn("files.elsewhere.example is not an upstream host pypid may use; "
+                      "name it in [upstream:vendor] hosts", str(failure.value))
+        self.assertEqual(len(self.warnings()), 1)
+        self.assertIn("files.elsewhere.example", self.warnings()[0])
+
+        self.failureResultOf(ensureDeferred(client.open("https://other.example/y.whl")))
+        self.assertEqual(len(self.warnings()), 2)
+
+    def test_not_public(self):
+        """A host the connection finds at a private address: the advice, logged once."""
+        from twisted.internet.defer import fail
+
+        from pypid.http.public_only import NotPublic
+
+        class Private:
+            def request(self, *args, **kwargs):
+                return fail(NotPublic("files.elsewhere.example", "10.1.2.3"))
+        client = UpstreamClient(Private(), Clock(), INDEX, ("upstream.example", "*"))
+        for _ in range(2):
+            failure = self.failureResultOf(
+                ensureDeferred(client.open("https://files.elsewhere.example/x.whl")),
+                UpstreamError)
+        self.assertEqual(str(failure.value),
+                         "files.elsewhere.example resolves to 10.1.2.3, not a public address; "
+                         "pypid reaches a host at such an address only if [upstream] hosts "
+                         "names it")
+        self.assertEqual(len(self.warnings()), 1)
 
 
 class ClientTests(SynchronousTestCase):
@@ -277,3 +350,71 @@ class ClientTests(SynchronousTestCase):
         failure = self.failureResultOf(ensureDeferred(client.page("holy-grail")),
                                        UpstreamError)
         self.assertIn("cannot reach the upstream at upstream.example", str(failure.value))
+
+
+class CheckTests(SynchronousTestCase):
+    """L{pypid.upstream.check}: one page, one file, one line saying what to set."""
+
+    def setUp(self):
+        self.upstream = Upstream()
+        self.stub = RequestTraversalAgent(self.upstream)
+        self.client = UpstreamClient(self.stub, Clock(), INDEX, HOSTS, timeout=5)
+
+    def route(self, url, status=200, headers=None, body=b""):
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        self.upstream.routes[(parts.netloc, parts.path)] = (status, headers or {}, body)
+
+    def check(self):
+        from pypid.upstream.check import check
+        d = ensureDeferred(check(self.client, "default", "upstream", "holy-grail", 1 << 20))
+        self.stub.flush()
+        return self.successResultOf(d)
+
+    def page(self):
+        self.route(INDEX + "holy-grail/", headers={
+            b"content-type": b"application/vnd.pypi.simple.v1+json"}, body=json_page())
+
+    def test_works(self):
+        """The page and its file: works, naming the file, its host and its size."""
+        self.page()
+        self.route(f"https://files.upstream.example/f/{WHEEL[0]}", body=WHEEL[1])
+        found = self.check()
+        self.assertTrue(found.ok)
+        self.assertEqual(found.line, f"default: works: the page of holy-grail lists 1 files, and "
+                                     f"{WHEEL[0]} came whole from files.upstream.example "
+                                     f"({len(WHEEL[1]):,} bytes, sha256 checked)")
+
+    def test_wrong_bytes(self):
+        """A file that is not what its page's hash says is no success."""
+        self.page()
+        self.route(f"https://files.upstream.example/f/{WHEEL[0]}", body=WHEEL[1] + b"x")
+        found = self.check()
+        self.assertFalse(found.ok)
+        self.assertIn("is not what the page's sha256 says", found.line)
+
+    def test_no_project(self):
+        """A 404 for the page: the upstream answers, try another project."""
+        found = self.check()
+        self.assertFalse(found.ok)
+        self.assertIn("has no project holy-grail: check one it has", found.line)
+
+    def test_credentials_wanted(self):
+        """A 401 for the page names the credential keys."""
+        self.route(INDEX + "holy-grail/", status=401)
+        found = self.check()
+        self.assertEqual(found.line, "default: the page of holy-grail cannot be fetched: the "
+                                     "upstream answered 401 for holy-grail; if it wants to know "
+                                     "who asks, set [upstream] username with password_file, or "
+                                     "token_file")
+
+    def test_file_host_refused(self):
+        """A file on a host not allowed: the page came, the key to set is named."""
+        self.client.reconfigure(("upstream.example",), None)
+        self.page()
+        found = self.check()
+        self.assertFalse(found.ok)
+        self.assertEqual(found.filename, WHEEL[0])
+        self.assertIn("lists 1 files, but its files cannot be fetched: files.upstream.example "
+                      "is not an upstream host pypid may use; name it in [upstream] hosts",
+                      found.line)

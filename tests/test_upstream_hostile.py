@@ -33,7 +33,8 @@ from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.failures import RecentFailures
-from pypid.upstream.fetch import UpstreamClient, UpstreamError, host_allowed
+from pypid.upstream.fetch import UpstreamClient, UpstreamError
+from pypid.upstream.file_hosts import host_allowed
 from pypid.upstream.parser import UpstreamPage, UpstreamPageError, parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource

@@ -14,6 +14,9 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
     quarantining it (issue 45): its page is asked of the upstream again.
   - C{pypid-upstream takedowns} (admins) lists the kept files each
     upstream no longer lists (issue 46): withheld, unless C{keep_removed}.
+  - C{pypid-upstream check [PROJECT]} (admins) makes the server fetch the
+    page of PROJECT (pip) and its smallest file through each upstream, and
+    prints one line each: what works, or what to set (issue 60).
 
 This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         prog="pypid-upstream",
         description="Drive a pypid server's upstream cache: pre-cache pinned files, "
                     "refresh a project's upstream page, release a remembered quarantine, "
-                    "or list the files the upstream took down.")
+                    "list the files the upstream took down, or check that the upstreams "
+                    "work.")
     add_server_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     pre = commands.add_parser("precache", help="fetch pinned files into the server's cache")
@@ -167,6 +171,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     release.add_argument("project")
     commands.add_parser("takedowns", help="list the kept files the upstream no longer lists "
                                           "(admins)")
+    check = commands.add_parser(
+        "check", help="fetch one page and one file through each upstream and say what works "
+                      "and what to set (admins)")
+    check.add_argument("project", nargs="?", default="pip",
+                       help="the project whose page and smallest file to fetch (pip)")
     options = parser.parse_args(argv)
     try:
         server = server_from(options)
@@ -175,6 +184,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
                 answer = json.loads(r.read())
             out.write("".join(line + "\n" for line in takedown_lines(answer)))
             return 0
+        if options.command == "check":
+            path = "api/upstream/check?project=" + quote(options.project)
+            with server.request("POST", path) as r:
+                answer = json.loads(r.read())
+            out.write("".join(u["line"] + "\n" for u in answer["upstreams"]))
+            return 0 if all(u["ok"] for u in answer["upstreams"]) else 1
         if options.command in ("refresh", "release"):
             path = f"api/upstream/{quote(options.project)}/{options.command}"
             with server.request("POST", path) as r:

@@ -60,10 +60,11 @@ class UpstreamConfig:
     #: 0.0 when off.
     min_age: float
     min_age_exempt: tuple[str, ...]
-    #: Lowercase C{host} or C{host:port} entries files may be fetched from;
-    #: the host (and port, if the URL names one) of C{url} comes first.  An
-    #: entry without a port stands for the default port of the file URL's
-    #: scheme (443 for https, 80 for http).
+    #: Lowercase C{host} or C{host:port} entries files may be fetched from,
+    #: and C{*} for any other host at a public address (the default:
+    #: L{pypid.upstream.file_hosts}); the host (and port, if the URL names
+    #: one) of C{url} comes first.  An entry without a port stands for the
+    #: default port of the file URL's scheme (443 for https, 80 for http).
     hosts: tuple[str, ...]
     timeout: float
     max_page_size: int
@@ -110,6 +111,10 @@ class UpstreamCredentials:
     secret: str = attrs.field(repr=False)
 
 
+#: The entry of C{hosts} for any host at a public address (as
+#: L{pypid.upstream.file_hosts} reads it; the configuration is a lower layer).
+ANY_PUBLIC = "*"
+
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_FORMS = ("expected a host name of letters, digits, '.' and '-', or an IPv4 address, "
                "with an optional :port from 1 to 65535")
@@ -141,6 +146,10 @@ def _host_port(text: str) -> str:
 def _hosts(value: str) -> tuple[str, ...]:
     hosts = []
     for entry in value.split():
+        if entry == ANY_PUBLIC:
+            if entry not in hosts:
+                hosts.append(entry)
+            continue
         if "@" in entry or "/" in entry:
             raise ValueError("expected host names (with an optional :port), not URLs; "
                              "user names and passwords are not allowed")
@@ -260,7 +269,7 @@ UPSTREAM_KEYS: Keys = {
     "merge": ("", _patterns),
     "min_age": ("0", parse_min_age),
     "min_age_exempt": ("", _patterns),
-    "hosts": ("", _hosts),
+    "hosts": (ANY_PUBLIC, _hosts),
     "timeout": ("10s", parse_duration),
     "max_page_size": ("20M", parse_size),
     "max_page_files": ("100000", whole_number(1, 10_000_000)),

@@ -50,3 +50,33 @@ def network_of(client: str) -> str:
     if network.prefixlen > bits:
         network = network.supernet(new_prefix=bits)
     return str(network)
+
+
+def is_public_address(text: str) -> bool:
+    """
+    Whether C{text} is an IP address of the public internet: not loopback,
+    private, link-local (where clouds answer for their instance metadata,
+    C{169.254.169.254}), shared (carrier-grade NAT), reserved, multicast or
+    unspecified, read through an IPv4 address mapped into IPv6, so that a
+    name an upstream's page links to cannot lead pypid into the network it
+    runs in (issue 60: the file hosts pypid finds for itself).
+    """
+    address = client_ip(text)
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        # 6to4, Teredo and NAT64 carry an IPv4 address that is where they lead.
+        inner = address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if inner is None and address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None and not _global(inner):
+            return False
+    return _global(address)
+
+
+#: The well-known prefix of NAT64 (RFC 6052), whose last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _global(address: Address) -> bool:
+    return address.is_global and not address.is_multicast

@@ -23,6 +23,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from pypid.config import Config
 from pypid.core.startup import StartupError
 from pypid.http.pool import quiet_pool
+from pypid.http.public_only import Named, PublicOnlyEndpoints
 
 
 def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
@@ -80,17 +81,25 @@ class _NoCookies(CookieJar):
 
 
 def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
-               policy: IPolicyForHTTPS | None = None) -> tuple[Agent, HTTPConnectionPool]:
+               policy: IPolicyForHTTPS | None = None,
+               named: Named | None = None) -> tuple[Agent, HTTPConnectionPool]:
     """
     The agent for outbound calls: persistent connections (enough for the
     parallel calls of a rebuild), a connect timeout, certificates verified
     (see L{https_policy}); no cookies, redirects or decoding of its own.
 
+    @param named: for an upstream's agent, which hosts were named by the
+        operator: any other is reached at public addresses only
+        (L{pypid.http.public_only}); L{None}: every host as it resolves.
     @return: C{(agent, pool)}.
     """
     pool = quiet_pool(reactor, connections)
-    agent = Agent(reactor, contextFactory=policy or BrowserLikePolicyForHTTPS(), pool=pool,
-                  connectTimeout=timeout)
+    policy = policy or BrowserLikePolicyForHTTPS()
+    if named is None:
+        agent = Agent(reactor, contextFactory=policy, pool=pool, connectTimeout=timeout)
+    else:
+        agent = Agent.usingEndpointFactory(
+            reactor, PublicOnlyEndpoints(reactor, policy, timeout, named), pool)
     return agent, pool
 
 

@@ -239,10 +239,14 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor,
                                            render=render),
                               time.monotonic)
-    agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config))
+    # (the hosts named are the client's, which a reload changes: the agent
+    # asks it at each connection)
+    agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config),
+                             named=lambda scheme, host, port: client.names(scheme, host, port))
     client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run, deadline=up.fetch_deadline,
-                            max_entries=up.max_page_files, credentials=up.credentials)
+                            max_entries=up.max_page_files, credentials=up.credentials,
+                            section="upstream" if name is None else f"upstream:{name}")
     pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
                       reactor, up.ttl,
                       up.offline, max_bytes=up.page_cache_size, on_change=learnt)

@@ -4,10 +4,12 @@ Talking to the upstream index: its project pages and its files.
 Every request has a deadline for the answer's headers and an idle deadline
 for its body, and pages are read up to a size cap: a slow, stalled or
 hostile upstream costs a bounded wait and bounded memory. Files are fetched
-only from the configured hosts, so pypid never becomes an open proxy (which
-URL may be fetched at all is decided by the cache: only URLs its pages
-listed). Redirects are followed by hand, a few at most, and only to allowed
-hosts. Parsing is in L{pypid.upstream.parser}, which does no I/O.
+only from the hosts C{[upstream] hosts} allows (L{pypid.upstream.file_hosts}:
+by default any host the pages link to, at public addresses only), so pypid
+never becomes an open proxy (which URL may be fetched at all is decided by
+the cache: only URLs its pages listed). Redirects are followed by hand, a
+few at most, under the same rule. A host refused is logged once, with the
+key to set. Parsing is in L{pypid.upstream.parser}, which does no I/O.
 
 An upstream that wants to know who asks is sent C{Authorization} (Basic
 for a user name and password, Bearer for a token) only on requests to
@@ -33,7 +35,9 @@ from twisted.web.iweb import IAgent, IResponse
 from pypid.config.upstream_settings import UpstreamCredentials
 from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
+from pypid.http.public_only import NotPublic
 from pypid.storage.interface import Run
+from pypid.upstream.file_hosts import ANY_PUBLIC, FileHosts
 from pypid.upstream.parser import (
     MAX_PAGE_ENTRIES,
     UpstreamFile,
@@ -56,6 +60,11 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 #: their turn. Each holds up to C{max_page_size} while read, and a page
 #: about ten times that while decoded.
 MAX_READS = 8
+
+
+#: Hosts remembered as logged refused (an upstream's pages could name any
+#: number of them; past this, the memory starts again).
+_REFUSALS_KEPT = 1024
 
 
 class UpstreamError(Exception):
@@ -100,42 +109,20 @@ def authorization(credentials: UpstreamCredentials) -> bytes:
     return b"Basic " + base64.b64encode(pair)
 
 
-def host_allowed(url: str, hosts: Iterable[str]) -> bool:
-    """
-    Whether C{url} is an http(s) URL, without credentials, on one of
-    C{hosts} (C{"host:port"}, or C{"host"} for the scheme's default port,
-    as C{[upstream] hosts} documents).
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:
-        return False
-    # (an empty user name, as in http://:pw@host/, is still credentials)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
-        return False
-    host = parts.hostname.lower()
-    for entry in hosts:
-        name, sep, wanted = entry.lower().partition(":")
-        if name == host and (wanted == str(port) if sep
-                             else port == _DEFAULT_PORTS[parts.scheme]):
-            return True
-    return False
-
-
 class UpstreamClient:
     """
     Fetches from one upstream index.
 
     @ivar index_url: the upstream's simple index root, with a trailing slash.
-    @ivar hosts: where files (and redirects) may lead.
+    @ivar file_hosts: where files (and redirects) may lead.
     """
 
     def __init__(self, agent: IAgent, clock: IReactorTime, index_url: str, hosts: Iterable[str],
                  timeout: float = 10.0, max_page_size: int = 20 << 20,
                  run: Run | None = None, deadline: float = 600.0,
                  max_entries: int = MAX_PAGE_ENTRIES,
-                 credentials: UpstreamCredentials | None = None) -> None:
+                 credentials: UpstreamCredentials | None = None,
+                 section: str = "upstream") -> None:
         """
         @param agent: the L{IAgent} to ask with: no cookie jar (an index
             needs none, and treq's kept every cookie an upstream set),
@@ -147,8 +134,13 @@ class UpstreamClient:
         @param max_entries: the most entries one page may list.
         @param credentials: who pypid says it is, to the origin of
             C{index_url} alone; or L{None}.
+        @param section: the configuration's section of this upstream, named
+            in the log's advice.
         """
         self._run = run
+        self._section = section
+        # (the hosts already logged as refused: once each)
+        self._refused: set[str] = set()
         self._agent = agent
         self._clock = clock
         self.index_url = index_url
@@ -170,9 +162,34 @@ class UpstreamClient:
         configuration read again (C{SIGHUP}: a rotated password, issue 59),
         for the fetches that begin from now on.
         """
-        self.hosts = tuple(hosts)
+        self.file_hosts = FileHosts.of(hosts)
         self.credentials = credentials
         self._authorization = None if credentials is None else authorization(credentials)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The entries of C{[upstream] hosts} in force."""
+        return self.file_hosts.entries
+
+    def names(self, scheme: str, host: str, port: int) -> bool:
+        """
+        Whether a host is named in C{hosts} (reached at any address), for
+        the agent's connections (L{pypid.http.public_only}).
+        """
+        return self.file_hosts.names(scheme, host, port)
+
+    def _refusal(self, host: str, why: str, advice: str) -> UpstreamError:
+        """
+        The error of a host refused, logged the first time each host is
+        refused (a page of a thousand files on it is one line, not a thousand).
+        """
+        if host not in self._refused:
+            if len(self._refused) >= _REFUSALS_KEPT:
+                self._refused.clear()
+            self._refused.add(host)
+            log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why,
+                     advice=advice)
+        return UpstreamError(f"{why}; {advice}")
 
     async def page(self, project: str, previous: UpstreamPage | None = None) -> UpstreamPage:
         """
@@ -348,8 +365,12 @@ class UpstreamClient:
         @return: C{(response, final URL)}, the body unread.
         """
         for _ in range(4):
-            if not host_allowed(url, self.hosts):
-                raise UpstreamError(f"{_host(url)} is not an upstream host pypid may use")
+            if not self.file_hosts.allows(url):
+                host = _host(url)
+                raise self._refusal(
+                    host, f"{host} is not an upstream host pypid may use",
+                    f"name it in [{self._section}] hosts (or add {ANY_PUBLIC}: any host "
+                    "the upstream's pages link to, at public addresses)")
             response = await self._request(url, headers)
             if response.code not in _REDIRECTS:
                 return response, url
@@ -389,6 +410,10 @@ class UpstreamClient:
                     f"the upstream did not answer within {self.timeout:g} s")
             if isinstance(e, CancelledError):
                 raise
+            if isinstance(e, NotPublic):
+                raise self._refusal(
+                    e.host, str(e), f"pypid reaches a host at such an address only if "
+                    f"[{self._section}] hosts names it")
             raise TransferFailed(f"cannot reach the upstream at {_host(url)}: "
                                  f"{bodies.describe(e)}")
         finally:

@@ -25,7 +25,7 @@ from pypid.core.http_errors import BadGateway, BadRequest, Conflict, NotFound, U
 from pypid.core.names import is_valid_name, normalize
 from pypid.web.access import Access
 from pypid.web.audit_trail import AuditTrail
-from pypid.web.routes import answer_errors, send_json
+from pypid.web.routes import answer_errors, form_field, send_json
 
 #: The audit event of a remembered upstream quarantine released.
 RELEASE = "upstream-release"
@@ -33,6 +33,8 @@ RELEASE = "upstream-release"
 RELEASE_LOGIN = "authentication is required to release an upstream quarantine"
 #: What the list of takedowns answers without credentials.
 TAKEDOWNS_LOGIN = "authentication is required to read the upstream takedowns"
+#: What a check of the upstreams answers without credentials.
+CHECK_LOGIN = "authentication is required to check the upstreams"
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -72,6 +74,31 @@ class CacheAdmin:
             {"name": source.name, "keep_removed": source.settings.keep_removed,
              "files": [t.to_json() for t in source.withheld()]}
             for source in self._sources()]})
+
+    @app.route("/api/upstream/check", methods=["POST"])
+    async def check(self, request: Request) -> bytes:
+        """
+        C{{"upstreams": [{"name", "ok", "line", "filename"}]}} (admins): each
+        upstream cache asked for the page of C{?project=} (C{pip} when not
+        given) and its smallest file, through its own client, nothing kept;
+        each line says what works and what to set. What C{pypid-upstream
+        check} prints.
+        """
+        await self._access.admin(request, CHECK_LOGIN)
+        sources = self._sources()
+        if not sources:
+            raise NotFound("no upstream cache is configured ([upstream] mode = cache)")
+        from pypid.upstream.check import DEFAULT_PROJECT, check
+        from pypid.upstream.source import DEFAULT_UPSTREAM
+        project = form_field(request, "project") or DEFAULT_PROJECT
+        if not is_valid_name(project):
+            raise BadRequest(f"project: {project!r} is not a project name")
+        found = [await check(source.client, source.name,
+                             "upstream" if source.name == DEFAULT_UPSTREAM
+                             else f"upstream:{source.name}",
+                             normalize(project), source.settings.max_file_size)
+                 for source in sources]
+        return send_json(request, {"upstreams": [c.to_json() for c in found]})
 
     @app.route("/requirements.txt", methods=["POST"])
     def precache(self, request: Request) -> Awaitable[bytes]:

@@ -1,0 +1,132 @@
+"""
+L{pypid.http.public_only}: a host no one named is connected to at public
+addresses only, checked at the resolution the connection uses (so DNS
+cannot move it afterwards), and a named one at whatever address it has.
+"""
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IHostnameResolver
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import URI, BrowserLikePolicyForHTTPS
+from zope.interface import implementer
+
+from pypid.core.addresses import is_public_address
+from pypid.http.public_only import NotPublic, PublicOnlyEndpoints
+
+
+@implementer(IHostnameResolver)
+class TableResolver:
+    """Resolves names from a table, at once; counts the lookups."""
+
+    def __init__(self, table):
+        self.table = table
+        self.lookups = 0
+
+    def resolveHostName(self, receiver, hostName, portNumber=0, addressTypes=None,
+                        transportSemantics="TCP"):
+        self.lookups += 1
+        receiver.resolutionBegan(None)
+        for address in self.table.get(hostName, ()):
+            kind = IPv6Address if ":" in address else IPv4Address
+            receiver.addressResolved(kind("TCP", address, portNumber))
+        receiver.resolutionComplete()
+        return receiver
+
+
+class PublicAddressTests(SynchronousTestCase):
+    """L{is_public_address}: the public internet only."""
+
+    def test_addresses(self):
+        """Loopback, private, link-local, shared, reserved and their IPv6 wrappings are not."""
+        for address in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+                        "2002:5db8:d70e::1", "64:ff9b::5db8:d70e"):
+            self.assertTrue(is_public_address(address), address)
+        for address in ("127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1",
+                        "169.254.169.254", "100.64.0.1", "0.0.0.0", "192.0.2.1",
+                        "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1",
+                        "::ffff:127.0.0.1", "::ffff:169.254.169.254", "2002:7f00:1::1",
+                        "64:ff9b::a01:203", "2001:db8::1", "ff02::1", "files.example", ""):
+            self.assertFalse(is_public_address(address), address)
+
+
+class EndpointTests(SynchronousTestCase):
+    """L{PublicOnlyEndpoints}: the endpoints of the upstream's agent."""
+
+    TABLE = {"files.example": ["93.184.215.14"],
+             "inside.example": ["10.0.0.7"],
+             "both.example": ["93.184.215.14", "10.0.0.7"],
+             "metadata.example": ["169.254.169.254"],
+             "six.example": ["::ffff:127.0.0.1"],
+             "127.0.0.1": ["127.0.0.1"]}
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.resolver = TableResolver(self.TABLE)
+        self.reactor.nameResolver = self.resolver
+        self.named = {("http", "inside.example", 8080)}
+        self.endpoints = PublicOnlyEndpoints(
+            self.reactor, BrowserLikePolicyForHTTPS(), 5.0,
+            lambda scheme, host, port: (scheme, host, port) in self.named)
+
+    def connect(self, url):
+        endpoint = self.endpoints.endpointForURI(URI.fromBytes(url.encode()))
+        return endpoint.connect(Factory.forProtocol(Protocol))
+
+    def test_public_host(self):
+        """A host at a public address is connected to at that address."""
+        d = self.connect("http://files.example/f/x.whl")
+        self.assertNoResult(d)
+        [(host, port, *_)] = self.reactor.tcpClients
+        self.assertEqual((host, port), ("93.184.215.14", 80))
+
+    def test_public_host_over_tls(self):
+        """Over https too: the TLS wraps the checked connection."""
+        d = self.connect("https://files.example/f/x.whl")
+        self.assertNoResult(d)
+        [(host, port, *_)] = self.reactor.tcpClients
+        self.assertEqual((host, port), ("93.184.215.14", 443))
+
+    def test_private_hosts_refused(self):
+        """
+        A host with any address that is not public is refused before any
+        connection, naming the host and the address.
+        """
+        for name, address in (("inside.example", "10.0.0.7"), ("both.example", "10.0.0.7"),
+                              ("metadata.example", "169.254.169.254"),
+                              ("six.example", "::ffff:127.0.0.1"),
+                              ("127.0.0.1", "127.0.0.1")):
+            for scheme in ("http", "https"):
+                failure = self.failureResultOf(self.connect(f"{scheme}://{name}/x.whl"),
+                                               NotPublic)
+                self.assertEqual(str(failure.value),
+                                 f"{address} is not a public address" if name == address
+                                 else f"{name} resolves to {address}, not a public address")
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_named_host(self):
+        """A host named (on its port) is connected to at whatever address it has."""
+        d = self.connect("http://inside.example:8080/x.whl")
+        self.assertNoResult(d)
+        [(host, port, *_)] = self.reactor.tcpClients
+        self.assertEqual((host, port), ("10.0.0.7", 8080))
+        # (on another port it is not named: checked like any host)
+        self.failureResultOf(self.connect("http://inside.example:8081/x.whl"), NotPublic)
+
+    def test_each_connection_resolves(self):
+        """
+        Every connection is checked at its own resolution: a name that moves
+        to a private address after one connection is refused at the next.
+        """
+        self.connect("http://files.example/a.whl")
+        self.TABLE = dict(self.TABLE, **{"files.example": ["127.0.0.1"]})
+        self.resolver.table = self.TABLE
+        self.failureResultOf(self.connect("http://files.example/b.whl"), NotPublic)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.resolver.lookups, 2)
+
+    def test_other_schemes(self):
+        """Only http and https are connected."""
+        self.assertRaises(ValueError, self.endpoints.endpointForURI,
+                          URI.fromBytes(b"ftp://files.example/x"))
