@@ -805,10 +805,14 @@ class Clients:
         return self.pip("install", "--progress-bar", "off", "--no-compile", "--only-binary", ":all:",
                         "--target", target, "--index-url", index_url, *requirements, **kwargs)
 
-    def uv(self, *args, **kwargs):
-        """Run uv with no configuration and a private cache."""
+    def uv(self, *args, environ=None, **kwargs):
+        """
+        Run uv with no configuration and a private cache.
+
+        @param environ: more environment variables (C{SSL_CERT_FILE}).
+        """
         env = self.env(UV_NO_CONFIG="1", UV_CACHE_DIR=self.uv_cache,
-                       UV_PYTHON_DOWNLOADS="never")
+                       UV_PYTHON_DOWNLOADS="never", **(environ or {}))
         return self._run([UV, "--no-config", "--no-progress", *args], env=env, what="uv",
                          **kwargs)
 

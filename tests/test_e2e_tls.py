@@ -10,8 +10,10 @@ import shutil
 import signal
 import socket
 import ssl
+import sys
 from http import client as httpclient
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from pypid.web.channel import CLOSE_TIMEOUT
 from tests.distributions import make_wheel
@@ -21,6 +23,7 @@ from tests.e2e import (
     PASSWORD,
     USER,
     Daemon,
+    DaemonTestCase,
     clean_env,
     free_port,
     http,
@@ -30,7 +33,13 @@ from tests.e2e import (
     wait_for,
     watch,
 )
-from tests.harness_e2e_tls import TLSDaemonTestCase, client_context, https, shared_ca
+from tests.harness_e2e_tls import (
+    TLSDaemon,
+    TLSDaemonTestCase,
+    client_context,
+    https,
+    shared_ca,
+)
 from tests.tlsca import serial_of
 
 # -- the test CA and HTTPS clients ------------------------------------------------------------
@@ -290,3 +299,130 @@ class StartupTests(TLSDaemonTestCase):
         done = daemon.run_to_exit()
         self.assert_one_critical_line(done, f"cannot read the TLS certificate "
                                       f"{daemon.files.certificate}: No such file or directory")
+
+
+class RecipeTests(DaemonTestCase):
+    """
+    C{pypid-admin tls} (issue 60): the CA and server certificate it makes
+    are what every client accepts, uv included (which refuses a
+    self-signed certificate that is its own CA), and pypid's own tools
+    trust the CA with C{--cert}.
+    """
+
+    def make(self, folder, *hosts):
+        """Run C{pypid-admin tls}; return its output."""
+        argv = [sys.executable, "-m", "pypid.cli.admin", "tls", "--out", folder]
+        for host in hosts:
+            argv += ["--host", host]
+        return run(argv, cwd=folder.rpartition("/")[0], env=clean_env(self.mktemp()),
+                   what="pypid-admin tls").output
+
+    def test_every_client_accepts_it(self):
+        """uv, pip and twine install and upload over it; pypid-admin and pypid-token too."""
+        folder = os.path.abspath(self.mktemp())
+        said = self.make(folder, "127.0.0.1", "localhost")
+        self.assertIn("made a new CA: " + os.path.join(folder, "ca.pem"), said)
+        ca = os.path.join(folder, "ca.pem")
+        self.assertEqual(os.stat(os.path.join(folder, "ca-key.pem")).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.join(folder, "server-key.pem")).st_mode & 0o777,
+                         0o600)
+        files = SimpleNamespace(certificate=os.path.join(folder, "server.pem"),
+                                key=os.path.join(folder, "server-key.pem"), chain="")
+        daemon = RecipeDaemon(os.path.abspath(self.mktemp()), files, ca)
+        watch(daemon)
+        self.addCleanup(daemon.kill)
+        daemon.start()
+        wheel = make_wheel("recipe-wheel", "1.0")
+        self.clients.twine_upload(daemon, self.dist_dir(wheel), "--cert", ca)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "--cert", ca, "recipe-wheel")
+        self.assertEqual(installed(target), {"recipe-wheel": "1.0"})
+        again = os.path.abspath(self.mktemp())
+        self.clients.uv_install(again, daemon.index_url, "recipe-wheel",
+                                environ={"SSL_CERT_FILE": ca})
+        self.assertEqual(installed(again), {"recipe-wheel": "1.0"})
+        env = clean_env(self.mktemp(), PYPID_PASSWORD=PASSWORD)
+        listed = run([sys.executable, "-m", "pypid.cli.admin", "--server", daemon.url,
+                      "--user", USER, "--cert", ca, "files", "recipe-wheel"],
+                     cwd=folder, env=env, what="pypid-admin").output
+        self.assertIn("1.0", listed)
+        tokens = run([sys.executable, "-m", "pypid.cli.token", "--server", daemon.url,
+                      "--user", USER, "--cert", ca, "list"], cwd=folder, env=env,
+                     what="pypid-token", check=False)
+        self.assertEqual(tokens.returncode, 0, tokens.output)
+        # Without --cert, the tools refuse the server, saying why.
+        refused = run([sys.executable, "-m", "pypid.cli.admin", "--server", daemon.url,
+                       "projects"], cwd=folder, env=env, what="pypid-admin", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", refused.output)
+
+    def test_certificate_shape(self):
+        """ECDSA keys; the CA a CA only; the server's not a CA, for servers, its names in SAN."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        folder = os.path.abspath(self.mktemp())
+        self.make(folder, "pypi.internal.example", "10.0.0.5")
+        with open(os.path.join(folder, "ca.pem"), "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        with open(os.path.join(folder, "server.pem"), "rb") as f:
+            server = x509.load_pem_x509_certificate(f.read())
+        self.assertIsInstance(ca.public_key(), ec.EllipticCurvePublicKey)
+        self.assertIsInstance(server.public_key(), ec.EllipticCurvePublicKey)
+        self.assertTrue(ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        self.assertTrue(ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
+        self.assertFalse(
+            server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        self.assertEqual(
+            list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value),
+            [ExtendedKeyUsageOID.SERVER_AUTH])
+        names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(names.get_values_for_type(x509.DNSName), ["pypi.internal.example"])
+        self.assertEqual([str(a) for a in names.get_values_for_type(x509.IPAddress)],
+                         ["10.0.0.5"])
+        self.assertEqual(server.issuer, ca.subject)
+        # Run again: the CA is kept, a new server certificate issued by it.
+        said = self.make(folder, "pypi.internal.example")
+        self.assertIn("kept the CA: ", said)
+        with open(os.path.join(folder, "ca.pem"), "rb") as f:
+            self.assertEqual(x509.load_pem_x509_certificate(f.read()), ca)
+        with open(os.path.join(folder, "server.pem"), "rb") as f:
+            renewed = x509.load_pem_x509_certificate(f.read())
+        self.assertNotEqual(renewed.serial_number, server.serial_number)
+        ca.public_key().verify(renewed.signature, renewed.tbs_certificate_bytes,
+                               ec.ECDSA(renewed.signature_hash_algorithm))
+
+    def test_bad_host(self):
+        """A host that is no name is refused in one line; no host at all too."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        for hosts, message in ((("bad host!",), "--host 'bad host!': expected a host name"),
+                               ((), "give the server's names: --host")):
+            argv = [sys.executable, "-m", "pypid.cli.admin", "tls", "--out", folder]
+            for host in hosts:
+                argv += ["--host", host]
+            done = run(argv, cwd=folder, env=clean_env(self.mktemp()), what="pypid-admin",
+                       check=False)
+            self.assertEqual(done.returncode, 1, done.output)
+            self.assertIn(message, done.output)
+            self.assertNotIn("Traceback", done.output)
+
+
+class RecipeDaemon(TLSDaemon):
+    """An HTTPS daemon whose certificate comes from C{pypid-admin tls}, trusting its CA."""
+
+    def __init__(self, directory, files, ca, **kwargs):
+        super().__init__(directory, files, **kwargs)
+        self.ca = ca
+
+    def health(self):
+        """C{/health} over HTTPS, trusting the recipe's CA."""
+        context = ssl.create_default_context(cafile=self.ca)
+        parts = urlsplit(self.url)
+        conn = httpclient.HTTPSConnection(parts.hostname, parts.port, context=context,
+                                          timeout=HTTP_TIMEOUT)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status
+        finally:
+            conn.close()

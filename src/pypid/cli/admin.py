@@ -35,7 +35,11 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
     SOURCE} move packages out and in, as bundles or from devpi, pypiserver
-    and pypicloud (L{pypid.cli.bundle}).
+    and pypicloud (L{pypid.cli.bundle});
+  - C{pypid-admin tls --host NAME} makes a private CA and a server
+    certificate every client accepts (L{pypid.cli.tls}).
+
+Every command over the API takes C{--cert PEM} to trust a private CA.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import attrs
 
 from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
+from pypid.cli import tls as tls_command
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.project_status import STATUSES
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             return audit_command.run(options, server_from, config_from, out, err)
         if options.command in bundle_commands.COMMANDS:
             return bundle_commands.run(options, config_from, out, err)
+        if options.command == "tls":
+            return tls_command.run(options, out)
         assert command is not None  # (argparse allows only the commands added)
         command.run(server_from(options), options, out)
     except CliError as e:
@@ -91,7 +98,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
 def _parser() -> argparse.ArgumentParser:
     """
     C{pypid-admin}'s options and its sub-commands: those over the HTTP API
-    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{export} and C{import}.
+    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{export}, C{import}
+    and C{tls}.
     """
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
@@ -106,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         command.arguments(commands.add_parser(command.name, help=command.help))
     audit_command.add_parser(commands)
     bundle_commands.add_commands(commands)
+    tls_command.add_parser(commands)
     return parser
 
 

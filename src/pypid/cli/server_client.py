@@ -10,6 +10,7 @@ import argparse
 import base64
 import getpass
 import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -30,8 +31,14 @@ class Server:
     """One pypid server, asked with blocking requests."""
 
     def __init__(self, url: str, user: str | None = None, password: str | None = None,
-                 timeout: float = 300) -> None:
+                 timeout: float = 300, cert: str | None = None) -> None:
+        """
+        @param cert: a PEM file of the CA certificates to trust for an
+            https server (a private CA, as C{pypid-admin tls} makes), instead
+            of the system's; L{None}: the system's.
+        """
         self.url = url.rstrip("/") + "/"
+        self._opener = _OPENER if cert is None else _opener_trusting(cert)
         self._auth: str | None = None
         if user and not _safe_for_credentials(self.url):
             raise CliError(f"{self.url}: credentials are only sent over https:// (or to this "
@@ -50,7 +57,7 @@ class Server:
         if self._auth:
             request.add_header("Authorization", self._auth)
         try:
-            return _OPENER.open(request, timeout=self._timeout)
+            return self._opener.open(request, timeout=self._timeout)
         except urllib.error.HTTPError as e:
             reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
             raise CliError(f"{method} {url}: {e.code} {reason}")
@@ -69,6 +76,15 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
+def _opener_trusting(cert: str) -> urllib.request.OpenerDirector:
+    """An opener like L{_OPENER} that trusts the CA certificates of the PEM file C{cert}."""
+    try:
+        context = ssl.create_default_context(cafile=cert)
+    except (OSError, ssl.SSLError) as e:
+        raise CliError(f"--cert {cert}: cannot use it: {getattr(e, 'strerror', None) or e}")
+    return urllib.request.build_opener(_NoRedirects, urllib.request.HTTPSHandler(context=context))
+
+
 def _safe_for_credentials(url: str) -> bool:
     """Whether credentials may go to C{url}: https, or plain http to this machine."""
     parts = urlsplit(url)
@@ -82,6 +98,10 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="the pypid server's URL (default: $PYPID_URL or the local one)")
     parser.add_argument("--user", default=os.environ.get("PYPID_USER"),
                         help="the user to act as (password: $PYPID_PASSWORD, or asked)")
+    parser.add_argument("--cert", default=os.environ.get("PYPID_CERT"), metavar="PEM",
+                        help="trust the CA certificates of this file for an https server "
+                             "(a private CA, as 'pypid-admin tls' makes; default: "
+                             "$PYPID_CERT, or the system's)")
 
 
 def server_from(options: argparse.Namespace) -> Server:
@@ -91,7 +111,7 @@ def server_from(options: argparse.Namespace) -> Server:
         password = os.environ.get("PYPID_PASSWORD")
         if password is None:
             password = getpass.getpass(f"Password for {options.user}: ")
-    return Server(options.server, options.user, password)
+    return Server(options.server, options.user, password, cert=options.cert)
 
 
 def log_lines(err: TextIO, prog: str, verbose: bool,

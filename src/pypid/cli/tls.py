@@ -1,0 +1,235 @@
+"""
+C{pypid-admin tls}: a private CA and a server certificate that every
+client accepts (issue 60).
+
+A certificate made the usual way for a test (C{openssl req -x509}) is
+accepted by curl and pip but refused by uv (rustls, through webpki): one
+self-signed certificate is both a CA and the server's (C{CaUsedAsEndEntity}).
+What every client takes is two certificates:
+
+  - a CA (C{ca.pem}, its key C{ca-key.pem}): C{basicConstraints CA:TRUE},
+    may sign certificates only, ten years. Clients are given this file
+    (C{pip --cert}, C{twine --cert}, C{SSL_CERT_FILE} for uv, C{--cert}
+    for pypid's own tools). Kept: run the command again and it issues a
+    new server certificate with the same CA, so clients keep trusting it;
+  - the server's (C{server.pem}, C{server-key.pem}): C{CA:FALSE}, for TLS
+    servers only (C{extendedKeyUsage serverAuth}), its names in
+    C{subjectAltName} (host names and IP addresses; no client reads the
+    common name any more), 397 days (the longest some clients accept).
+
+Both keys are ECDSA P-256: small and fast, and accepted by every client
+pypid is tested with. Made with the C{cryptography} package (no
+OpenSSL command line); the keys are written readable by their owner only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import os
+from collections.abc import Sequence
+from typing import TextIO
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pypid.cli.server_client import CliError
+
+#: How long the CA is valid.
+CA_DAYS = 3650
+#: How long a server certificate is valid: 397 days, the most Apple's
+#: clients and browsers accept of a certificate.
+SERVER_DAYS = 397
+
+CA, CA_KEY, SERVER, SERVER_KEY = "ca.pem", "ca-key.pem", "server.pem", "server-key.pem"
+
+
+@attrs.frozen
+class Made:
+    """What L{make} wrote."""
+
+    folder: str
+    #: whether the CA was made now (otherwise the one in the folder was used)
+    new_ca: bool
+    hosts: tuple[str, ...]
+    not_after: datetime.datetime
+
+    def path(self, name: str) -> str:
+        """The path of one of the files."""
+        return os.path.join(self.folder, name)
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _alt_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _check_host(host: str) -> str:
+    """A host name or IP address for the certificate, lowercased; L{CliError} otherwise."""
+    host = host.strip().lower()
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(
+            label and len(label) <= 63 and label.isascii()
+            and all(c.isalnum() or c == "-" for c in label.removeprefix("*"))
+            for label in labels):
+        raise CliError(f"--host {host!r}: expected a host name or an IP address")
+    return host
+
+
+def _write(path: str, data: bytes, private: bool) -> None:
+    """Write C{data} at C{path} whole (a private key readable by its owner only)."""
+    temporary = path + ".new"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(temporary, path)
+
+
+def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name("pypid private CA")
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256()))
+    return key, certificate
+
+
+def _read_ca(folder: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
+    """The CA kept in C{folder}, or L{None} when there is none."""
+    paths = os.path.join(folder, CA), os.path.join(folder, CA_KEY)
+    present = [os.path.exists(p) for p in paths]
+    if not any(present):
+        return None
+    if not all(present):
+        raise CliError(f"{folder} holds one of {CA} and {CA_KEY} without the other: "
+                       "remove it, or give another --out")
+    try:
+        with open(paths[0], "rb") as f:
+            certificate = x509.load_pem_x509_certificate(f.read())
+        with open(paths[1], "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise CliError(f"cannot read the CA in {folder}: {e}")
+    public = certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+            public, ec.EllipticCurvePublicKey) or \
+            key.public_key().public_numbers() != public.public_numbers():
+        raise CliError(f"{paths[1]} is not the key of {paths[0]}")
+    return key, certificate
+
+
+def make(folder: str, hosts: Sequence[str], now: datetime.datetime | None = None) -> Made:
+    """
+    Write a server certificate for C{hosts} into C{folder}, issued by the
+    CA kept there, or by a new one.
+
+    @raise CliError: for a bad host, or a CA that cannot be used.
+    """
+    if not hosts:
+        raise CliError("give the server's names: --host pypi.internal.example (and its "
+                       "IP addresses, if clients use them)")
+    names = tuple(dict.fromkeys(_check_host(h) for h in hosts))
+    now = now or datetime.datetime.now(datetime.UTC)
+    os.makedirs(folder, exist_ok=True)
+    kept = _read_ca(folder)
+    if kept is None:
+        ca_key, ca = _new_ca(now)
+        _write(os.path.join(folder, CA_KEY), ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()), private=True)
+        _write(os.path.join(folder, CA), ca.public_bytes(serialization.Encoding.PEM),
+               private=False)
+    else:
+        ca_key, ca = kept
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + datetime.timedelta(days=SERVER_DAYS), ca.not_valid_after_utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(names[0])).issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_alt_name(h) for h in names]),
+                       critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256()))
+    _write(os.path.join(folder, SERVER_KEY), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()), private=True)
+    _write(os.path.join(folder, SERVER), certificate.public_bytes(serialization.Encoding.PEM),
+           private=False)
+    return Made(os.path.abspath(folder), kept is None, names, not_after)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The C{tls} sub-command."""
+    tls = commands.add_parser(
+        "tls", help="make a private CA and a server certificate that pip, uv and twine accept")
+    tls.add_argument("--out", default="tls", metavar="DIR",
+                     help="the folder to write them in (tls); a CA already there is kept")
+    tls.add_argument("--host", action="append", default=[], metavar="NAME",
+                     help="a name or IP address clients reach the server by (repeat for more)")
+
+
+def run(options: argparse.Namespace, out: TextIO) -> int:
+    """Make the files, and say how to use them."""
+    made = make(options.out, options.host)
+    ca, server, key = made.path(CA), made.path(SERVER), made.path(SERVER_KEY)
+    host = made.hosts[0]
+    shown = f"[{host}]" if ":" in host else host
+    out.write(
+        ("made a new CA: " if made.new_ca else "kept the CA: ") + ca + "\n"
+        f"made a certificate for {', '.join(made.hosts)}, valid until "
+        f"{made.not_after:%Y-%m-%d}: {server}\n\n"
+        "Serve it (etc/pypid.ini):\n\n"
+        "  [pypid]\n"
+        "  listen = https:8443\n"
+        f"  base_url = https://{shown}:8443/\n"
+        "  [tls]\n"
+        f"  certificate = {server}\n"
+        f"  key = {key}\n\n"
+        f"Give clients {ca} (never {made.path(CA_KEY)}):\n\n"
+        f"  pip install --cert {ca} --index-url https://{shown}:8443/simple/ PROJECT\n"
+        f"  SSL_CERT_FILE={ca} uv pip install --index-url https://{shown}:8443/simple/ PROJECT\n"
+        f"  twine upload --cert {ca} --repository-url https://{shown}:8443/ dist/*\n"
+        f"  pypid-token --cert {ca} --server https://{shown}:8443/ ...\n\n"
+        "Run this again before the certificate ends: the CA is kept, so clients need "
+        "nothing new.\n")
+    return 0
