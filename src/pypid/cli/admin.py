@@ -37,7 +37,7 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     SOURCE} move packages out and in, as bundles or from devpi, pypiserver
     and pypicloud (L{pypid.cli.bundle});
   - C{pypid-admin tls --host NAME} makes a private CA and a server
-    certificate every client accepts (L{pypid.cli.tls}).
+    certificate every client accepts (L{pypid.cli.private_ca}).
 
 Every command over the API takes C{--cert PEM} to trust a private CA.
 """
@@ -56,7 +56,7 @@ import attrs
 
 from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
-from pypid.cli import tls as tls_command
+from pypid.cli import private_ca as tls_command
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.project_status import STATUSES
