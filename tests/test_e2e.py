@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import e2e
-from tests.distributions import make_sdist, make_wheel, metadata_text
+from tests.distributions import make_sdist, make_wheel, make_zip, metadata_text, zip_members
 from tests.e2e import (
     PASSWORD,
     USER,
@@ -94,6 +94,25 @@ class PublishTests(DaemonTestCase):
 
         root = http("GET", self.daemon.index_url)
         self.assertIn("twine-one", anchors(root.body))
+
+    def test_twine_shows_the_remedy(self):
+        """
+        twine shows only the reason phrase: a refusal with a remedy leads
+        with it (issue 60), however long its detail; the body has the whole.
+        """
+        filename, data = make_wheel("tagged-" + "x" * 60, "1.0")
+        data = make_zip([(member, content.replace(b"Tag: py3-none-any",
+                                                  b"Tag: cp36-cp36m-manylinux2010_x86_64"))
+                         for member, content in zip_members(data)])
+        refused = self.clients.twine_upload(self.daemon, self.dist_dir((filename, data)),
+                                            check=False)
+        self.assertNotEqual(refused.returncode, 0, refused.output)
+        shown = " ".join(refused.output.split())
+        self.assertIn(f"400 Bad Request from {self.daemon.url} content: name tagged-{'x' * 60} "
+                      "in [pypid] allow_tag_mismatch if its own releases are built so", shown)
+        verbose = self.clients.twine_upload(self.daemon, self.dist_dir((filename, data)),
+                                            "--verbose", check=False)
+        self.assertIn("the Tag lines do not match the filename", verbose.output)
 
     def test_reupload_identical_succeeds_different_conflicts(self):
         """Identical bytes re-upload fine; other bytes under the same name get 400 'File already exists' and change nothing."""

@@ -576,3 +576,19 @@ class FinishLaterTests(_ChannelMixin, SynchronousTestCase):
         self.client_leaves()
         later.errback(BadRequest("no"))
         self.assertEqual(self.transport.value(), b"")
+
+
+class RemedyTests(SynchronousTestCase):
+    """An error's remedy leads its reason phrase, and follows its message in the body."""
+
+    def test_reason_and_detail(self):
+        from pypid.core.http_errors import BadRequest, Forbidden
+        error = BadRequest("content: " + "x" * 300, remedy="name it in [pypid] key")
+        self.assertEqual(error.detail, "content: " + "x" * 300 + "; name it in [pypid] key")
+        self.assertTrue(error.reason.startswith(b"content: name it in [pypid] key: xxx"))
+        self.assertEqual(len(error.reason), 200)
+        other = Forbidden("alice may not do that, for reasons " + "y" * 300,
+                          remedy="ask an admin")
+        self.assertTrue(other.reason.startswith(b"Ask an admin: alice may not"))
+        plain = BadRequest("content: short")
+        self.assertEqual((plain.detail, plain.reason), ("content: short", b"content: short"))

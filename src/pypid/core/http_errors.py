@@ -5,11 +5,21 @@ Handlers raise these; one place (L{pypid.web.respond.send_error}) writes the
 status, the reason phrase and a plain-text body. twine shows the reason
 phrase to its user, so the message goes there too, reduced to printable
 ASCII: client-supplied text never reaches a status line or header raw.
+
+twine shows the reason phrase alone (the body only with C{--verbose}), and
+pypid cuts it at L{REASON_LIMIT} characters: an error with a C{remedy}
+(what the person can do about it) leads its reason phrase with the remedy,
+so that a long detail never pushes it out (issue 60), and its body holds
+the whole: the detail, then the remedy.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+#: A form field's name, as a refusal names it first (C{content}, C{:action}).
+_FIELD = re.compile(r":?[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 class HTTPError(Exception):
@@ -17,10 +27,35 @@ class HTTPError(Exception):
 
     code = 500
 
-    def __init__(self, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(self, message: str, headers: Iterable[tuple[bytes, bytes]] = (), *,
+                 remedy: str | None = None) -> None:
+        """
+        @param remedy: what the person can do about it, as a clause
+            (C{"name acme in [pypid] allow_tag_mismatch ..."}); or L{None}.
+        """
         super().__init__(message)
         self.message = message
         self.headers = tuple(headers)
+        self.remedy = remedy
+
+    @property
+    def detail(self) -> str:
+        """The whole answer's text: the message, then the remedy."""
+        return self.message if self.remedy is None else f"{self.message}; {self.remedy}"
+
+    @property
+    def reason(self) -> bytes:
+        """
+        The reason phrase, cut short: the remedy first, then the message; a
+        message that names its field first (C{content: ...}) keeps the
+        field first, as every refusal of a field does.
+        """
+        if self.remedy is None:
+            return reason_phrase(self.message)
+        field, sep, rest = self.message.partition(": ")
+        if sep and _FIELD.fullmatch(field):
+            return reason_phrase(f"{field}: {self.remedy}: {rest}")
+        return reason_phrase(f"{self.remedy[:1].upper()}{self.remedy[1:]}: {self.message}")
 
 
 class BadRequest(HTTPError):
@@ -95,7 +130,11 @@ class Unavailable(HTTPError):
     code = 503
 
 
-def reason_phrase(message: str, limit: int = 200) -> bytes:
+#: The longest reason phrase pypid sends.
+REASON_LIMIT = 200
+
+
+def reason_phrase(message: str, limit: int = REASON_LIMIT) -> bytes:
     """
     Reduce a message to what may stand in an HTTP status line: printable
     ASCII, no CR or LF, at most C{limit} characters.

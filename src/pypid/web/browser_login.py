@@ -192,7 +192,7 @@ class BrowserLogin:
             # (throttled: 429 with Retry-After; the directory down: 503)
             for name, value in e.headers:
                 request.responseHeaders.setRawHeaders(name, [value])
-            return self._form(request, e.code, error=e.message, user=user,
+            return self._form(request, e.code, error=e.detail, user=user,
                               next_path=shown_next)
         if identity is None:  # (credentials were given: never anonymous)
             return self._form(request, 401, error=WRONG, user=user, next_path=shown_next)

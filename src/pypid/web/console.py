@@ -140,7 +140,7 @@ class Console:
         try:
             text, token = await self._tokens.issue_token(request)
         except HTTPError as e:
-            return await self._tokens_page(request, session, e.code, error=e.message,
+            return await self._tokens_page(request, session, e.code, error=e.detail,
                                            fields=fields)
         return await self._tokens_page(request, session, 200, issued=(text, token.public()))
 
@@ -153,7 +153,7 @@ class Console:
         try:
             await self._tokens.revoke_token(request, token_id)
         except HTTPError as e:
-            return await self._tokens_page(request, session, e.code, error=e.message)
+            return await self._tokens_page(request, session, e.code, error=e.detail)
         return see_other(request, "../../tokens", f"Revoked {token_id}\n")
 
     # -- retention (admins) ------------------------------------------------------------------
@@ -178,7 +178,7 @@ class Console:
         try:
             applied = json.loads(await retention.apply(request))
         except HTTPError as e:
-            return await self._retention_page(request, session, e.code, error=e.message)
+            return await self._retention_page(request, session, e.code, error=e.detail)
         return await self._retention_page(request, session, 200, applied=applied)
 
     async def _retention_page(self, request: IRequest, session: Session, code: int,
@@ -371,7 +371,7 @@ class Console:
         try:
             answer = json.loads(await promote.promote(request))
         except HTTPError as e:
-            code, message = e.code, e.message
+            code, message = e.code, e.detail
         else:
             done = answer["promoted"]
             return await self._guarded(request, lambda: self._project_page(
@@ -436,7 +436,7 @@ class Console:
         try:
             await change()
         except HTTPError as e:
-            code, message = e.code, e.message
+            code, message = e.code, e.detail
         else:
             back = (root_of(request) + f"console/project/{quote(project, safe='')}/"
                     + _index_query(request))

@@ -145,9 +145,14 @@ def _for_a_session(request: IRequest) -> bool:
     return auth is not None and auth.session is not None
 
 
-def send_text(request: IRequest, code: int, message: str, headers: Headers = ()) -> bytes:
-    """Answer with a short plain-text message."""
-    request.setResponseCode(code, reason_phrase(message) if code >= 400 else None)
+def send_text(request: IRequest, code: int, message: str, headers: Headers = (),
+              reason: bytes | None = None) -> bytes:
+    """
+    Answer with a short plain-text message.
+
+    @param reason: the reason phrase of an error; by default the message's.
+    """
+    request.setResponseCode(code, (reason or reason_phrase(message)) if code >= 400 else None)
     request.responseHeaders.setRawHeaders(b"content-type", [TEXT])
     request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
     for name, value in headers:
@@ -166,7 +171,7 @@ def send_error(request: IRequest, error: HTTPError) -> bytes:
         if wants_login_form(request):
             return send_to_login(request)
         headers.append((b"www-authenticate", www_authenticate_header()))
-    return send_text(request, error.code, error.message, headers)
+    return send_text(request, error.code, error.detail, headers, reason=error.reason)
 
 
 def wants_login_form(request: IRequest) -> bool:

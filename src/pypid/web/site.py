@@ -237,7 +237,7 @@ class PypidRequest(server.Request):
             if getattr(self, "channel", None) is None:
                 return  # the client left while its credentials were checked
             self.content.close()
-            self._answer_early(length, failure.value.code, failure.value.message,
+            self._answer_early(length, failure.value.code, failure.value.detail,
                                www=failure.value.code == 401, extra=failure.value.headers)
             if paused and self.channel.transport is not None:
                 resume()

@@ -435,5 +435,5 @@ def send_json_error(request: IRequest, error: HTTPError) -> bytes:
     for name, value in error.headers:
         request.setHeader(name, value)
     code = ERROR_CODES.get(error.code, "error")
-    return send_json(request, {"message": error.message,
-                               "errors": [{"code": code, "description": error.message}]})
+    return send_json(request, {"message": error.detail,
+                               "errors": [{"code": code, "description": error.detail}]})

@@ -164,7 +164,8 @@ class UploadStore:
             )
         except InvalidDistribution as e:
             if e.tag_mismatch:
-                raise BadRequest(f"content: {e}; {tag_mismatch_hint(self._audit_index)}")
+                raise BadRequest(f"content: {e}",
+                                 remedy=tag_mismatch_hint(self._audit_index, project))
             raise BadRequest(f"content: {e}")
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
@@ -277,10 +278,10 @@ class UploadStore:
                              "it takes no new uploads")
 
 
-def tag_mismatch_hint(index: str | None) -> str:
-    """What a refusal of a wheel for its tags says to do (issue 46)."""
-    return (f"if the project's own releases are built so (as some on the public index are), "
-            f"name it in {index_section(index)} allow_tag_mismatch")
+def tag_mismatch_hint(index: str | None, project: str | None) -> str:
+    """What a refusal of a wheel for its tags says to do (issues 46, 60)."""
+    return (f"name {project or 'the project'} in {index_section(index)} allow_tag_mismatch "
+            "if its own releases are built so (as some on the public index are)")
 
 
 def _part_of(upload: UploadRequest) -> FilePart:
