@@ -129,11 +129,17 @@ class DefaultsTests(SynchronousTestCase):
             self.skipTest("no etc/pypid.ini in this checkout")
         config = load_config(path)
         defaults = load_config(None)
-        self.assertEqual(config.server, defaults.server)
-        self.assertEqual(config.storage, defaults.storage)
+        # (its paths are the checkout's var/, wherever it is started: issue 60)
+        var = os.path.join(here, "var")
+        self.assertEqual(config.server, attrs.evolve(
+            defaults.server, snapshot=os.path.join(var, "index.json")))
+        self.assertEqual(config.storage, attrs.evolve(
+            defaults.storage, path=os.path.join(var, "packages")))
         self.assertEqual(config.s3, defaults.s3)
         # (but for its admin: the shipped user is one, issue 60)
-        self.assertEqual(attrs.evolve(config.auth, admins=()), defaults.auth)
+        self.assertEqual(attrs.evolve(config.auth, admins=(),
+                                      tokens=defaults.auth.tokens), defaults.auth)
+        self.assertEqual(config.auth.tokens, os.path.join(var, "tokens.json"))
         self.assertEqual(config.auth.admins, ("admin",))
         self.assertEqual(config.upstream, defaults.upstream)
         self.assertEqual(list(config.users), ["admin"])
@@ -246,18 +252,30 @@ class FileTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.storage.path, os.path.abspath("var/packages"))
 
     def test_relative_paths(self):
-        """Relative paths become absolute against the current directory; C{~} is expanded."""
-        config = load_config(self.write("""
+        """
+        A relative path of the file is read against the file's folder
+        (issue 60), whatever the current directory; C{~} is expanded; a
+        default, C{--set} or the environment's value is read against the
+        current directory.
+        """
+        path = self.write("""
             [pypid]
             snapshot = var/x/index.json
-            access_log = logs/access.log
+            access_log = ../logs/access.log
             [storage]
             path = ./packages
-            """))
-        self.assertEqual(config.server.snapshot, os.path.join(os.getcwd(), "var", "x", "index.json"))
-        self.assertEqual(config.server.access_log, os.path.join(os.getcwd(), "logs", "access.log"))
-        self.assertEqual(config.storage.path, os.path.join(os.getcwd(), "packages"))
-        self.assertTrue(os.path.isabs(config.server.snapshot))
+            """)
+        folder = os.path.dirname(path)
+        config = load_config(path)
+        self.assertEqual(config.server.snapshot, os.path.join(folder, "var", "x", "index.json"))
+        self.assertEqual(config.server.access_log,
+                         os.path.join(os.path.dirname(folder), "logs", "access.log"))
+        self.assertEqual(config.storage.path, os.path.join(folder, "packages"))
+        self.assertEqual(config.auth.tokens, os.path.join(os.getcwd(), "var", "tokens.json"))
+        config = load_config(path, [("storage", "path", "pkgs")],
+                             environ={"PYPID_PYPID_SNAPSHOT": "snap.json"})
+        self.assertEqual(config.storage.path, os.path.join(os.getcwd(), "pkgs"))
+        self.assertEqual(config.server.snapshot, os.path.join(os.getcwd(), "snap.json"))
         config = load_config(self.write("[storage]\npath = ~/pkgs\n"))
         self.assertEqual(config.storage.path, os.path.expanduser("~/pkgs"))
 

@@ -25,6 +25,7 @@ from pypid.auth.factory import make_oidc_http, reloaded_oidc_http
 from pypid.config import Config
 from pypid.core.startup import StartupError
 from pypid.daemon.container import Parts
+from pypid.daemon.listeners import PortCheck
 from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
 from pypid.storage import snapshot
@@ -48,6 +49,8 @@ class RecordingPort:
     port: int = 0
     interface: str = ""
     stopped: bool = False
+    #: whether it is the start-up's check of the port (L{ListenCheck}), let go at once
+    probe: bool = False
 
     def getHost(self):
         """Where it listens (L{IListeningPort}), as it was asked."""
@@ -64,9 +67,17 @@ class PortRecordingReactor(MemoryReactorClock):
     def __init__(self):
         super().__init__()
         self.ports = []
+        self.probes = []
 
     def listenTCP(self, port, factory, backlog=50, interface=""):
-        """Log the call, as L{MemoryReactorClock} does, and return a L{RecordingPort}."""
+        """
+        Log the call, as L{MemoryReactorClock} does (but for the start-up's
+        checks of the ports, kept apart in C{probes}), and return a
+        L{RecordingPort}.
+        """
+        if isinstance(factory, PortCheck):
+            self.probes.append(RecordingPort(port, interface, probe=True))
+            return self.probes[-1]
         super().listenTCP(port, factory, backlog, interface)
         self.ports.append(RecordingPort(port, interface))
         return self.ports[-1]
@@ -383,13 +394,41 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(message.startswith("pypid: --listen: [pypid] listen: "), message)
 
     def test_cannot_listen(self):
-        """A port that cannot be opened stops the reactor."""
+        """
+        A port that cannot be opened stops the reactor, with one line, before
+        anything is written (issue 60): not the storage's folder, not the
+        snapshot, not its running mark.
+        """
         reactor = RefusingReactor()
         reactor.running = True
         service = self.service("--listen", "tcp:8081", reactor=reactor)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertTrue(reactor.hasStopped)
+        critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
+        self.assertEqual(critical, ["Cannot listen on tcp:8081: Couldn't listen on any:8081: "
+                                    "[Errno 98] Address already in use."])
+        self.assertFalse(os.path.exists(self.folder))
+        self.flushLoggedErrors()
+
+    def test_cannot_listen_before_running(self):
+        """A port found taken before the reactor runs stops it once it runs (twistd's order)."""
+        reactor = RefusingReactor()
+        service = self.service("--listen", "tcp:8081", reactor=reactor)
         service.startService()
+        self.assertTrue(service.failed)
+        self.assertFalse(reactor.hasStopped)
+        reactor.run()
         self.assertTrue(reactor.hasStopped)
         self.flushLoggedErrors()
+
+    def test_ports_checked_and_let_go(self):
+        """Each TCP port is bound and let go first; then the listeners bind it for good."""
+        service = self.service("--listen", "tcp:8081", "--listen", "tcp:0")
+        service.startService()
+        self.successResultOf(service.ready)
+        self.assertEqual([(p.port, p.stopped) for p in self.reactor.probes], [(8081, True)])
+        self.assertEqual(sorted(p.port for p in self.reactor.ports), [0, 8081])
 
     def test_load_failure(self):
         """

@@ -43,6 +43,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
+from pypid.daemon.start_notes import StartNotes
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
@@ -214,7 +215,12 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                audit, default.backfill, feed) if source is not None]
         + [part for part, _ in registry.upstreams.values()], access.sso)
     parts = registry.parts
+    listeners = Listeners.from_config(config, reactor, web.web.site)
     return Parts(_present(
+        # (a TCP port taken stops start-up before anything is written: issue 60)
+        ("listen-check", listeners.check),
+        # (where the data is, and the shipped password's warning)
+        ("start-notes", StartNotes(config)),
         ("threads", pools),
         ("readme-sandbox", sandbox),  # its children stopped once nothing renders
         *parts("storage"),
@@ -235,7 +241,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         # was counted is written while the storage is there)
         *parts("usage"),
         ("web", web),
-        ("listeners", Listeners.from_config(config, reactor, web.web.site)),
+        ("listeners", listeners),
         # (the advisories read once the server answers; until then, the
         # indexes that hide or deny fail closed: issue 43)
         ("advisories-read", feed.first_read if config.advisories.configured else None),

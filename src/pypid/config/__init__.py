@@ -27,6 +27,7 @@ in, so C{etc/pypid.ini} works from a checkout with C{./var/}.
 from __future__ import annotations
 
 import configparser
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
@@ -66,7 +67,7 @@ from pypid.config.sso_settings import SSO_KEYS, SSOConfig, check_sso
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
-from pypid.config.values import Keys, Values
+from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
 from pypid.core.access_rules import IndexGrants, Rule
 from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
 from pypid.core.namespaces import NamespaceGrants
@@ -256,7 +257,8 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
     environ = environ or {}
     parser = _read(path)
     blame = _overlay(parser, path or "<defaults>", overrides, listen, environ)
-    parsed = _parse(parser, blame, overrides)
+    parsed = _parse(parser, blame, overrides,
+                    None if path is None else os.path.dirname(os.path.abspath(path)))
     return _assemble(parser, parsed, blame, environ)
 
 
@@ -361,11 +363,17 @@ class _Parsed:
 
 
 def _parse(parser: configparser.ConfigParser, fail: _Blame,
-           overrides: Sequence[tuple[str, str, str]]) -> _Parsed:
+           overrides: Sequence[tuple[str, str, str]], folder: str | None = None) -> _Parsed:
     """
     Run every key's parser on its value, or on its default: an unknown
     section or key, a misnamed section, or a value its parser refuses
     stops here.
+
+    @param folder: the configuration file's folder, against which a
+        relative path written in the file is read (issue 60: read against
+        the working directory, a server started from elsewhere served a new,
+        empty index); a default, C{--set} or the environment's value is
+        read against the working directory, as a command line's is.
     """
     named: dict[str, list[str]] = {prefix: [] for prefix in NAMED_SECTIONS}
     sections: dict[str, Keys] = dict(SCHEMA)
@@ -396,8 +404,13 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
                 fail(section, key, "unknown key; the keys are " + ", ".join(keys))
             given.add((section, key))
         for key, (default, parse) in keys.items():
+            value = present.get(key, default)
+            if folder is not None and key in present and parse in PATH_PARSERS and (
+                    (section, key) not in fail.from_command_line
+                    and (section, key) not in fail.from_environment):
+                value = in_folder(value, folder)
             try:
-                values[section, key] = parse(present.get(key, default))
+                values[section, key] = parse(value)
             except ValueError as e:
                 fail(section, key, str(e))
     return _Parsed(values, frozenset(given), named)

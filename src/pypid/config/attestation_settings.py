@@ -18,7 +18,7 @@ import re
 
 import attrs
 
-from pypid.config.values import Keys, parse_optional_path
+from pypid.config.values import Keys, parse_optional_path, path_valued
 from pypid.core.access_rules import RuleError, normalize_pattern
 
 #: The media type a trust root file declares.
@@ -48,6 +48,7 @@ def check_trust_root(path: str) -> None:
         raise ValueError(f"{path} names no certificate authority or transparency log")
 
 
+@path_valued
 def parse_trust_root(value: str) -> str | None:
     """A trust root file that can be read and is one (L{None}: the default one)."""
     path = parse_optional_path(value)

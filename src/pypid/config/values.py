@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pypid.core.access_rules import RuleError, normalize_pattern
@@ -41,14 +41,45 @@ class Fail(Protocol):
         """Raise L{pypid.config.errors.ConfigError}."""
 
 
+T = TypeVar("T")
+
+#: The parsers of values that are paths: a relative one written in the
+#: configuration file is read against the file's folder (L{in_folder}).
+PATH_PARSERS: set[Callable[[str], Any]] = set()
+
+
+def path_valued(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Mark C{parse} as a parser of paths (L{PATH_PARSERS})."""
+    PATH_PARSERS.add(parse)
+    return parse
+
+
+def in_folder(value: str, folder: str) -> str:
+    """
+    A path value of the configuration file, relative to the file's
+    C{folder} when it is relative (C{~} expanded first); empty, as it is.
+    """
+    value = value.strip()
+    if not value:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.join(folder, value)
+
+
+@path_valued
 def parse_path(value: str) -> str:
-    """Parse a path, made absolute against the working directory (C{~} expanded)."""
+    """
+    Parse a path, made absolute against the working directory (C{~}
+    expanded): a relative one of the configuration file was made relative
+    to its folder already (L{in_folder}).
+    """
     value = value.strip()
     if not value:
         raise ValueError("expected a path")
     return os.path.abspath(os.path.expanduser(value))
 
 
+@path_valued
 def parse_optional_path(value: str) -> str | None:
     """Parse a path like L{parse_path}, or L{None} when the value is empty."""
     value = value.strip()

@@ -141,6 +141,10 @@ class Parts(Service):
             atexit.register(_exit_failed)
         if self._reactor.running:
             self._reactor.stop()
+        else:
+            # (a part that fails as the service starts, before the reactor
+            # runs: the first part, checking the ports, does)
+            self._reactor.callWhenRunning(self._reactor.stop)
 
     def reload(self) -> None:
         """

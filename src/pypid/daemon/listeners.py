@@ -10,6 +10,12 @@ a client could still make.
 C{https:} listeners come first and read the C{[tls]} files as they start;
 C{http-redirect:} listeners open only once every C{https:} one listens;
 any other line is a Twisted endpoint serving the site.
+
+Before anything else starts, L{ListenCheck} binds each TCP port for a moment
+and lets it go (issue 60): a port that is taken stops start-up with the
+same line before the storage, the snapshot or any other file is written
+(it wrote an empty index's folders wherever it was started, and then
+could not listen).
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ from typing import NoReturn, cast
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+)
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -31,13 +43,19 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
+from twisted.internet.protocol import ServerFactory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
+from pypid.config.server_settings import (
+    HTTP_REDIRECT,
+    HTTPS,
+    ListenAddress,
+    parse_listen_address,
+)
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
@@ -97,8 +115,13 @@ class ListenerService(Service):
 
     def __init__(self, endpoint: IStreamServerEndpoint, description: str,
                  factory: IProtocolFactory, prepare: Callable[[], None] | None = None,
-                 after: Iterable[Deferred[IListeningPort]] = ()) -> None:
+                 after: Iterable[Deferred[IListeningPort]] = (),
+                 probe: tuple[int, str] | None = None) -> None:
         """
+        @param probe: C{(port, interface)} of a TCP listener, which
+            L{ListenCheck} binds for a moment before start-up writes
+            anything; L{None} for another kind (a Unix socket, one systemd
+            passes) or port 0.
         @param prepare: called before listening, such as
             L{pypid.tls.ServerTLS.load}; a L{TLSError} it raises fails
             C{listening} with its message, and nothing listens.
@@ -111,6 +134,7 @@ class ListenerService(Service):
         self.factory = factory
         self._prepare = prepare
         self._after = list(after)
+        self.probe = probe if probe is None or probe[0] else None
         self._port: IListeningPort | None = None
         self.listening: Deferred[IListeningPort] = Deferred()
 
@@ -159,6 +183,48 @@ class ListenerService(Service):
         return None
 
 
+class PortCheck(ServerFactory):
+    """The factory of a port bound for a moment: Twisted's two lines name it, no more."""
+
+    noisy = False
+
+    def logPrefix(self) -> str:
+        return "Checking the port: pypid"
+
+
+class ListenCheck(Service):
+    """
+    Binds each TCP port of the listeners for a moment, and lets it go, as
+    the first part to start: a port taken (or an address this machine does
+    not have) stops start-up with C{Cannot listen on <endpoint>: <error>}
+    before anything is written (issue 60). The listeners themselves open
+    only once the index is loaded.
+    """
+
+    def __init__(self, reactor: IReactorTCP, probes: Iterable[tuple[str, int, str]]) -> None:
+        """@param probes: C{(description, port, interface)} of each TCP listener."""
+        self._reactor = reactor
+        self._probes = list(probes)
+
+    def startService(self) -> Deferred[list[tuple[bool, None]]]:
+        """Bind and let go of each port; fail with the first that cannot be bound."""
+        Service.startService(self)
+        bound: list[IListeningPort] = []
+        try:
+            for description, port, interface in self._probes:
+                try:
+                    bound.append(self._reactor.listenTCP(port, PortCheck(),
+                                                         interface=interface))
+                except CannotListenError as e:
+                    raise StartupError(f"Cannot listen on {description}: {e}")
+        finally:
+            # (let go: closed by the time the index is loaded and the
+            # listeners bind the same ports, which Twisted reuses at once)
+            closed = DeferredList([cast("Deferred[None]", maybeDeferred(port.stopListening))
+                                   for port in bound])
+        return closed
+
+
 @implementer(IReloadable)
 class Listeners(Service):
     """
@@ -182,6 +248,10 @@ class Listeners(Service):
         self.tls = tls
         self._counter = counter
         self._clock = clock
+        #: the part that checks the TCP ports first (L{ListenCheck})
+        self.check = ListenCheck(cast(IReactorTCP, clock),
+                                 [(listener.description, *listener.probe)
+                                  for listener in self.listeners if listener.probe is not None])
 
     @classmethod
     def from_config(cls, config: Config, reactor: IListeningReactor,
@@ -281,7 +351,8 @@ def make_listeners(config: Config, reactor: IListeningReactor,
         tls = ServerTLS(certificate, key, config.tls.chain, reactor)
         secure = [ListenerService(SSL4ServerEndpoint(reactor, address.port, tls,
                                                      address.backlog, address.interface),
-                                  address.description, site, prepare=tls.load)
+                                  address.description, site, prepare=tls.load,
+                                  probe=_probe_of(address))
                   for address in https]
     others: list[ListenerService] = []
     redirect_site = None
@@ -295,12 +366,30 @@ def make_listeners(config: Config, reactor: IListeningReactor,
             endpoint = TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                           address.interface)
             others.append(ListenerService(endpoint, address.description, redirect_site,
-                                          after=[listener.listening for listener in secure]))
+                                          after=[listener.listening for listener in secure],
+                                          probe=_probe_of(address)))
         elif address.kind != HTTPS:
             description = address.description
-            others.append(ListenerService(_endpoint(config, reactor, description), description,
-                                          site))
+            twisted_endpoint = _endpoint(config, reactor, description)
+            others.append(ListenerService(twisted_endpoint, description, site,
+                                          probe=_tcp_probe(twisted_endpoint)))
     return secure + others, tls
+
+
+def _probe_of(address: ListenAddress) -> tuple[int, str] | None:
+    """C{(port, interface)} of an C{https:} or C{http-redirect:} line, for L{ListenCheck}."""
+    return None if address.port is None else (address.port, address.interface)
+
+
+def _tcp_probe(endpoint: IStreamServerEndpoint) -> tuple[int, str] | None:
+    """
+    C{(port, interface)} of a Twisted TCP endpoint (C{tcp:}, C{tcp6:}),
+    for L{ListenCheck}; L{None} for any other (read from the endpoint's
+    attributes, which Twisted keeps as given).
+    """
+    if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        return endpoint._port, endpoint._interface
+    return None
 
 
 def _endpoint(config: Config, reactor: IReactorCore, description: str,

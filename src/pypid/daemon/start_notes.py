@@ -1,0 +1,52 @@
+"""
+What the start log says before anything else starts (issue 60): where
+the packages and the snapshot are, as absolute paths (a relative one in a
+file is read against the file's folder, and a default against the folder
+the server was started in: the log says which came out), and a warning
+while a user still has the password the shipped C{etc/pypid.ini} gives
+its C{admin}, which anyone who read the README knows.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from pypid.config import Config
+
+log = Logger()
+
+#: The hash C{etc/pypid.ini} ships for its user C{admin}, of the password
+#: C{admin} (a test holds the file to it).
+SHIPPED_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$WTIMj0BMY+mnU/ikHiBajg$"
+                "bWa5ijJvMT2D0Rd9VhsiOJEo4MXvbq99ylMwSQ2r1Bo")
+
+
+def shipped_password_users(config: Config) -> list[str]:
+    """The users whose password is still the shipped one."""
+    return sorted(name for name, hashed in config.users.items() if hashed == SHIPPED_HASH)
+
+
+def storage_line(config: Config) -> str:
+    """Where the packages are kept, in one phrase."""
+    if config.storage.backend == "s3":
+        s3 = config.s3
+        where = f" at {s3.endpoint_url}" if s3.endpoint_url else ""
+        return f"S3 bucket {s3.bucket}{where}" + (f", prefix {s3.prefix}" if s3.prefix else "")
+    return f"local folder {config.storage.path}"
+
+
+class StartNotes(Service):
+    """Logs where the data is and the shipped password's warning, as the server starts."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def startService(self) -> None:
+        Service.startService(self)
+        log.info("Storage: {storage}; snapshot: {snapshot}",
+                 storage=storage_line(self._config), snapshot=self._config.server.snapshot)
+        for name in shipped_password_users(self._config):
+            log.warn("The user {name} still has the password etc/pypid.ini ships (admin): "
+                     "anyone who can reach this server can log in as {name}. Run pypid-passwd, "
+                     "put the hash it prints in [users], and send SIGHUP", name=name)
