@@ -346,14 +346,25 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         return json.loads(body)
 
     def test_api_version(self):
-        """Every JSON page is at 1.5 with its C{namespaces}; the HTML stays at 1.4 without."""
+        """
+        With a namespace in force, every JSON page is at 1.5 with its
+        C{namespaces}; without, at 1.4 without the key (issue 60: clients
+        that know 1.4 warn of a 1.5 page, as PEP 629 asks); the HTML stays
+        at 1.4 without.
+        """
         self.assertEqual(self.upload("bob", "widget", "1.0")[0], 200)
+        page = self.page("/simple/widget/")
+        self.assertEqual(page["meta"], {"api-version": "1.4"})
+        self.assertNotIn("namespaces", page)
+        self.assertEqual(self.page("/simple/")["meta"], {"api-version": "1.4"})
+        self.assertEqual(self.page("/stable/simple/")["meta"], {"api-version": "1.4"})
+        self.reload("acme = group:platform\n")
         page = self.page("/simple/widget/")
         self.assertEqual(page["meta"], {"api-version": "1.5"})
         self.assertIsNone(page["namespaces"])
         self.assertEqual(self.page("/simple/")["meta"], {"api-version": "1.5"})
         self.assertEqual(self.page("/stable/simple/")["meta"], {"api-version": "1.5"})
-        self.assertEqual(self.page("/simple/namespaces"), [])
+        self.assertEqual(self.page("/simple/namespaces"), [{"name": "acme"}])
         response, body = self.get("/simple/widget/", accept="text/html")
         self.assertIn(b'<meta name="pypi:repository-version" content="1.4">', body)
         self.assertNotIn(b"namespace", body)
@@ -383,9 +394,11 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         for name, owned in expected.items():
             self.assertEqual(self.page(f"/simple/{name}/")["namespaces"],
                              [{"name": "acme", "owned": owned}], name)
-        # (the grant removed: in no namespace; given again, from now)
+        # (the grant removed: no namespace in use, the pages at 1.4; given
+        # again, from now)
         self.reload("")
-        self.assertIsNone(self.page("/simple/acme-cli/")["namespaces"])
+        self.assertNotIn("namespaces", self.page("/simple/acme-cli/"))
+        self.assertEqual(self.page("/simple/acme-cli/")["meta"], {"api-version": "1.4"})
         self.assertEqual(self.page("/simple/namespaces"), [])
         self.assertEqual(self.get("/simple/namespace/acme")[0].code, 404)
 
@@ -547,7 +560,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
     def test_root_of_a_reader_rules_hide_from(self):
         """The project list made for one reader is at 1.5 too."""
         self.extra += "[acl]\nprivate-* = user:alice rw\n"
-        self.service.reload()
+        self.reload("acme = group:platform\n")
         for user in ("alice", "bob", "admin"):
             self.assertEqual(self.page("/simple/", user)["meta"], {"api-version": "1.5"}, user)
 

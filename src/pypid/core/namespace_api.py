@@ -112,6 +112,16 @@ class IndexNamespaces:
     def __attrs_post_init__(self) -> None:
         self._settle()
 
+    @property
+    def in_use(self) -> bool:
+        """
+        Whether a namespace is in force here: only then do its JSON pages
+        carry C{namespaces} at API 1.5 (issue 60: a server with no
+        namespace announced 1.5 on every page, and clients that know 1.4,
+        such as pypi-simple, warned at each, as PEP 629 asks of them).
+        """
+        return bool(self._shown)
+
     def take(self, grants: NamespaceGrants, ledger: GrantLedger) -> bool:
         """
         Serve C{grants}, over what C{ledger} says of them; whether anything
@@ -212,3 +222,8 @@ class IndexNamespaces:
     def _visible(self, name: str, sees: Callable[[Grant], bool]) -> bool:
         grant = self._grants.granted(name, self.index)
         return grant is not None and (not grant.hidden or sees(grant))
+
+
+def served(spaces: IndexNamespaces | None) -> IndexNamespaces | None:
+    """C{spaces} when namespaces are in use there (API 1.5), else L{None} (API 1.4)."""
+    return spaces if spaces is not None and spaces.in_use else None

@@ -35,6 +35,7 @@ import attrs
 from pypid.core import render
 from pypid.core.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.lru import ByteLRU
+from pypid.core.namespace_api import served
 from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
 from pypid.core.variant_files import with_variant_files
@@ -242,7 +243,7 @@ class RenderedPages:
         if page is None:
             pairs = [(p.name, p.display_name) for p in self._projects()]
             body = (render.root_html(pairs) if kind == HTML
-                    else render.root_json(pairs, self.namespaces is not None))
+                    else render.root_json(pairs, served(self.namespaces) is not None))
             page = self._root[kind] = Page.of(body, CONTENT_TYPES[kind])
         return page
 
@@ -310,7 +311,7 @@ class RenderedPages:
                 versions = list(dict.fromkeys(f.version for f, _ in shown))
             else:
                 versions = project.versions() if with_files else []
-            spaces = self.namespaces
+            spaces = served(self.namespaces)
             body = render.project_json(
                 project.name, shown, versions, status, self.provenance_url,
                 render.UNSERVED if spaces is None
@@ -394,6 +395,8 @@ class RenderedPages:
             project.rendered.clear()
         self._recent.clear()
         self._root.clear()
+        # (the composed views' root pages too: their API version may change)
+        self.listing_serial += 1
 
     def _keep(self, project: Project, key: Hashable, value: object) -> None:
         """

@@ -61,7 +61,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import UPSTREAM_PREFIX
 from pypid.core.lru import ByteLRU
 from pypid.core.names import filename_key, normalize
-from pypid.core.namespace_api import IndexNamespaces
+from pypid.core.namespace_api import IndexNamespaces, served
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, ListedFile, Page
@@ -545,10 +545,10 @@ def render_page(project: str, files: Sequence[ComposedFile],
         body = render.project_html(project, pairs, status, links)
     else:
         versions = sorted({f.version for f, _ in pairs}, key=version_key)
+        spaces = served(namespaces)
         body = render.project_json(
             project, pairs, versions, status, links,
-            render.UNSERVED if namespaces is None
-            else namespaces.entries(project, hidden))
+            render.UNSERVED if spaces is None else spaces.entries(project, hidden))
     return Page.of(body, CONTENT_TYPES[kind], variants)
 
 
@@ -849,7 +849,7 @@ class IndexView:
                     names[p.name] = p.display_name
         pairs = sorted(names.items())
         body = (render.root_html(pairs) if kind == HTML
-                else render.root_json(pairs, self.namespaces is not None))
+                else render.root_json(pairs, served(self.namespaces) is not None))
         page = Page.of(body, CONTENT_TYPES[kind])
         self._root[kind] = (serials, page)
         return page

@@ -63,7 +63,7 @@ from pypid.core.index_names import DEFAULT, NAME, ROUTE_SEGMENTS
 from pypid.core.metrics import UPLOAD_PATHS
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
-from pypid.core.namespace_api import IndexNamespaces
+from pypid.core.namespace_api import IndexNamespaces, served
 from pypid.core.negotiate import choose
 from pypid.core.project import Project
 from pypid.core.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page, file_url_for
@@ -516,7 +516,7 @@ class IndexSimple:
                     pairs[p.name] = p.display_name
         items = sorted(pairs.items())
         body = (render.root_html(items) if kind == HTML
-                else render.root_json(items, self.view.namespaces is not None))
+                else render.root_json(items, served(self.view.namespaces) is not None))
         page = Page.of(body, CONTENT_TYPES[kind])
         if len(self._roots) > 1000:
             self._roots.clear()
