@@ -90,6 +90,7 @@ ROWS = (
     ("POST", "/api/upstream/{p}/refresh", P3),
     ("POST", "/api/upstream/{p}/release", P3),
     ("GET", "/api/upstream/takedowns", ("",)),
+    ("POST", "/api/upstream/check", ("",)),
     ("POST", "/requirements.txt", ("",)),
     ("POST", "/api/oidc/mint-token", ("",)),
     ("GET", "/_/oidc/audience", ("",)),
@@ -219,6 +220,7 @@ GET    /api/audit/verify            -            | 401 403 403 200 401 403 403 4
 GET    /api/groups                  -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 GET    /api/indexes                 -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 GET    /api/upstream/takedowns      -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/upstream/check          -            | 401 403 403 404 401 403 403 403 401 401 403 | 401 403 403 404 401 403 403 403 401 401 403
 GET    /api/usage?project={q}       holy-grail   | 401 200 200 200 401 403 403 403 401 401 403 | 401 200 200 200 401 403 403 403 401 401 403
 GET    /api/usage?project={q}       secret-sauce | 401 404 200 200 401 403 403 403 401 401 403 | 401 404 200 200 401 403 403 403 401 401 403
 GET    /api/usage?project={q}       no-such      | 401 404 404 404 401 403 403 403 401 401 403 | 401 404 404 404 401 403 403 403 401 401 403

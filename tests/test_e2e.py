@@ -276,9 +276,10 @@ class SimpleApiTests(DaemonTestCase):
         self.assertEqual(resp.status, 200)
         self.assertEqual(resp.header("Content-Type"), JSON_TYPE)
         page = resp.json()
-        # (1.5: PEP 752's namespaces, JSON only; the HTML stays at 1.4, PEP 833)
-        self.assertEqual(page["meta"], {"api-version": "1.5"})
-        self.assertIsNone(page["namespaces"])
+        # (1.4: no namespace is reserved, so no PEP 752 key and no 1.5, which
+        # clients that know 1.4 warn of: issue 60; the HTML stays at 1.4)
+        self.assertEqual(page["meta"], {"api-version": "1.4"})
+        self.assertNotIn("namespaces", page)
         self.assertEqual(page["name"], "foo-bar")
         self.assertEqual(page["versions"], ["1.0", "2.0"])
         files = {f["filename"]: f for f in page["files"]}
@@ -339,7 +340,7 @@ class SimpleApiTests(DaemonTestCase):
         root = self.get("simple/", Accept=PIP_ACCEPT)
         self.assertEqual(root.header("Content-Type"), JSON_TYPE)
         self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
-        self.assertEqual(root.json()["meta"], {"api-version": "1.5"})
+        self.assertEqual(root.json()["meta"], {"api-version": "1.4"})
 
     def test_head_on_pages(self):
         """HEAD on a page answers its headers without a body."""

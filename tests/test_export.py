@@ -531,7 +531,10 @@ class ExporterTests(ExportCase):
                                  self.get(client, f"/files/{project}/{filename}.metadata"))
         for project in ("alpha", "beta"):
             exported = json.loads(self.read(f"pypi/{project}/json"))
-            served = json.loads(self.get(client, f"/pypi/{project}/json"))
+            # (the daemon's links are under the origin it was asked by, the
+            # export's from the host's root: it knows no host)
+            served = json.loads(self.get(client, f"/pypi/{project}/json").replace(
+                b'"http://pypi.test/', b'"/'))
             self.assertEqual(exported.pop("last_serial"), 1)
             served.pop("last_serial")
             self.assertEqual(exported, served)
@@ -906,7 +909,9 @@ class AdvisoryExportTests(ExportCase):
         self.assertFalse(self.exists(f"files/alpha/{ALPHA_WHEEL[0]}.metadata"))
         self.assertEqual(self.read(f"files/alpha/{ALPHA_OLD[0]}"), ALPHA_OLD[1])
         exported = json.loads(self.read("pypi/alpha/json"))
-        served = json.loads(self.served(client, "/pypi/alpha/json")[1])
+        # (the daemon's links under the origin it was asked by: see above)
+        served = json.loads(self.served(client, "/pypi/alpha/json")[1].replace(
+            b'"http://pypi.test/', b'"/'))
         exported.pop("last_serial")
         served.pop("last_serial")
         self.assertEqual(exported, served)

@@ -223,14 +223,16 @@ class IndexRouteTests(SynchronousTestCase):
 #: (A deliberate change to the pages changes them: measure them again then.
 #: Measured again after issue 27's advisories: the stylesheet gained their
 #: styles, so its hashed link in every page changed, and only that: the
-#: pages with f6cd0be's stylesheet still give f6cd0be's sums.)
+#: pages with f6cd0be's stylesheet still give f6cd0be's sums. Measured
+#: again for issue 60: the landing and project pages' install snippets name
+#: the request's origin, filled in on the server.)
 DEFAULT_PAGES = {
-    "/": "a20a941bc3940b9b8e9f16435dac30150d7a5ba6c65d9e91808573565bc53321",
+    "/": "df3476cea68b29159c1dd5b225be8adc7b249901467711f2a4db3eadcd6f4375",
     "/search?q=widget": "8224a85a3ac3e090eeb592f6126e8ce5538e79e09609a1c82a238528dc908ddc",
     "/search?q=nothing": "4893d4d545677daf5f0debd6c533ad3107d9f2b74a9c097fbbf0177ae4c86909",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "0a54038271c2f0f23438e151ba80558e1f952d974eea989d26752eaace24747b",
-    "/project/widget/1.0/": "d7e6b8c96757eb0136f21a984e94545f800d788c69204c54ee073e3837c9809c",
+    "/project/widget/": "df155d4835416fec14da92dc3df71098740649c935d66e6b187a092873254e11",
+    "/project/widget/1.0/": "2b462d36f315884ed6cd3d2229b8d5cdeb0f57fa1965ca84b6e9c0fc70f5bed6",
 }
 
 
@@ -345,9 +347,10 @@ class IndexPeoplePagesTests(SynchronousTestCase):
         # the version list has both; the latest is 2.0, staging's own
         self.assertIn(b'href="../../../project/widget/2.0/"', body)
         self.assertIn(b'the latest version is <a href="../../../project/widget/">2.0</a>', body)
-        # the install hint is the index's own simple URL (filled in by the script: its root)
+        # the install hint is the index's own simple URL, at the request's origin
         self.assertIn(b'data-root="../../../"', body)
-        self.assertIn(b"<span data-base=\"\">", body)
+        self.assertIn(f"pip install --index-url {ORIGIN}/staging/simple/ widget==1.0".encode(),
+                      body)
         # an unnormalized name redirects inside the index
         code, headers, _ = s.request("GET", "/staging/project/Widget/")
         self.assertEqual((code, headers.getRawHeaders(b"location")),
@@ -431,8 +434,8 @@ class IndexPeoplePagesTests(SynchronousTestCase):
         bodies = self.default_pages(s)
         for path, body in bodies.items():
             self.assertIsNone(switcher(body), path)
-        self.assertEqual({path: hashlib.sha256(body).hexdigest() for path, body in bodies.items()},
-                         DEFAULT_PAGES)
+        found = {path: hashlib.sha256(body).hexdigest() for path, body in bodies.items()}
+        self.assertEqual(found, DEFAULT_PAGES)
 
     def default_pages(self, s):
         """The default index's pages for people, after two uploads."""

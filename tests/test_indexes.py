@@ -61,6 +61,7 @@ from tests.harness_tap import fake_pools
 
 #: The parts of a server of L{NAMED}, in the order they start.
 NAMED_PARTS = [
+    "listen-check", "start-notes",
     "threads",
     "readme-sandbox",
     "storage", "storage:release", "storage:staging",

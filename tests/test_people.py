@@ -28,7 +28,7 @@ from tests.fakes import twine_fields
 from tests.harness_people import HOSTILE, README, rich_metadata
 from tests.harness_records import T0
 from tests.harness_records import record as make_record
-from tests.harness_web import _ServerMixin, basic
+from tests.harness_web import ORIGIN, _ServerMixin, basic
 
 
 class _Anchors(HTMLParser):
@@ -110,13 +110,24 @@ class LandingTests(_PeopleMixin, SynchronousTestCase):
         self.assertIn(b'<time datetime="2026-01-01T00:02:00Z">2026-01-01 00:02', body)
 
     def test_snippets_without_base_url(self):
-        """Without a base URL the snippets name no host: the script fills in the origin."""
+        """
+        Without a base URL the snippets name the origin the request reached
+        the server by (issue 60: filled in on the server, not only by the
+        script); a C{Host} that is no host leaves the script's placeholder,
+        and never reaches the page.
+        """
         _, body = self.page("/")
-        self.assertIn(b'pip install --index-url <span data-base="">http://&lt;this server&gt;/'
-                      b'</span>simple/ PROJECT', body)
-        self.assertIn(b"twine upload --repository-url", body)
+        self.assertIn(f"pip install --index-url {ORIGIN}/simple/ PROJECT".encode(), body)
+        self.assertIn(f"twine upload --repository-url {ORIGIN}/".encode(), body)
         self.assertIn(b"uv publish --publish-url", body)
-        self.assertNotIn(b"127.0.0.1", body)
+        _, other = self.page("/", headers={"Host": "pypi.other.example:8443"})
+        self.assertIn(b"pip install --index-url http://pypi.other.example:8443/simple/ PROJECT",
+                      other)
+        for host in ('evil"><script>', "a b", "x/y"):
+            _, body = self.page("/", headers={"Host": host})
+            self.assertIn(b'pip install --index-url <span data-base="">http://&lt;this '
+                          b'server&gt;/</span>simple/ PROJECT', body)
+            self.assertNotIn(b"<script>", body.replace(b"<script src", b""))
 
     def test_strict_policy(self):
         """The page has no inline script, and its policy allows its own assets only."""

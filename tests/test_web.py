@@ -868,7 +868,8 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(wheel["packagetype"], "bdist_wheel")
         self.assertEqual(wheel["python_version"], "py3")
         self.assertEqual(wheel["digests"]["sha256"], hashlib.sha256(WHEEL).hexdigest())
-        self.assertEqual(wheel["url"], f"/files/holy-grail/{WHEEL_NAME}")
+        # (absolute, as the public index gives them: issue 60)
+        self.assertEqual(wheel["url"], f"{ORIGIN}/files/holy-grail/{WHEEL_NAME}")
         self.assertEqual(wheel["size"], len(WHEEL))
         self.assertEqual(data["last_serial"], self.index.serial)
 
@@ -876,7 +877,8 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         """The legacy API's file URLs lead to the files."""
         _, body = self.get("/pypi/holy-grail/json")
         for entry in json.loads(body)["urls"]:
-            response, data = self.get(entry["url"])
+            self.assertTrue(entry["url"].startswith(ORIGIN + "/"), entry["url"])
+            response, data = self.get(entry["url"][len(ORIGIN):])
             self.assertEqual(response.code, 200)
             self.assertEqual(hashlib.sha256(data).hexdigest(), entry["digests"]["sha256"])
 

@@ -395,7 +395,14 @@ class RenderedPages:
             project.rendered.clear()
         self._recent.clear()
         self._root.clear()
-        # (the composed views' root pages too: their API version may change)
+
+    def namespaces_changed(self) -> None:
+        """
+        Forget every page, the composed views' project lists too (they are
+        kept by L{listing_serial}): the namespaces in force changed, and with
+        them the JSON pages' API version (issue 60).
+        """
+        self.clear()
         self.listing_serial += 1
 
     def _keep(self, project: Project, key: Hashable, value: object) -> None:

@@ -751,7 +751,7 @@ def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str,
     for name in changed:
         stack = stacks.get(name)
         if stack is not None:
-            stack.index.rendered.clear()
+            stack.index.rendered.namespaces_changed()
     return changed
 
 

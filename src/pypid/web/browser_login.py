@@ -52,6 +52,7 @@ from pypid.auth.verifier import DirectoryUnavailable, Identity
 from pypid.core import pages
 from pypid.core.audit_chain import FAILED
 from pypid.core.http_errors import HTTPError, Unauthorized
+from pypid.core.origins import HOST
 from pypid.core.outside_logins import PASSWORD, PROVIDER
 from pypid.core.sessions import Session
 from pypid.core.sso_flow import PENDING_TTL, LoginRefused
@@ -108,9 +109,6 @@ DIRECTORY_DOWN = ("The directory this server checks names against cannot be reac
 #: An OAuth error code as RFC 6749 spells them (C{access_denied}).
 ERROR_CODE = re.compile(r"^[a-z_]{1,60}\Z")
 
-#: A C{Host} header pypid builds the callback's URL from, without
-#: C{[pypid] base_url}: a name or an address, and a port.
-HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]{1,253})(:[0-9]{1,5})?\Z")
 
 #: What it says when the provider or client changed during the login.
 SSO_RELOADED = ("The server's single sign-on settings were reloaded during your sign-in. "

@@ -39,6 +39,7 @@ from pypid.core.index import Index
 from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.model import FileRecord
 from pypid.core.names import is_valid_name, normalize
+from pypid.core.origins import origin_of
 from pypid.core.project import Project
 from pypid.core.render import LegacyFile, Page
 from pypid.core.views import ChainSource, Filters, IndexView, compose
@@ -98,7 +99,7 @@ class LegacyJSON:
     #: the JSON of upstream projects rendered, by C{(project, version)}:
     #: C{(what it was made of, until when, the page)}, bounded (names are
     #: the clients')
-    _rendered: dict[tuple[str, str | None], tuple[Hashable, float | None, Page]] = attrs.field(
+    _rendered: dict[tuple[str, str | None, str], tuple[Hashable, float | None, Page]] = attrs.field(
         init=False, factory=dict)
 
     app = Klein()
@@ -134,7 +135,8 @@ class LegacyJSON:
         # (an index's JSON composed of several sources, or a view's, is kept
         # with its first source's project, apart from that source's own, and
         # stale once another source's project changed)
-        key: tuple[Hashable, ...] = ("pypi-json", shown)
+        root, file_url = self._links(request)
+        key: tuple[Hashable, ...] = ("pypi-json", shown, root)
         if project is not holder:
             key = (*key, self._name, tuple((id(p), p.changes) if p is not None else None
                                            for p in held))
@@ -145,7 +147,8 @@ class LegacyJSON:
             # (kept while the counts and the day are the same)
             key = (*key, self._usage.book.stamp, self._usage.today)
         page = await kept_page(index, holder, key,
-                               lambda: self._render_pypi_json(project, shown, index, storage_of))
+                               lambda: self._render_pypi_json(project, shown, index, storage_of,
+                                                              root, file_url))
         return send_page(request, page)
 
     async def _upstream_json(self, request: IRequest, project: str, name: str,
@@ -174,7 +177,8 @@ class LegacyJSON:
         made_of: Hashable = (tuple((side.cached(project) or (None,))[0] for side in sides),
                              policy.stamp)
         now = clock.seconds()
-        kept = self._rendered.get((project, version))
+        root, file_url = self._links(request)
+        kept = self._rendered.get((project, version, root))
         if kept is not None and kept[0] == made_of and (kept[1] is None or now < kept[1]):
             return send_page(request, kept[2])
         composition = view.listing(project, now)
@@ -190,18 +194,18 @@ class LegacyJSON:
                  if not _left_off(policy.verdict(project, f.version))]
         if not files:
             raise NotFound("no such project")
-        found = legacy_info.listed_releases(cast("list[LegacyFile]", files), self._file_url)
+        found = legacy_info.listed_releases(cast("list[LegacyFile]", files), file_url)
         release = shown if shown is not None else legacy_info.latest_listed(found)
         if release is None or release not in found:
             raise NotFound("no such version")
         verdict = policy.verdict(project, release)
         body = render.pypi_json(
             project, project, legacy_info.info_from(None, found[release]), found, release, 0,
-            include_releases=version is None, base_url=(self._base_url or "/").rstrip("/"),
+            include_releases=version is None, base_url=root,
             vulnerabilities=([vulnerability_json(a) for a in verdict.advisories]
                              if verdict is not None else []))
         page = Page.of(body, b"application/json")
-        put_newest(self._rendered, (project, version),
+        put_newest(self._rendered, (project, version, root),
                    (made_of, composition.recheck_at, page), MAX_RENDERED)
         return send_page(request, page)
 
@@ -257,9 +261,12 @@ class LegacyJSON:
 
     async def _render_pypi_json(self, project: Project, version: str | None,
                                 index: Index, storage_of: Callable[[FileRecord], IStorage],
-                                ) -> Page:
-        """Render the legacy JSON of a release (the latest, when C{version} is L{None})."""
-        releases = legacy_info.releases(project, self._file_url)
+                                root: str, file_url: Callable[[FileRecord], str]) -> Page:
+        """
+        Render the legacy JSON of a release (the latest, when C{version} is
+        L{None}), its URLs under C{root} (L{_links}).
+        """
+        releases = legacy_info.releases(project, file_url)
         shown = version if version is not None else project.latest_version()
         if shown not in releases:
             raise NotFound("no such version")
@@ -268,7 +275,7 @@ class LegacyJSON:
         downloads = (usage.book.summary(project.files, usage.today)
                      if usage is not None and index is self._index else None)
         body = legacy_info.render_json(project, releases, shown, info, index.serial,
-                                       version is None, self._base_url,
+                                       version is None, root + "/" if root else None,
                                        self._advisories.verdict(project.name, shown),
                                        downloads)
         return Page.of(body, b"application/json")
@@ -291,6 +298,22 @@ class LegacyJSON:
                 raise storage_unavailable(e)
             return legacy_info.info_from(raw, files)
         return legacy_info.info_from(None, files)
+
+    def _links(self, request: IRequest) -> tuple[str, Callable[[FileRecord], str]]:
+        """
+        Where this JSON's URLs start (scheme and host, no trailing slash),
+        and its files' URLs: absolute, as the public index gives them and
+        scripts fetch them (issue 60), under C{[pypid] base_url}, else
+        under the origin the request reached the server by (its C{Host});
+        root-relative (C{""}) for a C{Host} that is no host.
+        """
+        if self._base_url:
+            return self._base_url.rstrip("/"), self._file_url
+        origin = origin_of(request.getHeader(b"host"), request.isSecure())
+        if origin is None:
+            return "", self._file_url
+        relative = self._file_url
+        return origin, lambda record: origin + relative(record)
 
     def _prefix(self) -> str:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""

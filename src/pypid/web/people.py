@@ -34,6 +34,7 @@ from pypid.core import pages
 from pypid.core.catalog import Catalog, IndexCatalog
 from pypid.core.http_errors import BadRequest, HTTPError, NotFound
 from pypid.core.index_names import DEFAULT
+from pypid.core.origins import origin_of
 from pypid.core.render import Page
 from pypid.core.search import Results
 from pypid.web.access import Access
@@ -123,6 +124,18 @@ class IndexSwitcher:
         return any(not self._access.index_shown(None, link.name) for link in self.links)
 
 
+def snippet_root(request: IRequest, index: str) -> str | None:
+    """
+    The absolute URL of C{index}'s root as the request reached it (its
+    C{Host}, its TLS), for the install snippets; L{None} for a C{Host}
+    that is no host.
+    """
+    origin = origin_of(request.getHeader(b"host"), request.isSecure())
+    if origin is None:
+        return None
+    return f"{origin}/" if index == DEFAULT else f"{origin}/{index}/"
+
+
 @attrs.define
 class ReaderChrome:
     """
@@ -135,7 +148,8 @@ class ReaderChrome:
 
     base: pages.Chrome
     switcher: IndexSwitcher | None = None
-    _made: dict[tuple[tuple[pages.IndexLink, ...], str | None], pages.Chrome] = attrs.field(
+    _made: dict[tuple[tuple[pages.IndexLink, ...], str | None, str | None],
+                pages.Chrome] = attrs.field(
         factory=dict, init=False)
 
     def of(self, request: IRequest) -> pages.Chrome:
@@ -146,14 +160,18 @@ class ReaderChrome:
         """
         links = self.switcher.shown(request) if self.switcher is not None else ()
         person = session_person(request)
-        if not links and person is None:
+        # (without [pypid] base_url, the snippets name the origin the
+        # browser reached the server by, filled in here: issue 60)
+        base_url = self.base.base_url or snippet_root(request, self.base.index)
+        if not links and person is None and base_url == self.base.base_url:
             return self.base
-        key = (links, person)
+        key = (links, person, base_url)
         chrome = self._made.get(key)
         if chrome is None:
             if len(self._made) >= _MAX_CHROMES:
                 self._made.clear()
-            chrome = self._made[key] = attrs.evolve(self.base, indexes=links, person=person)
+            chrome = self._made[key] = attrs.evolve(self.base, indexes=links, person=person,
+                                                    base_url=base_url)
         return chrome
 
     def needs_identity(self, request: IRequest) -> bool:
@@ -207,8 +225,9 @@ class PeoplePages:
     _access: Access
     _chrome: ReaderChrome
     _name: str = DEFAULT
-    _landings: dict[tuple[tuple[str, str | None, frozenset[str]] | None, str | None],
-                    tuple[Hashable, Page]] = attrs.field(factory=dict, init=False)
+    _landings: dict[tuple[tuple[str, str | None, frozenset[str]] | None, str | None,
+                          str | None], tuple[Hashable, Page]] = attrs.field(
+        factory=dict, init=False)
 
     app = Klein()
     answer_errors(app)
@@ -266,14 +285,15 @@ class PeoplePages:
         return results, versions
 
     def _landing(self, request: IRequest) -> Page:
-        key = (self._access.cache_key(request), session_person(request))
+        chrome = self._chrome.of(request)
+        key = (self._access.cache_key(request), chrome.person, chrome.base_url)
         kept = self._landings.get(key)
         serial = self._catalog.serial
         if kept is not None and kept[0] == serial:
             return kept[1]
         visible = self._visible(request)
         projects, files = self._catalog.counts(visible)
-        body = pages.landing_page(self._chrome.of(request), projects, files,
+        body = pages.landing_page(chrome, projects, files,
                                   self._catalog.recent(visible))
         page = Page.of(body, HTML)
         if len(self._landings) >= _MAX_LANDINGS:

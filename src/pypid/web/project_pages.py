@@ -294,8 +294,8 @@ class ProjectPages(ReadResource):
             # (and one showing downloads once they were counted, or a day passed)
             token = (token, *((usage.book.stamp, usage.today) for usage in usages))
         chrome = self._chrome.of(request)
-        key: _Key = (normalized, canonical, chrome.indexes, chrome.person) \
-            if chrome.indexes or chrome.person else (normalized, canonical)
+        key: _Key = (normalized, canonical, chrome.indexes, chrome.person, chrome.base_url) \
+            if chrome.indexes or chrome.person or chrome.base_url else (normalized, canonical)
         if keep and slash and normalized == name and canonical == version:
             page = self._kept.get(key, token)
             if page is not None:
