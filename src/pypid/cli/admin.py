@@ -57,6 +57,7 @@ import attrs
 from pypid.cli import admin_audit as audit_command
 from pypid.cli import bundle as bundle_commands
 from pypid.cli import private_ca as tls_command
+from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.names import InvalidName, parse_filename
 from pypid.core.project_status import STATUSES
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 _JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 import attrs
 from twisted.logger import globalLogBeginner
 
+from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.common import (
     ArgumentParser,
     Closing,
@@ -210,6 +211,7 @@ def parse_options(argv: list[str]) -> ExportOptions:
     )
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """

@@ -16,6 +16,7 @@ from typing import AnyStr, TextIO
 
 from pypid.auth.basic import MAX_PASSWORD_BYTES, decode_password
 from pypid.auth.hashes import hash_password
+from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.common import ArgumentParser, UsageError
 
 _DESCRIPTION = """\
@@ -96,6 +97,7 @@ def _encodable(password: str) -> bool:
     return True
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """

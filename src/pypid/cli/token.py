@@ -17,9 +17,11 @@ import sys
 from typing import TextIO
 from urllib.parse import quote, urlencode
 
+from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, add_server_options, server_from
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""

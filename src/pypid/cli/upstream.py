@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 from urllib.parse import quote, urljoin
 
+from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.upstream.parser import UpstreamFile, UpstreamPageError, parse_page
 from pypid.upstream.requirements import (
@@ -148,6 +149,7 @@ def takedown_lines(answer: dict[str, Any]) -> list[str]:
     return lines
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr) -> int:
     """Run the command line; return the exit status."""
