@@ -35,11 +35,13 @@ def _shipped_example():
 
 def _uncomment_section(text, section):
     """
-    Uncomment the commented-out C{#[section]} block of C{text}: its header and
-    its C{#key = value} lines, up to the next section header, commented or not.
+    Uncomment the C{[section]} block of C{text} (commented out as
+    C{#[section]}, or there with its keys commented out): its header and its
+    C{#key = value} lines, up to the next section header, commented or not.
     """
     lines = text.split("\n")
-    start = lines.index(f"#[{section}]")
+    header = f"#[{section}]" if f"#[{section}]" in lines else f"[{section}]"
+    start = lines.index(header)
     lines[start] = f"[{section}]"
     for i in range(start + 1, len(lines)):
         if lines[i].startswith(("[", "#[")):
@@ -180,14 +182,28 @@ class DefaultsTests(SynchronousTestCase):
         self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, upstream, "mode", "cache")
 
     def test_shipped_upstream_example(self):
-        """The commented-out [upstream] example in C{etc/pypid.ini} loads once uncommented."""
+        """
+        The [upstream] section of C{etc/pypid.ini} (mode = none, the other
+        keys commented out) loads once a user sets mode = cache and url, as
+        the README says (issue 60), and so once every key is uncommented.
+        """
         text = _shipped_example()
         if text is None:
             self.skipTest("no etc/pypid.ini in this checkout")
-        self.assertIn("\n#[upstream]\n", text)
+        self.assertIn("\n[upstream]\n", text)
+        self.assertIn("\nmode = none\n", text)
+        edited = os.path.abspath(self.mktemp())
+        with open(edited, "w", encoding="utf-8") as f:
+            f.write(text.replace("\nmode = none\n", "\nmode = cache\n").replace(
+                "\n#url = https://upstream.example/simple/\n",
+                "\nurl = https://upstream.example/simple/\n"))
+        config = load_config(edited)
+        self.assertEqual((config.upstream.mode, config.upstream.url, config.upstream.hosts),
+                         ("cache", "https://upstream.example/simple/", ("upstream.example", "*")))
         uncommented = os.path.abspath(self.mktemp())
         with open(uncommented, "w", encoding="utf-8") as f:
-            f.write(_uncomment_section(text, "upstream"))
+            f.write(_uncomment_section(text, "upstream").replace("\nmode = none\n",
+                                                                  "\nmode = cache\n"))
         config = load_config(uncommented)
         self.assertEqual(config.upstream.mode, "cache")
         self.assertEqual(config.upstream.url, "https://upstream.example/simple/")
@@ -1880,7 +1896,8 @@ class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
         text = _shipped_example()
         if text is None:
             self.skipTest("no etc/pypid.ini in this checkout")
-        text = _uncomment_section(text, "upstream")
+        text = _uncomment_section(text, "upstream").replace("\nmode = none\n",
+                                                            "\nmode = cache\n")
         for section in ("index:release", "index:staging", "index:prod", "upstream:vendor"):
             text = _uncomment_section(text, section)
         text += "\n[groups]\nrelease-managers = admin\n"
