@@ -4,6 +4,7 @@ upstream index (L{tests.upstream_server}, run as a process of its own),
 driven by real pip and uv.
 """
 
+import hashlib
 import os
 import signal
 import time
@@ -165,7 +166,16 @@ class UpstreamCacheTests(DaemonTestCase):
         self.assertTrue(listed["url"].endswith("/files/up-yanked/up_yanked-1.0-py3-none-any.whl"))
         # (absolute, as the public index gives them: issue 60)
         self.assertTrue(listed["url"].startswith(self.daemon.url), listed["url"])
-        self.assertEqual(http("GET", listed["url"]).status, 200)
+        got = http("GET", listed["url"])
+        self.assertEqual(got.status, 200)
+        # (issue 60: info from the release's metadata, as the public index
+        # gives it; once the file is kept, every digest the cache took)
+        self.assertEqual(found["info"]["summary"], "Test project up-yanked")
+        again = http("GET", self.daemon.url + "pypi/up-yanked/json").json()
+        self.assertEqual(again["urls"][0]["digests"], {
+            "md5": hashlib.md5(got.body).hexdigest(),
+            "sha256": entry["hashes"]["sha256"],
+            "blake2b_256": hashlib.blake2b(got.body, digest_size=32).hexdigest()})
         # (every release, and one of them)
         found = http("GET", self.daemon.url + "pypi/up-lib/json").json()
         self.assertEqual((found["info"]["version"], sorted(found["releases"])),

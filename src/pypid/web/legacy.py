@@ -19,7 +19,7 @@ read from the upstream for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -175,7 +175,10 @@ class LegacyJSON:
         # cooldown's next change stay: each page's shown files are the same
         # object as long as they are, so nothing is composed to tell)
         made_of: Hashable = (tuple((side.cached(project) or (None,))[0] for side in sides),
-                             policy.stamp)
+                             policy.stamp,
+                             # (and the files kept since: their digests are complete)
+                             tuple(tuple(side.source.kept.of_project(project))
+                                   for side in sides))
         now = clock.seconds()
         root, file_url = self._links(request)
         kept = self._rendered.get((project, version, root))
@@ -189,8 +192,10 @@ class LegacyJSON:
             upstream_failure([value for ok, value in results if not ok])
             raise NotFound("no such project")
         # (as the page lists them: a hidden release left out, a denied one
-        # kept, its vulnerabilities named)
-        files = [f for f, _ in composition.files
+        # kept, its vulnerabilities named; a file the cache keeps with every
+        # digest it took of it: issue 60)
+        files = [_digested(f, self._upstream_files(chain.name))
+                 for f, chain in composition.files
                  if not _left_off(policy.verdict(project, f.version))]
         if not files:
             raise NotFound("no such project")
@@ -199,8 +204,10 @@ class LegacyJSON:
         if release is None or release not in found:
             raise NotFound("no such version")
         verdict = policy.verdict(project, release)
+        sources = {f.filename: chain.name for f, chain in composition.files}
+        metadata = await self._release_metadata(found[release], sources)
         body = render.pypi_json(
-            project, project, legacy_info.info_from(None, found[release]), found, release, 0,
+            project, project, legacy_info.info_from(metadata, found[release]), found, release, 0,
             include_releases=version is None, base_url=root,
             vulnerabilities=([vulnerability_json(a) for a in verdict.advisories]
                              if verdict is not None else []))
@@ -208,6 +215,34 @@ class LegacyJSON:
         put_newest(self._rendered, (project, version, root),
                    (made_of, composition.recheck_at, page), MAX_RENDERED)
         return send_page(request, page)
+
+    def _upstream_files(self, name: str) -> Any:
+        """The L{pypid.upstream.downloads.UpstreamFiles} of the upstream C{name}, or L{None}."""
+        side = self._sides.get(name)
+        return None if side is None else side.source.files
+
+    async def _release_metadata(self, files: Sequence[tuple[Any, str]],
+                                sources: Mapping[str, str]) -> bytes | None:
+        """
+        The core metadata of an upstream release (for C{info}: its summary,
+        its URLs, its requirements, as the public index gives them): a
+        wheel's first, from the cache or the upstream's C{.metadata} (PEP
+        658) as a client's would come; L{None} when none can be had.
+        """
+        for listed, _ in sorted(files, key=lambda f: not f[0].filename.endswith(".whl")):
+            upstream_files = self._upstream_files(sources.get(listed.filename, ""))
+            if upstream_files is None or listed.metadata_sha256 is None:
+                continue
+            try:
+                data = await upstream_files.metadata(getattr(listed, "file", listed))
+            except Exception as e:
+                # (an upstream that fails it: info keeps what the page says)
+                log.info("No metadata of {filename} for the legacy JSON: {error}",
+                         filename=listed.filename, error=str(e))
+                continue
+            if data is not None:
+                return cast(bytes, data)
+        return None
 
     def _moved(self, request: IRequest, project: str, shown: str | None) -> bytes:
         """
@@ -319,6 +354,30 @@ class LegacyJSON:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
         base = self._base_url or "/"
         return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"
+
+
+@attrs.frozen
+class _Digested:
+    """
+    An upstream file as the legacy JSON lists it, with the md5 and
+    BLAKE2b-256 the cache took of it when it kept it (the upstream's pages
+    give sha256 alone); every other attribute is the file's.
+    """
+
+    file: Any
+    md5: str | None
+    blake2_256: str | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def _digested(listed: Any, upstream_files: Any) -> Any:
+    """C{listed} with the digests of its kept copy, if the cache keeps one."""
+    kept = None if upstream_files is None else upstream_files.kept(listed.filename)
+    if kept is None or kept.sha256 != listed.sha256:
+        return listed
+    return _Digested(listed, kept.md5, kept.blake2_256)
 
 
 def _left_off(verdict: Verdict | None) -> bool:
