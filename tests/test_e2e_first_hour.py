@@ -91,7 +91,7 @@ class FirstHourTests(DaemonTestCase):
         self.assertEqual(installed(target), {"my-project": "1.0"})
         # The upstream works with only mode and url set, and says so.
         said = self.cli("upstream", daemon, "check", "public-lib").output
-        self.assertRegex(said, r"^default: works: the page of public-lib lists 1 files")
+        self.assertRegex(said, r"^default: works: the page of public-lib lists 1 file")
         through = os.path.abspath(self.mktemp())
         self.clients.pip_install(through, daemon.index_url, "public-app")
         self.assertEqual(installed(through), {"public-app": "1.0", "public-lib": "2.0"})

@@ -570,7 +570,7 @@ class FileHostTests(DaemonTestCase):
         # The page comes through; its file host, on loopback, does not.
         status, out = self.check(daemon, "far-lib")
         self.assertEqual(status, 1, out)
-        self.assertEqual(out, "default: the page of far-lib lists 1 files, but its files cannot "
+        self.assertEqual(out, "default: the page of far-lib lists 1 file, but its files cannot "
                               "be fetched: 127.0.0.1 is not a public address; pypid reaches a "
                               "host at such an address only if [upstream] hosts names it\n")
         target = os.path.abspath(self.mktemp())
@@ -587,7 +587,7 @@ class FileHostTests(DaemonTestCase):
         daemon.wait_for_log(b"upstream default's credentials and hosts")
         status, out = self.check(daemon, "far-lib")
         self.assertEqual(status, 0, out)
-        self.assertRegex(out, r"^default: works: the page of far-lib lists 1 files, and "
+        self.assertRegex(out, r"^default: works: the page of far-lib lists 1 file, and "
                               r"far_lib-1\.0-py3-none-any\.whl came whole from "
                               rf"127\.0\.0\.1:{files.port} \([\d,]+ bytes, sha256 checked\)\n$")
         self.clients.pip_install(target, daemon.index_url, "far-lib")

@@ -381,7 +381,7 @@ class CheckTests(SynchronousTestCase):
         self.route(f"https://files.upstream.example/f/{WHEEL[0]}", body=WHEEL[1])
         found = self.check()
         self.assertTrue(found.ok)
-        self.assertEqual(found.line, f"default: works: the page of holy-grail lists 1 files, and "
+        self.assertEqual(found.line, f"default: works: the page of holy-grail lists 1 file, and "
                                      f"{WHEEL[0]} came whole from files.upstream.example "
                                      f"({len(WHEEL[1]):,} bytes, sha256 checked)")
 
@@ -415,6 +415,6 @@ class CheckTests(SynchronousTestCase):
         found = self.check()
         self.assertFalse(found.ok)
         self.assertEqual(found.filename, WHEEL[0])
-        self.assertIn("lists 1 files, but its files cannot be fetched: files.upstream.example "
+        self.assertIn("lists 1 file, but its files cannot be fetched: files.upstream.example "
                       "is not an upstream host pypid may use; name it in [upstream] hosts",
                       found.line)

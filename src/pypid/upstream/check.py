@@ -78,7 +78,8 @@ async def check(client: UpstreamClient, name: str, section: str, project: str,
                       f"{project}: check one it has (pypid-upstream check PROJECT)")
     except UpstreamError as e:
         return failed(f"the page of {project} cannot be fetched: {e}; {_advice(e, section)}")
-    listed = f"the page of {project} lists {len(page.files)} files"
+    count = len(page.files)
+    listed = f"the page of {project} lists {count:,} file{'' if count == 1 else 's'}"
     entry = smallest(page)
     if entry is None:
         return failed(f"{listed}: no file to fetch; check another project "
