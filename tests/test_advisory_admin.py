@@ -209,6 +209,22 @@ class WaiverTests(_AdvisedServer, SynchronousTestCase):
         self.assertEqual(code, 200, body)
         return sorted(v for v in ("1.0", "2.0") if f"-{v}-".encode() in body)
 
+    def test_failed_read_reported(self):
+        """
+        A read of the kept document that fails: C{GET} says C{"read": false}
+        (not a read that never happened, taken for a good one).
+        """
+        code, body = self.call("GET", "/api/advisories/waivers")
+        self.assertEqual((code, json.loads(body)["read"]), (200, True))
+        # (a folder where the document is kept: every read fails)
+        os.makedirs(os.path.join(self.folder, "packages", ".pypid", "waivers.json"))
+        keeper = self.service.getServiceNamed("advisory-waivers")
+        self.reactor.advance(keeper.interval)
+        self.successResultOf(keeper.refresh())
+        code, body = self.call("GET", "/api/advisories/waivers")
+        self.assertEqual((code, json.loads(body)["read"]), (200, False))
+        self.flushLoggedErrors()
+
     def test_waive_and_unwaive(self):
         """
         An advisory waived for widget lets its 2.0 through the default

@@ -227,17 +227,17 @@ class KeeperTests(SynchronousTestCase):
         """An unreadable document at the start: none in force, and the read said failed."""
         self.successResultOf(self.storage.keep_document(WAIVERS, b'{"waivers": [2]}'))
         keeper = self.keeper("a")
-        self.assertFalse(keeper.read_ok)
+        self.assertIs(keeper.read_ok, False)
         self.clock.advance(keeper.interval)
-        self.assertFalse(keeper.read_ok, "the same bytes: as unreadable")
+        self.assertIs(keeper.read_ok, False, "the same bytes: as unreadable")
         self.successResultOf(self.storage.keep_document(WAIVERS, b'{"waivers": []}'))
         self.clock.advance(keeper.interval)
-        self.assertTrue(keeper.read_ok)
+        self.assertIs(keeper.read_ok, True)
 
     def test_storage_down(self):
         """A storage that fails at the start: no waiver in force, and the read said failed."""
         keeper = WaiverKeeper(_FailingStorage(), self.clock)
         self.successResultOf(keeper.startService())
         self.addCleanup(keeper.stopService)
-        self.assertFalse(keeper.read_ok)
+        self.assertIs(keeper.read_ok, False)
         self.assertEqual(len(keeper.current), 0)

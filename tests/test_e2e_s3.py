@@ -1,12 +1,16 @@
 """
 End-to-end tests of the S3 backend: the real daemon on a bucket of moto's
-S3 server (over loopback HTTP), driven by real twine, pip and uv.
+S3 server and of SeaweedFS, a real one (over loopback HTTP), driven by
+real twine, pip and uv. Each class runs on moto; its C{Seaweed...} twin,
+at the end, on SeaweedFS.
 """
 
 import json
 import os
 import threading
 import time
+
+from twisted.trial.unittest import SkipTest
 
 from tests import s3server
 from tests.distributions import make_sdist, make_wheel
@@ -18,7 +22,6 @@ from tests.e2e import (
     file_url,
     files_by_name,
     form,
-    free_port,
     http,
     installed,
     sha256,
@@ -50,7 +53,27 @@ def wait_for(check, timeout=60.0, step=0.05):
     raise E2EFailure(f"not true within {timeout} s: {check.__doc__ or check}")
 
 
-class BucketTestCase(DaemonTestCase):
+class StoreTestCase(DaemonTestCase):
+    """Daemons on buckets of C{store} (moto's unless a subclass says)."""
+
+    store = s3server.MOTO
+
+    def setUp(self):
+        reason = self.store.skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        return super().setUp()
+
+    def new_bucket(self):
+        """A fresh bucket of the store."""
+        return self.store.new_bucket()
+
+    def on(self, bucket, **extra):
+        """The settings that put a daemon on C{bucket} of the store."""
+        return s3_settings(bucket, store=self.store, **extra)
+
+
+class BucketTestCase(StoreTestCase):
     """A shared daemon on a bucket of its own, with C{options} for C{[s3]}."""
 
     options = {}
@@ -58,11 +81,11 @@ class BucketTestCase(DaemonTestCase):
     @property
     def bucket(self):
         """The class's bucket, made on first use."""
-        return self.shared("bucket", s3server.new_bucket)
+        return self.shared("bucket", self.new_bucket)
 
     @property
     def settings(self):
-        return s3_settings(self.bucket, **self.options)
+        return self.on(self.bucket, **self.options)
 
 
 class RedirectTests(BucketTestCase):
@@ -75,12 +98,12 @@ class RedirectTests(BucketTestCase):
     def test_objects_in_bucket(self):
         """twine's uploads land under the prefix, each with its metadata sibling and record."""
         _ = self.daemon  # (started)
-        listed = s3server.client().list_objects_v2(Bucket=self.bucket, Prefix="packages/")
+        listed = self.store.client().list_objects_v2(Bucket=self.bucket, Prefix="packages/")
         keys = {item["Key"] for item in listed.get("Contents", ())}
         for filename in (APP[0], LIB[0], LIB_SDIST[0]):
             self.assertIn("packages/" + filename, keys)
         self.assertIn("packages/" + APP[0] + ".metadata", keys)
-        head = s3server.client().head_object(Bucket=self.bucket, Key="packages/" + APP[0])
+        head = self.store.client().head_object(Bucket=self.bucket, Key="packages/" + APP[0])
         self.assertEqual(head["Metadata"]["sha256"], sha256(APP[1]))
         self.assertEqual(head["ContentLength"], len(APP[1]))
 
@@ -90,7 +113,7 @@ class RedirectTests(BucketTestCase):
         answer = http("GET", url)
         self.assertEqual(answer.status, 302, answer.body)
         location = answer.header("location")
-        self.assertTrue(location.startswith(s3server.endpoint() + "/" + self.bucket + "/packages/"))
+        self.assertTrue(location.startswith(self.store.endpoint() + "/" + self.bucket + "/packages/"))
         self.assertIn("X-Amz-Signature=", location)
         self.assertEqual(answer.header("cache-control"), "no-store")
         fetched = http("GET", location)
@@ -181,24 +204,24 @@ class StreamTests(BucketTestCase):
         url = file_url(self.daemon, "s3-big", big[0]).split("#")[0]
         fetched = http("GET", url)
         self.assertEqual(sha256(fetched.body), sha256(big[1]))
-        uploads = s3server.client().list_multipart_uploads(Bucket=self.bucket)
+        uploads = self.store.client().list_multipart_uploads(Bucket=self.bucket)
         self.assertEqual(uploads.get("Uploads", []), [], "no multipart upload is left open")
 
 
-class RebuildTests(DaemonTestCase):
+class RebuildTests(StoreTestCase):
     """A new server with an empty disk serves the bucket's packages."""
 
     def test_rebuild_from_bucket(self):
         """An empty disk, no snapshot anywhere: the bucket is listed and read."""
-        bucket = s3server.new_bucket()
-        first = self.new_daemon(settings=s3_settings(bucket, bucket_snapshot="no"))
+        bucket = self.new_bucket()
+        first = self.new_daemon(settings=self.on(bucket, bucket_snapshot="no"))
         for dist in (APP, LIB, LIB_SDIST):
             self.assertEqual(upload(first, *dist).status, 200)
         reason = "broken"
         api(first, "POST", f"api/files/{LIB_SDIST[0]}/yank", reason=reason)
         api(first, "DELETE", f"api/files/{LIB[0]}")
         first.stop()
-        second = self.new_daemon(settings=s3_settings(bucket, bucket_snapshot="no"))
+        second = self.new_daemon(settings=self.on(bucket, bucket_snapshot="no"))
         self.assertNotIn("snapshot kept in the storage", second.log_text())
         files = files_by_name(second, "s3-lib")
         self.assertEqual(sorted(files), [LIB_SDIST[0]])
@@ -208,13 +231,13 @@ class RebuildTests(DaemonTestCase):
 
     def test_start_from_bucket_snapshot(self):
         """A new server starts from the snapshot another one kept in the bucket."""
-        bucket = s3server.new_bucket()
-        first = self.new_daemon(settings=s3_settings(bucket))
+        bucket = self.new_bucket()
+        first = self.new_daemon(settings=self.on(bucket))
         self.assertEqual(upload(first, *APP).status, 200)
         first.stop_cleanly()
         key = "packages/.pypid/snapshot.json.gz"
-        s3server.client().head_object(Bucket=bucket, Key=key)
-        second = self.new_daemon(settings=s3_settings(bucket))
+        self.store.client().head_object(Bucket=bucket, Key=key)
+        second = self.new_daemon(settings=self.on(bucket))
         self.assertIn("snapshot kept in the storage", second.log_text())
         self.assertEqual(sorted(files_by_name(second, "s3-app")), [APP[0]])
 
@@ -233,18 +256,20 @@ class RebuildTests(DaemonTestCase):
 
     def test_missing_bucket_stops_startup(self):
         """A bucket that does not exist: one clear line, exit status 1."""
-        self.assert_startup_fails(s3_settings("pypid-no-such-bucket"),
+        self.assert_startup_fails(self.on("pypid-no-such-bucket"),
                                   "pypid-no-such-bucket does not exist")
 
     def test_refused_credentials_stop_startup(self):
         """Credentials the store refuses: one clear line, exit status 1, no traceback."""
-        bucket = s3server.new_bucket()
-        s3server.set_auth(True)
-        self.addCleanup(s3server.set_auth, False)
-        self.assert_startup_fails(s3_settings(bucket), "S3 refused access to the bucket")
+        bucket = self.new_bucket()
+        if not self.store.signatures_checked:
+            s3server.set_auth(True)
+            self.addCleanup(s3server.set_auth, False)
+        self.assert_startup_fails(self.on(bucket, secret_key="wrong" * 8),
+                                  "S3 refused access to the bucket")
 
 
-class ConvergenceTests(DaemonTestCase):
+class ConvergenceTests(StoreTestCase):
     """Two servers on one bucket see each other's changes within the sync interval."""
 
     def test_two_servers_converge(self):
@@ -252,11 +277,11 @@ class ConvergenceTests(DaemonTestCase):
         An upload, a yank, a deletion into the recycle bin, a restore and
         a purge through one server show on the other.
         """
-        bucket = s3server.new_bucket()
+        bucket = self.new_bucket()
         # (a bin of an hour while the file is binned and restored, so no
         # purge comes first however slow the machine; a bin of seconds on
         # the second server for the purge, below)
-        settings = dict(s3_settings(bucket), **{"retention.recycle_bin": "1h",
+        settings = dict(self.on(bucket), **{"retention.recycle_bin": "1h",
                                                 "auth.admins": USER})
         one = self.new_daemon(settings=settings)
         two = self.new_daemon(settings=settings)
@@ -308,7 +333,7 @@ class ConvergenceTests(DaemonTestCase):
         self.assertEqual(upload(one, *LIB).status, 400)
 
 
-class RetentionTests(DaemonTestCase):
+class RetentionTests(StoreTestCase):
     """Two servers on one bucket applying the retention rules at once (issue 29)."""
 
     def test_two_servers_apply_at_once(self):
@@ -316,8 +341,8 @@ class RetentionTests(DaemonTestCase):
         Each file goes to the bin once (one server bins it, the other
         leaves it), none the rules keep goes, and both end with the same bin.
         """
-        bucket = s3server.new_bucket()
-        settings = dict(s3_settings(bucket), **{"auth.admins": USER,
+        bucket = self.new_bucket()
+        settings = dict(self.on(bucket), **{"auth.admins": USER,
                                                 "retention.keep_releases": "1",
                                                 "retention.recycle_bin": "7d"})
         one = self.new_daemon(settings=settings)
@@ -356,14 +381,14 @@ class RetentionTests(DaemonTestCase):
             self.assertEqual(list(files_by_name(daemon, "s3-cleaned")), [releases[-1][0]])
 
 
-class DownloadCountTests(DaemonTestCase):
+class DownloadCountTests(StoreTestCase):
     """Two servers on one bucket count downloads that add up (issue 29)."""
 
     def test_counts_add_up(self):
         """Each server writes records of its own; a start reads them all, summed."""
-        bucket = s3server.new_bucket()
-        one = self.new_daemon(settings=s3_settings(bucket))
-        two = self.new_daemon(settings=s3_settings(bucket))
+        bucket = self.new_bucket()
+        one = self.new_daemon(settings=self.on(bucket))
+        two = self.new_daemon(settings=self.on(bucket))
         self.assertEqual(upload(one, *LIB).status, 200)
 
         def listed():
@@ -386,22 +411,17 @@ class DownloadCountTests(DaemonTestCase):
         wait_for(counted, 10)
 
 
-class OutageTests(DaemonTestCase):
+class OutageTests(StoreTestCase):
     """S3 going away and coming back, with no restart of pypid."""
 
     def test_outage_and_recovery(self):
         """Uploads get 503 + Retry-After, pages keep working, /health says down; then all recovers."""
-        from moto.server import ThreadedMotoServer
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        self.addCleanup(server.stop)
-        endpoint = f"http://127.0.0.1:{port}"
-        bucket = s3server.new_bucket()
-        daemon = self.new_daemon(settings=s3_settings(bucket, endpoint=endpoint,
-                                                      timeout="3"))
+        server = self.store.own_server(self)
+        bucket = server.new_bucket()
+        daemon = self.new_daemon(settings=self.on(bucket, endpoint=server.endpoint,
+                                                  timeout="3"))
         self.assertEqual(upload(daemon, *LIB).status, 200)
-        server.stop()
+        server.halt()
         answer = upload(daemon, *APP)
         self.assertEqual(answer.status, 503, answer.body)
         self.assertTrue(answer.header("retry-after"))
@@ -411,10 +431,39 @@ class OutageTests(DaemonTestCase):
         health = http("GET", daemon.url + "health")
         self.assertEqual(health.status, 503)
         self.assertEqual(health.json()["storage"], "down")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        self.addCleanup(server.stop)
+        server.resume()
         self.assertEqual(http("GET", daemon.url + "health").status, 200)
         self.assertEqual(upload(daemon, *APP).status, 200)
         self.assertEqual(sorted(files_by_name(daemon, "s3-app")), [APP[0]])
         self.assertNotIn("Traceback", daemon.log_text())
+
+
+# -- the same on SeaweedFS, a real S3 server ------------------------------------------------------
+
+
+class SeaweedRedirectTests(RedirectTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedStreamTests(StreamTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedRebuildTests(RebuildTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedConvergenceTests(ConvergenceTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedRetentionTests(RetentionTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedDownloadCountTests(DownloadCountTests):
+    store = s3server.SEAWEED
+
+
+class SeaweedOutageTests(OutageTests):
+    store = s3server.SEAWEED

@@ -527,6 +527,10 @@ class CredentialedUpstreamTests(DaemonTestCase):
         page = http("GET", daemon.index_url + "locked-app/")
         self.assertEqual(page.status, 502, page.body)
         self.assertIn("unauthorized", [entry["fault"] for entry in upstream.requests()])
+        # One line of the log names the upstream and its 401, for the operator.
+        lines = [line for line in daemon.log_text().splitlines()
+                 if "401" in line and upstream.url in line]
+        self.assertTrue(lines, daemon.log_text()[-3000:])
         self.assertNotIn(secret, daemon.log_text())
         self.assertNotIn(secret + "-old", daemon.log_text())
 

@@ -296,6 +296,16 @@ class WheelTests(ExtractTestsMixin, SynchronousTestCase):
         error = self.refused("demo-1.0-py3-none-any.whl", make_zip(files), max_members=10)
         self.assertIn("more than 10 entries", str(error))
 
+    def test_entries_at_the_limit(self):
+        """A zip of exactly the limit's entries is read; one more is refused."""
+        base = _distinfo_files("demo", "1.0")
+        files = base + [(f"demo/m{i}.py", b"") for i in range(10 - len(base))]
+        self.assertEqual(self.extract("demo-1.0-py3-none-any.whl", make_zip(files),
+                                      max_members=10).metadata.version, "1.0")
+        over = make_zip(files + [("demo/extra.py", b"")])
+        error = self.refused("demo-1.0-py3-none-any.whl", over, max_members=10)
+        self.assertIn("more than 10 entries", str(error))
+
     def test_duplicate_names(self):
         """A wheel naming one path twice is refused."""
         files = _distinfo_files("demo", "1.0")
@@ -484,6 +494,19 @@ class SdistTests(ExtractTestsMixin, SynchronousTestCase):
         data = make_tarball([("demo-1.0/PKG-INFO", meta)]
                             + [(f"demo-1.0/m{i}", b"") for i in range(20)])
         error = self.refused("demo-1.0.tar.gz", data, max_members=10)
+        self.assertIn("more than 10 members", str(error))
+
+    def test_members_at_the_limit(self):
+        """
+        At the boundary: a tarball of exactly the limit's members is read,
+        one more is refused (an off-by-one either way fails here).
+        """
+        meta = metadata_text("demo", "1.0").encode()
+        members = [("demo-1.0/PKG-INFO", meta)] + [(f"demo-1.0/m{i}.py", b"") for i in range(9)]
+        self.assertEqual(self.extract("demo-1.0.tar.gz", make_tarball(members),
+                                      max_members=10).metadata.version, "1.0")
+        over = make_tarball(members + [("demo-1.0/m9.py", b"")])
+        error = self.refused("demo-1.0.tar.gz", over, max_members=10)
         self.assertIn("more than 10 members", str(error))
 
     def test_pkg_info_too_large(self):

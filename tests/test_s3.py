@@ -16,7 +16,8 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import HTTPConnectionPool
 
 from pypid.core.distribution import inspect
 from pypid.storage import snapshot as snapshots
@@ -75,9 +76,9 @@ class _Collect:
         self.done.callback(b"".join(self.parts))
 
 
-def bucket_state(bucket):
+def bucket_state(bucket, store=s3server.MOTO):
     """Every object of C{bucket} (any prefix): key, ETag, size, time and user metadata."""
-    client = s3server.client()
+    client = store.client()
     listed = client.list_objects_v2(Bucket=bucket).get("Contents", ())
     return {item["Key"]: (item["ETag"], item["Size"], item["LastModified"],
                           client.head_object(Bucket=bucket, Key=item["Key"])["Metadata"])
@@ -85,17 +86,31 @@ def bucket_state(bucket):
 
 
 class S3Case(TestCase):
-    """Builds S3 storages on fresh buckets of the shared moto server."""
+    """Builds S3 storages on fresh buckets of the shared server of C{store}."""
+
+    #: the S3 server the storages are on (L{tests.s3server.STORES})
+    store = s3server.MOTO
 
     def setUp(self):
+        reason = self.store.skip_reason()
+        if reason:
+            raise SkipTest(reason)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="test-s3")
         self.pool.start()
         self.addCleanup(self.pool.stop)
         self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
-        self.bucket = s3server.new_bucket()
+        self.bucket = self.store.new_bucket()
+
+    def fetch(self, url):
+        """
+        C{GET url} as a client would, on a connection of its own (a store
+        that keeps connections open must not leave one to the next test).
+        """
+        return treq.get(url, pool=HTTPConnectionPool(reactor, persistent=False))
 
     def storage_on(self, bucket=None, **options):
         """An S3 storage of C{bucket} (this test's by default), not prepared."""
+        options.setdefault("endpoint", self.store.endpoint())
         return s3_storage(self, self.run_in_thread, bucket or self.bucket, **options)
 
     async def ready_storage(self, **kwargs):
@@ -114,12 +129,12 @@ class S3Case(TestCase):
 
     def keys(self, prefix=PREFIX):
         """Every key of the test's bucket under C{prefix}."""
-        listed = s3server.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        listed = self.store.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return sorted(item["Key"] for item in listed.get("Contents", ()))
 
 
 class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
-    """The storage contract, for L{S3Storage} on a moto bucket."""
+    """The storage contract, for L{S3Storage} on a moto bucket (L{SeaweedContractTests}: on SeaweedFS)."""
 
     #: where a named index's files are under the bucket's prefix (issue 26)
     TARGET = PREFIX + ".indexes/release/"
@@ -184,7 +199,7 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
                           if method == "GET" and key in (file_key, metadata_key,
                                                          self.TARGET + adopted.filename)], [])
         self.assertEqual(await self.read_location(target.locate(adopted)), data)
-        head = s3server.client().head_object(Bucket=self.bucket,
+        head = self.store.client().head_object(Bucket=self.bucket,
                                              Key=self.TARGET + adopted.filename)
         self.assertEqual(head["Metadata"]["sha256"], record.sha256)
         self.assertEqual(head["Metadata"]["upload-time"], repr(float(record.upload_time)))
@@ -211,17 +226,17 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
             await target.adopt(other, record, self.PROMOTION)
 
     def put_foreign(self, storage, key, data):
-        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + key, Body=data)
+        self.store.client().put_object(Bucket=self.bucket, Key=PREFIX + key, Body=data)
 
     def holding(self, storage):
         """Every object of the bucket: its key, ETag, size, time and user metadata."""
-        return bucket_state(self.bucket)
+        return bucket_state(self.bucket, self.store)
 
     async def read_location(self, location):
         if isinstance(location, MemoryFile):
             return location.data
         if isinstance(location, Redirect):
-            response = await treq.get(location.url)
+            response = await self.fetch(location.url)
             self.assertEqual(response.code, 200)
             return await response.content()
         if isinstance(location, RemoteBytes):
@@ -248,7 +263,7 @@ class S3StorageTests(S3Case):
         keys = self.keys()
         self.assertIn(PREFIX + record.filename, keys)
         self.assertIn(PREFIX + record.filename + ".metadata", keys)
-        head = s3server.client().head_object(Bucket=self.bucket, Key=PREFIX + record.filename)
+        head = self.store.client().head_object(Bucket=self.bucket, Key=PREFIX + record.filename)
         self.assertEqual(head["Metadata"]["sha256"], record.sha256)
         self.assertEqual(urllib.parse.unquote(head["Metadata"]["requires-python"]), ">=3.9, <4")
         self.assertEqual(head["ContentLength"], len(data))
@@ -281,7 +296,7 @@ class S3StorageTests(S3Case):
             storage, extra_files=[("holy_grail/blob.bin", blob)])
         self.assertGreater(record.size, 10 << 20)
         await storage.publish(temp, record, metadata)
-        got = s3server.client().get_object(Bucket=self.bucket, Key=PREFIX + record.filename)
+        got = self.store.client().get_object(Bucket=self.bucket, Key=PREFIX + record.filename)
         self.assertEqual(got["Body"].read(), data)
         scanned = await storage.scan({}, 0.0)
         self.assertEqual(scanned.records, {record.filename: record})
@@ -295,7 +310,7 @@ class S3StorageTests(S3Case):
             f.truncate(7 << 20)
         await self.assertFailure(storage.publish(temp, record, metadata), StorageError)
         self.assertEqual(self.keys(), [])
-        uploads = s3server.client().list_multipart_uploads(Bucket=self.bucket)
+        uploads = self.store.client().list_multipart_uploads(Bucket=self.bucket)
         self.assertEqual(uploads.get("Uploads", []), [])
         self.assertFalse(os.path.exists(temp))
 
@@ -340,9 +355,9 @@ class S3StorageTests(S3Case):
         await storage.publish(temp, record, metadata)
         location = storage.locate(record)
         self.assertIsInstance(location, Redirect)
-        response = await treq.get(location.url)
+        response = await self.fetch(location.url)
         self.assertEqual(await response.content(), data)
-        unsigned = await treq.get(location.url.split("?")[0])
+        unsigned = await self.fetch(location.url.split("?")[0])
         await unsigned.content()
 
     async def test_state_round_trip(self):
@@ -357,7 +372,7 @@ class S3StorageTests(S3Case):
         again = await self.ready_storage()
         again.restore_state(restored)
         self.assertEqual(again.presigned(PREFIX + "a.whl"), url)
-        other = await self.ready_storage(access_key="AKIAPYPIDOTHERKEY001")
+        other = await self.ready_storage(access_key=s3server.OTHER_ACCESS_KEY)
         other.restore_state(restored)
         self.assertNotEqual(other.presigned(PREFIX + "a.whl"), url)
 
@@ -497,7 +512,7 @@ class S3StorageTests(S3Case):
         await writer.publish(temp, newer, metadata)
         await writer.settle()
         foreign_name, data = make_wheel("by-hand", "1.0", **foreign)
-        s3server.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
+        self.store.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
         return known, since, newer, foreign_name
 
     async def test_start_from_snapshot(self):
@@ -551,7 +566,7 @@ class S3StorageTests(S3Case):
         since = time.time()
         time.sleep(0.01)
         foreign_name, data = make_wheel("by-hand", "1.0")
-        bucket = s3server.client()
+        bucket = self.store.client()
         bucket.put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
         removed = records[0].filename
         bucket.delete_object(Bucket=self.bucket, Key=PREFIX + removed)
@@ -641,7 +656,7 @@ class S3StorageTests(S3Case):
         known, since, newer, foreign_name = await self.snapshot_then_changes(
             ("1.0",), "2.0", requires_python=">=3.9")
         [old] = known.values()
-        before = bucket_state(self.bucket)
+        before = bucket_state(self.bucket, self.store)
 
         reader = self.storage_on(download="stream")  # (as pypid-export makes it: not prepared)
         calls = []
@@ -667,7 +682,7 @@ class S3StorageTests(S3Case):
         self.assertIsInstance(reader.locate_metadata(newer), RemoteBytes)
         self.assertEqual(hashlib.sha256(await reader.read_metadata(newer)).hexdigest(),
                          newer.metadata_sha256)
-        self.assertEqual(bucket_state(self.bucket), before)
+        self.assertEqual(bucket_state(self.bucket, self.store), before)
 
     async def test_store_without_conditional_writes_refused(self):
         """A store that ignores If-None-Match stops prepare() with a clear StorageError."""
@@ -741,6 +756,28 @@ def _iam_client():
     return botocore.session.Session().create_client(
         "iam", region_name=s3server.REGION, endpoint_url=s3server.endpoint(),
         aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY)
+
+
+class SeaweedContractTests(S3ContractTests):
+    """
+    The storage contract on SeaweedFS, a real S3 server that checks every
+    signature: where it and moto differ (conditional writes and copies,
+    listing, multipart, error bodies), pypid must be right on both.
+    """
+
+    store = s3server.SEAWEED
+
+
+class SeaweedStorageTests(S3StorageTests):
+    """What the S3 backend adds to the contract, on SeaweedFS."""
+
+    store = s3server.SEAWEED
+
+    async def test_wrong_secret_refused(self):
+        """SeaweedFS checks signatures: a wrong secret stops prepare() with a clear StorageError."""
+        storage = self.storage_on(secret_key="wrong" * 8)
+        error = await self.assertFailure(storage.prepare(), StorageError)
+        self.assertIn("refused access", str(error))
 
 
 class IdleGuardTests(TestCase):

@@ -126,14 +126,18 @@ class HostAllowedTests(SynchronousTestCase):
         self.assertFalse(FileHosts.of(HOSTS).any_public)
 
 
-class RefusalLogTests(SynchronousTestCase):
-    """A refused host is an error naming the key to set, and one log line per host."""
+class _Logged:
+    """Keeps every event logged during the test in C{logged}."""
 
     def setUp(self):
         self.logged = []
         from twisted.logger import globalLogPublisher
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+
+class RefusalLogTests(_Logged, SynchronousTestCase):
+    """A refused host is an error naming the key to set, and one log line per host."""
 
     def warnings(self):
         from twisted.logger import formatEvent
@@ -174,6 +178,43 @@ class RefusalLogTests(SynchronousTestCase):
                          "pypid reaches a host at such an address only if [upstream] hosts "
                          "names it")
         self.assertEqual(len(self.warnings()), 1)
+
+
+class AccessLogTests(_Logged, SynchronousTestCase):
+    """An upstream refusing pypid (401, 403): one log line for the operator, no secret."""
+
+    def refused_line(self):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in self.logged
+                if "answered {code}" in e.get("log_format", "")]
+
+    def test_wrong_credentials_logged_once(self):
+        """
+        The line names the upstream, the status and the keys to check,
+        not the secret; once until a page comes, then again.
+        """
+        from pypid.config.upstream_settings import UpstreamCredentials
+        upstream = Upstream()
+        upstream.routes[("upstream.example", "/simple/holy-grail/")] = (401, {}, b"no")
+        client = UpstreamClient(RequestTraversalAgent(upstream), Clock(), INDEX, HOSTS,
+                                credentials=UpstreamCredentials("svc", "s3cret-value"))
+        for _ in range(3):
+            failure = self.failureResultOf(ensureDeferred(client.page("holy-grail")),
+                                           UpstreamError)
+        self.assertEqual(str(failure.value), "the upstream answered 401 for holy-grail")
+        [line] = self.refused_line()
+        self.assertEqual(line, "The upstream https://upstream.example/simple/ answered 401 for "
+                               "holy-grail: check [upstream] username and password_file (or "
+                               "token_file): the upstream refused them")
+        self.assertNotIn("s3cret-value", "".join(str(e) for e in self.logged))
+        # A page comes: the next refusal is logged again.
+        upstream.routes[("upstream.example", "/simple/holy-grail/")] = (
+            200, {"Content-Type": "text/html"}, b"<html><body></body></html>")
+        self.successResultOf(ensureDeferred(client.page("holy-grail")))
+        upstream.routes[("upstream.example", "/simple/holy-grail/")] = (403, {}, b"no")
+        self.failureResultOf(ensureDeferred(client.page("holy-grail")), UpstreamError)
+        self.assertEqual(len(self.refused_line()), 2)
+        self.assertIn("answered 403", self.refused_line()[1])
 
 
 class ClientTests(SynchronousTestCase):

@@ -10,7 +10,7 @@ storage's L{IUsageStorage}, and the download path counting files.
 import json
 import os
 
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -122,6 +122,33 @@ class FailingOnce:
         return getattr(self.inner, name)
 
 
+class SlowRecords:
+    """A storage whose records are read once C{reading} fires."""
+
+    def __init__(self, inner, reading):
+        self.inner = inner
+        self.reading = reading
+
+    def usage_records(self):
+        return self.reading.addCallback(lambda _: self.inner.usage_records())
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class FailingRecords:
+    """A storage whose records cannot be read."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def usage_records(self):
+        return fail(StorageError("the store is down"))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 class UsageLogTests(SynchronousTestCase):
     """L{UsageLog} over a memory storage and a clock."""
 
@@ -148,6 +175,32 @@ class UsageLogTests(SynchronousTestCase):
         self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 3)
         self.clock.advance(10)
         self.assertEqual(len(self.storage.usage), 1, "nothing counted, nothing written")
+
+    def test_start_waits_for_the_records(self):
+        """
+        The part's start ends once the records are read, so a server opens
+        its listeners on whole counts (issue 61: a restart answered 0).
+        """
+        self.log("one").count(WHEEL)
+        self.clock.advance(10)
+        reading = Deferred()
+        later = UsageLog(SlowRecords(self.storage, reading), self.clock, interval=10,
+                         writer="two")
+        started = later.startService()
+        self.addCleanup(later.stopService)
+        self.assertNoResult(started)
+        self.assertFalse(later.loaded)
+        reading.callback(None)
+        self.successResultOf(started)
+        self.assertEqual(later.book.downloads([WHEEL], 1, TODAY), 1)
+
+    def test_failed_read_does_not_stop_the_start(self):
+        """A read that fails is logged; the start goes on without the counts."""
+        log = UsageLog(FailingRecords(self.storage), self.clock, interval=10, writer="one")
+        self.successResultOf(log.startService())
+        self.addCleanup(log.stopService)
+        self.assertFalse(log.loaded)
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)
 
     def test_stop_writes(self):
         log = self.log("one")

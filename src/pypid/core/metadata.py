@@ -707,6 +707,7 @@ def _extract(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metadata_s
                 _check_zip_entry_count(f, max_members)
             f.seek(0)
             with zipfile.ZipFile(f) as zf:
+                _check_zip_entries(zf, max_members)
                 if is_wheel:
                     raw, variant = _wheel_metadata(zf, parsed, max_metadata_size,
                                                    filename if wheel_tags is not None else None,
@@ -796,16 +797,27 @@ def _too_large(member: str, limit: int) -> InvalidDistribution:
 # Zip files (wheels, and .zip sdists in existing folders).
 
 
+#: The most bytes a central directory entry is allowed on average when the
+#: central directory's size is checked against the entry limit (46 fixed
+#: bytes, and room for a long name and extra fields).
+CENTRAL_ENTRY_ROOM = 46 + 512
+
+
 def _check_zip_entry_count(f: IO[bytes], limit: int) -> None:
     """
-    Refuse a zip that could make zipfile build more than C{limit} entries.
+    Refuse a zip that claims more than C{limit} entries, or whose central
+    directory could make zipfile build many more than C{limit}.
 
     zipfile turns the whole central directory into objects as soon as it
     opens a file. It reads exactly the number of bytes the end record gives
-    as the central directory's size and parses entries within them, and an
-    entry takes at least C{sizeCentralDir} (46) bytes; so that size bounds
-    its work, whatever entry count the end record claims. Reading the end
-    record costs one small read at the end of the file.
+    as the central directory's size and parses entries within them,
+    whatever entry count the end record claims, an entry taking at least
+    C{sizeCentralDir} (46) bytes; so a size of at most C{limit} times
+    L{CENTRAL_ENTRY_ROOM} bounds its work to about 12 times C{limit}
+    entries, and L{_check_zip_entries} then counts the entries it built.
+    (This once refused any zip whose directory was over 46 bytes an entry,
+    so 10 entries of ordinary names were "more than 10": issue 61.)
+    Reading the end record costs one small read at the end of the file.
     """
     try:
         # (zipfile's private helpers, which typeshed leaves out)
@@ -814,8 +826,15 @@ def _check_zip_entry_count(f: IO[bytes], limit: int) -> None:
         endrec = None
     if not endrec:
         raise InvalidDistribution("not a valid zip file (no end of central directory)")
+    claimed = endrec[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
     size_cd = endrec[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
-    if size_cd // zipfile.sizeCentralDir > limit:  # type: ignore[attr-defined]
+    if claimed > limit or size_cd > limit * CENTRAL_ENTRY_ROOM:
+        raise InvalidDistribution(f"the zip file has more than {limit} entries")
+
+
+def _check_zip_entries(zf: zipfile.ZipFile, limit: int) -> None:
+    """Refuse an opened zip of more than C{limit} entries (its end record may have lied)."""
+    if len(zf.filelist) > limit:
         raise InvalidDistribution(f"the zip file has more than {limit} entries")
 
 

@@ -97,12 +97,20 @@ class UsageLog(Service):
 
     # -- the part ---------------------------------------------------------------
 
-    def startService(self) -> None:
-        """Read the records (in the background), then write every interval."""
+    def startService(self) -> Deferred[None]:
+        """
+        Write every interval; read the records before the start goes on.
+
+        The part comes before the listeners, so the first request already
+        sees every count written (read in the background, a restart once
+        answered C{0} downloads for a moment on a busy machine: issue 61).
+        A read that fails is logged and the start goes on: the counts are
+        the server's to show, not to wait for while a store is down.
+        """
         Service.startService(self)
-        ensureDeferred(self.load()).addErrback(
-            lambda f: log.failure("Cannot read the download counts", f))
         self._loop.startService()
+        reading: Deferred[None] = ensureDeferred(self.load())
+        return reading.addErrback(lambda f: log.failure("Cannot read the download counts", f))
 
     def stopService(self) -> Deferred[Any]:
         """Write what was counted."""

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError, UpstreamNotFound
+from pypid.upstream.fetch import (
+    AccessRefused,
+    TransferFailed,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamNotFound,
+)
 from pypid.upstream.parser import UpstreamFile, UpstreamPage
 
 #: The project checked when none is named: the installer itself, which
@@ -44,10 +50,8 @@ class UpstreamCheck:
 
 def _advice(error: Exception, section: str) -> str:
     """What to set for an upstream that did not answer with a page."""
-    text = str(error)
-    if "answered 401" in text or "answered 403" in text:
-        return (f"if it wants to know who asks, set [{section}] username with "
-                "password_file, or token_file")
+    if isinstance(error, AccessRefused):
+        return error.advice
     if isinstance(error, TransferFailed):
         return (f"check [{section}] url and the network (and [pypid] ca_bundle if its "
                 "certificate comes from a private CA)")

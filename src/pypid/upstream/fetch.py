@@ -79,6 +79,27 @@ class TransferFailed(UpstreamError):
     """
 
 
+class AccessRefused(UpstreamError):
+    """
+    The upstream refused pypid (C{401} or C{403}).
+
+    @ivar advice: what the operator may set, naming the section's keys.
+    """
+
+    def __init__(self, message: str, advice: str) -> None:
+        UpstreamError.__init__(self, message)
+        self.advice = advice
+
+
+def access_advice(section: str, credentials_set: bool) -> str:
+    """What to set when an upstream refuses pypid, naming C{section}'s keys."""
+    if credentials_set:
+        return (f"check [{section}] username and password_file (or token_file): "
+                "the upstream refused them")
+    return (f"if it wants to know who asks, set [{section}] username with "
+            "password_file, or token_file")
+
+
 class UpstreamNotFound(Exception):
     """The upstream has no such project (or file)."""
 
@@ -141,6 +162,9 @@ class UpstreamClient:
         self._section = section
         # (the hosts already logged as refused: once each)
         self._refused: set[str] = set()
+        # (the status of the upstream's last refusal of pypid, logged once
+        # until a page comes or the credentials change)
+        self._access_logged: int | None = None
         self._agent = agent
         self._clock = clock
         self.index_url = index_url
@@ -153,6 +177,7 @@ class UpstreamClient:
         self._turns = DeferredSemaphore(MAX_READS)
         # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
+        self.credentials: UpstreamCredentials | None = None
         self.reconfigure(hosts, credentials)
 
     def reconfigure(self, hosts: Iterable[str],
@@ -163,6 +188,8 @@ class UpstreamClient:
         for the fetches that begin from now on.
         """
         self.file_hosts = FileHosts.of(hosts)
+        if credentials != self.credentials:
+            self._access_logged = None
         self.credentials = credentials
         self._authorization = None if credentials is None else authorization(credentials)
 
@@ -190,6 +217,19 @@ class UpstreamClient:
             log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why,
                      advice=advice)
         return UpstreamError(f"{why}; {advice}")
+
+    def _access_refused(self, project: str, code: int) -> AccessRefused:
+        """
+        The error of the upstream refusing pypid, logged for the operator
+        (naming the upstream, the status and the keys to check, never the
+        secret) once until a page comes or the credentials change.
+        """
+        advice = access_advice(self._section, self.credentials is not None)
+        if self._access_logged != code:
+            self._access_logged = code
+            log.warn("The upstream {url} answered {code} for {project}: {advice}",
+                     url=self.index_url, code=code, project=project, advice=advice)
+        return AccessRefused(f"the upstream answered {code} for {project}", advice)
 
     async def page(self, project: str, previous: UpstreamPage | None = None) -> UpstreamPage:
         """
@@ -269,9 +309,13 @@ class UpstreamClient:
         if response.code in (404, 410):
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamNotFound(project)
+        if response.code in (401, 403):
+            bodies.discard(response, self._clock, self.timeout)
+            raise self._access_refused(project, response.code)
         if response.code != 200:
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamError(f"the upstream answered {response.code} for {project}")
+        self._access_logged = None
         body = await self.read(response, self._max_page_size, started,
                                f"the upstream's page of {project}")
         content_type = _header(response, b"content-type") or ""

@@ -245,7 +245,7 @@ class AdvisoryAdmin:
             project = normalize(project) if is_valid_name(project) else "\0"
         return send_json(request, {
             "waivers": [w.to_json() for w in keeper.current.find(index, project)],
-            "read": keeper.read_ok is not False})
+            "read": keeper.read_ok is True})
 
     @app.route("/api/advisories/waivers", methods=["POST"])
     def waive(self, request: IRequest) -> Awaitable[bytes]:
