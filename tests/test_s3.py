@@ -268,6 +268,25 @@ class S3StorageTests(S3Case):
         self.assertEqual(urllib.parse.unquote(head["Metadata"]["requires-python"]), ">=3.9, <4")
         self.assertEqual(head["ContentLength"], len(data))
 
+    async def test_marker_before_the_answer(self):
+        """
+        An upload, a yank and a delete answer only once their change marker
+        is in the bucket (nothing left in the background): a server killed
+        right after its answer leaves no change the others cannot learn of.
+        """
+        storage = await self.ready_storage()
+        temp, record, metadata, _ = self.spool_wheel(storage)
+        changes = Layout(PREFIX).changes_prefix
+
+        def markers():
+            return [key for key in self.keys(changes) if key.endswith("." + record.filename)]
+        await storage.publish(temp, record, metadata)
+        self.assertEqual(len(markers()), 1)
+        await storage.update(record.replace(yanked="broken"))
+        self.assertEqual(len(markers()), 2)
+        await storage.delete(record)
+        self.assertEqual(len(markers()), 3)
+
     async def test_concurrent_publish_one_wins(self):
         """Two servers writing other bytes under one name at once: one wins, one gets FileExists."""
         one = await self.ready_storage()

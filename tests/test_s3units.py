@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import botocore.auth
 from treq.testing import StubTreq
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -1674,6 +1674,7 @@ class _Announced:
 
     def announce(self, filename):
         self.announced.append(filename)
+        return succeed(None)
 
 
 class JournalObjectsTests(SynchronousTestCase):

@@ -100,7 +100,7 @@ class FileWrites:
                 current = await self._states.read(record.filename, record.path)
                 raise FileExists(record.filename, record.sha256, current.record)
             self._imports.remember(record)
-            self._feed.announce(record.filename)
+            await self._feed.announce(record.filename)
             return record
         finally:
             await self._run(remove_file, temp_path)
@@ -164,7 +164,7 @@ class FileWrites:
                 raise AlreadyBinned(record.filename)
         else:
             await client.delete(layout.binned_key(record.filename))
-        self._feed.announce(record.filename)
+        await self._feed.announce(record.filename)
 
     async def delete(self, record: FileRecord) -> None:
         """
@@ -183,7 +183,7 @@ class FileWrites:
         # The tombstone is the delete: from here on the file is not served
         # by any server. The objects go next; one that cannot be removed now
         # is hidden by the tombstone, and removed by the next full check.
-        self._feed.announce(record.filename)
+        await self._feed.announce(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename), layout.yanked_key(record.filename),
                     layout.binned_key(record.filename), layout.promoted_key(record.filename),
@@ -210,4 +210,4 @@ class FileWrites:
         await client.put(layout.deleted_key(filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                          {"content-type": "application/json"})
-        self._feed.announce(filename)
+        await self._feed.announce(filename)

@@ -71,7 +71,7 @@ class JournalObjects:
             # (the promotion ended either way: its files' markers go out,
             # and the next adoption of those names announces itself)
             for filename in sorted(self._journaled.pop(name, ())):
-                self._feed.announce(filename)
+                await self._feed.announce(filename)
 
     async def all(self) -> dict[str, bytes]:
         """The journals kept and not dropped: promotions a crash interrupted."""

@@ -105,9 +105,15 @@ class ChangeFeed:
     def announce(self, subject: str) -> Deferred[Any]:
         """
         Leave a change marker of C{subject} (a filename, or a
-        L{pypid.storage.s3.layout.status_subject}) for the other instances,
-        in the background. A marker that cannot be written is tried again
-        at the next poll.
+        L{pypid.storage.s3.layout.status_subject}) for the other instances.
+        The L{Deferred} fires once it is written, or its failure noted (it
+        never fails: a marker that cannot be written is tried again at the
+        next poll). The changes of files wait for it before they answer, so
+        that a change acknowledged to a client is one the other servers
+        learn of even if this one is killed the next moment (issue 61: the
+        200 of an upload went out before its marker, and a C{kill -9} in
+        between left the other servers without the file until their next
+        full listing).
         """
         def failed(failure: Failure) -> None:
             self._failed(subject, failure.getErrorMessage())

@@ -95,7 +95,7 @@ class ObjectAdoption:
             raise
         self._imports.remember(adopted)
         if not self._journals.holds(adopted.filename):
-            self._feed.announce(adopted.filename)
+            await self._feed.announce(adopted.filename)
         # (else its marker waits for the end of its promotion: drop_journal)
         return adopted
 
@@ -129,7 +129,7 @@ class ObjectAdoption:
         if existing is not None and existing.get("x-amz-meta-sha256") != record.sha256:
             return
         await self._forget(record.replace(path=record.filename), strict=True)
-        self._feed.announce(record.filename)
+        await self._feed.announce(record.filename)
 
     async def _forget(self, record: FileRecord, strict: bool = False) -> None:
         """
