@@ -44,6 +44,8 @@ TOKENS = {
 
 #: The server's root URL in a recorded answer.
 SERVER = "{server}"
+#: The folder of the set served, in a recorded answer.
+FOLDER = "{folder}"
 
 JSON_FORM = "application/vnd.pypi.simple.v1+json"
 HTML_FORM = "application/vnd.pypi.simple.v1+html"
@@ -107,49 +109,56 @@ def headers_of(req, secrets):
     return headers, body
 
 
-def ask(root, req, secrets, timeout):
-    """Make one request of a set to the server at C{root}; its normalised answer."""
+def ask(root, req, secrets, timeout, folder):
+    """
+    Make one request of a set to the server at C{root}, which serves the
+    set's copy in C{folder}; its normalised answer.
+    """
     headers, body = headers_of(req, secrets)
     response = http(req["method"], root + req["path"].lstrip("/"), headers, body,
                     timeout=timeout)
-    return answer_of(root, req, response)
+    return answer_of(root, folder, req, response)
 
 
-def _server_free(text, root):
-    """C{text} with the server's root URL (and its address) written as L{SERVER}."""
-    return text.replace(root, SERVER + "/").replace(root.rstrip("/"), SERVER)
+def _places_free(text, root, folder):
+    """
+    C{text} with the server's root URL (and its address) written as
+    L{SERVER}, the set's folder as L{FOLDER}.
+    """
+    text = text.replace(root, SERVER + "/").replace(root.rstrip("/"), SERVER)
+    return text.replace(folder, FOLDER)
 
 
-def _strip_root(value, root):
+def _strip_places(value, root, folder):
     if isinstance(value, str):
-        return _server_free(value, root)
+        return _places_free(value, root, folder)
     if isinstance(value, list):
-        return [_strip_root(v, root) for v in value]
+        return [_strip_places(v, root, folder) for v in value]
     if isinstance(value, dict):
-        return {k: _strip_root(v, root) for k, v in value.items()}
+        return {k: _strip_places(v, root, folder) for k, v in value.items()}
     return value
 
 
-def answer_of(root, req, response):
+def answer_of(root, folder, req, response):
     """
     What a set keeps of an answer: the status, the content type, the
     redirect's target, and the body: parsed JSON, text (HTML, plain), or
     the sha256 and size of anything else (a file). The server's root URL
-    is written L{SERVER}; C{/health}'s body, which says how long the
-    server ran, is not kept.
+    is written L{SERVER}, the folder it serves L{FOLDER}; C{/health}'s
+    body, which says how long the server ran, is not kept.
     """
     ctype = (response.header("Content-Type") or "").split(";")[0].strip()
     answer = {"status": response.status, "type": ctype}
     location = response.header("Location")
     if location:
-        answer["location"] = _server_free(location, root)
+        answer["location"] = _places_free(location, root, folder)
     path = req["path"]
     if path.startswith("/health"):
         return answer
     if ctype.endswith("json") and response.body:
-        answer["json"] = _strip_root(json.loads(response.body), root)
+        answer["json"] = _strip_places(json.loads(response.body), root, folder)
     elif ctype.startswith("text/") and not path.startswith(("/files/", "/staging/files/")):
-        answer["text"] = _server_free(response.body.decode("utf-8", "replace"), root)
+        answer["text"] = _places_free(response.body.decode("utf-8", "replace"), root, folder)
     else:
         answer["sha256"] = hashlib.sha256(response.body).hexdigest()
         answer["size"] = len(response.body)
@@ -159,7 +168,7 @@ def answer_of(root, req, response):
 # -- what a set records -----------------------------------------------------------------------------------
 
 
-def record(root, secrets, features, timeout):
+def record(root, folder, secrets, features, timeout):
     """
     Ask every request of a set, finding the pages and files from the
     answers: the admin's API first (before anything below is counted or
@@ -173,7 +182,7 @@ def record(root, secrets, features, timeout):
     exchanges = []
 
     def do(req):
-        answer = ask(root, req, secrets, timeout)
+        answer = ask(root, req, secrets, timeout, folder)
         exchanges.append({"request": req, "answer": answer})
         return answer
 
@@ -206,7 +215,8 @@ def record(root, secrets, features, timeout):
             page = do(request("GET", page_path, None, JSON_FORM))
             do(request("GET", page_path, None, HTML_FORM))
             for entry in page.get("json", {}).get("files", []):
-                url = urlsplit(urljoin(SERVER + page_path, entry["url"])).path
+                url = urlsplit(urljoin("http://server" + page_path,
+                                       entry["url"].replace(SERVER, "http://server"))).path
                 files.append((url, entry))
             versions = page.get("json", {}).get("versions", [])
             do(request("GET", f"{prefix}/pypi/{project}/json"))
@@ -245,6 +255,31 @@ def record(root, secrets, features, timeout):
     do(request("GET", "/api/search?q=widget"))
     do(request("GET", "/health"))
     return exchanges
+
+
+# -- moving a set ---------------------------------------------------------------------------------------
+
+
+def relocate(folder, made_in):
+    """
+    Make the snapshots of a set's copy in C{folder} describe it there
+    rather than in C{made_in}, where the release wrote them: a snapshot
+    names the storage it describes by its absolute path, and one that
+    names another is not used (the index is read again from the storage,
+    and the upstream's cached pages, kept only in the snapshot, are lost).
+    An upgrade in place never moves the folder; the copy a test makes does.
+    """
+    var = os.path.join(folder, "var")
+    for root, _dirs, files in os.walk(var):
+        for name in files:
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(root, name)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if made_in in text:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text.replace(made_in, folder))
 
 
 # -- the bucket -------------------------------------------------------------------------------------------

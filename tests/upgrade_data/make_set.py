@@ -436,17 +436,18 @@ def make_variant(release, work, variant, upstream_url):
     # The recording: the release serving a copy of the set, offline.
     copy = os.path.join(work, variant + "-copy")
     shutil.copytree(folder, copy)
+    sets.relocate(copy, folder)
     if variant == "bucket":
         sets.load_bucket(client, os.path.join(folder, "bucket"), sets.BUCKET)
     daemon = OldDaemon(release, copy, settings)
     try:
         daemon.start()
-        exchanges = sets.record(daemon.url, extra, release.features(), HTTP_TIMEOUT)
+        exchanges = sets.record(daemon.url, copy, extra, release.features(), HTTP_TIMEOUT)
         daemon.stop()
     finally:
         daemon.kill()
-    return folder, {"tokens": extra["tokens"], "session": extra.get("session"),
-                    "exchanges": exchanges}
+    return folder, {"made_in": folder, "tokens": extra["tokens"],
+                    "session": extra.get("session"), "exchanges": exchanges}
 
 
 def main(argv=None):
