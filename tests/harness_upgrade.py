@@ -297,18 +297,31 @@ def empty_bucket(client, bucket):
             client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
-def load_bucket(client, folder, bucket):
-    """Put the objects a set's C{folder} dumped (its C{manifest.json}) into C{bucket}, emptied."""
-    empty_bucket(client, bucket)
+def bucket_manifest(folder):
+    """The objects a set's bucket C{folder} holds: C{[{key, sha256, content_type, metadata}]}."""
     with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    for item in manifest["objects"]:
+        return json.load(f)["objects"]
+
+
+def load_bucket(client, folder, bucket, days=0):
+    """
+    Put the objects a set's C{folder} dumped (its C{manifest.json}) into
+    C{bucket}, emptied; the download counts moved C{days} days later (see
+    L{shift_usage}).
+    """
+    empty_bucket(client, bucket)
+    for item in bucket_manifest(folder):
         with open(os.path.join(folder, "objects", item["sha256"]), "rb") as f:
             data = f.read()
+        key = item["key"]
+        head, _, name = key.rpartition("/")
+        if days and head.endswith("/.pypid/usage") and _USAGE_NAME.match(name):
+            key = f"{head}/{_shifted_name(name, days)}"
+            data = _shifted_record(data, days)
         extra = {"Metadata": item["metadata"]}
         if item.get("content_type"):
             extra["ContentType"] = item["content_type"]
-        client.put_object(Bucket=bucket, Key=item["key"], Body=data, **extra)
+        client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
 
 
 # -- time ---------------------------------------------------------------------------------------------------
@@ -336,16 +349,22 @@ def shift_usage(folder, days):
                 continue
             path = os.path.join(usage, name)
             with open(path, "rb") as f:
-                record = json.loads(f.read())
-            record["day"] += days
-            record["files"] = {file: [count, last + days * DAY]
-                               for file, (count, last) in record["files"].items()}
-            record["replaces"] = [_shifted_name(n, days) for n in record.get("replaces", [])]
-            if not record["replaces"]:
-                del record["replaces"]
+                data = f.read()
             os.remove(path)
             with open(os.path.join(usage, _shifted_name(name, days)), "wb") as f:
-                f.write(json.dumps(record, separators=(",", ":")).encode())
+                f.write(_shifted_record(data, days))
+
+
+def _shifted_record(data, days):
+    """A usage record's bytes, C{days} days later."""
+    record = json.loads(data)
+    record["day"] += days
+    record["files"] = {file: [count, last + days * DAY]
+                       for file, (count, last) in record["files"].items()}
+    record["replaces"] = [_shifted_name(n, days) for n in record.get("replaces", [])]
+    if not record["replaces"]:
+        del record["replaces"]
+    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def _shifted_name(name, days):

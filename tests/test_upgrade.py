@@ -337,7 +337,8 @@ class SharedUpgradeMixin(UpgradeMixin):
 
     def test_nothing_removed_or_changed(self):
         """Every distribution file and audit line the release wrote is still there, unchanged."""
-        if self.variant != "local":
+        if self.variant == "bucket":
+            self.assert_bucket_kept()
             return
         old_root = os.path.join(self.folder, "packages")
         new_root = os.path.join(self.daemon.directory, "packages")
@@ -363,6 +364,28 @@ class SharedUpgradeMixin(UpgradeMixin):
                         problems.append(f"{relative}: the release's audit lines changed")
                 elif os.sep + ".pypid" + os.sep not in os.sep + relative and old != new:
                     problems.append(f"{relative}: changed")
+        self.assertEqual(problems, [])
+
+
+    def assert_bucket_kept(self):
+        """Every object the release wrote is in the bucket, unchanged, but the counts and snapshots."""
+        from tests import s3server
+        self.assertTrue(self.daemon.running())
+        client = s3server.client()
+        now = set()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=sets.BUCKET):
+            now.update(item["Key"] for item in page.get("Contents", []))
+        problems = []
+        for item in sets.bucket_manifest(os.path.join(self.folder, "bucket")):
+            key = item["key"]
+            if "/.pypid/usage/" in key or key.endswith("/.pypid/snapshot.json.gz"):
+                continue
+            if key not in now:
+                problems.append(f"{key}: removed")
+                continue
+            data = client.get_object(Bucket=sets.BUCKET, Key=key)["Body"].read()
+            if sha256(data) != item["sha256"]:
+                problems.append(f"{key}: changed")
         self.assertEqual(problems, [])
 
 
