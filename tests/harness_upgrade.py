@@ -16,11 +16,12 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from urllib.parse import quote, urljoin, urlsplit
 
 from tests.distributions import make_wheel
-from tests.e2e import PASSWORD, USER, basic, http, upload_form
+from tests.e2e import PASSWORD, USER, E2EFailure, basic, http, upload_form
 
 #: Where the sets are kept.
 SETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upgrade_data")
@@ -163,6 +164,23 @@ def answer_of(root, folder, req, response):
         answer["sha256"] = hashlib.sha256(response.body).hexdigest()
         answer["size"] = len(response.body)
     return answer
+
+
+def wait_until_ready(root, timeout, request_timeout):
+    """
+    Wait until the server at C{root} read the security advisories: until
+    then it answers C{503} for what they might cover (today's code reads
+    them after it listens; 0.1.0 read them before).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http("GET", root + "api/advisories", auth=(ADMIN, ADMIN_PASSWORD),
+                        timeout=request_timeout)
+        if response.status != 503:
+            return
+        if time.monotonic() > deadline:
+            raise E2EFailure(f"the advisories were not read within {timeout} s")
+        time.sleep(0.1)
 
 
 # -- what a set records -----------------------------------------------------------------------------------

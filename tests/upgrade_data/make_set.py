@@ -442,6 +442,7 @@ def make_variant(release, work, variant, upstream_url):
     daemon = OldDaemon(release, copy, settings)
     try:
         daemon.start()
+        sets.wait_until_ready(daemon.url, START_TIMEOUT, HTTP_TIMEOUT)
         exchanges = sets.record(daemon.url, copy, extra, release.features(), HTTP_TIMEOUT)
         daemon.stop()
     finally:
