@@ -233,8 +233,8 @@ def record(root, folder, secrets, features, timeout):
             page = do(request("GET", page_path, None, JSON_FORM))
             do(request("GET", page_path, None, HTML_FORM))
             for entry in page.get("json", {}).get("files", []):
-                url = urlsplit(urljoin("http://server" + page_path,
-                                       entry["url"].replace(SERVER, "http://server"))).path
+                url = urlsplit(urljoin("http://server.example" + page_path,
+                                       entry["url"].replace(SERVER, "http://server.example"))).path
                 files.append((url, entry))
             versions = page.get("json", {}).get("versions", [])
             do(request("GET", f"{prefix}/pypi/{project}/json"))
