@@ -62,6 +62,8 @@ class _Served:
 
     #: the cache's C{keep_removed} (issue 46)
     keep_removed = False
+    #: the index's PEP 752 namespaces (L{None}: it serves none)
+    namespaces = None
 
     def setUp(self):
         self.clock = Clock()
@@ -86,7 +88,7 @@ class _Served:
             # (as the saved file gives it back: JSON)
             state = json.loads(json.dumps(state))
             self.successResultOf(ensureDeferred(self.source.load(state, self.clock.seconds())))
-        self.index = Index(file_url_for(None))
+        self.index = Index(file_url_for(None), namespaces=self.namespaces)
         self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url)
         users = {name: hash_password(PASSWORD, FAST) for name in ("admin", "alice")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)

@@ -162,16 +162,6 @@ def todays(request, old, new, version, restarted=False):
     for answer in (old, new):
         if "text" in answer:
             answer["text"] = _ASSET.sub(r"pypid.*.\1", answer["text"])
-        if "/simple/remote-" in path and request.get("accept") == sets.JSON_FORM \
-                and answer.get("json", {}).get("namespaces", False) is None:
-            # DEFECT (found by this test, issue 61, item 4; not a change on
-            # purpose): a page of the upstream cache announces API 1.5 with
-            # "namespaces": null on a server that reserves no namespace,
-            # where the hosted pages announce 1.4 without the key (3dbfd25
-            # made them so; pypid.upstream.page_view still renders 1.5).
-            # Remove this rule with the fix.
-            del answer["json"]["namespaces"]
-            answer["json"]["meta"]["api-version"] = "1.4"
     if restarted and legacy and "json" in new and "json" in old \
             and new["json"].get("last_serial", 0) >= old["json"].get("last_serial", 0):
         # The serial rises at each start where the advisories cover a

@@ -277,6 +277,35 @@ class ServedStatusTests(_Served, SynchronousTestCase):
         self.assertEqual(json.loads(page.body)["project-status"], {"status": "deprecated"})
 
 
+class ApiVersionTests(_Served, SynchronousTestCase):
+    """
+    A cached upstream project's JSON page is at the API version of the
+    index's own pages (issue 61: it said 1.5 with C{"namespaces": null} on
+    a server with no namespace, where the hosted pages say 1.4).
+    """
+
+    def setUp(self):
+        from pypid.core.namespace_api import IndexNamespaces
+        self.namespaces = IndexNamespaces("default")
+        super().setUp()
+
+    def meta(self):
+        code, body = self.get("/simple/widget/")
+        self.assertEqual(code, 200, body)
+        page = json.loads(body)
+        return page["meta"]["api-version"], page.get("namespaces", "absent")
+
+    def test_follows_the_namespaces_in_use(self):
+        from pypid.core.grant_ledger import GrantLedger
+        from pypid.core.namespaces import NamespaceGrants, parse_grant
+        self.assertEqual(self.meta(), ("1.4", "absent"))
+        grants = NamespaceGrants.of([parse_grant("acme", "user:bob")])
+        self.assertTrue(self.namespaces.take(grants, GrantLedger()))
+        self.assertEqual(self.meta(), ("1.5", None))
+        self.assertTrue(self.namespaces.take(NamespaceGrants(), GrantLedger()))
+        self.assertEqual(self.meta(), ("1.4", "absent"))
+
+
 class RemovedAfterQuarantineTests(_Served, SynchronousTestCase):
     """
     The public index's "quarantine, then remove" (issue 45, item 3): the

@@ -741,11 +741,11 @@ class IndexView:
         Whether a delegate's own page (of C{hosted}, or an upstream's) would
         show other namespaces of C{project} than this index does.
         """
-        mine = self.namespaces
+        mine = served(self.namespaces)
         if hosted is None:
-            # (an upstream's page: in no namespace, at API 1.5)
-            return mine is not None and bool(mine.matching(project))
-        theirs = hosted.rendered.namespaces
+            # (an upstream's own page: at API 1.4, in no namespace)
+            return mine is not None
+        theirs = served(hosted.rendered.namespaces)
         if mine is theirs:
             return False
         if mine is None or theirs is None:

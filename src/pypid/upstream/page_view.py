@@ -39,6 +39,7 @@ from pypid.core.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.bounded import put_newest
 from pypid.core.lru import ByteLRU
 from pypid.core.model import FileRecord
+from pypid.core.namespace_api import served
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
@@ -86,7 +87,7 @@ class _Shown:
 
     entry: CachedPage
     files: dict[str, UpstreamFile]
-    pages: dict[str, Page]
+    pages: dict[tuple[str, bool], Page]
     at: float
 
 
@@ -288,9 +289,12 @@ class PageView:
 
     def _render(self, project: str, entry: CachedPage, kind: str) -> Page:
         memo = self._memo(project, entry)
-        page = memo.pages.get(kind)
+        # (a JSON page is kept by the API version it was rendered at: a
+        # namespace coming into use, or the last going, changes it)
+        key = (kind, kind != HTML and self._namespaced())
+        page = memo.pages.get(key)
         if page is None:
-            page = memo.pages[kind] = self._page(
+            page = memo.pages[key] = self._page(
                 project, [(f, self._file_url(f)) for f in memo.files.values()], kind,
                 entry.page.status if entry.page is not None else None)
             # (counted where it stands; the page just rendered is kept, however big)
@@ -312,10 +316,16 @@ class PageView:
             body = render.project_html(project, shown, status, provenance_url)
         else:
             versions = sorted({f.version for f, _ in shown}, key=version_key)
-            # (API 1.5, as every index of the server: a reserved namespace
-            # is never asked upstream, so an upstream's project is in none)
-            body = render.project_json(project, shown, versions, status, provenance_url, None)
+            # (at the API version of the index's own pages: 1.5 while a
+            # namespace is in use, the project then in none, since a
+            # reserved namespace is never asked upstream; else 1.4)
+            body = render.project_json(project, shown, versions, status, provenance_url,
+                                       None if self._namespaced() else render.UNSERVED)
         return Page.of(body, CONTENT_TYPES[kind], variants)
+
+    def _namespaced(self) -> bool:
+        """Whether the index's JSON pages carry namespaces (API 1.5) now."""
+        return served(self._index.rendered.namespaces) is not None
 
     def advisories_changed(self, projects: Iterable[str] | None) -> None:
         """

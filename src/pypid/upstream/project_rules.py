@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import attrs
 
 from pypid.core.names import normalize
+from pypid.core.namespace_api import IndexNamespaces
 from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.upstream.confusion import Decision, UpstreamPolicy
@@ -23,6 +24,13 @@ from pypid.upstream.confusion import Decision, UpstreamPolicy
 
 class MergedPages(Protocol):
     """What the upstream keeps with a hosted project's pages (L{pypid.core.rendered_pages})."""
+
+    @property
+    def namespaces(self) -> IndexNamespaces | None:
+        """
+        The index's PEP 752 namespaces: its JSON pages, the upstream's
+        projects' too, are at API 1.5 only while one is in use (issue 60).
+        """
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """A value kept with C{project}'s pages under C{key}, or L{None}."""

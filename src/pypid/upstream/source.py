@@ -18,7 +18,7 @@ the pages an index composes of its bases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, cast
 
 import attrs
@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.model import FileRecord
+from pypid.core.project import Project
 from pypid.core.project_status import ProjectStatus
 from pypid.core.readme import Renderer, render_description
 from pypid.core.render import Page
@@ -455,9 +456,30 @@ class _NothingHosted:
         return None
 
     @property
-    def rendered(self) -> Any:
-        """Never read: nothing is hosted, so no merged page is kept."""
-        raise AttributeError("rendered")
+    def rendered(self) -> _NoMergedPages:
+        """Nothing is hosted, so no merged page is kept; its JSON pages are at API 1.4."""
+        return _NO_MERGED_PAGES
+
+
+@attrs.frozen
+class _NoMergedPages:
+    """
+    The merged pages of an index that hosts nothing: none kept, and no
+    namespace (an upstream's own pages are at API 1.4: a view that serves
+    namespaces composes its own, L{pypid.core.views}).
+    """
+
+    namespaces: None = None
+
+    def extra_page(self, project: Project, key: Hashable) -> None:
+        """Nothing is kept."""
+        return None
+
+    def keep_page(self, project: Project, key: Hashable, page: Any) -> None:
+        """Nothing is kept."""
+
+
+_NO_MERGED_PAGES = _NoMergedPages()
 
 
 _NOTHING_HOSTED = _NothingHosted()
