@@ -150,8 +150,12 @@ class Peer(e2e.ChildProcess):
         self.ready_url = ready_url
         self.log_path = os.path.join(directory, "peer.log")
 
-    def start(self, timeout=30.0):
-        """Start it and wait until C{ready_url} answers."""
+    def start(self, timeout=180.0):
+        """
+        Start it and wait until C{ready_url} answers. The limit only catches
+        a peer that never answers: devpi-server took over 30 s to start on
+        a machine with both cores busy (issue 61), so it is far above that.
+        """
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv, cwd=self.directory, stdin=subprocess.DEVNULL, stdout=log,
