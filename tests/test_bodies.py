@@ -15,6 +15,7 @@ from pypid.http.bodies import (
     BodyError,
     BodyStalled,
     BodyTooLarge,
+    describe,
     discard,
     read_body,
 )
@@ -187,3 +188,19 @@ class GzipTests(SynchronousTestCase):
         response.protocol.dataReceived(gzip.compress(b"x" * 1000)[:-8])
         response.end()
         self.failureResultOf(d, BodyCutShort)
+
+
+class DescribeTests(SynchronousTestCase):
+    """L{describe}: a failed request's reason, never empty."""
+
+    def test_reasons(self):
+        from twisted.internet.defer import CancelledError
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.web._newclient import ResponseNeverReceived
+        error = ResponseNeverReceived([Failure(CancelledError()),
+                                       Failure(ConnectionRefusedError("refused"))])
+        self.assertEqual(describe(error), "CancelledError; Connection was refused by other "
+                                          "side: refused.")
+        self.assertEqual(describe(TimeoutError()), "TimeoutError")
+        self.assertEqual(describe(ValueError("bad")), "bad")
+

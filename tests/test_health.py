@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.storage.local import LocalStorage
-from pypid.web.health import Health
+from pypid.web.health import CHECK_WAIT, Health, StorageProbe
 from tests.fakes import run_now
 
 
@@ -55,6 +55,59 @@ class FakeMark:
         self.unclean = unclean
 
 
+class SlowChecks:
+    """A storage whose checks answer when the test says (C{answer})."""
+
+    def __init__(self):
+        self.asked = []
+
+    def check(self):
+        d = Deferred()
+        self.asked.append(d)
+        return d
+
+
+class StorageProbeTests(SynchronousTestCase):
+    """
+    L{StorageProbe}: one check at a time, shared, and a probe never waits
+    longer than L{CHECK_WAIT} (issue 61: every server's /health timed out
+    together behind a balancer while the store was slow).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.storage = SlowChecks()
+        self.probe = StorageProbe(self.storage, self.clock)
+
+    def test_shared(self):
+        first, second = self.probe.state(), self.probe.state()
+        self.assertEqual(len(self.storage.asked), 1, "one check for both")
+        self.storage.asked[0].callback("ok")
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)),
+                         ("ok", "ok"))
+        # (an answer is not kept: the next probe asks again)
+        self.probe.state()
+        self.assertEqual(len(self.storage.asked), 2)
+
+    def test_slow_is_down(self):
+        waiting = self.probe.state()
+        self.clock.advance(CHECK_WAIT - 0.01)
+        self.assertNoResult(waiting)
+        self.clock.advance(0.02)
+        self.assertEqual(self.successResultOf(waiting), "down")
+        # (the check still running is shared, not asked again; its answer stands)
+        again = self.probe.state()
+        self.assertEqual(len(self.storage.asked), 1)
+        self.storage.asked[0].callback("ok")
+        self.assertEqual(self.successResultOf(again), "ok")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_failed_check_is_down(self):
+        waiting = self.probe.state()
+        self.storage.asked[0].errback(RuntimeError("broken"))
+        self.assertEqual(self.successResultOf(waiting), "down")
+
+
 class HealthTests(SynchronousTestCase):
     """C{/health} says ready only when the index answers, and a full disk is degraded."""
 
@@ -67,7 +120,7 @@ class HealthTests(SynchronousTestCase):
 
     def health(self, storage, ready=None):
         """C{(code, headers, JSON)} of C{GET /health}."""
-        treq = StubTreq(Health(storage, ready).app.resource())
+        treq = StubTreq(Health(storage, ready, clock=Clock()).app.resource())
         response = self.successResultOf(treq.get("http://127.0.0.1/health"))
         body = self.successResultOf(response.content())
         return response.code, response.headers, json.loads(body)

@@ -13,6 +13,7 @@ from functools import partial
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -287,6 +288,23 @@ class S3StorageTests(S3Case):
         await storage.delete(record)
         self.assertEqual(len(markers()), 3)
 
+    async def test_intent_outlives_a_kill(self):
+        """
+        A server killed between its write and the change marker (here: the
+        marker never written) leaves its intent marker: another server's
+        polls read the file's state again until it is there, so the upload
+        is not served by the writer alone (issue 61).
+        """
+        writer = await self.ready_storage()
+        reader = await self.ready_storage()
+        await reader.scan({}, 0.0)
+        await reader.poll()
+        temp, record, metadata, _ = self.spool_wheel(writer)
+        writer._feed.announce = lambda subject: succeed(None)  # (killed before it)
+        await writer.publish(temp, record, metadata)
+        found = [change.record for change in (await reader.poll()).files]
+        self.assertEqual([r.filename for r in found if r is not None], [record.filename])
+
     async def test_concurrent_publish_one_wins(self):
         """Two servers writing other bytes under one name at once: one wins, one gets FileExists."""
         one = await self.ready_storage()
@@ -328,7 +346,9 @@ class S3StorageTests(S3Case):
         with open(temp, "r+b") as f:
             f.truncate(7 << 20)
         await self.assertFailure(storage.publish(temp, record, metadata), StorageError)
-        self.assertEqual(self.keys(), [])
+        # (nothing but the intent marker left before the write)
+        changes = Layout(PREFIX).changes_prefix
+        self.assertEqual([key for key in self.keys() if not key.startswith(changes)], [])
         uploads = self.store.client().list_multipart_uploads(Bucket=self.bucket)
         self.assertEqual(uploads.get("Uploads", []), [])
         self.assertFalse(os.path.exists(temp))

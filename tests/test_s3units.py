@@ -51,6 +51,7 @@ from pypid.storage.s3.layout import (
     Change,
     Layout,
     changes_start_after,
+    intent_subject,
     metadata_headers,
     record_from_headers,
     status_subject,
@@ -593,6 +594,20 @@ class ChangeTests(SynchronousTestCase):
         self.assertEqual(Change.parse(layout, key), change)
         self.assertEqual(change.project, "holy-grail")
         self.assertIsNone(Change(1, "i", 2, "a-1.0.tar.gz").project)
+
+    def test_intent_marker(self):
+        """
+        A change under way is named by C{?} and the filename (issue 61),
+        which no filename begins with; a file's change names none.
+        """
+        layout = Layout("p/")
+        change = Change(1767225600250, "abc123", 7, intent_subject("a-1.0.tar.gz"))
+        key = change.key(layout)
+        self.assertEqual(key, "p/.pypid/changes/01767225600250.abc123.7.?a-1.0.tar.gz")
+        self.assertEqual(Change.parse(layout, key), change)
+        self.assertEqual((change.intended, change.project), ("a-1.0.tar.gz", None))
+        self.assertIsNone(Change(1, "i", 2, "a-1.0.tar.gz").intended)
+        self.assertIsNone(Change.parse(layout, "p/.pypid/changes/01767225600250.abc123.7.?"))
 
     def test_parse_refuses(self):
         """Keys that are not well-formed markers give L{None}."""

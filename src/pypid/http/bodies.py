@@ -212,5 +212,8 @@ def describe(error: BaseException) -> str:
     """A short reason for a failed request (Twisted's client wraps the causes)."""
     reasons = getattr(error, "reasons", None)
     if reasons:
-        return "; ".join(r.getErrorMessage() for r in reasons)
+        # (a reason without a message, a cancelled connection's, by its
+        # class: "cannot reach S3 at ...: " once ended there)
+        return "; ".join(r.getErrorMessage() or getattr(r.type, "__name__", "failed")
+                         for r in reasons)
     return str(error) or type(error).__name__

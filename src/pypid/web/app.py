@@ -280,7 +280,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     app = _site_areas(
         access, run, clock, audit, upstream=upstream,
         health=Health(storage, ready,
-                      registry.unread_advisories if registry is not None else None),
+                      registry.unread_advisories if registry is not None else None,
+                      clock=clock),
         metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
         oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
         registry=registry, chrome=_chrome(assets, base_url), sso=sso,

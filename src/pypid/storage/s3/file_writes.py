@@ -5,9 +5,11 @@ provenance, a yank or a binning, a delete, a tombstone carried over.
 A new file is written with C{If-None-Match: *}, so of two servers uploading
 one filename exactly one wins, and the other gets the same "File already
 exists" answer as on local disk; yanks and deletes are marker objects, a
-delete's tombstone written first (it is the delete). Each change leaves a
-change marker (L{pypid.storage.s3.markers.ChangeFeed.announce}) through
-which the other servers learn of it. Apart from
+delete's tombstone written first (it is the delete). Each change is
+preceded by an intent marker (L{pypid.storage.s3.markers.ChangeFeed.intend})
+and followed by its change marker (L{pypid.storage.s3.markers.ChangeFeed.announce}),
+through which the other servers learn of it, even when this one is killed
+between its write and the change marker. Apart from
 L{pypid.storage.s3.storage.S3Storage} because this is where what to write,
 and in which order, is decided; the bytes go through
 L{pypid.storage.s3.object_writes}.
@@ -87,6 +89,7 @@ class FileWrites:
                                                        record.provenance_sha256),
                                  provenance, {"content-type": "application/json"})
             headers["content-type"] = "application/octet-stream"
+            await self._feed.intend(record.filename)
             written = await self._writer.write_file(key, temp_path, record, headers)
             if not written:
                 existing = await client.head(key)
@@ -149,6 +152,7 @@ class FileWrites:
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
         json_type = {"content-type": "application/json"}
+        await self._feed.intend(record.filename)
         if record.yanked is not None:
             await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
                              json_type)
@@ -173,6 +177,7 @@ class FileWrites:
         """
         layout, client = self._layout, self._client
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
+        await self._feed.intend(record.filename)
         written = await client.put(layout.deleted_key(record.filename),
                                    json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                                    {"content-type": "application/json"}, if_none_match=True)
@@ -207,6 +212,7 @@ class FileWrites:
             if existing is not None:
                 raise FileExists(filename, existing.get("x-amz-meta-sha256"))
         tombstone = {"filename": filename, "deleted": True, "deleted_at": self._clock.seconds()}
+        await self._feed.intend(filename)
         await client.put(layout.deleted_key(filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                          {"content-type": "application/json"})

@@ -374,6 +374,18 @@ def binned_time(body: bytes, otherwise: float) -> float:
 STATUS_MARK = "~"
 
 
+#: The first character of the subject of an intent marker (L{intent_subject}):
+#: a change of the file named after it is under way. Not the first character
+#: of a filename either; a server from before intents reads it as a file of
+#: that name, finds none, and changes nothing.
+INTENT_MARK = "?"
+
+
+def intent_subject(filename: str) -> str:
+    """The subject of the marker a server leaves before it changes C{filename}."""
+    return INTENT_MARK + filename
+
+
 def status_subject(project: str) -> str:
     """The subject of the marker of a change of the normalized C{project}'s status."""
     return STATUS_MARK + project
@@ -405,6 +417,13 @@ class Change:
             return self.subject[len(STATUS_MARK):]
         return None
 
+    @property
+    def intended(self) -> str | None:
+        """The file whose change is under way (an intent marker), or L{None}."""
+        if self.subject.startswith(INTENT_MARK):
+            return self.subject[len(INTENT_MARK):]
+        return None
+
     def key(self, layout: Layout) -> str:
         """The marker's key."""
         return (f"{layout.changes_prefix}{self.when:014d}.{self.instance}.{self.number}."
@@ -417,7 +436,7 @@ class Change:
             return None
         parts = key[len(layout.changes_prefix):].split(".", 3)
         if (len(parts) != 4 or not _is_number(parts[0]) or not _is_number(parts[2])
-                or parts[3] in ("", STATUS_MARK)):
+                or parts[3] in ("", STATUS_MARK, INTENT_MARK)):
             return None
         return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
 

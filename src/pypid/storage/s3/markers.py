@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from pypid.storage.interface import Changed, Polled, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed
-from pypid.storage.s3.layout import Change, Layout, changes_start_after
+from pypid.storage.s3.layout import Change, Layout, changes_start_after, intent_subject
 
 log = Logger()
 
@@ -48,6 +48,14 @@ LOOKBACK = 120.0
 #: Change markers older than this are removed (by any instance); an
 #: instance that could not poll for half of it lists the whole bucket again.
 MARKER_RETENTION = 24 * 3600.0
+
+#: How long after an intent marker (L{ChangeFeed.intend}) without the
+#: change's own marker the file's state is read again (s): longer than a
+#: change takes to write (a multipart upload of a large file included).
+UNSETTLED = 15 * 60.0
+
+#: How often an unsettled file's state is read again (s).
+RECHECK = 5.0
 
 
 def catches_up(since: float, now: float) -> bool:
@@ -101,6 +109,12 @@ class ChangeFeed:
         # The subjects (filenames, statuses) whose markers could not be
         # written yet.
         self._unannounced: set[str] = set()
+        # The files whose change was announced by an intent marker and not
+        # (yet) by its own: filename -> (the intent's time, when to read its
+        # state again), both in ms; and the latest marker of each file's
+        # change seen within the look-back window (ms).
+        self._unsettled: dict[str, tuple[int, int]] = {}
+        self._done: dict[str, int] = {}
 
     def announce(self, subject: str) -> Deferred[Any]:
         """
@@ -134,6 +148,19 @@ class ChangeFeed:
         except BaseException as e:
             self._failed(subject, str(e))
             raise
+
+    async def intend(self, filename: str) -> None:
+        """
+        Leave an intent marker before changing C{filename}, and wait for it:
+        a server killed between its write and the change's own marker
+        (L{announce}) leaves the others this one, and they read the file's
+        state again every L{RECHECK} until the change's marker comes or
+        L{UNSETTLED} passed (issue 61: an upload written just before a
+        C{kill -9} was listed by the restarted server alone).
+
+        @raise StorageError: the marker could not be written (nor then the change).
+        """
+        await self._put_marker(intent_subject(filename))
 
     async def _put_marker(self, subject: str) -> None:
         """Write the marker of a change of C{subject}, named now."""
@@ -211,6 +238,8 @@ class ChangeFeed:
         async for page in self._client.list(layout.changes_prefix,
                                             changes_start_after(layout, start)):
             keys.extend(page.keys)
+        intents: dict[str, int] = {}
+        done = dict(self._done)
         for item in keys:
             if item.key in self._seen and not starting:
                 continue
@@ -222,8 +251,15 @@ class ChangeFeed:
             # after a change corrects a poll that read it just before.
             if change.project is not None:
                 projects.add(change.project)
+            elif change.intended is not None:
+                intents[change.intended] = max(change.when,
+                                               intents.get(change.intended, 0))
             else:
                 changed.add(change.subject)
+                done[change.subject] = max(change.when, done.get(change.subject, 0))
+        unsettled = self._settle(intents, done, int(now * 1000))
+        changed |= unsettled.keys() & {name for name, (_, due) in unsettled.items()
+                                        if due <= now * 1000}
         files = [await self._state_of(filename) for filename in sorted(changed)]
         # The statuses after the files, those of the files' projects too: a
         # status kept before a file (an import keeps a quarantine before the
@@ -240,10 +276,28 @@ class ChangeFeed:
         self._last_poll = now
         horizon = (now - 2 * LOOKBACK) * 1000
         self._seen = {k: when for k, when in self._seen.items() if when >= horizon}
+        self._done = {name: when for name, when in done.items() if when >= horizon}
+        recheck = int((now + RECHECK) * 1000)
+        self._unsettled = {name: (since, recheck if name in changed else due)
+                           for name, (since, due) in unsettled.items()}
         if self._last_cleanup is None or now - self._last_cleanup >= 3600:
             self._last_cleanup = now
             self._background(self._clean(now))
         return Polled(files, statuses)
+
+    def _settle(self, intents: dict[str, int], done: dict[str, int],
+                now: int) -> dict[str, tuple[int, int]]:
+        """
+        The unsettled files after a listing: those of an intent marker not
+        followed by the change's own marker, younger than L{UNSETTLED}
+        (a new one due at once), C{(intent time, when due)} in ms.
+        """
+        unsettled = dict(self._unsettled)
+        for filename, when in intents.items():
+            if filename not in unsettled:
+                unsettled[filename] = (when, now)
+        return {filename: (since, due) for filename, (since, due) in unsettled.items()
+                if done.get(filename, -1) < since and now - since < UNSETTLED * 1000}
 
     async def _clean(self, now: float) -> None:
         """Remove change markers past their retention (about once an hour)."""
