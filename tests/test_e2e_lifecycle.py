@@ -190,6 +190,52 @@ class RestartTests(DaemonTestCase):
         self.assertIn(b"(from storage)", daemon.log_since_start())
         self.assert_served(daemon, "restart-nosnap", page, dists)
 
+    def test_rebuild_serves_the_same_lists(self):
+        """
+        After uploads, yanks, deletions (one project emptied) and a status,
+        a server restarted with its snapshot removed serves, from its first
+        answer, the same project list and the same pages in both forms
+        (issue 61: once seen to differ on a busy machine).
+        """
+        daemon = self.new_daemon(settings={"auth.admins": USER})
+        projects = [f"rebuilt-{n}" for n in range(6)]
+        for project in projects:
+            for version in ("1.0", "1.1", "2.0"):
+                self.assertEqual(upload(daemon, *make_wheel(project, version)).status, 200)
+            self.assertEqual(upload(daemon, *make_sdist(project, "2.0")).status, 200)
+        wheel = lambda project, version: make_wheel(project, version)[0]  # noqa: E731
+        headers, body = form_headers()
+        for project in projects[:3]:
+            self.assertEqual(http("POST", f"{daemon.url}api/files/{wheel(project, '1.1')}/yank",
+                                  headers, body, auth=(USER, PASSWORD)).status, 200)
+        for project in projects[2:4]:
+            self.assertEqual(http("DELETE", f"{daemon.url}api/files/{wheel(project, '1.0')}",
+                                  auth=(USER, PASSWORD)).status, 200)
+        emptied = projects[5]
+        for filename in list(files_by_name(daemon, emptied)):
+            self.assertEqual(http("DELETE", f"{daemon.url}api/files/{filename}",
+                                  auth=(USER, PASSWORD)).status, 200)
+        answer = http("POST", f"{daemon.url}api/projects/{projects[4]}/status",
+                      {"Content-Type": "application/json"},
+                      b'{"status": "archived", "reason": "moved"}', auth=(USER, PASSWORD))
+        self.assertEqual(answer.status, 200, answer.body)
+
+        def served():
+            pages = {}
+            for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+                pages["/", accept] = http("GET", daemon.index_url, {"Accept": accept}).body
+                for project in projects:
+                    got = http("GET", f"{daemon.index_url}{project}/", {"Accept": accept})
+                    pages[project, accept] = (got.status, got.body)
+            return pages
+        before = served()
+        daemon.stop_cleanly()
+        os.remove(daemon.snapshot)
+        daemon.start(port=daemon.port)
+        self.assertIn(b"(from storage)", daemon.log_since_start())
+        after = served()
+        self.assertEqual([key for key in before if before[key] != after[key]], [])
+
     def test_rebuild_keeps_deleted_names(self):
         """A deleted filename stays deleted (410, no re-upload) after a rebuild from storage alone."""
         daemon = self.new_daemon()

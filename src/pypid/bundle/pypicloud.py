@@ -31,7 +31,7 @@ import re
 from functools import partial
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.ingest import Arrival, Digests, Fetch, SourceUnavailable
@@ -45,6 +45,7 @@ from pypid.bundle.sources import (
     refusal_of,
     walk_files,
 )
+from pypid.jobs.gather import gather
 from pypid.storage.interface import Run
 from pypid.storage.s3.api import Listed, S3Client
 from pypid.storage.s3.storage import parse_time
@@ -149,9 +150,7 @@ class PypicloudBucketSource:
                     continue
                 listed.append(item)
         limit = self._client.limit
-        heads = await gatherResults([
-            limit.run(self._head, item) for item in listed
-        ], consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+        heads = await gather([limit.run(self._head, item) for item in listed])
         arrivals: list[Arrival] = []
         for item, headers in zip(listed, heads, strict=True):
             filename = item.key.rpartition("/")[2]

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.core.advisories import AdvisoryPolicy
@@ -40,6 +40,7 @@ from pypid.export.plan import (
     ProjectState,
 )
 from pypid.export.target import ITarget
+from pypid.jobs.gather import gather
 from pypid.storage import reading
 from pypid.storage.interface import IStorage, Run, ScanResult
 
@@ -505,9 +506,7 @@ class Exporter:
                 await work(item)
             return
         limit = DeferredSemaphore(parallel)
-        await gatherResults(
-            [limit.run(_deferred, work, item) for item in items], consumeErrors=True,
-        ).addErrback(lambda failure: failure.value.subFailure)
+        await gather([limit.run(_deferred, work, item) for item in items])
 
 
 async def _coroutine(work: Callable[[T], Awaitable[None]], item: T) -> None:

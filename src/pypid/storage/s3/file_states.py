@@ -11,9 +11,10 @@ them need it and none owns it.
 from __future__ import annotations
 
 import attrs
-from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.jobs.gather import gather
 from pypid.storage.interface import Changed
 from pypid.storage.s3.api import BucketCalls
 from pypid.storage.s3.imports import Importer
@@ -52,7 +53,7 @@ class FileStates:
         if record is None:
             return Changed(filename, None, False)
         # (the two markers at once: a change costs the time of one read)
-        yanked, binned = await gatherResults([
+        yanked, binned = await gather([
             ensureDeferred(client.get(layout.yanked_key(filename))),
             ensureDeferred(client.get(layout.binned_key(filename)))])
         if yanked is not None:

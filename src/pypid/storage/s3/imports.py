@@ -26,15 +26,15 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pypid.core.distribution import Inspected, inspect
 from pypid.core.metadata import InvalidDistribution
 from pypid.core.model import FileRecord
 from pypid.core.names import InvalidName
 from pypid.core.readme import Renderer, render_description
+from pypid.jobs.gather import gather
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import RecordRefused, Run, StorageError
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client
@@ -154,13 +154,7 @@ class Importer:
         def start(args: tuple[str, str, Listed]) -> Deferred[FileRecord | str]:
             return ensureDeferred(read(*args))
 
-        def first(failure: Failure) -> Failure:
-            # (gatherResults fails with a FirstError: its first failure is the one)
-            sub: Failure = failure.value.subFailure
-            return sub
-
-        return await gatherResults([limit.run(start, args) for args in to_read],
-                                   consumeErrors=True).addErrback(first)
+        return await gather([limit.run(start, args) for args in to_read])
 
     async def _import(self, filename: str, path: str, item: Listed, persist: bool = True,
                       client: BucketCalls | None = None) -> FileRecord | str:

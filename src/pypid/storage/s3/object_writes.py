@@ -32,11 +32,12 @@ from functools import partial
 from typing import Any
 
 import attrs
-from twisted.internet.defer import FirstError, ensureDeferred, gatherResults
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from pypid.core.model import FileRecord
 from pypid.core.s3_limits import MAX_PARTS, MIN_PART_SIZE
+from pypid.jobs.gather import gather
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.api import (
     BucketCalls,
@@ -79,10 +80,7 @@ def part_size(size: int, threshold: int) -> int:
 
 async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
     """Run C{writes} at once; the first failure is raised once they are all done."""
-    try:
-        await gatherResults([ensureDeferred(write) for write in writes], consumeErrors=True)
-    except FirstError as e:
-        e.subFailure.raiseException()
+    await gather([ensureDeferred(write) for write in writes])
 
 
 @attrs.frozen
