@@ -21,6 +21,10 @@ requests a second a page gets. This measures that:
     files uploaded, on a plain C{tcp:} listener and on its C{https:} one,
     and a second pypid with no files and C{[upstream] mode = cache} pointed
     at nginx's plain tree, warmed by one install of each client first;
+  - with C{--servers ...,h2proxy}, over HTTPS: nginx terminating TLS with
+    h2 in front of a pypid on plain HTTP (files uploaded), the set-up
+    docs/operations.rst gives for HTTP/2 (pypid keeps no h2 stack of its
+    own); its server CPU is nginx's and pypid's together;
   - the jobs: C{uv pip compile} (resolution only), C{uv pip install
     --target} and C{pip install --target}, each with a cache folder of its
     own and a clean environment (no C{PIP_*}, C{UV_*} or
@@ -38,7 +42,7 @@ and the server CPU (utime + stime of its process tree) per install. ::
 
     .venv/bin/python tests/bench_install.py [--rounds 5] [--projects 150]
         [--total-mb 100] [--protocols http,https] [--jobs uv-compile,uv,pip]
-        [--servers pypid,nginx,proxy,base] [--twistd PATH] [--base-twistd PATH]
+        [--servers pypid,nginx,proxy,base,h2proxy] [--twistd PATH] [--base-twistd PATH]
         [--key ec|rsa] [--keep DIR] [--json OUT]
 
 C{--twistd} runs another checkout's daemon (its venv's C{twistd}) as
@@ -274,6 +278,18 @@ class Nginx:
     def __init__(self, folder, root, files):
         self.folder, self.root = folder, root
         self.port, self.tls_port = free_port(), free_port()
+        self._write_conf(folder, files)
+        self.process = None
+
+    def serve(self):
+        """What the server block serves: the static tree."""
+        return f"root {self.root};\n        index index.html;"
+
+    def upstreams(self):
+        """The C{http} block's upstream servers (none)."""
+        return ""
+
+    def _write_conf(self, folder, files):
         os.makedirs(os.path.join(folder, "tmp"), exist_ok=True)
         fullchain = os.path.join(folder, "fullchain.pem")
         with open(fullchain, "wb") as out:
@@ -295,20 +311,19 @@ http {{
     keepalive_requests 10000;
     client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
     fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+    {self.upstreams()}
     server {{
         listen {HOST}:{self.port};
         listen {HOST}:{self.tls_port} ssl http2;
         ssl_certificate {fullchain};
         ssl_certificate_key {files.key};
-        root {root};
-        index index.html;
+        {self.serve()}
     }}
 }}
 """
         self.conf = os.path.join(folder, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
-        self.process = None
 
     def start(self):
         self.process = subprocess.Popen(
@@ -340,6 +355,37 @@ http {{
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)
             self.process.wait(10)
+
+
+class NginxH2Proxy(Nginx):
+    """
+    nginx terminating TLS with h2 in front of a pypid on plain HTTP (issue
+    61: pypid keeps no HTTP/2 stack of its own), as docs/operations.rst
+    and etc/container/compose.yaml configure it; its server CPU is the
+    proxy's and pypid's together.
+    """
+
+    name = "h2proxy"
+
+    def __init__(self, folder, files, backend):
+        self.backend = backend
+        super().__init__(folder, None, files)
+
+    def upstreams(self):
+        return f"upstream pypid {{ server {HOST}:{self.backend.port}; keepalive 32; }}"
+
+    def serve(self):
+        return ("location / { proxy_pass http://pypid; proxy_http_version 1.1; "
+                'proxy_set_header Connection ""; proxy_set_header Host $http_host; '
+                "proxy_set_header X-Forwarded-Proto https; proxy_buffering on; }")
+
+    @property
+    def pids(self):
+        return [self.process.pid, self.backend.pid]
+
+    def stop(self):
+        super().stop()
+        self.backend.stop()
 
 
 class _Pinned:
@@ -442,13 +488,14 @@ def run_job(job, index, scratch, ca, roots, server_pid, expect):
     try:
         argv = job_argv(job, index, work, ca, roots)
         env = client_env(work, ca)
-        cpu = tree_cpu(server_pid)
+        pids = server_pid if isinstance(server_pid, list) else [server_pid]
+        cpu = sum(tree_cpu(pid) for pid in pids)
         started = time.monotonic()
         done = subprocess.run(["taskset", "-c", CLIENT_CPU, *argv], env=env, cwd=work,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=900)
         wall = time.monotonic() - started
-        cpu = tree_cpu(server_pid) - cpu
+        cpu = sum(tree_cpu(pid) for pid in pids) - cpu
         if done.returncode != 0:
             raise RuntimeError(f"{job} from {index} failed:\n{done.stdout.decode()[-3000:]}")
         check_result(job, work, expect)
@@ -517,6 +564,19 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
                   f"{time.monotonic() - started:.1f} s", flush=True)
             open(os.path.join(folder, "uploaded"), "w").close()
         servers[kind] = daemon
+    if protocol == "https" and "h2proxy" in args.servers:
+        folder = os.path.join(work, "h2proxy")
+        daemon = PlainPypid(folder)
+        daemon.twistd = args.twistd
+        with open(daemon.config_path, "w") as f:
+            f.write(pypid_config(daemon))
+        daemon.start()
+        if not os.path.exists(os.path.join(folder, "uploaded")):
+            upload_all(daemon, files_dir, "http")
+            open(os.path.join(folder, "uploaded"), "w").close()
+        servers["h2proxy"] = NginxH2Proxy(os.path.join(work, "nginx-h2proxy"),
+                                          ca.issue(name=f"h2proxy-{args.key}", kind=args.key),
+                                          daemon).start()
     return servers
 
 
@@ -551,7 +611,7 @@ def main():
     if not (os.path.exists(stamp) and json.load(open(stamp)) == plan):
         shutil.rmtree(files_dir, ignore_errors=True)
         shutil.rmtree(os.path.join(work, "static"), ignore_errors=True)
-        for kind in ("pypid", "base", "proxy"):
+        for kind in ("pypid", "base", "proxy", "h2proxy"):
             shutil.rmtree(os.path.join(work, kind), ignore_errors=True)
         started = time.monotonic()
         write_corpus(plan, files_dir)
@@ -592,6 +652,11 @@ def main():
             json.dump(results, f, indent=1)
 
 
+def server_pids(server):
+    """The processes whose CPU is the server's (a proxy's and its pypid's)."""
+    return getattr(server, "pids", None) or server.pid
+
+
 def index_of(server, protocol):
     if isinstance(server, Nginx):
         return server.url(protocol) + "simple/"
@@ -600,19 +665,19 @@ def index_of(server, protocol):
 
 def measure(args, servers, protocol, scratch, ca, roots, expect):
     jobs = args.jobs.split(",")
-    names = [s for s in ("pypid", "base", "proxy", "nginx") if s in servers]
+    names = [s for s in ("pypid", "base", "proxy", "h2proxy", "nginx") if s in servers]
     print(f"{protocol}: warming up", flush=True)
     for name in names:
         for job in ("uv", "pip"):
             run_job(job, index_of(servers[name], protocol), scratch, ca, roots,
-                    servers[name].pid, expect)
+                    server_pids(servers[name]), expect)
     results = []
     for r in range(args.rounds):
         for job in jobs:
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
                 wall, cpu = run_job(job, index_of(servers[name], protocol), scratch, ca, roots,
-                                    servers[name].pid, expect)
+                                    server_pids(servers[name]), expect)
                 results.append({"protocol": protocol, "job": job, "server": name, "round": r,
                                 "wall_s": wall, "server_cpu_s": cpu})
                 print(f"  {protocol} round {r} {job:10} {name:6} {wall:7.2f} s "
@@ -627,7 +692,7 @@ def report(results):
     for job, protocol in cells:
         rows = [r for r in results if r["job"] == job and r["protocol"] == protocol]
         nginx = {r["round"]: r["wall_s"] for r in rows if r["server"] == "nginx"}
-        for server in ("pypid", "base", "proxy", "nginx"):
+        for server in ("pypid", "base", "proxy", "h2proxy", "nginx"):
             mine = [r for r in rows if r["server"] == server]
             if not mine:
                 continue

@@ -53,3 +53,43 @@ class ContainerFilesTests(SynchronousTestCase):
         self.assertIn("containerPort: 8080", text)
         self.assertIn("runAsUser: 10001", text)
         self.assertIn("readOnlyRootFilesystem: true", text)
+
+    def test_front_nginx(self):
+        """
+        The Compose file's front (nginx terminating TLS with HTTP/2, issue
+        61) has a configuration nginx takes (C{nginx -t}, with this
+        machine's paths), proxying to pypid's port; tests/bench_install.py
+        --servers h2proxy runs that set-up and measures it.
+        """
+        with open(os.path.join(FOLDER, "compose.yaml")) as f:
+            compose = f.read()
+        self.assertIn("./nginx.conf:/etc/nginx/nginx.conf:ro", compose)
+        with open(os.path.join(FOLDER, "nginx.conf")) as f:
+            conf = f.read()
+        self.assertIn("listen 443 ssl http2;", conf)
+        self.assertIn("server pypid:8080;", conf)
+        from tests import system
+        from tests.tlsca import TestCA
+        [nginx] = system.require({"nginx": "nginx"}).values()
+        folder = os.path.abspath(self.mktemp())
+        tls = os.path.join(folder, "tls")
+        os.makedirs(tls)
+        files = TestCA(os.path.join(folder, "ca")).issue(name="front")
+        with open(os.path.join(tls, "fullchain.pem"), "wb") as out:
+            for path in (files.certificate, files.chain):
+                with open(path, "rb") as f:
+                    out.write(f.read())
+        with open(files.key, "rb") as f, open(os.path.join(tls, "privkey.pem"), "wb") as out:
+            out.write(f.read())
+        # (the container's paths and the service's name, for this machine)
+        local = (conf.replace("/etc/nginx/tls", tls).replace("server pypid:8080;",
+                                                             "server 127.0.0.1:8080;")
+                 .replace("events {", f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;"
+                          "\nevents {", 1))
+        path = os.path.join(folder, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(local)
+        import subprocess
+        checked = subprocess.run([nginx, "-t", "-p", folder, "-c", path], capture_output=True,
+                                 check=False)
+        self.assertEqual(checked.returncode, 0, checked.stderr.decode("utf-8", "replace"))
