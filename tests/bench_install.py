@@ -21,6 +21,8 @@ requests a second a page gets. This measures that:
     files uploaded, on a plain C{tcp:} listener and on its C{https:} one,
     and a second pypid with no files and C{[upstream] mode = cache} pointed
     at nginx's plain tree, warmed by one install of each client first;
+  - with C{--servers ...,nginx-h1}, over HTTPS: the same nginx without h2,
+    so that pypid's own TLS listener is compared on its own protocol;
   - with C{--servers ...,h2proxy}, over HTTPS: nginx terminating TLS with
     h2 in front of a pypid on plain HTTP (files uploaded), the set-up
     docs/operations.rst gives for HTTP/2 (pypid keeps no h2 stack of its
@@ -42,7 +44,7 @@ and the server CPU (utime + stime of its process tree) per install. ::
 
     .venv/bin/python tests/bench_install.py [--rounds 5] [--projects 150]
         [--total-mb 100] [--protocols http,https] [--jobs uv-compile,uv,pip]
-        [--servers pypid,nginx,proxy,base,h2proxy] [--twistd PATH] [--base-twistd PATH]
+        [--servers pypid,nginx,proxy,base,h2proxy,nginx-h1] [--twistd PATH] [--base-twistd PATH]
         [--key ec|rsa] [--keep DIR] [--json OUT]
 
 C{--twistd} runs another checkout's daemon (its venv's C{twistd}) as
@@ -274,6 +276,8 @@ class Nginx:
     """nginx with one worker, on a plain and a TLS port (h2 offered by ALPN)."""
 
     name = "nginx"
+    #: what the TLS listener offers beside HTTP/1.1
+    h2 = " http2"
 
     def __init__(self, folder, root, files):
         self.folder, self.root = folder, root
@@ -314,7 +318,7 @@ http {{
     {self.upstreams()}
     server {{
         listen {HOST}:{self.port};
-        listen {HOST}:{self.tls_port} ssl http2;
+        listen {HOST}:{self.tls_port} ssl{self.h2};
         ssl_certificate {fullchain};
         ssl_certificate_key {files.key};
         {self.serve()}
@@ -357,6 +361,13 @@ http {{
             self.process.wait(10)
 
 
+class NginxH1(Nginx):
+    """The same nginx without h2: HTTP/1.1 over TLS, as pypid's own listener speaks."""
+
+    name = "nginx-h1"
+    h2 = ""
+
+
 class NginxH2Proxy(Nginx):
     """
     nginx terminating TLS with h2 in front of a pypid on plain HTTP (issue
@@ -377,7 +388,8 @@ class NginxH2Proxy(Nginx):
     def serve(self):
         return ("location / { proxy_pass http://pypid; proxy_http_version 1.1; "
                 'proxy_set_header Connection ""; proxy_set_header Host $http_host; '
-                "proxy_set_header X-Forwarded-Proto https; proxy_buffering on; }")
+                "proxy_set_header X-Forwarded-Proto https; proxy_buffering on; "
+                "proxy_max_temp_file_size 0; }")
 
     @property
     def pids(self):
@@ -632,20 +644,28 @@ def main():
     nginx = Nginx(os.path.join(work, "nginx"), os.path.join(work, "static"),
                   ca.issue(name=f"nginx-{args.key}", kind=args.key)).start()
     results = []
+    h1 = None
+    if "nginx-h1" in args.servers:
+        h1 = NginxH1(os.path.join(work, "nginx-h1"), os.path.join(work, "static"),
+                     ca.issue(name=f"nginx-h1-{args.key}", kind=args.key)).start()
     try:
         for protocol in args.protocols.split(","):
             servers = start_pypids(args, work, ca, files_dir, protocol, nginx)
             if "nginx" in args.servers:
                 servers["nginx"] = nginx
+            if h1 is not None and protocol == "https":
+                servers["nginx-h1"] = h1
             try:
                 results += measure(args, servers, protocol, scratch, ca.root_path, roots, expect)
             finally:
                 for kind, server in servers.items():
-                    if kind != "nginx":
+                    if kind not in ("nginx", "nginx-h1"):
                         server.stop()
                 shutil.rmtree(os.path.join(work, "proxy"), ignore_errors=True)
     finally:
         nginx.stop()
+        if h1 is not None:
+            h1.stop()
     report(results)
     if args.json:
         with open(args.json, "w") as f:
@@ -665,7 +685,8 @@ def index_of(server, protocol):
 
 def measure(args, servers, protocol, scratch, ca, roots, expect):
     jobs = args.jobs.split(",")
-    names = [s for s in ("pypid", "base", "proxy", "h2proxy", "nginx") if s in servers]
+    names = [s for s in ("pypid", "base", "proxy", "h2proxy", "nginx-h1", "nginx")
+             if s in servers]
     print(f"{protocol}: warming up", flush=True)
     for name in names:
         for job in ("uv", "pip"):
@@ -692,7 +713,7 @@ def report(results):
     for job, protocol in cells:
         rows = [r for r in results if r["job"] == job and r["protocol"] == protocol]
         nginx = {r["round"]: r["wall_s"] for r in rows if r["server"] == "nginx"}
-        for server in ("pypid", "base", "proxy", "h2proxy", "nginx"):
+        for server in ("pypid", "base", "proxy", "h2proxy", "nginx-h1", "nginx"):
             mine = [r for r in rows if r["server"] == server]
             if not mine:
                 continue
@@ -702,6 +723,12 @@ def report(results):
             text = (f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
                     if ratios and server != "nginx" else "")
             print(f"{job:12} {protocol:6} {server:7} {wall:14.2f}  {cpu:12.2f}  {text}")
+        h1 = {r["round"]: r["wall_s"] for r in rows if r["server"] == "nginx-h1"}
+        if h1:
+            ratios = [r["wall_s"] / h1[r["round"]] for r in rows
+                      if r["server"] == "pypid" and r["round"] in h1]
+            print(f"{job:12} {protocol:6} pypid/nginx-h1 (both HTTP/1.1 over TLS) "
+                  f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]")
         base = {r["round"]: r for r in rows if r["server"] == "base"}
         if base:
             pairs = [(r, base[r["round"]]) for r in rows
