@@ -12,7 +12,7 @@ converged (none lost), none refused is half-visible (listed by some
 servers and not others, or kept in the bucket and served by none), and
 while the store misbehaves, clients get pages from memory and clear 5xx
 answers with C{Retry-After}, never a 500. The figures (counts, the time to
-converge) are printed; tests/bench_cluster.py is the long version.
+converge) are printed, and docs/operations.rst quotes them.
 """
 
 import json
