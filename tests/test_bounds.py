@@ -70,7 +70,10 @@ def _Config():
 
 
 class _NoIndex:
-    """A hosted index holding nothing (every project is upstream)."""
+    """A hosted index holding nothing (every project is upstream), serving no namespace."""
+
+    class rendered:
+        namespaces = None
 
     def project(self, name):
         return None

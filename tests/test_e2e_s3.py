@@ -353,6 +353,8 @@ class RetentionTests(StoreTestCase):
 
         def seen():
             """the other server lists every release"""
+            if http("GET", two.index_url + "s3-cleaned/").status != 200:
+                return False  # (not one learnt yet)
             return len(files_by_name(two, "s3-cleaned")) == len(releases)
         wait_for(seen, 10 * SYNC + 10)
         answers = {}
