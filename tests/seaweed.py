@@ -9,7 +9,8 @@ identity of its C{-s3.config} (the test keys of L{tests.s3server}: C{keys},
 pairs of access key and secret), so a signing mistake fails here.
 
 Each SeaweedFS service also listens on its port + 10000 for gRPC, so its
-ports are picked below 55536 with both free; C{-s3.port.iceberg=0} and
+ports are picked with both free and both below the ephemeral range (where
+a client's connection could take one while the server is stopped); C{-s3.port.iceberg=0} and
 C{-s3.port.lance=0} turn off two listeners on fixed ports that would
 collide between the two test processes of C{trial -j 2}.
 """
@@ -57,10 +58,25 @@ def _free(port):
     return True
 
 
+def _ephemeral_range():
+    """The ports the kernel gives outgoing connections (Linux's default if unknown)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_service_port(taken):
-    """A port below 55536 that is free, and free + 10000 too (its gRPC port)."""
+    """
+    A port that is free, and free + 10000 too (its gRPC port), both below
+    the ephemeral range: a server stopped and started again on its ports
+    found one taken by a client's outgoing connection meanwhile (issue 61).
+    """
+    low = min(_ephemeral_range()[0], 55536) - 10000
     for _ in range(1000):
-        port = random.randrange(20000, 45000)
+        port = random.randrange(10000, low)
         if port in taken or port + 10000 in taken:
             continue
         if _free(port) and _free(port + 10000):
