@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,8 +43,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--versions", type=int, default=100)
     ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--work", default="_bench_cluster")
+    ap.add_argument("--work", default=None, help="where the runs' folders go (a new temporary one)")
     args = ap.parse_args()
+    args.work = args.work or tempfile.mkdtemp(prefix="bench-cluster-")
     runs = []
     for n in range(args.runs):
         figures = one_run(args.versions, args.kills, os.path.join(args.work, str(n)))
