@@ -276,11 +276,14 @@ class BundleTests(e2e.DaemonTestCase):
         self.assertEqual(counts(done.output)["imported"], 3)
 
         def served():
-            """the daemon on the bucket serves the imported files"""
+            """the daemon on the bucket serves the imported files, the yank too"""
             answer = e2e.http("GET", f"{target.index_url}moved/",
                               {"Accept": "application/vnd.pypi.simple.v1+json"})
-            return answer.status == 200 and len(answer.json()["files"]) == 3
-        wait_until(served)
+            # (an import keeps a file, then its yank: a look between the two
+            # sees the file unyanked, and the next one the yank)
+            return answer.status == 200 and len(answer.json()["files"]) == 3 and any(
+                f.get("yanked") for f in answer.json()["files"])
+        wait_until(served, 120)
         self.check_served(target)
         again = admin(target, "import", bundle)
         self.assertEqual(counts(again.output)["already there"], 3)
