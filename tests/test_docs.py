@@ -341,3 +341,81 @@ class DocumentedKeysTests(SynchronousTestCase):
                                              "Groups of users", 1)
         self.assertNotIn("groups", documented_keys(text))
         self.assertEqual(undocumented(documented_keys(text)), [])
+
+
+class ArchitectureNamesTests(SynchronousTestCase):
+    """
+    Every dotted name docs/architecture.rst gives in code markup (a module,
+    a class, a method or a field, under C{pypid.} or written from its
+    module's or class's own name) names something that exists: a name
+    left behind by a change is a defect of the docs.
+    """
+
+    #: file names and other dotted words that are not Python names
+    NOT_PYTHON = (".tac", ".py", ".rst", ".ini", ".json", ".gz", ".txt", ".cfg", ".yaml",
+                  ".toml", ".conf", ".html", ".css", ".js", ".whl", ".metadata", ".zip",
+                  ".tar")
+
+    def test_dotted_names_resolve(self):
+        import importlib
+        import inspect
+        import pkgutil
+
+        import attrs
+
+        import pypid
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "docs", "architecture.rst")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        names = sorted(set(re.findall(
+            r"``([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)+)``", text)))
+        modules = {info.name: importlib.import_module(info.name)
+                   for info in pkgutil.walk_packages(pypid.__path__, "pypid.")}
+        by_tail, classes = {}, {}
+        for name, module in modules.items():
+            by_tail.setdefault(name.rsplit(".", 1)[1], []).append(module)
+            for key, value in vars(module).items():
+                is_interface = hasattr(value, "queryTaggedValue") and hasattr(value, "names")
+                if ((inspect.isclass(value) or is_interface)
+                        and getattr(value, "__module__", None) == name):
+                    classes.setdefault(key, []).append(value)
+
+        def has(obj, attr):
+            if hasattr(obj, attr) or attr in getattr(obj, "__annotations__", {}):
+                return True
+            if inspect.isclass(obj) and attrs.has(obj):
+                return any(attr in (f.name, f.alias) for f in attrs.fields(obj))
+            if hasattr(obj, "queryTaggedValue") and hasattr(obj, "names"):
+                return attr in obj.names(all=True)  # (a zope Interface's methods)
+            init = getattr(obj, "__init__", None) if inspect.isclass(obj) else None
+            try:
+                return f"self.{attr} =" in inspect.getsource(init)
+            except (OSError, TypeError):
+                return False
+
+        def walk(obj, rest):
+            for part in rest:
+                if not has(obj, part):
+                    return False
+                obj = getattr(obj, part, None)
+                if obj is None:
+                    return True
+            return True
+
+        def resolves(name):
+            parts = name.split(".")
+            for base in (["pypid", *parts], parts):
+                for i in range(len(base), 0, -1):
+                    try:
+                        found = importlib.import_module(".".join(base[:i]))
+                    except ImportError:
+                        continue
+                    if walk(found, base[i:]):
+                        return True
+                    break
+            return (any(walk(m, parts[1:]) for m in by_tail.get(parts[0], ()))
+                    or any(walk(c, parts[1:]) for c in classes.get(parts[0], ())))
+        stale = [n for n in names if not n.endswith(self.NOT_PYTHON) and not resolves(n)]
+        self.assertGreater(len(names), 200)
+        self.assertEqual(stale, [])
