@@ -141,7 +141,6 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     reread = partial(load_config, options["config"], options["set"], options["listen"],
                      os.environ)
     try:
-        # (named upstreams are built, but not read by an index's pages yet)
         service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
                                 notifier, load_config=reread)
     except StartupError as e:
