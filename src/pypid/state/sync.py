@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from pypid.core.index import Index
 from pypid.core.project_status import ProjectStatus
+from pypid.jobs.failures import RepeatedFailure
 from pypid.jobs.periodic import Periodic
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
 from pypid.storage.interface import ISharedStorage
@@ -46,6 +47,7 @@ class SyncService(Periodic):
         self._index = index
         self._storage = storage
         self._reconciling: Deferred[None] | None = None
+        self._failures = RepeatedFailure("Cannot look for changes by other servers", clock, log)
 
     def sync(self) -> Deferred[None]:
         """
@@ -59,8 +61,8 @@ class SyncService(Periodic):
                 error=f.getErrorMessage()))
             self._reconciling.addBoth(self._reconciled)
         d = ensureDeferred(self._sync())
-        d.addErrback(lambda f: log.warn("Cannot look for changes by other servers: {error}",
-                                        error=f.getErrorMessage()))
+        d.addCallbacks(lambda _: self._failures.succeeded(),
+                       lambda f: self._failures.failed(f.getErrorMessage()))
         return d
 
     def _reconciled(self, _: object) -> None:

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
+from pypid.jobs.failures import RepeatedFailure
 from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import WAIVERS, IServerDocuments, ISharedStorage
 
@@ -62,6 +63,8 @@ class WaiverKeeper(Periodic):
         self._kept: bytes | None = None
         self._kept_ok = True
         self.read_ok: bool | None = None
+        self._failures = RepeatedFailure("Cannot read the advisory waivers", clock, log,
+                                         LogLevel.error)
 
     def listen(self, take: Callable[[Waivers], Iterable[str]]) -> None:
         """
@@ -78,13 +81,12 @@ class WaiverKeeper(Periodic):
     def refresh(self) -> Deferred[None]:
         """Read the document again and act by it if it changed; never fails."""
         d = self._lock.run(self._read)
-        d.addErrback(self._unread)
+        d.addCallbacks(lambda _: self._failures.succeeded(), self._unread)
         return d
 
     def _unread(self, failure: Failure) -> None:
         self.read_ok = False
-        log.error("Cannot read the advisory waivers: {error}",
-                  error=failure.getErrorMessage())
+        self._failures.failed(failure.getErrorMessage())
 
     async def _read(self) -> None:
         data = await self._storage.document(WAIVERS)
