@@ -21,8 +21,8 @@ from twisted.logger import Logger
 
 from pypid.core.index import Index
 from pypid.core.project_status import ProjectStatus
-from pypid.jobs.failures import RepeatedFailure
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
 from pypid.storage.interface import ISharedStorage
 from pypid.storage.reading import decode_status

@@ -27,8 +27,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
-from pypid.jobs.failures import RepeatedFailure
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import WAIVERS, IServerDocuments, ISharedStorage
 
 log = Logger()

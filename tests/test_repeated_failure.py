@@ -1,10 +1,10 @@
-"""Tests for L{pypid.jobs.failures}: a repeated failure logged at its start, now and then, at its end."""
+"""Tests for L{pypid.jobs.repeated_failure}: a repeated failure logged at its start, now and then, at its end."""
 
 from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.jobs.failures import REMIND_EVERY, RepeatedFailure
+from pypid.jobs.repeated_failure import REMIND_EVERY, RepeatedFailure
 
 
 class RepeatedFailureTests(SynchronousTestCase):
