@@ -178,7 +178,8 @@ class PageView:
         files: list[FileRecord | UpstreamFile] = sorted(
             [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
         page = self._page(hosted.name, [(f, self._file_url(f)) for f in files], kind,
-                          merged_status(self._index.status(hosted.name), entry))
+                          merged_status(self._index.status(hosted.name), entry),
+                          kind != HTML and self._namespaced())
         self._index.rendered.keep_page(hosted, key, (page, entry))
         return page, stale
 
@@ -291,24 +292,25 @@ class PageView:
         memo = self._memo(project, entry)
         # (a JSON page is kept by the API version it was rendered at: a
         # namespace coming into use, or the last going, changes it)
-        key = (kind, kind != HTML and self._namespaced())
-        page = memo.pages.get(key)
+        namespaced = kind != HTML and self._namespaced()
+        page = memo.pages.get((kind, namespaced))
         if page is None:
-            page = memo.pages[key] = self._page(
+            page = memo.pages[kind, namespaced] = self._page(
                 project, [(f, self._file_url(f)) for f in memo.files.values()], kind,
-                entry.page.status if entry.page is not None else None)
+                entry.page.status if entry.page is not None else None, namespaced)
             # (counted where it stands; the page just rendered is kept, however big)
             self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
                                keep=True, move=False)
         return page
 
     def _page(self, project: str, files: list[tuple[FileRecord | UpstreamFile, str]],
-              kind: str, status: ProjectStatus | None) -> Page:
+              kind: str, status: ProjectStatus | None, namespaced: bool) -> Page:
         """
         A page of C{(file, link)} pairs in page order, the advisories
         applied, carrying the project's C{status} (PEP 792), and the
         index-level file of each release whose variant wheels it lists
-        (PEP 825: made of what it shows, L{with_variant_files}).
+        (PEP 825: made of what it shows, L{with_variant_files}); its JSON
+        form at API 1.5 when C{namespaced} (L{_namespaced}), else 1.4.
         """
         shown, variants = with_variant_files(advised_files(self._advisories, project, files))
         provenance_url = self._provenance_url
@@ -320,7 +322,7 @@ class PageView:
             # namespace is in use, the project then in none, since a
             # reserved namespace is never asked upstream; else 1.4)
             body = render.project_json(project, shown, versions, status, provenance_url,
-                                       None if self._namespaced() else render.UNSERVED)
+                                       None if namespaced else render.UNSERVED)
         return Page.of(body, CONTENT_TYPES[kind], variants)
 
     def _namespaced(self) -> bool:

@@ -21,6 +21,7 @@ import hashlib
 import json
 
 import attrs
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -80,7 +81,15 @@ class FileWrites:
         try:
             # (first: a record S3 cannot keep is refused before any write)
             headers = metadata_headers(record)
-            if await client.head(layout.deleted_key(record.filename)) is not None:
+            # (the intent marker beside the tombstone check, in one round
+            # trip: one written for a name deleted before has the others
+            # read a state that is already theirs)
+            intended = ensureDeferred(self._feed.intend(record.filename))
+            try:
+                tombstone = await client.head(layout.deleted_key(record.filename))
+            finally:
+                await intended
+            if tombstone is not None:
                 raise FilenameDeleted(record.filename)
             if provenance is not None and record.provenance_sha256 is not None:
                 # (named by its digest: never over another file's, and there
@@ -89,7 +98,6 @@ class FileWrites:
                                                        record.provenance_sha256),
                                  provenance, {"content-type": "application/json"})
             headers["content-type"] = "application/octet-stream"
-            await self._feed.intend(record.filename)
             written = await self._writer.write_file(key, temp_path, record, headers)
             if not written:
                 existing = await client.head(key)

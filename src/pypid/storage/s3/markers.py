@@ -258,8 +258,7 @@ class ChangeFeed:
                 changed.add(change.subject)
                 done[change.subject] = max(change.when, done.get(change.subject, 0))
         unsettled = self._settle(intents, done, int(now * 1000))
-        changed |= unsettled.keys() & {name for name, (_, due) in unsettled.items()
-                                        if due <= now * 1000}
+        changed |= {name for name, (_, due) in unsettled.items() if due <= now * 1000}
         files = [await self._state_of(filename) for filename in sorted(changed)]
         # The statuses after the files, those of the files' projects too: a
         # status kept before a file (an import keeps a quarantine before the
