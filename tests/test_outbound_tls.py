@@ -10,7 +10,7 @@ import treq
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import reactor
-from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
@@ -18,6 +18,7 @@ from twisted.web.server import Site
 
 from pypid.http.client import https_policy, make_http
 from pypid.tls import ServerTLS
+from pypid.tls_transport import TLSServerFactory
 from tests.tlsca import TestCA
 
 
@@ -37,8 +38,8 @@ class OutboundTLSTests(TestCase):
         files = ca.issue("upstream", kind="ec", hosts=hosts)
         tls = ServerTLS(files.certificate, files.key, files.chain, reactor)
         tls.load()
-        port = await SSL4ServerEndpoint(reactor, 0, tls, interface="127.0.0.1").listen(
-            Site(_Hello()))
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            TLSServerFactory(tls.wrap, Site(_Hello())))
         self.addCleanup(port.stopListening)
         return f"https://127.0.0.1:{port.getHost().port}/", ca
 

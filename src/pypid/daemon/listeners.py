@@ -28,7 +28,6 @@ from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.endpoints import (
-    SSL4ServerEndpoint,
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
     serverFromString,
@@ -59,6 +58,7 @@ from pypid.config.server_settings import (
 from pypid.core.parts import IReloadable
 from pypid.core.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
+from pypid.tls_transport import TLSServerFactory
 from pypid.web.channel import ConnectionCounter
 from pypid.web.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
@@ -349,9 +349,10 @@ def make_listeners(config: Config, reactor: IListeningReactor,
         # (the configuration refuses an https: listener without both)
         assert certificate is not None and key is not None
         tls = ServerTLS(certificate, key, config.tls.chain, reactor)
-        secure = [ListenerService(SSL4ServerEndpoint(reactor, address.port, tls,
-                                                     address.backlog, address.interface),
-                                  address.description, site, prepare=tls.load,
+        secure = [ListenerService(TCP4ServerEndpoint(reactor, address.port, address.backlog,
+                                                     address.interface),
+                                  address.description, TLSServerFactory(tls.wrap, site),
+                                  prepare=tls.load,
                                   probe=_probe_of(address))
                   for address in https]
     others: list[ListenerService] = []
