@@ -17,6 +17,10 @@ setup(
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.s3", "pypid.upstream",
               "pypid.web", "pypid.jobs",
+              "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
+              "pypid.core.records", "pypid.core.security", "pypid.core.util",
+              "pypid.web.admin", "pypid.web.changes", "pypid.web.identity", "pypid.web.pages",
+              "pypid.web.server", "pypid.web.serving",
               "twisted.plugins"],
     # The pages for people's stylesheet, script and icon, served by pypid
     # itself and written by the static export.
@@ -51,7 +55,7 @@ setup(
         # for people; imported only when a description is rendered.
         "readme_renderer[md]>=44",
         # Only to write the exposition format of /metrics; the counting is
-        # pypid's own (pypid.core.metrics).
+        # pypid's own (pypid.core.records.metrics).
         "prometheus_client>=0.20",
         # Writes the index snapshot in a third of the time json.dumps takes,
         # holding Python's lock (and so the reactor) that much less.

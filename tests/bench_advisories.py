@@ -67,14 +67,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pypid.advisories.compact_cache import read_sources  # noqa: E402
 from pypid.advisories.osv_archive import ArchiveLimits  # noqa: E402
-from pypid.core.advisories import (  # noqa: E402
+from pypid.core.security.advisories import (  # noqa: E402
     AdvisoryBoard,
     AdvisoryPolicy,
     AdvisoryRules,
     parsed_version,
     release_key,
 )
-from pypid.core.osv import cvss_score  # noqa: E402
+from pypid.core.security.osv import cvss_score  # noqa: E402
 
 VECTORS = ["CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
            "CVSS:3.1/AV:N/AC:H/PR:L/UI:R/S:U/C:L/I:L/A:N",

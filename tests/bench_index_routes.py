@@ -29,11 +29,11 @@ from twisted.internet.task import Clock  # noqa: E402
 
 from pypid.auth.policy import AccessModel  # noqa: E402
 from pypid.auth.verifier import PasswordVerifier  # noqa: E402
-from pypid.core.index import Index  # noqa: E402
-from pypid.core.render import file_url_for  # noqa: E402
+from pypid.core.formats.render import file_url_for  # noqa: E402
+from pypid.core.indexes.index import Index  # noqa: E402
 from pypid.storage.memory import MemoryStorage  # noqa: E402
-from pypid.web.access import Access  # noqa: E402
 from pypid.web.app import build_web  # noqa: E402
+from pypid.web.identity.access import Access  # noqa: E402
 from tests.bench_views import records  # noqa: E402
 from tests.fakes import run_now, site_treq  # noqa: E402
 
@@ -51,9 +51,9 @@ def build(projects):
     access = Access(AccessModel(), PasswordVerifier({}, clock, None))
     named = []
     try:
-        from pypid.core.views import ChainSource, Filters, IndexView
+        from pypid.core.indexes.views import ChainSource, Filters, IndexView
         from pypid.storage.locks import KeyedLock
-        from pypid.web.index_root import HostedSource, IndexMaterials
+        from pypid.web.serving.index_root import HostedSource, IndexMaterials
     except ImportError:
         pass
     else:

@@ -44,7 +44,7 @@ def check_latency(slapd, checks, report):
 
     from pypid.auth.ldap import make_directory
     from pypid.config.ldap_settings import LDAPConfig
-    from pypid.core.ldap_syntax import parse_ldap_url
+    from pypid.core.access.ldap_syntax import parse_ldap_url
 
     results = {}
 

@@ -1,7 +1,7 @@
 """
 How long a retention plan takes over a large index (issue 29): the bench
 corpus of L{tests.bench_scale} (wheels, 5 versions a project, one a
-second), loaded in an L{pypid.core.index.Index}, with download counts for
+second), loaded in an L{pypid.core.indexes.index.Index}, with download counts for
 a third of the files, planned with every rule on (keep the 2 newest
 releases, pre-releases older than 30 days (none in the corpus: each
 version is parsed for it), keep what was downloaded within 14 days,
@@ -13,9 +13,9 @@ Run: C{.venv/bin/python -m tests.bench_retention [files]} (default 100,000).
 import sys
 import time
 
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
-from pypid.core.retention import RetentionRules, make_plan
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.retention import RetentionRules, make_plan
 from tests.bench_scale import made_up_records
 
 DAY = 86400.0

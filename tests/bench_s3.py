@@ -28,7 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pypid.core.distribution import inspect
+from pypid.core.dists.distribution import inspect
 from pypid.storage.s3.layout import metadata_headers
 from tests.distributions import make_wheel  # noqa: E402
 from tests.e2e import PASSWORD, USER, clean_env, free_port, password_hash, upload  # noqa: E402

@@ -324,7 +324,7 @@ import gc, json, os, sys, time
 from twisted.internet.defer import ensureDeferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
-from pypid.core.index import Index
+from pypid.core.indexes.index import Index
 from pypid.state.loader import IndexLoader
 from pypid.storage.interface import IStorage
 
@@ -383,7 +383,7 @@ def made_up_records(files):
     """C{files} records of wheels, 5 versions a project, as an upload describes them."""
     import hashlib
 
-    from pypid.core.model import FileRecord
+    from pypid.core.indexes.model import FileRecord
 
     records = []
     for i in range(files):
@@ -400,7 +400,7 @@ def made_up_records(files):
 
 def write_indexes(folder, files, promoted):
     """The snapshots of the C{--indexes} variant (see the module's docstring)."""
-    from pypid.core.promotion import Promotion
+    from pypid.core.indexes.promotion import Promotion
     from pypid.storage import snapshot
 
     records = made_up_records(files)

@@ -181,13 +181,13 @@ class FakeBodyTransport:
 def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None, usage=None,
               bin=None, name="default"):
     """
-    The L{pypid.web.index_root.IndexMaterials} of a server of one index (a list,
+    The L{pypid.web.serving.index_root.IndexMaterials} of a server of one index (a list,
     to which a test adds named ones): the hosted index C{index} over
     C{storage}, reading C{upstream}'s source (an
     L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it.
     """
     from pypid.storage.locks import KeyedLock
-    from pypid.web.index_root import HostedSource, IndexMaterials
+    from pypid.web.serving.index_root import HostedSource, IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)
     return [IndexMaterials.hosted_alone(source, upstream)]

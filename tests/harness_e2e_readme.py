@@ -15,7 +15,7 @@ from tests.e2e import Sampler, http
 #: quadratic time on them, holding the interpreter lock (6,000 lines, 126 kB,
 #: took 4.5 to 6 s here and stalled the server that long in-process before
 #: issue 31; 2,000 lines 0.47 s). 24,000 lines (504 kB, still under
-#: L{pypid.core.readme.MAX_TEXT}, past which a description is not rendered
+#: L{pypid.core.dists.readme.MAX_TEXT}, past which a description is not rendered
 #: at all) take sixteen times that: over a minute here, several seconds on a
 #: machine ten times faster.
 FREEZING_MARKDOWN = '<pre lang="a"><code>\n' * 24_000

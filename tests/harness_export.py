@@ -37,7 +37,7 @@ def make_record(filename, project="alpha", version="1.0", **fields):
                   sha256=hashlib.sha256(filename.encode()).hexdigest(),
                   upload_time=1767225600.0)
     values.update(fields)
-    from pypid.core.model import FileRecord
+    from pypid.core.indexes.model import FileRecord
     return FileRecord(**values)
 
 
@@ -78,11 +78,11 @@ class ExportCase(SynchronousTestCase):
         """
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.index import Index
-        from pypid.core.render import file_url_for
+        from pypid.core.formats.render import file_url_for
+        from pypid.core.indexes.index import Index
         from pypid.state.loader import load_statuses
-        from pypid.web.access import Access
         from pypid.web.app import build_web
+        from pypid.web.identity.access import Access
         from tests.fakes import one_index, run_in_pool_now, site_treq
 
         more = {} if policy is None else {"advisories": policy}

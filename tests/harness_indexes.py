@@ -23,21 +23,21 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.access_rules import IndexGrants
-from pypid.core.index import Index
-from pypid.core.namespace_api import IndexNamespaces
-from pypid.core.render import file_url_for
-from pypid.core.upload_rules import IndexUploadRules
-from pypid.core.views import ChainSource, Filters, IndexView
+from pypid.core.access.access_rules import IndexGrants
+from pypid.core.dists.upload_rules import IndexUploadRules
+from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.views import ChainSource, Filters, IndexView
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
-from pypid.web.index_root import HostedSource, IndexMaterials
+from pypid.web.identity.access import Access
+from pypid.web.serving.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,

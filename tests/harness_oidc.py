@@ -17,16 +17,16 @@ from pypid.auth.oidc import TokenRefused, TrustedPublishing
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.access_rules import parse_rule
-from pypid.core.audit_chain import decode
-from pypid.core.index import Index
-from pypid.core.publishers import PublishingSettings, parse_publishers
-from pypid.core.render import file_url_for
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.access.publishers import PublishingSettings, parse_publishers
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.records.audit_chain import decode
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
+from pypid.web.identity.access import Access
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,

@@ -4,7 +4,7 @@ index's, from L{tests.test_index}) and L{record} at C{T0} (the views',
 from L{tests.test_views}).
 """
 
-from pypid.core.model import FileRecord
+from pypid.core.indexes.model import FileRecord
 
 
 def file_url(record):

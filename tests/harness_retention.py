@@ -5,7 +5,7 @@ release (C{keep_releases = 1}), as the tests of the retention API
 (L{tests.test_console}) build it.
 """
 
-from pypid.core.retention import RetentionRules
+from pypid.core.indexes.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin

@@ -14,9 +14,9 @@ import time
 from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
-from pypid.core.details import Details
-from pypid.core.distribution import inspect
-from pypid.core.promotion import Promotion
+from pypid.core.dists.distribution import inspect
+from pypid.core.formats.details import Details
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.interface import (
     GRANT_LEDGER,
     WAIVERS,

@@ -25,19 +25,19 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, IndexView
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.views import ChainSource, Filters, IndexView
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.source import SourceSide, UpstreamSource
-from pypid.web.access import Access
 from pypid.web.app import build_web
-from pypid.web.index_root import HostedSource, IndexMaterials
+from pypid.web.identity.access import Access
+from pypid.web.serving.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 

@@ -14,15 +14,15 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.audit_chain import make_query
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.records.audit_chain import make_query
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
+from pypid.web.identity.access import Access
 from tests.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_upstream import (
     BYTES_A,

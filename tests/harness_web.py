@@ -17,10 +17,10 @@ from twisted.web.http_headers import Headers
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.index import Index
-from pypid.core.outside_logins import OutsideLogins
-from pypid.core.render import file_url_for, provenance_url_for
-from pypid.core.sessions import SessionBook
+from pypid.core.access.outside_logins import OutsideLogins
+from pypid.core.access.sessions import SessionBook
+from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.index import Index
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.factory import StoragePart
@@ -28,10 +28,10 @@ from pypid.storage.interface import MemoryFile
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditPart, AuditTrail
-from pypid.web.browser_sessions import BrowserSessions
+from pypid.web.identity.access import Access
+from pypid.web.identity.browser_sessions import BrowserSessions
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.fakes import (
     FAST,
@@ -76,7 +76,7 @@ def kept_alive(site, *requests):
     """
     Write C{requests} (bytes) on one new connection to C{site}, as a
     client that keeps it alive sends them (treq's in-memory agent closes
-    each: only this takes the express lane, L{pypid.web.express}); return
+    each: only this takes the express lane, L{pypid.web.serving.express}); return
     the answers (L{parse}) and the transport.
     """
     channel = site.buildProtocol(None)

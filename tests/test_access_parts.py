@@ -1,9 +1,9 @@
 """
-Tests of the gate's parts, each on its own: L{pypid.web.permissions}
-(what an identity may do), L{pypid.web.identification} (who is asking,
-and the check again as a change commits) and L{pypid.web.change_checks}
+Tests of the gate's parts, each on its own: L{pypid.web.identity.permissions}
+(what an identity may do), L{pypid.web.identity.identification} (who is asking,
+and the check again as a change commits) and L{pypid.web.changes.change_checks}
 (the checks every change to one index shares). The gate they make up,
-L{pypid.web.access.Access}, is tested route by route in
+L{pypid.web.identity.access.Access}, is tested route by route in
 C{tests.test_access_table}.
 """
 
@@ -19,15 +19,15 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity, PasswordVerifier
-from pypid.core.access_rules import IndexGrants
-from pypid.core.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
-from pypid.core.model import FileRecord
+from pypid.core.access.access_rules import IndexGrants
+from pypid.core.indexes.model import FileRecord
+from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
 from pypid.storage.interface import FilenameDeleted, StorageError
-from pypid.web.access import UPLOAD_LOGIN, Access
-from pypid.web.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
-from pypid.web.identification import REVOKED, Identification
-from pypid.web.permissions import Permissions
-from pypid.web.request_auth import IRequestAuth
+from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
+from pypid.web.identity.access import UPLOAD_LOGIN, Access
+from pypid.web.identity.identification import REVOKED, Identification
+from pypid.web.identity.permissions import Permissions
+from pypid.web.identity.request_auth import IRequestAuth
 from tests.fakes import FAST, run_in_pool_now
 
 USERS = {"alice": hash_password("secret", FAST), "bob": hash_password("bob's", FAST)}

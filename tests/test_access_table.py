@@ -39,8 +39,14 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_networks
-from pypid.core.access_rules import parse_rule
-from pypid.core.advisories import (
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.access.credential_syntax import parse_htpasswd
+from pypid.core.dists.provenance import Publisher, provenance_document
+from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.retention import RetentionRules
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
@@ -49,12 +55,6 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.credential_syntax import parse_htpasswd
-from pypid.core.index import Index
-from pypid.core.namespace_api import IndexNamespaces
-from pypid.core.provenance import Publisher, provenance_document
-from pypid.core.render import file_url_for
-from pypid.core.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin
@@ -63,8 +63,8 @@ from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,

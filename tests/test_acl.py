@@ -3,7 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.access_rules import RuleError, normalize_pattern, parse_rule
+from pypid.core.access.access_rules import RuleError, normalize_pattern, parse_rule
 
 
 def model(**kwargs):
@@ -120,7 +120,7 @@ class IndexAccessTests(SynchronousTestCase):
     """
 
     def model(self, read="everyone", **extra):
-        from pypid.core.access_rules import IndexGrants
+        from pypid.core.access.access_rules import IndexGrants
         indexes = {
             "release": IndexGrants(frozenset({"everyone"}), frozenset({"group:rm"})),
             "staging": IndexGrants(frozenset({"group:dev", "group:rm"}),

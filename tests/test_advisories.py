@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.advisories} (issue 27 section 3): which releases an
+Tests for L{pypid.core.security.advisories} (issue 27 section 3): which releases an
 advisory affects under PEP 440, what an index's rules act on, the verdicts
 worked out once per database (never per request), and what the warnings
 look like on the pages for people and in the legacy JSON API.
@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import legacy_info, pages
-from pypid.core.advisories import (
+from pypid.core.formats import legacy_info, pages
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
@@ -27,8 +29,6 @@ from pypid.core.advisories import (
     release_key,
     vulnerability_json,
 )
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
 from tests.harness_records import make_record
 
 
@@ -227,7 +227,7 @@ class PolicyTests(SynchronousTestCase):
 
     def test_memo_bounded(self):
         """Made-up versions asked for cannot grow the verdicts past their cap."""
-        from pypid.core import advisories
+        from pypid.core.security import advisories
         self.patch(advisories, "MAX_VERDICTS", 10)
         policy = AdvisoryPolicy(AdvisoryRules.parse("deny"), self.board)
         for i in range(100):
@@ -243,7 +243,7 @@ class PolicyTests(SynchronousTestCase):
         warns has nothing to say, one that ignores them nothing either;
         nothing of it is kept once they are read.
         """
-        from pypid.core.advisories import FAILED, READING, AdvisoriesUnread
+        from pypid.core.security.advisories import FAILED, READING, AdvisoriesUnread
         self.board.replace(AdvisoryDB.unread_yet())
         self.assertEqual(self.board.unread, READING)
         self.assertEqual((self.board.db.projects(), len(self.board.db)), (frozenset(), 0))

@@ -1,5 +1,5 @@
 """
-Tests for C{GET /api/advisories} (L{pypid.web.advisory_admin}) and
+Tests for C{GET /api/advisories} (L{pypid.web.admin.advisory_admin}) and
 C{pypid-admin advisories check}: what the advisories do to each index, and
 the dry run of another mode, over the whole server in memory.
 """
@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.cli.admin import _advisories
-from pypid.core.advisories import Advisory, AdvisoryDB, Affected, release_key
-from pypid.core.advisory_waivers import parse_waiver
+from pypid.core.security.advisories import Advisory, AdvisoryDB, Affected, release_key
+from pypid.core.security.advisory_waivers import parse_waiver
 from pypid.tap import build_service
 from tests.distributions import make_wheel
 from tests.fakes import FAST, site_treq, write_file

@@ -21,8 +21,8 @@ from pypid.advisories.compact_cache import LocalCompiler, cache_path
 from pypid.advisories.feed import AdvisoryFeed, LoadFailed, read_in_force, saved_path
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import FAILED, READING, AdvisoryBoard
-from pypid.core.startup import StartupError
+from pypid.core.security.advisories import FAILED, READING, AdvisoryBoard
+from pypid.core.util.startup import StartupError
 from tests.fakes import run_now
 from tests.harness_upstream import Origins, drain
 from tests.osv_records import osv_record, write_folder, write_zip
@@ -286,7 +286,7 @@ class FeedTests(SynchronousTestCase):
         the archive: the first read fails, with one error line, and the
         unread database stays in force, failed.
         """
-        from pypid.core import osv
+        from pypid.core.security import osv
         self.patch(osv, "MAX_ITEMS", 3)
         write_folder(self.folder, [osv_record("PYSEC-9-1", "w", versions=["1", "2", "3"])])
         with capturedLogs() as events:

@@ -31,7 +31,10 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.advisories import (
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.views import ChainSource, Filters, IndexView
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
@@ -40,9 +43,6 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, IndexView
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.indexes import drop_advised_pages
 from pypid.storage.audit_log import MemoryAuditLog
@@ -51,10 +51,10 @@ from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
-from pypid.web.index_root import HostedSource, IndexMaterials
+from pypid.web.identity.access import Access
+from pypid.web.serving.index_root import HostedSource, IndexMaterials
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,
@@ -534,7 +534,7 @@ class UnreadTests(SynchronousTestCase):
     def test_kept_alive(self):
         """
         A client that keeps its connection alive (whose reads the express
-        lane answers, L{pypid.web.express}) gets the same refusals, and the
+        lane answers, L{pypid.web.serving.express}) gets the same refusals, and the
         same answers once they are read.
         """
         s = self.serve("deny")
@@ -592,7 +592,7 @@ class UnreadTests(SynchronousTestCase):
 
     def test_failed(self):
         """Advisories that could not be read: the same refusal, saying so."""
-        from pypid.core.advisories import FAILED
+        from pypid.core.security.advisories import FAILED
         s = self.serve("deny")
         s.board.replace(AdvisoryDB.unread_yet(FAILED))
         for path, headers in RELEASE_PATHS:

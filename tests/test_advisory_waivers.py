@@ -1,7 +1,7 @@
 """
 Tests for the advisory waivers admins keep (issue 44): their document
-(L{pypid.core.advisory_waivers}), what an index's policy does with them
-(L{pypid.core.advisories.AdvisoryPolicy.take_waivers}), and their keeper
+(L{pypid.core.security.advisory_waivers}), what an index's policy does with them
+(L{pypid.core.security.advisories.AdvisoryPolicy.take_waivers}), and their keeper
 (L{pypid.state.waiver_keeper.WaiverKeeper}) between a storage and the
 indexes, two servers sharing one storage.
 """
@@ -13,7 +13,7 @@ from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.advisories import (
+from pypid.core.security.advisories import (
     ACTED,
     BELOW,
     CONFIGURED,
@@ -26,7 +26,7 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.advisory_waivers import (
+from pypid.core.security.advisory_waivers import (
     MAX_DOCUMENT,
     MAX_WAIVERS,
     InvalidWaiver,

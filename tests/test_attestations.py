@@ -30,8 +30,8 @@ from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.config import ConfigError, load_config
 from pypid.config.attestation_settings import check_trust_root
-from pypid.core.provenance import read_provenance
-from pypid.core.publishers import PublishingSettings, parse_publishers
+from pypid.core.access.publishers import PublishingSettings, parse_publishers
+from pypid.core.dists.provenance import read_provenance
 from tests.fakes import write_file
 from tests.sigstore_root import (
     SLSA_PROVENANCE_V1,

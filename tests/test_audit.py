@@ -32,8 +32,10 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core import audit_chain as audit
-from pypid.core.audit_chain import (
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.records import audit_chain as audit
+from pypid.core.records.audit_chain import (
     AuditError,
     Entry,
     LoginFailures,
@@ -43,8 +45,6 @@ from pypid.core.audit_chain import (
     select,
     verify_lines,
 )
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
 from pypid.http.client import make_http
 from pypid.storage.audit_log import (
     BATCH_ENTRIES,
@@ -61,9 +61,9 @@ from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
-from pypid.web.audit_trail import AuditTrail
+from pypid.web.identity.access import Access
 from tests import s3server
 from tests.distributions import make_wheel
 from tests.fakes import (

@@ -25,8 +25,8 @@ from pypid.auth.basic import (
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import Identity, PasswordVerifier
-from pypid.core.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE
-from pypid.core.credential_syntax import check_hash_format, parse_hash
+from pypid.core.access.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE
+from pypid.core.access.credential_syntax import check_hash_format, parse_hash
 from tests.fakes import FAST, PendingPool, SynchronousPool
 
 ALICE_PASSWORD = "correct horse battery staple"

@@ -1,6 +1,6 @@
 """
 Tests for answering a bare folder from its filenames at once and describing
-its files in the background: L{pypid.core.pending}, L{pypid.state.backfill}, the
+its files in the background: L{pypid.core.indexes.pending}, L{pypid.state.backfill}, the
 local storage's C{later} scan and C{describe_pending}, and the pages that
 wait for a project's files.
 """
@@ -12,8 +12,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import Index
-from pypid.core.pending import DescribeQueue, PendingFile, project_of
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.pending import DescribeQueue, PendingFile, project_of
 from pypid.state.backfill import Backfill
 from pypid.storage.local import LocalStorage
 from tests.distributions import make_wheel
@@ -84,7 +84,7 @@ class DescriberTests(SynchronousTestCase):
     """L{Backfill} fills the index a project at a time."""
 
     def setUp(self):
-        from pypid.core.distribution import inspect
+        from pypid.core.dists.distribution import inspect
         self.clock = Clock()
         self.index = Index(lambda r: r.filename)
         folder = self.mktemp()
@@ -185,7 +185,7 @@ class DescriberTests(SynchronousTestCase):
 
     def test_metrics(self):
         """C{/metrics} tells how many files are still to be read, and how many were."""
-        from pypid.web.exposition import Collector
+        from pypid.web.admin.exposition import Collector
 
         def values():
             return {family.name: family.samples[0].value
@@ -228,11 +228,11 @@ class PagesWaitTests(SynchronousTestCase):
     def setUp(self):
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.distribution import inspect
-        from pypid.core.render import file_url_for
+        from pypid.core.dists.distribution import inspect
+        from pypid.core.formats.render import file_url_for
         from pypid.storage.memory import MemoryStorage
-        from pypid.web.access import Access
         from pypid.web.app import build_web
+        from pypid.web.identity.access import Access
         from tests.fakes import run_in_pool_now, site_treq
 
         self.clock = Clock()

@@ -1,4 +1,4 @@
-"""Tests for L{pypid.web.body}: the request bodies, and answers written before a body."""
+"""Tests for L{pypid.web.server.body}: the request bodies, and answers written before a body."""
 
 import hashlib
 import os
@@ -6,7 +6,8 @@ import os
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.body import (
+from pypid.web.changes.multipart import FormSink, MultipartError, UploadTooLarge
+from pypid.web.server.body import (
     NOT_A_FORM,
     DiscardedBody,
     IRequestBody,
@@ -14,7 +15,6 @@ from pypid.web.body import (
     SpooledForm,
     answer_before_body,
 )
-from pypid.web.multipart import FormSink, MultipartError, UploadTooLarge
 from tests.fakes import QueuedRun
 
 BOUNDARY = b"xyz"

@@ -24,13 +24,13 @@ from pypid.auth.oidc import PublisherTokens, ReplayCache, TooMany
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core import metrics
-from pypid.core.audit_chain import LoginFailures
-from pypid.core.bounded import put_newest
-from pypid.core.index import Index
-from pypid.core.metrics import RequestStats
-from pypid.core.render import HTML, JSON
-from pypid.core.rendered_pages import page_bytes
+from pypid.core.formats.render import HTML, JSON
+from pypid.core.formats.rendered_pages import page_bytes
+from pypid.core.indexes.index import Index
+from pypid.core.records import metrics
+from pypid.core.records.audit_chain import LoginFailures
+from pypid.core.records.metrics import RequestStats
+from pypid.core.util.bounded import put_newest
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
@@ -45,8 +45,8 @@ from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.upstream.transfer import VerifyError
-from pypid.web import channel as web_channel
-from pypid.web.channel import ConnectionCounter
+from pypid.web.server import channel as web_channel
+from pypid.web.server.channel import ConnectionCounter
 from tests.fakes import FAST
 from tests.harness_records import make_record
 

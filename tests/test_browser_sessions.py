@@ -20,22 +20,22 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
-from pypid.core.access_rules import parse_rule
-from pypid.core.sessions import (
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.access.sessions import (
     ID_BYTES,
     MAX_PER_USER,
     Session,
     SessionBook,
     SessionFileError,
 )
-from pypid.web.access import make_sessions, sessions_path, still_a_user
-from pypid.web.browser_login import next_path
-from pypid.web.browser_sessions import (
+from pypid.web.identity.access import make_sessions, sessions_path, still_a_user
+from pypid.web.identity.browser_sessions import (
     PLAIN_COOKIE,
     SECURE_COOKIE,
     BrowserSessions,
     load_book,
 )
+from pypid.web.pages.browser_login import next_path
 from tests.fakes import run_now, site_treq
 from tests.harness_web import (
     ORIGIN,
@@ -209,7 +209,7 @@ class SessionBookTests(SynchronousTestCase):
 
         from twisted.web.test.requesthelper import DummyRequest
 
-        from pypid.web.browser_login import body_fields
+        from pypid.web.pages.browser_login import body_fields
         request = DummyRequest([b""])
         request.content = BytesIO(b"user=al%C3%A4ce&password=p%E4ss+w%2Bord&user=second&x")
         self.assertEqual(body_fields(request), {b"user": "aläce".encode(),

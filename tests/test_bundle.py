@@ -28,12 +28,12 @@ from pypid.bundle.archive import (
 from pypid.bundle.ingest import Arrival, Ingest, import_entries
 from pypid.bundle.pack import pack_bundle
 from pypid.bundle.sources import BundleSource, detect
-from pypid.core.audit_chain import Entry
-from pypid.core.distribution import inspect
-from pypid.core.index import Index
-from pypid.core.project_status import ProjectStatus
-from pypid.core.provenance import Publisher, provenance_document
-from pypid.core.readme import render_description
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.provenance import Publisher, provenance_document
+from pypid.core.dists.readme import render_description
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.records.audit_chain import Entry
 from pypid.state.loader import load_statuses
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import FilenameDeleted, StorageError

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.channel}: the deadlines on request headers and bodies,
+Tests for L{pypid.web.server.channel}: the deadlines on request headers and bodies,
 the limits on request heads, the limit on connections per client address,
 and closing after a refusal, through a real channel over a
 L{StringTransport} with a L{Clock}, and over a real TLS layer in memory.
@@ -16,7 +16,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
-from pypid.web.channel import (
+from pypid.web.server.channel import (
     CLOSE_TIMEOUT,
     HEADER_TIMEOUT,
     ConnectionCounter,
@@ -24,7 +24,7 @@ from pypid.web.channel import (
     Refused,
     origin_form,
 )
-from pypid.web.site import PypidSite
+from pypid.web.server.site import PypidSite
 from tests.harness_tls import PEER, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.

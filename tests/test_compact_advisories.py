@@ -1,6 +1,6 @@
 """
 Tests for the advisories' compact form and its cache beside the snapshot
-(issue 43): L{pypid.core.compact_advisories} (what is kept of the
+(issue 43): L{pypid.core.security.compact_advisories} (what is kept of the
 records, read back as it was, and nothing else accepted),
 L{pypid.advisories.compact_cache} (the file: named by its sources, whole
 or refused, never trusted when truncated, damaged or stale) and
@@ -26,8 +26,8 @@ from pypid.advisories.compact_cache import (
 )
 from pypid.advisories.compile_child import ChildCompiler, CompileFailed, child_command
 from pypid.advisories.osv_archive import ArchiveLimits, signature
-from pypid.core.advisories import AdvisoryBoard, AdvisoryPolicy, AdvisoryRules
-from pypid.core.compact_advisories import CompactError, decode, encode
+from pypid.core.security.advisories import AdvisoryBoard, AdvisoryPolicy, AdvisoryRules
+from pypid.core.security.compact_advisories import CompactError, decode, encode
 from tests.osv_records import CRITICAL, LOW, osv_record, write_folder, write_zip
 
 RECORDS = [
@@ -133,7 +133,7 @@ class CompactFormTests(SynchronousTestCase):
 
     def test_items_bounded(self):
         """The versions and ranges of all lines together are bounded, as a reading's are."""
-        from pypid.core import compact_advisories
+        from pypid.core.security import compact_advisories
         self.patch(compact_advisories, "MAX_ITEMS", 10)
         with self.assertRaises(CompactError) as caught:
             decode(list(encode(self.db)))

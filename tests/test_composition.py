@@ -15,14 +15,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.index import Index
-from pypid.core.promotion import Promotion
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_indexes import START, Server, basic
 from tests.harness_records import make_record

@@ -17,7 +17,7 @@ from pypid.config import SCHEMA, Config, ConfigError, load_config, parse_overrid
 from pypid.config.index_settings import IndexConfig
 from pypid.config.s3_settings import S3Config
 from pypid.config.upstream_settings import UpstreamConfig, UpstreamCredentials
-from pypid.core.index_names import NAME, ROUTE_SEGMENTS, BaseRef
+from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef
 from tests.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -1367,7 +1367,7 @@ class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
 
     def test_default(self):
         """Without the key, 64 MiB, the index's own default."""
-        from pypid.core.rendered_pages import PAGE_CACHE_SIZE
+        from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE
         self.assertEqual(load_config(None).server.page_cache_size, 64 << 20)
         self.assertEqual(load_config(None).server.page_cache_size, PAGE_CACHE_SIZE)
 
@@ -1418,11 +1418,11 @@ class ClientCountingKeysTests(_ConfigMixin, SynchronousTestCase):
         """
         A proxy written as an IPv4-mapped IPv6 address (as a dual-stack
         listener shows its peers) is its IPv4 address, as the peer is read
-        (L{pypid.core.addresses.client_ip}), so its header is believed
+        (L{pypid.core.access.addresses.client_ip}), so its header is believed
         (before the fix: never, silently: every client behind it was one);
         the mapped network of every IPv4 address is refused as C{0.0.0.0/0}.
         """
-        from pypid.core.forwarded import TrustedProxies
+        from pypid.core.access.forwarded import TrustedProxies
 
         config = load_config(self.write("""
             [pypid]
@@ -1764,7 +1764,7 @@ class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
         C{[acl]} rules may name the index they are for (C{release/acme-*});
         each index's C{read} and C{upload} become its grants.
         """
-        from pypid.core.access_rules import IndexGrants
+        from pypid.core.access.access_rules import IndexGrants
         config = load_config(self.write("""
             [users]
             bob = $argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA
@@ -1914,7 +1914,7 @@ class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
 
     def test_default_off(self):
         """Without the keys, no index acts on advisories."""
-        from pypid.core.advisories import AdvisoryRules
+        from pypid.core.security.advisories import AdvisoryRules
         config = load_config(self.write("[index:a]\n"))
         self.assertEqual(config.server.advisory_rules, AdvisoryRules())
         self.assertEqual(config.indexes["a"].advisory_rules, AdvisoryRules())

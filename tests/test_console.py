@@ -13,9 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core import charts
-from pypid.core.access_rules import IndexGrants, parse_rule
-from pypid.core.outside_logins import OutsideLogins
+from pypid.core.access.access_rules import IndexGrants, parse_rule
+from pypid.core.access.outside_logins import OutsideLogins
+from pypid.core.formats import charts
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.locks import KeyedLock

@@ -10,8 +10,8 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from pypid.core.parts import IReloadable
-from pypid.core.startup import StartupError
+from pypid.core.util.parts import IReloadable
+from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 
 

@@ -1,12 +1,12 @@
 """
-Tests for L{pypid.core.cross_site}: which requests a browser sent for
+Tests for L{pypid.core.access.cross_site}: which requests a browser sent for
 another site (issue 31). The site's refusal of them, before the body, is
 tested in L{tests.test_site}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.cross_site import cross_site_refusal
+from pypid.core.access.cross_site import cross_site_refusal
 
 
 class RefusalTests(SynchronousTestCase):

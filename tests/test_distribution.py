@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.distribution}: a file on disk turned into its record and
+Tests for L{pypid.core.dists.distribution}: a file on disk turned into its record and
 the core metadata to serve beside it.
 """
 
@@ -10,11 +10,11 @@ import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import distribution
-from pypid.core.distribution import file_digests, inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName
+from pypid.core.dists import distribution
+from pypid.core.dists.distribution import file_digests, inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName
+from pypid.core.indexes.model import FileRecord
 from tests.distributions import make_sdist, make_sdist_zip, make_tarball, make_wheel, metadata_text
 from tests.fakes import write_file
 

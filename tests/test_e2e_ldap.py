@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from pypid.auth.ldap import make_directory
 from pypid.auth.verifier import DirectoryUnavailable
 from pypid.config.ldap_settings import LDAPConfig
-from pypid.core.ldap_syntax import parse_ldap_url
+from pypid.core.access.ldap_syntax import parse_ldap_url
 from tests.distributions import make_wheel
 from tests.e2e import (
     PASSWORD,

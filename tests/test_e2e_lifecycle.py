@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 
-from pypid.core.names import normalize
+from pypid.core.dists.names import normalize
 from tests.distributions import make_sdist, make_wheel, metadata_text
 from tests.e2e import (
     HOST,

@@ -15,7 +15,7 @@ from http import client as httpclient
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from pypid.web.channel import CLOSE_TIMEOUT
+from pypid.web.server.channel import CLOSE_TIMEOUT
 from tests.distributions import make_wheel
 from tests.e2e import (
     HOST,

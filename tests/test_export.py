@@ -23,7 +23,11 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.cli import export as cli
-from pypid.core.advisories import (
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.provenance import Publisher, provenance_document
+from pypid.core.formats.details import Details
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
@@ -32,11 +36,7 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.advisory_waivers import Waivers, parse_waiver
-from pypid.core.details import Details
-from pypid.core.distribution import inspect
-from pypid.core.project_status import ProjectStatus
-from pypid.core.provenance import Publisher, provenance_document
+from pypid.core.security.advisory_waivers import Waivers, parse_waiver
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target

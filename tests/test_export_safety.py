@@ -17,10 +17,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli import export as cli
-from pypid.core.details import describe
-from pypid.core.metadata import parse_metadata
-from pypid.core.project_status import ProjectStatus
-from pypid.core.readme import render_description
+from pypid.core.dists.metadata import parse_metadata
+from pypid.core.dists.readme import render_description
+from pypid.core.formats.details import describe
+from pypid.core.indexes.project_status import ProjectStatus
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter
 from pypid.export.people_files import make_people

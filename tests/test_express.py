@@ -1,5 +1,5 @@
 """
-Tests for the express lane (L{pypid.web.express}, issue 43): the kept pages
+Tests for the express lane (L{pypid.web.serving.express}, issue 43): the kept pages
 and small files an anonymous client gets on a kept-alive connection are
 written at once, with exactly the status, headers and body the usual path
 gives, counted as any answer (and as a download); every request the lane
@@ -24,10 +24,10 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.forwarded import TrustedProxies
-from pypid.core.usage import day_of
+from pypid.core.access.forwarded import TrustedProxies
+from pypid.core.records.usage import day_of
 from pypid.state.usage_log import UsageLog
-from pypid.web import express
+from pypid.web.serving import express
 from tests import harness_upstream as upstream
 from tests.distributions import make_wheel
 from tests.fakes import twine_fields
@@ -280,7 +280,7 @@ class ClosedIndexTests(_ServerMixin, SynchronousTestCase):
 class OnDiskExpressTests(ExpressTests):
     """
     The same, on the local disk backend, whose small files the lane reads
-    once and then keeps (L{pypid.web.express.SMALL_FILES}).
+    once and then keeps (L{pypid.web.serving.express.SMALL_FILES}).
     """
 
     on_disk = True

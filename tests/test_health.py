@@ -1,5 +1,5 @@
 """
-Tests for C{/health} (L{pypid.web.health}) and the readiness it reports
+Tests for C{/health} (L{pypid.web.server.health}) and the readiness it reports
 (L{pypid.daemon.readiness}): ready only once the index answers with every
 stored file, and a full local disk is a degraded storage.
 """
@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.storage.local import LocalStorage
-from pypid.web.health import CHECK_WAIT, Health, StorageProbe
+from pypid.web.server.health import CHECK_WAIT, Health, StorageProbe
 from tests.fakes import run_now
 
 

@@ -1,4 +1,4 @@
-"""Tests of L{pypid.core.credential_syntax.parse_htpasswd}, of reading an htpasswd file, and of htpasswd users logging in."""
+"""Tests of L{pypid.core.access.credential_syntax.parse_htpasswd}, of reading an htpasswd file, and of htpasswd users logging in."""
 
 import bcrypt
 from twisted.python.threadpool import ThreadPool
@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pypid.auth.hashes import hash_password
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config.auth_settings import read_htpasswd
-from pypid.core.credential_syntax import parse_htpasswd
+from pypid.core.access.credential_syntax import parse_htpasswd
 from tests.fakes import FAST, write_file
 
 BCRYPT = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$", 1)

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.index}: the in-memory index of projects, files and
+Tests for L{pypid.core.indexes.index}: the in-memory index of projects, files and
 tombstones, and the pages it keeps rendered.
 """
 
@@ -7,11 +7,11 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import Index
-from pypid.core.later_projects import LaterRecords
-from pypid.core.project import Project
-from pypid.core.render import HTML, JSON
-from pypid.core.version_order import latest_per_project, version_key
+from pypid.core.dists.version_order import latest_per_project, version_key
+from pypid.core.formats.render import HTML, JSON
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.later_projects import LaterRecords
+from pypid.core.indexes.project import Project
 from tests.harness_records import file_url, make_record
 
 
@@ -478,7 +478,7 @@ class LoadLaterTests(SynchronousTestCase):
         records while they wait (those made so far are shown), and are
         whole once every one is made.
         """
-        from pypid.core.catalog import Catalog, visible_counts
+        from pypid.core.formats.catalog import Catalog, visible_counts
 
         catalog = Catalog(self.index)
         self.assertEqual(visible_counts(self.index), (3, 4))
@@ -492,7 +492,7 @@ class ChangeCounterTests(SynchronousTestCase):
     """
     L{Project.changes} counts every change of a project's files and
     L{RenderedPages.listing_serial} every change of the list of projects, so that
-    a page composed of them elsewhere (L{pypid.core.views}) knows when it
+    a page composed of them elsewhere (L{pypid.core.indexes.views}) knows when it
     is out of date.
     """
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.index_names}: the names of indexes and upstreams,
+Tests for L{pypid.core.indexes.index_names}: the names of indexes and upstreams,
 the references of C{bases}, and the route segments no index may take,
 checked against the resource tree the server really builds.
 """
@@ -12,19 +12,19 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.index import Index
-from pypid.core.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_base
-from pypid.core.render import file_url_for
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_base
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.fakes import one_index, run_in_pool_now, run_now
 
 
 def first_segments(root):
     """
     The first path segments the built tree answers: the plain resources'
-    (L{pypid.web.simple.RootResource}), the areas' (C{Areas}), and C{api}
+    (L{pypid.web.serving.simple.RootResource}), the areas' (C{Areas}), and C{api}
     when anything is routed under C{/api/}.
     """
     segments = {name.decode("ascii") for name in root._children}
@@ -53,7 +53,7 @@ class RouteSegmentsTests(SynchronousTestCase):
         answered = first_segments(self.build())
         self.assertEqual(sorted(answered - ROUTE_SEGMENTS), [],
                          "first segments of routes that an [index:NAME] could shadow: add "
-                         "them to pypid.core.index_names.ROUTE_SEGMENTS")
+                         "them to pypid.core.indexes.index_names.ROUTE_SEGMENTS")
         # (and the tree is really read: today's well-known paths are there)
         self.assertTrue({"simple", "files", "project", "static", "api", "metrics"} <= answered)
 

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.access_rules import parse_rule
+from pypid.core.access.access_rules import parse_rule
 from tests.distributions import make_wheel
 from tests.fakes import (
     multipart_body,

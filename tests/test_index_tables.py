@@ -1,17 +1,17 @@
 """
-Tests for the tables an L{pypid.core.index.Index} owns beside its records:
+Tests for the tables an L{pypid.core.indexes.index.Index} owns beside its records:
 L{ProjectStatuses}, L{PromotedFiles} and L{LaterProjects}, each on its own
 (the index's use of them is tested in C{tests.test_index}).
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.later_projects import LaterProjects, LaterRecords
-from pypid.core.project import Project
-from pypid.core.project_status import ProjectStatus
-from pypid.core.project_statuses import ProjectStatuses
-from pypid.core.promoted_files import PromotedFiles
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.later_projects import LaterProjects, LaterRecords
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.project_statuses import ProjectStatuses
+from pypid.core.indexes.promoted_files import PromotedFiles
+from pypid.core.indexes.promotion import Promotion
 from tests.harness_records import make_record
 
 PROMOTION = Promotion("staging", "bob", 1.0)
@@ -63,7 +63,7 @@ class ProjectStatusesTests(SynchronousTestCase):
 
 
 class Holder:
-    """A source index holding some records (L{pypid.core.promoted_files.RecordHolder})."""
+    """A source index holding some records (L{pypid.core.indexes.promoted_files.RecordHolder})."""
 
     def __init__(self, *records):
         self.records = {r.filename: r for r in records}

@@ -36,9 +36,9 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.config import load_config
-from pypid.core.distribution import inspect
-from pypid.core.promotion import Promotion
-from pypid.core.startup import StartupError
+from pypid.core.dists.distribution import inspect
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.util.startup import StartupError
 from pypid.state.backfill import WAIT_LIMIT, Backfill
 from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry

@@ -18,8 +18,8 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.attestations import AttestationRefused
-from pypid.core.negotiate import choose_integrity
-from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, Publisher, provenance_document
+from pypid.core.dists.provenance import INTEGRITY_MEDIA_TYPE, Publisher, provenance_document
+from pypid.core.formats.negotiate import choose_integrity
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import twine_fields
 from tests.harness_web import JSON_TYPE, _ServerMixin

@@ -27,9 +27,8 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.config.ldap_settings import LDAPConfig
-from pypid.core.access_rules import parse_rule
-from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
-from pypid.core.ldap_syntax import (
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.access.ldap_syntax import (
     FilterError,
     LDAPServer,
     check_filter_template,
@@ -38,9 +37,10 @@ from pypid.core.ldap_syntax import (
     parse_filter,
     parse_ldap_url,
 )
-from pypid.core.outside_logins import DIRECTORY, LoginSource
-from pypid.core.startup import StartupError
-from pypid.web.access import Access
+from pypid.core.access.outside_logins import DIRECTORY, LoginSource
+from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
+from pypid.core.util.startup import StartupError
+from pypid.web.identity.access import Access
 from tests.fakes import FAST
 from tests.harness_ldap import DIRECTORY_KEY, INJECTIONS, MemoryDirectory
 
@@ -723,7 +723,7 @@ class _Request:
 
 
 class GateTests(SynchronousTestCase):
-    """L{pypid.web.access.Access} with directory users."""
+    """L{pypid.web.identity.access.Access} with directory users."""
 
     def setUp(self):
         self.clock = Clock()

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.lru}: against a simple model (lists in recency
+Tests for L{pypid.core.util.lru}: against a simple model (lists in recency
 order), under random operations, and a few cases by hand.
 """
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.lru import ByteLRU
+from pypid.core.util.lru import ByteLRU
 
 KEYS = st.sampled_from("abcdefgh")
 COSTS = st.integers(min_value=0, max_value=40)

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.metadata}: core metadata out of real wheels and sdists, and
+Tests for L{pypid.core.dists.metadata}: core metadata out of real wheels and sdists, and
 bounded refusal of damaged or hostile archives.
 """
 
@@ -14,14 +14,14 @@ import zipfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.metadata import (
+from pypid.core.dists.metadata import (
     CoreMetadata,
     Extracted,
     InvalidDistribution,
     extract,
     parse_metadata,
 )
-from pypid.core.names import parse_filename
+from pypid.core.dists.names import parse_filename
 from tests.distributions import (
     ZeroFill,
     make_sdist,
@@ -713,7 +713,7 @@ class HeaderReaderTests(SynchronousTestCase):
         import email.parser
         import email.policy
 
-        from pypid.core.metadata import _Headers
+        from pypid.core.dists.metadata import _Headers
 
         for text in self.TEXTS:
             expected = email.parser.Parser(policy=email.policy.compat32).parsestr(
@@ -730,7 +730,7 @@ class HeaderReaderTests(SynchronousTestCase):
         A line starting with a colon does not end the headers: what follows
         is read as pip reads it (a Requires-Python after it applies).
         """
-        from pypid.core.metadata import _Headers
+        from pypid.core.dists.metadata import _Headers
 
         headers = _Headers("Name: a\n: x\n more\nRequires-Python: >=99\n\nbody")
         self.assertEqual(headers.get_all("name"), ["a"])
@@ -747,7 +747,7 @@ class HeaderReaderTests(SynchronousTestCase):
         import email.parser
         import email.policy
 
-        from pypid.core.metadata import _Headers
+        from pypid.core.dists.metadata import _Headers
 
         pieces = ["Name", "name", "Version", "Summary", "X:Y", "Key With Space", "a", " ",
                   "\t", "  cont", "\tcont", "1.0", "\u00e9", "\x1c", "\x0b", "\x85",
@@ -842,7 +842,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         reader gives (L{None} when it leaves the member to zipfile), and what
         C{zipfile} reads (or the type of what it raises).
         """
-        from pypid.core.metadata import _read_member_in_memory
+        from pypid.core.dists.metadata import _read_member_in_memory
 
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
@@ -878,7 +878,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         _, data = make_wheel("demo", "1.0")
         zf = zipfile.ZipFile(io.BytesIO(data))
         info = zf.getinfo("demo-1.0.dist-info/METADATA")
-        from pypid.core.metadata import _read_member_in_memory
+        from pypid.core.dists.metadata import _read_member_in_memory
 
         left = []
         for attribute, value in (("flag_bits", info.flag_bits | 1),

@@ -1,7 +1,7 @@
 """
-Tests for C{/metrics}: the counting (L{pypid.core.metrics}), the timed
+Tests for C{/metrics}: the counting (L{pypid.core.records.metrics}), the timed
 storage (L{pypid.storage.measured}), who may scrape (L{pypid.config.metrics_settings})
-and the exposition (L{pypid.web.exposition}), in memory through the real site.
+and the exposition (L{pypid.web.admin.exposition}), in memory through the real site.
 """
 
 import gzip
@@ -18,9 +18,9 @@ from zope.interface import implementer
 from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
-from pypid.core.distribution import inspect
-from pypid.core.later_projects import LaterRecords
-from pypid.core.metrics import (
+from pypid.core.dists.distribution import inspect
+from pypid.core.indexes.later_projects import LaterRecords
+from pypid.core.records.metrics import (
     ROUTES,
     Histogram,
     RequestStats,

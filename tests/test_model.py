@@ -73,25 +73,25 @@ from pypid.auth.throttle import WINDOW as THROTTLE_WINDOW
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.export import export_command, parse_options
 from pypid.config import load_config
-from pypid.core.advisories import (
+from pypid.core.dists.names import filename_key
+from pypid.core.dists.version_order import is_prerelease
+from pypid.core.dists.wheel_variants import split_label, variants_filename
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
     Affected,
     release_key,
 )
-from pypid.core.index_names import DEFAULT
-from pypid.core.names import filename_key
-from pypid.core.usage import MAX_PER_ADDRESS, day_of
-from pypid.core.version_order import is_prerelease
-from pypid.core.wheel_variants import split_label, variants_filename
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.access import Access
+from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web, index_materials
-from pypid.web.audit_trail import AuditTrail
+from pypid.web.identity.access import Access
 from tests.distributions import make_wheel, variant_document
 from tests.fakes import FAST, multipart_body, run_in_pool_now, run_now, site_treq, twine_fields
 from tests.harness_admin import admin_options
@@ -1459,7 +1459,7 @@ class AccessMachine(RuleBasedStateMachine):
         groups = PROVIDER_PEOPLE[name]
         if not force.sso or force.local(name) or not force.allows(name, groups):
             return
-        from pypid.core.sso_flow import provider_key
+        from pypid.core.access.sso_flow import provider_key
         sessions = self.service.getServiceNamed("access").sessions
         value, _ = sessions.book.open(name, groups, "sso", self.reactor.seconds(), os.urandom,
                                       provider_key(ISSUER, "pypid"))

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.multipart}.
+Tests for L{pypid.web.changes.multipart}.
 """
 
 import hashlib
@@ -10,7 +10,7 @@ from itertools import repeat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.multipart import (
+from pypid.web.changes.multipart import (
     Form,
     FormSink,
     MultipartError,

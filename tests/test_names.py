@@ -1,12 +1,12 @@
 """
-Tests for L{pypid.core.names}: PEP 503 normalisation, project name validity and
+Tests for L{pypid.core.dists.names}: PEP 503 normalisation, project name validity and
 the parsing of wheel and sdist filenames, strict (uploads) and legacy
 (existing package folders).
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.names import (
+from pypid.core.dists.names import (
     MAX_FILENAME_LENGTH,
     SDIST,
     WHEEL,
@@ -120,7 +120,7 @@ class ParseWheelFilenameTests(SynchronousTestCase):
         Names whose parts were seen in other names parse as they do the
         first time, and a valid part never makes an invalid name pass.
         """
-        from pypid.core import names
+        from pypid.core.dists import names
 
         filenames = [
             "Foo.Bar-1.0-py3-none-any.whl", "foo_bar-1.0-py3-none-any.whl",
@@ -157,7 +157,7 @@ class ParseWheelFilenameTests(SynchronousTestCase):
 
     def test_remembered_parts_bounded(self):
         """Each table of remembered parts is emptied when full."""
-        from pypid.core import names
+        from pypid.core.dists import names
 
         self.patch(names, "_WHEEL_PARTS", 3)
         names._wheel_projects.clear()

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.namespaces import (
+from pypid.core.indexes.namespaces import (
     InvalidGrant,
     NamespaceGrants,
     parse_grant,
@@ -211,7 +211,7 @@ class UpstreamPrivacyTests(SynchronousTestCase):
     """A reserved namespace is never asked upstream (issue 46)."""
 
     def test_private_globs(self):
-        from pypid.core.namespaces import private_globs
+        from pypid.core.indexes.namespaces import private_globs
         grants = NamespaceGrants.of([parse_grant("acme", "user:bob"),
                                      parse_grant("release/acme", "user:bob"),
                                      parse_grant("tools", "user:bob")])
@@ -222,7 +222,7 @@ class UpstreamPrivacyTests(SynchronousTestCase):
         import time
 
         from pypid.config import load_config
-        from pypid.core.startup import StartupError
+        from pypid.core.util.startup import StartupError
         from pypid.tap import build_service
         from tests.fakes import write_file
         from tests.harness_tap import ThreadedReactor, checking_pools

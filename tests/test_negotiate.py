@@ -1,11 +1,11 @@
 """
-Tests for L{pypid.core.negotiate}.
+Tests for L{pypid.core.formats.negotiate}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import negotiate
-from pypid.core.negotiate import accepts_gzip, choose
+from pypid.core.formats import negotiate
+from pypid.core.formats.negotiate import accepts_gzip, choose
 
 PIP = (
     b"application/vnd.pypi.simple.v1+json, "

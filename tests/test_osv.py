@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.osv}: OSV records read into advisories (issue 27):
+Tests for L{pypid.core.security.osv}: OSV records read into advisories (issue 27):
 ranges under PEP 440, version lists, withdrawn records, aliases merged,
 severities from CVSS vectors and from the database's word, bad records
 skipped and counted.
@@ -9,7 +9,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.osv import (
+from pypid.core.security.osv import (
     MAX_AFFECTED,
     MAX_EVENTS,
     MAX_RANGES,

@@ -1,5 +1,5 @@
 """
-Tests of L{pypid.core.pages} and L{pypid.core.catalog}: the pages for
+Tests of L{pypid.core.formats.pages} and L{pypid.core.formats.catalog}: the pages for
 people as HTML, and what they derive from the index; pure, no server.
 """
 
@@ -8,11 +8,11 @@ import re
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import pages
-from pypid.core.catalog import Catalog, visible_counts
-from pypid.core.details import Details
-from pypid.core.index import Index
-from pypid.core.search import Hit, Results, SearchEntry
+from pypid.core.formats import pages
+from pypid.core.formats.catalog import Catalog, visible_counts
+from pypid.core.formats.details import Details
+from pypid.core.formats.search import Hit, Results, SearchEntry
+from pypid.core.indexes.index import Index
 from tests.harness_records import make_record
 
 CHROME = pages.Chrome(css="static/p.css", js="static/p.js", icon="static/p.svg")

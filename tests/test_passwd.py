@@ -11,7 +11,7 @@ from pypid.auth import basic as credentials
 from pypid.auth import hashes
 from pypid.auth.basic import MAX_PASSWORD_BYTES
 from pypid.cli import passwd
-from pypid.core.credential_syntax import check_hash_format
+from pypid.core.access.credential_syntax import check_hash_format
 from tests.fakes import FAST
 
 

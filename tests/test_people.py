@@ -15,14 +15,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.access_rules import parse_rule
-from pypid.core.catalog import IndexCatalog
-from pypid.core.index import Index
-from pypid.core.render import Page, file_url_for
-from pypid.core.views import ChainSource, Filters
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.formats.catalog import IndexCatalog
+from pypid.core.formats.render import Page, file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.views import ChainSource, Filters
 from pypid.storage.interface import StorageError
-from pypid.web.people import PEOPLE_CSP
-from pypid.web.project_pages import DetailsRenderer, KeptPages
+from pypid.web.pages.people import PEOPLE_CSP
+from pypid.web.pages.project_pages import DetailsRenderer, KeptPages
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import twine_fields
 from tests.harness_people import HOSTILE, README, rich_metadata

@@ -4,7 +4,7 @@ own API tokens over C{/api/tokens}, an admin everyone's; a token never
 manages tokens. A directory user's token must expire, acts with the groups
 they had, and only while C{[ldap]} is configured and no local user has the
 name; a single sign-on person's, while C{[sso]} names the same provider
-and its C{allow} lets them in (L{pypid.core.outside_logins}).
+and its C{allow} lets them in (L{pypid.core.access.outside_logins}).
 """
 
 import base64
@@ -15,9 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook, TokenError
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.access_rules import parse_rule
-from pypid.core.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
-from pypid.core.sso_flow import ClaimMapping
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.access.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
+from pypid.core.access.sso_flow import ClaimMapping
 from tests.fakes import run_in_pool_now
 from tests.harness_ldap import DIRECTORY_KEY, MemoryDirectory
 from tests.harness_web import USERS, NoCookieJar, basic

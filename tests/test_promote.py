@@ -1,6 +1,6 @@
 """
 Tests for promotion (issue 26, stage 6): C{POST /api/promote}
-(L{pypid.web.promote}), its journal and the roll-back at start-up
+(L{pypid.web.changes.promote}), its journal and the roll-back at start-up
 (L{pypid.state.loader.roll_back_promotions}), the index's promotions and
 C{pypid-admin promote}.
 
@@ -30,8 +30,15 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
-from pypid.core.access_rules import IndexGrants, parse_rule
-from pypid.core.advisories import (
+from pypid.core.access.access_rules import IndexGrants, parse_rule
+from pypid.core.dists.names import filename_key
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.records.audit_chain import make_query
+from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
@@ -40,13 +47,6 @@ from pypid.core.advisories import (
     Affected,
     release_key,
 )
-from pypid.core.audit_chain import make_query
-from pypid.core.index import Index
-from pypid.core.names import filename_key
-from pypid.core.project_status import ProjectStatus
-from pypid.core.promotion import Promotion
-from pypid.core.promotion_journal import PromotionJournal
-from pypid.core.render import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
 from pypid.state.writer import SnapshotWriter
@@ -56,9 +56,9 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
-from pypid.web.audit_trail import AuditTrail
-from pypid.web.promote import Promote
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.changes.promote import Promote
+from pypid.web.identity.access import Access
 from tests.distributions import make_sdist, make_wheel
 from tests.fakes import FAST, run_in_pool_now, run_now
 from tests.harness_indexes import Stack

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.provenance}: the attestations field's shape, what a
+Tests for L{pypid.core.dists.provenance}: the attestations field's shape, what a
 statement must say of its file, the provenance object made and read back
 (one shaped as the public index writes them among them), and hostile ones refused by shape and size.
 """
@@ -11,7 +11,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.provenance import (
+from pypid.core.dists.provenance import (
     MAX_PROVENANCE_SIZE,
     ProvenanceInvalid,
     Publisher,

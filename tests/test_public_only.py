@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from zope.interface import implementer
 
-from pypid.core.addresses import is_public_address
+from pypid.core.access.addresses import is_public_address
 from pypid.http.public_only import NotPublic, PublicOnlyEndpoints
 
 

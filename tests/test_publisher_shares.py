@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.oidc import OverShare, PublisherTokens, ReplayCache, TooMany
-from pypid.core.publishers import PublishingSettings, parse_publishers, publisher_name
+from pypid.core.access.publishers import PublishingSettings, parse_publishers, publisher_name
 from tests.harness_oidc import GITHUB, GITLAB, NOW, RULES, MintSiteMixin, _IssuerMixin
 
 #: acme/widgets' documentation workflow publishes widget-docs from any

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.readme}: descriptions rendered as the public index
+Tests for L{pypid.core.dists.readme}: descriptions rendered as the public index
 renders them, and hostile ones made inert.
 """
 
@@ -12,7 +12,7 @@ from readme_renderer import markdown
 from readme_renderer.rst import render
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.readme import (
+from pypid.core.dists.readme import (
     _PROSE_MAX,
     MARKDOWN,
     MAX_HTML,

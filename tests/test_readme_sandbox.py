@@ -11,7 +11,7 @@ import time
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.readme import MAX_HTML, MAX_TEXT, PLAIN, render_description
+from pypid.core.dists.readme import MAX_HTML, MAX_TEXT, PLAIN, render_description
 from pypid.sandbox.readme_sandbox import ReadmeSandbox, child_command
 
 #: readme_renderer's highlighting takes quadratic time on these (seconds).
@@ -64,7 +64,7 @@ def hanging_on(frozen):
     """
     return script(
         "import threading\n"
-        "import pypid.core.readme as r\n"
+        "import pypid.core.dists.readme as r\n"
         "real = r.render_description\n"
         "def render(text, content_type=None):\n"
         f"    if text == {frozen!r}:\n"
@@ -267,7 +267,7 @@ class SandboxTests(SynchronousTestCase):
         child lives on.
         """
         sandbox = self.sandbox(command=script(
-            "import pypid.core.readme as r\n"
+            "import pypid.core.dists.readme as r\n"
             "r.warm_up = lambda kind: None\n"
             "def greedy(text, content_type):\n"
             "    if text == '*greedy*':\n"
@@ -298,7 +298,7 @@ def warming_into(path):
     """
     return script(
         "import sys\n"
-        "import pypid.core.readme as r\n"
+        "import pypid.core.dists.readme as r\n"
         "real = r.warm_up\n"
         "def warm_up(kind=None):\n"
         "    real(kind)\n"
@@ -394,7 +394,7 @@ class FewSmallChildrenTests(SynchronousTestCase):
         # milliseconds, and has its two seconds however loaded the machine)
         sandbox = self.sandbox(budget=2.0, command=script(
             "import time\n"
-            "import pypid.core.readme as r\n"
+            "import pypid.core.dists.readme as r\n"
             "real = r.warm_up\n"
             "def warm_up(kind=None):\n"
             "    time.sleep(2.5)\n"

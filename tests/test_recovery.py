@@ -16,8 +16,8 @@ import types
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.clock_steps import ClockReading, stepped_back
-from pypid.core.index import Index
+from pypid.core.indexes.index import Index
+from pypid.core.util.clock_steps import ClockReading, stepped_back
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotWriter
 from pypid.storage import snapshot
@@ -154,7 +154,7 @@ class SteppedBackTests(SynchronousTestCase):
                                       ClockReading(400.0, "b", 65.0)), 0.0)
 
     def test_jitter(self):
-        """A difference below L{pypid.core.clock_steps.TOLERANCE} is not a step."""
+        """A difference below L{pypid.core.util.clock_steps.TOLERANCE} is not a step."""
         self.assertEqual(stepped_back(ClockReading(100.0, "b", 5.0),
                                       ClockReading(159.99, "b", 65.0)), 0.0)
 
@@ -211,7 +211,7 @@ class UnreadableTombstoneTests(SynchronousTestCase):
 
     def other_record(self, folder: Folder):
         """A record of other bytes under the deleted filename."""
-        from pypid.core.model import FileRecord
+        from pypid.core.indexes.model import FileRecord
 
         return FileRecord(filename=folder.filename, project="holy-grail", name="holy-grail",
                           version="1.0", packagetype="bdist_wheel", path=folder.filename,

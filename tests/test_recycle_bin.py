@@ -1,5 +1,5 @@
 """
-Tests for the recycle bin (issue 29): L{pypid.core.index.Index} holding
+Tests for the recycle bin (issue 29): L{pypid.core.indexes.index.Index} holding
 binned files apart (not listed, not served, their names taken), the
 snapshot keeping them, every storage keeping the binned state beside the
 file, L{pypid.state.recycle_bin} (binning, restoring, purging when due,
@@ -16,9 +16,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.render import file_url_for
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
 from pypid.state.indexes import IndexRegistry
 from pypid.state.merge import apply_changes, merge_scan
 from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConflict

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.redirect}: where the C{http-redirect:} listener sends
+Tests for L{pypid.web.server.redirect}: where the C{http-redirect:} listener sends
 plain-HTTP requests, and that it answers before any body and never reaches
 the index.
 """
@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.redirect import HTTPSRedirect, RedirectSite
+from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
 
 
 class RedirectTests(SynchronousTestCase):

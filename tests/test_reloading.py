@@ -16,7 +16,7 @@ from pypid.auth.hashes import hash_password
 from pypid.config import FREE_SECTIONS, NAMED_SECTIONS, SCHEMA, ConfigError, load_config
 from pypid.config.attestation_settings import TRUST_ROOT_MEDIA_TYPE
 from pypid.config.reloading import HOW, RELOAD, RESTART, how, needs_restart
-from pypid.core.startup import StartupError
+from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.tap import build_service
 from pypid.upstream.factory import UpstreamPart

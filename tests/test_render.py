@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.render}.
+Tests for L{pypid.core.formats.render}.
 """
 
 import json
@@ -8,9 +8,16 @@ from html.parser import HTMLParser
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import render
-from pypid.core.model import FileRecord
-from pypid.core.render import etag, project_html, project_json, pypi_json, root_html, root_json
+from pypid.core.formats import render
+from pypid.core.formats.render import (
+    etag,
+    project_html,
+    project_json,
+    pypi_json,
+    root_html,
+    root_json,
+)
+from pypid.core.indexes.model import FileRecord
 
 SHA = "a" * 64
 META_SHA = "b" * 64

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.rendered_pages}: the pages an index keeps rendered,
+Tests for L{pypid.core.formats.rendered_pages}: the pages an index keeps rendered,
 within their budget of bytes, and never older than its records.
 """
 
@@ -8,10 +8,10 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core import render
-from pypid.core.index import Index
-from pypid.core.render import CONTENT_TYPES, HTML, JSON, Page
-from pypid.core.rendered_pages import PAGE_CACHE_SIZE, page_bytes
+from pypid.core.formats import render
+from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, Page
+from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE, page_bytes
+from pypid.core.indexes.index import Index
 from tests.harness_records import file_url, make_record
 
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.respond}: conditional requests and byte ranges, the
+Tests for L{pypid.web.serving.respond}: conditional requests and byte ranges, the
 pure parts of writing answers, and the answers that leave it to a remote
 store: redirects and relays, the latter driven through a real
 L{HTTPChannel} over a L{StringTransport}.
@@ -23,10 +23,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.core.http_errors import BadRequest, HTTPError, Unauthorized
-from pypid.core.render import Page
+from pypid.core.formats.render import Page
+from pypid.core.util.http_errors import BadRequest, HTTPError, Unauthorized
 from pypid.storage.interface import RemoteFile, StorageError
-from pypid.web.respond import (
+from pypid.web.serving.respond import (
     FILE_CACHE_CONTROL,
     PAGE_CACHE_CONTROL,
     RETRY_AFTER,
@@ -582,7 +582,7 @@ class RemedyTests(SynchronousTestCase):
     """An error's remedy leads its reason phrase, and follows its message in the body."""
 
     def test_reason_and_detail(self):
-        from pypid.core.http_errors import BadRequest, Forbidden
+        from pypid.core.util.http_errors import BadRequest, Forbidden
         error = BadRequest("content: " + "x" * 300, remedy="name it in [pypid] key")
         self.assertEqual(error.detail, "content: " + "x" * 300 + "; name it in [pypid] key")
         self.assertTrue(error.reason.startswith(b"content: name it in [pypid] key: xxx"))

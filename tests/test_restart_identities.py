@@ -15,13 +15,13 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from pypid.auth.verifier import Identity
 from pypid.config import load_config
-from pypid.core.outside_logins import DIRECTORY, LOCAL, PASSWORD, PROVIDER, LoginSource
-from pypid.core.sso_flow import provider_key
+from pypid.core.access.outside_logins import DIRECTORY, LOCAL, PASSWORD, PROVIDER, LoginSource
+from pypid.core.access.sso_flow import provider_key
 from pypid.storage.audit_log import MemoryAuditLog
-from pypid.web.access import AccessPart
-from pypid.web.audit_trail import AuditTrail
-from pypid.web.identification import Identification
-from pypid.web.request_auth import IRequestAuth
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.identity.access import AccessPart
+from pypid.web.identity.identification import Identification
+from pypid.web.identity.request_auth import IRequestAuth
 from tests.harness_tap import AtOncePool, ThreadedReactor
 from tests.harness_web import USERS, randomness
 

@@ -1,5 +1,5 @@
 """
-Tests for the retention rules (issue 29): L{pypid.core.retention}'s plan
+Tests for the retention rules (issue 29): L{pypid.core.indexes.retention}'s plan
 (keep the newest N, remove old pre-releases, keep what was downloaded,
 protect, never the last release), the configuration's checks,
 L{pypid.state.cleanup} applying a plan into the recycle bin (only what
@@ -15,10 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.render import file_url_for
-from pypid.core.retention import RetentionRules, make_plan
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog

@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from pypid.core.distribution import inspect
+from pypid.core.dists.distribution import inspect
 from pypid.storage import snapshot as snapshots
 from pypid.storage.interface import (
     FileExists,

@@ -19,10 +19,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.bundle.archive import open_writer
 from pypid.bundle.pack import pack_bundle
-from pypid.core.distribution import inspect
-from pypid.core.index import Index
-from pypid.core.project_status import ProjectStatus
-from pypid.core.readme import render_description
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.readme import render_description
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.project_status import ProjectStatus
 from pypid.state.merge import apply_statuses, checked_statuses
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage

@@ -26,9 +26,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from pypid.config import ConfigError, load_config
-from pypid.core.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
-from pypid.core.promotion_journal import PromotionJournal
-from pypid.core.s3_limits import CHECK_RATE
+from pypid.core.indexes.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
+from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import api as s3client
 from pypid.storage.s3.api import (

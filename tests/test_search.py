@@ -1,11 +1,11 @@
 """
-Tests for L{pypid.core.search}: ranking, normalization, summaries, access
+Tests for L{pypid.core.formats.search}: ranking, normalization, summaries, access
 filtering and pages of results.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.search import (
+from pypid.core.formats.search import (
     EXACT,
     MAX_QUERY_LENGTH,
     PREFIX,

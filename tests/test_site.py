@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.site}: where request bodies go, and the answers given
+Tests for L{pypid.web.server.site}: where request bodies go, and the answers given
 before a body is read, driven through a real L{HTTPChannel} over a
 L{StringTransport}.
 """
@@ -13,9 +13,9 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from pypid.web.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
-from pypid.web.request_auth import IRequestAuth
-from pypid.web.site import PypidSite
+from pypid.web.identity.request_auth import IRequestAuth
+from pypid.web.server.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
+from pypid.web.server.site import PypidSite
 from tests.harness_tls import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
@@ -254,7 +254,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
 
     def test_refused_before_body(self):
         """Wrong credentials get 401 alone (no C{100 Continue}) before any of the body is spooled."""
-        from pypid.core.http_errors import Unauthorized
+        from pypid.core.util.http_errors import Unauthorized
         self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
         [(_, d)] = self.gate.pending
         self.assertEqual(self.transport.value(), b"")
@@ -273,7 +273,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
 
-        from pypid.core.http_errors import Unauthorized
+        from pypid.core.util.http_errors import Unauthorized
         for verdict in (lambda d: d.errback(Unauthorized("wrong user name or password")),
                         lambda d: d.callback(object())):
             self.channel.dataReceived(self.headers(length=512 << 10, expect=True))
@@ -350,7 +350,7 @@ class ExpectContinueTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.web.access import Access
+        from pypid.web.identity.access import Access
         from tests.fakes import FAST, PendingPool
         clock = Clock()
         self.pool = PendingPool()

@@ -13,10 +13,10 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from pypid.core.index import Index
-from pypid.core.later_projects import LaterRecords
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.later_projects import LaterRecords
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.state import writer as snapshot_writer
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotTimer, SnapshotWriter

@@ -1,6 +1,6 @@
 """
 Single sign-on (C{[sso]}, issue 44), in memory: the pure parts of the
-code flow (L{pypid.core.sso_flow}), the section, and C{/login/sso} and its
+code flow (L{pypid.core.access.sso_flow}), the section, and C{/login/sso} and its
 callback on the site built as the server builds it, against a provider
 played by a Twisted resource over L{treq.testing.StubTreq} (its discovery
 document, JWKS, token endpoint checking the client's secret, the code and
@@ -38,10 +38,10 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.errors import ConfigError, StartupError
 from pypid.config.sso_settings import SSOConfig
-from pypid.core.addresses import network_of
-from pypid.core.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
-from pypid.core.sessions import Session, SessionBook
-from pypid.core.sso_flow import (
+from pypid.core.access.addresses import network_of
+from pypid.core.access.outside_logins import DIRECTORY, PROVIDER, LoginSource, OutsideLogins
+from pypid.core.access.sessions import Session, SessionBook
+from pypid.core.access.sso_flow import (
     MAX_PENDING,
     MAX_PENDING_PER_NETWORK,
     ClaimMapping,
@@ -54,8 +54,8 @@ from pypid.core.sso_flow import (
     pkce_challenge,
     provider_key,
 )
-from pypid.web.access import name_held, still_a_user
-from pypid.web.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
+from pypid.web.identity.access import name_held, still_a_user
+from pypid.web.identity.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
 from tests.fakes import run_in_pool_now, site_agent
 from tests.harness_ldap import DIRECTORY_KEY, MemoryDirectory
 from tests.harness_web import USERS, NoCookieJar, basic, randomness

@@ -18,9 +18,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import pypid
-from pypid.core.distribution import inspect
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.dists.distribution import inspect
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage import folder_changes, folder_imports, folder_scan
 from pypid.storage.interface import (
     FileExists,

@@ -7,8 +7,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
 from pypid.state.sync import SyncService
 from pypid.storage.interface import Changed, Polled
 from tests.harness_records import make_record

@@ -23,14 +23,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.factory import make_oidc_http, reloaded_oidc_http
 from pypid.config import Config
-from pypid.core.startup import StartupError
+from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import PortCheck
 from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
 from pypid.storage import snapshot
 from pypid.tap import Options, makeService
-from pypid.web.site import PypidSite
+from pypid.web.server.site import PypidSite
 from tests.distributions import make_wheel
 from tests.e2e import clean_env
 from tests.fakes import write_file
@@ -121,7 +121,7 @@ class OptionsTests(SynchronousTestCase):
         or C{--listen} (or of the environment) names it, not the file.
         """
         from pypid.daemon.listeners import _endpoint
-        from pypid.web.access import make_sessions
+        from pypid.web.identity.access import make_sessions
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         broken = write_file(os.path.join(folder, "sessions.json"), b"nonsense")

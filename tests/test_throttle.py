@@ -1,5 +1,5 @@
 """
-Tests of L{pypid.auth.throttle} and its use by L{pypid.web.access.Access}:
+Tests of L{pypid.auth.throttle} and its use by L{pypid.web.identity.access.Access}:
 guessers are held back, a burst of the right password never is.
 
 The gate is tested with the real L{PasswordVerifier}, its hashing pool
@@ -21,13 +21,13 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import Identity, PasswordVerifier
-from pypid.core.forwarded import NO_PROXIES, TrustedProxies
-from pypid.core.http_errors import TooManyRequests, Unauthorized, Unavailable
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
+from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.distributions import make_wheel
 from tests.fakes import (
     FAST,

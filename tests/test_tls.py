@@ -31,8 +31,8 @@ from pypid.tls import (
     read_material,
 )
 from pypid.tls_transport import TLSServerFactory
-from pypid.web.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.site import PypidSite
+from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
+from pypid.web.server.site import PypidSite
 from tests.harness_tap import fake_pools, site_of
 from tests.harness_tls import loaded, now_clock, rsa_server, shared_ca
 from tests.tlsca import write

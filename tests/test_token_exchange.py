@@ -1,5 +1,5 @@
 """
-Tests of C{POST /api/oidc/mint-token} under a flood (L{pypid.web.token_exchange}):
+Tests of C{POST /api/oidc/mint-token} under a flood (L{pypid.web.identity.token_exchange}):
 its refusals are folded in the audit log like failed logins, whatever is
 sent; an address whose exchanges keep being refused is held back (429)
 before any verification; exchanges waiting for an issuer are bounded; and
@@ -14,9 +14,9 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.oidc import MAX_WAITERS
-from pypid.core.audit_chain import MAX_LOGIN_KEYS
-from pypid.core.publishers import PublishingSettings
-from pypid.web import token_exchange
+from pypid.core.access.publishers import PublishingSettings
+from pypid.core.records.audit_chain import MAX_LOGIN_KEYS
+from pypid.web.identity import token_exchange
 from tests.fakes import multipart_body, twine_fields
 from tests.harness_oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin
 from tests.oidc_issuer import compact

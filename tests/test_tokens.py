@@ -141,8 +141,8 @@ class TokenAccessTests(SynchronousTestCase):
         from twisted.web.http_headers import Headers
 
         from pypid.auth.policy import AccessModel
-        from pypid.core.http_errors import Unauthorized
-        from pypid.web.access import Access
+        from pypid.core.util.http_errors import Unauthorized
+        from pypid.web.identity.access import Access
 
         class Verifier:
             users = {"alice"}
@@ -179,13 +179,13 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.index import Index
-        from pypid.core.render import file_url_for
+        from pypid.core.formats.render import file_url_for
+        from pypid.core.indexes.index import Index
         from pypid.storage.audit_log import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
-        from pypid.web.access import Access
+        from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.app import build_web
-        from pypid.web.audit_trail import AuditTrail
+        from pypid.web.identity.access import Access
         from tests.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 
         self.json = json
@@ -296,8 +296,8 @@ class TokenFileTests(SynchronousTestCase):
 
         from pypid.storage.audit_log import MemoryAuditLog
         from pypid.tap import Options
-        from pypid.web.access import AccessPart
-        from pypid.web.audit_trail import AuditTrail
+        from pypid.web.admin.audit_trail import AuditTrail
+        from pypid.web.identity.access import AccessPart
 
         def config(path):
             options = Options()
@@ -330,7 +330,7 @@ class TokenRefusalTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from pypid.auth.verifier import Identity
-        from pypid.web.access import may_not_upload
+        from pypid.web.identity.access import may_not_upload
         book = TokenBook(Clock())
         _, token = book.make("admin", ["upload"], ["acme-*"], indexes=["staging"])
         identity = Identity("admin", token)

@@ -1,11 +1,11 @@
 """
-Tests for L{pypid.core.units}: the sizes and durations the configuration
+Tests for L{pypid.core.util.units}: the sizes and durations the configuration
 and the token admin read.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
+from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
 
 
 class ParseSizeTests(SynchronousTestCase):

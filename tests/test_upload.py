@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.upload.validate_upload}: every rule of the legacy upload
+Tests for L{pypid.core.dists.upload.validate_upload}: every rule of the legacy upload
 form, each refusal naming its field.
 """
 
@@ -7,8 +7,7 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.http_errors import BadRequest
-from pypid.core.upload import (
+from pypid.core.dists.upload import (
     DEFAULT_FIELD_LIMIT,
     FIELD_LIMITS,
     MAX_VALUES,
@@ -16,7 +15,8 @@ from pypid.core.upload import (
     UploadRequest,
     validate_upload,
 )
-from pypid.web.multipart import FilePart, Form, InlineFile
+from pypid.core.util.http_errors import BadRequest
+from pypid.web.changes.multipart import FilePart, Form, InlineFile
 
 DATA = b"pretend this is a wheel"
 WHEEL_NAME = "holy_grail-1.0-py3-none-any.whl"

@@ -37,12 +37,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.index import Index
-from pypid.core.render import file_url_for
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
 from pypid.storage.interface import MemoryFile
 from pypid.storage.memory import MemoryStorage
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.distributions import make_sdist_zip, metadata_text, wheel_text
 from tests.fakes import (
     FAST,

@@ -10,9 +10,9 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.model import FileRecord, format_upload_time
-from pypid.core.names import SDIST, WHEEL
-from pypid.core.render import project_html, project_json
+from pypid.core.dists.names import SDIST, WHEEL
+from pypid.core.formats.render import project_html, project_json
+from pypid.core.indexes.model import FileRecord, format_upload_time
 from pypid.upstream.parser import (
     UpstreamFile,
     UpstreamPage,

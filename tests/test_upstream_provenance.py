@@ -16,15 +16,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.index import Index
-from pypid.core.provenance import MAX_PROVENANCE_SIZE, Publisher, provenance_document
-from pypid.core.render import file_url_for, provenance_url_for
+from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, Publisher, provenance_document
+from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.index import Index
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_upstream import (
     BYTES_A,

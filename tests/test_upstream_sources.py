@@ -3,7 +3,7 @@ Tests of L{pypid.upstream.source}: an upstream as every index that reads it
 shares it (several upstreams side by side, each with its own pages and
 files), the credentials of L{pypid.upstream.fetch}'s client (sent to the
 origin of the upstream's C{url} alone, never shown), the factory of named
-upstreams, and L{SourceSide}, a source as L{pypid.core.views.compose} reads it.
+upstreams, and L{SourceSide}, a source as L{pypid.core.indexes.views.compose} reads it.
 """
 
 import base64
@@ -21,18 +21,18 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.upstream_settings import UpstreamCredentials
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.render import HTML, JSON, file_url_for
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.formats.render import HTML, JSON, file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
 from pypid.upstream.project_rules import ChainHosted
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
-from pypid.web.access import Access
 from pypid.web.app import build_web
+from pypid.web.identity.access import Access
 from tests.distributions import make_wheel
 from tests.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness_upstream import (

@@ -14,11 +14,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli.upstream import refreshed_line, released_line
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.project_status import MAX_REASON, ProjectStatus
-from pypid.core.render import file_url_for
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project_status import MAX_REASON, ProjectStatus
+from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.upstream.cache import CachedPage, PageCache, entry_from_json, entry_to_json
 from pypid.upstream.parser import UpstreamPage, parse_page
 from pypid.upstream.proxy import UpstreamProxy
@@ -285,7 +285,7 @@ class ApiVersionTests(_Served, SynchronousTestCase):
     """
 
     def setUp(self):
-        from pypid.core.namespace_api import IndexNamespaces
+        from pypid.core.formats.namespace_api import IndexNamespaces
         self.namespaces = IndexNamespaces("default")
         super().setUp()
 
@@ -296,8 +296,8 @@ class ApiVersionTests(_Served, SynchronousTestCase):
         return page["meta"]["api-version"], page.get("namespaces", "absent")
 
     def test_follows_the_namespaces_in_use(self):
-        from pypid.core.grant_ledger import GrantLedger
-        from pypid.core.namespaces import NamespaceGrants, parse_grant
+        from pypid.core.indexes.grant_ledger import GrantLedger
+        from pypid.core.indexes.namespaces import NamespaceGrants, parse_grant
         self.assertEqual(self.meta(), ("1.4", "absent"))
         grants = NamespaceGrants.of([parse_grant("acme", "user:bob")])
         self.assertTrue(self.namespaces.take(grants, GrantLedger()))

@@ -15,14 +15,14 @@ import json
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.model import VARIANT_BYTES
-from pypid.core.variant_files import VARIANTS
-from pypid.core.wheel_variants import read_variant_json
+from pypid.core.dists.variant_files import VARIANTS
+from pypid.core.dists.wheel_variants import read_variant_json
+from pypid.core.indexes.model import VARIANT_BYTES
 from pypid.upstream.cache import FILE_COST, CachedPage, entry_from_json, entry_to_json, page_cost
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, parse_page, upstream_status
 from pypid.upstream.quarantines import Quarantines
 from pypid.upstream.variant_data import MAX_READS_PER_PAGE, completed, to_read
-from pypid.web.upstream_pages import WITHOUT_DATA
+from pypid.web.serving.upstream_pages import WITHOUT_DATA
 from tests.distributions import VARIANT_SCHEMA, make_wheel, variant_document
 from tests.harness_upstream import DAY, INDEX_A, INDEX_B, ORIGIN_A, ORIGIN_B, Server
 

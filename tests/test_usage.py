@@ -1,5 +1,5 @@
 """
-Tests for download counts (issue 29, part 1): L{pypid.core.usage} (the
+Tests for download counts (issue 29, part 1): L{pypid.core.records.usage} (the
 counter, the records, the book of counts) and L{pypid.state.usage_log}
 (counted downloads written every interval as records of their writer,
 summed across writers at a start, closed days folded without counting
@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.usage import (
+from pypid.core.records.usage import (
     DAY,
     MAX_PER_ADDRESS,
     WINDOW_DAYS,

@@ -17,13 +17,13 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.core.distribution import inspect
-from pypid.core.model import VARIANT_BYTES, FileRecord
-from pypid.core.render import CONTENT_TYPES, HTML, JSON, Page
-from pypid.core.rendered_pages import page_bytes
-from pypid.core.s3_limits import MAX_USER_METADATA
-from pypid.core.variant_files import NO_VARIANTS, VARIANTS, VariantsFile, with_variant_files
-from pypid.core.wheel_variants import InvalidVariant, check_joins, index_level
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.variant_files import NO_VARIANTS, VARIANTS, VariantsFile, with_variant_files
+from pypid.core.dists.wheel_variants import InvalidVariant, check_joins, index_level
+from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, Page
+from pypid.core.formats.rendered_pages import page_bytes
+from pypid.core.indexes.model import VARIANT_BYTES, FileRecord
+from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
 from pypid.storage import snapshot

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.views}: the order of an index's sources, the files
+Tests for L{pypid.core.indexes.views}: the order of an index's sources, the files
 a project lists in a composed index, the view's filters, and the pages an
 L{IndexView} keeps, checks and delegates.
 """
@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.index import Index
-from pypid.core.render import HTML, JSON, file_url_for
-from pypid.core.version_order import version_key
-from pypid.core.views import (
+from pypid.core.dists.version_order import version_key
+from pypid.core.formats.render import HTML, JSON, file_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.views import (
     ENTRY_COST,
     ChainSource,
     Filters,
@@ -48,7 +48,7 @@ def upfile(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):
 @attrs.define
 class FakeUpstream:
     """
-    An L{pypid.core.views.UpstreamSide} over a dict of cached pages, with
+    An L{pypid.core.indexes.views.UpstreamSide} over a dict of cached pages, with
     today's rules (L{UpstreamPolicy}, whose C{Decision} is the admission).
     """
 

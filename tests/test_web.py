@@ -23,10 +23,10 @@ from twisted.web.client import ResponseFailed
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.access_rules import parse_rule
-from pypid.core.details import Details
-from pypid.core.distribution import inspect
-from pypid.core.index import Index
+from pypid.core.access.access_rules import parse_rule
+from pypid.core.dists.distribution import inspect
+from pypid.core.formats.details import Details
+from pypid.core.indexes.index import Index
 from pypid.storage import sidecars
 from pypid.storage.interface import (
     MemoryFile,
@@ -35,7 +35,7 @@ from pypid.storage.interface import (
     RemoteBytes,
     StorageError,
 )
-from pypid.web.areas import Areas
+from pypid.web.server.areas import Areas
 from tests.distributions import (
     make_sdist,
     make_sdist_zip,
@@ -740,7 +740,7 @@ class ChangeApiTests(_ServerMixin, SynchronousTestCase):
         A yank reason longer than YANK_REASON_BYTES is refused, naming the
         field, for a file and for a release; one of that length is taken.
         """
-        from pypid.core.model import YANK_REASON_BYTES
+        from pypid.core.indexes.model import YANK_REASON_BYTES
         for path in (f"/api/files/{WHEEL_NAME}/yank", "/api/projects/holy-grail/1.0/yank"):
             response, body = self.request("POST", path, auth=True,
                                           data={"reason": "\N{SNOWMAN}" * 101})
@@ -924,7 +924,7 @@ class WriteOnlyTests(_ServerMixin, SynchronousTestCase):
     """
 
     def access_model(self):
-        from pypid.core.access_rules import parse_rule
+        from pypid.core.access.access_rules import parse_rule
         return AccessModel(read=self.read, rules=(parse_rule("holy-grail", "user:dave w"),))
 
     def setUp(self):
@@ -1793,12 +1793,12 @@ class IndexServerTests(SynchronousTestCase):
         The default index's answers come first; the named ones' answer under
         their names (none without any), each hosted one with its own uploads.
         """
-        from pypid.core.render import file_url_for
+        from pypid.core.formats.render import file_url_for
         from pypid.storage.memory import MemoryStorage
-        from pypid.web.access import Access
         from pypid.web.app import build_web
-        from pypid.web.index_root import IndexRoot
-        from pypid.web.publish import Publish
+        from pypid.web.changes.publish import Publish
+        from pypid.web.identity.access import Access
+        from pypid.web.serving.index_root import IndexRoot
         from tests.fakes import one_index, run_now
         clock = Clock()
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)

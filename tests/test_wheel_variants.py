@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.wheel_variants import (
+from pypid.core.dists.wheel_variants import (
     MAX_VARIANT_JSON,
     NULL,
     InvalidVariant,
@@ -62,7 +62,7 @@ class LabelTests(SynchronousTestCase):
         label; a label is its own distribution (beside the plain wheel of
         the same tags); a bad label is refused saying so.
         """
-        from pypid.core.names import InvalidName, filename_key, parse_filename
+        from pypid.core.dists.names import InvalidName, filename_key, parse_filename
         plain = "numpy-2.3.2-cp313-cp313-linux_x86_64.whl"
         for filename, label in (
                 ("numpy-2.3.2-cp313-cp313-linux_x86_64-x86_64_v3.whl", "x86_64_v3"),

@@ -1,11 +1,11 @@
 """
-Tests for L{pypid.core.wheelfile}: a wheel's C{WHEEL} file read strictly, and
+Tests for L{pypid.core.dists.wheelfile}: a wheel's C{WHEEL} file read strictly, and
 its tags held to the filename's.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.wheelfile import (
+from pypid.core.dists.wheelfile import (
     MAX_TAGS,
     MAX_WHEEL_FILE_SIZE,
     InvalidWheelFile,

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.zipcheck}: zip archives built byte by byte, one exact
+Tests for L{pypid.core.dists.zipcheck}: zip archives built byte by byte, one exact
 defect each, refused with a message naming the member; and archives that
 C{zipfile} writes, accepted.
 """
@@ -13,7 +13,7 @@ import zlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.zipcheck import (
+from pypid.core.dists.zipcheck import (
     MemberNames,
     UnsafeArchive,
     UnsafeZip,

@@ -15,7 +15,7 @@ default's parts keep their names and places; each named hosted index's
 follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
 so that every index loads before the listeners open and saves its last
 snapshot after they closed. The named indexes are served under
-C{/NAME/} (L{pypid.web.index_root}), each from its view, its hosted
+C{/NAME/} (L{pypid.web.serving.index_root}), each from its view, its hosted
 sources and its upstreams. Each named upstream's parts follow C{[upstream]}'s
 (C{upstream:NAME}) and the indexes' loads (C{upstream-state:NAME}: its
 state is read back before the listeners open, and saved after they closed).
@@ -36,9 +36,9 @@ from twisted.python import usage
 
 from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config, load_config, parse_override
-from pypid.core.advisories import AdvisoryBoard
-from pypid.core.index import Index
-from pypid.core.startup import StartupError
+from pypid.core.indexes.index import Index
+from pypid.core.security.advisories import AdvisoryBoard
+from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.listeners import IListeningReactor, Listeners
 from pypid.daemon.pools import ThreadPools
@@ -51,9 +51,9 @@ from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
-from pypid.web.access import AccessPart
+from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import WebPart
-from pypid.web.audit_trail import AuditPart, AuditTrail
+from pypid.web.identity.access import AccessPart
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)

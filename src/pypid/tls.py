@@ -1,7 +1,7 @@
 """
 Native HTTPS: the certificate material and TLS policy of the C{https:}
 listeners (the listener that redirects plain HTTP to them is
-L{pypid.web.redirect}).
+L{pypid.web.server.redirect}).
 
 L{ServerTLS} reads the certificate, chain and private key named in C{[tls]},
 checks them against each other and builds the (standard library's) C{ssl}

@@ -87,7 +87,7 @@ class TLSServerTransport(Protocol):
             return
         if not self._handshaken and not self._handshake():
             return
-        received = []
+        received: list[bytes] = []
         try:
             while True:
                 chunk = self._tls.read(READ_SIZE)
@@ -126,7 +126,7 @@ class TLSServerTransport(Protocol):
         sends until its own close_notify, then close.  Closing at once would
         reset a connection whose client is still sending (a refused upload,
         an oversized header) before it read the answer; a client that never
-        closes is the channel's to drop (L{pypid.web.channel}).
+        closes is the channel's to drop (L{pypid.web.server.channel}).
         """
         try:
             while self._tls.read(READ_SIZE):

@@ -1,7 +1,7 @@
 """
 The advisories' compact cache beside the snapshot (issue 43):
 C{<snapshot>.d/advisories.cache}, what pypid keeps of the OSV export in
-the compact form (L{pypid.core.compact_advisories}), written once per
+the compact form (L{pypid.core.security.compact_advisories}), written once per
 export and read back at each start instead of the export.
 
 Why so:
@@ -9,7 +9,7 @@ Why so:
     CPU, and 75 MiB the process kept); it is done once per export, by
     L{compile_sources} (in a child process: L{pypid.advisories.compile_child}),
     which reads the sources within their bounds as before
-    (L{pypid.advisories.osv_archive}, L{pypid.core.osv}) and writes the
+    (L{pypid.advisories.osv_archive}, L{pypid.core.security.osv}) and writes the
     cache; each start then reads the cache (0.6 to 0.9 s of CPU, in the
     background; the daemon 33 MiB bigger once they are in force);
   - the cache is named by a key (L{cache_key}): the sources, their
@@ -41,9 +41,9 @@ from typing import Any, BinaryIO, Protocol
 import attrs
 
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
-from pypid.core.advisories import AdvisoryDB
-from pypid.core.compact_advisories import CompactError, decode, encode
-from pypid.core.osv import ReadResult, TooManyItems, read_records
+from pypid.core.security.advisories import AdvisoryDB
+from pypid.core.security.compact_advisories import CompactError, decode, encode
+from pypid.core.security.osv import ReadResult, TooManyItems, read_records
 
 #: The first line of a cache (its form's version).
 MAGIC = b"pypid-advisories-cache 1\n"
@@ -74,7 +74,7 @@ def code_digest() -> str:
     trust what an older one made of it.
     """
     from pypid.advisories import osv_archive
-    from pypid.core import advisories, compact_advisories, osv
+    from pypid.core.security import advisories, compact_advisories, osv
     digest = hashlib.sha256()
     for module in (osv_archive, advisories, compact_advisories, osv):
         try:

@@ -3,7 +3,7 @@ The part that keeps the server's security advisories in force (issue 27):
 it reads the OSV records of C{[advisories] path} (a folder or a zip) and
 of the archive fetched from C{url}, at start-up, every C{refresh} and at
 C{SIGHUP}, and puts the result on the server's
-L{pypid.core.advisories.AdvisoryBoard}, which every index's policy reads.
+L{pypid.core.security.advisories.AdvisoryBoard}, which every index's policy reads.
 
 Why so:
   - the start does not wait for the advisories (issue 43: 20,000 records
@@ -13,7 +13,7 @@ Why so:
     it believes it is in force) and, when there is something to read, puts
     the I{unread} database in force, under which an index that hides or
     denies serves none of the releases the advisories might cover (503 with
-    C{Retry-After}: L{pypid.core.advisories.AdvisoriesUnread}) and
+    C{Retry-After}: L{pypid.core.security.advisories.AdvisoriesUnread}) and
     C{/health} says they are being read; once the listeners are open,
     L{FirstRead} begins the first read, in the background. A first read that
     fails (an archive refused, a child that died) leaves the unread database
@@ -91,10 +91,10 @@ from pypid.advisories.osv_archive import (
 )
 from pypid.config import Config
 from pypid.config.advisory_settings import AdvisoriesConfig
-from pypid.core.advisories import FAILED, AdvisoryBoard, AdvisoryDB
-from pypid.core.metrics import Family, by_label, gauge
-from pypid.core.parts import IMetricsSource, IReloadable
-from pypid.core.startup import StartupError
+from pypid.core.records.metrics import Family, by_label, gauge
+from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
+from pypid.core.util.parts import IMetricsSource, IReloadable
+from pypid.core.util.startup import StartupError
 from pypid.http.bodies import BodyError, describe, discard, read_body
 from pypid.jobs.periodic import Periodic
 
@@ -542,7 +542,7 @@ class AdvisoryFeed(Service):
             if changed:
                 self._schedule(settings)
             if settings.path is None and settings.url is None:
-                from pypid.core.advisories import AdvisoryDB
+                from pypid.core.security.advisories import AdvisoryDB
                 self.board.replace(AdvisoryDB())
                 return "advisories none"
             self.refresh()

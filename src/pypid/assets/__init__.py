@@ -5,7 +5,7 @@ so a browser keeps them for a year and a new release is fetched at once.
 
 Nothing comes from elsewhere: the pages work offline and under a policy
 of C{script-src 'self'; style-src 'self'}. This module only reads them (the
-static export writes the same files); L{pypid.web.people.AssetsResource}
+static export writes the same files); L{pypid.web.pages.people.AssetsResource}
 serves them. A package of its own below C{web/} and C{export/}, importing
 only C{core/}, so both take the same files from below.
 """
@@ -17,7 +17,7 @@ from importlib import resources
 
 import attrs
 
-from pypid.core.render import Page
+from pypid.core.formats.render import Page
 
 #: The assets, by their name in the package, and their content types.
 _ASSETS = {

@@ -5,7 +5,7 @@ CI job this index trusts to publish the project.
 
 What is checked, in this order (junk first, before any cryptography):
 
-  1. the form field's shape (L{pypid.core.provenance.parse_attestations});
+  1. the form field's shape (L{pypid.core.dists.provenance.parse_attestations});
   2. that some publisher may sign for the project at all: the trusted
      publisher whose minted token made the upload, or a C{[publishers]}
      rule covering the project; otherwise the upload is refused with the
@@ -19,7 +19,7 @@ What is checked, in this order (junk first, before any cryptography):
      envelope's, and the DSSE signature verifies with the certificate's
      key; then that the signed payload is an in-toto statement of this
      file, of a predicate type PEP 740 allows
-     (L{pypid.core.provenance.check_statement}), one per type;
+     (L{pypid.core.dists.provenance.check_statement}), one per type;
   4. **who signed**, from the certificate's Fulcio extensions (OIDs
      C{1.3.6.1.4.1.57264.1.N}, L{SignerIdentity}):
 
@@ -87,8 +87,9 @@ from twisted.logger import Logger
 
 from pypid.auth.oidc import TrustedPublishing, is_publisher
 from pypid.auth.verifier import Identity
-from pypid.core.names import normalize
-from pypid.core.provenance import (
+from pypid.core.access.publishers import PublisherRule
+from pypid.core.dists.names import normalize
+from pypid.core.dists.provenance import (
     PAYLOAD_TYPE,
     ProvenanceInvalid,
     Publisher,
@@ -97,7 +98,6 @@ from pypid.core.provenance import (
     parse_attestations,
     provenance_document,
 )
-from pypid.core.publishers import PublisherRule
 from pypid.storage.interface import Run
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ challenge that asks for one.
 pip, uv and twine send credentials with every request, so L{parse_basic} is
 pure and cheap: it turns a header into a user name and a password, or refuses
 it with L{MalformedCredentials}, before anything expensive happens. What a
-user name may be is L{pypid.core.credential_syntax.USER_NAME}.
+user name may be is L{pypid.core.access.credential_syntax.USER_NAME}.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ The access gate's parts built from the configuration (its rules, its
 password verifier and directory, its API tokens), and trusted publishing
 (its ID token checks and the client the issuers' keys are fetched with):
 what the daemon builds at the start and again on C{SIGHUP}
-(L{pypid.web.access.AccessPart}).
+(L{pypid.web.identity.access.AccessPart}).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
-from pypid.core.outside_logins import OutsideLogins
-from pypid.core.sso_flow import provider_key
-from pypid.core.startup import StartupError
+from pypid.core.access.outside_logins import OutsideLogins
+from pypid.core.access.sso_flow import provider_key
+from pypid.core.util.startup import StartupError
 
 log = Logger()
 

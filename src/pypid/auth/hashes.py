@@ -3,7 +3,7 @@ Password hashes: making them, checking their format, and verifying a
 password against one.
 
 Passwords are stored as argon2id hashes (L{hash_password}, checked at
-configuration time by L{pypid.core.credential_syntax.check_hash_format});
+configuration time by L{pypid.core.access.credential_syntax.check_hash_format});
 bcrypt hashes from htpasswd files are accepted too. L{verify_hash} is blocking CPU work: the
 L{pypid.auth.verifier.PasswordVerifier} runs it in a thread pool. The dummy
 hashes let an unknown user cost what a known one does.
@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from twisted.logger import Logger
 
 from pypid.auth.basic import MAX_PASSWORD_BYTES
-from pypid.core.credential_syntax import HashShape, is_bcrypt, parse_hash
+from pypid.core.access.credential_syntax import HashShape, is_bcrypt, parse_hash
 
 log = Logger()
 

@@ -33,7 +33,7 @@ the OpenLDAP and SASL headers on every machine that installs pypid), and
 would hold a thread of the pool for each check, for the whole timeout when
 the directory hangs.
 
-The filters and URLs are read by L{pypid.core.ldap_syntax} (which says what
+The filters and URLs are read by L{pypid.core.access.ldap_syntax} (which says what
 was measured against ldaptor's own filter parser).
 
 A directory that cannot be reached (connection refused, timed out, TLS
@@ -66,7 +66,7 @@ from twisted.logger import Logger
 
 from pypid.auth.verifier import DirectoryUnavailable
 from pypid.config.ldap_settings import LDAPConfig
-from pypid.core.ldap_syntax import LDAPServer, fill_filter
+from pypid.core.access.ldap_syntax import LDAPServer, fill_filter
 
 log = Logger()
 

@@ -4,7 +4,7 @@ for it (GitHub Actions, GitLab CI, any OpenID Connect issuer) for a pypid
 upload token that lives 15 minutes, so no long-lived upload secret is
 stored in CI at all.
 
-The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.token_exchange}) trusts a
+The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.identity.token_exchange}) trusts a
 token only when:
 
   - it is a JWS signed with an asymmetric algorithm (L{ALGORITHMS}): C{none}
@@ -49,9 +49,9 @@ configured publisher and the repository it ran in, never the C{sub},
 which each branch changes and an organisation may make the same for all
 its repositories; a name no user can have: user names hold no colon),
 upload only, on the projects its rules named; the access rules treat that
-as the grant (L{pypid.web.access.Access.may_write}), whatever C{[acl]}
+as the grant (L{pypid.web.identity.access.Access.may_write}), whatever C{[acl]}
 says. That name is also the publisher's key for its share of the tables
-(L{pypid.core.shares}): so many live tokens, so many remembered C{jti}s,
+(L{pypid.core.access.shares}): so many live tokens, so many remembered C{jti}s,
 so many mints a second (L{OverShare}, a 429 to it alone).
 
 Nothing here blocks. Verifying a token whose issuer's keys are cached
@@ -80,14 +80,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.auth.tokens import Token, TokenBook
-from pypid.core.publishers import (
+from pypid.core.access.publishers import (
     PUBLISHER_PREFIX,
     PublisherRule,
     PublishingSettings,
     claim_text,
     publisher_name,
 )
-from pypid.core.shares import MintRate, TableShares
+from pypid.core.access.shares import MintRate, TableShares
 from pypid.http import bodies
 
 if TYPE_CHECKING:
@@ -129,15 +129,15 @@ MAX_WAITERS = 100
 #: expires, two hours at most): about 270 bytes each, 27 MiB when full. Past it new exchanges
 #: are refused (L{TooMany}, a 503 with Retry-After) rather than a live C{jti} forgotten, which
 #: would let its token be exchanged again. They are shared between
-#: publishers as the minted tokens are (L{pypid.core.shares.TableShares}).
+#: publishers as the minted tokens are (L{pypid.core.access.shares.TableShares}).
 MAX_REPLAYS = 100_000
 
 #: The most live minted tokens at once (15 minutes each by default); past
 #: it minting is refused (L{TooMany}) until some expire: a publisher's token
 #: is never dropped early under a CI job that uses it. A publisher (the
-#: configured one and its repository, L{pypid.core.publishers.publisher_name})
+#: configured one and its repository, L{pypid.core.access.publishers.publisher_name})
 #: may hold no more than the places still free
-#: (L{pypid.core.shares.TableShares}): alone it stops at half.
+#: (L{pypid.core.access.shares.TableShares}): alone it stops at half.
 MAX_MINTED = 10_000
 #: The most live minted tokens of one publisher, whatever is free: a tenth
 #: of L{MAX_MINTED} (one publisher filled the whole table in 29 to 49 s
@@ -267,7 +267,7 @@ class ReplayCache:
 
     @ivar limit: the most kept at once; past it, new exchanges are refused
         (L{TooMany}) rather than old entries forgotten early; and a
-        publisher holding its share (L{pypid.core.shares.TableShares}) is
+        publisher holding its share (L{pypid.core.access.shares.TableShares}) is
         refused (L{OverShare}) before then.
     """
 
@@ -338,7 +338,7 @@ class PublisherTokens:
     The upload tokens minted for publishers: a L{TokenBook} kept in memory
     only (see the module docstring), whose expired tokens are dropped as
     new ones come, with each publisher's share of the places
-    (L{pypid.core.shares.TableShares}) and rate (L{pypid.core.shares.MintRate}).
+    (L{pypid.core.access.shares.TableShares}) and rate (L{pypid.core.access.shares.MintRate}).
 
     @ivar clock: provides C{seconds()}.
     @ivar limit: the most live tokens at once.
@@ -736,7 +736,7 @@ class Verified:
     def publisher(self) -> str:
         """
         Who the token is from before any publisher matched it, as a refusal
-        names it (L{pypid.core.publishers.publisher_name}: its repository).
+        names it (L{pypid.core.access.publishers.publisher_name}: its repository).
         """
         return publisher_name(self.issuer, self.claims)
 

@@ -35,10 +35,10 @@ from fnmatch import fnmatchcase
 import attrs
 
 from pypid.auth.verifier import Identity
-from pypid.core.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE, IndexGrants, Rule
-from pypid.core.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.names import normalize
-from pypid.core.namespaces import NamespaceGrants
+from pypid.core.access.access_rules import AUTHENTICATED, EVERYONE, READ, WRITE, IndexGrants, Rule
+from pypid.core.dists.names import normalize
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.namespaces import NamespaceGrants
 
 
 @attrs.frozen

@@ -3,7 +3,7 @@ Single sign-on (C{[sso]}, issue 44): pypid as an OpenID Connect relying
 party, logging people in to the pages through their company's provider
 with the authorization code flow, PKCE, C{state} and C{nonce}.
 
-L{SingleSignOn.begin} starts a login (L{pypid.core.sso_flow.PendingLogins}) and
+L{SingleSignOn.begin} starts a login (L{pypid.core.access.sso_flow.PendingLogins}) and
 gives the provider's URL to send the browser to; L{SingleSignOn.finish}
 takes the browser back: the C{state} and its binding cookie, the code
 traded at the token endpoint with the client's secret and the PKCE
@@ -11,12 +11,12 @@ verifier, and the ID token verified as trusted publishing verifies its
 tokens (L{pypid.auth.oidc}: the provider's JWKS by its discovery document,
 fetched with the injected client under a deadline and size bounds, cached,
 an asymmetric algorithm allow-list, C{none} and HMAC refused by name,
-joserfc's typed keys), then its claims (L{pypid.core.sso_flow.check_id_claims}:
+joserfc's typed keys), then its claims (L{pypid.core.access.sso_flow.check_id_claims}:
 issuer, audience and C{azp}, times with C{[sso] leeway}, C{nonce}). The
 claims that name the user and their groups are read from the ID token,
 or from the userinfo endpoint when the provider keeps them there
 (its C{sub} must be the ID token's). Who they are is then
-L{pypid.core.sso_flow.map_claims}'.
+L{pypid.core.access.sso_flow.map_claims}'.
 
 Only the ID token is used: the access token serves the userinfo request
 and is dropped; no refresh token is asked for (a person logs in again
@@ -45,7 +45,7 @@ from pypid.auth.oidc import (
     signed_claims,
 )
 from pypid.config.sso_settings import SSOConfig
-from pypid.core.sso_flow import (
+from pypid.core.access.sso_flow import (
     LoginRefused,
     PendingLogins,
     authorization_url,
@@ -77,7 +77,7 @@ class SignedIn:
     @ivar next_path: the page to show them now.
     @ivar subject: the provider's C{sub} for them (for the log).
     @ivar provider: the provider and client that vouched
-        (L{pypid.core.sso_flow.provider_key}), as configured when the login
+        (L{pypid.core.access.sso_flow.provider_key}), as configured when the login
         came back: a reload meanwhile that changed them makes it void.
     """
 
@@ -201,7 +201,7 @@ class SingleSignOn:
 
     @property
     def provider(self) -> str:
-        """The provider and client configured now (L{pypid.core.sso_flow.provider_key})."""
+        """The provider and client configured now (L{pypid.core.access.sso_flow.provider_key})."""
         config = self.config
         return provider_key(config.issuer or "", config.client_id, config.user_claim,
                             config.groups_claim)

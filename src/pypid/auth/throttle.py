@@ -13,7 +13,7 @@ seen through an IPv6 socket (C{::ffff:192.0.2.7}) counts as its IPv4
 address. Only the counting uses the prefix: the audit log records the
 whole address.
 
-The rule, in the order the gate (L{pypid.web.access.Access.identify})
+The rule, in the order the gate (L{pypid.web.identity.access.Access.identify})
 applies it:
 
  1. Credentials verified lately (the verifier's cache) are never held back,
@@ -44,7 +44,7 @@ applies it:
     and a real one C{401}), and spraying one password over the real users
     is held back like spraying made-up names. Clients behind one NAT or
     proxy share the client's count: behind a proxy, C{[pypid]
-    trusted_proxies} makes each client its own (L{pypid.core.forwarded}).
+    trusted_proxies} makes each client its own (L{pypid.core.access.forwarded}).
  6. A password's user name (known or not, alike) is also counted across
     every client (C{max_identity_failures} within a window, as a leaky
     bucket that empties at that many per window): a guesser with many
@@ -72,8 +72,8 @@ import ipaddress
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.addresses import IPV6_PREFIX, client_ip
-from pypid.core.bounded import put_newest
+from pypid.core.access.addresses import IPV6_PREFIX, client_ip
+from pypid.core.util.bounded import put_newest
 
 #: Failures allowed within the window before a (user, client) is throttled.
 MAX_FAILURES = 10

@@ -28,10 +28,8 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.access_rules import RuleError, normalize_pattern, pattern_specificity
-from pypid.core.index_names import NAME as INDEX_NAME
-from pypid.core.names import normalize
-from pypid.core.outside_logins import (
+from pypid.core.access.access_rules import RuleError, normalize_pattern, pattern_specificity
+from pypid.core.access.outside_logins import (
     DIRECTORY,
     LOCAL,
     MAX_OUTSIDE_TOKEN_LIFETIME,
@@ -39,6 +37,8 @@ from pypid.core.outside_logins import (
     SOURCES,
     LoginSource,
 )
+from pypid.core.dists.names import normalize
+from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.storage.disk import read_if_present, write_durably
 
 TOKEN_USER = "__token__"
@@ -89,10 +89,10 @@ class Token:
     #: of C{[users]} (C{password}, every token made before), the directory
     #: (C{ldap}) or single sign-on (C{sso}); a token of the last two acts
     #: with the groups they had then, while the configuration still lets
-    #: that login in (L{pypid.core.outside_logins.OutsideLogins.admits})
+    #: that login in (L{pypid.core.access.outside_logins.OutsideLogins.admits})
     source: str = PASSWORD
     groups: tuple[str, ...] = ()
-    #: for single sign-on, the provider and client (L{pypid.core.sso_flow.provider_key})
+    #: for single sign-on, the provider and client (L{pypid.core.access.sso_flow.provider_key})
     provider: str = ""
 
     def covers(self, action: str, project: str | None = None,
@@ -245,7 +245,7 @@ class TokenBook:
             them is refused as a missing one, and the refusal names these alone.
         @param login: where C{user} logged in: a person from outside
             (the directory, single sign-on) gets a token that expires, within
-            L{pypid.core.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}.
+            L{pypid.core.access.outside_logins.MAX_OUTSIDE_TOKEN_LIFETIME}.
         @return: C{(token string, L{Token})}; the string is shown once.
         """
         scoped: list[str] = []

@@ -44,8 +44,8 @@ from pypid.auth.hashes import (
     make_dummy_hash,
     verify_hash,
 )
-from pypid.core.credential_syntax import check_hash_format, is_bcrypt
-from pypid.core.outside_logins import DIRECTORY, LOCAL, LoginSource
+from pypid.core.access.credential_syntax import check_hash_format, is_bcrypt
+from pypid.core.access.outside_logins import DIRECTORY, LOCAL, LoginSource
 
 if TYPE_CHECKING:
     # (types only: both modules import this one)
@@ -191,7 +191,7 @@ class PasswordVerifier:
     def __attrs_post_init__(self) -> None:
         for name, value in self._users.items():
             if is_bcrypt(value):
-                continue  # from an htpasswd file (pypid.core.credential_syntax checked it)
+                continue  # from an htpasswd file (pypid.core.access.credential_syntax checked it)
             try:
                 check_hash_format(value)
             except ValueError as e:

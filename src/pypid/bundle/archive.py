@@ -43,7 +43,7 @@ from pypid.bundle.manifest import (
     is_folder,
     limit_of,
 )
-from pypid.core.metadata import BoundedTarInfo, ScanLimitExceeded
+from pypid.core.dists.metadata import BoundedTarInfo, ScanLimitExceeded
 from pypid.storage.disk import fsync_folder
 from pypid.storage.reading import FileMismatch
 
@@ -531,7 +531,7 @@ def copy_hashed(source: IO[bytes], destination: str,
                 limit: int) -> tuple[int, str, str, str]:
     """
     Copy the file object C{source} to a new file at C{destination}, hashing
-    it: C{(size, sha256, blake2_256, md5)} as L{pypid.core.distribution.inspect}
+    it: C{(size, sha256, blake2_256, md5)} as L{pypid.core.dists.distribution.inspect}
     takes them.
 
     @raise SourceTooLarge: past C{limit} bytes (the copy is removed).

@@ -56,7 +56,13 @@ from pypid.bundle.sources import (
     open_regular,
     read_json_file,
 )
-from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS, ROUTE_SEGMENTS, UPSTREAM_PREFIX
+from pypid.core.indexes.index_names import (
+    DEFAULT,
+    NAME,
+    NAME_FORMS,
+    ROUTE_SEGMENTS,
+    UPSTREAM_PREFIX,
+)
 from pypid.storage.interface import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).

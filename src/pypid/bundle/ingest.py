@@ -13,7 +13,7 @@ uploader, yank state). Whatever the source, every file is:
   2. copied into the storage's spool folder, hashed on the way and bounded
      by C{[pypid] max_upload_size}; bytes other than the sha256 or size
      the source gives are I{refused};
-  3. inspected as an upload is (L{pypid.core.distribution.inspect}): a
+  3. inspected as an upload is (L{pypid.core.dists.distribution.inspect}): a
      filename that is not a distribution's, or a broken or hostile archive,
      is I{refused} with the reason, never indexed. The record, the core
      metadata and the details come from the file itself; only the upload
@@ -65,23 +65,23 @@ from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.manifest import AUDIT, BundledStatus
-from pypid.core.advisories import release_key
-from pypid.core.audit_chain import Entry, verify_writers
-from pypid.core.distribution import inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import (
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName, parse_filename, project_of_filename
+from pypid.core.dists.provenance import ProvenanceInvalid, read_provenance
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.upload_rules import UploadRules
+from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
+from pypid.core.indexes.model import (
     UPLOADER_BYTES,
     FileRecord,
     cut_reason,
     cut_text,
     format_upload_time,
 )
-from pypid.core.names import InvalidName, parse_filename, project_of_filename
-from pypid.core.project_status import ProjectStatus
-from pypid.core.provenance import ProvenanceInvalid, read_provenance
-from pypid.core.readme import Renderer, render_description
-from pypid.core.upload_rules import UploadRules
-from pypid.core.wheel_variants import InvalidVariant, check_joins
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.records.audit_chain import Entry, verify_writers
+from pypid.core.security.advisories import release_key
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run
@@ -93,7 +93,7 @@ log = Logger()
 PARALLEL = 4
 
 #: C{(size, sha256, blake2_256, md5)} of a file's bytes, as
-#: L{pypid.core.distribution.inspect} takes them.
+#: L{pypid.core.dists.distribution.inspect} takes them.
 Digests = tuple[int, str, str, str]
 #: C{fetch(path, limit)}: see L{Arrival.fetch}.
 Fetch = Callable[[str, int], Deferred[Digests]]
@@ -604,7 +604,7 @@ def import_entries(ingest: Ingest, when: str, who: str) -> list[Entry]:
     who ran the import (the account of C{pypid-admin}: no pypid user is
     involved), and one for the source's audit log kept.
 
-    @param when: the entries' time (L{pypid.core.audit_chain.format_time}).
+    @param when: the entries' time (L{pypid.core.records.audit_chain.format_time}).
     """
     report = ingest.report
     entries: list[Entry] = []

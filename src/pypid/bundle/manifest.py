@@ -61,17 +61,17 @@ from typing import Any
 
 import attrs
 
-from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
-from pypid.core.model import FileRecord, cut_text
-from pypid.core.names import (
+from pypid.core.dists.names import (
     InvalidName,
     check_filename_characters,
     is_valid_name,
     normalize,
     parse_filename,
 )
-from pypid.core.project_status import InvalidStatus, ProjectStatus, parse_status
-from pypid.core.provenance import MAX_PROVENANCE_SIZE
+from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
+from pypid.core.indexes.index_names import DEFAULT, NAME, NAME_FORMS
+from pypid.core.indexes.model import FileRecord, cut_text
+from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
 
 #: The format's name and version in the manifest; a reader refuses other
 #: names, and versions it does not know.
@@ -458,7 +458,7 @@ class BundledStatus:
     source's audit log says (L{None} when it does not).
 
     @ivar set_at: the time of the audit entry that set it
-        (L{pypid.core.audit_chain.format_time}'s form).
+        (L{pypid.core.records.audit_chain.format_time}'s form).
     """
 
     status: ProjectStatus

@@ -59,10 +59,10 @@ from pypid.cli import bundle as bundle_commands
 from pypid.cli import private_ca as tls_command
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
-from pypid.core.names import InvalidName, parse_filename
-from pypid.core.project_status import STATUSES
-from pypid.core.terminal_text import escaped
-from pypid.core.units import format_duration
+from pypid.core.dists.names import InvalidName, parse_filename
+from pypid.core.indexes.project_status import STATUSES
+from pypid.core.util.terminal_text import escaped
+from pypid.core.util.units import format_duration
 
 if TYPE_CHECKING:
     # (types only: the configuration is read by the commands that need it)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
 from pypid.cli.server_client import CliError, Server
-from pypid.core.audit_chain import (
+from pypid.core.records.audit_chain import (
     DEFAULT_LIMIT,
     FIRST_YEAR,
     MAX_LIMIT,
@@ -32,7 +32,7 @@ from pypid.core.audit_chain import (
     format_time,
     parse_time,
 )
-from pypid.core.terminal_text import escaped
+from pypid.core.util.terminal_text import escaped
 
 if TYPE_CHECKING:
     # (types only: what reads the configuration and the log is imported
@@ -101,7 +101,7 @@ def since_value(text: str, now: float) -> str:
     @raise AuditError: when it is neither, or names a time before 1970 or
         after 9999.
     """
-    from pypid.core.units import parse_duration
+    from pypid.core.util.units import parse_duration
 
     try:
         seconds = parse_duration(text)

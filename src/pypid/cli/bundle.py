@@ -49,11 +49,11 @@ from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
-from pypid.core.audit_chain import format_time
-from pypid.core.index_names import DEFAULT
-from pypid.core.readme import Renderer
-from pypid.core.startup import StartupError
-from pypid.core.terminal_text import escaped
+from pypid.core.dists.readme import Renderer
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.audit_chain import format_time
+from pypid.core.util.startup import StartupError
+from pypid.core.util.terminal_text import escaped
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.storage.interface import StorageError, run_at_once
 

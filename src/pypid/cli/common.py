@@ -27,7 +27,7 @@ import attrs
 from twisted.internet.defer import ensureDeferred
 
 from pypid.cli.server_client import CliError
-from pypid.core.startup import StartupError
+from pypid.core.util.startup import StartupError
 from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:

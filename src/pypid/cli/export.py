@@ -55,10 +55,10 @@ from pypid.cli.server_client import log_lines
 from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
-from pypid.core.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX, index_section
-from pypid.core.startup import StartupError
-from pypid.core.views import Filters
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX, index_section
+from pypid.core.indexes.views import Filters
+from pypid.core.security.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
+from pypid.core.util.startup import StartupError
 from pypid.export.exporter import Exporter, IndexChain
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
@@ -327,7 +327,7 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
     line adds ("" for none). An unreadable document is warned about and
     none applied (the export then leaves out more, never less).
     """
-    from pypid.core.advisory_waivers import InvalidWaiver, Waivers
+    from pypid.core.security.advisory_waivers import InvalidWaiver, Waivers
     from pypid.storage.interface import WAIVERS, IServerDocuments
 
     if not IServerDocuments.providedBy(storage):
@@ -349,7 +349,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
                        closing: Closing) -> IndexChain:
     """
     The hosted sources of the index C{name}, in the order its pages read
-    them (L{pypid.core.views.resolve_order}), each storage opened to read
+    them (L{pypid.core.indexes.views.resolve_order}), each storage opened to read
     beside a daemon, and a view's filters.
 
     @raise ExportError: when no C{[index:NAME]} is configured.

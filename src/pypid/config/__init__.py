@@ -68,10 +68,10 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
 from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
-from pypid.core.access_rules import IndexGrants, Rule
-from pypid.core.index_names import DEFAULT, NAME, NAME_FORMS
-from pypid.core.namespaces import NamespaceGrants
-from pypid.core.publishers import PublisherRule
+from pypid.core.access.access_rules import IndexGrants, Rule
+from pypid.core.access.publishers import PublisherRule
+from pypid.core.indexes.index_names import DEFAULT, NAME, NAME_FORMS
+from pypid.core.indexes.namespaces import NamespaceGrants
 
 __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "load_config",
            "parse_override"]
@@ -103,7 +103,7 @@ class Config:
     tls: TLSConfig = attrs.field(factory=no_tls)
     #: C{[groups]}: group name -> frozenset of user names
     groups: Mapping[str, frozenset[str]] = attrs.field(factory=dict, converter=_frozen)
-    #: C{[acl]}: L{pypid.core.access_rules.Rule}s in file order
+    #: C{[acl]}: L{pypid.core.access.access_rules.Rule}s in file order
     acl: tuple[Rule, ...] = ()
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     #: C{[ldap]}: the directory of more users and groups (none without C{url})
@@ -111,7 +111,7 @@ class Config:
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
     #: C{[sso]}: single sign-on for the pages (issue 44; none without C{issuer})
     sso: SSOConfig = attrs.field(factory=SSOConfig)
-    #: C{[publishers]}: L{pypid.core.publishers.PublisherRule}s in file order
+    #: C{[publishers]}: L{pypid.core.access.publishers.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
     #: C{[namespaces]}: PEP 752's grants (issue 46)
     namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)

@@ -7,7 +7,7 @@ index (and as every named index's default) and in C{[index:NAME]}.
 
 Each key is checked on its own at load, so that a wrong value is refused
 with the section and key named; L{AdvisoryKeys} puts the three together as
-the L{pypid.core.advisories.AdvisoryRules} an index acts by.
+the L{pypid.core.security.advisories.AdvisoryRules} an index acts by.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from pypid.config.values import (
     is_loopback_host,
     parse_optional_path,
 )
-from pypid.core.advisories import (
+from pypid.core.security.advisories import (
     MODES,
     SEVERITIES,
     AdvisoryRules,
     InvalidRules,
     severity_word,
 )
-from pypid.core.units import is_zero_duration, parse_duration, parse_size
+from pypid.core.util.units import is_zero_duration, parse_duration, parse_size
 
 
 def parse_severity(value: str) -> str | None:

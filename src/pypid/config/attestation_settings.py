@@ -19,7 +19,7 @@ import re
 import attrs
 
 from pypid.config.values import Keys, parse_optional_path, path_valued
-from pypid.core.access_rules import RuleError, normalize_pattern
+from pypid.core.access.access_rules import RuleError, normalize_pattern
 
 #: The media type a trust root file declares.
 TRUST_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json"

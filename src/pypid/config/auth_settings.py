@@ -24,10 +24,10 @@ from pypid.config.values import (
     parse_path,
     whole_number,
 )
-from pypid.core.access_rules import Rule, RuleError, parse_rule
-from pypid.core.addresses import IPV6_PREFIX
-from pypid.core.credential_syntax import USER_NAME, check_hash_format, parse_htpasswd
-from pypid.core.units import parse_duration
+from pypid.core.access.access_rules import Rule, RuleError, parse_rule
+from pypid.core.access.addresses import IPV6_PREFIX
+from pypid.core.access.credential_syntax import USER_NAME, check_hash_format, parse_htpasswd
+from pypid.core.util.units import parse_duration
 
 
 @attrs.frozen
@@ -45,7 +45,7 @@ class AuthConfig:
     #: bits of an IPv6 address the login throttle counts as one client
     #: (L{pypid.auth.throttle.counted_client})
     throttle_ipv6_prefix: int = IPV6_PREFIX
-    #: where the browser sessions are kept (L{pypid.core.sessions}; mode
+    #: where the browser sessions are kept (L{pypid.core.access.sessions}; mode
     #: 0600); L{None}: C{sessions.json} beside the snapshot
     sessions: str | None = None
     #: seconds a browser session lasts unused, and at most

@@ -5,7 +5,7 @@ and the command line are read and checked.
 
 from __future__ import annotations
 
-from pypid.core.startup import StartupError
+from pypid.core.util.startup import StartupError
 
 __all__ = ["ConfigError", "StartupError"]
 

@@ -22,8 +22,13 @@ from pypid.config.values import (
     parse_boolean,
     parse_optional_path,
 )
-from pypid.core.ldap_syntax import PLACEHOLDERS, LDAPServer, check_filter_template, parse_ldap_url
-from pypid.core.units import is_zero_duration, parse_duration
+from pypid.core.access.ldap_syntax import (
+    PLACEHOLDERS,
+    LDAPServer,
+    check_filter_template,
+    parse_ldap_url,
+)
+from pypid.core.util.units import is_zero_duration, parse_duration
 
 
 @attrs.frozen

@@ -17,8 +17,8 @@ import attrs
 
 from pypid.config.auth_settings import groups_from_outside
 from pypid.config.values import Fail, Keys, Values
-from pypid.core.addresses import client_ip
-from pypid.core.credential_syntax import USER_NAME
+from pypid.core.access.addresses import client_ip
+from pypid.core.access.credential_syntax import USER_NAME
 
 #: An address or network of C{[metrics] allow}.
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -3,7 +3,7 @@ The C{[namespaces]} section (issue 46: PEP 752's grants): a line per
 namespace, in the style of C{[acl]} (C{acme = group:platform},
 C{release/acme = user:bob hidden}), each checked on its own (the owners
 exist, the index is one of the server's hosted indexes) and against the
-others (L{pypid.core.namespaces.NamespaceGrants.of}).
+others (L{pypid.core.indexes.namespaces.NamespaceGrants.of}).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Collection, Mapping, Sequence
 
 from pypid.config.auth_settings import check_principal
 from pypid.config.values import Fail, Items
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
-from pypid.core.namespaces import Grant, InvalidGrant, NamespaceGrants, parse_grant
-from pypid.core.views import resolve_order
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.namespaces import Grant, InvalidGrant, NamespaceGrants, parse_grant
+from pypid.core.indexes.views import resolve_order
 
 #: The section's name.
 NAMESPACES = "namespaces"

@@ -18,9 +18,14 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from pypid.config.values import Fail, Items, Keys, Values, parse_optional_path
-from pypid.core.access_rules import RuleError
-from pypid.core.publishers import PublisherRule, PublishingSettings, parse_issuers, parse_publishers
-from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration
+from pypid.core.access.access_rules import RuleError
+from pypid.core.access.publishers import (
+    PublisherRule,
+    PublishingSettings,
+    parse_issuers,
+    parse_publishers,
+)
+from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_duration
 
 #: The free section of the publishers.
 PUBLISHERS = "publishers"
@@ -54,7 +59,7 @@ class OIDCConfig:
     lifetime: float = 900.0
 
     def settings(self, rules: Iterable[PublisherRule]) -> PublishingSettings:
-        """The L{pypid.core.publishers.PublishingSettings} of this section and C{rules}."""
+        """The L{pypid.core.access.publishers.PublishingSettings} of this section and C{rules}."""
         return PublishingSettings(audience=self.audience, issuers=self.issuers, rules=tuple(rules),
                         leeway=self.leeway, lifetime=self.lifetime, jwks_ttl=self.jwks_ttl,
                         jwks_min_refresh=self.jwks_min_refresh, timeout=self.timeout)
@@ -107,7 +112,7 @@ def read_publishers(items: Items, values: Values, fail: Fail) -> list[PublisherR
     @param items: C{items(section)} gives a free section's C{(key, value)} pairs.
     @param values: the parsed C{(section, key) -> value} of the fixed sections.
     @param fail: C{fail(section, key, message)} raises the configuration error.
-    @return: the L{pypid.core.publishers.PublisherRule}s in file order.
+    @return: the L{pypid.core.access.publishers.PublisherRule}s in file order.
     """
     names = [name for name, _url in values["oidc", "issuers"]]
     rules = []

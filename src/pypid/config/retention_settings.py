@@ -10,11 +10,11 @@ view holds no files, and takes none of them.
 
 C{recycle_bin} is a duration (C{7d}, C{12h}); C{0} turns the bin off, and
 a deletion then deletes at once, as before there was a bin. The rules
-(L{pypid.core.retention}) are off until set. Rules that cannot hold
+(L{pypid.core.indexes.retention}) are off until set. Rules that cannot hold
 together stop start-up with one line naming the key: a negative or
 unreadable value, C{keep_downloaded} with no rule that removes anything
 (it keeps releases from nothing), or longer than the download counts are
-kept (L{pypid.core.usage.WINDOW_DAYS}), a C{schedule} with no index that
+kept (L{pypid.core.records.usage.WINDOW_DAYS}), a C{schedule} with no index that
 has a rule removing anything.
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Iterable
 import attrs
 
 from pypid.config.values import Fail, Keys, parse_globs, whole_number
-from pypid.core.retention import RetentionRules
-from pypid.core.units import format_duration, is_zero_duration, parse_duration
-from pypid.core.usage import WINDOW_DAYS
+from pypid.core.indexes.retention import RetentionRules
+from pypid.core.records.usage import WINDOW_DAYS
+from pypid.core.util.units import format_duration, is_zero_duration, parse_duration
 
 #: A week: long enough to notice a deletion made in error over a weekend.
 DEFAULT_RECYCLE_BIN = 7 * 24 * 3600.0
@@ -75,7 +75,7 @@ class RetentionKeys:
 
     @property
     def retention_rules(self) -> RetentionRules:
-        """What a cleanup of the index removes (L{pypid.core.retention})."""
+        """What a cleanup of the index removes (L{pypid.core.indexes.retention})."""
         return RetentionRules(self.keep_releases, self.remove_prereleases_after,
                               self.keep_downloaded, self.protect)
 

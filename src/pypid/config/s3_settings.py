@@ -28,14 +28,14 @@ from pypid.config.values import (
     optional_url,
     parse_boolean,
 )
-from pypid.core.s3_limits import (
+from pypid.core.util.s3_limits import (
     CHECK_RATE,
     MAX_PART_SIZE,
     MAX_PARTS,
     MAX_PRESIGN_SECONDS,
     MIN_PART_SIZE,
 )
-from pypid.core.units import parse_duration, parse_size
+from pypid.core.util.units import parse_duration, parse_size
 
 
 def _redacted(value: str | None) -> str:

@@ -28,8 +28,8 @@ from pypid.config.values import (
     parse_positive_number,
     whole_number,
 )
-from pypid.core.rendered_pages import PAGE_CACHE_SIZE
-from pypid.core.units import parse_duration, parse_size
+from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE
+from pypid.core.util.units import parse_duration, parse_size
 
 
 @attrs.frozen
@@ -57,10 +57,11 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     #: PEM CA certificates trusted for outbound HTTPS (S3, upstream) instead
     #: of the system's (a private CA); L{None} for the system's
     ca_bundle: str | None = None
-    #: bytes of rendered project pages kept (L{pypid.core.rendered_pages.RenderedPages.max_bytes})
+    #: bytes of rendered project pages kept
+    #: (L{pypid.core.formats.rendered_pages.RenderedPages.max_bytes})
     page_cache_size: int = PAGE_CACHE_SIZE
     #: the reverse proxies whose C{X-Forwarded-For} names the client
-    #: (L{pypid.core.forwarded}); none by default
+    #: (L{pypid.core.access.forwarded}); none by default
     trusted_proxies: tuple[Network, ...] = ()
 
 
@@ -214,7 +215,7 @@ def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
 
     An IPv4-mapped IPv6 address or network (C{::ffff:10.0.0.1}, as a
     dual-stack listener shows its peers) is taken as the IPv4 one: a peer
-    is read so (L{pypid.core.addresses.client_ip}), and would never match it.
+    is read so (L{pypid.core.access.addresses.client_ip}), and would never match it.
 
     @raise ValueError: naming the word that is not an address or network.
     """

@@ -18,9 +18,9 @@ import attrs
 
 from pypid.config.oidc_settings import parse_leeway
 from pypid.config.values import Fail, Keys, Values, has_control_characters, parse_optional_path
-from pypid.core.credential_syntax import USER_NAME
-from pypid.core.sso_flow import ClaimMapping
-from pypid.core.units import parse_duration
+from pypid.core.access.credential_syntax import USER_NAME
+from pypid.core.access.sso_flow import ClaimMapping
+from pypid.core.util.units import parse_duration
 
 
 @attrs.frozen

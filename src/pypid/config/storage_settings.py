@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.config.values import Keys, choice, parse_path
-from pypid.core.units import parse_size
+from pypid.core.util.units import parse_size
 
 
 @attrs.frozen

@@ -32,7 +32,7 @@ from pypid.config.values import (
     parse_optional_path,
     whole_number,
 )
-from pypid.core.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
+from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
 
 
 @attrs.frozen

@@ -6,7 +6,7 @@ Each parser takes the text of one key and returns its value, or raises
 L{ValueError} with a message that says what is allowed (the caller adds the
 file, the section and the key).  Parsers that know one section's rules (a
 bucket name, a listen line, a host list) live with that section; sizes and
-durations are L{pypid.core.units}'.
+durations are L{pypid.core.util.units}'.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from pypid.core.access_rules import RuleError, normalize_pattern
+from pypid.core.access.access_rules import RuleError, normalize_pattern
 
 #: A key's parser: its text in, its value out (L{ValueError} saying what is allowed).
 Parser = Callable[[str], Any]

@@ -55,13 +55,13 @@ from pypid.config.server_settings import (
     ListenAddress,
     parse_listen_address,
 )
-from pypid.core.parts import IReloadable
-from pypid.core.startup import StartupError
+from pypid.core.util.parts import IReloadable
+from pypid.core.util.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
 from pypid.tls_transport import TLSServerFactory
-from pypid.web.channel import ConnectionCounter
-from pypid.web.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.site import PypidSite
+from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
+from pypid.web.server.site import PypidSite
 
 log = Logger()
 
@@ -240,7 +240,7 @@ class Listeners(Service):
     def __init__(self, listeners: Iterable[ListenerService], tls: ServerTLS | None,
                  counter: ConnectionCounter, clock: IReactorTime) -> None:
         """
-        @param counter: the site's L{pypid.web.channel.ConnectionCounter},
+        @param counter: the site's L{pypid.web.server.channel.ConnectionCounter},
             which knows the requests in flight.
         @param clock: provides C{seconds()} and C{callLater}.
         """

@@ -23,11 +23,11 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
 
-from pypid.core.advisories import AdvisoryPolicy
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.project_status import ProjectStatus
-from pypid.core.views import Filters
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.views import Filters
+from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.export import plan as plans
 from pypid.export.plan import (
     Entry,

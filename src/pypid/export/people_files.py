@@ -1,6 +1,6 @@
 """
 The pages for people in a static export: the daemon's own pages
-(L{pypid.core.pages}), written as files, with search in the browser over
+(L{pypid.core.formats.pages}), written as files, with search in the browser over
 the export's C{packages.json} instead of the server's C{/api/search}::
 
     index.html                              the landing page
@@ -32,12 +32,12 @@ import hashlib
 import attrs
 
 from pypid.assets import Assets
-from pypid.core import pages
-from pypid.core.catalog import Catalog
-from pypid.core.details import Details
-from pypid.core.index import Index
-from pypid.core.names import WHEEL
-from pypid.core.project import Project
+from pypid.core.dists.names import WHEEL
+from pypid.core.formats import pages
+from pypid.core.formats.catalog import Catalog
+from pypid.core.formats.details import Details
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.project import Project
 from pypid.export.plan import People, verdicts
 
 

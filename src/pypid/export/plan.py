@@ -46,16 +46,16 @@ from urllib.parse import quote
 import attrs
 import orjson
 
-from pypid.core import legacy_info as legacy_json
-from pypid.core.advisories import AdvisoryPolicy, Verdict
-from pypid.core.catalog import summary_of
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
-from pypid.core.project import Project
-from pypid.core.project_status import ProjectStatus
-from pypid.core.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
-from pypid.core.render import HTML, JSON
+from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.dists.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
+from pypid.core.formats import legacy_info as legacy_json
+from pypid.core.formats.catalog import summary_of
+from pypid.core.formats.render import HTML, JSON
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.security.advisories import AdvisoryPolicy, Verdict
 from pypid.storage.reading import BINARY_TYPE
 
 #: The manifest's file name in DEST, and the format it is written in.
@@ -121,12 +121,12 @@ class People:
 
     @ivar site: C{site(index) -> iterable of (path, bytes)}: what belongs to
         the whole site; called at every export with the whole
-        L{pypid.core.index.Index}.
+        L{pypid.core.indexes.index.Index}.
     @ivar project: C{project(index, project, details) -> iterable of (path,
         bytes)}: what belongs to one project; called only for the projects
         whose records changed since the last export (and for every project
         on the first one, or when L{version} changes), with the
-        L{pypid.core.project.Project} and C{details}, a dict of each of its
+        L{pypid.core.indexes.project.Project} and C{details}, a dict of each of its
         filenames to what C{storage.read_details} gave (bytes, or L{None}).
     @ivar version: names the pages' markup; an export with another version
         than the last one renders every project again.
@@ -518,7 +518,7 @@ def _release(project: Project, version: str | None) -> list[tuple[FileRecord, st
 def legacy_info_sources(project: Project, latest: str | None) -> list[FileRecord]:
     """
     The records whose metadata may fill the legacy JSON's C{info}, in the
-    order to try them (L{pypid.core.legacy_info.info_sources}).
+    order to try them (L{pypid.core.formats.legacy_info.info_sources}).
     """
     return legacy_json.info_sources(_release(project, latest)) if latest is not None else []
 

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.core.variant_files import is_variants_filename
+from pypid.core.dists.variant_files import is_variants_filename
 from pypid.export.plan import ExportError
 from pypid.storage.disk import exclusive_lock, remove_file
 from pypid.storage.interface import Run, StorageError

@@ -21,7 +21,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 from twisted.web.iweb import IPolicyForHTTPS
 
 from pypid.config import Config
-from pypid.core.startup import StartupError
+from pypid.core.util.startup import StartupError
 from pypid.http.pool import quiet_pool
 from pypid.http.public_only import Named, PublicOnlyEndpoints
 

@@ -34,7 +34,7 @@ from twisted.web.client import URI
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
-from pypid.core.addresses import is_public_address
+from pypid.core.access.addresses import is_public_address
 
 #: Whether a host (of a scheme, on a port) is named by the operator:
 #: C{(scheme, host, port) -> bool}.

@@ -7,13 +7,13 @@ standard output it had at start (file descriptor 1 is then pointed at
 standard error, so that nothing a renderer prints can corrupt an answer).
 Each message is a frame: four bytes of length (big-endian) and that many
 bytes of UTF-8 JSON. A request is C{{"text": ..., "type": ...}}; an answer
-is the fields of a L{pypid.core.readme.RenderedDescription}. It says it
+is the fields of a L{pypid.core.dists.readme.RenderedDescription}. It says it
 is ready, a frame C{{"ready": true}}, once it can take requests; a
 renderer is imported when the daemon asks, C{{"warm": "text/markdown"}}
 or C{{"warm": "text/x-rst"}} (answered C{{"ready": true}} too), before
 the first description of its markup, so that a render's budget is spent
 rendering, and a child imports only the renderers of the markups it is
-given (L{pypid.core.readme.warm_up}).
+given (L{pypid.core.dists.readme.warm_up}).
 
 It runs at a lower priority than the daemon (C{nice}) and with an address
 space bound (L{MEMORY_LIMIT}): a render that exhausts it answers the plain
@@ -89,7 +89,7 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     requests = sys.stdin.buffer
-    from pypid.core.readme import render_description, warm_up
+    from pypid.core.dists.readme import render_description, warm_up
 
     answers.write(frame(encode({"ready": True})))
     answers.flush()

@@ -12,7 +12,7 @@ and a render that is not done within L{BUDGET} has its child killed and
 the description shown as plain text (a new child is started for the next
 one). A child that dies, or answers nonsense, costs the same and no more.
 
-L{ReadmeSandbox.render} is a L{pypid.core.readme.Renderer}: it is called in
+L{ReadmeSandbox.render} is a L{pypid.core.dists.readme.Renderer}: it is called in
 a worker thread (inspection runs there) and blocks that thread, never the
 reactor, while the child renders; the wait for a free child counts in the
 budget, so a thread is held at most about twice the budget.
@@ -24,14 +24,14 @@ shared bench's 200 uploads), and CPU to start (0.12 s, 0.23 s), so the
 sandbox keeps them few and small (issue 43):
 
   - what needs no renderer never reaches a child
-    (L{pypid.core.readme.render_without_renderer}: no description, plain
+    (L{pypid.core.dists.readme.render_without_renderer}: no description, plain
     text, and prose, a sentence or paragraphs of words, whose HTML is
     known; the bench's uploads, and C{UNKNOWN});
   - one child renders, and a second is started only when a render has
     waited L{SPARE_AFTER} for a busy one (a hostile README holding it),
     up to L{CHILDREN};
   - a child imports the renderer of a markup when it is first given one
-    (L{pypid.core.readme.warm_up}): Markdown alone does not load docutils;
+    (L{pypid.core.dists.readme.warm_up}): Markdown alone does not load docutils;
   - a child idle for L{IDLE_TIMEOUT} is stopped (given a clock: the
     daemon's reactor; a command's sandbox is closed when it is done).
 
@@ -57,7 +57,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 import pypid
-from pypid.core.readme import (
+from pypid.core.dists.readme import (
     RenderedDescription,
     parse_content_type,
     plain_description,
@@ -212,7 +212,7 @@ def child_command() -> tuple[list[str], dict[str, str]]:
 class ReadmeSandbox(Service):
     """
     The children, as a part of the daemon (or of a command: L{close} when
-    done); L{render} is the L{pypid.core.readme.Renderer} to give where
+    done); L{render} is the L{pypid.core.dists.readme.Renderer} to give where
     files are inspected.
 
     @ivar budget: seconds a render may take, the wait for a child included.

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.advisories import AdvisoryPolicy
-from pypid.core.version_order import version_key
+from pypid.core.dists.version_order import version_key
+from pypid.core.security.advisories import AdvisoryPolicy
 
 log = Logger()
 

@@ -24,11 +24,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.index import Index
-from pypid.core.metrics import Family, counter, gauge
-from pypid.core.model import FileRecord
-from pypid.core.parts import IMetricsSource
-from pypid.core.pending import DELETED, DescribeQueue, PendingFile, project_of
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import DELETED, DescribeQueue, PendingFile, project_of
+from pypid.core.records.metrics import Family, counter, gauge
+from pypid.core.util.parts import IMetricsSource
 from pypid.storage.interface import IBackfillStorage
 
 log = Logger()
@@ -44,10 +44,10 @@ _UNNAMED = ""
 @attrs.define
 class Backfill:
     """
-    Describes pending files (L{pypid.core.pending.PendingFile}) through the
+    Describes pending files (L{pypid.core.indexes.pending.PendingFile}) through the
     storage's C{describe_pending}, and adds their records to the index.
 
-    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _storage: an L{pypid.storage.interface.IBackfillStorage}.
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """

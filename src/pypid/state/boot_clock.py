@@ -1,6 +1,6 @@
 """
 Reading the clock that never steps, kept with each snapshot so that a start
-can tell the wall clock went back since (L{pypid.core.clock_steps}).
+can tell the wall clock went back since (L{pypid.core.util.clock_steps}).
 
 Linux's C{CLOCK_BOOTTIME} and the boot's id (C{/proc/sys/kernel/random/boot_id}):
 seconds since boot, counting a suspend as the wall clock does, and the

@@ -1,6 +1,6 @@
 """
 Cleanups of hosted indexes by their retention rules (issue 29): a plan
-(L{pypid.core.retention.make_plan}) over the index's live files and its
+(L{pypid.core.indexes.retention.make_plan}) over the index's live files and its
 download counts, and its application, each file into the index's recycle
 bin (L{pypid.state.recycle_bin}), one at a time under the index's lock.
 
@@ -28,9 +28,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.config.retention_settings import RetentionConfig
-from pypid.core.audit_chain import Entry, format_time
-from pypid.core.model import FileRecord
-from pypid.core.retention import RetentionPlan, RetentionRules, make_plan
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.retention import RetentionPlan, RetentionRules, make_plan
+from pypid.core.records.audit_chain import Entry, format_time
 from pypid.jobs.periodic import Periodic
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog

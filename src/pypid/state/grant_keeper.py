@@ -1,6 +1,6 @@
 """
 The namespace grants the indexes' JSON API shows (PEP 752, issue 46), with
-when each came into force (L{pypid.core.grant_ledger}), kept in the
+when each came into force (L{pypid.core.indexes.grant_ledger}), kept in the
 default index's storage.
 
 Read once the indexes are loaded and before the listeners open (a part
@@ -31,9 +31,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pypid.core.grant_ledger import GrantLedger
-from pypid.core.namespaces import Grant, NamespaceGrants
-from pypid.core.parts import IReloadable
+from pypid.core.indexes.grant_ledger import GrantLedger
+from pypid.core.indexes.namespaces import Grant, NamespaceGrants
+from pypid.core.util.parts import IReloadable
 from pypid.storage.interface import GRANT_LEDGER, IServerDocuments
 
 log = Logger()

@@ -6,13 +6,13 @@ A view has no storage and no state: its pages are composed of its
 sources' and kept in a cache of its own. So a reload may add a view,
 remove one, and change one's bases and filters (C{min_age}, C{as_of},
 C{include}, C{exclude}, C{prereleases}, C{yanked}): L{reload_indexes}
-builds the new L{pypid.core.views.IndexView}s while it prepares (a view
+builds the new L{pypid.core.indexes.views.IndexView}s while it prepares (a view
 whose sources and filters stay is kept, with the pages it composed; a
 changed one is new, so nothing composed under its old filters is served
 again), and the web side builds their answers; the commit swaps them all
 in at once, so a request meets the old set or the new one, never a mix.
 Who may read and upload to each index reloads with the rest of C{[auth]}
-and C{[acl]} (L{pypid.web.access.AccessPart}).
+and C{[acl]} (L{pypid.web.identity.access.AccessPart}).
 
 What each index does about security advisories (issue 27: C{advisories},
 C{advisory_severity}, C{advisory_waive} of C{[pypid]} for the default
@@ -58,11 +58,11 @@ import attrs
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.core.advisories import AdvisoryPolicy, AdvisoryRules
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
-from pypid.core.namespace_api import IndexNamespaces
-from pypid.core.parts import IReloadable
-from pypid.core.startup import StartupError
+from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.security.advisories import AdvisoryPolicy, AdvisoryRules
+from pypid.core.util.parts import IReloadable
+from pypid.core.util.startup import StartupError
 from pypid.state.indexes import (
     IndexRegistry,
     advisory_rules,

@@ -16,7 +16,7 @@ exactly today's.
 
 L{IndexRegistry} holds the stacks by name and, for every index (the
 default, the named hosted ones and the views), its sources in order
-(L{pypid.core.views.resolve_order}) and its L{pypid.core.views.IndexView}.
+(L{pypid.core.indexes.views.resolve_order}) and its L{pypid.core.indexes.views.IndexView}.
 An index holds nothing more than its own L{Index}: a view keeps pages
 only as they are asked. It holds the named upstreams too (C{[upstream:NAME]}:
 each its part, L{pypid.upstream.factory.UpstreamPart}, and the part that
@@ -30,7 +30,7 @@ The named stacks load bases first. A file promoted from one hosted index
 to another takes its record's memory once: each index of a server with
 named indexes finds the others by name (C{peers}) and shares a promoted
 file's record with the index it came from when the two are equal
-(L{pypid.core.index.Index.share_promoted}), as its records are made
+(L{pypid.core.indexes.index.Index.share_promoted}), as its records are made
 (projects loaded later), and for those made at load once every index is
 loaded (the follow-up of each load), so whichever of the two loads first.
 A server of one index shares nothing and looks nothing up.
@@ -46,7 +46,7 @@ its hosted pages, its upstream pages and its composed pages apply. When
 the board's database is replaced, or an index's rules at C{SIGHUP}
 (L{IndexRegistry.take_rules}), the pages of the projects the databases
 name are dropped, those alone (L{IndexRegistry.advisories_changed}: a
-hosted index's through L{pypid.core.rendered_pages.RenderedPages.project_changed},
+hosted index's through L{pypid.core.formats.rendered_pages.RenderedPages.project_changed},
 which the views composed of it see; its upstream pages through
 L{pypid.upstream.page_view.PageView.advisories_changed}; a view's own by
 its stamp), and each release whose decision changed is logged once
@@ -69,7 +69,19 @@ from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
 from pypid.config.server_settings import ServerConfig
-from pypid.core.advisories import (
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.upload_rules import IndexUploadRules, UploadRules
+from pypid.core.formats.namespace_api import IndexNamespaces, foreign_projects
+from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.grant_ledger import GrantLedger
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.namespaces import Grant, NamespaceGrants
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
+from pypid.core.records.metrics import Family
+from pypid.core.security.advisories import (
     DENY,
     HIDE,
     AdvisoryBoard,
@@ -78,21 +90,9 @@ from pypid.core.advisories import (
     AdvisoryRules,
     no_advisories,
 )
-from pypid.core.advisory_waivers import Waivers
-from pypid.core.grant_ledger import GrantLedger
-from pypid.core.index import Index
-from pypid.core.index_names import DEFAULT, UPSTREAM_PREFIX
-from pypid.core.metrics import Family
-from pypid.core.model import FileRecord
-from pypid.core.namespace_api import IndexNamespaces, foreign_projects
-from pypid.core.namespaces import Grant, NamespaceGrants
-from pypid.core.notice import Notice
-from pypid.core.parts import IMetricsSource
-from pypid.core.project import Project
-from pypid.core.readme import Renderer, render_description
-from pypid.core.render import file_url_for, provenance_url_for
-from pypid.core.upload_rules import IndexUploadRules, UploadRules
-from pypid.core.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
+from pypid.core.security.advisory_waivers import Waivers
+from pypid.core.util.notice import Notice
+from pypid.core.util.parts import IMetricsSource
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
@@ -216,7 +216,7 @@ class HostedStack:
             pages show (API 1.5); L{None}: none (1.4).
         @param render: renders the descriptions its storage finds without
             details (L{pypid.storage.factory.make_storage}).
-        @raise pypid.core.startup.StartupError: when its storage cannot be
+        @raise pypid.core.util.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
         server = config.server
@@ -348,7 +348,7 @@ class IndexRegistry:
             L{None}: an empty board of its own.
         @param render: renders the descriptions of the files the storages
             and the named upstreams describe (the daemon's sandbox).
-        @raise pypid.core.startup.StartupError: when a storage cannot be
+        @raise pypid.core.util.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
         hosted = [name for name in _bases_first(config.indexes)
@@ -459,7 +459,7 @@ class IndexRegistry:
     def unread_advisories(self) -> tuple[str, bool] | None:
         """
         While the advisories are still to be read (issue 43): their state
-        (L{pypid.core.advisories.READING} or C{FAILED}) and whether some
+        (L{pypid.core.security.advisories.READING} or C{FAILED}) and whether some
         index fails closed meanwhile (it hides or denies); L{None} once read.
         """
         state = self.board.unread
@@ -625,7 +625,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
     Drop the pages a hosted C{index} keeps of C{projects} (normalized;
     L{None}: of every project), and those of its C{upstream}'s: the
     advisories or the rules changed for them. A hosted project counts a
-    change (L{pypid.core.project.Project.changes}), so the pages composed
+    change (L{pypid.core.indexes.project.Project.changes}), so the pages composed
     of it elsewhere are composed again.
     """
     if projects is None:

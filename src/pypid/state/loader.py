@@ -27,14 +27,14 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.core.clock_steps import ClockReading, trusted_since
-from pypid.core.index import Index
-from pypid.core.metrics import GAUGE, Family, gauge
-from pypid.core.model import FileRecord
-from pypid.core.parts import IMetricsSource, IReloadable
-from pypid.core.pending import PendingFile
-from pypid.core.promotion_journal import PromotionJournal
-from pypid.core.startup import StartupError
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import PendingFile
+from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.records.metrics import GAUGE, Family, gauge
+from pypid.core.util.clock_steps import ClockReading, trusted_since
+from pypid.core.util.parts import IMetricsSource, IReloadable
+from pypid.core.util.startup import StartupError
 from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import merge_scan
@@ -204,7 +204,7 @@ class IndexLoader:
 
         Every index of the server is loaded by then: the promoted files
         whose records are made share them with their source index now
-        (L{pypid.core.index.Index.share_promoted}), whichever loaded first.
+        (L{pypid.core.indexes.index.Index.share_promoted}), whichever loaded first.
         """
         self._index.share_promoted()
         then, self._then = self._then, None
@@ -387,7 +387,7 @@ class IndexLoader:
     def _dated_before_steps(self, snap: Snapshot) -> Snapshot:
         """
         The snapshot, standing for an earlier time when the wall clock went
-        back since it was saved (L{pypid.core.clock_steps}): a change made
+        back since it was saved (L{pypid.core.util.clock_steps}): a change made
         after the save was stamped by the clock gone back, older than the
         snapshot's time, and a start that trusted that time took the
         snapshot's record for the change's (a yank reverted, after a
@@ -433,7 +433,7 @@ class IndexMetrics:
     The index's numbers for C{/metrics}; its sizes are summed again only
     when the serial moved.
 
-    @ivar _index: the L{pypid.core.index.Index}.
+    @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _label: its name as the value of an C{index} label, on a server
         of named indexes (issue 26): each hosted index's families are
         then one sample each of families of that label, which the
@@ -500,7 +500,7 @@ class IndexPart(Service):
     C{Cannot load the index: ...}); on C{SIGHUP} it takes the new page
     budget and access rules; for C{/metrics}, its size and page cache.
 
-    @ivar index: the L{pypid.core.index.Index}.
+    @ivar index: the L{pypid.core.indexes.index.Index}.
     @ivar loader: its L{IndexLoader}.
     """
 

@@ -7,7 +7,7 @@ A file in the bin is one whose record is binned (L{FileRecord.binned}: when
 it went there), kept by the storage beside the file as a yank is (a
 sidecar on disk, a marker object on S3, so that the other servers on a
 bucket learn it from their change feed), and held by the index apart from
-the live files (L{pypid.core.index.Index.binned}): not listed, not served,
+the live files (L{pypid.core.indexes.index.Index.binned}): not listed, not served,
 its name still taken (an upload of it is refused, as of a deleted one).
 Once kept for L{RecycleBin.keep_for}, the upkeep (L{BinUpkeep}) purges it:
 the storage deletes it behind a tombstone, as the delete API did before
@@ -30,11 +30,11 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.audit_chain import Entry, format_time
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.names import distribution_key
-from pypid.core.units import format_duration
+from pypid.core.dists.names import distribution_key
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.records.audit_chain import Entry, format_time
+from pypid.core.util.units import format_duration
 from pypid.jobs.periodic import Periodic
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.interface import FilenameDeleted, IStorage

@@ -19,8 +19,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.index import Index
-from pypid.core.project_status import ProjectStatus
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.project_status import ProjectStatus
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
@@ -38,7 +38,7 @@ class SyncService(Periodic):
 
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
         """
-        @param index: the L{pypid.core.index.Index}.
+        @param index: the L{pypid.core.indexes.index.Index}.
         @param storage: the L{pypid.storage.interface.ISharedStorage}.
         @param clock: provides C{seconds()} and C{callLater}.
         """

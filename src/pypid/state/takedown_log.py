@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.audit_chain import Entry, format_time
+from pypid.core.records.audit_chain import Entry, format_time
 from pypid.storage.audit_log import IAuditLog
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """
 The download counts of one hosted index, kept in its storage (issue 29):
 the part that counts downloads, writes them every C{interval} seconds as
-usage records (L{pypid.core.usage}), reads every instance's records at
+usage records (L{pypid.core.records.usage}), reads every instance's records at
 start-up, and folds closed days.
 
 A download costs the serving path one dict update (L{UsageLog.count});
@@ -12,7 +12,7 @@ A write that fails keeps its counts for the next one. Several instances
 on one bucket each write records of their own name (C{writer}), which
 every instance sums; a closed day's records (before yesterday) are folded
 into one, C{<day>-all-all}, which names those it replaces, and records
-older than the window (L{pypid.core.usage.WINDOW_DAYS}) are removed.
+older than the window (L{pypid.core.records.usage.WINDOW_DAYS}) are removed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.usage import (
+from pypid.core.records.usage import (
     WINDOW_DAYS,
     ClientBound,
     UsageBook,

@@ -1,5 +1,5 @@
 """
-The advisory waivers admins keep (issue 44: L{pypid.core.advisory_waivers}),
+The advisory waivers admins keep (issue 44: L{pypid.core.security.advisory_waivers}),
 between the storage that holds them and the indexes that act by them.
 
 Why read again on a timer: every server on a shared bucket must act on a
@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from pypid.core.advisory_waivers import InvalidWaiver, Waiver, Waivers
+from pypid.core.security.advisory_waivers import InvalidWaiver, Waiver, Waivers
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import WAIVERS, IServerDocuments, ISharedStorage
@@ -122,7 +122,7 @@ class WaiverKeeper(Periodic):
         C{(new waivers, the waiver added or removed)}, kept, then in force.
         Fires with that waiver (L{None}: nothing to change, nothing kept).
 
-        @raise pypid.core.advisory_waivers.InvalidWaiver: what C{edit}
+        @raise pypid.core.security.advisory_waivers.InvalidWaiver: what C{edit}
             refused, or the document kept is unreadable (nothing is
             changed then: fixing it is the operator's).
         @raise pypid.storage.interface.StorageError: the storage failed.

@@ -17,7 +17,7 @@ the one place that decides both:
     index yet), when a shared storage's changes were last taken in, or
     while storage is still being checked against the snapshot the index
     was loaded from (L{SnapshotWriter.checking}). With it goes a reading
-    of the boot's clock that never steps (L{pypid.core.clock_steps}): the
+    of the boot's clock that never steps (L{pypid.core.util.clock_steps}): the
     time alone cannot show a start that the wall clock went back since.
 
 The loader (L{pypid.state.loader}) tells the writer what it found through
@@ -36,11 +36,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pypid.core.clock_steps import ClockReading
-from pypid.core.index import Index
-from pypid.core.metrics import Family, counter, gauge
-from pypid.core.notice import Notice
-from pypid.core.parts import IMetricsSource
+from pypid.core.indexes.index import Index
+from pypid.core.records.metrics import Family, counter, gauge
+from pypid.core.util.clock_steps import ClockReading
+from pypid.core.util.notice import Notice
+from pypid.core.util.parts import IMetricsSource
 from pypid.jobs.periodic import Periodic
 from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.interface import ISharedStorage, Run
@@ -81,7 +81,7 @@ class SnapshotWriter(Service):
                  boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock,
                  ) -> None:
         """
-        @param index: the L{pypid.core.index.Index}.
+        @param index: the L{pypid.core.indexes.index.Index}.
         @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
         @param clock: provides C{seconds()} and C{callLater}.
         @param storage: the storage's identity, kept in the snapshot so that
@@ -93,11 +93,11 @@ class SnapshotWriter(Service):
             (without that state), or L{None}.
         @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, whose
             cached pages go into the snapshot, or L{None}.
-        @param learnt: a L{pypid.core.notice.Notice} of what the upstream
+        @param learnt: a L{pypid.core.util.notice.Notice} of what the upstream
             cache learnt: each is saved L{soon}.
         @param boot_clock: C{() -> (boot id, seconds since boot) | None},
             the clock that never steps, read with the clock's time into
-            each snapshot (L{pypid.core.clock_steps}).
+            each snapshot (L{pypid.core.util.clock_steps}).
         """
         self._index = index
         self.path = path

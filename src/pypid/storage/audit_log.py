@@ -68,7 +68,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from pypid.core.audit_chain import (
+from pypid.core.records.audit_chain import (
     AuditError,
     Broken,
     Entry,
@@ -87,7 +87,7 @@ from pypid.core.audit_chain import (
     verify_files,
     verify_lines,
 )
-from pypid.core.metrics import Family, counter, gauge
+from pypid.core.records.metrics import Family, counter, gauge
 from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
 from pypid.storage.interface import Run, StorageError
 
@@ -140,7 +140,7 @@ class IAuditLog(Interface):
 
     def append(entry: Entry) -> None:
         """
-        Queue a L{pypid.core.audit_chain.Entry} (its C{prev} is set when written);
+        Queue a L{pypid.core.records.audit_chain.Entry} (its C{prev} is set when written);
         it is written within L{FLUSH_DELAY}. Never fails, never waits.
         """
 
@@ -165,9 +165,9 @@ class IAuditLog(Interface):
 
     def read(query: Query) -> Deferred[EntryPage]:
         """
-        The entries a L{pypid.core.audit_chain.Query} asks for.
+        The entries a L{pypid.core.records.audit_chain.Query} asks for.
 
-        @return: a L{Deferred} firing with a L{pypid.core.audit_chain.EntryPage}.
+        @return: a L{Deferred} firing with a L{pypid.core.records.audit_chain.EntryPage}.
         """
 
     def verify() -> Deferred[ChainCheck]:

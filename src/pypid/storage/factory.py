@@ -35,11 +35,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.core.index_names import DEFAULT
-from pypid.core.metrics import Family, Timings
-from pypid.core.parts import IMetricsSource
-from pypid.core.readme import Renderer, render_description
-from pypid.core.startup import StartupError
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.metrics import Family, Timings
+from pypid.core.util.parts import IMetricsSource
+from pypid.core.util.startup import StartupError
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
@@ -189,7 +189,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     another bucket reached with the same credentials, deadline and policy
     (the static export's destination, a pypicloud bucket to import).
 
-    @param timings: the L{pypid.core.metrics.Timings} its requests are
+    @param timings: the L{pypid.core.records.metrics.Timings} its requests are
         counted in, to share one with another client of the bucket.
     @param bucket: the bucket's name, when not C{[s3] bucket}.
     @param endpoint: its S3 endpoint, when not C{[s3] endpoint_url}; a

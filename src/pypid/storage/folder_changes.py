@@ -32,9 +32,9 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.distribution import file_digests
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.dists.distribution import file_digests
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.disk import fsync_folder, remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors

@@ -21,13 +21,13 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.distribution import inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName
-from pypid.core.pending import DELETED, PendingFile
-from pypid.core.readme import Renderer, render_description
-from pypid.core.version_order import latest_per_project
+from pypid.core.dists.distribution import inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.version_order import latest_per_project
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import DELETED, PendingFile
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
 log = Logger()

@@ -20,9 +20,9 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.model import FileRecord
-from pypid.core.pending import PendingFile
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import PendingFile
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.interface import ScanResult
 from pypid.storage.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone

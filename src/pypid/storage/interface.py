@@ -27,9 +27,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from pypid.core.model import FileRecord
-from pypid.core.pending import PendingFile
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import PendingFile
+from pypid.core.indexes.promotion import Promotion
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -143,7 +143,7 @@ class ScanResult:
     skipped: tuple[tuple[str, str], ...] = ()
     settled: Deferred[Any] | None = None
     current: bool = False
-    #: L{pypid.core.pending.PendingFile}s: files without a record, left to
+    #: L{pypid.core.indexes.pending.PendingFile}s: files without a record, left to
     #: describe later, when the scan was asked to (C{later})
     pending: tuple[PendingFile, ...] = ()
     #: the L{Promotion}s of the listed files that were promoted into this
@@ -261,7 +261,7 @@ class IStorage(Interface):
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its
         record, its core metadata bytes (or L{None}), its details for the
-        pages for people (L{pypid.core.details.Details} bytes, or L{None})
+        pages for people (L{pypid.core.formats.details.Details} bytes, or L{None})
         and its provenance object (PEP 740, whose sha256 is the record's
         C{provenance_sha256}; or L{None}), durably and without overwriting
         anything: the provenance is kept before the file is visible. The
@@ -324,7 +324,7 @@ class IStorage(Interface):
     def keep_status(project: str, data: bytes | None) -> Deferred[None]:
         """
         Keep, durably, the status of the normalized C{project} (the bytes
-        of a L{pypid.core.project_status.ProjectStatus}), or remove it
+        of a L{pypid.core.indexes.project_status.ProjectStatus}), or remove it
         (L{None}: the project is active again; none kept is no error).
         A shared storage (L{ISharedStorage}) has also told the other
         servers when it fires: their next L{ISharedStorage.poll} reports
@@ -526,7 +526,7 @@ class IBackfillStorage(Interface):
     def describe_pending(pending: Sequence[PendingFile], persist: bool = True,
                          ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
         """
-        Describe files a scan left pending (L{pypid.core.pending.PendingFile}s),
+        Describe files a scan left pending (L{pypid.core.indexes.pending.PendingFile}s),
         and keep their records beside them (with C{persist}).
 
         @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]},
@@ -537,7 +537,7 @@ class IBackfillStorage(Interface):
 class IUsageStorage(Interface):
     """
     A storage that keeps the usage records of its files (download counts,
-    L{pypid.core.usage}): small immutable objects, each written once by one
+    L{pypid.core.records.usage}): small immutable objects, each written once by one
     instance under a name of its own, so instances sharing a storage never
     overwrite each other's.
     """
@@ -604,13 +604,13 @@ class IAdoptingStorage(Interface):
     already: that is success, and nothing is changed (its promotion, or
     its upload, stays as it was). Whether the name spells a distribution
     the target holds under another spelling is the index's question
-    (L{pypid.core.index.Index.same_distribution}), asked before, as for an
+    (L{pypid.core.indexes.index.Index.same_distribution}), asked before, as for an
     upload.
 
     A promotion of several files keeps a journal in the target while it
     adopts them (L{keep_journal}, L{drop_journal}): a start that finds one
     (L{journals}) takes that promotion back before the index serves
-    (L{pypid.core.promotion_journal}).
+    (L{pypid.core.indexes.promotion_journal}).
     """
 
     def adopt(source: IStorage, record: FileRecord,
@@ -667,9 +667,9 @@ class IAdoptingStorage(Interface):
 
 
 #: The server's small documents an L{IServerDocuments} keeps, by name: the
-#: advisory waivers admins decide (issue 44, L{pypid.core.advisory_waivers})
+#: advisory waivers admins decide (issue 44, L{pypid.core.security.advisory_waivers})
 #: and when each namespace grant came into force (issue 46,
-#: L{pypid.core.grant_ledger}).
+#: L{pypid.core.indexes.grant_ledger}).
 WAIVERS = "waivers"
 GRANT_LEDGER = "namespaces"
 DOCUMENTS = frozenset({WAIVERS, GRANT_LEDGER})

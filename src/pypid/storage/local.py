@@ -8,7 +8,7 @@ Layout under the root folder::
     .pypid/files/<filename>.json     the file's record (upload time, yank state ...)
     .pypid/files/<filename>.metadata its PEP 658 core metadata
     .pypid/files/<filename>.details  what the pages for people show of it
-                                     (L{pypid.core.details}); for an imported
+                                     (L{pypid.core.formats.details}); for an imported
                                      file, rendered in the background
     .pypid/files/<filename>.promotion   who promoted the file into this
                                      index, from which, and when (only a
@@ -16,9 +16,9 @@ Layout under the root folder::
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received; swept at start-up
     .pypid/promotions/<name>.json    the journal of a promotion under way
-                                     (L{pypid.core.promotion_journal})
+                                     (L{pypid.core.indexes.promotion_journal})
     .pypid/projects/<project>.status the status of a project that is not
-                                     active (PEP 792; L{pypid.core.project_status})
+                                     active (PEP 792; L{pypid.core.indexes.project_status})
 
 Publication is race-free (L{pypid.storage.folder_changes}): a spooled upload
 is hard-linked to its final name, which fails rather than overwrites, and its
@@ -60,12 +60,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.core.metrics import Family, gauge
-from pypid.core.model import FileRecord
-from pypid.core.parts import IMetricsSource
-from pypid.core.pending import PendingFile
-from pypid.core.promotion import Promotion
-from pypid.core.readme import Renderer, render_description
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.pending import PendingFile
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.records.metrics import Family, gauge
+from pypid.core.util.parts import IMetricsSource
 from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
@@ -406,7 +406,7 @@ class LocalStorage:
                          persist: bool = True,
                          ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
         """
-        Describe files a scan left C{pending} (L{pypid.core.pending.PendingFile}s),
+        Describe files a scan left C{pending} (L{pypid.core.indexes.pending.PendingFile}s),
         and keep their records beside them (with C{persist}).
 
         @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]}.

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
-from pypid.core.metrics import Family, Timings, timing_families
+from pypid.core.records.metrics import Family, Timings, timing_families
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
 
 #: The backend calls that are timed: the methods of L{IStorage} and

@@ -33,8 +33,8 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 
-from pypid.core.distribution import Inspected, inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.names import InvalidName
-from pypid.core.readme import render_description
+from pypid.core.dists.distribution import Inspected, inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName
+from pypid.core.dists.readme import render_description
 
 
 def _digests(data: bytes) -> tuple[int, str, str, str]:

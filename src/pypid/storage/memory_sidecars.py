@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 
 
 @attrs.define(eq=False)

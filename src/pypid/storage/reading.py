@@ -21,7 +21,7 @@ beside it and moves a damaged snapshot aside.
 A named index (issue 26) is read as its pages list it: L{load_index}
 reads each hosted source of its order (itself, then its hosted bases,
 each its own storage and snapshot) and composes them with
-L{pypid.core.views.compose}, the earlier source's file of a name or a
+L{pypid.core.indexes.views.compose}, the earlier source's file of a name or a
 distribution winning; upstreams are not read (their files are not the
 server's). L{IndexRecords.storage_of} then says which storage holds each
 file.
@@ -44,10 +44,10 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.core.index import Index
-from pypid.core.model import FileRecord
-from pypid.core.project_status import InvalidStatus, ProjectStatus
-from pypid.core.views import ChainSource, Filters, compose
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus
+from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.storage import snapshot as snapshots
 from pypid.storage.disk import read_if_present, remove_file
 from pypid.storage.interface import (
@@ -207,7 +207,7 @@ class IndexRecords:
         (a quarantined project's files among them: see L{statuses}).
     @ivar holders: filename -> the storage that holds the listed file.
     @ivar statuses: each project's status in the index
-        (L{pypid.core.views.chain_status}: a quarantine in any hosted
+        (L{pypid.core.indexes.views.chain_status}: a quarantine in any hosted
         source, else the first source's status), for those that have one.
     """
 
@@ -228,7 +228,7 @@ async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
                      run: Run) -> IndexRecords:
     """
     The files an index of the hosted sources C{parts} (in its resolved
-    order) lists at C{now} through C{filters} (L{pypid.core.views.compose});
+    order) lists at C{now} through C{filters} (L{pypid.core.indexes.views.compose});
     its tombstones are its sources' deleted names that no listed file has.
     Each source's statuses are read as the daemon reads them: a project
     quarantined in the chain keeps its files here (composed as its admins

@@ -5,7 +5,7 @@ C{.pypid/files/}: a record (C{.json}, or a tombstone), the core metadata
 provenance object (C{.provenance}, PEP 740: written before the record that
 names its digest, so a record never names one that is not there) and,
 for a file promoted from another index, who promoted it and when
-(C{.promotion}, a L{pypid.core.promotion.Promotion}).
+(C{.promotion}, a L{pypid.core.indexes.promotion.Promotion}).
 
 Apart from L{pypid.storage.local.LocalStorage} because three of its parts
 write them (publishing and deleting, imports in the background, describing
@@ -30,9 +30,9 @@ import attrs
 import orjson
 from twisted.logger import Logger
 
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
-from pypid.core.provenance import MAX_PROVENANCE_SIZE
+from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError
 

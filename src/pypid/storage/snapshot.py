@@ -48,7 +48,7 @@ standard library reads (UTF-8 rather than C{\\u} escapes for non-ASCII).
 Format 1 is still read, so that an upgrade starts from the snapshot the
 former version left.
 
-The promoted files' L{pypid.core.promotion.Promotion}s (who promoted a
+The promoted files' L{pypid.core.indexes.promotion.Promotion}s (who promoted a
 file into the index, from which index, when: issue 26) are a
 C{promotions} line after the deleted filenames, a promotion at a time
 with the filenames it brought (C{{"promotions": [{"source": "staging",
@@ -96,11 +96,11 @@ import attrs
 import orjson
 from twisted.logger import Logger
 
-from pypid.core.clock_steps import ClockReading
-from pypid.core.later_projects import LaterProject
-from pypid.core.model import DIGESTS, FIELDS, FileRecord, check_variant, raw_digest
-from pypid.core.names import SDIST, WHEEL
-from pypid.core.promotion import Promotion
+from pypid.core.dists.names import SDIST, WHEEL
+from pypid.core.indexes.later_projects import LaterProject
+from pypid.core.indexes.model import DIGESTS, FIELDS, FileRecord, check_variant, raw_digest
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.util.clock_steps import ClockReading
 from pypid.storage.disk import write_atomically
 
 FORMAT = 2
@@ -137,7 +137,7 @@ class Snapshot:
 
     @ivar saved_at: POSIX time the records were taken.
     @ivar records: L{FileRecord}s by filename (those of the files in the
-        recycle bin too, binned: L{pypid.core.index.Index.load} puts them there).
+        recycle bin too, binned: L{pypid.core.indexes.index.Index.load} puts them there).
     @ivar tombstones: deleted filenames.
     """
 
@@ -152,13 +152,13 @@ class Snapshot:
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
     #: read with C{later} (L{decode}): the projects whose records are made
-    #: when first asked for, as L{pypid.core.index.Index.load} takes them
+    #: when first asked for, as L{pypid.core.indexes.index.Index.load} takes them
     #: (C{records} then holds none of theirs)
     later: tuple[LaterProject, ...] = ()
     #: the projects whose line a C{later} source found damaged, as they are
     #: found: the check after the start then trusts no time of the snapshot
     damaged: list[str] = attrs.field(factory=list, eq=False)
-    #: the clocks read as it was saved (L{pypid.core.clock_steps}): a start
+    #: the clocks read as it was saved (L{pypid.core.util.clock_steps}): a start
     #: tells from it that the wall clock went back since; L{None} when
     #: the saving system had no clock that never steps, or the snapshot
     #: is older than the reading (a first line without C{"clock"})

@@ -15,7 +15,7 @@ Pure bookkeeping: the time is passed in.
 
 from __future__ import annotations
 
-from pypid.core.bounded import put_newest
+from pypid.core.util.bounded import put_newest
 
 #: The most addresses remembered; past it the oldest are forgotten (which
 #: only gives them a full budget again).

@@ -22,11 +22,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.core.bounded import put_newest
-from pypid.core.lru import ByteLRU
-from pypid.core.metrics import Timings
-from pypid.core.model import check_variant
-from pypid.core.wheel_variants import split_label
+from pypid.core.dists.wheel_variants import split_label
+from pypid.core.indexes.model import check_variant
+from pypid.core.records.metrics import Timings
+from pypid.core.util.bounded import put_newest
+from pypid.core.util.lru import ByteLRU
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
 from pypid.upstream.quarantines import Quarantine, Quarantines
@@ -266,7 +266,7 @@ class PageCache:
         """
         The entry of C{project} when L{get} would serve it fresh from the
         cache now (the server online), without counting it; else L{None}.
-        The express lane (L{pypid.web.express}) asks this of every upstream
+        The express lane (L{pypid.web.serving.express}) asks this of every upstream
         a page reads, and counts the hits (L{count_hit}) only once it
         answers.
         """

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from pypid.core.names import filename_key, normalize
+from pypid.core.dists.names import filename_key, normalize
 from pypid.upstream.parser import UpstreamFile, UpstreamPage, effective_files
 
 
@@ -102,7 +102,7 @@ def merged(hosted: Iterable[HasFilename], upstream: Iterable[_F]) -> tuple[_F, .
     a local file wins over an upstream one with the same filename, or that
     names the same distribution in another spelling.
 
-    @param hosted: L{pypid.core.model.FileRecord}s.
+    @param hosted: L{pypid.core.indexes.model.FileRecord}s.
     @param upstream: L{pypid.upstream.parser.UpstreamFile}s.
     @return: the upstream files to show beside the hosted ones.
     """

@@ -29,13 +29,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.distribution import file_digests, inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.metrics import Timings
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName
-from pypid.core.readme import Renderer, render_description
-from pypid.core.wheel_variants import InvalidVariant, check_described
+from pypid.core.dists.distribution import file_digests, inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.wheel_variants import InvalidVariant, check_described
+from pypid.core.indexes.model import FileRecord
+from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
@@ -170,7 +170,7 @@ class UpstreamFiles:
         one download per file however many ask at once.
 
         @param tee: when this call starts the download, the bytes are also
-            given to C{tee} as they arrive (see L{pypid.web.upstream_pages}): the
+            given to C{tee} as they arrive (see L{pypid.web.serving.upstream_pages}): the
             first client is served while the file is fetched.
         """
         stored = self._kept.get(upstream_file.filename)

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.model import FileRecord
+from pypid.core.indexes.model import FileRecord
 from pypid.storage.interface import IEvictingStorage, IStorage, StorageError
 
 #: (the downloads' namespace: their log lines read as before the split)

@@ -22,11 +22,11 @@ from zope.interface import implementer
 
 from pypid.config import Config
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.metrics import Family
-from pypid.core.namespaces import private_globs
-from pypid.core.parts import IMetricsSource, IReloadable
-from pypid.core.readme import Renderer, render_description
-from pypid.core.render import ProvenanceURL
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.formats.render import ProvenanceURL
+from pypid.core.indexes.namespaces import private_globs
+from pypid.core.records.metrics import Family
+from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
@@ -34,9 +34,9 @@ from pypid.storage.measured import MeasuredStorage
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
     # 24 ms of every start otherwise)
-    from pypid.core.advisories import AdvisoryPolicy
-    from pypid.core.index import Index
-    from pypid.core.notice import Notice
+    from pypid.core.indexes.index import Index
+    from pypid.core.security.advisories import AdvisoryPolicy
+    from pypid.core.util.notice import Notice
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
@@ -135,7 +135,7 @@ class UpstreamPart(Service):
             file's provenance (PEP 740).
         @param render: renders the descriptions of the files it keeps
             (the daemon's sandbox).
-        @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
+        @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         from pypid.upstream.proxy import UpstreamProxy
@@ -156,7 +156,7 @@ class UpstreamPart(Service):
         @param learnt: called (without arguments) whenever a page was fetched
             or a file kept, so that its state is saved soon.
         @raise KeyError: no such section.
-        @raise pypid.core.startup.StartupError: when C{[pypid] ca_bundle}
+        @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         source, storage = _make_source(config, config.upstreams[name], name, run, reactor,

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.bounded import put_newest
+from pypid.core.util.bounded import put_newest
 from pypid.upstream.cache import recent
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from pypid.config.upstream_settings import UpstreamCredentials
-from pypid.core.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
+from pypid.core.dists.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
 from pypid.http.public_only import NotPublic
 from pypid.storage.interface import Run

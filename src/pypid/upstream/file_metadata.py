@@ -14,7 +14,7 @@ import hashlib
 import attrs
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.lru import ByteLRU
+from pypid.core.util.lru import ByteLRU
 from pypid.storage.interface import Location, MemoryFile
 from pypid.upstream.cache import Offline
 from pypid.upstream.fetch import UpstreamClient

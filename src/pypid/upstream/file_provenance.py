@@ -5,7 +5,7 @@ download's answer never waits for it), or when a client asks pypid's
 Integrity API for it first (never for a page): at most
 L{MAX_PROVENANCE_SIZE} bytes, checked to be a provenance object whose
 every statement names this file and the sha256 its page gives
-(L{pypid.core.provenance.read_provenance}). One that is not is logged and
+(L{pypid.core.dists.provenance.read_provenance}). One that is not is logged and
 remembered as failed for a while (L{RecentFailures}), never served. A good
 one is kept in memory (at most L{PROVENANCE_MEMORY} bytes), and with the
 kept file in the cache's storage (L{IStorage.keep_provenance}), where it
@@ -17,7 +17,7 @@ but a mirror or a compromised upstream may) gives other bytes, whose
 provenance is another one; the old one, checked against the old sha256,
 is never served for the new bytes nor kept with them (issue 45). The web
 side checks again, as it serves one, that its statements name the served
-file's sha256 (L{pypid.web.integrity.serves}).
+file's sha256 (L{pypid.web.serving.integrity.serves}).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.lru import ByteLRU
-from pypid.core.model import FileRecord
-from pypid.core.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
+from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
+from pypid.core.indexes.model import FileRecord
+from pypid.core.util.lru import ByteLRU
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, UpstreamNotFound
 from pypid.upstream.file_cache import FileCache
@@ -90,7 +90,7 @@ class UpstreamProvenance:
         stored = self._files.get(filename)
         if stored is not None and stored.provenance_sha256 is not None:
             # (the kept file's own, checked against the file served as it is
-            # served: pypid.web.integrity.serves)
+            # served: pypid.web.serving.integrity.serves)
             return self._files.storage.read_provenance(stored).addErrback(
                 self._unreadable, filename)
         if stored is not None and stored.sha256 != upstream_file.sha256:

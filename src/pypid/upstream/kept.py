@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from pypid.core.model import FileRecord
-from pypid.core.names_by_project import NamesByProject
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.names_by_project import NamesByProject
 
 
 @attrs.define

@@ -27,7 +27,7 @@ L{UpstreamPage.status}. The upstream controls it, so it is read leniently:
 an unknown status or a malformed object counts as active (the page is not
 refused for it: the files are what matters, and PEP 792 tells clients to
 ignore what they do not know), and the reason is cut to a single line of
-L{pypid.core.project_status.MAX_REASON} characters, as hosted reasons are.
+L{pypid.core.indexes.project_status.MAX_REASON} characters, as hosted reasons are.
 
 Nothing here does I/O: the caller fetches the bytes, passes the response's
 content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
@@ -45,10 +45,10 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import attrs
 
-from pypid.core.model import cut_reason, format_upload_time
-from pypid.core.names import InvalidName, is_valid_name, normalize, parse_filename
-from pypid.core.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
-from pypid.core.variant_files import VARIANTS, is_variants_filename, variants_version
+from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.dists.variant_files import VARIANTS, is_variants_filename, variants_version
+from pypid.core.indexes.model import cut_reason, format_upload_time
+from pypid.core.indexes.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -105,7 +105,7 @@ class UpstreamFile:
     """
     One file an upstream page lists, checked and ready to be cached.
 
-    The fields are those of L{pypid.core.model.FileRecord} that an upstream can
+    The fields are those of L{pypid.core.indexes.model.FileRecord} that an upstream can
     tell us before the file is fetched, so that pypid can serve the page
     again with nothing lost, and check the bytes against C{sha256} when the
     file is first downloaded.
@@ -117,7 +117,7 @@ class UpstreamFile:
         since a file that cannot be checked must not be cached.
     @ivar requires_python: the file's C{Requires-Python}, or L{None}.
     @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as in L{pypid.core.model.FileRecord.yanked}; PEP 592 forbids
+        empty), as in L{pypid.core.indexes.model.FileRecord.yanked}; PEP 592 forbids
         mirroring a yanked file without its flag.
     @ivar metadata_sha256: L{None} when the upstream offers no separate core
         metadata, C{""} when it offers it without a sha256, otherwise the
@@ -127,13 +127,13 @@ class UpstreamFile:
         upstream does not say (or says it unreadably).
     @ivar project: the normalized project name, read from the filename.
     @ivar version: the normalized version, read from the filename.
-    @ivar packagetype: L{pypid.core.names.WHEEL} or L{pypid.core.names.SDIST}.
+    @ivar packagetype: L{pypid.core.dists.names.WHEEL} or L{pypid.core.dists.names.SDIST}.
     @ivar provenance_url: where the upstream serves the file's provenance
         (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
         L{None}; fetched and checked against C{sha256} before pypid serves
         it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
     @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
-        (L{pypid.core.model.FileRecord.variant}): its label's entry of the
+        (L{pypid.core.indexes.model.FileRecord.variant}): its label's entry of the
         release's index-level file the upstream lists, read and checked
         (L{pypid.upstream.variant_data}); L{None} for any other file.
     """

@@ -15,15 +15,18 @@ from typing import Any, Protocol
 
 import attrs
 
-from pypid.core.names import normalize
-from pypid.core.namespace_api import IndexNamespaces
-from pypid.core.project import Project
-from pypid.core.project_status import ProjectStatus
+from pypid.core.dists.names import normalize
+from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 
 
 class MergedPages(Protocol):
-    """What the upstream keeps with a hosted project's pages (L{pypid.core.rendered_pages})."""
+    """
+    What the upstream keeps with a hosted project's pages
+    (L{pypid.core.formats.rendered_pages}).
+    """
 
     @property
     def namespaces(self) -> IndexNamespaces | None:
@@ -40,7 +43,7 @@ class MergedPages(Protocol):
 
 
 class HostedIndex(Protocol):
-    """What the upstream reads of the hosted index (L{pypid.core.index.Index})."""
+    """What the upstream reads of the hosted index (L{pypid.core.indexes.index.Index})."""
 
     def project(self, name: str) -> Project | None:
         """The hosted project of the normalized C{name}, or L{None}."""

@@ -26,9 +26,9 @@ from typing import Any
 
 import attrs
 
-from pypid.core.advisories import AdvisoryPolicy, no_advisories
-from pypid.core.metrics import Family
-from pypid.core.render import ProvenanceURL, provenance_url_for
+from pypid.core.formats.render import ProvenanceURL, provenance_url_for
+from pypid.core.records.metrics import Family
+from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.upstream.confusion import Decision
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.page_view import FileUrl, PageView

@@ -17,7 +17,7 @@ every page, composition and file route reads it as the upstream's latest
 word. It is kept with the cache's saved state, so a restart keeps it.
 
 The files kept here are never served by this memory alone: a file is
-served only while a cached page lists it (L{pypid.web.upstream_pages}),
+served only while a cached page lists it (L{pypid.web.serving.upstream_pages}),
 and a quarantined page lists none.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.bounded import put_newest
-from pypid.core.project_status import ProjectStatus
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.util.bounded import put_newest
 from pypid.upstream.parser import UpstreamPage, upstream_status
 
 log = Logger()

@@ -16,8 +16,8 @@ import attrs
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from pypid.core.names import InvalidName, canonical_version, is_valid_name, normalize
-from pypid.core.version_order import version_key
+from pypid.core.dists.names import InvalidName, canonical_version, is_valid_name, normalize
+from pypid.core.dists.version_order import version_key
 from pypid.upstream.parser import UpstreamFile
 
 

@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.core.notice import Notice
+from pypid.core.util.notice import Notice
 from pypid.jobs.periodic import Periodic
 from pypid.storage.disk import write_atomically
 from pypid.storage.interface import Run

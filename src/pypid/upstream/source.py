@@ -12,7 +12,7 @@ there, the links of its pages) is the proxy's, one per index. A page is
 cached by project name inside one source only, so a page fetched from one
 upstream is never served as another's.
 
-L{SourceSide} is a source as L{pypid.core.views.compose} reads it, for
+L{SourceSide} is a source as L{pypid.core.indexes.views.compose} reads it, for
 the pages an index composes of its bases.
 """
 
@@ -26,13 +26,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.metrics import Family, by_label, counter, gauge, timing_families
-from pypid.core.model import FileRecord
-from pypid.core.project import Project
-from pypid.core.project_status import ProjectStatus
-from pypid.core.readme import Renderer, render_description
-from pypid.core.render import Page
-from pypid.core.views import ComposedFile
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.formats.render import Page
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.views import ComposedFile
+from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.storage.interface import IStorage, Run
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
@@ -375,7 +375,7 @@ def labelled(family: Family, upstream: str) -> Family:
 @attrs.frozen
 class SourceSide:
     """
-    A source as an index's composed pages read it (L{pypid.core.views.UpstreamSide}):
+    A source as an index's composed pages read it (L{pypid.core.indexes.views.UpstreamSide}):
     the decision per project, and what its cached page shows now, without
     I/O; the page a composed page delegates to is its default proxy's.
 
@@ -466,7 +466,7 @@ class _NoMergedPages:
     """
     The merged pages of an index that hosts nothing: none kept, and no
     namespace (an upstream's own pages are at API 1.4: a view that serves
-    namespaces composes its own, L{pypid.core.views}).
+    namespaces composes its own, L{pypid.core.indexes.views}).
     """
 
     namespaces: None = None

@@ -5,7 +5,7 @@ the whole project gone).
 
 Why a table of its own, when the pages already withhold such a file (it
 is served only while a page lists it:
-L{pypid.web.upstream_pages}): a takedown is an event an operator must
+L{pypid.web.serving.upstream_pages}): a takedown is an event an operator must
 see (an audit entry, a metric, C{pypid-upstream takedowns}), once, when
 it is first seen, and across restarts; and a file listed again is served
 again, said once too. The table is worked out from each page fetched
@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from pypid.core.names_by_project import NamesByProject
+from pypid.core.indexes.names_by_project import NamesByProject
 
 #: The most takedowns remembered (the oldest are forgotten past it: the
 #: files stay withheld, as no page lists them; only the record goes).

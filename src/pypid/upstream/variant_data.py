@@ -3,7 +3,7 @@ An upstream's variant wheels (PEP 825; issue 46, part 1), passed on with
 their data: what each page's C{{name}-{version}-variants.json} says of
 them, read, checked and given to each wheel, so that pypid's own pages
 make their index-level file of what they list, as for hosted wheels
-(L{pypid.core.variant_files}).
+(L{pypid.core.dists.variant_files}).
 
 PEP 825 wants an index that lists a variant wheel to link its release's
 index-level file beside it, listing every variant it offers. A proxy that
@@ -13,12 +13,12 @@ verdicts, a hosted file shadowing one); so, as the PEP's "Index-level
 metadata" lets an index, the data is the upstream's and the file is
 pypid's, made by each page of the wheels it shows. The upstream's file is
 read as a wheel's C{variant.json} is on upload
-(L{pypid.core.wheel_variants.read_variant_json}: 64 KiB at most, its
+(L{pypid.core.dists.wheel_variants.read_variant_json}: 64 KiB at most, its
 sha256 the page's, each rule of the PEP); each wheel keeps its label's
-entry (L{pypid.core.wheel_variants.VariantMetadata.of_label}), at most
-what a record keeps (L{pypid.core.model.VARIANT_BYTES}), and a wheel
+entry (L{pypid.core.dists.wheel_variants.VariantMetadata.of_label}), at most
+what a record keeps (L{pypid.core.indexes.model.VARIANT_BYTES}), and a wheel
 fetched or served later is held to it (L{pypid.upstream.downloads},
-L{pypid.web.upstream_pages}).
+L{pypid.web.serving.upstream_pages}).
 
 A variant wheel is never listed without its data: one whose release lists
 no index-level file, whose label the file does not name, or whose file
@@ -44,15 +44,15 @@ from collections.abc import Mapping
 
 import attrs
 
-from pypid.core.advisories import release_key
-from pypid.core.model import VARIANT_BYTES
-from pypid.core.version_order import version_key
-from pypid.core.wheel_variants import (
+from pypid.core.dists.version_order import version_key
+from pypid.core.dists.wheel_variants import (
     InvalidVariant,
     VariantMetadata,
     read_variant_json,
     split_label,
 )
+from pypid.core.indexes.model import VARIANT_BYTES
+from pypid.core.security.advisories import release_key
 from pypid.upstream.parser import SKIPPED_EXAMPLES, UpstreamFile, UpstreamPage
 
 #: The most index-level files read for one fetch of a page: a page may list

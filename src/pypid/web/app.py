@@ -3,35 +3,35 @@ Everything but the hot path, composed of one small Klein app per area.
 
 The default index's C{/simple/}, C{/files/} and C{/integrity/} are
 plain Twisted resources (the hot path), as its C{/project/...} and
-L{pypid.web.people.AssetsResource} C{/static/...} are; every other path
+L{pypid.web.pages.people.AssetsResource} C{/static/...} are; every other path
 goes to the areas, the default index's (its pages for people: C{GET /},
 C{/search}, C{/api/search}, C{/login}; its uploads and changes:
 C{POST /}, C{/legacy/}, C{/api/files/...}, C{/api/projects/...}; its
 legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}):
 
-  - L{pypid.web.token_admin.TokenAdmin}: C{/api/tokens};
-  - L{pypid.web.cache_admin.CacheAdmin}: C{/requirements.txt},
+  - L{pypid.web.admin.token_admin.TokenAdmin}: C{/api/tokens};
+  - L{pypid.web.admin.cache_admin.CacheAdmin}: C{/requirements.txt},
     C{/api/upstream/...};
-  - L{pypid.web.health.Health}: C{/health};
-  - L{pypid.web.exposition.Metrics}: C{/metrics};
-  - L{pypid.web.audit_trail.AuditAdmin}: C{/api/audit};
-  - L{pypid.web.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
+  - L{pypid.web.server.health.Health}: C{/health};
+  - L{pypid.web.admin.exposition.Metrics}: C{/metrics};
+  - L{pypid.web.admin.audit_trail.AuditAdmin}: C{/api/audit};
+  - L{pypid.web.identity.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
     publishing's token exchange).
 
 Every index, the default included, is served by the same classes
-(issue 41): its L{pypid.web.index_root.IndexMaterials} (its view, its hosted
-sources, its upstreams) make a L{pypid.web.index_root.ServedIndex} (its
+(issue 41): its L{pypid.web.serving.index_root.IndexMaterials} (its view, its hosted
+sources, its upstreams) make a L{pypid.web.serving.index_root.ServedIndex} (its
 simple pages, files, project pages and areas), mounted at C{/} for the
 default index and under C{/NAME/} for a named one
-(L{pypid.web.index_root.IndexRoot}). The default's areas join the site's
+(L{pypid.web.serving.index_root.IndexRoot}). The default's areas join the site's
 own at C{/}; its read paths keep the plain-resource fast path
-(L{pypid.web.index_root.IndexPath}). Each index acts on its security
+(L{pypid.web.serving.index_root.IndexPath}). Each index acts on its security
 advisories by its own policy (its view's), and one
-L{pypid.web.denied_files.DeniedDownloads} refuses, counts and audits the
+L{pypid.web.serving.denied_files.DeniedDownloads} refuses, counts and audits the
 denied downloads of all.
 
 Which area owns which path is read from the areas' routes
-(L{pypid.web.areas}).
+(L{pypid.web.server.areas}).
 """
 
 from __future__ import annotations
@@ -52,34 +52,46 @@ from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.sso import SingleSignOn
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
-from pypid.core.addresses import IPV6_PREFIX
-from pypid.core.catalog import catalog_for
-from pypid.core.forwarded import NO_PROXIES, TrustedProxies
-from pypid.core.index_names import DEFAULT
-from pypid.core.index_names import NAME as INDEX_NAME
-from pypid.core.metrics import UPLOAD_PATHS, RequestStats
-from pypid.core.pages import Chrome, IndexLink
-from pypid.core.parts import IMetricsSource, IReloadable
-from pypid.core.readme import Renderer, render_description
-from pypid.core.render import file_url_for
-from pypid.core.views import Filters
+from pypid.core.access.addresses import IPV6_PREFIX
+from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.formats.catalog import catalog_for
+from pypid.core.formats.pages import Chrome, IndexLink
+from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.index_names import NAME as INDEX_NAME
+from pypid.core.indexes.views import Filters
+from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
+from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
-from pypid.web.access import Access
-from pypid.web.advisory_admin import AdvisoryAdmin
-from pypid.web.areas import Area, Areas
-from pypid.web.audit_trail import AuditAdmin, AuditTrail
-from pypid.web.browser_login import BrowserLogin
-from pypid.web.cache_admin import CacheAdmin
-from pypid.web.channel import ConnectionCounter
-from pypid.web.console import Console
-from pypid.web.denied_files import DeniedDownloads
-from pypid.web.exposition import Metrics, SiteMetrics
-from pypid.web.groups_admin import GroupsAdmin
-from pypid.web.health import Health
-from pypid.web.index_root import (
+from pypid.web.admin.advisory_admin import AdvisoryAdmin
+from pypid.web.admin.audit_trail import AuditAdmin, AuditTrail
+from pypid.web.admin.cache_admin import CacheAdmin
+from pypid.web.admin.exposition import Metrics, SiteMetrics
+from pypid.web.admin.groups_admin import GroupsAdmin
+from pypid.web.admin.indexes_admin import IndexesAdmin
+from pypid.web.admin.recycle_admin import RecycleAdmin
+from pypid.web.admin.retention_admin import RetentionAdmin
+from pypid.web.admin.token_admin import TokenAdmin
+from pypid.web.admin.usage_admin import UsageAdmin
+from pypid.web.changes.promote import Promote
+from pypid.web.changes.publish import Publish
+from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
+from pypid.web.identity.access import Access
+from pypid.web.identity.token_exchange import TrustedPublishingArea
+from pypid.web.pages.browser_login import BrowserLogin
+from pypid.web.pages.console import Console
+from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
+from pypid.web.pages.project_pages import ProjectPages
+from pypid.web.server.areas import Area, Areas
+from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.health import Health
+from pypid.web.server.site import PypidSite
+from pypid.web.serving.denied_files import DeniedDownloads
+from pypid.web.serving.index_root import (
     HostedSource,
     IndexFiles,
     IndexMaterials,
@@ -88,20 +100,8 @@ from pypid.web.index_root import (
     ReadOnlyPublish,
     ServedIndex,
 )
-from pypid.web.indexes_admin import IndexesAdmin
-from pypid.web.legacy import LegacyJSON
-from pypid.web.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
-from pypid.web.project_pages import ProjectPages
-from pypid.web.promote import Promote
-from pypid.web.publish import Publish
-from pypid.web.recycle_admin import RecycleAdmin
-from pypid.web.retention_admin import RetentionAdmin
-from pypid.web.simple import RootResource
-from pypid.web.site import PypidSite
-from pypid.web.token_admin import TokenAdmin
-from pypid.web.token_exchange import TrustedPublishingArea
-from pypid.web.upload_store import AttestationCheck, NoAttestations
-from pypid.web.usage_admin import UsageAdmin
+from pypid.web.serving.legacy import LegacyJSON
+from pypid.web.serving.simple import RootResource
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
@@ -113,21 +113,21 @@ class PypidApp:
     """
     The site's own areas, beside the default index's (L{ServedIndex.areas}).
 
-    @ivar tokens: the L{pypid.web.token_admin.TokenAdmin}.
-    @ivar cache: the L{pypid.web.cache_admin.CacheAdmin}.
-    @ivar health: the L{pypid.web.health.Health}.
-    @ivar metrics: the L{pypid.web.exposition.Metrics}.
-    @ivar audit: the L{pypid.web.audit_trail.AuditAdmin}.
-    @ivar oidc: the L{pypid.web.token_exchange.TrustedPublishingArea}.
-    @ivar promote: the L{pypid.web.promote.Promote}, with the registry.
-    @ivar advisories: the L{pypid.web.advisory_admin.AdvisoryAdmin}, with the registry.
-    @ivar usage: the L{pypid.web.usage_admin.UsageAdmin}, with the registry.
-    @ivar recycle: the L{pypid.web.recycle_admin.RecycleAdmin}, with the registry.
-    @ivar retention: the L{pypid.web.retention_admin.RetentionAdmin}, with the registry.
-    @ivar login: the L{pypid.web.browser_login.BrowserLogin} (C{/login}, C{/logout}).
-    @ivar console: the L{pypid.web.console.Console} (C{/console/...}).
-    @ivar groups: the L{pypid.web.groups_admin.GroupsAdmin} (C{/api/groups}).
-    @ivar indexes: the L{pypid.web.indexes_admin.IndexesAdmin}, with the registry.
+    @ivar tokens: the L{pypid.web.admin.token_admin.TokenAdmin}.
+    @ivar cache: the L{pypid.web.admin.cache_admin.CacheAdmin}.
+    @ivar health: the L{pypid.web.server.health.Health}.
+    @ivar metrics: the L{pypid.web.admin.exposition.Metrics}.
+    @ivar audit: the L{pypid.web.admin.audit_trail.AuditAdmin}.
+    @ivar oidc: the L{pypid.web.identity.token_exchange.TrustedPublishingArea}.
+    @ivar promote: the L{pypid.web.changes.promote.Promote}, with the registry.
+    @ivar advisories: the L{pypid.web.admin.advisory_admin.AdvisoryAdmin}, with the registry.
+    @ivar usage: the L{pypid.web.admin.usage_admin.UsageAdmin}, with the registry.
+    @ivar recycle: the L{pypid.web.admin.recycle_admin.RecycleAdmin}, with the registry.
+    @ivar retention: the L{pypid.web.admin.retention_admin.RetentionAdmin}, with the registry.
+    @ivar login: the L{pypid.web.pages.browser_login.BrowserLogin} (C{/login}, C{/logout}).
+    @ivar console: the L{pypid.web.pages.console.Console} (C{/console/...}).
+    @ivar groups: the L{pypid.web.admin.groups_admin.GroupsAdmin} (C{/api/groups}).
+    @ivar indexes: the L{pypid.web.admin.indexes_admin.IndexesAdmin}, with the registry.
     """
 
     tokens: TokenAdmin
@@ -158,7 +158,7 @@ class Web:
 
     @ivar root: the root resource (the default index's read paths, then
         the areas: the default index's and L{PypidApp}'s).
-    @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
+    @ivar site: the L{pypid.web.server.site.PypidSite} serving C{root}.
     @ivar app: the L{PypidApp}.
     @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
@@ -223,10 +223,10 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     (L{pypid.tap.build_service}) and the tests wire them.
 
     @param indexes: every index the server serves, the default
-        (L{pypid.core.index_names.DEFAULT}, mounted at C{/}) and the named
+        (L{pypid.core.indexes.index_names.DEFAULT}, mounted at C{/}) and the named
         ones (under C{/NAME/}): each served alike from its L{IndexMaterials}.
         Without named ones, the tree is that of a server of one index.
-    @param access: the L{pypid.web.access.Access} gate.
+    @param access: the L{pypid.web.identity.access.Access} gate.
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
         bodies, inspection, token writes) in a thread pool.
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
@@ -237,11 +237,11 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
         scrape C{/metrics} (by default: loopback clients).
     @param timer: C{timer() -> seconds}, the monotonic clock latencies are
         measured with (the C{clock}'s C{seconds} by default, for tests).
-    @param audit: the L{pypid.web.audit_trail.AuditTrail} changes are recorded
+    @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} changes are recorded
         in (by default, one over a log in memory).
     @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
         C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
-    @param sources: the L{pypid.core.parts.IMetricsSource}s C{/metrics}
+    @param sources: the L{pypid.core.util.parts.IMetricsSource}s C{/metrics}
         exposes after the site's own.
     @param sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}, or L{None}
         (C{/login/sso} then answers 404).
@@ -254,8 +254,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
         the token exchange's throttle (C{[auth] throttle_ipv6_prefix}), as
         for the login throttle.
     @param registry: the server's indexes, for C{POST /api/promote}
-        (L{pypid.web.promote}) and C{GET /api/advisories}
-        (L{pypid.web.advisory_admin}); L{None}: those routes answer 404.
+        (L{pypid.web.changes.promote}) and C{GET /api/advisories}
+        (L{pypid.web.admin.advisory_admin}); L{None}: those routes answer 404.
     @param attestations: checks the attestations uploads come with (PEP
         740, L{pypid.auth.attestations}); L{None}: uploads that send any
         are refused (L{NoAttestations}).
@@ -564,7 +564,7 @@ class WebPart(Service):
         """
         Take C{[metrics]} and the indexes' views.
 
-        @raise pypid.core.startup.StartupError: when the indexes changed in
+        @raise pypid.core.util.startup.StartupError: when the indexes changed in
             a way only a restart takes.
         """
         if config is None:

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
-from pypid.core.metrics import Timings
+from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, quote_key, sign

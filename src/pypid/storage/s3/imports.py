@@ -29,11 +29,11 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.logger import Logger
 
-from pypid.core.distribution import Inspected, inspect
-from pypid.core.metadata import InvalidDistribution
-from pypid.core.model import FileRecord
-from pypid.core.names import InvalidName
-from pypid.core.readme import Renderer, render_description
+from pypid.core.dists.distribution import Inspected, inspect
+from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.names import InvalidName
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.model import FileRecord
 from pypid.jobs.gather import gather
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import RecordRefused, Run, StorageError

@@ -11,7 +11,7 @@ Under the configured prefix C{P}::
     P<filename>.metadata               its PEP 658 core metadata (a sibling, so
                                        a public URL of the file works for it too)
     P.pypid/details/<filename>         what the pages for people show of it
-                                       (L{pypid.core.details}); not served
+                                       (L{pypid.core.formats.details}); not served
     P.pypid/provenance/<filename>.<sha256>
                                        its provenance object (PEP 740), named
                                        by its own digest, which the file's
@@ -26,7 +26,7 @@ Under the configured prefix C{P}::
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
     P.pypid/promoted/<filename>        who promoted the file into this index,
                                        from which, and when (JSON: a
-                                       L{pypid.core.promotion.Promotion})
+                                       L{pypid.core.indexes.promotion.Promotion})
     P.pypid/changes/<when>.<instance>.<n>.<filename>
                                        one marker per change, for the other
                                        instances on the bucket (see L{Change})
@@ -62,9 +62,9 @@ from urllib.parse import quote, unquote
 
 import attrs
 
-from pypid.core.model import FileRecord, cut_reason, format_upload_time
-from pypid.core.names import InvalidName, normalize, parse_filename
-from pypid.core.s3_limits import MAX_USER_METADATA
+from pypid.core.dists.names import InvalidName, normalize, parse_filename
+from pypid.core.indexes.model import FileRecord, cut_reason, format_upload_time
+from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.storage.interface import RecordRefused, document_name
 
 _INTERNAL = ".pypid/"

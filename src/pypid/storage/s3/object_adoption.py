@@ -20,8 +20,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.model import FileRecord
-from pypid.core.promotion import Promotion
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.file_states import FileStates

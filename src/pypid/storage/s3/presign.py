@@ -19,8 +19,8 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.bounded import put_newest
-from pypid.core.metrics import Family, counter, gauge
+from pypid.core.records.metrics import Family, counter, gauge
+from pypid.core.util.bounded import put_newest
 from pypid.storage.interface import StorageError
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.model import FileRecord
+from pypid.core.indexes.model import FileRecord
 from pypid.storage.interface import Polled, ScanResult
 from pypid.storage.s3.api import BucketCalls, PacedClient
 from pypid.storage.s3.bucket_snapshot import BucketSnapshot

@@ -44,12 +44,12 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.core.metrics import Family, timing_families
-from pypid.core.model import FileRecord
-from pypid.core.parts import IMetricsSource
-from pypid.core.promotion import Promotion
-from pypid.core.readme import Renderer, render_description
-from pypid.core.s3_limits import CHECK_RATE
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.promotion import Promotion
+from pypid.core.records.metrics import Family, timing_families
+from pypid.core.util.parts import IMetricsSource
+from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     IAdoptingStorage,

@@ -1,5 +1,5 @@
 """
-The usage records of a bucket's files (download counts, L{pypid.core.usage}):
+The usage records of a bucket's files (download counts, L{pypid.core.records.usage}):
 one small object each under C{.pypid/usage/}, each written once by one
 instance under a name of its own, so servers sharing the bucket never
 overwrite each other's.

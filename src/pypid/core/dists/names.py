@@ -1,0 +1,363 @@
+"""
+Project names and distribution filenames: the pure rules of PEP 503, PEP 427
+and PEP 625, as the public index applies them to uploads.
+
+Nothing here touches the disk or the network; every function takes a string
+and either returns a value or raises L{InvalidName} with a message a person
+can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import TypeVar
+
+import attrs
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_version,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from pypid.core.dists.wheel_variants import InvalidVariant, labelled, split_label
+
+V = TypeVar("V")
+
+# re.ASCII: with IGNORECASE alone, [A-Z] also matches U+017F and U+212A
+# (lookalikes of s and k), and PEP 508 names are ASCII.
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
+_SEPARATORS = re.compile(r"[-_.]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BUILD = re.compile(r"(\d+)(.*)\Z", re.ASCII | re.DOTALL)
+#: What a wheel filename may hold after its name: a version (with an epoch
+#: and a local part), a build tag and tags, all ASCII (issue 31: packaging
+#: lets a build tag or a platform tag hold bidi overrides, C1 controls,
+#: zero-width characters and NFC/NFD twins of another filename).
+_WHEEL_REST = re.compile(r"[A-Za-z0-9_.!+-]+\Z", re.ASCII)
+
+#: Longest filename accepted on upload: well under every filesystem's 255 bytes,
+#: leaving room for the sidecar suffixes kept beside a file.
+MAX_FILENAME_LENGTH = 200
+
+WHEEL = "bdist_wheel"
+SDIST = "sdist"
+
+# Extensions a stored folder (pypiserver's layout) may hold as sdists; uploads
+# only accept .tar.gz and .zip, as the public index does.
+_SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+
+
+class InvalidName(ValueError):
+    """A project name, version or filename that the index refuses."""
+
+
+def normalize(name: str) -> str:
+    """
+    Return the PEP 503 normalized form of a project name.
+
+    @type name: L{str}
+    @rtype: L{str}
+    """
+    return _SEPARATORS.sub("-", name).lower()
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether C{name} is a valid project name (PEP 508 / core metadata)."""
+    return bool(_VALID_NAME.match(name))
+
+
+def is_normalized(name: str) -> bool:
+    """Whether C{name} is valid and already in its PEP 503 normalized form."""
+    return is_valid_name(name) and normalize(name) == name
+
+
+def canonical_version(version: str) -> str:
+    """
+    Return the normalized PEP 440 spelling of C{version}.
+
+    @raise InvalidName: if C{version} is not a valid PEP 440 version.
+    """
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        raise InvalidName(f"{version!r} is not a valid PEP 440 version")
+
+
+@attrs.frozen
+class ParsedFilename:
+    """
+    What a distribution filename says about the file it names.
+
+    @ivar project: the normalized project name.
+    @ivar version: the normalized version.
+    @ivar packagetype: C{"bdist_wheel"} or C{"sdist"}.
+    @ivar pyversion: the wheel's python tag(s), or C{"source"} for an sdist.
+    @ivar variant: a variant wheel's label (PEP 825: what follows its
+        platform tag), or L{None} for any other file.
+    """
+
+    project: str
+    version: str
+    packagetype: str
+    pyversion: str
+    variant: str | None = None
+
+
+def check_filename_characters(filename: str) -> None:
+    """
+    Refuse a filename that could never be stored safely.
+
+    @raise InvalidName: on a path separator, a control character, a leading
+        dot or an over-long name.
+    """
+    if not filename:
+        raise InvalidName("the filename is empty")
+    if "/" in filename or "\\" in filename:
+        raise InvalidName("a filename cannot contain '/' or '\\'")
+    if _CONTROL.search(filename):
+        raise InvalidName("a filename cannot contain control characters")
+    if filename.startswith("."):
+        raise InvalidName("a filename cannot start with '.'")
+    if len(filename.encode("utf-8")) > MAX_FILENAME_LENGTH:
+        raise InvalidName(
+            f"the filename is longer than {MAX_FILENAME_LENGTH} bytes"
+        )
+
+
+def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
+    """
+    Parse a wheel or sdist filename.
+
+    @param legacy: accept what an existing package folder may hold
+        (C{.tar.bz2}, C{.tgz}, and sdist names that predate PEP 625) as well
+        as what is accepted on upload.
+    @rtype: L{ParsedFilename}
+    @raise InvalidName: if the filename is not a distribution the index serves.
+    """
+    check_filename_characters(filename)
+    if filename.endswith(".whl"):
+        return _parse_wheel(filename)
+    return _parse_sdist(filename, legacy)
+
+
+def project_of_filename(filename: str) -> str | None:
+    """
+    The normalized project a distribution filename names, or L{None} when
+    its name cannot be read: what an upload, a change and a deleted file's
+    tombstone are filed under.
+    """
+    try:
+        return parse_filename(filename, legacy=True).project
+    except InvalidName:
+        return None
+
+
+def _check_name_part(name: str) -> None:
+    """
+    Refuse a filename's name that an upload's form could not give
+    (L{is_valid_name}: ASCII), whatever the file came from: packaging
+    takes any letter there, and lowercases the Kelvin sign to C{k}.
+    """
+    if not is_valid_name(name):
+        raise InvalidName(f"{name!r} is not a valid project name")
+
+
+def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
+    """L{parse_filename} for an sdist's name."""
+    for ext in _SDIST_EXTENSIONS:
+        if filename.endswith(ext):
+            break
+    else:
+        raise InvalidName(
+            "invalid file extension: use .tar.gz, .whl or .zip"
+        )
+    if not legacy and ext not in (".tar.gz", ".zip"):
+        raise InvalidName("invalid file extension: use .tar.gz, .whl or .zip")
+    stem = filename[: -len(ext)]
+    try:
+        name, version = parse_sdist_filename(stem + ".tar.gz")
+    except (InvalidSdistFilename, InvalidVersion) as e:
+        if not legacy:
+            raise InvalidName(f"invalid sdist filename: {e}")
+        return _parse_legacy_sdist(stem)
+    _check_name_part(stem.rpartition("-")[0])
+    return ParsedFilename(str(name), str(version), SDIST, "source")
+
+
+def _parse_wheel(filename: str) -> ParsedFilename:
+    """
+    L{parse_filename} for a C{.whl} name. A variant wheel's (PEP 825) label
+    is split off first (L{split_label}), and the rest read as a plain
+    wheel's name: its tags, build tag and all.
+
+    C{packaging}'s C{parse_wheel_filename} reads the escaped name (before
+    the first dash) independently of the rest (version, build, tags), and a
+    folder's wheels share names (a project's releases) and rests (versions
+    and tag sets): so once a name has been parsed whole, its two parts are
+    remembered, and a later name whose parts are both known is answered
+    from them. Any other is parsed whole, which raises what it always
+    raised. Measured over the 100,000 names of the bench corpus: 10.3 us a
+    name before; now 4.2 us taken project by project, and 11 us in
+    directory order, where names rarely repeat within 4,096 files.
+    """
+    name_part, dash, rest = filename.partition("-")
+    if not _WHEEL_REST.match(rest):
+        raise InvalidName("invalid wheel filename: its version, build tag and tags must be "
+                          "ASCII letters, digits and _.!+-")
+    project = _wheel_projects.get(name_part)
+    if project is None:
+        _check_name_part(name_part)
+    else:
+        parsed_rest = _wheel_rests.get(rest)
+        if parsed_rest is not None:
+            return ParsedFilename(project, parsed_rest[0], WHEEL, parsed_rest[1], parsed_rest[2])
+    try:
+        plain, label = split_label(filename)
+    except InvalidVariant as e:
+        raise InvalidName(f"invalid wheel filename: {e}") from None
+    try:
+        name, version, _build, tags = parse_wheel_filename(plain)
+    except (InvalidWheelFilename, InvalidVersion) as e:
+        raise InvalidName(f"invalid wheel filename: {e}") from None
+    pyversions = ".".join(sorted({t.interpreter for t in tags}))
+    parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions, label)
+    if dash:
+        _remember(_wheel_projects, name_part, parsed.project)
+        _remember(_wheel_rests, rest, (parsed.version, pyversions, label))
+    return parsed
+
+
+# The parts of wheel names parsed whole (L{_parse_wheel}): the normalized
+# project by escaped name, and (version, pyversion) by what follows the
+# name's dash; each at most _WHEEL_PARTS entries (a filename is at most
+# MAX_FILENAME_LENGTH bytes: a few MiB at worst).
+_WHEEL_PARTS = 4096
+_wheel_projects: dict[str, str] = {}
+_wheel_rests: dict[str, tuple[str, str, str | None]] = {}
+
+
+def _remember(cache: dict[str, V], key: str, value: V) -> None:
+    """Keep C{value} in C{cache}, emptied first when full."""
+    if len(cache) >= _WHEEL_PARTS:
+        cache.clear()
+    cache[key] = value
+
+
+def _parse_legacy_sdist(stem: str) -> ParsedFilename:
+    """
+    Split an old-style sdist stem such as C{my-project-1.0} on the last dash
+    followed by a valid version, as pypiserver does for existing folders.
+    """
+    parts = stem.split("-")
+    for i in range(len(parts) - 1, 0, -1):
+        name, version = "-".join(parts[:i]), "-".join(parts[i:])
+        if not is_valid_name(name):
+            continue
+        try:
+            return ParsedFilename(normalize(name), canonical_version(version), SDIST, "source")
+        except InvalidName:
+            continue
+    raise InvalidName(f"cannot find a name and version in {stem!r}")
+
+
+def filename_key(filename: str) -> str | None:
+    """
+    What makes two filenames name the same distribution, as installers see
+    them: the normalized project, the release (its version with trailing
+    C{.0} release components dropped, as the public index compares
+    releases: C{1.0} and C{1.0.0} are one release), and for a wheel its
+    build number and its set of compatibility tags, expanded and sorted.
+    So C{Demo.Pkg-1.0-py3-none-any.whl}, C{demo_pkg-1.0.0-py3-none-any.whl}
+    share a key, as do C{x-1.0-py2.py3-none-any.whl} and
+    C{x-1.0-py3.py2-none-any.whl}, and all sdists of one release (the
+    public index allows one sdist per release); other tags, another build
+    number, an epoch or a local version make another key. L{None} for a
+    name that is not a distribution.
+    """
+    try:
+        parsed = parse_filename(filename, legacy=True)
+    except InvalidName:
+        return None
+    return distribution_key(parsed.project, parsed.version, parsed.packagetype, filename)
+
+
+def variant_release(filename: str) -> str | None:
+    """
+    For a variant wheel (PEP 825), a key naming its release's variant
+    wheels (they must agree with one another); L{None} for any other file.
+    """
+    try:
+        parsed = parse_filename(filename, legacy=True)
+    except InvalidName:
+        return None
+    if parsed.variant is None:
+        return None
+    return f"{parsed.project}|{_release(parsed.version)}|variants"
+
+
+def distribution_key(project: str, version: str, packagetype: str, filename: str) -> str:
+    """
+    L{filename_key} for a file whose normalized project and version are
+    known already (an index record): no filename parsing, as the index
+    computes it for every file it loads (and keeps it in memory only; no
+    key is ever stored, so a change of rule applies to old indexes at once).
+
+    Measured with timeit over 11,563 real filenames (11,448 wheels, 657
+    distinct versions): 0.9 us a call from empty caches, 0.7 us warm,
+    against 0.6 us for the former key of the raw tag spelling. Parsing a
+    version (3 us) and expanding tags are cached by their spelling, since a
+    release's files share a version and most wheels a few tag spellings;
+    with every version and tail new it is 5.5 us.
+    """
+    release = _release(version)
+    if packagetype == WHEEL:
+        # (a wheel's name and version hold no "-": what follows them is the tail)
+        tail = filename[:-4].split("-", 2)[2].lower()
+        return f"{project}|{release}|{packagetype}|{_wheel_tags(tail)}"
+    return f"{project}|{release}|{packagetype}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _release(version: str) -> str:
+    """
+    The release a version belongs to, as the public index compares them:
+    packaging's L{canonicalize_version}, which drops trailing C{.0} release
+    components and keeps the epoch, pre/post/dev parts and local version.
+    """
+    return canonicalize_version(version)
+
+
+@functools.lru_cache(maxsize=1024)
+def _wheel_tags(tail: str) -> str:
+    """
+    The build number and the expanded, sorted tag set of a wheel filename's
+    lowercased tail (C{[build-]python-abi-platform[-label]}), and a variant
+    wheel's label (PEP 825): C{py3.py2-none-any} and C{py2.py3-none-any}
+    are one set, and C{py3-none-any-x86_64_v3} another distribution. A build number is compared as
+    installers compare it, C{01} being C{1}.
+    """
+    parts = tail.split("-")
+    # (a variant wheel's label last: a distribution of its own)
+    label = "|" + parts.pop() if labelled(parts) else ""
+    if len(parts) == 4:
+        match = _BUILD.match(parts[0])
+        build = f"{int(match.group(1))}{match.group(2)}" if match else parts[0]
+        parts = parts[1:]
+    elif len(parts) == 3:
+        build = ""
+    else:
+        return tail  # (not a wheel name the index serves; kept as spelled)
+    return f"{build}|{','.join(sorted(expand_tags(*parts)))}{label}"
+
+
+def expand_tags(python: str, abi: str, platform: str) -> set[str]:
+    """
+    The tags a compressed tag set stands for (PEP 425): C{("py2.py3",
+    "none", "any")} gives C{{"py2-none-any", "py3-none-any"}}.
+    """
+    return {f"{p}-{a}-{pl}" for p in python.split(".") for a in abi.split(".")
+            for pl in platform.split(".")}

@@ -1,0 +1,66 @@
+"""
+The order of versions, and the version installers pick by default.
+
+Apart from the index because the same order serves whatever lists
+versions: the index's pages and projects, the composed and upstream pages,
+the retention rules, the advisories and the folder imports; none of them
+needs the index for it. Pure: strings in, strings out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from packaging.version import InvalidVersion, Version
+
+from pypid.core.indexes.model import FileRecord
+
+
+def version_key(version: str) -> tuple[int, Version | None, str]:
+    """Sort key for version strings; invalid ones sort first, by text."""
+    try:
+        return (1, Version(version), version)
+    except InvalidVersion:
+        return (0, None, version)
+
+
+def is_prerelease(version: str) -> bool:
+    """Whether C{version} is a pre-release (one packaging cannot read counts as one)."""
+    parsed = version_key(version)[1]
+    return parsed is None or parsed.is_prerelease
+
+
+def choose_latest(versions: Iterable[str], yanked: Callable[[str], bool]) -> str | None:
+    """
+    The version installers pick by default among C{versions}: the newest
+    final release that is not wholly yanked; without one, the newest final
+    release; with no final release, the same among pre-releases. L{None}
+    for no versions.
+
+    @param yanked: C{yanked(version)}: whether every file of it is yanked.
+    """
+    ordered = sorted(versions, key=version_key, reverse=True)
+    finals = [v for v in ordered if not is_prerelease(v)] or ordered
+    return next((v for v in finals if not yanked(v)), finals[0] if finals else None)
+
+
+def latest_per_project(records: Iterable[FileRecord]) -> set[str]:
+    """
+    The filename of one file of each project's latest version (a wheel
+    rather than an sdist): the page a person opens first, worth describing
+    ahead of that view.
+    """
+    by_project: dict[str, list[FileRecord]] = {}
+    for record in records:
+        by_project.setdefault(record.project, []).append(record)
+    chosen = set()
+    for files in by_project.values():
+        alive = {r.version for r in files if r.yanked is None}
+        latest = choose_latest({r.version for r in files}, _yanked_but(alive))
+        chosen.add(min((not r.is_wheel, r.filename) for r in files if r.version == latest)[1])
+    return chosen
+
+
+def _yanked_but(alive: set[str]) -> Callable[[str], bool]:
+    """C{yanked(version)} for L{choose_latest}: every version but those C{alive}."""
+    return lambda version: version not in alive

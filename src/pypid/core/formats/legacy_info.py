@@ -1,0 +1,112 @@
+"""
+What the legacy JSON API (C{/pypi/<project>/json} and
+C{/pypi/<project>/<version>/json}) shows of a project, chosen from its
+records: the releases with their links, which stored core metadata fills
+C{info}, and the bytes.
+
+Pure, so that the server (L{pypid.web.serving.legacy}) and the static export
+(L{pypid.export}) give the same answer; reading the metadata from storage is
+theirs: they read the records of L{info_sources} in order and hand the first
+bytes they get to L{info_from}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from pypid.core.dists.metadata import parse_metadata
+from pypid.core.dists.version_order import choose_latest, version_key
+from pypid.core.formats import render
+from pypid.core.formats.render import LegacyFile
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project import Project
+from pypid.core.security.advisories import Verdict, vulnerability_json
+
+#: A release's files with their links: C{(record, url)} pairs.
+LinkedFiles = list[tuple[FileRecord, str]]
+
+
+def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[str, LinkedFiles]:
+    """
+    A project's files by version, in the order its pages list them.
+
+    @param project: a L{pypid.core.indexes.project.Project}.
+    @param file_url: C{file_url(record) -> str}, each file's link.
+    @return: version -> list of C{(record, url)}.
+    """
+    found: dict[str, LinkedFiles] = {}
+    for record in project.sorted_files():
+        found.setdefault(record.version, []).append((record, file_url(record)))
+    return found
+
+
+def listed_releases(files: Iterable[LegacyFile], file_url: Callable[[Any], str]
+                    ) -> dict[str, list[tuple[LegacyFile, str]]]:
+    """
+    The files an upstream's page lists (or any files a page shows) by
+    version, in the order the pages list them, each with its link.
+    """
+    found: dict[str, list[tuple[LegacyFile, str]]] = {}
+    for f in sorted(files, key=lambda f: (version_key(f.version), f.filename)):
+        found.setdefault(f.version, []).append((f, file_url(f)))
+    return found
+
+
+def latest_listed(found: Mapping[str, Sequence[tuple[LegacyFile, str]]]) -> str | None:
+    """The version installers pick by default among C{found} (as L{Project.latest_version})."""
+    alive = {v for v, files in found.items() if any(f.yanked is None for f, _ in files)}
+    return choose_latest(set(found), lambda v: v not in alive)
+
+
+def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
+    """
+    The records of a release whose stored metadata may fill C{info}, in the
+    order to try them: wheels first (their metadata is the built one), and
+    only files that have metadata.
+
+    @param files: the release's C{(record, url)} pairs.
+    """
+    return [record for record, _url in sorted(files, key=lambda f: not f[0].is_wheel)
+            if record.metadata_sha256 is not None]
+
+
+def info_from(metadata: bytes | None,
+              files: Sequence[tuple[LegacyFile, str]]) -> dict[str, Any]:
+    """
+    The metadata part of C{info}: from the first stored metadata that could
+    be read (C{metadata}, bytes), or, when none could (L{None}), only what the
+    records know.
+    """
+    if metadata is not None:
+        return parse_metadata(metadata).to_json_info()
+    return {"requires_python": files[0][0].requires_python}
+
+
+def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord, str]]],
+                shown: str, info: Mapping[str, Any], serial: int, include_releases: bool,
+                base_url: str | None, verdict: Verdict | None = None,
+                downloads: Mapping[str, int] | None = None) -> bytes:
+    """
+    The legacy JSON's bytes.
+
+    @param project: the L{pypid.core.indexes.project.Project}.
+    @param found: what L{releases} gave.
+    @param shown: the version rendered in C{info} and C{urls} (a key of C{found}).
+    @param info: what L{info_from} gave for that release.
+    @param serial: the C{last_serial} to announce.
+    @param include_releases: whether to add the C{releases} map (the
+        project endpoint) or not (a version's endpoint).
+    @param base_url: the public URL of the server, or L{None}: the prefix of
+        the C{project_url} links.
+    @param verdict: the index's verdict on the release C{shown} (issue 27):
+        its advisories are the C{vulnerabilities}.
+    @param downloads: the project's C{last_day}, C{last_week} and
+        C{last_month} downloads (issue 29), or L{None}: not counted (-1).
+    """
+    vulnerabilities = ([vulnerability_json(a) for a in verdict.advisories]
+                       if verdict is not None else [])
+    return render.pypi_json(project.display_name, project.name, info, found, shown, serial,
+                            include_releases=include_releases,
+                            base_url=(base_url or "/").rstrip("/"),
+                            vulnerabilities=vulnerabilities, downloads=downloads)

@@ -1,0 +1,427 @@
+"""
+The index's rendered pages, kept: the C{/simple/} pages, and each
+project's pages and the values other modules keep with them.
+
+The web layer reads the index on every request, so each page is kept as
+bytes (and gzip-compressed bytes, and their ETag), rendered at most once
+after each change to the project while it is kept. The root pages are
+always kept; the projects' pages are kept within a budget of bytes
+(C{[pypid] page_cache_size}), the least recently asked for dropped first
+(see L{RenderedPages.max_bytes}).
+
+Apart from the index's records so that what is kept, and what it costs,
+reads in one place; the L{Index} that holds it tells it of every change
+(L{RenderedPages.project_changed}, L{RenderedPages.listing_changed},
+L{RenderedPages.clear}), so a page kept is never older than the records.
+
+The index's security advisories (issue 27) are applied as a page is
+rendered, never as it is served: a release its L{AdvisoryPolicy} hides is
+left off, one it denies is listed as yanked (PEP 592) with the advisories
+as the reason (L{advised_files}, which the composed and the upstream pages
+use too), so pip and uv resolve around both and print the reason when
+pinned to a denied one. Whoever changes the advisories or the rules drops
+the pages of the projects they name (L{RenderedPages.project_changed}),
+so a page is rendered again once per change, not per request.
+Pure: no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import attrs
+
+from pypid.core.dists.variant_files import with_variant_files
+from pypid.core.formats import render
+from pypid.core.formats.namespace_api import served
+from pypid.core.formats.render import CONTENT_TYPES, HTML, ListedFile, Page
+from pypid.core.indexes.project import Project
+from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
+from pypid.core.util.lru import ByteLRU
+
+if TYPE_CHECKING:
+    from pypid.core.formats.namespace_api import IndexNamespaces
+    from pypid.core.indexes.model import FileRecord
+    from pypid.core.indexes.project_status import ProjectStatus
+
+#: The default of C{[pypid] page_cache_size}: 64 MiB holds one kind of
+#: page (the JSON pip and uv ask for) of about 20,000 projects of 5 files
+#: (3.4 KB each with its gzip form; both kinds of 10,000), more than a
+#: company's installs ask for in a day, where every page of a million files
+#: (200,000 projects) would take 1.3 GB.
+PAGE_CACHE_SIZE = 64 << 20
+
+
+def page_bytes(value: object) -> int:
+    """
+    The bytes a value kept with a project's pages counts against the
+    budget: a L{Page}'s body and gzipped body, or those of the L{Page} a
+    tuple starts with (the upstream proxy keeps C{(page, entry)}); 0 for
+    anything else (a search entry, a token), which is small, one a project
+    at most, and so is kept until the project changes, never evicted.
+    """
+    if type(value) is tuple and value:
+        value = value[0]
+    if isinstance(value, Page):
+        return (len(value.body) + (len(value.gzipped) if value.gzipped is not None else 0)
+                + sum(map(page_bytes, value.variants.values())))
+    return 0
+
+
+def _evicted(name: str, project: Project) -> None:
+    """Drop the pages kept of an evicted C{project}, keeping its other values (L{page_bytes})."""
+    kept = project.rendered
+    for key in [key for key, value in kept.items() if page_bytes(value)]:
+        del kept[key]
+
+
+#: The key beside a project's JSON page of the one with its hidden namespaces.
+_HIDDEN = "with hidden namespaces"
+
+#: The most characters of an advisory's summary a yank reason quotes.
+REASON_SUMMARY = 200
+
+
+class VersionedFile(ListedFile, Protocol):
+    """A file a page lists, with its version (a hosted record, an upstream's file)."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
+@attrs.frozen
+class DeniedFile:
+    """
+    A file of a release the index denies, as the pages list it: the file,
+    yanked (PEP 592) with the advisories as the reason, so that an
+    installer skips it unless pinned to it, and then prints why.
+    """
+
+    _file: VersionedFile
+    yanked: str
+
+    @property
+    def filename(self) -> str:
+        return self._file.filename
+
+    @property
+    def project(self) -> str:
+        return self._file.project
+
+    @property
+    def version(self) -> str:
+        return self._file.version
+
+    @property
+    def sha256(self) -> str:
+        return self._file.sha256
+
+    @property
+    def requires_python(self) -> str | None:
+        return self._file.requires_python
+
+    @property
+    def metadata_sha256(self) -> str | None:
+        return self._file.metadata_sha256
+
+    @property
+    def size(self) -> int | None:
+        return self._file.size
+
+    @property
+    def upload_time(self) -> float | None:
+        return self._file.upload_time
+
+    @property
+    def variant(self) -> str | None:
+        # (a denied release's variant wheels are listed: so are their variants)
+        return self._file.variant
+
+
+def deny_reason(verdict: Verdict) -> str:
+    """
+    The yank reason of a denied release and the body of its refused
+    download: C{denied by advisory GHSA-xxxx (high): <summary>}, every
+    advisory acted on named (with its severity when known), the first
+    one's summary quoted.
+    """
+    named = [f"{a.id} ({a.severity})" if a.severity else a.id for a in verdict.advisories]
+    word = "advisory" if len(named) == 1 else "advisories"
+    text = f"denied by {word} {', '.join(named)}"
+    summary = " ".join(verdict.advisories[0].summary.split()) if verdict.advisories else ""
+    if len(summary) > REASON_SUMMARY:
+        summary = summary[: REASON_SUMMARY - 3].rstrip() + "..."
+    return f"{text}: {summary}" if summary else text
+
+
+_F = TypeVar("_F", bound=VersionedFile)
+
+
+def advised_files(policy: AdvisoryPolicy, project: str,
+                  files: Sequence[tuple[_F, str]]) -> list[tuple[_F | DeniedFile, str]]:
+    """
+    C{(file, link)} pairs of the normalized C{project} as an index of
+    C{policy} lists them: a hidden release's files left out, a denied
+    one's listed as L{DeniedFile}s; C{files} themselves when the policy
+    names no release of the project (a dict lookup). One verdict a
+    release, memoized by the policy: called only as a page is rendered.
+    """
+    if not policy.affects(project):
+        return list(files)
+    shown: list[tuple[_F | DeniedFile, str]] = []
+    for f, url in files:
+        verdict = policy.verdict(project, f.version)
+        if verdict is None or not verdict.hides:
+            shown.append((f, url))
+        elif verdict.denies:
+            shown.append((DeniedFile(f, deny_reason(verdict)), url))
+    return shown
+
+
+def _no_status(name: str) -> ProjectStatus | None:
+    """C{status(name)} of pages whose projects are all active."""
+    return None
+
+
+def _page_table(size: int) -> ByteLRU[str, Project]:
+    """The table of the projects whose pages are kept, within C{size} bytes."""
+    return ByteLRU(size, on_evict=_evicted)
+
+
+@attrs.define(eq=False)
+class RenderedPages:
+    """
+    The rendered pages of one L{Index}: its root pages, and its projects'
+    pages within a budget of bytes.
+
+    A project's pages and values are held by the L{Project} itself
+    (L{Project.rendered}, which only this class reads and writes), so that
+    a project the index replaced or forgot takes them along; the table
+    here counts their bytes and orders the projects by use.
+
+    @ivar _file_url: C{file_url(record) -> str}, the URL a page links a
+        file by (relative to the project page, or absolute when a base URL
+        is set).
+    @ivar _projects: C{projects()}: every project, in the root page's order.
+    @ivar _status: C{status(name)}: a project's L{ProjectStatus} (PEP
+        792), or L{None} for an active one; a quarantined project's pages
+        list no files (L{project_page}).
+    @ivar advisories: the index's L{AdvisoryPolicy}: the releases it hides
+        are not listed, those it denies are listed yanked (L{advised_files}).
+    @ivar provenance_url: gives a file's provenance link (PEP 740,
+        L{render.provenance_url_for}): part of the page kept, so serving it
+        costs nothing more.
+    """
+
+    _file_url: Callable[[FileRecord], str]
+    _projects: Callable[[], list[Project]]
+    #: the projects whose pages are kept, least recently asked for first,
+    #: within the budget (L{max_bytes}, the argument that makes it):
+    #: normalized name -> L{Project}, counted the bytes its pages hold
+    _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
+    _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
+                                                                 kw_only=True, alias="status")
+    advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
+    provenance_url: render.ProvenanceURL = attrs.field(
+        default=render.provenance_url_for(None), kw_only=True)
+    #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
+    #: L{None}: an index that serves none (API 1.4; a static export)
+    namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
+    _root: dict[str, Page] = attrs.field(factory=dict, init=False)
+    #: bumped by L{listing_changed}: the composed views' root pages
+    #: (L{pypid.core.indexes.views}) are kept while it has not moved
+    listing_serial: int = attrs.field(default=0, init=False)
+
+    # -- reading -------------------------------------------------------------
+
+    def root_page(self, kind: str) -> Page:
+        """The rendered C{/simple/} page of the given kind (C{"html"} or C{"json"})."""
+        page = self._root.get(kind)
+        if page is None:
+            pairs = [(p.name, p.display_name) for p in self._projects()]
+            body = (render.root_html(pairs) if kind == HTML
+                    else render.root_json(pairs, served(self.namespaces) is not None))
+            page = self._root[kind] = Page.of(body, CONTENT_TYPES[kind])
+        return page
+
+    def project_page(self, project: Project, kind: str, hidden: bool = False) -> Page:
+        """
+        The rendered C{/simple/<project>/} page of a L{Project}: the one
+        kept, or rendered now (and kept, within L{max_bytes}). It carries
+        the project's status; a quarantined project's lists no file (see
+        L{full_page} for its admins'). C{hidden}: the JSON page with the
+        hidden namespace grants the project falls in, for their owners
+        (L{pypid.core.formats.namespace_api}), kept beside the other.
+
+        A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
+        (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,
+        before the budget (C{timeit}, 2,000 projects kept), so 50 to 70 ns
+        of the 50 us it takes to serve the page; made through
+        L{ByteLRU.touch}, 20 to 40 ns more (a method call). One evicted is
+        rendered again: 60 us (HTML) and 140 us (JSON) for 5 files, 0.2 and
+        0.6 ms for 30.
+        """
+        page: Page | None = project.rendered.get(kind)
+        if page is not None and not hidden:
+            # (False for a project the index no longer holds)
+            self._recent.touch(project.name)
+            return page
+        key: Hashable = kind
+        if hidden:
+            if kind == HTML or self.namespaces is None or not self.namespaces.hides(
+                    project.name):
+                return self.project_page(project, kind)
+            key = (kind, _HIDDEN)
+            page = project.rendered.get(key)
+            if page is not None:
+                self._recent.touch(project.name)
+                return page
+        status = self._status(project.name)
+        page = self._render(project, kind, status, status is None or not status.quarantined,
+                            hidden)
+        self._keep(project, key, page)
+        return page
+
+    def full_page(self, project: Project, kind: str) -> Page:
+        """
+        The C{/simple/<project>/} page with every file, a quarantined
+        project's too: what its admins see (to release or delete them), with
+        every namespace it falls in. Rendered at each call for a
+        quarantined project (admins only ask).
+        """
+        status = self._status(project.name)
+        if status is None or not status.quarantined:
+            return self.project_page(project, kind, hidden=True)
+        return self._render(project, kind, status, True, hidden=True)
+
+    def _render(self, project: Project, kind: str, status: ProjectStatus | None,
+                with_files: bool, hidden: bool = False) -> Page:
+        files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
+        advised = with_files and self.advisories.affects(project.name)
+        shown, variants = with_variant_files(
+            advised_files(self.advisories, project.name, files) if advised else files)
+        if kind == HTML:
+            body = render.project_html(project.name, shown, status, self.provenance_url)
+        else:
+            if advised:
+                # (a release hidden whole is not announced either)
+                versions = list(dict.fromkeys(f.version for f, _ in shown))
+            else:
+                versions = project.versions() if with_files else []
+            spaces = served(self.namespaces)
+            body = render.project_json(
+                project.name, shown, versions, status, self.provenance_url,
+                render.UNSERVED if spaces is None
+                else spaces.entries(project.name, hidden, own=True))
+        return Page.of(body, CONTENT_TYPES[kind], variants)
+
+    def extra_page(self, project: Project, key: Hashable) -> Any:
+        """
+        A page about C{project} that another module rendered and kept with
+        L{keep_page} (the legacy JSON API), or L{None}; it is dropped with
+        the project's own pages whenever the project changes, and evicted
+        with them.
+
+        (L{Any}: each caller keeps what it likes under a key of its own.)
+        """
+        value = project.rendered.get(key)
+        if value is not None and page_bytes(value):
+            self._recent.touch(project.name)
+        return value
+
+    def keep_page(self, project: Project, key: Hashable, page: object) -> None:
+        """
+        Keep a rendered page of C{project} until the project changes, or
+        until it is evicted with the project's pages (L{max_bytes}).
+        A value that is no page (L{page_bytes} 0) is kept until the project
+        changes.
+        """
+        self._keep(project, key, page)
+
+    @property
+    def max_bytes(self) -> int:
+        """
+        The budget, in bytes, of the projects' rendered pages (body and
+        gzipped body; C{[pypid] page_cache_size}). Over it, the pages of
+        the projects least recently asked for are dropped, to be rendered
+        again when next asked for (the same bytes). The root pages are
+        always kept and not counted. 0 keeps no project's page: each
+        request renders its page. Setting it (a reload) evicts at once; a
+        negative one raises L{ValueError}.
+        """
+        return self._recent.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, size: int) -> None:
+        self._recent.max_bytes = size
+
+    @property
+    def bytes(self) -> int:
+        """The bytes the projects' kept pages count (at most L{max_bytes})."""
+        return self._recent.bytes
+
+    @property
+    def kept_projects(self) -> int:
+        """How many projects have pages kept."""
+        return len(self._recent)
+
+    # -- told by the index ---------------------------------------------------
+
+    def project_changed(self, project: Project) -> None:
+        """
+        Forget every page and value kept of C{project}: it changed (and
+        count the change, L{Project.changes}, for the pages composed of it
+        elsewhere).
+        """
+        project.changes += 1
+        project.rendered.clear()
+        if self._recent.peek(project.name) is project:
+            self._recent.pop(project.name)
+
+    def listing_changed(self) -> None:
+        """
+        Forget the root pages: a project came or went, or its display name
+        changed (and count it: L{listing_serial}).
+        """
+        self.listing_serial += 1
+        self._root.clear()
+
+    def clear(self) -> None:
+        """Forget every page (the index's whole content was replaced)."""
+        for _, project in self._recent.items():
+            project.rendered.clear()
+        self._recent.clear()
+        self._root.clear()
+
+    def namespaces_changed(self) -> None:
+        """
+        Forget every page, the composed views' project lists too (they are
+        kept by L{listing_serial}): the namespaces in force changed, and with
+        them the JSON pages' API version (issue 60).
+        """
+        self.clear()
+        self.listing_serial += 1
+
+    def _keep(self, project: Project, key: Hashable, value: object) -> None:
+        """
+        Keep C{value} under C{key} with C{project}'s pages, counted, then
+        evict the least recently used down to the budget; a project whose
+        pages alone exceed it is not kept (rather than evict every other).
+        """
+        kept = project.rendered
+        kept[key] = value
+        name = project.name
+        holder = self._recent.peek(name)
+        if holder is not None and holder is not project:
+            # (an older Project of that name, which the index replaced)
+            old = self._recent.pop(name)
+            if old is not None:
+                _evicted(name, old)
+            holder = None
+        size = sum(page_bytes(v) for v in kept.values())
+        if holder is None and not size:
+            return
+        self._recent.put(name, project, size)

@@ -1,0 +1,4 @@
+"""
+The index model: projects, files and their states, indexes composed of
+others, promotion, namespaces and retention.
+"""

@@ -1,0 +1,84 @@
+"""
+The names of indexes and upstreams (issue 26), and the references an
+index's C{bases} make to them: pure rules, no I/O.
+
+A named index is served under C{/NAME/}, so its name is one lower-case URL
+segment that is its own normalization (no C{.} or C{_}: never a dot-file,
+never two spellings of one index), and it must not be the first segment of
+a route of the server: C{[index:simple]} would shadow C{/simple/}.
+L{ROUTE_SEGMENTS} is the one list of those segments; C{tests/test_index_names}
+reads the first segments the built resource tree answers and fails when a
+new route is missing here, so a route cannot silently collide with an index.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+#: The index of today's URLs (C{/simple/}, uploads at C{/}), and the name
+#: by which an index's C{bases} reach C{[upstream]} (C{upstream:default}).
+DEFAULT = "default"
+
+#: The first path segments of the server's own routes: C{/simple/},
+#: C{/files/}, C{/project/}, C{/static/} (L{pypid.web.serving.simple.RootResource}),
+#: the areas' (L{pypid.web.app.PypidApp}), C{/api/}, and trusted
+#: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
+#: one of them as its name.
+ROUTE_SEGMENTS = frozenset({
+    "simple", "files", "integrity", "project", "static",
+    "health", "legacy", "login", "logout", "metrics", "pypi", "requirements.txt", "search",
+    "console",
+    "api", "_", ".well-known",
+})
+
+#: An index's or upstream's name: 1 to 63 lower-case letters, digits and
+#: C{-}, starting with a letter or a digit.
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+
+NAME_FORMS = ("a name is 1 to 63 lower-case letters, digits and '-', starting with a "
+              "letter or a digit (one URL segment)")
+
+#: What a base naming an upstream starts with (C{upstream:public}).
+UPSTREAM_PREFIX = "upstream:"
+
+
+@attrs.frozen
+class BaseRef:
+    """
+    One entry of an index's C{bases}: another index, or an upstream.
+
+    @ivar upstream: whether it names an upstream (C{upstream:NAME};
+        C{upstream:default} is C{[upstream]}) rather than an index.
+    @ivar name: the index's or the upstream's name.
+    """
+
+    upstream: bool
+    name: str
+
+    def __str__(self) -> str:
+        """The reference as the configuration spells it."""
+        return f"{UPSTREAM_PREFIX}{self.name}" if self.upstream else self.name
+
+
+def index_section(name: str | None) -> str:
+    """
+    The section of the configuration whose keys index C{name} reads:
+    C{[pypid]} for the default index (L{None} too), C{[index:NAME]} for
+    another (what a message naming a key says).
+    """
+    return "[pypid]" if name is None or name == DEFAULT else f"[index:{name}]"
+
+
+def parse_base(text: str) -> BaseRef:
+    """
+    Read one base: an index name, or C{upstream:NAME}.
+
+    @raise ValueError: naming the entry and what is allowed.
+    """
+    upstream = text.startswith(UPSTREAM_PREFIX)
+    name = text.removeprefix(UPSTREAM_PREFIX)
+    if not NAME.match(name):
+        raise ValueError(f"{text!r}: expected an index name or upstream:NAME; {NAME_FORMS}")
+    return BaseRef(upstream, name)

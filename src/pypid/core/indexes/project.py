@@ -1,0 +1,172 @@
+"""
+A hosted project of an index: its files, its deleted filenames, the pages
+kept of it, and its records made later.
+
+Its own module, apart from the L{pypid.core.indexes.index.Index} that holds it,
+because more reads it than the index: the kept pages
+(L{pypid.core.formats.rendered_pages}), the composed views, the legacy JSON API,
+the exports and the upstream's merged pages all take a L{Project} and need
+nothing of the index for it. (Kept in the index's module, it made a circle
+of imports with the rendered pages, which the index holds.)
+Pure: no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pypid.core.dists.names import distribution_key, filename_key
+from pypid.core.dists.version_order import choose_latest, version_key
+from pypid.core.indexes.model import FileRecord
+
+if TYPE_CHECKING:
+    # (the table of the projects loaded later takes a Project: a circle of
+    # imports but for the types)
+    from pypid.core.indexes.later_projects import LaterProject, LaterProjects
+
+#: the deleted filenames of a project that has none: one empty set shared
+#: by every such project rather than a set each (216 bytes, 4.1 MiB of a
+#: start of 20,001 projects), until the first is buried (L{Project.bury})
+_NONE_DELETED: frozenset[str] = frozenset()
+
+
+@attrs.define
+class Project:
+    """
+    A hosted project: its files by filename, its deleted filenames, and its
+    rendered pages.
+
+    A project stays known after all its files are deleted, so that its name
+    keeps belonging to this index, and while any of its files is in the
+    recycle bin (issue 41: else the upstream would be asked for its name).
+    """
+
+    name: str
+    display_name: str
+    #: its records made so far: every live file's once L{loaded} (the
+    #: index fills it at a load, and through L{files} after), none before
+    made: dict[str, FileRecord] = attrs.field(factory=dict)
+    #: its rendered pages and the values other modules keep with them, by
+    #: key: read and written by the index's L{RenderedPages} alone (here so
+    #: that a project the index replaced or forgot takes them along)
+    rendered: dict[Hashable, Any] = attrs.field(factory=dict)
+    #: the deleted filenames that belonged to it (L{bury} adds to them)
+    deleted: set[str] | frozenset[str] = _NONE_DELETED
+    #: how many of its stored files are still to be described (found
+    #: without a record: L{pypid.core.indexes.pending}); its pages wait for them
+    pending: int = 0
+    #: how many of its files are in the recycle bin: while any is, its
+    #: name stays hosted here (one slot; small ints are shared)
+    binned: int = attrs.field(default=0, eq=False, repr=False)
+    #: how many times its files changed (an add, yank, unyank, removal or
+    #: discard: bumped by L{RenderedPages.project_changed}), so that a page
+    #: composed of it elsewhere (L{pypid.core.indexes.views}) tells, with its
+    #: identity, whether it is still what the page was made of; one slot,
+    #: 8 bytes a project (small ints are shared)
+    changes: int = attrs.field(default=0, init=False, eq=False, repr=False)
+    #: distribution key -> filename, for its live and deleted files; made
+    #: when an upload first asks (L{Index.same_distribution}), not at load:
+    #: 150 bytes and 0.7 us a file that most projects of a large index,
+    #: never uploaded to again, would not use
+    _keys: dict[str, str] | None = None
+    #: the source of its records, for a project loaded later (L{defer}),
+    #: and the table of those that makes them its files: used once, the
+    #: first time they are asked for
+    _source: LaterProject | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _later: LaterProjects | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    @property
+    def files(self) -> dict[str, FileRecord]:
+        """Its live files: L{FileRecord}s by filename (made now if they wait: L{defer})."""
+        source = self._source
+        if source is not None:
+            later = self._later
+            self._source = self._later = None
+            assert later is not None  # (set with the source)
+            self.made = later.made_now(self, source)
+        return self.made
+
+    @property
+    def loaded(self) -> bool:
+        """Whether its records are made (not waiting to be: L{files})."""
+        return self._source is None
+
+    @property
+    def count(self) -> int:
+        """How many live files it has, its records made or not."""
+        return len(self.made) if self._source is None else self._source.count
+
+    def defer(self, source: LaterProject, later: LaterProjects) -> None:
+        """
+        Make its C{source.count} records later: C{later.made_now(self,
+        source)} makes them, the first time anything asks for its L{files}
+        (a project loaded later: see L{pypid.core.indexes.later_projects}). The
+        table is held rather than a closure of it: a closure and its cells
+        cost some 370 bytes a project of a large index.
+        """
+        self._source = source
+        self._later = later
+
+    def sorted_files(self) -> list[FileRecord]:
+        """The files in the order the pages list them: by version, then name."""
+        return sorted(self.files.values(), key=lambda r: (version_key(r.version), r.filename))
+
+    def versions(self) -> list[str]:
+        """Every version that has a file, oldest first."""
+        return sorted({r.version for r in self.files.values()}, key=version_key)
+
+    def latest_version(self) -> str | None:
+        """The version installers pick by default (L{choose_latest}), or L{None}."""
+        alive = {r.version for r in self.files.values() if r.yanked is None}
+        return choose_latest({r.version for r in self.files.values()},
+                             lambda v: v not in alive)
+
+    def keys(self) -> dict[str, str]:
+        """Distribution key -> the first filename of its deleted, then live, files."""
+        if self._keys is None:
+            keys: dict[str, str] = {}
+            for filename in sorted(self.deleted):
+                key = filename_key(filename)
+                if key is not None:
+                    keys.setdefault(key, filename)
+            for record in self.files.values():
+                keys.setdefault(_key_of(record), record.filename)
+            self._keys = keys
+        return self._keys
+
+    @property
+    def claimed(self) -> bool:
+        """Whether anything keeps its name here: a live, binned, deleted or pending file."""
+        return bool(self.files or self.binned or self.deleted or self.pending)
+
+    def key_added(self, record: FileRecord) -> None:
+        """Count the distribution of a file just added in its L{keys} (if they are made)."""
+        if self._keys is not None:
+            self._keys.setdefault(_key_of(record), record.filename)
+
+    def key_gone(self, record: FileRecord) -> None:
+        """Free the distribution of a file taken out, unless deleted (if its L{keys} are made)."""
+        if self._keys is not None:
+            key = _key_of(record)
+            if self._keys.get(key) == record.filename:
+                del self._keys[key]
+
+    def bury(self, filename: str) -> None:
+        """Note a deleted filename of it, whose distribution stays taken (L{keys})."""
+        deleted = self.deleted
+        if not isinstance(deleted, set):
+            deleted = self.deleted = set(deleted)
+        deleted.add(filename)
+        if self._keys is not None:
+            key = filename_key(filename)
+            if key is not None:
+                self._keys.setdefault(key, filename)
+
+
+def _key_of(record: FileRecord) -> str:
+    """The distribution key of a file (L{pypid.core.dists.names.distribution_key})."""
+    return distribution_key(record.project, record.version, record.packagetype,
+                            record.filename)

@@ -1,0 +1,753 @@
+"""
+The audit log's pure parts: what an entry says, how a writer's entries are
+chained, how a chain is checked, which entries a query wants, and how a
+flood of failed logins is folded into a bounded number of entries.
+
+An entry is one line of JSON (sorted keys, ASCII only, so the bytes of a
+line are the same on every machine). Each line carries, in C{prev}, the
+SHA-256 of the bytes of the entry its writer wrote before it: the line
+before in the same file, or, for a day's first line, the last line of the
+writer's previous day (L{None} only for the writer's very first entry).
+So an entry removed, edited or moved, a day's file removed, or lines cut
+from the end of a day that has a successor, breaks a link that
+L{verify_lines} and L{verify_files} name. A chain without a secret key is
+evidence against slips and clumsy edits, not against someone who rewrites
+every entry after the one they changed; and nothing links to a chain's
+newest entry, so it can be cut without a trace in the files (the running
+server notices when it writes next: L{pypid.storage.audit_log}).
+
+Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
+PEP 700's upload times), which sorts as the times do: queries compare them
+as strings, and an entry's day (its file) is the first ten characters.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
+
+import attrs
+
+from pypid.core.dists.names import normalize
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.index_names import NAME as INDEX_NAME
+from pypid.core.indexes.model import cut_text, format_upload_time
+
+#: The kinds of entry. Changes: C{upload}, C{yank}, C{unyank}, C{delete},
+#: C{token-issued}, C{token-revoked}, C{refresh} (an upstream page fetched
+#: again on request), C{precache} (upstream files pinned by a requirements
+#: file), C{import} (a file or a tombstone brought in by C{pypid-admin
+#: import}, or another server's audit log kept with it), C{promote} (a
+#: file of a release brought from one index to another, issue 26),
+#: C{upstream-release} (a quarantine remembered of a project the upstream
+#: removed, released by an admin, issue 45); logins:
+#: C{login-failed}, C{login-throttled}; browser sessions (issue 44):
+#: C{session-opened} (a person logged in through the pages' form),
+#: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
+#: waiver admins keep, issue 44); C{upstream-takedown}, C{upstream-relisted}
+#: (a kept file an upstream stopped listing, or lists again: issue 46).
+EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
+          "precache", "import", "promote", "login-failed", "login-throttled", "status",
+          "advisory-denied", "restore", "purge", "retention", "upstream-release",
+          "session-opened", "session-closed", "advisory-waive", "advisory-unwaive",
+          "upstream-takedown", "upstream-relisted")
+LOGIN_EVENTS = ("login-failed", "login-throttled")
+
+#: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
+#: failed (the server could not do it: storage or upstream down).
+OK, REFUSED, FAILED = "ok", "refused", "failed"
+OUTCOMES = (OK, REFUSED, FAILED)
+
+#: The most UTF-8 bytes of one text field: a line stays small whatever a
+#: client sends (a user name typed by an attacker, a long yank reason).
+FIELD_BYTES = 300
+
+_TEXT_FIELDS = ("user", "token", "address", "index", "project", "version", "filename",
+                "sha256", "target", "detail")
+_DAY = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+
+
+class AuditError(ValueError):
+    """An entry, or a query value, cannot be used; the message says why."""
+
+
+def format_time(seconds: float) -> str:
+    """The text of a POSIX time, as entries keep it."""
+    return format_upload_time(seconds)
+
+
+#: The first year a query may name: no entry is older than POSIX time 0,
+#: and an older year would not be written with four digits everywhere.
+FIRST_YEAR = 1970
+
+
+def _canonical(when: datetime.datetime) -> str:
+    """The canonical text of an aware UTC C{datetime} (four-digit year, always)."""
+    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:"
+            f"{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}Z")
+
+
+def parse_time(text: str) -> str:
+    """
+    The canonical text of a time given as ISO 8601 (a date, or a date and a
+    time; without an offset it is UTC), from 1970 to 9999.
+
+    @raise AuditError: when C{text} is not such a time.
+    """
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AuditError(f"expected a date or time such as 2026-01-31 or "
+                         f"2026-01-31T12:00:00Z, not {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    utc: datetime.datetime | None
+    try:
+        utc = when.astimezone(datetime.UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or utc.year < FIRST_YEAR:
+        raise AuditError(f"expected a time from {FIRST_YEAR} to 9999, not {text!r}")
+    return _canonical(utc)
+
+
+def _parse_canonical(time_text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def after(time_text: str) -> str:
+    """The time one microsecond after C{time_text} (where a next page starts)."""
+    return _canonical(_parse_canonical(time_text) + datetime.timedelta(microseconds=1))
+
+
+def start_of(day: str) -> str:
+    """The first time of C{day} (C{yyyy-mm-dd})."""
+    return f"{day}T00:00:00.000000Z"
+
+
+def _day_before(day: str) -> str:
+    return (datetime.date.fromisoformat(day) - datetime.timedelta(days=1)).isoformat()
+
+
+def day_after(day: str) -> str:
+    """The day after C{day} (C{yyyy-mm-dd})."""
+    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
+
+
+def day_of(time_text: str) -> str:
+    """The day (C{yyyy-mm-dd}, UTC) of an entry's time: which file it is in."""
+    return time_text[:10]
+
+
+def is_day(text: str) -> bool:
+    """Whether C{text} names a day as the files are named (C{yyyy-mm-dd})."""
+    return bool(_DAY.match(text))
+
+
+def _text(value: object) -> str | None:
+    return cut_text(str(value), FIELD_BYTES) if value is not None else None
+
+
+@attrs.frozen
+class Entry:
+    """
+    One audit entry.
+
+    @ivar time: when, as L{format_time} writes it.
+    @ivar event: one of L{EVENTS}.
+    @ivar outcome: one of L{OUTCOMES}.
+    @ivar user: who (the user a password or a token acts for); for failed
+        logins, only a name that is a user's (people type passwords into
+        the user field), else L{None}.
+    @ivar token: the id of the token the request used, if any.
+    @ivar address: the client's address, as the login throttle sees it.
+    @ivar index: the named index a change was made in (issue 26); L{None}
+        for the index of today's URLs, and for what concerns no index
+        (logins, tokens), so that their lines, and the chain over them,
+        are as they were before indexes existed.
+    @ivar project: the normalized project, where one applies.
+    @ivar target: what else the change was about: the id of the token
+        issued or revoked.
+    @ivar detail: a short human text: the yank reason, the refusal.
+    @ivar count: how many events this entry stands for (failed logins
+        folded together: see L{LoginFailures}).
+    @ivar prev: the SHA-256 (hex) of the line before in the same file, or
+        L{None} for a file's first line; set when the entry is written.
+    """
+
+    time: str
+    event: str
+    outcome: str = OK
+    user: str | None = attrs.field(default=None, converter=_text)
+    token: str | None = attrs.field(default=None, converter=_text)
+    address: str | None = attrs.field(default=None, converter=_text)
+    index: str | None = attrs.field(default=None, converter=_text, kw_only=True)
+    project: str | None = attrs.field(default=None, converter=_text)
+    version: str | None = attrs.field(default=None, converter=_text)
+    filename: str | None = attrs.field(default=None, converter=_text)
+    sha256: str | None = attrs.field(default=None, converter=_text)
+    target: str | None = attrs.field(default=None, converter=_text)
+    detail: str | None = attrs.field(default=None, converter=_text)
+    count: int = 1
+    prev: str | None = None
+
+    def to_json(self) -> dict[str, str | int | None]:
+        """The entry as JSON-ready data: fields that say nothing are left out."""
+        data: dict[str, str | int | None] = {"time": self.time, "event": self.event,
+                                             "outcome": self.outcome}
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.count != 1:
+            data["count"] = self.count
+        data["prev"] = self.prev
+        return data
+
+    def public(self) -> dict[str, str | int | None]:
+        """What the HTTP API shows: everything but the chain link."""
+        data = self.to_json()
+        del data["prev"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> Entry:
+        """
+        The entry a line's data describes.
+
+        @raise AuditError: when it is not an entry.
+        """
+        if not isinstance(data, dict):
+            raise AuditError("not a JSON object")
+        try:
+            time, event, outcome = data["time"], data["event"], data.get("outcome", OK)
+        except KeyError as e:
+            raise AuditError(f"no {e.args[0]!r}") from None
+        if not isinstance(time, str) or len(time) != 27 or not is_day(time[:10]):
+            raise AuditError("time: not a time")
+        if event not in EVENTS:
+            raise AuditError(f"event: unknown event {event!r}")
+        if outcome not in OUTCOMES:
+            raise AuditError(f"outcome: unknown outcome {outcome!r}")
+        fields: dict[str, str | None] = {}
+        for name in _TEXT_FIELDS:
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise AuditError(f"{name}: not text")
+            fields[name] = value
+        count, prev = data.get("count", 1), data.get("prev")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise AuditError("count: not a positive number")
+        if prev is not None and not (isinstance(prev, str) and len(prev) == 64):
+            raise AuditError("prev: not a SHA-256")
+        return cls(time=time, event=event, outcome=outcome, count=count, prev=prev, **fields)
+
+
+def encode(entry: Entry) -> bytes:
+    """The line of an entry (without its newline): the bytes its successor's link covers."""
+    return json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).encode("ascii")
+
+
+def link(line: bytes) -> str:
+    """The link to C{line} (its bytes, without the newline) its successor carries."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def chain(entries: Iterable[Entry], head: str | None) -> tuple[list[bytes], str | None]:
+    """
+    The lines of C{entries} appended after a line whose link is C{head}
+    (L{None} at the start of a file).
+
+    @return: C{(lines, new head)}; each line without its newline.
+    """
+    lines: list[bytes] = []
+    for entry in entries:
+        line = encode(attrs.evolve(entry, prev=head))
+        lines.append(line)
+        head = link(line)
+    return lines, head
+
+
+def decode(line: bytes) -> Entry:
+    """
+    The entry of one line.
+
+    @raise AuditError: when the line is not an entry.
+    """
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        raise AuditError(f"not JSON ({e})") from None
+    return Entry.from_json(data)
+
+
+@attrs.frozen
+class Broken:
+    """A broken link of a chain: C{name} (a file, or an object), a line (1-based), why."""
+
+    name: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.name}: line {self.line}" if self.line else self.name
+        return f"{where}: {self.reason}"
+
+
+@attrs.frozen
+class Note:
+    """
+    Something a check of a chain found that is not a broken link: where a
+    chain's kept part begins (the entries before it were pruned).
+    """
+
+    name: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.text}"
+
+
+@attrs.frozen
+class Checked:
+    """What L{verify_lines} found in one file (or object) of a chain."""
+
+    entries: list[Entry]
+    broken: list[Broken]
+    head: str | None
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """
+    The lines of a file's bytes, without their newlines; a last line with no
+    newline (a write cut short) is a line too.
+    """
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def verify_lines(name: str, data: bytes, head: str | None = None, before: str | None = None,
+                 ) -> Checked:
+    """
+    Check the chain of one file's bytes (or of one object continuing a
+    chain whose last link is C{head}).
+
+    Each line must be an entry whose C{prev} is the link of the line before
+    (C{head} for the first). A line that is not an entry is reported, and
+    the chain goes on from its bytes, so one torn or mangled line is one
+    report, not a cascade.
+
+    @param before: the name of the file (or object) whose last line C{head}
+        links to, or L{None}: it names the place in a report.
+    @return: a L{Checked}.
+    """
+    entries: list[Entry] = []
+    broken: list[Broken] = []
+    number = 0
+    for number, line in enumerate(split_lines(data), 1):
+        try:
+            entry = decode(line)
+        except AuditError as e:
+            broken.append(Broken(name, number, f"not an audit entry: {e}"))
+        else:
+            entries.append(entry)
+            if entry.prev != head:
+                broken.append(Broken(name, number, _unlinked(number, head, before)))
+        head = link(line)
+    if data and not data.endswith(b"\n"):
+        broken.append(Broken(name, number, "the last line is cut short"))
+    return Checked(entries, broken, head)
+
+
+def _unlinked(number: int, head: str | None, before: str | None) -> str:
+    if number == 1:
+        if before is not None:
+            return (f"does not follow the last entry of {before}: entries at its end were "
+                    "removed or edited, or what came between them was removed")
+        if head is None:
+            return ("the first entry of the file names an entry before it: "
+                    "the file's first entries were removed")
+        return "does not follow the object before it: an object was removed or edited"
+    before_line = number - 1
+    return (f"does not follow line {before_line}: line {before_line} was edited, or entries "
+            f"between them were removed, or entries were moved")
+
+
+def first_entry(data: bytes) -> Entry | None:
+    """The first entry of a file's bytes, or L{None} (empty, or not an entry)."""
+    lines = split_lines(data)
+    if lines:
+        try:
+            return decode(lines[0])
+        except AuditError:
+            pass
+    return None
+
+
+def pruned(name: str, data: bytes) -> Note | None:
+    """
+    The L{Note} for the oldest kept file (or object) of a chain when its
+    first entry links to one that is not kept (the oldest days were
+    removed: pruning, or a removal that cannot be told from it), else
+    L{None}.
+    """
+    first = first_entry(data)
+    if first is None or first.prev is None:
+        return None
+    return Note(name, f"entries before {first.time} are not kept (pruned)")
+
+
+@attrs.frozen
+class ChainReport:
+    """What L{verify_files} found: entries read, broken links, notes."""
+
+    entries: int
+    broken: list[Broken]
+    notes: list[Note]
+
+
+def verify_files(files: Iterable[tuple[str, bytes]]) -> ChainReport:
+    """
+    Check one writer's chain through its files, oldest first: C{files} is an
+    iterable of C{(name, bytes)}. Each file's first entry must link to the
+    last line of the file before it; the oldest file's first link cannot be
+    checked (what it names is not kept), and is a L{Note} when it names one.
+
+    @return: a L{ChainReport}.
+    """
+    entries = 0
+    broken: list[Broken] = []
+    notes: list[Note] = []
+    head: str | None = None
+    before: str | None = None
+    for number, (name, data) in enumerate(files):
+        if number == 0:
+            note = pruned(name, data)
+            if note is not None:
+                notes.append(note)
+                head = cast(Entry, first_entry(data)).prev  # (a note: it has one)
+        checked = verify_lines(name, data, head, before)
+        entries += len(checked.entries)
+        broken += checked.broken
+        head = checked.head
+        if data:
+            before = name
+    return ChainReport(entries, broken, notes)
+
+
+def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
+    """
+    Check the files of another server's log as a bundle carries them
+    (C{(name, bytes)}, names relative to its folder): the day files of a
+    local log (C{YYYY-MM-DD.jsonl}) are one writer's chain; the batches of
+    an S3 log (C{YYYY-MM-DD/<instance>/<n>.jsonl}) are one chain per
+    instance, in day and number order.
+
+    @return: a L{ChainReport} of all of them.
+    """
+    # instance (None: a local log's) -> ((day, number) or name, name, bytes)
+    writers: dict[str | None, list[tuple[tuple[str, int] | str, str, bytes]]] = {}
+    for name, data in files:
+        parts = name.split("/")
+        if len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
+            day, instance, number = parts[0], parts[1], int(parts[2][:-len(".jsonl")])
+            writers.setdefault(instance, []).append(((day, number), name, data))
+        else:
+            writers.setdefault(None, []).append((name, name, data))
+    entries = 0
+    broken: list[Broken] = []
+    notes: list[Note] = []
+    for _writer, found in sorted(writers.items(), key=lambda item: item[0] or ""):
+        report = verify_files((name, data) for _key, name, data in sorted(found))
+        entries += report.entries
+        broken += report.broken
+        notes += report.notes
+    return ChainReport(entries, broken, notes)
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+#: The most entries one query answers (C{limit}'s ceiling), and its default.
+MAX_LIMIT = 10000
+DEFAULT_LIMIT = 1000
+
+#: The most days' files (on S3: days' batches) one query reads, and the
+#: most entries: past either (checked after each day), a query answers
+#: what it found, with the cursor of the rest (C{next} or C{before}), so a
+#: filter that matches nothing never reads years of log in one request.
+MAX_DAYS_READ = 31
+MAX_ENTRIES_READ = 100_000
+
+
+@attrs.frozen
+class Query:
+    """
+    Which entries a reader wants.
+
+    @ivar since: the canonical time from which (inclusive), or L{None}: then
+        the newest C{limit} entries.
+    @ivar before: the canonical time before which (exclusive), or L{None}.
+    @ivar project: a normalized project name, or L{None}.
+    @ivar user: a user name, or L{None}.
+    @ivar event: one of L{EVENTS}, or L{None}.
+    @ivar index: an index's name, or L{None}: C{default} asks for the
+        entries that name no index (the default index's changes, and what
+        concerns no index: logins, tokens).
+    @ivar limit: the most entries answered (ties at the last time are
+        added, so that the next page, from just after it, misses none).
+    """
+
+    since: str | None = None
+    before: str | None = None
+    project: str | None = None
+    user: str | None = None
+    event: str | None = None
+    limit: int = DEFAULT_LIMIT
+    index: str | None = None
+
+    def wants(self, entry: Entry) -> bool:
+        """Whether C{entry} is one of those asked for."""
+        return ((self.since is None or entry.time >= self.since)
+                and (self.before is None or entry.time < self.before)
+                and (self.project is None or entry.project == self.project)
+                and (self.user is None or entry.user == self.user)
+                and (self.event is None or entry.event == self.event)
+                and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index))
+
+    def days(self, days: Iterable[str]) -> list[str]:
+        """
+        Of C{days} (C{yyyy-mm-dd} of the files there are), those that may
+        hold a wanted entry, in the order they are read: oldest first with
+        C{since}, newest first without.
+        """
+        first = day_of(self.since) if self.since is not None else None
+        last = None
+        if self.before is not None:
+            last = day_of(self.before)
+            if self.before == start_of(last):
+                last = _day_before(last)
+        kept = sorted(d for d in set(days)
+                      if (first is None or d >= first) and (last is None or d <= last))
+        return kept if self.since is not None else kept[::-1]
+
+
+def make_query(since: str | None = None, project: str | None = None, user: str | None = None,
+               event: str | None = None, limit: str | int | None = None,
+               before: str | None = None, index: str | None = None) -> Query:
+    """
+    A L{Query} from text values (of a URL or a command line), checked.
+
+    @raise AuditError: naming the value that cannot be used, as
+        C{"name: why"}.
+    """
+    values: dict[str, str] = {}
+    for name, text in (("since", since), ("before", before)):
+        if text:
+            try:
+                values[name] = parse_time(text)
+            except AuditError as e:
+                raise AuditError(f"{name}: {e}") from None
+    if project:
+        values["project"] = normalize(project)
+    if user:
+        values["user"] = user
+    if index:
+        if not INDEX_NAME.match(index):
+            raise AuditError(f"index: {index!r} is not an index name")
+        values["index"] = index
+    if event:
+        if event not in EVENTS:
+            raise AuditError(f"event: expected one of {', '.join(EVENTS)}")
+        values["event"] = event
+    count = DEFAULT_LIMIT  # (Query's default)
+    if limit is not None and limit != "":
+        try:
+            count = int(limit)
+        except ValueError:
+            raise AuditError(f"limit: expected a whole number, not {limit!r}") from None
+        if not 1 <= count <= MAX_LIMIT:
+            raise AuditError(f"limit: expected a number from 1 to {MAX_LIMIT}")
+    return Query(**values, limit=count)
+
+
+@attrs.frozen
+class EntryPage:
+    """
+    The answer to a L{Query}: C{entries}, oldest first; C{next}, the
+    C{since} of the following page (with C{since}), and C{before}, the
+    C{before} of the page of older entries (without): L{None} when there
+    is nothing more to ask for.
+    """
+
+    entries: list[Entry]
+    next: str | None = None
+    before: str | None = None
+
+
+@attrs.define
+class Selection:
+    """
+    Gathers the entries a L{Query} asks for, one day's file at a time, in
+    the order of L{Query.days}. L{take} says when to stop reading: enough
+    entries found, or L{MAX_DAYS_READ} days (L{MAX_ENTRIES_READ} entries)
+    read.
+    """
+
+    query: Query
+    max_days: int = MAX_DAYS_READ
+    max_entries: int = MAX_ENTRIES_READ
+    _found: list[Entry] = attrs.field(factory=list)
+    _days: list[str] = attrs.field(factory=list)
+    _read: int = 0
+
+    def take(self, day: str, entries: Sequence[Entry]) -> bool:
+        """Take C{day}'s entries (in any order); whether to stop reading now."""
+        self._days.append(day)
+        self._read += len(entries)
+        self._found += [e for e in entries if self.query.wants(e)]
+        return (len(self._found) >= self.query.limit or len(self._days) >= self.max_days
+                or self._read >= self.max_entries)
+
+    def result(self, more: bool) -> EntryPage:
+        """
+        The L{EntryPage}; C{more} says whether days that may hold wanted entries
+        were left unread.
+        """
+        query = self.query
+        found = sorted(self._found, key=lambda e: e.time)
+        if query.since is not None:
+            if len(found) > query.limit:
+                last = found[query.limit - 1].time
+                return EntryPage([e for e in found if e.time <= last], next=after(last))
+            return EntryPage(found, next=start_of(day_after(self._days[-1])) if more else None)
+        if len(found) > query.limit:
+            first = found[-query.limit].time
+            return EntryPage([e for e in found if e.time >= first], before=first)
+        return EntryPage(found, before=start_of(self._days[-1]) if more else None)
+
+
+def select(query: Query, days: Iterable[str], entries_of: Callable[[str], Sequence[Entry]],
+           ) -> EntryPage:
+    """
+    The L{EntryPage} C{query} asks for from the files of C{days}
+    (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
+    L{Query.days}' order, and no more days than needed.
+    """
+    selection = Selection(query)
+    order = query.days(days)
+    for number, day in enumerate(order, 1):
+        if selection.take(day, entries_of(day)):
+            return selection.result(more=number < len(order))
+    return selection.result(more=False)
+
+
+# -- failed logins, folded ----------------------------------------------------------------
+
+
+#: Failed logins are counted per minute.
+LOGIN_WINDOW = 60.0
+
+#: The most distinct keys (event, outcome, user, token, address, reason)
+#: written one by one in a window; failures past it are folded into one
+#: entry per event and outcome.
+MAX_LOGIN_KEYS = 50
+
+#: What a folded entry's C{detail} starts with.
+REPEATS = "repeats within the minute"
+
+
+#: What failed logins are folded by: C{(event, outcome, user, token, address, detail)}.
+_LoginKey = tuple[str, str, str | None, str | None, str | None, str | None]
+
+
+@attrs.define
+class LoginFailures:
+    """
+    Folds failed and throttled logins, and other refusals anyone can cause
+    without credentials (the token exchange's), so a flood cannot fill the
+    disk.
+
+    In each minute, the first failure of a key (event, outcome, user,
+    token, address, reason) is an entry at once, and the repeats of it one
+    more entry with their C{count} when the minute ends; past
+    L{MAX_LOGIN_KEYS} distinct keys in a minute, the failures of further
+    keys are one entry per event and outcome (no user, no address) with
+    their count. So a minute writes at most C{2 * max_keys + k} entries,
+    C{k} being the pairs of event and outcome folded (1 for failed logins,
+    2 for the exchange's refused and failed), whatever arrives.
+
+    A folded entry's time is when it is made (the minute's end, or the
+    stop), like every other entry's: so a writer's entries come in the
+    order of their times, and a day's file holds that day's entries.
+    """
+
+    window: float = LOGIN_WINDOW
+    max_keys: int = MAX_LOGIN_KEYS
+    _start: float | None = None
+    # key -> repeats
+    _repeats: dict[_LoginKey, int] = attrs.field(factory=dict)
+    # (event, outcome) -> count
+    _overflow: dict[tuple[str, str], int] = attrs.field(factory=dict)
+
+    def add(self, now: float, event: str, user: str | None, address: str | None,
+            token: str | None = None, outcome: str = REFUSED,
+            detail: str | None = None) -> list[Entry]:
+        """
+        Count one failure at C{now}; C{detail} is its reason, if it says one.
+
+        @return: the entries to write now (those of a window that has
+            ended, and the first of a key).
+        """
+        due = self.due(now)
+        if self._start is None:
+            self._start = now - now % self.window
+        # (cut as the entry would cut it: a reason longer than a field is one key)
+        detail = _text(detail)
+        key = (event, outcome, user, token, address, detail)
+        repeats = self._repeats.get(key)
+        if repeats is not None:
+            self._repeats[key] = repeats + 1
+        elif len(self._repeats) < self.max_keys:
+            self._repeats[key] = 0
+            due.append(Entry(time=format_time(now), event=event, outcome=outcome, user=user,
+                             token=token, address=address, detail=detail))
+        else:
+            self._overflow[event, outcome] = self._overflow.get((event, outcome), 0) + 1
+        return due
+
+    def ends_at(self) -> float | None:
+        """When the current window ends, or L{None} when nothing is counted."""
+        return self._start + self.window if self._start is not None else None
+
+    def due(self, now: float) -> list[Entry]:
+        """The entries of the window, if it ended by C{now} (and it is forgotten)."""
+        end = self.ends_at()
+        if end is None or now < end:
+            return []
+        return self.drain(now)
+
+    def drain(self, now: float) -> list[Entry]:
+        """The entries of the window at C{now}, ended early (at a stop) or on time."""
+        entries: list[Entry] = []
+        when = format_time(now)
+        for (event, outcome, user, token, address, detail), repeats in self._repeats.items():
+            if repeats:
+                entries.append(Entry(time=when, event=event, outcome=outcome, user=user,
+                                     token=token, address=address, count=repeats,
+                                     detail=f"{REPEATS}: {detail}" if detail else REPEATS))
+        for (event, outcome), count in self._overflow.items():
+            entries.append(Entry(time=when, event=event, outcome=outcome, count=count,
+                                 detail=f"more than {self.max_keys} distinct users and "
+                                        "addresses within the minute"))
+        self._start = None
+        self._repeats.clear()
+        self._overflow.clear()
+        return entries

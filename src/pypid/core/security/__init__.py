@@ -1,0 +1,4 @@
+"""
+Security advisories as an index acts on them: OSV records, their compact
+form, matching and waivers.
+"""

@@ -1,0 +1,145 @@
+"""
+The errors the HTTP layer turns into responses, one type per status.
+
+Handlers raise these; one place (L{pypid.web.serving.respond.send_error}) writes the
+status, the reason phrase and a plain-text body. twine shows the reason
+phrase to its user, so the message goes there too, reduced to printable
+ASCII: client-supplied text never reaches a status line or header raw.
+
+twine shows the reason phrase alone (the body only with C{--verbose}), and
+pypid cuts it at L{REASON_LIMIT} characters: an error with a C{remedy}
+(what the person can do about it) leads its reason phrase with the remedy,
+so that a long detail never pushes it out (issue 60), and its body holds
+the whole: the detail, then the remedy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+#: A form field's name, as a refusal names it first (C{content}, C{:action}).
+_FIELD = re.compile(r":?[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+class HTTPError(Exception):
+    """An error answer: C{code} and a short message for a person."""
+
+    code = 500
+
+    def __init__(self, message: str, headers: Iterable[tuple[bytes, bytes]] = (), *,
+                 remedy: str | None = None) -> None:
+        """
+        @param remedy: what the person can do about it, as a clause
+            (C{"name acme in [pypid] allow_tag_mismatch ..."}); or L{None}.
+        """
+        super().__init__(message)
+        self.message = message
+        self.headers = tuple(headers)
+        self.remedy = remedy
+
+    @property
+    def detail(self) -> str:
+        """The whole answer's text: the message, then the remedy."""
+        return self.message if self.remedy is None else f"{self.message}; {self.remedy}"
+
+    @property
+    def reason(self) -> bytes:
+        """
+        The reason phrase, cut short: the remedy first, then the message; a
+        message that names its field first (C{content: ...}) keeps the
+        field first, as every refusal of a field does.
+        """
+        if self.remedy is None:
+            return reason_phrase(self.message)
+        field, sep, rest = self.message.partition(": ")
+        if sep and _FIELD.fullmatch(field):
+            return reason_phrase(f"{field}: {self.remedy}: {rest}")
+        return reason_phrase(f"{self.remedy[:1].upper()}{self.remedy[1:]}: {self.message}")
+
+
+class BadRequest(HTTPError):
+    """The request is malformed or its content refused (400)."""
+
+    code = 400
+
+
+class Unauthorized(HTTPError):
+    """No credentials, or wrong ones (401, with a Basic challenge)."""
+
+    code = 401
+
+
+class Forbidden(HTTPError):
+    """Known user, no right to do this (403)."""
+
+    code = 403
+
+
+class NotFound(HTTPError):
+    """No such project, file or page (404)."""
+
+    code = 404
+
+
+class MethodNotAllowed(HTTPError):
+    """This URL does not take that method (405)."""
+
+    code = 405
+
+
+class Conflict(HTTPError):
+    """The change would clash with what is there (409): a promoted filename taken."""
+
+    code = 409
+
+
+class NotAcceptable(HTTPError):
+    """None of the media types in Accept can be served (406)."""
+
+    code = 406
+
+
+class Gone(HTTPError):
+    """The file existed and was deleted (410)."""
+
+    code = 410
+
+
+class TooLarge(HTTPError):
+    """The upload is over the configured size (413)."""
+
+    code = 413
+
+
+class TooManyRequests(HTTPError):
+    """Too many failed attempts; wait (429, with Retry-After)."""
+
+    code = 429
+
+
+class BadGateway(HTTPError):
+    """The upstream index failed, or sent what its page did not promise (502)."""
+
+    code = 502
+
+
+class Unavailable(HTTPError):
+    """The storage cannot take the request now; try again later (503)."""
+
+    code = 503
+
+
+#: The longest reason phrase pypid sends.
+REASON_LIMIT = 200
+
+
+def reason_phrase(message: str, limit: int = REASON_LIMIT) -> bytes:
+    """
+    Reduce a message to what may stand in an HTTP status line: printable
+    ASCII, no CR or LF, at most C{limit} characters.
+    """
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in message)
+    if len(cleaned) > limit:
+        cleaned = cleaned[: limit - 3] + "..."
+    return cleaned.encode("ascii")

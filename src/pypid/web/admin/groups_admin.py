@@ -1,0 +1,52 @@
+"""
+C{GET /api/groups} (admins; issue 44): who is in which group, as the
+configuration says, and which groups it names that only a directory or a
+single sign-on provider fills (their members are known at each login,
+not here). What the console's "Groups" page shows.
+"""
+
+from __future__ import annotations
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.web.identity.access import Access
+from pypid.web.server.routes import answer_errors, send_json
+
+#: What the route answers without credentials.
+GROUPS_LOGIN = "authentication is required to read the groups"
+
+
+@attrs.define(slots=False)
+class GroupsAdmin:
+    """
+    @ivar _access: the access gate, whose model is the configuration's.
+    """
+
+    _access: Access
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/groups", methods=["GET", "HEAD"])
+    async def groups(self, request: IRequest) -> bytes:
+        """
+        C{{"groups": {name: [members]}, "admins": [users], "admin_groups":
+        [groups], "outside_groups": [groups]}}: C{[groups]}, C{[auth]
+        admins}, and the groups the rules, grants and admins name that
+        C{[groups]} does not define (a directory's or a provider's).
+        """
+        await self._access.admin(request, GROUPS_LOGIN)
+        model = self._access.model
+        named = {principal.removeprefix("group:")
+                 for rule in model.rules for principal, _ in rule.grants
+                 if principal.startswith("group:")}
+        for grants in model.indexes.values():
+            named |= {principal.removeprefix("group:") for principal in grants.read | grants.upload
+                      if principal.startswith("group:")}
+        named |= set(model.admin_groups)
+        return send_json(request, {
+            "groups": {name: sorted(members) for name, members in sorted(model.groups.items())},
+            "admins": sorted(model.admins), "admin_groups": sorted(model.admin_groups),
+            "outside_groups": sorted(named - set(model.groups))})

@@ -1,0 +1,65 @@
+"""
+C{GET /api/recycle-bin} (admins): the files of a hosted index's recycle
+bin (issue 29), the first to be purged first, with when each was deleted
+and when it will be purged; what C{pypid-admin bin} prints.
+
+Arguments: C{index} (default: C{default}). A file is restored with
+C{POST /api/files/<filename>/restore} (C{/NAME/api/...} in a named index),
+by whoever may delete it (L{pypid.web.changes.publish.Publish.restore_file}).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.core.indexes.model import format_upload_time
+from pypid.core.util.http_errors import NotFound
+from pypid.state.recycle_bin import RecycleBin
+from pypid.web.identity.access import Access
+from pypid.web.server.routes import answer_errors, form_field, send_json
+
+#: What C{GET /api/recycle-bin} answers without credentials.
+BIN_LOGIN = "authentication is required to read the recycle bin"
+
+
+class BinnedIndexes(Protocol):
+    """What the answer reads of the server's indexes (L{pypid.state.indexes.IndexRegistry})."""
+
+    def bin(self, name: str) -> RecycleBin | None:
+        """The recycle bin of the hosted index C{name}, or L{None} (no such index)."""
+
+
+@attrs.define(slots=False)
+class RecycleAdmin:
+    """
+    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _indexes: the server's hosted indexes and their bins.
+    """
+
+    _access: Access
+    _indexes: BinnedIndexes
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/recycle-bin", methods=["GET", "HEAD"])
+    async def listed(self, request: IRequest) -> bytes:
+        """An index's files in the recycle bin (see the module docstring)."""
+        await self._access.admin(request, BIN_LOGIN)
+        name = form_field(request, "index") or "default"
+        bin = self._indexes.bin(name)
+        if bin is None:
+            raise NotFound(f"index: no hosted index {name!r}")
+        files: list[dict[str, Any]] = []
+        for record in bin.index.binned():
+            when = record.binned or 0.0
+            files.append({"filename": record.filename, "project": record.project,
+                          "version": record.version, "size": record.size,
+                          "sha256": record.sha256, "deleted": format_upload_time(when),
+                          "purged": format_upload_time(when + bin.keep_for)})
+        return send_json(request, {"index": name, "keep_for": bin.keep_for,
+                                   "files": files})

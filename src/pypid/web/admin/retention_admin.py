@@ -1,0 +1,144 @@
+"""
+The retention rules over HTTP (issue 29), admins only: what C{pypid-admin
+retention plan} and C{apply} call.
+
+C{GET /api/retention} (C{index}: one hosted index; default: every one):
+per index, the releases the rules remove now, why, and the bytes it
+frees; nothing is changed (a dry run). C{POST /api/retention/apply}, a
+JSON body C{{"index": "default", "files": [...]}} (or a urlencoded form
+of those fields, the console's): removes, into the
+index's recycle bin, the files listed that a plan made now still lists
+(L{pypid.state.cleanup.IndexCleanup.apply}; without C{files}, the plan
+made now, whole), one C{retention} audit entry per file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
+from pypid.state.cleanup import CountsNotRead, IndexCleanup
+from pypid.storage.interface import StorageError
+from pypid.web.admin.audit_trail import AuditTrail, facts_of
+from pypid.web.identity.access import Access
+from pypid.web.server.routes import answer_errors, form_field, is_form, json_object, send_json
+from pypid.web.serving.respond import storage_unavailable
+
+#: What the routes answer without credentials.
+RETENTION_LOGIN = "authentication is required to apply the retention rules"
+
+#: The most bytes of an apply's body (some 100,000 filenames).
+MAX_BODY = 16 << 20
+
+#: Seconds to wait while the download counts are being read.
+COUNTS_RETRY_AFTER = b"5"
+
+
+class CleanedIndexes(Protocol):
+    """What the routes read of the server's indexes (L{pypid.state.indexes.IndexRegistry})."""
+
+    def cleanups(self) -> dict[str, IndexCleanup]:
+        """The hosted indexes' retention rules by name."""
+
+
+def _counts_not_read(name: str) -> Unavailable:
+    return Unavailable(f"{name}: the download counts are still being read, and keep_downloaded "
+                       "needs them; try again in a few seconds",
+                       [(b"retry-after", COUNTS_RETRY_AFTER)])
+
+
+@attrs.define(slots=False)
+class RetentionAdmin:
+    """
+    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _indexes: the server's hosted indexes and their rules.
+    @ivar _audit: where each removal is recorded.
+    """
+
+    _access: Access
+    _indexes: CleanedIndexes
+    _audit: AuditTrail
+
+    app = Klein()
+    answer_errors(app)
+
+    def _chosen(self, name: str | None) -> dict[str, IndexCleanup]:
+        cleanups = self._indexes.cleanups()
+        if name is None:
+            return cleanups
+        if name not in cleanups:
+            raise NotFound(f"index: no hosted index {name!r}")
+        return {name: cleanups[name]}
+
+    @app.route("/api/retention", methods=["GET", "HEAD"])
+    async def plans(self, request: IRequest) -> bytes:
+        """Each index's plan (see the module docstring)."""
+        await self._access.admin(request, RETENTION_LOGIN)
+        plans: list[dict[str, Any]] = []
+        for name, cleanup in self._chosen(form_field(request, "index") or None).items():
+            try:
+                plan = cleanup.plan()
+            except CountsNotRead:
+                raise _counts_not_read(name)
+            plans.append(dict(plan.to_json(), rules=cleanup.rules.to_json(),
+                              recycle_bin=cleanup.bin.keep_for))
+        return send_json(request, {"indexes": plans})
+
+    @app.route("/api/retention/apply", methods=["POST"])
+    async def apply(self, request: IRequest) -> bytes:
+        """Apply one index's rules to the files given (see the module docstring)."""
+        async def work() -> bytes:
+            identity = await self._access.admin(request, RETENTION_LOGIN)
+            name, files = _apply_body(request)
+            cleanup = self._chosen(name)[name]
+
+            def removed(record: Any, reason: str) -> None:
+                self._audit.record(request, identity, "retention", detail=reason,
+                                   index=None if name == "default" else name,
+                                   **facts_of(record))
+            try:
+                applied = await cleanup.apply(files, removed)
+            except CountsNotRead:
+                raise _counts_not_read(name)
+            except StorageError as e:
+                raise storage_unavailable(e)
+            return send_json(request, {
+                "index": name, "bytes": applied.size,
+                "removed": [{"filename": r.filename, "size": r.size, "reason": why}
+                            for r, why in applied.removed],
+                "skipped": [{"filename": f, "reason": why} for f, why in applied.skipped]})
+        return await self._audit.recorded(request, "retention", work())
+
+
+def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
+    """
+    C{(index, files)} of an apply's JSON body, or of a urlencoded form's
+    C{index} and C{files} fields (the console's: each file a field); 400
+    naming the field that is wrong.
+    """
+    if is_form(request):
+        # (a form always lists its files, the plan as shown: none is a
+        # mistake, never "the whole plan made now")
+        try:
+            name = form_field(request, "index")
+            listed = [value.decode("utf-8") for value in request.args.get(b"files", [])]
+        except UnicodeDecodeError:
+            raise BadRequest("files: not valid UTF-8")
+        if not name:
+            raise BadRequest("index: the name of a hosted index")
+        if not listed:
+            raise BadRequest("files: a form lists the files to remove")
+        return name, listed
+    data = json_object(request, MAX_BODY)
+    name = data.get("index", "default")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("index: the name of a hosted index")
+    files = data.get("files")
+    if files is not None and (not isinstance(files, list)
+                              or not all(isinstance(f, str) for f in files)):
+        raise BadRequest("files: a list of filenames")
+    return name, files

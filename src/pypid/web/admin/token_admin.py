@@ -1,0 +1,223 @@
+"""
+Tokens over HTTP: a person issues, lists and revokes their own API tokens
+(the password of C{__token__} for pip, uv, twine and CI); an admin lists
+and revokes everyone's, the live tokens trusted publishing minted among
+them. A token never manages tokens.
+
+A user of C{[users]} or the htpasswd file gets a token that acts for them
+while they stay one. A person from outside (the directory, single sign-on;
+issue 44) gets one that must expire within 90 days and acts with the
+groups they had as they issued it, while the configuration still lets
+their login in (L{pypid.core.access.outside_logins}).
+
+The console's "My tokens" page (L{pypid.web.pages.console}) takes the same
+paths (L{TokenAdmin.issue_token}, L{TokenAdmin.tokens_of},
+L{TokenAdmin.revoke_token}): what they refuse is refused alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import DeferredLock
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.auth import tokens
+from pypid.auth.verifier import Identity
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
+from pypid.core.util.units import parse_duration
+from pypid.storage.interface import Run
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.identity.access import Access
+from pypid.web.server.routes import answer_errors, form_field, send_json
+from pypid.web.serving.respond import RETRY_AFTER, send_text
+
+log = Logger()
+
+
+@attrs.define(slots=False)
+class TokenAdmin:
+    """
+    The token routes.
+
+    @ivar _access: the L{pypid.web.identity.access.Access} gate, which holds the
+        L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
+    @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
+    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail} tokens issued and
+        revoked are recorded in.
+    """
+
+    _access: Access
+    _run: Run
+    _audit: AuditTrail = attrs.field(kw_only=True)
+    _writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/tokens", methods=["POST"])
+    async def issue(self, request: IRequest) -> bytes:
+        """
+        Issue a token of one's own. Form fields: C{actions} (C{read},
+        C{upload}, or both, space-separated), C{projects} (names or globs,
+        space-separated; none for all), C{indexes} (the indexes it may be
+        used in, space-separated; none for all), C{expires} (a duration
+        such as C{90d}; none for never), C{description}. Answers the token
+        once.
+        """
+        text, token = await self.issue_token(request)
+        return send_json(request, dict(token.public(), token=text))
+
+    def issue_token(self, request: IRequest) -> Coroutine[Any, Any, tuple[str, tokens.Token]]:
+        """
+        Issue the request's person a token of the scope its form asks
+        (audited: C{token-issued}, a refusal too): C{(token string, token)}.
+        """
+        return self._audit.recorded(request, "token-issued", self._issue(request))
+
+    async def _issue(self, request: IRequest) -> tuple[str, tokens.Token]:
+        identity = await self._access.person(request)
+        fields = {name: form_field(request, name)
+                  for name in ("actions", "projects", "expires", "description", "indexes")}
+        login = identity.login
+        try:
+            lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
+            text, token = self._book().make(
+                identity.name, fields.get("actions", "").split(),
+                fields.get("projects", "").split(), lifetime, fields.get("description", ""),
+                (fields.get("indexes") or "").split(),
+                known_indexes=self._shown_indexes(identity), login=login)
+        except ValueError as e:
+            raise BadRequest(str(e))
+        def add(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+            if sum(1 for t in kept.values() if t.user == identity.name) >= tokens.MAX_PER_USER:
+                raise BadRequest(f"{identity.name} has {tokens.MAX_PER_USER} tokens, the most "
+                                 "one keeps: revoke one first")
+            return {**kept, token.id: token}
+
+        async def still() -> None:
+            nonlocal identity
+            identity = await self._confirmed(request, identity)
+        await self._change(add, still)
+        scope = (f"{' '.join(sorted(token.actions))} on "
+                 f"{' '.join(token.projects) or 'every project'}"
+                 + (f" in {' '.join(token.indexes)}" if token.indexes else ""))
+        self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
+        log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
+                 scope=scope)
+        return text, token
+
+    def _shown_indexes(self, identity: Identity) -> set[str]:
+        """
+        The indexes C{identity} may see: those a token of theirs may be kept
+        to. A hidden one is refused as a missing one, and never named.
+        """
+        access = self._access
+        return {name for name in (DEFAULT_INDEX, *access.model.indexes)
+                if name == DEFAULT_INDEX or access.index_shown(identity, name)}
+
+    @app.route("/api/tokens", methods=["GET"])
+    async def listing(self, request: IRequest) -> bytes:
+        """
+        List tokens, without their secrets: one's own; an admin's, every
+        token of the file, then the live tokens minted by trusted publishing
+        (C{"minted": true}).
+        """
+        return send_json(request, {"tokens": await self.tokens_of(request)})
+
+    async def tokens_of(self, request: IRequest) -> list[dict[str, Any]]:
+        """The tokens the request's person may see (L{listing})."""
+        identity = await self._access.person(request)
+        book, minted = self._access.tokens, self._access.publishers
+        if book is None and minted is None:
+            raise NotFound("tokens are not enabled")
+        if not self._access.is_admin(identity):
+            return book.listing(identity.name) if book is not None else []
+        return ((book.listing() if book is not None else [])
+                + (minted.listing() if minted is not None else []))
+
+    @app.route("/api/tokens/<string:token_id>", methods=["DELETE"])
+    async def revoke(self, request: IRequest, token_id: str) -> bytes:
+        """Revoke a token of one's own at once (an admin: anyone's)."""
+        await self.revoke_token(request, token_id)
+        return send_text(request, 200, "OK: revoked")
+
+    def revoke_token(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, None]:
+        """Revoke C{token_id} for the request's person (audited: C{token-revoked})."""
+        return self._audit.recorded(request, "token-revoked", self._revoke(request, token_id),
+                                    target=token_id)
+
+    async def _revoke(self, request: IRequest, token_id: str) -> None:
+        identity = await self._confirmed(request, await self._access.person(request))
+        admin = self._access.is_admin(identity)
+
+        async def still() -> None:
+            # (checked again with the lock held: a reload meanwhile may have
+            # removed the person, or taken their admin away)
+            nonlocal identity, admin
+            identity = await self._confirmed(request, identity)
+            admin = self._access.is_admin(identity)
+        minted = self._access.publishers
+        if admin and minted is not None and minted.revoke(token_id):
+            # (a minted token lives in memory only: nothing to write)
+            self._audit.record(request, identity, "token-revoked", target=token_id)
+            log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
+            return
+
+        def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+            token = kept.get(token_id)
+            if token is None or not (admin or token.user == identity.name):
+                # (another's token is no business of a person's: as if none)
+                raise NotFound(f"no such token: {token_id}")
+            return {key: token for key, token in kept.items() if key != token_id}
+        await self._change(without, still)
+        self._audit.record(request, identity, "token-revoked", target=token_id)
+        log.info("{user} revoked token {id}", user=identity.name, id=token_id)
+
+    async def _confirmed(self, request: IRequest, identity: Identity) -> Identity:
+        """
+        The person checked again as a change commits: one removed by a
+        reload that came while the password was checked changes nothing
+        (L{pypid.web.identity.access.Access.confirm}).
+        """
+        return await self._access.confirm(request, identity)
+
+    def _book(self) -> tokens.TokenBook:
+        if self._access.tokens is None:
+            raise NotFound("tokens are not enabled")
+        return self._access.tokens
+
+    async def _change(self, change: Callable[[dict[str, tokens.Token]],
+                                             dict[str, tokens.Token]],
+                      still: Callable[[], Awaitable[None]] | None = None) -> None:
+        """
+        Change the tokens: the file is written with the new state first,
+        and the book takes it only once the file holds it, so what answers
+        200 is on disk, and what answers 503 changed nothing (a retry finds
+        the token as it was). One change at a time, each from the state the
+        last one left; C{still()} first checks again, with the lock held,
+        that who asked may still ask (a reload may have come while the
+        change waited for the one before).
+        """
+        book = self._book()
+        await self._writes.acquire()
+        try:
+            if still is not None:
+                await still()
+            changed = change(book.tokens)
+            if book.path is not None:
+                try:
+                    await self._run(tokens.write_file, book.path, book.dumps(changed))
+                except OSError as e:
+                    log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
+                              error=e.strerror)
+                    raise Unavailable("the tokens cannot be saved now",
+                                      [(b"retry-after", RETRY_AFTER)])
+            book.tokens = changed
+        finally:
+            self._writes.release()

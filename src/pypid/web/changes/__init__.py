@@ -1,0 +1,4 @@
+"""
+Changes to an index: uploads (the multipart parser, the checks, storing),
+yanks and deletes, and promotion.
+"""

@@ -1,0 +1,120 @@
+"""
+The checks every change to one hosted index shares (an upload, a yank, an
+unyank, a delete, a restore): its C{upload} grant, the rights on one
+project in it, the credentials checked again as the change commits, and
+the answers a failed storage call gets. L{pypid.web.changes.upload_store} and
+L{pypid.web.changes.file_changes} both ask them, so the two say the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.auth.verifier import Identity
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.model import FileRecord
+from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
+from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
+from pypid.web.identity.access import UPLOAD_LOGIN, Access, may_not_upload
+from pypid.web.serving.respond import storage_unavailable
+
+#: (the namespace the publish routes always logged under: log filters keep matching)
+log = Logger(namespace="pypid.web.changes.publish")
+
+#: What a change to a file or release no one may see or change answers.
+NO_SUCH_RELEASE = "no such file or release"
+
+
+@attrs.frozen
+class ChangeChecks:
+    """
+    The gate's answers for changes to the named index C{name}.
+
+    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _name: the index the changes go to.
+    """
+
+    _access: Access
+    _name: str
+
+    def may_write(self, identity: Identity, project: str) -> bool:
+        """Whether C{identity} may upload to, yank or delete in C{project} of this index."""
+        return self._access.may_write(identity, project, self._name)
+
+    def may_read(self, identity: Identity, project: str) -> bool:
+        """Whether C{identity} may see C{project} of this index."""
+        return self._access.identity_may_read(identity, project, self._name)
+
+    def may_upload_here(self, identity: Identity) -> None:
+        """
+        Refuse an identity without this index's C{upload} grant, and no
+        other's (issue 41): a named index's with 403 (its gate showed the
+        index to this identity), the default index's with 401, as the
+        site's check before the body does.
+        """
+        if not self._access.may_upload_to(identity, self._name):
+            if self._name == DEFAULT_INDEX:
+                raise Unauthorized(UPLOAD_LOGIN)
+            raise Forbidden(may_not_upload(identity, self._name, index=self._name))
+
+    def may_touch(self, identity: Identity, project: str | None) -> None:
+        """
+        Refuse, as if nothing were there, an identity that may neither see
+        nor change C{project} (a normalized name, or L{None} for a name that
+        is not a project's): before anything is looked up, so that the
+        refusal takes as long whether the file or release exists or not.
+        """
+        if project is None or not (self.may_write(identity, project)
+                                   or self.may_read(identity, project)):
+            raise NotFound(NO_SUCH_RELEASE)
+
+    def may_create(self, identity: Identity, project: str, index: Index) -> None:
+        """
+        Refuse (409, PEP 752) a new C{project} of C{index} (this one's
+        records) in a namespace reserved in it for others than C{identity};
+        a project it holds already (its files, deleted or binned ones too:
+        there before the grant, or made by its owners) keeps taking them.
+        """
+        held = index.project(project)
+        if held is not None and held.claimed:
+            return
+        grant = self._access.namespace_refusal(identity, project, self._name)
+        if grant is not None:
+            # (a hidden grant is named to its owners alone: it is not theirs)
+            where = "a namespace" if grant.hidden else f"the namespace {grant.name}"
+            raise Conflict(f"{project} is in {where}, reserved in "
+                           f"{self._name} for its owners: only they may create projects there")
+
+    async def confirmed(self, request: IRequest, identity: Identity, project: str,
+                        ) -> Identity:
+        """
+        C{identity} checked again as a change to C{project} commits
+        (L{pypid.web.identity.access.Access.confirm}), with the rules in force now.
+        """
+        identity = await self._access.confirm(request, identity)
+        if not self.may_write(identity, project):
+            raise Forbidden(f"{identity.name} may not change {project}")
+        return identity
+
+
+async def storage_call(operation: Callable[[FileRecord], Awaitable[Any]],
+                       record: FileRecord) -> Any:
+    """
+    C{operation(record)}, a storage call of a change to C{record}'s file:
+    a file deleted or binned meanwhile answers 404, a storage that fails 503.
+    """
+    try:
+        return await operation(record)
+    except (FilenameDeleted, AlreadyBinned):
+        # (deleted, or put in the bin, by another server meanwhile)
+        raise NotFound(f"no such file: {record.filename}")
+    except StorageError as e:
+        log.error("Storage failed on {filename}: {error}", filename=record.filename,
+                  error=str(e))
+        raise storage_unavailable(e)

@@ -1,0 +1,350 @@
+"""
+Publishing: uploads (the legacy API that twine and C{uv publish} speak, and
+pypiserver's C{remove_pkg}), yank, unyank and delete of files and
+releases, and a project's status (PEP 792: an archived or quarantined
+project refuses uploads; admins set it).
+
+Every change to one distribution (a filename, and every other spelling of
+it) holds that distribution's lock from its checks to its last write, so an
+upload never interleaves with another upload, a yank or a delete of it.
+
+Every change, and every change refused to a user who logged in, is recorded
+in the audit log (L{pypid.web.admin.audit_trail.AuditTrail}), after the change is
+stored; the answer waits for the entry's first write attempt (so an
+acknowledged change has its entry on disk), but an entry that cannot be
+written never fails the change.
+
+Here are the routes, which read and check a request (its form, its
+credentials, the index's C{upload} grant) and audit it; storing an upload
+is L{pypid.web.changes.upload_store.UploadStore}'s, changing stored files
+L{pypid.web.changes.file_changes.FileChanges}'s.
+"""
+
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any, Unpack
+
+import attrs
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.auth.verifier import Identity
+from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.upload import validate_upload
+from pypid.core.dists.upload_rules import IndexUploadRules
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.model import YANK_REASON_BYTES
+from pypid.core.indexes.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
+from pypid.core.records.metrics import UPLOAD_PATHS
+from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable
+from pypid.state.recycle_bin import RecycleBin
+from pypid.storage.interface import IStorage, Run, StorageError
+from pypid.storage.locks import KeyedLock
+from pypid.web.admin.audit_trail import AuditTrail, Named
+from pypid.web.changes.change_checks import ChangeChecks
+from pypid.web.changes.file_changes import FileChange, FileChanges
+from pypid.web.changes.multipart import Form, MultipartError, UploadTooLarge
+from pypid.web.changes.upload_store import AttestationCheck, NoAttestations, UploadStore
+from pypid.web.identity.access import Access
+from pypid.web.identity.request_auth import IRequestAuth
+from pypid.web.server.routes import answer_errors, bounded_body, form_field, route_each
+from pypid.web.server.site import too_large_message
+from pypid.web.serving.respond import RETRY_AFTER, send_text, storage_unavailable
+
+log = Logger()
+
+#: The largest body of a status change: a status and a short reason.
+_MAX_STATUS_BODY = 4096
+
+
+@attrs.define(slots=False)
+class Publish:
+    """
+    Uploads, yanks and deletes.
+
+    @ivar _index: the L{pypid.core.indexes.index.Index}.
+    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
+    @ivar _clock: provides C{seconds()}.
+    @ivar _max_upload_size: bytes.
+    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _locks: the L{KeyedLock} every change to one distribution holds
+        (shared with the snapshot writer, which dates a save by its oldest
+        change under way).
+    """
+
+    _index: Index
+    _storage: IStorage
+    _access: Access
+    _run: Run
+    _clock: IReactorTime
+    _max_upload_size: int
+    _audit: AuditTrail = attrs.field(kw_only=True)
+    _locks: KeyedLock = attrs.field(kw_only=True)
+    #: the index these routes change (C{default}: today's, at C{/})
+    _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
+    #: checks the attestations uploads come with (PEP 740)
+    _attestations: AttestationCheck = attrs.field(kw_only=True, factory=NoAttestations)
+    #: where a deleted file waits before it is purged (issue 29); L{None}:
+    #: none, a deletion deletes at once
+    _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
+    _render: Renderer = attrs.field(kw_only=True, default=render_description)
+    #: what its uploads let through that its checks would refuse (issue 46)
+    _uploads_allowed: IndexUploadRules = attrs.field(kw_only=True, factory=IndexUploadRules,
+                                                     alias="uploads")
+    #: what its audit entries say of the index: nothing for the default's,
+    #: whose lines stay as they were
+    _audit_index: str | None = attrs.field(init=False)
+    #: the gate's answers for changes to this index
+    _checks: ChangeChecks = attrs.field(init=False)
+    #: stores the uploads these routes read and checked
+    _uploads: UploadStore = attrs.field(init=False)
+    #: yanks, unyanks, deletes and restores stored files
+    _changes: FileChanges = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._audit_index = None if self._name == DEFAULT_INDEX else self._name
+        self._checks = ChangeChecks(self._access, self._name)
+        self._uploads = UploadStore(self._index, self._storage, self._checks, self._run,
+                                    self._clock, self._audit, self._locks,
+                                    self._attestations, self._render, self._audit_index,
+                                    self._uploads_allowed)
+        self._changes = FileChanges(self._index, self._storage, self._checks, self._audit,
+                                    self._locks, self._bin, self._audit_index)
+
+    app = Klein()
+    answer_errors(app)
+
+    # -- what the console shows ---------------------------------------------------
+
+    @property
+    def index(self) -> Index:
+        """The hosted index these routes change (the console lists its files)."""
+        return self._index
+
+    @property
+    def checks(self) -> ChangeChecks:
+        """The gate's answers for changes to this index (who may change what)."""
+        return self._checks
+
+    @property
+    def recycles(self) -> bool:
+        """Whether a deleted file waits in a recycle bin, to be restored."""
+        return self._bin is not None
+
+    # -- uploads ---------------------------------------------------------------
+
+    @route_each(app, UPLOAD_PATHS, methods=["POST"])
+    async def upload(self, request: IRequest) -> bytes:
+        """Take a twine upload (C{:action=file_upload}) or a pypiserver C{remove_pkg}."""
+        try:
+            form = request.content.form()
+        except UploadTooLarge:
+            raise TooLarge(too_large_message(self._max_upload_size))
+        except MultipartError as e:
+            raise BadRequest(str(e))
+        except OSError as e:
+            log.error("Cannot spool an upload: {error}", error=e.strerror)
+            raise Unavailable("cannot receive the upload now: the spool folder is unavailable",
+                              [(b"retry-after", RETRY_AFTER)])
+        try:
+            # Verified already when the site checked the credentials before
+            # the body; otherwise verified here.
+            auth = IRequestAuth(request)
+            if auth.verified is not None:
+                identity = await auth.verified
+            else:
+                identity = await self._access.gate_upload(request, auth.credentials,
+                                                          index=None)
+            self._checks.may_upload_here(identity)
+            if form.get(":action") == "remove_pkg":
+                return await self._audit.recorded(
+                    request, "delete", self._changes.remove_release(request, form, identity),
+                    identity=identity, project=_named(form.get("name") or ""),
+                    version=form.get("version"), index=self._audit_index)
+            part = form.files.get("content")
+            return await self._audit.recorded(
+                request, "upload", self._upload(request, form, identity), identity=identity,
+                filename=part.filename if part is not None else None,
+                project=form.get("name"), version=form.get("version"), index=self._audit_index)
+        finally:
+            form.discard()
+
+    async def _upload(self, request: IRequest, form: Form, identity: Identity) -> bytes:
+        upload = validate_upload(form)
+        return await self._uploads.store(request, upload, identity)
+
+    # -- yank, unyank, delete ------------------------------------------------------
+
+    @app.route("/api/files/<string:filename>/yank", methods=["POST"])
+    def yank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
+        """Yank one file (PEP 592), with an optional C{reason} form field."""
+        return self._change(request, "yank", project_of_filename(filename), lambda: [filename],
+                            self._changes.yank, lambda: _reason(request), filename=filename)
+
+    @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
+    def unyank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
+        """Undo a yank of one file."""
+        return self._change(request, "unyank", project_of_filename(filename), lambda: [filename],
+                            self._changes.yank, filename=filename)
+
+    @app.route("/api/files/<string:filename>", methods=["DELETE"])
+    def delete_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
+        """
+        Delete one file: into the recycle bin when the index has one, else
+        for good; either way its name can never be used for other bytes.
+        """
+        return self._change(request, "delete", project_of_filename(filename), lambda: [filename],
+                            self._changes.delete, filename=filename)
+
+    @app.route("/api/files/<string:filename>/restore", methods=["POST"])
+    async def restore_file(self, request: IRequest, filename: str) -> bytes:
+        """
+        Take a deleted file out of the recycle bin (issue 29): listed and
+        served again, as it was. Whoever may delete it may restore it.
+        """
+        identity = await self._access.gate_upload(request, index=None)
+        self._checks.may_upload_here(identity)
+        return await self._audit.recorded(
+            request, "restore", self._changes.restore(request, filename, identity),
+            identity=identity, filename=filename, index=self._audit_index)
+
+    @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
+    def yank_release(self, request: IRequest, project: str, version: str,
+                     ) -> Coroutine[Any, Any, bytes]:
+        """Yank every file of a release, as the public index does."""
+        return self._change(request, "yank", _normalized(project),
+                            lambda: self._changes.release(project, version), self._changes.yank,
+                            lambda: _reason(request), project=_named(project), version=version)
+
+    @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
+    def unyank_release(self, request: IRequest, project: str, version: str,
+                       ) -> Coroutine[Any, Any, bytes]:
+        """Undo the yank of a release."""
+        return self._change(request, "unyank", _normalized(project),
+                            lambda: self._changes.release(project, version), self._changes.yank,
+                            project=_named(project), version=version)
+
+    @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
+    def delete_release(self, request: IRequest, project: str, version: str,
+                       ) -> Coroutine[Any, Any, bytes]:
+        """Delete every file of a release."""
+        return self._change(request, "delete", _normalized(project),
+                            lambda: self._changes.release(project, version),
+                            self._changes.delete, project=_named(project), version=version)
+
+    async def _change(self, request: IRequest, event: str, scope: str | None,
+                      filenames: Callable[[], list[str]], change: FileChange,
+                      argument: Callable[[], str] | None = None, **facts: Unpack[Named],
+                      ) -> bytes:
+        """
+        Authenticate, then apply C{change} to the files C{filenames()} names,
+        with C{argument()} (the yank reason; L{None}: none): what exists is
+        looked up only for those who may see or change C{scope} (the
+        normalized project the URL gives, L{None} for none). A refusal, a bad
+        reason too, is recorded as C{event} with C{facts}: what the request
+        named.
+        """
+        identity = await self._access.gate_upload(request, index=None)
+        self._checks.may_upload_here(identity)
+
+        async def apply() -> None:
+            self._checks.may_touch(identity, scope)
+            await self._changes.apply(request, scope, filenames(), change,
+                                      argument() if argument is not None else None, identity)
+        facts["index"] = self._audit_index
+        await self._audit.recorded(request, event, apply(), identity=identity, **facts)
+        return send_text(request, 200, "OK")
+
+    # -- a project's status --------------------------------------------------------
+
+    @app.route("/api/projects/<string:project>/status", methods=["POST"])
+    async def set_status(self, request: IRequest, project: str) -> bytes:
+        """
+        Set a hosted project's status (PEP 792), admins only: a JSON body
+        C{{"status": ..., "reason": ...}} (or those form fields).
+        """
+        async def apply() -> bytes:
+            # (refused to a user who logged in: recorded, as other changes are)
+            identity = await self._access.admin(request)
+            status = _requested_status(request)
+            name = _normalized(project)
+            if name is None or self._index.project(name) is None:
+                raise NotFound("no such project")
+            await self._keep_status(request, name, status, identity)
+            return send_text(request, 200, f"{name} is {_status_text(status)}")
+        return await self._audit.recorded(request, "status", apply(),
+                                          project=_named(project), index=self._audit_index)
+
+    async def _keep_status(self, request: IRequest, name: str, status: ProjectStatus | None,
+                           identity: Identity) -> None:
+        """Store C{name}'s status, then index it and record it."""
+        try:
+            await self._storage.keep_status(name, status.to_bytes() if status else None)
+        except StorageError as e:
+            log.error("Cannot keep the status of {project}: {error}", project=name,
+                      error=str(e))
+            raise storage_unavailable(e)
+        self._index.statuses.set(name, status)
+        self._audit.record(request, identity, "status", project=name,
+                           detail=_status_text(status), index=self._audit_index)
+        log.info("{user} set {project} {status}", user=identity.name, project=name,
+                 status=_status_text(status))
+
+
+def _normalized(project: str) -> str | None:
+    """The normalized name a URL's project segment gives, or L{None}."""
+    return normalize(project) if is_valid_name(project) else None
+
+
+def _named(project: str) -> str:
+    """A project name from a request, normalized when it is valid (as entries keep it)."""
+    return _normalized(project) or project
+
+
+def _requested_status(request: IRequest) -> ProjectStatus | None:
+    """
+    The status a request's body asks for: a JSON object, or the form
+    fields C{status} and C{reason}; 400 naming the field that is wrong.
+    """
+    kind = request.getHeader(b"content-type") or b""
+    if kind.split(b";")[0].strip().lower() == b"application/json":
+        try:
+            body = bounded_body(request, _MAX_STATUS_BODY)
+        except TooLarge:
+            raise BadRequest(f"the body is larger than {_MAX_STATUS_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadRequest("the body is not JSON")
+    else:
+        data = {"status": form_field(request, "status")}
+        reason = form_field(request, "reason")
+        if reason:
+            data["reason"] = reason
+    try:
+        return parse_status(data)
+    except InvalidStatus as e:
+        raise BadRequest(str(e))
+
+
+def _status_text(status: ProjectStatus | None) -> str:
+    """A status as an answer and an audit entry say it: C{archived: why}."""
+    if status is None:
+        return ACTIVE
+    return f"{status.status}: {status.reason}" if status.reason else status.status
+
+
+def _reason(request: IRequest) -> str:
+    reason = form_field(request, "reason")
+    if len(reason.encode("utf-8")) > YANK_REASON_BYTES:
+        raise BadRequest(f"reason: longer than {YANK_REASON_BYTES} bytes")
+    return reason

@@ -1,0 +1,436 @@
+"""
+Who is asking: the bridge from a request's HTTP Basic credentials (a
+password, or a token given as the password of C{__token__}) to
+L{pypid.auth.verifier}'s verifier, the token book and trusted publishing's
+minted tokens, with the login throttle and the audit log of failed logins
+on the way. What an identity may then do is L{pypid.web.identity.permissions}'s;
+the gates that join the two are L{pypid.web.identity.access}'s.
+
+Only credentials that need a check of their own meet the login throttle:
+those verified lately, and those identical to credentials being checked
+(which share that check's result), pass straight to the verifier, so a burst
+of the right password never throttles itself; a token is checked first (a
+digest comparison) and only a wrong one meets it. The throttle counts the
+client the site resolved for the request (L{client_address}: behind a
+trusted proxy, the client it names); see L{pypid.auth.throttle} for the
+whole rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from pypid.auth.basic import MalformedCredentials
+from pypid.auth.oidc import PublisherTokens
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
+from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, NameHeld, PasswordVerifier
+from pypid.core.access.outside_logins import DIRECTORY, PASSWORD, LoginSource, OutsideLogins
+from pypid.core.access.sessions import Session
+from pypid.core.util.http_errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from pypid.web.identity.browser_sessions import BrowserSessions
+from pypid.web.identity.request_auth import (
+    IRequestAuth,
+    client_address,
+    remember,
+    request_credentials,
+)
+
+log = Logger()
+
+#: What a change answers whose credentials were revoked, or whose user was
+#: removed, while it was under way (L{Identification.confirm}).
+REVOKED = ("these credentials were revoked, or their user removed or changed, while the "
+           "request was under way")
+
+#: Characters of a token's id the throttle counts it by: more than an id
+#: has (8), so that made-up ids cannot make its keys large.
+_TOKEN_ID_KEPT = 16
+
+
+class FailedLogins(Protocol):
+    """
+    Where failed and throttled logins are recorded
+    (L{pypid.web.admin.audit_trail.AuditTrail}).
+    """
+
+    def login_failed(self, user: str | None, address: str | None, token: str | None = None,
+                     throttled: bool = False) -> None:
+        """Record a failed (or throttled) login."""
+
+
+@attrs.define
+class Identification:
+    """
+    Who sent a request: its credentials checked (throttled, and recorded
+    when they fail), and checked again as a change commits.
+
+    @ivar _verifier: the L{pypid.auth.verifier.PasswordVerifier}.
+    @ivar _throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
+    @ivar _audit: where failed and throttled logins are recorded, or L{None}.
+    """
+
+    _verifier: PasswordVerifier
+    _throttle: LoginThrottle | None = None
+    #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
+    tokens: TokenBook | None = None
+    _audit: FailedLogins | None = None
+    #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
+    publishers: PublisherTokens | None = None
+    #: the L{pypid.web.identity.browser_sessions.BrowserSessions} of people logged in
+    #: through the pages' form, or L{None}
+    sessions: BrowserSessions | None = None
+    #: who from outside (the directory, single sign-on) the configuration
+    #: lets in: their tokens act for them only while it does
+    outside: OutsideLogins = attrs.field(factory=OutsideLogins)
+    #: how many times the users and tokens were reloaded (L{reconfigure}):
+    #: a change whose credentials were checked before a reload has them
+    #: checked again as it commits (L{confirm})
+    generation: int = attrs.field(init=False, default=0)
+    #: what each session's source was found to vouch for (L{_vouched}), by
+    #: its digest, for the users and rules in force: emptied by a reload
+    _vouching: dict[str, tuple[str, frozenset[str], Identity]] = attrs.field(
+        init=False, factory=dict)
+
+    def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
+                    outside: OutsideLogins | None = None) -> None:
+        """
+        Take a reloaded configuration's users and tokens (and who from
+        outside it lets in): no credentials checked before are trusted any
+        more, and a change under way is checked again as it commits
+        (L{confirm}).
+        """
+        self.generation += 1
+        self._vouching = {}
+        self._verifier = verifier
+        self.tokens = tokens
+        if outside is not None:
+            self.outside = outside
+
+    def knows(self, name: str) -> bool:
+        """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
+        return self._verifier.knows(name)
+
+    def directory_knows(self, name: str) -> Deferred[bool]:
+        """Whether the directory has a user C{name} (failing: it cannot be asked)."""
+        return self._verifier.directory_knows(name)
+
+    def stored(self, name: str) -> str | None:
+        """The hash C{name}'s password is checked against, for a local user; else L{None}."""
+        return self._verifier.stored(name)
+
+    def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
+                 ) -> Deferred[Identity | None]:
+        """
+        Find who sent the request.
+
+        @param credentials: C{(user, password)} already parsed, if any.
+        @return: L{Deferred} firing with an L{pypid.auth.verifier.Identity}, or L{None}
+            for an anonymous request; failing with L{Unauthorized} for
+            malformed or wrong credentials.
+        """
+        if credentials is None:
+            try:
+                credentials = request_credentials(request)
+            except MalformedCredentials as e:
+                return fail(Unauthorized(f"Authorization: {e}"))
+            if credentials is None:
+                return self._session_identity(request)
+        user, password = credentials
+        throttle = self._throttle
+        if throttle is not None and user == TOKEN_USER:
+            return self._identify_token(request, password, throttle)
+        if throttle is None or not self._verifier.needs_new_check(user, password):
+            # Verified lately, or the very same credentials are being checked
+            # (a burst of the right password): join, with no throttle
+            # accounting, so such a burst is never held back by itself.
+            d = self._authenticate(user, password)
+            d.addCallback(self._audit_failure, request, user, password)
+            d.addCallbacks(_known, _busy)
+            return d
+        address = client_address(request)
+        key, guessable = _throttle_key(user, password)
+        wait = throttle.wait(key, address, guessable)
+        if wait:
+            return fail(self._throttled(request, user, password, wait))
+
+        def checked(identity: Identity | None | Failure) -> Identity | None | Failure:
+            if isinstance(identity, Failure):
+                throttle.abandoned(key, address, guessable)  # (the check could not run: Busy)
+            elif identity is None:
+                throttle.failed(key, address, guessable)
+            else:
+                throttle.succeeded(key, address, guessable)
+            return identity
+        throttle.started(key, address, guessable)
+        d = self._authenticate(user, password)
+        d.addBoth(checked)
+        d.addCallback(self._audit_failure, request, user, password)
+        d.addCallbacks(_known, _busy)
+        return d
+
+    def _session_identity(self, request: IRequest) -> Deferred[Identity | None]:
+        """
+        Who the browser session of a request with no credentials stands
+        for: only on the pages for people and their forms (L{for_people}),
+        never on the simple API, the files or uploads; L{None} without one.
+        A directory user's groups are read again once the directory's
+        C{cache_ttl} passed since they were (issue 59: rights follow the
+        directory within C{cache_ttl}, for a session as for a password).
+        """
+        sessions = self.sessions
+        if sessions is None:
+            return succeed(None)
+        auth = IRequestAuth(request)
+        if not auth.for_people:
+            return succeed(None)
+        found = sessions.of(request)
+        if found is None:
+            return succeed(None)
+        digest, session = found
+        identity = self._vouched(sessions, digest, session)
+        if identity is None:
+            # Its source no longer vouches for its person (issue 59): a
+            # reload or a start-up ends such sessions; this is the check
+            # every use makes all the same.
+            sessions.end(digest)
+            return succeed(None)
+        auth.session = digest
+        if session.source == DIRECTORY:
+            ttl = self._verifier.directory_ttl
+            now = sessions.now()
+            if ttl is not None and now - session.groups_read >= ttl:
+                return Deferred.fromCoroutine(
+                    self._regrouped(digest, session, identity.login, now))
+        return succeed(identity)
+
+    def _vouched(self, sessions: BrowserSessions, digest: str,
+                 session: Session) -> Identity | None:
+        """
+        Who C{session} stands for, with where they logged in, while its
+        source still vouches for them
+        (L{pypid.core.access.sessions.SessionBook.login_of}); worked out once per
+        session and configuration, so a page of a session costs what it did
+        before the check (a dictionary lookup), and a reload, which changes
+        what vouches, empties what was found.
+        """
+        known = self._vouching.get(digest)
+        # (a session is a new value at each use, its time of use changed; its
+        # stamp and groups are what its source vouched for)
+        if known is not None and known[0] == session.stamp and known[1] == session.groups:
+            return known[2]
+        login = sessions.book.login_of(session, self._verifier.stored(session.user),
+                                       self.outside)
+        if login is None:
+            return None
+        identity = Identity(session.user, groups=session.groups, login=login)
+        if len(self._vouching) > 2 * len(sessions.book.sessions) + 64:
+            self._vouching = {}     # (those of sessions ended since)
+        self._vouching[digest] = (session.stamp, session.groups, identity)
+        return identity
+
+    async def _regrouped(self, digest: str, session: Session, login: LoginSource,
+                         now: float) -> Identity | None:
+        """
+        A directory user's session with their groups read again: ended when
+        the directory has no such user any more; with no directory group at
+        all while it cannot be asked (fail closed: an admin by a directory
+        group is not one then), and asked again at the next page.
+        """
+        sessions = self.sessions
+        assert sessions is not None
+        try:
+            groups = await self._verifier.directory_groups(session.user)
+        except DirectoryUnavailable:
+            # (the directory logged why; asked again at the next page)
+            return Identity(session.user, login=attrs.evolve(login, groups=frozenset()))
+        if groups is None:
+            sessions.revoke(lambda kept: kept.user == session.user
+                            and kept.source == DIRECTORY)
+            log.info("{user} is no longer a user of the directory: their sessions ended",
+                     user=session.user)
+            return None
+        regrouped = sessions.book.regroup(digest, groups, now)
+        if regrouped is None:
+            return None
+        return Identity(session.user, groups=regrouped.groups,
+                        login=attrs.evolve(login, groups=regrouped.groups))
+
+    def identify_for_change(self, request: IRequest,
+                            credentials: tuple[str, str] | None = None,
+                            ) -> Deferred[Identity | None]:
+        """
+        L{identify}, for a request that changes something: the generation
+        its check began in is kept on the request, so that the change is
+        checked again as it commits when a reload came in between
+        (L{confirm}).
+        """
+        IRequestAuth(request).generation = self.generation
+        return self.identify(request, credentials)
+
+    async def confirm(self, request: IRequest, identity: Identity) -> Identity:
+        """
+        C{identity}, the request's, checked again as its change commits (an
+        upload is stored, a file yanked or deleted): a change must not be
+        made by credentials that were revoked, or a user that was removed,
+        while it was under way (its body arriving, its password being
+        hashed, its lock awaited).
+
+        A token is checked again every time: a digest comparison, nothing
+        to wait for, and the only way to see a revocation (which changes
+        the token book, not the rules). A password is checked again only
+        when the rules and users were reloaded since its check began: with
+        the new verifier, so a removed user, a changed password or a
+        directory that no longer lets the user in is refused, at the cost
+        of one more hash in that rare case. The caller then applies the
+        rules in force now to the identity returned (its groups may have
+        changed too).
+
+        @raise Unauthorized: the credentials no longer hold.
+        @raise Unavailable: they cannot be checked now (the verifier is busy,
+            or the directory cannot be reached).
+        """
+        auth = IRequestAuth(request)
+        if auth.session is not None:
+            # A browser session: it holds while it is open (a reload that
+            # removed its user ended it, L{pypid.web.identity.access.AccessPart}).
+            if self.sessions is None or not self.sessions.is_open(auth.session):
+                raise Unauthorized(REVOKED)
+            auth.generation = self.generation
+            return identity
+        if identity.token is None and auth.generation == self.generation:
+            return identity
+        credentials = auth.credentials
+        if credentials is None:
+            try:
+                credentials = request_credentials(request)
+            except MalformedCredentials:
+                credentials = None
+        again = None
+        if credentials is not None:
+            checking = self._authenticate(*credentials)
+            checking.addErrback(_busy)
+            again = await checking
+        if again is None or again.name != identity.name:
+            raise Unauthorized(REVOKED)
+        auth.generation = self.generation
+        return remember(again, request)
+
+    def _identify_token(self, request: IRequest, password: str,
+                        throttle: LoginThrottle) -> Deferred[Identity | None]:
+        """
+        A token is checked first (a digest comparison: no thread, no wait),
+        so a right one is never held back by what others tried from its
+        address (L{pypid.auth.throttle}, rule 1); a wrong one meets the
+        throttle, and counts as a failure unless it is held back.
+        """
+        identity = self._token_identity(password)
+        if identity is not None:
+            return succeed(identity)
+        address = client_address(request)
+        key, guessable = _throttle_key(TOKEN_USER, password)
+        wait = throttle.wait(key, address, guessable)
+        if wait:
+            return fail(self._throttled(request, TOKEN_USER, password, wait))
+        throttle.started(key, address, guessable)
+        throttle.failed(key, address, guessable)
+        self._audit_failure(None, request, TOKEN_USER, password)
+        return fail(Unauthorized("wrong user name or password"))
+
+    def _throttled(self, request: IRequest, user: str, password: str,
+                   wait: float) -> TooManyRequests:
+        """
+        The C{429} of a login the throttle holds back, recorded in the audit
+        log: the same words and C{Retry-After} for a name the server knows
+        and one it does not (L{pypid.auth.throttle}, rule 5).
+        """
+        self._audit_failure(None, request, user, password, throttled=True)
+        who = "this token" if user == TOKEN_USER else repr(user)
+        return TooManyRequests(
+            f"too many failed or unfinished logins for {who}; try again later",
+            [(b"retry-after", b"%d" % math.ceil(wait))])
+
+    def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
+                       password: str, throttled: bool = False) -> Identity | None:
+        """
+        Record a failed (C{identity} L{None}) or throttled login in the audit
+        log: the user name only when it is a user's (people type passwords
+        into the user field), the token id only when it is a token's.
+        """
+        if identity is None and self._audit is not None:
+            token = None
+            if user == TOKEN_USER:
+                token = self.tokens.issued(password) if self.tokens is not None else None
+            elif user is None or not self._verifier.knows(user):
+                user = None
+            self._audit.login_failed(user, client_address(request), token, throttled)
+        return identity
+
+    def _authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
+        """
+        Check a password, or a token given as the password of C{__token__}
+        (a token check is a digest comparison: no thread, no wait).
+        """
+        if user == TOKEN_USER:
+            return succeed(self._token_identity(password))
+        return self._verifier.authenticate(user, password)
+
+    def _token_identity(self, password: str) -> Identity | None:
+        """Who a token (the password of C{__token__}) acts for, or L{None}."""
+        token = self.tokens.verify(password) if self.tokens is not None else None
+        # A token acts for its issuer only while the issuer is a user; one
+        # of a person from outside, with the groups they had, while the
+        # configuration still lets their login in and no local user took
+        # their name.
+        if token is not None:
+            if token.source == PASSWORD:
+                if self._verifier.knows(token.user):
+                    return Identity(token.user, token)
+            elif not self._verifier.knows(token.user) and self.outside.admits(
+                    token.source, token.user, token.groups, token.provider):
+                groups = frozenset(token.groups)
+                return Identity(token.user, token, groups=groups,
+                                login=LoginSource(token.source, groups, token.provider))
+        # A token trusted publishing minted acts for its publisher.
+        minted = self.publishers.verify(password) if self.publishers is not None else None
+        return Identity(minted.user, minted) if minted is not None else None
+
+
+def _throttle_key(user: str, password: str) -> tuple[str, bool]:
+    """
+    C{(key, guessable)}: what an attempt is throttled as
+    (L{pypid.auth.throttle}, rules 5 and 6): a token by its id, whether
+    the server issued it or not (both are counted alike, so the answers
+    tell nothing), and not across clients (its secret cannot be
+    guessed); a password by its user name, known or not, and across
+    clients too.
+    """
+    if user == TOKEN_USER:
+        return f"{TOKEN_USER}:{presented_id(password)[:_TOKEN_ID_KEPT]}", False
+    return user, True
+
+
+def _busy(failure: Failure) -> None:
+    if failure.check(NameHeld):
+        raise Forbidden(str(failure.value))
+    if failure.check(DirectoryUnavailable):
+        # (never 401: clients would forget good credentials)
+        raise Unavailable("the directory that checks this user cannot be reached; try "
+                          "again shortly",
+                          [(b"retry-after", b"%d" % failure.value.retry_after)])
+    failure.trap(Busy)
+    raise Unavailable("too many logins are being checked; try again shortly",
+                      [(b"retry-after", b"5")])
+
+
+def _known(identity: Identity | None) -> Identity:
+    if identity is None:
+        raise Unauthorized("wrong user name or password")
+    return identity

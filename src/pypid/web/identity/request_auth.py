@@ -1,0 +1,114 @@
+"""
+Who sent a request, as far as the server found out, kept on the request
+itself: the one typed place the site, the gates and the routes read and
+write (L{IRequestAuth}), and how a request's credentials and client address
+are read.
+
+Its own module, below L{pypid.web.identity.identification} (who is asking) and
+L{pypid.web.identity.access} (the gates), because both, and the routes, read it.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.python.components import registerAdapter
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
+from zope.interface import Attribute, Interface
+
+from pypid.auth.basic import parse_basic
+from pypid.auth.verifier import Identity
+from pypid.web.identity.request_client import IRequestClient, peer_host
+
+_Identity = TypeVar("_Identity", Identity, Identity | None)
+
+
+class IRequestAuth(Interface):
+    """What is known of who sent a request: its L{RequestAuth} component."""
+
+    credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
+    verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
+    identity = Attribute("The verified L{Identity}, or L{None}.")
+    generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
+    for_people = Attribute("Whether a browser session may stand for the request's reader.")
+    session = Attribute("The digest of the browser session that did, or L{None}.")
+
+
+@attrs.define
+class RequestAuth:
+    """
+    Who sent a request, as far as the server found out: kept on the request
+    as its L{IRequestAuth} component (C{IRequestAuth(request)}), so the site,
+    the gates and the routes read and write one typed place.
+
+    @ivar credentials: C{(user, password)} of an upload, parsed by the site
+        from its C{Authorization} header before the body.
+    @ivar verified: a L{Deferred} of the upload's L{Identity}, when the site
+        began verifying the credentials before the body; the upload route
+        waits for it rather than checking (and counting failures) twice.
+    @ivar identity: the verified L{Identity}, once a gate let the request
+        through; L{None} for an anonymous request.
+    @ivar generation: the gate's L{Access.generation} when the check of the
+        credentials began, so that a change can tell whether a reload came
+        in between (L{pypid.web.identity.identification.Identification.confirm}).
+    """
+
+    credentials: tuple[str, str] | None = None
+    verified: Deferred[Identity | None] | None = None
+    identity: Identity | None = None
+    #: the gate's L{Access.generation} when the credentials' check began
+    generation: int | None = None
+    #: whether a browser session may stand for the reader: set by the
+    #: pages for people and their forms only (L{for_people}), never by the
+    #: simple API, the files or uploads (issue 44)
+    for_people: bool = False
+    #: the digest of the browser session that stood for the reader, if one did
+    session: str | None = None
+
+
+registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
+
+
+def for_people(request: IRequest) -> None:
+    """
+    Mark C{request} as one of the pages for people (or their forms): a
+    browser session may then stand for its reader when it carries no
+    credentials (L{pypid.web.identity.identification.Identification.identify}).
+    """
+    IRequestAuth(request).for_people = True
+
+
+def identity_of(request: IRequest) -> Identity | None:
+    """The L{Identity} a gate verified for C{request}, or L{None}."""
+    return IRequestAuth(request).identity
+
+
+def remember(identity: _Identity, request: IRequest) -> _Identity:
+    """Keep who the request is, for the per-project checks that follow."""
+    IRequestAuth(request).identity = identity
+    return identity
+
+
+def request_credentials(request: IRequest) -> tuple[str, str] | None:
+    """
+    C{(user, password)} of the request's C{Authorization} header (HTTP
+    Basic), or L{None} without one.
+
+    @raise MalformedCredentials: a header that is not Basic credentials.
+    """
+    return parse_basic(request.requestHeaders.getRawHeaders(b"authorization", (None,))[0])
+
+
+def client_address(request: IRequest) -> str | None:
+    """
+    The client's address, as the login throttle counts it and the audit
+    log records it: the one the site resolved for the request
+    (L{pypid.web.identity.request_client}: behind a trusted proxy, the client the
+    proxy names), the peer's host for a request that has no component
+    (a test's), L{None} for a peer without a host.
+    """
+    client = IRequestClient(request, None)
+    return client.address if client is not None else peer_host(request)

@@ -1,0 +1,439 @@
+"""
+C{POST /api/oidc/mint-token}: trusted publishing's exchange of a CI
+system's OIDC ID token for a pypid upload token (L{pypid.auth.oidc}).
+
+The request is C{{"token": "<ID token>"}} as JSON; the answer, C{{"token":
+"<pypid token>", "expires": "<ISO 8601>", "projects": [...]}}, the token
+then used as twine's password with the user name C{__token__}. Refusals
+are short plain text: 400 for a request that is not such JSON, 401 for a
+token that is not trusted (with C{WWW-Authenticate: Bearer}, RFC 6750:
+the credential is the body's token, not Basic), 403 for a genuine token no
+C{[publishers]} rule lets publish, 429 for an address held back (below)
+or for a publisher over its share (L{pypid.auth.oidc.OverShare}: it holds
+its share of the live tokens or of the remembered C{jti}s, or mints
+faster than its rate; C{Retry-After} says when it may mint again), 503
+when its issuer's keys cannot be had or when the tables are full.
+
+Every exchange is in the audit log as a C{token-issued} entry: minted
+ones name the publisher (the user C{publisher:<issuer>:<repository>},
+L{pypid.core.access.publishers.publisher_name}), the token
+(C{target}) and what it may do (C{detail}), and are written before the
+answer, as every change is. Refusals name the publisher when the ID token
+was genuine, and always the reason; but anyone can send them (any CI
+repository gets genuine tokens for pypid's audience, a replay costs
+nothing, junk less), and one client sent 534 a second, each a fsynced
+entry: 256 KiB of log a second (tests/bench_exchange.py, a real daemon).
+So they are folded as failed logins are
+(L{pypid.web.admin.audit_trail.AuditTrail.fold_refused}): in a minute, each
+distinct (publisher or none, address, outcome, reason) is one entry at
+once and one counted entry at the minute's end, and past
+L{pypid.core.records.audit_chain.MAX_LOGIN_KEYS} distinct ones the rest are one
+entry per outcome: at most 102 entries a minute, whatever arrives from
+however many addresses. Nobody waits for them to be written. Measured
+again, a flood of each kind (a genuine token no publisher matches, a
+replay, junk naming an unreachable issuer, a forgery) wrote 4 to 6
+entries in ten seconds: 0.11 to 0.16 KiB/s.
+
+The work is bounded too. Each address may have L{EXCHANGE_FAILURES}
+refusals in the throttle's window (five minutes) counted against it,
+exchanges under way included; past them it gets 429 with C{Retry-After}
+before anything is read or verified: no key fetch, no signature check, no
+C{jti} spent. The throttle is the exchange's own
+L{pypid.auth.throttle.LoginThrottle}, not the password logins': a
+misconfigured CI job behind a NAT, failing exchange after exchange, holds
+back the exchanges of that address, never the logins of the people behind
+it (nor does a password guesser there block the exchange). Refusals are
+the 4xx but a publisher's 429 (L{PublisherHeldBack}: that publisher is
+held back already, and counting it would let it hold back the other
+publishers behind the same address, such as a CI's shared runners), and
+the 503 of an issuer that cannot be reached (L{IssuerDown}):
+that is no client's fault, but junk naming such an issuer costs as
+little to send as any other, and without the count one client sent 393
+a second, each two lines of server log (150 KB/s); a CI job retrying
+through an outage sends a few, not a hundred in five minutes. A 503 for
+the server's own load (too many tokens live, too many exchanges waiting)
+counts for nothing.
+
+In total, verifying with the keys at hand takes a fraction of a
+millisecond and ends at once; only a fetch of an issuer's keys makes
+exchanges wait, at most
+L{pypid.auth.oidc.MAX_WAITERS} per issuer (the others get 503 at once),
+so clients sending tokens of an issuer that hangs cannot pile up
+requests, and the publishers of other issuers are not held back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import attrs
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pypid.auth.oidc import (
+    IssuerBusy,
+    IssuerUnavailable,
+    Minted,
+    NoPublisher,
+    OverShare,
+    TokenRefused,
+    TooMany,
+    TrustedPublishing,
+    Verified,
+    format_time,
+)
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.verifier import Identity
+from pypid.core.access.addresses import IPV6_PREFIX
+from pypid.core.util.http_errors import (
+    BadRequest,
+    Forbidden,
+    HTTPError,
+    NotAcceptable,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.identity.request_auth import client_address
+from pypid.web.server.routes import answer_errors, bounded_body, send_json
+from pypid.web.serving.respond import RETRY_AFTER
+
+log = Logger()
+
+#: The largest request body: an ID token is 1 to 2 KiB.
+MAX_BODY = 64 << 10
+
+#: Refused exchanges (4xx) counted against an address in the throttle's
+#: window before it is held back: the throttle's bound of failures per
+#: address, whatever user names they tried. A CI job exchanges once; a
+#: hundred refusals in five minutes is a job broken, or someone probing.
+EXCHANGE_FAILURES = 100
+
+#: The audit event of an exchange.
+EVENT = "token-issued"
+
+
+class IssuerDown(Unavailable):
+    """
+    The ID token's issuer cannot be reached, or its keys cannot be used
+    (503): counted against the address as a refusal (see the module
+    docstring).
+    """
+
+
+class PublisherHeldBack(TooManyRequests):
+    """
+    The token's publisher holds its share of the places, or mints faster
+    than its rate (429, with Retry-After): not counted against the address
+    (see the module docstring).
+    """
+
+
+class InvalidIDToken(HTTPError):
+    """The ID token is not trusted (401, with a Bearer challenge)."""
+
+    code = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, [(b"www-authenticate",
+                                    b'Bearer realm="pypid", error="invalid_token"')])
+
+
+def _discovery_keys(paths: Iterable[str]) -> frozenset[str]:
+    """The discovery keys of upload paths: the sha256 of each (PEP 807's draft)."""
+    return frozenset(hashlib.sha256(path.encode("utf-8")).hexdigest() for path in paths)
+
+
+@attrs.define(slots=False)
+class TrustedPublishingArea:
+    """
+    The exchange route.
+
+    @ivar _publishing: the L{pypid.auth.oidc.TrustedPublishing}, or L{None}
+        when trusted publishing is not configured.
+    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _clock: provides C{seconds()}.
+    @ivar _ipv6_prefix: the bits of an IPv6 address that make one client
+        (C{[auth] throttle_ipv6_prefix}).
+    @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle},
+        counting refusals by client only (see the module docstring).
+    """
+
+    _publishing: TrustedPublishing | None
+    _audit: AuditTrail
+    _clock: IReactorTime
+    _ipv6_prefix: int = attrs.field(default=IPV6_PREFIX, kw_only=True)
+    #: the sha256 of each path that takes uploads here (C{/.well-known/pytp/})
+    _discoverable: frozenset[str] = attrs.field(default=frozenset(), kw_only=True,
+                                                converter=_discovery_keys)
+    #: C{[pypid] base_url}: the host the discovery names, if set
+    _base_url: str | None = attrs.field(default=None, kw_only=True)
+    _throttle: LoginThrottle = attrs.field(
+        default=attrs.Factory(
+            lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES,
+                                       ipv6_prefix=self._ipv6_prefix),
+            takes_self=True), kw_only=True)
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/api/oidc/mint-token", methods=["POST"])
+    async def mint(self, request: IRequest) -> bytes:
+        """
+        Exchange an OIDC ID token for an upload token of the projects its
+        publisher may upload to (see the module docstring).
+        """
+        minted = await self._mint(request)
+        token = minted.token
+        # (a minted token always expires, after [oidc] token_lifetime)
+        expires = format_time(token.expires) if token.expires is not None else "never"
+        return send_json(request, {"token": minted.text, "expires": expires,
+                                   "projects": list(minted.projects)})
+
+    # -- the routes the clients derive from the upload URL's host ---------------
+
+    @app.route("/_/oidc/audience", methods=["GET", "HEAD"])
+    def audience(self, request: IRequest) -> bytes:
+        """
+        C{{"audience": ...}}: what twine, uv and the publishing action ask
+        the CI system's ID token for (C{[oidc] audience}).
+        """
+        try:
+            _accepts_pytp(request)
+            return send_json(request, {"audience": self._enabled().settings.audience})
+        except HTTPError as e:
+            return send_json_error(request, e)
+
+    @app.route("/_/oidc/mint-token", methods=["POST"])
+    async def mint_for_clients(self, request: IRequest) -> bytes:
+        """
+        The exchange as the clients call it: C{{"token": ..., "expires":
+        <Unix time>}}, and a refusal as JSON whose C{errors} they print.
+        """
+        try:
+            _accepts_pytp(request)
+            minted = await self._mint(request)
+        except HTTPError as e:
+            return send_json_error(request, e)
+        expires = minted.token.expires
+        return send_json(request, {"token": minted.text,
+                                   **({"expires": int(expires)} if expires is not None else {})})
+
+    @app.route("/_/oidc/burn-token", methods=["POST"])
+    async def burn(self, request: IRequest) -> bytes:
+        """
+        C{{"token": "<minted token>"}}: uv revokes the token it was minted
+        once its upload is done. The token presented is the credential:
+        a live minted token is revoked (audited as C{token-revoked} by its
+        publisher); any other is answered alike, so that the route tells
+        nothing of tokens.
+        """
+        try:
+            _accepts_pytp(request)
+            publishing = self._enabled()
+            text = _body_token(request, "upload token", "the upload token to revoke")
+        except HTTPError as e:
+            return send_json_error(request, e)
+        token = publishing.tokens.verify(text)
+        if token is not None and publishing.tokens.revoke(token.id):
+            self._audit.record(request, Identity(token.user), "token-revoked",
+                               target=token.id, detail="revoked by its holder")
+            await self._audit.written(request)
+            log.info("Revoked the minted token {id} of {publisher} at its holder's request",
+                     id=token.id, publisher=token.user)
+        return send_json(request, {})
+
+    @app.route("/.well-known/pytp/<string:key>", methods=["GET", "HEAD"])
+    def discover(self, request: IRequest, key: str) -> bytes:
+        """
+        Trusted publishing's discovery (the PEP 807 draft): C{key} is the
+        sha256 of an upload URL's path; for a path that takes uploads here
+        (C{/}, C{/legacy/}, a hosted index's C{/NAME/}...), the two
+        endpoints, on the host the client asked; 404 without a body for
+        any other, and when trusted publishing is off.
+        """
+        publishing = self._publishing
+        if (publishing is None or not publishing.enabled
+                or key.lower() not in self._discoverable):
+            request.setResponseCode(404)
+            request.setHeader(b"cache-control", b"no-store")
+            return b""
+        try:
+            _accepts_pytp(request)
+        except HTTPError as e:
+            return send_json_error(request, e)
+        root = self._root_for(request)
+        return send_json(request, {"audience-endpoint": root + "_/oidc/audience",
+                                   "mint-token-endpoint": root + "_/oidc/mint-token"})
+
+    def _root_for(self, request: IRequest) -> str:
+        """The server's root URL as the client reached it (C{[pypid] base_url}'s host, if set)."""
+        if self._base_url is not None:
+            parts = urlsplit(self._base_url)
+            return f"{parts.scheme}://{parts.netloc}/"
+        scheme = "https" if request.isSecure() else "http"
+        host = (request.getHeader(b"host") or b"").decode("ascii", "replace")
+        return f"{scheme}://{host}/"
+
+    def _enabled(self) -> TrustedPublishing:
+        publishing = self._publishing
+        if publishing is None or not publishing.enabled:
+            raise NotFound("trusted publishing is not configured ([oidc] issuers)")
+        return publishing
+
+    async def _mint(self, request: IRequest) -> Minted:
+        """Verify the request's ID token and mint its token, audited (the module docstring)."""
+        publishing = self._enabled()
+        address = client_address(request)
+        wait = self._throttle.wait(None, address)
+        if wait:
+            error = TooManyRequests("too many refused token exchanges from this address; "
+                                    "try again later", [(b"retry-after", b"%d" % int(wait))])
+            self._audit.fold_refused(address, None, EVENT, error)
+            raise error
+        self._throttle.started(None, address)
+        counted = False
+        try:
+            minted, verified = await self._exchange(publishing, request, address)
+            self._throttle.succeeded(None, address)
+            counted = True
+        except HTTPError as e:
+            if (e.code < 500 and not isinstance(e, PublisherHeldBack)) \
+                    or isinstance(e, IssuerDown):
+                self._throttle.failed(None, address)
+                counted = True
+            raise
+        finally:
+            if not counted:
+                self._throttle.abandoned(None, address)
+        token = minted.token
+        expires = format_time(token.expires) if token.expires is not None else "never"
+        projects = list(minted.projects)
+        detail = (f"{verified.issuer} jti {verified.claims['jti']}: upload to "
+                  f"{' '.join(projects)} until {expires}")
+        self._audit.record(request, Identity(minted.publisher), EVENT, target=token.id,
+                           detail=detail)
+        await self._audit.written(request)
+        log.info("Minted token {id} for {publisher} (upload to {projects})", id=token.id,
+                 publisher=minted.publisher, projects=" ".join(projects))
+        return minted
+
+    async def _exchange(self, publishing: TrustedPublishing, request: IRequest,
+                        address: str | None) -> tuple[Minted, Verified]:
+        """
+        Verify the request's ID token and mint its upload token.
+
+        @raise HTTPError: the refusal, recorded (folded) in the audit log.
+        """
+        verified = None
+        # (who a refusal names: the publisher of a genuine token)
+        publisher = None
+        try:
+            text = _id_token(request)
+            try:
+                verified = await publishing.verify(text)
+                publisher = verified.publisher
+                return publishing.mint(verified), verified
+            except NoPublisher as e:
+                raise Forbidden(str(e))
+            except TokenRefused as e:
+                raise InvalidIDToken(str(e))
+            except OverShare as e:
+                publisher = e.publisher
+                raise PublisherHeldBack(str(e), [(b"retry-after",
+                                                  b"%d" % math.ceil(e.retry_after))])
+            except TooMany as e:
+                raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
+            except IssuerBusy as e:
+                log.warn("Cannot verify an ID token now: {error}", error=str(e))
+                raise Unavailable("too many token exchanges are waiting for their issuer; "
+                                  "try again shortly", [(b"retry-after", RETRY_AFTER)])
+            except IssuerUnavailable as e:
+                # (what went wrong with the issuer is for the log, not for
+                # whoever sent a token)
+                log.warn("Cannot verify an ID token now: {error}", error=str(e))
+                raise IssuerDown("the token cannot be verified now: its issuer cannot be "
+                                 "reached, or its keys cannot be used",
+                                 [(b"retry-after", RETRY_AFTER)])
+        except HTTPError as e:
+            log.info("Refused an ID token from {address}: {reason}", address=address,
+                     reason=e.message)
+            self._audit.fold_refused(address, publisher, EVENT, e)
+            raise
+
+
+def _id_token(request: IRequest) -> str:
+    """
+    The ID token of the request's JSON body.
+
+    @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
+    """
+    return _body_token(request, "OIDC ID token", "the OIDC ID token of the CI job")
+
+
+def _body_token(request: IRequest, name: str, what: str) -> str:
+    """
+    The C{token} of the request's JSON body, called C{name} (C{what} at
+    length) in a refusal.
+
+    @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
+    """
+    body = bounded_body(request, MAX_BODY)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
+    if not isinstance(data, dict):
+        raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
+    if "token" not in data:
+        raise BadRequest(f"token: missing ({what})")
+    text = data["token"]
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(f"token: expected the {name} as a string")
+    return text.strip()
+
+
+#: The media type of the trusted publishing draft's requests (PEP 807).
+PYTP = b"application/vnd.pypi.pytp.v1+json"
+
+#: The C{code} of a JSON refusal, by status (the draft leaves codes to the
+#: index; these are the public index's where it has them).
+ERROR_CODES = {400: "invalid-payload", 401: "invalid-token", 403: "invalid-publisher",
+               404: "not-enabled", 406: "not-acceptable", 413: "invalid-payload",
+               429: "rate-limited", 503: "unavailable"}
+
+
+def _accepts_pytp(request: IRequest) -> None:
+    """
+    Refuse (406) a request whose C{Accept} names neither the draft's type
+    nor JSON nor anything: twine and uv send none, or C{*/*}.
+    """
+    accept = request.getHeader(b"accept")
+    if not accept:
+        return
+    types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
+    if types & {PYTP, b"application/json", b"*/*", b"application/*"}:
+        return
+    raise NotAcceptable(f"expected Accept: {PYTP.decode()}")
+
+
+def send_json_error(request: IRequest, error: HTTPError) -> bytes:
+    """
+    A refusal as the clients of trusted publishing read it (PEP 807's
+    error response, as the public index answers): C{{"message": ...,
+    "errors": [{"code": ..., "description": ...}]}}, its status and headers
+    (C{Retry-After}, C{WWW-Authenticate}) kept.
+    """
+    request.setResponseCode(error.code)
+    for name, value in error.headers:
+        request.setHeader(name, value)
+    code = ERROR_CODES.get(error.code, "error")
+    return send_json(request, {"message": error.detail,
+                               "errors": [{"code": code, "description": error.detail}]})

@@ -1,0 +1,463 @@
+"""
+The HTTP connection, hardened against clients that hold it open.
+
+Twisted's own idle timeout is reset by every byte, so a client that sends
+its headers a byte at a time, or its upload at a few bytes a second, keeps
+a connection (and whatever the request holds) for ever. Here:
+
+  - a request's line and headers must all arrive within C{header_timeout}
+    of the connection opening, or of the previous answer on a kept-alive
+    connection (a slow client gets C{408} and the connection is closed);
+  - a body must arrive at C{min_body_rate} bytes a second at least, over
+    each C{rate_window}, not counting the time the server itself paused
+    reading (to check credentials, or while the spool catches up);
+  - one client address may hold at most C{max_per_address} connections
+    (L{ConnectionCounter}): more are closed at once;
+  - a request line or header block over Twisted's limits (16 KiB) gets
+    C{414} or C{431} rather than a silent close.
+
+Every answer written outside a request's own (those above, and the early
+answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer}.
+It closes through the channel, which first unregisters itself as its
+transport's producer: a TLS transport with a producer registered never sends
+its close_notify, so a bare C{transport.loseConnection()} left an C{https:}
+client waiting until its own timeout (measured before this was fixed: no
+answer at all to a 64 KiB header, and the 401, 408 or 413 but no close
+after it, over TLS; plain HTTP closed at once).  What the client still
+sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
+later (a client that neither reads nor closes) is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol, cast
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http import HTTPChannel, Request
+
+from pypid.jobs.periodic import Periodic
+from pypid.web.server.body import answer_before_body
+from pypid.web.server.twisted_http import (
+    BadRequestHook,
+    between_requests,
+    body_follows,
+    handling_request,
+    head_bytes,
+    request_line,
+)
+
+log = Logger()
+
+#: Seconds a request's line and headers have to arrive.
+HEADER_TIMEOUT = 30.0
+
+#: The slowest body accepted, in bytes a second over each window.
+MIN_BODY_RATE = 1024
+RATE_WINDOW = 30.0
+
+#: Connections one client address may hold at once.
+MAX_PER_ADDRESS = 128
+
+#: Seconds a connection answered outside a request (a refusal) has to take
+#: its short answer and close before it is dropped.
+CLOSE_TIMEOUT = 2.0
+
+
+class ExpressTake(Protocol):
+    """What the channel asks of the express lane (L{pypid.web.serving.express.ExpressLane})."""
+
+    def take(self, channel: HTTPChannel, data: bytes) -> bool:
+        """Answer the one whole request head C{data}, if it can; whether it did."""
+
+
+class PypidChannel(BadRequestHook):
+    """
+    An L{HTTPChannel} with the deadlines described in the module.
+
+    @ivar site: the L{GuardedSite} that made it.
+    @ivar counter: the L{ConnectionCounter} that counts it, once counted.
+    @ivar counted_host: the client address it is counted under, or L{None}.
+    """
+
+    site: GuardedSite
+    counter: ConnectionCounter
+    counted_host: str | None
+
+    header_timeout = HEADER_TIMEOUT
+    min_body_rate: float = MIN_BODY_RATE
+    rate_window = RATE_WINDOW
+    close_timeout = CLOSE_TIMEOUT
+
+    #: since when the channel waits for a request's headers (or L{None});
+    #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
+    #: timestamp rather than a timer per request: this is the hot path.
+    waiting_since: float | None = None
+    _rate_timer: IDelayedCall | None = None
+    _body_bytes = 0
+    _paused = False
+    #: set by L{close_after_answer}: what arrives from then on is thrown away
+    _closing = False
+    _close_timer: IDelayedCall | None = None
+
+    #: the transport's own address, asked once (L{getHost})
+    _host: IAddress | None = None
+
+    def connectionMade(self) -> None:
+        """Start the clock for the first request's headers."""
+        HTTPChannel.connectionMade(self)
+        self._wait_for_headers()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Bytes from the client: between requests, offered to the site's
+        express lane first (L{pypid.web.serving.express.ExpressLane.take}), which
+        answers a kept page or small file from the request's bytes alone;
+        whatever it leaves, Twisted parses.
+        """
+        if between_requests(self):
+            express = self.site.express
+            if express is not None and express.take(self, data):
+                # (what requestDone does once a request's answer went out)
+                self.resetTimeout()
+                self._wait_for_headers()
+                return
+        HTTPChannel.dataReceived(self, data)
+
+    def getHost(self) -> IAddress:
+        """
+        The server's end of the connection, asked of the transport once:
+        Twisted asks for it at every request (L{Request.__init__}), and a TCP
+        transport asks the kernel each time (C{getsockname}: 6 % of the
+        reactor's time on the express lane's small file).
+        """
+        host = self._host
+        if host is None:
+            host = self._host = HTTPChannel.getHost(self)
+        return host
+
+    def bad_request(self) -> None:
+        """
+        Twisted refuses the request's head (L{BadRequestHook}): past
+        C{totalHeadersSize} bytes, which Twisted counts, C{431}; otherwise
+        C{400} with a reason. The checks stay Twisted's, so the hot path
+        pays nothing for them.
+        """
+        if head_bytes(self) > self.totalHeadersSize:
+            self._head_too_large(self.totalHeadersSize)
+        else:
+            self._refuse(400, b"Bad Request", "the request's head is malformed")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        One line past C{MAX_LENGTH} (a 64 KiB C{Authorization} header, say):
+        C{414} for the request line, C{431} for a header (Twisted closes the
+        transport with no answer, and under TLS not even that).
+        """
+        self._head_too_large(self.MAX_LENGTH)
+
+    def allHeadersReceived(self) -> None:
+        """Headers are in: stop their clock, start watching the body."""
+        self.waiting_since = None
+        HTTPChannel.allHeadersReceived(self)
+        # A body follows when a length was given, or chunks (no length).
+        if body_follows(self):
+            self._body_bytes = 0
+            self._rate_timer = self.callLater(self.rate_window, self._check_rate)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        """Body bytes: count them for the rate check."""
+        self._body_bytes += len(data)
+        HTTPChannel.rawDataReceived(self, data)
+
+    def allContentReceived(self) -> None:
+        """The body is in: stop watching its rate."""
+        self._cancel("_rate_timer")
+        HTTPChannel.allContentReceived(self)
+
+    def requestDone(self, request: Request) -> None:
+        """An answer went out: the next request's headers have their own deadline."""
+        HTTPChannel.requestDone(self, request)
+        if not handling_request(self) and self.transport is not None \
+                and not getattr(self.transport, "disconnecting", False):
+            self._wait_for_headers()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Stop every clock, and give the client address its place back."""
+        self.waiting_since = None
+        self._cancel("_rate_timer")
+        self._cancel("_close_timer")
+        counter = getattr(self, "counter", None)
+        if counter is not None:
+            counter.closed(self)
+        HTTPChannel.connectionLost(self, reason)
+
+    # -- reading paused by the server ----------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading the request body (the server is busy with it)."""
+        self._paused = True
+        if self.transport is not None:
+            _producer(self.transport).pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read the body again; its rate is measured afresh from now."""
+        self._paused = False
+        self._body_bytes = 0
+        if self._rate_timer is not None and self._rate_timer.active():
+            self._rate_timer.reset(self.rate_window)
+        if self.transport is not None:
+            _producer(self.transport).resumeProducing()
+
+    # -- the clocks --------------------------------------------------------------------
+
+    def _wait_for_headers(self) -> None:
+        self.waiting_since = self.site.reactor.seconds()
+
+    def check_headers(self, now: float) -> None:
+        """Close the connection if its headers are overdue (called by the sweep)."""
+        if self.waiting_since is not None and now - self.waiting_since >= self.header_timeout:
+            self._headers_late()
+
+    def _cancel(self, name: str) -> None:
+        timer = getattr(self, name)
+        if timer is not None and timer.active():
+            timer.cancel()
+        setattr(self, name, None)
+
+    def _headers_late(self) -> None:
+        self.waiting_since = None
+        log.info("Closing a connection whose request headers took over {seconds:g} s",
+                 seconds=self.header_timeout)
+        self._refuse(408, b"Request Timeout", "the request headers came too slowly")
+
+    def _check_rate(self) -> None:
+        self._rate_timer = None
+        if not self._paused and self._body_bytes < self.min_body_rate * self.rate_window:
+            log.info("Closing a connection whose request body came at {rate:.0f} bytes/s",
+                     rate=self._body_bytes / self.rate_window)
+            self._count_refusal("slow_body")
+            _tcp(self.transport).abortConnection()
+            return
+        self._body_bytes = 0
+        self._rate_timer = self.callLater(self.rate_window, self._check_rate)
+
+    def _head_too_large(self, limit: int) -> None:
+        if request_line(self)[0] is None:
+            log.info("Refusing a request line over {limit} bytes", limit=limit)
+            self._refuse(414, b"URI Too Long",
+                         f"the request line is longer than {limit >> 10} KiB")
+        else:
+            # (never the headers themselves: one may be an Authorization header)
+            log.info("Refusing request headers over {limit} bytes", limit=limit)
+            self._refuse(431, b"Request Header Fields Too Large",
+                         f"the request headers are larger than {limit >> 10} KiB")
+
+    def _refuse(self, code: int, reason: bytes, message: str) -> None:
+        """Answer outside any request (none is complete) and close."""
+        if self.transport is None or self._closing:
+            return
+        self._count_refusal(code)
+        answer_before_body(self.transport, code, message, reason=reason)
+        self.close_after_answer()
+
+    def _count_refusal(self, why: int | str) -> None:
+        """Count a connection refused outside any request, for C{/metrics}."""
+        stats = getattr(self.site, "stats", None)
+        if stats is not None:
+            stats.refused(why)
+
+    # -- closing after an answer outside a request ----------------------------------------
+
+    def close_after_answer(self) -> None:
+        """
+        Close the connection once the answer already written has gone out:
+        stop parsing (what the client still sends is thrown away), send the
+        TLS close_notify or TCP FIN, and drop the connection if it is still
+        open after C{close_timeout} seconds.
+        """
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        # What the client still sends is thrown away: an instance attribute,
+        # as Twisted itself does it, so that the hot path keeps the plain
+        # method.
+        self.dataReceived = _ignore  # type: ignore[method-assign]
+        self.waiting_since = None
+        self._cancel("_rate_timer")
+        if self._paused:
+            # Under TLS the client's close_notify must still be read.
+            self._paused = False
+            _producer(self.transport).resumeProducing()
+        self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
+        # HTTPChannel.loseConnection: unregisters the channel as the
+        # transport's producer first (see the module docstring).
+        self.loseConnection()
+
+    def _close_overdue(self) -> None:
+        self._close_timer = None
+        log.info("Dropping a connection still open {seconds:g} s after its answer",
+                 seconds=self.close_timeout)
+        _tcp(self.transport).abortConnection()
+
+
+def _producer(transport: ITransport | None) -> IPushProducer:
+    """A connection's transport as the producer of what it reads (TCP and TLS are)."""
+    return cast(IPushProducer, transport)
+
+
+def _tcp(transport: ITransport | None) -> ITCPTransport:
+    """A connection's transport as one that can be aborted (TCP and TLS can)."""
+    return cast(ITCPTransport, transport)
+
+
+def _ignore(data: bytes) -> None:
+    """Take bytes and do nothing with them."""
+
+
+def origin_form(target: bytes) -> bytes:
+    """
+    The path and query of a request target, whether it came in origin form
+    (C{/legacy/?x}) or absolute form (C{http://host/legacy/?x}); C{/} for a
+    target with neither (C{*}, or nonsense).
+    """
+    if target.startswith(b"/"):
+        return target
+    match = _ABSOLUTE_FORM.match(target)
+    if match is None:
+        return b"/"
+    rest = match.group(1)
+    return rest if rest.startswith(b"/") else b"/" + rest
+
+
+_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
+
+
+class ConnectionCounter:
+    """
+    The open connections of a site: counted per client address, refusing
+    past a limit, and swept (L{sweep}) for overdue request headers.
+    """
+
+    def __init__(self, limit: int = MAX_PER_ADDRESS) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._channels: set[PypidChannel] = set()
+        #: connections refused for their address's limit (for C{/metrics})
+        self.refused = 0
+
+    @property
+    def open(self) -> int:
+        """How many connections are open now."""
+        return len(self._channels)
+
+    def sweep(self, now: float) -> None:
+        """Close every connection whose request headers are overdue."""
+        for channel in list(self._channels):
+            channel.check_headers(now)
+
+    def opened(self, channel: PypidChannel, addr: IAddress | None) -> bool:
+        """
+        Count a new connection from C{addr}.
+
+        @return: whether it may stay.
+        """
+        host = getattr(addr, "host", None)
+        if host is None:
+            self._channels.add(channel)
+            channel.counter = self
+            return True
+        count = self._open.get(host, 0)
+        if count >= self.limit:
+            self.refused += 1
+            log.warn("Refusing a connection from {host}: it holds {count} already",
+                     host=host, count=count)
+            return False
+        self._open[host] = count + 1
+        self._channels.add(channel)
+        channel.counter = self
+        channel.counted_host = host
+        return True
+
+    def in_flight(self, now: float, grace: float = 1.0) -> int:
+        """
+        How many connections have a request under way (its head or body
+        being read, or its answer being written), or may be about to send
+        one: opened, or answered, less than C{grace} seconds before C{now}
+        (a client connects, or reuses its connection, then writes).
+        """
+        return sum(1 for channel in self._channels
+                   if channel.requests or (channel.waiting_since is not None
+                                           and now - channel.waiting_since < grace))
+
+    def closed(self, channel: PypidChannel) -> None:
+        """A counted connection ended."""
+        self._channels.discard(channel)
+        host = getattr(channel, "counted_host", None)
+        if host is None:
+            return
+        count = self._open.get(host, 0) - 1
+        if count > 0:
+            self._open[host] = count
+        else:
+            self._open.pop(host, None)
+        channel.counted_host = None
+
+
+class Refused(protocol.Protocol):
+    """A connection refused on arrival (too many from its address): dropped at once."""
+
+    def connectionMade(self) -> None:
+        _tcp(self.transport).abortConnection()
+
+
+class GuardedSite(server.Site):
+    """
+    A site that guards its connections: the per-address limit (refused
+    connections are dropped), and a sweep each second for request headers
+    that are overdue. Its protocol is a L{PypidChannel}.
+
+    @ivar counter: the L{ConnectionCounter}.
+    """
+
+    protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
+    #: answers kept pages and small files from a request's bytes
+    #: (L{pypid.web.server.site.PypidSite}'s; none here)
+    express: ExpressTake | None = None
+    # (Site's own counter numbers sessions, which pypid never makes)
+    counter: ConnectionCounter  # type: ignore[assignment]
+    _sweeper: Periodic | None = None
+
+    def buildProtocol(  # type: ignore[override]  # (our channel, not Twisted's proxy of one)
+            self, addr: IAddress | None) -> PypidChannel | Refused:
+        """A new connection's channel, or a protocol that drops it."""
+        channel = cast(PypidChannel, super().buildProtocol(addr))
+        if not self.counter.opened(channel, addr):
+            # Not None: under TLS, Twisted would wrap it and keep the socket.
+            return Refused()
+        return channel
+
+    def startFactory(self) -> None:
+        """Start the header sweep."""
+        super().startFactory()
+        self._sweeper = Periodic(lambda: self.counter.sweep(self.reactor.seconds()), 1.0,
+                                 self.reactor, what="The sweep of slow headers")
+        self._sweeper.startService()
+
+    def stopFactory(self) -> None:
+        """Stop the header sweep."""
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stopService()
+        self._sweeper = None
+        super().stopFactory()

@@ -1,0 +1,135 @@
+"""
+C{/health}: whether the server is ready and its storage up, for load
+balancers and supervisors. It needs no credentials, so it says nothing of
+the index: its counts and serial told anyone what private projects were
+uploaded (an upload moved them); they are in C{/metrics}, under its access
+rules.
+
+Ready means the index answers with every stored file
+(L{pypid.daemon.readiness}): after a crash, a file uploaded a moment
+before answered C{404} for 116-142 ms while this said C{ok}. And a storage
+that answers may still be full: a full disk failed every upload while this
+said C{ok}. Either is a C{503} now, with what is wrong in the JSON.
+
+While the security advisories are still being read (the first seconds
+after a start: issue 43), or could not be read, the JSON says so
+(C{"advisories": "reading"} or C{"failed"}); when an index hides or
+denies, that is a C{503} too (C{starting}, with C{Retry-After}, or
+C{degraded}): such an index serves none of the releases the advisories
+might cover until they are read, so a balancer had better send its
+clients elsewhere. An index that only warns serves as ever: C{200}.
+
+Probes that come while the storage is being asked share its answer, and
+a probe waits for it at most L{CHECK_WAIT}: a store that is slow to answer
+is C{"down"} at once. It waited as long as the store took, so a
+balancer's checks of every server timed out together while the store was
+slow, and it sent no client anywhere, though each server still served its
+pages from memory (issue 61). (An answer is not kept for the probes after
+it: a store that went away or came back is seen by the next probe.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from pypid.core.security.advisories import READING
+from pypid.storage.interface import IStorage, StorageState
+from pypid.web.server.routes import answer_errors, send_json
+
+#: the seconds a probe is told to wait (C{Retry-After}) while the server starts
+RETRY_STARTING = 1
+#: the longest a probe waits for the storage's answer before it says "down" (s)
+CHECK_WAIT = 2.0
+
+
+@attrs.define
+class StorageProbe:
+    """
+    The storage's state for C{/health}: one check at a time, shared by the
+    probes that came meanwhile, each waiting for it at most L{CHECK_WAIT}.
+    """
+
+    _storage: IStorage
+    _clock: IReactorTime
+    _wait: float = CHECK_WAIT
+    _running: bool = attrs.field(default=False, init=False)
+    _waiting: list[tuple[Deferred[StorageState], IDelayedCall]] = attrs.field(
+        factory=list, init=False)
+
+    def state(self) -> Deferred[StorageState]:
+        """The storage's state, as its check answers within the wait; else down."""
+        d: Deferred[StorageState] = Deferred()
+        timer = self._clock.callLater(self._wait, self._too_slow, d)
+        self._waiting.append((d, timer))
+        if not self._running:
+            self._running = True
+            self._storage.check().addBoth(self._answered)
+        return d
+
+    def _too_slow(self, d: Deferred[StorageState]) -> None:
+        self._waiting = [(w, t) for w, t in self._waiting if w is not d]
+        d.callback("down")
+
+    def _answered(self, result: StorageState | Failure) -> None:
+        self._running = False
+        state: StorageState = "down" if isinstance(result, Failure) else result
+        waiting, self._waiting = self._waiting, []
+        for d, timer in waiting:
+            timer.cancel()
+            d.callback(state)
+
+
+def _always() -> bool:
+    return True
+
+
+@attrs.define(slots=False)
+class Health:
+    """
+    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _ready: C{ready() -> bool}, whether the index answers with every
+        stored file (L{pypid.daemon.readiness.Readiness.ready}).
+    @ivar _clock: the clock of the storage probe (L{StorageProbe}).
+    @ivar _advisories: C{unread() -> (state, fails closed) | None}: while
+        the advisories are still to be read, their state and whether an
+        index fails closed meanwhile
+        (L{pypid.state.indexes.IndexRegistry.unread_advisories}).
+    """
+
+    _storage: IStorage
+    _ready: Callable[[], bool] | None = None
+    _advisories: Callable[[], tuple[str, bool] | None] | None = None
+    _clock: IReactorTime = attrs.field(kw_only=True, alias="clock")
+    _probe: StorageProbe = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._probe = StorageProbe(self._storage, self._clock)
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    async def health(self, request: IRequest) -> bytes:
+        """Whether the server is ready and its storage answers with room to write."""
+        storage = await self._probe.state()
+        ready = (self._ready or _always)()
+        unread = self._advisories() if self._advisories is not None else None
+        closed = unread is not None and unread[1]
+        if not ready or (closed and unread is not None and unread[0] == READING):
+            status = "starting"
+            request.setHeader(b"retry-after", b"%d" % RETRY_STARTING)
+        else:
+            status = "ok" if storage == "ok" and not closed else "degraded"
+        if status != "ok":
+            request.setResponseCode(503)
+        answer = {"status": status, "storage": storage}
+        if unread is not None:
+            answer["advisories"] = unread[0]
+        return send_json(request, answer)

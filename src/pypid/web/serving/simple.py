@@ -1,0 +1,155 @@
+"""
+The site's root: the hot path of the default index at C{/}, then
+everything else.
+
+The default index is an index like any other (issue 41): its
+C{/simple/...} pages, C{/files/...} downloads and C{/integrity/...}
+provenance are answered by the same L{pypid.web.serving.index_root.ServedIndex}
+a named index's are under C{/NAME/}, through plain Twisted resources
+(L{pypid.web.serving.index_root.IndexPath}) rather than Klein routes: they are
+what pip and uv fetch thousands of times a second, and a route table, a
+werkzeug adapter and per-request closures cost more than the page lookup
+itself. Each request does one dict lookup for its first segment, the
+index's read gate (nothing at all while anyone may read), content
+negotiation (memoized on the Accept header), and sets a handful of
+headers on bytes rendered earlier.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+
+from pypid.core.formats.render import AgedPage, Page
+from pypid.core.indexes.index_names import ROUTE_SEGMENTS
+from pypid.web.identity.access import Access
+from pypid.web.serving.index_root import (
+    IndexPath,
+    IndexRoot,
+    PlainFile,
+    ServedIndex,
+    is_index_segment,
+    normalized_name,
+)
+from pypid.web.serving.respond import Rendered, send_moved
+
+
+class RootResource(Resource):
+    """
+    Dispatches the default index's read paths (C{simple}, C{files},
+    C{integrity}) and its project pages, and the other plain resources
+    (the pages' assets), by their first segment, and everything else to
+    the areas; with named indexes (issue 26), a segment that names one or
+    could (L{is_index_segment}) goes to their
+    L{pypid.web.serving.index_root.IndexRoot}, after the root's own routes were
+    looked for (the same one lookup for them).
+
+    @ivar _children: C{{first segment: resource}}.
+    @ivar _indexes: the named indexes' resource, or L{None} without any.
+    """
+
+    def __init__(self, default: ServedIndex, access: Access, areas: IResource,
+                 indexes: IResource | None = None, **others: IResource) -> None:
+        """
+        @param default: the default index's answers.
+        @param areas: the areas of the site and of the default index.
+        @param others: more plain resources by their first segment.
+        """
+        Resource.__init__(self)
+        self._default = default
+        self._access = access
+        #: request name -> its normalized form (L{normalized_name})
+        self._names: dict[str, str] = {}
+        self._children: dict[bytes, IResource] = {
+            area: IndexPath(default, area, access) for area in (b"simple", b"files",
+                                                                b"integrity")}
+        if default.project is not None:
+            self._children[b"project"] = default.project
+        self._children.update((name.encode("ascii"), child) for name, child in others.items())
+        self._app = areas
+        self._indexes = indexes
+
+    def plain_page(self, accept: bytes | None, index: bytes | None,
+                   rest: bytes) -> Page | AgedPage | None:
+        """
+        The kept page the express lane (L{pypid.web.serving.express}) may send to an
+        anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}: the default
+        index's) or C{/<index>/simple/<rest>} with the C{Accept} header
+        C{accept}, or L{None}: the same dispatch as L{getChildWithDefault},
+        the root's own routes first.
+        """
+        if index is None:
+            return cast(IndexPath, self._children[b"simple"]).plain_page(accept, rest)
+        named = self._named(index)
+        return None if named is None else named.plain_page(accept, index, rest)
+
+    def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
+        """The same as L{plain_page}, for C{files/<rest>}."""
+        if index is None:
+            return cast(IndexPath, self._children[b"files"]).plain_file(rest)
+        named = self._named(index)
+        return None if named is None else named.plain_file(index, rest)
+
+    def _named(self, segment: bytes) -> IndexRoot | None:
+        """The named indexes' resource, if the usual path would give C{/<segment>/} to it."""
+        indexes = self._indexes
+        if indexes is None or segment in self._children or not is_index_segment(segment):
+            return None
+        return cast(IndexRoot, indexes)
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
+        """Pick the resource for the first path segment."""
+        child = self._children.get(name)
+        if child is not None:
+            return child
+        if self._indexes is not None and is_index_segment(name):
+            return self._indexes
+        moved = self._pypiserver_path(name, request)
+        if moved is not None:
+            return moved
+        # (process() set both lists before any resource is asked)
+        request.postpath.insert(0, request.prepath.pop())  # type: ignore[union-attr]
+        return self._app
+
+    def _pypiserver_path(self, name: bytes, request: Request) -> IResource | None:
+        """
+        pypiserver's project URL (issue 60): C{GET /<project>/} of a project
+        the default index holds, which anyone may read, moves to
+        C{/simple/<project>/}, so an index URL that worked there keeps
+        working. Only on a server of one index (with named ones, C{/NAME/}
+        is theirs: a hidden index and a project must not answer apart), and
+        never for a route's own first segment.
+        """
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        if post != [b""] or request.method not in (b"GET", b"HEAD") \
+                or name.decode("ascii", "replace") in ROUTE_SEGMENTS:
+            return None
+        simple = self._default.simple
+        project = normalized_name(self._names, name)
+        own = simple.view.own
+        if project is None or own is None or own.project(project) is None \
+                or not self._access.anyone_may_read(project):
+            return None
+        return _Moved(simple.base, f"simple/{project}/")
+
+    def render(self, request: Request) -> Rendered:
+        """Only reached for a request with no path segment at all: the areas'."""
+        return self._app.render(request)
+
+
+class _Moved(Resource):
+    """A permanent redirect to one of the site's own paths (L{send_moved})."""
+
+    isLeaf = True
+
+    def __init__(self, base: str, path: str) -> None:
+        Resource.__init__(self)
+        self._base = base
+        self._path = path
+
+    def render_GET(self, request: Request) -> bytes:
+        return send_moved(request, self._base, self._path)
+
+    render_HEAD = render_GET

@@ -1,0 +1,615 @@
+"""
+The web side of an index's upstreams: what C{simple/<project>/},
+C{files/<project>/<filename>} and C{integrity/...} answer, under C{/} for
+the default index as under C{/NAME/} for a named one, for a project one
+of its upstreams is asked about (L{answer_chain_page},
+L{answer_chain_file}, L{answer_chain_provenance}).
+
+Called by the hot-path resources only when the index's composition asks
+an upstream (L{pypid.core.indexes.views.IndexView.upstreams}), so hosted projects
+never pay for the upstream; a hosted name is never looked up upstream
+unless the upstream merges it (L{pypid.upstream.confusion}). An upstream
+file is served only while the index lists it: the chain's rules, its
+quarantines and a view's filters applied (a file kept here that no page
+lists any more is not served).
+
+The upstream's own modules are imported by the functions that are given
+an upstream (which loaded them already), not with this module, which the
+hot path imports: 24 ms of every start without C{[upstream]}.
+
+A project the upstream quarantines (PEP 792, as its cached page says)
+serves no file, not even one kept here before: 404, as the public index
+answers, naming the reason (L{refuse_quarantined}). The kept files stay on
+disk, and are served again once a refreshed page lifts the quarantine.
+Admins are refused too: the upstream's files are not theirs to release.
+A quarantine outlives the project's removal upstream
+(L{pypid.upstream.quarantines}); a kept file that no page lists (the
+upstream removed it) answers 404 saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pypid.core.dists.variant_files import is_variants_filename
+from pypid.core.formats.render import JSON, AgedPage, Page
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.views import IndexView
+from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests, Unavailable
+from pypid.storage.interface import Location, StorageError
+from pypid.web.identity.request_auth import client_address
+from pypid.web.serving.integrity import no_provenance, same_version, send_provenance
+from pypid.web.serving.respond import (
+    FILE_CACHE_CONTROL,
+    FILE_CONTENT_TYPE,
+    RETRY_AFTER,
+    Answer,
+    connected,
+    finish_later,
+    page_kind,
+    send_bytes,
+    send_page,
+    send_stored,
+)
+
+if TYPE_CHECKING:
+    # (types only: the upstream's modules load with a configured upstream)
+    from pypid.upstream.downloads import UpstreamFiles
+    from pypid.upstream.parser import UpstreamFile
+    from pypid.upstream.source import SourceSide, UpstreamSource
+    from pypid.upstream.transfer import ToFile
+
+#: Offered by a page served stale (RFC 9111's Warning is obsolete, but
+#: proxies and people still read it; Age says how stale).
+_STALE_WARNING = b'110 pypid "Response is Stale"'
+
+
+def _file_of(filename: str) -> tuple[str, bool]:
+    """C{(name of the distribution, whether its .metadata is asked for)}."""
+    if filename.endswith(".metadata"):
+        return filename[: -len(".metadata")], True
+    return filename, False
+
+
+async def _file(request: Request, files: UpstreamFiles, listed: UpstreamFile,
+                project: str, filename: str) -> Answer:
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.downloads import DownloadsBusy
+    from pypid.upstream.fetch import UpstreamNotFound
+    try:
+        return await _file_answer(request, files, listed, project, filename)
+    except DownloadsBusy as e:
+        raise Unavailable(str(e), [(b"retry-after", RETRY_AFTER)])
+    except UpstreamNotFound:
+        raise NotFound("no such file upstream")
+    except Offline:
+        raise NotFound("no such file in the cache (the server is offline)")
+    except StorageError as e:
+        raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+
+
+async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamFile,
+                       project: str, filename: str) -> Answer:
+    """
+    Send the upstream file C{listed} (the index lists it: the chain's rules,
+    its quarantines and a view's filters were applied), or its metadata:
+    the copy kept here, else fetched now (the client fed while its bytes
+    are checked, L{_ClientTee}).
+    """
+    from pypid.upstream.downloads import check_variant_data
+    from pypid.upstream.fetch import UpstreamError
+    name, metadata = _file_of(filename)
+    stored = files.kept(name)
+    if stored is not None and stored.project != project:
+        stored = None
+    # (a file kept already is a hit; one fetched now was counted by the fetch)
+    hit = stored is not None
+    try:
+        if metadata:
+            data = await files.metadata(listed)
+            if data is None:
+                raise NotFound("no such file")
+            return send_bytes(request, data, b'"%s"' % hashlib.sha256(data).hexdigest().encode())
+        if stored is None:
+            tee = (_ClientTee(request, listed)
+                   if _plain_get(request) and _sees_cut_short(request, listed) else None)
+            try:
+                stored = await files.fetch(listed, tee)
+            except UpstreamError:
+                if tee is not None and tee.started:
+                    return NOT_DONE_YET  # the answer was broken off already
+                raise
+            if tee is not None and tee.started:
+                return NOT_DONE_YET
+        if listed.variant is not None:
+            # (kept, or fetched for another request, under the data a page
+            # had then: held to this one's)
+            check_variant_data(name, stored.variant, listed.variant)
+    except UpstreamError as e:
+        raise BadGateway(f"the upstream index failed: {e}")
+    files.served_kept(stored, hit)
+    return send_stored(request, stored, files.locate(stored),
+                       b'"%s"' % stored.sha256.encode("ascii"))
+
+
+def answer_chain_provenance(request: Request, view: IndexView,
+                            sides: Mapping[str, SourceSide], project: str, version: str,
+                            filename: str, content_type: str, clock: IReactorTime) -> Answer:
+    """
+    Answer C{/integrity/<project>/<version>/<filename>/provenance} for a
+    file an index lists from one of its upstreams: pypid's copy of the
+    upstream's provenance, checked against the file's sha256 (fetched now
+    if need be; never for a page). 404 when the index does not list the
+    file, or the upstream offers no provenance, or one that did not check.
+    """
+    found = _listed_in(view, sides, project, filename, clock.seconds())
+    if found is None:
+        raise NotFound("no such file")
+    listed, side = found
+    if not same_version(listed.version, version):
+        raise no_provenance(filename)
+    files = side.source.files
+    stored = files.kept(filename)
+    # (the bytes served: the kept file's, whatever the page now says)
+    served = stored.sha256 if stored is not None and stored.project == project \
+        else listed.sha256
+    return send_provenance(request, files.provenance(listed), filename, None, content_type,
+                           served)
+
+
+def refuse_quarantined() -> None:
+    """404 for a file of a project the upstream quarantines (PEP 792), saying so."""
+    raise NotFound("this project is quarantined upstream: none of its files is served")
+
+
+def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceSide],
+                      project: str, clock: IReactorTime) -> int:
+    """
+    Answer C{/NAME/simple/<project>/} of a named index whose page reads
+    upstreams (C{sides}, those L{IndexView.upstreams} names): each one's
+    cached page is brought up to date first, as C{/simple/<project>/} does
+    it (fresh; stale while a refresh runs; fetched while the client waits,
+    charged to its address), then the page is composed. An upstream that
+    fails leaves the page to the others (a C{Warning} says it may be
+    stale); with nothing found anywhere, its failure is the answer (502,
+    or 404 offline), as it is on C{/simple/}.
+    """
+    kind = page_kind(request)
+    redirect, waits = bring_up_to_date(request, sides, project)
+
+    def answer(results: list[tuple[bool, Any]]) -> bytes:
+        from pypid.upstream.cache import Offline
+        from pypid.upstream.fetch import UpstreamError
+        stale = False
+        fetched: float | None = None
+        failed: list[BaseException] = []
+        for ok, value in results:
+            if ok:
+                entry, late = value
+                stale = stale or late
+                if entry.page is not None:
+                    fetched = min(fetched, entry.fetched_at) if fetched is not None \
+                        else entry.fetched_at
+            elif value.check(Offline, UpstreamError):
+                failed.append(value.value)
+            else:
+                value.raiseException()
+        page = view.page(project, kind, clock.seconds())
+        if page is None:
+            if redirect is not None:
+                return _send_found(request, f"{redirect.source.client.index_url}{project}/")
+            upstream_failure(failed)
+            raise NotFound("no such project")
+        body = send_page(request, page)
+        if fetched is not None:
+            # (how long ago the oldest upstream page it was made of was fetched)
+            age = max(clock.seconds() - fetched, 0.0)
+            request.responseHeaders.setRawHeaders(b"age", [b"%d" % age])
+        if stale or failed:
+            request.responseHeaders.setRawHeaders(b"warning", [_STALE_WARNING])
+        return body
+    return finish_later(request, DeferredList(waits, consumeErrors=True).addCallback(answer))
+
+
+def bring_up_to_date(request: Request, sides: Sequence[SourceSide], project: str,
+                     ) -> tuple[SourceSide | None, list[Deferred[Any]]]:
+    """
+    Bring each caching upstream's page of C{project} up to date, as a page
+    of the chain asks it (a fetch charged to the client's address: 429 past
+    its budget): C{(the first redirecting side or None, each cache's
+    C{(entry, late)} to come)}.
+    """
+    redirect: SourceSide | None = None
+    waits: list[Deferred[Any]] = []
+    for side in sides:
+        source = side.source
+        if source.mode == "redirect":
+            redirect = redirect or side
+        elif source.mode == "cache":
+            if source.pages.would_fetch(project):
+                _charge_source(request, source)
+            waits.append(ensureDeferred(source.pages.get(project)))
+    return redirect, waits
+
+
+def upstream_failure(failed: Sequence[Any]) -> None:
+    """
+    When an index found nothing of a project: the answer its upstreams'
+    failures (exceptions or failures) make, as C{/simple/} answers them
+    (502 for an upstream that failed, 404 offline); nothing without one.
+    """
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
+    errors = [getattr(f, "value", f) for f in failed]
+    for error in errors:
+        if not isinstance(error, (Offline, UpstreamError)):
+            raise error
+    for error in errors:
+        if isinstance(error, UpstreamError):
+            raise BadGateway(f"the upstream index failed: {error}")
+    if any(isinstance(error, Offline) for error in errors):
+        raise NotFound("no such project in the cache (the server is offline)")
+
+
+def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str, kind: str,
+                     clock: IReactorTime) -> Page | AgedPage | None:
+    """
+    For the express lane (L{pypid.web.serving.express}): the page
+    L{answer_chain_page} would send as it is now, when every upstream of
+    C{sides} is a cache whose page of C{project} is fresh (L{PageCache.hit};
+    the hits counted as L{answer_chain_page} counts them) and the view
+    lists the project: with its C{Age} (L{AgedPage}) when an upstream's page
+    is part of it. L{None} otherwise: a page to fetch or refresh, a
+    redirecting upstream, a quarantined project, or none to list.
+
+    @see: L{pypid.upstream.cache.PageCache.hit}
+    """
+    fetched: float | None = None
+    for side in sides:
+        source = side.source
+        if source.mode != "cache":
+            return None
+        entry = source.pages.hit(project)
+        if entry is None:
+            return None
+        if entry.page is not None:
+            fetched = entry.fetched_at if fetched is None else min(fetched, entry.fetched_at)
+    if view.quarantined(project):
+        return None
+    now = clock.seconds()
+    page = view.page(project, kind, now)
+    if page is None:
+        return None
+    for side in sides:
+        side.source.pages.count_hit()
+    if fetched is None:
+        return page
+    return AgedPage(page, b"%d" % max(now - fetched, 0.0))
+
+
+def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+                     filename: str, clock: IReactorTime) -> tuple[Location, bytes] | None:
+    """
+    For the express lane: where the upstream file (or metadata) C{filename}
+    that L{answer_chain_file} would send as it is now is kept, and its
+    ETag, when the index lists it and its copy here needs no fetch (a
+    stored file, metadata stored with it or kept in memory); else L{None}.
+    """
+    name, metadata = _file_of(filename)
+    found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        return None
+    listed, side = found
+    files = side.source.files
+    if metadata:
+        kept = files.kept_metadata(listed)
+        if kept is None:
+            return None
+        location, digest = kept
+        return location, b'"%s"' % digest.encode("ascii")
+    stored = files.kept(name)
+    if stored is None or stored.project != project or listed.variant is not None:
+        # (a variant wheel is held to its data first: L{_file_answer})
+        return None
+    files.served_kept(stored)
+    return files.locate(stored), b'"%s"' % stored.sha256.encode("ascii")
+
+
+def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str, filename: str, clock: IReactorTime,
+                      deleted: bool = False) -> int:
+    """
+    Answer C{/NAME/files/<project>/<filename>} (or its C{.metadata}) from
+    the upstream whose file the index lists under that name (a view's
+    filters applied: what it does not list, it does not serve), fetching
+    it on its first download as C{/files/} does.
+
+    @param sides: the index's upstreams, by the name its sources give them.
+    @param deleted: a hosted source deleted the file: 410 if no upstream lists it.
+    """
+    return finish_later(request, ensureDeferred(
+        _chain_file(request, view, sides, project, filename, clock, deleted)))
+
+
+async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str, filename: str, clock: IReactorTime,
+                      deleted: bool) -> Answer:
+    name, metadata = _file_of(filename)
+    if is_variants_filename(name):
+        # (PEP 825: the file a page made of the variant wheels it lists,
+        # once the upstream's page is cached)
+        failed = await _look_again(request, view, sides, project)
+        page = None if metadata else view.page(project, JSON, clock.seconds())
+        variants = page.variants.get(filename) if page is not None else None
+        if variants is not None:
+            return send_page(request, variants)
+        if page is None and not deleted:
+            # (no page to make it of: answered as the page would be)
+            upstream_failure(failed)
+        # (no distribution has such a name: nothing to look for further)
+        raise NotFound("no such file")
+    found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        # Not seen yet (a client with an old copy of a page): look again.
+        await _look_again(request, view, sides, project)
+        found = _listed_in(view, sides, project, name, clock.seconds())
+    if found is None:
+        if deleted:
+            raise Gone("this file was deleted")
+        if _quarantined_upstream(view, project, clock.seconds()):
+            refuse_quarantined()
+        unlisted = _kept_unlisted(view, sides, project, name)
+        if unlisted is not None:
+            record, source = unlisted
+            if _still_served(view, source, project, record, clock.seconds()) and not metadata:
+                # (issue 46: the operator keeps serving what the upstream took down)
+                source.files.served_kept(record)
+                return send_stored(request, record, source.files.locate(record),
+                                   b'"%s"' % record.sha256.encode("ascii"))
+            if _without_data(source, project, name):
+                raise NotFound(WITHOUT_DATA)
+            raise NotFound("this file was removed upstream: no page lists it now, and the "
+                           "copy kept here is not served ([upstream] keep_removed is off)")
+        raise NotFound("no such file")
+    listed, side = found
+    if side.source.files.would_fetch(project, name, metadata):
+        _charge_source(request, side.source)
+    return await _file(request, side.source.files, listed, project, filename)
+
+
+async def _look_again(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+                      project: str) -> list[Exception]:
+    """
+    Bring the pages of C{project} that the index reads from its caching
+    upstreams up to date (a client with an old copy of a page, or one the
+    cache forgot), as a page's request does: an upstream that fails leaves
+    what is cached.
+
+    @return: the failures of the upstreams that could give no page
+        (L{upstream_failure} answers them).
+    """
+    from pypid.upstream.cache import Offline
+    from pypid.upstream.fetch import UpstreamError
+    failed: list[Exception] = []
+    for asked in view.upstreams(project):
+        source = sides[asked.name].source
+        if source.mode != "cache":
+            continue
+        if source.pages.would_fetch(project):
+            _charge_source(request, source)
+        try:
+            await source.pages.get(project)
+        except (Offline, UpstreamError) as e:
+            failed.append(e)
+    return failed
+
+
+def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
+               now: float) -> tuple[UpstreamFile, SourceSide] | None:
+    """The upstream file C{filename} as the index lists it now, and its upstream."""
+    listing = view.listing(project, now)
+    if listing is None:
+        return None
+    for f, source in listing.files:
+        if f.filename == filename:
+            if source.upstream is None:
+                return None  # (a hosted file, which the hosted sources did not hold)
+            # (an upstream's files are UpstreamFiles: SourceSide.cached)
+            return cast("UpstreamFile", f), sides[source.name]
+    return None
+
+
+def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
+    """
+    Whether the index's page of C{project} is quarantined by an upstream
+    (a hosted quarantine is answered before the upstreams are read).
+    """
+    listing = view.listing(project, now)
+    return (listing is not None and listing.status is not None
+            and listing.status.quarantined)
+
+
+def _still_served(view: IndexView, source: UpstreamSource, project: str, record: FileRecord,
+                  now: float) -> bool:
+    """
+    Whether the kept C{record}, which no page lists, is served all the same
+    (issue 46): its upstream keeps serving what it took down
+    (C{keep_removed}), this file was taken down (not left out by the
+    view, nor withheld by a quarantine the cache remembers), and the view
+    would list it.
+    """
+    return (source.settings.keep_removed and record.filename in source.takedowns
+            and source.pages.quarantines.get(project) is None
+            and view.filters.admits_project(project) and view.filters.admits(record, True, now))
+
+
+#: why a kept variant wheel the upstream lists is not served
+WITHOUT_DATA = ("the upstream lists this variant wheel, but pypid could not read its data "
+                "(its release's index-level file, PEP 825): not served until it can")
+
+
+def _without_data(source: UpstreamSource, project: str, filename: str) -> bool:
+    """
+    Whether C{source}'s cached page of C{project} lists the variant wheel
+    C{filename} without the data its pages need (L{pypid.upstream.variant_data}).
+    """
+    entry = source.pages.entries.get(project)
+    return entry is not None and entry.page is not None and any(
+        f.filename == filename for f in entry.page.variant_wheels)
+
+
+def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+                   filename: str) -> tuple[FileRecord, UpstreamSource] | None:
+    """
+    The kept file C{filename} of C{project}, which no page lists, and the
+    upstream that keeps it; L{None} when none keeps it.
+    """
+    for asked in view.upstreams(project):
+        source = sides[asked.name].source
+        record = source.files.kept(filename)
+        if record is not None and record.project == project:
+            return record, source
+    return None
+
+
+def _charge_source(request: Request, source: UpstreamSource) -> None:
+    """Refuse (429) a request that asks C{source} when its address used up its budget."""
+    _refuse_after(source.charge(client_address(request)))
+
+
+def _refuse_after(wait: float | None) -> None:
+    """429, to try again after C{wait} seconds (L{None}: go on)."""
+    if wait is not None:
+        raise TooManyRequests(
+            "too many requests for projects and files the cache does not hold from this "
+            "address; try again later", [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
+
+
+def _send_found(request: Request, target: str) -> bytes:
+    """302 to the upstream's own page (C{redirect} mode)."""
+    request.setResponseCode(302)
+    request.responseHeaders.setRawHeaders(b"location", [target.encode("ascii")])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    return b"Found at the upstream index\n"
+
+
+def _sees_cut_short(request: Request, listed: UpstreamFile) -> bool:
+    """
+    Whether the client can tell a body that was broken off from a whole one,
+    so that it may be fed while the file is fetched: HTTP/1.1 (the body is
+    chunked, or has a length), or a length known from the page. An HTTP/1.0
+    client without a length takes the end of the connection for the end of
+    the file, so a file that fails its hash would look whole to it: it is
+    answered once the bytes are checked.
+    """
+    return listed.size is not None or request.clientproto == b"HTTP/1.1"
+
+
+def _plain_get(request: Request) -> bool:
+    """A whole-file GET (ranges and conditions are answered once the file is kept)."""
+    headers = request.requestHeaders
+    return (request.method == b"GET" and not headers.hasHeader(b"range")
+            and not headers.hasHeader(b"if-none-match"))
+
+
+class _ClientTee:
+    """
+    Feeds the client that started a download while the file is fetched
+    and checked. The answer is finished only when the bytes matched the
+    page's sha256; otherwise the connection is closed before the end, so
+    the client sees a broken download, never a wrong file. A slow client
+    holds the transfer back; a client that leaves does not stop it (the
+    file is still kept).
+    """
+
+    #: the transfer being fed from (set as the bytes start)
+    _transfer: ToFile
+
+    def __init__(self, request: Request, upstream_file: UpstreamFile) -> None:
+        self._request = request
+        self._file = upstream_file
+        self._held: bytes | None = None
+        self._registered = self._registered_once = False
+        self.started = False
+
+    def start(self, transfer: ToFile) -> None:
+        """The first bytes are coming: set the headers, follow the client's pace."""
+        self._transfer = transfer
+        request = self._request
+        if not connected(request):
+            return
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"content-type", [FILE_CONTENT_TYPE])
+        headers.setRawHeaders(b"etag", [b'"%s"' % self._file.sha256.encode("ascii")])
+        headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
+        if self._file.size is not None:
+            headers.setRawHeaders(b"content-length", [b"%d" % self._file.size])
+        request.registerProducer(self, True)
+        self._registered = self._registered_once = True
+
+    def write(self, data: bytes) -> None:
+        """
+        Pass bytes on to the client, if it is still there, always holding
+        the latest piece back: it goes out only once the whole file matched
+        its hash, so a client never receives every byte of a wrong file.
+        """
+        held, self._held = self._held, data
+        if held is not None and connected(self._request) and not self._request.finished:
+            self.started = True
+            self._request.write(held)
+
+    def pauseProducing(self) -> None:
+        """The client reads slowly: hold the transfer."""
+        self._transfer.hold("client")
+
+    def resumeProducing(self) -> None:
+        """The client caught up."""
+        self._transfer.release("client")
+
+    def stopProducing(self) -> None:
+        """The client left: the transfer goes on for the cache."""
+        self._transfer.release("client")
+
+    def finish(self) -> None:
+        """The bytes were right: send the last piece and end the answer."""
+        request = self._request
+        held, self._held = self._held, None
+        self._unregister()
+        if not self._registered_once:
+            return  # never fed: the caller answers from the kept file
+        if connected(request) and not request.finished:
+            if held is not None:
+                request.write(held)
+            self.started = True
+            request.finish()
+        else:
+            self.started = True  # nothing more to answer
+
+    def abort(self) -> None:
+        """
+        The bytes were wrong or cut short: break the answer off. Before any
+        byte went out, leave it to the caller, which answers 502.
+        """
+        request = self._request
+        self._held = None
+        self._unregister()
+        if connected(request) and not request.finished:
+            if self.started:
+                request.loseConnection()
+            else:
+                for name in (b"content-length", b"etag", b"cache-control"):
+                    request.responseHeaders.removeHeader(name)
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            if connected(self._request) and not self._request.finished:
+                self._request.unregisterProducer()
