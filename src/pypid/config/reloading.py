@@ -17,7 +17,7 @@ administrator) is in L{HOW}, as L{RELOAD} or L{RESTART}:
     "restart", never taken in part with the key quietly left as it was.
 
 A new key that is in neither is a failure of the test that holds this
-table to the parser's own list (C{tests/test_reloading.py}).
+table to the parser's own list (C{tests/unit/config/test_reloading.py}).
 
 Files a key names follow the table by their names; their contents are
 read again at each reload as each part reads them: the C{[tls]} files, the

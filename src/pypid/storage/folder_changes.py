@@ -204,7 +204,7 @@ class FolderChanges:
         without waiting for the disk: a crash that undoes a removal leaves
         the file cached, which the next start keeps (and evicts again if
         the cache is over its cap). Measured with
-        L{tests.bench_upstream_cap}: the two folder syncs a file, under the
+        L{tests.bench.bench_upstream_cap}: the two folder syncs a file, under the
         lock the fetches' own writes take, made each fetch past the cap
         some 1.5 ms slower.
         """

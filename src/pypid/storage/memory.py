@@ -9,7 +9,7 @@ has fired before the call returns: a test needs neither a thread pool nor a
 reactor. The only disk it touches is the spool folder it is given, where the
 web layer writes an upload before L{MemoryStorage.publish} reads it back.
 
-Its semantics are the local backend's (the contract in C{tests/test_storage.py}
+Its semantics are the local backend's (the contract in C{tests/unit/storage/test_storage.py}
 runs against both, and against S3), without what only a disk needs: no
 folder lock, no fsync, no records written in the background after a scan.
 A scan with C{persist=False} changes none of the dicts below: what it reads

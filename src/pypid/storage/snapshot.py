@@ -18,7 +18,7 @@ be written and read a project at a time: no second copy of the index (and
 no copy of the file) is ever held whole in memory, and the strings a
 project's files share (its name, a version, a summary) are read once.
 
-Measured at 100,001 files (the bench corpus, C{tests/bench_scale.py}; in
+Measured at 100,001 files (the bench corpus, C{tests/bench/bench_scale.py}; in
 process, the collector off as at start-up, best and worst of 3), against
 format 1, one JSON document with a dict a file: 41 rather than 61 MB; read
 into records in 0.70-0.92 s rather than 1.4 s (C{json.loads} 0.65 s, then
@@ -39,7 +39,7 @@ a waiting project costs is one object of six slots (L{_LineSource}): at
 80.5 (C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
 closures and a tuple a project 18), and the daemon is at 85 MiB when
 ready rather than 159, at 162 at most once the check made every record
-rather than 201 (C{tests/bench_scale.py}, issue 43).
+rather than 201 (C{tests/bench/bench_scale.py}, issue 43).
 
 Written and read with orjson. A serialiser holds Python's lock for as long
 as it runs, during which the reactor answers nothing: a line at a time, it

@@ -58,7 +58,7 @@ log = Logger()
 #: for 50 files at once (its C{UV_CONCURRENT_DOWNLOADS}), and with ten
 #: per turn (40 waiting at the default of 4) a cold cache turned a
 #: 150-project C{uv pip install} into 503s that uv gave up on after its
-#: three retries (measured with tests/bench_install.py). 64 a turn lets
+#: three retries (measured with tests/bench/bench_install.py). 64 a turn lets
 #: five such clients wait at once.
 WAITING_PER_DOWNLOAD = 64
 

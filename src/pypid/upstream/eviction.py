@@ -28,7 +28,7 @@ log = Logger(namespace="pypid.upstream.downloads")
 
 #: Seconds an evicted file's removal waits for others to join its batch:
 #: one call of the I/O pool for many (measured with
-#: L{tests.bench_upstream_cap}: a call a file made each fetch past the cap
+#: L{tests.bench.bench_upstream_cap}: a call a file made each fetch past the cap
 #: some 0.4 ms slower, 6%).
 EVICTION_DELAY = 1.0
 

@@ -6,7 +6,7 @@ and a cap on the size.
 
 Apart from L{pypid.upstream.downloads}, which decides what is fetched and
 what is kept, because this is the part that meets the network: it is
-tested alone with a fake transport (C{tests/test_upstream_transfer.py}).
+tested alone with a fake transport (C{tests/unit/upstream/test_upstream_transfer.py}).
 """
 
 from __future__ import annotations

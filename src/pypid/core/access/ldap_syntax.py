@@ -5,7 +5,7 @@ and URLs with it at start-up, and the directory (L{pypid.auth.ldap}) fills
 and sends the filters it builds.
 
 L{parse_filter} measured against ldaptor's C{parseFilter} (ldaptor 21.2.0,
-pyparsing 3.3.3; C{tests/test_ldap.py}'s C{LdaptorDifferentialTests}, which
+pyparsing 3.3.3; C{tests/unit/auth/test_ldap.py}'s C{LdaptorDifferentialTests}, which
 keeps these numbers): of 3,013 filters (RFC 4515's 17 examples, 78 edge cases,
 4,000 templates filled at random), 1,074 give the same BER octets and 1,665
 are refused by both; the 274 others are known disagreements, each

@@ -122,7 +122,7 @@ _LINE = rf"{_WORD}(?: {_WORD}[.,]?)*"
 #: after the last. What is left out is what either markup could read as
 #: markup (a leading space is a quote or a definition, two trailing ones
 #: a line break, C{--} and C{...} are typographic in reStructuredText,
-#: C{www.} a link in Markdown); C{tests/test_readme.py} holds the property
+#: C{www.} a link in Markdown); C{tests/unit/core/dists/test_readme.py} holds the property
 #: that this HTML is C{readme_renderer}'s.
 _PROSE = re.compile(rf"{_LINE}(?:\n{_LINE})*(?:\n\n+{_LINE}(?:\n{_LINE})*)*\n*")
 
@@ -224,7 +224,7 @@ def _render_rst(text: str) -> str | None:
     settings built once rather than at every call: 2.0 ms rather than
     4.0 ms for a short description, which every upload pays; and without
     the stylesheets, which only the whole page would show
-    (C{tests/test_readme.py} checks the output is the renderer's own).
+    (C{tests/unit/core/dists/test_readme.py} checks the output is the renderer's own).
     """
     global _rst_settings
     import io

@@ -17,7 +17,7 @@ A rule works on releases (every file of a version goes, or none):
     release of a project would go, its newest stays.
 
 Measured on the bench corpus (100,000 files in 20,000 projects, five
-releases each, L{tests.bench_retention}): a plan with every rule on (and
+releases each, L{tests.bench.bench_retention}): a plan with every rule on (and
 download counts for a third of the files) takes 0.5 s on one core of
 this machine, best and worst of 5 within 10%; it grows with the files.
 """

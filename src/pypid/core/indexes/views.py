@@ -76,7 +76,7 @@ VIEW_CACHE_SIZE = 64 << 20
 #: What a kept composition costs besides its pages (its stamp, its entry in
 #: the table, its dict of pages), counted so that the budget bounds the
 #: delegated entries too, which keep no page of their own. Measured with
-#: tracemalloc (tests/bench_views.py --memory): 418 bytes an entry for a
+#: tracemalloc (tests/bench/bench_views.py --memory): 418 bytes an entry for a
 #: chain of three hosted sources and an upstream.
 ENTRY_COST = 420
 

@@ -30,7 +30,7 @@ C{filename*} is ignored and Windows-style filenames are cut; padding after a
 delimiter has no limit and is scanned byte by byte (4.6 MB per CPU-second,
 50 times an upload's own cost). And it refuses a preamble, bare-LF line
 breaks, folded headers and padding on the first boundary line, which
-clients send. With it, 10 of the 67 tests of C{tests/test_multipart.py}
+clients send. With it, 10 of the 67 tests of C{tests/unit/web/changes/test_multipart.py}
 fail (8 with this module's header parser kept).
 """
 

@@ -60,7 +60,7 @@ Every promoted file is one C{promote} entry of the audit log (its
 C{index} the target, its C{target} the source index); a refusal to a
 user who logged in is recorded as other changes' are.
 
-Measured (C{tests/test_promote.py}, C{test_ten_files_measured}: local
+Measured (C{tests/unit/web/changes/test_promote.py}, C{test_ten_files_measured}: local
 disk, blocking work run at once, a shared two-core machine): a release of
 10 files promoted in 28-36 ms, the journal's write and removal and each
 file's links and fsyncs most of it.

@@ -22,7 +22,7 @@ answer, as every change is. Refusals name the publisher when the ID token
 was genuine, and always the reason; but anyone can send them (any CI
 repository gets genuine tokens for pypid's audience, a replay costs
 nothing, junk less), and one client sent 534 a second, each a fsynced
-entry: 256 KiB of log a second (tests/bench_exchange.py, a real daemon).
+entry: 256 KiB of log a second (tests/bench/bench_exchange.py, a real daemon).
 So they are folded as failed logins are
 (L{pypid.web.admin.audit_trail.AuditTrail.fold_refused}): in a minute, each
 distinct (publisher or none, address, outcome, reason) is one entry at

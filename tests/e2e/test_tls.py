@@ -1,0 +1,428 @@
+"""
+End-to-end tests of native HTTPS: the real daemon on an C{https:} listener
+(and an C{http-redirect:} one) with certificates from a test CA, checked
+with pip and twine (C{--cert}), Python's C{ssl} module (raw requests over
+TLS too), C{kill -HUP} and start-ups that must fail.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import sys
+from http import client as httpclient
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from pypid.web.server.channel import CLOSE_TIMEOUT
+from tests.harness.distributions import make_wheel
+from tests.harness.e2e import (
+    HOST,
+    HTTP_TIMEOUT,
+    PASSWORD,
+    USER,
+    Daemon,
+    DaemonTestCase,
+    clean_env,
+    free_port,
+    http,
+    installed,
+    run,
+    upload_form,
+    wait_for,
+    watch,
+)
+from tests.harness.e2e_tls import (
+    TLSDaemon,
+    TLSDaemonTestCase,
+    client_context,
+    https,
+    shared_ca,
+)
+from tests.harness.tlsca import serial_of
+
+# -- the test CA and HTTPS clients ------------------------------------------------------------
+
+
+def connect(port, context=None, host="localhost"):
+    """A TLS connection to the daemon, handshake done; the caller closes it."""
+    sock = socket.create_connection((HOST, port), timeout=HTTP_TIMEOUT)
+    try:
+        return (context or client_context()).wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def read_to_close(sock):
+    """Everything C{sock} receives until the server closes (TLS close_notify or EOF)."""
+    received = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(received)
+        received.append(data)
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+class HTTPSTests(TLSDaemonTestCase):
+    """One daemon on https: (RSA certificate, intermediate CA) and http-redirect:."""
+
+    def test_twine_and_pip(self):
+        """twine uploads and pip installs over HTTPS, trusting the test CA with --cert."""
+        wheel = make_wheel("tls-wheel", "1.0")
+        self.clients.twine_upload(self.daemon, self.dist_dir(wheel), "--cert",
+                                  shared_ca().root_path)
+        self.assertIn(wheel[0], self.daemon.stored_names())
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.index_url, "--cert", shared_ca().root_path,
+                                 "tls-wheel")
+        self.assertEqual(installed(target), {"tls-wheel": "1.0"})
+
+    def test_pip_refuses_unknown_ca(self):
+        """Without --cert, pip does not trust the server: nothing is installed."""
+        target = os.path.abspath(self.mktemp())
+        done = self.clients.pip_install(target, self.daemon.index_url, "--retries", "0",
+                                        "tls-anything", check=False)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", done.output)
+
+    def test_protocol_versions(self):
+        """TLS 1.1 is refused by the server; TLS 1.2 and 1.3 are served."""
+        port = self.daemon.port
+        with self.assertRaises(ssl.SSLError) as refused:
+            connect(port, client_context(ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_1)).close()
+        self.assertEqual(refused.exception.reason, "TLSV1_ALERT_PROTOCOL_VERSION")
+        for version, name in ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+                              (ssl.TLSVersion.TLSv1_3, "TLSv1.3")):
+            with connect(port, client_context(version, version)) as sock:
+                self.assertEqual(sock.version(), name)
+                cipher = sock.cipher()[0]
+                self.assertTrue(cipher.startswith("ECDHE-") or cipher.startswith("TLS_"), cipher)
+                self.assertTrue("GCM" in cipher or "CHACHA20" in cipher, cipher)
+
+    def test_weak_ciphers_refused(self):
+        """Over TLS 1.2, suites without AEAD or forward secrecy get no handshake."""
+        for suite in ("AES128-SHA", "ECDHE-RSA-AES128-SHA", "AES256-GCM-SHA384"):
+            context = client_context(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2, suite)
+            with self.assertRaises(ssl.SSLError, msg=suite) as refused:
+                connect(self.daemon.port, context).close()
+            self.assertEqual(refused.exception.reason, "SSLV3_ALERT_HANDSHAKE_FAILURE", suite)
+
+    def test_full_chain(self):
+        """The intermediate is sent: a client trusting only the root verifies both host names."""
+        for host in ("localhost", "127.0.0.1"):
+            with connect(self.daemon.port, host=host) as sock:
+                self.assertEqual(serial_of(sock.getpeercert(binary_form=True)),
+                                 self.daemon.files.serial)
+
+    def test_no_plain_http_on_https_port(self):
+        """Plain HTTP sent to the https port gets no HTTP answer."""
+        with self.assertRaises((httpclient.HTTPException, OSError)):
+            http("GET", f"http://{HOST}:{self.daemon.port}/health", timeout=5)
+
+    def dropped(self):
+        """
+        How many connections the shared daemon has dropped so far for
+        staying open past C{CLOSE_TIMEOUT} after a refusal (it logs each
+        before it drops it).
+        """
+        return self.daemon.log_since_start().count(b"Dropping a connection still open")
+
+    def test_oversized_headers(self):
+        """
+        A 64 KiB or 1 MiB Authorization header: 431, and the server closes
+        the connection itself (TLS close_notify), rather than leaving the
+        client waiting until the connection is dropped C{CLOSE_TIMEOUT}
+        after the answer; then service.
+        """
+        for size in (64 << 10, 1 << 20):
+            dropped = self.dropped()
+            with connect(self.daemon.port) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Authorization: Basic " + b"A" * size + b"\r\n\r\n")
+                try:
+                    answer = read_to_close(sock)
+                except ConnectionResetError:
+                    self.fail(f"{size} bytes: the connection was dropped, not closed")
+                # (a drop is logged before it is made)
+                self.assertEqual(self.dropped(), dropped,
+                                 f"{size} bytes: the connection was dropped, not closed")
+            self.assertTrue(answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+                            answer[:100])
+            self.assertTrue(
+                answer.endswith(b"\r\n\r\nthe request headers are larger than 16 KiB\n"),
+                answer[-100:])
+        self.assertEqual(https("GET", self.daemon.url + "health").status, 200)
+        self.assertNotIn("AAAA", self.daemon.log_text(), "no header goes to the log")
+
+    def test_refused_connection_freed(self):
+        """
+        A client that reads the 431 but never closes is dropped by the
+        server C{CLOSE_TIMEOUT} after the answer.
+        """
+        dropped = self.dropped()
+        with connect(self.daemon.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * (64 << 10)
+                         + b"\r\n\r\n")
+            self.assertTrue(read_to_close(sock).startswith(b"HTTP/1.1 431 "))
+            # The TLS session is over; below it, the TCP connection stays
+            # open until the server drops it. (A safety limit, far above
+            # CLOSE_TIMEOUT: the log says what freed the connection.)
+            with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+                raw.settimeout(CLOSE_TIMEOUT + 60)
+                try:
+                    self.assertEqual(raw.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+        self.assertEqual(self.dropped(), dropped + 1,
+                         "the connection was not dropped by the server's close timeout")
+        self.assertIn(f"Dropping a connection still open {CLOSE_TIMEOUT:g} s after its answer"
+                      .encode(), self.daemon.log_since_start())
+
+    def test_redirect(self):
+        """The redirect listener answers 301 to the same path on the https port."""
+        daemon = self.daemon
+        resp = http("GET", daemon.redirect_url + "simple/some-project/?x=1")
+        self.assertEqual(resp.status, 301)
+        self.assertEqual(resp.header("Location"),
+                         f"https://{HOST}:{daemon.port}/simple/some-project/?x=1")
+        self.assertEqual(https("GET", resp.header("Location")).status, 404)
+
+    def test_redirect_refuses_upload(self):
+        """An upload with credentials to the redirect listener gets 308 and stores nothing; twine stops at the redirect."""
+        daemon = self.daemon
+        wheel = make_wheel("sent-in-clear", "1.0")
+        ctype, body = upload_form(*wheel)
+        resp = http("POST", daemon.redirect_url + "legacy/", {"Content-Type": ctype}, body,
+                    auth=(USER, PASSWORD))
+        self.assertEqual(resp.status, 308)
+        self.assertEqual(resp.header("Location"), f"https://{HOST}:{daemon.port}/legacy/")
+        self.assertIn(b"were not used", resp.body)
+        self.assertNotIn(wheel[0], daemon.stored_names())
+        self.assertEqual(https("GET", daemon.index_url + "sent-in-clear/").status, 404)
+        self.assertIn("Refused credentials sent over plain HTTP", daemon.log_text())
+        self.assertNotIn(PASSWORD, daemon.log_text())
+        done = self.clients.twine_upload(SimpleNamespace(url=daemon.redirect_url),
+                                         self.dist_dir(wheel), check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertIn("RedirectDetected", done.output)
+        self.assertNotIn(wheel[0], daemon.stored_names())
+
+
+class ReloadTests(TLSDaemonTestCase):
+    """kill -HUP reloads the certificate for new connections, keeping the process and its connections."""
+
+    def test_hangup_reloads(self):
+        """A renewed certificate is served after SIGHUP; bad files then keep it in service."""
+        daemon = self.new_tls_daemon()
+        pid, old = daemon.pid, daemon.files.serial
+        kept = httpclient.HTTPSConnection(HOST, daemon.port, context=client_context(),
+                                          timeout=HTTP_TIMEOUT)
+        self.addCleanup(kept.close)
+        self.assertEqual(https("GET", daemon.url + "health", connection=kept).status, 200)
+        kept_socket = kept.sock
+
+        renewed = shared_ca().issue("server", kind="ec", folder=os.path.dirname(daemon.files.key))
+        self.assertNotEqual(renewed.serial, old)
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: b"Reloaded the TLS certificate" in daemon.log_since_start(), 10,
+                 "the server did not log the reload")
+        with connect(daemon.port) as sock:
+            self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
+        self.assertEqual(https("GET", daemon.url + "health", connection=kept).status, 200)
+        self.assertIs(kept.sock, kept_socket)
+        self.assertEqual(serial_of(kept.sock.getpeercert(binary_form=True)), old)
+        self.assertTrue(daemon.running())
+        self.assertEqual(daemon.pid, pid)
+
+        shutil.copy(shared_ca().stray_key(folder=self.mktemp()), daemon.files.key)
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: b"Cannot reload TLS" in daemon.log_since_start(), 10,
+                 "the server did not log the failed reload")
+        with connect(daemon.port) as sock:
+            self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
+        self.assertTrue(daemon.running())
+        lines = [line for line in daemon.log_since_start().decode().splitlines()
+                 if "Cannot reload TLS" in line]
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"the TLS key {daemon.files.key} does not match", lines[0])
+
+
+class StartupTests(TLSDaemonTestCase):
+    """Unusable TLS files stop start-up with one line and exit status 1, never plain HTTP."""
+
+    def assert_one_critical_line(self, done, *words):
+        """The server exited with status 1 after one critical line holding C{words}."""
+        self.assertEqual(done.returncode, 1, done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertNotIn("Listening on", done.output)
+        critical = [line for line in done.output.splitlines() if "#critical]" in line]
+        self.assertEqual(len(critical), 1, done.output)
+        for word in words:
+            self.assertIn(word, critical[0])
+
+    def test_bad_key(self):
+        """A key that is not the certificate's: one line naming it, status 1, nothing listens."""
+        daemon = self.new_tls_daemon(start=False, redirect_port=free_port())
+        stray = shared_ca().stray_key(folder=os.path.dirname(daemon.files.key))
+        daemon.settings["tls.key"] = stray
+        done = daemon.run_to_exit()
+        self.assert_one_critical_line(done, "Cannot listen on https:", f"the TLS key {stray} "
+                                      f"does not match the certificate {daemon.files.certificate}")
+
+    def test_ssl_endpoint_refused(self):
+        """Twisted's ssl: endpoint stops start-up: one line pointing at https:, status 1."""
+        folder = os.path.abspath(self.mktemp())
+        files = shared_ca().issue("server", kind="ec", folder=os.path.join(folder, "tls"))
+        daemon = Daemon(folder)
+        watch(daemon)
+        argv = daemon.command(free_port())
+        at = argv.index("--listen") + 1
+        argv[at] = (f"ssl:{free_port()}:interface={HOST}:privateKey={files.key}:"
+                    f"certKey={files.certificate}")
+        done = run(argv, cwd=daemon.directory, env=clean_env(daemon.home), timeout=30,
+                   check=False, what="twistd")
+        self.assertEqual(done.returncode, 1, done.output)
+        self.assertEqual(done.output.strip().splitlines(), [
+            f"pypid: --listen pypid.listen: [pypid] listen: {argv[at]!r} is Twisted's TLS "
+            "endpoint, with its default ciphers (AES128-SHA among them): serve HTTPS with an "
+            "https:PORT listener and [tls] certificate and key"])
+
+    def test_missing_certificate(self):
+        """A missing certificate: one line naming it, status 1."""
+        daemon = self.new_tls_daemon(start=False)
+        os.remove(daemon.files.certificate)
+        done = daemon.run_to_exit()
+        self.assert_one_critical_line(done, f"cannot read the TLS certificate "
+                                      f"{daemon.files.certificate}: No such file or directory")
+
+
+class RecipeTests(DaemonTestCase):
+    """
+    C{pypid-admin tls} (issue 60): the CA and server certificate it makes
+    are what every client accepts, uv included (which refuses a
+    self-signed certificate that is its own CA), and pypid's own tools
+    trust the CA with C{--cert}.
+    """
+
+    def make(self, folder, *hosts):
+        """Run C{pypid-admin tls}; return its output."""
+        argv = [sys.executable, "-m", "pypid.cli.admin", "tls", "--out", folder]
+        for host in hosts:
+            argv += ["--host", host]
+        return run(argv, cwd=folder.rpartition("/")[0], env=clean_env(self.mktemp()),
+                   what="pypid-admin tls").output
+
+    def test_every_client_accepts_it(self):
+        """uv, pip and twine install and upload over it; pypid-admin and pypid-token too."""
+        folder = os.path.abspath(self.mktemp())
+        said = self.make(folder, "127.0.0.1", "localhost")
+        self.assertIn("made a new CA: " + os.path.join(folder, "ca.pem"), said)
+        ca = os.path.join(folder, "ca.pem")
+        self.assertEqual(os.stat(os.path.join(folder, "ca-key.pem")).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.join(folder, "server-key.pem")).st_mode & 0o777,
+                         0o600)
+        files = SimpleNamespace(certificate=os.path.join(folder, "server.pem"),
+                                key=os.path.join(folder, "server-key.pem"), chain="")
+        daemon = RecipeDaemon(os.path.abspath(self.mktemp()), files, ca)
+        watch(daemon)
+        self.addCleanup(daemon.kill)
+        daemon.start()
+        wheel = make_wheel("recipe-wheel", "1.0")
+        self.clients.twine_upload(daemon, self.dist_dir(wheel), "--cert", ca)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, daemon.index_url, "--cert", ca, "recipe-wheel")
+        self.assertEqual(installed(target), {"recipe-wheel": "1.0"})
+        again = os.path.abspath(self.mktemp())
+        self.clients.uv_install(again, daemon.index_url, "recipe-wheel",
+                                environ={"SSL_CERT_FILE": ca})
+        self.assertEqual(installed(again), {"recipe-wheel": "1.0"})
+        env = clean_env(self.mktemp(), PYPID_PASSWORD=PASSWORD)
+        listed = run([sys.executable, "-m", "pypid.cli.admin", "--server", daemon.url,
+                      "--user", USER, "--cert", ca, "files", "recipe-wheel"],
+                     cwd=folder, env=env, what="pypid-admin").output
+        self.assertIn("1.0", listed)
+        tokens = run([sys.executable, "-m", "pypid.cli.token", "--server", daemon.url,
+                      "--user", USER, "--cert", ca, "list"], cwd=folder, env=env,
+                     what="pypid-token", check=False)
+        self.assertEqual(tokens.returncode, 0, tokens.output)
+        # Without --cert, the tools refuse the server, saying why.
+        refused = run([sys.executable, "-m", "pypid.cli.admin", "--server", daemon.url,
+                       "projects"], cwd=folder, env=env, what="pypid-admin", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", refused.output)
+
+    def test_certificate_shape(self):
+        """ECDSA keys; the CA a CA only; the server's not a CA, for servers, its names in SAN."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        folder = os.path.abspath(self.mktemp())
+        self.make(folder, "pypi.internal.example", "10.0.0.5")
+        with open(os.path.join(folder, "ca.pem"), "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        with open(os.path.join(folder, "server.pem"), "rb") as f:
+            server = x509.load_pem_x509_certificate(f.read())
+        self.assertIsInstance(ca.public_key(), ec.EllipticCurvePublicKey)
+        self.assertIsInstance(server.public_key(), ec.EllipticCurvePublicKey)
+        self.assertTrue(ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        self.assertTrue(ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
+        self.assertFalse(
+            server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        self.assertEqual(
+            list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value),
+            [ExtendedKeyUsageOID.SERVER_AUTH])
+        names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(names.get_values_for_type(x509.DNSName), ["pypi.internal.example"])
+        self.assertEqual([str(a) for a in names.get_values_for_type(x509.IPAddress)],
+                         ["10.0.0.5"])
+        self.assertEqual(server.issuer, ca.subject)
+        # Run again: the CA is kept, a new server certificate issued by it.
+        said = self.make(folder, "pypi.internal.example")
+        self.assertIn("kept the CA: ", said)
+        with open(os.path.join(folder, "ca.pem"), "rb") as f:
+            self.assertEqual(x509.load_pem_x509_certificate(f.read()), ca)
+        with open(os.path.join(folder, "server.pem"), "rb") as f:
+            renewed = x509.load_pem_x509_certificate(f.read())
+        self.assertNotEqual(renewed.serial_number, server.serial_number)
+        ca.public_key().verify(renewed.signature, renewed.tbs_certificate_bytes,
+                               ec.ECDSA(renewed.signature_hash_algorithm))
+
+    def test_bad_host(self):
+        """A host that is no name is refused in one line; no host at all too."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        for hosts, message in ((("bad host!",), "--host 'bad host!': expected a host name"),
+                               ((), "give the server's names: --host")):
+            argv = [sys.executable, "-m", "pypid.cli.admin", "tls", "--out", folder]
+            for host in hosts:
+                argv += ["--host", host]
+            done = run(argv, cwd=folder, env=clean_env(self.mktemp()), what="pypid-admin",
+                       check=False)
+            self.assertEqual(done.returncode, 1, done.output)
+            self.assertIn(message, done.output)
+            self.assertNotIn("Traceback", done.output)
+
+
+class RecipeDaemon(TLSDaemon):
+    """An HTTPS daemon whose certificate comes from C{pypid-admin tls}, trusting its CA."""
+
+    def __init__(self, directory, files, ca, **kwargs):
+        super().__init__(directory, files, **kwargs)
+        self.ca = ca
+
+    def health(self):
+        """C{/health} over HTTPS, trusting the recipe's CA."""
+        context = ssl.create_default_context(cafile=self.ca)
+        parts = urlsplit(self.url)
+        conn = httpclient.HTTPSConnection(parts.hostname, parts.port, context=context,
+                                          timeout=HTTP_TIMEOUT)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status
+        finally:
+            conn.close()

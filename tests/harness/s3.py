@@ -1,0 +1,149 @@
+"""
+S3 storages on buckets of moto's server (L{tests.harness.s3server}), and whole
+servers sharing one bucket, in this process: each an S3 storage, an index
+loaded from it as a start loads it, the look for the other servers'
+changes (L{pypid.state.sync.SyncService}, made when the test says: no
+timer), and the site built as the server builds it, on a loopback port.
+"""
+
+import json
+import os
+
+import attrs
+from twisted.internet import reactor
+
+from pypid.auth.policy import AccessModel
+from pypid.auth.verifier import PasswordVerifier
+from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.index import Index
+from pypid.http.client import make_http
+from pypid.state.loader import IndexLoader
+from pypid.state.sync import SyncService
+from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.sign import Bucket, Credentials
+from pypid.storage.s3.storage import S3Storage
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.app import build_web
+from pypid.web.identity.access import Access
+from tests.harness import s3server
+from tests.harness.fakes import one_index, run_in_pool_now
+from tests.harness.web import JSON_TYPE, PASSWORD, USERS
+
+#: The prefix the storages use in their bucket.
+PREFIX = "pkgs/"
+
+#: The admin of the servers (L{BucketServer}).
+ADMIN = "alice"
+
+
+def s3_storage(case, run, bucket, endpoint=None, access_key=s3server.ACCESS_KEY,
+               secret_key=s3server.SECRET_KEY, clock=None, credentials=None, timeout=10.0,
+               prefix=PREFIX, **options):
+    """
+    An S3 storage of C{bucket} on the test server (not prepared), its
+    blocking work done by C{run}; its connections and background writes
+    are ended with the test C{case}.
+    """
+    http, pool = make_http(reactor, timeout)
+    case.addCleanup(pool.closeCachedConnections)
+    if credentials is None:
+        credentials = CredentialSource(Credentials(access_key, secret_key), run, reactor)
+    client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket, s3server.REGION),
+                      credentials, http, reactor, timeout)
+    # Exact times: moto runs on this machine's clock.
+    options.setdefault("clock_margin", 0.0)
+    options.setdefault("replay_window", 0.0)
+    storage = S3Storage(client, Layout(prefix), credentials, run, clock or reactor,
+                        os.path.abspath(case.mktemp()), **options)
+    case.addCleanup(storage.settle)
+    return storage
+
+
+def s3_config(case, bucket):
+    """A configuration file of a server on C{bucket} (for C{pypid-admin}); its path."""
+    folder = os.path.abspath(case.mktemp())
+    os.makedirs(folder)
+    path = os.path.join(folder, "pypid.ini")
+    with open(path, "w") as f:
+        f.write(f"[pypid]\nsnapshot = {folder}/index.json\n"
+                f"[storage]\nbackend = s3\npath = {folder}/spool\n"
+                f"[s3]\nbucket = {bucket}\nprefix = {PREFIX}\n"
+                f"endpoint_url = {s3server.endpoint()}\naccess_key = {s3server.ACCESS_KEY}\n"
+                f"secret_key = {s3server.SECRET_KEY}\n")
+    return path
+
+
+@attrs.define
+class BucketServer:
+    """
+    A server on a shared bucket: its storage, its index, its look for the
+    other servers' changes, and its site at C{url}.
+    """
+
+    storage: S3Storage
+    index: Index
+    sync: SyncService
+    url: str
+    _http: object
+
+    async def poll(self):
+        """
+        Take in what the other servers changed, as the server's timer does,
+        and wait for the full check it began, if one was due.
+        """
+        await self.sync.sync()
+        checking = self.sync._reconciling
+        if checking is not None:
+            await checking
+
+    async def get(self, path, admin=False, accept=None):
+        """C{GET path}, redirects not followed: C{(status, body)}."""
+        headers = {"Accept": accept} if accept else {}
+        response = await self._http.get(self.url + path, headers=headers,
+                                        auth=(ADMIN, PASSWORD) if admin else None,
+                                        allow_redirects=False)
+        return response.code, await response.content()
+
+    async def page(self, project):
+        """The JSON simple page of C{project}, as a reader gets it (it must be there)."""
+        code, body = await self.get(f"simple/{project}/", accept=JSON_TYPE)
+        if code != 200:
+            raise AssertionError(f"{project}'s page: {code} {body!r}")
+        return json.loads(body)
+
+    async def file_code(self, record):
+        """The status of a reader's download of C{record}'s file."""
+        return (await self.get(f"files/{record.project}/{record.filename}"))[0]
+
+    async def set_status(self, project, status, reason=None):
+        """An admin sets C{project}'s status through the API: C{(status, body)}."""
+        data = {"status": status} if reason is None else {"status": status, "reason": reason}
+        response = await self._http.post(
+            self.url + f"api/projects/{project}/status", data=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json"}, auth=(ADMIN, PASSWORD))
+        return response.code, await response.content()
+
+
+async def bucket_server(case, run, bucket, **options):
+    """
+    A server on C{bucket}, started (its index loaded from the bucket, its
+    statuses too) and listening on loopback until the end of C{case}.
+    """
+    storage = s3_storage(case, run, bucket, **options)
+    await storage.prepare()
+    index = Index(file_url_for(None), provenance_url=provenance_url_for(None))
+    snapshot = os.path.join(os.path.abspath(case.mktemp()), "index.json")
+    await IndexLoader(index, storage, snapshot, run, reactor).load()
+    verifier = PasswordVerifier(USERS, reactor, None, run_in_pool=run_in_pool_now)
+    access = Access(AccessModel(read="everyone", admins=frozenset({ADMIN})), verifier)
+    web = build_web(one_index(index, storage, reactor), access, run, reactor,
+                    max_upload_size=10 << 20, audit=AuditTrail(MemoryAuditLog(reactor), reactor))
+    port = reactor.listenTCP(0, web.site, interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    http, pool = make_http(reactor, 10.0)
+    case.addCleanup(pool.closeCachedConnections)
+    url = f"http://127.0.0.1:{port.getHost().port}/"
+    return BucketServer(storage, index, SyncService(index, storage, reactor), url, http)

@@ -1,0 +1,69 @@
+"""
+L{pypid.tap.makeService} without threads: pools that start no thread and
+do the blocking work at once (L{fake_pools}), and the site a built service
+serves (L{site_of}); they were L{tests.unit.test_tap}'s. For a server that
+checks passwords: L{AtOncePool} and L{ThreadedReactor} (they were
+L{tests.unit.web.admin.test_advisory_admin}'s), with L{checking_pools}.
+"""
+
+import attrs
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+
+from pypid.daemon.pools import ThreadPools
+from tests.harness.fakes import run_now
+
+
+@attrs.define
+class FakeThreadPool:
+    """A thread pool that starts no thread; the tests only watch it start and stop."""
+
+    minthreads: int = 0
+    maxthreads: int = 0
+    name: str = ""
+    started: bool = False
+    stops: int = 0
+
+    def start(self):
+        """Say the pool is started."""
+        self.started = True
+
+    def stop(self):
+        """Say the pool is stopped."""
+        self.started = False
+        self.stops += 1
+
+
+class AtOncePool(FakeThreadPool):
+    """A hashing pool that checks a password at once, in the test's thread."""
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class ThreadedReactor(MemoryReactorClock):
+    """A memory reactor whose threads are the test's own (a password check's answer)."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+def checking_pools():
+    """L{fake_pools} whose hashing pool checks passwords at once (with a L{ThreadedReactor})."""
+    return ThreadPools(FakeThreadPool(name="io"), AtOncePool(name="hash"), run_now)
+
+
+def site_of(service):
+    """The site the server's listeners serve."""
+    return service.getServiceNamed("web").web.site
+
+
+def fake_pools(io=None, hashing=None, run=run_now):
+    """L{ThreadPools} that start no thread and do the blocking work at once (or as C{run} does)."""
+    return ThreadPools(io or FakeThreadPool(name="io"), hashing or FakeThreadPool(name="hash"),
+                       run)

@@ -1,0 +1,304 @@
+"""
+The tree reads as the architecture (C{docs/architecture.rst}): imports
+point down the layers, nothing imports the composition root, C{core/} is
+pure, start-up errors are one type turned into an exit in the entry points
+only, and the composition finds no capability by probing attributes; and the
+test modules are leaves, sharing fixtures through the harness modules only.
+Checked by reading the source, so a new module that breaks a rule fails here.
+"""
+
+import ast
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests import CHECKOUT
+
+SOURCE = os.path.join(CHECKOUT, "src")
+
+#: Each package of pypid by its layer: a module may import its own package
+#: and those of lower layers only.
+LAYERS = {
+    "core": 0,
+    "config": 1,
+    "assets": 2,
+    "sandbox": 2,
+    "jobs": 2,
+    "http": 2,
+    "storage": 3,
+    "auth": 4,
+    "upstream": 4,
+    "advisories": 4,
+    "state": 5,
+    "tls": 5,
+    "tls_transport": 5,
+    "web": 6,
+    "export": 7,
+    "bundle": 7,
+    "daemon": 8,
+    "cli": 9,
+    "tap": 10,
+}
+
+#: Imports across the layers kept on purpose, each with its reason:
+#: C{(importing package, imported module)}. None today.
+ALLOWED: set[tuple[str, str]] = set()
+
+
+def modules():
+    """C{(module name, path, syntax tree)} of every module of pypid."""
+    root = os.path.join(SOURCE, "pypid")
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                module = os.path.relpath(path, SOURCE)[:-3].replace(os.sep, ".")
+                with open(path, encoding="utf-8") as f:
+                    yield module.removesuffix(".__init__"), path, ast.parse(f.read())
+
+
+def imported(tree):
+    """The absolute names of the modules a syntax tree imports."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def package_of(module):
+    """The package (layer) of a module of pypid: C{pypid.web.app} -> C{web}."""
+    return module.split(".")[1]
+
+
+class LayerTests(SynchronousTestCase):
+    """The imports between pypid's packages."""
+
+    def test_every_package_has_a_layer(self):
+        """Every package and top-level module is placed in a layer."""
+        found = {package_of(module) for module, _, _ in modules() if module != "pypid"}
+        self.assertEqual(found - set(LAYERS), set())
+
+    def test_imports_point_down(self):
+        """A module imports its own package and lower layers only (and the listed exceptions)."""
+        wrong = []
+        for module, _, tree in modules():
+            if module == "pypid":
+                continue
+            mine = package_of(module)
+            for name in imported(tree):
+                if not name.startswith("pypid."):
+                    continue
+                theirs = package_of(name)
+                if theirs != mine and LAYERS[theirs] >= LAYERS[mine] \
+                        and (mine, name) not in ALLOWED:
+                    wrong.append(f"{module} imports {name}")
+        self.assertEqual(wrong, [])
+
+    def test_composition_root_not_imported(self):
+        """Only the dropin, pypid.tac and the tests import pypid.tap."""
+        wrong = [module for module, _, tree in modules()
+                 if any(name == "pypid.tap" or name.startswith("pypid.tap.")
+                        for name in imported(tree))]
+        self.assertEqual(wrong, [])
+
+    def test_core_is_pure(self):
+        """C{core/} imports no other package of pypid and nothing of Twisted's I/O."""
+        io = ("twisted.internet", "twisted.web", "twisted.application", "socket", "treq")
+        wrong = []
+        for module, _, tree in modules():
+            if not module.startswith("pypid.core"):
+                continue
+            for name in imported(tree):
+                if (name.startswith("pypid.") and not name.startswith("pypid.core")) \
+                        or name.startswith(io):
+                    wrong.append(f"{module} imports {name}")
+        self.assertEqual(wrong, [])
+
+
+    def test_one_periodic_loop(self):
+        """
+        Periodic work runs in L{pypid.jobs.periodic.Periodic} alone: no other
+        module writes a loop of its own with C{LoopingCall} or C{TimerService}.
+        """
+        wrong = []
+        for module, _, tree in modules():
+            if module.startswith("pypid.jobs"):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module in (
+                        "twisted.internet.task", "twisted.application.internet"):
+                    wrong += [f"{module} imports {alias.name}" for alias in node.names
+                              if alias.name in ("LoopingCall", "TimerService")]
+        self.assertEqual(wrong, [])
+
+
+class EntryPointTests(SynchronousTestCase):
+    """Start-up errors become an exit in the entry points only."""
+
+    def test_system_exit_only_in_entry_points(self):
+        """C{raise SystemExit} is in C{pypid.tap} and in the tools' C{main} functions only."""
+        wrong = []
+        for module, path, tree in modules():
+            for function, node in _raises(tree):
+                if not _raises_system_exit(node):
+                    continue
+                if module == "pypid.tap" or (module.startswith("pypid.cli.")
+                                             and function == "main"):
+                    continue
+                wrong.append(f"{path}:{node.lineno} (in {function})")
+        self.assertEqual(wrong, [])
+
+
+class CompositionTests(SynchronousTestCase):
+    """The composition declares what parts offer; it does not probe for it."""
+
+    def test_no_probing(self):
+        """The composition root and the container call no C{hasattr}, and no C{getattr} with a default."""
+        wrong = []
+        for module, path, tree in modules():
+            if module != "pypid.tap" and not module.startswith("pypid.daemon"):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                        node.func.id == "hasattr"
+                        or (node.func.id == "getattr" and len(node.args) == 3)):
+                    wrong.append(f"{path}:{node.lineno}")
+        self.assertEqual(wrong, [])
+
+
+def _raises(tree):
+    """C{(name of the enclosing function, Raise node)} of every raise in a tree."""
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield from visit(child, child.name)
+            else:
+                if isinstance(child, ast.Raise):
+                    yield function, child
+                yield from visit(child, function)
+    yield from visit(tree, "<module>")
+
+
+def _raises_system_exit(node):
+    exception = node.exc
+    if isinstance(exception, ast.Call):
+        exception = exception.func
+    return isinstance(exception, ast.Name) and exception.id == "SystemExit"
+
+
+#: Basenames that every package may have, each with one meaning wherever it
+#: appears: a package's factory (its parts and the objects the command-line
+#: tools share with the daemon).
+SHARED_BASENAMES = {"__init__.py", "factory.py"}
+
+
+class NameTests(SynchronousTestCase):
+    """One meaning per name: a feature spread over packages gets a distinct module in each."""
+
+    def test_module_basenames_unique(self):
+        """No two modules of pypid share a basename (but a package's C{factory.py})."""
+        seen = {}
+        for module, path, _ in modules():
+            name = os.path.basename(path)
+            if name not in SHARED_BASENAMES:
+                seen.setdefault(name, []).append(module)
+        self.assertEqual({name: found for name, found in seen.items() if len(found) > 1}, {})
+
+    def test_class_names_unique(self):
+        """No two classes of pypid share a name."""
+        seen = {}
+        for module, _, tree in modules():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    seen.setdefault(node.name, []).append(module)
+        self.assertEqual({name: found for name, found in seen.items() if len(found) > 1}, {})
+
+
+class PackagingTests(SynchronousTestCase):
+    """Every package of the tree ships (setup.py lists them: find_packages would drop the dropin)."""
+
+    def test_every_package_listed(self):
+        """The packages setup.py lists are exactly the folders of src/pypid with an __init__.py."""
+        with open(os.path.join(os.path.dirname(SOURCE), "setup.py"), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        [listed] = [keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    for keyword in node.keywords if keyword.arg == "packages"]
+        listed = {element.value for element in listed.elts}
+        found = {os.path.relpath(folder, SOURCE).replace(os.sep, ".")
+                 for folder, _, files in os.walk(os.path.join(SOURCE, "pypid"))
+                 if "__init__.py" in files}
+        self.assertEqual(listed - {"twisted.plugins"}, found)
+
+
+TESTS = os.path.join(CHECKOUT, "tests")
+
+
+def _is_test_module(module):
+    """Whether a dotted name under C{tests} is a test module (its last part C{test_*})."""
+    return module.startswith("tests.") and module.rsplit(".", 1)[-1].startswith("test_")
+
+
+def test_modules_imported(tree, package="tests"):
+    """
+    The test modules (C{tests...test_*}) a syntax tree of a module of
+    C{tests/} imports; C{package} is the module's own package, for relative
+    imports.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = base + (f".{node.module}" if node.module else "")
+            else:
+                module = node.module or ""
+            if _is_test_module(module):
+                yield module
+            elif module == "tests" or module.startswith("tests."):
+                yield from (f"{module}.{alias.name}" for alias in node.names
+                            if alias.name.startswith("test_"))
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if _is_test_module(alias.name))
+
+
+class TestModuleTests(SynchronousTestCase):
+    """
+    Test modules are leaves: what several share is in a harness module
+    (C{tests/harness/}: L{tests.harness.fakes}, L{tests.harness.e2e} ...). A
+    test module imported by another is loaded twice over by trial's
+    discovery and drags its own imports in, and a TestCase imported with it
+    runs twice.
+    """
+
+    def test_no_module_imports_a_test_module(self):
+        """No module of C{tests/} (test, harness or benchmark) imports a test module."""
+        wrong = []
+        for folder, _, files in os.walk(TESTS):
+            package = os.path.relpath(folder, CHECKOUT).replace(os.sep, ".")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    with open(os.path.join(folder, name), encoding="utf-8") as f:
+                        tree = ast.parse(f.read())
+                    wrong += [f"{package}.{name} imports {module}"
+                              for module in test_modules_imported(tree, package)]
+        self.assertEqual(wrong, [])
+
+    def test_every_form_of_import_found(self):
+        """The check sees a test module imported in each way Python allows, and nothing else."""
+        source = (
+            "from tests.unit.web.test_web import basic\n"
+            "import tests.unit.auth.test_auth\n"
+            "from tests.unit import test_tap, test_layers as layers\n"
+            "from tests.harness import fakes\n"
+            "from .test_index import make_record\n"
+            "from . import test_views\n"
+            "from ..core import test_pages\n"
+            "def f():\n"
+            "    from tests.unit.test_tls import loaded\n"
+            "from tests.harness.web import basic\n"
+            "from tests.harness.fakes import FAST\n"
+        )
+        self.assertEqual(list(test_modules_imported(ast.parse(source), "tests.unit.web")), [
+            "tests.unit.web.test_web", "tests.unit.auth.test_auth", "tests.unit.test_tap",
+            "tests.unit.test_layers", "tests.unit.web.test_index", "tests.unit.web.test_views",
+            "tests.unit.core.test_pages", "tests.unit.test_tls"])

@@ -1,0 +1,181 @@
+"""
+Tests of the gate's parts, each on its own: L{pypid.web.identity.permissions}
+(what an identity may do), L{pypid.web.identity.identification} (who is asking,
+and the check again as a change commits) and L{pypid.web.changes.change_checks}
+(the checks every change to one index shares). The gate they make up,
+L{pypid.web.identity.access.Access}, is tested route by route in
+C{tests.unit.web.identity.test_access_table}.
+"""
+
+import base64
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
+
+from pypid.auth.hashes import hash_password
+from pypid.auth.policy import AccessModel
+from pypid.auth.tokens import Token
+from pypid.auth.verifier import Identity, PasswordVerifier
+from pypid.core.access.access_rules import IndexGrants
+from pypid.core.indexes.model import FileRecord
+from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
+from pypid.storage.interface import FilenameDeleted, StorageError
+from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
+from pypid.web.identity.access import UPLOAD_LOGIN, Access
+from pypid.web.identity.identification import REVOKED, Identification
+from pypid.web.identity.permissions import Permissions
+from pypid.web.identity.request_auth import IRequestAuth
+from tests.harness.fakes import FAST, run_in_pool_now
+
+USERS = {"alice": hash_password("secret", FAST), "bob": hash_password("bob's", FAST)}
+
+
+def model(read="everyone", **indexes):
+    """
+    Everyone reads C{release}; the group C{dev} (alice) reads and uploads
+    to C{staging}, and to the other C{indexes} given.
+    """
+    dev = IndexGrants(frozenset({"group:dev"}), frozenset({"group:dev"}))
+    return AccessModel(
+        read=read, groups={"dev": frozenset({"alice"})}, admins=frozenset({"alice"}),
+        indexes={"release": IndexGrants(frozenset({"everyone"}), frozenset({"group:dev"})),
+                 "staging": dev, **{name: dev for name in indexes}})
+
+
+def token(user, indexes=(), actions=("read", "upload")):
+    """A token of C{user}'s, kept to C{indexes} (empty: every index)."""
+    return Token("t1", "digest", user, frozenset(actions), indexes=tuple(indexes))
+
+
+def request(user=None, password=None):
+    """A request, with Basic credentials when C{user} is given."""
+    made = Request(DummyChannel())
+    if user is not None:
+        basic = base64.b64encode(f"{user}:{password}".encode())
+        made.requestHeaders.setRawHeaders(b"authorization", [b"Basic " + basic])
+    return made
+
+
+def verifier(users=USERS):
+    """A password verifier over C{users} that hashes at once."""
+    return PasswordVerifier(users, Clock(), None, run_in_pool=run_in_pool_now)
+
+
+class PermissionsTests(SynchronousTestCase):
+    """L{Permissions}: one model's rules, asked for one identity at a time."""
+
+    def test_anonymous_reads_worked_out(self):
+        """What anonymous clients read and enter is worked out once, per index."""
+        permissions = Permissions.of(model())
+        self.assertTrue(permissions.open_reads)
+        self.assertTrue(permissions.open("release"))
+        self.assertFalse(permissions.open("staging"))
+        self.assertTrue(permissions.anyone_enters("release"))
+        self.assertFalse(permissions.anyone_enters("staging"))
+        self.assertTrue(permissions.hidden_from_anonymous)
+        closed = Permissions.of(model(read="authenticated"))
+        self.assertFalse(closed.open_reads)
+
+    def test_index_kept_token(self):
+        """A token kept to other indexes may not read or see an index; a minted one may."""
+        permissions = Permissions.of(model())
+        kept = Identity("alice", token("alice", indexes=["release"]))
+        self.assertTrue(permissions.may_read_index(Identity("alice"), "staging"))
+        self.assertFalse(permissions.may_read_index(kept, "staging"))
+        self.assertFalse(permissions.index_shown(kept, "staging"))
+        self.assertTrue(permissions.index_shown(kept, "release"))
+        minted = Identity("publisher:ci", token("publisher:ci", indexes=["release"]))
+        self.assertTrue(permissions.index_shown(minted, "staging"))
+        self.assertTrue(permissions.may_upload_to(minted, "staging"))
+
+    def test_tokens_never_admins(self):
+        """An admin with a password is one; with a token, never."""
+        permissions = Permissions.of(model())
+        self.assertTrue(permissions.is_admin(Identity("alice")))
+        self.assertFalse(permissions.is_admin(Identity("alice", token("alice"))))
+        self.assertFalse(permissions.is_admin(None))
+
+    def test_reload_takes_new_permissions_whole(self):
+        """L{Access.reconfigure} takes the new model's rules, anonymous reads included."""
+        access = Access(model(), verifier())
+        self.assertIsNone(access.gate_read(request()))
+        access.reconfigure(model(read="authenticated"), verifier(), None)
+        self.assertEqual(access.model.read, "authenticated")
+        failure = self.failureResultOf(access.gate_read(request()), Unauthorized)
+        self.assertIn("authentication is required to read", str(failure.value))
+
+
+class IdentificationTests(SynchronousTestCase):
+    """L{Identification}: who is asking, and whether that still holds as a change commits."""
+
+    def test_change_marks_generation(self):
+        """A change's check keeps the generation it began in on the request."""
+        identification = Identification(verifier())
+        identification.reconfigure(verifier(), None)
+        sent = request("alice", "secret")
+        identity = self.successResultOf(identification.identify_for_change(sent))
+        self.assertEqual(identity.name, "alice")
+        self.assertEqual(IRequestAuth(sent).generation, 1)
+        # (no reload since: trusted as it is, without a second check)
+        self.assertIs(self.successResultOf(ensureDeferred(
+            identification.confirm(sent, identity))), identity)
+
+    def test_removed_user_refused_at_commit(self):
+        """A user removed by a reload while the change was under way is refused as it commits."""
+        identification = Identification(verifier())
+        sent = request("alice", "secret")
+        identity = self.successResultOf(identification.identify_for_change(sent))
+        identification.reconfigure(verifier({"bob": USERS["bob"]}), None)
+        failure = self.failureResultOf(ensureDeferred(identification.confirm(sent, identity)),
+                                       Unauthorized)
+        self.assertEqual(str(failure.value), REVOKED)
+
+    def test_anonymous_and_wrong(self):
+        """No credentials identify no one; wrong ones are refused."""
+        identification = Identification(verifier())
+        self.assertIsNone(self.successResultOf(identification.identify(request())))
+        self.failureResultOf(identification.identify(request("alice", "wrong")), Unauthorized)
+        self.assertTrue(identification.knows("alice"))
+        self.assertFalse(identification.knows("carol"))
+
+
+class ChangeChecksTests(SynchronousTestCase):
+    """L{ChangeChecks}: the answers every change to one index shares."""
+
+    def test_upload_grant(self):
+        """Without the index's upload grant: 401 in the default index, 403 in a named one."""
+        access = Access(model(default=True), verifier())
+        bob = Identity("bob")
+        e = self.assertRaises(Unauthorized, ChangeChecks(access, "default").may_upload_here, bob)
+        self.assertEqual(str(e), UPLOAD_LOGIN)
+        e = self.assertRaises(Forbidden, ChangeChecks(access, "staging").may_upload_here, bob)
+        self.assertEqual(str(e), "bob may not upload to staging")
+        ChangeChecks(access, "staging").may_upload_here(Identity("alice"))
+
+    def test_untouchable_as_missing(self):
+        """A project one may neither see nor change answers as a missing one."""
+        checks = ChangeChecks(Access(model(), verifier()), "staging")
+        e = self.assertRaises(NotFound, checks.may_touch, Identity("bob"), "widget")
+        self.assertEqual(str(e), NO_SUCH_RELEASE)
+        self.assertRaises(NotFound, checks.may_touch, Identity("alice"), None)
+        checks.may_touch(Identity("alice"), "widget")
+
+    def test_storage_call_answers(self):
+        """A file deleted meanwhile answers 404; a failing storage 503."""
+        record = FileRecord(filename="widget-1.0.tar.gz", project="widget", name="widget",
+                            version="1.0", packagetype="sdist", path=None, size=1,
+                            sha256="0" * 64, upload_time=0.0)
+
+        async def deleted(record):
+            raise FilenameDeleted(record.filename)
+
+        async def broken(record):
+            raise StorageError("disk on fire")
+
+        failure = self.failureResultOf(ensureDeferred(storage_call(deleted, record)), NotFound)
+        self.assertEqual(str(failure.value), "no such file: widget-1.0.tar.gz")
+        failure = self.failureResultOf(ensureDeferred(storage_call(broken, record)), Unavailable)
+        self.assertIn("disk on fire", str(failure.value))
