@@ -53,7 +53,8 @@ def build(projects):
     try:
         from pypid.core.indexes.views import ChainSource, Filters, IndexView
         from pypid.storage.locks import KeyedLock
-        from pypid.web.serving.index_root import HostedSource, IndexMaterials
+        from pypid.web.serving.index_files import HostedSource
+        from pypid.web.serving.index_root import IndexMaterials
     except ImportError:
         pass
     else:

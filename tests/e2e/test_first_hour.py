@@ -10,9 +10,9 @@ import os
 import re
 import sys
 
+from tests import CHECKOUT
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
-    CHECKOUT,
     Daemon,
     DaemonTestCase,
     clean_env,

@@ -12,7 +12,8 @@ import zipfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.harness.e2e import CHECKOUT, Clients, E2EFailure, clean_env, run
+from tests import CHECKOUT
+from tests.harness.e2e import Clients, E2EFailure, clean_env, run
 
 # What is not part of the source tree: copied checkouts leave these out.
 _NOT_SOURCE = shutil.ignore_patterns(

@@ -27,9 +27,9 @@ import time
 
 from packaging.version import Version
 
+from tests import CHECKOUT
 from tests.harness import upgrade as sets
 from tests.harness.e2e import (
-    CHECKOUT,
     PASSWORD,
     USER,
     Daemon,

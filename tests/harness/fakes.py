@@ -187,7 +187,8 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it.
     """
     from pypid.storage.locks import KeyedLock
-    from pypid.web.serving.index_root import HostedSource, IndexMaterials
+    from pypid.web.serving.index_files import HostedSource
+    from pypid.web.serving.index_root import IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)
     return [IndexMaterials.hosted_alone(source, upstream)]

@@ -37,7 +37,8 @@ from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.index_root import HostedSource, IndexMaterials
+from pypid.web.serving.index_files import HostedSource
+from pypid.web.serving.index_root import IndexMaterials
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 

@@ -62,9 +62,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
+from tests import CHECKOUT
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.e2e import (
-    CHECKOUT,
     ChildProcess,
     E2EFailure,
     _die_with_parent,

@@ -34,7 +34,6 @@ OVER = {
     ("module", "pypid/core/dists/metadata.py"): (1490, _NOT_SPLIT),
     ("module", "pypid/core/dists/zipcheck.py"): (1235, _NOT_SPLIT),
     ("module", "pypid/storage/audit_log.py"): (1070, _NOT_SPLIT),
-    ("module", "pypid/web/serving/index_root.py"): (1068, _NOT_SPLIT),
     ("module", "pypid/auth/oidc.py"): (1036, _NOT_SPLIT),
     ("module", "pypid/core/indexes/views.py"): (892, _NOT_SPLIT),
     ("module", "pypid/core/formats/pages.py"): (882, _NOT_SPLIT),
@@ -82,9 +81,6 @@ CYCLES = {
         "a project loaded later becomes a project (type-only one way)",
     ("pypid.auth.ldap", "pypid.auth.verifier"):
         "the directory is one of the verifier's sources (type-only one way)",
-    ("pypid.web.changes.publish", "pypid.web.server.site", "pypid.web.serving.express",
-     "pypid.web.serving.index_root"):
-        "two deciders of one read (the express lane's and the resource's)",
 }
 
 

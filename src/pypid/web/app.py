@@ -91,12 +91,11 @@ from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.health import Health
 from pypid.web.server.site import PypidSite
 from pypid.web.serving.denied_files import DeniedDownloads
+from pypid.web.serving.index_files import HostedSource, IndexFiles
+from pypid.web.serving.index_pages import IndexSimple
 from pypid.web.serving.index_root import (
-    HostedSource,
-    IndexFiles,
     IndexMaterials,
     IndexRoot,
-    IndexSimple,
     ReadOnlyPublish,
     ServedIndex,
 )

@@ -9,7 +9,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.harness.e2e import CHECKOUT, clean_env
+from tests import CHECKOUT
+from tests.harness.e2e import clean_env
 
 TOOLS = ("admin", "token", "upstream", "export", "passwd")
 

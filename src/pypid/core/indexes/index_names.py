@@ -82,3 +82,33 @@ def parse_base(text: str) -> BaseRef:
     if not NAME.match(name):
         raise ValueError(f"{text!r}: expected an index name or upstream:NAME; {NAME_FORMS}")
     return BaseRef(upstream, name)
+
+
+#: The paths that take uploads (the legacy API that twine and C{uv publish}
+#: speak) by C{POST}: the root, and C{/legacy/} with or without its slash.
+#: Written once, here, for all that must agree on them: the upload route
+#: (L{pypid.web.changes.publish}), the site that streams their bodies to disk
+#: (L{pypid.web.server.site}) and the C{upload} route family of
+#: L{pypid.core.records.metrics}.
+UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
+
+
+def is_index_segment(segment: bytes) -> bool:
+    """
+    Whether a path's first segment could name an index: it has an index
+    name's form and is no route's first segment. Only such paths can leak
+    whether a hidden index exists, so only they meet the index gate.
+    """
+    try:
+        text = segment.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return bool(NAME.match(text)) and text not in ROUTE_SEGMENTS and text != DEFAULT
+
+
+def index_upload_path(path: bytes) -> bool:
+    """Whether C{path} is where an index's uploads go: C{/NAME/}, C{/NAME/legacy[/]}."""
+    if not path.startswith(b"/"):
+        return False
+    segment, slash, rest = path[1:].partition(b"/")
+    return bool(slash) and b"/" + rest in UPLOAD_PATHS and is_index_segment(segment)

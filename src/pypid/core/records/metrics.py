@@ -29,18 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 import attrs
 
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.index_names import UPLOAD_PATHS
 
 #: Latency buckets, in seconds: from a cached page (well under a
 #: millisecond) to a large upload on a slow link.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-#: The paths that take uploads (the legacy API that twine and C{uv publish}
-#: speak) by C{POST}: the root, and C{/legacy/} with or without its slash.
-#: Written once, here, for all that must agree on them: the upload route
-#: (L{pypid.web.changes.publish}), the site that streams their bodies to disk
-#: (L{pypid.web.server.site}) and the C{upload} route family below.
-UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 
 #: Route families, by the first segment of the path; C{/} itself is split
 #: by method in L{route_of}.

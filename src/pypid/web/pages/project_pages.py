@@ -63,7 +63,8 @@ from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
 from pypid.web.server.routes import requested_version
-from pypid.web.serving.index_root import HostedSource, as_admin, send_private
+from pypid.web.serving.index_files import HostedSource
+from pypid.web.serving.index_pages import as_admin, send_private
 from pypid.web.serving.respond import (
     Answer,
     ReadResource,

@@ -42,6 +42,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.access.cross_site import SAFE_METHODS, cross_site_refusal
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.index_names import index_upload_path
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError
 from pypid.storage.interface import Run, run_at_once
@@ -72,7 +73,6 @@ from pypid.web.server.channel import (
 )
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
-from pypid.web.serving.index_root import index_upload_path
 
 log = Logger()
 

@@ -77,7 +77,7 @@ from pypid.storage.interface import LocalFile, MemoryFile
 from pypid.web.identity.request_auth import client_address
 from pypid.web.identity.request_client import forwarded_client
 from pypid.web.server.twisted_http import write_between_requests
-from pypid.web.serving.index_root import PlainFile
+from pypid.web.serving.read_decisions import PlainFile
 from pypid.web.serving.respond import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,

@@ -54,7 +54,8 @@ from pypid.upstream.source import SourceSide
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.index_root import HostedSource, IndexMaterials
+from pypid.web.serving.index_files import HostedSource
+from pypid.web.serving.index_root import IndexMaterials
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,

@@ -1,0 +1,385 @@
+"""
+C{/simple/} and C{/simple/<project>/} of one index (the default's at
+C{/}, a named one's under C{/NAME/}): one decider, L{IndexSimple.decide},
+whose value (L{pypid.web.serving.read_decisions}) the resource delivers
+whatever it is (L{IndexSimple.answer}) and the express lane only when it
+is a page to send as it is (L{IndexSimple.plain_page}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Request
+
+from pypid.auth.verifier import Identity
+from pypid.core.dists.names import is_valid_name, normalize
+from pypid.core.formats import render
+from pypid.core.formats.namespace_api import IndexNamespaces, served
+from pypid.core.formats.negotiate import choose
+from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.views import IndexView
+from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
+from pypid.web.identity.access import Access
+from pypid.web.identity.request_auth import identity_of
+from pypid.web.serving.read_decisions import (
+    AdminOnly,
+    AskUpstream,
+    Moved,
+    NamespacesAsked,
+    PageDecision,
+    Private,
+    ReaderPage,
+    ReaderRoot,
+)
+from pypid.web.serving.respond import NOT_ACCEPTABLE, Answer, send_moved, send_page
+from pypid.web.serving.upstream_pages import answer_chain_page, plain_chain_page
+
+if TYPE_CHECKING:
+    from pypid.upstream.source import SourceSide
+
+
+def send_private(request: Request, page: Page) -> bytes:
+    """Send a page only its reader may see (an admin's): never kept by a cache."""
+    body = send_page(request, page)
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"private, no-store"])
+    return body
+
+
+def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
+             reader: Callable[[], Answer]) -> Answer:
+    """
+    C{admin()} when the request comes from an admin, else C{reader()}: for
+    a quarantined project, whose files only admins see. The credentials
+    are checked here when the read gate did not (anonymous reads), and
+    wrong ones answer 401 as on any other path.
+    """
+    return with_identity(access, request, lambda identity: admin()
+                         if access.is_admin(identity) else reader())
+
+
+def with_identity(access: Access, request: Request,
+                  then: Callable[[Identity | None], Answer]) -> Answer:
+    """
+    C{then(identity)}, the request's identity (L{None}: anonymous): checked
+    here when the read gate did not (anonymous reads), wrong credentials
+    answering 401 as on any other path.
+    """
+    known = identity_of(request)
+    if known is not None:
+        return then(known)
+    return access.identify(request).addCallback(then)
+
+
+
+#: The most request names whose normalized form an index remembers.
+MAX_NAMES = 1 << 16
+
+
+def normalized_name(names: dict[str, str], segment: bytes) -> str | None:
+    """
+    The normalized project name a path segment spells, or L{None} when it
+    spells none: remembered in C{names} (a dict lookup on the hot path,
+    where the name check and normalization take 1 to 2 us), bounded, as
+    names come from clients.
+    """
+    try:
+        text = segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    found = names.get(text)
+    if found is None:
+        found = normalize(text) if is_valid_name(text) else ""
+        if len(names) >= MAX_NAMES:
+            names.clear()
+        names[text] = found
+    return found or None
+
+
+@attrs.frozen
+class IndexSimple:
+    """
+    C{/simple/} and C{/simple/<project>/} of one index, from its
+    L{IndexView}: its own files, its bases', its upstreams', a view's
+    filters applied.
+
+    @ivar base: where its paths start (C{/} or C{/NAME/}, under the base URL).
+    """
+
+    name: str
+    view: IndexView
+    access: Access
+    clock: IReactorTime
+    base: str
+    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    #: (reader, kind) -> (the hosted sources' serials, the project list that reader sees)
+    _roots: dict[tuple[object, str], tuple[tuple[int, ...], Page]] = attrs.field(
+        factory=dict, init=False)
+    #: request name -> its normalized form ("" for no name: L{normalized_name})
+    _names: dict[str, str] = attrs.field(factory=dict, init=False)
+
+    def decide(self, request: Request | None, post: Sequence[bytes],
+               kind: str | None) -> PageDecision:
+        """
+        What a C{GET} of C{simple/} + C{post} (the path's segments after
+        C{simple}) gets, for the C{kind} of page negotiated (L{None}: none
+        acceptable). C{request} is who asks; L{None} is an anonymous
+        client whose request was not parsed (the express lane's), who may
+        read what anyone may.
+        """
+        if len(post) == 2 and not post[1]:
+            return self._project(request, post[0], kind)
+        if len(post) == 1 and not post[0]:
+            if kind is None:
+                return NotAcceptable(NOT_ACCEPTABLE)
+            if (self.access.anyone_reads_everything(self.name) if request is None
+                    else self.access.reads_everything(request, self.name)):
+                return self.view.root_page(kind)
+            return ReaderRoot(kind)
+        if not post:
+            return Moved("simple/")
+        if list(post) == [b"namespaces"] or (len(post) == 2 and post[0] == b"namespace"):
+            return NamespacesAsked(tuple(post))
+        if len(post) == 1:
+            # (for a hosted name alone: whether an upstream has it is asked
+            # only at the full URL, which pip and uv always send)
+            project = normalized_name(self._names, post[0])
+            if project is not None and self._may_read(request, project) \
+                    and self.view.hosts(project):
+                return Moved(f"simple/{project}/")
+        return NotFound("no such project")
+
+    def _may_read(self, request: Request | None, project: str) -> bool:
+        if request is None:
+            return self.access.anyone_may_read(project, self.name)
+        return self.access.may_read(request, project, self.name)
+
+    def _project(self, request: Request | None, segment: bytes,
+                 kind: str | None) -> PageDecision:
+        """The decision for C{simple/<segment>/}."""
+        project = normalized_name(self._names, segment)
+        if project is None or not self._may_read(request, project):
+            return NotFound("no such project")
+        moved = project.encode("utf-8") != segment
+        view = self.view
+        found = None if moved else self._own_project(project)
+        if found is not None:
+            # The hot path: a project of the index's own hosted source,
+            # served from that source's kept pages (IndexView.own).
+            own = view.own
+            assert own is not None  # (_own_project found it there)
+            if kind is None:
+                return NotAcceptable(NOT_ACCEPTABLE)
+            rendered = own.rendered
+            public = rendered.project_page(found, kind)
+            spaces = view.namespaces
+            if own.statuses.quarantined(project):
+                full = partial(rendered.full_page, found, kind)
+                return AdminOnly(lambda: Private(full()), partial(
+                    self._for_reader, request, project,
+                    partial(rendered.project_page, found, kind, True), public))
+            if spaces is not None and spaces.any_hidden:
+                return self._for_reader(request, project,
+                                        partial(rendered.project_page, found, kind, True),
+                                        public)
+            return public
+        if self.upstreams:
+            asked = view.upstreams(project)
+            if asked:
+                if moved:
+                    return Moved(f"simple/{project}/")
+                if kind is None:
+                    return NotAcceptable(NOT_ACCEPTABLE)
+                return AskUpstream([self.upstreams[s.name] for s in asked], project, kind)
+        if kind is None:
+            return NotAcceptable(NOT_ACCEPTABLE)
+        now = self.clock.seconds()
+        page = view.page(project, kind, now)
+        if page is None:
+            return NotFound("no such project")
+        if moved:
+            return Moved(f"simple/{project}/")
+        spaces = view.namespaces
+        quarantined = view.quarantined(project)
+        if not quarantined and (spaces is None or not spaces.any_hidden):
+            return page
+
+        def hidden() -> Page:
+            return view.hidden_page(project, kind, now) or page
+        if quarantined:
+            # (PEP 792: its admins see its files, to release or delete them)
+            composed = partial(view.full_page, project, kind, now)
+            return AdminOnly(lambda: Private(composed() or page),
+                             partial(self._for_reader, request, project, hidden, page))
+        return self._for_reader(request, project, hidden, page)
+
+    def _for_reader(self, request: Request | None, project: str, hidden: Callable[[], Page],
+                    public: Page) -> PageDecision:
+        """
+        C{public}, unless the project falls in a hidden grant a reader
+        could see (its owners, the admins: L{IndexNamespaces.hides}) and the
+        page is JSON: then who asks decides (L{ReaderPage}). An anonymous
+        client sees no hidden grant.
+        """
+        spaces = self.view.namespaces
+        if (request is None or spaces is None or not spaces.any_hidden
+                or public.content_type != CONTENT_TYPES[JSON] or not spaces.hides(project)):
+            return public
+        return ReaderPage(project, hidden, public)
+
+    def answer(self, request: Request) -> Answer:
+        """Answer the request; C{request.postpath} is what follows C{simple}."""
+        post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
+        args = request.args
+        fmt = args.get(b"format") if args else None
+        # (a "+" typed into a query string arrives decoded as a space)
+        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
+                      fmt[0].replace(b" ", b"+") if fmt else None)
+        return self.deliver(request, self.decide(request, post, kind))
+
+    def deliver(self, request: Request, decision: PageDecision) -> Answer:
+        """Act on a decision of L{decide}, whatever it is."""
+        if isinstance(decision, Page):
+            return send_page(request, decision)
+        if isinstance(decision, HTTPError):
+            raise decision
+        if isinstance(decision, Moved):
+            return send_moved(request, self.base, decision.path)
+        if isinstance(decision, AskUpstream):
+            return answer_chain_page(request, self.view, decision.sides, decision.project,
+                                     self.clock)
+        if isinstance(decision, Private):
+            return send_private(request, decision.page)
+        if isinstance(decision, ReaderPage):
+            return self._reader_page(request, decision.project, decision.hidden,
+                                     decision.public)
+        if isinstance(decision, ReaderRoot):
+            return send_page(request, self._root_for(request, decision.kind))
+        if isinstance(decision, NamespacesAsked):
+            return self._namespaces(request, list(decision.post))
+        admin, reader = decision.admin, decision.reader
+        return as_admin(self.access, request,
+                        lambda: self.deliver(request, admin()),  # type: ignore[arg-type]
+                        lambda: self.deliver(request, reader()))  # type: ignore[arg-type]
+
+    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | AgedPage | None:
+        """
+        For the express lane: the page an anonymous C{GET} of
+        C{simple/<rest>} with the C{Accept} header C{accept} gets, when
+        L{decide} says to send a kept page as it is (an upstream's only
+        while the cache holds it fresh); otherwise L{None}, and the
+        resource delivers the decision.
+        """
+        if b"%" in rest:
+            return None
+        kind = choose(accept)
+        if kind is None:
+            return None
+        decision = self.decide(None, rest.split(b"/"), kind)
+        if isinstance(decision, Page):
+            return decision
+        if isinstance(decision, AskUpstream):
+            return plain_chain_page(self.view, decision.sides, decision.project, kind,
+                                    self.clock)
+        return None
+
+    def _reader_page(self, request: Request, project: str, hidden: Callable[[], Page],
+                     public: Page) -> Answer:
+        """
+        The page of C{project} a reader gets: its JSON form C{hidden()}
+        (not kept by a cache) when it falls in a hidden grant they see (its
+        owners, the admins, L{IndexNamespaces.hides}), else C{public}. Who
+        they are is what the read gate found: credentials it did not check
+        (an index anyone reads) are not checked here, so that a project of a
+        hidden grant answers any credentials as any other project does, in
+        its status and its time.
+        """
+        spaces = self.view.namespaces
+        if (spaces is None or not spaces.any_hidden or public.content_type != CONTENT_TYPES[JSON]
+                or not spaces.hides(project)):
+            return send_page(request, public)
+        sees = self.access.grant_reader(identity_of(request))
+        if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
+            return send_private(request, hidden())
+        return send_page(request, public)
+
+    def _namespaces(self, request: Request, post: list[bytes]) -> Answer:
+        """
+        PEP 752's C{/namespaces} list and C{/namespace/<name>} detail (JSON
+        API 1.5 only: PEP 833 froze the HTML), of the grants in force here;
+        a hidden grant only to its owners and the admins, who alone see
+        its owners too.
+        """
+        spaces = self.view.namespaces
+        if spaces is None:
+            raise NotFound("this index serves no namespaces")
+        return with_identity(self.access, request,
+                             lambda identity: self._namespace_answer(request, post, spaces,
+                                                                     identity))
+
+    def _namespace_answer(self, request: Request, post: list[bytes], spaces: IndexNamespaces,
+                          identity: Identity | None) -> Answer:
+        sees = self.access.grant_reader(identity)
+        if len(post) == 1:
+            body = render.dumps_json(spaces.listed(sees))
+        else:
+            name = normalized_name(self._names, post[1])
+            if name is None:
+                raise NotFound("no such namespace")
+            if name.encode("utf-8") != post[1]:
+                return send_moved(request, self.base, f"simple/namespace/{name}")
+            found = spaces.detail(name, sees, sees)
+            if found is None:
+                raise NotFound("no such namespace")
+            body = render.dumps_json(found)
+        page = Page.of(body, CONTENT_TYPES[JSON])
+        # (what a reader sees depends on who they are: never kept by a cache)
+        return send_private(request, page)
+
+    def _own_project(self, project: str) -> Project | None:
+        """
+        C{project} when the index's own hosted source holds it and it is
+        served from that source's kept pages alone (no upstream merged in):
+        the pages of the hot path.
+        """
+        own = self.view.own
+        if own is None:
+            return None
+        found = own.project(project)
+        if found is None or (self.upstreams and self.view.merges(project)):
+            return None
+        return found
+
+    def _root_for(self, request: Request, kind: str) -> Page:
+        """
+        The project list as one reader may see it (rules hide some
+        projects), made once per reader and state of the hosted sources.
+        """
+        key = (self.access.cache_key(request), kind)
+        serials = tuple(source.hosted.serial for source in self.view.order
+                        if source.hosted is not None)
+        cached = self._roots.get(key)
+        if cached is not None and cached[0] == serials:
+            return cached[1]
+        pairs: dict[str, str] = {}
+        for source in self.view.order:
+            if source.hosted is None:
+                continue
+            for p in source.hosted.projects():
+                if p.name not in pairs and self.view.filters.admits_project(p.name) \
+                        and self.access.may_read(request, p.name, self.name):
+                    pairs[p.name] = p.display_name
+        items = sorted(pairs.items())
+        body = (render.root_html(items) if kind == HTML
+                else render.root_json(items, served(self.view.namespaces) is not None))
+        page = Page.of(body, CONTENT_TYPES[kind])
+        if len(self._roots) > 1000:
+            self._roots.clear()
+        self._roots[key] = (serials, page)
+        return page
+
