@@ -22,7 +22,7 @@ devpi keeps no yank state for its own indexes ("PEP 592 isn't supported
 for private stages yet", devpi-server 6.20), and a delete leaves no trace
 in its export: the files come across as not yanked, and no tombstone.
 
-devpi's indexes are kept (issue 26): each devpi index C{user/name} goes
+devpi's indexes are kept: each devpi index C{user/name} goes
 into the pypid index C{user-name} (or the name C{--map} gives it), its
 bases translated the same way, a mirror base (devpi's C{root/pypi}) as
 C{upstream:default} (L{DevpiIndexes}). The import needs those indexes

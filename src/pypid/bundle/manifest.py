@@ -19,13 +19,13 @@ when its name ends in C{.tar.gz} or C{.tgz})::
     statuses.json                  {"statuses": {project: {"status": ..., "reason":
                                    ..., "set_by": ..., "set_at": ...}}}: the
                                    projects' statuses (PEP 792), when any
-                                   project has one (issue 45)
+                                   project has one
     audit/...                      the audit log's files (reserved; see
                                    L{pypid.bundle.pack.audit_members})
     manifest.json                  written last: the format and its version,
                                    and the sha256 and size of every other member
 
-A bundle of named indexes (issue 26; C{pypid-admin export --index NAME})
+A bundle of named indexes (C{pypid-admin export --index NAME})
 adds, per index, the same layout under C{indexes/NAME/} (its files,
 metadata, details, records and tombstones: each index has its own
 namespace of filenames, as its storage has), and C{indexes.json}, which
@@ -106,7 +106,7 @@ AUDIT_LIMIT = 1 << 30
 #: its folders counted too.
 MAX_MEMBERS = 1 << 22
 #: The most bytes of all the JSON members together, which are read whole
-#: before any file is taken (issue 31: a 262 kB bundle of compressed JSON
+#: before any file is taken (a 262 kB bundle of compressed JSON
 #: reached 5.7 GB).
 MAX_KEPT = 512 << 20
 #: The fewest bytes per JSON value a JSON member of more than
@@ -453,7 +453,7 @@ _WHO_BYTES = 300
 @attrs.frozen
 class BundledStatus:
     """
-    A project's status as a bundle carries it (issue 45): the status and
+    A project's status as a bundle carries it: the status and
     its reason, as storage keeps them, and who set it and when, as the
     source's audit log says (L{None} when it does not).
 

@@ -1,5 +1,5 @@
 """
-What C{SIGHUP} changes of the indexes (issue 26, design §2.11), and what
+What C{SIGHUP} changes of the indexes, and what
 it refuses.
 
 A view has no storage and no state: its pages are composed of its
@@ -14,14 +14,14 @@ in at once, so a request meets the old set or the new one, never a mix.
 Who may read and upload to each index reloads with the rest of C{[auth]}
 and C{[acl]} (L{pypid.web.identity.access.AccessPart}).
 
-What each index does about security advisories (issue 27: C{advisories},
+What each index does about security advisories (C{advisories},
 C{advisory_severity}, C{advisory_waive} of C{[pypid]} for the default
 index, of each C{[index:NAME]}, hosted or view) is taken too: the
 index's policy stays the same object and takes its new rules in place at
 the commit (L{pypid.state.indexes.IndexRegistry.take_rules}), dropping
 the pages of the projects the advisories name; a change of these keys
 alone is a reload like any other, for a hosted index too. So is a change
-of what a hosted index's uploads let through (issue 46: C{allow_tag_mismatch}),
+of what a hosted index's uploads let through (C{allow_tag_mismatch}),
 taken in place at the commit (L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
 
 The rest is refused, the whole reload with it (one line naming the
@@ -43,7 +43,7 @@ section; the server keeps its configuration, as for any refused reload):
   - the first named index of a server of one index, or the last one
     removed: a server without named indexes serves no C{/NAME/} path at
     all and counts its requests without an C{index} label, exactly as
-    before issue 26.
+    a server that never had any.
 
 Everything here is decided against the configuration the server started
 with (what never reloads: its hosted indexes, their bases, its upstreams,

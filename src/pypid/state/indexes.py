@@ -1,5 +1,5 @@
 """
-The hosted indexes of a server, each a stack of its own (issue 26, stage 3).
+The hosted indexes of a server, each a stack of its own.
 
 A hosted index is today's stack instantiated per name, not one L{Index}
 whose records carry an index: every structure of the index, its storage,
@@ -39,7 +39,7 @@ At C{SIGHUP} the stacks stay and the views may change
 (L{pypid.state.index_reload}): L{index_view} builds a view alike at
 start-up and then, and L{IndexRegistry.take_views} takes the new ones.
 
-Every index acts on the server's security advisories (issue 27) by its
+Every index acts on the server's security advisories by its
 own rules: the registry gives each (the default, the named hosted ones
 and the views) its L{AdvisoryPolicy} over the one L{AdvisoryBoard}, which
 its hosted pages, its upstream pages and its composed pages apply. When
@@ -121,7 +121,7 @@ from pypid.storage.interface import (
 from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only with [upstream]: they cost start-up time)
     from pypid.upstream.factory import MakeUpstream, UpstreamPart
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
@@ -160,14 +160,14 @@ class HostedStack:
     sync: SyncService | None = None
     #: the part of C{[upstream]} (the default index's), which holds its proxy
     upstream_part: UpstreamPart | None = None
-    #: its files' download counts (issue 29); L{None} for a storage that
+    #: its files' download counts; L{None} for a storage that
     #: keeps none
     usage: UsageLog | None = None
-    #: where its removed files wait before they are purged (issue 29)
+    #: where its removed files wait before they are purged
     bin: RecycleBin | None = None
-    #: its retention rules, over its bin and counts (issue 29)
+    #: its retention rules, over its bin and counts
     cleanup: IndexCleanup | None = None
-    #: what its uploads and imports let through (issue 46), taken again at a reload
+    #: what its uploads and imports let through, taken again at a reload
     uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
     @property
@@ -295,11 +295,11 @@ class IndexRegistry:
     @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
         read it (L{SourceSide}), C{upstream:default} (C{[upstream]}) too
         when an index names it.
-    @ivar board: the security advisories in force (issue 27).
+    @ivar board: the security advisories in force.
     @ivar policies: name -> what the index does about them, for every
         index (the views included); the same object for its lifetime, its
         rules taken in place at a reload (L{take_rules}).
-    @ivar waivers: the advisory waivers admins keep (issue 44), read from
+    @ivar waivers: the advisory waivers admins keep, read from
         the default index's storage; L{None} for a storage that keeps none.
     @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
         46), for every index; the same object for its lifetime, its grants
@@ -454,11 +454,11 @@ class IndexRegistry:
             self.take_waivers(self.waivers.current)
 
 
-    # -- advisories (issue 27) ---------------------------------------------------
+    # -- advisories ---------------------------------------------------
 
     def unread_advisories(self) -> tuple[str, bool] | None:
         """
-        While the advisories are still to be read (issue 43): their state
+        While the advisories are still to be read: their state
         (L{pypid.core.security.advisories.READING} or C{FAILED}) and whether some
         index fails closed meanwhile (it hides or denies); L{None} once read.
         """
@@ -547,12 +547,12 @@ class IndexRegistry:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
     def cleanups(self) -> dict[str, IndexCleanup]:
-        """The hosted indexes' retention rules by name (issue 29)."""
+        """The hosted indexes' retention rules by name."""
         return {name: stack.cleanup for name, stack in self.stacks.items()
                 if stack.cleanup is not None}
 
     def bins(self) -> dict[str, RecycleBin]:
-        """The hosted indexes' recycle bins by name (issue 29)."""
+        """The hosted indexes' recycle bins by name."""
         return {name: stack.bin for name, stack in self.stacks.items() if stack.bin is not None}
 
     def bin(self, name: str) -> RecycleBin | None:
@@ -561,7 +561,7 @@ class IndexRegistry:
         return stack.bin if stack is not None else None
 
     def usage(self, name: str) -> tuple[Index, UsageLog] | None:
-        """The hosted index C{name} and its download counts, or L{None} (issue 29)."""
+        """The hosted index C{name} and its download counts, or L{None}."""
         stack = self.stacks.get(name)
         usage = stack.usage if stack is not None else None
         if stack is None or usage is None:
@@ -668,12 +668,12 @@ def _by_index(config: Config, pick: Callable[[ServerConfig | IndexConfig], _T]) 
 
 
 def upload_rules(config: Config) -> dict[str, UploadRules]:
-    """Each index's L{UploadRules} (issue 46)."""
+    """Each index's L{UploadRules}."""
     return _by_index(config, lambda section: section.upload_rules)
 
 
 def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:
-    """Each index's L{AdvisoryRules} (issue 27)."""
+    """Each index's L{AdvisoryRules}."""
     return _by_index(config, lambda section: section.advisory_rules)
 
 
@@ -687,7 +687,7 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
     """
     if not config.upstreams and default is None:
         return {}, {}
-    # (the upstream's modules load only when an upstream is configured: issue 14)
+    # (the upstream's modules load only with an upstream: they cost start-up time)
     from pypid.upstream.factory import UpstreamPart
     from pypid.upstream.saved_state import SavedState, state_path
     from pypid.upstream.source import SourceSide

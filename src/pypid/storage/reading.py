@@ -18,7 +18,7 @@ leaves their details to the daemon. The snapshot is read as bytes, not with
 L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
 
-A named index (issue 26) is read as its pages list it: L{load_index}
+A named index is read as its pages list it: L{load_index}
 reads each hosted source of its order (itself, then its hosted bases,
 each its own storage and snapshot) and composes them with
 L{pypid.core.indexes.views.compose}, the earlier source's file of a name or a

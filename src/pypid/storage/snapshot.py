@@ -39,7 +39,7 @@ a waiting project costs is one object of six slots (L{_LineSource}): at
 80.5 (C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
 closures and a tuple a project 18), and the daemon is at 85 MiB when
 ready rather than 159, at 162 at most once the check made every record
-rather than 201 (C{tests/bench/bench_scale.py}, issue 43).
+rather than 201 (C{tests/bench/bench_scale.py}).
 
 Written and read with orjson. A serialiser holds Python's lock for as long
 as it runs, during which the reactor answers nothing: a line at a time, it
@@ -49,7 +49,7 @@ Format 1 is still read, so that an upgrade starts from the snapshot the
 former version left.
 
 The promoted files' L{pypid.core.indexes.promotion.Promotion}s (who promoted a
-file into the index, from which index, when: issue 26) are a
+file into the index, from which index, when) are a
 C{promotions} line after the deleted filenames, a promotion at a time
 with the filenames it brought (C{{"promotions": [{"source": "staging",
 "by": "bob", "at": 1767225650.0, "filenames": [...]}]}}), so that a
@@ -71,7 +71,7 @@ rebuilds its index from storage (L{_decode_lines}): slower once, never
 wrong, since storage holds them too. Read back, the files of one
 promotion share one value.
 
-The files in the recycle bin (issue 29: kept, neither listed nor served,
+The files in the recycle bin (kept, neither listed nor served,
 until restored or purged) are a C{binned} line after the promotions, their
 records as they are kept beside the files (C{{"binned": [{"filename":
 ...,"binned": 1767225650.0, ...}]}}), written only when there are some:

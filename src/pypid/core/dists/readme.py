@@ -11,7 +11,7 @@ takes a moment), and the HTML kept with the file's record; never at request
 time. The renderer is imported on first use, so a server that never renders
 does not load docutils and Pygments.
 
-A description is bounded before and after it renders (issue 31): one of
+A description is bounded before and after it renders: one of
 more than L{MAX_TEXT} characters is not rendered but shown as plain text,
 cut; HTML of more than L{MAX_HTML} characters (a link reference used
 thousands of times turns kilobytes into megabytes) is dropped for the

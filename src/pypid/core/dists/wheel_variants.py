@@ -1,5 +1,5 @@
 """
-Wheel variants (PEP 825, provisionally accepted; issue 46, part 1): what a
+Wheel variants (PEP 825, provisionally accepted): what a
 variant wheel's filename and its C{*.dist-info/variant.json} must be, and
 the index-level C{{name}-{version}-variants.json} an index hosts beside a
 release's variant wheels, made of theirs.

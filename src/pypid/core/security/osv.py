@@ -1,7 +1,7 @@
 """
 OSV records (the format of the public advisory databases, one JSON object
 an advisory) read into the L{pypid.core.security.advisories.Advisory}s an index
-acts on (issue 27).
+acts on.
 
 What is read, and why so:
   - only what is said of the C{PyPI} ecosystem (names normalized as
@@ -78,7 +78,7 @@ MAX_ALIASES = 50
 #: The most affected entries, ranges of an entry, events of a range and
 #: versions of an entry that one record may have. These are never cut:
 #: a record past one is refused whole and named in the load's warning
-#: (issue 45: a range or a version past a cut was dropped and its release
+#: (a range or a version past a cut was dropped and its release
 #: allowed, with no word). No record of the PyPI export comes near them;
 #: a record that does is broken or hostile, and the operator is told.
 MAX_AFFECTED = 200

@@ -21,7 +21,7 @@ Under the configured prefix C{P}::
     P.pypid/yanked/<filename>          exists while the file is yanked; holds
                                        the reason (JSON)
     P.pypid/binned/<filename>          exists while the file is in the recycle
-                                       bin (kept, not served: issue 29); holds
+                                       bin (kept, not served); holds
                                        when it was binned (JSON)
     P.pypid/deleted/<filename>         a tombstone: the name is never reused
     P.pypid/promoted/<filename>        who promoted the file into this index,
