@@ -44,7 +44,7 @@ TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
 #: module by its path under C{src/}, a class or function as C{path:Name}.
 OVER = {
     ("module", "pypid/core/dists/metadata.py"): (1490, _NOT_SPLIT),
-    ("module", "pypid/core/dists/zipcheck.py"): (1235, _NOT_SPLIT),
+    ("module", "pypid/core/dists/zipcheck.py"): (1175, _NOT_SPLIT),
     ("module", "pypid/storage/audit_log.py"): (1070, _NOT_SPLIT),
     ("module", "pypid/web/serving/index_root.py"): (1068, _NOT_SPLIT),
     ("module", "pypid/auth/oidc.py"): (1036, _NOT_SPLIT),
@@ -101,7 +101,6 @@ CYCLES = {
 
 #: Module docstrings over L{DOCSTRING_LINES} lines today: C{path -> (ceiling, reason)}.
 LONG_DOCSTRINGS = {
-    "pypid/core/dists/zipcheck.py": (177, _NOT_TRIMMED),
     "pypid/storage/snapshot.py": (81, _NOT_TRIMMED),
     "pypid/auth/attestations.py": (73, _NOT_TRIMMED),
     "pypid/web/changes/promote.py": (66, _NOT_TRIMMED),
