@@ -44,7 +44,7 @@ TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
 #: module by its path under C{src/}, a class or function as C{path:Name}.
 OVER = {
     ("module", "pypid/core/dists/metadata.py"): (1490, _NOT_SPLIT),
-    ("module", "pypid/core/dists/zipcheck.py"): (1175, _NOT_SPLIT),
+    ("module", "pypid/core/dists/zipcheck.py"): (1177, _NOT_SPLIT),
     ("module", "pypid/storage/audit_log.py"): (1070, _NOT_SPLIT),
     ("module", "pypid/web/serving/index_root.py"): (1068, _NOT_SPLIT),
     ("module", "pypid/auth/oidc.py"): (1036, _NOT_SPLIT),

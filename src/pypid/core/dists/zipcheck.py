@@ -10,7 +10,7 @@ starts from the central directory; streaming readers (uv while
 downloading, C{unzip -} style tools) walk the local headers. An archive
 built for one reader can so install files the index never saw. The public
 index refuses such archives (C{warehouse.utils.zipfiles}); this module
-follows it and goes past it. The rules are in L{check_zip} (the structure)
+follows it and goes past it. The rules are in L{UnsafeZip} (the structure)
 and L{check_zip_data} (the members' bytes). L{check_member_name} and
 L{MemberNames} hold a tar sdist's names to a zip's rules.
 
@@ -166,60 +166,9 @@ class UnsafeZip(UnsafeArchive):
     """
     A zip archive that zip readers could read differently, or that is not
     a zip archive at all.
-    """
 
-
-@attrs.frozen
-class ZipEntry:
-    """
-    One member of a checked archive, as both its headers describe it.
-
-    @ivar name: the member's name (a directory's ends with C{/}).
-    @ivar header_offset: where its local header starts.
-    @ivar data_offset: where its (compressed) data starts.
-    @ivar compressed_size: the length of its data.
-    @ivar file_size: its length once decompressed.
-    @ivar crc: the CRC-32 of its decompressed bytes.
-    @ivar method: its compression method (0 stored, 8 deflate).
-    @ivar flags: its general purpose flag bits.
-    @ivar is_dir: whether it is a directory entry.
-    """
-
-    name: str
-    header_offset: int
-    data_offset: int
-    compressed_size: int
-    file_size: int
-    crc: int
-    method: int
-    flags: int
-    is_dir: bool
-
-
-@attrs.frozen
-class _Central:
-    """What one central directory entry says, with ZIP64 values applied."""
-
-    name: str
-    raw_name: bytes
-    flags: int
-    method: int
-    crc: int
-    compressed_size: int
-    file_size: int
-    header_offset: int
-    is_dir: bool
-
-
-def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-              max_name_length: int = DEFAULT_MAX_NAME_LENGTH,
-              max_extra_length: int = DEFAULT_MAX_EXTRA_LENGTH,
-              allow_data_descriptors: bool = False) -> tuple[ZipEntry, ...]:
-    """
-    Check the structure of the zip archive in C{f} and return its entries.
-
-    It reads the end records, then the central directory, then every
-    local header in offset order, and refuses (L{UnsafeZip}) unless:
+    L{check_zip} reads the end records, then the central directory, then
+    every local header in offset order, and refuses unless:
 
       - the end of central directory record is the file's last 22 bytes, so
         there is exactly one, with no comment (the public index allows one;
@@ -289,6 +238,59 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
         name; no symbolic links or other special files in a Unix mode
         (C{zipfile} extracts a link as a file holding its target, C{unzip}
         makes the link).
+    """
+
+
+@attrs.frozen
+class ZipEntry:
+    """
+    One member of a checked archive, as both its headers describe it.
+
+    @ivar name: the member's name (a directory's ends with C{/}).
+    @ivar header_offset: where its local header starts.
+    @ivar data_offset: where its (compressed) data starts.
+    @ivar compressed_size: the length of its data.
+    @ivar file_size: its length once decompressed.
+    @ivar crc: the CRC-32 of its decompressed bytes.
+    @ivar method: its compression method (0 stored, 8 deflate).
+    @ivar flags: its general purpose flag bits.
+    @ivar is_dir: whether it is a directory entry.
+    """
+
+    name: str
+    header_offset: int
+    data_offset: int
+    compressed_size: int
+    file_size: int
+    crc: int
+    method: int
+    flags: int
+    is_dir: bool
+
+
+@attrs.frozen
+class _Central:
+    """What one central directory entry says, with ZIP64 values applied."""
+
+    name: str
+    raw_name: bytes
+    flags: int
+    method: int
+    crc: int
+    compressed_size: int
+    file_size: int
+    header_offset: int
+    is_dir: bool
+
+
+def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
+              max_name_length: int = DEFAULT_MAX_NAME_LENGTH,
+              max_extra_length: int = DEFAULT_MAX_EXTRA_LENGTH,
+              allow_data_descriptors: bool = False) -> tuple[ZipEntry, ...]:
+    """
+    Check the structure of the zip archive in C{f} and return its entries.
+
+    The rules it refuses by are L{UnsafeZip}'s.
 
     @param f: a seekable binary file object; it is read from anywhere and
         left at an unspecified position.
@@ -296,7 +298,7 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
     @param max_name_length: longest member name accepted, in bytes.
     @param max_extra_length: longest extra field of one header, in bytes.
     @param allow_data_descriptors: accept deflated members followed by a
-        data descriptor (see above for why the default is not to).
+        data descriptor (see L{UnsafeZip} for why the default is not to).
     @return: the L{ZipEntry} of every member, in central directory order.
     @raise UnsafeZip: if the archive is refused.
     """
@@ -766,7 +768,7 @@ def _decode_name(raw: bytes, flags: int) -> str:
 def check_member_name(name: str, *, max_name_length: int = DEFAULT_MAX_NAME_LENGTH) -> None:
     """
     Refuse a member name, of a tar member say, that the rules for zip
-    member names refuse (see L{check_zip}).
+    member names refuse (see L{UnsafeZip}).
 
     A directory's name may end with C{/}; a leading C{./} is the caller's
     to strip.
