@@ -1,56 +1,33 @@
 """
 The hosted indexes of a server, each a stack of its own.
 
-A hosted index is today's stack instantiated per name, not one L{Index}
-whose records carry an index: every structure of the index, its storage,
-its snapshot and its backfill is keyed by filename, and two indexes may
-hold one filename with other bytes. So L{HostedStack} is everything one
-hosted index owns (its L{Index}, its storage under a root of its own
-(L{pypid.storage.factory.index_settings}), its loader and snapshot writer
-with their timer, its backfill or, on shared storage, its sync, and the
-follow-up of its load), made complete by L{HostedStack.create} from the
-configuration and a name. The default index (C{default}) is built by the
-lines that built the server's one index before: its storage, snapshot
-path and parts are today's, so a server without C{[index:NAME]} is
-exactly today's.
+A hosted index is a stack instantiated per name, not one L{Index} whose
+records carry an index: every structure of an index, its storage, its
+snapshot and its backfill is keyed by filename, and two indexes may hold
+one filename with other bytes. So L{HostedStack} is everything one hosted
+index owns (its L{Index}, its storage under a root of its own, its loader
+and snapshot writer, its backfill or sync, the follow-up of its load),
+made by L{HostedStack.create} from the configuration and a name. The
+default index is built as a server of one index always was, so a server
+without C{[index:NAME]} is unchanged.
 
-L{IndexRegistry} holds the stacks by name and, for every index (the
-default, the named hosted ones and the views), its sources in order
-(L{pypid.core.indexes.views.resolve_order}) and its L{pypid.core.indexes.views.IndexView}.
-An index holds nothing more than its own L{Index}: a view keeps pages
-only as they are asked. It holds the named upstreams too (C{[upstream:NAME]}:
-each its part, L{pypid.upstream.factory.UpstreamPart}, and the part that
-keeps its state, L{pypid.upstream.saved_state.SavedState}), and every
-upstream as the indexes' pages read it
-(L{pypid.upstream.source.SourceSide}), C{[upstream]}'s being the default
-index's proxy's source: an upstream is one source however many indexes
-name it.
+L{IndexRegistry} holds the stacks by name and, for every index (hosted
+or view), its sources in order (L{pypid.core.indexes.views.resolve_order})
+and its L{pypid.core.indexes.views.IndexView}; a view keeps pages only as
+they are asked. It holds the named upstreams too, each once however many
+indexes name it (L{pypid.upstream.source.SourceSide}).
 
 The named stacks load bases first. A file promoted from one hosted index
-to another takes its record's memory once: each index of a server with
-named indexes finds the others by name (C{peers}) and shares a promoted
+to another takes its record's memory once: an index shares a promoted
 file's record with the index it came from when the two are equal
-(L{pypid.core.indexes.index.Index.share_promoted}), as its records are made
-(projects loaded later), and for those made at load once every index is
-loaded (the follow-up of each load), so whichever of the two loads first.
-A server of one index shares nothing and looks nothing up.
+(L{pypid.core.indexes.index.Index.share_promoted}), whichever loads first.
 
 At C{SIGHUP} the stacks stay and the views may change
-(L{pypid.state.index_reload}): L{index_view} builds a view alike at
-start-up and then, and L{IndexRegistry.take_views} takes the new ones.
-
-Every index acts on the server's security advisories by its
-own rules: the registry gives each (the default, the named hosted ones
-and the views) its L{AdvisoryPolicy} over the one L{AdvisoryBoard}, which
-its hosted pages, its upstream pages and its composed pages apply. When
-the board's database is replaced, or an index's rules at C{SIGHUP}
-(L{IndexRegistry.take_rules}), the pages of the projects the databases
-name are dropped, those alone (L{IndexRegistry.advisories_changed}: a
-hosted index's through L{pypid.core.formats.rendered_pages.RenderedPages.project_changed},
-which the views composed of it see; its upstream pages through
-L{pypid.upstream.page_view.PageView.advisories_changed}; a view's own by
-its stamp), and each release whose decision changed is logged once
-(L{pypid.state.advisory_decisions}).
+(L{pypid.state.index_reload}). Every index acts on the advisories by its
+own L{AdvisoryPolicy} over the one L{AdvisoryBoard}. When the board's
+database or an index's rules change, only the pages of the projects the
+databases name are dropped (L{IndexRegistry.advisories_changed}), and each
+release whose decision changed is logged once (L{pypid.state.advisory_decisions}).
 """
 
 from __future__ import annotations
