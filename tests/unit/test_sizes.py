@@ -119,7 +119,6 @@ LONG_DOCSTRINGS = {
     "pypid/upstream/variant_data.py": (37, _NOT_TRIMMED),
     "pypid/bundle/pack.py": (35, _NOT_TRIMMED),
     "pypid/cli/bundle.py": (35, _NOT_TRIMMED),
-    "pypid/bundle/devpi.py": (34, _NOT_TRIMMED),
     "pypid/core/dists/distribution.py": (34, _NOT_TRIMMED),
     "pypid/core/dists/metadata.py": (34, _NOT_TRIMMED),
     "pypid/core/formats/namespace_api.py": (34, _NOT_TRIMMED),
@@ -127,13 +126,8 @@ LONG_DOCSTRINGS = {
     "pypid/upstream/parser.py": (34, _NOT_TRIMMED),
     "pypid/web/app.py": (34, _NOT_TRIMMED),
     "pypid/web/changes/multipart.py": (34, _NOT_TRIMMED),
-    "pypid/core/dists/readme.py": (33, _NOT_TRIMMED),
-    "pypid/core/dists/wheel_variants.py": (33, _NOT_TRIMMED),
-    "pypid/core/security/osv.py": (33, _NOT_TRIMMED),
-    "pypid/storage/s3/storage.py": (33, _NOT_TRIMMED),
     "pypid/web/pages/browser_login.py": (33, _NOT_TRIMMED),
     "pypid/web/pages/project_pages.py": (33, _NOT_TRIMMED),
-    "pypid/storage/reading.py": (31, _NOT_TRIMMED),
 }
 
 #: Files that still name tracker issues: C{path -> (ceiling of references, reason)}.

@@ -26,9 +26,8 @@ distribution winning; upstreams are not read (their files are not the
 server's). L{IndexRecords.storage_of} then says which storage holds each
 file.
 
-A file's bytes go to a L{FileSink}, the part of a place written to that
-L{put_file} needs: an export's target or a bundle's writer, each defined
-above this module and matching the protocol by its methods.
+A file's bytes go to a L{FileSink}: an export's target or a bundle's
+writer, each defined above this module.
 """
 
 from __future__ import annotations
