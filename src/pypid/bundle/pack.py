@@ -21,18 +21,13 @@ The projects' statuses (PEP 792) go in C{statuses.json}, as
 storage keeps them (read as the daemon reads them at a start), with who
 set each and when, from the last C{status} entry of the audit log that
 set it (none when the log does not say). A quarantined project's files
-are carried like any other (a bundle is a backup: leaving them out would
-lose them); its status travels with them, and the import keeps it before
-it takes a file. A storage where no project has a status writes no
-C{statuses.json}: its bundle is the one it always was.
+are carried like any other, its status with them (L{pypid.bundle.manifest}).
 
-Members are written file by file: each file, then its metadata and
-details (nothing of a file left out stays behind), then the statuses, the
-records, the tombstones and the manifest.
+Members are written file by file (each file, its metadata and details),
+then the statuses, the records, the tombstones and the manifest.
 
-Named indexes are packed the same way, each from its own
-storage and snapshot, under C{indexes/NAME/}, with C{indexes.json}; a
-bundle of the default index only is the bundle it always was.
+Named indexes are packed the same way, each from its own storage and
+snapshot, under C{indexes/NAME/}, with C{indexes.json}.
 """
 
 from __future__ import annotations
