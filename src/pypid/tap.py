@@ -186,11 +186,11 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         pools = ThreadPools.create(reactor, server.threads)
     run = pools.run
     # (every description is rendered in its children, with a time budget:
-    # a README cannot stop the server; issue 31; a child idle for a minute
-    # is stopped: issue 43)
+    # a README cannot stop the server; a child idle for a minute
+    # is stopped)
     sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
                             from_thread=lambda call: reactor.callFromThread(call))
-    # (the security advisories every index acts on: issue 27)
+    # (the security advisories every index acts on)
     board = AdvisoryBoard()
     registry = IndexRegistry.from_config(
         config, run, reactor, board=board, render=sandbox.render,
@@ -201,7 +201,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, default.storage.s3_timings),
                                  reactor))
     access = AccessPart(config, reactor, pools.hashing, audit.trail)
-    # (each file an upstream takes down is audited: issue 46)
+    # (each file an upstream takes down is audited)
     log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
     # (after a crash the index is checked against storage before the
     # listeners open; either way the server is ready once it was)
@@ -216,7 +216,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     parts = registry.parts
     listeners = Listeners.from_config(config, reactor, web.web.site)
     return Parts(_present(
-        # (a TCP port taken stops start-up before anything is written: issue 60)
+        # (a TCP port taken stops start-up before anything is written)
         ("listen-check", listeners.check),
         # (where the data is, and the shipped password's warning)
         ("start-notes", StartNotes(config)),
@@ -242,7 +242,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("web", web),
         ("listeners", listeners),
         # (the advisories read once the server answers; until then, the
-        # indexes that hide or deny fail closed: issue 43)
+        # indexes that hide or deny fail closed)
         ("advisories-read", feed.first_read if config.advisories.configured else None),
         *parts("snapshot-timer"),
         *parts("sync"),

@@ -1,5 +1,5 @@
 """
-The server's security advisories (issue 27): OSV records read, within
+The server's security advisories: OSV records read, within
 bounds, from a folder, a zip or a URL (L{pypid.advisories.osv_archive}), and
 the part that keeps them in force on the board every index reads
 (L{pypid.advisories.feed}). What the records mean is

@@ -1,5 +1,5 @@
 """
-The advisories' compact cache beside the snapshot (issue 43):
+The advisories' compact cache beside the snapshot:
 C{<snapshot>.d/advisories.cache}, what pypid keeps of the OSV export in
 the compact form (L{pypid.core.security.compact_advisories}), written once per
 export and read back at each start instead of the export.

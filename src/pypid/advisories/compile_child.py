@@ -1,5 +1,5 @@
 """
-The export read in a child process (issue 43): L{ChildCompiler} runs
+The export read in a child process: L{ChildCompiler} runs
 C{python -m pypid.advisories.compile_child}, which reads the sources
 within their bounds and writes the compact cache
 (L{pypid.advisories.compact_cache.compile_sources}), then says what it did in

@@ -1,12 +1,12 @@
 """
-The part that keeps the server's security advisories in force (issue 27):
+The part that keeps the server's security advisories in force:
 it reads the OSV records of C{[advisories] path} (a folder or a zip) and
 of the archive fetched from C{url}, at start-up, every C{refresh} and at
 C{SIGHUP}, and puts the result on the server's
 L{pypid.core.security.advisories.AdvisoryBoard}, which every index's policy reads.
 
 Why so:
-  - the start does not wait for the advisories (issue 43: 20,000 records
+  - the start does not wait for the advisories (20,000 records
     held the listeners 4.5 to 9 s and kept 75 MiB): before the listeners
     open, the part checks the path (one that does not exist, or is over
     C{max_size}, is a start-up error, one line: an administrator who wrote
@@ -189,8 +189,8 @@ class AdvisoryFeed(Service):
         The part of a configuration: its C{[advisories]}, the snapshot's
         path, and an HTTPS agent verified as the server's other outbound
         calls are (C{[pypid] ca_bundle}), made when the URL is first fetched
-        (a server without C{url} never loads the HTTP client: issue 14's
-        time to readiness).
+        (a server without C{url} never loads the HTTP client, which would
+        delay its readiness).
 
         @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
             be used.

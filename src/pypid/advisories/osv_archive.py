@@ -1,6 +1,6 @@
 """
-The OSV records of a folder or a zip archive, read within bounds
-(issue 27): the records are untrusted input, and an archive fetched from
+The OSV records of a folder or a zip archive, read within bounds:
+the records are untrusted input, and an archive fetched from
 a URL doubly so.
 
 Why it is shaped so:

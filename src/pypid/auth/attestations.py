@@ -6,71 +6,28 @@ CI job this index trusts to publish the project.
 What is checked, in this order (junk first, before any cryptography):
 
   1. the form field's shape (L{pypid.core.dists.provenance.parse_attestations});
-  2. that some publisher may sign for the project at all: the trusted
-     publisher whose minted token made the upload, or a C{[publishers]}
-     rule covering the project; otherwise the upload is refused with the
-     way out (upload without attestations, or configure a publisher);
-  3. in the thread pool (CPU work: about 2 ms an attestation), with
-     sigstore's own verifier over the configured trust root
-     (C{sigstore.verify.Verifier.verify_dsse}): the certificate chains to
-     the root's Fulcio CA at the time the transparency-log entry proves
-     (its signed entry timestamp), its embedded SCT verifies, the log
-     entry's inclusion proof and checkpoint verify, the entry is this
-     envelope's, and the DSSE signature verifies with the certificate's
-     key; then that the signed payload is an in-toto statement of this
-     file, of a predicate type PEP 740 allows
+  2. that some publisher may sign for the project: the trusted publisher
+     whose minted token made the upload, or a C{[publishers]} rule covering
+     the project;
+  3. in the thread pool (about 2 ms an attestation), with sigstore's own
+     verifier over the configured trust root
+     (C{sigstore.verify.Verifier.verify_dsse}): the certificate chain, SCT,
+     log inclusion proof and DSSE signature; then that the payload is an
+     in-toto statement of this file, of a type PEP 740 allows
      (L{pypid.core.dists.provenance.check_statement}), one per type;
-  4. **who signed**, from the certificate's Fulcio extensions (OIDs
-     C{1.3.6.1.4.1.57264.1.N}, L{SignerIdentity}):
+  4. who signed, from the certificate's Fulcio extensions
+     (L{SignerIdentity}): for an upload with a minted token, that very CI
+     job (its issuer and every claim the token proved, the run included);
+     else a C{[publishers]} rule covering the project must match, claim by
+     claim. A claim with no counterpart in a certificate (C{sub}, C{actor})
+     makes the rule fail closed. L{_COMPARED} has the extension compared
+     with each claim.
 
-     - an upload made with a token trusted publishing minted: the
-       certificate must be that very CI job's: its issuer (.8) is the
-       ID token's C{iss}, and what the token proved (L{Token.proof}) is
-       what the certificate says, claim by claim (table below), the run
-       (.21) included: a signature made by another job of the same
-       workflow is refused;
-     - any other upload: a C{[publishers]} rule covering the project must
-       match the certificate: its issuer's URL (C{[oidc] issuers}) is .8,
-       and each of its claims agrees with the certificate (table below).
-       A claim with no counterpart in a certificate (C{sub}, C{actor}, or
-       C{environment} on a certificate older than .23) makes the rule not
-       match: it fails closed, and the refusal names the claim.
-
-The claims, as the CI systems name them in their ID tokens, and where a
-Fulcio certificate says the same (the host of a URI is not compared: the
-issuer, .8, already says whose CI it is; so no host is spelt here):
-
-  ===========================  ======  ==========================================
-  claim                        OID .N  compared with
-  ===========================  ======  ==========================================
-  repository, project_path     12      the path of the Source Repository URI
-  repository_id, project_id    15      Source Repository Identifier
-  repository_owner_id,         17      Source Repository Owner Identifier
-  namespace_id
-  workflow_ref                 18      the path of the Build Config URI
-  ci_config_ref_uri            18      the Build Config URI without its scheme
-  job_workflow_ref             9       the path of the Build Signer URI
-  sha                          13      Source Repository Digest
-  ref                          14      Source Repository Ref (GitLab's bare
-                                       branch or tag name: with refs/heads/ or
-                                       refs/tags/)
-  environment                  23      Deployment Environment
-  event_name, pipeline_source  20      Build Trigger
-  run_id + run_attempt         21      the Run Invocation URI's path ends in
-                                       /actions/runs/<id>/attempts/<attempt>
-  job_id                       21      the Run Invocation URI's path ends in
-                                       /-/jobs/<id>
-  email                        SAN     the certificate's email (Google)
-  ===========================  ======  ==========================================
-
-The Sigstore libraries (sigstore, and pypi-attestations for the PEP 740
-object's conversion to a Sigstore bundle) are imported in the pool the
-first time an upload sends attestations, or at start-up when publishers
-are configured (L{AttestationChecker.load}): 0.6 s and about 560 modules
-that a server whose uploads send none never loads. The trust root is read
-once from its file; nothing here ever uses the network (sigstore's own
-C{Attestation.verify} would fetch the root through TUF and write a cache
-under C{~/.cache}: it is not called).
+The Sigstore libraries are imported in the pool the first time an upload
+sends attestations, or at start-up when publishers are configured
+(L{AttestationChecker.load}): 0.6 s and 560 modules. The trust root is read
+once from its file; nothing here uses the network (sigstore's
+C{Attestation.verify} would fetch it through TUF: it is not called).
 """
 
 from __future__ import annotations
@@ -245,7 +202,32 @@ def _ref_matches(claim: str, identity: SignerIdentity) -> bool:
     return ref is not None and ref in (claim, "refs/heads/" + claim, "refs/tags/" + claim)
 
 
-#: claim -> C{matches(value, identity)}: the module docstring's table.
+#: claim -> C{matches(value, identity)}. The claims, as the CI systems name
+#: them in their ID tokens, and the Fulcio extension (OID
+#: C{1.3.6.1.4.1.57264.1.N}) compared with each. The host of a URI is not
+#: compared: the issuer (.8) already says whose CI it is.
+#:
+#:   ===========================  ======  ==========================================
+#:   claim                        OID .N  compared with
+#:   ===========================  ======  ==========================================
+#:   repository, project_path     12      the path of the Source Repository URI
+#:   repository_id, project_id    15      Source Repository Identifier
+#:   repository_owner_id,         17      Source Repository Owner Identifier
+#:   namespace_id
+#:   workflow_ref                 18      the path of the Build Config URI
+#:   ci_config_ref_uri            18      the Build Config URI without its scheme
+#:   job_workflow_ref             9       the path of the Build Signer URI
+#:   sha                          13      Source Repository Digest
+#:   ref                          14      Source Repository Ref (GitLab's bare
+#:                                        name: with refs/heads/ or refs/tags/)
+#:   environment                  23      Deployment Environment
+#:   event_name, pipeline_source  20      Build Trigger
+#:   run_id + run_attempt         21      the Run Invocation URI's path ends in
+#:                                        /actions/runs/<id>/attempts/<attempt>
+#:   job_id                       21      the Run Invocation URI's path ends in
+#:                                        /-/jobs/<id>
+#:   email                        SAN     the certificate's email (Google)
+#:   ===========================  ======  ==========================================
 _COMPARED: dict[str, Callable[[str, SignerIdentity], bool]] = {
     "repository": lambda v, c: c.path(12) == v,
     "project_path": lambda v, c: c.path(12) == v,

@@ -64,7 +64,7 @@ def make_access_materials(config: Config, reactor: IReactorTime,
         same: the book in memory is what the daemon wrote), or L{None} to
         read C{[auth] tokens}.
     @param held: C{held(user)}: why a directory user's name is held here by
-        a person of another source, or L{None} (issue 59: one name, one
+        a person of another source, or L{None} (one name, one
         person); L{None} for no such check.
     @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
         be used (one line).

@@ -179,7 +179,7 @@ class Directory:
         Whether the directory has a user of exactly the name C{user} (its
         entry found by the service account's search, as a login finds it;
         no password asked): a person of single sign-on is refused a name
-        the directory's user holds (issue 59).
+        the directory's user holds.
 
         @return: a L{Deferred} firing with C{True} or C{False}; failing
             with L{DirectoryUnavailable} when no server could answer.
@@ -191,7 +191,7 @@ class Directory:
         """
         The directory groups of its user C{user} now, read by the service
         account (no password: a browser session's groups follow the
-        directory within C{cache_ttl}, issue 59); L{None} when the directory
+        directory within C{cache_ttl}); L{None} when the directory
         has no such user any more.
 
         @return: a L{Deferred} failing with L{DirectoryUnavailable} when no

@@ -1,65 +1,33 @@
 """
 Trusted publishing: a CI job trades the OIDC ID token its CI system signs
-for it (GitHub Actions, GitLab CI, any OpenID Connect issuer) for a pypid
-upload token that lives 15 minutes, so no long-lived upload secret is
-stored in CI at all.
+for it for a pypid upload token that lives 15 minutes, so no long-lived
+upload secret is stored in CI.
 
-The exchange (C{POST /api/oidc/mint-token}, L{pypid.web.identity.token_exchange}) trusts a
-token only when:
+The exchange (L{pypid.web.identity.token_exchange}) trusts a token only when:
 
   - it is a JWS signed with an asymmetric algorithm (L{ALGORITHMS}): C{none}
-    and every HMAC algorithm are refused by name before anything else, so
-    the classic confusion (an C{HS256} token whose secret is the issuer's
-    public key) never reaches a key;
-  - its C{iss} is exactly one of C{[oidc] issuers}, and its C{kid} names a
-    key of that issuer's JWKS (L{IssuerKeys}: the discovery document's
-    C{jwks_uri}, fetched with the injected treq client, under a deadline
-    and a size bound, cached, and fetched again for an unknown C{kid} at
-    most once per C{jwks_min_refresh}, so a flood of made-up key ids costs
-    the issuer nothing);
-  - the signature verifies with that key, and C{aud} (C{[oidc] audience}),
-    C{exp}, C{nbf} and C{iat} (with C{[oidc] leeway}) are right; C{jti}
-    and C{sub} are present;
-  - its claims match a C{[publishers]} rule (L{PublisherRule}: every claim
-    the rule names equals the token's exactly), which gives the projects;
-  - its C{jti} was not seen before (L{ReplayCache}, until the token
-    expires; kept by the issuer's URL, so a reload that renames the issuer
-    forgets none).
+    and every HMAC algorithm are refused by name first, so an C{HS256}
+    token whose secret is the issuer's public key never reaches a key;
+  - its C{iss} is one of C{[oidc] issuers}, and its C{kid} names a key of
+    that issuer's JWKS (L{IssuerKeys}: fetched under a deadline and a size
+    bound, cached, fetched again for an unknown C{kid} at most once per
+    C{jwks_min_refresh});
+  - the signature verifies, C{aud}, C{exp}, C{nbf} and C{iat} are right,
+    and C{jti} and C{sub} are present;
+  - its claims match a C{[publishers]} rule (L{PublisherRule}), which gives
+    the projects; and its C{jti} was not seen before (L{ReplayCache}).
 
-The JWT library is joserfc (by the author of Authlib), not PyJWT: its keys
-are typed, so an algorithm only ever verifies with a key of its own type
-and curve (an C{HS256} token cannot meet an RSA key even if it were
-allowed, a P-384 key cannot check an C{ES256} signature), a JWK's own
-C{alg} and C{use} are enforced, C{none} is refused unless named, and
-C{crit} headers are checked; its claim validators take the time as an
-argument, so the tests drive them with a L{twisted.internet.task.Clock}.
-PyJWT (which PyPI itself uses) would do, with more of that left to the
-caller. Like PyJWT, joserfc builds on C{cryptography}, which pypid already
-uses. It is imported where keys and tokens are read, not with this module
-(which the configuration needs): 19 ms and 52 modules that a server with
-no C{[oidc] issuers} never loads.
+The JWT library is joserfc: its keys are typed, so an algorithm only
+verifies with a key of its own type and curve, and its validators take the
+time as an argument. It is imported where tokens are read, not here.
 
-The minted tokens (L{PublisherTokens}) are kept in memory only, never in
-C{[auth] tokens}' file: they live 15 minutes, so a restart that forgets
-them costs a CI job one more exchange, while writing them would put
-thousands of dead records (and their digests) on disk and make every mint
-wait for a file write. Each acts as its publisher,
-C{publisher:<issuer name>:<repository>} (L{publisher_name}: the
-configured publisher and the repository it ran in, never the C{sub},
-which each branch changes and an organisation may make the same for all
-its repositories; a name no user can have: user names hold no colon),
-upload only, on the projects its rules named; the access rules treat that
-as the grant (L{pypid.web.identity.access.Access.may_write}), whatever C{[acl]}
-says. That name is also the publisher's key for its share of the tables
-(L{pypid.core.access.shares}): so many live tokens, so many remembered C{jti}s,
-so many mints a second (L{OverShare}, a 429 to it alone).
-
-Nothing here blocks. Verifying a token whose issuer's keys are cached
-takes 0.13 ms (RS256), 0.20 ms (ES256) or 0.23 ms (EdDSA), and minting
-0.02 ms more (one core of the 2-core test machine, 2,000 tokens each): the
-reactor thread can afford it for an exchange that happens once per CI
-job, and junk (a bad shape, C{none}, HMAC, an unknown issuer) is refused
-before any signature check.
+The minted tokens (L{PublisherTokens}) are kept in memory only: they live
+15 minutes, and writing them would fill the token file and slow each mint.
+Each acts as C{publisher:<issuer name>:<repository>} (L{publisher_name}; a
+name no user can have), upload only, on its rules' projects. That name
+keys its share of the tables (L{pypid.core.access.shares}). Nothing here
+blocks: a verification takes 0.13 to 0.23 ms, and junk is refused before
+any signature check.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ defaults. Admins may do everything.
 Principals: C{user:NAME}, C{group:NAME}, and the built-in groups
 C{everyone} (anonymous clients too) and C{authenticated}.
 
-Several indexes (issue 26): each C{[index:NAME]} says who may read it and
+Several indexes: each C{[index:NAME]} says who may read it and
 who may upload to it (L{IndexGrants}), checked before any project's rule;
 a rule may be for one index (C{[acl] release/acme-*}), and there it
 decides before the rules for every index. The index of today's URLs,
@@ -73,7 +73,7 @@ class AccessModel:
     #: (C{default} too when C{[index:default]} says); an index absent
     #: follows C{read} and C{upload} above
     indexes: Mapping[str, IndexGrants] = attrs.field(factory=dict)
-    #: PEP 752's grants (C{[namespaces]}, issue 46): who alone may create
+    #: PEP 752's grants (C{[namespaces]}): who alone may create
     #: projects of each namespace
     namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
     # index -> project -> its rule (most projects are asked of the default)

@@ -1,5 +1,5 @@
 """
-Single sign-on (C{[sso]}, issue 44): pypid as an OpenID Connect relying
+Single sign-on (C{[sso]}): pypid as an OpenID Connect relying
 party, logging people in to the pages through their company's provider
 with the authorization code flow, PKCE, C{state} and C{nonce}.
 

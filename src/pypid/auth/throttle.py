@@ -1,68 +1,33 @@
 """
 Throttling repeated failed logins, per user name and client, per client,
 and per user name across every client: a guesser is slowed down (C{429})
-while the user's other clients, and other users, are not affected. Pure
-logic with an injected clock.
+while the user's other clients, and other users, are not. Pure logic with
+an injected clock.
 
-A client is counted by its address, and an IPv6 client by its network of
-C{ipv6_prefix} bits (a /64 by default, C{[auth] throttle_ipv6_prefix}):
-one host is given a whole /64, and picks a new address in it at will, so
-counting addresses let 300 wrong passwords from 300 addresses of one /64
-through (measured before this rule: no C{429}; after: 290). An IPv4 client
-seen through an IPv6 socket (C{::ffff:192.0.2.7}) counts as its IPv4
-address. Only the counting uses the prefix: the audit log records the
-whole address.
+A client is its address; an IPv6 client its network of C{ipv6_prefix} bits
+(a /64), since a host picks new addresses in its /64 at will (300 wrong
+passwords from 300 addresses of a /64 got no C{429} when addresses were
+counted). The rule, in the order the gate
+(L{pypid.web.identity.access.Access.identify}) applies it:
 
-The rule, in the order the gate (L{pypid.web.identity.access.Access.identify})
-applies it:
-
- 1. Credentials verified lately (the verifier's cache) are never held back,
-    nor is a right API token (its check is a digest comparison, so it is
-    checked before the throttle is asked, and only a wrong one counts).
- 2. Identical credentials (same user, same password: the verifier compares
-    keyed digests) whose check is already under way join that check and
-    share its result: one hash, and one place here, however many requests
-    wait for it. So a burst of the right password (C{uv pip install} of
-    thirty projects, parallel uploads from CI) is one check, and never
-    refused because of itself.
- 3. Only a new check of distinct credentials asks L{LoginThrottle.wait}.
-    Only checks that failed are recorded as failures. A check under way
-    reserves one of the failures still allowed until it ends (then it is
-    either a failure or forgotten): without that, a guesser sending a
-    thousand different passwords at once would have them all checked
-    before the first failure is counted. With it, at most C{max_failures}
-    distinct guesses per user and client are ever checked in a window,
-    however they are sent.
- 4. A check that could not run (the verifier was busy) counts for nothing.
- 5. Every failure counts against C{(user, client)} (C{max_failures}) and
-    against the client (C{max_address_failures}, ten times higher),
-    whether the server knows the name or not: a user of its own, a
-    made-up name, a directory user, a token's id. Past the client's cap
-    every name gets the same C{429} with the same C{Retry-After}, so the
-    answer never tells which names exist (before, a known name was exempt
-    from the client's count: after 100 failures an unknown name got C{429}
-    and a real one C{401}), and spraying one password over the real users
-    is held back like spraying made-up names. Clients behind one NAT or
-    proxy share the client's count: behind a proxy, C{[pypid]
-    trusted_proxies} makes each client its own (L{pypid.core.access.forwarded}).
- 6. A password's user name (known or not, alike) is also counted across
-    every client (C{max_identity_failures} within a window, as a leaky
-    bucket that empties at that many per window): a guesser with many
-    networks is held to that rate for one user however many it has.
-    Refusing the user outright would let anyone lock a real user out by
-    failing for it, so past the cap only the clients the user logged in
-    from lately (C{good_for}) are still checked at the normal rate (their
-    own caps above still hold); every other client gets C{429} with a
-    short C{Retry-After} (a second by default) and shares the checks the
-    bucket frees, one per C{window / max_identity_failures} seconds. So
-    the real user, from a network it used within the week, or with
-    credentials verified in the last five minutes (rule 1), is not slowed
-    at all; from a new network it may have to retry. The other rule that
-    was asked for (only clients that have not failed for the user stay
-    checked) was not taken: a guesser rotating over a /48 has 65,536
-    networks that have not failed, ten guesses each. A token's id is not
-    counted this way: its secret cannot be guessed, and a stale CI token
-    should not slow the token's good uses elsewhere.
+ 1. Credentials verified lately, and a right API token, are never held back.
+ 2. Identical credentials whose check is under way join it: a burst is one check.
+ 3. Only a new check of distinct credentials asks L{LoginThrottle.wait}; it
+    reserves one of the failures still allowed until it ends, so at most
+    C{max_failures} distinct guesses per user and client are checked in a
+    window, however many are sent at once. A check that could not run
+    (the verifier was busy) counts for nothing.
+ 4. A failure counts against C{(user, client)} and against the client
+    (C{max_address_failures}), whether the name exists or not: past the
+    client's cap every name gets the same C{429}, so the answer never tells
+    which names exist. C{[pypid] trusted_proxies} keeps clients behind a
+    proxy apart.
+ 5. A password's user name is also counted across every client, as a leaky
+    bucket of C{max_identity_failures} a window. Past it, the clients the
+    user logged in from lately (C{good_for}) are still checked as usual;
+    others get C{429} and share the checks the bucket frees. Refusing the
+    user outright would let anyone lock them out. A token's id is not
+    counted so: its secret cannot be guessed.
 """
 
 from __future__ import annotations

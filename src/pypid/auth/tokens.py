@@ -76,7 +76,7 @@ class Token:
     #: patterns this token's own give way to where they are more specific
     #: (a minted token: the other C{[publishers]} entries), never written
     yields_to: tuple[str, ...] = attrs.field(default=(), repr=False)
-    #: the indexes it may be used in (issue 26); empty for every index, as
+    #: the indexes it may be used in; empty for every index, as
     #: every token made before indexes existed
     indexes: tuple[str, ...] = ()
     #: what a token minted by trusted publishing proved: C{(("iss", issuer
@@ -85,7 +85,7 @@ class Token:
     #: from that very job (L{pypid.auth.attestations}); memory only, never
     #: written
     proof: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
-    #: where its user logged in when they issued it (issue 44): a password
+    #: where its user logged in when they issued it: a password
     #: of C{[users]} (C{password}, every token made before), the directory
     #: (C{ldap}) or single sign-on (C{sso}); a token of the last two acts
     #: with the groups they had then, while the configuration still lets
@@ -254,7 +254,7 @@ class TokenBook:
                                                and index not in known_indexes):
                 known = ", ".join(sorted(known_indexes or ()))
                 # (known_indexes are those the person may see: one hidden
-                # from them answers as a missing one, issue 59)
+                # from them answers as a missing one)
                 raise TokenError(f"indexes: {index!r} is not an index of this server"
                                  + (f" you may use (yours are {known})" if known else ""))
             if index not in scoped:

@@ -73,7 +73,7 @@ class Busy(Exception):
 class NameHeld(Exception):
     """
     The directory's user has a name a person of another source holds here
-    (issue 59: one name, one person); the message says whose and what to do.
+    (one name, one person); the message says whose and what to do.
     """
 
 
@@ -103,7 +103,7 @@ class Identity:
     @ivar groups: the groups the directory (C{[ldap]}) says the user is in,
         looked up with the password and remembered as long as it; those of
         C{[groups]} are the L{pypid.auth.policy.AccessModel}'s.
-    @ivar login: where the person logged in (issue 59: a person is a
+    @ivar login: where the person logged in (a person is a
         source and a name): a password of C{[users]} or the htpasswd file,
         the directory they were checked in, the provider of their browser
         session, or what their token remembers. Whatever they open or
@@ -214,7 +214,7 @@ class PasswordVerifier:
         """
         Whether the directory (C{[ldap]}) has a user of the name C{user}
         (C{False} without a directory): a person of single sign-on is
-        refused a name the directory's user holds (issue 59).
+        refused a name the directory's user holds.
 
         @return: a L{Deferred} failing with L{DirectoryUnavailable} when
             the directory cannot be asked.
@@ -247,7 +247,7 @@ class PasswordVerifier:
         """
         The hash C{user}'s password is checked against, or L{None}: a
         browser session keeps a stamp of it, so that a changed password
-        ends the session at the reload that brings it (issue 44).
+        ends the session at the reload that brings it.
         """
         return self._users.get(user)
 

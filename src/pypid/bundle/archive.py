@@ -449,7 +449,7 @@ class TarReader(_Reader):
         try:
             # (headers bounded as an sdist's are: a pax header of 128 KiB
             # took tarfile 23 s, and a compressed one of gigabytes is read
-            # whole into memory; issue 31)
+            # whole into memory)
             self._tar = tar = tarfile.open(self.path, "r:*", tarinfo=BoundedTarInfo)
             for info in tar:
                 self._take_info(info)

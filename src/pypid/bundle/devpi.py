@@ -1,7 +1,6 @@
 """
-Reading a devpi export (C{devpi-export DIR}; older devpi-server versions
-write the same with C{devpi-server --export DIR}): its C{dataindex.json}
-and the files beside it. Tested with devpi-server 6.20.3.
+Reading a devpi export (C{devpi-export DIR}, or C{devpi-server --export
+DIR}): its C{dataindex.json} and the files beside it. Tested with 6.20.3.
 
 The export holds one entry per index (C{user/name}) with the index's
 configuration and a list of files, each with its path in the export, its
@@ -11,27 +10,24 @@ what to it, in UTC (C{{"what": "upload", "who": "alice", "when": [2026,
 
   - release files only: documentation zips and tox results are no
     distributions, and are reported as ignored;
-  - the indexes of type C{stage} (or those named with C{--index}); a
-    mirror's files are cached copies of another index, taken only when
-    named;
+  - the indexes of type C{stage}, and a mirror only when named
+    (C{--index}): its files are copies of another index's;
   - the upload time and the uploader from the log's first upload (or
     push), else the file's C{last_modified};
   - the sha256 devpi recorded, checked against the bytes.
 
-devpi keeps no yank state for its own indexes ("PEP 592 isn't supported
-for private stages yet", devpi-server 6.20), and a delete leaves no trace
-in its export: the files come across as not yanked, and no tombstone.
+devpi keeps no yank state for its own indexes, and a delete leaves no
+trace in its export: files come across not yanked, with no tombstone.
 
-devpi's indexes are kept (issue 26): each devpi index C{user/name} goes
+devpi's indexes are kept: each devpi index C{user/name} goes
 into the pypid index C{user-name} (or the name C{--map} gives it), its
 bases translated the same way, a mirror base (devpi's C{root/pypi}) as
 C{upstream:default} (L{DevpiIndexes}). The import needs those indexes
 configured; L{pypid.bundle.sources.index_sections} prints the sections
-to paste. Flattened (C{--flatten}, and the default while no
-C{[index:NAME]} is configured, as before indexes existed), everything
-goes into the default index: a filename that two devpi indexes both hold
-comes across once when the bytes are the same, and is reported as a
-conflict when they differ (the first index, in name order, wins).
+to paste. Flattened (C{--flatten}, the default while no
+C{[index:NAME]} is configured), everything goes into the default index; a
+filename two devpi indexes hold with other bytes is a conflict, and the
+first index in name order wins.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ uploader, yank state). Whatever the source, every file is:
 Tombstones (deleted names) are kept with L{IStorage.add_tombstone}, unless a
 file of that name is stored here: that is a conflict, and the file stays.
 
-The projects' statuses a bundle carries (PEP 792, issue 45) are kept first,
+The projects' statuses a bundle carries (PEP 792) are kept first,
 before any file is taken (L{Ingest.take_statuses}), so that a quarantined
 project's files never arrive in a storage that holds them as active, even
 when the import stops half-way. A quarantine always wins: it replaces
@@ -200,7 +200,7 @@ class ImportReport:
     statuses: list[tuple[str, str]] = attrs.field(factory=list)
     statuses_present: int = 0
     #: C{(filename, why)}: wheels whose tags differ from their filename's,
-    #: taken because C{allow_tag_mismatch} names their project (issue 46)
+    #: taken because C{allow_tag_mismatch} names their project
     tag_mismatches: list[tuple[str, str]] = attrs.field(factory=list)
 
     @property
@@ -300,8 +300,8 @@ class Ingest:
     _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
     _tombstones: set[str] = attrs.field(converter=_own_names)
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
-    #: what the index's uploads let through that its checks would refuse
-    #: (issue 46): an import applies the same rule to each wheel's tags
+    #: what the index's uploads let through that its checks would refuse:
+    #: an import applies the same rule to each wheel's tags
     _allowed: UploadRules = attrs.field(factory=UploadRules, kw_only=True, alias="uploads")
     #: the statuses the storage keeps, by project (L{take_statuses} adds to them)
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
@@ -435,7 +435,7 @@ class Ingest:
         allowed = project is not None and self._allowed.allows_tag_mismatch(project)
         try:
             # (what an old folder holds is read leniently, but a wheel's
-            # tags as an upload's: issue 46)
+            # tags as an upload's)
             inspected = await run(inspect, spool, filename, filename, arrival.upload_time,
                                   digests, True, self._render, "note" if allowed else "refuse")
         except (InvalidName, InvalidDistribution) as e:

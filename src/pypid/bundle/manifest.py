@@ -3,47 +3,22 @@ What a bundle is made of, and its manifest: pure functions over names and
 bytes, so that the whole format is tested without a disk.
 
 A bundle is a folder, or a tar file of the same members (plain, or gzipped
-when its name ends in C{.tar.gz} or C{.tgz})::
+when its name ends in C{.tar.gz} or C{.tgz}); C{docs/migration.rst}, "What
+a bundle holds", lists the members: C{files/}, C{metadata/}, C{details/},
+C{provenance/}, C{records.json}, C{tombstones.json}, C{statuses.json},
+C{audit/} and C{manifest.json}, written last.
 
-    metadata/<filename>.metadata   a file's core metadata (PEP 658), when served
-    details/<filename>.details     what the pages for people show of it, when kept
-    provenance/<filename>.provenance
-                                   its provenance (PEP 740: its verified
-                                   attestations), when it has one; its record
-                                   names its sha256
-    files/<filename>               the distribution file
-    records.json                   {"records": [FileRecord.to_json(), ...]}: upload
-                                   time, uploader, yank state, summary ...
-    tombstones.json                {"tombstones": [filename, ...]}: deleted names,
-                                   never to be used again
-    statuses.json                  {"statuses": {project: {"status": ..., "reason":
-                                   ..., "set_by": ..., "set_at": ...}}}: the
-                                   projects' statuses (PEP 792), when any
-                                   project has one (issue 45)
-    audit/...                      the audit log's files (reserved; see
-                                   L{pypid.bundle.pack.audit_members})
-    manifest.json                  written last: the format and its version,
-                                   and the sha256 and size of every other member
+A bundle of named indexes adds, per index, the same layout under
+C{indexes/NAME/} (each index has its own namespace of filenames), and
+C{indexes.json}, which says which indexes are there and their bases. The
+top-level members are the default index's. A project's status travels
+with its files: the import keeps the status before it takes any file, so
+a quarantined project's files arrive quarantined.
 
-A bundle of named indexes (issue 26; C{pypid-admin export --index NAME})
-adds, per index, the same layout under C{indexes/NAME/} (its files,
-metadata, details, records and tombstones: each index has its own
-namespace of filenames, as its storage has), and C{indexes.json}, which
-says which indexes are there and their bases (C{{"indexes": {"release":
-{"bases": ["upstream:default"], "view": false}}}}). The files under the
-top-level C{files/} are the default index's, as before: a bundle without
-named indexes has neither C{indexes/} nor C{indexes.json}, byte for byte
-the bundle it always was, and an older pypid refuses a bundle with them
-as one whose layout it does not know, rather than flatten it.
-
-A project's status travels with its files: a quarantined project's files
-are in the bundle (a bundle is a backup, and leaving them out would lose
-them), and the import keeps its status before it takes any file, so they
-arrive quarantined. C{statuses.json} is written only when a project has a
-status: a bundle of a storage without any is byte for byte the bundle it
-always was, and an older pypid refuses one with statuses as one whose
-layout it does not know, rather than import a quarantined project's files
-as active.
+C{indexes.json} and C{statuses.json} are written only when needed, so a
+bundle without named indexes or statuses is byte for byte what it always
+was; an older pypid refuses one with them as a layout it does not know,
+rather than flatten the indexes or import quarantined files as active.
 
 Every member but the manifest is named in it, distribution files under
 C{files}, the others under C{members}; a reader refuses a member it does
@@ -106,7 +81,7 @@ AUDIT_LIMIT = 1 << 30
 #: its folders counted too.
 MAX_MEMBERS = 1 << 22
 #: The most bytes of all the JSON members together, which are read whole
-#: before any file is taken (issue 31: a 262 kB bundle of compressed JSON
+#: before any file is taken (a 262 kB bundle of compressed JSON
 #: reached 5.7 GB).
 MAX_KEPT = 512 << 20
 #: The fewest bytes per JSON value a JSON member of more than
@@ -453,7 +428,7 @@ _WHO_BYTES = 300
 @attrs.frozen
 class BundledStatus:
     """
-    A project's status as a bundle carries it (issue 45): the status and
+    A project's status as a bundle carries it: the status and
     its reason, as storage keeps them, and who set it and when, as the
     source's audit log says (L{None} when it does not).
 

@@ -17,22 +17,17 @@ so that the server a bundle is imported into keeps the name closed (no
 other bytes, and no upstream, under a name this one still holds); restore
 a file before the export to carry it.
 
-The projects' statuses (PEP 792, issue 45) go in C{statuses.json}, as
+The projects' statuses (PEP 792) go in C{statuses.json}, as
 storage keeps them (read as the daemon reads them at a start), with who
 set each and when, from the last C{status} entry of the audit log that
 set it (none when the log does not say). A quarantined project's files
-are carried like any other (a bundle is a backup: leaving them out would
-lose them); its status travels with them, and the import keeps it before
-it takes a file. A storage where no project has a status writes no
-C{statuses.json}: its bundle is the one it always was.
+are carried like any other, its status with them (L{pypid.bundle.manifest}).
 
-Members are written file by file: each file, then its metadata and
-details (nothing of a file left out stays behind), then the statuses, the
-records, the tombstones and the manifest.
+Members are written file by file (each file, its metadata and details),
+then the statuses, the records, the tombstones and the manifest.
 
-Named indexes (issue 26) are packed the same way, each from its own
-storage and snapshot, under C{indexes/NAME/}, with C{indexes.json}; a
-bundle of the default index only is the bundle it always was.
+Named indexes are packed the same way, each from its own storage and
+snapshot, under C{indexes/NAME/}, with C{indexes.json}.
 """
 
 from __future__ import annotations
@@ -245,7 +240,7 @@ async def _pack_files(storage: IStorage, snapshot_path: str | None, index: str,
         if record.binned is not None:
             # (deleted, in the recycle bin until its purge: not a file the
             # index serves, so not one a bundle carries; its name travels
-            # as a tombstone, so that an import keeps it closed: issue 41)
+            # as a tombstone, so that an import keeps it closed)
             binned.add(filename)
             continue
         metadata = await read_metadata(storage, record)

@@ -65,7 +65,7 @@ DESCRIPTIONS = {
 @attrs.frozen
 class IndexOffer:
     """
-    What a source holds for one named index (issue 26): a bundle's
+    What a source holds for one named index: a bundle's
     C{indexes/NAME/}, or a devpi index kept as an index of its own.
 
     @ivar name: the pypid index it goes into.
@@ -178,7 +178,7 @@ def open_regular(path: str) -> IO[bytes]:
     Open a file for reading, refusing anything but a regular file (a
     device or a FIFO would block or never end) and a symbolic link (which
     may lead out of the folder imported, as devpi imports and bundles
-    refuse them; issue 31).
+    refuse them).
 
     @raise SourceUnavailable: when it is not a regular file.
     """
@@ -317,7 +317,7 @@ class BundleSource:
         """
         The projects' statuses of one index of the bundle; none when it has
         no C{statuses.json} (a bundle of a storage without any, or of a
-        pypid before issue 45).
+        pypid that did not export statuses yet).
 
         @raise BundleError: when the member does not match the manifest, or
             is missing while the manifest names it: a status must not be

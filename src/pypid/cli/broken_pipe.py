@@ -1,6 +1,6 @@
 """
 The tools' output piped into a reader that stops early (C{pypid-admin
-files x | head}) ends them quietly (issue 60): Python raises
+files x | head}) ends them quietly: Python raises
 C{BrokenPipeError} at the next write, or at the flush as it exits, which
 printed a traceback (or "Exception ignored") under the reader's output.
 The tool stops writing, standard output is pointed at C{/dev/null} so that

@@ -6,14 +6,14 @@ from devpi, pypiserver and pypicloud.
   - C{pypid-admin --config FILE export --to DIR|FILE.tar[.gz]} writes the
     storage of C{FILE} as a bundle, beside a daemon that may be running on
     it (it is read as C{pypid-export} reads it: no lock, no write), the
-    projects' statuses with it (issue 45);
+    projects' statuses with it;
   - C{pypid-admin --config FILE import SOURCE [--from KIND]} loads a
     bundle, a devpi export, a pypiserver folder or a pypicloud folder or
     bucket (C{s3://BUCKET/PREFIX}) into the storage of C{FILE}, and prints
     what it imported, found already there, found in conflict and refused;
     a bundle's project statuses are kept before its files.
 
-Named indexes (issue 26): C{export --index NAME} (repeatable) packs those
+Named indexes: C{export --index NAME} (repeatable) packs those
 indexes, each from its own storage
 (L{pypid.storage.factory.index_settings}); an import puts each index of
 a bundle, or each devpi index (C{user/name} -> C{user-name}, C{--map}),

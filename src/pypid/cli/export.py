@@ -8,14 +8,14 @@ a bucket or a CDN to serve without the daemon.
   - C{pypid-export s3://bucket/prefix ...} (or C{--s3-bucket}) writes it to
     a bucket, with the C{[s3]} section's endpoint and credentials.
   - C{--files-url URL} links the files there instead of copying them.
-  - C{--index NAME} exports the named index (issue 26) as its pages list
+  - C{--index NAME} exports the named index as its pages list
     it: its own files, then its hosted bases' (a view's through its
     filters); upstream files are not exported.
 
 It reads the server's storage as the daemon does at start-up (its snapshot,
 then a scan, the projects' statuses) and never starts the server; a daemon
 may run on the same storage meanwhile. What the daemon withholds from an
-anonymous reader is withheld (issue 45): a quarantined project's files, the
+anonymous reader is withheld: a quarantined project's files, the
 releases the index's advisories deny or hide. The advisories are those a
 daemon puts in force at its start (L{pypid.advisories.feed.read_in_force}:
 C{[advisories] path} and the URL's copy kept beside the snapshot; the URL
@@ -322,7 +322,7 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
 async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
                    err: TextIO) -> str:
     """
-    Act by the waivers admins keep for C{index} (issue 44: the default
+    Act by the waivers admins keep for C{index} (the default
     index's storage holds them), as the daemon does; what the summary
     line adds ("" for none). An unreadable document is warned about and
     none applied (the export then leaves out more, never less).

@@ -1,6 +1,6 @@
 """
 C{pypid-admin tls}: a private CA and a server certificate that every
-client accepts (issue 60).
+client accepts.
 
 A certificate made the usual way for a test (C{openssl req -x509}) is
 accepted by curl and pip but refused by uv (rustls, through webpki): one

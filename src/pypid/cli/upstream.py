@@ -11,12 +11,12 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
     active: a quarantine upstream withholds its files from then on.
   - C{pypid-upstream release PROJECT} (admins) forgets the quarantine
     the server remembers of a project the upstream removed after
-    quarantining it (issue 45): its page is asked of the upstream again.
+    quarantining it: its page is asked of the upstream again.
   - C{pypid-upstream takedowns} (admins) lists the kept files each
-    upstream no longer lists (issue 46): withheld, unless C{keep_removed}.
+    upstream no longer lists: withheld, unless C{keep_removed}.
   - C{pypid-upstream check [PROJECT]} (admins) makes the server fetch the
     page of PROJECT (pip) and its smallest file through each upstream, and
-    prints one line each: what works, or what to set (issue 60).
+    prints one line each: what works, or what to set.
 
 This is a client: it makes blocking HTTP requests, which is fine outside
 the server. The password comes from C{PYPID_PASSWORD}, or is asked for.

@@ -14,7 +14,7 @@ documents every key for people.  A key may also come from the environment
 C{--set}.
 
 Sections that may appear several times, each with a name
-(C{[index:NAME]}, C{[upstream:NAME]}: issue 26, L{NAMED_SECTIONS}), go
+(C{[index:NAME]}, C{[upstream:NAME]}: L{NAMED_SECTIONS}), go
 through the same loop, keyed by their whole section name, so their errors
 read like any other's (C{pypid.ini: [index:prod] upload: ...}); the file and
 C{--set index:prod.view=yes} give them, never the environment, whose
@@ -109,23 +109,23 @@ class Config:
     #: C{[ldap]}: the directory of more users and groups (none without C{url})
     ldap: LDAPConfig = attrs.field(factory=LDAPConfig)
     oidc: OIDCConfig = attrs.field(factory=OIDCConfig)
-    #: C{[sso]}: single sign-on for the pages (issue 44; none without C{issuer})
+    #: C{[sso]}: single sign-on for the pages (none without C{issuer})
     sso: SSOConfig = attrs.field(factory=SSOConfig)
     #: C{[publishers]}: L{pypid.core.access.publishers.PublisherRule}s in file order
     publishers: tuple[PublisherRule, ...] = ()
-    #: C{[namespaces]}: PEP 752's grants (issue 46)
+    #: C{[namespaces]}: PEP 752's grants
     namespaces: NamespaceGrants = attrs.field(factory=NamespaceGrants)
-    #: C{[index:NAME]} sections by name, in file order (issue 26; empty
+    #: C{[index:NAME]} sections by name, in file order (empty
     #: without any: the one index of today's URLs, C{default})
     indexes: Mapping[str, IndexConfig] = attrs.field(factory=dict, converter=_frozen)
     #: C{[upstream:NAME]} sections by name, in file order (C{[upstream]}
     #: stays L{upstream}, C{upstream:default} to an index's C{bases})
     upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict, converter=_frozen)
-    #: C{[advisories]}: where the security advisories come from (issue 27)
+    #: C{[advisories]}: where the security advisories come from
     advisories: AdvisoriesConfig = attrs.field(factory=AdvisoriesConfig)
-    #: C{[attestations]}: how uploads' attestations are verified (issue 28)
+    #: C{[attestations]}: how uploads' attestations are verified
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
-    #: C{[retention]}: the recycle bin (issue 29)
+    #: C{[retention]}: the recycle bin
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     #: every key's parsed value, by C{(section, key)} (the named sections
     #: by their whole name): what a reload compares to say which keys
@@ -142,7 +142,7 @@ class Config:
         """
         What an error about C{[section] key} starts with: where its value
         came from (the command line, the environment, or the file) and the
-        key (issue 59: a value of C{--set} or C{--listen} was blamed on the
+        key (a value of C{--set} or C{--listen} was blamed on the
         file).
         """
         place = f"[{section}] {key}" if key else f"[{section}]"
@@ -370,7 +370,7 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
     stops here.
 
     @param folder: the configuration file's folder, against which a
-        relative path written in the file is read (issue 60: read against
+        relative path written in the file is read (read against
         the working directory, a server started from elsewhere served a new,
         empty index); a default, C{--set} or the environment's value is
         read against the working directory, as a command line's is.
@@ -444,7 +444,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
             known = ", ".join([DEFAULT, *indexes])
             fail("acl", acl_keys[rule.order],
                  f"{rule.index!r} is not an index of this server (the indexes are {known})")
-    # (what a base hides from some, no index based on it shows them: issue 41)
+    # (what a base hides from some, no index based on it shows them)
     check_read_through(indexes, rules, acl_keys, groups, values["auth", "read"], fail)
     check_tls(values, fail)
     check_metrics(values, groups, fail)
@@ -455,7 +455,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         items, users, groups, groups_from_outside(values),
         [DEFAULT, *(name for name, index in indexes.items()
                     if not index.view and name != DEFAULT)], fail)
-    # (a namespace reserved in an index is reserved in what it reads: issue 59)
+    # (a namespace reserved in an index is reserved in what it reads)
     check_namespaces_through(items, namespaces,
                              {name: [str(base) for base in index.bases]
                               for name, index in indexes.items()},

@@ -1,7 +1,7 @@
 """
 The C{[advisories]} section (where the server's security advisories come
-from: L{AdvisoriesConfig}), and the advisory settings of an index
-(issue 27): C{advisories},
+from: L{AdvisoriesConfig}), and the advisory settings of an index:
+C{advisories},
 C{advisory_severity} and C{advisory_waive}, in C{[pypid]} for the default
 index (and as every named index's default) and in C{[index:NAME]}.
 
@@ -127,7 +127,7 @@ def parse_refresh(value: str) -> float:
 class AdvisoriesConfig:
     """
     The C{[advisories]} section: where the server's security advisories
-    come from (issue 27); what each index does about them is its own
+    come from; what each index does about them is its own
     C{advisories} key.
     """
 

@@ -1,5 +1,5 @@
 """
-The C{[attestations]} section (PEP 740, issue 28): the Sigstore trust root
+The C{[attestations]} section (PEP 740): the Sigstore trust root
 uploads' attestations are verified against, and the projects that must
 come with them.
 

@@ -1,5 +1,5 @@
 """
-The C{[index:NAME]} sections (issue 26): several indexes on one server.
+The C{[index:NAME]} sections: several indexes on one server.
 
 A hosted index takes uploads and may inherit the projects of its C{bases}
 (other indexes, and upstreams spelt C{upstream:NAME}); a view (C{view =
@@ -278,7 +278,7 @@ def check_read_through(indexes: Mapping[str, IndexConfig], rules: Sequence[Rule]
                        default_read: str, fail: Fail) -> None:
     """
     Refuse an index that reads a hosted index whose readers it does not
-    cover (issue 41): a base's files are served through every index whose
+    cover: a base's files are served through every index whose
     bases lead to it, under that index's grant, so whoever may read the
     index must be allowed to read each hosted index it reads through (its
     C{read} grant covers the index's, and no C{[acl]} rule kept to the base

@@ -1,5 +1,5 @@
 """
-The C{[namespaces]} section (issue 46: PEP 752's grants): a line per
+The C{[namespaces]} section (PEP 752's grants): a line per
 namespace, in the style of C{[acl]} (C{acme = group:platform},
 C{release/acme = user:bob hidden}), each checked on its own (the owners
 exist, the index is one of the server's hosted indexes) and against the
@@ -57,12 +57,13 @@ def check_namespaces_through(items: Items, grants: NamespaceGrants,
     """
     Refuse a grant in force in one of the hosted indexes an index reads
     (itself, or one it reads through its bases, a view's too) that another
-    of them does not hold for the same owners (issue 59): anyone who may
+    of them does not hold for the same owners: anyone who may
     upload to that other index could make a project in the namespace
     there, and the index would serve it among the owners' own (as theirs,
     C{"owned": true}, where the grant is in force; a release of a name the
-    owners also publish joining theirs, wherever). The shape of issue 41's
-    check of read grants through bases.
+    owners also publish joining theirs, wherever). It is shaped as the
+    check of read grants through bases
+    (L{pypid.config.index_settings.check_read_through}).
 
     @param bases: each index's bases, by name (C{upstream:NAME} for an
         upstream, never asked for a namespace).

@@ -1,5 +1,5 @@
 """
-What C{SIGHUP} does with each key of the configuration (issue 59): one rule
+What C{SIGHUP} does with each key of the configuration: one rule
 for every key, so that a reload and a restart never mean two things.
 
 Every key the parser knows (L{pypid.config.SCHEMA}, the named sections'

@@ -1,5 +1,5 @@
 """
-The C{[retention]} section (issue 29): how long a removed file stays in
+The C{[retention]} section: how long a removed file stays in
 the recycle bin, the rules a cleanup removes hosted releases by, and
 when a cleanup runs by itself.
 

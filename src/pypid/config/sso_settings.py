@@ -1,7 +1,7 @@
 """
 The C{[sso]} section: single sign-on for the pages through an OpenID
 Connect provider (Keycloak, Okta, Entra ID, Google Workspace, Dex,
-Authentik ...), beside the login form (issue 44; L{pypid.auth.sso}).
+Authentik ...), beside the login form (L{pypid.auth.sso}).
 
 Without C{issuer} there is none, and the other keys must stay unset. With
 it, C{client_id} and one client secret are needed: C{client_secret_file}

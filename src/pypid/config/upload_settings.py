@@ -1,5 +1,5 @@
 """
-The upload keys of an index (issue 46): C{allow_tag_mismatch}, in
+The upload keys of an index: C{allow_tag_mismatch}, in
 C{[pypid]} for the default index (and as every named index's default)
 and in C{[index:NAME]}; L{UploadKeys} makes the
 L{pypid.core.dists.upload_rules.UploadRules} an index's uploads and imports

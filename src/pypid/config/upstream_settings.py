@@ -2,7 +2,7 @@
 The C{[upstream]} section: the index pypid falls back on for projects it
 does not host, the hosts its files may come from, the project patterns
 that keep hosted names safe from it, and the credentials it may need.
-An C{[upstream:NAME]} section (issue 26: an upstream an index's C{bases}
+An C{[upstream:NAME]} section (an upstream an index's C{bases}
 name) has the same keys, read by the same code with its own section name.
 
 L{check_upstream} checks the keys against each other and puts the host of
@@ -84,13 +84,13 @@ class UpstreamConfig:
     fetch_deadline: float = 600.0
     #: What pypid identifies itself with to the upstream, or L{None}.
     credentials: UpstreamCredentials | None = None
-    #: The most bytes of files the cache keeps (issue 29): the least
+    #: The most bytes of files the cache keeps: the least
     #: recently downloaded are evicted past it; 0: no cap.
     max_cache_size: int = 0
     #: Whether the files pre-caching asked for are never evicted.
     keep_precached: bool = True
     #: Whether a kept file the upstream no longer lists is still served at
-    #: its URL (issue 46: off, it is withheld once the page is refreshed).
+    #: its URL (off, it is withheld once the page is refreshed).
     keep_removed: bool = False
 
 

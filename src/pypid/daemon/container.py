@@ -179,7 +179,7 @@ class Parts(Service):
 
     def _refuse_restart_keys(self, config: Config) -> None:
         """
-        One meaning for a change (issue 59): a key only a restart takes,
+        One meaning for a change: a key only a restart takes,
         changed, refuses the whole reload, naming it.
 
         @raise StartupError: naming the keys and saying "restart".

@@ -12,7 +12,7 @@ C{http-redirect:} listeners open only once every C{https:} one listens;
 any other line is a Twisted endpoint serving the site.
 
 Before anything else starts, L{ListenCheck} binds each TCP port for a moment
-and lets it go (issue 60): a port that is taken stops start-up with the
+and lets it go: a port that is taken stops start-up with the
 same line before the storage, the snapshot or any other file is written
 (it wrote an empty index's folders wherever it was started, and then
 could not listen).
@@ -165,7 +165,7 @@ class ListenerService(Service):
         if url is None:
             log.info("Listening on {endpoint}", endpoint=self.description)
         else:
-            # (a URL to open, not only an endpoint string: issue 60)
+            # (a URL to open, not only an endpoint string)
             log.info("Listening on {endpoint}: open {url}", endpoint=self.description, url=url)
         self.listening.callback(port)
 
@@ -197,7 +197,7 @@ class ListenCheck(Service):
     Binds each TCP port of the listeners for a moment, and lets it go, as
     the first part to start: a port taken (or an address this machine does
     not have) stops start-up with C{Cannot listen on <endpoint>: <error>}
-    before anything is written (issue 60). The listeners themselves open
+    before anything is written. The listeners themselves open
     only once the index is loaded.
     """
 

@@ -1,5 +1,5 @@
 """
-What the start log says before anything else starts (issue 60): where
+What the start log says before anything else starts: where
 the packages and the snapshot are, as absolute paths (a relative one in a
 file is read against the file's folder, and a default against the folder
 the server was started in: the log says which came out), and a warning

@@ -117,7 +117,7 @@ class Exporter:
     @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
     @ivar _full: render and write everything, whatever the manifest says.
     @ivar _clock: C{clock() -> float}, for the report's duration.
-    @ivar _chain: a named index's hosted sources and filters (issue 26):
+    @ivar _chain: a named index's hosted sources and filters:
         what it lists is exported, each file from the storage that holds
         it, instead of C{_storage} as it is.
     @ivar _advisories: the exported index's advisory policy over the

@@ -16,7 +16,7 @@ CDN) serves as the daemon serves its read API::
     .pypid-export.json                            the L{ExportManifest} of the export
 
 What the daemon withholds from an anonymous reader, the export withholds
-too (issue 45), with the daemon's own rules: the L{Index} of an export
+too, with the daemon's own rules: the L{Index} of an export
 carries the projects' statuses (PEP 792) and the index's advisory policy,
 so its pages are the daemon's bytes (a quarantined project's carry the
 marker and list no file; a release its advisories deny is listed yanked,

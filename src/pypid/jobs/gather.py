@@ -5,7 +5,7 @@ Twisted's C{gatherResults} fails with a C{FirstError} that wraps it, whose
 text holds a traceback (a log line once read C{Cannot look for changes by
 other servers: FirstError[#0, [Failure instance: Traceback: ...]]}), and
 without C{consumeErrors} leaves the other failures unhandled, logged as
-C{Unhandled error in Deferred} when they are collected (issue 61: both
+C{Unhandled error in Deferred} when they are collected (both
 seen while a store answered 500s). Every concurrent wait that wants the
 first failure goes through L{gather}.
 """

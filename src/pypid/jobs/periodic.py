@@ -1,6 +1,6 @@
 """
-One periodic job: the loop eight parts wrote by hand, written once
-(issue 42). Its promises, which each of them needs and some lacked:
+One periodic job: the loop eight parts wrote by hand, written once.
+Its promises, which each of them needs and some lacked:
 
   - one run at a time: a run that takes longer than the interval delays
     the next, never overlaps it (a save or a purge is not started twice);

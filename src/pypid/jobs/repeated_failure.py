@@ -4,7 +4,7 @@ starts, as a reminder now and then while it lasts, and as it ends.
 
 While a store was down, each server logged "Cannot look for changes by
 other servers" twice a second and "Cannot read the advisory waivers" once
-a second (issue 61): the lines that said what else went wrong were lost
+a second: the lines that said what else went wrong were lost
 among them. L{RepeatedFailure} logs the first failure as before, then one
 reminder a minute with the count, and one line when the job works again.
 """

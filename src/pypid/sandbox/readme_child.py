@@ -31,8 +31,8 @@ import sys
 from typing import BinaryIO
 
 #: The address space of a child (bytes): the interpreter and the renderers
-#: take 40 MB once warmed up (VmSize), and rendering 63 kB of the freezing
-#: Markdown of issue 31 peaks at 43 MB; what needs a gigabyte is no README.
+#: take 40 MB once warmed up (VmSize), and rendering 63 kB of Markdown that
+#: froze a renderer peaks at 43 MB; what needs a gigabyte is no README.
 MEMORY_LIMIT = 1024 * 1024 * 1024
 
 #: How much lower a child's priority is than the daemon's.

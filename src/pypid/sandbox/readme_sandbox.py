@@ -1,5 +1,5 @@
 """
-Descriptions rendered in child processes, with a time budget (issue 31).
+Descriptions rendered in child processes, with a time budget.
 
 A README is rendered when its file arrives: in an upload, a file the
 upstream cache keeps, an import, the first view of a project in a folder
@@ -21,7 +21,7 @@ A child costs memory (the interpreter and its renderers: peak RSS 20 MiB
 with Markdown's, 32 with reStructuredText's, 34 with both; two children
 with both took the daemon's process tree from 96 to 171 MiB after the
 shared bench's 200 uploads), and CPU to start (0.12 s, 0.23 s), so the
-sandbox keeps them few and small (issue 43):
+sandbox keeps them few and small:
 
   - what needs no renderer never reaches a child
     (L{pypid.core.dists.readme.render_without_renderer}: no description, plain

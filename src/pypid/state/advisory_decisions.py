@@ -1,5 +1,5 @@
 """
-The log of what the indexes decide about advisories (issue 27): when the
+The log of what the indexes decide about advisories: when the
 advisories or an index's rules change, each release whose decision
 changed (hidden, denied, or allowed again) is logged once.
 

@@ -1,5 +1,5 @@
 """
-Cleanups of hosted indexes by their retention rules (issue 29): a plan
+Cleanups of hosted indexes by their retention rules: a plan
 (L{pypid.core.indexes.retention.make_plan}) over the index's live files and its
 download counts, and its application, each file into the index's recycle
 bin (L{pypid.state.recycle_bin}), one at a time under the index's lock.

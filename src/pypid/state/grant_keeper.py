@@ -1,5 +1,5 @@
 """
-The namespace grants the indexes' JSON API shows (PEP 752, issue 46), with
+The namespace grants the indexes' JSON API shows (PEP 752), with
 when each came into force (L{pypid.core.indexes.grant_ledger}), kept in the
 default index's storage.
 

@@ -1,53 +1,33 @@
 """
-What C{SIGHUP} changes of the indexes (issue 26, design §2.11), and what
-it refuses.
+What C{SIGHUP} changes of the indexes, and what it refuses.
 
 A view has no storage and no state: its pages are composed of its
 sources' and kept in a cache of its own. So a reload may add a view,
-remove one, and change one's bases and filters (C{min_age}, C{as_of},
-C{include}, C{exclude}, C{prereleases}, C{yanked}): L{reload_indexes}
-builds the new L{pypid.core.indexes.views.IndexView}s while it prepares (a view
-whose sources and filters stay is kept, with the pages it composed; a
-changed one is new, so nothing composed under its old filters is served
-again), and the web side builds their answers; the commit swaps them all
-in at once, so a request meets the old set or the new one, never a mix.
-Who may read and upload to each index reloads with the rest of C{[auth]}
-and C{[acl]} (L{pypid.web.identity.access.AccessPart}).
+remove one, and change one's bases and filters: L{reload_indexes} builds
+the new L{pypid.core.indexes.views.IndexView}s while it prepares (a view
+whose sources and filters stay is kept, with its pages; a changed one is
+new, so nothing composed under its old filters is served again). The
+commit swaps them all in at once, so a request meets the old set or the
+new one, never a mix. Who may read and upload reloads with C{[auth]} and
+C{[acl]} (L{pypid.web.identity.access.AccessPart}).
 
-What each index does about security advisories (issue 27: C{advisories},
-C{advisory_severity}, C{advisory_waive} of C{[pypid]} for the default
-index, of each C{[index:NAME]}, hosted or view) is taken too: the
-index's policy stays the same object and takes its new rules in place at
-the commit (L{pypid.state.indexes.IndexRegistry.take_rules}), dropping
-the pages of the projects the advisories name; a change of these keys
-alone is a reload like any other, for a hosted index too. So is a change
-of what a hosted index's uploads let through (issue 46: C{allow_tag_mismatch}),
-taken in place at the commit (L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
+Each index's advisory keys (C{advisories}, C{advisory_severity},
+C{advisory_waive}) and C{allow_tag_mismatch} are taken in place at the
+commit (L{pypid.state.indexes.IndexRegistry.take_rules},
+L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
 
 The rest is refused, the whole reload with it (one line naming the
-section; the server keeps its configuration, as for any refused reload):
+section; the server keeps its configuration): a hosted index added or
+removed, a hosted index's sources changed, an C{[upstream:NAME]} added or
+removed, or the first named index added or the last removed. Each needs
+work done only at start-up or stop: a storage prepared and loaded, work
+that can fail after the other parts took the reload
+(L{pypid.daemon.container.Parts.reload}); uploads in flight finished and
+a last snapshot taken; an upstream's cache and client made; a server
+without named indexes serves no C{/NAME/} path at all.
+C{docs/configuration.rst} says the same to operators.
 
-  - a hosted index added (a view made hosted is one): its storage must be
-    prepared (a folder's lock, a bucket's credentials) and its files
-    loaded, asynchronous work that can fail after the other parts took
-    the configuration, while a reload is prepared at once and taken whole
-    (L{pypid.daemon.container.Parts.reload});
-  - a hosted index removed: its uploads in flight must finish and its last
-    snapshot be taken, which the daemon does only as it stops;
-  - a hosted index's sources changed (its bases, or a view's it reads
-    through): the upstream side of its pages and uploads is built over
-    them at start-up;
-  - an C{[upstream:NAME]} added or removed, or a view based on an upstream
-    the server does not run: an upstream's cache, client and snapshot are
-    made at start-up;
-  - the first named index of a server of one index, or the last one
-    removed: a server without named indexes serves no C{/NAME/} path at
-    all and counts its requests without an C{index} label, exactly as
-    before issue 26.
-
-Everything here is decided against the configuration the server started
-with (what never reloads: its hosted indexes, their bases, its upstreams,
-its base URL) and the registry's views as they are now.
+All is decided against the start's configuration and the views of now.
 """
 
 from __future__ import annotations

@@ -1,56 +1,33 @@
 """
-The hosted indexes of a server, each a stack of its own (issue 26, stage 3).
+The hosted indexes of a server, each a stack of its own.
 
-A hosted index is today's stack instantiated per name, not one L{Index}
-whose records carry an index: every structure of the index, its storage,
-its snapshot and its backfill is keyed by filename, and two indexes may
-hold one filename with other bytes. So L{HostedStack} is everything one
-hosted index owns (its L{Index}, its storage under a root of its own
-(L{pypid.storage.factory.index_settings}), its loader and snapshot writer
-with their timer, its backfill or, on shared storage, its sync, and the
-follow-up of its load), made complete by L{HostedStack.create} from the
-configuration and a name. The default index (C{default}) is built by the
-lines that built the server's one index before: its storage, snapshot
-path and parts are today's, so a server without C{[index:NAME]} is
-exactly today's.
+A hosted index is a stack instantiated per name, not one L{Index} whose
+records carry an index: every structure of an index, its storage, its
+snapshot and its backfill is keyed by filename, and two indexes may hold
+one filename with other bytes. So L{HostedStack} is everything one hosted
+index owns (its L{Index}, its storage under a root of its own, its loader
+and snapshot writer, its backfill or sync, the follow-up of its load),
+made by L{HostedStack.create} from the configuration and a name. The
+default index is built as a server of one index always was, so a server
+without C{[index:NAME]} is unchanged.
 
-L{IndexRegistry} holds the stacks by name and, for every index (the
-default, the named hosted ones and the views), its sources in order
-(L{pypid.core.indexes.views.resolve_order}) and its L{pypid.core.indexes.views.IndexView}.
-An index holds nothing more than its own L{Index}: a view keeps pages
-only as they are asked. It holds the named upstreams too (C{[upstream:NAME]}:
-each its part, L{pypid.upstream.factory.UpstreamPart}, and the part that
-keeps its state, L{pypid.upstream.saved_state.SavedState}), and every
-upstream as the indexes' pages read it
-(L{pypid.upstream.source.SourceSide}), C{[upstream]}'s being the default
-index's proxy's source: an upstream is one source however many indexes
-name it.
+L{IndexRegistry} holds the stacks by name and, for every index (hosted
+or view), its sources in order (L{pypid.core.indexes.views.resolve_order})
+and its L{pypid.core.indexes.views.IndexView}; a view keeps pages only as
+they are asked. It holds the named upstreams too, each once however many
+indexes name it (L{pypid.upstream.source.SourceSide}).
 
 The named stacks load bases first. A file promoted from one hosted index
-to another takes its record's memory once: each index of a server with
-named indexes finds the others by name (C{peers}) and shares a promoted
+to another takes its record's memory once: an index shares a promoted
 file's record with the index it came from when the two are equal
-(L{pypid.core.indexes.index.Index.share_promoted}), as its records are made
-(projects loaded later), and for those made at load once every index is
-loaded (the follow-up of each load), so whichever of the two loads first.
-A server of one index shares nothing and looks nothing up.
+(L{pypid.core.indexes.index.Index.share_promoted}), whichever loads first.
 
 At C{SIGHUP} the stacks stay and the views may change
-(L{pypid.state.index_reload}): L{index_view} builds a view alike at
-start-up and then, and L{IndexRegistry.take_views} takes the new ones.
-
-Every index acts on the server's security advisories (issue 27) by its
-own rules: the registry gives each (the default, the named hosted ones
-and the views) its L{AdvisoryPolicy} over the one L{AdvisoryBoard}, which
-its hosted pages, its upstream pages and its composed pages apply. When
-the board's database is replaced, or an index's rules at C{SIGHUP}
-(L{IndexRegistry.take_rules}), the pages of the projects the databases
-name are dropped, those alone (L{IndexRegistry.advisories_changed}: a
-hosted index's through L{pypid.core.formats.rendered_pages.RenderedPages.project_changed},
-which the views composed of it see; its upstream pages through
-L{pypid.upstream.page_view.PageView.advisories_changed}; a view's own by
-its stamp), and each release whose decision changed is logged once
-(L{pypid.state.advisory_decisions}).
+(L{pypid.state.index_reload}). Every index acts on the advisories by its
+own L{AdvisoryPolicy} over the one L{AdvisoryBoard}. When the board's
+database or an index's rules change, only the pages of the projects the
+databases name are dropped (L{IndexRegistry.advisories_changed}), and each
+release whose decision changed is logged once (L{pypid.state.advisory_decisions}).
 """
 
 from __future__ import annotations
@@ -121,7 +98,7 @@ from pypid.storage.interface import (
 from pypid.storage.locks import KeyedLock
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only with [upstream]: they cost start-up time)
     from pypid.upstream.factory import MakeUpstream, UpstreamPart
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.proxy import UpstreamProxy
@@ -160,14 +137,14 @@ class HostedStack:
     sync: SyncService | None = None
     #: the part of C{[upstream]} (the default index's), which holds its proxy
     upstream_part: UpstreamPart | None = None
-    #: its files' download counts (issue 29); L{None} for a storage that
+    #: its files' download counts; L{None} for a storage that
     #: keeps none
     usage: UsageLog | None = None
-    #: where its removed files wait before they are purged (issue 29)
+    #: where its removed files wait before they are purged
     bin: RecycleBin | None = None
-    #: its retention rules, over its bin and counts (issue 29)
+    #: its retention rules, over its bin and counts
     cleanup: IndexCleanup | None = None
-    #: what its uploads and imports let through (issue 46), taken again at a reload
+    #: what its uploads and imports let through, taken again at a reload
     uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
     @property
@@ -295,11 +272,11 @@ class IndexRegistry:
     @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
         read it (L{SourceSide}), C{upstream:default} (C{[upstream]}) too
         when an index names it.
-    @ivar board: the security advisories in force (issue 27).
+    @ivar board: the security advisories in force.
     @ivar policies: name -> what the index does about them, for every
         index (the views included); the same object for its lifetime, its
         rules taken in place at a reload (L{take_rules}).
-    @ivar waivers: the advisory waivers admins keep (issue 44), read from
+    @ivar waivers: the advisory waivers admins keep, read from
         the default index's storage; L{None} for a storage that keeps none.
     @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
         46), for every index; the same object for its lifetime, its grants
@@ -454,11 +431,11 @@ class IndexRegistry:
             self.take_waivers(self.waivers.current)
 
 
-    # -- advisories (issue 27) ---------------------------------------------------
+    # -- advisories ---------------------------------------------------
 
     def unread_advisories(self) -> tuple[str, bool] | None:
         """
-        While the advisories are still to be read (issue 43): their state
+        While the advisories are still to be read: their state
         (L{pypid.core.security.advisories.READING} or C{FAILED}) and whether some
         index fails closed meanwhile (it hides or denies); L{None} once read.
         """
@@ -547,12 +524,12 @@ class IndexRegistry:
             drop_advised_pages(stack.index, stack.upstream, projects)
 
     def cleanups(self) -> dict[str, IndexCleanup]:
-        """The hosted indexes' retention rules by name (issue 29)."""
+        """The hosted indexes' retention rules by name."""
         return {name: stack.cleanup for name, stack in self.stacks.items()
                 if stack.cleanup is not None}
 
     def bins(self) -> dict[str, RecycleBin]:
-        """The hosted indexes' recycle bins by name (issue 29)."""
+        """The hosted indexes' recycle bins by name."""
         return {name: stack.bin for name, stack in self.stacks.items() if stack.bin is not None}
 
     def bin(self, name: str) -> RecycleBin | None:
@@ -561,7 +538,7 @@ class IndexRegistry:
         return stack.bin if stack is not None else None
 
     def usage(self, name: str) -> tuple[Index, UsageLog] | None:
-        """The hosted index C{name} and its download counts, or L{None} (issue 29)."""
+        """The hosted index C{name} and its download counts, or L{None}."""
         stack = self.stacks.get(name)
         usage = stack.usage if stack is not None else None
         if stack is None or usage is None:
@@ -668,12 +645,12 @@ def _by_index(config: Config, pick: Callable[[ServerConfig | IndexConfig], _T]) 
 
 
 def upload_rules(config: Config) -> dict[str, UploadRules]:
-    """Each index's L{UploadRules} (issue 46)."""
+    """Each index's L{UploadRules}."""
     return _by_index(config, lambda section: section.upload_rules)
 
 
 def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:
-    """Each index's L{AdvisoryRules} (issue 27)."""
+    """Each index's L{AdvisoryRules}."""
     return _by_index(config, lambda section: section.advisory_rules)
 
 
@@ -687,7 +664,7 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
     """
     if not config.upstreams and default is None:
         return {}, {}
-    # (the upstream's modules load only when an upstream is configured: issue 14)
+    # (the upstream's modules load only with an upstream: they cost start-up time)
     from pypid.upstream.factory import UpstreamPart
     from pypid.upstream.saved_state import SavedState, state_path
     from pypid.upstream.source import SourceSide

@@ -52,7 +52,7 @@ from pypid.storage.reading import read_statuses
 from pypid.storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only with [upstream]: they cost start-up time)
     from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()
@@ -435,7 +435,7 @@ class IndexMetrics:
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _label: its name as the value of an C{index} label, on a server
-        of named indexes (issue 26): each hosted index's families are
+        of named indexes: each hosted index's families are
         then one sample each of families of that label, which the
         collector joins; L{None} (a server of one index): no label, the
         families as they always were.

@@ -1,5 +1,5 @@
 """
-The recycle bin of a hosted index (issue 29): a file deleted through the
+The recycle bin of a hosted index: a file deleted through the
 API, or removed by a retention rule, is kept for a while rather than
 removed at once, and can be restored meanwhile.
 

@@ -1,5 +1,5 @@
 """
-The audit entries of the upstreams' takedowns (issue 46): each kept file an
+The audit entries of the upstreams' takedowns: each kept file an
 upstream stops listing is an C{upstream-takedown} entry, each it lists
 again an C{upstream-relisted} one, made by the server (no user, no
 address), as a purge from the recycle bin is.

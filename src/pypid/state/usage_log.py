@@ -1,5 +1,5 @@
 """
-The download counts of one hosted index, kept in its storage (issue 29):
+The download counts of one hosted index, kept in its storage:
 the part that counts downloads, writes them every C{interval} seconds as
 usage records (L{pypid.core.records.usage}), reads every instance's records at
 start-up, and folds closed days.
@@ -103,7 +103,7 @@ class UsageLog(Service):
 
         The part comes before the listeners, so the first request already
         sees every count written (read in the background, a restart once
-        answered C{0} downloads for a moment on a busy machine: issue 61).
+        answered C{0} downloads for a moment on a busy machine).
         A read that fails is logged and the start goes on: the counts are
         the server's to show, not to wait for while a store is down.
         """

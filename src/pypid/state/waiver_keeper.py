@@ -1,5 +1,5 @@
 """
-The advisory waivers admins keep (issue 44: L{pypid.core.security.advisory_waivers}),
+The advisory waivers admins keep (L{pypid.core.security.advisory_waivers}),
 between the storage that holds them and the indexes that act by them.
 
 Why read again on a timer: every server on a shared bucket must act on a

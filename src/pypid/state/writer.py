@@ -47,7 +47,7 @@ from pypid.storage.interface import ISharedStorage, Run
 from pypid.storage.snapshot import encode, lines, write
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only with [upstream]: they cost start-up time)
     from pypid.upstream.proxy import UpstreamProxy
 
 log = Logger()

@@ -8,7 +8,7 @@ Also L{StoragePart}: the packages' storage as a part of the daemon,
 prepared first (a folder's lock taken, a bucket's credentials and
 conditional writes checked) and closed last but for the thread pools.
 
-A named hosted index (C{[index:NAME]}, issue 26) has a storage of its own,
+A named hosted index (C{[index:NAME]}) has a storage of its own,
 the default's settings moved under a root of its own
 (L{index_settings}: C{<path>/.indexes/NAME/}, C{<prefix>.indexes/NAME/}):
 the default index's scan never sees those files (a folder's scan skips

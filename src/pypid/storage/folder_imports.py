@@ -145,7 +145,7 @@ class FolderImports:
                 # (no rest after it, as there was while rendering held this
                 # process's interpreter lock: the daemon renders in its
                 # sandbox, and resting would hold an I/O thread as long
-                # again; issue 31)
+                # again)
                 try:
                     rendered = self._details_of(record)
                 except OSError as e:

@@ -13,7 +13,7 @@ All methods that touch the backend return Deferreds, so a network backend
 
 A backend that can take in a file another storage of its kind holds,
 without the bytes going through pypid (a promotion from one index to
-another, issue 26), also provides L{IAdoptingStorage}.
+another), also provides L{IAdoptingStorage}.
 """
 
 from __future__ import annotations
@@ -569,7 +569,7 @@ class IUsageStorage(Interface):
 class IEvictingStorage(Interface):
     """
     A storage whose files may go without a tombstone: the upstream cache's
-    (issue 29, C{[upstream] max_cache_size}), whose evicted files are
+    (C{[upstream] max_cache_size}), whose evicted files are
     fetched again when asked for, under the same name and bytes.
     """
 
@@ -590,7 +590,7 @@ class IAdoptingStorage(Interface):
     """
     A storage that can take in a file another storage of the same backend
     holds, without its bytes going through pypid: the storage half of a
-    promotion (issue 26; C{docs/architecture.rst}, "storage").
+    promotion (C{docs/architecture.rst}, "storage").
 
     The adopted file keeps its record (bytes, hashes, upload time,
     uploader), its core metadata and its details; its path in the target
@@ -667,9 +667,9 @@ class IAdoptingStorage(Interface):
 
 
 #: The server's small documents an L{IServerDocuments} keeps, by name: the
-#: advisory waivers admins decide (issue 44, L{pypid.core.security.advisory_waivers})
-#: and when each namespace grant came into force (issue 46,
-#: L{pypid.core.indexes.grant_ledger}).
+#: advisory waivers admins decide (L{pypid.core.security.advisory_waivers})
+#: and when each namespace grant came into force
+#: (L{pypid.core.indexes.grant_ledger}).
 WAIVERS = "waivers"
 GRANT_LEDGER = "namespaces"
 DOCUMENTS = frozenset({WAIVERS, GRANT_LEDGER})

@@ -18,7 +18,7 @@ leaves their details to the daemon. The snapshot is read as bytes, not with
 L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
 
-A named index (issue 26) is read as its pages list it: L{load_index}
+A named index is read as its pages list it: L{load_index}
 reads each hosted source of its order (itself, then its hosted bases,
 each its own storage and snapshot) and composes them with
 L{pypid.core.indexes.views.compose}, the earlier source's file of a name or a
@@ -26,9 +26,8 @@ distribution winning; upstreams are not read (their files are not the
 server's). L{IndexRecords.storage_of} then says which storage holds each
 file.
 
-A file's bytes go to a L{FileSink}, the part of a place written to that
-L{put_file} needs: an export's target or a bundle's writer, each defined
-above this module and matching the protocol by its methods.
+A file's bytes go to a L{FileSink}: an export's target or a bundle's
+writer, each defined above this module.
 """
 
 from __future__ import annotations

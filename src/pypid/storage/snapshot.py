@@ -8,77 +8,26 @@ list of records taken on the reactor thread.
 
 Its layout (format 2) is JSON Lines: a first line of what the snapshot is,
 then one line a project holding its files as columns (C{"filename": [...],
-"version": [...], ...}; a column of nulls only is left out, and so is the
-name when every file spells it as the line does), then a line each for the
-deleted filenames, the storage's and the upstream cache's state, and a last
-line counting what came before, so that a cut snapshot is never taken for a
-whole one. Every line is a JSON object a person can read, C{grep} and
-mend with any editor or C{jq}. A line a project is what lets the snapshot
-be written and read a project at a time: no second copy of the index (and
-no copy of the file) is ever held whole in memory, and the strings a
-project's files share (its name, a version, a summary) are read once.
+"version": [...], ...}; a column of nulls only is left out), then a line
+each for the deleted filenames, the promotions, the binned files, the
+storage's and the upstream cache's state, and a last line counting what
+came before, so that a cut snapshot is never taken for a whole one. Every
+line is a JSON object a person can read, C{grep} and mend. A line a
+project lets the snapshot be written and read a project at a time: no
+second copy of the index is ever held whole in memory. At 100,001 files it
+is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s.
 
-Measured at 100,001 files (the bench corpus, C{tests/bench/bench_scale.py}; in
-process, the collector off as at start-up, best and worst of 3), against
-format 1, one JSON document with a dict a file: 41 rather than 61 MB; read
-into records in 0.70-0.92 s rather than 1.4 s (C{json.loads} 0.65 s, then
-a record a dict 0.7 s), and peaking at 155 rather than 340 MiB in the
-daemon. Writing takes 0.53-0.59 s (0.14 s of it the fsync) where format
-1 took 0.30 s: a line at a time costs more than one C{orjson.dumps}, but
-never holds the whole encoded document (60 MB) beside the index, and
-lets the reactor in between lines.
+A start reads it with C{later} (L{read}): of each project's line only the
+name and where the line is; its records are made from the line read again
+when the project is first asked for or by the check after the start
+(L{pypid.state.loader.IndexLoader}). A waiting project costs one object of
+six slots (L{_LineSource}); C{docs/performance.rst} has the memory figures.
 
-A start reads it with C{later} (L{read}): of each project's line only
-the name and the filenames (counted, not kept), and where the line is in
-the file, which stays open; its records are made from the line read again
-when the project is first asked for or by the check that follows the start
-(see L{pypid.state.loader.IndexLoader}). The server so answers after
-reading the names, and a line a project is what makes that possible. What
-a waiting project costs is one object of six slots (L{_LineSource}): at
-100,001 files in 20,001 projects, the load holds 9.7 MiB rather than
-80.5 (C{tracemalloc}: the lines' bytes were 40 MiB, the filenames 10, two
-closures and a tuple a project 18), and the daemon is at 85 MiB when
-ready rather than 159, at 162 at most once the check made every record
-rather than 201 (C{tests/bench/bench_scale.py}, issue 43).
-
-Written and read with orjson. A serialiser holds Python's lock for as long
-as it runs, during which the reactor answers nothing: a line at a time, it
-lets the reactor in between projects. The bytes are the same JSON the
-standard library reads (UTF-8 rather than C{\\u} escapes for non-ASCII).
-Format 1 is still read, so that an upgrade starts from the snapshot the
-former version left.
-
-The promoted files' L{pypid.core.indexes.promotion.Promotion}s (who promoted a
-file into the index, from which index, when: issue 26) are a
-C{promotions} line after the deleted filenames, a promotion at a time
-with the filenames it brought (C{{"promotions": [{"source": "staging",
-"by": "bob", "at": 1767225650.0, "filenames": [...]}]}}), so that a
-start from the snapshot knows them before any scan: the check after
-the start reads no record of a folder unchanged since the save, so
-neither does it read the promotions kept beside the files. The line is
-written only when the index has promoted files, whatever the index: the
-default index's snapshot (C{var/index.json}) is byte for byte what it
-always was until a release is promoted into it, and a named index's
-likewise. Design question 10 proposed rather that the default index, as
-a promotion's target, read its promotions from storage again at each
-start; that costs every start of a large index a listing of its records
-(0.17 to 0.19 s at 100,000 files, as L{pypid.storage.folder_scan}
-measured its listing and its pass for promoted names: the very work the
-check skips for an unchanged folder; a listing of a prefix on S3) to
-serve a few files, where the line costs nothing until there is one.
-An older pypid finds an unknown line in a snapshot with promotions and
-rebuilds its index from storage (L{_decode_lines}): slower once, never
-wrong, since storage holds them too. Read back, the files of one
-promotion share one value.
-
-The files in the recycle bin (issue 29: kept, neither listed nor served,
-until restored or purged) are a C{binned} line after the promotions, their
-records as they are kept beside the files (C{{"binned": [{"filename":
-...,"binned": 1767225650.0, ...}]}}), written only when there are some:
-apart from the projects' lines, so that a project with every file in the
-bin is not listed by a start that reads its line later, and so that a
-start knows them before the check (which reads no record of a folder
-unchanged since the save). They are few, and read whole.
+Written with orjson, a line at a time, so that the reactor runs between
+projects; the bytes are JSON the standard library reads. Format 1 is still
+read, so that an upgrade starts from the snapshot the former version left.
+The C{promotions} and C{binned} lines are written only when there are some;
+an older pypid that finds them rebuilds its index from storage.
 """
 
 # (annotations kept as strings: a closure made per project at load, with

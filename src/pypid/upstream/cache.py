@@ -79,7 +79,7 @@ FAILURE_MEMORY = 15.0
 
 #: Seconds that must part two fetches saying a project's files are gone
 #: (a page no longer listing some, or the project's 404) before the cache
-#: takes it (issue 59): one transient 404, or one page served short by an
+#: takes it: one transient 404, or one page served short by an
 #: upstream's replica, is not a takedown. Until then the page fetched
 #: before is served, as if the fetch had said nothing new.
 CONFIRM_GONE = 60.0
@@ -424,7 +424,7 @@ class PageCache:
 
     def _steady(self, project: str, result: CachedPage) -> CachedPage:
         """
-        C{result}, a fetch of C{project}, once it is steady (issue 59): what
+        C{result}, a fetch of C{project}, once it is steady: what
         a fetch says is gone, a file of the page kept that it no longer
         lists (or the whole project, a 404) or the quarantine of a
         quarantined page, is taken only when a fetch at least

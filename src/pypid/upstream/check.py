@@ -1,7 +1,7 @@
 """
 C{pypid-upstream check}: one page and one file fetched through an
 upstream's client, as the cache would fetch them, and one line that says
-what works and what to set (issue 60: a new user's first question is "why
+what works and what to set (a new user's first question is "why
 does nothing come through", and the answer is a key of C{[upstream]}).
 
 Nothing is cached: the page and the file are read and let go, so a check

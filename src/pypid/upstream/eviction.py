@@ -1,6 +1,6 @@
 """
 The removal of evicted upstream files from the cache's storage, in batches
-(issue 29, C{[upstream] max_cache_size}).
+(C{[upstream] max_cache_size}).
 
 Which files go is decided elsewhere (L{pypid.upstream.kept.KeptFiles.over},
 by L{pypid.upstream.file_cache.FileCache}); this module only removes them:

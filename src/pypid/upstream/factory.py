@@ -130,7 +130,7 @@ class UpstreamPart(Service):
         @param learnt: called (without arguments) whenever a page was fetched
             or a file kept, so that the snapshot is saved soon.
         @param advisories: the default index's L{AdvisoryPolicy}, which its
-            pages of upstream projects apply (issue 27).
+            pages of upstream projects apply.
         @param provenance_url: the link the default index's pages give a
             file's provenance (PEP 740).
         @param render: renders the descriptions of the files it keeps
@@ -207,7 +207,7 @@ class UpstreamPart(Service):
         """
         Drop the connections to the upstream, and close the cache's storage
         (its folder's lock let go: a server started again in the same
-        process, as the tests of a restart do, takes it; issue 59).
+        process, as the tests of a restart do, takes it).
         """
         Service.stopService(self)
         self._source.close()
@@ -250,7 +250,7 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
                       reactor, up.ttl,
                       up.offline, max_bytes=up.page_cache_size, on_change=learnt)
-    # (a reserved namespace is never asked upstream either: issue 46)
+    # (a reserved namespace is never asked upstream either)
     policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,
                             up.min_age, up.min_age_exempt)
     # (a MeasuredStorage provides its backend's interfaces, declared on the

@@ -184,7 +184,7 @@ class UpstreamClient:
                     credentials: UpstreamCredentials | None) -> None:
         """
         Take the hosts files may come from and the credentials of a
-        configuration read again (C{SIGHUP}: a rotated password, issue 59),
+        configuration read again (C{SIGHUP}: a rotated password),
         for the fetches that begin from now on.
         """
         self.file_hosts = FileHosts.of(hosts)

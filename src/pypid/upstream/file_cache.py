@@ -1,7 +1,7 @@
 """
 The upstream files the cache keeps: their records (L{KeptFiles}), the
 storage that holds them, the pages told of each file kept or evicted, and
-the cap on their bytes (issue 29, C{[upstream] max_cache_size}).
+the cap on their bytes (C{[upstream] max_cache_size}).
 
 What adds a file is a download (L{pypid.upstream.downloads}) or a start's
 scan of the storage (L{FileCache.rescan}); what takes one away is the cap:

@@ -15,7 +15,7 @@ Everything is kept by the file's name I{and sha256} (L{_key}): an upstream
 that replaces a file under its name (which the public index never does,
 but a mirror or a compromised upstream may) gives other bytes, whose
 provenance is another one; the old one, checked against the old sha256,
-is never served for the new bytes nor kept with them (issue 45). The web
+is never served for the new bytes nor kept with them. The web
 side checks again, as it serves one, that its statements name the served
 file's sha256 (L{pypid.web.serving.integrity.serves}).
 """

@@ -7,7 +7,7 @@ the downloads that add to it (L{pypid.upstream.downloads}), and the
 snapshot and pre-caching (L{pypid.upstream.upkeep}). Only the downloads
 side writes it.
 
-It is also the order of the cache's eviction (issue 29, C{[upstream]
+It is also the order of the cache's eviction (C{[upstream]
 max_cache_size}): the records are held least recently downloaded first
 (a dict's order: L{touch} moves a file to the end, 0.2 us), with the bytes
 they take, so the files to evict when the cache is over its cap are the
@@ -38,7 +38,7 @@ class KeptFiles:
     #: moves at every file kept or removed (the snapshot is saved again)
     changes: int = 0
     #: the filenames kept of each project (a page fetched is held against
-    #: its project's files: issue 46), without a walk of them all
+    #: its project's files), without a walk of them all
     _by_project: NamesByProject = attrs.field(factory=NamesByProject)
 
     def of_project(self, project: str) -> list[str]:

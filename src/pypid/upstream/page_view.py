@@ -16,7 +16,7 @@ every page made of the old one is made again.
 The rendered pages are kept apart from the L{PageCache}'s entries, within
 a budget of their own, and forgotten with them.
 
-The pages apply the index's security advisories (issue 27) as they are
+The pages apply the index's security advisories as they are
 rendered, as the hosted pages do (L{pypid.core.formats.rendered_pages.advised_files});
 what a page I{offers} (L{PageView.shown}, L{PageView.listed}) stays every
 file, so that a hidden release's file is still served by name, and an

@@ -23,11 +23,10 @@ Python objects; the HTML reader stops at the anchor past the limit.
 A page may carry its project's status (PEP 792, simple API 1.4: the
 C{project-status} object in JSON, the C{pypi:project-status} and
 C{pypi:project-status-reason} meta tags in HTML), kept as
-L{UpstreamPage.status}. The upstream controls it, so it is read leniently:
-an unknown status or a malformed object counts as active (the page is not
-refused for it: the files are what matters, and PEP 792 tells clients to
-ignore what they do not know), and the reason is cut to a single line of
-L{pypid.core.indexes.project_status.MAX_REASON} characters, as hosted reasons are.
+L{UpstreamPage.status}. It is read leniently: an unknown status or a
+malformed object counts as active (PEP 792 tells clients to ignore what
+they do not know), and the reason is cut to one line of
+L{pypid.core.indexes.project_status.MAX_REASON} characters.
 
 Nothing here does I/O: the caller fetches the bytes, passes the response's
 content type, final URL and C{X-PyPI-Last-Serial} header, and decides what

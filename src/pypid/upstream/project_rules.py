@@ -32,7 +32,7 @@ class MergedPages(Protocol):
     def namespaces(self) -> IndexNamespaces | None:
         """
         The index's PEP 752 namespaces: its JSON pages, the upstream's
-        projects' too, are at API 1.5 only while one is in use (issue 60).
+        projects' too, are at API 1.5 only while one is in use.
         """
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
@@ -62,7 +62,7 @@ class ChainHosted:
     The hosted indexes of a named index's chain (itself, then its hosted
     bases, in their order) as one L{HostedIndex}: a project hosted in any
     of them is hosted, so the rules against dependency confusion hold
-    across inheritance (issue 26). Its merged pages are kept in
+    across inheritance. Its merged pages are kept in
     C{rendered}, the index's own.
     """
 

@@ -64,7 +64,7 @@ class UpstreamProxy:
         @param hosted: the hosted index (what is hosted is never asked upstream).
         @param file_url: C{file_url(file) -> str}, as for hosted files.
         @param advisories: the index's L{AdvisoryPolicy}, which its pages of
-            the upstream's projects apply (issue 27); L{None}: none.
+            the upstream's projects apply; L{None}: none.
         @param provenance_url: the link its pages give a file's provenance
             (PEP 740, the index's own Integrity API); L{None}: none.
         """

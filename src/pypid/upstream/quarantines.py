@@ -1,6 +1,6 @@
 """
 The quarantines an upstream declared (PEP 792), remembered past the
-project's removal (issue 45).
+project's removal.
 
 The public index quarantines a project reported as malware, then removes
 it: its page answers 404 (or an upstream answers an empty page with no

@@ -5,7 +5,7 @@ budget of requests per address, its state in the snapshot and its numbers
 for C{/metrics}.
 
 Apart from L{pypid.upstream.proxy.UpstreamProxy} because several indexes
-may name one upstream among their bases (issue 26): what the upstream
+may name one upstream among their bases: what the upstream
 said, and the bytes of a file, are the same whoever asks, so they are
 kept once; what a client of one index is shown (which names are hosted
 there, the links of its pages) is the proxy's, one per index. A page is
@@ -124,7 +124,7 @@ class UpstreamSource:
     _on_close: Callable[[], object] | None = None
     # how many files were kept at the last snapshot
     _saved_changes: int = attrs.field(init=False, default=0)
-    #: the files the upstream took down (issue 46), and those who hear of each
+    #: the files the upstream took down, and those who hear of each
     takedowns: Takedowns = attrs.field(init=False, factory=Takedowns)
     _takedown_listeners: list[Callable[[Takedown, bool], object]] = attrs.field(
         init=False, factory=list)
@@ -159,7 +159,7 @@ class UpstreamSource:
         pages.on_loaded(source._page_loaded)
         return source
 
-    # -- takedowns (issue 46) -------------------------------------------------------
+    # -- takedowns -------------------------------------------------------
 
     def on_takedown(self, listener: Callable[[Takedown, bool], object]) -> None:
         """
@@ -300,7 +300,7 @@ class UpstreamSource:
         if pinned:
             state["pinned"] = pinned
         if len(self._pages.quarantines):
-            # (issue 45: a quarantine outlives the project's removal upstream)
+            # (a quarantine outlives the project's removal upstream)
             state["quarantines"] = self._pages.quarantines.to_json()
         return state
 
@@ -332,12 +332,12 @@ class UpstreamSource:
                               "pypid_upstream_fetch_duration_seconds"),
                              "Fetches from the upstream", ("kind",),
                              [((), pages.timings), ((), files.timings)]),
-            # (issue 29: the cache's size against its cap)
+            # (the cache's size against its cap)
             gauge("pypid_upstream_cached_bytes", "Bytes of the upstream files kept.",
                   self._kept.size),
             counter("pypid_upstream_evicted_files_total", "Upstream files evicted to keep "
                     "the cache under [upstream] max_cache_size.", files.evicted),
-            # (issue 46: the kept files the upstream no longer lists)
+            # (the kept files the upstream no longer lists)
             counter("pypid_upstream_takedowns_total", "Kept upstream files seen no longer "
                     "listed by the upstream since the start.", self._taken_down),
             gauge("pypid_upstream_withheld_files", "Kept upstream files the upstream no "
@@ -347,7 +347,7 @@ class UpstreamSource:
 
     def report(self) -> dict[str, Any]:
         """
-        What C{GET /api/indexes} says of the cache (issue 44): its pages and
+        What C{GET /api/indexes} says of the cache: its pages and
         files kept, their bytes against the cap, how they were served and
         the files evicted since the start (the numbers of L{metric_families}).
         """

@@ -1,5 +1,5 @@
 """
-The files an upstream took down (issue 46): kept here, then no longer
+The files an upstream took down: kept here, then no longer
 listed by the upstream's page of their project (one version deleted, or
 the whole project gone).
 

@@ -1,5 +1,5 @@
 """
-An upstream's variant wheels (PEP 825; issue 46, part 1), passed on with
+An upstream's variant wheels (PEP 825), passed on with
 their data: what each page's C{{name}-{version}-variants.json} says of
 them, read, checked and given to each wheel, so that pypid's own pages
 make their index-level file of what they list, as for hosted wheels

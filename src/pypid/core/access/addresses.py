@@ -32,7 +32,7 @@ def client_ip(text: str) -> Address | None:
 
 #: Bits of a network one party may be taken to hold: an IPv4 /24, an IPv6
 #: /48 (a site's allocation), for the bounds that must not let one party
-#: with many addresses push out everybody else (issue 59).
+#: with many addresses push out everybody else.
 IPV4_NETWORK, IPV6_NETWORK = 24, 48
 
 
@@ -59,7 +59,7 @@ def is_public_address(text: str) -> bool:
     C{169.254.169.254}), shared (carrier-grade NAT), reserved, multicast or
     unspecified, read through an IPv4 address mapped into IPv6, so that a
     name an upstream's page links to cannot lead pypid into the network it
-    runs in (issue 60: the file hosts pypid finds for itself).
+    runs in (the file hosts it learns from a page are such names).
     """
     address = client_ip(text)
     if address is None:

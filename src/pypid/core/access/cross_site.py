@@ -1,5 +1,5 @@
 """
-Which requests a browser sent on behalf of another site (issue 31).
+Which requests a browser sent on behalf of another site.
 
 Once a browser has credentials for pypid (C{/login} asks for them, and
 the browser sends them with every later request to this server), any page

@@ -1,5 +1,5 @@
 """
-People whose logins pypid does not keep (issue 44): the users of a
+People whose logins pypid does not keep: the users of a
 directory (C{[ldap]}) and the people of a single sign-on provider
 (C{[sso]}), and what of them a browser session or an API token of theirs
 still stands for once the configuration is read again.

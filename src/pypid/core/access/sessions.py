@@ -1,5 +1,5 @@
 """
-Browser sessions (issue 44): who logged in through C{/login}, kept by the
+Browser sessions: who logged in through C{/login}, kept by the
 server, named to the browser by a cookie that holds an id and nothing else.
 
 A person logs in once through a form; the browser then sends the session's
@@ -98,7 +98,7 @@ class Session:
     csrf: str
     stamp: str = ""
     #: POSIX time the groups were read (at the login, then again by the
-    #: directory once its C{cache_ttl} passed: issue 59); L{None}: at login
+    #: directory once its C{cache_ttl} passed); L{None}: at login
     checked: float | None = None
 
     @property
@@ -191,7 +191,7 @@ class SessionBook:
                  outside: OutsideLogins) -> LoginSource | None:
         """
         Where C{session}'s person logged in, while that source still vouches
-        for them (issue 59: checked wherever a session is used, and when the
+        for them (checked wherever a session is used, and when the
         book is read at start-up as at C{SIGHUP}); L{None} once it does not.
 
         A password user's session stands while C{stored}, the hash their

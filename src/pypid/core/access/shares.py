@@ -7,7 +7,7 @@ Each table has a limit, so that memory stays bounded; a table that is full
 refuses everyone, so without a share a single publisher filled it: one
 repository minting from eleven branches (each a different C{sub}, then the
 key) took all 10,000 places in 29 to 49 s, and every other publisher had
-503 for fifteen minutes (issue 45). L{TableShares} refuses the heaviest
+503 for fifteen minutes. L{TableShares} refuses the heaviest
 holders first: a publisher may take a place only while it holds fewer
 than the places still free. Alone it stops at half the table; many
 together leave about C{limit / (n + 1)} free, so a publisher holding

@@ -1,5 +1,5 @@
 """
-Single sign-on through an OpenID Connect provider (C{[sso]}, issue 44):
+Single sign-on through an OpenID Connect provider (C{[sso]}):
 the parts of the authorization code flow that decide, without I/O.
 
 A person who clicks "Log in with ..." starts a login (L{PendingLogins.start}):
@@ -49,7 +49,7 @@ MAX_PENDING_PER_CLIENT = 20
 #: The most logins under way from one network (an IPv4 /24, an IPv6 /48:
 #: L{pypid.core.access.addresses.network_of}); and once L{MAX_PENDING} are under
 #: way, a new one pushes out the oldest of the network that has the most,
-#: never another network's while one has more (issue 59: some 500 addresses,
+#: never another network's while one has more (some 500 addresses,
 #: or one IPv6 /48, pushed out everybody's logins).
 MAX_PENDING_PER_NETWORK = 200
 #: Random bytes of a C{state}, C{nonce}, PKCE verifier and binding cookie.
@@ -206,7 +206,7 @@ def provider_key(issuer: str, client_id: str, user_claim: str = "preferred_usern
     What a session of single sign-on remembers of the provider it came
     through (its stamp, L{pypid.core.access.sessions.SessionBook.stamp_of}): a
     reload that names another provider or client ends it, and so does one
-    that reads names or groups from other claims (issue 59: the same name
+    that reads names or groups from other claims (the same name
     may then be another person). The claims are named only when they are
     not the defaults, so the key of a configuration that keeps them is
     the one it always was.

@@ -16,22 +16,9 @@ end, close) where there were two opens and about twelve reads and seeks
 described through a buffered reader, then hashed from its start. Every
 check is the one made on a path (L{pypid.core.dists.metadata.extract}).
 
-Measured (CPU time, Python 3.11, 2 shared cores; medians of 5 runs over
-3,000 files picked at random, page cache warm): the 100,000 wheels of about
-1 KB of the bench corpus, 270 to 290 us a file before, 125 to 130 us now
-(2,000-project corpus: 270 to 290, now 126); with the upload rules
-(C{legacy=False}) 490 to 550 us, now 325 to 365. What remains, for one
-small wheel: C{zipfile} reading the central directory into C{ZipInfo}
-objects, 18 to 21 us (Python code, about 4 us an entry), and the rest of
-the wheel's checks 15 us; the metadata headers 17 us; reading 9.5 us;
-the three digests 5.5 us; the filename 2 to 10 us
-(L{pypid.core.dists.names.parse_filename}); the record 5 us; and the cyclic
-garbage collector's passes over the objects made, 10 to 15 us. Large
-files are bound by the digests: 0.66 ms/MB for sha256 (SHA-NI), 1.31 for
-blake2b and 1.57 for md5, 3.5 ms/MB in all against 0.1 for the read from
-the page cache, so a 10 MB wheel takes 40 ms as before, and 44 real wheels
-(pip's cache, ensurepip; 0.57 MB on average) 3.2 to 3.35 ms a file,
-before 3.3 to 3.4.
+Measured (C{docs/performance.rst}, "Describing a file"): 125 to 130 us
+for a small wheel, mostly C{zipfile}'s reading and the checks; a large
+file is bound by its three digests, 3.5 ms/MB (a 10 MB wheel: 40 ms).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ class InvalidDistribution(ValueError):
         super().__init__(message)
         self.field = field
         #: whether it is a wheel's C{WHEEL} Tag lines that differ from its
-        #: filename's (which an index may let through: issue 46)
+        #: filename's (which an index may let through)
         self.tag_mismatch = tag_mismatch
 
 
@@ -815,8 +815,8 @@ def _check_zip_entry_count(f: IO[bytes], limit: int) -> None:
     C{sizeCentralDir} (46) bytes; so a size of at most C{limit} times
     L{CENTRAL_ENTRY_ROOM} bounds its work to about 12 times C{limit}
     entries, and L{_check_zip_entries} then counts the entries it built.
-    (This once refused any zip whose directory was over 46 bytes an entry,
-    so 10 entries of ordinary names were "more than 10": issue 61.)
+    (A bound of 46 bytes an entry would refuse ten entries of ordinary
+    names as "more than 10".)
     Reading the end record costs one small read at the end of the file.
     """
     try:

@@ -34,7 +34,7 @@ _SEPARATORS = re.compile(r"[-_.]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BUILD = re.compile(r"(\d+)(.*)\Z", re.ASCII | re.DOTALL)
 #: What a wheel filename may hold after its name: a version (with an epoch
-#: and a local part), a build tag and tags, all ASCII (issue 31: packaging
+#: and a local part), a build tag and tags, all ASCII (packaging
 #: lets a build tag or a platform tag hold bidi overrides, C1 controls,
 #: zero-width characters and NFC/NFD twins of another filename).
 _WHEEL_REST = re.compile(r"[A-Za-z0-9_.!+-]+\Z", re.ASCII)

@@ -11,26 +11,23 @@ takes a moment), and the HTML kept with the file's record; never at request
 time. The renderer is imported on first use, so a server that never renders
 does not load docutils and Pygments.
 
-A description is bounded before and after it renders (issue 31): one of
+A description is bounded before and after it renders: one of
 more than L{MAX_TEXT} characters is not rendered but shown as plain text,
 cut; HTML of more than L{MAX_HTML} characters (a link reference used
 thousands of times turns kilobytes into megabytes) is dropped for the
 plain text; and a renderer that fails on its input (a 300-deep list is a
 C{RecursionError} in docutils) falls back to plain text too. The bounds
 are twice and four times the largest of 880 real READMEs measured (231 kB
-of text, 237 kB of HTML). What these bounds cannot catch is time: a
-Markdown renderer may take quadratic time on a few hundred kilobytes, and
-holds the interpreter lock meanwhile; the daemon therefore renders in
-another process, with a time budget (L{pypid.sandbox.readme_sandbox}),
-and this module is what runs there.
+of text, 237 kB of HTML). Time they cannot bound (a Markdown renderer may
+be quadratic), so the daemon runs this module in another process with a
+time budget (L{pypid.sandbox.readme_sandbox}).
 
 As on the public index, a description without a content type is
 reStructuredText, and one that does not render as such (invalid markup, or
 a directive the renderer refuses, such as C{raw}) is shown as plain text;
 an unknown content type is plain text too. The HTML of plain text is
-escaped text in a C{<pre>}, never markup.
-
-Pure: text in, a L{RenderedDescription} out.
+escaped text in a C{<pre>}, never markup. Pure: text in, a
+L{RenderedDescription} out.
 """
 
 from __future__ import annotations

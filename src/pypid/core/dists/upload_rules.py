@@ -1,6 +1,6 @@
 """
-What an index lets through of its uploads that its checks would refuse
-(issue 46): the projects whose wheels may carry C{WHEEL} Tag lines that
+What an index lets through of its uploads that its checks would refuse:
+the projects whose wheels may carry C{WHEEL} Tag lines that
 differ from their filename's tags (the key C{allow_tag_mismatch}).
 
 Why an exception per project, and not a switch: such a wheel is chosen

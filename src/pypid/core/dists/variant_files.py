@@ -1,6 +1,6 @@
 """
-The index-level C{{name}-{version}-variants.json} (PEP 825; issue 46,
-part 1) of each release a page lists variant wheels of: made from what
+The index-level C{{name}-{version}-variants.json} (PEP 825)
+of each release a page lists variant wheels of: made from what
 that page lists, linked beside the release's files, and kept with the
 page so that its URL serves the very bytes the page's hash names.
 

@@ -1,5 +1,5 @@
 """
-Wheel variants (PEP 825, provisionally accepted; issue 46, part 1): what a
+Wheel variants (PEP 825, provisionally accepted): what a
 variant wheel's filename and its C{*.dist-info/variant.json} must be, and
 the index-level C{{name}-{version}-variants.json} an index hosts beside a
 release's variant wheels, made of theirs.
@@ -7,10 +7,8 @@ release's variant wheels, made of theirs.
 What the PEP asks of an index: to refuse invalid variant data as it enters
 (a SHOULD, modelled on invalid core metadata), and, when a version has a
 variant wheel, to host the index-level file, linked in every response that
-lists the wheels (a MUST). Its rules, checked here by hand rather than by a
-JSON Schema validator because half of them are not in the schema (exactly
-one entry, the filename's label, C{null} empty, every namespace listed in
-the priorities, and the consistency across wheels):
+lists the wheels (a MUST). Its rules, checked by hand: half of them are not
+in the PEP's JSON Schema:
 
   - the label, the filename's last part after the platform tag, is
     C{^[0-9a-z_.]+$}; C{null} is the variant with no properties; the
@@ -29,8 +27,7 @@ the priorities, and the consistency across wheels):
     the union of the variants and the longest list (whatever the order the
     wheels come in: L{combine}).
 
-The PEP text read is C{peps/pep-0825.rst} at python/peps ba4deeb, format
-0.1.1. Pure: no I/O.
+Read from the PEP at python/peps ba4deeb, format 0.1.1. Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -6,175 +6,28 @@ members of other archives (tar sdists).
 Why: a zip describes its members twice, in a local header before each
 member's data and in the central directory at the end, and readers differ
 in which they trust. C{zipfile} (pip, the index's own metadata reading)
-starts from the central directory, tolerates bytes before the archive,
-takes the last of two members of the same name, cuts names at a NUL and
-(since Python 3.13) prefers the Info-ZIP Unicode Path extra field to the
-name itself; streaming readers (uv while downloading, C{unzip -} style
-tools) walk the local headers and never read the central directory. An
-archive built for one reader can so install files the index never saw. The
-public index refuses such archives since 2025 (C{warehouse.utils.zipfiles},
-and only the stored and deflate methods in C{forklift/legacy.py}); this
-module follows it and goes past it where noted.
+starts from the central directory; streaming readers (uv while
+downloading, C{unzip -} style tools) walk the local headers. An archive
+built for one reader can so install files the index never saw. The public
+index refuses such archives (C{warehouse.utils.zipfiles}); this module
+follows it and goes past it. The rules are in L{UnsafeZip} (the structure)
+and L{check_zip_data} (the members' bytes). L{check_member_name} and
+L{MemberNames} hold a tar sdist's names to a zip's rules.
 
-L{check_zip} reads the end records, then the central directory, then every
-local header in offset order, and refuses (L{UnsafeZip}) unless:
+Bounds: nothing is extracted. The end records are the last 98 bytes at
+most, the central directory is read in 64 KiB chunks and never held whole,
+each member costs one or two small reads, and inflating takes about 2 MiB.
 
-  - the end of central directory record is the file's last 22 bytes, so
-    there is exactly one, with no comment (the public index allows one;
-    nothing a wheel or sdist needs lives there, and it can hide data) and
-    nothing after it; disk numbers are 0 and both entry counts agree;
-  - ZIP64: a locator right before that record points at a ZIP64 record of
-    the plain 56 bytes right before it; each 16- or 32-bit field of the
-    plain record equals the ZIP64 one or is its 0xFFFF/0xFFFFFFFF
-    sentinel, and a sentinel without a ZIP64 record is refused;
-  - the central directory starts where the end records say and ends where
-    they begin, holding exactly the announced entries: the count is
-    checked against C{max_entries}, and the size against what that many
-    entries can take, before any entry is read;
-  - the members tile the file: the first local header at offset 0, each
-    header, data and data descriptor followed at once by the next header,
-    the last one ending where the central directory starts (no prepended
-    or appended data, no gaps, no overlaps, no two entries sharing data);
-    so any bytes that look like a tar header at offset 0 are refused too
-    (a tar/zip polyglot), as the public index does;
-  - each local header matches its central entry: signature, flags,
-    compression method, name bytes, CRC and both sizes (after applying
-    ZIP64 extras on both sides), and a version needed to extract that
-    C{zipfile} supports (at most 6.3);
-  - ZIP64 extras: at most one per header; in the central directory it
-    holds exactly the fields whose 32-bit value is the sentinel, in order;
-    in a local header it holds both sizes (16 bytes), and a 32-bit size
-    that is not the sentinel must equal the 64-bit one;
-  - no encryption (flag bit 0, strong encryption bit 6, central directory
-    encryption bit 13, method 99, the strong encryption extra 0x0017), no
-    flag bits other than the deflate options, the data descriptor and
-    UTF-8; methods stored (0) and deflate (8) only, as on the public index
-    (bzip2 and lzma: no build tool writes them into wheels, and readers
-    outside Python lack them);
-  - data descriptors (flag bit 3) are refused by default, as on the public
-    index: a streaming reader finds the end of such a member from the
-    deflate stream itself, and a stream that ends before the size the
-    central directory gives leaves bytes that reader takes for the next
-    header, which only inflating can rule out. With
-    C{allow_data_descriptors=True} deflated members may have one (with or
-    without its signature; 64-bit sizes exactly when the local header has
-    a ZIP64 extra), which must match the central entry; stored ones never,
-    as only a search for a signature the data may hold finds their end;
-  - names: UTF-8 when flag bit 11 is set, else ASCII (cp437 is read
-    differently by different readers); not empty, no backslash, no colon
-    (a drive letter, or an NTFS stream on Windows), no leading slash, no
-    empty, C{.} or C{..} component; at most C{max_name_length} bytes and
-    255 bytes per component; no character that C{str.isprintable} refuses:
-    control characters (a NUL, at which C{zipfile} cuts the name, or
-    terminal escapes), format characters (the bidirectional controls
-    U+202A-U+202E and U+2066-U+2069 that make a name read as another, as
-    in Trojan Source, zero-width characters, U+FEFF), line and paragraph
-    separators, spaces other than U+0020, private-use, unassigned and
-    surrogate characters (no real archive measured has even a non-ASCII
-    name, so this refuses nothing real); the Info-ZIP
-    Unicode Path extra (0x7075) is refused, since readers that honour it
-    see another name; extra fields are well-formed and at most
-    C{max_extra_length} bytes; entry comments are refused (as on the
-    public index);
-  - no two entries name the same file: the same name, or names equal once
-    case-folded, NFC-normalized, stripped of trailing dots and spaces per
-    component (what Windows and macOS file systems equate) and of a
-    trailing slash; and no name is both a file and a directory (C{a} and
-    C{a/b});
-  - a directory entry (name ending in C{/}) holds nothing: size 0, CRC 0,
-    and no data or the two-byte empty deflate stream (PySocks 1.7.1 has
-    one); a Unix mode or DOS attribute saying "directory" only on such a
-    name; no symbolic links or other special files in a Unix mode
-    (C{zipfile} extracts a link as a file holding its target, C{unzip}
-    makes the link).
-
-L{check_zip_data} then reads every member's data, the C{compressed_size}
-bytes at C{data_offset}, since C{zipfile} reads a stored member's size and
-a deflated member's stream up to its end, and so never sees bytes the
-central directory gives the member past those, which other readers read
-(C{unzip -t} checks them, uv refuses such archives). So C{zipfile}
-installs one thing while the index's readers could see another. It
-refuses unless:
-
-  - the declared sizes add up to at most C{max_expanded} (checked before
-    anything is read, so a bomb costs nothing);
-  - a stored member's compressed size is its size;
-  - a deflated member's stream ends exactly at its last compressed byte:
-    not before (bytes hidden after the stream), not after (an unfinished
-    stream), and is valid deflate;
-  - the data has the declared size and CRC-32 (a directory: none, its
-    data being empty or the empty deflate stream).
-
-It reads 1 MiB at a time and asks zlib for at most 1 MiB per call, and
-stops a member as soon as its output passes its declared size: memory is
-about 2 MiB, and the bytes inflated at most C{max_expanded} plus 1 MiB.
-
-L{check_member_name} and L{MemberNames} apply the name rules above to the
-members of other archives, so that a tar sdist's names are held to what a
-zip's are; they raise L{UnsafeArchive}, of which L{UnsafeZip} is a kind.
-
-The costs of L{check_zip} are bounded without extracting or inflating
-anything: the end records are the last 98 bytes at most (64 KiB are read
-only to say what is wrong with a refused end), the central directory is
-read in 64 KiB chunks and never held whole, and each member costs one or
-two small reads; memory is the returned entries and one folded key per
-name.
-
-Measured (Python 3.11, on 2 shared cores):
-
-  1. What C{zipfile} accepts that this refuses. Of the 129 archives the
-     tests refuse, C{zipfile} opens and reads every member of 103: all the
-     name, duplicate, comment, prepended/appended/gap, local-header,
-     ZIP64-extra, data descriptor, symlink and tar polyglot cases; it
-     fails only on the 26 whose structure it checks itself (signatures,
-     central directory offset, local name, encryption, methods, versions,
-     invalid UTF-8). Injected into a real wheel and installed with pip
-     (26.3 on Python 3.11 and 24.2 on 3.13, C{--target}), 15 of 16 defects
-     install: a duplicated C{__init__.py} installs its second copy, a name
-     C{demo/evil.py\\0.txt} installs C{demo/evil.py}, a symbolic link
-     installs as a file, and a Unicode Path extra field naming
-     C{demo/evil.py} installs C{__init__.py} under 3.11 and C{evil.py}
-     under 3.13 (the same wheel, two installs); only a local name differing
-     from the central one makes pip fail. The public index's own test
-     archives (FastZIP "malo", in C{warehouse}'s tests): all 35 it rejects
-     are refused here; of the 10 it accepts, 8 are accepted, and refused
-     are C{comment.zip} (a comment) and C{short_usize_zip64.zip}, whose
-     32-bit size makes C{zipfile} read 9 bytes where its ZIP64 extra says
-     51 (C{test_zip64_size_confusion}).
-  2. Real archives: all 1,026 accepted by L{check_zip}, with the names,
-     offsets, sizes and CRCs C{zipfile} reads. 1,018 wheels: 967 from the
-     local package mirror, 11 built here with C{pip wheel} (pypid's among
-     them), 40 from ensurepip and pip's cache (Python 2.7 to 3.13);
-     written by setuptools/bdist_wheel 620, hatchling 154, flit 79,
-     meson-python 41, scikit-build 34, maturin 26, poetry-core 19, uv 13,
-     pdm 10 and others. And 8 zip sdists from C{setup.py sdist
-     --formats=zip}. None has a data descriptor, a comment, a ZIP64 record
-     or a flag beyond bits 1 and 11; the longest name is 238 bytes, the
-     longest extra field 24. Re-run after the data check and the character
-     rules were added, the 983 wheels of the local mirror and ensurepip
-     (21.4 GB inflated from 7.8 GB) are all accepted by L{check_zip} and
-     L{check_zip_data}: 11,736 directories stored and empty, one the empty
-     deflate stream, 3 files stored (one empty), 255,517 deflated, no stream
-     ending early or late, and no name with a non-ASCII character at all.
-     Time: a median of 0.5 ms per archive, 13 microseconds per entry,
-     0.22 s for the largest (torch, 13,043 entries): 3.2 times what
-     C{zipfile.ZipFile} takes to open the same files. A hostile central
-     directory of 20,000 names of 1 KiB and 508 components each takes
-     0.9 s: the cost grows with the bytes of the names, not their depth.
-     L{check_zip_data} takes 2.9 ms per MB inflated over those 983 wheels
-     (61 s for 21.4 GB), reading every member through C{zipfile} 3.1 ms
-     (67 s): both are zlib's inflate and CRC-32. For the largest, 2.3 ms
-     per MB (tensorflow-cpu, 1.27 GB in 2.9 s; C{zipfile} 3.2 s), 2.2 ms
-     (torch, 1.14 GB in 2.5 s; 3.1 s), 2.6 ms (triton, 0.94 GB in 2.4 s;
-     2.5 s). L{MemberNames} keeps about 370 bytes per name of 106 bytes.
-  3. No library does this. The PyPI packages about safe zips (safezip,
-     safe-unzip, pagonic, safezipfile, oxar, zarchive-py) are new, little
-     used, and about extraction (traversal, bombs), not about two readers
-     disagreeing; check-wheel-contents checks which files a wheel holds.
-     C{warehouse.utils.zipfiles} is the reference but no package; it starts
-     from a C{zipfile.ZipFile} (the whole central directory as objects
-     before any check), allows comments, and accepts the ZIP64 size
-     confusion above, so its rules are reimplemented and extended here.
+Measured against C{zipfile} and the public index (C{docs/performance.rst},
+"Checking a zip", has the corpus and times): of the 129 archives the tests
+refuse, C{zipfile} reads every member of 103, and pip installs 15 of 16
+defects injected into a real wheel (a duplicated file, a name cut at a NUL,
+a symbolic link, a Unicode Path extra naming another file). Of the public
+index's own test archives, all 35 it rejects are refused here; of the 10
+it accepts, 8 are accepted (refused: an archive comment, and a ZIP64 size
+confusion it misses). All 1,026 real archives tried are accepted, with the
+names, offsets, sizes and CRCs C{zipfile} reads. No library does this: the
+safe-zip packages are about extraction, and warehouse's check is no package.
 """
 
 from __future__ import annotations
@@ -313,6 +166,78 @@ class UnsafeZip(UnsafeArchive):
     """
     A zip archive that zip readers could read differently, or that is not
     a zip archive at all.
+
+    L{check_zip} reads the end records, then the central directory, then
+    every local header in offset order, and refuses unless:
+
+      - the end of central directory record is the file's last 22 bytes, so
+        there is exactly one, with no comment (the public index allows one;
+        nothing a wheel or sdist needs lives there, and it can hide data) and
+        nothing after it; disk numbers are 0 and both entry counts agree;
+      - ZIP64: a locator right before that record points at a ZIP64 record of
+        the plain 56 bytes right before it; each 16- or 32-bit field of the
+        plain record equals the ZIP64 one or is its 0xFFFF/0xFFFFFFFF
+        sentinel, and a sentinel without a ZIP64 record is refused;
+      - the central directory starts where the end records say and ends where
+        they begin, holding exactly the announced entries: the count is
+        checked against C{max_entries}, and the size against what that many
+        entries can take, before any entry is read;
+      - the members tile the file: the first local header at offset 0, each
+        header, data and data descriptor followed at once by the next header,
+        the last one ending where the central directory starts (no prepended
+        or appended data, no gaps, no overlaps, no two entries sharing data);
+        so any bytes that look like a tar header at offset 0 are refused too
+        (a tar/zip polyglot), as the public index does;
+      - each local header matches its central entry: signature, flags,
+        compression method, name bytes, CRC and both sizes (after applying
+        ZIP64 extras on both sides), and a version needed to extract that
+        C{zipfile} supports (at most 6.3);
+      - ZIP64 extras: at most one per header; in the central directory it
+        holds exactly the fields whose 32-bit value is the sentinel, in order;
+        in a local header it holds both sizes (16 bytes), and a 32-bit size
+        that is not the sentinel must equal the 64-bit one;
+      - no encryption (flag bit 0, strong encryption bit 6, central directory
+        encryption bit 13, method 99, the strong encryption extra 0x0017), no
+        flag bits other than the deflate options, the data descriptor and
+        UTF-8; methods stored (0) and deflate (8) only, as on the public index
+        (bzip2 and lzma: no build tool writes them into wheels, and readers
+        outside Python lack them);
+      - data descriptors (flag bit 3) are refused by default, as on the public
+        index: a streaming reader finds the end of such a member from the
+        deflate stream itself, and a stream that ends before the size the
+        central directory gives leaves bytes that reader takes for the next
+        header, which only inflating can rule out. With
+        C{allow_data_descriptors=True} deflated members may have one (with or
+        without its signature; 64-bit sizes exactly when the local header has
+        a ZIP64 extra), which must match the central entry; stored ones never,
+        as only a search for a signature the data may hold finds their end;
+      - names: UTF-8 when flag bit 11 is set, else ASCII (cp437 is read
+        differently by different readers); not empty, no backslash, no colon
+        (a drive letter, or an NTFS stream on Windows), no leading slash, no
+        empty, C{.} or C{..} component; at most C{max_name_length} bytes and
+        255 bytes per component; no character that C{str.isprintable} refuses:
+        control characters (a NUL, at which C{zipfile} cuts the name, or
+        terminal escapes), format characters (the bidirectional controls
+        U+202A-U+202E and U+2066-U+2069 that make a name read as another, as
+        in Trojan Source, zero-width characters, U+FEFF), line and paragraph
+        separators, spaces other than U+0020, private-use, unassigned and
+        surrogate characters (no real archive measured has even a non-ASCII
+        name, so this refuses nothing real); the Info-ZIP
+        Unicode Path extra (0x7075) is refused, since readers that honour it
+        see another name; extra fields are well-formed and at most
+        C{max_extra_length} bytes; entry comments are refused (as on the
+        public index);
+      - no two entries name the same file: the same name, or names equal once
+        case-folded, NFC-normalized, stripped of trailing dots and spaces per
+        component (what Windows and macOS file systems equate) and of a
+        trailing slash; and no name is both a file and a directory (C{a} and
+        C{a/b});
+      - a directory entry (name ending in C{/}) holds nothing: size 0, CRC 0,
+        and no data or the two-byte empty deflate stream (PySocks 1.7.1 has
+        one); a Unix mode or DOS attribute saying "directory" only on such a
+        name; no symbolic links or other special files in a Unix mode
+        (C{zipfile} extracts a link as a file holding its target, C{unzip}
+        makes the link).
     """
 
 
@@ -365,14 +290,15 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
     """
     Check the structure of the zip archive in C{f} and return its entries.
 
+    The rules it refuses by are L{UnsafeZip}'s.
+
     @param f: a seekable binary file object; it is read from anywhere and
         left at an unspecified position.
     @param max_entries: most central directory entries accepted.
     @param max_name_length: longest member name accepted, in bytes.
     @param max_extra_length: longest extra field of one header, in bytes.
     @param allow_data_descriptors: accept deflated members followed by a
-        data descriptor (see the module docstring for why the default is
-        not to).
+        data descriptor (see L{UnsafeZip} for why the default is not to).
     @return: the L{ZipEntry} of every member, in central directory order.
     @raise UnsafeZip: if the archive is refused.
     """
@@ -414,12 +340,28 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
 def check_zip_data(f: SeekableFile, entries: Iterable[ZipEntry], *, max_expanded: int) -> None:
     """
     Inflate every member of an archive L{check_zip} accepted, refusing one
-    whose data readers could read differently (see the module docstring).
+    whose data readers could read differently.
 
-    The declared sizes are added up first, so an archive that would expand
-    past C{max_expanded} is refused before anything is inflated; and no
-    member is inflated past its declared size, so that bound holds whatever
-    the data says.
+    It reads every member's data, the C{compressed_size}
+    bytes at C{data_offset}, since C{zipfile} reads a stored member's size and
+    a deflated member's stream up to its end, and so never sees bytes the
+    central directory gives the member past those, which other readers read
+    (C{unzip -t} checks them, uv refuses such archives). So C{zipfile}
+    installs one thing while the index's readers could see another. It
+    refuses unless:
+
+      - the declared sizes add up to at most C{max_expanded} (checked before
+        anything is read, so a bomb costs nothing);
+      - a stored member's compressed size is its size;
+      - a deflated member's stream ends exactly at its last compressed byte:
+        not before (bytes hidden after the stream), not after (an unfinished
+        stream), and is valid deflate;
+      - the data has the declared size and CRC-32 (a directory: none, its
+        data being empty or the empty deflate stream).
+
+    It reads 1 MiB at a time and asks zlib for at most 1 MiB per call, and
+    stops a member as soon as its output passes its declared size: memory is
+    about 2 MiB, and the bytes inflated at most C{max_expanded} plus 1 MiB.
 
     @param f: the seekable binary file object L{check_zip} read; it is left
         at an unspecified position.
@@ -826,7 +768,7 @@ def _decode_name(raw: bytes, flags: int) -> str:
 def check_member_name(name: str, *, max_name_length: int = DEFAULT_MAX_NAME_LENGTH) -> None:
     """
     Refuse a member name, of a tar member say, that the rules for zip
-    member names refuse (see the module docstring).
+    member names refuse (see L{UnsafeZip}).
 
     A directory's name may end with C{/}; a leading C{./} is the caller's
     to strip.

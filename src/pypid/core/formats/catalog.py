@@ -8,7 +8,7 @@ part is kept with its pages until it changes, so that is about 30 ms at
 20,000 projects), every other one reads it as it is. Who may
 see what is left to the caller, which filters (see L{visible_counts}).
 
-An index of several hosted sources, or a view (issue 26), has an
+An index of several hosted sources, or a view, has an
 L{IndexCatalog} instead (L{catalog_for}): the same over the union of its
 hosted sources, each project as the index's pages list it (its own
 files, then its bases', a view's filters applied).
@@ -187,7 +187,7 @@ class _Listed:
 
 class IndexCatalog:
     """
-    A named index as search and its landing page see it (issue 26): the
+    A named index as search and its landing page see it: the
     union of its hosted sources' projects, each with the files its pages
     list (L{compose}: a source's file shadowing a later one's, the view's
     filters applied), so that search finds, counts and dates what the

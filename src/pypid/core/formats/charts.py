@@ -1,5 +1,5 @@
 """
-Charts drawn by pypid as inline SVG (issue 44: a project's downloads in
+Charts drawn by pypid as inline SVG (a project's downloads in
 the console): no script, no external asset, so the pages' strict
 Content-Security-Policy holds; colours come from the stylesheet's classes
 (light and dark), and every chart has its numbers beside it as a table

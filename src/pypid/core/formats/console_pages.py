@@ -1,5 +1,5 @@
 """
-The console's pages (issue 44): what a person logged in to the pages can
+The console's pages: what a person logged in to the pages can
 do there, drawn like the pages for people (L{pypid.core.formats.pages}: no
 external assets, no script needed, every form a plain HTML form carrying
 the session's CSRF token).

@@ -99,10 +99,10 @@ def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord,
         project endpoint) or not (a version's endpoint).
     @param base_url: the public URL of the server, or L{None}: the prefix of
         the C{project_url} links.
-    @param verdict: the index's verdict on the release C{shown} (issue 27):
+    @param verdict: the index's verdict on the release C{shown}:
         its advisories are the C{vulnerabilities}.
     @param downloads: the project's C{last_day}, C{last_week} and
-        C{last_month} downloads (issue 29), or L{None}: not counted (-1).
+        C{last_month} downloads, or L{None}: not counted (-1).
     """
     vulnerabilities = ([vulnerability_json(a) for a in verdict.advisories]
                        if verdict is not None else [])

@@ -1,6 +1,6 @@
 """
 What one index's JSON API says of its namespaces (PEP 752, API version
-1.5, issue 46): each project page's C{namespaces}, the C{namespaces} list
+1.5): each project page's C{namespaces}, the C{namespaces} list
 and each namespace's detail.
 
 One L{IndexNamespaces} per index, shared by what renders its pages (its
@@ -116,7 +116,7 @@ class IndexNamespaces:
     def in_use(self) -> bool:
         """
         Whether a namespace is in force here: only then do its JSON pages
-        carry C{namespaces} at API 1.5 (issue 60: a server with no
+        carry C{namespaces} at API 1.5 (a server with no
         namespace announced 1.5 on every page, and clients that know 1.4,
         such as pypi-simple, warned at each, as PEP 629 asks of them).
         """

@@ -94,14 +94,14 @@ class Chrome:
         credentials, or L{None} where there is none (a static copy).
     @ivar site: the way from the index's root to the site's root, where
         the assets and C{login} are: C{""} for the default index, C{"../"}
-        for a named one (issue 26), whose pages' C{root} leads to C{/NAME/}.
+        for a named one, whose pages' C{root} leads to C{/NAME/}.
     @ivar index: the name of the index the pages are of.
     @ivar indexes: the index switcher's entries, the default first; empty:
         no switcher (a server without named indexes, whose pages stay as
         they were).
     @ivar uploads: whether the index takes uploads (a view does not: its
         landing page shows no publishing snippets).
-    @ivar person: the user a browser session stands for (issue 44): the
+    @ivar person: the user a browser session stands for: the
         header names them and offers to log out, rather than to log in.
     """
 
@@ -176,7 +176,7 @@ class ProjectView:
     @ivar status: the project's status (PEP 792), or L{None} when it is
         active; the page says it first thing.
     @ivar advisories: version -> the index's L{Verdict} on it, for the
-        releases that advisories affect (issue 27); the page about one
+        releases that advisories affect; the page about one
         lists them, the release history marks them.
     @ivar publishers: filename -> who published it, as its verified
         provenance says (PEP 740, L{pypid.core.dists.provenance.publishers_of}),
@@ -196,7 +196,7 @@ class ProjectView:
     status: ProjectStatus | None = None
     advisories: Mapping[str, Verdict] = attrs.field(factory=dict)
     publishers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    #: filename -> its downloads over the last 30 days (issue 29), for the
+    #: filename -> its downloads over the last 30 days, for the
     #: current release's files; L{None}: not counted (a page of the upstream)
     downloads: Mapping[str, int] | None = None
 
@@ -317,7 +317,7 @@ def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool 
     site = root + chrome.site
     if chrome.person is not None:
         # (the console is one click away for every person logged in: their
-        # tokens, and the admins' pages for an admin; issue 60)
+        # tokens, and the admins' pages for an admin)
         login = (f'<span class="person">{escape(chrome.person)}</span>'
                  f'<a href="{escape(site + "console/")}">Console</a>'
                  f'<a href="{escape(site + "logout")}">Log out</a>')
@@ -418,7 +418,7 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
     return frame(chrome, root, chrome.title + " package index", main, search_box=False)
 
 
-# -- logging in and out (issue 44) ---------------------------------------------------
+# -- logging in and out ---------------------------------------------------
 
 
 def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
@@ -796,7 +796,7 @@ def _quoted(text: str) -> str:
 #: The newest releases every page's history lists, and how many on either
 #: side of the page's own release: a project of thousands of versions
 #: would otherwise give each of its pages the whole list, and the static
-#: export the square of it (issue 31: 1,200 versions made 188 MB).
+#: export the square of it (1,200 versions made 188 MB).
 HISTORY_NEWEST = 20
 HISTORY_AROUND = 20
 

@@ -14,7 +14,7 @@ reads in one place; the L{Index} that holds it tells it of every change
 (L{RenderedPages.project_changed}, L{RenderedPages.listing_changed},
 L{RenderedPages.clear}), so a page kept is never older than the records.
 
-The index's security advisories (issue 27) are applied as a page is
+The index's security advisories are applied as a page is
 rendered, never as it is served: a release its L{AdvisoryPolicy} hides is
 left off, one it denies is listed as yanked (PEP 592) with the advisories
 as the reason (L{advised_files}, which the composed and the upstream pages
@@ -400,7 +400,7 @@ class RenderedPages:
         """
         Forget every page, the composed views' project lists too (they are
         kept by L{listing_serial}): the namespaces in force changed, and with
-        them the JSON pages' API version (issue 60).
+        them the JSON pages' API version.
         """
         self.clear()
         self.listing_serial += 1

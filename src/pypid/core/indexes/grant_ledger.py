@@ -1,5 +1,5 @@
 """
-When each namespace grant came into force (PEP 752, issue 46), and which
+When each namespace grant came into force (PEP 752), and which
 projects of its namespace were there then, made by others than its owners:
 kept so that the JSON API can tell those (C{owned: false}) from the
 projects its owners made, or made since.

@@ -11,7 +11,7 @@ moved since its last save.
 
 Three tables of its own hold what is not the records (each module says why
 it is apart): how its promoted files came (L{Index.promotions}, a
-L{PromotedFiles}: issue 26), its projects' statuses (L{Index.statuses}, a
+L{PromotedFiles}), its projects' statuses (L{Index.statuses}, a
 L{ProjectStatuses}: PEP 792), and the projects loaded later whose records
 are not made yet (L{Index.later}, a L{LaterProjects}). The index keeps them
 in step with its records and bumps the serial for their changes.
@@ -94,7 +94,7 @@ class Index:
     _files: dict[str, FileRecord] = attrs.field(factory=dict)
     #: deleted filename -> the project it belonged to (L{None}: unknown)
     _tombstones: dict[str, str | None] = attrs.field(factory=dict)
-    #: filename -> the record of a file in the recycle bin (issue 29): held
+    #: filename -> the record of a file in the recycle bin: held
     #: apart from C{_files} and the projects, so that nothing that lists or
     #: serves files sees it, until it is restored (L{add}) or purged (L{remove})
     _binned: dict[str, FileRecord] = attrs.field(factory=dict)
@@ -111,7 +111,7 @@ class Index:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
-        @param advisories: the index's L{AdvisoryPolicy} (issue 27), which
+        @param advisories: the index's L{AdvisoryPolicy}, which
             its pages apply (L{RenderedPages.advisories}); L{None}: none.
         @param peers: C{peers(name)}: the server's other hosted index of that
             name, or L{None}; a promoted file's record is shared with the

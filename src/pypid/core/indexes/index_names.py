@@ -1,5 +1,5 @@
 """
-The names of indexes and upstreams (issue 26), and the references an
+The names of indexes and upstreams, and the references an
 index's C{bases} make to them: pure rules, no I/O.
 
 A named index is served under C{/NAME/}, so its name is one lower-case URL

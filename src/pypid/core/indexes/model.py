@@ -37,7 +37,7 @@ def _optional_str(value: object) -> str | None:
 #: S3, in an object's user metadata, which is 2 KB in all.
 SUMMARY_BYTES = 300
 UPLOADER_BYTES = 100
-#: The most UTF-8 bytes of a yank reason (issue 31: a reason is a line on a
+#: The most UTF-8 bytes of a yank reason (a reason is a line on a
 #: page; unbounded ones made every page, snapshot and export carry
 #: megabytes). A longer one is refused from a yank, and cut from the
 #: upstream, an import or a bucket.
@@ -67,7 +67,7 @@ def cut_reason(reason: str | None) -> str | None:
 
 
 #: The most bytes of a variant wheel's C{variant.json} a record keeps, as
-#: compact JSON (issue 46): a real one is 100 to 300. Records are in memory
+#: compact JSON: a real one is 100 to 300. Records are in memory
 #: and, on S3, in an object's user metadata, which is 2 KB in all: with
 #: every other field at its longest but the Requires-Python, 1.4 KB
 #: (L{pypid.storage.s3.layout.metadata_headers} makes room for it).
@@ -142,11 +142,11 @@ class FileRecord(tuple[Any, ...]):
     @ivar provenance_sha256: hex digest of the file's provenance object
         (PEP 740, L{pypid.core.dists.provenance}), kept beside it and served by
         the Integrity API, or L{None} when it has none.
-    @ivar binned: when the file was put in the recycle bin (POSIX time;
-        issue 29), or L{None} for a live file. A binned file is kept, but
+    @ivar binned: when the file was put in the recycle bin (POSIX
+        time), or L{None} for a live file. A binned file is kept, but
         neither listed nor served (the index holds it apart:
         L{pypid.core.indexes.index.Index.binned}), until it is restored or purged.
-    @ivar variant: a variant wheel's C{variant.json} (PEP 825; issue 46), as
+    @ivar variant: a variant wheel's C{variant.json} (PEP 825), as
         compact JSON of at most L{VARIANT_BYTES}
         (L{pypid.core.dists.wheel_variants.VariantMetadata.to_text}), from which
         the index-level C{{name}-{version}-variants.json} is made; L{None}

@@ -1,5 +1,5 @@
 """
-Namespace grants (PEP 752, issue 46): a namespace reserved in an index for
+Namespace grants (PEP 752): a namespace reserved in an index for
 its owners, who alone may create projects whose normalized names are the
 namespace or start with it and a hyphen (C{acme}, C{acme-cli}; not
 C{acmecli}).

@@ -41,7 +41,7 @@ class Project:
 
     A project stays known after all its files are deleted, so that its name
     keeps belonging to this index, and while any of its files is in the
-    recycle bin (issue 41: else the upstream would be asked for its name).
+    recycle bin (else the upstream would be asked for its name).
     """
 
     name: str

@@ -1,6 +1,6 @@
 """
-Who promoted each promoted file into an index, from which index and when
-(issue 26), by filename; and the sharing of a promoted file's record with
+Who promoted each promoted file into an index, from which index and when,
+by filename; and the sharing of a promoted file's record with
 the index it came from.
 
 A table of its own, apart from the index's records: only promoted files

@@ -1,5 +1,5 @@
 """
-Who promoted a file into an index, from which index, and when (issue 26).
+Who promoted a file into an index, from which index, and when.
 
 A promotion moves a release from one index to another without its bytes
 going through pypid: the target index stores the very file, and the same

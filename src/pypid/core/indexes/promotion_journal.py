@@ -1,5 +1,5 @@
 """
-The journal of a promotion under way (issue 26): which files it is
+The journal of a promotion under way: which files it is
 adopting into the target index, kept in the target's storage before the
 first of them is adopted and removed once the target's index holds them
 all.

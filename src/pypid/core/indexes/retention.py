@@ -1,5 +1,5 @@
 """
-Retention rules (issue 29): which hosted releases a cleanup removes, and
+Retention rules: which hosted releases a cleanup removes, and
 why. Pure: the files, their last downloads and the time are given; what
 is done with the plan (the recycle bin, the audit log) is
 L{pypid.state.cleanup}'s.

@@ -1,5 +1,5 @@
 """
-An index composed of others (issue 26): a hosted index with bases, or a
+An index composed of others: a hosted index with bases, or a
 read-only view with filters, answered as one index.
 
 A named index lists a project's files from a chain of I{sources}: itself
@@ -24,7 +24,7 @@ filtered, the same links) is not kept twice: the view serves that
 source's own kept page (I{delegation}), so an inherited page costs no
 memory and has the same ETag.
 
-The index's own L{AdvisoryPolicy} (issue 27) is applied to the page it
+The index's own L{AdvisoryPolicy} is applied to the page it
 composes, whatever its sources' own policies: a release it hides is left
 off, one it denies is listed yanked with the advisories as the reason
 (L{pypid.core.formats.rendered_pages.advised_files}). The stamp of a page of a
@@ -425,8 +425,8 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     does not let a later source's file of that name through (a yanked file
     in C{staging} does not bring back C{release}'s). A deleted file is no
     file: a tombstone in an earlier source hides nothing (design Q7), nor
-    does a file in its recycle bin. A dated view's date is the exception
-    (issue 41): what arrived in a source on or after it (uploaded, or
+    does a file in its recycle bin. A dated view's date is the exception:
+    what arrived in a source on or after it (uploaded, or
     promoted there) did not exist then, so it is left out before anything
     shadows anything, and the view's answer for its date never changes
     with what comes later.

@@ -42,14 +42,14 @@ from pypid.core.indexes.model import cut_text, format_upload_time
 #: again on request), C{precache} (upstream files pinned by a requirements
 #: file), C{import} (a file or a tombstone brought in by C{pypid-admin
 #: import}, or another server's audit log kept with it), C{promote} (a
-#: file of a release brought from one index to another, issue 26),
+#: file of a release brought from one index to another),
 #: C{upstream-release} (a quarantine remembered of a project the upstream
-#: removed, released by an admin, issue 45); logins:
-#: C{login-failed}, C{login-throttled}; browser sessions (issue 44):
+#: removed, released by an admin); logins:
+#: C{login-failed}, C{login-throttled}; browser sessions:
 #: C{session-opened} (a person logged in through the pages' form),
 #: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
-#: waiver admins keep, issue 44); C{upstream-takedown}, C{upstream-relisted}
-#: (a kept file an upstream stopped listing, or lists again: issue 46).
+#: waiver admins keep); C{upstream-takedown}, C{upstream-relisted}
+#: (a kept file an upstream stopped listing, or lists again).
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
           "advisory-denied", "restore", "purge", "retention", "upstream-release",
@@ -165,7 +165,7 @@ class Entry:
         the user field), else L{None}.
     @ivar token: the id of the token the request used, if any.
     @ivar address: the client's address, as the login throttle sees it.
-    @ivar index: the named index a change was made in (issue 26); L{None}
+    @ivar index: the named index a change was made in; L{None}
         for the index of today's URLs, and for what concerns no index
         (logins, tokens), so that their lines, and the chain over them,
         are as they were before indexes existed.

@@ -102,7 +102,7 @@ def index_and_route(method: bytes | None, path: bytes,
                     indexes: frozenset[bytes]) -> tuple[str, str]:
     """
     The index and route family of a request, for the C{index} and
-    C{route} labels (issue 26): a path under C{/NAME/} of a configured
+    C{route} labels: a path under C{/NAME/} of a configured
     index is that index's, its route read from the rest (C{/NAME/simple/x/}
     is C{simple}); any other path is the default index's. Bounded by the
     configured names: a name no index has is never a label.
@@ -260,7 +260,7 @@ class RequestStats:
     """
 
     batch: list[Answered] = attrs.Factory(list)
-    #: the named indexes' names (issue 26): with any, each request is
+    #: the named indexes' names: with any, each request is
     #: counted by index too (L{index_and_route}); without, as always
     indexes: frozenset[bytes] = frozenset()
     #: C{(index, route)} -> its counts; the index is C{default} alone

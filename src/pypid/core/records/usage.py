@@ -1,5 +1,5 @@
 """
-Download counts (issue 29): how often each file was downloaded, by day,
+Download counts: how often each file was downloaded, by day,
 and when it last was; pure, no I/O.
 
 Counting must cost the download path next to nothing: a download adds one
@@ -198,8 +198,8 @@ class UsageCounter:
                     kept[1] = max(kept[1], last)
 
 
-#: The most downloads one client address adds to a file's count in a day
-#: (issue 41): a build farm behind one address installs a file a few
+#: The most downloads one client address adds to a file's count in a day:
+#: a build farm behind one address installs a file a few
 #: times a day; a loop of requests does not keep a file "downloaded".
 MAX_PER_ADDRESS = 10
 
@@ -211,7 +211,7 @@ MAX_CLIENTS = 1 << 16
 class ClientBound:
     """
     What one client address may add to the downloads of one file in a UTC
-    day (issue 41, defect 4): L{MAX_PER_ADDRESS} whole downloads, and one
+    day, so that one client cannot inflate a count: L{MAX_PER_ADDRESS} whole downloads, and one
     for all its ranged requests together (a client fetching a file in
     pieces downloads it once). Forgotten at the end of the day; at most
     L{MAX_CLIENTS} pairs, the oldest forgotten first.

@@ -1,6 +1,6 @@
 """
 Security advisories (OSV) as an index acts on them: which releases of a
-project an advisory affects, and what an index does about it (issue 27).
+project an advisory affects, and what an index does about it.
 
 Why it is shaped so: an index serves pages and files thousands of times a
 second, and an advisory changes a few times a day. So nothing here is
@@ -13,7 +13,7 @@ database changes (L{AdvisoryBoard.generation}). A project no advisory
 names (nearly all of them) costs one failed dict lookup.
 
 While the server starts, the advisories are read in the background
-(issue 43: the listeners do not wait for them), and until they are the
+(the listeners do not wait for them), and until they are the
 board holds an I{unread} database (L{AdvisoryDB.unread_yet}): it names
 every project, so each path that consults the policy goes the way of a
 named project, and the verdict of an index that hides or denies is
@@ -31,7 +31,7 @@ the version's normalized spelling. A local build (C{1.0+corp1}) is the
 release it was built from as PEP 440's specifiers see it (C{==1.0} and
 C{<=1.0} match it): a listed C{1.0} covers it, and a range's bound
 without a local label is compared with its public version, so a local
-build of an affected release is affected (issue 45: compared as text, a
+build of an affected release is affected (compared as text, a
 list of C{1.0} let C{1.0+corp1} through, and installers asking for
 C{==1.0} took it). A listed local build (C{1.0+corp1}) covers itself
 alone, and a bound with a local label is compared with the whole version.
@@ -196,7 +196,7 @@ class Affected:
     explicit versions (as L{release_key} gives them), sorted, each once,
     and searched by bisection: a sorted tuple takes an eighth of the
     memory of a set of the same strings (6.4 MiB of 35 the advisories
-    kept at 20,000 records, issue 43), and a release is looked up once per
+    kept at 20,000 records), and a release is looked up once per
     database (the verdicts are kept).
     """
 

@@ -1,5 +1,5 @@
 """
-The advisory waivers admins keep through the API (issue 44), beside those
+The advisory waivers admins keep through the API, beside those
 of the configuration (C{advisory_waive}): an index lets a project's
 releases through one advisory (C{advisory}), or one release through every
 advisory (C{version}), with who decided, when and why.

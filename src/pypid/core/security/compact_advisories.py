@@ -1,5 +1,5 @@
 """
-The compact form of an L{AdvisoryDB} (issue 43): what pypid keeps of the
+The compact form of an L{AdvisoryDB}: what pypid keeps of the
 OSV export, written once per export and read back at each start instead
 of the export.
 

@@ -1,7 +1,6 @@
 """
-OSV records (the format of the public advisory databases, one JSON object
-an advisory) read into the L{pypid.core.security.advisories.Advisory}s an index
-acts on (issue 27).
+OSV records (the public advisory databases' format) read into the
+L{pypid.core.security.advisories.Advisory}s an index acts on.
 
 What is read, and why so:
   - only what is said of the C{PyPI} ecosystem (names normalized as
@@ -26,11 +25,9 @@ What is read, and why so:
     highest), else unknown.
 
 A record that cannot be read (not JSON, not an object, no usable id, a
-field of the wrong type) is skipped and counted by its first reason: one
-bad record never fails a load. Each text is bounded (a hostile record
-cannot make one advisory take megabytes of memory).
-
-Pure: bytes in, values out (the archive is read by L{pypid.advisories}).
+field of the wrong type) is skipped and counted: one bad record never
+fails a load. Each text is bounded, so a hostile record stays small. Pure: bytes in, values
+out (the archive is read by L{pypid.advisories}).
 """
 
 from __future__ import annotations
@@ -78,7 +75,7 @@ MAX_ALIASES = 50
 #: The most affected entries, ranges of an entry, events of a range and
 #: versions of an entry that one record may have. These are never cut:
 #: a record past one is refused whole and named in the load's warning
-#: (issue 45: a range or a version past a cut was dropped and its release
+#: (a range or a version past a cut was dropped and its release
 #: allowed, with no word). No record of the PyPI export comes near them;
 #: a record that does is broken or hostile, and the operator is told.
 MAX_AFFECTED = 200

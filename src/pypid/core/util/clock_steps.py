@@ -8,7 +8,7 @@ clock steps back after a save (an NTP correction of a clock that ran
 ahead, a person setting it), a change made since is stamped older than
 the snapshot, and a start after a crash (no snapshot saved after the
 change) took the snapshot's record for it: an acknowledged yank was
-reverted in the index while its record on disk said yanked (issue 25).
+reverted in the index while its record on disk said yanked.
 
 The wall clock alone cannot show a step; a clock that never steps can.
 Each snapshot keeps a L{ClockReading}: the wall time and the seconds

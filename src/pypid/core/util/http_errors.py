@@ -9,7 +9,7 @@ ASCII: client-supplied text never reaches a status line or header raw.
 twine shows the reason phrase alone (the body only with C{--verbose}), and
 pypid cuts it at L{REASON_LIMIT} characters: an error with a C{remedy}
 (what the person can do about it) leads its reason phrase with the remedy,
-so that a long detail never pushes it out (issue 60), and its body holds
+so that a long detail never pushes it out, and its body holds
 the whole: the detail, then the remedy.
 """
 

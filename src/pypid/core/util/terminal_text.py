@@ -2,7 +2,7 @@
 Text a client chose (a yank reason, a name, an audit entry's detail)
 made safe to print on an operator's terminal: every character a terminal
 may act on is written as an escape, so that one entry is one line and no
-text sends an escape sequence (issue 31: C{pypid-admin files} and the
+text sends an escape sequence (C{pypid-admin files} and the
 import report printed ESC sequences raw).
 
 Pure: text in, text out.

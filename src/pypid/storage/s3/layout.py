@@ -1,47 +1,15 @@
 """
 What pypid keeps in a bucket, and under which keys: pure functions.
 
-Under the configured prefix C{P}::
-
-    P<filename>                        the distribution file; its user metadata
-                                       (x-amz-meta-*) holds the record's fixed
-                                       facts: digests, name, version, upload
-                                       time, Requires-Python, a variant
-                                       wheel's variant.json (PEP 825)
-    P<filename>.metadata               its PEP 658 core metadata (a sibling, so
-                                       a public URL of the file works for it too)
-    P.pypid/details/<filename>         what the pages for people show of it
-                                       (L{pypid.core.formats.details}); not served
-    P.pypid/provenance/<filename>.<sha256>
-                                       its provenance object (PEP 740), named
-                                       by its own digest, which the file's
-                                       C{provenance-sha256} user metadata
-                                       names: written before the file, it
-                                       never replaces another's
-    P.pypid/yanked/<filename>          exists while the file is yanked; holds
-                                       the reason (JSON)
-    P.pypid/binned/<filename>          exists while the file is in the recycle
-                                       bin (kept, not served: issue 29); holds
-                                       when it was binned (JSON)
-    P.pypid/deleted/<filename>         a tombstone: the name is never reused
-    P.pypid/promoted/<filename>        who promoted the file into this index,
-                                       from which, and when (JSON: a
-                                       L{pypid.core.indexes.promotion.Promotion})
-    P.pypid/changes/<when>.<instance>.<n>.<filename>
-                                       one marker per change, for the other
-                                       instances on the bucket (see L{Change})
-    P.pypid/changes/<when>.<instance>.<n>.~<project>
-                                       one marker per change of a project's
-                                       status, likewise
-    P.pypid/projects/<project>         a project's status (PEP 792), while it
-                                       is not active
-    P.pypid/snapshot.json.gz           the last index snapshot an instance kept
-    P.pypid/waivers.json               the advisory waivers admins keep (the
-                                       default index's prefix only; read again
-                                       on each poll: L{pypid.state.waiver_keeper})
-    P.pypid/namespaces.json            when each namespace grant came into force
-                                       and what it found (the default index's
-                                       prefix only: L{pypid.state.grant_keeper})
+C{docs/operations.rst}, "In a bucket", lists every key under the
+configured prefix C{P}. In short: C{P<filename>} is the distribution file,
+its user metadata (x-amz-meta-*) holding the record's fixed facts;
+C{P<filename>.metadata} its PEP 658 core metadata (a sibling, so a public
+URL of the file works for it too); and under C{P.pypid/} the rest: the
+details, the provenance (named by its own digest, so it never replaces
+another's), markers for yanked, binned, deleted and promoted files,
+projects' statuses, change markers for the other instances (L{Change}),
+the snapshot, and the default index's waivers and namespace ledger.
 
 Distribution objects never change after they are written, so a presigned URL
 or a CDN copy of one is never stale; the mutable state (yank, recycle bin,

@@ -124,7 +124,7 @@ class ChangeFeed:
         never fails: a marker that cannot be written is tried again at the
         next poll). The changes of files wait for it before they answer, so
         that a change acknowledged to a client is one the other servers
-        learn of even if this one is killed the next moment (issue 61: the
+        learn of even if this one is killed the next moment (the
         200 of an upload went out before its marker, and a C{kill -9} in
         between left the other servers without the file until their next
         full listing).
@@ -155,7 +155,7 @@ class ChangeFeed:
         a server killed between its write and the change's own marker
         (L{announce}) leaves the others this one, and they read the file's
         state again every L{RECHECK} until the change's marker comes or
-        L{UNSETTLED} passed (issue 61: an upload written just before a
+        L{UNSETTLED} passed (an upload written just before a
         C{kill -9} was listed by the restarted server alone).
 
         @raise StorageError: the marker could not be written (nor then the change).

@@ -22,15 +22,12 @@ starts after a key, so a poll costs one request plus one per change,
 whatever the size of the repository) and reads the changed files' state and
 statuses from the bucket. See L{poll} and L{pypid.storage.s3.shared_view}.
 
-Downloads are redirects to presigned URLs (cached, and kept in the snapshot,
-until shortly before they expire), relays of the object through the server
-(C{download = stream}), or redirects to a public URL
+Downloads are redirects to presigned URLs (cached until shortly before they
+expire), relays through the server, or redirects to a public URL
 (L{pypid.storage.s3.object_reads}).
 
-This class is the backend's front: it builds its collaborators, one a
-seam of the interfaces it provides (the files' writes, reads, adoption,
-the shared view and the bucket's snapshot, the statuses, journals and
-usage records), and passes each call to the one that does it.
+This class is the backend's front: it builds a collaborator for each
+seam of its interfaces and passes each call to the one that does it.
 """
 
 from __future__ import annotations

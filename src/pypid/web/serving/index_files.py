@@ -73,11 +73,11 @@ class HostedSource:
     #: the reading of its files found without a record (a start without
     #: its snapshot), whose projects' pages wait for it; L{None}: none
     backfill: Backfill | None = None
-    #: counts its files' downloads (issue 29); L{None}: none counted
+    #: counts its files' downloads; L{None}: none counted
     usage: UsageLog | None = None
-    #: where its deleted files wait to be purged (issue 29); L{None}: none
+    #: where its deleted files wait to be purged; L{None}: none
     bin: RecycleBin | None = None
-    #: what its uploads let through (issue 46), taken again at a reload
+    #: what its uploads let through, taken again at a reload
     uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
 
 

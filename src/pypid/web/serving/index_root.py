@@ -1,44 +1,28 @@
 """
-The named indexes' paths: everything under C{/NAME/} (issue 26, stage 4).
+An index's read paths and areas, the default's (at C{/}: L{IndexPath},
+reached through L{pypid.web.serving.simple.RootResource}) as a named one's
+(everything under C{/NAME/}: L{IndexRoot}), both from one L{ServedIndex}.
 
-A named index answers C{/NAME/simple/} and C{/NAME/simple/<project>/}
-from its L{pypid.core.indexes.views.IndexView} (its own files, then its bases', a
-view's filters applied), C{/NAME/files/<project>/<filename>} from the
-first of its hosted sources that holds the file, and its areas (uploads
-at C{/NAME/} and C{/NAME/legacy/}, yank, unyank and delete under
-C{/NAME/api/...}, C{/NAME/pypi/<project>/json}) with the routes of the
-default index's, over its own stack, and its pages for people
-(C{/NAME/}, C{/NAME/search}, C{/NAME/api/search}, C{/NAME/project/...})
-from its hosted sources. Klein reads a route against the
-path after C{/NAME} (C{prepath} holds the name), so every area's routes
-are written once, for both.
+C{simple/...} and C{files/...} are decided once
+(L{pypid.web.serving.index_pages}, L{pypid.web.serving.index_files}); the
+index's areas (uploads at C{/NAME/} and C{/NAME/legacy/}, changes under
+C{/NAME/api/...}, the legacy JSON, the pages for people) are the default
+index's routes over its own stack: Klein reads a route against the path
+after C{/NAME}, so every route is written once.
 
-The default index's paths are not touched: L{pypid.web.serving.simple.RootResource}
-finds C{/simple/} and the others first, and hands here only a first
-segment that is a configured index or could be one (L{is_index_segment}).
-A segment that could be an index but is none is answered here too, by
-the same gate (L{pypid.web.identity.access.Access.gate_index}) a hidden index's
-paths meet: whoever may not read an index gets, from its paths, exactly
-what a missing index's give (status, body and headers), anonymous
-uploads included (L{pypid.web.server.site} asks for credentials before any body
-on every path an index's uploads could take).
+Under C{/NAME/} the gate comes first (L{pypid.web.identity.access.Access.gate_index}):
+a segment that could name an index but names none, or one the reader may
+not see, answers exactly as a missing index does (status, body and
+headers), anonymous uploads included. A view is read-only: its changes
+answer 405 with the reason (L{ReadOnlyPublish}).
 
-A view is read-only: its upload, yank and delete routes answer 405 with
-the reason (L{ReadOnlyPublish}), once the credentials passed.
-
-A hosted index started without its snapshot reads its files' records
-again in the background (L{pypid.state.backfill}), as the default index
-does: a project's page or file waits, in every index that reads that
-index (itself, an index based on it, a view), until the project's files
-are read, or answers 503 after the backfill's wait (L{IndexRoot}, before
-the page is composed: a page of a project still to be read would list
-none of its files). The default index's own paths wait alike
-(L{pypid.web.serving.simple}).
-
-Each named index acts on security advisories by its own rules (issue
-27): its pages are composed with them (L{IndexView.advisories}), and a
-download of a file of a release it denies, hosted or from an upstream,
-answers 403 naming the advisories (L{pypid.web.serving.denied_files}).
+A hosted source started without its snapshot reads its files' records in
+the background (L{pypid.state.backfill}): a project's page or file waits,
+in every index that reads that source, until the project's files are
+read, or answers 503 after the wait (L{answer_read}); a page composed
+earlier would list none of its files. Each index acts on advisories by
+its own rules: its pages are composed with them, and a denied download
+answers 403 (L{pypid.web.serving.denied_files}).
 """
 
 from __future__ import annotations
