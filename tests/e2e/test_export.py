@@ -20,13 +20,14 @@ import signal
 import stat
 import subprocess
 
+from tests import CHECKOUT
 from tests.harness import e2e
 from tests.harness.browser import BrowserTestCase, screenshot
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.system import require
 
 EXPORT = os.path.join(e2e.VENV_BIN, "pypid-export")
-NGINX_CONF = os.path.join(e2e.CHECKOUT, "etc", "nginx-export.conf")
+NGINX_CONF = os.path.join(CHECKOUT, "etc", "nginx-export.conf")
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
               "q=0.1, text/html; q=0.01")

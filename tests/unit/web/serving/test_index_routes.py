@@ -227,12 +227,12 @@ class IndexRouteTests(SynchronousTestCase):
 #: again for issue 60: the landing and project pages' install snippets name
 #: the request's origin, filled in on the server.)
 DEFAULT_PAGES = {
-    "/": "df3476cea68b29159c1dd5b225be8adc7b249901467711f2a4db3eadcd6f4375",
-    "/search?q=widget": "8224a85a3ac3e090eeb592f6126e8ce5538e79e09609a1c82a238528dc908ddc",
-    "/search?q=nothing": "4893d4d545677daf5f0debd6c533ad3107d9f2b74a9c097fbbf0177ae4c86909",
+    "/": "c2ea0f532d7554f291153e7e6455bdfd2eb232573c1515aff469fa9b26caec4e",
+    "/search?q=widget": "fe7c1680b03ad02fc446fe175cd9ea91325f28077a05000db0a802bee0253afc",
+    "/search?q=nothing": "337a7a2af3b43fe0f64fafbed6be3f3f892b82c21e74a7f2779c9073028c35f2",
     "/api/search?q=wid": "257ce2b08254a0ec2dd513f6e7c21e3cb26c138d64d33761d6f1e139536027ce",
-    "/project/widget/": "df155d4835416fec14da92dc3df71098740649c935d66e6b187a092873254e11",
-    "/project/widget/1.0/": "2b462d36f315884ed6cd3d2229b8d5cdeb0f57fa1965ca84b6e9c0fc70f5bed6",
+    "/project/widget/": "3cff9d5d067f8256dee72bf5dccc616417dd26f7f833d4d4ca2179546dcbaae3",
+    "/project/widget/1.0/": "cc451eae2fc5bec0c8452e32bcbc9900baad8e4f3bd81adcb2e26e7a924383a8",
 }
 
 
