@@ -163,7 +163,9 @@ class IndexSimple:
                  kind: str | None) -> PageDecision:
         """The decision for C{simple/<segment>/}."""
         project = normalized_name(self._names, segment)
-        if project is None or not self._may_read(request, project):
+        access = self.access
+        if project is None or not (access.anyone_may_read(project, self.name) if request is None
+                                   else access.may_read(request, project, self.name)):
             return NotFound("no such project")
         moved = project.encode("utf-8") != segment
         view = self.view

@@ -87,10 +87,13 @@ class AskUpstream:
     kind: str
 
 
-@attrs.frozen
+@attrs.define
 class PlainFile:
     """
     A file (or its metadata) kept here, that the express lane may send as it is.
+    (Not frozen, as no decision is changed after it is made: a frozen
+    class's C{__init__} sets each field through C{object.__setattr__},
+    about 1 us more a download on the hot path.)
 
     @ivar location: where the storage keeps it.
     @ivar etag: its ETag, quotes included.
@@ -104,7 +107,7 @@ class PlainFile:
     filename: str
 
 
-@attrs.frozen
+@attrs.define
 class StoredFile(PlainFile):
     """
     A stored file (or its metadata) of a hosted source, to send.
