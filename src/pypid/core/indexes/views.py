@@ -70,7 +70,7 @@ from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.lru import ByteLRU
 
 #: The default budget of the pages composed by the views together
-#: (C{[pypid] view_cache_size} once configured; design Q5): 64 MiB.
+#: (C{[pypid] view_cache_size} once that is a key): 64 MiB.
 VIEW_CACHE_SIZE = 64 << 20
 
 #: What a kept composition costs besides its pages (its stamp, its entry in
@@ -424,7 +424,7 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     distribution, before the filters: a view hides what it filters, it
     does not let a later source's file of that name through (a yanked file
     in C{staging} does not bring back C{release}'s). A deleted file is no
-    file: a tombstone in an earlier source hides nothing (design Q7), nor
+    file: a tombstone in an earlier source hides nothing, nor
     does a file in its recycle bin. A dated view's date is the exception:
     what arrived in a source on or after it (uploaded, or
     promoted there) did not exist then, so it is left out before anything

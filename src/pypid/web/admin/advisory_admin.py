@@ -1,7 +1,7 @@
 """
 C{GET /api/advisories} (admins): what the server's security advisories do
 to each index now, or would do under another mode (a dry run); what
-C{pypid-admin advisories check} prints (issue 27).
+C{pypid-admin advisories check} prints.
 
 Why a dry run is a question to the running server rather than a tool of
 its own: what an index would hide depends on what it knows, its hosted
@@ -17,7 +17,7 @@ C{releases} it acts on, each with its C{action} and advisories. C{index}
 keeps one index; C{mode} (C{warn}, C{hide} or C{deny}) answers what each
 index would do in that mode, its severity and waivers kept.
 
-The waivers admins keep (issue 44: L{pypid.core.security.advisory_waivers}) are
+The waivers admins keep (L{pypid.core.security.advisory_waivers}) are
 listed, added and removed at C{/api/advisories/waivers}, each change
 audited (C{advisory-waive}, C{advisory-unwaive}); C{GET
 /api/advisories/project/<p>} says, for an admin or whoever may change the
@@ -104,9 +104,9 @@ def stricter_sources(name: str, policies: Mapping[str, AdvisoryPolicy],
     The hosted C{sources} of index C{name} whose own mode is stricter than
     its own (C{deny} over C{hide} over C{warn} over C{off}): each index
     acts by its own C{advisories} key, so what such a base denies or hides
-    at its own URLs, index C{name} serves as its own mode says (issue 45:
-    an operator reads this as the base's mode reaching every index built
-    on it; it does not, by design).
+    at its own URLs, index C{name} serves as its own mode says (an
+    operator may read the base's mode as reaching every index built on
+    it; it does not, by design).
     """
     mode = policies[name].rules.mode
     return [{"index": source, "mode": policies[source].rules.mode} for source in sources
@@ -235,7 +235,7 @@ class AdvisoryAdmin:
             "releases": project_report(policy, board.db, normalized, versions),
             "waivers": [w.to_json() for w in kept]})
 
-    # -- the waivers admins keep (issue 44) ----------------------------------------------
+    # -- the waivers admins keep ---------------------------------------------------------
 
     @app.route("/api/advisories/waivers", methods=["GET", "HEAD"])
     async def waivers(self, request: IRequest) -> bytes:

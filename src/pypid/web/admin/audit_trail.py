@@ -358,9 +358,8 @@ class AuditAdmin:
     async def _reader(self, request: IRequest) -> Identity:
         """
         Who may read the entries asked for: an admin, any; one who may
-        change a project, its own (issue 44: a project's audit trail for its
-        owners), when the query names the project and its index
-        (C{index=default} for the default one) and only those.
+        change a project, that project's, when the query names the project
+        and its index (C{index=default} for the default one) and only those.
 
         @raise Forbidden: anyone else, and a token.
         """

@@ -2,7 +2,7 @@
 The upstream cache's own routes: pre-caching what a requirements file (or a
 C{pylock.toml}) pins, and refreshing a project's page now, open to users who
 may upload; releasing a remembered quarantine, and listing the files every
-cache withholds as its upstream took them down (issue 46), to admins. The cache itself
+cache withholds as its upstream took them down, to admins. The cache itself
 is L{pypid.upstream.proxy.UpstreamProxy}.
 
 The upstream's modules are imported only once a cache is found configured
@@ -66,7 +66,7 @@ class CacheAdmin:
         """
         C{{"upstreams": [{"name", "keep_removed", "files": [{"project",
         "filename", "seen"}]}]}} (admins): each upstream cache's kept files
-        its upstream no longer lists (issue 46), the oldest seen first;
+        its upstream no longer lists, the oldest seen first;
         what C{pypid-upstream takedowns} prints.
         """
         await self._access.admin(request, TAKEDOWNS_LOGIN)

@@ -61,7 +61,7 @@ _RELAYED = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
 def _by_index(stats: RequestStats) -> Iterator[Family]:
     """
     The request families with an C{index} label first, once named indexes
-    exist (issue 26): bounded by the configured names (and C{default}).
+    exist: bounded by the configured names (and C{default}).
     """
     yield counter("pypid_http_requests", "HTTP requests answered, by index, route family, "
                   "method and status (aborted: the client left before the answer).", None,

@@ -1,5 +1,5 @@
 """
-C{GET /api/groups} (admins; issue 44): who is in which group, as the
+C{GET /api/groups} (admins): who is in which group, as the
 configuration says, and which groups it names that only a directory or a
 single sign-on provider fills (their members are known at each login,
 not here). What the console's "Groups" page shows.

@@ -1,5 +1,5 @@
 """
-C{GET /api/indexes} (admins; issue 44): the server's indexes as they run
+C{GET /api/indexes} (admins): the server's indexes as they run
 now, each with its sources (its bases, resolved), and for a hosted one
 what it holds (projects, files, bytes), its recycle bin and its downloads
 over 30 days; then each upstream cache with what it keeps (pages, files,

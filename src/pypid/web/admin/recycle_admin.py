@@ -1,6 +1,6 @@
 """
 C{GET /api/recycle-bin} (admins): the files of a hosted index's recycle
-bin (issue 29), the first to be purged first, with when each was deleted
+bin, the first to be purged first, with when each was deleted
 and when it will be purged; what C{pypid-admin bin} prints.
 
 Arguments: C{index} (default: C{default}). A file is restored with

@@ -1,5 +1,5 @@
 """
-The retention rules over HTTP (issue 29), admins only: what C{pypid-admin
+The retention rules over HTTP, admins only: what C{pypid-admin
 retention plan} and C{apply} call.
 
 C{GET /api/retention} (C{index}: one hosted index; default: every one):

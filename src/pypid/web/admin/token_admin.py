@@ -5,8 +5,8 @@ and revokes everyone's, the live tokens trusted publishing minted among
 them. A token never manages tokens.
 
 A user of C{[users]} or the htpasswd file gets a token that acts for them
-while they stay one. A person from outside (the directory, single sign-on;
-issue 44) gets one that must expire within 90 days and acts with the
+while they stay one. A person from outside (the directory, single sign-on)
+gets one that must expire within 90 days and acts with the
 groups they had as they issued it, while the configuration still lets
 their login in (L{pypid.core.access.outside_logins}).
 

@@ -1,10 +1,10 @@
 """
 C{GET /api/usage} (admins): an index's files, the most (or least)
 downloaded first, over the last C{days} days, with when each was last
-downloaded (issue 29); what C{pypid-admin usage} prints.
+downloaded; what C{pypid-admin usage} prints.
 
 With C{project}, one project's downloads by release and by day instead
-(issue 44: the console's chart): for admins, and for those who may change
+(the console's chart): for admins, and for those who may change
 the project (its counts are theirs to read).
 
 Arguments: C{index} (default: C{default}), C{order} (C{most} or

@@ -53,9 +53,9 @@ class ChangeChecks:
 
     def may_upload_here(self, identity: Identity) -> None:
         """
-        Refuse an identity without this index's C{upload} grant, and no
-        other's (issue 41): a named index's with 403 (its gate showed the
-        index to this identity), the default index's with 401, as the
+        Refuse an identity without this index's C{upload} grant, whatever
+        another index grants it: a named index's with 403 (its gate showed
+        the index to this identity), the default index's with 401, as the
         site's check before the body does.
         """
         if not self._access.may_upload_to(identity, self._name):

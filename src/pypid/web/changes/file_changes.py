@@ -1,6 +1,6 @@
 """
 Changes to files already stored in one hosted index: yank and unyank
-(PEP 592), delete (into the recycle bin when the index has one, issue 29),
+(PEP 592), delete (into the recycle bin when the index has one),
 restore out of the bin, and the removal of a whole release (pypiserver's
 C{remove_pkg}). The routes that authenticate and audit them are
 L{pypid.web.changes.publish.Publish}'s.
@@ -51,7 +51,7 @@ class FileChanges:
     @ivar _checks: the index's L{ChangeChecks}.
     @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.
-    @ivar _bin: where a deleted file waits before it is purged (issue 29);
+    @ivar _bin: where a deleted file waits before it is purged;
         L{None}: none, a deletion deletes at once.
     @ivar _audit_index: what its audit entries say of the index (L{None}
         for the default's).

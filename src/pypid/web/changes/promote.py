@@ -1,6 +1,6 @@
 """
 Promotion: C{POST /api/promote} brings a release from one hosted index to
-another without its bytes going through pypid (issue 26, devpi's C{push}).
+another without its bytes going through pypid (devpi's C{push}).
 
 The request is JSON: C{{"from": "staging", "to": "release", "project":
 "widget", "version": "1.2"}}, and C{"allow_denied": true} for an admin's
@@ -16,7 +16,7 @@ C{to} (409 naming it: other bytes under that name, a tombstone, or the
 same distribution under another spelling). A filename C{to} holds with
 the same bytes is skipped, so a promotion may be repeated.
 
-What a promotion cannot walk around (issue 45: a plain uploader promoted
+What a promotion cannot walk around (else a plain uploader could promote
 a quarantined release into an index anonymous clients read):
   - a project's status (PEP 792). Its files are not promoted while it is
     quarantined in C{from} or in any hosted index C{from} reads (C{from}
@@ -53,8 +53,8 @@ A promotion and a delete (or a purge) of the same release in the source
 come one after the other, in the order they take the source's lock: a
 delete that comes first leaves nothing to promote (404, nothing lands);
 a promotion that comes first lands, and the delete after it takes the
-source's copy only (issue 41: a promotion no longer lands a release
-deleted while it waited).
+source's copy only (no promotion lands a release deleted while it
+waited).
 
 Every promoted file is one C{promote} entry of the audit log (its
 C{index} the target, its C{target} the source index); a refusal to a
@@ -277,7 +277,7 @@ class Promote:
         override = self._overridden(identity, source_name, target.name, project, version,
                                     allow_denied)
         index = target.index
-        # (the target's hash only to whoever may read it there: issue 41)
+        # (the target's hash only to whoever may read it there)
         reveal = self._access.identity_may_read(identity, project, target.name)
         wanted: list[FileRecord] = []
         skipped: list[str] = []
@@ -511,7 +511,7 @@ def _refuse_tags(source: HostedStack, target: HostedStack, project: str,
                  records: Sequence[FileRecord]) -> None:
     """
     Refuse the promotion of wheels the target's uploads might refuse for
-    their tags (issue 46): the source takes its project's wheels whatever
+    their tags: the source takes its project's wheels whatever
     their C{WHEEL} Tag lines (C{allow_tag_mismatch}) and the target does
     not, so a wheel may be one the target refuses; the archive is not read
     again to tell, and the target's key decides.

@@ -93,11 +93,11 @@ class Publish:
     _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
     #: checks the attestations uploads come with (PEP 740)
     _attestations: AttestationCheck = attrs.field(kw_only=True, factory=NoAttestations)
-    #: where a deleted file waits before it is purged (issue 29); L{None}:
+    #: where a deleted file waits before it is purged; L{None}:
     #: none, a deletion deletes at once
     _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
     _render: Renderer = attrs.field(kw_only=True, default=render_description)
-    #: what its uploads let through that its checks would refuse (issue 46)
+    #: what its uploads let through that its checks would refuse
     _uploads_allowed: IndexUploadRules = attrs.field(kw_only=True, factory=IndexUploadRules,
                                                      alias="uploads")
     #: what its audit entries say of the index: nothing for the default's,
@@ -208,7 +208,7 @@ class Publish:
     @app.route("/api/files/<string:filename>/restore", methods=["POST"])
     async def restore_file(self, request: IRequest, filename: str) -> bytes:
         """
-        Take a deleted file out of the recycle bin (issue 29): listed and
+        Take a deleted file out of the recycle bin: listed and
         served again, as it was. Whoever may delete it may restore it.
         """
         identity = await self._access.gate_upload(request, index=None)

@@ -279,7 +279,7 @@ class UploadStore:
 
 
 def tag_mismatch_hint(index: str | None, project: str | None) -> str:
-    """What a refusal of a wheel for its tags says to do (issues 46, 60)."""
+    """What a refusal of a wheel for its tags says to do: name the key that allows it."""
     return (f"name {project or 'the project'} in {index_section(index)} allow_tag_mismatch "
             "if its own releases are built so (as some on the public index are)")
 

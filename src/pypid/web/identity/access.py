@@ -216,7 +216,7 @@ class Access:
     def namespace_refusal(self, identity: Identity, project: str,
                           index: str = DEFAULT_INDEX) -> Grant | None:
         """
-        The grant (PEP 752, issue 46) whose namespace the normalized
+        The grant (PEP 752) whose namespace the normalized
         C{project} falls in and which C{identity} owns no part of, or
         L{None}: whether they may create the project in C{index}.
         """
@@ -319,7 +319,7 @@ class Access:
         L{Unauthorized} (a challenge: clients then send theirs); with
         credentials that may not read it (no read grant, or a token kept to
         other indexes), L{NotFound}, as a named index hidden from them
-        answers (issue 41): no challenge that good credentials cannot meet.
+        answers: no challenge that good credentials cannot meet.
         """
         if not self._permissions.may_read_index(identity, index):
             if identity is None:
@@ -391,7 +391,7 @@ class Access:
             for none here: the caller checks the grant of the index it acts
             on (a named index's, once its gate hid it from those who may not
             see it: L{may_upload_to}), so that each index's grant decides
-            for that index alone (issue 41).
+            for that index alone.
         """
         # (what a change is checked against again as it commits: confirm)
         d = self._identification.identify_for_change(request, credentials)
@@ -448,8 +448,8 @@ def may_not_upload(identity: Identity, where: str, project: str | None = None,
                    index: str | None = None) -> str:
     """
     Why C{identity} may not upload to C{where} (a project, or an index):
-    blaming the token when its scope is what refuses (issue 60: it said the
-    user may not, who may), else the user.
+    blaming the token when its scope is what refuses (not the user, who
+    may), else the user.
     """
     token: Token | None = identity.token
     if token is not None and not token.covers("upload", project, index):
@@ -461,7 +461,7 @@ def may_not_upload(identity: Identity, where: str, project: str | None = None,
 
 
 def not_an_admin(name: str) -> str:
-    """What a person who is not an admin is told, and how one becomes an admin (issue 60)."""
+    """What a person who is not an admin is told, and how one becomes an admin."""
     return f"{name} is not an admin (the admins are named in [auth] admins)"
 
 
@@ -510,7 +510,7 @@ class AccessPart(Service):
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
         self.sessions = make_sessions(config, reactor, hashing)
         # The sessions kept through a restart meet the configuration it
-        # brought, as those of a reload do (issue 59): one meaning for a
+        # brought, as those of a reload do: one meaning for a
         # change, however it came.
         ended = self._end_sessions(materials.verifier, config)
         if ended:
@@ -606,7 +606,7 @@ def name_held(access: Access, now: float, user: str, asking: str = DIRECTORY) ->
     Why C{user} may not log in through C{asking} (the directory, or single
     sign-on): a person of the other source holds the name here (an open
     session, or a live token, that the configuration in force still
-    admits), or L{None}. One name is one person (issue 59): the second
+    admits), or L{None}. One name is one person: the second
     source to bring a name is refused, and the first keeps it until nothing
     of theirs stands (their sessions end, their tokens expire or are
     revoked). For the directory, asked at a new check of its password only

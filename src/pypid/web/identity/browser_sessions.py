@@ -1,5 +1,5 @@
 """
-The daemon's browser sessions (issue 44): the L{pypid.core.access.sessions.SessionBook},
+The daemon's browser sessions: the L{pypid.core.access.sessions.SessionBook},
 its file beside the snapshot, and the cookie that names a session.
 
 The file (C{[auth] sessions}, mode 0600) is read at start-up, so a restart

@@ -182,8 +182,8 @@ class Identification:
         for: only on the pages for people and their forms (L{for_people}),
         never on the simple API, the files or uploads; L{None} without one.
         A directory user's groups are read again once the directory's
-        C{cache_ttl} passed since they were (issue 59: rights follow the
-        directory within C{cache_ttl}, for a session as for a password).
+        C{cache_ttl} passed since they were (rights follow the directory
+        within C{cache_ttl}, for a session as for a password).
         """
         sessions = self.sessions
         if sessions is None:
@@ -197,7 +197,7 @@ class Identification:
         digest, session = found
         identity = self._vouched(sessions, digest, session)
         if identity is None:
-            # Its source no longer vouches for its person (issue 59): a
+            # Its source no longer vouches for its person: a
             # reload or a start-up ends such sessions; this is the check
             # every use makes all the same.
             sessions.end(digest)

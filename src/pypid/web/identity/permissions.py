@@ -35,7 +35,7 @@ class Permissions:
     model: AccessModel
     #: whether anonymous clients read every project of the default index
     open_reads: bool
-    #: the same, for each named index (issue 26)
+    #: the same, for each named index
     _open_index_reads: dict[str, bool]
     #: each named index anonymous clients may enter (read at all)
     _open_entries: frozenset[str]

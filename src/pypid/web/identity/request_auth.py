@@ -63,7 +63,7 @@ class RequestAuth:
     generation: int | None = None
     #: whether a browser session may stand for the reader: set by the
     #: pages for people and their forms only (L{for_people}), never by the
-    #: simple API, the files or uploads (issue 44)
+    #: simple API, the files or uploads
     for_people: bool = False
     #: the digest of the browser session that stood for the reader, if one did
     session: str | None = None

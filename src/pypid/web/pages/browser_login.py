@@ -1,6 +1,6 @@
 """
 C{/login} and C{/logout}: a person logs in to the pages through a form,
-and a browser session stands for them from then on (issue 44).
+and a browser session stands for them from then on.
 
 The form takes the name and password of a user of C{[users]}, of the
 htpasswd file or of the directory (C{[ldap]}), checked as every password
@@ -96,8 +96,8 @@ PROVIDER_DOWN = ("The sign-in provider cannot be reached now, so single sign-on 
 LOCAL_NAME = ("{user} is the name of a user of this server's own, which single sign-on "
               "cannot log in. Log in with that user's password, or ask the administrator.")
 
-#: What it says when the provider's name is the directory's user's (issue 59:
-#: one name, one person; the directory's user came first).
+#: What it says when the provider's name is the directory's user's (one
+#: name, one person; the directory's user came first).
 DIRECTORY_NAME = ("{user} is the name of a user of this server's directory, which single "
                   "sign-on cannot log in. Log in with the directory's password, or ask the "
                   "administrator.")
@@ -330,7 +330,7 @@ class BrowserLogin:
     async def _name_taken(self, user: str, now: float) -> str | None:
         """
         Why the provider's C{user} may not have the name (one name, one
-        person: issue 59), or L{None}: a local user's, the directory's user's,
+        person), or L{None}: a local user's, the directory's user's,
         or one a directory user's session or token still holds (it outlives
         their entry in the directory).
 

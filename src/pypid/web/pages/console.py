@@ -1,5 +1,5 @@
 """
-The console (issue 44): what a person logged in to the pages manages
+The console: what a person logged in to the pages manages
 there, in their browser session, with plain HTML forms.
 
 Every action is its API's own code path: the console's routes check the
@@ -450,7 +450,7 @@ class Console:
         project a request names, for a person who may change it; one
         refusal, C{404 no such project}, for a project, or an index
         (C{?index=}), that does not exist, is a view, or that the person may
-        not see (a hidden index answers as a missing one: issue 41); C{403}
+        not see (a hidden index answers as a missing one); C{403}
         for one they may only read.
         """
         identity = await self._access.person(request)

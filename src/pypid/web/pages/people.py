@@ -10,7 +10,7 @@ rendered once per reader's view of the rules and index state, like the
 simple index's root; search is answered from the in-memory
 L{pypid.core.formats.search.SearchIndex}, a few milliseconds at 20,000 projects.
 
-Each named index (issue 26) has its own L{PeoplePages} under C{/NAME/},
+Each named index has its own L{PeoplePages} under C{/NAME/},
 over an L{pypid.core.formats.catalog.IndexCatalog} of what its simple pages list
 (its own files, then its bases', a view's filters applied), behind the
 index's gate (L{pypid.web.serving.index_root}). With named indexes configured,
@@ -79,7 +79,7 @@ def people_headers(request: IRequest) -> None:
 
 
 def session_person(request: IRequest) -> str | None:
-    """The user a browser session stands for on C{request} (issue 44), or L{None}."""
+    """The user a browser session stands for on C{request}, or L{None}."""
     if IRequestAuth(request).session is None:
         return None
     identity = identity_of(request)
@@ -166,7 +166,7 @@ class ReaderChrome:
         links = self.switcher.shown(request) if self.switcher is not None else ()
         person = session_person(request)
         # (without [pypid] base_url, the snippets name the origin the
-        # browser reached the server by, filled in here: issue 60)
+        # browser reached the server by, filled in here rather than left to the script)
         base_url = self.base.base_url or snippet_root(request, self.base.index)
         if not links and person is None and base_url == self.base.base_url:
             return self.base
@@ -183,7 +183,7 @@ class ReaderChrome:
         """
         Whether L{identify} has something to do, for a request the gate let
         through unchecked (the index is open to every reader): a browser
-        session may stand for its reader (issue 44); or the switcher could
+        session may stand for its reader; or the switcher could
         list more to this reader than to anonymous ones, and the request
         carries credentials.
         """

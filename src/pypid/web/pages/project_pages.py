@@ -24,7 +24,7 @@ one shows its files to admins alone (its page for the others names its
 status and lists nothing), and those pages are never kept.
 
 Every index, the default at C{/project/...} as a named one under
-C{/NAME/project/...} (issue 26), is served by one L{ProjectPages}: a
+C{/NAME/project/...}, is served by one L{ProjectPages}: a
 project's files as the index's simple page lists them
 (L{pypid.core.indexes.views.compose} over its hosted sources: its own files, then
 its bases', a view's filters applied), each described from the storage of
@@ -75,7 +75,7 @@ from pypid.web.serving.respond import (
 )
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only when [upstream] is configured: start-up cost)
     from pypid.upstream.parser import UpstreamFile
     from pypid.upstream.source import SourceSide
 
@@ -198,7 +198,7 @@ class ProjectPages(ReadResource):
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
         C{/}; C{.../NAME/} for a named index).
     @ivar _advisories: the index's L{AdvisoryPolicy}: a release that
-        advisories affect is shown with them (issue 27).
+        advisories affect is shown with them.
     """
 
     def __init__(self, name: str, sources: Sequence[HostedSource], filters: Filters,

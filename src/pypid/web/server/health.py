@@ -12,7 +12,7 @@ that answers may still be full: a full disk failed every upload while this
 said C{ok}. Either is a C{503} now, with what is wrong in the JSON.
 
 While the security advisories are still being read (the first seconds
-after a start: issue 43), or could not be read, the JSON says so
+after a start), or could not be read, the JSON says so
 (C{"advisories": "reading"} or C{"failed"}); when an index hides or
 denies, that is a C{503} too (C{starting}, with C{Retry-After}, or
 C{degraded}): such an index serves none of the releases the advisories
@@ -24,7 +24,7 @@ a probe waits for it at most L{CHECK_WAIT}: a store that is slow to answer
 is C{"down"} at once. It waited as long as the store took, so a
 balancer's checks of every server timed out together while the store was
 slow, and it sent no client anywhere, though each server still served its
-pages from memory (issue 61). (An answer is not kept for the probes after
+pages from memory. (An answer is not kept for the probes after
 it: a store that went away or came back is seen by the next probe.)
 """
 

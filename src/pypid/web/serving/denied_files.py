@@ -1,5 +1,5 @@
 """
-Downloads an index refuses because of security advisories (issue 27):
+Downloads an index refuses because of security advisories:
 a file of a release the index denies (C{advisories = deny}) answers 403,
 its body naming the advisories, on every path a file is served from
 (C{/files/...}, C{/NAME/files/...}, the upstream's files, their

@@ -1,7 +1,7 @@
 """
 The express lane: a kept page, or a small stored file, sent to an
 anonymous C{GET} in one write, without Twisted's resource traversal and
-response machinery (issue 43).
+response machinery.
 
 Most of what an index answers is the same few pages to clients that send
 no credentials: C{/simple/} and C{/simple/<project>/} (or a named

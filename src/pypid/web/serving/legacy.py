@@ -3,13 +3,13 @@ The legacy JSON API: C{/pypi/<project>/json} and
 C{/pypi/<project>/<version>/json}, as tools written for the public index's
 JSON API read it (the latest release and every release, or one release).
 
-Every index answers of a project what its simple pages list (issue 41):
+Every index answers of a project what its simple pages list:
 its hosted sources composed (its own files, then its bases' in order, a
 view's filters and date applied), each file's metadata read from the
 source that holds it.
 
-A project the index lists only through its upstreams (issue 46: Dependabot
-and Renovate read this route) is answered from the upstreams' cached pages,
+A project the index lists only through its upstreams (Dependabot and
+Renovate read this route) is answered from the upstreams' cached pages,
 brought up to date as its simple page brings them (L{bring_up_to_date}),
 through the same view (its filters, quarantines and advisories): the files
 with their digests, C{requires_python}, C{yanked} and C{upload_time} where
@@ -91,12 +91,12 @@ class LegacyJSON:
     #: a view's filters: what its pages do not list, its JSON does not either
     _filters: Filters | None = attrs.field(kw_only=True, default=None)
     #: the index's advisory policy: a release's advisories are its
-    #: C{vulnerabilities} (issue 27)
+    #: C{vulnerabilities}
     _advisories: AdvisoryPolicy = attrs.field(kw_only=True, factory=no_advisories)
-    #: the index's download counts (issue 29): C{info.downloads}; L{None}: -1
+    #: the index's download counts: C{info.downloads}; L{None}: -1
     _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
     #: the index's view, whose upstreams answer for a project no hosted
-    #: source holds (issue 46); L{None}: hosted projects only
+    #: source holds; L{None}: hosted projects only
     _view: IndexView | None = attrs.field(kw_only=True, default=None)
     #: the index's upstreams, by the name its order gives them (SourceSide)
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
@@ -198,7 +198,7 @@ class LegacyJSON:
             raise NotFound("no such project")
         # (as the page lists them: a hidden release left out, a denied one
         # kept, its vulnerabilities named; a file the cache keeps with every
-        # digest it took of it: issue 60)
+        # digest it took of it)
         files = [_digested(f, self._upstream_files(chain.name))
                  for f, chain in composition.files
                  if not _left_off(policy.verdict(project, f.version))]
@@ -263,7 +263,7 @@ class LegacyJSON:
     def _listed(self, name: str) -> _Listed | None:
         """
         The normalized project C{name} as the index's pages list it (its
-        hosted sources composed, a view's filters applied: issue 41), with
+        hosted sources composed, a view's filters applied), with
         the first source that holds it, whose pages keep the JSON, and
         where each file is stored; L{None} when the index lists no file.
         """
@@ -343,7 +343,7 @@ class LegacyJSON:
         """
         Where this JSON's URLs start (scheme and host, no trailing slash),
         and its files' URLs: absolute, as the public index gives them and
-        scripts fetch them (issue 60), under C{[pypid] base_url}, else
+        scripts fetch them, under C{[pypid] base_url}, else
         under the origin the request reached the server by (its C{Host});
         root-relative (C{""}) for a C{Host} that is no host.
         """

@@ -140,7 +140,7 @@ def send_page(request: IRequest, page: Page) -> bytes:
 
 
 def _for_a_session(request: IRequest) -> bool:
-    """Whether a browser session stood for the reader of C{request} (issue 44)."""
+    """Whether a browser session stood for the reader of C{request}."""
     auth = IRequestAuth(request, None)
     return auth is not None and auth.session is not None
 
@@ -177,7 +177,7 @@ def send_error(request: IRequest, error: HTTPError) -> bytes:
 def wants_login_form(request: IRequest) -> bool:
     """
     Whether a refused anonymous request is a person opening a page for
-    people in a browser (issue 44): its C{GET} or C{HEAD} navigation
+    people in a browser: its C{GET} or C{HEAD} navigation
     (C{Sec-Fetch-Dest: document}), with no credentials. Such a person is
     sent to the login form, rather than given a challenge that makes the
     browser ask for a password in its own dialog (tools, which send no
@@ -368,7 +368,7 @@ def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
     transfers, as L{_plan} will decide it: L{WHOLE} (the whole body),
     L{TAIL} (a range through its last byte), or L{None}: nothing that
     completes a download (C{HEAD}, C{304}, C{416}, a range that stops
-    short of the end). What counts as a download (issue 41).
+    short of the end). What counts as a download.
     """
     if request.method != b"GET":
         return None

@@ -2,7 +2,7 @@
 The site's root: the hot path of the default index at C{/}, then
 everything else.
 
-The default index is an index like any other (issue 41): its
+The default index is an index like any other: its
 C{/simple/...} pages, C{/files/...} downloads and C{/integrity/...}
 provenance are answered by the same L{pypid.web.serving.index_root.ServedIndex}
 a named index's are under C{/NAME/}, through plain Twisted resources
@@ -36,7 +36,7 @@ class RootResource(Resource):
     Dispatches the default index's read paths (C{simple}, C{files},
     C{integrity}) and its project pages, and the other plain resources
     (the pages' assets), by their first segment, and everything else to
-    the areas; with named indexes (issue 26), a segment that names one or
+    the areas; with named indexes, a segment that names one or
     could (L{is_index_segment}) goes to their
     L{pypid.web.serving.index_root.IndexRoot}, after the root's own routes were
     looked for (the same one lookup for them).
@@ -110,7 +110,7 @@ class RootResource(Resource):
 
     def _pypiserver_path(self, name: bytes, request: Request) -> IResource | None:
         """
-        pypiserver's project URL (issue 60): C{GET /<project>/} of a project
+        pypiserver's project URL: C{GET /<project>/} of a project
         the default index holds, which anyone may read, moves to
         C{/simple/<project>/}, so an index URL that worked there keeps
         working. Only on a server of one index (with named ones, C{/NAME/}

@@ -369,7 +369,7 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
         if unlisted is not None:
             record, source = unlisted
             if _still_served(view, source, project, record, clock.seconds()) and not metadata:
-                # (issue 46: the operator keeps serving what the upstream took down)
+                # (the operator keeps serving what the upstream took down)
                 source.files.served_kept(record)
                 return send_stored(request, record, source.files.locate(record),
                                    b'"%s"' % record.sha256.encode("ascii"))
@@ -439,8 +439,8 @@ def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
 def _still_served(view: IndexView, source: UpstreamSource, project: str, record: FileRecord,
                   now: float) -> bool:
     """
-    Whether the kept C{record}, which no page lists, is served all the same
-    (issue 46): its upstream keeps serving what it took down
+    Whether the kept C{record}, which no page lists, is served all the
+    same: its upstream keeps serving what it took down
     (C{keep_removed}), this file was taken down (not left out by the
     view, nor withheld by a quarantine the cache remembers), and the view
     would list it.
