@@ -2,36 +2,32 @@
 A streaming, bounded C{multipart/form-data} parser for uploads (RFC 7578).
 
 twine and C{uv publish} send a distribution as one multipart POST: many small
-text fields and one C{content} file part that may be as large as the index
-allows. Twisted would read such a body into memory and drop the filename, so
-the server feeds it to a L{FormSink} chunk by chunk as it arrives (through
-L{pypid.web.server.body.SpooledForm}): the file part goes straight to a temporary file
-while its digests are computed, and the text fields are kept in memory under
-explicit limits. Memory stays flat whatever the file size, and a client that
-breaks a limit is refused as soon as it does, not at the end of the body.
-
-Nothing here imports Twisted or touches the network; the only I/O is the
-temporary file of the file part, in a directory the caller chooses.
+text fields and one C{content} file part as large as the index allows.
+Twisted would read such a body into memory and drop the filename, so the
+server feeds it to a L{FormSink} chunk by chunk as it arrives (through
+L{pypid.web.server.body.SpooledForm}): the file part goes straight to a
+temporary file while its digests are computed, the text fields stay in
+memory under explicit limits. Memory stays flat whatever the file size, and
+a client that breaks a limit is refused at once, not at the end of the body.
+Nothing here imports Twisted; the only I/O is the file part's temporary file.
 
 Why not python-multipart (the push parser Starlette and FastAPI use):
 measured in 2026-11 against python-multipart 0.0.34's C{MultipartParser}
 behind this same interface and limits, the library gains nothing and loses
 strictness. Parsing is not what an upload costs: the three digests and the
 spool write take about 270 microseconds of CPU per 64 KiB, this parser 17
-to 20, python-multipart 19 to 25; both run at about 230 MB per CPU-second on
-a 100 MB twine body, with the same flat memory (+256 KiB RSS). The glue it
-needs (part and header limits, preamble and epilogue accounting,
-Content-Disposition checks, these error messages, the temporary file and
+to 20, python-multipart 19 to 25; both about 230 MB per CPU-second on a
+100 MB twine body, with the same flat memory. Its glue (limits, preamble and
+epilogue accounting, Content-Disposition checks, these errors, the file and
 digests) is about 330 lines, as long as what it would replace, and relies on
-the parser's undocumented state. It also accepts what RFC 2046 and this
-module refuse: a line starting with the boundary followed by junk is taken
-as part data; malformed or repeated Content-Disposition parameters pass;
-C{filename*} is ignored and Windows-style filenames are cut; padding after a
-delimiter has no limit and is scanned byte by byte (4.6 MB per CPU-second,
-50 times an upload's own cost). And it refuses a preamble, bare-LF line
-breaks, folded headers and padding on the first boundary line, which
-clients send. With it, 10 of the 67 tests of C{tests/unit/web/changes/test_multipart.py}
-fail (8 with this module's header parser kept).
+the parser's undocumented state. It accepts what RFC 2046 and this module
+refuse: a boundary line followed by junk as part data, malformed or repeated
+Content-Disposition parameters, C{filename*} ignored, Windows-style
+filenames cut, unbounded padding after a delimiter scanned byte by byte
+(4.6 MB per CPU-second, 50 times an upload's own cost). It refuses what
+clients send: a preamble, bare-LF line breaks, folded headers, padding on the
+first boundary line. With it, 10 of the 67 tests of
+C{tests/unit/web/changes/test_multipart.py} fail (8 with this header parser kept).
 """
 
 from __future__ import annotations

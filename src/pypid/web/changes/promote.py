@@ -1,69 +1,33 @@
 """
 Promotion: C{POST /api/promote} brings a release from one hosted index to
 another without its bytes going through pypid (devpi's C{push}).
-
-The request is JSON: C{{"from": "staging", "to": "release", "project":
-"widget", "version": "1.2"}}, and C{"allow_denied": true} for an admin's
-override of advisories. Its checks come in an order that fixes the
-status: credentials (401); C{from} and C{to} known and readable (404: an
-index hidden from the user answers as a missing one); C{to} hosted, not a
-view (405); read on the project in C{from} and upload on it in C{to},
-tokens' index scope included, and C{allow_denied} from admins only (403);
-files of the release hosted in C{from} itself (404: what C{from} inherits
-is promoted from the index that holds it, and the answer names it); the
-project's status (409); the advisories (409); each filename free in
-C{to} (409 naming it: other bytes under that name, a tombstone, or the
-same distribution under another spelling). A filename C{to} holds with
-the same bytes is skipped, so a promotion may be repeated.
+docs/http-api.rst gives its checks, whose order fixes the status. A file
+the target holds with the same bytes is skipped: it may be run again.
 
 What a promotion cannot walk around (else a plain uploader could promote
-a quarantined release into an index anonymous clients read):
-  - a project's status (PEP 792). Its files are not promoted while it is
-    quarantined in C{from} or in any hosted index C{from} reads (C{from}
-    offers none of them then), nor while it is archived in C{from}; nor
-    into C{to} while it is quarantined or archived there (as an upload is
-    refused), or quarantined in any hosted index C{to} reads (C{to} would
-    hold files it offers no one, and offer them the moment that
-    quarantine is lifted). Admins included: the status is lifted first.
-  - the advisories. A release that C{from}'s or C{to}'s advisories deny
-    (C{advisories = deny}) is promoted only by an admin who asks for it
-    with C{allow_denied}; each promoted file's audit entry then says so,
-    with the advisories' identifiers. (Hiding is a decision about pages,
-    not about the files: a release an index only hides is promoted.)
-    While the advisories are still read, an index that denies answers
-    503, as its downloads do.
-Both are read under the locks, with the rights: a status set or an
-advisory that arrived while the promotion waited for them counts.
+a quarantined release into an index anonymous clients read): a project's
+status (PEP 792), quarantined in C{from} or any hosted index it reads,
+archived in C{from}, quarantined or archived in C{to}, or quarantined in
+any hosted index C{to} reads (C{to} would offer the files the moment it
+is lifted), admins included; and the advisories: a release
+C{from}'s or C{to}'s deny is promoted only by an admin asking with
+C{allow_denied}, which each file's audit entry records (hiding decides
+pages, not files). Both are read again under the locks, with the rights:
+what arrived while the promotion waited counts.
 
 Nothing is half-promoted. Under the source's and the target's locks of
 every distribution of the release (taken in one order, by index and key,
 as no other change takes two, so none waits on another in a circle), the
-release is read again from the source, and a journal naming the files is kept
-in the target's storage, then each file is adopted
-(L{pypid.storage.interface.IAdoptingStorage.adopt}: a hard link, a copy
-on the store's side); a failure discards the files adopted so far and
-answers the error. The journal is dropped after the last file's record,
-and only then does the target's L{pypid.core.indexes.index.Index} get the
-records: the very objects the source's index holds, so a promoted file's
-record takes its memory once. A crash in between leaves the journal,
-and the next start takes the promotion back before the index serves
-(L{pypid.state.loader.roll_back_promotions}).
-
-A promotion and a delete (or a purge) of the same release in the source
-come one after the other, in the order they take the source's lock: a
-delete that comes first leaves nothing to promote (404, nothing lands);
-a promotion that comes first lands, and the delete after it takes the
-source's copy only (no promotion lands a release deleted while it
-waited).
-
-Every promoted file is one C{promote} entry of the audit log (its
-C{index} the target, its C{target} the source index); a refusal to a
-user who logged in is recorded as other changes' are.
-
-Measured (C{tests/unit/web/changes/test_promote.py}, C{test_ten_files_measured}: local
-disk, blocking work run at once, a shared two-core machine): a release of
-10 files promoted in 28-36 ms, the journal's write and removal and each
-file's links and fsyncs most of it.
+release is read again, a journal naming the files is kept in the target's
+storage, then each file is adopted
+(L{pypid.storage.interface.IAdoptingStorage.adopt}); a failure discards
+those adopted so far. Only once the journal is dropped does the target's
+index get the records: the source's very objects, so a promoted record
+takes its memory once. A crash in between leaves the journal, taken back
+at the next start (L{pypid.state.loader.roll_back_promotions}). A delete
+of the release in the source takes the lock in turn: first, nothing is
+promoted (404); after, it takes the source's copy only. Each promoted
+file is one C{promote} audit entry; docs/performance.rst has the timing.
 """
 
 from __future__ import annotations

@@ -1,65 +1,33 @@
 """
 C{POST /api/oidc/mint-token}: trusted publishing's exchange of a CI
 system's OIDC ID token for a pypid upload token (L{pypid.auth.oidc}).
+docs/http-api.rst gives the request, the answer and each refusal: short
+plain text; the 401 with C{WWW-Authenticate: Bearer} (RFC 6750: the
+credential is the body's token, not Basic); a 429 for an address held
+back (below) or a publisher over its share (L{pypid.auth.oidc.OverShare}).
 
-The request is C{{"token": "<ID token>"}} as JSON; the answer, C{{"token":
-"<pypid token>", "expires": "<ISO 8601>", "projects": [...]}}, the token
-then used as twine's password with the user name C{__token__}. Refusals
-are short plain text: 400 for a request that is not such JSON, 401 for a
-token that is not trusted (with C{WWW-Authenticate: Bearer}, RFC 6750:
-the credential is the body's token, not Basic), 403 for a genuine token no
-C{[publishers]} rule lets publish, 429 for an address held back (below)
-or for a publisher over its share (L{pypid.auth.oidc.OverShare}: it holds
-its share of the live tokens or of the remembered C{jti}s, or mints
-faster than its rate; C{Retry-After} says when it may mint again), 503
-when its issuer's keys cannot be had or when the tables are full.
-
-Every exchange is in the audit log as a C{token-issued} entry: minted
-ones name the publisher (the user C{publisher:<issuer>:<repository>},
-L{pypid.core.access.publishers.publisher_name}), the token
-(C{target}) and what it may do (C{detail}), and are written before the
-answer, as every change is. Refusals name the publisher when the ID token
-was genuine, and always the reason; but anyone can send them (any CI
-repository gets genuine tokens for pypid's audience, a replay costs
-nothing, junk less), and one client sent 534 a second, each a fsynced
-entry: 256 KiB of log a second (tests/bench/bench_exchange.py, a real daemon).
-So they are folded as failed logins are
-(L{pypid.web.admin.audit_trail.AuditTrail.fold_refused}): in a minute, each
-distinct (publisher or none, address, outcome, reason) is one entry at
-once and one counted entry at the minute's end, and past
-L{pypid.core.records.audit_chain.MAX_LOGIN_KEYS} distinct ones the rest are one
-entry per outcome: at most 102 entries a minute, whatever arrives from
-however many addresses. Nobody waits for them to be written. Measured
-again, a flood of each kind (a genuine token no publisher matches, a
-replay, junk naming an unreachable issuer, a forgery) wrote 4 to 6
-entries in ten seconds: 0.11 to 0.16 KiB/s.
+Every exchange is audited as a C{token-issued} entry; a minted token's
+is written before the answer, as every change's is. Refusals cost a
+client nothing (any CI repository gets genuine tokens for pypid's
+audience, a replay is free, junk cheaper), so they are folded as failed
+logins are (L{pypid.web.admin.audit_trail.AuditTrail.fold_refused}): at
+most 102 entries a minute, whatever arrives from however many addresses,
+and nobody waits for them to be written (docs/performance.rst has the
+floods measured: 256 KiB of log a second before, 0.16 KiB/s at most now).
 
 The work is bounded too. Each address may have L{EXCHANGE_FAILURES}
-refusals in the throttle's window (five minutes) counted against it,
-exchanges under way included; past them it gets 429 with C{Retry-After}
-before anything is read or verified: no key fetch, no signature check, no
-C{jti} spent. The throttle is the exchange's own
-L{pypid.auth.throttle.LoginThrottle}, not the password logins': a
-misconfigured CI job behind a NAT, failing exchange after exchange, holds
-back the exchanges of that address, never the logins of the people behind
-it (nor does a password guesser there block the exchange). Refusals are
-the 4xx but a publisher's 429 (L{PublisherHeldBack}: that publisher is
-held back already, and counting it would let it hold back the other
-publishers behind the same address, such as a CI's shared runners), and
-the 503 of an issuer that cannot be reached (L{IssuerDown}):
-that is no client's fault, but junk naming such an issuer costs as
-little to send as any other, and without the count one client sent 393
-a second, each two lines of server log (150 KB/s); a CI job retrying
-through an outage sends a few, not a hundred in five minutes. A 503 for
-the server's own load (too many tokens live, too many exchanges waiting)
-counts for nothing.
-
-In total, verifying with the keys at hand takes a fraction of a
-millisecond and ends at once; only a fetch of an issuer's keys makes
-exchanges wait, at most
+refusals in the throttle's five-minute window, exchanges under way
+included; past them it gets 429 before anything is read or verified (no
+key fetch, no signature check, no C{jti} spent). The throttle is the
+exchange's own: a failing CI job behind a NAT never holds back the
+password logins of that address, nor a guesser there the exchanges.
+A publisher's 429 (L{PublisherHeldBack}) does not count: it would let one
+publisher hold back the others behind the same address (a CI's shared
+runners). An unreachable issuer's 503 (L{IssuerDown}) does: junk naming
+one is as cheap as any other. A 503 for the server's own load does not.
+Only a fetch of an issuer's keys makes exchanges wait, at most
 L{pypid.auth.oidc.MAX_WAITERS} per issuer (the others get 503 at once),
-so clients sending tokens of an issuer that hangs cannot pile up
-requests, and the publishers of other issuers are not held back.
+so an issuer that hangs piles up no requests and holds back no other's.
 """
 
 from __future__ import annotations

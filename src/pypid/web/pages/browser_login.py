@@ -11,7 +11,8 @@ C{SameSite=Lax}, C{Secure} and C{__Host-} over HTTPS) and sends the
 browser on to the page it came for. A wrong one shows the form again with
 a 401 that carries no challenge, so no browser opens its own password
 prompt. An API token is refused: tokens are for tools, and never log a
-browser in.
+browser in. A client that sends HTTP Basic credentials to C{GET /login}
+gets a 303 to the landing page once they are right, and no session.
 
 A person logged in sees, at C{/login} and C{/logout}, who they are and
 the form that logs them out; that form carries the session's CSRF token,
@@ -19,18 +20,14 @@ which C{POST /logout} checks (with the site's cross-site checks before it,
 L{pypid.core.access.cross_site}). Logging in and out are audited
 (C{session-opened}, C{session-closed}).
 
-A client that sends credentials (HTTP Basic) to C{GET /login} is
-answered as before: 303 to the landing page once they are right (a
-browser that was given them keeps sending them, and no session is opened).
-
 With C{[sso]}, the form also offers "Log in with <label>":
 C{GET /login/sso} sends the browser to the provider (with a cookie that
 ties the login to it) and C{GET /login/sso/callback} takes it back
 (L{pypid.auth.sso.SingleSignOn}); the person the provider vouches for gets
-a session like any other, refused when a local user of C{[users]} or the
-htpasswd file has their name (the provider cannot speak for pypid's own
-accounts). Every refusal is the login page with the reason and a 4xx, and
-a provider that cannot be reached a 503 page: never a 500.
+a session like any other, refused when a user of C{[users]}, the htpasswd
+file or the directory holds their name (one name, one person: the
+provider cannot speak for those accounts). Every refusal is the login
+page with its reason and a 4xx, an unreachable provider a 503: no 500.
 """
 
 from __future__ import annotations

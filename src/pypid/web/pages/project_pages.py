@@ -15,22 +15,19 @@ were kept, or not reached yet by its import) is described in the background
 (L{DetailsRenderer}: one at a time, so readers cannot crowd out uploads);
 meanwhile its page says so and is not kept, so a later view finds them.
 
-A project that is not hosted but that the upstream cache knows is shown as
-the cache knows it, marked as coming from the upstream; the upstream is
-never asked for a page for people.
+A project the upstream cache knows but nothing hosts is shown as the cache
+knows it, marked so; the upstream is never asked for a page for people. A
+project that is not active (PEP 792) says so first thing; a quarantined
+one shows its files to admins alone (the others see its status and no
+file), and those pages are never kept.
 
-A project that is not active (PEP 792) says so first thing; a quarantined
-one shows its files to admins alone (its page for the others names its
-status and lists nothing), and those pages are never kept.
-
-Every index, the default at C{/project/...} as a named one under
-C{/NAME/project/...}, is served by one L{ProjectPages}: a
-project's files as the index's simple page lists them
-(L{pypid.core.indexes.views.compose} over its hosted sources: its own files, then
-its bases', a view's filters applied), each described from the storage of
-the source that holds it and counted by that source's downloads, links and
-redirects inside the index. Its pages are kept with a token made of each
-source's project token.
+Every index (the default at C{/project/...}, a named one under
+C{/NAME/project/...}) is served by one L{ProjectPages}: a project's files as
+the index's simple page lists them (L{pypid.core.indexes.views.compose} over
+its hosted sources, a view's filters applied), each described from the
+storage of the source that holds it and counted by that source's downloads;
+its links and redirects stay inside the index. Its pages are kept with a
+token made of each source's project token.
 """
 
 from __future__ import annotations

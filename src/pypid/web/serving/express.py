@@ -3,59 +3,31 @@ The express lane: a kept page, or a small stored file, sent to an
 anonymous C{GET} in one write, without Twisted's resource traversal and
 response machinery.
 
-Most of what an index answers is the same few pages to clients that send
-no credentials: C{/simple/} and C{/simple/<project>/} (or a named
-index's C{/NAME/simple/...}), as HTML or JSON, compressed or not. The page
-itself is rendered once and kept (L{pypid.core.formats.rendered_pages}); what a
-request then cost was Twisted's: the resource tree walked, a dozen
-headers set one by one through L{Headers}' checks, the status line and
-headers written, the body written, the request finished. Measured in
-process on the real site (in-memory storage, 2 cores shared with other
-work, best of 15 runs of 1,000 requests): 70 us a page through that
-path, 36 us for the same bytes written at once.
+Most of what an index answers is the same few pages (C{/simple/...},
+C{/NAME/simple/...}) to clients that send no credentials. The page is
+rendered once and kept (L{pypid.core.formats.rendered_pages}); what a request
+then cost was Twisted's: 70 us a page through the resource tree, 36 us for
+the same bytes written at once (in process, best of 15 runs of 1,000).
 
-So a request the lane can answer is answered here, and as early as it can
-be. When a request's whole head arrives between requests (as pip, uv and
-load generators send them), the channel hands its bytes to the lane first
-(L{ExpressLane.take}), which reads them strictly and answers before Twisted
-parses a line or makes a L{Request}: that parsing, the request and header
-objects and C{finish}'s bookkeeping were half of what a kept page cost
-after the lane below (py-spy, C{wrk -c32}: 64-78 us of server CPU a page
-before, about 32 us after). A head the lane does not read goes to
-Twisted's parser as before, and once parsed is offered to the lane again
-(L{ExpressLane.__call__}), before L{pypid.web.server.site.PypidRequest.process}
-builds anything. Both answer with the same decision
-as the resource's, for the default index and every named one alike
-(L{pypid.web.serving.simple.RootResource.plain_page} and C{plain_file}, through
-L{pypid.web.serving.index_root.IndexSimple.plain_page} and
-L{pypid.web.serving.index_root.IndexFiles.plain_file}: the same objects, the
-index's gates, the project's status, the
-upstream merged or not, the backfill; an upstream's page only while the
-cache holds it fresh, its file and metadata only once kept here,
-L{pypid.web.serving.upstream_pages.plain_chain_page} and C{plain_chain_file}), the
-same headers and bytes as
-L{pypid.web.serving.respond.send_page} and C{send_file}, the same download count
-and the same counting and access log line (L{Request.finish} calls the
-site's C{log}). Anything else goes the usual way: credentials (the lane
-serves only indexes anyone may read, and never looks at who asks), a
-conditional request or a range (C{304} and C{206} are the usual path's), a
-query (C{?format=}), a name to redirect, a page or file the upstream must
-be asked for (or that the cache serves stale), a
-quarantined project (admins see its files), a project an advisory names (a
-denied download is refused and audited), a file larger than
-L{pypid.web.serving.respond.SMALL_FILE} (streamed at the client's pace) or kept
-elsewhere than on this machine, a path with escapes, HTTP/1.0 or a
-connection the client closes after the answer. What the lane reads from
-bytes it reads more strictly than Twisted (no folded header, no body, no
-expectation or upgrade, no header twice): whatever it declines, Twisted
-parses and refuses or answers exactly as without the lane.
+So the lane answers as early as it can (figures: docs/performance.rst).
+A request's whole head that arrives between requests (as pip and uv send
+them) goes to L{ExpressLane.take}, which reads it strictly and answers
+before Twisted parses a line; a head it does not read goes to Twisted's
+parser, and is offered again once parsed (L{ExpressLane.__call__}), before
+L{pypid.web.server.site.PypidRequest.process} builds anything.
 
-A small file read from disk is kept in memory for the next request
-(L{SMALL_FILES}: bytes by path and sha256, the least recently sent
-forgotten first): a file's content never changes under its name, and the
-key holds its digest all the same. Measured with C{wrk
--c32} on the lane's small file (py-spy): opening, reading and closing it
-were a sixth of the reactor's time.
+The lane sends only what the read path's one decider says to send as it
+is (L{pypid.web.serving.index_pages.IndexSimple.decide},
+L{pypid.web.serving.index_files.IndexFiles.decide}: the same gates, status,
+advisories, upstream merge and backfill), with the headers, bytes, download
+count and log line of L{pypid.web.serving.respond.send_page} and C{send_file}.
+It serves only indexes anyone may read, never looking at who asks;
+credentials, a conditional request or range, a query, a redirect, an
+upstream to ask, a quarantined or advised project, a file over
+L{pypid.web.serving.respond.SMALL_FILE} or kept elsewhere, HTTP/1.0 or a
+closing connection go the usual way. Whatever its strict reading declines,
+Twisted answers exactly as without it. A small file read is kept in memory
+(L{SMALL_FILES}, keyed by path and sha256: a name's bytes never change).
 """
 
 from __future__ import annotations
