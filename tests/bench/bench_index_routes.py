@@ -66,8 +66,15 @@ def build(projects):
         view = IndexView("dev", tuple(ChainSource(s.name, hosted=s.index) for s in stacks),
                          Filters(), file_url_for(None))
         named = [IndexMaterials("dev", view, tuple(stacks), hosted=True)]
-    if list(inspect.signature(build_web).parameters)[0] == "indexes":
-        # (issue 41: every index, the default included, from its IndexMaterials)
+    parameters = list(inspect.signature(build_web).parameters)
+    if "settings" in parameters:
+        # (its settings as one value)
+        from pypid.web.web_inputs import SiteSettings
+        from tests.harness.fakes import one_index
+        web = build_web([*one_index(default, storage, clock), *named], access, run_now, clock,
+                        SiteSettings(max_upload_size=1 << 20))
+    elif parameters[0] == "indexes":
+        # (every index, the default included, from its IndexMaterials)
         from tests.harness.fakes import one_index
         web = build_web([*one_index(default, storage, clock), *named], access, run_now, clock,
                         max_upload_size=1 << 20)

@@ -83,6 +83,7 @@ class ExportCase(SynchronousTestCase):
         from pypid.state.loader import load_statuses
         from pypid.web.app import build_web
         from pypid.web.identity.access import Access
+        from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import one_index, run_in_pool_now, site_treq
 
         more = {} if policy is None else {"advisories": policy}
@@ -93,7 +94,7 @@ class ExportCase(SynchronousTestCase):
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(one_index(index, storage, self.clock),
                         Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
-                        max_upload_size=1 << 20)
+                        SiteSettings(max_upload_size=1 << 20))
         return site_treq(web.site)
 
     def served(self, client, path, accept="text/html"):

@@ -39,6 +39,7 @@ from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,
@@ -154,9 +155,10 @@ class Server:
                  for name, source in s.items()},
                 {"default": ("default",), **order}, {})
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
-                        locks=s["default"].locks), *(parts if named else ())], access, run_now,
-                        self.clock, max_upload_size=10 << 20, audit=AuditTrail(self.log,
-                        self.clock), base_url=base_url, registry=known)
+                                   locks=s["default"].locks), *(parts if named else ())],
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20, base_url=base_url),
+                        SiteServices(audit=AuditTrail(self.log, self.clock), registry=known))
         self.web = web
         self.client = site_treq(web.site)
         text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)

@@ -27,6 +27,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,
@@ -118,9 +119,10 @@ class MintSiteMixin(_IssuerMixin):
         self.login_throttle = LoginThrottle(self.clock)
         self.access = Access(model, verifier, throttle=self.login_throttle, audit=audit,
                              publishers=self.publishing.tokens)
-        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access,
-                             run_now, self.clock, max_upload_size=10 << 20, audit=audit,
-                             publishing=self.publishing)
+        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access, run_now,
+                             self.clock,
+                             SiteSettings(max_upload_size=10 << 20),
+                             SiteServices(audit=audit, publishing=self.publishing))
         self.client = site_treq(self.web.site)
 
     def request(self, method, path, **kwargs):

@@ -28,6 +28,7 @@ from pypid.storage.s3.storage import S3Storage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
 from tests.harness.fakes import one_index, run_in_pool_now
 from tests.harness.web import JSON_TYPE, PASSWORD, USERS
@@ -140,7 +141,8 @@ async def bucket_server(case, run, bucket, **options):
     verifier = PasswordVerifier(USERS, reactor, None, run_in_pool=run_in_pool_now)
     access = Access(AccessModel(read="everyone", admins=frozenset({ADMIN})), verifier)
     web = build_web(one_index(index, storage, reactor), access, run, reactor,
-                    max_upload_size=10 << 20, audit=AuditTrail(MemoryAuditLog(reactor), reactor))
+                    SiteSettings(max_upload_size=10 << 20),
+                    SiteServices(audit=AuditTrail(MemoryAuditLog(reactor), reactor)))
     port = reactor.listenTCP(0, web.site, interface="127.0.0.1")
     case.addCleanup(port.stopListening)
     http, pool = make_http(reactor, 10.0)

@@ -39,6 +39,7 @@ from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 
@@ -176,8 +177,9 @@ class Server:
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
-                        locks=s["default"].locks), *(parts)], access, run_now, self.clock,
-                        max_upload_size=10 << 20)
+                                   locks=s["default"].locks), *(parts)],
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20))
         self.web = web
         self.client = site_treq(web.site)
 

@@ -23,6 +23,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.upstream import (
     BYTES_A,
@@ -95,8 +96,9 @@ class _Served:
         access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})), verifier,
                         None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
-                        access, run_now, self.clock, max_upload_size=1 << 20,
-                        upstream=self.proxy, audit=AuditTrail(self.audit, self.clock))
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(upstream=self.proxy, audit=AuditTrail(self.audit, self.clock)))
         self.treq = site_treq(web.site)
 
     def restart(self):

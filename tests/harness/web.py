@@ -32,6 +32,7 @@ from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import BrowserSessions
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.fakes import (
     FAST,
@@ -148,11 +149,13 @@ class _ServerMixin:
         served = self.served_storage(self.storage)
         audit = self.audit_trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
-                             bin=self.recycle_bin()), self.access, self.make_run(), self.clock,
-                             max_upload_size=self.max_upload_size, base_url=self.base_url,
-                             audit=audit, sources=self.metric_sources(served, audit),
-                             attestations=self.attestation_check(),
-                             registry=self.index_registry(), sso=sso)
+                                       bin=self.recycle_bin()),
+                             self.access, self.make_run(), self.clock,
+                             SiteSettings(max_upload_size=self.max_upload_size,
+                                          base_url=self.base_url),
+                             SiteServices(audit=audit, sources=self.metric_sources(served, audit),
+                                          sso=sso, registry=self.index_registry(),
+                                          attestations=self.attestation_check()))
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 

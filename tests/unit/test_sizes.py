@@ -72,13 +72,11 @@ OVER = {
     ("class", "pypid/export/exporter.py:Exporter"): (402, _NOT_SPLIT),
     ("function", "pypid/core/formats/console_pages.py:project_page"): (132, _NOT_SPLIT),
     ("function", "pypid/core/formats/console_pages.py:tokens_page"): (89, _NOT_SPLIT),
-    ("function", "pypid/web/app.py:build_web"): (88, _NOT_SPLIT),
     ("function", "pypid/tap.py:build_service"): (88, _NOT_SPLIT),
     ("function", "pypid/core/dists/metadata.py:_extract"): (86, _NOT_SPLIT),
     ("function", "pypid/state/index_reload.py:reload_indexes"): (85, _NOT_SPLIT),
     ("function", "pypid/bundle/ingest.py:_take_spooled"): (84, _NOT_SPLIT),
     ("function", "pypid/web/changes/promote.py:_promote_locked"): (82, _NOT_SPLIT),
-    ("parameters", "pypid/web/app.py:build_web"): (23, "the site's services one by one"),
     ("parameters", "pypid/storage/s3/storage.py:__init__"): (19, "its settings one by one"),
     ("parameters", "pypid/core/indexes/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),

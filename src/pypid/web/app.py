@@ -52,9 +52,8 @@ from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.sso import SingleSignOn
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
-from pypid.core.access.addresses import IPV6_PREFIX
-from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
-from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.access.forwarded import TrustedProxies
+from pypid.core.dists.readme import Renderer
 from pypid.core.formats.catalog import catalog_for
 from pypid.core.formats.pages import Chrome, IndexLink
 from pypid.core.formats.render import file_url_for
@@ -101,6 +100,7 @@ from pypid.web.serving.index_root import (
 )
 from pypid.web.serving.legacy import LegacyJSON
 from pypid.web.serving.simple import RootResource
+from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: issue 14)
@@ -206,17 +206,7 @@ class Web:
 
 
 def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock: IReactorTime,
-              *, max_upload_size: int, base_url: str | None = None,
-              upstream: UpstreamProxy | None = None, access_log: str | None = None,
-              counter: ConnectionCounter | None = None, header_timeout: float | None = None,
-              min_upload_rate: float | None = None, metrics: MetricsConfig | None = None,
-              audit: AuditTrail | None = None, timer: Callable[[], float] | None = None,
-              publishing: TrustedPublishing | None = None, sources: Iterable[IMetricsSource] = (),
-              sso: SingleSignOn | None = None,
-              ready: Callable[[], bool] | None = None, trusted_proxies: TrustedProxies = NO_PROXIES,
-              ipv6_prefix: int = IPV6_PREFIX, registry: IndexRegistry | None = None,
-              attestations: AttestationCheck | None = None,
-              render: Renderer = render_description) -> Web:
+              settings: SiteSettings, services: SiteServices = NO_SERVICES) -> Web:
     """
     Build the resource tree and the site, the one way both the server
     (L{pypid.tap.build_service}) and the tests wire them.
@@ -229,41 +219,15 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
         bodies, inspection, token writes) in a thread pool.
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
-    @param upstream: C{[upstream]}'s proxy, whose cache its admin routes
-        (C{/api/upstream/...}, C{/requirements.txt}) act on, or L{None}.
-    @param counter: the L{ConnectionCounter} limiting connections per address.
-    @param metrics: the L{pypid.config.metrics_settings.MetricsConfig} of who may
-        scrape C{/metrics} (by default: loopback clients).
-    @param timer: C{timer() -> seconds}, the monotonic clock latencies are
-        measured with (the C{clock}'s C{seconds} by default, for tests).
-    @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} changes are recorded
-        in (by default, one over a log in memory).
-    @param publishing: the L{pypid.auth.oidc.TrustedPublishing} of
-        C{/api/oidc/mint-token}, or L{None} (that route then answers 404).
-    @param sources: the L{pypid.core.util.parts.IMetricsSource}s C{/metrics}
-        exposes after the site's own.
-    @param sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}, or L{None}
-        (C{/login/sso} then answers 404).
-    @param ready: C{ready() -> bool}, whether the index answers with every
-        stored file (L{pypid.daemon.readiness.Readiness.ready}), for
-        C{/health}; by default always.
-    @param trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
-        names the client (C{[pypid] trusted_proxies}).
-    @param ipv6_prefix: the bits of an IPv6 address that make one client for
-        the token exchange's throttle (C{[auth] throttle_ipv6_prefix}), as
-        for the login throttle.
-    @param registry: the server's indexes, for C{POST /api/promote}
-        (L{pypid.web.changes.promote}) and C{GET /api/advisories}
-        (L{pypid.web.admin.advisory_admin}); L{None}: those routes answer 404.
-    @param attestations: checks the attestations uploads come with (PEP
-        740, L{pypid.auth.attestations}); L{None}: uploads that send any
-        are refused (L{NoAttestations}).
-    @param render: renders the descriptions of uploaded files: the
-        daemon's sandbox (L{pypid.sandbox.readme_sandbox}), so that no
-        README can stop the server; by default in this process (tests).
+    @param settings: C{[pypid]}'s settings of the site.
+    @param services: the services the areas call.
     """
-    audit = audit if audit is not None else AuditTrail(MemoryAuditLog(clock), clock)
-    counter = counter if counter is not None else ConnectionCounter()
+    max_upload_size, base_url = settings.max_upload_size, settings.base_url
+    registry, upstream = services.registry, services.upstream
+    attestations = services.attestations
+    audit = services.audit if services.audit is not None else AuditTrail(MemoryAuditLog(clock),
+                                                                          clock)
+    counter = services.counter if services.counter is not None else ConnectionCounter()
     storage = _default_storage(indexes)
     named = [materials for materials in indexes if materials.name != DEFAULT]
     stats = RequestStats(indexes=frozenset(materials.name.encode("ascii") for materials in named))
@@ -274,23 +238,28 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
     switcher = IndexSwitcher(access, switcher_links(named)) if named else None
     serve_index = IndexServer(
         access, run, clock, attestations if attestations is not None else NoAttestations(),
-        render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher, denied)
+        services.render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher,
+        denied)
     default, root_indexes = serve_index.mount(indexes)
     app = _site_areas(
         access, run, clock, audit, upstream=upstream,
-        health=Health(storage, ready,
+        health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
                       clock=clock),
-        metrics=_metrics_area(access, metrics, SiteMetrics(stats, counter), denied, sources),
-        oidc=_token_exchange(publishing, audit, clock, access, named, ipv6_prefix, base_url),
-        registry=registry, chrome=_chrome(assets, base_url), sso=sso,
+        metrics=_metrics_area(access, services.metrics, SiteMetrics(stats, counter), denied,
+                              services.sources),
+        oidc=_token_exchange(services.publishing, audit, clock, access, named,
+                             settings.ipv6_prefix, base_url),
+        registry=registry, chrome=_chrome(assets, base_url), sso=services.sso,
         served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
-    site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=access_log,
-                     reactor=clock, access=access, run=run, counter=counter, timer=timer,
-                     header_timeout=header_timeout, min_body_rate=min_upload_rate, stats=stats,
-                     trusted_proxies=trusted_proxies, index_uploads=bool(named), base_url=base_url,
+    site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=settings.access_log,
+                     reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
+                     header_timeout=settings.header_timeout,
+                     min_body_rate=settings.min_upload_rate, stats=stats,
+                     trusted_proxies=settings.trusted_proxies, index_uploads=bool(named),
+                     base_url=base_url,
                      plain_page=root.plain_page, plain_file=root.plain_file)
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
@@ -539,21 +508,21 @@ class WebPart(Service):
         """
         server = config.server
         default = registry.default.upstream_part
-        return cls(build_web(
-            index_materials(registry), access, run, reactor,
-            max_upload_size=server.max_upload_size, base_url=server.base_url,
+        settings = SiteSettings(
+            server.max_upload_size, server.base_url, server.access_log, server.header_timeout,
+            server.min_upload_rate, TrustedProxies(server.trusted_proxies),
+            config.auth.throttle_ipv6_prefix)
+        services = SiteServices(
             upstream=default.proxy if default is not None else None,
-            access_log=server.access_log,
             counter=ConnectionCounter(server.max_connections_per_address),
-            header_timeout=server.header_timeout, min_upload_rate=server.min_upload_rate,
-            metrics=config.metrics, audit=audit, timer=time.monotonic,
-            publishing=publishing, ready=ready,
-            trusted_proxies=TrustedProxies(server.trusted_proxies),
-            ipv6_prefix=config.auth.throttle_ipv6_prefix, registry=registry, render=render,
+            metrics=config.metrics, audit=audit, timer=time.monotonic, publishing=publishing,
+            sources=sources, sso=sso, ready=ready, registry=registry,
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            sources=sources, sso=sso), registry, config)
+            render=render)
+        return cls(build_web(index_materials(registry), access, run, reactor, settings,
+                             services), registry, config)
 
     def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
         """Prepare the web's answers of C{registry}'s indexes (taken when called)."""

@@ -42,6 +42,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests import CHECKOUT
 from tests.harness.fakes import (
     FAST,
@@ -893,8 +894,9 @@ class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
         self.access = Access(model, verifier, audit=audit, publishers=self.publishing.tokens)
         web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), self.access,
-                        run_now, self.clock, max_upload_size=10 << 20, audit=audit,
-                        publishing=self.publishing)
+                        run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(audit=audit, publishing=self.publishing))
         self.client = site_treq(web.site)
 
     def test_list_and_revoke(self):
@@ -1025,7 +1027,8 @@ class ClientRouteOffTests(SynchronousTestCase):
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
-                        clock, max_upload_size=1 << 20)
+                        clock,
+                        SiteSettings(max_upload_size=1 << 20))
         client = site_treq(web.site)
         key = hashlib.sha256(b"/legacy/").hexdigest()
         for method, path in (("GET", "/_/oidc/audience"), ("POST", "/_/oidc/mint-token"),

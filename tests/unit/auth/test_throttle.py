@@ -28,6 +28,7 @@ from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailab
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,
@@ -345,7 +346,8 @@ class WebBurstTests(SynchronousTestCase):
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.pool)
         access = Access(AccessModel(read="authenticated"), verifier, LoginThrottle(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock), access, run_now,
-                        self.clock, max_upload_size=10 << 20)
+                        self.clock,
+                        SiteSettings(max_upload_size=10 << 20))
         self.client = site_treq(web.site)
 
     def start_upload(self, number, password=PASSWORD):
@@ -645,8 +647,9 @@ class ProxiedSiteTests(SynchronousTestCase):
         self.audit = _Recorder()
         access = Access(AccessModel(read="authenticated"), verifier,
                         LoginThrottle(self.clock, max_failures=3), audit=self.audit)
-        web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access,
-                        run_now, self.clock, max_upload_size=10 << 20, trusted_proxies=proxies)
+        web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access, run_now,
+                        self.clock,
+                        SiteSettings(max_upload_size=10 << 20, trusted_proxies=proxies))
         return site_treq(web.site)
 
     def codes(self, client, forwarded, password="wrong"):

@@ -186,6 +186,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.app import build_web
         from pypid.web.identity.access import Access
+        from pypid.web.web_inputs import SiteServices, SiteSettings
         from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 
         self.json = json
@@ -211,7 +212,9 @@ class TokenFileTests(SynchronousTestCase):
         storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
         self.successResultOf(storage.prepare())
         web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access, run,
-                        self.clock, max_upload_size=1 << 20, audit=trail)
+                        self.clock,
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(audit=trail))
         self.client = site_treq(web.site)
 
     def request(self, method, path, data=None):

@@ -64,6 +64,7 @@ from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
@@ -1349,7 +1350,9 @@ class _WebCase(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         self.index = Index(file_url_for(None))
         web = build_web(one_index(self.index, storage, self.clock), self.access, run_now,
-                        self.clock, max_upload_size=10 << 20, audit=self.trail)
+                        self.clock,
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(audit=self.trail))
         self.client = site_treq(web.site)
 
     def request(self, method, path, user=None, password=PASSWORD, **kwargs):
@@ -1736,7 +1739,9 @@ class StorageErrorTests(SynchronousTestCase):
         access = Access(AccessModel(admins=frozenset({"admin"})), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
-                        clock, max_upload_size=1 << 20, audit=AuditTrail(log, clock))
+                        clock,
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(audit=AuditTrail(log, clock)))
         client = site_treq(web.site)
         with capturedLogs():
             response = self.successResultOf(client.get(
@@ -1822,8 +1827,9 @@ class CacheAuditTests(SynchronousTestCase):
         access = Access(AccessModel(), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
-                        clock, max_upload_size=1 << 20, upstream=_Upstream(),
-                        audit=AuditTrail(log, clock))
+                        clock,
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(upstream=_Upstream(), audit=AuditTrail(log, clock)))
         client = site_treq(web.site)
         auth = {"Authorization": basic("alice")}
         for path, code in (("/api/upstream/Some.Thing/refresh", 200),

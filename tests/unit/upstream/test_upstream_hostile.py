@@ -42,6 +42,7 @@ from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.serving.respond import RETRY_AFTER
 from pypid.web.serving.upstream_pages import _sees_cut_short
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 
@@ -140,8 +141,9 @@ class _Harness:
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
-                        access, run_now, self.clock, max_upload_size=10 << 20,
-                        upstream=self.proxy)
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(upstream=self.proxy))
         self.client = site_treq(web.site)
 
     def settle(self):

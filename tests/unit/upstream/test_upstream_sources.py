@@ -33,6 +33,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.upstream import (
@@ -315,7 +316,8 @@ class DefaultSourceTests(SynchronousTestCase):
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
         web = build_web(one_index(index, storage, clock, upstream=proxy), access, run_now, clock,
-                        max_upload_size=1 << 20, upstream=proxy)
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(upstream=proxy))
         treq = site_treq(web.site)
         bodies = []
         with capturedLogs() as events:

@@ -23,6 +23,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.indexes import START, Server, basic
 from tests.harness.records import make_record
@@ -56,7 +57,9 @@ class _Served:
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=proxy), access,
-                        run_now, self.clock, max_upload_size=1 << 20, upstream=proxy)
+                        run_now, self.clock,
+                        SiteSettings(max_upload_size=1 << 20),
+                        SiteServices(upstream=proxy))
         self.treq = site_treq(web.site)
 
     def get(self, path, accept=JSON):

@@ -1799,12 +1799,14 @@ class IndexServerTests(SynchronousTestCase):
         from pypid.web.changes.publish import Publish
         from pypid.web.identity.access import Access
         from pypid.web.serving.index_root import IndexRoot
+        from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import one_index, run_now
         clock = Clock()
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         access = Access(AccessModel(), PasswordVerifier({}, clock, None))
         default = one_index(Index(file_url_for("/")), storage, clock)
-        web = build_web(default, access, run_now, clock, max_upload_size=1000)
+        web = build_web(default, access, run_now, clock,
+                        SiteSettings(max_upload_size=1000))
         self.assertIsNone(web.indexes)
         self.assertIsNone(web.serve_index.mount(default)[1])
         staging = one_index(Index(file_url_for("/staging/")), storage, clock, name="staging")

@@ -18,6 +18,7 @@ from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now
 
 
@@ -46,7 +47,8 @@ class RouteSegmentsTests(SynchronousTestCase):
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
         access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
         return build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
-                         clock, max_upload_size=1 << 20).root
+                         clock,
+                         SiteSettings(max_upload_size=1 << 20)).root
 
     def test_every_route_reserved(self):
         """A route added to the tree without its first segment in ROUTE_SEGMENTS fails here."""

@@ -92,6 +92,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.admin import admin_options
 from tests.harness.distributions import make_wheel, variant_document
 from tests.harness.fakes import (
@@ -503,8 +504,10 @@ class IndexMachine(RuleBasedStateMachine):
         self.auth = {"anonymous": None, "dev": basic("dev"), "ops": basic("ops"),
                      "root": ROOT, "token": basic("__token__", text)}
         web = build_web(index_materials(self.registry), access, run_now, self.clock,
-                        max_upload_size=10 << 20, registry=self.registry, upstream=self.proxy,
-                        audit=AuditTrail(MemoryAuditLog(self.clock), self.clock))
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(upstream=self.proxy,
+                                     audit=AuditTrail(MemoryAuditLog(self.clock), self.clock),
+                                     registry=self.registry))
         self.treq = site_treq(web.site)
         self.reference = Reference()
         for project in PROJECTS:

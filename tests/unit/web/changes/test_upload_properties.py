@@ -43,6 +43,7 @@ from pypid.storage.interface import MemoryFile
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_sdist_zip, metadata_text, wheel_text
 from tests.harness.fakes import (
     FAST,
@@ -191,8 +192,9 @@ class Server:
         self.index = Index(file_url_for(None))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
         self.access = Access(AccessModel(read="everyone"), verifier)
-        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access,
-                             run_now, self.clock, max_upload_size=1 << 20)
+        self.web = build_web(one_index(self.index, self.storage, self.clock), self.access, run_now,
+                             self.clock,
+                             SiteSettings(max_upload_size=1 << 20))
         self.client = site_treq(self.web.site)
 
     def post(self, content_type, body, testcase):

@@ -65,6 +65,7 @@ from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests import CHECKOUT
 from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
 from tests.harness.distributions import make_wheel
@@ -151,8 +152,9 @@ class AccessTableTests(SynchronousTestCase):
                                    policies["default"])},
             board=board, policies=policies, waivers=WaiverKeeper(self.storage, self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, locks=locks, bin=bin),
-                        access, run_now, self.clock, max_upload_size=10 << 20, base_url=base_url,
-                        metrics=metrics, registry=registry)
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20, base_url=base_url),
+                        SiteServices(metrics=metrics, registry=registry))
         self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue

@@ -56,6 +56,7 @@ from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
+from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,
@@ -156,9 +157,11 @@ class Server:
                         None, TokenBook(self.clock))
         self.log = MemoryAuditLog(self.clock)
         web = build_web([*one_index(default_index, self.stacks["default"].storage, self.clock,
-                        locks=self.stacks["default"].locks, upstream=self.proxy), *(parts)],
-                        access, run_now, self.clock, max_upload_size=10 << 20,
-                        audit=AuditTrail(self.log, self.clock), upstream=self.proxy)
+                                   locks=self.stacks["default"].locks, upstream=self.proxy),
+                         *(parts)],
+                        access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(upstream=self.proxy, audit=AuditTrail(self.log, self.clock)))
         self.site = web.site
         self.client = site_treq(web.site)
 

@@ -1,0 +1,104 @@
+"""
+What the web is built from besides its indexes (L{pypid.web.app.build_web}):
+the C{[pypid]} settings the site takes (L{SiteSettings}) and the services
+its areas call (L{SiteServices}), each a value, so that a new setting or
+service is a field with its default rather than one more parameter of
+every caller (the server's L{pypid.web.app.WebPart.from_config} and the
+tests' harnesses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.sso import SingleSignOn
+from pypid.config.metrics_settings import MetricsConfig
+from pypid.core.access.addresses import IPV6_PREFIX
+from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.util.parts import IMetricsSource
+from pypid.state.indexes import IndexRegistry
+from pypid.web.admin.audit_trail import AuditTrail
+from pypid.web.changes.upload_store import AttestationCheck
+from pypid.web.server.channel import ConnectionCounter
+
+if TYPE_CHECKING:
+    from pypid.upstream.proxy import UpstreamProxy
+
+
+@attrs.frozen
+class SiteSettings:
+    """
+    The C{[pypid]} settings the site takes.
+
+    @ivar max_upload_size: the largest upload body, in bytes.
+    @ivar base_url: the server's public URL, or L{None}: the origin a
+        request reached it by.
+    @ivar access_log: the access log's path, or L{None} for none.
+    @ivar header_timeout: seconds a request's head has to arrive (L{None}:
+        the channel's default).
+    @ivar min_upload_rate: the slowest body accepted, in bytes a second
+        (L{None}: the channel's default).
+    @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
+        names the client.
+    @ivar ipv6_prefix: the bits of an IPv6 address that make one client for
+        the token exchange's throttle (C{[auth] throttle_ipv6_prefix}).
+    """
+
+    max_upload_size: int
+    base_url: str | None = None
+    access_log: str | None = None
+    header_timeout: float | None = None
+    min_upload_rate: float | None = None
+    trusted_proxies: TrustedProxies = NO_PROXIES
+    ipv6_prefix: int = IPV6_PREFIX
+
+
+@attrs.frozen
+class SiteServices:
+    """
+    The services the site's areas call; each has a default fit for a test.
+
+    @ivar upstream: C{[upstream]}'s proxy, whose cache its admin routes act
+        on, or L{None}.
+    @ivar counter: limits connections per address (by default, the
+        channel's limit).
+    @ivar metrics: who may scrape C{/metrics} (by default: loopback clients).
+    @ivar audit: where changes are recorded (by default, a log in memory).
+    @ivar timer: C{timer() -> seconds}, the monotonic clock latencies are
+        measured with (the reactor's C{seconds} by default).
+    @ivar publishing: trusted publishing's token exchange, or L{None} (its
+        route answers 404).
+    @ivar sources: what C{/metrics} exposes after the site's own.
+    @ivar sso: single sign-on (C{[sso]}), or L{None} (C{/login/sso} answers 404).
+    @ivar ready: C{ready() -> bool}, whether the index answers with every
+        stored file, for C{/health}; by default always.
+    @ivar registry: the server's indexes, for promotion and the advisories'
+        API; L{None}: those routes answer 404.
+    @ivar attestations: checks the attestations uploads come with (PEP
+        740); L{None}: uploads that send any are refused.
+    @ivar render: renders the descriptions of uploaded files: the daemon's
+        sandbox, so that no README can stop the server; by default in this
+        process.
+    """
+
+    upstream: UpstreamProxy | None = None
+    counter: ConnectionCounter | None = None
+    metrics: MetricsConfig | None = None
+    audit: AuditTrail | None = None
+    timer: Callable[[], float] | None = None
+    publishing: TrustedPublishing | None = None
+    sources: Iterable[IMetricsSource] = ()
+    sso: SingleSignOn | None = None
+    ready: Callable[[], bool] | None = None
+    registry: IndexRegistry | None = None
+    attestations: AttestationCheck | None = None
+    render: Renderer = render_description
+
+
+#: The services of a site that calls none: a test's.
+NO_SERVICES = SiteServices()
