@@ -20,7 +20,9 @@ applies them to the socket, so a slow client still slows the channel
 down; C{loseConnection} sends the close_notify once no producer is
 registered (as Twisted's layer does) and closes when the client's comes
 (what it still sends thrown away, so that it reads the answer, not a
-reset); a handshake or
+reset); the client's close_notify closes at once, as its TCP close would;
+the TCP transport's pauses reach the channel once each (L{_Membrane}); a
+handshake or
 record that OpenSSL refuses closes the connection, the channel seeing the
 error as the reason.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
@@ -93,7 +96,7 @@ class TLSServerTransport(Protocol):
                 chunk = self._tls.read(READ_SIZE)
                 if not chunk:  # the client's close_notify: it sends no more
                     self._deliver(received)
-                    self.loseConnection()
+                    self._closed_by_client()
                     return
                 received.append(chunk)
         except ssl.SSLWantReadError:
@@ -147,12 +150,31 @@ class TLSServerTransport(Protocol):
             assert self.transport is not None
             self.transport.write(self._outgoing.read())
 
+    def _closed_by_client(self) -> None:
+        """
+        The client's close_notify: it sends no more, so the connection
+        ends as when a client closes its TCP side (an answer still being
+        written is cut, as Twisted's HTTP channel does there): this side's
+        close_notify goes out and the connection closes, a producer
+        registered or not.
+        """
+        self.disconnecting = True
+        if not self._shut:
+            self._shutdown()
+
     def _fail(self, error: ssl.SSLError) -> None:
-        """OpenSSL refused the peer's bytes: send its alert, and close."""
+        """
+        OpenSSL refused the peer's bytes: send its alert, and close; once
+        answers flow, at once (a client sending garbage mid-answer may not
+        be reading either, and the buffer would never drain).
+        """
         self._failure = Failure(error)
         self._send()
         assert self.transport is not None
-        self.transport.loseConnection()
+        if self._handshaken:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The wrapped protocol learns of it, with OpenSSL's error if that was the cause."""
@@ -220,9 +242,14 @@ class TLSServerTransport(Protocol):
         self.loseConnection()
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        """The TCP transport pauses and resumes it as its buffer fills and drains."""
+        """
+        The TCP transport pauses and resumes it as its buffer fills and
+        drains, through a L{_Membrane} when it is a push producer.
+        """
         self._producer = producer
         assert self.transport is not None
+        if streaming:
+            producer = _Membrane(cast(IPushProducer, producer))
         self.transport.registerProducer(producer, streaming)  # type: ignore[attr-defined]
 
     def unregisterProducer(self) -> None:
@@ -268,6 +295,38 @@ class TLSServerTransport(Protocol):
 
     def setTcpKeepAlive(self, enabled: bool) -> None:
         self.transport.setTcpKeepAlive(enabled)  # type: ignore[union-attr]
+
+
+@implementer(IPushProducer)
+class _Membrane:
+    """
+    Between the TCP transport and the push producer registered: a pause or
+    resume that changes nothing is not passed on. The TCP transport pauses
+    its producer on every write that finds its buffer full, paused or not;
+    a write of this layer's own (an alert, a key update) into a full buffer
+    paused the channel twice, and its download, resumed once, waited for
+    ever on a connection nobody would close (found by a hostile run;
+    Twisted's own TLS layer has such a membrane too).
+    """
+
+    __slots__ = ("_producer", "_paused")
+
+    def __init__(self, producer: IPushProducer) -> None:
+        self._producer = producer
+        self._paused = False
+
+    def pauseProducing(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._producer.stopProducing()
 
 
 class TLSServerFactory(Factory):

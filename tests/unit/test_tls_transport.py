@@ -122,6 +122,43 @@ class TLSServerTransportTests(SynchronousTestCase):
         self.assertEqual(self.server.received, b"last words")
         self.assertTrue(self.server_io.disconnecting)
 
+    def test_client_close_notify_with_producer(self):
+        """The client's close_notify closes even while the channel is registered as producer."""
+        client = self.connect()
+        self.server.transport.registerProducer(_Producer(), True)
+        client.transport.loseConnection()
+        self.pump.flush()
+        self.assertTrue(self.server_io.disconnecting)
+        self.assertIsNotNone(client.lost, "the client got this side's close_notify")
+
+    def test_pauses_reach_the_producer_once(self):
+        """
+        The TCP transport may pause its producer again while paused (each
+        write into a full buffer does): the producer sees one pause, and the
+        one resume that follows resumes it.
+        """
+        self.connect()
+        calls = []
+        producer = _Producer()
+        producer.pauseProducing = lambda: calls.append("pause")
+        producer.resumeProducing = lambda: calls.append("resume")
+        self.server.transport.registerProducer(producer, True)
+        registered = self.server_io.producer
+        registered.pauseProducing()
+        registered.pauseProducing()
+        registered.resumeProducing()
+        registered.resumeProducing()
+        self.assertEqual(calls, ["pause", "resume"])
+
+    def test_garbage_after_handshake_aborts(self):
+        """A record OpenSSL refuses mid-connection aborts it: no wait for a buffer to drain."""
+        self.connect()
+        aborted = []
+        self.server_io.abortConnection = lambda: aborted.append(True)
+        self.server.transport.registerProducer(_Producer(), True)
+        self.server.transport.dataReceived(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        self.assertEqual(aborted, [True])
+
     def test_plain_http_refused(self):
         """Plain HTTP on the TLS port: closed, the wrapped protocol told OpenSSL's reason."""
         site = _Site()
