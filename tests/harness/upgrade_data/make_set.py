@@ -15,7 +15,7 @@ one file are fetched), advisories with a waiver of the configuration
 namespace grant and a browser session when the release has them. It
 stops the daemon cleanly (the counts, the snapshot and the upstream's
 state are written) and keeps the folder as the set:
-C{tests/upgrade_data/<version>/local/} (C{pypid.ini} with relative paths,
+C{tests/harness/upgrade_data/<version>/local/} (C{pypid.ini} with relative paths,
 C{var/}, C{packages/}, C{advisories/}).
 
 The same set in a bucket (C{--bucket}): the release runs on moto's S3
@@ -35,7 +35,7 @@ Run it from the checkout of today's tests (the tools used to drive the old
 daemon are today's)::
 
     git worktree add --detach /tmp/v-c9d0039 c9d0039
-    PYTHONPATH=src:. .venv/bin/python tests/upgrade_data/make_set.py /tmp/v-c9d0039
+    PYTHONPATH=src:. .venv/bin/python tests/harness/upgrade_data/make_set.py /tmp/v-c9d0039
     git worktree remove /tmp/v-c9d0039
 
 The set is named after the release's C{setup.py} version (C{--name}

@@ -6,7 +6,7 @@ A named index is served under C{/NAME/}, so its name is one lower-case URL
 segment that is its own normalization (no C{.} or C{_}: never a dot-file,
 never two spellings of one index), and it must not be the first segment of
 a route of the server: C{[index:simple]} would shadow C{/simple/}.
-L{ROUTE_SEGMENTS} is the one list of those segments; C{tests/test_index_names}
+L{ROUTE_SEGMENTS} is the one list of those segments; C{tests/unit/core/indexes/test_index_names}
 reads the first segments the built resource tree answers and fails when a
 new route is missing here, so a route cannot silently collide with an index.
 """
