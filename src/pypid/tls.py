@@ -162,16 +162,22 @@ def _loaded_in_memory(context: ssl.SSLContext, material: TLSMaterial) -> None:
     key = material.key.private_bytes(serialization.Encoding.PEM,
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
-    if hasattr(os, "memfd_create"):
-        descriptors = [os.memfd_create(name) for name in ("pypid-chain", "pypid-key")]
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        descriptors: list[int] = []
         try:
+            for name in ("pypid-chain", "pypid-key"):
+                descriptors.append(os.memfd_create(name))
             for descriptor, data in zip(descriptors, (chain, key), strict=True):
                 os.write(descriptor, data)
             context.load_cert_chain(*(f"/proc/self/fd/{d}" for d in descriptors))
+            return
+        except ssl.SSLError:
+            raise
+        except OSError:
+            pass  # (no memory files here after all: the folder below)
         finally:
             for descriptor in descriptors:
                 os.close(descriptor)
-        return
     with tempfile.TemporaryDirectory(prefix="pypid-tls-") as folder:
         paths = [os.path.join(folder, name) for name in ("chain.pem", "key.pem")]
         for path, data in zip(paths, (chain, key), strict=True):
@@ -201,6 +207,9 @@ def make_context(material: TLSMaterial,
     except ssl.SSLError as e:
         reason = (e.reason or str(e)).lower().replace("_", " ")
         raise TLSError(f"cannot use the TLS certificate {certificate_path}: {reason}") from None
+    except OSError as e:
+        raise TLSError(f"cannot load the TLS certificate {certificate_path}: "
+                       f"{e.strerror or e}") from None
     return context
 
 

@@ -159,6 +159,12 @@ class TLSServerTransport(Protocol):
         registered or not.
         """
         self.disconnecting = True
+        if self._producer is not None:
+            # (the TCP transport closes only once no producer is registered:
+            # a paused download was resumed into nothing, found by a review)
+            self._producer = None
+            assert self.transport is not None
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
         if not self._shut:
             self._shutdown()
 

@@ -343,6 +343,16 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(len(warnings), 1)
         self.assertIn("has expired", warnings[0])
 
+    def test_without_memory_files(self):
+        """Where memory files cannot be made, a private folder holds the material for the load."""
+        import pypid.tls
+
+        def refused(name):
+            raise OSError(38, "Function not implemented")
+        self.patch(pypid.tls.os, "memfd_create", refused)
+        client, _, errors = handshake(loaded(rsa_server()), client_context())
+        self.assertEqual(errors, {})
+
     def test_load_once(self):
         """Loading again (a second https listener) keeps the same context."""
         tls = loaded(rsa_server())

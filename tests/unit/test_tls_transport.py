@@ -123,12 +123,18 @@ class TLSServerTransportTests(SynchronousTestCase):
         self.assertTrue(self.server_io.disconnecting)
 
     def test_client_close_notify_with_producer(self):
-        """The client's close_notify closes even while the channel is registered as producer."""
+        """
+        The client's close_notify closes even while the channel is registered
+        as producer, paused or not: the producer leaves the TCP transport,
+        which closes only once none is registered.
+        """
         client = self.connect()
         self.server.transport.registerProducer(_Producer(), True)
+        self.server_io.producer.pauseProducing()
         client.transport.loseConnection()
         self.pump.flush()
         self.assertTrue(self.server_io.disconnecting)
+        self.assertIsNone(self.server_io.producer)
         self.assertIsNotNone(client.lost, "the client got this side's close_notify")
 
     def test_pauses_reach_the_producer_once(self):
