@@ -162,10 +162,8 @@ class TLSServerTransport(Protocol):
         if self._producer is not None:
             # (the TCP transport closes only once no producer is registered:
             # a paused download was resumed into nothing, found by a review)
-            self._producer = None
-            assert self.transport is not None
-            self.transport.unregisterProducer()  # type: ignore[attr-defined]
-        if not self._shut:
+            self.unregisterProducer()  # (which shuts down: disconnecting)
+        else:
             self._shutdown()
 
     def _fail(self, error: ssl.SSLError) -> None:

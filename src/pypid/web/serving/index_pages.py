@@ -37,7 +37,13 @@ from pypid.web.serving.read_decisions import (
     ReaderPage,
     ReaderRoot,
 )
-from pypid.web.serving.respond import NOT_ACCEPTABLE, Answer, send_moved, send_page
+from pypid.web.serving.respond import (
+    NOT_ACCEPTABLE,
+    Answer,
+    asked_kind,
+    send_moved,
+    send_page,
+)
 from pypid.web.serving.upstream_pages import answer_chain_page, plain_chain_page
 
 if TYPE_CHECKING:
@@ -164,6 +170,7 @@ class IndexSimple:
         """The decision for C{simple/<segment>/}."""
         project = normalized_name(self._names, segment)
         access = self.access
+        # (L{_may_read}, inlined: this is the express lane's page path)
         if project is None or not (access.anyone_may_read(project, self.name) if request is None
                                    else access.may_read(request, project, self.name)):
             return NotFound("no such project")
@@ -237,12 +244,7 @@ class IndexSimple:
     def answer(self, request: Request) -> Answer:
         """Answer the request; C{request.postpath} is what follows C{simple}."""
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
-        args = request.args
-        fmt = args.get(b"format") if args else None
-        # (a "+" typed into a query string arrives decoded as a space)
-        kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
-                      fmt[0].replace(b" ", b"+") if fmt else None)
-        return self.deliver(request, self.decide(request, post, kind))
+        return self.deliver(request, self.decide(request, post, asked_kind(request)))
 
     def deliver(self, request: Request, decision: PageDecision) -> Answer:
         """Act on a decision of L{decide}, whatever it is."""

@@ -650,16 +650,16 @@ class _Relay(Protocol):
             self._fetching.cancel()
 
 
-def page_kind(request: IRequest) -> str:
-    """
-    The kind of page (HTML or JSON) a request for a simple index page asks
-    for, by its C{Accept} header or C{?format=}; L{NotAcceptable} if none.
-    """
-    fmt = request.args.get(b"format")
-    # A "+" typed into a query string arrives decoded as a space.
-    kind = choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
+def asked_kind(request: IRequest) -> str | None:
+    """The page kind (HTML, JSON) C{Accept} or C{?format=} asks for; L{None}: none served."""
+    fmt = (request.args or {}).get(b"format")  # (its "+" arrives decoded as a space)
+    return choose(request.requestHeaders.getRawHeaders(b"accept", (None,))[0],
                   fmt[0].replace(b" ", b"+") if fmt else None)
-    if kind is None:
+
+
+def page_kind(request: IRequest) -> str:
+    """L{asked_kind}, or L{NotAcceptable} if none."""
+    if (kind := asked_kind(request)) is None:
         raise NotAcceptable(NOT_ACCEPTABLE)
     return kind
 
