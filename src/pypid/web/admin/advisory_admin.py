@@ -35,8 +35,10 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
+from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
+from pypid.core.formats.admin_answers import AdvisoryCheck, ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.security.advisories import (
     MODES,
@@ -172,8 +174,15 @@ class AdvisoryAdmin:
     async def check(self, request: IRequest) -> bytes:
         """What each index does (or, with C{mode}, would do) about the advisories in force."""
         await self._access.admin(request, ADVISORIES_LOGIN)
-        wanted = form_field(request, "index") or None
-        mode = (form_field(request, "mode") or "").strip().lower() or None
+        return send_json(request, self.report(form_field(request, "index") or None,
+                                              form_field(request, "mode")))
+
+    def report(self, wanted: str | None, mode_asked: str) -> AdvisoryCheck:
+        """
+        What each index (or the one C{wanted}) does about the advisories
+        in force, or would do in the mode C{mode_asked} (empty: its own).
+        """
+        mode = mode_asked.strip().lower() or None
         if mode is not None and (mode not in MODES or mode == OFF):
             raise BadRequest("mode: one of warn, hide, deny (or none for each index's own)")
         policies = self._indexes.policies
@@ -196,12 +205,9 @@ class AdvisoryAdmin:
                 name, policies, self._indexes.hosted_sources(name))
             reports.append(report)
         db = board.db
-        return send_json(request, {
-            "database": {"advisories": len(db), "projects": len(projects),
-                         "source": db.source or None},
-            "dry_run": mode,
-            "indexes": reports,
-        })
+        return {"database": {"advisories": len(db), "projects": len(projects),
+                             "source": db.source or None},
+                "dry_run": mode, "indexes": reports}
 
     # -- one project's advisories --------------------------------------------------------
 
@@ -216,7 +222,11 @@ class AdvisoryAdmin:
         """
         identity = await self._access.person(request, ADVISORIES_LOGIN,
                                              "reads a project's advisories")
-        name = form_field(request, "index") or DEFAULT
+        return send_json(request, self.of_project(
+            identity, form_field(request, "index") or DEFAULT, project))
+
+    def of_project(self, identity: Identity, name: str, project: str) -> ProjectAdvisories:
+        """The advisories of C{project} in the index C{name}, as L{project} answers them."""
         normalized = normalize(project) if is_valid_name(project) else None
         policy = self._indexes.policies.get(name)
         allowed = normalized is not None and policy is not None and (
@@ -229,11 +239,10 @@ class AdvisoryAdmin:
             raise AdvisoriesUnread(board.unread)
         keeper = self._indexes.waivers
         kept = keeper.current.find(name, normalized) if keeper is not None else []
-        return send_json(request, {
-            "index": name, "project": normalized, "mode": policy.rules.mode,
-            "severity": policy.rules.severity,
-            "releases": project_report(policy, board.db, normalized, versions),
-            "waivers": [w.to_json() for w in kept]})
+        return {"index": name, "project": normalized, "mode": policy.rules.mode,
+                "severity": policy.rules.severity,
+                "releases": project_report(policy, board.db, normalized, versions),
+                "waivers": [w.to_json() for w in kept]}
 
     # -- the waivers admins keep ---------------------------------------------------------
 
@@ -261,34 +270,50 @@ class AdvisoryAdmin:
         optional C{reason}; 201 with the waiver (one of the same index,
         project and advisory or release is replaced).
         """
-        async def work() -> bytes:
+        async def answer() -> bytes:
+            waiver = await self.waive_as(request, lambda: _waiver_fields(request))
+            request.setResponseCode(201)
+            return send_json(request, {"waiver": waiver.to_json()})
+        return answer()
+
+    def waive_as(self, request: IRequest,
+                 fields: Callable[[], Mapping[str, str]]) -> Awaitable[Waiver]:
+        """
+        Keep the waiver C{fields()} names, for the admin of C{request}
+        (each refusal audited, that of the fields too); the waiver kept.
+        """
+        async def work() -> Waiver:
             identity = await self._access.admin(request, WAIVERS_LOGIN)
             keeper = self._keeper()
-            asked = self._asked(_waiver_fields(request))
+            asked = self._asked(fields())
             waiver = attrs.evolve(asked, by=identity.name, at=self._clock.seconds())
 
             def add(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
                 return waivers.adding(waiver), waiver
             await self._changed(keeper, add)
             self._record(request, identity, WAIVE, waiver)
-            request.setResponseCode(201)
-            return send_json(request, {"waiver": waiver.to_json()})
+            return waiver
         return self._audit.recorded(request, WAIVE, work())
 
     @app.route("/api/advisories/waivers", methods=["DELETE"])
-    def unwaive(self, request: IRequest) -> Awaitable[bytes]:
+    async def unwaive(self, request: IRequest) -> bytes:
         """
         Remove a waiver (admins), named by C{index}, C{project} and one of
         C{advisory} and C{version} in the query (or the console's form);
         404 when none is kept.
         """
-        async def work() -> bytes:
+        fields = {key: form_field(request, key)
+                  for key in ("index", "project", "advisory", "version")}
+        removed = await self.unwaive_as(request, {k: v for k, v in fields.items() if v})
+        return send_json(request, {"removed": removed.to_json()})
+
+    def unwaive_as(self, request: IRequest, fields: Mapping[str, str]) -> Awaitable[Waiver]:
+        """Remove the waiver C{fields} name, for the admin of C{request}; the waiver removed."""
+        async def work() -> Waiver:
             identity = await self._access.admin(request, WAIVERS_LOGIN)
             keeper = self._keeper()
-            fields = {key: form_field(request, key)
-                      for key in ("index", "project", "advisory", "version")}
             # (any index's name: a waiver of an index removed since is removed too)
-            asked = self._asked({k: v for k, v in fields.items() if v}, any_index=True)
+            asked = self._asked(fields, any_index=True)
 
             def remove(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
                 return waivers.removing(asked.key)
@@ -296,7 +321,7 @@ class AdvisoryAdmin:
             if removed is None:
                 raise NotFound("no such waiver")
             self._record(request, identity, UNWAIVE, removed)
-            return send_json(request, {"removed": removed.to_json()})
+            return removed
         return self._audit.recorded(request, UNWAIVE, work())
 
     def _keeper(self) -> WaiverKeeper:
@@ -305,7 +330,7 @@ class AdvisoryAdmin:
             raise NotFound("this server's storage keeps no advisory waivers")
         return keeper
 
-    def _asked(self, fields: dict[str, str], any_index: bool = False) -> Waiver:
+    def _asked(self, fields: Mapping[str, str], any_index: bool = False) -> Waiver:
         """
         The waiver C{fields} name, of one of the server's indexes (or, with
         C{any_index}, of any name); 400 naming the field.

@@ -19,7 +19,7 @@ L{AuditAdmin} is C{GET /api/audit}, for admins.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import attrs
@@ -36,6 +36,7 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
+from pypid.core.formats.admin_answers import AuditCheck, AuditPage
 from pypid.core.indexes.model import FileRecord
 from pypid.core.records.audit_chain import (
     FAILED,
@@ -44,6 +45,7 @@ from pypid.core.records.audit_chain import (
     AuditError,
     Entry,
     LoginFailures,
+    Query,
     format_time,
     make_query,
 )
@@ -333,14 +335,25 @@ class AuditAdmin:
         L{pypid.core.records.audit_chain.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
-        reader = await self._reader(request)
-        shown = None if self._access.is_admin(reader) else OWNER_FIELDS
-        try:
-            query = make_query(**{name: form_field(request, name) or None
-                                  for name in ("since", "before", "project", "user", "event",
-                                               "limit", "index")})
-        except AuditError as e:
-            raise BadRequest(str(e))
+        identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
+        project, index = form_field(request, "project"), form_field(request, "index")
+        self._may_read_all(identity, project, index)  # (refused before the query is read)
+        query = audit_query({name: form_field(request, name) or None
+                             for name in ("since", "before", "project", "user", "event",
+                                          "limit", "index")})
+        return send_json(request, await self.entries(identity, query, project, index))
+
+    async def entries(self, identity: Identity, query: Query, project: str,
+                      index: str) -> AuditPage:
+        """
+        The page of entries C{query} asks for, for C{identity}: an admin
+        reads any; one who may change a project, that project's, when the
+        query names the project and its index (C{index=default} for the
+        default one), and only the fields an owner reads.
+
+        @raise Forbidden: anyone else, and a token.
+        """
+        shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
         audit_log = self._trail.log
         # What was recorded a moment ago is shown too.
         await audit_log.flush()
@@ -349,29 +362,25 @@ class AuditAdmin:
         except (StorageError, OSError) as e:
             log.error("Cannot read the audit log: {error}", error=str(e))
             raise storage_unavailable(e)
-        return send_json(request, {
-            "entries": [e.public() if shown is None
-                        else {k: v for k, v in e.public().items() if k in shown}
-                        for e in page.entries],
-            "next": page.next, "before": page.before})
+        return {"entries": [e.public() if shown is None
+                            else {k: v for k, v in e.public().items() if k in shown}
+                            for e in page.entries],
+                "next": page.next, "before": page.before}
 
-    async def _reader(self, request: IRequest) -> Identity:
+    def _may_read_all(self, identity: Identity, project: str, index: str) -> bool:
         """
-        Who may read the entries asked for: an admin, any; one who may
-        change a project, that project's, when the query names the project
-        and its index (C{index=default} for the default one) and only those.
+        True for an admin, False for whoever may change the C{project} of
+        C{index} named (they read an owner's fields).
 
         @raise Forbidden: anyone else, and a token.
         """
-        identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
         if self._access.is_admin(identity):
-            return identity
-        project, index = form_field(request, "project"), form_field(request, "index")
+            return True
         # (an index that does not exist, or hidden from them, is refused
         # alike: the answer never tells a hidden index apart)
         if identity.token is None and project and is_valid_name(project) \
                 and self._access.owns(identity, normalize(project), index):
-            return identity
+            return False
         if identity.token is not None:
             raise Forbidden("a token never acts as an admin: log in with a password")
         raise Forbidden(not_an_admin(identity.name))
@@ -385,6 +394,10 @@ class AuditAdmin:
         as text. It reads the whole log: an admin's question, not a probe's.
         """
         await self._access.admin(request, AUDIT_LOGIN)
+        return send_json(request, await self.check())
+
+    async def check(self) -> AuditCheck:
+        """What checking every chain of the log finds now (see L{verify})."""
         audit_log = self._trail.log
         await audit_log.flush()
         try:
@@ -392,7 +405,13 @@ class AuditAdmin:
         except (StorageError, OSError) as e:
             log.error("Cannot read the audit log: {error}", error=str(e))
             raise storage_unavailable(e)
-        return send_json(request, {"files": check.files, "entries": check.entries,
-                                   "intact": check.intact,
-                                   "broken": [str(b) for b in check.broken],
-                                   "notes": [str(n) for n in check.notes]})
+        return {"files": check.files, "entries": check.entries, "intact": check.intact,
+                "broken": [str(b) for b in check.broken], "notes": [str(n) for n in check.notes]}
+
+
+def audit_query(fields: Mapping[str, str | None]) -> Query:
+    """The query of the audit log C{fields} ask for (L{make_query}'s); 400 saying why not."""
+    try:
+        return make_query(**fields)
+    except AuditError as e:
+        raise BadRequest(str(e))

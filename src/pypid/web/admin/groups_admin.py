@@ -11,6 +11,7 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.core.formats.admin_answers import GroupsListing
 from pypid.web.identity.access import Access
 from pypid.web.server.routes import answer_errors, send_json
 
@@ -38,6 +39,10 @@ class GroupsAdmin:
         C{[groups]} does not define (a directory's or a provider's).
         """
         await self._access.admin(request, GROUPS_LOGIN)
+        return send_json(request, self.listing())
+
+    def listing(self) -> GroupsListing:
+        """The groups as configured now (see L{groups})."""
         model = self._access.model
         named = {principal.removeprefix("group:")
                  for rule in model.rules for principal, _ in rule.grants
@@ -46,7 +51,7 @@ class GroupsAdmin:
             named |= {principal.removeprefix("group:") for principal in grants.read | grants.upload
                       if principal.startswith("group:")}
         named |= set(model.admin_groups)
-        return send_json(request, {
+        return {
             "groups": {name: sorted(members) for name, members in sorted(model.groups.items())},
             "admins": sorted(model.admins), "admin_groups": sorted(model.admin_groups),
-            "outside_groups": sorted(named - set(model.groups))})
+            "outside_groups": sorted(named - set(model.groups))}

@@ -24,6 +24,7 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.core.formats.admin_answers import IndexesListing
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.security.advisories import AdvisoryPolicy
@@ -81,11 +82,13 @@ class IndexesAdmin:
     async def indexes(self, request: IRequest) -> bytes:
         """C{{"indexes": [...], "upstreams": [...]}}: see the module docstring."""
         await self._access.admin(request, INDEXES_LOGIN)
+        return send_json(request, self.listing())
+
+    def listing(self) -> IndexesListing:
+        """The indexes and the upstream caches as they run now."""
         running = self._indexes
-        indexes = [self._index(name, order) for name, order in running.orders.items()]
-        return send_json(request, {"indexes": indexes,
-                                   "upstreams": [source.report()
-                                                 for source in running.upstream_sources()]})
+        return {"indexes": [self._index(name, order) for name, order in running.orders.items()],
+                "upstreams": [source.report() for source in running.upstream_sources()]}
 
     def _index(self, name: str, order: Sequence[str]) -> dict[str, Any]:
         running = self._indexes

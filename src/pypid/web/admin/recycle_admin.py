@@ -10,12 +10,13 @@ by whoever may delete it (L{pypid.web.changes.publish.Publish.restore_file}).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.core.formats.admin_answers import BinListing, BinnedFile
 from pypid.core.indexes.model import format_upload_time
 from pypid.core.util.http_errors import NotFound
 from pypid.state.recycle_bin import RecycleBin
@@ -50,16 +51,18 @@ class RecycleAdmin:
     async def listed(self, request: IRequest) -> bytes:
         """An index's files in the recycle bin (see the module docstring)."""
         await self._access.admin(request, BIN_LOGIN)
-        name = form_field(request, "index") or "default"
+        return send_json(request, self.listing(form_field(request, "index") or "default"))
+
+    def listing(self, name: str) -> BinListing:
+        """The recycle bin of the hosted index C{name}, its first purged first; 404 without."""
         bin = self._indexes.bin(name)
         if bin is None:
             raise NotFound(f"index: no hosted index {name!r}")
-        files: list[dict[str, Any]] = []
+        files: list[BinnedFile] = []
         for record in bin.index.binned():
             when = record.binned or 0.0
             files.append({"filename": record.filename, "project": record.project,
                           "version": record.version, "size": record.size,
                           "sha256": record.sha256, "deleted": format_upload_time(when),
                           "purged": format_upload_time(when + bin.keep_for)})
-        return send_json(request, {"index": name, "keep_for": bin.keep_for,
-                                   "files": files})
+        return {"index": name, "keep_for": bin.keep_for, "files": files}

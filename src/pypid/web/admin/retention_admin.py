@@ -14,12 +14,14 @@ made now, whole), one C{retention} audit entry per file.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.core.formats.admin_answers import RetentionApplied, RetentionPlans
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
@@ -78,22 +80,35 @@ class RetentionAdmin:
     async def plans(self, request: IRequest) -> bytes:
         """Each index's plan (see the module docstring)."""
         await self._access.admin(request, RETENTION_LOGIN)
+        return send_json(request, self.plans_of(form_field(request, "index") or None))
+
+    def plans_of(self, name: str | None) -> RetentionPlans:
+        """The plan of the hosted index C{name} (L{None}: of each), made now."""
         plans: list[dict[str, Any]] = []
-        for name, cleanup in self._chosen(form_field(request, "index") or None).items():
+        for index, cleanup in self._chosen(name).items():
             try:
                 plan = cleanup.plan()
             except CountsNotRead:
-                raise _counts_not_read(name)
+                raise _counts_not_read(index)
             plans.append(dict(plan.to_json(), rules=cleanup.rules.to_json(),
                               recycle_bin=cleanup.bin.keep_for))
-        return send_json(request, {"indexes": plans})
+        return {"indexes": plans}
 
     @app.route("/api/retention/apply", methods=["POST"])
     async def apply(self, request: IRequest) -> bytes:
         """Apply one index's rules to the files given (see the module docstring)."""
-        async def work() -> bytes:
+        return send_json(request, await self.apply_as(request, lambda: apply_body(request)))
+
+    def apply_as(self, request: IRequest, asked: Callable[[], tuple[str, list[str] | None]],
+                 ) -> Awaitable[RetentionApplied]:
+        """
+        Apply the rules of the index C{asked()} names to the files it
+        lists (L{None}: the plan made now, whole), for the admin of
+        C{request}; each refusal audited, that of C{asked()} too.
+        """
+        async def work() -> RetentionApplied:
             identity = await self._access.admin(request, RETENTION_LOGIN)
-            name, files = _apply_body(request)
+            name, files = asked()
             cleanup = self._chosen(name)[name]
 
             def removed(record: Any, reason: str) -> None:
@@ -106,15 +121,14 @@ class RetentionAdmin:
                 raise _counts_not_read(name)
             except StorageError as e:
                 raise storage_unavailable(e)
-            return send_json(request, {
-                "index": name, "bytes": applied.size,
-                "removed": [{"filename": r.filename, "size": r.size, "reason": why}
-                            for r, why in applied.removed],
-                "skipped": [{"filename": f, "reason": why} for f, why in applied.skipped]})
-        return await self._audit.recorded(request, "retention", work())
+            return {"index": name, "bytes": applied.size,
+                    "removed": [{"filename": r.filename, "size": r.size, "reason": why}
+                                for r, why in applied.removed],
+                    "skipped": [{"filename": f, "reason": why} for f, why in applied.skipped]}
+        return self._audit.recorded(request, "retention", work())
 
 
-def _apply_body(request: IRequest) -> tuple[str, list[str] | None]:
+def apply_body(request: IRequest) -> tuple[str, list[str] | None]:
     """
     C{(index, files)} of an apply's JSON body, or of a urlencoded form's
     C{index} and C{files} fields (the console's: each file a field); 400

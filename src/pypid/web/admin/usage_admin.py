@@ -22,8 +22,10 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
+from pypid.core.formats.admin_answers import ProjectUsage
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import format_upload_time
 from pypid.core.records.usage import WINDOW_DAYS, date_of
@@ -103,15 +105,20 @@ class UsageAdmin:
                                    "files": files})
 
     async def _project(self, request: IRequest, project: str) -> bytes:
+        """One project's downloads (L{of_project}), for the person asking."""
+        identity = await self._access.person(request, USAGE_LOGIN,
+                                             "reads a project's downloads")
+        return send_json(request, self.of_project(
+            identity, form_field(request, "index") or "default", project,
+            _number(request, "days", 30, WINDOW_DAYS)))
+
+    def of_project(self, identity: Identity, name: str, project: str,
+                   days: int) -> ProjectUsage:
         """
         C{{"index", "project", "days", "first_day", "releases": {version:
         [downloads a day, oldest first]}}}: one project's downloads, for an
         admin or one who may change it (to others, as if it did not exist).
         """
-        identity = await self._access.person(request, USAGE_LOGIN,
-                                             "reads a project's downloads")
-        name = form_field(request, "index") or "default"
-        days = _number(request, "days", 30, WINDOW_DAYS)
         found = self._indexes.usage(name)
         normalized = normalize(project) if is_valid_name(project) else None
         hosted = found[0].project(normalized) if found is not None and normalized else None
@@ -125,9 +132,8 @@ class UsageAdmin:
         by_version: dict[str, list[str]] = {}
         for record in hosted.files.values():
             by_version.setdefault(record.version, []).append(record.filename)
-        return send_json(request, {
-            "index": name, "project": normalized, "days": days,
-            "first_day": date_of(today - days + 1),
-            "releases": {version: usage.book.daily(filenames, days, today)
-                         for version, filenames in sorted(
-                             by_version.items(), key=lambda item: version_key(item[0]))}})
+        return {"index": name, "project": normalized, "days": days,
+                "first_day": date_of(today - days + 1),
+                "releases": {version: usage.book.daily(filenames, days, today)
+                             for version, filenames in sorted(
+                                 by_version.items(), key=lambda item: version_key(item[0]))}}

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ from pypid.core.dists.names import (
     variant_release,
 )
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
+from pypid.core.formats.admin_answers import Promoted
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import index_section
@@ -145,16 +146,24 @@ class Promote:
         """
         # (the grant that decides is the target index's: _promote)
         identity = await self._access.gate_upload(request, needed=PROMOTE_LOGIN, index=None)
+        return send_json(request, await self.promote_as(
+            request, identity, lambda: _asked(request), _asked_quietly(request)))
 
-        async def work() -> bytes:
-            return await self._promote(request, identity, _asked(request))
-        asked = _asked_quietly(request)
+    def promote_as(self, request: IRequest, identity: Identity,
+                   asked: Callable[[], PromoteRequest],
+                   named: Mapping[str, object]) -> Awaitable[Promoted]:
+        """
+        Promote the release C{asked()} names, for C{identity} (who logged
+        in on C{request}); each refusal audited with what C{named} says,
+        that of C{asked()} too.
+        """
         known = self._registry.orders
-        return await self._audit.recorded(
-            request, "promote", work(), identity=identity,
-            index=_entry_index(asked.get("to"), known),
-            target=asked.get("from") if asked.get("from") in known else None,
-            project=asked.get("project"), version=asked.get("version"))
+        source = named.get("from")
+        return self._audit.recorded(
+            request, "promote", self._promote(request, identity, asked), identity=identity,
+            index=_entry_index(named.get("to"), known),
+            target=source if isinstance(source, str) and source in known else None,
+            project=_text(named.get("project")), version=_text(named.get("version")))
 
     def targets(self, identity: Identity, source: str) -> list[str]:
         """
@@ -167,7 +176,8 @@ class Promote:
                 and self._sees(identity, name) and self._access.may_upload_to(identity, name)]
 
     async def _promote(self, request: IRequest, identity: Identity,
-                       asked: PromoteRequest) -> bytes:
+                       ask: Callable[[], PromoteRequest]) -> Promoted:
+        asked = ask()
         source_name, target_name = asked.source, asked.target
         for field, name in (("from", source_name), ("to", target_name)):
             if name not in self._registry.orders or not self._sees(identity, name):
@@ -209,9 +219,8 @@ class Promote:
             [(target.locks, key) for key in variants]
             + [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
             source, target, project, version, frozenset(keys), asked.allow_denied)
-        return send_json(request, {
-            "from": source_name, "to": target_name, "project": project, "version": version,
-            "promoted": promoted, "skipped": skipped})
+        return {"from": source_name, "to": target_name, "project": project, "version": version,
+                "promoted": promoted, "skipped": skipped}
 
     async def _promote_locked(self, request: IRequest, identity: Identity,
                               source: HostedStack, target: HostedStack, project: str,
@@ -496,12 +505,14 @@ def _body(request: IRequest) -> bytes:
 
 
 def _form(request: IRequest) -> dict[str, Any]:
-    """A form's fields of a promotion, as its JSON would name them (C{allow_denied} a truth)."""
-    data: dict[str, Any] = {}
-    for field in FIELDS:
-        values = request.args.get(field.encode("ascii"))
-        if values:
-            data[field] = values[0].decode("utf-8", "replace")
+    """A form's fields of a promotion, as its JSON would name them (L{form_fields})."""
+    return form_fields({field: values[0].decode("utf-8", "replace")
+                        for field in FIELDS
+                        if (values := request.args.get(field.encode("ascii")))})
+
+
+def form_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A promotion's form fields, C{allow_denied} made a truth as JSON's would be."""
     if "allow_denied" in data:
         # (as JSON's true or false: anything else is refused by _asked)
         data["allow_denied"] = {"true": True, "false": False}.get(
@@ -526,20 +537,26 @@ def _asked_quietly(request: IRequest) -> dict[str, Any]:
 def _asked(request: IRequest) -> PromoteRequest:
     """
     The promotion the JSON body asks for (or a urlencoded form's fields of
-    the same names: the console's form).
+    the same names).
 
     @raise HTTPError: 413 for a body too large, 400 naming the field that is wrong.
     """
-    shape = 'expected a JSON object: {"from": ..., "to": ..., "project": ..., "version": ...}'
     if is_form(request):
-        data = _form(request)
-    else:
-        try:
-            data = json.loads(_body(request))
-        except (ValueError, RecursionError):
-            raise BadRequest(shape)
+        return promote_request(_form(request))
+    try:
+        return promote_request(json.loads(_body(request)))
+    except (ValueError, RecursionError):
+        raise BadRequest(SHAPE)
+
+
+#: What a body that is not a promotion's object is told.
+SHAPE = 'expected a JSON object: {"from": ..., "to": ..., "project": ..., "version": ...}'
+
+
+def promote_request(data: object) -> PromoteRequest:
+    """The promotion C{data}, a JSON value or a form's fields, asks for; 400 naming the field."""
     if not isinstance(data, dict):
-        raise BadRequest(shape)
+        raise BadRequest(SHAPE)
     values = {}
     for field in ("from", "to", "project", "version"):
         value = data.get(field)
@@ -560,3 +577,8 @@ def _asked(request: IRequest) -> PromoteRequest:
         raise BadRequest(f"version: {values['version']!r} is not a valid version")
     return PromoteRequest(values["from"], values["to"], values["project"], version,
                           allow_denied)
+
+
+def _text(value: object) -> str | None:
+    """A short text of a request, for a refusal's audit entry; L{None} for anything else."""
+    return value if isinstance(value, str) and len(value) <= 200 else None

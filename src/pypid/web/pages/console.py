@@ -19,9 +19,8 @@ sends one, and a browser without a session is sent to the login form.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -34,28 +33,31 @@ from pypid.core.access.sessions import Session
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats import charts, console_pages, pages
+from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.model import FileRecord
 from pypid.core.records.audit_chain import REFUSED
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFound, Unauthorized
-from pypid.web.admin.advisory_admin import AdvisoryAdmin
-from pypid.web.admin.audit_trail import AuditAdmin, AuditTrail
-from pypid.web.admin.groups_admin import GroupsAdmin
-from pypid.web.admin.indexes_admin import IndexesAdmin
-from pypid.web.admin.recycle_admin import RecycleAdmin
-from pypid.web.admin.retention_admin import RetentionAdmin
+from pypid.web.admin.advisory_admin import ADVISORIES_LOGIN, AdvisoryAdmin
+from pypid.web.admin.audit_trail import AuditAdmin, AuditTrail, audit_query
+from pypid.web.admin.groups_admin import GROUPS_LOGIN, GroupsAdmin
+from pypid.web.admin.indexes_admin import INDEXES_LOGIN, IndexesAdmin
+from pypid.web.admin.recycle_admin import BIN_LOGIN, RecycleAdmin
+from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, apply_body
 from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.admin.usage_admin import UsageAdmin
-from pypid.web.changes.promote import Promote
+from pypid.web.changes.promote import Promote, form_fields, promote_request
 from pypid.web.changes.publish import Publish
 from pypid.web.identity.access import Access, not_an_admin
 from pypid.web.pages.browser_login import HOST, body_fields, no_store, send_html
 from pypid.web.pages.people import people_headers
-from pypid.web.server.routes import answer_errors, is_form
+from pypid.web.server.routes import answer_errors, form_field, is_form
 from pypid.web.serving.index_root import ServedIndex
 from pypid.web.serving.respond import see_other, send_error
 
 log = Logger()
+
+_A = TypeVar("_A")
 
 #: What a console request with credentials is told.
 SESSION_ONLY = ("the console works in a browser session: log in through the login page, "
@@ -176,7 +178,7 @@ class Console:
         if retention is None:
             return send_error(request, NotFound("no such page"))
         try:
-            applied = json.loads(await retention.apply(request))
+            applied = await retention.apply_as(request, lambda: apply_body(request))
         except HTTPError as e:
             return await self._retention_page(request, session, e.code, error=e.detail)
         return await self._retention_page(request, session, 200, applied=applied)
@@ -186,11 +188,11 @@ class Console:
         retention = self._retention
         if retention is None:
             return send_error(request, NotFound("no such page"))
-        # (the plans as the API makes them now: for every index, not the
-        # index a form named)
-        request.args.pop(b"index", None)
         try:
-            plans = json.loads(await retention.plans(request))["indexes"]
+            await self._access.admin(request, RETENTION_LOGIN)
+            # (the plans as the API makes them now: for every index, not the
+            # index a form named)
+            plans = retention.plans_of(None)["indexes"]
         except HTTPError as e:
             return send_error(request, e)
         identity = await self._access.person(request)
@@ -205,7 +207,8 @@ class Console:
         """What the advisories do to each index (C{GET /api/advisories}'s), or a dry run."""
         area = self._advisories
         return self._read_page(
-            request, area.check if area is not None else None,
+            request, ADVISORIES_LOGIN, None if area is None else lambda: area.report(
+                shown_field(request, "index") or None, shown_field(request, "mode")),
             lambda chrome, person, session, report: console_pages.advisories_page(
                 chrome, person, report, root=root_of(request),
                 mode=shown_field(request, "mode")))
@@ -217,7 +220,8 @@ class Console:
         """An index's files in the recycle bin (C{GET /api/recycle-bin}'s), each restorable."""
         area = self._recycle
         return self._read_page(
-            request, area.listed if area is not None else None,
+            request, BIN_LOGIN, None if area is None else lambda: area.listing(
+                shown_field(request, "index") or "default"),
             lambda chrome, person, session, listed: console_pages.recycle_bin_page(
                 chrome, person, session.csrf, listed, root=root_of(request)))
 
@@ -226,7 +230,7 @@ class Console:
         """Who is in which group, as configured (C{GET /api/groups}'s)."""
         area = self._groups
         return self._read_page(
-            request, area.groups if area is not None else None,
+            request, GROUPS_LOGIN, None if area is None else area.listing,
             lambda chrome, person, session, groups: console_pages.groups_page(
                 chrome, person, groups, root=root_of(request)))
 
@@ -235,24 +239,25 @@ class Console:
         """The indexes and the upstream caches (C{GET /api/indexes}'s)."""
         area = self._indexes
         return self._read_page(
-            request, area.indexes if area is not None else None,
+            request, INDEXES_LOGIN, None if area is None else area.listing,
             lambda chrome, person, session, found: console_pages.indexes_page(
                 chrome, person, found, root=root_of(request)))
 
-    async def _read_page(self, request: IRequest,
-                         route: Callable[[IRequest], Awaitable[bytes]] | None,
-                         draw: Callable[[pages.Chrome, str, Session, Any], bytes]) -> bytes:
+    async def _read_page(self, request: IRequest, login: str, read: Callable[[], _A] | None,
+                         draw: Callable[[pages.Chrome, str, Session, _A], bytes]) -> bytes:
         """
-        A page of what an API's read C{route} answers (its own code, its
-        refusals): C{draw(chrome, person, session, answer)}; 404 without it.
+        A page, for an admin, of what an API's C{read} answers (its own
+        code, its refusals; C{login}: what it tells a request without
+        credentials): C{draw(chrome, person, session, answer)}; 404 without it.
         """
         session = self._session(request)
         if isinstance(session, bytes):
             return session
-        if route is None:
+        if read is None:
             return send_error(request, NotFound("no such page"))
         try:
-            answer = json.loads(await route(request))
+            await self._access.admin(request, login)
+            answer = read()
         except HTTPError as e:
             return send_error(request, e)
         identity = await self._access.person(request)
@@ -278,15 +283,15 @@ class Console:
         if not self._access.is_admin(identity):
             # (a project's owner reads its trail on its page: this one is the admins')
             return send_error(request, Forbidden(not_an_admin(identity.name)))
+        filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
         try:
-            check = (json.loads(await admin.verify(request))
-                     if shown_field(request, "verify") else None)
-            page = json.loads(await admin.audit(request))
+            check = await admin.check() if shown_field(request, "verify") else None
+            page = await admin.entries(identity, audit_query({
+                name: form_field(request, name) or None
+                for name in ("since", "before", "limit", *filters)}), "", "")
         except HTTPError as e:
             return send_error(request, e)
-        identity = await self._access.person(request)
         chrome = attrs.evolve(self._chrome, person=identity.name)
-        filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
         return send_html(request, 200, console_pages.audit_page(
             chrome, identity.name, page, filters, root=root_of(request), check=check))
 
@@ -366,10 +371,13 @@ class Console:
         session, name = found
         # (the page's index and project are what the promotion is from and
         # of: never fields of the form, which the page does not send)
-        request.args[b"from"] = [_index_name(request).encode("ascii")]
-        request.args[b"project"] = [name.encode("ascii")]
+        fields = form_fields({field: value for field in ("to", "version", "allow_denied")
+                              if (value := shown_field(request, field))})
+        fields.update({"from": _index_name(request), "project": name})
         try:
-            answer = json.loads(await promote.promote(request))
+            identity = await self._access.person(request)
+            answer = await promote.promote_as(request, identity,
+                                              lambda: promote_request(fields), fields)
         except HTTPError as e:
             code, message = e.code, e.detail
         else:
@@ -403,11 +411,14 @@ class Console:
             return found
         assert area is not None
         session, name = found
+        fields = {field: value for field in ("advisory", "version", "reason")
+                  if (value := form_field(request, field))}
         # (the page's index and project: never fields of the form)
-        request.args[b"index"] = [_index_name(request).encode("ascii")]
-        request.args[b"project"] = [name.encode("ascii")]
-        route = area.unwaive if remove else area.waive
-        return await self._then_project(request, session, name, lambda: route(request))
+        fields.update(index=_index_name(request), project=name)
+        if remove:
+            fields.pop("reason", None)
+        return await self._then_project(request, session, name, lambda: (
+            area.unwaive_as(request, fields) if remove else area.waive_as(request, lambda: fields)))
 
     async def _project_form(self, request: IRequest, project: str, event: str,
                             area: object) -> tuple[Session, str] | bytes:
@@ -431,7 +442,7 @@ class Console:
         return session, found[0]
 
     async def _then_project(self, request: IRequest, session: Session, project: str,
-                            change: Callable[[], Awaitable[bytes]]) -> bytes:
+                            change: Callable[[], Awaitable[object]]) -> bytes:
         """Make C{change}, then 303 back to the project's page; its refusal on the page."""
         try:
             await change()
@@ -476,9 +487,9 @@ class Console:
         index = publish.index
         targets = (self._promote.targets(identity, _index_name(request))
                    if self._promote is not None else [])
-        chart = await self._chart(request, name)
-        trail = await self._trail(request, name)
-        advisories = await self._advisories_of(request, name)
+        chart = self._chart(request, identity, name)
+        trail = await self._trail(request, identity, name)
+        advisories = self._advisories_of(request, identity, name)
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -495,66 +506,59 @@ class Console:
             root=root_of(request), error=error, notice=notice, targets=targets,
             chart=chart, trail=trail, advisories=advisories))
 
-    async def _advisories_of(self, request: IRequest, name: str) -> dict[str, Any] | None:
+    def _advisories_of(self, request: IRequest, identity: Identity,
+                       name: str) -> ProjectAdvisories | None:
         """
         The advisories affecting the project's releases in its index and
-        the waivers kept, from C{GET /api/advisories/project/<p>}'s own
-        code; L{None} when they cannot be read now.
+        the waivers kept (C{GET /api/advisories/project/<p>}'s); L{None}
+        when they cannot be read now.
         """
         area = self._advisories
         if area is None:
             return None
         try:
-            answer: dict[str, Any] = json.loads(await area.project(request, name))
+            return area.of_project(identity, _index_name(request), name)
         except HTTPError:
             return None
-        return answer
 
-    async def _trail(self, request: IRequest, name: str) -> list[dict[str, Any]] | None:
+    async def _trail(self, request: IRequest, identity: Identity,
+                     name: str) -> list[dict[str, Any]] | None:
         """
-        The project's newest audit entries in its index, from C{GET
-        /api/audit}'s own code (whoever may change the project reads them);
-        L{None} when they cannot be read now.
+        The project's newest audit entries in its index (C{GET
+        /api/audit}'s: whoever may change the project reads them); L{None}
+        when they cannot be read now.
         """
         admin = self._audit_admin
         if admin is None:
             return None
-        saved = dict(request.args)
-        query = {b"project": [name.encode("ascii")],
-                 b"index": [_index_name(request).encode("ascii")], b"limit": [b"20"]}
+        index = _index_name(request)
+        query: dict[str, str | None] = {"project": name, "index": index, "limit": "20"}
         entries: list[dict[str, Any]] = []
         try:
             # (one read covers the log's newest days that have entries: older
             # pages until 20 entries, a few reads at most)
             for _ in range(TRAIL_READS):
-                request.args = dict(query)
-                page = json.loads(await admin.audit(request))
+                page = await admin.entries(identity, audit_query(query), name, index)
                 entries = page["entries"] + entries
                 if len(entries) >= 20 or not page["before"]:
                     break
-                query[b"before"] = [page["before"].encode("ascii")]
+                query["before"] = page["before"]
             return entries[-20:]
         except HTTPError:
             return None
-        finally:
-            request.args = saved
 
-    async def _chart(self, request: IRequest, name: str) -> str | None:
+    def _chart(self, request: IRequest, identity: Identity, name: str) -> str | None:
         """
-        The project's downloads chart, from C{GET /api/usage?project=}'s own
-        code; L{None} when its index counts no downloads.
+        The project's downloads chart (C{GET /api/usage?project=}'s
+        numbers); L{None} when its index counts no downloads.
         """
         usage = self._usage
         if usage is None:
             return None
-        request.args[b"project"] = [name.encode("ascii")]
-        request.args[b"days"] = [b"30"]
         try:
-            data = json.loads(await usage.ranked(request))
+            data = usage.of_project(identity, _index_name(request), name, 30)
         except HTTPError:
             return None
-        finally:
-            del request.args[b"project"], request.args[b"days"]
         releases = data["releases"]
         newest = sorted(releases, key=version_key, reverse=True)
         return charts.downloads_chart(releases, data["first_day"], newest)
