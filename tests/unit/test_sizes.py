@@ -35,7 +35,6 @@ DOCSTRING_LINES = 30
 
 _NOT_SPLIT = "not split yet"
 _NOT_TRIMMED = "not trimmed yet"
-_NOT_REWORDED = "not reworded yet"
 
 #: A reference to a tracker issue: C{issue 26}, C{issues 26}, C{issue #26}.
 TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
@@ -61,11 +60,9 @@ OVER = {
     ("module", "pypid/advisories/feed.py"): (708, _NOT_SPLIT),
     ("module", "pypid/core/security/advisories.py"): (690, _NOT_SPLIT),
     ("module", "pypid/web/identity/access.py"): (670, _NOT_SPLIT),
-    ("module", "pypid/web/pages/console.py"): (661, _NOT_SPLIT),
     ("module", "pypid/bundle/ingest.py"): (639, _NOT_SPLIT),
     ("module", "pypid/web/serving/upstream_pages.py"): (615, _NOT_SPLIT),
     ("module", "pypid/upstream/cache.py"): (611, _NOT_SPLIT),
-    ("class", "pypid/web/pages/console.py:Console"): (568, _NOT_SPLIT),
     ("class", "pypid/core/indexes/index.py:Index"): (442, _NOT_SPLIT),
     ("class", "pypid/advisories/feed.py:AdvisoryFeed"): (428, _NOT_SPLIT),
     ("class", "pypid/storage/memory.py:MemoryStorage"): (410, _NOT_SPLIT),
@@ -112,14 +109,10 @@ LONG_DOCSTRINGS = {
     "pypid/core/formats/namespace_api.py": (34, _NOT_TRIMMED),
     "pypid/export/plan.py": (34, _NOT_TRIMMED),
     "pypid/upstream/parser.py": (33, _NOT_TRIMMED),
-    "pypid/web/app.py": (34, _NOT_TRIMMED),
 }
 
 #: Files that still name tracker issues: C{path -> (ceiling of references, reason)}.
-TRACKER_REFERENCES = {
-    "pypid/web/app.py": (3, _NOT_REWORDED),
-    "pypid/web/server/site.py": (1, _NOT_REWORDED),
-}
+TRACKER_REFERENCES: dict[str, tuple[int, str]] = {}
 
 
 def _modules():

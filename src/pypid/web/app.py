@@ -7,28 +7,17 @@ L{pypid.web.pages.people.AssetsResource} C{/static/...} are; every other path
 goes to the areas, the default index's (its pages for people: C{GET /},
 C{/search}, C{/api/search}, C{/login}; its uploads and changes:
 C{POST /}, C{/legacy/}, C{/api/files/...}, C{/api/projects/...}; its
-legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}):
+legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}): the admin API's areas (C{/api/...}, L{pypid.web.admin}), the console's
+(C{/console/...}, L{pypid.web.pages}), C{/health} and C{/metrics}.
 
-  - L{pypid.web.admin.token_admin.TokenAdmin}: C{/api/tokens};
-  - L{pypid.web.admin.cache_admin.CacheAdmin}: C{/requirements.txt},
-    C{/api/upstream/...};
-  - L{pypid.web.server.health.Health}: C{/health};
-  - L{pypid.web.admin.exposition.Metrics}: C{/metrics};
-  - L{pypid.web.admin.audit_trail.AuditAdmin}: C{/api/audit};
-  - L{pypid.web.identity.token_exchange.TrustedPublishingArea}: C{/api/oidc/...} (trusted
-    publishing's token exchange).
-
-Every index, the default included, is served by the same classes
-(issue 41): its L{pypid.web.serving.index_root.IndexMaterials} (its view, its hosted
-sources, its upstreams) make a L{pypid.web.serving.index_root.ServedIndex} (its
-simple pages, files, project pages and areas), mounted at C{/} for the
-default index and under C{/NAME/} for a named one
-(L{pypid.web.serving.index_root.IndexRoot}). The default's areas join the site's
-own at C{/}; its read paths keep the plain-resource fast path
-(L{pypid.web.serving.index_root.IndexPath}). Each index acts on its security
-advisories by its own policy (its view's), and one
-L{pypid.web.serving.denied_files.DeniedDownloads} refuses, counts and audits the
-denied downloads of all.
+Every index, the default included, is served by the same classes, so a
+rule added to one is never missing from another: its
+L{pypid.web.serving.index_root.IndexMaterials} (its view, its hosted
+sources, its upstreams) make a L{pypid.web.serving.index_root.ServedIndex},
+mounted at C{/} for the default index and under C{/NAME/} for a named
+one. Each index acts on its security advisories by its own policy, and
+one L{pypid.web.serving.denied_files.DeniedDownloads} refuses, counts and
+audits the denied downloads of all.
 
 Which area owns which path is read from the areas' routes
 (L{pypid.web.server.areas}).
@@ -83,6 +72,9 @@ from pypid.web.identity.access import Access
 from pypid.web.identity.token_exchange import TrustedPublishingArea
 from pypid.web.pages.browser_login import BrowserLogin
 from pypid.web.pages.console import Console
+from pypid.web.pages.console_admin import ConsoleAdmin
+from pypid.web.pages.console_gate import ConsoleGate
+from pypid.web.pages.console_project import ConsoleProject
 from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas
@@ -103,7 +95,8 @@ from pypid.web.serving.simple import RootResource
 from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 
 if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: issue 14)
+    # (the upstream's modules load only when [upstream] is configured: a start without
+    # one stays quick)
     from pypid.upstream.proxy import UpstreamProxy
 
 
@@ -124,7 +117,9 @@ class PypidApp:
     @ivar recycle: the L{pypid.web.admin.recycle_admin.RecycleAdmin}, with the registry.
     @ivar retention: the L{pypid.web.admin.retention_admin.RetentionAdmin}, with the registry.
     @ivar login: the L{pypid.web.pages.browser_login.BrowserLogin} (C{/login}, C{/logout}).
-    @ivar console: the L{pypid.web.pages.console.Console} (C{/console/...}).
+    @ivar console: the L{pypid.web.pages.console.Console} (C{/console/}, its tokens).
+    @ivar console_admin: the L{pypid.web.pages.console_admin.ConsoleAdmin}.
+    @ivar console_project: the L{pypid.web.pages.console_project.ConsoleProject}.
     @ivar groups: the L{pypid.web.admin.groups_admin.GroupsAdmin} (C{/api/groups}).
     @ivar indexes: the L{pypid.web.admin.indexes_admin.IndexesAdmin}, with the registry.
     """
@@ -142,6 +137,8 @@ class PypidApp:
     retention: RetentionAdmin | None = None
     login: BrowserLogin | None = None
     console: Console | None = None
+    console_admin: ConsoleAdmin | None = None
+    console_project: ConsoleProject | None = None
     groups: GroupsAdmin | None = None
     indexes: IndexesAdmin | None = None
 
@@ -301,6 +298,7 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
     advisories = (AdvisoryAdmin(access, registry, audit=audit, clock=clock)
                   if registry is not None else None)
     groups = GroupsAdmin(access)
+    gate = ConsoleGate(access, chrome, audit)
     indexes = IndexesAdmin(access, registry) if registry is not None else None
     return PypidApp(
         tokens=tokens,
@@ -316,8 +314,10 @@ def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail
         recycle=recycle,
         retention=retention,
         login=BrowserLogin(access, audit, chrome, sso),
-        console=Console(access, tokens, chrome, audit, served, promote, retention, audit_admin,
-                        usage, recycle, advisories, groups, indexes),
+        console=Console(gate, tokens),
+        console_admin=ConsoleAdmin(gate, retention, audit_admin, recycle, advisories, groups,
+                                   indexes),
+        console_project=ConsoleProject(gate, served, promote, audit_admin, usage, advisories),
         groups=groups,
         indexes=indexes,
     )
@@ -405,7 +405,8 @@ class IndexServer:
         publish = self._publish(materials)
         areas: list[Area] = [people, publish or ReadOnlyPublish(materials.name, self._access)]
         if materials.sources or materials.upstreams:
-            # (hosted releases, and those its upstreams list: issue 46)
+            # (hosted releases, and those its upstreams list: a client of the legacy
+            # JSON finds what pip would)
             areas.append(self._legacy(materials, prefix))
         return ServedIndex(
             name,

@@ -1,7 +1,7 @@
 """
 One resource over several small Klein apps (the I{areas}): each request
 goes, whole path untouched, to the area whose routes start with its first
-segment (under C{/api/}, its first two). The site's root uses it for its
+segment (under C{/api/} and C{/console/}, its first two). The site's root uses it for its
 areas and the default index's, C{/NAME/} for a named index's.
 
 Each area's routes are written with their whole paths, so a route reads as
@@ -38,12 +38,15 @@ class Area(Protocol):
 #: Where an area's routes are found: C{{segment or method of /: Klein resource}}.
 _Table = dict[bytes, IResource]
 
+#: The first segments whose areas are told apart by the second.
+SPLIT = frozenset({b"api", b"console"})
+
 
 class Areas(Resource):
     """
     Hands each request, whole path untouched, to the Klein resource of the
     area whose routes start with the request's first segment (under
-    C{/api/}, its first two); C{/} itself goes by its method.
+    one of L{SPLIT}, its first two); C{/} itself goes by its method.
 
     Which area owns which segments is read from the areas' own routes when
     the tree is built, so that each path is written once, in its route; a
@@ -51,7 +54,8 @@ class Areas(Resource):
 
     @ivar _root: C{{method: resource}} of the routes of C{/}.
     @ivar _first: C{{first segment: resource}} of the other routes.
-    @ivar _api: C{{second segment: resource}} of the routes under C{/api/}.
+    @ivar _second: C{{first segment: {second segment: resource}}} of the
+        routes under each of L{SPLIT}.
     @ivar _root_methods: the methods C{/} takes, for a 405's C{Allow}.
     """
 
@@ -68,7 +72,7 @@ class Areas(Resource):
         Resource.__init__(self)
         self._root: _Table = {}
         self._first: _Table = {}
-        self._api: _Table = {}
+        self._second: dict[bytes, _Table] = {first: {} for first in SPLIT}
         for area in areas:
             resource = area.app.resource()
             for rule in area.app.url_map.iter_rules():
@@ -87,8 +91,8 @@ class Areas(Resource):
             # (every route of / names its methods)
             methods: set[str] = rule.methods  # type: ignore[assignment]
             return [(self._root, method.encode("ascii")) for method in methods]
-        if segments[0] == b"api" and len(segments) > 1:
-            return [(self._api, segments[1])]
+        if segments[0] in SPLIT and len(segments) > 1:
+            return [(self._second[segments[0]], segments[1])]
         return [(self._first, segments[0])]
 
     def render(self, request: Request) -> Rendered:
@@ -99,8 +103,8 @@ class Areas(Resource):
             area = self._root.get(request.method)
             if area is None:
                 return send_error(request, wrong_method_error(request, self._root_methods))
-        elif first == b"api" and len(segments) > 1:
-            area = self._api.get(segments[1])
+        elif first in SPLIT and len(segments) > 1:
+            area = self._second[first].get(segments[1])
         else:
             area = self._first.get(first)
         if area is None:

@@ -153,7 +153,7 @@ class PypidRequest(server.Request):
             return self._answer_early(length, 400, "path: not valid UTF-8")
         # A change a browser sent on behalf of another site (a form on a
         # foreign page, with the credentials the browser keeps for this
-        # one) is refused before its body: issue 31.
+        # one) is refused before its body, which is never read.
         # (a GET, a page or a file, reads no header for it: the hot path)
         if command not in SAFE_METHODS:
             headers = self.requestHeaders

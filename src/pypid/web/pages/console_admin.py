@@ -1,0 +1,196 @@
+"""
+The console's pages for admins: retention, the advisories, the recycle
+bin, the groups, the indexes and the audit log. Each draws what its API
+area answers (the area's typed question: C{listing}, C{report},
+C{plans_of}, C{entries}) and acts through the area's own change, after
+the same admin check the API makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.core.access.sessions import Session
+from pypid.core.formats import console_pages, pages
+from pypid.core.util.http_errors import Forbidden, HTTPError, NotFound
+from pypid.web.admin.advisory_admin import ADVISORIES_LOGIN, AdvisoryAdmin
+from pypid.web.admin.audit_trail import AuditAdmin, audit_query
+from pypid.web.admin.groups_admin import GROUPS_LOGIN, GroupsAdmin
+from pypid.web.admin.indexes_admin import INDEXES_LOGIN, IndexesAdmin
+from pypid.web.admin.recycle_admin import BIN_LOGIN, RecycleAdmin
+from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, apply_body
+from pypid.web.identity.access import not_an_admin
+from pypid.web.pages.browser_login import send_html
+from pypid.web.pages.console_gate import ConsoleGate, root_of, shown_field
+from pypid.web.server.routes import answer_errors, form_field
+from pypid.web.serving.respond import send_error
+
+_A = TypeVar("_A")
+
+
+@attrs.define(slots=False)
+class ConsoleAdmin:
+    """
+    The admins' pages of the console (each area L{None} without a registry:
+    its page answers 404).
+
+    @ivar _gate: the session, CSRF and chrome of every console page.
+    @ivar _retention: the retention rules (the retention page).
+    @ivar _audit_admin: the audit log (the audit page).
+    @ivar _recycle: the recycle bins (the recycle bin's page).
+    @ivar _advisories: what the advisories do (the advisories' page).
+    @ivar _groups: the groups (the groups' page).
+    @ivar _indexes: the indexes (the indexes' page).
+    """
+
+    _gate: ConsoleGate
+    _retention: RetentionAdmin | None = None
+    _audit_admin: AuditAdmin | None = None
+    _recycle: RecycleAdmin | None = None
+    _advisories: AdvisoryAdmin | None = None
+    _groups: GroupsAdmin | None = None
+    _indexes: IndexesAdmin | None = None
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/console/retention", methods=["GET", "HEAD"])
+    async def retention(self, request: IRequest) -> bytes:
+        """Each hosted index's retention plan (C{GET /api/retention}'s), with Apply buttons."""
+        session = self._gate.session(request)
+        if isinstance(session, bytes):
+            return session
+        return await self._retention_page(request, session, 200)
+
+    @app.route("/console/retention/apply", methods=["POST"])
+    async def apply_retention(self, request: IRequest) -> bytes:
+        """Apply one index's plan as shown: C{POST /api/retention/apply}'s path."""
+        session = self._gate.form_session(request, "retention")
+        if isinstance(session, bytes):
+            return session
+        retention = self._retention
+        if retention is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            applied = await retention.apply_as(request, lambda: apply_body(request))
+        except HTTPError as e:
+            return await self._retention_page(request, session, e.code, error=e.detail)
+        return await self._retention_page(request, session, 200, applied=applied)
+
+    async def _retention_page(self, request: IRequest, session: Session, code: int,
+                              **shown: Any) -> bytes:
+        retention = self._retention
+        if retention is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            await self._gate.access.admin(request, RETENTION_LOGIN)
+            # (the plans as the API makes them now: for every index, not the
+            # index a form named)
+            plans = retention.plans_of(None)["indexes"]
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._gate.access.person(request)
+        chrome = self._gate.chrome_of(identity)
+        return send_html(request, code, console_pages.retention_page(
+            chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
+
+    # -- the advisories (admins) --------------------------------------------------------------
+
+    @app.route("/console/advisories", methods=["GET", "HEAD"])
+    def advisories(self, request: IRequest) -> Awaitable[bytes]:
+        """What the advisories do to each index (C{GET /api/advisories}'s), or a dry run."""
+        area = self._advisories
+        return self._read_page(
+            request, ADVISORIES_LOGIN, None if area is None else lambda: area.report(
+                shown_field(request, "index") or None, shown_field(request, "mode")),
+            lambda chrome, person, session, report: console_pages.advisories_page(
+                chrome, person, report, root=root_of(request),
+                mode=shown_field(request, "mode")))
+
+    # -- the recycle bin (admins) -------------------------------------------------------------
+
+    @app.route("/console/recycle-bin", methods=["GET", "HEAD"])
+    def recycle_bin(self, request: IRequest) -> Awaitable[bytes]:
+        """An index's files in the recycle bin (C{GET /api/recycle-bin}'s), each restorable."""
+        area = self._recycle
+        return self._read_page(
+            request, BIN_LOGIN, None if area is None else lambda: area.listing(
+                shown_field(request, "index") or "default"),
+            lambda chrome, person, session, listed: console_pages.recycle_bin_page(
+                chrome, person, session.csrf, listed, root=root_of(request)))
+
+    @app.route("/console/groups", methods=["GET", "HEAD"])
+    def groups(self, request: IRequest) -> Awaitable[bytes]:
+        """Who is in which group, as configured (C{GET /api/groups}'s)."""
+        area = self._groups
+        return self._read_page(
+            request, GROUPS_LOGIN, None if area is None else area.listing,
+            lambda chrome, person, session, groups: console_pages.groups_page(
+                chrome, person, groups, root=root_of(request)))
+
+    @app.route("/console/indexes", methods=["GET", "HEAD"])
+    def indexes(self, request: IRequest) -> Awaitable[bytes]:
+        """The indexes and the upstream caches (C{GET /api/indexes}'s)."""
+        area = self._indexes
+        return self._read_page(
+            request, INDEXES_LOGIN, None if area is None else area.listing,
+            lambda chrome, person, session, found: console_pages.indexes_page(
+                chrome, person, found, root=root_of(request)))
+
+    async def _read_page(self, request: IRequest, login: str, read: Callable[[], _A] | None,
+                         draw: Callable[[pages.Chrome, str, Session, _A], bytes]) -> bytes:
+        """
+        A page, for an admin, of what an API's C{read} answers (its own
+        code, its refusals; C{login}: what it tells a request without
+        credentials): C{draw(chrome, person, session, answer)}; 404 without it.
+        """
+        session = self._gate.session(request)
+        if isinstance(session, bytes):
+            return session
+        if read is None:
+            return send_error(request, NotFound("no such page"))
+        try:
+            await self._gate.access.admin(request, login)
+            answer = read()
+        except HTTPError as e:
+            return send_error(request, e)
+        identity = await self._gate.access.person(request)
+        chrome = self._gate.chrome_of(identity)
+        return send_html(request, 200, draw(chrome, identity.name, session, answer))
+
+    # -- the audit log (admins) ---------------------------------------------------------------
+
+    @app.route("/console/audit", methods=["GET", "HEAD"])
+    async def audit(self, request: IRequest) -> bytes:
+        """
+        The audit log's entries (C{GET /api/audit}'s, with its filters and
+        pages), and with C{verify=1} what checking its chains found (C{GET
+        /api/audit/verify}'s).
+        """
+        session = self._gate.session(request)
+        if isinstance(session, bytes):
+            return session
+        admin = self._audit_admin
+        if admin is None:
+            return send_error(request, NotFound("no such page"))
+        identity = await self._gate.access.person(request)
+        if not self._gate.access.is_admin(identity):
+            # (a project's owner reads its trail on its page: this one is the admins')
+            return send_error(request, Forbidden(not_an_admin(identity.name)))
+        filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
+        try:
+            check = await admin.check() if shown_field(request, "verify") else None
+            page = await admin.entries(identity, audit_query({
+                name: form_field(request, name) or None
+                for name in ("since", "before", "limit", *filters)}), "", "")
+        except HTTPError as e:
+            return send_error(request, e)
+        chrome = self._gate.chrome_of(identity)
+        return send_html(request, 200, console_pages.audit_page(
+            chrome, identity.name, page, filters, root=root_of(request), check=check))
+

@@ -1,0 +1,341 @@
+"""
+A project's page in the console: its releases and files, its status,
+its downloads, its advisories and its audit trail, with the actions its
+person may take (yank, delete, restore, status, promote, waive), each
+through the API's own code and refusals, then the page again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from pypid.auth.verifier import Identity
+from pypid.core.access.sessions import Session
+from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
+from pypid.core.dists.version_order import version_key
+from pypid.core.formats import charts, console_pages
+from pypid.core.formats.admin_answers import ProjectAdvisories
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.model import FileRecord
+from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFound
+from pypid.web.admin.advisory_admin import AdvisoryAdmin
+from pypid.web.admin.audit_trail import AuditAdmin, audit_query
+from pypid.web.admin.usage_admin import UsageAdmin
+from pypid.web.changes.promote import Promote, form_fields, promote_request
+from pypid.web.changes.publish import Publish
+from pypid.web.pages.browser_login import send_html
+from pypid.web.pages.console_gate import (
+    ConsoleGate,
+    guarded,
+    index_name,
+    index_query,
+    root_of,
+    shown_field,
+)
+from pypid.web.server.routes import answer_errors, form_field, is_form
+from pypid.web.serving.index_root import ServedIndex
+from pypid.web.serving.respond import see_other, send_error
+
+#: The most reads of the audit log a project's trail takes.
+TRAIL_READS = 6
+
+#: What the project page's buttons do to a file, as the API names them.
+FILE_VERBS = frozenset({"yank", "unyank", "delete", "restore"})
+
+
+@attrs.define(slots=False)
+class ConsoleProject:
+    """
+    C{/console/project/...}: a project's page and its forms.
+
+    @ivar _gate: the session, CSRF and chrome of every console page.
+    @ivar _served: the index of a name as served now (its uploads and
+        changes, which the page calls), or L{None}.
+    @ivar _promote: promotion between the indexes, or L{None} without a registry.
+    @ivar _audit_admin: the audit log (the project's trail).
+    @ivar _usage: the download counts (the project's chart), or L{None}.
+    @ivar _advisories: the advisories and waivers, or L{None}.
+    """
+
+    _gate: ConsoleGate
+    _served: Callable[[str], ServedIndex | None]
+    _promote: Promote | None = None
+    _audit_admin: AuditAdmin | None = None
+    _usage: UsageAdmin | None = None
+    _advisories: AdvisoryAdmin | None = None
+
+    app = Klein()
+    answer_errors(app)
+
+    @app.route("/console/project", methods=["GET", "HEAD"])
+    def find_project(self, request: IRequest) -> bytes:
+        """The home's form (C{?name=&index=}): 303 to the project's page."""
+        name = shown_field(request, "name")
+        if len(name) > 200 or not is_valid_name(name):
+            return send_error(request, BadRequest("name: not a project name"))
+        index = shown_field(request, "index")
+        query = "?index=" + quote(index, safe="") if index and index != DEFAULT else ""
+        return see_other(request, f"project/{normalize(name)}/{query}",
+                         "To the project's page\n")
+
+    @app.route("/console/project/<string:project>/", methods=["GET", "HEAD"])
+    async def project(self, request: IRequest, project: str) -> bytes:
+        """A project's files and status, with the actions its person may take."""
+        session = self._gate.session(request)
+        if isinstance(session, bytes):
+            return session
+        return await guarded(request, lambda: self._project_page(request, session,
+                                                                        project, 200))
+
+    @app.route("/console/project/<string:project>/files/<string:filename>/<string:verb>",
+               methods=["POST"])
+    async def change_file(self, request: IRequest, project: str, filename: str,
+                          verb: str) -> bytes:
+        """
+        Yank, unyank, delete or restore one file: the API's own routes
+        (C{POST /api/files/<f>/yank} ...), then the project's page again.
+        """
+        session = self._gate.form_session(request, verb if verb in FILE_VERBS else "change",
+                                     filename)
+        if isinstance(session, bytes):
+            return session
+        if verb not in FILE_VERBS:
+            return send_error(request, NotFound("no such page"))
+        found = await guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, publish = found
+        if project_of_filename(filename) != name:
+            # (a file of another project: what the page is about decides)
+            return send_error(request, NotFound(f"no such file of {name}: {filename}"))
+        route = {"yank": publish.yank_file, "unyank": publish.unyank_file,
+                 "delete": publish.delete_file, "restore": publish.restore_file}[verb]
+        return await self._then_project(request, session, name,
+                                        lambda: route(request, filename))
+
+    @app.route("/console/project/<string:project>/status", methods=["POST"])
+    async def set_status(self, request: IRequest, project: str) -> bytes:
+        """Set the project's status (admins): C{POST /api/projects/<p>/status}'s path."""
+        session = self._gate.form_session(request, "status", project)
+        if isinstance(session, bytes):
+            return session
+        found = await guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        name, publish = found
+        return await self._then_project(request, session, name,
+                                        lambda: publish.set_status(request, name))
+
+    @app.route("/console/project/<string:project>/promote", methods=["POST"])
+    async def promote(self, request: IRequest, project: str) -> bytes:
+        """
+        Promote a release of the project to another index: C{POST
+        /api/promote}'s own path, from the form's C{version}, C{to} (and an
+        admin's C{allow_denied}); the page says what was promoted.
+        """
+        promote = self._promote
+        found = await self._project_form(request, project, "promote", promote)
+        if isinstance(found, bytes):
+            return found
+        assert promote is not None
+        session, name = found
+        # (the page's index and project are what the promotion is from and
+        # of: never fields of the form, which the page does not send)
+        fields = form_fields({field: value for field in ("to", "version", "allow_denied")
+                              if (value := shown_field(request, field))})
+        fields.update({"from": index_name(request), "project": name})
+        try:
+            identity = await self._gate.access.person(request)
+            answer = await promote.promote_as(request, identity,
+                                              lambda: promote_request(fields), fields)
+        except HTTPError as e:
+            code, message = e.code, e.detail
+        else:
+            done = answer["promoted"]
+            return await guarded(request, lambda: self._project_page(
+                request, session, name, 200, notice=(
+                    f"Promoted {name} {answer['version']} to {answer['to']}: "
+                    + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
+                       else "every file was there already") + ".")))
+        return await guarded(request, lambda: self._project_page(
+            request, session, name, code, error=message))
+
+    @app.route("/console/project/<string:project>/waive", methods=["POST"])
+    def waive(self, request: IRequest, project: str) -> Awaitable[bytes]:
+        """Waive an advisory for the project (admins): C{POST /api/advisories/waivers}'s path."""
+        return self._waiver(request, project, "advisory-waive", remove=False)
+
+    @app.route("/console/project/<string:project>/unwaive", methods=["POST"])
+    def unwaive(self, request: IRequest, project: str) -> Awaitable[bytes]:
+        """Remove a waiver of the project (admins): C{DELETE /api/advisories/waivers}'s path."""
+        return self._waiver(request, project, "advisory-unwaive", remove=True)
+
+    async def _waiver(self, request: IRequest, project: str, event: str, remove: bool) -> bytes:
+        """
+        Keep or remove a waiver of the page's project in the page's index,
+        from the form's C{advisory} (or C{version}) and C{reason}.
+        """
+        area = self._advisories
+        found = await self._project_form(request, project, event, area)
+        if isinstance(found, bytes):
+            return found
+        assert area is not None
+        session, name = found
+        fields = {field: value for field in ("advisory", "version", "reason")
+                  if (value := form_field(request, field))}
+        # (the page's index and project: never fields of the form)
+        fields.update(index=index_name(request), project=name)
+        if remove:
+            fields.pop("reason", None)
+        return await self._then_project(request, session, name, lambda: (
+            area.unwaive_as(request, fields) if remove else area.waive_as(request, lambda: fields)))
+
+    async def _project_form(self, request: IRequest, project: str, event: str,
+                            area: object) -> tuple[Session, str] | bytes:
+        """
+        C{(session, normalized project)} of a project page's form that
+        calls the API's C{area} (audited as C{event} when its CSRF token is
+        wrong), for a person who may change the project; else the answer:
+        404 without the area, 400 for a body that is not the page's form
+        (a JSON body would name its own index and project).
+        """
+        session = self._gate.form_session(request, event, project)
+        if isinstance(session, bytes):
+            return session
+        if area is None:
+            return send_error(request, NotFound("no such page"))
+        if not is_form(request):
+            return send_error(request, BadRequest("the console takes its own forms only"))
+        found = await guarded(request, lambda: self._project_of(request, project))
+        if isinstance(found, bytes):
+            return found
+        return session, found[0]
+
+    async def _then_project(self, request: IRequest, session: Session, project: str,
+                            change: Callable[[], Awaitable[object]]) -> bytes:
+        """Make C{change}, then 303 back to the project's page; its refusal on the page."""
+        try:
+            await change()
+        except HTTPError as e:
+            code, message = e.code, e.detail
+        else:
+            back = (root_of(request) + f"console/project/{quote(project, safe='')}/"
+                    + index_query(request))
+            return see_other(request, back, "Done\n")
+        return await guarded(request, lambda: self._project_page(
+            request, session, project, code, error=message))
+
+    async def _project_of(self, request: IRequest, project: str) -> tuple[str, Publish]:
+        """
+        C{(normalized name, its index's uploads and changes)} of the
+        project a request names, for a person who may change it; one
+        refusal, C{404 no such project}, for a project, or an index
+        (C{?index=}), that does not exist, is a view, or that the person may
+        not see (a hidden index answers as a missing one); C{403}
+        for one they may only read.
+        """
+        identity = await self._gate.access.person(request)
+        wanted = index_name(request)
+        served = self._served(wanted)
+        publish = served.publish if served is not None else None
+        name = normalize(project) if is_valid_name(project) else None
+        if publish is None or name is None or (
+                wanted != DEFAULT and not self._gate.access.index_shown(identity, wanted)):
+            raise NotFound("no such project")
+        checks = publish.checks
+        if not checks.may_read(identity, name) or publish.index.project(name) is None:
+            raise NotFound("no such project")
+        if not checks.may_write(identity, name):
+            raise Forbidden(f"{identity.name} may not change {name}")
+        return name, publish
+
+    async def _project_page(self, request: IRequest, session: Session, project: str,
+                            code: int, error: str | None = None,
+                            notice: str | None = None) -> bytes:
+        name, publish = await self._project_of(request, project)
+        identity = await self._gate.access.person(request)
+        index = publish.index
+        targets = (self._promote.targets(identity, index_name(request))
+                   if self._promote is not None else [])
+        chart = self._chart(request, identity, name)
+        trail = await self._trail(request, identity, name)
+        advisories = self._advisories_of(request, identity, name)
+        found = index.project(name)
+        assert found is not None
+        by_version: dict[str, list[FileRecord]] = {}
+        for record in found.files.values():
+            by_version.setdefault(record.version, []).append(record)
+        releases = [(version, sorted(by_version[version], key=lambda r: r.filename))
+                    for version in sorted(by_version, key=version_key, reverse=True)]
+        binned = [record for record in index.binned() if record.project == name]
+        chrome = self._gate.chrome_of(identity)
+        return send_html(request, code, console_pages.project_page(
+            chrome, identity.name, session.csrf, name, found.display_name, releases, binned,
+            index=index_name(request), status=index.status(name),
+            admin=self._gate.access.is_admin(identity), recycles=publish.recycles,
+            root=root_of(request), error=error, notice=notice, targets=targets,
+            chart=chart, trail=trail, advisories=advisories))
+
+    def _advisories_of(self, request: IRequest, identity: Identity,
+                       name: str) -> ProjectAdvisories | None:
+        """
+        The advisories affecting the project's releases in its index and
+        the waivers kept (C{GET /api/advisories/project/<p>}'s); L{None}
+        when they cannot be read now.
+        """
+        area = self._advisories
+        if area is None:
+            return None
+        try:
+            return area.of_project(identity, index_name(request), name)
+        except HTTPError:
+            return None
+
+    async def _trail(self, request: IRequest, identity: Identity,
+                     name: str) -> list[dict[str, Any]] | None:
+        """
+        The project's newest audit entries in its index (C{GET
+        /api/audit}'s: whoever may change the project reads them); L{None}
+        when they cannot be read now.
+        """
+        admin = self._audit_admin
+        if admin is None:
+            return None
+        index = index_name(request)
+        query: dict[str, str | None] = {"project": name, "index": index, "limit": "20"}
+        entries: list[dict[str, Any]] = []
+        try:
+            # (one read covers the log's newest days that have entries: older
+            # pages until 20 entries, a few reads at most)
+            for _ in range(TRAIL_READS):
+                page = await admin.entries(identity, audit_query(query), name, index)
+                entries = page["entries"] + entries
+                if len(entries) >= 20 or not page["before"]:
+                    break
+                query["before"] = page["before"]
+            return entries[-20:]
+        except HTTPError:
+            return None
+
+    def _chart(self, request: IRequest, identity: Identity, name: str) -> str | None:
+        """
+        The project's downloads chart (C{GET /api/usage?project=}'s
+        numbers); L{None} when its index counts no downloads.
+        """
+        usage = self._usage
+        if usage is None:
+            return None
+        try:
+            data = usage.of_project(identity, index_name(request), name, 30)
+        except HTTPError:
+            return None
+        releases = data["releases"]
+        newest = sorted(releases, key=version_key, reverse=True)
+        return charts.downloads_chart(releases, data["first_day"], newest)
+
