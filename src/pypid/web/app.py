@@ -7,8 +7,9 @@ L{pypid.web.pages.people.AssetsResource} C{/static/...} are; every other path
 goes to the areas, the default index's (its pages for people: C{GET /},
 C{/search}, C{/api/search}, C{/login}; its uploads and changes:
 C{POST /}, C{/legacy/}, C{/api/files/...}, C{/api/projects/...}; its
-legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}): the admin API's areas (C{/api/...}, L{pypid.web.admin}), the console's
-(C{/console/...}, L{pypid.web.pages}), C{/health} and C{/metrics}.
+legacy JSON: C{/pypi/...}) and the site's (L{PypidApp}): the admin API's
+areas (C{/api/...}, L{pypid.web.admin}), the console's (C{/console/...},
+L{pypid.web.pages}), C{/health} and C{/metrics}.
 
 Every index, the default included, is served by the same classes, so a
 rule added to one is never missing from another: its
