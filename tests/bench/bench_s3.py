@@ -211,7 +211,7 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.sign import Bucket, Credentials
-    from pypid.storage.s3.storage import S3Storage
+    from pypid.storage.s3.storage import S3Settings, S3Storage
 
     run = partial(deferToThreadPool, reactor, reactor.getThreadPool())
     http, pool = make_http(reactor, 120.0)
@@ -222,7 +222,7 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
         client = S3Client(Bucket(endpoint, bucket, "us-east-1"), credentials, http, reactor,
                           120.0)
         made = S3Storage(client, Layout("packages/"), credentials, run, reactor,
-                         tempfile.mkdtemp(dir=work), clock_margin=0.0, **options)
+                         tempfile.mkdtemp(dir=work), S3Settings(clock_margin=0.0, **options))
         return made, client
 
     async def phase(name, client, work):

@@ -24,7 +24,7 @@ from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.storage import S3Settings, S3Storage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
@@ -57,8 +57,10 @@ def s3_storage(case, run, bucket, endpoint=None, access_key=s3server.ACCESS_KEY,
     # Exact times: moto runs on this machine's clock.
     options.setdefault("clock_margin", 0.0)
     options.setdefault("replay_window", 0.0)
+    settings = S3Settings(**{name: options.pop(name) for name in list(options)
+                             if name in attrs.fields_dict(S3Settings)})
     storage = S3Storage(client, Layout(prefix), credentials, run, clock or reactor,
-                        os.path.abspath(case.mktemp()), **options)
+                        os.path.abspath(case.mktemp()), settings, **options)
     case.addCleanup(storage.settle)
     return storage
 

@@ -53,7 +53,6 @@ OVER = {
     ("module", "pypid/storage/snapshot.py"): (787, _NOT_SPLIT),
     ("module", "pypid/web/changes/multipart.py"): (757, _NOT_SPLIT),
     ("module", "pypid/core/records/audit_chain.py"): (753, _NOT_SPLIT),
-    ("module", "pypid/core/formats/console_pages.py"): (742, _NOT_SPLIT),
     ("module", "pypid/export/plan.py"): (736, _NOT_SPLIT),
     ("module", "pypid/storage/interface.py"): (710, _NOT_SPLIT),
     ("module", "pypid/web/serving/respond.py"): (708, _NOT_SPLIT),
@@ -67,18 +66,14 @@ OVER = {
     ("class", "pypid/advisories/feed.py:AdvisoryFeed"): (428, _NOT_SPLIT),
     ("class", "pypid/storage/memory.py:MemoryStorage"): (410, _NOT_SPLIT),
     ("class", "pypid/export/exporter.py:Exporter"): (402, _NOT_SPLIT),
-    ("function", "pypid/core/formats/console_pages.py:project_page"): (132, _NOT_SPLIT),
     ("function", "pypid/core/formats/console_pages.py:tokens_page"): (89, _NOT_SPLIT),
     ("function", "pypid/tap.py:build_service"): (88, _NOT_SPLIT),
     ("function", "pypid/core/dists/metadata.py:_extract"): (86, _NOT_SPLIT),
     ("function", "pypid/state/index_reload.py:reload_indexes"): (85, _NOT_SPLIT),
     ("function", "pypid/bundle/ingest.py:_take_spooled"): (84, _NOT_SPLIT),
     ("function", "pypid/web/changes/promote.py:_promote_locked"): (82, _NOT_SPLIT),
-    ("parameters", "pypid/storage/s3/storage.py:__init__"): (19, "its settings one by one"),
     ("parameters", "pypid/core/indexes/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),
-    ("parameters", "pypid/core/formats/console_pages.py:project_page"): (18, _NOT_SPLIT),
-    ("parameters", "pypid/web/server/site.py:__init__"): (17, "its settings one by one"),
 }
 
 #: The import cycles of today (runtime, lazy or type-only imports alike),

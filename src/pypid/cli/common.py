@@ -147,15 +147,16 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
         return LocalStorage(root, run, reactor)
     from pypid.storage.factory import make_s3_client
     from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.storage import S3Storage
+    from pypid.storage.s3.storage import S3Settings, S3Storage
 
     s3 = config.s3
     client, credentials, on_close = make_s3_client(config, run, reactor)
     spool = tempfile.mkdtemp(prefix="pypid-export-")
     storage = S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor, spool,
-        download="stream", public_url=None, sync_interval=s3.sync_interval,
-        bucket_snapshot=s3.bucket_snapshot, max_import_size=config.server.max_upload_size,
+        S3Settings(download="stream", sync_interval=s3.sync_interval,
+                   bucket_snapshot=s3.bucket_snapshot,
+                   max_import_size=config.server.max_upload_size),
         on_close=on_close)
     closing.append(lambda: remove_tree(spool))
     closing.append(storage.close)

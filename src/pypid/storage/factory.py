@@ -160,7 +160,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         return LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
                             render=render)
     from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.storage import S3Storage
+    from pypid.storage.s3.storage import S3Settings, S3Storage
 
     s3 = config.s3
     close: Callable[[], Deferred[Any] | None]
@@ -171,11 +171,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     return S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor,
         os.path.join(config.storage.path, ".pypid", "tmp"),
-        download=s3.download, public_url=s3.public_url, expire_after=s3.expire_after,
-        buffer_time=s3.buffer_time, multipart_threshold=s3.multipart_threshold,
-        sync_interval=s3.sync_interval, bucket_snapshot=s3.bucket_snapshot,
-        check_rate=s3.check_rate, max_import_size=config.server.max_upload_size,
-        on_close=close, render=render)
+        S3Settings.from_config(s3, config.server.max_upload_size), on_close=close, render=render)
 
 
 def make_s3_client(config: Config, run: Run, reactor: IReactorTime,

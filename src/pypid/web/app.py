@@ -81,7 +81,7 @@ from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.health import Health
-from pypid.web.server.site import PypidSite
+from pypid.web.server.site import PypidSite, SiteRules
 from pypid.web.serving.denied_files import DeniedDownloads
 from pypid.web.serving.index_files import HostedSource, IndexFiles
 from pypid.web.serving.index_pages import IndexSimple
@@ -252,13 +252,12 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
         served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
-    site = PypidSite(root, max_upload_size, storage.temp_dir, access_log=settings.access_log,
+    rules = SiteRules(max_upload_size, base_url, settings.trusted_proxies,
+                      index_uploads=bool(named), header_timeout=settings.header_timeout,
+                      min_body_rate=settings.min_upload_rate)
+    site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     header_timeout=settings.header_timeout,
-                     min_body_rate=settings.min_upload_rate, stats=stats,
-                     trusted_proxies=settings.trusted_proxies, index_uploads=bool(named),
-                     base_url=base_url,
-                     plain_page=root.plain_page, plain_file=root.plain_file)
+                     stats=stats, plain_page=root.plain_page, plain_file=root.plain_file)
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 

@@ -47,7 +47,7 @@ from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.storage import S3Settings, S3Storage
 from tests import CHECKOUT
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
@@ -1263,7 +1263,7 @@ class S3ExportTests(S3Case):
                           credentials, http, reactor, 10.0)
         spool = os.path.abspath(self.mktemp())
         storage = S3Storage(client, Layout("pkgs/"), credentials, self.run_in_thread, reactor,
-                            spool, clock_margin=0.0, replay_window=0.0)
+                            spool, S3Settings(clock_margin=0.0, replay_window=0.0))
         await storage.prepare()
         self.addCleanup(storage.close)
         async def publish(filename, data):

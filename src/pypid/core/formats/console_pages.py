@@ -15,10 +15,17 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from pypid.core.formats.admin_answers import (
+    AdvisoryCheck,
+    AuditCheck,
+    AuditPage,
+    BinListing,
+    GroupsListing,
+    IndexesListing,
+    RetentionApplied,
+)
 from pypid.core.formats.pages import Chrome, frame
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord
-from pypid.core.indexes.project_status import STATUSES, ProjectStatus
 
 #: The lifetimes a token may be issued for on the form: (field value,
 #: label, whether a person from outside may pick it: their tokens expire
@@ -31,7 +38,7 @@ ACTIONS = (("read", "read (install)"), ("upload", "upload (publish)"),
            ("read upload", "read and upload"))
 
 
-def _when(seconds: object) -> str:
+def when_text(seconds: object) -> str:
     """A POSIX time as the console shows it (C{2026-01-31 12:00 UTC}), or "never"."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "never"
@@ -42,17 +49,17 @@ def _when(seconds: object) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _csrf(csrf: str) -> str:
+def csrf_input(csrf: str) -> str:
     return f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
 
 
-def _options(choices: Iterable[tuple[str, str]], chosen: str) -> str:
+def options_of(choices: Iterable[tuple[str, str]], chosen: str) -> str:
     return "".join(
         f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>'
         f'{escape(label)}</option>' for value, label in choices)
 
 
-def _nav(root: str, admin: bool = False) -> str:
+def console_nav(root: str, admin: bool = False) -> str:
     links = [("console/", "Console"), ("console/tokens", "My tokens")]
     if admin:
         links += [("console/indexes", "Indexes"),
@@ -70,7 +77,7 @@ def console_page(chrome: Chrome, person: str, *, root: str = "../",
     """C{/console/}: what the person can manage here."""
     main = (
         '<section class="console" aria-labelledby="title"><h1 id="title">Console</h1>'
-        f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{_nav(root, admin)}'
+        f'<p>Logged in as <strong>{escape(person)}</strong>.</p>{console_nav(root, admin)}'
         '<h2 id="manage">A project</h2>'
         f'<form class="console-form" method="get" action="{escape(root)}console/project" '
         'aria-labelledby="manage">'
@@ -106,7 +113,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     """
     fields = fields or {}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">My tokens</h1>',
-             _nav(root, admin)]
+             console_nav(root, admin)]
     if error:
         parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
     if issued is not None:
@@ -136,10 +143,10 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
                 f'<tr><td><code>{escape(token_id)}</code></td>{owner}'
                 f'<td>{escape(" ".join(record.get("actions") or ()))}</td>'
                 f'<td>{escape(projects)}</td><td>{escape(indexes)}</td>'
-                f'<td>{escape(_when(record.get("expires")))}</td><td>{what}</td>'
+                f'<td>{escape(when_text(record.get("expires")))}</td><td>{what}</td>'
                 f'<td><form class="inline-form" method="post" '
                 f'action="{escape(root)}console/tokens/{escape(token_id)}/revoke">'
-                f'{_csrf(csrf)}<button type="submit" class="danger" '
+                f'{csrf_input(csrf)}<button type="submit" class="danger" '
                 f'aria-label="Revoke token {escape(token_id)}">Revoke</button></form></td></tr>')
         owner_head = "<th scope=\"col\">User</th>" if admin else ""
         parts.append(
@@ -157,12 +164,12 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     parts.append(
         '<h2 id="issue">Issue a token</h2>'
         f'<form class="console-form" method="post" action="{escape(root)}console/tokens" '
-        'aria-labelledby="issue">' + _csrf(csrf)
+        'aria-labelledby="issue">' + csrf_input(csrf)
         + '<p><label for="description">Description</label>'
         '<input id="description" name="description" type="text" maxlength="200" '
         f'value="{escape(fields.get("description", ""))}"{described}></p>'
         '<p><label for="actions">Actions</label><select id="actions" name="actions">'
-        + _options(ACTIONS, fields.get("actions", "read")) + '</select></p>'
+        + options_of(ACTIONS, fields.get("actions", "read")) + '</select></p>'
         '<p><label for="projects">Projects (names or globs; empty: every project)</label>'
         '<input id="projects" name="projects" type="text" maxlength="1000" '
         f'value="{escape(fields.get("projects", ""))}"></p>'
@@ -170,13 +177,13 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
         '<input id="indexes" name="indexes" type="text" maxlength="1000" '
         f'value="{escape(fields.get("indexes", ""))}"></p>'
         '<p><label for="expires">Expires after</label><select id="expires" name="expires">'
-        + _options(lifetimes, fields.get("expires", "30d")) + '</select></p>'
+        + options_of(lifetimes, fields.get("expires", "30d")) + '</select></p>'
         '<p><button type="submit">Issue token</button></p></form>')
     parts.append('</section>')
     return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)
 
 
-def _size(size: int) -> str:
+def size_text(size: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
@@ -184,222 +191,9 @@ def _size(size: int) -> str:
     return f"{size}"
 
 
-def project_page(chrome: Chrome, person: str, csrf: str, project: str, display: str,
-                 releases: Sequence[tuple[str, Sequence[FileRecord]]],
-                 binned: Sequence[FileRecord], *, index: str, status: ProjectStatus | None,
-                 admin: bool, recycles: bool, root: str = "../../../",
-                 error: str | None = None, notice: str | None = None,
-                 targets: Sequence[str] = (), chart: str | None = None,
-                 trail: Sequence[Mapping[str, Any]] | None = None,
-                 advisories: Mapping[str, Any] | None = None) -> bytes:
-    """
-    C{/console/project/<name>/}: a project for one who may change it. Its
-    files by release, each with the buttons that yank (with a reason) or
-    unyank it and delete it; its files in the recycle bin, each with the
-    button that restores it; and, for admins, the form that sets its
-    status (PEP 792).
-
-    @param releases: C{(version, files)}, newest first.
-    @param binned: its files in the recycle bin.
-    @param index: the index's name (the forms name it, C{default} included).
-    @param recycles: whether the index has a recycle bin (a delete can be undone).
-    @param notice: what the last action did.
-    @param targets: the indexes a release may be promoted to (none: no form).
-    @param chart: its downloads per release and per day
-        (L{pypid.core.formats.charts.downloads_chart}), or L{None} when not counted.
-    @param trail: its newest audit entries in the index, or L{None}.
-    @param advisories: what C{GET /api/advisories/project/<p>} answered
-        (the advisories affecting its releases, the waivers kept), or
-        L{None} when the server reads none.
-    """
-    base = f"{root}console/project/{project}/"
-    query = "" if index == DEFAULT else "?index=" + index
-
-    def action(filename: str, verb: str, label: str, extra: str = "",
-               danger: bool = False) -> str:
-        kind = ' class="danger"' if danger else ""
-        return (f'<form class="inline-form" method="post" '
-                f'action="{escape(base + "files/" + filename + "/" + verb + query)}">'
-                f'{_csrf(csrf)}{extra}<button type="submit"{kind} '
-                f'aria-label="{escape(label)} {escape(filename)}">{escape(label)}</button></form>')
-
-    parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">'
-             f'{escape(display)}</h1>', _nav(root, admin),
-             f'<p>In the index <strong>{escape(index)}</strong>. '
-             f'<a href="{escape(root + ("" if index == DEFAULT else index + "/"))}project/'
-             f'{escape(project)}/">Its page</a>.</p>']
-    if error:
-        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
-    if notice:
-        parts.append(f'<p class="notice" role="status" id="console-notice">{escape(notice)}</p>')
-    shown = status.status if status is not None else "active"
-    reason = f": {status.reason}" if status is not None and status.reason else ""
-    parts.append(f'<h2>Status</h2><p id="status">{escape(shown + reason)}</p>')
-    if admin:
-        parts.append(
-            f'<form class="console-form" method="post" action="{escape(base + "status" + query)}"'
-            ' aria-label="Set the status">' + _csrf(csrf)
-            + '<p><label for="status-choice">Status</label><select id="status-choice" '
-            'name="status">' + _options([(s, s) for s in STATUSES], shown) + '</select></p>'
-            '<p><label for="status-reason">Reason</label><input id="status-reason" '
-            'name="reason" type="text" maxlength="200"></p>'
-            '<p><button type="submit">Set the status</button></p></form>')
-    parts.append('<h2>Releases</h2>')
-    if not releases:
-        parts.append('<p class="muted">No files.</p>')
-    for version, files in releases:
-        rows = []
-        for record in files:
-            filename = record.filename
-            if record.yanked is not None:
-                state = "yanked" + (f": {record.yanked}" if record.yanked else "")
-                yank = action(filename, "unyank", "Unyank")
-            else:
-                state = ""
-                yank = action(filename, "yank", "Yank", extra=(
-                    f'<label class="visually-hidden" for="reason-{escape(filename)}">Reason to '
-                    f'yank {escape(filename)}</label><input id="reason-{escape(filename)}" '
-                    'name="reason" type="text" maxlength="200" placeholder="reason">'))
-            rows.append(
-                f'<tr><td><code>{escape(filename)}</code></td><td>{escape(_size(record.size))}'
-                f'</td><td>{escape(_when(record.upload_time))}</td>'
-                f'<td>{escape(record.uploader or "")}</td><td>{escape(state)}</td>'
-                f'<td>{yank} {action(filename, "delete", "Delete", danger=True)}</td></tr>')
-        parts.append(
-            f'<h3>{escape(version)}</h3><div class="table-scroll"><table class="files">'
-            '<thead><tr><th scope="col">File</th><th scope="col">Size</th>'
-            '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
-            '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
-            '<tbody>' + "".join(rows) + '</tbody></table></div>')
-    if advisories is not None:
-        parts.append(_advisories_section(advisories, base + "waive" + query,
-                                         base + "unwaive" + query, csrf, admin))
-    if chart is not None:
-        parts.append('<h2>Downloads</h2>' + chart)
-    if releases and targets:
-        parts.append(
-            '<h2 id="promote">Promote a release</h2>'
-            f'<form class="console-form" method="post" action="{escape(base + "promote" + query)}"'
-            ' aria-labelledby="promote">' + _csrf(csrf)
-            + '<p><label for="promote-version">Release</label><select id="promote-version" '
-            'name="version">' + _options([(v, v) for v, _ in releases], releases[0][0])
-            + '</select></p><p><label for="promote-to">To the index</label><select '
-            'id="promote-to" name="to">' + _options([(t, t) for t in targets], targets[0])
-            + '</select></p>'
-            + ('<p><label><input type="checkbox" name="allow_denied" value="true"> Even if '
-               'its advisories deny it</label></p>' if admin else "")
-            + '<p><button type="submit">Promote</button></p></form>')
-    if recycles:
-        parts.append('<h2>Recycle bin</h2>')
-        if binned:
-            parts.append(
-                '<div class="table-scroll"><table class="files"><thead><tr>'
-                '<th scope="col">File</th><th scope="col">Deleted</th>'
-                '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
-                '<tbody>' + "".join(
-                    f'<tr><td><code>{escape(record.filename)}</code></td>'
-                    f'<td>{escape(_when(record.binned))}</td>'
-                    f'<td>{action(record.filename, "restore", "Restore")}</td></tr>'
-                    for record in binned) + '</tbody></table></div>')
-        else:
-            parts.append('<p class="muted">No file of this project is in the recycle bin.</p>')
-    else:
-        parts.append('<p class="muted">This index has no recycle bin: a deleted file is gone '
-                     'for good.</p>')
-    if trail is not None:
-        parts.append('<h2>Audit trail</h2>')
-        columns = [c for c in AUDIT_COLUMNS if c[0] not in ("project", "index", "address")]
-        if trail:
-            parts.append(_audit_table(list(reversed(trail)), columns))
-        else:
-            parts.append('<p class="muted">No entries.</p>')
-    parts.append('</section>')
-    return frame(chrome, root, f"{display} - Console - {chrome.title}", "".join(parts),
-                 search_box=False)
-
-
-#: How the project page says where the index stands on an advisory.
-STANDINGS = {"acted": "acted on", "configured": "waived by the configuration",
-             "waived": "waived", "below-severity": "below the index's severity",
-             "off": "the index acts on no advisory"}
-
-
-def _advisories_section(report: Mapping[str, Any], waive: str, unwaive: str, csrf: str,
-                        admin: bool) -> str:
-    """
-    The project page's advisories: each affected release with its
-    advisories and where the index stands on each, the waivers kept, and
-    for admins the buttons that waive an advisory for the project and
-    remove a waiver (C{/api/advisories/waivers}'s own code).
-    """
-    parts = ['<h2 id="advisories">Advisories</h2>',
-             f'<p>This index is in the mode <strong>{escape(str(report.get("mode")))}</strong>'
-             + (f' from the severity {escape(str(report["severity"]))}'
-                if report.get("severity") else "") + '.</p>']
-    releases = report.get("releases") or []
-    if not releases:
-        parts.append('<p class="muted">No advisory affects a release of this project.</p>')
-    rows = []
-    for release in releases:
-        for advisory in release["advisories"]:
-            ident = str(advisory["id"])
-            link = advisory.get("link")
-            name = (f'<a href="{escape(link)}">{escape(ident)}</a>'
-                    if isinstance(link, str) and link.startswith("https://") else escape(ident))
-            standing = str(advisory["standing"])
-            button = ""
-            if admin and standing in ("acted", "below-severity"):
-                field = f"waive-{escape(release['version'])}-{escape(ident)}"
-                button = (
-                    f'<form class="inline-form" method="post" action="{escape(waive)}">'
-                    + _csrf(csrf)
-                    + f'<input type="hidden" name="advisory" value="{escape(ident)}">'
-                    f'<label class="visually-hidden" for="{field}">Reason to waive '
-                    f'{escape(ident)}</label><input id="{field}" name="reason" type="text" '
-                    'maxlength="200" placeholder="reason">'
-                    f'<button type="submit" aria-label="Waive {escape(ident)}">Waive</button>'
-                    '</form>')
-            rows.append(
-                f'<tr><td>{escape(release["version"])}</td><td>{name}</td>'
-                f'<td>{escape(str(advisory.get("severity") or "unknown"))}</td>'
-                f'<td>{escape(str(advisory.get("summary") or ""))}</td>'
-                f'<td>{escape(STANDINGS.get(standing, standing))}</td><td>{button}</td></tr>')
-    if rows:
-        parts.append(
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Release</th><th scope="col">Advisory</th>'
-            '<th scope="col">Severity</th><th scope="col">Summary</th>'
-            '<th scope="col">Here</th>'
-            '<th scope="col"><span class="visually-hidden">Waive</span></th></tr></thead>'
-            '<tbody>' + "".join(rows) + '</tbody></table></div>')
-    kept = report.get("waivers") or []
-    if kept:
-        parts.append('<h3>Waivers kept</h3><div class="table-scroll"><table class="files">'
-                     '<thead><tr><th scope="col">Waives</th><th scope="col">Reason</th>'
-                     '<th scope="col">By</th><th scope="col">When</th>'
-                     '<th scope="col"><span class="visually-hidden">Remove</span></th>'
-                     '</tr></thead><tbody>')
-        for waiver in kept:
-            advisory, version = waiver.get("advisory"), waiver.get("version")
-            what = (str(advisory) if advisory else f"every advisory of {version}")
-            key, value = ("advisory", advisory) if advisory else ("version", version)
-            button = (
-                f'<form class="inline-form" method="post" action="{escape(unwaive)}">'
-                + _csrf(csrf)
-                + f'<input type="hidden" name="{key}" value="{escape(str(value))}">'
-                f'<button type="submit" aria-label="Unwaive {escape(what)}">Unwaive</button>'
-                '</form>') if admin else ""
-            parts.append(
-                f'<tr><td>{escape(what)}</td><td>{escape(str(waiver.get("reason") or ""))}</td>'
-                f'<td>{escape(str(waiver.get("by") or ""))}</td>'
-                f'<td>{escape(_when(waiver.get("at")))}</td><td>{button}</td></tr>')
-        parts.append('</tbody></table></div>')
-    return "".join(parts)
-
-
 def retention_page(chrome: Chrome, person: str, csrf: str,
                    plans: Sequence[Mapping[str, Any]], *, root: str = "../",
-                   applied: Mapping[str, Any] | None = None, error: str | None = None) -> bytes:
+                   applied: RetentionApplied | None = None, error: str | None = None) -> bytes:
     """
     C{/console/retention} (admins): each hosted index's retention plan as
     C{GET /api/retention} makes it now (a dry run: what would go, why, and
@@ -410,7 +204,7 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
     @param applied: what C{POST /api/retention/apply} answered, to say.
     """
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Retention</h1>',
-             _nav(root, True)]
+             console_nav(root, True)]
     if error:
         parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
     if applied is not None:
@@ -420,7 +214,7 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
             '<p class="notice" role="status" id="console-notice">'
             f'{escape(str(applied.get("index", "")))}: {len(removed)} '
             f'file{"s" if len(removed) != 1 else ""} moved to the recycle bin '
-            f'({escape(_size(int(applied.get("bytes") or 0)))})'
+            f'({escape(size_text(int(applied.get("bytes") or 0)))})'
             + (f", {len(skipped)} skipped (the plan changed)" if skipped else "") + '.</p>')
     for plan in plans:
         index = str(plan.get("index", ""))
@@ -440,7 +234,7 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
             f'<tr><td>{escape(str(r.get("project", "")))}</td>'
             f'<td>{escape(str(r.get("version", "")))}</td>'
             f'<td>{escape(str(r.get("reason", "")))}</td>'
-            f'<td>{escape(_size(int(r.get("bytes") or 0)))}</td>'
+            f'<td>{escape(size_text(int(r.get("bytes") or 0)))}</td>'
             f'<td>{len(r.get("files") or [])}</td></tr>' for r in releases)
         files = "".join(f'<input type="hidden" name="files" value="{escape(str(f["filename"]))}">'
                         for r in releases for f in (r.get("files") or []))
@@ -450,9 +244,9 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
             '<th scope="col">Size</th><th scope="col">Files</th></tr></thead><tbody>'
             + rows + '</tbody></table></div>'
             f'<form method="post" action="{escape(root)}console/retention/apply">'
-            + _csrf(csrf) + f'<input type="hidden" name="index" value="{escape(index)}">'
+            + csrf_input(csrf) + f'<input type="hidden" name="index" value="{escape(index)}">'
             + files + f'<p><button type="submit">Apply the plan of {escape(index)} '
-            f'({escape(_size(int(plan.get("bytes") or 0)))})</button></p></form>')
+            f'({escape(size_text(int(plan.get("bytes") or 0)))})</button></p></form>')
     parts.append('</section>')
     return frame(chrome, root, "Retention - Console - " + chrome.title, "".join(parts),
                  search_box=False)
@@ -469,9 +263,9 @@ AUDIT_COLUMNS = (("time", "Time"), ("event", "Event"), ("outcome", "Outcome"),
                  ("detail", "Detail"), ("address", "Address"))
 
 
-def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
+def audit_page(chrome: Chrome, person: str, page: AuditPage,
                filters: Mapping[str, str], *, root: str = "../",
-               check: Mapping[str, Any] | None = None) -> bytes:
+               check: AuditCheck | None = None) -> bytes:
     """
     C{/console/audit} (admins): the audit log's entries as C{GET
     /api/audit} gives them, filtered by the form, newest last, with links
@@ -485,7 +279,7 @@ def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
     base = f"{root}console/audit"
     kept = {name: value for name, value in filters.items() if value and name != "since"}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Audit log</h1>',
-             _nav(root, True)]
+             console_nav(root, True)]
     if check is not None:
         broken = check.get("broken") or []
         summary = (f'{check.get("files")} files, {check.get("entries")} entries: '
@@ -505,16 +299,16 @@ def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
         + '<p><button type="submit">Show</button></p></form>'
         f'<form method="get" action="{escape(base)}"><input type="hidden" name="verify" '
         'value="1"><p><button type="submit">Verify the chains</button></p></form>')
-    entries = page.get("entries") or []
+    entries = page["entries"]
     if entries:
-        parts.append(_audit_table(entries, AUDIT_COLUMNS))
+        parts.append(audit_table(entries, AUDIT_COLUMNS))
     else:
         parts.append('<p class="muted">No entries.</p>')
     links = []
-    for key, cursor, label in (("before", "before", "Older entries"),
-                               ("next", "since", "Later entries")):
-        if page.get(key):
-            href = base + "?" + urlencode({**kept, cursor: page[key]})
+    for value, cursor, label in ((page["before"], "before", "Older entries"),
+                                 (page["next"], "since", "Later entries")):
+        if value:
+            href = base + "?" + urlencode({**kept, cursor: value})
             links.append(f'<a href="{escape(href)}">{label}</a>')
     if links:
         parts.append('<p>' + " ".join(links) + '</p>')
@@ -523,7 +317,7 @@ def audit_page(chrome: Chrome, person: str, page: Mapping[str, Any],
                  search_box=False)
 
 
-def _audit_table(entries: Sequence[Mapping[str, Any]],
+def audit_table(entries: Sequence[Mapping[str, Any]],
                  columns: Sequence[tuple[str, str]]) -> str:
     """Audit entries as a table of C{columns} (C{(field, heading)}), in the order given."""
     return ('<div class="table-scroll"><table class="files audit"><thead><tr>'
@@ -534,7 +328,7 @@ def _audit_table(entries: Sequence[Mapping[str, Any]],
             + '</tbody></table></div>')
 
 
-def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str, Any], *,
+def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: BinListing, *,
                      root: str = "../") -> bytes:
     """
     C{/console/recycle-bin?index=} (admins): an index's files in the
@@ -548,7 +342,7 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str
     files = listed.get("files") or []
     query = "" if index == DEFAULT else "?index=" + index
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Recycle bin'
-             '</h1>', _nav(root, True),
+             '</h1>', console_nav(root, True),
              f'<form class="console-form" method="get" action="{escape(root)}console/'
              'recycle-bin" aria-label="Choose the index"><p><label for="bin-index">Index'
              f'</label><input id="bin-index" name="index" type="text" maxlength="63" '
@@ -560,13 +354,13 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str
             f'<tr><td>{escape(str(f.get("project", "")))}</td>'
             f'<td>{escape(str(f.get("version", "")))}</td>'
             f'<td><code>{escape(str(f.get("filename", "")))}</code></td>'
-            f'<td>{escape(_size(int(f.get("size") or 0)))}</td>'
+            f'<td>{escape(size_text(int(f.get("size") or 0)))}</td>'
             f'<td>{escape(str(f.get("deleted", "")))}</td>'
             f'<td>{escape(str(f.get("purged", "")))}</td>'
             f'<td><form class="inline-form" method="post" action="'
             + escape(f'{root}console/project/{f.get("project", "")}/files/'
                      f'{f.get("filename", "")}/restore{query}')
-            + f'">{_csrf(csrf)}<button type="submit" aria-label="Restore '
+            + f'">{csrf_input(csrf)}<button type="submit" aria-label="Restore '
             f'{escape(str(f.get("filename", "")))}">Restore</button></form></td></tr>'
             for f in files)
         parts.append(
@@ -582,7 +376,7 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: Mapping[str
                  search_box=False)
 
 
-def advisories_page(chrome: Chrome, person: str, report: Mapping[str, Any], *,
+def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
                     root: str = "../", mode: str = "") -> bytes:
     """
     C{/console/advisories} (admins): what the security advisories in force
@@ -595,14 +389,14 @@ def advisories_page(chrome: Chrome, person: str, report: Mapping[str, Any], *,
     """
     db = report.get("database") or {}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Advisories'
-             '</h1>', _nav(root, True),
+             '</h1>', console_nav(root, True),
              f'<p>{escape(str(db.get("advisories", 0)))} advisories of '
              f'{escape(str(db.get("projects", 0)))} projects'
              + (f' from {escape(str(db["source"]))}' if db.get("source") else "") + '.</p>',
              f'<form class="console-form" method="get" action="{escape(root)}console/'
              'advisories" aria-label="A dry run"><p><label for="dry-mode">What each index '
              'would do in the mode</label><select id="dry-mode" name="mode">'
-             + _options([("", "its own"), ("warn", "warn"), ("hide", "hide"),
+             + options_of([("", "its own"), ("warn", "warn"), ("hide", "hide"),
                          ("deny", "deny")], mode)
              + '</select></p><p><button type="submit">Show</button></p></form>']
     for index in report.get("indexes") or []:
@@ -635,7 +429,7 @@ def advisories_page(chrome: Chrome, person: str, report: Mapping[str, Any], *,
                  search_box=False)
 
 
-def groups_page(chrome: Chrome, person: str, groups: Mapping[str, Any], *,
+def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
                 root: str = "../") -> bytes:
     """
     C{/console/groups} (admins): who is in which group, as configured
@@ -644,7 +438,7 @@ def groups_page(chrome: Chrome, person: str, groups: Mapping[str, Any], *,
     """
     listed = groups.get("groups") or {}
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Groups</h1>',
-             _nav(root, True), '<h2>Admins</h2><p>'
+             console_nav(root, True), '<h2>Admins</h2><p>'
              + escape(", ".join([*groups.get("admins", []),
                                  *(f"group:{g}" for g in groups.get("admin_groups", []))])
                       or "none") + '</p><h2>[groups]</h2>']
@@ -667,7 +461,7 @@ def groups_page(chrome: Chrome, person: str, groups: Mapping[str, Any], *,
                  search_box=False)
 
 
-def indexes_page(chrome: Chrome, person: str, found: Mapping[str, Any], *,
+def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
                  root: str = "../") -> bytes:
     """
     C{/console/indexes} (admins): the indexes (C{GET /api/indexes}), each
@@ -676,7 +470,7 @@ def indexes_page(chrome: Chrome, person: str, found: Mapping[str, Any], *,
     the upstream caches, with what they keep and how they served it.
     """
     parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Indexes</h1>',
-             _nav(root, True)]
+             console_nav(root, True)]
     rows = []
     for index in found.get("indexes") or []:
         hosted = index.get("kind") == "hosted"
@@ -690,7 +484,7 @@ def indexes_page(chrome: Chrome, person: str, found: Mapping[str, Any], *,
             f'<td>{escape(", ".join(index.get("sources") or []) or "none")}</td>'
             f'<td>{escape(str(index.get("advisories") or "off"))}</td>'
             + (f'<td>{index.get("projects", 0)}</td><td>{index.get("files", 0)}</td>'
-               f'<td>{escape(_size(size) if isinstance(size, int) else "counting")}</td>'
+               f'<td>{escape(size_text(size) if isinstance(size, int) else "counting")}</td>'
                f'<td>{escape(_binned(binned))}</td>'
                f'<td>{downloads["total"] if downloads else "not counted"}</td>'
                if hosted else '<td colspan="5" class="muted">a view of its sources</td>')
@@ -713,8 +507,8 @@ def indexes_page(chrome: Chrome, person: str, found: Mapping[str, Any], *,
         parts.append(
             f'<h3>{escape(str(cache.get("name")))}</h3>'
             f'<p>Mode <strong>{escape(str(cache.get("mode")))}</strong>. '
-            f'{files.get("kept", 0)} files kept, {escape(_size(kept))}'
-            + (f' of {escape(_size(cap))}' if isinstance(cap, int) and cap else ', no cap')
+            f'{files.get("kept", 0)} files kept, {escape(size_text(kept))}'
+            + (f' of {escape(size_text(cap))}' if isinstance(cap, int) and cap else ', no cap')
             + f'; {pages.get("cached", 0)} pages cached; '
             f'{files.get("evicted", 0)} files evicted since the start.</p>'
             '<div class="table-scroll"><table class="files"><thead><tr>'
@@ -739,4 +533,4 @@ _SERVED = ("hit", "stale", "miss", "unavailable")
 def _binned(binned: Mapping[str, Any] | None) -> str:
     if not binned:
         return "none"
-    return f"{binned.get('files', 0)} files, {_size(int(binned.get('bytes') or 0))}"
+    return f"{binned.get('files', 0)} files, {size_text(int(binned.get('bytes') or 0))}"

@@ -37,10 +37,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.config.s3_settings import S3Config
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
@@ -93,6 +95,45 @@ from pypid.storage.s3.usage_objects import UsageObjects
 CLOCK_MARGIN = 60.0
 
 
+@attrs.frozen
+class S3Settings:
+    """
+    How an S3 storage works its bucket (C{[s3]}'s keys of the same names).
+
+    @ivar max_import_size: the largest object imported as a file
+        (C{[pypid] max_upload_size}).
+    @ivar check_rate: the most requests a second the background full
+        check (L{S3Storage.reconcile}) makes; 0 for no cap.
+    @ivar clock_margin: how far to distrust the store's times near a
+        snapshot's (servers' clocks differ; 0 only where the store runs on
+        this machine's clock, as in tests).
+    @ivar replay_window: how far before a snapshot's time start-up replays
+        change markers; by default C{sync_interval} plus the look-back of
+        a poll.
+    """
+
+    download: str = "redirect"
+    public_url: str | None = None
+    expire_after: float = 86400.0
+    buffer_time: float = 600.0
+    multipart_threshold: int = 64 << 20
+    sync_interval: float = 30.0
+    bucket_snapshot: bool = True
+    max_import_size: int = 1 << 30
+    clock_margin: float = CLOCK_MARGIN
+    replay_window: float | None = None
+    check_rate: float = CHECK_RATE
+
+    @classmethod
+    def from_config(cls, s3: S3Config, max_import_size: int) -> S3Settings:
+        """The settings C{[s3]} gives."""
+        return cls(download=s3.download, public_url=s3.public_url,
+                   expire_after=s3.expire_after, buffer_time=s3.buffer_time,
+                   multipart_threshold=s3.multipart_threshold, sync_interval=s3.sync_interval,
+                   bucket_snapshot=s3.bucket_snapshot, max_import_size=max_import_size,
+                   check_rate=s3.check_rate)
+
+
 def _sweep(folder: str) -> None:
     """Make the spool folder and remove the files a crash left in it."""
     os.makedirs(folder, exist_ok=True)
@@ -128,27 +169,17 @@ class S3Storage:
     """
 
     def __init__(self, client: S3Client, layout: Layout, credentials: CredentialSource,
-                 run: Run, clock: IReactorTime, temp_dir: str, *,
-                 download: str = "redirect", public_url: str | None = None,
-                 expire_after: float = 86400.0, buffer_time: float = 600.0,
-                 multipart_threshold: int = 64 << 20, sync_interval: float = 30.0,
-                 bucket_snapshot: bool = True, max_import_size: int = 1 << 30,
+                 run: Run, clock: IReactorTime, temp_dir: str,
+                 settings: S3Settings = S3Settings(), *,
                  on_close: Callable[[], Any] | None = None,
-                 clock_margin: float = CLOCK_MARGIN, replay_window: float | None = None,
-                 check_rate: float = CHECK_RATE,
                  render: Renderer = render_description) -> None:
         """
         @param render: renders the description of a file found without
             a record (the daemon's sandbox).
-        @param check_rate: the most requests a second the background full
-            check (L{reconcile}) makes; 0 for no cap.
-        @param clock_margin: how far to distrust the store's times near a
-            snapshot's (servers' clocks differ; 0 only where the store runs
-            on this machine's clock, as in tests).
-        @param replay_window: how far before a snapshot's time start-up
-            replays change markers; by default C{sync_interval} plus the
-            look-back of a poll.
+        @param on_close: called once the storage closed (the bucket's
+            client, when it is this storage's own).
         """
+        sync_interval, clock_margin = settings.sync_interval, settings.clock_margin
         self._client = client
         self._layout = layout
         self._credentials = credentials
@@ -156,11 +187,12 @@ class S3Storage:
         self.temp_dir = temp_dir
         self.sync_interval = sync_interval
         self._on_close = on_close
-        self._urls = PresignedURLs(client, credentials, clock, expire_after, buffer_time)
+        self._urls = PresignedURLs(client, credentials, clock, settings.expire_after,
+                                   settings.buffer_time)
         self._pending = PendingWrites()
-        self._writer = ObjectWriter(client, layout, run, multipart_threshold)
+        self._writer = ObjectWriter(client, layout, run, settings.multipart_threshold)
         self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
-                                 max_import_size, render)
+                                 settings.max_import_size, render)
         states = FileStates(client, layout, self._imports, clock)
         self._feed = ChangeFeed(client, layout, clock, states.read,
                                 partial(read_status, client, layout), self._pending.run)
@@ -172,15 +204,16 @@ class S3Storage:
         self._files = FileWrites(client, layout, self._writer, self._imports, self._feed,
                                  states, run, clock)
         self._reads = ObjectReads(client, layout, self._urls, self._imports, clock,
-                                  download, public_url)
+                                  settings.download, settings.public_url)
         self._adoption = ObjectAdoption(client, layout, self._writer, self._imports,
                                         self._feed, states, journals)
-        self._snapshot = BucketSnapshot(client, layout, run, self._pending, bucket_snapshot,
-                                        clock_margin)
+        self._snapshot = BucketSnapshot(client, layout, run, self._pending,
+                                        settings.bucket_snapshot, clock_margin)
         self._view = SharedView(
             client, clock, self._feed, BucketListing(client, layout, self._imports, clock_margin),
             self._imports, states, self._statuses, self._snapshot, self.identity(),
-            sync_interval + LOOKBACK if replay_window is None else replay_window, check_rate)
+            sync_interval + LOOKBACK if settings.replay_window is None else settings.replay_window,
+            settings.check_rate)
 
     # -- life ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pypid.auth.verifier import Identity
 from pypid.core.access.sessions import Session
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.version_order import version_key
-from pypid.core.formats import charts, console_pages
+from pypid.core.formats import charts, console_project_page
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.model import FileRecord
@@ -274,13 +274,13 @@ class ConsoleProject:
         releases = [(version, sorted(by_version[version], key=lambda r: r.filename))
                     for version in sorted(by_version, key=version_key, reverse=True)]
         binned = [record for record in index.binned() if record.project == name]
-        chrome = self._gate.chrome_of(identity)
-        return send_html(request, code, console_pages.project_page(
-            chrome, identity.name, session.csrf, name, found.display_name, releases, binned,
-            index=index_name(request), status=index.status(name),
-            admin=self._gate.access.is_admin(identity), recycles=publish.recycles,
-            root=root_of(request), error=error, notice=notice, targets=targets,
-            chart=chart, trail=trail, advisories=advisories))
+        view = console_project_page.ProjectView(
+            name, found.display_name, index_name(request), releases, binned,
+            index.status(name), publish.recycles, targets, chart, trail, advisories)
+        return send_html(request, code, console_project_page.project_page(
+            self._gate.chrome_of(identity), identity.name, session.csrf, view,
+            admin=self._gate.access.is_admin(identity), root=root_of(request), error=error,
+            notice=notice))
 
     def _advisories_of(self, request: IRequest, identity: Identity,
                        name: str) -> ProjectAdvisories | None:

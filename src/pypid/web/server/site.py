@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import cast
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -403,18 +404,44 @@ def too_large_message(limit: int) -> str:
     return f"content: the upload is larger than the limit of {limit} bytes"
 
 
+@attrs.frozen
+class SiteRules:
+    """
+    What the site asks of a request before its resource sees it.
+
+    @ivar max_upload_size: the largest upload body, in bytes.
+    @ivar base_url: C{[server] base_url}: the origin of this server's pages
+        when a proxy in front gives another C{Host} (L{cross_site_refusal}).
+    @ivar trusted_proxies: the L{pypid.core.access.forwarded.TrustedProxies}
+        whose C{X-Forwarded-For} names a request's client (none by default).
+    @ivar index_uploads: whether named indexes are served: then C{/NAME/}
+        and C{/NAME/legacy[/]} take uploads too, for every name an index
+        could have (L{index_upload_path}), so that a missing index asks for
+        credentials before the body as a hidden one does.
+    @ivar header_timeout: seconds a request's head has to arrive (L{None}:
+        the channel's default).
+    @ivar min_body_rate: the slowest body accepted, in bytes a second
+        (L{None}: the channel's default).
+    """
+
+    max_upload_size: int
+    base_url: str | None = None
+    trusted_proxies: TrustedProxies = NO_PROXIES
+    index_uploads: bool = False
+    header_timeout: float | None = None
+    min_body_rate: float | None = None
+
+
 class PypidSite(GuardedSite):
     """
     The site: our request class, no access log unless configured, and a
     C{Date} header formatted once a second.
 
-    @ivar max_upload_size: largest accepted upload, in bytes.
     @ivar spool_dir: where upload bodies are spooled (the storage's).
     @ivar access: the L{pypid.web.identity.access.Access} gate, to verify an upload's
         credentials before its body is read; L{None} to leave it to the route.
-    @ivar trusted_proxies: the L{pypid.core.access.forwarded.TrustedProxies} whose
-        C{X-Forwarded-For} names a request's client (C{[pypid]
-        trusted_proxies}; none by default).
+    @ivar max_upload_size, base_url, trusted_proxies, index_uploads: the
+        L{SiteRules}' (read per request, as attributes).
     @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
         where upload bodies are parsed, hashed and written (see
         L{pypid.web.server.body}); by default on the reactor thread, for tests of
@@ -424,14 +451,11 @@ class PypidSite(GuardedSite):
     requestFactory = PypidRequest
     displayTracebacks = False
 
-    def __init__(self, resource: IResource, max_upload_size: int, spool_dir: str,
+    def __init__(self, resource: IResource, rules: SiteRules, spool_dir: str,
                  access_log: str | None = None, reactor: IReactorTime | None = None,
                  access: Access | None = None, run: Run | None = None,
-                 counter: ConnectionCounter | None = None, header_timeout: float | None = None,
-                 min_body_rate: float | None = None, timer: Callable[[], float] | None = None,
-                 stats: RequestStats | None = None,
-                 trusted_proxies: TrustedProxies = NO_PROXIES,
-                 index_uploads: bool = False, base_url: str | None = None,
+                 counter: ConnectionCounter | None = None,
+                 timer: Callable[[], float] | None = None, stats: RequestStats | None = None,
                  plain_page: PlainPage | None = None,
                  plain_file: PlainFileOf | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
@@ -439,10 +463,8 @@ class PypidSite(GuardedSite):
         #: stored files C{plain_page} and C{plain_file} give, or L{None}
         self.express = None if plain_page is None or plain_file is None else ExpressLane(
             plain_page, plain_file, self.date_header, fixed_head(SECURITY_HEADERS))
-        #: C{[server] base_url}: the origin of this server's pages when a
-        #: proxy in front gives another C{Host} (L{cross_site_refusal})
-        self.base_url = base_url
-        self.trusted_proxies = trusted_proxies
+        self.base_url = rules.base_url
+        self.trusted_proxies = rules.trusted_proxies
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
         self._batch = self.stats.batch
@@ -451,16 +473,12 @@ class PypidSite(GuardedSite):
         #: so that a test's L{Clock} works
         self.timer = timer if timer is not None else self.reactor.seconds
         self.counter = counter if counter is not None else ConnectionCounter()
-        self.header_timeout = header_timeout
-        self.min_body_rate = min_body_rate
-        self.max_upload_size = max_upload_size
+        self.header_timeout = rules.header_timeout
+        self.min_body_rate = rules.min_body_rate
+        self.max_upload_size = rules.max_upload_size
         self.spool_dir = spool_dir
         self.access = access
-        #: whether named indexes are served: then C{/NAME/} and
-        #: C{/NAME/legacy[/]} take uploads too, for every name an index
-        #: could have (L{index_upload_path}), so that a missing index asks
-        #: for credentials before the body as a hidden one does
-        self.index_uploads = index_uploads
+        self.index_uploads = rules.index_uploads
         self.run = run if run is not None else run_at_once
         self._access_log = access_log
         self._date: tuple[int | None, bytes] = (None, b"")

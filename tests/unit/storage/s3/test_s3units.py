@@ -70,7 +70,7 @@ from pypid.storage.s3.sign import (
     query_string,
     sign,
 )
-from pypid.storage.s3.storage import S3Storage
+from pypid.storage.s3.storage import S3Settings, S3Storage
 from tests.harness.fakes import QueuedRun, run_now, write_file
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -1501,7 +1501,7 @@ class PacedCheckTests(SynchronousTestCase):
 
     def storage(self, store, rate):
         return S3Storage(self.client(store), Layout("pkgs/"), StaticCredentials(), run_now,
-                         self.clock, self.mktemp(), check_rate=rate)
+                         self.clock, self.mktemp(), S3Settings(check_rate=rate))
 
     def test_reconcile_paced(self):
         """

@@ -24,7 +24,7 @@ from pypid.web.server.channel import (
     Refused,
     origin_form,
 )
-from pypid.web.server.site import PypidSite
+from pypid.web.server.site import PypidSite, SiteRules
 from tests.harness.tls import PEER, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.
@@ -51,7 +51,7 @@ class _ChannelMixin:
         self.clock = Clock()
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock)
+        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
         self.channel = self.site.buildProtocol(PEER)
@@ -215,7 +215,7 @@ class OverTLSTests(SynchronousTestCase):
         self.clock = Clock()
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        self.site = PypidSite(_Hello(), 1 << 20, spool, reactor=self.clock,
+        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock,
                               counter=ConnectionCounter(limit=1))
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
@@ -276,7 +276,7 @@ class CounterTests(SynchronousTestCase):
         """Past the limit a connection from the same address is refused; others are not."""
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        site = PypidSite(_Hello(), 1 << 20, spool, reactor=Clock(),
+        site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=Clock(),
                          counter=ConnectionCounter(limit=2))
         one = IPv4Address("TCP", "10.0.0.1", 1)
         first, second = site.buildProtocol(one), site.buildProtocol(one)
@@ -317,7 +317,7 @@ class RealConnectionTests(TestCase):
         """
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        site = PypidSite(_Hello(), 1 << 20, spool)
+        site = PypidSite(_Hello(), SiteRules(1 << 20), spool)
         channels = []
         build = site.buildProtocol
 

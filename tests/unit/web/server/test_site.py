@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 
 from pypid.web.identity.request_auth import IRequestAuth
 from pypid.web.server.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
-from pypid.web.server.site import PypidSite
+from pypid.web.server.site import PypidSite, SiteRules
 from tests.harness.tls import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
@@ -47,7 +47,7 @@ class SiteTests(SynchronousTestCase):
         self.resource = _Recorder()
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock())
+        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock())
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
         self.channel = self.site.buildProtocol(None)
@@ -174,7 +174,7 @@ class EarlyAnswerOverTLSTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.resource = _Recorder()
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=self.clock)
+        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=self.clock)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
 
@@ -230,7 +230,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.gate = _Gate()
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock(),
+        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock(),
                               access=self.gate)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
@@ -360,7 +360,7 @@ class ExpectContinueTests(SynchronousTestCase):
         self.resource = _Recorder()
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=clock, access=access)
+        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=clock, access=access)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
 
@@ -403,7 +403,7 @@ class ThreadedBodyTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.run = QueuedRun()
-        self.site = PypidSite(self.resource, 1 << 20, self.spool, reactor=Clock(), run=self.run)
+        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock(), run=self.run)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
         self.channel = self.site.buildProtocol(None)

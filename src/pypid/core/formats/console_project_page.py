@@ -1,0 +1,293 @@
+"""
+The console's page of a project (C{/console/project/<name>/}): its files
+by release with the buttons that yank, unyank, delete and restore them,
+its status, its advisories and waivers, its downloads, the promotion form
+and its audit trail. Pure: it draws a L{ProjectView}, which the console
+fills from the API areas' answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+import attrs
+
+from pypid.core.formats.admin_answers import ProjectAdvisories
+from pypid.core.formats.console_pages import (
+    AUDIT_COLUMNS,
+    audit_table,
+    console_nav,
+    csrf_input,
+    options_of,
+    size_text,
+    when_text,
+)
+from pypid.core.formats.pages import Chrome, frame
+from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.project_status import STATUSES, ProjectStatus
+
+
+@attrs.frozen
+class ProjectView:
+    """
+    What the console's page of a project shows.
+
+    @ivar project: its normalized name; C{display}, the name it shows.
+    @ivar index: the index's name (the forms name it, C{default} included).
+    @ivar releases: C{(version, files)}, newest first.
+    @ivar binned: its files in the recycle bin.
+    @ivar recycles: whether the index has a recycle bin (a delete can be undone).
+    @ivar targets: the indexes a release may be promoted to (none: no form).
+    @ivar chart: its downloads per release and per day
+        (L{pypid.core.formats.charts.downloads_chart}), or L{None} when not counted.
+    @ivar trail: its newest audit entries in the index, or L{None}.
+    @ivar advisories: the advisories affecting its releases and the
+        waivers kept, or L{None} when the server reads none.
+    """
+
+    project: str
+    display: str
+    index: str
+    releases: Sequence[tuple[str, Sequence[FileRecord]]]
+    binned: Sequence[FileRecord]
+    status: ProjectStatus | None
+    recycles: bool
+    targets: Sequence[str] = ()
+    chart: str | None = None
+    trail: Sequence[Mapping[str, Any]] | None = None
+    advisories: ProjectAdvisories | None = None
+
+
+@attrs.frozen
+class _Forms:
+    """The forms of a project's page: each posts to C{base + verb + query}, with the CSRF token."""
+
+    base: str
+    query: str
+    csrf: str
+
+    def url(self, verb: str) -> str:
+        return self.base + verb + self.query
+
+    def file(self, filename: str, verb: str, label: str, extra: str = "",
+             danger: bool = False) -> str:
+        """A button that acts on one file (C{files/<f>/<verb>})."""
+        kind = ' class="danger"' if danger else ""
+        return (f'<form class="inline-form" method="post" '
+                f'action="{escape(self.url("files/" + filename + "/" + verb))}">'
+                f'{csrf_input(self.csrf)}{extra}<button type="submit"{kind} '
+                f'aria-label="{escape(label)} {escape(filename)}">{escape(label)}</button></form>')
+
+
+def project_page(chrome: Chrome, person: str, csrf: str, view: ProjectView, *, admin: bool,
+                 root: str = "../../../", error: str | None = None,
+                 notice: str | None = None) -> bytes:
+    """
+    C{/console/project/<name>/}: a project for one who may change it. Its
+    files by release, each with the buttons that yank (with a reason) or
+    unyank it and delete it; its files in the recycle bin, each with the
+    button that restores it; and, for admins, the form that sets its
+    status (PEP 792).
+
+    @param notice: what the last action did.
+    """
+    project, index = view.project, view.index
+    forms = _Forms(f"{root}console/project/{project}/",
+                   "" if index == DEFAULT else "?index=" + index, csrf)
+    parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">'
+             f'{escape(view.display)}</h1>', console_nav(root, admin),
+             f'<p>In the index <strong>{escape(index)}</strong>. '
+             f'<a href="{escape(root + ("" if index == DEFAULT else index + "/"))}project/'
+             f'{escape(project)}/">Its page</a>.</p>']
+    if error:
+        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    if notice:
+        parts.append(f'<p class="notice" role="status" id="console-notice">{escape(notice)}</p>')
+    parts.append(_status_section(view.status, forms, admin))
+    parts.append(_releases_section(view.releases, forms))
+    if view.advisories is not None:
+        parts.append(_advisories_section(view.advisories, forms.url("waive"),
+                                         forms.url("unwaive"), csrf, admin))
+    if view.chart is not None:
+        parts.append('<h2>Downloads</h2>' + view.chart)
+    if view.releases and view.targets:
+        parts.append(_promote_form(view, forms, admin))
+    parts.append(_bin_section(view, forms))
+    if view.trail is not None:
+        parts.append('<h2>Audit trail</h2>')
+        columns = [c for c in AUDIT_COLUMNS if c[0] not in ("project", "index", "address")]
+        if view.trail:
+            parts.append(audit_table(list(reversed(view.trail)), columns))
+        else:
+            parts.append('<p class="muted">No entries.</p>')
+    parts.append('</section>')
+    return frame(chrome, root, f"{view.display} - Console - {chrome.title}", "".join(parts),
+                 search_box=False)
+
+
+def _status_section(status: ProjectStatus | None, forms: _Forms, admin: bool) -> str:
+    """The project's status (PEP 792), and for admins the form that sets it."""
+    shown = status.status if status is not None else "active"
+    reason = f": {status.reason}" if status is not None and status.reason else ""
+    section = f'<h2>Status</h2><p id="status">{escape(shown + reason)}</p>'
+    if not admin:
+        return section
+    return section + (
+        f'<form class="console-form" method="post" action="{escape(forms.url("status"))}"'
+        ' aria-label="Set the status">' + csrf_input(forms.csrf)
+        + '<p><label for="status-choice">Status</label><select id="status-choice" '
+        'name="status">' + options_of([(s, s) for s in STATUSES], shown) + '</select></p>'
+        '<p><label for="status-reason">Reason</label><input id="status-reason" '
+        'name="reason" type="text" maxlength="200"></p>'
+        '<p><button type="submit">Set the status</button></p></form>')
+
+
+def _releases_section(releases: Sequence[tuple[str, Sequence[FileRecord]]],
+                      forms: _Forms) -> str:
+    """Each release's files, each with its yank (or unyank) and delete buttons."""
+    parts = ['<h2>Releases</h2>']
+    if not releases:
+        parts.append('<p class="muted">No files.</p>')
+    for version, files in releases:
+        rows = []
+        for record in files:
+            filename = record.filename
+            if record.yanked is not None:
+                state = "yanked" + (f": {record.yanked}" if record.yanked else "")
+                yank = forms.file(filename, "unyank", "Unyank")
+            else:
+                state = ""
+                yank = forms.file(filename, "yank", "Yank", extra=(
+                    f'<label class="visually-hidden" for="reason-{escape(filename)}">Reason to '
+                    f'yank {escape(filename)}</label><input id="reason-{escape(filename)}" '
+                    'name="reason" type="text" maxlength="200" placeholder="reason">'))
+            rows.append(
+                f'<tr><td><code>{escape(filename)}</code></td><td>{escape(size_text(record.size))}'
+                f'</td><td>{escape(when_text(record.upload_time))}</td>'
+                f'<td>{escape(record.uploader or "")}</td><td>{escape(state)}</td>'
+                f'<td>{yank} {forms.file(filename, "delete", "Delete", danger=True)}</td></tr>')
+        parts.append(
+            f'<h3>{escape(version)}</h3><div class="table-scroll"><table class="files">'
+            '<thead><tr><th scope="col">File</th><th scope="col">Size</th>'
+            '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
+            '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
+            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    return "".join(parts)
+
+
+def _promote_form(view: ProjectView, forms: _Forms, admin: bool) -> str:
+    """The form that promotes a release to another index (admins may override a deny)."""
+    releases, targets = view.releases, view.targets
+    return (
+        '<h2 id="promote">Promote a release</h2>'
+        f'<form class="console-form" method="post" action="{escape(forms.url("promote"))}"'
+        ' aria-labelledby="promote">' + csrf_input(forms.csrf)
+        + '<p><label for="promote-version">Release</label><select id="promote-version" '
+        'name="version">' + options_of([(v, v) for v, _ in releases], releases[0][0])
+        + '</select></p><p><label for="promote-to">To the index</label><select '
+        'id="promote-to" name="to">' + options_of([(t, t) for t in targets], targets[0])
+        + '</select></p>'
+        + ('<p><label><input type="checkbox" name="allow_denied" value="true"> Even if '
+           'its advisories deny it</label></p>' if admin else "")
+        + '<p><button type="submit">Promote</button></p></form>')
+
+
+def _bin_section(view: ProjectView, forms: _Forms) -> str:
+    """The project's files in the recycle bin, each with its restore button."""
+    if not view.recycles:
+        return ('<p class="muted">This index has no recycle bin: a deleted file is gone '
+                'for good.</p>')
+    if not view.binned:
+        return ('<h2>Recycle bin</h2>'
+                '<p class="muted">No file of this project is in the recycle bin.</p>')
+    return (
+        '<h2>Recycle bin</h2><div class="table-scroll"><table class="files"><thead><tr>'
+        '<th scope="col">File</th><th scope="col">Deleted</th>'
+        '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
+        '<tbody>' + "".join(
+            f'<tr><td><code>{escape(record.filename)}</code></td>'
+            f'<td>{escape(when_text(record.binned))}</td>'
+            f'<td>{forms.file(record.filename, "restore", "Restore")}</td></tr>'
+            for record in view.binned) + '</tbody></table></div>')
+
+
+#: How the project page says where the index stands on an advisory.
+STANDINGS = {"acted": "acted on", "configured": "waived by the configuration",
+             "waived": "waived", "below-severity": "below the index's severity",
+             "off": "the index acts on no advisory"}
+
+
+def _advisories_section(report: ProjectAdvisories, waive: str, unwaive: str, csrf: str,
+                        admin: bool) -> str:
+    """
+    The project page's advisories: each affected release with its
+    advisories and where the index stands on each, the waivers kept, and
+    for admins the buttons that waive an advisory for the project and
+    remove a waiver (C{/api/advisories/waivers}'s own code).
+    """
+    parts = ['<h2 id="advisories">Advisories</h2>',
+             f'<p>This index is in the mode <strong>{escape(str(report.get("mode")))}</strong>'
+             + (f' from the severity {escape(str(report["severity"]))}'
+                if report.get("severity") else "") + '.</p>']
+    releases = report.get("releases") or []
+    if not releases:
+        parts.append('<p class="muted">No advisory affects a release of this project.</p>')
+    rows = []
+    for release in releases:
+        for advisory in release["advisories"]:
+            ident = str(advisory["id"])
+            link = advisory.get("link")
+            name = (f'<a href="{escape(link)}">{escape(ident)}</a>'
+                    if isinstance(link, str) and link.startswith("https://") else escape(ident))
+            standing = str(advisory["standing"])
+            button = ""
+            if admin and standing in ("acted", "below-severity"):
+                field = f"waive-{escape(release['version'])}-{escape(ident)}"
+                button = (
+                    f'<form class="inline-form" method="post" action="{escape(waive)}">'
+                    + csrf_input(csrf)
+                    + f'<input type="hidden" name="advisory" value="{escape(ident)}">'
+                    f'<label class="visually-hidden" for="{field}">Reason to waive '
+                    f'{escape(ident)}</label><input id="{field}" name="reason" type="text" '
+                    'maxlength="200" placeholder="reason">'
+                    f'<button type="submit" aria-label="Waive {escape(ident)}">Waive</button>'
+                    '</form>')
+            rows.append(
+                f'<tr><td>{escape(release["version"])}</td><td>{name}</td>'
+                f'<td>{escape(str(advisory.get("severity") or "unknown"))}</td>'
+                f'<td>{escape(str(advisory.get("summary") or ""))}</td>'
+                f'<td>{escape(STANDINGS.get(standing, standing))}</td><td>{button}</td></tr>')
+    if rows:
+        parts.append(
+            '<div class="table-scroll"><table class="files"><thead><tr>'
+            '<th scope="col">Release</th><th scope="col">Advisory</th>'
+            '<th scope="col">Severity</th><th scope="col">Summary</th>'
+            '<th scope="col">Here</th>'
+            '<th scope="col"><span class="visually-hidden">Waive</span></th></tr></thead>'
+            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    kept = report.get("waivers") or []
+    if kept:
+        parts.append('<h3>Waivers kept</h3><div class="table-scroll"><table class="files">'
+                     '<thead><tr><th scope="col">Waives</th><th scope="col">Reason</th>'
+                     '<th scope="col">By</th><th scope="col">When</th>'
+                     '<th scope="col"><span class="visually-hidden">Remove</span></th>'
+                     '</tr></thead><tbody>')
+        for waiver in kept:
+            advisory, version = waiver.get("advisory"), waiver.get("version")
+            what = (str(advisory) if advisory else f"every advisory of {version}")
+            key, value = ("advisory", advisory) if advisory else ("version", version)
+            button = (
+                f'<form class="inline-form" method="post" action="{escape(unwaive)}">'
+                + csrf_input(csrf)
+                + f'<input type="hidden" name="{key}" value="{escape(str(value))}">'
+                f'<button type="submit" aria-label="Unwaive {escape(what)}">Unwaive</button>'
+                '</form>') if admin else ""
+            parts.append(
+                f'<tr><td>{escape(what)}</td><td>{escape(str(waiver.get("reason") or ""))}</td>'
+                f'<td>{escape(str(waiver.get("by") or ""))}</td>'
+                f'<td>{escape(when_text(waiver.get("at")))}</td><td>{button}</td></tr>')
+        parts.append('</tbody></table></div>')
+    return "".join(parts)
