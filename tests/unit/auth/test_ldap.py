@@ -741,12 +741,12 @@ class GateTests(SynchronousTestCase):
         """The identity the gate finds carries its groups, which the per-project checks use."""
         alice = self.successResultOf(self.access.identify(_Request("alice", "pw")))
         self.assertEqual(alice.groups, {"dev"})
-        self.assertTrue(self.access.identity_may_read(alice, "acme-lib"))
+        self.assertTrue(self.access.permissions.may_read(alice, "acme-lib"))
         self.assertTrue(self.access.may_write(alice, "acme-lib"))
         self.assertFalse(self.access.is_admin(alice))
         bob = self.successResultOf(self.access.identify(_Request("bob", "pw")))
         self.assertTrue(self.access.is_admin(bob))
-        self.assertFalse(self.access.identity_may_read(Identity("alice"), "acme-lib"))
+        self.assertFalse(self.access.permissions.may_read(Identity("alice"), "acme-lib"))
 
     def test_unavailable_is_503_and_not_a_failure(self):
         """A directory that is down answers 503 with Retry-After, and is no failed login."""

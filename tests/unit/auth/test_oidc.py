@@ -1056,11 +1056,11 @@ class PublisherInIndexesTests(MintSiteMixin, SynchronousTestCase):
         token = json.loads(self.mint(self.github.github_token())[1])["token"]
         minted = Identity("publisher:github:acme/widgets",
                           self.publishing.tokens.verify(token))
-        self.assertTrue(access.index_shown(minted, "release"))
-        self.assertTrue(access.may_upload_to(minted, "release"))
+        self.assertTrue(access.permissions.index_shown(minted, "release"))
+        self.assertTrue(access.permissions.may_upload_to(minted, "release"))
         self.assertTrue(access.may_write(minted, "acme-widgets", "release"))
         self.assertFalse(access.may_write(minted, "other", "release"))
         # (a user of that name without a minted token has no such grant)
         alice = Identity("alice")
-        self.assertFalse(access.may_upload_to(alice, "release"))
-        self.assertFalse(access.index_shown(alice, "release"))
+        self.assertFalse(access.permissions.may_upload_to(alice, "release"))
+        self.assertFalse(access.permissions.index_shown(alice, "release"))

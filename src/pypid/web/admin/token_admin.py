@@ -119,7 +119,7 @@ class TokenAdmin:
         """
         access = self._access
         return {name for name in (DEFAULT_INDEX, *access.model.indexes)
-                if name == DEFAULT_INDEX or access.index_shown(identity, name)}
+                if name == DEFAULT_INDEX or access.permissions.index_shown(identity, name)}
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:

@@ -47,10 +47,6 @@ class ChangeChecks:
         """Whether C{identity} may upload to, yank or delete in C{project} of this index."""
         return self._access.may_write(identity, project, self._name)
 
-    def may_read(self, identity: Identity, project: str) -> bool:
-        """Whether C{identity} may see C{project} of this index."""
-        return self._access.identity_may_read(identity, project, self._name)
-
     def may_upload_here(self, identity: Identity) -> None:
         """
         Refuse an identity without this index's C{upload} grant, whatever
@@ -58,7 +54,7 @@ class ChangeChecks:
         the index to this identity), the default index's with 401, as the
         site's check before the body does.
         """
-        if not self._access.may_upload_to(identity, self._name):
+        if not self._access.permissions.may_upload_to(identity, self._name):
             if self._name == DEFAULT_INDEX:
                 raise Unauthorized(UPLOAD_LOGIN)
             raise Forbidden(may_not_upload(identity, self._name, index=self._name))
@@ -70,8 +66,9 @@ class ChangeChecks:
         is not a project's): before anything is looked up, so that the
         refusal takes as long whether the file or release exists or not.
         """
-        if project is None or not (self.may_write(identity, project)
-                                   or self.may_read(identity, project)):
+        if project is None or not (
+                self.may_write(identity, project)
+                or self._access.permissions.may_read(identity, project, self._name)):
             raise NotFound(NO_SUCH_RELEASE)
 
     def may_create(self, identity: Identity, project: str, index: Index) -> None:

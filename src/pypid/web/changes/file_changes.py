@@ -109,11 +109,10 @@ class FileChanges:
             # upload, yank, unyank, delete): such a writer learns whether
             # what it names exists. Whoever may do neither gets the one
             # answer whether it exists or not.
-            writes = record is not None and self._checks.may_write(identity, record.project)
-            if record is None or not (writes or self._checks.may_read(identity,
-                                                                      record.project)):
+            if record is None:
                 raise NotFound(NO_SUCH_RELEASE)
-            if not writes:
+            if not self._checks.may_write(identity, record.project):
+                self._checks.may_touch(identity, record.project)
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)

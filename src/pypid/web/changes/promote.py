@@ -171,9 +171,10 @@ class Promote:
         may upload to: where the console offers to promote a release to
         (the promotion itself checks the project's rights).
         """
+        permissions = self._access.permissions
         return [name for name in self._registry.orders
                 if name != source and name in self._registry.stacks
-                and self._sees(identity, name) and self._access.may_upload_to(identity, name)]
+                and self._sees(identity, name) and permissions.may_upload_to(identity, name)]
 
     async def _promote(self, request: IRequest, identity: Identity,
                        ask: Callable[[], PromoteRequest]) -> Promoted:
@@ -190,9 +191,9 @@ class Promote:
         project = normalize(asked.project)
         if is_publisher(identity.name):
             raise Forbidden("a trusted publisher's token may only upload")
-        if not self._access.identity_may_read(identity, project, source_name):
+        if not self._access.permissions.may_read(identity, project, source_name):
             raise Forbidden(f"{identity.name} may not read {project} in {source_name}")
-        if not (self._access.may_upload_to(identity, target_name)
+        if not (self._access.permissions.may_upload_to(identity, target_name)
                 and self._access.may_write(identity, project, target_name)):
             raise Forbidden(f"{identity.name} may not upload {project} to {target_name}")
         if asked.allow_denied and not self._access.is_admin(identity):
@@ -251,7 +252,7 @@ class Promote:
                                     allow_denied)
         index = target.index
         # (the target's hash only to whoever may read it there)
-        reveal = self._access.identity_may_read(identity, project, target.name)
+        reveal = self._access.permissions.may_read(identity, project, target.name)
         wanted: list[FileRecord] = []
         skipped: list[str] = []
         for record in records:
@@ -383,7 +384,7 @@ class Promote:
         for name in self._registry.orders[source_name]:
             stack = self._registry.stacks.get(name)
             if (name != source_name and stack is not None and self._sees(identity, name)
-                    and self._access.identity_may_read(identity, project, name)
+                    and self._access.permissions.may_read(identity, project, name)
                     and self._release(stack, project, version)):
                 return (f"no files of {project} {version} in {source_name}: {name} holds "
                         f"them; promote from {name}")

@@ -109,6 +109,14 @@ class Access:
         return self._permissions.model
 
     @property
+    def permissions(self) -> Permissions:
+        """
+        What an identity may do, by the rules in force: asked afresh each
+        time, never kept, as a reload replaces it.
+        """
+        return self._permissions
+
+    @property
     def tokens(self) -> TokenBook | None:
         """The L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used."""
         return self._identification.tokens
@@ -184,17 +192,10 @@ class Access:
         """
         if index != DEFAULT_INDEX and index not in self.model.indexes:
             return False
-        return (self.index_shown(identity, index)
-                and self.identity_may_read(identity, project, index)
+        permissions = self._permissions
+        return (permissions.index_shown(identity, index)
+                and permissions.may_read(identity, project, index)
                 and self.may_write(identity, project, index))
-
-    def identity_may_read(self, identity: Identity | None, project: str,
-                          index: str = DEFAULT_INDEX) -> bool:
-        """
-        Whether C{identity} (L{None}: anonymous) may see C{project} of
-        C{index}, token scope included.
-        """
-        return self._permissions.may_read(identity, project, index)
 
     def cache_key(self, request: IRequest,
                   ) -> tuple[str, str | None, frozenset[str]] | None:
@@ -354,20 +355,6 @@ class Access:
         if index is None or not permissions.index_shown(identity, index):
             raise NotFound(NO_SUCH_PAGE)
         return identity
-
-    def index_shown(self, identity: Identity | None, index: str) -> bool:
-        """
-        Whether C{identity} may enter the named C{index} at all
-        (L{Permissions.index_shown}).
-        """
-        return self._permissions.index_shown(identity, index)
-
-    def may_upload_to(self, identity: Identity, index: str) -> bool:
-        """
-        Whether C{identity} may upload to the named C{index} at all
-        (L{Permissions.may_upload_to}).
-        """
-        return self._permissions.may_upload_to(identity, index)
 
     def log_in(self, request: IRequest) -> Deferred[Identity]:
         """

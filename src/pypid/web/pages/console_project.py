@@ -241,15 +241,16 @@ class ConsoleProject:
         for one they may only read.
         """
         identity = await self._gate.access.person(request)
+        permissions = self._gate.access.permissions
         wanted = index_name(request)
         served = self._served(wanted)
         publish = served.publish if served is not None else None
         name = normalize(project) if is_valid_name(project) else None
         if publish is None or name is None or (
-                wanted != DEFAULT and not self._gate.access.index_shown(identity, wanted)):
+                wanted != DEFAULT and not permissions.index_shown(identity, wanted)):
             raise NotFound("no such project")
         checks = publish.checks
-        if not checks.may_read(identity, name) or publish.index.project(name) is None:
+        if not permissions.may_read(identity, name, wanted) or publish.index.project(name) is None:
             raise NotFound("no such project")
         if not checks.may_write(identity, name):
             raise Forbidden(f"{identity.name} may not change {name}")

@@ -121,12 +121,12 @@ class IndexSwitcher:
         """
         identity = identity_of(request)
         links = tuple(link for link in self.links
-                      if self._access.index_shown(identity, link.name))
+                      if self._access.permissions.index_shown(identity, link.name))
         return links if any(link.name != DEFAULT for link in links) else ()
 
     def hides_from_anonymous(self) -> bool:
         """Whether some index is hidden from anonymous readers (then identities matter)."""
-        return any(not self._access.index_shown(None, link.name) for link in self.links)
+        return any(not self._access.permissions.index_shown(None, link.name) for link in self.links)
 
 
 def snippet_root(request: IRequest, index: str) -> str | None:
