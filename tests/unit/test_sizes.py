@@ -71,7 +71,6 @@ OVER = {
     ("function", "pypid/core/dists/metadata.py:_extract"): (86, _NOT_SPLIT),
     ("function", "pypid/state/index_reload.py:reload_indexes"): (85, _NOT_SPLIT),
     ("function", "pypid/bundle/ingest.py:_take_spooled"): (84, _NOT_SPLIT),
-    ("function", "pypid/web/changes/promote.py:_promote_locked"): (82, _NOT_SPLIT),
     ("parameters", "pypid/core/indexes/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),
 }

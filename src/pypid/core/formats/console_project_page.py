@@ -2,7 +2,7 @@
 The console's page of a project (C{/console/project/<name>/}): its files
 by release with the buttons that yank, unyank, delete and restore them,
 its status, its advisories and waivers, its downloads, the promotion form
-and its audit trail. Pure: it draws a L{ProjectView}, which the console
+and its audit trail. Pure: it draws a L{ConsoleProjectView}, which the console
 fills from the API areas' answers.
 """
 
@@ -31,7 +31,7 @@ from pypid.core.indexes.project_status import STATUSES, ProjectStatus
 
 
 @attrs.frozen
-class ProjectView:
+class ConsoleProjectView:
     """
     What the console's page of a project shows.
 
@@ -82,7 +82,7 @@ class _Forms:
                 f'aria-label="{escape(label)} {escape(filename)}">{escape(label)}</button></form>')
 
 
-def project_page(chrome: Chrome, person: str, csrf: str, view: ProjectView, *, admin: bool,
+def project_page(chrome: Chrome, person: str, csrf: str, view: ConsoleProjectView, *, admin: bool,
                  root: str = "../../../", error: str | None = None,
                  notice: str | None = None) -> bytes:
     """
@@ -178,7 +178,7 @@ def _releases_section(releases: Sequence[tuple[str, Sequence[FileRecord]]],
     return "".join(parts)
 
 
-def _promote_form(view: ProjectView, forms: _Forms, admin: bool) -> str:
+def _promote_form(view: ConsoleProjectView, forms: _Forms, admin: bool) -> str:
     """The form that promotes a release to another index (admins may override a deny)."""
     releases, targets = view.releases, view.targets
     return (
@@ -195,7 +195,7 @@ def _promote_form(view: ProjectView, forms: _Forms, admin: bool) -> str:
         + '<p><button type="submit">Promote</button></p></form>')
 
 
-def _bin_section(view: ProjectView, forms: _Forms) -> str:
+def _bin_section(view: ConsoleProjectView, forms: _Forms) -> str:
     """The project's files in the recycle bin, each with its restore button."""
     if not view.recycles:
         return ('<p class="muted">This index has no recycle bin: a deleted file is gone '

@@ -4,68 +4,40 @@ another without its bytes going through pypid (devpi's C{push}).
 docs/http-api.rst gives its checks, whose order fixes the status. A file
 the target holds with the same bytes is skipped: it may be run again.
 
-What a promotion cannot walk around (else a plain uploader could promote
-a quarantined release into an index anonymous clients read): a project's
-status (PEP 792), quarantined in C{from} or any hosted index it reads,
-archived in C{from}, quarantined or archived in C{to}, or quarantined in
-any hosted index C{to} reads (C{to} would offer the files the moment it
-is lifted), admins included; and the advisories: a release
-C{from}'s or C{to}'s deny is promoted only by an admin asking with
-C{allow_denied}, which each file's audit entry records (hiding decides
-pages, not files). Both are read again under the locks, with the rights:
-what arrived while the promotion waited counts.
-
-Nothing is half-promoted. Under the source's and the target's locks of
-every distribution of the release (taken in one order, by index and key,
-as no other change takes two, so none waits on another in a circle), the
-release is read again, a journal naming the files is kept in the target's
-storage, then each file is adopted
-(L{pypid.storage.interface.IAdoptingStorage.adopt}); a failure discards
-those adopted so far. Only once the journal is dropped does the target's
-index get the records: the source's very objects, so a promoted record
-takes its memory once. A crash in between leaves the journal, taken back
-at the next start (L{pypid.state.loader.roll_back_promotions}). A delete
-of the release in the source takes the lock in turn: first, nothing is
-promoted (404); after, it takes the source's copy only. Each promoted
-file is one C{promote} audit entry; docs/performance.rst has the timing.
+This module asks who may promote (the rights in both indexes, asked again
+under the locks with the credentials as they are then: what arrived while
+the promotion waited counts; an admin's C{allow_denied} over the
+advisories, which each file's audit entry records) and answers; the
+rules of the indexes' state and the copy, all or nothing, are
+L{pypid.state.promoter}'s. A delete of the release in the source takes
+the lock in turn: first, nothing is promoted (404); after, it takes the
+source's copy only. Each promoted file is one C{promote} audit entry;
+docs/performance.rst has the timing.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import partial
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.iweb import IRequest
 
 from pypid.auth.oidc import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.access.access_rules import READ
 from pypid.core.dists.names import (
-    WHEEL,
     InvalidName,
     canonical_version,
-    filename_key,
     is_valid_name,
     normalize,
-    variant_release,
 )
-from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.formats.admin_answers import Promoted
-from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.index_names import index_section
-from pypid.core.indexes.model import FileRecord
-from pypid.core.indexes.promotion import Promotion
-from pypid.core.indexes.promotion_journal import PromotionJournal
-from pypid.core.security.advisories import DENY
 from pypid.core.util.http_errors import (
     BadRequest,
     Conflict,
@@ -75,16 +47,18 @@ from pypid.core.util.http_errors import (
     TooLarge,
 )
 from pypid.state.indexes import HostedStack, IndexRegistry
+from pypid.state.promoter import (
+    Promoter,
+    PromotionRefused,
+    key_of,
+    locks_of,
+    refuse_tags,
+    release_of,
+    under_locks,
+)
 from pypid.storage.interface import (
-    FileExists,
-    FilenameDeleted,
-    IAdoptingStorage,
-    IStorage,
-    RecordRefused,
     StorageError,
 )
-from pypid.storage.locks import KeyedLock
-from pypid.storage.measured import MeasuredStorage
 from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.identity.access import Access
@@ -134,6 +108,11 @@ class Promote:
     _access: Access
     _audit: AuditTrail = attrs.field(kw_only=True)
     _clock: IReactorTime = attrs.field(kw_only=True)
+    _promoter: Promoter = attrs.field(init=False)
+
+    @_promoter.default
+    def _promoter_of_registry(self) -> Promoter:
+        return Promoter(self._registry, self._clock)
 
     app = Klein()
     answer_errors(app)
@@ -200,26 +179,19 @@ class Promote:
             raise Forbidden(NOT_ADMIN)
         version = asked.version
         source = self._registry.stacks.get(source_name)
-        records = self._release(source, project, version)
+        records = release_of(source, project, version)
         if not records:
             raise NotFound(self._not_hosted(identity, source_name, project, version))
         assert source is not None  # (a view holds no records)
-        keys = sorted({_key(r) for r in records})
-        # (the source's locks too, so that a delete, a yank or a purge of
-        # the release there and this promotion come one after the other;
-        # taken in one order, (index, key), as no other change takes two)
-        locks = sorted([(source_name, key, source.locks) for key in keys]
-                       + [(target_name, key, target.locks) for key in keys],
-                       key=lambda held: held[:2])
-        # (and first, as an upload of a variant wheel takes it first, the
-        # target's lock of the release's variant wheels: PEP 825's
-        # agreement between them is checked under it)
-        variants = sorted({key for key in map(variant_release, (r.filename for r in records))
-                           if key is not None})
-        promoted, skipped = await _under_locks(
-            [(target.locks, key) for key in variants]
-            + [(lock, key) for _, key, lock in locks], self._promote_locked, request, identity,
-            source, target, project, version, frozenset(keys), asked.allow_denied)
+        try:
+            promoted, skipped = await under_locks(
+                locks_of(source, target, records), self._promote_locked, request, identity,
+                source, target, project, version, frozenset(key_of(r) for r in records),
+                asked.allow_denied)
+        except PromotionRefused as e:
+            raise (NotFound if e.gone else Conflict)(str(e)) from None
+        except StorageError as e:
+            raise storage_unavailable(e)
         return {"from": source_name, "to": target_name, "project": project, "version": version,
                 "promoted": promoted, "skipped": skipped}
 
@@ -228,8 +200,8 @@ class Promote:
                               version: str, keys: frozenset[str], allow_denied: bool,
                               ) -> tuple[list[str], list[str]]:
         """
-        Check the project's status, the advisories and each file against
-        the target, adopt them all or none, then index them: the files of
+        Check the rights, the project's status, the advisories and each
+        file against the target, then copy them all or none: the files of
         the release the source holds now, under the locks (a delete that
         held them first took its files away).
         """
@@ -238,127 +210,45 @@ class Promote:
         identity = await self._access.confirm(request, identity)
         if not self._access.may_write(identity, project, target.name):
             raise Forbidden(f"{identity.name} may not upload {project} to {target.name}")
-        source_name = source.name
-        records = [r for r in self._release(source, project, version) if _key(r) in keys]
+        promoter = self._promoter
+        records = [r for r in release_of(source, project, version) if key_of(r) in keys]
         if not records:
-            raise NotFound(f"no such release: {project} {version} in {source_name} "
+            raise NotFound(f"no such release: {project} {version} in {source.name} "
                            "(deleted meanwhile)")
-        self._refuse_closed(source_name, target.name, project)
-        _refuse_tags(source, target, project, records)
+        promoter.refuse_closed(source.name, target.name, project)
+        refuse_tags(source, target, project, records)
         # (a new project of the target in a namespace reserved there is its
         # owners' to make, as an upload's would be: PEP 752's 409)
         ChangeChecks(self._access, target.name).may_create(identity, project, target.index)
-        override = self._overridden(identity, source_name, target.name, project, version,
-                                    allow_denied)
-        index = target.index
+        override = self._overridden(identity, promoter.denials(
+            source.name, target.name, project, version), project, version, allow_denied)
         # (the target's hash only to whoever may read it there)
         reveal = self._access.permissions.may_read(identity, project, target.name)
-        wanted: list[FileRecord] = []
-        skipped: list[str] = []
-        for record in records:
-            filename = record.filename
-            there = index.get_file(filename, record.project)
-            if there is not None:
-                if there.sha256 != record.sha256:
-                    raise other_bytes(filename, target.name, there.sha256 if reveal else None)
-                skipped.append(filename)
-                continue
-            if index.is_deleted(filename):
-                raise Conflict(f"{filename}: a file of that name was deleted from "
-                               f"{target.name}; the name is never used again")
-            other = index.same_distribution(filename)
-            if other is not None:
-                raise Conflict(f"{filename}: {target.name} holds {other}, the same "
-                               "distribution under another name")
-            wanted.append(record)
+        wanted, skipped = promoter.sort_out(target, records, reveal)
         if not wanted:
             return [], skipped
-        _refuse_inconsistent(target.name, index, wanted)
-        stored = target.stored
-        assert IAdoptingStorage.providedBy(stored)  # (every backend adopts)
-        backend = _backend(self._source_storage(source_name))
-        promotion = Promotion(source_name, identity.name, self._clock.seconds())
-        journal = PromotionJournal(uuid.uuid4().hex, source_name,
-                                   tuple(r.replace(path=r.filename) for r in wanted))
-        await _stored(partial(stored.keep_journal, journal.name, journal.to_bytes()), "")
-        adopted: list[FileRecord] = []
-        try:
-            for record in wanted:
-                adopted.append(await _stored(partial(stored.adopt, backend, record, promotion),
-                                             record.filename, target.name, reveal))
-            await _stored(partial(stored.drop_journal, journal.name), "")
-        except BaseException:
-            await self._take_back(stored, journal, adopted)
-            raise
-        for record, kept in zip(wanted, adopted, strict=True):
-            # (the source's very record, when storage keeps it as it is)
-            index.add_promoted(record if kept == record else kept, promotion)
+        _, adopted = await promoter.copy(source, target, wanted, identity.name, reveal)
+        for kept in adopted:
             self._audit.record(request, identity, "promote",
                                index=_entry_index(target.name, self._registry.orders),
-                               target=source_name, detail=override, **facts_of(kept))
-            if override is not None:
-                log.warn("{user} promoted {filename} from {source} to {target} "
-                         "({override})", user=identity.name, filename=kept.filename,
-                         source=source_name, target=target.name, override=override)
-            else:
-                log.info("{user} promoted {filename} from {source} to {target}",
-                         user=identity.name, filename=kept.filename, source=source_name,
-                         target=target.name)
+                               target=source.name, detail=override, **facts_of(kept))
+            log.emit(LogLevel.warn if override is not None else LogLevel.info,
+                     "{user} promoted {filename} from {source} to {target}"
+                     + (" ({override})" if override is not None else ""),
+                     user=identity.name, filename=kept.filename, source=source.name,
+                     target=target.name, override=override)
         return [r.filename for r in adopted], skipped
 
-    async def _take_back(self, stored: IAdoptingStorage, journal: PromotionJournal,
-                         adopted: Sequence[FileRecord]) -> None:
-        """
-        Discard the files a failed promotion adopted, then its journal; a
-        storage that fails here keeps the journal, and the next start
-        takes the promotion back (L{pypid.state.loader.roll_back_promotions}).
-        """
-        try:
-            for record in reversed(adopted):
-                await stored.discard_adopted(record)
-            await stored.drop_journal(journal.name)
-        except Exception as e:
-            log.error("Cannot take back the promotion {name} now (the next start will): "
-                      "{error}", name=journal.name, error=str(e))
-
-    def _refuse_closed(self, source: str, target: str, project: str) -> None:
-        """
-        Refuse the promotion of a project whose status forbids it (see the
-        module): quarantined in an index C{source} or C{target} reads, or
-        archived (or quarantined) in either itself.
-
-        @raise Conflict: naming the status, the index and the reason.
-        """
-        for name, own, why in ((source, source, "its files are not promoted"),
-                               (target, target, "it takes no promoted files")):
-            for held in self._registry.orders.get(name, (name,)):
-                stack = self._registry.stacks.get(held)
-                status = stack.index.statuses.get(project) if stack is not None else None
-                if status is not None and (status.quarantined
-                                           or (held == own and status.closed)):
-                    because = f" ({status.reason})" if status.reason else ""
-                    raise Conflict(f"project {project} is {status.status} in index "
-                                   f"{held}{because}: {why}")
-
-    def _overridden(self, identity: Identity, source: str, target: str, project: str,
+    def _overridden(self, identity: Identity, denied: list[tuple[str, str]], project: str,
                     version: str, allow_denied: bool) -> str | None:
         """
         What the audit entries say of an admin's override of the
-        advisories that deny the release in C{source} or C{target}
-        (L{None}: none deny it).
+        advisories that deny the release (C{denied}: C{(index, ids)}
+        each; L{None}: none deny it).
 
         @raise Conflict: they deny it, and no override was asked for.
         @raise Forbidden: one was, by someone who is no admin (now).
-        @raise AdvisoriesUnread: they are still to be read, and an index denies.
         """
-        denied = []
-        for name in dict.fromkeys((source, target)):
-            policy = self._registry.policies.get(name)
-            # (an index that only hides has nothing to say here, read or not)
-            verdict = (policy.denied(project, version)
-                       if policy is not None and policy.rules.mode == DENY else None)
-            if verdict is not None:
-                denied.append((name, ", ".join(verdict.ids)))
         if not denied:
             return None
         if not allow_denied:
@@ -369,15 +259,6 @@ class Promote:
             raise Forbidden(NOT_ADMIN)
         return "allow_denied: " + "; ".join(f"denied by {name} ({ids})" for name, ids in denied)
 
-    def _release(self, source: HostedStack | None, project: str,
-                 version: str) -> list[FileRecord]:
-        """The files of the release hosted in C{source} itself (none in a view)."""
-        entry = source.index.project(project) if source is not None else None
-        if entry is None:
-            return []
-        return sorted((r for r in entry.files.values() if r.version == version),
-                      key=lambda r: r.filename)
-
     def _not_hosted(self, identity: Identity, source_name: str, project: str,
                     version: str) -> str:
         """Why the release cannot be promoted from C{source_name}: the index that holds it."""
@@ -385,14 +266,10 @@ class Promote:
             stack = self._registry.stacks.get(name)
             if (name != source_name and stack is not None and self._sees(identity, name)
                     and self._access.permissions.may_read(identity, project, name)
-                    and self._release(stack, project, version)):
+                    and release_of(stack, project, version)):
                 return (f"no files of {project} {version} in {source_name}: {name} holds "
                         f"them; promote from {name}")
         return f"no such release: {project} {version} in {source_name}"
-
-    def _source_storage(self, name: str) -> IStorage:
-        stack = self._registry.stacks[name]
-        return stack.stored
 
     def _sees(self, identity: Identity, index: str) -> bool:
         """
@@ -403,102 +280,9 @@ class Promote:
         return self._access.model.may_enter(identity, READ, index)
 
 
-def _backend(storage: IStorage) -> IStorage:
-    """The storage that does the work behind a timed one: what a backend's adopt compares."""
-    return storage.inner if isinstance(storage, MeasuredStorage) else storage
-
-
-def _key(record: FileRecord) -> str:
-    """The key of an index's lock a change to C{record}'s distribution is made under."""
-    return filename_key(record.filename) or record.filename
-
-
-async def _under_locks(locks: Sequence[tuple[KeyedLock, str]],
-                       f: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-    """Await C{f(*args)} holding every C{(lock, key)} of C{locks}, taken in that order."""
-    if not locks:
-        return await f(*args)
-    (lock, key), rest = locks[0], locks[1:]
-    return await lock.run(key, _under_locks, rest, f, *args)
-
-
-def _refuse_inconsistent(target: str, index: Index, wanted: list[FileRecord]) -> None:
-    """
-    Refuse (409) a promotion whose variant wheels (PEP 825) disagree with
-    those of the release the target holds (live or in its recycle bin), as
-    an upload of them would be (L{check_joins}).
-    """
-    taken: list[str] = []
-    for record in wanted:
-        if record.variant is None:
-            continue
-        try:
-            # (and with those promoted with it: a folder's may disagree)
-            check_joins(record.variant,
-                        index.release_variants(record.project, record.version) + taken)
-        except InvalidVariant as e:
-            raise Conflict(f"{record.filename}: {e}, in {target}") from None
-        taken.append(record.variant)
-
-
-def other_bytes(filename: str, target: str, sha256: str | None) -> Conflict:
-    """
-    The 409 of a promotion whose file the target holds with other bytes,
-    naming their sha256 when the promoter may read the project there
-    (C{sha256} L{None}: not).
-    """
-    shown = f" (sha256 {sha256})" if sha256 is not None else ""
-    return Conflict(f"{filename}: {target} holds a file of that name with other bytes{shown}")
-
-
-async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str = "",
-                  reveal: bool = False) -> _T:
-    """
-    Await C{call()}, a storage call of a promotion (one that raises at once
-    too), its refusals turned into answers:
-    a name taken or deleted in the target (409 naming it), a source file
-    gone (404), a storage failure (503).
-    """
-    try:
-        return await maybeDeferred(call)
-    except FileExists as e:
-        raise other_bytes(filename, target, e.sha256 if reveal else None)
-    except FilenameDeleted:
-        raise Conflict(f"{filename}: a file of that name was deleted from {target}; the "
-                       "name is never used again")
-    except FileNotFoundError:
-        raise NotFound(f"{filename}: no longer stored in the index it is promoted from")
-    except RecordRefused as e:
-        raise Conflict(f"{filename}: {target} cannot keep it: {e}") from None
-    except StorageError as e:
-        log.error("Promotion failed on {filename}: {error}", filename=filename or "its journal",
-                  error=str(e))
-        raise storage_unavailable(e)
-
-
 def _entry_index(name: object, known: Any) -> str | None:
     """An audit entry's C{index}: a known index's name, L{None} for the default or another."""
     return name if isinstance(name, str) and name in known and name != DEFAULT_INDEX else None
-
-
-def _refuse_tags(source: HostedStack, target: HostedStack, project: str,
-                 records: Sequence[FileRecord]) -> None:
-    """
-    Refuse the promotion of wheels the target's uploads might refuse for
-    their tags: the source takes its project's wheels whatever
-    their C{WHEEL} Tag lines (C{allow_tag_mismatch}) and the target does
-    not, so a wheel may be one the target refuses; the archive is not read
-    again to tell, and the target's key decides.
-
-    @raise Conflict: naming the key that lets them through.
-    """
-    if not any(record.packagetype == WHEEL for record in records):
-        return
-    if (source.uploads.current.allows_tag_mismatch(project)
-            and not target.uploads.current.allows_tag_mismatch(project)):
-        raise Conflict(f"{project}: {source.name} takes its wheels whatever their WHEEL tags "
-                       f"(allow_tag_mismatch) and {target.name} does not; name the project in "
-                       f"{index_section(target.name)} allow_tag_mismatch to promote them")
 
 
 def _body(request: IRequest) -> bytes:

@@ -275,7 +275,7 @@ class ConsoleProject:
         releases = [(version, sorted(by_version[version], key=lambda r: r.filename))
                     for version in sorted(by_version, key=version_key, reverse=True)]
         binned = [record for record in index.binned() if record.project == name]
-        view = console_project_page.ProjectView(
+        view = console_project_page.ConsoleProjectView(
             name, found.display_name, index_name(request), releases, binned,
             index.status(name), publish.recycles, targets, chart, trail, advisories)
         return send_html(request, code, console_project_page.project_page(

@@ -25,14 +25,13 @@ from tests.harness.fakes import one_index, run_in_pool_now, run_now
 def first_segments(root):
     """
     The first path segments the built tree answers: the plain resources'
-    (L{pypid.web.serving.simple.RootResource}), the areas' (C{Areas}), and C{api}
-    when anything is routed under C{/api/}.
+    (L{pypid.web.serving.simple.RootResource}), the areas' (C{Areas}), and those
+    split by their second (C{api}, C{console}) when anything is routed under them.
     """
     segments = {name.decode("ascii") for name in root._children}
     areas = root._app
     segments |= {name.decode("ascii") for name in areas._first}
-    if areas._api:
-        segments.add("api")
+    segments |= {first.decode("ascii") for first, table in areas._second.items() if table}
     return segments
 
 
