@@ -52,8 +52,8 @@ def build(projects):
     named = []
     try:
         from pypid.core.indexes.views import ChainSource, Filters, IndexView
+        from pypid.state.hosted_source import HostedSource
         from pypid.storage.locks import KeyedLock
-        from pypid.web.serving.index_files import HostedSource
         from pypid.web.serving.index_root import IndexMaterials
     except ImportError:
         pass

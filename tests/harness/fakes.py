@@ -186,8 +186,8 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     C{storage}, reading C{upstream}'s source (an
     L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it.
     """
+    from pypid.state.hosted_source import HostedSource
     from pypid.storage.locks import KeyedLock
-    from pypid.web.serving.index_files import HostedSource
     from pypid.web.serving.index_root import IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)

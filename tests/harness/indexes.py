@@ -29,6 +29,7 @@ from pypid.core.formats.namespace_api import IndexNamespaces
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.views import ChainSource, Filters, IndexView
+from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
@@ -37,7 +38,6 @@ from pypid.tap import build_service
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

@@ -29,6 +29,7 @@ from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.views import ChainSource, Filters, IndexView
+from pypid.state.hosted_source import HostedSource
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
@@ -37,7 +38,6 @@ from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel

@@ -74,6 +74,7 @@ from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
+from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
@@ -151,6 +152,11 @@ class HostedStack:
     def loader(self) -> IndexLoader:
         """What fills its index at start-up."""
         return self.part.loader
+
+    def source(self) -> HostedSource:
+        """What the indexes that read it serve it from."""
+        return HostedSource(self.name, self.index, self.stored, self.locks, self.backfill,
+                            self.usage, self.bin, self.uploads)
 
     @property
     def upstream(self) -> UpstreamProxy | None:

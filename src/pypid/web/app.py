@@ -83,7 +83,7 @@ from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.health import Health
 from pypid.web.server.site import PypidSite, SiteRules
 from pypid.web.serving.denied_files import DeniedDownloads
-from pypid.web.serving.index_files import HostedSource, IndexFiles
+from pypid.web.serving.index_files import IndexFiles
 from pypid.web.serving.index_pages import IndexSimple
 from pypid.web.serving.index_root import (
     IndexMaterials,
@@ -556,10 +556,7 @@ def index_materials(registry: IndexRegistry) -> list[IndexMaterials]:
     sides = registry.sides
     return [
         IndexMaterials(name, view, tuple(
-            HostedSource(source, stacks[source].index, stacks[source].stored,
-                         stacks[source].locks, stacks[source].backfill, stacks[source].usage,
-                         stacks[source].bin, stacks[source].uploads)
-            for source in registry.orders[name] if source in stacks),
+            stacks[source].source() for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]
                        if source in sides})

@@ -56,11 +56,11 @@ from pypid.core.indexes.views import ChainSource, Filters, chain_status, compose
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
+from pypid.state.hosted_source import HostedSource
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
 from pypid.web.server.routes import requested_version
-from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_pages import as_admin, send_private
 from pypid.web.serving.respond import (
     Answer,

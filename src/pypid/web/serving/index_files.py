@@ -16,18 +16,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.core.formats.render import JSON, Page
-from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.views import Filters, IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill
-from pypid.state.recycle_bin import RecycleBin
-from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import IStorage
-from pypid.storage.locks import KeyedLock
+from pypid.state.hosted_source import HostedSource
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import client_address
 from pypid.web.serving.denied_files import DeniedDownloads
@@ -55,31 +50,6 @@ _METADATA_SUFFIX = ".metadata"
 
 def _no_file() -> Answer:
     raise NotFound("no such file")
-
-
-@attrs.frozen
-class HostedSource:
-    """
-    One hosted index as a named index reads it: its files and where they
-    are, and the lock its changes hold.
-
-    @ivar name: the hosted index's name (C{default} for today's).
-    """
-
-    name: str
-    index: Index
-    storage: IStorage
-    locks: KeyedLock
-    #: the reading of its files found without a record (a start without
-    #: its snapshot), whose projects' pages wait for it; L{None}: none
-    backfill: Backfill | None = None
-    #: counts its files' downloads; L{None}: none counted
-    usage: UsageLog | None = None
-    #: where its deleted files wait to be purged; L{None}: none
-    bin: RecycleBin | None = None
-    #: what its uploads let through, taken again at a reload
-    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
-
 
 
 @attrs.frozen

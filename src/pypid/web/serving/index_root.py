@@ -43,12 +43,13 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.views import ChainSource, ComposedFile, Filters, IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
+from pypid.state.hosted_source import HostedSource
 from pypid.web.changes.multipart import MultipartError, UploadTooLarge
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth, for_people
 from pypid.web.server.areas import Area, Areas
 from pypid.web.server.routes import answer_errors, route_each
-from pypid.web.serving.index_files import HostedSource, IndexFiles
+from pypid.web.serving.index_files import IndexFiles
 from pypid.web.serving.index_pages import IndexSimple
 from pypid.web.serving.integrity import answer_integrity
 from pypid.web.serving.read_decisions import PlainFile

@@ -44,6 +44,7 @@ from pypid.core.security.advisories import (
     release_key,
 )
 from pypid.state.advisory_decisions import DecisionLog
+from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
 from pypid.storage.audit_log import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
@@ -54,7 +55,6 @@ from pypid.upstream.source import SourceSide
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.index_files import HostedSource
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

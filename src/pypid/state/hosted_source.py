@@ -1,0 +1,42 @@
+"""
+One hosted index as the indexes that read it serve it: its records, its
+storage, its lock, its backfill, counts, recycle bin and upload rules.
+The read-only face of a L{pypid.state.indexes.HostedStack}
+(L{pypid.state.indexes.HostedStack.source}), what the web serves from.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pypid.core.dists.upload_rules import IndexUploadRules
+from pypid.core.indexes.index import Index
+from pypid.state.backfill import Backfill
+from pypid.state.recycle_bin import RecycleBin
+from pypid.state.usage_log import UsageLog
+from pypid.storage.interface import IStorage
+from pypid.storage.locks import KeyedLock
+
+
+@attrs.frozen
+class HostedSource:
+    """
+    One hosted index as a named index reads it: its files and where they
+    are, and the lock its changes hold.
+
+    @ivar name: the hosted index's name (C{default} for today's).
+    """
+
+    name: str
+    index: Index
+    storage: IStorage
+    locks: KeyedLock
+    #: the reading of its files found without a record (a start without
+    #: its snapshot), whose projects' pages wait for it; L{None}: none
+    backfill: Backfill | None = None
+    #: counts its files' downloads; L{None}: none counted
+    usage: UsageLog | None = None
+    #: where its deleted files wait to be purged; L{None}: none
+    bin: RecycleBin | None = None
+    #: what its uploads let through, taken again at a reload
+    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
