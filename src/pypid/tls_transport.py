@@ -18,9 +18,13 @@ ends wait for it; the producer registered (the channel itself) and
 C{pauseProducing}/C{resumeProducing} go to the TCP transport, which
 applies them to the socket, so a slow client still slows the channel
 down; C{loseConnection} sends the close_notify once no producer is
-registered (as Twisted's layer does) and closes when the client's comes
-(what it still sends thrown away, so that it reads the answer, not a
-reset); the client's close_notify closes at once, as its TCP close would;
+registered (as Twisted's layer does), then the TCP FIN once the answer
+has left, and closes when the client's close_notify or FIN comes (what it
+still sends thrown away, so that it reads the answer, not a reset), or
+once it has sent nothing for L{LINGER_IDLE} seconds or lingered
+L{LINGER_MOST} (a client that read its answer and neither closes nor
+sends would keep the connection for good); the client's close_notify
+closes at once, as its TCP close would;
 the TCP transport's pauses reach the channel once each (L{_Membrane}); a
 handshake or
 record that OpenSSL refuses closes the connection, the channel seeing the
@@ -37,19 +41,28 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
     IProducer,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
+    IReactorTime,
     ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 #: The largest application read from OpenSSL at once.
 READ_SIZE = 1 << 17
+
+#: Seconds a connection is kept, once this side's close_notify and FIN
+#: have left, for a client that sends nothing more (nginx's
+#: lingering_timeout is 5 s), and at most for one that keeps sending.
+LINGER_IDLE = 5.0
+LINGER_MOST = 30.0
 
 #: C{wrap(incoming, outgoing)}: the server side of a new TLS connection
 #: (L{pypid.tls.ServerTLS.wrap}).
@@ -64,8 +77,10 @@ class TLSServerTransport(Protocol):
     """
 
     def __init__(self, wrapped: IProtocol, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
-                 outgoing: ssl.MemoryBIO) -> None:
+                 outgoing: ssl.MemoryBIO, clock: IReactorTime) -> None:
         self.wrapped = wrapped
+        self._clock = clock
+        self._linger: list[IDelayedCall] = []
         self._tls = tls
         self._incoming = incoming
         self._outgoing = outgoing
@@ -86,6 +101,8 @@ class TLSServerTransport(Protocol):
         """Feed OpenSSL; hand the application bytes it gives to the wrapped protocol."""
         self._incoming.write(data)
         if self._shut:
+            if self._linger and self._linger[0].active():
+                self._linger[0].reset(LINGER_IDLE)
             self._drain()
             return
         if not self._handshaken and not self._handshake():
@@ -182,7 +199,26 @@ class TLSServerTransport(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The wrapped protocol learns of it, with OpenSSL's error if that was the cause."""
+        for call in self._linger:
+            if call.active():
+                call.cancel()
         self.wrapped.connectionLost(self._failure or reason)
+
+    # -- after this side's close_notify (L{IHalfCloseableProtocol} from then on) --
+
+    def writeConnectionLost(self) -> None:
+        """The answer, the close_notify and the FIN have left: linger, bounded."""
+        self._linger = [self._clock.callLater(LINGER_IDLE, self._lingered),
+                        self._clock.callLater(LINGER_MOST, self._lingered)]
+
+    def readConnectionLost(self) -> None:
+        """The client's FIN after this side's close_notify: done."""
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def _lingered(self) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
 
     # -- the transport of the wrapped protocol --
 
@@ -233,6 +269,10 @@ class TLSServerTransport(Protocol):
             self.transport.loseConnection()
             return
         self._send()
+        # (the FIN once all has left, then writeConnectionLost; the client's
+        # FIN, readConnectionLost: both only from now on)
+        alsoProvides(self, IHalfCloseableProtocol)
+        cast(ITCPTransport, self.transport).loseWriteConnection()
         self._drain()
 
     def abortConnection(self) -> None:
@@ -338,13 +378,15 @@ class TLSServerFactory(Factory):
 
     noisy = False
 
-    def __init__(self, wrap: Wrap, wrapped: IProtocolFactory) -> None:
+    def __init__(self, wrap: Wrap, wrapped: IProtocolFactory, clock: IReactorTime) -> None:
         """
         @param wrap: the server side of a new connection, on the context in
             use when it opens (L{pypid.tls.ServerTLS.wrap}).
+        @param clock: the time a closing connection lingers by.
         """
         self._wrap = wrap
         self.wrapped = wrapped
+        self._clock = clock
 
     def doStart(self) -> None:
         self.wrapped.doStart()
@@ -362,6 +404,6 @@ class TLSServerFactory(Factory):
             return None
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         transport = TLSServerTransport(protocol, self._wrap(incoming, outgoing), incoming,
-                                       outgoing)
+                                       outgoing, self._clock)
         transport.factory = self
         return transport

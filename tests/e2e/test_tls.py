@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from http import client as httpclient
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -63,6 +64,31 @@ def read_to_close(sock):
         if not data:
             return b"".join(received)
         received.append(data)
+
+
+def closed_by_server(sock, limit):
+    """
+    Whether the server ends C{sock}'s TCP connection within C{limit}
+    seconds while this side keeps it open and sends nothing: its FIN first
+    (C{recv} gives nothing), then its reset (the socket's state CLOSE).
+    """
+    with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+        raw.settimeout(limit)
+        try:
+            if raw.recv(1) != b"":
+                return False
+        except ConnectionResetError:
+            return True
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+#: The state C{TCP_INFO} gives a connection the peer reset (Linux's TCP_CLOSE).
+TCP_CLOSE = 7
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -169,19 +195,28 @@ class HTTPSTests(TLSDaemonTestCase):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * (64 << 10)
                          + b"\r\n\r\n")
             self.assertTrue(read_to_close(sock).startswith(b"HTTP/1.1 431 "))
-            # The TLS session is over; below it, the TCP connection stays
-            # open until the server drops it. (A safety limit, far above
-            # CLOSE_TIMEOUT: the log says what freed the connection.)
-            with socket.socket(fileno=os.dup(sock.fileno())) as raw:
-                raw.settimeout(CLOSE_TIMEOUT + 60)
-                try:
-                    self.assertEqual(raw.recv(1), b"")
-                except ConnectionResetError:
-                    pass
+            # The TLS session is over, and the server's FIN follows its
+            # close_notify; the TCP connection stays until the server drops
+            # it. (A safety limit, far above CLOSE_TIMEOUT: the log says what
+            # freed the connection.)
+            self.assertTrue(closed_by_server(sock, CLOSE_TIMEOUT + 60))
         self.assertEqual(self.dropped(), dropped + 1,
                          "the connection was not dropped by the server's close timeout")
         self.assertIn(f"Dropping a connection still open {CLOSE_TIMEOUT:g} s after its answer"
                       .encode(), self.daemon.log_since_start())
+
+    def test_closing_client_freed(self):
+        """
+        A client that asks to close, reads its answer and the server's
+        close_notify, then neither answers it nor closes, gets the FIN at
+        once and is dropped a few seconds later (the TLS layer's linger),
+        not kept for good.
+        """
+        with connect(self.daemon.port) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            self.assertTrue(read_to_close(sock).startswith(b"HTTP/1.1 200 "))
+            # (a limit far above the linger: the test is that it ends)
+            self.assertTrue(closed_by_server(sock, 60), "the server kept the connection")
 
     def test_redirect(self):
         """The redirect listener answers 301 to the same path on the https port."""

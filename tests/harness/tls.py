@@ -80,7 +80,7 @@ def tls_connection(site, clock):
     @return: C{(client, server_io, pump)}: the client's L{_Client}, the
         server's L{FakeTransport} and the L{IOPump} that moves the bytes.
     """
-    server = TLSServerFactory(loaded(rsa_server()).wrap, site).buildProtocol(PEER)
+    server = TLSServerFactory(loaded(rsa_server()).wrap, site, clock).buildProtocol(PEER)
     with open(shared_ca().root_path, "rb") as f:
         root = Certificate.loadPEM(f.read())
     client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,

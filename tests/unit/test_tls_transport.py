@@ -4,15 +4,23 @@ driven in memory by a client on Twisted's own TLS layer (pyOpenSSL), so
 each side is checked by the other implementation.
 """
 
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+import socket
+import ssl
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionAborted
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.test.iosim import FakeTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from pypid.tls_transport import TLSServerFactory
-from tests.harness.tls import PEER, loaded, rsa_server, tls_connection
+from pypid import tls_transport
+from pypid.tls_transport import LINGER_IDLE, LINGER_MOST, TLSServerFactory
+from tests.harness.tls import PEER, loaded, rsa_server, shared_ca, tls_connection
 
 
 class _Server(Protocol):
@@ -66,7 +74,8 @@ class TLSServerTransportTests(SynchronousTestCase):
 
     def connect(self, greet=b""):
         self.site = _Site(greet)
-        client, self.server_io, self.pump = tls_connection(self.site, Clock())
+        self.clock = Clock()
+        client, self.server_io, self.pump = tls_connection(self.site, self.clock)
         [self.server] = self.site.built
         return client
 
@@ -168,7 +177,7 @@ class TLSServerTransportTests(SynchronousTestCase):
     def test_plain_http_refused(self):
         """Plain HTTP on the TLS port: closed, the wrapped protocol told OpenSSL's reason."""
         site = _Site()
-        server = TLSServerFactory(loaded(rsa_server()).wrap, site).buildProtocol(PEER)
+        server = TLSServerFactory(loaded(rsa_server()).wrap, site, Clock()).buildProtocol(PEER)
         io = FakeTransport(server, isServer=True, peerAddress=PEER)
         server.makeConnection(io)
         server.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -182,7 +191,8 @@ class TLSServerTransportTests(SynchronousTestCase):
         """A connection the wrapped factory refuses (too many from one address) gets none."""
         site = _Site()
         site.buildProtocol = lambda addr: None
-        self.assertIsNone(TLSServerFactory(loaded(rsa_server()).wrap, site).buildProtocol(PEER))
+        self.assertIsNone(TLSServerFactory(loaded(rsa_server()).wrap, site,
+                                           Clock()).buildProtocol(PEER))
 
     def test_pause_and_resume_reach_the_socket(self):
         """The wrapped protocol pausing its transport pauses the TCP transport."""
@@ -193,3 +203,127 @@ class TLSServerTransportTests(SynchronousTestCase):
         self.server.transport.pauseProducing()
         self.server.transport.resumeProducing()
         self.assertEqual(calls, ["pause", "resume"])
+
+
+class LingerTests(SynchronousTestCase):
+    """
+    After this side's close_notify, a client that neither sends its own
+    nor closes keeps the connection a bounded time only, counted from when
+    the answer has left (the TCP transport's C{writeConnectionLost}).
+    """
+
+    def setUp(self):
+        self.site = _Site()
+        self.clock = Clock()
+        self.client, self.server_io, self.pump = tls_connection(self.site, self.clock)
+        [self.server] = self.site.built
+        self.layer = self.server_io.protocol
+        self.aborted = []
+        self.server_io.abortConnection = lambda: self.aborted.append(True)
+        self.server_io.loseWriteConnection = lambda: self.half_closed.append(True)
+        self.half_closed = []
+
+    def close_silently(self):
+        """The answer, then this side's close_notify, which the client never answers."""
+        self.server.transport.write(b"answer")
+        self.pump.flush()
+        self.assertEqual(self.client.received, b"answer")
+        self.server.transport.loseConnection()  # (not pumped: the client never hears it)
+
+    def test_half_close_after_close_notify(self):
+        """The FIN is asked for once the close_notify is written, never before."""
+        self.assertFalse(IHalfCloseableProtocol.providedBy(self.layer))
+        self.server.transport.loseConnection()
+        self.assertEqual(self.half_closed, [True])
+        self.assertTrue(IHalfCloseableProtocol.providedBy(self.layer))
+
+    def test_quiet_client_dropped(self):
+        """A client silent for LINGER_IDLE seconds after the answer left is dropped."""
+        self.close_silently()
+        self.clock.advance(60)
+        self.assertEqual(self.aborted, [], "nothing before the answer has left")
+        self.layer.writeConnectionLost()
+        self.clock.advance(LINGER_IDLE - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
+
+    def test_sending_client_bounded(self):
+        """A client that keeps sending is read, and dropped after LINGER_MOST seconds."""
+        self.close_silently()
+        self.layer.writeConnectionLost()
+        # (a record of 16 KiB begun, sent a few bytes at a time: never whole here)
+        self.layer.dataReceived(b"\x17\x03\x03\x40\x00")
+        record = b"\x00" * 8
+        for _ in range(int(LINGER_MOST / (LINGER_IDLE / 2)) - 1):
+            self.clock.advance(LINGER_IDLE / 2)
+            self.layer.dataReceived(record)
+            self.assertEqual(self.aborted, [])
+        self.clock.advance(LINGER_IDLE / 2 + 0.1)
+        self.assertEqual(self.aborted, [True])
+
+    def test_client_fin_closes(self):
+        """The client's FIN after this side's close_notify closes the connection."""
+        self.close_silently()
+        self.server_io.disconnecting = False
+        self.layer.readConnectionLost()
+        self.assertTrue(self.server_io.disconnecting)
+
+    def test_timers_end_with_the_connection(self):
+        """A connection that ends while lingering leaves no timer behind."""
+        self.close_silently()
+        self.layer.writeConnectionLost()
+        self.layer.connectionLost(None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LingerOverTCPTests(TestCase):
+    """The linger over a real socket: the TCP transport calls writeConnectionLost."""
+
+    async def test_quiet_client_dropped(self):
+        """
+        A client that asks to close, reads its answer and this side's
+        close_notify, then neither answers it nor closes, is dropped once
+        LINGER_IDLE (here 0.2 s) has passed after the answer left.
+        """
+        self.patch(tls_transport, "LINGER_IDLE", 0.2)
+        lost = Deferred()
+
+        class Closing(Protocol):
+            def dataReceived(self, data):
+                self.transport.write(b"answer")
+                self.transport.loseConnection()
+
+            def connectionLost(self, reason):
+                lost.callback(reason.type)
+
+        tls = loaded(rsa_server())
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            TLSServerFactory(tls.wrap, Factory.forProtocol(Closing), reactor))
+        self.addCleanup(port.stopListening)
+        context = ssl.create_default_context(cafile=shared_ca().root_path)
+        raw = socket.create_connection(("127.0.0.1", port.getHost().port))
+        client = context.wrap_socket(raw, server_hostname="localhost",
+                                     do_handshake_on_connect=False)
+        self.addCleanup(raw.close)
+        client.setblocking(False)
+
+        def read() -> bytes:
+            # (the handshake, the request and the answer, in the reactor's
+            # turns; never an unwrap: no close_notify of the client's)
+            try:
+                client.do_handshake()
+                if not asked:
+                    asked.append(client.send(b"ask"))
+                return client.recv(100)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return b"..."
+        asked: list[int] = []
+        received = b""
+        started = reactor.seconds()
+        while not received.endswith(b"answer") and reactor.seconds() - started < 10:
+            chunk = await deferLater(reactor, 0.01, read)
+            received += b"" if chunk == b"..." else chunk
+        self.assertTrue(received.endswith(b"answer"))
+        self.assertIs(await lost, ConnectionAborted)
+        self.assertLess(reactor.seconds() - started, 5)

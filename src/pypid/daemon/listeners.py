@@ -351,7 +351,7 @@ def make_listeners(config: Config, reactor: IListeningReactor,
         tls = ServerTLS(certificate, key, config.tls.chain, reactor)
         secure = [ListenerService(TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                                      address.interface),
-                                  address.description, TLSServerFactory(tls.wrap, site),
+                                  address.description, TLSServerFactory(tls.wrap, site, reactor),
                                   prepare=tls.load,
                                   probe=_probe_of(address))
                   for address in https]

@@ -39,7 +39,7 @@ class OutboundTLSTests(TestCase):
         tls = ServerTLS(files.certificate, files.key, files.chain, reactor)
         tls.load()
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            TLSServerFactory(tls.wrap, Site(_Hello())))
+            TLSServerFactory(tls.wrap, Site(_Hello()), reactor))
         self.addCleanup(port.stopListening)
         return f"https://127.0.0.1:{port.getHost().port}/", ca
 
