@@ -26,9 +26,8 @@ L{LINGER_MOST} (a client that read its answer and neither closes nor
 sends would keep the connection for good); the client's close_notify
 closes at once, as its TCP close would;
 the TCP transport's pauses reach the channel once each (L{_Membrane}); a
-handshake or
-record that OpenSSL refuses closes the connection, the channel seeing the
-error as the reason.
+handshake or record that OpenSSL refuses closes the connection, the
+channel seeing the error as the reason.
 """
 
 from __future__ import annotations

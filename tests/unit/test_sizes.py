@@ -49,7 +49,7 @@ OVER = {
     ("module", "pypid/core/indexes/views.py"): (892, _NOT_SPLIT),
     ("module", "pypid/core/formats/pages.py"): (882, _NOT_SPLIT),
     ("module", "pypid/upstream/parser.py"): (875, _NOT_SPLIT),
-    ("module", "pypid/state/indexes.py"): (823, _NOT_SPLIT),
+    ("module", "pypid/state/indexes.py"): (778, _NOT_SPLIT),
     ("module", "pypid/storage/snapshot.py"): (787, _NOT_SPLIT),
     ("module", "pypid/web/changes/multipart.py"): (757, _NOT_SPLIT),
     ("module", "pypid/core/records/audit_chain.py"): (753, _NOT_SPLIT),

@@ -39,12 +39,12 @@ from pypid.storage.interface import GRANT_LEDGER, IServerDocuments
 log = Logger()
 
 #: C{take(grants, ledger)}: serve the grants (the registry's
-#: L{pypid.state.indexes.serve_namespaces}).
+#: L{pypid.state.namespace_serving.serve_namespaces}).
 Take = Callable[[NamespaceGrants, GrantLedger], object]
 
 #: C{found(grant, settings)}: the projects of C{grant}'s namespace the
 #: indexes hold that its owners did not make (by the C{[groups]} and
-#: admins of C{settings}: L{pypid.state.indexes.namespace_found}).
+#: admins of C{settings}: L{pypid.state.namespace_serving.namespace_found}).
 Found = Callable[[Grant, Any], Iterable[str]]
 
 

@@ -41,21 +41,16 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.auth.policy import admin_users_and_groups
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
 from pypid.config.server_settings import ServerConfig
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.upload_rules import IndexUploadRules, UploadRules
-from pypid.core.formats.namespace_api import IndexNamespaces, foreign_projects
+from pypid.core.formats.namespace_api import IndexNamespaces
 from pypid.core.formats.render import file_url_for, provenance_url_for
-from pypid.core.indexes.grant_ledger import GrantLedger
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
-from pypid.core.indexes.model import FileRecord
-from pypid.core.indexes.namespaces import Grant, NamespaceGrants
-from pypid.core.indexes.project import Project
 from pypid.core.indexes.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import (
@@ -76,6 +71,7 @@ from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
+from pypid.state.namespace_serving import namespace_found, serve_namespaces
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
@@ -286,7 +282,7 @@ class IndexRegistry:
         the default index's storage; L{None} for a storage that keeps none.
     @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
         46), for every index; the same object for its lifetime, its grants
-        taken in place (L{serve_namespaces}, by L{grants}).
+        taken in place (L{pypid.state.namespace_serving.serve_namespaces}, by L{grants}).
     @ivar grants: keeps when each grant came into force, in the default
         index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
     """
@@ -689,53 +685,6 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         parts[name] = (part, saved)
         sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
     return parts, sides
-
-
-def namespace_found(stacks: Mapping[str, HostedStack], grant: Grant,
-                    settings: Config) -> set[str]:
-    """
-    The projects of C{grant}'s namespace that the hosted indexes it is
-    granted in hold (of C{stacks}) and its owners did not make, as
-    C{index/project} (L{foreign_projects}, the first file of each among
-    its live and binned ones; C{settings}' C{[groups]} and admins). Only
-    the projects of the namespace are read: their records, not every
-    project's (a start from a snapshot defers most).
-    """
-    users, admin_groups = admin_users_and_groups(settings.auth.admins)
-    admins = frozenset({f"user:{u}" for u in users} | {f"group:{g}" for g in admin_groups})
-    found: set[str] = set()
-    for name, stack in stacks.items():
-        if grant.index is not None and grant.index != name:
-            continue
-        index = stack.index
-        binned: dict[str, list[FileRecord]] = {}
-        for record in index.binned():
-            binned.setdefault(record.project, []).append(record)
-        projects = ((project.name, partial(_all_files, project, binned.get(project.name, ())))
-                    for project in index.projects())
-        found |= {f"{name}/{project}" for project in foreign_projects(
-            grant, projects, settings.groups, admins)}
-    return found
-
-
-def _all_files(project: Project, binned: Sequence[FileRecord]) -> list[FileRecord]:
-    return [*project.files.values(), *binned]
-
-
-def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, HostedStack],
-                     grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
-    """
-    Serve C{grants}, over what C{ledger} says of them (L{GrantKeeper}), in
-    every index of C{spaces}; a hosted index (of C{stacks}) whose
-    namespaces changed drops its pages (the composed ones go by their
-    stamp). The names of the indexes that changed.
-    """
-    changed = [name for name, found in spaces.items() if found.take(grants, ledger)]
-    for name in changed:
-        stack = stacks.get(name)
-        if stack is not None:
-            stack.index.rendered.namespaces_changed()
-    return changed
 
 
 def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
