@@ -30,6 +30,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol, cast
 
+import attrs
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.python import usage
@@ -165,6 +166,47 @@ def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
     signals.signal(signals.SIGHUP, hangup)
 
 
+@attrs.frozen
+class _MadeParts:
+    """The parts the web is built over, made in the order each needs the others."""
+
+    sandbox: ReadmeSandbox
+    registry: IndexRegistry
+    feed: AdvisoryFeed
+    audit: AuditPart
+    access: AccessPart
+    mark: RunningMark
+    readiness: Readiness
+
+    @classmethod
+    def of(cls, config: Config, reactor: IServerReactor, pools: ThreadPools) -> _MadeParts:
+        server = config.server
+        run = pools.run
+        # (every description is rendered in its children, with a time budget:
+        # a README cannot stop the server; a child idle for a minute
+        # is stopped)
+        sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
+                                from_thread=lambda call: reactor.callFromThread(call))
+        # (the security advisories every index acts on)
+        board = AdvisoryBoard()
+        registry = IndexRegistry.from_config(
+            config, run, reactor, board=board, render=sandbox.render,
+            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render))
+        # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
+        feed = AdvisoryFeed.from_config(config, board, run, reactor)
+        default = registry.default
+        audit = AuditPart(AuditTrail(
+            make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))
+        access = AccessPart(config, reactor, pools.hashing, audit.trail)
+        # (each file an upstream takes down is audited)
+        log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
+        # (after a crash the index is checked against storage before the
+        # listeners open; either way the server is ready once it was)
+        mark = RunningMark(server.snapshot + ".running", default.writer, default.loader)
+        readiness = Readiness(default.loader, mark)
+        return cls(sandbox, registry, feed, audit, access, mark, readiness)
+
+
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
                   pools: ThreadPools | None = None, notifier: Notifier | None = None,
                   load_config: Callable[[], Config] | None = None) -> Parts:
@@ -184,29 +226,11 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     server = config.server
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
+    made = _MadeParts.of(config, reactor, pools)
+    sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
+                                              made.access)
+    default, mark, readiness = registry.default, made.mark, made.readiness
     run = pools.run
-    # (every description is rendered in its children, with a time budget:
-    # a README cannot stop the server; a child idle for a minute
-    # is stopped)
-    sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
-                            from_thread=lambda call: reactor.callFromThread(call))
-    # (the security advisories every index acts on)
-    board = AdvisoryBoard()
-    registry = IndexRegistry.from_config(
-        config, run, reactor, board=board, render=sandbox.render,
-        upstream=UpstreamPart.maker(config, run, reactor, sandbox.render))
-    # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
-    feed = AdvisoryFeed.from_config(config, board, run, reactor)
-    default = registry.default
-    audit = AuditPart(AuditTrail(make_audit_log(config, run, reactor, default.storage.s3_timings),
-                                 reactor))
-    access = AccessPart(config, reactor, pools.hashing, audit.trail)
-    # (each file an upstream takes down is audited)
-    log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
-    # (after a crash the index is checked against storage before the
-    # listeners open; either way the server is ready once it was)
-    mark = RunningMark(server.snapshot + ".running", default.writer, default.loader)
-    readiness = Readiness(default.loader, mark)
     web = WebPart.from_config(
         config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
         reactor, sandbox.render,

@@ -53,7 +53,7 @@ TARGETS = [
     ("pypid.web.changes.change_checks", "ChangeChecks.confirmed", "credentials and rights again"),
     ("pypid.auth.hashes", "verify_hash", "password hash (argon2id, once a connection)"),
     ("pypid.core.dists.distribution", "inspect", "inspection: read, record"),
-    ("pypid.core.dists.metadata", "extract", "wheel inspection, metadata"),
+    ("pypid.core.dists.dist_archive", "extract", "wheel inspection, metadata"),
     ("pypid.core.formats.details", "describe", "details (project URLs, classifiers...)"),
     ("pypid.sandbox.readme_sandbox", "ReadmeSandbox.render",
      "description: sandbox (daemon's side)"),

@@ -42,7 +42,8 @@ TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
 #: What is over its limit today: C{(kind, name) -> (ceiling, reason)}; a
 #: module by its path under C{src/}, a class or function as C{path:Name}.
 OVER = {
-    ("module", "pypid/core/dists/metadata.py"): (1490, _NOT_SPLIT),
+    ("module", "pypid/core/dists/dist_archive.py"): (
+        1017, "split from metadata.py; its zip, wheel and tar readers not split yet"),
     ("module", "pypid/core/dists/zipcheck.py"): (1177, _NOT_SPLIT),
     ("module", "pypid/storage/audit_log.py"): (1070, _NOT_SPLIT),
     ("module", "pypid/auth/oidc.py"): (1004, _NOT_SPLIT),
@@ -59,18 +60,12 @@ OVER = {
     ("module", "pypid/advisories/feed.py"): (708, _NOT_SPLIT),
     ("module", "pypid/core/security/advisories.py"): (690, _NOT_SPLIT),
     ("module", "pypid/web/identity/access.py"): (670, _NOT_SPLIT),
-    ("module", "pypid/bundle/ingest.py"): (639, _NOT_SPLIT),
     ("module", "pypid/web/serving/upstream_pages.py"): (615, _NOT_SPLIT),
     ("module", "pypid/upstream/cache.py"): (611, _NOT_SPLIT),
     ("class", "pypid/core/indexes/index.py:Index"): (442, _NOT_SPLIT),
     ("class", "pypid/advisories/feed.py:AdvisoryFeed"): (428, _NOT_SPLIT),
     ("class", "pypid/storage/memory.py:MemoryStorage"): (410, _NOT_SPLIT),
     ("class", "pypid/export/exporter.py:Exporter"): (402, _NOT_SPLIT),
-    ("function", "pypid/core/formats/console_pages.py:tokens_page"): (89, _NOT_SPLIT),
-    ("function", "pypid/tap.py:build_service"): (88, _NOT_SPLIT),
-    ("function", "pypid/core/dists/metadata.py:_extract"): (86, _NOT_SPLIT),
-    ("function", "pypid/state/index_reload.py:reload_indexes"): (85, _NOT_SPLIT),
-    ("function", "pypid/bundle/ingest.py:_take_spooled"): (84, _NOT_SPLIT),
     ("parameters", "pypid/core/indexes/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),
 }
@@ -99,7 +94,6 @@ LONG_DOCSTRINGS = {
     "pypid/core/security/compact_advisories.py": (37, _NOT_TRIMMED),
     "pypid/upstream/variant_data.py": (37, _NOT_TRIMMED),
     "pypid/cli/bundle.py": (35, _NOT_TRIMMED),
-    "pypid/core/dists/metadata.py": (34, _NOT_TRIMMED),
     "pypid/core/formats/namespace_api.py": (34, _NOT_TRIMMED),
     "pypid/export/plan.py": (34, _NOT_TRIMMED),
     "pypid/upstream/parser.py": (33, _NOT_TRIMMED),

@@ -64,6 +64,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
+from pypid.bundle.import_report import ImportReport
 from pypid.bundle.manifest import AUDIT, BundledStatus
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.metadata import InvalidDistribution
@@ -154,93 +155,6 @@ def _provenance_problem(data: bytes, arrival: Arrival, filename: str,
     except ProvenanceInvalid as e:
         return f"its provenance is not one of this file: {e}"
     return None
-
-
-@attrs.define
-class ImportReport:
-    """
-    What an import did, for people; L{failed} when anything was refused or
-    in conflict.
-
-    @ivar imported: filenames published.
-    @ivar present: filenames already stored with the same bytes.
-    @ivar conflicts: C{(filename, why)}: not taken, and nothing overwritten.
-    @ivar refused: C{(origin, why)}: not taken.
-    @ivar ignored: C{(origin, why)}: what a source holds that is not a
-        distribution by design (documentation, test results); not failures.
-    @ivar buried: tombstones added.
-    @ivar buried_present: tombstones that were there already.
-    @ivar audit_kept: where the source's audit log files were kept (under
-        the destination log's C{imported/}), or L{None} when it had none.
-    @ivar audit_files: how many of them.
-    @ivar audit_entries: the entries their chains hold.
-    @ivar audit_broken: the broken links of their chains (the source's, as
-        it was exported: reported, not refused).
-    @ivar audit_notes: what else their check said (pruned days).
-    @ivar audit_new: whether any of them was not kept already (by an
-        import of the same bundle before).
-    @ivar statuses: C{(project, what)} of each project's status kept here
-        from the source (C{what} says the status, and who set it there).
-    @ivar statuses_present: the statuses that were kept here already.
-    """
-
-    imported: list[str] = attrs.field(factory=list)
-    present: list[str] = attrs.field(factory=list)
-    conflicts: list[tuple[str, str]] = attrs.field(factory=list)
-    refused: list[tuple[str, str]] = attrs.field(factory=list)
-    ignored: list[tuple[str, str]] = attrs.field(factory=list)
-    buried: list[str] = attrs.field(factory=list)
-    buried_present: int = 0
-    audit_kept: str | None = None
-    audit_files: int = 0
-    audit_entries: int = 0
-    audit_broken: list[str] = attrs.field(factory=list)
-    audit_notes: list[str] = attrs.field(factory=list)
-    audit_new: bool = False
-    statuses: list[tuple[str, str]] = attrs.field(factory=list)
-    statuses_present: int = 0
-    #: C{(filename, why)}: wheels whose tags differ from their filename's,
-    #: taken because C{allow_tag_mismatch} names their project
-    tag_mismatches: list[tuple[str, str]] = attrs.field(factory=list)
-
-    @property
-    def failed(self) -> bool:
-        """Whether anything was refused or in conflict (the exit status is then 1)."""
-        return bool(self.conflicts or self.refused)
-
-    def lines(self, verbose: bool = False) -> list[str]:
-        """The report as lines of text."""
-        out = []
-        if self.statuses or self.statuses_present:
-            out.append(f"project statuses: {len(self.statuses)} kept, "
-                       f"{self.statuses_present} already there")
-            out += [f"  {name}: {what}" for name, what in self.statuses]
-        out.append(f"imported: {len(self.imported)}")
-        if verbose:
-            out += [f"  {name}" for name in self.imported]
-        out.append(f"already there: {len(self.present)}")
-        if verbose:
-            out += [f"  {name}" for name in self.present]
-        out.append(f"conflicts: {len(self.conflicts)}")
-        out += [f"  {name}: {why}" for name, why in self.conflicts]
-        out.append(f"refused: {len(self.refused)}")
-        out += [f"  {origin}: {why}" for origin, why in self.refused]
-        if self.tag_mismatches:
-            out.append(f"taken although their tags differ from the filename "
-                       f"(allow_tag_mismatch): {len(self.tag_mismatches)}")
-            out += [f"  {name}: {why}" for name, why in self.tag_mismatches]
-        if self.ignored:
-            out.append(f"ignored: {len(self.ignored)}")
-            out += [f"  {origin}: {why}" for origin, why in self.ignored]
-        out.append(f"tombstones: {len(self.buried)} added, {self.buried_present} already there")
-        if self.audit_kept is not None:
-            state = ("its chain is intact" if not self.audit_broken
-                     else f"its chain has {len(self.audit_broken)} broken links")
-            kept = "kept" if self.audit_new else "already kept"
-            out.append(f"audit log of the source: {self.audit_files} files, "
-                       f"{self.audit_entries} entries, {kept} under {self.audit_kept}; {state}")
-            out += [f"  {line}" for line in [*self.audit_broken, *self.audit_notes]]
-        return out
 
 
 def _valid_time(when: object) -> bool:
@@ -401,9 +315,13 @@ class Ingest:
         else:
             report.present.append(filename)
 
-    async def _take_spooled(self, arrival: Arrival, existing: FileRecord | None,
-                            spool: str) -> None:
-        report, filename, run = self.report, arrival.filename, self._run
+    async def _fetched(self, arrival: Arrival, spool: str) -> Digests | None:
+        """
+        The digests of the arrival's bytes, spooled to C{spool} and
+        checked against what the source says of them; L{None} once
+        refused (and reported).
+        """
+        report = self.report
         fetch = arrival.fetch
         assert fetch is not None, "an arrival the source refused has nothing to fetch"
         try:
@@ -418,16 +336,25 @@ class Ingest:
             else:
                 raise
             report.refused.append((arrival.origin, why))
-            return
+            return None
         size, sha256 = digests[0], digests[1]
         if arrival.sha256 is not None and sha256 != arrival.sha256:
             report.refused.append((arrival.origin, f"its bytes have sha256 {sha256}, but the "
                                                    f"source says {arrival.sha256}"))
-            return
+            return None
         if arrival.size is not None and size != arrival.size:
             report.refused.append((arrival.origin, f"it has {size} bytes, but the source "
                                                    f"says {arrival.size}"))
+            return None
+        return digests
+
+    async def _take_spooled(self, arrival: Arrival, existing: FileRecord | None,
+                            spool: str) -> None:
+        report, filename, run = self.report, arrival.filename, self._run
+        digests = await self._fetched(arrival, spool)
+        if digests is None:
             return
+        sha256 = digests[1]
         if existing is not None:
             self._compare(arrival, existing, sha256)
             return

@@ -87,29 +87,10 @@ def reload_indexes(registry: IndexRegistry, started: Config,
     @raise StartupError: one line naming the section, when C{config}
         changes what only a restart changes (see the module).
     """
-    _refuse_upstreams(started, config)
-    if config.namespaces != started.namespaces and (started.upstream.mode != "none"
-                                                    or started.upstreams):
-        # (the upstreams' private names include the namespaces: set at start)
-        _refuse(config, "[namespaces]", "a change needs a restart on a server with an "
-                "upstream (a reserved namespace is private toward it)")
+    _refuse_restarts(registry, started, config)
     named = [name for name in config.indexes if name != DEFAULT]
     hosted = {name for name in named if not config.indexes[name].view}
-    running = set(registry.stacks) - {DEFAULT}
-    for name in named:
-        if name in hosted and name not in running:
-            _refuse(config, f"[index:{name}]", "adding a hosted index needs a restart (its "
-                    "storage is prepared and its files loaded at start-up)")
-    for name in sorted(running - hosted):
-        _refuse(config, f"[index:{name}]", "removing a hosted index needs a restart (its "
-                "uploads in flight finish and its last snapshot is taken as the server stops)")
     served = [name for name in registry.views if name != DEFAULT]
-    if named and not served:
-        _refuse(config, f"[index:{named[0]}]", "the first named index needs a restart (a "
-                "server of one index serves no /NAME/ path)")
-    if served and not named:
-        _refuse(config, f"[index:{served[0]}]", "removing the last named index needs a "
-                "restart (a server of one index serves no /NAME/ path)")
     upstreams = _running_upstreams(started)
     orders = {DEFAULT: registry.orders[DEFAULT]}
     for name in named:
@@ -162,6 +143,39 @@ def reload_indexes(registry: IndexRegistry, started: Config,
                                         namespaces={name: found for name, found in spaces.items()
                                                     if found is not None}),
                            added, removed, tuple(changed))
+
+
+def _refuse_restarts(registry: IndexRegistry, started: Config, config: Config) -> None:
+    """
+    Refuse what only a restart changes (see the module): the upstreams,
+    the namespaces of a server with an upstream, a hosted index added or
+    removed, the first named index or the last.
+
+    @raise StartupError: one line naming the section.
+    """
+    _refuse_upstreams(started, config)
+    if config.namespaces != started.namespaces and (started.upstream.mode != "none"
+                                                    or started.upstreams):
+        # (the upstreams' private names include the namespaces: set at start)
+        _refuse(config, "[namespaces]", "a change needs a restart on a server with an "
+                "upstream (a reserved namespace is private toward it)")
+    named = [name for name in config.indexes if name != DEFAULT]
+    hosted = {name for name in named if not config.indexes[name].view}
+    running = set(registry.stacks) - {DEFAULT}
+    for name in named:
+        if name in hosted and name not in running:
+            _refuse(config, f"[index:{name}]", "adding a hosted index needs a restart (its "
+                    "storage is prepared and its files loaded at start-up)")
+    for name in sorted(running - hosted):
+        _refuse(config, f"[index:{name}]", "removing a hosted index needs a restart (its "
+                "uploads in flight finish and its last snapshot is taken as the server stops)")
+    served = [name for name in registry.views if name != DEFAULT]
+    if named and not served:
+        _refuse(config, f"[index:{named[0]}]", "the first named index needs a restart (a "
+                "server of one index serves no /NAME/ path)")
+    if served and not named:
+        _refuse(config, f"[index:{served[0]}]", "removing the last named index needs a "
+                "restart (a server of one index serves no /NAME/ path)")
 
 
 def _running_upstreams(started: Config) -> Collection[str]:

@@ -14,7 +14,7 @@ system calls a file (open, fstat, the read, the empty read that proves the
 end, close) where there were two opens and about twelve reads and seeks
 (the zip end record alone was read twice); a larger one is opened once,
 described through a buffered reader, then hashed from its start. Every
-check is the one made on a path (L{pypid.core.dists.metadata.extract}).
+check is the one made on a path (L{pypid.core.dists.dist_archive.extract}).
 
 Measured (C{docs/performance.rst}, "Describing a file"): 125 to 130 us
 for a small wheel, mostly C{zipfile}'s reading and the checks; a large
@@ -30,7 +30,7 @@ from typing import IO, Union
 
 import attrs
 
-from pypid.core.dists.metadata import WheelTags, extract
+from pypid.core.dists.dist_archive import WheelTags, extract
 from pypid.core.dists.names import parse_filename
 from pypid.core.dists.readme import Renderer
 from pypid.core.formats.details import describe
@@ -134,12 +134,12 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
     @param digests: C{(size, sha256, blake2_256, md5)} when already known.
     @param legacy: accept old filename forms found in existing folders, and
         apply only the checks that make a file safe to serve, not the
-        stricter upload rules (L{pypid.core.dists.metadata.extract}'s C{strict}).
+        stricter upload rules (L{pypid.core.dists.dist_archive.extract}'s C{strict}).
     @param details: also render the file's details for the pages for people
         with this L{pypid.core.dists.readme.Renderer}
         (L{pypid.core.formats.details.describe}; slower, a README is rendered).
     @param wheel_tags: what a wheel whose C{WHEEL} tags differ from its
-        filename's gets (L{pypid.core.dists.metadata.extract}'s C{wheel_tags}).
+        filename's gets (L{pypid.core.dists.dist_archive.extract}'s C{wheel_tags}).
     @rtype: L{Inspected}
     @raise pypid.core.dists.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.dists.metadata.InvalidDistribution: for a broken archive.

@@ -20,7 +20,7 @@ keeps must not depend on which of two copies of a field a reader takes:
     index, and every other field has a cap (L{FIELD_LIMITS});
   - C{name} and C{version} are sent exactly: no surrounding whitespace.
 
-The archive is checked afterwards (L{pypid.core.dists.metadata.extract}), and its
+The archive is checked afterwards (L{pypid.core.dists.dist_archive.extract}), and its
 metadata must name the same project and version as the form.
 """
 

@@ -127,7 +127,16 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
             f'<code>uv pip install --index-url https://__token__:&lt;token&gt;@'
             f'{escape(index_url or "<this server>/simple/")} &lt;project&gt;</code>.</p>'
             '</section>')
-    parts.append('<h2>Tokens</h2>')
+    parts.append(_tokens_table(tokens, csrf, root, admin))
+    parts.append(_issue_form(csrf, root, fields, outside, error))
+    parts.append('</section>')
+    return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)
+
+
+def _tokens_table(tokens: Sequence[Mapping[str, Any]], csrf: str, root: str,
+                  admin: bool) -> str:
+    """The tokens listed, each with the button that revokes it (an admin's: with its user)."""
+    parts = ['<h2>Tokens</h2>']
     if tokens:
         rows = []
         for record in tokens:
@@ -159,9 +168,15 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
             + '</tbody></table></div>')
     else:
         parts.append('<p class="muted">You have no tokens.</p>')
+    return "".join(parts)
+
+
+def _issue_form(csrf: str, root: str, fields: Mapping[str, str], outside: bool,
+                error: str | None) -> str:
+    """The form that issues a token, filled in again with C{fields} as sent."""
     lifetimes = [(value, label) for value, label, anyone in LIFETIMES if anyone or not outside]
     described = ' aria-describedby="console-error"' if error else ""
-    parts.append(
+    return (
         '<h2 id="issue">Issue a token</h2>'
         f'<form class="console-form" method="post" action="{escape(root)}console/tokens" '
         'aria-labelledby="issue">' + csrf_input(csrf)
@@ -179,8 +194,6 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
         '<p><label for="expires">Expires after</label><select id="expires" name="expires">'
         + options_of(lifetimes, fields.get("expires", "30d")) + '</select></p>'
         '<p><button type="submit">Issue token</button></p></form>')
-    parts.append('</section>')
-    return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)
 
 
 def size_text(size: int) -> str:

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.dists.metadata}: core metadata out of real wheels and sdists, and
+Tests for L{pypid.core.dists.metadata} and L{pypid.core.dists.dist_archive}: core metadata out of real wheels and sdists, and
 bounded refusal of damaged or hostile archives.
 """
 
@@ -14,13 +14,8 @@ import zipfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.dists.metadata import (
-    CoreMetadata,
-    Extracted,
-    InvalidDistribution,
-    extract,
-    parse_metadata,
-)
+from pypid.core.dists.dist_archive import Extracted, extract
+from pypid.core.dists.metadata import CoreMetadata, InvalidDistribution, parse_metadata
 from pypid.core.dists.names import parse_filename
 from tests.harness.distributions import (
     ZeroFill,
@@ -842,7 +837,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         reader gives (L{None} when it leaves the member to zipfile), and what
         C{zipfile} reads (or the type of what it raises).
         """
-        from pypid.core.dists.metadata import _read_member_in_memory
+        from pypid.core.dists.dist_archive import _read_member_in_memory
 
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
@@ -878,7 +873,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         _, data = make_wheel("demo", "1.0")
         zf = zipfile.ZipFile(io.BytesIO(data))
         info = zf.getinfo("demo-1.0.dist-info/METADATA")
-        from pypid.core.dists.metadata import _read_member_in_memory
+        from pypid.core.dists.dist_archive import _read_member_in_memory
 
         left = []
         for attribute, value in (("flag_bits", info.flag_bits | 1),

@@ -18,7 +18,8 @@ from pypid.auth.hashes import hash_password
 from pypid.bundle.archive import copy_hashed
 from pypid.bundle.ingest import Arrival, Ingest
 from pypid.config import ConfigError
-from pypid.core.dists.metadata import InvalidDistribution, extract
+from pypid.core.dists.dist_archive import extract
+from pypid.core.dists.metadata import InvalidDistribution
 from pypid.core.dists.names import parse_filename
 from pypid.core.dists.upload_rules import UploadRules, parse_projects
 from pypid.storage.memory import MemoryStorage

@@ -1,5 +1,5 @@
 """
-Tests for the upload rules of L{pypid.core.dists.metadata.extract} (C{strict=True}):
+Tests for the upload rules of L{pypid.core.dists.dist_archive.extract} (C{strict=True}):
 wheels that are wheels, with a C{WHEEL} that matches their name, and sdists
 that unpack into one C{<name>-<version>/} directory and nothing else. Each
 rule is checked against an archive the test builds, and each refusal names
@@ -14,7 +14,8 @@ import zipfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.dists.metadata import InvalidDistribution, extract
+from pypid.core.dists.dist_archive import extract
+from pypid.core.dists.metadata import InvalidDistribution
 from pypid.core.dists.names import parse_filename
 from tests.harness.distributions import (
     make_sdist,

@@ -609,8 +609,8 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         def counting(grant, projects, *args):
             looked.append(grant.name)
             return real(grant, projects, *args)
-        import pypid.state.indexes as indexes
-        self.patch(indexes, "foreign_projects", counting)
+        import pypid.state.namespace_serving as serving
+        self.patch(serving, "foreign_projects", counting)
         self.reload("acme = group:platform\n")
         # (one call an index it is granted in: default and release)
         self.assertEqual(looked, ["acme", "acme"])
