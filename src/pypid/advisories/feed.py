@@ -56,19 +56,17 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, TypeVar
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed
-from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
+from pypid.advisories.archive_fetch import FETCH_TIMEOUT, ArchiveFetch, kept_copy
 from pypid.advisories.compact_cache import (
     Cached,
     CacheUnusable,
@@ -84,9 +82,7 @@ from pypid.advisories.compact_cache import (
 from pypid.advisories.osv_archive import (
     ArchiveLimits,
     ArchiveRefused,
-    Tally,
     check_source,
-    records,
     signature,
 )
 from pypid.config import Config
@@ -95,7 +91,6 @@ from pypid.core.records.metrics import Family, by_label, gauge
 from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.core.util.startup import StartupError
-from pypid.http.bodies import BodyError, describe, discard, read_body
 from pypid.jobs.periodic import Periodic
 
 log = Logger()
@@ -104,13 +99,6 @@ _T = TypeVar("_T")
 
 #: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
 Run = Callable[..., Deferred[Any]]
-
-#: Seconds an answer of the URL may take to start, and its body may be silent.
-FETCH_TIMEOUT = 60.0
-
-#: Seconds one fetch of the URL may take in all, however steadily it trickles.
-FETCH_DEADLINE = 600.0
-
 
 class LoadFailed(Exception):
     """A read that put nothing in force; the message is one line."""
@@ -166,13 +154,9 @@ class AdvisoryFeed(Service):
         self._compiler: Compiler = compiler if compiler is not None else LocalCompiler()
         #: the part that begins the first read, after the listeners
         self.first_read = FirstRead(self)
-        self._make_agent = agent
-        self._agent: IAgent | None = None
+        self._fetching = ArchiveFetch(run, clock, self._saved, agent, self._count)
         self._limits = limits or ArchiveLimits()
         self._timer: Periodic | None = None
-        #: the validators of the kept copy's answer; L{None} until one is
-        #: fetched (the kept copy's date is then its C{If-Modified-Since})
-        self._validators: dict[str, str] | None = None
         self._first_fetch: IDelayedCall | None = None
         self._stopped = False
         self._loading: Deferred[None] | None = None
@@ -338,7 +322,8 @@ class AdvisoryFeed(Service):
     async def _refresh_once(self) -> None:
         settings = self._settings
         if settings.url is not None:
-            await self._fetch(settings.url, settings)
+            await self._fetching.fetch(settings.url, settings.max_size,
+                                       self._limits_of(settings))
         try:
             await self._load(settings)
         except LoadFailed as e:
@@ -437,85 +422,13 @@ class AdvisoryFeed(Service):
             raise LoadFailed(f"cannot read the advisories: {e}")
         if compiled.copy_refused is not None:
             self._count("refused")
-            self._validators = {}   # (the next fetch takes the URL's archive whole)
+            self._fetching.forget()
             log.warn("Not reading the kept copy of [advisories] url: {error}",
                      error=compiled.copy_refused)
         if compiled.refused is not None:
             self._count("refused")
             raise LoadFailed(compiled.refused)
         return compiled
-
-    async def _fetch(self, url: str, settings: AdvisoriesConfig) -> None:
-        """Fetch the URL's archive if it changed, and keep it beside the snapshot."""
-        if self._agent is None:
-            if self._make_agent is None:
-                return
-            self._agent = self._make_agent()
-        headers = Headers({b"user-agent": [b"pypid"]})
-        validators = self._validators
-        kept = await self._run(kept_copy, self._saved, url)
-        if kept is None:
-            # (a copy of another URL's, or none: this one's is fetched whole)
-            validators = {}
-        elif validators is None:
-            # (after a restart: the kept copy is dated by its answer's Last-Modified)
-            validators = {"modified": formatdate(kept, usegmt=True)}
-        if validators:
-            for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
-                if key in validators:
-                    headers.setRawHeaders(name, [validators[key].encode("latin-1")])
-        request = self._agent.request(b"GET", url.encode("ascii"), headers)
-        timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
-        # (a server that trickles its answer is cut off at the deadline:
-        # while a fetch runs, every other read waits)
-        deadline = self._clock.seconds() + FETCH_DEADLINE
-        try:
-            response = await request
-        except Exception as e:
-            self._count("unreachable")
-            log.warn("Cannot fetch the advisories from {url}: {error}", url=url,
-                     error=describe(e) if isinstance(e, (BodyError, ResponseFailed)) else str(e))
-            return
-        finally:
-            if timeout.active():
-                timeout.cancel()
-        if response.code == 304:
-            return
-        if response.code != 200:
-            self._count("unreachable")
-            log.warn("Cannot fetch the advisories from {url}: {code}", url=url,
-                     code=response.code)
-            discard(response, self._clock, FETCH_TIMEOUT)
-            return
-        reading = read_body(response, settings.max_size, self._clock, FETCH_TIMEOUT)
-        cutoff = self._clock.callLater(max(deadline - self._clock.seconds(), 0), reading.cancel)
-        try:
-            body = await reading
-        except CancelledError:
-            self._count("unreachable")
-            log.warn("Cannot fetch the advisories from {url}: no answer whole within "
-                     "{deadline:g} s", url=url, deadline=FETCH_DEADLINE)
-            return
-        except BodyError as e:
-            self._count("refused")
-            log.error("Not taking the advisories of {url}: {error}", url=url, error=describe(e))
-            return
-        finally:
-            if cutoff.active():
-                cutoff.cancel()
-        validators = {}
-        for name, key in ((b"etag", "etag"), (b"last-modified", "modified")):
-            value = response.headers.getRawHeaders(name, [None])[0]
-            if value is not None and len(value) < 200:
-                validators[key] = value.decode("latin-1")
-        try:
-            await self._run(_keep_checked, self._saved, body, self._limits_of(settings),
-                            _date(validators.get("modified")), url)
-        except ArchiveRefused as e:
-            self._count("refused")
-            log.error("Not taking the advisories of {url}: {error}", url=url, error=str(e))
-            return
-        self._validators = validators
 
     def _count(self, result: str) -> None:
         self._results[result] = self._results.get(result, 0) + 1
@@ -565,73 +478,6 @@ class AdvisoryFeed(Service):
         if self._results:
             yield by_label("pypid_advisory_reads", "Reads of the advisories, by result.",
                            "result", self._results)
-
-
-def _date(header: str | None) -> float | None:
-    """The Unix time of an HTTP date, or L{None}."""
-    if header is None:
-        return None
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
-
-
-def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
-                  modified: float | None, url: str) -> None:
-    """
-    Write the archive C{data} to C{path} whole or not at all, and only if
-    it is read within C{limits} (in the thread pool), dated C{modified}
-    (its answer's C{Last-Modified}: a restart asks from that date).
-
-    @raise ArchiveRefused: when it is not; C{path} is left as it was.
-    """
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.part"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            for _ in records(temporary, limits, Tally()):
-                pass
-        except ArchiveRefused as e:
-            raise ArchiveRefused(f"the answer is refused: {str(e).replace(temporary, 'it')}")
-        if modified is not None:
-            os.utime(temporary, (modified, modified))
-        os.replace(temporary, path)
-        # (which URL the copy is of: a copy of another is never read for
-        # this one; written after the copy, so a crash between leaves a
-        # copy that is fetched again whole)
-        _replace_small(f"{path}.url", url.encode("utf-8"))
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _replace_small(path: str, data: bytes) -> None:
-    """Write a small file whole or not at all."""
-    temporary = f"{path}.part"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
-
-
-def kept_copy(saved: str, url: str) -> float | None:
-    """
-    The time of the kept copy C{saved} when it is C{url}'s (the URL it was
-    fetched from is kept beside it), or L{None}: none, or another URL's
-    (in the thread pool).
-    """
-    try:
-        with open(f"{saved}.url", "rb") as f:
-            if f.read(4096).decode("utf-8", "replace") != url:
-                return None
-        return os.stat(saved).st_mtime
-    except OSError:
-        return None
 
 
 @attrs.frozen

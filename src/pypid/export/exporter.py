@@ -194,7 +194,7 @@ class Exporter:
             # (noted first: cut short, the next export knows what it was
             # removing, and writes again what is still wanted)
             await self._journal(stale)
-            await self._each(stale, self._remove)
+            await self._each(stale, self._target.remove)
             report.deleted = len(stale)
             if report.written or stale or changed or plan.removed or self._previous is None:
                 await target.write(plans.MANIFEST, current.to_bytes(), plans.JSON_TYPE)
@@ -495,18 +495,19 @@ class Exporter:
         await self._write_pages([(None, output) for output in outputs])
         return {output.path: output.sha256 for output in outputs}
 
-    async def _remove(self, path: str) -> None:
-        await self._target.remove(path)
-
-    async def _each(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
+    def _each(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> Awaitable[None]:
         """Run C{work(item)} for each item, up to the target's parallelism at once."""
-        parallel = self._target.parallel
-        if parallel <= 1:
-            for item in items:
-                await work(item)
-            return
-        limit = DeferredSemaphore(parallel)
-        await gather([limit.run(_deferred, work, item) for item in items])
+        return each(self._target.parallel, items, work)
+
+
+async def each(parallel: int, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
+    """Run C{work(item)} for each item, up to C{parallel} at once."""
+    if parallel <= 1:
+        for item in items:
+            await work(item)
+        return
+    limit = DeferredSemaphore(parallel)
+    await gather([limit.run(_deferred, work, item) for item in items])
 
 
 async def _coroutine(work: Callable[[T], Awaitable[None]], item: T) -> None:

@@ -423,9 +423,7 @@ class MemoryStorage:
                    persist: bool = True) -> ScanResult:
         """List every object once, under the name a tombstone does not hide."""
         now = self._clock.seconds()
-        # A snapshot from the future means the clock went back: trust no time.
-        if since > now:
-            since = 0.0
+        since = since if since <= now else 0.0  # (from the future: the clock went back)
         records: dict[str, FileRecord] = {}
         skipped: list[tuple[str, str]] = []
         for key in sorted(self.objects, key=self._listing_order):
@@ -482,13 +480,4 @@ class MemoryStorage:
         inspected = inspect_bytes(self.objects[key], filename, key, now, details=persist)
         if isinstance(inspected, str):
             return inspected
-        if not persist:
-            if inspected.metadata is not None:
-                self._sidecars.unwritten[filename] = inspected.metadata
-            else:
-                self._sidecars.unwritten.pop(filename, None)
-            return inspected.record
-        self._sidecars.records[filename] = inspected.record
-        self._sidecars.keep(filename, inspected.metadata, inspected.details)
-        self._sidecars.changed[filename] = now
-        return inspected.record
+        return self._sidecars.imported(filename, inspected, now, persist)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from pypid.core.dists.distribution import Inspected
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 
@@ -40,6 +41,24 @@ class MemorySidecars:
     changed: dict[str, float] = attrs.field(factory=dict)
     unwritten: dict[str, bytes] = attrs.field(factory=dict)
     promotions: dict[str, Promotion] = attrs.field(factory=dict)
+
+    def imported(self, filename: str, inspected: Inspected, now: float,
+                 persist: bool) -> FileRecord:
+        """
+        The record of bytes found without one, described at C{now}: kept
+        with what goes beside it when C{persist}, else only their metadata,
+        aside (L{unwritten}).
+        """
+        if not persist:
+            if inspected.metadata is not None:
+                self.unwritten[filename] = inspected.metadata
+            else:
+                self.unwritten.pop(filename, None)
+            return inspected.record
+        self.records[filename] = inspected.record
+        self.keep(filename, inspected.metadata, inspected.details)
+        self.changed[filename] = now
+        return inspected.record
 
     def keep(self, filename: str, metadata: bytes | None, details: bytes | None) -> None:
         """Keep a file's metadata and details, forgetting older ones it has not."""
