@@ -54,7 +54,7 @@ from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import WebPart
-from pypid.web.identity.access import AccessPart
+from pypid.web.identity.access_part import AccessPart
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)

@@ -71,9 +71,8 @@ from pypid.core.security.advisories import (  # noqa: E402
     AdvisoryBoard,
     AdvisoryPolicy,
     AdvisoryRules,
-    parsed_version,
-    release_key,
 )
+from pypid.core.security.affected_releases import parsed_version, release_key  # noqa: E402
 from pypid.core.security.osv import cvss_score  # noqa: E402
 
 VECTORS = ["CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",

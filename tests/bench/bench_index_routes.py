@@ -51,7 +51,8 @@ def build(projects):
     access = Access(AccessModel(), PasswordVerifier({}, clock, None))
     named = []
     try:
-        from pypid.core.indexes.views import ChainSource, Filters, IndexView
+        from pypid.core.indexes.composition import ChainSource, Filters
+        from pypid.core.indexes.views import IndexView
         from pypid.state.hosted_source import HostedSource
         from pypid.storage.locks import KeyedLock
         from pypid.web.serving.index_root import IndexMaterials

@@ -207,6 +207,7 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
 
     from pypid.http.client import make_http
     from pypid.storage import snapshot as snapshots
+    from pypid.storage import snapshot_reading
     from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.layout import Layout
@@ -245,7 +246,7 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
     await warm.prepare()
     packed = await phase("snapshot_get", client, warm.load_snapshot)
     results["snapshot_bytes"] = len(packed)
-    snap = snapshots.decode(packed)
+    snap = snapshot_reading.decode(packed)
     started = await phase("start_from_bucket_snapshot", client, lambda: warm.scan(
         snap.records, snap.saved_at, snap.tombstones))
     results["start_from_bucket_snapshot"]["reconcile_due"] = warm.reconcile_due()

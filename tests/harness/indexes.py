@@ -27,11 +27,12 @@ from pypid.core.access.access_rules import IndexGrants
 from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.formats.namespace_api import IndexNamespaces
 from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.views import ChainSource, Filters, IndexView
+from pypid.core.indexes.views import IndexView
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
@@ -270,7 +271,7 @@ class _ServerMixin:
 
 @attrs.frozen(eq=False)
 class Stack:
-    """What the area reads of a L{pypid.state.indexes.HostedStack}."""
+    """What the area reads of a L{pypid.state.hosted_stack.HostedStack}."""
 
     name: str
     index: Index

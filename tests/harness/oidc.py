@@ -13,7 +13,8 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.oidc import TokenRefused, TrustedPublishing
+from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.oidc_errors import TokenRefused
 from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
@@ -22,7 +23,7 @@ from pypid.core.access.publishers import PublishingSettings, parse_publishers
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.core.records.audit_chain import decode
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web

@@ -19,7 +19,7 @@ from pypid.core.indexes.index import Index
 from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout

@@ -17,14 +17,16 @@ from zope.interface.verify import verifyObject
 from pypid.core.dists.distribution import inspect
 from pypid.core.formats.details import Details
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.interface import (
+from pypid.storage.capabilities import (
     GRANT_LEDGER,
     WAIVERS,
-    FileExists,
-    FilenameDeleted,
     IAdoptingStorage,
     IServerDocuments,
     ISharedStorage,
+)
+from pypid.storage.interface import (
+    FileExists,
+    FilenameDeleted,
     IStorage,
     LocalFile,
     MemoryFile,

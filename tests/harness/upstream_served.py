@@ -16,8 +16,8 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
-from pypid.core.records.audit_chain import make_query
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.core.records.audit_query import make_query
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.admin.audit_trail import AuditTrail

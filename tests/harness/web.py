@@ -22,7 +22,7 @@ from pypid.core.access.sessions import SessionBook
 from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
 from pypid.state.loader import IndexMetrics
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile
 from pypid.storage.local import LocalStorage

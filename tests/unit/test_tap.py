@@ -28,7 +28,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.listeners import PortCheck
 from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
-from pypid.storage import snapshot
+from pypid.storage import snapshot_reading
 from pypid.tap import Options, makeService
 from pypid.web.server.site import PypidSite
 from tests.harness.distributions import make_wheel
@@ -121,7 +121,7 @@ class OptionsTests(SynchronousTestCase):
         or C{--listen} (or of the environment) names it, not the file.
         """
         from pypid.daemon.listeners import _endpoint
-        from pypid.web.identity.access import make_sessions
+        from pypid.web.identity.access_part import make_sessions
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         broken = write_file(os.path.join(folder, "sessions.json"), b"nonsense")
@@ -260,7 +260,7 @@ class MakeServiceTests(SynchronousTestCase):
         service.startService()
         self.successResultOf(service.ready)
         self.assertEqual([r.filename for r in index_of(service).records()], [filename])
-        saved = snapshot.read(os.path.join(self.folder, "index.json"))
+        saved = snapshot_reading.read(os.path.join(self.folder, "index.json"))
         self.assertEqual(list(saved.records), [filename])
 
     def test_loads_snapshot(self):
@@ -361,7 +361,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertFalse(service.running)
         self.assertEqual([p.stopped for p in self.reactor.ports], [True])
         self.assertTrue(all(not p.started and p.stops == 1 for p in self.pools))
-        saved = snapshot.read(os.path.join(self.folder, "index.json"))
+        saved = snapshot_reading.read(os.path.join(self.folder, "index.json"))
         self.assertEqual(saved.tombstones, ("gone_thing-1.0.tar.gz",))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
@@ -488,7 +488,7 @@ _PROBE = textwrap.dedent("""
     report["scraped"] = loaded()
 
     from cryptography.hazmat.primitives.asymmetric import ec
-    from pypid.auth.oidc import import_jwks
+    from pypid.auth.issuer_keys import import_jwks
     numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
     def b64(n):
         return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()

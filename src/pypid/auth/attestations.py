@@ -42,7 +42,8 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.logger import Logger
 
-from pypid.auth.oidc import TrustedPublishing, is_publisher
+from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.access.publishers import PublisherRule
 from pypid.core.dists.names import normalize

@@ -3,7 +3,7 @@ The access gate's parts built from the configuration (its rules, its
 password verifier and directory, its API tokens), and trusted publishing
 (its ID token checks and the client the issuers' keys are fetched with):
 what the daemon builds at the start and again on C{SIGHUP}
-(L{pypid.web.identity.access.AccessPart}).
+(L{pypid.web.identity.access_part.AccessPart}).
 """
 
 from __future__ import annotations

@@ -35,15 +35,9 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.auth.oidc import (
-    IssuerKeys,
-    IssuerUnavailable,
-    TokenRefused,
-    check_algorithm,
-    read_unverified,
-    request_json,
-    signed_claims,
-)
+from pypid.auth.id_tokens import check_algorithm, read_unverified, signed_claims
+from pypid.auth.issuer_keys import IssuerKeys, request_json
+from pypid.auth.oidc_errors import IssuerUnavailable, TokenRefused
 from pypid.config.sso_settings import SSOConfig
 from pypid.core.access.sso_flow import (
     LoginRefused,

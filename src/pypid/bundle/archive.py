@@ -43,7 +43,7 @@ from pypid.bundle.manifest import (
     is_folder,
     limit_of,
 )
-from pypid.core.dists.dist_archive import BoundedTarInfo, ScanLimitExceeded
+from pypid.core.dists.dist_tar import BoundedTarInfo, ScanLimitExceeded
 from pypid.storage.disk import fsync_folder
 from pypid.storage.reading import FileMismatch
 

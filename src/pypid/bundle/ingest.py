@@ -82,7 +82,7 @@ from pypid.core.indexes.model import (
 )
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
-from pypid.core.security.advisories import release_key
+from pypid.core.security.affected_releases import release_key
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run

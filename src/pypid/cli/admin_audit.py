@@ -24,14 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
 from pypid.cli.server_client import CliError, Server
-from pypid.core.records.audit_chain import (
-    DEFAULT_LIMIT,
-    FIRST_YEAR,
-    MAX_LIMIT,
-    AuditError,
-    format_time,
-    parse_time,
-)
+from pypid.core.records.audit_chain import FIRST_YEAR, AuditError, format_time, parse_time
+from pypid.core.records.audit_query import DEFAULT_LIMIT, MAX_LIMIT
 from pypid.core.util.terminal_text import escaped
 
 if TYPE_CHECKING:

@@ -55,8 +55,8 @@ from pypid.cli.server_client import log_lines
 from pypid.config import Config, ConfigError, load_config, parse_override
 from pypid.config.s3_settings import S3_KEYS
 from pypid.config.values import optional_url
+from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX, index_section
-from pypid.core.indexes.views import Filters
 from pypid.core.security.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
 from pypid.core.util.startup import StartupError
 from pypid.export.exporter import Exporter, IndexChain
@@ -289,7 +289,7 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
         advisories and they cannot be read.
     """
     from pypid.advisories.feed import LoadFailed, read_in_force
-    from pypid.state.indexes import advisory_rules
+    from pypid.state.index_sections import advisory_rules
 
     rules = advisory_rules(config).get(index)
     if rules is None or rules.mode == OFF:
@@ -328,7 +328,7 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
     none applied (the export then leaves out more, never less).
     """
     from pypid.core.security.advisory_waivers import InvalidWaiver, Waivers
-    from pypid.storage.interface import WAIVERS, IServerDocuments
+    from pypid.storage.capabilities import WAIVERS, IServerDocuments
 
     if not IServerDocuments.providedBy(storage):
         return ""
@@ -349,12 +349,12 @@ async def _index_chain(config: Config, name: str, reactor: Any,
                        closing: Closing) -> IndexChain:
     """
     The hosted sources of the index C{name}, in the order its pages read
-    them (L{pypid.core.indexes.views.resolve_order}), each storage opened to read
+    them (L{pypid.core.indexes.composition.resolve_order}), each storage opened to read
     beside a daemon, and a view's filters.
 
     @raise ExportError: when no C{[index:NAME]} is configured.
     """
-    from pypid.state.indexes import source_order, view_filters
+    from pypid.state.index_sections import source_order, view_filters
     from pypid.storage.factory import index_settings, index_snapshot_path
     from pypid.storage.reading import StoredIndex
 

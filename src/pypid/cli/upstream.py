@@ -34,7 +34,8 @@ from urllib.parse import quote, urljoin
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
-from pypid.upstream.parser import UpstreamFile, UpstreamPageError, parse_page
+from pypid.upstream.page_model import UpstreamFile, UpstreamPageError
+from pypid.upstream.parser import parse_page
 from pypid.upstream.requirements import (
     Pin,
     RequirementsError,

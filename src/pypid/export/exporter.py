@@ -23,12 +23,25 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
 
+from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.views import Filters
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.export import plan as plans
+from pypid.export.outputs import (
+    JSON_TYPE,
+    announced,
+    file_of,
+    file_outputs,
+    has_legacy_json,
+    legacy_info,
+    legacy_info_sources,
+    package_entry,
+    people_outputs,
+    project_outputs,
+    root_outputs,
+)
 from pypid.export.plan import (
     Entry,
     ExportError,
@@ -197,7 +210,7 @@ class Exporter:
             await self._each(stale, self._target.remove)
             report.deleted = len(stale)
             if report.written or stale or changed or plan.removed or self._previous is None:
-                await target.write(plans.MANIFEST, current.to_bytes(), plans.JSON_TYPE)
+                await target.write(plans.MANIFEST, current.to_bytes(), JSON_TYPE)
             if self._pending or self._had_pending:
                 await target.remove(plans.PENDING)
         finally:
@@ -325,7 +338,7 @@ class Exporter:
         if fresh:
             self._pending |= fresh
             await self._target.write(plans.PENDING, json.dumps(sorted(self._pending)).encode(),
-                                     plans.JSON_TYPE)
+                                     JSON_TYPE)
 
     async def _write_pages(self, owned: Sequence[tuple[str | None, Output]]) -> None:
         """
@@ -366,7 +379,7 @@ class Exporter:
                         kept = await self._from(record).read_provenance(record)
                         if kept is not None:
                             provenance[record.filename] = kept
-                planned[name] = [o for o in plans.file_outputs(project, metadata, provenance,
+                planned[name] = [o for o in file_outputs(project, metadata, provenance,
                                                                left_out)
                                  if self._needed(name, o)]
             taken[name] = (metadata, [], provenance)
@@ -380,7 +393,7 @@ class Exporter:
             for output in planned.get(name, ()):
                 filename = output.path.rpartition("/")[2]
                 if output.record is None:
-                    if plans.file_of(output.path) in failed:
+                    if file_of(output.path) in failed:
                         # (a file left out leaves out its metadata and provenance)
                         continue
                     await self._target.write(output.path, output.body, output.content_type)
@@ -405,7 +418,7 @@ class Exporter:
                     if record.filename in left_out:
                         # (listed as the daemon lists it, or not at all)
                         continue
-                    shown = plans.announced(record, metadata)
+                    shown = announced(record, metadata)
                     if shown is not record:
                         index.add(shown)
             self._report.problems.extend(problems)
@@ -427,8 +440,8 @@ class Exporter:
             left_out = plans.withheld(index, project)
             raw = None
             info = None
-            if plans.has_legacy_json(index, project):
-                for record in plans.legacy_info_sources(project, latest):
+            if has_legacy_json(index, project):
+                for record in legacy_info_sources(project, latest):
                     # (a denied release's metadata is not written, but its
                     # JSON is the daemon's, read from its stored metadata)
                     raw = (metadata.get(record.filename)
@@ -436,8 +449,8 @@ class Exporter:
                            else await reading.read_metadata(self._from(record), record))
                     if raw is not None:
                         break
-                info = plans.legacy_info(project, latest, raw) if latest is not None else None
-            outputs = plans.project_outputs(index, project, self._settings, plan.serial,
+                info = legacy_info(project, latest, raw) if latest is not None else None
+            outputs = project_outputs(index, project, self._settings, plan.serial,
                                             latest, info)
             undescribed: tuple[str, ...] = ()
             if self._people is not None:
@@ -447,7 +460,7 @@ class Exporter:
                     for record in project.sorted_files():
                         details[record.filename] = await self._from(record).read_details(
                             record)
-                people = plans.people_outputs(self._people.project(index, project, details))
+                people = people_outputs(self._people.project(index, project, details))
                 self._claim(name, people)
                 outputs += people
                 undescribed = tuple(sorted(f for f, d in details.items() if d is None))
@@ -455,13 +468,13 @@ class Exporter:
             if self._settings.writes_files:
                 # (every path written for it, its provenance too: one no
                 # longer written is removed with what is gone)
-                for output in plans.file_outputs(project, metadata, provenance, left_out):
+                for output in file_outputs(project, metadata, provenance, left_out):
                     paths[output.path] = output.sha256
             for output in outputs:
                 paths[output.path] = output.sha256
                 owned.append((name, output))
             states[name] = ProjectState("" if problems else plan.fingerprints[name],
-                                        plan.serial, plans.package_entry(project, latest),
+                                        plan.serial, package_entry(project, latest),
                                         paths, undescribed)
         await self._each(list(names), render)
         await self._write_pages(owned)
@@ -487,9 +500,9 @@ class Exporter:
         """Write the project list, C{packages.json} and the site's pages; return their paths."""
         entries: dict[str, Entry | None] = {
             name: state.entry for name, state in current.projects.items()}
-        outputs = plans.root_outputs(index, entries)
+        outputs = root_outputs(index, entries)
         if self._people is not None:
-            site = plans.people_outputs(self._people.site(index))
+            site = people_outputs(self._people.site(index))
             self._claim(None, site)
             outputs += site
         await self._write_pages([(None, output) for output in outputs])

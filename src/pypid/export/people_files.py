@@ -33,7 +33,7 @@ import attrs
 
 from pypid.assets import Assets
 from pypid.core.dists.names import WHEEL
-from pypid.core.formats import pages
+from pypid.core.formats import pages, project_page
 from pypid.core.formats.catalog import Catalog
 from pypid.core.formats.details import Details
 from pypid.core.indexes.index import Index
@@ -54,10 +54,11 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
     chrome = pages.Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
                           files_url=files_url, search="search/", suggest="packages.json",
                           login=None)
-    # The markup's version: the module that writes it and the assets it
+    # The markup's version: the modules that write it and the assets it
     # links; another one renders every project again.
-    with open(pages.__file__, "rb") as f:
-        version = hashlib.sha256(f.read() + repr(chrome).encode("utf-8")).hexdigest()[:16]
+    with open(pages.__file__, "rb") as f, open(project_page.__file__, "rb") as g:
+        markup = f.read() + g.read()
+    version = hashlib.sha256(markup + repr(chrome).encode("utf-8")).hexdigest()[:16]
 
     def site(index: Index) -> list[tuple[str, bytes]]:
         catalog = Catalog(index)
@@ -75,18 +76,18 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
         status = index.status(project.name)
         if status is not None and status.quarantined:
             return [(f"project/{project.name}/index.html",
-                     pages.quarantined_page(chrome, project.name, project.display_name,
+                     project_page.quarantined_page(chrome, project.name, project.display_name,
                                             status, "../../"))]
         advised = verdicts(index, project)
         files = list(project.files.values())
         outputs: list[tuple[str, bytes]] = []
-        releases = pages.releases_of(files)
-        latest_view = pages.project_view(project.name, project.display_name, files,
+        releases = project_page.releases_of(files)
+        latest_view = project_page.project_view(project.name, project.display_name, files,
                                          releases=releases)
         if latest_view is None:  # (a project with files has a latest release)
             return []
         for release in releases:
-            view = pages.project_view(project.name, project.display_name, files,
+            view = project_page.project_view(project.name, project.display_name, files,
                                       release.version, details=_details_of(release, details),
                                       releases=releases)
             if view is None:  # (each release of the files has a view)
@@ -94,16 +95,16 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
             view = attrs.evolve(view, status=status, advisories=advised)
             # (folders named as the URL reads once decoded: "1.0+local")
             outputs.append((f"project/{project.name}/{release.version}/index.html",
-                            pages.project_page(chrome, view, "../../../")))
+                            project_page.project_page(chrome, view, "../../../")))
             if release.version == latest_view.current.version:
                 outputs.append((f"project/{project.name}/index.html",
-                                pages.project_page(chrome, view, "../../")))
+                                project_page.project_page(chrome, view, "../../")))
         return outputs
 
     return People(site=site, project=project, version=version)
 
 
-def _details_of(release: pages.Release, details: dict[str, bytes | None]) -> Details | None:
+def _details_of(release: project_page.Release, details: dict[str, bytes | None]) -> Details | None:
     """The L{Details} of a release's first wheel that has them, else its sdist's."""
     for f in sorted(release.files, key=lambda f: (f.packagetype != WHEEL, f.filename)):
         data = details.get(f.filename)

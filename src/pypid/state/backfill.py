@@ -29,7 +29,7 @@ from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.pending import DELETED, DescribeQueue, PendingFile, project_of
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.parts import IMetricsSource
-from pypid.storage.interface import IBackfillStorage
+from pypid.storage.capabilities import IBackfillStorage
 
 log = Logger()
 
@@ -48,7 +48,7 @@ class Backfill:
     storage's C{describe_pending}, and adds their records to the index.
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: an L{pypid.storage.interface.IBackfillStorage}.
+    @ivar _storage: an L{pypid.storage.capabilities.IBackfillStorage}.
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 

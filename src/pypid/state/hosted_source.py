@@ -1,8 +1,8 @@
 """
 One hosted index as the indexes that read it serve it: its records, its
 storage, its lock, its backfill, counts, recycle bin and upload rules.
-The read-only face of a L{pypid.state.indexes.HostedStack}
-(L{pypid.state.indexes.HostedStack.source}), what the web serves from.
+The read-only face of a L{pypid.state.hosted_stack.HostedStack}
+(L{pypid.state.hosted_stack.HostedStack.source}), what the web serves from.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ whose sources and filters stay is kept, with its pages; a changed one is
 new, so nothing composed under its old filters is served again). The
 commit swaps them all in at once, so a request meets the old set or the
 new one, never a mix. Who may read and upload reloads with C{[auth]} and
-C{[acl]} (L{pypid.web.identity.access.AccessPart}).
+C{[acl]} (L{pypid.web.identity.access_part.AccessPart}).
 
 Each index's advisory keys (C{advisories}, C{advisory_severity},
 C{advisory_waive}) and C{allow_tag_mismatch} are taken in place at the
@@ -43,13 +43,8 @@ from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.security.advisories import AdvisoryPolicy, AdvisoryRules
 from pypid.core.util.parts import IReloadable
 from pypid.core.util.startup import StartupError
-from pypid.state.indexes import (
-    IndexRegistry,
-    advisory_rules,
-    index_view,
-    source_order,
-    upload_rules,
-)
+from pypid.state.index_sections import advisory_rules, source_order, upload_rules
+from pypid.state.indexes import IndexRegistry, index_view
 
 
 @attrs.frozen

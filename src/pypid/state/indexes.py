@@ -1,18 +1,10 @@
 """
-The hosted indexes of a server, each a stack of its own.
-
-A hosted index is a stack instantiated per name, not one L{Index} whose
-records carry an index: every structure of an index, its storage, its
-snapshot and its backfill is keyed by filename, and two indexes may hold
-one filename with other bytes. So L{HostedStack} is everything one hosted
-index owns (its L{Index}, its storage under a root of its own, its loader
-and snapshot writer, its backfill or sync, the follow-up of its load),
-made by L{HostedStack.create} from the configuration and a name. The
-default index is built as a server of one index always was, so a server
-without C{[index:NAME]} is unchanged.
+The indexes of a server: its hosted indexes, each a stack of its own
+(L{pypid.state.hosted_stack.HostedStack}), and its views; what the
+configuration says of each index is read by L{pypid.state.index_sections}.
 
 L{IndexRegistry} holds the stacks by name and, for every index (hosted
-or view), its sources in order (L{pypid.core.indexes.views.resolve_order})
+or view), its sources in order (L{pypid.core.indexes.composition.resolve_order})
 and its L{pypid.core.indexes.views.IndexView}; a view keeps pages only as
 they are asked. It holds the named upstreams too, each once however many
 indexes name it (L{pypid.upstream.source.SourceSide}).
@@ -34,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from twisted.application.service import IService
@@ -43,15 +35,13 @@ from zope.interface import implementer
 
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
-from pypid.config.retention_settings import RetentionKeys
-from pypid.config.server_settings import ServerConfig
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.dists.upload_rules import IndexUploadRules, UploadRules
 from pypid.core.formats.namespace_api import IndexNamespaces
 from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
-from pypid.core.indexes.views import ChainSource, ComposedFile, Filters, IndexView, resolve_order
+from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import (
     DENY,
@@ -66,33 +56,24 @@ from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
 from pypid.core.util.parts import IMetricsSource
 from pypid.state.advisory_decisions import DecisionLog
-from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
-from pypid.state.hosted_source import HostedSource
-from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
+from pypid.state.hosted_stack import HostedStack
+from pypid.state.index_sections import (
+    advisory_rules,
+    bases_first,
+    index_base,
+    source_order,
+    upload_rules,
+    view_filters,
+)
 from pypid.state.namespace_serving import namespace_found, serve_namespaces
 from pypid.state.recycle_bin import RecycleBin
-from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.state.writer import SnapshotTimer, SnapshotWriter
-from pypid.storage.factory import (
-    SharedBucket,
-    StoragePart,
-    index_settings,
-    index_snapshot_path,
-)
-from pypid.storage.interface import (
-    IAdoptingStorage,
-    IBackfillStorage,
-    IServerDocuments,
-    ISharedStorage,
-    IStorage,
-    IUsageStorage,
-    Run,
-)
-from pypid.storage.locks import KeyedLock
+from pypid.storage.capabilities import IServerDocuments
+from pypid.storage.factory import SharedBucket
+from pypid.storage.interface import Run
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)
@@ -101,159 +82,6 @@ if TYPE_CHECKING:
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.saved_state import SavedState
     from pypid.upstream.source import SourceSide, UpstreamSource
-
-#: The kinds of parts of a stack, in the order the daemon starts them
-#: (each after the default's part of the same kind: L{pypid.tap}).
-PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up", "usage")
-
-
-@attrs.frozen(eq=False)
-class HostedStack:
-    """
-    Everything one hosted index owns; its daemon parts by kind (L{parts}).
-
-    @ivar name: C{default} for the index of today's URLs.
-    @ivar storage: its storage, under a root of its own for a named index.
-    @ivar part: the part that loads C{index} (its L{IndexLoader}: C{part.loader}).
-    @ivar locks: its changes to storage, one at a time per filename.
-    @ivar backfill: for a folder of its own, the reading of files found
-        without a record; L{None} otherwise.
-    @ivar sync: for a storage shared with other servers, the taking in of
-        their changes; L{None} otherwise.
-    """
-
-    name: str
-    index: Index
-    storage: StoragePart
-    part: IndexPart
-    writer: SnapshotWriter
-    timer: SnapshotTimer
-    locks: KeyedLock
-    follow_up: FollowUp
-    backfill: Backfill | None = None
-    sync: SyncService | None = None
-    #: the part of C{[upstream]} (the default index's), which holds its proxy
-    upstream_part: UpstreamPart | None = None
-    #: its files' download counts; L{None} for a storage that
-    #: keeps none
-    usage: UsageLog | None = None
-    #: where its removed files wait before they are purged
-    bin: RecycleBin | None = None
-    #: its retention rules, over its bin and counts
-    cleanup: IndexCleanup | None = None
-    #: what its uploads and imports let through, taken again at a reload
-    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
-
-    @property
-    def loader(self) -> IndexLoader:
-        """What fills its index at start-up."""
-        return self.part.loader
-
-    def source(self) -> HostedSource:
-        """What the indexes that read it serve it from."""
-        return HostedSource(self.name, self.index, self.stored, self.locks, self.backfill,
-                            self.usage, self.bin, self.uploads)
-
-    @property
-    def upstream(self) -> UpstreamProxy | None:
-        """Its upstream's proxy (C{[upstream]}'s, the default index's), or L{None}."""
-        return self.upstream_part.proxy if self.upstream_part is not None else None
-
-    @property
-    def stored(self) -> IStorage:
-        """Its storage, as the rest of the server uses it (timed)."""
-        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
-        return cast(IStorage, self.storage.storage)
-
-    @classmethod
-    def create(cls, config: Config, name: str, run: Run, reactor: IReactorTime, *,
-               bucket: SharedBucket | None = None,
-               upstream: MakeUpstream | None = None,
-               peers: Callable[[str], Index | None] | None = None,
-               labelled: bool = False,
-               advisories: AdvisoryPolicy | None = None,
-               namespaces: IndexNamespaces | None = None,
-               render: Renderer = render_description) -> HostedStack:
-        """
-        The stack of the hosted index C{name} (C{default}: today's index,
-        its storage and snapshot where they always were).
-
-        @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
-        @param bucket: the client of the bucket the indexes' storages share,
-            or L{None}: the storage makes its own (a server of one index).
-        @param upstream: builds the upstream part of the index
-            (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
-            state its snapshot keeps; L{None}: none.
-        @param peers: C{peers(name)}: the server's hosted index of that
-            name, with which promoted files share their records; L{None}
-            (a server of one index): none.
-        @param labelled: whether its families on C{/metrics} carry an
-            C{index} label (a server of named indexes).
-        @param advisories: the index's L{AdvisoryPolicy}, which its pages
-            apply; L{None}: none.
-        @param namespaces: the index's PEP 752 namespaces, which its JSON
-            pages show (API 1.5); L{None}: none (1.4).
-        @param render: renders the descriptions its storage finds without
-            details (L{pypid.storage.factory.make_storage}).
-        @raise pypid.core.util.startup.StartupError: when its storage cannot be
-            built from the configuration.
-        """
-        server = config.server
-        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket,
-                                          render=render)
-        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
-        stored = cast(IStorage, storage.storage)
-        shared = stored if ISharedStorage.providedBy(stored) else None
-        base = _base(server.base_url, name)
-        index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
-                      advisories=advisories, provenance_url=provenance_url_for(base),
-                      namespaces=namespaces)
-        # (what the upstream cache learns is saved within seconds: a crash
-        # loses none of it)
-        learnt = Notice()
-        upstream_part = upstream(index, learnt) if upstream is not None else None
-        proxy = upstream_part.proxy if upstream_part is not None else None
-        # A folder's files found without a record are described after the
-        # server answers (a shared storage imports what it finds its own way).
-        backfill = (Backfill(index, stored, reactor)
-                    if IBackfillStorage.providedBy(stored) and shared is None else None)
-        locks = KeyedLock(reactor)
-        path = index_snapshot_path(server.snapshot, name)
-        writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
-                                shared, proxy, learnt)
-        # (a promotion a crash interrupted is taken back before the load)
-        recover = (partial(roll_back_promotions, stored)
-                   if IAdoptingStorage.providedBy(stored) else None)
-        loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
-                             recover=recover)
-        usage = (UsageLog(cast(IUsageStorage, stored), reactor)
-                 if IUsageStorage.providedBy(stored) else None)
-        bin = RecycleBin(index, stored, locks, reactor, _retention(config, name).recycle_bin)
-        return cls(
-            name=name, index=index, storage=storage,
-            part=IndexPart(index, loader, name if labelled else None),
-            writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
-            locks=locks, follow_up=FollowUp(loader), backfill=backfill,
-            sync=SyncService(index, shared, reactor) if shared is not None else None,
-            upstream_part=upstream_part,
-            usage=usage,
-            bin=bin,
-            cleanup=IndexCleanup(name, bin, usage, _retention(config, name).retention_rules),
-            uploads=IndexUploadRules(upload_rules(config).get(name, UploadRules())))
-
-    def parts(self) -> Iterator[tuple[str, IService]]:
-        """
-        Its daemon parts as C{(kind, part)}, in L{PART_KINDS}' order, those
-        it does not have (a sync on a folder of its own) left out.
-        """
-        found: dict[str, IService | None] = {
-            "storage": self.storage, "index": self.part, "snapshot": self.writer,
-            "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up,
-            "usage": self.usage}
-        for kind in PART_KINDS:
-            part = found[kind]
-            if part is not None:
-                yield kind, part
 
 
 @implementer(IMetricsSource)
@@ -266,8 +94,8 @@ class IndexRegistry:
 
     @ivar stacks: name -> L{HostedStack}.
     @ivar orders: name -> the names of its sources, resolved
-        (L{resolve_order}: itself unless a view, its bases breadth first,
-        the upstreams, C{upstream:NAME}, last).
+        (L{pypid.core.indexes.composition.resolve_order}: itself unless a view,
+        its bases breadth first, the upstreams, C{upstream:NAME}, last).
     @ivar views: name -> its L{IndexView} over its sources.
     @ivar upstreams: the named upstreams (C{[upstream:NAME]}) by name: each
         one's part, and the part that keeps its state (L{SavedState}).
@@ -330,7 +158,7 @@ class IndexRegistry:
         @raise pypid.core.util.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
-        hosted = [name for name in _bases_first(config.indexes)
+        hosted = [name for name in bases_first(config.indexes)
                   if name != DEFAULT and not config.indexes[name].view]
         # (a server of one index keeps its storage's client its own, as always)
         bucket = (SharedBucket.create(config, run, reactor)
@@ -400,8 +228,8 @@ class IndexRegistry:
 
     def parts(self, kind: str) -> list[tuple[str, IService]]:
         """
-        Every stack's parts of one kind (L{PART_KINDS}), the default's
-        first and named C{kind}, each named one's C{kind:NAME}: each named
+        Every stack's parts of one kind (L{pypid.state.hosted_stack.PART_KINDS}),
+        the default's first and named C{kind}, each named one's C{kind:NAME}: each named
         hosted index's parts start after the default's of their kind, so
         every storage is prepared and every index loaded before the
         listeners open, and every last snapshot taken once they closed.
@@ -622,40 +450,6 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
         upstream.pages.advisories_changed(projects)
 
 
-def _retention(config: Config, name: str) -> RetentionKeys:
-    """
-    The retention keys of the hosted index C{name}: C{[retention]}'s for
-    the default, its section's (filled from C{[retention]}) for another.
-    """
-    settings = config.indexes.get(name) if name != DEFAULT else None
-    return settings if settings is not None else config.retention
-
-
-_T = TypeVar("_T")
-
-
-def _by_index(config: Config, pick: Callable[[ServerConfig | IndexConfig], _T]) -> dict[str, _T]:
-    """
-    C{pick(section)} of each index: the default's of C{[pypid]}, each named
-    one's of its section (which takes C{[pypid]}'s keys it does not set).
-    """
-    found = {DEFAULT: pick(config.server)}
-    for name, settings in config.indexes.items():
-        if name != DEFAULT:
-            found[name] = pick(settings)
-    return found
-
-
-def upload_rules(config: Config) -> dict[str, UploadRules]:
-    """Each index's L{UploadRules}."""
-    return _by_index(config, lambda section: section.upload_rules)
-
-
-def advisory_rules(config: Config) -> dict[str, AdvisoryRules]:
-    """Each index's L{AdvisoryRules}."""
-    return _by_index(config, lambda section: section.advisory_rules)
-
-
 def _upstreams(config: Config, run: Run, reactor: IReactorTime,
                default: UpstreamProxy | None, render: Renderer,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
@@ -693,17 +487,10 @@ def _hosted_index(stacks: Mapping[str, HostedStack], name: str) -> Index | None:
     return stack.index if stack is not None else None
 
 
-def _base(base_url: str | None, name: str) -> str | None:
-    """The base URL of the index C{name}'s pages (served under C{/NAME/}), if any."""
-    if base_url is None or name == DEFAULT:
-        return base_url
-    return f"{base_url}{name}/"
-
-
 def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], str]:
     """The link the pages of index C{name} give a file (as L{file_url_for} does)."""
     # (file_url_for reads only the project and filename a ComposedFile has)
-    return cast(Callable[[ComposedFile], str], file_url_for(_base(base_url, name)))
+    return cast(Callable[[ComposedFile], str], file_url_for(index_base(base_url, name)))
 
 
 def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
@@ -731,48 +518,5 @@ def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
         else _view_file_url(base_url, name),
         advisories=advisories if advisories is not None else no_advisories(),
         provenance_url=(own.rendered.provenance_url if own is not None
-                        else provenance_url_for(_base(base_url, name))),
+                        else provenance_url_for(index_base(base_url, name))),
         namespaces=namespaces)
-
-
-def source_order(config: Config, name: str) -> tuple[str, ...]:
-    """
-    The sources index C{name} reads, in order (L{resolve_order}): the
-    indexes by name, the upstreams as C{upstream:NAME} (the default index's
-    base is C{[upstream]}, when it has a mode). The daemon and the static
-    export (C{pypid-export --index}) read an index alike.
-    """
-    bases = {other: [str(base) for base in index.bases]
-             for other, index in config.indexes.items() if other != DEFAULT}
-    if config.upstream.mode != "none":
-        bases[DEFAULT] = [UPSTREAM_PREFIX + DEFAULT]
-    views = {other for other, index in config.indexes.items() if index.view}
-    return resolve_order(name, bases, views)
-
-
-def view_filters(settings: IndexConfig) -> Filters:
-    """A view's filters, from its section (the daemon's, and the static export's)."""
-    return Filters(
-        min_age=settings.min_age,
-        as_of=settings.as_of.timestamp() if settings.as_of is not None else None,
-        include=settings.include or ("*",), exclude=settings.exclude,
-        hide_prereleases=settings.prereleases == "hide",
-        hide_yanked=settings.yanked == "hide")
-
-
-def _bases_first(indexes: Mapping[str, IndexConfig]) -> Sequence[str]:
-    """The index names, each after the indexes it is based on, else in file order."""
-    order: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in order or name not in indexes:
-            return
-        # (cycles were refused with the configuration)
-        for base in indexes[name].bases:
-            if not base.upstream:
-                visit(base.name)
-        order.append(name)
-
-    for name in indexes:
-        visit(name)
-    return order

@@ -40,14 +40,10 @@ from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import merge_scan
 from pypid.state.writer import SnapshotWriter
 from pypid.storage import snapshot as snapshots
+from pypid.storage import snapshot_reading
+from pypid.storage.capabilities import IAdoptingStorage, ISharedStorage
 from pypid.storage.factory import loading_index
-from pypid.storage.interface import (
-    IAdoptingStorage,
-    ISharedStorage,
-    IStorage,
-    ScanResult,
-    StorageError,
-)
+from pypid.storage.interface import IStorage, ScanResult, StorageError
 from pypid.storage.reading import read_statuses
 from pypid.storage.snapshot import Snapshot
 
@@ -223,7 +219,7 @@ class IndexLoader:
         # for, or by the check (L{_load_later}), not before the listeners open.
         shared = self._storage if ISharedStorage.providedBy(self._storage) else None
         try:
-            snap = await self._run(snapshots.read, self._snapshot_path, shared is None)
+            snap = await self._run(snapshot_reading.read, self._snapshot_path, shared is None)
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
             snap = None
@@ -418,7 +414,7 @@ class IndexLoader:
             data = await shared.load_snapshot()
             if data is None:
                 return None
-            snap = await self._run(snapshots.decode, data)
+            snap = await self._run(snapshot_reading.decode, data)
         except (StorageError, snapshots.SnapshotError) as e:
             log.warn("Not using the snapshot kept in the storage: {error}", error=str(e))
             return None

@@ -22,7 +22,7 @@ from pypid.core.indexes.project import Project
 
 
 class Hosted(Protocol):
-    """A hosted index, as far as its namespaces go (L{pypid.state.indexes.HostedStack})."""
+    """A hosted index, as far as its namespaces go (L{pypid.state.hosted_stack.HostedStack})."""
 
     @property
     def index(self) -> Index: ...

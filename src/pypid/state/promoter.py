@@ -16,7 +16,7 @@ every distribution of the release (L{locks_of}: taken in one order, by
 index and key, as no other change takes two, so none waits on another in
 a circle), the release is read again, a journal naming the files is kept
 in the target's storage, then each file is adopted
-(L{pypid.storage.interface.IAdoptingStorage.adopt}); a failure discards
+(L{pypid.storage.capabilities.IAdoptingStorage.adopt}); a failure discards
 those adopted so far. Only once the journal is dropped does the target's
 index get the records: the source's very objects, so a promoted record
 takes its memory once. A crash in between leaves the journal, taken back
@@ -43,11 +43,12 @@ from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.indexes.promotion_journal import PromotionJournal
 from pypid.core.security.advisories import DENY
-from pypid.state.indexes import HostedStack, IndexRegistry
+from pypid.state.hosted_stack import HostedStack
+from pypid.state.indexes import IndexRegistry
+from pypid.storage.capabilities import IAdoptingStorage
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
-    IAdoptingStorage,
     IStorage,
     RecordRefused,
     StorageError,

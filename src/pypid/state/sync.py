@@ -24,7 +24,7 @@ from pypid.core.indexes.project_status import ProjectStatus
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
-from pypid.storage.interface import ISharedStorage
+from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.reading import decode_status
 
 log = Logger()
@@ -39,7 +39,7 @@ class SyncService(Periodic):
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
         """
         @param index: the L{pypid.core.indexes.index.Index}.
-        @param storage: the L{pypid.storage.interface.ISharedStorage}.
+        @param storage: the L{pypid.storage.capabilities.ISharedStorage}.
         @param clock: provides C{seconds()} and C{callLater}.
         """
         Periodic.__init__(self, self.sync, storage.sync_interval, clock,

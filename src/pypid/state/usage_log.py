@@ -38,7 +38,8 @@ from pypid.core.records.usage import (
     record_name,
 )
 from pypid.jobs.periodic import Periodic
-from pypid.storage.interface import IUsageStorage, StorageError
+from pypid.storage.capabilities import IUsageStorage
+from pypid.storage.interface import StorageError
 
 log = Logger()
 

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from pypid.core.security.advisory_waivers import InvalidWaiver, Waiver, Waivers
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
-from pypid.storage.interface import WAIVERS, IServerDocuments, ISharedStorage
+from pypid.storage.capabilities import WAIVERS, IServerDocuments, ISharedStorage
 
 log = Logger()
 

@@ -43,7 +43,8 @@ from pypid.core.util.notice import Notice
 from pypid.core.util.parts import IMetricsSource
 from pypid.jobs.periodic import Periodic
 from pypid.state.boot_clock import read_boot_clock
-from pypid.storage.interface import ISharedStorage, Run
+from pypid.storage.capabilities import ISharedStorage
+from pypid.storage.interface import Run
 from pypid.storage.snapshot import encode, lines, write
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class SnapshotWriter(Service):
             it is never used for other data.
         @param busy_since: C{busy_since() -> float | None}: since when a
             change to storage has been under way, if one is.
-        @param shared: an L{pypid.storage.interface.ISharedStorage}, whose
+        @param shared: an L{pypid.storage.capabilities.ISharedStorage}, whose
             state goes into the snapshot and which keeps a copy of it
             (without that state), or L{None}.
         @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, whose

@@ -1,16 +1,10 @@
 """
 Where the audit log is kept: with the packages, so it outlives the server
-and every instance on a shared bucket writes to the same place.
-
-  - Local storage: C{<storage path>/.pypid/audit/YYYY-MM-DD.jsonl}, one file
-    a day (UTC), appended under an exclusive C{flock} (read under a shared
-    one) and fsynced once a batch.
-  - S3: C{<prefix>.pypid/audit/YYYY-MM-DD/<instance>/<n>.jsonl}. Objects
-    cannot be appended to, and several servers share a bucket, so each
-    server (each start: a random instance name) writes its own numbered
-    batches of a day, with C{If-None-Match: *}: no two writers ever write
-    one key.
-  - In memory, for the tests (laid out as the local files).
+and every instance on a shared bucket writes to the same place: in a local
+storage's folder, a file a day (L{pypid.storage.audit_files}, in memory
+too for the tests), and in a bucket, numbered batches of each server's
+(L{pypid.storage.audit_bucket}). What every log shares is here: its
+interface, and the queue in front of its writes.
 
 One writer's entries are one chain, across days: a day's first line links
 to the writer's last line of the day before (locally, the previous file's
@@ -22,9 +16,10 @@ it is not, and links the new entry to the one it wrote, so that C{verify}
 reports the change.
 
 Every log is a L{BufferedAuditLog}: L{IAuditLog.append} (failed logins)
-queues an entry, written within L{FLUSH_DELAY} (L{S3_FLUSH_DELAY}) with the
-ones that follow it; L{IAuditLog.write} (changes) starts a write at once,
-or right after the one under way, and fires when that write attempt ends:
+queues an entry, written within L{FLUSH_DELAY} (on S3,
+L{pypid.storage.audit_bucket.S3_FLUSH_DELAY}) with the ones that follow
+it; L{IAuditLog.write} (changes) starts a write at once, or right after
+the one under way, and fires when that write attempt ends:
 a request answers only once its change's entry is fsynced (a PUT answered,
 on S3). Entries arriving during a write go in the next one, so writes stay
 batched under load. A write that fails is logged as an error and tried
@@ -46,65 +41,33 @@ folders, and an S3 listing of files starts after every C{.pypid/} key
 
 from __future__ import annotations
 
-import fcntl
-import os
-import re
-import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import attrs
-from twisted.internet.defer import (
-    Deferred,
-    DeferredLock,
-    DeferredSemaphore,
-    ensureDeferred,
-    gatherResults,
-    maybeDeferred,
-    succeed,
-)
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import Attribute, Interface
 
 from pypid.core.records.audit_chain import (
     AuditError,
     Broken,
     Entry,
-    EntryPage,
     Note,
-    Query,
-    Selection,
-    chain,
     day_of,
     decode,
-    first_entry,
-    is_day,
-    link,
-    select,
     split_lines,
-    verify_files,
-    verify_lines,
 )
+from pypid.core.records.audit_query import EntryPage, Query
 from pypid.core.records.metrics import Family, counter, gauge
-from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
-from pypid.storage.interface import Run, StorageError
-
-if TYPE_CHECKING:
-    # (not at run time: the S3 client brings botocore, which a local log
-    # has no use for)
-    from pypid.storage.s3.api import BucketCalls
+from pypid.storage.interface import StorageError
 
 log = Logger()
 
-_T = TypeVar("_T")
-
 #: Seconds an entry L{IAuditLog.append}ed waits to be written with the
-#: others that follow it; on S3, where each batch is an object (and a
-#: request), a second.
+#: others that follow it (on S3, L{pypid.storage.audit_bucket.S3_FLUSH_DELAY}).
 FLUSH_DELAY = 0.5
-S3_FLUSH_DELAY = 1.0
 
 #: Seconds before a failed write is tried again, doubled each time up to
 #: L{MAX_RETRY_DELAY}.
@@ -114,18 +77,6 @@ MAX_RETRY_DELAY = 60.0
 #: Entries held at most while writes fail (some 50 MB): past it, new
 #: entries are counted as lost and the count logged as an error.
 MAX_PENDING = 100_000
-
-#: Entries in one S3 batch object at most (an object stays under a few MB).
-BATCH_ENTRIES = 1000
-
-#: An S3 batch object is read up to this size.
-OBJECT_LIMIT = 16 << 20
-
-#: What follows the prefix (the storage's) in every audit key of a bucket.
-S3_FOLDER = ".pypid/audit/"
-
-_FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
-_OBJECT = re.compile(r"\A(\d{4}-\d{2}-\d{2})/([0-9a-z]+)/(\d{6,})\.jsonl\Z")
 
 
 class IAuditLog(Interface):
@@ -165,9 +116,9 @@ class IAuditLog(Interface):
 
     def read(query: Query) -> Deferred[EntryPage]:
         """
-        The entries a L{pypid.core.records.audit_chain.Query} asks for.
+        The entries a L{pypid.core.records.audit_query.Query} asks for.
 
-        @return: a L{Deferred} firing with a L{pypid.core.records.audit_chain.EntryPage}.
+        @return: a L{Deferred} firing with a L{pypid.core.records.audit_query.EntryPage}.
         """
 
     def verify() -> Deferred[ChainCheck]:
@@ -205,7 +156,7 @@ class IAuditLog(Interface):
 IMPORTED = "imported/"
 
 
-def _imported_name(name: str) -> str:
+def imported_name(name: str) -> str:
     """C{name} under L{IMPORTED}, refused when it could leave that folder."""
     parts = name.split("/")
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -282,7 +233,7 @@ def by_day(entries: Iterable[Entry],
     return runs
 
 
-def _entries_of(data: bytes) -> list[Entry]:
+def entries_of(data: bytes) -> list[Entry]:
     """The readable entries of a file's bytes (verify reports the others)."""
     entries = []
     for line in split_lines(data):
@@ -472,599 +423,3 @@ class BufferedAuditLog:
                 self._queue = []
             return done
         return self.flush().addCallback(written)
-
-
-# -- daily files (local, and in memory) -------------------------------------------------------
-
-
-class _AuditFile(Protocol):
-    """An open file of a log of daily files (L{_LocalFile}, L{_MemoryFile})."""
-
-    def size(self) -> int:
-        """Its size in bytes."""
-        ...
-
-    def pread(self, count: int, offset: int) -> bytes:
-        """Up to C{count} bytes from C{offset}."""
-        ...
-
-    def append(self, data: bytes) -> None:
-        """Append C{data}, durably."""
-        ...
-
-    def truncate(self, size: int) -> None:
-        """Cut the file to C{size} bytes."""
-        ...
-
-
-def _read_tail(f: _AuditFile, size: int) -> tuple[str | None, bool]:
-    """
-    The link to the last line of the first C{size} bytes of an open file
-    (L{None} when there are none), and whether that line is cut short (no
-    newline: a write that a crash cut).
-    """
-    if size == 0:
-        return None, False
-    block = 16 << 10
-    end = size
-    tail = b""
-    torn = f.pread(1, size - 1) != b"\n"
-    if not torn:
-        end -= 1
-    while True:
-        start = max(end - block, 0)
-        tail = f.pread(end - start, start) + tail
-        end = start
-        cut = tail.rfind(b"\n")
-        if cut >= 0:
-            return link(tail[cut + 1:]), torn
-        if start == 0:
-            return link(tail), torn
-
-
-class _DayFiles(BufferedAuditLog):
-    """
-    A log of daily files appended to: the chain through them, reads and
-    the check, shared by L{LocalAuditLog} and L{MemoryAuditLog}, which give
-    the file operations (C{_names}, C{_appending}, C{_reading},
-    C{_created}, C{_call}, C{_shown}).
-
-    A batch is written under the file's exclusive lock. Its first line
-    links to the last entry this writer wrote, whose end it remembers: when
-    that entry is no longer where it was (the file was cut or edited behind
-    the server's back), a warning is logged and the link still names it,
-    so that verify reports the change; a file appended to by someone else
-    after it goes on from its last line. At the start, the chain goes on
-    from the newest file's last line.
-    """
-
-    def __init__(self, clock: IReactorTime) -> None:
-        super().__init__(clock)
-        # (file name, its size after this writer's last line, the link to
-        # that line): used by one write at a time.
-        self._last: tuple[str, int, str | None] | None = None
-
-    # -- what a subclass gives: the file operations
-
-    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        """Run C{f(*args)} (blocking work) as the subclass does."""
-        raise NotImplementedError()
-
-    def _names(self) -> list[str]:
-        """The names of the files in the log's folder."""
-        raise NotImplementedError()
-
-    def _appending(self, name: str) -> AbstractContextManager[_AuditFile]:
-        """The file C{name} open to append to (created), under its exclusive lock."""
-        raise NotImplementedError()
-
-    def _reading(self, name: str) -> AbstractContextManager[_AuditFile | None]:
-        """The file C{name} open to read, under a shared lock; L{None} when it is gone."""
-        raise NotImplementedError()
-
-    def _created(self) -> None:
-        """A file was created (made durable in its folder)."""
-        raise NotImplementedError()
-
-    def _shown(self, name: str) -> str:
-        """How the file C{name} is named to a person."""
-        raise NotImplementedError()
-
-    def _keep_sync(self, name: str, data: bytes) -> bool:
-        """Keep C{data} under C{name}; whether it was written (see L{keep_imported})."""
-        raise NotImplementedError()
-
-    # -- the chain through the files
-
-    def _day_names(self) -> list[str]:
-        return sorted(n for n in self._names() if _FILE.match(n))
-
-    def _write_batch(self, entries: list[Entry]) -> Deferred[None]:
-        return self._call(self._write_sync, entries)
-
-    def _write_sync(self, entries: list[Entry]) -> None:
-        newest = self._last[0][:10] if self._last is not None else None
-        if newest is None:
-            newest = max((n[:10] for n in self._day_names()), default=None)
-        written = 0
-        try:
-            for day, group in by_day(entries, newest):
-                self._append_sync(f"{day}.jsonl", group)
-                written += len(group)
-        except Exception as e:
-            if written:
-                raise PartlyWritten(written, e) from e
-            raise
-
-    def _append_sync(self, name: str, entries: list[Entry]) -> None:
-        with self._appending(name) as f:
-            size = f.size()
-            head, torn = self._head_of(name, f, size)
-            lines, new_head = chain(entries, head)
-            data = (b"\n" if torn else b"") + b"".join(line + b"\n" for line in lines)
-            try:
-                f.append(data)
-            except Exception:
-                # Cut the batch off again: it is tried again later.
-                try:
-                    f.truncate(size)
-                except OSError:
-                    pass
-                raise
-            self._last = (name, size + len(data), new_head)
-        if size == 0:
-            self._created()
-
-    def _head_of(self, name: str, f: _AuditFile, size: int) -> tuple[str | None, bool]:
-        """
-        The link a batch appended to C{name} (open as C{f}, C{size} bytes)
-        starts from, and whether the file's last line is torn.
-        """
-        last = self._last
-        if last is not None and last[0] == name:
-            return self._after_last(f, size)
-        if size:
-            # Not this writer's (it started since): go on from its last line.
-            return _read_tail(f, size)
-        if last is not None:
-            with self._reading(last[0]) as before:
-                head, _torn = self._after_last(before, before.size() if before else 0)
-            return head, False
-        older = [n for n in self._day_names() if n < name]
-        if not older:
-            return None, False
-        with self._reading(older[-1]) as before:
-            return (_read_tail(before, before.size())[0] if before else None), False
-
-    def _after_last(self, f: _AuditFile | None, size: int) -> tuple[str | None, bool]:
-        """
-        The link to go on from in the file of this writer's last entry
-        (open as C{f}, L{None} when it is gone), and whether the file's last
-        line is torn.
-        """
-        # (called only once this writer wrote a line)
-        name, end, head = cast(tuple[str, int, str | None], self._last)
-        if f is not None and end <= size and _read_tail(f, end) == (head, False):
-            return (head, False) if size == end else _read_tail(f, size)
-        log.warn("The audit file {path} was changed behind the server's back: the last entry "
-                 "the server wrote is no longer at its end; the next entry links to that "
-                 "entry all the same, so that verify reports the change",
-                 path=self._shown(name))
-        torn = f is not None and size > 0 and f.pread(1, size - 1) != b"\n"
-        return head, torn
-
-    def _read_file(self, name: str) -> bytes:
-        with self._reading(name) as f:
-            return f.pread(f.size(), 0) if f is not None else b""
-
-    def read(self, query: Query) -> Deferred[EntryPage]:
-        """The entries C{query} asks for."""
-        return self._call(self._read_sync, query)
-
-    def _read_sync(self, query: Query) -> EntryPage:
-        return select(query, [n[:10] for n in self._day_names()],
-                      lambda day: _entries_of(self._read_file(f"{day}.jsonl")))
-
-    def verify(self) -> Deferred[ChainCheck]:
-        """Check the chain through every file (each read under a shared lock)."""
-        return self._call(self._verify_sync)
-
-    def _verify_sync(self) -> ChainCheck:
-        names = self._day_names()
-        report = verify_files((self._shown(n), self._read_file(n)) for n in names)
-        return ChainCheck(len(names), report.entries, tuple(report.broken), tuple(report.notes))
-
-    def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
-        """The day files, oldest first (see L{IAuditLog.stored_files})."""
-        return self._call(lambda: [(n, self._read_file(n)) for n in self._day_names()])
-
-    def keep_imported(self, name: str, data: bytes) -> Deferred[bool]:
-        """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
-        return self._call(self._keep_sync, _imported_name(name), data)
-
-
-@attrs.define
-class _MemoryFile:
-    """A file of a L{MemoryAuditLog}, as L{_DayFiles} uses one."""
-
-    _log: MemoryAuditLog
-    _name: str
-
-    def size(self) -> int:
-        return len(self._log.files.get(self._name, b""))
-
-    def pread(self, count: int, offset: int) -> bytes:
-        return self._log.files.get(self._name, b"")[offset:offset + count]
-
-    def append(self, data: bytes) -> None:
-        if self._name in self._log.fail_files:
-            raise StorageError(f"{self._name} cannot be written (test)")
-        self._log.files[self._name] = self._log.files.get(self._name, b"") + data
-
-    def truncate(self, size: int) -> None:
-        self._log.files[self._name] = self._log.files.get(self._name, b"")[:size]
-
-
-@implementer(IAuditLog)
-class MemoryAuditLog(_DayFiles):
-    """
-    The audit log in memory, laid out as the local one: C{files} maps
-    C{YYYY-MM-DD.jsonl} to its bytes, which tests may edit.
-
-    @ivar fail: when true, writes fail with L{StorageError} (tests).
-    @ivar fail_files: names of files whose appends fail (tests).
-    """
-
-    def __init__(self, clock: IReactorTime) -> None:
-        super().__init__(clock)
-        self.files: dict[str, bytes] = {}
-        #: the files kept by L{keep_imported}, by their name under the folder
-        self.imported: dict[str, bytes] = {}
-        self.fail = False
-        self.fail_files: set[str] = set()
-
-    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        return maybeDeferred(f, *args)
-
-    def _write_sync(self, entries: list[Entry]) -> None:
-        if self.fail:
-            raise StorageError("the audit log cannot be written (test)")
-        return super()._write_sync(entries)
-
-    def _names(self) -> list[str]:
-        return list(self.files)
-
-    @contextmanager
-    def _appending(self, name: str) -> Iterator[_AuditFile]:
-        self.files.setdefault(name, b"")
-        yield _MemoryFile(self, name)
-
-    @contextmanager
-    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
-        yield _MemoryFile(self, name) if name in self.files else None
-
-    def _created(self) -> None:
-        pass
-
-    def _shown(self, name: str) -> str:
-        return name
-
-    def _keep_sync(self, name: str, data: bytes) -> bool:
-        if self.imported.get(name) == data:
-            return False
-        self.imported[name] = data
-        return True
-
-
-@attrs.define
-class _LocalFile:
-    """An open file of a L{LocalAuditLog}, as L{_DayFiles} uses one."""
-
-    _fd: int
-
-    def size(self) -> int:
-        return os.fstat(self._fd).st_size
-
-    def pread(self, count: int, offset: int) -> bytes:
-        chunks = []
-        while count > 0:
-            chunk = os.pread(self._fd, count, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            count -= len(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
-
-    def append(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        os.fsync(self._fd)
-
-    def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-
-
-@implementer(IAuditLog)
-class LocalAuditLog(_DayFiles):
-    """
-    Daily JSON-lines files in a folder (C{<storage path>/.pypid/audit}).
-
-    Appends take the file's exclusive C{flock}, reads (queries, verify) a
-    shared one, so a read never sees half an append, and a second process
-    on the folder cannot interleave with a batch. A batch is fsynced before
-    it counts as written; a batch that fails half-way is cut off again.
-
-    @ivar folder: the folder of the files.
-    @ivar _run: C{run(f, *args) -> Deferred}, the I/O thread pool.
-    """
-
-    def __init__(self, folder: str, run: Run, clock: IReactorTime) -> None:
-        super().__init__(clock)
-        self.folder = folder
-        self._run = run
-
-    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        return self._run(f, *args)
-
-    def _names(self) -> list[str]:
-        try:
-            return os.listdir(self.folder)
-        except FileNotFoundError:
-            return []
-
-    def _shown(self, name: str) -> str:
-        return os.path.join(self.folder, name)
-
-    @contextmanager
-    def _appending(self, name: str) -> Iterator[_AuditFile]:
-        os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self._shown(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield _LocalFile(fd)
-        finally:
-            os.close(fd)
-
-    @contextmanager
-    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
-        try:
-            fd = os.open(self._shown(name), os.O_RDONLY)
-        except FileNotFoundError:  # (pruned meanwhile)
-            yield None
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield _LocalFile(fd)
-        finally:
-            os.close(fd)
-
-    def _keep_sync(self, name: str, data: bytes) -> bool:
-        path = os.path.join(self.folder, *name.split("/"))
-        if read_if_present(path) == data:
-            return False
-        write_atomically(path, data)
-        return True
-
-    def _created(self) -> None:
-        fsync_folder(self.folder)
-
-
-# -- S3 ---------------------------------------------------------------------------------------
-
-
-@implementer(IAuditLog)
-class S3AuditLog(BufferedAuditLog):
-    """
-    Numbered batch objects per day and instance, under C{<prefix>.pypid/audit/}.
-
-    An instance's batches are one chain across its days: the first line of
-    batch C{n} links to the last line of batch C{n - 1}, and batch 0 of a
-    day to the instance's last batch of an earlier day.
-
-    @ivar _client: an L{pypid.storage.s3.api.S3Client} of the bucket.
-    @ivar folder: the key prefix of the audit objects (the storage's prefix
-        and L{S3_FOLDER}).
-    @ivar instance: this writer's name in its keys (random per start).
-    @ivar _prepare: C{prepare() -> Deferred}, made ready before the first
-        call (the credentials), or L{None}.
-    @ivar _on_close: called after the last write, or L{None}.
-    """
-
-    delay = S3_FLUSH_DELAY
-
-    def __init__(self, client: BucketCalls, prefix: str, clock: IReactorTime, *,
-                 instance: str | None = None,
-                 prepare: Callable[[], Awaitable[Any]] | None = None,
-                 on_close: Callable[[], Any] | None = None, parallel: int = 8) -> None:
-        super().__init__(clock)
-        self._client = client
-        self.folder = prefix + S3_FOLDER
-        self.instance = instance or secrets.token_hex(6)
-        self._prepare = prepare
-        self._prepared = False
-        self._preparing = DeferredLock()
-        self._on_close = on_close
-        self._reads = DeferredSemaphore(parallel)
-        # day -> the number of its next batch
-        self._numbers: dict[str, int] = {}
-        # the link to the last line this instance wrote, and its day
-        self._head: str | None = None
-        self._day: str | None = None
-
-    def close(self) -> Deferred[bool]:
-        """Write what is queued (the stop), then let the client go."""
-        def closed(result: Any) -> Any:
-            if self._on_close is not None:
-                self._on_close()
-            return result
-        return super().close().addBoth(closed)
-
-    async def _ready(self) -> None:
-        """Make the client ready (once; again after a failure)."""
-        if self._prepare is not None and not self._prepared:
-            await self._preparing.run(lambda: ensureDeferred(self._prepare_once()))
-
-    async def _prepare_once(self) -> None:
-        if self._prepare is not None and not self._prepared:
-            await self._prepare()
-            self._prepared = True
-
-    def key(self, day: str, instance: str, number: int) -> str:
-        """The key of batch C{number} of C{instance} on C{day}."""
-        return f"{self.folder}{day}/{instance}/{number:06d}.jsonl"
-
-    def _write_batch(self, entries: list[Entry]) -> Deferred[None]:
-        return ensureDeferred(self._write(entries))
-
-    async def _write(self, entries: list[Entry]) -> None:
-        written = 0
-        try:
-            await self._ready()
-            for day, group in by_day(entries, self._day):
-                while group:
-                    done = await self._put(day, group[:BATCH_ENTRIES])
-                    written += done
-                    group = group[done:]
-        except Exception as e:
-            if written:
-                raise PartlyWritten(written, e) from e
-            raise
-
-    async def _put(self, day: str, entries: list[Entry]) -> int:
-        """
-        Write one batch; return how many of C{entries} it holds (all, unless
-        an earlier attempt whose answer was lost wrote fewer).
-        """
-        number = self._numbers.get(day, 0)
-        lines, new_head = chain(entries, self._head)
-        body = b"".join(line + b"\n" for line in lines)
-        key = self.key(day, self.instance, number)
-        if await self._client.put(key, body, {"content-type": "application/x-ndjson"},
-                                  if_none_match=True):
-            self._numbers[day], self._head, self._day = number + 1, new_head, day
-            return len(entries)
-        # The key is taken: by an attempt of ours whose answer was lost
-        # (its lines begin this batch), or by something else.
-        there = await self._client.get(key, limit=OBJECT_LIMIT)
-        if there and there.endswith(b"\n") and body.startswith(there):
-            written = split_lines(there)
-            self._numbers[day], self._head, self._day = number + 1, link(written[-1]), day
-            return len(written)
-        raise StorageError(f"the audit object {key} is there already, with other entries")
-
-    async def _list(self, prefix: str,
-                    delimiter: str | None = None) -> tuple[list[str], list[str]]:
-        keys: list[str] = []
-        prefixes: list[str] = []
-        async for page in self._client.list(prefix, delimiter=delimiter):
-            keys += [item.key for item in page.keys]
-            prefixes += page.prefixes
-        return keys, prefixes
-
-    async def _days(self) -> list[str]:
-        _keys, prefixes = await self._list(self.folder, "/")
-        days = [p[len(self.folder):].rstrip("/") for p in prefixes]
-        return sorted(d for d in days if is_day(d))
-
-    def _parse(self, key: str) -> tuple[str, str, int] | None:
-        """C{(day, instance, number)} of an audit key, or L{None}."""
-        match = _OBJECT.match(key[len(self.folder):])
-        if match is None:
-            return None
-        return match.group(1), match.group(2), int(match.group(3))
-
-    async def _get(self, key: str) -> bytes:
-        data = await self._reads.run(self._client.get, key, OBJECT_LIMIT)
-        return data or b""
-
-    def read(self, query: Query) -> Deferred[EntryPage]:
-        """The entries C{query} asks for, a day's objects at a time."""
-        return ensureDeferred(self._read(query))
-
-    async def _read(self, query: Query) -> EntryPage:
-        await self._ready()
-        days = query.days(await self._days())
-        selection = Selection(query)
-        for number, day in enumerate(days, 1):
-            keys, _ = await self._list(f"{self.folder}{day}/")
-            keys = [k for k in keys if self._parse(k) is not None]
-            bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
-                                         consumeErrors=True)
-            if selection.take(day, [e for body in bodies for e in _entries_of(body)]):
-                return selection.result(more=number < len(days))
-        return selection.result(more=False)
-
-    def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
-        """Every instance's batches, in key order (see L{IAuditLog.stored_files})."""
-        return ensureDeferred(self._stored_files())
-
-    async def _stored_files(self) -> list[tuple[str, bytes]]:
-        await self._ready()
-        keys, _ = await self._list(self.folder)
-        keys = [k for k in keys if self._parse(k) is not None]
-        bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
-                                     consumeErrors=True)
-        return [(k[len(self.folder):], body) for k, body in zip(keys, bodies, strict=False)]
-
-    def keep_imported(self, name: str, data: bytes) -> Deferred[bool]:
-        """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
-        return ensureDeferred(self._keep_imported(self.folder + _imported_name(name), data))
-
-    async def _keep_imported(self, key: str, data: bytes) -> bool:
-        await self._ready()
-        if await self._client.get(key, limit=OBJECT_LIMIT) == data:
-            return False
-        await self._client.put(key, data, {"content-type": "application/x-ndjson"})
-        return True
-
-    def verify(self) -> Deferred[ChainCheck]:
-        """Check every instance's chain: its batches of each day, in order, across days."""
-        return ensureDeferred(self._verify())
-
-    async def _verify(self) -> ChainCheck:
-        await self._ready()
-        keys, _ = await self._list(self.folder)
-        writers: dict[str, list[tuple[str, int, str]]] = {}
-        broken: list[Broken] = []
-        notes: list[Note] = []
-        for key in keys:
-            if key.startswith(self.folder + IMPORTED):
-                continue  # (other servers' logs, kept as they came)
-            parsed = self._parse(key)
-            if parsed is None:
-                broken.append(Broken(key, 0, "not the name of an audit object"))
-                continue
-            day, instance, number = parsed
-            writers.setdefault(instance, []).append((day, number, key))
-        files = entries = 0
-        for instance, batches in sorted(writers.items()):
-            batches.sort()
-            head = before = None
-            for position, (day, number, key) in enumerate(batches):
-                data = await self._get(key)
-                files += 1
-                first = first_entry(data)
-                if position == 0:
-                    if number != 0 or (first is not None and first.prev is not None):
-                        since = first.time if first is not None else day
-                        notes.append(Note(key, f"entries before {since} are not kept "
-                                               "(pruned)"))
-                        head = first.prev if first is not None else None
-                else:
-                    last_day, last_number, _ = batches[position - 1]
-                    expected = last_number + 1 if day == last_day else 0
-                    if number != expected:
-                        broken.append(Broken(
-                            self.key(day, instance, expected), 0,
-                            f"missing: batches {expected} to {number - 1} of this server's "
-                            "day were removed" if number - 1 > expected
-                            else "missing: this batch was removed"))
-                        head = first.prev if first is not None else None
-                        before = None
-                checked = verify_lines(key, data, head, before)
-                entries += len(checked.entries)
-                broken += checked.broken
-                head, before = checked.head, key
-        return ChainCheck(files, entries, tuple(broken), tuple(notes))

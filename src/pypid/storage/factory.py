@@ -240,7 +240,8 @@ def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
         (the packages' storage's, so C{/metrics} counts every request to
         the bucket once).
     """
-    from pypid.storage.audit_log import LocalAuditLog, S3AuditLog
+    from pypid.storage.audit_bucket import S3AuditLog
+    from pypid.storage.audit_files import LocalAuditLog
 
     if config.storage.backend != "s3":
         return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)

@@ -11,15 +11,14 @@ index and its snapshot are caches that can always be rebuilt with L{scan}.
 All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
 
-A backend that can take in a file another storage of its kind holds,
-without the bytes going through pypid (a promotion from one index to
-another), also provides L{IAdoptingStorage}.
+What a backend may provide besides this (sharing, adopting, evicting, usage
+records, the server's documents) is in L{pypid.storage.capabilities}.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
@@ -147,15 +146,16 @@ class ScanResult:
     #: describe later, when the scan was asked to (C{later})
     pending: tuple[PendingFile, ...] = ()
     #: the L{Promotion}s of the listed files that were promoted into this
-    #: storage (L{IAdoptingStorage.adopt}), by filename; L{None} when the
-    #: scan read nothing to know them from (it trusted the snapshot, or
-    #: brought a shared storage up to date from its change markers): then
-    #: they are as the caller last knew them
+    #: storage (L{pypid.storage.capabilities.IAdoptingStorage.adopt}), by
+    #: filename; L{None} when the scan read nothing to know them from (it
+    #: trusted the snapshot, or brought a shared storage up to date from its
+    #: change markers): then they are as the caller last knew them
     promotions: dict[str, Promotion] | None = attrs.field(factory=dict)
     #: every project's status object, by normalized name, read after the
-    #: files (a shared storage's full check, L{ISharedStorage.reconcile}:
-    #: a quarantine kept before a file it found is never missed); L{None}
-    #: when not read (a scan: the start reads them, L{IStorage.statuses})
+    #: files (a shared storage's full check,
+    #: L{pypid.storage.capabilities.ISharedStorage.reconcile}: a quarantine
+    #: kept before a file it found is never missed); L{None} when not read
+    #: (a scan: the start reads them, L{IStorage.statuses})
     statuses: dict[str, bytes] | None = None
 
 
@@ -326,9 +326,10 @@ class IStorage(Interface):
         Keep, durably, the status of the normalized C{project} (the bytes
         of a L{pypid.core.indexes.project_status.ProjectStatus}), or remove it
         (L{None}: the project is active again; none kept is no error).
-        A shared storage (L{ISharedStorage}) has also told the other
-        servers when it fires: their next L{ISharedStorage.poll} reports
-        it, and a file kept after it is never reported before it.
+        A shared storage (L{pypid.storage.capabilities.ISharedStorage}) has
+        also told the other servers when it fires: their next
+        L{pypid.storage.capabilities.ISharedStorage.poll} reports it, and a
+        file kept after it is never reported before it.
 
         @rtype: L{Deferred} firing with L{None}, or failing with
             L{StorageError}
@@ -422,289 +423,3 @@ class IStorage(Interface):
             cannot be described (it is gone, or not a distribution any
             more); or failing with L{StorageError}
         """
-
-
-@attrs.frozen
-class Changed:
-    """
-    A file's state after a change by another server: its record now (L{None}
-    when it is not stored), and whether its name is a tombstone.
-    """
-
-    filename: str
-    record: FileRecord | None
-    deleted: bool
-
-
-@attrs.frozen
-class Polled:
-    """
-    What one look at a shared storage found changed (L{ISharedStorage.poll}).
-
-    @ivar files: each changed file's state now.
-    @ivar statuses: each project whose status changed, or one of whose
-        files did, by normalized name: its status object now (L{None}:
-        active). Read after the files, so a quarantine kept before a file
-        (as an import keeps it) is here whenever the file is; take them in
-        first.
-    """
-
-    files: list[Changed] = attrs.field(factory=list)
-    statuses: dict[str, bytes | None] = attrs.field(factory=dict)
-
-
-class ISharedStorage(Interface):
-    """
-    A storage that several servers may use at once (S3), and that keeps
-    state of its own in the snapshot.
-    """
-
-    sync_interval = Attribute("Seconds between two looks for other servers' changes.")
-
-    def poll() -> Deferred[Polled]:
-        """
-        The changes other servers made since the last call: to files, and
-        to projects' statuses (L{IStorage.keep_status}).
-
-        @rtype: L{Deferred} firing with a L{Polled}
-        """
-
-    def reconcile_due() -> bool:
-        """
-        Whether the changes cannot be known from the markers alone (the
-        index came from a snapshot, or the server was out of touch too
-        long), so that L{reconcile} is needed.
-        """
-
-    def synced_at() -> float | None:
-        """
-        When this server last took in every change made through others (POSIX
-        time), or L{None}; a snapshot stands for no later a time than this.
-        """
-
-    def reconcile(known: dict[str, FileRecord],
-                  tombstones: Iterable[str]) -> Deferred[ScanResult]:
-        """
-        Compare the whole storage with the index's records; the projects'
-        statuses are read after the files (L{ScanResult.statuses}).
-
-        @rtype: L{Deferred} firing with a L{ScanResult}
-        """
-
-    def state() -> Any:
-        """What this backend keeps in the local snapshot (JSON-ready), or L{None}."""
-
-    def state_changed() -> bool:
-        """Whether L{state} changed since it was last taken."""
-
-    def restore_state(state: Any) -> None:
-        """Take back what L{state} gave, from the snapshot, after C{prepare()}."""
-
-    def keep_snapshot(data: bytes) -> Deferred[None] | None:
-        """
-        Keep a copy of the snapshot's bytes where a new server finds it.
-
-        @rtype: L{Deferred}, or L{None} when no copy is kept
-        """
-
-    def load_snapshot() -> Deferred[bytes | None]:
-        """
-        The snapshot copy kept by L{keep_snapshot}.
-
-        @rtype: L{Deferred} firing with bytes or L{None}
-        """
-
-
-class IBackfillStorage(Interface):
-    """
-    A storage of this server's own whose scan may leave the files it found
-    without a record to be described later (C{scan(..., later=True)} fills
-    L{ScanResult.pending}), by the backfill (L{pypid.state.backfill}), so
-    that the server answers at once from their names.
-    """
-
-    def describe_pending(pending: Sequence[PendingFile], persist: bool = True,
-                         ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
-        """
-        Describe files a scan left pending (L{pypid.core.indexes.pending.PendingFile}s),
-        and keep their records beside them (with C{persist}).
-
-        @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]},
-            a reason (text) for a file that is not served.
-        """
-
-
-class IUsageStorage(Interface):
-    """
-    A storage that keeps the usage records of its files (download counts,
-    L{pypid.core.records.usage}): small immutable objects, each written once by one
-    instance under a name of its own, so instances sharing a storage never
-    overwrite each other's.
-    """
-
-    def add_usage(name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep the usage record C{name}, durably (a name is written once).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
-        """
-
-    def usage_records() -> Deferred[dict[str, bytes]]:
-        """
-        Every usage record kept, by name.
-
-        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
-            L{StorageError}
-        """
-
-    def drop_usage(names: Sequence[str]) -> Deferred[None]:
-        """
-        Remove the usage records C{names} (folded into another: missing
-        ones are no error).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
-        """
-
-
-class IEvictingStorage(Interface):
-    """
-    A storage whose files may go without a tombstone: the upstream cache's
-    (C{[upstream] max_cache_size}), whose evicted files are
-    fetched again when asked for, under the same name and bytes.
-    """
-
-    def evict(records: Sequence[FileRecord]) -> Deferred[None]:
-        """
-        Remove kept files, each with its metadata, details and provenance,
-        and keep no tombstone: a name may be kept again. A file of that name
-        with other bytes stays. (The removal of
-        L{IAdoptingStorage.discard_adopted}, for another reason, and without
-        waiting for the disk: a removal a crash undoes leaves a file cached.)
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError} (the files before the failing one are gone)
-        """
-
-
-class IAdoptingStorage(Interface):
-    """
-    A storage that can take in a file another storage of the same backend
-    holds, without its bytes going through pypid: the storage half of a
-    promotion (C{docs/architecture.rst}, "storage").
-
-    The adopted file keeps its record (bytes, hashes, upload time,
-    uploader), its core metadata and its details; its path in the target
-    is its filename, as an upload's is. Who promoted it and when is a
-    L{Promotion} kept beside it, which the target's L{IStorage.scan} gives
-    back in L{ScanResult.promotions}.
-
-    A name used in the target is refused as an upload's would be: a file
-    of that name with other bytes (L{FileExists}), a tombstone
-    (L{FilenameDeleted}). A file of that name with the same bytes is there
-    already: that is success, and nothing is changed (its promotion, or
-    its upload, stays as it was). Whether the name spells a distribution
-    the target holds under another spelling is the index's question
-    (L{pypid.core.indexes.index.Index.same_distribution}), asked before, as for an
-    upload.
-
-    A promotion of several files keeps a journal in the target while it
-    adopts them (L{keep_journal}, L{drop_journal}): a start that finds one
-    (L{journals}) takes that promotion back before the index serves
-    (L{pypid.core.indexes.promotion_journal}).
-    """
-
-    def adopt(source: IStorage, record: FileRecord,
-              promotion: Promotion) -> Deferred[FileRecord]:
-        """
-        Store the file C{source} holds under C{record}, with its metadata
-        and details, under C{record.filename}, and C{promotion} beside it;
-        the record is written last, with the durability of an upload.
-
-        @param source: a storage of the same backend (the same class, the
-            same file system or endpoint); another is refused with
-            L{StorageError}.
-        @rtype: L{Deferred} firing with the stored L{FileRecord} (the file
-            there already, when it was), or failing with L{FileExists},
-            L{FilenameDeleted}, L{FileNotFoundError} (C{source} does not
-            hold the file) or L{StorageError}.
-        """
-
-    def discard_adopted(record: FileRecord) -> Deferred[None]:
-        """
-        Remove a file L{adopt} stored, with its metadata, details and
-        promotion, and keep no tombstone: to take back a promotion that
-        failed part-way, so the name stays free. A file of that name with
-        other bytes (an upload that took the name since) stays.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
-        """
-
-    def keep_journal(name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep the journal C{data} of a promotion under way under C{name}
-        (unique), durably, where L{journals} finds it (C{.pypid/promotions/}).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
-        """
-
-    def drop_journal(name: str) -> Deferred[None]:
-        """
-        Remove the journal C{name} (its promotion ended); none is no error.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
-        """
-
-    def journals() -> Deferred[dict[str, bytes]]:
-        """
-        The journals kept and not dropped: promotions a crash interrupted.
-
-        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
-            L{StorageError}
-        """
-
-
-#: The server's small documents an L{IServerDocuments} keeps, by name: the
-#: advisory waivers admins decide (L{pypid.core.security.advisory_waivers})
-#: and when each namespace grant came into force
-#: (L{pypid.core.indexes.grant_ledger}).
-WAIVERS = "waivers"
-GRANT_LEDGER = "namespaces"
-DOCUMENTS = frozenset({WAIVERS, GRANT_LEDGER})
-
-
-class IServerDocuments(Interface):
-    """
-    A storage that keeps the server's few small documents (L{DOCUMENTS}):
-    the default index's storage's, which every server on a shared storage
-    reads, each document kept whole under its name (C{.pypid/NAME.json}).
-    """
-
-    def keep_document(name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep, durably and whole, the document C{name} (one of
-        L{DOCUMENTS}) as C{data}, in place of the one kept before: a
-        reader sees the old one or the new one, never part.
-
-        @raise ValueError: C{name} is not one of L{DOCUMENTS}.
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
-        """
-
-    def document(name: str) -> Deferred[bytes | None]:
-        """
-        The document C{name} last kept (L{None}: none ever was).
-
-        @raise ValueError: C{name} is not one of L{DOCUMENTS}.
-        @rtype: L{Deferred} firing with the bytes or L{None}, or failing
-            with L{StorageError}
-        """
-
-
-def document_name(name: str) -> str:
-    """C{name}, checked to be one of L{DOCUMENTS} (a path or key is made of it)."""
-    if name not in DOCUMENTS:
-        raise ValueError(f"no such server document: {name!r}")
-    return name

@@ -66,18 +66,21 @@ from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.records.metrics import Family, gauge
 from pypid.core.util.parts import IMetricsSource
+from pypid.storage.capabilities import (
+    IAdoptingStorage,
+    IBackfillStorage,
+    IEvictingStorage,
+    IServerDocuments,
+    IUsageStorage,
+    document_name,
+)
 from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
 from pypid.storage.folder_lock import FolderLock
 from pypid.storage.folder_scan import FolderScan
 from pypid.storage.interface import (
-    IAdoptingStorage,
-    IBackfillStorage,
-    IEvictingStorage,
-    IServerDocuments,
     IStorage,
-    IUsageStorage,
     LocalFile,
     MemoryFile,
     Run,
@@ -85,7 +88,6 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
     checked_provenance,
-    document_name,
 )
 from pypid.storage.sidecars import Sidecars, storage_errors
 

@@ -35,22 +35,24 @@ from zope.interface import implementer
 
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.storage.capabilities import (
+    IAdoptingStorage,
+    IEvictingStorage,
+    IServerDocuments,
+    IUsageStorage,
+    document_name,
+)
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
-    IAdoptingStorage,
-    IEvictingStorage,
-    IServerDocuments,
     IStorage,
-    IUsageStorage,
     MemoryFile,
     RemoteBytes,
     ScanResult,
     StorageError,
     StorageState,
     checked_provenance,
-    document_name,
 )
 from pypid.storage.memory_blobs import NamedBlobs
 from pypid.storage.memory_imports import inspect_bytes

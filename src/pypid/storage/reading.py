@@ -15,13 +15,13 @@ a bucket's metadata objects and copies), which here would write into a
 storage that may be read-only, owned by the daemon's user, or changing
 under the daemon; the export keeps their metadata in memory instead, and
 leaves their details to the daemon. The snapshot is read as bytes, not with
-L{pypid.storage.snapshot.read}, which sweeps the daemon's temporary files
+L{pypid.storage.snapshot_reading.read}, which sweeps the daemon's temporary files
 beside it and moves a damaged snapshot aside.
 
 A named index is read as its pages list it: L{load_index}
 reads each hosted source of its order (itself, then its hosted bases,
 each its own storage and snapshot) and composes them with
-L{pypid.core.indexes.views.compose}, the earlier source's file of a name or a
+L{pypid.core.indexes.composition.compose}, the earlier source's file of a name or a
 distribution winning; upstreams are not read (their files are not the
 server's). L{IndexRecords.storage_of} then says which storage holds each
 file.
@@ -43,14 +43,15 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus
-from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.storage import snapshot as snapshots
+from pypid.storage import snapshot_reading
+from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.disk import read_if_present, remove_file
 from pypid.storage.interface import (
-    ISharedStorage,
     IStorage,
     LocalFile,
     MemoryFile,
@@ -114,7 +115,7 @@ def read_snapshot(path: str | None) -> snapshots.Snapshot | None:
     if data is None:
         return None
     try:
-        return snapshots.decode(data)
+        return snapshot_reading.decode(data)
     except snapshots.SnapshotError as e:
         log.warn("Not using the snapshot {path}: {error}", path=path, error=str(e))
         return None
@@ -138,7 +139,7 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
     if snap is None and ISharedStorage.providedBy(storage):
         try:
             data = await storage.load_snapshot()
-            snap = await run(snapshots.decode, data) if data is not None else None
+            snap = await run(snapshot_reading.decode, data) if data is not None else None
         except (StorageError, snapshots.SnapshotError) as e:
             log.warn("Not using the snapshot kept in the storage: {error}", error=str(e))
             snap = None
@@ -206,7 +207,7 @@ class IndexRecords:
         (a quarantined project's files among them: see L{statuses}).
     @ivar holders: filename -> the storage that holds the listed file.
     @ivar statuses: each project's status in the index
-        (L{pypid.core.indexes.views.chain_status}: a quarantine in any hosted
+        (L{pypid.core.indexes.composition.chain_status}: a quarantine in any hosted
         source, else the first source's status), for those that have one.
     """
 
@@ -227,7 +228,7 @@ async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
                      run: Run) -> IndexRecords:
     """
     The files an index of the hosted sources C{parts} (in its resolved
-    order) lists at C{now} through C{filters} (L{pypid.core.indexes.views.compose});
+    order) lists at C{now} through C{filters} (L{pypid.core.indexes.composition.compose});
     its tombstones are its sources' deleted names that no listed file has.
     Each source's statuses are read as the daemon reads them: a project
     quarantined in the chain keeps its files here (composed as its admins

@@ -17,11 +17,9 @@ project lets the snapshot be written and read a project at a time: no
 second copy of the index is ever held whole in memory. At 100,001 files it
 is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s.
 
-A start reads it with C{later} (L{read}): of each project's line only the
-name and where the line is; its records are made from the line read again
-when the project is first asked for or by the check after the start
-(L{pypid.state.loader.IndexLoader}). A waiting project costs one object of
-six slots (L{_LineSource}); C{docs/performance.rst} has the memory figures.
+A start reads it (L{pypid.storage.snapshot_reading.read}) with C{later}:
+of each project's line only the name and where the line is
+(L{pypid.storage.snapshot_later}).
 
 Written with orjson, a line at a time, so that the reactor runs between
 projects; the bytes are JSON the standard library reads. Format 1 is still
@@ -35,7 +33,6 @@ an older pypid that finds them rebuilds its index from storage.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import repeat
@@ -43,7 +40,6 @@ from typing import Any
 
 import attrs
 import orjson
-from twisted.logger import Logger
 
 from pypid.core.dists.names import SDIST, WHEEL
 from pypid.core.indexes.later_projects import LaterProject
@@ -65,14 +61,13 @@ REQUIRED = ("filename", "version", "packagetype", "size", "sha256", "upload_time
 #: where a record holds the two values no column does (the binned one last)
 _PROJECT, _BINNED = FIELDS.index("project"), FIELDS.index("binned")
 _KINDS = {WHEEL: WHEEL, SDIST: SDIST}
-_TEXT = frozenset({str})
+TEXT = frozenset({str})
 _OPTIONAL_TEXT = frozenset({str, type(None)})
 _NUMBER = frozenset({int, float})
 _INT = frozenset({int})
 _COLUMN_SET = frozenset(COLUMNS)
 _make = functools.partial(tuple.__new__, FileRecord)
 
-log = Logger()
 
 
 class SnapshotError(Exception):
@@ -100,7 +95,8 @@ class Snapshot:
     upstream_state: Any = None
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
-    #: read with C{later} (L{decode}): the projects whose records are made
+    #: read with C{later} (L{pypid.storage.snapshot_reading.decode}): the
+    #: projects whose records are made
     #: when first asked for, as L{pypid.core.indexes.index.Index.load} takes them
     #: (C{records} then holds none of theirs)
     later: tuple[LaterProject, ...] = ()
@@ -203,25 +199,6 @@ def _grouped(promotions: Mapping[str, Promotion]) -> list[dict[str, Any]]:
             for promotion, filenames in groups.items()]
 
 
-def _promotions(value: Any) -> dict[str, Promotion]:
-    """The promotions by filename of a C{promotions} line's value (L{_grouped})."""
-    if type(value) is not list:
-        raise SnapshotError("the promotions are not a list")
-    promotions: dict[str, Promotion] = {}
-    for group in value:
-        if type(group) is not dict:
-            raise SnapshotError("a promotion is not a JSON object")
-        filenames = group.pop("filenames", None)
-        if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
-            raise SnapshotError("a promotion's filenames are not a list of strings")
-        try:
-            promotion = Promotion.from_json(group)
-        except ValueError as e:
-            raise SnapshotError(f"a promotion: {e}")
-        promotions.update(zip(filenames, repeat(promotion), strict=False))
-    return promotions
-
-
 def _digests(column: str, values: list[Any] | None, count: int,
              fromhex: Callable[[str], bytes] = bytes.fromhex) -> Iterable[bytes | None]:
     """A digest column's raw bytes (the hex checked: of its size, or null where allowed)."""
@@ -244,7 +221,7 @@ def _digests(column: str, values: list[Any] | None, count: int,
     return raw
 
 
-def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecord]:
+def project_records(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecord]:
     """
     The L{FileRecord}s of one project's line. Each column is checked and
     converted whole, C{map} over it in C rather than a loop over rows in
@@ -271,7 +248,7 @@ def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecor
         get("upload_time")
     if versions is None or kinds is None or sizes is None or times is None:
         raise SnapshotError(f"{project}: a column is missing (needed: {', '.join(REQUIRED)})")
-    if not (_TEXT.issuperset(map(type, filenames)) and _TEXT.issuperset(map(type, versions))):
+    if not (TEXT.issuperset(map(type, filenames)) and TEXT.issuperset(map(type, versions))):
         raise SnapshotError(f"{project}: a filename or version is not a string")
     if not _INT.issuperset(map(type, sizes)) or (count and min(sizes) < 0):
         raise SnapshotError(f"{project}: a size is not a whole number")
@@ -287,7 +264,7 @@ def _project(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecor
         values = get(column)
         if values is None:
             texts.append(repeat(name if column == "name" else None, count))
-        elif not (_TEXT if column == "name" else _OPTIONAL_TEXT).issuperset(map(type, values)):
+        elif not (TEXT if column == "name" else _OPTIONAL_TEXT).issuperset(map(type, values)):
             raise SnapshotError(f"{project}: the {column} column holds something "
                                 "that is not a string")
         elif column == "path":
@@ -322,399 +299,6 @@ def _check_variants(project: str, filenames: list[str], variants: list[Any]) -> 
                 raise SnapshotError(f"{project}: {e}") from None
 
 
-#: what comes between a project line's name and its filenames, as L{lines}
-#: writes it (the filename column first)
-_FILENAMES = b',"files":{"filename":['
-
-
-def _head(raw: bytes) -> tuple[str, str, list[str]] | None:
-    """
-    C{(project, name, filenames)} of a project line's bytes as L{lines}
-    writes it, parsed without the rest of the line (its other columns, a
-    digest as a 113-byte string a file, are what takes the time), or
-    L{None} for a line laid out otherwise (parsed whole, then). Where the
-    filenames end is found by the first C{]}: one in a filename (none in a
-    distribution's) ends them early, and the parse either fails or gives
-    other filenames, which the line's whole parse later finds out
-    (L{_source}).
-    """
-    start = raw.find(_FILENAMES)
-    if start < 0:
-        return None
-    end = raw.find(b"]", start + len(_FILENAMES))
-    try:
-        head = orjson.loads(raw[:start] + b"}")
-        filenames = orjson.loads(raw[start + len(_FILENAMES) - 1:end + 1])
-    except orjson.JSONDecodeError:
-        return None
-    if type(head) is not dict or head.keys() != {"project", "name"}:
-        return None
-    project, name = head["project"], head["name"]
-    if type(project) is not str or type(name) is not str or type(filenames) is not list \
-            or not _TEXT.issuperset(map(type, filenames)):
-        return None
-    return project, name, filenames
-
-
-class _KeptLines:
-    """
-    Where the project lines of a snapshot read with C{later} are read again
-    when their records are made (L{_LineSource}): the snapshot's file, kept
-    open (a save writes another file and renames it over this one, which
-    stays as it was read), or the bytes a snapshot was given as
-    (L{decode}). With what the lines share once read: the strings
-    interned (L{_project}) and the projects found damaged.
-
-    The lines are not kept in memory: at a start from a snapshot of
-    100,001 files their bytes were 40 MiB of the 80 MiB the load held
-    (C{tracemalloc}), until the check after the start had made every
-    record, and a project's line is read again in 1.4 us (C{pread} of
-    2 KB from the page cache, timeit) beside the 40 us it takes to parse
-    it and make its 5 records. The file is closed once every line was read
-    again.
-    """
-
-    __slots__ = ("_fd", "_data", "_left", "shared", "damaged")
-
-    def __init__(self, fd: int = -1, data: bytes | None = None) -> None:
-        self._fd = fd
-        self._data = data
-        #: how many lines are still to be read again
-        self._left = 0
-        self.shared: dict[str, str] = {}
-        self.damaged: list[str] = []
-
-    def source(self, head: tuple[str, str, list[str]], at: int, size: int) -> _LineSource:
-        """The L{LaterProject} of the project line C{head} of C{size} bytes at C{at}."""
-        self._left += 1
-        return _LineSource(head, self, at, size)
-
-    def line(self, at: int, size: int) -> bytes:
-        """The C{size} bytes at C{at} (a project's line), read again."""
-        if self._data is not None:
-            return self._data[at:at + size]
-        if self._fd < 0:
-            raise SnapshotError("the snapshot's file is closed")
-        raw = os.pread(self._fd, size, at)
-        if len(raw) != size:
-            raise SnapshotError("the snapshot's file is shorter than it was")
-        return raw
-
-    def read_again(self) -> None:
-        """One more line was read again: the file is closed after the last."""
-        self._left -= 1
-        self.settle()
-
-    def settle(self) -> None:
-        """Close the file if no line is left to read again."""
-        if self._left <= 0:
-            self.close()
-
-    def close(self) -> None:
-        """Close the file (no line can be read again after)."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __del__(self) -> None:
-        # (the projects' sources dropped before all were made: the index
-        # was loaded anew)
-        self.close()
-
-
-class _LineSource:
-    """
-    A project's line read with C{later}, as a L{LaterProject}: its names
-    and count read at the start (L{_head}), its records made when it is
-    called (once), from its line read again (L{_KeptLines.line}), parsed,
-    made and checked whole. A line found damaged then, or that no longer
-    reads as it did (a file changed in place), gives none (said in a
-    warning): the index forgets its files, and the check of storage
-    against the snapshot that follows a start finds them again beside the
-    files (the project is added to C{damaged}, which tells it to read
-    every record).
-
-    Six slots, 80 bytes: where the line is, not the line.
-    """
-
-    __slots__ = ("name", "display_name", "count", "_lines", "_at", "_size")
-
-    def __init__(self, head: tuple[str, str, list[str]], lines: _KeptLines, at: int,
-                 size: int) -> None:
-        project, name, filenames = head
-        self.name = project
-        # (one string for both when they are the same, as they mostly are)
-        self.display_name = project if name == project else name
-        self.count = len(filenames)
-        self._lines: _KeptLines | None = lines
-        self._at = at
-        self._size = size
-
-    def __call__(self) -> list[FileRecord]:
-        """The project's records (none, said in a warning, from a damaged line)."""
-        lines, self._lines = self._lines, None
-        if lines is None:
-            raise RuntimeError(f"the records of {self.name} were made already")
-        project = self.name
-        try:
-            line = orjson.loads(lines.line(self._at, self._size))
-            files = line["files"]
-            if line["project"] != project or line["name"] != self.display_name \
-                    or len(files["filename"]) != self.count:
-                raise SnapshotError("it does not read as it did at start")
-            return list(_project(line, lines.shared))
-        except (SnapshotError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            log.warn("The snapshot's line of the project {project} is damaged ({error}): "
-                     "its files are read from storage", project=project, error=str(e))
-            lines.damaged.append(project)
-            return []
-        finally:
-            lines.read_again()
-
-
-def _head_of(line: dict[str, Any]) -> tuple[str, str, list[str]]:
-    """
-    C{(project, name, filenames)} of a project's line parsed whole (laid
-    out otherwise than L{_head} reads), checked as L{_head} checks them.
-    """
-    project, name, files = line["project"], line["name"], line["files"]
-    if type(project) is not str or type(name) is not str or type(files) is not dict:
-        raise SnapshotError("a project line needs a project, a name and files")
-    filenames = files.get("filename")
-    if type(filenames) is not list or not _TEXT.issuperset(map(type, filenames)):
-        raise SnapshotError(f"{project}: no filename column, or a filename not a string")
-    return project, name, filenames
-
-
-@attrs.define(eq=False)
-class _Decoded:
-    """
-    What the lines of a snapshot read so far hold (L{_decode_lines}): the
-    project lines' records, or their lines kept to make them later, and
-    the other lines' values.
-    """
-
-    #: where the lines kept for later are read again (L{None}: none kept)
-    kept: _KeptLines | None = None
-    records: dict[str, FileRecord] = attrs.field(factory=dict)
-    #: the digests shared between records, interned (see L{_project})
-    shared: dict[str, str] = attrs.field(factory=dict)
-    waiting: list[LaterProject] = attrs.field(factory=list)
-    #: the projects whose lines were kept for later
-    named: set[str] = attrs.field(factory=set)
-    #: the files of the lines kept for later
-    counted: int = 0
-    projects: int = 0
-    tombstones: Any = None
-    upstream_state: Any = None
-    storage_state: Any = None
-    end: Any = None
-    promotions: dict[str, Promotion] = attrs.field(factory=dict)
-    binned: dict[str, FileRecord] = attrs.field(factory=dict)
-
-    def wait(self, head: tuple[str, str, list[str]], at: int, size: int) -> None:
-        """
-        Keep a project's line read with C{later} (its C{size} bytes at
-        C{at}): its name and how many files it has now, its records when
-        they are asked for (L{_LineSource}).
-        """
-        # Where its bytes are is kept, neither the bytes (410 bytes a file
-        # of the bench corpus) nor the parsed line (750: every value a
-        # Python object, hex digests as 113-byte strings) nor its
-        # filenames (100).
-        project = head[0]
-        if project in self.named:
-            raise SnapshotError(f"the project {project} has two lines")
-        assert self.kept is not None  # (only a read with later waits)
-        self.named.add(project)
-        self.waiting.append(self.kept.source(head, at, size))
-        self.counted += len(head[2])
-        self.projects += 1
-
-    def take(self, line: dict[str, Any]) -> None:
-        """Take in a line that is not a project's."""
-        if "tombstones" in line:
-            self.tombstones = line["tombstones"]
-        elif "storage_state" in line:
-            self.storage_state = line["storage_state"]
-        elif "upstream_state" in line:
-            self.upstream_state = line["upstream_state"]
-        elif "promotions" in line:
-            self.promotions = _promotions(line["promotions"])
-        elif "binned" in line:
-            self.binned = _binned(line["binned"])
-        elif "end" in line:
-            self.end = line["end"]
-        else:
-            raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
-
-    def snapshot(self, first: dict[str, Any], storage: str | None) -> Snapshot:
-        """The L{Snapshot} of every line read, once the last one says they all are."""
-        if self.end != {"projects": self.projects, "files": len(self.records) + self.counted}:
-            raise SnapshotError("the snapshot is cut short (its last line is not there, "
-                                "or does not count what came before)")
-        tombstones = self.tombstones
-        if type(tombstones) is not list or not all(type(t) is str for t in tombstones):
-            raise SnapshotError("the deleted filenames are not a list of strings")
-        records = self.records
-        records.update(self.binned)
-        damaged = self.kept.damaged if self.kept is not None else []
-        return Snapshot(float(first["saved_at"]), records, tuple(tombstones),
-                        first.get("serial", 0), storage, self.storage_state,
-                        self.upstream_state, later=tuple(self.waiting), damaged=damaged,
-                        clock=ClockReading.from_json(first.get("clock")),
-                        promotions=self.promotions)
-
-
-def _storage_of(first: dict[str, Any]) -> str | None:
-    """The storage a snapshot's first line names, once that line is checked."""
-    if not isinstance(first.get("serial", 0), int):
-        raise SnapshotError("the serial is not a whole number")
-    storage = first.get("storage")
-    if storage is not None and not isinstance(storage, str):
-        raise SnapshotError("the storage is not a string")
-    return storage
-
-
-def _decode_lines(first: dict[str, Any], rest: Iterable[tuple[int, bytes | memoryview]],
-                  kept: _KeptLines | None = None) -> Snapshot:
-    """
-    A L{Snapshot} from its first line (parsed) and an iterator of the
-    others (each one JSON object, bytes or a memoryview, with where it
-    begins).
-
-    @param kept: where each project's line is read again to make its
-        records when first asked for (L{Snapshot.later}), or L{None}: every
-        project's records are made now.
-    """
-    storage = _storage_of(first)
-    decoded = _Decoded(kept)
-    # (bound once: the loop runs once a project, 100,000 times at scale)
-    records, shared, wait = decoded.records, decoded.shared, decoded.wait
-    for at, raw in rest:
-        if decoded.end is not None:
-            raise SnapshotError("a line follows the last")
-        if kept is not None and raw[:11] == b'{"project":':
-            head = _head(raw if type(raw) is bytes else bytes(raw))
-            if head is not None:
-                wait(head, at, len(raw))
-                continue
-        line = orjson.loads(raw)
-        if type(line) is not dict:
-            raise SnapshotError("a line is not a JSON object")
-        project = line.get("project")
-        if project is not None:
-            if kept is not None:
-                wait(_head_of(line), at, len(raw))
-                continue
-            for record in _project(line, shared):
-                records[record[0]] = record
-            decoded.projects += 1
-        else:
-            decoded.take(line)
-    return decoded.snapshot(first, storage)
-
-
-def _binned(value: Any) -> dict[str, FileRecord]:
-    """The records by filename of a C{binned} line's value (each checked, and binned)."""
-    if type(value) is not list:
-        raise SnapshotError("the binned files are not a list")
-    records = {}
-    for item in value:
-        try:
-            record = FileRecord.from_json(item)
-        except ValueError as e:
-            raise SnapshotError(f"a binned file: {e}")
-        if record.binned is None:
-            raise SnapshotError(f"the binned file {record.filename} has no time it was binned")
-        records[record.filename] = record
-    return records
-
-
-def _decode_format_1(obj: dict[str, Any]) -> Snapshot:
-    records = {}
-    for item in obj["files"]:
-        record = FileRecord.from_json(item)
-        records[record.filename] = record
-    serial = obj.get("serial", 0)
-    if not isinstance(serial, int):
-        raise SnapshotError("the serial is not a whole number")
-    storage = obj.get("storage")
-    if storage is not None and not isinstance(storage, str):
-        raise SnapshotError("the storage is not a string")
-    return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial,
-                    storage, obj.get("storage_state"), obj.get("upstream_state"), 1)
-
-
-def _decode(first_line: bytes | memoryview, rest: Iterable[tuple[int, bytes | memoryview]],
-            whole: Callable[[], bytes], kept: _KeptLines | None = None) -> Snapshot:
-    """
-    Parse a snapshot given its first line, an iterator of the other lines
-    (with where each begins), and C{whole()}, the whole bytes (for a format
-    1 snapshot, one document that may span lines); C{kept} as
-    L{_decode_lines} takes it.
-    """
-    try:
-        try:
-            first = orjson.loads(first_line)
-        except orjson.JSONDecodeError:
-            first = json.loads(whole())
-        if not isinstance(first, dict):
-            raise SnapshotError("not a snapshot")
-        found = first.get("format")
-        if found not in READS:
-            raise SnapshotError(f"unknown snapshot format {found!r}")
-        if found == 1:
-            return _decode_format_1(first)
-        return _decode_lines(first, rest, kept)
-    except SnapshotError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SnapshotError(f"not a valid snapshot: {e}")
-
-
-def _split(data: bytes) -> Iterator[tuple[int, memoryview]]:
-    """The lines of C{data}, as memoryviews (no copies), with where each begins; no empty ones."""
-    view = memoryview(data)
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        if end < 0:
-            end = len(data)
-        if end > start:
-            yield start, view[start:end]
-        start = end + 1
-
-
-def _placed(lines: Iterable[bytes], at: int) -> Iterator[tuple[int, bytes]]:
-    """Each line of C{lines} but the blank ones, with where it begins (the first at C{at})."""
-    for line in lines:
-        # (a line starting with a printable byte is not blank: stripping
-        # each copied the whole file again)
-        if line[0] > 32 or line.strip():
-            yield at, line
-        at += len(line)
-
-
-def decode(data: bytes, later: bool = False) -> Snapshot:
-    """
-    Parse a snapshot's bytes.
-
-    @param later: leave each project's records to be made when first asked
-        for (L{Snapshot.later}; a format 1 snapshot is read whole anyway):
-        only its name and filenames are parsed now (L{_head}), and checked.
-        In process, with the collector off as at start-up: 0.14-0.16 s
-        rather than 0.50-0.60 s at 100,001 files, 1.4-1.7 s rather than
-        2.1-2.2 s (each line parsed whole, kept as bytes) at 1,000,001.
-        The lines are read again from C{data}, which the sources keep.
-    @rtype: L{Snapshot}
-    @raise SnapshotError: when the bytes are not a snapshot this version reads.
-    """
-    lines = _split(data)
-    _, first = next(lines, (0, b""))
-    return _decode(first, lines, lambda: data, _KeptLines(data=data) if later else None)
-
-
 def sweep(path: str) -> None:
     """Remove temporary files that a crash during a save left beside the snapshot."""
     folder = os.path.dirname(path) or "."
@@ -728,55 +312,6 @@ def sweep(path: str) -> None:
                 os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
-
-
-def read(path: str, later: bool = False) -> Snapshot | None:
-    """
-    Read the snapshot at C{path} a line at a time, or return L{None} when
-    there is none; C{later} as L{decode} takes it, the projects' lines
-    then read again from the file (a descriptor of it kept open until the
-    last was, or until every source is dropped: L{_KeptLines}).
-
-    An unreadable one is moved aside (C{<path>.bad}) and reported with
-    L{SnapshotError}, so that it is kept for a person to look at and the
-    next start does not trip over it again.
-    """
-    sweep(path)
-    try:
-        # (read in 64 KiB rather than 8: 20 rather than 45 ms to go through
-        # the 41 MB of 100,001 files a line at a time)
-        f = open(path, "rb", buffering=1 << 16)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise SnapshotError(f"cannot read {path}: {e.strerror}")
-    kept = None
-    try:
-        with f:
-            def whole() -> bytes:
-                f.seek(0)
-                return f.read()
-            try:
-                first = f.readline()
-                if later:
-                    # (a descriptor of its own: the projects' lines are read
-                    # again from the file read now, after this one is closed)
-                    kept = _KeptLines(os.dup(f.fileno()))
-                snap = _decode(first, _placed(f, len(first)), whole, kept)
-            except OSError as e:
-                raise SnapshotError(f"cannot read {path}: {e.strerror}")
-    except SnapshotError as e:
-        if kept is not None:
-            kept.close()
-        aside = path + ".bad"
-        try:
-            os.replace(path, aside)
-        except OSError:
-            aside = path
-        raise SnapshotError(f"{e}; kept as {aside}")
-    if kept is not None:
-        kept.settle()  # (closed now if no project waits)
-    return snap
 
 
 def write(path: str, data: bytes | Iterable[bytes]) -> None:

@@ -2,7 +2,8 @@
 The cache of upstream project pages: time to live, one upstream request per
 miss however many clients ask at once, stale pages served while a refresh
 runs in the background (or while the upstream is down), offline serving,
-and a JSON form for the snapshot.
+and the cached pages handed to the snapshot (their JSON form is in
+L{pypid.upstream.cached_page}).
 
 The fetch itself is passed in (C{fetch(project, previous) ->
 Deferred[UpstreamPage]}, given the page the cache holds of the project, if
@@ -22,13 +23,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.core.dists.wheel_variants import split_label
-from pypid.core.indexes.model import check_variant
 from pypid.core.records.metrics import Timings
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.quarantines import Quarantine, Quarantines
 
 log = Logger()
@@ -36,24 +36,6 @@ log = Logger()
 
 class Offline(Exception):
     """The project is not cached and the server is offline (C{offline = true})."""
-
-
-@attrs.frozen
-class CachedPage:
-    """
-    What is known of one project upstream.
-
-    @ivar page: the L{UpstreamPage}, or L{None} when the upstream said it
-        has no such project.
-    @ivar fetched_at: when it was fetched (POSIX time).
-    """
-
-    page: UpstreamPage | None
-    fetched_at: float
-
-    def fresh(self, now: float, ttl: float) -> bool:
-        """Whether the entry is younger than C{ttl}."""
-        return 0 <= now - self.fetched_at < ttl
 
 
 #: The most projects whose pages are kept (the oldest fetched go first):
@@ -538,74 +520,3 @@ class PageCache:
                 if entry.page.quarantined and self.quarantines.get(project) is None:
                     self.quarantines.seen(project, entry.page, entry.fetched_at)
                 self._keep(project, entry)
-
-
-def entry_to_json(entry: CachedPage) -> dict[str, Any]:
-    """One L{CachedPage} as JSON-ready data."""
-    page = entry.page
-    return {
-        "fetched_at": entry.fetched_at,
-        "page": None if page is None else {
-            "project": page.project,
-            "name": page.name,
-            "last_serial": page.last_serial,
-            "files": [_file_json(f) for f in page.files],
-            "status": None if page.status is None else attrs.asdict(page.status),
-            # (left out without any: a saved page is what it always was)
-            **({"variants": [_file_json(f) for f in page.variants]} if page.variants else {}),
-            **({"variant_wheels": [_file_json(f) for f in page.variant_wheels]}
-               if page.variant_wheels else {}),
-            **({"variants_failed": list(page.variants_failed)} if page.variants_failed
-               else {}),
-            **({"variants_unusable": list(page.variants_unusable)} if page.variants_unusable
-               else {}),
-        },
-    }
-
-
-def _file_json(f: UpstreamFile) -> dict[str, Any]:
-    """A file of a page, JSON-ready: C{variant} left out but for a variant wheel's."""
-    data = attrs.asdict(f)
-    if f.variant is None:
-        del data["variant"]
-    return data
-
-
-def _file_of(data: Any) -> UpstreamFile:
-    """
-    The L{UpstreamFile} that L{_file_json} wrote as one of a page's
-    C{files}; a variant wheel's data checked as a record's is
-    (L{check_variant}: the page's index-level files are made of it), and
-    present.
-
-    @raise ValueError: data a file cannot have.
-    """
-    f = UpstreamFile(**data)
-    if f.variant is not None:
-        check_variant(f.filename, f.variant)
-    elif f.filename.count("-") >= 5 and split_label(f.filename)[1] is not None:
-        # (a page lists a variant wheel only with its data)
-        raise ValueError(f"{f.filename}: a variant wheel without its data")
-    return f
-
-
-def entry_from_json(data: Any) -> CachedPage:
-    """
-    The L{CachedPage} that L{entry_to_json} wrote (parsed JSON, not checked
-    yet). A page saved before statuses were kept has none: active until its
-    next refresh, which is what pypid knew of it then.
-    """
-    value = data["page"]
-    page = None
-    if value is not None:
-        status = value.get("status")
-        page = UpstreamPage(
-            project=value["project"], name=value["name"], last_serial=value["last_serial"],
-            files=tuple(_file_of(f) for f in value["files"]),
-            variants=tuple(UpstreamFile(**f) for f in value.get("variants") or ()),
-            variant_wheels=tuple(UpstreamFile(**f) for f in value.get("variant_wheels") or ()),
-            variants_failed=tuple(str(sha256) for sha256 in value.get("variants_failed") or ()),
-            variants_unusable=tuple(str(pair) for pair in value.get("variants_unusable") or ()),
-            status=(upstream_status(status.get("status"), status.get("reason"))
-                    if isinstance(status, dict) else None))
-    return CachedPage(page, float(data["fetched_at"]))

@@ -22,7 +22,7 @@ from pypid.upstream.fetch import (
     UpstreamError,
     UpstreamNotFound,
 )
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 
 #: The project checked when none is named: the installer itself, which
 #: every public index and most mirrors hold.

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 import attrs
 
 from pypid.core.dists.names import filename_key, normalize
-from pypid.upstream.parser import UpstreamFile, UpstreamPage, effective_files
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage, effective_files
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
@@ -103,7 +103,7 @@ def merged(hosted: Iterable[HasFilename], upstream: Iterable[_F]) -> tuple[_F, .
     names the same distribution in another spelling.
 
     @param hosted: L{pypid.core.indexes.model.FileRecord}s.
-    @param upstream: L{pypid.upstream.parser.UpstreamFile}s.
+    @param upstream: L{pypid.upstream.page_model.UpstreamFile}s.
     @return: the upstream files to show beside the hosted ones.
     """
     names = {record.filename for record in hosted}

@@ -47,7 +47,7 @@ from pypid.upstream.file_cache import FileCache, PageListing
 from pypid.upstream.file_metadata import UpstreamMetadata
 from pypid.upstream.file_provenance import UpstreamProvenance
 from pypid.upstream.kept import KeptFiles
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 
 log = Logger()
@@ -170,7 +170,7 @@ class UpstreamFiles:
         one download per file however many ask at once.
 
         @param tee: when this call starts the download, the bytes are also
-            given to C{tee} as they arrive (see L{pypid.web.serving.upstream_pages}): the
+            given to C{tee} as they arrive (see L{pypid.web.serving.upstream_files}): the
             first client is served while the file is fetched.
         """
         stored = self._kept.get(upstream_file.filename)

@@ -21,7 +21,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.indexes.model import FileRecord
-from pypid.storage.interface import IEvictingStorage, IStorage, StorageError
+from pypid.storage.capabilities import IEvictingStorage
+from pypid.storage.interface import IStorage, StorageError
 
 #: (the downloads' namespace: their log lines read as before the split)
 log = Logger(namespace="pypid.upstream.downloads")

@@ -38,14 +38,8 @@ from pypid.http import bodies
 from pypid.http.public_only import NotPublic
 from pypid.storage.interface import Run
 from pypid.upstream.file_hosts import ANY_PUBLIC, FileHosts
-from pypid.upstream.parser import (
-    MAX_PAGE_ENTRIES,
-    UpstreamFile,
-    UpstreamPage,
-    UpstreamPageError,
-    parse_page,
-    quoted,
-)
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage, UpstreamPageError, quoted
+from pypid.upstream.parser import MAX_PAGE_ENTRIES, parse_page
 from pypid.upstream.variant_data import completed, read_index_level, to_read
 
 log = Logger()
@@ -238,7 +232,7 @@ class UpstreamClient:
 
         @param previous: the page the cache holds of it, whose variant
             wheels' data is taken over where unchanged; or L{None}.
-        @rtype: L{pypid.upstream.parser.UpstreamPage}
+        @rtype: L{pypid.upstream.page_model.UpstreamPage}
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """

@@ -25,7 +25,7 @@ from pypid.core.indexes.model import FileRecord
 from pypid.storage.interface import IStorage
 from pypid.upstream.eviction import EvictionBatches
 from pypid.upstream.kept import KeptFiles
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 
 #: (the downloads' namespace: their log lines read as before the split)
 log = Logger(namespace="pypid.upstream.downloads")

@@ -19,7 +19,7 @@ from pypid.storage.interface import Location, MemoryFile
 from pypid.upstream.cache import Offline
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.file_cache import FileCache
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 from pypid.upstream.transfer import VerifyError
 
 #: Upstream core metadata kept in memory (bytes, all files together).

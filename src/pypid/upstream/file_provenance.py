@@ -36,7 +36,7 @@ from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, UpstreamNotFound
 from pypid.upstream.file_cache import FileCache
 from pypid.upstream.file_metadata import held
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 
 #: (the downloads' namespace: their log lines read as before the split)
 log = Logger(namespace="pypid.upstream.downloads")

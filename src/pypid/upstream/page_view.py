@@ -5,7 +5,7 @@ project's page with the upstream files C{merge} lets in, and the files a
 page offers once the cooldown (C{min_age}) and the files kept here are
 taken into account.
 
-An upstream's project status (PEP 792, L{pypid.upstream.parser.UpstreamPage.status})
+An upstream's project status (PEP 792, L{pypid.upstream.page_model.UpstreamPage.status})
 is carried by the pages it makes; a project the upstream quarantined shows
 no file at all (L{_shown}), so that nothing the web side asks of a page
 (L{PageView.listed}, L{PageView.offered}, L{PageView.known}) offers one,
@@ -46,11 +46,12 @@ from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
-from pypid.upstream.cache import CachedPage, Offline, PageCache
+from pypid.upstream.cache import Offline, PageCache
+from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.kept import KeptFiles
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.project_rules import HostedIndex
 
 log = Logger()

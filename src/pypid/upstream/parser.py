@@ -35,19 +35,35 @@ to do with the result.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
-
-import attrs
+from urllib.parse import unquote, urljoin, urlsplit
 
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.dists.variant_files import VARIANTS, is_variants_filename, variants_version
-from pypid.core.indexes.model import cut_reason, format_upload_time
+from pypid.core.indexes.model import cut_reason
 from pypid.core.indexes.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
+from pypid.upstream.page_fields import (
+    DIGITS,
+    URL_STRIP,
+    Unusable,
+    checked_sha256,
+    html_metadata,
+    json_metadata,
+    provenance_url,
+    resolve_url,
+    size,
+    upload_time,
+)
+from pypid.upstream.page_model import (
+    SKIPPED_EXAMPLES,
+    UpstreamFile,
+    UpstreamPage,
+    UpstreamPageError,
+    quoted,
+)
 
 #: Media types read as PEP 691 JSON. Plain C{application/json} is accepted
 #: because some proxies and older servers label the same body that way.
@@ -69,173 +85,21 @@ MAX_PAGE_ENTRIES = 100_000
 #: is kept and saved with.
 MAX_NAME_LENGTH = 200
 
-#: The refused entries kept, with their reasons, as examples for the log.
-SKIPPED_EXAMPLES = 20
-
 #: JSON values (commas) and containers (brackets) one entry may take, at
 #: most: a PEP 691 file entry has about ten keys and three objects; the rest
 #: is slack for long C{requires-python} specifiers and keys to come.
 _VALUES_PER_ENTRY = 32
 _CONTAINERS_PER_ENTRY = 8
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-# Whitespace and control characters have no place in a URL; a server that
-# meant a space would have written %20. (Surrounding whitespace is stripped
-# first, as browsers and pip do for href values.)
-_BAD_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
-_URL_STRIP = " \t\n\r\f"
 _API_VERSION = re.compile(r"(\d+)(?:\.\d+)*")
 _SERIAL_COMMENT = re.compile(r"SERIAL\s+(\d+)")
-_DIGITS = re.compile(r"[0-9]+")
-_UPLOAD_TIME = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?",
-    re.IGNORECASE,
-)
 # Warehouse's heading and title say "Links for <name>".
 _LINKS_FOR = re.compile(r"\s*Links\s+for\s+(.*?)\s*", re.IGNORECASE | re.DOTALL)
-
-
-class UpstreamPageError(ValueError):
-    """An upstream project page that cannot be read at all."""
-
-
-@attrs.frozen(kw_only=True)
-class UpstreamFile:
-    """
-    One file an upstream page lists, checked and ready to be cached.
-
-    The fields are those of L{pypid.core.indexes.model.FileRecord} that an upstream can
-    tell us before the file is fetched, so that pypid can serve the page
-    again with nothing lost, and check the bytes against C{sha256} when the
-    file is first downloaded.
-
-    @ivar filename: the distribution's filename, safe as a storage name.
-    @ivar url: the absolute http(s) URL to fetch it from, without fragment;
-        only URLs listed on a page are ever fetched, so this is the list.
-    @ivar sha256: the lowercase hex digest the upstream promises; required,
-        since a file that cannot be checked must not be cached.
-    @ivar requires_python: the file's C{Requires-Python}, or L{None}.
-    @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as in L{pypid.core.indexes.model.FileRecord.yanked}; PEP 592 forbids
-        mirroring a yanked file without its flag.
-    @ivar metadata_sha256: L{None} when the upstream offers no separate core
-        metadata, C{""} when it offers it without a sha256, otherwise the
-        lowercase hex digest of the C{.metadata} file.
-    @ivar size: the size in bytes, or L{None} if the upstream does not say.
-    @ivar upload_time: POSIX timestamp of the upload, or L{None} if the
-        upstream does not say (or says it unreadably).
-    @ivar project: the normalized project name, read from the filename.
-    @ivar version: the normalized version, read from the filename.
-    @ivar packagetype: L{pypid.core.dists.names.WHEEL} or L{pypid.core.dists.names.SDIST}.
-    @ivar provenance_url: where the upstream serves the file's provenance
-        (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
-        L{None}; fetched and checked against C{sha256} before pypid serves
-        it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
-    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
-        (L{pypid.core.indexes.model.FileRecord.variant}): its label's entry of the
-        release's index-level file the upstream lists, read and checked
-        (L{pypid.upstream.variant_data}); L{None} for any other file.
-    """
-
-    filename: str
-    url: str
-    sha256: str
-    project: str
-    version: str
-    packagetype: str
-    requires_python: str | None = None
-    yanked: str | None = None
-    metadata_sha256: str | None = None
-    size: int | None = None
-    upload_time: float | None = None
-    provenance_url: str | None = None
-    variant: str | None = None
-
-    @property
-    def has_provenance(self) -> bool:
-        """Whether the upstream offers a provenance (pypid's pages link its own copy)."""
-        return self.provenance_url is not None
-
-    @property
-    def upload_time_iso(self) -> str | None:
-        """The upload time in PEP 700's format (for pages), or L{None}."""
-        return None if self.upload_time is None else format_upload_time(self.upload_time)
-
-
-@attrs.frozen(kw_only=True)
-class UpstreamPage:
-    """
-    An upstream project page, reduced to what pypid serves again.
-
-    @ivar project: the normalized project name the page was asked for.
-    @ivar name: the project's display name as the upstream spells it, or
-        the normalized name when the page does not say.
-    @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
-        two fetches of an unchanged page compare equal.
-    @ivar skipped: C{(filename or href, reason)} for the first
-        L{SKIPPED_EXAMPLES} refused entries, in page order, so the cache can
-        log why a file is missing.
-    @ivar refused: how many entries were refused in all.
-    @ivar last_serial: the upstream's change serial (warehouse's
-        C{_last-serial}), or L{None} when it gives none.
-    @ivar status: the project's status upstream (PEP 792), or L{None} when
-        it is active (or the page says nothing usable).
-    @ivar variants: the index-level files of variants (PEP 825,
-        C{{name}-{version}-variants.json}) the page lists, each an
-        L{UpstreamFile} of packagetype L{VARIANTS}, sorted by filename:
-        kept apart from the distributions (no download, listing or legacy
-        JSON of the upstream's files takes them for one).
-    @ivar variant_wheels: the variant wheels (PEP 825) the page lists,
-        sorted by filename, without their data: the parser cannot give it
-        (it is in the index-level files, fetched apart), and a variant
-        wheel is never listed without it, so they are kept out of C{files}
-        until L{pypid.upstream.variant_data} moves those it could read in.
-        What stays is what the upstream lists and pypid does not (yet).
-    @ivar variants_failed: the sha256s of the index-level files in
-        C{variants} that could not be read (at this fetch, or at an earlier
-        one and not tried since), the least recently tried first: tried
-        after those never tried, in that order, so that files that keep
-        failing do not stop the others being read, nor one another.
-    @ivar variants_unusable: C{"<sha256> <label>"} of each variant wheel
-        whose release's index-level file was read and gives its label no
-        data a wheel keeps (none, or too much): final for that sha256, so
-        not read again for it.
-    """
-
-    project: str
-    name: str
-    files: tuple[UpstreamFile, ...] = ()
-    skipped: tuple[tuple[str, str], ...] = ()
-    refused: int = 0
-    last_serial: int | None = None
-    status: ProjectStatus | None = None
-    variants: tuple[UpstreamFile, ...] = ()
-    variant_wheels: tuple[UpstreamFile, ...] = ()
-    variants_failed: tuple[str, ...] = ()
-    variants_unusable: tuple[str, ...] = ()
-
-    @property
-    def quarantined(self) -> bool:
-        """Whether the upstream quarantined the project: none of its files is offered."""
-        return self.status is not None and self.status.quarantined
-
-
-def quoted(value: object, limit: int = 80) -> str:
-    """
-    Quote an upstream-supplied value for an error message, cut short: such
-    messages end up in logs and 502 bodies, and the upstream controls them.
-    """
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 #: An entry of a page, whichever its form: C{(label, filename or None,
 #: fields or None, why it is refused or None)}.
 _Entry = tuple[str, str | None, dict[str, Any] | None, str | None]
-
-
-class _Unusable(Exception):
-    """An entry of the page that is not passed on; the message says why."""
 
 
 def parse_page(body: bytes, content_type: str, page_url: str, project: str,
@@ -313,38 +177,6 @@ def _too_many(max_entries: int) -> UpstreamPageError:
                              "([upstream] max_page_files)")
 
 
-def effective_files(page: UpstreamPage, now: float, min_age: float
-                    ) -> tuple[tuple[UpstreamFile, ...], tuple[UpstreamFile, ...]]:
-    """
-    Split a page's files into those old enough to serve and those hidden by
-    the cooldown, which protects clients from freshly published releases.
-
-    With C{min_age > 0}, a file whose upload time is unknown is hidden: with
-    no time to judge by, it cannot be shown to be old enough, and a cooldown
-    that a server could skip by leaving out C{upload-time} would protect
-    nothing. (pip's C{--uploaded-prior-to} and uv's C{--exclude-newer} make
-    the same choice.)
-
-    @param now: the current POSIX time.
-    @param min_age: the cooldown in seconds; C{0} hides nothing.
-    @return: C{(kept, hidden)}, two tuples of L{UpstreamFile} in page order.
-    @raise ValueError: if C{min_age} is negative.
-    """
-    if min_age < 0:
-        raise ValueError(f"min_age must not be negative, not {min_age!r}")
-    if min_age == 0:
-        return tuple(page.files), ()
-    newest = now - min_age
-    kept: list[UpstreamFile] = []
-    hidden: list[UpstreamFile] = []
-    for f in page.files:
-        if f.upload_time is not None and f.upload_time <= newest:
-            kept.append(f)
-        else:
-            hidden.append(f)
-    return tuple(kept), tuple(hidden)
-
-
 def _split_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
     """Return the lowercase media type and a dict of lowercase-named parameters."""
     media_type, *rest = (content_type or "").split(";")
@@ -359,7 +191,7 @@ def _serial(value: str | None) -> int | None:
     """A serial from a header, or L{None} when absent or not a number."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+    if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None
 
@@ -377,165 +209,6 @@ def _check_api_version(value: object, what: str) -> None:
         raise UpstreamPageError(
             f"unsupported {what} {quoted(value)}: only major version {API_MAJOR} is understood"
         )
-
-
-def _resolve_url(base: str, ref: str) -> tuple[str, str]:
-    """
-    Resolve a file reference against its base and keep only http(s) URLs,
-    since anything else (C{javascript:}, C{data:}, C{ftp:}) is not something
-    pypid will fetch.
-
-    @return: the absolute URL without fragment, and the fragment.
-    @raise _Unusable: for an unusable URL.
-    """
-    ref = ref.strip(_URL_STRIP)
-    if _BAD_URL_CHARACTERS.search(ref):
-        raise _Unusable("the URL contains whitespace or control characters")
-    try:
-        # (an absolute URL, as most pages give, needs no join: urljoin is a
-        # quarter of the time of a 45,000-file page)
-        parts = urlsplit(ref if ref.startswith(("https://", "http://")) else urljoin(base, ref))
-        _ = parts.port  # raises ValueError for a malformed port
-    except ValueError:
-        raise _Unusable("the URL is malformed")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Unusable("not an absolute http(s) URL")
-    return urlunsplit(parts._replace(fragment="")), parts.fragment
-
-
-def _provenance_url(base: str, value: object) -> str | None:
-    """
-    A file's provenance URL (PEP 740), absolute: over https, or on the
-    page's own origin; anything else (another scheme, a malformed URL, a
-    plain http host that is not the page's) is ignored, the file kept.
-    """
-    if not isinstance(value, str) or not value or len(value) > 2048:
-        return None
-    try:
-        url, _fragment = _resolve_url(base, value)
-    except _Unusable:
-        return None
-    parts, page = urlsplit(url), urlsplit(base)
-    if parts.scheme != "https" and (parts.scheme, parts.netloc) != (page.scheme, page.netloc):
-        return None
-    return url
-
-
-def _sha256(value: object) -> str:
-    """
-    Return a valid sha256 hex digest, lowercased.
-
-    @raise _Unusable: when C{value} is missing or not 64 hex digits, since a
-        file whose bytes cannot be checked must not be cached.
-    """
-    if value is None:
-        raise _Unusable("no sha256 hash")
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise _Unusable("the sha256 hash is not 64 hex digits")
-    return value.lower()
-
-
-def _upload_time(value: object) -> float | None:
-    """
-    Read an ISO 8601 upload time (PEP 700: C{yyyy-mm-ddThh:mm:ss[.ffffff]Z})
-    into a POSIX timestamp. Offsets other than Z and times without a zone
-    (taken as UTC, which PEP 700 mandates) are accepted; anything unreadable
-    gives L{None}, as the upload time is informative, not essential.
-    """
-    if not isinstance(value, str):
-        return None
-    match = _UPLOAD_TIME.fullmatch(value.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        tz = datetime.UTC
-        if zone and zone.upper() != "Z":
-            sign = -1 if zone[0] == "-" else 1
-            # (an offset of a day or more, such as +99:00, raises ValueError)
-            tz = datetime.timezone(
-                sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-            )
-        when = datetime.datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second),
-            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz,
-        )
-        return when.timestamp()
-    except (ValueError, OverflowError):
-        return None
-
-
-def _size(value: object) -> int | None:
-    """
-    A size in bytes from a JSON number or an HTML attribute's digits, or
-    L{None} for anything else: the size is checked again on download, so a
-    missing one costs nothing but an early refusal.
-    """
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-def _metadata_digest(name: str, value: object) -> str | None:
-    """
-    The C{metadata_sha256} of one advertised hash of the core metadata:
-    the digest for a valid sha256, C{""} for another algorithm (the metadata
-    exists but cannot be checked by sha256), and L{None} for a malformed
-    sha256, because advertising a C{.metadata} file that cannot be verified
-    or fetched breaks pip, while advertising none only makes clients
-    download the whole file.
-    """
-    if name == "sha256":
-        try:
-            return _sha256(value)
-        except _Unusable:
-            return None
-    return ""
-
-
-def _json_metadata(entry: dict[str, Any]) -> str | None:
-    """
-    The C{metadata_sha256} of a JSON entry: PEP 714's C{core-metadata},
-    falling back to PEP 658's C{dist-info-metadata} (and the
-    C{data-dist-info-metadata} spelling warehouse once sent) only when the
-    new key is absent, as PEP 714 tells clients to do.
-    """
-    for key in ("core-metadata", "dist-info-metadata", "data-dist-info-metadata"):
-        if key in entry:
-            value = entry[key]
-            break
-    else:
-        return None
-    if value is True:
-        return ""
-    if isinstance(value, dict):
-        if "sha256" in value:
-            return _metadata_digest("sha256", value["sha256"])
-        return ""
-    return None
-
-
-def _html_metadata(attributes: dict[str, str | None]) -> str | None:
-    """
-    The C{metadata_sha256} of an HTML anchor: C{data-core-metadata}, falling
-    back to C{data-dist-info-metadata}, whose value is C{true} or
-    C{<hashname>=<hexdigest>}; any other value advertises nothing.
-    """
-    for key in ("data-core-metadata", "data-dist-info-metadata"):
-        if key in attributes:
-            value = attributes[key]
-            break
-    else:
-        return None
-    value = (value or "").strip()
-    if value == "true":
-        return ""
-    name, sep, digest = value.partition("=")
-    if sep and name and digest:
-        return _metadata_digest(name.lower(), digest)
-    return None
 
 
 def _read_json(body: bytes | str, page_url: str, project: str, max_entries: int
@@ -600,34 +273,34 @@ def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
     try:
         url = entry.get("url")
         if not isinstance(url, str):
-            raise _Unusable("the entry has no url")
-        url, _fragment = _resolve_url(page_url, url)
+            raise Unusable("the entry has no url")
+        url, _fragment = resolve_url(page_url, url)
         hashes = entry.get("hashes")
         if not isinstance(hashes, dict):
-            raise _Unusable("the entry's hashes are not a JSON object")
-        sha256 = _sha256(hashes.get("sha256"))
+            raise Unusable("the entry's hashes are not a JSON object")
+        sha256 = checked_sha256(hashes.get("sha256"))
         requires_python = entry.get("requires-python")
         if requires_python is not None and not isinstance(requires_python, str):
-            raise _Unusable("requires-python is not a string")
+            raise Unusable("requires-python is not a string")
         yanked = entry.get("yanked", False)
         if yanked is True:
             yanked = ""
         elif yanked is False or yanked is None:
             yanked = None
         elif not isinstance(yanked, str):
-            raise _Unusable("yanked is neither a boolean nor a string")
-    except _Unusable as e:
+            raise Unusable("yanked is neither a boolean nor a string")
+    except Unusable as e:
         return filename, filename, None, str(e)
     fields = dict(
         url=url,
         sha256=sha256,
         requires_python=requires_python or None,
         yanked=cut_reason(yanked),
-        metadata_sha256=_json_metadata(entry),
+        metadata_sha256=json_metadata(entry),
         # PEP 700 makes size a JSON number; a string is not one.
-        size=None if isinstance(entry.get("size"), str) else _size(entry.get("size")),
-        upload_time=_upload_time(entry.get("upload-time")),
-        provenance_url=_provenance_url(page_url, entry.get("provenance")),
+        size=None if isinstance(entry.get("size"), str) else size(entry.get("size")),
+        upload_time=upload_time(entry.get("upload-time")),
+        provenance_url=provenance_url(page_url, entry.get("provenance")),
     )
     return filename, filename, fields, None
 
@@ -754,7 +427,7 @@ def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
         _check_api_version(parser.repository_version, "pypi:repository-version")
     base = page_url
     if parser.base is not None:
-        base = urljoin(page_url, parser.base.strip(_URL_STRIP))
+        base = urljoin(page_url, parser.base.strip(URL_STRIP))
     entries = [_html_entry(attributes, base) for attributes in parser.anchors]
     return (_html_name(parser, project), entries, parser.serial,
             upstream_status(parser.status, parser.reason))
@@ -768,8 +441,8 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
     """
     href = attributes.get("href") or ""
     try:
-        url, fragment = _resolve_url(base, href)
-    except _Unusable as e:
+        url, fragment = resolve_url(base, href)
+    except Unusable as e:
         return href, None, None, str(e)
     filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     if not filename:
@@ -782,8 +455,8 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
         if sep:
             hashes.setdefault(key.lower(), value)
     try:
-        sha256 = _sha256(hashes.get("sha256"))
-    except _Unusable as e:
+        sha256 = checked_sha256(hashes.get("sha256"))
+    except Unusable as e:
         return filename, filename, None, str(e)
     yanked = None
     if "data-yanked" in attributes:
@@ -793,10 +466,10 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
         sha256=sha256,
         requires_python=attributes.get("data-requires-python") or None,
         yanked=cut_reason(yanked),
-        metadata_sha256=_html_metadata(attributes),
-        size=_size(attributes.get("data-size")),
-        upload_time=_upload_time(attributes.get("data-upload-time")),
-        provenance_url=_provenance_url(base, attributes.get("data-provenance")),
+        metadata_sha256=html_metadata(attributes),
+        size=size(attributes.get("data-size")),
+        upload_time=upload_time(attributes.get("data-upload-time")),
+        provenance_url=provenance_url(base, attributes.get("data-provenance")),
     )
     return filename, filename, fields, None
 

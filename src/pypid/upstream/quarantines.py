@@ -31,7 +31,8 @@ from twisted.logger import Logger
 
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.util.bounded import put_newest
-from pypid.upstream.parser import UpstreamPage, upstream_status
+from pypid.upstream.page_model import UpstreamPage
+from pypid.upstream.parser import upstream_status
 
 log = Logger()
 

@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from pypid.core.dists.names import InvalidName, canonical_version, is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 
 
 class RequirementsError(ValueError):
@@ -163,7 +163,7 @@ def select(pin: Pin, files: Sequence[UpstreamFile]) -> tuple[UpstreamFile, ...]:
     The upstream files a pin asks for: those of its version (or of the
     latest version with a file not yanked), narrowed to its hashes if any.
 
-    @param files: the project's visible L{pypid.upstream.parser.UpstreamFile}s.
+    @param files: the project's visible L{pypid.upstream.page_model.UpstreamFile}s.
     """
     version = pin.version
     if version is None:

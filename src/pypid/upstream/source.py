@@ -12,7 +12,7 @@ there, the links of its pages) is the proxy's, one per index. A page is
 cached by project name inside one source only, so a page fetched from one
 upstream is never served as another's.
 
-L{SourceSide} is a source as L{pypid.core.indexes.views.compose} reads it, for
+L{SourceSide} is a source as L{pypid.core.indexes.composition.compose} reads it, for
 the pages an index composes of its bases.
 """
 
@@ -28,10 +28,10 @@ from twisted.logger import Logger
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.formats.render import Page
+from pypid.core.indexes.composition import ComposedFile
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.views import ComposedFile
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.storage.interface import IStorage, Run
 from pypid.upstream.budget import MissBudget
@@ -40,8 +40,8 @@ from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.page_view import FileUrl, PageView
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
 from pypid.upstream.takedowns import Takedown, Takedowns
 
 log = Logger()
@@ -375,7 +375,7 @@ def labelled(family: Family, upstream: str) -> Family:
 @attrs.frozen
 class SourceSide:
     """
-    A source as an index's composed pages read it (L{pypid.core.indexes.views.UpstreamSide}):
+    A source as an index's composed pages read it (L{pypid.core.indexes.composition.UpstreamSide}):
     the decision per project, and what its cached page shows now, without
     I/O; the page a composed page delegates to is its default proxy's.
 

@@ -37,7 +37,7 @@ class VerifyError(UpstreamError):
 class DownloadTee(Protocol):
     """
     Who is fed a file's bytes while it is fetched (the first client to ask,
-    L{pypid.web.serving.upstream_pages}), so that it need not wait for the whole
+    L{pypid.web.serving.upstream_files}), so that it need not wait for the whole
     file: told when the bytes start, each piece, and whether they were right.
     """
 

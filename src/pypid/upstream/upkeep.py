@@ -15,7 +15,8 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.storage.interface import StorageError
-from pypid.upstream.cache import CachedPage, Offline, PageCache
+from pypid.upstream.cache import Offline, PageCache
+from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.downloads import DownloadsBusy, UpstreamFiles
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.kept import KeptFiles

@@ -18,7 +18,7 @@ sha256 the page's, each rule of the PEP); each wheel keeps its label's
 entry (L{pypid.core.dists.wheel_variants.VariantMetadata.of_label}), at most
 what a record keeps (L{pypid.core.indexes.model.VARIANT_BYTES}), and a wheel
 fetched or served later is held to it (L{pypid.upstream.downloads},
-L{pypid.web.serving.upstream_pages}).
+L{pypid.web.serving.upstream_files}).
 
 A variant wheel is never listed without its data: one whose release lists
 no index-level file, whose label the file does not name, or whose file
@@ -52,8 +52,8 @@ from pypid.core.dists.wheel_variants import (
     split_label,
 )
 from pypid.core.indexes.model import VARIANT_BYTES
-from pypid.core.security.advisories import release_key
-from pypid.upstream.parser import SKIPPED_EXAMPLES, UpstreamFile, UpstreamPage
+from pypid.core.security.affected_releases import release_key
+from pypid.upstream.page_model import SKIPPED_EXAMPLES, UpstreamFile, UpstreamPage
 
 #: The most index-level files read for one fetch of a page: a page may list
 #: thousands of releases, each with its file.

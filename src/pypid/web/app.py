@@ -47,14 +47,14 @@ from pypid.core.dists.readme import Renderer
 from pypid.core.formats.catalog import catalog_for
 from pypid.core.formats.pages import Chrome, IndexLink
 from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
-from pypid.core.indexes.views import Filters
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
 from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_trail import AuditAdmin, AuditTrail

@@ -20,24 +20,18 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.auth.oidc import (
-    IssuerUnavailable,
-    NoPublisher,
-    OverShare,
-    ReplayCache,
-    TooMany,
-    TrustedPublishing,
-    import_jwks,
-    match_publishers,
-)
+from pypid.auth.issuer_keys import import_jwks
+from pypid.auth.oidc import TrustedPublishing, match_publishers
+from pypid.auth.oidc_errors import IssuerUnavailable, NoPublisher, OverShare, TooMany
 from pypid.auth.policy import AccessModel
+from pypid.auth.publisher_tokens import ReplayCache
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
@@ -863,7 +857,8 @@ class MintedTokenLimitTests(SynchronousTestCase):
 
     def test_cap_per_publisher(self):
         """A publisher stops at its own cap; another still gets tokens; expiry frees room."""
-        from pypid.auth.oidc import PublisherTokens, TooMany
+        from pypid.auth.oidc_errors import TooMany
+        from pypid.auth.publisher_tokens import PublisherTokens
         clock = Clock()
         clock.advance(NOW)
         minted = PublisherTokens(clock, limit=100, per_publisher=10)

@@ -16,7 +16,8 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.oidc import OverShare, PublisherTokens, ReplayCache, TooMany
+from pypid.auth.oidc_errors import OverShare, TooMany
+from pypid.auth.publisher_tokens import PublisherTokens, ReplayCache
 from pypid.core.access.publishers import PublishingSettings, parse_publishers, publisher_name
 from tests.harness.oidc import GITHUB, GITLAB, NOW, RULES, MintSiteMixin, _IssuerMixin
 

@@ -54,7 +54,7 @@ from pypid.core.access.sso_flow import (
     pkce_challenge,
     provider_key,
 )
-from pypid.web.identity.access import name_held, still_a_user
+from pypid.web.identity.access_part import name_held, still_a_user
 from pypid.web.identity.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
 from tests.harness.fakes import run_in_pool_now, site_agent
 from tests.harness.ldap import DIRECTORY_KEY, MemoryDirectory

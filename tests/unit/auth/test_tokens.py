@@ -181,7 +181,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.formats.render import file_url_for
         from pypid.core.indexes.index import Index
-        from pypid.storage.audit_log import MemoryAuditLog
+        from pypid.storage.audit_files import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
         from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.app import build_web
@@ -297,10 +297,10 @@ class TokenFileTests(SynchronousTestCase):
         """
         from twisted.internet.testing import MemoryReactorClock
 
-        from pypid.storage.audit_log import MemoryAuditLog
+        from pypid.storage.audit_files import MemoryAuditLog
         from pypid.tap import Options
         from pypid.web.admin.audit_trail import AuditTrail
-        from pypid.web.identity.access import AccessPart
+        from pypid.web.identity.access_part import AccessPart
 
         def config(path):
             options = Options()

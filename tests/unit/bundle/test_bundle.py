@@ -35,7 +35,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry
 from pypid.state.loader import load_statuses
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.reading import read_statuses

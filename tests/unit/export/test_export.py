@@ -33,16 +33,17 @@ from pypid.core.security.advisories import (
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
-    release_key,
 )
 from pypid.core.security.advisory_waivers import Waivers, parse_waiver
+from pypid.core.security.affected_releases import Affected, release_key
+from pypid.export import outputs as outs
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
 from pypid.storage.local import LocalStorage
+from pypid.storage.reading import BINARY_TYPE
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
@@ -197,16 +198,16 @@ class PlanTests(SynchronousTestCase):
 
     def test_people_outputs(self):
         """Pages for people are typed by extension and kept out of the export's own paths."""
-        outputs = plans.people_outputs([("index.html", b"<p>"), ("static/app.js", b"1"),
+        outputs = outs.people_outputs([("index.html", b"<p>"), ("static/app.js", b"1"),
                                         ("static/logo.svg", b"<svg/>"), ("data", b"x")])
         self.assertEqual([o.content_type for o in outputs],
-                         [plans.HTML_TYPE, "text/javascript; charset=utf-8", "image/svg+xml",
-                          plans.BINARY_TYPE])
+                         [outs.HTML_TYPE, "text/javascript; charset=utf-8", "image/svg+xml",
+                          BINARY_TYPE])
         self.assertEqual(outputs[0].sha256, hashlib.sha256(b"<p>").hexdigest())
         for bad in ([("simple/x.html", b"")], [("packages.json", b"")],
                     [("files/a/b", b"")], [("a.html", b""), ("a.html", b"")],
                     [("a.html", "text")], [("../a.html", b"")]):
-            self.assertRaises(ExportError, plans.people_outputs, bad)
+            self.assertRaises(ExportError, outs.people_outputs, bad)
 
     def test_links(self):
         """Simple pages link relatively (as the daemon does) or under --files-url."""
@@ -231,19 +232,19 @@ class PlanTests(SynchronousTestCase):
             make_record("alpha-2.0b1-py3-none-any.whl", version="2.0b1", summary="beta"),
             tombstones=["gone-1.0-py3-none-any.whl"])
         alpha = index.project("alpha")
-        self.assertEqual(plans.package_entry(alpha, alpha.latest_version()),
+        self.assertEqual(outs.package_entry(alpha, alpha.latest_version()),
                          {"name": "alpha", "display_name": "alpha",
                           "summary": "from the wheel", "version": "1.0"})
         gone = index.project("gone")
-        self.assertIsNone(plans.package_entry(gone, gone.latest_version()))
+        self.assertIsNone(outs.package_entry(gone, gone.latest_version()))
 
     def test_announced(self):
         """Metadata is announced only with bytes of the announced digest."""
         record = make_record("alpha-1.0-py3-none-any.whl",
                              metadata_sha256=hashlib.sha256(b"meta").hexdigest())
-        self.assertIs(plans.announced(record, {record.filename: b"meta"}), record)
-        self.assertIsNone(plans.announced(record, {record.filename: b"other"}).metadata_sha256)
-        self.assertIsNone(plans.announced(record, {}).metadata_sha256)
+        self.assertIs(outs.announced(record, {record.filename: b"meta"}), record)
+        self.assertIsNone(outs.announced(record, {record.filename: b"other"}).metadata_sha256)
+        self.assertIsNone(outs.announced(record, {}).metadata_sha256)
 
 
 # -- the targets -------------------------------------------------------------------------------
@@ -275,13 +276,13 @@ class TargetContractMixin:
     async def test_write_read(self):
         """What is written at a (nested) path reads back, and replaces what was there."""
         target = await self.opened()
-        await target.write("simple/alpha/index.html", b"one", plans.HTML_TYPE)
-        await target.write("simple/alpha/index.html", b"two", plans.HTML_TYPE)
+        await target.write("simple/alpha/index.html", b"one", outs.HTML_TYPE)
+        await target.write("simple/alpha/index.html", b"two", outs.HTML_TYPE)
         self.assertEqual(await target.read("simple/alpha/index.html"), b"two")
         data, content_type = self.stored("simple/alpha/index.html")
         self.assertEqual(data, b"two")
         if self.typed:
-            self.assertEqual(content_type, plans.HTML_TYPE)
+            self.assertEqual(content_type, outs.HTML_TYPE)
 
     async def test_read_missing(self):
         """A path that holds nothing reads as L{None}."""
@@ -291,7 +292,7 @@ class TargetContractMixin:
     async def test_remove(self):
         """A removed path holds nothing; removing nothing is no error."""
         target = await self.opened()
-        await target.write("pypi/alpha/json", b"{}", plans.JSON_TYPE)
+        await target.write("pypi/alpha/json", b"{}", outs.JSON_TYPE)
         await target.remove("pypi/alpha/json")
         await target.remove("pypi/alpha/json")
         self.assertIsNone(await target.read("pypi/alpha/json"))
@@ -306,7 +307,7 @@ class TargetContractMixin:
         data, content_type = self.stored("files/alpha/a.whl")
         self.assertEqual(data, b"wheel bytes")
         if self.typed:
-            self.assertEqual(content_type, plans.BINARY_TYPE)
+            self.assertEqual(content_type, BINARY_TYPE)
         self.assertFalse(os.path.exists(spool))
 
     async def test_put_storage_file(self):
@@ -375,8 +376,8 @@ class LocalTargetTests(TargetContractMixin, TestCase):
     async def test_remove_prunes_folders(self):
         """Removing a folder's last file removes the folder, so no empty listing is served."""
         target = await self.opened()
-        await target.write("simple/gone/index.html", b"x", plans.HTML_TYPE)
-        await target.write("simple/index.html", b"x", plans.HTML_TYPE)
+        await target.write("simple/gone/index.html", b"x", outs.HTML_TYPE)
+        await target.write("simple/index.html", b"x", outs.HTML_TYPE)
         await target.remove("simple/gone/index.html")
         self.assertFalse(os.path.exists(os.path.join(self.root, "simple", "gone")))
         self.assertTrue(os.path.exists(os.path.join(self.root, "simple", "index.html")))
@@ -439,7 +440,7 @@ class S3TargetTests(TargetContractMixin, S3Case):
     async def test_cache_control(self):
         """Files and their metadata are immutable; pages are revalidated."""
         target = await self.opened()
-        await target.write("files/a/x.metadata", b"m", plans.BINARY_TYPE)
+        await target.write("files/a/x.metadata", b"m", BINARY_TYPE)
         await target.write("simple/a/index.json", b"{}", SIMPLE_JSON)
         spool = write_file(target.spool(), b"w")
         await target.put_file("files/a/x", spool, hashlib.sha256(b"w").hexdigest(), True)
@@ -1236,7 +1237,7 @@ class S3ExportTests(S3Case):
         self.assertEqual((code, err), (0, ""))
         self.assertEqual(self.object(f"site/files/beta/{BETA_WHEEL[0]}")[:2],
                          (BETA_WHEEL[1], "application/octet-stream"))
-        self.assertEqual(self.object("site/simple/beta/index.html")[1], plans.HTML_TYPE)
+        self.assertEqual(self.object("site/simple/beta/index.html")[1], outs.HTML_TYPE)
         self.assertEqual(self.object("site/simple/beta/index.json")[1], SIMPLE_JSON)
         self.assertEqual(self.object("site/pypi/beta/json")[1], "application/json")
         self.assertEqual(self.object(f"site/files/beta/{BETA_WHEEL[0]}.metadata")[1],

@@ -354,7 +354,7 @@ class StoppedWhileReadingTests(SynchronousTestCase):
 
         from pypid.state.loader import IndexLoader
         from pypid.state.writer import SnapshotWriter
-        from pypid.storage.snapshot import read
+        from pypid.storage.snapshot_reading import read
 
         clock = types.SimpleNamespace(seconds=time.time)
         root = os.path.abspath(self.mktemp())

@@ -40,9 +40,10 @@ from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.startup import StartupError
 from pypid.state.backfill import WAIT_LIMIT, Backfill
+from pypid.state.hosted_stack import PART_KINDS, HostedStack
 from pypid.state.index_reload import reload_indexes
-from pypid.state.indexes import PART_KINDS, HostedStack, IndexRegistry
-from pypid.storage import snapshot
+from pypid.state.indexes import IndexRegistry
+from pypid.storage import snapshot_reading
 from pypid.storage.factory import (
     SharedBucket,
     index_settings,
@@ -119,7 +120,7 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertFalse(any(service.getServiceNamed(name).running for name in NAMED_PARTS))
         for name in ("release", "staging"):
-            saved = snapshot.read(os.path.join(self.folder, "index.json.d", f"{name}.json"))
+            saved = snapshot_reading.read(os.path.join(self.folder, "index.json.d", f"{name}.json"))
             self.assertEqual(saved.records, {})
 
     def test_orders_and_views(self):
@@ -209,9 +210,9 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         self.assertIn(f".indexes/release/{filename}", tree(packages))
         self.assertIn(f".indexes/release/.pypid/files/{filename}.json", tree(packages))
         self.assertNotIn(filename, os.listdir(packages))
-        saved = snapshot.read(os.path.join(self.folder, "index.json.d", "release.json"))
+        saved = snapshot_reading.read(os.path.join(self.folder, "index.json.d", "release.json"))
         self.assertEqual(saved.records, {filename: stored})
-        self.assertEqual(snapshot.read(os.path.join(self.folder, "index.json")).records, {})
+        self.assertEqual(snapshot_reading.read(os.path.join(self.folder, "index.json")).records, {})
 
         with capturedLogs() as events:
             again = self.started(NAMED)
@@ -248,7 +249,7 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         staging = service.getServiceNamed("index:staging").index
         self.assertIs(release.get_file(filename), staging.get_file(filename))
         self.successResultOf(service.stopService())
-        saved = snapshot.read(os.path.join(self.folder, "index.json.d", "release.json"))
+        saved = snapshot_reading.read(os.path.join(self.folder, "index.json.d", "release.json"))
         self.assertEqual(saved.promotions, {filename: promotion})
 
         again = self.started(NAMED)
@@ -536,8 +537,8 @@ class S3NamedStorageTests(TestCase):
         self.assertIn("packages/.indexes/release/.pypid/snapshot.json.gz", keys)
         self.assertIn("packages/.indexes/staging/.pypid/snapshot.json.gz", keys)
         self.assertEqual(
-            list(snapshot.read(f"{folder}/index.json.d/release.json").records), [filename])
-        self.assertEqual(snapshot.read(f"{folder}/index.json").records, {})
+            list(snapshot_reading.read(f"{folder}/index.json.d/release.json").records), [filename])
+        self.assertEqual(snapshot_reading.read(f"{folder}/index.json").records, {})
         self.assertIsNotNone(registry.default.sync)
         self.assertIsNotNone(release.sync)
         self.assertEqual(release.storage.s3_timings, registry.default.storage.s3_timings)

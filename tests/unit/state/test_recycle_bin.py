@@ -22,12 +22,14 @@ from pypid.core.indexes.model import FileRecord
 from pypid.state.indexes import IndexRegistry
 from pypid.state.merge import apply_changes, merge_scan
 from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConflict
-from pypid.storage.audit_log import MemoryAuditLog
-from pypid.storage.interface import Changed, StorageError
+from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.capabilities import Changed
+from pypid.storage.interface import StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.snapshot import SnapshotError, decode, encode
+from pypid.storage.snapshot import SnapshotError, encode
+from pypid.storage.snapshot_reading import decode
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, twine_fields
 from tests.harness.indexes import Stack, audit_entries

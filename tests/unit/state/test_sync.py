@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.state.sync import SyncService
-from pypid.storage.interface import Changed, Polled
+from pypid.storage.capabilities import Changed, Polled
 from tests.harness.records import make_record
 
 

@@ -35,26 +35,14 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.core.records import audit_chain as audit
-from pypid.core.records.audit_chain import (
-    AuditError,
-    Entry,
-    LoginFailures,
-    chain,
-    format_time,
-    make_query,
-    select,
-    verify_lines,
-)
+from pypid.core.records import audit_query
+from pypid.core.records.audit_chain import AuditError, Entry, chain, format_time, verify_lines
+from pypid.core.records.audit_query import make_query, select
+from pypid.core.records.login_failures import LoginFailures
 from pypid.http.client import make_http
-from pypid.storage.audit_log import (
-    BATCH_ENTRIES,
-    BufferedAuditLog,
-    IAuditLog,
-    LocalAuditLog,
-    MemoryAuditLog,
-    PartlyWritten,
-    S3AuditLog,
-)
+from pypid.storage.audit_bucket import BATCH_ENTRIES, S3AuditLog
+from pypid.storage.audit_files import LocalAuditLog, MemoryAuditLog
+from pypid.storage.audit_log import BufferedAuditLog, IAuditLog, PartlyWritten
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
@@ -284,7 +272,7 @@ class QueryTests(SynchronousTestCase):
         """Times are UTC (an offset converted), projects normalized."""
         query = make_query(since="2026-01-01T01:00:00+01:00", project="Holy.Grail",
                            user="alice", limit="5")
-        self.assertEqual(query, audit.Query(since="2026-01-01T00:00:00.000000Z",
+        self.assertEqual(query, audit_query.Query(since="2026-01-01T00:00:00.000000Z",
                                             project="holy-grail", user="alice", limit=5))
         self.assertEqual(make_query(since="2026-01-02").since, "2026-01-02T00:00:00.000000Z")
 
@@ -425,7 +413,7 @@ class SelectionBoundTests(SynchronousTestCase):
         page = select(make_query(since="2026-01-01", project="nothing"), self.days,
                       self.entries_of)
         self.assertEqual((page.entries, page.next), ([], "2026-02-01T00:00:00.000000Z"))
-        self.assertEqual(len(self.reads), audit.MAX_DAYS_READ)
+        self.assertEqual(len(self.reads), audit_query.MAX_DAYS_READ)
         page = select(make_query(since=page.next, project="nothing"), self.days,
                       self.entries_of)
         self.assertEqual((page.entries, page.next), ([], None))
@@ -452,7 +440,7 @@ class SelectionBoundTests(SynchronousTestCase):
 
     def test_entries_bound(self):
         """Past the entries bound, reading stops after the day that passed it."""
-        selection = audit.Selection(make_query(since="2026-01-01", project="nothing"),
+        selection = audit_query.Selection(make_query(since="2026-01-01", project="nothing"),
                                     max_entries=5)
         self.assertTrue(selection.take("2026-01-01", [entry(i) for i in range(6)]))
         self.assertEqual(selection.result(more=True).next, "2026-01-02T00:00:00.000000Z")
@@ -702,7 +690,7 @@ class AuditLogContractMixin:
     async def test_empty(self):
         """A new log reads and checks empty."""
         log = self.make_log()
-        self.assertEqual(await log.read(make_query()), audit.EntryPage([]))
+        self.assertEqual(await log.read(make_query()), audit_query.EntryPage([]))
         self.assertEqual((await log.verify()).broken, ())
 
     async def test_read_back(self):

@@ -20,7 +20,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.util.clock_steps import ClockReading, stepped_back
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotWriter
-from pypid.storage import snapshot
+from pypid.storage import snapshot, snapshot_reading
 from pypid.storage.interface import FilenameDeleted
 from pypid.storage.local import LocalStorage
 from tests.harness.distributions import make_wheel
@@ -98,7 +98,7 @@ class ClockStepBackTests(SynchronousTestCase):
         written = os.stat(os.path.join(folder.root, ".pypid", "files",
                                        folder.filename + ".json")).st_ctime
         saved_at = written + 0.05
-        before = snapshot.read(folder.path)
+        before = snapshot_reading.read(folder.path)
         reading = ClockReading(saved_at, boot_clock.boot, boot_clock.since_boot)
         snapshot.write(folder.path, snapshot.lines(
             before.records.values(), before.tombstones, saved_at, before.serial,
@@ -129,7 +129,7 @@ class ClockStepBackTests(SynchronousTestCase):
         folder, _ = self.yanked_after_step(boot_clock)
         index, writer, storage = folder.start(boot_clock)
         self.successResultOf(writer.save_if_changed())
-        self.assertEqual(snapshot.read(folder.path).records[folder.filename].yanked, "broken")
+        self.assertEqual(snapshot_reading.read(folder.path).records[folder.filename].yanked, "broken")
         folder.crash(storage)
         index, _, _ = folder.start(boot_clock)
         self.assertEqual(index.get_file(folder.filename).yanked, "broken")
@@ -294,7 +294,7 @@ class BootClockTests(SynchronousTestCase):
         path = os.path.join(os.path.abspath(self.mktemp()), "index.json")
         writer = SnapshotWriter(Index(lambda r: r.filename), path, run_now, WALL)
         self.successResultOf(writer.save_if_changed(final=True))
-        kept = snapshot.read(path).clock
+        kept = snapshot_reading.read(path).clock
         now = read_boot_clock()
         self.assertIsNotNone(kept)
         self.assertEqual(kept.boot, now[0])

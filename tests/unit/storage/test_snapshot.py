@@ -22,17 +22,8 @@ from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage import folder_scan, snapshot
 from pypid.storage.interface import IStorage
-from pypid.storage.snapshot import (
-    FORMAT,
-    REQUIRED,
-    Snapshot,
-    SnapshotError,
-    decode,
-    encode,
-    lines,
-    read,
-    write,
-)
+from pypid.storage.snapshot import FORMAT, REQUIRED, Snapshot, SnapshotError, encode, lines, write
+from pypid.storage.snapshot_reading import decode, read
 from tests.harness.fakes import QueuedRun, read_file, run_now, write_file
 
 

@@ -22,9 +22,9 @@ from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage import folder_changes, folder_imports, folder_scan
+from pypid.storage.capabilities import IBackfillStorage
 from pypid.storage.interface import (
     FileExists,
-    IBackfillStorage,
     LocalFile,
     MemoryFile,
     RemoteBytes,

@@ -18,9 +18,10 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth import oidc, throttle, verifier
+from pypid.auth import publisher_tokens, throttle, verifier
 from pypid.auth.hashes import hash_password
-from pypid.auth.oidc import PublisherTokens, ReplayCache, TooMany
+from pypid.auth.oidc_errors import TooMany
+from pypid.auth.publisher_tokens import PublisherTokens, ReplayCache
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
@@ -28,7 +29,7 @@ from pypid.core.formats.render import HTML, JSON
 from pypid.core.formats.rendered_pages import page_bytes
 from pypid.core.indexes.index import Index
 from pypid.core.records import metrics
-from pypid.core.records.audit_chain import LoginFailures
+from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import RequestStats
 from pypid.core.util.bounded import put_newest
 from pypid.storage.s3 import presign as presigning
@@ -37,11 +38,11 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.upstream import budget, cache, failures, file_metadata, page_view
+from pypid.upstream import budget, cache, cached_page, failures, file_metadata, page_view
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.parser import UpstreamFile, UpstreamPage
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.upstream.transfer import VerifyError
@@ -202,7 +203,7 @@ class BoundsTests(SynchronousTestCase):
         def fill(start, stop):
             for i in range(start, stop):
                 page = upstream_page(f"project-{i:04}", files=5)
-                pages._keep(page.project, cache.CachedPage(page, 1.0))
+                pages._keep(page.project, cached_page.CachedPage(page, 1.0))
         self.assert_flat(fill, lambda: len(pages.entries), 200)
         self.assertLessEqual(pages.bytes, budget)
 
@@ -247,8 +248,8 @@ class BoundsTests(SynchronousTestCase):
         """A snapshot of more pages than the cap is loaded down to the cap."""
         self.patch(cache, "MAX_ENTRIES", 50)
         pages = self.make_sides()[0]
-        data = {f"project-{i}": cache.entry_to_json(
-                    cache.CachedPage(upstream_page(f"project-{i}"), 1.0))
+        data = {f"project-{i}": cached_page.entry_to_json(
+                    cached_page.CachedPage(upstream_page(f"project-{i}"), 1.0))
                 for i in range(120)}
         pages.load_json(data)
         self.assertEqual(len(pages.entries), 50)
@@ -450,7 +451,7 @@ class BoundsTests(SynchronousTestCase):
                     replays.add(key, clock.seconds() + 60, clock.seconds(), owner)
         self.assert_flat(fill, lambda: len(replays), 500)
         self.assertEqual(len(replays._expiry), len(replays))
-        self.assertEqual(oidc.MAX_REPLAYS, ReplayCache().limit)
+        self.assertEqual(publisher_tokens.MAX_REPLAYS, ReplayCache().limit)
 
     def test_minted_tokens(self):
         """Past C{limit} live minted tokens, minting is refused until some expire."""
@@ -467,7 +468,7 @@ class BoundsTests(SynchronousTestCase):
                     clock.advance(61)
                     tokens.issue(publisher, ["project"], 60, f"token {i}")
         self.assert_flat(fill, lambda: len(tokens), 200)
-        self.assertEqual(oidc.MAX_MINTED, PublisherTokens(clock).limit)
+        self.assertEqual(publisher_tokens.MAX_MINTED, PublisherTokens(clock).limit)
 
     def test_login_failures(self):
         """The audit log's failed-login folding keeps at most C{max_keys} keys a minute."""

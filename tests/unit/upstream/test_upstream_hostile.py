@@ -35,13 +35,14 @@ from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError
 from pypid.upstream.file_hosts import host_allowed
-from pypid.upstream.parser import UpstreamPage, UpstreamPageError, parse_page
+from pypid.upstream.page_model import UpstreamPage, UpstreamPageError
+from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.serving.respond import RETRY_AFTER
-from pypid.web.serving.upstream_pages import _sees_cut_short
+from pypid.web.serving.upstream_files import _sees_cut_short
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq

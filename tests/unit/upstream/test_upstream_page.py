@@ -13,13 +13,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists.names import SDIST, WHEEL
 from pypid.core.formats.render import project_html, project_json
 from pypid.core.indexes.model import FileRecord, format_upload_time
-from pypid.upstream.parser import (
+from pypid.upstream.page_model import (
     UpstreamFile,
     UpstreamPage,
     UpstreamPageError,
     effective_files,
-    parse_page,
 )
+from pypid.upstream.parser import parse_page
 from tests.harness.upstream_pages import (
     FILES,
     HTML_TYPE,

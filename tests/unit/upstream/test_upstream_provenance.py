@@ -20,7 +20,7 @@ from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, Publisher, provenan
 from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
 from pypid.storage.memory import MemoryStorage
-from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web

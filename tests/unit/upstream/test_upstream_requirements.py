@@ -2,7 +2,7 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 from pypid.upstream.requirements import (
     Pin,
     RequirementsError,

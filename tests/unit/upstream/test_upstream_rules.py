@@ -14,7 +14,8 @@ from pypid.core.indexes.model import FileRecord
 from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, matches, merged
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.parser import UpstreamFile, UpstreamPage, upstream_status
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
+from pypid.upstream.parser import upstream_status
 
 NOW = 1_800_000_000.0
 DAY = 86400.0

@@ -3,7 +3,7 @@ Tests of L{pypid.upstream.source}: an upstream as every index that reads it
 shares it (several upstreams side by side, each with its own pages and
 files), the credentials of L{pypid.upstream.fetch}'s client (sent to the
 origin of the upstream's C{url} alone, never shown), the factory of named
-upstreams, and L{SourceSide}, a source as L{pypid.core.indexes.views.compose} reads it.
+upstreams, and L{SourceSide}, a source as L{pypid.core.indexes.composition.compose} reads it.
 """
 
 import base64
@@ -22,9 +22,9 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.config.upstream_settings import UpstreamCredentials
 from pypid.core.formats.render import HTML, JSON, file_url_for
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
-from pypid.core.indexes.views import ChainSource, Filters, compose
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError

@@ -15,12 +15,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli.upstream import refreshed_line, released_line
 from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import MAX_REASON, ProjectStatus
-from pypid.core.indexes.views import ChainSource, Filters, compose
-from pypid.upstream.cache import CachedPage, PageCache, entry_from_json, entry_to_json
-from pypid.upstream.parser import UpstreamPage, parse_page
+from pypid.upstream.cache import PageCache
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.page_model import UpstreamPage
+from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.quarantines import Quarantines, StillQuarantined
 from pypid.upstream.source import SourceSide

@@ -1,7 +1,7 @@
 """
 Unit tests of the upstream download path: L{pypid.upstream.transfer.ToFile}
 (writing a fetched body to disk with back-pressure and deadlines) and the
-client tee of L{pypid.web.serving.upstream_pages}, with a clock and fake transports.
+client tee of L{pypid.web.serving.upstream_files}, with a clock and fake transports.
 """
 
 import io

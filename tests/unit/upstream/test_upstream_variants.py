@@ -18,8 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists.variant_files import VARIANTS
 from pypid.core.dists.wheel_variants import read_variant_json
 from pypid.core.indexes.model import VARIANT_BYTES
-from pypid.upstream.cache import FILE_COST, CachedPage, entry_from_json, entry_to_json, page_cost
-from pypid.upstream.parser import UpstreamFile, UpstreamPage, parse_page, upstream_status
+from pypid.upstream.cache import FILE_COST, page_cost
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
+from pypid.upstream.parser import parse_page, upstream_status
 from pypid.upstream.quarantines import Quarantines
 from pypid.upstream.variant_data import MAX_READS_PER_PAGE, completed, to_read
 from pypid.web.serving.upstream_pages import WITHOUT_DATA

@@ -35,7 +35,7 @@ import attrs
 
 from pypid.core.dists.names import InvalidName, canonical_version, is_valid_name, normalize
 from pypid.core.dists.wheel_variants import index_level, variants_filename
-from pypid.core.security.advisories import release_key
+from pypid.core.security.affected_releases import release_key
 
 #: the bodies of a page without variant wheels
 NO_VARIANTS: Mapping[str, bytes] = MappingProxyType({})
@@ -44,7 +44,7 @@ NO_VARIANTS: Mapping[str, bytes] = MappingProxyType({})
 SUFFIX = "-variants.json"
 
 #: the packagetype of an index-level file an upstream's page lists
-#: (L{pypid.upstream.parser.UpstreamPage.variants}): no distribution's
+#: (L{pypid.upstream.page_model.UpstreamPage.variants}): no distribution's
 VARIANTS = "variants"
 
 

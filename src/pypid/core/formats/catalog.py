@@ -25,10 +25,10 @@ import attrs
 from pypid.core.dists.version_order import choose_latest
 from pypid.core.formats.pages import Upload
 from pypid.core.formats.search import SearchEntry, SearchIndex
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.views import ChainSource, Filters, compose
 
 #: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).
 _KEY = ("catalog",)

@@ -38,7 +38,8 @@ from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.project_statuses import ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
-from pypid.core.security.advisories import AdvisoryPolicy, no_advisories, release_key
+from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
+from pypid.core.security.affected_releases import release_key
 
 
 def _fill(records: Iterable[FileRecord], projects: dict[str, Project],

@@ -9,7 +9,7 @@ store's side); a crash between two of them would leave the target with
 part of a release that no index lists, nor any answer acknowledged. So a
 start that finds a journal takes that promotion back (the target's
 loader, before the index serves: L{pypid.state.loader}): each file it
-names is discarded as L{pypid.storage.interface.IAdoptingStorage.discard_adopted}
+names is discarded as L{pypid.storage.capabilities.IAdoptingStorage.discard_adopted}
 does, which leaves alone a file of that name with other bytes. The
 records are kept whole, not only the filenames, because that comparison
 needs the sha256.

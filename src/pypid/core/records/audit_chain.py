@@ -1,7 +1,8 @@
 """
 The audit log's pure parts: what an entry says, how a writer's entries are
-chained, how a chain is checked, which entries a query wants, and how a
-flood of failed logins is folded into a bounded number of entries.
+chained, and how a chain is checked. Which entries a query wants is
+L{pypid.core.records.audit_query}; how a flood of failed logins is folded
+into a bounded number of entries, L{pypid.core.records.login_failures}.
 
 An entry is one line of JSON (sorted keys, ASCII only, so the bytes of a
 line are the same on every machine). Each line carries, in C{prev}, the
@@ -27,14 +28,11 @@ import datetime
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from typing import cast
 
 import attrs
 
-from pypid.core.dists.names import normalize
-from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.indexes.model import cut_text, format_upload_time
 
 #: The kinds of entry. Changes: C{upload}, C{yank}, C{unyank}, C{delete},
@@ -129,7 +127,8 @@ def start_of(day: str) -> str:
     return f"{day}T00:00:00.000000Z"
 
 
-def _day_before(day: str) -> str:
+def day_before(day: str) -> str:
+    """The day before C{day} (C{yyyy-mm-dd})."""
     return (datetime.date.fromisoformat(day) - datetime.timedelta(days=1)).isoformat()
 
 
@@ -148,7 +147,8 @@ def is_day(text: str) -> bool:
     return bool(_DAY.match(text))
 
 
-def _text(value: object) -> str | None:
+def text(value: object) -> str | None:
+    """C{value} as an entry's text field keeps it: cut to L{FIELD_BYTES}; L{None} stays."""
     return cut_text(str(value), FIELD_BYTES) if value is not None else None
 
 
@@ -174,7 +174,8 @@ class Entry:
         issued or revoked.
     @ivar detail: a short human text: the yank reason, the refusal.
     @ivar count: how many events this entry stands for (failed logins
-        folded together: see L{LoginFailures}).
+        folded together: see
+        L{pypid.core.records.login_failures.LoginFailures}).
     @ivar prev: the SHA-256 (hex) of the line before in the same file, or
         L{None} for a file's first line; set when the entry is written.
     """
@@ -182,16 +183,16 @@ class Entry:
     time: str
     event: str
     outcome: str = OK
-    user: str | None = attrs.field(default=None, converter=_text)
-    token: str | None = attrs.field(default=None, converter=_text)
-    address: str | None = attrs.field(default=None, converter=_text)
-    index: str | None = attrs.field(default=None, converter=_text, kw_only=True)
-    project: str | None = attrs.field(default=None, converter=_text)
-    version: str | None = attrs.field(default=None, converter=_text)
-    filename: str | None = attrs.field(default=None, converter=_text)
-    sha256: str | None = attrs.field(default=None, converter=_text)
-    target: str | None = attrs.field(default=None, converter=_text)
-    detail: str | None = attrs.field(default=None, converter=_text)
+    user: str | None = attrs.field(default=None, converter=text)
+    token: str | None = attrs.field(default=None, converter=text)
+    address: str | None = attrs.field(default=None, converter=text)
+    index: str | None = attrs.field(default=None, converter=text, kw_only=True)
+    project: str | None = attrs.field(default=None, converter=text)
+    version: str | None = attrs.field(default=None, converter=text)
+    filename: str | None = attrs.field(default=None, converter=text)
+    sha256: str | None = attrs.field(default=None, converter=text)
+    target: str | None = attrs.field(default=None, converter=text)
+    detail: str | None = attrs.field(default=None, converter=text)
     count: int = 1
     prev: str | None = None
 
@@ -470,284 +471,3 @@ def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
         broken += report.broken
         notes += report.notes
     return ChainReport(entries, broken, notes)
-
-
-# -- queries ---------------------------------------------------------------------------------
-
-
-#: The most entries one query answers (C{limit}'s ceiling), and its default.
-MAX_LIMIT = 10000
-DEFAULT_LIMIT = 1000
-
-#: The most days' files (on S3: days' batches) one query reads, and the
-#: most entries: past either (checked after each day), a query answers
-#: what it found, with the cursor of the rest (C{next} or C{before}), so a
-#: filter that matches nothing never reads years of log in one request.
-MAX_DAYS_READ = 31
-MAX_ENTRIES_READ = 100_000
-
-
-@attrs.frozen
-class Query:
-    """
-    Which entries a reader wants.
-
-    @ivar since: the canonical time from which (inclusive), or L{None}: then
-        the newest C{limit} entries.
-    @ivar before: the canonical time before which (exclusive), or L{None}.
-    @ivar project: a normalized project name, or L{None}.
-    @ivar user: a user name, or L{None}.
-    @ivar event: one of L{EVENTS}, or L{None}.
-    @ivar index: an index's name, or L{None}: C{default} asks for the
-        entries that name no index (the default index's changes, and what
-        concerns no index: logins, tokens).
-    @ivar limit: the most entries answered (ties at the last time are
-        added, so that the next page, from just after it, misses none).
-    """
-
-    since: str | None = None
-    before: str | None = None
-    project: str | None = None
-    user: str | None = None
-    event: str | None = None
-    limit: int = DEFAULT_LIMIT
-    index: str | None = None
-
-    def wants(self, entry: Entry) -> bool:
-        """Whether C{entry} is one of those asked for."""
-        return ((self.since is None or entry.time >= self.since)
-                and (self.before is None or entry.time < self.before)
-                and (self.project is None or entry.project == self.project)
-                and (self.user is None or entry.user == self.user)
-                and (self.event is None or entry.event == self.event)
-                and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index))
-
-    def days(self, days: Iterable[str]) -> list[str]:
-        """
-        Of C{days} (C{yyyy-mm-dd} of the files there are), those that may
-        hold a wanted entry, in the order they are read: oldest first with
-        C{since}, newest first without.
-        """
-        first = day_of(self.since) if self.since is not None else None
-        last = None
-        if self.before is not None:
-            last = day_of(self.before)
-            if self.before == start_of(last):
-                last = _day_before(last)
-        kept = sorted(d for d in set(days)
-                      if (first is None or d >= first) and (last is None or d <= last))
-        return kept if self.since is not None else kept[::-1]
-
-
-def make_query(since: str | None = None, project: str | None = None, user: str | None = None,
-               event: str | None = None, limit: str | int | None = None,
-               before: str | None = None, index: str | None = None) -> Query:
-    """
-    A L{Query} from text values (of a URL or a command line), checked.
-
-    @raise AuditError: naming the value that cannot be used, as
-        C{"name: why"}.
-    """
-    values: dict[str, str] = {}
-    for name, text in (("since", since), ("before", before)):
-        if text:
-            try:
-                values[name] = parse_time(text)
-            except AuditError as e:
-                raise AuditError(f"{name}: {e}") from None
-    if project:
-        values["project"] = normalize(project)
-    if user:
-        values["user"] = user
-    if index:
-        if not INDEX_NAME.match(index):
-            raise AuditError(f"index: {index!r} is not an index name")
-        values["index"] = index
-    if event:
-        if event not in EVENTS:
-            raise AuditError(f"event: expected one of {', '.join(EVENTS)}")
-        values["event"] = event
-    count = DEFAULT_LIMIT  # (Query's default)
-    if limit is not None and limit != "":
-        try:
-            count = int(limit)
-        except ValueError:
-            raise AuditError(f"limit: expected a whole number, not {limit!r}") from None
-        if not 1 <= count <= MAX_LIMIT:
-            raise AuditError(f"limit: expected a number from 1 to {MAX_LIMIT}")
-    return Query(**values, limit=count)
-
-
-@attrs.frozen
-class EntryPage:
-    """
-    The answer to a L{Query}: C{entries}, oldest first; C{next}, the
-    C{since} of the following page (with C{since}), and C{before}, the
-    C{before} of the page of older entries (without): L{None} when there
-    is nothing more to ask for.
-    """
-
-    entries: list[Entry]
-    next: str | None = None
-    before: str | None = None
-
-
-@attrs.define
-class Selection:
-    """
-    Gathers the entries a L{Query} asks for, one day's file at a time, in
-    the order of L{Query.days}. L{take} says when to stop reading: enough
-    entries found, or L{MAX_DAYS_READ} days (L{MAX_ENTRIES_READ} entries)
-    read.
-    """
-
-    query: Query
-    max_days: int = MAX_DAYS_READ
-    max_entries: int = MAX_ENTRIES_READ
-    _found: list[Entry] = attrs.field(factory=list)
-    _days: list[str] = attrs.field(factory=list)
-    _read: int = 0
-
-    def take(self, day: str, entries: Sequence[Entry]) -> bool:
-        """Take C{day}'s entries (in any order); whether to stop reading now."""
-        self._days.append(day)
-        self._read += len(entries)
-        self._found += [e for e in entries if self.query.wants(e)]
-        return (len(self._found) >= self.query.limit or len(self._days) >= self.max_days
-                or self._read >= self.max_entries)
-
-    def result(self, more: bool) -> EntryPage:
-        """
-        The L{EntryPage}; C{more} says whether days that may hold wanted entries
-        were left unread.
-        """
-        query = self.query
-        found = sorted(self._found, key=lambda e: e.time)
-        if query.since is not None:
-            if len(found) > query.limit:
-                last = found[query.limit - 1].time
-                return EntryPage([e for e in found if e.time <= last], next=after(last))
-            return EntryPage(found, next=start_of(day_after(self._days[-1])) if more else None)
-        if len(found) > query.limit:
-            first = found[-query.limit].time
-            return EntryPage([e for e in found if e.time >= first], before=first)
-        return EntryPage(found, before=start_of(self._days[-1]) if more else None)
-
-
-def select(query: Query, days: Iterable[str], entries_of: Callable[[str], Sequence[Entry]],
-           ) -> EntryPage:
-    """
-    The L{EntryPage} C{query} asks for from the files of C{days}
-    (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
-    L{Query.days}' order, and no more days than needed.
-    """
-    selection = Selection(query)
-    order = query.days(days)
-    for number, day in enumerate(order, 1):
-        if selection.take(day, entries_of(day)):
-            return selection.result(more=number < len(order))
-    return selection.result(more=False)
-
-
-# -- failed logins, folded ----------------------------------------------------------------
-
-
-#: Failed logins are counted per minute.
-LOGIN_WINDOW = 60.0
-
-#: The most distinct keys (event, outcome, user, token, address, reason)
-#: written one by one in a window; failures past it are folded into one
-#: entry per event and outcome.
-MAX_LOGIN_KEYS = 50
-
-#: What a folded entry's C{detail} starts with.
-REPEATS = "repeats within the minute"
-
-
-#: What failed logins are folded by: C{(event, outcome, user, token, address, detail)}.
-_LoginKey = tuple[str, str, str | None, str | None, str | None, str | None]
-
-
-@attrs.define
-class LoginFailures:
-    """
-    Folds failed and throttled logins, and other refusals anyone can cause
-    without credentials (the token exchange's), so a flood cannot fill the
-    disk.
-
-    In each minute, the first failure of a key (event, outcome, user,
-    token, address, reason) is an entry at once, and the repeats of it one
-    more entry with their C{count} when the minute ends; past
-    L{MAX_LOGIN_KEYS} distinct keys in a minute, the failures of further
-    keys are one entry per event and outcome (no user, no address) with
-    their count. So a minute writes at most C{2 * max_keys + k} entries,
-    C{k} being the pairs of event and outcome folded (1 for failed logins,
-    2 for the exchange's refused and failed), whatever arrives.
-
-    A folded entry's time is when it is made (the minute's end, or the
-    stop), like every other entry's: so a writer's entries come in the
-    order of their times, and a day's file holds that day's entries.
-    """
-
-    window: float = LOGIN_WINDOW
-    max_keys: int = MAX_LOGIN_KEYS
-    _start: float | None = None
-    # key -> repeats
-    _repeats: dict[_LoginKey, int] = attrs.field(factory=dict)
-    # (event, outcome) -> count
-    _overflow: dict[tuple[str, str], int] = attrs.field(factory=dict)
-
-    def add(self, now: float, event: str, user: str | None, address: str | None,
-            token: str | None = None, outcome: str = REFUSED,
-            detail: str | None = None) -> list[Entry]:
-        """
-        Count one failure at C{now}; C{detail} is its reason, if it says one.
-
-        @return: the entries to write now (those of a window that has
-            ended, and the first of a key).
-        """
-        due = self.due(now)
-        if self._start is None:
-            self._start = now - now % self.window
-        # (cut as the entry would cut it: a reason longer than a field is one key)
-        detail = _text(detail)
-        key = (event, outcome, user, token, address, detail)
-        repeats = self._repeats.get(key)
-        if repeats is not None:
-            self._repeats[key] = repeats + 1
-        elif len(self._repeats) < self.max_keys:
-            self._repeats[key] = 0
-            due.append(Entry(time=format_time(now), event=event, outcome=outcome, user=user,
-                             token=token, address=address, detail=detail))
-        else:
-            self._overflow[event, outcome] = self._overflow.get((event, outcome), 0) + 1
-        return due
-
-    def ends_at(self) -> float | None:
-        """When the current window ends, or L{None} when nothing is counted."""
-        return self._start + self.window if self._start is not None else None
-
-    def due(self, now: float) -> list[Entry]:
-        """The entries of the window, if it ended by C{now} (and it is forgotten)."""
-        end = self.ends_at()
-        if end is None or now < end:
-            return []
-        return self.drain(now)
-
-    def drain(self, now: float) -> list[Entry]:
-        """The entries of the window at C{now}, ended early (at a stop) or on time."""
-        entries: list[Entry] = []
-        when = format_time(now)
-        for (event, outcome, user, token, address, detail), repeats in self._repeats.items():
-            if repeats:
-                entries.append(Entry(time=when, event=event, outcome=outcome, user=user,
-                                     token=token, address=address, count=repeats,
-                                     detail=f"{REPEATS}: {detail}" if detail else REPEATS))
-        for (event, outcome), count in self._overflow.items():
-            entries.append(Entry(time=when, event=event, outcome=outcome, count=count,
-                                 detail=f"more than {self.max_keys} distinct users and "
-                                        "addresses within the minute"))
-        self._start = None
-        self._repeats.clear()
-        self._overflow.clear()
-        return entries

@@ -24,35 +24,21 @@ nothing once they are read: the unread database's answer is replaced
 whole by the real one's (the same dict lookup), and the verdict looks at
 the state only when it works a verdict out, not when it finds one kept.
 
-Versions follow PEP 440 (C{packaging}): an C{ECOSYSTEM} range affects a
-version at or after an C{introduced} event and before the next C{fixed}
-(or at or before a C{last_affected}); an explicit version list matches
-the version's normalized spelling. A local build (C{1.0+corp1}) is the
-release it was built from as PEP 440's specifiers see it (C{==1.0} and
-C{<=1.0} match it): a listed C{1.0} covers it, and a range's bound
-without a local label is compared with its public version, so a local
-build of an affected release is affected (compared as text, a
-list of C{1.0} let C{1.0+corp1} through, and installers asking for
-C{==1.0} took it). A listed local build (C{1.0+corp1}) covers itself
-alone, and a bound with a local label is compared with the whole version.
-A release whose version PEP 440 cannot read is matched by the version
-list only.
+Which versions of a project an advisory affects (PEP 440 ranges and
+version lists) is worked out by L{pypid.core.security.affected_releases}.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import functools
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Literal
 
 import attrs
-from packaging.utils import canonicalize_version
-from packaging.version import InvalidVersion, Version
 
 from pypid.core.dists.names import normalize
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import Unavailable
 
@@ -97,136 +83,6 @@ def severity_rank(severity: str | None) -> int:
         return SEVERITIES.index(severity)
     except ValueError:
         return -1
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def release_key(version: str) -> str:
-    """
-    What a version is compared by in version lists and waivers: its PEP
-    440 canonical text, trailing zeros of the release dropped (so C{1.0}
-    and C{1.0.0} are one release, as installers see them: both C{1}), or,
-    when PEP 440 cannot read it, its text in lower case.
-
-    Text rather than L{Version} objects: a hostile record listing 400,000
-    distinct versions kept 381 MiB as objects; as short strings, a sixth.
-    Remembered (the same few thousand versions recur in every export).
-    """
-    try:
-        return canonicalize_version(Version(version))
-    except InvalidVersion:
-        return version.strip().lower()
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def public_key(version: str) -> str:
-    """
-    L{release_key} of the public version of C{version}, its local label
-    dropped (C{1.0.0+corp1} is C{1}): what a listed version without a
-    local label matches, as PEP 440's C{==1.0} matches C{1.0+corp1}. A
-    version with no local label, or none PEP 440 can read, is its own.
-    """
-    parsed = parsed_version(version)
-    if parsed is None or parsed.local is None:
-        return release_key(version)
-    return canonicalize_version(Version(parsed.public))
-
-
-def _public(version: Version) -> Version:
-    """C{version} without its local label (the same object when it has none)."""
-    if version.local is None:
-        return version
-    public = parsed_version(version.public)
-    assert public is not None  # (the public part of a version is one)
-    return public
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def parsed_version(version: str) -> Version | None:
-    """
-    The PEP 440 value of C{version} (L{None} when it has none), remembered:
-    a load of 40,000 records parsed 530,000 versions in 3.6 s of its 14,
-    and kept one object for each; remembered, they are parsed once and shared.
-    """
-    try:
-        return Version(version)
-    except InvalidVersion:
-        return None
-
-
-@attrs.frozen
-class Span:
-    """
-    One affected interval of an C{ECOSYSTEM} range: from C{introduced}
-    (L{None}: from the first version) up to C{end} (L{None}: every later
-    version), which is excluded (C{fixed}) or included (C{last_affected}).
-    """
-
-    introduced: Version | None
-    end: Version | None
-    end_included: bool = False
-
-    def __contains__(self, version: Version) -> bool:
-        # (a local build is compared by its public version with a bound
-        # that has no local label, as PEP 440's specifiers compare it:
-        # 1.0+corp1 is in a span that ends at 1.0 included, not in one
-        # that ends at 1.0 excluded)
-        introduced, end = self.introduced, self.end
-        if introduced is not None and _against(version, introduced) < introduced:
-            return False
-        if end is None:
-            return True
-        seen = _against(version, end)
-        return seen <= end if self.end_included else seen < end
-
-
-def _against(version: Version, bound: Version) -> Version:
-    """C{version} as it is compared with C{bound}: public, unless C{bound} has a local label."""
-    return version if bound.local is not None else _public(version)
-
-
-def sorted_versions(versions: Iterable[str]) -> tuple[str, ...]:
-    """Versions as L{Affected} keeps them: sorted, each once."""
-    return tuple(sorted(set(versions)))
-
-
-@attrs.frozen
-class Affected:
-    """
-    What an advisory says of one PyPI project: its affected spans and its
-    explicit versions (as L{release_key} gives them), sorted, each once,
-    and searched by bisection: a sorted tuple takes an eighth of the
-    memory of a set of the same strings (6.4 MiB of 35 the advisories
-    kept at 20,000 records), and a release is looked up once per
-    database (the verdicts are kept).
-    """
-
-    project: str
-    spans: tuple[Span, ...] = ()
-    versions: tuple[str, ...] = attrs.field(default=(), converter=sorted_versions)
-
-    def affects(self, version: str) -> bool:
-        """
-        Whether the release C{version} of the project is affected: listed
-        (itself, or the public version of a local build), or in a span.
-        """
-        versions = self.versions
-        if versions:
-            key = release_key(version)
-            if _listed(versions, key):
-                return True
-            public = public_key(version)
-            if public != key and _listed(versions, public):
-                return True
-        if not self.spans:
-            return False
-        parsed = parsed_version(version)
-        return parsed is not None and any(parsed in span for span in self.spans)
-
-
-def _listed(versions: tuple[str, ...], key: str) -> bool:
-    """Whether the sorted C{versions} hold C{key} (by bisection)."""
-    at = bisect_left(versions, key)
-    return at < len(versions) and versions[at] == key
 
 
 @attrs.frozen

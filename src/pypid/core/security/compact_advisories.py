@@ -32,7 +32,7 @@ write beside the snapshot may write the snapshot too.)
 
 Memory: version texts and project names are shared, equal spans are one
 object (and a version list is a sorted tuple:
-L{pypid.core.security.advisories.Affected}).
+L{pypid.core.security.affected_releases.Affected}).
 
 Pure: bytes in, values out.
 """
@@ -44,14 +44,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pypid.core.dists.names import normalize
-from pypid.core.security.advisories import (
-    SEVERITIES,
-    Advisory,
-    AdvisoryDB,
-    Affected,
-    Span,
-    parsed_version,
-)
+from pypid.core.security.advisories import SEVERITIES, Advisory, AdvisoryDB
+from pypid.core.security.affected_releases import Affected, Span, parsed_version
 from pypid.core.security.osv import IDENTIFIER, MAX_DETAILS, MAX_ITEMS, MAX_LINK, MAX_SUMMARY
 
 #: The most characters of a version, and of a project's name (as

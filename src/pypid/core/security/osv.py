@@ -47,13 +47,10 @@ from pypid.core.security.advisories import (
     SEVERITIES,
     Advisory,
     AdvisoryDB,
-    Affected,
-    Span,
-    parsed_version,
-    release_key,
     severity_rank,
     severity_word,
 )
+from pypid.core.security.affected_releases import Affected, Span, parsed_version, release_key
 
 #: The ecosystem whose entries are read.
 ECOSYSTEM = "PyPI"

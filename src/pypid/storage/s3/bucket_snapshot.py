@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.storage import snapshot as snapshots
+from pypid.storage import snapshot_reading
 from pypid.storage.interface import Run, StorageError
 from pypid.storage.s3.api import BucketCalls
 from pypid.storage.s3.layout import Layout
@@ -114,7 +115,7 @@ class BucketSnapshot:
             if written <= since + margin or now - written >= MARKER_RETENTION / 2 + margin:
                 return None
             data = await self.load()
-            snap = await self._run(snapshots.decode, data) if data is not None else None
+            snap = await self._run(snapshot_reading.decode, data) if data is not None else None
         except (StorageError, snapshots.SnapshotError) as e:
             log.warn("Not using the snapshot kept in the bucket: {error}", error=str(e))
             return None

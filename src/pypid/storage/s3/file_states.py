@@ -15,7 +15,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.gather import gather
-from pypid.storage.interface import Changed
+from pypid.storage.capabilities import Changed
 from pypid.storage.s3.api import BucketCalls
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout, binned_time, record_from_headers, yank_reason

@@ -33,7 +33,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pypid.storage.interface import Changed, Polled, StorageError
+from pypid.storage.capabilities import Changed, Polled
+from pypid.storage.interface import StorageError
 from pypid.storage.s3.api import BucketCalls, Listed
 from pypid.storage.s3.layout import Change, Layout, changes_start_after, intent_subject
 
@@ -83,7 +84,7 @@ class ChangeFeed:
         @param layout: the L{pypid.storage.s3.layout.Layout} of the bucket.
         @param clock: provides C{seconds()}.
         @param state_of: C{async state_of(filename)} -> the file's
-            L{pypid.storage.interface.Changed} as the bucket holds it now.
+            L{pypid.storage.capabilities.Changed} as the bucket holds it now.
         @param status_of: C{async status_of(project)} -> the project's
             status object as the bucket holds it now (L{None}: active).
         @param background: C{background(coroutine) -> Deferred}: runs work
@@ -211,7 +212,7 @@ class ChangeFeed:
         """
         The state of every file that changed since the last poll, then the
         status object of every project whose status changed or whose file
-        did (a L{pypid.storage.interface.Polled}).
+        did (a L{pypid.storage.capabilities.Polled}).
 
         @param starting: the first poll after a snapshot: markers seen
             before count again, and no status is read (the start reads

@@ -21,7 +21,8 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.indexes.model import FileRecord
-from pypid.storage.interface import Polled, ScanResult
+from pypid.storage.capabilities import Polled
+from pypid.storage.interface import ScanResult
 from pypid.storage.s3.api import BucketCalls, PacedClient
 from pypid.storage.s3.bucket_snapshot import BucketSnapshot
 from pypid.storage.s3.file_states import FileStates

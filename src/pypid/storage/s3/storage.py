@@ -49,16 +49,18 @@ from pypid.core.indexes.promotion import Promotion
 from pypid.core.records.metrics import Family, timing_families
 from pypid.core.util.parts import IMetricsSource
 from pypid.core.util.s3_limits import CHECK_RATE
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import (
+from pypid.storage.capabilities import (
     IAdoptingStorage,
     IEvictingStorage,
     IServerDocuments,
     ISharedStorage,
-    IStorage,
     IUsageStorage,
-    MemoryFile,
     Polled,
+)
+from pypid.storage.disk import remove_file
+from pypid.storage.interface import (
+    IStorage,
+    MemoryFile,
     Redirect,
     RemoteBytes,
     RemoteFile,

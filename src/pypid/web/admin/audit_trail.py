@@ -7,7 +7,7 @@ login throttle counts), what and with which outcome. A change's entry is
 written before the request is answered (L{AuditTrail.recorded}): an
 acknowledged change is in the log even if the server is killed the moment
 after. Failed and throttled logins go through
-L{pypid.core.records.audit_chain.LoginFailures}, so a flood of them writes a bounded
+L{pypid.core.records.login_failures.LoginFailures}, so a flood of them writes a bounded
 number of entries, and nobody waits for them to be written; so do the
 token exchange's refusals (L{AuditTrail.fold_refused}), folded apart from
 the logins: a flood of junk ID tokens cannot push the failed logins of
@@ -38,17 +38,9 @@ from pypid.auth.verifier import Identity
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.formats.admin_answers import AuditCheck, AuditPage
 from pypid.core.indexes.model import FileRecord
-from pypid.core.records.audit_chain import (
-    FAILED,
-    OK,
-    REFUSED,
-    AuditError,
-    Entry,
-    LoginFailures,
-    Query,
-    format_time,
-    make_query,
-)
+from pypid.core.records.audit_chain import FAILED, OK, REFUSED, AuditError, Entry, format_time
+from pypid.core.records.audit_query import Query, make_query
+from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import Family
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError
 from pypid.core.util.parts import IMetricsSource
@@ -248,7 +240,7 @@ class AuditTrail:
         C{address}, was refused (or failed) with C{error} (an
         C{HTTPError}), naming C{user} when the request proved who it is:
         folded per minute like failed logins, with their own bound
-        (L{pypid.core.records.audit_chain.LoginFailures}), so such a flood neither
+        (L{pypid.core.records.login_failures.LoginFailures}), so such a flood neither
         fills the disk nor folds away the failed logins' addresses; nobody
         waits for its write.
         """
@@ -332,7 +324,7 @@ class AuditAdmin:
         of the page of older ones. C{project}, C{user}, C{event} and
         C{index} keep only the entries that name them (C{index=default}:
         those that name no index). One request reads at most
-        L{pypid.core.records.audit_chain.MAX_DAYS_READ} days: past them, it answers what
+        L{pypid.core.records.audit_query.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
         identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)

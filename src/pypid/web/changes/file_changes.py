@@ -17,7 +17,7 @@ import attrs
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pypid.auth.oidc import is_publisher
+from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
 from pypid.core.dists.upload import check_form
@@ -30,7 +30,7 @@ from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
-from pypid.web.changes.multipart import Form
+from pypid.web.changes.upload_form import Form
 from pypid.web.server.routes import requested_version
 from pypid.web.serving.respond import send_text, storage_unavailable
 

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.web.iweb import IRequest
 
-from pypid.auth.oidc import is_publisher
+from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.access.access_rules import READ
 from pypid.core.dists.names import (
@@ -46,7 +46,8 @@ from pypid.core.util.http_errors import (
     NotFound,
     TooLarge,
 )
-from pypid.state.indexes import HostedStack, IndexRegistry
+from pypid.state.hosted_stack import HostedStack
+from pypid.state.indexes import IndexRegistry
 from pypid.state.promoter import (
     Promoter,
     PromotionRefused,

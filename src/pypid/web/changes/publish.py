@@ -50,7 +50,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.web.admin.audit_trail import AuditTrail, Named
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.changes.file_changes import FileChange, FileChanges
-from pypid.web.changes.multipart import Form, MultipartError, UploadTooLarge
+from pypid.web.changes.upload_form import Form, MultipartError, UploadTooLarge
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations, UploadStore
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth

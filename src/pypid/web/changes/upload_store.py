@@ -43,7 +43,7 @@ from pypid.storage.interface import (
 from pypid.storage.locks import KeyedLock
 from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import ChangeChecks, storage_call
-from pypid.web.changes.multipart import FilePart
+from pypid.web.changes.upload_form import FilePart
 from pypid.web.identity.access import may_not_upload
 from pypid.web.serving.respond import send_text, storage_unavailable
 

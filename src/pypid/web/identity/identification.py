@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.auth.basic import MalformedCredentials
-from pypid.auth.oidc import PublisherTokens
+from pypid.auth.publisher_tokens import PublisherTokens
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TOKEN_USER, TokenBook, presented_id
 from pypid.auth.verifier import Busy, DirectoryUnavailable, Identity, NameHeld, PasswordVerifier
@@ -82,7 +82,7 @@ class Identification:
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: TokenBook | None = None
     _audit: FailedLogins | None = None
-    #: the L{pypid.auth.oidc.PublisherTokens} trusted publishing minted, or L{None}
+    #: the L{pypid.auth.publisher_tokens.PublisherTokens} trusted publishing minted, or L{None}
     publishers: PublisherTokens | None = None
     #: the L{pypid.web.identity.browser_sessions.BrowserSessions} of people logged in
     #: through the pages' form, or L{None}
@@ -300,7 +300,7 @@ class Identification:
         auth = IRequestAuth(request)
         if auth.session is not None:
             # A browser session: it holds while it is open (a reload that
-            # removed its user ended it, L{pypid.web.identity.access.AccessPart}).
+            # removed its user ended it, L{pypid.web.identity.access_part.AccessPart}).
             if self.sessions is None or not self.sessions.is_open(auth.session):
                 raise Unauthorized(REVOKED)
             auth.generation = self.generation

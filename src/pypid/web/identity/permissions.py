@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.auth.oidc import is_publisher
 from pypid.auth.policy import AccessModel
+from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.core.access.access_rules import READ, WRITE

@@ -4,7 +4,7 @@ system's OIDC ID token for a pypid upload token (L{pypid.auth.oidc}).
 docs/http-api.rst gives the request, the answer and each refusal: short
 plain text; the 401 with C{WWW-Authenticate: Bearer} (RFC 6750: the
 credential is the body's token, not Basic); a 429 for an address held
-back (below) or a publisher over its share (L{pypid.auth.oidc.OverShare}).
+back (below) or a publisher over its share (L{pypid.auth.oidc_errors.OverShare}).
 
 Every exchange is audited as a C{token-issued} entry; a minted token's
 is written before the answer, as every change's is. Refusals cost a
@@ -26,7 +26,7 @@ publisher hold back the others behind the same address (a CI's shared
 runners). An unreachable issuer's 503 (L{IssuerDown}) does: junk naming
 one is as cheap as any other. A 503 for the server's own load does not.
 Only a fetch of an issuer's keys makes exchanges wait, at most
-L{pypid.auth.oidc.MAX_WAITERS} per issuer (the others get 503 at once),
+L{pypid.auth.issuer_keys.MAX_WAITERS} per issuer (the others get 503 at once),
 so an issuer that hangs piles up no requests and holds back no other's.
 """
 
@@ -44,16 +44,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pypid.auth.oidc import (
+from pypid.auth.oidc import Minted, TrustedPublishing, Verified
+from pypid.auth.oidc_errors import (
     IssuerBusy,
     IssuerUnavailable,
-    Minted,
     NoPublisher,
     OverShare,
     TokenRefused,
     TooMany,
-    TrustedPublishing,
-    Verified,
     format_time,
 )
 from pypid.auth.throttle import LoginThrottle

@@ -46,7 +46,8 @@ from pypid.web.identity.request_auth import (
     request_credentials,
 )
 from pypid.web.server.routes import answer_errors, form_field, send_json
-from pypid.web.serving.respond import FILE_CACHE_CONTROL, ReadResource, send_error, send_page
+from pypid.web.serving.respond import ReadResource, send_error, send_page
+from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL
 
 HTML = b"text/html; charset=utf-8"
 

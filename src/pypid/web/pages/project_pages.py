@@ -23,7 +23,7 @@ file), and those pages are never kept.
 
 Every index (the default at C{/project/...}, a named one under
 C{/NAME/project/...}) is served by one L{ProjectPages}: a project's files as
-the index's simple page lists them (L{pypid.core.indexes.views.compose} over
+the index's simple page lists them (L{pypid.core.indexes.composition.compose} over
 its hosted sources, a view's filters applied), each described from the
 storage of the source that holds it and counted by that source's downloads;
 its links and redirects stay inside the index. Its pages are kept with a
@@ -45,14 +45,14 @@ from twisted.web.server import Request
 
 from pypid.core.dists.names import WHEEL, is_valid_name, normalize
 from pypid.core.dists.provenance import ProvenanceInvalid, publishers_of, read_provenance
-from pypid.core.formats import pages
+from pypid.core.formats import pages, project_page
 from pypid.core.formats.details import Details
 from pypid.core.formats.render import Page
+from pypid.core.indexes.composition import ChainSource, Filters, chain_status, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.views import ChainSource, Filters, chain_status, compose
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
@@ -73,7 +73,7 @@ from pypid.web.serving.respond import (
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: start-up cost)
-    from pypid.upstream.parser import UpstreamFile
+    from pypid.upstream.page_model import UpstreamFile
     from pypid.upstream.source import SourceSide
 
 #: A file a project's page lists: hosted, or of the upstream's page.
@@ -280,7 +280,7 @@ class ProjectPages(ReadResource):
         if not slash or normalized != name or canonical != version:
             return send_moved(request, self._base, pages.project_path(normalized, canonical))
         root = "../../" if version is None else "../../../"
-        body = pages.quarantined_page(self._chrome.of(request), normalized, display_name,
+        body = project_page.quarantined_page(self._chrome.of(request), normalized, display_name,
                                       status, root)
         return send_page(request, Page.of(body, HTML))
 
@@ -312,7 +312,7 @@ class ProjectPages(ReadResource):
         # name that does not exist would tell a hidden one from none.
         if not slash or normalized != name or canonical != version:
             return send_moved(request, self._base, pages.project_path(normalized, canonical))
-        view = pages.project_view(normalized, display_name, files, canonical,
+        view = project_page.project_view(normalized, display_name, files, canonical,
                                   upstream=upstream)
         if view is None:
             # (a cached upstream page may list no files: nothing to show)
@@ -377,7 +377,7 @@ class ProjectPages(ReadResource):
             return entry.page.name or name, partial(list, files), token, entry.fetched_at
         return None
 
-    def _verdicts(self, name: str, view: pages.ProjectView) -> dict[str, Verdict]:
+    def _verdicts(self, name: str, view: project_page.ProjectView) -> dict[str, Verdict]:
         """The index's verdicts on the releases of C{view} that advisories affect."""
         found = {}
         for release in view.releases:
@@ -406,7 +406,7 @@ class ProjectPages(ReadResource):
         """What moves whenever a hosted file the pages show changes."""
         return tuple(index.serial for index in self._hosted)
 
-    def _stored(self, view: pages.ProjectView,
+    def _stored(self, view: project_page.ProjectView,
                 ) -> Callable[[pages.ShownFile], tuple[IStorage, FileRecord] | None]:
         """C{stored(file)}: the storage and stored record of a file the page shows, or L{None}."""
         if view.upstream is None:
@@ -430,14 +430,14 @@ class ProjectPages(ReadResource):
         return kept
 
     async def _render(self, request: Request, key: _Key, token: object,
-                      view: pages.ProjectView, chrome: pages.Chrome,
+                      view: project_page.ProjectView, chrome: pages.Chrome,
                       version: str | None, keep: bool = True) -> bytes:
         serial = self._serial()
         details, final = await self._details(view.current.files, self._stored(view))
         publishers = await self._publishers(view.current.files, self._stored(view))
         root = "../../" if version is None else "../../../"
         view = attrs.evolve(view, details=details, pending=not final, publishers=publishers)
-        page = Page.of(pages.project_page(chrome, view, root), HTML)
+        page = Page.of(project_page.project_page(chrome, view, root), HTML)
         if not keep:
             return send_private(request, page)
         if final and self._serial() == serial:

@@ -38,7 +38,8 @@ from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.util.http_errors import reason_phrase
 from pypid.storage.interface import Run
-from pypid.web.changes.multipart import Form, FormSink, MultipartError
+from pypid.web.changes.multipart import FormSink
+from pypid.web.changes.upload_form import Form, MultipartError
 
 log = Logger()
 
@@ -74,10 +75,10 @@ class IRequestBody(Interface):
 
     def form() -> Form:
         """
-        The body parsed as an upload's L{pypid.web.changes.multipart.Form}, once
+        The body parsed as an upload's L{pypid.web.changes.upload_form.Form}, once
         drained; the caller then owns its spooled files.
 
-        @raise pypid.web.changes.multipart.MultipartError: the body is not a
+        @raise pypid.web.changes.upload_form.MultipartError: the body is not a
             well-formed form within the limits (L{UploadTooLarge} past the
             size limit).
         @raise OSError: the spool folder failed.
@@ -243,7 +244,7 @@ class SpooledForm(_Unkept):
         return d
 
     def form(self) -> Form:
-        """The sink's L{pypid.web.changes.multipart.Form}; call it once L{drained} fired."""
+        """The sink's L{pypid.web.changes.upload_form.Form}; call it once L{drained} fired."""
         return self.sink.finish()
 
     def _start(self) -> None:

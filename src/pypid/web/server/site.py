@@ -47,12 +47,8 @@ from pypid.core.indexes.index_names import index_upload_path
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError
 from pypid.storage.interface import Run, run_at_once
-from pypid.web.changes.multipart import (
-    FormSink,
-    MultipartError,
-    UploadTooLarge,
-    boundary_from_content_type,
-)
+from pypid.web.changes.multipart import FormSink, boundary_from_content_type
+from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials
 from pypid.web.identity.request_client import resolve_client

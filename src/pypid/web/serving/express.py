@@ -24,7 +24,7 @@ count and log line of L{pypid.web.serving.respond.send_page} and C{send_file}.
 It serves only indexes anyone may read, never looking at who asks;
 credentials, a conditional request or range, a query, a redirect, an
 upstream to ask, a quarantined or advised project, a file over
-L{pypid.web.serving.respond.SMALL_FILE} or kept elsewhere, HTTP/1.0 or a
+L{pypid.web.serving.stored_objects.SMALL_FILE} or kept elsewhere, HTTP/1.0 or a
 closing connection go the usual way. Whatever its strict reading declines,
 Twisted answers exactly as without it. A small file read is kept in memory
 (L{SMALL_FILES}, keyed by path and sha256: a name's bytes never change).
@@ -50,12 +50,8 @@ from pypid.web.identity.request_auth import client_address
 from pypid.web.identity.request_client import forwarded_client
 from pypid.web.server.twisted_http import write_between_requests
 from pypid.web.serving.read_decisions import PlainFile
-from pypid.web.serving.respond import (
-    FILE_CACHE_CONTROL,
-    FILE_CONTENT_TYPE,
-    PAGE_CACHE_CONTROL,
-    SMALL_FILE,
-)
+from pypid.web.serving.respond import PAGE_CACHE_CONTROL
+from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL, FILE_CONTENT_TYPE, SMALL_FILE
 
 #: The bytes of small files read from disk that the lane keeps: a few
 #: hundred C{.metadata} files and small wheels, a few MiB at most.

@@ -18,8 +18,9 @@ from twisted.web.server import Request
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.core.formats.render import JSON, Page
+from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.model import FileRecord
-from pypid.core.indexes.views import Filters, IndexView
+from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill
 from pypid.state.hosted_source import HostedSource
@@ -35,7 +36,8 @@ from pypid.web.serving.read_decisions import (
     PlainFile,
     StoredFile,
 )
-from pypid.web.serving.respond import TAIL, Answer, send_page, send_stored, transfer_of
+from pypid.web.serving.respond import Answer, send_page
+from pypid.web.serving.stored_objects import TAIL, send_stored, transfer_of
 from pypid.web.serving.upstream_pages import (
     answer_chain_file,
     answer_chain_provenance,

@@ -39,12 +39,13 @@ from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats.render import AgedPage, Page, file_url_for
+from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.views import ChainSource, ComposedFile, Filters, IndexView
+from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
 from pypid.state.hosted_source import HostedSource
-from pypid.web.changes.multipart import MultipartError, UploadTooLarge
+from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth, for_people
 from pypid.web.server.areas import Area, Areas

@@ -35,11 +35,12 @@ from pypid.core.access.origins import origin_of
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats import legacy_info, render
 from pypid.core.formats.render import LegacyFile, Page
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.views import ChainSource, Filters, IndexView, compose
+from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     AdvisoryPolicy,
     Verdict,

@@ -1,57 +1,39 @@
 """
-Writing answers: pre-rendered pages, stored files, and errors.
+Writing answers: pre-rendered pages, and errors.
 
 These run on every request, so they only set headers and pick bytes that
-were prepared earlier. Conditional requests (C{If-None-Match}), compression
-(pre-compressed pages) and byte ranges are handled here, once.
+were prepared earlier. Conditional requests (C{If-None-Match}) and
+compression (pre-compressed pages) are handled here, once; a stored
+object's answer, with its byte ranges, is
+L{pypid.web.serving.stored_objects}'s.
 
-A stored object is sent from a local file, from memory, by a redirect to
-where a remote store serves it, or relayed from that store as it arrives; an
-answer that comes later (a relay, an object fetched first, a read gate) is
-completed by L{finish_later}.
+An answer that comes later (a relay, an object fetched first, a read gate)
+is completed by L{finish_later}.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.iweb import IRequest, IResponse
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
-from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
-from zope.interface import implementer
 
 from pypid.auth.basic import www_authenticate_header
 from pypid.core.formats.negotiate import accepts_gzip, choose
 from pypid.core.formats.render import Page
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import (
     HTTPError,
     MethodNotAllowed,
     NotAcceptable,
-    NotFound,
     Unauthorized,
     Unavailable,
     reason_phrase,
-)
-from pypid.storage.interface import (
-    LocalFile,
-    Location,
-    MemoryFile,
-    Redirect,
-    RemoteBytes,
-    RemoteFile,
-    StorageError,
 )
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth
@@ -75,22 +57,10 @@ NOT_ACCEPTABLE = (
 )
 
 PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
-FILE_CACHE_CONTROL = b"max-age=365000000, immutable"
-FILE_CONTENT_TYPE = b"application/octet-stream"
 TEXT = b"text/plain; charset=utf-8"
 
 #: Seconds a client should wait before retrying when the storage is down.
 RETRY_AFTER = b"30"
-
-#: What a redirect target may hold: printable ASCII, so never a CR, an LF or
-#: any other byte that could end or split the Location header.
-_URL = re.compile(r"[!-~]+\Z")
-
-#: Files up to this size are read and written in one piece; larger ones are
-#: streamed by a producer that follows the client's pace.
-SMALL_FILE = 256 << 10
-
-_RANGE = re.compile(rb"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
 def etag_matches(header_values: Sequence[bytes], etag: bytes) -> bool:
@@ -220,24 +190,6 @@ def storage_unavailable(error: BaseException) -> Unavailable:
     return Unavailable(f"the storage is unavailable: {error}", [(b"retry-after", RETRY_AFTER)])
 
 
-def storage_failure(failure: Failure, request: IRequest) -> Failure:
-    """
-    Turn a failure to read a stored object into its answer: 404 when the
-    object is missing (logged, since the index lists it), 503 with
-    C{Retry-After} when the storage is down. Other failures pass on.
-
-    @raise HTTPError: for those two.
-    """
-    if failure.check(FileNotFoundError):
-        log.error("The stored file for {uri} is missing", uri=request.uri)
-        raise NotFound("the stored file is missing")
-    if failure.check(StorageError):
-        log.error("Cannot read the stored file for {uri}: {error}", uri=request.uri,
-                  error=str(failure.value))
-        raise storage_unavailable(failure.value)
-    return failure
-
-
 def finish_later(request: Request, answer: Deferred[Any]) -> int:
     """
     Complete an answer that comes later: C{answer} is a L{Deferred} firing
@@ -330,326 +282,6 @@ def _answer_failed(failure: Failure, request: Request) -> None:
     request.processingFailed(failure)
 
 
-def parse_range(header: bytes, size: int,
-                ) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """
-    Parse a single C{Range: bytes=...} header against a file of C{size}.
-
-    @return: C{(start, end)} inclusive, L{None} to send the whole file
-        (no range, several ranges or a malformed one), or C{"unsatisfiable"}.
-    """
-    match = _RANGE.match(header)
-    if not match:
-        return None
-    first, last = match.groups()
-    if not first and not last:
-        return None
-    if not first:
-        suffix = int(last)
-        if suffix == 0:
-            return "unsatisfiable"
-        return (max(size - suffix, 0), size - 1) if size else "unsatisfiable"
-    start = int(first)
-    if start >= size:
-        return "unsatisfiable"
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
-    return start, min(end, size - 1)
-
-
-#: What a GET of a stored object transfers (L{transfer_of}).
-WHOLE, TAIL = "whole", "tail"
-
-
-def transfer_of(request: IRequest, size: int, etag: bytes) -> str | None:
-    """
-    What the answer to C{request} for a stored object of C{size} bytes
-    transfers, as L{_plan} will decide it: L{WHOLE} (the whole body),
-    L{TAIL} (a range through its last byte), or L{None}: nothing that
-    completes a download (C{HEAD}, C{304}, C{416}, a range that stops
-    short of the end). What counts as a download.
-    """
-    if request.method != b"GET":
-        return None
-    wanted = _wanted(request, size, etag)
-    if wanted is None:
-        return WHOLE
-    if isinstance(wanted, int):
-        return None
-    return TAIL if wanted[1] == size - 1 else None
-
-
-def _wanted(request: IRequest, size: int, etag: bytes) -> int | tuple[int, int] | None:
-    """
-    What C{request} asks of a stored object of C{size} bytes: L{None} (the
-    whole of it), C{(start, end)} (the bytes of a range, both included), or
-    the status of an answer with no bytes of it (C{304}, C{416}). One
-    reading for L{_plan}, which answers, and L{transfer_of}, which counts.
-    """
-    reqheaders = request.requestHeaders
-    inm = reqheaders.getRawHeaders(b"if-none-match")
-    if inm and etag_matches(inm, etag):
-        return 304
-    range_header = reqheaders.getRawHeaders(b"range")
-    if range_header:
-        if_range = reqheaders.getRawHeaders(b"if-range")
-        if not if_range or if_range[0].strip() == etag:
-            byte_range = parse_range(range_header[0], size)
-            if byte_range == "unsatisfiable":
-                return 416
-            return byte_range
-    return None
-
-
-def _plan(request: IRequest, size: int, etag: bytes,
-          content_type: bytes) -> tuple[int, int] | tuple[bytes, None]:
-    """
-    Set the headers of a stored object's answer and decide what to send.
-
-    @return: C{(start, length)} of the bytes to send, or C{(body, None)} when
-        the answer is complete already (304, 416).
-    """
-    headers = request.responseHeaders
-    headers.setRawHeaders(b"content-type", [content_type])
-    headers.setRawHeaders(b"etag", [etag])
-    headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
-    headers.setRawHeaders(b"accept-ranges", [b"bytes"])
-    wanted = _wanted(request, size, etag)
-    if wanted is None:
-        return 0, size
-    if isinstance(wanted, int):
-        request.setResponseCode(wanted)
-        if wanted == 304:
-            return b"", None
-        headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
-        headers.setRawHeaders(b"content-type", [TEXT])
-        return b"Requested range not satisfiable\n", None
-    start, end = wanted
-    request.setResponseCode(206)
-    headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
-    return start, end - start + 1
-
-
-def send_bytes(request: IRequest, data: bytes, etag: bytes,
-               content_type: bytes = FILE_CONTENT_TYPE) -> bytes:
-    """Send a stored object held in memory, like L{send_file}."""
-    plan = _plan(request, len(data), etag, content_type)
-    if plan[1] is None:
-        return plan[0]
-    start, length = plan
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-    if request.method == b"HEAD":
-        return b""
-    return data[start:start + length]
-
-
-def send_file(request: Request, path: str, etag: bytes,
-              content_type: bytes = FILE_CONTENT_TYPE) -> Rendered:
-    """
-    Send a stored file with its validators, honouring C{If-None-Match},
-    C{Range} and C{If-Range}. Immutable: a file URL never changes content.
-    Small files go out in one write; larger ones through a producer that
-    reads as fast as the client takes them, so a slow reader costs no memory.
-
-    @raise FileNotFoundError: when the file is gone.
-    """
-    f = open(path, "rb")
-    try:
-        size = os.fstat(f.fileno()).st_size
-        plan = _plan(request, size, etag, content_type)
-        if plan[1] is None:
-            f.close()
-            return plan[0]
-        start, length = plan
-        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-        if request.method == b"HEAD":
-            f.close()
-            return b""
-        if length <= SMALL_FILE:
-            f.seek(start)
-            data = f.read(length)
-            f.close()
-            return data
-        if length != size:
-            SingleRangeStaticProducer(request, f, start, length).start()
-        else:
-            NoRangeStaticProducer(request, f).start()
-        return NOT_DONE_YET
-    except BaseException:
-        f.close()
-        raise
-
-
-def send_redirect(request: IRequest, url: str) -> bytes:
-    """
-    Send the client to where a stored object is served (a presigned URL of
-    the bucket, a CDN): 302, never 301 or 308, which pip caches for good, and
-    C{no-store}, because a presigned URL expires.
-
-    @param url: an absolute URL, as a L{str}; it comes from the storage, not
-        the client, but is checked all the same.
-    @raise HTTPError: when C{url} is not printable ASCII: a CR or LF in it
-        would end the header, so it is refused rather than sent (500).
-    """
-    if not isinstance(url, str) or not _URL.match(url):
-        # The URL is not logged: a presigned one carries a signature.
-        log.error("The storage gave an unusable redirect URL for {uri}", uri=request.uri)
-        raise HTTPError("the storage gave an invalid location for this file")
-    request.setResponseCode(302)
-    request.responseHeaders.setRawHeaders(b"location", [url.encode("ascii")])
-    request.responseHeaders.setRawHeaders(b"content-type", [TEXT])
-    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
-    return b"Found: the file is served from the Location given\n"
-
-
-def send_remote(request: Request, remote: RemoteFile, etag: bytes,
-                content_type: bytes = FILE_CONTENT_TYPE) -> bytes | int | Deferred[int]:
-    """
-    Relay a stored object from a remote store (a
-    L{pypid.storage.interface.RemoteFile}) as it arrives, at the client's
-    pace, like L{send_file}: C{HEAD}, C{304} and C{416} are answered from the
-    record's size and never reach the store.
-
-    @return: the body when the answer is complete already; otherwise a
-        L{Deferred} for L{finish_later}, firing with L{NOT_DONE_YET} once the
-        relay has started (it finishes the request itself), or failing with
-        an L{HTTPError}: 503 when the store is unavailable, 404 when the
-        object is missing.
-    """
-    plan = _plan(request, remote.size, etag, content_type)
-    if plan[1] is None:
-        return plan[0]
-    start, length = plan
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-    if request.method == b"HEAD" or length == 0:
-        return b""
-    if not connected(request):
-        # Gone while a read gate was checked: nothing to fetch for.
-        return NOT_DONE_YET
-    # (RemoteFile.fetch is typed as an object by the storage's interface)
-    fetch = cast(Callable[[int, int], Deferred[IResponse]], remote.fetch)
-    return _Relay(request, length).start(fetch, start)
-
-
-def _unplan(request: IRequest) -> None:
-    """Take back the headers L{_plan} set, before an error is answered instead."""
-    for name in (b"etag", b"accept-ranges", b"content-range", b"content-length"):
-        request.responseHeaders.removeHeader(name)
-
-
-@implementer(IPushProducer)
-class _Relay(Protocol):
-    """
-    The body of a remote store's answer, written to a client as it arrives.
-
-    It is the request's push producer, so a client that reads slowly pauses
-    the store's connection rather than filling memory, and a client that
-    leaves stops it. A body that ends early (or runs long) closes the
-    client's connection unfinished: with C{Content-Length} sent, the client
-    sees a truncated download, never a short file that looks whole.
-
-    @ivar _remaining: bytes still to come.
-    @ivar _done: whether the answer has ended (finished, cut short or its
-        client gone): from then on, nothing touches the request.
-    """
-
-    def __init__(self, request: Request, length: int) -> None:
-        self._request = request
-        self._remaining = length
-        self._fetching: Deferred[IResponse] | None = None
-        self._done = False
-
-    def start(self, fetch: Callable[[int, int], Deferred[IResponse]], start: int,
-              ) -> Deferred[int]:
-        """Fetch the bytes; see L{send_remote} for the L{Deferred} returned."""
-        self._request.notifyFinish().addErrback(self._client_gone)
-        self._fetching = fetching = maybeDeferred(fetch, start, self._remaining)
-        return fetching.addCallbacks(self._deliver, self._failed)
-
-    def _deliver(self, response: IResponse) -> int:
-        # Even when the client has gone: connectionMade then stops the body,
-        # which would otherwise be read into memory for nobody.
-        response.deliverBody(self)
-        return NOT_DONE_YET
-
-    def _failed(self, failure: Failure) -> int | Failure:
-        if self._done:
-            return NOT_DONE_YET
-        self._done = True
-        _unplan(self._request)
-        return storage_failure(failure, self._request)
-
-    def connectionMade(self) -> None:
-        """The body is coming: relay it, or stop it if the client has gone."""
-        if self._done:
-            self._body().stopProducing()
-            return
-        self._request.registerProducer(self, True)
-
-    def dataReceived(self, data: bytes) -> None:
-        """Pass a piece of the body on to the client."""
-        if self._done:
-            return
-        if len(data) > self._remaining:
-            log.error("The storage sent more than the bytes asked for {uri}", uri=self._request.uri)
-            self._cut_short()
-            self._body().stopProducing()
-            return
-        self._remaining -= len(data)
-        self._request.write(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Finish the answer when the whole body came, else cut it short."""
-        if self._done:
-            return
-        if reason.check(ResponseDone) and not self._remaining:
-            self._done = True
-            self._request.unregisterProducer()
-            self._request.finish()
-            return
-        log.warn("The stored file for {uri} was cut short, {missing} bytes missing: {reason}",
-                 uri=self._request.uri, missing=self._remaining, reason=reason.getErrorMessage())
-        self._cut_short()
-
-    def _cut_short(self) -> None:
-        self._done = True
-        self._request.unregisterProducer()
-        # The channel's loseConnection, not its transport's: the channel is
-        # the transport's producer, and a transport with a producer
-        # registered never closes. What was written still reaches the client.
-        self._request.loseConnection()
-
-    def _body(self) -> IPushProducer:
-        """The store's body as it is delivered (its transport is its producer)."""
-        return cast(IPushProducer, self.transport)
-
-    # -- the client's side: IPushProducer ---------------------------------------
-
-    def pauseProducing(self) -> None:
-        """The client reads slowly: stop reading from the store meanwhile."""
-        if not self._done:
-            self._body().pauseProducing()
-
-    def resumeProducing(self) -> None:
-        """The client caught up: read from the store again."""
-        if not self._done:
-            self._body().resumeProducing()
-
-    def stopProducing(self) -> None:
-        """The client has gone: stop the store's body."""
-        self._client_gone(None)
-
-    def _client_gone(self, _reason: Failure | None) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self.transport is not None:
-            self._body().stopProducing()
-        elif self._fetching is not None:
-            self._fetching.cancel()
-
-
 def asked_kind(request: IRequest) -> str | None:
     """The page kind (HTML, JSON) C{Accept} or C{?format=} asks for; L{None}: none served."""
     fmt = (request.args or {}).get(b"format")  # (its "+" arrives decoded as a space)
@@ -677,32 +309,3 @@ def send_moved(request: IRequest, base: str, path: str) -> bytes:
     request.responseHeaders.setRawHeaders(b"location", [location])
     request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
     return b"Moved to " + target.encode("ascii") + b"\n"
-
-
-def send_stored(request: Request, record: FileRecord, location: Location,
-                etag: bytes) -> Answer:
-    """
-    Send a stored object wherever the storage keeps it.
-
-    @return: the body, L{NOT_DONE_YET}, or a L{Deferred} for
-        L{finish_later} when the object comes from a remote store.
-    """
-    if isinstance(location, LocalFile):
-        try:
-            return send_file(request, location.path, etag)
-        except FileNotFoundError:
-            log.error("Stored file {filename} is missing at {path}",
-                      filename=record.filename, path=location.path)
-            raise NotFound("the stored file is missing")
-    if isinstance(location, MemoryFile):
-        return send_bytes(request, location.data, etag)
-    if isinstance(location, Redirect):
-        return send_redirect(request, location.url)
-    if isinstance(location, RemoteFile):
-        return send_remote(request, location, etag)
-    if isinstance(location, RemoteBytes):
-        d = maybeDeferred(location.read)
-        d.addCallbacks(lambda data: send_bytes(request, data, etag), storage_failure,
-                       errbackArgs=(request,))
-        return d
-    raise NotFound("no such file")

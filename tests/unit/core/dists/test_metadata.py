@@ -837,7 +837,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         reader gives (L{None} when it leaves the member to zipfile), and what
         C{zipfile} reads (or the type of what it raises).
         """
-        from pypid.core.dists.dist_archive import _read_member_in_memory
+        from pypid.core.dists.dist_zip import _read_member_in_memory
 
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
@@ -873,7 +873,7 @@ class InMemoryMemberTests(SynchronousTestCase):
         _, data = make_wheel("demo", "1.0")
         zf = zipfile.ZipFile(io.BytesIO(data))
         info = zf.getinfo("demo-1.0.dist-info/METADATA")
-        from pypid.core.dists.dist_archive import _read_member_in_memory
+        from pypid.core.dists.dist_zip import _read_member_in_memory
 
         left = []
         for attribute, value in (("flag_bits", info.flag_bits | 1),

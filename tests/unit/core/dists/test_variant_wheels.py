@@ -26,11 +26,11 @@ from pypid.core.indexes.model import VARIANT_BYTES, FileRecord
 from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
-from pypid.storage import snapshot
+from pypid.storage import snapshot, snapshot_reading
 from pypid.storage.local import LocalStorage
 from pypid.storage.s3.layout import metadata_headers, record_from_headers
 from pypid.tap import build_service
-from pypid.upstream.cache import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from tests.harness.admin import run_admin
 from tests.harness.distributions import VARIANT_SCHEMA, make_wheel, variant_document
@@ -98,14 +98,14 @@ class RecordTests(SynchronousTestCase):
         """The snapshot keeps it in a column of its own, left out without variant wheels."""
         records = [record_of("v3"), record_of(None)]
         data = b"".join(snapshot.lines(records, [], 1.0))
-        read = snapshot.decode(data)
+        read = snapshot_reading.decode(data)
         self.assertEqual(sorted(read.records.values()), sorted(records))
         plain = b"".join(snapshot.lines([records[1]], [], 1.0))
         self.assertNotIn(b'"variant"', plain)
         damaged = data.replace(b'{\\"v3\\":', b'{\\"v9\\":')
         self.assertNotEqual(damaged, data)
         with self.assertRaises(snapshot.SnapshotError) as caught:
-            snapshot.decode(damaged)
+            snapshot_reading.decode(damaged)
         self.assertIn("variant", str(caught.exception))
 
     def test_s3_headers(self):

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.dists.zipcheck}: zip archives built byte by byte, one exact
+Tests for L{pypid.core.dists.zipcheck} and its parts: zip archives built byte by byte, one exact
 defect each, refused with a message naming the member; and archives that
 C{zipfile} writes, accepted.
 """
@@ -13,15 +13,10 @@ import zlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.dists.zipcheck import (
-    MemberNames,
-    UnsafeArchive,
-    UnsafeZip,
-    ZipEntry,
-    check_member_name,
-    check_zip,
-    check_zip_data,
-)
+from pypid.core.dists.member_names import MemberNames, UnsafeArchive, check_member_name
+from pypid.core.dists.zip_data import check_zip_data
+from pypid.core.dists.zip_format import UnsafeZip
+from pypid.core.dists.zipcheck import ZipEntry, check_zip
 from tests.harness.distributions import make_sdist_zip, make_wheel
 
 U32 = 0xFFFFFFFF

@@ -24,7 +24,8 @@ from pypid.core.indexes.grant_ledger import (
 )
 from pypid.core.indexes.namespaces import NamespaceGrants, parse_grant
 from pypid.state.grant_keeper import GrantKeeper
-from pypid.storage.interface import GRANT_LEDGER, StorageError
+from pypid.storage.capabilities import GRANT_LEDGER
+from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import FAST, multipart_body, twine_fields

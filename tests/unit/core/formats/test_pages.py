@@ -8,7 +8,7 @@ import re
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.formats import pages
+from pypid.core.formats import pages, project_page
 from pypid.core.formats.catalog import Catalog, visible_counts
 from pypid.core.formats.details import Details
 from pypid.core.formats.search import Hit, Results, SearchEntry
@@ -34,24 +34,24 @@ class ReleasesTests(SynchronousTestCase):
                                                          yanked="bad"),
                  make_record(version="2.0rc1"), make_record(version="1.1", yanked=""),
                  make_record(version="1.1", kind="sdist", yanked="gone")]
-        releases = pages.releases_of(files)
+        releases = project_page.releases_of(files)
         self.assertEqual([r.version for r in releases], ["2.0rc1", "1.1", "1.0"])
         self.assertEqual([r.prerelease for r in releases], [True, False, False])
         self.assertEqual([r.yanked for r in releases], [None, "", None])
-        self.assertEqual(pages.latest_of(releases), "1.0")
+        self.assertEqual(project_page.latest_of(releases), "1.0")
 
     def test_latest(self):
         """Only pre-releases: the newest; all yanked: the newest final all the same."""
-        self.assertEqual(pages.latest_of(pages.releases_of(
+        self.assertEqual(project_page.latest_of(project_page.releases_of(
             [make_record(version="1.0a1"), make_record(version="1.0b2")])), "1.0b2")
-        self.assertEqual(pages.latest_of(pages.releases_of(
+        self.assertEqual(project_page.latest_of(project_page.releases_of(
             [make_record(version="1.0", yanked="x"), make_record(version="2.0", yanked="y"),
              make_record(version="3.0rc1")])), "2.0")
-        self.assertIsNone(pages.latest_of(()))
+        self.assertIsNone(project_page.latest_of(()))
 
     def test_invalid_versions(self):
         """A version packaging cannot read sorts oldest, and counts as a pre-release."""
-        releases = pages.releases_of([make_record(version="1.0"),
+        releases = project_page.releases_of([make_record(version="1.0"),
                                       make_record(version="banana")])
         self.assertEqual([r.version for r in releases], ["1.0", "banana"])
         self.assertEqual([r.prerelease for r in releases], [False, True])
@@ -60,10 +60,10 @@ class ReleasesTests(SynchronousTestCase):
         """A view of the latest version, of another, or none for an unknown version."""
         files = [make_record(version="1.0", summary="Old"), make_record(version="1.1",
                                                                       summary="New")]
-        view = pages.project_view("holy-grail", "Holy.Grail", files)
+        view = project_page.project_view("holy-grail", "Holy.Grail", files)
         self.assertEqual((view.current.version, view.latest, view.summary), ("1.1", "1.1", "New"))
-        self.assertEqual(pages.project_view("holy-grail", "x", files, "1.0").summary, "Old")
-        self.assertIsNone(pages.project_view("holy-grail", "x", files, "9.9"))
+        self.assertEqual(project_page.project_view("holy-grail", "x", files, "1.0").summary, "Old")
+        self.assertIsNone(project_page.project_view("holy-grail", "x", files, "9.9"))
 
 
 class EscapingTests(SynchronousTestCase):
@@ -81,8 +81,8 @@ class EscapingTests(SynchronousTestCase):
                              "data": "data:text/html,<b>"},
             "home_page": "JavaScript:alert(3)",
         }, html="<p>sanitized</p>")
-        view = pages.project_view("holy-grail", EVIL, files, details=details)
-        body = text(pages.project_page(CHROME, view, "../../"))
+        view = project_page.project_view("holy-grail", EVIL, files, details=details)
+        body = text(project_page.project_page(CHROME, view, "../../"))
         self.assertNotIn("<script>", body.replace('<script src="../../static/p.js" defer>', ""))
         self.assertNotIn("<img", body)
         self.assertNotIn('href="javascript', body.lower())
@@ -112,18 +112,18 @@ class FormatTests(SynchronousTestCase):
 
     def test_when(self):
         """UTC to the minute in a <time>; a time that cannot be shown is 'unknown'."""
-        self.assertEqual(pages._when(1767225600.5),
+        self.assertEqual(pages.when(1767225600.5),
                          '<time datetime="2026-01-01T00:00:00Z">2026-01-01 00:00\u00a0UTC</time>')
         for odd in (None, float("nan"), float("inf"), 1e20, -1e20):
-            self.assertEqual(pages._when(odd), "unknown", odd)
+            self.assertEqual(pages.when(odd), "unknown", odd)
 
     def test_size(self):
         """Bytes, kB, MB and GB, the exact count in a tooltip; unknown sizes said so."""
-        self.assertEqual(pages._size(None), "unknown")
-        self.assertIn(">999 bytes<", pages._size(999))
-        self.assertIn(">1.5\u00a0kB<", pages._size(1500))
-        self.assertIn(">2.0\u00a0GB<", pages._size(2 * 10**9))
-        self.assertIn('title="1500 bytes"', pages._size(1500))
+        self.assertEqual(pages.size(None), "unknown")
+        self.assertIn(">999 bytes<", pages.size(999))
+        self.assertIn(">1.5\u00a0kB<", pages.size(1500))
+        self.assertIn(">2.0\u00a0GB<", pages.size(2 * 10**9))
+        self.assertIn('title="1500 bytes"', pages.size(1500))
 
 
 class ChromeTests(SynchronousTestCase):
@@ -131,9 +131,9 @@ class ChromeTests(SynchronousTestCase):
 
     def test_relative_links(self):
         """A version page reaches the root, assets and files three folders up."""
-        view = pages.project_view("holy-grail", "Holy.Grail", [make_record(version="1.0")],
+        view = project_page.project_view("holy-grail", "Holy.Grail", [make_record(version="1.0")],
                                   "1.0")
-        body = text(pages.project_page(CHROME, view, "../../../"))
+        body = text(project_page.project_page(CHROME, view, "../../../"))
         self.assertIn('href="../../../static/p.css"', body)
         self.assertIn('href="../../../files/holy-grail/holy_grail-1.0-py3-none-any.whl"', body)
         self.assertIn('action="../../../search"', body)
@@ -143,8 +143,8 @@ class ChromeTests(SynchronousTestCase):
         """Files under another URL; no login link in a static copy; its search in the browser."""
         chrome = attrs.evolve(CHROME, files_url="https://cdn.example/f/", login=None,
                               search="search/", suggest="packages.json")
-        view = pages.project_view("holy-grail", "Holy.Grail", [make_record()])
-        body = text(pages.project_page(chrome, view, "../../"))
+        view = project_page.project_view("holy-grail", "Holy.Grail", [make_record()])
+        body = text(project_page.project_page(chrome, view, "../../"))
         self.assertIn('href="https://cdn.example/f/holy-grail/holy_grail-1.0-py3-none-any.whl"',
                       body)
         self.assertNotIn("login", body)
@@ -220,13 +220,13 @@ class HistoryTests(SynchronousTestCase):
 
     def setUp(self):
         files = [make_record("many", f"1.{i}") for i in range(1200)]
-        self.releases = pages.releases_of(files)
+        self.releases = project_page.releases_of(files)
         self.files = files
 
     def page(self, version=None):
-        view = pages.project_view("many", "many", self.files, version,
+        view = project_page.project_view("many", "many", self.files, version,
                                   releases=self.releases)
-        return pages.project_page(CHROME, view, "../../").decode("utf-8")
+        return project_page.project_page(CHROME, view, "../../").decode("utf-8")
 
     def test_bounded(self):
         """Every page of 1,200 versions is small; all of them together grow linearly."""
@@ -250,8 +250,8 @@ class HistoryTests(SynchronousTestCase):
 
     def test_shown(self):
         """history_shown: the newest, around the current one, the oldest, and runs left out."""
-        self.assertEqual(pages.history_shown(3, 0, 0), [0, 1, 2])
-        entries = pages.history_shown(100, 60, 0)
+        self.assertEqual(project_page.history_shown(3, 0, 0), [0, 1, 2])
+        entries = project_page.history_shown(100, 60, 0)
         self.assertEqual(entries[:20], list(range(20)))
         self.assertEqual(entries[20], (20, 40))
         self.assertEqual(entries[21:62], list(range(40, 81)))

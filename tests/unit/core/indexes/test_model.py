@@ -78,15 +78,10 @@ from pypid.core.dists.version_order import is_prerelease
 from pypid.core.dists.wheel_variants import split_label, variants_filename
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
-from pypid.core.security.advisories import (
-    Advisory,
-    AdvisoryBoard,
-    AdvisoryDB,
-    Affected,
-    release_key,
-)
+from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.admin.audit_trail import AuditTrail

@@ -22,7 +22,7 @@ from pypid.core.indexes.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from tests.harness.distributions import make_wheel

@@ -11,18 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats.render import HTML, JSON, file_url_for
+from pypid.core.indexes.composition import ChainSource, Filters, compose, resolve_order
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.views import (
-    ENTRY_COST,
-    ChainSource,
-    Filters,
-    IndexView,
-    compose,
-    render_page,
-    resolve_order,
-)
+from pypid.core.indexes.views import ENTRY_COST, IndexView, render_page
 from pypid.upstream.confusion import UpstreamPolicy, merged
-from pypid.upstream.parser import UpstreamFile
+from pypid.upstream.page_model import UpstreamFile
 from tests.harness.records import T0, record
 
 #: the links of every index here (relative: the same under every /NAME/)
@@ -48,7 +41,7 @@ def upfile(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):
 @attrs.define
 class FakeUpstream:
     """
-    An L{pypid.core.indexes.views.UpstreamSide} over a dict of cached pages, with
+    An L{pypid.core.indexes.composition.UpstreamSide} over a dict of cached pages, with
     today's rules (L{UpstreamPolicy}, whose C{Decision} is the admission).
     """
 

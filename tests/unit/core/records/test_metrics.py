@@ -29,7 +29,8 @@ from pypid.core.records.metrics import (
     outcome_of,
     route_of,
 )
-from pypid.storage.interface import FileExists, ISharedStorage, IStorage, StorageError
+from pypid.storage.capabilities import ISharedStorage
+from pypid.storage.interface import FileExists, IStorage, StorageError
 from pypid.storage.measured import MeasuredStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file

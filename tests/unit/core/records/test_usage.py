@@ -28,7 +28,8 @@ from pypid.core.records.usage import (
     record_name,
 )
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import IUsageStorage, StorageError
+from pypid.storage.capabilities import IUsageStorage
+from pypid.storage.interface import StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
 from tests.harness.fakes import run_now

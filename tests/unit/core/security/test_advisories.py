@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.formats import legacy_info, pages
+from pypid.core.formats import legacy_info, pages, project_page
 from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
 from pypid.core.security.advisories import (
@@ -22,13 +22,11 @@ from pypid.core.security.advisories import (
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
     InvalidRules,
-    Span,
     no_advisories,
-    release_key,
     vulnerability_json,
 )
+from pypid.core.security.affected_releases import Affected, Span, release_key
 from tests.harness.records import make_record
 
 
@@ -320,15 +318,15 @@ class WarningTests(SynchronousTestCase):
         files = self.project.sorted_files()
         for mode, action in [("warn", b""), ("deny", b"refuses to serve them")]:
             policy = AdvisoryPolicy(AdvisoryRules.parse(mode), self.board)
-            view = attrs.evolve(pages.project_view("widget", "widget", files, "1.1"),
+            view = attrs.evolve(project_page.project_view("widget", "widget", files, "1.1"),
                                 advisories={"1.1": policy.verdict("widget", "1.1")})
-            body = pages.project_page(chrome, view, "../../../")
+            body = project_page.project_page(chrome, view, "../../../")
             self.assertIn(b"Known vulnerabilities in 1.1", body)
             self.assertIn(b'<a href="https://advisories.example/1"', body)
             self.assertIn(b"Widgets &lt;leak&gt;", body)
             self.assertIn(b"Fixed in 1.2.", body)
             self.assertIn(b"vulnerable: PYSEC-2026-1", body)
             self.assertIn(action, body)
-        clean = pages.project_page(chrome, pages.project_view("widget", "widget", files, "1.2"),
-                                   "../../../")
+        clean = project_page.project_page(
+            chrome, project_page.project_view("widget", "widget", files, "1.2"), "../../../")
         self.assertNotIn(b"Known vulnerabilities", clean)

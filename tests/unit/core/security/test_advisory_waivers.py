@@ -23,8 +23,6 @@ from pypid.core.security.advisories import (
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
-    release_key,
 )
 from pypid.core.security.advisory_waivers import (
     MAX_DOCUMENT,
@@ -34,8 +32,10 @@ from pypid.core.security.advisory_waivers import (
     Waivers,
     parse_waiver,
 )
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.interface import WAIVERS, StorageError
+from pypid.storage.capabilities import WAIVERS
+from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 
 HIGH = Advisory("GHSA-aaaa-0000-0001", aliases=("CVE-2026-1",), severity="high",

@@ -22,9 +22,10 @@ from twisted.web.client import HTTPConnectionPool
 
 from pypid.core.dists.distribution import inspect
 from pypid.storage import snapshot as snapshots
+from pypid.storage import snapshot_reading
+from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.interface import (
     FileExists,
-    ISharedStorage,
     MemoryFile,
     RecordRefused,
     Redirect,
@@ -407,7 +408,7 @@ class S3StorageTests(S3Case):
         state = storage.state()
         self.assertFalse(storage.state_changed())
         data = snapshots.encode([], [], time.time(), 1, storage.identity(), state)
-        restored = snapshots.decode(data).storage_state
+        restored = snapshot_reading.decode(data).storage_state
         again = await self.ready_storage()
         again.restore_state(restored)
         self.assertEqual(again.presigned(PREFIX + "a.whl"), url)

@@ -10,13 +10,8 @@ from itertools import repeat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.changes.multipart import (
-    Form,
-    FormSink,
-    MultipartError,
-    UploadTooLarge,
-    boundary_from_content_type,
-)
+from pypid.web.changes.multipart import FormSink, boundary_from_content_type
+from pypid.web.changes.upload_form import Form, MultipartError, UploadTooLarge
 from tests.harness.distributions import make_wheel
 
 # What requests_toolbelt (twine) picks: uuid4().hex.

@@ -37,20 +37,19 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.indexes.promotion_journal import PromotionJournal
-from pypid.core.records.audit_chain import make_query
+from pypid.core.records.audit_query import make_query
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
-    release_key,
 )
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
 from pypid.state.writer import SnapshotWriter
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock

@@ -52,9 +52,8 @@ from pypid.core.security.advisories import (
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
-    release_key,
 )
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin

@@ -28,7 +28,7 @@ from pypid.core.access.sessions import (
     SessionBook,
     SessionFileError,
 )
-from pypid.web.identity.access import make_sessions, sessions_path, still_a_user
+from pypid.web.identity.access_part import make_sessions, sessions_path, still_a_user
 from pypid.web.identity.browser_sessions import (
     PLAIN_COOKIE,
     SECURE_COOKIE,

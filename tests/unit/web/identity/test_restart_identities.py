@@ -17,9 +17,9 @@ from pypid.auth.verifier import Identity
 from pypid.config import load_config
 from pypid.core.access.outside_logins import DIRECTORY, LOCAL, PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.web.admin.audit_trail import AuditTrail
-from pypid.web.identity.access import AccessPart
+from pypid.web.identity.access_part import AccessPart
 from pypid.web.identity.identification import Identification
 from pypid.web.identity.request_auth import IRequestAuth
 from tests.harness.tap import AtOncePool, ThreadedReactor

@@ -13,9 +13,9 @@ import json
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.oidc import MAX_WAITERS
+from pypid.auth.issuer_keys import MAX_WAITERS
 from pypid.core.access.publishers import PublishingSettings
-from pypid.core.records.audit_chain import MAX_LOGIN_KEYS
+from pypid.core.records.login_failures import MAX_LOGIN_KEYS
 from pypid.web.identity import token_exchange
 from tests.harness.fakes import multipart_body, twine_fields
 from tests.harness.oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin

@@ -32,21 +32,21 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.formats.render import file_url_for
+from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.views import ChainSource, Filters, IndexView
+from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
     AdvisoryDB,
     AdvisoryPolicy,
     AdvisoryRules,
-    Affected,
-    release_key,
 )
+from pypid.core.security.affected_releases import Affected, release_key
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
-from pypid.storage.audit_log import MemoryAuditLog
+from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service

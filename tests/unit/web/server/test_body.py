@@ -6,7 +6,8 @@ import os
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.changes.multipart import FormSink, MultipartError, UploadTooLarge
+from pypid.web.changes.multipart import FormSink
+from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.server.body import (
     NOT_A_FORM,
     DiscardedBody,

@@ -1,8 +1,8 @@
 """
-Tests for L{pypid.web.serving.respond}: conditional requests and byte ranges, the
-pure parts of writing answers, and the answers that leave it to a remote
-store: redirects and relays, the latter driven through a real
-L{HTTPChannel} over a L{StringTransport}.
+Tests for L{pypid.web.serving.respond} and L{pypid.web.serving.stored_objects}:
+conditional requests and byte ranges, the pure parts of writing answers,
+and the answers that leave it to a remote store: redirects and relays,
+the latter driven through a real L{HTTPChannel} over a L{StringTransport}.
 
 The fakes of a remote store (L{FakeRemote} and its responses) are shared
 with C{tests.unit.web.test_web}.
@@ -27,17 +27,19 @@ from pypid.core.formats.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, Unauthorized
 from pypid.storage.interface import RemoteFile, StorageError
 from pypid.web.serving.respond import (
-    FILE_CACHE_CONTROL,
     PAGE_CACHE_CONTROL,
     RETRY_AFTER,
     etag_matches,
     finish_later,
-    parse_range,
     send_error,
     send_page,
+    send_text,
+)
+from pypid.web.serving.stored_objects import (
+    FILE_CACHE_CONTROL,
+    parse_range,
     send_redirect,
     send_remote,
-    send_text,
 )
 from tests.harness.fakes import FakeRemote
 

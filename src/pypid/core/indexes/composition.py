@@ -1,0 +1,485 @@
+"""
+What a project lists in an index composed of others: a hosted index with
+bases, or a read-only view with filters.
+
+A named index lists a project's files from a chain of I{sources}: itself
+(when it is hosted), then its bases, breadth first, left to right, each kept
+at its first occurrence, the upstreams last, as devpi orders them
+(L{resolve_order}). L{compose} gives the files one
+project shows: the hosted sources' files first, in that order, then the
+upstreams', a file whose filename or distribution (L{filename_key}, the
+rule of L{pypid.upstream.confusion.merged}) is listed already hiding a
+later one; the rules against dependency confusion across the whole chain
+(a project hosted in the index or in any hosted base gets no upstream's
+files unless that upstream merges it); then the view's L{Filters}.
+
+A project quarantined (PEP 792) in any hosted source of the chain lists
+no file at all (not a base's, not an upstream's): its page carries that
+status. Otherwise the page carries the status of the first hosted source
+that gives the project one, or, when none does, that of the first
+upstream asked whose cached page gives one (L{upstream_status}); an
+upstream that quarantines the project offers none of its files
+(L{UpstreamSide.cached}), the hosted sources' files stand.
+
+Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
+is a small protocol (L{UpstreamSide}) that the upstream layer implements.
+The pages composed are kept by L{pypid.core.indexes.views}.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+import attrs
+
+from pypid.core.dists.names import filename_key, normalize
+from pypid.core.dists.version_order import is_prerelease, version_key
+from pypid.core.formats.render import ListedFile, Page
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import UPSTREAM_PREFIX
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
+
+
+class ComposedFile(ListedFile, Protocol):
+    """
+    A file as a composed page lists it: what a page shows of it
+    (L{ListedFile}), and its project and version (for its link, the order
+    and the pre-release filter). A L{pypid.core.indexes.model.FileRecord} and an
+    upstream's file both are.
+    """
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
+class UpstreamAnswer(Protocol):
+    """
+    An upstream's answer for one project (the upstream layer's C{Decision}):
+    whether it may be asked, and whether its files are merged beside hosted ones.
+    """
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def merge(self) -> bool: ...
+
+
+class UpstreamSide(Protocol):
+    """What a composed page reads of an upstream, without I/O (implemented in C{upstream/})."""
+
+    @property
+    def name(self) -> str:
+        """Its name as a base names it (C{upstream:public})."""
+
+    def decide(self, project: str, hosted: bool) -> UpstreamAnswer:
+        """May it be asked about C{project}, C{hosted} (files or tombstones) in the chain?"""
+
+    def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
+        """
+        C{(token, files)}: the files its cached page of C{project} shows now
+        (its own cooldown and rules applied), in page order, and a token that
+        stays the same object exactly as long as those files do; L{None}
+        when nothing is cached.
+        """
+
+    def status(self, project: str) -> ProjectStatus | None:
+        """
+        The status its cached page gives C{project} (PEP 792), or L{None};
+        when it is a quarantine, L{cached} gives no file.
+        """
+
+    def file_url(self, f: ComposedFile) -> str:
+        """The link its own pages give C{f}."""
+
+    def page(self, project: str, kind: str) -> Page:
+        """Its own rendered page of the files L{cached} gives (for delegation)."""
+
+
+@attrs.frozen
+class ChainSource:
+    """
+    One element of an index's resolved order: a hosted index or an upstream.
+
+    @ivar name: as a base names it (C{release}, C{upstream:public}).
+    """
+
+    name: str
+    hosted: Index | None = None
+    upstream: UpstreamSide | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.hosted is None) == (self.upstream is None):
+            raise ValueError(f"source {self.name!r}: a hosted index or an upstream, not both")
+
+
+def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
+                  views: Collection[str] = ()) -> tuple[str, ...]:
+    """
+    The sources an index reads, in order, as devpi resolves an index's
+    bases (its C{sro}), so that indexes brought over from devpi list what
+    they listed there: itself (unless it is a view), then its bases
+    breadth first, left to right, each kept where it first occurs, and the
+    upstreams last, in the order they were met (C{staging -> release ->
+    upstream:public}; for C{a} based on C{b, c}, both based on C{d}:
+    C{a, b, c, d}). An upstream after every hosted index keeps a hosted
+    file first whatever the depth that hosts it.
+
+    @param bases: each index's bases; a name absent (an upstream) has none.
+    @param views: the names that are views: read through, never a source.
+    """
+    order: list[str] = []
+    upstreams: list[str] = []
+    seen = {name}
+    todo = deque([name])
+    while todo:
+        current = todo.popleft()
+        if current.startswith(UPSTREAM_PREFIX):
+            upstreams.append(current)
+            continue
+        if current not in views:
+            order.append(current)
+        for base in bases.get(current, ()):
+            if base not in seen:
+                seen.add(base)
+                todo.append(base)
+    return (*order, *upstreams)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@attrs.frozen
+class Filters:
+    """
+    What a view leaves out (C{[index:NAME]} of a view).
+
+    @ivar min_age: seconds an upstream file must have been published
+        before it is listed (0: none); hosted files are never held back.
+        A file of unknown upload time is held back, as by C{[upstream] min_age}.
+    @ivar as_of: a POSIX time: only files uploaded strictly before it are
+        listed (uv's C{--exclude-newer}), hosted and upstream ones, a file
+        of unknown upload time not; L{None}: no date.
+    @ivar include: project name globs (normalized) a project must match.
+    @ivar exclude: project name globs that leave a project out.
+    @ivar hide_prereleases: leave out the files of pre-releases (and of
+        versions packaging cannot read, as L{is_prerelease} counts them).
+    @ivar hide_yanked: leave out yanked files altogether.
+    """
+
+    min_age: float = 0.0
+    as_of: float | None = None
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    hide_prereleases: bool = False
+    hide_yanked: bool = False
+
+    def admits_project(self, name: str) -> bool:
+        """Whether the view lists the project C{name} at all."""
+        name = normalize(name)
+        return _matches(name, self.include) and not _matches(name, self.exclude)
+
+    def admits(self, f: ComposedFile, upstream: bool, now: float) -> bool:
+        """Whether the view lists C{f} at C{now} (C{upstream}: an upstream's file)."""
+        when = f.upload_time
+        if self.as_of is not None and (when is None or when >= self.as_of):
+            return False
+        if upstream and self.min_age and (when is None or when > now - self.min_age):
+            return False
+        if self.hide_yanked and f.yanked is not None:
+            return False
+        return not (self.hide_prereleases and is_prerelease(f.version))
+
+
+@attrs.frozen
+class Composition:
+    """
+    A project's files in an index, and what they were made of.
+
+    @ivar files: C{(file, source)} pairs, in the pages' order (version, then filename).
+    @ivar found: whether any source knows the project (hosted, or a cached upstream page).
+    @ivar hosted: whether a hosted source holds it (files or tombstones).
+    @ivar held: per hosted source, in order: its L{Project}, or L{None}.
+    @ivar changes: per hosted source: its project's L{Project.changes} (0 when absent).
+    @ivar consulted: C{(upstream, token)} of each upstream asked (L{UpstreamSide.cached}).
+    @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
+    @ivar delegate: the source whose own page is this one, or L{None}.
+    @ivar status: the project's status in the chain (see the module), or
+        L{None} (active).
+    """
+
+    project: str
+    files: tuple[tuple[ComposedFile, ChainSource], ...]
+    found: bool
+    hosted: bool
+    held: tuple[Project | None, ...]
+    changes: tuple[int, ...]
+    consulted: tuple[tuple[UpstreamSide, object], ...]
+    recheck_at: float | None
+    delegate: ChainSource | None
+    status: ProjectStatus | None = None
+
+
+def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | None:
+    """
+    The status of the normalized C{project} in a chain: a quarantine in
+    any hosted source, else the first hosted source's status; L{None} when
+    it is active in every one.
+    """
+    first: ProjectStatus | None = None
+    for source in order:
+        if source.hosted is not None:
+            status = source.hosted.statuses.get(project)
+            if status is not None:
+                if status.quarantined:
+                    return status
+                first = first or status
+    return first
+
+
+def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
+                    project: str) -> ProjectStatus | None:
+    """
+    The status the first of the C{consulted} upstreams that has a cached
+    page of C{project} gives it, or L{None} (for a chain whose hosted
+    sources give none: L{chain_status} first).
+    """
+    for side, token in consulted:
+        if token is not None:
+            status = side.status(project)
+            if status is not None:
+                return status
+    return None
+
+
+@attrs.define(init=False)
+class _Gathering:
+    """
+    What L{compose} gathers of a project along a chain, source after
+    source, then filters: one object a call (where a closure and its cells
+    were), each step a method called once a call, each file's work inline
+    in its step (no call a file: this is the path of every page composed).
+
+    @ivar taken: C{(file, source)} pairs offered and not shadowed, in order.
+    @ivar names: the filenames taken.
+    @ivar keys: the distribution keys taken (L{filename_key}).
+    @ivar counts: per source: C{(source, how many files it offered, how
+        many it gave)}, for L{_delegate}.
+    @ivar held: per hosted source: its L{Project}, or L{None}.
+    @ivar changes: per hosted source: its project's L{Project.changes}.
+    @ivar consulted: C{(upstream, token)} of each upstream asked.
+    @ivar hosted: whether a hosted source holds the project.
+    @ivar filtered: whether the view's date or filters left a file out.
+    @ivar files: the files that passed the filters (L{filter}).
+    @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
+    """
+
+    taken: list[tuple[ComposedFile, ChainSource]]
+    names: set[str]
+    keys: set[str | None]
+    counts: list[tuple[ChainSource, int, int]]
+    held: list[Project | None]
+    changes: list[int]
+    consulted: list[tuple[UpstreamSide, object]]
+    hosted: bool
+    filtered: bool
+    files: list[tuple[ComposedFile, ChainSource]]
+    recheck_at: float | None
+
+    def __init__(self) -> None:
+        # (literals, not attrs' factories: 0.3 us a call against 1.1)
+        self.taken, self.names, self.keys, self.counts = [], set(), set(), []
+        self.held, self.changes, self.consulted, self.files = [], [], [], []
+        self.hosted = self.filtered = False
+        self.recheck_at = None
+
+    def offer(self, files: Sequence[ComposedFile], source: ChainSource) -> None:
+        """Take those of a source's C{files} that no earlier source's file shadows."""
+        # (shadowed by an earlier source's file only: one source's own
+        # files all stand, as an upstream page's .tar.gz and .zip of one
+        # release do today)
+        names, keys, taken = self.names, self.keys, self.taken
+        given = 0
+        mine: list[tuple[str, str | None]] = []
+        for f in files:
+            key = filename_key(f.filename)
+            if f.filename in names or (key is not None and key in keys):
+                continue
+            mine.append((f.filename, key))
+            taken.append((f, source))
+            given += 1
+        for filename, key in mine:
+            names.add(filename)
+            keys.add(key)
+        self.counts.append((source, len(files), given))
+
+    def from_hosted(self, order: Sequence[ChainSource], project: str,
+                    as_of: float | None, offering: bool) -> None:
+        """Note each hosted source's project, and offer its files (unless quarantined)."""
+        for source in order:
+            if source.hosted is not None:
+                found = source.hosted.project(project)
+                self.held.append(found)
+                self.changes.append(found.changes if found is not None else 0)
+                if found is not None:
+                    self.hosted = True
+                    if offering:
+                        mine: Sequence[ComposedFile] = found.sorted_files()
+                        if as_of is not None:
+                            before = _arrived_before(mine, source.hosted, as_of)
+                            self.filtered = self.filtered or len(before) != len(mine)
+                            mine = before
+                        self.offer(mine, source)
+
+    def from_upstreams(self, order: Sequence[ChainSource], project: str,
+                       as_of: float | None) -> None:
+        """Offer the cached files of each upstream that may be asked (L{asked})."""
+        for source in asked(order, project, self.hosted):
+            side = source.upstream
+            assert side is not None
+            cached = side.cached(project)
+            self.consulted.append((side, cached[0] if cached is not None else None))
+            if cached is not None:
+                theirs = cached[1]
+                if as_of is not None:
+                    before = [f for f in theirs
+                              if f.upload_time is not None and f.upload_time < as_of]
+                    self.filtered = self.filtered or len(before) != len(theirs)
+                    theirs = before
+                self.offer(theirs, source)
+
+    def filter(self, filters: Filters, now: float) -> None:
+        """Keep the files taken that the view's C{filters} admit at C{now}, in the pages' order."""
+        files = self.files
+        recheck_at = self.recheck_at
+        for f, source in self.taken:
+            upstream = source.upstream is not None
+            if filters.admits(f, upstream, now):
+                files.append((f, source))
+                continue
+            self.filtered = True
+            if upstream and filters.min_age and f.upload_time is not None \
+                    and filters.admits(f, False, now):
+                # (held back by the cooldown alone: listed once old enough)
+                due = f.upload_time + filters.min_age
+                recheck_at = due if recheck_at is None else min(recheck_at, due)
+        self.recheck_at = recheck_at
+        files.sort(key=lambda pair: (version_key(pair[0].version), pair[0].filename))
+
+
+def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: float,
+            file_url: Callable[[ComposedFile], str] | None = None,
+            reveal: bool = False) -> Composition:
+    """
+    The files the normalized C{project} lists in an index of this resolved
+    C{order}, with the view's C{filters} at C{now}.
+
+    A file is shadowed by an earlier one of the same filename or
+    distribution, before the filters: a view hides what it filters, it
+    does not let a later source's file of that name through (a yanked file
+    in C{staging} does not bring back C{release}'s). A deleted file is no
+    file: a tombstone in an earlier source hides nothing, nor
+    does a file in its recycle bin. A dated view's date is the exception:
+    what arrived in a source on or after it (uploaded, or
+    promoted there) did not exist then, so it is left out before anything
+    shadows anything, and the view's answer for its date never changes
+    with what comes later.
+
+    @param file_url: the links the view gives files; with it, the
+        composition names its L{Composition.delegate}.
+    @param reveal: list the files of a project quarantined in a hosted
+        source all the same (what its admins see, to release or delete them).
+    """
+    got = _Gathering()
+    status = chain_status(order, project)
+    # (quarantined: no source offers a file)
+    offering = reveal or status is None or not status.quarantined
+    got.from_hosted(order, project, filters.as_of, offering)
+    if offering:
+        got.from_upstreams(order, project, filters.as_of)
+    found_anywhere = got.hosted or any(token is not None for _, token in got.consulted)
+    if status is None:
+        status = upstream_status(got.consulted, project)
+        if status is not None and status.quarantined:
+            # (quarantined by the first upstream that knows it: no
+            # upstream's file is listed, not a later upstream's either)
+            got.taken = [pair for pair in got.taken if pair[1].upstream is None]
+    got.filter(filters, now)
+    files = got.files
+    delegate = None
+    # (a page with a status is the chain's own: a source's page may carry another)
+    if file_url is not None and not got.filtered and status is None:
+        delegate = _delegate(got.counts, files, file_url)
+    return Composition(project, tuple(files), found_anywhere, got.hosted, tuple(got.held),
+                       tuple(got.changes), tuple(got.consulted), got.recheck_at, delegate,
+                       status)
+
+
+def _arrived_before(files: Sequence[ComposedFile], index: Index,
+                    as_of: float) -> list[ComposedFile]:
+    """
+    The hosted C{files} that arrived in C{index} strictly before C{as_of}:
+    uploaded there then, or promoted there then (a promotion keeps the
+    file's upload time; what a dated view promises is what each index
+    held at its date).
+    """
+    kept = []
+    for f in files:
+        promotion = index.promotions.get(f.filename)
+        when = promotion.at if promotion is not None else f.upload_time
+        if when is not None and when < as_of:
+            kept.append(f)
+    return kept
+
+
+def asked(order: Sequence[ChainSource], project: str,
+          hosted: bool) -> list[ChainSource]:
+    """
+    The upstreams of C{order} that may be asked about C{project}, in order:
+    those whose rules allow it, and, when it is C{hosted} somewhere in the
+    chain, only those that merge it (the rule against dependency confusion,
+    across the chain).
+    """
+    found = []
+    for source in order:
+        side = source.upstream
+        if side is None:
+            continue
+        decision = side.decide(project, hosted)
+        if decision.allowed and (not hosted or decision.merge):
+            found.append(source)
+    return found
+
+
+def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
+              files: Sequence[tuple[ComposedFile, ChainSource]],
+              file_url: Callable[[ComposedFile], str]) -> ChainSource | None:
+    """
+    The source whose own page lists exactly C{files} with the same links:
+    the only one that gave files, and gave all it offered; with no file at
+    all, the first that offered none (a project of tombstones only).
+    """
+    giving = [(source, offered) for source, offered, given in counts if given]
+    if not giving:
+        empty = [source for source, offered, _ in counts if not offered]
+        return empty[0] if empty else None
+    if len(giving) != 1:
+        return None
+    source, offered = giving[0]
+    if offered != len(files):
+        return None
+    if source.hosted is not None:
+        own: Callable[[ComposedFile], str] = source.hosted.file_url  # type: ignore[assignment]
+        # (a hosted source's files are FileRecords: its file_url takes them)
+    else:
+        assert source.upstream is not None
+        own = source.upstream.file_url
+    if any(own(f) != file_url(f) for f, _ in files):
+        return None
+    return source

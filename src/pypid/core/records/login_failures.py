@@ -1,0 +1,112 @@
+"""
+Failed logins, and other refusals anyone can cause without credentials,
+folded into a bounded number of audit entries a minute (L{LoginFailures}),
+so that a flood cannot fill the disk. Apart from the entries themselves
+(L{pypid.core.records.audit_chain}): it only makes them.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pypid.core.records.audit_chain import REFUSED, Entry, format_time, text
+
+#: Failed logins are counted per minute.
+LOGIN_WINDOW = 60.0
+
+#: The most distinct keys (event, outcome, user, token, address, reason)
+#: written one by one in a window; failures past it are folded into one
+#: entry per event and outcome.
+MAX_LOGIN_KEYS = 50
+
+#: What a folded entry's C{detail} starts with.
+REPEATS = "repeats within the minute"
+
+
+#: What failed logins are folded by: C{(event, outcome, user, token, address, detail)}.
+_LoginKey = tuple[str, str, str | None, str | None, str | None, str | None]
+
+
+@attrs.define
+class LoginFailures:
+    """
+    Folds failed and throttled logins, and other refusals anyone can cause
+    without credentials (the token exchange's), so a flood cannot fill the
+    disk.
+
+    In each minute, the first failure of a key (event, outcome, user,
+    token, address, reason) is an entry at once, and the repeats of it one
+    more entry with their C{count} when the minute ends; past
+    L{MAX_LOGIN_KEYS} distinct keys in a minute, the failures of further
+    keys are one entry per event and outcome (no user, no address) with
+    their count. So a minute writes at most C{2 * max_keys + k} entries,
+    C{k} being the pairs of event and outcome folded (1 for failed logins,
+    2 for the exchange's refused and failed), whatever arrives.
+
+    A folded entry's time is when it is made (the minute's end, or the
+    stop), like every other entry's: so a writer's entries come in the
+    order of their times, and a day's file holds that day's entries.
+    """
+
+    window: float = LOGIN_WINDOW
+    max_keys: int = MAX_LOGIN_KEYS
+    _start: float | None = None
+    # key -> repeats
+    _repeats: dict[_LoginKey, int] = attrs.field(factory=dict)
+    # (event, outcome) -> count
+    _overflow: dict[tuple[str, str], int] = attrs.field(factory=dict)
+
+    def add(self, now: float, event: str, user: str | None, address: str | None,
+            token: str | None = None, outcome: str = REFUSED,
+            detail: str | None = None) -> list[Entry]:
+        """
+        Count one failure at C{now}; C{detail} is its reason, if it says one.
+
+        @return: the entries to write now (those of a window that has
+            ended, and the first of a key).
+        """
+        due = self.due(now)
+        if self._start is None:
+            self._start = now - now % self.window
+        # (cut as the entry would cut it: a reason longer than a field is one key)
+        detail = text(detail)
+        key = (event, outcome, user, token, address, detail)
+        repeats = self._repeats.get(key)
+        if repeats is not None:
+            self._repeats[key] = repeats + 1
+        elif len(self._repeats) < self.max_keys:
+            self._repeats[key] = 0
+            due.append(Entry(time=format_time(now), event=event, outcome=outcome, user=user,
+                             token=token, address=address, detail=detail))
+        else:
+            self._overflow[event, outcome] = self._overflow.get((event, outcome), 0) + 1
+        return due
+
+    def ends_at(self) -> float | None:
+        """When the current window ends, or L{None} when nothing is counted."""
+        return self._start + self.window if self._start is not None else None
+
+    def due(self, now: float) -> list[Entry]:
+        """The entries of the window, if it ended by C{now} (and it is forgotten)."""
+        end = self.ends_at()
+        if end is None or now < end:
+            return []
+        return self.drain(now)
+
+    def drain(self, now: float) -> list[Entry]:
+        """The entries of the window at C{now}, ended early (at a stop) or on time."""
+        entries: list[Entry] = []
+        when = format_time(now)
+        for (event, outcome, user, token, address, detail), repeats in self._repeats.items():
+            if repeats:
+                entries.append(Entry(time=when, event=event, outcome=outcome, user=user,
+                                     token=token, address=address, count=repeats,
+                                     detail=f"{REPEATS}: {detail}" if detail else REPEATS))
+        for (event, outcome), count in self._overflow.items():
+            entries.append(Entry(time=when, event=event, outcome=outcome, count=count,
+                                 detail=f"more than {self.max_keys} distinct users and "
+                                        "addresses within the minute"))
+        self._start = None
+        self._repeats.clear()
+        self._overflow.clear()
+        return entries

@@ -1,0 +1,216 @@
+"""
+One hosted index's stack: everything it owns, made from the configuration
+and a name. Apart from L{pypid.state.indexes}, which holds the stacks of a
+server with its views and advisories, because a stack is made and started
+alone (the default index as a server of one index always was).
+
+A hosted index is a stack instantiated per name, not one L{Index} whose
+records carry an index: every structure of an index, its storage, its
+snapshot and its backfill is keyed by filename, and two indexes may hold
+one filename with other bytes. So L{HostedStack} is everything one hosted
+index owns (its L{Index}, its storage under a root of its own, its loader
+and snapshot writer, its backfill or sync, the follow-up of its load),
+made by L{HostedStack.create} from the configuration and a name. The
+default index is built as a server of one index always was, so a server
+without C{[index:NAME]} is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+import attrs
+from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.config import Config
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.upload_rules import IndexUploadRules, UploadRules
+from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.formats.render import file_url_for, provenance_url_for
+from pypid.core.indexes.index import Index
+from pypid.core.security.advisories import AdvisoryPolicy
+from pypid.core.util.notice import Notice
+from pypid.state.backfill import Backfill
+from pypid.state.cleanup import IndexCleanup
+from pypid.state.hosted_source import HostedSource
+from pypid.state.index_sections import index_base, retention, upload_rules
+from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
+from pypid.state.recycle_bin import RecycleBin
+from pypid.state.sync import SyncService
+from pypid.state.usage_log import UsageLog
+from pypid.state.writer import SnapshotTimer, SnapshotWriter
+from pypid.storage.capabilities import (
+    IAdoptingStorage,
+    IBackfillStorage,
+    ISharedStorage,
+    IUsageStorage,
+)
+from pypid.storage.factory import (
+    SharedBucket,
+    StoragePart,
+    index_settings,
+    index_snapshot_path,
+)
+from pypid.storage.interface import IStorage, Run
+from pypid.storage.locks import KeyedLock
+
+if TYPE_CHECKING:
+    # (the upstream's modules load only with [upstream]: they cost start-up time)
+    from pypid.upstream.factory import MakeUpstream, UpstreamPart
+    from pypid.upstream.proxy import UpstreamProxy
+
+#: The kinds of parts of a stack, in the order the daemon starts them
+#: (each after the default's part of the same kind: L{pypid.tap}).
+PART_KINDS = ("storage", "index", "snapshot", "snapshot-timer", "sync", "follow-up", "usage")
+
+
+@attrs.frozen(eq=False)
+class HostedStack:
+    """
+    Everything one hosted index owns; its daemon parts by kind (L{parts}).
+
+    @ivar name: C{default} for the index of today's URLs.
+    @ivar storage: its storage, under a root of its own for a named index.
+    @ivar part: the part that loads C{index} (its L{IndexLoader}: C{part.loader}).
+    @ivar locks: its changes to storage, one at a time per filename.
+    @ivar backfill: for a folder of its own, the reading of files found
+        without a record; L{None} otherwise.
+    @ivar sync: for a storage shared with other servers, the taking in of
+        their changes; L{None} otherwise.
+    """
+
+    name: str
+    index: Index
+    storage: StoragePart
+    part: IndexPart
+    writer: SnapshotWriter
+    timer: SnapshotTimer
+    locks: KeyedLock
+    follow_up: FollowUp
+    backfill: Backfill | None = None
+    sync: SyncService | None = None
+    #: the part of C{[upstream]} (the default index's), which holds its proxy
+    upstream_part: UpstreamPart | None = None
+    #: its files' download counts; L{None} for a storage that
+    #: keeps none
+    usage: UsageLog | None = None
+    #: where its removed files wait before they are purged
+    bin: RecycleBin | None = None
+    #: its retention rules, over its bin and counts
+    cleanup: IndexCleanup | None = None
+    #: what its uploads and imports let through, taken again at a reload
+    uploads: IndexUploadRules = attrs.field(factory=IndexUploadRules)
+
+    @property
+    def loader(self) -> IndexLoader:
+        """What fills its index at start-up."""
+        return self.part.loader
+
+    def source(self) -> HostedSource:
+        """What the indexes that read it serve it from."""
+        return HostedSource(self.name, self.index, self.stored, self.locks, self.backfill,
+                            self.usage, self.bin, self.uploads)
+
+    @property
+    def upstream(self) -> UpstreamProxy | None:
+        """Its upstream's proxy (C{[upstream]}'s, the default index's), or L{None}."""
+        return self.upstream_part.proxy if self.upstream_part is not None else None
+
+    @property
+    def stored(self) -> IStorage:
+        """Its storage, as the rest of the server uses it (timed)."""
+        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
+        return cast(IStorage, self.storage.storage)
+
+    @classmethod
+    def create(cls, config: Config, name: str, run: Run, reactor: IReactorTime, *,
+               bucket: SharedBucket | None = None,
+               upstream: MakeUpstream | None = None,
+               peers: Callable[[str], Index | None] | None = None,
+               labelled: bool = False,
+               advisories: AdvisoryPolicy | None = None,
+               namespaces: IndexNamespaces | None = None,
+               render: Renderer = render_description) -> HostedStack:
+        """
+        The stack of the hosted index C{name} (C{default}: today's index,
+        its storage and snapshot where they always were).
+
+        @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
+        @param bucket: the client of the bucket the indexes' storages share,
+            or L{None}: the storage makes its own (a server of one index).
+        @param upstream: builds the upstream part of the index
+            (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
+            state its snapshot keeps; L{None}: none.
+        @param peers: C{peers(name)}: the server's hosted index of that
+            name, with which promoted files share their records; L{None}
+            (a server of one index): none.
+        @param labelled: whether its families on C{/metrics} carry an
+            C{index} label (a server of named indexes).
+        @param advisories: the index's L{AdvisoryPolicy}, which its pages
+            apply; L{None}: none.
+        @param namespaces: the index's PEP 752 namespaces, which its JSON
+            pages show (API 1.5); L{None}: none (1.4).
+        @param render: renders the descriptions its storage finds without
+            details (L{pypid.storage.factory.make_storage}).
+        @raise pypid.core.util.startup.StartupError: when its storage cannot be
+            built from the configuration.
+        """
+        server = config.server
+        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket,
+                                          render=render)
+        # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
+        stored = cast(IStorage, storage.storage)
+        shared = stored if ISharedStorage.providedBy(stored) else None
+        base = index_base(server.base_url, name)
+        index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
+                      advisories=advisories, provenance_url=provenance_url_for(base),
+                      namespaces=namespaces)
+        # (what the upstream cache learns is saved within seconds: a crash
+        # loses none of it)
+        learnt = Notice()
+        upstream_part = upstream(index, learnt) if upstream is not None else None
+        proxy = upstream_part.proxy if upstream_part is not None else None
+        # A folder's files found without a record are described after the
+        # server answers (a shared storage imports what it finds its own way).
+        backfill = (Backfill(index, stored, reactor)
+                    if IBackfillStorage.providedBy(stored) and shared is None else None)
+        locks = KeyedLock(reactor)
+        path = index_snapshot_path(server.snapshot, name)
+        writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
+                                shared, proxy, learnt)
+        # (a promotion a crash interrupted is taken back before the load)
+        recover = (partial(roll_back_promotions, stored)
+                   if IAdoptingStorage.providedBy(stored) else None)
+        loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
+                             recover=recover)
+        usage = (UsageLog(cast(IUsageStorage, stored), reactor)
+                 if IUsageStorage.providedBy(stored) else None)
+        bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
+        return cls(
+            name=name, index=index, storage=storage,
+            part=IndexPart(index, loader, name if labelled else None),
+            writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
+            locks=locks, follow_up=FollowUp(loader), backfill=backfill,
+            sync=SyncService(index, shared, reactor) if shared is not None else None,
+            upstream_part=upstream_part,
+            usage=usage,
+            bin=bin,
+            cleanup=IndexCleanup(name, bin, usage, retention(config, name).retention_rules),
+            uploads=IndexUploadRules(upload_rules(config).get(name, UploadRules())))
+
+    def parts(self) -> Iterator[tuple[str, IService]]:
+        """
+        Its daemon parts as C{(kind, part)}, in L{PART_KINDS}' order, those
+        it does not have (a sync on a folder of its own) left out.
+        """
+        found: dict[str, IService | None] = {
+            "storage": self.storage, "index": self.part, "snapshot": self.writer,
+            "snapshot-timer": self.timer, "sync": self.sync, "follow-up": self.follow_up,
+            "usage": self.usage}
+        for kind in PART_KINDS:
+            part = found[kind]
+            if part is not None:
+                yield kind, part

@@ -1,0 +1,420 @@
+"""
+The audit log as daily files appended to (C{YYYY-MM-DD.jsonl}, UTC): in
+a local storage's folder, C{<storage path>/.pypid/audit/}
+(L{LocalAuditLog}), appended under an exclusive C{flock} (read under a
+shared one) and fsynced once a batch; and in memory, laid out the same,
+for the tests (L{MemoryAuditLog}). One writer's chain goes through the
+files: a day's first line links to the previous file's last line.
+
+Apart from the queue every log shares (L{pypid.storage.audit_log}) and
+from the bucket's batches (L{pypid.storage.audit_bucket}).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar, cast
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.core.records.audit_chain import Entry, chain, link, verify_files
+from pypid.core.records.audit_query import EntryPage, Query, select
+from pypid.storage.audit_log import (
+    BufferedAuditLog,
+    ChainCheck,
+    IAuditLog,
+    PartlyWritten,
+    by_day,
+    entries_of,
+    imported_name,
+)
+from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
+from pypid.storage.interface import Run, StorageError
+
+log = Logger()
+
+_T = TypeVar("_T")
+
+_FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
+
+
+class _AuditFile(Protocol):
+    """An open file of a log of daily files (L{_LocalFile}, L{_MemoryFile})."""
+
+    def size(self) -> int:
+        """Its size in bytes."""
+        ...
+
+    def pread(self, count: int, offset: int) -> bytes:
+        """Up to C{count} bytes from C{offset}."""
+        ...
+
+    def append(self, data: bytes) -> None:
+        """Append C{data}, durably."""
+        ...
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to C{size} bytes."""
+        ...
+
+
+def _read_tail(f: _AuditFile, size: int) -> tuple[str | None, bool]:
+    """
+    The link to the last line of the first C{size} bytes of an open file
+    (L{None} when there are none), and whether that line is cut short (no
+    newline: a write that a crash cut).
+    """
+    if size == 0:
+        return None, False
+    block = 16 << 10
+    end = size
+    tail = b""
+    torn = f.pread(1, size - 1) != b"\n"
+    if not torn:
+        end -= 1
+    while True:
+        start = max(end - block, 0)
+        tail = f.pread(end - start, start) + tail
+        end = start
+        cut = tail.rfind(b"\n")
+        if cut >= 0:
+            return link(tail[cut + 1:]), torn
+        if start == 0:
+            return link(tail), torn
+
+
+class _DayFiles(BufferedAuditLog):
+    """
+    A log of daily files appended to: the chain through them, reads and
+    the check, shared by L{LocalAuditLog} and L{MemoryAuditLog}, which give
+    the file operations (C{_names}, C{_appending}, C{_reading},
+    C{_created}, C{_call}, C{_shown}).
+
+    A batch is written under the file's exclusive lock. Its first line
+    links to the last entry this writer wrote, whose end it remembers: when
+    that entry is no longer where it was (the file was cut or edited behind
+    the server's back), a warning is logged and the link still names it,
+    so that verify reports the change; a file appended to by someone else
+    after it goes on from its last line. At the start, the chain goes on
+    from the newest file's last line.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        super().__init__(clock)
+        # (file name, its size after this writer's last line, the link to
+        # that line): used by one write at a time.
+        self._last: tuple[str, int, str | None] | None = None
+
+    # -- what a subclass gives: the file operations
+
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """Run C{f(*args)} (blocking work) as the subclass does."""
+        raise NotImplementedError()
+
+    def _names(self) -> list[str]:
+        """The names of the files in the log's folder."""
+        raise NotImplementedError()
+
+    def _appending(self, name: str) -> AbstractContextManager[_AuditFile]:
+        """The file C{name} open to append to (created), under its exclusive lock."""
+        raise NotImplementedError()
+
+    def _reading(self, name: str) -> AbstractContextManager[_AuditFile | None]:
+        """The file C{name} open to read, under a shared lock; L{None} when it is gone."""
+        raise NotImplementedError()
+
+    def _created(self) -> None:
+        """A file was created (made durable in its folder)."""
+        raise NotImplementedError()
+
+    def _shown(self, name: str) -> str:
+        """How the file C{name} is named to a person."""
+        raise NotImplementedError()
+
+    def _keep_sync(self, name: str, data: bytes) -> bool:
+        """Keep C{data} under C{name}; whether it was written (see L{keep_imported})."""
+        raise NotImplementedError()
+
+    # -- the chain through the files
+
+    def _day_names(self) -> list[str]:
+        return sorted(n for n in self._names() if _FILE.match(n))
+
+    def _write_batch(self, entries: list[Entry]) -> Deferred[None]:
+        return self._call(self._write_sync, entries)
+
+    def _write_sync(self, entries: list[Entry]) -> None:
+        newest = self._last[0][:10] if self._last is not None else None
+        if newest is None:
+            newest = max((n[:10] for n in self._day_names()), default=None)
+        written = 0
+        try:
+            for day, group in by_day(entries, newest):
+                self._append_sync(f"{day}.jsonl", group)
+                written += len(group)
+        except Exception as e:
+            if written:
+                raise PartlyWritten(written, e) from e
+            raise
+
+    def _append_sync(self, name: str, entries: list[Entry]) -> None:
+        with self._appending(name) as f:
+            size = f.size()
+            head, torn = self._head_of(name, f, size)
+            lines, new_head = chain(entries, head)
+            data = (b"\n" if torn else b"") + b"".join(line + b"\n" for line in lines)
+            try:
+                f.append(data)
+            except Exception:
+                # Cut the batch off again: it is tried again later.
+                try:
+                    f.truncate(size)
+                except OSError:
+                    pass
+                raise
+            self._last = (name, size + len(data), new_head)
+        if size == 0:
+            self._created()
+
+    def _head_of(self, name: str, f: _AuditFile, size: int) -> tuple[str | None, bool]:
+        """
+        The link a batch appended to C{name} (open as C{f}, C{size} bytes)
+        starts from, and whether the file's last line is torn.
+        """
+        last = self._last
+        if last is not None and last[0] == name:
+            return self._after_last(f, size)
+        if size:
+            # Not this writer's (it started since): go on from its last line.
+            return _read_tail(f, size)
+        if last is not None:
+            with self._reading(last[0]) as before:
+                head, _torn = self._after_last(before, before.size() if before else 0)
+            return head, False
+        older = [n for n in self._day_names() if n < name]
+        if not older:
+            return None, False
+        with self._reading(older[-1]) as before:
+            return (_read_tail(before, before.size())[0] if before else None), False
+
+    def _after_last(self, f: _AuditFile | None, size: int) -> tuple[str | None, bool]:
+        """
+        The link to go on from in the file of this writer's last entry
+        (open as C{f}, L{None} when it is gone), and whether the file's last
+        line is torn.
+        """
+        # (called only once this writer wrote a line)
+        name, end, head = cast(tuple[str, int, str | None], self._last)
+        if f is not None and end <= size and _read_tail(f, end) == (head, False):
+            return (head, False) if size == end else _read_tail(f, size)
+        log.warn("The audit file {path} was changed behind the server's back: the last entry "
+                 "the server wrote is no longer at its end; the next entry links to that "
+                 "entry all the same, so that verify reports the change",
+                 path=self._shown(name))
+        torn = f is not None and size > 0 and f.pread(1, size - 1) != b"\n"
+        return head, torn
+
+    def _read_file(self, name: str) -> bytes:
+        with self._reading(name) as f:
+            return f.pread(f.size(), 0) if f is not None else b""
+
+    def read(self, query: Query) -> Deferred[EntryPage]:
+        """The entries C{query} asks for."""
+        return self._call(self._read_sync, query)
+
+    def _read_sync(self, query: Query) -> EntryPage:
+        return select(query, [n[:10] for n in self._day_names()],
+                      lambda day: entries_of(self._read_file(f"{day}.jsonl")))
+
+    def verify(self) -> Deferred[ChainCheck]:
+        """Check the chain through every file (each read under a shared lock)."""
+        return self._call(self._verify_sync)
+
+    def _verify_sync(self) -> ChainCheck:
+        names = self._day_names()
+        report = verify_files((self._shown(n), self._read_file(n)) for n in names)
+        return ChainCheck(len(names), report.entries, tuple(report.broken), tuple(report.notes))
+
+    def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
+        """The day files, oldest first (see L{IAuditLog.stored_files})."""
+        return self._call(lambda: [(n, self._read_file(n)) for n in self._day_names()])
+
+    def keep_imported(self, name: str, data: bytes) -> Deferred[bool]:
+        """Keep another log's file under C{imported/} (see L{IAuditLog.keep_imported})."""
+        return self._call(self._keep_sync, imported_name(name), data)
+
+
+@attrs.define
+class _MemoryFile:
+    """A file of a L{MemoryAuditLog}, as L{_DayFiles} uses one."""
+
+    _log: MemoryAuditLog
+    _name: str
+
+    def size(self) -> int:
+        return len(self._log.files.get(self._name, b""))
+
+    def pread(self, count: int, offset: int) -> bytes:
+        return self._log.files.get(self._name, b"")[offset:offset + count]
+
+    def append(self, data: bytes) -> None:
+        if self._name in self._log.fail_files:
+            raise StorageError(f"{self._name} cannot be written (test)")
+        self._log.files[self._name] = self._log.files.get(self._name, b"") + data
+
+    def truncate(self, size: int) -> None:
+        self._log.files[self._name] = self._log.files.get(self._name, b"")[:size]
+
+
+@implementer(IAuditLog)
+class MemoryAuditLog(_DayFiles):
+    """
+    The audit log in memory, laid out as the local one: C{files} maps
+    C{YYYY-MM-DD.jsonl} to its bytes, which tests may edit.
+
+    @ivar fail: when true, writes fail with L{StorageError} (tests).
+    @ivar fail_files: names of files whose appends fail (tests).
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        super().__init__(clock)
+        self.files: dict[str, bytes] = {}
+        #: the files kept by L{keep_imported}, by their name under the folder
+        self.imported: dict[str, bytes] = {}
+        self.fail = False
+        self.fail_files: set[str] = set()
+
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        return maybeDeferred(f, *args)
+
+    def _write_sync(self, entries: list[Entry]) -> None:
+        if self.fail:
+            raise StorageError("the audit log cannot be written (test)")
+        return super()._write_sync(entries)
+
+    def _names(self) -> list[str]:
+        return list(self.files)
+
+    @contextmanager
+    def _appending(self, name: str) -> Iterator[_AuditFile]:
+        self.files.setdefault(name, b"")
+        yield _MemoryFile(self, name)
+
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
+        yield _MemoryFile(self, name) if name in self.files else None
+
+    def _created(self) -> None:
+        pass
+
+    def _shown(self, name: str) -> str:
+        return name
+
+    def _keep_sync(self, name: str, data: bytes) -> bool:
+        if self.imported.get(name) == data:
+            return False
+        self.imported[name] = data
+        return True
+
+
+@attrs.define
+class _LocalFile:
+    """An open file of a L{LocalAuditLog}, as L{_DayFiles} uses one."""
+
+    _fd: int
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def pread(self, count: int, offset: int) -> bytes:
+        chunks = []
+        while count > 0:
+            chunk = os.pread(self._fd, count, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            count -= len(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        os.fsync(self._fd)
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+
+
+@implementer(IAuditLog)
+class LocalAuditLog(_DayFiles):
+    """
+    Daily JSON-lines files in a folder (C{<storage path>/.pypid/audit}).
+
+    Appends take the file's exclusive C{flock}, reads (queries, verify) a
+    shared one, so a read never sees half an append, and a second process
+    on the folder cannot interleave with a batch. A batch is fsynced before
+    it counts as written; a batch that fails half-way is cut off again.
+
+    @ivar folder: the folder of the files.
+    @ivar _run: C{run(f, *args) -> Deferred}, the I/O thread pool.
+    """
+
+    def __init__(self, folder: str, run: Run, clock: IReactorTime) -> None:
+        super().__init__(clock)
+        self.folder = folder
+        self._run = run
+
+    def _call(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        return self._run(f, *args)
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+
+    def _shown(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    @contextmanager
+    def _appending(self, name: str) -> Iterator[_AuditFile]:
+        os.makedirs(self.folder, exist_ok=True)
+        fd = os.open(self._shown(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield _LocalFile(fd)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[_AuditFile | None]:
+        try:
+            fd = os.open(self._shown(name), os.O_RDONLY)
+        except FileNotFoundError:  # (pruned meanwhile)
+            yield None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield _LocalFile(fd)
+        finally:
+            os.close(fd)
+
+    def _keep_sync(self, name: str, data: bytes) -> bool:
+        path = os.path.join(self.folder, *name.split("/"))
+        if read_if_present(path) == data:
+            return False
+        write_atomically(path, data)
+        return True
+
+    def _created(self) -> None:
+        fsync_folder(self.folder)

@@ -1,0 +1,184 @@
+"""
+An upstream project page as pypid keeps it: its checked files
+(L{UpstreamFile}) and what else it said (L{UpstreamPage}), whichever form
+it arrived in (L{pypid.upstream.parser} reads both), and which of its
+files a cooldown hides (L{effective_files}). Apart from the parser, so
+that the many modules that only hold such pages do not load it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pypid.core.indexes.model import format_upload_time
+from pypid.core.indexes.project_status import ProjectStatus
+
+#: The refused entries kept, with their reasons, as examples for the log.
+SKIPPED_EXAMPLES = 20
+
+
+class UpstreamPageError(ValueError):
+    """An upstream project page that cannot be read at all."""
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamFile:
+    """
+    One file an upstream page lists, checked and ready to be cached.
+
+    The fields are those of L{pypid.core.indexes.model.FileRecord} that an upstream can
+    tell us before the file is fetched, so that pypid can serve the page
+    again with nothing lost, and check the bytes against C{sha256} when the
+    file is first downloaded.
+
+    @ivar filename: the distribution's filename, safe as a storage name.
+    @ivar url: the absolute http(s) URL to fetch it from, without fragment;
+        only URLs listed on a page are ever fetched, so this is the list.
+    @ivar sha256: the lowercase hex digest the upstream promises; required,
+        since a file that cannot be checked must not be cached.
+    @ivar requires_python: the file's C{Requires-Python}, or L{None}.
+    @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
+        empty), as in L{pypid.core.indexes.model.FileRecord.yanked}; PEP 592 forbids
+        mirroring a yanked file without its flag.
+    @ivar metadata_sha256: L{None} when the upstream offers no separate core
+        metadata, C{""} when it offers it without a sha256, otherwise the
+        lowercase hex digest of the C{.metadata} file.
+    @ivar size: the size in bytes, or L{None} if the upstream does not say.
+    @ivar upload_time: POSIX timestamp of the upload, or L{None} if the
+        upstream does not say (or says it unreadably).
+    @ivar project: the normalized project name, read from the filename.
+    @ivar version: the normalized version, read from the filename.
+    @ivar packagetype: L{pypid.core.dists.names.WHEEL} or L{pypid.core.dists.names.SDIST}.
+    @ivar provenance_url: where the upstream serves the file's provenance
+        (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
+        L{None}; fetched and checked against C{sha256} before pypid serves
+        it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
+    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
+        (L{pypid.core.indexes.model.FileRecord.variant}): its label's entry of the
+        release's index-level file the upstream lists, read and checked
+        (L{pypid.upstream.variant_data}); L{None} for any other file.
+    """
+
+    filename: str
+    url: str
+    sha256: str
+    project: str
+    version: str
+    packagetype: str
+    requires_python: str | None = None
+    yanked: str | None = None
+    metadata_sha256: str | None = None
+    size: int | None = None
+    upload_time: float | None = None
+    provenance_url: str | None = None
+    variant: str | None = None
+
+    @property
+    def has_provenance(self) -> bool:
+        """Whether the upstream offers a provenance (pypid's pages link its own copy)."""
+        return self.provenance_url is not None
+
+    @property
+    def upload_time_iso(self) -> str | None:
+        """The upload time in PEP 700's format (for pages), or L{None}."""
+        return None if self.upload_time is None else format_upload_time(self.upload_time)
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamPage:
+    """
+    An upstream project page, reduced to what pypid serves again.
+
+    @ivar project: the normalized project name the page was asked for.
+    @ivar name: the project's display name as the upstream spells it, or
+        the normalized name when the page does not say.
+    @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
+        two fetches of an unchanged page compare equal.
+    @ivar skipped: C{(filename or href, reason)} for the first
+        L{SKIPPED_EXAMPLES} refused entries, in page order, so the cache can
+        log why a file is missing.
+    @ivar refused: how many entries were refused in all.
+    @ivar last_serial: the upstream's change serial (warehouse's
+        C{_last-serial}), or L{None} when it gives none.
+    @ivar status: the project's status upstream (PEP 792), or L{None} when
+        it is active (or the page says nothing usable).
+    @ivar variants: the index-level files of variants (PEP 825,
+        C{{name}-{version}-variants.json}) the page lists, each an
+        L{UpstreamFile} of packagetype
+        L{pypid.core.dists.variant_files.VARIANTS}, sorted by filename:
+        kept apart from the distributions (no download, listing or legacy
+        JSON of the upstream's files takes them for one).
+    @ivar variant_wheels: the variant wheels (PEP 825) the page lists,
+        sorted by filename, without their data: the parser cannot give it
+        (it is in the index-level files, fetched apart), and a variant
+        wheel is never listed without it, so they are kept out of C{files}
+        until L{pypid.upstream.variant_data} moves those it could read in.
+        What stays is what the upstream lists and pypid does not (yet).
+    @ivar variants_failed: the sha256s of the index-level files in
+        C{variants} that could not be read (at this fetch, or at an earlier
+        one and not tried since), the least recently tried first: tried
+        after those never tried, in that order, so that files that keep
+        failing do not stop the others being read, nor one another.
+    @ivar variants_unusable: C{"<sha256> <label>"} of each variant wheel
+        whose release's index-level file was read and gives its label no
+        data a wheel keeps (none, or too much): final for that sha256, so
+        not read again for it.
+    """
+
+    project: str
+    name: str
+    files: tuple[UpstreamFile, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    refused: int = 0
+    last_serial: int | None = None
+    status: ProjectStatus | None = None
+    variants: tuple[UpstreamFile, ...] = ()
+    variant_wheels: tuple[UpstreamFile, ...] = ()
+    variants_failed: tuple[str, ...] = ()
+    variants_unusable: tuple[str, ...] = ()
+
+    @property
+    def quarantined(self) -> bool:
+        """Whether the upstream quarantined the project: none of its files is offered."""
+        return self.status is not None and self.status.quarantined
+
+
+def quoted(value: object, limit: int = 80) -> str:
+    """
+    Quote an upstream-supplied value for an error message, cut short: such
+    messages end up in logs and 502 bodies, and the upstream controls them.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def effective_files(page: UpstreamPage, now: float, min_age: float
+                    ) -> tuple[tuple[UpstreamFile, ...], tuple[UpstreamFile, ...]]:
+    """
+    Split a page's files into those old enough to serve and those hidden by
+    the cooldown, which protects clients from freshly published releases.
+
+    With C{min_age > 0}, a file whose upload time is unknown is hidden: with
+    no time to judge by, it cannot be shown to be old enough, and a cooldown
+    that a server could skip by leaving out C{upload-time} would protect
+    nothing. (pip's C{--uploaded-prior-to} and uv's C{--exclude-newer} make
+    the same choice.)
+
+    @param now: the current POSIX time.
+    @param min_age: the cooldown in seconds; C{0} hides nothing.
+    @return: C{(kept, hidden)}, two tuples of L{UpstreamFile} in page order.
+    @raise ValueError: if C{min_age} is negative.
+    """
+    if min_age < 0:
+        raise ValueError(f"min_age must not be negative, not {min_age!r}")
+    if min_age == 0:
+        return tuple(page.files), ()
+    newest = now - min_age
+    kept: list[UpstreamFile] = []
+    hidden: list[UpstreamFile] = []
+    for f in page.files:
+        if f.upload_time is not None and f.upload_time <= newest:
+            kept.append(f)
+        else:
+            hidden.append(f)
+    return tuple(kept), tuple(hidden)

@@ -1,0 +1,233 @@
+"""
+Who may do what, as a part of the daemon (L{AccessPart}): the access gate
+and trusted publishing built from the configuration, taken again on
+C{SIGHUP}, and the browser sessions, kept through a restart and swept;
+with what a reload or a login asks of the people already in (whether a
+session's person is still a user, whether a name is held by another
+source).
+
+Apart from L{pypid.web.identity.access}, the gates the requests pass
+through, because this runs at start-up, reload and login only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from pypid.auth.factory import (
+    make_access_materials,
+    make_publishing,
+    make_sso,
+    outside_logins,
+    read_sso_secret,
+    reloaded_oidc_http,
+    reloaded_sso_http,
+)
+from pypid.auth.throttle import LoginThrottle
+from pypid.auth.verifier import PasswordVerifier
+from pypid.config import Config
+from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
+from pypid.core.access.sessions import Session, SessionBook, SessionFileError
+from pypid.core.util.parts import IReloadable
+from pypid.core.util.startup import StartupError
+from pypid.jobs.periodic import Periodic
+from pypid.web.identity.access import Access
+from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
+from pypid.web.identity.identification import FailedLogins
+
+#: (the namespace these lines always had, before they were split from access)
+log = Logger(namespace="pypid.web.identity.access")
+
+
+@implementer(IReloadable)
+class AccessPart(Service):
+    """
+    Who may do what, as a part of the daemon: the access gate and trusted
+    publishing, built from the configuration. Nothing to start or stop;
+    on C{SIGHUP} it takes the users, groups, admins, rules, token file and
+    trusted publishers of the configuration read again.
+
+    @ivar access: the L{Access} gate.
+    @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
+    @ivar sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}.
+    """
+
+    def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
+                 audit: FailedLogins) -> None:
+        """
+        @param hashing: the thread pool passwords are checked in.
+        @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} failed logins go to.
+        @raise pypid.config.errors.StartupError: when the token file, or a
+            bundle of C{[ldap]} or C{[oidc]}, cannot be used.
+        """
+        self._config = config
+        self._reactor = reactor
+        self._hashing = hashing
+        materials = make_access_materials(config, reactor, hashing, held=self.held_elsewhere)
+        self.publishing = make_publishing(config, reactor)
+        self.sso = make_sso(config, reactor)
+        # (the throttle is the daemon's: a reload keeps what it counted, and
+        # [auth] throttle_ipv6_prefix is read at start-up)
+        throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
+        self.sessions = make_sessions(config, reactor, hashing)
+        # The sessions kept through a restart meet the configuration it
+        # brought, as those of a reload do: one meaning for a
+        # change, however it came.
+        ended = self._end_sessions(materials.verifier, config)
+        if ended:
+            log.info("Ended {count} browser sessions whose people the configuration no "
+                     "longer lets in as they logged in", count=ended)
+        self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
+                             audit=audit, publishers=self.publishing.tokens,
+                             sessions=self.sessions, outside=outside_logins(config))
+        self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
+                               what="The browser sessions' sweep")
+
+    def _end_sessions(self, verifier: PasswordVerifier, config: Config) -> int:
+        """End the browser sessions C{config} no longer lets in as they logged in; how many."""
+        book = self.sessions.book
+        return self.sessions.revoke(
+            lambda session: not still_a_user(session, verifier, config, book))
+
+    def held_elsewhere(self, user: str) -> str | None:
+        """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
+        return name_held(self.access, self._reactor.seconds(), user)
+
+    def startService(self) -> None:
+        """Sweep the browser sessions that timed out, and keep their use, every minute."""
+        Service.startService(self)
+        self._sweep.startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the sweep, and keep the sessions' use."""
+        Service.stopService(self)
+        self._sweep.stopService()
+        return self.sessions.tick()
+
+    def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
+        """
+        Build what the configuration read again asks for (a token file or
+        a bundle that cannot be used refuses the whole reload), then take
+        it: the gate's verifier is new, so no credentials checked before
+        are trusted any more; a change of the issuers, audience or rules
+        revokes minted tokens.
+        """
+        if config is None:
+            return None
+        http = reloaded_oidc_http(self._config, config, self._reactor)
+        sso_secret = read_sso_secret(config)
+        sso_http = reloaded_sso_http(self._config, config, self._reactor)
+        # The token file is the daemon's own (written by each issue and
+        # revocation, read at start-up): a reload keeps the book in memory
+        # rather than read a file a change may be writing at this moment,
+        # which brought revoked tokens back. A new path is read.
+        kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
+        materials = make_access_materials(config, self._reactor, self._hashing, kept,
+                                          held=self.held_elsewhere)
+
+        def commit() -> str:
+            self._config = config
+            self.access.reconfigure(materials.model, materials.verifier, materials.tokens,
+                                    outside_logins(config))
+            self.sessions.book.idle = config.auth.session_idle
+            self.sessions.book.lifetime = config.auth.session_lifetime
+            ended = self._end_sessions(materials.verifier, config)
+            revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
+            self.sso.reconfigure(config.sso, sso_secret, sso_http)
+            return (f"{len(config.users)} users, {len(config.groups)} groups, "
+                    f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
+                    f"{len(config.publishers)} publishers"
+                    + (f" ({revoked} publisher tokens revoked)" if revoked else "")
+                    + (f" ({ended} browser sessions ended)" if ended else ""))
+        return commit
+
+
+def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
+                 book: SessionBook) -> bool:
+    """
+    Whether the configuration read again still has a browser session's
+    user as they logged in: a password user still in C{[users]} or the
+    htpasswd file with the same password (its hash's stamp); a directory
+    user while C{[ldap]} names the same directory (the stamp of
+    L{pypid.auth.factory.directory_key}) and no local user took the name;
+    a person of single sign-on while C{[sso]} names the same provider and
+    client (the stamp of L{pypid.core.access.sso_flow.provider_key}), no local user
+    took the name, and C{[sso] allow} still lets them in. (Their groups,
+    and what they may do, are the rules in force at each request. A
+    directory account disabled in the directory, or a person the provider
+    no longer lets in, keeps the session until it times out: pypid cannot
+    see that without them logging in again.)
+    """
+    return book.login_of(session, verifier.stored(session.user),
+                         outside_logins(config)) is not None
+
+
+def name_held(access: Access, now: float, user: str, asking: str = DIRECTORY) -> str | None:
+    """
+    Why C{user} may not log in through C{asking} (the directory, or single
+    sign-on): a person of the other source holds the name here (an open
+    session, or a live token, that the configuration in force still
+    admits), or L{None}. One name is one person: the second
+    source to bring a name is refused, and the first keeps it until nothing
+    of theirs stands (their sessions end, their tokens expire or are
+    revoked). For the directory, asked at a new check of its password only
+    (a success is remembered for C{cache_ttl}); for single sign-on, at each
+    login, with the directory's own users (L{pypid.web.pages.browser_login}).
+    """
+    other = PROVIDER if asking == DIRECTORY else DIRECTORY
+    outside = access.outside
+    sessions = access.sessions
+    if sessions is not None:
+        book = sessions.book
+        if any(session.user == user and session.source == other
+               and book.login_of(session, None, outside) is not None
+               for session in book.sessions.values()):
+            return _held(user, other)
+    tokens = access.tokens
+    if tokens is not None and any(
+            token.user == user and token.source == other
+            and (token.expires is None or token.expires > now)
+            and outside.admits(other, user, token.groups, token.provider)
+            for token in tokens.tokens.values()):
+        return _held(user, other)
+    return None
+
+
+def _held(user: str, source: str) -> str:
+    who = "a person of single sign-on" if source == PROVIDER else "a user of the directory"
+    return (f"{user} is {who} on this server, who holds the name while a session or token "
+            "of theirs is live: nobody else of that name can log in meanwhile (ask an admin)")
+
+
+def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:
+    """
+    The browser sessions of C{[auth] sessions} (read now, blocking: at start-up).
+
+    @raise StartupError: the file cannot be read or used.
+    """
+    auth = config.auth
+    path = sessions_path(config)
+    try:
+        book = load_book(path, auth.session_idle, auth.session_lifetime, reactor.seconds())
+    except SessionFileError as e:
+        raise StartupError(f"{config.where('auth', 'sessions')}: {e}") from None
+
+    def run(f: Callable[..., object], *args: object) -> Deferred[Any]:
+        return deferToThreadPool(reactor, pool, f, *args)  # type: ignore[arg-type]
+    return BrowserSessions(book, path, reactor, run, base_url=config.server.base_url)
+
+
+def sessions_path(config: Config) -> str:
+    """C{[auth] sessions}, or C{sessions.json} beside the snapshot."""
+    return config.auth.sessions or os.path.join(
+        os.path.dirname(config.server.snapshot), "sessions.json")
