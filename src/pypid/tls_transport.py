@@ -145,7 +145,8 @@ class TLSServerTransport(Protocol):
         sends until its own close_notify, then close.  Closing at once would
         reset a connection whose client is still sending (a refused upload,
         an oversized header) before it read the answer; a client that never
-        closes is the channel's to drop (L{pypid.web.server.channel}).
+        closes is dropped once it lingered (L{writeConnectionLost}), or
+        earlier by the channel's close timer after a refusal.
         """
         try:
             while self._tls.read(READ_SIZE):

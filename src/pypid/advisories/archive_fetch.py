@@ -23,7 +23,8 @@ from twisted.web.iweb import IAgent
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.http.bodies import BodyError, describe, discard, read_body
 
-log = Logger()
+#: (the namespace its lines had before it was a module of its own)
+log = Logger(namespace="pypid.advisories.feed")
 
 #: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
 Run = Callable[..., Deferred[Any]]

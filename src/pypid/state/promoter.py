@@ -56,7 +56,8 @@ from pypid.storage.interface import (
 from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 
-log = Logger()
+#: (the namespace its lines had before it was a module of its own)
+log = Logger(namespace="pypid.web.changes.promote")
 
 _T = TypeVar("_T")
 

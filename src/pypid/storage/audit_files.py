@@ -39,7 +39,8 @@ from pypid.storage.audit_log import (
 from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
 from pypid.storage.interface import Run, StorageError
 
-log = Logger()
+#: (the namespace its lines had before it was a module of its own)
+log = Logger(namespace="pypid.storage.audit_log")
 
 _T = TypeVar("_T")
 

@@ -22,7 +22,8 @@ from twisted.logger import Logger
 from pypid.core.indexes.model import FileRecord
 from pypid.storage.snapshot import TEXT, SnapshotError, project_records
 
-log = Logger()
+#: (the namespace its lines had before it was a module of its own)
+log = Logger(namespace="pypid.storage.snapshot")
 
 
 #: what comes between a project line's name and its filenames, as

@@ -19,9 +19,6 @@ import unicodedata
 #: wheels measured is 238); Linux paths go to 4096.
 DEFAULT_MAX_NAME_LENGTH = 1024
 
-#: Longest extra field of one header accepted, in bytes (real wheels: 24).
-DEFAULT_MAX_EXTRA_LENGTH = 1024
-
 # Longest path component most file systems accept, in bytes.
 _MAX_COMPONENT_LENGTH = 255
 

@@ -302,18 +302,24 @@ class AdvisoryAdmin:
         C{advisory} and C{version} in the query (or the console's form);
         404 when none is kept.
         """
-        fields = {key: form_field(request, key)
-                  for key in ("index", "project", "advisory", "version")}
-        removed = await self.unwaive_as(request, {k: v for k, v in fields.items() if v})
+        def fields() -> dict[str, str]:
+            named = {key: form_field(request, key)
+                     for key in ("index", "project", "advisory", "version")}
+            return {k: v for k, v in named.items() if v}
+        removed = await self.unwaive_as(request, fields)
         return send_json(request, {"removed": removed.to_json()})
 
-    def unwaive_as(self, request: IRequest, fields: Mapping[str, str]) -> Awaitable[Waiver]:
-        """Remove the waiver C{fields} name, for the admin of C{request}; the waiver removed."""
+    def unwaive_as(self, request: IRequest,
+                   fields: Callable[[], Mapping[str, str]]) -> Awaitable[Waiver]:
+        """
+        Remove the waiver C{fields()} names, for the admin of C{request}
+        (each refusal audited, that of the fields too); the waiver removed.
+        """
         async def work() -> Waiver:
             identity = await self._access.admin(request, WAIVERS_LOGIN)
             keeper = self._keeper()
             # (any index's name: a waiver of an index removed since is removed too)
-            asked = self._asked(fields, any_index=True)
+            asked = self._asked(fields(), any_index=True)
 
             def remove(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
                 return waivers.removing(asked.key)

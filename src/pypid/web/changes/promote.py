@@ -290,15 +290,14 @@ def _body(request: IRequest) -> bytes:
     return bounded_body(request, MAX_BODY)
 
 
-def _form(request: IRequest) -> dict[str, Any]:
-    """A form's fields of a promotion, as its JSON would name them (L{form_fields})."""
-    return form_fields({field: values[0].decode("utf-8", "replace")
-                        for field in FIELDS
-                        if (values := request.args.get(field.encode("ascii")))})
-
-
-def form_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """A promotion's form fields, C{allow_denied} made a truth as JSON's would be."""
+def promotion_form(request: IRequest) -> dict[str, Any]:
+    """
+    A form's fields of a promotion, as its JSON would name them
+    (C{allow_denied} a truth; anything else is refused by L{promote_request}).
+    """
+    data: dict[str, Any] = {field: values[0].decode("utf-8", "replace")
+                            for field in FIELDS
+                            if (values := request.args.get(field.encode("ascii")))}
     if "allow_denied" in data:
         # (as JSON's true or false: anything else is refused by _asked)
         data["allow_denied"] = {"true": True, "false": False}.get(
@@ -309,7 +308,7 @@ def form_fields(data: dict[str, Any]) -> dict[str, Any]:
 def _asked_quietly(request: IRequest) -> dict[str, Any]:
     """What the body names, as far as it is a JSON object (for a refusal's audit entry)."""
     if is_form(request):
-        data = _form(request)
+        data = promotion_form(request)
     else:
         try:
             data = json.loads(_body(request))
@@ -328,7 +327,7 @@ def _asked(request: IRequest) -> PromoteRequest:
     @raise HTTPError: 413 for a body too large, 400 naming the field that is wrong.
     """
     if is_form(request):
-        return promote_request(_form(request))
+        return promote_request(promotion_form(request))
     try:
         return promote_request(json.loads(_body(request)))
     except (ValueError, RecursionError):

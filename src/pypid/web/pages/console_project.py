@@ -27,7 +27,7 @@ from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFou
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_trail import AuditAdmin, audit_query
 from pypid.web.admin.usage_admin import UsageAdmin
-from pypid.web.changes.promote import Promote, form_fields, promote_request
+from pypid.web.changes.promote import Promote, promote_request, promotion_form
 from pypid.web.changes.publish import Publish
 from pypid.web.pages.browser_login import send_html
 from pypid.web.pages.console_gate import (
@@ -147,9 +147,7 @@ class ConsoleProject:
         session, name = found
         # (the page's index and project are what the promotion is from and
         # of: never fields of the form, which the page does not send)
-        fields = form_fields({field: value for field in ("to", "version", "allow_denied")
-                              if (value := shown_field(request, field))})
-        fields.update({"from": index_name(request), "project": name})
+        fields = promotion_form(request) | {"from": index_name(request), "project": name}
         try:
             identity = await self._gate.access.person(request)
             answer = await promote.promote_as(request, identity,
@@ -187,14 +185,14 @@ class ConsoleProject:
             return found
         assert area is not None
         session, name = found
-        fields = {field: value for field in ("advisory", "version", "reason")
-                  if (value := form_field(request, field))}
-        # (the page's index and project: never fields of the form)
-        fields.update(index=index_name(request), project=name)
-        if remove:
-            fields.pop("reason", None)
-        return await self._then_project(request, session, name, lambda: (
-            area.unwaive_as(request, fields) if remove else area.waive_as(request, lambda: fields)))
+        def fields() -> dict[str, str]:
+            # (read as the API reads them, within its audited change; the
+            # page's index and project, never fields of the form)
+            named = ("advisory", "version") if remove else ("advisory", "version", "reason")
+            return {field: value for field in named if (value := form_field(request, field))
+                    } | {"index": index_name(request), "project": name}
+        change = area.unwaive_as if remove else area.waive_as
+        return await self._then_project(request, session, name, lambda: change(request, fields))
 
     async def _project_form(self, request: IRequest, project: str, event: str,
                             area: object) -> tuple[Session, str] | bytes:

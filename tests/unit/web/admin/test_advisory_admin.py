@@ -387,6 +387,15 @@ class WaiverTests(_AdvisedServer, SynchronousTestCase):
         self.assertEqual(self.call("GET", "/api/advisories/waivers", user="bob")[0], 403)
         self.assertEqual(self.call("DELETE", "/api/advisories/waivers?index=default",
                                    )[0], 400)
+        # (who asks is checked before the fields are read, as for a waive)
+        self.assertEqual(self.call("DELETE", "/api/advisories/waivers?advisory=%ff",
+                                   user="bob")[0], 403)
+        self.assertEqual(self.call("DELETE", "/api/advisories/waivers?advisory=%ff"),
+                         (400, b"advisory: not valid UTF-8\n"))
+        code, body = self.call("GET", "/api/audit?event=advisory-unwaive")
+        self.assertEqual([(e["user"], e["outcome"]) for e in json.loads(body)["entries"]],
+                         [("root", "refused"), ("bob", "refused"), ("root", "refused")],
+                         "each refusal to someone logged in audited")
         self.assertEqual(self.listed(), ["1.0"])
 
 
@@ -452,7 +461,25 @@ class ConsoleWaiverTests(_AdvisedServer, SynchronousTestCase):
         code, body = self.post(cookie, "waive", csrf=csrf, advisory="X-1")
         self.assertEqual(code, 403, body)
         self.assertIn(b"bob is not an admin", body)
+        # (who asks before what the form says, and the page with the refusal)
+        code, body = self.post(cookie, "unwaive", csrf=csrf, advisory=b"\xff")
+        self.assertEqual(code, 403, body)
+        self.assertIn(b"bob is not an admin", body)
         self.assertEqual(json.loads(self.get("/waivers")[1])["waivers"], [])
+
+    def test_bad_form_audited(self):
+        """A form the API refuses is refused on the page, and audited as the API's refusal."""
+        cookie, csrf = self.session()
+        code, page = self.post(cookie, "waive", csrf=csrf, advisory="X 1")
+        self.assertEqual(code, 400, page)
+        self.assertIn(b"advisory: an advisory identifier is required", page)
+        self.assertIn(b'id="console-error"', page)
+        auth = b64encode(f"root:{PASSWORD}".encode()).decode()
+        response = self.successResultOf(self.treq.get(
+            "http://127.0.0.1/api/audit?event=advisory-waive",
+            headers={"Authorization": "Basic " + auth}))
+        entries = json.loads(self.successResultOf(self.treq.content(response)))["entries"]
+        self.assertEqual([(e["user"], e["outcome"]) for e in entries], [("root", "refused")])
 
 
 class IndexesTests(_AdvisedServer, SynchronousTestCase):
