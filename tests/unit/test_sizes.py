@@ -62,16 +62,10 @@ LONG_DOCSTRINGS = {
     "pypid/advisories/feed.py": (49, _NOT_TRIMMED),
     "pypid/storage/local.py": (49, _NOT_TRIMMED),
     "pypid/auth/ldap.py": (46, _NOT_TRIMMED),
-    "pypid/storage/audit_log.py": (39, _NOT_TRIMMED),
     "pypid/bundle/ingest.py": (43, _NOT_TRIMMED),
     "pypid/cli/admin.py": (42, _NOT_TRIMMED),
     "pypid/advisories/osv_archive.py": (41, _NOT_TRIMMED),
     "pypid/sandbox/readme_sandbox.py": (41, _NOT_TRIMMED),
-    "pypid/core/security/compact_advisories.py": (37, _NOT_TRIMMED),
-    "pypid/upstream/variant_data.py": (37, _NOT_TRIMMED),
-    "pypid/cli/bundle.py": (35, _NOT_TRIMMED),
-    "pypid/core/formats/namespace_api.py": (34, _NOT_TRIMMED),
-    "pypid/upstream/parser.py": (33, _NOT_TRIMMED),
 }
 
 #: Files that still name tracker issues: C{path -> (ceiling of references, reason)}.

@@ -1,38 +1,29 @@
 """
-C{pypid-admin export} and C{pypid-admin import}: moving packages out of a
-server's storage and into another's, as a bundle (L{pypid.bundle}), and in
-from devpi, pypiserver and pypicloud.
+C{pypid-admin export} and C{pypid-admin import}: packages out of a
+server's storage and into another's, as a bundle (L{pypid.bundle}), and
+in from devpi, pypiserver and pypicloud.
 
-  - C{pypid-admin --config FILE export --to DIR|FILE.tar[.gz]} writes the
-    storage of C{FILE} as a bundle, beside a daemon that may be running on
-    it (it is read as C{pypid-export} reads it: no lock, no write), the
-    projects' statuses with it;
-  - C{pypid-admin --config FILE import SOURCE [--from KIND]} loads a
-    bundle, a devpi export, a pypiserver folder or a pypicloud folder or
-    bucket (C{s3://BUCKET/PREFIX}) into the storage of C{FILE}, and prints
-    what it imported, found already there, found in conflict and refused;
-    a bundle's project statuses are kept before its files.
+  - C{export --to DIR|FILE.tar[.gz]} writes the storage of C{--config}
+    as a bundle, with the projects' statuses, beside a daemon that may be
+    running on it (read as C{pypid-export} reads it: no lock, no write);
+  - C{import SOURCE [--from KIND]} loads a bundle, a devpi export, a
+    pypiserver folder or a pypicloud folder or bucket
+    (C{s3://BUCKET/PREFIX}), and prints what it imported, found there
+    already, found in conflict and refused; a bundle's statuses first.
 
-Named indexes: C{export --index NAME} (repeatable) packs those
-indexes, each from its own storage
-(L{pypid.storage.factory.index_settings}); an import puts each index of
-a bundle, or each devpi index (C{user/name} -> C{user-name}, C{--map}),
-into its own storage, and refuses, before importing anything, indexes
-that are not configured, printing the C{[index:NAME]} sections to add.
-A devpi export is flattened into the default index with C{--flatten},
-and by default while no C{[index:NAME]} is configured and no C{--map}
-given, as before indexes existed.
+Named indexes: C{export --index NAME} (repeatable) packs those, each from
+its own storage (L{pypid.storage.factory.index_settings}); an import puts
+each index of a bundle, or each devpi index (C{user/name} ->
+C{user-name}, C{--map}), into its own storage, and refuses, before
+importing anything, indexes not configured, printing the sections to add.
+A devpi export goes into the default index with C{--flatten}, and by
+default while no named index is configured and no C{--map} given.
 
-Both run on the storage directly, so they take the storage's own
-precautions: an import into a local folder takes the folder's lock, and is
-refused while a daemon holds it (that daemon would not see the files, and
-its next snapshot would hide them); an import into a bucket writes the
-change markers a daemon on the bucket polls, so it sees the files at its
-next poll.
-
-This module is the commands' composition root: the reactor, the thread
-pool and the storage are made here. Failures are one line and exit status
-1, never a traceback.
+Both take the storage's own precautions: an import into a local folder
+takes its lock (refused while a daemon holds it: that daemon would not
+see the files), one into a bucket writes the change markers a daemon on
+it polls. The commands' composition root: the reactor, the pool and the
+storage are made here; a failure is one line and exit status 1.
 """
 
 from __future__ import annotations

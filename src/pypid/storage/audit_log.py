@@ -1,42 +1,29 @@
 """
 Where the audit log is kept: with the packages, so it outlives the server
-and every instance on a shared bucket writes to the same place: in a local
-storage's folder, a file a day (L{pypid.storage.audit_files}, in memory
-too for the tests), and in a bucket, numbered batches of each server's
-(L{pypid.storage.audit_bucket}). What every log shares is here: its
+and every instance on a shared bucket writes to the same place: a file a
+day in a local storage's folder (L{pypid.storage.audit_files}, in memory
+too for the tests), numbered batches of each server's in a bucket
+(L{pypid.storage.audit_bucket}). Here is what every log shares: its
 interface, and the queue in front of its writes.
 
 One writer's entries are one chain, across days: a day's first line links
-to the writer's last line of the day before (locally, the previous file's
-last line; on S3, the instance's previous batch), so a day's file (or an
-instance's day) removed from the middle, or the end of a day cut, breaks a
-link. The newest entry of all has no successor: the running server checks,
-before it appends, that the last entry it wrote is still there, warns when
-it is not, and links the new entry to the one it wrote, so that C{verify}
-reports the change.
+to the writer's last line of the day before, so a day removed from the
+middle, or the end of a day cut, breaks a link. Before it appends, the
+running server checks that the last entry it wrote is still there, warns
+when it is not, and links the new entry to the one it wrote, so that
+C{verify} reports the change.
 
 Every log is a L{BufferedAuditLog}: L{IAuditLog.append} (failed logins)
 queues an entry, written within L{FLUSH_DELAY} (on S3,
-L{pypid.storage.audit_bucket.S3_FLUSH_DELAY}) with the ones that follow
-it; L{IAuditLog.write} (changes) starts a write at once, or right after
-the one under way, and fires when that write attempt ends:
-a request answers only once its change's entry is fsynced (a PUT answered,
-on S3). Entries arriving during a write go in the next one, so writes stay
-batched under load. A write that fails is logged as an error and tried
-again with what it did not write durably, in order; the change itself is
-not failed by it, and nobody waits for the retries.
-
-Cost, measured against the daemon (twistd, local storage on ext4 over a
-virtual disk, 2 cores: server on one, client on the other; 300 uploads of
-a 1 KB wheel per run, 6 runs of each code alternated): one upload at a
-time took 11.3 ms before (the entry buffered for up to 0.5 s) and 12.6 ms
-waiting for its entry's fsync (+1.3 ms, paired median +1.0 ms); over 8
-connections, 157 uploads/s before and 138 after (-12%), the entries of
-concurrent uploads sharing fsyncs.
-
-Under C{.pypid/}, these names are internal: the local scan skips dot
-folders, and an S3 listing of files starts after every C{.pypid/} key
-(L{pypid.storage.s3.layout.Layout.files_start_after}).
+L{pypid.storage.audit_bucket.S3_FLUSH_DELAY}) with those that follow;
+L{IAuditLog.write} (changes) starts a write at once, or right after the
+one under way, and fires when that attempt ends: a request answers only
+once its change's entry is fsynced (a PUT answered, on S3), which costs an
+upload about a millisecond (docs/performance.rst). Entries arriving during
+a write go in the next one. A write that fails is logged and tried again
+with what it did not write durably, in order; the change is not failed by
+it. Under C{.pypid/}, these names are internal: the local scan skips dot
+folders, and an S3 listing of files starts after every C{.pypid/} key.
 """
 
 from __future__ import annotations

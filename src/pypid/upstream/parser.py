@@ -1,36 +1,32 @@
 """
 Upstream project pages, parsed into the values the upstream cache keeps.
+Pure: the caller fetches the bytes and passes the content type, final URL
+and C{X-PyPI-Last-Serial}.
 
-An upstream index answers a project page in PEP 691 JSON or in PEP 503 HTML;
-L{parse_page} reads either form into one L{UpstreamPage}, so nothing past
-this module needs to know which one arrived. Both forms are untrusted input:
-every entry is checked on its own, and an entry this module will not pass on
-(a filename that is not a distribution, a file of another project, no usable
-sha256, a URL that is not http(s), a repeated filename) is counted in
-L{UpstreamPage.refused}, the first few with a reason in
-L{UpstreamPage.skipped}, instead of failing the whole page, the way pip and
-uv ignore links they cannot use. Only a page that cannot be read at all
-raises L{UpstreamPageError}.
+An upstream answers a project page in PEP 691 JSON or in PEP 503 HTML;
+L{parse_page} reads either into one L{UpstreamPage}, so nothing past this
+module knows which arrived. Both are untrusted: each entry is checked on
+its own, and one this module will not pass on (not a distribution's
+filename, another project's, no usable sha256, a URL that is not http(s),
+a filename twice) is counted in L{UpstreamPage.refused}, the first few
+with a reason in L{UpstreamPage.skipped}, instead of failing the page, as
+pip and uv ignore links they cannot use. Only a page that cannot be read
+at all raises L{UpstreamPageError}.
 
-The work and memory of one page are bounded by the number of entries it may
-list (C{max_entries}), not only by its size: a 20 MB JSON page of ten
-million C{1}s made ten million refusals, kept for as long as the page was
-cached (2.3 GB). Before the JSON is decoded, its commas and brackets are
-counted (a few milliseconds for 20 MB), so a page whose values could not
-belong to that many entries is refused before it becomes millions of
-Python objects; the HTML reader stops at the anchor past the limit.
+A page's work and memory are bounded by the entries it may list
+(C{max_entries}), not only by its size: a 20 MB JSON page of ten million
+C{1}s once made ten million refusals (2.3 GB, kept while cached). Before
+the JSON is decoded its commas and brackets are counted (milliseconds for
+20 MB), so a page that could not hold that few entries is refused before
+it becomes millions of objects; the HTML reader stops at the anchor past
+the limit.
 
-A page may carry its project's status (PEP 792, simple API 1.4: the
-C{project-status} object in JSON, the C{pypi:project-status} and
-C{pypi:project-status-reason} meta tags in HTML), kept as
-L{UpstreamPage.status}. It is read leniently: an unknown status or a
-malformed object counts as active (PEP 792 tells clients to ignore what
-they do not know), and the reason is cut to one line of
+A page's project status (PEP 792: C{project-status} in JSON, the
+C{pypi:project-status} meta tags in HTML) is kept as
+L{UpstreamPage.status}, read leniently: an unknown status or a malformed
+object is active (PEP 792 tells clients to ignore what they do not know),
+its reason cut to one line of
 L{pypid.core.indexes.project_status.MAX_REASON} characters.
-
-Nothing here does I/O: the caller fetches the bytes, passes the response's
-content type, final URL and C{X-PyPI-Last-Serial} header, and decides what
-to do with the result.
 """
 
 from __future__ import annotations

@@ -1,40 +1,31 @@
 """
-An upstream's variant wheels (PEP 825), passed on with
-their data: what each page's C{{name}-{version}-variants.json} says of
-them, read, checked and given to each wheel, so that pypid's own pages
-make their index-level file of what they list, as for hosted wheels
-(L{pypid.core.dists.variant_files}).
+An upstream's variant wheels (PEP 825), passed on with their data: what
+each page's C{{name}-{version}-variants.json} says of them, read, checked
+and given to each wheel, so that pypid's pages make their index-level file
+of what they list, as for hosted wheels (L{pypid.core.dists.variant_files}).
+Pure: the reading itself is the client's
+(L{pypid.upstream.fetch.UpstreamClient.page}).
 
-PEP 825 wants an index that lists a variant wheel to link its release's
-index-level file beside it, listing every variant it offers. A proxy that
-passed the upstream's file on byte for byte would list variants its page
-does not (a cooldown's hidden wheels, a view's filters, an advisory's
-verdicts, a hosted file shadowing one); so, as the PEP's "Index-level
-metadata" lets an index, the data is the upstream's and the file is
-pypid's, made by each page of the wheels it shows. The upstream's file is
-read as a wheel's C{variant.json} is on upload
-(L{pypid.core.dists.wheel_variants.read_variant_json}: 64 KiB at most, its
-sha256 the page's, each rule of the PEP); each wheel keeps its label's
-entry (L{pypid.core.dists.wheel_variants.VariantMetadata.of_label}), at most
-what a record keeps (L{pypid.core.indexes.model.VARIANT_BYTES}), and a wheel
-fetched or served later is held to it (L{pypid.upstream.downloads},
+A proxy passing the upstream's file on byte for byte would list variants
+its page does not (a cooldown's hidden wheels, a view's filters, an
+advisory's verdicts, a hosted file shadowing one); so, as PEP 825's
+"Index-level metadata" lets an index, the data is the upstream's and the
+file pypid's. The upstream's file is read as a wheel's C{variant.json} is
+on upload (L{pypid.core.dists.wheel_variants.read_variant_json}); each
+wheel keeps its label's entry, at most
+L{pypid.core.indexes.model.VARIANT_BYTES}, and a wheel fetched or served
+later is held to it (L{pypid.upstream.downloads},
 L{pypid.web.serving.upstream_files}).
 
 A variant wheel is never listed without its data: one whose release lists
-no index-level file, whose label the file does not name, or whose file
-could not be read is left out (counted with the page's refused entries,
-its reason among their examples; a copy kept here is not served, but not
-taken down either: L{pypid.upstream.takedowns}), and its plain siblings
-are served.
-
-What was read is kept where it is used: each wheel's data, in the cached
-page (counted in its cost, saved with it). A refreshed page takes it
-over from the page before wherever its release's file has the same
-sha256, so a page refreshed unchanged, even after a restart, reads none
-again. At most L{MAX_READS_PER_PAGE} files are read for one fetch, the
-newest releases first, those that failed before last (L{to_read}); the
-rest at the next refresh. Pure: the reading itself is the client's
-(L{pypid.upstream.fetch.UpstreamClient.page}).
+no index-level file, whose label it does not name, or whose file could not
+be read is left out (counted with the page's refused entries; a copy kept
+here is not served, nor taken down), and its plain siblings are served.
+Each wheel's data is kept in the cached page; a refreshed page takes it
+over from the page before wherever the release's file has the same
+sha256, so a page refreshed unchanged reads none again. At most
+L{MAX_READS_PER_PAGE} files are read a fetch, the newest releases first,
+those that failed before last (L{to_read}).
 """
 
 from __future__ import annotations

@@ -1,37 +1,30 @@
 """
 What one index's JSON API says of its namespaces (PEP 752, API version
-1.5): each project page's C{namespaces}, the C{namespaces} list
-and each namespace's detail.
+1.5): each project page's C{namespaces}, the C{namespaces} list and each
+namespace's detail. Pure.
 
 One L{IndexNamespaces} per index, shared by what renders its pages (its
 own, L{pypid.core.formats.rendered_pages}, and those it composes,
-L{pypid.core.indexes.views}) and what answers its routes, so that a reload of the
-grants (L{IndexNamespaces.take}) reaches them all at once: its
+L{pypid.core.indexes.views}) and what answers its routes, so a reload of
+the grants (L{IndexNamespaces.take}) reaches them all at once: its
 L{IndexNamespaces.serial} moves, and whoever keeps pages drops them.
 
-Which grants an index shows: those in force in it (a grant of
-C{[namespaces]} for every hosted index, or one for this index; a view
-shows the grants for every hosted index). A hidden grant (pypid's own:
-PEP 752 dropped them) is shown only to its owners and the admins: left out
-of the list, of a detail's C{parent} and C{children} (its own detail is a
-404), and of the pages everyone gets; a project page with its hidden
-grants is rendered for those who see them
-(L{IndexNamespaces.hides}). The grants a project falls in all have the
-same owners (they do not overlap ownership), so a reader sees all of them
-or only those not hidden.
+An index shows the grants in force in it (for every hosted index, or for
+this one; a view shows those for every hosted index). A hidden grant
+(pypid's own: PEP 752 dropped them) is shown only to its owners and the
+admins: out of the list, of a detail's C{parent} and C{children} (its own
+detail is a 404) and of the pages everyone gets
+(L{IndexNamespaces.hides}). The grants a project falls in have the same
+owners (they do not overlap ownership): a reader sees all or only those
+not hidden.
 
-C{owned} (PEP 752: false only for a project that was there before its
-namespace was reserved): false for the projects the grant found in each
-hosted index as it came into force whose first file (the recycle bin's
-included) someone other than its owners (a user it names, a member of a
-C{[groups]} group it names, an admin) had uploaded (L{foreign_projects},
-kept in L{pypid.core.indexes.grant_ledger} as C{index/project}), true for every
-other: its owners' then, and every project made since (an upload there
-needed its owners). A hosted index's own page asks of its own project; a
-page composed of other indexes' (a view's, one with bases) is false when
-the project was found so in any of them. So it depends on neither the
-files listed now (a view's filters, a deleted first file) nor on who
-reads. Pure: no I/O.
+C{owned} (PEP 752: false only for a project there before its namespace
+was reserved) is false for the projects the grant found, as it came into
+force, whose first file (the recycle bin's included) someone other than
+its owners had uploaded (L{foreign_projects}, kept in
+L{pypid.core.indexes.grant_ledger}), true for every other. A page composed
+of other indexes' is false when any of them found the project so: it
+depends neither on the files listed now nor on who reads.
 """
 
 from __future__ import annotations

@@ -1,40 +1,30 @@
 """
-The compact form of an L{AdvisoryDB}: what pypid keeps of the
-OSV export, written once per export and read back at each start instead
-of the export.
+The compact form of an L{AdvisoryDB}: what pypid keeps of the OSV export,
+written once per export and read back at each start instead of it. Pure:
+bytes in, values out.
 
-Why it exists: an export is read record by record, JSON parsed, ranges
-evaluated, aliases merged (L{pypid.core.security.osv}); 20,000 records took the
-daemon about 4 s of CPU and 75 MiB at start-up, most of it on what is then
-thrown away (other ecosystems, references, affected functions, the
-records' shape). The compact form holds only what matching and the
-pages need: each advisory's identifiers, summary, details, severity and
-score, fixed versions and link, and what it says of each PyPI project
-(its spans, as PEP 440 text, and its version list). Reading it back
-parses no record and evaluates no range.
+Reading the export record by record (L{pypid.core.security.osv}) took the
+daemon seconds of CPU and tens of MiB at start-up (docs/performance.rst),
+most of it on what is then thrown away. The compact form holds only what
+matching and the pages need: each advisory's identifiers, summary,
+details, severity and score, fixed versions and link, and its spans (PEP
+440 text) and versions for each PyPI project. Reading it back parses no
+record and evaluates no range.
 
-The form is JSON lines, one advisory a line (C{[id, aliases, summary,
-details, severity, score, fixed_in, link, affected]}, C{affected} a list
-of C{[project, spans, versions]}, a span C{[introduced, end,
-end_included]}): read a line at a time, so that reading holds one
-advisory's text besides the database, and by the standard library's
-JSON parser (no pickle or marshal: a file that is not what it should be
-may say anything, and only data comes of it).
+JSON lines, one advisory a line (C{[id, aliases, summary, details,
+severity, score, fixed_in, link, affected]}, C{affected} a list of
+C{[project, spans, versions]}, a span C{[introduced, end, end_included]}),
+read a line at a time by the standard library's JSON parser (no pickle or
+marshal: a file that is not what it should be may say anything, and only
+data comes of it).
 
-Reading trusts nothing: every field is checked for what the records' own
-reading guarantees of it (identifiers, bounded printable texts, http(s)
-links, PEP 440 versions in spans, bounded versions and normalized
-project names), and the versions and ranges counted against
+Reading trusts nothing: every field is checked for what reading the
+records guarantees of it (identifiers, bounded printable texts, http(s)
+links, PEP 440 versions, normalized names), counted against
 L{pypid.core.security.osv.MAX_ITEMS}; anything else raises
-L{CompactError}, and the caller reads the export again. (Checked fields
-do not make a file written by someone else trustworthy: whoever may
-write beside the snapshot may write the snapshot too.)
-
-Memory: version texts and project names are shared, equal spans are one
-object (and a version list is a sorted tuple:
-L{pypid.core.security.affected_releases.Affected}).
-
-Pure: bytes in, values out.
+L{CompactError}, and the caller reads the export again. Texts and names
+are shared, equal spans are one object
+(L{pypid.core.security.affected_releases.Affected}).
 """
 
 from __future__ import annotations
