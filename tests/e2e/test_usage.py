@@ -40,8 +40,10 @@ class UsageTests(DaemonTestCase):
             self.assertEqual(resp.status, 200)
 
     def records(self, daemon):
+        """The usage records written whole (a write's temporary file is not one yet)."""
         folder = os.path.join(daemon.storage, ".pypid", "usage")
-        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        return sorted(name for name in names if not name.endswith(".tmp"))
 
     def downloads(self, daemon):
         resp = http("GET", f"{daemon.url}pypi/e2e-counted/json")
