@@ -329,11 +329,12 @@ class AuditAdmin:
         """
         identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
         project, index = form_field(request, "project"), form_field(request, "index")
-        self._may_read_all(identity, project, index)  # (refused before the query is read)
+        # (refused before the query is read)
+        shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
         query = audit_query({name: form_field(request, name) or None
                              for name in ("since", "before", "project", "user", "event",
                                           "limit", "index")})
-        return send_json(request, await self.entries(identity, query, project, index))
+        return send_json(request, await self._page(query, shown))
 
     async def entries(self, identity: Identity, query: Query, project: str,
                       index: str) -> AuditPage:
@@ -346,6 +347,10 @@ class AuditAdmin:
         @raise Forbidden: anyone else, and a token.
         """
         shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
+        return await self._page(query, shown)
+
+    async def _page(self, query: Query, shown: frozenset[str] | None) -> AuditPage:
+        """The page of entries C{query} asks for, each with the fields C{shown} (all: L{None})."""
         audit_log = self._trail.log
         # What was recorded a moment ago is shown too.
         await audit_log.flush()

@@ -88,13 +88,12 @@ class ConsoleAdmin:
         if retention is None:
             return send_error(request, NotFound("no such page"))
         try:
-            await self._gate.access.admin(request, RETENTION_LOGIN)
+            identity = await self._gate.access.admin(request, RETENTION_LOGIN)
             # (the plans as the API makes them now: for every index, not the
             # index a form named)
             plans = retention.plans_of(None)["indexes"]
         except HTTPError as e:
             return send_error(request, e)
-        identity = await self._gate.access.person(request)
         chrome = self._gate.chrome_of(identity)
         return send_html(request, code, console_pages.retention_page(
             chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
@@ -155,11 +154,10 @@ class ConsoleAdmin:
         if read is None:
             return send_error(request, NotFound("no such page"))
         try:
-            await self._gate.access.admin(request, login)
+            identity = await self._gate.access.admin(request, login)
             answer = read()
         except HTTPError as e:
             return send_error(request, e)
-        identity = await self._gate.access.person(request)
         chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, draw(chrome, identity.name, session, answer))
 
