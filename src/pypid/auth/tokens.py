@@ -5,13 +5,23 @@ A token is used as the password with the user name C{__token__}, as twine
 does with the public index. It reads C{pypid-<id>-<secret>}: the id finds
 its record, and only the SHA-256 of the secret is kept (a token has 256
 bits of randomness, so a slow password hash would add nothing but cost).
-Each token acts for the admin or user who issued it, limited to its actions
+Each token acts for the person who issued it, limited to its actions
 (C{read}, C{upload}) and projects (names or globs), until it expires or is
 revoked; a revoked token stops working at once.
 
+A token belongs to a person, not to a name: it records the whole login it
+was made by (L{pypid.core.access.outside_logins.LoginSource}: a local
+account's own id, the directory, the provider and the subject), and acts,
+is listed and is revoked for that person only. The book keeps the local
+accounts' ids (a name gets a new one when it comes into the configuration,
+so a name removed and added again is a new person) and, at each start and
+reload, ends for good the tokens whose person is gone (L{TokenBook.settle}):
+the mark and its reason are written to the file, so a name given back, a
+provider switched back or an C{allow} widened again revives nothing.
+
 The records live in a JSON file created with mode 0600; the in-memory
 L{TokenBook} is the truth while the server runs, written back (in a worker
-thread) after each change.
+thread) after each change, one change at a time (L{TokenBook.change}).
 """
 
 from __future__ import annotations
@@ -21,11 +31,12 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
 import attrs
+from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.access.access_rules import RuleError, normalize_pattern, pattern_specificity
@@ -34,12 +45,15 @@ from pypid.core.access.outside_logins import (
     LOCAL,
     MAX_OUTSIDE_TOKEN_LIFETIME,
     PASSWORD,
+    PROVIDER,
     SOURCES,
     LoginSource,
+    OutsideLogins,
 )
 from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.storage.disk import read_if_present, write_durably
+from pypid.storage.interface import Run
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})
@@ -94,6 +108,9 @@ class Token:
     groups: tuple[str, ...] = ()
     #: for single sign-on, the provider and client (L{pypid.core.access.sso_flow.provider_key})
     provider: str = ""
+    #: who its person is to the source (L{LoginSource.person}): a local
+    #: account's id, the provider's subject
+    person: str = ""
 
     def covers(self, action: str, project: str | None = None,
                index: str | None = None) -> bool:
@@ -128,6 +145,8 @@ class Token:
             data.update(source=self.source, groups=list(self.groups))
             if self.provider:
                 data["provider"] = self.provider
+        if self.person:
+            data["person"] = self.person
         return data
 
     def public(self) -> dict[str, Any]:
@@ -157,14 +176,40 @@ class Token:
             provider = data.get("provider", "")
             if not isinstance(provider, str):
                 raise TokenError("provider: expected text")
+            person = data.get("person", "")
+            if not isinstance(person, str):
+                raise TokenError("person: expected text")
             return cls(id=str(data["id"]), digest=str(data["digest"]), user=str(data["user"]),
                        actions=actions, projects=tuple(data.get("projects") or ()),
                        expires=None if expires is None else _time(expires, "expires"),
                        created=_time(data.get("created", 0), "created"),
                        description=str(data.get("description", "")), indexes=indexes,
-                       source=source, groups=groups, provider=provider)
+                       source=source, groups=groups, provider=provider, person=person)
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError(f"not a token record: {e}")
+
+
+@attrs.frozen
+class Ending:
+    """
+    Why a token ended for good, and when: its person is gone
+    (L{TokenBook.settle}). Kept in the file until the token is revoked, so
+    the listing says what became of it.
+    """
+
+    at: float
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's C{ended} field."""
+        return {"at": self.at, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Ending:
+        """The ending a record's C{ended} field describes."""
+        if not isinstance(data, dict) or not isinstance(data.get("reason"), str):
+            raise TokenError("ended: expected a time and a reason")
+        return cls(_time(data.get("at"), "ended"), data["reason"][:200])
 
 
 def presented_id(presented: str) -> str:
@@ -202,7 +247,7 @@ MAX_PER_USER = 100
 @attrs.define
 class TokenBook:
     """
-    The tokens, by id.
+    The tokens, by id, and the local accounts they may belong to.
 
     @ivar clock: provides C{seconds()}.
     """
@@ -211,6 +256,12 @@ class TokenBook:
     tokens: dict[str, Token] = attrs.field(factory=dict)
     #: the file the tokens are kept in, or L{None}
     path: str | None = None
+    #: each local account's own id, by name (L{settle})
+    accounts: dict[str, str] = attrs.field(factory=dict)
+    #: the tokens that ended for good, by id (L{settle})
+    ended: dict[str, Ending] = attrs.field(factory=dict)
+    #: one change of the file at a time (L{change})
+    _writes: DeferredLock = attrs.field(factory=DeferredLock, init=False, repr=False)
 
     def issue(self, user: str, actions: Iterable[str], projects: Iterable[str] = (),
               lifetime: float | None = None, description: str = "",
@@ -290,12 +341,66 @@ class TokenBook:
                       expires=None if lifetime is None else now + lifetime, created=now,
                       description=description[:200], indexes=tuple(scoped),
                       source=login.source, groups=tuple(sorted(login.groups)),
-                      provider=login.provider)
+                      provider=login.provider, person=self.person_of(user, login))
         return f"{_PREFIX}{token_id}-{secret}", token
+
+    def person_of(self, user: str, login: LoginSource) -> str:
+        """
+        Who C{user}, logged in through C{login}, is to their source: a local
+        account's id (the book's), the provider's subject.
+        """
+        if login.source == PASSWORD:
+            return self.accounts.get(user, "")
+        return login.person
+
+    def belongs(self, token: Token, user: str, login: LoginSource) -> bool:
+        """
+        Whether C{token} is the very person's who is C{user} logged in
+        through C{login}: the same name, source, directory or provider and
+        client, and account or subject. A namesake (a name added again, a
+        provider's person of that name) is another person.
+        """
+        return (token.user == user and token.source == login.source
+                and token.provider == login.provider
+                and token.person == self.person_of(user, login))
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a token; whether there was one."""
+        self.ended.pop(token_id, None)
         return self.tokens.pop(token_id, None) is not None
+
+    def settle(self, users: Collection[str], outside: OutsideLogins) -> int:
+        """
+        Take the configuration's local users and who from outside it lets in
+        (at the start and at each reload): a name new to the book gets an
+        account id of its own, a name gone loses its id, and every token
+        whose person is gone ends for good (L{ended}, with the reason): a
+        local account's that was removed (its name, if added again, is a
+        new account), a person from outside whose name a local account now
+        has, whose directory or provider is no longer the one in force, or
+        whom C{[sso] allow} no longer lets in. Tokens of a local user made
+        before accounts had ids take their user's account, where it is one.
+
+        @return: how many tokens ended now (the file is to be written when
+            the book changed: L{change}).
+        """
+        accounts = {name: self.accounts.get(name) or secrets.token_hex(8) for name in users}
+        now = self.clock.seconds()
+        ended = 0
+        for token in list(self.tokens.values()):
+            if token.id in self.ended:
+                continue
+            if token.source == PASSWORD and not token.person and token.user in accounts:
+                self.tokens[token.id] = attrs.evolve(token, person=accounts[token.user])
+                continue
+            reason = _gone(token, accounts, outside)
+            if reason is not None:
+                self.ended[token.id] = Ending(now, reason)
+                ended += 1
+        self.accounts = accounts
+        # (the endings of tokens revoked since: their ids are never issued again)
+        self.ended = {key: ending for key, ending in self.ended.items() if key in self.tokens}
+        return ended
 
     def issued(self, presented: str) -> str | None:
         """
@@ -319,20 +424,75 @@ class TokenBook:
             return None
         if token.expires is not None and self.clock.seconds() >= token.expires:
             return None
+        if token_id in self.ended or (token.source == PASSWORD
+                                      and token.person != self.accounts.get(token.user, "")):
+            # (its person is gone: ended for good, or their account's id is
+            # no longer the one in force)
+            return None
         return token
 
-    def listing(self, user: str | None = None) -> list[dict[str, Any]]:
-        """The tokens (of C{user}, or all), without digests, oldest first."""
-        return [t.public() for t in sorted(self.tokens.values(), key=lambda t: t.created)
-                if user is None or t.user == user]
+    def listing(self, user: str | None = None,
+                login: LoginSource | None = None) -> list[dict[str, Any]]:
+        """
+        The tokens, without digests, oldest first: those of the person who
+        is C{user} logged in through C{login} (L{belongs}), or all; each
+        says whether it ended (C{"ended"}: when and why, or L{None}).
+        """
+        return [dict(t.public(), ended=self._ending(t.id))
+                for t in sorted(self.tokens.values(), key=lambda t: t.created)
+                if user is None or self.belongs(t, user, login or LOCAL)]
+
+    def _ending(self, token_id: str) -> dict[str, Any] | None:
+        ending = self.ended.get(token_id)
+        return None if ending is None else ending.to_json()
+
+    def count_of(self, user: str, login: LoginSource) -> int:
+        """How many tokens the person holds (live or ended)."""
+        return sum(1 for t in self.tokens.values() if self.belongs(t, user, login))
+
+    async def change(self, change: Callable[[dict[str, Token]], dict[str, Token]],
+                     run: Run, still: Callable[[], Awaitable[None]] | None = None) -> None:
+        """
+        Change the tokens: the file is written with the new state first,
+        and the book takes it only once the file holds it, so what was
+        answered is on disk, and what failed changed nothing (a retry finds
+        the token as it was). One change at a time, each from the state the
+        last one left; C{still()} first checks again, with the lock held,
+        that who asked may still ask (a reload may have come while the
+        change waited for the one before).
+
+        @param run: C{run(f, *args) -> Deferred} for the blocking write.
+        @raise OSError: the file cannot be written (nothing changed).
+        """
+        await self._writes.acquire()
+        try:
+            if still is not None:
+                await still()
+            changed = change(self.tokens)
+            if self.path is not None:
+                await run(write_file, self.path, self.dumps(changed))
+            self.tokens = changed
+        finally:
+            self._writes.release()
 
     # -- the file ------------------------------------------------------------------
 
     def dumps(self, tokens: Mapping[str, Token] | None = None) -> bytes:
-        """The file's bytes, of the book's tokens or of C{tokens} (a state to write)."""
+        """
+        The file's bytes, of the book's tokens or of C{tokens} (a state to
+        write), with the accounts and the endings.
+        """
         kept = self.tokens if tokens is None else tokens
-        return json.dumps({"tokens": [t.to_json() for t in kept.values()]},
-                          indent=1, sort_keys=True).encode("utf-8")
+        records = []
+        for token in kept.values():
+            record = token.to_json()
+            if token.id in self.ended:
+                record["ended"] = self.ended[token.id].to_json()
+            records.append(record)
+        data: dict[str, Any] = {"tokens": records}
+        if self.accounts:
+            data["accounts"] = self.accounts
+        return json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
 
     def loads(self, data: bytes) -> None:
         """
@@ -340,17 +500,45 @@ class TokenBook:
         be used (a file edited by hand) is named with its line.
         """
         try:
-            records = json.loads(data)["tokens"]
-        except (ValueError, KeyError, TypeError) as e:
+            document = json.loads(data)
+            records = document["tokens"]
+            accounts = document.get("accounts") or {}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise TokenError(f"not a token file: {e}")
+        if not isinstance(accounts, dict) or not all(
+                isinstance(name, str) and isinstance(key, str) and key
+                for name, key in accounts.items()):
+            raise TokenError("accounts: expected each name's id")
         tokens: dict[str, Token] = {}
+        ended: dict[str, Ending] = {}
         for number, record in enumerate(records, 1):
             try:
                 token = Token.from_json(record)
+                if record.get("ended") is not None:
+                    ended[token.id] = Ending.from_json(record["ended"])
             except TokenError as e:
                 raise TokenError(f"{_where(data, record, number)}: {e}")
             tokens[token.id] = token
-        self.tokens = tokens
+        self.tokens, self.accounts, self.ended = tokens, dict(accounts), ended
+
+
+def _gone(token: Token, accounts: Mapping[str, str], outside: OutsideLogins) -> str | None:
+    """Why C{token}'s person is gone (L{TokenBook.settle}), or L{None} while they stand."""
+    if token.source == PASSWORD:
+        if token.user not in accounts:
+            return f"the account {token.user} was removed"
+        if token.person != accounts[token.user]:
+            return f"the account {token.user} was removed; the name is a new account's"
+        return None
+    where = "the directory" if token.source == DIRECTORY else "single sign-on"
+    if token.user in accounts:
+        return f"{token.user} of {where}: a local account now has the name"
+    if token.provider != outside.key_of(token.source):
+        return f"{where} is no longer the one {token.user} came through"
+    if not outside.admits(token.source, token.user, token.groups, token.provider):
+        assert token.source == PROVIDER
+        return f"[sso] allow no longer lets {token.user} in"
+    return None
 
 
 def read_file(path: str) -> bytes | None:

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
                           f"{' '.join(token['projects']) or '*'}  "
                           + (f"indexes={','.join(token['indexes'])}  "
                              if token.get("indexes") else "")
-                          + f"expires={token['expires'] or 'never'}  {token['description']}\n")
+                          + (f"ENDED ({token['ended']['reason']})  " if token.get("ended")
+                             else f"expires={token['expires'] or 'never'}  ")
+                          + f"{token['description']}\n")
         else:
             with server.request("DELETE", f"api/tokens/{quote(options.id)}") as response:
                 response.read()

@@ -44,11 +44,17 @@ class LoginSource:
     @ivar groups: the directory's or the provider's groups they had then.
     @ivar provider: the key of the directory or provider they came through
         (L{OutsideLogins.key_of}); empty for a password.
+    @ivar person: who they are to that source, where a name is not enough:
+        a local account's own id (given when the name first came into the
+        configuration, so that a name removed and added again is a new
+        person), the provider's subject (C{sub}); empty for the directory,
+        whose name is its person.
     """
 
     source: str = PASSWORD
     groups: frozenset[str] = frozenset()
     provider: str = ""
+    person: str = ""
 
     @property
     def outside(self) -> bool:
@@ -56,7 +62,8 @@ class LoginSource:
         return self.source != PASSWORD
 
 
-#: A user of C{[users]} or the htpasswd file.
+#: A user of C{[users]} or the htpasswd file (whose account id the
+#: verifier adds, L{pypid.auth.verifier.PasswordVerifier.local_login}).
 LOCAL = LoginSource(PASSWORD)
 
 

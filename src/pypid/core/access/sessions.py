@@ -100,6 +100,9 @@ class Session:
     #: POSIX time the groups were read (at the login, then again by the
     #: directory once its C{cache_ttl} passed); L{None}: at login
     checked: float | None = None
+    #: who they are to the provider (its subject, L{LoginSource.person}):
+    #: what they issue is theirs, not their name's
+    person: str = ""
 
     @property
     def groups_read(self) -> float:
@@ -113,6 +116,8 @@ class Session:
                   "csrf": self.csrf, "stamp": self.stamp}
         if self.checked is not None:
             record["checked"] = self.checked
+        if self.person:
+            record["person"] = self.person
         return record
 
     @classmethod
@@ -135,9 +140,11 @@ class Session:
             raise ValueError(f"source: expected one of {', '.join(sorted(SOURCES))}")
         if not isinstance(csrf, str) or not csrf:
             raise ValueError("csrf: expected a token")
-        stamp = record.get("stamp", "")
+        stamp, person = record.get("stamp", ""), record.get("person", "")
         if not isinstance(stamp, str):
             raise ValueError("stamp: expected text")
+        if not isinstance(person, str):
+            raise ValueError("person: expected text")
         groups = record.get("groups", [])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError("groups: expected a list of names")
@@ -154,7 +161,7 @@ class Session:
         created, seen, checked = times
         assert created is not None and seen is not None
         return digest, cls(user, frozenset(groups), source, created, seen, csrf, stamp,
-                           checked)
+                           checked, person)
 
 
 @attrs.define
@@ -217,16 +224,17 @@ class SessionBook:
             return None
         if not outside.admits(session.source, session.user, session.groups, key):
             return None
-        return LoginSource(session.source, session.groups, key)
+        return LoginSource(session.source, session.groups, key, session.person)
 
     def open(self, user: str, groups: Iterable[str], source: str, now: float,
              random: Callable[[int], bytes], stored: str | None = None,
-             replacing: str | None = None) -> tuple[str, Session]:
+             replacing: str | None = None, person: str = "") -> tuple[str, Session]:
         """
         A new session for C{user}: the cookie's value, and the session.
 
         @param stored: the hash a password user's password was checked
             against, or the provider's key (L{stamp_of}).
+        @param person: who they are to the provider (L{Session.person}).
         @param replacing: the digest of the session the browser had, which
             ends (a login never leaves the old one open beside the new).
         @raise ValueError: for a source not in L{SOURCES}.
@@ -240,7 +248,7 @@ class SessionBook:
             del self.sessions[digest]
         session_id = _b64(random(ID_BYTES))
         session = Session(user, frozenset(groups), source, now, now, _b64(random(ID_BYTES)),
-                          self.stamp_of(stored))
+                          self.stamp_of(stored), person=person)
         self.sessions[_digest(session_id)] = session
         return f"{session_id}.{self._mac(session_id)}", session
 

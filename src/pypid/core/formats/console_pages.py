@@ -148,11 +148,16 @@ def _tokens_table(tokens: Sequence[Mapping[str, Any]], csrf: str, root: str,
                 what = "minted by trusted publishing"
             else:
                 what = escape(str(record.get("description", "")))
+            ended = record.get("ended")
+            # (a token whose person is gone says so, and why, where its expiry was)
+            expires = (f'<strong class="ended">ended {escape(when_text(ended.get("at")))}:'
+                       f' {escape(str(ended.get("reason", "")))}</strong>' if ended
+                       else escape(when_text(record.get("expires"))))
             rows.append(
                 f'<tr><td><code>{escape(token_id)}</code></td>{owner}'
                 f'<td>{escape(" ".join(record.get("actions") or ()))}</td>'
                 f'<td>{escape(projects)}</td><td>{escape(indexes)}</td>'
-                f'<td>{escape(when_text(record.get("expires")))}</td><td>{what}</td>'
+                f'<td>{expires}</td><td>{what}</td>'
                 f'<td><form class="inline-form" method="post" '
                 f'action="{escape(root)}console/tokens/{escape(token_id)}/revoke">'
                 f'{csrf_input(csrf)}<button type="submit" class="danger" '

@@ -4,8 +4,10 @@ Tokens over HTTP: a person issues, lists and revokes their own API tokens
 and revokes everyone's, the live tokens trusted publishing minted among
 them. A token never manages tokens.
 
-A user of C{[users]} or the htpasswd file gets a token that acts for them
-while they stay one. A person from outside (the directory, single sign-on)
+A token is its person's, not its name's
+(L{pypid.auth.tokens.TokenBook.belongs}): a user of C{[users]} or the
+htpasswd file gets one that acts for their account while it stays (a name
+removed and added again is a new account); a person from outside (the directory, single sign-on)
 gets one that must expire within 90 days and acts with the
 groups they had as they issued it, while the configuration still lets
 their login in (L{pypid.core.access.outside_logins}).
@@ -22,7 +24,6 @@ from typing import Any
 
 import attrs
 from klein import Klein
-from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -55,7 +56,6 @@ class TokenAdmin:
     _access: Access
     _run: Run
     _audit: AuditTrail = attrs.field(kw_only=True)
-    _writes: DeferredLock = attrs.field(init=False, factory=DeferredLock)
 
     app = Klein()
     answer_errors(app)
@@ -94,8 +94,13 @@ class TokenAdmin:
                 known_indexes=self._shown_indexes(identity), login=login)
         except ValueError as e:
             raise BadRequest(str(e))
+        book = self._book()
+
         def add(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
-            if sum(1 for t in kept.values() if t.user == identity.name) >= tokens.MAX_PER_USER:
+            nonlocal token
+            # (whose it is, with the lock held: the account in force now)
+            token = attrs.evolve(token, person=book.person_of(identity.name, login))
+            if book.count_of(identity.name, login) >= tokens.MAX_PER_USER:
                 raise BadRequest(f"{identity.name} has {tokens.MAX_PER_USER} tokens, the most "
                                  "one keeps: revoke one first")
             return {**kept, token.id: token}
@@ -137,7 +142,7 @@ class TokenAdmin:
         if book is None and minted is None:
             raise NotFound("tokens are not enabled")
         if not self._access.is_admin(identity):
-            return book.listing(identity.name) if book is not None else []
+            return book.listing(identity.name, identity.login) if book is not None else []
         return ((book.listing() if book is not None else [])
                 + (minted.listing() if minted is not None else []))
 
@@ -171,10 +176,12 @@ class TokenAdmin:
 
         def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
             token = kept.get(token_id)
-            if token is None or not (admin or token.user == identity.name):
+            if token is None or not (admin or book.belongs(token, identity.name,
+                                                           identity.login)):
                 # (another's token is no business of a person's: as if none)
                 raise NotFound(f"no such token: {token_id}")
             return {key: token for key, token in kept.items() if key != token_id}
+        book = self._book()
         await self._change(without, still)
         self._audit.record(request, identity, "token-revoked", target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
@@ -196,28 +203,13 @@ class TokenAdmin:
                                              dict[str, tokens.Token]],
                       still: Callable[[], Awaitable[None]] | None = None) -> None:
         """
-        Change the tokens: the file is written with the new state first,
-        and the book takes it only once the file holds it, so what answers
-        200 is on disk, and what answers 503 changed nothing (a retry finds
-        the token as it was). One change at a time, each from the state the
-        last one left; C{still()} first checks again, with the lock held,
-        that who asked may still ask (a reload may have come while the
-        change waited for the one before).
+        Change the tokens (L{pypid.auth.tokens.TokenBook.change}): what
+        answers 200 is on disk, and what answers 503 changed nothing.
         """
         book = self._book()
-        await self._writes.acquire()
         try:
-            if still is not None:
-                await still()
-            changed = change(book.tokens)
-            if book.path is not None:
-                try:
-                    await self._run(tokens.write_file, book.path, book.dumps(changed))
-                except OSError as e:
-                    log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
-                              error=e.strerror)
-                    raise Unavailable("the tokens cannot be saved now",
-                                      [(b"retry-after", RETRY_AFTER)])
-            book.tokens = changed
-        finally:
-            self._writes.release()
+            await book.change(change, self._run, still)
+        except OSError as e:
+            log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
+                      error=e.strerror)
+            raise Unavailable("the tokens cannot be saved now", [(b"retry-after", RETRY_AFTER)])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -34,6 +34,8 @@ from pypid.auth.factory import (
     reloaded_sso_http,
 )
 from pypid.auth.throttle import LoginThrottle
+from pypid.auth.tokens import TokenBook
+from pypid.auth.tokens import write_file as write_tokens
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
 from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
@@ -41,6 +43,7 @@ from pypid.core.access.sessions import Session, SessionBook, SessionFileError
 from pypid.core.util.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.periodic import Periodic
+from pypid.storage.interface import Run
 from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identity.identification import FailedLogins
@@ -73,13 +76,16 @@ class AccessPart(Service):
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
+        # (the token and session files are written in the hashing pool: small
+        # writes, beside the checks)
+        self._run: Run = partial(deferToThreadPool, reactor, hashing)  # type: ignore[arg-type]
         materials = make_access_materials(config, reactor, hashing, held=self.held_elsewhere)
         self.publishing = make_publishing(config, reactor)
         self.sso = make_sso(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
-        self.sessions = make_sessions(config, reactor, hashing)
+        self.sessions = make_sessions(config, reactor, self._run)
         # The sessions kept through a restart meet the configuration it
         # brought, as those of a reload do: one meaning for a
         # change, however it came.
@@ -87,6 +93,7 @@ class AccessPart(Service):
         if ended:
             log.info("Ended {count} browser sessions whose people the configuration no "
                      "longer lets in as they logged in", count=ended)
+        self._settle_tokens(materials.tokens, config, at_start=True)
         self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens,
                              sessions=self.sessions, outside=outside_logins(config))
@@ -98,6 +105,33 @@ class AccessPart(Service):
         book = self.sessions.book
         return self.sessions.revoke(
             lambda session: not still_a_user(session, verifier, config, book))
+
+    def _settle_tokens(self, book: TokenBook, config: Config, at_start: bool = False) -> None:
+        """
+        End for good the tokens whose person the configuration no longer has
+        (L{pypid.auth.tokens.TokenBook.settle}), and write the file when the
+        book changed: at start-up before anything is served (a file that
+        cannot be written stops the start), at a reload in the pool, behind
+        the changes of the tokens under way.
+
+        @raise StartupError: at start-up, the file cannot be written.
+        """
+        before = book.dumps()
+        ended = book.settle(config.users, outside_logins(config))
+        if ended:
+            log.info("Ended {count} API tokens whose people are gone", count=ended)
+        if book.path is None or book.dumps() == before:
+            return
+        if at_start:
+            try:
+                write_tokens(book.path, book.dumps())
+            except OSError as e:
+                raise StartupError(f"{config.where('auth', 'tokens')}: cannot write "
+                                   f"{book.path}: {e.strerror}") from None
+            return
+        saved = Deferred.fromCoroutine(book.change(lambda kept: kept, self._run))
+        saved.addErrback(lambda failure: log.failure(
+            "Cannot keep the ended tokens in {path}", failure, path=book.path))
 
     def held_elsewhere(self, user: str) -> str | None:
         """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
@@ -142,6 +176,7 @@ class AccessPart(Service):
             self.sessions.book.idle = config.auth.session_idle
             self.sessions.book.lifetime = config.auth.session_lifetime
             ended = self._end_sessions(materials.verifier, config)
+            self._settle_tokens(materials.tokens, config)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             self.sso.reconfigure(config.sso, sso_secret, sso_http)
             return (f"{len(config.users)} users, {len(config.groups)} groups, "
@@ -195,7 +230,7 @@ def name_held(access: Access, now: float, user: str, asking: str = DIRECTORY) ->
             return _held(user, other)
     tokens = access.tokens
     if tokens is not None and any(
-            token.user == user and token.source == other
+            token.user == user and token.source == other and token.id not in tokens.ended
             and (token.expires is None or token.expires > now)
             and outside.admits(other, user, token.groups, token.provider)
             for token in tokens.tokens.values()):
@@ -209,9 +244,10 @@ def _held(user: str, source: str) -> str:
             "of theirs is live: nobody else of that name can log in meanwhile (ask an admin)")
 
 
-def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> BrowserSessions:
+def make_sessions(config: Config, reactor: IReactorTime, run: Run) -> BrowserSessions:
     """
-    The browser sessions of C{[auth] sessions} (read now, blocking: at start-up).
+    The browser sessions of C{[auth] sessions} (read now, blocking: at
+    start-up), their file written with C{run(f, *args) -> Deferred}.
 
     @raise StartupError: the file cannot be read or used.
     """
@@ -221,9 +257,6 @@ def make_sessions(config: Config, reactor: IReactorTime, pool: ThreadPool) -> Br
         book = load_book(path, auth.session_idle, auth.session_lifetime, reactor.seconds())
     except SessionFileError as e:
         raise StartupError(f"{config.where('auth', 'sessions')}: {e}") from None
-
-    def run(f: Callable[..., object], *args: object) -> Deferred[Any]:
-        return deferToThreadPool(reactor, pool, f, *args)  # type: ignore[arg-type]
     return BrowserSessions(book, path, reactor, run, base_url=config.server.base_url)
 
 

@@ -178,18 +178,20 @@ class BrowserSessions:
     # -- logging in and out --------------------------------------------------------------
 
     def open(self, request: IRequest, user: str, groups: frozenset[str], source: str,
-             stored: str | None = None) -> Session:
+             stored: str | None = None, person: str = "") -> Session:
         """
         Open a session for C{user} and give C{request}'s browser its cookie;
         the session the browser had, if any, ends.
 
         @param stored: the hash a password user's password was checked
             against (L{pypid.core.access.sessions.Session.stamp}).
+        @param person: who they are to the provider (its subject).
         """
         had = self.of(request)
         value, session = self.book.open(user, groups, source, self._clock.seconds(),
                                         self._random, stored,
-                                        replacing=had[0] if had is not None else None)
+                                        replacing=had[0] if had is not None else None,
+                                        person=person)
         self._set_cookie(request, value, int(self.book.lifetime))
         self._save_quietly()
         return session

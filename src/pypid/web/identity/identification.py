@@ -397,7 +397,8 @@ class Identification:
                     token.source, token.user, token.groups, token.provider):
                 groups = frozenset(token.groups)
                 return Identity(token.user, token, groups=groups,
-                                login=LoginSource(token.source, groups, token.provider))
+                                login=LoginSource(token.source, groups, token.provider,
+                                                  token.person))
         # A token trusted publishing minted acts for its publisher.
         minted = self.publishers.verify(password) if self.publishers is not None else None
         return Identity(minted.user, minted) if minted is not None else None

@@ -313,7 +313,8 @@ class BrowserLogin:
         if taken is not None:
             self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
             return self._form(request, 403, error=taken)
-        sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider)
+        sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider,
+                      person=signed.subject)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=PROVIDER)
         log.info("{user} logged in to the pages through single sign-on ({subject})",

@@ -1206,6 +1206,9 @@ PROVIDER_PEOPLE = {"gina": frozenset({"platform"}), "hank": frozenset({"readers"
 #: What C{[sso] allow} may say (empty: everyone the provider signs in).
 ALLOWS = ("", "group:platform", "hank")
 ISSUER = "https://login.corp.example/realms/acme"
+#: The providers C{[sso]} may be switched between: each has people of the
+#: same names, other people (their subjects differ).
+ISSUERS = (ISSUER, "https://login.corp.example/realms/other")
 
 LDAP_SECTION = "[ldap]\nurl = ldap://127.0.0.1:1\nuser_base = ou=people,dc=example,dc=test\n"
 
@@ -1229,6 +1232,7 @@ class Settings:
     ldap: bool = False
     sso: bool = False
     allow: str = ""
+    issuer: str = ISSUER
     #: whether C{[acl]} keeps C{vault-*} to C{group:ops}
     acl: bool = False
     #: whether C{[upstream] private} names C{acme-*}: a key only a restart
@@ -1256,7 +1260,7 @@ class Settings:
         if self.ldap:
             text += LDAP_SECTION
         if self.sso:
-            text += (f"[sso]\nissuer = {ISSUER}\nclient_id = pypid\nclient_secret = s\n"
+            text += (f"[sso]\nissuer = {self.issuer}\nclient_id = pypid\nclient_secret = s\n"
                      + (f"allow = {self.allow}\n" if self.allow else ""))
         return text
 
@@ -1286,6 +1290,23 @@ class Credential:
     version: int | None = None
     #: the directory's or provider's groups at the login
     groups: frozenset = frozenset()
+    #: the provider a person of single sign-on came through
+    issuer: str = ""
+    #: which account of a local user's name (a name added again is a new one)
+    account: int = 0
+
+    @property
+    def person(self):
+        """Who it is the credential of: a name alone is not a person."""
+        return (self.owner, self.source, self.issuer, self.account)
+
+
+def is_token(held):
+    return held.value.startswith("pypid-") and not held.value.startswith("pypid-session=")
+
+
+def token_id(text):
+    return text.removeprefix("pypid-").partition("-")[0]
 
 
 class AccessMachine(RuleBasedStateMachine):
@@ -1314,8 +1335,10 @@ class AccessMachine(RuleBasedStateMachine):
         self.directory = MemoryDirectory({(name, f"dir-{name}"): groups
                                           for name, groups in DIRECTORY_PEOPLE.items()})
         self.held: list[Credential] = []
-        #: the sessions that ended (they stood for nobody once)
+        #: the sessions and tokens that ended (they stood for nobody once)
         self.ended: set[str] = set()
+        #: each local name's account: a name added again is a new account
+        self.accounts = dict.fromkeys(self.pending.versions, 0)
         self.write()
         self.service = None
         self.boot()
@@ -1412,6 +1435,10 @@ class AccessMachine(RuleBasedStateMachine):
     def single_sign_on(self, allow, on):
         self.pending.sso, self.pending.allow = on, allow
 
+    @rule(issuer=st.sampled_from(ISSUERS))
+    def switch_provider(self, issuer):
+        self.pending.issuer = issuer
+
     @rule(restart=st.booleans())
     def apply(self, restart):
         """The file written, then taken by a restart or by C{SIGHUP} (a reload)."""
@@ -1425,7 +1452,14 @@ class AccessMachine(RuleBasedStateMachine):
             if self.pending.private != self.in_force.private:
                 # (refused whole, naming the key: nothing of the file taken)
                 return
+        for name in set(self.pending.versions) - set(self.in_force.versions):
+            self.accounts[name] = self.accounts.get(name, 0) + 1
         self.in_force = self.pending.copy()
+        # A token whose person the configuration taken no longer has ends
+        # for good: a name given back, a provider switched back or an
+        # allow widened again is another person, or too late.
+        self.ended |= {held.value for held in self.held
+                       if is_token(held) and not self.stands(held)}
 
     # -- identities -----------------------------------------------------------------
 
@@ -1451,7 +1485,8 @@ class AccessMachine(RuleBasedStateMachine):
             local = self.in_force.local(name)
             self.held.append(Credential(name, "password" if local else "ldap", cookie,
                                   self.in_force.versions.get(name),
-                                  frozenset() if local else DIRECTORY_PEOPLE[name]))
+                                  frozenset() if local else DIRECTORY_PEOPLE[name],
+                                  account=self.accounts[name] if local else 0))
 
     @rule(name=st.sampled_from(tuple(PROVIDER_PEOPLE)))
     def sign_in(self, name):
@@ -1467,9 +1502,10 @@ class AccessMachine(RuleBasedStateMachine):
         from pypid.core.access.sso_flow import provider_key
         sessions = self.service.getServiceNamed("access").sessions
         value, _ = sessions.book.open(name, groups, "sso", self.reactor.seconds(), os.urandom,
-                                      provider_key(ISSUER, "pypid"))
+                                      provider_key(force.issuer, "pypid"),
+                                      person=f"{force.issuer}#{name}")
         self.held.append(Credential(name, "sso", f"pypid-session={value}",
-                              groups=groups))
+                              groups=groups, issuer=force.issuer))
 
     @rule(data=st.data())
     def issue_token(self, data):
@@ -1478,7 +1514,10 @@ class AccessMachine(RuleBasedStateMachine):
                     and self.stands(h)]
         if not sessions:
             return
-        held = data.draw(st.sampled_from(sessions))
+        self.issue(data.draw(st.sampled_from(sessions)))
+
+    def issue(self, held):
+        """The person of the session C{held} issues a read token on the console."""
         _, page = self.request("GET", "/console/tokens", {"Cookie": held.value})
         found = re.search(rb'name="csrf" value="([^"]+)"', page)
         assert found is not None, page[:300]
@@ -1489,21 +1528,27 @@ class AccessMachine(RuleBasedStateMachine):
         assert response.code == 200, (response.code, body[:500])
         text = re.search(rb"pypid-[0-9a-f]+-[A-Za-z0-9_-]+", body)
         assert text is not None, body[:500]
-        self.held.append(Credential(held.owner, held.source, text.group(0).decode(), held.version,
-                              held.groups))
+        self.held.append(attrs.evolve(held, value=text.group(0).decode()))
+        # the person's own tokens, and theirs only, are on their page (an
+        # admin's: everyone's)
+        _, page = self.request("GET", "/console/tokens", {"Cookie": held.value})
+        shown = set(re.findall(rb'/console/tokens/([0-9a-f]+)/revoke', page))
+        admin = "ops" in self.principals(held.owner, held.groups)
+        theirs = {token_id(h.value).encode() for h in self.held
+                  if is_token(h) and (admin or h.person == held.person)}
+        assert shown == theirs, (held, shown, theirs)
 
     # -- the reference --------------------------------------------------------------
 
     def stands(self, held):
         """
         Whether a session or token still stands for its person, by the
-        configuration alone (a session that ended, when it stood for nobody
-        at a change, never stands again; a token acts again for its user
-        added back).
+        configuration alone (a session or a token that ended, when it stood
+        for nobody at a change, never stands again).
         """
         force = self.in_force
-        token = held.value.startswith("pypid-") and not held.value.startswith("pypid-session=")
-        if not token and held.value in self.ended:
+        token = is_token(held)
+        if held.value in self.ended:
             return False
         if held.source == "password":
             if not force.local(held.owner):
@@ -1513,7 +1558,8 @@ class AccessMachine(RuleBasedStateMachine):
             return False
         if held.source == "ldap":
             return force.ldap
-        return force.sso and force.allows(held.owner, held.groups)
+        return (force.sso and force.issuer == held.issuer
+                and force.allows(held.owner, held.groups))
 
     def principals(self, name, outside=frozenset()):
         return self.in_force.groups_of(name, outside)
@@ -1579,6 +1625,45 @@ class AccessMachine(RuleBasedStateMachine):
 
 class AccessModelTests(SynchronousTestCase):
     """The configuration-change machine, in the profile the environment names (L{PROFILE})."""
+
+    def test_tokens_of_people_gone(self):
+        """
+        Tokens made before each change, by C{SIGHUP} and by a restart: a
+        name removed and added again, the provider switched (and back),
+        C{allow} narrowed then widened. Each token ends for good with its
+        person, and a namesake sees none of the old person's tokens.
+        """
+        for restart in (False, True):
+            machine = AccessMachine()
+            machine.start()
+            try:
+                machine.log_in(name="amy")
+                machine.issue(machine.held[-1])
+                for _ in range(2):
+                    machine.add_or_remove_user(name="amy")
+                    machine.apply(restart=restart)
+                    machine.rights_follow_the_configuration()
+                machine.log_in(name="amy")
+                machine.issue(machine.held[-1])
+                machine.single_sign_on(allow="", on=True)
+                machine.apply(restart=restart)
+                machine.sign_in(name="gina")
+                machine.issue(machine.held[-1])
+                for issuer in reversed(ISSUERS):
+                    machine.switch_provider(issuer=issuer)
+                    machine.apply(restart=restart)
+                    machine.rights_follow_the_configuration()
+                    machine.sign_in(name="gina")
+                    machine.issue(machine.held[-1])
+                for allow in ("hank", ""):
+                    machine.single_sign_on(allow=allow, on=True)
+                    machine.apply(restart=restart)
+                    machine.rights_follow_the_configuration()
+                ended = [held for held in machine.held
+                         if is_token(held) and held.value in machine.ended]
+                self.assertEqual(len(ended), 4, (restart, ended))
+            finally:
+                machine.teardown()
 
     def test_configuration_and_identities(self):
         case = AccessMachine.TestCase

@@ -99,7 +99,7 @@ class PeopleTokensTests(_People, SynchronousTestCase):
     def test_admin_removed_while_waiting(self):
         """A revocation that waited for another change is checked again with the lock."""
         mine = self.issue(basic("alice"), actions="read")
-        writes = self.web.app.tokens._writes
+        writes = self.access.tokens._writes
         self.successResultOf(writes.acquire())
         d = self.client.request("DELETE", f"http://pypi.test/api/tokens/{mine['id']}",
                                 headers={"Authorization": basic("dave")})
