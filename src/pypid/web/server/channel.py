@@ -26,6 +26,15 @@ answer at all to a 64 KiB header, and the 401, 408 or 413 but no close
 after it, over TLS; plain HTTP closed at once).  What the client still
 sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
 later (a client that neither reads nor closes) is dropped.
+
+Any connection the channel closes (after the answer to C{Connection: close}
+or HTTP/1.0, a refusal, a timeout) is bounded the same way, on plain HTTP
+and under TLS alike: Twisted's TLS layer sends its close_notify and then
+waits for the client's close_notify or FIN, so a client that read its
+answer and neither answers nor closes kept the connection for good.  It is
+dropped once it sent nothing for L{LINGER_IDLE} seconds, or L{LINGER_MOST}
+after the close began (nginx's lingering close: what it sends meanwhile is
+thrown away, so that a client still sending reads its answer, not a reset).
 """
 
 from __future__ import annotations
@@ -74,6 +83,12 @@ MAX_PER_ADDRESS = 128
 #: its short answer and close before it is dropped.
 CLOSE_TIMEOUT = 2.0
 
+#: Seconds a connection the channel closes is kept for a client that sends
+#: nothing (nginx's lingering_timeout is 5 s), and at most for one that
+#: keeps sending.
+LINGER_IDLE = 5.0
+LINGER_MOST = 30.0
+
 
 class ExpressTake(Protocol):
     """What the channel asks of the express lane (L{pypid.web.serving.express.ExpressLane})."""
@@ -99,6 +114,8 @@ class PypidChannel(BadRequestHook):
     min_body_rate: float = MIN_BODY_RATE
     rate_window = RATE_WINDOW
     close_timeout = CLOSE_TIMEOUT
+    linger_idle = LINGER_IDLE
+    linger_most = LINGER_MOST
 
     #: since when the channel waits for a request's headers (or L{None});
     #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
@@ -110,6 +127,9 @@ class PypidChannel(BadRequestHook):
     #: set by L{close_after_answer}: what arrives from then on is thrown away
     _closing = False
     _close_timer: IDelayedCall | None = None
+    #: the linger's two timers (L{loseConnection}), idle and most, once closing
+    _linger: tuple[IDelayedCall, IDelayedCall] | None = None
+    _lost = False
 
     #: the transport's own address, asked once (L{getHost})
     _host: IAddress | None = None
@@ -196,8 +216,12 @@ class PypidChannel(BadRequestHook):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop every clock, and give the client address its place back."""
         self.waiting_since = None
+        self._lost = True
         self._cancel("_rate_timer")
         self._cancel("_close_timer")
+        for timer in self._linger or ():
+            if timer.active():
+                timer.cancel()
         counter = getattr(self, "counter", None)
         if counter is not None:
             counter.closed(self)
@@ -290,10 +314,6 @@ class PypidChannel(BadRequestHook):
         if self._closing or self.transport is None:
             return
         self._closing = True
-        # What the client still sends is thrown away: an instance attribute,
-        # as Twisted itself does it, so that the hot path keeps the plain
-        # method.
-        self.dataReceived = _ignore  # type: ignore[method-assign]
         self.waiting_since = None
         self._cancel("_rate_timer")
         if self._paused:
@@ -302,8 +322,34 @@ class PypidChannel(BadRequestHook):
             _producer(self.transport).resumeProducing()
         self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
         # HTTPChannel.loseConnection: unregisters the channel as the
-        # transport's producer first (see the module docstring).
+        # transport's producer first (see the module docstring); what the
+        # client still sends is thrown away from then on.
         self.loseConnection()
+
+    # -- every close: bounded ----------------------------------------------------------------
+
+    def loseConnection(self) -> None:
+        """
+        Close as Twisted's channel does (its producer unregistered, then the
+        transport closed), and drop the connection if the client has not
+        closed within the linger (module docstring); what it sends
+        meanwhile is thrown away.
+        """
+        HTTPChannel.loseConnection(self)
+        if self._linger is not None or self._lost or self.transport is None:
+            return
+        self._linger = (self.callLater(self.linger_idle, self._lingered),
+                        self.callLater(self.linger_most, self._lingered))
+        # (an instance attribute, as in close_after_answer: the hot path keeps its method)
+        self.dataReceived = self._linger_data  # type: ignore[method-assign]
+
+    def _linger_data(self, data: bytes) -> None:
+        """What a closing client sends: thrown away, its idle time counted afresh."""
+        if self._linger is not None and self._linger[0].active():
+            self._linger[0].reset(self.linger_idle)
+
+    def _lingered(self) -> None:
+        _tcp(self.transport).abortConnection()
 
     def _close_overdue(self) -> None:
         self._close_timer = None
@@ -320,10 +366,6 @@ def _producer(transport: ITransport | None) -> IPushProducer:
 def _tcp(transport: ITransport | None) -> ITCPTransport:
     """A connection's transport as one that can be aborted (TCP and TLS can)."""
     return cast(ITCPTransport, transport)
-
-
-def _ignore(data: bytes) -> None:
-    """Take bytes and do nothing with them."""
 
 
 def origin_form(target: bytes) -> bytes:
