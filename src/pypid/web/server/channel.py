@@ -65,6 +65,7 @@ from pypid.web.server.twisted_http import (
     handling_request,
     head_bytes,
     request_line,
+    waiting_for_transport,
 )
 
 log = Logger()
@@ -129,6 +130,8 @@ class PypidChannel(BadRequestHook):
     _close_timer: IDelayedCall | None = None
     #: the linger's two timers (L{loseConnection}), idle and most, once closing
     _linger: tuple[IDelayedCall, IDelayedCall] | None = None
+    #: set by L{loseConnection} while the transport's buffer is full
+    _close_when_drained = False
     _lost = False
 
     #: the transport's own address, asked once (L{getHost})
@@ -331,22 +334,41 @@ class PypidChannel(BadRequestHook):
     def loseConnection(self) -> None:
         """
         Close as Twisted's channel does (its producer unregistered, then the
-        transport closed), and drop the connection if the client has not
-        closed within the linger (module docstring); what it sends
-        meanwhile is thrown away.
+        transport closed) once the answer has left the transport's buffer,
+        and drop the connection if the client has not closed within the
+        linger (module docstring), its idle time counted from then; what it
+        sends meanwhile is thrown away.
         """
-        HTTPChannel.loseConnection(self)
-        if self._linger is not None or self._lost or self.transport is None:
+        if self._linger is None and not self._lost and self.transport is not None:
+            self._linger = (self.callLater(self.linger_idle, self._idle),
+                            self.callLater(self.linger_most, self._lingered))
+            # (an instance attribute, as Twisted does: the hot path keeps its method)
+            self.dataReceived = self._linger_data  # type: ignore[method-assign]
+        if waiting_for_transport(self) and not self._lost:
+            self._close_when_drained = True  # (the transport resumes the channel then)
             return
-        self._linger = (self.callLater(self.linger_idle, self._lingered),
-                        self.callLater(self.linger_most, self._lingered))
-        # (an instance attribute, as in close_after_answer: the hot path keeps its method)
-        self.dataReceived = self._linger_data  # type: ignore[method-assign]
+        self._close_when_drained = False
+        self._linger_data(b"")
+        HTTPChannel.loseConnection(self)
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer has drained: a close waiting for it happens now."""
+        HTTPChannel.resumeProducing(self)
+        if self._close_when_drained:
+            self.loseConnection()
 
     def _linger_data(self, data: bytes) -> None:
         """What a closing client sends: thrown away, its idle time counted afresh."""
         if self._linger is not None and self._linger[0].active():
             self._linger[0].reset(self.linger_idle)
+
+    def _idle(self) -> None:
+        if self._close_when_drained:
+            # (a client reading slowly: the idle time counts once the answer left)
+            assert self._linger is not None
+            self._linger = (self.callLater(self.linger_idle, self._idle), self._linger[1])
+        else:
+            self._lingered()
 
     def _lingered(self) -> None:
         _tcp(self.transport).abortConnection()

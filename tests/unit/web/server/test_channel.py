@@ -382,7 +382,7 @@ class _LingerMixin:
     def linger_calls(self):
         """The linger's timers still pending."""
         return [call for call in self.clock.getDelayedCalls()
-                if call.func == self.channel._lingered]
+                if call.func in (self.channel._idle, self.channel._lingered)]
 
     def test_quiet_client_dropped(self):
         """A client silent for LINGER_IDLE seconds after its answer is dropped."""
@@ -402,6 +402,31 @@ class _LingerMixin:
         self.clock.advance(LINGER_IDLE / 2 + 0.1)
         self.assertEqual(self.aborted, [True])
         self.assertEqual(self.answer().count(b"HTTP/1.1 200 OK"), 1)
+
+    def test_slow_reader_idle_counts_once_answer_left(self):
+        """
+        While the answer is still in the transport's full buffer (a slow
+        reader), the close waits and the idle time does not count; once the
+        transport resumes the channel, the close happens and it counts.
+        """
+        self.channel.pauseProducing()  # (as the transport does on a full buffer)
+        self.ask(CLOSING)
+        self.clock.advance(LINGER_IDLE * 3)
+        self.assertEqual(self.aborted, [])
+        self.channel.resumeProducing()
+        self.clock.advance(LINGER_IDLE - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
+
+    def test_non_reading_client_bounded(self):
+        """A client that never reads its answer is dropped LINGER_MOST after the close began."""
+        self.channel.pauseProducing()
+        self.ask(CLOSING)
+        self.clock.advance(LINGER_MOST - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
 
     def test_timers_end_with_the_connection(self):
         """A connection that ends while lingering leaves no timer behind."""
