@@ -14,27 +14,19 @@ a connection (and whatever the request holds) for ever. Here:
   - one client address may hold at most C{max_per_address} connections
     (L{ConnectionCounter}): more are closed at once;
   - a request line or header block over Twisted's limits (16 KiB) gets
-    C{414} or C{431} rather than a silent close.
+    C{414} or C{431} rather than a silent close;
+  - every close the channel makes lingers a bounded time (nginx's
+    lingering close): Twisted's TLS layer waits for the client's
+    close_notify or FIN, which a client may never send; dropped once it
+    sent nothing for L{LINGER_IDLE} seconds after the answer left, or
+    L{LINGER_MOST} after the close began, on plain HTTP too.
 
-Every answer written outside a request's own (those above, and the early
-answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer}.
-It closes through the channel, which first unregisters itself as its
-transport's producer: a TLS transport with a producer registered never sends
-its close_notify, so a bare C{transport.loseConnection()} left an C{https:}
-client waiting until its own timeout (measured before this was fixed: no
-answer at all to a 64 KiB header, and the 401, 408 or 413 but no close
-after it, over TLS; plain HTTP closed at once).  What the client still
-sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
-later (a client that neither reads nor closes) is dropped.
-
-Any connection the channel closes (after the answer to C{Connection: close}
-or HTTP/1.0, a refusal, a timeout) is bounded the same way, on plain HTTP
-and under TLS alike: Twisted's TLS layer sends its close_notify and then
-waits for the client's close_notify or FIN, so a client that read its
-answer and neither answers nor closes kept the connection for good.  It is
-dropped once it sent nothing for L{LINGER_IDLE} seconds, or L{LINGER_MOST}
-after the close began (nginx's lingering close: what it sends meanwhile is
-thrown away, so that a client still sending reads its answer, not a reset).
+An answer written outside a request's own (those above, and the early
+answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer},
+which closes through the channel (unregistered as its transport's producer
+first, or TLS never sends its close_notify) and drops a connection still
+open L{CLOSE_TIMEOUT} seconds later. What a closing client sends is thrown
+away, so that one still sending reads its answer, not a reset.
 """
 
 from __future__ import annotations
