@@ -4,20 +4,19 @@ listeners (the listener that redirects plain HTTP to them is
 L{pypid.web.server.redirect}).
 
 L{ServerTLS} reads the certificate, chain and private key named in C{[tls]},
-checks them against each other and builds the (standard library's) C{ssl}
-context each new connection uses (L{pypid.tls_transport} moves the bytes):
-TLS 1.2 at least, forward-secret AEAD ciphers only, the whole chain sent.
+checks them against each other and builds the pyOpenSSL context each new
+connection uses: TLS 1.2 at least, forward-secret AEAD ciphers only, no
+renegotiation or compression, the whole chain sent.  Twisted's TLS layer
+(C{TLSMemoryBIOFactory}, which the listeners wrap around the site) asks it
+for each new connection (L{ServerTLS.serverConnectionForTLS}): one TLS
+stack, the one Twisted tests, for the server and for pypid's outbound calls.
 L{ServerTLS.reload} (run on C{SIGHUP}) builds a new context from the files
-as they are then.  A connection keeps the context it
-started with, so none is dropped, and files that cannot be used leave the
-old context in service.
+as they are then.  A connection keeps the context it started with, so none
+is dropped, and files that cannot be used leave the old context in service.
 """
 
 from __future__ import annotations
 
-import os
-import ssl
-import tempfile
 from collections.abc import Callable
 
 import attrs
@@ -30,8 +29,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PrivateKeyTypes,
     PublicKeyTypes,
 )
-from twisted.internet.interfaces import IReactorTime
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 log = Logger()
 
@@ -50,8 +52,11 @@ CIPHERS = ":".join([
     "ECDHE-RSA-CHACHA20-POLY1305",
 ])
 
+#: The TLS 1.3 cipher suites: all of TLS 1.3's are AEAD with forward secrecy.
+TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
-#: The private keys a server certificate may have, those OpenSSL serves with.
+
+#: The private keys a server certificate may have, those pyOpenSSL takes.
 ServerKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey
              | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
 
@@ -128,7 +133,7 @@ def read_material(certificate_path: str, key_path: str, chain_path: str | None =
 
     @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
     @raise TLSError: a file is missing, unreadable or not PEM, the key is
-        encrypted or of a type OpenSSL cannot serve with (ML-DSA, say),
+        encrypted or of a type pyOpenSSL cannot serve with (ML-DSA, say),
         or the key does not belong to the certificate.
     """
     certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
@@ -145,71 +150,45 @@ def read_material(certificate_path: str, key_path: str, chain_path: str | None =
         raise TLSError(f"the TLS key {key_path} does not match the certificate "
                        f"{certificate_path}")
     if not isinstance(key, ServerKey):
+        # pyOpenSSL raises TypeError for these, not SSL.Error, in make_context.
         raise TLSError(f"cannot use the TLS key {key_path}: its key type is not supported")
     return TLSMaterial(certificate, tuple(chain), key)
 
 
-def _loaded_in_memory(context: ssl.SSLContext, material: TLSMaterial) -> None:
-    """
-    Load the checked certificate, chain and key into C{context} from
-    memory: the standard library reads them only from paths, and reading
-    the files again could load other ones than were checked (a renewal
-    half-way).  A memory file (Linux) holds them for the call; elsewhere a
-    private temporary folder does.
-    """
-    chain = b"".join(c.public_bytes(serialization.Encoding.PEM)
-                     for c in (material.certificate, *material.chain))
-    key = material.key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        descriptors: list[int] = []
-        try:
-            for name in ("pypid-chain", "pypid-key"):
-                descriptors.append(os.memfd_create(name))
-            for descriptor, data in zip(descriptors, (chain, key), strict=True):
-                os.write(descriptor, data)
-            context.load_cert_chain(*(f"/proc/self/fd/{d}" for d in descriptors))
-            return
-        except ssl.SSLError:
-            raise
-        except OSError:
-            pass  # (no memory files here after all: the folder below)
-        finally:
-            for descriptor in descriptors:
-                os.close(descriptor)
-    with tempfile.TemporaryDirectory(prefix="pypid-tls-") as folder:
-        paths = [os.path.join(folder, name) for name in ("chain.pem", "key.pem")]
-        for path, data in zip(paths, (chain, key), strict=True):
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                f.write(data)
-        context.load_cert_chain(*paths)
+def _openssl_reason(error: SSL.Error) -> str:
+    """The reasons in a pyOpenSSL error, such as C{ee key too small}."""
+    entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    return "; ".join(str(entry[-1]) for entry in entries if entry) or str(error)
 
 
 def make_context(material: TLSMaterial,
-                 certificate_path: str = "the certificate") -> ssl.SSLContext:
+                 certificate_path: str = "the certificate") -> SSL.Context:
     """
     The server context for L{TLSMaterial}: at least TLS 1.2, the cipher
-    suites of L{CIPHERS} (TLS 1.3's are OpenSSL's three, all AEAD), the
-    server's order of preference, no compression or renegotiation, and the
-    chain sent after the certificate.
+    suites of L{CIPHERS} (and TLS 1.3's), the server's order of preference,
+    no compression or renegotiation, and the chain sent after the certificate.
 
     @raise TLSError: OpenSSL refuses the certificate or key (too weak a key,
         say), naming C{certificate_path}.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= (ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-                        | ssl.OP_NO_RENEGOTIATION)
-    context.set_ciphers(CIPHERS)
     try:
-        _loaded_in_memory(context, material)
-    except ssl.SSLError as e:
-        reason = (e.reason or str(e)).lower().replace("_", " ")
-        raise TLSError(f"cannot use the TLS certificate {certificate_path}: {reason}") from None
-    except OSError as e:
-        raise TLSError(f"cannot load the TLS certificate {certificate_path}: "
-                       f"{e.strerror or e}") from None
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                            | SSL.OP_NO_RENEGOTIATION)
+        context.set_cipher_list(CIPHERS.encode("ascii"))
+        # Older pyOpenSSL lacks this; OpenSSL's TLS 1.3 defaults are the same suites.
+        set_tls13 = getattr(context, "set_tls13_ciphersuites", None)
+        if set_tls13 is not None:
+            set_tls13(TLS13_CIPHERSUITES.encode("ascii"))
+        context.use_certificate(material.certificate)
+        for certificate in material.chain:
+            context.add_extra_chain_cert(certificate)
+        context.use_privatekey(material.key)
+        context.check_privatekey()
+    except SSL.Error as e:
+        raise TLSError(f"cannot use the TLS certificate {certificate_path}: "
+                       f"{_openssl_reason(e)}") from None
     return context
 
 
@@ -227,6 +206,7 @@ def describe(certificate: x509.Certificate) -> str:
             f"valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
     The TLS side of every C{https:} listener: one context built from the
@@ -249,20 +229,20 @@ class ServerTLS:
         self.chain_path = chain
         self._clock = clock
         self._read = read
-        self._context: ssl.SSLContext | None = None
+        self._context: SSL.Context | None = None
         self.material: TLSMaterial | None = None
 
     @property
-    def context(self) -> ssl.SSLContext | None:
-        """The context new connections get, or L{None} before L{load}."""
+    def context(self) -> SSL.Context | None:
+        """The pyOpenSSL context new connections get, or L{None} before L{load}."""
         return self._context
 
-    def _build(self) -> tuple[TLSMaterial, ssl.SSLContext]:
+    def _build(self) -> tuple[TLSMaterial, SSL.Context]:
         material = read_material(self.certificate_path, self.key_path, self.chain_path,
                                  self._read)
         return material, make_context(material, self.certificate_path)
 
-    def _install(self, built: tuple[TLSMaterial, ssl.SSLContext], how: str) -> None:
+    def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:
         material, self._context = built
         self.material = material
         certificate = material.certificate
@@ -306,8 +286,8 @@ class ServerTLS:
         self._install(built, "Reloaded")
         return True
 
-    def wrap(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> ssl.SSLObject:
-        """The server side of a new connection, on the current context."""
-        # The listener loads the files before it opens.
+    def serverConnectionForTLS(self, tlsProtocol: Protocol) -> SSL.Connection:
+        """A new server-side connection on the current context."""
+        # The listener loads the files before it opens (pyOpenSSL would raise TypeError too).
         assert self._context is not None, "ServerTLS.load() not called"
-        return self._context.wrap_bio(incoming, outgoing, server_side=True)
+        return SSL.Connection(self._context, None)

@@ -209,7 +209,7 @@ class HTTPSTests(TLSDaemonTestCase):
         """
         A client that asks to close, reads its answer and the server's
         close_notify, then neither answers it nor closes, gets the FIN at
-        once and is dropped a few seconds later (the TLS layer's linger),
+        once and is dropped a few seconds later (the HTTP channel's linger),
         not kept for good.
         """
         with connect(self.daemon.port) as sock:

@@ -21,7 +21,6 @@ from twisted.test.iosim import FakeTransport, connect
 from zope.interface import alsoProvides
 
 from pypid.tls import ServerTLS
-from pypid.tls_transport import TLSServerFactory
 from tests.harness.tlsca import TestCA
 
 
@@ -80,14 +79,15 @@ def tls_connection(site, clock):
     @return: C{(client, server_io, pump)}: the client's L{_Client}, the
         server's L{FakeTransport} and the L{IOPump} that moves the bytes.
     """
-    server = TLSServerFactory(loaded(rsa_server()).wrap, site, clock).buildProtocol(PEER)
+    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, clock).buildProtocol(PEER)
     with open(shared_ca().root_path, "rb") as f:
         root = Certificate.loadPEM(f.read())
     client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,
                                  Factory.forProtocol(_Client), clock).buildProtocol(PEER)
     server_io = FakeTransport(server, isServer=True, peerAddress=PEER)
     # As a TCP transport does (FakeTransport has the methods but does not
-    # say so), as HTTPChannel's producer registration needs.
+    # say so): the TLS layer then provides it too, and HTTPChannel registers
+    # itself as the TLS layer's producer, as it does in a real server.
     alsoProvides(server_io, IPushProducer)
     pump = connect(server, server_io, client, FakeTransport(client, isServer=False),
                    greet=True, clock=clock)

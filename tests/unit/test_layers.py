@@ -31,7 +31,6 @@ LAYERS = {
     "advisories": 4,
     "state": 5,
     "tls": 5,
-    "tls_transport": 5,
     "web": 6,
     "export": 7,
     "bundle": 7,

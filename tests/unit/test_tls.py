@@ -9,7 +9,6 @@ import datetime
 import os
 import shutil
 import signal
-import ssl
 import textwrap
 
 from cryptography import x509
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
@@ -30,7 +30,6 @@ from pypid.tls import (
     TLSError,
     read_material,
 )
-from pypid.tls_transport import TLSServerFactory
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.server.site import PypidSite
 from tests.harness.tap import fake_pools, site_of
@@ -60,31 +59,6 @@ def client_context(minimum=None, maximum=None, ciphers=None, verify=True):
     return context
 
 
-class _Server:
-    """The server side of an in-memory connection: L{ServerTLS.wrap} over two memory buffers."""
-
-    def __init__(self, tls):
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = tls.wrap(self.incoming, self.outgoing)
-
-    def do_handshake(self):
-        try:
-            self.tls.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-
-    def bio_read(self, size):
-        if not self.outgoing.pending:
-            raise SSL.WantReadError()
-        return self.outgoing.read(size)
-
-    def bio_write(self, data):
-        self.incoming.write(data)
-
-    def recv(self, size):
-        return self.tls.read(size)
-
-
 def _move(source, destination):
     try:
         data = source.bio_read(1 << 16)
@@ -96,13 +70,14 @@ def _move(source, destination):
 
 def handshake(tls, context, host=b"localhost"):
     """
-    Run a TLS handshake between C{tls}'s server side and a (pyOpenSSL) client
-    on C{context}, in memory.
+    Run a TLS handshake between C{tls}'s server side and a client on
+    C{context}, in memory.
 
     @return: C{(client, server, errors)}: the two connections and
-        C{{"client": SSL.Error, "server": ssl.SSLError}} for the sides that failed.
+        C{{"client": SSL.Error, "server": SSL.Error}} for the sides that failed.
     """
-    server = _Server(tls)
+    server = tls.serverConnectionForTLS(None)
+    server.set_accept_state()
     client = SSL.Connection(context, None)
     client.set_tlsext_host_name(host)
     client.set_connect_state()
@@ -115,7 +90,7 @@ def handshake(tls, context, host=b"localhost"):
                 connection.do_handshake()
             except SSL.WantReadError:
                 pass
-            except (SSL.Error, ssl.SSLError) as e:
+            except SSL.Error as e:
                 errors[name] = e
         if not _move(client, server) + _move(server, client):
             break
@@ -130,9 +105,7 @@ def exchange(client, server, data=b"ping"):
 
 
 def reasons(error):
-    """The OpenSSL reasons in an error of either side, as one string."""
-    if isinstance(error, ssl.SSLError):
-        return str(error).lower().replace("_", " ")
+    """The OpenSSL reasons in an L{SSL.Error}, as one string."""
     return " ".join(str(entry[-1]) for entry in error.args[0])
 
 
@@ -165,7 +138,7 @@ class ContextTests(SynchronousTestCase):
 
     def test_cipher_list(self):
         """Every suite offered is forward-secret and AEAD; CBC and plain-RSA ones are not there."""
-        names = [c["name"] for c in loaded(rsa_server()).context.get_ciphers()]
+        names = loaded(rsa_server()).serverConnectionForTLS(None).get_cipher_list()
         tls12 = [n for n in names if not n.startswith("TLS_")]
         self.assertEqual(sorted(tls12), sorted(CIPHERS.split(":")))
         for name in tls12:
@@ -342,16 +315,6 @@ class LoadTests(SynchronousTestCase):
         warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), 1)
         self.assertIn("has expired", warnings[0])
-
-    def test_without_memory_files(self):
-        """Where memory files cannot be made, a private folder holds the material for the load."""
-        import pypid.tls
-
-        def refused(name):
-            raise OSError(38, "Function not implemented")
-        self.patch(pypid.tls.os, "memfd_create", refused)
-        client, _, errors = handshake(loaded(rsa_server()), client_context())
-        self.assertEqual(errors, {})
 
     def test_load_once(self):
         """Loading again (a second https listener) keeps the same context."""
@@ -596,9 +559,11 @@ class ListenerTests(SynchronousTestCase):
         self.assertIsNotNone(service.getServiceNamed("listeners").tls.context)
         [secure, (port, factory, _, interface)] = self.tcp_servers()
         self.assertEqual((secure[0], secure[2], secure[3]), (8443, 7, "127.0.0.1"))
-        self.assertIsInstance(secure[1], TLSServerFactory)
-        self.assertIs(secure[1].wrapped, site_of(service))
-        self.assertEqual(secure[1]._wrap, service.getServiceNamed("listeners").tls.wrap)
+        # Twisted's TLS layer around the site, asking ServerTLS for each connection.
+        self.assertIsInstance(secure[1], TLSMemoryBIOFactory)
+        self.assertIs(secure[1].wrappedFactory, site_of(service))
+        connection = secure[1]._creatorCallable(None)
+        self.assertIs(connection.get_context(), service.getServiceNamed("listeners").tls.context)
         self.assertEqual((port, interface), (8080, "127.0.0.1"))
         self.assertIsInstance(factory, RedirectSite)
         self.assertNotIsInstance(factory, PypidSite)

@@ -45,6 +45,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -58,7 +59,6 @@ from pypid.config.server_settings import (
 from pypid.core.util.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
-from pypid.tls_transport import TLSServerFactory
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.server.site import PypidSite
@@ -351,7 +351,8 @@ def make_listeners(config: Config, reactor: IListeningReactor,
         tls = ServerTLS(certificate, key, config.tls.chain, reactor)
         secure = [ListenerService(TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                                      address.interface),
-                                  address.description, TLSServerFactory(tls.wrap, site, reactor),
+                                  address.description,
+                                  TLSMemoryBIOFactory(tls, False, site, reactor),
                                   prepare=tls.load,
                                   probe=_probe_of(address))
                   for address in https]

@@ -11,6 +11,7 @@ from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
@@ -18,7 +19,6 @@ from twisted.web.server import Site
 
 from pypid.http.client import https_policy, make_http
 from pypid.tls import ServerTLS
-from pypid.tls_transport import TLSServerFactory
 from tests.harness.tlsca import TestCA
 
 
@@ -39,7 +39,7 @@ class OutboundTLSTests(TestCase):
         tls = ServerTLS(files.certificate, files.key, files.chain, reactor)
         tls.load()
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            TLSServerFactory(tls.wrap, Site(_Hello()), reactor))
+            TLSMemoryBIOFactory(tls, False, Site(_Hello()), reactor))
         self.addCleanup(port.stopListening)
         return f"https://127.0.0.1:{port.getHost().port}/", ca
 

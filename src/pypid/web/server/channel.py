@@ -14,18 +14,19 @@ a connection (and whatever the request holds) for ever. Here:
   - one client address may hold at most C{max_per_address} connections
     (L{ConnectionCounter}): more are closed at once;
   - a request line or header block over Twisted's limits (16 KiB) gets
-    C{414} or C{431} rather than a silent close.
+    C{414} or C{431} rather than a silent close;
+  - every close the channel makes lingers a bounded time (nginx's
+    lingering close): Twisted's TLS layer waits for the client's
+    close_notify or FIN, which a client may never send; dropped once it
+    sent nothing for L{LINGER_IDLE} seconds after the answer left, or
+    L{LINGER_MOST} after the close began, on plain HTTP too.
 
-Every answer written outside a request's own (those above, and the early
-answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer}.
-It closes through the channel, which first unregisters itself as its
-transport's producer: a TLS transport with a producer registered never sends
-its close_notify, so a bare C{transport.loseConnection()} left an C{https:}
-client waiting until its own timeout (measured before this was fixed: no
-answer at all to a 64 KiB header, and the 401, 408 or 413 but no close
-after it, over TLS; plain HTTP closed at once).  What the client still
-sends is thrown away, and a connection still open L{CLOSE_TIMEOUT} seconds
-later (a client that neither reads nor closes) is dropped.
+An answer written outside a request's own (those above, and the early
+answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer},
+which closes through the channel (unregistered as its transport's producer
+first, or TLS never sends its close_notify) and drops a connection still
+open L{CLOSE_TIMEOUT} seconds later. What a closing client sends is thrown
+away, so that one still sending reads its answer, not a reset.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from pypid.web.server.twisted_http import (
     handling_request,
     head_bytes,
     request_line,
+    waiting_for_transport,
 )
 
 log = Logger()
@@ -73,6 +75,12 @@ MAX_PER_ADDRESS = 128
 #: Seconds a connection answered outside a request (a refusal) has to take
 #: its short answer and close before it is dropped.
 CLOSE_TIMEOUT = 2.0
+
+#: Seconds a connection the channel closes is kept for a client that sends
+#: nothing (nginx's lingering_timeout is 5 s), and at most for one that
+#: keeps sending.
+LINGER_IDLE = 5.0
+LINGER_MOST = 30.0
 
 
 class ExpressTake(Protocol):
@@ -99,6 +107,8 @@ class PypidChannel(BadRequestHook):
     min_body_rate: float = MIN_BODY_RATE
     rate_window = RATE_WINDOW
     close_timeout = CLOSE_TIMEOUT
+    linger_idle = LINGER_IDLE
+    linger_most = LINGER_MOST
 
     #: since when the channel waits for a request's headers (or L{None});
     #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
@@ -110,6 +120,11 @@ class PypidChannel(BadRequestHook):
     #: set by L{close_after_answer}: what arrives from then on is thrown away
     _closing = False
     _close_timer: IDelayedCall | None = None
+    #: the linger's two timers (L{loseConnection}), idle and most, once closing
+    _linger: tuple[IDelayedCall, IDelayedCall] | None = None
+    #: set by L{loseConnection} while the transport's buffer is full
+    _close_when_drained = False
+    _lost = False
 
     #: the transport's own address, asked once (L{getHost})
     _host: IAddress | None = None
@@ -196,8 +211,12 @@ class PypidChannel(BadRequestHook):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop every clock, and give the client address its place back."""
         self.waiting_since = None
+        self._lost = True
         self._cancel("_rate_timer")
         self._cancel("_close_timer")
+        for timer in self._linger or ():
+            if timer.active():
+                timer.cancel()
         counter = getattr(self, "counter", None)
         if counter is not None:
             counter.closed(self)
@@ -290,10 +309,6 @@ class PypidChannel(BadRequestHook):
         if self._closing or self.transport is None:
             return
         self._closing = True
-        # What the client still sends is thrown away: an instance attribute,
-        # as Twisted itself does it, so that the hot path keeps the plain
-        # method.
-        self.dataReceived = _ignore  # type: ignore[method-assign]
         self.waiting_since = None
         self._cancel("_rate_timer")
         if self._paused:
@@ -302,8 +317,53 @@ class PypidChannel(BadRequestHook):
             _producer(self.transport).resumeProducing()
         self._close_timer = self.callLater(self.close_timeout, self._close_overdue)
         # HTTPChannel.loseConnection: unregisters the channel as the
-        # transport's producer first (see the module docstring).
+        # transport's producer first (see the module docstring); what the
+        # client still sends is thrown away from then on.
         self.loseConnection()
+
+    # -- every close: bounded ----------------------------------------------------------------
+
+    def loseConnection(self) -> None:
+        """
+        Close as Twisted's channel does (its producer unregistered, then the
+        transport closed) once the answer has left the transport's buffer,
+        and drop the connection if the client has not closed within the
+        linger (module docstring), its idle time counted from then; what it
+        sends meanwhile is thrown away.
+        """
+        if self._linger is None and not self._lost and self.transport is not None:
+            self._linger = (self.callLater(self.linger_idle, self._idle),
+                            self.callLater(self.linger_most, self._lingered))
+            # (an instance attribute, as Twisted does: the hot path keeps its method)
+            self.dataReceived = self._linger_data  # type: ignore[method-assign]
+        if waiting_for_transport(self) and not self._lost:
+            self._close_when_drained = True  # (the transport resumes the channel then)
+            return
+        self._close_when_drained = False
+        self._linger_data(b"")
+        HTTPChannel.loseConnection(self)
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer has drained: a close waiting for it happens now."""
+        HTTPChannel.resumeProducing(self)
+        if self._close_when_drained:
+            self.loseConnection()
+
+    def _linger_data(self, data: bytes) -> None:
+        """What a closing client sends: thrown away, its idle time counted afresh."""
+        if self._linger is not None and self._linger[0].active():
+            self._linger[0].reset(self.linger_idle)
+
+    def _idle(self) -> None:
+        if self._close_when_drained:
+            # (a client reading slowly: the idle time counts once the answer left)
+            assert self._linger is not None
+            self._linger = (self.callLater(self.linger_idle, self._idle), self._linger[1])
+        else:
+            self._lingered()
+
+    def _lingered(self) -> None:
+        _tcp(self.transport).abortConnection()
 
     def _close_overdue(self) -> None:
         self._close_timer = None
@@ -320,10 +380,6 @@ def _producer(transport: ITransport | None) -> IPushProducer:
 def _tcp(transport: ITransport | None) -> ITCPTransport:
     """A connection's transport as one that can be aborted (TCP and TLS can)."""
     return cast(ITCPTransport, transport)
-
-
-def _ignore(data: bytes) -> None:
-    """Take bytes and do nothing with them."""
 
 
 def origin_form(target: bytes) -> bytes:

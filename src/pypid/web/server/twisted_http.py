@@ -77,6 +77,11 @@ def between_requests(channel: HTTPChannel) -> bool:
             and channel.persistent and not channel._waitingForTransport)
 
 
+def waiting_for_transport(channel: HTTPChannel) -> bool:
+    """Whether C{channel}'s transport paused it: its buffer is full, an answer still leaving."""
+    return channel._waitingForTransport
+
+
 def write_between_requests(channel: HTTPChannel, data: bytes) -> None:
     """
     Write a whole answer to a request the parser never saw (read from its

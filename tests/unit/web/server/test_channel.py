@@ -19,6 +19,8 @@ from twisted.web.resource import Resource
 from pypid.web.server.channel import (
     CLOSE_TIMEOUT,
     HEADER_TIMEOUT,
+    LINGER_IDLE,
+    LINGER_MOST,
     ConnectionCounter,
     PypidChannel,
     Refused,
@@ -353,3 +355,138 @@ class RealConnectionTests(TestCase):
                 break
             data += chunk
         return s, data
+
+
+#: A request whose client asks to close the connection after the answer.
+CLOSING = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+class _LingerMixin:
+    """
+    A connection the channel closes after its last answer, whose client
+    neither closes nor (under TLS) answers the close_notify, is dropped
+    once it sent nothing for C{linger_idle} seconds, or C{linger_most}
+    after the close began; the subclasses run it on plain HTTP and on TLS.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        self.aborted = []
+        self.connect()
+
+    def linger_calls(self):
+        """The linger's timers still pending."""
+        return [call for call in self.clock.getDelayedCalls()
+                if call.func in (self.channel._idle, self.channel._lingered)]
+
+    def test_quiet_client_dropped(self):
+        """A client silent for LINGER_IDLE seconds after its answer is dropped."""
+        self.ask(CLOSING)
+        self.clock.advance(LINGER_IDLE - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
+
+    def test_sending_client_bounded(self):
+        """A client that keeps sending is read (thrown away), and dropped after LINGER_MOST."""
+        self.ask(CLOSING)
+        for _ in range(int(LINGER_MOST / (LINGER_IDLE / 2)) - 1):
+            self.clock.advance(LINGER_IDLE / 2)
+            self.channel.dataReceived(b"GET / HTTP/1.1\r\n")
+            self.assertEqual(self.aborted, [])
+        self.clock.advance(LINGER_IDLE / 2 + 0.1)
+        self.assertEqual(self.aborted, [True])
+        self.assertEqual(self.answer().count(b"HTTP/1.1 200 OK"), 1)
+
+    def test_slow_reader_idle_counts_once_answer_left(self):
+        """
+        While the answer is still in the transport's full buffer (a slow
+        reader), the close waits and the idle time does not count; once the
+        transport resumes the channel, the close happens and it counts.
+        """
+        self.channel.pauseProducing()  # (as the transport does on a full buffer)
+        self.ask(CLOSING)
+        self.clock.advance(LINGER_IDLE * 3)
+        self.assertEqual(self.aborted, [])
+        self.channel.resumeProducing()
+        self.clock.advance(LINGER_IDLE - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
+
+    def test_non_reading_client_bounded(self):
+        """A client that never reads its answer is dropped LINGER_MOST after the close began."""
+        self.channel.pauseProducing()
+        self.ask(CLOSING)
+        self.clock.advance(LINGER_MOST - 0.1)
+        self.assertEqual(self.aborted, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.aborted, [True])
+
+    def test_timers_end_with_the_connection(self):
+        """A connection that ends while lingering leaves no timer behind."""
+        self.ask(CLOSING)
+        self.assertEqual(len(self.linger_calls()), 2)
+        self.channel.connectionLost(None)
+        self.assertEqual(self.linger_calls(), [])
+
+    def test_kept_alive_not_lingering(self):
+        """A kept-alive connection has no linger: it waits for its next request."""
+        self.ask(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(self.linger_calls(), [])
+        self.clock.advance(LINGER_MOST)
+        self.assertEqual(self.aborted, [])
+
+    def test_http10_lingers(self):
+        """HTTP/1.0 without keep-alive closes after the answer: the linger bounds it too."""
+        self.ask(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertIn(b"hello", self.answer())
+        self.clock.advance(LINGER_IDLE + 0.1)
+        self.assertEqual(self.aborted, [True])
+
+
+class PlainLingerTests(_LingerMixin, SynchronousTestCase):
+    """The linger on plain HTTP (a client that does not read, so the TCP close never ends)."""
+
+    def connect(self):
+        self.channel = self.site.buildProtocol(PEER)
+        self.transport = StringTransport()
+        self.transport.abortConnection = lambda: self.aborted.append(True)
+        self.channel.makeConnection(self.transport)
+        self.addCleanup(self.channel.connectionLost, None)
+
+    def ask(self, request):
+        self.channel.dataReceived(request)
+
+    def answer(self):
+        return self.transport.value()
+
+
+class TLSLingerTests(_LingerMixin, SynchronousTestCase):
+    """The linger under Twisted's TLS: the client reads its answer and the close_notify, and is silent."""
+
+    def connect(self):
+        self.client, self.server_io, self.pump = tls_connection(self.site, self.clock)
+        self.channel = self.server_io.protocol.wrappedProtocol
+        self.server_io.abortConnection = lambda: self.aborted.append(True)
+        self.addCleanup(self.channel.connectionLost, None)
+
+    def ask(self, request):
+        self.client.transport.write(request)
+        self.pump.pump()
+        # (from now on the client answers nothing and never closes)
+        client_io = self.pump.clientIO
+        client_io.write = client_io.writeSequence = client_io.loseConnection = _nothing
+        self.pump.flush()
+
+    def answer(self):
+        return self.client.received
+
+
+def _nothing(*args):
+    """Take anything and do nothing."""

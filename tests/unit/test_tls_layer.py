@@ -1,0 +1,439 @@
+"""
+The hostile cases of an C{https:} connection, against the TLS layer in use:
+Twisted's (C{TLSMemoryBIOFactory} on pyOpenSSL, with L{pypid.tls.ServerTLS}
+as its connection creator), driven in memory by a client on the same layer,
+and over real loopback sockets by Python's C{ssl}.  What a closing client
+that never closes costs is bounded by the HTTP channel, on plain HTTP too:
+those tests are L{tests.unit.web.server.test_channel}'s C{LingerTests}.
+"""
+
+import os
+import socket
+import ssl
+
+from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import FakeTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from pypid.web.server.channel import (
+    CLOSE_TIMEOUT,
+    HEADER_TIMEOUT,
+    ConnectionCounter,
+    PypidChannel,
+)
+from pypid.web.server.site import PypidSite, SiteRules
+from tests.harness.tls import PEER, loaded, rsa_server, shared_ca, tls_connection
+
+
+class _Server(Protocol):
+    """The wrapped protocol: records what it gets; says C{hello} first if told."""
+
+    greet = b""
+
+    def __init__(self):
+        self.received = b""
+        self.lost = None
+
+    def connectionMade(self):
+        if self.greet:
+            self.transport.write(self.greet)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost = reason
+
+
+@implementer(IPushProducer)
+class _Producer:
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+class _Site(Factory):
+    protocol = _Server
+
+    def __init__(self, greet=b""):
+        self.built = []
+        self.greet = greet
+
+    def buildProtocol(self, addr):
+        server = _Server()
+        server.greet = self.greet
+        self.built.append(server)
+        return server
+
+
+def _server_side(site):
+    """The server's side of a new connection to C{site}, on a L{FakeTransport}, no client."""
+    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, Clock()).buildProtocol(PEER)
+    io = FakeTransport(server, isServer=True, peerAddress=PEER)
+    server.makeConnection(io)
+    return server, io
+
+
+class TLSLayerTests(SynchronousTestCase):
+    """A connection through the layer, both ways, opened and closed, and its hostile ends."""
+
+    def connect(self, greet=b""):
+        self.site = _Site(greet)
+        self.clock = Clock()
+        client, self.server_io, self.pump = tls_connection(self.site, self.clock)
+        [self.server] = self.site.built
+        return client
+
+    def test_both_ways(self):
+        """Bytes go both ways; the wrapped protocol sees a secure TCP transport."""
+        client = self.connect()
+        client.transport.write(b"ping")
+        self.pump.flush()
+        self.assertEqual(self.server.received, b"ping")
+        self.server.transport.writeSequence([b"po", b"ng", b"!" * 100_000])
+        self.pump.flush()
+        self.assertEqual(client.received, b"pong" + b"!" * 100_000)
+        self.assertTrue(ISSLTransport.providedBy(self.server.transport))
+        self.assertIsNone(self.server.transport.getPeerCertificate())
+        self.assertEqual(self.server.transport.getPeer(), PEER)
+
+    def test_write_before_handshake(self):
+        """What the wrapped protocol writes before the handshake ends goes out after it."""
+        client = self.connect(greet=b"hello")
+        self.pump.flush()
+        self.assertEqual(client.received, b"hello")
+
+    def test_close_waits_for_producer(self):
+        """loseConnection with a producer registered closes once it is unregistered."""
+        client = self.connect()
+        self.server.transport.registerProducer(_Producer(), True)
+        self.server.transport.write(b"answer")
+        self.server.transport.loseConnection()
+        self.server.transport.write(b" and more")
+        self.pump.flush()
+        self.assertEqual(client.received, b"answer and more")
+        self.assertIsNone(client.lost)
+        self.server.transport.unregisterProducer()
+        self.server.transport.write(b"too late")
+        self.pump.flush()
+        self.assertEqual(client.received, b"answer and more")
+        self.assertIsNotNone(client.lost, "the client got the close_notify")
+
+    def test_close_notify_answered(self):
+        """After its close_notify the server closes once the client answers with its own."""
+        client = self.connect()
+        self.server.transport.loseConnection()
+        self.pump.flush()
+        self.assertIsNotNone(client.lost)
+        self.assertTrue(self.server_io.disconnecting)
+        self.assertIsNotNone(self.server.lost)
+
+    def test_client_close_notify(self):
+        """The client's close_notify closes the connection; what came before it is delivered."""
+        client = self.connect()
+        client.transport.write(b"last words")
+        client.transport.loseConnection()
+        self.pump.flush()
+        self.assertEqual(self.server.received, b"last words")
+        self.assertTrue(self.server_io.disconnecting)
+        self.assertIsNotNone(self.server.lost)
+
+    def test_client_close_notify_while_paused(self):
+        """
+        The client's close_notify closes even while the wrapped protocol is
+        registered as producer and paused: this side's close_notify goes
+        out and the TCP connection is closed.
+        """
+        client = self.connect()
+        self.server.transport.registerProducer(_Producer(), True)
+        self.server_io.producer.pauseProducing()
+        client.transport.loseConnection()
+        self.pump.flush()
+        self.assertTrue(self.server_io.disconnecting)
+        self.assertIsNotNone(client.lost, "the client got this side's close_notify")
+        self.assertIsNotNone(self.server.lost)
+
+    def test_pauses_reach_the_producer_once(self):
+        """
+        The TCP transport may pause its producer again while paused (each
+        write into a full buffer does): the producer sees one pause, and the
+        one resume that follows resumes it.
+        """
+        self.connect()
+        calls = []
+        producer = _Producer()
+        producer.pauseProducing = lambda: calls.append("pause")
+        producer.resumeProducing = lambda: calls.append("resume")
+        self.server.transport.registerProducer(producer, True)
+        registered = self.server_io.producer
+        registered.pauseProducing()
+        registered.pauseProducing()
+        registered.resumeProducing()
+        registered.resumeProducing()
+        self.assertEqual(calls, ["pause", "resume"])
+
+    def test_bad_record_mid_download(self):
+        """
+        A record OpenSSL refuses in the middle of an answer closes the
+        connection; the wrapped protocol learns OpenSSL's error, and what it
+        still writes goes nowhere.
+        """
+        client = self.connect()
+        self.server.transport.registerProducer(_Producer(), True)
+        self.server.transport.write(b"!" * 100_000)
+        self.server.transport.dataReceived(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        self.assertTrue(self.server_io.disconnecting)
+        self.server.transport.write(b"more")
+        self.pump.flush()
+        self.assertTrue(client.received.startswith(b"!"))
+        self.assertNotIn(b"more", client.received)
+        self.assertIsNotNone(self.server.lost)
+        self.assertIsInstance(self.server.lost.value, SSL.Error)
+
+    def test_plain_http_refused(self):
+        """Plain HTTP on the TLS port: closed, the wrapped protocol told OpenSSL's reason."""
+        site = _Site()
+        server, io = _server_side(site)
+        server.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(io.disconnecting)
+        server.connectionLost(None)
+        [wrapped] = site.built
+        self.assertIn("HTTP REQUEST", wrapped.lost.getErrorMessage().upper().replace("_", " "))
+        self.assertEqual(wrapped.received, b"")
+
+    def test_pause_and_resume_reach_the_socket(self):
+        """The wrapped protocol pausing its transport pauses the TCP transport."""
+        self.connect()
+        calls = []
+        self.server_io.pauseProducing = lambda: calls.append("pause")
+        self.server_io.resumeProducing = lambda: calls.append("resume")
+        self.server.transport.pauseProducing()
+        self.server.transport.resumeProducing()
+        self.assertEqual(calls, ["pause", "resume"])
+
+
+class _Hello(Resource):
+    """Answers every request with its path."""
+
+    isLeaf = True
+
+    def render(self, request):
+        return b"hello " + request.path
+
+
+class SiteOverTLSTests(SynchronousTestCase):
+    """The site's channel over the layer: its guards hold before, during and after the handshake."""
+
+    def setUp(self):
+        self.clock = Clock()
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock,
+                              counter=ConnectionCounter(limit=1))
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def test_refused_by_the_site(self):
+        """A connection past the per-address limit is aborted before its handshake."""
+        client, server_io, pump = tls_connection(self.site, self.clock)
+        server, io = _server_side(self.site)
+        self.assertTrue(io.disconnecting)
+        self.assertFalse(server_io.disconnecting, "the first connection is kept")
+
+    def test_slowloris_handshake(self):
+        """
+        A client that sends its handshake a byte at a time is closed by the
+        header deadline, counted from the TCP connection, and dropped after
+        the close timeout: the handshake holds nothing for longer.
+        """
+        server, io = _server_side(self.site)
+        aborted = []
+        io.abortConnection = lambda: aborted.append(True)
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+        for second in range(int(HEADER_TIMEOUT) + 1):
+            server.dataReceived(hello[second % len(hello):][:1])
+            self.clock.advance(1)
+        self.assertEqual(aborted, [])
+        self.clock.advance(CLOSE_TIMEOUT)
+        self.assertEqual(aborted, [True])
+        server.connectionLost(None)
+        self.assertEqual(self.site.counter.open, 0)
+
+    def test_pipelined(self):
+        """Requests sent together are answered in order; after Connection: close, no more."""
+        client, server_io, pump = tls_connection(self.site, self.clock)
+        client.transport.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                               b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                               b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        pump.flush()
+        self.assertEqual(client.received.count(b"HTTP/1.1 200 OK\r\n"), 2)
+        first, second = client.received.index(b"hello /a"), client.received.index(b"hello /b")
+        self.assertLess(first, second)
+        self.assertNotIn(b"hello /c", client.received)
+        self.assertIsNotNone(client.lost, "the connection closed after /b")
+
+
+class _Loopback(TestCase):
+    """Over real loopback sockets: a TLS listener, a client, a wait in the reactor's turns."""
+
+    async def serve(self, protocol):
+        """A TLS listener on loopback for C{protocol}; return its port number."""
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            TLSMemoryBIOFactory(loaded(rsa_server()), False, Factory.forProtocol(protocol),
+                                reactor))
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    def client(self, port):
+        """
+        A non-blocking TLS client socket, handshake not yet done, and the
+        same TCP socket unwrapped (for bytes that are not TLS).
+        """
+        context = ssl.create_default_context(cafile=shared_ca().root_path)
+        client = context.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                                     server_hostname="localhost",
+                                     do_handshake_on_connect=False)
+        self.addCleanup(client.close)
+        client.setblocking(False)
+        raw = socket.socket(fileno=os.dup(client.fileno()))
+        self.addCleanup(raw.close)
+        return raw, client
+
+    async def poll(self, step, limit=10.0):
+        """Call C{step()} in the reactor's turns until it is true, at most C{limit} seconds."""
+        started = reactor.seconds()
+        while reactor.seconds() - started < limit:
+            if await deferLater(reactor, 0.01, step):
+                return True
+        return False
+
+
+class NonReadingClientTests(_Loopback):
+    """Over a real socket: a client that stops reading slows the server down, and frees it."""
+
+    async def test_paused_then_resumed_then_bad_record(self):
+        """
+        A 16 MiB answer to a client that reads nothing pauses the server's
+        producer (never twice in a row) until it stalls with most of it
+        unsent; reading resumes it; a bad record then ends the connection,
+        the producer told OpenSSL's error, once the client closes.
+        """
+        calls, lost = [], Deferred()
+        size = 16 << 20
+
+        @implementer(IPushProducer)
+        class Download(Protocol):
+            sent = 0
+
+            def dataReceived(self, data):
+                self.transport.registerProducer(self, True)
+                self.resumeProducing()
+
+            def pauseProducing(self):
+                calls.append(("pause", self.sent))
+                self.running = False
+
+            def resumeProducing(self):
+                calls.append(("resume", self.sent))
+                self.running = True
+                while self.running and self.sent < size:
+                    self.sent += 1 << 16
+                    self.transport.write(b"!" * (1 << 16))
+
+            def stopProducing(self):
+                self.running = False
+
+            def connectionLost(self, reason):
+                lost.callback(reason.value)
+
+        raw, client = self.client(await self.serve(Download))
+        asked = []
+
+        def ask():
+            try:
+                client.do_handshake()
+                if not asked:
+                    asked.append(client.send(b"GET"))
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            return any(call == "pause" for call, _ in calls)
+        self.assertTrue(await self.poll(ask), "the server was never paused")
+        seen = []
+
+        def stalled():
+            seen.append(len(calls))
+            return len(seen) > 30 and seen[-30] == seen[-1]
+        self.assertTrue(await self.poll(stalled), "the server never stalled")
+        kinds = [call for call, _ in calls]
+        self.assertEqual(kinds[-1], "pause")
+        self.assertNotIn(("pause", "pause"), list(zip(kinds, kinds[1:], strict=False)))
+        self.assertLess(calls[-1][1], size // 2)
+        received = []
+
+        def read_some():
+            try:
+                received.append(len(client.recv(1 << 17)))
+            except ssl.SSLWantReadError:
+                pass
+            return sum(received) > 4 << 20
+        self.assertTrue(await self.poll(read_some), "reading did not resume the server")
+        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        # (the server closes, after what it still has to send: a client that
+        # then neither reads nor closes holds it as any client that stops
+        # reading does)
+        raw.close()
+        client.close()
+        error = await lost
+        self.assertIsInstance(error, SSL.Error)
+
+
+class LingerOverTCPTests(_Loopback):
+    """The channel's linger over a real TLS connection (the cases are L{tests.unit.web.server.test_channel}'s)."""
+
+    async def test_closing_client_dropped(self):
+        """
+        A client that asks to close, reads its answer and the close_notify,
+        then neither answers it nor closes, is dropped once it was silent
+        for the channel's C{linger_idle} (here 0.2 s).
+        """
+        self.patch(PypidChannel, "linger_idle", 0.2)
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        site = PypidSite(_Hello(), SiteRules(1 << 20), spool)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            TLSMemoryBIOFactory(loaded(rsa_server()), False, site, reactor))
+        self.addCleanup(port.stopListening)
+        raw, client = self.client(port.getHost().port)
+        asked, received = [], []
+
+        def read():
+            # (the handshake, the request and the answer; never an unwrap)
+            try:
+                client.do_handshake()
+                if not asked:
+                    asked.append(client.send(b"GET /x HTTP/1.1\r\nHost: x\r\n"
+                                             b"Connection: close\r\n\r\n"))
+                received.append(client.recv(1 << 16))
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            return b"hello /x" in b"".join(received)
+        started = reactor.seconds()
+        self.assertTrue(await self.poll(read), "no answer")
+        self.assertEqual(site.counter.open, 1)
+        self.assertTrue(await self.poll(lambda: site.counter.open == 0, 5),
+                        "the server kept the connection")
+        self.assertLess(reactor.seconds() - started, 5)
