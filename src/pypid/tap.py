@@ -197,7 +197,7 @@ class _MadeParts:
         default = registry.default
         audit = AuditPart(AuditTrail(
             make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))
-        access = AccessPart(config, reactor, pools.hashing, audit.trail)
+        access = AccessPart(config, reactor, pools.hashing, audit.trail, pools.run)
         # (each file an upstream takes down is audited)
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the

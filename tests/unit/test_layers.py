@@ -115,6 +115,29 @@ class LayerTests(SynchronousTestCase):
         self.assertEqual(wrong, [])
 
 
+    def test_one_reader(self):
+        """
+        Only L{pypid.auth.reader} asks the access model's rules (a call of
+        one of L{pypid.auth.policy.AccessModel}'s rule methods): every
+        other module asks a request's or an identity's reader, so who may
+        do what has one answer.
+        """
+        import inspect
+
+        from pypid.auth.policy import AccessModel
+        rules = {name for name, member in inspect.getmembers(AccessModel, inspect.isfunction)
+                 if not name.startswith("_")}
+        self.assertIn("may_enter", rules)
+        wrong = []
+        for module, _, tree in modules():
+            if module in ("pypid.auth.policy", "pypid.auth.reader"):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                        and node.func.attr in rules:
+                    wrong.append(f"{module}:{node.lineno} calls {node.func.attr}")
+        self.assertEqual(wrong, [])
+
     def test_one_periodic_loop(self):
         """
         Periodic work runs in L{pypid.jobs.periodic.Periodic} alone: no other

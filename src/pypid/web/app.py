@@ -347,7 +347,7 @@ def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
         publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
         discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
             f"/{materials.name}{path.decode()}" for materials in named
-            if materials.hosted and access.permissions.index_shown(None, materials.name)
+            if materials.hosted and access.anonymous.enters(materials.name)
             for path in UPLOAD_PATHS)])
 
 

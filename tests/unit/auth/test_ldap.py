@@ -741,12 +741,13 @@ class GateTests(SynchronousTestCase):
         """The identity the gate finds carries its groups, which the per-project checks use."""
         alice = self.successResultOf(self.access.identify(_Request("alice", "pw")))
         self.assertEqual(alice.groups, {"dev"})
-        self.assertTrue(self.access.permissions.may_read(alice, "acme-lib"))
-        self.assertTrue(self.access.may_write(alice, "acme-lib"))
-        self.assertFalse(self.access.is_admin(alice))
+        reader = self.access.reader_of(alice)
+        self.assertTrue(reader.reads("acme-lib"))
+        self.assertTrue(reader.writes("acme-lib"))
+        self.assertFalse(reader.is_admin)
         bob = self.successResultOf(self.access.identify(_Request("bob", "pw")))
-        self.assertTrue(self.access.is_admin(bob))
-        self.assertFalse(self.access.permissions.may_read(Identity("alice"), "acme-lib"))
+        self.assertTrue(self.access.reader_of(bob).is_admin)
+        self.assertFalse(self.access.reader_of(Identity("alice")).reads("acme-lib"))
 
     def test_unavailable_is_503_and_not_a_failure(self):
         """A directory that is down answers 503 with Retry-After, and is no failed login."""

@@ -789,8 +789,8 @@ class ReloadTests(SynchronousTestCase):
         identity = self.successResultOf(access.identify(DummyRequest([b""]),
                                                         ("__token__", text)))
         self.assertEqual(identity.name, "publisher:github:x")
-        self.assertTrue(access.may_write(identity, "acme-widgets"))
-        self.assertFalse(access.may_write(identity, "other"))
+        self.assertTrue(access.reader_of(identity).writes("acme-widgets"))
+        self.assertFalse(access.reader_of(identity).writes("other"))
         service.reload()
         self.assertIsNotNone(access.publishers.verify(text))
         current[0] = after
@@ -1051,11 +1051,12 @@ class PublisherInIndexesTests(MintSiteMixin, SynchronousTestCase):
         token = json.loads(self.mint(self.github.github_token())[1])["token"]
         minted = Identity("publisher:github:acme/widgets",
                           self.publishing.tokens.verify(token))
-        self.assertTrue(access.permissions.index_shown(minted, "release"))
-        self.assertTrue(access.permissions.may_upload_to(minted, "release"))
-        self.assertTrue(access.may_write(minted, "acme-widgets", "release"))
-        self.assertFalse(access.may_write(minted, "other", "release"))
+        reader = access.reader_of(minted)
+        self.assertTrue(reader.enters("release"))
+        self.assertTrue(reader.uploads_to("release"))
+        self.assertTrue(reader.writes("acme-widgets", "release"))
+        self.assertFalse(reader.writes("other", "release"))
         # (a user of that name without a minted token has no such grant)
-        alice = Identity("alice")
-        self.assertFalse(access.permissions.may_upload_to(alice, "release"))
-        self.assertFalse(access.permissions.index_shown(alice, "release"))
+        alice = access.reader_of(Identity("alice"))
+        self.assertFalse(alice.uploads_to("release"))
+        self.assertFalse(alice.enters("release"))

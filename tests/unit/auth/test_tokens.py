@@ -300,6 +300,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.tap import Options
         from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.identity.access_part import AccessPart
+        from tests.harness.fakes import run_now
         from tests.harness.tap import AtOncePool, ThreadedReactor
         from tests.harness.web import USERS
 
@@ -310,7 +311,7 @@ class TokenFileTests(SynchronousTestCase):
             return options["config_obj"]
         reactor = ThreadedReactor()
         part = AccessPart(config(self.path), reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(reactor), reactor))
+                          AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
         book = part.access.tokens
         self.assertEqual(set(book.tokens), {self.token.id})
         # a revocation taken in memory while the file still says otherwise

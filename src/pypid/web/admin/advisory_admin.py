@@ -229,8 +229,9 @@ class AdvisoryAdmin:
         """The advisories of C{project} in the index C{name}, as L{project} answers them."""
         normalized = normalize(project) if is_valid_name(project) else None
         policy = self._indexes.policies.get(name)
+        reader = self._access.reader_of(identity)
         allowed = normalized is not None and policy is not None and (
-            self._access.is_admin(identity) or self._access.owns(identity, normalized, name))
+            reader.is_admin or reader.owns(normalized, name))
         versions = self._indexes.releases_of(name)(normalized) if allowed and normalized else set()
         if not allowed or policy is None or normalized is None or not versions:
             raise NotFound(f"no such project in {name}: {project}")

@@ -371,12 +371,13 @@ class AuditAdmin:
 
         @raise Forbidden: anyone else, and a token.
         """
-        if self._access.is_admin(identity):
+        reader = self._access.reader_of(identity)
+        if reader.is_admin:
             return True
         # (an index that does not exist, or hidden from them, is refused
         # alike: the answer never tells a hidden index apart)
         if identity.token is None and project and is_valid_name(project) \
-                and self._access.owns(identity, normalize(project), index):
+                and reader.owns(normalize(project), index):
             return False
         if identity.token is not None:
             raise Forbidden("a token never acts as an admin: log in with a password")

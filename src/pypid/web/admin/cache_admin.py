@@ -127,7 +127,8 @@ class CacheAdmin:
                 pins = requirements.parse_requirements(text)
         except requirements.RequirementsError as e:
             raise BadRequest(f"requirements: {e}")
-        allowed = [pin for pin in pins if self._access.permissions.may_read(identity, pin.project)]
+        reader = self._access.reader(request)
+        allowed = [pin for pin in pins if reader.reads(pin.project)]
         report = [{"project": pin.project, "status": "refused",
                    "reason": "not an upstream project here"}
                   for pin in pins if pin not in allowed]
@@ -154,7 +155,7 @@ class CacheAdmin:
         proxy = self._cache_mode()
         from pypid.upstream.cache import Offline
         from pypid.upstream.fetch import UpstreamError
-        if not is_valid_name(name) or not self._access.permissions.may_read(identity, name):
+        if not is_valid_name(name) or not self._access.reader(request).reads(name):
             raise NotFound("not an upstream project here")
         if not proxy.decide(name).allowed:
             raise NotFound("not an upstream project here")

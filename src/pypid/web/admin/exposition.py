@@ -240,5 +240,5 @@ class Metrics:
         identity = await self._access.identify(request)
         if identity is None:
             raise Unauthorized(f"metrics: log in as a user of the group {policy.group!r}")
-        if not self._access.model.in_group(identity.name, policy.group, identity.groups):
+        if not self._access.reader_of(identity).member_of(policy.group):
             raise Forbidden(f"metrics: {identity.name} is not in the group {policy.group!r}")

@@ -122,9 +122,9 @@ class TokenAdmin:
         The indexes C{identity} may see: those a token of theirs may be kept
         to. A hidden one is refused as a missing one, and never named.
         """
-        access = self._access
-        return {name for name in (DEFAULT_INDEX, *access.model.indexes)
-                if name == DEFAULT_INDEX or access.permissions.index_shown(identity, name)}
+        reader = self._access.reader_of(identity)
+        return {name for name in (DEFAULT_INDEX, *self._access.model.indexes)
+                if name == DEFAULT_INDEX or reader.enters(name)}
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:
@@ -141,7 +141,7 @@ class TokenAdmin:
         book, minted = self._access.tokens, self._access.publishers
         if book is None and minted is None:
             raise NotFound("tokens are not enabled")
-        if not self._access.is_admin(identity):
+        if not self._access.reader_of(identity).is_admin:
             return book.listing(identity.name, identity.login) if book is not None else []
         return ((book.listing() if book is not None else [])
                 + (minted.listing() if minted is not None else []))
@@ -159,14 +159,14 @@ class TokenAdmin:
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
         identity = await self._confirmed(request, await self._access.person(request))
-        admin = self._access.is_admin(identity)
+        admin = self._access.reader_of(identity).is_admin
 
         async def still() -> None:
             # (checked again with the lock held: a reload meanwhile may have
             # removed the person, or taken their admin away)
             nonlocal identity, admin
             identity = await self._confirmed(request, identity)
-            admin = self._access.is_admin(identity)
+            admin = self._access.reader_of(identity).is_admin
         minted = self._access.publishers
         if admin and minted is not None and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)

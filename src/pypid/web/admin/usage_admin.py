@@ -122,8 +122,8 @@ class UsageAdmin:
         found = self._indexes.usage(name)
         normalized = normalize(project) if is_valid_name(project) else None
         hosted = found[0].project(normalized) if found is not None and normalized else None
-        allowed = normalized is not None and (self._access.is_admin(identity)
-                                              or self._access.owns(identity, normalized, name))
+        reader = self._access.reader_of(identity)
+        allowed = normalized is not None and (reader.is_admin or reader.owns(normalized, name))
         if not allowed or found is None or hosted is None or normalized is None:
             # (one refusal, whether the index or project exists or not)
             raise NotFound(f"no such project in {name}: {project}")

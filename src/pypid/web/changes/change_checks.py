@@ -43,9 +43,9 @@ class ChangeChecks:
     _access: Access
     _name: str
 
-    def may_write(self, identity: Identity, project: str) -> bool:
+    def may_change(self, identity: Identity, project: str) -> bool:
         """Whether C{identity} may upload to, yank or delete in C{project} of this index."""
-        return self._access.may_write(identity, project, self._name)
+        return self._access.reader_of(identity).writes(project, self._name)
 
     def may_upload_here(self, identity: Identity) -> None:
         """
@@ -54,7 +54,7 @@ class ChangeChecks:
         the index to this identity), the default index's with 401, as the
         site's check before the body does.
         """
-        if not self._access.permissions.may_upload_to(identity, self._name):
+        if not self._access.reader_of(identity).uploads_to(self._name):
             if self._name == DEFAULT_INDEX:
                 raise Unauthorized(UPLOAD_LOGIN)
             raise Forbidden(may_not_upload(identity, self._name, index=self._name))
@@ -66,9 +66,9 @@ class ChangeChecks:
         is not a project's): before anything is looked up, so that the
         refusal takes as long whether the file or release exists or not.
         """
-        if project is None or not (
-                self.may_write(identity, project)
-                or self._access.permissions.may_read(identity, project, self._name)):
+        reader = self._access.reader_of(identity)
+        if project is None or not (reader.writes(project, self._name)
+                                   or reader.reads(project, self._name)):
             raise NotFound(NO_SUCH_RELEASE)
 
     def may_create(self, identity: Identity, project: str, index: Index) -> None:
@@ -81,7 +81,7 @@ class ChangeChecks:
         held = index.project(project)
         if held is not None and held.claimed:
             return
-        grant = self._access.namespace_refusal(identity, project, self._name)
+        grant = self._access.reader_of(identity).namespace_refusal(project, self._name)
         if grant is not None:
             # (a hidden grant is named to its owners alone: it is not theirs)
             where = "a namespace" if grant.hidden else f"the namespace {grant.name}"
@@ -95,7 +95,7 @@ class ChangeChecks:
         (L{pypid.web.identity.access.Access.confirm}), with the rules in force now.
         """
         identity = await self._access.confirm(request, identity)
-        if not self.may_write(identity, project):
+        if not self.may_change(identity, project):
             raise Forbidden(f"{identity.name} may not change {project}")
         return identity
 

@@ -111,7 +111,7 @@ class FileChanges:
             # answer whether it exists or not.
             if record is None:
                 raise NotFound(NO_SUCH_RELEASE)
-            if not self._checks.may_write(identity, record.project):
+            if not self._checks.may_change(identity, record.project):
                 self._checks.may_touch(identity, record.project)
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,

@@ -28,8 +28,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.web.iweb import IRequest
 
 from pypid.auth.publisher_tokens import is_publisher
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
-from pypid.core.access.access_rules import READ
 from pypid.core.dists.names import (
     InvalidName,
     canonical_version,
@@ -151,17 +151,18 @@ class Promote:
         may upload to: where the console offers to promote a release to
         (the promotion itself checks the project's rights).
         """
-        permissions = self._access.permissions
+        reader = self._access.reader_of(identity)
         return [name for name in self._registry.orders
                 if name != source and name in self._registry.stacks
-                and self._sees(identity, name) and permissions.may_upload_to(identity, name)]
+                and reader.enters(name) and reader.uploads_to(name)]
 
     async def _promote(self, request: IRequest, identity: Identity,
                        ask: Callable[[], PromoteRequest]) -> Promoted:
         asked = ask()
         source_name, target_name = asked.source, asked.target
+        reader = self._access.reader_of(identity)
         for field, name in (("from", source_name), ("to", target_name)):
-            if name not in self._registry.orders or not self._sees(identity, name):
+            if name not in self._registry.orders or not reader.enters(name):
                 raise NotFound(f"{field}: no such index: {name}")
         target = self._registry.stacks.get(target_name)
         if target is None:
@@ -171,18 +172,17 @@ class Promote:
         project = normalize(asked.project)
         if is_publisher(identity.name):
             raise Forbidden("a trusted publisher's token may only upload")
-        if not self._access.permissions.may_read(identity, project, source_name):
+        if not reader.reads(project, source_name):
             raise Forbidden(f"{identity.name} may not read {project} in {source_name}")
-        if not (self._access.permissions.may_upload_to(identity, target_name)
-                and self._access.may_write(identity, project, target_name)):
+        if not (reader.uploads_to(target_name) and reader.writes(project, target_name)):
             raise Forbidden(f"{identity.name} may not upload {project} to {target_name}")
-        if asked.allow_denied and not self._access.is_admin(identity):
+        if asked.allow_denied and not reader.is_admin:
             raise Forbidden(NOT_ADMIN)
         version = asked.version
         source = self._registry.stacks.get(source_name)
         records = release_of(source, project, version)
         if not records:
-            raise NotFound(self._not_hosted(identity, source_name, project, version))
+            raise NotFound(self._not_hosted(reader, source_name, project, version))
         assert source is not None  # (a view holds no records)
         try:
             promoted, skipped = await under_locks(
@@ -209,7 +209,8 @@ class Promote:
         # (the credentials and the rights as they are now: a reload or a
         # revocation may have come while the lock was awaited)
         identity = await self._access.confirm(request, identity)
-        if not self._access.may_write(identity, project, target.name):
+        reader = self._access.reader_of(identity)
+        if not reader.writes(project, target.name):
             raise Forbidden(f"{identity.name} may not upload {project} to {target.name}")
         promoter = self._promoter
         records = [r for r in release_of(source, project, version) if key_of(r) in keys]
@@ -221,10 +222,10 @@ class Promote:
         # (a new project of the target in a namespace reserved there is its
         # owners' to make, as an upload's would be: PEP 752's 409)
         ChangeChecks(self._access, target.name).may_create(identity, project, target.index)
-        override = self._overridden(identity, promoter.denials(
+        override = self._overridden(reader, promoter.denials(
             source.name, target.name, project, version), project, version, allow_denied)
         # (the target's hash only to whoever may read it there)
-        reveal = self._access.permissions.may_read(identity, project, target.name)
+        reveal = reader.reads(project, target.name)
         wanted, skipped = promoter.sort_out(target, records, reveal)
         if not wanted:
             return [], skipped
@@ -240,7 +241,7 @@ class Promote:
                      target=target.name, override=override)
         return [r.filename for r in adopted], skipped
 
-    def _overridden(self, identity: Identity, denied: list[tuple[str, str]], project: str,
+    def _overridden(self, reader: Reader, denied: list[tuple[str, str]], project: str,
                     version: str, allow_denied: bool) -> str | None:
         """
         What the audit entries say of an admin's override of the
@@ -256,29 +257,21 @@ class Promote:
             name, ids = denied[0]
             raise Conflict(f"{project} {version} is denied by the advisories of index "
                            f"{name} ({ids}): only an admin may promote it, with allow_denied")
-        if not self._access.is_admin(identity):
+        if not reader.is_admin:
             raise Forbidden(NOT_ADMIN)
         return "allow_denied: " + "; ".join(f"denied by {name} ({ids})" for name, ids in denied)
 
-    def _not_hosted(self, identity: Identity, source_name: str, project: str,
+    def _not_hosted(self, reader: Reader, source_name: str, project: str,
                     version: str) -> str:
         """Why the release cannot be promoted from C{source_name}: the index that holds it."""
         for name in self._registry.orders[source_name]:
             stack = self._registry.stacks.get(name)
-            if (name != source_name and stack is not None and self._sees(identity, name)
-                    and self._access.permissions.may_read(identity, project, name)
+            if (name != source_name and stack is not None and reader.enters(name)
+                    and reader.reads(project, name)
                     and release_of(stack, project, version)):
                 return (f"no files of {project} {version} in {source_name}: {name} holds "
                         f"them; promote from {name}")
         return f"no such release: {project} {version} in {source_name}"
-
-    def _sees(self, identity: Identity, index: str) -> bool:
-        """
-        Whether C{identity} may see C{index} at all (else it is missing, to
-        them): its grants. (A token's index scope is a question of the
-        projects: a token kept to other indexes is refused with a 403.)
-        """
-        return self._access.model.may_enter(identity, READ, index)
 
 
 def _entry_index(name: object, known: Any) -> str | None:

@@ -130,7 +130,7 @@ class UploadStore:
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
         project = project_of_filename(upload.filename)
-        if project is not None and not self._checks.may_write(identity, project):
+        if project is not None and not self._checks.may_change(identity, project):
             raise Forbidden(may_not_upload(identity, project, project,
                                            self._audit_index or DEFAULT_INDEX))
         key = filename_key(upload.filename) or upload.filename

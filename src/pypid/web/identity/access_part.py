@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import partial
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -66,19 +64,19 @@ class AccessPart(Service):
     """
 
     def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
-                 audit: FailedLogins) -> None:
+                 audit: FailedLogins, run: Run) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
         @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} failed logins go to.
+        @param run: C{run(f, *args) -> Deferred}, for the token and session
+            files' writes (the I/O pool).
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """
         self._config = config
         self._reactor = reactor
         self._hashing = hashing
-        # (the token and session files are written in the hashing pool: small
-        # writes, beside the checks)
-        self._run: Run = partial(deferToThreadPool, reactor, hashing)  # type: ignore[arg-type]
+        self._run = run
         materials = make_access_materials(config, reactor, hashing, held=self.held_elsewhere)
         self.publishing = make_publishing(config, reactor)
         self.sso = make_sso(config, reactor)

@@ -20,6 +20,7 @@ from twisted.web.server import Request
 from zope.interface import Attribute, Interface
 
 from pypid.auth.basic import parse_basic
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.web.identity.request_client import IRequestClient, peer_host
 
@@ -35,6 +36,7 @@ class IRequestAuth(Interface):
     generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
     for_people = Attribute("Whether a browser session may stand for the request's reader.")
     session = Attribute("The digest of the browser session that did, or L{None}.")
+    reader = Attribute("The L{Reader} of the identity, made once, or L{None}.")
 
 
 @attrs.define
@@ -67,6 +69,9 @@ class RequestAuth:
     for_people: bool = False
     #: the digest of the browser session that stood for the reader, if one did
     session: str | None = None
+    #: what the identity may do (L{pypid.web.identity.access.Access.reader}),
+    #: made once by the rules in force as the gate let the request through
+    reader: Reader | None = None
 
 
 registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)

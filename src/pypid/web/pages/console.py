@@ -60,7 +60,7 @@ class Console:
         chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, console_pages.console_page(
             chrome, identity.name, root=root_of(request),
-            admin=self._gate.access.is_admin(identity)))
+            admin=self._gate.access.reader(request).is_admin))
 
     @app.route("/console", methods=["GET", "HEAD"])
     def home_slash(self, request: IRequest) -> bytes:
@@ -111,7 +111,7 @@ class Console:
         if isinstance(listed, bytes):
             return listed
         identity = await self._gate.access.person(request)
-        admin = self._gate.access.is_admin(identity)
+        admin = self._gate.access.reader(request).is_admin
         chrome = self._gate.chrome_of(identity)
         outside = identity.login.outside
         return send_html(request, code, console_pages.tokens_page(

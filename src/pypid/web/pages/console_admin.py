@@ -177,7 +177,7 @@ class ConsoleAdmin:
         if admin is None:
             return send_error(request, NotFound("no such page"))
         identity = await self._gate.access.person(request)
-        if not self._gate.access.is_admin(identity):
+        if not self._gate.access.reader(request).is_admin:
             # (a project's owner reads its trail on its page: this one is the admins')
             return send_error(request, Forbidden(not_an_admin(identity.name)))
         filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}

@@ -239,18 +239,17 @@ class ConsoleProject:
         for one they may only read.
         """
         identity = await self._gate.access.person(request)
-        permissions = self._gate.access.permissions
+        reader = self._gate.access.reader(request)
         wanted = index_name(request)
         served = self._served(wanted)
         publish = served.publish if served is not None else None
         name = normalize(project) if is_valid_name(project) else None
         if publish is None or name is None or (
-                wanted != DEFAULT and not permissions.index_shown(identity, wanted)):
+                wanted != DEFAULT and not reader.enters(wanted)):
             raise NotFound("no such project")
-        checks = publish.checks
-        if not permissions.may_read(identity, name, wanted) or publish.index.project(name) is None:
+        if not reader.reads(name, wanted) or publish.index.project(name) is None:
             raise NotFound("no such project")
-        if not checks.may_write(identity, name):
+        if not reader.writes(name, wanted):
             raise Forbidden(f"{identity.name} may not change {name}")
         return name, publish
 
@@ -278,7 +277,7 @@ class ConsoleProject:
             index.status(name), publish.recycles, targets, chart, trail, advisories)
         return send_html(request, code, console_project_page.project_page(
             self._gate.chrome_of(identity), identity.name, session.csrf, view,
-            admin=self._gate.access.is_admin(identity), root=root_of(request), error=error,
+            admin=self._gate.access.reader(request).is_admin, root=root_of(request), error=error,
             notice=notice))
 
     def _advisories_of(self, request: IRequest, identity: Identity,

@@ -120,14 +120,14 @@ class IndexSwitcher:
         listed to them), or none at all when that is the default alone:
         then a page does not tell that other indexes exist.
         """
-        identity = identity_of(request)
-        links = tuple(link for link in self.links
-                      if self._access.permissions.index_shown(identity, link.name))
+        reader = self._access.reader(request)
+        links = tuple(link for link in self.links if reader.enters(link.name))
         return links if any(link.name != DEFAULT for link in links) else ()
 
     def hides_from_anonymous(self) -> bool:
         """Whether some index is hidden from anonymous readers (then identities matter)."""
-        return any(not self._access.permissions.index_shown(None, link.name) for link in self.links)
+        anonymous = self._access.anonymous
+        return any(not anonymous.enters(link.name) for link in self.links)
 
 
 def snippet_root(request: IRequest, index: str) -> str | None:
@@ -277,9 +277,10 @@ class PeoplePages:
     def _visible(self, request: IRequest) -> Callable[[str], bool] | None:
         """The reader's C{visible(project)}, or L{None} when they may read every project."""
         name = self._name
-        if self._access.reads_everything(request, name):
+        reader = self._access.reader(request)
+        if reader.reads_all(name):
             return None
-        return lambda project: self._access.may_read(request, project, name)
+        return lambda project: reader.reads(project, name)
 
     def _search(self, request: IRequest, page: int, size: int,
                 ) -> tuple[Results, dict[str, str | None]]:

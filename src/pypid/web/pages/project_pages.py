@@ -254,7 +254,7 @@ class ProjectPages(ReadResource):
             name, *rest = (part.decode("utf-8") for part in parts)
         except UnicodeDecodeError:
             raise NotFound(_NO_PROJECT)
-        if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
+        if not is_valid_name(name) or not self._access.reader(request).reads(name, self._name):
             raise NotFound(_NO_PROJECT)
         normalized = normalize(name)
         version = rest[0] if rest else None

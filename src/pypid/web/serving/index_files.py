@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from pypid.auth.reader import Reader
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.core.formats.render import JSON, Page
@@ -78,15 +79,13 @@ class IndexFiles:
     _plain: bool = attrs.field(init=False, default=attrs.Factory(
         lambda self: self.view.filters == Filters(), takes_self=True))
 
-    def decide(self, request: Request | None, project: str, filename: str) -> FileDecision:
+    def decide(self, reader: Reader, project: str, filename: str) -> FileDecision:
         """
-        What a C{GET} of C{files/<project>/<filename>} gets. C{request} is
-        who asks; L{None} is an anonymous client whose request was not
-        parsed (the express lane's), who may read what anyone may.
+        What a C{GET} of C{files/<project>/<filename>} gets, by who asks
+        (C{reader}: the express lane's is the anonymous one).
         """
         view = self.view
-        if not (self.access.anyone_may_read(project, self.name) if request is None
-                else self.access.may_read(request, project, self.name)) \
+        if not reader.reads(project, self.name) \
                 or not (self._plain or view.admits(normalize(project))):
             return NotFound("no such file")
         if view.quarantined(project):
@@ -144,7 +143,7 @@ class IndexFiles:
             raise NotFound("no such file")
         project = _text(post[0], "no such file")
         filename = _text(post[1], "no such file")
-        return self.deliver(request, self.decide(request, project, filename))
+        return self.deliver(request, self.decide(self.access.reader(request), project, filename))
 
     def deliver(self, request: Request, decision: FileDecision) -> Answer:
         """Act on a decision of L{decide}, whatever it is."""
@@ -184,7 +183,7 @@ class IndexFiles:
             project, filename = rest.decode("utf-8").split("/")
         except UnicodeDecodeError:
             return None
-        decision = self.decide(None, project, filename)
+        decision = self.decide(self.access.anonymous, project, filename)
         if isinstance(decision, StoredFile):
             return None if decision.advised else decision
         if isinstance(decision, FromUpstream) and not decision.advised:
@@ -227,7 +226,7 @@ class IndexFiles:
         filters and quarantine; from the first hosted source holding it.
         """
         filters = self.view.filters
-        if not self.access.may_read(request, project, self.name) \
+        if not self.access.reader(request).reads(project, self.name) \
                 or not filters.admits_project(project):
             raise NotFound("no such file")
         if any(source.index.statuses.quarantined(project) for source in self.sources):

@@ -16,6 +16,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats import render
@@ -66,7 +67,7 @@ def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
     wrong ones answer 401 as on any other path.
     """
     return with_identity(access, request, lambda identity: admin()
-                         if access.is_admin(identity) else reader())
+                         if access.reader_of(identity).is_admin else reader())
 
 
 def with_identity(access: Access, request: Request,
@@ -129,22 +130,20 @@ class IndexSimple:
     #: request name -> its normalized form ("" for no name: L{normalized_name})
     _names: dict[str, str] = attrs.field(factory=dict, init=False)
 
-    def decide(self, request: Request | None, post: Sequence[bytes],
+    def decide(self, reader: Reader, post: Sequence[bytes],
                kind: str | None) -> PageDecision:
         """
         What a C{GET} of C{simple/} + C{post} (the path's segments after
         C{simple}) gets, for the C{kind} of page negotiated (L{None}: none
-        acceptable). C{request} is who asks; L{None} is an anonymous
-        client whose request was not parsed (the express lane's), who may
-        read what anyone may.
+        acceptable), by who asks (C{reader}: the express lane's is the
+        anonymous one).
         """
         if len(post) == 2 and not post[1]:
-            return self._project(request, post[0], kind)
+            return self._project(reader, post[0], kind)
         if len(post) == 1 and not post[0]:
             if kind is None:
                 return NotAcceptable(NOT_ACCEPTABLE)
-            if (self.access.anyone_reads_everything(self.name) if request is None
-                    else self.access.reads_everything(request, self.name)):
+            if reader.reads_all(self.name):
                 return self.view.root_page(kind)
             return ReaderRoot(kind)
         if not post:
@@ -155,24 +154,15 @@ class IndexSimple:
             # (for a hosted name alone: whether an upstream has it is asked
             # only at the full URL, which pip and uv always send)
             project = normalized_name(self._names, post[0])
-            if project is not None and self._may_read(request, project) \
+            if project is not None and reader.reads(project, self.name) \
                     and self.view.hosts(project):
                 return Moved(f"simple/{project}/")
         return NotFound("no such project")
 
-    def _may_read(self, request: Request | None, project: str) -> bool:
-        if request is None:
-            return self.access.anyone_may_read(project, self.name)
-        return self.access.may_read(request, project, self.name)
-
-    def _project(self, request: Request | None, segment: bytes,
-                 kind: str | None) -> PageDecision:
+    def _project(self, reader: Reader, segment: bytes, kind: str | None) -> PageDecision:
         """The decision for C{simple/<segment>/}."""
         project = normalized_name(self._names, segment)
-        access = self.access
-        # (L{_may_read}, inlined: this is the express lane's page path)
-        if project is None or not (access.anyone_may_read(project, self.name) if request is None
-                                   else access.may_read(request, project, self.name)):
+        if project is None or not reader.reads(project, self.name):
             return NotFound("no such project")
         moved = project.encode("utf-8") != segment
         view = self.view
@@ -190,10 +180,10 @@ class IndexSimple:
             if own.statuses.quarantined(project):
                 full = partial(rendered.full_page, found, kind)
                 return AdminOnly(lambda: Private(full()), partial(
-                    self._for_reader, request, project,
+                    self._for_reader, project,
                     partial(rendered.project_page, found, kind, True), public))
             if spaces is not None and spaces.any_hidden:
-                return self._for_reader(request, project,
+                return self._for_reader(project,
                                         partial(rendered.project_page, found, kind, True),
                                         public)
             return public
@@ -224,19 +214,20 @@ class IndexSimple:
             # (PEP 792: its admins see its files, to release or delete them)
             composed = partial(view.full_page, project, kind, now)
             return AdminOnly(lambda: Private(composed() or page),
-                             partial(self._for_reader, request, project, hidden, page))
-        return self._for_reader(request, project, hidden, page)
+                             partial(self._for_reader, project, hidden, page))
+        return self._for_reader(project, hidden, page)
 
-    def _for_reader(self, request: Request | None, project: str, hidden: Callable[[], Page],
+    def _for_reader(self, project: str, hidden: Callable[[], Page],
                     public: Page) -> PageDecision:
         """
         C{public}, unless the project falls in a hidden grant a reader
         could see (its owners, the admins: L{IndexNamespaces.hides}) and the
-        page is JSON: then who asks decides (L{ReaderPage}). An anonymous
-        client sees no hidden grant.
+        page is JSON: then who asks decides (L{ReaderPage}; the express
+        lane leaves it to the resource, which checks credentials the read
+        gate did not).
         """
         spaces = self.view.namespaces
-        if (request is None or spaces is None or not spaces.any_hidden
+        if (spaces is None or not spaces.any_hidden
                 or public.content_type != CONTENT_TYPES[JSON] or not spaces.hides(project)):
             return public
         return ReaderPage(project, hidden, public)
@@ -244,7 +235,8 @@ class IndexSimple:
     def answer(self, request: Request) -> Answer:
         """Answer the request; C{request.postpath} is what follows C{simple}."""
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
-        return self.deliver(request, self.decide(request, post, asked_kind(request)))
+        return self.deliver(request, self.decide(self.access.reader(request), post,
+                                                 asked_kind(request)))
 
     def deliver(self, request: Request, decision: PageDecision) -> Answer:
         """Act on a decision of L{decide}, whatever it is."""
@@ -284,7 +276,7 @@ class IndexSimple:
         kind = choose(accept)
         if kind is None:
             return None
-        decision = self.decide(None, rest.split(b"/"), kind)
+        decision = self.decide(self.access.anonymous, rest.split(b"/"), kind)
         if isinstance(decision, Page):
             return decision
         if isinstance(decision, AskUpstream):
@@ -307,7 +299,7 @@ class IndexSimple:
         if (spaces is None or not spaces.any_hidden or public.content_type != CONTENT_TYPES[JSON]
                 or not spaces.hides(project)):
             return send_page(request, public)
-        sees = self.access.grant_reader(identity_of(request))
+        sees = self.access.reader(request).sees_grant
         if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
             return send_private(request, hidden())
         return send_page(request, public)
@@ -328,7 +320,7 @@ class IndexSimple:
 
     def _namespace_answer(self, request: Request, post: list[bytes], spaces: IndexNamespaces,
                           identity: Identity | None) -> Answer:
-        sees = self.access.grant_reader(identity)
+        sees = self.access.reader_of(identity).sees_grant
         if len(post) == 1:
             body = render.dumps_json(spaces.listed(sees))
         else:
@@ -371,12 +363,13 @@ class IndexSimple:
         if cached is not None and cached[0] == serials:
             return cached[1]
         pairs: dict[str, str] = {}
+        reader = self.access.reader(request)
         for source in self.view.order:
             if source.hosted is None:
                 continue
             for p in source.hosted.projects():
                 if p.name not in pairs and self.view.filters.admits_project(p.name) \
-                        and self.access.may_read(request, p.name, self.name):
+                        and reader.reads(p.name, self.name):
                     pairs[p.name] = p.display_name
         items = sorted(pairs.items())
         body = (render.root_html(items) if kind == HTML

@@ -125,7 +125,7 @@ class LegacyJSON:
         gate = self._access.gate_read(request, self._name)
         if gate is not None:
             await gate
-        if not is_valid_name(name) or not self._access.may_read(request, name, self._name):
+        if not is_valid_name(name) or not self._access.reader(request).reads(name, self._name):
             raise NotFound("no such project")
         found = self._listed(normalize(name))
         if found is None:

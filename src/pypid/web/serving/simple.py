@@ -125,7 +125,7 @@ class RootResource(Resource):
         project = normalized_name(self._names, name)
         own = simple.view.own
         if project is None or own is None or own.project(project) is None \
-                or not self._access.anyone_may_read(project):
+                or not self._access.anonymous.reads(project):
             return None
         return _Moved(simple.base, f"simple/{project}/")
 

@@ -698,10 +698,11 @@ class IndexMachine(RuleBasedStateMachine):
         45): read in C{source}, upload to C{into}; the project neither
         quarantined in a hosted index either reads, nor archived in
         either; a release either's advisories deny only by an admin who
-        asks for it; C{allow_denied} from an admin only.
+        asks for it; C{allow_denied} from an admin only. A token kept to
+        C{staging} promotes into it what anyone reads (its scope takes
+        nothing from what needs no credentials).
         """
-        if identity == "token" or not (may_read(identity, source)
-                                       and may_upload(identity, into)):
+        if not (may_read(identity, source) and may_upload(identity, into)):
             return False
         if override and identity != "root":
             return False

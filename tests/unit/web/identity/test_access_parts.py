@@ -1,5 +1,5 @@
 """
-Tests of the gate's parts, each on its own: L{pypid.web.identity.permissions}
+Tests of the gate's parts, each on its own: L{pypid.auth.reader}
 (what an identity may do), L{pypid.web.identity.identification} (who is asking,
 and the check again as a change commits) and L{pypid.web.changes.change_checks}
 (the checks every change to one index shares). The gate they make up,
@@ -17,16 +17,17 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
+from pypid.auth.reader import Rules
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.core.access.access_rules import IndexGrants
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
 from pypid.web.identity.access import UPLOAD_LOGIN, Access
 from pypid.web.identity.identification import REVOKED, Identification
-from pypid.web.identity.permissions import Permissions
 from pypid.web.identity.request_auth import IRequestAuth
 from tests.harness.fakes import FAST, run_in_pool_now
 
@@ -45,9 +46,10 @@ def model(read="everyone", **indexes):
                  "staging": dev, **{name: dev for name in indexes}})
 
 
-def token(user, indexes=(), actions=("read", "upload")):
+def token(user, indexes=(), actions=("read", "upload"), projects=()):
     """A token of C{user}'s, kept to C{indexes} (empty: every index)."""
-    return Token("t1", "digest", user, frozenset(actions), indexes=tuple(indexes))
+    return Token("t1", "digest", user, frozenset(actions), indexes=tuple(indexes),
+                 projects=tuple(projects))
 
 
 def request(user=None, password=None):
@@ -64,39 +66,61 @@ def verifier(users=USERS):
     return PasswordVerifier(users, Clock(), None, run_in_pool=run_in_pool_now)
 
 
-class PermissionsTests(SynchronousTestCase):
-    """L{Permissions}: one model's rules, asked for one identity at a time."""
+class ReaderTests(SynchronousTestCase):
+    """L{Rules} and L{Reader}: one model's rules, asked for one identity at a time."""
 
     def test_anonymous_reads_worked_out(self):
         """What anonymous clients read and enter is worked out once, per index."""
-        permissions = Permissions.of(model())
-        self.assertTrue(permissions.open_reads)
-        self.assertTrue(permissions.open("release"))
-        self.assertFalse(permissions.open("staging"))
-        self.assertTrue(permissions.anyone_enters("release"))
-        self.assertFalse(permissions.anyone_enters("staging"))
-        self.assertTrue(permissions.hidden_from_anonymous)
-        closed = Permissions.of(model(read="authenticated"))
-        self.assertFalse(closed.open_reads)
+        rules = Rules(model())
+        self.assertTrue(rules.open(DEFAULT_INDEX))
+        self.assertTrue(rules.open("release"))
+        self.assertFalse(rules.open("staging"))
+        self.assertTrue(rules.anonymous.enters("release"))
+        self.assertFalse(rules.anonymous.enters("staging"))
+        self.assertIs(rules.reader(None), rules.anonymous)
+        self.assertTrue(rules.hidden_from_anonymous)
+        closed = Rules(model(read="authenticated"))
+        self.assertFalse(closed.open(DEFAULT_INDEX))
 
     def test_index_kept_token(self):
-        """A token kept to other indexes may not read or see an index; a minted one may."""
-        permissions = Permissions.of(model())
-        kept = Identity("alice", token("alice", indexes=["release"]))
-        self.assertTrue(permissions.may_read_index(Identity("alice"), "staging"))
-        self.assertFalse(permissions.may_read_index(kept, "staging"))
-        self.assertFalse(permissions.index_shown(kept, "staging"))
-        self.assertTrue(permissions.index_shown(kept, "release"))
-        minted = Identity("publisher:ci", token("publisher:ci", indexes=["release"]))
-        self.assertTrue(permissions.index_shown(minted, "staging"))
-        self.assertTrue(permissions.may_upload_to(minted, "staging"))
+        """
+        A token kept to other indexes enters no index hidden from anyone
+        (one anyone may enter, it enters as anyone: credentials never give
+        less than none); a minted one enters every index and may upload to
+        any, and reads only what anyone reads (its one action is upload).
+        """
+        rules = Rules(model(read="authenticated"))
+        kept = rules.reader(Identity("alice", token("alice", indexes=["staging"])))
+        self.assertTrue(rules.reader(Identity("alice")).enters("staging"))
+        self.assertTrue(kept.enters("staging"))
+        self.assertFalse(kept.enters(DEFAULT_INDEX))
+        self.assertTrue(kept.enters("release"))
+        self.assertTrue(kept.reads("acme-lib", "release"))
+        self.assertFalse(kept.reads("acme-lib", DEFAULT_INDEX))
+        minted = rules.reader(Identity("publisher:ci", token("publisher:ci", actions=("upload",),
+                                                             indexes=["staging"])))
+        self.assertTrue(minted.enters(DEFAULT_INDEX))
+        self.assertTrue(minted.uploads_to(DEFAULT_INDEX))
+        self.assertFalse(minted.reads("acme-lib", "staging"))
+        self.assertFalse(minted.reads_all("staging"))
+        self.assertTrue(minted.reads_all("release"))
+
+    def test_scoped_token_reads_what_anyone_reads(self):
+        """A token kept to some projects reads no other, but what anyone reads."""
+        rules = Rules(model())
+        scoped = rules.reader(Identity("alice", token("alice", projects=["acme-*"])))
+        self.assertTrue(scoped.reads("other", "release"))
+        self.assertFalse(scoped.reads("other", "staging"))
+        self.assertTrue(scoped.reads("acme-lib", "staging"))
+        self.assertFalse(scoped.reads_all("staging"))
+        self.assertTrue(rules.reader(Identity("alice")).reads_all("staging"))
 
     def test_tokens_never_admins(self):
         """An admin with a password is one; with a token, never."""
-        permissions = Permissions.of(model())
-        self.assertTrue(permissions.is_admin(Identity("alice")))
-        self.assertFalse(permissions.is_admin(Identity("alice", token("alice"))))
-        self.assertFalse(permissions.is_admin(None))
+        rules = Rules(model())
+        self.assertTrue(rules.reader(Identity("alice")).is_admin)
+        self.assertFalse(rules.reader(Identity("alice", token("alice"))).is_admin)
+        self.assertFalse(rules.anonymous.is_admin)
 
     def test_reload_takes_new_permissions_whole(self):
         """L{Access.reconfigure} takes the new model's rules, anonymous reads included."""

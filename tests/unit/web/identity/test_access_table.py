@@ -509,7 +509,9 @@ def read_index_table(text):
 #: credentials, and so does a missing one; to a user or token that may not
 #: read it, an index is missing (404; a token kept to another index, once
 #: reads need credentials); a token kept to another index uploads nothing
-#: there (403 where it may read, as the default index's t-other); a view
+#: there and changes nothing (403 where anyone may read: credentials never
+#: give less than none, so it sees what anyone sees, as the default
+#: index's t-other; pypid.auth.reader); a view
 #: refuses changes with 405 once the credentials passed; a change names
 #: an index's own files only (staging inherits holy-grail: 404 there).
 #: The pages for people of an index (C{/{i}/}, search, project pages)
@@ -648,21 +650,21 @@ POST   /{i}/legacy/                     secret  holy-grail | 401 404 200 200 401
 POST   /{i}/legacy/                     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/legacy/                     team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/legacy/                     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/api/files/{f}/yank          staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/yank          prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/files/{f}/yank          secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/api/files/{f}/yank          vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/files/{f}/yank          team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/yank          nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/api/files/{f}/unyank        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/unyank        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/files/{f}/unyank        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/api/files/{f}/unyank        vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/files/{f}/unyank        team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/unyank        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
@@ -676,21 +678,21 @@ POST   /{i}/api/files/{f}/restore       secret  holy-grail | 401 404 404 404 401
 POST   /{i}/api/files/{f}/restore       vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/files/{f}/restore       team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/files/{f}/restore       nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/yank   nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 POST   /{i}/api/projects/{p}/1.0/unyank staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 POST   /{i}/api/projects/{p}/1.0/unyank nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 404 | 401 200 200 200 401 200 404
+DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
 DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
 DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404

@@ -22,6 +22,7 @@ from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access_part import AccessPart
 from pypid.web.identity.identification import Identification
 from pypid.web.identity.request_auth import IRequestAuth
+from tests.harness.fakes import run_now
 from tests.harness.tap import AtOncePool, ThreadedReactor
 from tests.harness.web import USERS, randomness
 
@@ -66,7 +67,7 @@ class RestartTests(SynchronousTestCase):
     def start(self, text):
         """A daemon's access part started on the configuration C{text} (a restart)."""
         return AccessPart(self.config(text), self.reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor))
+                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
 
     def opened(self, part, user, source, stamp, groups=()):
         """Open a session in C{part}, as a login does, and keep the file: its cookie's value."""
@@ -157,7 +158,7 @@ class SessionSourceTests(SynchronousTestCase):
             f.write(f"[pypid]\nsnapshot = {self.folder}/var/index.json\n"
                     f"[auth]\ntokens = {self.folder}/tokens.json\n" + text)
         return AccessPart(load_config(path, environ={}), self.reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor))
+                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
 
     def identity(self, part, value):
         identification: Identification = part.access._identification

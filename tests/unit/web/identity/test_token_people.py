@@ -18,6 +18,7 @@ from pypid.core.access.sso_flow import provider_key
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access_part import AccessPart
+from tests.harness.fakes import run_now
 from tests.harness.tap import AtOncePool, ThreadedReactor
 from tests.harness.web import USERS
 
@@ -55,7 +56,7 @@ class _Daemon:
     def start(self, text):
         """A new daemon's access part on the configuration C{text} (a restart)."""
         self.part = AccessPart(self.config(text), self.reactor, AtOncePool(),
-                               AuditTrail(MemoryAuditLog(self.reactor), self.reactor))
+                               AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
         return self.part
 
     def reload(self, text):

@@ -1,0 +1,240 @@
+"""
+What one identity may do under the configuration in force, as one value:
+the L{Reader}. Every access question (may it enter an index, read all of
+it, read a project, upload to the index, change a project, administer)
+has one implementation here, and only this module asks the access
+model's rules (L{pypid.auth.policy.AccessModel}); tests/unit/test_layers.py
+holds that. The gates of L{pypid.web.identity.access} identify a request
+and keep its reader on it; the routes and pages ask the reader, never the
+model, so the deciders are functions of values that tests drive without a
+request.
+
+Credentials never give less than none: what anyone may do, every reader
+may (where anyone reads an index whole, the express lane does not even
+look at credentials: L{Rules.anonymous}). Beyond that, a token's scope
+bounds what its person adds: a project outside its projects reads as
+missing where anyone may not read it, and an index outside its indexes
+is not entered where anyone may not enter it (404, as a hidden index). A
+token trusted publishing minted acts by its C{[publishers]} rules alone:
+it enters every index and may upload to any (whichever index a CI job
+publishes to), and reads only what anyone reads (its one action is
+C{upload}).
+
+L{Rules} are made whole from one model (a reload makes new ones, so a
+reader never sees half of the old rules and half of the new), with what
+anonymous clients may do worked out once: when everyone reads
+everything, a read asks one boolean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from pypid.auth.policy import AccessModel
+from pypid.auth.publisher_tokens import is_publisher
+from pypid.auth.verifier import Identity
+from pypid.core.access.access_rules import READ, WRITE
+from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.indexes.namespaces import Grant, refusal
+
+
+@attrs.frozen
+class Rules:
+    """
+    The rules of one configuration, with the anonymous reader worked out.
+
+    @ivar model: the L{AccessModel}.
+    @ivar anonymous: the L{Reader} of a request without credentials.
+    @ivar hidden_from_anonymous: whether some named index is hidden from
+        anonymous clients: then a path that names no index asks them for
+        credentials too.
+    """
+
+    model: AccessModel
+    anonymous: Reader = attrs.field(init=False)
+    hidden_from_anonymous: bool = attrs.field(init=False)
+    #: whether anonymous clients read every project of each named index
+    _open_reads: Mapping[str, bool] = attrs.field(init=False)
+    #: whether they read every project of the default index
+    _open_default: bool = attrs.field(init=False)
+    #: each named index anonymous clients may enter (read at all)
+    _open_entries: frozenset[str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        model = self.model
+        entries = frozenset(index for index in model.indexes
+                            if model.may_enter(None, READ, index))
+        set_ = object.__setattr__
+        set_(self, "_open_default", model.reads_everything(None))
+        set_(self, "_open_reads", {index: model.reads_everything(None, index=index)
+                                   for index in model.indexes})
+        set_(self, "_open_entries", entries)
+        set_(self, "hidden_from_anonymous",
+             any(index not in entries for index in model.indexes if index != DEFAULT_INDEX))
+        set_(self, "anonymous", Reader(self, None))
+
+    def reader(self, identity: Identity | None) -> Reader:
+        """The reader of C{identity} (L{None}: anonymous)."""
+        return self.anonymous if identity is None else Reader(self, identity)
+
+    def open(self, index: str) -> bool:
+        """Whether anonymous clients read every project of C{index}."""
+        if index == DEFAULT_INDEX:
+            return self._open_default
+        return self._open_reads.get(index, self._open_default)
+
+    def anyone_enters(self, index: str) -> bool:
+        """Whether anonymous clients may enter C{index}."""
+        if index in self._open_entries:
+            return True
+        return index not in self.model.indexes and self.model.may_enter(None, READ, index)
+
+    def is_index(self, index: str) -> bool:
+        """Whether C{index} is one of the server's (the default, or a named one with grants)."""
+        return index == DEFAULT_INDEX or index in self.model.indexes
+
+
+@attrs.frozen
+class Reader:
+    """
+    What one identity (L{None}: anonymous) may do under L{Rules}: made once
+    per request by the gates, and asked everywhere.
+    """
+
+    _rules: Rules
+    identity: Identity | None
+
+    @property
+    def rules(self) -> Rules:
+        """The rules this reader answers by (those in force when it was made)."""
+        return self._rules
+
+    @property
+    def minted(self) -> bool:
+        """Whether this is a trusted publisher's, by a token trusted publishing minted."""
+        identity = self.identity
+        return identity is not None and identity.token is not None \
+            and is_publisher(identity.name)
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the identity is an admin (with a password: tokens never are)."""
+        identity = self.identity
+        return (identity is not None and identity.token is None
+                and self._rules.model.is_admin(identity.name, identity.groups))
+
+    def member_of(self, group: str) -> bool:
+        """Whether the identity is in C{group} (of C{[groups]}, its directory's, its provider's)."""
+        identity = self.identity
+        return identity is not None and self._rules.model.in_group(identity.name, group,
+                                                                   identity.groups)
+
+    def enters(self, index: str) -> bool:
+        """
+        Whether the identity may enter C{index} at all (read its pages,
+        however filtered): anyone may where anyone may; else its C{read}
+        grant, where a token kept to other indexes may not and a minted
+        token may (its grant is its C{[publishers]} rules).
+        """
+        identity = self.identity
+        if self._rules.anyone_enters(index):
+            return True
+        if identity is None:
+            return False
+        token = identity.token
+        if token is not None:
+            if self.minted:
+                return True
+            if token.indexes and index not in token.indexes:
+                return False
+        return self._rules.model.may_enter(identity, READ, index)
+
+    def reads_all(self, index: str = DEFAULT_INDEX) -> bool:
+        """Whether the identity may see every project of C{index} (pages need no filtering)."""
+        rules = self._rules
+        if rules.open(index):
+            return True
+        identity = self.identity
+        if identity is None:
+            return False
+        token = identity.token
+        if token is not None and (token.projects or "read" not in token.actions
+                                  or (token.indexes and index not in token.indexes)):
+            return False
+        return rules.model.reads_everything(identity.name, identity.groups, index)
+
+    def reads(self, project: str, index: str = DEFAULT_INDEX) -> bool:
+        """Whether the identity may see C{project} of C{index} (others answer 404)."""
+        rules = self._rules
+        if rules.open(index):
+            return True
+        identity = self.identity
+        if identity is None:
+            return rules.model.may_read(None, project, index=index)
+        token = identity.token
+        if token is not None and not token.covers("read", project, index):
+            return False
+        return rules.model.may_read(identity.name, project, identity.groups, index)
+
+    def uploads_to(self, index: str) -> bool:
+        """
+        Whether the identity may upload to C{index} at all, before a project
+        is named (its C{upload} grant; a trusted publisher's is its
+        C{[publishers]} rules, whichever index).
+        """
+        return self.minted or self._rules.model.may_enter(self.identity, WRITE, index)
+
+    def writes(self, project: str, index: str = DEFAULT_INDEX) -> bool:
+        """Whether the identity may upload to, yank or delete in C{project} of C{index}."""
+        identity = self.identity
+        model = self._rules.model
+        if identity is None:
+            return model.may_write(None, project, index=index)
+        token = identity.token
+        if token is not None:
+            if not token.covers("upload", project, index):
+                return False
+            if self.minted:
+                return True  # (its [publishers] rules are its grant, whatever [acl] says)
+        return model.may_write(identity.name, project, identity.groups, index)
+
+    def owns(self, project: str, index: str) -> bool:
+        """
+        Whether the identity has an owner's rights on C{project} of C{index}:
+        the index is one of the server's that it may enter, and it may both
+        see and change the project there. What reading a project's own
+        records (its audit trail, its downloads) asks: an index that does
+        not exist and one hidden from it answer alike.
+        """
+        return (self._rules.is_index(index) and self.enters(index)
+                and self.reads(project, index) and self.writes(project, index))
+
+    def sees_grant(self, grant: Grant) -> bool:
+        """
+        Whether the identity sees a hidden namespace grant and its owners
+        (PEP 752's C{owner}): the grant's owners and the admins do.
+        """
+        identity = self.identity
+        if identity is None:
+            return False
+        if self.is_admin:
+            return True
+        return bool(grant.owners & self._rules.model.principals(identity.name,
+                                                                identity.groups))
+
+    def namespace_refusal(self, project: str, index: str = DEFAULT_INDEX) -> Grant | None:
+        """
+        The grant (PEP 752) whose namespace the normalized C{project} falls
+        in and of which the identity owns no part, or L{None}: whether it
+        may create the project in C{index}.
+        """
+        identity = self.identity
+        model = self._rules.model
+        grants = model.namespaces.matching(project, index)
+        if not grants:
+            return None
+        principals = (model.principals(None) if identity is None
+                      else model.principals(identity.name, identity.groups))
+        return refusal(grants, principals, self.is_admin)
