@@ -54,7 +54,7 @@ TARGETS = [
     ("pypid.auth.hashes", "verify_hash", "password hash (argon2id, once a connection)"),
     ("pypid.core.dists.distribution", "inspect", "inspection: read, record"),
     ("pypid.core.dists.dist_archive", "extract", "wheel inspection, metadata"),
-    ("pypid.core.formats.details", "describe", "details (project URLs, classifiers...)"),
+    ("pypid.core.dists.details", "describe", "details (project URLs, classifiers...)"),
     ("pypid.sandbox.readme_sandbox", "ReadmeSandbox.render",
      "description: sandbox (daemon's side)"),
     ("pypid.core.dists.readme", "render_description", "description: rendered in the daemon"),

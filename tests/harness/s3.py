@@ -14,8 +14,8 @@ from twisted.internet import reactor
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService

@@ -19,8 +19,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sessions import SessionBook
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.factory import StoragePart

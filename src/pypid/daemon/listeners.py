@@ -55,7 +55,7 @@ from pypid.config.server_settings import (
     ListenAddress,
     parse_listen_address,
 )
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
 from pypid.tls_transport import TLSServerFactory

@@ -46,12 +46,12 @@ from pypid.core.access.forwarded import TrustedProxies
 from pypid.core.dists.readme import Renderer
 from pypid.core.formats.catalog import catalog_for
 from pypid.core.formats.pages import Chrome, IndexLink
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
+from pypid.core.indexes.render import file_url_for
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
-from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog

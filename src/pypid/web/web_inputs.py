@@ -20,7 +20,7 @@ from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.access.addresses import IPV6_PREFIX
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.util.parts import IMetricsSource
+from pypid.core.parts import IMetricsSource
 from pypid.state.indexes import IndexRegistry
 from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.changes.upload_store import AttestationCheck

@@ -29,8 +29,8 @@ from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.admin.audit_trail import AuditTrail

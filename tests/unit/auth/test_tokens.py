@@ -179,8 +179,8 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.formats.render import file_url_for
         from pypid.core.indexes.index import Index
+        from pypid.core.indexes.render import file_url_for
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
         from pypid.web.admin.audit_trail import AuditTrail

@@ -24,8 +24,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
 from pypid.upstream.admission import Admission
@@ -730,7 +730,7 @@ class ClientTests(SynchronousTestCase):
 
     def test_long_yank_reason(self):
         """A yank reason of megabytes is cut to YANK_REASON_BYTES, in both formats; "" stays."""
-        from pypid.core.indexes.model import YANK_REASON_BYTES
+        from pypid.core.dists.model import YANK_REASON_BYTES
         reason = "broken " * 300_000
         body = json_page("holy-grail", [entry(WHEEL[0], WHEEL[1], yanked=reason),
                                         entry(OTHER[0] + ".x.whl", OTHER[1], yanked="")])

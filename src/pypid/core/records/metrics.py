@@ -415,7 +415,7 @@ HISTOGRAM = "histogram"
 @attrs.frozen
 class Family:
     """
-    One metric family as a part offers it (L{pypid.core.util.parts.IMetricsSource}):
+    One metric family as a part offers it (L{pypid.core.parts.IMetricsSource}):
     plain values that C{/metrics} writes in the exposition format, so that no
     part imports C{prometheus_client} and the collector knows no part's
     internals. Families of one name from several parts are one family there

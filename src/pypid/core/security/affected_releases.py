@@ -32,23 +32,7 @@ import attrs
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-
-@functools.lru_cache(maxsize=1 << 16)
-def release_key(version: str) -> str:
-    """
-    What a version is compared by in version lists and waivers: its PEP
-    440 canonical text, trailing zeros of the release dropped (so C{1.0}
-    and C{1.0.0} are one release, as installers see them: both C{1}), or,
-    when PEP 440 cannot read it, its text in lower case.
-
-    Text rather than L{Version} objects: a hostile record listing 400,000
-    distinct versions kept 381 MiB as objects; as short strings, a sixth.
-    Remembered (the same few thousand versions recur in every export).
-    """
-    try:
-        return canonicalize_version(Version(version))
-    except InvalidVersion:
-        return version.strip().lower()
+from pypid.core.dists.version_order import release_key
 
 
 @functools.lru_cache(maxsize=1 << 16)

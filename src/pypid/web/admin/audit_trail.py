@@ -35,15 +35,15 @@ from zope.interface import Attribute, Interface, implementer
 
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.formats.admin_answers import AuditCheck, AuditPage
-from pypid.core.indexes.model import FileRecord
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.audit_chain import FAILED, OK, REFUSED, AuditError, Entry, format_time
 from pypid.core.records.audit_query import Query, make_query
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import Family
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError
-from pypid.core.util.parts import IMetricsSource
 from pypid.storage.audit_log import IAuditLog, audit_families
 from pypid.storage.interface import StorageError
 from pypid.web.identity.access import Access, not_an_admin

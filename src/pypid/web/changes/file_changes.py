@@ -19,10 +19,10 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
 from pypid.core.dists.upload import check_form
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import BadRequest, Conflict, Forbidden, NotFound
 from pypid.core.util.units import format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict

@@ -34,13 +34,13 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
+from pypid.core.access.upload_rules import IndexUploadRules
+from pypid.core.dists.model import YANK_REASON_BYTES
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.upload import validate_upload
-from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.model import YANK_REASON_BYTES
 from pypid.core.indexes.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable

@@ -20,17 +20,17 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.attestations import AttestationRefused
 from pypid.auth.verifier import Identity
+from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.dists.names import filename_key, project_of_filename, variant_release
 from pypid.core.dists.readme import Renderer
 from pypid.core.dists.upload import UploadRequest
-from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import index_section
-from pypid.core.indexes.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.util.http_errors import BadRequest, Forbidden
 from pypid.storage.interface import (
     FileExists,

@@ -38,7 +38,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
 from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.web.identity.access import Access

@@ -17,12 +17,12 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
 from pypid.core.access.sessions import Session
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats import charts, console_project_page
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFound
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_trail import AuditAdmin, audit_query

@@ -33,9 +33,9 @@ from pypid.auth.basic import MalformedCredentials
 from pypid.core.access.origins import origin_of
 from pypid.core.formats import pages
 from pypid.core.formats.catalog import Catalog, IndexCatalog
-from pypid.core.formats.render import Page
 from pypid.core.formats.search import Results
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, NotFound
 from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import has_session_cookie

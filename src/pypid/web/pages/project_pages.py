@@ -43,16 +43,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from pypid.core.dists.details import Details
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import WHEEL, is_valid_name, normalize
 from pypid.core.dists.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.formats import pages, project_page
-from pypid.core.formats.details import Details
-from pypid.core.formats.render import Page
 from pypid.core.indexes.composition import ChainSource, Filters, chain_status, compose
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import Page
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU

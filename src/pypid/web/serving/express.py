@@ -5,7 +5,7 @@ response machinery.
 
 Most of what an index answers is the same few pages (C{/simple/...},
 C{/NAME/simple/...}) to clients that send no credentials. The page is
-rendered once and kept (L{pypid.core.formats.rendered_pages}); what a request
+rendered once and kept (L{pypid.core.indexes.rendered_pages}); what a request
 then cost was Twisted's: 70 us a page through the resource tree, 36 us for
 the same bytes written at once (in process, best of 15 runs of 1,000).
 
@@ -42,7 +42,7 @@ from twisted.web.server import Request
 
 from pypid.core.access.forwarded import TrustedProxies
 from pypid.core.formats.negotiate import accepts_gzip
-from pypid.core.formats.render import AgedPage, Page
+from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.core.util.lru import ByteLRU
 from pypid.storage.interface import LocalFile, MemoryFile

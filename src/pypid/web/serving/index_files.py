@@ -15,11 +15,11 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.variant_files import is_variants_filename
-from pypid.core.formats.render import JSON, Page
 from pypid.core.indexes.composition import Filters
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import JSON, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill

@@ -18,11 +18,11 @@ from twisted.web.server import Request
 
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.formats import render
-from pypid.core.formats.namespace_api import IndexNamespaces, served
 from pypid.core.formats.negotiate import choose
-from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
+from pypid.core.indexes import render
+from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
 from pypid.web.identity.access import Access

@@ -38,9 +38,9 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.formats.render import AgedPage, Page, file_url_for
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.render import AgedPage, Page, file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable

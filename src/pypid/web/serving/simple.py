@@ -22,8 +22,8 @@ from typing import cast
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from pypid.core.formats.render import AgedPage, Page
 from pypid.core.indexes.index_names import ROUTE_SEGMENTS, is_index_segment
+from pypid.core.indexes.render import AgedPage, Page
 from pypid.web.identity.access import Access
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex

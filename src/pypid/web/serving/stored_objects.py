@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.util.http_errors import HTTPError, NotFound
 from pypid.storage.interface import (
     LocalFile,

@@ -37,9 +37,9 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import is_variants_filename
-from pypid.core.formats.render import JSON, AgedPage, Page
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import JSON, AgedPage, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests
 from pypid.storage.interface import Location

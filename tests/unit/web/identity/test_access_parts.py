@@ -20,7 +20,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.core.access.access_rules import IndexGrants
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call

@@ -31,9 +31,10 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     Advisory,
@@ -42,7 +43,7 @@ from pypid.core.security.advisories import (
     AdvisoryPolicy,
     AdvisoryRules,
 )
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages

@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.core.formats.render import Page
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, Unauthorized
 from pypid.storage.interface import RemoteFile, StorageError
 from pypid.web.serving.respond import (
