@@ -20,9 +20,9 @@ from pypid.core.records.audit_query import make_query
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.upstream import (

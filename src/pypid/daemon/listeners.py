@@ -61,7 +61,7 @@ from pypid.tls import ServerTLS, TLSError
 from pypid.tls_transport import TLSServerFactory
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.server.site import PypidSite
+from pypid.web.site import PypidSite
 
 log = Logger()
 

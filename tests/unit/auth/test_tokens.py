@@ -183,9 +183,9 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.core.indexes.render import file_url_for
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
-        from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.app import build_web
         from pypid.web.identity.access import Access
+        from pypid.web.server.audit_trail import AuditTrail
         from pypid.web.web_inputs import SiteServices, SiteSettings
         from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 
@@ -299,8 +299,8 @@ class TokenFileTests(SynchronousTestCase):
 
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.tap import Options
-        from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.identity.access_part import AccessPart
+        from pypid.web.server.audit_trail import AuditTrail
 
         def config(path):
             options = Options()

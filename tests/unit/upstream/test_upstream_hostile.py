@@ -41,7 +41,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.respond import RETRY_AFTER
+from pypid.web.server.respond import RETRY_AFTER
 from pypid.web.serving.upstream_files import _sees_cut_short
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

@@ -22,7 +22,7 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
 from pypid.web.identity.access import UPLOAD_LOGIN, Access, may_not_upload
-from pypid.web.serving.respond import storage_unavailable
+from pypid.web.server.respond import storage_unavailable
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
 log = Logger(namespace="pypid.web.changes.publish")

@@ -66,7 +66,7 @@ class AccessPart(Service):
                  audit: FailedLogins) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
-        @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} failed logins go to.
+        @param audit: the L{pypid.web.server.audit_trail.AuditTrail} failed logins go to.
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """

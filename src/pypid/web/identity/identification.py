@@ -58,7 +58,7 @@ _TOKEN_ID_KEPT = 16
 class FailedLogins(Protocol):
     """
     Where failed and throttled logins are recorded
-    (L{pypid.web.admin.audit_trail.AuditTrail}).
+    (L{pypid.web.server.audit_trail.AuditTrail}).
     """
 
     def login_failed(self, user: str | None, address: str | None, token: str | None = None,

@@ -45,8 +45,8 @@ from pypid.web.identity.request_auth import (
     identity_of,
     request_credentials,
 )
+from pypid.web.server.respond import ReadResource, send_error, send_page
 from pypid.web.server.routes import answer_errors, form_field, send_json
-from pypid.web.serving.respond import ReadResource, send_error, send_page
 from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL
 
 HTML = b"text/html; charset=utf-8"

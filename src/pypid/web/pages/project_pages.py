@@ -60,9 +60,7 @@ from pypid.state.hosted_source import HostedSource
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
-from pypid.web.server.routes import requested_version
-from pypid.web.serving.index_pages import as_admin, send_private
-from pypid.web.serving.respond import (
+from pypid.web.server.respond import (
     Answer,
     ReadResource,
     Rendered,
@@ -70,6 +68,8 @@ from pypid.web.serving.respond import (
     send_moved,
     send_page,
 )
+from pypid.web.server.routes import requested_version
+from pypid.web.serving.index_pages import as_admin, send_private
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: start-up cost)

@@ -17,7 +17,7 @@ a connection (and whatever the request holds) for ever. Here:
     C{414} or C{431} rather than a silent close.
 
 Every answer written outside a request's own (those above, and the early
-answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer}.
+answers of L{pypid.web.site}) ends with L{PypidChannel.close_after_answer}.
 It closes through the channel, which first unregisters itself as its
 transport's producer: a TLS transport with a producer registered never sends
 its close_notify, so a bare C{transport.loseConnection()} left an C{https:}
@@ -433,7 +433,7 @@ class GuardedSite(server.Site):
 
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     #: answers kept pages and small files from a request's bytes
-    #: (L{pypid.web.server.site.PypidSite}'s; none here)
+    #: (L{pypid.web.site.PypidSite}'s; none here)
     express: ExpressTake | None = None
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]

@@ -37,8 +37,8 @@ from pypid.core.records.metrics import Family, by_label, counter
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import Forbidden
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.request_auth import client_address, identity_of
+from pypid.web.server.audit_trail import AuditTrail
 
 #: The audit event of a refused download.
 EVENT = "advisory-denied"

@@ -26,6 +26,7 @@ from pypid.state.backfill import Backfill
 from pypid.state.hosted_source import HostedSource
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import client_address
+from pypid.web.server.respond import Answer, send_page
 from pypid.web.serving.denied_files import DeniedDownloads
 from pypid.web.serving.index_pages import as_admin
 from pypid.web.serving.integrity import send_stored_provenance
@@ -36,7 +37,6 @@ from pypid.web.serving.read_decisions import (
     PlainFile,
     StoredFile,
 )
-from pypid.web.serving.respond import Answer, send_page
 from pypid.web.serving.stored_objects import TAIL, send_stored, transfer_of
 from pypid.web.serving.upstream_pages import (
     answer_chain_file,

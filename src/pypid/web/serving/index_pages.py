@@ -27,6 +27,13 @@ from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import identity_of
+from pypid.web.server.respond import (
+    NOT_ACCEPTABLE,
+    Answer,
+    asked_kind,
+    send_moved,
+    send_page,
+)
 from pypid.web.serving.read_decisions import (
     AdminOnly,
     AskUpstream,
@@ -36,13 +43,6 @@ from pypid.web.serving.read_decisions import (
     Private,
     ReaderPage,
     ReaderRoot,
-)
-from pypid.web.serving.respond import (
-    NOT_ACCEPTABLE,
-    Answer,
-    asked_kind,
-    send_moved,
-    send_page,
 )
 from pypid.web.serving.upstream_pages import answer_chain_page, plain_chain_page
 

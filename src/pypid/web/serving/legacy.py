@@ -53,8 +53,8 @@ from pypid.core.util.http_errors import NotFound
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
+from pypid.web.server.respond import send_page, storage_unavailable
 from pypid.web.server.routes import answer_errors, kept_page, requested_version
-from pypid.web.serving.respond import send_page, storage_unavailable
 from pypid.web.serving.upstream_pages import bring_up_to_date, upstream_failure
 
 log = Logger()

@@ -44,8 +44,8 @@ from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests
 from pypid.storage.interface import Location
 from pypid.web.identity.request_auth import client_address
+from pypid.web.server.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.integrity import no_provenance, same_version, send_provenance
-from pypid.web.serving.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.stored_objects import send_stored
 from pypid.web.serving.upstream_files import answer_file, file_of
 

@@ -84,9 +84,9 @@ from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.admin import admin_options
 from tests.harness.distributions import make_wheel, variant_document

@@ -56,9 +56,9 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.changes.promote import Promote
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import FAST, run_in_pool_now, run_now
 from tests.harness.indexes import Stack

@@ -53,9 +53,9 @@ from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

@@ -38,7 +38,8 @@ from pypid.core.util.http_errors import (
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.web.serving.respond")
 
 #: What C{render} returns: the body, or L{NOT_DONE_YET} (an L{int}) when the
 #: answer is finished later.
