@@ -1,6 +1,8 @@
 """
 Which releases of a project an advisory affects: its spans and version
-lists, and the version keys they are compared by. Apart from
+lists, and the version keys they are compared by (a release's own,
+L{pypid.core.dists.version_order.release_key}, is with the version order,
+which the variant files read too). Apart from
 L{pypid.core.security.advisories}, which is what an index does about the
 advisories, because this is only PEP 440 matching, shared by the waivers,
 the records and the variant files alike.
