@@ -52,9 +52,9 @@ from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
-from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import WebPart
 from pypid.web.identity.access_part import AccessPart
+from pypid.web.server.audit_trail import AuditPart, AuditTrail
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)

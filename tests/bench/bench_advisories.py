@@ -67,12 +67,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from pypid.advisories.compact_cache import read_sources  # noqa: E402
 from pypid.advisories.osv_archive import ArchiveLimits  # noqa: E402
+from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import (  # noqa: E402
     AdvisoryBoard,
     AdvisoryPolicy,
     AdvisoryRules,
 )
-from pypid.core.security.affected_releases import parsed_version, release_key  # noqa: E402
+from pypid.core.security.affected_releases import parsed_version  # noqa: E402
 from pypid.core.security.osv import cvss_score  # noqa: E402
 
 VECTORS = ["CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",

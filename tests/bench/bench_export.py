@@ -31,7 +31,7 @@ from twisted.internet.defer import maybeDeferred  # noqa: E402
 
 from pypid.core.dists.distribution import inspect  # noqa: E402
 from pypid.core.dists.metadata import parse_metadata  # noqa: E402
-from pypid.core.indexes.model import FileRecord  # noqa: E402
+from pypid.core.dists.model import FileRecord  # noqa: E402
 from pypid.export.exporter import Exporter  # noqa: E402
 from pypid.export.people_files import make_people  # noqa: E402
 from pypid.export.plan import ExportSettings  # noqa: E402

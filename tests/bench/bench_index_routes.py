@@ -29,8 +29,8 @@ from twisted.internet.task import Clock  # noqa: E402
 
 from pypid.auth.policy import AccessModel  # noqa: E402
 from pypid.auth.verifier import PasswordVerifier  # noqa: E402
-from pypid.core.formats.render import file_url_for  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
+from pypid.core.indexes.render import file_url_for  # noqa: E402
 from pypid.storage.memory import MemoryStorage  # noqa: E402
 from pypid.web.app import build_web  # noqa: E402
 from pypid.web.identity.access import Access  # noqa: E402

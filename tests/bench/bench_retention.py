@@ -13,8 +13,8 @@ Run: C{.venv/bin/python -m tests.bench.bench_retention [files]} (default 100,000
 import sys
 import time
 
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.retention import RetentionRules, make_plan
 from tests.bench.bench_scale import made_up_records
 

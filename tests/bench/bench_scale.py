@@ -383,7 +383,7 @@ def made_up_records(files):
     """C{files} records of wheels, 5 versions a project, as an upload describes them."""
     import hashlib
 
-    from pypid.core.indexes.model import FileRecord
+    from pypid.core.dists.model import FileRecord
 
     records = []
     for i in range(files):

@@ -21,11 +21,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from pypid.core import pages  # noqa: E402
+from pypid.core.dists.model import FileRecord  # noqa: E402
 from pypid.core.formats.catalog import Catalog  # noqa: E402
-from pypid.core.formats.render import HTML, Page  # noqa: E402
 from pypid.core.formats.search import SearchEntry, SearchIndex  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
-from pypid.core.indexes.model import FileRecord  # noqa: E402
+from pypid.core.indexes.render import HTML, Page  # noqa: E402
 
 WORDS = ("http client server async json yaml parser toolkit data stream cloud storage "
          "plugin test framework fast simple secure crypto image audio graph queue cache "

@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from twisted.web.resource import Resource  # noqa: E402
 
-from pypid.core.formats.render import JSON, file_url_for  # noqa: E402
+from pypid.core.dists.model import FileRecord  # noqa: E402
 from pypid.core.indexes.composition import ChainSource, Filters  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
-from pypid.core.indexes.model import FileRecord  # noqa: E402
+from pypid.core.indexes.render import JSON, file_url_for  # noqa: E402
 from pypid.core.indexes.views import IndexView  # noqa: E402
 
 RELATIVE = file_url_for(None)

@@ -37,7 +37,7 @@ def make_record(filename, project="alpha", version="1.0", **fields):
                   sha256=hashlib.sha256(filename.encode()).hexdigest(),
                   upload_time=1767225600.0)
     values.update(fields)
-    from pypid.core.indexes.model import FileRecord
+    from pypid.core.dists.model import FileRecord
     return FileRecord(**values)
 
 
@@ -78,8 +78,8 @@ class ExportCase(SynchronousTestCase):
         """
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.formats.render import file_url_for
         from pypid.core.indexes.index import Index
+        from pypid.core.indexes.render import file_url_for
         from pypid.state.loader import load_statuses
         from pypid.web.app import build_web
         from pypid.web.identity.access import Access

@@ -24,11 +24,11 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.access.access_rules import IndexGrants
-from pypid.core.dists.upload_rules import IndexUploadRules
-from pypid.core.formats.namespace_api import IndexNamespaces
-from pypid.core.formats.render import file_url_for
+from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
@@ -36,9 +36,9 @@ from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

@@ -20,14 +20,14 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.access_rules import parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_publishers
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_chain import decode
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (

@@ -4,7 +4,7 @@ index's, from L{tests.unit.core.indexes.test_index}) and L{record} at C{T0} (the
 from L{tests.unit.core.indexes.test_views}).
 """
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 
 
 def file_url(record):

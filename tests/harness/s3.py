@@ -14,8 +14,8 @@ from twisted.internet import reactor
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService
@@ -25,9 +25,9 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Settings, S3Storage
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
 from tests.harness.fakes import one_index, run_in_pool_now

@@ -14,8 +14,8 @@ import time
 from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
+from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
-from pypid.core.formats.details import Details
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.capabilities import (
     GRANT_LEDGER,

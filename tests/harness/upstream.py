@@ -25,10 +25,10 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.state.hosted_source import HostedSource
 from pypid.storage.locks import KeyedLock

@@ -14,15 +14,15 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_query import make_query
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.upstream import (

@@ -19,8 +19,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sessions import SessionBook
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.factory import StoragePart
@@ -28,10 +28,10 @@ from pypid.storage.interface import MemoryFile
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.web.admin.audit_trail import AuditPart, AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import BrowserSessions
+from pypid.web.server.audit_trail import AuditPart, AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.fakes import (

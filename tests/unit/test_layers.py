@@ -1,6 +1,7 @@
 """
 The tree reads as the architecture (C{docs/architecture.rst}): imports
-point down the layers, nothing imports the composition root, C{core/} is
+point down the layers, and down the rooms inside C{core/} and C{web/};
+nothing imports the composition root, C{core/} is
 pure, start-up errors are one type turned into an exit in the entry points
 only, and the composition finds no capability by probing attributes; and the
 test modules are leaves, sharing fixtures through the harness modules only.
@@ -153,6 +154,135 @@ class LayerTests(SynchronousTestCase):
                     wrong += [f"{module} imports {alias.name}" for alias in node.names
                               if alias.name in ("LoopingCall", "TimerService")]
         self.assertEqual(wrong, [])
+
+
+#: The rooms (sub-packages) of the packages that have them, bottom to top: a
+#: module of a room may import its own room and the rooms below it. A module
+#: directly in the package (C{pypid.web.app}) is the package's top, its
+#: composition: it may import every room, and no room imports it.
+ROOMS = {
+    "core": ("util", "dists", "security", "indexes", "access", "records", "formats"),
+    "web": ("identity", "server", "changes", "serving", "admin", "pages"),
+}
+
+#: Where a module directly in a package with rooms stands: above every room.
+TOP = "(top)"
+
+
+def room_of(module):
+    """
+    The room of a module of a package with rooms (C{pypid.core.indexes.index}
+    -> C{indexes}), L{TOP} for a module directly in the package, or L{None}
+    for the package itself and a module of another package. A room missing
+    from L{ROOMS} is its folder's name all the same.
+    """
+    parts = module.split(".")
+    if len(parts) < 3 or parts[0] != "pypid" or parts[1] not in ROOMS:
+        return None
+    if len(parts) == 3 and parts[2] not in ROOMS[parts[1]] \
+            and not os.path.isdir(os.path.join(SOURCE, *parts)):
+        return TOP
+    return parts[2]
+
+
+def imported_modules(module, tree, is_package=False):
+    """
+    The absolute names of what a syntax tree imports, anywhere in it (at
+    the top, in a function, under C{TYPE_CHECKING}): relative imports made
+    absolute, and C{from package import name} as C{package.name}.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                source = base + (f".{node.module}" if node.module else "")
+            else:
+                source = node.module or ""
+            yield from (f"{source}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def upward_imports(module, tree, is_package=False):
+    """
+    What a module imports from a room above its own, or from its package's
+    top, in its own package: C{"module imports name"} lines.
+    """
+    mine = room_of(module)
+    if mine is None or mine == TOP:
+        return []
+    package = module.split(".")[1]
+    order = ROOMS[package]
+    wrong = []
+    for name in imported_modules(module, tree, is_package):
+        theirs = room_of(name)
+        if theirs is None or theirs == mine or name.split(".")[1] != package:
+            continue
+        if theirs == TOP or mine not in order or theirs not in order \
+                or order.index(theirs) > order.index(mine):
+            wrong.append(f"{module} imports {name}")
+    return wrong
+
+
+class RoomTests(SynchronousTestCase):
+    """The imports between the rooms of C{core/} and of C{web/}: down only."""
+
+    def test_every_room_in_table(self):
+        """Every sub-package of a package with rooms is a room of L{ROOMS}, and every room is one."""
+        found = {package: set() for package in ROOMS}
+        for module, _, _ in modules():
+            room = room_of(module)
+            if room not in (None, TOP):
+                found[module.split(".")[1]].add(room)
+        self.assertEqual(found, {package: set(rooms) for package, rooms in ROOMS.items()})
+
+    def test_rooms_import_down(self):
+        """A module of a room imports its own room and the rooms below it only: no exceptions."""
+        wrong = []
+        for module, path, tree in modules():
+            wrong += upward_imports(module, tree, path.endswith("__init__.py"))
+        self.assertEqual(wrong, [])
+
+    def test_every_form_of_import_checked(self):
+        """
+        The check sees an import upward in each form (relative, lazy, for
+        types only, of a room as a name) and from an unknown room or the
+        top, and lets down and sideways imports through.
+        """
+        source = (
+            "from typing import TYPE_CHECKING\n"
+            "from pypid.core.util.lru import ByteLRU\n"
+            "from pypid.core.indexes.index import Index\n"
+            "from . import names\n"
+            "from pypid.core import formats\n"
+            "from ..records import metrics\n"
+            "import pypid.core.security.osv\n"
+            "import pypid.core.attic.old\n"
+            "from pypid.core.parts import IMetricsSource\n"
+            "from pypid.web.app import PypidApp\n"
+            "if TYPE_CHECKING:\n"
+            "    from pypid.core.access.shares import Share\n"
+            "def later():\n"
+            "    from pypid.core.formats.pages import frame\n"
+        )
+        self.assertEqual(upward_imports("pypid.core.security.advisories", ast.parse(source)), [
+            "pypid.core.security.advisories imports pypid.core.indexes.index.Index",
+            "pypid.core.security.advisories imports pypid.core.formats",
+            "pypid.core.security.advisories imports pypid.core.records.metrics",
+            "pypid.core.security.advisories imports pypid.core.attic.old",
+            "pypid.core.security.advisories imports pypid.core.parts.IMetricsSource",
+            "pypid.core.security.advisories imports pypid.core.access.shares.Share",
+            "pypid.core.security.advisories imports pypid.core.formats.pages.frame",
+        ])
+        self.assertEqual(upward_imports("pypid.web.app", ast.parse(source)), [])
+
+    def test_room_of(self):
+        """A module's room, its package's top, or none."""
+        self.assertEqual([room_of(name) for name in (
+            "pypid.core.indexes.index", "pypid.core.indexes", "pypid.core.parts", "pypid.core",
+            "pypid.web.app", "pypid.web.pages", "pypid.auth.tokens", "pypid.core.attic.old")],
+            ["indexes", "indexes", TOP, None, TOP, "pages", None, "attic"])
 
 
 class EntryPointTests(SynchronousTestCase):

@@ -44,7 +44,7 @@ OVER = {
     ("class", "pypid/core/indexes/index.py:Index"): (
         442, "one index's tables (records, tombstones, bin, promotions, statuses) change "
              "together in its methods, and the hot path reads them directly"),
-    ("parameters", "pypid/core/indexes/model.py:__new__"): (
+    ("parameters", "pypid/core/dists/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),
 }
 

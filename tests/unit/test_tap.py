@@ -30,7 +30,7 @@ from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
 from pypid.storage import snapshot_reading
 from pypid.tap import Options, makeService
-from pypid.web.server.site import PypidSite
+from pypid.web.site import PypidSite
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import clean_env
 from tests.harness.fakes import write_file

@@ -31,7 +31,7 @@ from pypid.tls import (
     read_material,
 )
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.server.site import PypidSite
+from pypid.web.site import PypidSite
 from tests.harness.tap import fake_pools, site_of
 from tests.harness.tls import loaded, now_clock, rsa_server, shared_ca
 from tests.harness.tlsca import write

@@ -30,7 +30,7 @@ from pypid.web.server.channel import (
     ConnectionCounter,
     PypidChannel,
 )
-from pypid.web.server.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite, SiteRules
 from tests.harness.tls import PEER, loaded, rsa_server, shared_ca, tls_connection
 
 

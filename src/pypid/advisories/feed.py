@@ -87,9 +87,9 @@ from pypid.advisories.osv_archive import (
 )
 from pypid.config import Config
 from pypid.config.advisory_settings import AdvisoriesConfig
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family, by_label, gauge
 from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
-from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.periodic import Periodic
 

@@ -17,7 +17,7 @@ from importlib import resources
 
 import attrs
 
-from pypid.core.formats.render import Page
+from pypid.core.indexes.render import Page
 
 #: The assets, by their name in the package, and their content types.
 _ASSETS = {

@@ -3,7 +3,7 @@ Trusted publishing: a CI job trades the OIDC ID token its CI system signs
 for it for a pypid upload token that lives 15 minutes, so no long-lived
 upload secret is stored in CI.
 
-The exchange (L{pypid.web.identity.token_exchange}) trusts a token only when:
+The exchange (L{pypid.web.changes.token_exchange}) trusts a token only when:
 
   - it is a JWS signed with an asymmetric algorithm
     (L{pypid.auth.id_tokens.ALGORITHMS}): C{none} and every HMAC algorithm

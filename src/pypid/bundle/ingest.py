@@ -66,23 +66,23 @@ from twisted.python.failure import Failure
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.import_report import ImportReport
 from pypid.bundle.manifest import AUDIT, BundledStatus
+from pypid.core.access.upload_rules import UploadRules
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.metadata import InvalidDistribution
-from pypid.core.dists.names import InvalidName, parse_filename, project_of_filename
-from pypid.core.dists.provenance import ProvenanceInvalid, read_provenance
-from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.dists.upload_rules import UploadRules
-from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
-from pypid.core.indexes.model import (
+from pypid.core.dists.model import (
     UPLOADER_BYTES,
     FileRecord,
     cut_reason,
     cut_text,
     format_upload_time,
 )
+from pypid.core.dists.names import InvalidName, parse_filename, project_of_filename
+from pypid.core.dists.provenance import ProvenanceInvalid, read_provenance
+from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.dists.version_order import release_key
+from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
-from pypid.core.security.affected_releases import release_key
 from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run

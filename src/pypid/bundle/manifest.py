@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from pypid.core.dists.model import FileRecord, cut_text
 from pypid.core.dists.names import (
     InvalidName,
     check_filename_characters,
@@ -45,7 +46,6 @@ from pypid.core.dists.names import (
 )
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
 from pypid.core.indexes.index_names import DEFAULT, NAME, NAME_FORMS
-from pypid.core.indexes.model import FileRecord, cut_text
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
 
 #: The format's name and version in the manifest; a reader refuses other

@@ -64,8 +64,8 @@ from pypid.bundle.manifest import (
     tombstones_bytes,
     tombstones_member,
 )
+from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord, format_upload_time
 from pypid.core.records.audit_chain import OK, AuditError, decode, split_lines
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.disk import remove_file

@@ -44,8 +44,8 @@ from pypid.bundle.manifest import (
     statuses_member,
     tombstones_member,
 )
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord
 from pypid.storage.reading import Run
 
 T = TypeVar("T")

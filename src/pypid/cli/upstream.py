@@ -135,7 +135,7 @@ def takedown_lines(answer: dict[str, Any]) -> list[str]:
     The lines C{pypid-upstream takedowns} prints of C{GET
     /api/upstream/takedowns}: a line per file, then a count per upstream.
     """
-    from pypid.core.indexes.model import format_upload_time
+    from pypid.core.dists.model import format_upload_time
     lines = []
     for upstream in answer.get("upstreams", []):
         files = upstream.get("files", [])

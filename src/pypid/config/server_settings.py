@@ -28,7 +28,7 @@ from pypid.config.values import (
     parse_positive_number,
     whole_number,
 )
-from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE
+from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE
 from pypid.core.util.units import parse_duration, parse_size
 
 
@@ -58,7 +58,7 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     #: of the system's (a private CA); L{None} for the system's
     ca_bundle: str | None = None
     #: bytes of rendered project pages kept
-    #: (L{pypid.core.formats.rendered_pages.RenderedPages.max_bytes})
+    #: (L{pypid.core.indexes.rendered_pages.RenderedPages.max_bytes})
     page_cache_size: int = PAGE_CACHE_SIZE
     #: the reverse proxies whose C{X-Forwarded-For} names the client
     #: (L{pypid.core.access.forwarded}); none by default

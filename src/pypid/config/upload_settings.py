@@ -2,7 +2,7 @@
 The upload keys of an index: C{allow_tag_mismatch}, in
 C{[pypid]} for the default index (and as every named index's default)
 and in C{[index:NAME]}; L{UploadKeys} makes the
-L{pypid.core.dists.upload_rules.UploadRules} an index's uploads and imports
+L{pypid.core.access.upload_rules.UploadRules} an index's uploads and imports
 apply.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.config.values import Keys
-from pypid.core.dists.upload_rules import UploadRules, parse_projects
+from pypid.core.access.upload_rules import UploadRules, parse_projects
 
 #: key -> (default, parser), in C{[pypid]} and in C{[index:NAME]} (where
 #: a key not given takes C{[pypid]}'s value).

@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from pypid.config import Config
 from pypid.config.reloading import describe, needs_restart
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 
 log = Logger()

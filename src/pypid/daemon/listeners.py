@@ -56,12 +56,12 @@ from pypid.config.server_settings import (
     ListenAddress,
     parse_listen_address,
 )
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.tls import ServerTLS, TLSError
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.server.site import PypidSite
+from pypid.web.site import PypidSite
 
 log = Logger()
 

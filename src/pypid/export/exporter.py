@@ -23,9 +23,9 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.logger import Logger
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.export import plan as plans

@@ -29,13 +29,13 @@ import json
 from collections.abc import Container
 from typing import Any
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.formats import legacy_info as legacy_json
 from pypid.core.formats.catalog import summary_of
-from pypid.core.formats.render import HTML, JSON
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import HTML, JSON
 from pypid.export.plan import (
     Entry,
     ExportError,

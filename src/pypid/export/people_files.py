@@ -32,10 +32,10 @@ import hashlib
 import attrs
 
 from pypid.assets import Assets
+from pypid.core.dists.details import Details
 from pypid.core.dists.names import WHEEL
 from pypid.core.formats import pages, project_page
 from pypid.core.formats.catalog import Catalog
-from pypid.core.formats.details import Details
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.export.plan import People, verdicts

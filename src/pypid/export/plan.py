@@ -37,9 +37,9 @@ from urllib.parse import quote
 import attrs
 import orjson
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict

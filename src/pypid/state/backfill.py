@@ -24,11 +24,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.pending import DELETED, DescribeQueue, PendingFile, project_of
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
-from pypid.core.util.parts import IMetricsSource
 from pypid.storage.capabilities import IBackfillStorage
 
 log = Logger()

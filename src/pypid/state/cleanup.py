@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.config.retention_settings import RetentionConfig
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.retention import RetentionPlan, RetentionRules, make_plan
 from pypid.core.records.audit_chain import Entry, format_time
 from pypid.jobs.periodic import Periodic

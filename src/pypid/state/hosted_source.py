@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.core.dists.upload_rules import IndexUploadRules
+from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.indexes.index import Index
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin

@@ -26,11 +26,11 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.config import Config
+from pypid.core.access.upload_rules import IndexUploadRules, UploadRules
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.dists.upload_rules import IndexUploadRules, UploadRules
-from pypid.core.formats.namespace_api import IndexNamespaces
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
 from pypid.state.backfill import Backfill

@@ -38,10 +38,10 @@ import attrs
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.core.formats.namespace_api import IndexNamespaces
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.parts import IReloadable
 from pypid.core.security.advisories import AdvisoryPolicy, AdvisoryRules
-from pypid.core.util.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.state.index_sections import advisory_rules, source_order, upload_rules
 from pypid.state.indexes import IndexRegistry, index_view

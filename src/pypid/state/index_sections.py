@@ -15,7 +15,7 @@ from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
 from pypid.config.server_settings import ServerConfig
-from pypid.core.dists.upload_rules import UploadRules
+from pypid.core.access.upload_rules import UploadRules
 from pypid.core.indexes.composition import Filters, resolve_order
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.security.advisories import AdvisoryRules

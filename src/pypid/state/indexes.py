@@ -36,12 +36,13 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.formats.namespace_api import IndexNamespaces
-from pypid.core.formats.render import file_url_for, provenance_url_for
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.indexes.views import IndexView
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import (
     DENY,
@@ -54,7 +55,6 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
-from pypid.core.util.parts import IMetricsSource
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper

@@ -27,13 +27,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.config import Config
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import GAUGE, Family, gauge
 from pypid.core.util.clock_steps import ClockReading, trusted_since
-from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock

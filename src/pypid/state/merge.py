@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.storage.capabilities import Changed
 

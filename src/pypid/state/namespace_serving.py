@@ -13,10 +13,10 @@ from typing import Protocol
 
 from pypid.auth.policy import admin_users_and_groups
 from pypid.config import Config
-from pypid.core.formats.namespace_api import IndexNamespaces, foreign_projects
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.grant_ledger import GrantLedger
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.namespace_api import IndexNamespaces, foreign_projects
 from pypid.core.indexes.namespaces import Grant, NamespaceGrants
 from pypid.core.indexes.project import Project
 

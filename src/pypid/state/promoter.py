@@ -35,11 +35,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import WHEEL, filename_key, variant_release
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import index_section
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.indexes.promotion_journal import PromotionJournal
 from pypid.core.security.advisories import DENY

@@ -30,9 +30,9 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.records.audit_chain import Entry, format_time
 from pypid.core.util.units import format_duration
 from pypid.jobs.periodic import Periodic

@@ -37,10 +37,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.core.indexes.index import Index
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.clock_steps import ClockReading
 from pypid.core.util.notice import Notice
-from pypid.core.util.parts import IMetricsSource
 from pypid.jobs.periodic import Periodic
 from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.capabilities import ISharedStorage

@@ -22,7 +22,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.interface import IStorage, ScanResult

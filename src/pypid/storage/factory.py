@@ -37,8 +37,8 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, Timings
-from pypid.core.util.parts import IMetricsSource
 from pypid.core.util.startup import StartupError
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage

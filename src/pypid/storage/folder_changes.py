@@ -33,7 +33,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.dists.distribution import file_digests
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.disk import fsync_folder, remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError

@@ -23,10 +23,10 @@ from twisted.logger import Logger
 
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.version_order import latest_per_project
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.pending import DELETED, PendingFile
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.folder_imports import FolderImports, Imported

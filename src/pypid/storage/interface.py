@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
 
@@ -261,7 +261,7 @@ class IStorage(Interface):
         """
         Store the spooled file at C{temp_path} under C{record.path}, with its
         record, its core metadata bytes (or L{None}), its details for the
-        pages for people (L{pypid.core.formats.details.Details} bytes, or L{None})
+        pages for people (L{pypid.core.dists.details.Details} bytes, or L{None})
         and its provenance object (PEP 740, whose sha256 is the record's
         C{provenance_sha256}; or L{None}), durably and without overwriting
         anything: the provenance is kept before the file is visible. The

@@ -8,7 +8,7 @@ Layout under the root folder::
     .pypid/files/<filename>.json     the file's record (upload time, yank state ...)
     .pypid/files/<filename>.metadata its PEP 658 core metadata
     .pypid/files/<filename>.details  what the pages for people show of it
-                                     (L{pypid.core.formats.details}); for an imported
+                                     (L{pypid.core.dists.details}); for an imported
                                      file, rendered in the background
     .pypid/files/<filename>.promotion   who promoted the file into this
                                      index, from which, and when (only a
@@ -60,12 +60,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, gauge
-from pypid.core.util.parts import IMetricsSource
 from pypid.storage.capabilities import (
     IAdoptingStorage,
     IBackfillStorage,

@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.capabilities import (
     IAdoptingStorage,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.core.dists.distribution import Inspected
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 
 

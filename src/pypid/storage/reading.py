@@ -43,9 +43,9 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading

@@ -30,8 +30,8 @@ import attrs
 import orjson
 from twisted.logger import Logger
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import StorageError

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.storage.snapshot import TEXT, SnapshotError, project_records
 
 #: (the namespace its lines had before it was a module of its own)

@@ -21,8 +21,8 @@ from typing import Any
 import attrs
 import orjson
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.later_projects import LaterProject
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
 from pypid.storage.snapshot import (

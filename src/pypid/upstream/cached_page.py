@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
+from pypid.core.dists.model import check_variant
 from pypid.core.dists.wheel_variants import split_label
-from pypid.core.indexes.model import check_variant
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.parser import upstream_status
 

@@ -102,7 +102,7 @@ def merged(hosted: Iterable[HasFilename], upstream: Iterable[_F]) -> tuple[_F, .
     a local file wins over an upstream one with the same filename, or that
     names the same distribution in another spelling.
 
-    @param hosted: L{pypid.core.indexes.model.FileRecord}s.
+    @param hosted: L{pypid.core.dists.model.FileRecord}s.
     @param upstream: L{pypid.upstream.page_model.UpstreamFile}s.
     @return: the upstream files to show beside the hosted ones.
     """

@@ -31,10 +31,10 @@ from twisted.python.failure import Failure
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.distribution import file_digests, inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.wheel_variants import InvalidVariant, check_described
-from pypid.core.indexes.model import FileRecord
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.disk import remove_file

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.storage.capabilities import IEvictingStorage
 from pypid.storage.interface import IStorage, StorageError
 

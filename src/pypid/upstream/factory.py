@@ -23,10 +23,10 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.formats.render import ProvenanceURL
 from pypid.core.indexes.namespaces import private_globs
+from pypid.core.indexes.render import ProvenanceURL
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
-from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage

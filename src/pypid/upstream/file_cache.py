@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.config.upstream_settings import UpstreamConfig
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.storage.interface import IStorage
 from pypid.upstream.eviction import EvictionBatches
 from pypid.upstream.kept import KeptFiles

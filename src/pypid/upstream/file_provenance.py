@@ -29,8 +29,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config.upstream_settings import UpstreamConfig
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.lru import ByteLRU
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, UpstreamNotFound

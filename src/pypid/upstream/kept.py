@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.names_by_project import NamesByProject
 
 

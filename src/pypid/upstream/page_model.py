@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.core.indexes.model import format_upload_time
+from pypid.core.dists.model import format_upload_time
 from pypid.core.indexes.project_status import ProjectStatus
 
 #: The refused entries kept, with their reasons, as examples for the log.
@@ -26,7 +26,7 @@ class UpstreamFile:
     """
     One file an upstream page lists, checked and ready to be cached.
 
-    The fields are those of L{pypid.core.indexes.model.FileRecord} that an upstream can
+    The fields are those of L{pypid.core.dists.model.FileRecord} that an upstream can
     tell us before the file is fetched, so that pypid can serve the page
     again with nothing lost, and check the bytes against C{sha256} when the
     file is first downloaded.
@@ -38,7 +38,7 @@ class UpstreamFile:
         since a file that cannot be checked must not be cached.
     @ivar requires_python: the file's C{Requires-Python}, or L{None}.
     @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as in L{pypid.core.indexes.model.FileRecord.yanked}; PEP 592 forbids
+        empty), as in L{pypid.core.dists.model.FileRecord.yanked}; PEP 592 forbids
         mirroring a yanked file without its flag.
     @ivar metadata_sha256: L{None} when the upstream offers no separate core
         metadata, C{""} when it offers it without a sha256, otherwise the
@@ -54,7 +54,7 @@ class UpstreamFile:
         L{None}; fetched and checked against C{sha256} before pypid serves
         it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
     @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
-        (L{pypid.core.indexes.model.FileRecord.variant}): its label's entry of the
+        (L{pypid.core.dists.model.FileRecord.variant}): its label's entry of the
         release's index-level file the upstream lists, read and checked
         (L{pypid.upstream.variant_data}); L{None} for any other file.
     """

@@ -17,7 +17,7 @@ The rendered pages are kept apart from the L{PageCache}'s entries, within
 a budget of their own, and forgotten with them.
 
 The pages apply the index's security advisories as they are
-rendered, as the hosted pages do (L{pypid.core.formats.rendered_pages.advised_files});
+rendered, as the hosted pages do (L{pypid.core.indexes.rendered_pages.advised_files});
 what a page I{offers} (L{PageView.shown}, L{PageView.listed}) stays every
 file, so that a hidden release's file is still served by name, and an
 upstream's own side (L{pypid.upstream.source.SourceSide}, which views
@@ -34,15 +34,15 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import with_variant_files
 from pypid.core.dists.version_order import version_key
-from pypid.core.formats import render
-from pypid.core.formats.namespace_api import served
-from pypid.core.formats.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
-from pypid.core.formats.rendered_pages import advised_files, page_bytes
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes import render
+from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
+from pypid.core.indexes.rendered_pages import advised_files, page_bytes
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU

@@ -37,9 +37,9 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from pypid.core.dists.model import cut_reason
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.dists.variant_files import VARIANTS, is_variants_filename, variants_version
-from pypid.core.indexes.model import cut_reason
 from pypid.core.indexes.project_status import ACTIVE, MAX_REASON, STATUSES, ProjectStatus
 from pypid.upstream.page_fields import (
     DIGITS,

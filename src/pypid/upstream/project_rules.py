@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import attrs
 
 from pypid.core.dists.names import normalize
-from pypid.core.formats.namespace_api import IndexNamespaces
+from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.upstream.confusion import Decision, UpstreamPolicy
@@ -25,7 +25,7 @@ from pypid.upstream.confusion import Decision, UpstreamPolicy
 class MergedPages(Protocol):
     """
     What the upstream keeps with a hosted project's pages
-    (L{pypid.core.formats.rendered_pages}).
+    (L{pypid.core.indexes.rendered_pages}).
     """
 
     @property

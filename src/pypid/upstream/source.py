@@ -26,12 +26,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.config.upstream_settings import UpstreamConfig
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.formats.render import Page
 from pypid.core.indexes.composition import ComposedFile
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import Page
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.storage.interface import IStorage, Run
 from pypid.upstream.budget import MissBudget

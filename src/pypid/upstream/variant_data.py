@@ -13,7 +13,7 @@ advisory's verdicts, a hosted file shadowing one); so, as PEP 825's
 file pypid's. The upstream's file is read as a wheel's C{variant.json} is
 on upload (L{pypid.core.dists.wheel_variants.read_variant_json}); each
 wheel keeps its label's entry, at most
-L{pypid.core.indexes.model.VARIANT_BYTES}, and a wheel fetched or served
+L{pypid.core.dists.model.VARIANT_BYTES}, and a wheel fetched or served
 later is held to it (L{pypid.upstream.downloads},
 L{pypid.web.serving.upstream_files}).
 
@@ -35,15 +35,14 @@ from collections.abc import Mapping
 
 import attrs
 
-from pypid.core.dists.version_order import version_key
+from pypid.core.dists.model import VARIANT_BYTES
+from pypid.core.dists.version_order import release_key, version_key
 from pypid.core.dists.wheel_variants import (
     InvalidVariant,
     VariantMetadata,
     read_variant_json,
     split_label,
 )
-from pypid.core.indexes.model import VARIANT_BYTES
-from pypid.core.security.affected_releases import release_key
 from pypid.upstream.page_model import SKIPPED_EXAMPLES, UpstreamFile, UpstreamPage
 
 #: The most index-level files read for one fetch of a page: a page may list

@@ -46,18 +46,18 @@ from pypid.core.access.forwarded import TrustedProxies
 from pypid.core.dists.readme import Renderer
 from pypid.core.formats.catalog import catalog_for
 from pypid.core.formats.pages import Chrome, IndexLink
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
+from pypid.core.indexes.render import file_url_for
+from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
-from pypid.core.util.parts import IMetricsSource, IReloadable
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
-from pypid.web.admin.audit_trail import AuditAdmin, AuditTrail
+from pypid.web.admin.audit_admin import AuditAdmin
 from pypid.web.admin.cache_admin import CacheAdmin
 from pypid.web.admin.exposition import Metrics, SiteMetrics
 from pypid.web.admin.groups_admin import GroupsAdmin
@@ -68,9 +68,9 @@ from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.admin.usage_admin import UsageAdmin
 from pypid.web.changes.promote import Promote
 from pypid.web.changes.publish import Publish
+from pypid.web.changes.token_exchange import TrustedPublishingArea
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
 from pypid.web.identity.access import Access
-from pypid.web.identity.token_exchange import TrustedPublishingArea
 from pypid.web.pages.browser_login import BrowserLogin
 from pypid.web.pages.console import Console
 from pypid.web.pages.console_admin import ConsoleAdmin
@@ -79,9 +79,9 @@ from pypid.web.pages.console_project import ConsoleProject
 from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.health import Health
-from pypid.web.server.site import PypidSite, SiteRules
 from pypid.web.serving.denied_files import DeniedDownloads
 from pypid.web.serving.index_files import IndexFiles
 from pypid.web.serving.index_pages import IndexSimple
@@ -93,6 +93,7 @@ from pypid.web.serving.index_root import (
 )
 from pypid.web.serving.legacy import LegacyJSON
 from pypid.web.serving.simple import RootResource
+from pypid.web.site import PypidSite, SiteRules
 from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 
 if TYPE_CHECKING:
@@ -110,8 +111,8 @@ class PypidApp:
     @ivar cache: the L{pypid.web.admin.cache_admin.CacheAdmin}.
     @ivar health: the L{pypid.web.server.health.Health}.
     @ivar metrics: the L{pypid.web.admin.exposition.Metrics}.
-    @ivar audit: the L{pypid.web.admin.audit_trail.AuditAdmin}.
-    @ivar oidc: the L{pypid.web.identity.token_exchange.TrustedPublishingArea}.
+    @ivar audit: the L{pypid.web.admin.audit_admin.AuditAdmin}.
+    @ivar oidc: the L{pypid.web.changes.token_exchange.TrustedPublishingArea}.
     @ivar promote: the L{pypid.web.changes.promote.Promote}, with the registry.
     @ivar advisories: the L{pypid.web.admin.advisory_admin.AdvisoryAdmin}, with the registry.
     @ivar usage: the L{pypid.web.admin.usage_admin.UsageAdmin}, with the registry.
@@ -155,7 +156,7 @@ class Web:
 
     @ivar root: the root resource (the default index's read paths, then
         the areas: the default index's and L{PypidApp}'s).
-    @ivar site: the L{pypid.web.server.site.PypidSite} serving C{root}.
+    @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
     @ivar app: the L{PypidApp}.
     @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.

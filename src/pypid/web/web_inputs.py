@@ -20,10 +20,10 @@ from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.access.addresses import IPV6_PREFIX
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.util.parts import IMetricsSource
+from pypid.core.parts import IMetricsSource
 from pypid.state.indexes import IndexRegistry
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.changes.upload_store import AttestationCheck
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.channel import ConnectionCounter
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 Tests of trusted publishing: C{[oidc]} and C{[publishers]}
 (L{pypid.config.oidc_settings}), the rules, the ID token checks and the issuers'
 keys (L{pypid.auth.oidc}), and C{POST /api/oidc/mint-token} with the uploads
-its tokens make (L{pypid.web.identity.token_exchange}, L{pypid.web.identity.access}).
+its tokens make (L{pypid.web.changes.token_exchange}, L{pypid.web.identity.access}).
 
 The issuers are L{tests.harness.oidc_issuer}'s, served in memory through
 L{treq.testing.StubTreq}, on a L{Clock}: real HTTP bytes, real signatures,
@@ -29,13 +29,13 @@ from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests import CHECKOUT
 from tests.harness.fakes import (

@@ -180,13 +180,13 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.core.formats.render import file_url_for
         from pypid.core.indexes.index import Index
+        from pypid.core.indexes.render import file_url_for
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
-        from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.app import build_web
         from pypid.web.identity.access import Access
+        from pypid.web.server.audit_trail import AuditTrail
         from pypid.web.web_inputs import SiteServices, SiteSettings
         from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
 
@@ -298,8 +298,8 @@ class TokenFileTests(SynchronousTestCase):
         """
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.tap import Options
-        from pypid.web.admin.audit_trail import AuditTrail
         from pypid.web.identity.access_part import AccessPart
+        from pypid.web.server.audit_trail import AuditTrail
         from tests.harness.fakes import run_now
         from tests.harness.tap import AtOncePool, ThreadedReactor
         from tests.harness.web import USERS

@@ -30,7 +30,7 @@ from pypid.bundle.pypicloud import (
 )
 from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
 from pypid.core.access.credential_syntax import check_hash_format
-from pypid.core.formats.details import Details
+from pypid.core.dists.details import Details
 from pypid.http.client import make_http
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client

@@ -1368,7 +1368,7 @@ class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
 
     def test_default(self):
         """Without the key, 64 MiB, the index's own default."""
-        from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE
+        from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE
         self.assertEqual(load_config(None).server.page_cache_size, 64 << 20)
         self.assertEqual(load_config(None).server.page_cache_size, PAGE_CACHE_SIZE)
 

@@ -10,7 +10,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 

@@ -23,9 +23,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.cli import export as cli
+from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.provenance import Publisher, provenance_document
-from pypid.core.formats.details import Details
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.security.advisories import (
     Advisory,
@@ -35,7 +36,7 @@ from pypid.core.security.advisories import (
     AdvisoryRules,
 )
 from pypid.core.security.advisory_waivers import Waivers, parse_waiver
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.export import outputs as outs
 from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People

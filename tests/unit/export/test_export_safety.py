@@ -17,9 +17,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli import export as cli
+from pypid.core.dists.details import describe
 from pypid.core.dists.metadata import parse_metadata
 from pypid.core.dists.readme import render_description
-from pypid.core.formats.details import describe
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.export import plan as plans
 from pypid.export.exporter import Exporter

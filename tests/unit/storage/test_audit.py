@@ -32,8 +32,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.records import audit_chain as audit
 from pypid.core.records import audit_query
 from pypid.core.records.audit_chain import AuditError, Entry, chain, format_time, verify_lines
@@ -49,9 +49,9 @@ from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel

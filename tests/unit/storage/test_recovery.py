@@ -211,7 +211,7 @@ class UnreadableTombstoneTests(SynchronousTestCase):
 
     def other_record(self, folder: Folder):
         """A record of other bytes under the deleted filename."""
-        from pypid.core.indexes.model import FileRecord
+        from pypid.core.dists.model import FileRecord
 
         return FileRecord(filename=folder.filename, project="holy-grail", name="holy-grail",
                           version="1.0", packagetype="bdist_wheel", path=folder.filename,

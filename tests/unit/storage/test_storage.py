@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import pypid
 from pypid.core.dists.distribution import inspect
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage import folder_changes, folder_imports, folder_scan
 from pypid.storage.capabilities import IBackfillStorage

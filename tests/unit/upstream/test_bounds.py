@@ -25,9 +25,9 @@ from pypid.auth.publisher_tokens import PublisherTokens, ReplayCache
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.formats.render import HTML, JSON
-from pypid.core.formats.rendered_pages import page_bytes
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import HTML, JSON
+from pypid.core.indexes.rendered_pages import page_bytes
 from pypid.core.records import metrics
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import RequestStats

@@ -14,9 +14,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
-from pypid.core.formats.render import JSON, file_url_for
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import JSON, file_url_for
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache

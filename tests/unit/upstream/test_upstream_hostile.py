@@ -24,8 +24,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
 from pypid.upstream.admission import Admission
@@ -41,7 +41,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
-from pypid.web.serving.respond import RETRY_AFTER
+from pypid.web.server.respond import RETRY_AFTER
 from pypid.web.serving.upstream_files import _sees_cut_short
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
@@ -730,7 +730,7 @@ class ClientTests(SynchronousTestCase):
 
     def test_long_yank_reason(self):
         """A yank reason of megabytes is cut to YANK_REASON_BYTES, in both formats; "" stays."""
-        from pypid.core.indexes.model import YANK_REASON_BYTES
+        from pypid.core.dists.model import YANK_REASON_BYTES
         reason = "broken " * 300_000
         body = json_page("holy-grail", [entry(WHEEL[0], WHEEL[1], yanked=reason),
                                         entry(OTHER[0] + ".x.whl", OTHER[1], yanked="")])

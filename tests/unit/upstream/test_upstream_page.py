@@ -10,9 +10,9 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.dists.names import SDIST, WHEEL
-from pypid.core.formats.render import project_html, project_json
-from pypid.core.indexes.model import FileRecord, format_upload_time
+from pypid.core.indexes.render import project_html, project_json
 from pypid.upstream.page_model import (
     UpstreamFile,
     UpstreamPage,

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.confusion import UpstreamPolicy, matches, merged
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound

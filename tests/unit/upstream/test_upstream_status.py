@@ -14,11 +14,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli.upstream import refreshed_line, released_line
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import MAX_REASON, ProjectStatus
+from pypid.core.indexes.render import file_url_for
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.page_model import UpstreamPage
@@ -287,7 +287,7 @@ class ApiVersionTests(_Served, SynchronousTestCase):
     """
 
     def setUp(self):
-        from pypid.core.formats.namespace_api import IndexNamespaces
+        from pypid.core.indexes.namespace_api import IndexNamespaces
         self.namespaces = IndexNamespaces("default")
         super().setUp()
 

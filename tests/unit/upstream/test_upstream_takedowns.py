@@ -19,9 +19,9 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.upstream import takedown_lines
 from pypid.state.takedown_log import log_takedowns
 from pypid.upstream.takedowns import MAX_TAKEDOWNS, Takedowns
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.admin.cache_admin import CacheAdmin
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.fakes import FAST, run_in_pool_now
 from tests.harness.upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL, Server, drain
 from tests.harness.upstream_served import FILE_URL, PASSWORD, _Served, status_page

@@ -15,9 +15,9 @@ import json
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.model import VARIANT_BYTES
 from pypid.core.dists.variant_files import VARIANTS
 from pypid.core.dists.wheel_variants import read_variant_json
-from pypid.core.indexes.model import VARIANT_BYTES
 from pypid.upstream.cache import FILE_COST, page_cost
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage

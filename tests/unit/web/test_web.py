@@ -24,8 +24,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.access_rules import parse_rule
+from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
-from pypid.core.formats.details import Details
 from pypid.core.indexes.index import Index
 from pypid.storage import sidecars
 from pypid.storage.interface import (
@@ -740,7 +740,7 @@ class ChangeApiTests(_ServerMixin, SynchronousTestCase):
         A yank reason longer than YANK_REASON_BYTES is refused, naming the
         field, for a file and for a release; one of that length is taken.
         """
-        from pypid.core.indexes.model import YANK_REASON_BYTES
+        from pypid.core.dists.model import YANK_REASON_BYTES
         for path in (f"/api/files/{WHEEL_NAME}/yank", "/api/projects/holy-grail/1.0/yank"):
             response, body = self.request("POST", path, auth=True,
                                           data={"reason": "\N{SNOWMAN}" * 101})
@@ -1793,7 +1793,7 @@ class IndexServerTests(SynchronousTestCase):
         The default index's answers come first; the named ones' answer under
         their names (none without any), each hosted one with its own uploads.
         """
-        from pypid.core.formats.render import file_url_for
+        from pypid.core.indexes.render import file_url_for
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.changes.publish import Publish

@@ -124,13 +124,13 @@ class Extracted:
     #: the wheel was taken all the same (C{wheel_tags="note"}); else L{None}
     tag_mismatch: str | None = None
     #: a variant wheel's C{variant.json} as a record keeps it (PEP 825:
-    #: L{pypid.core.indexes.model.FileRecord.variant}); L{None} for any other file
+    #: L{pypid.core.dists.model.FileRecord.variant}); L{None} for any other file
     variant: str | None = None
 
     @property
     def metadata_sha256(self) -> str | None:
         """
-        The value for L{pypid.core.indexes.model.FileRecord.metadata_sha256}: the
+        The value for L{pypid.core.dists.model.FileRecord.metadata_sha256}: the
         metadata's hex sha256 when it is served, else L{None}.
         """
         return self.metadata.sha256 if self.serve else None

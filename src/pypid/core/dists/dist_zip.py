@@ -19,6 +19,7 @@ from typing import IO
 
 from pypid.core.dists.dist_members import SdistLayout, is_named_for, too_large
 from pypid.core.dists.metadata import InvalidDistribution, escape_text, short_text
+from pypid.core.dists.model import VARIANT_BYTES
 from pypid.core.dists.names import ParsedFilename
 from pypid.core.dists.wheel_variants import (
     MAX_VARIANT_JSON,
@@ -34,7 +35,6 @@ from pypid.core.dists.wheelfile import (
     check_matches_filename,
     parse_wheel_file,
 )
-from pypid.core.indexes.model import VARIANT_BYTES
 
 #: The most bytes a central directory entry is allowed on average when the
 #: central directory's size is checked against the entry limit (46 fixed

@@ -30,11 +30,11 @@ from typing import IO, Union
 
 import attrs
 
+from pypid.core.dists.details import describe
 from pypid.core.dists.dist_archive import WheelTags, extract
+from pypid.core.dists.model import SUMMARY_BYTES, FileRecord, cut_text
 from pypid.core.dists.names import parse_filename
 from pypid.core.dists.readme import Renderer
-from pypid.core.formats.details import describe
-from pypid.core.indexes.model import SUMMARY_BYTES, FileRecord, cut_text
 
 #: C{(size, sha256, blake2_256, md5)}, the digests in hex (the last two
 #: L{None} when a record kept from before pypid wrote them lacks them)
@@ -107,7 +107,7 @@ class Inspected:
     @ivar record: its L{FileRecord}.
     @ivar metadata: its core metadata bytes when they are served (PEP 658),
         else L{None}.
-    @ivar details: its L{pypid.core.formats.details.Details} as sidecar bytes, when
+    @ivar details: its L{pypid.core.dists.details.Details} as sidecar bytes, when
         asked for.
     """
 
@@ -137,7 +137,7 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         stricter upload rules (L{pypid.core.dists.dist_archive.extract}'s C{strict}).
     @param details: also render the file's details for the pages for people
         with this L{pypid.core.dists.readme.Renderer}
-        (L{pypid.core.formats.details.describe}; slower, a README is rendered).
+        (L{pypid.core.dists.details.describe}; slower, a README is rendered).
     @param wheel_tags: what a wheel whose C{WHEEL} tags differ from its
         filename's gets (L{pypid.core.dists.dist_archive.extract}'s C{wheel_tags}).
     @rtype: L{Inspected}

@@ -53,7 +53,7 @@ from pypid.core.util.http_errors import BadRequest
 
 
 class UploadedFile(Protocol):
-    """The spooled file part of an upload (L{pypid.web.changes.upload_form.FilePart})."""
+    """The spooled file part of an upload (L{pypid.web.server.upload_form.FilePart})."""
 
     @property
     def filename(self) -> str: ...
@@ -70,7 +70,7 @@ class UploadedFile(Protocol):
 
 
 class UploadForm(Protocol):
-    """A parsed upload form (L{pypid.web.changes.upload_form.Form}), as it is checked here."""
+    """A parsed upload form (L{pypid.web.server.upload_form.Form}), as it is checked here."""
 
     @property
     def fields(self) -> Mapping[str, Sequence[str]]: ...
@@ -131,7 +131,7 @@ def check_form(form: UploadForm) -> None:
     Refuse a form whose fields are repeated, misplaced, oversized or not
     plain text (the rules of the module docstring).
 
-    @param form: a L{pypid.web.changes.upload_form.Form}.
+    @param form: a L{pypid.web.server.upload_form.Form}.
     @raise BadRequest: naming the field.
     """
     for name in form.inline_files:
@@ -221,7 +221,7 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     """
     Check the form of a C{file_upload} action and the uploaded file part.
 
-    @param form: a L{pypid.web.changes.upload_form.Form}.
+    @param form: a L{pypid.web.server.upload_form.Form}.
     @rtype: L{UploadRequest}
     @raise BadRequest: naming the field and the problem.
     """

@@ -34,8 +34,8 @@ from urllib.parse import quote
 import attrs
 
 from pypid.core.dists.names import InvalidName, canonical_version, is_valid_name, normalize
+from pypid.core.dists.version_order import release_key
 from pypid.core.dists.wheel_variants import index_level, variants_filename
-from pypid.core.security.affected_releases import release_key
 
 #: the bodies of a page without variant wheels
 NO_VARIANTS: Mapping[str, bytes] = MappingProxyType({})
@@ -70,7 +70,7 @@ F = TypeVar("F", bound=VariantListed)
 class VariantsFile:
     """
     A release's index-level file as a page lists it (a
-    L{pypid.core.formats.render.ListedFile}): its name, digest and size; none of
+    L{pypid.core.indexes.render.ListedFile}): its name, digest and size; none of
     the attributes of a distribution.
     """
 

@@ -50,7 +50,7 @@ class TagMismatch(InvalidWheelFile):
     """
     A C{WHEEL} whose C{Tag} lines differ from the filename's tags: refused
     by default, taken for the projects an index names
-    (L{pypid.core.dists.upload_rules.UploadRules.tag_mismatch}), as the public
+    (L{pypid.core.access.upload_rules.UploadRules.tag_mismatch}), as the public
     index hosts such wheels.
     """
 

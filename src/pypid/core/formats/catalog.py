@@ -22,12 +22,12 @@ from collections.abc import Callable, Collection, Hashable, Sequence
 
 import attrs
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.version_order import choose_latest
 from pypid.core.formats.pages import Upload
 from pypid.core.formats.search import SearchEntry, SearchIndex
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 
 #: Where a project's entry is kept with its pages (L{RenderedPages.keep_page}).

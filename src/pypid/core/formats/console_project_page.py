@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.formats.console_pages import (
     AUDIT_COLUMNS,
@@ -26,7 +27,6 @@ from pypid.core.formats.console_pages import (
 )
 from pypid.core.formats.pages import Chrome, frame
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project_status import STATUSES, ProjectStatus
 
 

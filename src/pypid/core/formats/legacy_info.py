@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pypid.core.dists.metadata import parse_metadata
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.version_order import choose_latest, version_key
-from pypid.core.formats import render
-from pypid.core.formats.render import LegacyFile
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes import render
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import LegacyFile
 from pypid.core.security.advisories import Verdict, vulnerability_json
 
 #: A release's files with their links: C{(record, url)} pairs.

@@ -32,9 +32,9 @@ from urllib.parse import quote
 import attrs
 
 from pypid.core.dists.names import normalize
-from pypid.core.formats.render import ListedFile
 from pypid.core.formats.search import Results, SearchEntry
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.render import ListedFile
 
 
 class ShownFile(ListedFile, Protocol):

@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 import attrs
 
+from pypid.core.dists.details import Details
 from pypid.core.dists.names import WHEEL
 from pypid.core.dists.provenance import integrity_path
 from pypid.core.dists.version_order import choose_latest, is_prerelease, version_key
-from pypid.core.formats.details import Details
 from pypid.core.formats.pages import (
     Chrome,
     ShownFile,
@@ -42,7 +42,7 @@ class Release:
     """
     One version of a project as the pages show it.
 
-    @ivar files: its files (L{pypid.core.indexes.model.FileRecord}s, or the
+    @ivar files: its files (L{pypid.core.dists.model.FileRecord}s, or the
         upstream's L{pypid.upstream.page_model.UpstreamFile}s), by filename.
     @ivar yanked: the reason when every file is yanked (possibly C{""}),
         else L{None}.
@@ -65,7 +65,7 @@ class ProjectView:
     @ivar current: the release the page is about.
     @ivar latest: the version installers pick by default (no pre-release
         when there is a final one, no yanked one), or L{None}.
-    @ivar details: the L{pypid.core.formats.details.Details} of the current
+    @ivar details: the L{pypid.core.dists.details.Details} of the current
         release, or L{None} when none are kept.
     @ivar upstream: when the upstream's page was fetched, for a project the
         cache knows from the upstream; L{None} for a hosted one.

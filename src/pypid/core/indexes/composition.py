@@ -37,18 +37,18 @@ import attrs
 
 from pypid.core.dists.names import filename_key, normalize
 from pypid.core.dists.version_order import is_prerelease, version_key
-from pypid.core.formats.render import ListedFile, Page
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import UPSTREAM_PREFIX
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import ListedFile, Page
 
 
 class ComposedFile(ListedFile, Protocol):
     """
     A file as a composed page lists it: what a page shows of it
     (L{ListedFile}), and its project and version (for its link, the order
-    and the pre-release filter). A L{pypid.core.indexes.model.FileRecord} and an
+    and the pre-release filter). A L{pypid.core.dists.model.FileRecord} and an
     upstream's file both are.
     """
 

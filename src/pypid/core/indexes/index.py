@@ -23,23 +23,23 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import (
     filename_key,
     normalize,
     project_of_filename,
 )
-from pypid.core.formats.namespace_api import IndexNamespaces
-from pypid.core.formats.render import ProvenanceURL, provenance_url_for
-from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.later_projects import LaterProject, LaterProjects
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.project_statuses import ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
+from pypid.core.indexes.render import ProvenanceURL, provenance_url_for
+from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
-from pypid.core.security.affected_releases import release_key
 
 
 def _fill(records: Iterable[FileRecord], projects: dict[str, Project],
@@ -119,7 +119,7 @@ class Index:
             index it came from (L{share_promoted}). L{None}: no sharing (a
             server of one index).
         @param provenance_url: the link its pages give a file's provenance
-            (L{pypid.core.formats.render.provenance_url_for}); L{None}: none.
+            (L{pypid.core.indexes.render.provenance_url_for}); L{None}: none.
         @param namespaces: the index's PEP 752 namespaces, which its JSON
             pages show (API 1.5, L{RenderedPages.namespaces}); L{None}: none
             (API 1.4).

@@ -88,7 +88,7 @@ def parse_base(text: str) -> BaseRef:
 #: speak) by C{POST}: the root, and C{/legacy/} with or without its slash.
 #: Written once, here, for all that must agree on them: the upload route
 #: (L{pypid.web.changes.publish}), the site that streams their bodies to disk
-#: (L{pypid.web.server.site}) and the C{upload} route family of
+#: (L{pypid.web.site}) and the C{upload} route family of
 #: L{pypid.core.records.metrics}.
 UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import attrs
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import project_of
 from pypid.core.indexes.project import Project
 

@@ -4,7 +4,7 @@ kept of it, and its records made later.
 
 Its own module, apart from the L{pypid.core.indexes.index.Index} that holds it,
 because more reads it than the index: the kept pages
-(L{pypid.core.formats.rendered_pages}), the composed views, the legacy JSON API,
+(L{pypid.core.indexes.rendered_pages}), the composed views, the legacy JSON API,
 the exports and the upstream's merged pages all take a L{Project} and need
 nothing of the index for it. (Kept in the index's module, it made a circle
 of imports with the rendered pages, which the index holds.)
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, filename_key
 from pypid.core.dists.version_order import choose_latest, version_key
-from pypid.core.indexes.model import FileRecord
 
 if TYPE_CHECKING:
     # (the table of the projects loaded later takes a Project: a circle of

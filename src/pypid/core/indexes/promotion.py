@@ -3,7 +3,7 @@ Who promoted a file into an index, from which index, and when.
 
 A promotion moves a release from one index to another without its bytes
 going through pypid: the target index stores the very file, and the same
-L{pypid.core.indexes.model.FileRecord} (bytes, hashes, upload time and uploader are
+L{pypid.core.dists.model.FileRecord} (bytes, hashes, upload time and uploader are
 the upload's). What the promotion adds is this small value, kept beside the
 promoted file by the storage (L{pypid.storage.capabilities.IAdoptingStorage})
 rather than in the record: C{FileRecord}'s JSON refuses unknown keys, so a

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 
 
 @attrs.frozen

@@ -29,8 +29,8 @@ from fnmatch import fnmatchcase
 
 import attrs
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.version_order import is_prerelease, version_key
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.units import format_duration
 
 

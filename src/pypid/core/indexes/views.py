@@ -18,7 +18,7 @@ memory and has the same ETag.
 The index's own L{AdvisoryPolicy} is applied to the page it
 composes, whatever its sources' own policies: a release it hides is left
 off, one it denies is listed yanked with the advisories as the reason
-(L{pypid.core.formats.rendered_pages.advised_files}). The stamp of a page of a
+(L{pypid.core.indexes.rendered_pages.advised_files}). The stamp of a page of a
 project the policy names holds the policy's stamp (the board's
 generation and the rules taken), and a page composed while the policy
 named no release of the project is stale once it does; such a page is
@@ -36,10 +36,7 @@ import attrs
 
 from pypid.core.dists.variant_files import with_variant_files
 from pypid.core.dists.version_order import version_key
-from pypid.core.formats import render
-from pypid.core.formats.namespace_api import IndexNamespaces, served
-from pypid.core.formats.render import CONTENT_TYPES, HTML, Page
-from pypid.core.formats.rendered_pages import advised_files, page_bytes
+from pypid.core.indexes import render
 from pypid.core.indexes.composition import (
     ChainSource,
     ComposedFile,
@@ -50,8 +47,11 @@ from pypid.core.indexes.composition import (
     compose,
 )
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page
+from pypid.core.indexes.rendered_pages import advised_files, page_bytes
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.lru import ByteLRU
 
@@ -78,7 +78,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
                 namespaces: IndexNamespaces | None = None, hidden: bool = False) -> Page:
     """
     A composed page's bytes, rendered as an index's own are
-    (L{pypid.core.formats.render}), the index's C{advisories} applied, its
+    (L{pypid.core.indexes.render}), the index's C{advisories} applied, its
     C{namespaces} given (API 1.5; with the hidden ones when C{hidden}).
     """
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]

@@ -33,7 +33,7 @@ from typing import cast
 
 import attrs
 
-from pypid.core.indexes.model import cut_text, format_upload_time
+from pypid.core.dists.model import cut_text, format_upload_time
 
 #: The kinds of entry. Changes: C{upload}, C{yank}, C{unyank}, C{delete},
 #: C{token-issued}, C{token-revoked}, C{refresh} (an upstream page fetched

@@ -237,7 +237,7 @@ class RequestStats:
     them.
 
     The site appends a tuple per request to L{batch} and nothing more
-    (L{pypid.web.server.site.PypidSite.log}); L{settle} counts a whole batch in
+    (L{pypid.web.site.PypidSite.log}); L{settle} counts a whole batch in
     one tight loop, when L{BATCH} are waiting or when scraped. Counting each
     request as it was answered cost 2.7 us of a request's 55 us in the
     server (measured in process: the counting code ran with cold caches
@@ -415,7 +415,7 @@ HISTOGRAM = "histogram"
 @attrs.frozen
 class Family:
     """
-    One metric family as a part offers it (L{pypid.core.util.parts.IMetricsSource}):
+    One metric family as a part offers it (L{pypid.core.parts.IMetricsSource}):
     plain values that C{/metrics} writes in the exposition format, so that no
     part imports C{prometheus_client} and the collector knows no part's
     internals. Families of one name from several parts are one family there

@@ -38,7 +38,8 @@ from typing import Literal
 import attrs
 
 from pypid.core.dists.names import normalize
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.dists.version_order import release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import Unavailable
 

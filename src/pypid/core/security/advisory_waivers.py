@@ -28,8 +28,8 @@ from typing import Any
 import attrs
 
 from pypid.core.dists.names import is_valid_name, normalize
+from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import IndexWaivers
-from pypid.core.security.affected_releases import release_key
 
 #: The most waivers the document holds (each index's together): each is
 #: looked up in a set, but the document is read whole at every change.

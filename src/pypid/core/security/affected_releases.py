@@ -1,6 +1,8 @@
 """
 Which releases of a project an advisory affects: its spans and version
-lists, and the version keys they are compared by. Apart from
+lists, and the version keys they are compared by (a release's own,
+L{pypid.core.dists.version_order.release_key}, is with the version order,
+which the variant files read too). Apart from
 L{pypid.core.security.advisories}, which is what an index does about the
 advisories, because this is only PEP 440 matching, shared by the waivers,
 the records and the variant files alike.
@@ -32,23 +34,7 @@ import attrs
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-
-@functools.lru_cache(maxsize=1 << 16)
-def release_key(version: str) -> str:
-    """
-    What a version is compared by in version lists and waivers: its PEP
-    440 canonical text, trailing zeros of the release dropped (so C{1.0}
-    and C{1.0.0} are one release, as installers see them: both C{1}), or,
-    when PEP 440 cannot read it, its text in lower case.
-
-    Text rather than L{Version} objects: a hostile record listing 400,000
-    distinct versions kept 381 MiB as objects; as short strings, a sixth.
-    Remembered (the same few thousand versions recur in every export).
-    """
-    try:
-        return canonicalize_version(Version(version))
-    except InvalidVersion:
-        return version.strip().lower()
+from pypid.core.dists.version_order import release_key
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -42,7 +42,7 @@ import attrs
 from packaging.version import Version
 
 from pypid.core.dists.names import normalize
-from pypid.core.dists.version_order import version_key
+from pypid.core.dists.version_order import release_key, version_key
 from pypid.core.security.advisories import (
     SEVERITIES,
     Advisory,
@@ -50,7 +50,7 @@ from pypid.core.security.advisories import (
     severity_rank,
     severity_word,
 )
-from pypid.core.security.affected_releases import Affected, Span, parsed_version, release_key
+from pypid.core.security.affected_releases import Affected, Span, parsed_version
 
 #: The ecosystem whose entries are read.
 ECOSYSTEM = "PyPI"

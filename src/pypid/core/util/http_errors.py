@@ -1,7 +1,7 @@
 """
 The errors the HTTP layer turns into responses, one type per status.
 
-Handlers raise these; one place (L{pypid.web.serving.respond.send_error}) writes the
+Handlers raise these; one place (L{pypid.web.server.respond.send_error}) writes the
 status, the reason phrase and a plain-text body. twine shows the reason
 phrase to its user, so the message goes there too, reduced to printable
 ASCII: client-supplied text never reaches a status line or header raw.

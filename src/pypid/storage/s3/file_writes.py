@@ -25,7 +25,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     AlreadyBinned,

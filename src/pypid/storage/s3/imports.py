@@ -31,9 +31,9 @@ from twisted.logger import Logger
 
 from pypid.core.dists.distribution import Inspected, inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.indexes.model import FileRecord
 from pypid.jobs.gather import gather
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import RecordRefused, Run, StorageError

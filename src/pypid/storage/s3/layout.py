@@ -30,8 +30,8 @@ from urllib.parse import quote, unquote
 
 import attrs
 
+from pypid.core.dists.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.dists.names import InvalidName, normalize, parse_filename
-from pypid.core.indexes.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.storage.capabilities import document_name
 from pypid.storage.interface import RecordRefused

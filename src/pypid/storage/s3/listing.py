@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.interface import ScanResult
 from pypid.storage.s3.api import BucketCalls, Listed, S3Client

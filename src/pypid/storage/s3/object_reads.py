@@ -18,8 +18,8 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
-from pypid.core.indexes.model import FileRecord
 from pypid.storage.interface import (
     Deliverable,
     MemoryFile,

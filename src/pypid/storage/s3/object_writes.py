@@ -35,7 +35,7 @@ import attrs
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.util.s3_limits import MAX_PARTS, MIN_PART_SIZE
 from pypid.jobs.gather import gather
 from pypid.storage.interface import Run, StorageError

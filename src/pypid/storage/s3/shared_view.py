@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.storage.capabilities import Polled
 from pypid.storage.interface import ScanResult
 from pypid.storage.s3.api import BucketCalls, PacedClient

@@ -43,11 +43,11 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from pypid.config.s3_settings import S3Config
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.readme import Renderer, render_description
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, timing_families
-from pypid.core.util.parts import IMetricsSource
 from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.storage.capabilities import (
     IAdoptingStorage,

@@ -59,10 +59,10 @@ from pypid.core.security.advisory_waivers import (
 from pypid.core.util.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.interface import StorageError
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
+from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, form_field, is_form, json_object, send_json
-from pypid.web.serving.respond import storage_unavailable
 
 #: What C{GET /api/advisories} answers without credentials.
 ADVISORIES_LOGIN = "authentication is required to read what advisories do"

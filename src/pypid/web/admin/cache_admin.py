@@ -23,8 +23,8 @@ from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.util.http_errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.routes import answer_errors, form_field, send_json
 
 #: The audit event of a remembered upstream quarantine released.
@@ -47,7 +47,7 @@ class CacheAdmin:
     """
     @ivar _access: the L{pypid.web.identity.access.Access} gate.
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail} refreshes and
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} refreshes and
         pre-caching are recorded in.
     """
 

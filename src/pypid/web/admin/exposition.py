@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from pypid.config.metrics_settings import MetricsConfig, address_allowed
 from pypid.core.formats.negotiate import accepts_gzip
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import (
     COUNTER,
     HISTOGRAM,
@@ -45,7 +46,6 @@ from pypid.core.records.metrics import (
     histograms,
 )
 from pypid.core.util.http_errors import Forbidden, Unauthorized
-from pypid.core.util.parts import IMetricsSource
 from pypid.web.identity.access import Access
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.routes import answer_errors
@@ -130,7 +130,7 @@ class Collector:
     C{prometheus_client} as its own: families of one name from several
     sources are one family, their samples together.
 
-    @ivar sources: the L{pypid.core.util.parts.IMetricsSource}s, in the order
+    @ivar sources: the L{pypid.core.parts.IMetricsSource}s, in the order
         their families are written.
     """
 
@@ -194,7 +194,7 @@ class Metrics:
 
     @ivar _access: the L{pypid.web.identity.access.Access} gate (credentials, groups).
     @ivar _policy: the L{pypid.config.metrics_settings.MetricsConfig} (L{reconfigure}).
-    @ivar _sources: the L{pypid.core.util.parts.IMetricsSource}s the collector reads.
+    @ivar _sources: the L{pypid.core.parts.IMetricsSource}s the collector reads.
     @ivar _registry: the collector's registry, made at the first scrape.
     """
 

@@ -16,8 +16,8 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from pypid.core.dists.model import format_upload_time
 from pypid.core.formats.admin_answers import BinListing, BinnedFile
-from pypid.core.indexes.model import format_upload_time
 from pypid.core.util.http_errors import NotFound
 from pypid.state.recycle_bin import RecycleBin
 from pypid.web.identity.access import Access

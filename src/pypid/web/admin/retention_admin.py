@@ -25,10 +25,10 @@ from pypid.core.formats.admin_answers import RetentionApplied, RetentionPlans
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
-from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail, facts_of
+from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, form_field, is_form, json_object, send_json
-from pypid.web.serving.respond import storage_unavailable
 
 #: What the routes answer without credentials.
 RETENTION_LOGIN = "authentication is required to apply the retention rules"

@@ -33,10 +33,10 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.core.util.units import parse_duration
 from pypid.storage.interface import Run
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
+from pypid.web.server.respond import RETRY_AFTER, send_text
 from pypid.web.server.routes import answer_errors, form_field, send_json
-from pypid.web.serving.respond import RETRY_AFTER, send_text
 
 log = Logger()
 
@@ -49,7 +49,7 @@ class TokenAdmin:
     @ivar _access: the L{pypid.web.identity.access.Access} gate, which holds the
         L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
     @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail} tokens issued and
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} tokens issued and
         revoked are recorded in.
     """
 

@@ -23,11 +23,11 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
+from pypid.core.dists.model import format_upload_time
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats.admin_answers import ProjectUsage
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import format_upload_time
 from pypid.core.records.usage import WINDOW_DAYS, date_of
 from pypid.core.util.http_errors import BadRequest, NotFound
 from pypid.state.usage_log import UsageLog

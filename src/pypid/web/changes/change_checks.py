@@ -16,13 +16,13 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
 from pypid.web.identity.access import UPLOAD_LOGIN, Access, may_not_upload
-from pypid.web.serving.respond import storage_unavailable
+from pypid.web.server.respond import storage_unavailable
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
 log = Logger(namespace="pypid.web.changes.publish")

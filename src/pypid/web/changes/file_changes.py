@@ -19,20 +19,20 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
 from pypid.core.dists.upload import check_form
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import BadRequest, Conflict, Forbidden, NotFound
 from pypid.core.util.units import format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
 from pypid.storage.locks import KeyedLock
-from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
-from pypid.web.changes.upload_form import Form
+from pypid.web.server.audit_trail import AuditTrail, facts_of
+from pypid.web.server.respond import send_text, storage_unavailable
 from pypid.web.server.routes import requested_version
-from pypid.web.serving.respond import send_text, storage_unavailable
+from pypid.web.server.upload_form import Form
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
 log = Logger(namespace="pypid.web.changes.publish")
@@ -49,7 +49,7 @@ class FileChanges:
     @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _storage: the L{pypid.storage.interface.IStorage}.
     @ivar _checks: the index's L{ChangeChecks}.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.
     @ivar _bin: where a deleted file waits before it is purged;
         L{None}: none, a deletion deletes at once.

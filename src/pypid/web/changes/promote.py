@@ -60,11 +60,11 @@ from pypid.state.promoter import (
 from pypid.storage.interface import (
     StorageError,
 )
-from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail, facts_of
+from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, bounded_body, is_form, send_json
-from pypid.web.serving.respond import storage_unavailable
 
 log = Logger()
 
@@ -101,7 +101,7 @@ class Promote:
 
     @ivar _registry: the server's indexes (L{pypid.state.indexes.IndexRegistry}).
     @ivar _access: the L{pypid.web.identity.access.Access} gate.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}: when a file was promoted.
     """
 

@@ -9,7 +9,7 @@ it) holds that distribution's lock from its checks to its last write, so an
 upload never interleaves with another upload, a yank or a delete of it.
 
 Every change, and every change refused to a user who logged in, is recorded
-in the audit log (L{pypid.web.admin.audit_trail.AuditTrail}), after the change is
+in the audit log (L{pypid.web.server.audit_trail.AuditTrail}), after the change is
 stored; the answer waits for the entry's first write attempt (so an
 acknowledged change has its entry on disk), but an entry that cannot be
 written never fails the change.
@@ -34,29 +34,29 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
+from pypid.core.access.upload_rules import IndexUploadRules
+from pypid.core.dists.model import YANK_REASON_BYTES
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.upload import validate_upload
-from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.model import YANK_REASON_BYTES
 from pypid.core.indexes.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable
 from pypid.state.recycle_bin import RecycleBin
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.locks import KeyedLock
-from pypid.web.admin.audit_trail import AuditTrail, Named
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.changes.file_changes import FileChange, FileChanges
-from pypid.web.changes.upload_form import Form, MultipartError, UploadTooLarge
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations, UploadStore
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth
+from pypid.web.server.audit_trail import AuditTrail, Named
+from pypid.web.server.body import too_large_message
+from pypid.web.server.respond import RETRY_AFTER, send_text, storage_unavailable
 from pypid.web.server.routes import answer_errors, bounded_body, form_field, route_each
-from pypid.web.server.site import too_large_message
-from pypid.web.serving.respond import RETRY_AFTER, send_text, storage_unavailable
+from pypid.web.server.upload_form import Form, MultipartError, UploadTooLarge
 
 log = Logger()
 
@@ -75,7 +75,7 @@ class Publish:
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds
         (shared with the snapshot writer, which dates a save by its oldest
         change under way).

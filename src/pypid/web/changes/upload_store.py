@@ -20,17 +20,17 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.attestations import AttestationRefused
 from pypid.auth.verifier import Identity
+from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.dists.names import filename_key, project_of_filename, variant_release
 from pypid.core.dists.readme import Renderer
 from pypid.core.dists.upload import UploadRequest
-from pypid.core.dists.upload_rules import IndexUploadRules
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import index_section
-from pypid.core.indexes.model import UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.util.http_errors import BadRequest, Forbidden
 from pypid.storage.interface import (
     FileExists,
@@ -41,11 +41,11 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.storage.locks import KeyedLock
-from pypid.web.admin.audit_trail import AuditTrail, facts_of
 from pypid.web.changes.change_checks import ChangeChecks, storage_call
-from pypid.web.changes.upload_form import FilePart
 from pypid.web.identity.access import may_not_upload
-from pypid.web.serving.respond import send_text, storage_unavailable
+from pypid.web.server.audit_trail import AuditTrail, facts_of
+from pypid.web.server.respond import send_text, storage_unavailable
+from pypid.web.server.upload_form import FilePart
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
 log = Logger(namespace="pypid.web.changes.publish")
@@ -101,7 +101,7 @@ class UploadStore:
     @ivar _checks: the index's L{ChangeChecks}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (the inspection).
     @ivar _clock: provides C{seconds()}.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.
     @ivar _attestations: checks the attestations uploads come with (PEP 740).
     @ivar _render: renders the descriptions of uploaded files.

@@ -65,7 +65,7 @@ class Access:
         @param throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
         @param tokens: the L{pypid.auth.tokens.TokenBook}, or L{None} when
             tokens are not used.
-        @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} that failed
+        @param audit: the L{pypid.web.server.audit_trail.AuditTrail} that failed
             and throttled logins are recorded in, or L{None}.
         @param publishers: the L{pypid.auth.publisher_tokens.PublisherTokens} trusted
             publishing minted, or L{None}.

@@ -38,7 +38,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
 from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
-from pypid.core.util.parts import IReloadable
+from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import Run
@@ -67,7 +67,7 @@ class AccessPart(Service):
                  audit: FailedLogins, run: Run) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
-        @param audit: the L{pypid.web.admin.audit_trail.AuditTrail} failed logins go to.
+        @param audit: the L{pypid.web.server.audit_trail.AuditTrail} failed logins go to.
         @param run: C{run(f, *args) -> Deferred}, for the token and session
             files' writes (the I/O pool).
         @raise pypid.config.errors.StartupError: when the token file, or a

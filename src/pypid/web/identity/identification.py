@@ -3,7 +3,7 @@ Who is asking: the bridge from a request's HTTP Basic credentials (a
 password, or a token given as the password of C{__token__}) to
 L{pypid.auth.verifier}'s verifier, the token book and trusted publishing's
 minted tokens, with the login throttle and the audit log of failed logins
-on the way. What an identity may then do is L{pypid.web.identity.permissions}'s;
+on the way. What an identity may then do is L{pypid.auth.reader}'s;
 the gates that join the two are L{pypid.web.identity.access}'s.
 
 Only credentials that need a check of their own meet the login throttle:
@@ -58,7 +58,7 @@ _TOKEN_ID_KEPT = 16
 class FailedLogins(Protocol):
     """
     Where failed and throttled logins are recorded
-    (L{pypid.web.admin.audit_trail.AuditTrail}).
+    (L{pypid.web.server.audit_trail.AuditTrail}).
     """
 
     def login_failed(self, user: str | None, address: str | None, token: str | None = None,

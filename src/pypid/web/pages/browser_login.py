@@ -53,14 +53,14 @@ from pypid.core.access.sso_flow import PENDING_TTL, LoginRefused
 from pypid.core.formats import pages
 from pypid.core.records.audit_chain import FAILED
 from pypid.core.util.http_errors import HTTPError, Unauthorized
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access import Access
 from pypid.web.identity.access_part import name_held
 from pypid.web.identity.browser_sessions import BrowserSessions
 from pypid.web.identity.request_auth import client_address, remember, request_credentials
 from pypid.web.pages.people import HTML, people_headers
+from pypid.web.server.audit_trail import AuditTrail
+from pypid.web.server.respond import see_other
 from pypid.web.server.routes import answer_errors, form_field
-from pypid.web.serving.respond import see_other
 
 log = Logger()
 

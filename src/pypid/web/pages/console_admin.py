@@ -19,7 +19,7 @@ from pypid.core.access.sessions import Session
 from pypid.core.formats import console_pages, pages
 from pypid.core.util.http_errors import Forbidden, HTTPError, NotFound
 from pypid.web.admin.advisory_admin import ADVISORIES_LOGIN, AdvisoryAdmin
-from pypid.web.admin.audit_trail import AuditAdmin, audit_query
+from pypid.web.admin.audit_admin import AuditAdmin, audit_query
 from pypid.web.admin.groups_admin import GROUPS_LOGIN, GroupsAdmin
 from pypid.web.admin.indexes_admin import INDEXES_LOGIN, IndexesAdmin
 from pypid.web.admin.recycle_admin import BIN_LOGIN, RecycleAdmin
@@ -27,8 +27,8 @@ from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, app
 from pypid.web.identity.access import not_an_admin
 from pypid.web.pages.browser_login import send_html
 from pypid.web.pages.console_gate import ConsoleGate, root_of, shown_field
+from pypid.web.server.respond import send_error
 from pypid.web.server.routes import answer_errors, form_field
-from pypid.web.serving.respond import send_error
 
 _A = TypeVar("_A")
 

@@ -22,11 +22,11 @@ from pypid.core.formats import pages
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import REFUSED
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access import Access
 from pypid.web.pages.browser_login import body_fields, no_store
 from pypid.web.pages.people import people_headers
-from pypid.web.serving.respond import send_error
+from pypid.web.server.audit_trail import AuditTrail
+from pypid.web.server.respond import send_error
 
 #: What a console request with credentials is told.
 SESSION_ONLY = ("the console works in a browser session: log in through the login page, "

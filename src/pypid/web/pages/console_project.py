@@ -17,15 +17,15 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.verifier import Identity
 from pypid.core.access.sessions import Session
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats import charts, console_project_page
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFound
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
-from pypid.web.admin.audit_trail import AuditAdmin, audit_query
+from pypid.web.admin.audit_admin import AuditAdmin, audit_query
 from pypid.web.admin.usage_admin import UsageAdmin
 from pypid.web.changes.promote import Promote, promote_request, promotion_form
 from pypid.web.changes.publish import Publish
@@ -38,9 +38,9 @@ from pypid.web.pages.console_gate import (
     root_of,
     shown_field,
 )
+from pypid.web.server.respond import see_other, send_error
 from pypid.web.server.routes import answer_errors, form_field, is_form
 from pypid.web.serving.index_root import ServedIndex
-from pypid.web.serving.respond import see_other, send_error
 
 #: The most reads of the audit log a project's trail takes.
 TRAIL_READS = 6

@@ -33,9 +33,9 @@ from pypid.auth.basic import MalformedCredentials
 from pypid.core.access.origins import origin_of
 from pypid.core.formats import pages
 from pypid.core.formats.catalog import Catalog, IndexCatalog
-from pypid.core.formats.render import Page
 from pypid.core.formats.search import Results
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, NotFound
 from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import has_session_cookie
@@ -45,8 +45,8 @@ from pypid.web.identity.request_auth import (
     identity_of,
     request_credentials,
 )
+from pypid.web.server.respond import ReadResource, send_error, send_page
 from pypid.web.server.routes import answer_errors, form_field, send_json
-from pypid.web.serving.respond import ReadResource, send_error, send_page
 from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL
 
 HTML = b"text/html; charset=utf-8"

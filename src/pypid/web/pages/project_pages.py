@@ -43,16 +43,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from pypid.core.dists.details import Details
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import WHEEL, is_valid_name, normalize
 from pypid.core.dists.provenance import ProvenanceInvalid, publishers_of, read_provenance
 from pypid.core.formats import pages, project_page
-from pypid.core.formats.details import Details
-from pypid.core.formats.render import Page
 from pypid.core.indexes.composition import ChainSource, Filters, chain_status, compose
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.indexes.render import Page
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
@@ -60,9 +60,7 @@ from pypid.state.hosted_source import HostedSource
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
-from pypid.web.server.routes import requested_version
-from pypid.web.serving.index_pages import as_admin, send_private
-from pypid.web.serving.respond import (
+from pypid.web.server.respond import (
     Answer,
     ReadResource,
     Rendered,
@@ -70,6 +68,8 @@ from pypid.web.serving.respond import (
     send_moved,
     send_page,
 )
+from pypid.web.server.routes import requested_version
+from pypid.web.serving.index_pages import as_admin, send_private
 
 if TYPE_CHECKING:
     # (the upstream's modules load only when [upstream] is configured: start-up cost)

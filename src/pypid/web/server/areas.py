@@ -26,7 +26,7 @@ from twisted.web.server import Request
 from werkzeug.routing import Rule
 
 from pypid.core.util.http_errors import BadRequest, NotFound
-from pypid.web.serving.respond import Rendered, send_error, wrong_method_error
+from pypid.web.server.respond import Rendered, send_error, wrong_method_error
 
 
 class Area(Protocol):

@@ -3,14 +3,14 @@ Where a request's body goes while it arrives, and how to answer before it.
 
 Twisted writes a request body into C{request.content} chunk by chunk, then
 rewinds it and hands the request to its resource. pypid never lets Twisted
-pick that object: L{pypid.web.server.site.PypidRequest} chooses one of three bodies
+pick that object: L{pypid.web.site.PypidRequest} chooses one of three bodies
 when the headers are in, and they all provide L{IRequestBody}, so the
 request feeds, limits, drains and closes them the same way:
 
   - L{PlainBody}: a small body kept in memory (a yank reason, a token
     request, a requirements file), refused past L{MAX_PLAIN_BODY};
   - L{SpooledForm}: an upload's C{multipart/form-data} body, parsed by a
-    L{pypid.web.changes.multipart.FormSink} in a worker thread as it arrives (the
+    L{pypid.web.server.multipart.FormSink} in a worker thread as it arrives (the
     file part goes to the storage's spool folder and is hashed on the way),
     so memory stays flat whatever the file size;
   - L{DiscardedBody}: a body that is counted and forgotten, after an answer
@@ -38,8 +38,8 @@ from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.util.http_errors import reason_phrase
 from pypid.storage.interface import Run
-from pypid.web.changes.multipart import FormSink
-from pypid.web.changes.upload_form import Form, MultipartError
+from pypid.web.server.multipart import FormSink
+from pypid.web.server.upload_form import Form, MultipartError
 
 log = Logger()
 
@@ -75,10 +75,10 @@ class IRequestBody(Interface):
 
     def form() -> Form:
         """
-        The body parsed as an upload's L{pypid.web.changes.upload_form.Form}, once
+        The body parsed as an upload's L{pypid.web.server.upload_form.Form}, once
         drained; the caller then owns its spooled files.
 
-        @raise pypid.web.changes.upload_form.MultipartError: the body is not a
+        @raise pypid.web.server.upload_form.MultipartError: the body is not a
             well-formed form within the limits (L{UploadTooLarge} past the
             size limit).
         @raise OSError: the spool folder failed.
@@ -175,10 +175,10 @@ class PlainBody(io.BytesIO):
 @implementer(IRequestBody)
 class SpooledForm(_Unkept):
     """
-    An upload body, fed to a L{pypid.web.changes.multipart.FormSink} in a worker
+    An upload body, fed to a L{pypid.web.server.multipart.FormSink} in a worker
     thread as it arrives (see the module docstring).
 
-    @ivar sink: the L{pypid.web.changes.multipart.FormSink}.
+    @ivar sink: the L{pypid.web.server.multipart.FormSink}.
     """
 
     def __init__(self, sink: FormSink, run: Run, pause: Callable[[], object],
@@ -244,7 +244,7 @@ class SpooledForm(_Unkept):
         return d
 
     def form(self) -> Form:
-        """The sink's L{pypid.web.changes.upload_form.Form}; call it once L{drained} fired."""
+        """The sink's L{pypid.web.server.upload_form.Form}; call it once L{drained} fired."""
         return self.sink.finish()
 
     def _start(self) -> None:
@@ -308,3 +308,11 @@ def answer_before_body(transport: ITransport, code: int, message: str,
     lines += [b"Content-Type: text/plain; charset=utf-8",
               b"Content-Length: %d" % len(body), b"Connection: close"]
     transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + (body if send_body else b""))
+
+
+def too_large_message(limit: int) -> str:
+    """The answer to an upload over C{limit} bytes."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"content: the upload is larger than the limit of {limit >> shift} {unit}"
+    return f"content: the upload is larger than the limit of {limit} bytes"

@@ -22,7 +22,7 @@ a connection (and whatever the request holds) for ever. Here:
     L{LINGER_MOST} after the close began, on plain HTTP too.
 
 An answer written outside a request's own (those above, and the early
-answers of L{pypid.web.server.site}) ends with L{PypidChannel.close_after_answer},
+answers of L{pypid.web.site}) ends with L{PypidChannel.close_after_answer},
 which closes through the channel (unregistered as its transport's producer
 first, or TLS never sends its close_notify) and drops a connection still
 open L{CLOSE_TIMEOUT} seconds later. What a closing client sends is thrown
@@ -489,7 +489,7 @@ class GuardedSite(server.Site):
 
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)
     #: answers kept pages and small files from a request's bytes
-    #: (L{pypid.web.server.site.PypidSite}'s; none here)
+    #: (L{pypid.web.site.PypidSite}'s; none here)
     express: ExpressTake | None = None
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]

@@ -20,11 +20,11 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.dists.names import InvalidName, canonical_version
-from pypid.core.formats.render import Page
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, NotFound, TooLarge
-from pypid.web.serving.respond import send_error, wrong_method_error
+from pypid.web.server.respond import send_error, wrong_method_error
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -29,16 +29,16 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from pypid.core.dists.names import InvalidName, parse_filename
-from pypid.core.formats.rendered_pages import deny_reason
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.rendered_pages import deny_reason
+from pypid.core.parts import IMetricsSource
 from pypid.core.records.audit_chain import REFUSED
 from pypid.core.records.metrics import Family, by_label, counter
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import Forbidden
-from pypid.core.util.parts import IMetricsSource
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.request_auth import client_address, identity_of
+from pypid.web.server.audit_trail import AuditTrail
 
 #: The audit event of a refused download.
 EVENT = "advisory-denied"

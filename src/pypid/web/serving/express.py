@@ -5,7 +5,7 @@ response machinery.
 
 Most of what an index answers is the same few pages (C{/simple/...},
 C{/NAME/simple/...}) to clients that send no credentials. The page is
-rendered once and kept (L{pypid.core.formats.rendered_pages}); what a request
+rendered once and kept (L{pypid.core.indexes.rendered_pages}); what a request
 then cost was Twisted's: 70 us a page through the resource tree, 36 us for
 the same bytes written at once (in process, best of 15 runs of 1,000).
 
@@ -14,13 +14,13 @@ A request's whole head that arrives between requests (as pip and uv send
 them) goes to L{ExpressLane.take}, which reads it strictly and answers
 before Twisted parses a line; a head it does not read goes to Twisted's
 parser, and is offered again once parsed (L{ExpressLane.__call__}), before
-L{pypid.web.server.site.PypidRequest.process} builds anything.
+L{pypid.web.site.PypidRequest.process} builds anything.
 
 The lane sends only what the read path's one decider says to send as it
 is (L{pypid.web.serving.index_pages.IndexSimple.decide},
 L{pypid.web.serving.index_files.IndexFiles.decide}: the same gates, status,
 advisories, upstream merge and backfill), with the headers, bytes, download
-count and log line of L{pypid.web.serving.respond.send_page} and C{send_file}.
+count and log line of L{pypid.web.server.respond.send_page} and C{send_file}.
 It serves only indexes anyone may read, never looking at who asks;
 credentials, a conditional request or range, a query, a redirect, an
 upstream to ask, a quarantined or advised project, a file over
@@ -42,15 +42,15 @@ from twisted.web.server import Request
 
 from pypid.core.access.forwarded import TrustedProxies
 from pypid.core.formats.negotiate import accepts_gzip
-from pypid.core.formats.render import AgedPage, Page
+from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.core.util.lru import ByteLRU
 from pypid.storage.interface import LocalFile, MemoryFile
 from pypid.web.identity.request_auth import client_address
 from pypid.web.identity.request_client import forwarded_client
+from pypid.web.server.respond import PAGE_CACHE_CONTROL
 from pypid.web.server.twisted_http import write_between_requests
 from pypid.web.serving.read_decisions import PlainFile
-from pypid.web.serving.respond import PAGE_CACHE_CONTROL
 from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL, FILE_CONTENT_TYPE, SMALL_FILE
 
 #: The bytes of small files read from disk that the lane keeps: a few
@@ -343,7 +343,7 @@ class Asked:
 
     @property
     def _line(self) -> tuple[bytes, bytes]:
-        """The method and path, as L{pypid.web.server.site.PypidRequest} keeps them."""
+        """The method and path, as L{pypid.web.site.PypidRequest} keeps them."""
         return (self.method, self.path)
 
     def has_credentials(self) -> bool:

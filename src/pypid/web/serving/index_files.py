@@ -16,17 +16,18 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
 from pypid.auth.reader import Reader
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.variant_files import is_variants_filename
-from pypid.core.formats.render import JSON, Page
 from pypid.core.indexes.composition import Filters
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import JSON, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill
 from pypid.state.hosted_source import HostedSource
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import client_address
+from pypid.web.server.respond import Answer, send_page
 from pypid.web.serving.denied_files import DeniedDownloads
 from pypid.web.serving.index_pages import as_admin
 from pypid.web.serving.integrity import send_stored_provenance
@@ -37,7 +38,6 @@ from pypid.web.serving.read_decisions import (
     PlainFile,
     StoredFile,
 )
-from pypid.web.serving.respond import Answer, send_page
 from pypid.web.serving.stored_objects import TAIL, send_stored, transfer_of
 from pypid.web.serving.upstream_pages import (
     answer_chain_file,

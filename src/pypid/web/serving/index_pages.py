@@ -19,15 +19,22 @@ from twisted.web.server import Request
 from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.formats import render
-from pypid.core.formats.namespace_api import IndexNamespaces, served
 from pypid.core.formats.negotiate import choose
-from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
+from pypid.core.indexes import render
+from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import identity_of
+from pypid.web.server.respond import (
+    NOT_ACCEPTABLE,
+    Answer,
+    asked_kind,
+    send_moved,
+    send_page,
+)
 from pypid.web.serving.read_decisions import (
     AdminOnly,
     AskUpstream,
@@ -37,13 +44,6 @@ from pypid.web.serving.read_decisions import (
     Private,
     ReaderPage,
     ReaderRoot,
-)
-from pypid.web.serving.respond import (
-    NOT_ACCEPTABLE,
-    Answer,
-    asked_kind,
-    send_moved,
-    send_page,
 )
 from pypid.web.serving.upstream_pages import answer_chain_page, plain_chain_page
 

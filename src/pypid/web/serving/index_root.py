@@ -38,23 +38,17 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.formats.render import AgedPage, Page, file_url_for
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.render import AgedPage, Page, file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
 from pypid.state.hosted_source import HostedSource
-from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth, for_people
 from pypid.web.server.areas import Area, Areas
-from pypid.web.server.routes import answer_errors, route_each
-from pypid.web.serving.index_files import IndexFiles
-from pypid.web.serving.index_pages import IndexSimple
-from pypid.web.serving.integrity import answer_integrity
-from pypid.web.serving.read_decisions import PlainFile
-from pypid.web.serving.respond import (
+from pypid.web.server.respond import (
     Answer,
     Rendered,
     finish_later,
@@ -62,6 +56,12 @@ from pypid.web.serving.respond import (
     send_moved,
     wrong_method_error,
 )
+from pypid.web.server.routes import answer_errors, route_each
+from pypid.web.server.upload_form import MultipartError, UploadTooLarge
+from pypid.web.serving.index_files import IndexFiles
+from pypid.web.serving.index_pages import IndexSimple
+from pypid.web.serving.integrity import answer_integrity
+from pypid.web.serving.read_decisions import PlainFile
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)

@@ -31,12 +31,12 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.formats.negotiate import INTEGRITY_TYPES, choose_integrity
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import NotAcceptable, NotFound
 from pypid.storage.interface import IStorage
-from pypid.web.serving.respond import Answer, etag_matches
+from pypid.web.server.respond import Answer, etag_matches
 
 log = Logger()
 

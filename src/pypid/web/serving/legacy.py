@@ -32,14 +32,15 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from pypid.core.access.origins import origin_of
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.formats import legacy_info, render
-from pypid.core.formats.render import LegacyFile, Page
+from pypid.core.formats import legacy_info
+from pypid.core.indexes import render
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.model import FileRecord
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import LegacyFile, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     AdvisoryPolicy,
@@ -52,8 +53,8 @@ from pypid.core.util.http_errors import NotFound
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
 from pypid.web.identity.access import Access
+from pypid.web.server.respond import send_page, storage_unavailable
 from pypid.web.server.routes import answer_errors, kept_page, requested_version
-from pypid.web.serving.respond import send_page, storage_unavailable
 from pypid.web.serving.upstream_pages import bring_up_to_date, upstream_failure
 
 log = Logger()
@@ -390,6 +391,6 @@ def _left_off(verdict: Verdict | None) -> bool:
     """
     Whether the pages leave a release with this verdict off: hidden, not
     denied (a denied release is listed, yanked:
-    L{pypid.core.formats.rendered_pages.advised_files}).
+    L{pypid.core.indexes.rendered_pages.advised_files}).
     """
     return verdict is not None and verdict.hides and not verdict.denies

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pypid.core.formats.render import Page
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import Location
 
 if TYPE_CHECKING:
-    from pypid.core.indexes.model import FileRecord
+    from pypid.core.dists.model import FileRecord
     from pypid.upstream.source import SourceSide
 
 

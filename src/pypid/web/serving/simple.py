@@ -22,13 +22,13 @@ from typing import cast
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from pypid.core.formats.render import AgedPage, Page
 from pypid.core.indexes.index_names import ROUTE_SEGMENTS, is_index_segment
+from pypid.core.indexes.render import AgedPage, Page
 from pypid.web.identity.access import Access
+from pypid.web.server.respond import Rendered, send_moved
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
 from pypid.web.serving.read_decisions import PlainFile
-from pypid.web.serving.respond import Rendered, send_moved
 
 
 class RootResource(Resource):

@@ -5,7 +5,7 @@ remote store serves it, or relayed from that store as it arrives. Its
 validators and byte ranges (C{If-None-Match}, C{Range}, C{If-Range}) are
 read here, once, for the answer and for what counts as a download.
 
-Apart from L{pypid.web.serving.respond}, which writes every other answer
+Apart from L{pypid.web.server.respond}, which writes every other answer
 (pages, errors) and completes those that come later (C{finish_later}).
 """
 
@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
 from zope.interface import implementer
 
-from pypid.core.indexes.model import FileRecord
+from pypid.core.dists.model import FileRecord
 from pypid.core.util.http_errors import HTTPError, NotFound
 from pypid.storage.interface import (
     LocalFile,
@@ -38,7 +38,7 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
-from pypid.web.serving.respond import (
+from pypid.web.server.respond import (
     TEXT,
     Answer,
     Rendered,

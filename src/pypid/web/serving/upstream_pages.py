@@ -37,15 +37,15 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import is_variants_filename
-from pypid.core.formats.render import JSON, AgedPage, Page
-from pypid.core.indexes.model import FileRecord
+from pypid.core.indexes.render import JSON, AgedPage, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests
 from pypid.storage.interface import Location
 from pypid.web.identity.request_auth import client_address
+from pypid.web.server.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.integrity import no_provenance, same_version, send_provenance
-from pypid.web.serving.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.stored_objects import send_stored
 from pypid.web.serving.upstream_files import answer_file, file_of
 

@@ -1,7 +1,7 @@
 """
 Tests for L{pypid.core.access.cross_site}: which requests a browser sent for
 another site (issue 31). The site's refusal of them, before the body, is
-tested in L{tests.unit.web.server.test_site}.
+tested in L{tests.unit.web.test_site}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase

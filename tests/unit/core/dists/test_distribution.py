@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists import distribution
 from pypid.core.dists.distribution import file_digests, inspect
 from pypid.core.dists.metadata import InvalidDistribution
+from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
-from pypid.core.indexes.model import FileRecord
 from tests.harness.distributions import (
     make_sdist,
     make_sdist_zip,

@@ -16,7 +16,7 @@ from pypid.core.dists.upload import (
     validate_upload,
 )
 from pypid.core.util.http_errors import BadRequest
-from pypid.web.changes.upload_form import FilePart, Form, InlineFile
+from pypid.web.server.upload_form import FilePart, Form, InlineFile
 
 DATA = b"pretend this is a wheel"
 WHEEL_NAME = "holy_grail-1.0-py3-none-any.whl"

@@ -18,11 +18,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.core.dists.distribution import inspect
+from pypid.core.dists.model import VARIANT_BYTES, FileRecord
 from pypid.core.dists.variant_files import NO_VARIANTS, VARIANTS, VariantsFile, with_variant_files
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins, index_level
-from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, Page
-from pypid.core.formats.rendered_pages import page_bytes
-from pypid.core.indexes.model import VARIANT_BYTES, FileRecord
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, Page
+from pypid.core.indexes.rendered_pages import page_bytes
 from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings

@@ -8,9 +8,9 @@ import re
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.details import Details
 from pypid.core.formats import pages, project_page
 from pypid.core.formats.catalog import Catalog, visible_counts
-from pypid.core.formats.details import Details
 from pypid.core.formats.search import Hit, Results, SearchEntry
 from pypid.core.indexes.index import Index
 from tests.harness.records import make_record

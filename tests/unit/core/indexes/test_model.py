@@ -74,19 +74,19 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.cli.export import export_command, parse_options
 from pypid.config import load_config
 from pypid.core.dists.names import filename_key
-from pypid.core.dists.version_order import is_prerelease
+from pypid.core.dists.version_order import is_prerelease, release_key
 from pypid.core.dists.wheel_variants import split_label, variants_filename
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
 from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.admin import admin_options
 from tests.harness.distributions import make_wheel, variant_document

@@ -15,11 +15,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.formats import render
-from pypid.core.formats.render import file_url_for
+from pypid.core.indexes import render
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.state.loader import IndexLoader
 from pypid.storage.local import LocalStorage

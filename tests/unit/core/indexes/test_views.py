@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import version_key
-from pypid.core.formats.render import HTML, JSON, file_url_for
 from pypid.core.indexes.composition import ChainSource, Filters, compose, resolve_order
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import HTML, JSON, file_url_for
 from pypid.core.indexes.views import ENTRY_COST, IndexView, render_page
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.page_model import UpstreamFile

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.version_order import release_key
 from pypid.core.formats import legacy_info, pages, project_page
-from pypid.core.formats.render import file_url_for
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
@@ -26,7 +27,7 @@ from pypid.core.security.advisories import (
     no_advisories,
     vulnerability_json,
 )
-from pypid.core.security.affected_releases import Affected, Span, release_key
+from pypid.core.security.affected_releases import Affected, Span
 from tests.harness.records import make_record
 
 

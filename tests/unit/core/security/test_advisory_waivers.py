@@ -13,6 +13,7 @@ from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import (
     ACTED,
     BELOW,
@@ -32,7 +33,7 @@ from pypid.core.security.advisory_waivers import (
     Waivers,
     parse_waiver,
 )
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.capabilities import WAIVERS
 from pypid.storage.interface import StorageError

@@ -15,9 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.cli.admin import _advisories
+from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_waivers import parse_waiver
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.tap import build_service
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import FAST, site_treq, write_file

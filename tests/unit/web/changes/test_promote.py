@@ -32,11 +32,12 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.cli import admin
 from pypid.core.access.access_rules import IndexGrants, parse_rule
 from pypid.core.dists.names import filename_key
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_query import make_query
 from pypid.core.security.advisories import (
     Advisory,
@@ -45,7 +46,7 @@ from pypid.core.security.advisories import (
     AdvisoryPolicy,
     AdvisoryRules,
 )
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
 from pypid.state.writer import SnapshotWriter
@@ -55,9 +56,9 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.changes.promote import Promote
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import FAST, run_in_pool_now, run_now
 from tests.harness.indexes import Stack

@@ -21,8 +21,8 @@ from pypid.auth.reader import Rules
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.core.access.access_rules import IndexGrants
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.model import FileRecord
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call

@@ -42,9 +42,10 @@ from pypid.config.metrics_settings import DEFAULT_ALLOW, MetricsConfig, parse_ne
 from pypid.core.access.access_rules import parse_rule
 from pypid.core.access.credential_syntax import parse_htpasswd
 from pypid.core.dists.provenance import Publisher, provenance_document
-from pypid.core.formats.namespace_api import IndexNamespaces
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.retention import RetentionRules
 from pypid.core.security.advisories import (
     Advisory,
@@ -53,7 +54,7 @@ from pypid.core.security.advisories import (
     AdvisoryPolicy,
     AdvisoryRules,
 )
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin

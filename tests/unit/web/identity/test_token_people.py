@@ -16,8 +16,8 @@ from pypid.config import load_config
 from pypid.core.access.outside_logins import PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
 from pypid.storage.audit_files import MemoryAuditLog
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.access_part import AccessPart
+from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.fakes import run_now
 from tests.harness.tap import AtOncePool, ThreadedReactor
 from tests.harness.web import USERS

@@ -31,9 +31,10 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
-from pypid.core.formats.render import file_url_for
+from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     Advisory,
@@ -42,7 +43,7 @@ from pypid.core.security.advisories import (
     AdvisoryPolicy,
     AdvisoryRules,
 )
-from pypid.core.security.affected_releases import Affected, release_key
+from pypid.core.security.affected_releases import Affected
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
@@ -52,9 +53,9 @@ from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.app import build_web
 from pypid.web.identity.access import Access
+from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel

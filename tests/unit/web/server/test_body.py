@@ -6,8 +6,6 @@ import os
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.changes.multipart import FormSink
-from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.server.body import (
     NOT_A_FORM,
     DiscardedBody,
@@ -16,6 +14,8 @@ from pypid.web.server.body import (
     SpooledForm,
     answer_before_body,
 )
+from pypid.web.server.multipart import FormSink
+from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from tests.harness.fakes import QueuedRun
 
 BOUNDARY = b"xyz"

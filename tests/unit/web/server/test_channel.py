@@ -26,7 +26,7 @@ from pypid.web.server.channel import (
     Refused,
     origin_form,
 )
-from pypid.web.server.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite, SiteRules
 from tests.harness.tls import PEER, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.

@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from pypid.core.dists.variant_files import with_variant_files
-from pypid.core.formats import render
-from pypid.core.formats.namespace_api import served
-from pypid.core.formats.render import CONTENT_TYPES, HTML, ListedFile, Page
+from pypid.core.indexes import render
+from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, ListedFile, Page
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.lru import ByteLRU
 
 if TYPE_CHECKING:
-    from pypid.core.formats.namespace_api import IndexNamespaces
-    from pypid.core.indexes.model import FileRecord
+    from pypid.core.dists.model import FileRecord
+    from pypid.core.indexes.namespace_api import IndexNamespaces
     from pypid.core.indexes.project_status import ProjectStatus
 
 #: The default of C{[pypid] page_cache_size}: 64 MiB holds one kind of
@@ -254,7 +254,7 @@ class RenderedPages:
         the project's status; a quarantined project's lists no file (see
         L{full_page} for its admins'). C{hidden}: the JSON page with the
         hidden namespace grants the project falls in, for their owners
-        (L{pypid.core.formats.namespace_api}), kept beside the other.
+        (L{pypid.core.indexes.namespace_api}), kept beside the other.
 
         A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
         (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.changes.multipart}.
+Tests for L{pypid.web.server.multipart}.
 """
 
 import hashlib
@@ -10,8 +10,8 @@ from itertools import repeat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.web.changes.multipart import FormSink, boundary_from_content_type
-from pypid.web.changes.upload_form import Form, MultipartError, UploadTooLarge
+from pypid.web.server.multipart import FormSink, boundary_from_content_type
+from pypid.web.server.upload_form import Form, MultipartError, UploadTooLarge
 from tests.harness.distributions import make_wheel
 
 # What requests_toolbelt (twine) picks: uuid4().hex.

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.serving.respond} and L{pypid.web.serving.stored_objects}:
+Tests for L{pypid.web.server.respond} and L{pypid.web.serving.stored_objects}:
 conditional requests and byte ranges, the pure parts of writing answers,
 and the answers that leave it to a remote store: redirects and relays,
 the latter driven through a real L{HTTPChannel} over a L{StringTransport}.
@@ -23,10 +23,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.core.formats.render import Page
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, Unauthorized
 from pypid.storage.interface import RemoteFile, StorageError
-from pypid.web.serving.respond import (
+from pypid.web.server.respond import (
     PAGE_CACHE_CONTROL,
     RETRY_AFTER,
     etag_matches,

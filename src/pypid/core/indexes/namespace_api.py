@@ -4,7 +4,7 @@ What one index's JSON API says of its namespaces (PEP 752, API version
 namespace's detail. Pure.
 
 One L{IndexNamespaces} per index, shared by what renders its pages (its
-own, L{pypid.core.formats.rendered_pages}, and those it composes,
+own, L{pypid.core.indexes.rendered_pages}, and those it composes,
 L{pypid.core.indexes.views}) and what answers its routes, so a reload of
 the grants (L{IndexNamespaces.take}) reaches them all at once: its
 L{IndexNamespaces.serial} moves, and whoever keeps pages drops them.

@@ -26,7 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.auth.basic import www_authenticate_header
 from pypid.core.formats.negotiate import accepts_gzip, choose
-from pypid.core.formats.render import Page
+from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import (
     HTTPError,
     MethodNotAllowed,
@@ -38,7 +38,8 @@ from pypid.core.util.http_errors import (
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.web.serving.respond")
 
 #: What C{render} returns: the body, or L{NOT_DONE_YET} (an L{int}) when the
 #: answer is finished later.
@@ -80,7 +81,7 @@ def etag_matches(header_values: Sequence[bytes], etag: bytes) -> bool:
 
 def send_page(request: IRequest, page: Page) -> bytes:
     """
-    Answer with a pre-rendered L{pypid.core.formats.render.Page}: gzip when the client takes
+    Answer with a pre-rendered L{pypid.core.indexes.render.Page}: gzip when the client takes
     it, 304 when it has this version already.
 
     @return: the body to return from C{render}.

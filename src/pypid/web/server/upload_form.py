@@ -1,5 +1,5 @@
 """
-An upload form as the multipart parser (L{pypid.web.changes.multipart})
+An upload form as the multipart parser (L{pypid.web.server.multipart})
 fills it: the L{Form} it hands out with its L{FilePart}s and
 L{InlineFile}s, the parts on their way into it (a file part hashed and
 spooled to a temporary file, L{DiskPart}; a text field or small file

@@ -47,8 +47,6 @@ from pypid.core.indexes.index_names import index_upload_path
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError
 from pypid.storage.interface import Run, run_at_once
-from pypid.web.changes.multipart import FormSink, boundary_from_content_type
-from pypid.web.changes.upload_form import MultipartError, UploadTooLarge
 from pypid.web.identity.access import Access
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials
 from pypid.web.identity.request_client import resolve_client
@@ -60,6 +58,7 @@ from pypid.web.server.body import (
     PlainBody,
     SpooledForm,
     answer_before_body,
+    too_large_message,
 )
 from pypid.web.server.channel import (
     ConnectionCounter,
@@ -68,10 +67,13 @@ from pypid.web.server.channel import (
     Refused,
     origin_form,
 )
+from pypid.web.server.multipart import FormSink, boundary_from_content_type
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
+from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.web.server.site")
 
 #: On every answer: a browser must not guess another type for it, nor run
 #: anything in it (the pages for people use inline style only).
@@ -390,14 +392,6 @@ def _closer(channel: HTTPChannel) -> Callable[[], object]:
     under TLS stays open while the channel is registered as its producer.
     """
     return getattr(channel, "close_after_answer", channel.loseConnection)
-
-
-def too_large_message(limit: int) -> str:
-    """The answer to an upload over C{limit} bytes."""
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if limit >= 1 << shift and limit % (1 << shift) == 0:
-            return f"content: the upload is larger than the limit of {limit >> shift} {unit}"
-    return f"content: the upload is larger than the limit of {limit} bytes"
 
 
 @attrs.frozen

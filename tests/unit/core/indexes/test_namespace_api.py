@@ -14,7 +14,6 @@ from twisted.internet.defer import fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
-from pypid.core.formats.namespace_api import IndexNamespaces, creation, foreign_projects
 from pypid.core.indexes.grant_ledger import (
     MAX_BYTES,
     GrantEntry,
@@ -22,6 +21,7 @@ from pypid.core.indexes.grant_ledger import (
     InvalidLedger,
     ledger_key,
 )
+from pypid.core.indexes.namespace_api import IndexNamespaces, creation, foreign_projects
 from pypid.core.indexes.namespaces import NamespaceGrants, parse_grant
 from pypid.state.grant_keeper import GrantKeeper
 from pypid.storage.capabilities import GRANT_LEDGER
@@ -603,7 +603,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def test_a_reload_looks_once(self):
         """A reload that adds a grant looks for its projects once, and only in its namespace."""
-        from pypid.core.formats import namespace_api
+        from pypid.core.indexes import namespace_api
         looked = []
         real = namespace_api.foreign_projects
 

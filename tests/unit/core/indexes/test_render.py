@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.formats.render}.
+Tests for L{pypid.core.indexes.render}.
 """
 
 import json
@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.formats import render
-from pypid.core.formats.render import (
+from pypid.core.dists.model import FileRecord
+from pypid.core.indexes import render
+from pypid.core.indexes.render import (
     etag,
     project_html,
     project_json,
@@ -17,7 +18,6 @@ from pypid.core.formats.render import (
     root_html,
     root_json,
 )
-from pypid.core.indexes.model import FileRecord
 
 SHA = "a" * 64
 META_SHA = "b" * 64

@@ -24,10 +24,10 @@ from urllib.parse import quote
 
 import attrs
 
+from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.dists.names import SDIST, InvalidName, parse_filename
 from pypid.core.dists.provenance import integrity_path
 from pypid.core.dists.variant_files import NO_VARIANTS
-from pypid.core.indexes.model import FileRecord, format_upload_time
 from pypid.core.indexes.project_status import ProjectStatus
 
 HTML = "html"

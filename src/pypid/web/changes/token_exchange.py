@@ -10,7 +10,7 @@ Every exchange is audited as a C{token-issued} entry; a minted token's
 is written before the answer, as every change's is. Refusals cost a
 client nothing (any CI repository gets genuine tokens for pypid's
 audience, a replay is free, junk cheaper), so they are folded as failed
-logins are (L{pypid.web.admin.audit_trail.AuditTrail.fold_refused}): at
+logins are (L{pypid.web.server.audit_trail.AuditTrail.fold_refused}): at
 most 102 entries a minute, whatever arrives from however many addresses,
 and nobody waits for them to be written (docs/performance.rst has the
 floods measured: 256 KiB of log a second before, 0.16 KiB/s at most now).
@@ -66,12 +66,13 @@ from pypid.core.util.http_errors import (
     TooManyRequests,
     Unavailable,
 )
-from pypid.web.admin.audit_trail import AuditTrail
 from pypid.web.identity.request_auth import client_address
+from pypid.web.server.audit_trail import AuditTrail
+from pypid.web.server.respond import RETRY_AFTER
 from pypid.web.server.routes import answer_errors, bounded_body, send_json
-from pypid.web.serving.respond import RETRY_AFTER
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.web.identity.token_exchange")
 
 #: The largest request body: an ID token is 1 to 2 KiB.
 MAX_BODY = 64 << 10
@@ -124,7 +125,7 @@ class TrustedPublishingArea:
 
     @ivar _publishing: the L{pypid.auth.oidc.TrustedPublishing}, or L{None}
         when trusted publishing is not configured.
-    @ivar _audit: the L{pypid.web.admin.audit_trail.AuditTrail}.
+    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
     @ivar _ipv6_prefix: the bits of an IPv6 address that make one client
         (C{[auth] throttle_ipv6_prefix}).

@@ -1,5 +1,5 @@
 """
-Tests of C{POST /api/oidc/mint-token} under a flood (L{pypid.web.identity.token_exchange}):
+Tests of C{POST /api/oidc/mint-token} under a flood (L{pypid.web.changes.token_exchange}):
 its refusals are folded in the audit log like failed logins, whatever is
 sent; an address whose exchanges keep being refused is held back (429)
 before any verification; exchanges waiting for an issuer are bounded; and
@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.issuer_keys import MAX_WAITERS
 from pypid.core.access.publishers import PublishingSettings
 from pypid.core.records.login_failures import MAX_LOGIN_KEYS
-from pypid.web.identity import token_exchange
+from pypid.web.changes import token_exchange
 from tests.harness.fakes import multipart_body, twine_fields
 from tests.harness.oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin
 from tests.harness.oidc_issuer import compact

@@ -27,7 +27,7 @@ filenames cut, unbounded padding after a delimiter scanned byte by byte
 (4.6 MB per CPU-second, 50 times an upload's own cost). It refuses what
 clients send: a preamble, bare-LF line breaks, folded headers, padding on the
 first boundary line. With it, 10 of the 67 tests of
-C{tests/unit/web/changes/test_multipart.py} fail (8 with this header parser kept).
+C{tests/unit/web/server/test_multipart.py} fail (8 with this header parser kept).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 from pypid.storage.disk import remove_file
-from pypid.web.changes.upload_form import (
+from pypid.web.server.upload_form import (
     Budget,
     DiskPart,
     Form,
@@ -189,7 +189,7 @@ class FormSink:
     means the client chose a boundary that occurs in its data.
 
     @ivar error: the first problem met: a L{MultipartError} for a bad body (a
-        L{pypid.web.changes.upload_form.UploadTooLarge} when the file part was too large), or the
+        L{pypid.web.server.upload_form.UploadTooLarge} when the file part was too large), or the
         L{OSError} of a failed temporary file (a server-side problem); L{None}
         while all is well.
     """
@@ -209,7 +209,7 @@ class FormSink:
         @param max_file_size: the largest file part accepted, in bytes.
         @param file_fields: the field names whose file parts go to disk, one
             part each; their parts must have a filename. Other file parts are
-            kept in memory as L{pypid.web.changes.upload_form.InlineFile}s under the
+            kept in memory as L{pypid.web.server.upload_form.InlineFile}s under the
             field limits.
         @param max_parts: the most parts a body may have.
         @param max_part_header_size: the largest header block of a part.

@@ -1,12 +1,12 @@
 """
-Tests for L{pypid.core.formats.details}: what the pages for people keep of a file.
+Tests for L{pypid.core.dists.details}: what the pages for people keep of a file.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.core.dists.details import Details, describe
 from pypid.core.dists.metadata import parse_metadata
 from pypid.core.dists.readme import MARKDOWN, PLAIN, RST, render_description
-from pypid.core.formats.details import Details, describe
 
 METADATA = """Metadata-Version: 2.1
 Name: Holy.Grail

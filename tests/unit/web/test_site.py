@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.web.server.site}: where request bodies go, and the answers given
+Tests for L{pypid.web.site}: where request bodies go, and the answers given
 before a body is read, driven through a real L{HTTPChannel} over a
 L{StringTransport}.
 """
@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 
 from pypid.web.identity.request_auth import IRequestAuth
 from pypid.web.server.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
-from pypid.web.server.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite, SiteRules
 from tests.harness.tls import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"

@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.core.formats.rendered_pages}: the pages an index keeps rendered,
+Tests for L{pypid.core.indexes.rendered_pages}: the pages an index keeps rendered,
 within their budget of bytes, and never older than its records.
 """
 
@@ -8,10 +8,10 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.formats import render
-from pypid.core.formats.render import CONTENT_TYPES, HTML, JSON, Page
-from pypid.core.formats.rendered_pages import PAGE_CACHE_SIZE, page_bytes
+from pypid.core.indexes import render
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, Page
+from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, page_bytes
 from tests.harness.records import file_url, make_record
 
 
