@@ -53,7 +53,7 @@ from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
-from pypid.web.identity.access_part import AccessPart
+from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.server.audit_trail import AuditPart, AuditTrail
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class _MadeParts:
     registry: IndexRegistry
     feed: AdvisoryFeed
     audit: AuditPart
-    access: AccessPart
+    access: IdentityPart
     mark: RunningMark
     readiness: Readiness
 
@@ -197,7 +197,7 @@ class _MadeParts:
         default = registry.default
         audit = AuditPart(AuditTrail(
             make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))
-        access = AccessPart(config, reactor, pools.hashing, audit.trail, pools.run)
+        access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run)
         # (each file an upstream takes down is audited)
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the

@@ -33,7 +33,7 @@ from pypid.core.indexes.index import Index  # noqa: E402
 from pypid.core.indexes.render import file_url_for  # noqa: E402
 from pypid.storage.memory import MemoryStorage  # noqa: E402
 from pypid.web.app import build_web  # noqa: E402
-from pypid.web.identity.access import Access  # noqa: E402
+from pypid.web.identity.gates import Gates  # noqa: E402
 from tests.bench.bench_views import records  # noqa: E402
 from tests.harness.fakes import run_now, site_treq  # noqa: E402
 
@@ -48,7 +48,7 @@ def build(projects):
     storage.prepare()
     default = Index(file_url_for(None))
     default.load(records(projects))
-    access = Access(AccessModel(), PasswordVerifier({}, clock, None))
+    access = Gates(AccessModel(), PasswordVerifier({}, clock, None))
     named = []
     try:
         from pypid.core.indexes.composition import ChainSource, Filters

@@ -82,7 +82,7 @@ class ExportCase(SynchronousTestCase):
         from pypid.core.indexes.render import file_url_for
         from pypid.state.loader import load_statuses
         from pypid.web.app import build_web
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
         from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import one_index, run_in_pool_now, site_treq
 
@@ -93,7 +93,7 @@ class ExportCase(SynchronousTestCase):
         self.successResultOf(ensureDeferred(load_statuses(index, storage)))
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(one_index(index, storage, self.clock),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        Gates(AccessModel(read="everyone"), verifier), run_now, self.clock,
                         SiteSettings(max_upload_size=1 << 20))
         return site_treq(web.site)
 

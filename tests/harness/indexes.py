@@ -37,7 +37,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
@@ -146,7 +146,7 @@ class Server:
                 default_read or (read,), default_upload or ("authenticated",))})
         self.tokens = TokenBook(self.clock)
         self.log = MemoryAuditLog(self.clock)
-        access = Access(model, verifier, None, self.tokens,
+        access = Gates(model, verifier, None, self.tokens,
                         sessions=memory_sessions(self.clock, folder))
         known = None
         if registry:

@@ -26,7 +26,7 @@ from pypid.core.records.audit_chain import decode
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
@@ -118,7 +118,7 @@ class MintSiteMixin(_IssuerMixin):
         self.audit_log = MemoryAuditLog(self.clock)
         audit = AuditTrail(self.audit_log, self.clock)
         self.login_throttle = LoginThrottle(self.clock)
-        self.access = Access(model, verifier, throttle=self.login_throttle, audit=audit,
+        self.access = Gates(model, verifier, throttle=self.login_throttle, audit=audit,
                              publishers=self.publishing.tokens)
         self.web = build_web(one_index(self.index, self.storage, self.clock), self.access, run_now,
                              self.clock,

@@ -26,7 +26,7 @@ from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Settings, S3Storage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
@@ -141,7 +141,7 @@ async def bucket_server(case, run, bucket, **options):
     snapshot = os.path.join(os.path.abspath(case.mktemp()), "index.json")
     await IndexLoader(index, storage, snapshot, run, reactor).load()
     verifier = PasswordVerifier(USERS, reactor, None, run_in_pool=run_in_pool_now)
-    access = Access(AccessModel(read="everyone", admins=frozenset({ADMIN})), verifier)
+    access = Gates(AccessModel(read="everyone", admins=frozenset({ADMIN})), verifier)
     web = build_web(one_index(index, storage, reactor), access, run, reactor,
                     SiteSettings(max_upload_size=10 << 20),
                     SiteServices(audit=AuditTrail(MemoryAuditLog(reactor), reactor)))

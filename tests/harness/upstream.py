@@ -38,7 +38,7 @@ from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.source import SourceSide, UpstreamSource
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel
@@ -176,7 +176,7 @@ class Server:
                        (), hosted=False, upstreams={"upstream:public": sides["upstream:public"]}),
         ]
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web([*one_index(s["default"].index, s["default"].storage, self.clock,
                                    locks=s["default"].locks), *(parts)],
                         access, run_now, self.clock,

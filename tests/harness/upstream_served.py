@@ -21,7 +21,7 @@ from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
@@ -93,7 +93,7 @@ class _Served:
         self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url)
         users = {name: hash_password(PASSWORD, FAST) for name in ("admin", "alice")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})), verifier,
+        access = Gates(AccessModel(read="everyone", admins=frozenset({"admin"})), verifier,
                         None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
                         access, run_now, self.clock,

@@ -29,8 +29,8 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import BrowserSessions
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditPart, AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
@@ -144,7 +144,7 @@ class _ServerMixin:
         # daemon's pypid.auth.factory.outside_logins says)
         outside = OutsideLogins(provider=sso.provider, mapping=sso.config.mapping) \
             if sso is not None and sso.config.issuer is not None else None
-        self.access = Access(self.access_model(), verifier, tokens=self.token_book(),
+        self.access = Gates(self.access_model(), verifier, tokens=self.token_book(),
                              sessions=self.sessions, outside=outside)
         served = self.served_storage(self.storage)
         audit = self.audit_trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)

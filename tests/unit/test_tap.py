@@ -121,7 +121,7 @@ class OptionsTests(SynchronousTestCase):
         or C{--listen} (or of the environment) names it, not the file.
         """
         from pypid.daemon.listeners import _endpoint
-        from pypid.web.identity.access_part import make_sessions
+        from pypid.web.identity.identity_part import make_sessions
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         broken = write_file(os.path.join(folder, "sessions.json"), b"nonsense")

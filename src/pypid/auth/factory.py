@@ -3,7 +3,7 @@ The access gate's parts built from the configuration (its rules, its
 password verifier and directory, its API tokens), and trusted publishing
 (its ID token checks and the client the issuers' keys are fetched with):
 what the daemon builds at the start and again on C{SIGHUP}
-(L{pypid.web.identity.access_part.AccessPart}).
+(L{pypid.web.identity.identity_part.IdentityPart}).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
-class AccessMaterials:
+class GateMaterials:
     """
     What the access gate is made of, from one configuration.
 
@@ -52,12 +52,12 @@ class AccessMaterials:
     tokens: TokenBook
 
 
-def make_access_materials(config: Config, reactor: IReactorTime,
+def make_gate_materials(config: Config, reactor: IReactorTime,
                       hashing: ThreadPool | None,
                       tokens: TokenBook | None = None,
-                      held: Callable[[str], str | None] | None = None) -> AccessMaterials:
+                      held: Callable[[str], str | None] | None = None) -> GateMaterials:
     """
-    The L{AccessMaterials} of a configuration.
+    The L{GateMaterials} of a configuration.
 
     @param hashing: the thread pool passwords are checked in.
     @param tokens: the token book to keep (a reload whose token file is the
@@ -84,7 +84,7 @@ def make_access_materials(config: Config, reactor: IReactorTime,
                         groups=dict(config.groups), admins=admins, admin_groups=admin_groups,
                         rules=config.acl, indexes=config.index_grants,
                         namespaces=config.namespaces)
-    return AccessMaterials(model, verifier,
+    return GateMaterials(model, verifier,
                        tokens if tokens is not None else load_tokens(config, reactor))
 
 

@@ -4,7 +4,7 @@ the L{Reader}. Every access question (may it enter an index, read all of
 it, read a project, upload to the index, change a project, administer)
 has one implementation here, and only this module asks the access
 model's rules (L{pypid.auth.policy.AccessModel}); tests/unit/test_layers.py
-holds that. The gates of L{pypid.web.identity.access} identify a request
+holds that. The gates of L{pypid.web.identity.gates} identify a request
 and keep its reader on it; the routes and pages ask the reader, never the
 model, so the deciders are functions of values that tests drive without a
 request.

@@ -8,7 +8,7 @@ A client is its address; an IPv6 client its network of C{ipv6_prefix} bits
 (a /64), since a host picks new addresses in its /64 at will (300 wrong
 passwords from 300 addresses of a /64 got no C{429} when addresses were
 counted). The rule, in the order the gate
-(L{pypid.web.identity.access.Access.identify}) applies it:
+(L{pypid.web.identity.gates.Gates.identify}) applies it:
 
  1. Credentials verified lately, and a right API token, are never held back.
  2. Identical credentials whose check is under way join it: a burst is one check.

@@ -9,7 +9,7 @@ whose sources and filters stay is kept, with its pages; a changed one is
 new, so nothing composed under its old filters is served again). The
 commit swaps them all in at once, so a request meets the old set or the
 new one, never a mix. Who may read and upload reloads with C{[auth]} and
-C{[acl]} (L{pypid.web.identity.access_part.AccessPart}).
+C{[acl]} (L{pypid.web.identity.identity_part.IdentityPart}).
 
 Each index's advisory keys (C{advisories}, C{advisory_severity},
 C{advisory_waive}) and C{allow_tag_mismatch} are taken in place at the

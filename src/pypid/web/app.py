@@ -70,7 +70,7 @@ from pypid.web.changes.promote import Promote
 from pypid.web.changes.publish import Publish
 from pypid.web.changes.token_exchange import TrustedPublishingArea
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.pages.browser_login import BrowserLogin
 from pypid.web.pages.console import Console
 from pypid.web.pages.console_admin import ConsoleAdmin
@@ -92,7 +92,7 @@ from pypid.web.serving.index_root import (
     ServedIndex,
 )
 from pypid.web.serving.legacy import LegacyJSON
-from pypid.web.serving.simple import RootResource
+from pypid.web.serving.site_root import RootResource
 from pypid.web.site import PypidSite, SiteRules
 from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 
@@ -204,7 +204,7 @@ class Web:
         return commit
 
 
-def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock: IReactorTime,
+def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock: IReactorTime,
               settings: SiteSettings, services: SiteServices = NO_SERVICES) -> Web:
     """
     Build the resource tree and the site, the one way both the server
@@ -214,7 +214,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Access, run: Run, clock
         (L{pypid.core.indexes.index_names.DEFAULT}, mounted at C{/}) and the named
         ones (under C{/NAME/}): each served alike from its L{IndexMaterials}.
         Without named ones, the tree is that of a server of one index.
-    @param access: the L{pypid.web.identity.access.Access} gate.
+    @param access: the L{pypid.web.identity.gates.Gates}.
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
         bodies, inspection, token writes) in a thread pool.
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
@@ -269,7 +269,7 @@ def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
     return own.storage
 
 
-def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetrics,
+def _metrics_area(access: Gates, config: MetricsConfig | None, site: SiteMetrics,
                   denied: DeniedDownloads, sources: Iterable[IMetricsSource]) -> Metrics:
     """
     C{/metrics}: the site's own figures and the denied downloads, then
@@ -279,7 +279,7 @@ def _metrics_area(access: Access, config: MetricsConfig | None, site: SiteMetric
                    (site, denied, *sources))
 
 
-def _site_areas(access: Access, run: Run, clock: IReactorTime, audit: AuditTrail, *,
+def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail, *,
                 upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
                 oidc: TrustedPublishingArea, registry: IndexRegistry | None,
                 chrome: Chrome, sso: SingleSignOn | None = None,
@@ -337,7 +337,7 @@ def _served_lookup(default: ServedIndex, named: IndexRoot | None
 
 
 def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
-                    clock: IReactorTime, access: Access, named: Sequence[IndexMaterials],
+                    clock: IReactorTime, access: Gates, named: Sequence[IndexMaterials],
                     ipv6_prefix: int, base_url: str | None) -> TrustedPublishingArea:
     """
     Trusted publishing's area (C{/api/oidc/...}), which tells the upload
@@ -372,7 +372,7 @@ class IndexServer:
     @ivar _denied: refuses, counts and audits the downloads advisories deny.
     """
 
-    _access: Access
+    _access: Gates
     _run: Run
     _clock: IReactorTime
     _attestations: AttestationCheck
@@ -493,7 +493,7 @@ class WebPart(Service):
                          if registry is not None and started is not None else None)
 
     @classmethod
-    def from_config(cls, config: Config, registry: IndexRegistry, access: Access,
+    def from_config(cls, config: Config, registry: IndexRegistry, access: Gates,
                     publishing: TrustedPublishing | None, audit: AuditTrail,
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
                     render: Renderer, sources: Iterable[IMetricsSource],

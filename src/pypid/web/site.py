@@ -47,7 +47,7 @@ from pypid.core.indexes.index_names import index_upload_path
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError
 from pypid.storage.interface import Run, run_at_once
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials
 from pypid.web.identity.request_client import resolve_client
 from pypid.web.server.body import (
@@ -428,7 +428,7 @@ class PypidSite(GuardedSite):
     C{Date} header formatted once a second.
 
     @ivar spool_dir: where upload bodies are spooled (the storage's).
-    @ivar access: the L{pypid.web.identity.access.Access} gate, to verify an upload's
+    @ivar access: the L{pypid.web.identity.gates.Gates}, to verify an upload's
         credentials before its body is read; L{None} to leave it to the route.
     @ivar max_upload_size, base_url, trusted_proxies, index_uploads: the
         L{SiteRules}' (read per request, as attributes).
@@ -443,7 +443,7 @@ class PypidSite(GuardedSite):
 
     def __init__(self, resource: IResource, rules: SiteRules, spool_dir: str,
                  access_log: str | None = None, reactor: IReactorTime | None = None,
-                 access: Access | None = None, run: Run | None = None,
+                 access: Gates | None = None, run: Run | None = None,
                  counter: ConnectionCounter | None = None,
                  timer: Callable[[], float] | None = None, stats: RequestStats | None = None,
                  plain_page: PlainPage | None = None,

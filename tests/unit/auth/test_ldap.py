@@ -40,7 +40,7 @@ from pypid.core.access.ldap_syntax import (
 from pypid.core.access.outside_logins import DIRECTORY, LoginSource
 from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.core.util.startup import StartupError
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from tests.harness.fakes import FAST
 from tests.harness.ldap import DIRECTORY_KEY, INJECTIONS, MemoryDirectory
 
@@ -723,7 +723,7 @@ class _Request:
 
 
 class GateTests(SynchronousTestCase):
-    """L{pypid.web.identity.access.Access} with directory users."""
+    """L{pypid.web.identity.gates.Gates} with directory users."""
 
     def setUp(self):
         self.clock = Clock()
@@ -735,7 +735,7 @@ class GateTests(SynchronousTestCase):
         self.throttle = LoginThrottle(self.clock, max_failures=2)
         model = AccessModel(read="authenticated", admin_groups=frozenset({"pypi-admins"}),
                             rules=(parse_rule("acme-*", "group:dev rw", 0),))
-        self.access = Access(model, verifier, self.throttle)
+        self.access = Gates(model, verifier, self.throttle)
 
     def test_groups_reach_the_rules(self):
         """The identity the gate finds carries its groups, which the per-project checks use."""
@@ -769,7 +769,7 @@ class GateTests(SynchronousTestCase):
 
 
 class CompositionTests(SynchronousTestCase):
-    """L{pypid.auth.factory.make_access_materials} with a C{[ldap]} section."""
+    """L{pypid.auth.factory.make_gate_materials} with a C{[ldap]} section."""
 
     def config(self, text):
         path = os.path.abspath(self.mktemp())
@@ -780,7 +780,7 @@ class CompositionTests(SynchronousTestCase):
 
     def test_directory_and_admin_groups(self):
         """The verifier gets a directory; admins are split into users and groups."""
-        from pypid.auth.factory import make_access_materials
+        from pypid.auth.factory import make_gate_materials
         config = self.config(f"""\
             [users]
             root = {hash_password("x", FAST)}
@@ -791,18 +791,18 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             cache_ttl = 30s
             """)
-        parts = make_access_materials(config, Clock(), object())
+        parts = make_gate_materials(config, Clock(), object())
         self.assertEqual((parts.model.admins, parts.model.admin_groups),
                          ({"root"}, {"pypi-admins"}))
         directory = parts.verifier._directory
         self.assertIsInstance(directory, Directory)
         self.assertEqual(directory.cache_ttl, 30.0)
         config = attrs.evolve(config, ldap=attrs.evolve(config.ldap, url=()))
-        self.assertIsNone(make_access_materials(config, Clock(), object()).verifier._directory)
+        self.assertIsNone(make_gate_materials(config, Clock(), object()).verifier._directory)
 
     def test_bad_ca_bundle(self):
         """A CA bundle that cannot be read stops start-up with one line naming the key."""
-        from pypid.auth.factory import make_access_materials
+        from pypid.auth.factory import make_gate_materials
         missing = os.path.abspath(self.mktemp())
         config = self.config(f"""\
             [ldap]
@@ -810,7 +810,7 @@ class CompositionTests(SynchronousTestCase):
             user_base = ou=people,dc=corp,dc=example
             ca_bundle = {missing}
             """)
-        e = self.assertRaises(StartupError, make_access_materials, config, Clock(), object())
+        e = self.assertRaises(StartupError, make_gate_materials, config, Clock(), object())
         self.assertIn("[ldap] ca_bundle: cannot read", str(e))
 
 

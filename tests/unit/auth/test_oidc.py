@@ -2,7 +2,7 @@
 Tests of trusted publishing: C{[oidc]} and C{[publishers]}
 (L{pypid.config.oidc_settings}), the rules, the ID token checks and the issuers'
 keys (L{pypid.auth.oidc}), and C{POST /api/oidc/mint-token} with the uploads
-its tokens make (L{pypid.web.changes.token_exchange}, L{pypid.web.identity.access}).
+its tokens make (L{pypid.web.changes.token_exchange}, L{pypid.web.identity.gates}).
 
 The issuers are L{tests.harness.oidc_issuer}'s, served in memory through
 L{treq.testing.StubTreq}, on a L{Clock}: real HTTP bytes, real signatures,
@@ -34,7 +34,7 @@ from pypid.core.indexes.render import file_url_for
 from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests import CHECKOUT
@@ -887,7 +887,7 @@ class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
                                     run_in_pool=run_in_pool_now)
         model = AccessModel(read="authenticated", admins=frozenset({"alice"}))
         audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        self.access = Access(model, verifier, audit=audit, publishers=self.publishing.tokens)
+        self.access = Gates(model, verifier, audit=audit, publishers=self.publishing.tokens)
         web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), self.access,
                         run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20),
@@ -1020,7 +1020,7 @@ class ClientRouteOffTests(SynchronousTestCase):
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         self.successResultOf(storage.prepare())
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier)
+        access = Gates(AccessModel(read="everyone"), verifier)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
                         clock,
                         SiteSettings(max_upload_size=1 << 20))
@@ -1047,7 +1047,7 @@ class PublisherInIndexesTests(MintSiteMixin, SynchronousTestCase):
             "release": IndexGrants(frozenset({"group:dev"}), frozenset({"group:rm"}))})
         verifier = PasswordVerifier({"alice": hash_password("pw", FAST)}, self.clock, None,
                                     run_in_pool=run_in_pool_now)
-        access = Access(model, verifier, publishers=self.publishing.tokens)
+        access = Gates(model, verifier, publishers=self.publishing.tokens)
         token = json.loads(self.mint(self.github.github_token())[1])["token"]
         minted = Identity("publisher:github:acme/widgets",
                           self.publishing.tokens.verify(token))

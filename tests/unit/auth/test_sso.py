@@ -54,8 +54,8 @@ from pypid.core.access.sso_flow import (
     pkce_challenge,
     provider_key,
 )
-from pypid.web.identity.access_part import name_held, still_a_user
 from pypid.web.identity.browser_sessions import PLAIN_BINDING, PLAIN_COOKIE
+from pypid.web.identity.identity_part import name_held, still_a_user
 from tests.harness.fakes import run_in_pool_now, site_agent
 from tests.harness.ldap import DIRECTORY_KEY, MemoryDirectory
 from tests.harness.oidc_issuer import Issuer, compact

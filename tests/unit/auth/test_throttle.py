@@ -1,5 +1,5 @@
 """
-Tests of L{pypid.auth.throttle} and its use by L{pypid.web.identity.access.Access}:
+Tests of L{pypid.auth.throttle} and its use by L{pypid.web.identity.gates.Gates}:
 guessers are held back, a burst of the right password never is.
 
 The gate is tested with the real L{PasswordVerifier}, its hashing pool
@@ -27,7 +27,7 @@ from pypid.core.indexes.render import file_url_for
 from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
@@ -167,14 +167,14 @@ class AccessThrottleTests(SynchronousTestCase):
     """The gate: guessers get 429, bursts of the right credentials are one check."""
 
     def gate(self, pool, **throttle_args):
-        """An L{Access} over the real verifier (hashing through C{pool}) and a throttle."""
+        """An L{Gates} over the real verifier (hashing through C{pool}) and a throttle."""
         max_pending = throttle_args.pop("max_pending", 64)
         self.clock = Clock()
         self.throttle = LoginThrottle(self.clock, **throttle_args)
         verifier = PasswordVerifier(USERS, self.clock, object(), run_in_pool=pool,
                                     max_pending=max_pending)
         self.tokens = TokenBook(self.clock)
-        return Access(AccessModel(), verifier, self.throttle, self.tokens)
+        return Gates(AccessModel(), verifier, self.throttle, self.tokens)
 
     def test_429(self):
         """Wrong passwords: 401s, then 429 without even checking the password."""
@@ -344,7 +344,7 @@ class WebBurstTests(SynchronousTestCase):
         self.index = Index(file_url_for(None))
         self.pool = PendingPool()
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=self.pool)
-        access = Access(AccessModel(read="authenticated"), verifier, LoginThrottle(self.clock))
+        access = Gates(AccessModel(read="authenticated"), verifier, LoginThrottle(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock), access, run_now,
                         self.clock,
                         SiteSettings(max_upload_size=10 << 20))
@@ -523,7 +523,7 @@ class KnownAndUnknownTests(SynchronousTestCase):
         self.throttle = LoginThrottle(self.clock, **throttle_args)
         verifier = PasswordVerifier(users, self.clock, object(), run_in_pool=SynchronousPool())
         self.tokens = TokenBook(self.clock)
-        return Access(AccessModel(), verifier, self.throttle, self.tokens)
+        return Gates(AccessModel(), verifier, self.throttle, self.tokens)
 
     def answer(self, d):
         """C{(status, message, Retry-After)} of a refused identification."""
@@ -645,7 +645,7 @@ class ProxiedSiteTests(SynchronousTestCase):
         self.successResultOf(storage.prepare())
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=SynchronousPool())
         self.audit = _Recorder()
-        access = Access(AccessModel(read="authenticated"), verifier,
+        access = Gates(AccessModel(read="authenticated"), verifier,
                         LoginThrottle(self.clock, max_failures=3), audit=self.audit)
         web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), access, run_now,
                         self.clock,

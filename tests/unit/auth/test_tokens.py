@@ -143,7 +143,7 @@ class TokenAccessTests(SynchronousTestCase):
 
         from pypid.auth.policy import AccessModel
         from pypid.core.util.http_errors import Unauthorized
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
 
         class Verifier:
             users = {"alice"}
@@ -159,7 +159,7 @@ class TokenAccessTests(SynchronousTestCase):
         book = TokenBook(Clock())
         text, _ = book.issue("alice", {"read"})
         verifier = Verifier()
-        access = Access(AccessModel(), verifier, tokens=book)
+        access = Gates(AccessModel(), verifier, tokens=book)
         identity = self.successResultOf(access.identify(Request(text)))
         self.assertEqual((identity.name, identity.token.user), ("alice", "alice"))
         verifier.users = set()
@@ -185,7 +185,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
         from pypid.web.server.audit_trail import AuditTrail
         from pypid.web.web_inputs import SiteServices, SiteSettings
         from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
@@ -201,7 +201,7 @@ class TokenFileTests(SynchronousTestCase):
         verifier = PasswordVerifier({"admin": hash_password("pw", FAST)}, self.clock, None,
                                     run_in_pool=lambda *args: self.hashing(*args))
         trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
-        self.access = access = Access(AccessModel(admins=frozenset({"admin"})), verifier,
+        self.access = access = Gates(AccessModel(admins=frozenset({"admin"})), verifier,
                         LoginThrottle(self.clock), self.book, audit=trail)
         self.failing = False
 
@@ -298,7 +298,7 @@ class TokenFileTests(SynchronousTestCase):
         """
         from pypid.storage.audit_files import MemoryAuditLog
         from pypid.tap import Options
-        from pypid.web.identity.access_part import AccessPart
+        from pypid.web.identity.identity_part import IdentityPart
         from pypid.web.server.audit_trail import AuditTrail
         from tests.harness.fakes import run_now
         from tests.harness.tap import AtOncePool, ThreadedReactor
@@ -310,7 +310,7 @@ class TokenFileTests(SynchronousTestCase):
                                   "--set", f"users.admin={USERS['alice']}"])
             return options["config_obj"]
         reactor = ThreadedReactor()
-        part = AccessPart(config(self.path), reactor, AtOncePool(),
+        part = IdentityPart(config(self.path), reactor, AtOncePool(),
                           AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
         book = part.access.tokens
         self.assertEqual(set(book.tokens), {self.token.id})
@@ -338,7 +338,7 @@ class TokenRefusalTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from pypid.auth.verifier import Identity
-        from pypid.web.identity.access import may_not_upload
+        from pypid.web.identity.gates import may_not_upload
         book = TokenBook(Clock())
         _, token = book.make("admin", ["upload"], ["acme-*"], indexes=["staging"])
         identity = Identity("admin", token)

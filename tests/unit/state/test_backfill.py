@@ -232,7 +232,7 @@ class PagesWaitTests(SynchronousTestCase):
         from pypid.core.indexes.render import file_url_for
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
         from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import run_in_pool_now, site_treq
 
@@ -249,7 +249,7 @@ class PagesWaitTests(SynchronousTestCase):
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(one_index(self.index, MemoryStorage(self.mktemp(), self.clock), self.clock,
                                   backfill=self.backfill),
-                        Access(AccessModel(read="everyone"), verifier), run_now, self.clock,
+                        Gates(AccessModel(read="everyone"), verifier), run_now, self.clock,
                         SiteSettings(max_upload_size=1 << 20))
         self.client = site_treq(web.site)
         self.sha256 = record.sha256

@@ -50,7 +50,7 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
@@ -1332,7 +1332,7 @@ class _WebCase(SynchronousTestCase):
         self.log = MemoryAuditLog(self.clock)
         self.trail = AuditTrail(self.log, self.clock)
         self.tokens = TokenBook(self.clock)
-        self.access = Access(AccessModel(admins=frozenset({"admin"})), verifier,
+        self.access = Gates(AccessModel(admins=frozenset({"admin"})), verifier,
                              LoginThrottle(self.clock), self.tokens, audit=self.trail)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
         self.successResultOf(storage.prepare())
@@ -1724,7 +1724,7 @@ class StorageErrorTests(SynchronousTestCase):
         log.read = lambda query: fail(StorageError("down"))
         users = {"admin": hash_password(PASSWORD, FAST)}
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(admins=frozenset({"admin"})), verifier)
+        access = Gates(AccessModel(admins=frozenset({"admin"})), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
                         clock,
@@ -1812,7 +1812,7 @@ class CacheAuditTests(SynchronousTestCase):
         log = MemoryAuditLog(clock)
         users = {"alice": hash_password(PASSWORD, FAST)}
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(), verifier)
+        access = Gates(AccessModel(), verifier)
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         web = build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
                         clock,

@@ -40,7 +40,7 @@ from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import RETRY_AFTER
 from pypid.web.serving.upstream_files import _sees_cut_short
 from pypid.web.web_inputs import SiteServices, SiteSettings
@@ -140,7 +140,7 @@ class _Harness:
             cache_storage if cache_storage is not None else self.storage, run_now, self.clock)
         self.proxy = UpstreamProxy.create(source, self.index, self.index.file_url)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
                         access, run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20),

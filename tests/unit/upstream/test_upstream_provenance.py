@@ -24,7 +24,7 @@ from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_jso
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.sigstore_root import TestSigstore, github_claims
@@ -132,7 +132,7 @@ class _Served:
         self.proxy = UpstreamProxy.create(self.source, self.index, self.index.file_url,
                                           provenance_url=provenance_url_for(BASE))
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=self.proxy),
                         access, run_now, self.clock,
                         SiteSettings(max_upload_size=1 << 20, base_url=BASE),

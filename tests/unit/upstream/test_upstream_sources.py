@@ -32,7 +32,7 @@ from pypid.upstream.project_rules import ChainHosted
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
@@ -314,7 +314,7 @@ class DefaultSourceTests(SynchronousTestCase):
         index = Index(file_url_for(None))
         proxy = UpstreamProxy.create(source, index, index.file_url)
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
         web = build_web(one_index(index, storage, clock, upstream=proxy), access, run_now, clock,
                         SiteSettings(max_upload_size=1 << 20),
                         SiteServices(upstream=proxy))

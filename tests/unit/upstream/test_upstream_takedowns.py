@@ -20,7 +20,7 @@ from pypid.cli.upstream import takedown_lines
 from pypid.state.takedown_log import log_takedowns
 from pypid.upstream.takedowns import MAX_TAKEDOWNS, Takedowns
 from pypid.web.admin.cache_admin import CacheAdmin
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.fakes import FAST, run_in_pool_now
 from tests.harness.upstream import BYTES_A, BYTES_B, INDEX_A, ORIGIN_A, WHEEL, Server, drain
@@ -177,7 +177,7 @@ class WithheldTests(_Takedowns, SynchronousTestCase):
         self.get(f"/files/widget/{WHEEL}")
         self.take_down()
         users = {"admin": hash_password(PASSWORD, FAST), "alice": hash_password(PASSWORD, FAST)}
-        access = Access(AccessModel(read="everyone", admins=frozenset({"admin"})),
+        access = Gates(AccessModel(read="everyone", admins=frozenset({"admin"})),
                         PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now),
                         None, TokenBook(self.clock))
 

@@ -22,7 +22,7 @@ from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.indexes import START, Server, basic
@@ -55,7 +55,7 @@ class _Served:
         self.index = Index(file_url_for(None))
         proxy = UpstreamProxy.create(source, self.index, self.index.file_url)
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(self.clock))
         web = build_web(one_index(self.index, self.storage, self.clock, upstream=proxy), access,
                         run_now, self.clock,
                         SiteSettings(max_upload_size=1 << 20),

@@ -341,7 +341,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
 
 class ExpectContinueTests(SynchronousTestCase):
     """
-    C{Expect: 100-continue} against the real credential check (L{Access}
+    C{Expect: 100-continue} against the real credential check (L{Gates}
     over a L{PasswordVerifier} whose hashing the test completes).
     """
 
@@ -350,13 +350,13 @@ class ExpectContinueTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
         from tests.harness.fakes import FAST, PendingPool
         clock = Clock()
         self.pool = PendingPool()
         verifier = PasswordVerifier({"alice": hash_password("secret", FAST)}, clock, object(),
                                     run_in_pool=self.pool)
-        access = Access(AccessModel(), verifier, LoginThrottle(clock))
+        access = Gates(AccessModel(), verifier, LoginThrottle(clock))
         self.resource = _Recorder()
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)

@@ -1797,13 +1797,13 @@ class IndexServerTests(SynchronousTestCase):
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.changes.publish import Publish
-        from pypid.web.identity.access import Access
+        from pypid.web.identity.gates import Gates
         from pypid.web.serving.index_root import IndexRoot
         from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import one_index, run_now
         clock = Clock()
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
-        access = Access(AccessModel(), PasswordVerifier({}, clock, None))
+        access = Gates(AccessModel(), PasswordVerifier({}, clock, None))
         default = one_index(Index(file_url_for("/")), storage, clock)
         web = build_web(default, access, run_now, clock,
                         SiteSettings(max_upload_size=1000))

@@ -22,7 +22,7 @@ import attrs
 DEFAULT = "default"
 
 #: The first path segments of the server's own routes: C{/simple/},
-#: C{/files/}, C{/project/}, C{/static/} (L{pypid.web.serving.simple.RootResource}),
+#: C{/files/}, C{/project/}, C{/static/} (L{pypid.web.serving.site_root.RootResource}),
 #: the areas' (L{pypid.web.app.PypidApp}), C{/api/}, and trusted
 #: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
 #: one of them as its name.

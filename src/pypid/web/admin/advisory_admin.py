@@ -59,7 +59,7 @@ from pypid.core.security.advisory_waivers import (
 from pypid.core.util.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.interface import StorageError
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, form_field, is_form, json_object, send_json
@@ -156,13 +156,13 @@ def project_report(policy: AdvisoryPolicy, db: AdvisoryDB, project: str,
 @attrs.define(slots=False)
 class AdvisoryAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's indexes and advisories.
     @ivar _audit: where each waiver kept or removed is recorded.
     @ivar _clock: provides C{seconds()}: when a waiver was kept.
     """
 
-    _access: Access
+    _access: Gates
     _indexes: AdvisedIndexes
     _audit: AuditTrail = attrs.field(kw_only=True)
     _clock: IReactorTime = attrs.field(kw_only=True)

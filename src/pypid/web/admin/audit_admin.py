@@ -19,7 +19,7 @@ from pypid.core.records.audit_chain import AuditError
 from pypid.core.records.audit_query import Query, make_query
 from pypid.core.util.http_errors import BadRequest, Forbidden
 from pypid.storage.interface import StorageError
-from pypid.web.identity.access import Access, not_an_admin
+from pypid.web.identity.gates import Gates, not_an_admin
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, form_field, send_json
@@ -42,11 +42,11 @@ class AuditAdmin:
     """
     C{GET /api/audit} (admins only).
 
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _trail: the L{AuditTrail}.
     """
 
-    _access: Access
+    _access: Gates
     _trail: AuditTrail
 
     app = Klein()

@@ -23,7 +23,7 @@ from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.util.http_errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.routes import answer_errors, form_field, send_json
 
@@ -45,13 +45,13 @@ if TYPE_CHECKING:
 @attrs.define(slots=False)
 class CacheAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} refreshes and
         pre-caching are recorded in.
     """
 
-    _access: Access
+    _access: Gates
     _upstream: UpstreamProxy | None = None
     _audit: AuditTrail = attrs.field(kw_only=True)
     #: every upstream cache of the server (the named ones too), now

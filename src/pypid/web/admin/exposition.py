@@ -46,7 +46,7 @@ from pypid.core.records.metrics import (
     histograms,
 )
 from pypid.core.util.http_errors import Forbidden, Unauthorized
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.routes import answer_errors
 
@@ -192,13 +192,13 @@ class Metrics:
     """
     The C{/metrics} area.
 
-    @ivar _access: the L{pypid.web.identity.access.Access} gate (credentials, groups).
+    @ivar _access: the L{pypid.web.identity.gates.Gates} (credentials, groups).
     @ivar _policy: the L{pypid.config.metrics_settings.MetricsConfig} (L{reconfigure}).
     @ivar _sources: the L{pypid.core.parts.IMetricsSource}s the collector reads.
     @ivar _registry: the collector's registry, made at the first scrape.
     """
 
-    _access: Access
+    _access: Gates
     _policy: MetricsConfig
     _sources: tuple[IMetricsSource, ...]
     _registry: CollectorRegistry | None = None

@@ -12,7 +12,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from pypid.core.formats.admin_answers import GroupsListing
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.routes import answer_errors, send_json
 
 #: What the route answers without credentials.
@@ -25,7 +25,7 @@ class GroupsAdmin:
     @ivar _access: the access gate, whose model is the configuration's.
     """
 
-    _access: Access
+    _access: Gates
 
     app = Klein()
     answer_errors(app)

@@ -28,7 +28,7 @@ from pypid.core.formats.admin_answers import IndexesListing
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.security.advisories import AdvisoryPolicy
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.routes import answer_errors, send_json
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class IndexesAdmin:
     @ivar _indexes: the server's indexes.
     """
 
-    _access: Access
+    _access: Gates
     _indexes: RunningIndexes
 
     app = Klein()

@@ -20,7 +20,7 @@ from pypid.core.dists.model import format_upload_time
 from pypid.core.formats.admin_answers import BinListing, BinnedFile
 from pypid.core.util.http_errors import NotFound
 from pypid.state.recycle_bin import RecycleBin
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.routes import answer_errors, form_field, send_json
 
 #: What C{GET /api/recycle-bin} answers without credentials.
@@ -37,11 +37,11 @@ class BinnedIndexes(Protocol):
 @attrs.define(slots=False)
 class RecycleAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their bins.
     """
 
-    _access: Access
+    _access: Gates
     _indexes: BinnedIndexes
 
     app = Klein()

@@ -25,7 +25,7 @@ from pypid.core.formats.admin_answers import RetentionApplied, RetentionPlans
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, form_field, is_form, json_object, send_json
@@ -56,12 +56,12 @@ def _counts_not_read(name: str) -> Unavailable:
 @attrs.define(slots=False)
 class RetentionAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their rules.
     @ivar _audit: where each removal is recorded.
     """
 
-    _access: Access
+    _access: Gates
     _indexes: CleanedIndexes
     _audit: AuditTrail
 

@@ -33,7 +33,7 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.core.util.units import parse_duration
 from pypid.storage.interface import Run
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import RETRY_AFTER, send_text
 from pypid.web.server.routes import answer_errors, form_field, send_json
@@ -46,14 +46,14 @@ class TokenAdmin:
     """
     The token routes.
 
-    @ivar _access: the L{pypid.web.identity.access.Access} gate, which holds the
+    @ivar _access: the L{pypid.web.identity.gates.Gates}, which holds the
         L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
     @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} tokens issued and
         revoked are recorded in.
     """
 
-    _access: Access
+    _access: Gates
     _run: Run
     _audit: AuditTrail = attrs.field(kw_only=True)
 
@@ -190,7 +190,7 @@ class TokenAdmin:
         """
         The person checked again as a change commits: one removed by a
         reload that came while the password was checked changes nothing
-        (L{pypid.web.identity.access.Access.confirm}).
+        (L{pypid.web.identity.gates.Gates.confirm}).
         """
         return await self._access.confirm(request, identity)
 

@@ -31,7 +31,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.records.usage import WINDOW_DAYS, date_of
 from pypid.core.util.http_errors import BadRequest, NotFound
 from pypid.state.usage_log import UsageLog
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.routes import answer_errors, form_field, send_json
 
 #: What C{GET /api/usage} answers without credentials.
@@ -64,11 +64,11 @@ def _number(request: IRequest, name: str, default: int, most: int) -> int:
 @attrs.define(slots=False)
 class UsageAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their counts.
     """
 
-    _access: Access
+    _access: Gates
     _indexes: CountedIndexes
 
     app = Klein()

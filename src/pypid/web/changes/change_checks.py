@@ -21,7 +21,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
-from pypid.web.identity.access import UPLOAD_LOGIN, Access, may_not_upload
+from pypid.web.identity.gates import UPLOAD_LOGIN, Gates, may_not_upload
 from pypid.web.server.respond import storage_unavailable
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
@@ -36,11 +36,11 @@ class ChangeChecks:
     """
     The gate's answers for changes to the named index C{name}.
 
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _name: the index the changes go to.
     """
 
-    _access: Access
+    _access: Gates
     _name: str
 
     def may_change(self, identity: Identity, project: str) -> bool:
@@ -92,7 +92,7 @@ class ChangeChecks:
                         ) -> Identity:
         """
         C{identity} checked again as a change to C{project} commits
-        (L{pypid.web.identity.access.Access.confirm}), with the rules in force now.
+        (L{pypid.web.identity.gates.Gates.confirm}), with the rules in force now.
         """
         identity = await self._access.confirm(request, identity)
         if not self.may_change(identity, project):

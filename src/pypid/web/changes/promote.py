@@ -61,7 +61,7 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.web.changes.change_checks import ChangeChecks
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, bounded_body, is_form, send_json
@@ -100,13 +100,13 @@ class Promote:
     C{POST /api/promote}; see the module.
 
     @ivar _registry: the server's indexes (L{pypid.state.indexes.IndexRegistry}).
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}: when a file was promoted.
     """
 
     _registry: IndexRegistry
-    _access: Access
+    _access: Gates
     _audit: AuditTrail = attrs.field(kw_only=True)
     _clock: IReactorTime = attrs.field(kw_only=True)
     _promoter: Promoter = attrs.field(init=False)

@@ -50,7 +50,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.changes.file_changes import FileChange, FileChanges
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations, UploadStore
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth
 from pypid.web.server.audit_trail import AuditTrail, Named
 from pypid.web.server.body import too_large_message
@@ -71,7 +71,7 @@ class Publish:
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _storage: the L{pypid.storage.interface.IStorage}.
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
@@ -83,7 +83,7 @@ class Publish:
 
     _index: Index
     _storage: IStorage
-    _access: Access
+    _access: Gates
     _run: Run
     _clock: IReactorTime
     _max_upload_size: int

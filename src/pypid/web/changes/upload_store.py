@@ -42,7 +42,7 @@ from pypid.storage.interface import (
 )
 from pypid.storage.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks, storage_call
-from pypid.web.identity.access import may_not_upload
+from pypid.web.identity.gates import may_not_upload
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
 from pypid.web.server.upload_form import FilePart

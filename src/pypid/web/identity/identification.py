@@ -4,7 +4,7 @@ password, or a token given as the password of C{__token__}) to
 L{pypid.auth.verifier}'s verifier, the token book and trusted publishing's
 minted tokens, with the login throttle and the audit log of failed logins
 on the way. What an identity may then do is L{pypid.auth.reader}'s;
-the gates that join the two are L{pypid.web.identity.access}'s.
+the gates that join the two are L{pypid.web.identity.gates}'s.
 
 Only credentials that need a check of their own meet the login throttle:
 those verified lately, and those identical to credentials being checked
@@ -300,7 +300,7 @@ class Identification:
         auth = IRequestAuth(request)
         if auth.session is not None:
             # A browser session: it holds while it is open (a reload that
-            # removed its user ended it, L{pypid.web.identity.access_part.AccessPart}).
+            # removed its user ended it, L{pypid.web.identity.identity_part.IdentityPart}).
             if self.sessions is None or not self.sessions.is_open(auth.session):
                 raise Unauthorized(REVOKED)
             auth.generation = self.generation

@@ -5,7 +5,7 @@ write (L{IRequestAuth}), and how a request's credentials and client address
 are read.
 
 Its own module, below L{pypid.web.identity.identification} (who is asking) and
-L{pypid.web.identity.access} (the gates), because both, and the routes, read it.
+L{pypid.web.identity.gates} (the gates), because both, and the routes, read it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class IRequestAuth(Interface):
     credentials = Attribute("C{(user, password)} of an upload, or L{None}.")
     verified = Attribute("A L{Deferred} of the upload's L{Identity}, or L{None}.")
     identity = Attribute("The verified L{Identity}, or L{None}.")
-    generation = Attribute("The gate's L{Access.generation} when the check began, or L{None}.")
+    generation = Attribute("The gate's L{Gates.generation} when the check began, or L{None}.")
     for_people = Attribute("Whether a browser session may stand for the request's reader.")
     session = Attribute("The digest of the browser session that did, or L{None}.")
     reader = Attribute("The L{Reader} of the identity, made once, or L{None}.")
@@ -53,7 +53,7 @@ class RequestAuth:
         waits for it rather than checking (and counting failures) twice.
     @ivar identity: the verified L{Identity}, once a gate let the request
         through; L{None} for an anonymous request.
-    @ivar generation: the gate's L{Access.generation} when the check of the
+    @ivar generation: the gate's L{Gates.generation} when the check of the
         credentials began, so that a change can tell whether a reload came
         in between (L{pypid.web.identity.identification.Identification.confirm}).
     """
@@ -61,7 +61,7 @@ class RequestAuth:
     credentials: tuple[str, str] | None = None
     verified: Deferred[Identity | None] | None = None
     identity: Identity | None = None
-    #: the gate's L{Access.generation} when the credentials' check began
+    #: the gate's L{Gates.generation} when the credentials' check began
     generation: int | None = None
     #: whether a browser session may stand for the reader: set by the
     #: pages for people and their forms only (L{for_people}), never by the
@@ -69,7 +69,7 @@ class RequestAuth:
     for_people: bool = False
     #: the digest of the browser session that stood for the reader, if one did
     session: str | None = None
-    #: what the identity may do (L{pypid.web.identity.access.Access.reader}),
+    #: what the identity may do (L{pypid.web.identity.gates.Gates.reader}),
     #: made once by the rules in force as the gate let the request through
     reader: Reader | None = None
 

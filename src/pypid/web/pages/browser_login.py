@@ -53,9 +53,9 @@ from pypid.core.access.sso_flow import PENDING_TTL, LoginRefused
 from pypid.core.formats import pages
 from pypid.core.records.audit_chain import FAILED
 from pypid.core.util.http_errors import HTTPError, Unauthorized
-from pypid.web.identity.access import Access
-from pypid.web.identity.access_part import name_held
 from pypid.web.identity.browser_sessions import BrowserSessions
+from pypid.web.identity.gates import Gates
+from pypid.web.identity.identity_part import name_held
 from pypid.web.identity.request_auth import client_address, remember, request_credentials
 from pypid.web.pages.people import HTML, people_headers
 from pypid.web.server.audit_trail import AuditTrail
@@ -131,13 +131,13 @@ class BrowserLogin:
     """
     The area of C{/login} and C{/logout}.
 
-    @ivar _access: the L{Access} gate, with its sessions.
+    @ivar _access: the L{Gates}, with its sessions.
     @ivar _audit: where logins and logouts are recorded.
     @ivar _chrome: the chrome of the site's pages.
     @ivar _sso: single sign-on, or L{None} (a server built without it).
     """
 
-    _access: Access
+    _access: Gates
     _audit: AuditTrail
     _chrome: pages.Chrome
     _sso: SingleSignOn | None = None

@@ -24,7 +24,7 @@ from pypid.web.admin.groups_admin import GROUPS_LOGIN, GroupsAdmin
 from pypid.web.admin.indexes_admin import INDEXES_LOGIN, IndexesAdmin
 from pypid.web.admin.recycle_admin import BIN_LOGIN, RecycleAdmin
 from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, apply_body
-from pypid.web.identity.access import not_an_admin
+from pypid.web.identity.gates import not_an_admin
 from pypid.web.pages.browser_login import send_html
 from pypid.web.pages.console_gate import ConsoleGate, root_of, shown_field
 from pypid.web.server.respond import send_error

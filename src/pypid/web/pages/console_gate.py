@@ -22,7 +22,7 @@ from pypid.core.formats import pages
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import REFUSED
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.pages.browser_login import body_fields, no_store
 from pypid.web.pages.people import people_headers
 from pypid.web.server.audit_trail import AuditTrail
@@ -41,7 +41,7 @@ class ConsoleGate:
     @ivar audit: where a form refused for its CSRF token is recorded.
     """
 
-    access: Access
+    access: Gates
     chrome: pages.Chrome
     audit: AuditTrail
 

@@ -37,8 +37,8 @@ from pypid.core.formats.search import Results
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, NotFound
-from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import has_session_cookie
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import (
     IRequestAuth,
     for_people,
@@ -107,11 +107,11 @@ class IndexSwitcher:
     The indexes of a server, as the switcher of the pages for people may
     list them: the default first, then the named ones in their order.
 
-    @ivar _access: the L{Access} gate, which says who may read an index.
+    @ivar _access: the L{Gates}, which says who may read an index.
     @ivar links: every index's L{pypid.core.formats.pages.IndexLink}.
     """
 
-    _access: Access
+    _access: Gates
     links: tuple[pages.IndexLink, ...]
 
     def shown(self, request: IRequest) -> tuple[pages.IndexLink, ...]:
@@ -197,7 +197,7 @@ class ReaderChrome:
                 and request.requestHeaders.hasHeader(b"authorization")
                 and self.switcher.hides_from_anonymous())
 
-    async def identify(self, request: IRequest, access: Access) -> None:
+    async def identify(self, request: IRequest, access: Gates) -> None:
         """
         Find who sent a request the gate let through unchecked, so that its
         switcher lists the indexes they may read and its header names them;
@@ -221,14 +221,14 @@ class PeoplePages:
 
     @ivar _catalog: the L{Catalog} of the default index, or the
         L{IndexCatalog} of a named one.
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _chrome: the L{ReaderChrome} of every page.
     @ivar _name: the index's name; a named index's pages are behind its
         gate already (L{pypid.web.serving.index_root.IndexRoot}).
     """
 
     _catalog: Catalog | IndexCatalog
-    _access: Access
+    _access: Gates
     _chrome: ReaderChrome
     _name: str = DEFAULT
     _landings: dict[tuple[tuple[str, str | None, frozenset[str]] | None, str | None,

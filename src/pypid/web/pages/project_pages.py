@@ -2,7 +2,7 @@
 C{/project/<name>/} and C{/project/<name>/<version>/}: a project's page
 for people, about its latest version or about one.
 
-A plain Twisted resource, like the simple index (L{pypid.web.serving.simple}), and
+A plain Twisted resource, like the site root (L{pypid.web.serving.site_root}), and
 for the same reason: once rendered, a page is kept as bytes, and a request
 costs a few dict lookups and headers, as C{/simple/<name>/} does. Pages are
 kept up to a total size (L{KeptPages}; a README can make a page of
@@ -58,7 +58,7 @@ from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
 from pypid.state.hosted_source import HostedSource
 from pypid.storage.interface import IStorage, StorageError
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
 from pypid.web.server.respond import (
     Answer,
@@ -190,7 +190,7 @@ class ProjectPages(ReadResource):
     @ivar _sources: its hosted sources, in its order.
     @ivar _filters: the view's L{Filters} (none for a hosted index).
     @ivar _upstreams: its upstreams, by the name its order gives them.
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _chrome: the L{ReaderChrome}.
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
         C{/}; C{.../NAME/} for a named index).
@@ -199,7 +199,7 @@ class ProjectPages(ReadResource):
     """
 
     def __init__(self, name: str, sources: Sequence[HostedSource], filters: Filters,
-                 access: Access, chrome: ReaderChrome, clock: IReactorTime, base: str = "/",
+                 access: Gates, chrome: ReaderChrome, clock: IReactorTime, base: str = "/",
                  upstreams: Mapping[str, SourceSide] | None = None,
                  kept: KeptPages | None = None,
                  advisories: AdvisoryPolicy | None = None) -> None:

@@ -35,7 +35,7 @@ from pypid.core.util.http_errors import (
     Unavailable,
     reason_phrase,
 )
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
@@ -234,7 +234,7 @@ class ReadResource(Resource):
         raise NotImplementedError
 
 
-def answer_gated(access: Access, request: Request,
+def answer_gated(access: Gates, request: Request,
                  answer: Callable[[Request], Answer], index: str | None = None) -> Rendered:
     """
     Run C{answer(request)} once the read gate of C{index} (the default

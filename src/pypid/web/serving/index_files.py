@@ -25,7 +25,7 @@ from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill
 from pypid.state.hosted_source import HostedSource
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import client_address
 from pypid.web.server.respond import Answer, send_page
 from pypid.web.serving.denied_files import DeniedDownloads
@@ -66,7 +66,7 @@ class IndexFiles:
     name: str
     view: IndexView
     sources: tuple[HostedSource, ...]
-    access: Access
+    access: Gates
     clock: IReactorTime
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
     #: refuses the files of the releases the index's advisories deny

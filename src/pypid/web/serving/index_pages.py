@@ -26,7 +26,7 @@ from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
 from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import identity_of
 from pypid.web.server.respond import (
     NOT_ACCEPTABLE,
@@ -58,7 +58,7 @@ def send_private(request: Request, page: Page) -> bytes:
     return body
 
 
-def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
+def as_admin(access: Gates, request: Request, admin: Callable[[], Answer],
              reader: Callable[[], Answer]) -> Answer:
     """
     C{admin()} when the request comes from an admin, else C{reader()}: for
@@ -70,7 +70,7 @@ def as_admin(access: Access, request: Request, admin: Callable[[], Answer],
                          if access.reader_of(identity).is_admin else reader())
 
 
-def with_identity(access: Access, request: Request,
+def with_identity(access: Gates, request: Request,
                   then: Callable[[Identity | None], Answer]) -> Answer:
     """
     C{then(identity)}, the request's identity (L{None}: anonymous): checked
@@ -120,7 +120,7 @@ class IndexSimple:
 
     name: str
     view: IndexView
-    access: Access
+    access: Gates
     clock: IReactorTime
     base: str
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)

@@ -1,6 +1,6 @@
 """
 An index's read paths and areas, the default's (at C{/}: L{IndexPath},
-reached through L{pypid.web.serving.simple.RootResource}) as a named one's
+reached through L{pypid.web.serving.site_root.RootResource}) as a named one's
 (everything under C{/NAME/}: L{IndexRoot}), both from one L{ServedIndex}.
 
 C{simple/...} and C{files/...} are decided once
@@ -10,7 +10,7 @@ C{/NAME/api/...}, the legacy JSON, the pages for people) are the default
 index's routes over its own stack: Klein reads a route against the path
 after C{/NAME}, so every route is written once.
 
-Under C{/NAME/} the gate comes first (L{pypid.web.identity.access.Access.gate_index}):
+Under C{/NAME/} the gate comes first (L{pypid.web.identity.gates.Gates.gate_index}):
 a segment that could name an index but names none, or one the reader may
 not see, answers exactly as a missing index does (status, body and
 headers), anonymous uploads included. A view is read-only: its changes
@@ -45,7 +45,7 @@ from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
 from pypid.state.hosted_source import HostedSource
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, for_people
 from pypid.web.server.areas import Area, Areas
 from pypid.web.server.respond import (
@@ -147,7 +147,7 @@ class ReadOnlyPublish:
     """
 
     _name: str
-    _access: Access
+    _access: Gates
 
     app = Klein()
     answer_errors(app)
@@ -251,7 +251,7 @@ def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], An
     return body
 
 
-def read_openly(access: Access, served: ServedIndex) -> bool:
+def read_openly(access: Gates, served: ServedIndex) -> bool:
     """
     Whether anyone may read C{served} without credentials (the read gate
     of C{/simple/} and C{/files/}, and for a named index the gate of
@@ -278,7 +278,7 @@ class IndexPath(Resource):
 
     isLeaf = True
 
-    def __init__(self, served: ServedIndex, area: bytes, access: Access) -> None:
+    def __init__(self, served: ServedIndex, area: bytes, access: Gates) -> None:
         Resource.__init__(self)
         answer = served.read_path(area)
         assert answer is not None
@@ -336,7 +336,7 @@ class IndexRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, served: Mapping[bytes, ServedIndex], access: Access, base: str) -> None:
+    def __init__(self, served: Mapping[bytes, ServedIndex], access: Gates, base: str) -> None:
         Resource.__init__(self)
         self._served = dict(served)
         self._access = access

@@ -52,7 +52,7 @@ from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import NotFound
 from pypid.state.usage_log import UsageLog
 from pypid.storage.interface import IStorage, StorageError
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import send_page, storage_unavailable
 from pypid.web.server.routes import answer_errors, kept_page, requested_version
 from pypid.web.serving.upstream_pages import bring_up_to_date, upstream_failure
@@ -74,13 +74,13 @@ class LegacyJSON:
     """
     @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _storage: the L{pypid.storage.interface.IStorage}, for stored metadata.
-    @ivar _access: the L{pypid.web.identity.access.Access} gate.
+    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _base_url: the configured public URL, or L{None}.
     """
 
     _index: Index | None
     _storage: IStorage | None
-    _access: Access
+    _access: Gates
     #: C{file_url(record)}: a file's absolute link (these pages are not
     #: under C{/simple/<project>/}, so the index's relative links would not do)
     _file_url: Callable[[FileRecord], str]

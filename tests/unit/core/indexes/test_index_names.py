@@ -17,7 +17,7 @@ from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_
 from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now
 
@@ -25,7 +25,7 @@ from tests.harness.fakes import one_index, run_in_pool_now, run_now
 def first_segments(root):
     """
     The first path segments the built tree answers: the plain resources'
-    (L{pypid.web.serving.simple.RootResource}), the areas' (C{Areas}), and those
+    (L{pypid.web.serving.site_root.RootResource}), the areas' (C{Areas}), and those
     split by their second (C{api}, C{console}) when anything is routed under them.
     """
     segments = {name.decode("ascii") for name in root._children}
@@ -44,7 +44,7 @@ class RouteSegmentsTests(SynchronousTestCase):
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         self.successResultOf(storage.prepare())
         verifier = PasswordVerifier({}, clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
+        access = Gates(AccessModel(read="everyone"), verifier, None, TokenBook(clock))
         return build_web(one_index(Index(file_url_for(None)), storage, clock), access, run_now,
                          clock,
                          SiteSettings(max_upload_size=1 << 20)).root

@@ -67,7 +67,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.factory import make_access_materials
+from pypid.auth.factory import make_gate_materials
 from pypid.auth.hashes import hash_password
 from pypid.auth.throttle import WINDOW as THROTTLE_WINDOW
 from pypid.auth.verifier import PasswordVerifier
@@ -85,7 +85,7 @@ from pypid.storage.audit_files import MemoryAuditLog
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web, index_materials
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.admin import admin_options
@@ -490,10 +490,10 @@ class IndexMachine(RuleBasedStateMachine):
         for stack in self.registry.stacks.values():
             stack.storage.startService()
             stack.part.startService()
-        parts = make_access_materials(config, self.clock, None)
+        parts = make_gate_materials(config, self.clock, None)
         verifier = PasswordVerifier(config.users, self.clock, None,
                                     run_in_pool=run_in_pool_now)
-        access = Access(parts.model, verifier, None, parts.tokens)
+        access = Gates(parts.model, verifier, None, parts.tokens)
         text, token = parts.tokens.make("dev", ("read", "upload"), indexes=("staging",))
         parts.tokens.tokens[token.id] = token
         self.auth = {"anonymous": None, "dev": basic("dev"), "ops": basic("ops"),

@@ -57,7 +57,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
 from pypid.web.changes.promote import Promote
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import FAST, run_in_pool_now, run_now
@@ -109,7 +109,7 @@ class _PromoteCase(SynchronousTestCase):
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         self.tokens = TokenBook(self.clock)
         self.verifier = verifier
-        self.access = Access(model(), verifier, tokens=self.tokens)
+        self.access = Gates(model(), verifier, tokens=self.tokens)
         self.log = MemoryAuditLog(self.clock)
         self.trail = AuditTrail(self.log, self.clock)
         self.stacks = {name: Stack(name, Index(file_url_for(None)), self.storage(name),

@@ -42,7 +42,7 @@ from pypid.core.indexes.render import file_url_for
 from pypid.storage.interface import MemoryFile
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_sdist_zip, metadata_text, wheel_text
 from tests.harness.fakes import (
@@ -191,7 +191,7 @@ class Server:
         self.storage.prepare()
         self.index = Index(file_url_for(None))
         verifier = PasswordVerifier(USERS, self.clock, None, run_in_pool=run_in_pool_now)
-        self.access = Access(AccessModel(read="everyone"), verifier)
+        self.access = Gates(AccessModel(read="everyone"), verifier)
         self.web = build_web(one_index(self.index, self.storage, self.clock), self.access, run_now,
                              self.clock,
                              SiteSettings(max_upload_size=1 << 20))

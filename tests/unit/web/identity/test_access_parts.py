@@ -3,7 +3,7 @@ Tests of the gate's parts, each on its own: L{pypid.auth.reader}
 (what an identity may do), L{pypid.web.identity.identification} (who is asking,
 and the check again as a change commits) and L{pypid.web.changes.change_checks}
 (the checks every change to one index shares). The gate they make up,
-L{pypid.web.identity.access.Access}, is tested route by route in
+L{pypid.web.identity.gates.Gates}, is tested route by route in
 C{tests.unit.web.identity.test_access_table}.
 """
 
@@ -26,7 +26,7 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
 from pypid.storage.interface import FilenameDeleted, StorageError
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
-from pypid.web.identity.access import UPLOAD_LOGIN, Access
+from pypid.web.identity.gates import UPLOAD_LOGIN, Gates
 from pypid.web.identity.identification import REVOKED, Identification
 from pypid.web.identity.request_auth import IRequestAuth
 from tests.harness.fakes import FAST, run_in_pool_now
@@ -123,8 +123,8 @@ class ReaderTests(SynchronousTestCase):
         self.assertFalse(rules.anonymous.is_admin)
 
     def test_reload_takes_new_permissions_whole(self):
-        """L{Access.reconfigure} takes the new model's rules, anonymous reads included."""
-        access = Access(model(), verifier())
+        """L{Gates.reconfigure} takes the new model's rules, anonymous reads included."""
+        access = Gates(model(), verifier())
         self.assertIsNone(access.gate_read(request()))
         access.reconfigure(model(read="authenticated"), verifier(), None)
         self.assertEqual(access.model.read, "authenticated")
@@ -171,7 +171,7 @@ class ChangeChecksTests(SynchronousTestCase):
 
     def test_upload_grant(self):
         """Without the index's upload grant: 401 in the default index, 403 in a named one."""
-        access = Access(model(default=True), verifier())
+        access = Gates(model(default=True), verifier())
         bob = Identity("bob")
         e = self.assertRaises(Unauthorized, ChangeChecks(access, "default").may_upload_here, bob)
         self.assertEqual(str(e), UPLOAD_LOGIN)
@@ -181,7 +181,7 @@ class ChangeChecksTests(SynchronousTestCase):
 
     def test_untouchable_as_missing(self):
         """A project one may neither see nor change answers as a missing one."""
-        checks = ChangeChecks(Access(model(), verifier()), "staging")
+        checks = ChangeChecks(Gates(model(), verifier()), "staging")
         e = self.assertRaises(NotFound, checks.may_touch, Identity("bob"), "widget")
         self.assertEqual(str(e), NO_SUCH_RELEASE)
         self.assertRaises(NotFound, checks.may_touch, Identity("alice"), None)

@@ -64,7 +64,7 @@ from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests import CHECKOUT
 from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
@@ -131,7 +131,7 @@ class AccessTableTests(SynchronousTestCase):
                             groups={"monitoring": frozenset({"alice"})},
                             rules=(parse_rule("secret-*", "user:carol rw", 0),))
         self.tokens = TokenBook(self.clock)
-        access = Access(model, verifier, None, self.tokens,
+        access = Gates(model, verifier, None, self.tokens,
                         sessions=memory_sessions(self.clock, self.mktemp()))
         # (the default index alone, as a server without [index:NAME] has it:
         # POST /api/promote then knows one index, and promotes nothing)

@@ -28,13 +28,13 @@ from pypid.core.access.sessions import (
     SessionBook,
     SessionFileError,
 )
-from pypid.web.identity.access_part import make_sessions, sessions_path, still_a_user
 from pypid.web.identity.browser_sessions import (
     PLAIN_COOKIE,
     SECURE_COOKIE,
     BrowserSessions,
     load_book,
 )
+from pypid.web.identity.identity_part import make_sessions, sessions_path, still_a_user
 from pypid.web.pages.browser_login import next_path
 from tests.harness.fakes import run_now, site_treq
 from tests.harness.web import (

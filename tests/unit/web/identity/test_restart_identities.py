@@ -18,8 +18,8 @@ from pypid.config import load_config
 from pypid.core.access.outside_logins import DIRECTORY, LOCAL, PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
 from pypid.storage.audit_files import MemoryAuditLog
-from pypid.web.identity.access_part import AccessPart
 from pypid.web.identity.identification import Identification
+from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.identity.request_auth import IRequestAuth
 from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.fakes import run_now
@@ -66,7 +66,7 @@ class RestartTests(SynchronousTestCase):
 
     def start(self, text):
         """A daemon's access part started on the configuration C{text} (a restart)."""
-        return AccessPart(self.config(text), self.reactor, AtOncePool(),
+        return IdentityPart(self.config(text), self.reactor, AtOncePool(),
                           AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
 
     def opened(self, part, user, source, stamp, groups=()):
@@ -157,7 +157,7 @@ class SessionSourceTests(SynchronousTestCase):
         with open(path, "w") as f:
             f.write(f"[pypid]\nsnapshot = {self.folder}/var/index.json\n"
                     f"[auth]\ntokens = {self.folder}/tokens.json\n" + text)
-        return AccessPart(load_config(path, environ={}), self.reactor, AtOncePool(),
+        return IdentityPart(load_config(path, environ={}), self.reactor, AtOncePool(),
                           AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
 
     def identity(self, part, value):

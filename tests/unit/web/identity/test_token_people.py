@@ -16,7 +16,7 @@ from pypid.config import load_config
 from pypid.core.access.outside_logins import PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
 from pypid.storage.audit_files import MemoryAuditLog
-from pypid.web.identity.access_part import AccessPart
+from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.fakes import run_now
 from tests.harness.tap import AtOncePool, ThreadedReactor
@@ -55,7 +55,7 @@ class _Daemon:
 
     def start(self, text):
         """A new daemon's access part on the configuration C{text} (a restart)."""
-        self.part = AccessPart(self.config(text), self.reactor, AtOncePool(),
+        self.part = IdentityPart(self.config(text), self.reactor, AtOncePool(),
                                AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
         return self.part
 

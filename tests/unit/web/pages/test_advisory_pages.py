@@ -54,7 +54,7 @@ from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.app import build_web
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteServices, SiteSettings
@@ -154,7 +154,7 @@ class Server:
             default_index, self.proxy, before.projects() | after.projects()))
         users = {name: hash_password(PASSWORD, FAST) for name in ("alice", "root")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        access = Access(AccessModel(read="everyone", admins=frozenset({"root"})), verifier,
+        access = Gates(AccessModel(read="everyone", admins=frozenset({"root"})), verifier,
                         None, TokenBook(self.clock))
         self.log = MemoryAuditLog(self.clock)
         web = build_web([*one_index(default_index, self.stacks["default"].storage, self.clock,

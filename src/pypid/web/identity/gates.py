@@ -5,7 +5,7 @@ tokens, the login throttle) to what they may do (L{pypid.auth.reader}: one
 L{Reader} per request, kept on it), and answering with the refusals HTTP
 clients see.
 
-Reads are the hot path: when the policy lets everyone read, L{Access.gate_read}
+Reads are the hot path: when the policy lets everyone read, L{Gates.gate_read}
 answers L{None} at once and no header is even parsed.
 """
 
@@ -44,7 +44,7 @@ NO_SUCH_PAGE = "no such page"
 
 
 @attrs.define(init=False)
-class Access:
+class Gates:
     """
     The gates: who is asking (its L{Identification}) and what they may do
     (its L{Rules}, taken whole again at each reload), made into one

@@ -1,12 +1,12 @@
 """
-Who may do what, as a part of the daemon (L{AccessPart}): the access gate
+Who may do what, as a part of the daemon (L{IdentityPart}): the access gate
 and trusted publishing built from the configuration, taken again on
 C{SIGHUP}, and the browser sessions, kept through a restart and swept;
 with what a reload or a login asks of the people already in (whether a
 session's person is still a user, whether a name is held by another
 source).
 
-Apart from L{pypid.web.identity.access}, the gates the requests pass
+Apart from L{pypid.web.identity.gates}, the gates the requests pass
 through, because this runs at start-up, reload and login only.
 """
 
@@ -23,7 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from pypid.auth.factory import (
-    make_access_materials,
+    make_gate_materials,
     make_publishing,
     make_sso,
     outside_logins,
@@ -42,8 +42,8 @@ from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import Run
-from pypid.web.identity.access import Access
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
+from pypid.web.identity.gates import Gates
 from pypid.web.identity.identification import FailedLogins
 
 #: (the namespace these lines always had, before they were split from access)
@@ -51,14 +51,14 @@ log = Logger(namespace="pypid.web.identity.access")
 
 
 @implementer(IReloadable)
-class AccessPart(Service):
+class IdentityPart(Service):
     """
     Who may do what, as a part of the daemon: the access gate and trusted
     publishing, built from the configuration. Nothing to start or stop;
     on C{SIGHUP} it takes the users, groups, admins, rules, token file and
     trusted publishers of the configuration read again.
 
-    @ivar access: the L{Access} gate.
+    @ivar access: the L{Gates}.
     @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
     @ivar sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}.
     """
@@ -77,7 +77,7 @@ class AccessPart(Service):
         self._reactor = reactor
         self._hashing = hashing
         self._run = run
-        materials = make_access_materials(config, reactor, hashing, held=self.held_elsewhere)
+        materials = make_gate_materials(config, reactor, hashing, held=self.held_elsewhere)
         self.publishing = make_publishing(config, reactor)
         self.sso = make_sso(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
@@ -92,7 +92,7 @@ class AccessPart(Service):
             log.info("Ended {count} browser sessions whose people the configuration no "
                      "longer lets in as they logged in", count=ended)
         self._settle_tokens(materials.tokens, config, at_start=True)
-        self.access = Access(materials.model, materials.verifier, throttle, materials.tokens,
+        self.access = Gates(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens,
                              sessions=self.sessions, outside=outside_logins(config))
         self._sweep = Periodic(self.sessions.tick, SAVE_INTERVAL, reactor,
@@ -164,7 +164,7 @@ class AccessPart(Service):
         # rather than read a file a change may be writing at this moment,
         # which brought revoked tokens back. A new path is read.
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
-        materials = make_access_materials(config, self._reactor, self._hashing, kept,
+        materials = make_gate_materials(config, self._reactor, self._hashing, kept,
                                           held=self.held_elsewhere)
 
         def commit() -> str:
@@ -205,7 +205,7 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
                          outside_logins(config)) is not None
 
 
-def name_held(access: Access, now: float, user: str, asking: str = DIRECTORY) -> str | None:
+def name_held(access: Gates, now: float, user: str, asking: str = DIRECTORY) -> str | None:
     """
     Why C{user} may not log in through C{asking} (the directory, or single
     sign-on): a person of the other source holds the name here (an open

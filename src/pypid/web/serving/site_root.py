@@ -24,7 +24,7 @@ from twisted.web.server import Request
 
 from pypid.core.indexes.index_names import ROUTE_SEGMENTS, is_index_segment
 from pypid.core.indexes.render import AgedPage, Page
-from pypid.web.identity.access import Access
+from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import Rendered, send_moved
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
@@ -45,7 +45,7 @@ class RootResource(Resource):
     @ivar _indexes: the named indexes' resource, or L{None} without any.
     """
 
-    def __init__(self, default: ServedIndex, access: Access, areas: IResource,
+    def __init__(self, default: ServedIndex, access: Gates, areas: IResource,
                  indexes: IResource | None = None, **others: IResource) -> None:
         """
         @param default: the default index's answers.
