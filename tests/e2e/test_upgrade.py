@@ -194,6 +194,14 @@ def todays(request, old, new, version, restarted=False):
         for index in new["json"].get("indexes", []):
             if index.get("stricter_bases") == []:
                 del index["stricter_bases"]
+    if path == "/api/tokens" and "json" in new:
+        # A token records its person (the account of its user, given at the
+        # first start) and whether it ended (a token belongs to a person,
+        # not to a name: issue 68, item 1): two keys added to each record.
+        for token in new["json"].get("tokens", []):
+            if token.get("ended", ...) is None:
+                del token["ended"]
+            token.pop("person", None)
     if path == "/api/tokens" and request.get("auth") == "user" \
             and old["status"] == 403 and new["status"] == 200 and new["json"] == {"tokens": []}:
         # Any user lists (and issues) their own tokens, and has none here

@@ -1210,6 +1210,8 @@ ISSUER = "https://login.corp.example/realms/acme"
 #: The providers C{[sso]} may be switched between: each has people of the
 #: same names, other people (their subjects differ).
 ISSUERS = (ISSUER, "https://login.corp.example/realms/other")
+#: The indexes a token may be kept to (empty: every index).
+KEPT = ("", "default", "secret")
 
 LDAP_SECTION = "[ldap]\nurl = ldap://127.0.0.1:1\nuser_base = ou=people,dc=example,dc=test\n"
 
@@ -1295,6 +1297,8 @@ class Credential:
     issuer: str = ""
     #: which account of a local user's name (a name added again is a new one)
     account: int = 0
+    #: the index a token is kept to (empty: every index)
+    kept: str = ""
 
     @property
     def person(self):
@@ -1515,21 +1519,29 @@ class AccessMachine(RuleBasedStateMachine):
                     and self.stands(h)]
         if not sessions:
             return
-        self.issue(data.draw(st.sampled_from(sessions)))
+        self.issue(data.draw(st.sampled_from(sessions)), data.draw(st.sampled_from(KEPT)))
 
-    def issue(self, held):
-        """The person of the session C{held} issues a read token on the console."""
+    def issue(self, held, kept=""):
+        """
+        The person of the session C{held} issues a read token on the
+        console, kept to the index C{kept} (empty: every index).
+        """
         _, page = self.request("GET", "/console/tokens", {"Cookie": held.value})
         found = re.search(rb'name="csrf" value="([^"]+)"', page)
         assert found is not None, page[:300]
         response, body = self.request(
             "POST", "/console/tokens", {"Cookie": held.value,
                                         "Content-Type": "application/x-www-form-urlencoded"},
-            f"csrf={found.group(1).decode()}&actions=read&expires=30d".encode())
+            f"csrf={found.group(1).decode()}&actions=read&expires=30d&indexes={kept}".encode())
+        if kept == "secret" and not self.principals(held.owner, held.groups) & {"readers", "ops"}:
+            # (an index hidden from the person is refused as a missing one)
+            assert response.code == 400 and b"not an index of this server" in body, (
+                response.code, body[:500])
+            return
         assert response.code == 200, (response.code, body[:500])
         text = re.search(rb"pypid-[0-9a-f]+-[A-Za-z0-9_-]+", body)
         assert text is not None, body[:500]
-        self.held.append(attrs.evolve(held, value=text.group(0).decode()))
+        self.held.append(attrs.evolve(held, value=text.group(0).decode(), kept=kept))
         # the person's own tokens, and theirs only, are on their page (an
         # admin's: everyone's)
         _, page = self.request("GET", "/console/tokens", {"Cookie": held.value})
@@ -1614,14 +1626,17 @@ class AccessMachine(RuleBasedStateMachine):
                 if not stands:
                     assert response.code == 401, (held, response.code)
                     continue
+                # (a token kept to another index enters no index hidden
+                # from anyone, and reads there only what anyone reads)
                 groups = self.principals(held.owner, held.groups)
-                reads = bool(groups & {"readers", "ops"})
+                reads = bool(groups & {"readers", "ops"}) and held.kept in ("", "secret")
                 assert response.code == (200 if reads else 404), (held, groups, response.code)
                 response, _ = self.request(
                     "GET", "/simple/vault-lib/", {"Authorization": basic("__token__",
                                                                          held.value).decode()})
-                assert response.code == (200 if self.sees_vault(groups) else 404), (
-                    held, groups, response.code)
+                sees = self.sees_vault(set()) or (self.sees_vault(groups)
+                                                  and held.kept in ("", "default"))
+                assert response.code == (200 if sees else 404), (held, groups, response.code)
 
 
 class AccessModelTests(SynchronousTestCase):
