@@ -30,7 +30,7 @@ from pypid.config import Config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.pending import PendingFile
-from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import GAUGE, Family, gauge
 from pypid.core.util.clock_steps import ClockReading, trusted_since

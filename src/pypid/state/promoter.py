@@ -40,8 +40,7 @@ from pypid.core.dists.names import WHEEL, filename_key, variant_release
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import index_section
-from pypid.core.indexes.promotion import Promotion
-from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.promotion import Promotion, PromotionJournal
 from pypid.core.security.advisories import DENY
 from pypid.state.hosted_stack import HostedStack
 from pypid.state.indexes import IndexRegistry

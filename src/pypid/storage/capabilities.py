@@ -214,7 +214,7 @@ class IAdoptingStorage(Interface):
     A promotion of several files keeps a journal in the target while it
     adopts them (L{keep_journal}, L{drop_journal}): a start that finds one
     (L{journals}) takes that promotion back before the index serves
-    (L{pypid.core.indexes.promotion_journal}).
+    (L{pypid.core.indexes.promotion}).
     """
 
     def adopt(source: IStorage, record: FileRecord,

@@ -16,7 +16,7 @@ Layout under the root folder::
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received; swept at start-up
     .pypid/promotions/<name>.json    the journal of a promotion under way
-                                     (L{pypid.core.indexes.promotion_journal})
+                                     (L{pypid.core.indexes.promotion})
     .pypid/projects/<project>.status the status of a project that is not
                                      active (PEP 792; L{pypid.core.indexes.project_status})
 

@@ -24,6 +24,7 @@ Nothing in the server imports this module, so it costs production nothing.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +34,11 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from pypid.core.dists.distribution import Inspected, inspect
+from pypid.core.dists.metadata import InvalidDistribution
 from pypid.core.dists.model import FileRecord
+from pypid.core.dists.names import InvalidName
+from pypid.core.dists.readme import render_description
 from pypid.core.indexes.promotion import Promotion
 from pypid.storage.capabilities import (
     IAdoptingStorage,
@@ -54,9 +59,32 @@ from pypid.storage.interface import (
     StorageState,
     checked_provenance,
 )
-from pypid.storage.memory_blobs import NamedBlobs
-from pypid.storage.memory_imports import inspect_bytes
 from pypid.storage.memory_sidecars import MemorySidecars
+
+# -- small objects kept by name: the promotion journals and project statuses,
+# which a disk keeps as small files under .pypid/ and a bucket as small
+# objects (the seams of storage.s3.journal_objects and status_objects); in
+# memory they differ in nothing but their names
+
+
+@attrs.define(eq=False)
+class NamedBlobs:
+    """Bytes by name; the Deferreds are the storage's, which does everything at once."""
+
+    _kept: dict[str, bytes] = attrs.field(factory=dict, init=False)
+
+    def keep(self, name: str, data: bytes) -> None:
+        """Keep C{data} under C{name}, over what was kept there."""
+        self._kept[name] = data
+
+    def drop(self, names: Iterable[str]) -> None:
+        """Forget C{names} (missing ones are no error)."""
+        for name in names:
+            self._kept.pop(name, None)
+
+    def all(self) -> dict[str, bytes]:
+        """Everything kept, by name (a copy: the caller may change it)."""
+        return dict(self._kept)
 
 
 @attrs.frozen
@@ -483,3 +511,29 @@ class MemoryStorage:
         if isinstance(inspected, str):
             return inspected
         return self._sidecars.imported(filename, inspected, now, persist)
+
+
+# -- bytes held without a record (put into objects directly, as a file is
+# copied into a folder by hand): the pure half of the scan and of describe,
+# as storage.folder_imports is the local backend's
+
+
+def _digests(data: bytes) -> tuple[int, str, str, str]:
+    """C{(size, sha256, blake2_256, md5)} of C{data}, as L{inspect} takes them."""
+    return (len(data), hashlib.sha256(data).hexdigest(),
+            hashlib.blake2b(data, digest_size=32).hexdigest(),
+            hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+
+def inspect_bytes(data: bytes, filename: str, key: str, now: float,
+                  details: bool = True) -> Inspected | str:
+    """
+    What the bytes under C{key} are, found at C{now} (their upload time),
+    with their details rendered when C{details}; or why they are not served.
+    """
+    try:
+        return inspect(io.BytesIO(data), filename, key, now, _digests(data), legacy=True,
+                       details=render_description if details else None)
+    except (InvalidName, InvalidDistribution) as e:
+        return str(e)
+

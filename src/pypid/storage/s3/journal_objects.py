@@ -1,6 +1,6 @@
 """
 The journals of promotions under way in a bucket (C{.pypid/promotions/};
-L{pypid.core.indexes.promotion_journal}), and the change markers they hold back.
+L{pypid.core.indexes.promotion}), and the change markers they hold back.
 
 While a promotion's journal is kept, the files it names leave no change
 marker as they are adopted: the sync (this server's, and the other
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.promotion import PromotionJournal
 from pypid.storage.s3.api import BucketCalls
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.markers import ChangeFeed

@@ -27,7 +27,7 @@ from twisted.web.resource import Resource
 
 from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
-from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.storage.interface import StorageError
 from pypid.storage.s3 import api as s3client

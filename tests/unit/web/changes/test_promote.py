@@ -35,8 +35,7 @@ from pypid.core.dists.names import filename_key
 from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.promotion import Promotion
-from pypid.core.indexes.promotion_journal import PromotionJournal
+from pypid.core.indexes.promotion import Promotion, PromotionJournal
 from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_query import make_query
 from pypid.core.security.advisories import (
