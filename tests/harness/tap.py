@@ -3,8 +3,11 @@ L{pypid.tap.makeService} without threads: pools that start no thread and
 do the blocking work at once (L{fake_pools}), and the site a built service
 serves (L{site_of}); they were L{tests.unit.test_tap}'s. For a server that
 checks passwords: L{AtOncePool} and L{ThreadedReactor} (they were
-L{tests.unit.web.admin.test_advisory_admin}'s), with L{checking_pools}.
+L{tests.unit.web.admin.test_advisory_admin}'s), with L{checking_pools}; and
+the daemon's identity part alone over files in a folder (L{identity_part}).
 """
+
+import os
 
 import attrs
 from twisted.internet.testing import MemoryReactorClock
@@ -67,3 +70,29 @@ def fake_pools(io=None, hashing=None, run=run_now):
     """L{ThreadPools} that start no thread and do the blocking work at once (or as C{run} does)."""
     return ThreadPools(io or FakeThreadPool(name="io"), hashing or FakeThreadPool(name="hash"),
                        run)
+
+
+def part_config(folder, text):
+    """
+    The configuration C{text} of a daemon whose files are in C{folder} (its
+    snapshot, token file and browser sessions), written there and read.
+    """
+    from pypid.config import load_config
+    path = os.path.join(folder, "pypid.ini")
+    with open(path, "w") as f:
+        f.write(f"[pypid]\nsnapshot = {folder}/var/index.json\n"
+                f"[auth]\ntokens = {folder}/tokens.json\n" + text)
+    return load_config(path, environ={})
+
+
+def identity_part(folder, reactor, text):
+    """
+    A daemon's L{pypid.web.identity.identity_part.IdentityPart} started on the
+    configuration C{text} (L{part_config}), as a start makes it: its files
+    written at once, passwords checked at once (a L{ThreadedReactor}).
+    """
+    from pypid.storage.audit_files import MemoryAuditLog
+    from pypid.web.identity.identity_part import IdentityPart
+    from pypid.web.server.audit_trail import AuditTrail
+    return IdentityPart(part_config(folder, text), reactor, AtOncePool(),
+                        AuditTrail(MemoryAuditLog(reactor), reactor), run_now)

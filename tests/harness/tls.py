@@ -92,3 +92,22 @@ def tls_connection(site, clock):
     pump = connect(server, server_io, client, FakeTransport(client, isServer=False),
                    greet=True, clock=clock)
     return client.wrappedProtocol, server_io, pump
+
+
+def one_per_address_site(case, clock, resource):
+    """
+    A started L{pypid.web.site.PypidSite} of C{resource} on C{clock} that
+    takes one connection per address (the site's guards, over a TLS layer
+    or not), its spool in C{case}'s temporary folder.
+    """
+    import os
+
+    from pypid.web.server.channel import ConnectionCounter
+    from pypid.web.site import PypidSite, SiteRules
+    spool = os.path.abspath(case.mktemp())
+    os.makedirs(spool)
+    site = PypidSite(resource, SiteRules(1 << 20), spool, reactor=clock,
+                     counter=ConnectionCounter(limit=1))
+    site.startFactory()
+    case.addCleanup(site.stopFactory)
+    return site

@@ -27,11 +27,17 @@ from zope.interface import implementer
 from pypid.web.server.channel import (
     CLOSE_TIMEOUT,
     HEADER_TIMEOUT,
-    ConnectionCounter,
     PypidChannel,
 )
 from pypid.web.site import PypidSite, SiteRules
-from tests.harness.tls import PEER, loaded, rsa_server, shared_ca, tls_connection
+from tests.harness.tls import (
+    PEER,
+    loaded,
+    one_per_address_site,
+    rsa_server,
+    shared_ca,
+    tls_connection,
+)
 
 
 class _Server(Protocol):
@@ -240,12 +246,7 @@ class SiteOverTLSTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        spool = os.path.abspath(self.mktemp())
-        os.makedirs(spool)
-        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock,
-                              counter=ConnectionCounter(limit=1))
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
+        self.site = one_per_address_site(self, self.clock, _Hello())
 
     def test_refused_by_the_site(self):
         """A connection past the per-address limit is aborted before its handshake."""

@@ -14,16 +14,11 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from pypid.auth.verifier import Identity
-from pypid.config import load_config
 from pypid.core.access.outside_logins import DIRECTORY, LOCAL, PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.web.identity.identification import Identification
-from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.identity.request_auth import IRequestAuth
-from pypid.web.server.audit_trail import AuditTrail
-from tests.harness.fakes import run_now
-from tests.harness.tap import AtOncePool, ThreadedReactor
+from tests.harness.tap import ThreadedReactor, identity_part, part_config
 from tests.harness.web import USERS, randomness
 
 ISSUER = "https://login.corp.example/realms/acme"
@@ -58,16 +53,11 @@ class RestartTests(SynchronousTestCase):
         self.reactor.advance(1_767_225_600)
 
     def config(self, text):
-        path = os.path.join(self.folder, "pypid.ini")
-        with open(path, "w") as f:
-            f.write(f"[pypid]\nsnapshot = {self.folder}/var/index.json\n"
-                    f"[auth]\ntokens = {self.folder}/tokens.json\n" + text)
-        return load_config(path, environ={})
+        return part_config(self.folder, text)
 
     def start(self, text):
-        """A daemon's access part started on the configuration C{text} (a restart)."""
-        return IdentityPart(self.config(text), self.reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
+        """A daemon's identity part started on the configuration C{text} (a restart)."""
+        return identity_part(self.folder, self.reactor, text)
 
     def opened(self, part, user, source, stamp, groups=()):
         """Open a session in C{part}, as a login does, and keep the file: its cookie's value."""
@@ -153,12 +143,7 @@ class SessionSourceTests(SynchronousTestCase):
         self.reactor.advance(1_767_225_600)
 
     def part(self, text):
-        path = os.path.join(self.folder, "pypid.ini")
-        with open(path, "w") as f:
-            f.write(f"[pypid]\nsnapshot = {self.folder}/var/index.json\n"
-                    f"[auth]\ntokens = {self.folder}/tokens.json\n" + text)
-        return IdentityPart(load_config(path, environ={}), self.reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
+        return identity_part(self.folder, self.reactor, text)
 
     def identity(self, part, value):
         identification: Identification = part.access._identification

@@ -12,14 +12,9 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.config import load_config
 from pypid.core.access.outside_logins import PASSWORD, PROVIDER, LoginSource
 from pypid.core.access.sso_flow import provider_key
-from pypid.storage.audit_files import MemoryAuditLog
-from pypid.web.identity.identity_part import IdentityPart
-from pypid.web.server.audit_trail import AuditTrail
-from tests.harness.fakes import run_now
-from tests.harness.tap import AtOncePool, ThreadedReactor
+from tests.harness.tap import ThreadedReactor, identity_part, part_config
 from tests.harness.web import USERS
 
 ISSUER = "https://login.corp.example/realms/acme"
@@ -46,22 +41,14 @@ class _Daemon:
         self.reactor.advance(1_767_225_600)
         self.part = None
 
-    def config(self, text):
-        path = os.path.join(self.folder, "pypid.ini")
-        with open(path, "w") as f:
-            f.write(f"[pypid]\nsnapshot = {self.folder}/var/index.json\n"
-                    f"[auth]\ntokens = {self.folder}/tokens.json\n" + text)
-        return load_config(path, environ={})
-
     def start(self, text):
-        """A new daemon's access part on the configuration C{text} (a restart)."""
-        self.part = IdentityPart(self.config(text), self.reactor, AtOncePool(),
-                               AuditTrail(MemoryAuditLog(self.reactor), self.reactor), run_now)
+        """A new daemon's identity part on the configuration C{text} (a restart)."""
+        self.part = identity_part(self.folder, self.reactor, text)
         return self.part
 
     def reload(self, text):
         """The running part takes the configuration C{text} (C{SIGHUP})."""
-        commit = self.part.prepare_reload(self.config(text))
+        commit = self.part.prepare_reload(part_config(self.folder, text))
         commit()
         return self.part
 
