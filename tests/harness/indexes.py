@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
+from pypid.auth.publisher_tokens import PublisherTokens
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
@@ -145,8 +146,10 @@ class Server:
             model = attrs.evolve(model, indexes={**model.indexes, "default": grants(
                 default_read or (read,), default_upload or ("authenticated",))})
         self.tokens = TokenBook(self.clock)
+        #: the tokens trusted publishing mints (L{mint})
+        self.publishers = PublisherTokens(self.clock)
         self.log = MemoryAuditLog(self.clock)
-        access = Gates(model, verifier, None, self.tokens,
+        access = Gates(model, verifier, None, self.tokens, publishers=self.publishers,
                         sessions=memory_sessions(self.clock, folder))
         known = None
         if registry:

@@ -380,9 +380,11 @@ none        monitoring 127.0.0.1   -               | 401 200 403 403 401 200 200
 
 
 #: the identities of L{INDEX_TABLE}, in the order of its columns: as
-#: L{IDENTITIES}, and alice's tokens kept to the index C{release} and to
-#: C{staging} (read and upload)
-INDEX_IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-release", "t-staging")
+#: L{IDENTITIES}, alice's tokens kept to the index C{release} and to
+#: C{staging} (read and upload), and a token trusted publishing minted for
+#: C{holy-grail} (upload)
+INDEX_IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-release", "t-staging",
+                    "minted")
 
 #: the indexes of L{INDEX_TABLE}: hosted C{release}; C{staging}, hosted,
 #: based on release; C{prod}, a view of release; C{secret}, hosted, that
@@ -439,6 +441,8 @@ class IndexAccessTableTests(SynchronousTestCase):
             text, token = make("alice", {"read", "upload"}, indexes=(index,))
             server.tokens.tokens[token.id] = token
             auth[name] = basic("__token__", text)
+        text, _ = server.publishers.issue("publisher:github:acme/grail", ["holy-grail"], 900, "")
+        auth["minted"] = basic("__token__", text)
         for version in ("1.0", "2.0"):
             for path, user in (("/release/", "alice"), ("/secret/", "carol")):
                 code = server.upload(path, "holy-grail", version, auth[user])[0]
@@ -481,7 +485,10 @@ class IndexAccessTableTests(SynchronousTestCase):
                     continue
                 missing = answers[(method, template, "nosuch", project)]
                 for who in INDEX_IDENTITIES:
-                    if who not in ("carol", "admin"):
+                    # (a minted token enters every index: its publisher may
+                    # upload to any, so none is hidden from it; it reads
+                    # there only what anyone reads: pypid.auth.reader)
+                    if who not in ("carol", "admin", "minted"):
                         self.assertEqual(cells[who], missing[who], f"{key} {who}")
 
 
@@ -514,199 +521,204 @@ def read_index_table(text):
 #: give less than none, so it sees what anyone sees, as the default
 #: index's t-other; pypid.auth.reader); a view
 #: refuses changes with 405 once the credentials passed; a change names
-#: an index's own files only (staging inherits holy-grail: 404 there).
+#: an index's own files only (staging inherits holy-grail: 404 there). A
+#: token trusted publishing minted (for holy-grail) enters every index, a
+#: hidden one too, and uploads its project to any hosted one, whatever
+#: their grants (its [publishers] rule is its grant); it reads only what
+#: anyone reads (404 where anyone may not), and changes nothing but by
+#: uploading (403, as a token that may only upload).
 #: The pages for people of an index (C{/{i}/}, search, project pages)
 #: answer as its simple pages do.
 INDEX_TABLE = """
-GET    /{i}                             release -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 301 404
-GET    /{i}                             staging -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 301
-GET    /{i}                             prod    -          | 301 301 301 301 301 301 301 | 401 301 301 301 401 404 404
-GET    /{i}                             secret  -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
-GET    /{i}                             vault   -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
-GET    /{i}                             team    -          | 401 404 301 301 401 404 404 | 401 404 301 301 401 404 404
-GET    /{i}                             nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/                     release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/simple/                     staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/simple/                     prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/simple/                     secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/                     vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/                     team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/                     nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespaces          release -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/simple/namespaces          staging -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/simple/namespaces          prod    -          | 200 200 200 200 401 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/simple/namespaces          secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/namespaces          vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/namespaces          team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/namespaces          nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       release acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       staging acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       prod    acme       | 404 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       secret  acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       vault   acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       team    acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/namespace/{p}       nosuch  acme       | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/simple/{p}/                 release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/simple/{p}/                 staging no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/simple/{p}/                 prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/{p}/                 vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/{p}/                 team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/simple/{p}/                 secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 vault   no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 team    no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/simple/{p}/                 nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/files/{p}/{f}               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/files/{p}/{f}               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/files/{p}/{f}               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/files/{p}/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}               vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}               team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/files/{p}/{f}.metadata      release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/files/{p}/{f}.metadata      staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/files/{p}/{f}.metadata      prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/files/{p}/{f}.metadata      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}.metadata      vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}.metadata      team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/files/{p}/{f}.metadata      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/pypi/{p}/json               release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/pypi/{p}/json               staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/pypi/{p}/json               prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/pypi/{p}/json               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/json               vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/json               team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/json               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/pypi/{p}/1.0/json           release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/pypi/{p}/1.0/json           staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/pypi/{p}/1.0/json           prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/pypi/{p}/1.0/json           secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/1.0/json           vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/1.0/json           team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/pypi/{p}/1.0/json           nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/                            release -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/                            staging -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/                            prod    -          | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/                            secret  -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/                            vault   -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/                            team    -          | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/                            nosuch  -          | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/search?q={p}                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/search?q={p}                staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/search?q={p}                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/search?q={p}                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/search?q={p}                vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/search?q={p}                team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/search?q={p}                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/api/search?q={p}            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/api/search?q={p}            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/api/search?q={p}            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/api/search?q={p}            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/api/search?q={p}            vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/api/search?q={p}            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/api/search?q={p}            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/project/{p}/                release no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/project/{p}/                staging no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/project/{p}/                prod    no-such    | 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/                vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/                team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/                secret  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                vault   no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                team    no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/                nosuch  no-such    | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-GET    /{i}/project/{p}/1.0/            release holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404
-GET    /{i}/project/{p}/1.0/            staging holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200
-GET    /{i}/project/{p}/1.0/            prod    holy-grail | 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404
-GET    /{i}/project/{p}/1.0/            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/1.0/            vault   holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/1.0/            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-GET    /{i}/project/{p}/1.0/            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/                            release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/                            staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
-POST   /{i}/                            prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/                            secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/                            vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/                            team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/                            nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/legacy                      release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/legacy                      staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
-POST   /{i}/legacy                      prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/legacy                      secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/legacy                      vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/legacy                      team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/legacy                      nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/legacy/                     release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/legacy/                     staging holy-grail | 401 200 200 200 401 403 200 | 401 200 200 200 401 404 200
-POST   /{i}/legacy/                     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/legacy/                     secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/legacy/                     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/legacy/                     team    holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/legacy/                     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/api/files/{f}/yank          staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/yank          prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/files/{f}/yank          secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/api/files/{f}/yank          vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/files/{f}/yank          team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/yank          nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/api/files/{f}/unyank        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/unyank        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/files/{f}/unyank        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/api/files/{f}/unyank        vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/files/{f}/unyank        team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/unyank        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-DELETE /{i}/api/files/{f}               vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-DELETE /{i}/api/files/{f}               team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/files/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/restore       release holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/restore       staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/restore       prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/files/{f}/restore       secret  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/restore       vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/files/{f}/restore       team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/files/{f}/restore       nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/yank   nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-POST   /{i}/api/projects/{p}/1.0/unyank staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/1.0/unyank nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 403 | 401 200 200 200 401 200 404
-DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 | 401 404 200 200 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        team    holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-DELETE /{i}/api/projects/{p}/2.0        nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
-POST   /{i}/api/projects/{p}/status     release holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 403 404
-POST   /{i}/api/projects/{p}/status     staging holy-grail | 401 403 403 400 401 403 403 | 401 403 403 400 401 404 403
-POST   /{i}/api/projects/{p}/status     prod    holy-grail | 401 405 405 405 401 405 405 | 401 405 405 405 401 404 404
-POST   /{i}/api/projects/{p}/status     secret  holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
-POST   /{i}/api/projects/{p}/status     vault   holy-grail | 401 404 405 405 401 404 404 | 401 404 405 405 401 404 404
-POST   /{i}/api/projects/{p}/status     team    holy-grail | 401 404 403 400 401 404 404 | 401 404 403 400 401 404 404
-POST   /{i}/api/projects/{p}/status     nosuch  holy-grail | 401 404 404 404 401 404 404 | 401 404 404 404 401 404 404
+GET    /{i}                             release -          | 301 301 301 301 301 301 301 301 | 401 301 301 301 401 301 404 301
+GET    /{i}                             staging -          | 301 301 301 301 301 301 301 301 | 401 301 301 301 401 404 301 301
+GET    /{i}                             prod    -          | 301 301 301 301 301 301 301 301 | 401 301 301 301 401 404 404 301
+GET    /{i}                             secret  -          | 401 404 301 301 401 404 404 301 | 401 404 301 301 401 404 404 301
+GET    /{i}                             vault   -          | 401 404 301 301 401 404 404 301 | 401 404 301 301 401 404 404 301
+GET    /{i}                             team    -          | 401 404 301 301 401 404 404 301 | 401 404 301 301 401 404 404 301
+GET    /{i}                             nosuch  -          | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/                     release -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 200
+GET    /{i}/simple/                     staging -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 200
+GET    /{i}/simple/                     prod    -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 200
+GET    /{i}/simple/                     secret  -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/                     vault   -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/                     team    -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/                     nosuch  -          | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespaces          release -          | 200 200 200 200 401 200 200 200 | 401 200 200 200 401 200 404 200
+GET    /{i}/simple/namespaces          staging -          | 200 200 200 200 401 200 200 200 | 401 200 200 200 401 404 200 200
+GET    /{i}/simple/namespaces          prod    -          | 200 200 200 200 401 200 200 200 | 401 200 200 200 401 404 404 200
+GET    /{i}/simple/namespaces          secret  -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/namespaces          vault   -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/namespaces          team    -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/simple/namespaces          nosuch  -          | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       release acme       | 404 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       staging acme       | 404 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       prod    acme       | 404 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       secret  acme       | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       vault   acme       | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       team    acme       | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/namespace/{p}       nosuch  acme       | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/simple/{p}/                 release no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/simple/{p}/                 staging no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/simple/{p}/                 prod    no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/simple/{p}/                 vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/simple/{p}/                 team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/simple/{p}/                 secret  no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 vault   no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 team    no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/simple/{p}/                 nosuch  no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/files/{p}/{f}               release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/files/{p}/{f}               staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/files/{p}/{f}               prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}               secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}               vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}               team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/files/{p}/{f}.metadata      release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/files/{p}/{f}.metadata      staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/files/{p}/{f}.metadata      prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}.metadata      secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}.metadata      vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}.metadata      team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/files/{p}/{f}.metadata      nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/pypi/{p}/json               release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/pypi/{p}/json               staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/pypi/{p}/json               prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/json               secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/json               vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/json               team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/json               nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/pypi/{p}/1.0/json           release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/pypi/{p}/1.0/json           staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/pypi/{p}/1.0/json           prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/1.0/json           secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/1.0/json           vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/1.0/json           team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/pypi/{p}/1.0/json           nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/                            release -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 200
+GET    /{i}/                            staging -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 200
+GET    /{i}/                            prod    -          | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 200
+GET    /{i}/                            secret  -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/                            vault   -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/                            team    -          | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/                            nosuch  -          | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/search?q={p}                release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 200
+GET    /{i}/search?q={p}                staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 200
+GET    /{i}/search?q={p}                prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 200
+GET    /{i}/search?q={p}                secret  holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/search?q={p}                vault   holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/search?q={p}                team    holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/search?q={p}                nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/api/search?q={p}            release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 200
+GET    /{i}/api/search?q={p}            staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 200
+GET    /{i}/api/search?q={p}            prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 200
+GET    /{i}/api/search?q={p}            secret  holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/api/search?q={p}            vault   holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/api/search?q={p}            team    holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+GET    /{i}/api/search?q={p}            nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/project/{p}/                release no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/project/{p}/                staging no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/project/{p}/                prod    no-such    | 404 404 404 404 404 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/                vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/                team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/                secret  no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                vault   no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                team    no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/                nosuch  no-such    | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+GET    /{i}/project/{p}/1.0/            release holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 200 404 404
+GET    /{i}/project/{p}/1.0/            staging holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 200 404
+GET    /{i}/project/{p}/1.0/            prod    holy-grail | 200 200 200 200 200 200 200 200 | 401 200 200 200 401 404 404 404
+GET    /{i}/project/{p}/1.0/            secret  holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/1.0/            vault   holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/1.0/            team    holy-grail | 401 404 200 200 401 404 404 404 | 401 404 200 200 401 404 404 404
+GET    /{i}/project/{p}/1.0/            nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/                            release holy-grail | 401 200 200 200 401 200 403 200 | 401 200 200 200 401 200 404 200
+POST   /{i}/                            staging holy-grail | 401 200 200 200 401 403 200 200 | 401 200 200 200 401 404 200 200
+POST   /{i}/                            prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/                            secret  holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/                            vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/                            team    holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/                            nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/legacy                      release holy-grail | 401 200 200 200 401 200 403 200 | 401 200 200 200 401 200 404 200
+POST   /{i}/legacy                      staging holy-grail | 401 200 200 200 401 403 200 200 | 401 200 200 200 401 404 200 200
+POST   /{i}/legacy                      prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/legacy                      secret  holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/legacy                      vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/legacy                      team    holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/legacy                      nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/legacy/                     release holy-grail | 401 200 200 200 401 200 403 200 | 401 200 200 200 401 200 404 200
+POST   /{i}/legacy/                     staging holy-grail | 401 200 200 200 401 403 200 200 | 401 200 200 200 401 404 200 200
+POST   /{i}/legacy/                     prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/legacy/                     secret  holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/legacy/                     vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/legacy/                     team    holy-grail | 401 404 200 200 401 404 404 200 | 401 404 200 200 401 404 404 200
+POST   /{i}/legacy/                     nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/files/{f}/yank          release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+POST   /{i}/api/files/{f}/yank          staging holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/yank          prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/yank          secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+POST   /{i}/api/files/{f}/yank          vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/yank          team    holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/yank          nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/files/{f}/unyank        release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+POST   /{i}/api/files/{f}/unyank        staging holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/unyank        prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/unyank        secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+POST   /{i}/api/files/{f}/unyank        vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/unyank        team    holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/unyank        nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+DELETE /{i}/api/files/{f}               release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+DELETE /{i}/api/files/{f}               staging holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+DELETE /{i}/api/files/{f}               prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+DELETE /{i}/api/files/{f}               secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+DELETE /{i}/api/files/{f}               vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+DELETE /{i}/api/files/{f}               team    holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+DELETE /{i}/api/files/{f}               nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/files/{f}/restore       release holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/restore       staging holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/restore       prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/restore       secret  holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/restore       vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/files/{f}/restore       team    holy-grail | 401 404 404 404 401 404 404 403 | 401 404 404 404 401 404 404 403
+POST   /{i}/api/files/{f}/restore       nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+POST   /{i}/api/projects/{p}/1.0/yank   staging holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/1.0/yank   secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+POST   /{i}/api/projects/{p}/1.0/yank   vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/1.0/yank   team    holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/yank   nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+POST   /{i}/api/projects/{p}/1.0/unyank staging holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/1.0/unyank secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+POST   /{i}/api/projects/{p}/1.0/unyank vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/1.0/unyank team    holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/1.0/unyank nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+DELETE /{i}/api/projects/{p}/2.0        release holy-grail | 401 200 200 200 401 200 403 403 | 401 200 200 200 401 200 404 403
+DELETE /{i}/api/projects/{p}/2.0        staging holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+DELETE /{i}/api/projects/{p}/2.0        prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+DELETE /{i}/api/projects/{p}/2.0        secret  holy-grail | 401 404 200 200 401 404 404 403 | 401 404 200 200 401 404 404 403
+DELETE /{i}/api/projects/{p}/2.0        vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+DELETE /{i}/api/projects/{p}/2.0        team    holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+DELETE /{i}/api/projects/{p}/2.0        nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
+POST   /{i}/api/projects/{p}/status     release holy-grail | 401 403 403 400 401 403 403 403 | 401 403 403 400 401 403 404 403
+POST   /{i}/api/projects/{p}/status     staging holy-grail | 401 403 403 400 401 403 403 403 | 401 403 403 400 401 404 403 403
+POST   /{i}/api/projects/{p}/status     prod    holy-grail | 401 405 405 405 401 405 405 405 | 401 405 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/status     secret  holy-grail | 401 404 403 400 401 404 404 403 | 401 404 403 400 401 404 404 403
+POST   /{i}/api/projects/{p}/status     vault   holy-grail | 401 404 405 405 401 404 404 405 | 401 404 405 405 401 404 404 405
+POST   /{i}/api/projects/{p}/status     team    holy-grail | 401 404 403 400 401 404 404 403 | 401 404 403 400 401 404 404 403
+POST   /{i}/api/projects/{p}/status     nosuch  holy-grail | 401 404 404 404 401 404 404 404 | 401 404 404 404 401 404 404 404
 """
 
 
