@@ -1452,6 +1452,8 @@ class AccessMachine(RuleBasedStateMachine):
             self.stop()
             self.patched()
             self.boot()
+            # (minted tokens live in memory: a restart ends them)
+            self.ended |= {held.value for held in self.held if held.source == "minted"}
         else:
             self.service.reload()
             if self.pending.private != self.in_force.private:
@@ -1512,6 +1514,18 @@ class AccessMachine(RuleBasedStateMachine):
         self.held.append(Credential(name, "sso", f"pypid-session={value}",
                               groups=groups, issuer=force.issuer))
 
+    @rule()
+    def mint(self):
+        """
+        Trusted publishing mints a token for a publisher of C{vault-*} (its
+        C{[publishers]} rule is its grant, in every index): it lives in
+        memory, so a restart ends it.
+        """
+        publishing = self.service.getServiceNamed("access").publishing
+        text, _ = publishing.tokens.issue("publisher:github:acme/vault", ["vault-*"],
+                                          30 * DAY, "")
+        self.held.append(Credential("publisher:github:acme/vault", "minted", text))
+
     @rule(data=st.data())
     def issue_token(self, data):
         """A person with a standing session or a password issues a read token."""
@@ -1548,7 +1562,8 @@ class AccessMachine(RuleBasedStateMachine):
         shown = set(re.findall(rb'/console/tokens/([0-9a-f]+)/revoke', page))
         admin = "ops" in self.principals(held.owner, held.groups)
         theirs = {token_id(h.value).encode() for h in self.held
-                  if is_token(h) and (admin or h.person == held.person)}
+                  if is_token(h) and (admin or h.person == held.person)
+                  and not (h.source == "minted" and h.value in self.ended)}
         assert shown == theirs, (held, shown, theirs)
 
     # -- the reference --------------------------------------------------------------
@@ -1563,6 +1578,8 @@ class AccessMachine(RuleBasedStateMachine):
         token = is_token(held)
         if held.value in self.ended:
             return False
+        if held.source == "minted":
+            return True
         if held.source == "password":
             if not force.local(held.owner):
                 return False
@@ -1625,6 +1642,17 @@ class AccessMachine(RuleBasedStateMachine):
                                                                       held.value).decode()})
                 if not stands:
                     assert response.code == 401, (held, response.code)
+                    continue
+                if held.source == "minted":
+                    # (it enters every index, and reads what anyone reads:
+                    # the secret index's list, empty; vault-lib where anyone
+                    # sees it)
+                    assert response.code == 200, (held, response.code)
+                    response, _ = self.request(
+                        "GET", "/simple/vault-lib/",
+                        {"Authorization": basic("__token__", held.value).decode()})
+                    assert response.code == (200 if self.sees_vault(set()) else 404), (
+                        held, response.code)
                     continue
                 # (a token kept to another index enters no index hidden
                 # from anyone, and reads there only what anyone reads)
