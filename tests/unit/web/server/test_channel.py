@@ -379,13 +379,17 @@ class _LingerMixin:
         return [call for call in self.clock.getDelayedCalls()
                 if call.func in (self.channel._idle, self.channel._lingered)]
 
-    def test_quiet_client_dropped(self):
-        """A client silent for LINGER_IDLE seconds after its answer is dropped."""
-        self.ask(CLOSING)
-        self.clock.advance(LINGER_IDLE - 0.1)
+    def assert_dropped_after(self, seconds):
+        """Nothing is dropped until just before C{seconds} pass; just after, the connection is."""
+        self.clock.advance(seconds - 0.1)
         self.assertEqual(self.aborted, [])
         self.clock.advance(0.2)
         self.assertEqual(self.aborted, [True])
+
+    def test_quiet_client_dropped(self):
+        """A client silent for LINGER_IDLE seconds after its answer is dropped."""
+        self.ask(CLOSING)
+        self.assert_dropped_after(LINGER_IDLE)
 
     def test_sending_client_bounded(self):
         """A client that keeps sending is read (thrown away), and dropped after LINGER_MOST."""
@@ -409,19 +413,13 @@ class _LingerMixin:
         self.clock.advance(LINGER_IDLE * 3)
         self.assertEqual(self.aborted, [])
         self.channel.resumeProducing()
-        self.clock.advance(LINGER_IDLE - 0.1)
-        self.assertEqual(self.aborted, [])
-        self.clock.advance(0.2)
-        self.assertEqual(self.aborted, [True])
+        self.assert_dropped_after(LINGER_IDLE)
 
     def test_non_reading_client_bounded(self):
         """A client that never reads its answer is dropped LINGER_MOST after the close began."""
         self.channel.pauseProducing()
         self.ask(CLOSING)
-        self.clock.advance(LINGER_MOST - 0.1)
-        self.assertEqual(self.aborted, [])
-        self.clock.advance(0.2)
-        self.assertEqual(self.aborted, [True])
+        self.assert_dropped_after(LINGER_MOST)
 
     def test_timers_end_with_the_connection(self):
         """A connection that ends while lingering leaves no timer behind."""
