@@ -48,8 +48,7 @@ from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError
 from pypid.storage.interface import Run, run_at_once
 from pypid.web.identity.gates import Gates
-from pypid.web.identity.request_auth import IRequestAuth, request_credentials
-from pypid.web.identity.request_client import resolve_client
+from pypid.web.identity.request_auth import IRequestAuth, request_credentials, resolve_client
 from pypid.web.server.body import (
     MAX_PLAIN_BODY,
     PLAIN_TOO_LARGE,

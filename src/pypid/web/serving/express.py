@@ -46,8 +46,7 @@ from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.core.util.lru import ByteLRU
 from pypid.storage.interface import LocalFile, MemoryFile
-from pypid.web.identity.request_auth import client_address
-from pypid.web.identity.request_client import forwarded_client
+from pypid.web.identity.request_auth import client_address, forwarded_client
 from pypid.web.server.respond import PAGE_CACHE_CONTROL
 from pypid.web.server.twisted_http import write_between_requests
 from pypid.web.serving.read_decisions import PlainFile
@@ -360,7 +359,7 @@ class Asked:
 
     def client(self) -> str | None:
         """
-        The client's address, resolved once as L{pypid.web.identity.request_client}
+        The client's address, resolved once as L{pypid.web.identity.request_auth.resolve_client}
         resolves it when a request's headers are in: behind a trusted
         proxy, the client it names (a header that cannot be read is
         logged, and the proxy counted); else the peer's host.
