@@ -94,11 +94,12 @@ def tls_connection(site, clock):
     return client.wrappedProtocol, server_io, pump
 
 
-def one_per_address_site(case, clock, resource):
+def started_site(case, clock, resource, limit=None):
     """
-    A started L{pypid.web.site.PypidSite} of C{resource} on C{clock} that
-    takes one connection per address (the site's guards, over a TLS layer
-    or not), its spool in C{case}'s temporary folder.
+    A started L{pypid.web.site.PypidSite} of C{resource} on C{clock} (the
+    site's guards, over a TLS layer or not), taking at most C{limit}
+    connections per address when given, its spool in C{case}'s temporary
+    folder.
     """
     import os
 
@@ -106,8 +107,8 @@ def one_per_address_site(case, clock, resource):
     from pypid.web.site import PypidSite, SiteRules
     spool = os.path.abspath(case.mktemp())
     os.makedirs(spool)
-    site = PypidSite(resource, SiteRules(1 << 20), spool, reactor=clock,
-                     counter=ConnectionCounter(limit=1))
+    extra = {} if limit is None else {"counter": ConnectionCounter(limit=limit)}
+    site = PypidSite(resource, SiteRules(1 << 20), spool, reactor=clock, **extra)
     site.startFactory()
     case.addCleanup(site.stopFactory)
     return site

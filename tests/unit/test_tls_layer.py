@@ -33,9 +33,9 @@ from pypid.web.site import PypidSite, SiteRules
 from tests.harness.tls import (
     PEER,
     loaded,
-    one_per_address_site,
     rsa_server,
     shared_ca,
+    started_site,
     tls_connection,
 )
 
@@ -246,7 +246,7 @@ class SiteOverTLSTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.site = one_per_address_site(self, self.clock, _Hello())
+        self.site = started_site(self, self.clock, _Hello(), limit=1)
 
     def test_refused_by_the_site(self):
         """A connection past the per-address limit is aborted before its handshake."""

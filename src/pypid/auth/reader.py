@@ -107,11 +107,6 @@ class Reader:
     identity: Identity | None
 
     @property
-    def rules(self) -> Rules:
-        """The rules this reader answers by (those in force when it was made)."""
-        return self._rules
-
-    @property
     def minted(self) -> bool:
         """Whether this is a trusted publisher's, by a token trusted publishing minted."""
         identity = self.identity

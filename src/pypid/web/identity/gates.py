@@ -84,14 +84,6 @@ class Gates:
         return self._rules.model
 
     @property
-    def rules(self) -> Rules:
-        """
-        The rules in force: asked afresh each time, never kept, as a reload
-        replaces them.
-        """
-        return self._rules
-
-    @property
     def anonymous(self) -> Reader:
         """What a request without credentials may do, by the rules in force."""
         return self._rules.anonymous

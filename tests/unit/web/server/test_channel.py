@@ -27,7 +27,7 @@ from pypid.web.server.channel import (
     origin_form,
 )
 from pypid.web.site import PypidSite, SiteRules
-from tests.harness.tls import PEER, one_per_address_site, tls_connection
+from tests.harness.tls import PEER, started_site, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.
 LONG_HEADER = (b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + b"A" * (64 << 10)
@@ -51,11 +51,7 @@ class _ChannelMixin:
 
     def setUp(self):
         self.clock = Clock()
-        spool = os.path.abspath(self.mktemp())
-        os.makedirs(spool)
-        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock)
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
+        self.site = started_site(self, self.clock, _Hello())
         self.channel = self.site.buildProtocol(PEER)
         self.assertIsInstance(self.channel, PypidChannel)
         self.transport = StringTransport()
@@ -215,7 +211,7 @@ class OverTLSTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.site = one_per_address_site(self, self.clock, _Hello())
+        self.site = started_site(self, self.clock, _Hello(), limit=1)
 
     def test_header_too_large(self):
         """A 64 KiB or 1 MiB header gets 431 and a closed connection, with no time passing."""
@@ -366,11 +362,7 @@ class _LingerMixin:
 
     def setUp(self):
         self.clock = Clock()
-        spool = os.path.abspath(self.mktemp())
-        os.makedirs(spool)
-        self.site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=self.clock)
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
+        self.site = started_site(self, self.clock, _Hello())
         self.aborted = []
         self.connect()
 
