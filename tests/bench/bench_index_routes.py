@@ -51,8 +51,8 @@ def build(projects):
     access = Gates(AccessModel(), PasswordVerifier({}, clock, None))
     named = []
     try:
+        from pypid.core.indexes.composed import ComposedIndex
         from pypid.core.indexes.composition import ChainSource, Filters
-        from pypid.core.indexes.views import IndexView
         from pypid.state.hosted_source import HostedSource
         from pypid.storage.locks import KeyedLock
         from pypid.web.serving.index_root import IndexMaterials
@@ -64,7 +64,7 @@ def build(projects):
         stacks = [HostedSource(name, index, storage, KeyedLock(clock)) for name, index in
                   (("dev", Index(file_url_for(None))), ("staging", Index(file_url_for(None))),
                    ("release", release))]
-        view = IndexView("dev", tuple(ChainSource(s.name, hosted=s.index) for s in stacks),
+        view = ComposedIndex("dev", tuple(ChainSource(s.name, hosted=s.index) for s in stacks),
                          Filters(), file_url_for(None))
         named = [IndexMaterials("dev", view, tuple(stacks), hosted=True)]
     parameters = list(inspect.signature(build_web).parameters)

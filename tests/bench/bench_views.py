@@ -4,10 +4,10 @@ page (issue 26: a page of C{/NAME/simple/<p>/} inherited through two bases
 must be served at least 0.9x as fast as C{/simple/<p>/}).
 
 The chain is C{dev -> staging -> release -> upstream}; the project is
-hosted in C{release} only, so C{dev}'s L{IndexView} checks three hosted
+hosted in C{release} only, so C{dev}'s L{ComposedIndex} checks three hosted
 sources and delegates to C{release}'s own kept page. Three measures:
 
-  - C{lookup}: the page object alone (L{IndexView.page} against
+  - C{lookup}: the page object alone (L{ComposedIndex.page} against
     C{release.rendered.project_page(release.project(p))}), ns a call;
   - C{served}: a whole request through twisted.web (StubTreq over a
     resource that answers C{/simple/<p>/} from the index and
@@ -34,10 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from twisted.web.resource import Resource  # noqa: E402
 
 from pypid.core.dists.model import FileRecord  # noqa: E402
+from pypid.core.indexes.composed import ComposedIndex  # noqa: E402
 from pypid.core.indexes.composition import ChainSource, Filters  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
 from pypid.core.indexes.render import JSON, file_url_for  # noqa: E402
-from pypid.core.indexes.views import IndexView  # noqa: E402
 
 RELATIVE = file_url_for(None)
 NOW = 1767225600.0
@@ -80,7 +80,7 @@ def chain(projects):
     order = (ChainSource("dev", hosted=dev), ChainSource("staging", hosted=staging),
              ChainSource("release", hosted=release),
              ChainSource("upstream:public", upstream=NoUpstream()))
-    return release, IndexView("dev", order, Filters(), RELATIVE)
+    return release, ComposedIndex("dev", order, Filters(), RELATIVE)
 
 
 def lookup(release, view, names, rounds):

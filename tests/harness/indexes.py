@@ -26,11 +26,11 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.access.access_rules import IndexGrants
 from pypid.core.access.upload_rules import IndexUploadRules
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
 from pypid.storage.audit_files import MemoryAuditLog
@@ -103,29 +103,29 @@ class Server:
         views = {
             # (its hosted index's own links: served from its kept pages, as
             # the daemon serves an index of one hosted source: views.own)
-            "release": IndexView("release", (ChainSource("release", hosted=s["release"].index),),
+            "release": ComposedIndex("release", (ChainSource("release", hosted=s["release"].index),),
                                  Filters(), s["release"].index.file_url,
                                  advisories=s["release"].index.rendered.advisories,
                                  provenance_url=s["release"].index.rendered.provenance_url,
                                  namespaces=s["release"].index.rendered.namespaces),
-            "staging": IndexView("staging", (ChainSource("staging", hosted=s["staging"].index),
+            "staging": ComposedIndex("staging", (ChainSource("staging", hosted=s["staging"].index),
                                              ChainSource("release", hosted=s["release"].index)),
                                  Filters(), file_url_for(None),
                                  namespaces=IndexNamespaces("view")),
-            "prod": IndexView("prod", (ChainSource("release", hosted=s["release"].index),),
+            "prod": ComposedIndex("prod", (ChainSource("release", hosted=s["release"].index),),
                               Filters(as_of=START + 1000), file_url_for(None),
                                  namespaces=IndexNamespaces("view")),
-            "secret": IndexView("secret", (ChainSource("secret", hosted=s["secret"].index),),
+            "secret": ComposedIndex("secret", (ChainSource("secret", hosted=s["secret"].index),),
                                 Filters(), file_url_for(None),
                                  namespaces=IndexNamespaces("view")),
         }
         order = {"release": ("release",), "staging": ("staging", "release"),
                  "prod": ("release",), "secret": ("secret",)}
         if through:
-            views["vault"] = IndexView("vault", (ChainSource("secret", hosted=s["secret"].index),),
+            views["vault"] = ComposedIndex("vault", (ChainSource("secret", hosted=s["secret"].index),),
                                        Filters(), file_url_for(None),
                                  namespaces=IndexNamespaces("view"))
-            views["team"] = IndexView("team", (ChainSource("team", hosted=s["team"].index),
+            views["team"] = ComposedIndex("team", (ChainSource("team", hosted=s["team"].index),
                                                ChainSource("secret", hosted=s["secret"].index)),
                                       Filters(), file_url_for(None),
                                  namespaces=IndexNamespaces("view"))

@@ -26,10 +26,10 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.dists.model import FileRecord
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.state.hosted_source import HostedSource
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
@@ -168,10 +168,10 @@ class Server:
                    ChainSource("upstream:vendor", upstream=sides["upstream:vendor"]))
         cool = (ChainSource("upstream:public", upstream=sides["upstream:public"]),)
         parts = [
-            IndexMaterials("staging", IndexView("staging", staging, Filters(), file_url_for(None)),
+            IndexMaterials("staging", ComposedIndex("staging", staging, Filters(), file_url_for(None)),
                        (s["staging"], s["release"]), hosted=True,
                        upstreams={n: sides[n] for n in ("upstream:public", "upstream:vendor")}),
-            IndexMaterials("cool", IndexView("cool", cool, Filters(min_age=800 * DAY),
+            IndexMaterials("cool", ComposedIndex("cool", cool, Filters(min_age=800 * DAY),
                                          file_url_for(None)),
                        (), hosted=False, upstreams={"upstream:public": sides["upstream:public"]}),
         ]

@@ -356,7 +356,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
     """
     from pypid.state.index_sections import source_order, view_filters
     from pypid.storage.factory import index_settings, index_snapshot_path
-    from pypid.storage.reading import StoredIndex
+    from pypid.storage.reading import StoredSource
 
     settings = config.indexes.get(name)
     if settings is None:
@@ -367,7 +367,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
             continue  # (upstream files are not the server's to export)
         storage = await open_storage(index_settings(config, source), reactor, run_at_once,
                                      closing, prepare=False)
-        parts.append(StoredIndex(source, storage,
+        parts.append(StoredSource(source, storage,
                                 index_snapshot_path(config.server.snapshot, source)))
     return IndexChain(tuple(parts), view_filters(settings) if settings.view else Filters(),
                       reactor.seconds())

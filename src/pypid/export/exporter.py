@@ -112,7 +112,7 @@ class IndexChain:
     sources in order, its filters (a view's), and the time they are read at.
     """
 
-    parts: tuple[reading.StoredIndex, ...]
+    parts: tuple[reading.StoredSource, ...]
     filters: Filters = Filters()
     now: float = 0.0
 

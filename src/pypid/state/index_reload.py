@@ -4,7 +4,7 @@ What C{SIGHUP} changes of the indexes, and what it refuses.
 A view has no storage and no state: its pages are composed of its
 sources' and kept in a cache of its own. So a reload may add a view,
 remove one, and change one's bases and filters: L{reload_indexes} builds
-the new L{pypid.core.indexes.views.IndexView}s while it prepares (a view
+the new L{pypid.core.indexes.composed.ComposedIndex}s while it prepares (a view
 whose sources and filters stay is kept, with its pages; a changed one is
 new, so nothing composed under its old filters is served again). The
 commit swaps them all in at once, so a request meets the old set or the
@@ -85,7 +85,7 @@ def reload_indexes(registry: IndexRegistry, started: Config,
     _refuse_restarts(registry, started, config)
     named = [name for name in config.indexes if name != DEFAULT]
     hosted = {name for name in named if not config.indexes[name].view}
-    served = [name for name in registry.views if name != DEFAULT]
+    served = [name for name in registry.composed if name != DEFAULT]
     upstreams = _running_upstreams(started)
     orders = {DEFAULT: registry.orders[DEFAULT]}
     for name in named:
@@ -103,7 +103,7 @@ def reload_indexes(registry: IndexRegistry, started: Config,
             if source.startswith(UPSTREAM_PREFIX) and source not in upstreams:
                 _refuse(config, f"[index:{name}] bases", f"{source}: the server runs no such "
                         "upstream; an upstream is added at the next restart")
-    views = {DEFAULT: registry.views[DEFAULT]}
+    composed = {DEFAULT: registry.composed[DEFAULT]}
     # (an index keeps its policy, whose rules change at the commit; a view
     # added gets its own, over the server's board)
     rules = advisory_rules(config)
@@ -121,19 +121,19 @@ def reload_indexes(registry: IndexRegistry, started: Config,
         made = index_view(config.indexes[name], name, orders[name], registry.stacks,
                           registry.sides, started.server.base_url, policies[name],
                           spaces[name])
-        kept = registry.views.get(name)
+        kept = registry.composed.get(name)
         if kept is None:
-            views[name] = made
+            composed[name] = made
         elif registry.orders[name] == orders[name] and kept.filters == made.filters:
-            views[name] = kept      # (with the pages it composed)
+            composed[name] = kept      # (with the pages it composed)
         else:
-            views[name] = made
+            composed[name] = made
             changed.append(name)
-    added = tuple(name for name in named if name not in registry.views)
-    removed = tuple(name for name in served if name not in views)
+    added = tuple(name for name in named if name not in registry.composed)
+    removed = tuple(name for name in served if name not in composed)
     if not (added or removed or changed):
         return None
-    return ReloadedIndexes(attrs.evolve(registry, orders=orders, views=views,
+    return ReloadedIndexes(attrs.evolve(registry, orders=orders, composed=composed,
                                         policies=policies,
                                         namespaces={name: found for name, found in spaces.items()
                                                     if found is not None}),
@@ -164,7 +164,7 @@ def _refuse_restarts(registry: IndexRegistry, started: Config, config: Config) -
     for name in sorted(running - hosted):
         _refuse(config, f"[index:{name}]", "removing a hosted index needs a restart (its "
                 "uploads in flight finish and its last snapshot is taken as the server stops)")
-    served = [name for name in registry.views if name != DEFAULT]
+    served = [name for name in registry.composed if name != DEFAULT]
     if named and not served:
         _refuse(config, f"[index:{named[0]}]", "the first named index needs a restart (a "
                 "server of one index serves no /NAME/ path)")

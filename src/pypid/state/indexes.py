@@ -5,7 +5,7 @@ configuration says of each index is read by L{pypid.state.index_sections}.
 
 L{IndexRegistry} holds the stacks by name and, for every index (hosted
 or view), its sources in order (L{pypid.core.indexes.composition.resolve_order})
-and its L{pypid.core.indexes.views.IndexView}; a view keeps pages only as
+and its L{pypid.core.indexes.composed.ComposedIndex}; a view keeps pages only as
 they are asked. It holds the named upstreams too, each once however many
 indexes name it (L{pypid.upstream.source.SourceSide}).
 
@@ -36,12 +36,12 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.index_settings import IndexConfig
 from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for, provenance_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import (
@@ -96,7 +96,7 @@ class IndexRegistry:
     @ivar orders: name -> the names of its sources, resolved
         (L{pypid.core.indexes.composition.resolve_order}: itself unless a view,
         its bases breadth first, the upstreams, C{upstream:NAME}, last).
-    @ivar views: name -> its L{IndexView} over its sources.
+    @ivar composed: name -> its L{ComposedIndex} over its sources.
     @ivar upstreams: the named upstreams (C{[upstream:NAME]}) by name: each
         one's part, and the part that keeps its state (L{SavedState}).
     @ivar sides: C{upstream:NAME} -> that upstream as the indexes' pages
@@ -117,7 +117,7 @@ class IndexRegistry:
 
     stacks: Mapping[str, HostedStack]
     orders: Mapping[str, tuple[str, ...]]
-    views: Mapping[str, IndexView]
+    composed: Mapping[str, ComposedIndex]
     upstreams: Mapping[str, tuple[UpstreamPart, SavedState]] = attrs.field(factory=dict)
     sides: Mapping[str, SourceSide] = attrs.field(factory=dict)
     board: AdvisoryBoard = attrs.field(factory=AdvisoryBoard)
@@ -184,7 +184,7 @@ class IndexRegistry:
                                               namespaces=spaces[name], render=render)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render)
         orders: dict[str, tuple[str, ...]] = {}
-        made: dict[str, IndexView] = {}
+        made: dict[str, ComposedIndex] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
             orders[name] = source_order(config, name)
             made[name] = index_view(config.indexes.get(name), name, orders[name], stacks,
@@ -244,7 +244,7 @@ class IndexRegistry:
         L{pypid.state.index_reload}), whose stacks are these: in place, so
         that what holds the registry reads them from now on.
         """
-        for mine, theirs in ((self.orders, reloaded.orders), (self.views, reloaded.views),
+        for mine, theirs in ((self.orders, reloaded.orders), (self.composed, reloaded.composed),
                              (self.policies, reloaded.policies),
                              (self.namespaces, reloaded.namespaces)):
             # (from_config made them dicts: a Mapping only to the readers)
@@ -397,8 +397,8 @@ class IndexRegistry:
         transitively), itself left out: whose advisories keys do not
         reach it (C{advisories check} says so where one is stricter).
         """
-        view = self.views.get(name)
-        order = view.order if view is not None else ()
+        composed = self.composed.get(name)
+        order = composed.order if composed is not None else ()
         return tuple(source.name for source in order
                      if source.hosted is not None and source.name != name)
 
@@ -408,8 +408,8 @@ class IndexRegistry:
         index C{name} knows of (its sources' hosted files and cached
         upstream pages), for the decisions' log.
         """
-        view = self.views.get(name)
-        order = view.order if view is not None else ()
+        composed = self.composed.get(name)
+        order = composed.order if composed is not None else ()
 
         def releases(project: str) -> set[str]:
             found: set[str] = set()
@@ -496,7 +496,7 @@ def _view_file_url(base_url: str | None, name: str) -> Callable[[ComposedFile], 
 def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
                stacks: Mapping[str, HostedStack], sides: Mapping[str, SourceSide],
                base_url: str | None, advisories: AdvisoryPolicy | None = None,
-               namespaces: IndexNamespaces | None = None) -> IndexView:
+               namespaces: IndexNamespaces | None = None) -> ComposedIndex:
     """
     The view of index C{name} (its section C{settings}, L{None} for the
     default index), reading its sources C{order} (L{source_order}) among
@@ -507,13 +507,13 @@ def index_view(settings: IndexConfig | None, name: str, order: Sequence[str],
     """
     filters = view_filters(settings) if settings is not None and settings.view else Filters()
     own = stacks[name].index if name in stacks else None
-    return IndexView(name, tuple(
+    return ComposedIndex(name, tuple(
         ChainSource(source, hosted=stacks[source].index) if source in stacks
         else ChainSource(source, upstream=sides[source])
         for source in order if source in stacks or source in sides),
         filters,
         # (a hosted index links as its own pages do: the very functions, so
-        # that its view serves those pages as they are, IndexView.own)
+        # that its view serves those pages as they are, ComposedIndex.own)
         cast(Callable[[ComposedFile], str], own.file_url) if own is not None
         else _view_file_url(base_url, name),
         advisories=advisories if advisories is not None else no_advisories(),

@@ -190,7 +190,7 @@ def decode_status(name: str, data: bytes | None) -> ProjectStatus | None:
 
 
 @attrs.frozen
-class StoredIndex:
+class StoredSource:
     """One hosted source of an index's order: its name, storage and snapshot file."""
 
     name: str
@@ -224,7 +224,7 @@ def _no_url(record: object) -> str:
     return ""
 
 
-async def load_index(parts: Sequence[StoredIndex], filters: Filters, now: float,
+async def load_index(parts: Sequence[StoredSource], filters: Filters, now: float,
                      run: Run) -> IndexRecords:
     """
     The files an index of the hosted sources C{parts} (in its resolved

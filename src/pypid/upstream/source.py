@@ -466,7 +466,7 @@ class _NoMergedPages:
     """
     The merged pages of an index that hosts nothing: none kept, and no
     namespace (an upstream's own pages are at API 1.4: a view that serves
-    namespaces composes its own, L{pypid.core.indexes.views}).
+    namespaces composes its own, L{pypid.core.indexes.composed}).
     """
 
     namespaces: None = None

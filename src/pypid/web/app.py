@@ -187,7 +187,7 @@ class Web:
         for materials in indexes:
             key = materials.name.encode("ascii")
             old = kept.get(key)
-            served[key] = (old if old is not None and old.simple.view is materials.view
+            served[key] = (old if old is not None and old.simple.composed is materials.composed
                            else self.serve_index(materials))
         stats = self.site.stats
         switcher = self.switcher
@@ -397,12 +397,13 @@ class IndexServer:
         chrome = ReaderChrome(self._chrome if name == DEFAULT
                               else _index_chrome(self._chrome, materials, self._base_url),
                               self._switcher)
-        filters = materials.view.filters
-        people = PeoplePages(catalog_for(materials.view.order, filters), access, chrome, name)
+        composed = materials.composed
+        filters = composed.filters
+        people = PeoplePages(catalog_for(composed.order, filters), access, chrome, name)
         # (an index that reads upstreams alone has no hosted project: its
         # project pages show what their caches know)
         project = ProjectPages(name, materials.sources, filters, access, chrome, clock, prefix,
-                               upstreams=materials.upstreams, advisories=materials.view.advisories)
+                               upstreams=materials.upstreams, advisories=composed.advisories)
         publish = self._publish(materials)
         areas: list[Area] = [people, publish or ReadOnlyPublish(materials.name, self._access)]
         if materials.sources or materials.upstreams:
@@ -411,8 +412,8 @@ class IndexServer:
             areas.append(self._legacy(materials, prefix))
         return ServedIndex(
             name,
-            IndexSimple(name, materials.view, access, clock, prefix, materials.upstreams),
-            IndexFiles(name, materials.view, materials.sources, access, clock, materials.upstreams,
+            IndexSimple(name, composed, access, clock, prefix, materials.upstreams),
+            IndexFiles(name, composed, materials.sources, access, clock, materials.upstreams,
                        self._denied),
             tuple(areas), project, publish)
 
@@ -429,16 +430,16 @@ class IndexServer:
     def _legacy(self, materials: IndexMaterials, prefix: str) -> LegacyJSON:
         """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
         chain = tuple((source.index, source.storage) for source in materials.sources)
-        filters = materials.view.filters
+        filters = materials.composed.filters
         first = materials.sources[0] if materials.sources else None
         return LegacyJSON(first.index if first is not None else None,
                           first.storage if first is not None else None,
                           self._access, file_url_for(prefix),
                           self._base_url, name=materials.name, chain=chain,
                           filters=filters if filters != Filters() else None,
-                          advisories=materials.view.advisories,
+                          advisories=materials.composed.advisories,
                           usage=first.usage if first is not None else None,
-                          view=materials.view, sides=materials.upstreams, clock=self._clock)
+                          composed=materials.composed, sides=materials.upstreams, clock=self._clock)
 
     def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:
         """
@@ -549,16 +550,17 @@ class WebPart(Service):
 
 def index_materials(registry: IndexRegistry) -> list[IndexMaterials]:
     """
-    What the web serves each index from, the default's first: its view,
-    its hosted sources in order (itself first when it is hosted), and its
+    What the web serves each index from, the default's first: its pages
+    composed, its hosted sources in order (itself first when it is hosted), and its
     upstreams.
     """
     stacks = registry.stacks
     sides = registry.sides
     return [
-        IndexMaterials(name, view, tuple(
+        IndexMaterials(name, composed, tuple(
             stacks[source].source() for source in registry.orders[name] if source in stacks),
             hosted=name in stacks,
             upstreams={source: sides[source] for source in registry.orders[name]
                        if source in sides})
-        for name, view in sorted(registry.views.items(), key=lambda item: item[0] != DEFAULT)]
+        for name, composed in sorted(registry.composed.items(),
+                                     key=lambda item: item[0] != DEFAULT)]

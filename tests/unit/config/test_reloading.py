@@ -290,7 +290,7 @@ def state_of(service):
         "metrics": web.web.app.metrics._policy,
         "advisories": feed._settings if feed is not None else None,
         "views": {name: (registry.orders[name], view.filters)
-                  for name, view in registry.views.items()} if registry is not None else None,
+                  for name, view in registry.composed.items()} if registry is not None else None,
         "advisory rules": {name: policy.rules for name, policy in registry.policies.items()}
         if registry is not None else None,
         "upload rules": {name: stack.uploads.current

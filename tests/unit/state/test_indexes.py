@@ -134,20 +134,20 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(dict(registry.orders), {
             "default": ("default",), "staging": ("staging", "release"),
             "release": ("release",), "prod": ("staging", "release")})
-        prod = registry.views["prod"]
+        prod = registry.composed["prod"]
         self.assertEqual([source.hosted for source in prod.order],
                          [registry.stacks["staging"].index, registry.stacks["release"].index])
         self.assertEqual(prod.filters.exclude, ("experimental-*",))
         self.assertFalse(prod.filters.admits_project("experimental-thing"))
-        self.assertIs(registry.views["default"].order[0].hosted, registry.default.index)
-        self.assertEqual(registry.views["default"].filters.include, ("*",))
+        self.assertIs(registry.composed["default"].order[0].hosted, registry.default.index)
+        self.assertEqual(registry.composed["default"].filters.include, ("*",))
 
     def test_default_upstream_in_order(self):
         """With C{[upstream]}, the default index's order ends with it."""
         config = self.config("[upstream]\nmode = redirect\nurl = http://127.0.0.1:9/simple/\n")
         registry = IndexRegistry.from_config(config, run_now, self.reactor)
         self.assertEqual(registry.orders["default"], ("default", "upstream:default"))
-        self.assertEqual(len(registry.views["default"].order), 1)
+        self.assertEqual(len(registry.composed["default"].order), 1)
 
     def test_stack_parts(self):
         """A stack lists its parts by kind, a sync only on storage shared with other servers."""
@@ -788,12 +788,12 @@ class ReloadPlanTests(_ServerMixin, SynchronousTestCase):
     def test_views_taken_in_place(self):
         """The registry takes the new views in place; its stacks are the same."""
         registry, reloaded = self.plan(RELEASE, RELEASE + PROD)
-        orders, views, stacks = registry.orders, registry.views, registry.stacks
+        orders, views, stacks = registry.orders, registry.composed, registry.stacks
         registry.take_views(reloaded.registry)
         self.assertIs(registry.orders, orders)
-        self.assertIs(registry.views, views)
+        self.assertIs(registry.composed, views)
         self.assertIs(registry.stacks, stacks)
         self.assertEqual(registry.orders["prod"], ("release",))
-        self.assertEqual([s.hosted for s in registry.views["prod"].order],
+        self.assertEqual([s.hosted for s in registry.composed["prod"].order],
                          [stacks["release"].index])
         self.assertEqual(reloaded.summary(), "views prod added")

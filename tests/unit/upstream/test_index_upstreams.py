@@ -216,9 +216,9 @@ class RegistryUpstreamTests(SynchronousTestCase):
                          ["upstream:public"])
         self.assertEqual([name for name, _ in registry.upstream_parts("upstream-state")],
                          ["upstream-state:public"])
-        self.assertEqual([s.name for s in registry.views["staging"].order],
+        self.assertEqual([s.name for s in registry.composed["staging"].order],
                          ["staging", "upstream:public"])
-        self.assertIs(registry.views["staging"].order[1].upstream,
+        self.assertIs(registry.composed["staging"].order[1].upstream,
                       registry.sides["upstream:public"])
 
     def test_state_saved_and_read_back(self):

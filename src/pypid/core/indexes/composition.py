@@ -23,7 +23,7 @@ upstream that quarantines the project offers none of its files
 
 Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
 is a small protocol (L{UpstreamSide}) that the upstream layer implements.
-The pages composed are kept by L{pypid.core.indexes.views}.
+The pages composed are kept by L{pypid.core.indexes.composed}.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ namespace's detail. Pure.
 
 One L{IndexNamespaces} per index, shared by what renders its pages (its
 own, L{pypid.core.indexes.rendered_pages}, and those it composes,
-L{pypid.core.indexes.views}) and what answers its routes, so a reload of
+L{pypid.core.indexes.composed}) and what answers its routes, so a reload of
 the grants (L{IndexNamespaces.take}) reaches them all at once: its
 L{IndexNamespaces.serial} moves, and whoever keeps pages drops them.
 

@@ -63,7 +63,7 @@ class Project:
     binned: int = attrs.field(default=0, eq=False, repr=False)
     #: how many times its files changed (an add, yank, unyank, removal or
     #: discard: bumped by L{RenderedPages.project_changed}), so that a page
-    #: composed of it elsewhere (L{pypid.core.indexes.views}) tells, with its
+    #: composed of it elsewhere (L{pypid.core.indexes.composed}) tells, with its
     #: identity, whether it is still what the page was made of; one slot,
     #: 8 bytes a project (small ints are shared)
     changes: int = attrs.field(default=0, init=False, eq=False, repr=False)

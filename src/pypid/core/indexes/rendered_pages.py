@@ -232,7 +232,7 @@ class RenderedPages:
     namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed}: the composed views' root pages
-    #: (L{pypid.core.indexes.views}) are kept while it has not moved
+    #: (L{pypid.core.indexes.composed}) are kept while it has not moved
     listing_serial: int = attrs.field(default=0, init=False)
 
     # -- reading -------------------------------------------------------------

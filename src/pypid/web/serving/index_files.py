@@ -19,9 +19,9 @@ from pypid.auth.reader import Reader
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.variant_files import is_variants_filename
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.render import JSON, Page
-from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import Gone, HTTPError, NotFound
 from pypid.state.backfill import Backfill
 from pypid.state.hosted_source import HostedSource
@@ -64,7 +64,7 @@ class IndexFiles:
     """
 
     name: str
-    view: IndexView
+    composed: ComposedIndex
     sources: tuple[HostedSource, ...]
     access: Gates
     clock: IReactorTime
@@ -77,18 +77,18 @@ class IndexFiles:
                            if source.backfill is not None), takes_self=True))
     #: whether the index filters nothing (not a view): its own files need no composition
     _plain: bool = attrs.field(init=False, default=attrs.Factory(
-        lambda self: self.view.filters == Filters(), takes_self=True))
+        lambda self: self.composed.filters == Filters(), takes_self=True))
 
     def decide(self, reader: Reader, project: str, filename: str) -> FileDecision:
         """
         What a C{GET} of C{files/<project>/<filename>} gets, by who asks
         (C{reader}: the express lane's is the anonymous one).
         """
-        view = self.view
+        composed = self.composed
         if not reader.reads(project, self.name) \
-                or not (self._plain or view.admits(normalize(project))):
+                or not (self._plain or composed.admits(normalize(project))):
             return NotFound("no such file")
-        if view.quarantined(project):
+        if composed.quarantined(project):
             # (PEP 792: none of its files is offered, but to admins)
             return AdminOnly(lambda: self._file(project, filename),
                              lambda: NotFound("no such file"))
@@ -107,8 +107,8 @@ class IndexFiles:
             variants = self._variants(project, filename)
             if variants is not None:
                 return variants
-        view = self.view
-        advised = view.advisories.affects(project)
+        composed = self.composed
+        advised = composed.advisories.affects(project)
         now = self.clock.seconds()
         metadata = filename.endswith(_METADATA_SUFFIX)
         deleted = False
@@ -130,7 +130,7 @@ class IndexFiles:
             deleted = deleted or source.index.deleted_from(filename) == project
         # (deleted everywhere it was, it is gone)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
-                and view.upstreams(project):
+                and composed.upstreams(project):
             return FromUpstream(project, filename, deleted, advised)
         if deleted:
             return Gone("this file was deleted")
@@ -162,7 +162,7 @@ class IndexFiles:
             return send_page(request, decision)
         if isinstance(decision, FromUpstream):
             self._check(request, decision.project, decision.filename)
-            return answer_chain_file(request, self.view, self.upstreams, decision.project,
+            return answer_chain_file(request, self.composed, self.upstreams, decision.project,
                                      decision.filename, self.clock, decision.deleted)
         admin = decision.admin
         return as_admin(self.access, request,
@@ -187,7 +187,7 @@ class IndexFiles:
         if isinstance(decision, StoredFile):
             return None if decision.advised else decision
         if isinstance(decision, FromUpstream) and not decision.advised:
-            kept = plain_chain_file(self.view, self.upstreams, project, filename, self.clock)
+            kept = plain_chain_file(self.composed, self.upstreams, project, filename, self.clock)
             return None if kept is None else PlainFile(*kept, None, "")
         return None
 
@@ -199,9 +199,9 @@ class IndexFiles:
         quarantined project (only they come here for one), else everyone's.
         L{None} when the page links no such file.
         """
-        view, now = self.view, self.clock.seconds()
-        page = (view.full_page(project, JSON, now) if view.quarantined(project)
-                else view.page(project, JSON, now))
+        composed, now = self.composed, self.clock.seconds()
+        page = (composed.full_page(project, JSON, now) if composed.quarantined(project)
+                else composed.page(project, JSON, now))
         return page.variants.get(filename) if page is not None else None
 
     def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float) -> bool:
@@ -213,7 +213,7 @@ class IndexFiles:
         """
         if i == 0 and self._plain:
             return True
-        listing = self.view.listing(record.project, now)
+        listing = self.composed.listing(record.project, now)
         return listing is not None and any(
             f.filename == record.filename and chained.name == source.name
             for f, chained in listing.files)
@@ -225,7 +225,7 @@ class IndexFiles:
         whoever may download the file from this index: its rules, view
         filters and quarantine; from the first hosted source holding it.
         """
-        filters = self.view.filters
+        filters = self.composed.filters
         if not self.access.reader(request).reads(project, self.name) \
                 or not filters.admits_project(project):
             raise NotFound("no such file")
@@ -244,8 +244,8 @@ class IndexFiles:
                 return send_stored_provenance(request, source.storage, record, version,
                                               content_type)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
-                and self.view.upstreams(project):
-            return answer_chain_provenance(request, self.view, self.upstreams, project,
+                and self.composed.upstreams(project):
+            return answer_chain_provenance(request, self.composed, self.upstreams, project,
                                            version, filename, content_type, self.clock)
         raise NotFound("no such file")
 
@@ -253,7 +253,7 @@ class IndexFiles:
                version: str | None = None) -> None:
         """Refuse (403) a file of a release the index's advisories deny."""
         if self.denied is not None:
-            self.denied.check(request, self.view.advisories, self.name, project, filename,
+            self.denied.check(request, self.composed.advisories, self.name, project, filename,
                               version)
 
 

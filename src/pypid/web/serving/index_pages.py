@@ -21,10 +21,10 @@ from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats.negotiate import choose
 from pypid.core.indexes import render
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
-from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import identity_of
@@ -112,14 +112,14 @@ def normalized_name(names: dict[str, str], segment: bytes) -> str | None:
 class IndexSimple:
     """
     C{/simple/} and C{/simple/<project>/} of one index, from its
-    L{IndexView}: its own files, its bases', its upstreams', a view's
+    L{ComposedIndex}: its own files, its bases', its upstreams', a view's
     filters applied.
 
     @ivar base: where its paths start (C{/} or C{/NAME/}, under the base URL).
     """
 
     name: str
-    view: IndexView
+    composed: ComposedIndex
     access: Gates
     clock: IReactorTime
     base: str
@@ -144,7 +144,7 @@ class IndexSimple:
             if kind is None:
                 return NotAcceptable(NOT_ACCEPTABLE)
             if reader.reads_all(self.name):
-                return self.view.root_page(kind)
+                return self.composed.root_page(kind)
             return ReaderRoot(kind)
         if not post:
             return Moved("simple/")
@@ -155,7 +155,7 @@ class IndexSimple:
             # only at the full URL, which pip and uv always send)
             project = normalized_name(self._names, post[0])
             if project is not None and reader.reads(project, self.name) \
-                    and self.view.hosts(project):
+                    and self.composed.hosts(project):
                 return Moved(f"simple/{project}/")
         return NotFound("no such project")
 
@@ -165,18 +165,18 @@ class IndexSimple:
         if project is None or not reader.reads(project, self.name):
             return NotFound("no such project")
         moved = project.encode("utf-8") != segment
-        view = self.view
+        composed = self.composed
         found = None if moved else self._own_project(project)
         if found is not None:
             # The hot path: a project of the index's own hosted source,
-            # served from that source's kept pages (IndexView.own).
-            own = view.own
+            # served from that source's kept pages (ComposedIndex.own).
+            own = composed.own
             assert own is not None  # (_own_project found it there)
             if kind is None:
                 return NotAcceptable(NOT_ACCEPTABLE)
             rendered = own.rendered
             public = rendered.project_page(found, kind)
-            spaces = view.namespaces
+            spaces = composed.namespaces
             if own.statuses.quarantined(project):
                 full = partial(rendered.full_page, found, kind)
                 return AdminOnly(lambda: Private(full()), partial(
@@ -188,7 +188,7 @@ class IndexSimple:
                                         public)
             return public
         if self.upstreams:
-            asked = view.upstreams(project)
+            asked = composed.upstreams(project)
             if asked:
                 if moved:
                     return Moved(f"simple/{project}/")
@@ -198,22 +198,22 @@ class IndexSimple:
         if kind is None:
             return NotAcceptable(NOT_ACCEPTABLE)
         now = self.clock.seconds()
-        page = view.page(project, kind, now)
+        page = composed.page(project, kind, now)
         if page is None:
             return NotFound("no such project")
         if moved:
             return Moved(f"simple/{project}/")
-        spaces = view.namespaces
-        quarantined = view.quarantined(project)
+        spaces = composed.namespaces
+        quarantined = composed.quarantined(project)
         if not quarantined and (spaces is None or not spaces.any_hidden):
             return page
 
         def hidden() -> Page:
-            return view.hidden_page(project, kind, now) or page
+            return composed.hidden_page(project, kind, now) or page
         if quarantined:
             # (PEP 792: its admins see its files, to release or delete them)
-            composed = partial(view.full_page, project, kind, now)
-            return AdminOnly(lambda: Private(composed() or page),
+            whole = partial(composed.full_page, project, kind, now)
+            return AdminOnly(lambda: Private(whole() or page),
                              partial(self._for_reader, project, hidden, page))
         return self._for_reader(project, hidden, page)
 
@@ -226,7 +226,7 @@ class IndexSimple:
         lane leaves it to the resource, which checks credentials the read
         gate did not).
         """
-        spaces = self.view.namespaces
+        spaces = self.composed.namespaces
         if (spaces is None or not spaces.any_hidden
                 or public.content_type != CONTENT_TYPES[JSON] or not spaces.hides(project)):
             return public
@@ -247,7 +247,7 @@ class IndexSimple:
         if isinstance(decision, Moved):
             return send_moved(request, self.base, decision.path)
         if isinstance(decision, AskUpstream):
-            return answer_chain_page(request, self.view, decision.sides, decision.project,
+            return answer_chain_page(request, self.composed, decision.sides, decision.project,
                                      self.clock)
         if isinstance(decision, Private):
             return send_private(request, decision.page)
@@ -280,7 +280,7 @@ class IndexSimple:
         if isinstance(decision, Page):
             return decision
         if isinstance(decision, AskUpstream):
-            return plain_chain_page(self.view, decision.sides, decision.project, kind,
+            return plain_chain_page(self.composed, decision.sides, decision.project, kind,
                                     self.clock)
         return None
 
@@ -295,7 +295,7 @@ class IndexSimple:
         hidden grant answers any credentials as any other project does, in
         its status and its time.
         """
-        spaces = self.view.namespaces
+        spaces = self.composed.namespaces
         if (spaces is None or not spaces.any_hidden or public.content_type != CONTENT_TYPES[JSON]
                 or not spaces.hides(project)):
             return send_page(request, public)
@@ -311,7 +311,7 @@ class IndexSimple:
         a hidden grant only to its owners and the admins, who alone see
         its owners too.
         """
-        spaces = self.view.namespaces
+        spaces = self.composed.namespaces
         if spaces is None:
             raise NotFound("this index serves no namespaces")
         return with_identity(self.access, request,
@@ -343,11 +343,11 @@ class IndexSimple:
         served from that source's kept pages alone (no upstream merged in):
         the pages of the hot path.
         """
-        own = self.view.own
+        own = self.composed.own
         if own is None:
             return None
         found = own.project(project)
-        if found is None or (self.upstreams and self.view.merges(project)):
+        if found is None or (self.upstreams and self.composed.merges(project)):
             return None
         return found
 
@@ -357,23 +357,23 @@ class IndexSimple:
         projects), made once per reader and state of the hosted sources.
         """
         key = (self.access.cache_key(request), kind)
-        serials = tuple(source.hosted.serial for source in self.view.order
+        serials = tuple(source.hosted.serial for source in self.composed.order
                         if source.hosted is not None)
         cached = self._roots.get(key)
         if cached is not None and cached[0] == serials:
             return cached[1]
         pairs: dict[str, str] = {}
         reader = self.access.reader(request)
-        for source in self.view.order:
+        for source in self.composed.order:
             if source.hosted is None:
                 continue
             for p in source.hosted.projects():
-                if p.name not in pairs and self.view.filters.admits_project(p.name) \
+                if p.name not in pairs and self.composed.filters.admits_project(p.name) \
                         and reader.reads(p.name, self.name):
                     pairs[p.name] = p.display_name
         items = sorted(pairs.items())
         body = (render.root_html(items) if kind == HTML
-                else render.root_json(items, served(self.view.namespaces) is not None))
+                else render.root_json(items, served(self.composed.namespaces) is not None))
         page = Page.of(body, CONTENT_TYPES[kind])
         if len(self._roots) > 1000:
             self._roots.clear()

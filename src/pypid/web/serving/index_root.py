@@ -38,10 +38,10 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.render import AgedPage, Page, file_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
 from pypid.state.hosted_source import HostedSource
@@ -85,7 +85,7 @@ class IndexMaterials:
     What an index is served from (L{pypid.web.app.build_web}), the
     default's as a named one's.
 
-    @ivar view: its pages (L{IndexView}).
+    @ivar composed: its pages (L{ComposedIndex}).
     @ivar sources: its hosted sources in order (itself first when hosted);
         a view has one at least, unless it reads upstreams alone.
     @ivar hosted: whether it takes uploads (into C{sources[0]}), or is a view.
@@ -95,7 +95,7 @@ class IndexMaterials:
     """
 
     name: str
-    view: IndexView
+    composed: ComposedIndex
     sources: tuple[HostedSource, ...]
     hosted: bool
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
@@ -131,12 +131,12 @@ class IndexMaterials:
             side = SourceSide.of(upstream.source, cast("FileUrl", file_url_for(None)))
             sides[side.name] = side
             order.append(ChainSource(side.name, upstream=side))
-        view = IndexView(source.name, tuple(order), Filters(),
-                         cast("Callable[[ComposedFile], str]", index.file_url),
-                         advisories=index.rendered.advisories,
-                         provenance_url=index.rendered.provenance_url,
-                         namespaces=index.rendered.namespaces)
-        return cls(source.name, view, (source,), hosted=True, upstreams=sides)
+        composed = ComposedIndex(source.name, tuple(order), Filters(),
+                                 cast("Callable[[ComposedFile], str]", index.file_url),
+                                 advisories=index.rendered.advisories,
+                                 provenance_url=index.rendered.provenance_url,
+                                 namespaces=index.rendered.namespaces)
+        return cls(source.name, composed, (source,), hosted=True, upstreams=sides)
 
 
 @attrs.define(slots=False)

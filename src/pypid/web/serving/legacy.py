@@ -36,12 +36,12 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats import legacy_info
 from pypid.core.indexes import render
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import LegacyFile, Page
-from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     AdvisoryPolicy,
     Verdict,
@@ -99,7 +99,7 @@ class LegacyJSON:
     _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
     #: the index's view, whose upstreams answer for a project no hosted
     #: source holds; L{None}: hosted projects only
-    _view: IndexView | None = attrs.field(kw_only=True, default=None)
+    _composed: ComposedIndex | None = attrs.field(kw_only=True, default=None)
     #: the index's upstreams, by the name its order gives them (SourceSide)
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
     _clock: IReactorTime | None = attrs.field(kw_only=True, default=None)
@@ -130,7 +130,7 @@ class LegacyJSON:
             raise NotFound("no such project")
         found = self._listed(normalize(name))
         if found is None:
-            if self._view is not None and self._sides:
+            if self._composed is not None and self._sides:
                 return await self._upstream_json(request, normalize(name), name, version)
             # (PEP 792: a quarantined project offers no file, here neither)
             raise NotFound("no such project")
@@ -164,11 +164,11 @@ class LegacyJSON:
         The legacy JSON of a project the index lists through its upstreams
         only (see the module docstring); 404 as its simple page would be.
         """
-        view, clock = self._view, self._clock
-        assert view is not None and clock is not None
-        if view.quarantined(project):
+        composed, clock = self._composed, self._clock
+        assert composed is not None and clock is not None
+        if composed.quarantined(project):
             raise NotFound("no such project")
-        sides = [self._sides[s.name] for s in view.upstreams(project) if s.name in self._sides]
+        sides = [self._sides[s.name] for s in composed.upstreams(project) if s.name in self._sides]
         if not sides:
             raise NotFound("no such project")
         shown = requested_version(version) if version is not None else None
@@ -191,7 +191,7 @@ class LegacyJSON:
         kept = self._rendered.get((project, version, root))
         if kept is not None and kept[0] == made_of and (kept[1] is None or now < kept[1]):
             return send_page(request, kept[2])
-        composition = view.listing(project, now)
+        composition = composed.listing(project, now)
         if composition is not None and composition.status is not None \
                 and composition.status.quarantined:
             raise NotFound("this project is quarantined upstream: none of its files is served")

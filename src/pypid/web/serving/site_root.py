@@ -123,7 +123,7 @@ class RootResource(Resource):
             return None
         simple = self._default.simple
         project = normalized_name(self._names, name)
-        own = simple.view.own
+        own = simple.composed.own
         if project is None or own is None or own.project(project) is None \
                 or not self._access.anonymous.reads(project):
             return None

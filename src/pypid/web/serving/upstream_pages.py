@@ -6,7 +6,7 @@ of its upstreams is asked about (L{answer_chain_page},
 L{answer_chain_file}, L{answer_chain_provenance}).
 
 Called by the hot-path resources only when the index's composition asks
-an upstream (L{pypid.core.indexes.views.IndexView.upstreams}), so hosted projects
+an upstream (L{pypid.core.indexes.composed.ComposedIndex.upstreams}), so hosted projects
 never pay for the upstream; a hosted name is never looked up upstream
 unless the upstream merges it (L{pypid.upstream.confusion}). An upstream
 file is served only while the index lists it: the chain's rules, its
@@ -39,8 +39,8 @@ from twisted.web.server import Request
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import is_variants_filename
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.render import JSON, AgedPage, Page
-from pypid.core.indexes.views import IndexView
 from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests
 from pypid.storage.interface import Location
 from pypid.web.identity.request_auth import client_address
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 _STALE_WARNING = b'110 pypid "Response is Stale"'
 
 
-def answer_chain_provenance(request: Request, view: IndexView,
+def answer_chain_provenance(request: Request, composed: ComposedIndex,
                             sides: Mapping[str, SourceSide], project: str, version: str,
                             filename: str, content_type: str, clock: IReactorTime) -> Answer:
     """
@@ -69,7 +69,7 @@ def answer_chain_provenance(request: Request, view: IndexView,
     if need be; never for a page). 404 when the index does not list the
     file, or the upstream offers no provenance, or one that did not check.
     """
-    found = _listed_in(view, sides, project, filename, clock.seconds())
+    found = _listed_in(composed, sides, project, filename, clock.seconds())
     if found is None:
         raise NotFound("no such file")
     listed, side = found
@@ -89,11 +89,11 @@ def refuse_quarantined() -> None:
     raise NotFound("this project is quarantined upstream: none of its files is served")
 
 
-def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceSide],
+def answer_chain_page(request: Request, composed: ComposedIndex, sides: Sequence[SourceSide],
                       project: str, clock: IReactorTime) -> int:
     """
     Answer C{/NAME/simple/<project>/} of a named index whose page reads
-    upstreams (C{sides}, those L{IndexView.upstreams} names): each one's
+    upstreams (C{sides}, those L{ComposedIndex.upstreams} names): each one's
     cached page is brought up to date first, as C{/simple/<project>/} does
     it (fresh; stale while a refresh runs; fetched while the client waits,
     charged to its address), then the page is composed. An upstream that
@@ -121,7 +121,7 @@ def answer_chain_page(request: Request, view: IndexView, sides: Sequence[SourceS
                 failed.append(value.value)
             else:
                 value.raiseException()
-        page = view.page(project, kind, clock.seconds())
+        page = composed.page(project, kind, clock.seconds())
         if page is None:
             if redirect is not None:
                 return _send_found(request, f"{redirect.source.client.index_url}{project}/")
@@ -178,7 +178,7 @@ def upstream_failure(failed: Sequence[Any]) -> None:
         raise NotFound("no such project in the cache (the server is offline)")
 
 
-def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str, kind: str,
+def plain_chain_page(composed: ComposedIndex, sides: Sequence[SourceSide], project: str, kind: str,
                      clock: IReactorTime) -> Page | AgedPage | None:
     """
     For the express lane (L{pypid.web.serving.express}): the page
@@ -201,10 +201,10 @@ def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str,
             return None
         if entry.page is not None:
             fetched = entry.fetched_at if fetched is None else min(fetched, entry.fetched_at)
-    if view.quarantined(project):
+    if composed.quarantined(project):
         return None
     now = clock.seconds()
-    page = view.page(project, kind, now)
+    page = composed.page(project, kind, now)
     if page is None:
         return None
     for side in sides:
@@ -214,7 +214,7 @@ def plain_chain_page(view: IndexView, sides: Sequence[SourceSide], project: str,
     return AgedPage(page, b"%d" % max(now - fetched, 0.0))
 
 
-def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+def plain_chain_file(composed: ComposedIndex, sides: Mapping[str, SourceSide], project: str,
                      filename: str, clock: IReactorTime) -> tuple[Location, bytes] | None:
     """
     For the express lane: where the upstream file (or metadata) C{filename}
@@ -223,7 +223,7 @@ def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: 
     stored file, metadata stored with it or kept in memory); else L{None}.
     """
     name, metadata = file_of(filename)
-    found = _listed_in(view, sides, project, name, clock.seconds())
+    found = _listed_in(composed, sides, project, name, clock.seconds())
     if found is None:
         return None
     listed, side = found
@@ -242,7 +242,7 @@ def plain_chain_file(view: IndexView, sides: Mapping[str, SourceSide], project: 
     return files.locate(stored), b'"%s"' % stored.sha256.encode("ascii")
 
 
-def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+def answer_chain_file(request: Request, composed: ComposedIndex, sides: Mapping[str, SourceSide],
                       project: str, filename: str, clock: IReactorTime,
                       deleted: bool = False) -> int:
     """
@@ -255,18 +255,18 @@ def answer_chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     @param deleted: a hosted source deleted the file: 410 if no upstream lists it.
     """
     return finish_later(request, ensureDeferred(
-        _chain_file(request, view, sides, project, filename, clock, deleted)))
+        _chain_file(request, composed, sides, project, filename, clock, deleted)))
 
 
-async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+async def _chain_file(request: Request, composed: ComposedIndex, sides: Mapping[str, SourceSide],
                       project: str, filename: str, clock: IReactorTime,
                       deleted: bool) -> Answer:
     name, metadata = file_of(filename)
     if is_variants_filename(name):
         # (PEP 825: the file a page made of the variant wheels it lists,
         # once the upstream's page is cached)
-        failed = await _look_again(request, view, sides, project)
-        page = None if metadata else view.page(project, JSON, clock.seconds())
+        failed = await _look_again(request, composed, sides, project)
+        page = None if metadata else composed.page(project, JSON, clock.seconds())
         variants = page.variants.get(filename) if page is not None else None
         if variants is not None:
             return send_page(request, variants)
@@ -275,20 +275,20 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
             upstream_failure(failed)
         # (no distribution has such a name: nothing to look for further)
         raise NotFound("no such file")
-    found = _listed_in(view, sides, project, name, clock.seconds())
+    found = _listed_in(composed, sides, project, name, clock.seconds())
     if found is None:
         # Not seen yet (a client with an old copy of a page): look again.
-        await _look_again(request, view, sides, project)
-        found = _listed_in(view, sides, project, name, clock.seconds())
+        await _look_again(request, composed, sides, project)
+        found = _listed_in(composed, sides, project, name, clock.seconds())
     if found is None:
         if deleted:
             raise Gone("this file was deleted")
-        if _quarantined_upstream(view, project, clock.seconds()):
+        if _quarantined_upstream(composed, project, clock.seconds()):
             refuse_quarantined()
-        unlisted = _kept_unlisted(view, sides, project, name)
+        unlisted = _kept_unlisted(composed, sides, project, name)
         if unlisted is not None:
             record, source = unlisted
-            if _still_served(view, source, project, record, clock.seconds()) and not metadata:
+            if _still_served(composed, source, project, record, clock.seconds()) and not metadata:
                 # (the operator keeps serving what the upstream took down)
                 source.files.served_kept(record)
                 return send_stored(request, record, source.files.locate(record),
@@ -304,7 +304,7 @@ async def _chain_file(request: Request, view: IndexView, sides: Mapping[str, Sou
     return await answer_file(request, side.source.files, listed, project, filename)
 
 
-async def _look_again(request: Request, view: IndexView, sides: Mapping[str, SourceSide],
+async def _look_again(request: Request, composed: ComposedIndex, sides: Mapping[str, SourceSide],
                       project: str) -> list[Exception]:
     """
     Bring the pages of C{project} that the index reads from its caching
@@ -318,7 +318,7 @@ async def _look_again(request: Request, view: IndexView, sides: Mapping[str, Sou
     from pypid.upstream.cache import Offline
     from pypid.upstream.fetch import UpstreamError
     failed: list[Exception] = []
-    for asked in view.upstreams(project):
+    for asked in composed.upstreams(project):
         source = sides[asked.name].source
         if source.mode != "cache":
             continue
@@ -331,10 +331,10 @@ async def _look_again(request: Request, view: IndexView, sides: Mapping[str, Sou
     return failed
 
 
-def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, filename: str,
-               now: float) -> tuple[UpstreamFile, SourceSide] | None:
+def _listed_in(composed: ComposedIndex, sides: Mapping[str, SourceSide], project: str,
+               filename: str, now: float) -> tuple[UpstreamFile, SourceSide] | None:
     """The upstream file C{filename} as the index lists it now, and its upstream."""
-    listing = view.listing(project, now)
+    listing = composed.listing(project, now)
     if listing is None:
         return None
     for f, source in listing.files:
@@ -346,17 +346,17 @@ def _listed_in(view: IndexView, sides: Mapping[str, SourceSide], project: str, f
     return None
 
 
-def _quarantined_upstream(view: IndexView, project: str, now: float) -> bool:
+def _quarantined_upstream(composed: ComposedIndex, project: str, now: float) -> bool:
     """
     Whether the index's page of C{project} is quarantined by an upstream
     (a hosted quarantine is answered before the upstreams are read).
     """
-    listing = view.listing(project, now)
+    listing = composed.listing(project, now)
     return (listing is not None and listing.status is not None
             and listing.status.quarantined)
 
 
-def _still_served(view: IndexView, source: UpstreamSource, project: str, record: FileRecord,
+def _still_served(composed: ComposedIndex, source: UpstreamSource, project: str, record: FileRecord,
                   now: float) -> bool:
     """
     Whether the kept C{record}, which no page lists, is served all the
@@ -367,7 +367,8 @@ def _still_served(view: IndexView, source: UpstreamSource, project: str, record:
     """
     return (source.settings.keep_removed and record.filename in source.takedowns
             and source.pages.quarantines.get(project) is None
-            and view.filters.admits_project(project) and view.filters.admits(record, True, now))
+            and composed.filters.admits_project(project)
+            and composed.filters.admits(record, True, now))
 
 
 #: why a kept variant wheel the upstream lists is not served
@@ -385,13 +386,13 @@ def _without_data(source: UpstreamSource, project: str, filename: str) -> bool:
         f.filename == filename for f in entry.page.variant_wheels)
 
 
-def _kept_unlisted(view: IndexView, sides: Mapping[str, SourceSide], project: str,
+def _kept_unlisted(composed: ComposedIndex, sides: Mapping[str, SourceSide], project: str,
                    filename: str) -> tuple[FileRecord, UpstreamSource] | None:
     """
     The kept file C{filename} of C{project}, which no page lists, and the
     upstream that keeps it; L{None} when none keeps it.
     """
-    for asked in view.upstreams(project):
+    for asked in composed.upstreams(project):
         source = sides[asked.name].source
         record = source.files.kept(filename)
         if record is not None and record.project == project:

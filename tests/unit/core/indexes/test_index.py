@@ -492,7 +492,7 @@ class ChangeCounterTests(SynchronousTestCase):
     """
     L{Project.changes} counts every change of a project's files and
     L{RenderedPages.listing_serial} every change of the list of projects, so that
-    a page composed of them elsewhere (L{pypid.core.indexes.views}) knows when it
+    a page composed of them elsewhere (L{pypid.core.indexes.composed}) knows when it
     is out of date.
     """
 

@@ -16,11 +16,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
 from pypid.core.indexes import render
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
 from pypid.core.indexes.render import file_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.state.loader import IndexLoader
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage
@@ -283,7 +283,7 @@ class ViewTests(SynchronousTestCase):
         base, own = Index(file_url_for(None)), Index(file_url_for(None))
         base.add(record("holy-grail", "1.0"))
         own.add(record("holy-grail", "2.0"))
-        view = IndexView("stage", (ChainSource("stage", hosted=own),
+        view = ComposedIndex("stage", (ChainSource("stage", hosted=own),
                                    ChainSource("base", hosted=base)), Filters(),
                          file_url_for(None))
         self.assertEqual(len(json.loads(view.page("holy-grail", "json", 0).body)["files"]), 2)

@@ -32,10 +32,10 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.dists.version_order import release_key
+from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
-from pypid.core.indexes.views import IndexView
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,
@@ -120,10 +120,10 @@ class Server:
         default_index = self.stacks["default"].index
         release = ChainSource("release", hosted=self.stacks["release"].index)
         parts = [
-            IndexMaterials("release", IndexView("release", (release,), Filters(), file_url_for(None),
+            IndexMaterials("release", ComposedIndex("release", (release,), Filters(), file_url_for(None),
                                             advisories=self.policies["release"]),
                        (self.stacks["release"],), hosted=True),
-            IndexMaterials("prod", IndexView("prod", (release,), Filters(), file_url_for(None),
+            IndexMaterials("prod", ComposedIndex("prod", (release,), Filters(), file_url_for(None),
                                          advisories=self.policies["prod"]),
                        (self.stacks["release"],), hosted=False),
         ]
@@ -145,7 +145,7 @@ class Server:
             # (ext: a view of the upstream alone, by prod's rules)
             side = SourceSide.of(source, file_url_for(None))
             parts.append(IndexMaterials(
-                "ext", IndexView("ext", (ChainSource("upstream:public", upstream=side),),
+                "ext", ComposedIndex("ext", (ChainSource("upstream:public", upstream=side),),
                                  Filters(), file_url_for(None),
                                  advisories=self.policies["prod"]),
                 (), hosted=False, upstreams={"upstream:public": side}))

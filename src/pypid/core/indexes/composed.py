@@ -4,7 +4,7 @@ read-only view with filters), answered as one index: what each project
 lists is composed by L{pypid.core.indexes.composition}; here its pages are
 rendered and kept.
 
-L{IndexView} keeps the pages composed, each with a I{stamp} of what it was
+L{ComposedIndex} keeps the pages composed, each with a I{stamp} of what it was
 made of: every hosted source's project object and its count of changes
 (L{pypid.core.indexes.project.Project.changes}), the upstreams' cached entries (by
 identity), and, when the view's cooldown hid a file, the moment it comes
@@ -57,7 +57,7 @@ from pypid.core.util.lru import ByteLRU
 
 #: The default budget of the pages composed by the views together
 #: (C{[pypid] view_cache_size} once that is a key): 64 MiB.
-VIEW_CACHE_SIZE = 64 << 20
+COMPOSED_CACHE_SIZE = 64 << 20
 
 #: What a kept composition costs besides its pages (its stamp, its entry in
 #: the table, its dict of pages), counted so that the budget bounds the
@@ -99,7 +99,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
 
 @attrs.define(eq=False)
 class _Kept:
-    """A composition kept by an L{IndexView}: its stamp, and its pages or its delegate."""
+    """A composition kept by an L{ComposedIndex}: its stamp, and its pages or its delegate."""
 
     held: tuple[Project | None, ...]
     changes: tuple[int, ...]
@@ -133,7 +133,7 @@ def _table(size: int) -> ByteLRU[str, _Kept]:
 
 
 @attrs.define(eq=False)
-class IndexView:
+class ComposedIndex:
     """
     The pages of one named index (hosted with bases, or a view), composed
     of its sources and kept within a budget of bytes.
@@ -152,7 +152,7 @@ class IndexView:
     file_url: Callable[[ComposedFile], str]
     #: normalized project -> what its page was composed of, and its pages;
     #: counted their bytes and L{ENTRY_COST}
-    _kept: ByteLRU[str, _Kept] = attrs.field(alias="max_bytes", default=VIEW_CACHE_SIZE,
+    _kept: ByteLRU[str, _Kept] = attrs.field(alias="max_bytes", default=COMPOSED_CACHE_SIZE,
                                              converter=_table)
     #: kind -> (the hosted sources' listing serials, the root page)
     _root: dict[str, tuple[tuple[int, ...], Page]] = attrs.field(factory=dict, init=False)

@@ -1,7 +1,7 @@
 """
-Tests for L{pypid.core.indexes.views}: the order of an index's sources, the files
+Tests for L{pypid.core.indexes.composed}: the order of an index's sources, the files
 a project lists in a composed index, the view's filters, and the pages an
-L{IndexView} keeps, checks and delegates.
+L{ComposedIndex} keeps, checks and delegates.
 """
 
 import attrs
@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import version_key
+from pypid.core.indexes.composed import ENTRY_COST, ComposedIndex, render_page
 from pypid.core.indexes.composition import ChainSource, Filters, compose, resolve_order
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import HTML, JSON, file_url_for
-from pypid.core.indexes.views import ENTRY_COST, IndexView, render_page
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.page_model import UpstreamFile
 from tests.harness.records import T0, record
@@ -302,11 +302,11 @@ class FilterTests(ChainMixin, SynchronousTestCase):
 
 
 class IndexViewTests(ChainMixin, SynchronousTestCase):
-    """L{IndexView}: pages kept, checked by their stamp, and delegated."""
+    """L{ComposedIndex}: pages kept, checked by their stamp, and delegated."""
 
     def view(self, filters=NONE, file_url=RELATIVE, order=None, max_bytes=1 << 20):
         """C{staging}'s view."""
-        return IndexView("staging", self.order if order is None else order, filters, file_url,
+        return ComposedIndex("staging", self.order if order is None else order, filters, file_url,
                          max_bytes=max_bytes)
 
     def test_delegates_to_base_page(self):
