@@ -85,7 +85,7 @@ def apply_statuses(index: Index,
     """
     Take into C{index} the projects' statuses a shared storage reported
     changed (L{None}: active), as an admin's change through this server
-    is taken (L{pypid.core.indexes.project_statuses.ProjectStatuses.set}: the
+    is taken (L{pypid.core.indexes.project_status.ProjectStatuses.set}: the
     project's kept pages go); one already in force (this server's own
     change, read back) is left as it is. Before the files of the same
     look (L{apply_changes}), so that a quarantine arrives first.
@@ -106,7 +106,7 @@ def checked_statuses(index: Index, read: Mapping[str, ProjectStatus],
     The statuses a full check of a shared storage read (C{read}: those
     kept; every other project is active), for L{apply_statuses}, except
     where the index's changed since the check began (the bookmark
-    C{since}, L{pypid.core.indexes.project_statuses.ProjectStatuses.serial}): a
+    C{since}, L{pypid.core.indexes.project_status.ProjectStatuses.serial}): a
     change through this server, or a poll's, is newer than what the check
     read, or as new (and a change after it leaves a marker the next poll
     reads), so the check never undoes it.

@@ -8,8 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes.later_projects import LaterProjects, LaterRecords
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.project_statuses import ProjectStatuses
+from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
 from tests.harness.records import make_record
