@@ -135,6 +135,62 @@ class PrivateIndexTests(DaemonTestCase):
         self.assertEqual(resp.json()["status"], "ok")
 
 
+class OpenIndexCredentialTests(DaemonTestCase):
+    """
+    An index anyone reads still checks the credentials that are sent:
+    wrong ones get 401, so a client learns that its password or token went
+    bad rather than reading on as anonymous.
+    """
+
+    users = {USER: PASSWORD, "root": "root-pw"}
+    settings = {"auth.admins": "root", "auth.read": "everyone"}
+    WHEEL = make_wheel("open-pkg", "1.0")
+
+    def prepare(self, daemon):
+        resp = upload(daemon, *self.WHEEL)
+        self.assertEqual(resp.status, 200, resp.body)
+
+    def wrong_credentials(self):
+        """A revoked token, a made-up one, a wrong password and an unknown user."""
+        headers, body = form(actions="read")
+        issued = http("POST", self.daemon.url + "api/tokens", headers, body,
+                      auth=("root", "root-pw")).json()
+        gone = http("DELETE", self.daemon.url + f"api/tokens/{issued['id']}",
+                    auth=("root", "root-pw"))
+        self.assertEqual(gone.status, 200, gone.body)
+        return [("__token__", issued["token"]), ("__token__", "pypid-made-up"),
+                (USER, PASSWORD + "x"), ("nobody", PASSWORD)]
+
+    def test_wrong_credentials_are_401(self):
+        """Each kind of wrong credentials gets 401 on every read; none gets 200; good ones do."""
+        url, name = self.daemon.url, self.WHEEL[0]
+        reads = [url + "simple/", url + "simple/open-pkg/", f"{url}files/open-pkg/{name}",
+                 url + "pypi/open-pkg/json", url]
+        for auth in self.wrong_credentials():
+            for read in reads:
+                resp = http("GET", read, auth=auth)
+                self.assertEqual(resp.status, 401, (read, auth))
+                self.assertEqual(resp.header("WWW-Authenticate"), CHALLENGE, read)
+        for read in reads:
+            self.assertEqual(http("GET", read).status, 200, read)
+            self.assertEqual(http("GET", read, auth=(USER, PASSWORD)).status, 200, read)
+
+    def test_pip_and_uv_learn_of_it(self):
+        """pip and uv fail with the 401 when the credentials in the index URL are wrong."""
+        bad = self.daemon.authed_index_url(USER, "not-the-password")
+        done = self.clients.pip_install(os.path.abspath(self.mktemp()), bad, "open-pkg",
+                                        check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertIn("401", done.output)
+        done = self.clients.uv_install(os.path.abspath(self.mktemp()), bad, "open-pkg",
+                                       check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        self.assertIn("401", done.output)
+        target = os.path.abspath(self.mktemp())
+        self.clients.pip_install(target, self.daemon.authed_index_url(), "open-pkg")
+        self.assertEqual(installed(target), {"open-pkg": "1.0"})
+
+
 class ThrottleTests(DaemonTestCase):
     """Repeated failed logins for one user from one address are throttled."""
 

@@ -6,7 +6,10 @@ L{Reader} per request, kept on it), and answering with the refusals HTTP
 clients see.
 
 Reads are the hot path: when the policy lets everyone read, L{Gates.gate_read}
-answers L{None} at once and no header is even parsed.
+answers L{None} at once for a request without credentials, and no header
+is even parsed. Credentials that are sent are checked, open index or not:
+wrong ones get 401, so that pip or a CI job learns that its password or
+token went bad rather than reading on as anonymous.
 """
 
 from __future__ import annotations
@@ -204,15 +207,16 @@ class Gates:
     def gate_read(self, request: IRequest,
                   index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
         """
-        L{None} when anyone may read C{index} whole (credentials are not
-        looked at); otherwise a L{Deferred} of the request's identity, once
+        L{None} when anyone may read C{index} whole and the request sends
+        no credentials; otherwise a L{Deferred} of the request's identity, once
         its reader may enter C{index} (L{Reader.enters}): without
         credentials, L{Unauthorized} (a challenge: clients then send
         theirs); with credentials that may not (no read grant, or a token
         kept to other indexes), L{NotFound}, as a named index hidden from
         them answers: no challenge that good credentials cannot meet.
+        Wrong credentials get L{Unauthorized}, even where none are needed.
         """
-        if self._rules.open(index):
+        if self._rules.open(index) and not _sends_credentials(request):
             return None
         d = self._identification.identify(request)
         d.addCallback(self._enter, request, index, False)
@@ -222,14 +226,16 @@ class Gates:
                    index: str | None) -> Deferred[Identity | None] | None:
         """
         The gate of everything under C{/NAME/}: L{None} when anonymous
-        clients may enter the named C{index}; otherwise a L{Deferred} of the
+        clients may enter the named C{index} and the request sends no
+        credentials; otherwise a L{Deferred} of the
         request's identity, failing with L{NotFound} when C{index} is
         L{None} (no such index) or its reader may not enter it, and with
         L{Unauthorized} for wrong credentials, or for none while some index
         is hidden from anonymous clients. So a hidden index answers exactly
         as a missing one, to anonymous clients and to everyone else.
         """
-        if index is not None and self._rules.anyone_enters(index):
+        if index is not None and self._rules.anyone_enters(index) \
+                and not _sends_credentials(request):
             return None
         d = self._identification.identify(request)
         d.addCallback(self._enter, request, index, True)
@@ -321,6 +327,11 @@ class Gates:
                 raise Forbidden("a token never acts as an admin: log in with a password")
             raise Forbidden(not_an_admin(identity.name))
         return identity
+
+
+def _sends_credentials(request: IRequest) -> bool:
+    """Whether C{request} has an C{Authorization} header (checked, if so, where none is needed)."""
+    return request.requestHeaders.hasHeader(b"authorization")
 
 
 def keep(reader: Reader, request: IRequest) -> Identity | None:

@@ -416,9 +416,10 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
             self.assertEqual("owner" in detail, seen, user)
             response, _ = self.get("/simple/namespace/acme-secret", user)
             self.assertEqual(response.code, 200 if seen else 404, user)
-            # (an index anyone reads checks no credentials for a page: the one everyone gets)
+            # (credentials sent are checked where anyone reads: their reader's page)
             entries = self.page("/simple/acme-secret-x/", user)["namespaces"]
-            self.assertEqual([e["name"] for e in entries], ["acme"], user)
+            self.assertEqual([e["name"] for e in entries],
+                             ["acme", "acme-secret"] if seen else ["acme"], user)
         # (where reading needs a login, the owners and the admins get theirs)
         self.read = "authenticated"
         self.service.reload()
@@ -520,9 +521,9 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
 
     def test_wrong_credentials_no_oracle(self):
         """
-        Wrong credentials get a hidden grant's project as any other's (the
-        page everyone gets), in an index and in a view; the owner, and the
-        owner of a quarantined project, get theirs.
+        Wrong credentials get a hidden grant's project as any other's (401,
+        though anyone may read), in an index and in a view; the owner, and
+        the owner of a quarantined project, get theirs.
         """
         self.reload("secret = group:platform hidden\nacme = group:platform\n")
         for name in ("secret-x", "acme-x", "plain-x"):
@@ -533,7 +534,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
                 response = self.successResultOf(self.treq.get(
                     f"http://127.0.0.1{index}/simple/{name}/", auth=("nobody", "wrong"),
                     headers={"Accept": JSON}))
-                self.assertEqual(response.code, 200, (index, name))
+                self.assertEqual(response.code, 401, (index, name))
         code, body = self.call("post", "/api/projects/secret-x/status", "admin",
                                json={"status": "quarantined"})
         self.assertEqual(code, 200, body)
