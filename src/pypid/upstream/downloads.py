@@ -3,7 +3,7 @@ The upstream files: a file is fetched on its first download, checked
 against the page's sha256 (and size), kept in the cache's storage, and
 served from there ever after (L{UpstreamFiles}, this module). Its parts:
 the files kept under the cache's cap (L{pypid.upstream.file_cache}, which
-hands the evicted ones to L{pypid.upstream.eviction}), their core metadata
+also removes the evicted ones), their core metadata
 (L{pypid.upstream.file_metadata}), their provenance (PEP 740,
 L{pypid.upstream.file_provenance}: fetched after the file is kept, in the
 background) and the fetches that failed lately
