@@ -28,10 +28,10 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
-from pypid.upstream.admission import Admission
 from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
+from pypid.upstream.downloads import Admission
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError
 from pypid.upstream.file_hosts import host_allowed
