@@ -28,7 +28,6 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
-from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.downloads import Admission
@@ -38,7 +37,7 @@ from pypid.upstream.file_hosts import host_allowed
 from pypid.upstream.page_model import UpstreamPage, UpstreamPageError
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.upstream.source import UpstreamSource
+from pypid.upstream.source import MissBudget, UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import RETRY_AFTER
