@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from pypid.upstream.eviction import EVICTION_DELAY
+from pypid.upstream.file_cache import EVICTION_DELAY
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import Daemon
 from tests.harness.upstream_server import UpstreamProcess

@@ -62,7 +62,7 @@ class UpstreamConfig:
     min_age_exempt: tuple[str, ...]
     #: Lowercase C{host} or C{host:port} entries files may be fetched from,
     #: and C{*} for any other host at a public address (the default:
-    #: L{pypid.upstream.file_hosts}); the host (and port, if the URL names
+    #: L{pypid.upstream.fetch.FileHosts}); the host (and port, if the URL names
     #: one) of C{url} comes first.  An entry without a port stands for the
     #: default port of the file URL's scheme (443 for https, 80 for http).
     hosts: tuple[str, ...]
@@ -112,7 +112,7 @@ class UpstreamCredentials:
 
 
 #: The entry of C{hosts} for any host at a public address (as
-#: L{pypid.upstream.file_hosts} reads it; the configuration is a lower layer).
+#: L{pypid.upstream.fetch.FileHosts} reads it; the configuration is a lower layer).
 ANY_PUBLIC = "*"
 
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -1,6 +1,6 @@
 """
 Connections that reach a host only at public addresses: the upstream's
-file hosts that no one named (L{pypid.upstream.file_hosts}).
+file hosts that no one named (L{pypid.upstream.fetch.FileHosts}).
 
 The name is resolved once, every address it gives is checked (one private
 address refuses the host: a name that answers both is a DNS rebinding

@@ -1,24 +1,31 @@
 """
 The upstream files: a file is fetched on its first download, checked
 against the page's sha256 (and size), kept in the cache's storage, and
-served from there ever after (L{UpstreamFiles}, this module). Its parts:
-the files kept under the cache's cap (L{pypid.upstream.file_cache}, which
-hands the evicted ones to L{pypid.upstream.eviction}), their core metadata
-(L{pypid.upstream.file_metadata}), their provenance (PEP 740,
-L{pypid.upstream.file_provenance}: fetched after the file is kept, in the
-background) and the fetches that failed lately
-(L{pypid.upstream.failures}).
+served from there ever after (L{UpstreamFiles}). Its parts: the files kept
+under the cache's cap (L{pypid.upstream.file_cache}, which also removes
+the evicted ones), their core metadata (L{pypid.upstream.file_metadata}),
+their provenance (PEP 740, L{pypid.upstream.file_provenance}: fetched
+after the file is kept, in the background) and the fetches that failed
+lately (L{pypid.upstream.failures}).
 
-One download per file however many ask at once; downloads take turns
-within C{[upstream] max_downloads} and C{download_space}
-(L{pypid.upstream.admission}), and past 64 waiting per turn a new one is
-refused (503). A download whose bytes were wrong is not tried again at
-once. Only files listed by a cached page are ever fetched, from the
-upstream's hosts only (L{pypid.upstream.fetch}).
+One download per file however many ask at once. A download writes to a
+temporary file in the cache storage's folder until its bytes are checked,
+so the downloads under way decide how much disk the cache may take beyond
+what it keeps: four requests for files whose pages claimed a terabyte once
+put 4 GB in that folder. So downloads take turns (L{Admission}): each
+reserves, before it starts, the most it may write (the size its page
+gives, or C{[upstream] max_file_size} when it gives none), and waits while
+the reservations would pass C{download_space} or the downloads
+C{max_downloads}; turns are given in the order asked, so a large file is
+not overtaken for ever by small ones, and past 64 waiting per turn a new
+download is refused (503). A download whose bytes were wrong is not tried
+again at once. Only files listed by a cached page are ever fetched, from
+the upstream's hosts only (L{pypid.upstream.fetch}).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -39,7 +46,6 @@ from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
-from pypid.upstream.admission import Admission
 from pypid.upstream.cache import Offline, Remembered, again, remembered
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
@@ -398,3 +404,69 @@ def check_variant_data(filename: str, variant: str | None, listed: str) -> None:
     except InvalidVariant as e:
         raise VerifyError(f"{filename} from the upstream disagrees with its release's "
                           f"index-level file: {e}")
+
+
+class Admission:
+    """
+    Turns for the downloads: counts them and their reserved bytes (pure
+    bookkeeping over Deferreds: no clock, no I/O).
+
+    @ivar running: the downloads holding a turn.
+    @ivar reserved: the bytes they reserved, together.
+    """
+
+    def __init__(self, count: int, space: int) -> None:
+        """
+        @param count: the most downloads at once.
+        @param space: the most bytes reserved at once; a single reservation
+            larger than this is refused by the caller beforehand
+            (C{max_file_size} is at most C{download_space}, checked when the
+            configuration is read).
+        """
+        self._count = count
+        self._space = space
+        self._waiting: deque[tuple[Deferred[None], int]] = deque()
+        self.running = 0
+        self.reserved = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many downloads wait for a turn."""
+        return len(self._waiting)
+
+    def acquire(self, size: int) -> Deferred[None]:
+        """
+        A turn for a download that may write C{size} bytes.
+
+        @return: a L{Deferred} firing (with L{None}) once the turn is given;
+            cancelling it gives up the place in the queue.
+        """
+        size = min(size, self._space)
+        if not self._waiting and self._fits(size):
+            self._take(size)
+            return succeed(None)
+
+        def cancel(d: Deferred[None]) -> None:
+            try:
+                self._waiting.remove((d, size))
+            except ValueError:
+                pass
+        d: Deferred[None] = Deferred(cancel)
+        self._waiting.append((d, size))
+        return d
+
+    def release(self, size: int) -> None:
+        """A download that held a turn for C{size} bytes ended."""
+        self.running -= 1
+        self.reserved -= min(size, self._space)
+        while self._waiting and self._fits(self._waiting[0][1]):
+            d, size = self._waiting.popleft()
+            self._take(size)
+            d.callback(None)
+
+    def _fits(self, size: int) -> bool:
+        return self.running < self._count and self.reserved + size <= self._space
+
+    def _take(self, size: int) -> None:
+        self.running += 1
+        self.reserved += size

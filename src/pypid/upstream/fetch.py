@@ -3,13 +3,22 @@ Talking to the upstream index: its project pages and its files.
 
 Every request has a deadline for the answer's headers and an idle deadline
 for its body, and pages are read up to a size cap: a slow, stalled or
-hostile upstream costs a bounded wait and bounded memory. Files are fetched
-only from the hosts C{[upstream] hosts} allows (L{pypid.upstream.file_hosts}:
-by default any host the pages link to, at public addresses only), so pypid
-never becomes an open proxy (which URL may be fetched at all is decided by
-the cache: only URLs its pages listed). Redirects are followed by hand, a
-few at most, under the same rule. A host refused is logged once, with the
-key to set. Parsing is in L{pypid.upstream.parser}, which does no I/O.
+hostile upstream costs a bounded wait and bounded memory. Parsing is in
+L{pypid.upstream.parser}, which does no I/O.
+
+pypid fetches only URLs the upstream's pages listed (the cache decides
+that), and only from the hosts C{[upstream] hosts} allows (L{FileHosts}),
+following a few redirects by hand under the same rule: it never becomes an
+open proxy. An index commonly serves its files from another host than its
+pages (a file host, a CDN), so the hosts cannot be known in advance: the
+entry L{ANY_PUBLIC} (C{*}, the default) lets a URL the pages list lead to
+any host, which the connection then reaches only at public addresses
+(L{pypid.http.public_only}, checked at connect time so that DNS cannot
+move a name into the network pypid runs in). A host named in C{hosts},
+and the host of C{url}, is the operator's word and is reached at whatever
+address it has: a file server on a private network is named there.
+Without C{*}, only the named hosts are used. A host refused is logged
+once, with the key to set.
 
 An upstream that wants to know who asks is sent C{Authorization} (Basic
 for a user name and password, Bearer for a token) only on requests to
@@ -25,6 +34,7 @@ import base64
 from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
+import attrs
 from twisted.internet.defer import CancelledError, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -32,12 +42,11 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
-from pypid.config.upstream_settings import UpstreamCredentials
+from pypid.config.upstream_settings import ANY_PUBLIC, UpstreamCredentials
 from pypid.core.dists.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
 from pypid.http.public_only import NotPublic
 from pypid.storage.interface import Run
-from pypid.upstream.file_hosts import ANY_PUBLIC, FileHosts
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage, UpstreamPageError, quoted
 from pypid.upstream.parser import MAX_PAGE_ENTRIES, parse_page
 from pypid.upstream.variant_data import completed, read_index_level, to_read
@@ -101,19 +110,68 @@ class UpstreamNotFound(Exception):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def origin(url: str) -> tuple[str, str, int | None] | None:
+def origin(url: str) -> tuple[str, str, int] | None:
     """
     The origin of C{url}: C{(scheme, host, port)}, the scheme's default port
     filled in; L{None} when it has none (not http(s), or malformed).
     """
     try:
         parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        port = parts.port
     except ValueError:
         return None
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
-    return parts.scheme, parts.hostname.lower(), port
+    return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _names(entry: str, scheme: str, host: str, port: int) -> bool:
+    """Whether one C{host} or C{host:port} entry names C{host} on C{port}."""
+    name, sep, wanted = entry.lower().partition(":")
+    return name == host and (wanted == str(port) if sep else port == _DEFAULT_PORTS[scheme])
+
+
+@attrs.frozen
+class FileHosts:
+    """
+    The hosts of one upstream: C{entries} as C{[upstream] hosts} resolves
+    them (the host of C{url} first, then C{host}, C{host:port} or L{ANY_PUBLIC}).
+    """
+
+    entries: tuple[str, ...]
+
+    @classmethod
+    def of(cls, hosts: Iterable[str]) -> FileHosts:
+        """The rule of C{hosts}."""
+        return cls(tuple(hosts))
+
+    @property
+    def any_public(self) -> bool:
+        """Whether hosts not named may be used at public addresses."""
+        return ANY_PUBLIC in self.entries
+
+    def allows(self, url: str) -> bool:
+        """
+        Whether C{url} may be fetched: an http(s) URL, without credentials,
+        on a named host, or on any host when L{any_public} (whose address
+        the connection checks).
+        """
+        found = origin(url)
+        # (an empty user name, as in http://:pw@host/, is still credentials)
+        if found is None or "@" in urlsplit(url).netloc:
+            return False
+        return self.any_public or self.names(*found)
+
+    def names(self, scheme: str, host: str, port: int) -> bool:
+        """
+        Whether C{host} on C{port} (of a C{scheme} URL) is named: reached
+        at any address. A host that is not is reached only at public ones.
+        """
+        if scheme not in _DEFAULT_PORTS:
+            return False
+        host = host.lower().strip("[]")
+        return any(_names(entry, scheme, host, port)
+                   for entry in self.entries if entry != ANY_PUBLIC)
 
 
 def authorization(credentials: UpstreamCredentials) -> bytes:

@@ -12,6 +12,14 @@ there, the links of its pages) is the proxy's, one per index. A page is
 cached by project name inside one source only, so a page fetched from one
 upstream is never served as another's.
 
+The budget (L{MissBudget}): a request for a project or file the cache does
+not hold costs an upstream request, and the names are the client's to
+choose, so without a limit one anonymous client could send the upstream
+as many requests as it sends pypid. Each address may make C{[upstream]
+max_misses_per_address} such requests a minute, refilled steadily, so a
+burst of that size (a cold C{pip install} of a large lock file) passes at
+once. Requests the cache answers cost nothing.
+
 L{SourceSide} is a source as L{pypid.core.indexes.composition.compose} reads it, for
 the pages an index composes of its bases.
 """
@@ -33,8 +41,8 @@ from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import Page
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
+from pypid.core.util.bounded import put_newest
 from pypid.storage.interface import IStorage, Run
-from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import UpstreamFiles
@@ -48,6 +56,13 @@ log = Logger()
 
 #: The name of C{[upstream]} (C{upstream:default} to an index's C{bases}).
 DEFAULT_UPSTREAM = "default"
+
+#: The most addresses whose budget is remembered; past it the oldest are
+#: forgotten (which only gives them a full budget again).
+MAX_ADDRESSES = 10000
+
+#: A budget is refilled over this many seconds.
+BUDGET_PERIOD = 60.0
 
 
 @attrs.define
@@ -370,6 +385,37 @@ def labelled(family: Family, upstream: str) -> Family:
     return attrs.evolve(family, labels=("upstream", *family.labels),
                         samples=tuple(((upstream, *values), sample)
                                       for values, sample in family.samples))
+
+
+class MissBudget:
+    """
+    A token bucket per client address (pure bookkeeping: the time is
+    passed in).
+
+    @ivar refused: requests refused, for C{/metrics}.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self._size = float(per_minute)
+        self._rate = per_minute / BUDGET_PERIOD
+        # address -> (tokens, when counted), least recently charged first
+        self._buckets: dict[str | None, tuple[float, float]] = {}
+        self.refused = 0
+
+    def charge(self, address: str | None, now: float) -> float | None:
+        """
+        Take one request from C{address}'s budget at C{now} (seconds).
+
+        @return: L{None} when it may go on, otherwise the seconds until it may.
+        """
+        tokens, then = self._buckets.pop(address, (self._size, now))
+        tokens = min(self._size, tokens + max(now - then, 0.0) * self._rate)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            self.refused += 1
+            return (1.0 - tokens) / self._rate
+        put_newest(self._buckets, address, (tokens - 1.0, now), MAX_ADDRESSES)
+        return None
 
 
 @attrs.frozen

@@ -38,7 +38,7 @@ from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.storage.s3.storage import S3Storage
-from pypid.upstream import budget, cache, cached_page, failures, file_metadata, page_view
+from pypid.upstream import cache, cached_page, failures, file_metadata, page_view, source
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
@@ -235,9 +235,9 @@ class BoundsTests(SynchronousTestCase):
         self.assert_flat(fill, lambda: len(upstream._changed), 300, quiet=(page_view,))
 
     def test_miss_budgets(self):
-        """Per-address budgets are kept for at most L{budget.MAX_ADDRESSES} addresses."""
-        self.patch(budget, "MAX_ADDRESSES", 500)
-        misses = budget.MissBudget(600)
+        """Per-address budgets are kept for at most L{source.MAX_ADDRESSES} addresses."""
+        self.patch(source, "MAX_ADDRESSES", 500)
+        misses = source.MissBudget(600)
 
         def fill(start, stop):
             for i in range(start, stop):

@@ -21,8 +21,8 @@ from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
-from pypid.upstream.eviction import EVICTION_DELAY, EvictionBatches
 from pypid.upstream.fetch import UpstreamClient
+from pypid.upstream.file_cache import EVICTION_DELAY, EvictionBatches
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource

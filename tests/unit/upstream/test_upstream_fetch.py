@@ -15,11 +15,11 @@ from twisted.web.resource import Resource
 
 from pypid.upstream.fetch import (
     ACCEPT,
+    FileHosts,
     UpstreamClient,
     UpstreamError,
     UpstreamNotFound,
 )
-from pypid.upstream.file_hosts import FileHosts
 from tests.harness.distributions import make_wheel
 
 INDEX = "https://upstream.example/simple/"

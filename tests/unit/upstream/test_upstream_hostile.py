@@ -28,17 +28,15 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
-from pypid.upstream.admission import Admission
-from pypid.upstream.budget import MissBudget
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
+from pypid.upstream.downloads import Admission
 from pypid.upstream.failures import RecentFailures
-from pypid.upstream.fetch import UpstreamClient, UpstreamError
-from pypid.upstream.file_hosts import host_allowed
+from pypid.upstream.fetch import FileHosts, UpstreamClient, UpstreamError
 from pypid.upstream.page_model import UpstreamPage, UpstreamPageError
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
-from pypid.upstream.source import UpstreamSource
+from pypid.upstream.source import MissBudget, UpstreamSource
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import RETRY_AFTER
@@ -653,7 +651,7 @@ class RecentFailuresTests(SynchronousTestCase):
 
 
 class ClientTests(SynchronousTestCase):
-    """Small things of L{UpstreamClient} and L{host_allowed}."""
+    """Small things of L{UpstreamClient} and L{FileHosts}."""
 
     def test_redirect_to_spaces(self):
         """
@@ -746,9 +744,10 @@ class ClientTests(SynchronousTestCase):
 
     def test_empty_user_with_password(self):
         """C{http://:pw@host/} carries credentials, and is refused."""
-        self.assertFalse(host_allowed("http://:pw@upstream.example/x", ("upstream.example",)))
-        self.assertFalse(host_allowed("http://@upstream.example/x", ("upstream.example",)))
-        self.assertFalse(host_allowed("http://[x/", ("upstream.example",)))
+        hosts = FileHosts.of(("upstream.example",))
+        self.assertFalse(hosts.allows("http://:pw@upstream.example/x"))
+        self.assertFalse(hosts.allows("http://@upstream.example/x"))
+        self.assertFalse(hosts.allows("http://[x/"))
 
     def test_header_timeout_wrapped(self):
         """
@@ -847,7 +846,7 @@ class PagePropertyTests(SynchronousTestCase):
             return
         self.assertIsInstance(page, UpstreamPage)
         for f in page.files:
-            self.assertTrue(host_allowed(f.url, ("upstream.example",))
+            self.assertTrue(FileHosts.of(("upstream.example",)).allows(f.url)
                             or f.url.startswith(("http://", "https://")))
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
