@@ -4,6 +4,14 @@ connection pool, its connect timeout, and how HTTPS servers are verified
 (certificates and host names always; against a private CA with
 C{[pypid] ca_bundle}).
 
+The pool logs nothing as connections come and go: Twisted's
+L{HTTPConnectionPool} logs "Starting factory" and "Stopping factory" for
+every connection, which flooded the log of a server that talks to S3 or an
+upstream all day. There is no public way to quiet it: L{quiet_pool} swaps
+the private C{_HTTP11ClientFactory} the pool names by its private
+C{_factory} attribute, and is the one place that touches either; checked
+with Twisted 24.7 to 26.10.
+
 Bodies of answers are read with L{pypid.http.bodies} (bounded, with an idle
 deadline): treq's C{timeout} covers only the headers.
 """
@@ -17,12 +25,16 @@ from typing import Any
 import treq.client
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    _HTTP11ClientFactory,
+)
 from twisted.web.iweb import IPolicyForHTTPS
 
 from pypid.config import Config
 from pypid.core.util.startup import StartupError
-from pypid.http.pool import quiet_pool
 from pypid.http.public_only import Named, PublicOnlyEndpoints
 
 
@@ -78,6 +90,25 @@ class _NoCookies(CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         """Keep nothing."""
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    """A connection factory that logs nothing as connections come and go."""
+
+    noisy = False
+
+
+def quiet_pool(reactor: IReactorTime, connections: int,
+               idle_timeout: int = 60) -> HTTPConnectionPool:
+    """
+    A persistent L{HTTPConnectionPool} that keeps C{connections} per host
+    for C{idle_timeout} seconds, and logs nothing per connection.
+    """
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = connections
+    pool.cachedConnectionTimeout = idle_timeout
+    pool._factory = _QuietFactory
+    return pool
 
 
 def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,

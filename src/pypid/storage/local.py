@@ -35,9 +35,9 @@ learnt about files without a record stays in memory.
 
 L{LocalStorage} is a thin Deferred front: its private collaborators do the
 blocking work (L{pypid.storage.sidecars.Sidecars}, the files kept beside each
-distribution; L{pypid.storage.folder_lock.FolderLock}, the folder's
-preparation and lock; L{pypid.storage.folder_changes.FolderChanges}, publish,
-yank, delete, tombstones; L{pypid.storage.folder_scan.FolderScan}, the scan;
+distribution; L{FolderLock}, below, the folder made ready and locked for one
+server; L{pypid.storage.folder_changes.FolderChanges}, publish, yank, delete,
+tombstones; L{pypid.storage.folder_scan.FolderScan}, the scan;
 L{pypid.storage.folder_imports.FolderImports}, files without a record and
 the rendering of details), and its methods run it in the thread pool given at
 construction, never on the reactor thread.
@@ -74,10 +74,15 @@ from pypid.storage.capabilities import (
     IUsageStorage,
     document_name,
 )
-from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
+from pypid.storage.disk import (
+    exclusive_lock,
+    fsync_folder,
+    read_if_present,
+    remove_file,
+    write_atomically,
+)
 from pypid.storage.folder_changes import FolderChanges
 from pypid.storage.folder_imports import FolderImports, Imported
-from pypid.storage.folder_lock import FolderLock
 from pypid.storage.folder_scan import FolderScan
 from pypid.storage.interface import (
     IStorage,
@@ -89,9 +94,11 @@ from pypid.storage.interface import (
     StorageState,
     checked_provenance,
 )
-from pypid.storage.sidecars import Sidecars, storage_errors
+from pypid.storage.sidecars import META_DIR, Sidecars, storage_errors
 
 log = Logger()
+#: (the namespace the folder's preparation has always logged under)
+_lock_log = Logger(namespace="pypid.storage.folder_lock")
 
 #: The suffix of a project's status file in C{.pypid/projects/}.
 _STATUS = ".status"
@@ -446,6 +453,60 @@ class LocalStorage:
     def describe(self, record: FileRecord) -> Deferred[bytes | None]:
         """Render a file's details from the file and keep them in their sidecar."""
         return self._run(self._imports.describe, record)
+
+
+# -- the folder made ready for one server ------------------------------------------
+
+
+@attrs.define(eq=False)
+class FolderLock:
+    """
+    Prepares a folder and holds its lock, for the life of the process: two
+    servers on one folder would each miss the other's uploads. Blocking:
+    for a worker thread.
+
+    @ivar _sidecars: the folder's L{Sidecars} (its paths).
+    @ivar _fd: the descriptor that holds the lock, while held.
+    """
+
+    _sidecars: Sidecars
+    _fd: int | None = attrs.field(default=None, init=False, repr=False)
+
+    def prepare(self) -> None:
+        """Create the folders, take the lock and sweep temporary files left by a crash."""
+        sidecars = self._sidecars
+        try:
+            for d in (sidecars.root, sidecars.files_dir, sidecars.temp_dir):
+                os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot use {sidecars.root} as the storage folder: {e.strerror}")
+        self._lock()
+        swept = 0
+        for entry in os.scandir(sidecars.temp_dir):
+            if entry.is_file(follow_symlinks=False):
+                remove_file(entry.path)
+                swept += 1
+        if swept:
+            _lock_log.info("Removed {count} temporary files left by an earlier run",
+                           count=swept)
+
+    def _lock(self) -> None:
+        """Take the folder's exclusive lock, unless held already."""
+        if self._fd is not None:
+            return
+        root = self._sidecars.root
+        fd = exclusive_lock(os.path.join(root, META_DIR, "lock"))
+        if fd is None:
+            raise StorageError(f"{root} is in use by another pypid process")
+        self._fd = fd
+
+    def close(self) -> None:
+        """Release the folder (at the end of the service's life)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
 
 
 # -- small JSON files by name: the usage records, the promotions' journals ---------

@@ -19,7 +19,7 @@ is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s.
 
 A start reads it (L{pypid.storage.snapshot_reading.read}) with C{later}:
 of each project's line only the name and where the line is
-(L{pypid.storage.snapshot_later}).
+(L{pypid.storage.snapshot_reading.KeptLines}).
 
 Written with orjson, a line at a time, so that the reactor runs between
 projects; the bytes are JSON the standard library reads. Format 1 is still

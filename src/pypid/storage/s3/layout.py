@@ -107,7 +107,7 @@ class Layout:
 
     @property
     def usage_prefix(self) -> str:
-        """Where the usage records are (L{pypid.storage.s3.usage_objects})."""
+        """Where the usage records are (L{pypid.storage.s3.storage.S3Storage.add_usage})."""
         return self.prefix + _INTERNAL + "usage/"
 
     @property

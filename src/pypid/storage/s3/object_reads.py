@@ -3,23 +3,30 @@ How a bucket's objects reach a client or the server: a redirect to a
 presigned URL (cached, and kept in the snapshot, until shortly before it
 expires), a relay of the object through the server (C{download = stream}),
 or a redirect to a public URL; and the small objects the server reads
-whole (core metadata, details, provenance).
+whole (core metadata, details, provenance). None of this changes the
+bucket.
 
-Apart from L{pypid.storage.s3.storage.S3Storage} because none of this
-changes the bucket: it only decides where a download goes.
+A relayed body is cut short when the store sends nothing for a while
+(L{IdleGuard}), so a stalled store cannot hold a download open for ever;
+the relay then closes the client's connection. A pause the client asks
+for (a slow reader) does not count as the store's silence.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
+from pypid.http.bodies import Deadline
 from pypid.storage.interface import (
     Deliverable,
     MemoryFile,
@@ -29,10 +36,12 @@ from pypid.storage.interface import (
     checked_provenance,
 )
 from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.idle_relay import IdleGuard
 from pypid.storage.s3.imports import Importer
 from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.presign import PresignedURLs
+
+# (the namespace the relay's lines always had, before S3Storage was split)
+log = Logger(namespace="pypid.storage.s3.storage")
 
 #: Core metadata objects are read up to this size.
 METADATA_LIMIT = 16 << 20
@@ -132,3 +141,65 @@ class ObjectReads:
                 raise FileNotFoundError(key)
             return IdleGuard(response.stream, self._clock, self._client.timeout)
         return ensureDeferred(fetch())
+
+
+# -- the relay's stall guard ---------------------------------------------------------
+
+
+class IdleGuard:
+    """
+    A relayed answer whose body is cut short when the store sends nothing
+    for C{timeout} seconds while the client is reading.
+    """
+
+    def __init__(self, response: Deliverable, clock: IReactorTime, timeout: float) -> None:
+        self._response = response
+        self._clock = clock
+        self._timeout = timeout
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        """Deliver the body to C{protocol}, watched."""
+        self._response.deliverBody(_IdleProtocol(protocol, self._clock, self._timeout))
+
+
+class _IdleProtocol:
+    """Passes a body on, and stops it after a silence (see L{IdleGuard})."""
+
+    def __init__(self, inner: IProtocol, clock: IReactorTime, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._deadline = Deadline(clock, timeout, self._expired)
+        self.transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        # (this is the inner protocol's transport: a producer it can pause)
+        self._inner.makeConnection(self)  # type: ignore[arg-type]
+        self._deadline.arm()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._deadline.arm()
+        self._inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._deadline.disarm()
+        self._inner.connectionLost(reason)
+
+    # The transport the inner protocol sees: pauses stop the watch.
+
+    def pauseProducing(self) -> None:
+        self._deadline.disarm()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._deadline.arm()
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._deadline.disarm()
+        self.transport.stopProducing()
+
+    def _expired(self) -> None:
+        log.warn("S3 sent nothing for {seconds} s: cutting the download short",
+                 seconds=self._timeout)
+        self.transport.stopProducing()

@@ -3,31 +3,31 @@ Storage in an S3 bucket (or an S3-compatible store: MinIO, Ceph, moto).
 
 The bucket is the only state that must be kept safe: each file object
 carries its record in its user metadata, and yanks and deletes are marker
-objects (see L{pypid.storage.s3.layout}). A server with an empty disk lists the
-bucket and serves a complete index; with a snapshot it only reads what the
-listing shows changed since.
+objects (see L{pypid.storage.s3.layout}). A server with an empty disk lists
+the bucket and serves a complete index; with a snapshot it only reads what
+the listing shows changed since.
 
 Writes cannot overwrite: a new file is written with C{If-None-Match: *}, so
 of two servers uploading one filename exactly one wins, and the other gets
 the same "File already exists" answer as on local disk. A promotion from
 another index of the same store (L{S3Storage.adopt}) copies the object on
 the store's side, as conditionally (see L{pypid.storage.s3.object_writes}),
-and keeps who promoted it under C{.pypid/promoted/}
-(L{pypid.storage.s3.object_adoption}).
+and keeps who promoted it (L{pypid.storage.s3.object_adoption}).
 
-Several servers may share a bucket. Each change leaves a marker object whose
-key says when, by whom and to which file (or to which project's status);
-every instance lists the markers newer than its last look (a listing that
-starts after a key, so a poll costs one request plus one per change,
-whatever the size of the repository) and reads the changed files' state and
-statuses from the bucket. See L{poll} and L{pypid.storage.s3.shared_view}.
+Several servers may share a bucket. Each change leaves a marker object
+saying when, by whom and to which file (or project's status); each server
+lists the markers newer than its last look (one request when nothing
+changed, whatever the size of the bucket) and reads the changed files'
+state and statuses: see L{poll} and L{pypid.storage.s3.shared_view}. Their
+usage records (download counts) never meet: each server writes its own,
+once, under a name of its own (C{.pypid/usage/}).
 
-Downloads are redirects to presigned URLs (cached until shortly before they
-expire), relays through the server, or redirects to a public URL
-(L{pypid.storage.s3.object_reads}).
+Downloads are redirects (to a presigned URL, cached until shortly before
+it expires, or a public URL) or relays (L{pypid.storage.s3.object_reads}).
 
-This class is the backend's front: it builds a collaborator for each
-seam of its interfaces and passes each call to the one that does it.
+L{S3Storage} is the backend's front: it passes each call to the
+collaborator it built for that seam of its interfaces, but keeps the
+small objects by name (documents, usage records) itself.
 """
 
 from __future__ import annotations
@@ -90,7 +90,6 @@ from pypid.storage.s3.pending_writes import PendingWrites
 from pypid.storage.s3.presign import PresignedURLs
 from pypid.storage.s3.shared_view import SharedView
 from pypid.storage.s3.status_objects import StatusObjects, read_status
-from pypid.storage.s3.usage_objects import UsageObjects
 
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).
@@ -202,7 +201,6 @@ class S3Storage:
         journals = JournalObjects(client, layout, self._feed)
         self._journals = journals
         self._statuses = StatusObjects(client, layout, self._feed)
-        self._usage = UsageObjects(client, layout)
         self._files = FileWrites(client, layout, self._writer, self._imports, self._feed,
                                  states, run, clock)
         self._reads = ObjectReads(client, layout, self._urls, self._imports, clock,
@@ -337,7 +335,7 @@ class S3Storage:
         """The journal objects kept; see L{IAdoptingStorage.journals}."""
         return ensureDeferred(self._journals.all())
 
-    # -- statuses and usage records (L{StatusObjects}, L{UsageObjects}) ------------------
+    # -- statuses (L{StatusObjects}), documents and usage records -----------------------
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """
@@ -364,16 +362,30 @@ class S3Storage:
         return ensureDeferred(self._client.get(self._layout.document_key(name)))
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
-        """Keep a usage record object; see L{IUsageStorage.add_usage}."""
-        return ensureDeferred(self._usage.add(name, data))
+        """
+        Keep the usage record object C{name} (written once, by this server
+        only); see L{IUsageStorage.add_usage}.
+        """
+        return ensureDeferred(self._add_usage(self._layout.usage_prefix + name, data))
+
+    async def _add_usage(self, key: str, data: bytes) -> None:
+        await self._client.put(key, data, {"content-type": "application/json"})
 
     def usage_records(self) -> Deferred[dict[str, bytes]]:
         """The usage record objects, by name; see L{IUsageStorage.usage_records}."""
-        return ensureDeferred(self._usage.records())
+        return ensureDeferred(self._client.read_all(self._layout.usage_prefix))
 
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
-        """Remove usage record objects; see L{IUsageStorage.drop_usage}."""
-        return ensureDeferred(self._usage.drop(names))
+        """
+        Remove usage record objects, one after another (missing ones are no
+        error); see L{IUsageStorage.drop_usage}.
+        """
+        return ensureDeferred(self._drop_usage([self._layout.usage_prefix + name
+                                                for name in names]))
+
+    async def _drop_usage(self, keys: list[str]) -> None:
+        for key in keys:
+            await self._client.delete(key)
 
     # -- reads (L{ObjectReads}) --------------------------------------------------------
 

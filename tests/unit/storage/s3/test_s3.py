@@ -36,8 +36,8 @@ from pypid.storage.interface import (
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3 import presign as presigning
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.idle_relay import IdleGuard
 from pypid.storage.s3.layout import Layout
+from pypid.storage.s3.object_reads import IdleGuard
 from pypid.storage.s3.sign import Credentials
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
