@@ -47,8 +47,7 @@ from pypid.storage.measured import MeasuredStorage
 if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
     from pypid.storage.s3.api import S3Client
-    from pypid.storage.s3.credentials import CredentialSource
-    from pypid.storage.shared_credentials import SharedCredentials
+    from pypid.storage.s3.credentials import CredentialSource, SharedCredentials
 
 log = Logger()
 
@@ -120,7 +119,7 @@ class SharedBucket:
 
         @raise StartupError: as L{make_s3_client}.
         """
-        from pypid.storage.shared_credentials import SharedCredentials
+        from pypid.storage.s3.credentials import SharedCredentials
 
         timings = Timings()
         client, credentials, close = make_s3_client(config, run, reactor, timings,

@@ -50,9 +50,8 @@ from pypid.storage.factory import (
     index_snapshot_path,
     make_storage,
 )
-from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.credentials import CredentialSource, SharedCredentials
 from pypid.storage.s3.sign import Credentials
-from pypid.storage.shared_credentials import SharedCredentials
 from pypid.tap import build_service
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel

@@ -119,3 +119,39 @@ class CredentialSource:
                 self._timer = self._clock.callLater(30.0, self._refresh_later)
 
         ensureDeferred(self._refresh()).addErrback(failed)
+
+
+class SharedCredentials(CredentialSource):
+    """
+    The credentials of a client several storages use (the hosted indexes
+    on one bucket, L{pypid.storage.factory.SharedBucket}): found by the
+    first storage's start, refreshed until the last one stops (each storage
+    starts and stops its credentials as if they were its own), so a named
+    index stopping first does not leave the others signing with credentials
+    no longer refreshed, and temporary ones are refreshed once, not once
+    per index.
+
+    The daemon's parts start one after the other: a second start finds
+    the first one's credentials found already.
+    """
+
+    def __init__(self, static: Credentials | None, run: Run, clock: IReactorTime) -> None:
+        super().__init__(static, run, clock)
+        self._users = 0
+
+    async def start(self) -> None:
+        """Find the credentials, at the first user's start only."""
+        self._users += 1
+        if self._users > 1:
+            return
+        try:
+            await super().start()
+        except BaseException:
+            self._users -= 1
+            raise
+
+    def stop(self) -> None:
+        """Stop refreshing them once the last user stopped."""
+        self._users = max(self._users - 1, 0)
+        if not self._users:
+            super().stop()

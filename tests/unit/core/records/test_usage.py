@@ -280,7 +280,7 @@ class UsageLogTests(SynchronousTestCase):
 
 
 class StorageTests(SynchronousTestCase):
-    """Every storage keeps usage records (the S3 one: tests.unit.storage.s3.test_s3's contract)."""
+    """Every storage keeps usage records (the S3 one: tests.unit.storage.s3.test_s3.S3StorageTests)."""
 
     def check(self, storage):
         self.assertTrue(IUsageStorage.providedBy(storage))

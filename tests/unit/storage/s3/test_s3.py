@@ -23,7 +23,7 @@ from twisted.web.client import HTTPConnectionPool
 from pypid.core.dists.distribution import inspect
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
-from pypid.storage.capabilities import ISharedStorage
+from pypid.storage.capabilities import ISharedStorage, IUsageStorage
 from pypid.storage.interface import (
     FileExists,
     MemoryFile,
@@ -269,6 +269,19 @@ class S3StorageTests(S3Case):
         self.assertEqual(head["Metadata"]["sha256"], record.sha256)
         self.assertEqual(urllib.parse.unquote(head["Metadata"]["requires-python"]), ">=3.9, <4")
         self.assertEqual(head["ContentLength"], len(data))
+
+    async def test_usage_records(self):
+        """Usage records are objects under C{.pypid/usage/}: added, listed, dropped (missing ones too)."""
+        storage = await self.ready_storage()
+        self.assertTrue(IUsageStorage.providedBy(storage))
+        self.assertEqual(await storage.usage_records(), {})
+        await storage.add_usage("1-a-1", b"one")
+        await storage.add_usage("1-b-1", b"two")
+        self.assertEqual(await storage.usage_records(), {"1-a-1": b"one", "1-b-1": b"two"})
+        self.assertIn(PREFIX + ".pypid/usage/1-a-1", self.keys())
+        await storage.drop_usage(["1-a-1", "1-c-1"])
+        self.assertEqual(await storage.usage_records(), {"1-b-1": b"two"})
+        self.assertNotIn(PREFIX + ".pypid/usage/1-a-1", self.keys())
 
     async def test_marker_before_the_answer(self):
         """
