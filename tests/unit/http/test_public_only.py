@@ -50,6 +50,23 @@ class PublicAddressTests(SynchronousTestCase):
                         "64:ff9b::a01:203", "2001:db8::1", "ff02::1", "files.example", ""):
             self.assertFalse(is_public_address(address), address)
 
+    def test_every_ipv6_form(self):
+        """
+        Every IPv6 spelling of an address that is not public is not: the
+        deprecated IPv4-compatible and site-local forms, IPv4-translated,
+        local-use NAT64, whatever IPv4 address they carry.
+        """
+        table = {
+            "::127.0.0.1": False, "::8.8.8.8": False, "::ffff:0:7f00:1": False,
+            "::ffff:0:808:808": False, "64:ff9b:1::a00:1": False, "64:ff9b:1::808:808": False,
+            "fec0::1": False, "feff::1": False, "::ffff:10.0.0.1": False,
+            "64:ff9b::7f00:1": False, "2002:a00:1::1": False, "2001:0:4136:e378:8000:63bf:80ff:fffe": False,
+            "64:ff9b::808:808": True, "2002:808:808::1": True, "2606:4700::1111": True,
+            "[2606:4700::1111]": False,
+        }
+        for address, public in table.items():
+            self.assertEqual(is_public_address(address), public, address)
+
 
 class EndpointTests(SynchronousTestCase):
     """L{PublicOnlyEndpoints}: the endpoints of the upstream's agent."""

@@ -65,6 +65,10 @@ def is_public_address(text: str) -> bool:
     if address is None:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        # (forms that Python 3.11's is_global still counts: the deprecated
+        # site-local and IPv4-compatible ones, IPv4-translated, local NAT64)
+        if address.is_site_local or any(address in network for network in _NOT_GLOBAL):
+            return False
         # 6to4, Teredo and NAT64 carry an IPv4 address that is where they lead.
         inner = address.sixtofour or (address.teredo[1] if address.teredo else None)
         if inner is None and address in _NAT64:
@@ -76,6 +80,13 @@ def is_public_address(text: str) -> bool:
 
 #: The well-known prefix of NAT64 (RFC 6052), whose last 32 bits are an IPv4 address.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+#: IPv6 networks that lead nowhere public though older Pythons call them
+#: global: IPv4-compatible addresses (C{::127.0.0.1}, deprecated by RFC
+#: 4291), IPv4-translated ones (C{::ffff:0:7f00:1}, RFC 2765) and the
+#: local-use NAT64 prefix (RFC 8215), whose IPv4 address is the site's own.
+_NOT_GLOBAL = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"),
+               ipaddress.IPv6Network("64:ff9b:1::/48"))
 
 
 def _global(address: Address) -> bool:

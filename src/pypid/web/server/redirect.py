@@ -10,6 +10,7 @@ clear are never checked or used.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote
 
@@ -29,8 +30,12 @@ log = Logger()
 #: connection; past this, the connection is closed.
 REDIRECT_DISCARD_LIMIT = 64 << 20
 
-_HOST = re.compile(rb"^(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
-                   rb"|(?P<ipv6>\[[0-9A-Fa-f:.]{2,45}\]))(?::[0-9]{1,5})?$")
+#: A C{Host} header the redirect may name: a DNS name of labels (1 to 63
+#: letters, digits and inner hyphens, no empty one: not C{a..b}) or an
+#: IPv6 literal in brackets (then read by L{ipaddress}), with a port or not.
+_LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rb"^(?:(?P<name>" + _LABEL + rb"(?:\." + _LABEL + rb")*)"
+                   rb"|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])(?::[0-9]{1,5})?$")
 
 #: What may stay unquoted in a redirect's path and query (RFC 3986's
 #: reserved and unreserved characters, and "%" of escapes already there).
@@ -62,7 +67,15 @@ class HTTPSRedirect:
         match = _HOST.match(host or b"")
         if match is None:
             return None
-        name = (match.group("name") or match.group("ipv6")).decode("ascii").lower()
+        if match.group("ipv6") is not None:
+            try:
+                name = f"[{ipaddress.IPv6Address(match.group('ipv6').decode('ascii'))}]"
+            except ValueError:
+                return None
+        elif len(match.group("name")) > 253:
+            return None
+        else:
+            name = match.group("name").decode("ascii").lower()
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{name}{port}{path}"
 

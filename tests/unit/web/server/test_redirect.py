@@ -36,8 +36,12 @@ class RedirectTests(SynchronousTestCase):
         """A missing or malformed Host gives no location."""
         redirect = HTTPSRedirect(None, 8443)
         for host in (None, b"", b"evil.example/x", b"a b", b"evil\r\nX: y", b"user@host",
-                     b"host:port"):
+                     b"host:port", b"a..b", b".a", b"a.", b"-a.example", b"a-.example",
+                     b"x" * 64 + b".example", b".".join([b"a" * 63] * 4) + b"a",
+                     b"[::1::2]", b"[1.2.3.4]", b"[:::]:8080"):
             self.assertIsNone(redirect.location(b"/", host), host)
+        self.assertEqual(redirect.location(b"/", b"[0:0::1]"), "https://[::1]:8443/")
+        self.assertEqual(redirect.location(b"/", b"a-b.c1.example"), "https://a-b.c1.example:8443/")
 
     def test_path_quoted(self):
         """Bytes that may not stand in a URL are escaped; escapes already there are kept."""
