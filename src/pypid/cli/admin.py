@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         command.run(server_from(options), options, out)
     except CliError as e:
         err.write(f"pypid-admin: {e}\n")
-        return 1
+        return e.status
     return 0
 
 

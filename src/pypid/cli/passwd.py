@@ -72,6 +72,8 @@ def _read_password(stdin: TextIO, stderr: TextIO) -> tuple[str, str | None]:
     binary = getattr(stdin, "buffer", None)
     line: str | bytes
     line = binary.readline() if binary is not None else stdin.readline()
+    if not line:
+        raise EOFError  # (not even an empty line: nothing was given)
     # The newline only: spaces may be part of the password.  A CR before it
     # is a Windows line ending, not a character anyone typed.
     if isinstance(line, str):
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None,
     """
     Run C{pypid-passwd}: print a hash of the password read from the terminal
     or standard input and return 0, or explain on C{stderr} and return 1 (a
-    refused password) or 2 (a bad command line).
+    refused password) or 2 (a bad command line, or no password given).
 
     @param argv: the arguments after the program name; C{sys.argv[1:]} when
         L{None}.
@@ -128,8 +130,12 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None,
 
     try:
         password, problem = _read_password(stdin, stderr)
-    except (EOFError, KeyboardInterrupt):
-        stderr.write("\npypid-passwd: no password given\n")
+    except EOFError:
+        stderr.write("\npypid-passwd: no password given: type it at a terminal, or give it "
+                     "as one line on standard input (pypid-passwd < file)\n")
+        return 2
+    except KeyboardInterrupt:
+        stderr.write("\npypid-passwd: interrupted\n")
         return 1
     if problem is None and not password:
         problem = "the password is empty"

@@ -11,6 +11,7 @@ import base64
 import getpass
 import os
 import ssl
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -24,7 +25,16 @@ if TYPE_CHECKING:
 
 
 class CliError(Exception):
-    """A failure to report in one line."""
+    """
+    A failure to report in one line.
+
+    @ivar status: the tool's exit status: 1, or 2 for a usage error (what
+        to set or give instead).
+    """
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Server:
@@ -105,13 +115,32 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def server_from(options: argparse.Namespace) -> Server:
-    """The L{Server} the parsed options name, asking for the password if needed."""
+    """
+    The L{Server} the parsed options name, asking for the password if needed:
+    on a terminal; without one (a CI job, a cron line), L{CliError} (status 2)
+    saying what to set rather than a traceback.
+    """
     password = None
     if options.user:
         password = os.environ.get("PYPID_PASSWORD")
         if password is None:
-            password = getpass.getpass(f"Password for {options.user}: ")
+            password = ask_password(f"Password for {options.user}: ")
     return Server(options.server, options.user, password, cert=options.cert)
+
+
+def ask_password(prompt: str) -> str:
+    """
+    A password typed at the terminal.
+
+    @raise CliError: (status 2) there is no terminal to ask at, or it
+        ended: the message names C{PYPID_PASSWORD}.
+    """
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to ask for the password: set PYPID_PASSWORD", status=2)
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise CliError("no password given: type it, or set PYPID_PASSWORD", status=2) from None
 
 
 def log_lines(err: TextIO, prog: str, verbose: bool,

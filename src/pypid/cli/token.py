@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             out.write(f"revoked {options.id}\n")
     except CliError as e:
         err.write(f"pypid-token: {e}\n")
-        return 1
+        return e.status
     return 0
 
 

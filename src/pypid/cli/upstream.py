@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         cached, failed = precache(server, pins, err)
     except (CliError, RequirementsError, OSError) as e:
         err.write(f"pypid-upstream: {e}\n")
-        return 1
+        return e.status if isinstance(e, CliError) else 1
     for name in cached:
         out.write(f"cached {name}\n")
     for name, reason in failed:

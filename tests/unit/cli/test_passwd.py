@@ -78,11 +78,15 @@ class PasswdTests(SynchronousTestCase):
         self.assert_hash_of("pässwörd")
 
     def test_empty(self):
-        """An empty password is refused with exit code 1 and no output."""
-        for stdin in ("", "\n"):
-            self.assertEqual(self.run_main(io.StringIO(stdin)), 1)
-        self.assertEqual(self.stdout.getvalue(), "")
+        """
+        An empty password is refused with exit code 1 and no output; no
+        line at all says how to give one, with exit code 2.
+        """
+        self.assertEqual(self.run_main(io.StringIO("\n")), 1)
         self.assertIn("empty", self.stderr.getvalue())
+        self.assertEqual(self.run_main(io.StringIO("")), 2)
+        self.assertIn("give it as one line on standard input", self.stderr.getvalue())
+        self.assertEqual(self.stdout.getvalue(), "")
 
     def test_too_long(self):
         """A password over the limit is refused with exit code 1."""
@@ -123,13 +127,13 @@ class PasswdTests(SynchronousTestCase):
         self.assertIn("empty", self.stderr.getvalue())
 
     def test_terminal_interrupted(self):
-        """Ctrl-D or Ctrl-C at the prompt exits with code 1 and no traceback."""
+        """Ctrl-D (no password given: 2) or Ctrl-C (1) at the prompt: no traceback."""
+        for error, status in ((EOFError, 2), (KeyboardInterrupt, 1)):
+            def getpass(prompt, stream=None, error=error):
+                raise error()
 
-        def getpass(prompt, stream=None):
-            raise EOFError()
-
-        self.patch(passwd, "getpass", getpass)
-        self.assertEqual(self.run_main(FakeTerminal()), 1)
+            self.patch(passwd, "getpass", getpass)
+            self.assertEqual(self.run_main(FakeTerminal()), status)
         self.assertEqual(self.stdout.getvalue(), "")
 
     def test_help(self):
