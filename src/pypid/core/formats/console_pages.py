@@ -96,7 +96,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
                 *, root: str = "../", admin: bool = False,
                 issued: tuple[str, Mapping[str, Any]] | None = None,
                 error: str | None = None, fields: Mapping[str, str] | None = None,
-                outside: bool = False, index_url: str = "") -> bytes:
+                outside: bool = False, site_url: str = "") -> bytes:
     """
     C{/console/tokens}: the person's API tokens (an admin's: everyone's),
     the form that issues one, and a button per token that revokes it.
@@ -108,7 +108,8 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     @param fields: the form's fields as sent, to fill it in again.
     @param outside: whether the person logs in from outside (their tokens
         must expire: "never" is not offered).
-    @param index_url: the simple index's URL, for the example of use.
+    @param site_url: the site's URL (C{http://host:port/}), for the
+        examples of use; empty when unknown.
     @param root: the way back to the site's root from the page's URL.
     """
     fields = fields or {}
@@ -123,14 +124,35 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
             f'<h2 id="issued">Token {escape(str(record.get("id", "")))} issued</h2>'
             '<p>Copy it now: it is not shown again.</p>'
             f'<code class="secret" id="new-token">{escape(text)}</code>'
-            '<p>Use it as the password of the user <code>__token__</code>, for example '
-            f'<code>uv pip install --index-url https://__token__:&lt;token&gt;@'
-            f'{escape(index_url or "<this server>/simple/")} &lt;project&gt;</code>.</p>'
-            '</section>')
+            '<p>Use it as the password of the user <code>__token__</code>, for example:</p>'
+            + "".join(f'<pre class="example"><code>{escape(line)}</code></pre>'
+                      for line in token_examples(record, site_url))
+            + '</section>')
     parts.append(_tokens_table(tokens, csrf, root, admin))
     parts.append(_issue_form(csrf, root, fields, outside, error))
     parts.append('</section>')
     return frame(chrome, root, "My tokens - " + chrome.title, "".join(parts), search_box=False)
+
+
+def token_examples(record: Mapping[str, Any], site_url: str) -> list[str]:
+    """
+    The commands that use a token of C{record}'s rights on the site at
+    C{site_url} (its scheme kept: a plain-HTTP server's examples say
+    C{http}): installing for a token that reads, uploading (twine, uv) for
+    one that uploads; C{<token>} stands for the secret.
+    """
+    base = site_url or "http://<this server>/"
+    scheme, _, rest = base.partition("://")
+    actions = record.get("actions") or ()
+    lines = []
+    if "read" in actions:
+        index = f"{scheme}://__token__:<token>@{rest}simple/"
+        lines += [f"pip install --index-url {index} <project>",
+                  f"uv pip install --index-url {index} <project>"]
+    if "upload" in actions:
+        lines += [f"twine upload --repository-url {base} -u __token__ -p <token> dist/*",
+                  f"uv publish --publish-url {base} --token <token> dist/*"]
+    return lines
 
 
 def _tokens_table(tokens: Sequence[Mapping[str, Any]], csrf: str, root: str,

@@ -116,17 +116,19 @@ class Console:
         outside = identity.login.outside
         return send_html(request, code, console_pages.tokens_page(
             chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
-            index_url=self._index_url(request), root=root_of(request), **shown))
+            site_url=self._site_url(request), root=root_of(request), **shown))
 
-    def _index_url(self, request: IRequest) -> str:
+    def _site_url(self, request: IRequest) -> str:
         """
-        The simple index's URL, without its scheme, for the page's example:
-        under C{[pypid] base_url}, else this request's C{Host} (when it is
-        a host name), else empty (the page says "this server").
+        The site's URL, for the page's examples: C{[pypid] base_url}, else
+        the scheme and C{Host} this request came with (when it is a host
+        name), else empty (the page says "this server").
         """
         base = self._gate.chrome.base_url
         if base:
-            return base.split("://", 1)[-1] + "simple/"
+            return base
         host = request.getHeader(b"host") or b""
-        return host.decode("ascii") + "/simple/" if HOST.match(host) else ""
+        if not HOST.match(host):
+            return ""
+        return ("https://" if request.isSecure() else "http://") + host.decode("ascii") + "/"
 

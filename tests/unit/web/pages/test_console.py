@@ -83,6 +83,25 @@ class MyTokensTests(_Console, SynchronousTestCase):
         self.assertEqual(response.code, 400)
         self.assertIn(b"browser session", body)
 
+    def test_examples_fit_the_token(self):
+        """
+        The issued token's examples use the scheme and host the browser used
+        (plain HTTP here), and fit its rights: install commands for a read
+        token, upload commands for an upload token.
+        """
+        cookie, csrf = self.log_in()
+        examples = re.compile(rb'<pre class="example"><code>([^<]+)</code></pre>')
+        read = [e.decode() for e in examples.findall(self.issue(cookie, csrf, actions="read"))]
+        self.assertEqual(read, [
+            "pip install --index-url http://__token__:&lt;token&gt;@pypi.test/simple/ "
+            "&lt;project&gt;",
+            "uv pip install --index-url http://__token__:&lt;token&gt;@pypi.test/simple/ "
+            "&lt;project&gt;"])
+        up = [e.decode() for e in examples.findall(self.issue(cookie, csrf, actions="upload"))]
+        self.assertEqual(up, [
+            "twine upload --repository-url http://pypi.test/ -u __token__ -p &lt;token&gt; dist/*",
+            "uv publish --publish-url http://pypi.test/ --token &lt;token&gt; dist/*"])
+
     def test_issue_list_revoke(self):
         cookie, csrf = self.log_in()
         response, body = self.get("/console/tokens", headers=cookie)
