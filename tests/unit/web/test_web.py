@@ -179,10 +179,17 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertNothingStored()
 
     def assertRefused(self, response, body, field, code=400):
-        """Assert a 4xx whose body and reason phrase both start with C{field}."""
+        """
+        Assert a 4xx whose body and reason phrase both start with C{field}
+        (L{None}: what is wrong with the file itself, which names no field).
+        """
         self.assertEqual(response.code, code, body)
-        self.assertTrue(body.startswith(field.encode() + b": "), body)
-        self.assertTrue(response.phrase.startswith(field.encode() + b": "), response.phrase)
+        if field is None:
+            self.assertFalse(body.startswith(b"content: "), body)
+            self.assertEqual(response.phrase[:60], body.rstrip(b"\n")[:60])  # (what is wrong)
+        else:
+            self.assertTrue(body.startswith(field.encode() + b": "), body)
+            self.assertTrue(response.phrase.startswith(field.encode() + b": "), response.phrase)
         self.assertNotIn(b"\n", response.phrase)
         self.assertNothingStored()
 
@@ -195,8 +202,8 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
             ("version", {"version": "one"}),
             ("filetype", {"filetype": "bdist_egg"}),
             ("filetype", {"filetype": "sdist"}),
-            ("content", {"name": "other"}),
-            ("content", {"version": "2.0"}),
+            (None, {"name": "other"}),
+            (None, {"version": "2.0"}),
             ("sha256_digest", {"sha256_digest": "0" * 64}),
             ("blake2_256_digest", {"blake2_256_digest": "0" * 64}),
             ("md5_digest", {"md5_digest": "0" * 32}),
@@ -213,9 +220,9 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
                                for name, data in zip_members(WHEEL)])
         commented = WHEEL[:-2] + b"\x02\x00hi"
         cases = [
-            ("content", {"data": wrong_tags}, b"WHEEL: the Tag lines do not match"),
-            ("content", {"data": commented}, b"comment"),
-            ("content", {"data": WHEEL + b"appended"}, b""),
+            (None, {"data": wrong_tags}, b"WHEEL: the Tag lines do not match"),
+            (None, {"data": commented}, b"comment"),
+            (None, {"data": WHEEL + b"appended"}, b""),
             ("metadata_version", {"metadata_version": "3.0"}, b"not a metadata version"),
             ("summary", {"summary": "two\nlines"}, b"one line"),
             ("summary", {"summary": "x" * 513}, b"512"),
@@ -236,20 +243,20 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertNothingStored()
 
     def test_bad_filenames(self):
-        """Filenames with separators or foreign extensions are refused naming C{content}."""
+        """Filenames with separators or foreign extensions are refused, saying what is wrong."""
         for filename in ("../" + WHEEL_NAME, "holy_grail-1.0-py3.8.egg", ".hidden-1.0.tar.gz"):
             response, body = self.upload(filename=filename, filetype=None)
-            self.assertRefused(response, body, "content")
+            self.assertRefused(response, body, None)
 
     def test_empty_file(self):
         """An empty file is refused."""
         response, body = self.upload(data=b"")
-        self.assertRefused(response, body, "content")
+        self.assertRefused(response, body, None)
 
     def test_broken_archive(self):
         """A file that is not a valid wheel is refused with 400, not 500."""
         response, body = self.upload(data=b"this is not a zip file")
-        self.assertRefused(response, body, "content")
+        self.assertRefused(response, body, None)
 
     def test_no_content_part(self):
         """A form without a file part is refused."""
@@ -483,7 +490,8 @@ class UploadLimitTests(_ServerMixin, SynchronousTestCase):
         self.assertGreater(len(WHEEL), self.max_upload_size)
         response, body = self.upload()
         self.assertEqual(response.code, 413)
-        self.assertTrue(body.startswith(b"content: the upload is larger than the limit"), body)
+        self.assertTrue(body.startswith(b"the upload is larger than the limit of 512 bytes "
+                                        b"([pypid] max_upload_size)"), body)
         self.assertNothingStored()
 
 
@@ -1442,7 +1450,7 @@ class StorageFailureTests(_ServerMixin, SynchronousTestCase):
             "its record needs 2100 bytes of S3 user metadata")))
         response, body = self.upload()
         self.assertEqual(response.code, 400, body)
-        self.assertIn(b"content: its record needs 2100 bytes of S3 user metadata", body)
+        self.assertIn(b"its record needs 2100 bytes of S3 user metadata", body)
         self.assertIsNone(self.index.get_file(WHEEL_NAME))
 
     def test_yank_failure(self):

@@ -252,24 +252,24 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     if part is None:
         raise BadRequest("content: the upload has no file part named content")
     if part.size == 0:
-        raise BadRequest("content: the uploaded file is empty")
+        raise BadRequest("the uploaded file is empty")
     filename = part.filename or ""
     try:
         parsed = parse_filename(filename)
     except InvalidName as e:
-        raise BadRequest(f"content: {e}")
+        raise BadRequest(str(e))
     if filetype is not None and filetype != parsed.packagetype:
         raise BadRequest(
             f"filetype: {filetype} does not match the file {filename} ({parsed.packagetype})"
         )
     if parsed.project != normalize(name):
         raise BadRequest(
-            f"content: the filename {filename} is for project {parsed.project!r}, "
+            f"the filename {filename} is for project {parsed.project!r}, "
             f"not {normalize(name)!r}"
         )
     if parsed.version != version:
         raise BadRequest(
-            f"content: the filename {filename} is for version {parsed.version}, not {version}"
+            f"the filename {filename} is for version {parsed.version}, not {version}"
         )
     checked = [
         _check_digest(form, "sha256_digest", _HEX64, part.sha256),

@@ -7,19 +7,16 @@ phrase to its user, so the message goes there too, reduced to printable
 ASCII: client-supplied text never reaches a status line or header raw.
 
 twine shows the reason phrase alone (the body only with C{--verbose}), and
-pypid cuts it at L{REASON_LIMIT} characters: an error with a C{remedy}
-(what the person can do about it) leads its reason phrase with the remedy,
-so that a long detail never pushes it out, and its body holds
-the whole: the detail, then the remedy.
+pypid cuts it at L{REASON_LIMIT} characters. A reason starts with what is
+wrong; an error with a C{remedy} (what the person can do about it) ends
+with it, the message cut short before it when both do not fit, so that
+neither pushes the other out; its body holds the whole: the detail, then
+the remedy.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-
-#: A form field's name, as a refusal names it first (C{content}, C{:action}).
-_FIELD = re.compile(r":?[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 class HTTPError(Exception):
@@ -31,7 +28,7 @@ class HTTPError(Exception):
                  remedy: str | None = None) -> None:
         """
         @param remedy: what the person can do about it, as a clause
-            (C{"name acme in [pypid] allow_tag_mismatch ..."}); or L{None}.
+            (C{"to take it, name acme in [pypid] allow_tag_mismatch"}); or L{None}.
         """
         super().__init__(message)
         self.message = message
@@ -46,16 +43,18 @@ class HTTPError(Exception):
     @property
     def reason(self) -> bytes:
         """
-        The reason phrase, cut short: the remedy first, then the message; a
-        message that names its field first (C{content: ...}) keeps the
-        field first, as every refusal of a field does.
+        The reason phrase: the message (what is wrong), then the remedy;
+        when both do not fit in L{REASON_LIMIT}, the message is cut short
+        before the remedy (to no less than L{_LEAST_MESSAGE} characters).
         """
         if self.remedy is None:
             return reason_phrase(self.message)
-        field, sep, rest = self.message.partition(": ")
-        if sep and _FIELD.fullmatch(field):
-            return reason_phrase(f"{field}: {self.remedy}: {rest}")
-        return reason_phrase(f"{self.remedy[:1].upper()}{self.remedy[1:]}: {self.message}")
+        tail = f"; {self.remedy}"
+        room = max(REASON_LIMIT - len(tail), _LEAST_MESSAGE)
+        message = self.message
+        if len(message) > room:
+            message = message[: room - 3] + "..."
+        return reason_phrase(message + tail)
 
 
 class BadRequest(HTTPError):
@@ -132,6 +131,9 @@ class Unavailable(HTTPError):
 
 #: The longest reason phrase pypid sends.
 REASON_LIMIT = 200
+
+#: The least of a message a reason keeps before its remedy.
+_LEAST_MESSAGE = 80
 
 
 def reason_phrase(message: str, limit: int = REASON_LIMIT) -> bytes:

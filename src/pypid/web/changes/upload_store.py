@@ -164,9 +164,8 @@ class UploadStore:
             )
         except InvalidDistribution as e:
             if e.tag_mismatch:
-                raise BadRequest(f"content: {e}",
-                                 remedy=tag_mismatch_hint(self._audit_index, project))
-            raise BadRequest(f"content: {e}")
+                raise BadRequest(str(e), remedy=tag_mismatch_hint(self._audit_index, project))
+            raise BadRequest(str(e))
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
         self._refuse_inconsistent(record)
@@ -184,7 +183,7 @@ class UploadStore:
                                                  inspected.details, provenance)
         except FileExists as e:
             if e.sha256 != part.sha256:
-                raise BadRequest(_exists_message(upload.filename, e.sha256))
+                raise _exists(upload.filename, e.sha256)
             if e.record is not None:
                 # Stored through another server: index it as storage has it.
                 stored = e.record
@@ -196,7 +195,7 @@ class UploadStore:
         except FilenameDeleted:
             raise _deleted(upload.filename)
         except RecordRefused as e:
-            raise BadRequest(f"content: {e}") from None
+            raise BadRequest(str(e)) from None
         except StorageError as e:
             log.error("Upload of {filename} failed: {error}", filename=upload.filename,
                       error=str(e))
@@ -232,7 +231,7 @@ class UploadStore:
             check_joins(record.variant,
                         self._index.release_variants(record.project, record.version))
         except InvalidVariant as e:
-            raise BadRequest(f"content: {e}") from None
+            raise BadRequest(str(e)) from None
 
     def _refuse_taken(self, filename: str) -> None:
         """
@@ -279,9 +278,13 @@ class UploadStore:
 
 
 def tag_mismatch_hint(index: str | None, project: str | None) -> str:
-    """What a refusal of a wheel for its tags says to do: name the key that allows it."""
-    return (f"name {project or 'the project'} in {index_section(index)} allow_tag_mismatch "
-            "if its own releases are built so (as some on the public index are)")
+    """
+    What a refusal of a wheel for its tags says to do: name the key that
+    allows it (for a project whose releases are built so, as some on the
+    public index are).
+    """
+    return (f"to take it, name {project or 'the project'} in {index_section(index)} "
+            "allow_tag_mismatch")
 
 
 def _part_of(upload: UploadRequest) -> FilePart:
@@ -293,13 +296,14 @@ def _same_or_conflict(request: IRequest, sha256: str, upload: UploadRequest) -> 
     if sha256 == _part_of(upload).sha256:
         return send_text(request, 200,
                          "OK: this file was already uploaded with the same content")
-    raise BadRequest(_exists_message(upload.filename, sha256))
+    raise _exists(upload.filename, sha256)
 
 
-def _exists_message(filename: str, sha256: str | None) -> str:
+def _exists(filename: str, sha256: str | None) -> BadRequest:
     # twine's --skip-existing (up to 6.1) looks for a 400 whose reason starts
     # with "File already exists": keep these words first.
-    return f"File already exists ('{filename}', with sha256 hash '{sha256}')."
+    return BadRequest(f"File already exists ('{filename}', with sha256 hash '{sha256}')",
+                      remedy="upload changed files under a new version")
 
 
 def _deleted(filename: str) -> BadRequest:

@@ -311,8 +311,10 @@ def answer_before_body(transport: ITransport, code: int, message: str,
 
 
 def too_large_message(limit: int) -> str:
-    """The answer to an upload over C{limit} bytes."""
+    """The answer to an upload over C{limit} bytes, naming the key that sets it."""
+    shown = f"{limit} bytes"
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if limit >= 1 << shift and limit % (1 << shift) == 0:
-            return f"content: the upload is larger than the limit of {limit >> shift} {unit}"
-    return f"content: the upload is larger than the limit of {limit} bytes"
+            shown = f"{limit >> shift} {unit}"
+            break
+    return f"the upload is larger than the limit of {shown} ([pypid] max_upload_size)"

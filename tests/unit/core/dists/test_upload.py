@@ -70,10 +70,16 @@ class ValidateUploadTests(SynchronousTestCase):
     """Tests for L{validate_upload}."""
 
     def refused(self, form, field):
-        """Assert C{form} is refused naming C{field} first; return the message."""
+        """
+        Assert C{form} is refused naming C{field} first (L{None}: what is
+        wrong with the file itself, which names no field); return the message.
+        """
         e = self.assertRaises(BadRequest, validate_upload, form)
         self.assertEqual(e.code, 400)
-        self.assertTrue(e.message.startswith(field + ": "), e.message)
+        if field is None:
+            self.assertFalse(e.message.startswith("content: "), e.message)
+        else:
+            self.assertTrue(e.message.startswith(field + ": "), e.message)
         return e.message
 
     def test_wheel(self):
@@ -167,7 +173,7 @@ class ValidateUploadTests(SynchronousTestCase):
 
     def test_empty_file(self):
         """An empty file is refused."""
-        self.assertIn("empty", self.refused(make_form(make_part(data=b"")), "content"))
+        self.assertIn("empty", self.refused(make_form(make_part(data=b"")), None))
 
     def test_bad_filenames(self):
         """Path separators, control characters, dot files and foreign extensions are refused."""
@@ -175,17 +181,17 @@ class ValidateUploadTests(SynchronousTestCase):
                          "holy_grail-1.0\n.tar.gz", ".holy_grail-1.0.tar.gz",
                          "holy_grail-1.0-py3.8.egg", "holy_grail-1.0.win32.exe",
                          "holy_grail-1.0.tar.bz2", "", "holy_grail.whl"):
-            self.refused(make_form(make_part(filename), drop=("filetype",)), "content")
+            self.refused(make_form(make_part(filename), drop=("filetype",)), None)
 
     def test_project_mismatch(self):
         """The filename must be for the project the form names."""
-        message = self.refused(make_form(name="other"), "content")
+        message = self.refused(make_form(name="other"), None)
         self.assertIn("'holy-grail'", message)
         self.assertIn("'other'", message)
 
     def test_version_mismatch(self):
         """The filename must be for the version the form names."""
-        message = self.refused(make_form(version="2.0"), "content")
+        message = self.refused(make_form(version="2.0"), None)
         self.assertIn("version 1.0, not 2.0", message)
 
     def test_sha256_mismatch(self):

@@ -367,19 +367,19 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
             ((f"demo-1.0-{TAG}-V4.whl", wheel("v4")[1]), "variant label 'V4'"),
             (wheel("v3b", variant_json=variant_document("v3b", {"x86_64": {"level": ["v3"]}},
                                                         namespaces=("cpu", "x86_64"))),
-             "content: variant.json: default-priorities.namespace: [cpu, x86_64] is not "
+             "variant.json: default-priorities.namespace: [cpu, x86_64] is not "
              "consistent with [x86_64]"),
             (wheel("v4", variant_json=b"[" * 30000 + b"]" * 30000),
-             "content: variant.json: nested too deeply"),
+             "variant.json: nested too deeply"),
             (wheel("v4", variant_json=json.dumps(variant_document("v4"))[:-1].encode()
-                   + b', "variants": {}}'), "content: variant.json: the key 'variants' is given "
+                   + b', "variants": {}}'), "variant.json: the key 'variants' is given "
                                             "twice"),
             (wheel("v4", variant_json={**variant_document("v4"),
                                        "$schema": "https://x/%41/v0.1.1.json"}),
-             "content: variant.json: $schema: the https URL"),
+             "variant.json: $schema: the https URL"),
             (wheel("v4", variant_json={**variant_document("v4"),
                                        "$schema": "https://x/v0.2.0.json"}),
-             "content: variant.json: $schema: format version 0.2.0 beside 0.1.1"),
+             "variant.json: $schema: format version 0.2.0 beside 0.1.1"),
         ]
         for made, why in broken:
             code, text = self.upload(made)

@@ -581,16 +581,25 @@ class FinishLaterTests(_ChannelMixin, SynchronousTestCase):
 
 
 class RemedyTests(SynchronousTestCase):
-    """An error's remedy leads its reason phrase, and follows its message in the body."""
+    """
+    An error's reason phrase says what is wrong first and ends with its
+    remedy, the message cut short before it when both do not fit; the body
+    holds both whole.
+    """
 
     def test_reason_and_detail(self):
-        from pypid.core.util.http_errors import BadRequest, Forbidden
-        error = BadRequest("content: " + "x" * 300, remedy="name it in [pypid] key")
-        self.assertEqual(error.detail, "content: " + "x" * 300 + "; name it in [pypid] key")
-        self.assertTrue(error.reason.startswith(b"content: name it in [pypid] key: xxx"))
-        self.assertEqual(len(error.reason), 200)
-        other = Forbidden("alice may not do that, for reasons " + "y" * 300,
-                          remedy="ask an admin")
-        self.assertTrue(other.reason.startswith(b"Ask an admin: alice may not"))
+        from pypid.core.util.http_errors import REASON_LIMIT, BadRequest, Forbidden
+        error = BadRequest("version: " + "x" * 300, remedy="name it in [pypid] key")
+        self.assertEqual(error.detail, "version: " + "x" * 300 + "; name it in [pypid] key")
+        self.assertTrue(error.reason.startswith(b"version: xxx"))
+        self.assertTrue(error.reason.endswith(b"x...; name it in [pypid] key"), error.reason)
+        self.assertEqual(len(error.reason), REASON_LIMIT)
+        other = Forbidden("alice may not do that", remedy="ask an admin")
+        self.assertEqual(other.reason, b"alice may not do that; ask an admin")
+        # (a remedy too long to leave room: the message keeps its first 80
+        # characters, the remedy is what is cut)
+        long = BadRequest("y" * 100, remedy="z" * 300)
+        self.assertTrue(long.reason.startswith(b"y" * 77 + b"...; zzz"), long.reason)
+        self.assertEqual(len(long.reason), REASON_LIMIT)
         plain = BadRequest("content: short")
         self.assertEqual((plain.detail, plain.reason), ("content: short", b"content: short"))
