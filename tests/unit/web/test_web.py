@@ -220,7 +220,7 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
                                for name, data in zip_members(WHEEL)])
         commented = WHEEL[:-2] + b"\x02\x00hi"
         cases = [
-            (None, {"data": wrong_tags}, b"WHEEL: the Tag lines do not match"),
+            (None, {"data": wrong_tags}, b"the Tag lines do not match the filename"),
             (None, {"data": commented}, b"comment"),
             (None, {"data": WHEEL + b"appended"}, b""),
             ("metadata_version", {"metadata_version": "3.0"}, b"not a metadata version"),

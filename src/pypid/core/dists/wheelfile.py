@@ -163,11 +163,13 @@ def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL"
         extra = sorted(info.tags - expected)
         detail = "; ".join(
             part for part in (
-                f"the filename's {_few(missing)} not in {member}" if missing else "",
-                f"{member}'s {_few(extra)} not in the filename" if extra else "",
+                f"the filename's {_few(missing)} not in WHEEL" if missing else "",
+                f"WHEEL's {_few(extra)} not in the filename" if extra else "",
             ) if part
         )
-        raise TagMismatch(f"{member}: the Tag lines do not match the filename ({detail})")
+        # (what is wrong first, the member last: a long project name makes
+        # a long member, and twine shows only the reason's first 200 characters)
+        raise TagMismatch(f"the Tag lines do not match the filename ({detail}; in {member})")
     parts = filename[: -len(".whl")].split("-")
     filename_build = parts[2] if len(parts) == 6 else None
     if build and (info.build or None) != filename_build:
