@@ -36,6 +36,7 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
+from tests import CHECKOUT
 from tests.harness.shared import CLASS_SHARED, class_shared
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -291,8 +292,10 @@ class Daemon(ChildProcess):
         self.home = os.path.join(self.directory, "home")
         os.makedirs(self.home, exist_ok=True)
         self.settings = dict(settings or {})
-        #: more environment variables of the server's process
-        self.environ = {}
+        #: more environment variables of the server's process: the source of
+        #: the checkout the tests run from first (a worktree's tests run its
+        #: own code, not that of the checkout the virtualenv was installed from)
+        self.environ = {"PYTHONPATH": os.path.join(CHECKOUT, "src")}
         self.users = {USER: PASSWORD} if users is None else dict(users)
         self.process = None
         self.port = None

@@ -577,6 +577,25 @@ class RawAndCookiesTests(_InReactor):
         await d
         self.assertEqual(b"".join(received), b"<ababab>")
 
+    async def test_raw_release(self):
+        """
+        A copy that its interval holds back goes at once when released, and
+        the answer then ends (the clock never moves: a download held open
+        until the test lets it finish).
+        """
+        server = await self.clocked_server(Clock())
+        server.answer_raw("/files/held", b"end", prefix=b"start-", interval=3600)
+        response = await self.http.get(server.base + "files/held", unbuffered=True,
+                                       timeout=self.request_timeout)
+        received = []
+        d = treq.collect(response, received.append)
+        await self.wait_until(lambda: b"".join(received) == b"start-", "the prefix")
+        self.assertEqual(server.raw.sending("/files/held"), 1)
+        server.raw.release("/files/held")
+        await d
+        self.assertEqual(b"".join(received), b"start-end")
+        self.assertEqual(server.raw.sending(), 0)
+
     async def test_raw_http10(self):
         """An HTTP/1.0 raw answer has no Content-Length and ends with the close."""
         self.server.answer_raw("/files/old", b"x" * 1000, http10=True)

@@ -723,6 +723,11 @@ class RawAnswers:
             for sender in list(self._sending.pop(p, ())):
                 sender.cut()
 
+    def release(self, path):
+        """Send at once the next copy of the answers of C{path} held by their C{interval}."""
+        for sender in list(self._sending.get(path, ())):
+            sender.release()
+
     def sending(self, path=None):
         """How many answers of C{path} (or of every path) are being sent."""
         if path is None:
@@ -829,6 +834,17 @@ class _RawSender:
         if request.producer is not None:
             request.unregisterProducer()
         request.finish()
+
+    def release(self):
+        """Send the next copy now, not at the end of its interval (the last: and end)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+            self._call = None
+            self._pump()
+            if self._left == 0 and self._call is not None:
+                self._call.cancel()
+                self._call = None
+                self._end()
 
     def pauseProducing(self):
         """The client is behind: wait."""
@@ -1262,7 +1278,9 @@ class ControlResource(Resource):
         "interval"?, "http10"?}} answers that exact path with those bytes
         (see L{RawAnswer}; not kept in the folder: a restart forgets it);
       - C{POST raw/clear} C{{"path"?}} forgets it (every one when absent) and
-        cuts its answers under way; C{GET raw/sending} counts those;
+        cuts its answers under way; C{GET raw/sending} counts those; C{POST
+        raw/release} C{{"path"}} sends at once the next copy that an
+        C{interval} holds back (a download held open until the test says);
       - C{POST cookies} C{{"on"}}: every answer sets a fresh cookie, or not.
     """
 
@@ -1316,6 +1334,8 @@ class ControlResource(Resource):
                 self._raw.set(arguments["path"], RawAnswer.from_json(arguments))
             elif action == "raw/clear":
                 self._raw.clear(arguments.get("path"))
+            elif action == "raw/release":
+                self._raw.release(arguments["path"])
             elif action == "cookies":
                 self._cookies.on = bool(arguments["on"])
             elif action == "remove":
@@ -1707,6 +1727,10 @@ class UpstreamProcess(ChildProcess):
     def clear_raw(self, path=None):
         """Forget the raw answer of C{path} (or every one), cutting its answers under way."""
         self._control("POST", "raw/clear", {} if path is None else {"path": path})
+
+    def release(self, path):
+        """Send at once the next copy of C{path}'s raw answers that their C{interval} holds back."""
+        self._control("POST", "raw/release", {"path": path})
 
     def sending(self):
         """How many raw answers are being sent now."""

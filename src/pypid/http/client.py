@@ -35,7 +35,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 
 from pypid.config import Config
 from pypid.core.util.startup import StartupError
-from pypid.http.public_only import Named, PublicOnlyEndpoints
+from pypid.http.public_only import Named, PublicOnlyEndpoints, PublicOnlyPool
 
 
 def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
@@ -98,13 +98,15 @@ class _QuietFactory(_HTTP11ClientFactory):
     noisy = False
 
 
-def quiet_pool(reactor: IReactorTime, connections: int,
-               idle_timeout: int = 60) -> HTTPConnectionPool:
+def quiet_pool(reactor: IReactorTime, connections: int, idle_timeout: int = 60,
+               named: Named | None = None) -> HTTPConnectionPool:
     """
     A persistent L{HTTPConnectionPool} that keeps C{connections} per host
-    for C{idle_timeout} seconds, and logs nothing per connection.
+    for C{idle_timeout} seconds, and logs nothing per connection; with
+    C{named}, a L{PublicOnlyPool} of that rule.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = (HTTPConnectionPool(reactor, persistent=True) if named is None
+            else PublicOnlyPool(reactor, named))
     pool.maxPersistentPerHost = connections
     pool.cachedConnectionTimeout = idle_timeout
     pool._factory = _QuietFactory
@@ -121,10 +123,11 @@ def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
 
     @param named: for an upstream's agent, which hosts were named by the
         operator: any other is reached at public addresses only
-        (L{pypid.http.public_only}); L{None}: every host as it resolves.
+        (L{pypid.http.public_only}), asked at every request; L{None}:
+        every host as it resolves.
     @return: C{(agent, pool)}.
     """
-    pool = quiet_pool(reactor, connections)
+    pool = quiet_pool(reactor, connections, named=named)
     policy = policy or BrowserLikePolicyForHTTPS()
     if named is None:
         agent = Agent(reactor, contextFactory=policy, pool=pool, connectTimeout=timeout)

@@ -48,7 +48,7 @@ from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
 from pypid.upstream.cache import Offline, Remembered, again, remembered
 from pypid.upstream.failures import RecentFailures
-from pypid.upstream.fetch import TransferFailed, UpstreamClient, UpstreamError
+from pypid.upstream.fetch import HostRefused, TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.file_cache import FileCache, PageListing
 from pypid.upstream.file_metadata import UpstreamMetadata
 from pypid.upstream.file_provenance import UpstreamProvenance
@@ -216,11 +216,12 @@ class UpstreamFiles:
 
     def _downloaded(self, result: FileRecord | Failure, filename: str) -> None:
         if (isinstance(result, Failure) and result.check(UpstreamError)
-                and not result.check(TransferFailed)):
+                and not result.check(TransferFailed, HostRefused)):
             # (bytes that were wrong, more than allowed, or an answer that is
             # not a file: asking again at once would stream them again; a
             # transfer cut short or too slow is tried again at the next
-            # request, as pip's retries expect)
+            # request, as pip's retries expect, and a host refused is asked
+            # of the hosts then in force)
             self._failed.remember(filename, remembered(result.value))
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):

@@ -186,7 +186,10 @@ class UpstreamPart(Service):
         At C{SIGHUP}: take the upstream's credentials (its password or token
         read again: a rotation takes effect) and C{hosts}, the keys of an
         upstream a reload applies (L{pypid.config.reloading}); the others
-        refuse the reload before this is asked.
+        refuse the reload before this is asked. A change of C{hosts} drops
+        the connections kept for reuse: one to a host no longer named would
+        never be used again (L{pypid.http.public_only.PublicOnlyPool}), and
+        need not wait out its idle time.
         """
         if config is None:
             return None
@@ -199,7 +202,10 @@ class UpstreamPart(Service):
         taken: UpstreamConfig = up
 
         def commit() -> str:
+            hosts_changed = tuple(taken.hosts) != client.hosts
             client.reconfigure(taken.hosts, taken.credentials)
+            if hosts_changed:
+                self._source.close()
             return f"upstream {name}'s credentials and hosts"
         return commit
 

@@ -17,8 +17,10 @@ any host, which the connection then reaches only at public addresses
 move a name into the network pypid runs in). A host named in C{hosts},
 and the host of C{url}, is the operator's word and is reached at whatever
 address it has: a file server on a private network is named there.
-Without C{*}, only the named hosts are used. A host refused is logged
-once, with the key to set.
+Without C{*}, only the named hosts are used. The rules in force decide at
+each request and redirect (a connection kept open included): a change at
+C{SIGHUP} applies to the next. A host refused is logged once (until the
+next change) with the entry to set; the L{HostRefused} is not remembered.
 
 An upstream that wants to know who asks is sent C{Authorization} (Basic
 for a user name and password, Bearer for a token) only on requests to
@@ -79,6 +81,14 @@ class TransferFailed(UpstreamError):
     The upstream could not be reached, or an answer did not arrive whole in
     time: worth asking again at once (a file that failed so is not
     remembered as failed, so that a client's retries can succeed).
+    """
+
+
+class HostRefused(UpstreamError):
+    """
+    A URL whose host the rules in force refuse (not in C{hosts}, or not at
+    a public address): not remembered as a failed file, so that a change of
+    C{hosts} applies at the next request.
     """
 
 
@@ -174,6 +184,18 @@ class FileHosts:
                    for entry in self.entries if entry != ANY_PUBLIC)
 
 
+def _entry_of(url: str) -> str:
+    """
+    The C{hosts} entry that would name the host of C{url} (an http(s) URL):
+    C{host}, or C{host:port} off its scheme's default port.
+    """
+    found = origin(url)
+    if found is None:
+        return _host(url)
+    scheme, host, port = found
+    return host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+
+
 def authorization(credentials: UpstreamCredentials) -> bytes:
     """The C{Authorization} header's value for C{credentials}: Basic, or Bearer for a token."""
     if credentials.username is None:
@@ -240,6 +262,8 @@ class UpstreamClient:
         for the fetches that begin from now on.
         """
         self.file_hosts = FileHosts.of(hosts)
+        # (the advice logged may differ now: each host is logged again once)
+        self._refused.clear()
         if credentials != self.credentials:
             self._access_logged = None
         self.credentials = credentials
@@ -257,7 +281,7 @@ class UpstreamClient:
         """
         return self.file_hosts.names(scheme, host, port)
 
-    def _refusal(self, host: str, why: str, advice: str) -> UpstreamError:
+    def _refusal(self, host: str, why: str, advice: str) -> HostRefused:
         """
         The error of a host refused, logged the first time each host is
         refused (a page of a thousand files on it is one line, not a thousand).
@@ -268,7 +292,14 @@ class UpstreamClient:
             self._refused.add(host)
             log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why,
                      advice=advice)
-        return UpstreamError(f"{why}; {advice}")
+        return HostRefused(f"{why}; {advice}")
+
+    def _naming_advice(self, url: str) -> str:
+        """What to set so that pypid fetches C{url} from a host at an address that is not public."""
+        found = origin(url)
+        if found is not None and ":" in found[1]:
+            return f"[{self._section}] hosts names host names and IPv4 addresses only"
+        return f"name {_entry_of(url)} in [{self._section}] hosts if it is a file host you trust"
 
     def _access_refused(self, project: str, code: int) -> AccessRefused:
         """
@@ -507,9 +538,7 @@ class UpstreamClient:
             if isinstance(e, CancelledError):
                 raise
             if isinstance(e, NotPublic):
-                raise self._refusal(
-                    e.host, str(e), f"pypid reaches a host at such an address only if "
-                    f"[{self._section}] hosts names it")
+                raise self._refusal(_entry_of(url), str(e), self._naming_advice(url))
             raise TransferFailed(f"cannot reach the upstream at {_host(url)}: "
                                  f"{bodies.describe(e)}")
         finally:

@@ -375,7 +375,11 @@ class UpstreamSource:
                           "taken_down": self._withheld_count()}}
 
     def close(self) -> None:
-        """Drop the connections to the upstream (at the end of the service's life)."""
+        """
+        Drop the connections to the upstream kept for reuse (at the end of
+        the service's life, and when its hosts change); new ones are made
+        as requests need them.
+        """
         if self._on_close is not None:
             self._on_close()
 

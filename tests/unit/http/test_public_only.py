@@ -7,13 +7,13 @@ cannot move it afterwards), and a named one at whatever address it has.
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import URI, BrowserLikePolicyForHTTPS
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, readBody
 from zope.interface import implementer
 
 from pypid.core.access.addresses import is_public_address
-from pypid.http.public_only import NotPublic, PublicOnlyEndpoints
+from pypid.http.public_only import NotPublic, PublicOnlyEndpoints, PublicOnlyPool
 
 
 @implementer(IHostnameResolver)
@@ -147,3 +147,83 @@ class EndpointTests(SynchronousTestCase):
         """Only http and https are connected."""
         self.assertRaises(ValueError, self.endpoints.endpointForURI,
                           URI.fromBytes(b"ftp://files.example/x"))
+
+
+class PoolTests(SynchronousTestCase):
+    """
+    L{PublicOnlyPool}: which hosts are named is asked at every request, so
+    a connection kept from when its host was named is not used once it is
+    not (the request connects again, under the rule in force), and is used
+    again once it is named again; one made at public addresses is good
+    under any rule.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.reactor.nameResolver = TableResolver({"127.0.0.1": ["127.0.0.1"],
+                                                   "files.example": ["93.184.215.14"]})
+        self.named = {("http", "127.0.0.1", 8080)}
+
+        def named(scheme, host, port):
+            return (scheme, host, port) in self.named
+        self.agent = Agent.usingEndpointFactory(
+            self.reactor, PublicOnlyEndpoints(self.reactor, BrowserLikePolicyForHTTPS(), 5.0,
+                                              named),
+            PublicOnlyPool(self.reactor, named))
+        self.transports = []
+
+    def get(self, url):
+        """
+        GET C{url}, a new connection made on a L{StringTransport}, answered
+        C{200 ok} with its body read (the connection goes back to the pool):
+        the body, and the transport that carried the request.
+        """
+        d = self.agent.request(b"GET", url.encode())
+        for host, port, factory, *_ in self.reactor.tcpClients[len(self.transports):]:
+            peer = IPv4Address("TCP", host, port)
+            transport = StringTransport(peerAddress=peer)
+            protocol = factory.buildProtocol(peer)
+            protocol.makeConnection(transport)
+            self.transports.append((transport, protocol))
+        [(transport, protocol)] = [(t, p) for t, p in self.transports if t.value()]
+        transport.clear()
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        body = self.successResultOf(d.addCallback(readBody))
+        return body, transport
+
+    def test_named_connection_kept_while_named(self):
+        """A connection to a named host is used again while the host stays named."""
+        first = self.get("http://127.0.0.1:8080/a.whl")
+        second = self.get("http://127.0.0.1:8080/b.whl")
+        self.assertEqual((first[0], second[0]), (b"ok", b"ok"))
+        self.assertIs(first[1], second[1])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_not_reused_once_not_named(self):
+        """
+        Once the host is not named, the kept connection is not used: the
+        request connects again at public addresses only, and is refused.
+        """
+        _, kept = self.get("http://127.0.0.1:8080/a.whl")
+        self.named.clear()
+        failure = self.failureResultOf(
+            self.agent.request(b"GET", b"http://127.0.0.1:8080/b.whl"), NotPublic)
+        self.assertEqual(str(failure.value), "127.0.0.1 is not a public address")
+        self.assertEqual(kept.value(), b"")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        # Named again: the kept connection is good again.
+        self.named.add(("http", "127.0.0.1", 8080))
+        self.assertIs(self.get("http://127.0.0.1:8080/c.whl")[1], kept)
+
+    def test_public_connection_under_any_rule(self):
+        """
+        A connection made at a public address is used whether or not the
+        host is named since (named, it may be reached at any address: a
+        connection of its own).
+        """
+        _, public = self.get("http://files.example/a.whl")
+        self.assertIs(self.get("http://files.example/b.whl")[1], public)
+        self.named.add(("http", "files.example", 80))
+        self.assertIsNot(self.get("http://files.example/c.whl")[1], public)
+        self.named.clear()
+        self.assertIs(self.get("http://files.example/d.whl")[1], public)

@@ -6,6 +6,7 @@ played by a Twisted resource through treq's in-memory StubTreq.
 import gc
 import json
 import uuid
+from urllib.parse import urlsplit
 
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -16,6 +17,7 @@ from twisted.web.resource import Resource
 from pypid.upstream.fetch import (
     ACCEPT,
     FileHosts,
+    HostRefused,
     UpstreamClient,
     UpstreamError,
     UpstreamNotFound,
@@ -159,25 +161,72 @@ class RefusalLogTests(_Logged, SynchronousTestCase):
         self.failureResultOf(ensureDeferred(client.open("https://other.example/y.whl")))
         self.assertEqual(len(self.warnings()), 2)
 
-    def test_not_public(self):
-        """A host the connection finds at a private address: the advice, logged once."""
+    def private_client(self, section="upstream"):
+        """A client whose agent finds every host at a private address."""
         from twisted.internet.defer import fail
 
         from pypid.http.public_only import NotPublic
 
         class Private:
-            def request(self, *args, **kwargs):
-                return fail(NotPublic("files.elsewhere.example", "10.1.2.3"))
-        client = UpstreamClient(Private(), Clock(), INDEX, ("upstream.example", "*"))
+            def request(self, method, url, *args, **kwargs):
+                return fail(NotPublic(urlsplit(url.decode()).hostname, "10.1.2.3"))
+        return UpstreamClient(Private(), Clock(), INDEX, ("upstream.example", "*"),
+                              section=section)
+
+    def test_not_public(self):
+        """
+        A host the connection finds at a private address: the entry to
+        name in C{hosts} (with its port off the scheme's default), logged
+        once per host; the refusal is a L{HostRefused}.
+        """
+        client = self.private_client()
         for _ in range(2):
             failure = self.failureResultOf(
                 ensureDeferred(client.open("https://files.elsewhere.example/x.whl")),
-                UpstreamError)
+                HostRefused)
+            self.failureResultOf(
+                ensureDeferred(client.open("https://files.elsewhere.example/y.whl")),
+                HostRefused)
         self.assertEqual(str(failure.value),
                          "files.elsewhere.example resolves to 10.1.2.3, not a public address; "
-                         "pypid reaches a host at such an address only if [upstream] hosts "
-                         "names it")
+                         "name files.elsewhere.example in [upstream] hosts if it is a file "
+                         "host you trust")
+        self.assertEqual(self.warnings(), [
+            "Not fetching from files.elsewhere.example: files.elsewhere.example resolves to "
+            "10.1.2.3, not a public address; name files.elsewhere.example in [upstream] "
+            "hosts if it is a file host you trust"])
+        failure = self.failureResultOf(
+            ensureDeferred(client.open("http://files.elsewhere.example:8080/x.whl")),
+            HostRefused)
+        self.assertTrue(str(failure.value).endswith(
+            "; name files.elsewhere.example:8080 in [upstream] hosts if it is a file host "
+            "you trust"), str(failure.value))
+        self.assertEqual(len(self.warnings()), 2)
+
+    def test_not_public_ipv6(self):
+        """An IPv6 address cannot be named in C{hosts}: the advice says so, naming the section."""
+        client = self.private_client("upstream:vendor")
+        failure = self.failureResultOf(
+            ensureDeferred(client.open("http://[fd00::7]:8080/x.whl")), HostRefused)
+        self.assertTrue(str(failure.value).endswith(
+            "; [upstream:vendor] hosts names host names and IPv4 addresses only"),
+            str(failure.value))
+
+    def test_logged_again_after_reconfigure(self):
+        """
+        A reload that gives new hosts (or credentials) forgets which hosts
+        were logged: each refused host is logged once more.
+        """
+        client = self.private_client()
+        for _ in range(2):
+            self.failureResultOf(
+                ensureDeferred(client.open("https://files.elsewhere.example/x.whl")))
         self.assertEqual(len(self.warnings()), 1)
+        client.reconfigure(("upstream.example", "*", "other.example"), None)
+        for _ in range(2):
+            self.failureResultOf(
+                ensureDeferred(client.open("https://files.elsewhere.example/x.whl")))
+        self.assertEqual(len(self.warnings()), 2)
 
 
 class AccessLogTests(_Logged, SynchronousTestCase):

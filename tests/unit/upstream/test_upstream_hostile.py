@@ -124,9 +124,9 @@ class _Harness:
         values = {"mode": "cache", "url": INDEX, "ttl": 60.0, **self.upstream_settings,
                   **settings}
         config = attrs.evolve(load_config(None).upstream, **values)
-        client = UpstreamClient(self.agent, self.clock, INDEX, ("upstream.example",),
-                                timeout=config.timeout, deadline=config.fetch_deadline,
-                                max_entries=config.max_page_files)
+        client = self.upstream_client = UpstreamClient(
+            self.agent, self.clock, INDEX, ("upstream.example",), timeout=config.timeout,
+            deadline=config.fetch_deadline, max_entries=config.max_page_files)
         pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)), self.clock,
                           config.ttl, max_bytes=config.page_cache_size)
         self.index = Index(file_url_for(None))
@@ -596,6 +596,26 @@ class FailureTests(_Harness, SynchronousTestCase):
         self.clock.advance(cache.FAILURE_MEMORY + 1)
         self.upstream.file(*WHEEL)
         self.assertEqual(self.get(f"/files/holy-grail/{WHEEL[0]}")[2], WHEEL[1])
+
+    def test_refused_host_not_remembered(self):
+        """
+        A file on a host C{hosts} does not name: 502, its status line and
+        body naming the key; named at a reload, fetched at the next request
+        (the refusal is not remembered as a failed file is).
+        """
+        self.upstream.page("holy-grail", [dict(entry(*WHEEL),
+                                               url=f"https://files.elsewhere.example/files/{WHEEL[0]}")])
+        self.upstream.file(*WHEEL)
+        d = self.client.get(f"http://pypid.example/files/holy-grail/{WHEEL[0]}")
+        self.settle()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 502)
+        self.assertIn(b"name it in [upstream] hosts", response.phrase)
+        self.assertIn(response.phrase, self.successResultOf(self.client.content(response)))
+        self.assertEqual(self.upstream.asked(f"/files/{WHEEL[0]}"), 0)
+        self.upstream_client.reconfigure(("upstream.example", "files.elsewhere.example"), None)
+        code, _, body = self.get(f"/files/holy-grail/{WHEEL[0]}")
+        self.assertEqual((code, body), (200, WHEEL[1]))
 
     def test_trickle(self):
         """A body that trickles a byte a second is given up at fetch_deadline."""
