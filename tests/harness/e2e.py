@@ -36,6 +36,7 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
+from tests import CHECKOUT
 from tests.harness.shared import CLASS_SHARED, class_shared
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -291,8 +292,10 @@ class Daemon(ChildProcess):
         self.home = os.path.join(self.directory, "home")
         os.makedirs(self.home, exist_ok=True)
         self.settings = dict(settings or {})
-        #: more environment variables of the server's process
-        self.environ = {}
+        #: more environment variables of the server's process: the code of
+        #: the checkout the tests run from first (the virtual environment's
+        #: editable install may be another checkout's)
+        self.environ = {"PYTHONPATH": os.path.join(CHECKOUT, "src")}
         self.users = {USER: PASSWORD} if users is None else dict(users)
         self.process = None
         self.port = None
