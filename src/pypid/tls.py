@@ -318,7 +318,7 @@ class ServerTLS:
                  path=self.certificate_path, description=describe(material.certificate))
         problem = out_of_date(material.certificate, self.certificate_path,
                               self._clock.seconds())
-        if problem is not None:
+        if problem is not None and self._allow_expired:
             log.warn("Serving it anyway ([tls] allow_expired = yes): {problem}",
                      problem=problem)
 

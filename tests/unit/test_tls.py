@@ -285,8 +285,8 @@ class ConfigTests(SynchronousTestCase):
     def test_defaults(self):
         """Without a [tls] section nothing is set, and the default listener is plain."""
         config = load_config(None)
-        self.assertEqual((config.tls.certificate, config.tls.key, config.tls.chain),
-                         (None, None, None))
+        self.assertEqual((config.tls.certificate, config.tls.key, config.tls.chain,
+                          config.tls.allow_expired), (None, None, None, False))
 
     def test_https(self):
         """
@@ -360,6 +360,9 @@ class ConfigTests(SynchronousTestCase):
         message = self.refused("[tls]\ncertificate = c.pem\nkey = k.pem\n")
         self.assertIn("[tls] certificate: set, but no https: listener in [pypid] listen uses "
                       "it", message)
+        self.assertIn("[tls] allow_expired: set, but no https: listener",
+                      self.refused("[tls]\nallow_expired = yes\n"))
+        self.assertFalse(self.load("[tls]\nallow_expired = no\n")[1].tls.allow_expired)
 
     def test_plain_beside_https(self):
         """Beside an https listener, plain listeners (passwords in clear) and ssl: are refused."""

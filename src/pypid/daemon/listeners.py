@@ -323,11 +323,11 @@ class Listeners(Service):
         """
         Read the C{[tls]} files again (whether the configuration could be
         read or not). They are no part of the configuration's reload, taken
-        whole or not at all: whether they can be used or not, the
-        configuration is taken, and the reverse. So the commit only begins
-        their own reload (L{ServerTLS.reload}: read and checked in the
-        pool, then installed), which logs what came of it, and no other
-        part waits on a disk read.
+        whole or not at all: the configuration is taken or refused whatever
+        the files hold, and the files whatever the configuration. So the
+        commit only begins their own reload (L{ServerTLS.reload}: read and
+        checked in the pool, then installed), which logs what came of it,
+        and no other part waits on a disk read.
         """
         if self.tls is None:
             return None
