@@ -238,7 +238,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                audit, default.backfill, feed) if source is not None]
         + [part for part, _ in registry.upstreams.values()], access.sso)
     parts = registry.parts
-    listeners = Listeners.from_config(config, reactor, web.web.site)
+    listeners = Listeners.from_config(config, reactor, web.web.site, run)
     return Parts(_present(
         # (a TCP port taken stops start-up before anything is written)
         ("listen-check", listeners.check),

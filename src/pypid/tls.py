@@ -11,13 +11,23 @@ renegotiation or compression, the whole chain sent.  Twisted's TLS layer
 for each new connection (L{ServerTLS.serverConnectionForTLS}): one TLS
 stack, the one Twisted tests, for the server and for pypid's outbound calls.
 L{ServerTLS.reload} (run on C{SIGHUP}) builds a new context from the files
-as they are then.  A connection keeps the context it started with, so none
-is dropped, and files that cannot be used leave the old context in service.
+as they are then, in the I/O pool, and installs it on the reactor's thread.
+A connection keeps the context it started with, so none is dropped, and
+files that cannot be used leave the old context in service.
+
+The files are read whole, so only regular files of at most
+L{MAX_FILE_SIZE} are: a FIFO put at a path would otherwise block the read
+until something writes to it (it is opened without blocking and refused),
+and a device or a huge file would fill the memory.  A certificate that
+has expired or is not valid yet is refused too, at start and at reload,
+unless C{[tls] allow_expired} says otherwise: every client refuses it, so
+taking it would only replace a certificate that works.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import stat
 
 import attrs
 from cryptography import x509
@@ -30,10 +40,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 from OpenSSL import SSL
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from pypid.storage.interface import Run
 
 log = Logger()
 
@@ -60,8 +74,15 @@ TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20
 ServerKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey
              | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
 
-#: C{read(path, what) -> bytes}: reads one of the TLS files, raising L{TLSError}.
-ReadFile = Callable[[str, str], bytes]
+#: The largest TLS file read: a certificate with its chain is a few KiB, so
+#: a bigger file is a mistake (a whole CA bundle, a disk image), not one
+#: to hold in memory.
+MAX_FILE_SIZE = 1 << 20
+
+#: What a path that is not a regular file is, for the message.
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
 
 
 class TLSError(Exception):
@@ -70,16 +91,40 @@ class TLSError(Exception):
 
 def read_file(path: str, what: str) -> bytes:
     """
-    The bytes of one of the TLS files.
+    The bytes of one of the TLS files: a regular file of at most
+    L{MAX_FILE_SIZE} bytes.  It is opened without blocking and checked
+    before it is read, so a FIFO is refused at once rather than waited on.
 
     @param what: what the file is, for the message (C{"certificate"}, ...).
     @raise TLSError: naming the file and the reason.
     """
+    def refused(reason: str) -> TLSError:
+        return TLSError(f"cannot read the TLS {what} {path}: {reason}")
+
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
-        raise TLSError(f"cannot read the TLS {what} {path}: {e.strerror or e}") from None
+        raise refused(e.strerror or str(e)) from None
+    data = b""
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((kind for test, kind in _NOT_REGULAR if test(mode)), "a special file")
+            raise refused(f"it is {kind}, not a regular file")
+        # (one byte more than allowed, to tell a file over it: it may grow after fstat)
+        while len(data) <= MAX_FILE_SIZE:
+            chunk = os.read(fd, MAX_FILE_SIZE + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise refused(e.strerror or str(e)) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_SIZE:
+        raise refused(f"it is larger than {MAX_FILE_SIZE >> 20} MiB, which no certificate, "
+                      "chain or key is")
+    return data
 
 
 @attrs.frozen
@@ -123,25 +168,24 @@ def _public_bytes(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> byt
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def read_material(certificate_path: str, key_path: str, chain_path: str | None = None,
-                  read: ReadFile = read_file) -> TLSMaterial:
+def read_material(certificate_path: str, key_path: str,
+                  chain_path: str | None = None) -> TLSMaterial:
     """
     Read and check the TLS files.
 
     The certificate file may hold the chain after the certificate (certbot's
     C{fullchain.pem}); the chain file, if any, is sent after that.
 
-    @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
     @raise TLSError: a file is missing, unreadable or not PEM, the key is
         encrypted or of a type pyOpenSSL cannot serve with (ML-DSA, say),
         or the key does not belong to the certificate.
     """
-    certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
+    certificates = _certificates(certificate_path, read_file(certificate_path, "certificate"),
                                  "certificate")
     certificate, chain = certificates[0], certificates[1:]
     if chain_path is not None:
-        chain += _certificates(chain_path, read(chain_path, "chain"), "chain")
-    key = _private_key(key_path, read(key_path, "key"))
+        chain += _certificates(chain_path, read_file(chain_path, "chain"), "chain")
+    key = _private_key(key_path, read_file(key_path, "key"))
     try:
         matches = _public_bytes(key.public_key()) == _public_bytes(certificate.public_key())
     except (ValueError, UnsupportedAlgorithm):
@@ -206,6 +250,22 @@ def describe(certificate: x509.Certificate) -> str:
             f"valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
 
 
+def out_of_date(certificate: x509.Certificate, path: str, now: float) -> str | None:
+    """
+    Why no client takes C{certificate} at C{now} (seconds since the epoch),
+    naming C{path} and its dates, or L{None} when it is valid then.
+    """
+    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    if end.timestamp() < now:
+        problem = "has expired"
+    elif start.timestamp() > now:
+        problem = "is not valid yet"
+    else:
+        return None
+    return (f"the TLS certificate {path} {problem}: it is valid from {start:%Y-%m-%d %H:%M} "
+            f"to {end:%Y-%m-%d %H:%M} UTC, and clients refuse it")
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
@@ -216,20 +276,25 @@ class ServerTLS:
     """
 
     def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
-                 read: ReadFile = read_file) -> None:
+                 run: Run, allow_expired: bool = False) -> None:
         """
         @param certificate: the path of the PEM certificate (and maybe chain).
         @param key: the path of the PEM private key, unencrypted.
         @param chain: the path of the PEM intermediate certificates, or L{None}.
-        @param clock: gives the time, to warn about an expired certificate.
-        @param read: C{read(path, what) -> bytes}, raising L{TLSError}.
+        @param clock: gives the time, to judge the certificate's dates.
+        @param run: C{run(f, *args) -> Deferred}, running the reload's reads
+            off the reactor's thread.
+        @param allow_expired: serve a certificate that has expired or is
+            not valid yet (with a warning) rather than refuse it.
         """
         self.certificate_path = certificate
         self.key_path = key
         self.chain_path = chain
         self._clock = clock
-        self._read = read
+        self._run = run
+        self._allow_expired = allow_expired
         self._context: SSL.Context | None = None
+        self._reloads = 0
         self.material: TLSMaterial | None = None
 
     @property
@@ -237,54 +302,72 @@ class ServerTLS:
         """The pyOpenSSL context new connections get, or L{None} before L{load}."""
         return self._context
 
-    def _build(self) -> tuple[TLSMaterial, SSL.Context]:
-        material = read_material(self.certificate_path, self.key_path, self.chain_path,
-                                 self._read)
+    def _build(self, now: float) -> tuple[TLSMaterial, SSL.Context]:
+        """Read the files and build their context (blocking: the pool's work at a reload)."""
+        material = read_material(self.certificate_path, self.key_path, self.chain_path)
+        problem = out_of_date(material.certificate, self.certificate_path, now)
+        if problem is not None and not self._allow_expired:
+            raise TLSError(f"{problem} (renew it, or set [tls] allow_expired = yes to serve "
+                           "it anyway)")
         return material, make_context(material, self.certificate_path)
 
     def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:
         material, self._context = built
         self.material = material
-        certificate = material.certificate
         log.info("{how} the TLS certificate {path}: {description}", how=how,
-                 path=self.certificate_path, description=describe(certificate))
-        now = self._clock.seconds()
-        if certificate.not_valid_after_utc.timestamp() < now:
-            log.warn("The TLS certificate {path} has expired ({date} UTC): clients will "
-                     "refuse it", path=self.certificate_path,
-                     date=f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M}")
-        elif certificate.not_valid_before_utc.timestamp() > now:
-            log.warn("The TLS certificate {path} is not valid before {date} UTC: clients "
-                     "will refuse it until then", path=self.certificate_path,
-                     date=f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M}")
+                 path=self.certificate_path, description=describe(material.certificate))
+        problem = out_of_date(material.certificate, self.certificate_path,
+                              self._clock.seconds())
+        if problem is not None and self._allow_expired:
+            log.warn("Serving it anyway ([tls] allow_expired = yes): {problem}",
+                     problem=problem)
 
     def load(self) -> None:
         """
-        Read the files and build the context, unless already done.
+        Read the files and build the context, unless already done: on the
+        reactor's thread, as the first C{https:} listener opens (nothing is
+        served over TLS before; a FIFO is refused, not waited on).
 
         @raise TLSError: with one line naming the file at fault.
         """
         if self._context is None:
-            self._install(self._build(), "Using")
+            self._install(self._build(self._clock.seconds()), "Using")
 
-    def reload(self) -> bool:
+    def reload(self) -> Deferred[bool]:
         """
         Build a new context from the files as they are now, for new
-        connections; open ones keep theirs.  Files that cannot be used are
-        logged in one line and the old context stays in use.
+        connections; open ones keep theirs.  The files are read and the
+        context built in the pool; it is installed on the reactor's thread,
+        unless a later reload began meanwhile (its files are newer).  Files
+        that cannot be used are logged in one line and the old context
+        stays in use.
 
-        @return: whether the new files are in use.
+        @return: a L{Deferred} firing with whether the new files are in use.
         """
         if self._context is None:
-            return False  # not listening yet: the listener loads them when it starts
-        try:
-            built = self._build()
-        except TLSError as e:
-            log.warn("Cannot reload TLS, still using the certificate loaded before: {error}",
-                     error=str(e))
+            # (not listening yet: the listener loads them when it starts)
+            return succeed(False)
+        self._reloads += 1
+        this = self._reloads
+        built = self._run(self._build, self._clock.seconds())
+
+        def install(built: tuple[TLSMaterial, SSL.Context]) -> bool:
+            if this != self._reloads:
+                return False
+            self._install(built, "Reloaded")
+            return True
+
+        def refuse(failure: Failure) -> bool:
+            if this != self._reloads:
+                return False
+            if failure.check(TLSError):
+                log.warn("Cannot reload TLS, still using the certificate loaded before: "
+                         "{error}", error=str(failure.value))
+            else:
+                log.failure("Cannot reload TLS, still using the certificate loaded before",
+                            failure)
             return False
-        self._install(built, "Reloaded")
-        return True
+        return built.addCallbacks(install, refuse)
 
     def serverConnectionForTLS(self, tlsProtocol: Protocol) -> SSL.Connection:
         """A new server-side connection on the current context."""

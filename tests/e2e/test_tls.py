@@ -5,6 +5,7 @@ with pip and twine (C{--cert}), Python's C{ssl} module (raw requests over
 TLS too), C{kill -HUP} and start-ups that must fail.
 """
 
+import datetime
 import os
 import shutil
 import signal
@@ -46,9 +47,9 @@ from tests.harness.tlsca import serial_of
 # -- the test CA and HTTPS clients ------------------------------------------------------------
 
 
-def connect(port, context=None, host="localhost"):
+def connect(port, context=None, host="localhost", timeout=HTTP_TIMEOUT):
     """A TLS connection to the daemon, handshake done; the caller closes it."""
-    sock = socket.create_connection((HOST, port), timeout=HTTP_TIMEOUT)
+    sock = socket.create_connection((HOST, port), timeout=timeout)
     try:
         return (context or client_context()).wrap_socket(sock, server_hostname=host)
     except BaseException:
@@ -89,6 +90,19 @@ def closed_by_server(sock, limit):
 
 #: The state C{TCP_INFO} gives a connection the peer reset (Linux's TCP_CLOSE).
 TCP_CLOSE = 7
+
+#: How soon the daemon answers, and logs a refused reload, after a SIGHUP
+#: that finds unusable TLS files (seconds: a reactor that is not blocked
+#: answers in milliseconds).
+PROMPT = 5.0
+
+
+def expired_files(folder):
+    """A certificate and key that expired yesterday, issued into C{folder} as C{server.*}."""
+    now = datetime.datetime.now(datetime.UTC)
+    return shared_ca().issue("server", kind="ec", folder=folder,
+                             valid=(now - datetime.timedelta(days=30),
+                                    now - datetime.timedelta(days=1)))
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -287,6 +301,54 @@ class ReloadTests(TLSDaemonTestCase):
         self.assertIn(f"the TLS key {daemon.files.key} does not match", lines[0])
 
 
+    def refused_reload(self, daemon):
+        """After a SIGHUP, the one line saying why the TLS files were not taken."""
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: b"Cannot reload TLS" in daemon.log_since_start(), PROMPT,
+                 "the server did not log the refused reload")
+        lines = [line for line in daemon.log_since_start().decode().splitlines()
+                 if "Cannot reload TLS" in line]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
+
+    def assert_old_served(self, daemon):
+        """New connections get the certificate of the start, at once."""
+        with connect(daemon.port, timeout=PROMPT) as sock:
+            self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), daemon.files.serial)
+        self.assertTrue(daemon.running())
+
+    def test_fifo_at_certificate(self):
+        """
+        A FIFO put at the certificate's path, then SIGHUP: the https and
+        redirect listeners go on answering at once with the old
+        certificate, and the log says why the file was not taken (it was
+        read on the reactor's thread, which waited for a writer for good).
+        """
+        daemon = self.new_tls_daemon(redirect_port=free_port())
+        os.remove(daemon.files.certificate)
+        os.mkfifo(daemon.files.certificate)
+        line = self.refused_reload(daemon)
+        self.assertIn(f"cannot read the TLS certificate {daemon.files.certificate}: it is a "
+                      "FIFO, not a regular file", line)
+        self.assert_old_served(daemon)
+        self.assertEqual(http("GET", daemon.redirect_url + "simple/", timeout=PROMPT).status,
+                         301)
+
+    def test_expired_renewal_refused(self):
+        """
+        An expired certificate and its key written over the files, then
+        SIGHUP: the old certificate stays in service, and the log names the
+        file and its dates.
+        """
+        daemon = self.new_tls_daemon()
+        expired = expired_files(os.path.dirname(daemon.files.key))
+        self.assertEqual(expired.certificate, daemon.files.certificate)
+        line = self.refused_reload(daemon)
+        self.assertIn(f"the TLS certificate {daemon.files.certificate} has expired: it is "
+                      "valid from ", line)
+        self.assert_old_served(daemon)
+
+
 class StartupTests(TLSDaemonTestCase):
     """Unusable TLS files stop start-up with one line and exit status 1, never plain HTTP."""
 
@@ -319,13 +381,24 @@ class StartupTests(TLSDaemonTestCase):
         at = argv.index("--listen") + 1
         argv[at] = (f"ssl:{free_port()}:interface={HOST}:privateKey={files.key}:"
                     f"certKey={files.certificate}")
-        done = run(argv, cwd=daemon.directory, env=clean_env(daemon.home), timeout=30,
-                   check=False, what="twistd")
+        done = run(argv, cwd=daemon.directory, env=clean_env(daemon.home, **daemon.environ),
+                   timeout=30, check=False, what="twistd")
         self.assertEqual(done.returncode, 1, done.output)
         self.assertEqual(done.output.strip().splitlines(), [
             f"pypid: --listen pypid.listen: [pypid] listen: {argv[at]!r} is Twisted's TLS "
             "endpoint, with its default ciphers (AES128-SHA among them): serve HTTPS with an "
             "https:PORT listener and [tls] certificate and key"])
+
+    def test_expired_certificate(self):
+        """An expired certificate: one line naming it, its dates and the key to set; status 1."""
+        folder = os.path.abspath(self.mktemp())
+        files = expired_files(os.path.join(folder, "tls"))
+        daemon = self.new_tls_daemon(files=files, start=False)
+        done = daemon.run_to_exit()
+        self.assert_one_critical_line(done, "Cannot listen on https:",
+                                      f"the TLS certificate {files.certificate} has expired: "
+                                      "it is valid from ",
+                                      "set [tls] allow_expired = yes to serve it anyway")
 
     def test_missing_certificate(self):
         """A missing certificate: one line naming it, status 1."""

@@ -129,7 +129,8 @@ class TLSDaemon(Daemon):
     def run_to_exit(self, timeout=30):
         """Run the server in the foreground until it exits; return the finished process."""
         watch(self)
-        return run(self.command(free_port()), cwd=self.directory, env=clean_env(self.home),
+        return run(self.command(free_port()), cwd=self.directory,
+                   env=clean_env(self.home, **self.environ),
                    timeout=timeout, check=False, what="twistd")
 
 

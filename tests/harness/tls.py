@@ -1,8 +1,10 @@
 """
 TLS in memory (they were L{tests.unit.test_tls}' and L{tests.unit.web.server.test_channel}'s):
 one test CA per process (L{shared_ca}) and its RSA server certificate,
-a loaded L{pypid.tls.ServerTLS} (L{loaded}), and a client connected to a
-site over real TLS through memory transports (L{tls_connection}).
+a loaded L{pypid.tls.ServerTLS} (L{loaded}), a handshake between two
+pyOpenSSL connections over memory BIOs (L{handshake}), and a client
+connected to a site over real TLS through memory transports
+(L{tls_connection}).
 """
 
 import atexit
@@ -11,6 +13,7 @@ import tempfile
 import time
 from functools import cache
 
+from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -21,6 +24,7 @@ from twisted.test.iosim import FakeTransport, connect
 from zope.interface import alsoProvides
 
 from pypid.tls import ServerTLS
+from tests.harness.fakes import run_now
 from tests.harness.tlsca import TestCA
 
 
@@ -48,9 +52,74 @@ def now_clock():
 def loaded(files, chain=True, certificate=None):
     """A loaded L{ServerTLS} for issued C{files}."""
     tls = ServerTLS(certificate or files.certificate, files.key,
-                    files.chain if chain else None, now_clock())
+                    files.chain if chain else None, now_clock(), run_now)
     tls.load()
     return tls
+
+
+def client_context(minimum=None, maximum=None, ciphers=None, verify=True):
+    """
+    A client context trusting only the test root CA.
+
+    @param ciphers: an OpenSSL cipher string; security level 0 is added so
+        that the client itself offers old protocols and weak suites, and the
+        refusal can only come from the server.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if minimum is not None:
+        context.set_min_proto_version(minimum)
+    if maximum is not None:
+        context.set_max_proto_version(maximum)
+    context.set_cipher_list(((ciphers or "DEFAULT") + ":@SECLEVEL=0").encode("ascii"))
+    if verify:
+        context.load_verify_locations(shared_ca().root_path)
+        context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+    return context
+
+
+def _move(source, destination):
+    try:
+        data = source.bio_read(1 << 16)
+    except SSL.WantReadError:
+        return 0
+    destination.bio_write(data)
+    return len(data)
+
+
+def handshake(tls, context, host=b"localhost"):
+    """
+    Run a TLS handshake between C{tls}'s server side and a client on
+    C{context}, in memory.
+
+    @return: C{(client, server, errors)}: the two connections and
+        C{{"client": SSL.Error, "server": SSL.Error}} for the sides that failed.
+    """
+    server = tls.serverConnectionForTLS(None)
+    server.set_accept_state()
+    client = SSL.Connection(context, None)
+    client.set_tlsext_host_name(host)
+    client.set_connect_state()
+    errors = {}
+    for _ in range(50):
+        for name, connection in (("client", client), ("server", server)):
+            if name in errors:
+                continue
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as e:
+                errors[name] = e
+        if not _move(client, server) + _move(server, client):
+            break
+    return client, server, errors
+
+
+def exchange(client, server, data=b"ping"):
+    """Send C{data} from the client to the server over an established connection."""
+    client.send(data)
+    _move(client, server)
+    return server.recv(1 << 16)
 
 
 #: The client address of the in-memory connections.

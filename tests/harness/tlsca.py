@@ -104,14 +104,16 @@ class TestCA:
                                 certificate_pem(self.intermediate), 0o644)
 
     def _sign(self, subject, public_key, issuer, signing_key, ca=False, path_length=None,
-              hosts=(), serial=None, days=30):
+              hosts=(), serial=None, valid=None):
+        start, end = valid or (self._now - datetime.timedelta(hours=1),
+                               self._now + datetime.timedelta(days=30))
         builder = (x509.CertificateBuilder()
                    .subject_name(subject)
                    .issuer_name(issuer)
                    .public_key(public_key)
                    .serial_number(serial or x509.random_serial_number())
-                   .not_valid_before(self._now - datetime.timedelta(hours=1))
-                   .not_valid_after(self._now + datetime.timedelta(days=days))
+                   .not_valid_before(start)
+                   .not_valid_after(end)
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
                                   critical=True))
         if ca:
@@ -129,7 +131,8 @@ class TestCA:
                                         critical=False)
         return builder.sign(signing_key, hashes.SHA256())
 
-    def issue(self, name="server", kind="rsa", hosts=HOSTS, serial=None, folder=None):
+    def issue(self, name="server", kind="rsa", hosts=HOSTS, serial=None, folder=None,
+              valid=None):
         """
         Issue a server certificate signed by the intermediate and write
         C{<name>.crt}, C{<name>.key} and C{<name>.fullchain} into C{folder}
@@ -137,11 +140,14 @@ class TestCA:
 
         @param kind: the key: C{"rsa"} (so that RSA key exchange would be
             possible if the server allowed it) or C{"ec"}.
+        @param valid: C{(not_before, not_after)}, aware datetimes; by
+            default from an hour ago for 30 days.
         @rtype: L{ServerFiles}
         """
         key = new_key(kind)
         certificate = self._sign(_name(hosts[0]), key.public_key(), self.intermediate.subject,
-                                 self.intermediate_key, hosts=hosts, serial=serial)
+                                 self.intermediate_key, hosts=hosts, serial=serial,
+                                 valid=valid)
         folder = os.path.abspath(folder or self.folder)
         os.makedirs(folder, exist_ok=True)
         base = os.path.join(folder, name)

@@ -1,5 +1,6 @@
 """
-Tests for native HTTPS: L{pypid.tls} (the server context and its reload), the C{[tls]} section and the C{https:} and
+Tests for native HTTPS: L{pypid.tls} (the server context; its reload is
+L{tests.unit.test_tls_reload}'s), the C{[tls]} section and the C{https:} and
 C{http-redirect:} forms of C{[pypid] listen} in L{pypid.config}, and how
 L{pypid.tap} builds the listeners, all in memory: handshakes run between two
 pyOpenSSL connections over memory BIOs, and listeners on a memory reactor.
@@ -7,9 +8,9 @@ pyOpenSSL connections over memory BIOs, and listeners on a memory reactor.
 
 import datetime
 import os
-import shutil
 import signal
 import textwrap
+import time
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,76 +33,22 @@ from pypid.tls import (
 )
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
+from tests.harness.fakes import QueuedRun, run_now
 from tests.harness.tap import fake_pools, site_of
-from tests.harness.tls import loaded, now_clock, rsa_server, shared_ca
+from tests.harness.tls import (
+    client_context,
+    handshake,
+    loaded,
+    now_clock,
+    rsa_server,
+    shared_ca,
+)
 from tests.harness.tlsca import write
 
 # -- fixtures ---------------------------------------------------------------------------------
 
+DAY = datetime.timedelta(days=1)
 
-def client_context(minimum=None, maximum=None, ciphers=None, verify=True):
-    """
-    A client context trusting only the test root CA.
-
-    @param ciphers: an OpenSSL cipher string; security level 0 is added so
-        that the client itself offers old protocols and weak suites, and the
-        refusal can only come from the server.
-    """
-    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    if minimum is not None:
-        context.set_min_proto_version(minimum)
-    if maximum is not None:
-        context.set_max_proto_version(maximum)
-    context.set_cipher_list(((ciphers or "DEFAULT") + ":@SECLEVEL=0").encode("ascii"))
-    if verify:
-        context.load_verify_locations(shared_ca().root_path)
-        context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
-    return context
-
-
-def _move(source, destination):
-    try:
-        data = source.bio_read(1 << 16)
-    except SSL.WantReadError:
-        return 0
-    destination.bio_write(data)
-    return len(data)
-
-
-def handshake(tls, context, host=b"localhost"):
-    """
-    Run a TLS handshake between C{tls}'s server side and a client on
-    C{context}, in memory.
-
-    @return: C{(client, server, errors)}: the two connections and
-        C{{"client": SSL.Error, "server": SSL.Error}} for the sides that failed.
-    """
-    server = tls.serverConnectionForTLS(None)
-    server.set_accept_state()
-    client = SSL.Connection(context, None)
-    client.set_tlsext_host_name(host)
-    client.set_connect_state()
-    errors = {}
-    for _ in range(50):
-        for name, connection in (("client", client), ("server", server)):
-            if name in errors:
-                continue
-            try:
-                connection.do_handshake()
-            except SSL.WantReadError:
-                pass
-            except SSL.Error as e:
-                errors[name] = e
-        if not _move(client, server) + _move(server, client):
-            break
-    return client, server, errors
-
-
-def exchange(client, server, data=b"ping"):
-    """Send C{data} from the client to the server over an established connection."""
-    client.send(data)
-    _move(client, server)
-    return server.recv(1 << 16)
 
 
 def reasons(error):
@@ -168,9 +115,8 @@ class ContextTests(SynchronousTestCase):
     def test_fullchain_file(self):
         """A certificate file holding the chain too (certbot's fullchain.pem) serves it all."""
         files = rsa_server()
-        tls = ServerTLS(files.fullchain, files.key, None, now_clock())
-        tls.load()
-        client, _, errors = handshake(tls, client_context())
+        client, _, errors = handshake(loaded(files, chain=False, certificate=files.fullchain),
+                                      client_context())
         self.assertEqual(errors, {})
         self.assertEqual(len(client.get_peer_cert_chain(as_cryptography=True)), 2)
 
@@ -193,7 +139,7 @@ class LoadTests(SynchronousTestCase):
 
     def assert_refused(self, certificate, key, chain=None):
         """L{ServerTLS.load} fails with one line; return it."""
-        tls = ServerTLS(certificate, key, chain, now_clock())
+        tls = ServerTLS(certificate, key, chain, now_clock(), run_now)
         e = self.assertRaises(TLSError, tls.load)
         self.assertNotIn("\n", str(e))
         self.assertIsNone(tls.context)
@@ -255,7 +201,8 @@ class LoadTests(SynchronousTestCase):
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         self.assertEqual(self.assert_refused(rsa_server().certificate, folder),
-                         f"cannot read the TLS key {folder}: Is a directory")
+                         f"cannot read the TLS key {folder}: it is a directory, not a regular "
+                         "file")
 
     def test_not_pem(self):
         """A file that is not PEM is named."""
@@ -305,82 +252,12 @@ class LoadTests(SynchronousTestCase):
         self.assertIn("localhost, 127.0.0.1", lines[0])
         self.assertIn(f"serial {files.serial:x}", lines[0])
 
-    def test_expired_warning(self):
-        """A certificate that has expired loads, with a warning."""
-        files = rsa_server()
-        clock = now_clock()
-        clock.advance(400 * 24 * 3600)
-        with capturedLogs() as events:
-            ServerTLS(files.certificate, files.key, files.chain, clock).load()
-        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
-        self.assertEqual(len(warnings), 1)
-        self.assertIn("has expired", warnings[0])
-
     def test_load_once(self):
         """Loading again (a second https listener) keeps the same context."""
         tls = loaded(rsa_server())
         context = tls.context
         tls.load()
         self.assertIs(tls.context, context)
-
-
-class ReloadTests(SynchronousTestCase):
-    """Tests for L{ServerTLS.reload}: new connections get new files, bad files change nothing."""
-
-    def setUp(self):
-        self.folder = os.path.abspath(self.mktemp())
-        self.files = shared_ca().issue("server", kind="ec", folder=self.folder)
-        self.tls = ServerTLS(self.files.certificate, self.files.key, self.files.chain,
-                             now_clock())
-        self.tls.load()
-
-    def serial_seen(self):
-        """The serial of the certificate a new connection gets."""
-        client, _, errors = handshake(self.tls, client_context())
-        self.assertEqual(errors, {})
-        return client.get_peer_certificate(as_cryptography=True).serial_number
-
-    def test_new_files_for_new_connections(self):
-        """After a reload new connections get the new certificate; an open one keeps working."""
-        old_client, old_server, _ = handshake(self.tls, client_context())
-        renewed = shared_ca().issue("server", kind="ec", folder=self.folder)
-        self.assertNotEqual(renewed.serial, self.files.serial)
-        with capturedLogs() as events:
-            self.assertTrue(self.tls.reload())
-        self.assertEqual(self.serial_seen(), renewed.serial)
-        self.assertEqual(exchange(old_client, old_server), b"ping")
-        lines = [formatEvent(e) for e in events]
-        self.assertEqual(len(lines), 1)
-        self.assertIn(f"Reloaded the TLS certificate {self.files.certificate}", lines[0])
-        self.assertIn(f"serial {renewed.serial:x}", lines[0])
-
-    def test_bad_files_keep_old_context(self):
-        """A key that does not match keeps the old context in use, with one warning line."""
-        context = self.tls.context
-        shared_ca().issue("other", kind="ec", folder=self.folder)
-        shutil.copy(os.path.join(self.folder, "other.key"), self.files.key)
-        with capturedLogs() as events:
-            self.assertFalse(self.tls.reload())
-        self.assertIs(self.tls.context, context)
-        self.assertEqual(self.serial_seen(), self.files.serial)
-        lines = [formatEvent(e) for e in events]
-        self.assertEqual(len(lines), 1)
-        self.assertEqual(events[0]["log_level"], LogLevel.warn)
-        self.assertIn("still using the certificate loaded before", lines[0])
-        self.assertIn(f"the TLS key {self.files.key} does not match", lines[0])
-
-    def test_missing_files_keep_old_context(self):
-        """A certificate removed (half-way through a renewal) keeps the old context."""
-        os.remove(self.files.certificate)
-        with capturedLogs():
-            self.assertFalse(self.tls.reload())
-        self.assertEqual(self.serial_seen(), self.files.serial)
-
-    def test_reload_before_load(self):
-        """A reload before the listener loaded anything does nothing (the listener will)."""
-        tls = ServerTLS(self.files.certificate, self.files.key, None, now_clock())
-        self.assertFalse(tls.reload())
-        self.assertIsNone(tls.context)
 
 
 # -- the redirect listener ---------------------------------------------------------------------
@@ -408,8 +285,8 @@ class ConfigTests(SynchronousTestCase):
     def test_defaults(self):
         """Without a [tls] section nothing is set, and the default listener is plain."""
         config = load_config(None)
-        self.assertEqual((config.tls.certificate, config.tls.key, config.tls.chain),
-                         (None, None, None))
+        self.assertEqual((config.tls.certificate, config.tls.key, config.tls.chain,
+                          config.tls.allow_expired), (None, None, None, False))
 
     def test_https(self):
         """
@@ -483,6 +360,9 @@ class ConfigTests(SynchronousTestCase):
         message = self.refused("[tls]\ncertificate = c.pem\nkey = k.pem\n")
         self.assertIn("[tls] certificate: set, but no https: listener in [pypid] listen uses "
                       "it", message)
+        self.assertIn("[tls] allow_expired: set, but no https: listener",
+                      self.refused("[tls]\nallow_expired = yes\n"))
+        self.assertFalse(self.load("[tls]\nallow_expired = no\n")[1].tls.allow_expired)
 
     def test_plain_beside_https(self):
         """Beside an https listener, plain listeners (passwords in clear) and ssl: are refused."""
@@ -522,20 +402,28 @@ class ListenerTests(SynchronousTestCase):
     def setUp(self):
         self.folder = os.path.abspath(self.mktemp())
         self.reactor = MemoryReactorClock()
+        # (the certificates' dates are judged by the reactor's clock)
+        self.reactor.advance(time.time())
         self.files = rsa_server()
 
-    def service(self, *argv, key=None):
-        """Build the service with TLS files and C{argv}; stop it at the end."""
+    def service(self, *argv, key=None, files=None, run=None):
+        """
+        Build the service with TLS files (the shared ones, or C{files}) and
+        C{argv}, its pool's work done by C{run} (at once by default); stop
+        it at the end.
+        """
+        files = files or self.files
         options = Options()
         options.parseOptions([
             "--set", f"storage.path={self.folder}/packages",
             "--set", f"pypid.snapshot={self.folder}/index.json",
-            "--set", f"tls.certificate={self.files.certificate}",
-            "--set", f"tls.key={key or self.files.key}",
-            "--set", f"tls.chain={self.files.chain}",
+            "--set", f"tls.certificate={files.certificate}",
+            "--set", f"tls.key={key or files.key}",
+            "--set", f"tls.chain={files.chain}",
             *argv,
         ])
-        service = makeService(options, reactor=self.reactor, pools=fake_pools())
+        pools = fake_pools() if run is None else fake_pools(run=run)
+        service = makeService(options, reactor=self.reactor, pools=pools)
 
         def stop():
             if service.running:
@@ -595,6 +483,59 @@ class ListenerTests(SynchronousTestCase):
             f"{self.files.certificate}"])
         self.assertFalse([e for e in events if "log_failure" in e])
         self.assertFalse([e for e in events if "Listening on" in e.get("log_format", "")])
+
+    def test_expired_stops(self):
+        """
+        An expired certificate stops start-up with one critical line naming
+        it, its dates and C{[tls] allow_expired}; nothing listens.
+        """
+        now = datetime.datetime.now(datetime.UTC)
+        expired = shared_ca().issue("expired", kind="ec", folder=os.path.join(self.folder, "tls"),
+                                    valid=(now - 30 * DAY, now - DAY))
+        self.reactor.running = True
+        service = self.service("--listen", "https:8443", "--listen", "http-redirect:8080",
+                               files=expired)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertTrue(service.failed)
+        self.assertEqual(self.tcp_servers(), [])
+        critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
+        self.assertEqual(len(critical), 1, critical)
+        self.assertTrue(critical[0].startswith(
+            f"Cannot listen on https:8443: the TLS certificate {expired.certificate} has "
+            f"expired: it is valid from {now - 30 * DAY:%Y-%m-%d} "), critical[0])
+        self.assertIn("set [tls] allow_expired = yes to serve it anyway", critical[0])
+
+    def test_allow_expired(self):
+        """With C{[tls] allow_expired = yes} the expired certificate is served, with a warning."""
+        now = datetime.datetime.now(datetime.UTC)
+        expired = shared_ca().issue("expired", kind="ec", folder=os.path.join(self.folder, "tls"),
+                                    valid=(now - 30 * DAY, now - DAY))
+        service = self.service("--listen", "https:8443", "--set", "tls.allow_expired=yes",
+                               files=expired)
+        with capturedLogs() as events:
+            service.startService()
+            self.successResultOf(service.ready)
+        tls = service.getServiceNamed("listeners").tls
+        self.assertEqual(tls.material.certificate.serial_number, expired.serial)
+        self.assertTrue([e for e in events if e["log_level"] == LogLevel.warn
+                         and "allow_expired = yes" in formatEvent(e)])
+
+    def test_reload_reads_in_pool(self):
+        """SIGHUP's reload reads the TLS files in the I/O pool, not on the reactor's thread."""
+        run = QueuedRun()
+        files = shared_ca().issue("server", kind="ec", folder=os.path.join(self.folder, "tls"))
+        service = self.service("--listen", "https:8443", files=files, run=run)
+        service.startService()
+        run.run_all()
+        self.successResultOf(service.ready)
+        tls = service.getServiceNamed("listeners").tls
+        renewed = shared_ca().issue("server", kind="ec", folder=os.path.join(self.folder, "tls"))
+        with capturedLogs():
+            service.reload()
+            self.assertEqual(tls.material.certificate.serial_number, files.serial)
+            run.run_all()
+        self.assertEqual(tls.material.certificate.serial_number, renewed.serial)
 
     def test_no_tls_without_https(self):
         """Without https listeners there is no TLS object and no hangup handler."""

@@ -75,7 +75,7 @@ HOW: Mapping[str, Mapping[str, str]] = {
     },
     "upstream": _UPSTREAM,
     # (the files are read again at each reload; which files, at a restart)
-    "tls": _all(RESTART, "certificate key chain"),
+    "tls": _all(RESTART, "certificate key chain allow_expired"),
     "metrics": _all(RELOAD, "allow group"),
     "ldap": _all(RELOAD, "url starttls bind_dn bind_password user_base user_filter "
                  "user_name_attribute group_base group_filter group_name_attribute "

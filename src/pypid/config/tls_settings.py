@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.config.server_settings import HTTP_REDIRECT, HTTPS, parse_listen_address
-from pypid.config.values import Fail, Keys, Values, parse_optional_path
+from pypid.config.values import Fail, Keys, Values, parse_boolean, parse_optional_path
 
 
 @attrs.frozen
@@ -29,6 +29,8 @@ class TLSConfig:
     key: str | None
     #: intermediate certificates sent after the certificate, or L{None}
     chain: str | None
+    #: serve a certificate that has expired or is not valid yet (a lab's), not refuse it
+    allow_expired: bool = False
 
 
 def no_tls() -> TLSConfig:
@@ -41,6 +43,7 @@ TLS_KEYS: Keys = {
     "certificate": ("", parse_optional_path),
     "key": ("", parse_optional_path),
     "chain": ("", parse_optional_path),
+    "allow_expired": ("no", parse_boolean),
 }
 
 
@@ -57,7 +60,7 @@ def check_tls(values: Values, fail: Fail) -> None:
     https = [address for address in addresses if address.kind == HTTPS]
     if not https:
         for key in TLS_KEYS:
-            if values["tls", key] is not None:
+            if values["tls", key] not in (None, False):
                 fail("tls", key, "set, but no https: listener in [pypid] listen uses it: add "
                      "one such as https:8443, or leave [tls] out", [listen])
         for address in addresses:

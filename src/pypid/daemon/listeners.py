@@ -58,6 +58,7 @@ from pypid.config.server_settings import (
 )
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
+from pypid.storage.interface import Run
 from pypid.tls import ServerTLS, TLSError
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
@@ -255,13 +256,15 @@ class Listeners(Service):
 
     @classmethod
     def from_config(cls, config: Config, reactor: IListeningReactor,
-                    site: PypidSite) -> Listeners:
+                    site: PypidSite, run: Run) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
+        @param run: C{run(f, *args) -> Deferred} in the I/O pool, where a
+            reload reads the C{[tls]} files.
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
-        listeners, tls = make_listeners(config, reactor, site)
+        listeners, tls = make_listeners(config, reactor, site, run)
         return cls(listeners, tls, site.counter, reactor)
 
     def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
@@ -317,18 +320,26 @@ class Listeners(Service):
                      count=in_flight(), timeout=DRAIN_TIMEOUT)
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
-        """Read the C{[tls]} files again (whether the configuration could be read or not)."""
+        """
+        Read the C{[tls]} files again (whether the configuration could be
+        read or not). They are no part of the configuration's reload, taken
+        whole or not at all: the configuration is taken or refused whatever
+        the files hold, and the files whatever the configuration. So the
+        commit only begins their own reload (L{ServerTLS.reload}: read and
+        checked in the pool, then installed), which logs what came of it,
+        and no other part waits on a disk read.
+        """
         if self.tls is None:
             return None
         return self._reload_tls
 
     def _reload_tls(self) -> None:
         assert self.tls is not None  # (offered by prepare_reload only with TLS)
-        self.tls.reload()
+        self.tls.reload()  # (its errors are logged in it)
 
 
-def make_listeners(config: Config, reactor: IListeningReactor,
-                   site: PypidSite) -> tuple[list[ListenerService], ServerTLS | None]:
+def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
+                   run: Run) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -338,6 +349,7 @@ def make_listeners(config: Config, reactor: IListeningReactor,
     listens; any other line is a Twisted endpoint serving C{site} (never
     one of Twisted's TLS endpoints: the configuration refuses those).
 
+    @param run: C{run(f, *args) -> Deferred}, where a reload reads the C{[tls]} files.
     @raise StartupError: for an endpoint Twisted cannot use (one line).
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
@@ -348,7 +360,8 @@ def make_listeners(config: Config, reactor: IListeningReactor,
         certificate, key = config.tls.certificate, config.tls.key
         # (the configuration refuses an https: listener without both)
         assert certificate is not None and key is not None
-        tls = ServerTLS(certificate, key, config.tls.chain, reactor)
+        tls = ServerTLS(certificate, key, config.tls.chain, reactor, run,
+                        config.tls.allow_expired)
         secure = [ListenerService(TCP4ServerEndpoint(reactor, address.port, address.backlog,
                                                      address.interface),
                                   address.description,

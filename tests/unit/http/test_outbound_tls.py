@@ -19,6 +19,7 @@ from twisted.web.server import Site
 
 from pypid.http.client import https_policy, make_http
 from pypid.tls import ServerTLS
+from tests.harness.fakes import run_now
 from tests.harness.tlsca import TestCA
 
 
@@ -36,7 +37,7 @@ class OutboundTLSTests(TestCase):
         """An HTTPS server with a certificate from a new test CA; return (url, ca)."""
         ca = TestCA(self.mktemp())
         files = ca.issue("upstream", kind="ec", hosts=hosts)
-        tls = ServerTLS(files.certificate, files.key, files.chain, reactor)
+        tls = ServerTLS(files.certificate, files.key, files.chain, reactor, run_now)
         tls.load()
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             TLSMemoryBIOFactory(tls, False, Site(_Hello()), reactor))
