@@ -411,6 +411,8 @@ class SiteRules:
         the channel's default).
     @ivar min_body_rate: the slowest body accepted, in bytes a second
         (L{None}: the channel's default).
+    @ivar send_timeout: seconds an answer may wait with none of it taken by
+        the client (L{None}: the channel's default).
     """
 
     max_upload_size: int
@@ -419,6 +421,7 @@ class SiteRules:
     index_uploads: bool = False
     header_timeout: float | None = None
     min_body_rate: float | None = None
+    send_timeout: float | None = None
 
 
 class PypidSite(GuardedSite):
@@ -464,6 +467,7 @@ class PypidSite(GuardedSite):
         self.counter = counter if counter is not None else ConnectionCounter()
         self.header_timeout = rules.header_timeout
         self.min_body_rate = rules.min_body_rate
+        self.send_timeout = rules.send_timeout
         self.max_upload_size = rules.max_upload_size
         self.spool_dir = spool_dir
         self.access = access
@@ -492,6 +496,8 @@ class PypidSite(GuardedSite):
             channel.header_timeout = self.header_timeout
         if self.min_body_rate is not None:
             channel.min_body_rate = self.min_body_rate
+        if self.send_timeout is not None:
+            channel.send_timeout = self.send_timeout
         return channel
 
     def date_header(self) -> bytes:
