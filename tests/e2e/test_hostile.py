@@ -10,8 +10,18 @@ import base64
 import os
 import socket
 
-from tests.harness.distributions import make_wheel
-from tests.harness.e2e import HOST, PASSWORD, USER, DaemonTestCase, basic, http, upload
+from tests.harness.distributions import make_wheel, write_random_wheel
+from tests.harness.e2e import (
+    HOST,
+    PASSWORD,
+    USER,
+    DaemonTestCase,
+    asked_never_read,
+    basic,
+    http,
+    reset_unread,
+    upload,
+)
 
 WHEEL = make_wheel("hostile-target", "1.0")
 
@@ -201,3 +211,37 @@ def upload_body():
     """A valid upload form for the hostile target's wheel, as twine sends it."""
     from tests.harness.e2e import upload_form
     return upload_form(*make_wheel("hostile-other", "1.0"))
+
+
+#: A download far larger than what the kernel and the server hold for one
+#: client (4 MiB of send buffer at most on Linux, and Twisted's 64 KiB).
+BIG = 16 << 20
+
+
+class NonReadingClientTests(DaemonTestCase):
+    """A daemon with a send timeout of 2 s, holding a 16 MiB file."""
+
+    settings = {"pypid.send_timeout": "2s"}
+
+    def prepare(self, daemon):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(write_random_wheel(folder, "big-download", "1.0", BIG), "rb") as f:
+            data = f.read()
+        filename = "big_download-1.0-py3-none-any.whl"
+        self.assertEqual(upload(daemon, filename, data).status, 200)
+        return f"/files/big-download/{filename}", len(data)
+
+    def test_non_reading_client_dropped(self):
+        """
+        A client that asks for a 16 MiB file and reads none of it is reset
+        once it has taken none of it for the send timeout (it kept its
+        connection for good before); a client that reads gets it whole.
+        """
+        path, size = self.prepared
+        with asked_never_read(self.daemon.port, path) as sock:
+            # (a limit far above the 2 s: the test is that it ends)
+            self.assertTrue(reset_unread(sock, 60), "the server kept the connection")
+        self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
+                      self.daemon.log_since_start())
+        self.assertEqual(len(http("GET", self.daemon.url + path[1:]).body), size)

@@ -17,18 +17,21 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from pypid.web.server.channel import CLOSE_TIMEOUT
-from tests.harness.distributions import make_wheel
+from tests.harness.distributions import make_wheel, write_random_wheel
 from tests.harness.e2e import (
     HOST,
     HTTP_TIMEOUT,
     PASSWORD,
+    TCP_CLOSE,
     USER,
     Daemon,
     DaemonTestCase,
+    asked_never_read,
     clean_env,
     free_port,
     http,
     installed,
+    reset_unread,
     run,
     upload_form,
     wait_for,
@@ -85,10 +88,6 @@ def closed_by_server(sock, limit):
                 return True
             time.sleep(0.05)
     return False
-
-
-#: The state C{TCP_INFO} gives a connection the peer reset (Linux's TCP_CLOSE).
-TCP_CLOSE = 7
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -246,6 +245,37 @@ class HTTPSTests(TLSDaemonTestCase):
         self.assertNotEqual(done.returncode, 0, done.output)
         self.assertIn("RedirectDetected", done.output)
         self.assertNotIn(wheel[0], daemon.stored_names())
+
+
+class NonReadingClientTests(TLSDaemonTestCase):
+    """An https: daemon with a send timeout of 2 s, holding a 16 MiB file."""
+
+    settings = {"pypid.send_timeout": "2s"}
+
+    def prepare(self, daemon):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
+            data = f.read()
+        filename = "big_download-1.0-py3-none-any.whl"
+        ctype, body = upload_form(filename, data)
+        self.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
+                               auth=(USER, PASSWORD)).status, 200)
+        return f"/files/big-download/{filename}", len(data)
+
+    def test_non_reading_client_dropped(self):
+        """
+        A client that asks for a 16 MiB file over TLS and reads none of it
+        is reset once it has taken none of it for the send timeout (it kept
+        its connection for good before); a client that reads gets it whole.
+        """
+        path, size = self.prepared
+        with asked_never_read(self.daemon.port, path, client_context()) as sock:
+            # (a limit far above the 2 s: the test is that it ends)
+            self.assertTrue(reset_unread(sock, 60), "the server kept the connection")
+        self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
+                      self.daemon.log_since_start())
+        self.assertEqual(len(https("GET", self.daemon.url + path[1:]).body), size)
 
 
 class ReloadTests(TLSDaemonTestCase):
