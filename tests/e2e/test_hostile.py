@@ -9,6 +9,7 @@ normal requests.
 import base64
 import os
 import socket
+from http import client as httpclient
 
 from tests.harness.distributions import make_wheel, write_random_wheel
 from tests.harness.e2e import (
@@ -206,6 +207,23 @@ class HostileTests(DaemonTestCase):
         self.assertEqual(status_of(redirect), 301)
         self.assertNotIn(b"evil.example", redirect)
 
+    def test_head_quiet(self):
+        """
+        C{HEAD} of pypiserver's C{/<project>/} and of C{/simple} (301s), of
+        missing pages (404s) and of a path that is not UTF-8 (a 400 sent
+        before the body) gets the headers with their C{Content-Length} and
+        no body, and nothing in the log (Twisted logged a warning for each).
+        """
+        for path in (b"/hostile-target/", b"/simple", b"/no-such/", b"/simple/no-such/",
+                     b"/static/no-such.css", b"/simple/%ff/"):
+            answer = raw(self.daemon, b"HEAD " + path + b" HTTP/1.1\r\nHost: localhost\r\n"
+                                      b"Connection: close\r\n\r\n")
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertIn(status_of(answer), (301, 400, 404), path)
+            self.assertIn(b"\r\nContent-Length: ", head, path)
+            self.assertEqual(body, b"", path)
+        self.assertNotIn(b"message body", self.daemon.log_since_start())
+
 
 def upload_body():
     """A valid upload form for the hostile target's wheel, as twine sends it."""
@@ -245,3 +263,33 @@ class NonReadingClientTests(DaemonTestCase):
         self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
                       self.daemon.log_since_start())
         self.assertEqual(len(http("GET", self.daemon.url + path[1:]).body), size)
+
+
+class ConnectionLimitTests(DaemonTestCase):
+    """A daemon that takes 2 connections at once from one address."""
+
+    settings = {"pypid.max_connections_per_address": "2"}
+
+    def test_refusals_logged_once(self):
+        """
+        Fifty connections refused over the limit write one line to the log,
+        not fifty (the rest are counted, and logged in one line once a
+        minute has passed).
+        """
+        held = []
+        for _ in range(2):
+            conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=10)
+            self.addCleanup(conn.close)
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            self.assertEqual(response.status, 200)
+            held.append(conn)
+        for _ in range(50):
+            with socket.create_connection((HOST, self.daemon.port), timeout=10) as sock:
+                try:
+                    self.assertEqual(sock.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+        log = self.daemon.log_since_start()
+        self.assertEqual(log.count(b"Refusing a connection from 127.0.0.1"), 1, log[-2000:])

@@ -67,6 +67,7 @@ from pypid.web.server.channel import (
     origin_form,
 )
 from pypid.web.server.multipart import FormSink, boundary_from_content_type
+from pypid.web.server.respond import Rendered
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
@@ -301,7 +302,8 @@ class PypidRequest(server.Request):
         # (the values are the server's own: Retry-After, say)
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
         # (an early answer is for a connection still open: it has a transport)
-        answer_before_body(transport, code, message, headers + list(extra))  # type: ignore[arg-type]
+        answer_before_body(transport, code, message, headers + list(extra),  # type: ignore[arg-type]
+                           send_body=self._line[0] != b"HEAD")
         self._site().count(self, code, 0)
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:
@@ -342,6 +344,16 @@ class PypidRequest(server.Request):
         except BaseException:
             self.processingFailed(Failure())
 
+    def render(self, resrc: IResource) -> None:
+        """
+        Render as Twisted does, but quietly for a C{HEAD} whose resource
+        gives the C{GET}'s body (many do for their errors and redirects):
+        Twisted answers it with that body's length and no body, as here,
+        and logs a warning for each, a line any client can write by the
+        thousand.
+        """
+        server.Request.render(self, _Headless(resrc) if self.method == b"HEAD" else resrc)
+
     def processingFailed(self, reason: Failure) -> Failure:
         """A bug: log it and answer a plain 500 with no traceback."""
         log.failure("Unhandled error answering {method} {path}", reason,
@@ -369,6 +381,22 @@ class PypidRequest(server.Request):
             if site is not None:
                 site.count(self, None, self.sentLength)
         server.Request.connectionLost(self, reason)
+
+
+@attrs.frozen
+class _Headless:
+    """A resource as a C{HEAD} sees it: the length of the body it gives, without the body."""
+
+    _resource: IResource
+
+    def render(self, request: server.Request) -> Rendered:
+        """The resource's answer; a body it gives only sets C{Content-Length}."""
+        body: Rendered = self._resource.render(request)
+        # (Twisted answers a HEAD the resource does not take with a GET)
+        if isinstance(body, bytes) and body and request.method == b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
+        return body
 
 
 def _reading_controls(channel: HTTPChannel,
