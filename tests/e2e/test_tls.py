@@ -11,7 +11,6 @@ import signal
 import socket
 import ssl
 import sys
-import time
 from http import client as httpclient
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -22,7 +21,6 @@ from tests.harness.e2e import (
     HOST,
     HTTP_TIMEOUT,
     PASSWORD,
-    TCP_CLOSE,
     USER,
     Daemon,
     DaemonTestCase,
@@ -82,12 +80,7 @@ def closed_by_server(sock, limit):
                 return False
         except ConnectionResetError:
             return True
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE:
-                return True
-            time.sleep(0.05)
-    return False
+        return reset_unread(raw, limit)
 
 
 # -- the tests -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness.access_table import ROWS, filename_of
-from tests.harness.web import _ServerMixin, request
+from tests.harness.web import _ServerMixin, parse_response, request
 
 #: What Twisted logs for a C{HEAD} whose resource gave a body, or that it
 #: answered with C{GET}.
@@ -32,17 +32,6 @@ def _paths():
                 continue
             yield template.format(p=project, f=filename_of(project), q=project)
     yield from MORE
-
-
-def _head(data):
-    """C{(status line, {lower-case name: value})} of the answer at the start of C{data}, and the rest."""
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b": ")
-        headers[name.lower()] = value
-    return lines[0], headers, rest
 
 
 class HeadTests(_ServerMixin, SynchronousTestCase):
@@ -69,10 +58,10 @@ class HeadTests(_ServerMixin, SynchronousTestCase):
             answer, logged = self.answer(b"HEAD", path)
             self.assertEqual([line for line in logged if any(words in line for words in EATEN)],
                              [], path)
-            head_line, head, rest = _head(answer)
+            status, head, rest = parse_response(answer)
             self.assertEqual(rest, b"", path)
-            get_line, get, _ = _head(self.answer(b"GET", path)[0])
-            self.assertEqual(head_line, get_line, path)
+            get_status, get, _ = parse_response(self.answer(b"GET", path)[0])
+            self.assertEqual(status, get_status, path)
             self.assertEqual(head.get(b"content-length"), get.get(b"content-length"), path)
             if b"content-length" not in get:
                 self.assertEqual(get.get(b"transfer-encoding"), b"chunked", path)
