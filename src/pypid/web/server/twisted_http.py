@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITransport
-from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.http import HTTPChannel, Request
 
 
@@ -115,12 +115,12 @@ def parse_form_body(request: Request, parse: bool) -> None:
 def unsent_bytes(transport: ITransport | None) -> int | None:
     """
     How many bytes C{transport} holds that the kernel has not taken yet: a
-    TCP (or Unix) transport's buffer, seen through the TLS layer over one;
-    L{None} for a transport of another kind. Twisted tells a producer only
+    TCP (or Unix) transport's buffer, seen through the layers over one (TLS,
+    the PROXY protocol's); L{None} for a transport of another kind. Twisted tells a producer only
     when that buffer is full and when it is empty again; a client that
     reads slowly drains it a little at a time, which only this shows.
     """
-    while isinstance(transport, TLSMemoryBIOProtocol):
+    while isinstance(transport, ProtocolWrapper):
         transport = transport.transport
     if not isinstance(transport, FileDescriptor):
         return None

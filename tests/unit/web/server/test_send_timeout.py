@@ -2,7 +2,7 @@
 Tests for the channel's send timeout (L{pypid.web.server.channel.PypidChannel.check}):
 a client that stops reading its answer is dropped once it took none of it
 for C{send_timeout} seconds, and one that reads slowly is kept, on plain
-HTTP and under Twisted's TLS layer. The transport is Twisted's own
+HTTP, behind the PROXY protocol's layer and under Twisted's TLS layer. The transport is Twisted's own
 buffering and flow control (L{FileDescriptor}) over a kernel in memory
 that takes only what the test lets the client read, with a L{Clock}.
 """
@@ -11,12 +11,14 @@ import os
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.protocols.haproxy import proxyEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -227,6 +229,23 @@ class PlainStreamedTests(_PlainMixin, SynchronousTestCase):
     resource = _Streamed
 
 
+class ProxyProtocolTests(_SendTimeoutMixin, SynchronousTestCase):
+    """Behind the PROXY protocol's layer (a C{haproxy:} listener): the channel sees through it too."""
+
+    def connect(self):
+        listening = _Endpoint()
+        proxyEndpoint(listening).listen(self.site)
+        wrapper = listening.factory.buildProtocol(PEER)
+        self.socket = _Socket(self.clock)
+        wrapper.makeConnection(self.socket)
+        self.channel = wrapper.wrappedProtocol
+        self.assertIsInstance(self.channel, PypidChannel)
+
+    def ask(self):
+        self.channel.transport.dataReceived(b"PROXY TCP4 192.0.2.7 127.0.0.1 4321 8080\r\n"
+                                            b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
 class TLSTests(_SendTimeoutMixin, SynchronousTestCase):
     """
     Under Twisted's TLS layer over the same transport: the channel learns
@@ -269,6 +288,14 @@ class TLSTests(_SendTimeoutMixin, SynchronousTestCase):
     def ask(self):
         self.client.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         self.pump()
+
+
+class _Endpoint:
+    """An endpoint that keeps the factory it is to listen with."""
+
+    def listen(self, factory):
+        self.factory = factory
+        return succeed(None)
 
 
 class _Received(Protocol):
