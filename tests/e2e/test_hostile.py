@@ -9,9 +9,21 @@ normal requests.
 import base64
 import os
 import socket
+from http import client as httpclient
 
-from tests.harness.distributions import make_wheel
-from tests.harness.e2e import HOST, PASSWORD, USER, DaemonTestCase, basic, http, upload
+from tests.harness.distributions import make_wheel, write_random_wheel
+from tests.harness.e2e import (
+    HOST,
+    PASSWORD,
+    USER,
+    DaemonTestCase,
+    asked_never_read,
+    basic,
+    http,
+    reset_unread,
+    upload,
+    wait_for,
+)
 
 WHEEL = make_wheel("hostile-target", "1.0")
 
@@ -196,8 +208,98 @@ class HostileTests(DaemonTestCase):
         self.assertEqual(status_of(redirect), 301)
         self.assertNotIn(b"evil.example", redirect)
 
+    def test_head_quiet(self):
+        """
+        C{HEAD} of pypiserver's C{/<project>/} and of C{/simple} (301s), of
+        missing pages (404s) and of a path that is not UTF-8 (a 400 sent
+        before the body) gets the headers with their C{Content-Length} and
+        no body, and nothing in the log (Twisted logged a warning for each).
+        """
+        for path in (b"/hostile-target/", b"/simple", b"/no-such/", b"/simple/no-such/",
+                     b"/static/no-such.css", b"/simple/%ff/"):
+            answer = raw(self.daemon, b"HEAD " + path + b" HTTP/1.1\r\nHost: localhost\r\n"
+                                      b"Connection: close\r\n\r\n")
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertIn(status_of(answer), (301, 400, 404), path)
+            self.assertIn(b"\r\nContent-Length: ", head, path)
+            self.assertEqual(body, b"", path)
+        self.assertNotIn(b"message body", self.daemon.log_since_start())
+
 
 def upload_body():
     """A valid upload form for the hostile target's wheel, as twine sends it."""
     from tests.harness.e2e import upload_form
     return upload_form(*make_wheel("hostile-other", "1.0"))
+
+
+#: A download far larger than what the kernel and the server hold for one
+#: client (4 MiB of send buffer at most on Linux, and Twisted's 64 KiB).
+BIG = 16 << 20
+
+
+class NonReadingClientTests(DaemonTestCase):
+    """A daemon with a send timeout of 2 s, holding a 16 MiB file."""
+
+    settings = {"pypid.send_timeout": "2s"}
+
+    def prepare(self, daemon):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(write_random_wheel(folder, "big-download", "1.0", BIG), "rb") as f:
+            data = f.read()
+        filename = "big_download-1.0-py3-none-any.whl"
+        self.assertEqual(upload(daemon, filename, data).status, 200)
+        return f"/files/big-download/{filename}", len(data)
+
+    def test_non_reading_client_dropped(self):
+        """
+        A client that asks for a 16 MiB file and reads none of it is reset
+        once it has taken none of it for the send timeout (it kept its
+        connection for good before); a client that reads gets it whole.
+        """
+        path, size = self.prepared
+        with asked_never_read(self.daemon.port, path) as sock:
+            # (a limit far above the 2 s: the test is that it ends)
+            self.assertTrue(reset_unread(sock, 60), "the server kept the connection")
+        self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
+                      self.daemon.log_since_start())
+        self.assertEqual(len(http("GET", self.daemon.url + path[1:]).body), size)
+
+
+class ConnectionLimitTests(DaemonTestCase):
+    """A daemon that takes 2 connections at once from one address."""
+
+    settings = {"pypid.max_connections_per_address": "2"}
+
+    def answered(self):
+        """
+        A kept-alive connection the server answered, or L{None} when it was
+        refused (the start-up's last probes may still be counted).
+        """
+        conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=10)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+        except OSError:
+            conn.close()
+            return None
+        return conn
+
+    def test_refusals_logged_once(self):
+        """
+        Fifty connections refused over the limit write one line to the log,
+        not fifty (the rest are counted, and logged in one line once a
+        minute has passed).
+        """
+        for _ in range(2):
+            self.addCleanup(wait_for(self.answered, 30, "the server took no connection").close)
+        for _ in range(50):
+            # (dropped at once: the reset may come before connect returns)
+            try:
+                with socket.create_connection((HOST, self.daemon.port), timeout=10) as sock:
+                    self.assertEqual(sock.recv(1), b"")
+            except ConnectionResetError:
+                pass
+        log = self.daemon.log_since_start()
+        self.assertEqual(log.count(b"Refusing a connection from 127.0.0.1"), 1, log[-2000:])

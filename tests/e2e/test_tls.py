@@ -12,13 +12,12 @@ import signal
 import socket
 import ssl
 import sys
-import time
 from http import client as httpclient
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from pypid.web.server.channel import CLOSE_TIMEOUT
-from tests.harness.distributions import make_wheel
+from tests.harness.distributions import make_wheel, write_random_wheel
 from tests.harness.e2e import (
     HOST,
     HTTP_TIMEOUT,
@@ -26,10 +25,12 @@ from tests.harness.e2e import (
     USER,
     Daemon,
     DaemonTestCase,
+    asked_never_read,
     clean_env,
     free_port,
     http,
     installed,
+    reset_unread,
     run,
     upload_form,
     wait_for,
@@ -80,16 +81,7 @@ def closed_by_server(sock, limit):
                 return False
         except ConnectionResetError:
             return True
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE:
-                return True
-            time.sleep(0.05)
-    return False
-
-
-#: The state C{TCP_INFO} gives a connection the peer reset (Linux's TCP_CLOSE).
-TCP_CLOSE = 7
+        return reset_unread(raw, limit)
 
 #: How soon the daemon answers, and logs a refused reload, after a SIGHUP
 #: that finds unusable TLS files (seconds: a reactor that is not blocked
@@ -260,6 +252,37 @@ class HTTPSTests(TLSDaemonTestCase):
         self.assertNotEqual(done.returncode, 0, done.output)
         self.assertIn("RedirectDetected", done.output)
         self.assertNotIn(wheel[0], daemon.stored_names())
+
+
+class NonReadingClientTests(TLSDaemonTestCase):
+    """An https: daemon with a send timeout of 2 s, holding a 16 MiB file."""
+
+    settings = {"pypid.send_timeout": "2s"}
+
+    def prepare(self, daemon):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
+            data = f.read()
+        filename = "big_download-1.0-py3-none-any.whl"
+        ctype, body = upload_form(filename, data)
+        self.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
+                               auth=(USER, PASSWORD)).status, 200)
+        return f"/files/big-download/{filename}", len(data)
+
+    def test_non_reading_client_dropped(self):
+        """
+        A client that asks for a 16 MiB file over TLS and reads none of it
+        is reset once it has taken none of it for the send timeout (it kept
+        its connection for good before); a client that reads gets it whole.
+        """
+        path, size = self.prepared
+        with asked_never_read(self.daemon.port, path, client_context()) as sock:
+            # (a limit far above the 2 s: the test is that it ends)
+            self.assertTrue(reset_unread(sock, 60), "the server kept the connection")
+        self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
+                      self.daemon.log_since_start())
+        self.assertEqual(len(https("GET", self.daemon.url + path[1:]).body), size)
 
 
 class ReloadTests(TLSDaemonTestCase):

@@ -27,7 +27,6 @@ import time
 
 from packaging.version import Version
 
-from tests import CHECKOUT
 from tests.harness import upgrade as sets
 from tests.harness.e2e import (
     PASSWORD,
@@ -90,9 +89,7 @@ def start_on(target, settings):
     """Today's daemon (this checkout's code) on a set's copy in C{target}, not started."""
     with open(os.path.join(target, "pypid.ini"), encoding="utf-8") as f:
         config = f.read()
-    daemon = Daemon(target, settings=settings, config_text=config)
-    daemon.environ["PYTHONPATH"] = os.path.join(CHECKOUT, "src")
-    return daemon
+    return Daemon(target, settings=settings, config_text=config)
 
 
 def expected_now(recording, about):

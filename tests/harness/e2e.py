@@ -674,6 +674,45 @@ def upload(daemon, filename, data, auth=(USER, PASSWORD), path="", fields=None):
     return http("POST", daemon.url + path, {"Content-Type": ctype}, body, auth=auth)
 
 
+# -- clients that stop reading ------------------------------------------------------------------
+
+#: The state C{TCP_INFO} gives a connection its peer reset (Linux's TCP_CLOSE).
+TCP_CLOSE = 7
+
+
+def asked_never_read(port, path, context=None):
+    """
+    A connection to C{port} (over TLS when given an L{ssl.SSLContext}) that
+    asked for C{path} and will read none of the answer, its receive buffer
+    made small first; the caller closes it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(HTTP_TIMEOUT)
+        sock.connect((HOST, port))
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname="localhost")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reset_unread(sock, limit):
+    """
+    Whether the server resets C{sock}'s connection within C{limit} seconds
+    while this side reads nothing (the connection's state, from C{TCP_INFO}).
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 # -- pages -------------------------------------------------------------------------------------
 
 

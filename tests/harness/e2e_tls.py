@@ -140,7 +140,8 @@ class TLSDaemonTestCase(DaemonTestCase):
     def make_shared_daemon(self, folder):
         """The class's shared daemon, not started: RSA, with a redirect listener."""
         files = shared_ca().issue("shared", kind="rsa", folder=os.path.join(folder, "tls"))
-        return TLSDaemon(folder, files, redirect_port=free_port())
+        return TLSDaemon(folder, files, redirect_port=free_port(), settings=self.settings,
+                         users=self.users)
 
     def new_tls_daemon(self, files=None, start=True, **kwargs):
         """An HTTPS daemon of this test alone (with its own certificate), stopped at the end."""

@@ -107,6 +107,17 @@ def parse(data):
     return answers
 
 
+def parse_response(raw):
+    """Split one HTTP/1.1 response (the first of C{raw}; the rest is its body) into C{(code, headers, body)}, header names lowercased."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
 def request(method, path, headers=(), version=b"HTTP/1.1"):
     """A request's bytes."""
     lines = [b"%s %s %s" % (method, path, version), b"Host: pypi.test"]

@@ -48,6 +48,8 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     access_log: str | None
     #: seconds a request's line and headers have to arrive
     header_timeout: float = 30.0
+    #: seconds an answer may wait with none of it taken by the client
+    send_timeout: float = 60.0
     #: seconds a description may take to render in the sandbox before it is
     #: shown as plain text (L{pypid.sandbox.readme_sandbox.ReadmeSandbox.budget})
     description_budget: float = 5.0
@@ -237,7 +239,7 @@ def _unmapped(network: Network) -> Network:
 
 
 def _positive_duration(value: str) -> float:
-    """A duration greater than 0 (a budget of none would render nothing)."""
+    """A duration greater than 0 (a budget or a timeout of none would end everything at once)."""
     seconds = parse_duration(value)
     if not seconds > 0:
         raise ValueError("expected a duration greater than 0, such as 5s")
@@ -254,6 +256,7 @@ SERVER_KEYS: Keys = {
     "threads": ("4", whole_number(1, 64)),
     "access_log": ("", parse_optional_path),
     "header_timeout": ("30s", parse_duration),
+    "send_timeout": ("60s", _positive_duration),
     "description_budget": ("5s", _positive_duration),
     "min_upload_rate": ("1K", parse_size),
     "max_connections_per_address": ("128", whole_number(1, 100_000)),

@@ -255,7 +255,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                         static=AssetsResource(assets))
     rules = SiteRules(max_upload_size, base_url, settings.trusted_proxies,
                       index_uploads=bool(named), header_timeout=settings.header_timeout,
-                      min_body_rate=settings.min_upload_rate)
+                      min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
                      stats=stats, plain_page=root.plain_page, plain_file=root.plain_file)
@@ -514,7 +514,7 @@ class WebPart(Service):
         settings = SiteSettings(
             server.max_upload_size, server.base_url, server.access_log, server.header_timeout,
             server.min_upload_rate, TrustedProxies(server.trusted_proxies),
-            config.auth.throttle_ipv6_prefix)
+            config.auth.throttle_ipv6_prefix, send_timeout=server.send_timeout)
         services = SiteServices(
             upstream=default.proxy if default is not None else None,
             counter=ConnectionCounter(server.max_connections_per_address),

@@ -67,6 +67,7 @@ from pypid.web.server.channel import (
     origin_form,
 )
 from pypid.web.server.multipart import FormSink, boundary_from_content_type
+from pypid.web.server.respond import Rendered
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
@@ -301,7 +302,8 @@ class PypidRequest(server.Request):
         # (the values are the server's own: Retry-After, say)
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
         # (an early answer is for a connection still open: it has a transport)
-        answer_before_body(transport, code, message, headers + list(extra))  # type: ignore[arg-type]
+        answer_before_body(transport, code, message, headers + list(extra),  # type: ignore[arg-type]
+                           send_body=self._line[0] != b"HEAD")
         self._site().count(self, code, 0)
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:
@@ -342,6 +344,16 @@ class PypidRequest(server.Request):
         except BaseException:
             self.processingFailed(Failure())
 
+    def render(self, resrc: IResource) -> None:
+        """
+        Render as Twisted does, but quietly for a C{HEAD} whose resource
+        gives the C{GET}'s body (many do for their errors and redirects):
+        Twisted answers it with that body's length and no body, as here,
+        and logs a warning for each, a line any client can write by the
+        thousand.
+        """
+        server.Request.render(self, _Headless(resrc) if self.method == b"HEAD" else resrc)
+
     def processingFailed(self, reason: Failure) -> Failure:
         """A bug: log it and answer a plain 500 with no traceback."""
         log.failure("Unhandled error answering {method} {path}", reason,
@@ -369,6 +381,22 @@ class PypidRequest(server.Request):
             if site is not None:
                 site.count(self, None, self.sentLength)
         server.Request.connectionLost(self, reason)
+
+
+@attrs.frozen
+class _Headless:
+    """A resource as a C{HEAD} sees it: the length of the body it gives, without the body."""
+
+    _resource: IResource
+
+    def render(self, request: server.Request) -> Rendered:
+        """The resource's answer; a body it gives only sets C{Content-Length}."""
+        body: Rendered = self._resource.render(request)
+        # (Twisted answers a HEAD the resource does not take with a GET)
+        if isinstance(body, bytes) and body and request.method == b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
+        return body
 
 
 def _reading_controls(channel: HTTPChannel,
@@ -411,6 +439,8 @@ class SiteRules:
         the channel's default).
     @ivar min_body_rate: the slowest body accepted, in bytes a second
         (L{None}: the channel's default).
+    @ivar send_timeout: seconds an answer may wait with none of it taken by
+        the client (L{None}: the channel's default).
     """
 
     max_upload_size: int
@@ -419,6 +449,7 @@ class SiteRules:
     index_uploads: bool = False
     header_timeout: float | None = None
     min_body_rate: float | None = None
+    send_timeout: float | None = None
 
 
 class PypidSite(GuardedSite):
@@ -464,6 +495,7 @@ class PypidSite(GuardedSite):
         self.counter = counter if counter is not None else ConnectionCounter()
         self.header_timeout = rules.header_timeout
         self.min_body_rate = rules.min_body_rate
+        self.send_timeout = rules.send_timeout
         self.max_upload_size = rules.max_upload_size
         self.spool_dir = spool_dir
         self.access = access
@@ -492,6 +524,8 @@ class PypidSite(GuardedSite):
             channel.header_timeout = self.header_timeout
         if self.min_body_rate is not None:
             channel.min_body_rate = self.min_body_rate
+        if self.send_timeout is not None:
+            channel.send_timeout = self.send_timeout
         return channel
 
     def date_header(self) -> bytes:

@@ -41,6 +41,8 @@ class SiteSettings:
     @ivar access_log: the access log's path, or L{None} for none.
     @ivar header_timeout: seconds a request's head has to arrive (L{None}:
         the channel's default).
+    @ivar send_timeout: seconds an answer may wait with none of it taken
+        by the client (L{None}: the channel's default).
     @ivar min_upload_rate: the slowest body accepted, in bytes a second
         (L{None}: the channel's default).
     @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
@@ -56,6 +58,7 @@ class SiteSettings:
     min_upload_rate: float | None = None
     trusted_proxies: TrustedProxies = NO_PROXIES
     ipv6_prefix: int = IPV6_PREFIX
+    send_timeout: float | None = None
 
 
 @attrs.frozen

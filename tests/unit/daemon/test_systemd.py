@@ -91,7 +91,7 @@ class DaemonNotifiesTests(DaemonTestCase):
         listener = Listener(path)
         self.addCleanup(listener.close)
         daemon = self.new_daemon(start=False)
-        daemon.environ = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+        daemon.environ.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
         daemon.start()
         ready = listener.receive()
         self.assertEqual(ready[0], "READY=1")

@@ -496,7 +496,7 @@ class BoundsTests(SynchronousTestCase):
                 address = _Address(f"10.0.{i // 256 % 256}.{i % 256}")
                 for _ in range(6):
                     channel = _Channel()
-                    if counter.opened(channel, address):
+                    if counter.opened(channel, address, 0.0):
                         held.append(channel)
                 while len(held) > 400:
                     counter.closed(held.pop(0))

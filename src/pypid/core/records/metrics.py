@@ -80,7 +80,7 @@ _OUTCOMES: dict[int | None, str] = {
 
 #: The reasons of L{RequestStats.refused}.
 _REFUSALS = {400: "bad_request", 408: "headers_timeout", 414: "uri_too_long",
-             431: "headers_too_large", "slow_body": "slow_body"}
+             431: "headers_too_large", "slow_body": "slow_body", "send_timeout": "send_timeout"}
 
 
 def route_of(method: bytes | None, path: bytes) -> str:
@@ -285,7 +285,8 @@ class RequestStats:
         """
         Count a connection answered and closed outside any request: C{why}
         is the status (400 a malformed head, 408 headers too slow, 414,
-        431) or C{slow_body} (an upload under the minimum rate, dropped).
+        431), C{slow_body} (an upload under the minimum rate, dropped) or
+        C{send_timeout} (an answer the client took none of, dropped).
         """
         reason = _REFUSALS.get(why, "other")
         self.refusals[reason] = self.refusals.get(reason, 0) + 1

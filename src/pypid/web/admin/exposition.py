@@ -116,7 +116,7 @@ class SiteMetrics:
                       "many failures (429).", stats.throttled)
         yield by_label("pypid_http_refused", "Connections answered and closed outside any "
                        "request, by reason (bad_request, headers_timeout, uri_too_long, "
-                       "headers_too_large, slow_body).", "reason", stats.refusals)
+                       "headers_too_large, slow_body, send_timeout).", "reason", stats.refusals)
         connections = self.connections
         yield gauge("pypid_connections_open", "Open HTTP connections.", connections.open)
         yield counter("pypid_connections_refused", "Connections refused because their address "

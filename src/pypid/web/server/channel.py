@@ -1,25 +1,26 @@
 """
 The HTTP connection, hardened against clients that hold it open.
 
-Twisted's own idle timeout is reset by every byte, so a client that sends
-its headers a byte at a time, or its upload at a few bytes a second, keeps
-a connection (and whatever the request holds) for ever. Here:
+Twisted's own idle timeout is reset by every byte, and stopped while an
+answer is written, so a client that sends its headers a byte at a time,
+its upload at a few bytes a second, or stops reading its answer, keeps a
+connection (and whatever the request holds) for ever. Here:
 
-  - a request's line and headers must all arrive within C{header_timeout}
-    of the connection opening, or of the previous answer on a kept-alive
-    connection (a slow client gets C{408} and the connection is closed);
+  - a request's line and headers must arrive within C{header_timeout} of
+    the connection opening, or of the previous answer (else C{408});
   - a body must arrive at C{min_body_rate} bytes a second at least, over
-    each C{rate_window}, not counting the time the server itself paused
-    reading (to check credentials, or while the spool catches up);
-  - one client address may hold at most C{max_per_address} connections
-    (L{ConnectionCounter}): more are closed at once;
+    each C{rate_window}, not counting the time the server paused reading;
+  - an answer the client takes none of for C{send_timeout} (nginx's) has
+    its connection dropped; a slow reader is kept (L{PypidChannel.check});
+  - one client (an IPv6 one by its /64) may hold at most
+    C{max_per_address} connections (L{ConnectionCounter}): more are closed
+    at once, and logged once a minute for each;
   - a request line or header block over Twisted's limits (16 KiB) gets
     C{414} or C{431} rather than a silent close;
   - every close the channel makes lingers a bounded time (nginx's
-    lingering close): Twisted's TLS layer waits for the client's
-    close_notify or FIN, which a client may never send; dropped once it
-    sent nothing for L{LINGER_IDLE} seconds after the answer left, or
-    L{LINGER_MOST} after the close began, on plain HTTP too.
+    lingering close): dropped once the client sent nothing for
+    L{LINGER_IDLE} seconds after the answer left, or L{LINGER_MOST} after
+    the close began (Twisted's TLS layer would wait for ever).
 
 An answer written outside a request's own (those above, and the early
 answers of L{pypid.web.site}) ends with L{PypidChannel.close_after_answer},
@@ -48,6 +49,8 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel, Request
 
+from pypid.auth.throttle import counted_client
+from pypid.core.util.repeats import Repeats
 from pypid.jobs.periodic import Periodic
 from pypid.web.server.body import answer_before_body
 from pypid.web.server.twisted_http import (
@@ -57,6 +60,7 @@ from pypid.web.server.twisted_http import (
     handling_request,
     head_bytes,
     request_line,
+    unsent_bytes,
     waiting_for_transport,
 )
 
@@ -68,6 +72,9 @@ HEADER_TIMEOUT = 30.0
 #: The slowest body accepted, in bytes a second over each window.
 MIN_BODY_RATE = 1024
 RATE_WINDOW = 30.0
+
+#: Seconds an answer may wait with none of it taken by the client.
+SEND_TIMEOUT = 60.0
 
 #: Connections one client address may hold at once.
 MAX_PER_ADDRESS = 128
@@ -104,6 +111,7 @@ class PypidChannel(BadRequestHook):
     counted_host: str | None
 
     header_timeout = HEADER_TIMEOUT
+    send_timeout = SEND_TIMEOUT
     min_body_rate: float = MIN_BODY_RATE
     rate_window = RATE_WINDOW
     close_timeout = CLOSE_TIMEOUT
@@ -114,6 +122,12 @@ class PypidChannel(BadRequestHook):
     #: L{ConnectionCounter.sweep} closes it when that is too long ago. A
     #: timestamp rather than a timer per request: this is the hot path.
     waiting_since: float | None = None
+    #: since when the client has taken none of the answer: set when the
+    #: transport's buffer fills (it pauses the channel), moved on when the
+    #: kernel took some of it (L{check}), L{None} once the buffer drained
+    stalled_since: float | None = None
+    #: what the transport held unsent when last looked at (L{unsent_bytes})
+    _unsent: int | None = None
     _rate_timer: IDelayedCall | None = None
     _body_bytes = 0
     _paused = False
@@ -244,10 +258,32 @@ class PypidChannel(BadRequestHook):
     def _wait_for_headers(self) -> None:
         self.waiting_since = self.site.reactor.seconds()
 
-    def check_headers(self, now: float) -> None:
-        """Close the connection if its headers are overdue (called by the sweep)."""
-        if self.waiting_since is not None and now - self.waiting_since >= self.header_timeout:
+    def check(self, now: float) -> None:
+        """
+        Close the connection if its answer stalled, or its headers are
+        overdue (called by the sweep). An answer stalls from when the
+        transport's buffer is full (it pauses the channel) and starts again
+        whenever the kernel took some of it (L{unsent_bytes}), as nginx's
+        C{send_timeout} counts between two writes: a client reading slowly
+        is kept, one that stopped reading is dropped.
+        """
+        since = self.stalled_since
+        if since is not None and self._stalled(now, since):
+            self.stalled_since = self.waiting_since = None
+            log.info("Dropping a connection whose client took none of its answer for {seconds:g} s",
+                     seconds=self.send_timeout)
+            self._count_refusal("send_timeout")
+            _tcp(self.transport).abortConnection()
+        elif self.waiting_since is not None and now - self.waiting_since >= self.header_timeout:
             self._headers_late()
+
+    def _stalled(self, now: float, since: float) -> bool:
+        """Whether the client, stalled C{since}, took none of the answer for C{send_timeout}."""
+        unsent = unsent_bytes(self.transport)
+        if unsent is not None and self._unsent is not None and unsent < self._unsent:
+            self.stalled_since = since = now  # (the kernel took some: the client reads)
+        self._unsent = unsent
+        return now - since >= self.send_timeout
 
     def _cancel(self, name: str) -> None:
         timer = getattr(self, name)
@@ -343,8 +379,16 @@ class PypidChannel(BadRequestHook):
         self._linger_data(b"")
         HTTPChannel.loseConnection(self)
 
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: the answer's progress is watched from now (L{check})."""
+        HTTPChannel.pauseProducing(self)
+        if self.stalled_since is None:
+            self.stalled_since = self.site.reactor.seconds()
+            self._unsent = unsent_bytes(self.transport)
+
     def resumeProducing(self) -> None:
         """The transport's buffer has drained: a close waiting for it happens now."""
+        self.stalled_since = None
         HTTPChannel.resumeProducing(self)
         if self._close_when_drained:
             self.loseConnection()
@@ -402,8 +446,11 @@ _ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTA
 
 class ConnectionCounter:
     """
-    The open connections of a site: counted per client address, refusing
-    past a limit, and swept (L{sweep}) for overdue request headers.
+    The open connections of a site: counted per client (an IPv4 address,
+    an IPv6 /64: L{counted_client}), refusing past a limit, and swept
+    (L{sweep}) for overdue request headers and stalled answers. A client's
+    refusals are logged once a minute (L{Repeats}): the first at once,
+    the rest as a count.
     """
 
     def __init__(self, limit: int = MAX_PER_ADDRESS) -> None:
@@ -412,6 +459,7 @@ class ConnectionCounter:
         self._channels: set[PypidChannel] = set()
         #: connections refused for their address's limit (for C{/metrics})
         self.refused = 0
+        self._refusals = Repeats()
 
     @property
     def open(self) -> int:
@@ -419,13 +467,20 @@ class ConnectionCounter:
         return len(self._channels)
 
     def sweep(self, now: float) -> None:
-        """Close every connection whose request headers are overdue."""
-        for channel in list(self._channels):
-            channel.check_headers(now)
-
-    def opened(self, channel: PypidChannel, addr: IAddress | None) -> bool:
         """
-        Count a new connection from C{addr}.
+        Close every connection whose request headers are overdue or whose
+        answer stalled, and log the refusals of the last minute.
+        """
+        for channel in list(self._channels):
+            channel.check(now)
+        for repeated in self._refusals.due(now):
+            log.warn("Refused {count} more connections from {host} over the per-address limit "
+                     "of {limit} in the last {seconds:.0f} s", count=repeated.count,
+                     host=repeated.key, limit=self.limit, seconds=repeated.seconds)
+
+    def opened(self, channel: PypidChannel, addr: IAddress | None, now: float) -> bool:
+        """
+        Count a new connection from C{addr} at C{now}.
 
         @return: whether it may stay.
         """
@@ -434,11 +489,14 @@ class ConnectionCounter:
             self._channels.add(channel)
             channel.counter = self
             return True
+        if ":" in host:  # (an IPv4 address is counted as Twisted spells it)
+            host = cast(str, counted_client(host))
         count = self._open.get(host, 0)
         if count >= self.limit:
             self.refused += 1
-            log.warn("Refusing a connection from {host}: it holds {count} already",
-                     host=host, count=count)
+            if self._refusals.add(host, now):
+                log.warn("Refusing a connection from {host}: it holds {count} already (more "
+                         "refusals from it are logged once a minute)", host=host, count=count)
             return False
         self._open[host] = count + 1
         self._channels.add(channel)
@@ -482,7 +540,8 @@ class GuardedSite(server.Site):
     """
     A site that guards its connections: the per-address limit (refused
     connections are dropped), and a sweep each second for request headers
-    that are overdue. Its protocol is a L{PypidChannel}.
+    that are overdue and answers that stalled. Its protocol is a
+    L{PypidChannel}.
 
     @ivar counter: the L{ConnectionCounter}.
     """
@@ -499,20 +558,20 @@ class GuardedSite(server.Site):
             self, addr: IAddress | None) -> PypidChannel | Refused:
         """A new connection's channel, or a protocol that drops it."""
         channel = cast(PypidChannel, super().buildProtocol(addr))
-        if not self.counter.opened(channel, addr):
+        if not self.counter.opened(channel, addr, self.reactor.seconds()):
             # Not None: under TLS, Twisted would wrap it and keep the socket.
             return Refused()
         return channel
 
     def startFactory(self) -> None:
-        """Start the header sweep."""
+        """Start the sweep of slow connections."""
         super().startFactory()
         self._sweeper = Periodic(lambda: self.counter.sweep(self.reactor.seconds()), 1.0,
-                                 self.reactor, what="The sweep of slow headers")
+                                 self.reactor, what="The sweep of slow connections")
         self._sweeper.startService()
 
     def stopFactory(self) -> None:
-        """Stop the header sweep."""
+        """Stop the sweep of slow connections."""
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stopService()
         self._sweeper = None

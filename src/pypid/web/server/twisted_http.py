@@ -9,13 +9,17 @@ how many bytes of a request's head the channel has counted, and whether
 the channel still handles a request, are private too, and so is the
 switch that makes Twisted parse a form body into C{request.args}; and so
 is the parser's state between requests, which the express lane reads and
-keeps as Twisted would when it answers a request from its bytes. This
+keeps as Twisted would when it answers a request from its bytes; and so
+is how much of an answer a TCP transport still holds unsent. This
 module is the one place that touches them (checked with Twisted 24.7 to
 26.10); the rest of L{pypid.web} calls these functions.
 """
 
 from __future__ import annotations
 
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import ITransport
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.http import HTTPChannel, Request
 
 
@@ -106,3 +110,18 @@ def write_between_requests(channel: HTTPChannel, data: bytes) -> None:
 def parse_form_body(request: Request, parse: bool) -> None:
     """Whether Twisted parses C{request}'s form body into C{request.args}."""
     request._parsePOSTFormSubmission = parse
+
+
+def unsent_bytes(transport: ITransport | None) -> int | None:
+    """
+    How many bytes C{transport} holds that the kernel has not taken yet: a
+    TCP (or Unix) transport's buffer, seen through the layers over one (TLS,
+    the PROXY protocol's); L{None} for a transport of another kind. Twisted tells a producer only
+    when that buffer is full and when it is empty again; a client that
+    reads slowly drains it a little at a time, which only this shows.
+    """
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    if not isinstance(transport, FileDescriptor):
+        return None
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen

@@ -9,10 +9,11 @@ import os
 import socket
 
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
@@ -284,6 +285,70 @@ class CounterTests(SynchronousTestCase):
         first.makeConnection(StringTransport())
         first.connectionLost(None)
         self.assertIsNotNone(site.buildProtocol(one), "a closed connection frees its place")
+
+    def test_ipv6_by_network(self):
+        """
+        The addresses of one IPv6 /64 share its limit (one host may hold a
+        whole /64), another /64 has its own, and an IPv4 address seen
+        through an IPv6 socket is that IPv4 address.
+        """
+        site = started_site(self, Clock(), _Hello(), limit=2)
+        for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"):
+            self.assertIsInstance(site.buildProtocol(IPv6Address("TCP", host, 1)), PypidChannel)
+        self.assertIsInstance(site.buildProtocol(IPv6Address("TCP", "2001:db8:1:2::abcd", 1)),
+                              Refused)
+        self.assertIsInstance(site.buildProtocol(IPv6Address("TCP", "2001:db8:1:3::1", 1)),
+                              PypidChannel)
+        site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        site.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.1", 1))
+        self.assertIsInstance(site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1)), Refused)
+
+    def test_refusals_logged_once_a_minute(self):
+        """
+        An address's first refusal is logged at once, the rest in one line
+        with their count when a minute has passed since; another address
+        has its own lines, and one quiet for a minute is logged at once again.
+        """
+        clock = Clock()
+        site = started_site(self, clock, _Hello(), limit=1)
+        one, other = IPv4Address("TCP", "10.0.0.7", 1), IPv4Address("TCP", "10.0.0.8", 1)
+        site.buildProtocol(one)
+        site.buildProtocol(other)
+        with capturedLogs() as logged:
+            for _ in range(58):
+                self.assertIsInstance(site.buildProtocol(one), Refused)
+                clock.advance(0.5)
+            self.assertIsInstance(site.buildProtocol(other), Refused)
+            clock.advance(60 - 29)
+        self.assertEqual([formatEvent(event) for event in logged], [
+            "Refusing a connection from 10.0.0.7: it holds 1 already (more refusals from it "
+            "are logged once a minute)",
+            "Refusing a connection from 10.0.0.8: it holds 1 already (more refusals from it "
+            "are logged once a minute)",
+            "Refused 57 more connections from 10.0.0.7 over the per-address limit of 1 in "
+            "the last 60 s"])
+        self.assertEqual(site.counter.refused, 59)
+        with capturedLogs() as logged:
+            clock.advance(120)
+            site.buildProtocol(one)
+        self.assertEqual([formatEvent(event) for event in logged], [
+            "Refusing a connection from 10.0.0.7: it holds 1 already (more refusals from it "
+            "are logged once a minute)"])
+
+    def test_ipv6_refusals_logged_by_network(self):
+        """The refusals of two addresses of one /64 are logged as that network's."""
+        clock = Clock()
+        site = started_site(self, clock, _Hello(), limit=1)
+        site.buildProtocol(IPv6Address("TCP", "2001:db8:1:2::1", 1))
+        with capturedLogs() as logged:
+            for host in ("2001:db8:1:2::2", "2001:db8:1:2::3", "2001:db8:1:2::4"):
+                site.buildProtocol(IPv6Address("TCP", host, 1))
+            clock.advance(60)
+        self.assertEqual([formatEvent(event) for event in logged], [
+            "Refusing a connection from 2001:db8:1:2::/64: it holds 1 already (more refusals "
+            "from it are logged once a minute)",
+            "Refused 2 more connections from 2001:db8:1:2::/64 over the per-address limit of 1 "
+            "in the last 60 s"])
 
 
 class OriginFormTests(SynchronousTestCase):

@@ -42,6 +42,7 @@ from pypid.web.serving.stored_objects import (
     send_remote,
 )
 from tests.harness.fakes import FakeRemote
+from tests.harness.web import parse_response
 
 TAG = b'"abc123"'
 
@@ -263,17 +264,6 @@ class _Send(Resource):
         if isinstance(body, Deferred):
             return finish_later(request, body)
         return body
-
-
-def parse_response(raw):
-    """Split one HTTP/1.1 response into C{(code, headers, body)}, header names lowercased."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, body
 
 
 class _ChannelMixin:
