@@ -185,6 +185,19 @@ def todays(request, old, new, version, restarted=False):
         # token API is told that a token never manages tokens (6bc15fb):
         # the status, which clients act on, is the same.
         new["text"] = old["text"]
+    remedied = old.get("text", "").rstrip("\n").rstrip(".") \
+        + "; upload changed files under a new version"
+    if request.get("upload") and old["status"] == new["status"] == 400 \
+            and old.get("text", "").startswith("File already exists (") \
+            and new.get("text", "").rstrip("\n") == remedied:
+        # A refusal says what is wrong, then what to do (issue 69, item 15).
+        new["text"] = old["text"]
+    if request.get("auth") in ("wrong", "token:revoked") and new["status"] == 401 \
+            and old["status"] != 401 and request["method"] in ("GET", "HEAD"):
+        # Credentials that are sent are checked where anyone may read, so
+        # wrong ones (a wrong password, a revoked token) get 401 rather
+        # than the anonymous answer (issue 69, item 5).
+        new = old
     if path == "/api/advisories" and "json" in new:
         # Each index says which of its bases is in a stricter mode
         # (ac9774f, issue 45, items 7 and 9): a key added.
