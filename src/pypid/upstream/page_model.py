@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.core.dists.model import format_upload_time
 from pypid.core.indexes.project_status import ProjectStatus
 
 #: The refused entries kept, with their reasons, as examples for the log.
@@ -77,11 +76,6 @@ class UpstreamFile:
     def has_provenance(self) -> bool:
         """Whether the upstream offers a provenance (pypid's pages link its own copy)."""
         return self.provenance_url is not None
-
-    @property
-    def upload_time_iso(self) -> str | None:
-        """The upload time in PEP 700's format (for pages), or L{None}."""
-        return None if self.upload_time is None else format_upload_time(self.upload_time)
 
 
 @attrs.frozen(kw_only=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import operator
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pypid.core.dists.names import SDIST, WHEEL
@@ -187,21 +186,15 @@ class FileRecord(tuple[Any, ...]):
             _optional_str(variant),
         ))
 
-    @classmethod
-    def of_values(cls, values: Iterable[Any]) -> FileRecord:
-        """
-        A record from its 19 values in L{FIELDS} order, as a snapshot keeps
-        them: digests as raw bytes, the path L{None} when it is the filename.
-        Nothing is checked: the caller has.
-        """
-        return tuple.__new__(cls, values)
-
     def __getnewargs__(self) -> tuple[Any, ...]:
         # (for pickle and copy: the arguments of __new__, in the public form)
         return tuple(getattr(self, name) for name in FIELDS)
 
     def values(self) -> tuple[Any, ...]:
-        """The 19 values as L{of_values} takes them."""
+        """
+        The 19 values in L{FIELDS} order, as a snapshot keeps them: digests
+        as raw bytes, the path L{None} when it is the filename.
+        """
         return tuple(self)
 
     # (the fields are properties made by _plain and _hex, C-level reads of
@@ -278,11 +271,6 @@ class FileRecord(tuple[Any, ...]):
     def is_wheel(self) -> bool:
         """Whether this file is a wheel."""
         return tuple.__getitem__(self, 4) == WHEEL
-
-    @property
-    def upload_time_iso(self) -> str:
-        """The upload time in PEP 700's format."""
-        return format_upload_time(tuple.__getitem__(self, 8))
 
     def to_json(self) -> dict[str, Any]:
         """

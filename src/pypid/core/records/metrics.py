@@ -16,7 +16,7 @@ output is exactly what Prometheus expects.
 
 No label ever holds a project, a user or a filename: those are unbounded.
 Routes, methods and status codes are a small closed set (L{route_of},
-L{method_of}).
+L{_METHODS}).
 
 Pure: no I/O, no clock (the caller measures the time).
 """
@@ -111,11 +111,6 @@ def index_and_route(method: bytes | None, path: bytes,
     if slash and first in indexes:
         return first.decode("ascii"), route_of(method, b"/" + rest)
     return DEFAULT_INDEX, route_of(method, path)
-
-
-def method_of(method: bytes | None) -> str:
-    """The C{method} label: a standard method's name, else C{other}."""
-    return _METHODS.get(method, "other")
 
 
 def outcome_of(status: int | None) -> str:
