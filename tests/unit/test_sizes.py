@@ -51,8 +51,6 @@ OVER = {
 #: The import cycles of today (runtime, lazy or type-only imports alike),
 #: each a sorted tuple of modules, with the reason it is there.
 CYCLES = {
-    ("pypid.core.indexes.later_projects", "pypid.core.indexes.project"):
-        "a project loaded later becomes a project (type-only one way)",
     ("pypid.auth.ldap", "pypid.auth.verifier"):
         "the directory is one of the verifier's sources (type-only one way)",
 }

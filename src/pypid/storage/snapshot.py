@@ -43,7 +43,7 @@ import orjson
 
 from pypid.core.dists.model import DIGESTS, FIELDS, FileRecord, check_variant, raw_digest
 from pypid.core.dists.names import SDIST, WHEEL
-from pypid.core.indexes.later_projects import LaterProject
+from pypid.core.indexes.project import LaterProject
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
 from pypid.storage.disk import write_atomically

@@ -26,7 +26,7 @@ import orjson
 from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
-from pypid.core.indexes.later_projects import LaterProject
+from pypid.core.indexes.project import LaterProject
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
 from pypid.storage.snapshot import (

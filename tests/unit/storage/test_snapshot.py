@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.later_projects import LaterRecords
+from pypid.core.indexes.project import LaterRecords
 from pypid.core.indexes.promotion import Promotion
 from pypid.state import writer as snapshot_writer
 from pypid.state.loader import IndexLoader

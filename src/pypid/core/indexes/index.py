@@ -30,9 +30,8 @@ from pypid.core.dists.names import (
     project_of_filename,
 )
 from pypid.core.dists.version_order import release_key
-from pypid.core.indexes.later_projects import LaterProject, LaterProjects
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.indexes.project import Project
+from pypid.core.indexes.project import LaterProject, LaterProjects, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion

@@ -6,8 +6,7 @@ L{ProjectStatuses}, L{PromotedFiles} and L{LaterProjects}, each on its own
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.indexes.later_projects import LaterProjects, LaterRecords
-from pypid.core.indexes.project import Project
+from pypid.core.indexes.project import LaterProjects, LaterRecords, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion

@@ -19,7 +19,7 @@ from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
 from pypid.core.dists.distribution import inspect
-from pypid.core.indexes.later_projects import LaterRecords
+from pypid.core.indexes.project import LaterRecords
 from pypid.core.records.metrics import (
     ROUTES,
     Histogram,
