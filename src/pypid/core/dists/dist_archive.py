@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import attrs
 
-from pypid.core.dists.dist_members import SdistLayout
+from pypid.core.dists.dist_members import SdistLayout, UnsafeArchive
 from pypid.core.dists.dist_tar import (
     BoundedReader,
     OneGzipMember,
@@ -55,7 +55,6 @@ from pypid.core.dists.dist_zip import (
     wheel_metadata,
     zip_sdist_metadata,
 )
-from pypid.core.dists.member_names import UnsafeArchive
 from pypid.core.dists.metadata import (
     DEFAULT_MAX_METADATA_SIZE,
     SUPPORTED_METADATA_VERSIONS,

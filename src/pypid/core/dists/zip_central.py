@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from pypid.core.dists.member_names import MemberNames, check_name
+from pypid.core.dists.dist_members import MemberNames, check_name
 from pypid.core.dists.zip_format import (
     EMPTY_DEFLATE,
     STORED,

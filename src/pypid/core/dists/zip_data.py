@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 
-from pypid.core.dists.member_names import encode_name
+from pypid.core.dists.dist_members import encode_name
 from pypid.core.dists.zip_format import STORED, SeekableFile, UnsafeZip, read_at
 from pypid.core.dists.zipcheck import ZipEntry
 

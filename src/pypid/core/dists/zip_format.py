@@ -16,7 +16,7 @@ from typing import Protocol
 
 import attrs
 
-from pypid.core.dists.member_names import UnsafeArchive
+from pypid.core.dists.dist_members import UnsafeArchive
 
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF

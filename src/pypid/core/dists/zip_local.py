@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from pypid.core.dists.member_names import show_name
+from pypid.core.dists.dist_members import show_name
 from pypid.core.dists.zip_format import (
     EMPTY_DEFLATE,
     HAS_DESCRIPTOR,

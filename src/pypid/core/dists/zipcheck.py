@@ -37,7 +37,7 @@ from typing import NoReturn
 
 import attrs
 
-from pypid.core.dists.member_names import DEFAULT_MAX_NAME_LENGTH
+from pypid.core.dists.dist_members import DEFAULT_MAX_NAME_LENGTH
 from pypid.core.dists.zip_central import CENTRAL_HEADER, read_central_directory
 from pypid.core.dists.zip_format import MAX_VERSION, U16, U32, SeekableFile, UnsafeZip, read_at
 from pypid.core.dists.zip_local import check_members

@@ -13,7 +13,7 @@ import zlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.dists.member_names import MemberNames, UnsafeArchive, check_member_name
+from pypid.core.dists.dist_members import MemberNames, UnsafeArchive, check_member_name
 from pypid.core.dists.zip_data import check_zip_data
 from pypid.core.dists.zip_format import UnsafeZip
 from pypid.core.dists.zipcheck import ZipEntry, check_zip
