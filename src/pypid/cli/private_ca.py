@@ -284,6 +284,9 @@ def run(options: argparse.Namespace, out: TextIO,
         f"  SSL_CERT_FILE={ca} uv pip install --index-url {url}simple/ PROJECT\n"
         f"  twine upload --cert {ca} --repository-url {url} dist/*\n"
         f"  pypid-token --cert {ca} --server {url} ...\n\n"
+        "Where REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is set (a company's CA bundle), pip "
+        f"and twine ignore --cert: run them as REQUESTS_CA_BUNDLE={ca} pip ... (or twine "
+        "...) instead.\n\n"
         "Run this again before the certificate ends: the CA is kept, so clients need "
         "nothing new.\n")
     return 0

@@ -69,6 +69,9 @@ class PrintedRecipeTests(SynchronousTestCase):
                       "interface=0.0.0.0 (every IPv4 address): that opens the server to the "
                       "network", said)
         self.assertNotIn("listen = https:8443\n", said)
+        ca = os.path.join(self.folder, "ca.pem")
+        self.assertIn(f"pip and twine ignore --cert: run them as REQUESTS_CA_BUNDLE={ca} pip",
+                      said)
 
     def test_config_lines_kept(self):
         """With --config, each line's address is kept; a line on every address says so."""
