@@ -73,7 +73,7 @@ class Server:
             reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
             raise CliError(f"{method} {url}: {e.code} {reason}")
         except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
+            reason: object = e.reason if isinstance(e, urllib.error.URLError) else e
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise CliError(f"cannot reach {url}: {reason}; checked against "
                                f"{_trusted(self._cert)}: give the server's CA with --cert PEM "
