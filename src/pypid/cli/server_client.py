@@ -73,12 +73,12 @@ class Server:
             reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
             raise CliError(f"{method} {url}: {e.code} {reason}")
         except (urllib.error.URLError, OSError) as e:
-            reason: object = e.reason if isinstance(e, urllib.error.URLError) else e
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise CliError(f"cannot reach {url}: {reason}; checked against "
+            cause = e.reason if isinstance(e, urllib.error.URLError) else e
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise CliError(f"cannot reach {url}: {cause}; checked against "
                                f"{_trusted(self._cert)}: give the server's CA with --cert PEM "
                                "or PYPID_CERT=PEM")
-            raise CliError(f"cannot reach {url}: {reason}")
+            raise CliError(f"cannot reach {url}: {cause}")
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
