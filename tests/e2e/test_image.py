@@ -26,6 +26,7 @@ from twisted.python import log
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
+from tests import CHECKOUT
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import Clients, free_port, http, installed, write_files
 from tests.harness.image import Podman, RunImage
@@ -184,6 +185,32 @@ class ImageTests(SynchronousTestCase):
         self.assertEqual(installed(again), {"boxed-app": "1.0"})
         logs = self.podman("logs", name).stdout + self.podman("logs", name).stderr
         self.assertIn("(from the snapshot", logs)
+
+    def test_documented_start(self):
+        """
+        docs/container.rst's start: a copy of etc/container/pypid.ini (its
+        [users] empty), a user added with the hash the image's pypid-passwd
+        prints, and that user uploads to the container it configures.
+        """
+        with open(os.path.join(CHECKOUT, "docs", "container.rst"), encoding="utf-8") as f:
+            docs = f.read()
+        self.assertIn("cp etc/container/pypid.ini pypid.ini", docs)
+        self.assertIn("docker run --rm -i --entrypoint pypid-passwd pypid < ", docs)
+        with open(os.path.join(CHECKOUT, "etc", "container", "pypid.ini"),
+                  encoding="utf-8") as f:
+            shipped = f.read()
+        hashed = self.podman("run", "--rm", "-i", "--entrypoint", "pypid-passwd",
+                             self.image.tag, input=PASSWORD + "\n").stdout.strip()
+        self.assertTrue(hashed.startswith("$argon2id$"), hashed)
+        self.assertIn("\n[users]\n", shipped)
+        config = self.config(shipped.replace("\n[users]\n", f"\n[users]\nalice = {hashed}\n"))
+        volume, _ = self.volume()
+        port = free_port()
+        name, began = self.start(volume, port, "--volume", f"{config}:/etc/pypid:ro")
+        self.healthy(name, began)
+        [path] = write_files(os.path.abspath(self.mktemp()), WHEEL)
+        self.clients.twine_upload(types.SimpleNamespace(url=f"http://127.0.0.1:{port}/"),
+                                  [path], user="alice", password=PASSWORD)
 
     def test_environment_only(self):
         """

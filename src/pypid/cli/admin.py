@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         if options.command in bundle_commands.COMMANDS:
             return bundle_commands.run(options, config_from, out, err)
         if options.command == "tls":
-            return tls_command.run(options, out)
+            if options.config is None:
+                return tls_command.run(options, out)
+            return tls_command.run(options, out, config_from(options).server.listen,
+                                   options.config)
         assert command is not None  # (argparse allows only the commands added)
         command.run(server_from(options), options, out)
     except CliError as e:
@@ -108,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     add_server_options(parser)
     parser.add_argument("--config", metavar="FILE",
                         help="the server's configuration, for the commands that work on its "
-                             "storage directly (export, import, audit verify)")
+                             "storage directly (export, import, audit verify), and for tls, "
+                             "whose https: lines keep the addresses of its listen lines")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a key of --config, as the daemon's --set does")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -17,6 +17,11 @@ What every client takes is two certificates:
     C{subjectAltName} (host names and IP addresses; no client reads the
     common name any more), 397 days (the longest some clients accept).
 
+The C{listen} lines it prints keep the address of the lines they replace
+(C{--config}'s, or the shipped loopback one): a server on this machine
+only is not opened to the network by the recipe, and a line that opens
+it says so.
+
 Both keys are ECDSA P-256: small and fast, and accepted by every client
 pypid is tested with. Made with the C{cryptography} package (no
 OpenSSL command line); the keys are written readable by their owner only.
@@ -38,7 +43,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pypid.cli.server_client import CliError
+from pypid.config.server_settings import SERVER_KEYS, listen_interface, on_network
 
+#: The port of the printed C{https:} lines.
+HTTPS_PORT = 8443
 #: How long the CA is valid.
 CA_DAYS = 3650
 #: How long a server certificate is valid: 397 days, the most Apple's
@@ -208,28 +216,77 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="a name or IP address clients reach the server by (repeat for more)")
 
 
-def run(options: argparse.Namespace, out: TextIO) -> int:
-    """Make the files, and say how to use them."""
+def https_lines(listen: Sequence[str]) -> list[str]:
+    """
+    The C{https:} lines that replace the C{[pypid] listen} lines C{listen},
+    each on the address of a line it replaces (so a server on this machine
+    only stays so); on the loopback address for lines on no address
+    (C{unix:}, C{systemd:}). An address of every IPv4 (or IPv6) address
+    takes the place of the other IPv4 (or IPv6) ones, which it covers.
+    """
+    found = [listen_interface(line) for line in listen]
+    interfaces = list(dict.fromkeys(i for i in found if i is not None)) or ["127.0.0.1"]
+    for every in ("0.0.0.0", "::"):
+        if every in interfaces:
+            interfaces = [i for i in interfaces if i == every or (":" in i) != (":" in every)]
+    return [f"https:{HTTPS_PORT}:interface=" + interface.replace(":", "\\:")
+            for interface in interfaces]
+
+
+def _reach(lines: Sequence[str]) -> str:
+    """
+    What the C{https:} C{lines} open, said plainly: the network, or this
+    machine only (and how to open it, and what to do first).
+    """
+    network = [line for line in lines if on_network(line)]
+    if network:
+        return (f"{' and '.join(network)} opens the server to the network: every machine that "
+                "reaches this one reaches it. Give admin a new password first (pypid-passwd) "
+                "if it still has the shipped one.\n")
+    return ("Only this machine reaches it. To serve other machines, write interface=0.0.0.0 "
+            "(every IPv4 address): that opens the server to the network, so give admin a new "
+            "password first (pypid-passwd).\n")
+
+
+def run(options: argparse.Namespace, out: TextIO,
+        listen: Sequence[str] = (SERVER_KEYS["listen"][0],),
+        config: str = "etc/pypid.ini") -> int:
+    """
+    Make the files, and say how to use them.
+
+    @param listen: the C{[pypid] listen} lines the server has now (those of
+        C{--config}, or the shipped default), whose addresses the printed
+        C{https:} lines keep.
+    @param config: the file they are in.
+    """
     made = make(options.out, options.host)
     ca, server, key = made.path(CA), made.path(SERVER), made.path(SERVER_KEY)
     host = made.hosts[0]
     shown = f"[{host}]" if ":" in host else host
+    url = f"https://{shown}:{HTTPS_PORT}/"
+    lines = https_lines(listen)
     out.write(
         ("made a new CA: " if made.new_ca else "kept the CA: ") + ca + "\n"
         f"made a certificate for {', '.join(made.hosts)}, valid until "
         f"{made.not_after:%Y-%m-%d}: {server}\n\n"
-        "Serve it (etc/pypid.ini):\n\n"
+        f"Serve it ({config}): in place of listen = {' '.join(listen)}, the same "
+        "address over HTTPS:\n\n"
         "  [pypid]\n"
-        "  listen = https:8443\n"
-        f"  base_url = https://{shown}:8443/\n"
+        + "".join(f"  listen = {line}\n" if at == 0 else f"      {line}\n"
+                  for at, line in enumerate(lines)) +
+        f"  base_url = {url}\n"
         "  [tls]\n"
         f"  certificate = {server}\n"
         f"  key = {key}\n\n"
+        + _reach(lines) + "\n"
         f"Give clients {ca} (never {made.path(CA_KEY)}):\n\n"
-        f"  pip install --cert {ca} --index-url https://{shown}:8443/simple/ PROJECT\n"
-        f"  SSL_CERT_FILE={ca} uv pip install --index-url https://{shown}:8443/simple/ PROJECT\n"
-        f"  twine upload --cert {ca} --repository-url https://{shown}:8443/ dist/*\n"
-        f"  pypid-token --cert {ca} --server https://{shown}:8443/ ...\n\n"
+        f"  pip install --cert {ca} --index-url {url}simple/ PROJECT\n"
+        f"  SSL_CERT_FILE={ca} uv pip install --index-url {url}simple/ PROJECT\n"
+        f"  twine upload --cert {ca} --repository-url {url} dist/*\n"
+        f"  pypid-token --cert {ca} --server {url} ...\n\n"
+        "Where REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is set (a company's CA bundle), pip "
+        f"and twine ignore --cert: run them as REQUESTS_CA_BUNDLE={ca} pip ... (or twine "
+        "...) instead.\n\n"
         "Run this again before the certificate ends: the CA is kept, so clients need "
         "nothing new.\n")
     return 0

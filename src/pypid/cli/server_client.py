@@ -48,6 +48,7 @@ class Server:
             of the system's; L{None}: the system's.
         """
         self.url = url.rstrip("/") + "/"
+        self._cert = cert
         self._opener = _OPENER if cert is None else _opener_trusting(cert)
         self._auth: str | None = None
         if user and not _safe_for_credentials(self.url):
@@ -72,7 +73,12 @@ class Server:
             reason = e.read(500).decode("utf-8", "replace").strip() or e.reason
             raise CliError(f"{method} {url}: {e.code} {reason}")
         except (urllib.error.URLError, OSError) as e:
-            raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}")
+            cause = e.reason if isinstance(e, urllib.error.URLError) else e
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise CliError(f"cannot reach {url}: {cause}; checked against "
+                               f"{_trusted(self._cert)}: give the server's CA with --cert PEM "
+                               "or PYPID_CERT=PEM")
+            raise CliError(f"cannot reach {url}: {cause}")
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -93,6 +99,19 @@ def _opener_trusting(cert: str) -> urllib.request.OpenerDirector:
     except (OSError, ssl.SSLError) as e:
         raise CliError(f"--cert {cert}: cannot use it: {getattr(e, 'strerror', None) or e}")
     return urllib.request.build_opener(_NoRedirects, urllib.request.HTTPSHandler(context=context))
+
+
+def _trusted(cert: str | None) -> str:
+    """
+    The CA certificates a server's certificate was checked against, said
+    so that a person can tell which (a company's C{SSL_CERT_FILE}, say).
+    """
+    if cert is not None:
+        return f"the CA certificates of {cert} (--cert or $PYPID_CERT)"
+    paths = ssl.get_default_verify_paths()
+    where = " and ".join(path for path in (paths.cafile, paths.capath) if path)
+    return (f"the system's CA certificates ({where or 'none found'}; "
+            f"${paths.openssl_cafile_env} names others)")
 
 
 def _safe_for_credentials(url: str) -> bool:

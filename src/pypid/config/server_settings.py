@@ -22,6 +22,7 @@ from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.values import (
     Keys,
     is_ip_address,
+    is_loopback_host,
     optional_url,
     parse_optional_path,
     parse_path,
@@ -179,6 +180,43 @@ def parse_listen_address(description: str) -> ListenAddress:
     if not (backlog.isascii() and backlog.isdigit() and 1 <= int(backlog) <= 65535):
         raise ValueError(f"{description!r}: the backlog must be a number from 1 to 65535")
     return ListenAddress(kind, description, int(port), interface, int(backlog))
+
+
+#: The Twisted TCP endpoint types, by the place of C{interface} among their
+#: positional arguments (after the port) and its default: what their parsers
+#: in C{twisted.internet.endpoints} take.
+_TCP_INTERFACES = {"tcp": (1, "0.0.0.0"), "tcp6": (2, "::")}
+
+
+def listen_interface(description: str) -> str | None:
+    """
+    The address a line of C{[pypid] listen} listens on, as Twisted reads
+    it: C{0.0.0.0} for every IPv4 address, C{::} for every address; L{None}
+    for a line on no address it tells (C{unix:}, C{systemd:}, whose socket
+    the socket unit binds, another plugin's).
+    """
+    address = parse_listen_address(description)
+    if address.kind != "endpoint":
+        return address.interface or "0.0.0.0"
+    parts = [part.strip() for part in _split_escaped(description)]
+    while parts and parts[0].lower() in _WRAPPING_ENDPOINTS:
+        parts = parts[1:]
+    if not parts or parts[0].lower() not in _TCP_INTERFACES:
+        return None
+    at, default = _TCP_INTERFACES[parts[0].lower()]
+    positional = [part for part in parts[1:] if "=" not in part]
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return named.get("interface", positional[at] if len(positional) > at else "") or default
+
+
+def on_network(description: str) -> bool:
+    """
+    Whether a line of C{[pypid] listen} listens where other machines may
+    reach it: on any address but this machine's loopback (L{False} for
+    a line whose address L{listen_interface} cannot tell).
+    """
+    interface = listen_interface(description)
+    return interface is not None and not is_loopback_host(interface)
 
 
 def _listen(value: str) -> tuple[str, ...]:

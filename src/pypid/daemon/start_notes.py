@@ -4,7 +4,10 @@ the packages and the snapshot are, as absolute paths (a relative one in a
 file is read against the file's folder, and a default against the folder
 the server was started in: the log says which came out), and a warning
 while a user still has the password the shipped C{etc/pypid.ini} gives
-its C{admin}, which anyone who read the README knows.
+its C{admin}, which anyone who read the README knows: a louder one when a
+listener is on an address other machines reach (the TLS recipe's
+C{https:8443} is every IPv4 address), for then anyone on the network can
+log in with it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from pypid.config import Config
+from pypid.config.server_settings import on_network
 
 log = Logger()
 
@@ -46,7 +50,10 @@ class StartNotes(Service):
         Service.startService(self)
         log.info("Storage: {storage}; snapshot: {snapshot}",
                  storage=storage_line(self._config), snapshot=self._config.server.snapshot)
+        network = [line for line in self._config.server.listen if on_network(line)]
+        who = (f", and this server is reachable from the network ({', '.join(network)}): "
+               "anyone on the network" if network else ": anyone who can reach this server")
         for name in shipped_password_users(self._config):
-            log.warn("The user {name} still has the password etc/pypid.ini ships (admin): "
-                     "anyone who can reach this server can log in as {name}. Run pypid-passwd, "
-                     "put the hash it prints in [users], and send SIGHUP", name=name)
+            log.warn("The user {name} still has the password etc/pypid.ini ships (admin){who} "
+                     "can log in as {name}. Run pypid-passwd, put the hash it prints in "
+                     "[users], and send SIGHUP", name=name, who=who)

@@ -35,6 +35,39 @@ class StartNotesTests(SynchronousTestCase):
                       notes[1][1])
         self.assertEqual(len(notes), 2)
 
+    def test_shipped_password_on_the_network(self):
+        """
+        The shipped password with a listener other machines reach (the TLS
+        recipe's https:8443, every IPv4 address): the warning says the
+        server is reachable from the network, naming the line; on loopback
+        lines alone, it does not.
+        """
+        path = os.path.join(CHECKOUT, "etc", "pypid.ini")
+        tls = [("tls", "certificate", "/etc/pypid/tls/server.pem"),
+               ("tls", "key", "/etc/pypid/tls/server-key.pem")]
+        for listen, network in ((["https:8443"], "https:8443"),
+                                (["tcp:8080:interface=127.0.0.1", "tcp6:8080"], "tcp6:8080"),
+                                (["https:8443:interface=127.0.0.1"], None),
+                                (["unix:/run/pypid.sock"], None)):
+            https = any(line.startswith("https:") for line in listen)
+            warnings = [text for level, text in
+                        self.notes(load_config(path, tls if https else (), listen))
+                        if level == LogLevel.warn]
+            self.assertEqual(len(warnings), 1, listen)
+            said = f"reachable from the network ({network}): anyone on the network can log in"
+            if network is None:
+                self.assertNotIn("network", warnings[0])
+                self.assertIn("anyone who can reach this server can log in", warnings[0])
+            else:
+                self.assertIn(said, warnings[0])
+
+    def test_new_password_on_the_network(self):
+        """Another password: no warning, whatever the listeners."""
+        config = load_config(None, [("users", "admin", "$argon2id$v=19$m=19456,t=2,p=1$"
+                                     "c29tZXNhbHQ$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")],
+                             ["tcp:8080"])
+        self.assertEqual([level for level, _ in self.notes(config)], [LogLevel.info])
+
     def test_new_password(self):
         """With another hash, no warning."""
         config = load_config(None, [("users", "admin", "$argon2id$v=19$m=19456,t=2,p=1$"
