@@ -296,7 +296,7 @@ class MakeServiceTests(SynchronousTestCase):
                       [e.get("how") for e in events])
         # Nothing changed since: the snapshot is not written again.
         self.assertEqual(os.stat(path).st_ino, written)
-        self.assertNotIn("Snapshot saved: {count} files", [e.get("log_format") for e in events])
+        self.assertNotIn("Snapshot{of} saved: {files}", [e.get("log_format") for e in events])
 
     def test_snapshot_of_other_storage(self):
         """A snapshot that describes another storage folder is not used."""

@@ -16,8 +16,7 @@ and lets it go: a port that is taken stops start-up with the
 same line before the storage, the snapshot or any other file is written
 (it wrote an empty index's folders wherever it was started, and then
 could not listen). It binds a plain socket, not a Twisted listener, whose
-C{(TCP Port 8080 Closed)} in the start log read as if the port were closed
-(issue 69).
+C{(TCP Port 8080 Closed)} in the start log read as if the port were closed.
 """
 
 from __future__ import annotations
