@@ -3,9 +3,12 @@ End-to-end tests of authentication: who may upload, yank and delete, and
 a private index whose every read needs credentials.
 """
 
+import datetime
 import json
 import os
+import re
 import stat
+import time
 from urllib.parse import urlencode
 
 from tests.harness.distributions import make_wheel
@@ -468,6 +471,13 @@ class TokenCliTests(DaemonTestCase):
         token_id = token.split("-")[1]
         self.assertIn(token_id, out)
         self.assertNotIn(token, out)
+        # (the expiry as a date in UTC, a day from now: it was a raw POSIX time)
+        (line,) = [line for line in out.splitlines() if line.startswith(token_id)]
+        expires = re.search(r"expires=(\d{4}-\d\d-\d\d \d\d:\d\d) UTC ", line)
+        self.assertIsNotNone(expires, line)
+        when = datetime.datetime.strptime(expires.group(1), "%Y-%m-%d %H:%M").replace(
+            tzinfo=datetime.UTC)
+        self.assertLess(abs(when.timestamp() - (time.time() + 86400)), 600)
         status, out, err = self.cli("revoke", token_id)
         self.assertEqual(status, 0, err)
         self.assertEqual(upload(self.daemon, *make_wheel("cli-app", "2.0"),
