@@ -9,7 +9,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli import token
-from tests.unit.cli.test_cli_admin import FakeServer
+from tests.harness.admin import FakeServer
 
 
 class ListTests(SynchronousTestCase):

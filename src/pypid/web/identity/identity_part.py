@@ -178,11 +178,13 @@ class IdentityPart(Service):
             self._settle_tokens(materials.tokens, config)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             self.sso.reconfigure(config.sso, sso_secret, sso_http)
-            return (f"{len(config.users)} users, {len(config.groups)} groups, "
-                    f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
-                    f"{len(config.publishers)} publishers"
-                    + (f" ({revoked} publisher tokens revoked)" if revoked else "")
-                    + (f" ({ended} browser sessions ended)" if ended else ""))
+            return (f"{counted(len(config.users), 'user')}, "
+                    f"{counted(len(config.groups), 'group')}, "
+                    f"{counted(len(config.auth.admins), 'admin')}, "
+                    f"{counted(len(config.acl), 'rule')}, "
+                    f"{counted(len(config.publishers), 'publisher')}"
+                    + (f" ({counted(revoked, 'publisher token')} revoked)" if revoked else "")
+                    + (f" ({counted(ended, 'browser session')} ended)" if ended else ""))
         return commit
 
 
