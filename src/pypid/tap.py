@@ -41,7 +41,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.listeners import IListeningReactor, Listeners
+from pypid.daemon.listeners import IListeningReactor, Listeners, PortCheck, bind_for_a_moment
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
@@ -122,11 +122,14 @@ class Options(usage.Options):
 
 
 def makeService(options: Options, reactor: IServerReactor | None = None,
-                pools: ThreadPools | None = None) -> Parts:
+                pools: ThreadPools | None = None,
+                check_port: PortCheck = bind_for_a_moment) -> Parts:
     """
     Build the whole server from parsed L{Options}.
 
     @param pools: the L{ThreadPools} to use; by default new ones.
+    @param check_port: binds a TCP port for a moment before anything starts
+        (L{pypid.daemon.listeners.ListenCheck}).
     """
     exit_on_failure = reactor is None
     if reactor is None:
@@ -143,7 +146,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
                      os.environ)
     try:
         service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
-                                notifier, load_config=reread)
+                                notifier, load_config=reread, check_port=check_port)
     except StartupError as e:
         raise SystemExit(f"pypid: {e}")
     if exit_on_failure:
@@ -209,7 +212,8 @@ class _MadeParts:
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
                   pools: ThreadPools | None = None, notifier: Notifier | None = None,
-                  load_config: Callable[[], Config] | None = None) -> Parts:
+                  load_config: Callable[[], Config] | None = None,
+                  check_port: PortCheck = bind_for_a_moment) -> Parts:
     """
     The parts of the server of a L{pypid.config.Config}, in the order they
     start, in their container.
@@ -221,6 +225,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         C{Type=notify} unit, or L{None}.
     @param load_config: C{load_config() -> Config}, reading the
         configuration again on C{SIGHUP}; L{None} for no reload.
+    @param check_port: binds a TCP port for a moment before anything starts
+        (L{pypid.daemon.listeners.ListenCheck}).
     @raise StartupError: when a part cannot be built from the configuration.
     """
     server = config.server
@@ -238,7 +244,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                audit, default.backfill, feed) if source is not None]
         + [part for part, _ in registry.upstreams.values()], access.sso)
     parts = registry.parts
-    listeners = Listeners.from_config(config, reactor, web.web.site, run)
+    listeners = Listeners.from_config(config, reactor, web.web.site, run, check_port)
     return Parts(_present(
         # (a TCP port taken stops start-up before anything is written)
         ("listen-check", listeners.check),

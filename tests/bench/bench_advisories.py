@@ -138,7 +138,7 @@ def make_export(path, records, projects, seed=1):
 
 
 #: What the daemon logs once the advisories are in force.
-LOADED = re.compile(rb"Loaded (\d+) advisories for (\d+) projects")
+LOADED = re.compile(rb"Loaded (\d+) advisor(?:y|ies) for (\d+) projects?")
 
 #: The start-up cases of C{--daemon}, in the order of a round (and of the
 #: code before, with C{--baseline-src}); each case's floor.

@@ -67,7 +67,7 @@ def main():
             f.write(data)
         served.start()
         try:
-            served.wait_for_log(b"Described 1 files", timeout=120)
+            served.wait_for_log(b"Described 1 file ", timeout=120)
             with Probe(served.index_url) as probe:
                 http("GET", served.url + "project/folder-freeze/", timeout=120)
                 time.sleep(SETTLE)

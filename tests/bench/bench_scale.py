@@ -89,9 +89,10 @@ LABELS = {
     "records": "snapshot deleted, records kept beside the files",
     "snapshot": "from the snapshot",
 }
-LOADED = re.compile(rb"Index loaded: (\d+) files in (\d+) projects .* in ([0-9.]+) s")
+LOADED = re.compile(rb"Index loaded: (\d+) files? in (\d+) projects? .* in ([0-9.]+) s")
 CHECKED = re.compile(rb"Storage checked against the snapshot in ([0-9.]+) s")
-DESCRIBED = re.compile(rb"Described (\d+) files \((\d+) not distributions\) in ([0-9.]+) s")
+DESCRIBED = re.compile(rb"Described (\d+) files? in ([0-9.]+) s: (\d+) distributions?, "
+                       rb"(\d+) not served")
 
 
 def bench_home():
@@ -250,7 +251,7 @@ def run_case(case, rep, source, work, projects, venv_bin=VENV_BIN):
         # read, in the background: a daemon stopped before saves no snapshot)
         described = daemon.logged(DESCRIBED, timeout=3600)
         if described:
-            result["describe_s"] = float(described.group(3))
+            result["describe_s"] = float(described.group(2))
             result["peak_rss_described_mib"] = round(status_of(daemon.process.pid, "VmHWM"), 1)
     daemon.stop(timeout=5 if case == "bare" else 300)
     if case in ("bare", "empty"):

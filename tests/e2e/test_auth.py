@@ -3,9 +3,15 @@ End-to-end tests of authentication: who may upload, yank and delete, and
 a private index whose every read needs credentials.
 """
 
+import datetime
 import json
 import os
+import re
+import signal
 import stat
+import subprocess
+import sys
+import time
 from urllib.parse import urlencode
 
 from tests.harness.distributions import make_wheel
@@ -13,6 +19,7 @@ from tests.harness.e2e import (
     PASSWORD,
     USER,
     DaemonTestCase,
+    clean_env,
     files_by_name,
     form,
     http,
@@ -208,6 +215,36 @@ class ThrottleTests(DaemonTestCase):
         other = upload(self.daemon, *wheel, auth=("other", "other-password"))
         self.assertEqual(other.status, 200)
         self.assertNotIn("guess", self.daemon.log_text())
+
+    def test_password_reset_ends_the_lock_out(self):
+        """
+        An admin's reset (pypid-passwd, the hash in the file, SIGHUP) lets
+        the user in at once with the new password: it was refused with 429
+        until the lock-out window ended.
+        """
+        daemon = self.new_daemon()
+        for attempt in range(10):
+            self.assertEqual(http("GET", daemon.url + "api/tokens",
+                                  auth=(USER, f"guess {attempt}")).status, 401, attempt)
+        self.assertEqual(http("GET", daemon.url + "api/tokens", auth=(USER, PASSWORD)).status,
+                         429)
+        made = subprocess.run([sys.executable, "-m", "pypid.cli.passwd"], cwd=daemon.directory,
+                              env=clean_env(daemon.home, **daemon.environ),
+                              input="a new horse\n", capture_output=True, text=True,
+                              timeout=60, check=True)
+        with open(daemon.config_path, encoding="utf-8") as f:
+            text = f.read()
+        old_line = next(line for line in text.splitlines() if line.startswith(f"{USER} = "))
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(text.replace(old_line, f"{USER} = {made.stdout.strip()}"))
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"Reloaded the configuration")
+        wheel = make_wheel("reset-then-upload", "1.0")
+        self.assertEqual(upload(daemon, *wheel, auth=(USER, "a new horse")).status, 200)
+        self.assertIn(f"Failed logins forgotten for {USER}: their password was set again",
+                      daemon.log_since_start().decode())
+        self.assertEqual(http("GET", daemon.url + "api/tokens", auth=(USER, PASSWORD)).status,
+                         401)
 
 
 class BehindProxyThrottleTests(DaemonTestCase):
@@ -468,6 +505,13 @@ class TokenCliTests(DaemonTestCase):
         token_id = token.split("-")[1]
         self.assertIn(token_id, out)
         self.assertNotIn(token, out)
+        # (the expiry as a date in UTC, a day from now: it was a raw POSIX time)
+        (line,) = [line for line in out.splitlines() if line.startswith(token_id)]
+        expires = re.search(r"expires=(\d{4}-\d\d-\d\d \d\d:\d\d) UTC ", line)
+        self.assertIsNotNone(expires, line)
+        when = datetime.datetime.strptime(expires.group(1), "%Y-%m-%d %H:%M").replace(
+            tzinfo=datetime.UTC)
+        self.assertLess(abs(when.timestamp() - (time.time() + 86400)), 600)
         status, out, err = self.cli("revoke", token_id)
         self.assertEqual(status, 0, err)
         self.assertEqual(upload(self.daemon, *make_wheel("cli-app", "2.0"),

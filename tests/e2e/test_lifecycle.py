@@ -418,7 +418,8 @@ class PypiserverFolderTests(DaemonTestCase):
         self.assertEqual(sorted(normalize(name) for name in root),
                          ["flat-pkg", "legacy-pkg", "nested-pkg"])
         # ... and as the files' metadata does once they are read.
-        daemon.wait_for_log(b"Described 5 files (1 not distributions)")
+        self.assertRegex(daemon.wait_for_log(b"Described 6 files in "),
+                         rb"Described 6 files in [0-9.]+ s: 5 distributions, 1 not served")
         root = anchors(http("GET", daemon.index_url).body)
         self.assertEqual(sorted(root), sorted(["flat-pkg", "nested-pkg", "Legacy-Pkg"]))
         for project, dists in expected.items():

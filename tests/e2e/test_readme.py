@@ -147,7 +147,7 @@ class FolderReadmeTests(Responsive, DaemonTestCase):
         with open(os.path.join(daemon.storage, filename), "wb") as f:
             f.write(data)
         daemon.start()
-        daemon.wait_for_log(b"Described 1 files")
+        daemon.wait_for_log(b"Described 1 file ")
         url = daemon.url + "project/folder-freeze/"
         with Probe(daemon.index_url) as probe:
             # (the first view asks for the description, rendered in the

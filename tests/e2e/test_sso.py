@@ -286,7 +286,7 @@ class ReloadTests(_SSO):
         with open(daemon.config_path, "w", encoding="utf-8") as f:
             f.write(text.replace("allow = group:staff", "allow = group:platform"))
         os.kill(daemon.pid, signal.SIGHUP)
-        daemon.wait_for_log(b"1 browser sessions ended")
+        daemon.wait_for_log(b"1 browser session ended")
         self.assertEqual(get(daemon.url, cookies["alice"])[0], 200)
         self.assertEqual(get(daemon.url, cookies["bob"])[0], 401)
 

@@ -1,10 +1,27 @@
 """
 C{pypid-admin export} and C{import} run in the test's process
 (L{run_admin}), as its parser would call them; they were
-L{tests.unit.bundle.test_migrate}'s.
+L{tests.unit.bundle.test_migrate}'s. And a fake server for the tools that
+ask one (L{FakeServer}).
 """
 
+import contextlib
+import io
+
 from twisted.internet import reactor
+
+
+class FakeServer:
+    """A server (for C{pypid-admin}, C{pypid-token}) that records each request and answers C{answer}."""
+
+    def __init__(self, answer=b"done\n"):
+        self.asked = []
+        self.answer = answer
+
+    @contextlib.contextmanager
+    def request(self, method, path, headers=None, body=None):
+        self.asked.append((method, path, headers, body))
+        yield io.BytesIO(self.answer)
 
 
 def admin_options(command, **fields):

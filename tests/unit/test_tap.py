@@ -25,7 +25,6 @@ from pypid.auth.factory import make_oidc_http, reloaded_oidc_http
 from pypid.config import Config
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.listeners import PortCheck
 from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
 from pypid.storage import snapshot_reading
@@ -49,8 +48,6 @@ class RecordingPort:
     port: int = 0
     interface: str = ""
     stopped: bool = False
-    #: whether it is the start-up's check of the port (L{ListenCheck}), let go at once
-    probe: bool = False
 
     def getHost(self):
         """Where it listens (L{IListeningPort}), as it was asked."""
@@ -62,22 +59,23 @@ class RecordingPort:
 
 
 class PortRecordingReactor(MemoryReactorClock):
-    """A memory reactor that keeps the ports it hands out."""
+    """
+    A memory reactor that keeps the ports it hands out, and the ports the
+    start-up checked (L{check_port}, given to L{makeService}).
+    """
 
     def __init__(self):
         super().__init__()
         self.ports = []
+        #: C{(port, interface)} of each port the start-up checked
         self.probes = []
 
+    def check_port(self, port, interface):
+        """Remember the start-up's check of a port (L{ListenCheck}): it is free."""
+        self.probes.append((port, interface))
+
     def listenTCP(self, port, factory, backlog=50, interface=""):
-        """
-        Log the call, as L{MemoryReactorClock} does (but for the start-up's
-        checks of the ports, kept apart in C{probes}), and return a
-        L{RecordingPort}.
-        """
-        if isinstance(factory, PortCheck):
-            self.probes.append(RecordingPort(port, interface, probe=True))
-            return self.probes[-1]
+        """Log the call, as L{MemoryReactorClock} does, and return a L{RecordingPort}."""
         super().listenTCP(port, factory, backlog, interface)
         self.ports.append(RecordingPort(port, interface))
         return self.ports[-1]
@@ -91,12 +89,9 @@ class ThreadedReactor(PortRecordingReactor):
         f(*args, **kwargs)
 
 
-class RefusingReactor(MemoryReactorClock):
-    """A memory reactor on which every port is taken."""
-
-    def listenTCP(self, port, factory, backlog=50, interface=""):
-        """Refuse, as a real reactor does when the port is in use."""
-        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+def refuse_port(port, interface):
+    """Refuse to bind a port, as L{bind_for_a_moment} does when it is in use."""
+    raise CannotListenError(interface, port, OSError(98, "Address already in use"))
 
 
 class OptionsTests(SynchronousTestCase):
@@ -207,10 +202,15 @@ class MakeServiceTests(SynchronousTestCase):
         ])
         return options
 
-    def service(self, *argv, reactor=None):
-        """Build the service and stop it at the end of the test if it was started."""
-        service = makeService(self.options(*argv), reactor=reactor or self.reactor,
-                              pools=fake_pools(*self.pools))
+    def service(self, *argv, reactor=None, check_port=None):
+        """
+        Build the service and stop it at the end of the test if it was
+        started; the ports checked at start-up are the reactor's C{probes}.
+        """
+        reactor = reactor or self.reactor
+        service = makeService(self.options(*argv), reactor=reactor,
+                              pools=fake_pools(*self.pools),
+                              check_port=check_port or reactor.check_port)
 
         def stop():
             if service.running:
@@ -296,7 +296,7 @@ class MakeServiceTests(SynchronousTestCase):
                       [e.get("how") for e in events])
         # Nothing changed since: the snapshot is not written again.
         self.assertEqual(os.stat(path).st_ino, written)
-        self.assertNotIn("Snapshot saved: {count} files", [e.get("log_format") for e in events])
+        self.assertNotIn("Snapshot{of} saved: {files}", [e.get("log_format") for e in events])
 
     def test_snapshot_of_other_storage(self):
         """A snapshot that describes another storage folder is not used."""
@@ -399,9 +399,9 @@ class MakeServiceTests(SynchronousTestCase):
         anything is written (issue 60): not the storage's folder, not the
         snapshot, not its running mark.
         """
-        reactor = RefusingReactor()
+        reactor = PortRecordingReactor()
         reactor.running = True
-        service = self.service("--listen", "tcp:8081", reactor=reactor)
+        service = self.service("--listen", "tcp:8081", reactor=reactor, check_port=refuse_port)
         with capturedLogs() as events:
             service.startService()
         self.assertTrue(reactor.hasStopped)
@@ -413,8 +413,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_cannot_listen_before_running(self):
         """A port found taken before the reactor runs stops it once it runs (twistd's order)."""
-        reactor = RefusingReactor()
-        service = self.service("--listen", "tcp:8081", reactor=reactor)
+        reactor = PortRecordingReactor()
+        service = self.service("--listen", "tcp:8081", reactor=reactor, check_port=refuse_port)
         service.startService()
         self.assertTrue(service.failed)
         self.assertFalse(reactor.hasStopped)
@@ -427,7 +427,7 @@ class MakeServiceTests(SynchronousTestCase):
         service = self.service("--listen", "tcp:8081", "--listen", "tcp:0")
         service.startService()
         self.successResultOf(service.ready)
-        self.assertEqual([(p.port, p.stopped) for p in self.reactor.probes], [(8081, True)])
+        self.assertEqual(self.reactor.probes, [(8081, "")])
         self.assertEqual(sorted(p.port for p in self.reactor.ports), [0, 8081])
 
     def test_load_failure(self):

@@ -23,7 +23,6 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
 from pypid.config.server_settings import ListenAddress, parse_listen_address
-from pypid.daemon.listeners import PortCheck
 from pypid.tap import Options, makeService, reload_on_hangup
 from pypid.tls import (
     CIPHERS,
@@ -423,18 +422,14 @@ class ListenerTests(SynchronousTestCase):
             *argv,
         ])
         pools = fake_pools() if run is None else fake_pools(run=run)
-        service = makeService(options, reactor=self.reactor, pools=pools)
+        service = makeService(options, reactor=self.reactor, pools=pools,
+                              check_port=lambda port, interface: None)
 
         def stop():
             if service.running:
                 return service.stopService()
         self.addCleanup(stop)
         return service
-
-    def tcp_servers(self):
-        """The reactor's TCP listeners, but for the start-up's checks of the ports."""
-        return [entry for entry in self.reactor.tcpServers
-                if not isinstance(entry[1], PortCheck)]
 
     def test_https_and_redirect(self):
         """https listeners serve the site over TLS; the redirect listener serves only redirects."""
@@ -445,7 +440,7 @@ class ListenerTests(SynchronousTestCase):
         service.startService()
         self.successResultOf(service.ready)
         self.assertIsNotNone(service.getServiceNamed("listeners").tls.context)
-        [secure, (port, factory, _, interface)] = self.tcp_servers()
+        [secure, (port, factory, _, interface)] = self.reactor.tcpServers
         self.assertEqual((secure[0], secure[2], secure[3]), (8443, 7, "127.0.0.1"))
         # Twisted's TLS layer around the site, asking ServerTLS for each connection.
         self.assertIsInstance(secure[1], TLSMemoryBIOFactory)
@@ -463,7 +458,7 @@ class ListenerTests(SynchronousTestCase):
                                "--set", "pypid.base_url=https://pypi.example/")
         service.startService()
         self.successResultOf(service.ready)
-        self.assertEqual(self.tcp_servers()[1][1].redirect,
+        self.assertEqual(self.reactor.tcpServers[1][1].redirect,
                          HTTPSRedirect("https://pypi.example/", 8443))
 
     def test_bad_key_stops(self):
@@ -476,7 +471,7 @@ class ListenerTests(SynchronousTestCase):
             service.startService()
         self.assertTrue(self.reactor.hasStopped)
         self.assertTrue(service.failed)
-        self.assertEqual(self.tcp_servers(), [])
+        self.assertEqual(self.reactor.tcpServers, [])
         critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
         self.assertEqual(critical, [
             f"Cannot listen on https:8443: the TLS key {stray} does not match the certificate "
@@ -498,7 +493,7 @@ class ListenerTests(SynchronousTestCase):
         with capturedLogs() as events:
             service.startService()
         self.assertTrue(service.failed)
-        self.assertEqual(self.tcp_servers(), [])
+        self.assertEqual(self.reactor.tcpServers, [])
         critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
         self.assertEqual(len(critical), 1, critical)
         self.assertTrue(critical[0].startswith(

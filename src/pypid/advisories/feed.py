@@ -91,6 +91,7 @@ from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family, by_label, gauge
 from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.startup import StartupError
+from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 
 log = Logger()
@@ -385,10 +386,11 @@ class AdvisoryFeed(Service):
         # of the collector's sight, a full collection of the process took
         # 177 ms with it in sight and none without)
         gc.freeze()
-        log.info("Loaded {advisories} advisories for {projects} projects from {source} in "
-                 "{took:.1f} s ({withdrawn} withdrawn records ignored; {how})",
-                 advisories=len(db), projects=len(db.by_project), source=db.source, took=took,
-                 withdrawn=cached.header.withdrawn,
+        log.info("Loaded {advisories} for {projects} from {source} in "
+                 "{took:.1f} s ({withdrawn} ignored; {how})",
+                 advisories=counted(len(db), "advisory", "advisories"),
+                 projects=counted(len(db.by_project), "project"), source=db.source, took=took,
+                 withdrawn=counted(cached.header.withdrawn, "withdrawn record"),
                  how="the export read" if exported else "from its compact cache")
 
     def _nothing_to_read(self) -> None:

@@ -33,6 +33,7 @@ counted). The rule, in the order the gate
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -245,6 +246,22 @@ class LoginThrottle:
             self._failures.pop((user, client), None)
             if guessable:
                 put_newest(self._good, (user, client), self.clock.seconds(), MAX_GOOD)
+
+    def forgive(self, users: Collection[str]) -> None:
+        """
+        An admin set the passwords of C{users} again: their lock-outs end
+        at once, from every client (each pair's count, and the user name's
+        bucket of rule 6), or the new password would be refused with
+        C{429} until the window ends. The clients' own counts stay: they
+        count every name a client tried.
+        """
+        if not users:
+            return
+        named = set(users)
+        for key in [key for key in self._failures if key[0] in named]:
+            del self._failures[key]
+        for user in named:
+            self._identities.pop(user, None)
 
     def _recent(self, user: str | None, client: str | None) -> list[float]:
         now = self.clock.seconds()

@@ -251,6 +251,13 @@ class PasswordVerifier:
         """
         return self._users.get(user)
 
+    def passwords_set_since(self, before: PasswordVerifier) -> list[str]:
+        """
+        The users whose password hash is not C{before}'s: an admin set it
+        (C{pypid-passwd} and a reload), or made the user.
+        """
+        return [user for user, stored in self._users.items() if before.stored(user) != stored]
+
     def needs_new_check(self, user: str, password: str) -> bool:
         """
         Whether verifying these credentials now would start a new hash check:

@@ -37,7 +37,8 @@ Put the hash in the configuration file, one line per user:
     [users]
     alice = <the hash>
 
-and restart pypid.
+and restart pypid, or send it SIGHUP (systemctl reload pypid): the new
+password works at once, even for a user the failed logins locked out.
 """
 
 

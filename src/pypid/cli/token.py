@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, add_server_options, server_from
+from pypid.core.formats.console_pages import when_text
 
 
 @quiet_on_broken_pipe
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
                           + (f"indexes={','.join(token['indexes'])}  "
                              if token.get("indexes") else "")
                           + (f"ENDED ({token['ended']['reason']})  " if token.get("ended")
-                             else f"expires={token['expires'] or 'never'}  ")
+                             # (the time as the console shows it, in UTC)
+                             else f"expires={when_text(token['expires'])}  ")
                           + f"{token['description']}\n")
         else:
             with server.request("DELETE", f"api/tokens/{quote(options.id)}") as response:

@@ -15,16 +15,19 @@ Before anything else starts, L{ListenCheck} binds each TCP port for a moment
 and lets it go: a port that is taken stops start-up with the
 same line before the storage, the snapshot or any other file is written
 (it wrote an empty index's folders wherever it was started, and then
-could not listen).
+could not listen). It binds a plain socket, not a Twisted listener, whose
+C{(TCP Port 8080 Closed)} in the start log read as if the port were closed.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, cast
 
 from twisted.application.service import Service
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.endpoints import (
@@ -42,7 +45,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import ServerFactory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -184,13 +186,29 @@ class ListenerService(Service):
         return None
 
 
-class PortCheck(ServerFactory):
-    """The factory of a port bound for a moment: Twisted's two lines name it, no more."""
+#: C{check(port, interface)}: bind the TCP port for a moment and let it go,
+#: or raise L{CannotListenError} (L{bind_for_a_moment}, or a test's).
+PortCheck = Callable[[int, str], None]
 
-    noisy = False
 
-    def logPrefix(self) -> str:
-        return "Checking the port: pypid"
+def bind_for_a_moment(port: int, interface: str) -> None:
+    """
+    Bind and listen on C{interface}:C{port} as Twisted's TCP listener would
+    (the same address family, C{SO_REUSEADDR} on POSIX, so a port in
+    C{TIME_WAIT} passes here as it does there), then close the socket.
+
+    @raise CannotListenError: as Twisted's, for a port taken or an address
+        this machine does not have.
+    """
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((interface, port))
+            probe.listen(1)
+    except OSError as e:
+        raise CannotListenError(interface, port, e)
 
 
 class ListenCheck(Service):
@@ -199,31 +217,25 @@ class ListenCheck(Service):
     the first part to start: a port taken (or an address this machine does
     not have) stops start-up with C{Cannot listen on <endpoint>: <error>}
     before anything is written. The listeners themselves open
-    only once the index is loaded.
+    only once the index is loaded. Nothing is logged of a port that is free.
     """
 
-    def __init__(self, reactor: IReactorTCP, probes: Iterable[tuple[str, int, str]]) -> None:
-        """@param probes: C{(description, port, interface)} of each TCP listener."""
-        self._reactor = reactor
+    def __init__(self, check: PortCheck, probes: Iterable[tuple[str, int, str]]) -> None:
+        """
+        @param check: binds one port for a moment (L{bind_for_a_moment}).
+        @param probes: C{(description, port, interface)} of each TCP listener.
+        """
+        self._check = check
         self._probes = list(probes)
 
-    def startService(self) -> Deferred[list[tuple[bool, None]]]:
+    def startService(self) -> None:
         """Bind and let go of each port; fail with the first that cannot be bound."""
         Service.startService(self)
-        bound: list[IListeningPort] = []
-        try:
-            for description, port, interface in self._probes:
-                try:
-                    bound.append(self._reactor.listenTCP(port, PortCheck(),
-                                                         interface=interface))
-                except CannotListenError as e:
-                    raise StartupError(f"Cannot listen on {description}: {e}")
-        finally:
-            # (let go: closed by the time the index is loaded and the
-            # listeners bind the same ports, which Twisted reuses at once)
-            closed = DeferredList([cast("Deferred[None]", maybeDeferred(port.stopListening))
-                                   for port in bound])
-        return closed
+        for description, port, interface in self._probes:
+            try:
+                self._check(port, interface)
+            except CannotListenError as e:
+                raise StartupError(f"Cannot listen on {description}: {e}")
 
 
 @implementer(IReloadable)
@@ -239,33 +251,37 @@ class Listeners(Service):
     """
 
     def __init__(self, listeners: Iterable[ListenerService], tls: ServerTLS | None,
-                 counter: ConnectionCounter, clock: IReactorTime) -> None:
+                 counter: ConnectionCounter, clock: IReactorTime,
+                 check_port: PortCheck = bind_for_a_moment) -> None:
         """
         @param counter: the site's L{pypid.web.server.channel.ConnectionCounter},
             which knows the requests in flight.
         @param clock: provides C{seconds()} and C{callLater}.
+        @param check_port: binds a TCP port for a moment (L{ListenCheck}).
         """
         self.listeners = list(listeners)
         self.tls = tls
         self._counter = counter
         self._clock = clock
         #: the part that checks the TCP ports first (L{ListenCheck})
-        self.check = ListenCheck(cast(IReactorTCP, clock),
+        self.check = ListenCheck(check_port,
                                  [(listener.description, *listener.probe)
                                   for listener in self.listeners if listener.probe is not None])
 
     @classmethod
     def from_config(cls, config: Config, reactor: IListeningReactor,
-                    site: PypidSite, run: Run) -> Listeners:
+                    site: PypidSite, run: Run,
+                    check_port: PortCheck = bind_for_a_moment) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
         @param run: C{run(f, *args) -> Deferred} in the I/O pool, where a
             reload reads the C{[tls]} files.
+        @param check_port: binds a TCP port for a moment (L{ListenCheck}).
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
         listeners, tls = make_listeners(config, reactor, site, run)
-        return cls(listeners, tls, site.counter, reactor)
+        return cls(listeners, tls, site.counter, reactor, check_port)
 
     def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
         """Open every listener; fire once all listen, or fail with the first that cannot."""

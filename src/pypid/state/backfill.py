@@ -26,9 +26,11 @@ from zope.interface import implementer
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import index_in_log
 from pypid.core.indexes.pending import DELETED, DescribeQueue, PendingFile, project_of
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
+from pypid.core.util.units import counted
 from pypid.storage.capabilities import IBackfillStorage
 
 log = Logger()
@@ -78,6 +80,8 @@ class Backfill:
     #: files described, and files that were not distributions (for /metrics)
     described: int = 0
     refused: int = 0
+    #: the index's name in the log lines; L{None} on a server of one index
+    name: str | None = attrs.field(default=None, kw_only=True)
 
     @property
     def remaining(self) -> int:
@@ -107,15 +111,22 @@ class Backfill:
             self._queue.add(_UNNAMED, unnamed)
         if not self._queue:
             return
+        # (the files whose name tells no project are counted apart: they
+        # are no project's, and most are not distributions at all)
+        what = counted(len(pending), "file")
+        if unnamed:
+            what += (f" ({len(pending) - len(unnamed)} of {counted(len(groups), 'project')}, "
+                     f"{len(unnamed)} not named as distributions)")
+        else:
+            what += f" of {counted(len(groups), 'project')}"
         recorded = sum(1 for item in pending if item.recorded)
         if recorded:
-            log.info("Reading {files} files of {projects} projects, {recorded} of them from "
-                     "the records beside them (their pages answer once they are)",
-                     files=self._queue.files, projects=len(self._queue), recorded=recorded)
+            log.info("Reading {what}{of}, {recorded} of them from the records beside them; "
+                     "their pages answer once they are", what=what,
+                     of=index_in_log(self.name), recorded=recorded)
         else:
-            log.info("Describing {files} files of {projects} projects found without a "
-                     "record (their pages answer once they are)", files=self._queue.files,
-                     projects=len(self._queue))
+            log.info("Describing {what}{of} found without a record; their pages answer "
+                     "once they are", what=what, of=index_in_log(self.name))
 
     def begin(self, done: Callable[[], object] | None = None) -> None:
         """
@@ -188,8 +199,10 @@ class Backfill:
     def _finished(self, _: object) -> None:
         self._running = None
         self._in_hand = 0
-        log.info("Described {described} files ({refused} not distributions) in {seconds:.1f} s",
-                 described=self.described, refused=self.refused,
+        log.info("Described {files}{of} in {seconds:.1f} s: {described}, {refused} not served",
+                 files=counted(self.described + self.refused, "file"),
+                 of=index_in_log(self.name),
+                 described=counted(self.described, "distribution"), refused=self.refused,
                  seconds=self._clock.seconds() - self._started)
         if self._done is not None:
             self._done()

@@ -175,23 +175,25 @@ class HostedStack:
         proxy = upstream_part.proxy if upstream_part is not None else None
         # A folder's files found without a record are described after the
         # server answers (a shared storage imports what it finds its own way).
-        backfill = (Backfill(index, stored, reactor)
+        # (its name in the log lines, on a server of named indexes)
+        label = name if labelled else None
+        backfill = (Backfill(index, stored, reactor, name=label)
                     if IBackfillStorage.providedBy(stored) and shared is None else None)
         locks = KeyedLock(reactor)
         path = index_snapshot_path(server.snapshot, name)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
-                                shared, proxy, learnt)
+                                shared, proxy, learnt, name=label)
         # (a promotion a crash interrupted is taken back before the load)
         recover = (partial(roll_back_promotions, stored)
                    if IAdoptingStorage.providedBy(stored) else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
-                             recover=recover)
+                             recover=recover, name=label)
         usage = (UsageLog(cast(IUsageStorage, stored), reactor)
                  if IUsageStorage.providedBy(stored) else None)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(
             name=name, index=index, storage=storage,
-            part=IndexPart(index, loader, name if labelled else None),
+            part=IndexPart(index, loader, label),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
             sync=SyncService(index, shared, reactor) if shared is not None else None,

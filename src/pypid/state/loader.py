@@ -29,12 +29,14 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import index_in_log
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import GAUGE, Family, gauge
 from pypid.core.util.clock_steps import ClockReading, trusted_since
 from pypid.core.util.startup import StartupError
+from pypid.core.util.units import counted
 from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import merge_scan
@@ -123,8 +125,8 @@ async def roll_back_promotions(storage: IAdoptingStorage) -> int:
         await storage.drop_journal(name)
         rolled += 1
         log.warn("Took back a promotion from {source} that did not finish ({name}): "
-                 "{count} files removed: {filenames}", source=journal.source, name=name,
-                 count=len(journal.records),
+                 "{files} removed: {filenames}", source=journal.source, name=name,
+                 files=counted(len(journal.records), "file"),
                  filenames=", ".join(r.filename for r in journal.records))
     return rolled
 
@@ -179,6 +181,9 @@ class IndexLoader:
     #: steps, to tell that the wall clock went back since the snapshot
     _boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock
     _recover: Callable[[], Awaitable[object]] | None = attrs.field(default=None, kw_only=True)
+    #: the index's name in its log lines; L{None} on a server of one index
+    #: (whose lines name none, as before there were named indexes)
+    name: str | None = attrs.field(default=None, kw_only=True)
 
     async def load(self) -> None:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
@@ -208,7 +213,7 @@ class IndexLoader:
             then()
 
     async def _load(self) -> None:
-        started = self._clock.seconds()
+        started, later = self._clock.seconds(), ""
         if self._recover is not None:
             await self._recover()
         known: dict[str, FileRecord] = {}
@@ -270,13 +275,17 @@ class IndexLoader:
             how = "from the snapshot and storage" if snap is not None else "from storage"
             if result.pending:
                 self._leave_to_backfill(result.pending)
+                # (counted once described: said here, so the counts add up)
+                later = f", {counted(len(result.pending), 'file')} still to describe"
         await load_statuses(self._index, self._storage)
         if self._upstream is not None:
             await self._upstream.load(snap.upstream_state if snap is not None else None, since)
         log.info(
-            "Index loaded: {files} files in {projects} projects ({how}) in {seconds:.2f} s",
-            files=len(self._index), projects=len(self._index.projects()), how=how,
-            seconds=self._clock.seconds() - started,
+            "{index} loaded: {files} in {projects} ({how}) in {seconds:.2f} s{later}",
+            index="Index" if self.name is None else f"Index {self.name}",
+            files=counted(len(self._index), "file"),
+            projects=counted(len(self._index.projects()), "project"), how=how,
+            seconds=self._clock.seconds() - started, later=later,
         )
 
     def _leave_to_backfill(self, pending: Sequence[PendingFile]) -> None:
@@ -352,9 +361,9 @@ class IndexLoader:
             # (the writer still dates its saves by the snapshot's time, so a
             # start after this one checks storage too; and the check is
             # tried again: until it passes the index is not ready)
-            log.error("Cannot check storage against the snapshot (serving the index the "
+            log.error("Cannot check storage against the snapshot{of} (serving the index the "
                       "snapshot holds; trying again in {retry:.0f} s): {error}",
-                      retry=CHECK_RETRY, error=str(e))
+                      of=index_in_log(self.name), retry=CHECK_RETRY, error=str(e))
             self._retry = self._clock.callLater(CHECK_RETRY, self._check_again, snap)
             return
         if self._writer is not None:
@@ -365,8 +374,8 @@ class IndexLoader:
         if result.promotions is not None:
             self._index.take_promotions(result.promotions)
         self._scanned(snap, result)
-        log.info("Storage checked against the snapshot in {seconds:.2f} s: files added "
-                 "{added}, changed {changed}, gone {gone}",
+        log.info("Storage checked against the snapshot{of} in {seconds:.2f} s: files added "
+                 "{added}, changed {changed}, gone {gone}", of=index_in_log(self.name),
                  seconds=self._clock.seconds() - started, **counts)
 
     def _check_again(self, snap: Snapshot) -> None:

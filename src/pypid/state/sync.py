@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
@@ -123,5 +124,5 @@ class SyncService(Periodic):
             statuses = checked_statuses(index, read, began)
             self._told(apply_statuses(index, statuses), statuses)
         apply_changes(index, changes)
-        log.info("Checked the index against the whole storage: {count} differences",
-                 count=len(changes))
+        log.info("Checked the index against the whole storage: {differences}",
+                 differences=counted(len(changes), "difference"))

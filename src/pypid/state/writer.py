@@ -37,10 +37,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import index_in_log
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.clock_steps import ClockReading
 from pypid.core.util.notice import Notice
+from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.capabilities import ISharedStorage
@@ -80,7 +82,7 @@ class SnapshotWriter(Service):
                  shared: ISharedStorage | None = None, upstream: UpstreamProxy | None = None,
                  learnt: Notice | None = None,
                  boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock,
-                 ) -> None:
+                 name: str | None = None) -> None:
         """
         @param index: the L{pypid.core.indexes.index.Index}.
         @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
@@ -99,6 +101,8 @@ class SnapshotWriter(Service):
         @param boot_clock: C{() -> (boot id, seconds since boot) | None},
             the clock that never steps, read with the clock's time into
             each snapshot (L{pypid.core.util.clock_steps}).
+        @param name: the index's name in the log lines; L{None} on a server
+            of one index.
         """
         self._index = index
         self.path = path
@@ -109,6 +113,7 @@ class SnapshotWriter(Service):
         self._shared = shared
         self._upstream = upstream
         self._boot_clock = boot_clock
+        self._of = index_in_log(name)
         self._saved_serial = -1
         self._wanted = False
         self._saving: Deferred[None] | None = None
@@ -256,7 +261,8 @@ class SnapshotWriter(Service):
             self.saved_at = now = self._clock.seconds()
             self.duration = now - started
             self.saves += 1
-            log.debug("Snapshot saved: {count} files", count=len(records))
+            log.debug("Snapshot{of} saved: {files}", of=self._of,
+                      files=counted(len(records), "file"))
             if copy is not None:
                 assert shared is not None  # (save makes a copy for a shared storage only)
                 kept = shared.keep_snapshot(copy)

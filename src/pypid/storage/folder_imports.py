@@ -28,6 +28,7 @@ from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.version_order import latest_per_project
 from pypid.core.indexes.pending import DELETED, PendingFile
+from pypid.core.util.units import counted
 from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
 log = Logger()
@@ -170,7 +171,8 @@ class FolderImports:
             finally:
                 self._unwritten.pop(record.filename, None)
         if not quiet:
-            log.info("Kept the records of {count} imported files", count=len(imported))
+            log.info("Kept the records of {files}",
+                     files=counted(len(imported), "imported file"))
 
     def describe(self, record: FileRecord) -> bytes | None:
         """Render a file's details from the file and keep them in their sidecar."""

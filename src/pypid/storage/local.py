@@ -66,6 +66,7 @@ from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, gauge
+from pypid.core.util.units import counted
 from pypid.storage.capabilities import (
     IAdoptingStorage,
     IBackfillStorage,
@@ -488,8 +489,8 @@ class FolderLock:
                 remove_file(entry.path)
                 swept += 1
         if swept:
-            _lock_log.info("Removed {count} temporary files left by an earlier run",
-                           count=swept)
+            _lock_log.info("Removed {files} left by an earlier run",
+                           files=counted(swept, "temporary file"))
 
     def _lock(self) -> None:
         """Take the folder's exclusive lock, unless held already."""

@@ -153,7 +153,6 @@ class FileCache:
                 order.get(r.filename, late), r.upload_time)):
             self.keep(record, announce=False)
         self._evict_over_cap()
-        log.info("Upstream cache: {count} files kept", count=len(self._kept))
 
 
 @attrs.define

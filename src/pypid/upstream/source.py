@@ -42,6 +42,7 @@ from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import Page
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.util.bounded import put_newest
+from pypid.core.util.units import counted
 from pypid.storage.interface import IStorage, Run
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
@@ -300,6 +301,9 @@ class UpstreamSource:
             self._pages.load_json(state.get("pages"), state.get("quarantines"))
             self.takedowns.load_json(state.get("takedowns"))
         await self._files.rescan(known, since)
+        log.info("Upstream cache{of}: {files} kept",
+                 of=f" of {self.name}" if self.labelled else "",
+                 files=counted(len(self._kept), "file"))
 
     def state(self) -> dict[str, Any]:
         """The cached pages and files, JSON-ready, for the snapshot."""

@@ -152,7 +152,7 @@ class FeedTests(SynchronousTestCase):
         with capturedLogs() as events:
             start(self, self.feed())
         self.assertEqual(self.board.db.projects(), {"widget"})
-        self.assertTrue(any(line.startswith(f"Loaded 1 advisories for 1 projects from "
+        self.assertTrue(any(line.startswith(f"Loaded 1 advisory for 1 project from "
                                             f"{self.folder} in ") for line in _lines(events)))
 
     def test_start_refused(self):
@@ -418,7 +418,7 @@ class StartupTests(SynchronousTestCase):
             start(self, self.feed())
         self.assertEqual(len(self.compiler.tasks), 1)
         self.assertEqual(self.board.db.projects(), {"widget"})
-        self.assertTrue(any(line.startswith("Loaded 1 advisories for 1 projects from ")
+        self.assertTrue(any(line.startswith("Loaded 1 advisory for 1 project from ")
                             and line.endswith("from its compact cache)")
                             for line in _lines(events)), _lines(events))
 

@@ -143,6 +143,31 @@ class ThrottleTests(SynchronousTestCase):
         self.assertEqual(self.throttle.wait("alice", "a"), 0)
 
 
+    def test_forgive(self):
+        """
+        Forgiving a user (an admin set their password again) ends their
+        lock-out from every client, their name's bucket too (rule 6); other
+        users' stay, and so do the clients' own counts.
+        """
+        throttle = LoginThrottle(self.clock, max_failures=3, window=60,
+                                 max_address_failures=5, max_identity_failures=4)
+        for user, client in (("alice", "a"), ("alice", "a"), ("alice", "a"), ("alice", "b"),
+                             ("bob", "a"), ("bob", "a")):
+            throttle.started(user, client)
+            throttle.failed(user, client)
+        # (4 failures of alice's: her name's bucket holds back clients "b" and "c" too)
+        self.assertEqual([throttle.wait("alice", c) for c in ("a", "b", "c")], [60, 15, 15])
+        throttle.forgive(["alice"])
+        self.assertEqual([throttle.wait("alice", c) for c in ("b", "c")], [0, 0])
+        # (the client "a" made 5 failures in all: its own cap, for every name)
+        self.assertEqual(throttle.wait("alice", "a"), 60)
+        self.assertEqual(throttle.wait("carol", "a"), 60)
+        self.assertEqual(sorted(key for key in throttle._failures if key[0] is not None),
+                         [("bob", "a")])
+        throttle.forgive([])
+        self.assertEqual(throttle.wait("alice", "b"), 0)
+
+
 class _Peer:
     host = "10.0.0.9"
 
@@ -282,6 +307,56 @@ class AccessThrottleTests(SynchronousTestCase):
         right = access.identify(_Request(PASSWORD))
         pool.finish()
         self.assertEqual(self.successResultOf(right), Identity("alice"))
+
+    def test_password_set_again(self):
+        """
+        A password an admin set again (its hash changed at a reload) works
+        at once, however many wrong ones came before (it was refused with
+        429 until the window ended); a reload that changes no password
+        forgives nobody.
+        """
+        access = self.gate(SynchronousPool(), max_failures=2, window=60)
+        for user, wrong in (("alice", "wrong"), ("alice", "wronger"), ("bob", "x"),
+                            ("bob", "y")):
+            self.failureResultOf(access.identify(_Request(wrong, user=user)), Unauthorized)
+        self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
+
+        def reload(users):
+            access.reconfigure(AccessModel(), PasswordVerifier(
+                users, self.clock, object(), run_in_pool=SynchronousPool()), self.tokens)
+        reload(USERS)
+        self.failureResultOf(access.identify(_Request(PASSWORD)), TooManyRequests)
+        reload({**USERS, "alice": hash_password("new horse", FAST)})
+        self.assertEqual(self.successResultOf(access.identify(_Request("new horse"))),
+                         Identity("alice"))
+        self.failureResultOf(access.identify(_Request("bob's", user="bob")), TooManyRequests)
+
+    def test_password_set_again_at_reload(self):
+        """The identity part's reload (C{SIGHUP}) forgives the user whose password changed."""
+        from pypid.config import load_config
+        from pypid.storage.audit_files import MemoryAuditLog
+        from pypid.web.identity.identity_part import IdentityPart
+        from pypid.web.server.audit_trail import AuditTrail
+        from tests.harness.tap import AtOncePool, ThreadedReactor
+
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+
+        def config(password):
+            path = os.path.join(folder, "pypid.ini")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f"[pypid]\nsnapshot = {folder}/index.json\n[users]\n"
+                        f"alice = {hash_password(password, FAST)}\n")
+            return load_config(path)
+        reactor = ThreadedReactor()
+        part = IdentityPart(config(PASSWORD), reactor, AtOncePool(),
+                            AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
+        for n in range(throttling.MAX_FAILURES):
+            self.failureResultOf(part.access.identify(_Request(f"guess {n}")), Unauthorized)
+        self.failureResultOf(part.access.identify(_Request(PASSWORD)), TooManyRequests)
+        part.prepare_reload(config("new horse"))()
+        self.assertEqual(self.successResultOf(part.access.identify(_Request("new horse"))),
+                         Identity("alice"))
 
     def test_token_failures_throttled(self):
         """

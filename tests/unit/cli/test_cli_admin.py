@@ -4,26 +4,13 @@ parser built from it, the checks of each command's options, and the
 requests the commands that change a file make (over a fake server).
 """
 
-import contextlib
 import io
 import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli import admin
-
-
-class FakeServer:
-    """A server that records each request and answers C{answer}."""
-
-    def __init__(self, answer=b"done\n"):
-        self.asked = []
-        self.answer = answer
-
-    @contextlib.contextmanager
-    def request(self, method, path, headers=None, body=None):
-        self.asked.append((method, path, headers, body))
-        yield io.BytesIO(self.answer)
+from tests.harness.admin import FakeServer
 
 
 class TableTests(SynchronousTestCase):

@@ -10,6 +10,7 @@ import os
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes.index import Index
@@ -29,6 +30,9 @@ class ProjectOfTests(SynchronousTestCase):
             "Demo.Pkg-1.0-py3-none-any.whl": ("demo-pkg", "Demo.Pkg"),
             "demo_pkg-2.0.tar.gz": ("demo-pkg", "demo_pkg"),
             "my-old-project-1.0.zip": ("my-old-project", "my-old-project"),
+            # (served from a folder as the others: listed at once too, issue 69)
+            "Old.Style-0.9.tar.bz2": ("old-style", "Old.Style"),
+            "older-0.1.tgz": ("older", "older"),
             "name-v2.0.tar.gz": ("name", "name"),
             "notes.txt": None,
             "noversion.tar.gz": None,
@@ -144,6 +148,38 @@ class DescriberTests(SynchronousTestCase):
         self.assertEqual(self.finished, [True])
         self.assertEqual(len(self.index), 4)
         self.assertEqual(self.backfill.remaining, 0)
+
+    def test_counts_add_up(self):
+        """
+        The start's lines count the same files: those a name tells no
+        project of apart from the projects (they counted as one more
+        project: "5 projects, then 4", issue 69), and the end says how many
+        were served of those described.
+        """
+        self.index, self.storage = Index(lambda r: r.filename), HeldStorage(self.records)
+        with capturedLogs() as events:
+            backfill = Backfill(self.index, self.storage, self.clock, name="staging")
+            backfill.start([pending(f) for f in self.records]
+                           + [pending("junk-1.0.tar.gz"), pending("readme.txt")])
+            while self.storage.asked:
+                self.storage.answer()
+        lines = [formatEvent(e) for e in events if "escrib" in e["log_format"]]
+        self.assertEqual(lines, [
+            "Describing 6 files (5 of 4 projects, 1 not named as distributions) of index "
+            "staging found without a record; their pages answer once they are",
+            "Described 6 files of index staging in 0.0 s: 4 distributions, 2 not served"])
+
+    def test_one_of_each(self):
+        """A file of a project, on a server of one index: said in the singular, no name."""
+        self.index, self.storage = Index(lambda r: r.filename), HeldStorage(self.records)
+        with capturedLogs() as events:
+            Backfill(self.index, self.storage, self.clock).start(
+                [pending("alpha-1.0-py3-none-any.whl")])
+            self.storage.answer()
+        self.assertEqual([formatEvent(e) for e in events if "escrib" in e["log_format"]], [
+            "Describing 1 file of 1 project found without a record; their pages answer "
+            "once they are",
+            "Described 1 file in 0.0 s: 1 distribution, 0 not served"])
 
     def test_listed_at_once(self):
         """Every project a filename names is listed before any file is described."""

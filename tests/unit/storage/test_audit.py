@@ -1757,7 +1757,8 @@ class ServiceTests(SynchronousTestCase):
                               "--listen", "tcp:8081"])
         clock = MemoryReactorClock()
         clock.advance(T0)
-        service = makeService(options, reactor=clock, pools=fake_pools())
+        service = makeService(options, reactor=clock, pools=fake_pools(),
+                              check_port=lambda port, interface: None)
         service.startService()
         self.successResultOf(service.ready)
         response = self.successResultOf(site_treq(site_of(service)).delete(

@@ -46,9 +46,16 @@ MAX_FILENAME_LENGTH = 200
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
 
-# Extensions a stored folder (pypiserver's layout) may hold as sdists; uploads
-# only accept .tar.gz and .zip, as the public index does.
-_SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+#: The extensions of the sdists a stored folder (pypiserver's layout) may
+#: hold, every one served; uploads take only the first two, as the public
+#: index does.
+SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+_UPLOAD_SDIST_EXTENSIONS = SDIST_EXTENSIONS[:2]
+
+_UPLOAD_EXTENSIONS = "invalid file extension: use .tar.gz, .whl or .zip"
+#: (what a folder's file is told: the README's list, every one served)
+_FOLDER_EXTENSIONS = ("invalid file extension: pypid serves .whl, "
+                      + ", ".join(SDIST_EXTENSIONS[:-1]) + f" and {SDIST_EXTENSIONS[-1]} files")
 
 
 class InvalidName(ValueError):
@@ -168,15 +175,13 @@ def _check_name_part(name: str) -> None:
 
 def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
     """L{parse_filename} for an sdist's name."""
-    for ext in _SDIST_EXTENSIONS:
+    for ext in SDIST_EXTENSIONS:
         if filename.endswith(ext):
             break
     else:
-        raise InvalidName(
-            "invalid file extension: use .tar.gz, .whl or .zip"
-        )
-    if not legacy and ext not in (".tar.gz", ".zip"):
-        raise InvalidName("invalid file extension: use .tar.gz, .whl or .zip")
+        raise InvalidName(_FOLDER_EXTENSIONS if legacy else _UPLOAD_EXTENSIONS)
+    if not legacy and ext not in _UPLOAD_SDIST_EXTENSIONS:
+        raise InvalidName(_UPLOAD_EXTENSIONS)
     stem = filename[: -len(ext)]
     try:
         name, version = parse_sdist_filename(stem + ".tar.gz")

@@ -35,6 +35,7 @@ from pypid.core.dists.names import normalize
 from pypid.core.formats.search import Results, SearchEntry
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.render import ListedFile
+from pypid.core.util.units import counted
 
 
 class ShownFile(ListedFile, Protocol):
@@ -273,11 +274,10 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
         f'<tbody>{rows}</tbody></table>'
     ) if rows else '<p class="muted">Nothing has been uploaded yet.</p>'
     base = snippet_base(chrome)
-    plural = "" if projects == 1 else "s"
     main = (
         '<section class="hero" aria-labelledby="title">'
         f'<h1 id="title">Python packages</h1>'
-        f'<p class="lead">{projects} project{plural}, {files} file{"" if files == 1 else "s"} '
+        f'<p class="lead">{counted(projects, "project")}, {counted(files, "file")} '
         f'on this private index.</p>'
         f'<form class="search search-big" role="search" action="{escape(chrome.search)}" '
         f'method="get"><label class="visually-hidden" for="q">Search projects</label>'

@@ -71,6 +71,15 @@ def index_section(name: str | None) -> str:
     return "[pypid]" if name is None or name == DEFAULT else f"[index:{name}]"
 
 
+def index_in_log(name: str | None) -> str:
+    """
+    What a log line adds to name the index it is of: C{" of index
+    staging"}; nothing for L{None}, the one index of a server that has no
+    named ones, whose lines stay as they were.
+    """
+    return "" if name is None else f" of index {name}"
+
+
 def parse_base(text: str) -> BaseRef:
     """
     Read one base: an index name, or C{upstream:NAME}.

@@ -25,9 +25,8 @@ from typing import NamedTuple
 
 import attrs
 
-from pypid.core.dists.names import normalize
+from pypid.core.dists.names import SDIST_EXTENSIONS, normalize
 
-_SDIST_SUFFIXES = (".tar.gz", ".zip")
 # A version starts with a digit (or a "v" and a digit, which PEP 440 allows).
 # (ASCII only, as every name: "ſ" and "K" match [A-Z] case-insensitively
 # otherwise, and "\d" any script's digits)
@@ -73,7 +72,7 @@ def project_of(filename: str) -> tuple[str, str] | None:
     if filename.endswith(".whl"):
         name = filename.split("-", 1)[0]
     else:
-        for suffix in _SDIST_SUFFIXES:
+        for suffix in SDIST_EXTENSIONS:
             if filename.endswith(suffix):
                 parts = _SDIST_SPLIT.split(filename[: -len(suffix)], 1)
                 if len(parts) != 2:

@@ -1,5 +1,6 @@
 """
-Sizes and durations as people write them: C{100M}, C{512KiB}, C{30s}, C{1.5h}.
+Sizes and durations as people write them: C{100M}, C{512KiB}, C{30s}, C{1.5h};
+and counts as people say them: C{1 project}, C{2 projects}.
 
 The configuration reads its sizes and durations with these, and so does the
 token admin at request time (a token's lifetime), so they live in the pure
@@ -64,6 +65,17 @@ def is_zero_duration(value: str) -> bool:
     return match is not None and float(match.group(1)) == 0
 
 
+def counted(count: float, noun: str, plural: str | None = None) -> str:
+    """
+    A count with its noun as people say it: C{1 project}, C{2 projects},
+    C{0 files}, C{1.5 hours}; C{plural} for a noun whose plural is not
+    C{noun + "s"} (C{entry}, C{entries}). The log lines and pages that
+    count things say it so, never "1 projects".
+    """
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {noun if count == 1 else plural or noun + 's'}"
+
+
 def format_duration(seconds: float) -> str:
     """
     A duration as people say it, in its largest whole-ish unit: C{7 days},
@@ -74,4 +86,4 @@ def format_duration(seconds: float) -> str:
         if seconds >= size:
             unit, count = name, round(seconds / size, 2)
             break
-    return f"{count:g} {unit}{'' if count == 1 else 's'}"
+    return counted(float(count), unit)

@@ -105,10 +105,18 @@ class Identification:
         Take a reloaded configuration's users and tokens (and who from
         outside it lets in): no credentials checked before are trusted any
         more, and a change under way is checked again as it commits
-        (L{confirm}).
+        (L{confirm}). A user whose password an admin set again is no
+        longer held back by the throttle for the failures before.
         """
         self.generation += 1
         self._vouching = {}
+        reset = verifier.passwords_set_since(self._verifier)
+        if self._throttle is not None and reset:
+            # (a password an admin set again works at once: the lock-out
+            # the forgotten one earned is not the new one's)
+            self._throttle.forgive(reset)
+            log.info("Failed logins forgotten for {users}: their password was set again",
+                     users=", ".join(sorted(reset)))
         self._verifier = verifier
         self.tokens = tokens
         if outside is not None:

@@ -40,6 +40,7 @@ from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
+from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import Run
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
@@ -89,8 +90,8 @@ class IdentityPart(Service):
         # change, however it came.
         ended = self._end_sessions(materials.verifier, config)
         if ended:
-            log.info("Ended {count} browser sessions whose people the configuration no "
-                     "longer lets in as they logged in", count=ended)
+            log.info("Ended {sessions} whose people the configuration no longer lets in "
+                     "as they logged in", sessions=counted(ended, "browser session"))
         self._settle_tokens(materials.tokens, config, at_start=True)
         self.access = Gates(materials.model, materials.verifier, throttle, materials.tokens,
                              audit=audit, publishers=self.publishing.tokens,
@@ -117,7 +118,7 @@ class IdentityPart(Service):
         before = book.dumps()
         ended = book.settle(config.users, outside_logins(config))
         if ended:
-            log.info("Ended {count} API tokens whose people are gone", count=ended)
+            log.info("Ended {tokens} whose people are gone", tokens=counted(ended, "API token"))
         if book.path is None or book.dumps() == before:
             return
         if at_start:
@@ -177,11 +178,13 @@ class IdentityPart(Service):
             self._settle_tokens(materials.tokens, config)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
             self.sso.reconfigure(config.sso, sso_secret, sso_http)
-            return (f"{len(config.users)} users, {len(config.groups)} groups, "
-                    f"{len(config.auth.admins)} admins, {len(config.acl)} rules, "
-                    f"{len(config.publishers)} publishers"
-                    + (f" ({revoked} publisher tokens revoked)" if revoked else "")
-                    + (f" ({ended} browser sessions ended)" if ended else ""))
+            return (f"{counted(len(config.users), 'user')}, "
+                    f"{counted(len(config.groups), 'group')}, "
+                    f"{counted(len(config.auth.admins), 'admin')}, "
+                    f"{counted(len(config.acl), 'rule')}, "
+                    f"{counted(len(config.publishers), 'publisher')}"
+                    + (f" ({counted(revoked, 'publisher token')} revoked)" if revoked else "")
+                    + (f" ({counted(ended, 'browser session')} ended)" if ended else ""))
         return commit
 
 

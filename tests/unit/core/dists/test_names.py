@@ -218,6 +218,22 @@ class ParseSdistFilenameTests(SynchronousTestCase):
         e = self.assertRaises(InvalidName, parse_filename, "my-project.tar.gz", legacy=True)
         self.assertIn("cannot find a name and version", str(e))
 
+    def test_folder_hint_is_what_is_served(self):
+        """
+        A folder's file of another extension is told every extension served
+        (the README's list: it said only the three an upload takes, issue
+        69), and each one named is read; an upload is told its three.
+        """
+        e = self.assertRaises(InvalidName, parse_filename, "notes.txt", legacy=True)
+        self.assertEqual(str(e), "invalid file extension: pypid serves .whl, .tar.gz, .zip, "
+                                 ".tar.bz2 and .tgz files")
+        named = str(e).partition("serves ")[2].removesuffix(" files").replace(" and", ",")
+        for ext in named.split(", "):
+            filename = "demo-1.0" + ("-py3-none-any" if ext == ".whl" else "") + ext
+            self.assertEqual(parse_filename(filename, legacy=True).project, "demo")
+        e = self.assertRaises(InvalidName, parse_filename, "notes.txt")
+        self.assertEqual(str(e), "invalid file extension: use .tar.gz, .whl or .zip")
+
     def test_other_extensions(self):
         """Eggs, installers and other files are refused in both modes."""
         for filename in ("foo-1.0-py3.8.egg", "foo-1.0.win32.exe", "foo-1.0.rpm", "foo-1.0.tar"):

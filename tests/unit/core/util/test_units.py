@@ -5,7 +5,14 @@ and the token admin read.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
+from pypid.core.util.units import (
+    DURATION_FORMS,
+    counted,
+    format_duration,
+    is_zero_duration,
+    parse_duration,
+    parse_size,
+)
 
 
 class ParseSizeTests(SynchronousTestCase):
@@ -91,3 +98,27 @@ class IsZeroDurationTests(SynchronousTestCase):
         """A positive duration, an empty text and a text that is not a duration are not zero."""
         for text in ("", " ", "1", "0.5s", "30m", "-0", "0w", "zero", "0 0"):
             self.assertFalse(is_zero_duration(text), text)
+
+
+class CountedTests(SynchronousTestCase):
+    """Tests for L{counted}: a count with its noun, as people say it (issue 69)."""
+
+    def test_forms(self):
+        """One is singular; none, many and fractions are plural; a plural can be given."""
+        cases = [
+            ((1, "project"), "1 project"),
+            ((0, "project"), "0 projects"),
+            ((2, "file"), "2 files"),
+            ((100001, "file"), "100001 files"),
+            ((1.0, "hour"), "1 hour"),
+            ((1.5, "hour"), "1.5 hours"),
+            ((1, "advisory", "advisories"), "1 advisory"),
+            ((3, "advisory", "advisories"), "3 advisories"),
+        ]
+        for args, text in cases:
+            self.assertEqual(counted(*args), text, args)
+
+    def test_durations(self):
+        """L{format_duration} says its unit the same way."""
+        self.assertEqual([format_duration(s) for s in (1, 30, 3600, 5400, 86400 * 7)],
+                         ["1 second", "30 seconds", "1 hour", "1.5 hours", "7 days"])
