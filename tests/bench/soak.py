@@ -251,7 +251,7 @@ def report(samples, args):
     """The table of samples and the growth per 10 minutes after the warm-up."""
     print(f"\n{'min':>6} {'RSS MiB':>8} {'fds':>4} {'requests':>9} {'5xx':>4} {'errors':>6}")
     for seconds, rss, fds, counts in samples:
-        total = sum(counts.values())
+        total = sum(n for key, n in counts.items() if key.endswith("xx") or key == "error")
         print(f"{seconds / 60:6.1f} {rss / 1024:8.1f} {fds:4d} {total:9d} "
               f"{counts.get('5xx', 0):4d} {counts.get('error', 0):6d}")
     warm = [(s, rss / 1024) for s, rss, _, _ in samples if s >= args.warmup * 60]

@@ -383,6 +383,24 @@ class DownloadPathTests(_ServerMixin, SynchronousTestCase):
         info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
         self.assertEqual(info["downloads"], {"last_day": 0, "last_week": 2, "last_month": 2})
 
+    def test_legacy_json_kept_once(self):
+        """
+        Issue 69: the legacy JSON kept while the counts move takes one place
+        a project, not one each time they move (a soak filled the page
+        budget with pages no request would ask for again).
+        """
+        self.uploaded()
+        project = self.index.project("holy-grail")
+        self.get("/pypi/holy-grail/json")
+        one = self.index.rendered.bytes
+        for downloads in range(1, 21):
+            self.get(f"/files/holy-grail/{WHEEL_NAME}")
+            self.clock.advance(10)
+            info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
+            self.assertEqual(info["downloads"]["last_day"], min(downloads, MAX_PER_ADDRESS))
+        self.assertEqual(len(project.rendered), 1)
+        self.assertLessEqual(self.index.rendered.bytes, one + 64)
+
     def test_people_page(self):
         """The project's page for people gives the release's and each file's last 30 days."""
         self.uploaded()
