@@ -307,6 +307,9 @@ def main(argv=None):
     parser.add_argument("--tracemalloc", metavar="DIR", help="snapshots of the daemon's heap")
     parser.add_argument("--dir", help="the daemon's folder (default: a temporary one, kept)")
     args = parser.parse_args(argv)
+    # (stopped by a signal, even started in the background: the daemons stop too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     directory = args.dir or tempfile.mkdtemp(prefix="pypid-soak-")
     trace_dir = os.path.abspath(args.tracemalloc) if args.tracemalloc else None
     if trace_dir:
