@@ -296,7 +296,8 @@ class UsageBook:
         Drop the days before C{first}, and the files left with none: what
         a restart reads once those days' records are dropped. Without it,
         a server that ran for a year kept every day of every file it ever
-        served, deleted ones too (issue 69); once a day, some 0.5 us a file.
+        served, deleted ones too. Once a day: 1.6 us a file of 90 days
+        (30 ms for 20,000 files, on the reactor).
         """
         self._first_day = first
         for name, usage in list(self._files.items()):

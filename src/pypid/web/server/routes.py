@@ -141,8 +141,8 @@ async def kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
     page is kept under C{key} with it, and one of another version is
     rendered again in its place: a page that moves every few seconds
     takes one place, where a key holding the version left every earlier
-    one in the page budget, never asked for again (issue 69: a soak
-    grew by a legacy JSON page a project every 10 seconds).
+    one in the page budget, never asked for again (a soak grew by a
+    legacy JSON page a project each time the counts were written).
     """
     kept = index.rendered.extra_page(project, key)
     if kept is not None and kept[1] == version:
