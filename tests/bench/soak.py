@@ -98,6 +98,8 @@ class Load:
         self.hosted = hosted  # {project: [filenames, oldest first]}
         self.cached = cached  # [project]
         self.counts = collections.Counter()
+        #: the first answers other than 200: C{(status, method, path)}
+        self.failed = []
         self.lock = threading.Lock()
         self.queue = collections.deque()
         self.ready = threading.Semaphore(0)
@@ -139,6 +141,8 @@ class Load:
                 self.counts[f"{status // 100}xx" if status else "error"] += 1
                 if status != 200:
                     self.counts[f"{status} {method}"] += 1
+                    if len(self.failed) < 20:
+                        self.failed.append((status, method, path))
             if done:
                 done(status)
 
@@ -337,6 +341,8 @@ def main(argv=None):
         while trace_dir and len([n for n in os.listdir(trace_dir) if n.endswith(".snap")]) < 2:
             time.sleep(1)
         report(samples, args)
+        for status, method, path in load.failed:
+            print(f"answered {status}: {method} {path}")
     finally:
         if load:
             load.stop()
