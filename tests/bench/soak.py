@@ -310,6 +310,7 @@ def main(argv=None):
     parser.add_argument("--cached", type=int, default=50, help="projects cached from an upstream")
     parser.add_argument("--tracemalloc", metavar="DIR", help="snapshots of the daemon's heap")
     parser.add_argument("--dir", help="the daemon's folder (default: a temporary one, kept)")
+    parser.add_argument("--src", help="the source the daemon runs (default: this checkout's src)")
     args = parser.parse_args(argv)
     # (stopped by a signal, even started in the background: the daemons stop too)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -329,6 +330,8 @@ def main(argv=None):
         settings.update({"upstream.mode": "cache", "upstream.url": upstream.url,
                          "upstream.ttl": "60"})
     daemon = SoakDaemon(os.path.join(directory, "daemon"), settings, trace_dir)
+    if args.src:
+        daemon.environ["PYTHONPATH"] = os.path.abspath(args.src)
     load = None
     try:
         hosted = seed(daemon, args)
