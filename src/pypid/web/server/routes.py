@@ -129,16 +129,27 @@ def requested_version(text: str) -> str:
 
 
 async def kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
-                    render_page: Callable[[], Awaitable[Page]]) -> Page:
+                    render_page: Callable[[], Awaitable[Page]],
+                    version: Hashable = None) -> Page:
     """
     The page C{key} about C{project}: rendered by C{render_page()} (a
     coroutine) once, then kept with the project's index pages until the
     project changes. A page rendered while the index changed is not kept.
+
+    C{version}: what else the page shows that moves without the project
+    (download counts, the day, advisories, another source's files). The
+    page is kept under C{key} with it, and one of another version is
+    rendered again in its place: a page that moves every few seconds
+    takes one place, where a key holding the version left every earlier
+    one in the page budget, never asked for again (a soak grew by a
+    legacy JSON page a project each time the counts were written).
     """
-    page = index.rendered.extra_page(project, key)
-    if page is None:
-        serial = index.serial
-        page = await render_page()
-        if index.serial == serial:
-            index.rendered.keep_page(project, key, page)
+    kept = index.rendered.extra_page(project, key)
+    if kept is not None and kept[1] == version:
+        page: Page = kept[0]
+        return page
+    serial = index.serial
+    page = await render_page()
+    if index.serial == serial:
+        index.rendered.keep_page(project, key, (page, version))
     return page

@@ -143,19 +143,23 @@ class LegacyJSON:
         # with its first source's project, apart from that source's own, and
         # stale once another source's project changed)
         root, file_url = self._links(request)
+        # (what moves without the project is the kept page's version, not
+        # part of its key: one page kept a key, see kept_page)
         key: tuple[Hashable, ...] = ("pypi-json", shown, root)
+        moves: tuple[Hashable, ...] = ()
         if project is not holder:
-            key = (*key, self._name, tuple((id(p), p.changes) if p is not None else None
-                                           for p in held))
+            key = (*key, self._name)
+            moves = tuple((id(p), p.changes) if p is not None else None for p in held)
         if self._advisories.affects(holder.name):
             # (kept apart per index, and stale once a verdict may have moved)
-            key = (*key, self._name, self._advisories.stamp)
+            key = (*key, self._name)
+            moves = (*moves, self._advisories.stamp)
         if self._usage is not None and index is self._index:
             # (kept while the counts and the day are the same)
-            key = (*key, self._usage.book.stamp, self._usage.today)
+            moves = (*moves, self._usage.book.stamp, self._usage.today)
         page = await kept_page(index, holder, key,
                                lambda: self._render_pypi_json(project, shown, index, storage_of,
-                                                              root, file_url))
+                                                              root, file_url), moves)
         return send_page(request, page)
 
     async def _upstream_json(self, request: IRequest, project: str, name: str,

@@ -106,6 +106,28 @@ class RecordTests(SynchronousTestCase):
         self.assertEqual(book.last_downloaded(WHEEL), 1.0)
 
 
+    def test_a_year_running(self):
+        """
+        Issue 69: a book fed every day for a year keeps the window's days
+        of each file, and forgets the files downloaded before it (deleted
+        ones too), as a restart would; before, it kept every day of every
+        file it was ever told of.
+        """
+        book = UsageBook()
+        book.load({}, TODAY)
+        for day in range(TODAY, TODAY + 365):
+            counts = {WHEEL: (1, day * DAY), f"gone-{day}.whl": (2, day * DAY)}
+            book.add(UsageRecord(day, counts), day)
+        today = TODAY + 364
+        self.assertEqual(len(book.of(WHEEL).days), WINDOW_DAYS)
+        self.assertEqual(book.downloads([WHEEL], WINDOW_DAYS, today), WINDOW_DAYS)
+        self.assertEqual(book.last_downloaded(WHEEL), today * DAY)
+        self.assertEqual(book.total(WINDOW_DAYS, today), 3 * WINDOW_DAYS)
+        self.assertIsNone(book.of(f"gone-{TODAY}.whl"))
+        self.assertIsNone(book.of(f"gone-{today - WINDOW_DAYS}.whl"))
+        self.assertEqual(book.of(f"gone-{today - WINDOW_DAYS + 1}.whl").days,
+                         {today - WINDOW_DAYS + 1: 2})
+
 class FailingOnce:
     """A storage whose first C{add_usage} fails."""
 
@@ -382,6 +404,24 @@ class DownloadPathTests(_ServerMixin, SynchronousTestCase):
         self.clock.advance(2 * DAY)
         info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
         self.assertEqual(info["downloads"], {"last_day": 0, "last_week": 2, "last_month": 2})
+
+    def test_legacy_json_kept_once(self):
+        """
+        Issue 69: the legacy JSON kept while the counts move takes one place
+        a project, not one each time they move (a soak filled the page
+        budget with pages no request would ask for again).
+        """
+        self.uploaded()
+        project = self.index.project("holy-grail")
+        self.get("/pypi/holy-grail/json")
+        one = self.index.rendered.bytes
+        for downloads in range(1, 21):
+            self.get(f"/files/holy-grail/{WHEEL_NAME}")
+            self.clock.advance(10)
+            info = json.loads(self.get("/pypi/holy-grail/json")[1])["info"]
+            self.assertEqual(info["downloads"]["last_day"], min(downloads, MAX_PER_ADDRESS))
+        self.assertEqual(len(project.rendered), 1)
+        self.assertLessEqual(self.index.rendered.bytes, one + 64)
 
     def test_people_page(self):
         """The project's page for people gives the release's and each file's last 30 days."""

@@ -1,0 +1,360 @@
+"""
+A soak of the real daemon (issue 69, item 7): does its memory grow with
+time, or with the files that come and go, at a fixed file count?
+
+One daemon (C{twistd}, as the end-to-end tests start it,
+L{tests.harness.e2e.Daemon}) on loopback, hosting C{--projects} projects of
+C{--versions} wheels each, and (with C{--cached N}) caching N more
+projects from a small upstream process (L{UpstreamProcess}, page TTL 60 s).
+For C{--minutes}, at C{--rate} requests a second spread over 8 keep-alive
+connections, it reads project pages (HTML and PEP 691 JSON), files and the
+legacy JSON API of hosted and cached projects; C{--churn} times a second
+it uploads a new version of a hosted project and deletes the oldest file
+it uploaded, so the file count stays fixed while every name is new; with
+C{--sighup S} it sends C{SIGHUP} every S seconds. Every C{--sample}
+seconds it reads the daemon's RSS and open fds from C{/proc}; at the end it
+prints a table and the growth per 10 minutes (a least-squares line through
+the samples after C{--warmup} minutes)::
+
+    .venv/bin/python tests/bench/soak.py --minutes 30 --rate 100 --churn 1 --sighup 60
+
+C{--tracemalloc DIR} starts the daemon under C{python -X tracemalloc} with
+a C{SIGUSR2} handler that dumps a snapshot into DIR (this script sends it at
+the end of the warm-up and at the end) and prints what grew between the two,
+by line: slow (every allocation is traced), for finding a leak, not for
+figures. Not a test (trial loads only C{test_*.py}).
+"""
+
+import argparse
+import collections
+import itertools
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from http import client as httpclient
+from urllib.parse import quote
+
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tests.harness.distributions import make_wheel  # noqa: E402
+from tests.harness.e2e import HOST, PASSWORD, USER, Daemon, basic, upload_form, write_files  # noqa: E402
+from tests.harness.upstream_server import UpstreamProcess  # noqa: E402
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+#: What the daemon runs under C{--tracemalloc}: twistd, after a handler of
+#: C{SIGUSR2} that dumps a snapshot (C{sys.argv[1:]} is twistd's own).
+TRACED = """
+import os, signal, sys, tracemalloc
+count = [0]
+def dump(signum, frame):
+    count[0] += 1
+    path = os.path.join(os.environ["SOAK_TRACE_DIR"], f"{count[0]}.snap")
+    tracemalloc.take_snapshot().dump(path + ".tmp")
+    os.rename(path + ".tmp", path)
+signal.signal(signal.SIGUSR2, dump)
+sys.argv[0] = "twistd"
+from twisted.scripts.twistd import run
+run()
+"""
+
+
+class SoakDaemon(Daemon):
+    """The daemon, run under C{tracemalloc} when given a folder for its snapshots."""
+
+    def __init__(self, directory, settings, trace_dir=None):
+        super().__init__(directory, settings=settings)
+        self.trace_dir = trace_dir
+        if trace_dir:
+            self.environ["SOAK_TRACE_DIR"] = trace_dir
+
+    def command(self, port):
+        argv = super().command(port)
+        if not self.trace_dir:
+            return argv
+        python = os.path.join(os.path.dirname(argv[0]), "python")
+        return [python, "-X", "tracemalloc=12", "-c", TRACED, *argv[1:]]
+
+
+def wheel_name(project, version):
+    """The filename L{make_wheel} gives."""
+    return f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+class Load:
+    """
+    The requests of the soak, at a fixed rate from one pacing thread over
+    a few worker threads with a keep-alive connection each; counts answers
+    by status class, and keeps the list of hosted files current as the
+    churn uploads and deletes.
+    """
+
+    def __init__(self, daemon, hosted, cached, workers=8):
+        self.daemon = daemon
+        self.hosted = hosted  # {project: [filenames, oldest first]}
+        self.cached = cached  # [project]
+        self.counts = collections.Counter()
+        #: the first answers other than 200: C{(status, method, path)}
+        self.failed = []
+        self.lock = threading.Lock()
+        self.queue = collections.deque()
+        self.ready = threading.Semaphore(0)
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def reads(self):
+        """One read request: C{(method, path, headers)}, hosted or cached alike."""
+        kind = random.choice(("html", "json", "file", "legacy"))
+        cached = self.cached and random.random() < 0.3
+        with self.lock:
+            project = random.choice(self.cached if cached else list(self.hosted))
+            filename = (wheel_name(project, "1.0") if cached
+                        else random.choice(self.hosted[project]))
+        if kind == "html":
+            return "GET", f"/simple/{project}/", {"Accept": "text/html"}
+        if kind == "json":
+            return "GET", f"/simple/{project}/", {"Accept": JSON}
+        if kind == "legacy":
+            return "GET", f"/pypi/{project}/json", {}
+        return "GET", f"/files/{project}/{filename}", {}
+
+    def submit(self, request, done=None):
+        """Queue C{request} for a worker; C{done(status)} is called with its answer."""
+        self.queue.append((request, done))
+        self.ready.release()
+
+    def _work(self):
+        conn = None
+        while True:
+            self.ready.acquire()
+            if self.stopping:
+                return
+            (method, path, headers, *body), done = self.queue.popleft()
+            status, conn = self._one(conn, method, path, headers, body[0] if body else None)
+            with self.lock:
+                self.counts[f"{status // 100}xx" if status else "error"] += 1
+                if status != 200:
+                    self.counts[f"{status} {method}"] += 1
+                    if len(self.failed) < 20:
+                        self.failed.append((status, method, path))
+            if done:
+                done(status)
+
+    def _one(self, conn, method, path, headers, body):
+        """C{(status or None, the connection to keep)} of one request, tried twice."""
+        for _attempt in range(2):
+            if conn is None:
+                conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=30)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status, conn
+            except (OSError, httpclient.HTTPException):
+                conn.close()
+                conn = None
+        return None, None
+
+    def stop(self):
+        self.stopping = True
+        for _ in self.threads:
+            self.ready.release()
+
+
+class Churn:
+    """
+    Uploads of new versions balanced by deletes of the oldest uploaded
+    files: the file count stays what it was, every filename is new.
+    """
+
+    def __init__(self, load):
+        self.load = load
+        self.versions = itertools.count(1)
+        self.uploaded = collections.deque()
+        self.auth = {"Authorization": basic(USER, PASSWORD)}
+
+    def step(self):
+        project = random.choice(sorted(self.load.hosted))
+        version = f"2.{next(self.versions)}"
+        filename = wheel_name(project, version)
+        ctype, body = upload_form(filename, make_wheel(project, version)[1])
+
+        def uploaded(status):
+            if status == 200:
+                with self.load.lock:
+                    self.load.hosted[project].append(filename)
+                self.uploaded.append((project, filename))
+
+        self.load.submit(("POST", "/", {"Content-Type": ctype, **self.auth}, body), uploaded)
+        if len(self.uploaded) > 1:
+            old_project, old = self.uploaded.popleft()
+            with self.load.lock:
+                self.load.hosted[old_project].remove(old)
+            self.load.submit(("DELETE", f"/api/files/{quote(old)}", self.auth))
+
+
+def memory(pid):
+    """C{(RSS in KiB, open fds)} of process C{pid}."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def slope(points):
+    """The least-squares slope of C{[(x, y)]}; 0 for fewer than two points."""
+    if len(points) < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
+
+
+def drive(daemon, load, churn, args, on_warm):
+    """Run the load for C{args.minutes}; return the samples C{(s, RSS KiB, fds, counts)}."""
+    start = time.monotonic()
+    end = start + args.minutes * 60
+    samples, next_sample, next_hup, next_churn = [], start, start + args.sighup, start
+    warm = start + args.warmup * 60
+    interval = 1.0 / args.rate
+    tick = start
+    while (now := time.monotonic()) < end:
+        if now >= next_sample:
+            rss, fds = memory(daemon.pid)
+            with load.lock:
+                counts = dict(load.counts)
+            samples.append((now - start, rss, fds, counts))
+            print(f"{(now - start) / 60:6.1f} min  RSS {rss / 1024:7.1f} MiB  fds {fds:3d}  "
+                  f"{counts}", flush=True)
+            next_sample += args.sample
+        if warm and now >= warm:
+            on_warm()
+            warm = None
+        if args.sighup and now >= next_hup:
+            os.kill(daemon.pid, signal.SIGHUP)
+            next_hup += args.sighup
+        if args.churn and now >= next_churn:
+            churn.step()
+            next_churn += 1.0 / args.churn
+        if len(load.queue) < 200:
+            load.submit(load.reads())
+        tick += interval
+        time.sleep(max(0.0, tick - time.monotonic()))
+    rss, fds = memory(daemon.pid)
+    samples.append((time.monotonic() - start, rss, fds, dict(load.counts)))
+    return samples
+
+
+def report(samples, args):
+    """The table of samples and the growth per 10 minutes after the warm-up."""
+    print(f"\n{'min':>6} {'RSS MiB':>8} {'fds':>4} {'requests':>9} {'5xx':>4} {'errors':>6}")
+    for seconds, rss, fds, counts in samples:
+        total = sum(n for key, n in counts.items() if key.endswith("xx") or key == "error")
+        print(f"{seconds / 60:6.1f} {rss / 1024:8.1f} {fds:4d} {total:9d} "
+              f"{counts.get('5xx', 0):4d} {counts.get('error', 0):6d}")
+    warm = [(s, rss / 1024) for s, rss, _, _ in samples if s >= args.warmup * 60]
+    fds = [(s, fd) for s, _, fd, _ in samples if s >= args.warmup * 60]
+    print(f"after {args.warmup} min of warm-up: RSS {slope(warm) * 600:+.2f} MiB per 10 min, "
+          f"fds {slope(fds) * 600:+.2f} per 10 min; "
+          f"RSS from {warm[0][1]:.1f} to {warm[-1][1]:.1f} MiB")
+
+
+def traced_growth(trace_dir, top=25):
+    """Print what grew between the first and the last snapshot, by line."""
+    import tracemalloc
+
+    names = sorted(os.listdir(trace_dir), key=lambda n: int(n.split(".")[0]))
+    if len(names) < 2:
+        print("fewer than two snapshots")
+        return
+    first, last = (tracemalloc.Snapshot.load(os.path.join(trace_dir, n))
+                   for n in (names[0], names[-1]))
+    for key in ("lineno", "traceback"):
+        print(f"\ngrowth by {key}, top {top}:")
+        for stat in last.compare_to(first, key)[:top]:
+            print(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+                  f"{stat.traceback.format()[-1].strip() if key == 'lineno' else ''}")
+            if key == "traceback":
+                for line in stat.traceback.format(limit=12):
+                    print("      " + line)
+
+
+def seed(daemon, args):
+    """Write the hosted files into the package folder; return C{{project: [filenames]}}."""
+    hosted = {}
+    for i in range(args.projects):
+        project = f"soak-{i:04d}"
+        versions = [f"1.{v}" for v in range(args.versions)]
+        write_files(daemon.storage, *(make_wheel(project, v) for v in versions))
+        hosted[project] = [wheel_name(project, v) for v in versions]
+    return hosted
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2, help="minutes left out of the slope")
+    parser.add_argument("--rate", type=float, default=50, help="read requests a second")
+    parser.add_argument("--churn", type=float, default=1,
+                        help="uploads a second, each with a delete (0: reads only)")
+    parser.add_argument("--sighup", type=float, default=60, help="seconds between SIGHUPs (0: none)")
+    parser.add_argument("--sample", type=float, default=30, help="seconds between samples")
+    parser.add_argument("--projects", type=int, default=200)
+    parser.add_argument("--versions", type=int, default=5)
+    parser.add_argument("--cached", type=int, default=50, help="projects cached from an upstream")
+    parser.add_argument("--tracemalloc", metavar="DIR", help="snapshots of the daemon's heap")
+    parser.add_argument("--dir", help="the daemon's folder (default: a temporary one, kept)")
+    parser.add_argument("--src", help="the source the daemon runs (default: this checkout's src)")
+    args = parser.parse_args(argv)
+    # (stopped by a signal, even started in the background: the daemons stop too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
+    directory = args.dir or tempfile.mkdtemp(prefix="pypid-soak-")
+    trace_dir = os.path.abspath(args.tracemalloc) if args.tracemalloc else None
+    if trace_dir:
+        os.makedirs(trace_dir, exist_ok=True)
+    upstream = None
+    settings = {"retention.recycle_bin": "0"}
+    cached = [f"cached-{i:04d}" for i in range(args.cached)]
+    if cached:
+        upstream = UpstreamProcess(os.path.join(directory, "upstream"))
+        for project in cached:
+            write_files(upstream.directory, make_wheel(project, "1.0"))
+        upstream.start()
+        settings.update({"upstream.mode": "cache", "upstream.url": upstream.url,
+                         "upstream.ttl": "60"})
+    daemon = SoakDaemon(os.path.join(directory, "daemon"), settings, trace_dir)
+    if args.src:
+        daemon.environ["PYTHONPATH"] = os.path.abspath(args.src)
+    load = None
+    try:
+        hosted = seed(daemon, args)
+        daemon.start()
+        print(f"daemon {daemon.pid} on {daemon.url}, folder {directory}", flush=True)
+        load = Load(daemon, hosted, cached)
+        snap = (lambda: os.kill(daemon.pid, signal.SIGUSR2)) if trace_dir else (lambda: None)
+        samples = drive(daemon, load, Churn(load), args, snap)
+        snap()
+        while trace_dir and len([n for n in os.listdir(trace_dir) if n.endswith(".snap")]) < 2:
+            time.sleep(1)
+        report(samples, args)
+        for status, method, path in load.failed:
+            print(f"answered {status}: {method} {path}")
+    finally:
+        if load:
+            load.stop()
+        daemon.stop()
+        if upstream:
+            upstream.kill()
+    if trace_dir:
+        traced_growth(trace_dir)
+
+
+if __name__ == "__main__":
+    main()
