@@ -370,7 +370,7 @@ class UpstreamCacheTests(DaemonTestCase):
         status, out, err = self.run_cli("precache", "cli-app")
         self.assertEqual(status, 0, out + err)
         self.assertIn("cached cli_app-2.0-py3-none-any.whl", out)
-        self.assertIn("1 files cached, 0 failed", out)
+        self.assertIn("1 file cached, 0 failed", out)
         self.assertIn("1/1", err)
         self.assertEqual(self.upstream.count("/files/cli_app-2.0-py3-none-any.whl"), 1)
         status, out, err = self.run_cli("refresh", "cli-app")
@@ -429,7 +429,7 @@ class CooldownTests(DaemonTestCase):
         self.assertEqual(installed(target), {"calm": "1.0"})
         self.assertEqual(sorted(files_by_name(daemon, "trusted")),
                          ["trusted-1.0-py3-none-any.whl", "trusted-2.0-py3-none-any.whl"])
-        self.assertIn("Hiding 1 files of calm", daemon.log_text())
+        self.assertIn("Hiding 1 file of calm", daemon.log_text())
 
 
 class RedirectModeTests(DaemonTestCase):

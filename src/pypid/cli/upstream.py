@@ -34,6 +34,7 @@ from urllib.parse import quote, urljoin
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
+from pypid.core.util.units import counted
 from pypid.upstream.page_model import UpstreamFile, UpstreamPageError
 from pypid.upstream.parser import parse_page
 from pypid.upstream.requirements import (
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         out.write(f"cached {name}\n")
     for name, reason in failed:
         out.write(f"FAILED {name}: {reason}\n")
-    out.write(f"{len(cached)} files cached, {len(failed)} failed\n")
+    out.write(f"{counted(len(cached), 'file')} cached, {len(failed)} failed\n")
     return 1 if failed else 0
 
 

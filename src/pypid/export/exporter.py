@@ -28,6 +28,7 @@ from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.security.advisories import AdvisoryPolicy
+from pypid.core.util.units import counted
 from pypid.export import plan as plans
 from pypid.export.outputs import (
     JSON_TYPE,
@@ -186,9 +187,10 @@ class Exporter:
                                       self._advisories)
             plan = plans.plan(index, self._previous, self._settings, self._full)
             changed = await self._described_since(index, plan, self._with_suspects(plan))
-            log.info("Read {files} files of {projects} projects from the storage; rendering "
-                     "{changed} projects into {target}", files=len(result.records),
-                     projects=len(plan.fingerprints), changed=len(changed),
+            log.info("Read {files} of {projects} from the storage; rendering "
+                     "{changed} into {target}", files=counted(len(result.records), "file"),
+                     projects=counted(len(plan.fingerprints), "project"),
+                     changed=counted(len(changed), "project"),
                      target=target.describe())
             report = self._report
             report.projects = len(plan.fingerprints)

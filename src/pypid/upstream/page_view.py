@@ -46,6 +46,7 @@ from pypid.core.indexes.rendered_pages import advised_files, page_bytes
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
+from pypid.core.util.units import counted
 from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.confusion import UpstreamPolicy, merged
@@ -354,8 +355,8 @@ class PageView:
         if hidden and self._hidden.get(page.project) != names:
             # (a project forgotten here only logs its hidden files once more)
             put_newest(self._hidden, page.project, names, MAX_RENDERED)
-            log.info("Hiding {count} files of {project} uploaded upstream less than "
-                     "{min_age:g} s ago (min_age): {names}", count=len(hidden),
+            log.info("Hiding {files} of {project} uploaded upstream less than "
+                     "{min_age:g} s ago (min_age): {names}", files=counted(len(hidden), "file"),
                      project=page.project, min_age=self._policy.min_age,
                      names=" ".join(f.filename for f in hidden))
         ordered = sorted(kept, key=lambda f: (version_key(f.version), f.filename))

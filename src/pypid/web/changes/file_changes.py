@@ -24,7 +24,7 @@ from pypid.core.dists.names import distribution_key, is_valid_name, normalize, p
 from pypid.core.dists.upload import check_form
 from pypid.core.indexes.index import Index
 from pypid.core.util.http_errors import BadRequest, Conflict, Forbidden, NotFound
-from pypid.core.util.units import format_duration
+from pypid.core.util.units import counted, format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
 from pypid.storage.locks import KeyedLock
@@ -89,7 +89,8 @@ class FileChanges:
         self._checks.may_touch(identity, project)
         filenames = self.release(name, version)
         await self.apply(request, project, filenames, self.delete, None, identity)
-        return send_text(request, 200, f"Removed {len(filenames)} files of {name} {version}")
+        removed = counted(len(filenames), "file")
+        return send_text(request, 200, f"Removed {removed} of {name} {version}")
 
     async def apply(self, request: IRequest, project: str | None, filenames: list[str],
                     change: FileChange, argument: str | None, identity: Identity) -> None:
