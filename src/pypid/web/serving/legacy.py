@@ -148,12 +148,13 @@ class LegacyJSON:
         key: tuple[Hashable, ...] = ("pypi-json", shown, root)
         moves: tuple[Hashable, ...] = ()
         if project is not holder:
-            key = (*key, self._name)
             moves = tuple((id(p), p.changes) if p is not None else None for p in held)
         if self._advisories.affects(holder.name):
-            # (kept apart per index, and stale once a verdict may have moved)
-            key = (*key, self._name)
+            # (stale once a verdict may have moved)
             moves = (*moves, self._advisories.stamp)
+        if moves:
+            # (kept apart per index: another index's sources or advisories)
+            key = (*key, self._name)
         if self._usage is not None and index is self._index:
             # (kept while the counts and the day are the same)
             moves = (*moves, self._usage.book.stamp, self._usage.today)
