@@ -15,15 +15,39 @@ from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
     Daemon,
     DaemonTestCase,
+    UV,
     clean_env,
+    http,
     installed,
     run,
     watch,
+    write_files,
 )
 from tests.harness.upstream_server import UpstreamProcess
 
 #: The shipped user and its shipped password, as the README gives them.
 ADMIN = ("admin", "admin")
+
+
+def readme_text():
+    """The README, as a new user reads it."""
+    with open(os.path.join(CHECKOUT, "README.rst"), encoding="utf-8") as f:
+        return f.read()
+
+
+def readme_uv_index(url):
+    """The README's C{uv.toml} index, as C{pyproject.toml}'s table, for the server at C{url}."""
+    block = re.search(r"\.\. code-block:: toml\n\n((?:   .*\n|\n)+)", readme_text()).group(1)
+    toml = "\n".join(line[3:] for line in block.splitlines())
+    return ('[project]\nname = "my-project"\nversion = "1.1"\n\n'
+            + toml.replace("[[index]]", "[[tool.uv.index]]")
+            .replace("http://127.0.0.1:8080/", url))
+
+
+def readme_uv_publish():
+    """The README's C{uv publish --index} command, as arguments after C{uv}."""
+    found = re.search(r"``uv (publish --index pypid[^`]*)``", readme_text()).group(1)
+    return found.split()
 
 
 class ShippedDaemon(Daemon):
@@ -89,6 +113,18 @@ class FirstHourTests(DaemonTestCase):
         target = os.path.abspath(self.mktemp())
         self.clients.pip_install(target, daemon.index_url, "my-project")
         self.assertEqual(installed(target), {"my-project": "1.0"})
+        # The README's uv configuration: uv publish --index uploads at once
+        # (without -u, uv first tries trusted publishing over https://).
+        second = make_wheel("my-project", "1.1")
+        project = os.path.abspath(self.mktemp())
+        write_files(os.path.join(project, "dist"), second)
+        with open(os.path.join(project, "pyproject.toml"), "w", encoding="utf-8") as f:
+            f.write(readme_uv_index(daemon.url))
+        env = self.clients.env(UV_CACHE_DIR=self.clients.uv_cache, UV_PUBLISH_PASSWORD=ADMIN[1])
+        published = run([UV, "-v", "--no-progress", *readme_uv_publish()], cwd=project,
+                        env=env, what="uv")
+        self.assertNotIn("trusted publishing", published.output)
+        self.assertIn(second[0], http("GET", daemon.index_url + "my-project/").body.decode())
         # The upstream works with only mode and url set, and says so.
         said = self.cli("upstream", daemon, "check", "public-lib").output
         self.assertRegex(said, r"^default: works: the page of public-lib lists 1 file")

@@ -9,6 +9,7 @@ normal requests.
 import base64
 import os
 import socket
+import ssl
 from http import client as httpclient
 
 from tests.harness.distributions import make_wheel, write_random_wheel
@@ -235,6 +236,31 @@ def upload_body():
 #: A download far larger than what the kernel and the server hold for one
 #: client (4 MiB of send buffer at most on Linux, and Twisted's 64 KiB).
 BIG = 16 << 20
+
+
+class PlainPortTests(DaemonTestCase):
+    """A daemon that would wait ten minutes for a request's headers."""
+
+    settings = {"pypid.header_timeout": "600"}
+
+    def test_tls_client_on_plain_port(self):
+        """
+        A TLS client on the plain-HTTP port (uv asks C{https://} for trusted
+        publishing whatever the index's scheme) is answered a plain 400 at
+        once, which it reads as a broken record, not when the header
+        timeout ends. The hello is a real one, cut before its first line
+        feed (where Twisted would have answered a malformed line).
+        """
+        context = ssl.create_default_context()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        with self.assertRaises(ssl.SSLWantReadError):
+            context.wrap_bio(incoming, outgoing, server_hostname=HOST).do_handshake()
+        hello = outgoing.read().partition(b"\n")[0]
+        # (a limit far below the header timeout: the test is that it ends)
+        answer = raw(self.daemon, hello, timeout=60)
+        self.assertEqual(status_of(answer), 400, answer[:200])
+        self.assertTrue(answer.endswith(b"use an http:// URL\n"), answer[-200:])
+        self.assertEqual(http("GET", self.daemon.url + "health").status, 200)
 
 
 class NonReadingClientTests(DaemonTestCase):

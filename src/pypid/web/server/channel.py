@@ -15,6 +15,8 @@ connection (and whatever the request holds) for ever. Here:
   - one client (an IPv6 one by its /64) may hold at most
     C{max_per_address} connections (L{ConnectionCounter}): more are closed
     at once, and logged once a minute for each;
+  - a TLS handshake sent to a plain-HTTP listener gets C{400} at once,
+    not after C{header_timeout};
   - a request line or header block over Twisted's limits (16 KiB) gets
     C{414} or C{431} rather than a silent close;
   - every close the channel makes lingers a bounded time (nginx's
@@ -90,6 +92,14 @@ LINGER_IDLE = 5.0
 LINGER_MOST = 30.0
 
 
+#: The first byte of a TLS record that opens a handshake: a client that
+#: speaks HTTPS to a plain-HTTP listener (uv probes C{https://} for trusted
+#: publishing). No request line starts with it, and Twisted would wait for
+#: a line end that never comes, for C{header_timeout}; answered at once.
+TLS_HANDSHAKE = b"\x16"
+PLAIN_HTTP_HERE = "this port speaks plain HTTP, not HTTPS: use an http:// URL"
+
+
 class ExpressTake(Protocol):
     """What the channel asks of the express lane (L{pypid.web.serving.express.ExpressLane})."""
 
@@ -161,6 +171,9 @@ class PypidChannel(BadRequestHook):
                 # (what requestDone does once a request's answer went out)
                 self.resetTimeout()
                 self._wait_for_headers()
+                return
+            if data[:1] == TLS_HANDSHAKE:
+                self._refuse(400, b"Bad Request", PLAIN_HTTP_HERE)
                 return
         HTTPChannel.dataReceived(self, data)
 

@@ -168,6 +168,15 @@ class HeadLimitTests(_ChannelMixin, SynchronousTestCase):
         self.assert_refused(b"HTTP/1.1 400 ", b"the request's head is malformed\n")
         self.assertEqual(self.site.stats.refusals, {"bad_request": 1})
 
+    def test_tls_on_plain_port(self):
+        """
+        A TLS handshake sent to a plain-HTTP listener gets 400 at once
+        (Twisted waited for a line end until the header timeout).
+        """
+        self.channel.dataReceived(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 32)
+        self.assert_refused(b"HTTP/1.1 400 ",
+                            b"this port speaks plain HTTP, not HTTPS: use an http:// URL\n")
+
     def test_long_request_line(self):
         """A request line over 16 KiB gets 414."""
         self.channel.dataReceived(b"GET /" + b"a" * (20 << 10) + b" HTTP/1.1\r\n\r\n")
