@@ -49,6 +49,17 @@ class StartLogTests(DaemonTestCase):
         self.assertIn("Storage checked against the snapshot in ",
                       daemon.wait_for_log(b"Storage checked").decode())
 
+    def test_base_url_to_open(self):
+        """
+        With C{[pypid] base_url} set, the listener's line gives it as the URL
+        to open (the name a certificate or proxy answers to), not the bound
+        address.
+        """
+        daemon = self.new_daemon(settings={"pypid.base_url": "https://pypi.internal.example/"})
+        log = daemon.log_since_start().decode()
+        self.assertIn(": open https://pypi.internal.example/", log)
+        self.assertNotIn(f"open http://127.0.0.1:{daemon.port}/", log)
+
     def test_pypiserver_folder(self):
         """
         A pypiserver folder: every file is counted once, the projects the

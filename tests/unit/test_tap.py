@@ -603,6 +603,11 @@ class ListenerURLTests(SynchronousTestCase):
                  "http://[2001:db8::1]:8080/")):
             self.assertEqual(url_of(description, address), url, description)
         self.assertIsNone(url_of("unix:/run/pypid.sock", UNIXAddress(b"/run/pypid.sock")))
+        # (the name the certificate holds, where the bound address would
+        # fail a browser's check)
+        self.assertEqual(url_of("https:8443", IPv4Address("TCP", "127.0.0.1", 8443),
+                                "https://pypi.internal.example:8443/"),
+                         "https://pypi.internal.example:8443/")
 
     def test_logged(self):
         """A listener's line says its URL (on a memory reactor: the port it was given)."""

@@ -81,13 +81,17 @@ class IListeningReactor(IReactorCore, IReactorTCP, IReactorSSL, IReactorTime):
     """
 
 
-def url_of(description: str, address: object) -> str | None:
+def url_of(description: str, address: object, base_url: str | None = None) -> str | None:
     """
     The URL a person opens to reach a listener of C{description} bound to
-    C{address} (its C{getHost()}): C{https} for an C{https:} listener,
-    C{http} for the others; a wildcard address as this machine's loopback.
+    C{address} (its C{getHost()}): C{[pypid] base_url} where it is set (the
+    name a certificate or a proxy answers to, where the bound address may
+    fail a browser's check); else C{https} for an C{https:} listener,
+    C{http} for the others, a wildcard address as this machine's loopback.
     L{None} for a listener without an IP address (a Unix socket).
     """
+    if base_url is not None:
+        return base_url
     if not isinstance(address, (IPv4Address, IPv6Address)):
         return None
     scheme = "https" if description.startswith("https:") else "http"
@@ -119,7 +123,7 @@ class ListenerService(Service):
     def __init__(self, endpoint: IStreamServerEndpoint, description: str,
                  factory: IProtocolFactory, prepare: Callable[[], None] | None = None,
                  after: Iterable[Deferred[IListeningPort]] = (),
-                 probe: tuple[int, str] | None = None) -> None:
+                 probe: tuple[int, str] | None = None, base_url: str | None = None) -> None:
         """
         @param probe: C{(port, interface)} of a TCP listener, which
             L{ListenCheck} binds for a moment before start-up writes
@@ -131,12 +135,15 @@ class ListenerService(Service):
         @param after: the C{listening} L{Deferred}s of listeners this one
             waits for: it opens only once they all listen, and never if one
             fails (a redirect to HTTPS never opens without the HTTPS listener).
+        @param base_url: C{[pypid] base_url}, the URL the start log gives to
+            open, where set (L{url_of}); L{None} for a redirect's listener.
         """
         self.endpoint = endpoint
         self.description = description
         self.factory = factory
         self._prepare = prepare
         self._after = list(after)
+        self.base_url = base_url
         self.probe = probe if probe is None or probe[0] else None
         self._port: IListeningPort | None = None
         self.listening: Deferred[IListeningPort] = Deferred()
@@ -164,7 +171,7 @@ class ListenerService(Service):
 
     def _listened(self, port: IListeningPort) -> None:
         self._port = port
-        url = url_of(self.description, port.getHost())
+        url = url_of(self.description, port.getHost(), self.base_url)
         if url is None:
             log.info("Listening on {endpoint}", endpoint=self.description)
         else:
@@ -383,7 +390,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                                   address.description,
                                   TLSMemoryBIOFactory(tls, False, site, reactor),
                                   prepare=tls.load,
-                                  probe=_probe_of(address))
+                                  probe=_probe_of(address), base_url=config.server.base_url)
                   for address in https]
     others: list[ListenerService] = []
     redirect_site = None
@@ -403,7 +410,8 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
             description = address.description
             twisted_endpoint = _endpoint(config, reactor, description)
             others.append(ListenerService(twisted_endpoint, description, site,
-                                          probe=_tcp_probe(twisted_endpoint)))
+                                          probe=_tcp_probe(twisted_endpoint),
+                                          base_url=config.server.base_url))
     return secure + others, tls
 
 

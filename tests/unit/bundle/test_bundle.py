@@ -263,6 +263,22 @@ class ArchiveTests(SynchronousTestCase):
                 open_reader(path)
             self.assertIn(message, str(caught.exception))
 
+    def test_tar_before_python_3_11_4(self):
+        """
+        A tar bundle reads, and a hostile one is refused, on a Python whose
+        tarfile has no extraction filters (before 3.11.4: Debian 12's
+        3.11.2, the container image's when built from Debian).
+        """
+        for name in ("data_filter", "FilterError"):
+            if hasattr(tarfile, name):
+                self.addCleanup(setattr, tarfile, name, getattr(tarfile, name))
+                delattr(tarfile, name)
+        reader = open_reader(self.written("bundle.tar.gz"))
+        self.addCleanup(reader.close)
+        self.assertEqual(reader.files, ["files/a-1.0-py3-none-any.whl"])
+        path = _tar(os.path.abspath(self.mktemp()) + ".tar", [(_member("files/../../x"), b"x")])
+        self.assertRaises(m.BundleError, open_reader, path)
+
     def test_huge_tar_header(self):
         """
         A pax header of 128 KiB (23 s in Python 3.11.7's tarfile, and the
