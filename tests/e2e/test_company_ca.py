@@ -61,7 +61,7 @@ class CompanyBundleTests(TLSDaemonTestCase):
         ca = shutil.copy(shared_ca().root_path, os.path.join(folder, "tls", "ca.pem"))
         run(["sh", "-c", documented('cat "${REQUESTS_CA_BUNDLE:-$CURL_CA_BUNDLE}"')],
             cwd=folder, env=self.company(variable), what="cat")
-        return ca, os.path.join(folder, "both.pem")
+        return ca, os.path.join(folder, "tls", "both.pem")
 
     def test_twine(self):
         """
@@ -86,7 +86,7 @@ class CompanyBundleTests(TLSDaemonTestCase):
 
     def test_pip(self):
         """pip install --cert fails the same way; REQUESTS_CA_BUNDLE=tls/ca.pem pip works."""
-        for bundle in ("tls/ca.pem", "both.pem"):
+        for bundle in ("tls/ca.pem", "tls/both.pem"):
             self.assertEqual(documented(f"REQUESTS_CA_BUNDLE={bundle} pip"),
                              f"REQUESTS_CA_BUNDLE={bundle} pip install --index-url "
                              "https://pypi.internal.example:8443/simple/ PROJECT")
