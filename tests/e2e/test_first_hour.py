@@ -13,9 +13,9 @@ import sys
 from tests import CHECKOUT
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
+    UV,
     Daemon,
     DaemonTestCase,
-    UV,
     clean_env,
     http,
     installed,

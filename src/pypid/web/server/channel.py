@@ -15,8 +15,6 @@ connection (and whatever the request holds) for ever. Here:
   - one client (an IPv6 one by its /64) may hold at most
     C{max_per_address} connections (L{ConnectionCounter}): more are closed
     at once, and logged once a minute for each;
-  - a TLS handshake sent to a plain-HTTP listener gets C{400} at once,
-    not after C{header_timeout};
   - a request line or header block over Twisted's limits (16 KiB) gets
     C{414} or C{431} rather than a silent close;
   - every close the channel makes lingers a bounded time (nginx's
