@@ -121,7 +121,7 @@ class AuditTests(DaemonTestCase):
         self.assertEqual(out.splitlines(), [
             f"{path}: line 3: does not follow line 2: line 2 was edited, or entries "
             "between them were removed, or entries were moved"])
-        self.assertIn("1 broken links", err)
+        self.assertIn("1 broken link\n", err)
 
     def test_killed_and_stopped(self):
         """

@@ -11,6 +11,7 @@ tests.e2e.test_s3.
 
 import json
 import os
+import re
 import threading
 
 from tests.harness.distributions import make_wheel
@@ -32,8 +33,11 @@ WHEEL = make_wheel("e2e-binned", "1.0")
 
 
 def admin(daemon, *args):
-    """What C{pypid-admin} prints, run as the admin against C{daemon}."""
-    env = clean_env(daemon.home, PYPID_PASSWORD=PASSWORD)
+    """
+    What C{pypid-admin} prints, run as the admin against C{daemon} (with
+    its C{PYTHONPATH}: the checkout's tool, as the daemon is the checkout's).
+    """
+    env = clean_env(daemon.home, PYPID_PASSWORD=PASSWORD, **daemon.environ)
     return run([ADMIN, "--server", daemon.url, "--user", USER, *args],
                cwd=daemon.directory, env=env, what="pypid-admin").output
 
@@ -78,6 +82,37 @@ class RecycleBinTests(DaemonTestCase):
         entries = http("GET", f"{daemon.url}api/audit?event=purge",
                        auth=(USER, PASSWORD)).json()["entries"]
         self.assertEqual([e["filename"] for e in entries], [WHEEL[0]])
+
+    def test_named_index(self):
+        """
+        C{--index staging} on every command of one index: the project and
+        its file are listed, yanked, unyanked, deleted into staging's bin
+        (listed there, its purge due, not done) and restored, and the
+        default index is never touched.
+        """
+        daemon = self.new_daemon(start=False, settings={"auth.admins": USER,
+                                                        "retention.recycle_bin": "1h"})
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:staging]\n")
+        daemon.start()
+        self.assertEqual(upload(daemon, *WHEEL, path="staging/").status, 200)
+        staging = ("--index", "staging")
+        self.assertEqual(admin(daemon, "projects", *staging), "e2e-binned\n")
+        self.assertEqual(admin(daemon, "projects"), "")
+        self.assertIn(WHEEL[0], admin(daemon, "files", "e2e-binned", *staging))
+        admin(daemon, "yank", WHEEL[0], "--reason", "broken", *staging)
+        self.assertIn("yanked: broken", admin(daemon, "files", "e2e-binned", *staging))
+        admin(daemon, "unyank", "e2e-binned", "1.0", *staging)
+        self.assertNotIn("yanked", admin(daemon, "files", "e2e-binned", *staging))
+        self.assertEqual(admin(daemon, "delete", "e2e-binned", "1.0", "--yes", *staging).strip(),
+                         "OK")
+        lines = admin(daemon, "bin", *staging).splitlines()
+        self.assertEqual(lines[0], "staging: 1 file in the recycle bin (kept 1 hour)")
+        self.assertRegex(lines[1], r"^deleted \S+Z  purge due \S+Z  " + re.escape(WHEEL[0]))
+        self.assertIn("0 files", admin(daemon, "bin").splitlines()[0])
+        self.assertIn("Restored", admin(daemon, "bin", "restore", WHEEL[0], *staging))
+        self.assertEqual(http("GET", f"{daemon.url}staging/files/e2e-binned/{WHEEL[0]}").status,
+                         200)
 
 
 #: the releases of the cleanup's project: one kept, the others removed

@@ -121,7 +121,7 @@ class UpstreamStatusTests(DaemonTestCase):
 
         self.upstream.remove(EVIL[0])
         self.mark("up-quarantine", None)
-        self.assertIn("up-quarantine: 1 files upstream\n", self.refresh("up-quarantine"))
+        self.assertIn("up-quarantine: 1 file upstream\n", self.refresh("up-quarantine"))
         self.assertEqual(http("GET", kept_url).body, GOOD[1])
         again = self.target()
         self.clients.pip_install(again, index, "up-quarantine==1.0")
@@ -158,7 +158,7 @@ class UpstreamStatusTests(DaemonTestCase):
         withheld()
 
         self.upstream.add(*REMOVED)
-        self.assertEqual(self.refresh("up-removed"), "up-removed: 1 files upstream\n")
+        self.assertEqual(self.refresh("up-removed"), "up-removed: 1 file upstream\n")
         self.assertEqual(http("GET", kept_url).body, REMOVED[1])
         self.assertEqual(http("GET", kept_url, {"Range": "bytes=0-9"}).status, 206)
         self.assertEqual(self.upstream.count(f"/files/{REMOVED[0]}"), 1)
@@ -188,7 +188,7 @@ class UpstreamStatusTests(DaemonTestCase):
         kept_url = f"{self.daemon.url}files/up-takedown/{TAKEN_1[0]}"
         self.assertEqual(http("GET", kept_url).body, TAKEN_1[1])
         self.upstream.remove(TAKEN_1[0])
-        self.assertEqual(self.refresh("up-takedown"), "up-takedown: 1 files upstream\n")
+        self.assertEqual(self.refresh("up-takedown"), "up-takedown: 1 file upstream\n")
         answer = http("GET", kept_url)
         self.assertEqual(answer.status, 404)
         self.assertIn(b"removed upstream", answer.body)

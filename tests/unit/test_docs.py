@@ -420,3 +420,25 @@ class ArchitectureNamesTests(SynchronousTestCase):
         stale = [n for n in names if not n.endswith(self.NOT_PYTHON) and not resolves(n)]
         self.assertGreater(len(names), 200)
         self.assertEqual(stale, [])
+
+
+class ExportOptionsDocsTests(SynchronousTestCase):
+    """
+    Every option of C{pypid-export} (its parser's own list) is a term of the
+    option list under "Running it" in docs/export.rst.
+    """
+
+    def test_every_option_documented(self):
+        from pypid.cli.export import _parser
+
+        with open(os.path.join(CHECKOUT, "docs", "export.rst"), encoding="utf-8") as f:
+            text = f.read()
+        running = re.search(r"^Running it\n=+\n(.*?)^\S[^\n]*\n=+\n", text,
+                            re.MULTILINE | re.DOTALL).group(1)
+        terms = set()
+        for line in running.splitlines():
+            if line.startswith("``"):
+                terms.update(word.split()[0] for word in re.findall(r"``(-[^`]+)``", line))
+        options = {option for action in _parser()._actions for option in action.option_strings
+                   if option not in ("-h", "--help", "-c")}
+        self.assertEqual(sorted(options - terms), [])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import attrs
 
+from pypid.core.util.units import counted
+
 
 @attrs.define
 class ImportReport:
@@ -88,9 +90,10 @@ class ImportReport:
         out.append(f"tombstones: {len(self.buried)} added, {self.buried_present} already there")
         if self.audit_kept is not None:
             state = ("its chain is intact" if not self.audit_broken
-                     else f"its chain has {len(self.audit_broken)} broken links")
+                     else f"its chain has {counted(len(self.audit_broken), 'broken link')}")
             kept = "kept" if self.audit_new else "already kept"
-            out.append(f"audit log of the source: {self.audit_files} files, "
-                       f"{self.audit_entries} entries, {kept} under {self.audit_kept}; {state}")
+            out.append(f"audit log of the source: {counted(self.audit_files, 'file')}, "
+                       f"{counted(self.audit_entries, 'entry', 'entries')}, {kept} under "
+                       f"{self.audit_kept}; {state}")
             out += [f"  {line}" for line in [*self.audit_broken, *self.audit_notes]]
         return out

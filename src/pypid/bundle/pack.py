@@ -67,6 +67,7 @@ from pypid.bundle.manifest import (
 from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import OK, AuditError, decode, split_lines
+from pypid.core.util.units import counted
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import IStorage
@@ -104,10 +105,12 @@ class PackReport:
 
     def summary(self, where: str) -> str:
         """One line for people."""
-        statuses = f"{self.statuses} project statuses, " if self.statuses else ""
-        return (f"Exported {self.files} files ({self.bytes} bytes), {self.metadata} metadata, "
-                f"{self.details} details, {statuses}{self.tombstones} tombstones and "
-                f"{self.audit} audit log files to {where}")
+        statuses = (f"{counted(self.statuses, 'project status', 'project statuses')}, "
+                    if self.statuses else "")
+        return (f"Exported {counted(self.files, 'file')} ({counted(self.bytes, 'byte')}), "
+                f"{self.metadata} metadata, {counted(self.details, 'detail')}, {statuses}"
+                f"{counted(self.tombstones, 'tombstone')} and "
+                f"{counted(self.audit, 'audit log file')} to {where}")
 
 
 @attrs.frozen

@@ -6,21 +6,20 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin projects} lists the projects the user may read;
   - C{pypid-admin files PROJECT} lists a project's files: version, size,
     upload time, yank state;
-  - C{pypid-admin yank FILENAME} or C{yank PROJECT VERSION} (C{--reason}),
-    C{unyank} likewise;
+  - C{pypid-admin yank FILENAME|PROJECT VERSION} (C{--reason}), C{unyank};
   - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
     into the recycle bin when the server keeps one (C{[retention]
     recycle_bin}), else for good (a deleted filename is never used again),
     so it asks for C{--yes};
-  - C{pypid-admin bin} (C{--index NAME}) lists the recycle bin (admins),
-    C{pypid-admin bin restore FILENAME} takes a file out of it;
+  - C{pypid-admin bin} lists the recycle bin (admins), C{pypid-admin bin
+    restore FILENAME} takes a file out of it;
   - C{pypid-admin retention plan} (C{--index NAME}) prints, per index, what
     the retention rules remove now, why, and the bytes it frees (a dry
     run); C{retention apply --yes} removes what that plan lists, into the
     recycle bin (admins);
-  - C{pypid-admin status PROJECT STATUS} (C{--reason}, C{--index NAME})
-    sets a hosted project's status (PEP 792: active, archived, quarantined,
-    deprecated), admins only;
+  - C{pypid-admin status PROJECT STATUS} (C{--reason}) sets a hosted
+    project's status (PEP 792: active, archived, quarantined, deprecated),
+    admins only;
   - C{pypid-admin promote FROM TO PROJECT==VERSION} promotes a release
     from one index to another (C{POST /api/promote}), one line a file;
     C{--allow-denied}: an admin's override of advisories that deny it;
@@ -28,9 +27,9 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     per index, the releases the security advisories hide, deny or warn
     about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
     that mode), admins only;
-  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}, C{--index
-    NAME}) lists an index's files, the most or least downloaded first
-    (C{GET /api/usage}), admins only;
+  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}) lists an
+    index's files, the most or least downloaded first (C{GET /api/usage}),
+    admins only;
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
@@ -39,7 +38,8 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin tls --host NAME} makes a private CA and a server
     certificate every client accepts (L{pypid.cli.private_ca}).
 
-Every command over the API takes C{--cert PEM} to trust a private CA.
+Every command over the API takes C{--cert PEM} to trust a private CA;
+each that acts in one index, C{--index NAME} (L{_in_index}).
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ from pypid.cli import private_ca as tls_command
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
 from pypid.cli.server_client import CliError, Server, add_server_options, server_from
 from pypid.core.dists.names import InvalidName, parse_filename
+from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.project_status import STATUSES
 from pypid.core.util.terminal_text import escaped
-from pypid.core.util.units import format_duration
+from pypid.core.util.units import counted, format_duration
 
 if TYPE_CHECKING:
     # (types only: the configuration is read by the commands that need it)
@@ -88,10 +89,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
         if options.command in bundle_commands.COMMANDS:
             return bundle_commands.run(options, config_from, out, err)
         if options.command == "tls":
-            if options.config is None:
-                return tls_command.run(options, out)
-            return tls_command.run(options, out, config_from(options).server.listen,
-                                   options.config)
+            return tls_command.run(
+                options, out, None if options.config is None else config_from(options))
         assert command is not None  # (argparse allows only the commands added)
         command.run(server_from(options), options, out)
     except CliError as e:
@@ -173,6 +172,24 @@ def config_from(options: argparse.Namespace) -> Config:
         raise CliError(str(e))
 
 
+def _in_index(options: argparse.Namespace, path: str) -> str:
+    """
+    The API path C{path} in the index C{--index} names: under C{NAME/}, where
+    the server mounts a named index's routes; the default index's (no
+    C{--index}, or C{--index default}) at the root. Every command that acts
+    on an index's own routes builds its path here (the site's admin routes,
+    C{bin}'s list and C{usage}, take C{?index=NAME} instead).
+    """
+    index = options.index
+    return path if not index or index == DEFAULT else f"{quote(index, safe='')}/{path}"
+
+
+def _index_argument(parser: argparse.ArgumentParser) -> None:
+    """C{--index NAME}: the index a command acts in, as every such command takes it."""
+    parser.add_argument("--index", metavar="NAME",
+                        help="the index (default: the default index)")
+
+
 def _get(server: Server, path: str) -> Any:
     with server.request("GET", path, _JSON) as response:
         return json.loads(response.read())
@@ -180,7 +197,7 @@ def _get(server: Server, path: str) -> Any:
 
 def _files(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     """C{files PROJECT}: one line a file: filename, version, size, upload time, yank state."""
-    page = _get(server, f"simple/{quote(options.project)}/")
+    page = _get(server, _in_index(options, f"simple/{quote(options.project)}/"))
     for f in page["files"]:
         yanked = f.get("yanked", False)
         state = "" if yanked is False else (
@@ -223,8 +240,7 @@ def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
 
 def _status(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     """Set a project's status (C{POST [NAME/]api/projects/PROJECT/status})."""
-    prefix = f"{quote(options.index, safe='')}/" if options.index else ""
-    path = f"{prefix}api/projects/{quote(options.project, safe='')}/status"
+    path = _in_index(options, f"api/projects/{quote(options.project, safe='')}/status")
     fields = {"status": options.status}
     if options.reason:
         fields["reason"] = options.reason
@@ -249,7 +265,8 @@ def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> Non
              if value}
     answer = _get(server, "api/advisories" + (f"?{urlencode(query)}" if query else ""))
     db = answer["database"]
-    out.write(f"{db['advisories']} advisories of {db['projects']} projects in force"
+    out.write(f"{counted(db['advisories'], 'advisory', 'advisories')} of "
+              f"{counted(db['projects'], 'project')} in force"
               + (f" (from {db['source']})" if db.get("source") else "") + "\n")
     for report in answer["indexes"]:
         mode = answer.get("dry_run") or report["mode"]
@@ -265,7 +282,7 @@ def _advisories(server: Server, options: argparse.Namespace, out: TextIO) -> Non
             out.write(f"{report['index']}: advisories are off (try --as deny for a dry run)\n")
         else:
             dry = " (dry run)" if answer.get("dry_run") else ""
-            out.write(f"{report['index']}: {count} release{'s' if count != 1 else ''} "
+            out.write(f"{report['index']}: {counted(count, 'release')} "
                       f"{_ACTIONS.get(mode, mode)}{dry}\n")
         for base in report.get("stricter_bases", ()):
             # (a base's mode does not reach the indexes built on it: say so
@@ -282,17 +299,22 @@ def _usage(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     if options.index:
         query["index"] = options.index
     answer = _get(server, f"api/usage?{urlencode(query)}")
-    out.write(f"{answer['index']}: downloads over the last {answer['days']} days\n")
+    out.write(f"{answer['index']}: downloads over the last {counted(answer['days'], 'day')}\n")
     for row in answer["files"]:
         last = row["last_downloaded"] or "never"
         out.write(f"{row['downloads']:>9}  {last:<27}  {row['filename']}\n")
 
 
 def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
-    """C{bin}: one line a file in the recycle bin (when deleted, when purged); or restore one."""
+    """
+    C{bin}: a line naming the index, how many files its recycle bin holds
+    and for how long, as C{usage} names what it lists; then one line a file,
+    the first purged first: C{deleted TIME  purge due TIME  FILENAME}, each
+    time labelled (a bare second time read as a purge that had happened),
+    the filename last. Or restore one.
+    """
     if options.bin_command == "restore":
-        prefix = f"{quote(options.index, safe='')}/" if options.index else ""
-        path = f"{prefix}api/files/{quote(options.filename, safe='')}/restore"
+        path = _in_index(options, f"api/files/{quote(options.filename, safe='')}/restore")
         with server.request("POST", path, {}, b"") as response:
             out.write(response.read().decode("utf-8", "replace").strip() + "\n")
         return
@@ -300,10 +322,10 @@ def _bin(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     answer = _get(server, f"api/recycle-bin{query}")
     files = answer["files"]
     kept = format_duration(answer["keep_for"]) if answer["keep_for"] else "off"
-    out.write(f"{answer['index']}: {len(files)} file{'s' if len(files) != 1 else ''} in the "
-              f"recycle bin (kept {kept})\n")
+    out.write(f"{answer['index']}: {counted(len(files), 'file')} in the recycle bin "
+              f"(kept {kept})\n")
     for row in files:
-        out.write(f"{row['deleted']}  purged {row['purged']}  {row['filename']}\n")
+        out.write(f"deleted {row['deleted']}  purge due {row['purged']}  {row['filename']}\n")
 
 
 def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None:
@@ -317,11 +339,12 @@ def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None
     for plan in plans:
         releases = plan["releases"]
         files = sum(len(release["files"]) for release in releases)
-        out.write(f"{plan['index']}: {len(releases)} release{'s' if len(releases) != 1 else ''}"
-                  f", {files} file{'s' if files != 1 else ''}, {_bytes(plan['bytes'])}\n")
+        out.write(f"{plan['index']}: {counted(len(releases), 'release')}, "
+                  f"{counted(files, 'file')}, {_bytes(plan['bytes'])}\n")
         for release in releases:
             out.write(f"  {release['project']} {release['version']}: {release['reason']} "
-                      f"({len(release['files'])} files, {_bytes(release['bytes'])})\n")
+                      f"({counted(len(release['files']), 'file')}, "
+                      f"{_bytes(release['bytes'])})\n")
         kept = {why: count for why, count in plan["kept"].items() if count}
         if kept:
             out.write("  kept: " + ", ".join(f"{count} {why}" for why, count in kept.items())
@@ -334,7 +357,7 @@ def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None
                             {"Content-Type": "application/json"}, body) as response:
             applied = json.loads(response.read())
         where = ("into the recycle bin" if plan["recycle_bin"] else "for good")
-        out.write(f"{plan['index']}: removed {len(applied['removed'])} files {where}, "
+        out.write(f"{plan['index']}: removed {counted(len(applied['removed']), 'file')} {where}, "
                   f"{_bytes(applied['bytes'])}\n")
         for skipped in applied["skipped"]:
             out.write(f"  kept {skipped['filename']}: {skipped['reason']}\n")
@@ -342,12 +365,14 @@ def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None
 
 def _bytes(size: int) -> str:
     """A size as people read it: C{1.5 MiB}."""
+    if size < 1024:
+        return counted(size, "byte")
     value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+    for unit in ("KiB", "MiB"):
         value /= 1024
-    return f"{size} bytes"
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
 
 
 def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
@@ -356,6 +381,7 @@ def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
         path = f"api/files/{quote(options.target, safe='')}"
     else:
         path = f"api/projects/{quote(options.target, safe='')}/{quote(options.version, safe='')}"
+    path = _in_index(options, path)
     body: bytes | None
     headers: dict[str, str]
     if options.command == "delete":
@@ -373,19 +399,24 @@ def _change(server: Server, options: argparse.Namespace, out: TextIO) -> None:
 
 def _projects(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     """One line a project the user may read."""
-    for project in _get(server, "simple/")["projects"]:
+    for project in _get(server, _in_index(options, "simple/"))["projects"]:
         out.write(f"{project['name']}\n")
 
 
 def _project_argument(parser: argparse.ArgumentParser) -> None:
-    """C{files}' argument: the project."""
+    """C{files}' arguments: the project, and its index."""
     parser.add_argument("project")
+    _index_argument(parser)
 
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
-    """C{unyank}'s arguments, which C{yank} and C{delete} share: a file, or a release."""
+    """
+    C{unyank}'s arguments, which C{yank} and C{delete} share: a file, or a
+    release, and its index.
+    """
     parser.add_argument("target", metavar="FILENAME|PROJECT")
     parser.add_argument("version", nargs="?", help="with a project: the release")
+    _index_argument(parser)
 
 
 def _yank_arguments(parser: argparse.ArgumentParser) -> None:
@@ -415,8 +446,7 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("project")
     parser.add_argument("status", choices=STATUSES)
     parser.add_argument("--reason", help="why, in one short line (shown on its pages)")
-    parser.add_argument("--index", metavar="NAME",
-                        help="the hosted index the project is in (default: the default index)")
+    _index_argument(parser)
 
 
 def _promote_arguments(parser: argparse.ArgumentParser) -> None:
@@ -452,16 +482,14 @@ def _usage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--least", action="store_true", help="the least downloaded first")
     parser.add_argument("--days", type=int, default=30, help="the days counted (default 30)")
     parser.add_argument("--limit", type=int, default=20, help="how many files (default 20)")
-    parser.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
-                                                        "default index)")
+    _index_argument(parser)
 
 
 def _bin_arguments(parser: argparse.ArgumentParser) -> None:
     """C{bin}'s arguments: C{list} or C{restore FILENAME}, and the index."""
     parser.add_argument("bin_command", nargs="?", choices=("list", "restore"), default="list")
     parser.add_argument("filename", nargs="?", help="with restore: the file to restore")
-    parser.add_argument("--index", metavar="NAME", help="the hosted index (default: the "
-                                                        "default index)")
+    _index_argument(parser)
 
 
 def _bin_check(options: argparse.Namespace) -> str | None:
@@ -488,7 +516,7 @@ def _retention_check(options: argparse.Namespace) -> str | None:
 
 #: The sub-commands over the HTTP API, by name, in the order C{--help} lists them.
 _SERVER_COMMANDS = {command.name: command for command in (
-    ServerCommand("projects", "list the projects", _projects),
+    ServerCommand("projects", "list the projects", _projects, _index_argument),
     ServerCommand("files", "list a project's files", _files, _project_argument),
     ServerCommand("yank", "yank a file, or every file of a release", _change, _yank_arguments),
     ServerCommand("unyank", "undo a yank", _change, _target_arguments),

@@ -27,6 +27,7 @@ from pypid.cli.server_client import CliError, Server
 from pypid.core.records.audit_chain import FIRST_YEAR, AuditError, format_time, parse_time
 from pypid.core.records.audit_query import DEFAULT_LIMIT, MAX_LIMIT
 from pypid.core.util.terminal_text import escaped
+from pypid.core.util.units import counted
 
 if TYPE_CHECKING:
     # (types only: what reads the configuration and the log is imported
@@ -216,10 +217,10 @@ async def check(log: IAuditLog, out: TextIO, err: TextIO) -> int:
         out.write(f"note: {escaped(str(note))}\n")
     for broken in check.broken:
         out.write(f"{escaped(str(broken))}\n")
-    summary = f"{check.files} files, {check.entries} entries"
+    summary = f"{counted(check.files, 'file')}, {counted(check.entries, 'entry', 'entries')}"
     if check.broken:
-        err.write(f"pypid-admin: audit verify: {summary}: {len(check.broken)} broken "
-                  "links\n")
+        err.write(f"pypid-admin: audit verify: {summary}: "
+                  f"{counted(len(check.broken), 'broken link')}\n")
         return 1
     out.write(f"{summary}: every chain is intact\n")
     return 0

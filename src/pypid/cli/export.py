@@ -59,6 +59,7 @@ from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX, index_section
 from pypid.core.security.advisories import DENY, HIDE, OFF, AdvisoryBoard, AdvisoryPolicy
 from pypid.core.util.startup import StartupError
+from pypid.core.util.units import counted
 from pypid.export.exporter import Exporter, IndexChain
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
@@ -315,8 +316,8 @@ def _advisories(config: Config, index: str, err: TextIO) -> tuple[AdvisoryPolicy
     board.replace(found.db)
     source = f" from {found.db.source}" if found.db.source else ""
     return (AdvisoryPolicy(rules, board),
-            f"Advisories applied ({where} advisories = {rules.mode}): {len(found.db)} "
-            f"advisories{source}")
+            f"Advisories applied ({where} advisories = {rules.mode}): "
+            f"{counted(len(found.db), 'advisory', 'advisories')}{source}")
 
 
 async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
@@ -342,7 +343,7 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
     kept = waivers.of_index(index)
     advisories.take_waivers(kept)
     count = len(waivers.find(index))
-    return f", {count} waiver{'s' if count != 1 else ''} kept through the API" if count else ""
+    return f", {counted(count, 'waiver')} kept through the API" if count else ""
 
 
 async def _index_chain(config: Config, name: str, reactor: Any,

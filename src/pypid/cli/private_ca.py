@@ -18,9 +18,12 @@ What every client takes is two certificates:
     common name any more), 397 days (the longest some clients accept).
 
 The C{listen} lines it prints keep the address of the lines they replace
-(C{--config}'s, or the shipped loopback one): a server on this machine
-only is not opened to the network by the recipe, and a line that opens
-it says so.
+(C{--config}'s, or the embedded default loopback one): a server on this
+machine only is not opened to the network by the recipe, and a line that
+opens it says so. Run again on a C{--config} that serves HTTPS already (a
+renewal), it prints no C{listen} line: the server's stay, and C{SIGHUP}
+loads the new files where C{[tls]} names them (other paths: the
+C{[tls]} lines, and a restart, as a reload refuses new paths).
 
 Both keys are ECDSA P-256: small and fast, and accepted by every client
 pypid is tested with. Made with the C{cryptography} package (no
@@ -34,7 +37,7 @@ import datetime
 import ipaddress
 import os
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import attrs
 from cryptography import x509
@@ -43,7 +46,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pypid.cli.server_client import CliError
-from pypid.config.server_settings import SERVER_KEYS, listen_interface, on_network
+from pypid.config.server_settings import (
+    HTTPS,
+    SERVER_KEYS,
+    listen_interface,
+    on_network,
+    parse_listen_address,
+)
+
+if TYPE_CHECKING:
+    # (types only: C{pypid-admin} reads the configuration when it is given)
+    from pypid.config import Config
 
 #: The port of the printed C{https:} lines.
 HTTPS_PORT = 8443
@@ -248,37 +261,97 @@ def _reach(lines: Sequence[str]) -> str:
             "password first (pypid-passwd).\n")
 
 
-def run(options: argparse.Namespace, out: TextIO,
-        listen: Sequence[str] = (SERVER_KEYS["listen"][0],),
-        config: str = "etc/pypid.ini") -> int:
-    """
-    Make the files, and say how to use them.
+def _served_over_https(listen: Sequence[str]) -> bool:
+    """Whether the C{[pypid] listen} lines C{listen} serve HTTPS already (an C{https:} line)."""
+    return any(parse_listen_address(line).kind == HTTPS for line in listen)
 
-    @param listen: the C{[pypid] listen} lines the server has now (those of
-        C{--config}, or the shipped default), whose addresses the printed
-        C{https:} lines keep.
-    @param config: the file they are in.
-    """
-    made = make(options.out, options.host)
-    ca, server, key = made.path(CA), made.path(SERVER), made.path(SERVER_KEY)
-    host = made.hosts[0]
+
+def _https_url(host: str, port: int) -> str:
+    """The server's https URL on C{host}, an IPv6 address in brackets."""
     shown = f"[{host}]" if ":" in host else host
-    url = f"https://{shown}:{HTTPS_PORT}/"
+    return f"https://{shown}:{port}/"
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    """Whether C{a} names the file C{b} (through links too: C{/etc/pypid/tls} may be one)."""
+    return a is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _serve_new(made: Made, listen: Sequence[str], source: str | None) -> tuple[str, str]:
+    """
+    How to serve the files on a server of plain HTTP (the C{listen} lines
+    C{listen}, read in the file C{source}, or the embedded default's for
+    L{None}): its C{https:} lines, and the URL clients use.
+    """
+    url = _https_url(made.hosts[0], HTTPS_PORT)
     lines = https_lines(listen)
-    out.write(
-        ("made a new CA: " if made.new_ca else "kept the CA: ") + ca + "\n"
-        f"made a certificate for {', '.join(made.hosts)}, valid until "
-        f"{made.not_after:%Y-%m-%d}: {server}\n\n"
-        f"Serve it ({config}): in place of listen = {' '.join(listen)}, the same "
-        "address over HTTPS:\n\n"
+    replaced = " ".join(listen)
+    where = (f"Serve it ({source}): in place of listen = {replaced}" if source is not None
+             else f"Serve it: in place of the embedded default listen = {replaced} (no "
+                  "--config given)")
+    text = (
+        f"{where}, the same address over HTTPS:\n\n"
         "  [pypid]\n"
         + "".join(f"  listen = {line}\n" if at == 0 else f"      {line}\n"
                   for at, line in enumerate(lines)) +
         f"  base_url = {url}\n"
         "  [tls]\n"
-        f"  certificate = {server}\n"
-        f"  key = {key}\n\n"
-        + _reach(lines) + "\n"
+        f"  certificate = {made.path(SERVER)}\n"
+        f"  key = {made.path(SERVER_KEY)}\n\n"
+        + _reach(lines))
+    return text, url
+
+
+def _serve_renewed(made: Made, config: Config) -> tuple[str, str]:
+    """
+    How to serve the files on a server of HTTPS already (C{config}'s): its
+    listen lines stay; a reload takes the new files where its C{[tls]}
+    names them, and a restart other paths (which a reload refuses).
+    """
+    listen = config.server.listen
+    port = next(address.port for address in map(parse_listen_address, listen)
+                if address.kind == HTTPS and address.port is not None)
+    url = config.server.base_url or _https_url(made.hosts[0], port)
+    url = url.rstrip("/") + "/"
+    https = " and ".join(line for line in listen if parse_listen_address(line).kind == HTTPS)
+    served = f"{config.source} serves HTTPS already ({https}): keep its listen lines"
+    tls = config.tls
+    if _same_file(tls.certificate, made.path(SERVER)) and \
+            _same_file(tls.key, made.path(SERVER_KEY)):
+        return (f"{served}. Load the new certificate: send the server SIGHUP (kill -HUP, "
+                "or systemctl kill -s HUP pypid), or restart it.\n"), url
+    return (f"{served}, and serve the new files in place of [tls] certificate = "
+            f"{tls.certificate}:\n\n"
+            "  [tls]\n"
+            f"  certificate = {made.path(SERVER)}\n"
+            f"  key = {made.path(SERVER_KEY)}\n"
+            + ("  chain =\n" if tls.chain else "") +
+            "\nthen restart the server (a reload refuses new [tls] paths).\n"), url
+
+
+def run(options: argparse.Namespace, out: TextIO, config: Config | None = None) -> int:
+    """
+    Make the files, and say how to use them.
+
+    @param config: the server's configuration (C{--config}), whose C{listen}
+        lines the printed C{https:} lines keep, or which serves HTTPS
+        already (a renewal: its lines stay, a reload takes the files);
+        L{None}: the embedded default C{listen} line, served over HTTPS on
+        its address.
+    """
+    made = make(options.out, options.host)
+    ca = made.path(CA)
+    if config is None:
+        serve, url = _serve_new(made, (SERVER_KEYS["listen"][0],), None)
+    elif _served_over_https(config.server.listen):
+        serve, url = _serve_renewed(made, config)
+    else:
+        serve, url = _serve_new(made, config.server.listen, config.source)
+    out.write(
+        ("made a new CA: " if made.new_ca else "kept the CA: ") + ca + "\n"
+        f"made a certificate for {', '.join(made.hosts)}, valid until "
+        f"{made.not_after:%Y-%m-%d}: {made.path(SERVER)}\n\n"
+        + serve + "\n"
         f"Give clients {ca} (never {made.path(CA_KEY)}):\n\n"
         f"  pip install --cert {ca} --index-url {url}simple/ PROJECT\n"
         f"  SSL_CERT_FILE={ca} uv pip install --index-url {url}simple/ PROJECT\n"
@@ -287,6 +360,6 @@ def run(options: argparse.Namespace, out: TextIO,
         "Where REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is set (a company's CA bundle), pip "
         f"and twine ignore --cert: run them as REQUESTS_CA_BUNDLE={ca} pip ... (or twine "
         "...) instead.\n\n"
-        "Run this again before the certificate ends: the CA is kept, so clients need "
-        "nothing new.\n")
+        "Before the certificate ends, run this again with --config FILE: the CA is kept, so "
+        "clients need nothing new.\n")
     return 0

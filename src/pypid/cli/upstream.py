@@ -5,7 +5,8 @@ C{pypid-upstream}: drive a server's upstream cache from the command line.
     pylock.toml}, or project names) downloads through the server every file
     the input pins, so that the server keeps them (checked against their
     hashes) and can serve them with the upstream down; a progress bar shows
-    on standard error, and a summary says what was cached.
+    on standard error when it is a terminal, and a summary says what was
+    cached.
   - C{pypid-upstream refresh PROJECT} makes the server fetch a project's
     upstream page again now, and says its status there (PEP 792) unless
     active: a quarantine upstream withholds its files from then on.
@@ -29,7 +30,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from urllib.parse import quote, urljoin
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
@@ -49,7 +50,22 @@ from pypid.upstream.requirements import (
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
 
 
+def _is_terminal(out: TextIO) -> bool:
+    """Whether C{out} is a terminal, where a bar redrawn in place reads as one."""
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # (a closed or odd stream)
+        return False
+
+
 def _progress(done: int, total: int, name: str, out: TextIO) -> None:
+    """
+    Redraw the progress bar on C{out}: a terminal only, since elsewhere (a
+    CI log, a file) each C{\\r} redraw is kept, one long line; the summary
+    the command prints at the end says what was done.
+    """
+    if not _is_terminal(out):
+        return
     width = 30
     filled = int(width * done / total) if total else width
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:40]:<40}"
@@ -99,7 +115,8 @@ def precache(server: Server, pins: Iterable[Pin],
             continue
         cached.append(f.filename)
     _progress(len(chosen), len(chosen), "done", out)
-    out.write("\n")
+    if _is_terminal(out):
+        out.write("\n")
     return cached, failed
 
 
@@ -108,7 +125,7 @@ def refreshed_line(answer: dict[str, object]) -> str:
     The line C{refresh} prints: the file count, and the project's status
     upstream when it is not active (a quarantined one's files are withheld).
     """
-    line = f"{answer['project']}: {answer['files']} files upstream"
+    line = f"{answer['project']}: {counted(cast(int, answer['files']), 'file')} upstream"
     status = answer.get("status")
     if isinstance(status, str) and status != "active":
         line += f", {status}"
@@ -144,8 +161,7 @@ def takedown_lines(answer: dict[str, Any]) -> list[str]:
         for f in files:
             lines.append(f"{upstream['name']}: {f['filename']} ({f['project']}) no longer "
                          f"listed upstream since {format_upload_time(f['seen'])}: {served}")
-        lines.append(f"{upstream['name']}: {len(files)} file{'s' if len(files) != 1 else ''} "
-                     "taken down upstream")
+        lines.append(f"{upstream['name']}: {counted(len(files), 'file')} taken down upstream")
     if not lines:
         lines.append("the server proxies no upstream")
     return lines

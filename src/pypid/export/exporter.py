@@ -101,9 +101,9 @@ class ExportReport:
     def summary(self, target: str) -> str:
         """One line for a person."""
         how = "every project rendered" if self.rebuilt else f"{self.changed} changed"
-        return (f"Exported {self.projects} projects to {target} ({how}, {self.removed} "
-                f"removed): {self.written} paths written, {self.deleted} removed, "
-                f"in {self.seconds:.2f} s")
+        return (f"Exported {counted(self.projects, 'project')} to {target} ({how}, "
+                f"{self.removed} removed): {counted(self.written, 'path')} written, "
+                f"{self.deleted} removed, in {self.seconds:.2f} s")
 
 
 @attrs.frozen
@@ -268,8 +268,8 @@ class Exporter:
             # must hand them on to the next one with its own.
             self._pending = set(self._suspect)
             log.warn("The last export to {target} was cut short: rewriting or removing the "
-                     "{count} paths it was writing", target=self._target.describe(),
-                     count=len(self._suspect))
+                     "{paths} it was writing", target=self._target.describe(),
+                     paths=counted(len(self._suspect), "path"))
 
     def _with_suspects(self, plan: Plan) -> list[str]:
         """The projects to render: the plan's, and any a cut-short export was writing."""

@@ -1201,3 +1201,26 @@ class ReportTests(SynchronousTestCase):
             "refused evil\\x1b[2J-1.0.tar.gz: yanked \\u202ereason\\nsecond line\n"
             "Into the index release:\n"
             "refused evil\\x1b[2J-1.0.tar.gz: yanked \\u202ereason\\nsecond line\n"))
+
+
+class SummaryCountTests(SynchronousTestCase):
+    """What C{pypid-admin export} and C{import} print count one thing in the singular."""
+
+    def test_pack_summary(self):
+        from pypid.bundle.pack import PackReport
+        self.assertEqual(
+            PackReport(files=1, bytes=1, metadata=1, details=1, tombstones=1, audit=1,
+                       statuses=1).summary("out.tar"),
+            "Exported 1 file (1 byte), 1 metadata, 1 detail, 1 project status, 1 tombstone "
+            "and 1 audit log file to out.tar")
+        self.assertEqual(
+            PackReport(files=2, bytes=10, tombstones=0, audit=2).summary("out"),
+            "Exported 2 files (10 bytes), 0 metadata, 0 details, 0 tombstones and 2 audit "
+            "log files to out")
+
+    def test_import_audit_line(self):
+        from pypid.bundle.import_report import ImportReport
+        report = ImportReport(audit_kept="imported/x", audit_files=1, audit_entries=1,
+                              audit_broken=["line 2"])
+        self.assertIn("audit log of the source: 1 file, 1 entry, already kept under "
+                      "imported/x; its chain has 1 broken link", report.lines())

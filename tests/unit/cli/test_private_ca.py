@@ -52,18 +52,22 @@ class PrintedRecipeTests(SynchronousTestCase):
                              "--host", "pypi.internal.example"], out, err)
         return status, out.getvalue() + err.getvalue()
 
-    def config(self, listen):
-        """A configuration file whose [pypid] listen is C{listen}."""
+    def config(self, listen, more=""):
+        """A configuration file whose [pypid] listen is C{listen}, then C{more}."""
         path = os.path.abspath(self.mktemp())
         with open(path, "w", encoding="utf-8") as f:
-            f.write("[pypid]\nlisten =\n" + "".join(f"    {line}\n" for line in listen))
+            f.write("[pypid]\nlisten =\n" + "".join(f"    {line}\n" for line in listen)
+                    + more)
         return path
 
     def test_shipped_default_stays_on_loopback(self):
-        """Without --config: the shipped default's loopback address, and how to open it."""
+        """Without --config: the embedded default's loopback address, and how to open it."""
         status, said = self.tls()
         self.assertEqual(status, 0, said)
-        self.assertIn("in place of listen = tcp:8080:interface=127.0.0.1", said)
+        self.assertIn("Serve it: in place of the embedded default listen = "
+                      "tcp:8080:interface=127.0.0.1 (no --config given), the same address "
+                      "over HTTPS:", said)
+        self.assertNotIn("etc/pypid.ini", said)
         self.assertIn("\n  listen = https:8443:interface=127.0.0.1\n", said)
         self.assertIn("Only this machine reaches it. To serve other machines, write "
                       "interface=0.0.0.0 (every IPv4 address): that opens the server to the "
@@ -90,6 +94,50 @@ class PrintedRecipeTests(SynchronousTestCase):
             self.assertEqual("https:8443:interface=0.0.0.0 opens the server to the network: "
                              "every machine that reaches this one reaches it" in said, opened)
             self.assertEqual("Only this machine reaches it." in said, not opened)
+
+    def test_renewal_keeps_https_listeners(self):
+        """
+        Run again on a configuration that serves HTTPS with these files: no
+        listen line (its own stay, port and redirect), a SIGHUP loads the new
+        certificate; the clients' URL is the server's.
+        """
+        folder = os.path.abspath(self.mktemp())
+        listen = ["https:18090:interface=127.0.0.1", "http-redirect:18080:interface=127.0.0.1"]
+        config = self.config(listen, f"[tls]\ncertificate = {folder}/server.pem\n"
+                                     f"key = {folder}/server-key.pem\n")
+        out, err = io.StringIO(), io.StringIO()
+        status = admin.main(["--config", config, "tls", "--out", folder,
+                             "--host", "pypi.internal.example"], out, err)
+        said = out.getvalue()
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        self.assertIn(f"\n{config} serves HTTPS already (https:18090:interface=127.0.0.1): "
+                      "keep its listen lines. Load the new certificate: send the server SIGHUP "
+                      "(kill -HUP, or systemctl kill -s HUP pypid), or restart it.\n", said)
+        self.assertNotIn("listen =", said)
+        self.assertNotIn("8443", said)
+        self.assertIn("--index-url https://pypi.internal.example:18090/simple/ PROJECT", said)
+
+    def test_renewal_into_other_files(self):
+        """
+        A configuration that serves HTTPS with other files: the [tls] lines of
+        the new ones (no chain: the CA issued it), and a restart, which new
+        paths need; no listen line.
+        """
+        listen = ["https:443", "http-redirect:80"]
+        config = self.config(listen, "base_url = https://pypi.example/\n[tls]\n"
+                                     "certificate = /etc/pypid/tls/fullchain.pem\n"
+                                     "key = /etc/pypid/tls/privkey.pem\n"
+                                     "chain = /etc/pypid/tls/chain.pem\n")
+        status, said = self.tls("--config", config)
+        self.assertEqual(status, 0, said)
+        self.assertIn(f"{config} serves HTTPS already (https:443): keep its listen lines, and "
+                      "serve the new files in place of [tls] certificate = "
+                      "/etc/pypid/tls/fullchain.pem:\n\n"
+                      f"  [tls]\n  certificate = {self.folder}/server.pem\n"
+                      f"  key = {self.folder}/server-key.pem\n  chain =\n\n"
+                      "then restart the server (a reload refuses new [tls] paths).\n", said)
+        self.assertNotIn("listen =", said)
+        self.assertIn("--index-url https://pypi.example/simple/ PROJECT", said)
 
     def test_printed_lines_are_served(self):
         """The server's configuration takes the printed lines with the printed [tls] files."""

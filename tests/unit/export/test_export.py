@@ -1082,7 +1082,7 @@ class CommandTests(TestCase):
         dest = os.path.join(self.folder, "site")
         code, out, err = await self.command(dest, "--config", config)
         self.assertEqual((code, err), (0, ""))
-        self.assertIn("Exported 1 projects", out)
+        self.assertIn("Exported 1 project to", out)
         self.assertEqual(read_file(os.path.join(dest, "files", "beta", BETA_WHEEL[0])),
                          BETA_WHEEL[1])
 
@@ -1129,7 +1129,7 @@ class CommandTests(TestCase):
                                             config, "--links", "never")
         self.assertEqual(code, 1)
         self.assertIn(f"left out {BETA_WHEEL[0]}", err)
-        self.assertIn("Exported 1 projects", out)
+        self.assertIn("Exported 1 project to", out)
 
     def advised(self, mode, source=None):
         """A storage of Alpha 1.0 and 0.9, a configuration that acts on an advisory of 1.0."""
@@ -1153,7 +1153,7 @@ class CommandTests(TestCase):
         dest = os.path.join(self.folder, "site")
         code, out, err = await self.command(dest, "--config", self.advised("deny"))
         self.assertEqual((code, err), (0, ""))
-        self.assertIn("Advisories applied ([pypid] advisories = deny): 1 advisories", out)
+        self.assertIn("Advisories applied ([pypid] advisories = deny): 1 advisory from", out)
         self.assertFalse(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_WHEEL[0])))
         self.assertTrue(os.path.exists(os.path.join(dest, "files", "alpha", ALPHA_OLD[0])))
         self.assertIn(b"denied by advisory GHSA-alph-0000-0001",
@@ -1379,7 +1379,7 @@ class StorageLeftAsItWasTests(ExportCase, TestCase):
         write_file(config, f"[storage]\npath = {root}\n".encode())
         code, out, err = await run_command(self.dest, "--config", config)
         self.assertEqual((code, err), (0, ""))
-        self.assertIn("Exported 1 projects", out)
+        self.assertIn("Exported 1 project to", out)
         self.assertEqual(self.read(f"files/beta/{BETA_WHEEL[0]}"), BETA_WHEEL[1])
         self.assertTrue(self.exists(f"files/beta/{BETA_WHEEL[0]}.metadata"))
         self.same_folder(root, before)

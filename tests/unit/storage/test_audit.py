@@ -1087,7 +1087,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
             f"{path}: line 2: does not follow line 1: line 1 was edited, or entries between "
             "them were removed, or entries were moved"])
         self.assertEqual(err.getvalue(),
-                         "pypid-admin: audit verify: 1 files, 2 entries: 1 broken links\n")
+                         "pypid-admin: audit verify: 1 file, 2 entries: 1 broken link\n")
 
     async def test_verify_command_notes_pruning(self):
         """C{audit verify} says where the kept chain begins, and exits 0: pruning is no error."""
@@ -1294,7 +1294,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         self.assertTrue(key.startswith("packages/.pypid/audit/2026-01-01/"), key)
         out, err = StringIO(), StringIO()
         self.assertEqual(await check(log, out, err), 0)
-        self.assertEqual(out.getvalue(), "1 files, 2 entries: every chain is intact\n")
+        self.assertEqual(out.getvalue(), "1 file, 2 entries: every chain is intact\n")
 
     async def test_store_down(self):
         """A store that cannot be reached fails the flush; the entries wait."""
