@@ -223,3 +223,51 @@ class ReloadedViewTests(DaemonTestCase):
         self.assertIn(b"[index:staging]: adding a hosted index needs a restart", text)
         self.assertEqual(http("GET", daemon.url + "prod/simple/e2e-lib/").status, 200)
         self.assertEqual(http("GET", daemon.url + "staging/simple/e2e-lib/").status, 404)
+
+
+class MisdirectedUploadTests(DaemonTestCase):
+    """
+    twine pointed at the wrong URL, or given a bad filename, as a new user
+    does in the first hour: each refusal twine prints says what is wrong
+    and where to go (a view's hosted index, an index's root URL, that the
+    index is not there, that the filename is at fault).
+    """
+
+    def refused(self, daemon, distribution, url):
+        """Run twine to C{url}; assert it failed; return its output, spaces squeezed out."""
+        done = self.clients.twine_upload(daemon, self.dist_dir(distribution),
+                                         "--repository-url", url, check=False)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        return "".join(done.output.split())
+
+    def test_misdirected_uploads(self):
+        """Twine prints where to upload, for a view, a simple URL and a misspelled index."""
+        daemon = self.new_daemon(start=False)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[index:release]\n\n[index:prod]\nview = yes\nbases = release\n")
+        daemon.start()
+        small = make_wheel("lost-app", "1.0")
+        said = self.refused(daemon, small, daemon.url + "prod/")
+        self.assertIn("405", said)
+        self.assertIn("prodisaview:ittakesnouploads,yanksordeletes;uploadtorelease,thehosted"
+                      "indexitreads", said)
+        # (a wheel over 1 MiB is told before its body, as a small one after it)
+        large = make_wheel("lost-app", "1.1", extra_files=[("lost_app/blob.bin",
+                                                           os.urandom(3 << 20))])
+        for wheel in (small, large):
+            for path, root in (("simple/", ""), ("release/simple/", "release/")):
+                said = self.refused(daemon, wheel, daemon.url + path)
+                self.assertIn("405", said)
+                self.assertIn("".join(f"uploads go to the index's root URL, {daemon.url}"
+                                      f"{root}".split()), said)
+        said = self.refused(daemon, small, daemon.url + "nosuch/")
+        self.assertIn("404", said)
+        self.assertIn("nosuchindex", said)
+
+    def test_bad_filename(self):
+        """A filename twine sends that is not valid is blamed, not the metadata's name."""
+        daemon = self.new_daemon()
+        _, data = make_wheel("example", "1.1")
+        said = self.refused(daemon, ("bad name-1.1-py3-none-any.whl", data), daemon.url)
+        self.assertIn("thefilename'badname-1.1-py3-none-any.whl'isnotvalid:itsprojectname"
+                      "'badname'mayholdonlyASCIIletters,digitsand._-", said)

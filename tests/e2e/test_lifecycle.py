@@ -525,6 +525,22 @@ class ConfigurationTests(DaemonTestCase):
         self.assert_one_line(code, output, path, "[users] alice")
         self.assertNotIn("hunter2-secret", output)
 
+    def test_weak_htpasswd_entries_at_once(self):
+        """
+        An htpasswd file of several weak entries (a pypiserver's, moved
+        over) stops start-up once, in one line naming every one of them.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        htpasswd = os.path.join(folder, "users.htpasswd")
+        with open(htpasswd, "w", encoding="utf-8") as f:
+            f.write("# moved over\nold:$apr1$abcdefgh$0123456789abcdefghijkl\nbob:hunter2\n")
+        code, output, _ = self.start_with(f"[auth]\nhtpasswd = {htpasswd}\n")
+        self.assert_one_line(code, output, f"{htpasswd}: lines 2 (user 'old': Apache MD5 "
+                             "hashes are too weak), 3 (user 'bob': a plaintext password",
+                             "set each password again with htpasswd -B")
+        self.assertNotIn("hunter2", output)
+
 
 class StartupFailureTests(DaemonTestCase):
     """A server that cannot start says why in one line and exits with a failure status, for systemd's C{Restart=on-failure}."""

@@ -575,9 +575,9 @@ class FileHostTests(DaemonTestCase):
         status, out = self.check(daemon, "far-lib")
         self.assertEqual(status, 1, out)
         self.assertEqual(out, "default: the page of far-lib lists 1 file, but its files cannot "
-                              "be fetched: 127.0.0.1 is not a public address; name "
-                              f"127.0.0.1:{files.port} in [upstream] hosts if it is a file "
-                              "host you trust\n")
+                              "be fetched: 127.0.0.1 is not a public address; if it is a "
+                              "file host you trust, set [upstream] hosts = * "
+                              f"127.0.0.1:{files.port}\n")
         target = os.path.abspath(self.mktemp())
         refused = self.clients.pip("install", "--no-deps", "--retries", "0", "--target", target,
                                    "--index-url", daemon.index_url, "far-lib", check=False)

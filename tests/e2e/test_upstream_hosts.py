@@ -104,11 +104,17 @@ class UpstreamHostsTestCase(DaemonTestCase):
         os.kill(daemon.pid, signal.SIGHUP)
         wait_until(self, lambda: daemon.log_text().count(TAKEN) > taken, "the reload")
 
-    def assertRefused(self, answer):
-        """A 502 whose status line names the entry to set, and the key."""
+    def assertRefused(self, answer, hosts="* {files}"):
+        """
+        A 502 whose status line ends with the whole line of C{[upstream]
+        hosts} to write (C{hosts}, as L{write_hosts} takes it): the entries
+        in force, C{*} among them, then the file server's.
+        """
         self.assertEqual(answer.status, 502, answer.body[:300])
-        self.assertIn(f"name 127.0.0.1:{self.files.port} in [upstream] hosts", answer.reason)
-        self.assertIn(answer.reason, answer.body.decode())
+        hosts = hosts.format(files=f"127.0.0.1:{self.files.port}")
+        self.assertTrue(answer.reason.endswith(f"; if it is a file host you trust, set "
+                                               f"[upstream] hosts = {hosts}"), answer.reason)
+        self.assertIn(answer.reason.partition("; ")[2], answer.body.decode())
 
 
 class NarrowedAtReloadTests(UpstreamHostsTestCase):
@@ -209,13 +215,20 @@ class RefusalTests(UpstreamHostsTestCase):
         self.assertNotEqual(refused.returncode, 0, refused.output)
         for name in names:
             self.assertRefused(http("GET", file_url(daemon, "far-lib", name)))
-        line = (f"Not fetching from 127.0.0.1:{self.files.port}: 127.0.0.1 is not a public "
-                f"address; name 127.0.0.1:{self.files.port} in [upstream] hosts if it is a "
-                "file host you trust")
+        files = f"127.0.0.1:{self.files.port}"
+        line = (f"Not fetching from {files}: 127.0.0.1 is not a public address; if it is a "
+                f"file host you trust, set [upstream] hosts = * {files}")
         self.assertEqual(daemon.log_text().count(line), 1, daemon.log_text()[-3000:])
         self.assertEqual(sum(self.files.count("/files/" + name) for name in names), 0)
 
+        # (the line shown keeps every entry in force: written as shown, the
+        # other host and the public ones stay, and the files come)
         self.reload_hosts(daemon, "* files.other.example")
         for name in names:
-            self.assertRefused(http("GET", file_url(daemon, "far-lib", name)))
-        self.assertEqual(daemon.log_text().count(line), 2)
+            self.assertRefused(http("GET", file_url(daemon, "far-lib", name)),
+                               "* files.other.example {files}")
+        shown = f"set [upstream] hosts = * files.other.example {files}"
+        self.assertEqual(daemon.log_text().count(shown), 1, daemon.log_text()[-3000:])
+        self.reload_hosts(daemon, shown.partition(" = ")[2])
+        answer = http("GET", file_url(daemon, "far-lib", names[0]))
+        self.assertEqual(answer.status, 200, answer.body[:300])

@@ -164,6 +164,8 @@ class Server:
                         SiteSettings(max_upload_size=10 << 20, base_url=base_url),
                         SiteServices(audit=AuditTrail(self.log, self.clock), registry=known))
         self.web = web
+        #: its gates (what a route of it asks who may do what)
+        self.access = access
         self.client = site_treq(web.site)
         text, token = self.tokens.make("alice", {"read", "upload"}, indexes=tokens_indexes)
         self.tokens.tokens[token.id] = token

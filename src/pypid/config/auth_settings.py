@@ -162,11 +162,18 @@ def read_principals(items: Items, values: Values, fail: Fail
     """
     directory = groups_from_outside(values)
     users: dict[str, str] = {}
+    # (every user read before any is refused: several weak entries are
+    # told at once, not one a start)
+    refused: list[tuple[str, str]] = []
     for name, value in items("users"):
         try:
             users[name] = _user(name, value)
         except ValueError as e:
-            fail("users", name, str(e))
+            refused.append((name, str(e)))
+    if len(refused) == 1:
+        fail("users", *refused[0])
+    if refused:
+        fail("users", None, _refused_users(refused), [("users", name) for name, _ in refused])
 
     htpasswd = values["auth", "htpasswd"]
     if htpasswd is not None:
@@ -209,6 +216,23 @@ def read_principals(items: Items, values: Values, fail: Fail
             fail("acl", pattern, str(e))
         rules.append(rule)
     return users, groups, rules
+
+
+def _refused_users(refused: list[tuple[str, str]]) -> str:
+    """
+    The one message of several users of C{[users]} refused (C{(name,
+    message)}, a message being what is wrong, then C{; } and what to do):
+    each user with what is wrong, then each remedy once.
+    """
+    listed = []
+    remedies: dict[str, None] = {}
+    for name, message in refused:
+        what, _, remedy = message.partition("; ")
+        listed.append(f"{name} ({what})")
+        if remedy:
+            remedies[remedy] = None
+    return (f"users {', '.join(listed)} cannot be used"
+            + "".join(f"; {remedy}" for remedy in remedies))
 
 
 def read_htpasswd(path: str) -> dict[str, str]:

@@ -89,7 +89,16 @@ class HostRefused(UpstreamError):
     A URL whose host the rules in force refuse (not in C{hosts}, or not at
     a public address): not remembered as a failed file, so that a change of
     C{hosts} applies at the next request.
+
+    @ivar why: what is wrong with the host.
+    @ivar advice: the line of C{hosts} to write, kept apart for a status
+        line to keep it whole (a 502's remedy).
     """
+
+    def __init__(self, why: str, advice: str) -> None:
+        UpstreamError.__init__(self, f"{why}; {advice}")
+        self.why = why
+        self.advice = advice
 
 
 class AccessRefused(UpstreamError):
@@ -292,14 +301,29 @@ class UpstreamClient:
             self._refused.add(host)
             log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why,
                      advice=advice)
-        return HostRefused(f"{why}; {advice}")
+        return HostRefused(why, advice)
 
     def _naming_advice(self, url: str) -> str:
         """What to set so that pypid fetches C{url} from a host at an address that is not public."""
-        found = origin(url)
-        if found is not None and ":" in found[1]:
+        line = self._hosts_line(url)
+        if line is None:
             return f"[{self._section}] hosts names host names and IPv4 addresses only"
-        return f"name {_entry_of(url)} in [{self._section}] hosts if it is a file host you trust"
+        return f"if it is a file host you trust, set {line}"
+
+    def _hosts_line(self, url: str) -> str | None:
+        """
+        The whole line of C{hosts} to write so that the host of C{url} is
+        named: the entries in force (C{*} among them: a line of the new
+        host alone drops the public file hosts), then its entry, without
+        the upstream's own host (always named); L{None} for no http(s)
+        URL, or an IPv6 address, which no entry names.
+        """
+        found = origin(url)
+        if found is None or ":" in found[1]:
+            return None
+        entry, own = _entry_of(url), urlsplit(self.index_url).netloc.lower()
+        kept = [e for e in self.file_hosts.entries if e not in (own, entry)]
+        return f"[{self._section}] hosts = {' '.join([*kept, entry])}"
 
     def _access_refused(self, project: str, code: int) -> AccessRefused:
         """
@@ -493,11 +517,11 @@ class UpstreamClient:
         """
         for _ in range(4):
             if not self.file_hosts.allows(url):
-                host = _host(url)
+                host, line = _host(url), self._hosts_line(url)
                 raise self._refusal(
                     host, f"{host} is not an upstream host pypid may use",
-                    f"name it in [{self._section}] hosts (or add {ANY_PUBLIC}: any host "
-                    "the upstream's pages link to, at public addresses)")
+                    (f"set {line}" if line else f"name it in [{self._section}] hosts")
+                    + f" (or add {ANY_PUBLIC}: any host at a public address)")
             response = await self._request(url, headers)
             if response.code not in _REDIRECTS:
                 return response, url

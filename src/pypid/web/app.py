@@ -405,7 +405,8 @@ class IndexServer:
         project = ProjectPages(name, materials.sources, filters, access, chrome, clock, prefix,
                                upstreams=materials.upstreams, advisories=composed.advisories)
         publish = self._publish(materials)
-        areas: list[Area] = [people, publish or ReadOnlyPublish(materials.name, self._access)]
+        areas: list[Area] = [people, publish or ReadOnlyPublish(
+            materials.name, self._access, tuple(source.name for source in materials.sources))]
         if materials.sources or materials.upstreams:
             # (hosted releases, and those its upstreams list: a client of the legacy
             # JSON finds what pip would)

@@ -43,9 +43,9 @@ from pypid.auth.verifier import Identity
 from pypid.core.access.cross_site import SAFE_METHODS, cross_site_refusal
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
-from pypid.core.indexes.index_names import index_upload_path
+from pypid.core.indexes.index_names import NO_SUCH_INDEX, index_upload_path, simple_of
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
-from pypid.core.util.http_errors import HTTPError
+from pypid.core.util.http_errors import HTTPError, NotFound
 from pypid.storage.interface import Run, run_at_once
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials, resolve_client
@@ -67,7 +67,7 @@ from pypid.web.server.channel import (
     origin_form,
 )
 from pypid.web.server.multipart import FormSink, boundary_from_content_type
-from pypid.web.server.respond import Rendered
+from pypid.web.server.respond import Rendered, simple_post_error
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
@@ -164,6 +164,12 @@ class PypidRequest(server.Request):
         if command != b"POST" or (path not in UPLOAD_PATHS and not (
                 site.index_uploads and index_upload_path(path))):
             if length is not None and length > MAX_PLAIN_BODY:
+                misdirected = (self._misdirected_upload(path, site)
+                               if command == b"POST" else None)
+                if misdirected is not None:
+                    return self._answer_early(length, misdirected.code, misdirected.detail,
+                                              extra=misdirected.headers,
+                                              reason=misdirected.reason)
                 return self._answer_early(length, 413, PLAIN_TOO_LARGE)
             # Small forms (a yank reason, a token request) are parsed into
             # request.args by Twisted, from memory.
@@ -286,11 +292,33 @@ class PypidRequest(server.Request):
             self.content.close()
             self._answer_early(None, 413, too_large_message(self._site().max_upload_size))
 
+    def _misdirected_upload(self, path: bytes, site: PypidSite) -> HTTPError | None:
+        """
+        What a large C{POST} to a URL that takes no uploads, but that an
+        upload client was pointed at, is told rather than that its body is
+        too large: an index's simple pages, the URL that does
+        (L{simple_post_error}); a C{/NAME/} of a server without named
+        indexes, that there is none (L{NO_SUCH_INDEX}); the same answers
+        their routes give a small body. L{None} for another URL.
+        """
+        simple = simple_of(path, site.index_uploads)
+        if simple is not None:
+            base = site.base_url or "/"
+            return simple_post_error(self, base if simple == DEFAULT_INDEX
+                                     else f"{base}{simple}/")
+        if index_upload_path(path):
+            return NotFound(NO_SUCH_INDEX)
+        return None
+
     def _answer_early(self, length: int | None, code: int, message: str, www: bool = False,
-                      extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+                      extra: Iterable[tuple[bytes, bytes]] = (),
+                      reason: bytes | None = None) -> None:
         """
         Answer now, before the body, and then close the connection: after the
         discarded body when it is small, at once when it is large.
+
+        @param reason: the status line's reason phrase (an error's, with its
+            remedy kept: L{HTTPError.reason}); by default the message.
         """
         transport = self.channel.transport
         close = _closer(self.channel)
@@ -303,7 +331,7 @@ class PypidRequest(server.Request):
         headers = [(b"WWW-Authenticate", www_authenticate_header())] if www else []
         # (an early answer is for a connection still open: it has a transport)
         answer_before_body(transport, code, message, headers + list(extra),  # type: ignore[arg-type]
-                           send_body=self._line[0] != b"HEAD")
+                           reason=reason, send_body=self._line[0] != b"HEAD")
         self._site().count(self, code, 0)
         self.channel.persistent = False
         if length is None or length > DISCARD_LIMIT:

@@ -39,6 +39,28 @@ class ParseTests(SynchronousTestCase):
             self.assertIn(words, message)
             self.assertNotIn(value, message)
 
+    def test_all_unusable_at_once(self):
+        """
+        Several entries that cannot be used are named in one refusal, by
+        line, each with its user and what is wrong (never a hash), the
+        remedy once, last: not one a start-up.
+        """
+        text = (f"ok:{BCRYPT}\nbob:$apr1$abcdefgh$0123456789abcdefghijkl\ncarol:hunter2\n"
+                "nocolon\n")
+        message = str(self.assertRaises(ValueError, parse_htpasswd, text, "users.htpasswd"))
+        self.assertEqual(message,
+                         "users.htpasswd: lines 2 (user 'bob': Apache MD5 hashes are too weak), "
+                         "3 (user 'carol': a plaintext password or an unknown scheme is never "
+                         "accepted), 4 (expected user:hash, with a user name of 1 to 64 "
+                         "letters, digits, '.', '_', '@' or '-') cannot be used; set each "
+                         "password again with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+        self.assertNotIn("hunter2", message)
+        many = "".join(f"u{n}:plain{n}\n" for n in range(25))
+        message = str(self.assertRaises(ValueError, parse_htpasswd, many, "f"))
+        self.assertIn("10 (user 'u9': a plaintext", message)
+        self.assertIn(" and 15 more cannot be used; ", message)
+        self.assertNotIn("'u10'", message)
+
     def test_malformed(self):
         """Lines without a colon, bad names and repeated users are refused."""
         for text in ("nocolon\n", "bad name:x\n", f"a:{BCRYPT}\na:{BCRYPT}\n"):

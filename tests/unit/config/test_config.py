@@ -518,6 +518,22 @@ class ErrorTests(_ConfigMixin, SynchronousTestCase):
         self.assertIn("[users] alice: this looks like a plaintext password", message)
         self.assertNotIn("hunter2-secret", message)
 
+    def test_several_bad_users(self):
+        """
+        Several users that cannot be used are refused at once, each named
+        with what is wrong (no password repeated), each remedy once, last:
+        one start-up error, not one a start.
+        """
+        message = self.refused(f"[users]\nalice = hunter2-secret\nbob = {ALICE_HASH}\n"
+                               "carol = $2b$12$abcdefghijklmnopqrstuv\ndave = other-secret\n")
+        self.assertTrue(message.endswith(
+            ": [users]: users alice (this looks like a plaintext password, which is never "
+            "accepted), carol (only argon2id hashes ($argon2id$...) are accepted (not bcrypt, "
+            "crypt or other formats)), dave (this looks like a plaintext password, which is "
+            "never accepted) cannot be used; make one with pypid-passwd and put it in [users] "
+            "as: name = <hash>"), message)
+        self.assertNotIn("secret", message)
+
     def test_bad_user_name(self):
         """A user name with characters outside the allowed set is refused."""
         message = self.refused(f"[users]\nal ice = {ALICE_HASH}\n")

@@ -154,7 +154,7 @@ class RefusalLogTests(_Logged, SynchronousTestCase):
                 ensureDeferred(client.open("https://files.elsewhere.example/x.whl")),
                 UpstreamError)
         self.assertIn("files.elsewhere.example is not an upstream host pypid may use; "
-                      "name it in [upstream:vendor] hosts", str(failure.value))
+                      "set [upstream:vendor] hosts = ", str(failure.value))
         self.assertEqual(len(self.warnings()), 1)
         self.assertIn("files.elsewhere.example", self.warnings()[0])
 
@@ -187,21 +187,45 @@ class RefusalLogTests(_Logged, SynchronousTestCase):
             self.failureResultOf(
                 ensureDeferred(client.open("https://files.elsewhere.example/y.whl")),
                 HostRefused)
+        # (the whole line to write: * kept, which the host alone would drop,
+        # and with it the public file hosts; the upstream's own host is
+        # always named, and left out)
         self.assertEqual(str(failure.value),
                          "files.elsewhere.example resolves to 10.1.2.3, not a public address; "
-                         "name files.elsewhere.example in [upstream] hosts if it is a file "
-                         "host you trust")
+                         "if it is a file host you trust, set [upstream] hosts = * "
+                         "files.elsewhere.example")
         self.assertEqual(self.warnings(), [
             "Not fetching from files.elsewhere.example: files.elsewhere.example resolves to "
-            "10.1.2.3, not a public address; name files.elsewhere.example in [upstream] "
-            "hosts if it is a file host you trust"])
+            "10.1.2.3, not a public address; if it is a file host you trust, set [upstream] "
+            "hosts = * files.elsewhere.example"])
         failure = self.failureResultOf(
             ensureDeferred(client.open("http://files.elsewhere.example:8080/x.whl")),
             HostRefused)
         self.assertTrue(str(failure.value).endswith(
-            "; name files.elsewhere.example:8080 in [upstream] hosts if it is a file host "
-            "you trust"), str(failure.value))
+            "; if it is a file host you trust, set [upstream] hosts = * "
+            "files.elsewhere.example:8080"), str(failure.value))
         self.assertEqual(len(self.warnings()), 2)
+
+    def test_not_public_keeps_other_hosts(self):
+        """
+        The line of C{hosts} a refused host is told to write keeps every
+        other entry in force, in their order, the new one last.
+        """
+        client = self.private_client()
+        client.reconfigure(("upstream.example", "files.corp.example", "*"), None)
+        failure = self.failureResultOf(
+            ensureDeferred(client.open("https://localhost:18081/x.whl")), HostRefused)
+        self.assertTrue(str(failure.value).endswith(
+            "set [upstream] hosts = files.corp.example * localhost:18081"), str(failure.value))
+        self.assertEqual(failure.value.advice, "if it is a file host you trust, set [upstream] "
+                                               "hosts = files.corp.example * localhost:18081")
+        client.reconfigure(("upstream.example", "files.corp.example"), None)
+        failure = self.failureResultOf(
+            ensureDeferred(client.open("https://files.elsewhere.example/x.whl")), HostRefused)
+        self.assertEqual(str(failure.value),
+                         "files.elsewhere.example is not an upstream host pypid may use; set "
+                         "[upstream] hosts = files.corp.example files.elsewhere.example "
+                         "(or add *: any host at a public address)")
 
     def test_not_public_ipv6(self):
         """An IPv6 address cannot be named in C{hosts}: the advice says so, naming the section."""
@@ -506,5 +530,5 @@ class CheckTests(SynchronousTestCase):
         self.assertFalse(found.ok)
         self.assertEqual(found.filename, WHEEL[0])
         self.assertIn("lists 1 file, but its files cannot be fetched: files.upstream.example "
-                      "is not an upstream host pypid may use; name it in [upstream] hosts",
+                      "is not an upstream host pypid may use; set [upstream] hosts = ",
                       found.line)

@@ -138,6 +138,42 @@ class SiteTests(SynchronousTestCase):
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 413 "))
         self.assertEqual(self.resource.seen, [])
 
+    def test_large_upload_to_simple(self):
+        """
+        A large upload sent to an index's simple pages (the URL pip reads)
+        is told before its body where uploads go, not that it is too large:
+        the index's root URL, as the client reached it, or under
+        C{base_url}; with named indexes, the named one's.
+        """
+        head = (MULTIPART + AUTH + b"Content-Length: %d\r\n\r\n" % (MAX_PLAIN_BODY + 1))
+        for rules, path, root in (
+                (SiteRules(1 << 20), b"/simple/", b"http://pypi.example/"),
+                (SiteRules(1 << 20, index_uploads=True), b"/simple", b"http://pypi.example/"),
+                (SiteRules(1 << 20, index_uploads=True), b"/prod/simple/x/",
+                 b"http://pypi.example/prod/"),
+                (SiteRules(1 << 20, base_url="https://pypi.internal/", index_uploads=True),
+                 b"/prod/simple/", b"https://pypi.internal/prod/")):
+            self.site = PypidSite(self.resource, rules, self.spool, reactor=Clock())
+            answer = self.fresh(b"POST " + path + b" HTTP/1.1\r\nHost: pypi.example\r\n"
+                                + head).value()
+            self.assertTrue(answer.startswith(
+                b"HTTP/1.1 405 this URL does not take POST; it takes GET, HEAD; uploads go "
+                b"to the index's root URL, " + root + b"\r\n"), answer)
+            self.assertIn(b"\r\nallow: GET, HEAD\r\n", answer)
+        self.assertEqual(self.resource.seen, [])
+
+    def test_large_upload_to_no_index(self):
+        """
+        A large upload to C{/NAME/} of a server without named indexes is
+        told there is no such index before its body, not that it is too
+        large (a server with named indexes takes it, for its gate).
+        """
+        answer = self.fresh(b"POST /nosuch/legacy/ HTTP/1.1\r\nHost: pypi.example\r\n"
+                            + MULTIPART + AUTH +
+                            b"Content-Length: %d\r\n\r\n" % (MAX_PLAIN_BODY + 1)).value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 404 no such index\r\n"), answer)
+        self.assertEqual(self.resource.seen, [])
+
     def test_other_body_too_large_chunked(self):
         """A chunked non-upload body is cut off with 413 as soon as it passes 1 MiB."""
         self.send(b"POST /api/files/x/yank HTTP/1.1\r\nHost: x\r\n"

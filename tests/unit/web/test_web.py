@@ -27,6 +27,7 @@ from pypid.core.access.access_rules import parse_rule
 from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
+from pypid.core.util.http_errors import REASON_LIMIT
 from pypid.storage import sidecars
 from pypid.storage.interface import (
     MemoryFile,
@@ -35,6 +36,7 @@ from pypid.storage.interface import (
     RemoteBytes,
     StorageError,
 )
+from pypid.web.changes.upload_store import _deleted
 from pypid.web.server.areas import Areas
 from tests.harness.distributions import (
     make_sdist,
@@ -176,7 +178,22 @@ class UploadTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(response.code, 400)
         self.assertTrue(body.startswith(b"File already exists"))
         self.assertIn(b"deleted", body)
+        # (what to do instead, last, in twine's status line too)
+        self.assertTrue(body.endswith(b"; upload it under a new version\n"), body)
+        self.assertTrue(response.phrase.endswith(b"; upload it under a new version"),
+                        response.phrase)
         self.assertNothingStored()
+
+    def test_deleted_long_name(self):
+        """
+        The remedy of a deleted filename's refusal stays in the status line
+        however long the filename: the message is cut before it.
+        """
+        filename = "a" * 150 + "-1.0-py3-none-any.whl"
+        reason = _deleted(filename).reason
+        self.assertLessEqual(len(reason), REASON_LIMIT)
+        self.assertTrue(reason.startswith(b"File already exists ('aaa"), reason)
+        self.assertTrue(reason.endswith(b"...; upload it under a new version"), reason)
 
     def assertRefused(self, response, body, field, code=400):
         """

@@ -61,8 +61,7 @@ def parse_hash(value: str) -> HashShape:
         raise ValueError(f"an argon2id password hash is required; {help_}")
     if not value.startswith("$"):
         raise ValueError(
-            "this looks like a plaintext password, which is never accepted; "
-            f"store an argon2id hash instead: {help_}"
+            f"this looks like a plaintext password, which is never accepted; {help_}"
         )
     if value.startswith(("$argon2i$", "$argon2d$")):
         raise ValueError(
@@ -132,47 +131,102 @@ _WEAK = (
 )
 
 
+#: What an htpasswd entry whose hash is refused is told to do; several, each.
+_REHASH = "set the password again with htpasswd -B (bcrypt) or pypid-passwd (argon2id)"
+_REHASH_EACH = "set each password again with htpasswd -B (bcrypt) or pypid-passwd (argon2id)"
+
+#: The most entries one refusal lists (a migrated file may have hundreds).
+_LISTED = 10
+
+
+@attrs.frozen
+class _Unusable:
+    """
+    One entry of an htpasswd file that cannot be used: at line C{number},
+    C{what} is wrong (its user named, never its hash), and C{remedy} says
+    what to do, or L{None} where C{what} says it.
+    """
+
+    number: int
+    what: str
+    remedy: str | None = None
+
+
 def parse_htpasswd(text: str, source: str) -> dict[str, str]:
     """
     The users of an htpasswd file: C{{name: hash}}.
 
+    Every entry is read before any is refused: a file of several weak
+    entries (a pypiserver's, moved over) is told of all of them at once,
+    not one a start.
+
     @param source: the file's name, for messages.
-    @raise ValueError: naming the file, the line and the user (never the
-        hash) of the first entry that cannot be used.
+    @raise ValueError: naming the file, the lines and the users (never the
+        hashes) of the entries that cannot be used.
     """
     users = {}
+    unusable: list[_Unusable] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition(":")
-        where = f"{source}:{number}"
         if not sep or not USER_NAME.match(name):
-            raise ValueError(f"{where}: expected user:hash, with a user name of 1 to 64 "
-                             "letters, digits, '.', '_', '@' or '-'")
+            unusable.append(_Unusable(number, "expected user:hash, with a user name of 1 to "
+                                              "64 letters, digits, '.', '_', '@' or '-'"))
+            continue
         if name in users:
-            raise ValueError(f"{where}: user {name!r} is listed twice")
-        users[name] = _check(value.strip(), f"{where}: user {name!r}")
+            unusable.append(_Unusable(number, f"user {name!r} is listed twice"))
+            continue
+        users[name] = value = value.strip()
+        refused = _refusal(value)
+        if refused is not None:
+            what, remedy = refused
+            unusable.append(_Unusable(number, f"user {name!r}: {what}", remedy))
+    if unusable:
+        raise ValueError(_unusable_message(source, unusable))
     return users
 
 
-def _check(value: str, where: str) -> str:
+def _unusable_message(source: str, unusable: list[_Unusable]) -> str:
+    """
+    The one message of the entries of C{source} that cannot be used: one
+    entry's as it always was (C{file:2: user 'bob': ...; remedy}); several
+    listed by line, each remedy once, at the end.
+    """
+    if len(unusable) == 1:
+        [entry] = unusable
+        remedy = f"; {entry.remedy}" if entry.remedy else ""
+        return f"{source}:{entry.number}: {entry.what}{remedy}"
+    listed = ", ".join(f"{entry.number} ({entry.what})" for entry in unusable[:_LISTED])
+    more = len(unusable) - _LISTED
+    if more > 0:
+        listed += f" and {more} more"
+    remedies = dict.fromkeys(_REHASH_EACH if entry.remedy == _REHASH else entry.remedy
+                             for entry in unusable if entry.remedy)
+    return (f"{source}: lines {listed} cannot be used"
+            + "".join(f"; {remedy}" for remedy in remedies))
+
+
+def _refusal(value: str) -> tuple[str, str | None] | None:
+    """
+    Why the hash C{value} of an htpasswd entry is refused, and what to do
+    (L{None}: what is wrong says it); L{None} for a hash that is used.
+    """
     if is_bcrypt(value):
-        return value
+        return None
     for prefix, scheme in _WEAK:
         if value.startswith(prefix):
-            raise ValueError(f"{where}: {scheme} hashes are too weak; set the password again "
-                             "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+            return f"{scheme} hashes are too weak", _REHASH
     if value.startswith("$argon2"):
         try:
             check_hash_format(value)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        return value
+            what, _, remedy = str(e).partition("; ")
+            return what, remedy or None
+        return None
     if value.startswith("$2"):
-        raise ValueError(f"{where}: not a well-formed bcrypt hash")
+        return "not a well-formed bcrypt hash", None
     if len(value) == 13 and re.match(r"^[./A-Za-z0-9]{13}$", value):
-        raise ValueError(f"{where}: DES crypt hashes are too weak; set the password again "
-                         "with htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
-    raise ValueError(f"{where}: a plaintext password or an unknown scheme is never accepted; "
-                     "use htpasswd -B (bcrypt) or pypid-passwd (argon2id)")
+        return "DES crypt hashes are too weak", _REHASH
+    return "a plaintext password or an unknown scheme is never accepted", _REHASH

@@ -32,6 +32,9 @@ V = TypeVar("V")
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 _SEPARATORS = re.compile(r"[-_.]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The characters a project name may hold, wherever they stand (L{_VALID_NAME}
+#: says where).
+_NAME_CHARACTERS = re.compile(r"[A-Z0-9._-]+\Z", re.IGNORECASE | re.ASCII)
 _BUILD = re.compile(r"(\d+)(.*)\Z", re.ASCII | re.DOTALL)
 #: What a wheel filename may hold after its name: a version (with an epoch
 #: and a local part), a build tag and tags, all ASCII (packaging
@@ -167,10 +170,18 @@ def _check_name_part(name: str) -> None:
     """
     Refuse a filename's name that an upload's form could not give
     (L{is_valid_name}: ASCII), whatever the file came from: packaging
-    takes any letter there, and lowercases the Kelvin sign to C{k}.
+    takes any letter there, and lowercases the Kelvin sign to C{k}. The
+    message says what in it is wrong, and that it is the filename's (an
+    upload's form has a C{name} of its own, which may be right).
     """
     if not is_valid_name(name):
-        raise InvalidName(f"{name!r} is not a valid project name")
+        if not name:
+            raise InvalidName("it has no project name before its version")
+        if _NAME_CHARACTERS.match(name):
+            raise InvalidName(f"its project name {name!r} must start and end with "
+                              "a letter or a digit")
+        raise InvalidName(f"its project name {name!r} may hold only ASCII letters, "
+                          "digits and ._-")
 
 
 def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
@@ -187,7 +198,7 @@ def _parse_sdist(filename: str, legacy: bool) -> ParsedFilename:
         name, version = parse_sdist_filename(stem + ".tar.gz")
     except (InvalidSdistFilename, InvalidVersion) as e:
         if not legacy:
-            raise InvalidName(f"invalid sdist filename: {e}")
+            raise InvalidName(_sdist_fault(stem, e)) from None
         return _parse_legacy_sdist(stem)
     _check_name_part(stem.rpartition("-")[0])
     return ParsedFilename(str(name), str(version), SDIST, "source")
@@ -211,8 +222,8 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     """
     name_part, dash, rest = filename.partition("-")
     if not _WHEEL_REST.match(rest):
-        raise InvalidName("invalid wheel filename: its version, build tag and tags must be "
-                          "ASCII letters, digits and _.!+-")
+        raise InvalidName("its version, build tag and tags may hold only ASCII letters, "
+                          "digits and _.!+-")
     project = _wheel_projects.get(name_part)
     if project is None:
         _check_name_part(name_part)
@@ -223,17 +234,76 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     try:
         plain, label = split_label(filename)
     except InvalidVariant as e:
-        raise InvalidName(f"invalid wheel filename: {e}") from None
+        raise InvalidName(f"its {e}") from None
     try:
         name, version, _build, tags = parse_wheel_filename(plain)
     except (InvalidWheelFilename, InvalidVersion) as e:
-        raise InvalidName(f"invalid wheel filename: {e}") from None
+        raise InvalidName(_wheel_fault(plain[:-4], e)) from None
     pyversions = ".".join(sorted({t.interpreter for t in tags}))
     parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions, label)
     if dash:
         _remember(_wheel_projects, name_part, parsed.project)
         _remember(_wheel_rests, rest, (parsed.version, pyversions, label))
     return parsed
+
+
+def _wheel_fault(stem: str, error: Exception) -> str:
+    """
+    What is wrong with the wheel name C{stem} (without C{.whl}) that
+    C{packaging} refused with C{error}, in words that do not repeat the
+    filename (the caller names it, whole): C{packaging}'s own messages
+    name the stem, without its extension, after words of their own.
+    Worked out again only on this path, so a name parsed well costs
+    nothing more.
+    """
+    parts = stem.split("-")
+    if len(parts) not in (5, 6):
+        return (f"a wheel's filename has 5 or 6 parts between dashes "
+                f"(name-version[-build]-python-abi-platform.whl), not {len(parts)}")
+    if not is_valid_name(parts[0]):
+        try:
+            _check_name_part(parts[0])
+        except InvalidName as e:
+            return str(e)
+    if "__" in parts[0]:
+        return (f"its project name {parts[0]!r} is not escaped as a wheel's is "
+                "(each run of ._- becomes one _)")
+    try:
+        Version(parts[1])
+    except InvalidVersion:
+        return f"its version {parts[1]!r} is not a valid PEP 440 version"
+    fault = _packaging_fault(stem, error)
+    if "tag" in fault:
+        return f"its tags {'-'.join(parts[-3:])!r} are not valid python-abi-platform tags"
+    return fault
+
+
+def _sdist_fault(stem: str, error: Exception) -> str:
+    """L{_wheel_fault} for an sdist's C{stem} (without its extension)."""
+    name, dash, version = stem.rpartition("-")
+    if not dash:
+        return "it has no dash between the project name and the version (name-version.tar.gz)"
+    if not name:
+        return "it has no project name before its version"
+    try:
+        Version(version)
+    except InvalidVersion:
+        return f"its version {version!r} is not a valid PEP 440 version"
+    return _packaging_fault(stem, error)
+
+
+def _packaging_fault(stem: str, error: Exception) -> str:
+    """
+    C{packaging}'s message for a fault L{_wheel_fault} does not word
+    itself (C{"Invalid wheel filename (invalid tag component): 'x-1'"}),
+    without the name it quotes: C{"invalid tag component"}.
+    """
+    text = str(error)
+    bracketed = re.search(r"\((.+)\)", text)
+    if bracketed is not None:
+        return bracketed.group(1)
+    text = text.replace(f" in {stem!r}", "").replace(f": {stem!r}", "")
+    return text[:1].lower() + text[1:]
 
 
 # The parts of wheel names parsed whole (L{_parse_wheel}): the normalized

@@ -38,6 +38,7 @@ from pypid.core.dists.metadata import (
     HEADER_LIMITS,
     SUPPORTED_METADATA_VERSIONS,
     escape_text,
+    short_text,
 )
 from pypid.core.dists.names import (
     SDIST,
@@ -217,6 +218,19 @@ def _check_digest(form: UploadForm, field: str, pattern: re.Pattern[str], actual
     return True
 
 
+def _bad_filename(filename: str, error: InvalidName) -> str:
+    """
+    What an upload whose C{filename} L{parse_filename} refused with
+    C{error} is told: that it is the filename's fault, not the form's (its
+    name may differ from the form's C{name}, which may be right), the
+    filename named once, whole unless over-long (the reason still fits a
+    status line), then what is wrong with it.
+    """
+    if not filename:
+        return "the uploaded file has no filename"
+    return f"the filename {short_text(filename)} is not valid: {error}"
+
+
 def validate_upload(form: UploadForm) -> UploadRequest:
     """
     Check the form of a C{file_upload} action and the uploaded file part.
@@ -257,7 +271,7 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     try:
         parsed = parse_filename(filename)
     except InvalidName as e:
-        raise BadRequest(str(e))
+        raise BadRequest(_bad_filename(filename, e)) from None
     if filetype is not None and filetype != parsed.packagetype:
         raise BadRequest(
             f"filetype: {filetype} does not match the file {filename} ({parsed.packagetype})"

@@ -14,6 +14,7 @@ new route is missing here, so a route cannot silently collide with an index.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import attrs
 
@@ -121,3 +122,38 @@ def index_upload_path(path: bytes) -> bool:
         return False
     segment, slash, rest = path[1:].partition(b"/")
     return bool(slash) and b"/" + rest in UPLOAD_PATHS and is_index_segment(segment)
+
+
+def asks_for_index(method: bytes, rest: Sequence[bytes]) -> bool:
+    """
+    Whether a request under C{/NAME/} (C{rest}: its path after C{NAME},
+    as segments) is one only an index answers: an upload (a C{POST} to
+    one of L{UPLOAD_PATHS}), or a read of its simple pages. Where C{NAME}
+    names no index the caller may see, such a request is told so
+    (L{NO_SUCH_INDEX}) rather than that no page is there: its client
+    was given a wrong index URL.
+    """
+    if method == b"POST":
+        return b"/" + b"/".join(rest) in UPLOAD_PATHS
+    return method in (b"GET", b"HEAD") and rest[:1] == [b"simple"]
+
+
+#: What L{asks_for_index}'s requests are told of a C{/NAME/} that names no
+#: index: the same for a missing index and a hidden one, byte for byte (so
+#: without the name, which the client shows beside it in the URL).
+NO_SUCH_INDEX = "no such index"
+
+
+def simple_of(path: bytes, named: bool) -> str | None:
+    """
+    The index whose simple pages C{path} reads: L{DEFAULT} for
+    C{/simple[/...]}, C{NAME} for C{/NAME/simple[/...]} (when C{named}
+    indexes are served, and C{NAME} could be one: L{is_index_segment});
+    else L{None}.
+    """
+    segments = path.split(b"/", 3)
+    if segments[1:2] == [b"simple"]:
+        return DEFAULT
+    if named and segments[2:3] == [b"simple"] and is_index_segment(segments[1]):
+        return segments[1].decode("ascii")
+    return None

@@ -22,10 +22,11 @@ from klein import Klein
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
-from pypid.core.util.http_errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable
+from pypid.core.util.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.routes import answer_errors, form_field, send_json
+from pypid.web.serving.upstream_files import upstream_failed
 
 #: The audit event of a remembered upstream quarantine released.
 RELEASE = "upstream-release"
@@ -162,7 +163,7 @@ class CacheAdmin:
         try:
             entry = await proxy.upkeep.refresh(normalize(name))
         except UpstreamError as e:
-            raise BadGateway(f"the upstream index failed: {e}")
+            raise upstream_failed(e)
         except Offline:
             raise Unavailable("the server is offline: nothing is fetched")
         if entry.page is None:

@@ -250,7 +250,7 @@ class UploadStore:
         if self._index.binned_file(filename) is not None:
             raise BadRequest(
                 f"File already exists ('{filename}'): it was deleted and is in the "
-                "recycle bin; restore it rather than upload it again"
+                "recycle bin", remedy="restore it rather than upload it again"
             )
 
     async def _attested(self, upload: UploadRequest, record: FileRecord,
@@ -307,7 +307,11 @@ def _exists(filename: str, sha256: str | None) -> BadRequest:
 
 
 def _deleted(filename: str) -> BadRequest:
+    # (a deleted filename is never taken again, whatever its bytes: installers
+    # may hold the old file's hashes; a remedy, so a long filename cannot
+    # push it out of twine's status line)
     return BadRequest(
         f"File already exists ('{filename}'): this filename was previously "
-        "used by a file that has since been deleted"
+        "used by a file that has since been deleted",
+        remedy="upload it under a new version"
     )

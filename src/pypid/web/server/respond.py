@@ -25,6 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.auth.basic import www_authenticate_header
+from pypid.core.access.origins import origin_of
 from pypid.core.formats.negotiate import accepts_gzip, choose
 from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import (
@@ -212,6 +213,34 @@ def wrong_method_error(request: IRequest, allowed: Iterable[str] | None) -> Meth
     return MethodNotAllowed(
         f"this URL does not take {request.method.decode('ascii', 'replace')}; "
         f"it takes {allowed}", [(b"allow", allowed.encode("ascii"))])
+
+
+def simple_post_error(request: IRequest, base: str) -> MethodNotAllowed:
+    """
+    The 405 of a C{POST} to an index's simple pages (whose index starts
+    at C{base}: C{/}, C{/NAME/}, or under C{[pypid] base_url}): an upload
+    client given the index URL pip reads (C{twine --repository-url
+    .../simple/}) is told the URL that takes uploads, as uv hints itself.
+    (The method is named, not read: the site answers a large one before
+    its request line is set on the request.)
+    """
+    return MethodNotAllowed("this URL does not take POST; it takes GET, HEAD",
+                            [(b"allow", b"GET, HEAD")],
+                            remedy=f"uploads go to the index's root URL, "
+                                   f"{absolute_url(request, base)}")
+
+
+def absolute_url(request: IRequest, path: str) -> str:
+    """
+    C{path} (one of ours, from C{/}) as the client reached the server:
+    under its C{Host} header and scheme; C{path} itself when it is a
+    URL already (under C{[pypid] base_url}), or when the C{Host} header
+    is no host name.
+    """
+    if "://" in path:
+        return path
+    origin = origin_of(request.getHeader(b"host"), request.isSecure())
+    return path if origin is None else origin + path
 
 
 class ReadResource(Resource):

@@ -28,11 +28,12 @@ answers 403 (L{pypid.web.serving.denied_files}).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -40,10 +41,10 @@ from twisted.web.server import Request
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
-from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.index_names import DEFAULT, NO_SUCH_INDEX, asks_for_index
 from pypid.core.indexes.render import AgedPage, Page, file_url_for
 from pypid.core.records.metrics import UPLOAD_PATHS
-from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, Unavailable
+from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, NotFound, Unavailable
 from pypid.state.hosted_source import HostedSource
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, for_people
@@ -54,6 +55,7 @@ from pypid.web.server.respond import (
     finish_later,
     send_error,
     send_moved,
+    simple_post_error,
     wrong_method_error,
 )
 from pypid.web.server.routes import answer_errors, route_each
@@ -143,11 +145,17 @@ class IndexMaterials:
 class ReadOnlyPublish:
     """
     A view's upload, yank, unyank, delete, restore and status routes: 405 with the
-    reason, once the credentials passed (as a hosted index's would be checked).
+    reason, once the credentials passed (as a hosted index's would be checked),
+    and where to go instead: the hosted indexes it reads, those the caller
+    may enter (naming no other: a hidden index stays hidden).
+
+    @ivar _hosted: the hosted indexes the view reads, in its order (its
+        bases', as L{IndexMaterials.sources} holds them).
     """
 
     _name: str
     _access: Gates
+    _hosted: tuple[str, ...] = ()
 
     app = Klein()
     answer_errors(app)
@@ -164,7 +172,7 @@ class ReadOnlyPublish:
             await auth.verified
         else:
             await self._access.gate_upload(request, auth.credentials, index=None)
-        raise self._refusal()
+        raise self._refusal(request, "upload to")
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
@@ -189,10 +197,28 @@ class ReadOnlyPublish:
 
     async def _refuse(self, request: IRequest) -> bytes:
         await self._access.gate_upload(request, index=None)
-        raise self._refusal()
+        raise self._refusal(request, "change its files in")
 
-    def _refusal(self) -> MethodNotAllowed:
-        return MethodNotAllowed(f"{self._name} {VIEW_REFUSAL}", [(b"allow", b"GET, HEAD")])
+    def _refusal(self, request: IRequest, act: str) -> MethodNotAllowed:
+        """The 405, its remedy naming where to C{act} instead (L{_hosted_for})."""
+        hosted = self._hosted_for(request)
+        remedy = None
+        if len(hosted) == 1:
+            remedy = f"{act} {hosted[0]}, the hosted index it reads"
+        elif hosted:
+            remedy = f"{act} one of the hosted indexes it reads: {', '.join(hosted)}"
+        return MethodNotAllowed(f"{self._name} {VIEW_REFUSAL}", [(b"allow", b"GET, HEAD")],
+                                remedy=remedy)
+
+    def _hosted_for(self, request: IRequest) -> list[str]:
+        """
+        The hosted indexes the view reads that the request's reader may
+        enter, as a person finds them: the default one as the default
+        index (at C{/}), another by its name (at C{/NAME/}).
+        """
+        reader = self._access.reader(request)
+        return ["the default index" if name == DEFAULT else name
+                for name in self._hosted if reader.enters(name)]
 
 
 @attrs.frozen
@@ -239,6 +265,8 @@ def answer_read(served: ServedIndex, area: bytes, answer: Callable[[Request], An
     (L{_when_read}); C{request.postpath} starts after the area's segment.
     """
     if request.method not in (b"GET", b"HEAD"):
+        if area == b"simple" and request.method == b"POST":
+            raise simple_post_error(request, served.simple.base)
         raise wrong_method_error(request, ["GET", "HEAD"])
     for backfill in served.files.backfills:
         if backfill.remaining:
@@ -393,6 +421,10 @@ class IndexRoot(Resource):
                 return self._dispatch(request, served)
             except HTTPError as e:
                 return send_error(request, e)
+        if asks_for_index(request.method, request.postpath):  # type: ignore[arg-type]
+            # (an upload, or a read of simple pages, refused as not there:
+            # told it is the index, missing or hidden alike)
+            gate.addErrback(_no_index)
         return finish_later(request, gate.addCallback(lambda _: self._dispatch(request, served)))
 
     def _dispatch(self, request: Request, served: ServedIndex | None) -> Any:
@@ -410,6 +442,12 @@ class IndexRoot(Resource):
             request.prepath.append(post.pop(0))  # type: ignore[union-attr]
             return served.project.render(request)
         return served.resource.render(request)
+
+
+def _no_index(failure: Failure) -> NoReturn:
+    """A gate's L{NotFound} (a missing index, or a hidden one) as L{NO_SUCH_INDEX}."""
+    failure.trap(NotFound)
+    raise NotFound(NO_SUCH_INDEX)
 
 
 def is_page_for_people(request: Request) -> bool:

@@ -22,10 +22,16 @@ from typing import cast
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from pypid.core.indexes.index_names import ROUTE_SEGMENTS, is_index_segment
+from pypid.core.indexes.index_names import (
+    NO_SUCH_INDEX,
+    ROUTE_SEGMENTS,
+    asks_for_index,
+    is_index_segment,
+)
 from pypid.core.indexes.render import AgedPage, Page
+from pypid.core.util.http_errors import NotFound
 from pypid.web.identity.gates import Gates
-from pypid.web.server.respond import Rendered, send_moved
+from pypid.web.server.respond import Rendered, send_error, send_moved
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
 from pypid.web.serving.read_decisions import PlainFile
@@ -99,8 +105,14 @@ class RootResource(Resource):
         child = self._children.get(name)
         if child is not None:
             return child
-        if self._indexes is not None and is_index_segment(name):
-            return self._indexes
+        if is_index_segment(name):
+            if self._indexes is not None:
+                return self._indexes
+            if asks_for_index(request.method, request.postpath):  # type: ignore[arg-type]
+                # (a server of one index: an upload to /NAME/, or a read of
+                # /NAME/simple/, is told there is no such index, as a
+                # server of named indexes tells it)
+                return _NoSuchIndex()
         moved = self._pypiserver_path(name, request)
         if moved is not None:
             return moved
@@ -132,6 +144,15 @@ class RootResource(Resource):
     def render(self, request: Request) -> Rendered:
         """Only reached for a request with no path segment at all: the areas'."""
         return self._app.render(request)
+
+
+class _NoSuchIndex(Resource):
+    """The answer of a request only an index answers, on a server of none named."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> Rendered:
+        return send_error(request, NotFound(NO_SUCH_INDEX))
 
 
 class _Moved(Resource):

@@ -32,6 +32,7 @@ from pypid.web.serving.stored_objects import (
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
     from pypid.upstream.downloads import UpstreamFiles
+    from pypid.upstream.fetch import UpstreamError
     from pypid.upstream.page_model import UpstreamFile
     from pypid.upstream.transfer import ToFile
 
@@ -99,7 +100,7 @@ async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamF
             # had then: held to this one's)
             check_variant_data(name, stored.variant, listed.variant)
     except UpstreamError as e:
-        raise BadGateway(f"the upstream index failed: {e}")
+        raise upstream_failed(e)
     files.served_kept(stored, hit)
     return send_stored(request, stored, files.locate(stored),
                        b'"%s"' % stored.sha256.encode("ascii"))
@@ -216,3 +217,15 @@ class _ClientTee:
             self._registered = False
             if connected(self._request) and not self._request.finished:
                 self._request.unregisterProducer()
+
+
+def upstream_failed(error: UpstreamError) -> BadGateway:
+    """
+    The 502 of an upstream that failed: its error; a host refused keeps
+    its advice (the line of C{hosts} to write) as the remedy, whole in the
+    status line however long the reason before it.
+    """
+    from pypid.upstream.fetch import HostRefused
+    if isinstance(error, HostRefused):
+        return BadGateway(f"the upstream index failed: {error.why}", remedy=error.advice)
+    return BadGateway(f"the upstream index failed: {error}")

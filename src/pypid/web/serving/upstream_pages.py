@@ -41,13 +41,13 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.render import JSON, AgedPage, Page
-from pypid.core.util.http_errors import BadGateway, Gone, NotFound, TooManyRequests
+from pypid.core.util.http_errors import Gone, NotFound, TooManyRequests
 from pypid.storage.interface import Location
 from pypid.web.identity.request_auth import client_address
 from pypid.web.server.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.integrity import no_provenance, same_version, send_provenance
 from pypid.web.serving.stored_objects import send_stored
-from pypid.web.serving.upstream_files import answer_file, file_of
+from pypid.web.serving.upstream_files import answer_file, file_of, upstream_failed
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -173,7 +173,7 @@ def upstream_failure(failed: Sequence[Any]) -> None:
             raise error
     for error in errors:
         if isinstance(error, UpstreamError):
-            raise BadGateway(f"the upstream index failed: {error}")
+            raise upstream_failed(error)
     if any(isinstance(error, Offline) for error in errors):
         raise NotFound("no such project in the cache (the server is offline)")
 

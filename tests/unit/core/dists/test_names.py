@@ -104,10 +104,29 @@ class ParseWheelFilenameTests(SynchronousTestCase):
         self.assertEqual(parse_filename("foo-01.0-py3-none-any.whl").version, "1.0")
 
     def test_invalid_wheel(self):
-        """A wheel name without its tags, or with a bad version, is refused."""
-        for filename in ("foo-1.0.whl", "foo-1.0-py3-none.whl", "foo-notaversion!-py3-none-any.whl"):
+        """
+        A wheel name without its tags, or with a bad part, is refused, the
+        message saying what is wrong with which part, in words of its own:
+        never the filename (the caller names it, whole), nor packaging's,
+        which named it again without its C{.whl}.
+        """
+        for filename, why in (
+                ("foo-1.0.whl", "a wheel's filename has 5 or 6 parts between dashes "
+                                "(name-version[-build]-python-abi-platform.whl), not 2"),
+                ("foo-1.0-py3-none.whl", "a wheel's filename has 5 or 6 parts between dashes "
+                                         "(name-version[-build]-python-abi-platform.whl), not 4"),
+                ("foo-notaversion!-py3-none-any.whl",
+                 "its version 'notaversion!' is not a valid PEP 440 version"),
+                ("bad name-1.1-py3-none-any.whl",
+                 "its project name 'bad name' may hold only ASCII letters, digits and ._-"),
+                ("foo_-1.0-py3-none-any.whl",
+                 "its project name 'foo_' must start and end with a letter or a digit"),
+                ("foo__bar-1.0-py3-none-any.whl",
+                 "its project name 'foo__bar' is not escaped as a wheel's is "
+                 "(each run of ._- becomes one _)")):
             e = self.assertRaises(InvalidName, parse_filename, filename)
-            self.assertIn("invalid wheel filename", str(e))
+            self.assertEqual(str(e), why)
+            self.assertNotIn(filename.removesuffix(".whl"), str(e))
 
     def test_legacy_same(self):
         """Legacy mode parses wheels exactly as strict mode does."""
@@ -187,6 +206,22 @@ class ParseSdistFilenameTests(SynchronousTestCase):
     def test_dashed_name(self):
         """An old dashed name whose last dash starts the version still parses."""
         self.assertEqual(parse_filename("my-project-1.0.tar.gz").project, "my-project")
+
+    def test_invalid_sdist(self):
+        """
+        An upload's sdist name that cannot be read says which part is
+        wrong, without the filename (the caller names it) or
+        packaging's words.
+        """
+        for filename, why in (
+                ("holy_grail.tar.gz", "it has no dash between the project name and the "
+                                      "version (name-version.tar.gz)"),
+                ("-1.0.tar.gz", "it has no project name before its version"),
+                ("holy_grail-x.y.zip", "its version 'x.y' is not a valid PEP 440 version"),
+                ("holy grail-1.0.tar.gz",
+                 "its project name 'holy grail' may hold only ASCII letters, digits and ._-")):
+            e = self.assertRaises(InvalidName, parse_filename, filename)
+            self.assertEqual(str(e), why)
 
     def test_strict_refuses_legacy_extensions(self):
         """C{.tar.bz2} and C{.tgz} sdists are refused outside legacy mode."""

@@ -183,6 +183,23 @@ class ValidateUploadTests(SynchronousTestCase):
                          "holy_grail-1.0.tar.bz2", "", "holy_grail.whl"):
             self.refused(make_form(make_part(filename), drop=("filetype",)), None)
 
+    def test_bad_filename_named_once(self):
+        """
+        A filename that cannot be read is refused as the filename (not
+        the form's C{name}, which may be right), named once as uploaded,
+        with what is wrong with it.
+        """
+        for filename, why in (
+                ("bad name-1.0-py3-none-any.whl",
+                 "its project name 'bad name' may hold only ASCII letters, digits and ._-"),
+                ("holy_grail-1.0.whl",
+                 "a wheel's filename has 5 or 6 parts between dashes "
+                 "(name-version[-build]-python-abi-platform.whl), not 2")):
+            message = self.refused(make_form(make_part(filename)), None)
+            self.assertEqual(message, f"the filename {filename!r} is not valid: {why}")
+        message = self.refused(make_form(make_part(""), drop=("filetype",)), None)
+        self.assertEqual(message, "the uploaded file has no filename")
+
     def test_project_mismatch(self):
         """The filename must be for the project the form names."""
         message = self.refused(make_form(name="other"), None)

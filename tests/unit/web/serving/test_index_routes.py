@@ -96,6 +96,45 @@ class IndexRouteTests(SynchronousTestCase):
             self.assertIn(b"prod is a view", body)
         self.assertIsNone(s.stacks["release"].index.get_file("widget-3.0-py3-none-any.whl"))
 
+    def test_view_names_where_to_upload(self):
+        """
+        A view's 405 ends with where to go instead: the hosted index it
+        reads (its base), to upload to or to change files in.
+        """
+        s = self.server
+        code, _, body = s.upload("/prod/", "widget", "3.0")
+        self.assertEqual((code, body), (405, b"prod is a view: it takes no uploads, yanks or "
+                                             b"deletes; upload to release, the hosted index "
+                                             b"it reads\n"))
+        code, _, body = s.request("POST", "/prod/api/files/widget-1.0-py3-none-any.whl/yank",
+                                  basic("alice"))
+        self.assertEqual(code, 405, body)
+        self.assertTrue(body.endswith(b"; change its files in release, the hosted index "
+                                      b"it reads\n"), body)
+
+    def test_view_names_only_indexes_seen(self):
+        """
+        The hosted indexes a view's 405 names are those the caller may
+        enter: one hidden from them is not named (it answers as a missing
+        one everywhere else); with none left, no remedy.
+        """
+        from twisted.web.server import Request
+        from twisted.web.test.requesthelper import DummyChannel
+
+        from pypid.web.serving.index_root import ReadOnlyPublish
+        s = Server(self, through=True)
+        code, _, body = s.upload("/vault/", "widget", "3.0", auth=basic("carol"))
+        self.assertEqual(code, 405, body)
+        self.assertTrue(body.endswith(b"; upload to secret, the hosted index it reads\n"), body)
+        gates = s.access
+        request = Request(DummyChannel())
+        refusal = ReadOnlyPublish("mix", gates, ("release", "secret", "staging"))._refusal(
+            request, "upload to")
+        self.assertEqual(refusal.remedy,
+                         "upload to one of the hosted indexes it reads: release, staging")
+        refusal = ReadOnlyPublish("vault", gates, ("secret",))._refusal(request, "upload to")
+        self.assertIsNone(refusal.remedy)
+
     def test_yank_and_delete_in_index(self):
         """Yank and delete under C{/NAME/api/} change that index, with its name in the audit."""
         s = self.server
@@ -173,6 +212,52 @@ class IndexRouteTests(SynchronousTestCase):
             hidden = s.upload("/secret/", "widget", "2.0", auth)
             missing = s.upload("/nosuch/", "widget", "2.0", auth)
             self.assertEqual(same(hidden), same(missing), auth)
+
+    def test_no_such_index(self):
+        """
+        An upload to a C{/NAME/} that names no index, or a read of its
+        simple pages, is told it is the index that is not there (a hidden
+        one alike); another path under it is no page, as before; anonymous
+        clients are still asked to log in first (an index is hidden from
+        them).
+        """
+        s = self.server
+        for name in ("nosuch", "secret"):
+            for path in (f"/{name}/", f"/{name}/legacy/"):
+                self.assertEqual(s.upload(path, "widget", "1.0")[::2], (404, b"no such index\n"))
+            for method in ("GET", "HEAD"):
+                code, headers, body = s.request(method, f"/{name}/simple/widget/", basic("alice"))
+                self.assertEqual(code, 404)
+                self.assertIn(body, (b"no such index\n", b""))
+            self.assertEqual(s.request("GET", f"/{name}/pypi/widget/json", basic("alice"))[::2],
+                             (404, b"no such page\n"))
+            self.assertEqual(s.request("GET", f"/{name}/simple/")[0], 401)
+
+    def test_no_such_index_of_one(self):
+        """A server without named indexes tells an upload to C{/NAME/} there is no such index."""
+        s = Server(self, named=False)
+        self.assertEqual(s.upload("/nosuch/", "widget", "1.0")[::2], (404, b"no such index\n"))
+        self.assertEqual(s.request("GET", "/nosuch/simple/")[::2], (404, b"no such index\n"))
+        self.assertEqual(s.request("GET", "/nosuch/other")[::2], (404, b"no such page\n"))
+
+    def test_upload_to_simple(self):
+        """
+        An upload sent to an index's simple pages is a 405 naming the URL
+        uploads go to: the index's root, as the client reached the server
+        (or under C{base_url}).
+        """
+        s = self.server
+        for path, root in (("/simple/", b"http://pypi.test/"),
+                           ("/release/simple/", b"http://pypi.test/release/"),
+                           ("/release/simple/widget/", b"http://pypi.test/release/")):
+            code, headers, body = s.upload(path, "widget", "1.0")
+            self.assertEqual(code, 405, body)
+            self.assertEqual(body, b"this URL does not take POST; it takes GET, HEAD; uploads "
+                                   b"go to the index's root URL, " + root + b"\n")
+            self.assertEqual(headers.getRawHeaders(b"allow"), [b"GET, HEAD"])
+        s = Server(self, base_url="https://pypi.internal/")
+        self.assertTrue(s.upload("/release/simple/", "widget", "1.0")[2].endswith(
+            b"root URL, https://pypi.internal/release/\n"))
 
     def test_anonymous_upload_asks_credentials_first(self):
         """An anonymous upload to a named index is a 401 before its body, as at C{/}."""
