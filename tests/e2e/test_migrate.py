@@ -206,7 +206,7 @@ class BundleTests(e2e.DaemonTestCase):
         os.makedirs(os.path.dirname(path))
         done = admin(self.daemon, "export", "--to", path)
         self.assertIn("Exported 3 files", done.output)
-        self.assertIn("1 tombstones", done.output)
+        self.assertIn("1 tombstone ", done.output)
         self.assertTrue(self.daemon.running())
         return path
 
@@ -237,7 +237,7 @@ class BundleTests(e2e.DaemonTestCase):
                                                 "tombstones": (1, 0)})
         # The source's audit log came too, kept apart and checked; the
         # import is in the destination's own log, whose chain holds.
-        self.assertRegex(first.output, r"audit log of the source: 1 files, [0-9]+ entries, "
+        self.assertRegex(first.output, r"audit log of the source: 1 file, [0-9]+ entries, "
                                        r"kept under imported/[0-9a-f]{16}/; its chain is intact")
         own = os.path.join(target.storage, ".pypid", "audit")
         days = [name for name in os.listdir(own) if name.endswith(".jsonl")]
@@ -292,7 +292,7 @@ class BundleTests(e2e.DaemonTestCase):
         os.makedirs(os.path.dirname(path))
         exported = admin(target, "export", "--to", path)
         self.assertIn("Exported 3 files", exported.output)
-        self.assertIn("1 tombstones", exported.output)
+        self.assertIn("1 tombstone ", exported.output)
         local = self.new_daemon(start=False)
         self.assertEqual(counts(admin(local, "import", path).output)["imported"], 3)
         local.start()
