@@ -16,7 +16,7 @@ setup(
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
               "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.s3", "pypid.upstream",
-              "pypid.web", "pypid.jobs",
+              "pypid.web", "pypid.jobs", "pypid.machine",
               "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
               "pypid.core.records", "pypid.core.security", "pypid.core.util",
               "pypid.web.admin", "pypid.web.changes", "pypid.web.identity", "pypid.web.pages",

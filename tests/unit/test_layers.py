@@ -26,6 +26,7 @@ LAYERS = {
     "sandbox": 2,
     "jobs": 2,
     "http": 2,
+    "machine": 2,
     "storage": 3,
     "auth": 4,
     "upstream": 4,

@@ -1,0 +1,202 @@
+"""
+The changes the workers of one machine announce to each other, in shared
+memory (L{ChangeRing}).
+
+A worker that acknowledges a change (an upload, a yank, a token revoked)
+announces it here before it answers; every other worker reads the last
+sequence number (eight bytes of shared memory, no system call) before it
+answers a request, and catches up first when it moved. So a change one
+worker acknowledged is in every other worker's next answer, and a worker
+that has nothing to catch up pays one read for it.
+
+The ring is a memory file the supervisor makes (C{memfd_create}) and
+hands to each worker by its descriptor. Its layout, little-endian:
+
+  - 0: C{MAGIC} (8 bytes); 8: the last sequence number announced (8; 0
+    for none); 16: the number of slots (4); 20: the bytes of a slot (4);
+  - from C{HEADER}: the slots. The announcement numbered C{n} is in slot
+    C{n % slots}: its number (8), the worker's (2), the payload's length
+    (2), the payload.
+
+An announcement is written under an exclusive C{flock} of the file, slot
+first, then the sequence number; a reader that saw the number move takes
+a shared C{flock} before it reads the slots, so what it reads was written
+whole (the lock is the barrier a weakly ordered processor needs, too).
+Each L{ChangeRing} opens the file anew (C{/proc/self/fd}): C{flock}
+excludes open files, not processes, and a descriptor passed to a child
+shares its parent's open file. A reader that fell a whole ring behind
+cannot know what it missed (L{ChangeRing.since} says so with L{None}) and
+must compare with the storage instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+#: The first bytes of a ring, and of its layout's version.
+MAGIC = b"pypidrg1"
+
+_HEADER = struct.Struct("<8sQII")
+_LATEST = struct.Struct("<Q")
+_SLOT_HEAD = struct.Struct("<QHH")
+
+#: Bytes before the first slot.
+HEADER = _HEADER.size
+
+#: The slots of a ring by default, and their size: 4 MiB for a few seconds
+#: of the busiest bulk import, and a filename, an index and a project in
+#: every payload.
+SLOTS = 4096
+SLOT_SIZE = 1024
+
+
+class RingError(Exception):
+    """A descriptor that holds no ring, or a payload that does not fit in a slot."""
+
+
+@attrs.frozen
+class Announcement:
+    """
+    One change a worker announced.
+
+    @ivar sequence: its number, from 1, one more than the one before.
+    @ivar worker: the number of the worker that announced it.
+    @ivar payload: what the change was, as the announcer encoded it.
+    """
+
+    sequence: int
+    worker: int
+    payload: bytes
+
+
+@attrs.define(eq=False)
+class ChangeRing:
+    """
+    A machine's ring of announced changes, as one process (the supervisor
+    or one worker) sees it.
+
+    @ivar worker: this process's number in the announcements it makes.
+    @ivar slots: how many announcements the ring keeps.
+    @ivar slot_size: the bytes of a slot, its head included.
+    """
+
+    _fd: int = attrs.field(repr=False)
+    _map: mmap.mmap = attrs.field(repr=False)
+    worker: int
+    slots: int
+    slot_size: int
+
+    @classmethod
+    def create(cls, slots: int = SLOTS, slot_size: int = SLOT_SIZE) -> ChangeRing:
+        """
+        A new, empty ring in a new memory file, for the supervisor (worker
+        0); its L{fileno} is what a worker is given to L{attach}.
+        """
+        if slots < 1 or slot_size <= _SLOT_HEAD.size or slot_size > 0xFFFF:
+            raise ValueError(f"a ring of {slots} slots of {slot_size} bytes")
+        fd = os.memfd_create("pypid-changes", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, HEADER + slots * slot_size)
+            os.pwrite(fd, _HEADER.pack(MAGIC, 0, slots, slot_size), 0)
+            return cls._opened(fd, 0)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def attach(cls, fd: int, worker: int) -> ChangeRing:
+        """
+        The ring held by the memory file of C{fd} (given by the supervisor),
+        opened anew for this process, which announces as C{worker}.
+
+        @raise RingError: when C{fd} holds no ring.
+        """
+        return cls._opened(fd, worker)
+
+    @classmethod
+    def _opened(cls, fd: int, worker: int) -> ChangeRing:
+        own = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            size = os.fstat(own).st_size
+            if size < HEADER:
+                raise RingError(f"descriptor {fd} holds no ring of changes ({size} bytes)")
+            mapped = mmap.mmap(own, size)
+        except BaseException:
+            os.close(own)
+            raise
+        magic, _, slots, slot_size = _HEADER.unpack_from(mapped, 0)
+        if magic != MAGIC or size != HEADER + slots * slot_size or slot_size <= _SLOT_HEAD.size:
+            mapped.close()
+            os.close(own)
+            raise RingError(f"descriptor {fd} holds no ring of changes")
+        return cls(own, mapped, worker, slots, slot_size)
+
+    def fileno(self) -> int:
+        """This process's descriptor of the ring's memory file."""
+        return self._fd
+
+    def latest(self) -> int:
+        """
+        The number of the last announcement (0 before the first): the
+        read every request makes, without a system call.
+        """
+        latest: int = _LATEST.unpack_from(self._map, 8)[0]
+        return latest
+
+    def announce(self, payload: bytes) -> int:
+        """
+        Announce a change; its number. Blocks for as long as another
+        process announces (microseconds: a copy into memory).
+
+        @raise RingError: when C{payload} does not fit in a slot.
+        """
+        room = self.slot_size - _SLOT_HEAD.size
+        if len(payload) > room:
+            raise RingError(f"an announcement of {len(payload)} bytes; a slot holds {room}")
+        with self._locked(fcntl.LOCK_EX):
+            sequence = self.latest() + 1
+            at = HEADER + (sequence % self.slots) * self.slot_size
+            _SLOT_HEAD.pack_into(self._map, at, sequence, self.worker, len(payload))
+            self._map[at + _SLOT_HEAD.size:at + _SLOT_HEAD.size + len(payload)] = payload
+            _LATEST.pack_into(self._map, 8, sequence)
+        return sequence
+
+    def since(self, sequence: int) -> list[Announcement] | None:
+        """
+        Every announcement after number C{sequence}, in order, or L{None}
+        when some of them were overwritten already (the reader fell a whole
+        ring behind: it must compare with the storage instead).
+        """
+        with self._locked(fcntl.LOCK_SH):
+            latest = self.latest()
+            if latest - sequence > self.slots:
+                return None
+            found = []
+            for number in range(sequence + 1, latest + 1):
+                at = HEADER + (number % self.slots) * self.slot_size
+                kept, worker, length = _SLOT_HEAD.unpack_from(self._map, at)
+                if kept != number:
+                    return None
+                start = at + _SLOT_HEAD.size
+                found.append(Announcement(number, worker, bytes(self._map[start:start + length])))
+        return found
+
+    @contextmanager
+    def _locked(self, how: int) -> Iterator[None]:
+        fcntl.flock(self._fd, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Let go of the ring (the memory file lives while any process holds it)."""
+        if not self._map.closed:
+            self._map.close()
+            os.close(self._fd)
