@@ -134,6 +134,9 @@ class LocalStorage:
     _min_free: int = MIN_FREE
     _statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
+    #: whether the folder is a machine's, shared by its workers: their
+    #: supervisor holds its lock and swept it (L{FolderLock.shared})
+    _shared: bool = attrs.field(default=False, kw_only=True)
     # The collaborators, built by the constructor (see the module).
     _sidecars: Sidecars = attrs.field(init=False, repr=False, eq=False)
     _lock: FolderLock = attrs.field(init=False, repr=False, eq=False)
@@ -147,7 +150,7 @@ class LocalStorage:
 
     @_lock.default
     def _make_lock(self) -> FolderLock:
-        return FolderLock(self._sidecars)
+        return FolderLock(self._sidecars, self._shared)
 
     @_changes.default
     def _make_changes(self) -> FolderChanges:
@@ -467,10 +470,15 @@ class FolderLock:
     for a worker thread.
 
     @ivar _sidecars: the folder's L{Sidecars} (its paths).
+    @ivar shared: whether the folder is shared by a machine's workers: their
+        supervisor took the lock and swept the temporary files before it
+        started them, and a worker does neither (the others' uploads are
+        under way in it).
     @ivar _fd: the descriptor that holds the lock, while held.
     """
 
     _sidecars: Sidecars
+    shared: bool = False
     _fd: int | None = attrs.field(default=None, init=False, repr=False)
 
     def prepare(self) -> None:
@@ -482,6 +490,8 @@ class FolderLock:
         except OSError as e:
             raise StorageError(
                 f"cannot use {sidecars.root} as the storage folder: {e.strerror}")
+        if self.shared:
+            return
         self._lock()
         swept = 0
         for entry in os.scandir(sidecars.temp_dir):

@@ -1,0 +1,204 @@
+"""
+A storage folder the workers of one machine share (L{SharedFolder}): what
+several servers on one bucket are to each other through the bucket's
+change markers, the workers are through the machine's ring
+(L{pypid.machine.ring.ChangeRing}), at once rather than at the next look.
+
+Each change a worker makes to the folder is announced on the ring once the
+folder holds it, before the change's caller (the route that answers the
+client) goes on; the other workers read the announcements since their
+last look (L{pypid.storage.capabilities.ISharedStorage.poll}) and the
+state of each file named, from the folder, as a look at a bucket reads
+it. An announcement names the folder by a digest of its path, so the
+storages of several hosted indexes share one ring, and a file or project
+by its name: C{f <folder> <filename>} or C{s <folder> <project>}.
+
+A worker that fell a whole ring behind cannot know what it missed: its
+next look is a full check of the folder (L{reconcile_due}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import directlyProvides, implementer, providedBy
+
+from pypid.core.dists.model import FileRecord
+from pypid.machine.ring import ChangeRing
+from pypid.storage.capabilities import Changed, ISharedStorage, Polled
+from pypid.storage.interface import Run, ScanResult
+from pypid.storage.local import LocalStorage
+from pypid.storage.sidecars import Sidecars, is_tombstone
+
+#: The calls that change a file, and how each names the files it changed
+#: from its arguments.
+_FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
+    "publish": lambda temp_path, record, *_, **__: [record.filename],
+    "update": lambda record, *_, **__: [record.filename],
+    "delete": lambda record, *_, **__: [record.filename],
+    "add_tombstone": lambda filename, *_, **__: [filename],
+    "adopt": lambda source, record, *_, **__: [record.filename],
+    "discard_adopted": lambda record, *_, **__: [record.filename],
+    "evict": lambda records, *_, **__: [record.filename for record in records],
+    "keep_provenance": lambda record, *_, **__: [record.filename],
+}
+
+#: Seconds between two looks at the ring when no request asked for one: a
+#: worker that answers nothing still catches up.
+SYNC_INTERVAL = 1.0
+
+
+def folder_key(root: str) -> bytes:
+    """The name of a folder in its announcements: short, and the same in every worker."""
+    return hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:16].encode()
+
+
+def read_state(sidecars: Sidecars, filename: str) -> Changed:
+    """
+    A file's state as the folder holds it now (blocking): its record, or a
+    tombstone, or nothing (a record that cannot be read is a tombstone when
+    its file is gone, as a scan takes it).
+    """
+    data, damaged = sidecars.load_record(filename)
+    if is_tombstone(data):
+        return Changed(filename, None, True)
+    if data is None:
+        return Changed(filename, None, damaged)
+    try:
+        return Changed(filename, FileRecord.from_json(data), False)
+    except ValueError:
+        return Changed(filename, None, False)
+
+
+@implementer(ISharedStorage)
+class SharedFolder:
+    """
+    The L{LocalStorage} C{inner}, shared with the other workers of the
+    machine through C{ring}: it provides what C{inner} provides, and
+    L{ISharedStorage}.
+    """
+
+    sync_interval = SYNC_INTERVAL
+
+    def __init__(self, inner: LocalStorage, ring: ChangeRing, run: Run,
+                 clock: IReactorTime) -> None:
+        """
+        @param run: C{run(f, *args) -> Deferred}, where the files' states
+            are read.
+        @param clock: provides C{seconds()}, for L{synced_at}.
+        """
+        self._inner = inner
+        self._ring = ring
+        self._run = run
+        self._clock = clock
+        self._key = folder_key(inner.root)
+        self._sidecars = Sidecars(inner.root)
+        #: the last announcement looked at
+        self.seen = ring.latest()
+        self._lapped = False
+        self._synced_at: float | None = None
+        directlyProvides(self, providedBy(inner), ISharedStorage)
+        for name, files_of in _FILE_CHANGES.items():
+            method = getattr(inner, name, None)
+            if method is not None:
+                setattr(self, name, self._announcing(method, files_of))
+
+    def __getattr__(self, name: str) -> Any:
+        # (what is not a change passes through: reads, locate, identity...)
+        return getattr(self._inner, name)
+
+    # -- announcing -----------------------------------------------------------------------
+
+    def _announcing(self, method: Callable[..., Deferred[Any]],
+                    files_of: Callable[..., list[str]]) -> Callable[..., Deferred[Any]]:
+        def changed(*args: Any, **kwargs: Any) -> Deferred[Any]:
+            filenames = files_of(*args, **kwargs)
+            d = method(*args, **kwargs)
+            return d.addCallback(self._announced, b"f", filenames)
+        return changed
+
+    def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
+        """Keep a project's status, and announce it."""
+        return self._inner.keep_status(project, data).addCallback(
+            self._announced, b"s", [project])
+
+    def _announced(self, result: Any, kind: bytes, names: Sequence[str]) -> Any:
+        for name in names:
+            self._ring.announce(b" ".join((kind, self._key, name.encode())))
+        return result
+
+    # -- taking in the others' -----------------------------------------------------------
+
+    def poll(self) -> Deferred[Polled]:
+        """
+        The changes the other workers announced for this folder since the
+        last look, each file's state read from the folder now; a look a
+        whole ring behind finds nothing and makes a full check due.
+        """
+        announcements = self._ring.since(self.seen)
+        latest = self._ring.latest() if announcements is None else (
+            announcements[-1].sequence if announcements else self.seen)
+        if announcements is None:
+            self._lapped = True
+            self.seen = latest
+            return succeed(Polled())
+        files: dict[str, None] = {}
+        projects: dict[str, None] = {}
+        me = self._ring.worker
+        for announcement in announcements:
+            if announcement.worker == me:
+                continue
+            kind, key, name = announcement.payload.split(b" ", 2)
+            if key != self._key:
+                continue
+            (files if kind == b"f" else projects)[name.decode()] = None
+        return Deferred.fromCoroutine(self._read(latest, list(files), list(projects)))
+
+    async def _read(self, latest: int, filenames: list[str], projects: list[str]) -> Polled:
+        """The states of C{filenames}, then (after them) the statuses of C{projects}."""
+        sidecars = self._sidecars
+        files = await self._run(lambda: [read_state(sidecars, name) for name in filenames])
+        statuses: dict[str, bytes | None] = {}
+        if projects:
+            kept = await self._inner.statuses()
+            statuses = {project: kept.get(project) for project in projects}
+        self.seen = max(self.seen, latest)
+        self._synced_at = self._clock.seconds()
+        return Polled(files, statuses)
+
+    def reconcile_due(self) -> bool:
+        """Whether a look fell a whole ring behind (cleared by L{reconcile})."""
+        return self._lapped
+
+    def synced_at(self) -> float | None:
+        """When this worker last took in every change the others announced."""
+        return self._synced_at
+
+    def reconcile(self, known: dict[str, FileRecord],
+                  tombstones: Iterable[str]) -> Deferred[ScanResult]:
+        """The whole folder, compared with the index's records (a full scan)."""
+        self._lapped = False
+        return self._inner.scan(known, 0.0, tombstones)
+
+    def state(self) -> None:
+        """Nothing of the ring goes into the snapshot: a worker starts from the folder."""
+        return None
+
+    def state_changed(self) -> bool:
+        """Never: see L{state}."""
+        return False
+
+    def restore_state(self, state: object) -> None:
+        """Nothing to take back: see L{state}."""
+
+    def keep_snapshot(self, data: bytes) -> None:
+        """The snapshot is the machine's own file: no copy kept here."""
+        return None
+
+    def load_snapshot(self) -> Deferred[bytes | None]:
+        """No copy is kept: see L{keep_snapshot}."""
+        return succeed(None)

@@ -1,0 +1,140 @@
+"""
+Tests for L{pypid.storage.shared_folder}: two workers' storages over one
+folder and one ring, each seeing at its next look what the other changed
+(uploads, yanks, deletes, tombstones, statuses), never its own changes, a
+look a whole ring behind making a full check due, and the storages of two
+folders on one ring kept apart.
+"""
+
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from pypid.core.dists.distribution import inspect
+from pypid.machine.ring import ChangeRing
+from pypid.storage.capabilities import Changed, ISharedStorage, Polled
+from pypid.storage.interface import IStorage
+from pypid.storage.local import LocalStorage
+from pypid.storage.shared_folder import SharedFolder, folder_key
+from tests.harness.distributions import make_wheel
+from tests.harness.fakes import run_now, write_file
+
+UPLOAD_TIME = 1767225600.25
+
+
+class SharedFolderTests(TestCase):
+    """Two workers on one folder."""
+
+    def setUp(self):
+        self.ring = ChangeRing.create(slots=8, slot_size=256)
+        self.addCleanup(self.ring.close)
+        self.root = os.path.abspath(self.mktemp())
+        self.one = self.worker(1)
+        self.two = self.worker(2)
+
+    def worker(self, number, root=None):
+        """A worker's storage of the folder (C{root}, or the test's), prepared."""
+        ring = ChangeRing.attach(self.ring.fileno(), number)
+        self.addCleanup(ring.close)
+        storage = SharedFolder(LocalStorage(root or self.root, run_now, Clock(), shared=True),
+                               ring, run_now, Clock())
+        self.assertIsNone(self.successResultOf(storage.prepare()))
+        return storage
+
+    def publish(self, storage, filename, data):
+        temp = write_file(os.path.join(storage.temp_dir, "upload-" + filename), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        return self.successResultOf(storage.publish(temp, inspected.record, inspected.metadata))
+
+    def polled(self, storage):
+        result = self.successResultOf(storage.poll())
+        self.assertIsInstance(result, Polled)
+        return result
+
+    def test_interfaces(self):
+        """A worker's folder is a storage, and a shared one."""
+        self.assertTrue(verifyObject(IStorage, self.one))
+        self.assertTrue(verifyObject(ISharedStorage, self.one))
+
+    def test_no_lock_taken(self):
+        """Workers take no lock of the folder: their supervisor holds it."""
+        self.assertFalse(os.path.exists(os.path.join(self.root, ".pypid", "lock")))
+
+    def test_upload_seen_by_the_other(self):
+        """An upload through one worker is in the other's next look, and not in its own."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored = self.publish(self.one, filename, data)
+        self.assertEqual(self.polled(self.two).files, [Changed(filename, stored, False)])
+        self.assertEqual(self.polled(self.one).files, [])
+        self.assertEqual(self.polled(self.two).files, [], "each change is seen once")
+
+    def test_yank_delete_and_tombstone(self):
+        """A yank, a delete and a tombstone are each read as the folder holds them after."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored = self.publish(self.one, filename, data)
+        self.polled(self.two)
+        yanked = stored.replace(yanked="broken")
+        self.successResultOf(self.one.update(yanked))
+        self.assertEqual(self.polled(self.two).files, [Changed(filename, yanked, False)])
+        self.successResultOf(self.two.delete(yanked))
+        self.assertEqual(self.polled(self.one).files, [Changed(filename, None, True)])
+        self.successResultOf(self.one.add_tombstone("other-1.0.tar.gz"))
+        self.assertEqual(self.polled(self.two).files,
+                         [Changed("other-1.0.tar.gz", None, True)])
+
+    def test_several_changes_read_once(self):
+        """A file changed twice since the last look is read once, as it is now."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored = self.publish(self.one, filename, data)
+        yanked = stored.replace(yanked="")
+        self.successResultOf(self.one.update(yanked))
+        self.assertEqual(self.polled(self.two).files, [Changed(filename, yanked, False)])
+
+    def test_status(self):
+        """A project's status kept through one worker is in the other's look, and its end."""
+        self.successResultOf(self.one.keep_status("holy-grail", b'{"status": "archived"}'))
+        self.assertEqual(self.polled(self.two).statuses,
+                         {"holy-grail": b'{"status": "archived"}'})
+        self.successResultOf(self.one.keep_status("holy-grail", None))
+        self.assertEqual(self.polled(self.two).statuses, {"holy-grail": None})
+
+    def test_refused_change_not_announced(self):
+        """A change the folder refused (a name taken by other bytes) announces nothing."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        self.publish(self.one, filename, data)
+        before = self.ring.latest()
+        other = make_wheel("holy-grail", "1.0", module_text="OTHER = 1\n")[1]
+        temp = write_file(os.path.join(self.two.temp_dir, "other"), other)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        self.failureResultOf(self.two.publish(temp, inspected.record, inspected.metadata))
+        self.assertEqual(self.ring.latest(), before)
+
+    def test_lapped(self):
+        """A worker a whole ring behind finds nothing, and a full check is due, then done."""
+        for n in range(10):
+            self.publish(self.one, *make_wheel("holy-grail", f"1.{n}"))
+        self.assertFalse(self.two.reconcile_due())
+        self.assertEqual(self.polled(self.two).files, [])
+        self.assertTrue(self.two.reconcile_due())
+        result = self.successResultOf(self.two.reconcile({}, ()))
+        self.assertEqual(len(result.records), 10)
+        self.assertFalse(self.two.reconcile_due())
+        self.assertEqual(self.polled(self.two).files, [], "the next look starts after")
+
+    def test_folders_apart(self):
+        """Two folders' storages on one ring see only their own folder's changes."""
+        elsewhere = os.path.abspath(self.mktemp())
+        three = self.worker(3, elsewhere)
+        self.assertNotEqual(folder_key(elsewhere), folder_key(self.root))
+        self.publish(self.one, *make_wheel("holy-grail", "1.0"))
+        self.assertEqual(self.polled(three).files, [])
+        self.assertEqual(len(self.polled(self.two).files), 1)
+
+    def test_reads_pass_through(self):
+        """What is not a change is the folder's own: a scan, a file's location."""
+        filename, data = make_wheel("holy-grail", "1.0")
+        stored = self.publish(self.one, filename, data)
+        self.assertEqual(self.successResultOf(self.two.scan({})).records, {filename: stored})
+        self.assertEqual(self.two.locate(stored).path, self.one.locate(stored).path)
