@@ -52,6 +52,7 @@ from twisted.web.http import HTTPChannel, Request
 from pypid.auth.throttle import counted_client
 from pypid.core.util.repeats import Repeats
 from pypid.jobs.periodic import Periodic
+from pypid.state.catch_up import CatchUp
 from pypid.web.server.body import answer_before_body
 from pypid.web.server.twisted_http import (
     BadRequestHook,
@@ -146,7 +147,8 @@ class PypidChannel(BadRequestHook):
     _linger: tuple[IDelayedCall, IDelayedCall] | None = None
     #: set by L{loseConnection} while the transport's buffer is full
     _close_when_drained = False
-    _lost = False
+    #: whether the connection ended (read by a worker's L{CatchUp.holds})
+    lost = False
 
     #: the transport's own address, asked once (L{getHost})
     _host: IAddress | None = None
@@ -164,6 +166,9 @@ class PypidChannel(BadRequestHook):
         whatever it leaves, Twisted parses.
         """
         if between_requests(self):
+            catch_up = self.site.catch_up
+            if catch_up is not None and catch_up.holds(self, data):
+                return
             express = self.site.express
             if express is not None and express.take(self, data):
                 # (what requestDone does once a request's answer went out)
@@ -236,7 +241,7 @@ class PypidChannel(BadRequestHook):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop every clock, and give the client address its place back."""
         self.waiting_since = None
-        self._lost = True
+        self.lost = True
         self._cancel("_rate_timer")
         self._cancel("_close_timer")
         for timer in self._linger or ():
@@ -378,12 +383,12 @@ class PypidChannel(BadRequestHook):
         linger (module docstring), its idle time counted from then; what it
         sends meanwhile is thrown away.
         """
-        if self._linger is None and not self._lost and self.transport is not None:
+        if self._linger is None and not self.lost and self.transport is not None:
             self._linger = (self.callLater(self.linger_idle, self._idle),
                             self.callLater(self.linger_most, self._lingered))
             # (an instance attribute, as Twisted does: the hot path keeps its method)
             self.dataReceived = self._linger_data  # type: ignore[method-assign]
-        if waiting_for_transport(self) and not self._lost:
+        if waiting_for_transport(self) and not self.lost:
             self._close_when_drained = True  # (the transport resumes the channel then)
             return
         self._close_when_drained = False
@@ -561,6 +566,10 @@ class GuardedSite(server.Site):
     #: answers kept pages and small files from a request's bytes
     #: (L{pypid.web.site.PypidSite}'s; none here)
     express: ExpressTake | None = None
+    #: a worker's catching up with the others' changes, asked before each
+    #: request (L{pypid.state.catch_up.CatchUp}); L{None} in a server of one
+    #: process
+    catch_up: CatchUp | None = None
     # (Site's own counter numbers sessions, which pypid never makes)
     counter: ConnectionCounter  # type: ignore[assignment]
     _sweeper: Periodic | None = None

@@ -549,3 +549,64 @@ class TLSLingerTests(_LingerMixin, SynchronousTestCase):
 
 def _nothing(*args):
     """Take anything and do nothing."""
+
+
+class _Look:
+    """A look at a shared storage the test ends."""
+
+    def __init__(self):
+        self.under_way = []
+
+    def sync(self):
+        from twisted.internet.defer import Deferred
+        d = Deferred()
+        self.under_way.append(d)
+        return d
+
+    def end(self):
+        under_way, self.under_way = self.under_way, []
+        for d in under_way:
+            d.callback(None)
+
+
+class CatchUpTests(_ChannelMixin, SynchronousTestCase):
+    """A worker behind the others' changes answers once it caught up."""
+
+    def setUp(self):
+        super().setUp()
+        from pypid.machine.ring import ChangeRing
+        from pypid.state.catch_up import CatchUp
+        self.ring = ChangeRing.create(slots=4, slot_size=32)
+        self.addCleanup(self.ring.close)
+        self.look = _Look()
+        self.site.catch_up = CatchUp(self.ring, [self.look])
+        self.ring.announce(b"f x a-1.0.tar.gz")
+
+    def test_held_until_caught_up(self):
+        """
+        A request that begins while the worker is behind is not answered,
+        and the connection not read, until it caught up; then it is, once.
+        """
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.channel.dataReceived(b"\r\n")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(len(self.look.under_way), 1, "one look for the connection")
+        self.look.end()
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1"), 1)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_not_behind(self):
+        """A worker that is not behind answers at once, asking nothing more."""
+        self.site.catch_up.seen = self.ring.latest()
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertEqual(self.look.under_way, [])
+
+    def test_lost_while_held(self):
+        """A client gone while its request waited is not answered."""
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.channel.connectionLost(None)
+        self.look.end()
+        self.assertEqual(self.transport.value(), b"")

@@ -1,0 +1,114 @@
+"""
+A worker's catching up with the changes the machine's other workers
+announced (L{CatchUp}), asked before each answer (L{CatchUp.behind}: one
+read of shared memory) and done before it when the ring moved: every
+index's look at its shared folder (L{pypid.state.sync.SyncService.sync})
+runs, and the answer waits for them all.
+
+Several requests that find the worker behind wait for the same catching
+up; one that finds it behind again when that ends (a change announced
+meanwhile) starts the next. A request waits unread (L{CatchUp.holds}):
+its connection is not read meanwhile, and its first bytes are given back
+to it once caught up, as if they arrived then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IPushProducer, ITransport
+
+from pypid.machine.ring import ChangeRing
+
+
+class Looks(Protocol):
+    """A look at a shared storage that never fails (L{pypid.state.sync.SyncService})."""
+
+    def sync(self) -> Deferred[None]:
+        """Take in what the others changed."""
+
+
+class Connection(Protocol):
+    """What a held request's connection is (L{pypid.web.server.channel.PypidChannel})."""
+
+    transport: ITransport | None
+    #: whether it ended
+    lost: bool
+
+    def dataReceived(self, data: bytes) -> None:
+        """Take bytes from the client."""
+
+
+class CatchUp:
+    """
+    Takes in the announced changes before a worker answers.
+
+    @ivar seen: the last announcement every look has taken in.
+    """
+
+    def __init__(self, ring: ChangeRing, looks: Sequence[Looks]) -> None:
+        """
+        @param looks: every shared folder's look (one an index).
+        """
+        self._ring = ring
+        self._looks = list(looks)
+        self.seen = ring.latest()
+        self._busy = False
+        self._waiting: list[Deferred[None]] = []
+        self._held: dict[Connection, list[bytes]] = {}
+
+    def behind(self) -> bool:
+        """Whether another worker announced a change not yet taken in here (the hot path)."""
+        return self._ring.latest() != self.seen
+
+    def holds(self, connection: Connection, data: bytes) -> bool:
+        """
+        Whether C{data}, the first bytes of a request on C{connection} (between
+        requests: the transport is the connection's to pause), waits until
+        the worker caught up: the connection is not read meanwhile, and
+        C{data} is given back to it then.
+        """
+        held = self._held.get(connection)
+        if held is not None:
+            held.append(data)
+            return True
+        if not self.behind():
+            return False
+        self._held[connection] = [data]
+        cast(IPushProducer, connection.transport).pauseProducing()
+        self.caught_up().addCallback(lambda _: self._release(connection))
+        return True
+
+    def _release(self, connection: Connection) -> None:
+        held = self._held.pop(connection)
+        if not connection.lost:
+            cast(IPushProducer, connection.transport).resumeProducing()
+            connection.dataReceived(b"".join(held))
+
+    def caught_up(self) -> Deferred[None]:
+        """
+        Fires once every change announced before the call is taken in
+        (a catching up under way that began before the call does not do).
+        """
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        if not self._busy:
+            self._start()
+        return d
+
+    def _start(self) -> None:
+        latest = self._ring.latest()
+        waiting, self._waiting = self._waiting, []
+        looks = DeferredList([look.sync() for look in self._looks])
+        self._busy = True
+
+        def done(_: object) -> None:
+            self._busy = False
+            self.seen = max(self.seen, latest)
+            for d in waiting:
+                d.callback(None)
+            if self._waiting:
+                self._start()
+        looks.addCallback(done)
