@@ -33,6 +33,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
+from pypid.machine.ring import ChangeRing
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.hosted_source import HostedSource
@@ -133,7 +134,8 @@ class HostedStack:
                labelled: bool = False,
                advisories: AdvisoryPolicy | None = None,
                namespaces: IndexNamespaces | None = None,
-               render: Renderer = render_description) -> HostedStack:
+               render: Renderer = render_description,
+               ring: ChangeRing | None = None) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
@@ -155,12 +157,15 @@ class HostedStack:
             pages show (API 1.5); L{None}: none (1.4).
         @param render: renders the descriptions its storage finds without
             details (L{pypid.storage.factory.make_storage}).
+        @param ring: the machine's ring, in a worker of several
+            (L{pypid.storage.factory.make_storage}); L{None}: a server of one
+            process.
         @raise pypid.core.util.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
         server = config.server
         storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket,
-                                          render=render)
+                                          render=render, ring=ring)
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None

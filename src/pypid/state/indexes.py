@@ -55,6 +55,7 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
+from pypid.machine.ring import ChangeRing
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
@@ -141,7 +142,8 @@ class IndexRegistry:
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime, *,
                     upstream: MakeUpstream | None = None,
                     board: AdvisoryBoard | None = None,
-                    render: Renderer = render_description) -> IndexRegistry:
+                    render: Renderer = render_description,
+                    ring: ChangeRing | None = None) -> IndexRegistry:
         """
         Every index of the configuration: the default's stack built as the
         server's one index always was, a stack per named hosted index, and
@@ -155,6 +157,8 @@ class IndexRegistry:
             L{None}: an empty board of its own.
         @param render: renders the descriptions of the files the storages
             and the named upstreams describe (the daemon's sandbox).
+        @param ring: the machine's ring, in a worker of several: every
+            hosted index's folder is shared with the other workers.
         @raise pypid.core.util.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
@@ -176,12 +180,14 @@ class IndexRegistry:
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
                                              upstream=upstream, peers=peers, labelled=labelled,
                                              advisories=policies[DEFAULT],
-                                             namespaces=spaces[DEFAULT], render=render)
+                                             namespaces=spaces[DEFAULT], render=render,
+                                             ring=ring)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
                                               peers=peers, labelled=labelled,
                                               advisories=policies[name],
-                                              namespaces=spaces[name], render=render)
+                                              namespaces=spaces[name], render=render,
+                                              ring=ring)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, ComposedIndex] = {}

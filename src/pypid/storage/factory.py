@@ -40,9 +40,11 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.util.startup import StartupError
+from pypid.machine.ring import ChangeRing
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
+from pypid.storage.shared_folder import SharedFolder
 
 if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
@@ -142,7 +144,8 @@ class SharedBucket:
 def make_storage(config: Config, run: Run, reactor: IReactorTime,
                  s3_timings: Timings | None = None,
                  bucket: SharedBucket | None = None, *,
-                 render: Renderer = render_description) -> IStorage:
+                 render: Renderer = render_description,
+                 ring: ChangeRing | None = None) -> IStorage:
     """
     The storage backend the configuration names.
 
@@ -153,11 +156,14 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     @param render: renders the descriptions of files the storage finds
         without details (a folder served in place, a bucket's imports):
         the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
+    @param ring: the machine's ring, in a worker of several: a local folder
+        is then shared with the other workers (L{SharedFolder}).
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     if config.storage.backend != "s3":
-        return LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
-                            render=render)
+        local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
+                             render=render, shared=ring is not None)
+        return local if ring is None else cast(IStorage, SharedFolder(local, ring, run, reactor))
     from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.storage import S3Settings, S3Storage
 
@@ -272,19 +278,21 @@ class StoragePart(Service):
     @classmethod
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
                     bucket: SharedBucket | None = None, *,
-                    render: Renderer = render_description) -> StoragePart:
+                    render: Renderer = render_description,
+                    ring: ChangeRing | None = None) -> StoragePart:
         """
         The part for the configuration's storage, timed with the monotonic clock.
 
         @param bucket: the client of the bucket, shared with the other
             indexes' storages; L{None}: a client of its own.
         @param render: see L{make_storage}.
+        @param ring: see L{make_storage}.
         """
         if bucket is not None:
             timings: Timings | None = bucket.timings
         else:
             timings = Timings() if config.storage.backend == "s3" else None
-        storage = make_storage(config, run, reactor, timings, bucket, render=render)
+        storage = make_storage(config, run, reactor, timings, bucket, render=render, ring=ring)
         return cls(MeasuredStorage(storage, time.monotonic), timings)
 
     def startService(self) -> Deferred[None]:

@@ -157,6 +157,26 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         self.assertIsNotNone(stack.backfill)
         self.assertEqual(stack.writer.path, f"{self.folder}/index.json.d/release.json")
 
+    def test_worker_stacks(self):
+        """
+        In a worker of several (given the machine's ring), every hosted
+        index's folder is shared with the other workers, and taken in by a
+        sync; without, none is.
+        """
+        from pypid.machine.ring import ChangeRing
+        from pypid.storage.capabilities import ISharedStorage
+        from pypid.storage.shared_folder import SharedFolder
+        ring = ChangeRing.create(slots=4, slot_size=64)
+        self.addCleanup(ring.close)
+        registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor, ring=ring)
+        for name, stack in registry.stacks.items():
+            self.assertTrue(ISharedStorage.providedBy(stack.stored), name)
+            self.assertIsInstance(stack.storage.storage.inner, SharedFolder)
+            self.assertIsNotNone(stack.sync, name)
+        registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor)
+        self.assertFalse(any(ISharedStorage.providedBy(stack.stored)
+                             for stack in registry.stacks.values()))
+
     def test_file_urls(self):
         """A named index's pages link its files under C{/NAME/}, with or without a base URL."""
         config = self.config(NAMED)
