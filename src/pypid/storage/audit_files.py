@@ -16,7 +16,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
@@ -153,18 +153,26 @@ class _DayFiles(BufferedAuditLog):
         return self._call(self._write_sync, entries)
 
     def _write_sync(self, entries: list[Entry]) -> None:
-        newest = self._last[0][:10] if self._last is not None else None
-        if newest is None:
-            newest = max((n[:10] for n in self._day_names()), default=None)
-        written = 0
-        try:
-            for day, group in by_day(entries, newest):
-                self._append_sync(f"{day}.jsonl", group)
-                written += len(group)
-        except Exception as e:
-            if written:
-                raise PartlyWritten(written, e) from e
-            raise
+        with self._batch_lock():
+            # (the newest day on disk, which another writer of the folder may
+            # have begun: a day's file is never appended to once the next
+            # day's links to it)
+            newest = max([n[:10] for n in self._day_names()]
+                         + ([self._last[0][:10]] if self._last is not None else []),
+                         default=None)
+            written = 0
+            try:
+                for day, group in by_day(entries, newest):
+                    self._append_sync(f"{day}.jsonl", group)
+                    written += len(group)
+            except Exception as e:
+                if written:
+                    raise PartlyWritten(written, e) from e
+                raise
+
+    def _batch_lock(self) -> AbstractContextManager[None]:
+        """Held while a batch is written: by one writer of the log at a time."""
+        return nullcontext()
 
     def _append_sync(self, name: str, entries: list[Entry]) -> None:
         with self._appending(name) as f:
@@ -363,7 +371,9 @@ class LocalAuditLog(_DayFiles):
 
     Appends take the file's exclusive C{flock}, reads (queries, verify) a
     shared one, so a read never sees half an append, and a second process
-    on the folder cannot interleave with a batch. A batch is fsynced before
+    on the folder cannot interleave with a batch; which day's file a batch
+    goes to is decided under the folder's own lock, from the newest day any
+    writer began (the workers of a machine write one log). A batch is fsynced before
     it counts as written; a batch that fails half-way is cut off again.
 
     @ivar folder: the folder of the files.
@@ -386,6 +396,20 @@ class LocalAuditLog(_DayFiles):
 
     def _shown(self, name: str) -> str:
         return os.path.join(self.folder, name)
+
+    @contextmanager
+    def _batch_lock(self) -> Iterator[None]:
+        # (the workers of a machine write one log: which day's file a batch
+        # goes to is decided under this lock, or one could append to a day
+        # another's next day already links to)
+        # (the lock of the folder itself: no file of its own in it)
+        os.makedirs(self.folder, exist_ok=True)
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _appending(self, name: str) -> Iterator[_AuditFile]:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import LogLevel, capturedLogs
@@ -986,6 +986,30 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
     def make_log(self):
         """A log in a new folder."""
         return LocalAuditLog(os.path.abspath(self.mktemp()), self.run_in_pool, Clock())
+
+    async def test_writers_at_once(self):
+        """
+        Two writers of one folder (a machine's workers): an entry of a day
+        another writer has ended (its next day's file begun) goes on in the
+        newest day, so the chain goes through every entry; and so it does
+        with both appending at once, in two threads, across a day's end.
+        """
+        from pypid.jobs.gather import gather
+        log = self.make_log()
+        other = LocalAuditLog(log.folder, self.run_in_pool, Clock())
+        await self.written(log, entry(0))
+        await self.written(other, entry(1, user="other"))
+        await self.written(log, entry(86400))
+        await self.written(other, entry(2, user="other"))
+        checked = await log.verify()
+        self.assertEqual((checked.files, checked.entries, checked.broken), (2, 4, ()))
+        batches = [self.written(writer, *[entry(day * 86400 + n, user=f"w{i}-{n}")
+                                          for n in range(3)])
+                   for day in range(1, 3) for i, writer in enumerate((log, other))
+                   for _ in range(5)]
+        await gather([ensureDeferred(batch) for batch in batches])
+        checked = await other.verify()
+        self.assertEqual((checked.files, checked.entries, checked.broken), (3, 64, ()))
 
     async def files(self, log):
         """Its files, by path."""
