@@ -1,0 +1,195 @@
+"""
+The supervisor of a machine's workers (L{Supervisor}): it starts each
+worker process (Twisted's C{spawnProcess}: the same server, told which
+worker it is and given the listening sockets and the ring by descriptor),
+passes on C{SIGHUP}, stops them all with C{SIGTERM} at its own stop (each
+drains as a server of one process does), and starts again a worker that
+ended on its own, after a back-off that grows while it keeps ending soon
+after its start.
+
+What a worker says on its standard output and error goes to the
+supervisor's log, a line at a time, named by the worker; a worker says it
+is ready (its indexes loaded, its listeners adopted) with a line on its
+descriptor L{READY_FD}, and the supervisor is ready once every worker was.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.error import ProcessDone, ProcessExitedAlready
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+)
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+#: The descriptor a worker says it is ready on, a line.
+READY_FD = 3
+
+#: Seconds before a worker that ended is started again: doubled each time
+#: it ends within L{STEADY} seconds of its start, up to the last.
+BACK_OFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+#: Seconds a worker must run for its next end to start the back-off anew.
+STEADY = 60.0
+
+#: Seconds the supervisor waits at its stop for the workers to drain, past
+#: which it kills them (the workers' own deadline is shorter).
+STOP_DEADLINE = 60.0
+
+
+class IWorkerReactor(IReactorProcess, IReactorTime):
+    """What the supervisor uses of the reactor: processes and the clock."""
+
+
+@attrs.frozen
+class Command:
+    """
+    How a worker is started: C{spawnProcess}'s executable, arguments and
+    environment, and the descriptors it inherits (its number in the child:
+    the supervisor's descriptor), besides standard input, output and error
+    and L{READY_FD}.
+    """
+
+    executable: str
+    args: tuple[str, ...]
+    env: dict[str, str]
+    inherited: dict[int, int] = attrs.field(factory=dict)
+
+
+class WorkerProtocol(ProcessProtocol):
+    """One worker process, as the supervisor watches it."""
+
+    def __init__(self, supervisor: Supervisor, number: int) -> None:
+        self.supervisor = supervisor
+        self.number = number
+        self.ended: Deferred[None] = Deferred()
+        self._partial: dict[int, bytes] = {}
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """A worker's output: its lines logged, its ready line told to the supervisor."""
+        lines = (self._partial.pop(childFD, b"") + data).split(b"\n")
+        self._partial[childFD] = lines.pop()
+        for line in lines:
+            if childFD == READY_FD:
+                self.supervisor.worker_ready(self.number)
+            elif line.strip():
+                log.info("worker {number}: {line}", number=self.number,
+                         line=line.decode("utf-8", "replace").rstrip())
+
+    def processEnded(self, reason: Failure) -> None:
+        """The worker ended: the supervisor decides what comes next."""
+        self.supervisor.worker_ended(self.number, reason)
+        self.ended.callback(None)
+
+
+class Supervisor(Service):
+    """
+    Starts C{count} workers with C{command(number)} (numbered from 1),
+    keeps them running, and stops them.
+
+    @ivar restarts: how many times a worker was started again (for C{/metrics}).
+    @ivar ready: fires once every worker said it is ready.
+    """
+
+    def __init__(self, reactor: IWorkerReactor, count: int,
+                 command: Callable[[int], Command],
+                 back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
+                 stop_deadline: float = STOP_DEADLINE) -> None:
+        if count < 1:
+            raise ValueError(f"{count} workers")
+        self._reactor = reactor
+        self.count = count
+        self._command = command
+        self._back_off = tuple(back_off)
+        self._steady = steady
+        self._stop_deadline = stop_deadline
+        self._workers: dict[int, tuple[WorkerProtocol, IProcessTransport]] = {}
+        self._started_at: dict[int, float] = {}
+        self._failures: dict[int, int] = {}
+        self._pending: dict[int, IDelayedCall] = {}
+        self._not_ready = set(range(1, count + 1))
+        self.ready: Deferred[None] = Deferred()
+        self.restarts = 0
+
+    def startService(self) -> None:
+        """Start every worker."""
+        Service.startService(self)
+        for number in range(1, self.count + 1):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        self._pending.pop(number, None)
+        command = self._command(number)
+        protocol = WorkerProtocol(self, number)
+        fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", READY_FD: "r"}
+        fds.update(command.inherited)
+        transport = self._reactor.spawnProcess(protocol, command.executable, command.args,
+                                               env=command.env, childFDs=fds)
+        self._workers[number] = (protocol, transport)
+        self._started_at[number] = self._reactor.seconds()
+        log.info("Started worker {number} (process {pid})", number=number, pid=transport.pid)
+
+    def worker_ready(self, number: int) -> None:
+        """Worker C{number} said it is ready; the supervisor is once all were."""
+        if number in self._not_ready:
+            self._not_ready.discard(number)
+            log.info("Worker {number} is ready", number=number)
+            if not self._not_ready and not self.ready.called:
+                self.ready.callback(None)
+
+    def worker_ended(self, number: int, reason: Failure) -> None:
+        """Worker C{number} ended: while running, it is started again after its back-off."""
+        self._workers.pop(number, None)
+        if not self.running:
+            return
+        ran = self._reactor.seconds() - self._started_at.get(number, 0.0)
+        failures = 0 if ran >= self._steady else self._failures.get(number, 0)
+        delay = self._back_off[min(failures, len(self._back_off) - 1)]
+        self._failures[number] = failures + 1
+        how = ("exited" if reason.check(ProcessDone) else
+               reason.getErrorMessage().rstrip("."))
+        log.warn("Worker {number} ended ({how}) after {ran:.0f} s; starting it again in "
+                 "{delay:.0f} s", number=number, how=how, ran=ran, delay=delay)
+        self.restarts += 1
+        self._pending[number] = self._reactor.callLater(delay, self._spawn, number)
+
+    def signal_all(self, signum: int) -> None:
+        """Send C{signum} to every worker running (C{SIGHUP}: reload)."""
+        for _, transport in list(self._workers.values()):
+            try:
+                transport.signalProcess(signum)
+            except ProcessExitedAlready:
+                pass
+
+    def stopService(self) -> Deferred[object]:
+        """
+        Stop every worker with C{SIGTERM} and wait for them all to end; kill
+        those still running after the deadline.
+        """
+        Service.stopService(self)
+        for call in self._pending.values():
+            call.cancel()
+        self._pending.clear()
+        ended = [protocol.ended for protocol, _ in self._workers.values()]
+        if not ended:
+            return succeed(None)
+        self.signal_all(signal.SIGTERM)
+        deadline = self._reactor.callLater(self._stop_deadline, self.signal_all, signal.SIGKILL)
+
+        def all_ended(result: object) -> object:
+            if deadline.active():
+                deadline.cancel()
+            return result
+        return DeferredList(ended).addCallback(all_ended)

@@ -1,0 +1,182 @@
+"""
+Tests for L{pypid.daemon.workers}: the supervisor starts its workers with
+the descriptors they inherit, logs their lines, is ready once all are,
+starts again a worker that ended (with a back-off that grows while it
+ends soon after its start, and begins anew once it ran steadily), passes
+signals on, and stops them all (killing one that outlives the deadline);
+and with real processes.
+"""
+
+import os
+import signal
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pypid.daemon.workers import READY_FD, Command, Supervisor
+
+
+class _Process:
+    """A worker process the test ends."""
+
+    def __init__(self, protocol, pid):
+        self.protocol = protocol
+        self.pid = pid
+        self.signals = []
+
+    def signalProcess(self, signum):
+        self.signals.append(signum)
+
+    def end(self, reason=None):
+        self.protocol.processEnded(Failure(reason or ProcessDone(0)))
+
+
+class _ProcessReactor(MemoryReactorClock):
+    """A memory reactor that records the processes it spawns."""
+
+    def __init__(self):
+        super().__init__()
+        self.spawned = []
+
+    def spawnProcess(self, protocol, executable, args=(), env=None, path=None, uid=None,
+                     gid=None, usePTY=False, childFDs=None):
+        process = _Process(protocol, 1000 + len(self.spawned))
+        self.spawned.append((process, executable, args, childFDs))
+        protocol.makeConnection(process)
+        return process
+
+
+def command(number):
+    return Command("/usr/bin/python3", ("python3", "-m", "pypid", f"--worker={number}"),
+                   {"PATH": "/usr/bin"}, {7: 7, 8: 9})
+
+
+class SupervisorTests(SynchronousTestCase):
+    """The supervisor on a memory reactor."""
+
+    def setUp(self):
+        self.reactor = _ProcessReactor()
+        self.supervisor = Supervisor(self.reactor, 2, command, back_off=(1.0, 2.0, 5.0),
+                                     steady=60.0, stop_deadline=30.0)
+        self.supervisor.startService()
+
+    def process(self, number, nth=0):
+        """The C{nth} process started for worker C{number}."""
+        return [p for p, _, args, _ in self.reactor.spawned
+                if args[-1] == f"--worker={number}"][nth]
+
+    def test_started(self):
+        """Each worker starts with its command and the descriptors it inherits."""
+        self.assertEqual([(executable, args, fds) for _, executable, args, fds
+                          in self.reactor.spawned], [
+            ("/usr/bin/python3", ("python3", "-m", "pypid", f"--worker={n}"),
+             {0: "w", 1: "r", 2: "r", READY_FD: "r", 7: 7, 8: 9}) for n in (1, 2)])
+
+    def test_lines_and_ready(self):
+        """A worker's lines are logged under its number; ready once every worker said so."""
+        with capturedLogs() as events:
+            self.process(1).protocol.childDataReceived(1, b"Index loaded\nhalf a ")
+            self.process(1).protocol.childDataReceived(1, b"line\n")
+            self.process(2).protocol.childDataReceived(READY_FD, b"ready\n")
+            self.assertNoResult(self.supervisor.ready)
+            self.process(1).protocol.childDataReceived(READY_FD, b"ready\n")
+        self.successResultOf(self.supervisor.ready)
+        lines = [formatEvent(e) for e in events]
+        self.assertIn("worker 1: Index loaded", lines)
+        self.assertIn("worker 1: half a line", lines)
+        self.assertIn("Worker 2 is ready", lines)
+
+    def test_restart_back_off(self):
+        """
+        A worker that ends is started again after the back-off, longer each
+        time it ends soon after its start; a steady run starts it anew.
+        """
+        with capturedLogs() as events:
+            self.process(1).end(ProcessTerminated(signal=signal.SIGKILL))
+        self.assertIn("Worker 1 ended (", formatEvent(events[-1]))
+        self.assertIn("starting it again in 1 s", formatEvent(events[-1]))
+        self.reactor.advance(0.9)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.process(1, 1).end()
+        self.reactor.advance(1.9)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.reactor.advance(0.1)
+        self.process(1, 2).end()
+        self.reactor.advance(5)
+        self.process(1, 3).end()
+        self.reactor.advance(4.9)
+        self.assertEqual(len(self.reactor.spawned), 5, "the back-off's last, again")
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.spawned), 6)
+        self.reactor.advance(60)
+        self.process(1, 4).end()
+        self.reactor.advance(1)
+        self.assertEqual(len(self.reactor.spawned), 7, "after a steady run: 1 s again")
+        self.assertEqual(self.supervisor.restarts, 5)
+
+    def test_signals(self):
+        """A signal goes to every worker running."""
+        self.supervisor.signal_all(signal.SIGHUP)
+        self.assertEqual([self.process(n).signals for n in (1, 2)],
+                         [[signal.SIGHUP], [signal.SIGHUP]])
+
+    def test_stop(self):
+        """
+        The stop sends SIGTERM to every worker and ends once all ended, not
+        starting them again; one still running at the deadline is killed.
+        """
+        d = self.supervisor.stopService()
+        self.assertEqual(self.process(1).signals, [signal.SIGTERM])
+        self.process(1).end()
+        self.assertNoResult(d)
+        self.reactor.advance(30)
+        self.assertEqual(self.process(2).signals, [signal.SIGTERM, signal.SIGKILL])
+        self.process(2).end(ProcessTerminated(signal=signal.SIGKILL))
+        self.successResultOf(d)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_stop_while_waiting(self):
+        """A worker waiting for its back-off is not started again once stopped."""
+        self.process(1).end()
+        d = self.supervisor.stopService()
+        self.process(2).end()
+        self.successResultOf(d)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+
+#: A worker in a real process: says a line, says it is ready, waits for a
+#: signal (SIGTERM ends it as Python does).
+_WORKER = """
+import os, signal, sys
+print("hello from", sys.argv[1], flush=True)
+os.write(3, b"ready\\n")
+signal.pause()
+"""
+
+
+class RealProcessTests(TestCase):
+    """The supervisor with real worker processes."""
+
+    async def test_start_ready_stop(self):
+        """Two real workers start, say their lines and that they are ready, and stop."""
+        def real(number):
+            return Command(sys.executable, (sys.executable, "-c", _WORKER, str(number)),
+                           dict(os.environ))
+        supervisor = Supervisor(reactor, 2, real)
+        with capturedLogs() as events:
+            supervisor.startService()
+            await supervisor.ready
+            await supervisor.stopService()
+        lines = [formatEvent(e) for e in events]
+        self.assertIn("worker 1: hello from 1", lines)
+        self.assertIn("worker 2: hello from 2", lines)
+        self.assertEqual(supervisor.restarts, 0)
