@@ -361,8 +361,23 @@ class Listeners(Service):
         self.tls.reload()  # (its errors are logged in it)
 
 
+def endpoint_of(config: Config, reactor: IListeningReactor,
+                address: ListenAddress) -> IStreamServerEndpoint:
+    """
+    The endpoint one line of C{[pypid] listen} listens on: TCP for an
+    C{https:} or C{http-redirect:} line (the TLS is the factory's), the
+    line's own Twisted endpoint otherwise.
+
+    @raise StartupError: for an endpoint Twisted cannot use (one line).
+    """
+    if address.kind in (HTTPS, HTTP_REDIRECT):
+        return TCP4ServerEndpoint(reactor, address.port, address.backlog, address.interface)
+    return _endpoint(config, reactor, address.description)
+
+
 def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
-                   run: Run) -> tuple[list[ListenerService], ServerTLS | None]:
+                   run: Run, inherited: Mapping[str, IStreamServerEndpoint] | None = None,
+                   ) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -373,9 +388,20 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
     one of Twisted's TLS endpoints: the configuration refuses those).
 
     @param run: C{run(f, *args) -> Deferred}, where a reload reads the C{[tls]} files.
+    @param inherited: in a worker of several, the endpoint of each line's
+        socket, which the supervisor opened (L{pypid.daemon.inherited}); no
+        port is checked before, the supervisor did.
     @raise StartupError: for an endpoint Twisted cannot use (one line).
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
+
+    def endpoint(address: ListenAddress) -> IStreamServerEndpoint:
+        if inherited is not None:
+            return inherited[address.description]
+        return endpoint_of(config, reactor, address)
+
+    def probe(address: ListenAddress) -> tuple[int, str] | None:
+        return None if inherited is not None else _probe_of(address)
     https = [address for address in addresses if address.kind == HTTPS]
     tls = None
     secure: list[ListenerService] = []
@@ -385,12 +411,10 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
         assert certificate is not None and key is not None
         tls = ServerTLS(certificate, key, config.tls.chain, reactor, run,
                         config.tls.allow_expired)
-        secure = [ListenerService(TCP4ServerEndpoint(reactor, address.port, address.backlog,
-                                                     address.interface),
-                                  address.description,
+        secure = [ListenerService(endpoint(address), address.description,
                                   TLSMemoryBIOFactory(tls, False, site, reactor),
                                   prepare=tls.load,
-                                  probe=_probe_of(address), base_url=config.server.base_url)
+                                  probe=probe(address), base_url=config.server.base_url)
                   for address in https]
     others: list[ListenerService] = []
     redirect_site = None
@@ -401,17 +425,15 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                 assert https_port is not None  # (every https: line has its port)
                 redirect_site = RedirectSite(HTTPSRedirect(config.server.base_url, https_port),
                                              reactor)
-            endpoint = TCP4ServerEndpoint(reactor, address.port, address.backlog,
-                                          address.interface)
-            others.append(ListenerService(endpoint, address.description, redirect_site,
+            others.append(ListenerService(endpoint(address), address.description, redirect_site,
                                           after=[listener.listening for listener in secure],
-                                          probe=_probe_of(address)))
+                                          probe=probe(address)))
         elif address.kind != HTTPS:
-            description = address.description
-            twisted_endpoint = _endpoint(config, reactor, description)
-            others.append(ListenerService(twisted_endpoint, description, site,
-                                          probe=_tcp_probe(twisted_endpoint),
-                                          base_url=config.server.base_url))
+            twisted_endpoint = endpoint(address)
+            others.append(ListenerService(
+                twisted_endpoint, address.description, site,
+                probe=None if inherited is not None else _tcp_probe(twisted_endpoint),
+                base_url=config.server.base_url))
     return secure + others, tls
 
 
