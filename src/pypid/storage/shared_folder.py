@@ -156,6 +156,12 @@ class SharedFolder:
             if key != self._key:
                 continue
             (files if kind == b"f" else projects)[name.decode()] = None
+        if not files and not projects:
+            # (only this worker's own, or other folders': nothing to read, and
+            # no thread to wait for before the request it held goes on)
+            self.seen = max(self.seen, latest)
+            self._synced_at = self._clock.seconds()
+            return succeed(Polled())
         return Deferred.fromCoroutine(self._read(latest, list(files), list(projects)))
 
     async def _read(self, latest: int, filenames: list[str], projects: list[str]) -> Polled:

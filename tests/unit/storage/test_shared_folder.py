@@ -70,6 +70,15 @@ class SharedFolderTests(TestCase):
         self.assertEqual(self.polled(self.one).files, [])
         self.assertEqual(self.polled(self.two).files, [], "each change is seen once")
 
+    def test_own_changes_read_nothing(self):
+        """A look that finds only its own worker's changes reads nothing, in no thread."""
+        asked = []
+        self.one._run = lambda f, *args: asked.append(f)
+        self.publish(self.one, *make_wheel("holy-grail", "1.0"))
+        self.assertEqual(self.polled(self.one).files, [])
+        self.assertEqual(asked, [])
+        self.assertEqual(self.one.seen, self.ring.latest())
+
     def test_yank_delete_and_tombstone(self):
         """A yank, a delete and a tombstone are each read as the folder holds them after."""
         filename, data = make_wheel("holy-grail", "1.0")
