@@ -25,27 +25,31 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol, cast
 
 import attrs
 from twisted.application.service import IService
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads, IReactorSocket, IReactorTime
 from twisted.python import usage
 
 from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config, load_config, parse_override
-from pypid.core.indexes.index import Index
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.listeners import IListeningReactor, Listeners, PortCheck, bind_for_a_moment
+from pypid.daemon.inherited import adopted
+from pypid.daemon.listeners import Listeners, PortCheck, bind_for_a_moment
+from pypid.daemon.machine import IMachineReactor, ReadyLine, WorkerRole, build_supervisor
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
+from pypid.state.catch_up import CatchUp
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep
@@ -61,7 +65,7 @@ if TYPE_CHECKING:
     from pypid.daemon.systemd import Notifier, NotifierPart
 
 
-class IServerReactor(IListeningReactor, IReactorFromThreads):
+class IServerReactor(IMachineReactor, IReactorFromThreads, IReactorSocket):
     """
     What the server uses of the reactor: the listeners' (L{IListeningReactor}:
     core, TCP, TLS and the clock), and calls from other threads (the thread
@@ -97,6 +101,13 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["set"] = []
+        #: the options as given, which a machine's workers are given in turn
+        self.arguments: tuple[str, ...] = ()
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse C{options} (by default the command line's), keeping them as given."""
+        self.arguments = tuple(sys.argv[1:] if options is None else options)
+        usage.Options.parseOptions(self, options)
 
     def opt_listen(self, endpoint: str) -> None:
         """A Twisted endpoint to listen on (repeatable); replaces [pypid] listen."""
@@ -144,9 +155,19 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     # SIGHUP reads the configuration again, as start-up read it
     reread = partial(load_config, options["config"], options["set"], options["listen"],
                      os.environ)
+    config: Config = options["config_obj"]
     try:
-        service = build_service(options["config_obj"], reactor, exit_on_failure, pools,
-                                notifier, load_config=reread, check_port=check_port)
+        # (a worker of a machine is told so by its supervisor)
+        worker = WorkerRole.from_environ(os.environ) if exit_on_failure else None
+        if worker is None and config.server.workers > 1:
+            service = build_supervisor(
+                config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
+                status=partial(_notifier_part, notifier, reactor,
+                               lambda: f"Serving with {config.server.workers} workers"),
+                load_config=reread, check_port=check_port)
+        else:
+            service = build_service(config, reactor, exit_on_failure, pools, notifier,
+                                    load_config=reread, check_port=check_port, worker=worker)
     except StartupError as e:
         raise SystemExit(f"pypid: {e}")
     if exit_on_failure:
@@ -178,11 +199,12 @@ class _MadeParts:
     feed: AdvisoryFeed
     audit: AuditPart
     access: IdentityPart
-    mark: RunningMark
+    mark: RunningMark | None
     readiness: Readiness
 
     @classmethod
-    def of(cls, config: Config, reactor: IServerReactor, pools: ThreadPools) -> _MadeParts:
+    def of(cls, config: Config, reactor: IServerReactor, pools: ThreadPools,
+           worker: WorkerRole | None) -> _MadeParts:
         server = config.server
         run = pools.run
         # (every description is rendered in its children, with a time budget:
@@ -194,7 +216,8 @@ class _MadeParts:
         board = AdvisoryBoard()
         registry = IndexRegistry.from_config(
             config, run, reactor, board=board, render=sandbox.render,
-            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render))
+            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render),
+            ring=worker.ring if worker is not None else None)
         # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
         feed = AdvisoryFeed.from_config(config, board, run, reactor)
         default = registry.default
@@ -205,15 +228,20 @@ class _MadeParts:
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the
         # listeners open; either way the server is ready once it was)
-        mark = RunningMark(server.snapshot + ".running", default.writer, default.loader)
-        readiness = Readiness(default.loader, mark)
+        # (a machine's mark is its first worker's; every worker checks
+        # storage before it accepts)
+        mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
+                if worker is None or worker.first else None)
+        readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
+                              check_first=worker is not None)
         return cls(sandbox, registry, feed, audit, access, mark, readiness)
 
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
                   pools: ThreadPools | None = None, notifier: Notifier | None = None,
                   load_config: Callable[[], Config] | None = None,
-                  check_port: PortCheck = bind_for_a_moment) -> Parts:
+                  check_port: PortCheck = bind_for_a_moment,
+                  worker: WorkerRole | None = None) -> Parts:
     """
     The parts of the server of a L{pypid.config.Config}, in the order they
     start, in their container.
@@ -227,29 +255,40 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         configuration again on C{SIGHUP}; L{None} for no reload.
     @param check_port: binds a TCP port for a moment before anything starts
         (L{pypid.daemon.listeners.ListenCheck}).
+    @param worker: which worker of a machine this server is
+        (L{pypid.daemon.machine}); L{None} for a server of one process.
     @raise StartupError: when a part cannot be built from the configuration.
     """
     server = config.server
     if pools is None:
         pools = ThreadPools.create(reactor, server.threads)
-    made = _MadeParts.of(config, reactor, pools)
+    made = _MadeParts.of(config, reactor, pools, worker)
     sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
                                               made.access)
     default, mark, readiness = registry.default, made.mark, made.readiness
     run = pools.run
+    catch_up = (CatchUp(worker.ring, [stack.sync for stack in registry.stacks.values()
+                                      if stack.sync is not None])
+                if worker is not None else None)
     web = WebPart.from_config(
         config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
         reactor, sandbox.render,
         [source for source in (registry, default.writer, default.storage, default.upstream_part,
                                audit, default.backfill, feed) if source is not None]
-        + [part for part, _ in registry.upstreams.values()], access.sso)
-    parts = registry.parts
-    listeners = Listeners.from_config(config, reactor, web.web.site, run, check_port)
+        + [part for part, _ in registry.upstreams.values()], access.sso, catch_up)
+    listeners = Listeners.from_config(
+        config, reactor, web.web.site, run, check_port,
+        inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None)
+    # (what a machine runs once, its first worker runs)
+    once = worker is None or worker.first
+
+    def parts(kind: str) -> list[tuple[str, IService]]:
+        return registry.parts(kind) if once or kind not in _ONCE else []
     return Parts(_present(
         # (a TCP port taken stops start-up before anything is written)
         ("listen-check", listeners.check),
         # (where the data is, and the shipped password's warning)
-        ("start-notes", StartNotes(config)),
+        ("start-notes", StartNotes(config) if worker is None else None),
         ("threads", pools),
         ("readme-sandbox", sandbox),  # its children stopped once nothing renders
         *parts("storage"),
@@ -278,11 +317,23 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("sync"),
         *parts("follow-up"),        # the check of storage, or the backfill
         # (the recycle bins' purges and the retention rules, audited)
-        ("recycle-bin", BinUpkeep.of(registry.bins(), audit.trail.log, reactor)),
+        ("recycle-bin", BinUpkeep.of(registry.bins(), audit.trail.log, reactor)
+         if once else None),
         ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
-                                                    audit.trail.log, reactor)),
-        ("systemd", _notifier_part(notifier, reactor, default.index, readiness)),
+                                                    audit.trail.log, reactor)
+         if once else None),
+        ("systemd", _notifier_part(notifier, reactor,
+                                   lambda: f"Serving {len(default.index)} files",
+                                   readiness.when_ready)),
+        # (a worker tells its supervisor)
+        ("ready-line", ReadyLine(readiness.when_ready) if worker is not None else None),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config)
+
+
+#: The parts of each index a machine runs once, in its first worker: the
+#: snapshots (the timer's and the last, at the stop) and the check or
+#: backfill after the load (every worker checks storage before it accepts).
+_ONCE = frozenset(["snapshot", "snapshot-timer", "follow-up"])
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
@@ -290,9 +341,9 @@ def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
     return [(name, part) for name, part in parts if part is not None]
 
 
-def _notifier_part(notifier: Notifier | None, reactor: IReactorTime,
-                   index: Index, readiness: Readiness) -> NotifierPart | None:
+def _notifier_part(notifier: Notifier | None, reactor: IReactorTime, status: Callable[[], str],
+                   ready: Callable[[], Deferred[None]]) -> NotifierPart | None:
     if notifier is None:
         return None
     from pypid.daemon.systemd import NotifierPart
-    return NotifierPart(notifier, reactor, index.__len__, readiness.when_ready)
+    return NotifierPart(notifier, reactor, status, ready)

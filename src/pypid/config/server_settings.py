@@ -13,6 +13,7 @@ reloaded on C{SIGHUP}.
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import attrs
 
@@ -66,6 +67,9 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     #: the reverse proxies whose C{X-Forwarded-For} names the client
     #: (L{pypid.core.access.forwarded}); none by default
     trusted_proxies: tuple[Network, ...] = ()
+    #: the worker processes of the server (L{pypid.daemon.machine}): 1 is
+    #: one process, as always; C{auto} one per core the process may use
+    workers: int = 1
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a
@@ -284,6 +288,24 @@ def _positive_duration(value: str) -> float:
     return seconds
 
 
+#: The most workers a machine runs (one per core of the largest machines).
+MAX_WORKERS = 256
+
+
+def parse_workers(value: str) -> int:
+    """
+    A number of worker processes, or C{auto}: one per core this process
+    may run on (its CPU affinity, which a container's or a unit's limit
+    narrows), at most L{MAX_WORKERS}.
+    """
+    if value.strip().lower() == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    try:
+        return whole_number(1, MAX_WORKERS)(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number from 1 to {MAX_WORKERS}, or auto")
+
+
 #: key -> (default, parser)
 SERVER_KEYS: Keys = {
     "listen": ("tcp:8080:interface=127.0.0.1", _listen),
@@ -301,6 +323,7 @@ SERVER_KEYS: Keys = {
     "ca_bundle": ("", parse_optional_path),
     "page_cache_size": ("64M", parse_page_cache_size),
     "trusted_proxies": ("", parse_trusted_proxies),
+    "workers": ("1", parse_workers),
     **ADVISORY_RULE_KEYS,
     **UPLOAD_RULE_KEYS,
 }

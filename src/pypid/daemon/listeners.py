@@ -278,16 +278,19 @@ class Listeners(Service):
     @classmethod
     def from_config(cls, config: Config, reactor: IListeningReactor,
                     site: PypidSite, run: Run,
-                    check_port: PortCheck = bind_for_a_moment) -> Listeners:
+                    check_port: PortCheck = bind_for_a_moment,
+                    inherited: Mapping[str, IStreamServerEndpoint] | None = None,
+                    ) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
         @param run: C{run(f, *args) -> Deferred} in the I/O pool, where a
             reload reads the C{[tls]} files.
         @param check_port: binds a TCP port for a moment (L{ListenCheck}).
+        @param inherited: in a worker of several, see L{make_listeners}.
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
-        listeners, tls = make_listeners(config, reactor, site, run)
+        listeners, tls = make_listeners(config, reactor, site, run, inherited)
         return cls(listeners, tls, site.counter, reactor, check_port)
 
     def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
@@ -432,7 +435,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
             twisted_endpoint = endpoint(address)
             others.append(ListenerService(
                 twisted_endpoint, address.description, site,
-                probe=None if inherited is not None else _tcp_probe(twisted_endpoint),
+                probe=None if inherited is not None else tcp_address(twisted_endpoint),
                 base_url=config.server.base_url))
     return secure + others, tls
 
@@ -442,10 +445,10 @@ def _probe_of(address: ListenAddress) -> tuple[int, str] | None:
     return None if address.port is None else (address.port, address.interface)
 
 
-def _tcp_probe(endpoint: IStreamServerEndpoint) -> tuple[int, str] | None:
+def tcp_address(endpoint: IStreamServerEndpoint) -> tuple[int, str] | None:
     """
     C{(port, interface)} of a Twisted TCP endpoint (C{tcp:}, C{tcp6:}),
-    for L{ListenCheck}; L{None} for any other (read from the endpoint's
+    for L{ListenCheck} and the workers' sockets; L{None} for any other (read from the endpoint's
     attributes, which Twisted keeps as given).
     """
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):

@@ -26,9 +26,10 @@ So two things here:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -102,36 +103,45 @@ class RunningMark(Service):
 
 class Readiness(Service):
     """
-    Whether the index answers with every stored file (L{ready}); after an
-    unclean stop, it holds the start until it does (see the module).
+    Whether every hosted index answers with every stored file (L{ready});
+    after an unclean stop, or in a worker of several, it holds the start
+    until they do (see the module).
     """
 
-    def __init__(self, loader: IndexLoader, mark: RunningMark) -> None:
+    def __init__(self, loaders: Sequence[IndexLoader], mark: RunningMark | None,
+                 check_first: bool = False) -> None:
         """
-        @param loader: the L{IndexLoader}, loaded when this part starts.
+        @param loaders: every hosted index's L{IndexLoader}, loaded when this
+            part starts.
         @param mark: the L{RunningMark}, started before: whether the last run
-            stopped uncleanly (C{unclean}).
+            stopped uncleanly (C{unclean}); L{None} in a worker of several
+            but the first (the first keeps the machine's).
+        @param check_first: whether storage is checked against the
+            snapshots before the listeners open, whatever the mark says: in
+            a worker of several, which may start while the others change
+            the folder after the last snapshot was saved.
         """
-        self._loader = loader
+        self._loaders = tuple(loaders)
         self._mark = mark
+        self._check_first = check_first
         self._ready = False
         self._waiting: list[Deferred[None]] = []
 
     def ready(self) -> bool:
         """
-        Whether the index answers with every stored file: the start went
-        on, and storage was checked against the snapshot (a check that
+        Whether every index answers with every stored file: the start went
+        on, and storage was checked against the snapshots (a check that
         failed is tried again until it passes; until then, not ready).
         """
-        return self._ready and self._loader.storage_checked
+        return self._ready and all(loader.storage_checked for loader in self._loaders)
 
     def when_ready(self) -> Deferred[None]:
         """
-        A L{Deferred} that fires once the start may go on: the index
-        answers with every stored file, or the check of storage failed
-        (the index serves what the snapshot holds, and L{ready} stays
-        false until a later check passes: systemd hears READY, so the
-        service is not killed for a storage that is down a while).
+        A L{Deferred} that fires once the start may go on: every index
+        answers with every stored file, or a check of storage failed (the
+        index serves what the snapshot holds, and L{ready} stays false
+        until a later check passes: systemd hears READY, so the service is
+        not killed for a storage that is down a while).
         """
         d: Deferred[None] = Deferred()
         if self._ready:
@@ -142,24 +152,29 @@ class Readiness(Service):
 
     def startService(self) -> Deferred[None] | None:
         """
-        The index is loaded: ready now, or once storage was checked against
-        its snapshot; after an unclean stop, begin that check and wait for it.
+        The indexes are loaded: ready now, or once storage was checked
+        against their snapshots; after an unclean stop (or in a worker of
+        several), begin those checks and wait for them.
         """
         Service.startService(self)
-        checked = self._loader.checked
-        if checked is None:
+        checks = [(loader, loader.checked) for loader in self._loaders
+                  if loader.checked is not None]
+        if not checks:
             self._now_ready(None)
             return None
-        checked.addBoth(self._now_ready)
-        if not self._mark.unclean:
+        gatherResults([checked for _, checked in checks], consumeErrors=True).addBoth(
+            self._now_ready)
+        if not (self._check_first or (self._mark is not None and self._mark.unclean)):
             return None
-        self._loader.follow_up()
+        for loader, _ in checks:
+            loader.follow_up()
         return self.when_ready()
 
     def _now_ready(self, result: object) -> object:
         if isinstance(result, Failure):
             # (the index serves what the snapshot holds; not ready)
-            log.failure("Storage was not checked against the snapshot", result)
+            failure = result.value.subFailure if isinstance(result.value, FirstError) else result
+            log.failure("Storage was not checked against the snapshot", failure)
             result = None
         self._ready = True
         waiting, self._waiting = self._waiting, []

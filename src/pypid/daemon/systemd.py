@@ -86,18 +86,19 @@ class NotifierPart(Service):
     """
 
     def __init__(self, notifier: Notifier, clock: IReactorTime,
-                 files: Callable[[], int],
+                 status: Callable[[], str],
                  ready: Callable[[], Deferred[None]] | None = None) -> None:
         """
         @param clock: provides C{callLater}, for the watchdog.
-        @param files: C{files() -> int}, what the status line counts.
+        @param status: C{status() -> str}, the status line once ready
+            (C{Serving 12 files}, C{Serving with 4 workers}).
         @param ready: C{ready() -> Deferred} firing once the index answers
             with every stored file (L{pypid.daemon.readiness.Readiness.when_ready});
             L{None}: at once.
         """
         self._notifier = notifier
         self._clock = clock
-        self._files = files
+        self._status = status
         self._ready = ready
         self._watchdog = (Periodic(partial(notifier.send, "WATCHDOG=1"), notifier.watchdog, clock,
                                    what="The systemd watchdog", first=0)
@@ -115,7 +116,7 @@ class NotifierPart(Service):
 
     def _say_ready(self, _: object) -> None:
         if self.running:
-            self._notifier.send("READY=1", f"STATUS=Serving {self._files()} files")
+            self._notifier.send("READY=1", f"STATUS={self._status()}")
 
     def stopService(self) -> None:
         """Say the server stops, and end the watchdog."""

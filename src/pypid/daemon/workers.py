@@ -32,6 +32,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.core.util.startup import StartupError
+
 log = Logger()
 
 #: The descriptor a worker says it is ready on, a line.
@@ -106,12 +108,20 @@ class Supervisor(Service):
     def __init__(self, reactor: IWorkerReactor, count: int,
                  command: Callable[[int], Command],
                  back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
-                 stop_deadline: float = STOP_DEADLINE) -> None:
+                 stop_deadline: float = STOP_DEADLINE,
+                 on_end: Callable[[int], None] = lambda number: None) -> None:
+        """
+        @param command: C{command(number) -> Command}, asked at each start
+            of worker C{number}; a L{StartupError} it raises is that
+            start's failure (logged, and tried again after the back-off).
+        @param on_end: called with a worker's number once it ended.
+        """
         if count < 1:
             raise ValueError(f"{count} workers")
         self._reactor = reactor
         self.count = count
         self._command = command
+        self._on_end = on_end
         self._back_off = tuple(back_off)
         self._steady = steady
         self._stop_deadline = stop_deadline
@@ -131,14 +141,19 @@ class Supervisor(Service):
 
     def _spawn(self, number: int) -> None:
         self._pending.pop(number, None)
-        command = self._command(number)
+        self._started_at[number] = self._reactor.seconds()
+        try:
+            command = self._command(number)
+        except StartupError as e:
+            log.error("Cannot start worker {number}: {error}", number=number, error=str(e))
+            self._again(number, f"not started: {e}")
+            return
         protocol = WorkerProtocol(self, number)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", READY_FD: "r"}
         fds.update(command.inherited)
         transport = self._reactor.spawnProcess(protocol, command.executable, command.args,
                                                env=command.env, childFDs=fds)
         self._workers[number] = (protocol, transport)
-        self._started_at[number] = self._reactor.seconds()
         log.info("Started worker {number} (process {pid})", number=number, pid=transport.pid)
 
     def worker_ready(self, number: int) -> None:
@@ -152,18 +167,26 @@ class Supervisor(Service):
     def worker_ended(self, number: int, reason: Failure) -> None:
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
+        self._on_end(number)
         if not self.running:
             return
+        self._again(number, "exited" if reason.check(ProcessDone) else
+                    reason.getErrorMessage().rstrip("."))
+
+    def _again(self, number: int, how: str) -> None:
+        """Start worker C{number} again after its back-off."""
         ran = self._reactor.seconds() - self._started_at.get(number, 0.0)
         failures = 0 if ran >= self._steady else self._failures.get(number, 0)
         delay = self._back_off[min(failures, len(self._back_off) - 1)]
         self._failures[number] = failures + 1
-        how = ("exited" if reason.check(ProcessDone) else
-               reason.getErrorMessage().rstrip("."))
         log.warn("Worker {number} ended ({how}) after {ran:.0f} s; starting it again in "
                  "{delay:.0f} s", number=number, how=how, ran=ran, delay=delay)
         self.restarts += 1
         self._pending[number] = self._reactor.callLater(delay, self._spawn, number)
+
+    def running_workers(self) -> int:
+        """How many workers run now (for C{/health} and C{/metrics})."""
+        return len(self._workers)
 
     def signal_all(self, signum: int) -> None:
         """Send C{signum} to every worker running (C{SIGHUP}: reload)."""

@@ -85,6 +85,15 @@ if TYPE_CHECKING:
     from pypid.upstream.source import SourceSide, UpstreamSource
 
 
+def hosted_names(config: Config) -> list[str]:
+    """
+    The hosted indexes of C{config}, each with a folder of its own: the
+    default first, then each named one that is not a view, bases first.
+    """
+    return [DEFAULT, *(name for name in bases_first(config.indexes)
+                       if name != DEFAULT and not config.indexes[name].view)]
+
+
 @implementer(IMetricsSource)
 @attrs.frozen(eq=False)
 class IndexRegistry:
@@ -162,8 +171,7 @@ class IndexRegistry:
         @raise pypid.core.util.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
-        hosted = [name for name in bases_first(config.indexes)
-                  if name != DEFAULT and not config.indexes[name].view]
+        hosted = hosted_names(config)[1:]
         # (a server of one index keeps its storage's client its own, as always)
         bucket = (SharedBucket.create(config, run, reactor)
                   if hosted and config.storage.backend == "s3" else None)

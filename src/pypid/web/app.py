@@ -52,6 +52,7 @@ from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.indexes.render import file_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
+from pypid.state.catch_up import CatchUp
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
@@ -258,7 +259,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                       min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     stats=stats, plain_page=root.plain_page, plain_file=root.plain_file)
+                     stats=stats, plain_page=root.plain_page, plain_file=root.plain_file,
+                     catch_up=services.catch_up)
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 
@@ -499,7 +501,8 @@ class WebPart(Service):
                     publishing: TrustedPublishing | None, audit: AuditTrail,
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
                     render: Renderer, sources: Iterable[IMetricsSource],
-                    sso: SingleSignOn | None = None) -> WebPart:
+                    sso: SingleSignOn | None = None,
+                    catch_up: CatchUp | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -509,6 +512,8 @@ class WebPart(Service):
         @param ready: whether the index answers with every stored file
             (L{pypid.daemon.readiness.Readiness.ready}).
         @param sources: what C{/metrics} exposes after the site's own.
+        @param catch_up: in a worker of a machine, its catching up with the
+            others' changes before each request.
         """
         server = config.server
         default = registry.default.upstream_part
@@ -524,7 +529,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render)
+            render=render, catch_up=catch_up)
         return cls(build_web(index_materials(registry), access, run, reactor, settings,
                              services), registry, config)
 

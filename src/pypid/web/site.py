@@ -46,6 +46,7 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import NO_SUCH_INDEX, index_upload_path, simple_of
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError, NotFound
+from pypid.state.catch_up import CatchUp
 from pypid.storage.interface import Run, run_at_once
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials, resolve_client
@@ -505,8 +506,10 @@ class PypidSite(GuardedSite):
                  counter: ConnectionCounter | None = None,
                  timer: Callable[[], float] | None = None, stats: RequestStats | None = None,
                  plain_page: PlainPage | None = None,
-                 plain_file: PlainFileOf | None = None) -> None:
+                 plain_file: PlainFileOf | None = None,
+                 catch_up: CatchUp | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+        self.catch_up = catch_up
         #: the express lane (L{pypid.web.serving.express}) of the kept pages and
         #: stored files C{plain_page} and C{plain_file} give, or L{None}
         self.express = None if plain_page is None or plain_file is None else ExpressLane(

@@ -21,6 +21,7 @@ from pypid.core.access.addresses import IPV6_PREFIX
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.parts import IMetricsSource
+from pypid.state.catch_up import CatchUp
 from pypid.state.indexes import IndexRegistry
 from pypid.web.changes.upload_store import AttestationCheck
 from pypid.web.server.audit_trail import AuditTrail
@@ -87,6 +88,9 @@ class SiteServices:
     @ivar render: renders the descriptions of uploaded files: the daemon's
         sandbox, so that no README can stop the server; by default in this
         process.
+    @ivar catch_up: in a worker of a machine, its catching up with the
+        others' changes, asked before each request; L{None} in a server of
+        one process.
     """
 
     upstream: UpstreamProxy | None = None
@@ -101,6 +105,7 @@ class SiteServices:
     registry: IndexRegistry | None = None
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
+    catch_up: CatchUp | None = None
 
 
 #: The services of a site that calls none: a test's.

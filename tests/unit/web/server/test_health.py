@@ -153,7 +153,7 @@ class ReadinessTests(SynchronousTestCase):
 
     def test_no_check(self):
         """An index loaded without a snapshot to check is ready at once."""
-        readiness = Readiness(FakeLoader(storage_checked=True), FakeMark(False))
+        readiness = Readiness([FakeLoader(storage_checked=True)], FakeMark(False))
         self.assertIsNone(readiness.startService())
         self.assertTrue(readiness.ready())
         self.successResultOf(readiness.when_ready())
@@ -162,7 +162,7 @@ class ReadinessTests(SynchronousTestCase):
         """After a clean stop the listeners open at once; ready when the check ends."""
         checked = Deferred()
         loader = FakeLoader(checked)
-        readiness = Readiness(loader, FakeMark(False))
+        readiness = Readiness([loader], FakeMark(False))
         self.assertIsNone(readiness.startService())
         self.assertEqual(loader.followed, 0)
         waiting = readiness.when_ready()
@@ -177,7 +177,7 @@ class ReadinessTests(SynchronousTestCase):
         """After an unclean stop the check begins, and the start waits for it."""
         checked = Deferred()
         loader = FakeLoader(checked)
-        started = Readiness(loader, FakeMark(True)).startService()
+        started = Readiness([loader], FakeMark(True)).startService()
         self.assertEqual(loader.followed, 1)
         self.assertNoResult(started)
         checked.callback(None)
@@ -191,7 +191,7 @@ class ReadinessTests(SynchronousTestCase):
         """
         checked = Deferred()
         loader = FakeLoader(checked)
-        readiness = Readiness(loader, FakeMark(True))
+        readiness = Readiness([loader], FakeMark(True))
         started = readiness.startService()
         checked.errback(RuntimeError("boom"))
         self.successResultOf(started)
@@ -199,6 +199,40 @@ class ReadinessTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         loader.storage_checked = True
         self.assertTrue(readiness.ready())
+
+    def test_every_index(self):
+        """
+        With named hosted indexes, the server is ready once every index's
+        storage was checked; after an unclean stop every check begins
+        before the listeners open (before: the default index's alone).
+        """
+        checks = [Deferred(), Deferred()]
+        loaders = [FakeLoader(checked) for checked in checks]
+        readiness = Readiness(loaders, FakeMark(True))
+        started = readiness.startService()
+        self.assertEqual([loader.followed for loader in loaders], [1, 1])
+        loaders[0].storage_checked = True
+        checks[0].callback(None)
+        self.assertNoResult(started)
+        self.assertFalse(readiness.ready())
+        loaders[1].storage_checked = True
+        checks[1].callback(None)
+        self.successResultOf(started)
+        self.assertTrue(readiness.ready())
+
+    def test_worker_checks_first(self):
+        """
+        A worker of several checks storage before it listens, whatever
+        the mark (a worker without the machine's mark has none): the
+        others may have changed the folder since the last snapshot.
+        """
+        checked = Deferred()
+        loader = FakeLoader(checked)
+        started = Readiness([loader], None, check_first=True).startService()
+        self.assertEqual(loader.followed, 1)
+        self.assertNoResult(started)
+        checked.callback(None)
+        self.successResultOf(started)
 
 
 class RunningMarkTests(SynchronousTestCase):
@@ -237,7 +271,7 @@ class RunningMarkTests(SynchronousTestCase):
         checked = Deferred()
         loader = FakeLoader(checked)
         mark = RunningMark(path, FakeWriter(), loader)
-        readiness = Readiness(loader, mark)
+        readiness = Readiness([loader], mark)
         mark.startService()
         self.assertTrue(mark.unclean)
         self.assertNoResult(readiness.startService())
@@ -259,7 +293,7 @@ class RunningMarkTests(SynchronousTestCase):
         checked = Deferred()
         loader = FakeLoader(checked)
         mark = RunningMark(path, FakeWriter(), loader)
-        readiness = Readiness(loader, mark)
+        readiness = Readiness([loader], mark)
         mark.startService()
         started = readiness.startService()
         loader.storage_checked = True

@@ -1,0 +1,290 @@
+"""
+A server of several processes on one machine (C{[pypid] workers}): one
+supervisor, which answers nothing itself, and the workers, each a whole
+server over the same folders.
+
+The supervisor (L{build_supervisor}) takes every hosted index's folder
+(its lock, the sweep of what a crash left), opens every listening socket
+(L{pypid.daemon.inherited.WorkerSockets}), makes the machine's ring of
+changes (L{pypid.machine.ring.ChangeRing}), and starts the workers
+(L{pypid.daemon.workers.Supervisor}): each runs the same C{twistd pypid}
+with the same options, told by L{WORKER_ENV} which worker it is and which
+of its descriptors are the ring and the sockets. systemd hears C{READY=1}
+once every worker is ready. C{SIGHUP} is checked by the supervisor first
+(a configuration it cannot read, or a change only a restart takes, is
+refused for the whole machine, as for one process) and then passed to
+every worker.
+
+A worker (L{WorkerRole}) shares the folders through the ring, catches up
+with the others' changes before each request
+(L{pypid.state.catch_up.CatchUp}), checks storage against the snapshot
+before it accepts (the others may have changed the folders since it was
+saved), and says it is ready on L{pypid.daemon.workers.READY_FD}. The
+first worker runs what a machine runs once: the snapshots, the mark of a
+running server, the recycle bins' purges and the retention rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import FileLogObserver, ILogObserver, eventAsText
+from zope.interface import implementer
+
+from pypid.config import Config
+from pypid.config.server_settings import parse_listen_address
+from pypid.core.parts import IReloadable
+from pypid.core.util.startup import StartupError
+from pypid.daemon.container import Parts
+from pypid.daemon.inherited import Inherited, WorkerSockets
+from pypid.daemon.listeners import (
+    IListeningReactor,
+    ListenCheck,
+    PortCheck,
+    endpoint_of,
+    tcp_address,
+)
+from pypid.daemon.start_notes import StartNotes
+from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.machine.ring import ChangeRing
+from pypid.state.indexes import hosted_names
+from pypid.storage.factory import index_settings, loading_index
+from pypid.storage.interface import run_at_once
+from pypid.storage.local import LocalStorage
+
+#: The environment variable that makes a C{twistd pypid} one worker of a
+#: machine: JSON, C{{"number", "count", "ring", "sockets"}}, the ring and
+#: each socket by its descriptor in the worker.
+WORKER_ENV = "PYPID_WORKER"
+
+#: The worker's descriptor of the ring; its sockets' follow, in the order
+#: of C{[pypid] listen}.
+RING_FD = 4
+
+#: What systemd tells the process it starts, which is the supervisor's alone.
+_SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                "LISTEN_FDNAMES")
+
+
+@attrs.frozen
+class WorkerRole:
+    """
+    Which worker of a machine this process is.
+
+    @ivar number: from 1; the first runs what the machine runs once.
+    @ivar count: how many workers the machine runs.
+    @ivar ring: the machine's ring of changes, attached as this worker.
+    @ivar sockets: its listening sockets, one per line of C{[pypid] listen}.
+    """
+
+    number: int
+    count: int
+    ring: ChangeRing
+    sockets: tuple[Inherited, ...]
+
+    @property
+    def first(self) -> bool:
+        """Whether this worker runs what a machine runs once."""
+        return self.number == 1
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> WorkerRole | None:
+        """
+        The role L{WORKER_ENV} gives, or L{None} in a process of its own.
+
+        @raise StartupError: for a value the supervisor did not write.
+        """
+        text = environ.get(WORKER_ENV)
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            number, count = int(data["number"]), int(data["count"])
+            sockets = tuple(Inherited(str(description), int(fd), int(family))
+                            for description, fd, family in data["sockets"])
+            ring = ChangeRing.attach(int(data["ring"]), number)
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            raise StartupError(f"{WORKER_ENV}: not a worker's role: {e}")
+        return cls(number, count, ring, sockets)
+
+
+def worker_log() -> ILogObserver:
+    """
+    A worker's log: each event a line on its standard output, without the
+    time, which the supervisor's log line gives (C{twistd --logger}).
+    """
+    return FileLogObserver(sys.stdout, lambda event: eventAsText(
+        event, includeTimestamp=False) + "\n")
+
+
+class ReadyLine(Service):
+    """A worker's last part: says on L{READY_FD} that it is ready, once it is."""
+
+    def __init__(self, ready: Callable[[], Deferred[None]], fd: int = READY_FD) -> None:
+        self._ready = ready
+        self._fd = fd
+
+    def startService(self) -> None:
+        """Say ready once every index answers with every stored file."""
+        Service.startService(self)
+        self._ready().addCallback(lambda _: os.write(self._fd, b"ready\n"))
+
+
+@attrs.frozen
+class WorkerCommand:
+    """
+    How the supervisor starts worker C{number}: the C{twistd pypid} it
+    runs itself, with the same options, logging to its standard output.
+
+    @ivar arguments: the options C{twistd pypid} was given.
+    """
+
+    ring: ChangeRing
+    sockets: WorkerSockets
+    count: int
+    arguments: tuple[str, ...]
+    environ: Mapping[str, str]
+    executable: str = sys.executable
+
+    def __call__(self, number: int) -> Command:
+        """The command of worker C{number}, with its sockets."""
+        inherited = {RING_FD: self.ring.fileno()}
+        sockets = []
+        for fd, socket in enumerate(self.sockets.for_worker(number), start=RING_FD + 1):
+            inherited[fd] = socket.fileno
+            sockets.append((socket.description, fd, socket.family))
+        env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
+        env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
+                                      "sockets": sockets})
+        args = (self.executable, "-m", "twisted", "--nodaemon", "--pidfile=",
+                f"--logger={worker_log.__module__}.{worker_log.__name__}",
+                "pypid", *self.arguments)
+        return Command(self.executable, args, env, inherited)
+
+
+class SocketsPart(Service):
+    """The workers' sockets: opened before the workers start, closed after they ended."""
+
+    def __init__(self, sockets: WorkerSockets) -> None:
+        self.sockets = sockets
+
+    def startService(self) -> Deferred[None]:
+        """Open every line's sockets."""
+        Service.startService(self)
+        return ensureDeferred(self.sockets.open())
+
+    def stopService(self) -> None:
+        """Close them."""
+        Service.stopService(self)
+        self.sockets.close()
+
+
+class FoldersPart(Service):
+    """
+    Every hosted index's local folder, taken for the machine: created,
+    locked against another server, and swept of what a crash left, before
+    any worker starts; released after they ended.
+    """
+
+    def __init__(self, folders: Sequence[LocalStorage]) -> None:
+        self._folders = list(folders)
+
+    def startService(self) -> Deferred[None]:
+        """Take every folder."""
+        Service.startService(self)
+        return ensureDeferred(self._take())
+
+    async def _take(self) -> None:
+        for folder in self._folders:
+            await loading_index(folder.prepare())
+
+    def stopService(self) -> None:
+        """Release them."""
+        Service.stopService(self)
+        for folder in self._folders:
+            folder.close()
+
+
+@implementer(IReloadable)
+class Hangup(Service):
+    """
+    C{SIGHUP} for the machine: a configuration the supervisor took (it
+    refuses one it cannot read, or whose changes only a restart takes) is
+    passed on to every worker.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
+        """Once the whole reload is taken here: every worker reloads."""
+        if config is None:
+            return None
+
+        def commit() -> str:
+            self._supervisor.signal_all(signal.SIGHUP)
+            return f"passed to {self._supervisor.count} workers"
+        return commit
+
+
+class IMachineReactor(IListeningReactor, IWorkerReactor):
+    """What the supervisor uses of the reactor: listening, processes, the clock."""
+
+
+def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequence[str],
+                     environ: Mapping[str, str], *,
+                     exit_on_failure: bool = False,
+                     status: Callable[[Callable[[], Deferred[None]]], IService | None]
+                     = lambda ready: None,
+                     load_config: Callable[[], Config] | None = None,
+                     check_port: PortCheck | None = None,
+                     executable: str = sys.executable) -> Parts:
+    """
+    The supervisor of C{config}'s workers, in its container.
+
+    @param arguments: the options of C{twistd pypid}, which every worker runs.
+    @param status: makes the part that tells systemd the machine is ready
+        (given when: C{ready() -> Deferred}), or L{None}.
+    @param load_config: C{load_config() -> Config}, for C{SIGHUP}.
+    @param check_port: binds a TCP port for a moment before anything starts.
+    """
+    count = config.server.workers
+    ring = ChangeRing.create()
+    sockets = WorkerSockets(config, reactor, count)
+    supervisor = Supervisor(reactor, count, WorkerCommand(ring, sockets, count, tuple(arguments),
+                                                          environ, executable),
+                            on_end=sockets.ended)
+    # (the supervisor has no pool: it only takes the folders, at its start)
+    folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
+               for settings in (index_settings(config, name).storage
+                                for name in hosted_names(config))
+               if settings.backend != "s3"]
+    parts: list[tuple[str, IService | None]] = [
+        ("listen-check", ListenCheck(check_port, _probes(config, reactor))
+         if check_port is not None else None),
+        ("start-notes", StartNotes(config)),
+        ("folders", FoldersPart(folders)),
+        ("sockets", SocketsPart(sockets)),
+        ("workers", supervisor),
+        ("reload", Hangup(supervisor)),
+        ("systemd", status(lambda: supervisor.ready)),
+    ]
+    return Parts([(name, part) for name, part in parts if part is not None], reactor,
+                 exit_on_failure=exit_on_failure, load_config=load_config, config=config)
+
+
+def _probes(config: Config, reactor: IListeningReactor) -> list[tuple[str, int, str]]:
+    """C{(description, port, interface)} of each TCP line, for the check before the start."""
+    probes = []
+    for description in config.server.listen:
+        bound = tcp_address(endpoint_of(config, reactor, parse_listen_address(description)))
+        if bound is not None:
+            probes.append((description, *bound))
+    return probes
