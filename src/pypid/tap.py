@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from twisted.application.service import IService
@@ -44,7 +44,14 @@ from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.inherited import adopted
 from pypid.daemon.listeners import Listeners, PortCheck, bind_for_a_moment
-from pypid.daemon.machine import IMachineReactor, ReadyLine, WorkerRole, build_supervisor
+from pypid.daemon.machine import (
+    IMachineReactor,
+    ReadyLine,
+    Signals,
+    WorkerRole,
+    build_supervisor,
+    worker_signals,
+)
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
@@ -71,18 +78,6 @@ class IServerReactor(IMachineReactor, IReactorFromThreads, IReactorSocket):
     core, TCP, TLS and the clock), and calls from other threads (the thread
     pools, C{SIGHUP}).
     """
-
-
-class Signals(Protocol):
-    """The part of the L{signal} module that L{reload_on_hangup} uses."""
-
-    @property
-    def SIGHUP(self) -> int:
-        """The hang-up signal's number."""
-
-    def signal(self, signalnum: int,
-               handler: Callable[[int, FrameType | None], None]) -> object:
-        """Install C{handler} for C{signalnum}."""
 
 
 class Options(usage.Options):
@@ -174,6 +169,8 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         # (in every real process: Python's default for SIGHUP would stop it
         # at once, without its last snapshot)
         reload_on_hangup(reactor, service.reload)
+        if worker is not None:
+            reactor.callWhenRunning(worker_signals, reactor)
     return service
 
 
@@ -275,7 +272,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         reactor, sandbox.render,
         [source for source in (registry, default.writer, default.storage, default.upstream_part,
                                audit, default.backfill, feed) if source is not None]
-        + [part for part, _ in registry.upstreams.values()], access.sso, catch_up)
+        + [part for part, _ in registry.upstreams.values()], access.sso, catch_up,
+        worker.health if worker is not None else None)
     listeners = Listeners.from_config(
         config, reactor, web.web.site, run, check_port,
         inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None)

@@ -31,10 +31,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from signal import Handlers
+from types import FrameType
+from typing import Protocol
 
 import attrs
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import FileLogObserver, ILogObserver, eventAsText
 from zope.interface import implementer
 
@@ -89,6 +94,10 @@ class WorkerRole:
     ring: ChangeRing
     sockets: tuple[Inherited, ...]
 
+    def health(self) -> tuple[int, int, int]:
+        """This worker's number, how many run now, and of how many (for C{/health})."""
+        return (self.number, *self.ring.workers())
+
     @property
     def first(self) -> bool:
         """Whether this worker runs what a machine runs once."""
@@ -113,6 +122,55 @@ class WorkerRole:
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise StartupError(f"{WORKER_ENV}: not a worker's role: {e}")
         return cls(number, count, ring, sockets)
+
+
+class _StoppingReactor(IReactorCore, IReactorFromThreads):
+    """What a worker's signals use of the reactor: its stop, from the handler."""
+
+
+class Signals(Protocol):
+    """The part of the L{signal} module a process's handlers are installed with."""
+
+    @property
+    def SIGHUP(self) -> int:
+        """The hang-up signal's number."""
+
+    @property
+    def SIGTERM(self) -> int:
+        """The termination signal's number."""
+
+    @property
+    def SIGINT(self) -> int:
+        """The interrupt signal's number."""
+
+    @property
+    def SIG_IGN(self) -> Handlers:
+        """The handler that ignores a signal."""
+
+    def signal(self, signalnum: int,
+               handler: Callable[[int, FrameType | None], None] | Handlers) -> object:
+        """Install C{handler} for C{signalnum}."""
+
+
+def worker_signals(reactor: _StoppingReactor, signals: Signals = signal) -> None:
+    """
+    A worker's signals, once its reactor runs (Twisted installs its own as
+    it starts): C{SIGTERM} stops it once, however often it comes (systemd
+    sends it to every process of the unit, and the supervisor passes its
+    own on), and C{SIGINT} is the supervisor's (a terminal's Ctrl-C reaches
+    the whole process group; the supervisor stops the workers).
+    """
+    def stop(signum: int, frame: FrameType | None) -> None:
+        reactor.callFromThread(_stop_once, reactor)
+    signals.signal(signals.SIGTERM, stop)
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+
+
+def _stop_once(reactor: IReactorCore) -> None:
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
 
 
 def worker_log() -> ILogObserver:
@@ -163,7 +221,8 @@ class WorkerCommand:
         env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
         env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
                                       "sockets": sockets})
-        args = (self.executable, "-m", "twisted", "--nodaemon", "--pidfile=",
+        args = (self.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "--nodaemon", "--pidfile=",
                 f"--logger={worker_log.__module__}.{worker_log.__name__}",
                 "pypid", *self.arguments)
         return Command(self.executable, args, env, inherited)
@@ -258,9 +317,15 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     count = config.server.workers
     ring = ChangeRing.create()
     sockets = WorkerSockets(config, reactor, count)
+    ring.set_workers(0, count)
+
+    def changed(number: int, up: bool) -> None:
+        if not up:
+            sockets.ended(number)
+        ring.set_workers(supervisor.up(), count)
     supervisor = Supervisor(reactor, count, WorkerCommand(ring, sockets, count, tuple(arguments),
                                                           environ, executable),
-                            on_end=sockets.ended)
+                            on_change=changed)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in (index_settings(config, name).storage

@@ -109,19 +109,21 @@ class Supervisor(Service):
                  command: Callable[[int], Command],
                  back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
                  stop_deadline: float = STOP_DEADLINE,
-                 on_end: Callable[[int], None] = lambda number: None) -> None:
+                 on_change: Callable[[int, bool], None] = lambda number, up: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
             of worker C{number}; a L{StartupError} it raises is that
             start's failure (logged, and tried again after the back-off).
-        @param on_end: called with a worker's number once it ended.
+        @param on_change: C{on_change(number, up)}: worker C{number} said
+            it is ready (C{up}), or ended.
         """
         if count < 1:
             raise ValueError(f"{count} workers")
         self._reactor = reactor
         self.count = count
         self._command = command
-        self._on_end = on_end
+        self._on_change = on_change
+        self._up: set[int] = set()
         self._back_off = tuple(back_off)
         self._steady = steady
         self._stop_deadline = stop_deadline
@@ -158,6 +160,9 @@ class Supervisor(Service):
 
     def worker_ready(self, number: int) -> None:
         """Worker C{number} said it is ready; the supervisor is once all were."""
+        if number in self._workers:
+            self._up.add(number)
+            self._on_change(number, True)
         if number in self._not_ready:
             self._not_ready.discard(number)
             log.info("Worker {number} is ready", number=number)
@@ -167,7 +172,8 @@ class Supervisor(Service):
     def worker_ended(self, number: int, reason: Failure) -> None:
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
-        self._on_end(number)
+        self._up.discard(number)
+        self._on_change(number, False)
         if not self.running:
             return
         self._again(number, "exited" if reason.check(ProcessDone) else
@@ -184,9 +190,9 @@ class Supervisor(Service):
         self.restarts += 1
         self._pending[number] = self._reactor.callLater(delay, self._spawn, number)
 
-    def running_workers(self) -> int:
-        """How many workers run now (for C{/health} and C{/metrics})."""
-        return len(self._workers)
+    def up(self) -> int:
+        """How many workers run and said they are ready (for C{/health} and C{/metrics})."""
+        return len(self._up)
 
     def signal_all(self, signum: int) -> None:
         """Send C{signum} to every worker running (C{SIGHUP}: reload)."""

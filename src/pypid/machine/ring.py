@@ -14,6 +14,8 @@ hands to each worker by its descriptor. Its layout, little-endian:
 
   - 0: C{MAGIC} (8 bytes); 8: the last sequence number announced (8; 0
     for none); 16: the number of slots (4); 20: the bytes of a slot (4);
+    24: how many workers run now, and 28: how many the machine runs (4
+    each, the supervisor's to write, for every worker's C{/health});
   - from C{HEADER}: the slots. The announcement numbered C{n} is in slot
     C{n % slots}: its number (8), the worker's (2), the payload's length
     (2), the payload.
@@ -43,7 +45,8 @@ import attrs
 #: The first bytes of a ring, and of its layout's version.
 MAGIC = b"pypidrg1"
 
-_HEADER = struct.Struct("<8sQII")
+_HEADER = struct.Struct("<8sQII8x")
+_WORKERS = struct.Struct("<II")
 _LATEST = struct.Struct("<Q")
 _SLOT_HEAD = struct.Struct("<QHH")
 
@@ -148,6 +151,15 @@ class ChangeRing:
         """
         latest: int = _LATEST.unpack_from(self._map, 8)[0]
         return latest
+
+    def set_workers(self, running: int, count: int) -> None:
+        """How many workers run now, of how many (the supervisor's, as each starts or ends)."""
+        _WORKERS.pack_into(self._map, 24, running, count)
+
+    def workers(self) -> tuple[int, int]:
+        """How many workers run now, of how many the machine runs."""
+        running, count = _WORKERS.unpack_from(self._map, 24)
+        return running, count
 
     def announce(self, payload: bytes) -> int:
         """

@@ -245,7 +245,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         access, run, clock, audit, upstream=upstream,
         health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
-                      clock=clock),
+                      clock=clock, workers=services.workers),
         metrics=_metrics_area(access, services.metrics, SiteMetrics(stats, counter), denied,
                               services.sources),
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
@@ -502,7 +502,8 @@ class WebPart(Service):
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
                     render: Renderer, sources: Iterable[IMetricsSource],
                     sso: SingleSignOn | None = None,
-                    catch_up: CatchUp | None = None) -> WebPart:
+                    catch_up: CatchUp | None = None,
+                    workers: Callable[[], tuple[int, int, int]] | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -514,6 +515,8 @@ class WebPart(Service):
         @param sources: what C{/metrics} exposes after the site's own.
         @param catch_up: in a worker of a machine, its catching up with the
             others' changes before each request.
+        @param workers: in a worker of a machine, C{workers() -> (its
+            number, how many run, of how many)}, for C{/health}.
         """
         server = config.server
         default = registry.default.upstream_part
@@ -529,7 +532,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, catch_up=catch_up)
+            render=render, catch_up=catch_up, workers=workers)
         return cls(build_web(index_materials(registry), access, run, reactor, settings,
                              services), registry, config)
 

@@ -91,6 +91,8 @@ class SiteServices:
     @ivar catch_up: in a worker of a machine, its catching up with the
         others' changes, asked before each request; L{None} in a server of
         one process.
+    @ivar workers: in a worker of a machine, C{workers() -> (its number,
+        how many run, of how many)}, for C{/health}.
     """
 
     upstream: UpstreamProxy | None = None
@@ -106,6 +108,7 @@ class SiteServices:
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
     catch_up: CatchUp | None = None
+    workers: Callable[[], tuple[int, int, int]] | None = None
 
 
 #: The services of a site that calls none: a test's.

@@ -101,12 +101,18 @@ class Health:
         the advisories are still to be read, their state and whether an
         index fails closed meanwhile
         (L{pypid.state.indexes.IndexRegistry.unread_advisories}).
+    @ivar _workers: in a worker of a machine, C{workers() -> (this
+        worker's number, how many run, of how many)}; a worker that is
+        starting again leaves the machine answering, so it is said, not
+        counted against the status.
     """
 
     _storage: IStorage
     _ready: Callable[[], bool] | None = None
     _advisories: Callable[[], tuple[str, bool] | None] | None = None
     _clock: IReactorTime = attrs.field(kw_only=True, alias="clock")
+    _workers: Callable[[], tuple[int, int, int]] | None = attrs.field(
+        default=None, kw_only=True, alias="workers")
     _probe: StorageProbe = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -129,7 +135,10 @@ class Health:
             status = "ok" if storage == "ok" and not closed else "degraded"
         if status != "ok":
             request.setResponseCode(503)
-        answer = {"status": status, "storage": storage}
+        answer: dict[str, object] = {"status": status, "storage": storage}
         if unread is not None:
             answer["advisories"] = unread[0]
+        if self._workers is not None:
+            number, up, count = self._workers()
+            answer["workers"] = {"up": up, "of": count, "answered_by": number}
         return send_json(request, answer)

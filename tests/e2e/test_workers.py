@@ -1,0 +1,243 @@
+"""
+A server of several workers on one folder (C{[pypid] workers}), with the
+real daemon: every connection goes to whichever worker the kernel hands it
+to, and what one worker acknowledged is in every worker's next answer.
+
+Uploads through one worker and installs at once through another (pip, uv
+and plain HTTP, many times), the same filename raced from two connections,
+a worker killed (C{kill -9}) in the middle of uploads and started again by
+the supervisor, C{SIGHUP} with a change all take and with one all refuse,
+and the snapshot written by one worker only.
+"""
+
+import os
+import signal
+import threading
+import time
+
+from tests.harness.distributions import make_wheel
+from tests.harness.e2e import (
+    PASSWORD,
+    USER,
+    Daemon,
+    DaemonTestCase,
+    E2EFailure,
+    file_url,
+    files_by_name,
+    http,
+    installed,
+    password_hash,
+    sha256,
+    upload,
+    upload_form,
+    wait_for,
+    write_files,
+)
+
+#: The workers of the machine under test.
+WORKERS = 2
+
+
+def answered_by(daemon, tries=40):
+    """The workers that answered C{/health} in C{tries} new connections."""
+    seen = set()
+    for _ in range(tries):
+        seen.add(http("GET", daemon.url + "health").json()["workers"]["answered_by"])
+    return seen
+
+
+def worker_pids(daemon):
+    """The process ids of the supervisor's children (its workers)."""
+    with open(f"/proc/{daemon.pid}/task/{daemon.pid}/children") as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def workers_up(daemon):
+    """How many workers run and are ready, as C{/health} says."""
+    return http("GET", daemon.url + "health").json()["workers"]["up"]
+
+
+class WorkersTests(DaemonTestCase):
+    """Two workers on one folder, as clients see them."""
+
+    settings = {"pypid.workers": str(WORKERS)}
+
+    def prepare(self, daemon):
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+
+    def test_both_answer(self):
+        """Connections are spread over the workers, and C{/health} says how many run."""
+        self.assertEqual(answered_by(self.daemon), set(range(1, WORKERS + 1)))
+        health = http("GET", self.daemon.url + "health").json()
+        self.assertEqual((health["status"], health["workers"]["up"], health["workers"]["of"]),
+                         ("ok", WORKERS, WORKERS))
+
+    def test_upload_then_read_at_once(self):
+        """
+        Each upload, answered by one worker, is listed and served by the
+        next connection's worker at once, whichever it is (the two
+        requests came to different workers about half of the times).
+        """
+        for number in range(60):
+            filename, data = make_wheel("machine-at-once", f"1.{number}")
+            self.assertEqual(upload(self.daemon, filename, data).status, 200)
+            served = http("GET", file_url(self.daemon, "machine-at-once", filename))
+            self.assertEqual(served.status, 200, filename)
+            self.assertEqual(sha256(served.body), sha256(data))
+
+    def test_pip_and_uv_after_twine(self):
+        """twine uploads, then pip and uv at once install the version, many times."""
+        folder = os.path.abspath(self.mktemp())
+        for number in range(4):
+            version = f"2.{number}"
+            [path] = write_files(folder, make_wheel("machine-clients", version))
+            self.clients.twine_upload(self.daemon, [path])
+            target = os.path.abspath(self.mktemp())
+            self.clients.pip_install(target, self.daemon.index_url,
+                                     f"machine-clients=={version}")
+            self.assertEqual(installed(target), {"machine-clients": version})
+            target = os.path.abspath(self.mktemp())
+            self.clients.uv_install(target, self.daemon.index_url,
+                                    f"machine-clients=={version}")
+            self.assertEqual(installed(target), {"machine-clients": version})
+
+    def test_same_filename_raced(self):
+        """
+        The same filename with different bytes, sent at once on two
+        connections (to two workers, about half of the times): exactly one
+        is acknowledged, and every worker serves its bytes.
+        """
+        for number in range(20):
+            filename, first = make_wheel("machine-race", f"3.{number}")
+            _, second = make_wheel("machine-race", f"3.{number}",
+                                   module_text="the other bytes\n")
+            self.assertNotEqual(first, second)
+            answers = {}
+            start = threading.Barrier(2)
+
+            def send(data, answers=answers, start=start, filename=filename):
+                ctype, body = upload_form(filename, data)
+                start.wait()
+                answers[data] = http("POST", self.daemon.url, {"Content-Type": ctype}, body,
+                                     auth=(USER, PASSWORD), timeout=60)
+            threads = [threading.Thread(target=send, args=(data,)) for data in (first, second)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            won = [data for data, answer in answers.items() if answer.status == 200]
+            self.assertEqual(len(won), 1, {d[:0]: a.status for d, a in answers.items()})
+            lost = [answer for answer in answers.values() if answer.status != 200]
+            self.assertEqual([answer.status for answer in lost], [400])
+            for _ in range(6):
+                served = http("GET", file_url(self.daemon, "machine-race", filename))
+                self.assertEqual(sha256(served.body), sha256(won[0]))
+
+    def test_snapshot_by_the_first(self):
+        """Only the first worker writes the snapshot."""
+        self.daemon.wait_for_log(b"Snapshot saved", timeout=60)
+        saved = [line for line in self.daemon.log_since_start().splitlines()
+                 if b"Snapshot saved" in line]
+        self.assertTrue(all(b"worker 1: " in line for line in saved), saved)
+
+
+class WorkerRestartTests(DaemonTestCase):
+    """A worker killed in the middle of uploads, and C{SIGHUP} for the machine."""
+
+    settings = {"pypid.workers": str(WORKERS)}
+
+    def prepare(self, daemon):
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+
+    def test_kill_a_worker(self):
+        """
+        A worker killed with C{kill -9} while uploads go on: the supervisor
+        starts it again; every upload acknowledged is served by both
+        workers after, and none refused (or cut off) is listed.
+        """
+        daemon = self.daemon
+        acknowledged, other = [], []
+        stop = threading.Event()
+
+        def uploads():
+            number = 0
+            while not stop.is_set() or number < 10:
+                filename, data = make_wheel("machine-kill", f"4.{number}")
+                try:
+                    answer = upload(daemon, filename, data)
+                except OSError:
+                    answer = None
+                (acknowledged if answer is not None and answer.status == 200
+                 else other).append(filename)
+                number += 1
+        thread = threading.Thread(target=uploads)
+        thread.start()
+        try:
+            time.sleep(0.5)
+            victim = worker_pids(daemon)[-1]
+            os.kill(victim, signal.SIGKILL)
+            daemon.wait_for_log(b"ended (", timeout=30)
+            wait_for(lambda: len(worker_pids(daemon)) == WORKERS and victim not in
+                     worker_pids(daemon), 60, "the worker started again")
+            wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready again")
+        finally:
+            stop.set()
+            thread.join()
+        self.assertGreater(len(acknowledged), 10)
+        for _ in range(6):
+            listed = files_by_name(daemon, "machine-kill")
+            self.assertEqual(set(acknowledged) - set(listed), set())
+            self.assertEqual(set(listed) & set(other), set())
+
+    def test_hangup(self):
+        """
+        C{SIGHUP}: a user added is known to every worker; a change only a
+        restart takes is refused by the supervisor, and no worker reloads.
+        """
+        daemon = self.daemon
+        with open(daemon.config_path, encoding="utf-8") as f:
+            original = f.read()
+        self.addCleanup(self._restore, original)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(f"brian = {password_hash('always look')}\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
+                 >= WORKERS + 1, 30, "every worker reloaded")
+        for _ in range(20):
+            answer = http("GET", daemon.url + "simple/", auth=("brian", "always look"))
+            self.assertEqual(answer.status, 200)
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(original.replace("[pypid]\n", "[pypid]\nthreads = 7\n"))
+        before = daemon.log_since_start().count(b"Reloaded the configuration")
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(b"Not reloading the configuration")
+        time.sleep(1)
+        text = daemon.log_since_start()
+        self.assertEqual(text.count(b"Reloaded the configuration"), before)
+        self.assertEqual(text.count(b"Not reloading the configuration"), 1)
+
+    def _restore(self, original):
+        with open(self.daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(original)
+        os.kill(self.daemon.pid, signal.SIGHUP)
+
+
+class StopTests(DaemonTestCase):
+    """The machine stops as one server does."""
+
+    settings = {"pypid.workers": str(WORKERS)}
+
+    def test_stop(self):
+        """C{SIGTERM}: every worker drains and ends, then the supervisor; one shut-down line each."""
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        daemon.start()
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        pids = worker_pids(daemon)
+        daemon.stop_cleanly()
+        for pid in pids:
+            self.assertFalse(os.path.exists(f"/proc/{pid}"), pid)
+        text = daemon.log_since_start()
+        self.assertNotIn(b"Traceback", text)
+        self.assertNotIn(b"ReactorNotRunning", text)
+        if b"E2EFailure" in text:
+            raise E2EFailure(text.decode())
