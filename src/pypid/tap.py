@@ -46,8 +46,10 @@ from pypid.daemon.inherited import adopted
 from pypid.daemon.listeners import Listeners, PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
     IMachineReactor,
+    IStoppingReactor,
     ReadyLine,
     Signals,
+    SupervisorWatch,
     WorkerRole,
     build_supervisor,
     worker_signals,
@@ -56,12 +58,12 @@ from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
-from pypid.state.catch_up import CatchUp
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
+from pypid.storage.interface import Run
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
@@ -72,11 +74,11 @@ if TYPE_CHECKING:
     from pypid.daemon.systemd import Notifier, NotifierPart
 
 
-class IServerReactor(IMachineReactor, IReactorFromThreads, IReactorSocket):
+class IServerReactor(IMachineReactor, IStoppingReactor, IReactorSocket):
     """
-    What the server uses of the reactor: the listeners' (L{IListeningReactor}:
-    core, TCP, TLS and the clock), and calls from other threads (the thread
-    pools, C{SIGHUP}).
+    What the server uses of the reactor: the listeners' (core, TCP, TLS and
+    the clock), processes (a machine's workers), calls from other threads
+    (the thread pools, C{SIGHUP}), readers and adopted sockets (a worker's).
     """
 
 
@@ -233,6 +235,19 @@ class _MadeParts:
                               check_first=worker is not None)
         return cls(sandbox, registry, feed, audit, access, mark, readiness)
 
+    def web(self, config: Config, run: Run, reactor: IServerReactor,
+            worker: WorkerRole | None) -> WebPart:
+        """The web over these parts: every index served, C{/metrics} of each part."""
+        registry, default = self.registry, self.registry.default
+        return WebPart.from_config(
+            config, registry, self.access.access, self.access.publishing, self.audit.trail,
+            self.readiness.ready, run, reactor, self.sandbox.render,
+            [source for source in (registry, default.writer, default.storage,
+                                   default.upstream_part, self.audit, default.backfill, self.feed)
+             if source is not None]
+            + [part for part, _ in registry.upstreams.values()], self.access.sso,
+            worker.ring if worker is not None else None)
+
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
                   pools: ThreadPools | None = None, notifier: Notifier | None = None,
@@ -263,19 +278,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
                                               made.access)
     default, mark, readiness = registry.default, made.mark, made.readiness
-    run = pools.run
-    catch_up = (CatchUp(worker.ring, [stack.sync for stack in registry.stacks.values()
-                                      if stack.sync is not None])
-                if worker is not None else None)
-    web = WebPart.from_config(
-        config, registry, access.access, access.publishing, audit.trail, readiness.ready, run,
-        reactor, sandbox.render,
-        [source for source in (registry, default.writer, default.storage, default.upstream_part,
-                               audit, default.backfill, feed) if source is not None]
-        + [part for part, _ in registry.upstreams.values()], access.sso, catch_up,
-        worker.health if worker is not None else None)
+    web = made.web(config, pools.run, reactor, worker)
     listeners = Listeners.from_config(
-        config, reactor, web.web.site, run, check_port,
+        config, reactor, web.web.site, pools.run, check_port,
         inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None)
     # (what a machine runs once, its first worker runs)
     once = worker is None or worker.first
@@ -315,16 +320,13 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("sync"),
         *parts("follow-up"),        # the check of storage, or the backfill
         # (the recycle bins' purges and the retention rules, audited)
-        ("recycle-bin", BinUpkeep.of(registry.bins(), audit.trail.log, reactor)
-         if once else None),
-        ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
-                                                    audit.trail.log, reactor)
-         if once else None),
+        *(_upkeep(config, registry, audit.trail, reactor) if once else ()),
         ("systemd", _notifier_part(notifier, reactor,
                                    lambda: f"Serving {len(default.index)} files",
                                    readiness.when_ready)),
-        # (a worker tells its supervisor)
+        # (a worker tells its supervisor, and stops when it ends)
         ("ready-line", ReadyLine(readiness.when_ready) if worker is not None else None),
+        ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config)
 
 
@@ -332,6 +334,14 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
 #: snapshots (the timer's and the last, at the stop) and the check or
 #: backfill after the load (every worker checks storage before it accepts).
 _ONCE = frozenset(["snapshot", "snapshot-timer", "follow-up"])
+
+
+def _upkeep(config: Config, registry: IndexRegistry, audit: AuditTrail,
+            reactor: IReactorTime) -> list[tuple[str, IService | None]]:
+    """The recycle bins' purges and the retention rules (when there are some), audited."""
+    return [("recycle-bin", BinUpkeep.of(registry.bins(), audit.log, reactor)),
+            ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
+                                                        audit.log, reactor))]
 
 
 def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:

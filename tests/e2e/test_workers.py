@@ -241,3 +241,20 @@ class StopTests(DaemonTestCase):
         self.assertNotIn(b"ReactorNotRunning", text)
         if b"E2EFailure" in text:
             raise E2EFailure(text.decode())
+
+    def test_supervisor_killed(self):
+        """
+        The supervisor killed with C{kill -9}: every worker stops on its
+        own (none outlives its machine, holding its sockets), and the
+        machine starts again on the same port.
+        """
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        daemon.start()
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        pids = worker_pids(daemon)
+        daemon.kill()
+        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), 60,
+                 "every worker stopped")
+        daemon.start(port=daemon.port)
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        daemon.stop_cleanly()

@@ -39,8 +39,14 @@ import attrs
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
-from twisted.logger import FileLogObserver, ILogObserver, eventAsText
+from twisted.internet.fdesc import setNonBlocking
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReadDescriptor,
+)
+from twisted.logger import FileLogObserver, ILogObserver, Logger, eventAsText
 from zope.interface import implementer
 
 from pypid.config import Config
@@ -63,6 +69,8 @@ from pypid.state.indexes import hosted_names
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
+
+log = Logger()
 
 #: The environment variable that makes a C{twistd pypid} one worker of a
 #: machine: JSON, C{{"number", "count", "ring", "sockets"}}, the ring and
@@ -94,10 +102,6 @@ class WorkerRole:
     ring: ChangeRing
     sockets: tuple[Inherited, ...]
 
-    def health(self) -> tuple[int, int, int]:
-        """This worker's number, how many run now, and of how many (for C{/health})."""
-        return (self.number, *self.ring.workers())
-
     @property
     def first(self) -> bool:
         """Whether this worker runs what a machine runs once."""
@@ -124,8 +128,8 @@ class WorkerRole:
         return cls(number, count, ring, sockets)
 
 
-class _StoppingReactor(IReactorCore, IReactorFromThreads):
-    """What a worker's signals use of the reactor: its stop, from the handler."""
+class IStoppingReactor(IReactorCore, IReactorFromThreads, IReactorFDSet):
+    """What a worker's stop uses of the reactor: its stop (from a handler), its readers."""
 
 
 class Signals(Protocol):
@@ -152,7 +156,7 @@ class Signals(Protocol):
         """Install C{handler} for C{signalnum}."""
 
 
-def worker_signals(reactor: _StoppingReactor, signals: Signals = signal) -> None:
+def worker_signals(reactor: IStoppingReactor, signals: Signals = signal) -> None:
     """
     A worker's signals, once its reactor runs (Twisted installs its own as
     it starts): C{SIGTERM} stops it once, however often it comes (systemd
@@ -193,6 +197,53 @@ class ReadyLine(Service):
         """Say ready once every index answers with every stored file."""
         Service.startService(self)
         self._ready().addCallback(lambda _: os.write(self._fd, b"ready\n"))
+
+
+@implementer(IReadDescriptor)
+class SupervisorWatch(Service):
+    """
+    A worker's watch on its supervisor: the supervisor holds the other end
+    of the worker's standard input, and when it ends (even by C{kill -9})
+    the worker reads the end of it and stops as C{SIGTERM} stops it, so
+    that no worker outlives its machine, holding its sockets.
+    """
+
+    def __init__(self, reactor: IStoppingReactor, fd: int = 0) -> None:
+        self._reactor = reactor
+        self._fd = fd
+
+    def startService(self) -> None:
+        """Watch the supervisor's end."""
+        Service.startService(self)
+        setNonBlocking(self._fd)
+        self._reactor.addReader(self)
+
+    def stopService(self) -> None:
+        """Stop watching."""
+        Service.stopService(self)
+        self._reactor.removeReader(self)
+
+    def fileno(self) -> int:
+        """The worker's standard input."""
+        return self._fd
+
+    def doRead(self) -> None:
+        """The supervisor wrote nothing (it never does) or ended: then stop."""
+        try:
+            data = os.read(self._fd, 512)
+        except BlockingIOError:
+            return
+        if not data:
+            self._reactor.removeReader(self)
+            log.warn("The supervisor ended: stopping")
+            _stop_once(self._reactor)
+
+    def connectionLost(self, reason: object) -> None:
+        """Nothing to close: the descriptor is the process's."""
+
+    def logPrefix(self) -> str:
+        """How the reactor names this in its log."""
+        return "supervisor"
 
 
 @attrs.frozen

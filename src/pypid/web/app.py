@@ -52,6 +52,7 @@ from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.indexes.render import file_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
+from pypid.machine.ring import ChangeRing
 from pypid.state.catch_up import CatchUp
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
@@ -245,7 +246,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         access, run, clock, audit, upstream=upstream,
         health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
-                      clock=clock, workers=services.workers),
+                      clock=clock, workers=_workers(services.ring)),
         metrics=_metrics_area(access, services.metrics, SiteMetrics(stats, counter), denied,
                               services.sources),
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
@@ -259,9 +260,23 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                       min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     stats=stats, plain_page=root.plain_page, plain_file=root.plain_file,
-                     catch_up=services.catch_up)
+                     stats=stats, express=root, catch_up=_catch_up(services))
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
+
+
+def _catch_up(services: SiteServices) -> CatchUp | None:
+    """A worker's catching up with the others' changes, over every hosted index's look."""
+    if services.ring is None or services.registry is None:
+        return None
+    return CatchUp(services.ring, [stack.sync for stack in services.registry.stacks.values()
+                                   if stack.sync is not None])
+
+
+def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:
+    """C{/health}'s workers: this one's number, how many run, of how many."""
+    if ring is None:
+        return None
+    return lambda: (ring.worker, *ring.workers())
 
 
 def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
@@ -502,8 +517,7 @@ class WebPart(Service):
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
                     render: Renderer, sources: Iterable[IMetricsSource],
                     sso: SingleSignOn | None = None,
-                    catch_up: CatchUp | None = None,
-                    workers: Callable[[], tuple[int, int, int]] | None = None) -> WebPart:
+                    ring: ChangeRing | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -513,10 +527,8 @@ class WebPart(Service):
         @param ready: whether the index answers with every stored file
             (L{pypid.daemon.readiness.Readiness.ready}).
         @param sources: what C{/metrics} exposes after the site's own.
-        @param catch_up: in a worker of a machine, its catching up with the
-            others' changes before each request.
-        @param workers: in a worker of a machine, C{workers() -> (its
-            number, how many run, of how many)}, for C{/health}.
+        @param ring: in a worker of a machine, the machine's ring
+            (L{pypid.web.web_inputs.SiteServices.ring}).
         """
         server = config.server
         default = registry.default.upstream_part
@@ -532,7 +544,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, catch_up=catch_up, workers=workers)
+            render=render, ring=ring)
         return cls(build_web(index_materials(registry), access, run, reactor, settings,
                              services), registry, config)
 

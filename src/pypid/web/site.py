@@ -71,7 +71,7 @@ from pypid.web.server.multipart import FormSink, boundary_from_content_type
 from pypid.web.server.respond import Rendered, simple_post_error
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.server.upload_form import MultipartError, UploadTooLarge
-from pypid.web.serving.express import ExpressLane, PlainFileOf, PlainPage, fixed_head
+from pypid.web.serving.express import ExpressLane, ExpressSource, fixed_head
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.web.server.site")
@@ -505,15 +505,15 @@ class PypidSite(GuardedSite):
                  access: Gates | None = None, run: Run | None = None,
                  counter: ConnectionCounter | None = None,
                  timer: Callable[[], float] | None = None, stats: RequestStats | None = None,
-                 plain_page: PlainPage | None = None,
-                 plain_file: PlainFileOf | None = None,
+                 express: ExpressSource | None = None,
                  catch_up: CatchUp | None = None) -> None:
         server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
         self.catch_up = catch_up
         #: the express lane (L{pypid.web.serving.express}) of the kept pages and
-        #: stored files C{plain_page} and C{plain_file} give, or L{None}
-        self.express = None if plain_page is None or plain_file is None else ExpressLane(
-            plain_page, plain_file, self.date_header, fixed_head(SECURITY_HEADERS))
+        #: stored files C{express} gives, or L{None}
+        self.express = None if express is None else ExpressLane(
+            express.plain_page, express.plain_file, self.date_header,
+            fixed_head(SECURITY_HEADERS))
         self.base_url = rules.base_url
         self.trusted_proxies = rules.trusted_proxies
         #: what was answered, for C{/metrics}

@@ -21,7 +21,7 @@ from pypid.core.access.addresses import IPV6_PREFIX
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.parts import IMetricsSource
-from pypid.state.catch_up import CatchUp
+from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import IndexRegistry
 from pypid.web.changes.upload_store import AttestationCheck
 from pypid.web.server.audit_trail import AuditTrail
@@ -88,11 +88,11 @@ class SiteServices:
     @ivar render: renders the descriptions of uploaded files: the daemon's
         sandbox, so that no README can stop the server; by default in this
         process.
-    @ivar catch_up: in a worker of a machine, its catching up with the
-        others' changes, asked before each request; L{None} in a server of
+    @ivar ring: in a worker of a machine, the machine's ring: the worker
+        catches up with the others' changes before each request
+        (L{pypid.state.catch_up.CatchUp}, over the C{registry}'s looks),
+        and C{/health} says how many workers run; L{None} in a server of
         one process.
-    @ivar workers: in a worker of a machine, C{workers() -> (its number,
-        how many run, of how many)}, for C{/health}.
     """
 
     upstream: UpstreamProxy | None = None
@@ -107,8 +107,7 @@ class SiteServices:
     registry: IndexRegistry | None = None
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
-    catch_up: CatchUp | None = None
-    workers: Callable[[], tuple[int, int, int]] | None = None
+    ring: ChangeRing | None = None
 
 
 #: The services of a site that calls none: a test's.

@@ -1,18 +1,21 @@
 """
 Tests for L{pypid.daemon.inherited}: the supervisor's sockets, opened for
-its workers and never accepted on by it, and a worker's endpoints adopting
-them, with a real reactor on loopback; and the listeners a worker makes
-over them.
+its workers and never accepted on by it (a TCP line's a socket per worker
+on one port), and a worker's endpoints adopting them, with a real reactor
+on loopback; and the listeners a worker makes over them.
 """
 
+import os
 import socket
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from pypid.config import load_config
-from pypid.daemon.inherited import adopted, open_for_workers
+from pypid.core.util.startup import StartupError
+from pypid.daemon.inherited import Inherited, WorkerSockets, adopted
 from pypid.daemon.listeners import make_listeners
 
 
@@ -35,40 +38,118 @@ def _read_all(port):
     return deferToThread(read)
 
 
-class InheritedTests(TestCase):
-    """The supervisor's sockets, adopted by a worker in the same process."""
+async def _opened(case, count, *listen):
+    """The L{WorkerSockets} of C{listen} for C{count} workers, opened (closed at the end)."""
+    sockets = WorkerSockets(load_config(None, [], list(listen)), reactor, count)
+    case.addCleanup(sockets.close)
+    await sockets.open()
+    return sockets
 
-    def config(self, *listen):
-        return load_config(None, [], list(listen))
 
-    async def test_opened_then_adopted(self):
+async def _adopt(case, sockets, factory=None):
+    """
+    Each socket adopted, answering with L{_Hello} (or C{factory}): a copy
+    of its descriptor, as a worker's is (the endpoint closes the one it
+    adopted).
+    """
+    ports = []
+    for inherited in sockets:
+        [endpoint] = adopted(reactor, [attrs.evolve(inherited,
+                                                    fileno=os.dup(inherited.fileno))]).values()
+        port = await endpoint.listen(factory or Factory.forProtocol(_Hello))
+        case.addCleanup(port.stopListening)
+        ports.append(port)
+    return ports
+
+
+class _Counting(Factory):
+    """Counts the connections it took."""
+
+    def __init__(self, counts, number):
+        self.counts = counts
+        self.number = number
+
+    def buildProtocol(self, addr):
+        self.counts[self.number] += 1
+        return _Hello()
+
+
+class WorkerSocketsTests(TestCase):
+    """The supervisor's sockets, adopted by workers in this process."""
+
+    async def test_tcp_group(self):
         """
-        Each line's socket is opened listening, the supervisor accepting on
-        none; a worker's endpoint of it answers the connections.
+        A TCP line is a socket per worker on one port (a line asking for any
+        port: the first's), and the kernel spreads connections over them.
         """
-        opened = await open_for_workers(self.config("tcp:0:interface=127.0.0.1"), reactor)
-        [(inherited, port)] = opened
-        self.addCleanup(port.stopListening)
-        self.assertEqual(inherited.description, "tcp:0:interface=127.0.0.1")
-        self.assertEqual(inherited.family, socket.AF_INET)
-        number = port.getHost().port
-        [endpoint] = adopted(reactor, [inherited]).values()
-        worker_port = await endpoint.listen(Factory.forProtocol(_Hello))
-        self.addCleanup(worker_port.stopListening)
-        self.assertEqual(await _read_all(number), b"hello from the worker")
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        first, second = sockets.for_worker(1), sockets.for_worker(2)
+        self.assertNotEqual(first[0].fileno, second[0].fileno)
+        self.assertEqual(first[0].family, socket.AF_INET)
+        [port] = sockets.ports()
+        self.assertNotEqual(port, 0)
+        self.assertEqual(sockets.for_worker(1), first)
+        counts = {1: 0, 2: 0}
+        for number, mine in ((1, first), (2, second)):
+            await _adopt(self, mine, _Counting(counts, number))
+        for _ in range(40):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertTrue(counts[1] and counts[2], counts)
+
+    async def test_ended(self):
+        """
+        A worker that ended has its socket closed, so the others take every
+        connection meanwhile; a new one, on the same port, when it starts again.
+        """
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        [port] = sockets.ports()
+        before = sockets.for_worker(1)[0]
+        await _adopt(self, sockets.for_worker(2))
+        sockets.ended(1)
+        for _ in range(10):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        again = sockets.for_worker(1)[0]
+        self.assertEqual(sockets.ports(), [port])
+        with socket.socket(fileno=os.dup(again.fileno)) as sock:
+            self.assertEqual(sock.getsockname()[1], port)
+        self.assertEqual(again.description, before.description)
+
+    async def test_shared(self):
+        """Any other line (a Unix socket here) is one socket every worker accepts on."""
+        path = os.path.abspath(self.mktemp())
+        sockets = await _opened(self, 2, f"unix:{path}")
+        self.assertEqual(sockets.for_worker(1), sockets.for_worker(2))
+        self.assertEqual(sockets.for_worker(1)[0].family, socket.AF_UNIX)
+        self.assertEqual(sockets.ports(), [])
+
+    async def test_port_taken(self):
+        """A port another process holds is the line's start-up error."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            sockets = WorkerSockets(load_config(None, [], [f"tcp:{port}:interface=127.0.0.1"]),
+                                    reactor, 2)
+            with self.assertRaises(StartupError) as raised:
+                await sockets.open()
+            sockets.close()
+        self.assertIn(f"Cannot listen on tcp:{port}:interface=127.0.0.1", str(raised.exception))
+
+    def test_haproxy(self):
+        """A C{haproxy:} line's adopted endpoint reads the PROXY header first."""
+        endpoints = adopted(reactor, [Inherited("haproxy:tcp:8080", 7, socket.AF_INET),
+                                      Inherited("tcp:8081", 8, socket.AF_INET)])
+        self.assertEqual([type(endpoint).__name__ for endpoint in endpoints.values()],
+                         ["_WrapperServerEndpoint", "AdoptedStreamServerEndpoint"])
 
     async def test_worker_listeners(self):
         """A worker's listeners are the inherited sockets, no port checked before."""
-        opened = await open_for_workers(
-            self.config("tcp:0:interface=127.0.0.1", "tcp6:0:interface=\\:\\:1"), reactor)
-        for _, port in opened:
-            self.addCleanup(port.stopListening)
-        self.assertEqual([inherited.family for inherited, _ in opened],
+        sockets = await _opened(self, 1, "tcp:0:interface=127.0.0.1", "tcp6:0:interface=\\:\\:1")
+        mine = sockets.for_worker(1)
+        self.assertEqual([inherited.family for inherited in mine],
                          [socket.AF_INET, socket.AF_INET6])
-        sockets = [inherited for inherited, _ in opened]
-        config = self.config(*(s.description for s in sockets))
-        listeners, tls = make_listeners(config, reactor, object(), None,
-                                        adopted(reactor, sockets))
+        config = load_config(None, [], [s.description for s in mine])
+        listeners, tls = make_listeners(config, reactor, object(), None, adopted(reactor, mine))
         self.assertIsNone(tls)
         self.assertEqual([listener.probe for listener in listeners], [None, None])
         self.assertEqual([type(listener.endpoint).__name__ for listener in listeners],

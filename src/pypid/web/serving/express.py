@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from twisted.internet.interfaces import IAddress
 from twisted.web.http import HTTPChannel
@@ -67,6 +68,17 @@ PlainPage = Callable[[bytes | None, bytes | None, bytes], Page | AgedPage | None
 #: C{/files/<rest>} or C{/<index>/files/<rest>}, or L{None} when the usual
 #: path must answer.
 PlainFileOf = Callable[[bytes | None, bytes], PlainFile | None]
+
+
+class ExpressSource(Protocol):
+    """What the lane answers from: the site's root (L{PlainPage}, L{PlainFileOf})."""
+
+    def plain_page(self, accept: bytes | None, index: bytes | None,
+                   rest: bytes) -> Page | AgedPage | None:
+        """See L{PlainPage}."""
+
+    def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
+        """See L{PlainFileOf}."""
 
 _PAGES = b"/simple/"
 _FILES = b"/files/"
