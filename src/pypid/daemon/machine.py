@@ -220,26 +220,33 @@ class SupervisorWatch(Service):
 
     def stopService(self) -> None:
         """Stop watching."""
-        Service.stopService(self)
-        self._reactor.removeReader(self)
+        if self.running:
+            Service.stopService(self)
+            self._reactor.removeReader(self)
 
     def fileno(self) -> int:
         """The worker's standard input."""
         return self._fd
 
     def doRead(self) -> None:
-        """The supervisor wrote nothing (it never does) or ended: then stop."""
+        """The supervisor wrote something (it never does) or ended: then stop."""
         try:
             data = os.read(self._fd, 512)
         except BlockingIOError:
             return
         if not data:
             self._reactor.removeReader(self)
-            log.warn("The supervisor ended: stopping")
-            _stop_once(self._reactor)
+            self._ended()
 
     def connectionLost(self, reason: object) -> None:
-        """Nothing to close: the descriptor is the process's."""
+        """The reactor saw the supervisor's end hang up (it no longer watches it)."""
+        self._ended()
+
+    def _ended(self) -> None:
+        if self.running:
+            self.running = False
+            log.warn("The supervisor ended: stopping")
+            _stop_once(self._reactor)
 
     def logPrefix(self) -> str:
         """How the reactor names this in its log."""
