@@ -14,8 +14,7 @@ hands to each worker by its descriptor. Its layout, little-endian:
 
   - 0: C{MAGIC} (8 bytes); 8: the last sequence number announced (8; 0
     for none); 16: the number of slots (4); 20: the bytes of a slot (4);
-    24: how many workers run now, and 28: how many the machine runs (4
-    each, the supervisor's to write, for every worker's C{/health});
+    24 and 28: how many workers run, of how many (4 each, the supervisor's);
   - from C{HEADER}: the slots. The announcement numbered C{n} is in slot
     C{n % slots}: its number (8), the worker's (2), the payload's length
     (2), the payload.

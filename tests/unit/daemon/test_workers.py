@@ -18,6 +18,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pypid.core.util.startup import StartupError
 from pypid.daemon.workers import READY_FD, Command, Supervisor
 
 
@@ -120,6 +121,37 @@ class SupervisorTests(SynchronousTestCase):
         self.reactor.advance(1)
         self.assertEqual(len(self.reactor.spawned), 7, "after a steady run: 1 s again")
         self.assertEqual(self.supervisor.restarts, 5)
+
+    def test_changes(self):
+        """
+        C{on_change} hears each worker ready and each one that ended, and
+        L{Supervisor.up} counts those running and ready; a command that
+        cannot be made is that start's failure, tried again after the back-off.
+        """
+        heard = []
+        failing = [True]
+
+        def maybe(number):
+            if number == 2 and failing and failing.pop():
+                raise StartupError("Cannot listen on tcp:8080: taken")
+            return command(number)
+        reactor = _ProcessReactor()
+        supervisor = Supervisor(reactor, 2, maybe, back_off=(1.0,),
+                                on_change=lambda number, up: heard.append((number, up)))
+        with capturedLogs() as events:
+            supervisor.startService()
+        self.assertIn("Cannot start worker 2: Cannot listen on tcp:8080: taken",
+                      [formatEvent(e) for e in events])
+        self.assertEqual(len(reactor.spawned), 1)
+        reactor.advance(1)
+        self.assertEqual(len(reactor.spawned), 2)
+        first, second = (process for process, *_ in reactor.spawned)
+        first.protocol.childDataReceived(READY_FD, b"ready\n")
+        second.protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual(supervisor.up(), 2)
+        first.end(ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(supervisor.up(), 1)
+        self.assertEqual(heard, [(1, True), (2, True), (1, False)])
 
     def test_signals(self):
         """A signal goes to every worker running."""

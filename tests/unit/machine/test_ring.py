@@ -46,6 +46,16 @@ class RingTests(SynchronousTestCase):
         self.assertEqual(two.since(2), [Announcement(3, 1, b"")])
         self.assertEqual(two.since(3), [])
 
+    def test_workers(self):
+        """How many workers run, as the supervisor says, is what every worker reads."""
+        ring = self.ring()
+        one = self.attached(ring, 1)
+        self.assertEqual(one.workers(), (0, 0))
+        ring.set_workers(1, 4)
+        self.assertEqual(one.workers(), (1, 4))
+        self.assertEqual(one.announce(b"upload"), 1)
+        self.assertEqual((ring.workers(), ring.latest()), ((1, 4), 1))
+
     def test_lapped(self):
         """A reader a whole ring behind gets L{None}; one within it, what it missed."""
         ring = self.ring(slots=4, slot_size=32)

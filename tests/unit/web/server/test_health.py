@@ -118,9 +118,9 @@ class HealthTests(SynchronousTestCase):
         self.addCleanup(storage.close)
         return storage
 
-    def health(self, storage, ready=None):
+    def health(self, storage, ready=None, workers=None):
         """C{(code, headers, JSON)} of C{GET /health}."""
-        treq = StubTreq(Health(storage, ready, clock=Clock()).app.resource())
+        treq = StubTreq(Health(storage, ready, clock=Clock(), workers=workers).app.resource())
         response = self.successResultOf(treq.get("http://127.0.0.1/health"))
         body = self.successResultOf(response.content())
         return response.code, response.headers, json.loads(body)
@@ -129,6 +129,15 @@ class HealthTests(SynchronousTestCase):
         """A ready server on a storage with room: 200, ok."""
         code, _, answer = self.health(self.storage(2 << 30), lambda: True)
         self.assertEqual((code, answer), (200, {"status": "ok", "storage": "ok"}))
+
+    def test_workers(self):
+        """
+        A worker of a machine says which it is and how many run; one
+        starting again leaves the machine healthy (it answers).
+        """
+        code, _, answer = self.health(self.storage(2 << 30), lambda: True, lambda: (2, 3, 4))
+        self.assertEqual((code, answer), (200, {
+            "status": "ok", "storage": "ok", "workers": {"up": 3, "of": 4, "answered_by": 2}}))
 
     def test_full_disk(self):
         """

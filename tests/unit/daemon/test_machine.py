@@ -1,0 +1,238 @@
+"""
+Tests for L{pypid.daemon.machine}: a worker's role from its environment,
+the command the supervisor starts it with, its signals, its ready line
+and its watch on the supervisor, C{SIGHUP} for the machine, and the
+supervisor's parts.
+"""
+
+import json
+import os
+import signal
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.config import load_config
+from pypid.core.util.startup import StartupError
+from pypid.daemon.inherited import Inherited
+from pypid.daemon.machine import (
+    RING_FD,
+    WORKER_ENV,
+    FoldersPart,
+    Hangup,
+    ReadyLine,
+    SupervisorWatch,
+    WorkerCommand,
+    WorkerRole,
+    build_supervisor,
+    worker_signals,
+)
+from pypid.machine.ring import ChangeRing
+from pypid.storage.interface import run_at_once
+from pypid.storage.local import LocalStorage, StorageError
+
+
+class _Sockets:
+    """The supervisor's sockets of one line, as L{WorkerCommand} asks for them."""
+
+    def for_worker(self, number):
+        return [Inherited("tcp:8080:interface=127.0.0.1", 40 + number, 2)]
+
+
+class _Signals:
+    """The L{signal} module's part a worker's handlers are installed with."""
+
+    SIGHUP, SIGTERM, SIGINT, SIG_IGN = signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIG_IGN
+
+    def __init__(self):
+        self.handlers = {}
+
+    def signal(self, signum, handler):
+        self.handlers[signum] = handler
+
+
+class _Reactor(MemoryReactorClock):
+    """A memory reactor whose calls from other threads run at once, and that stops once."""
+
+    def __init__(self):
+        super().__init__()
+        self.stops = 0
+        self.readers_added = []
+
+    def callFromThread(self, f, *args):
+        f(*args)
+
+    def stop(self):
+        from twisted.internet.error import ReactorNotRunning
+        if self.stops:
+            raise ReactorNotRunning()
+        self.stops += 1
+
+    def addReader(self, reader):
+        self.readers_added.append(reader)
+        super().addReader(reader)
+
+
+class WorkerRoleTests(SynchronousTestCase):
+    """A worker's role, from what its supervisor put in its environment."""
+
+    def test_none(self):
+        """A process of its own has no role."""
+        self.assertIsNone(WorkerRole.from_environ({}))
+
+    def test_role(self):
+        """The role names the worker, the machine's count, its ring and its sockets."""
+        ring = ChangeRing.create(slots=4, slot_size=64)
+        self.addCleanup(ring.close)
+        ring.set_workers(1, 3)
+        role = WorkerRole.from_environ({WORKER_ENV: json.dumps({
+            "number": 2, "count": 3, "ring": ring.fileno(),
+            "sockets": [["tcp:8080", 5, 2]]})})
+        self.addCleanup(role.ring.close)
+        self.assertEqual((role.number, role.count, role.first), (2, 3, False))
+        self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2),))
+        self.assertEqual(role.ring.workers(), (1, 3))
+        role.ring.announce(b"f x")
+        self.assertEqual(ring.latest(), 1)
+
+    def test_not_a_role(self):
+        """A value the supervisor did not write stops the start with one line naming it."""
+        for text in ("{", '{"number": 1}', json.dumps({"number": 1, "count": 2, "ring": 999,
+                                                       "sockets": []})):
+            with self.assertRaises(StartupError) as raised:
+                WorkerRole.from_environ({WORKER_ENV: text})
+            self.assertTrue(str(raised.exception).startswith(f"{WORKER_ENV}: "), text)
+
+
+class WorkerCommandTests(SynchronousTestCase):
+    """How the supervisor starts a worker."""
+
+    def test_command(self):
+        """
+        The same C{twistd pypid} with the same options, in the foreground,
+        without a pid file, logging to its output; told its role, its
+        descriptors numbered from L{RING_FD}; without systemd's variables.
+        """
+        ring = ChangeRing.create(slots=4, slot_size=64)
+        self.addCleanup(ring.close)
+        environ = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/notify", "LISTEN_FDS": "1",
+                   "LISTEN_PID": "7", "WATCHDOG_USEC": "100"}
+        command = WorkerCommand(ring, _Sockets(), 3, ("--config", "etc/pypid.ini"), environ,
+                                "/usr/bin/python3")(2)
+        self.assertEqual(command.executable, "/usr/bin/python3")
+        self.assertEqual(command.args[:3], ("/usr/bin/python3", "-c",
+                                            "from twisted.scripts.twistd import run; run()"))
+        self.assertEqual(command.args[3:], (
+            "--nodaemon", "--pidfile=", "--logger=pypid.daemon.machine.worker_log",
+            "pypid", "--config", "etc/pypid.ini"))
+        self.assertEqual(command.inherited, {RING_FD: ring.fileno(), RING_FD + 1: 42})
+        self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
+        self.assertEqual(json.loads(command.env[WORKER_ENV]), {
+            "number": 2, "count": 3, "ring": RING_FD,
+            "sockets": [["tcp:8080:interface=127.0.0.1", RING_FD + 1, 2]]})
+
+
+class WorkerProcessTests(SynchronousTestCase):
+    """A worker's signals, ready line and watch on its supervisor."""
+
+    def test_signals(self):
+        """C{SIGTERM} stops the worker once, however often it comes; C{SIGINT} is ignored."""
+        reactor, signals = _Reactor(), _Signals()
+        worker_signals(reactor, signals)
+        self.assertIs(signals.handlers[signal.SIGINT], signal.SIG_IGN)
+        signals.handlers[signal.SIGTERM](signal.SIGTERM, None)
+        signals.handlers[signal.SIGTERM](signal.SIGTERM, None)
+        self.assertEqual(reactor.stops, 1)
+
+    def test_ready_line(self):
+        """Once ready, the worker says so, one line on its descriptor."""
+        from twisted.internet.defer import Deferred
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        ready = Deferred()
+        ReadyLine(lambda: ready, write).startService()
+        os.set_blocking(read, False)
+        with self.assertRaises(BlockingIOError):
+            os.read(read, 100)
+        ready.callback(None)
+        self.assertEqual(os.read(read, 100), b"ready\n")
+
+    def test_supervisor_ends(self):
+        """
+        The supervisor's end of the worker's input closes (it ended, even
+        by C{kill -9}): the worker stops, whether the reactor reads the end
+        or sees it hang up.
+        """
+        for hang_up in (False, True):
+            read, write = os.pipe()
+            self.addCleanup(os.close, read)
+            reactor = _Reactor()
+            watch = SupervisorWatch(reactor, read)
+            watch.startService()
+            self.assertEqual(reactor.readers_added, [watch])
+            watch.doRead()
+            self.assertEqual(reactor.stops, 0, "nothing to read yet")
+            os.close(write)
+            if hang_up:
+                reactor.removeReader(watch)
+                watch.connectionLost(None)
+            else:
+                watch.doRead()
+            self.assertEqual(reactor.stops, 1)
+            self.assertFalse(watch.running)
+            watch.stopService()
+
+
+class _Supervisor:
+    count = 3
+
+    def __init__(self):
+        self.signals = []
+
+    def signal_all(self, signum):
+        self.signals.append(signum)
+
+
+class SupervisorPartsTests(SynchronousTestCase):
+    """The supervisor's parts."""
+
+    def test_hangup(self):
+        """A configuration the supervisor took is passed on to every worker; none, nothing."""
+        supervisor = _Supervisor()
+        hangup = Hangup(supervisor)
+        self.assertIsNone(hangup.prepare_reload(None))
+        commit = hangup.prepare_reload(load_config(None, [], []))
+        self.assertEqual(supervisor.signals, [])
+        self.assertEqual(commit(), "passed to 3 workers")
+        self.assertEqual(supervisor.signals, [signal.SIGHUP])
+
+    def test_folders(self):
+        """The supervisor takes every hosted folder: another server cannot use it meanwhile."""
+        folder = os.path.abspath(self.mktemp())
+        part = FoldersPart([LocalStorage(folder, run_at_once, MemoryReactorClock())])
+        self.successResultOf(part.startService())
+        other = LocalStorage(folder, run_at_once, MemoryReactorClock())
+        self.failureResultOf(other.prepare(), StorageError)
+        part.stopService()
+        self.successResultOf(other.prepare())
+        other.close()
+
+    def test_parts(self):
+        """
+        The supervisor's parts, in order: the ports checked, where the data
+        is, the folders and sockets taken, the workers, C{SIGHUP}, systemd;
+        each hosted index's folder among the folders.
+        """
+        config = load_config(None, [
+            ("pypid", "workers", "2"), ("storage", "path", os.path.abspath(self.mktemp())),
+            ("index:release", "bases", "")], [])
+        parts = build_supervisor(config, MemoryReactorClock(), ["--config", "x.ini"], {},
+                                 check_port=lambda port, interface: None)
+        self.assertEqual([name for name, _ in parts._parts],
+                         ["listen-check", "start-notes", "folders", "sockets", "workers",
+                          "reload"])
+        folders = parts.getServiceNamed("folders")._folders
+        self.assertEqual([os.path.relpath(f.root, config.storage.path) for f in folders],
+                         [".", os.path.join(".indexes", "release")])
+        self.assertEqual(parts.getServiceNamed("workers").count, 2)
