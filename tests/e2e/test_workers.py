@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from urllib.parse import urlencode
 
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
@@ -24,6 +25,8 @@ from tests.harness.e2e import (
     E2EFailure,
     file_url,
     files_by_name,
+    form,
+    form_login,
     http,
     installed,
     password_hash,
@@ -31,6 +34,7 @@ from tests.harness.e2e import (
     upload,
     upload_form,
     wait_for,
+    with_cookie,
     write_files,
 )
 
@@ -132,6 +136,46 @@ class WorkersTests(DaemonTestCase):
             for _ in range(6):
                 served = http("GET", file_url(self.daemon, "machine-race", filename))
                 self.assertEqual(sha256(served.body), sha256(won[0]))
+
+    def test_token_issued_and_revoked(self):
+        """
+        A token issued through one worker reads through every worker at
+        once; revoked through one, every worker refuses it at its next
+        request, many times over.
+        """
+        daemon = self.daemon
+        for _ in range(10):
+            issued = http("POST", daemon.url + "api/tokens", *form(actions="read"),
+                          auth=(USER, PASSWORD)).json()
+            token = ("__token__", issued["token"])
+            for _ in range(4):
+                self.assertEqual(http("GET", daemon.url + "simple/", auth=token).status, 200)
+            gone = http("DELETE", daemon.url + f"api/tokens/{issued['id']}",
+                        auth=(USER, PASSWORD))
+            self.assertEqual(gone.status, 200)
+            for _ in range(4):
+                self.assertEqual(http("GET", daemon.url + "simple/", auth=token).status, 401)
+
+    def test_browser_session(self):
+        """
+        A browser session opened through one worker is valid on every
+        worker at once; ended through one, on none, many times over.
+        """
+        daemon = self.daemon
+        for _ in range(10):
+            cookie = form_login(daemon.url, USER, PASSWORD)
+            for _ in range(4):
+                status, body = with_cookie(daemon.url + "console/", cookie)
+                self.assertEqual(status, 200, body[:200])
+            page = http("GET", daemon.url + "logout", {"Cookie": cookie}).body.decode()
+            csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            out = http("POST", daemon.url + "logout", {
+                "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+                urlencode({"csrf": csrf}).encode())
+            self.assertEqual(out.status, 303, out.body)
+            for _ in range(4):
+                status, _ = with_cookie(daemon.url + "console/", cookie)
+                self.assertNotEqual(status, 200)
 
     def test_snapshot_by_the_first(self):
         """Only the first worker writes the snapshot."""

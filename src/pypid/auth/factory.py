@@ -23,6 +23,7 @@ from pypid.config import Config
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sso_flow import provider_key
 from pypid.core.util.startup import StartupError
+from pypid.storage.shared_file import ShareFile
 
 log = Logger()
 
@@ -55,7 +56,8 @@ class GateMaterials:
 def make_gate_materials(config: Config, reactor: IReactorTime,
                       hashing: ThreadPool | None,
                       tokens: TokenBook | None = None,
-                      held: Callable[[str], str | None] | None = None) -> GateMaterials:
+                      held: Callable[[str], str | None] | None = None,
+                      share: ShareFile | None = None) -> GateMaterials:
     """
     The L{GateMaterials} of a configuration.
 
@@ -66,6 +68,8 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
     @param held: C{held(user)}: why a directory user's name is held here by
         a person of another source, or L{None} (one name, one
         person); L{None} for no such check.
+    @param share: in a worker of a machine, makes the token file's
+        L{pypid.storage.shared_file.SharedFile}.
     @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
         be used (one line).
     """
@@ -85,7 +89,7 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
                         rules=config.acl, indexes=config.index_grants,
                         namespaces=config.namespaces)
     return GateMaterials(model, verifier,
-                       tokens if tokens is not None else load_tokens(config, reactor))
+                       tokens if tokens is not None else load_tokens(config, reactor, share))
 
 
 def directory_key(config: Config) -> str | None:
@@ -107,15 +111,18 @@ def outside_logins(config: Config) -> OutsideLogins:
         mapping=sso.mapping)
 
 
-def load_tokens(config: Config, clock: IReactorTime) -> TokenBook:
+def load_tokens(config: Config, clock: IReactorTime,
+                share: ShareFile | None = None) -> TokenBook:
     """
-    The API tokens, read once at start-up (a small file).
+    The API tokens, read once at start-up (a small file); in a worker of
+    a machine, the file as the workers share it (C{share}).
 
     @raise StartupError: when the file cannot be read or used (one line).
     """
     from pypid.auth.tokens import TokenError, read_file
     path = config.auth.tokens
-    book = TokenBook(clock, path=path)
+    book = TokenBook(clock, path=path,
+                     shared=share(path, ".tokens-") if share is not None else None)
     try:
         data = read_file(path)
         if data is not None:

@@ -36,8 +36,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import attrs
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from pypid.core.access.access_rules import RuleError, normalize_pattern, pattern_specificity
 from pypid.core.access.outside_logins import (
@@ -54,6 +55,9 @@ from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.storage.disk import read_if_present, write_durably
 from pypid.storage.interface import Run
+from pypid.storage.shared_file import SharedFile
+
+log = Logger()
 
 TOKEN_USER = "__token__"
 ACTIONS = frozenset({"read", "upload"})
@@ -260,6 +264,10 @@ class TokenBook:
     accounts: dict[str, str] = attrs.field(factory=dict)
     #: the tokens that ended for good, by id (L{settle})
     ended: dict[str, Ending] = attrs.field(factory=dict)
+    #: in a worker of a machine, the file as the workers share it: each
+    #: change is made from the file as it is then, and another worker's
+    #: is read again before the next request (L{sync}); L{None} otherwise
+    shared: SharedFile | None = None
     #: one change of the file at a time (L{change})
     _writes: DeferredLock = attrs.field(factory=DeferredLock, init=False, repr=False)
 
@@ -451,27 +459,78 @@ class TokenBook:
         return sum(1 for t in self.tokens.values() if self.belongs(t, user, login))
 
     async def change(self, change: Callable[[dict[str, Token]], dict[str, Token]],
-                     run: Run, still: Callable[[], Awaitable[None]] | None = None) -> None:
+                     run: Run, still: Callable[[], Awaitable[None]] | None = None,
+                     first: Callable[[], object] | None = None) -> None:
         """
         Change the tokens: the file is written with the new state first,
         and the book takes it only once the file holds it, so what was
         answered is on disk, and what failed changed nothing (a retry finds
         the token as it was). One change at a time, each from the state the
-        last one left; C{still()} first checks again, with the lock held,
-        that who asked may still ask (a reload may have come while the
-        change waited for the one before).
+        last one left (in a worker of a machine: the file's, under the
+        machine's lock, the other workers' changes taken first); C{still()}
+        first checks again, with the lock held, that who asked may still
+        ask (a reload may have come while the change waited for the one
+        before).
 
         @param run: C{run(f, *args) -> Deferred} for the blocking write.
+        @param first: called before C{change}, once the book holds the
+            file's state (L{settle} at a reload).
         @raise OSError: the file cannot be written (nothing changed).
         """
         await self._writes.acquire()
         try:
+            if self.shared is not None:
+                await self._change_shared(self.shared, change, still, first)
+                return
+            if first is not None:
+                first()
             if still is not None:
                 await still()
             changed = change(self.tokens)
             if self.path is not None:
                 await run(write_file, self.path, self.dumps(changed))
             self.tokens = changed
+        finally:
+            self._writes.release()
+
+    async def _change_shared(self, shared: SharedFile,
+                             change: Callable[[dict[str, Token]], dict[str, Token]],
+                             still: Callable[[], Awaitable[None]] | None,
+                             first: Callable[[], object] | None) -> None:
+        """L{change} in a worker of a machine: from the file, under the machine's lock."""
+        made: list[dict[str, Token]] = []
+
+        async def apply(current: bytes | None) -> bytes:
+            if current is not None:
+                self.loads(current)
+            if first is not None:
+                first()
+            if still is not None:
+                await still()
+            made.append(change(self.tokens))
+            return self.dumps(made[0])
+        await shared.change(apply)
+        self.tokens = made[0]
+
+    def sync(self) -> Deferred[None]:
+        """
+        In a worker of a machine, before its next answer: read the file
+        again when another worker changed it (a token issued, revoked or
+        ended there); at once when none did.
+        """
+        if self.shared is None or not self.shared.changed_elsewhere():
+            return succeed(None)
+        return Deferred.fromCoroutine(self._reread(self.shared))
+
+    async def _reread(self, shared: SharedFile) -> None:
+        await self._writes.acquire()
+        try:
+            data = await shared.read()
+            if data is not None:
+                self.loads(data)
+        except (OSError, TokenError) as e:
+            log.error("Cannot read the tokens another worker changed in {path}: {error}",
+                      path=self.path, error=str(e))
         finally:
             self._writes.release()
 

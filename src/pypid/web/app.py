@@ -260,16 +260,19 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                       min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     stats=stats, express=root, catch_up=_catch_up(services))
+                     stats=stats, express=root, catch_up=_catch_up(services, access))
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 
-def _catch_up(services: SiteServices) -> CatchUp | None:
-    """A worker's catching up with the others' changes, over every hosted index's look."""
+def _catch_up(services: SiteServices, access: Gates) -> CatchUp | None:
+    """
+    A worker's catching up with the others' changes: every hosted index's
+    look, and the tokens' and browser sessions'.
+    """
     if services.ring is None or services.registry is None:
         return None
-    return CatchUp(services.ring, [stack.sync for stack in services.registry.stacks.values()
-                                   if stack.sync is not None])
+    return CatchUp(services.ring, [*(stack.sync for stack in services.registry.stacks.values()
+                                     if stack.sync is not None), access])
 
 
 def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:

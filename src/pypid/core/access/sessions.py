@@ -30,7 +30,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -322,6 +322,42 @@ class SessionBook:
     def sweep(self, now: float) -> int:
         """End the sessions that timed out; how many."""
         return self.revoke(lambda session: not self._live(session, now))
+
+    def changes_since(self, before: Mapping[str, Session]) -> dict[str, Session | None]:
+        """
+        What changed from the sessions C{before} (a copy taken before a
+        login, a logout or a revocation) to now: each session opened or
+        changed, and each ended (L{None}), by digest.
+        """
+        changes: dict[str, Session | None] = {
+            digest: None for digest in before if digest not in self.sessions}
+        changes.update((digest, session) for digest, session in self.sessions.items()
+                       if before.get(digest) is not session)
+        return changes
+
+    def merged(self, theirs: SessionBook, changes: Mapping[str, Session | None],
+               now: float) -> SessionBook:
+        """
+        The book of a file another process keeps too (a machine's workers'
+        sessions), C{theirs}, with this book's C{changes} on it (opened,
+        changed, ended: L{changes_since}) and each session's last use the
+        latest either saw; then without the sessions that timed out. Its
+        key is the file's (every worker's cookies are the first's).
+        """
+        book = SessionBook(theirs.key, self.idle, self.lifetime, dict(theirs.sessions))
+        for digest, change in changes.items():
+            if change is None:
+                book.sessions.pop(digest, None)
+            else:
+                book.sessions[digest] = change
+        for digest, session in book.sessions.items():
+            seen = max([session.seen, *(s.seen for s in (self.sessions.get(digest),
+                                                        theirs.sessions.get(digest))
+                                       if s is not None)])
+            if seen > session.seen:
+                book.sessions[digest] = attrs.evolve(session, seen=seen)
+        book.sweep(now)
+        return book
 
     @staticmethod
     def csrf_matches(session: Session, presented: str | None) -> bool:

@@ -9,6 +9,14 @@ after a crash), soon after a login, and every L{SAVE_INTERVAL} seconds
 while sessions were used (their idle time), when the sessions that timed
 out are swept too. One write at a time, each of the state as it is then.
 
+In a worker of a machine the file is the workers' (L{SharedFile}): each
+write takes the file as the others left it and puts this worker's changes
+on it (the sessions opened, changed and ended since its last write, and
+each session's latest use), under the machine's lock; a login answers
+once the file holds its session, and another worker's change is read
+before this one's next answer (L{BrowserSessions.sync}). The sessions'
+use is shared at each write, every L{SAVE_INTERVAL} at least.
+
 The cookie is C{__Host-pypid-session} when the page was served over HTTPS
 (directly or behind a proxy, C{[pypid] base_url} an https URL): the prefix
 makes the browser refuse it unless C{Secure}, for the whole site and from
@@ -21,7 +29,7 @@ site's form does not send them).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -32,6 +40,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
 from pypid.storage.disk import read_if_present, write_durably
+from pypid.storage.shared_file import SharedFile
 
 log = Logger()
 
@@ -93,11 +102,14 @@ class BrowserSessions:
 
     def __init__(self, book: SessionBook, path: str, clock: IReactorTime, run: Run,
                  base_url: str | None = None,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 shared: SharedFile | None = None) -> None:
         """
         @param run: runs the file's writes in a worker thread.
         @param base_url: C{[pypid] base_url}, or L{None}.
         @param random: C{random(n)}, C{n} random bytes.
+        @param shared: in a worker of a machine, the file as the workers
+            share it; L{None} in a server of one process.
         """
         self.book = book
         self.path = path
@@ -113,6 +125,11 @@ class BrowserSessions:
         self._failed = False
         #: whether sessions were used since the last write
         self._used = False
+        self.shared = shared
+        #: in a worker of a machine: this worker's changes not written yet,
+        #: and those being written (L{SessionBook.changes_since})
+        self._pending: dict[str, Session | None] = {}
+        self._writing: dict[str, Session | None] = {}
 
     # -- the cookie --------------------------------------------------------------------
 
@@ -178,23 +195,29 @@ class BrowserSessions:
     # -- logging in and out --------------------------------------------------------------
 
     def open(self, request: IRequest, user: str, groups: frozenset[str], source: str,
-             stored: str | None = None, person: str = "") -> Session:
+             stored: str | None = None, person: str = "") -> Deferred[Session]:
         """
         Open a session for C{user} and give C{request}'s browser its cookie;
-        the session the browser had, if any, ends.
+        the session the browser had, if any, ends. Fires with the session
+        (in a worker of a machine, once the file holds it).
 
         @param stored: the hash a password user's password was checked
             against (L{pypid.core.access.sessions.Session.stamp}).
         @param person: who they are to the provider (its subject).
         """
         had = self.of(request)
+        before = self._before()
         value, session = self.book.open(user, groups, source, self._clock.seconds(),
                                         self._random, stored,
                                         replacing=had[0] if had is not None else None,
                                         person=person)
+        self._note(before)
         self._set_cookie(request, value, int(self.book.lifetime))
-        self._save_quietly()
-        return session
+        saved = self._save_quietly()
+        if self.shared is None:
+            return succeed(session)
+        # (the next request may come to another worker: it must know it)
+        return saved.addCallback(lambda _: session)
 
     def is_open(self, digest: str) -> bool:
         """Whether the session of C{digest} is open and has not timed out now."""
@@ -207,21 +230,43 @@ class BrowserSessions:
         (the session is ended in memory all the same, and L{tick} writes
         the file again).
         """
+        before = self._before()
         self.book.close(digest)
+        self._note(before)
         self._set_cookie(request, "", 0)
         return self.save()
 
     def end(self, digest: str) -> None:
         """End the session of C{digest} (its source no longer vouches for it), and keep that."""
+        before = self._before()
         if self.book.close(digest):
+            self._note(before)
             self._save_quietly()
 
     def revoke(self, ends: Callable[[Session], bool]) -> int:
         """End the sessions for which C{ends(session)} (a reload); how many."""
+        before = self._before()
         ended = self.book.revoke(ends)
         if ended:
+            self._note(before)
             self._save_quietly()
         return ended
+
+    def regroup(self, digest: str, groups: Iterable[str], now: float) -> Session | None:
+        """The session of C{digest} with its groups read again (L{SessionBook.regroup})."""
+        before = self._before()
+        session = self.book.regroup(digest, groups, now)
+        self._note(before)
+        return session
+
+    def _before(self) -> dict[str, Session] | None:
+        """The sessions before a change, in a worker of a machine (for L{_note})."""
+        return dict(self.book.sessions) if self.shared is not None else None
+
+    def _note(self, before: dict[str, Session] | None) -> None:
+        """Keep what changed since C{before}, for the next write of a worker's."""
+        if before is not None:
+            self._pending.update(self.book.changes_since(before))
 
     # -- the file ----------------------------------------------------------------------
 
@@ -244,7 +289,8 @@ class BrowserSessions:
             def write(_: object) -> Deferred[None]:
                 # (changes from now on need another write)
                 self._waiting = None
-                writing = self._run(write_durably, self.path, self.book.dumps(), ".sessions-")
+                writing = (self._run(write_durably, self.path, self.book.dumps(), ".sessions-")
+                           if self.shared is None else self._write_shared(self.shared))
 
                 def done(result: object) -> None:
                     failure = result if isinstance(result, Failure) else None
@@ -262,6 +308,48 @@ class BrowserSessions:
             # (with the writes idle, this may run, and end, at once)
             self._writes.addBoth(write)
         return waiter
+
+    def _write_shared(self, shared: SharedFile) -> Deferred[None]:
+        """A worker's write: its changes put on the file as the others left it."""
+        self._writing, self._pending = self._pending, {}
+        written: list[SessionBook] = []
+
+        async def merge(current: bytes | None) -> bytes:
+            theirs = self._theirs(current)
+            written.append(self.book.merged(theirs, self._writing, self.now()))
+            return written[0].dumps()
+
+        def done(result: object) -> object:
+            if written and not isinstance(result, Failure):
+                self.book = self.book.merged(written[0], self._pending, self.now())
+            else:
+                self._pending = {**self._writing, **self._pending}
+            self._writing = {}
+            return result
+        return Deferred.fromCoroutine(shared.change(merge)).addBoth(done)
+
+    def _theirs(self, current: bytes | None) -> SessionBook:
+        """The book the file holds (this worker's own when there is none)."""
+        if current is None:
+            return self.book
+        return SessionBook.loads(current, self.book.idle, self.book.lifetime, self.now())
+
+    def sync(self) -> Deferred[None]:
+        """
+        In a worker of a machine, before its next answer: take in the
+        sessions another worker opened or ended (at once when none did).
+        """
+        if self.shared is None or not self.shared.changed_elsewhere():
+            return succeed(None)
+        return self.shared.read().addCallback(self._take).addErrback(
+            lambda failure: log.error("Cannot read the browser sessions another worker "
+                                      "changed in {path}: {error}", path=self.path,
+                                      error=failure.getErrorMessage()))
+
+    def _take(self, current: bytes | None) -> None:
+        if current is not None:
+            self.book = self.book.merged(self._theirs(current),
+                                         {**self._writing, **self._pending}, self.now())
 
     def _save_quietly(self) -> Deferred[None]:
         """L{save}, its failure logged there and not passed on."""

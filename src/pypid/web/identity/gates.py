@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import cast
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.iweb import IRequest
 
 from pypid.auth.policy import AccessModel
@@ -126,6 +126,16 @@ class Gates:
     def outside(self) -> OutsideLogins:
         """Who from outside (the directory, single sign-on) the configuration in force lets in."""
         return self._identification.outside
+
+    def sync(self) -> Deferred[None]:
+        """
+        In a worker of a machine, before its next answer: take in the
+        tokens and browser sessions another worker changed (at once when
+        none did).
+        """
+        tokens, sessions = self.tokens, self.sessions
+        looks = [look.sync() for look in (tokens, sessions) if look is not None]
+        return gatherResults(looks).addCallback(lambda _: None)
 
     def directory_knows(self, user: str) -> Deferred[bool]:
         """

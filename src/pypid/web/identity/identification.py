@@ -265,7 +265,7 @@ class Identification:
             log.info("{user} is no longer a user of the directory: their sessions ended",
                      user=session.user)
             return None
-        regrouped = sessions.book.regroup(digest, groups, now)
+        regrouped = sessions.regroup(digest, groups, now)
         if regrouped is None:
             return None
         return Identity(session.user, groups=regrouped.groups,

@@ -43,6 +43,7 @@ from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.storage.interface import Run
+from pypid.storage.shared_file import SharedFile, ShareFile
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.identification import FailedLogins
@@ -65,12 +66,14 @@ class IdentityPart(Service):
     """
 
     def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
-                 audit: FailedLogins, run: Run) -> None:
+                 audit: FailedLogins, run: Run, share: ShareFile | None = None) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
         @param audit: the L{pypid.web.server.audit_trail.AuditTrail} failed logins go to.
         @param run: C{run(f, *args) -> Deferred}, for the token and session
             files' writes (the I/O pool).
+        @param share: in a worker of a machine, makes the token and session
+            files' L{SharedFile}s; L{None} in a server of one process.
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """
@@ -78,13 +81,15 @@ class IdentityPart(Service):
         self._reactor = reactor
         self._hashing = hashing
         self._run = run
-        materials = make_gate_materials(config, reactor, hashing, held=self.held_elsewhere)
+        self._share = share
+        materials = make_gate_materials(config, reactor, hashing, held=self.held_elsewhere,
+                                        share=share)
         self.publishing = make_publishing(config, reactor)
         self.sso = make_sso(config, reactor)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix)
-        self.sessions = make_sessions(config, reactor, self._run)
+        self.sessions = make_sessions(config, reactor, self._run, share)
         # The sessions kept through a restart meet the configuration it
         # brought, as those of a reload do: one meaning for a
         # change, however it came.
@@ -115,10 +120,17 @@ class IdentityPart(Service):
 
         @raise StartupError: at start-up, the file cannot be written.
         """
+        def settle() -> None:
+            ended = book.settle(config.users, outside_logins(config))
+            if ended:
+                log.info("Ended {tokens} whose people are gone",
+                         tokens=counted(ended, "API token"))
+        if book.shared is not None:
+            # (a worker of a machine: from the file as the others left it)
+            self._settle_shared(book, book.shared, settle, at_start, config)
+            return
         before = book.dumps()
-        ended = book.settle(config.users, outside_logins(config))
-        if ended:
-            log.info("Ended {tokens} whose people are gone", tokens=counted(ended, "API token"))
+        settle()
         if book.path is None or book.dumps() == before:
             return
         if at_start:
@@ -131,6 +143,27 @@ class IdentityPart(Service):
         saved = Deferred.fromCoroutine(book.change(lambda kept: kept, self._run))
         saved.addErrback(lambda failure: log.failure(
             "Cannot keep the ended tokens in {path}", failure, path=book.path))
+
+    def _settle_shared(self, book: TokenBook, shared: SharedFile, settle: Callable[[], None],
+                       at_start: bool, config: Config) -> None:
+        """L{_settle_tokens} in a worker of a machine, under the machine's lock of the file."""
+        if not at_start:
+            saved = Deferred.fromCoroutine(book.change(lambda kept: kept, self._run,
+                                                       first=settle))
+            saved.addErrback(lambda failure: log.failure(
+                "Cannot keep the ended tokens in {path}", failure, path=book.path))
+            return
+
+        def settled(current: bytes | None) -> bytes:
+            if current is not None:
+                book.loads(current)
+            settle()
+            return book.dumps()
+        try:
+            shared.change_now(settled)
+        except OSError as e:
+            raise StartupError(f"{config.where('auth', 'tokens')}: cannot write "
+                               f"{book.path}: {e.strerror}") from None
 
     def held_elsewhere(self, user: str) -> str | None:
         """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
@@ -166,7 +199,7 @@ class IdentityPart(Service):
         # which brought revoked tokens back. A new path is read.
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
         materials = make_gate_materials(config, self._reactor, self._hashing, kept,
-                                          held=self.held_elsewhere)
+                                          held=self.held_elsewhere, share=self._share)
 
         def commit() -> str:
             self._config = config
@@ -245,20 +278,30 @@ def _held(user: str, source: str) -> str:
             "of theirs is live: nobody else of that name can log in meanwhile (ask an admin)")
 
 
-def make_sessions(config: Config, reactor: IReactorTime, run: Run) -> BrowserSessions:
+def make_sessions(config: Config, reactor: IReactorTime, run: Run,
+                  share: ShareFile | None = None) -> BrowserSessions:
     """
     The browser sessions of C{[auth] sessions} (read now, blocking: at
-    start-up), their file written with C{run(f, *args) -> Deferred}.
+    start-up), their file written with C{run(f, *args) -> Deferred}; in a
+    worker of a machine, the file as the workers share it (C{share}), made
+    by the first to start (one key for every worker's cookies).
 
     @raise StartupError: the file cannot be read or used.
     """
     auth = config.auth
     path = sessions_path(config)
+    shared = share(path, ".sessions-") if share is not None else None
     try:
+        if shared is not None:
+            shared.change_now(lambda current: current if current is not None else SessionBook.new(
+                auth.session_idle, auth.session_lifetime, os.urandom).dumps())
         book = load_book(path, auth.session_idle, auth.session_lifetime, reactor.seconds())
     except SessionFileError as e:
         raise StartupError(f"{config.where('auth', 'sessions')}: {e}") from None
-    return BrowserSessions(book, path, reactor, run, base_url=config.server.base_url)
+    except OSError as e:
+        raise StartupError(f"{config.where('auth', 'sessions')}: {path}: {e.strerror}") from None
+    return BrowserSessions(book, path, reactor, run, base_url=config.server.base_url,
+                           shared=shared)
 
 
 def sessions_path(config: Config) -> str:

@@ -200,7 +200,7 @@ class BrowserLogin:
         # (the stamp: a password user's hash, a directory user's directory)
         stamp = self._access.stored_password(identity.name) if login.source == PASSWORD \
             else login.provider
-        sessions.open(request, identity.name, identity.groups, login.source, stamp)
+        await sessions.open(request, identity.name, identity.groups, login.source, stamp)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=login.source)
         log.info("{user} logged in to the pages", user=identity.name)
@@ -313,8 +313,8 @@ class BrowserLogin:
         if taken is not None:
             self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
             return self._form(request, 403, error=taken)
-        sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider,
-                      person=signed.subject)
+        await sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider,
+                            person=signed.subject)
         remember(identity, request)
         self._audit.record(request, identity, "session-opened", detail=PROVIDER)
         log.info("{user} logged in to the pages through single sign-on ({subject})",

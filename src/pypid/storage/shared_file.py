@@ -1,0 +1,126 @@
+"""
+A small file the workers of one machine keep together (L{SharedFile}):
+the API tokens, the browser sessions. Each worker holds the file's state
+in memory, as a server of one process does; a change is made from the
+file as it is on disk, under a lock of the machine's, and announced on
+the machine's ring (L{pypid.machine.ring.ChangeRing}) once the file holds
+it, so that every other worker reads the file again before its next
+answer (a token revoked on one is refused by all at their next request).
+
+The lock is C{flock} on a file beside it (C{<name>.lock}), each worker's
+own descriptor: it excludes the other workers, never this one's other
+changes, which its caller runs one at a time. An announcement is C{k
+<key> <name>}: the key is a digest of the file's path, as a shared
+folder's announcements name their folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Awaitable, Callable
+
+from twisted.internet.defer import Deferred
+
+from pypid.machine.ring import ChangeRing
+from pypid.storage.disk import read_if_present, write_durably
+from pypid.storage.interface import Run
+from pypid.storage.shared_folder import folder_key
+
+
+class SharedFile:
+    """
+    One file the machine's workers change one at a time, each reading it
+    again once another changed it.
+
+    @ivar path: the file.
+    @ivar seen: the last announcement this worker's look took in.
+    """
+
+    def __init__(self, path: str, ring: ChangeRing, run: Run, prefix: str = ".tmp-") -> None:
+        """
+        @param run: C{run(f, *args) -> Deferred}, for the blocking reads,
+            writes and the lock.
+        @param prefix: the temporary files' names, while written.
+        """
+        self.path = path
+        self._ring = ring
+        self._run = run
+        self._prefix = prefix
+        self._key = folder_key(os.path.abspath(path))
+        self._payload = b" ".join((b"k", self._key,
+                                   os.path.basename(path).encode("utf-8", "surrogateescape")))
+        self.seen = ring.latest()
+
+    def changed_elsewhere(self) -> bool:
+        """
+        Whether another worker announced a change of the file since the
+        last look (no system call unless the ring moved); a look a whole
+        ring behind must read it again.
+        """
+        if self._ring.latest() == self.seen:
+            return False
+        announcements = self._ring.since(self.seen)
+        if announcements is None:
+            self.seen = self._ring.latest()
+            return True
+        if announcements:
+            self.seen = announcements[-1].sequence
+        me = self._ring.worker
+        return any(a.worker != me and a.payload == self._payload for a in announcements)
+
+    def read(self) -> Deferred[bytes | None]:
+        """The file's bytes (L{None}: there is none)."""
+        return self._run(read_if_present, self.path)
+
+    async def change(self, change: Callable[[bytes | None], Awaitable[bytes | None]]) -> None:
+        """
+        Change the file under the machine's lock: C{change(current)} gets
+        its bytes as they are now (L{None}: there is none) and gives those
+        to write (L{None}: none); they are written durably, then announced.
+
+        @raise OSError: the lock, the read or the write failed (the file
+            is as it was).
+        """
+        fd = await self._run(self._lock)
+        try:
+            current = await self._run(read_if_present, self.path)
+            data = await change(current)
+            if data is not None and data != current:
+                await self._run(write_durably, self.path, data, self._prefix)
+                self._ring.announce(self._payload)
+        finally:
+            os.close(fd)
+
+    def change_now(self, change: Callable[[bytes | None], bytes | None]) -> None:
+        """
+        L{change}, blocking, for the start (before the reactor serves):
+        C{change(current)} is called at once, under the lock.
+
+        @raise OSError: as L{change}.
+        """
+        fd = self._lock()
+        try:
+            current = read_if_present(self.path)
+            data = change(current)
+            if data is not None and data != current:
+                write_durably(self.path, data, self._prefix)
+                self._ring.announce(self._payload)
+        finally:
+            os.close(fd)
+
+    def _lock(self) -> int:
+        """Take the machine's lock of the file (blocking); its descriptor, to close."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+#: C{share(path, prefix) -> SharedFile}: a file of a worker's, as the
+#: machine's workers share it (C{prefix}: its temporary files' names).
+ShareFile = Callable[[str, str], SharedFile]
