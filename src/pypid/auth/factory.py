@@ -119,12 +119,13 @@ def load_tokens(config: Config, clock: IReactorTime,
 
     @raise StartupError: when the file cannot be read or used (one line).
     """
-    from pypid.auth.tokens import TokenError, read_file
+    from pypid.auth.tokens import TokenError
+    from pypid.storage.disk import read_if_present
     path = config.auth.tokens
     book = TokenBook(clock, path=path,
                      shared=share(path, ".tokens-") if share is not None else None)
     try:
-        data = read_file(path)
+        data = read_if_present(path)
         if data is not None:
             book.loads(data)
     except (OSError, TokenError) as e:

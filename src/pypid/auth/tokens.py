@@ -21,7 +21,8 @@ provider switched back or an C{allow} widened again revives nothing.
 
 The records live in a JSON file created with mode 0600; the in-memory
 L{TokenBook} is the truth while the server runs, written back (in a worker
-thread) after each change, one change at a time (L{TokenBook.change}).
+thread) after each change, one change at a time (L{TokenBook.change}). The
+workers of a machine share the file (L{pypid.storage.shared_file}).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pypid.core.access.outside_logins import (
 )
 from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
-from pypid.storage.disk import read_if_present, write_durably
+from pypid.storage.disk import write_durably
 from pypid.storage.interface import Run
 from pypid.storage.shared_file import SharedFile
 
@@ -446,13 +447,10 @@ class TokenBook:
         is C{user} logged in through C{login} (L{belongs}), or all; each
         says whether it ended (C{"ended"}: when and why, or L{None}).
         """
-        return [dict(t.public(), ended=self._ending(t.id))
+        return [dict(t.public(), ended=ending.to_json() if (ending := self.ended.get(t.id))
+                     else None)
                 for t in sorted(self.tokens.values(), key=lambda t: t.created)
                 if user is None or self.belongs(t, user, login or LOCAL)]
-
-    def _ending(self, token_id: str) -> dict[str, Any] | None:
-        ending = self.ended.get(token_id)
-        return None if ending is None else ending.to_json()
 
     def count_of(self, user: str, login: LoginSource) -> int:
         """How many tokens the person holds (live or ended)."""
@@ -477,8 +475,7 @@ class TokenBook:
             file's state (L{settle} at a reload).
         @raise OSError: the file cannot be written (nothing changed).
         """
-        await self._writes.acquire()
-        try:
+        async with self._writes:
             if self.shared is not None:
                 await self._change_shared(self.shared, change, still, first)
                 return
@@ -490,8 +487,6 @@ class TokenBook:
             if self.path is not None:
                 await run(write_file, self.path, self.dumps(changed))
             self.tokens = changed
-        finally:
-            self._writes.release()
 
     async def _change_shared(self, shared: SharedFile,
                              change: Callable[[dict[str, Token]], dict[str, Token]],
@@ -515,24 +510,21 @@ class TokenBook:
     def sync(self) -> Deferred[None]:
         """
         In a worker of a machine, before its next answer: read the file
-        again when another worker changed it (a token issued, revoked or
-        ended there); at once when none did.
+        again if another worker changed it (at once when none did).
         """
         if self.shared is None or not self.shared.changed_elsewhere():
             return succeed(None)
         return Deferred.fromCoroutine(self._reread(self.shared))
 
     async def _reread(self, shared: SharedFile) -> None:
-        await self._writes.acquire()
-        try:
-            data = await shared.read()
-            if data is not None:
-                self.loads(data)
-        except (OSError, TokenError) as e:
-            log.error("Cannot read the tokens another worker changed in {path}: {error}",
-                      path=self.path, error=str(e))
-        finally:
-            self._writes.release()
+        async with self._writes:
+            try:
+                data = await shared.read()
+                if data is not None:
+                    self.loads(data)
+            except (OSError, TokenError) as e:
+                log.error("Cannot read the tokens another worker changed in {path}: {error}",
+                          path=self.path, error=str(e))
 
     # -- the file ------------------------------------------------------------------
 
@@ -542,12 +534,8 @@ class TokenBook:
         write), with the accounts and the endings.
         """
         kept = self.tokens if tokens is None else tokens
-        records = []
-        for token in kept.values():
-            record = token.to_json()
-            if token.id in self.ended:
-                record["ended"] = self.ended[token.id].to_json()
-            records.append(record)
+        records = [dict(token.to_json(), ended=self.ended[token.id].to_json())
+                   if token.id in self.ended else token.to_json() for token in kept.values()]
         data: dict[str, Any] = {"tokens": records}
         if self.accounts:
             data["accounts"] = self.accounts
@@ -598,11 +586,6 @@ def _gone(token: Token, accounts: Mapping[str, str], outside: OutsideLogins) -> 
         assert token.source == PROVIDER
         return f"[sso] allow no longer lets {token.user} in"
     return None
-
-
-def read_file(path: str) -> bytes | None:
-    """The bytes of a token file, or L{None} when there is none (blocking)."""
-    return read_if_present(path)
 
 
 def write_file(path: str, data: bytes) -> None:

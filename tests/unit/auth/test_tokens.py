@@ -7,7 +7,8 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.tokens import TokenBook, TokenError, read_file, write_file
+from pypid.auth.tokens import TokenBook, TokenError, write_file
+from pypid.storage.disk import read_if_present as read_file
 
 
 class TokenBookTests(SynchronousTestCase):

@@ -395,6 +395,83 @@ class SessionFileTests(SynchronousTestCase):
         self.assertEqual(self.sessions().book.sessions, {})
 
 
+class SharedSessionsTests(SynchronousTestCase):
+    """Two workers' browser sessions over one file (a machine's)."""
+
+    def setUp(self):
+        from pypid.machine.ring import ChangeRing
+        from pypid.storage.shared_file import SharedFile
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "sessions.json")
+        ring = ChangeRing.create(slots=16, slot_size=128)
+        self.addCleanup(ring.close)
+        self.workers = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(worker.close)
+            shared = SharedFile(self.path, worker, run_now, ".sessions-")
+            shared.change_now(lambda current: current if current is not None
+                              else SessionBook.new(1800, 12 * HOUR, os.urandom).dumps())
+            self.workers.append(BrowserSessions(
+                load_book(self.path, 1800, 12 * HOUR, T0), self.path, self.clock, run_now,
+                shared=shared))
+
+    def login(self, sessions, user):
+        """Open a session through C{sessions}; the cookie's value."""
+        from twisted.web.test.requesthelper import DummyRequest
+        request = DummyRequest([b""])
+        request.getCookie = lambda name: None
+        request.isSecure = lambda: False
+        self.successResultOf(sessions.open(request, user, frozenset(), "password"))
+        cookie = request.responseHeaders.getRawHeaders(b"set-cookie")[0]
+        return cookie.split(b"=", 1)[1].split(b";", 1)[0].decode()
+
+    def test_one_key(self):
+        """Every worker's cookies are of the first's key: the file's."""
+        one, two = self.workers
+        self.assertEqual(one.book.key, two.book.key)
+
+    def test_opened_and_closed_elsewhere(self):
+        """
+        A session opened on one worker is found on the other after its
+        look; each write starts from the file (neither loses the other's);
+        one closed on the other is gone from the first after its look.
+        """
+        one, two = self.workers
+        alice = self.login(one, "alice")
+        self.assertIsNone(two.book.find(alice, T0))
+        self.successResultOf(two.sync())
+        self.assertIsNotNone(two.book.find(alice, T0))
+        bob = self.login(two, "bob")
+        self.successResultOf(one.sync())
+        self.assertIsNotNone(one.book.find(bob, T0))
+        digest, _ = two.book.find(alice, T0)
+        two.end(digest)
+        self.successResultOf(one.sync())
+        self.assertIsNone(one.book.find(alice, T0))
+        self.assertIsNotNone(one.book.find(bob, T0))
+
+    def test_use_shared(self):
+        """
+        A session used on one worker only is not swept by another whose
+        own view of it went idle: each write keeps its latest use.
+        """
+        one, two = self.workers
+        alice = self.login(one, "alice")
+        self.successResultOf(two.sync())
+        self.clock.advance(1000)
+        one.book.touch(one.book.find(alice, self.clock.seconds())[0], self.clock.seconds())
+        one._used = True
+        self.successResultOf(one.tick())
+        self.clock.advance(1000)
+        self.successResultOf(two.tick())
+        self.successResultOf(one.sync())
+        self.assertIsNotNone(one.book.find(alice, self.clock.seconds()))
+        self.successResultOf(two.sync())
+        self.assertIsNotNone(two.book.find(alice, self.clock.seconds()))
+
+
 class ConfigTests(SynchronousTestCase):
     """C{[auth] sessions}, C{session_idle}, C{session_lifetime}; who stays at a reload."""
 
