@@ -57,7 +57,6 @@ from pypid.daemon.machine import (
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
-from pypid.machine.ring import ChangeRing
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
@@ -65,7 +64,6 @@ from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_audit_log
 from pypid.storage.interface import Run
-from pypid.storage.shared_file import SharedFile
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
@@ -226,8 +224,7 @@ class _MadeParts:
             make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))
         # (a worker keeps the tokens and browser sessions with the others)
         access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run,
-                              share=partial(_shared_file, worker.ring, pools.run)
-                              if worker is not None else None)
+                              worker.ring if worker is not None else None)
         # (each file an upstream takes down is audited)
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the
@@ -339,11 +336,6 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
 #: snapshots (the timer's and the last, at the stop) and the check or
 #: backfill after the load (every worker checks storage before it accepts).
 _ONCE = frozenset(["snapshot", "snapshot-timer", "follow-up"])
-
-
-def _shared_file(ring: ChangeRing, run: Run, path: str, prefix: str) -> SharedFile:
-    """A file of a worker's, as the machine's workers share it."""
-    return SharedFile(path, ring, run, prefix)
 
 
 def _upkeep(config: Config, registry: IndexRegistry, audit: AuditTrail,

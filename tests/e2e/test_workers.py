@@ -177,6 +177,20 @@ class WorkersTests(DaemonTestCase):
                 status, _ = with_cookie(daemon.url + "console/", cookie)
                 self.assertNotEqual(status, 200)
 
+    def test_spray_meets_the_throttle(self):
+        """
+        Wrong passwords for one user spread over the workers meet the limit
+        one process sets: after ten, every worker answers 429, whichever
+        took the attempts (each worker alone saw about half of them).
+        """
+        daemon = self.daemon
+        for attempt in range(10):
+            answer = http("GET", daemon.url + "simple/", auth=("sprayed", "guess"))
+            self.assertEqual(answer.status, 401, attempt)
+        for _ in range(8):
+            answer = http("GET", daemon.url + "simple/", auth=("sprayed", "guess"))
+            self.assertEqual(answer.status, 429)
+
     def test_snapshot_by_the_first(self):
         """Only the first worker writes the snapshot."""
         self.daemon.wait_for_log(b"Snapshot saved", timeout=60)

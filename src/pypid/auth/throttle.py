@@ -33,11 +33,23 @@ counted). The rule, in the order the gate
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.auth.shared_throttle import (
+    ABANDONED,
+    FAILED,
+    FORGIVEN,
+    PENDING_TTL,
+    STARTED,
+    SUCCEEDED,
+    Event,
+    ThrottleShare,
+    counted_user,
+)
 from pypid.core.access.addresses import IPV6_PREFIX, client_ip
 from pypid.core.util.bounded import put_newest
 
@@ -146,6 +158,13 @@ class LoginThrottle:
     _identity_pending: dict[str, int] = attrs.field(factory=dict)
     # (user, client) -> when the user last logged in from the client
     _good: dict[tuple[str, str | None], float] = attrs.field(factory=dict)
+    #: in a worker of a machine, the other workers' events
+    #: (L{pypid.auth.shared_throttle}); L{None} in a server of one process
+    share: ThrottleShare | None = None
+    # (worker, user, client, guessable) -> when each of its checks under way
+    # began, for the checks other workers began
+    _theirs: dict[tuple[int, str | None, str | None, bool], list[float]] = attrs.field(
+        factory=dict)
 
     def _keys(self, user: str | None, client: str | None,
               ) -> tuple[tuple[_Key, int], ...]:
@@ -160,7 +179,8 @@ class LoginThrottle:
         Seconds C{user} from C{address} must wait before a new check of
         distinct credentials may start, or 0.
         """
-        client = counted_client(address, self.ipv6_prefix)
+        user, client = counted_user(user), counted_user(counted_client(address,
+                                                                       self.ipv6_prefix))
         for key, limit in self._keys(user, client):
             recent = self._recent(*key)
             if len(recent) >= limit:
@@ -198,7 +218,18 @@ class LoginThrottle:
 
     def started(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """A check of credentials not already being checked begins."""
-        client = counted_client(address, self.ipv6_prefix)
+        self._tell(STARTED, user, address, guessable, self._started)
+
+    def _tell(self, kind: str, user: str | None, address: str | None, guessable: bool,
+              apply: Callable[[str | None, str | None, bool], None]) -> None:
+        """Apply one event of this worker's, and tell the others of it."""
+        user, client = counted_user(user), counted_user(counted_client(address,
+                                                                       self.ipv6_prefix))
+        apply(user, client, guessable)
+        if self.share is not None:
+            self.share.tell(kind, user, client, guessable)
+
+    def _started(self, user: str | None, client: str | None, guessable: bool) -> None:
         for key, _ in self._keys(user, client):
             self._pending[key] = self._pending.get(key, 0) + 1
         if user is not None and guessable:
@@ -206,7 +237,7 @@ class LoginThrottle:
 
     def abandoned(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """A check that could not run (the server was busy): it counts for nothing."""
-        self._ended(user, counted_client(address, self.ipv6_prefix), guessable)
+        self._tell(ABANDONED, user, address, guessable, self._ended)
 
     def _ended(self, user: str | None, client: str | None, guessable: bool) -> None:
         for key, _ in self._keys(user, client):
@@ -224,7 +255,9 @@ class LoginThrottle:
 
     def failed(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """Count one failed login (for the pair, the client and the user name)."""
-        client = counted_client(address, self.ipv6_prefix)
+        self._tell(FAILED, user, address, guessable, self._failed)
+
+    def _failed(self, user: str | None, client: str | None, guessable: bool) -> None:
         self._ended(user, client, guessable)
         now = self.clock.seconds()
         for key, keep in self._keys(user, client):
@@ -240,7 +273,9 @@ class LoginThrottle:
         A good login clears the pair's count (not the client's, nor the
         user name's), and exempts the client from rule 6 for that user.
         """
-        client = counted_client(address, self.ipv6_prefix)
+        self._tell(SUCCEEDED, user, address, guessable, self._succeeded)
+
+    def _succeeded(self, user: str | None, client: str | None, guessable: bool) -> None:
         self._ended(user, client, guessable)
         if user is not None:
             self._failures.pop((user, client), None)
@@ -257,11 +292,59 @@ class LoginThrottle:
         """
         if not users:
             return
-        named = set(users)
+        named = {counted_user(user) for user in users}
+        self._forgive(named)
+        if self.share is not None:
+            for user in sorted(name for name in named if name is not None):
+                self.share.tell(FORGIVEN, user, None, True)
+
+    def _forgive(self, named: set[str | None]) -> None:
         for key in [key for key in self._failures if key[0] in named]:
             del self._failures[key]
         for user in named:
-            self._identities.pop(user, None)
+            if user is not None:
+                self._identities.pop(user, None)
+
+    def sync(self) -> Deferred[None]:
+        """
+        In a worker of a machine, before its next answer: take in the other
+        workers' events (no system call when nothing was announced), and
+        let go of the checks they began that outlived L{PENDING_TTL}.
+        """
+        if self.share is None or not self.share.moved() and not self._theirs:
+            return succeed(None)
+        now = self.clock.seconds()
+        if self.share.moved():
+            for event in self.share.taken():
+                self._take(event, now)
+        for key, begun in list(self._theirs.items()):
+            while begun and now - begun[0] > PENDING_TTL:
+                begun.pop(0)
+                self._ended(*key[1:])
+            if not begun:
+                del self._theirs[key]
+        return succeed(None)
+
+    def _take(self, event: Event, now: float) -> None:
+        """Apply one of another worker's events."""
+        if event.kind == FORGIVEN:
+            self._forgive({event.user})
+            return
+        key = (event.worker, event.user, event.client, event.guessable)
+        if event.kind == STARTED:
+            self._theirs.setdefault(key, []).append(now)
+            self._started(event.user, event.client, event.guessable)
+            return
+        begun = self._theirs.get(key)
+        if not begun:
+            # (a check whose start was not taken in here: it never counted as under way)
+            self._started(event.user, event.client, event.guessable)
+        else:
+            begun.pop(0)
+            if not begun:
+                del self._theirs[key]
+        {FAILED: self._failed, SUCCEEDED: self._succeeded, ABANDONED: self._ended}.get(
+            event.kind, self._ended)(event.user, event.client, event.guessable)
 
     def _recent(self, user: str | None, client: str | None) -> list[float]:
         now = self.clock.seconds()

@@ -39,7 +39,9 @@ from zope.interface import implementer
 from pypid.assets import Assets
 from pypid.auth.factory import make_attestation_checker
 from pypid.auth.oidc import TrustedPublishing
+from pypid.auth.shared_throttle import ThrottleShare
 from pypid.auth.sso import SingleSignOn
+from pypid.auth.throttle import LoginThrottle
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
 from pypid.core.access.forwarded import TrustedProxies
@@ -53,7 +55,7 @@ from pypid.core.indexes.render import file_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
 from pypid.machine.ring import ChangeRing
-from pypid.state.catch_up import CatchUp
+from pypid.state.catch_up import CatchUp, Looks
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
@@ -70,7 +72,7 @@ from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.admin.usage_admin import UsageAdmin
 from pypid.web.changes.promote import Promote
 from pypid.web.changes.publish import Publish
-from pypid.web.changes.token_exchange import TrustedPublishingArea
+from pypid.web.changes.token_exchange import TrustedPublishingArea, exchange_throttle
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
 from pypid.web.identity.gates import Gates
 from pypid.web.pages.browser_login import BrowserLogin
@@ -242,6 +244,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         services.render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher,
         denied)
     default, root_indexes = serve_index.mount(indexes)
+    exchanges = exchange_throttle(clock, settings.ipv6_prefix, ThrottleShare(
+        services.ring, b"exchange") if services.ring is not None else None)
     app = _site_areas(
         access, run, clock, audit, upstream=upstream,
         health=Health(storage, services.ready,
@@ -250,7 +254,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         metrics=_metrics_area(access, services.metrics, SiteMetrics(stats, counter), denied,
                               services.sources),
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
-                             settings.ipv6_prefix, base_url),
+                             exchanges, base_url),
         registry=registry, chrome=_chrome(assets, base_url), sso=services.sso,
         served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
@@ -260,19 +264,20 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                       min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     stats=stats, express=root, catch_up=_catch_up(services, access))
+                     stats=stats, express=root,
+                     catch_up=_catch_up(services, [access, exchanges]))
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 
-def _catch_up(services: SiteServices, access: Gates) -> CatchUp | None:
+def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
     """
     A worker's catching up with the others' changes: every hosted index's
-    look, and the tokens' and browser sessions'.
+    look, and C{looks} (the tokens', the browser sessions', the throttles').
     """
     if services.ring is None or services.registry is None:
         return None
     return CatchUp(services.ring, [*(stack.sync for stack in services.registry.stacks.values()
-                                     if stack.sync is not None), access])
+                                     if stack.sync is not None), *looks])
 
 
 def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:
@@ -358,14 +363,14 @@ def _served_lookup(default: ServedIndex, named: IndexRoot | None
 
 def _token_exchange(publishing: TrustedPublishing | None, audit: AuditTrail,
                     clock: IReactorTime, access: Gates, named: Sequence[IndexMaterials],
-                    ipv6_prefix: int, base_url: str | None) -> TrustedPublishingArea:
+                    throttle: LoginThrottle, base_url: str | None) -> TrustedPublishingArea:
     """
     Trusted publishing's area (C{/api/oidc/...}), which tells the upload
     paths for discovery: the default index's, and each named hosted
     index's that anonymous clients may see (a hidden index is not told).
     """
     return TrustedPublishingArea(
-        publishing, audit, clock, ipv6_prefix=ipv6_prefix, base_url=base_url,
+        publishing, audit, clock, throttle=throttle, base_url=base_url,
         discoverable=["", *(path.decode() for path in UPLOAD_PATHS), *(
             f"/{materials.name}{path.decode()}" for materials in named
             if materials.hosted and access.anonymous.enters(materials.name)

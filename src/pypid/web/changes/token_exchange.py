@@ -54,6 +54,7 @@ from pypid.auth.oidc_errors import (
     TooMany,
     format_time,
 )
+from pypid.auth.shared_throttle import ThrottleShare
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import Identity
 from pypid.core.access.addresses import IPV6_PREFIX
@@ -118,6 +119,17 @@ def _discovery_keys(paths: Iterable[str]) -> frozenset[str]:
     return frozenset(hashlib.sha256(path.encode("utf-8")).hexdigest() for path in paths)
 
 
+def exchange_throttle(clock: IReactorTime, ipv6_prefix: int = IPV6_PREFIX,
+                      share: ThrottleShare | None = None) -> LoginThrottle:
+    """
+    The exchange's throttle: L{EXCHANGE_FAILURES} refusals per client (of
+    C{ipv6_prefix} bits: C{[auth] throttle_ipv6_prefix}); in a worker of a
+    machine, the workers' counts together (C{share}).
+    """
+    return LoginThrottle(clock, max_address_failures=EXCHANGE_FAILURES,
+                         ipv6_prefix=ipv6_prefix, share=share)
+
+
 @attrs.define(slots=False)
 class TrustedPublishingArea:
     """
@@ -127,26 +139,22 @@ class TrustedPublishingArea:
         when trusted publishing is not configured.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
-    @ivar _ipv6_prefix: the bits of an IPv6 address that make one client
-        (C{[auth] throttle_ipv6_prefix}).
-    @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle},
-        counting refusals by client only (see the module docstring).
+    @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle}
+        (L{exchange_throttle}), counting refusals by client only (see the
+        module docstring).
     """
 
     _publishing: TrustedPublishing | None
     _audit: AuditTrail
     _clock: IReactorTime
-    _ipv6_prefix: int = attrs.field(default=IPV6_PREFIX, kw_only=True)
     #: the sha256 of each path that takes uploads here (C{/.well-known/pytp/})
     _discoverable: frozenset[str] = attrs.field(default=frozenset(), kw_only=True,
                                                 converter=_discovery_keys)
     #: C{[pypid] base_url}: the host the discovery names, if set
     _base_url: str | None = attrs.field(default=None, kw_only=True)
     _throttle: LoginThrottle = attrs.field(
-        default=attrs.Factory(
-            lambda self: LoginThrottle(self._clock, max_address_failures=EXCHANGE_FAILURES,
-                                       ipv6_prefix=self._ipv6_prefix),
-            takes_self=True), kw_only=True)
+        default=attrs.Factory(lambda self: exchange_throttle(self._clock), takes_self=True),
+        kw_only=True)
 
     app = Klein()
     answer_errors(app)

@@ -133,8 +133,8 @@ class Gates:
         tokens and browser sessions another worker changed (at once when
         none did).
         """
-        tokens, sessions = self.tokens, self.sessions
-        looks = [look.sync() for look in (tokens, sessions) if look is not None]
+        looks = [look.sync() for look in (self.tokens, self.sessions,
+                                          self._identification.throttle) if look is not None]
         return gatherResults(looks).addCallback(lambda _: None)
 
     def directory_knows(self, user: str) -> Deferred[bool]:

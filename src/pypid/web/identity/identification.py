@@ -99,6 +99,11 @@ class Identification:
     _vouching: dict[str, tuple[str, frozenset[str], Identity]] = attrs.field(
         init=False, factory=dict)
 
+    @property
+    def throttle(self) -> LoginThrottle | None:
+        """The login throttle (in a worker of a machine, the others' counts taken into it)."""
+        return self._throttle
+
     def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
                     outside: OutsideLogins | None = None) -> None:
         """

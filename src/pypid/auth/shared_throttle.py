@@ -1,0 +1,119 @@
+"""
+A login throttle's counts across the workers of a machine
+(L{ThrottleShare}): each worker announces on the machine's ring
+(L{pypid.machine.ring.ChangeRing}) every check of credentials it begins
+and how each ended (failed, succeeded, abandoned), and a password reset's
+forgiveness; every other worker takes them into its own counts before its
+next answer (L{pypid.auth.throttle.LoginThrottle.sync}). So a password
+spray spread over the workers meets the limits one process sets: the
+failures are the machine's, and so are the checks under way, which each
+hold one of the failures still allowed.
+
+A check another worker began counts as under way until that worker says
+how it ended, or for L{PENDING_TTL} seconds at most (a worker that ended
+in the middle of it says nothing more).
+
+An announcement is C{x <throttle> <JSON>}: the throttle's name (the
+logins', the token exchange's), then C{[event, user, client, guessable]}
+with the client as counted (its IPv6 prefix taken); a user name too long
+for a slot is counted by its digest, in every worker alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import attrs
+
+from pypid.machine.ring import ChangeRing
+
+#: Seconds a check another worker began counts as under way without news.
+PENDING_TTL = 120.0
+
+#: The events: a check began, failed, succeeded, was abandoned; users forgiven.
+STARTED, FAILED, SUCCEEDED, ABANDONED, FORGIVEN = "s", "f", "g", "a", "r"
+
+#: The longest user name (and client) an announcement carries as it is, in bytes.
+_LONGEST_NAME = 400
+
+
+@attrs.frozen
+class Event:
+    """
+    One event of another worker's throttle.
+
+    @ivar worker: the worker's number.
+    @ivar kind: L{STARTED}, L{FAILED}, L{SUCCEEDED}, L{ABANDONED} or L{FORGIVEN}.
+    @ivar user: the user (a name, a token's id, L{None}; L{FORGIVEN}: a
+        user whose password was set again).
+    @ivar client: the client as counted, or L{None}.
+    @ivar guessable: whether the credentials were a password.
+    """
+
+    worker: int
+    kind: str
+    user: str | None
+    client: str | None
+    guessable: bool
+
+
+def counted_user(user: str | None) -> str | None:
+    """
+    The name a throttle counts C{user} (or a client) by: itself, or (past
+    L{_LONGEST_NAME} bytes) its digest, so that every worker counts a long
+    name alike.
+    """
+    if user is None:
+        return None
+    data = user.encode("utf-8", "surrogatepass")
+    return user if len(data) <= _LONGEST_NAME else "#" + hashlib.sha256(data).hexdigest()
+
+
+@attrs.define(eq=False)
+class ThrottleShare:
+    """
+    One throttle's events, told to and taken from the other workers.
+
+    @ivar seen: the last announcement taken in.
+    """
+
+    _ring: ChangeRing
+    _name: bytes
+    seen: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.seen = self._ring.latest()
+
+    def tell(self, kind: str, user: str | None, client: str | None, guessable: bool) -> None:
+        """Announce one event of this worker's."""
+        record = json.dumps([kind, user, client, guessable], separators=(",", ":"),
+                            ensure_ascii=False)
+        self._ring.announce(b"x " + self._name + b" "
+                            + record.encode("utf-8", "surrogatepass"))
+
+    def moved(self) -> bool:
+        """Whether anything was announced since the last look (no system call)."""
+        return self._ring.latest() != self.seen
+
+    def taken(self) -> Iterator[Event]:
+        """The other workers' events of this throttle since the last look, in order."""
+        announcements = self._ring.since(self.seen)
+        if announcements is None:
+            # (a look a whole ring behind: the events it missed are lost,
+            # as a restart would lose them; the next are counted)
+            self.seen = self._ring.latest()
+            return
+        if announcements:
+            self.seen = announcements[-1].sequence
+        prefix = b"x " + self._name + b" "
+        me = self._ring.worker
+        for announcement in announcements:
+            if announcement.worker == me or not announcement.payload.startswith(prefix):
+                continue
+            try:
+                kind, user, client, guessable = json.loads(announcement.payload[len(prefix):])
+            except ValueError:
+                continue
+            yield Event(announcement.worker, kind, user, client, bool(guessable))
