@@ -1,0 +1,98 @@
+"""
+Tests for L{pypid.auth.shared_throttle}: two workers' login throttles on
+one ring count every failure and every check under way of the machine.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.auth.shared_throttle import PENDING_TTL, ThrottleShare, counted_user
+from pypid.auth.throttle import LoginThrottle
+from pypid.machine.ring import ChangeRing
+
+ADDRESS = "192.0.2.7"
+
+
+class SharedThrottleTests(SynchronousTestCase):
+    """Two workers' throttles, as one."""
+
+    def setUp(self):
+        self.clock = Clock()
+        ring = ChangeRing.create(slots=64, slot_size=1024)
+        self.addCleanup(ring.close)
+        self.throttles = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(worker.close)
+            self.throttles.append(LoginThrottle(self.clock, max_failures=3, window=60,
+                                                share=ThrottleShare(worker, b"login")))
+
+    def fail(self, throttle, user="alice", address=ADDRESS):
+        throttle.started(user, address)
+        throttle.failed(user, address)
+
+    def test_failures_of_the_machine(self):
+        """Failures spread over both workers meet one limit, in both, after their looks."""
+        one, two = self.throttles
+        self.fail(one)
+        self.fail(two)
+        self.assertEqual(one.wait("alice", ADDRESS), 0.0)
+        self.successResultOf(one.sync())
+        self.fail(one)
+        self.assertGreater(one.wait("alice", ADDRESS), 1.0)
+        self.successResultOf(two.sync())
+        self.assertGreater(two.wait("alice", ADDRESS), 1.0)
+        self.assertEqual(two.wait("bob", ADDRESS), 0.0)
+
+    def test_checks_under_way(self):
+        """
+        A check another worker began holds one of the failures still
+        allowed until it ends there, or for L{PENDING_TTL} at most.
+        """
+        one, two = self.throttles
+        self.fail(one)
+        self.fail(one)
+        one.started("alice", ADDRESS)
+        self.successResultOf(two.sync())
+        self.assertGreater(two.wait("alice", ADDRESS), 0.0)
+        one.succeeded("alice", ADDRESS)
+        self.successResultOf(two.sync())
+        self.assertEqual(two.wait("alice", ADDRESS), 0.0, "a good login clears the pair")
+        self.fail(one)
+        self.fail(one)
+        one.started("alice", ADDRESS)
+        self.successResultOf(two.sync())
+        self.assertGreater(two.wait("alice", ADDRESS), 0.0)
+        self.clock.advance(PENDING_TTL + 1)
+        self.successResultOf(two.sync())
+        self.assertEqual(two.wait("alice", ADDRESS), 0.0, "its worker never said: let go")
+
+    def test_forgiven_everywhere(self):
+        """A password set again (on one worker) ends the lock-out on every worker."""
+        one, two = self.throttles
+        for _ in range(3):
+            self.fail(one)
+        self.successResultOf(two.sync())
+        self.assertGreater(two.wait("alice", ADDRESS), 1.0)
+        one.forgive(["alice"])
+        self.successResultOf(two.sync())
+        self.assertEqual(two.wait("alice", ADDRESS), 0.0)
+
+    def test_long_names(self):
+        """A name too long for an announcement is counted by its digest, alike in each worker."""
+        one, two = self.throttles
+        name = "é" * 5000
+        self.assertTrue(counted_user(name).startswith("#"))
+        self.assertEqual(counted_user("alice"), "alice")
+        for _ in range(3):
+            self.fail(one, name)
+        self.successResultOf(two.sync())
+        self.assertGreater(two.wait(name, ADDRESS), 1.0)
+
+    def test_own_events_once(self):
+        """A worker's own announcements are never counted twice."""
+        one, _ = self.throttles
+        self.fail(one)
+        self.fail(one)
+        self.successResultOf(one.sync())
+        self.assertEqual(one.wait("alice", ADDRESS), 0.0)
