@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import time
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from tests.harness.browser import BrowserTestCase, artifacts_dir
 from tests.harness.console import audit_events, token_round_trip
@@ -60,13 +60,16 @@ class _SSO(BrowserTestCase, DaemonTestCase):
            "open-lib = group:platform rw, authenticated r, user:uploader rw\n")
     allow = "*"
     idle = "30m"
+    #: more settings of the daemon (a machine of several workers)
+    machine = {}
 
     def start_daemon(self, allow=None):
         op = provider()
         daemon = self.new_daemon(settings={"auth.read": "authenticated",
                                            "auth.session_idle": self.idle,
                                            "auth.admins": USER,
-                                           "retention.recycle_bin": "7d"}, start=False)
+                                           "retention.recycle_bin": "7d", **self.machine},
+                                 start=False)
         with open(daemon.config_path, "a", encoding="utf-8") as f:
             f.write(self.acl + sso_section(op, os.path.join(daemon.directory, "sso-secret"),
                                            allow or self.allow))
@@ -209,6 +212,58 @@ class LoginTests(_SSO):
         self.assertEqual(status, 403)
         self.assertIn(f"{USER} is the name of a user of this server", self.reason(page))
         self.assertIsNone(self.session_cookie(page))
+
+
+class WorkersTests(_SSO):
+    """A machine of two workers: a login begun on one finishes on the other, once."""
+
+    machine = {"pypid.workers": "2"}
+
+    def test_across_workers(self):
+        """
+        Each sign-in's callback comes on a new connection (to either
+        worker, about half of the times not the one that began it): every
+        one logs in, its session valid on both, and a callback sent again
+        is refused by both.
+        """
+        daemon = self.start_daemon()
+        for attempt in range(6):
+            page = self.person()
+            callbacks = []
+            page.page.route("**/accounts/login/**", _callback_caught(page.page, callbacks))
+            self.sign_in(page, daemon, "alice")
+            [callback] = callbacks
+            binding = [f"{c['name']}={c['value']}" for c in page.page.context.cookies()
+                       if c["name"] == "pypid-sso"]
+            answer = http("GET", callback, {"Cookie": binding[0]})
+            self.assertEqual(answer.status, 303, (attempt, answer.body[:300]))
+            [cookie] = [value.split(";")[0] for value in answer.headers.get_all("Set-Cookie")
+                        if value.startswith("pypid-session=")]
+            for _ in range(4):
+                self.assertEqual(get(daemon.url + "project/platform-lib/", cookie)[0], 200)
+            for _ in range(4):
+                again = http("GET", callback, {"Cookie": binding[0]})
+                self.assertEqual(again.status, 400, attempt)
+
+
+def _callback_caught(page, callbacks):
+    """
+    A route of the provider's login form: once sent, its redirects are
+    followed here up to pypid's callback, whose URL is kept in
+    C{callbacks}; the browser is not sent there.
+    """
+    def catch(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        response = route.fetch(max_redirects=0)
+        url = route.request.url
+        while "/login/sso/callback" not in response.headers.get("location", url):
+            url = urljoin(url, response.headers["location"])
+            response = page.context.request.get(url, max_redirects=0)
+        callbacks.append(urljoin(url, response.headers["location"]))
+        route.fulfill(status=200, body="caught")
+    return catch
 
 
 class ConsoleTests(_SSO):

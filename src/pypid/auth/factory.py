@@ -23,6 +23,7 @@ from pypid.config import Config
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sso_flow import provider_key
 from pypid.core.util.startup import StartupError
+from pypid.machine.ring import ChangeRing
 from pypid.storage.shared_file import ShareFile
 
 log = Logger()
@@ -216,16 +217,18 @@ def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
 
 
-def make_sso(config: Config, reactor: IReactorTime) -> SingleSignOn:
+def make_sso(config: Config, reactor: IReactorTime,
+             ring: ChangeRing | None = None) -> SingleSignOn:
     """
     Single sign-on (C{[sso]}): the provider's client, with its secret and
-    a treq client of its own (none without C{[sso] issuer}).
+    a treq client of its own (none without C{[sso] issuer}); in a worker of
+    a machine, its logins under way told to the others through C{ring}.
 
     @raise StartupError: the secret's file or a bundle cannot be used.
     """
     from pypid.auth.sso import SingleSignOn
     return SingleSignOn(config.sso, read_sso_secret(config), make_sso_http(config, reactor),
-                        reactor)
+                        reactor, ring=ring)
 
 
 def read_sso_secret(config: Config) -> str:

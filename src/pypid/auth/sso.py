@@ -26,12 +26,14 @@ when the session ends).
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -41,12 +43,14 @@ from pypid.auth.oidc_errors import IssuerUnavailable, TokenRefused
 from pypid.config.sso_settings import SSOConfig
 from pypid.core.access.sso_flow import (
     LoginRefused,
+    PendingLogin,
     PendingLogins,
     authorization_url,
     check_id_claims,
     map_claims,
     provider_key,
 )
+from pypid.machine.ring import ChangeRing
 
 if TYPE_CHECKING:
     from treq.client import HTTPClient
@@ -97,6 +101,10 @@ class SingleSignOn:
     @ivar config: the C{[sso]} section.
     @ivar secret: the client secret (from the file or the configuration).
     @ivar pending: the logins under way.
+    @ivar ring: in a worker of a machine, the machine's ring: each login
+        begun or taken here is announced, and the other workers' taken in
+        before this one's next answer (L{sync}), so that a login begun on
+        one worker finishes on any, once; L{None} in a server of one process.
     """
 
     config: SSOConfig
@@ -106,9 +114,39 @@ class SingleSignOn:
     _random: Callable[[int], bytes] = os.urandom
     pending: PendingLogins = attrs.field(factory=PendingLogins)
     keys: IssuerKeys | None = None
+    ring: ChangeRing | None = attrs.field(default=None, kw_only=True)
+    _seen: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.keys = self._issuer_keys(self.config, None)
+        if self.ring is not None:
+            self._seen = self.ring.latest()
+
+    def _tell(self, kind: bytes, data: object) -> None:
+        """Announce a login begun (C{s}) or taken (C{t}) to the machine's other workers."""
+        if self.ring is not None:
+            self.ring.announce(b"o " + kind + b" " + json.dumps(data).encode("utf-8"))
+
+    def sync(self) -> Deferred[None]:
+        """In a worker of a machine: take in the logins the others began or took."""
+        ring = self.ring
+        if ring is None or ring.latest() == self._seen:
+            return succeed(None)
+        announcements = ring.since(self._seen)
+        self._seen = ring.latest() if not announcements else announcements[-1].sequence
+        now = self._clock.seconds()
+        for announcement in announcements or ():
+            kind, _, data = announcement.payload.partition(b" ")[2].partition(b" ")
+            if announcement.worker == ring.worker or not announcement.payload.startswith(b"o "):
+                continue
+            try:
+                if kind == b"s":
+                    self.pending.add(PendingLogin.from_json(json.loads(data)), now)
+                elif kind == b"t":
+                    self.pending.forget(json.loads(data))
+            except (ValueError, TypeError):
+                continue
+        return succeed(None)
 
     @property
     def enabled(self) -> bool:
@@ -166,8 +204,13 @@ class SingleSignOn:
         """
         discovery = await self._discovery()
         endpoint = _https(discovery.get("authorization_endpoint"), "authorization_endpoint")
+        if self.ring is not None and len(json.dumps(
+                [*(" " * 86,) * 4, redirect_uri, next_path, 0.0, client])) + 4 > self.ring.room:
+            # (too long to tell the other workers: back to the landing page)
+            next_path = "./"
         pending, binding = self.pending.start(redirect_uri, next_path, self._clock.seconds(),
                                               self._random, client)
+        self._tell(b"s", pending.to_json())
         return authorization_url(endpoint, self.config.client_id, self.config.scopes,
                                  pending), binding
 
@@ -181,6 +224,7 @@ class SingleSignOn:
         """
         provider = self.provider
         pending = self.pending.take(state, binding, self._clock.seconds())
+        self._tell(b"t", state)
         if not code or len(code) > 2048:
             raise LoginRefused("The provider sent no authorization code back.")
         discovery = await self._discovery()
@@ -205,7 +249,8 @@ class SingleSignOn:
         try:
             self.pending.take(state, binding, self._clock.seconds())
         except LoginRefused:
-            pass
+            return
+        self._tell(b"t", state)
 
     async def _trade(self, discovery: Mapping[str, Any], code: str, redirect_uri: str,
                      verifier: str) -> dict[str, Any]:

@@ -52,11 +52,12 @@ _SLOT_HEAD = struct.Struct("<QHH")
 #: Bytes before the first slot.
 HEADER = _HEADER.size
 
-#: The slots of a ring by default, and their size: 4 MiB for a few seconds
-#: of the busiest bulk import, and a filename, an index and a project in
-#: every payload.
-SLOTS = 4096
-SLOT_SIZE = 1024
+#: The slots of a ring by default, and their size: 8 MiB (the memory of
+#: the machine, not of each worker) for a few seconds of the busiest bulk
+#: import, and the largest payload, a single sign-on under way (its page
+#: to come back to is up to 2000 characters).
+SLOTS = 2048
+SLOT_SIZE = 4096
 
 
 class RingError(Exception):
@@ -160,6 +161,11 @@ class ChangeRing:
         running, count = _WORKERS.unpack_from(self._map, 24)
         return running, count
 
+    @property
+    def room(self) -> int:
+        """The most bytes an announcement's payload may have."""
+        return self.slot_size - _SLOT_HEAD.size
+
     def announce(self, payload: bytes) -> int:
         """
         Announce a change; its number. Blocks for as long as another
@@ -167,7 +173,7 @@ class ChangeRing:
 
         @raise RingError: when C{payload} does not fit in a slot.
         """
-        room = self.slot_size - _SLOT_HEAD.size
+        room = self.room
         if len(payload) > room:
             raise RingError(f"an announcement of {len(payload)} bytes; a slot holds {room}")
         with self._locked(fcntl.LOCK_EX):

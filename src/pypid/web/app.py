@@ -265,7 +265,8 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
     site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
                      reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
                      stats=stats, express=root,
-                     catch_up=_catch_up(services, [access, exchanges]))
+                     catch_up=_catch_up(services, [access, exchanges, *(
+                         [services.sso] if services.sso is not None else [])]))
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 

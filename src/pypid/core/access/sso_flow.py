@@ -103,6 +103,24 @@ class PendingLogin:
     started: float
     client: str = ""
 
+    def to_json(self) -> list[object]:
+        """The login as JSON (a machine's workers tell each other of it)."""
+        return [self.state, self.nonce, self.verifier, self.binding, self.redirect_uri,
+                self.next_path, self.started, self.client]
+
+    @classmethod
+    def from_json(cls, data: object) -> PendingLogin:
+        """
+        The login L{to_json} made.
+
+        @raise ValueError: for anything else.
+        """
+        if not isinstance(data, list) or len(data) != 8 or not all(
+                isinstance(value, str) for index, value in enumerate(data) if index != 6) \
+                or not isinstance(data[6], int | float):
+            raise ValueError("not a login under way")
+        return cls(*data)
+
 
 @attrs.define
 class PendingLogins:
@@ -153,7 +171,21 @@ class PendingLogins:
         A new login of C{client}: the L{PendingLogin}, and the value of the
         cookie that binds it to the browser.
         """
+        binding = _b64(random(RANDOM_BYTES))
+        pending = PendingLogin(
+            state=_b64(random(RANDOM_BYTES)), nonce=_b64(random(RANDOM_BYTES)),
+            verifier=_b64(random(RANDOM_BYTES)), binding=_digest(binding),
+            redirect_uri=redirect_uri, next_path=next_path, started=now, client=client)
+        self.add(pending, now)
+        return pending, binding
+
+    def add(self, pending: PendingLogin, now: float) -> None:
+        """
+        Keep a login under way (begun here, or told by another worker of
+        the machine), making room within the bounds, oldest first.
+        """
         self._forget_expired(now)
+        client = pending.client
         network = network_of(client)
         while len(self._by_client.get(client, ())) >= self.per_client:
             self._forget(self._by_client[client][0])
@@ -169,15 +201,13 @@ class PendingLogins:
             # addresses pushes out its own, never a network that has fewer)
             fullest = max(self._by_network.values(), key=len)
             self._forget(fullest[0])
-        binding = _b64(random(RANDOM_BYTES))
-        pending = PendingLogin(
-            state=_b64(random(RANDOM_BYTES)), nonce=_b64(random(RANDOM_BYTES)),
-            verifier=_b64(random(RANDOM_BYTES)), binding=_digest(binding),
-            redirect_uri=redirect_uri, next_path=next_path, started=now, client=client)
         self._pending[pending.state] = pending
         self._by_client.setdefault(client, []).append(pending.state)
         self._by_network.setdefault(network, []).append(pending.state)
-        return pending, binding
+
+    def forget(self, state: str) -> None:
+        """Forget the login C{state} names (another worker of the machine took it)."""
+        self._forget(state)
 
     def take(self, state: str, binding: str | None, now: float) -> PendingLogin:
         """

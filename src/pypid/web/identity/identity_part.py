@@ -93,7 +93,7 @@ class IdentityPart(Service):
         materials = make_gate_materials(config, reactor, hashing, held=self.held_elsewhere,
                                         share=share)
         self.publishing = make_publishing(config, reactor)
-        self.sso = make_sso(config, reactor)
+        self.sso = make_sso(config, reactor, ring)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix,
