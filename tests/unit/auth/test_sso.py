@@ -930,3 +930,77 @@ class OneNameTests(_SSOSite, SynchronousTestCase):
         self.assertIn("carol is a user of the directory on this server", self.reason(body))
         self.clock.advance(3601)
         self.sign_in()
+
+
+class WorkersTests(SynchronousTestCase):
+    """Two workers' single sign-on on one ring: a login begun on one finishes on the other."""
+
+    def setUp(self):
+        from pypid.machine.ring import ChangeRing
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.issuer = Issuer(ISSUER, now=self.clock.seconds)
+        self.provider = Provider(self.issuer)
+        ring = ChangeRing.create(slots=16, slot_size=4096)
+        self.addCleanup(ring.close)
+        config = SSOConfig(issuer=ISSUER, client_id=CLIENT_ID, client_secret=SECRET,
+                           label="Acme login", timeout=PROVIDER_TIMEOUT)
+        self.workers = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(worker.close)
+            self.workers.append(SingleSignOn(config, SECRET, StubTreq(self.provider), self.clock,
+                                             randomness(number), ring=worker))
+
+    def test_begun_on_one_finished_on_the_other(self):
+        """
+        The other worker takes the login in before its next answer, and
+        finishes it; then neither takes it again (a state is used once).
+        """
+        one, two = self.workers
+        url, binding = self.successResultOf(ensureDeferred(one.begin(
+            "http://pypi.test/login/sso/callback", "/project/x/", "192.0.2.7")))
+        query, code = self.provider.authorize(url, CAROL)
+        self.assertEqual(len(two.pending), 0)
+        self.successResultOf(two.sync())
+        self.assertEqual(len(two.pending), 1)
+        signed = self.successResultOf(ensureDeferred(two.finish(query["state"], code, binding)))
+        self.assertEqual((signed.user, signed.next_path), ("carol", "/project/x/"))
+        self.successResultOf(one.sync())
+        for worker in (one, two):
+            failure = self.failureResultOf(ensureDeferred(
+                worker.finish(query["state"], code, binding)))
+            self.assertIn("already used", str(failure.value))
+
+    def test_abandoned_everywhere(self):
+        """A login the browser abandoned on one worker is gone from the other too."""
+        one, two = self.workers
+        url, binding = self.successResultOf(ensureDeferred(one.begin(
+            "http://pypi.test/login/sso/callback", "/", "192.0.2.7")))
+        state = parse_qs(urlsplit(url).query)["state"][0]
+        self.successResultOf(two.sync())
+        one.abandon(state, binding)
+        self.successResultOf(two.sync())
+        self.assertEqual(len(two.pending), 0)
+
+    def test_long_page(self):
+        """A page to come back to too long to tell the others is the landing page."""
+        one, two = self.workers
+        url, binding = self.successResultOf(ensureDeferred(one.begin(
+            "http://pypi.test/login/sso/callback", "/" + "é" * 1990, "192.0.2.7")))
+        self.successResultOf(two.sync())
+        query, code = self.provider.authorize(url, CAROL)
+        signed = self.successResultOf(ensureDeferred(two.finish(query["state"], code, binding)))
+        self.assertEqual(signed.next_path, "./")
+
+    def test_told_logins_read_back(self):
+        """A login told to another worker reads back as it was; anything else is refused."""
+        from pypid.core.access.sso_flow import PendingLogin
+        one, _ = self.workers
+        self.successResultOf(ensureDeferred(one.begin(
+            "http://pypi.test/login/sso/callback", "/", "192.0.2.7")))
+        (pending,) = one.pending._pending.values()
+        self.assertEqual(PendingLogin.from_json(json.loads(json.dumps(pending.to_json()))),
+                         pending)
+        for bad in (None, [], ["a"] * 8, [*pending.to_json()[:6], "now", ""]):
+            self.assertRaises(ValueError, PendingLogin.from_json, bad)
