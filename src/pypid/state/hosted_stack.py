@@ -41,7 +41,7 @@ from pypid.state.index_sections import index_base, retention, upload_rules
 from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
-from pypid.state.usage_log import UsageLog
+from pypid.state.usage_log import UsageLog, UsageShare
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
 from pypid.storage.capabilities import (
     IAdoptingStorage,
@@ -57,6 +57,7 @@ from pypid.storage.factory import (
 )
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.locks import KeyedLock
+from pypid.storage.shared_folder import folder_key
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)
@@ -193,7 +194,11 @@ class HostedStack:
                    if IAdoptingStorage.providedBy(stored) else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover, name=label)
-        usage = (UsageLog(cast(IUsageStorage, stored), reactor)
+        # (a machine's workers tell each other of their counts; the first folds the days)
+        usage = (UsageLog(cast(IUsageStorage, stored), reactor,
+                          share=UsageShare(ring, folder_key(stored.identity()))
+                          if ring is not None else None,
+                          fold=ring is None or ring.worker == 1)
                  if IUsageStorage.providedBy(stored) else None)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(

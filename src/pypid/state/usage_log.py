@@ -13,6 +13,12 @@ on one bucket each write records of their own name (C{writer}), which
 every instance sums; a closed day's records (before yesterday) are folded
 into one, C{<day>-all-all}, which names those it replaces, and records
 older than the window (L{pypid.core.records.usage.WINDOW_DAYS}) are removed.
+
+The workers of a machine each write their own records too, and announce
+each on the machine's ring (L{UsageShare}); every interval each takes in
+the others' (so the counts each answers with, and those the retention
+rules of the first worker read, are the machine's), and the first worker
+alone folds the closed days.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -38,6 +45,7 @@ from pypid.core.records.usage import (
     record_name,
 )
 from pypid.jobs.periodic import Periodic
+from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import IUsageStorage
 from pypid.storage.interface import StorageError
 
@@ -50,6 +58,42 @@ INTERVAL = 10.0
 FOLDED = "all"
 
 
+@attrs.define(eq=False)
+class UsageShare:
+    """
+    The usage records of one storage, as a machine's workers tell each
+    other of them: C{u <key> <name>}, the key naming the storage.
+    """
+
+    ring: ChangeRing
+    key: bytes
+    seen: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.seen = self.ring.latest()
+
+    def tell(self, name: str) -> None:
+        """Announce a record this worker wrote."""
+        self.ring.announce(b" ".join((b"u", self.key, name.encode("ascii"))))
+
+    def told(self) -> list[str] | None:
+        """
+        The other workers' records since the last look, by name; L{None}
+        when the look fell a whole ring behind (every record is read again).
+        """
+        if self.ring.latest() == self.seen:
+            return []
+        announcements = self.ring.since(self.seen)
+        if announcements is None:
+            self.seen = self.ring.latest()
+            return None
+        if announcements:
+            self.seen = announcements[-1].sequence
+        prefix = b"u " + self.key + b" "
+        return [a.payload[len(prefix):].decode("ascii") for a in announcements
+                if a.worker != self.ring.worker and a.payload.startswith(prefix)]
+
+
 class UsageLog(Service):
     """
     The download counts of one storage's files; see the module docstring.
@@ -59,7 +103,16 @@ class UsageLog(Service):
     """
 
     def __init__(self, storage: IUsageStorage, clock: IReactorTime,
-                 interval: float = INTERVAL, writer: str | None = None) -> None:
+                 interval: float = INTERVAL, writer: str | None = None,
+                 share: UsageShare | None = None, fold: bool = True) -> None:
+        """
+        @param share: in a worker of a machine, its records told to the
+            others and theirs taken in; L{None} in a server of one process.
+        @param fold: whether the closed days are folded here (a machine's
+            first worker's, alone).
+        """
+        self._share = share
+        self._fold_days = fold
         self._storage = storage
         self._clock = clock
         self._writer = writer or secrets.token_hex(6)
@@ -67,7 +120,7 @@ class UsageLog(Service):
         self._counter = UsageCounter()
         self._bound = ClientBound()
         self.book = UsageBook()
-        self._loop = Periodic(self.flush, interval, clock, what="The download counts' writer")
+        self._loop = Periodic(self._tick, interval, clock, what="The download counts' writer")
         self._writing: Deferred[Any] | None = None
         #: whether the records were read (the book holds what they say)
         self.loaded = False
@@ -126,7 +179,30 @@ class UsageLog(Service):
         today = self.today
         self.book.load(records, today)
         self.loaded = True
-        await self._fold(records, today)
+        if self._fold_days:
+            await self._fold(records, today)
+
+    def _tick(self) -> Deferred[Any]:
+        """Every interval: write the counts gathered; take in the other workers'."""
+        return self.flush().addCallback(lambda _: ensureDeferred(self.take_in()))
+
+    async def take_in(self) -> None:
+        """In a worker of a machine: add the records the other workers wrote since the last look."""
+        if self._share is None:
+            return
+        names = self._share.told()
+        if names is None:
+            await self.load()
+            return
+        today = self.today
+        for name in names:
+            try:
+                data = await self._storage.usage_record(name)
+                if data is not None:
+                    self.book.add(UsageRecord.from_bytes(data), today)
+            except (StorageError, UsageInvalid) as e:
+                log.warn("Cannot read the download counts {name}: {error}", name=name,
+                         error=str(e))
 
     async def _records(self) -> dict[str, UsageRecord]:
         found: dict[str, UsageRecord] = {}
@@ -198,4 +274,6 @@ class UsageLog(Service):
                 log.warn("Cannot write the download counts yet: {error}", error=str(e))
                 self._counter.give_back(records[i:])
                 return
+            if self._share is not None:
+                self._share.tell(name)
             self.book.add(record, today)

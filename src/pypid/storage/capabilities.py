@@ -161,6 +161,14 @@ class IUsageStorage(Interface):
             L{StorageError}
         """
 
+    def usage_record(name: str) -> Deferred[bytes | None]:
+        """
+        The usage record C{name} (another worker of the machine wrote it),
+        or L{None} when there is none (folded since).
+
+        @rtype: L{Deferred} firing with its bytes, or failing with L{StorageError}
+        """
+
     def drop_usage(names: Sequence[str]) -> Deferred[None]:
         """
         Remove the usage records C{names} (folded into another: missing

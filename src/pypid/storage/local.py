@@ -288,6 +288,10 @@ class LocalStorage:
         """The usage records kept; see L{IUsageStorage.usage_records}."""
         return self._run(self._usage_records_sync)
 
+    def usage_record(self, name: str) -> Deferred[bytes | None]:
+        """One usage record; see L{IUsageStorage.usage_record}."""
+        return self._run(self._usage_record_sync, name)
+
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
         """Remove usage records; see L{IUsageStorage.drop_usage}."""
         return self._run(self._drop_usage_sync, list(names))
@@ -301,6 +305,10 @@ class LocalStorage:
 
     def _usage_records_sync(self) -> dict[str, bytes]:
         return _named(self._usage_dir)
+
+    def _usage_record_sync(self, name: str) -> bytes | None:
+        with storage_errors():
+            return read_if_present(os.path.join(self._usage_dir, name + ".json"))
 
     def _drop_usage_sync(self, names: list[str]) -> None:
         _drop_named(self._usage_dir, names)

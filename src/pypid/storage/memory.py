@@ -246,6 +246,10 @@ class MemoryStorage:
         """The usage records kept; see L{IUsageStorage.usage_records}."""
         return succeed(dict(self.usage))
 
+    def usage_record(self, name: str) -> Deferred[bytes | None]:
+        """One usage record; see L{IUsageStorage.usage_record}."""
+        return succeed(self.usage.get(name))
+
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
         """Remove usage records; see L{IUsageStorage.drop_usage}."""
         for name in names:

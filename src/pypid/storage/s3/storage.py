@@ -375,6 +375,10 @@ class S3Storage:
         """The usage record objects, by name; see L{IUsageStorage.usage_records}."""
         return ensureDeferred(self._client.read_all(self._layout.usage_prefix))
 
+    def usage_record(self, name: str) -> Deferred[bytes | None]:
+        """One usage record object; see L{IUsageStorage.usage_record}."""
+        return ensureDeferred(self._client.get(self._layout.usage_prefix + name))
+
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
         """
         Remove usage record objects, one after another (missing ones are no

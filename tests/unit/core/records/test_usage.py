@@ -301,6 +301,56 @@ class UsageLogTests(SynchronousTestCase):
         self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 2)
 
 
+class WorkersTests(SynchronousTestCase):
+    """Two workers' download counts over one storage (a machine's), told on its ring."""
+
+    def setUp(self):
+        from pypid.machine.ring import ChangeRing
+        from pypid.state.usage_log import UsageShare
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
+        ring = ChangeRing.create(slots=8, slot_size=256)
+        self.addCleanup(ring.close)
+        self.logs = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(worker.close)
+            log = UsageLog(self.storage, self.clock, interval=10, writer=f"w{number}",
+                           share=UsageShare(worker, b"0123456789abcdef"), fold=number == 1)
+            log.startService()
+            self.addCleanup(lambda log=log: log.running and log.stopService())
+            self.logs.append(log)
+
+    def test_counts_of_the_machine(self):
+        """
+        Each worker's counts, once written, are in the other's book at its
+        next interval (the first worker's retention rules read them);
+        none is counted twice.
+        """
+        one, two = self.logs
+        one.count(WHEEL, "192.0.2.1")
+        two.count(WHEEL, "192.0.2.2")
+        two.count(WHEEL, "192.0.2.3")
+        self.clock.advance(10)
+        self.clock.advance(10)
+        for log in self.logs:
+            self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 3)
+        self.clock.advance(10)
+        for log in self.logs:
+            self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 3)
+
+    def test_lapped(self):
+        """A look a whole ring behind reads every record again."""
+        one, two = self.logs
+        one.count(WHEEL, "192.0.2.1")
+        self.clock.advance(10)
+        for number in range(20):
+            one._share.ring.announce(b"f 0123456789abcdef x-%d.whl" % number)
+        self.clock.advance(10)
+        self.assertEqual(two.book.downloads([WHEEL], 1, TODAY), 1)
+
+
 class StorageTests(SynchronousTestCase):
     """Every storage keeps usage records (the S3 one: tests.unit.storage.s3.test_s3.S3StorageTests)."""
 
@@ -312,8 +362,10 @@ class StorageTests(SynchronousTestCase):
         self.successResultOf(storage.add_usage("1-b-1", b"two"))
         self.assertEqual(self.successResultOf(storage.usage_records()),
                          {"1-a-1": b"one", "1-b-1": b"two"})
+        self.assertEqual(self.successResultOf(storage.usage_record("1-a-1")), b"one")
         self.successResultOf(storage.drop_usage(["1-a-1", "1-c-1"]))
         self.assertEqual(self.successResultOf(storage.usage_records()), {"1-b-1": b"two"})
+        self.assertIsNone(self.successResultOf(storage.usage_record("1-a-1")))
 
     def test_memory(self):
         self.check(MemoryStorage(os.path.abspath(self.mktemp()), Clock()))

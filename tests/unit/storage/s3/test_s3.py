@@ -279,8 +279,10 @@ class S3StorageTests(S3Case):
         await storage.add_usage("1-b-1", b"two")
         self.assertEqual(await storage.usage_records(), {"1-a-1": b"one", "1-b-1": b"two"})
         self.assertIn(PREFIX + ".pypid/usage/1-a-1", self.keys())
+        self.assertEqual(await storage.usage_record("1-a-1"), b"one")
         await storage.drop_usage(["1-a-1", "1-c-1"])
         self.assertEqual(await storage.usage_records(), {"1-b-1": b"two"})
+        self.assertIsNone(await storage.usage_record("1-a-1"))
         self.assertNotIn(PREFIX + ".pypid/usage/1-a-1", self.keys())
 
     async def test_marker_before_the_answer(self):
