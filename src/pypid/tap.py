@@ -218,7 +218,8 @@ class _MadeParts:
             upstream=UpstreamPart.maker(config, run, reactor, sandbox.render),
             ring=worker.ring if worker is not None else None)
         # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
-        feed = AdvisoryFeed.from_config(config, board, run, reactor)
+        feed = AdvisoryFeed.from_config(config, board, run, reactor,
+                                        worker.ring if worker is not None else None)
         default = registry.default
         audit = AuditPart(AuditTrail(
             make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))

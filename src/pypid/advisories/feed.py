@@ -93,6 +93,7 @@ from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
+from pypid.machine.ring import ChangeRing
 
 log = Logger()
 
@@ -100,6 +101,10 @@ _T = TypeVar("_T")
 
 #: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
 Run = Callable[..., Deferred[Any]]
+
+#: Seconds between two looks of a machine's worker (but the first) at the
+#: advisories the first put in force.
+FOLLOW_INTERVAL = 1.0
 
 class LoadFailed(Exception):
     """A read that put nothing in force; the message is one line."""
@@ -137,7 +142,7 @@ class AdvisoryFeed(Service):
                  clock: IReactorTime, snapshot: str,
                  agent: Callable[[], IAgent] | None = None,
                  limits: ArchiveLimits | None = None,
-                 compiler: Compiler | None = None) -> None:
+                 compiler: Compiler | None = None, ring: ChangeRing | None = None) -> None:
         """
         @param snapshot: the snapshot's path (the URL's archive and the
             compact cache are kept beside it).
@@ -145,7 +150,12 @@ class AdvisoryFeed(Service):
             one is first needed (L{None}: the URL is never fetched).
         @param compiler: reads the sources into the compact cache (the
             daemon's: in a child process); by default in the pool's thread.
+        @param ring: in a worker of a machine, the machine's ring: the first
+            worker alone fetches and refreshes, and announces each database
+            it puts in force; the others read it again then (L{sync}).
         """
+        self._ring = ring
+        self._seen_sequence = ring.latest() if ring is not None else 0
         self.board = board
         self._settings = settings
         self._run = run
@@ -169,7 +179,7 @@ class AdvisoryFeed(Service):
 
     @classmethod
     def from_config(cls, config: Config, board: AdvisoryBoard, run: Run,
-                    clock: IReactorTime) -> AdvisoryFeed:
+                    clock: IReactorTime, ring: ChangeRing | None = None) -> AdvisoryFeed:
         """
         The part of a configuration: its C{[advisories]}, the snapshot's
         path, and an HTTPS agent verified as the server's other outbound
@@ -177,9 +187,11 @@ class AdvisoryFeed(Service):
         (a server without C{url} never loads the HTTP client, which would
         delay its readiness).
 
+        @param ring: in a worker of a machine, the machine's ring (see L{__init__}).
         @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
             be used.
         """
+        first = ring is None or ring.worker == 1
         if config.advisories.url is not None:
             from pypid.http.client import outbound_policy
             outbound_policy(config)  # (checked at start-up, as the upstream's is)
@@ -190,8 +202,8 @@ class AdvisoryFeed(Service):
                               policy=outbound_policy(config))[0]
 
         from pypid.advisories.compile_child import ChildCompiler
-        return cls(board, config.advisories, run, clock, config.server.snapshot, agent,
-                   compiler=ChildCompiler())
+        return cls(board, config.advisories, run, clock, config.server.snapshot,
+                   agent if first else None, compiler=ChildCompiler(), ring=ring)
 
     def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
         return attrs.evolve(self._limits, max_size=settings.max_size)
@@ -286,6 +298,12 @@ class AdvisoryFeed(Service):
         if self._timer is not None and self._timer.running:
             self._timer.stopService()
         self._timer = None
+        if self._ring is not None and self._ring.worker != 1:
+            # (the first worker refreshes; this one follows its announcements)
+            self._timer = Periodic(self.sync, FOLLOW_INTERVAL, self._clock,
+                                   what="The advisories' follow of the first worker")
+            self._timer.startService()
+            return
         if settings.refresh and (settings.path is not None or settings.url is not None):
             self._timer = Periodic(self.refresh, settings.refresh, self._clock,
                                    what="The advisories' refresh")
@@ -338,6 +356,9 @@ class AdvisoryFeed(Service):
 
         @raise LoadFailed: when nothing was put in force.
         """
+        if self._ring is not None:
+            # (what the first worker announced so far, this read takes in)
+            self._seen_sequence = self._ring.latest()
         kept = None if settings.url is None else await self._run(kept_copy, self._saved,
                                                                   settings.url)
         saved = self._saved if kept is not None else None
@@ -382,6 +403,8 @@ class AdvisoryFeed(Service):
             return
         self._count("loaded")
         self.board.replace(db)
+        if self._ring is not None and self._ring.worker == 1:
+            self._ring.announce(b"a")
         # (the database lives until the next load, and makes no cycle: out
         # of the collector's sight, a full collection of the process took
         # 177 ms with it in sight and none without)
@@ -392,6 +415,21 @@ class AdvisoryFeed(Service):
                  projects=counted(len(db.by_project), "project"), source=db.source, took=took,
                  withdrawn=counted(cached.header.withdrawn, "withdrawn record"),
                  how="the export read" if exported else "from its compact cache")
+
+    def sync(self) -> Deferred[None]:
+        """
+        In a worker of a machine but the first (every L{FOLLOW_INTERVAL}):
+        once the first put other advisories in force, read them too (from
+        the compact cache it wrote).
+        """
+        ring = self._ring
+        if ring is None or ring.worker == 1 or ring.latest() == self._seen_sequence:
+            return succeed(None)
+        told = ring.since(self._seen_sequence)
+        self._seen_sequence = ring.latest() if not told else told[-1].sequence
+        if told is None or any(a.payload == b"a" and a.worker == 1 for a in told):
+            self.refresh()
+        return succeed(None)
 
     def _nothing_to_read(self) -> None:
         """No source to read (a URL not fetched yet): no advisory is in force, none is awaited."""

@@ -199,6 +199,42 @@ class FeedTests(SynchronousTestCase):
         self.assertEqual((self.board.db.projects(), len(reads)), ({"widget"}, 1))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_workers(self):
+        """
+        A machine's first worker alone refreshes on its timer, and says so
+        when it put other advisories in force; the others read them then
+        (from the compact cache it wrote), following it every second.
+        """
+        from pypid.advisories import compact_cache
+        from pypid.advisories.feed import FOLLOW_INTERVAL
+        from pypid.core.security.advisories import AdvisoryBoard
+        from pypid.machine.ring import ChangeRing
+        ring = ChangeRing.create(slots=16, slot_size=64)
+        self.addCleanup(ring.close)
+        feeds = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(worker.close)
+            feeds.append(AdvisoryFeed(AdvisoryBoard(), AdvisoriesConfig(
+                path=self.folder, refresh=3600), run_now, self.clock, self.snapshot, ring=worker))
+        first, other = feeds
+        reads = []
+        real = compact_cache.read_sources
+        self.patch(compact_cache, "read_sources", lambda *a: reads.append(a) or real(*a))
+        for feed in feeds:
+            start(self, feed)
+        self.assertEqual(len(reads), 1, "the second read the first's compact cache")
+        write_folder(self.folder, [GADGET])
+        self.clock.advance(3600 - FOLLOW_INTERVAL)
+        self.assertEqual(other.board.db.projects(), {"widget"})
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(first.board.db.projects(), {"widget", "gadget"})
+        self.clock.advance(FOLLOW_INTERVAL)
+        self.assertEqual(other.board.db.projects(), {"widget", "gadget"})
+        self.assertEqual(len(reads), 2, "read once, by the first")
+        for feed in feeds:
+            feed.stopService()
+
     def test_hostile_keeps_old(self):
         """
         A refresh that finds a hostile archive (too many entries) keeps the
