@@ -316,3 +316,33 @@ class StopTests(DaemonTestCase):
         daemon.start(port=daemon.port)
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
         daemon.stop_cleanly()
+
+    def test_audit_chain(self):
+        """
+        Uploads at once through both workers: every one is in the audit
+        log, which stays one chain that verifies.
+        """
+        import subprocess
+        import sys
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        daemon.start()
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        answers = []
+
+        def uploads(who):
+            for number in range(15):
+                answers.append(upload(daemon, *make_wheel(f"machine-audit-{who}",
+                                                          f"1.{number}")).status)
+        threads = [threading.Thread(target=uploads, args=(who,)) for who in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(answers, [200] * 30)
+        daemon.stop_cleanly()
+        argv = [sys.executable, "-m", "pypid.cli.admin", "--config", daemon.config_path,
+                "audit", "verify"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=daemon.environ["PYTHONPATH"]))
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("30", done.stdout + done.stderr)

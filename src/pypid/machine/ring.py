@@ -15,6 +15,7 @@ hands to each worker by its descriptor. Its layout, little-endian:
   - 0: C{MAGIC} (8 bytes); 8: the last sequence number announced (8; 0
     for none); 16: the number of slots (4); 20: the bytes of a slot (4);
     24 and 28: how many workers run, of how many (4 each, the supervisor's);
+    32: the entries of the tally (4; see L{ChangeRing.admit});
   - from C{HEADER}: the slots. The announcement numbered C{n} is in slot
     C{n % slots}: its number (8), the worker's (2), the payload's length
     (2), the payload.
@@ -33,6 +34,7 @@ must compare with the storage instead.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import mmap
 import os
 import struct
@@ -44,7 +46,8 @@ import attrs
 #: The first bytes of a ring, and of its layout's version.
 MAGIC = b"pypidrg1"
 
-_HEADER = struct.Struct("<8sQII8x")
+_HEADER = struct.Struct("<8sQII8xI4x")
+_ENTRY = struct.Struct("<QII")
 _WORKERS = struct.Struct("<II")
 _LATEST = struct.Struct("<Q")
 _SLOT_HEAD = struct.Struct("<QHH")
@@ -58,6 +61,13 @@ HEADER = _HEADER.size
 #: to come back to is up to 2000 characters).
 SLOTS = 2048
 SLOT_SIZE = 4096
+
+#: The entries of the tally by default (16 bytes each: 1 MiB), as many as
+#: the pairs of client and file one process remembers a day.
+TALLY = 1 << 16
+
+#: Entries of the tally a key may take, from the one its digest names.
+_PROBES = 8
 
 
 class RingError(Exception):
@@ -95,19 +105,21 @@ class ChangeRing:
     worker: int
     slots: int
     slot_size: int
+    tally: int = 0
 
     @classmethod
-    def create(cls, slots: int = SLOTS, slot_size: int = SLOT_SIZE) -> ChangeRing:
+    def create(cls, slots: int = SLOTS, slot_size: int = SLOT_SIZE,
+               tally: int = TALLY) -> ChangeRing:
         """
         A new, empty ring in a new memory file, for the supervisor (worker
         0); its L{fileno} is what a worker is given to L{attach}.
         """
-        if slots < 1 or slot_size <= _SLOT_HEAD.size or slot_size > 0xFFFF:
-            raise ValueError(f"a ring of {slots} slots of {slot_size} bytes")
+        if slots < 1 or slot_size <= _SLOT_HEAD.size or slot_size > 0xFFFF or tally < 1:
+            raise ValueError(f"a ring of {slots} slots of {slot_size} bytes, {tally} counts")
         fd = os.memfd_create("pypid-changes", os.MFD_CLOEXEC)
         try:
-            os.ftruncate(fd, HEADER + slots * slot_size)
-            os.pwrite(fd, _HEADER.pack(MAGIC, 0, slots, slot_size), 0)
+            os.ftruncate(fd, HEADER + slots * slot_size + tally * _ENTRY.size)
+            os.pwrite(fd, _HEADER.pack(MAGIC, 0, slots, slot_size, tally), 0)
             return cls._opened(fd, 0)
         finally:
             os.close(fd)
@@ -133,12 +145,13 @@ class ChangeRing:
         except BaseException:
             os.close(own)
             raise
-        magic, _, slots, slot_size = _HEADER.unpack_from(mapped, 0)
-        if magic != MAGIC or size != HEADER + slots * slot_size or slot_size <= _SLOT_HEAD.size:
+        magic, _, slots, slot_size, tally = _HEADER.unpack_from(mapped, 0)
+        if magic != MAGIC or size != HEADER + slots * slot_size + tally * _ENTRY.size \
+                or slot_size <= _SLOT_HEAD.size or tally < 1:
             mapped.close()
             os.close(own)
             raise RingError(f"descriptor {fd} holds no ring of changes")
-        return cls(own, mapped, worker, slots, slot_size)
+        return cls(own, mapped, worker, slots, slot_size, tally)
 
     def fileno(self) -> int:
         """This process's descriptor of the ring's memory file."""
@@ -160,6 +173,34 @@ class ChangeRing:
         """How many workers run now, of how many the machine runs."""
         running, count = _WORKERS.unpack_from(self._map, 24)
         return running, count
+
+    def admit(self, key: bytes, day: int, limit: int) -> bool:
+        """
+        Count one more of C{key} on C{day} unless it counted C{limit}
+        already: the machine's tally, shared by its workers (a client's
+        downloads of a file, L{pypid.core.records.usage.ClientBound}).
+        Each key has a few entries of a table to land in; when all hold
+        other keys of the day, the first is forgotten (a key then counts
+        anew, as a process forgets its oldest pairs).
+        """
+        digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") or 1
+        base = HEADER + self.slots * self.slot_size
+        first = digest % self.tally
+        with self._locked(fcntl.LOCK_EX):
+            free = None
+            for probe in range(_PROBES):
+                at = base + (first + probe) % self.tally * _ENTRY.size
+                kept, kept_day, count = _ENTRY.unpack_from(self._map, at)
+                if kept == digest and kept_day == day:
+                    if count >= limit:
+                        return False
+                    _ENTRY.pack_into(self._map, at, digest, day, count + 1)
+                    return True
+                if free is None and kept_day != day:
+                    free = at
+            _ENTRY.pack_into(self._map, base + first * _ENTRY.size if free is None else free,
+                             digest, day, 1)
+            return True
 
     @property
     def room(self) -> int:

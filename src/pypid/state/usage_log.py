@@ -118,7 +118,8 @@ class UsageLog(Service):
         self._writer = writer or secrets.token_hex(6)
         self._sequence = 0
         self._counter = UsageCounter()
-        self._bound = ClientBound()
+        # (a machine's workers count a client's downloads together)
+        self._bound = ClientBound(shared=share.ring.admit if share is not None else None)
         self.book = UsageBook()
         self._loop = Periodic(self._tick, interval, clock, what="The download counts' writer")
         self._writing: Deferred[Any] | None = None

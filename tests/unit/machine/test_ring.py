@@ -56,6 +56,25 @@ class RingTests(SynchronousTestCase):
         self.assertEqual(one.announce(b"upload"), 1)
         self.assertEqual((ring.workers(), ring.latest()), ((1, 4), 1))
 
+    def test_tally(self):
+        """
+        The tally counts each key up to its limit, on each day, in every
+        worker alike; a key whose entries hold other keys of the day takes
+        the first (counted anew).
+        """
+        ring = ChangeRing.create(slots=4, slot_size=64, tally=8)
+        self.addCleanup(ring.close)
+        one, two = self.attached(ring, 1), self.attached(ring, 2)
+        self.assertEqual([one.admit(b"a", 7, 3), two.admit(b"a", 7, 3), one.admit(b"a", 7, 3),
+                          two.admit(b"a", 7, 3)], [True, True, True, False])
+        self.assertTrue(two.admit(b"a", 8, 3), "a new day")
+        self.assertEqual([one.admit(b"ranged", 8, 1), two.admit(b"ranged", 8, 1)],
+                         [True, False])
+        keys = [b"k%d" % n for n in range(40)]
+        for key in keys:
+            one.admit(key, 8, 1)
+        self.assertTrue(any(two.admit(key, 8, 1) for key in keys), "some forgotten")
+
     def test_lapped(self):
         """A reader a whole ring behind gets L{None}; one within it, what it missed."""
         ring = self.ring(slots=4, slot_size=32)

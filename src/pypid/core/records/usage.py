@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -219,6 +219,10 @@ class ClientBound:
 
     limit: int = MAX_PER_ADDRESS
     max_entries: int = MAX_CLIENTS
+    #: in a worker of a machine, the machine's tally
+    #: (L{pypid.machine.ring.ChangeRing.admit}: C{admit(key, day, limit)}),
+    #: which counts every worker's downloads; L{None}: this process's own
+    shared: Callable[[bytes, int, int], bool] | None = None
     _day: int = attrs.field(default=-1, init=False)
     #: (address, filename, ranged) -> downloads counted today
     _seen: dict[tuple[str | None, str, bool], int] = attrs.field(factory=dict, init=False)
@@ -226,6 +230,9 @@ class ClientBound:
     def admits(self, address: str | None, filename: str, when: float, ranged: bool) -> bool:
         """Whether one more download of C{filename} by C{address} at C{when} counts."""
         day = int(when // DAY)
+        if self.shared is not None:
+            key_bytes = f"{address}\0{filename}\0{ranged:d}".encode("utf-8", "surrogateescape")
+            return self.shared(key_bytes, day, 1 if ranged else self.limit)
         if day != self._day:
             self._seen.clear()
             self._day = day

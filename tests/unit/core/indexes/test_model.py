@@ -484,12 +484,6 @@ class IndexMachine(RuleBasedStateMachine):
             source = make_source(self.agent, self.clock, UPSTREAM, kept)
             return UpstreamPart(source, kept, UpstreamProxy.create(source, index, index.file_url))
         self.board = AdvisoryBoard()
-        self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
-                                                  board=self.board)
-        self.proxy = self.registry.default.upstream
-        for stack in self.registry.stacks.values():
-            stack.storage.startService()
-            stack.part.startService()
         parts = make_gate_materials(config, self.clock, None)
         verifier = PasswordVerifier(config.users, self.clock, None,
                                     run_in_pool=run_in_pool_now)
@@ -498,17 +492,32 @@ class IndexMachine(RuleBasedStateMachine):
         parts.tokens.tokens[token.id] = token
         self.auth = {"anonymous": None, "dev": basic("dev"), "ops": basic("ops"),
                      "root": ROOT, "token": basic("__token__", text)}
-        web = build_web(index_materials(self.registry), access, run_now, self.clock,
-                        SiteSettings(max_upload_size=10 << 20),
-                        SiteServices(upstream=self.proxy,
-                                     audit=AuditTrail(MemoryAuditLog(self.clock), self.clock),
-                                     registry=self.registry))
-        self.treq = site_treq(web.site)
+        self.serve(config, upstream, access)
         self.reference = Reference()
         for project in PROJECTS:
             self.publish_page(project)
         for index, project, version in uploads:
             self.upload(index, project, version, "root")
+
+    def serve(self, config, upstream, access, ring=None):
+        """
+        The server of C{config} (its registry, its upstream's proxy, its
+        site): a server of one process, or (given C{ring}) one worker of
+        a machine.
+        """
+        self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
+                                                  board=self.board, ring=ring)
+        self.proxy = self.registry.default.upstream
+        for stack in self.registry.stacks.values():
+            stack.storage.startService()
+            stack.part.startService()
+        web = build_web(index_materials(self.registry), access, run_now, self.clock,
+                        SiteSettings(max_upload_size=10 << 20),
+                        SiteServices(upstream=self.proxy,
+                                     audit=AuditTrail(MemoryAuditLog(self.clock), self.clock),
+                                     registry=self.registry, ring=ring))
+        self.treq = site_treq(web.site)
+        self.site = web.site
 
     def teardown(self):
         for stack in getattr(self, "registry", None) and self.registry.stacks.values() or ():
@@ -1126,6 +1135,89 @@ class IndexMachine(RuleBasedStateMachine):
             assert counted == expected, (index, counted, expected)
 
 
+class MachineOfTwo(IndexMachine):
+    """
+    The same steps on a machine of two workers over the same folders
+    (issue 70): their registries on one ring, each request to the other
+    worker than the one before (an upload's page and files are asked of
+    the worker that did not take it), each worker catching up as its
+    channel makes it before each request; after every step, every
+    invariant holds for each worker alike.
+    """
+
+    def serve(self, config, upstream, access, ring=None):
+        from pypid.machine.ring import ChangeRing
+        self.ring = ChangeRing.create(slots=256, slot_size=4096)
+        self.workers = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(self.ring.fileno(), number)
+            IndexMachine.serve(self, config, upstream, access, worker)
+            self.workers.append((self.registry, self.proxy, self.treq, self.site))
+        self.turn = 0
+        self.pinned = None
+
+    def teardown(self):
+        for registry, *_ in getattr(self, "workers", ()):
+            self.registry = registry
+            IndexMachine.teardown(self)
+
+    def use(self, worker):
+        """Ask C{worker} from now on: its registry, proxy and site, caught up."""
+        self.registry, self.proxy, self.treq, site = self.workers[worker]
+        caught = site.catch_up.caught_up()
+        assert caught.called, "the worker did not catch up at once"
+
+    def request(self, method, path, headers=None, data=None, auth=None):
+        worker = self.pinned if self.pinned is not None else self.turn
+        self.turn = 1 - self.turn
+        self.use(worker)
+        return IndexMachine.request(self, method, path, headers, data, auth)
+
+    def refresh_upstream(self, project):
+        """Each worker's proxy fetches the page again: each keeps its own cache."""
+        for worker in range(len(self.workers)):
+            self.use(worker)
+            IndexMachine.refresh_upstream(self, project)
+
+    def each_worker(self, check):
+        for worker in range(len(self.workers)):
+            self.pinned = worker
+            try:
+                check(self)
+            finally:
+                self.pinned = None
+
+    @invariant()
+    def pages_and_files_agree(self):
+        """L{IndexMachine.pages_and_files_agree}, of each worker."""
+        if hasattr(self, "workers"):
+            self.each_worker(IndexMachine.pages_and_files_agree)
+
+    @invariant()
+    def dated_view_never_gains(self):
+        """L{IndexMachine.dated_view_never_gains}, of each worker."""
+        if hasattr(self, "workers"):
+            self.each_worker(IndexMachine.dated_view_never_gains)
+
+    @invariant()
+    def counts_move_by_full_downloads(self):
+        """
+        L{IndexMachine.counts_move_by_full_downloads}, of each worker, once
+        each wrote its counts and took in the other's (every interval).
+        """
+        if not hasattr(self, "workers"):
+            return
+        for registry, *_ in self.workers:
+            for stack in registry.stacks.values():
+                if stack.usage is not None:
+                    assert stack.usage.flush().called
+        for registry, *_ in self.workers:
+            for stack in registry.stacks.values():
+                if stack.usage is not None:
+                    assert ensureDeferred(stack.usage.take_in()).called
+        self.each_worker(IndexMachine.counts_move_by_full_downloads)
+
+
 class _AtOnceReactor(ThreadedReactor):
     """A reactor whose thread pool does its work at once (a command run in the test's thread)."""
 
@@ -1190,6 +1282,11 @@ class ModelTests(SynchronousTestCase):
 
     def test_whole_index(self):
         case = IndexMachine.TestCase
+        case.settings = settings.get_profile(PROFILE)
+        case(methodName="runTest").runTest()
+
+    def test_machine_of_two(self):
+        case = MachineOfTwo.TestCase
         case.settings = settings.get_profile(PROFILE)
         case(methodName="runTest").runTest()
 

@@ -310,7 +310,7 @@ class WorkersTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.storage = MemoryStorage(os.path.abspath(self.mktemp()), self.clock)
-        ring = ChangeRing.create(slots=8, slot_size=256)
+        ring = ChangeRing.create(slots=8, slot_size=256, tally=64)
         self.addCleanup(ring.close)
         self.logs = []
         for number in (1, 2):
@@ -339,6 +339,17 @@ class WorkersTests(SynchronousTestCase):
         self.clock.advance(10)
         for log in self.logs:
             self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 3)
+
+    def test_bound_of_the_machine(self):
+        """A client's downloads of a file count at most L{MAX_PER_ADDRESS}, on any worker."""
+        one, two = self.logs
+        for _ in range(MAX_PER_ADDRESS):
+            one.count(WHEEL, "192.0.2.1")
+            two.count(WHEEL, "192.0.2.1")
+        self.clock.advance(10)
+        self.clock.advance(10)
+        for log in self.logs:
+            self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), MAX_PER_ADDRESS)
 
     def test_lapped(self):
         """A look a whole ring behind reads every record again."""
