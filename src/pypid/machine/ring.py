@@ -10,15 +10,11 @@ worker acknowledged is in every other worker's next answer, and a worker
 that has nothing to catch up pays one read for it.
 
 The ring is a memory file the supervisor makes (C{memfd_create}) and
-hands to each worker by its descriptor. Its layout, little-endian:
-
-  - 0: C{MAGIC} (8 bytes); 8: the last sequence number announced (8; 0
-    for none); 16: the number of slots (4); 20: the bytes of a slot (4);
-    24 and 28: how many workers run, of how many (4 each, the supervisor's);
-    32: the entries of the tally (4; see L{ChangeRing.admit});
-  - from C{HEADER}: the slots. The announcement numbered C{n} is in slot
-    C{n % slots}: its number (8), the worker's (2), the payload's length
-    (2), the payload.
+hands to each worker by its descriptor. Its layout, little-endian: C{MAGIC},
+the last number announced (0: none), the number of slots and their size,
+how many workers run and of how many, the tally's size (L{_HEADER}); the
+slots (the announcement C{n} in slot C{n % slots}: its number, its
+worker's, its payload's length, the payload); the tally (L{ChangeRing.admit}).
 
 An announcement is written under an exclusive C{flock} of the file, slot
 first, then the sequence number; a reader that saw the number move takes

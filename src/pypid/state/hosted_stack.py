@@ -194,12 +194,7 @@ class HostedStack:
                    if IAdoptingStorage.providedBy(stored) else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover, name=label)
-        # (a machine's workers tell each other of their counts; the first folds the days)
-        usage = (UsageLog(cast(IUsageStorage, stored), reactor,
-                          share=UsageShare(ring, folder_key(stored.identity()))
-                          if ring is not None else None,
-                          fold=ring is None or ring.worker == 1)
-                 if IUsageStorage.providedBy(stored) else None)
+        usage = _usage_log(stored, reactor, ring)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(
             name=name, index=index, storage=storage,
@@ -226,3 +221,17 @@ class HostedStack:
             part = found[kind]
             if part is not None:
                 yield kind, part
+
+
+def _usage_log(stored: IStorage, reactor: IReactorTime,
+               ring: ChangeRing | None) -> UsageLog | None:
+    """
+    The download counts of a storage that keeps them; a machine's workers
+    tell each other of their counts, and the first folds the closed days.
+    """
+    if not IUsageStorage.providedBy(stored):
+        return None
+    return UsageLog(cast(IUsageStorage, stored), reactor,
+                    share=UsageShare(ring, folder_key(stored.identity()))
+                    if ring is not None else None,
+                    fold=ring is None or ring.worker == 1)

@@ -198,11 +198,7 @@ class MemoryStorage:
 
     def adopt(self, source: IStorage, record: FileRecord,
               promotion: Promotion) -> Deferred[FileRecord]:
-        """
-        Keep the very bytes object C{source} holds (shared, not copied),
-        its metadata and details, under C{record.filename}; see
-        L{IAdoptingStorage.adopt}.
-        """
+        """Keep C{source}'s very bytes (shared) and sidecars; see L{IAdoptingStorage.adopt}."""
         return maybeDeferred(self._adopt_sync, source, record, promotion)
 
     def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
@@ -282,8 +278,7 @@ class MemoryStorage:
     def locate(self, record: FileRecord) -> MemoryFile | RemoteBytes:
         """
         Files are sent from memory; one whose bytes are gone is read as a
-        missing file, so the server answers 404 as it does for the local
-        backend.
+        missing file (a 404, as on disk).
         """
         data = self.objects.get(record.path)
         if data is None:
