@@ -315,6 +315,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         # was counted is written while the storage is there)
         *parts("usage"),
         ("web", web),
+        ("machine-metrics", web.web.app.metrics.machine),  # (a worker's, for the others)
         ("listeners", listeners),
         # (the advisories read once the server answers; until then, the
         # indexes that hide or deny fail closed)

@@ -191,6 +191,24 @@ class WorkersTests(DaemonTestCase):
             answer = http("GET", daemon.url + "simple/", auth=("sprayed", "guess"))
             self.assertEqual(answer.status, 429)
 
+    def test_metrics(self):
+        """
+        C{/metrics}, whichever worker answers, is the machine's: every
+        series labelled by its worker, both workers' there (the other's as
+        it last wrote them), and how many workers run.
+        """
+        def scraped():
+            return http("GET", self.daemon.url + "metrics").body.decode()
+
+        def both(text):
+            return all(f'pypid_requests_total{{worker="{n}"' in text or
+                       f'worker="{n}"' in text for n in (1, 2))
+        wait_for(lambda: all(both(scraped()) for _ in range(4)), 30, "both workers' series")
+        text = scraped()
+        self.assertIn("pypid_workers_running 2.0", text)
+        self.assertIn("pypid_workers 2.0", text)
+        self.assertIn("pypid_worker_restarts_total 0.0", text)
+
     def test_snapshot_by_the_first(self):
         """Only the first worker writes the snapshot."""
         self.daemon.wait_for_log(b"Snapshot saved", timeout=60)
@@ -211,10 +229,11 @@ class WorkerRestartTests(DaemonTestCase):
         """
         A worker killed with C{kill -9} while uploads go on: the supervisor
         starts it again; every upload acknowledged is served by both
-        workers after, and none refused (or cut off) is listed.
+        workers after, none refused is listed, and one cut off by the kill
+        is listed by every worker or by none.
         """
         daemon = self.daemon
-        acknowledged, other = [], []
+        acknowledged, refused, cut = [], [], []
         stop = threading.Event()
 
         def uploads():
@@ -224,9 +243,10 @@ class WorkerRestartTests(DaemonTestCase):
                 try:
                     answer = upload(daemon, filename, data)
                 except OSError:
-                    answer = None
-                (acknowledged if answer is not None and answer.status == 200
-                 else other).append(filename)
+                    # (its worker killed before it answered: stored or not, alike everywhere)
+                    cut.append(filename)
+                else:
+                    (acknowledged if answer.status == 200 else refused).append(filename)
                 number += 1
         thread = threading.Thread(target=uploads)
         thread.start()
@@ -242,10 +262,15 @@ class WorkerRestartTests(DaemonTestCase):
             stop.set()
             thread.join()
         self.assertGreater(len(acknowledged), 10)
+        self.assertIn("pypid_worker_restarts_total 1.0",
+                      http("GET", daemon.url + "metrics").body.decode())
+        looks = []
         for _ in range(6):
             listed = files_by_name(daemon, "machine-kill")
             self.assertEqual(set(acknowledged) - set(listed), set())
-            self.assertEqual(set(listed) & set(other), set())
+            self.assertEqual(set(listed) & set(refused), set())
+            looks.append(set(listed) & set(cut))
+        self.assertEqual([look == looks[0] for look in looks], [True] * len(looks))
 
     def test_hangup(self):
         """

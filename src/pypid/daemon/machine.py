@@ -380,7 +380,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     def changed(number: int, up: bool) -> None:
         if not up:
             sockets.ended(number)
-        ring.set_workers(supervisor.up(), count)
+        ring.set_workers(supervisor.up(), count, supervisor.restarts)
     supervisor = Supervisor(reactor, count, WorkerCommand(ring, sockets, count, tuple(arguments),
                                                           environ, executable),
                             on_change=changed)

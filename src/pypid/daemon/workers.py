@@ -173,11 +173,10 @@ class Supervisor(Service):
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
         self._up.discard(number)
+        if self.running:
+            self._again(number, "exited" if reason.check(ProcessDone) else
+                        reason.getErrorMessage().rstrip("."))
         self._on_change(number, False)
-        if not self.running:
-            return
-        self._again(number, "exited" if reason.check(ProcessDone) else
-                    reason.getErrorMessage().rstrip("."))
 
     def _again(self, number: int, how: str) -> None:
         """Start worker C{number} again after its back-off."""

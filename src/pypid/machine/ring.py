@@ -12,7 +12,8 @@ that has nothing to catch up pays one read for it.
 The ring is a memory file the supervisor makes (C{memfd_create}) and
 hands to each worker by its descriptor. Its layout, little-endian: C{MAGIC},
 the last number announced (0: none), the number of slots and their size,
-how many workers run and of how many, the tally's size (L{_HEADER}); the
+how many workers run and of how many, the tally's size, how many times a
+worker was started again (L{_HEADER}); the
 slots (the announcement C{n} in slot C{n % slots}: its number, its
 worker's, its payload's length, the payload); the tally (L{ChangeRing.admit}).
 
@@ -43,6 +44,7 @@ import attrs
 MAGIC = b"pypidrg1"
 
 _HEADER = struct.Struct("<8sQII8xI4x")
+_RESTARTS = struct.Struct("<I")
 _ENTRY = struct.Struct("<QII")
 _WORKERS = struct.Struct("<II")
 _LATEST = struct.Struct("<Q")
@@ -161,9 +163,18 @@ class ChangeRing:
         latest: int = _LATEST.unpack_from(self._map, 8)[0]
         return latest
 
-    def set_workers(self, running: int, count: int) -> None:
-        """How many workers run now, of how many (the supervisor's, as each starts or ends)."""
+    def set_workers(self, running: int, count: int, restarts: int = 0) -> None:
+        """
+        How many workers run now, of how many, and how many times one was
+        started again (the supervisor's, as each starts or ends).
+        """
         _WORKERS.pack_into(self._map, 24, running, count)
+        _RESTARTS.pack_into(self._map, 36, restarts)
+
+    def restarts(self) -> int:
+        """How many times a worker of the machine was started again."""
+        restarts: int = _RESTARTS.unpack_from(self._map, 36)[0]
+        return restarts
 
     def workers(self) -> tuple[int, int]:
         """How many workers run now, of how many the machine runs."""

@@ -72,6 +72,10 @@ class UsageShare:
     def __attrs_post_init__(self) -> None:
         self.seen = self.ring.latest()
 
+    def admit(self, key: bytes, day: int, limit: int) -> bool:
+        """The machine's tally of this storage's downloads (L{ChangeRing.admit})."""
+        return self.ring.admit(self.key + b" " + key, day, limit)
+
     def tell(self, name: str) -> None:
         """Announce a record this worker wrote."""
         self.ring.announce(b" ".join((b"u", self.key, name.encode("ascii"))))
@@ -119,7 +123,7 @@ class UsageLog(Service):
         self._sequence = 0
         self._counter = UsageCounter()
         # (a machine's workers count a client's downloads together)
-        self._bound = ClientBound(shared=share.ring.admit if share is not None else None)
+        self._bound = ClientBound(shared=share.admit if share is not None else None)
         self.book = UsageBook()
         self._loop = Periodic(self._tick, interval, clock, what="The download counts' writer")
         self._writing: Deferred[Any] | None = None
@@ -199,8 +203,11 @@ class UsageLog(Service):
         for name in names:
             try:
                 data = await self._storage.usage_record(name)
-                if data is not None:
-                    self.book.add(UsageRecord.from_bytes(data), today)
+                if data is None:
+                    # (folded by the first worker meanwhile: every record read again)
+                    await self.load()
+                    return
+                self.book.add(UsageRecord.from_bytes(data), today)
             except (StorageError, UsageInvalid) as e:
                 log.warn("Cannot read the download counts {name}: {error}", name=name,
                          error=str(e))

@@ -30,7 +30,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from pypid.core.dists.model import FileRecord
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import Run, ScanResult
+from pypid.storage.interface import IStorage, Run, ScanResult
 from pypid.storage.local import LocalStorage
 from pypid.storage.sidecars import Sidecars, is_tombstone
 
@@ -50,6 +50,16 @@ _FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
 #: Seconds between two looks at the ring when no request asked for one: a
 #: worker that answers nothing still catches up.
 SYNC_INTERVAL = 1.0
+
+
+def _folder_of(storage: IStorage) -> IStorage:
+    """The local folder under a storage's wrappers (timed, shared), or the storage."""
+    while not isinstance(storage, LocalStorage):
+        inner: IStorage | None = getattr(storage, "inner", None)
+        if inner is None:
+            return storage
+        storage = inner
+    return storage
 
 
 def folder_key(root: str) -> bytes:
@@ -106,6 +116,15 @@ class SharedFolder:
             method = getattr(inner, name, None)
             if method is not None:
                 setattr(self, name, self._announcing(method, files_of))
+        # (a promotion's source is another index's shared folder: its own is adopted from)
+        self.adopt = self._announcing(
+            lambda source, record, promotion: inner.adopt(_folder_of(source), record, promotion),
+            _FILE_CHANGES["adopt"])
+
+    @property
+    def inner(self) -> LocalStorage:
+        """The folder itself."""
+        return self._inner
 
     def __getattr__(self, name: str) -> Any:
         # (what is not a change passes through: reads, locate, identity...)

@@ -63,7 +63,7 @@ from pypid.storage.interface import IStorage, Run
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin
 from pypid.web.admin.cache_admin import CacheAdmin
-from pypid.web.admin.exposition import Metrics, SiteMetrics
+from pypid.web.admin.exposition import MachineMetrics, Metrics, SiteMetrics
 from pypid.web.admin.groups_admin import GroupsAdmin
 from pypid.web.admin.indexes_admin import IndexesAdmin
 from pypid.web.admin.recycle_admin import RecycleAdmin
@@ -251,8 +251,9 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
                       clock=clock, workers=_workers(services.ring)),
-        metrics=_metrics_area(access, services.metrics, SiteMetrics(stats, counter), denied,
-                              services.sources),
+        metrics=Metrics(access, services.metrics or MetricsConfig(),
+                        (SiteMetrics(stats, counter), denied, *services.sources),
+                        services.machine_metrics),
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
                              exchanges, base_url),
         registry=registry, chrome=_chrome(assets, base_url), sso=services.sso,
@@ -293,16 +294,6 @@ def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
     own = next(materials.own for materials in indexes if materials.name == DEFAULT)
     assert own is not None  # (the default index is hosted)
     return own.storage
-
-
-def _metrics_area(access: Gates, config: MetricsConfig | None, site: SiteMetrics,
-                  denied: DeniedDownloads, sources: Iterable[IMetricsSource]) -> Metrics:
-    """
-    C{/metrics}: the site's own figures and the denied downloads, then
-    C{sources}'; scraped by who C{config} lets (by default, loopback clients).
-    """
-    return Metrics(access, config if config is not None else MetricsConfig(),
-                   (site, denied, *sources))
 
 
 def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail, *,
@@ -553,7 +544,9 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, ring=ring)
+            render=render, ring=ring,
+            machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", ring, run, reactor)
+            if ring is not None else None)
         return cls(build_web(index_materials(registry), access, run, reactor, settings,
                              services), registry, config)
 

@@ -23,6 +23,7 @@ from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.parts import IMetricsSource
 from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import IndexRegistry
+from pypid.web.admin.exposition import MachineMetrics
 from pypid.web.changes.upload_store import AttestationCheck
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.channel import ConnectionCounter
@@ -93,6 +94,9 @@ class SiteServices:
         (L{pypid.state.catch_up.CatchUp}, over the C{registry}'s looks),
         and C{/health} says how many workers run; L{None} in a server of
         one process.
+    @ivar machine_metrics: in a worker of a machine, C{/metrics}' side of
+        the machine (L{pypid.web.admin.exposition.MachineMetrics}), a part
+        of the daemon.
     """
 
     upstream: UpstreamProxy | None = None
@@ -108,6 +112,7 @@ class SiteServices:
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
     ring: ChangeRing | None = None
+    machine_metrics: MachineMetrics | None = None
 
 
 #: The services of a site that calls none: a test's.

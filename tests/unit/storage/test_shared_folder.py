@@ -141,6 +141,24 @@ class SharedFolderTests(TestCase):
         self.assertEqual(self.polled(three).files, [])
         self.assertEqual(len(self.polled(self.two).files), 1)
 
+    def test_promoted_between_shared_folders(self):
+        """
+        A promotion from another index's shared folder (timed, as the
+        server holds it) links the file in, and announces it to the other
+        workers of the target folder (before: refused, the source not a
+        folder of the same kind).
+        """
+        from pypid.core.indexes.promotion import Promotion
+        from pypid.storage.measured import MeasuredStorage
+        staging = self.worker(3, os.path.abspath(self.mktemp()))
+        record = self.publish(staging, *make_wheel("holy-grail", "1.0"))
+        source = MeasuredStorage(staging, lambda: 0.0)
+        adopted = self.successResultOf(self.one.adopt(source, record,
+                                                      Promotion("staging", "bob", 1.0)))
+        self.assertEqual(adopted.filename, record.filename)
+        self.assertEqual([changed.filename for changed in self.polled(self.two).files],
+                         [record.filename])
+
     def test_reads_pass_through(self):
         """What is not a change is the folder's own: a scan, a file's location."""
         filename, data = make_wheel("holy-grail", "1.0")

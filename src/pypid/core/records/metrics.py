@@ -23,6 +23,7 @@ Pure: no I/O, no clock (the caller measures the time).
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 
@@ -481,3 +482,45 @@ def timing_families(names: tuple[str, str, str], what: str, label_names: Iterabl
             Family(COUNTER, errors_name, f"{what} that failed, by {by}.", labels, tuple(errors)),
             Family(HISTOGRAM, duration_name, f"How long {what.lower()} took, by {by}.", labels,
                    tuple(duration))]
+
+
+def labelled(family: Family, label: str, value: str) -> Family:
+    """C{family} with one more label, first, of one value (a machine's worker)."""
+    return attrs.evolve(family, labels=(label, *family.labels),
+                        samples=tuple(((value, *values), sample)
+                                      for values, sample in family.samples))
+
+
+def dump_families(families: Iterable[Family]) -> bytes:
+    """Families as JSON (what a machine's worker leaves for the others' scrapes)."""
+    def sample(value: Sample) -> object:
+        if isinstance(value, Histogram):
+            return {"bounds": list(value.bounds), "counts": value.counts, "total": value.total}
+        return value
+    return json.dumps([[f.kind, f.name, f.help, list(f.labels),
+                        [[list(values), sample(value)] for values, value in f.samples]]
+                       for f in families]).encode("utf-8")
+
+
+def load_families(data: bytes) -> list[Family]:
+    """
+    The families L{dump_families} wrote.
+
+    @raise ValueError: for anything else.
+    """
+    def sample(value: object) -> Sample:
+        if isinstance(value, dict):
+            return Histogram(tuple(value["bounds"]), list(value["counts"]),
+                             float(value["total"]))
+        if value is None or isinstance(value, int | float):
+            return value
+        raise ValueError(f"not a sample: {value!r}")
+    document = json.loads(data)
+    if not isinstance(document, list):
+        raise ValueError("not metric families: not a list")
+    try:
+        return [Family(kind, name, help, tuple(labels),
+                       tuple((tuple(values), sample(value)) for values, value in samples))
+                for kind, name, help, labels, samples in document]
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"not metric families: {e}") from None

@@ -18,16 +18,28 @@ like loopback.
 C{prometheus_client} is imported at the first scrape (where each function
 below uses it), not with this module: 13 ms and 19 modules of every start,
 for a page a server may never be asked for.
+
+A worker of a machine answers for the machine (L{MachineMetrics}): every
+series labelled by its C{worker}, its own read at the scrape, the others'
+as they last wrote them (every L{WRITE_INTERVAL}, in a file of each beside
+the snapshot; a file older than L{STALE} is a worker gone, left out), and
+the machine's own: how many workers run, of how many, and how many times
+one was started again. The C{process_*} series are the answering worker's.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, cast
 
 import attrs
 from klein import Klein
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -42,10 +54,17 @@ from pypid.core.records.metrics import (
     RequestStats,
     by_label,
     counter,
+    dump_families,
     gauge,
     histograms,
+    labelled,
+    load_families,
 )
 from pypid.core.util.http_errors import Forbidden, Unauthorized
+from pypid.jobs.periodic import Periodic
+from pypid.machine.ring import ChangeRing
+from pypid.storage.disk import remove_file, write_atomically
+from pypid.storage.interface import Run
 from pypid.web.identity.gates import Gates
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.routes import answer_errors
@@ -135,20 +154,119 @@ class Collector:
     """
 
     sources: tuple[IMetricsSource, ...]
+    #: in a worker of a machine, the machine's side (L{MachineMetrics})
+    machine: MachineMetrics | None = None
+    #: the other workers' families, as last read (L{Metrics.metrics})
+    others: list[Family] = attrs.field(factory=list)
+
+    def families(self) -> list[Family]:
+        """This process's families (in a worker of a machine, labelled by the worker)."""
+        families = merged(family for source in self.sources
+                          for family in source.metric_families())
+        if self.machine is None:
+            return families
+        return [labelled(family, "worker", str(self.machine.worker)) for family in families]
 
     def collect(self) -> Iterator[Metric]:
         """The families, as C{prometheus_client} asks a collector for them."""
-        merged: dict[str, Family] = {}
-        for source in self.sources:
-            for family in source.metric_families():
-                known = merged.get(family.name)
-                if known is None:
-                    merged[family.name] = family
-                else:
-                    merged[family.name] = attrs.evolve(known,
-                                                       samples=known.samples + family.samples)
-        for family in merged.values():
+        families = self.families()
+        if self.machine is not None:
+            families = merged([*families, *self.others, *self.machine.own_families()])
+        for family in families:
             yield _exposed(family)
+
+
+def merged(families: Iterable[Family]) -> list[Family]:
+    """Families of one name as one, their samples together, in the order first seen."""
+    found: dict[str, Family] = {}
+    for family in families:
+        known = found.get(family.name)
+        found[family.name] = family if known is None else attrs.evolve(
+            known, samples=known.samples + family.samples)
+    return list(found.values())
+
+
+#: Seconds between two writes of a machine's worker's families.
+WRITE_INTERVAL = 5.0
+
+#: Seconds past which a worker's file is left out (the worker is gone).
+STALE = 30.0
+
+
+class MachineMetrics(Service):
+    """
+    A machine's worker's side of C{/metrics} (see the module): writes its
+    families for the others, reads theirs, and says the machine's own.
+    """
+
+    def __init__(self, folder: str, ring: ChangeRing, run: Run, clock: IReactorTime) -> None:
+        """@param folder: where each worker's file is (C{<snapshot>.d/metrics})."""
+        self._folder = folder
+        self._ring = ring
+        self._run = run
+        self._clock = clock
+        self.worker = ring.worker
+        self._own: Callable[[], list[Family]] | None = None
+        self._timer = Periodic(self._write, WRITE_INTERVAL, clock,
+                               what="The worker's metrics for the others")
+
+    def _path(self, worker: int) -> str:
+        return os.path.join(self._folder, f"worker-{worker}.json")
+
+    def watch(self, own: Callable[[], list[Family]]) -> None:
+        """Write C{own()} every L{WRITE_INTERVAL} (the collector's families)."""
+        self._own = own
+
+    def startService(self) -> None:
+        """Begin writing."""
+        Service.startService(self)
+        self._timer.startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop writing, and remove this worker's file (it is gone)."""
+        Service.stopService(self)
+        return self._timer.stopService().addCallback(
+            lambda _: self._run(remove_file, self._path(self.worker)))
+
+    def _write(self) -> Deferred[None]:
+        if self._own is None:
+            return succeed(None)
+        data = dump_families(self._own())
+        return self._run(_write_file, self._folder, self._path(self.worker), data)
+
+    def others(self) -> Deferred[list[Family]]:
+        """The other running workers' families, as each last wrote them."""
+        _, count = self._ring.workers()
+        paths = [self._path(n) for n in range(1, count + 1) if n != self.worker]
+        return self._run(_read_fresh, paths, STALE)
+
+    def own_families(self) -> list[Family]:
+        """The machine's own series (the supervisor's counts)."""
+        running, count = self._ring.workers()
+        return [gauge("pypid_workers_running", "Workers running and ready.", running),
+                gauge("pypid_workers", "Workers the machine runs ([pypid] workers).", count),
+                counter("pypid_worker_restarts", "Times a worker was started again after it "
+                        "ended.", self._ring.restarts())]
+
+
+def _write_file(folder: str, path: str, data: bytes) -> None:
+    os.makedirs(folder, exist_ok=True)
+    write_atomically(path, data)
+
+
+def _read_fresh(paths: list[str], stale: float) -> list[Family]:
+    """The families of the files written within C{stale} seconds (blocking)."""
+    found: list[Family] = []
+    now = time.time()
+    for path in paths:
+        try:
+            if now - os.stat(path).st_mtime > stale:
+                continue
+            with open(path, "rb") as f:
+                found += load_families(f.read())
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _exposed(family: Family) -> Metric:
@@ -201,7 +319,15 @@ class Metrics:
     _access: Gates
     _policy: MetricsConfig
     _sources: tuple[IMetricsSource, ...]
+    #: in a worker of a machine, the machine's side; L{None} in a server of one process
+    machine: MachineMetrics | None = None
     _registry: CollectorRegistry | None = None
+    _collector: Collector = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._collector = Collector(tuple(self._sources), self.machine)
+        if self.machine is not None:
+            self.machine.watch(self._collector.families)
 
     app = Klein()
     answer_errors(app)
@@ -212,7 +338,9 @@ class Metrics:
         await self._check(request)
         from prometheus_client.exposition import choose_encoder
         if self._registry is None:
-            self._registry = make_registry(Collector(tuple(self._sources)))
+            self._registry = make_registry(self._collector)
+        if self.machine is not None:
+            self._collector.others = await self.machine.others()
         accept = request.getHeader(b"accept")
         encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
         body = encoder(self._registry)
