@@ -215,7 +215,8 @@ class _MadeParts:
         board = AdvisoryBoard()
         registry = IndexRegistry.from_config(
             config, run, reactor, board=board, render=sandbox.render,
-            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render),
+            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render,
+                                        worker.ring if worker is not None else None),
             ring=worker.ring if worker is not None else None)
         # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
         feed = AdvisoryFeed.from_config(config, board, run, reactor,

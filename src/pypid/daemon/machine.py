@@ -51,6 +51,7 @@ from zope.interface import implementer
 
 from pypid.config import Config
 from pypid.config.server_settings import parse_listen_address
+from pypid.config.storage_settings import StorageConfig
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
@@ -69,6 +70,7 @@ from pypid.state.indexes import hosted_names
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
+from pypid.upstream.factory import cache_settings
 
 log = Logger()
 
@@ -386,9 +388,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
                             on_change=changed)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
-               for settings in (index_settings(config, name).storage
-                                for name in hosted_names(config))
-               if settings.backend != "s3"]
+               for settings in _folders(config) if settings.backend != "s3"]
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),
@@ -401,6 +401,14 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     ]
     return Parts([(name, part) for name, part in parts if part is not None], reactor,
                  exit_on_failure=exit_on_failure, load_config=load_config, config=config)
+
+
+def _folders(config: Config) -> list[StorageConfig]:
+    """The storage of every hosted index, and of every upstream's cache."""
+    caches = ([None] if config.upstream.mode != "none" and config.upstream.url else []) + [
+        *config.upstreams]
+    return [*(index_settings(config, name).storage for name in hosted_names(config)),
+            *(cache_settings(config, name).storage for name in caches)]
 
 
 def _probes(config: Config, reactor: IListeningReactor) -> list[tuple[str, int, str]]:

@@ -196,7 +196,8 @@ class IndexRegistry:
                                               advisories=policies[name],
                                               namespaces=spaces[name], render=render,
                                               ring=ring)
-        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render)
+        upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render,
+                                      ring)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, ComposedIndex] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -465,7 +466,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
 
 
 def _upstreams(config: Config, run: Run, reactor: IReactorTime,
-               default: UpstreamProxy | None, render: Renderer,
+               default: UpstreamProxy | None, render: Renderer, ring: ChangeRing | None = None,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
     """
     The named upstreams' parts, and every upstream an index may name as
@@ -487,7 +488,7 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
     for name in config.upstreams:
         learnt = Notice()
-        part = UpstreamPart.named(config, name, run, reactor, learnt, render)
+        part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt)
         parts[name] = (part, saved)

@@ -27,6 +27,7 @@ from pypid.core.indexes.namespaces import private_globs
 from pypid.core.indexes.render import ProvenanceURL
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
+from pypid.machine.ring import ChangeRing
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
@@ -96,7 +97,8 @@ class UpstreamPart(Service):
 
     @classmethod
     def maker(cls, config: Config, run: Run, reactor: IReactorTime,
-              render: Renderer = render_description) -> MakeUpstream | None:
+              render: Renderer = render_description,
+              ring: ChangeRing | None = None) -> MakeUpstream | None:
         """
         What builds the part of C{[upstream]} over the default index once the
         index registry made that index (L{MakeUpstream}), or L{None} when
@@ -110,7 +112,8 @@ class UpstreamPart(Service):
             # project and filename an UpstreamFile has)
             return cls.from_config(config, run, reactor, index, cast("FileUrl", index.file_url),
                                    learnt, advisories=index.rendered.advisories,
-                                   provenance_url=index.rendered.provenance_url, render=render)
+                                   provenance_url=index.rendered.provenance_url, render=render,
+                                   ring=ring)
         return make
 
     @classmethod
@@ -119,7 +122,8 @@ class UpstreamPart(Service):
                     learnt: Callable[[], None] | None = None,
                     advisories: AdvisoryPolicy | None = None,
                     provenance_url: ProvenanceURL | None = None,
-                    render: Renderer = render_description) -> UpstreamPart:
+                    render: Renderer = render_description,
+                    ring: ChangeRing | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
@@ -135,20 +139,23 @@ class UpstreamPart(Service):
             file's provenance (PEP 740).
         @param render: renders the descriptions of the files it keeps
             (the daemon's sandbox).
+        @param ring: in a worker of a machine, the machine's ring: the cache's
+            folder is the workers' (L{pypid.storage.factory.make_storage}).
         @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         from pypid.upstream.proxy import UpstreamProxy
 
         source, storage = _make_source(config, config.upstream, None, run, reactor, learnt,
-                                       render)
+                                       render, ring)
         return cls(source, storage, UpstreamProxy.create(source, index, file_url,
                                                              advisories, provenance_url))
 
     @classmethod
     def named(cls, config: Config, name: str, run: Run, reactor: IReactorTime,
               learnt: Callable[[], None] | None = None,
-              render: Renderer = render_description) -> UpstreamPart:
+              render: Renderer = render_description,
+              ring: ChangeRing | None = None) -> UpstreamPart:
         """
         The part of C{[upstream:NAME]}: its source alone, its cache under
         C{.indexes/.upstreams/NAME/}, its own budgets and state.
@@ -160,7 +167,7 @@ class UpstreamPart(Service):
             cannot be used.
         """
         source, storage = _make_source(config, config.upstreams[name], name, run, reactor,
-                                       learnt, render)
+                                       learnt, render, ring)
         return cls(source, storage)
 
     @property
@@ -231,7 +238,8 @@ class UpstreamPart(Service):
 
 def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
-                 render: Renderer) -> tuple[UpstreamSource, MeasuredStorage]:
+                 render: Renderer,
+                 ring: ChangeRing | None = None) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
     from pypid.http.client import make_agent, outbound_policy
     from pypid.upstream.cache import PageCache
@@ -243,7 +251,7 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     # a url gets a source)
     assert up.url is not None
     storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor,
-                                           render=render),
+                                           render=render, ring=ring),
                               time.monotonic)
     # (the hosts named are the client's, which a reload changes: the agent
     # asks it at each connection)

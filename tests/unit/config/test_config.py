@@ -352,6 +352,32 @@ class OverrideTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.server.listen, ("tcp:2",))
 
 
+class WorkersTests(_ConfigMixin, SynchronousTestCase):
+    """C{[pypid] workers}."""
+
+    def test_values(self):
+        """A whole number, or C{auto} (the cores this process may use); 1 by default."""
+        self.assertEqual(load_config(None).server.workers, 1)
+        path = self.write("[pypid]\nworkers = 3\n")
+        self.assertEqual(load_config(path).server.workers, 3)
+        path = self.write("[pypid]\nworkers = Auto\n")
+        self.assertEqual(load_config(path).server.workers, len(os.sched_getaffinity(0)))
+        for bad in ("0", "257", "many", "1.5"):
+            message = self.refused(f"[pypid]\nworkers = {bad}\n")
+            self.assertIn("[pypid] workers: expected a whole number from 1 to 256, or auto",
+                          message)
+
+    def test_upstream(self):
+        """More than one with an upstream is refused: the workers would not share its cache."""
+        for section in ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n",
+                        "[upstream:corp]\nmode = cache\nurl = https://upstream.example/simple/\n"):
+            message = self.refused("[pypid]\nworkers = 2\n" + section)
+            self.assertIn("[pypid] workers: several workers do not share an upstream's cache "
+                          "yet", message)
+            self.assertEqual(load_config(self.write("[pypid]\nworkers = 1\n" + section))
+                             .server.workers, 1)
+
+
 class EnvironmentTests(_ConfigMixin, SynchronousTestCase):
     """Tests for C{PYPID_<SECTION>_<KEY>} environment variables."""
 

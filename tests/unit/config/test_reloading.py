@@ -49,7 +49,7 @@ FILES = ("a.pem", "b.pem", "c.pem", "trust.json", "secret", "htp", "htp2", "pw",
 
 
 def sections(folder):
-    """Two base configurations between which every key of the parser is set."""
+    """Base configurations between which every key of the parser is set."""
     local = {
         "pypid": {"snapshot": f"{folder}/var/index.json",
                   "listen": "https:8443:interface=127.0.0.1"},
@@ -88,7 +88,10 @@ def sections(folder):
                "upstream:corp": {**outside["upstream"], "url": "https://corp.example/simple/"},
                "sso": {"issuer": "https://login.example/realms/a", "client_id": "pypid",
                        "client_secret_file": f"{folder}/secret"}}
-    return [local, outside, flipped]
+    # (a machine of several workers, which no upstream may be in front of)
+    machine = {"pypid": {"snapshot": f"{folder}/var/index.json"},
+               "storage": {"path": f"{folder}/packages"}}
+    return [local, outside, flipped, machine]
 
 
 def text_of(base, section=None, key=None, value=None):
