@@ -314,3 +314,22 @@ class FakeRemote:
         """Fire the oldest pending fetch with its response."""
         d, start, length = self.waiting.pop(0)
         d.callback(self.response(start, length))
+
+
+class ControlledLook:
+    """A look at a shared storage (L{pypid.state.catch_up.Looks}) the test ends."""
+
+    def __init__(self):
+        self.under_way = []
+
+    def sync(self):
+        from twisted.internet.defer import Deferred
+        d = Deferred()
+        self.under_way.append(d)
+        return d
+
+    def end(self):
+        """Fire every look under way."""
+        under_way, self.under_way = self.under_way, []
+        for d in under_way:
+            d.callback(None)

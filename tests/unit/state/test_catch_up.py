@@ -7,7 +7,6 @@ catching up, and one that finds it behind again starts the next.
 
 import os
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -20,26 +19,9 @@ from pypid.state.sync import SyncService
 from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
 from tests.harness.distributions import make_wheel
-from tests.harness.fakes import run_now, write_file
+from tests.harness.fakes import ControlledLook, run_now, write_file
 
 UPLOAD_TIME = 1767225600.25
-
-
-class _Look:
-    """A look the test ends."""
-
-    def __init__(self):
-        self.under_way = []
-
-    def sync(self):
-        d = Deferred()
-        self.under_way.append(d)
-        return d
-
-    def end(self):
-        under_way, self.under_way = self.under_way, []
-        for d in under_way:
-            d.callback(None)
 
 
 class CatchUpTests(SynchronousTestCase):
@@ -48,7 +30,7 @@ class CatchUpTests(SynchronousTestCase):
     def setUp(self):
         self.ring = ChangeRing.create(slots=16, slot_size=64)
         self.addCleanup(self.ring.close)
-        self.look = _Look()
+        self.look = ControlledLook()
         self.catch_up = CatchUp(self.ring, [self.look])
 
     def test_behind(self):

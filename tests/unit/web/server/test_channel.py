@@ -28,6 +28,7 @@ from pypid.web.server.channel import (
     origin_form,
 )
 from pypid.web.site import PypidSite, SiteRules
+from tests.harness.fakes import ControlledLook
 from tests.harness.tls import PEER, started_site, tls_connection
 
 #: A request whose Authorization header is one line of 64 KiB.
@@ -551,24 +552,6 @@ def _nothing(*args):
     """Take anything and do nothing."""
 
 
-class _Look:
-    """A look at a shared storage the test ends."""
-
-    def __init__(self):
-        self.under_way = []
-
-    def sync(self):
-        from twisted.internet.defer import Deferred
-        d = Deferred()
-        self.under_way.append(d)
-        return d
-
-    def end(self):
-        under_way, self.under_way = self.under_way, []
-        for d in under_way:
-            d.callback(None)
-
-
 class CatchUpTests(_ChannelMixin, SynchronousTestCase):
     """A worker behind the others' changes answers once it caught up."""
 
@@ -578,7 +561,7 @@ class CatchUpTests(_ChannelMixin, SynchronousTestCase):
         from pypid.state.catch_up import CatchUp
         self.ring = ChangeRing.create(slots=4, slot_size=32)
         self.addCleanup(self.ring.close)
-        self.look = _Look()
+        self.look = ControlledLook()
         self.site.catch_up = CatchUp(self.ring, [self.look])
         self.ring.announce(b"f x a-1.0.tar.gz")
 
