@@ -70,6 +70,7 @@ from pypid.state.indexes import hosted_names
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
+from pypid.storage.shared_folder import WORKER_ENDED
 from pypid.upstream.factory import cache_settings
 
 log = Logger()
@@ -382,6 +383,8 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     def changed(number: int, up: bool) -> None:
         if not up:
             sockets.ended(number)
+            # (it may have changed a file and ended before it said so)
+            ring.announce(WORKER_ENDED + b" %d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
     supervisor = Supervisor(reactor, count, WorkerCommand(ring, sockets, count, tuple(arguments),
                                                           environ, executable),

@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred
 from pypid.machine.ring import ChangeRing
 from pypid.storage.disk import read_if_present, write_durably
 from pypid.storage.interface import Run
-from pypid.storage.shared_folder import folder_key
+from pypid.storage.shared_folder import WORKER_ENDED, folder_key
 
 
 class SharedFile:
@@ -67,7 +67,10 @@ class SharedFile:
         if announcements:
             self.seen = announcements[-1].sequence
         me = self._ring.worker
-        return any(a.worker != me and a.payload == self._payload for a in announcements)
+        # (a worker that ended may have written the file and not announced it)
+        return any(a.worker != me and (a.payload == self._payload
+                                       or a.payload.split(b" ", 1)[0] == WORKER_ENDED)
+                   for a in announcements)
 
     def read(self) -> Deferred[bytes | None]:
         """The file's bytes (L{None}: there is none)."""

@@ -47,6 +47,10 @@ _FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
     "keep_provenance": lambda record, *_, **__: [record.filename],
 }
 
+#: What the supervisor announces when a worker ended (C{w <number>}): it may
+#: have changed a file and ended before it announced the change.
+WORKER_ENDED = b"w"
+
 #: Seconds between two looks at the ring when no request asked for one: a
 #: worker that answers nothing still catches up.
 SYNC_INTERVAL = 1.0
@@ -171,10 +175,15 @@ class SharedFolder:
         for announcement in announcements:
             if announcement.worker == me:
                 continue
-            kind, key, name = announcement.payload.split(b" ", 2)
-            if key != self._key:
+            parts = announcement.payload.split(b" ", 2)
+            if parts[0] == WORKER_ENDED:
+                # (a worker ended, perhaps between a change and its
+                # announcement: the whole folder is compared)
+                self._lapped = True
                 continue
-            (files if kind == b"f" else projects)[name.decode()] = None
+            if len(parts) != 3 or parts[0] not in (b"f", b"s") or parts[1] != self._key:
+                continue
+            (files if parts[0] == b"f" else projects)[parts[2].decode()] = None
         if not files and not projects:
             # (only this worker's own, or other folders': nothing to read, and
             # no thread to wait for before the request it held goes on)
@@ -196,7 +205,10 @@ class SharedFolder:
         return Polled(files, statuses)
 
     def reconcile_due(self) -> bool:
-        """Whether a look fell a whole ring behind (cleared by L{reconcile})."""
+        """
+        Whether a look fell a whole ring behind, or a worker ended (cleared
+        by L{reconcile}).
+        """
         return self._lapped
 
     def synced_at(self) -> float | None:

@@ -71,6 +71,12 @@ class SharedFileTests(SynchronousTestCase):
         self.rings[1].announce(b"f 0123456789abcdef wheel.whl")
         self.assertFalse(one.changed_elsewhere())
 
+    def test_worker_ended(self):
+        """A worker that ended may have written the file and not said so: it is read again."""
+        one = self.shared(1)
+        self.rings[1].announce(b"w 2")
+        self.assertTrue(one.changed_elsewhere())
+
     def test_lapped(self):
         """A look a whole ring behind reads the file again: it cannot know what it missed."""
         one = self.shared(1)

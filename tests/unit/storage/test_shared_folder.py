@@ -159,6 +159,23 @@ class SharedFolderTests(TestCase):
         self.assertEqual([changed.filename for changed in self.polled(self.two).files],
                          [record.filename])
 
+    def test_other_announcements(self):
+        """
+        The ring's other announcements (a throttle's, the advisories', a
+        download count's) are not a folder's (before: one of another shape
+        failed the look); a worker that ended makes a full check due: it
+        may have changed the folder and not said so.
+        """
+        ring = ChangeRing.attach(self.ring.fileno(), 9)
+        self.addCleanup(ring.close)
+        for payload in (b"a", b"x login [\"f\",\"a\",\"b\",true]", b"u 0123 1-a-1"):
+            ring.announce(payload)
+        self.assertEqual(self.polled(self.two).files, [])
+        self.assertFalse(self.two.reconcile_due())
+        ring.announce(b"w 1")
+        self.assertEqual(self.polled(self.two).files, [])
+        self.assertTrue(self.two.reconcile_due())
+
     def test_reads_pass_through(self):
         """What is not a change is the folder's own: a scan, a file's location."""
         filename, data = make_wheel("holy-grail", "1.0")
