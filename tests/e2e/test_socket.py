@@ -35,13 +35,17 @@ ANSWERS_PER_SERVER = 20
 class SocketActivationTests(DaemonTestCase):
     """pypid restarted behind a socket held by systemd-socket-activate."""
 
+    #: more options of the server
+    options = ""
+
     def start_held(self, folder):
         """The server, behind a socket that outlives it; C{(process, url)}."""
         tools = require({"systemd-socket-activate": "systemd"})
         daemon = Daemon(folder)
         port = free_port()
         serve = (f"export LISTEN_PID=$$; exec {TWISTD} -n --pidfile= pypid "
-                 f"--config {daemon.config_path} --listen systemd:domain=INET:name=http")
+                 f"--config {daemon.config_path} --listen systemd:domain=INET:name=http"
+                 f"{self.options}")
         loop = f"while :; do sh -c '{serve}'; sleep 0.05; done"
         log = open(os.path.join(folder, "held.log"), "ab")
         self.addCleanup(log.close)
@@ -72,8 +76,11 @@ class SocketActivationTests(DaemonTestCase):
 
     @staticmethod
     def server_pids(config_path):
-        """The pids of the pypid processes running now (the loop's child, not the loop's shell)."""
-        found = subprocess.run(["pgrep", "-f", f"^[^ ]*python[0-9.]* .*twistd .*{config_path}"],
+        """
+        The pids of the pypid processes running now (the loop's child, not
+        the loop's shell; a machine's supervisor, not its workers).
+        """
+        found = subprocess.run(["pgrep", "-f", f"^[^ ]*python[0-9.]* [^ ]*twistd -n .*{config_path}"],
                                stdout=subprocess.PIPE, text=True, check=False).stdout.split()
         return [int(pid) for pid in found]
 
@@ -145,3 +152,36 @@ class SocketActivationTests(DaemonTestCase):
         self.assertGreaterEqual(len(answers), 4 * ANSWERS_PER_SERVER)
         # (the file was kept across the restarts: from the snapshot each time)
         self.assertEqual(http("GET", url + f"files/held/{filename}").body, data)
+
+
+class MachineSocketActivationTests(SocketActivationTests):
+    """
+    The same with C{[pypid] workers = 2}: the supervisor takes the socket
+    systemd holds and its workers accept on it (one socket, shared); a
+    restart of the machine loses no request either.
+    """
+
+    options = " --set pypid.workers=2"
+
+    def test_both_workers_accept(self):
+        """
+        Under load, both workers take connections from the one socket
+        systemd passed (whichever is waiting takes the next; an idle
+        machine's sequential connections may all go to one).
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        _, url, _ = self.start_held(folder)
+        wait_for(lambda: http("GET", url + "health").json()["workers"]["up"] == 2, 60,
+                 "both workers ready")
+        seen = set()
+
+        def client():
+            for _ in range(25):
+                seen.add(http("GET", url + "health").json()["workers"]["answered_by"])
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for each in clients:
+            each.start()
+        for each in clients:
+            each.join()
+        self.assertEqual(seen, {1, 2})
