@@ -371,3 +371,38 @@ class StopTests(DaemonTestCase):
                               env=dict(os.environ, PYTHONPATH=daemon.environ["PYTHONPATH"]))
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         self.assertIn("30", done.stdout + done.stderr)
+
+    def test_tac(self):
+        """C{twistd -ny pypid.tac} runs the machine too: its workers are C{twistd pypid}."""
+        import subprocess
+        from tests import CHECKOUT
+        from tests.harness.e2e import HOST, TWISTD, clean_env, free_port
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        port = free_port()
+        with open(daemon.config_path, encoding="utf-8") as f:
+            text = f.read()
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
+            f.write(text.replace("[pypid]\n", f"[pypid]\nworkers = {WORKERS}\n"
+                                 f"listen = tcp:{port}:interface={HOST}\n", 1))
+        log = open(os.path.join(daemon.directory, "tac.log"), "ab")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(
+            [TWISTD, "-ny", os.path.join(CHECKOUT, "pypid.tac"), "--pidfile="],
+            cwd=daemon.directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=clean_env(daemon.home, PYPID_CONFIG=daemon.config_path,
+                          PYTHONPATH=daemon.environ["PYTHONPATH"]))
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        daemon.port = port
+
+        def up():
+            try:
+                return workers_up(daemon) == WORKERS
+            except OSError:
+                return False
+        wait_for(up, 60, "every worker of the tac ready")
+        self.assertEqual(answered_by(daemon), set(range(1, WORKERS + 1)))
+        process.send_signal(signal.SIGTERM)
+        # (twistd ends with the signal that stopped it, once shut down)
+        self.assertIn(process.wait(timeout=60), (0, -signal.SIGTERM))
+        with open(os.path.join(daemon.directory, "tac.log"), "rb") as f:
+            self.assertEqual(f.read().count(b"Server Shut Down."), WORKERS + 1)
