@@ -375,6 +375,7 @@ class StopTests(DaemonTestCase):
     def test_tac(self):
         """C{twistd -ny pypid.tac} runs the machine too: its workers are C{twistd pypid}."""
         import subprocess
+
         from tests import CHECKOUT
         from tests.harness.e2e import HOST, TWISTD, clean_env, free_port
         daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
