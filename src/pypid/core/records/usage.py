@@ -230,13 +230,12 @@ class ClientBound:
     def admits(self, address: str | None, filename: str, when: float, ranged: bool) -> bool:
         """Whether one more download of C{filename} by C{address} at C{when} counts."""
         day = int(when // DAY)
-        if self.shared is not None:
-            key_bytes = f"{address}\0{filename}\0{ranged:d}".encode("utf-8", "surrogateescape")
-            return self.shared(key_bytes, day, 1 if ranged else self.limit)
         if day != self._day:
             self._seen.clear()
             self._day = day
         key = (address, filename, ranged)
+        if self.shared is not None:
+            return self._shared(key, day)
         seen = self._seen.pop(key, 0)
         if seen >= (1 if ranged else self.limit):
             self._seen[key] = seen
@@ -245,6 +244,24 @@ class ClientBound:
             del self._seen[next(iter(self._seen))]
         self._seen[key] = seen + 1
         return True
+
+    def _shared(self, key: tuple[str | None, str, bool], day: int) -> bool:
+        """
+        L{admits} on the machine's tally; a pair the machine counted up to
+        its limit is remembered here for the day, so that its later
+        downloads (a loop of requests) cost no look at the tally.
+        """
+        assert self.shared is not None
+        if key in self._seen:
+            return False
+        address, filename, ranged = key
+        data = f"{address}\0{filename}\0{ranged:d}".encode("utf-8", "surrogateescape")
+        if self.shared(data, day, 1 if ranged else self.limit):
+            return True
+        if len(self._seen) >= self.max_entries:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = self.limit
+        return False
 
 
 @attrs.frozen

@@ -301,6 +301,26 @@ class UsageLogTests(SynchronousTestCase):
         self.assertEqual(log.book.downloads([WHEEL], 1, TODAY), 2)
 
 
+class SharedBoundTests(SynchronousTestCase):
+    """L{ClientBound} over a machine's tally."""
+
+    def test_refusal_remembered(self):
+        """A pair the tally refused is not asked of it again that day (a loop costs nothing)."""
+        from pypid.core.records.usage import ClientBound
+        asked = []
+
+        def tally(key, day, limit):
+            asked.append((key, day))
+            return len(asked) <= limit
+        bound = ClientBound(limit=2, shared=tally)
+        self.assertEqual([bound.admits("192.0.2.1", WHEEL, NOW, False) for _ in range(5)],
+                         [True, True, False, False, False])
+        self.assertEqual(len(asked), 3)
+        self.assertFalse(bound.admits("192.0.2.1", WHEEL, NOW + 86400, False),
+                         "a new day asks the tally again")
+        self.assertEqual(len(asked), 4)
+
+
 class WorkersTests(SynchronousTestCase):
     """Two workers' download counts over one storage (a machine's), told on its ring."""
 
