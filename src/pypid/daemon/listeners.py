@@ -400,7 +400,14 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
 
     def endpoint(address: ListenAddress) -> IStreamServerEndpoint:
         if inherited is not None:
-            return inherited[address.description]
+            found = inherited.get(address.description)
+            if found is None:
+                # (a worker started again after an edit of listen not taken yet)
+                raise StartupError(
+                    f"{config.where('pypid', 'listen')}: {address.description!r} is not a "
+                    "socket the supervisor opened: the file changed since the machine "
+                    "started; restart it to listen there")
+            return found
         return endpoint_of(config, reactor, address)
 
     def probe(address: ListenAddress) -> tuple[int, str] | None:

@@ -154,3 +154,16 @@ class WorkerSocketsTests(TestCase):
         self.assertEqual([listener.probe for listener in listeners], [None, None])
         self.assertEqual([type(listener.endpoint).__name__ for listener in listeners],
                          ["AdoptedStreamServerEndpoint"] * 2)
+
+    async def test_not_inherited(self):
+        """
+        A line the supervisor did not open (the file edited since the
+        machine started) stops a worker's start with one line saying so.
+        """
+        sockets = await _opened(self, 1, "tcp:0:interface=127.0.0.1")
+        config = load_config(None, [], ["tcp:8099:interface=127.0.0.1"])
+        with self.assertRaises(StartupError) as raised:
+            make_listeners(config, reactor, object(), None,
+                           adopted(reactor, sockets.for_worker(1)))
+        self.assertIn("'tcp:8099:interface=127.0.0.1' is not a socket the supervisor opened",
+                      str(raised.exception))
