@@ -423,10 +423,9 @@ class AdvisoryFeed(Service):
         the compact cache it wrote).
         """
         ring = self._ring
-        if ring is None or ring.worker == 1 or ring.latest() == self._seen_sequence:
+        if ring is None or ring.worker == 1:
             return succeed(None)
-        told = ring.since(self._seen_sequence)
-        self._seen_sequence = ring.latest() if not told else told[-1].sequence
+        told, self._seen_sequence = ring.look(self._seen_sequence)
         if told is None or any(a.payload == b"a" and a.worker == 1 for a in told):
             self.refresh()
         return succeed(None)

@@ -99,17 +99,12 @@ class ThrottleShare:
 
     def taken(self) -> Iterator[Event]:
         """The other workers' events of this throttle since the last look, in order."""
-        announcements = self._ring.since(self.seen)
-        if announcements is None:
-            # (a look a whole ring behind: the events it missed are lost,
-            # as a restart would lose them; the next are counted)
-            self.seen = self._ring.latest()
-            return
-        if announcements:
-            self.seen = announcements[-1].sequence
+        # (a look a whole ring behind: the events it missed are lost, as a
+        # restart would lose them; the next are counted)
+        announcements, self.seen = self._ring.look(self.seen)
         prefix = b"x " + self._name + b" "
         me = self._ring.worker
-        for announcement in announcements:
+        for announcement in announcements or ():
             if announcement.worker == me or not announcement.payload.startswith(prefix):
                 continue
             try:

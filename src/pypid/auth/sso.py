@@ -130,10 +130,9 @@ class SingleSignOn:
     def sync(self) -> Deferred[None]:
         """In a worker of a machine: take in the logins the others began or took."""
         ring = self.ring
-        if ring is None or ring.latest() == self._seen:
+        if ring is None:
             return succeed(None)
-        announcements = ring.since(self._seen)
-        self._seen = ring.latest() if not announcements else announcements[-1].sequence
+        announcements, self._seen = ring.look(self._seen)
         now = self._clock.seconds()
         for announcement in announcements or ():
             kind, _, data = announcement.payload.partition(b" ")[2].partition(b" ")

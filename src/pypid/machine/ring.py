@@ -252,6 +252,20 @@ class ChangeRing:
                 found.append(Announcement(number, worker, bytes(self._map[start:start + length])))
         return found
 
+    def look(self, seen: int) -> tuple[list[Announcement] | None, int]:
+        """
+        What a reader that took in every announcement up to C{seen} has to
+        take in now, and the number to look from next: the announcements
+        (none, without a system call, when nothing was announced), or
+        L{None} when it fell a whole ring behind (L{since}).
+        """
+        if self.latest() == seen:
+            return [], seen
+        found = self.since(seen)
+        if found is None:
+            return None, self.latest()
+        return found, found[-1].sequence if found else seen
+
     @contextmanager
     def _locked(self, how: int) -> Iterator[None]:
         fcntl.flock(self._fd, how)

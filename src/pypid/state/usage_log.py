@@ -85,14 +85,9 @@ class UsageShare:
         The other workers' records since the last look, by name; L{None}
         when the look fell a whole ring behind (every record is read again).
         """
-        if self.ring.latest() == self.seen:
-            return []
-        announcements = self.ring.since(self.seen)
+        announcements, self.seen = self.ring.look(self.seen)
         if announcements is None:
-            self.seen = self.ring.latest()
             return None
-        if announcements:
-            self.seen = announcements[-1].sequence
         prefix = b"u " + self.key + b" "
         return [a.payload[len(prefix):].decode("ascii") for a in announcements
                 if a.worker != self.ring.worker and a.payload.startswith(prefix)]

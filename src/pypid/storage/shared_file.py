@@ -58,14 +58,9 @@ class SharedFile:
         last look (no system call unless the ring moved); a look a whole
         ring behind must read it again.
         """
-        if self._ring.latest() == self.seen:
-            return False
-        announcements = self._ring.since(self.seen)
+        announcements, self.seen = self._ring.look(self.seen)
         if announcements is None:
-            self.seen = self._ring.latest()
             return True
-        if announcements:
-            self.seen = announcements[-1].sequence
         me = self._ring.worker
         # (a worker that ended may have written the file and not announced it)
         return any(a.worker != me and (a.payload == self._payload

@@ -46,6 +46,23 @@ class RingTests(SynchronousTestCase):
         self.assertEqual(two.since(2), [Announcement(3, 1, b"")])
         self.assertEqual(two.since(3), [])
 
+    def test_look(self):
+        """
+        A look says what came since a number and where to look from next:
+        nothing (and the same number) when nothing came; L{None} when it
+        fell a whole ring behind.
+        """
+        ring = self.ring(slots=4, slot_size=64, tally=4)
+        one = self.attached(ring, 1)
+        self.assertEqual(ring.look(0), ([], 0))
+        one.announce(b"a")
+        one.announce(b"b")
+        self.assertEqual(ring.look(0), ([Announcement(1, 1, b"a"), Announcement(2, 1, b"b")], 2))
+        self.assertEqual(ring.look(2), ([], 2))
+        for payload in (b"c", b"d", b"e", b"f", b"g"):
+            one.announce(payload)
+        self.assertEqual(ring.look(2), (None, 7))
+
     def test_workers(self):
         """How many workers run, as the supervisor says, is what every worker reads."""
         ring = self.ring()
