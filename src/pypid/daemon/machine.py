@@ -67,6 +67,7 @@ from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
 from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import hosted_names
+from pypid.state.loader import roll_back_promotions
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
@@ -309,8 +310,9 @@ class SocketsPart(Service):
 class FoldersPart(Service):
     """
     Every hosted index's local folder, taken for the machine: created,
-    locked against another server, and swept of what a crash left, before
-    any worker starts; released after they ended.
+    locked against another server, swept of what a crash left (temporary
+    files, promotions under way), before any worker starts; released
+    after they ended.
     """
 
     def __init__(self, folders: Sequence[LocalStorage]) -> None:
@@ -324,6 +326,9 @@ class FoldersPart(Service):
     async def _take(self) -> None:
         for folder in self._folders:
             await loading_index(folder.prepare())
+            # (the promotions the last run's crash interrupted, taken back
+            # before any worker starts)
+            await loading_index(roll_back_promotions(folder))
 
     def stopService(self) -> None:
         """Release them."""

@@ -189,9 +189,10 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy, learnt, name=label)
-        # (a promotion a crash interrupted is taken back before the load)
+        # (a crash's promotion taken back before the load; in a machine, by its
+        # supervisor: a worker would take back another's under way)
         recover = (partial(roll_back_promotions, stored)
-                   if IAdoptingStorage.providedBy(stored) else None)
+                   if IAdoptingStorage.providedBy(stored) and ring is None else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover, name=label)
         usage = _usage_log(stored, reactor, ring)

@@ -218,6 +218,24 @@ class SupervisorPartsTests(SynchronousTestCase):
         self.successResultOf(other.prepare())
         other.close()
 
+    def test_promotions_taken_back(self):
+        """
+        A promotion the last run's crash interrupted is taken back by the
+        supervisor, before any worker starts (a worker starting again
+        would take back another's promotion under way: workers do not).
+        """
+        from pypid.core.indexes.promotion import PromotionJournal
+        folder = os.path.abspath(self.mktemp())
+        storage = LocalStorage(folder, run_at_once, MemoryReactorClock())
+        self.successResultOf(storage.prepare())
+        journal = PromotionJournal("p-1", "staging", ())
+        self.successResultOf(storage.keep_journal(journal.name, journal.to_bytes()))
+        storage.close()
+        part = FoldersPart([LocalStorage(folder, run_at_once, MemoryReactorClock())])
+        self.successResultOf(part.startService())
+        self.addCleanup(part.stopService)
+        self.assertEqual(self.successResultOf(part._folders[0].journals()), {})
+
     def test_parts(self):
         """
         The supervisor's parts, in order: the ports checked, where the data
