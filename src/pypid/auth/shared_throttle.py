@@ -93,10 +93,6 @@ class ThrottleShare:
         self._ring.announce(b"x " + self._name + b" "
                             + record.encode("utf-8", "surrogatepass"))
 
-    def moved(self) -> bool:
-        """Whether anything was announced since the last look (no system call)."""
-        return self._ring.latest() != self.seen
-
     def taken(self) -> Iterator[Event]:
         """The other workers' events of this throttle since the last look, in order."""
         # (a look a whole ring behind: the events it missed are lost, as a

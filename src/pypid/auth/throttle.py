@@ -311,12 +311,11 @@ class LoginThrottle:
         workers' events (no system call when nothing was announced), and
         let go of the checks they began that outlived L{PENDING_TTL}.
         """
-        if self.share is None or not self.share.moved() and not self._theirs:
+        if self.share is None:
             return succeed(None)
         now = self.clock.seconds()
-        if self.share.moved():
-            for event in self.share.taken():
-                self._take(event, now)
+        for event in self.share.taken():
+            self._take(event, now)
         for key, begun in list(self._theirs.items()):
             while begun and now - begun[0] > PENDING_TTL:
                 begun.pop(0)
