@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
@@ -175,13 +176,20 @@ class WorkerSockets:
         """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
         return [group.port for group in self._groups]
 
-    def close(self) -> None:
-        """Close every socket (the supervisor's stop, after its workers')."""
+    def close(self) -> Deferred[list[None]]:
+        """
+        Close every socket (the supervisor's stop, after its workers'); fires
+        when the shared ports have stopped (a Unix socket's file is gone).
+        """
         for group in self._groups:
             group.close()
+        stopped: list[Deferred[None]] = []
         for _, port in self._shared:
-            port.stopListening()
+            done = port.stopListening()
+            if done is not None:
+                stopped.append(done)
         self._shared.clear()
+        return gatherResults(stopped)
 
 
 def adopted(reactor: IReactorSocket,

@@ -301,10 +301,10 @@ class SocketsPart(Service):
         Service.startService(self)
         return ensureDeferred(self.sockets.open())
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[list[None]]:
         """Close them."""
         Service.stopService(self)
-        self.sockets.close()
+        return self.sockets.close()
 
 
 class FoldersPart(Service):

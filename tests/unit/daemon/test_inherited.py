@@ -18,6 +18,8 @@ from pypid.core.util.startup import StartupError
 from pypid.daemon.inherited import Inherited, WorkerSockets, adopted
 from pypid.daemon.listeners import make_listeners
 
+from .test_systemd import socket_path
+
 
 class _Hello(Protocol):
     def connectionMade(self):
@@ -116,8 +118,7 @@ class WorkerSocketsTests(TestCase):
 
     async def test_shared(self):
         """Any other line (a Unix socket here) is one socket every worker accepts on."""
-        path = os.path.abspath(self.mktemp())
-        sockets = await _opened(self, 2, f"unix:{path}")
+        sockets = await _opened(self, 2, f"unix:{socket_path(self)}")
         self.assertEqual(sockets.for_worker(1), sockets.for_worker(2))
         self.assertEqual(sockets.for_worker(1)[0].family, socket.AF_UNIX)
         self.assertEqual(sockets.ports(), [])
