@@ -98,6 +98,7 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["set"] = []
+        self["worker"] = None
         #: the options as given, which a machine's workers are given in turn
         self.arguments: tuple[str, ...] = ()
 
@@ -117,14 +118,22 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e))
 
+    def reread(self) -> Config:
+        """The configuration, read again (at C{SIGHUP}) as at the start."""
+        worker: WorkerRole | None = self["worker"]
+        return load_config(self["config"], self["set"], self["listen"], os.environ,
+                           text=worker.config.read() if worker is not None else None)
+
     def postOptions(self) -> None:
         """
         Read the configuration once. A bad one stops start-up with one line
         naming the file, section and key (no usage text, no traceback).
         """
         try:
-            self["config_obj"] = load_config(self["config"], self["set"], self["listen"],
-                                             os.environ)
+            # (a worker of a machine is told so by its supervisor, and
+            # reads the configuration the machine runs on, not the file)
+            self["worker"] = WorkerRole.from_environ(os.environ)
+            self["config_obj"] = self.reread()
         except StartupError as e:
             raise SystemExit(f"pypid: {e}")
 
@@ -150,12 +159,10 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         from pypid.daemon.systemd import Notifier
         notifier = Notifier.from_environ(os.environ)
     # SIGHUP reads the configuration again, as start-up read it
-    reread = partial(load_config, options["config"], options["set"], options["listen"],
-                     os.environ)
+    reread = options.reread
     config: Config = options["config_obj"]
     try:
-        # (a worker of a machine is told so by its supervisor)
-        worker = WorkerRole.from_environ(os.environ) if exit_on_failure else None
+        worker: WorkerRole | None = options["worker"] if exit_on_failure else None
         if worker is None and config.server.workers > 1:
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,

@@ -10,6 +10,8 @@ the supervisor, C{SIGHUP} with a change all take and with one all refuse,
 and the snapshot written by one worker only.
 """
 
+import http.client as httpclient
+import json
 import os
 import signal
 import threading
@@ -18,11 +20,13 @@ from urllib.parse import urlencode
 
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
+    HOST,
     PASSWORD,
     USER,
     Daemon,
     DaemonTestCase,
     E2EFailure,
+    basic,
     file_url,
     files_by_name,
     form,
@@ -59,6 +63,46 @@ def worker_pids(daemon):
 def workers_up(daemon):
     """How many workers run and are ready, as C{/health} says."""
     return http("GET", daemon.url + "health").json()["workers"]["up"]
+
+
+def restarts_counted(daemon):
+    """How many times the supervisor started a worker again, as C{/metrics} says."""
+    for line in http("GET", daemon.url + "metrics").body.decode().splitlines():
+        if line.startswith("pypid_worker_restarts_total "):
+            return float(line.split()[1])
+    raise AssertionError("no pypid_worker_restarts_total in /metrics")
+
+
+def status_on_worker(daemon, number, path, auth, tries=100):
+    """
+    The status of a C{GET} of C{path} answered by worker C{number}: asked on
+    a connection whose C{/health} that worker answered.
+    """
+    for _ in range(tries):
+        conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
+        try:
+            conn.request("GET", "/health")
+            answer = conn.getresponse()
+            if json.loads(answer.read())["workers"]["answered_by"] != number:
+                continue
+            conn.request("GET", "/" + path, headers={"Authorization": basic(*auth)})
+            answer = conn.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            conn.close()
+    raise AssertionError(f"worker {number} took none of {tries} connections")
+
+
+def kill_a_worker(daemon):
+    """C{kill -9} the last worker, and wait until the supervisor started it again."""
+    victim = worker_pids(daemon)[-1]
+    ended = daemon.log_since_start().count(b"ended (")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: daemon.log_since_start().count(b"ended (") > ended, 30, "the worker ended")
+    wait_for(lambda: len(worker_pids(daemon)) == WORKERS and victim not in
+             worker_pids(daemon), 60, "the worker started again")
+    wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready again")
 
 
 class WorkersTests(DaemonTestCase):
@@ -235,6 +279,7 @@ class WorkerRestartTests(DaemonTestCase):
         daemon = self.daemon
         acknowledged, refused, cut = [], [], []
         stop = threading.Event()
+        restarts = restarts_counted(daemon)
 
         def uploads():
             number = 0
@@ -252,18 +297,12 @@ class WorkerRestartTests(DaemonTestCase):
         thread.start()
         try:
             time.sleep(0.5)
-            victim = worker_pids(daemon)[-1]
-            os.kill(victim, signal.SIGKILL)
-            daemon.wait_for_log(b"ended (", timeout=30)
-            wait_for(lambda: len(worker_pids(daemon)) == WORKERS and victim not in
-                     worker_pids(daemon), 60, "the worker started again")
-            wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready again")
+            kill_a_worker(daemon)
         finally:
             stop.set()
             thread.join()
         self.assertGreater(len(acknowledged), 10)
-        self.assertIn("pypid_worker_restarts_total 1.0",
-                      http("GET", daemon.url + "metrics").body.decode())
+        self.assertEqual(restarts_counted(daemon), restarts + 1)
         looks = []
         for _ in range(6):
             listed = files_by_name(daemon, "machine-kill")
@@ -299,10 +338,41 @@ class WorkerRestartTests(DaemonTestCase):
         self.assertEqual(text.count(b"Reloaded the configuration"), before)
         self.assertEqual(text.count(b"Not reloading the configuration"), 1)
 
+    def test_restart_reads_the_config_in_force(self):
+        """
+        A worker started again runs on the configuration the machine runs
+        on, not on the file as edited since: a user added to the file is
+        known to no worker until C{SIGHUP}, then to every one, a worker
+        started after the reload included.
+        """
+        daemon = self.daemon
+        with open(daemon.config_path, encoding="utf-8") as f:
+            original = f.read()
+        self.addCleanup(self._restore, original)
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(f"carol = {password_hash('in force')}\n")
+        kill_a_worker(daemon)
+
+        def answers(auth):
+            return [status_on_worker(daemon, number, "simple/", auth)
+                    for number in range(1, WORKERS + 1)]
+        self.assertEqual(answers(("carol", "in force")), [401] * WORKERS)
+        self.assertEqual(answers((USER, PASSWORD)), [200] * WORKERS)
+        reloads = daemon.log_since_start().count(b"Reloaded the configuration")
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
+                 >= reloads + WORKERS + 1, 30, "every worker reloaded")
+        kill_a_worker(daemon)
+        self.assertEqual(answers(("carol", "in force")), [200] * WORKERS)
+
     def _restore(self, original):
-        with open(self.daemon.config_path, "w", encoding="utf-8") as f:
+        daemon = self.daemon
+        with open(daemon.config_path, "w", encoding="utf-8") as f:
             f.write(original)
-        os.kill(self.daemon.pid, signal.SIGHUP)
+        reloads = daemon.log_since_start().count(b"Reloaded the configuration")
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
+                 >= reloads + WORKERS + 1, 30, "every worker reloaded")
 
 
 class StopTests(DaemonTestCase):

@@ -137,6 +137,9 @@ class Config:
     #: by C{(section, key)}: what a later error about the key names
     origins: Mapping[tuple[str, str], str] = attrs.field(
         factory=dict, converter=_frozen_by_key, eq=False, repr=False)
+    #: the configuration file's text as it was read ("" for the embedded
+    #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
+    text: str = attrs.field(default="", eq=False, repr=False)
 
     def where(self, section: str, key: str | None = None) -> str:
         """
@@ -235,7 +238,8 @@ def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, st
 
 
 def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = (),
-                listen: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Config:
+                listen: Sequence[str] = (), environ: Mapping[str, str] | None = None,
+                text: str | None = None) -> Config:
     """
     Read, validate and freeze the configuration: the file is read
     (L{_read}), the environment and the command line laid over it
@@ -250,33 +254,48 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         L{environment_overrides}); L{None} for none.
     @param listen: endpoint strings from C{--listen}; when given they replace
         C{[pypid] listen}.
+    @param text: the file's text, read before (a machine's worker is given
+        the supervisor's); L{None} to read C{path}. Paths in it still mean
+        what they mean beside C{path}.
     @rtype: L{Config}
     @raise ConfigError: naming the file, section and key of the first problem.
     """
     overrides = list(overrides)
     environ = environ or {}
-    parser = _read(path)
+    if path is not None and text is None:
+        text = _file_text(path)
+    parser = _read(path, text)
     blame = _overlay(parser, path or "<defaults>", overrides, listen, environ)
     parsed = _parse(parser, blame, overrides,
                     None if path is None else os.path.dirname(os.path.abspath(path)))
-    return _assemble(parser, parsed, blame, environ)
+    return attrs.evolve(_assemble(parser, parsed, blame, environ),
+                        text=text if path is not None and text is not None else "")
 
 
-def _read(path: str | None) -> configparser.ConfigParser:
-    """The INI file at C{path} (none: the embedded defaults alone), as configparser reads it."""
+def _file_text(path: str) -> str:
+    """The configuration file's text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8 text")
+
+
+def _read(path: str | None, text: str | None) -> configparser.ConfigParser:
+    """
+    The INI C{text} of the file at C{path} (none: the embedded defaults
+    alone), as configparser reads it.
+    """
     parser = configparser.ConfigParser(interpolation=None, strict=True,
                                        empty_lines_in_values=False)
     # (configparser's documented way to keep the keys' case: typeshed
     # declares it a method)
     parser.optionxform = str  # type: ignore[method-assign,assignment]
-    if path is not None:
+    if path is not None and text is not None:
         try:
-            with open(path, encoding="utf-8") as f:
-                parser.read_file(f, source=path)
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: the configuration file is not UTF-8 text")
+            parser.read_string(text, source=path)
         except configparser.Error as e:
             message = " ".join(str(e).split())
             raise ConfigError(f"{path}: not a valid INI file: {message}")

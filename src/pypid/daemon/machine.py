@@ -65,6 +65,7 @@ from pypid.daemon.listeners import (
 )
 from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import hosted_names
 from pypid.state.loader import roll_back_promotions
@@ -77,13 +78,15 @@ from pypid.upstream.factory import cache_settings
 log = Logger()
 
 #: The environment variable that makes a C{twistd pypid} one worker of a
-#: machine: JSON, C{{"number", "count", "ring", "sockets"}}, the ring and
-#: each socket by its descriptor in the worker.
+#: machine: JSON, C{{"number", "count", "ring", "config", "sockets"}}, the
+#: ring, the configuration in force and each socket by its descriptor in the
+#: worker.
 WORKER_ENV = "PYPID_WORKER"
 
-#: The worker's descriptor of the ring; its sockets' follow, in the order
-#: of C{[pypid] listen}.
+#: The worker's descriptor of the ring, and of the configuration in force;
+#: its sockets' follow, in the order of C{[pypid] listen}.
 RING_FD = 4
+CONFIG_FD = 5
 
 #: What systemd tells the process it starts, which is the supervisor's alone.
 _SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
@@ -99,12 +102,15 @@ class WorkerRole:
     @ivar count: how many workers the machine runs.
     @ivar ring: the machine's ring of changes, attached as this worker.
     @ivar sockets: its listening sockets, one per line of C{[pypid] listen}.
+    @ivar config: the configuration file's text the machine runs on, which
+        this worker reads instead of the file.
     """
 
     number: int
     count: int
     ring: ChangeRing
     sockets: tuple[Inherited, ...]
+    config: ConfigInForce
 
     @property
     def first(self) -> bool:
@@ -127,9 +133,10 @@ class WorkerRole:
             sockets = tuple(Inherited(str(description), int(fd), int(family))
                             for description, fd, family in data["sockets"])
             ring = ChangeRing.attach(int(data["ring"]), number)
+            config = ConfigInForce.attach(int(data["config"]))
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise StartupError(f"{WORKER_ENV}: not a worker's role: {e}")
-        return cls(number, count, ring, sockets)
+        return cls(number, count, ring, sockets, config)
 
 
 class IStoppingReactor(IReactorCore, IReactorFromThreads, IReactorFDSet):
@@ -267,6 +274,7 @@ class WorkerCommand:
     """
 
     ring: ChangeRing
+    config: ConfigInForce
     sockets: WorkerSockets
     count: int
     arguments: tuple[str, ...]
@@ -275,14 +283,14 @@ class WorkerCommand:
 
     def __call__(self, number: int) -> Command:
         """The command of worker C{number}, with its sockets."""
-        inherited = {RING_FD: self.ring.fileno()}
+        inherited = {RING_FD: self.ring.fileno(), CONFIG_FD: self.config.fileno()}
         sockets = []
-        for fd, socket in enumerate(self.sockets.for_worker(number), start=RING_FD + 1):
+        for fd, socket in enumerate(self.sockets.for_worker(number), start=CONFIG_FD + 1):
             inherited[fd] = socket.fileno
             sockets.append((socket.description, fd, socket.family))
         env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
         env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
-                                      "sockets": sockets})
+                                      "config": CONFIG_FD, "sockets": sockets})
         args = (self.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "--nodaemon", "--pidfile=",
                 f"--logger={worker_log.__module__}.{worker_log.__name__}",
@@ -342,11 +350,12 @@ class Hangup(Service):
     """
     C{SIGHUP} for the machine: a configuration the supervisor took (it
     refuses one it cannot read, or whose changes only a restart takes) is
-    passed on to every worker.
+    the one in force, passed on to every worker.
     """
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor, in_force: ConfigInForce) -> None:
         self._supervisor = supervisor
+        self._in_force = in_force
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """Once the whole reload is taken here: every worker reloads."""
@@ -354,6 +363,7 @@ class Hangup(Service):
             return None
 
         def commit() -> str:
+            self._in_force.write(config.text)
             self._supervisor.signal_all(signal.SIGHUP)
             return f"passed to {self._supervisor.count} workers"
         return commit
@@ -382,6 +392,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     """
     count = config.server.workers
     ring = ChangeRing.create()
+    in_force = ConfigInForce.create(config.text)
     sockets = WorkerSockets(config, reactor, count)
     ring.set_workers(0, count)
 
@@ -391,9 +402,8 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
             # (it may have changed a file and ended before it said so)
             ring.announce(WORKER_ENDED + b" %d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
-    supervisor = Supervisor(reactor, count, WorkerCommand(ring, sockets, count, tuple(arguments),
-                                                          environ, executable),
-                            on_change=changed)
+    command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
+    supervisor = Supervisor(reactor, count, command, on_change=changed)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config) if settings.backend != "s3"]
@@ -404,7 +414,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
         ("folders", FoldersPart(folders)),
         ("sockets", SocketsPart(sockets)),
         ("workers", supervisor),
-        ("reload", Hangup(supervisor)),
+        ("reload", Hangup(supervisor, in_force)),
         ("systemd", status(lambda: supervisor.ready)),
     ]
     return Parts([(name, part) for name, part in parts if part is not None], reactor,

@@ -16,6 +16,7 @@ from pypid.config import load_config
 from pypid.core.util.startup import StartupError
 from pypid.daemon.inherited import Inherited
 from pypid.daemon.machine import (
+    CONFIG_FD,
     RING_FD,
     WORKER_ENV,
     FoldersPart,
@@ -27,6 +28,7 @@ from pypid.daemon.machine import (
     build_supervisor,
     worker_signals,
 )
+from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage, StorageError
@@ -85,15 +87,19 @@ class WorkerRoleTests(SynchronousTestCase):
         ring = ChangeRing.create(slots=4, slot_size=64)
         self.addCleanup(ring.close)
         ring.set_workers(1, 3)
+        in_force = ConfigInForce.create("[pypid]\nthreads = 4\n")
+        self.addCleanup(in_force.close)
         role = WorkerRole.from_environ({WORKER_ENV: json.dumps({
-            "number": 2, "count": 3, "ring": ring.fileno(),
+            "number": 2, "count": 3, "ring": ring.fileno(), "config": in_force.fileno(),
             "sockets": [["tcp:8080", 5, 2]]})})
         self.addCleanup(role.ring.close)
+        self.addCleanup(role.config.close)
         self.assertEqual((role.number, role.count, role.first), (2, 3, False))
         self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2),))
         self.assertEqual(role.ring.workers(), (1, 3))
         role.ring.announce(b"f x")
         self.assertEqual(ring.latest(), 1)
+        self.assertEqual(role.config.read(), "[pypid]\nthreads = 4\n")
 
     def test_not_a_role(self):
         """A value the supervisor did not write stops the start with one line naming it."""
@@ -115,21 +121,24 @@ class WorkerCommandTests(SynchronousTestCase):
         """
         ring = ChangeRing.create(slots=4, slot_size=64)
         self.addCleanup(ring.close)
+        in_force = ConfigInForce.create("")
+        self.addCleanup(in_force.close)
         environ = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/notify", "LISTEN_FDS": "1",
                    "LISTEN_PID": "7", "WATCHDOG_USEC": "100"}
-        command = WorkerCommand(ring, _Sockets(), 3, ("--config", "etc/pypid.ini"), environ,
-                                "/usr/bin/python3")(2)
+        command = WorkerCommand(ring, in_force, _Sockets(), 3, ("--config", "etc/pypid.ini"),
+                                environ, "/usr/bin/python3")(2)
         self.assertEqual(command.executable, "/usr/bin/python3")
         self.assertEqual(command.args[:3], ("/usr/bin/python3", "-c",
                                             "from twisted.scripts.twistd import run; run()"))
         self.assertEqual(command.args[3:], (
             "--nodaemon", "--pidfile=", "--logger=pypid.daemon.machine.worker_log",
             "pypid", "--config", "etc/pypid.ini"))
-        self.assertEqual(command.inherited, {RING_FD: ring.fileno(), RING_FD + 1: 42})
+        self.assertEqual(command.inherited, {RING_FD: ring.fileno(),
+                                             CONFIG_FD: in_force.fileno(), CONFIG_FD + 1: 42})
         self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
         self.assertEqual(json.loads(command.env[WORKER_ENV]), {
-            "number": 2, "count": 3, "ring": RING_FD,
-            "sockets": [["tcp:8080:interface=127.0.0.1", RING_FD + 1, 2]]})
+            "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD,
+            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2]]})
 
 
 class WorkerProcessTests(SynchronousTestCase):
@@ -198,14 +207,24 @@ class SupervisorPartsTests(SynchronousTestCase):
     """The supervisor's parts."""
 
     def test_hangup(self):
-        """A configuration the supervisor took is passed on to every worker; none, nothing."""
+        """
+        A configuration the supervisor took is the one in force (what a
+        worker started after reads) and passed on to every worker; none,
+        nothing.
+        """
         supervisor = _Supervisor()
-        hangup = Hangup(supervisor)
+        in_force = ConfigInForce.create("[pypid]\n")
+        self.addCleanup(in_force.close)
+        hangup = Hangup(supervisor, in_force)
         self.assertIsNone(hangup.prepare_reload(None))
-        commit = hangup.prepare_reload(load_config(None, [], []))
-        self.assertEqual(supervisor.signals, [])
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("[pypid]\nthreads = 5\n")
+        commit = hangup.prepare_reload(load_config(path, [], []))
+        self.assertEqual((supervisor.signals, in_force.read()), ([], "[pypid]\n"))
         self.assertEqual(commit(), "passed to 3 workers")
         self.assertEqual(supervisor.signals, [signal.SIGHUP])
+        self.assertEqual(in_force.read(), "[pypid]\nthreads = 5\n")
 
     def test_folders(self):
         """The supervisor takes every hosted folder: another server cannot use it meanwhile."""

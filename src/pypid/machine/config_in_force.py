@@ -1,0 +1,81 @@
+"""
+The configuration a machine runs on (L{ConfigInForce}): the text of the
+configuration file as the supervisor last took it, at its start and at
+each C{SIGHUP} it accepted, in a memory file every worker is given.
+
+A worker that starts again (after a crash, say) reads this text, not the
+file as it is on disk by then: an edit not yet reloaded would make it the
+one worker that answers differently, and an edited C{listen} one that
+cannot start at all, again and again. Paths in the text still mean what
+they mean beside the file (the worker is given its path too).
+
+The supervisor writes under an exclusive C{flock}, a worker reads under a
+shared one, each through a file of its own (C{/proc/self/fd}), as the
+ring of changes does (L{pypid.machine.ring}).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+
+@attrs.define(eq=False)
+class ConfigInForce:
+    """The machine's configuration text, in a memory file (see the module)."""
+
+    _fd: int = attrs.field(repr=False)
+
+    @classmethod
+    def create(cls, text: str) -> ConfigInForce:
+        """A new memory file holding C{text}, for the supervisor."""
+        made = cls(os.memfd_create("pypid-config", os.MFD_CLOEXEC))
+        made.write(text)
+        return made
+
+    @classmethod
+    def attach(cls, fd: int) -> ConfigInForce:
+        """The memory file of C{fd} (given by the supervisor), opened anew for this process."""
+        return cls(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC))
+
+    def fileno(self) -> int:
+        """This process's descriptor of the memory file, which a worker is given."""
+        return self._fd
+
+    def write(self, text: str) -> None:
+        """Hold C{text} from now on (a worker reading meanwhile reads the old or the new)."""
+        data = text.encode("utf-8")
+        with self._locked(fcntl.LOCK_EX):
+            os.ftruncate(self._fd, 0)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self._fd, data[written:], written)
+
+    def read(self) -> str:
+        """The text held now."""
+        with self._locked(fcntl.LOCK_SH):
+            size = os.fstat(self._fd).st_size
+            chunks, taken = [], 0
+            while taken < size:
+                chunk = os.pread(self._fd, size - taken, taken)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                taken += len(chunk)
+        return b"".join(chunks).decode("utf-8")
+
+    @contextmanager
+    def _locked(self, how: int) -> Iterator[None]:
+        fcntl.flock(self._fd, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Let go of the memory file (it lives while any process holds it)."""
+        os.close(self._fd)

@@ -1,0 +1,50 @@
+"""Tests for L{pypid.machine.config_in_force}: the text a machine's workers read."""
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.config import load_config
+from pypid.machine.config_in_force import ConfigInForce
+
+
+class ConfigInForceTests(SynchronousTestCase):
+    """The supervisor writes, a worker (its own file of the memory) reads."""
+
+    def test_written_and_read(self):
+        """A worker reads what the supervisor wrote last, shorter or longer, whole."""
+        supervisor = ConfigInForce.create("[pypid]\nthreads = 4\n" * 3000)
+        self.addCleanup(supervisor.close)
+        worker = ConfigInForce.attach(supervisor.fileno())
+        self.addCleanup(worker.close)
+        self.assertEqual(worker.read(), "[pypid]\nthreads = 4\n" * 3000)
+        supervisor.write("[pypid]\n# é\n")
+        self.assertEqual(worker.read(), "[pypid]\n# é\n")
+        supervisor.write("")
+        self.assertEqual(worker.read(), "")
+
+    def test_own_file(self):
+        """A worker's descriptor is a file of its own (so that C{flock} excludes the writer)."""
+        supervisor = ConfigInForce.create("x")
+        self.addCleanup(supervisor.close)
+        worker = ConfigInForce.attach(supervisor.fileno())
+        self.addCleanup(worker.close)
+        self.assertNotEqual(worker.fileno(), supervisor.fileno())
+        self.assertEqual(os.fstat(worker.fileno()).st_ino, os.fstat(supervisor.fileno()).st_ino)
+
+    def test_loaded_as_the_file(self):
+        """
+        The text read is loaded as the file would be: its relative paths
+        beside the file, not beside the text's reader; C{Config.text} is it.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "pypid.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("[storage]\npath = on-disk\n")
+        text = "[storage]\npath = in-force\n"
+        config = load_config(path, text=text)
+        self.assertEqual(config.storage.path, os.path.join(folder, "in-force"))
+        self.assertEqual(config.text, text)
+        self.assertEqual(load_config(path).text, "[storage]\npath = on-disk\n")
+        self.assertEqual(load_config(None).text, "")
