@@ -18,6 +18,9 @@ import threading
 import time
 from urllib.parse import urlencode
 
+from twisted.trial.unittest import SkipTest
+
+from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
     HOST,
@@ -41,6 +44,7 @@ from tests.harness.e2e import (
     with_cookie,
     write_files,
 )
+from tests.harness.e2e_s3 import s3_settings
 
 #: The workers of the machine under test.
 WORKERS = 2
@@ -181,6 +185,24 @@ class WorkersTests(DaemonTestCase):
                 served = http("GET", file_url(self.daemon, "machine-race", filename))
                 self.assertEqual(sha256(served.body), sha256(won[0]))
 
+    def test_yank_and_delete_at_once(self):
+        """A yank, then a delete, answered by one worker, are in the next answers of any."""
+        daemon = self.daemon
+        for number in range(10):
+            filename, data = make_wheel("machine-yank", f"5.{number}")
+            self.assertEqual(upload(daemon, filename, data).status, 200)
+            api = f"{daemon.url}api/files/{filename}"
+            yank = http("POST", api + "/yank", *form(reason="broken"), auth=(USER, PASSWORD))
+            self.assertEqual(yank.status, 200, yank.body)
+            for _ in range(3):
+                self.assertTrue(files_by_name(daemon, "machine-yank")[filename]["yanked"])
+            url = file_url(daemon, "machine-yank", filename)
+            gone = http("DELETE", api, auth=(USER, PASSWORD))
+            self.assertEqual(gone.status, 200, gone.body)
+            for _ in range(3):
+                self.assertNotIn(filename, files_by_name(daemon, "machine-yank"))
+                self.assertEqual(http("GET", url).status, 410, filename)
+
     def test_token_issued_and_revoked(self):
         """
         A token issued through one worker reads through every worker at
@@ -259,6 +281,34 @@ class WorkersTests(DaemonTestCase):
         saved = [line for line in self.daemon.log_since_start().splitlines()
                  if b"Snapshot saved" in line]
         self.assertTrue(all(b"worker 1: " in line for line in saved), saved)
+
+
+class BucketWorkersTests(DaemonTestCase):
+    """
+    Two workers on one bucket (moto's): what one acknowledged is in the
+    other's next answer, though the bucket's own look for other servers'
+    changes comes only once a minute here.
+    """
+
+    store = s3server.MOTO
+
+    def setUp(self):
+        reason = self.store.skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        return super().setUp()
+
+    @property
+    def settings(self):
+        bucket = self.shared("bucket", self.store.new_bucket)
+        return {**s3_settings(bucket, store=self.store, download="stream", sync_interval="60"),
+                "pypid.workers": str(WORKERS)}
+
+    prepare = WorkersTests.prepare
+    test_upload_then_read_at_once = WorkersTests.test_upload_then_read_at_once
+    test_same_filename_raced = WorkersTests.test_same_filename_raced
+    test_yank_and_delete_at_once = WorkersTests.test_yank_and_delete_at_once
+
 
 
 class WorkerRestartTests(DaemonTestCase):

@@ -8,12 +8,19 @@ timer), and the site built as the server builds it, on a loopback port.
 
 import json
 import os
+from functools import partial
 
 import attrs
+import treq
 from twisted.internet import reactor
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import HTTPConnectionPool
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
+from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.http.client import make_http
@@ -30,7 +37,9 @@ from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness import s3server
-from tests.harness.fakes import one_index, run_in_pool_now
+from tests.harness.distributions import make_wheel
+from tests.harness.fakes import one_index, run_in_pool_now, write_file
+from tests.harness.storage import UPLOAD_TIME
 from tests.harness.web import JSON_TYPE, PASSWORD, USERS
 
 #: The prefix the storages use in their bucket.
@@ -63,6 +72,54 @@ def s3_storage(case, run, bucket, endpoint=None, access_key=s3server.ACCESS_KEY,
                         os.path.abspath(case.mktemp()), settings, **options)
     case.addCleanup(storage.settle)
     return storage
+
+
+class S3Case(TestCase):
+    """Builds S3 storages on fresh buckets of the shared server of C{store}."""
+
+    #: the S3 server the storages are on (L{tests.harness.s3server.STORES})
+    store = s3server.MOTO
+
+    def setUp(self):
+        reason = self.store.skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        self.pool = ThreadPool(minthreads=1, maxthreads=4, name="test-s3")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
+        self.bucket = self.store.new_bucket()
+
+    def fetch(self, url):
+        """
+        C{GET url} as a client would, on a connection of its own (a store
+        that keeps connections open must not leave one to the next test).
+        """
+        return treq.get(url, pool=HTTPConnectionPool(reactor, persistent=False))
+
+    def storage_on(self, bucket=None, **options):
+        """An S3 storage of C{bucket} (this test's by default), not prepared."""
+        options.setdefault("endpoint", self.store.endpoint())
+        return s3_storage(self, self.run_in_thread, bucket or self.bucket, **options)
+
+    async def ready_storage(self, **kwargs):
+        """An S3 storage, prepared."""
+        storage = self.storage_on(**kwargs)
+        await storage.prepare()
+        return storage
+
+    def spool_wheel(self, storage, name="holy-grail", version="1.0", **kwargs):
+        """Spool a new wheel; return C{(temp path, record, metadata, bytes)}."""
+        filename, data = make_wheel(name, version, **kwargs)
+        temp = write_file(os.path.join(storage.temp_dir, "up-" + os.urandom(4).hex()), data)
+        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
+        record, metadata = inspected.record, inspected.metadata
+        return temp, record, metadata, data
+
+    def keys(self, prefix=PREFIX):
+        """Every key of the test's bucket under C{prefix}."""
+        listed = self.store.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listed.get("Contents", ()))
 
 
 def s3_config(case, bucket):

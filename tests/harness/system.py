@@ -11,6 +11,7 @@ cannot be installed does the test skip, with a message naming the package.
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 
 from twisted.trial.unittest import SkipTest
@@ -80,3 +81,14 @@ def require(programs):
 def _find(program):
     """A program on the PATH or in the system folders (C{nginx} is in C{/usr/sbin})."""
     return shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def socket_path(case):
+    """
+    A fresh path for a socket, in a short directory of its own: an
+    C{AF_UNIX} address holds at most 107 bytes, which the trial temp
+    directory of a deep checkout exceeds.
+    """
+    directory = tempfile.mkdtemp(prefix="pypid-")
+    case.addCleanup(shutil.rmtree, directory, True)
+    return os.path.join(directory, "notify")

@@ -44,7 +44,7 @@ from pypid.machine.ring import ChangeRing
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
-from pypid.storage.shared_folder import SharedFolder
+from pypid.storage.shared_folder import MachineBucket, SharedFolder
 
 if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
@@ -157,7 +157,8 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         without details (a folder served in place, a bucket's imports):
         the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
     @param ring: the machine's ring, in a worker of several: a local folder
-        is then shared with the other workers (L{SharedFolder}).
+        or a bucket is then shared with the other workers (L{SharedFolder},
+        L{MachineBucket}).
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     if config.storage.backend != "s3":
@@ -173,10 +174,12 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
     else:
         client, credentials, close = bucket.client, bucket.credentials, bucket.use()
-    return S3Storage(
+    bucket_storage = S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor,
         os.path.join(config.storage.path, ".pypid", "tmp"),
         S3Settings.from_config(s3, config.server.max_upload_size), on_close=close, render=render)
+    return (bucket_storage if ring is None
+            else cast(IStorage, MachineBucket(bucket_storage, ring, reactor)))
 
 
 def make_s3_client(config: Config, run: Run, reactor: IReactorTime,

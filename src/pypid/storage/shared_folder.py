@@ -15,13 +15,19 @@ by its name: C{f <folder> <filename>} or C{s <folder> <project>}.
 
 A worker that fell a whole ring behind cannot know what it missed: its
 next look is a full check of the folder (L{reconcile_due}).
+
+A bucket the workers share (L{MachineBucket}) is announced alike, named
+by its bucket and prefix; there the change's own marker is in the bucket
+before the change is announced, so a worker that reads an announcement of
+another's asks the bucket's markers at once (one listing), as it asks
+them every C{sync_interval} for the changes of other servers on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +39,9 @@ from pypid.storage.capabilities import Changed, ISharedStorage, Polled
 from pypid.storage.interface import IStorage, Run, ScanResult
 from pypid.storage.local import LocalStorage
 from pypid.storage.sidecars import Sidecars, is_tombstone
+
+if TYPE_CHECKING:
+    from pypid.storage.s3.storage import S3Storage
 
 #: The calls that change a file, and how each names the files it changed
 #: from its arguments.
@@ -56,12 +65,12 @@ WORKER_ENDED = b"w"
 SYNC_INTERVAL = 1.0
 
 
-def _folder_of(storage: IStorage) -> IStorage:
-    """The local folder under a storage's wrappers (timed, shared), or the storage."""
-    while not isinstance(storage, LocalStorage):
-        inner: IStorage | None = getattr(storage, "inner", None)
-        if inner is None:
-            return storage
+def _unwrapped(storage: IStorage) -> IStorage:
+    """
+    The storage under its wrappers (timed, shared): what a promotion copies
+    from (a folder or a bucket has no C{inner}).
+    """
+    while (inner := getattr(storage, "inner", None)) is not None:
         storage = inner
     return storage
 
@@ -88,47 +97,27 @@ def read_state(sidecars: Sidecars, filename: str) -> Changed:
         return Changed(filename, None, False)
 
 
-@implementer(ISharedStorage)
-class SharedFolder:
+class _Announcing:
     """
-    The L{LocalStorage} C{inner}, shared with the other workers of the
-    machine through C{ring}: it provides what C{inner} provides, and
-    L{ISharedStorage}.
+    A storage the workers of a machine share: each change announced on the
+    ring once the storage holds it (see the module); the rest passes through.
     """
 
-    sync_interval = SYNC_INTERVAL
-
-    def __init__(self, inner: LocalStorage, ring: ChangeRing, run: Run,
-                 clock: IReactorTime) -> None:
-        """
-        @param run: C{run(f, *args) -> Deferred}, where the files' states
-            are read.
-        @param clock: provides C{seconds()}, for L{synced_at}.
-        """
+    def __init__(self, inner: Any, ring: ChangeRing, key: bytes) -> None:
         self._inner = inner
         self._ring = ring
-        self._run = run
-        self._clock = clock
-        self._key = folder_key(inner.root)
-        self._sidecars = Sidecars(inner.root)
+        self._key = key
         #: the last announcement looked at
         self.seen = ring.latest()
-        self._lapped = False
-        self._synced_at: float | None = None
         directlyProvides(self, providedBy(inner), ISharedStorage)
         for name, files_of in _FILE_CHANGES.items():
             method = getattr(inner, name, None)
             if method is not None:
                 setattr(self, name, self._announcing(method, files_of))
-        # (a promotion's source is another index's shared folder: its own is adopted from)
+        # (a promotion's source is another index's shared storage: its own is adopted from)
         self.adopt = self._announcing(
-            lambda source, record, promotion: inner.adopt(_folder_of(source), record, promotion),
+            lambda source, record, promotion: inner.adopt(_unwrapped(source), record, promotion),
             _FILE_CHANGES["adopt"])
-
-    @property
-    def inner(self) -> LocalStorage:
-        """The folder itself."""
-        return self._inner
 
     def __getattr__(self, name: str) -> Any:
         # (what is not a change passes through: reads, locate, identity...)
@@ -154,6 +143,58 @@ class SharedFolder:
             self._ring.announce(b" ".join((kind, self._key, name.encode())))
         return result
 
+    def _others(self) -> tuple[list[tuple[bytes, str]] | None, int]:
+        """
+        What the other workers announced for this storage since the last
+        look, C{(kind, name)}, with a worker's end as C{(WORKER_ENDED, "")};
+        L{None} when a whole ring went by. And the number looked up to.
+        """
+        announcements = self._ring.since(self.seen)
+        if announcements is None:
+            return None, self._ring.latest()
+        latest = announcements[-1].sequence if announcements else self.seen
+        named = []
+        me = self._ring.worker
+        for announcement in announcements:
+            if announcement.worker == me:
+                continue
+            parts = announcement.payload.split(b" ", 2)
+            if parts[0] == WORKER_ENDED:
+                named.append((WORKER_ENDED, ""))
+            elif len(parts) == 3 and parts[0] in (b"f", b"s") and parts[1] == self._key:
+                named.append((parts[0], parts[2].decode()))
+        return named, latest
+
+
+@implementer(ISharedStorage)
+class SharedFolder(_Announcing):
+    """
+    The L{LocalStorage} C{inner}, shared with the other workers of the
+    machine through C{ring}: it provides what C{inner} provides, and
+    L{ISharedStorage}.
+    """
+
+    sync_interval = SYNC_INTERVAL
+
+    def __init__(self, inner: LocalStorage, ring: ChangeRing, run: Run,
+                 clock: IReactorTime) -> None:
+        """
+        @param run: C{run(f, *args) -> Deferred}, where the files' states
+            are read.
+        @param clock: provides C{seconds()}, for L{synced_at}.
+        """
+        super().__init__(inner, ring, folder_key(inner.root))
+        self._run = run
+        self._clock = clock
+        self._sidecars = Sidecars(inner.root)
+        self._lapped = False
+        self._synced_at: float | None = None
+
+    @property
+    def inner(self) -> LocalStorage:
+        """The folder itself."""
+        return cast(LocalStorage, self._inner)
+
     # -- taking in the others' -----------------------------------------------------------
 
     def poll(self) -> Deferred[Polled]:
@@ -162,28 +203,20 @@ class SharedFolder:
         last look, each file's state read from the folder now; a look a
         whole ring behind finds nothing and makes a full check due.
         """
-        announcements = self._ring.since(self.seen)
-        latest = self._ring.latest() if announcements is None else (
-            announcements[-1].sequence if announcements else self.seen)
-        if announcements is None:
+        named, latest = self._others()
+        if named is None:
             self._lapped = True
             self.seen = latest
             return succeed(Polled())
         files: dict[str, None] = {}
         projects: dict[str, None] = {}
-        me = self._ring.worker
-        for announcement in announcements:
-            if announcement.worker == me:
-                continue
-            parts = announcement.payload.split(b" ", 2)
-            if parts[0] == WORKER_ENDED:
+        for kind, name in named:
+            if kind == WORKER_ENDED:
                 # (a worker ended, perhaps between a change and its
                 # announcement: the whole folder is compared)
                 self._lapped = True
-                continue
-            if len(parts) != 3 or parts[0] not in (b"f", b"s") or parts[1] != self._key:
-                continue
-            (files if parts[0] == b"f" else projects)[parts[2].decode()] = None
+            else:
+                (files if kind == b"f" else projects)[name] = None
         if not files and not projects:
             # (only this worker's own, or other folders': nothing to read, and
             # no thread to wait for before the request it held goes on)
@@ -239,3 +272,49 @@ class SharedFolder:
     def load_snapshot(self) -> Deferred[bytes | None]:
         """No copy is kept: see L{keep_snapshot}."""
         return succeed(None)
+
+
+@implementer(ISharedStorage)
+class MachineBucket(_Announcing):
+    """
+    The L{S3Storage} C{inner}, shared with the other workers of the machine
+    through C{ring}: its changes announced, and a look that finds one of
+    another worker's asks the bucket's change markers at once (see the
+    module); the rest (full checks, the snapshot in the bucket) is the
+    bucket's, as for any server on it.
+    """
+
+    def __init__(self, inner: S3Storage, ring: ChangeRing, clock: IReactorTime) -> None:
+        """@param clock: provides C{seconds()}: when the bucket's markers are due."""
+        super().__init__(inner, ring, folder_key(inner.identity()))
+        self._clock = clock
+        #: looks at the ring this often; at the bucket, as often as the bucket says
+        self.sync_interval = min(SYNC_INTERVAL, inner.sync_interval)
+        self._asked_at: float | None = None
+
+    @property
+    def inner(self) -> S3Storage:
+        """The bucket's storage itself."""
+        return cast("S3Storage", self._inner)
+
+    def poll(self) -> Deferred[Polled]:
+        """
+        The bucket's changes since the last look at its markers, when
+        another worker announced one here (or ended, or a whole ring went
+        by) or when the bucket's own interval is up; else none.
+        """
+        named, latest = self._others()
+        now = self._clock.seconds()
+        due = (self._asked_at is None or named is None or bool(named)
+               or now - self._asked_at >= self.inner.sync_interval)
+        if not due:
+            self.seen = max(self.seen, latest)
+            return succeed(Polled())
+        self._asked_at = now
+
+        def asked(polled: Polled) -> Polled:
+            # (only now: a look meanwhile asks the bucket too, rather than
+            # answer before this one's changes are taken in)
+            self.seen = max(self.seen, latest)
+            return polled
+        return self.inner.poll().addCallback(asked)

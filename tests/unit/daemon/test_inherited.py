@@ -17,8 +17,7 @@ from pypid.config import load_config
 from pypid.core.util.startup import StartupError
 from pypid.daemon.inherited import Inherited, WorkerSockets, adopted
 from pypid.daemon.listeners import make_listeners
-
-from .test_systemd import socket_path
+from tests.harness.system import socket_path
 
 
 class _Hello(Protocol):

@@ -5,16 +5,15 @@ end from the real daemon.
 """
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.daemon.systemd import Notifier
 from tests.harness.e2e import DaemonTestCase, wait_for
+from tests.harness.system import socket_path
 
 
 class Listener:
@@ -31,17 +30,6 @@ class Listener:
 
     def close(self):
         self.sock.close()
-
-
-def socket_path(case):
-    """
-    A fresh path for a socket, in a short directory of its own: an
-    C{AF_UNIX} address holds at most 107 bytes, which the trial temp
-    directory of a deep checkout exceeds.
-    """
-    directory = tempfile.mkdtemp(prefix="pypid-")
-    case.addCleanup(shutil.rmtree, directory, True)
-    return os.path.join(directory, "notify")
 
 
 class NotifierTests(SynchronousTestCase):

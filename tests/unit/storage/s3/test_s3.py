@@ -9,18 +9,12 @@ import hashlib
 import os
 import time
 import urllib.parse
-from functools import partial
 
-import treq
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.trial.unittest import TestCase
 
-from pypid.core.dists.distribution import inspect
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
 from pypid.storage.capabilities import ISharedStorage, IUsageStorage
@@ -42,8 +36,8 @@ from pypid.storage.s3.sign import Credentials
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
-from tests.harness.s3 import PREFIX, s3_storage
-from tests.harness.storage import UPLOAD_TIME, AdoptionContractMixin, StorageContractMixin
+from tests.harness.s3 import PREFIX, S3Case
+from tests.harness.storage import AdoptionContractMixin, StorageContractMixin
 
 
 def count_calls(storage):
@@ -85,54 +79,6 @@ def bucket_state(bucket, store=s3server.MOTO):
     return {item["Key"]: (item["ETag"], item["Size"], item["LastModified"],
                           client.head_object(Bucket=bucket, Key=item["Key"])["Metadata"])
             for item in listed}
-
-
-class S3Case(TestCase):
-    """Builds S3 storages on fresh buckets of the shared server of C{store}."""
-
-    #: the S3 server the storages are on (L{tests.harness.s3server.STORES})
-    store = s3server.MOTO
-
-    def setUp(self):
-        reason = self.store.skip_reason()
-        if reason:
-            raise SkipTest(reason)
-        self.pool = ThreadPool(minthreads=1, maxthreads=4, name="test-s3")
-        self.pool.start()
-        self.addCleanup(self.pool.stop)
-        self.run_in_thread = partial(deferToThreadPool, reactor, self.pool)
-        self.bucket = self.store.new_bucket()
-
-    def fetch(self, url):
-        """
-        C{GET url} as a client would, on a connection of its own (a store
-        that keeps connections open must not leave one to the next test).
-        """
-        return treq.get(url, pool=HTTPConnectionPool(reactor, persistent=False))
-
-    def storage_on(self, bucket=None, **options):
-        """An S3 storage of C{bucket} (this test's by default), not prepared."""
-        options.setdefault("endpoint", self.store.endpoint())
-        return s3_storage(self, self.run_in_thread, bucket or self.bucket, **options)
-
-    async def ready_storage(self, **kwargs):
-        """An S3 storage, prepared."""
-        storage = self.storage_on(**kwargs)
-        await storage.prepare()
-        return storage
-
-    def spool_wheel(self, storage, name="holy-grail", version="1.0", **kwargs):
-        """Spool a new wheel; return C{(temp path, record, metadata, bytes)}."""
-        filename, data = make_wheel(name, version, **kwargs)
-        temp = write_file(os.path.join(storage.temp_dir, "up-" + os.urandom(4).hex()), data)
-        inspected = inspect(temp, filename, filename, UPLOAD_TIME)
-        record, metadata = inspected.record, inspected.metadata
-        return temp, record, metadata, data
-
-    def keys(self, prefix=PREFIX):
-        """Every key of the test's bucket under C{prefix}."""
-        listed = self.store.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for item in listed.get("Contents", ()))
 
 
 class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
