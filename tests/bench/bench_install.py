@@ -14,13 +14,16 @@ requests a second a page gets. This measures that:
     (only the running interpreter's is large); the newest versions' wheels
     are sized like a real set (lognormal, a few kB to many MB, C{--total-mb}
     in all, default 100), their metadata carries a README of a few kB;
-  - nginx (one worker, as C{../shared/bench/} runs it) serving the files, a
-    page per project with C{data-requires-python}, C{data-core-metadata} and
-    the C{.metadata} files (PEP 658/714), on HTTP/1.1 and on HTTPS with h2;
-  - pypid (C{twistd}, started as the end-to-end tests start it) with the
-    files uploaded, on a plain C{tcp:} listener and on its C{https:} one,
+  - nginx (one worker, as C{../shared/bench/} runs it, or C{--workers})
+    serving the files, a page per project with C{data-requires-python},
+    C{data-core-metadata} and the C{.metadata} files (PEP 658/714), on
+    HTTP/1.1 and on HTTPS with h2;
+  - pypid (C{twistd}, started as the end-to-end tests start it, with
+    C{--set pypid.workers=N} for C{--workers N}) with the files uploaded,
+    on a plain C{tcp:} listener and on its C{https:} one,
     and a second pypid with no files and C{[upstream] mode = cache} pointed
-    at nginx's plain tree, warmed by one install of each client first;
+    at nginx's plain tree, warmed by one install of each client first
+    (always one worker: pypid refuses several with an upstream);
   - with C{--servers ...,nginx-h1}, over HTTPS: the same nginx without h2,
     so that pypid's own TLS listener is compared on its own protocol;
   - with C{--servers ...,h2proxy}, over HTTPS: nginx terminating TLS with
@@ -33,10 +36,15 @@ requests a second a page gets. This measures that:
     C{REQUESTS_CA_BUNDLE}; the test CA given with C{SSL_CERT_FILE} and
     C{--cert}); both servers' certificates have ECDSA P-256 keys, as
     certbot makes by default (C{--key rsa} for RSA 2048, whose handshakes
-    cost the server several times the CPU);
-  - the servers pinned to CPU 0 and the clients to CPU 1 (C{taskset}); in
-    each round every job runs against each server, in alternating order
-    (ABBA), after one untimed warm-up install per server.
+    cost the server several times the CPU); nginx offers TLS 1.3 as pypid
+    does (Debian's nginx 1.22 offers only TLS 1.2 unless told, and resumes
+    every session a client offers there);
+  - the servers pinned to CPU 0 and the clients to CPU 1 (C{taskset}); with
+    C{--workers N} (default 1) pypid runs N worker processes and nginx
+    N C{worker_processes}, the servers pinned to CPUs 0 to N-1 (the
+    clients stay on CPU 1); in each round every job runs against each
+    server, in alternating order (ABBA), after one untimed warm-up install
+    per server.
 
 The report gives, per job and protocol, the median wall time of each server
 and the median of the rounds' paired ratios pypid/nginx with their range,
@@ -45,7 +53,7 @@ and the server CPU (utime + stime of its process tree) per install. ::
     .venv/bin/python tests/bench/bench_install.py [--rounds 5] [--projects 150]
         [--total-mb 100] [--protocols http,https] [--jobs uv-compile,uv,pip]
         [--servers pypid,nginx,proxy,base,h2proxy,nginx-h1] [--twistd PATH] [--base-twistd PATH]
-        [--key ec|rsa] [--keep DIR] [--json OUT]
+        [--key ec|rsa] [--workers N] [--keep DIR] [--json OUT]
 
 C{--twistd} runs another checkout's daemon (its venv's C{twistd}) as
 C{pypid}; C{--base-twistd} runs one as C{base}, a second hosted pypid
@@ -272,15 +280,20 @@ def descendants(pid):
     return found
 
 
+def server_cpus(workers):
+    """The CPUs (a C{taskset} list) the servers run on: CPU 0, or 0 to N-1 for N workers."""
+    return SERVER_CPU if workers == 1 else f"0-{workers - 1}"
+
+
 class Nginx:
-    """nginx with one worker, on a plain and a TLS port (h2 offered by ALPN)."""
+    """nginx with one worker (or C{workers}), on a plain and a TLS port (h2 offered by ALPN)."""
 
     name = "nginx"
     #: what the TLS listener offers beside HTTP/1.1
     h2 = " http2"
 
-    def __init__(self, folder, root, files):
-        self.folder, self.root = folder, root
+    def __init__(self, folder, root, files, workers=1):
+        self.folder, self.root, self.workers = folder, root, workers
         self.port, self.tls_port = free_port(), free_port()
         self._write_conf(folder, files)
         self.process = None
@@ -301,7 +314,7 @@ class Nginx:
                 with open(path, "rb") as f:
                     out.write(f.read())
         conf = f"""
-worker_processes 1;
+worker_processes {self.workers};
 daemon off;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
@@ -321,6 +334,7 @@ http {{
         listen {HOST}:{self.tls_port} ssl{self.h2};
         ssl_certificate {fullchain};
         ssl_certificate_key {files.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
         {self.serve()}
     }}
 }}
@@ -331,7 +345,8 @@ http {{
 
     def start(self):
         self.process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, "nginx", "-p", self.folder, "-c", self.conf],
+            ["taskset", "-c", server_cpus(self.workers), "nginx", "-p", self.folder,
+             "-c", self.conf],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 10
@@ -378,9 +393,9 @@ class NginxH2Proxy(Nginx):
 
     name = "h2proxy"
 
-    def __init__(self, folder, files, backend):
+    def __init__(self, folder, files, backend, workers=1):
         self.backend = backend
-        super().__init__(folder, None, files)
+        super().__init__(folder, None, files, workers)
 
     def upstreams(self):
         return f"upstream pypid {{ server {HOST}:{self.backend.port}; keepalive 32; }}"
@@ -401,15 +416,22 @@ class NginxH2Proxy(Nginx):
 
 
 class _Pinned:
-    """Runs the daemon's C{twistd} (or another checkout's) on the server's CPU."""
+    """Runs the daemon's C{twistd} (or another checkout's) on the servers' CPUs."""
 
     twistd = None
+    #: the CPUs it runs on (L{server_cpus})
+    cpus = SERVER_CPU
 
     def command(self, port):
         argv = super().command(port)
         if self.twistd:
             argv[0] = self.twistd
-        return ["taskset", "-c", SERVER_CPU, *argv]
+        return ["taskset", "-c", self.cpus, *argv]
+
+
+def worker_settings(workers):
+    """The C{--set} overrides that run a daemon with C{workers} worker processes."""
+    return {"pypid.workers": str(workers)} if workers > 1 else {}
 
 
 class PlainPypid(_Pinned, Daemon):
@@ -560,12 +582,16 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
         folder = os.path.join(work, kind)
         upstream = nginx.url("http") + "simple/" if kind == "proxy" else None
         cls = TLSPypid if protocol == "https" else PlainPypid
+        # (a pypid with an upstream runs one worker: it refuses several)
+        settings = worker_settings(1 if kind == "proxy" else args.workers)
         if protocol == "https":
-            daemon = cls(folder, ca.issue(name=f"{kind}-server-{args.key}", kind=args.key))
+            daemon = cls(folder, ca.issue(name=f"{kind}-server-{args.key}", kind=args.key),
+                         settings=settings)
             daemon.ca_root = ca.root_path
         else:
-            daemon = cls(folder)
+            daemon = cls(folder, settings=settings)
         daemon.twistd = args.base_twistd if kind == "base" else args.twistd
+        daemon.cpus = server_cpus(args.workers)
         with open(daemon.config_path, "w") as f:
             f.write(pypid_config(daemon, upstream))
         daemon.start()
@@ -578,8 +604,9 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
         servers[kind] = daemon
     if protocol == "https" and "h2proxy" in args.servers:
         folder = os.path.join(work, "h2proxy")
-        daemon = PlainPypid(folder)
+        daemon = PlainPypid(folder, settings=worker_settings(args.workers))
         daemon.twistd = args.twistd
+        daemon.cpus = server_cpus(args.workers)
         with open(daemon.config_path, "w") as f:
             f.write(pypid_config(daemon))
         daemon.start()
@@ -588,7 +615,7 @@ def start_pypids(args, work, ca, files_dir, protocol, nginx):
             open(os.path.join(folder, "uploaded"), "w").close()
         servers["h2proxy"] = NginxH2Proxy(os.path.join(work, "nginx-h2proxy"),
                                           ca.issue(name=f"h2proxy-{args.key}", kind=args.key),
-                                          daemon).start()
+                                          daemon, args.workers).start()
     return servers
 
 
@@ -606,10 +633,14 @@ def main():
     ap.add_argument("--base-twistd", help="the twistd of the checkout measured as base")
     ap.add_argument("--key", choices=("ec", "rsa"), default="ec",
                     help="the servers' key: ECDSA P-256 (certbot's default) or RSA 2048")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="pypid's workers and nginx's worker_processes (servers on CPUs 0 to N-1)")
     ap.add_argument("--keep", help="a folder kept between runs (the corpus is made once)")
     ap.add_argument("--json", help="write the measurements here")
     args = ap.parse_args()
     args.servers = args.servers.split(",")
+    if not 1 <= args.workers <= os.cpu_count():
+        ap.error(f"--workers must be from 1 to the {os.cpu_count()} CPUs")
     for tool in ("nginx", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"bench_install needs {tool} (Debian: nginx, util-linux)")
@@ -642,12 +673,12 @@ def main():
     os.makedirs(scratch, exist_ok=True)
 
     nginx = Nginx(os.path.join(work, "nginx"), os.path.join(work, "static"),
-                  ca.issue(name=f"nginx-{args.key}", kind=args.key)).start()
+                  ca.issue(name=f"nginx-{args.key}", kind=args.key), args.workers).start()
     results = []
     h1 = None
     if "nginx-h1" in args.servers:
         h1 = NginxH1(os.path.join(work, "nginx-h1"), os.path.join(work, "static"),
-                     ca.issue(name=f"nginx-h1-{args.key}", kind=args.key)).start()
+                     ca.issue(name=f"nginx-h1-{args.key}", kind=args.key), args.workers).start()
     try:
         for protocol in args.protocols.split(","):
             servers = start_pypids(args, work, ca, files_dir, protocol, nginx)
