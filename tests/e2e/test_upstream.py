@@ -22,6 +22,7 @@ from tests.harness.e2e import (
     installed,
     sha256,
     upload,
+    wait_for,
 )
 from tests.harness.upstream_server import UpstreamProcess
 
@@ -611,3 +612,20 @@ class FileHostTests(DaemonTestCase):
         status, out = self.check(daemon)
         self.assertEqual(status, 1, out)
         self.assertIn("is not an admin", out)
+
+
+class WorkersCacheTests(UpstreamCacheTests):
+    """
+    The same through a machine of two workers: every connection goes to
+    whichever worker the kernel hands it to, and what one fetched, kept or
+    pinned, the other serves at once (a page, a file, offline too); a
+    file is fetched once per machine.
+    """
+
+    @property
+    def settings(self):
+        return {**super().settings, "pypid.workers": "2"}
+
+    def prepare(self, daemon):
+        wait_for(lambda: http("GET", daemon.url + "health").json()["workers"]["up"] == 2, 60,
+                 "every worker ready")

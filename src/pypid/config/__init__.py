@@ -454,11 +454,6 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
-    if values["pypid", "workers"] > 1 and (upstream.mode != "none" or upstreams):
-        # (each worker would keep a cache of its own: an install offline through
-        # one would miss the pages another cached)
-        fail("pypid", "workers", "several workers do not share an upstream's cache yet: "
-             "set workers = 1 while [upstream] or an [upstream:NAME] is configured")
     retention = RetentionConfig(**{key: values["retention", key] for key in RETENTION_KEYS})
     check_retention(retention, [(name, index) for name, index in indexes.items()
                                 if not index.view and name != DEFAULT], given, fail)

@@ -148,11 +148,16 @@ class PageCache:
                  clock: IReactorTime,
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None,
-                 confirm_gone: float = CONFIRM_GONE) -> None:
+                 confirm_gone: float = CONFIRM_GONE,
+                 share: Callable[[str, CachedPage], Deferred[None]] | None = None) -> None:
         """
         @param confirm_gone: seconds that must part two fetches saying files
             are gone before the cache takes it (L{CONFIRM_GONE}).
+        @param share: C{share(project, entry)}, told of each page fetched and
+            kept before its requests are answered (a machine's other workers
+            take it in: L{pypid.upstream.machine_share}); L{None}: none.
         """
+        self._share = share
         self._fetch = fetch
         self._confirm_gone = confirm_gone
         #: project -> filename -> when a fetch first said that file of the
@@ -367,6 +372,7 @@ class PageCache:
 
     def _loaded(self, result: CachedPage | Failure, project: str) -> None:
         waiting = self._inflight.pop(project)
+        shared = None
         if isinstance(result, CachedPage):
             # (steady first: a quarantine lifted on one fetch alone is not
             # lifted, nor forgotten where the quarantines remember it)
@@ -388,6 +394,8 @@ class PageCache:
                 self.changed = True
                 if self._on_change is not None:
                     self._on_change()
+                if self._share is not None:
+                    shared = self._share(project, result)
         else:
             self._final.discard(project)
             if result.check(UpstreamError):
@@ -401,8 +409,35 @@ class PageCache:
             if previous is not None:
                 log.warn("Serving the cached page of {project}: {error}",
                          project=project, error=result.getErrorMessage())
-        for d in waiting:
-            d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
+
+        def answer(_: object) -> None:
+            for d in waiting:
+                d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
+        if shared is None:
+            answer(None)
+        else:
+            # (the others hold the page before any client is shown it)
+            shared.addBoth(answer)
+
+    def adopt(self, project: str, entry: CachedPage) -> None:
+        """
+        Keep the page another worker of the machine fetched and kept, as
+        fetched here: its rules (removals held, quarantines) were applied
+        there; the quarantine it carries is remembered here too.
+        """
+        if entry.page is None:
+            return
+        current = self.entries.get(project)
+        if current is not None and current.fetched_at > entry.fetched_at:
+            return
+        self.quarantines.seen(project, entry.page, entry.fetched_at)
+        self._failures.pop(project, None)
+        self._going.pop(project, None)
+        self._lifting.pop(project, None)
+        self._keep(project, entry)
+        self.changed = True
+        if self._on_change is not None:
+            self._on_change()
 
     def _steady(self, project: str, result: CachedPage) -> CachedPage:
         """

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -44,6 +44,7 @@ from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.wheel_variants import InvalidVariant, check_described
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
+from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
 from pypid.upstream.cache import Offline, Remembered, again, remembered
@@ -53,6 +54,7 @@ from pypid.upstream.file_cache import FileCache, PageListing
 from pypid.upstream.file_metadata import UpstreamMetadata
 from pypid.upstream.file_provenance import UpstreamProvenance
 from pypid.upstream.kept import KeptFiles
+from pypid.upstream.machine_share import MachineShare, News
 from pypid.upstream.page_model import UpstreamFile
 from pypid.upstream.transfer import DownloadTee, ToFile, VerifyError, open_temp
 
@@ -92,6 +94,8 @@ class UpstreamFiles:
     @ivar _kept: the records of the files kept, which this side adds to.
     @ivar _on_change: called (without arguments) when a file was kept, so
         that the snapshot is saved soon; or L{None}.
+    @ivar _share: in a worker of a machine, the cache shared with the
+        others (a file fetched once per machine); L{None} in one process.
     """
 
     _config: UpstreamConfig
@@ -103,6 +107,7 @@ class UpstreamFiles:
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
     _render: Renderer = render_description
+    _share: MachineShare | None = None
     _files: FileCache = attrs.field(init=False)
     _metadata: UpstreamMetadata = attrs.field(init=False)
     _provenance: UpstreamProvenance = attrs.field(init=False)
@@ -121,7 +126,7 @@ class UpstreamFiles:
     @_files.default
     def _make_files(self) -> FileCache:
         return FileCache(self._config, self._view, self._storage, self._clock, self._kept,
-                         self._on_change)
+                         self._on_change, self._share is None or self._share.first)
 
     @_metadata.default
     def _make_metadata(self) -> UpstreamMetadata:
@@ -223,6 +228,8 @@ class UpstreamFiles:
             # request, as pip's retries expect, and a host refused is asked
             # of the hosts then in force)
             self._failed.remember(filename, remembered(result.value))
+            if self._share is not None:
+                self._share.failed(filename, result.getErrorMessage())
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -253,11 +260,25 @@ class UpstreamFiles:
             raise VerifyError(f"{f.filename} is {f.size} bytes, more than [upstream] "
                               f"max_file_size ({most})")
         limit = f.size if f.size is not None else most
-        await self._admission.acquire(limit)
+        release = await self._share.turn(f.filename) if self._share is not None else None
         try:
-            return await self._transfer(f, tee, limit)
+            kept = self._kept.get(f.filename)
+            if kept is not None:
+                # (another worker of the machine kept it meanwhile: the
+                # client, never fed, is answered from the kept file)
+                return kept
+            failed = self._failed.lately(f.filename)
+            if failed is not None:
+                # (or found its bytes wrong meanwhile)
+                raise again(failed)
+            await self._admission.acquire(limit)
+            try:
+                return await self._transfer(f, tee, limit)
+            finally:
+                self._admission.release(limit)
         finally:
-            self._admission.release(limit)
+            if release is not None:
+                release()
 
     async def _transfer(self, f: UpstreamFile, tee: DownloadTee | None,
                         limit: int) -> FileRecord:
@@ -353,6 +374,24 @@ class UpstreamFiles:
     def pin(self, filename: str) -> None:
         """Pre-caching asks for C{filename}: never evicted, if C{keep_precached}."""
         self._kept.pin(filename)
+        if self._share is not None:
+            self._share.pinned(filename)
+
+    async def learn(self, news: News) -> None:
+        """Take in what the machine's other workers kept, evicted and pinned."""
+        for filename in news.pins:
+            self._kept.pin(filename)
+        for filename, reason in news.failures.items():
+            self._failed.remember(filename, (VerifyError, (reason,)))
+        self._files.learnt([c.record for c in news.files if c.record is not None],
+                           [c.filename for c in news.files if c.record is None])
+        if news.rescan:
+            # (the folder is the truth: compared whole with what is known here)
+            known = {record.filename: record for record in self._kept}
+            found = (await cast(ISharedStorage, self._storage).reconcile(known, ())).records
+            self._files.learnt([record for name, record in found.items()
+                                if known.get(name) != record],
+                               [name for name in known if name not in found])
 
     def rescan(self, known: dict[str, FileRecord],
                since: float) -> Coroutine[Any, Any, None]:

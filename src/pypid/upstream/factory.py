@@ -27,10 +27,13 @@ from pypid.core.indexes.namespaces import private_globs
 from pypid.core.indexes.render import ProvenanceURL
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
+from pypid.jobs.periodic import Periodic
 from pypid.machine.ring import ChangeRing
+from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.factory import make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
+from pypid.storage.shared_folder import SYNC_INTERVAL
 
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
@@ -94,6 +97,17 @@ class UpstreamPart(Service):
         self._source = source
         self._storage = storage
         self._proxy = proxy
+        share = source.machine
+        # (a worker that answers nothing still takes in the others' pages and files)
+        self._follow = (Periodic(share.sync, SYNC_INTERVAL, source.clock,
+                                 what="The look at the other workers' upstream cache")
+                        if share is not None else None)
+
+    def startService(self) -> None:
+        """Follow the machine's other workers, in a worker of several."""
+        Service.startService(self)
+        if self._follow is not None:
+            self._follow.startService()
 
     @classmethod
     def maker(cls, config: Config, run: Run, reactor: IReactorTime,
@@ -223,6 +237,8 @@ class UpstreamPart(Service):
         process, as the tests of a restart do, takes it).
         """
         Service.stopService(self)
+        if self._follow is not None:
+            self._follow.stopService()
         self._source.close()
         closing = maybeDeferred(self._storage.close)
         closing.addErrback(lambda f: log.warn("Cannot close the upstream cache's storage "
@@ -245,14 +261,18 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     from pypid.upstream.cache import PageCache
     from pypid.upstream.confusion import UpstreamPolicy
     from pypid.upstream.fetch import UpstreamClient
+    from pypid.upstream.machine_share import MachineShare
     from pypid.upstream.source import DEFAULT_UPSTREAM, UpstreamSource
 
     # (the configuration refuses an upstream without a url: only one with
     # a url gets a source)
     assert up.url is not None
-    storage = MeasuredStorage(make_storage(cache_settings(config, name), run, reactor,
-                                           render=render, ring=ring),
-                              time.monotonic)
+    settings = cache_settings(config, name)
+    stored = make_storage(settings, run, reactor, render=render, ring=ring)
+    storage = MeasuredStorage(stored, time.monotonic)
+    # (a machine's workers share the cache: a worker of several, told by the ring)
+    share = (MachineShare(ring, cast(ISharedStorage, stored), settings.storage.path, run, reactor)
+             if ring is not None else None)
     # (the hosts named are the client's, which a reload changes: the agent
     # asks it at each connection)
     agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config),
@@ -263,7 +283,8 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                             section="upstream" if name is None else f"upstream:{name}")
     pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
                       reactor, up.ttl,
-                      up.offline, max_bytes=up.page_cache_size, on_change=learnt)
+                      up.offline, max_bytes=up.page_cache_size, on_change=learnt,
+                      share=share.page_kept if share is not None else None)
     # (a reserved namespace is never asked upstream either)
     policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,
                             up.min_age, up.min_age_exempt)
@@ -274,5 +295,5 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     source = UpstreamSource.create(
         up, policy, pages, client, cast(IStorage, storage), run, reactor,
         name=name or DEFAULT_UPSTREAM, labelled=bool(config.upstreams),
-        on_close=pool.closeCachedConnections, on_change=learnt, render=render)
+        on_close=pool.closeCachedConnections, on_change=learnt, render=render, share=share)
     return source, storage

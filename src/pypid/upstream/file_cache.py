@@ -75,6 +75,8 @@ class FileCache:
     @ivar _kept: the records of the files kept, which only this adds to.
     @ivar _on_change: called (without arguments) when a file was kept, so
         that the snapshot is saved soon; or L{None}.
+    @ivar _evicts: whether this keeps the cache under its cap (of a
+        machine's workers, the first alone: L{pypid.upstream.machine_share}).
     """
 
     _config: UpstreamConfig
@@ -83,6 +85,7 @@ class FileCache:
     _clock: IReactorTime
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
+    _evicts: bool = True
     _eviction: EvictionBatches = attrs.field(init=False)
 
     @_eviction.default
@@ -129,12 +132,28 @@ class FileCache:
         with the others of its batch (L{EvictionBatches}).
         """
         cap = self._config.max_cache_size
-        if not cap:
+        if not cap or not self._evicts:
             return
         for record in self._kept.over(cap, self._config.keep_precached):
             self._kept.remove(record.filename)
             self._view.file_evicted(record)
             self._eviction.remove_later(record)
+
+    def learnt(self, kept: list[FileRecord], gone: list[str]) -> None:
+        """
+        What another worker of the machine kept, and evicted (or removed),
+        taken in: the cache brought back under its cap if this evicts.
+        """
+        for filename in gone:
+            record = self._kept.remove(filename)
+            if record is not None:
+                self._view.file_evicted(record)
+        for record in kept:
+            self.keep(record, announce=False)
+        if kept:
+            self._evict_over_cap()
+            if self._on_change is not None:
+                self._on_change()
 
     async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
         """

@@ -49,6 +49,7 @@ from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import UpstreamFiles
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.kept import KeptFiles
+from pypid.upstream.machine_share import MachineShare, News
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.page_view import FileUrl, PageView
 from pypid.upstream.takedowns import Takedown, Takedowns
@@ -138,6 +139,8 @@ class UpstreamSource:
     _misses: MissBudget
     _clock: IReactorTime
     _on_close: Callable[[], object] | None = None
+    #: in a worker of a machine, the cache shared with the others
+    machine: MachineShare | None = None
     # how many files were kept at the last snapshot
     _saved_changes: int = attrs.field(init=False, default=0)
     #: the files the upstream took down, and those who hear of each
@@ -153,7 +156,8 @@ class UpstreamSource:
                name: str = DEFAULT_UPSTREAM, labelled: bool = False,
                on_close: Callable[[], object] | None = None,
                on_change: Callable[[], None] | None = None,
-               render: Renderer = render_description) -> UpstreamSource:
+               render: Renderer = render_description,
+               share: MachineShare | None = None) -> UpstreamSource:
         """
         The source, complete (no index reads it yet: L{UpstreamProxy.create}).
 
@@ -165,14 +169,18 @@ class UpstreamSource:
             the same).
         @param render: renders the descriptions of the files it keeps
             (the daemon's sandbox).
+        @param share: in a worker of a machine, the cache shared with the
+            others (the one C{pages} shares its pages through).
         """
         kept = KeptFiles()
         views = _Views(pages)
         files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change,
-                              render)
+                              render, share)
         source = cls(name, labelled, config, policy, pages, client, files, kept, views,
-                     MissBudget(config.max_misses_per_address), clock, on_close)
+                     MissBudget(config.max_misses_per_address), clock, on_close, share)
         pages.on_loaded(source._page_loaded)
+        if share is not None:
+            share.on_news(source._took_in)
         return source
 
     # -- takedowns -------------------------------------------------------
@@ -192,13 +200,7 @@ class UpstreamSource:
         they list, unless C{keep_removed}), those it lists again back.
         A quarantined page withholds them all already, and says so.
         """
-        if page is not None and page.status is not None and page.status.quarantined:
-            return
-        kept = self._kept.of_project(project)
-        # (a variant wheel whose data is not read is still listed upstream)
-        listed = ([f.filename for f in (*page.files, *page.variant_wheels)]
-                  if page is not None else None)
-        down, back = self.takedowns.seen(project, kept, listed, self._clock.seconds())
+        down, back = self._taken(project, page)
         keep = self._config.keep_removed
         for takedown in down:
             self._taken_down += 1
@@ -213,6 +215,29 @@ class UpstreamSource:
                 listener(takedown, True)
             for takedown in back:
                 listener(takedown, False)
+
+    def _taken(self, project: str, page: UpstreamPage | None) -> tuple[list[Takedown],
+                                                                       list[Takedown]]:
+        """The kept files of C{project} C{page} takes down, and those it lists again."""
+        if page is not None and page.status is not None and page.status.quarantined:
+            return [], []
+        kept = self._kept.of_project(project)
+        # (a variant wheel whose data is not read is still listed upstream)
+        listed = ([f.filename for f in (*page.files, *page.variant_wheels)]
+                  if page is not None else None)
+        return self.takedowns.seen(project, kept, listed, self._clock.seconds())
+
+    async def _took_in(self, news: News) -> None:
+        """
+        What the machine's other workers did to the cache, taken in: their
+        files first (a page of a file kept shows it), then their pages, whose
+        takedowns are counted here without a word (the fetching worker said
+        them, and wrote them in the audit log).
+        """
+        await self._files.learn(news)
+        for project, entry in news.pages.items():
+            self._pages.adopt(project, entry)
+            self._taken(project, entry.page)
 
     def withheld(self) -> list[Takedown]:
         """The kept files the upstream took down, the oldest seen first."""

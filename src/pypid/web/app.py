@@ -274,12 +274,16 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
 def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
     """
     A worker's catching up with the others' changes: every hosted index's
-    look, and C{looks} (the tokens', the browser sessions', the throttles').
+    look, every upstream cache's, and C{looks} (the tokens', the browser
+    sessions', the throttles').
     """
-    if services.ring is None or services.registry is None:
+    registry = services.registry
+    if services.ring is None or registry is None:
         return None
-    return CatchUp(services.ring, [*(stack.sync for stack in services.registry.stacks.values()
-                                     if stack.sync is not None), *looks])
+    return CatchUp(services.ring, [
+        *(stack.sync for stack in registry.stacks.values() if stack.sync is not None),
+        *(source.machine for source in registry.upstream_sources()
+          if source.machine is not None), *looks])
 
 
 def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:

@@ -368,14 +368,11 @@ class WorkersTests(_ConfigMixin, SynchronousTestCase):
                           message)
 
     def test_upstream(self):
-        """More than one with an upstream is refused: the workers would not share its cache."""
+        """More than one with an upstream: the workers share its cache."""
         for section in ("[upstream]\nmode = cache\nurl = https://upstream.example/simple/\n",
                         "[upstream:corp]\nmode = cache\nurl = https://upstream.example/simple/\n"):
-            message = self.refused("[pypid]\nworkers = 2\n" + section)
-            self.assertIn("[pypid] workers: several workers do not share an upstream's cache "
-                          "yet", message)
-            self.assertEqual(load_config(self.write("[pypid]\nworkers = 1\n" + section))
-                             .server.workers, 1)
+            self.assertEqual(load_config(self.write("[pypid]\nworkers = 2\n" + section))
+                             .server.workers, 2)
 
 
 class EnvironmentTests(_ConfigMixin, SynchronousTestCase):

@@ -88,9 +88,10 @@ def sections(folder):
                "upstream:corp": {**outside["upstream"], "url": "https://corp.example/simple/"},
                "sso": {"issuer": "https://login.example/realms/a", "client_id": "pypid",
                        "client_secret_file": f"{folder}/secret"}}
-    # (a machine of several workers, which no upstream may be in front of)
-    machine = {"pypid": {"snapshot": f"{folder}/var/index.json"},
-               "storage": {"path": f"{folder}/packages"}}
+    # (a machine of several workers, with an upstream they share)
+    machine = {"pypid": {"snapshot": f"{folder}/var/index.json", "workers": "2"},
+               "storage": {"path": f"{folder}/packages"},
+               "upstream": {"mode": "cache", "url": "https://upstream.example/simple/"}}
     return [local, outside, flipped, machine]
 
 

@@ -1,0 +1,279 @@
+"""
+An upstream's cache shared by the workers of one machine (L{MachineShare}):
+what one worker fetched, every other serves at its next request, and a
+file is fetched once per machine.
+
+Three things travel, each announced on the machine's ring
+(L{pypid.machine.ring.ChangeRing}) once it is durable, named by the cache
+folder's key as the folder's own announcements are:
+
+  - a page a worker fetched and kept (C{p <folder> <project>}): written
+    first, as the page cache holds it after its own rules (the removals
+    held for a second fetch, the quarantines), to
+    C{.pypid/machine/pages/<digest>.json} in the cache's local folder; the others
+    take it as their own, without asking the upstream, and without counting
+    its takedowns again (the fetching worker logged and audited them);
+  - a file kept or evicted: the cache storage's own announcements (a
+    folder's or a bucket's, L{pypid.storage.shared_folder}), whose states
+    the others read;
+  - a file pinned by pre-caching (C{P <folder> <filename>});
+  - a file whose bytes proved wrong (C{F <folder> <filename> <reason>}):
+    every worker answers 502 for it for a while, none asks again.
+
+A worker about to fetch a file takes the file's lock first
+(C{.pypid/machine/fetching/<digest>}, an exclusive C{flock}, tried every
+L{LOCK_RETRY} seconds), then looks at the ring: a file another worker kept
+meanwhile is served from the folder, never fetched again. So concurrent
+first downloads on two workers make one upstream request; the second
+client is answered once the first worker kept the file.
+
+The first worker alone evicts over the cap: it learns of every file kept
+(by its look) and evicts by the order of its own downloads; the others
+learn of the evictions as they learn of a delete.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Awaitable, Callable
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.machine.ring import ChangeRing
+from pypid.storage.capabilities import Changed, ISharedStorage
+from pypid.storage.interface import Run
+from pypid.storage.shared_folder import folder_key
+from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
+
+log = Logger()
+
+#: A page kept, a file pinned, a file's bytes found wrong: the kinds of
+#: announcement the share makes.
+PAGE, PIN, FAILED = b"p", b"P", b"F"
+
+#: The most of a failure's reason an announcement carries.
+REASON_BYTES = 1000
+
+#: Seconds between two tries of a file's lock another worker holds.
+LOCK_RETRY = 0.05
+
+
+@attrs.frozen
+class News:
+    """
+    What the other workers did to the upstream's cache since the last look.
+
+    @ivar pages: each page another worker kept, by project.
+    @ivar files: each file kept or evicted, its state now.
+    @ivar pins: the files pinned.
+    @ivar failures: the reason each file's fetch failed, by filename.
+    @ivar rescan: whether the files cannot be known but by reading the
+        whole folder again (a worker ended, or a whole ring went by).
+    """
+
+    pages: dict[str, CachedPage] = attrs.field(factory=dict)
+    files: list[Changed] = attrs.field(factory=list)
+    pins: list[str] = attrs.field(factory=list)
+    rescan: bool = False
+    failures: dict[str, str] = attrs.field(factory=dict)
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+class MachineShare:
+    """An upstream's cache shared with the machine's other workers (see the module)."""
+
+    def __init__(self, ring: ChangeRing, storage: ISharedStorage, folder: str, run: Run,
+                 clock: IReactorTime) -> None:
+        """
+        @param storage: the cache's storage, shared (its files' announcements:
+            a folder's, L{pypid.storage.shared_folder.SharedFolder}, or a
+            bucket's, L{pypid.storage.shared_folder.MachineBucket}).
+        @param folder: the cache's local folder (on a bucket, the one its
+            uploads are spooled in), where pages and locks are kept.
+        @param run: C{run(f, *args) -> Deferred}, where files are read and written.
+        @param clock: the retries of a lock.
+        """
+        self._ring = ring
+        self._folder = storage
+        self._run = run
+        self._clock = clock
+        self._key = folder_key(os.path.abspath(folder))
+        root = os.path.join(folder, ".pypid", "machine")
+        self._pages = os.path.join(root, "pages")
+        self._locks = os.path.join(root, "fetching")
+        self.seen = ring.latest()
+        self._listeners: list[Callable[[News], Awaitable[None]]] = []
+        self._busy = False
+        self._waiting: list[Deferred[None]] = []
+
+    @property
+    def first(self) -> bool:
+        """Whether this is the machine's first worker (it evicts)."""
+        return self._ring.worker == 1
+
+    def on_news(self, listener: Callable[[News], Awaitable[None]]) -> None:
+        """Call C{listener(news)} with what each look finds (the source's L{News} taken in)."""
+        self._listeners.append(listener)
+
+    # -- telling the others --------------------------------------------------------------
+
+    def page_kept(self, project: str, entry: CachedPage) -> Deferred[None]:
+        """
+        Write the page this worker keeps of C{project}, then announce it;
+        fires once announced (a failure to write is logged: the others fetch
+        it themselves when they need it).
+        """
+        data = json.dumps(entry_to_json(entry), separators=(",", ":")).encode("utf-8")
+        path = os.path.join(self._pages, _digest(project) + ".json")
+        d = self._run(_write_atomically, path, data)
+
+        def written(_: object) -> None:
+            self._ring.announce(b" ".join((PAGE, self._key, project.encode("utf-8"))))
+
+        def failed(failure: Failure) -> None:
+            log.warn("Cannot share the upstream page of {project} with the other workers: "
+                     "{error}", project=project, error=failure.getErrorMessage())
+        return d.addCallbacks(written, failed)
+
+    def pinned(self, filename: str) -> None:
+        """Announce that pre-caching pinned C{filename}."""
+        self._ring.announce(b" ".join((PIN, self._key, filename.encode("utf-8"))))
+
+    def failed(self, filename: str, reason: str) -> None:
+        """Announce that C{filename}'s bytes proved wrong, and why."""
+        said = reason.encode("utf-8", "replace")[:REASON_BYTES]
+        self._ring.announce(b" ".join((FAILED, self._key, filename.encode("utf-8"), said)))
+
+    async def turn(self, filename: str) -> Callable[[], None]:
+        """
+        Wait for the machine's lock of C{filename}'s fetch, then look at what
+        the others did meanwhile; the callable returned lets go of the lock.
+        """
+        fd = await self._run(_open_lock, os.path.join(self._locks, _digest(filename)))
+        try:
+            while not _try_lock(fd):
+                await deferLater(self._clock, LOCK_RETRY, lambda: None)
+            await self.sync()
+        except BaseException:
+            os.close(fd)
+            raise
+
+        def release() -> None:
+            os.close(fd)
+        return release
+
+    # -- taking in the others' -----------------------------------------------------------
+
+    def sync(self) -> Deferred[None]:
+        """
+        Take in what the other workers announced (never fails: what cannot
+        be read is logged, and a page left for the upstream). Fires once
+        everything announced before the call is in: a look under way when
+        called is followed by another.
+        """
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        if not self._busy:
+            self._start()
+        return d
+
+    def _start(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        self._busy = True
+
+        def done(result: object) -> None:
+            if isinstance(result, Failure):
+                log.warn("Cannot take in what other workers did to the upstream cache: "
+                         "{error}", error=result.getErrorMessage())
+            self._busy = False
+            for d in waiting:
+                d.callback(None)
+            if self._waiting:
+                self._start()
+        Deferred.fromCoroutine(self._look()).addBoth(done)
+
+    async def _look(self) -> None:
+        announcements = self._ring.since(self.seen)
+        latest = self._ring.latest() if announcements is None else (
+            announcements[-1].sequence if announcements else self.seen)
+        pages: dict[str, None] = {}
+        pins: dict[str, None] = {}
+        failures: dict[str, str] = {}
+        me = self._ring.worker
+        for announcement in announcements or ():
+            if announcement.worker == me:
+                continue
+            parts = announcement.payload.split(b" ", 2)
+            if len(parts) != 3 or parts[1] != self._key:
+                continue
+            name = parts[2].decode("utf-8", "replace")
+            if parts[0] == PAGE:
+                pages[name] = None
+            elif parts[0] == PIN:
+                pins[name] = None
+            elif parts[0] == FAILED:
+                filename, _, reason = name.partition(" ")
+                failures[filename] = reason
+        polled = await self._folder.poll()
+        read = {}
+        if pages:
+            read = await self._run(self._read_pages, list(pages))
+        self.seen = max(self.seen, latest)
+        # (a worker ended, perhaps between a change and its announcement, or
+        # a whole ring went by: the folder is read whole)
+        rescan = self._folder.reconcile_due()
+        news = News(read, polled.files, list(pins), rescan, failures)
+        if news.pages or news.files or news.pins or rescan or failures:
+            for listener in self._listeners:
+                await listener(news)
+
+    def _read_pages(self, projects: list[str]) -> dict[str, CachedPage]:
+        """The pages written of C{projects} (blocking); one unreadable is left out."""
+        found = {}
+        for project in projects:
+            path = os.path.join(self._pages, _digest(project) + ".json")
+            try:
+                with open(path, "rb") as f:
+                    found[project] = entry_from_json(json.loads(f.read()))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warn("Cannot read the upstream page of {project} another worker kept: "
+                         "{error}", project=project, error=str(e))
+        return found
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write C{data} to C{path} whole or not at all (blocking)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "wb") as f:
+        f.write(data)
+    os.replace(temp, path)
+
+
+def _open_lock(path: str) -> int:
+    """The descriptor of a lock file (made if need be; blocking)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _try_lock(fd: int) -> bool:
+    """Whether the exclusive lock of C{fd} was taken now."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
