@@ -1,0 +1,140 @@
+"""
+Tests for L{pypid.upstream.machine_share}: an upstream's cache shared by
+two workers over one folder and one ring: a page one fetched is the
+other's without asking the upstream, a file's fetch waits for the lock
+another worker holds, pins and wrong bytes are told, a worker's own
+announcements are not news to it.
+"""
+
+import hashlib
+import os
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.dists.distribution import inspect
+from pypid.machine.ring import ChangeRing
+from pypid.storage.local import LocalStorage
+from pypid.storage.shared_folder import SharedFolder
+from pypid.upstream.cache import PageCache
+from pypid.upstream.cached_page import CachedPage
+from pypid.upstream.machine_share import LOCK_RETRY, MachineShare
+from pypid.upstream.page_model import UpstreamFile, UpstreamPage
+from tests.harness.distributions import make_wheel
+from tests.harness.fakes import run_now, write_file
+
+
+def _page(project, versions):
+    files = tuple(
+        UpstreamFile(filename=f"{project}-{v}-py3-none-any.whl",
+                     url=f"https://files.upstream.example/{project}-{v}-py3-none-any.whl",
+                     sha256=hashlib.sha256(f"{project} {v}".encode()).hexdigest(),
+                     project=project, version=v, packagetype="bdist_wheel")
+        for v in versions)
+    return UpstreamPage(project=project, name=project, files=files)
+
+
+class MachineShareTests(SynchronousTestCase):
+    """Two workers' shares of one upstream cache."""
+
+    def setUp(self):
+        self.ring = ChangeRing.create(slots=16, slot_size=512)
+        self.addCleanup(self.ring.close)
+        self.root = os.path.abspath(self.mktemp())
+        self.clock = Clock()
+        self.one, self.two = self.worker(1), self.worker(2)
+        self.news = {1: [], 2: []}
+        for number, share in ((1, self.one), (2, self.two)):
+            share.on_news(lambda news, number=number: succeed(self.news[number].append(news)))
+
+    def worker(self, number):
+        ring = ChangeRing.attach(self.ring.fileno(), number)
+        self.addCleanup(ring.close)
+        folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), shared=True),
+                              ring, run_now, Clock())
+        self.successResultOf(folder.prepare())
+        return MachineShare(ring, folder, self.root, run_now, self.clock)
+
+    def cache(self, share, fetch):
+        return PageCache(fetch, self.clock, ttl=600.0, share=share.page_kept)
+
+    def test_page_shared(self):
+        """
+        A page worker 1 fetched is in worker 2's next look, as kept there
+        (fetched when it was), and worker 2 keeps it without asking.
+        """
+        asked = []
+
+        def fetch(project, previous):
+            asked.append(project)
+            return succeed(_page(project, ["1.0", "2.0"]))
+        one = self.cache(self.one, fetch)
+        two = self.cache(self.two, lambda project, previous: fail(AssertionError("asked")))
+        self.clock.advance(100)
+        entry, stale = self.successResultOf(one.get("shared-app"))
+        self.assertEqual((asked, stale), (["shared-app"], False))
+        self.assertIsNone(self.successResultOf(self.two.sync()))
+        [news] = self.news[2]
+        self.assertEqual(news.pages, {"shared-app": entry})
+        two.adopt("shared-app", news.pages["shared-app"])
+        self.assertEqual(two.hit("shared-app"), entry)
+        # (its own page is no news to worker 1)
+        self.successResultOf(self.one.sync())
+        self.assertEqual(self.news[1], [])
+
+    def test_older_page_not_taken(self):
+        """A page older than the one kept here is not taken over it."""
+        cache = self.cache(self.two, lambda project, previous: succeed(_page(project, ["3.0"])))
+        self.clock.advance(200)
+        newer, _ = self.successResultOf(cache.get("older"))
+        cache.adopt("older", CachedPage(_page("older", ["1.0"]), 100.0))
+        self.assertEqual(cache.hit("older"), newer)
+
+    def test_one_fetch_at_a_time(self):
+        """
+        A worker's turn at a file waits while another holds its lock, and
+        takes in what the other did once it has it.
+        """
+        release = self.successResultOf(self.one.turn("f-1.0-py3-none-any.whl"))
+        waiting = Deferred.fromCoroutine(self.two.turn("f-1.0-py3-none-any.whl"))
+        self.assertNoResult(waiting)
+        self.clock.advance(LOCK_RETRY)
+        self.assertNoResult(waiting)
+        # (another file's turn is not held by it)
+        other = self.successResultOf(self.two.turn("g-1.0-py3-none-any.whl"))
+        other()
+        self.one.failed("f-1.0-py3-none-any.whl", "its bytes were wrong")
+        release()
+        self.clock.advance(LOCK_RETRY)
+        self.successResultOf(waiting)()
+        self.assertEqual([news.failures for news in self.news[2]],
+                         [{"f-1.0-py3-none-any.whl": "its bytes were wrong"}])
+
+    def test_pins(self):
+        """A pin is told to the others."""
+        self.two.pinned("p-1.0-py3-none-any.whl")
+        self.successResultOf(self.one.sync())
+        self.assertEqual([news.pins for news in self.news[1]], [["p-1.0-py3-none-any.whl"]])
+
+    def test_files_of_the_folder(self):
+        """A file kept in the folder by another worker is news, read from the folder."""
+        filename, data = make_wheel("kept-app", "1.0")
+        folder = self.one._folder
+        temp = write_file(os.path.join(folder.temp_dir, "up-" + filename), data)
+        inspected = inspect(temp, filename, filename, 1767225600.0)
+        self.successResultOf(folder.publish(temp, inspected.record, inspected.metadata))
+        self.successResultOf(self.two.sync())
+        [news] = self.news[2]
+        self.assertEqual([(c.filename, c.record.sha256) for c in news.files],
+                         [(filename, inspected.record.sha256)])
+
+    def test_unreadable_page(self):
+        """A page that cannot be read is left out (the worker asks the upstream itself)."""
+        cache = self.cache(self.one, lambda project, previous: succeed(_page(project, ["1.0"])))
+        self.successResultOf(cache.get("broken"))
+        for name in os.listdir(os.path.join(self.root, ".pypid", "machine", "pages")):
+            with open(os.path.join(self.root, ".pypid", "machine", "pages", name), "w") as f:
+                f.write("{")
+        self.successResultOf(self.two.sync())
+        self.assertEqual(self.news[2], [])
