@@ -14,10 +14,9 @@ does no I/O of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -28,7 +27,8 @@ from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.page_model import UpstreamFile, UpstreamPage
+from pypid.upstream.held_removals import CONFIRM_GONE, HeldRemovals
+from pypid.upstream.page_model import UpstreamPage
 from pypid.upstream.quarantines import Quarantine, Quarantines
 
 log = Logger()
@@ -58,13 +58,6 @@ MISSING_TTL = 300.0
 #: After a failed fetch of a project that is not cached, answer the same
 #: failure at once for this long rather than wait for the upstream again.
 FAILURE_MEMORY = 15.0
-
-#: Seconds that must part two fetches saying a project's files are gone
-#: (a page no longer listing some, or the project's 404) before the cache
-#: takes it: one transient 404, or one page served short by an
-#: upstream's replica, is not a takedown. Until then the page fetched
-#: before is served, as if the fetch had said nothing new.
-CONFIRM_GONE = 60.0
 
 #: What one file of a cached page costs in memory, besides its strings
 #: (its object, its slots, its tuple entry), and one page besides its files;
@@ -96,20 +89,6 @@ def again(kept: Remembered) -> BaseException:
 def recent(then: float, now: float) -> bool:
     """Whether a failure at C{then} is still remembered at C{now} (L{FAILURE_MEMORY})."""
     return 0 <= now - then < FAILURE_MEMORY
-
-
-def _with(listed: tuple[UpstreamFile, ...], before: tuple[UpstreamFile, ...],
-          names: Collection[str]) -> tuple[UpstreamFile, ...]:
-    """C{listed}, with the files of C{before} named in C{names}, sorted by filename."""
-    carried = [f for f in before if f.filename in names]
-    if not carried:
-        return listed
-    return tuple(sorted((*listed, *carried), key=lambda f: f.filename))
-
-
-def _filenames(page: UpstreamPage) -> frozenset[str]:
-    """The filenames a page lists (its variant wheels waiting for data too)."""
-    return frozenset(f.filename for files in (page.files, page.variant_wheels) for f in files)
 
 
 def page_cost(page: UpstreamPage) -> int:
@@ -159,13 +138,8 @@ class PageCache:
         """
         self._share = share
         self._fetch = fetch
-        self._confirm_gone = confirm_gone
-        #: project -> filename -> when a fetch first said that file of the
-        #: page kept is gone, until a later fetch confirms it or lists it again
-        self._going: dict[str, dict[str, float]] = {}
-        #: project -> when a fetch first gave its quarantined page without
-        #: the quarantine, until a later fetch confirms the lift
-        self._lifting: dict[str, float] = {}
+        #: what fetches said is gone, until a later fetch confirms it
+        self._held = HeldRemovals(confirm_gone, MAX_ENTRIES)
         #: the projects an administrator asked to fetch again (L{refresh}):
         #: their next fetch is taken as it is
         self._final: set[str] = set()
@@ -196,6 +170,11 @@ class PageCache:
         self.served = {"hit": 0, "stale": 0, "miss": 0, "unavailable": 0}
         #: the upstream fetches of pages: count, failures, latency
         self.timings = Timings()
+
+    @property
+    def on_change(self) -> Callable[[], None] | None:
+        """What is called (without arguments) when a page was fetched, or L{None}."""
+        return self._on_change
 
     @property
     def bytes(self) -> int:
@@ -378,10 +357,9 @@ class PageCache:
             # lifted, nor forgotten where the quarantines remember it)
             if project in self._final:
                 self._final.discard(project)
-                self._going.pop(project, None)
-                self._lifting.pop(project, None)
+                self._held.forget(project)
             else:
-                result = self._steady(project, result)
+                result = self._held.steady(project, self.entries.get(project), result)
             page = self.quarantines.seen(project, result.page, result.fetched_at)
             if page is not result.page:
                 result = CachedPage(page, result.fetched_at)
@@ -432,73 +410,11 @@ class PageCache:
             return
         self.quarantines.seen(project, entry.page, entry.fetched_at)
         self._failures.pop(project, None)
-        self._going.pop(project, None)
-        self._lifting.pop(project, None)
+        self._held.forget(project)
         self._keep(project, entry)
         self.changed = True
         if self._on_change is not None:
             self._on_change()
-
-    def _steady(self, project: str, result: CachedPage) -> CachedPage:
-        """
-        C{result}, a fetch of C{project}, once it is steady: what
-        a fetch says is gone, a file of the page kept that it no longer
-        lists (or the whole project, a 404) or the quarantine of a
-        quarantined page, is taken only when a fetch at least
-        C{confirm_gone} seconds before said the same of it. Until then the
-        fetch is served with what it would take away still in it: the
-        files gone on one fetch alone carried over from the page kept, the
-        quarantine kept. Each file is judged on its own, so a page that
-        loses an old file at every fetch still shows its new ones, and
-        takes each removal once it is confirmed. A quarantine given is taken
-        at once. So a flap withholds nothing and writes no takedown.
-        """
-        kept = self.entries.get(project)
-        new = result.page
-        now = result.fetched_at
-        if kept is None or kept.page is None or (new is not None and new.quarantined):
-            self._going.pop(project, None)
-            self._lifting.pop(project, None)
-            return result
-        old = kept.page
-        if old.quarantined:
-            self._going.pop(project, None)
-            if new is None or new.quarantined:
-                # (a quarantined project removed: the quarantines remember it)
-                self._lifting.pop(project, None)
-                return result
-            first = self._lifting.setdefault(project, now)
-            if now - first >= self._confirm_gone:
-                del self._lifting[project]
-                return result
-            if first == now:
-                log.info("The upstream's page of {project} no longer says it is quarantined: "
-                         "kept quarantined until a fetch {seconds:g} s later says so again",
-                         project=project, seconds=self._confirm_gone)
-            return CachedPage(old, now)
-        self._lifting.pop(project, None)
-        listed = _filenames(new) if new is not None else frozenset()
-        before = self._going.pop(project, {})
-        # (each file gone: since when the fetches say so; confirmed once long enough)
-        since = {name: before.get(name, now) for name in _filenames(old) - listed}
-        pending = {name: at for name, at in since.items() if now - at < self._confirm_gone}
-        if pending:
-            if len(self._going) >= MAX_ENTRIES:
-                self._going.clear()
-            self._going[project] = pending
-        fresh = len(pending.keys() - before.keys())
-        if fresh:
-            log.info("The upstream's page of {project} no longer lists {count} of its files "
-                     "(or the project): served as before until a fetch {seconds:g} s later "
-                     "says so again", project=project, count=fresh,
-                     seconds=self._confirm_gone)
-        if not pending:
-            return result
-        base = new if new is not None else attrs.evolve(old, files=(), variant_wheels=())
-        return CachedPage(attrs.evolve(
-            base,
-            files=_with(base.files, old.files, pending),
-            variant_wheels=_with(base.variant_wheels, old.variant_wheels, pending)), now)
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """

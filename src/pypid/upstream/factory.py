@@ -295,5 +295,5 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     source = UpstreamSource.create(
         up, policy, pages, client, cast(IStorage, storage), run, reactor,
         name=name or DEFAULT_UPSTREAM, labelled=bool(config.upstreams),
-        on_close=pool.closeCachedConnections, on_change=learnt, render=render, share=share)
+        on_close=pool.closeCachedConnections, render=render, share=share)
     return source, storage

@@ -27,9 +27,8 @@ meanwhile is served from the folder, never fetched again. So concurrent
 first downloads on two workers make one upstream request; the second
 client is answered once the first worker kept the file.
 
-The first worker alone evicts over the cap: it learns of every file kept
-(by its look) and evicts by the order of its own downloads; the others
-learn of the evictions as they learn of a delete.
+The first worker alone evicts over the cap (it learns of every file
+kept); the others learn of an eviction as of a delete.
 """
 
 from __future__ import annotations

@@ -155,18 +155,16 @@ class UpstreamSource:
                client: UpstreamClient, storage: IStorage, run: Run, clock: IReactorTime,
                name: str = DEFAULT_UPSTREAM, labelled: bool = False,
                on_close: Callable[[], object] | None = None,
-               on_change: Callable[[], None] | None = None,
                render: Renderer = render_description,
                share: MachineShare | None = None) -> UpstreamSource:
         """
         The source, complete (no index reads it yet: L{UpstreamProxy.create}).
 
-        @param pages: the cache of its pages.
+        @param pages: the cache of its pages; what it calls when a page was
+            fetched (its C{on_change}) is called when a file was kept too,
+            so that the snapshot is saved soon.
         @param storage: where fetched files are kept (an L{IStorage} of its own).
         @param on_close: drops the connections to the upstream.
-        @param on_change: called (without arguments) when a file was kept,
-            so that the snapshot is saved soon (the L{PageCache} is given
-            the same).
         @param render: renders the descriptions of the files it keeps
             (the daemon's sandbox).
         @param share: in a worker of a machine, the cache shared with the
@@ -174,7 +172,7 @@ class UpstreamSource:
         """
         kept = KeptFiles()
         views = _Views(pages)
-        files = UpstreamFiles(config, views, client, storage, run, clock, kept, on_change,
+        files = UpstreamFiles(config, views, client, storage, run, clock, kept, pages.on_change,
                               render, share)
         source = cls(name, labelled, config, policy, pages, client, files, kept, views,
                      MissBudget(config.max_misses_per_address), clock, on_close, share)
