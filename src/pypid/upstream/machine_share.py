@@ -21,11 +21,10 @@ folder's key as the folder's own announcements are:
     every worker answers 502 for it for a while, none asks again.
 
 A worker about to fetch a file takes the file's lock first
-(C{.pypid/machine/fetching/<digest>}, an exclusive C{flock}, tried every
-L{LOCK_RETRY} seconds), then looks at the ring: a file another worker kept
-meanwhile is served from the folder, never fetched again. So concurrent
-first downloads on two workers make one upstream request; the second
-client is answered once the first worker kept the file.
+(C{.pypid/machine/fetching/<digest>}, a C{flock} tried every L{LOCK_RETRY}
+seconds), then looks at the ring: a file another worker kept meanwhile is
+served from the folder, never fetched again (one upstream request for
+first downloads on two workers at once).
 
 The first worker alone evicts over the cap (it learns of every file
 kept); the others learn of an eviction as of a delete.
