@@ -403,7 +403,10 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
             ring.announce(WORKER_ENDED + b" %d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
     command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
-    supervisor = Supervisor(reactor, count, command, on_change=changed)
+    # (loads that share the cores take as long together as one after another,
+    # and each peaks at about half again its memory at rest)
+    at_once = max(1, len(os.sched_getaffinity(0)) // 2)
+    supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config) if settings.backend != "s3"]

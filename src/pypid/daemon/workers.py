@@ -11,6 +11,12 @@ What a worker says on its standard output and error goes to the
 supervisor's log, a line at a time, named by the worker; a worker says it
 is ready (its indexes loaded, its listeners adopted) with a line on its
 descriptor L{READY_FD}, and the supervisor is ready once every worker was.
+
+At the machine's start, at most C{at_once} workers load at a time: the
+next starts when one is ready (or ended). A worker's load peaks at about
+half again its memory at rest, so the machine's peak is that of
+C{at_once} loads, not of all; and loads that share cores take as long
+together as one after another.
 """
 
 from __future__ import annotations
@@ -109,13 +115,16 @@ class Supervisor(Service):
                  command: Callable[[int], Command],
                  back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
                  stop_deadline: float = STOP_DEADLINE,
-                 on_change: Callable[[int, bool], None] = lambda number, up: None) -> None:
+                 on_change: Callable[[int, bool], None] = lambda number, up: None,
+                 at_once: int | None = None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
             of worker C{number}; a L{StartupError} it raises is that
             start's failure (logged, and tried again after the back-off).
         @param on_change: C{on_change(number, up)}: worker C{number} said
             it is ready (C{up}), or ended.
+        @param at_once: the most workers loading at a time at the start
+            (L{None}: all).
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -132,14 +141,22 @@ class Supervisor(Service):
         self._failures: dict[int, int] = {}
         self._pending: dict[int, IDelayedCall] = {}
         self._not_ready = set(range(1, count + 1))
+        # (the workers not started yet, in order, and how many may load at once)
+        self._unstarted = list(range(1, count + 1))
+        self._at_once = count if at_once is None else max(1, at_once)
         self.ready: Deferred[None] = Deferred()
         self.restarts = 0
 
     def startService(self) -> None:
-        """Start every worker."""
+        """Start the first workers (the others as those are ready)."""
         Service.startService(self)
-        for number in range(1, self.count + 1):
-            self._spawn(number)
+        for _ in range(self._at_once):
+            self._start_next()
+
+    def _start_next(self) -> None:
+        """Start the next worker not started yet, if any (and while running)."""
+        if self._unstarted and self.running:
+            self._spawn(self._unstarted.pop(0))
 
     def _spawn(self, number: int) -> None:
         self._pending.pop(number, None)
@@ -149,6 +166,8 @@ class Supervisor(Service):
         except StartupError as e:
             log.error("Cannot start worker {number}: {error}", number=number, error=str(e))
             self._again(number, f"not started: {e}")
+            if number in self._not_ready:
+                self._start_next()
             return
         protocol = WorkerProtocol(self, number)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", READY_FD: "r"}
@@ -168,11 +187,15 @@ class Supervisor(Service):
             log.info("Worker {number} is ready", number=number)
             if not self._not_ready and not self.ready.called:
                 self.ready.callback(None)
+            self._start_next()
 
     def worker_ended(self, number: int, reason: Failure) -> None:
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
         self._up.discard(number)
+        if number in self._not_ready:
+            # (one that ended before it was ready lets the next start)
+            self._start_next()
         if self.running:
             self._again(number, "exited" if reason.check(ProcessDone) else
                         reason.getErrorMessage().rstrip("."))

@@ -92,6 +92,39 @@ class SupervisorTests(SynchronousTestCase):
         self.assertIn("worker 1: half a line", lines)
         self.assertIn("Worker 2 is ready", lines)
 
+    def test_at_once(self):
+        """
+        At the start, at most C{at_once} workers load at a time: the next
+        starts when one is ready, or ended before it was (or could not be
+        started); a worker started again later waits for none.
+        """
+        reactor = _ProcessReactor()
+        failing = {3}
+
+        def commands(number):
+            if number in failing:
+                failing.discard(number)
+                raise StartupError("no such file")
+            return command(number)
+        supervisor = Supervisor(reactor, 4, commands, back_off=(1.0,), at_once=1)
+        supervisor.startService()
+
+        def started():
+            return [args[-1] for _, _, args, _ in reactor.spawned]
+        self.assertEqual(started(), ["--worker=1"])
+        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual(started(), ["--worker=1", "--worker=2"])
+        # (worker 2 ends before it is ready; 3 cannot be started: 4 starts)
+        reactor.spawned[1][0].end(ProcessTerminated(1))
+        self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=4"])
+        reactor.advance(1.0)
+        self.assertEqual(sorted(started()), ["--worker=1", "--worker=2", "--worker=2",
+                                             "--worker=3", "--worker=4"])
+        self.assertNoResult(supervisor.ready)
+        for process, _, _, _ in reactor.spawned[2:]:
+            process.protocol.childDataReceived(READY_FD, b"ready\n")
+        self.successResultOf(supervisor.ready)
+
     def test_restart_back_off(self):
         """
         A worker that ends is started again after the back-off, longer each
