@@ -14,6 +14,7 @@ served whole, one not listed is not served, and its name can be used).
 import hashlib
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -113,8 +114,14 @@ class Workload:
 class CrashRoundsMixin:
     """Timed kills over many rounds, then every acknowledged change checked."""
 
+    rounds = ROUNDS
+
     def settings(self):
         raise NotImplementedError
+
+    def kill(self, daemon):
+        """The crash: C{kill -9} of the daemon."""
+        daemon.kill()
 
     def test_kill_rounds(self):
         daemon = self.new_daemon(settings=self.settings(), start=False)
@@ -123,12 +130,12 @@ class CrashRoundsMixin:
         daemon.start()
         randomly = random.Random(61)
         history = []
-        for round_number in range(ROUNDS):
+        for round_number in range(self.rounds):
             work = Workload(daemon, round_number, history)
             thread = threading.Thread(target=work.run)
             thread.start()
             time.sleep(randomly.uniform(0.05, LONGEST))
-            daemon.kill()
+            self.kill(daemon)
             work.stop.set()
             thread.join(60)
             self.assertFalse(thread.is_alive(), "the workload ended with the kill")
@@ -138,8 +145,8 @@ class CrashRoundsMixin:
         acknowledged = sum(1 for changes in history for *_, got in changes
                            if got is not None and got.status == 200)
         cut = sum(1 for changes in history for *_, got in changes if got is None)
-        self.assertGreater(acknowledged, ROUNDS)
-        print(f"\n{type(self).__name__}: {ROUNDS} kills, {acknowledged} changes acknowledged, "
+        self.assertGreater(acknowledged, self.rounds)
+        print(f"\n{type(self).__name__}: {self.rounds} kills, {acknowledged} changes acknowledged, "
               f"{cut} cut by the kill, none lost")
 
     def check(self, daemon, history):
@@ -312,3 +319,29 @@ class DiskFullTests(DaemonTestCase):
             self.assertIn(first[0], listed)
         self.assertEqual(http("GET", daemon.url + f"files/full-snap/{second[0]}").body,
                          second[1])
+
+
+class S3WorkersCrashTests(CrashRoundsMixin, DaemonTestCase):
+    """
+    A machine of two workers on S3, the whole machine killed (C{kill -9}
+    of every process): the first worker takes back a promotion the crash
+    cut before any other worker runs.
+    """
+
+    rounds = 4
+
+    def settings(self):
+        return dict(s3_settings(s3server.new_bucket()), **{
+            "auth.admins": USER, "pypid.snapshot_interval": "0.1",
+            "retention.recycle_bin": "2s", "pypid.workers": "2"})
+
+    def kill(self, daemon):
+        """Every worker, then the supervisor, as a machine's crash."""
+        with open(f"/proc/{daemon.pid}/task/{daemon.pid}/children") as f:
+            workers = [int(pid) for pid in f.read().split()]
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        daemon.kill()

@@ -12,8 +12,9 @@ supervisor's log, a line at a time, named by the worker; a worker says it
 is ready (its indexes loaded, its listeners adopted) with a line on its
 descriptor L{READY_FD}, and the supervisor is ready once every worker was.
 
-At the machine's start, at most C{at_once} workers load at a time: the
-next starts when one is ready (or ended). A worker's load peaks at about
+At the machine's start the first worker loads alone, then at most
+C{at_once} at a time: the next starts when one is ready (or ended). A
+worker's load peaks at about
 half again its memory at rest, so the machine's peak is that of
 C{at_once} loads, not of all; and loads that share cores take as long
 together as one after another.
@@ -123,8 +124,8 @@ class Supervisor(Service):
             start's failure (logged, and tried again after the back-off).
         @param on_change: C{on_change(number, up)}: worker C{number} said
             it is ready (C{up}), or ended.
-        @param at_once: the most workers loading at a time at the start
-            (L{None}: all).
+        @param at_once: the most workers loading at a time at the start,
+            after the first alone (L{None}: all at once).
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -144,18 +145,27 @@ class Supervisor(Service):
         # (the workers not started yet, in order, and how many may load at once)
         self._unstarted = list(range(1, count + 1))
         self._at_once = count if at_once is None else max(1, at_once)
+        self._first_alone = at_once is not None
         self.ready: Deferred[None] = Deferred()
         self.restarts = 0
 
     def startService(self) -> None:
-        """Start the first workers (the others as those are ready)."""
+        """Start the first worker (the others as it, and they, are ready)."""
         Service.startService(self)
-        for _ in range(self._at_once):
-            self._start_next()
+        self._start_more()
 
-    def _start_next(self) -> None:
-        """Start the next worker not started yet, if any (and while running)."""
-        if self._unstarted and self.running:
+    def _start_more(self) -> None:
+        """
+        Start workers not started yet while fewer than C{at_once} load; the
+        first alone (it takes back what a crash left in a bucket before any
+        other runs). One that ended before it was ready, or could not start,
+        waits for its back-off and no longer counts.
+        """
+        while self._unstarted and self.running:
+            loading = [number for number in self._not_ready
+                       if number not in self._unstarted and number not in self._pending]
+            if len(loading) >= self._at_once or (self._first_alone and 1 in loading):
+                return
             self._spawn(self._unstarted.pop(0))
 
     def _spawn(self, number: int) -> None:
@@ -166,8 +176,6 @@ class Supervisor(Service):
         except StartupError as e:
             log.error("Cannot start worker {number}: {error}", number=number, error=str(e))
             self._again(number, f"not started: {e}")
-            if number in self._not_ready:
-                self._start_next()
             return
         protocol = WorkerProtocol(self, number)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", READY_FD: "r"}
@@ -187,18 +195,17 @@ class Supervisor(Service):
             log.info("Worker {number} is ready", number=number)
             if not self._not_ready and not self.ready.called:
                 self.ready.callback(None)
-            self._start_next()
+            self._start_more()
 
     def worker_ended(self, number: int, reason: Failure) -> None:
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
         self._up.discard(number)
-        if number in self._not_ready:
-            # (one that ended before it was ready lets the next start)
-            self._start_next()
         if self.running:
             self._again(number, "exited" if reason.check(ProcessDone) else
                         reason.getErrorMessage().rstrip("."))
+            # (one that ended before it was ready lets the next start)
+            self._start_more()
         self._on_change(number, False)
 
     def _again(self, number: int, how: str) -> None:

@@ -189,10 +189,15 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy, learnt, name=label)
-        # (a crash's promotion taken back before the load; in a machine, by its
-        # supervisor: a worker would take back another's under way)
+        # (a crash's promotion taken back before the load; in a machine, a
+        # folder's by its supervisor, a bucket's by the first worker at the
+        # machine's start, before any other runs: a worker started again
+        # would take back another's under way)
+        recovers = ring is None or (
+            index_settings(config, name).storage.backend == "s3" and ring.worker == 1
+            and ring.restarts() == 0 and ring.workers()[0] == 0)
         recover = (partial(roll_back_promotions, stored)
-                   if IAdoptingStorage.providedBy(stored) and ring is None else None)
+                   if IAdoptingStorage.providedBy(stored) and recovers else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=recover, name=label)
         usage = _usage_log(stored, reactor, ring)

@@ -96,7 +96,7 @@ class SupervisorTests(SynchronousTestCase):
         """
         At the start, at most C{at_once} workers load at a time: the next
         starts when one is ready, or ended before it was (or could not be
-        started); a worker started again later waits for none.
+        started: it waits for its back-off, and another starts meanwhile).
         """
         reactor = _ProcessReactor()
         failing = {3}
@@ -124,6 +124,20 @@ class SupervisorTests(SynchronousTestCase):
         for process, _, _, _ in reactor.spawned[2:]:
             process.protocol.childDataReceived(READY_FD, b"ready\n")
         self.successResultOf(supervisor.ready)
+
+    def test_first_alone(self):
+        """The first worker loads alone; then C{at_once} load together."""
+        reactor = _ProcessReactor()
+        supervisor = Supervisor(reactor, 4, command, at_once=2)
+        supervisor.startService()
+
+        def started():
+            return [args[-1] for _, _, args, _ in reactor.spawned]
+        self.assertEqual(started(), ["--worker=1"])
+        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=3"])
+        reactor.spawned[2][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=3", "--worker=4"])
 
     def test_restart_back_off(self):
         """
