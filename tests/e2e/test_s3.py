@@ -10,14 +10,11 @@ import os
 import threading
 import time
 
-from twisted.trial.unittest import SkipTest
-
 from tests.harness import s3server
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.e2e import (
     PASSWORD,
     USER,
-    DaemonTestCase,
     E2EFailure,
     file_url,
     files_by_name,
@@ -27,7 +24,7 @@ from tests.harness.e2e import (
     sha256,
     upload,
 )
-from tests.harness.e2e_s3 import SYNC, s3_settings
+from tests.harness.e2e_s3 import SYNC, StoreTestCase
 
 APP = make_wheel("s3-app", "1.0", requires_dist=["s3-lib>=1"])
 LIB = make_wheel("s3-lib", "1.0")
@@ -51,26 +48,6 @@ def wait_for(check, timeout=60.0, step=0.05):
             return time.monotonic() - started
         time.sleep(step)
     raise E2EFailure(f"not true within {timeout} s: {check.__doc__ or check}")
-
-
-class StoreTestCase(DaemonTestCase):
-    """Daemons on buckets of C{store} (moto's unless a subclass says)."""
-
-    store = s3server.MOTO
-
-    def setUp(self):
-        reason = self.store.skip_reason()
-        if reason:
-            raise SkipTest(reason)
-        return super().setUp()
-
-    def new_bucket(self):
-        """A fresh bucket of the store."""
-        return self.store.new_bucket()
-
-    def on(self, bucket, **extra):
-        """The settings that put a daemon on C{bucket} of the store."""
-        return s3_settings(bucket, store=self.store, **extra)
 
 
 class BucketTestCase(StoreTestCase):

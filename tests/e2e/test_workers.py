@@ -18,9 +18,6 @@ import threading
 import time
 from urllib.parse import urlencode
 
-from twisted.trial.unittest import SkipTest
-
-from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
     HOST,
@@ -44,7 +41,7 @@ from tests.harness.e2e import (
     with_cookie,
     write_files,
 )
-from tests.harness.e2e_s3 import s3_settings
+from tests.harness.e2e_s3 import StoreTestCase
 
 #: The workers of the machine under test.
 WORKERS = 2
@@ -96,6 +93,14 @@ def status_on_worker(daemon, number, path, auth, tries=100):
         finally:
             conn.close()
     raise AssertionError(f"worker {number} took none of {tries} connections")
+
+
+def reload_all(daemon):
+    """C{SIGHUP} to the machine, and wait until the supervisor and every worker reloaded."""
+    reloads = daemon.log_since_start().count(b"Reloaded the configuration")
+    os.kill(daemon.pid, signal.SIGHUP)
+    wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
+             >= reloads + WORKERS + 1, 30, "every worker reloaded")
 
 
 def kill_a_worker(daemon):
@@ -283,25 +288,17 @@ class WorkersTests(DaemonTestCase):
         self.assertTrue(all(b"worker 1: " in line for line in saved), saved)
 
 
-class BucketWorkersTests(DaemonTestCase):
+class BucketWorkersTests(StoreTestCase):
     """
     Two workers on one bucket (moto's): what one acknowledged is in the
     other's next answer, though the bucket's own look for other servers'
     changes comes only once a minute here.
     """
 
-    store = s3server.MOTO
-
-    def setUp(self):
-        reason = self.store.skip_reason()
-        if reason:
-            raise SkipTest(reason)
-        return super().setUp()
-
     @property
     def settings(self):
-        bucket = self.shared("bucket", self.store.new_bucket)
-        return {**s3_settings(bucket, store=self.store, download="stream", sync_interval="60"),
+        bucket = self.shared("bucket", self.new_bucket)
+        return {**self.on(bucket, download="stream", sync_interval="60"),
                 "pypid.workers": str(WORKERS)}
 
     prepare = WorkersTests.prepare
@@ -372,9 +369,7 @@ class WorkerRestartTests(DaemonTestCase):
         self.addCleanup(self._restore, original)
         with open(daemon.config_path, "a", encoding="utf-8") as f:
             f.write(f"brian = {password_hash('always look')}\n")
-        os.kill(daemon.pid, signal.SIGHUP)
-        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
-                 >= WORKERS + 1, 30, "every worker reloaded")
+        reload_all(daemon)
         for _ in range(20):
             answer = http("GET", daemon.url + "simple/", auth=("brian", "always look"))
             self.assertEqual(answer.status, 200)
@@ -408,10 +403,7 @@ class WorkerRestartTests(DaemonTestCase):
                     for number in range(1, WORKERS + 1)]
         self.assertEqual(answers(("carol", "in force")), [401] * WORKERS)
         self.assertEqual(answers((USER, PASSWORD)), [200] * WORKERS)
-        reloads = daemon.log_since_start().count(b"Reloaded the configuration")
-        os.kill(daemon.pid, signal.SIGHUP)
-        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
-                 >= reloads + WORKERS + 1, 30, "every worker reloaded")
+        reload_all(daemon)
         kill_a_worker(daemon)
         self.assertEqual(answers(("carol", "in force")), [200] * WORKERS)
 
@@ -419,10 +411,7 @@ class WorkerRestartTests(DaemonTestCase):
         daemon = self.daemon
         with open(daemon.config_path, "w", encoding="utf-8") as f:
             f.write(original)
-        reloads = daemon.log_since_start().count(b"Reloaded the configuration")
-        os.kill(daemon.pid, signal.SIGHUP)
-        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the configuration")
-                 >= reloads + WORKERS + 1, 30, "every worker reloaded")
+        reload_all(daemon)
 
 
 class StopTests(DaemonTestCase):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import attrs
+
+from pypid.machine.ring import flocked
 
 
 @attrs.define(eq=False)
@@ -49,7 +49,7 @@ class ConfigInForce:
     def write(self, text: str) -> None:
         """Hold C{text} from now on (a worker reading meanwhile reads the old or the new)."""
         data = text.encode("utf-8")
-        with self._locked(fcntl.LOCK_EX):
+        with flocked(self._fd, fcntl.LOCK_EX):
             os.ftruncate(self._fd, 0)
             written = 0
             while written < len(data):
@@ -57,7 +57,7 @@ class ConfigInForce:
 
     def read(self) -> str:
         """The text held now."""
-        with self._locked(fcntl.LOCK_SH):
+        with flocked(self._fd, fcntl.LOCK_SH):
             size = os.fstat(self._fd).st_size
             chunks, taken = [], 0
             while taken < size:
@@ -67,14 +67,6 @@ class ConfigInForce:
                 chunks.append(chunk)
                 taken += len(chunk)
         return b"".join(chunks).decode("utf-8")
-
-    @contextmanager
-    def _locked(self, how: int) -> Iterator[None]:
-        fcntl.flock(self._fd, how)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Let go of the memory file (it lives while any process holds it)."""

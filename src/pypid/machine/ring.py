@@ -36,7 +36,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import attrs
 
@@ -266,16 +266,21 @@ class ChangeRing:
             return None, self.latest()
         return found, found[-1].sequence if found else seen
 
-    @contextmanager
-    def _locked(self, how: int) -> Iterator[None]:
-        fcntl.flock(self._fd, how)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+    def _locked(self, how: int) -> AbstractContextManager[None]:
+        return flocked(self._fd, how)
 
     def close(self) -> None:
         """Let go of the ring (the memory file lives while any process holds it)."""
         if not self._map.closed:
             self._map.close()
             os.close(self._fd)
+
+
+@contextmanager
+def flocked(fd: int, how: int) -> Iterator[None]:
+    """Hold C{flock(fd, how)} for the block (the machine's files' lock)."""
+    fcntl.flock(fd, how)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -20,6 +20,7 @@ from typing import Protocol, cast
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IPushProducer, ITransport
 
+from pypid.jobs.coalesced import Coalesced
 from pypid.machine.ring import ChangeRing
 
 
@@ -55,8 +56,7 @@ class CatchUp:
         self._ring = ring
         self._looks = list(looks)
         self.seen = ring.latest()
-        self._busy = False
-        self._waiting: list[Deferred[None]] = []
+        self._catching_up = Coalesced(self._look)
         self._held: dict[Connection, list[bytes]] = {}
 
     def behind(self) -> bool:
@@ -92,23 +92,11 @@ class CatchUp:
         Fires once every change announced before the call is taken in
         (a catching up under way that began before the call does not do).
         """
-        d: Deferred[None] = Deferred()
-        self._waiting.append(d)
-        if not self._busy:
-            self._start()
-        return d
+        return self._catching_up()
 
-    def _start(self) -> None:
+    def _look(self) -> Deferred[object]:
         latest = self._ring.latest()
-        waiting, self._waiting = self._waiting, []
-        looks = DeferredList([look.sync() for look in self._looks])
-        self._busy = True
 
         def done(_: object) -> None:
-            self._busy = False
             self.seen = max(self.seen, latest)
-            for d in waiting:
-                d.callback(None)
-            if self._waiting:
-                self._start()
-        looks.addCallback(done)
+        return DeferredList([look.sync() for look in self._looks]).addCallback(done)

@@ -17,7 +17,7 @@ without C{[index:NAME]} is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
@@ -189,17 +189,8 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy, learnt, name=label)
-        # (a crash's promotion taken back before the load; in a machine, a
-        # folder's by its supervisor, a bucket's by the first worker at the
-        # machine's start, before any other runs: a worker started again
-        # would take back another's under way)
-        recovers = ring is None or (
-            index_settings(config, name).storage.backend == "s3" and ring.worker == 1
-            and ring.restarts() == 0 and ring.workers()[0] == 0)
-        recover = (partial(roll_back_promotions, stored)
-                   if IAdoptingStorage.providedBy(stored) and recovers else None)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
-                             recover=recover, name=label)
+                             recover=_recovery(config, name, stored, ring), name=label)
         usage = _usage_log(stored, reactor, ring)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(
@@ -227,6 +218,22 @@ class HostedStack:
             part = found[kind]
             if part is not None:
                 yield kind, part
+
+
+def _recovery(config: Config, name: str, stored: IStorage,
+              ring: ChangeRing | None) -> Callable[[], Awaitable[object]] | None:
+    """
+    What takes back the promotions a crash cut, before the load: a server
+    of one process's own; in a machine, a folder's is the supervisor's, a
+    bucket's the first worker's at the machine's start, before any other
+    runs (a worker started again would take back another's under way).
+    """
+    recovers = ring is None or (
+        index_settings(config, name).storage.backend == "s3" and ring.worker == 1
+        and ring.restarts() == 0 and ring.workers()[0] == 0)
+    if not recovers or not IAdoptingStorage.providedBy(stored):
+        return None
+    return partial(roll_back_promotions, cast(IAdoptingStorage, stored))
 
 
 def _usage_log(stored: IStorage, reactor: IReactorTime,

@@ -46,6 +46,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.jobs.coalesced import Coalesced
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import Changed, ISharedStorage
 from pypid.storage.interface import Run
@@ -113,8 +114,7 @@ class MachineShare:
         self._locks = os.path.join(root, "fetching")
         self.seen = ring.latest()
         self._listeners: list[Callable[[News], Awaitable[None]]] = []
-        self._busy = False
-        self._waiting: list[Deferred[None]] = []
+        self._looks = Coalesced(self._looked)
 
     @property
     def first(self) -> bool:
@@ -181,26 +181,13 @@ class MachineShare:
         everything announced before the call is in: a look under way when
         called is followed by another.
         """
-        d: Deferred[None] = Deferred()
-        self._waiting.append(d)
-        if not self._busy:
-            self._start()
-        return d
+        return self._looks()
 
-    def _start(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        self._busy = True
-
-        def done(result: object) -> None:
-            if isinstance(result, Failure):
-                log.warn("Cannot take in what other workers did to the upstream cache: "
-                         "{error}", error=result.getErrorMessage())
-            self._busy = False
-            for d in waiting:
-                d.callback(None)
-            if self._waiting:
-                self._start()
-        Deferred.fromCoroutine(self._look()).addBoth(done)
+    def _looked(self) -> Deferred[object]:
+        def failed(failure: Failure) -> None:
+            log.warn("Cannot take in what other workers did to the upstream cache: {error}",
+                     error=failure.getErrorMessage())
+        return Deferred.fromCoroutine(self._look()).addErrback(failed)
 
     async def _look(self) -> None:
         announcements = self._ring.since(self.seen)
