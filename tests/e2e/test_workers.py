@@ -364,11 +364,7 @@ class WorkerRestartTests(DaemonTestCase):
         restart takes is refused by the supervisor, and no worker reloads.
         """
         daemon = self.daemon
-        with open(daemon.config_path, encoding="utf-8") as f:
-            original = f.read()
-        self.addCleanup(self._restore, original)
-        with open(daemon.config_path, "a", encoding="utf-8") as f:
-            f.write(f"brian = {password_hash('always look')}\n")
+        original = self._add_user("brian", "always look")
         reload_all(daemon)
         for _ in range(20):
             answer = http("GET", daemon.url + "simple/", auth=("brian", "always look"))
@@ -391,11 +387,7 @@ class WorkerRestartTests(DaemonTestCase):
         started after the reload included.
         """
         daemon = self.daemon
-        with open(daemon.config_path, encoding="utf-8") as f:
-            original = f.read()
-        self.addCleanup(self._restore, original)
-        with open(daemon.config_path, "a", encoding="utf-8") as f:
-            f.write(f"carol = {password_hash('in force')}\n")
+        self._add_user("carol", "in force")
         kill_a_worker(daemon)
 
         def answers(auth):
@@ -406,6 +398,15 @@ class WorkerRestartTests(DaemonTestCase):
         reload_all(daemon)
         kill_a_worker(daemon)
         self.assertEqual(answers(("carol", "in force")), [200] * WORKERS)
+
+    def _add_user(self, name, password):
+        """Add a user to the configuration file (not reloaded); its text before, restored after."""
+        with open(self.daemon.config_path, encoding="utf-8") as f:
+            original = f.read()
+        self.addCleanup(self._restore, original)
+        with open(self.daemon.config_path, "a", encoding="utf-8") as f:
+            f.write(f"{name} = {password_hash(password)}\n")
+        return original
 
     def _restore(self, original):
         daemon = self.daemon
