@@ -6,6 +6,7 @@ TLS too), C{kill -HUP} and start-ups that must fail.
 """
 
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -323,6 +324,27 @@ class ReloadTests(TLSDaemonTestCase):
         self.assertEqual(len(lines), 1)
         self.assertIn(f"the TLS key {daemon.files.key} does not match", lines[0])
 
+
+    def test_hangup_reaches_every_worker(self):
+        """
+        A machine of two workers: a renewed certificate is served by both
+        after one C{SIGHUP} (each connection goes to whichever worker the
+        kernel hands it to).
+        """
+        daemon = self.new_tls_daemon(settings={"pypid.workers": "2"})
+        wait_for(lambda: json.loads(https("GET", daemon.url + "health").body)["workers"]["up"]
+                 == 2, 60, "every worker ready")
+        renewed = shared_ca().issue("server", kind="ec", folder=os.path.dirname(daemon.files.key))
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the TLS certificate") >= 2,
+                 10, "every worker reloaded the certificate")
+        seen = set()
+        for _ in range(30):
+            with connect(daemon.port) as sock:
+                self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
+            seen.add(json.loads(https("GET", daemon.url + "health").body)["workers"]
+                     ["answered_by"])
+        self.assertEqual(seen, {1, 2})
 
     def refused_reload(self, daemon):
         """After a SIGHUP, the one line saying why the TLS files were not taken."""

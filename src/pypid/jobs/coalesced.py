@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 
 
 class Coalesced:
@@ -44,4 +44,5 @@ class Coalesced:
                 d.callback(None)
             if self._waiting:
                 self._start()
-        self._job().addBoth(done)
+        # (a job that raises at once ends its run as one that fails)
+        maybeDeferred(self._job).addBoth(done)

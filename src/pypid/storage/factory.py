@@ -174,9 +174,12 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
     else:
         client, credentials, close = bucket.client, bucket.credentials, bucket.use()
+    # (a worker's spool is its own: a start sweeps its spool, and must not
+    # sweep the uploads another worker is receiving)
+    spool = "tmp" if ring is None else f"tmp-worker-{ring.worker}"
     bucket_storage = S3Storage(
         client, Layout(s3.prefix), credentials, run, reactor,
-        os.path.join(config.storage.path, ".pypid", "tmp"),
+        os.path.join(config.storage.path, ".pypid", spool),
         S3Settings.from_config(s3, config.server.max_upload_size), on_close=close, render=render)
     return (bucket_storage if ring is None
             else cast(IStorage, MachineBucket(bucket_storage, ring, reactor)))

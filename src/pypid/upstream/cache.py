@@ -128,13 +128,15 @@ class PageCache:
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None,
                  confirm_gone: float = CONFIRM_GONE,
-                 share: Callable[[str, CachedPage], Deferred[None]] | None = None) -> None:
+                 share: Callable[[str, CachedPage, object], Deferred[None]] | None = None,
+                 ) -> None:
         """
         @param confirm_gone: seconds that must part two fetches saying files
             are gone before the cache takes it (L{CONFIRM_GONE}).
-        @param share: C{share(project, entry)}, told of each page fetched and
-            kept before its requests are answered (a machine's other workers
-            take it in: L{pypid.upstream.machine_share}); L{None}: none.
+        @param share: C{share(project, entry, held)}, told of each page
+            fetched (with what it holds back, L{HeldRemovals.of}) before it
+            is kept and its requests answered (a machine's other workers take
+            it in: L{pypid.upstream.machine_share}); L{None}: none.
         """
         self._share = share
         self._fetch = fetch
@@ -350,71 +352,80 @@ class PageCache:
         return released
 
     def _loaded(self, result: CachedPage | Failure, project: str) -> None:
-        waiting = self._inflight.pop(project)
-        shared = None
-        if isinstance(result, CachedPage):
-            # (steady first: a quarantine lifted on one fetch alone is not
-            # lifted, nor forgotten where the quarantines remember it)
-            if project in self._final:
-                self._final.discard(project)
-                self._held.forget(project)
-            else:
-                result = self._held.steady(project, self.entries.get(project), result)
-            page = self.quarantines.seen(project, result.page, result.fetched_at)
-            if page is not result.page:
-                result = CachedPage(page, result.fetched_at)
-            self._failures.pop(project, None)
-            self._keep(project, result)
-            for listener in self._load_listeners:
-                listener(project, result.page)
-            if result.page is not None:
-                # ("no such project" answers are not saved: no save for them)
-                self.changed = True
-                if self._on_change is not None:
-                    self._on_change()
-                if self._share is not None:
-                    shared = self._share(project, result)
-        else:
-            self._final.discard(project)
-            if result.check(UpstreamError):
-                self._failures[project] = (self._clock.seconds(), remembered(result.value))
-                if len(self._failures) > MAX_ENTRIES:
-                    self._failures.clear()
-            if not result.check(UpstreamError):
-                log.failure("Fetching {project} from the upstream failed", result,
-                            project=project)
-            previous = self.cached(project)
-            if previous is not None:
-                log.warn("Serving the cached page of {project}: {error}",
-                         project=project, error=result.getErrorMessage())
-
-        def answer(_: object) -> None:
-            for d in waiting:
-                d.callback(result) if isinstance(result, CachedPage) else d.errback(result)
-        if shared is None:
-            answer(None)
-        else:
-            # (the others hold the page before any client is shown it)
-            shared.addBoth(answer)
-
-    def adopt(self, project: str, entry: CachedPage) -> None:
-        """
-        Keep the page another worker of the machine fetched and kept, as
-        fetched here: its rules (removals held, quarantines) were applied
-        there; the quarantine it carries is remembered here too.
-        """
-        if entry.page is None:
+        if not isinstance(result, CachedPage):
+            self._failed(result, project)
             return
-        current = self.entries.get(project)
+        # (steady first: a quarantine lifted on one fetch alone is not
+        # lifted, nor forgotten where the quarantines remember it)
+        if project in self._final:
+            self._final.discard(project)
+            self._held.forget(project)
+        else:
+            result = self._held.steady(project, self.entries.get(project), result)
+        page = self.quarantines.seen(project, result.page, result.fetched_at)
+        if page is not result.page:
+            result = CachedPage(page, result.fetched_at)
+        self._failures.pop(project, None)
+        # (a "no such project" is shared only where it takes a page away)
+        if self._share is None or (page is None and project not in self.entries):
+            self._took(project, result)
+            return
+        # The others hold the page (and what it holds back) before it is
+        # kept here, so before any client, here or there, is shown it; a
+        # request for it meanwhile waits with the fetch's.
+        taken = self._share(project, result, self._held.of(project))
+        taken.addBoth(lambda _: self._took(project, result))
+
+    def _took(self, project: str, result: CachedPage) -> None:
+        """Keep a page fetched (and shared, on a machine), and answer who waited for it."""
+        waiting = self._inflight.pop(project)
+        self._keep(project, result)
+        for listener in self._load_listeners:
+            listener(project, result.page)
+        if result.page is not None:
+            # ("no such project" answers are not saved: no save for them)
+            self.changed = True
+            if self._on_change is not None:
+                self._on_change()
+        for d in waiting:
+            d.callback(result)
+
+    def _failed(self, result: Failure, project: str) -> None:
+        """A fetch failed: remembered a while; who waited for it gets the failure."""
+        waiting = self._inflight.pop(project)
+        self._final.discard(project)
+        if result.check(UpstreamError):
+            self._failures[project] = (self._clock.seconds(), remembered(result.value))
+            if len(self._failures) > MAX_ENTRIES:
+                self._failures.clear()
+        if not result.check(UpstreamError):
+            log.failure("Fetching {project} from the upstream failed", result,
+                        project=project)
+        previous = self.cached(project)
+        if previous is not None:
+            log.warn("Serving the cached page of {project}: {error}",
+                     project=project, error=result.getErrorMessage())
+        for d in waiting:
+            d.errback(result)
+
+    def adopt(self, project: str, entry: CachedPage, held: object = None) -> None:
+        """
+        Keep the page another worker of the machine fetched and kept (or
+        its "no such project", which took a page away), as fetched here:
+        its rules (removals held, quarantines) were applied there, and what
+        it holds back (C{held}, L{HeldRemovals.of}) is held here too.
+        """
+        current = self.cached(project)
         if current is not None and current.fetched_at > entry.fetched_at:
             return
         self.quarantines.seen(project, entry.page, entry.fetched_at)
         self._failures.pop(project, None)
-        self._held.forget(project)
+        self._held.take(project, held)
         self._keep(project, entry)
-        self.changed = True
-        if self._on_change is not None:
-            self._on_change()
+        if entry.page is not None:
+            self.changed = True
+            if self._on_change is not None:
+                self._on_change()
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """

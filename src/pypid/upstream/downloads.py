@@ -116,6 +116,9 @@ class UpstreamFiles:
     # the downloads that failed lately, but not on the way
     _failed: RecentFailures[Remembered] = attrs.field(init=False)
     _admission: Admission = attrs.field(init=False)
+    # the whole storage read in the background, when the others' changes
+    # cannot be known otherwise
+    _checking: Deferred[None] | None = attrs.field(init=False, default=None)
     #: how files were served, for C{/metrics}: C{hit} (kept already),
     #: C{miss} (fetched from the upstream), C{unavailable} (offline)
     served: dict[str, int] = attrs.field(
@@ -227,8 +230,10 @@ class UpstreamFiles:
             # transfer cut short or too slow is tried again at the next
             # request, as pip's retries expect, and a host refused is asked
             # of the hosts then in force)
+            told = self._failed.lately(filename) is not None
             self._failed.remember(filename, remembered(result.value))
-            if self._share is not None:
+            if self._share is not None and not told:
+                # (a failure learnt from another worker is not told again)
                 self._share.failed(filename, result.getErrorMessage())
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
@@ -373,25 +378,42 @@ class UpstreamFiles:
 
     def pin(self, filename: str) -> None:
         """Pre-caching asks for C{filename}: never evicted, if C{keep_precached}."""
-        self._kept.pin(filename)
-        if self._share is not None:
+        if self._kept.pin(filename) and self._share is not None:
             self._share.pinned(filename)
 
-    async def learn(self, news: News) -> None:
-        """Take in what the machine's other workers kept, evicted and pinned."""
+    def learn(self, news: News) -> None:
+        """
+        Take in what the machine's other workers kept, evicted, pinned and
+        found wrong; when the storage must be read whole, it is, in the
+        background (no request waits for a whole folder or bucket).
+        """
         for filename in news.pins:
             self._kept.pin(filename)
         for filename, reason in news.failures.items():
             self._failed.remember(filename, (VerifyError, (reason,)))
         self._files.learnt([c.record for c in news.files if c.record is not None],
                            [c.filename for c in news.files if c.record is None])
-        if news.rescan:
-            # (the folder is the truth: compared whole with what is known here)
-            known = {record.filename: record for record in self._kept}
-            found = (await cast(ISharedStorage, self._storage).reconcile(known, ())).records
-            self._files.learnt([record for name, record in found.items()
-                                if known.get(name) != record],
-                               [name for name in known if name not in found])
+        if news.rescan and self._checking is None:
+            checking = Deferred.fromCoroutine(self._check())
+            checking.addErrback(lambda f: log.warn(
+                "Cannot check the upstream cache's storage against what other workers "
+                "kept: {error}", error=f.getErrorMessage()))
+            self._checking = checking
+            checking.addBoth(lambda _: setattr(self, "_checking", None))
+
+    async def _check(self) -> None:
+        """
+        The storage compared whole with what is known here: what it holds
+        that is not known is kept (unless this worker evicts it now), what
+        is known, unchanged since, and not there is forgotten.
+        """
+        known = {record.filename: record for record in self._kept}
+        found = (await cast(ISharedStorage, self._storage).reconcile(known, ())).records
+        self._files.learnt(
+            [record for name, record in found.items()
+             if name not in self._kept and self._files.eviction(name) is None],
+            [name for name, record in known.items()
+             if name not in found and self._kept.get(name) == record])
 
     def rescan(self, known: dict[str, FileRecord],
                since: float) -> Coroutine[Any, Any, None]:

@@ -237,10 +237,11 @@ class UpstreamPart(Service):
         process, as the tests of a restart do, takes it).
         """
         Service.stopService(self)
-        if self._follow is not None:
-            self._follow.stopService()
+        # (a look under way ends before the storage closes)
+        following = maybeDeferred(self._follow.stopService) if self._follow is not None else None
         self._source.close()
-        closing = maybeDeferred(self._storage.close)
+        closing = (following.addBoth(lambda _: self._storage.close())
+                   if following is not None else maybeDeferred(self._storage.close))
         closing.addErrback(lambda f: log.warn("Cannot close the upstream cache's storage "
                                               "cleanly: {error}", error=f.getErrorMessage()))
         return closing

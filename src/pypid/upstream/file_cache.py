@@ -149,7 +149,10 @@ class FileCache:
             if record is not None:
                 self._view.file_evicted(record)
         for record in kept:
-            self.keep(record, announce=False)
+            # (one this worker evicts now is not taken back from a look
+            # that read it before its removal)
+            if self._eviction.under_way(record.filename) is None:
+                self.keep(record, announce=False)
         if kept:
             self._evict_over_cap()
             if self._on_change is not None:

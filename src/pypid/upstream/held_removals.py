@@ -68,6 +68,32 @@ class HeldRemovals:
         self._going.pop(project, None)
         self._lifting.pop(project, None)
 
+    def of(self, project: str) -> dict[str, object]:
+        """What is held of C{project}, JSON-ready (for a machine's other workers: L{take})."""
+        return {"going": dict(self._going.get(project, {})),
+                "lifting": self._lifting.get(project)}
+
+    def take(self, project: str, held: object) -> None:
+        """
+        Hold of C{project} what another worker held (L{of}), so that the
+        next fetch here confirms a removal first seen there; what is not
+        that form holds nothing.
+        """
+        self.forget(project)
+        if not isinstance(held, dict):
+            return
+        going = held.get("going")
+        if isinstance(going, dict):
+            kept = {name: float(at) for name, at in going.items()
+                    if isinstance(name, str) and isinstance(at, (int, float))}
+            if kept:
+                if len(self._going) >= self._most:
+                    self._going.clear()
+                self._going[project] = kept
+        lifting = held.get("lifting")
+        if isinstance(lifting, (int, float)):
+            self._lifting[project] = float(lifting)
+
     def steady(self, project: str, kept: CachedPage | None,
                result: CachedPage) -> CachedPage:
         """

@@ -87,9 +87,11 @@ class KeptFiles:
             self.changes += 1
         return record
 
-    def pin(self, filename: str) -> None:
-        """Pre-caching asked for C{filename}."""
+    def pin(self, filename: str) -> bool:
+        """Pre-caching asked for C{filename}; whether it was not pinned before."""
+        new = filename not in self._pinned
         self._pinned.add(filename)
+        return new
 
     def pinned(self) -> list[str]:
         """The pinned files kept, for the snapshot."""

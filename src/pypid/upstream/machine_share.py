@@ -52,6 +52,7 @@ from pypid.storage.capabilities import Changed, ISharedStorage
 from pypid.storage.interface import Run
 from pypid.storage.shared_folder import folder_key
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
+from pypid.upstream.fetch import UpstreamError
 
 log = Logger()
 
@@ -71,7 +72,9 @@ class News:
     """
     What the other workers did to the upstream's cache since the last look.
 
-    @ivar pages: each page another worker kept, by project.
+    @ivar pages: each page another worker kept (a "no such project" that
+        took one away included), by project, with what it holds back of it
+        (L{pypid.upstream.held_removals.HeldRemovals.of}).
     @ivar files: each file kept or evicted, its state now.
     @ivar pins: the files pinned.
     @ivar failures: the reason each file's fetch failed, by filename.
@@ -79,7 +82,7 @@ class News:
         whole folder again (a worker ended, or a whole ring went by).
     """
 
-    pages: dict[str, CachedPage] = attrs.field(factory=dict)
+    pages: dict[str, tuple[CachedPage, object]] = attrs.field(factory=dict)
     files: list[Changed] = attrs.field(factory=list)
     pins: list[str] = attrs.field(factory=list)
     rescan: bool = False
@@ -127,13 +130,14 @@ class MachineShare:
 
     # -- telling the others --------------------------------------------------------------
 
-    def page_kept(self, project: str, entry: CachedPage) -> Deferred[None]:
+    def page_kept(self, project: str, entry: CachedPage, held: object) -> Deferred[None]:
         """
-        Write the page this worker keeps of C{project}, then announce it;
-        fires once announced (a failure to write is logged: the others fetch
-        it themselves when they need it).
+        Write the page this worker keeps of C{project}, and what it holds
+        back of it, then announce it; fires once announced (a failure to
+        write is logged: the others fetch it themselves when they need it).
         """
-        data = json.dumps(entry_to_json(entry), separators=(",", ":")).encode("utf-8")
+        data = json.dumps({"entry": entry_to_json(entry), "held": held},
+                          separators=(",", ":")).encode("utf-8")
         path = os.path.join(self._pages, _digest(project) + ".json")
         d = self._run(_write_atomically, path, data)
 
@@ -159,7 +163,11 @@ class MachineShare:
         Wait for the machine's lock of C{filename}'s fetch, then look at what
         the others did meanwhile; the callable returned lets go of the lock.
         """
-        fd = await self._run(_open_lock, os.path.join(self._locks, _digest(filename)))
+        try:
+            fd = await self._run(_open_lock, os.path.join(self._locks, _digest(filename)))
+        except OSError as e:
+            raise UpstreamError(f"cannot take the machine's lock of {filename}: "
+                                f"{e.strerror or e}") from None
         try:
             while not _try_lock(fd):
                 await deferLater(self._clock, LOCK_RETRY, lambda: None)
@@ -224,14 +232,15 @@ class MachineShare:
             for listener in self._listeners:
                 await listener(news)
 
-    def _read_pages(self, projects: list[str]) -> dict[str, CachedPage]:
+    def _read_pages(self, projects: list[str]) -> dict[str, tuple[CachedPage, object]]:
         """The pages written of C{projects} (blocking); one unreadable is left out."""
         found = {}
         for project in projects:
             path = os.path.join(self._pages, _digest(project) + ".json")
             try:
                 with open(path, "rb") as f:
-                    found[project] = entry_from_json(json.loads(f.read()))
+                    data = json.loads(f.read())
+                found[project] = (entry_from_json(data["entry"]), data.get("held"))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warn("Cannot read the upstream page of {project} another worker kept: "
                          "{error}", project=project, error=str(e))

@@ -232,9 +232,9 @@ class UpstreamSource:
         takedowns are counted here without a word (the fetching worker said
         them, and wrote them in the audit log).
         """
-        await self._files.learn(news)
-        for project, entry in news.pages.items():
-            self._pages.adopt(project, entry)
+        self._files.learn(news)
+        for project, (entry, held) in news.pages.items():
+            self._pages.adopt(project, entry, held)
             self._taken(project, entry.page)
 
     def withheld(self) -> list[Takedown]:

@@ -19,6 +19,7 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
+from pypid.upstream.fetch import UpstreamNotFound
 from pypid.upstream.machine_share import LOCK_RETRY, MachineShare
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from tests.harness.distributions import make_wheel
@@ -76,8 +77,8 @@ class MachineShareTests(SynchronousTestCase):
         self.assertEqual((asked, stale), (["shared-app"], False))
         self.assertIsNone(self.successResultOf(self.two.sync()))
         [news] = self.news[2]
-        self.assertEqual(news.pages, {"shared-app": entry})
-        two.adopt("shared-app", news.pages["shared-app"])
+        self.assertEqual(news.pages, {"shared-app": (entry, {"going": {}, "lifting": None})})
+        two.adopt("shared-app", *news.pages["shared-app"])
         self.assertEqual(two.hit("shared-app"), entry)
         # (its own page is no news to worker 1)
         self.successResultOf(self.one.sync())
@@ -138,3 +139,49 @@ class MachineShareTests(SynchronousTestCase):
                 f.write("{")
         self.successResultOf(self.two.sync())
         self.assertEqual(self.news[2], [])
+
+    def test_removal_held_and_shared(self):
+        """
+        A removal one worker's fetch saw is held by the other too, so that
+        the other's next fetch confirms it; a project gone is shared where
+        it takes a page away, never as a miss of a name never kept.
+        """
+        pages = {"going-app": _page("going-app", ["1.0", "2.0"])}
+
+        def fetch(project, previous):
+            page = pages.get(project)
+            if page is None:
+                return fail(UpstreamNotFound(project))
+            return succeed(page)
+        one = self.cache(self.one, fetch)
+        two = self.cache(self.two, fetch)
+        self.successResultOf(one.get("going-app"))
+        self.successResultOf(self.two.sync())
+        two.adopt("going-app", *self.news[2][-1].pages["going-app"])
+        pages["going-app"] = _page("going-app", ["2.0"])
+        self.clock.advance(700)
+        # (stale: served, and fetched again behind)
+        self.successResultOf(one.get("going-app"))
+        # (held: still listed, until a fetch a minute later says so again)
+        self.assertEqual(len(one.cached("going-app").page.files), 2)
+        self.successResultOf(self.two.sync())
+        two.adopt("going-app", *self.news[2][-1].pages["going-app"])
+        self.clock.advance(700)
+        self.successResultOf(two.get("going-app"))
+        self.assertEqual([f.version for f in two.cached("going-app").page.files], ["2.0"])
+        # (gone upstream: shared, as it takes the page away)
+        del pages["going-app"]
+        self.clock.advance(700)
+        self.successResultOf(two.get("going-app"))
+        self.clock.advance(700)
+        self.successResultOf(two.get("going-app"))
+        self.assertIsNone(two.cached("going-app").page)
+        self.successResultOf(self.one.sync())
+        page, held = self.news[1][-1].pages["going-app"]
+        self.assertIsNone(page.page)
+        one.adopt("going-app", page, held)
+        self.assertIsNone(one.cached("going-app").page)
+        before = len(self.news[1])
+        self.successResultOf(two.get("never-kept"))
+        self.successResultOf(self.one.sync())
+        self.assertEqual(len(self.news[1]), before)
