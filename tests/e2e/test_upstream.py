@@ -10,6 +10,7 @@ import signal
 import time
 from http.client import IncompleteRead, RemoteDisconnected
 
+from pypid.state.writer import SOON
 from pypid.upstream.cache import FAILURE_MEMORY
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
@@ -629,3 +630,16 @@ class WorkersCacheTests(UpstreamCacheTests):
     def prepare(self, daemon):
         wait_for(lambda: http("GET", daemon.url + "health").json()["workers"]["up"] == 2, 60,
                  "every worker ready")
+
+    def test_snapshot_by_the_first(self):
+        """
+        What the cache learnt through any worker is saved by the first
+        alone (the workers share it: two writers would race).
+        """
+        target = self.target()
+        self.clients.pip_install(target, self.daemon.index_url, "up-app")
+        time.sleep(SOON + 1)
+        saved = [line for line in self.daemon.log_since_start().splitlines()
+                 if b"Snapshot saved" in line]
+        self.assertTrue(saved)
+        self.assertEqual([line for line in saved if b"worker 1: " not in line], [])

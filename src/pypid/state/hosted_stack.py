@@ -187,8 +187,11 @@ class HostedStack:
                     if IBackfillStorage.providedBy(stored) and shared is None else None)
         locks = KeyedLock(reactor)
         path = index_snapshot_path(server.snapshot, name)
+        # (of a machine's workers the first alone writes the snapshot, and
+        # saves what the upstream cache they share learnt)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
-                                shared, proxy, learnt, name=label)
+                                shared, proxy,
+                                learnt if ring is None or ring.worker == 1 else None, name=label)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=_recovery(config, name, stored, ring), name=label)
         usage = _usage_log(stored, reactor, ring)

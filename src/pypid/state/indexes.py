@@ -490,7 +490,8 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         learnt = Notice()
         part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
-                           config.server.snapshot_interval, learnt)
+                           config.server.snapshot_interval, learnt,
+                           writes=ring is None or ring.worker == 1)
         parts[name] = (part, saved)
         sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
     return parts, sides

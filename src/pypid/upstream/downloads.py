@@ -234,7 +234,7 @@ class UpstreamFiles:
             self._failed.remember(filename, remembered(result.value))
             if self._share is not None and not told:
                 # (a failure learnt from another worker is not told again)
-                self._share.failed(filename, result.getErrorMessage())
+                self._share.failed(filename, result.getErrorMessage(), self._clock.seconds())
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -389,8 +389,9 @@ class UpstreamFiles:
         """
         for filename in news.pins:
             self._kept.pin(filename)
-        for filename, reason in news.failures.items():
-            self._failed.remember(filename, (VerifyError, (reason,)))
+        for filename, (at, reason) in news.failures.items():
+            # (remembered as long as where it failed: the same clock)
+            self._failed.remember(filename, (VerifyError, (reason,)), at)
         self._files.learnt([c.record for c in news.files if c.record is not None],
                            [c.filename for c in news.files if c.record is None])
         if news.rescan and self._checking is None:

@@ -40,9 +40,13 @@ class RecentFailures(Generic[T]):
     _clock: IReactorTime
     _failed: dict[str, tuple[float, T]] = attrs.field(init=False, factory=dict)
 
-    def remember(self, filename: str, what: T) -> None:
-        """The fetch of C{filename} failed now, with C{what}."""
-        put_newest(self._failed, filename, (self._clock.seconds(), what), MAX_FAILED_FILES)
+    def remember(self, filename: str, what: T, at: float | None = None) -> None:
+        """
+        The fetch of C{filename} failed now (or at C{at}, when another worker
+        of the machine's fetch did), with C{what}.
+        """
+        put_newest(self._failed, filename, (self._clock.seconds() if at is None else at, what),
+                   MAX_FAILED_FILES)
 
     def lately(self, filename: str) -> T | None:
         """What the fetch of C{filename} failed with, if still remembered; else L{None}."""

@@ -17,7 +17,7 @@ folder's key as the folder's own announcements are:
     folder's or a bucket's, L{pypid.storage.shared_folder}), whose states
     the others read;
   - a file pinned by pre-caching (C{P <folder> <filename>});
-  - a file whose bytes proved wrong (C{F <folder> <filename> <reason>}):
+  - a file whose bytes proved wrong (C{F <folder> <filename> <when> <reason>}):
     every worker answers 502 for it for a while, none asks again.
 
 A worker about to fetch a file takes the file's lock first
@@ -77,7 +77,8 @@ class News:
         (L{pypid.upstream.held_removals.HeldRemovals.of}).
     @ivar files: each file kept or evicted, its state now.
     @ivar pins: the files pinned.
-    @ivar failures: the reason each file's fetch failed, by filename.
+    @ivar failures: when each file's fetch failed (the machine's clock),
+        and why, by filename.
     @ivar rescan: whether the files cannot be known but by reading the
         whole folder again (a worker ended, or a whole ring went by).
     """
@@ -86,7 +87,7 @@ class News:
     files: list[Changed] = attrs.field(factory=list)
     pins: list[str] = attrs.field(factory=list)
     rescan: bool = False
-    failures: dict[str, str] = attrs.field(factory=dict)
+    failures: dict[str, tuple[float, str]] = attrs.field(factory=dict)
 
 
 def _digest(name: str) -> str:
@@ -153,10 +154,11 @@ class MachineShare:
         """Announce that pre-caching pinned C{filename}."""
         self._ring.announce(b" ".join((PIN, self._key, filename.encode("utf-8"))))
 
-    def failed(self, filename: str, reason: str) -> None:
-        """Announce that C{filename}'s bytes proved wrong, and why."""
+    def failed(self, filename: str, reason: str, at: float) -> None:
+        """Announce that C{filename}'s bytes proved wrong at C{at}, and why."""
         said = reason.encode("utf-8", "replace")[:REASON_BYTES]
-        self._ring.announce(b" ".join((FAILED, self._key, filename.encode("utf-8"), said)))
+        self._ring.announce(b" ".join((FAILED, self._key, filename.encode("utf-8"),
+                                       repr(at).encode("ascii"), said)))
 
     async def turn(self, filename: str) -> Callable[[], None]:
         """
@@ -203,7 +205,7 @@ class MachineShare:
             announcements[-1].sequence if announcements else self.seen)
         pages: dict[str, None] = {}
         pins: dict[str, None] = {}
-        failures: dict[str, str] = {}
+        failures: dict[str, tuple[float, str]] = {}
         me = self._ring.worker
         for announcement in announcements or ():
             if announcement.worker == me:
@@ -217,8 +219,12 @@ class MachineShare:
             elif parts[0] == PIN:
                 pins[name] = None
             elif parts[0] == FAILED:
-                filename, _, reason = name.partition(" ")
-                failures[filename] = reason
+                filename, _, rest = name.partition(" ")
+                at, _, reason = rest.partition(" ")
+                try:
+                    failures[filename] = (float(at), reason)
+                except ValueError:
+                    continue
         polled = await self._folder.poll()
         read = {}
         if pages:

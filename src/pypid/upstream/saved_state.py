@@ -75,13 +75,17 @@ class SavedState(Service):
     """
 
     def __init__(self, source: UpstreamSource, path: str, run: Run, clock: IReactorTime,
-                 interval: float, learnt: Notice | None = None) -> None:
+                 interval: float, learnt: Notice | None = None, *,
+                 writes: bool = True) -> None:
         """
         @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
         @param interval: seconds between two checks for a change to save.
         @param learnt: told whenever the source's cache learnt something
             (the L{Notice} its part was built with): saved L{soon}.
+        @param writes: whether this process saves the state (of a machine's
+            workers, the first alone: they share the cache), or only reads it.
         """
+        self._writes = writes
         self._source = source
         self.path = path
         self._run = run
@@ -91,7 +95,7 @@ class SavedState(Service):
         self._soon: IDelayedCall | None = None
         self._saving: Deferred[None] | None = None
         self.saves = 0
-        if learnt is not None:
+        if learnt is not None and writes:
             learnt.listen(self.soon)
 
     def startService(self) -> Deferred[None]:
@@ -114,7 +118,7 @@ class SavedState(Service):
         saved_at = data.get("saved_at") if data is not None else None
         await source.load(data.get("state") if data is not None else None,
                           float(saved_at) if isinstance(saved_at, (int, float)) else 0.0)
-        if self.running:
+        if self.running and self._writes:
             self._timer.startService()
 
     def soon(self) -> None:
@@ -158,4 +162,6 @@ class SavedState(Service):
             self._soon.cancel()
         self._soon = None
         saving = self._saving or succeed(None)
+        if not self._writes:
+            return saving
         return saving.addCallback(lambda _: self.save_if_changed())

@@ -105,12 +105,12 @@ class MachineShareTests(SynchronousTestCase):
         # (another file's turn is not held by it)
         other = self.successResultOf(self.two.turn("g-1.0-py3-none-any.whl"))
         other()
-        self.one.failed("f-1.0-py3-none-any.whl", "its bytes were wrong")
+        self.one.failed("f-1.0-py3-none-any.whl", "its bytes were wrong", 12.5)
         release()
         self.clock.advance(LOCK_RETRY)
         self.successResultOf(waiting)()
         self.assertEqual([news.failures for news in self.news[2]],
-                         [{"f-1.0-py3-none-any.whl": "its bytes were wrong"}])
+                         [{"f-1.0-py3-none-any.whl": (12.5, "its bytes were wrong")}])
 
     def test_pins(self):
         """A pin is told to the others."""
