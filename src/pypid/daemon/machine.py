@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -319,8 +320,9 @@ class FoldersPart(Service):
     """
     Every hosted index's local folder, taken for the machine: created,
     locked against another server, swept of what a crash left (temporary
-    files, promotions under way), before any worker starts; released
-    after they ended.
+    files, promotions under way) and of what the last run's workers
+    passed each other, before any worker starts; released after they
+    ended.
     """
 
     def __init__(self, folders: Sequence[LocalStorage]) -> None:
@@ -337,6 +339,9 @@ class FoldersPart(Service):
             # (the promotions the last run's crash interrupted, taken back
             # before any worker starts)
             await loading_index(roll_back_promotions(folder))
+            # (what the last run's workers passed each other, an upstream
+            # cache's pages and locks: a start begins from the snapshot)
+            shutil.rmtree(os.path.join(folder.root, ".pypid", "machine"), ignore_errors=True)
 
     def stopService(self) -> None:
         """Release them."""

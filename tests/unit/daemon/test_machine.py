@@ -227,10 +227,16 @@ class SupervisorPartsTests(SynchronousTestCase):
         self.assertEqual(in_force.read(), "[pypid]\nthreads = 5\n")
 
     def test_folders(self):
-        """The supervisor takes every hosted folder: another server cannot use it meanwhile."""
+        """
+        The supervisor takes every hosted folder: another server cannot use
+        it meanwhile; what the last run's workers passed each other is gone.
+        """
         folder = os.path.abspath(self.mktemp())
+        passed = os.path.join(folder, ".pypid", "machine", "pages")
+        os.makedirs(passed)
         part = FoldersPart([LocalStorage(folder, run_at_once, MemoryReactorClock())])
         self.successResultOf(part.startService())
+        self.assertFalse(os.path.exists(os.path.dirname(passed)))
         other = LocalStorage(folder, run_at_once, MemoryReactorClock())
         self.failureResultOf(other.prepare(), StorageError)
         part.stopService()
