@@ -93,7 +93,7 @@ from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing
+from pypid.machine.ring import ChangeRing, runs_once
 
 log = Logger()
 
@@ -191,7 +191,7 @@ class AdvisoryFeed(Service):
         @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
             be used.
         """
-        first = ring is None or ring.worker == 1
+        first = runs_once(ring)
         if config.advisories.url is not None:
             from pypid.http.client import outbound_policy
             outbound_policy(config)  # (checked at start-up, as the upstream's is)

@@ -36,7 +36,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 import attrs
 
@@ -193,7 +193,7 @@ class ChangeRing:
         digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") or 1
         base = HEADER + self.slots * self.slot_size
         first = digest % self.tally
-        with self._locked(fcntl.LOCK_EX):
+        with flocked(self._fd, fcntl.LOCK_EX):
             free = None
             for probe in range(_PROBES):
                 at = base + (first + probe) % self.tally * _ENTRY.size
@@ -224,7 +224,7 @@ class ChangeRing:
         room = self.room
         if len(payload) > room:
             raise RingError(f"an announcement of {len(payload)} bytes; a slot holds {room}")
-        with self._locked(fcntl.LOCK_EX):
+        with flocked(self._fd, fcntl.LOCK_EX):
             sequence = self.latest() + 1
             at = HEADER + (sequence % self.slots) * self.slot_size
             _SLOT_HEAD.pack_into(self._map, at, sequence, self.worker, len(payload))
@@ -238,7 +238,7 @@ class ChangeRing:
         when some of them were overwritten already (the reader fell a whole
         ring behind: it must compare with the storage instead).
         """
-        with self._locked(fcntl.LOCK_SH):
+        with flocked(self._fd, fcntl.LOCK_SH):
             latest = self.latest()
             if latest - sequence > self.slots:
                 return None
@@ -266,9 +266,6 @@ class ChangeRing:
             return None, self.latest()
         return found, found[-1].sequence if found else seen
 
-    def _locked(self, how: int) -> AbstractContextManager[None]:
-        return flocked(self._fd, how)
-
     def close(self) -> None:
         """Let go of the ring (the memory file lives while any process holds it)."""
         if not self._map.closed:
@@ -284,3 +281,12 @@ def flocked(fd: int, how: int) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def runs_once(ring: ChangeRing | None) -> bool:
+    """
+    Whether this process runs what a machine runs once (the snapshot's
+    saves, evictions, folding the counts): a server of one process (no
+    ring), or a machine's first worker.
+    """
+    return ring is None or ring.worker == 1

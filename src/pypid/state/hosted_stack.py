@@ -33,7 +33,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
-from pypid.machine.ring import ChangeRing
+from pypid.machine.ring import ChangeRing, runs_once
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.hosted_source import HostedSource
@@ -191,7 +191,7 @@ class HostedStack:
         # saves what the upstream cache they share learnt)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy,
-                                learnt if ring is None or ring.worker == 1 else None, name=label)
+                                learnt if runs_once(ring) else None, name=label)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
                              recover=_recovery(config, name, stored, ring), name=label)
         usage = _usage_log(stored, reactor, ring)
@@ -250,4 +250,4 @@ def _usage_log(stored: IStorage, reactor: IReactorTime,
     return UsageLog(cast(IUsageStorage, stored), reactor,
                     share=UsageShare(ring, folder_key(stored.identity()))
                     if ring is not None else None,
-                    fold=ring is None or ring.worker == 1)
+                    fold=runs_once(ring))

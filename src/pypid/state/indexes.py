@@ -55,7 +55,7 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
-from pypid.machine.ring import ChangeRing
+from pypid.machine.ring import ChangeRing, runs_once
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
@@ -491,7 +491,7 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt,
-                           writes=ring is None or ring.worker == 1)
+                           writes=runs_once(ring))
         parts[name] = (part, saved)
         sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
     return parts, sides

@@ -26,7 +26,7 @@ them every C{sync_interval} for the changes of other servers on it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, succeed
@@ -97,6 +97,31 @@ def read_state(sidecars: Sidecars, filename: str) -> Changed:
         return Changed(filename, None, False)
 
 
+def announced(ring: ChangeRing, seen: int, key: bytes,
+              kinds: Collection[bytes]) -> tuple[list[tuple[bytes, str]] | None, int]:
+    """
+    What the other workers announced since C{seen} of the kinds C{kinds}
+    for the storage named C{key}, C{(kind, name)} in order, with a worker's
+    end as C{(WORKER_ENDED, "")}; L{None} when a whole ring went by. And
+    the number looked up to.
+    """
+    announcements = ring.since(seen)
+    if announcements is None:
+        return None, ring.latest()
+    latest = announcements[-1].sequence if announcements else seen
+    named = []
+    me = ring.worker
+    for announcement in announcements:
+        if announcement.worker == me:
+            continue
+        parts = announcement.payload.split(b" ", 2)
+        if parts[0] == WORKER_ENDED:
+            named.append((WORKER_ENDED, ""))
+        elif len(parts) == 3 and parts[0] in kinds and parts[1] == key:
+            named.append((parts[0], parts[2].decode("utf-8", "replace")))
+    return named, latest
+
+
 class _Announcing:
     """
     A storage the workers of a machine share: each change announced on the
@@ -144,26 +169,8 @@ class _Announcing:
         return result
 
     def _others(self) -> tuple[list[tuple[bytes, str]] | None, int]:
-        """
-        What the other workers announced for this storage since the last
-        look, C{(kind, name)}, with a worker's end as C{(WORKER_ENDED, "")};
-        L{None} when a whole ring went by. And the number looked up to.
-        """
-        announcements = self._ring.since(self.seen)
-        if announcements is None:
-            return None, self._ring.latest()
-        latest = announcements[-1].sequence if announcements else self.seen
-        named = []
-        me = self._ring.worker
-        for announcement in announcements:
-            if announcement.worker == me:
-                continue
-            parts = announcement.payload.split(b" ", 2)
-            if parts[0] == WORKER_ENDED:
-                named.append((WORKER_ENDED, ""))
-            elif len(parts) == 3 and parts[0] in (b"f", b"s") and parts[1] == self._key:
-                named.append((parts[0], parts[2].decode()))
-        return named, latest
+        """What the other workers announced for this storage since the last look (L{announced})."""
+        return announced(self._ring, self.seen, self._key, (b"f", b"s"))
 
 
 @implementer(ISharedStorage)

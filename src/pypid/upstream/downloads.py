@@ -230,11 +230,13 @@ class UpstreamFiles:
             # transfer cut short or too slow is tried again at the next
             # request, as pip's retries expect, and a host refused is asked
             # of the hosts then in force)
-            told = self._failed.lately(filename) is not None
-            self._failed.remember(filename, remembered(result.value))
-            if self._share is not None and not told:
-                # (a failure learnt from another worker is not told again)
-                self._share.failed(filename, result.getErrorMessage(), self._clock.seconds())
+            # (a failure learnt from another worker meanwhile is neither
+            # remembered anew, which would outlast it there, nor told again)
+            if self._failed.lately(filename) is None:
+                self._failed.remember(filename, remembered(result.value))
+                if self._share is not None:
+                    self._share.failed(filename, result.getErrorMessage(),
+                                       self._clock.seconds())
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)

@@ -3,7 +3,7 @@ An upstream's cache shared by the workers of one machine (L{MachineShare}):
 what one worker fetched, every other serves at its next request, and a
 file is fetched once per machine.
 
-Three things travel, each announced on the machine's ring
+Four things travel, each announced on the machine's ring
 (L{pypid.machine.ring.ChangeRing}) once it is durable, named by the cache
 folder's key as the folder's own announcements are:
 
@@ -37,7 +37,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -47,10 +47,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.jobs.coalesced import Coalesced
-from pypid.machine.ring import ChangeRing
+from pypid.machine.ring import ChangeRing, runs_once
 from pypid.storage.capabilities import Changed, ISharedStorage
+from pypid.storage.disk import write_atomically
 from pypid.storage.interface import Run
-from pypid.storage.shared_folder import folder_key
+from pypid.storage.shared_folder import announced, folder_key
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError
 
@@ -117,15 +118,15 @@ class MachineShare:
         self._pages = os.path.join(root, "pages")
         self._locks = os.path.join(root, "fetching")
         self.seen = ring.latest()
-        self._listeners: list[Callable[[News], Awaitable[None]]] = []
+        self._listeners: list[Callable[[News], object]] = []
         self._looks = Coalesced(self._looked)
 
     @property
     def first(self) -> bool:
         """Whether this is the machine's first worker (it evicts)."""
-        return self._ring.worker == 1
+        return runs_once(self._ring)
 
-    def on_news(self, listener: Callable[[News], Awaitable[None]]) -> None:
+    def on_news(self, listener: Callable[[News], object]) -> None:
         """Call C{listener(news)} with what each look finds (the source's L{News} taken in)."""
         self._listeners.append(listener)
 
@@ -140,7 +141,7 @@ class MachineShare:
         data = json.dumps({"entry": entry_to_json(entry), "held": held},
                           separators=(",", ":")).encode("utf-8")
         path = os.path.join(self._pages, _digest(project) + ".json")
-        d = self._run(_write_atomically, path, data)
+        d = self._run(write_atomically, path, data)
 
         def written(_: object) -> None:
             self._ring.announce(b" ".join((PAGE, self._key, project.encode("utf-8"))))
@@ -200,25 +201,17 @@ class MachineShare:
         return Deferred.fromCoroutine(self._look()).addErrback(failed)
 
     async def _look(self) -> None:
-        announcements = self._ring.since(self.seen)
-        latest = self._ring.latest() if announcements is None else (
-            announcements[-1].sequence if announcements else self.seen)
+        # (a lap, or a worker's end, is the folder's to see: read whole below)
+        named, latest = announced(self._ring, self.seen, self._key, (PAGE, PIN, FAILED))
         pages: dict[str, None] = {}
         pins: dict[str, None] = {}
         failures: dict[str, tuple[float, str]] = {}
-        me = self._ring.worker
-        for announcement in announcements or ():
-            if announcement.worker == me:
-                continue
-            parts = announcement.payload.split(b" ", 2)
-            if len(parts) != 3 or parts[1] != self._key:
-                continue
-            name = parts[2].decode("utf-8", "replace")
-            if parts[0] == PAGE:
+        for kind, name in named or ():
+            if kind == PAGE:
                 pages[name] = None
-            elif parts[0] == PIN:
+            elif kind == PIN:
                 pins[name] = None
-            elif parts[0] == FAILED:
+            elif kind == FAILED:
                 filename, _, rest = name.partition(" ")
                 at, _, reason = rest.partition(" ")
                 try:
@@ -236,7 +229,7 @@ class MachineShare:
         news = News(read, polled.files, list(pins), rescan, failures)
         if news.pages or news.files or news.pins or rescan or failures:
             for listener in self._listeners:
-                await listener(news)
+                listener(news)
 
     def _read_pages(self, projects: list[str]) -> dict[str, tuple[CachedPage, object]]:
         """The pages written of C{projects} (blocking); one unreadable is left out."""
@@ -251,15 +244,6 @@ class MachineShare:
                 log.warn("Cannot read the upstream page of {project} another worker kept: "
                          "{error}", project=project, error=str(e))
         return found
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write C{data} to C{path} whole or not at all (blocking)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "wb") as f:
-        f.write(data)
-    os.replace(temp, path)
 
 
 def _open_lock(path: str) -> int:

@@ -225,7 +225,7 @@ class UpstreamSource:
                   if page is not None else None)
         return self.takedowns.seen(project, kept, listed, self._clock.seconds())
 
-    async def _took_in(self, news: News) -> None:
+    def _took_in(self, news: News) -> None:
         """
         What the machine's other workers did to the cache, taken in: their
         files first (a page of a file kept shows it), then their pages, whose

@@ -47,7 +47,7 @@ class MachineShareTests(SynchronousTestCase):
         self.one, self.two = self.worker(1), self.worker(2)
         self.news = {1: [], 2: []}
         for number, share in ((1, self.one), (2, self.two)):
-            share.on_news(lambda news, number=number: succeed(self.news[number].append(news)))
+            share.on_news(lambda news, number=number: self.news[number].append(news))
 
     def worker(self, number):
         ring = ChangeRing.attach(self.ring.fileno(), number)
