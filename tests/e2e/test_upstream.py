@@ -638,8 +638,11 @@ class WorkersCacheTests(UpstreamCacheTests):
         """
         target = self.target()
         self.clients.pip_install(target, self.daemon.index_url, "up-app")
-        time.sleep(SOON + 1)
-        saved = [line for line in self.daemon.log_since_start().splitlines()
-                 if b"Snapshot saved" in line]
-        self.assertTrue(saved)
-        self.assertEqual([line for line in saved if b"worker 1: " not in line], [])
+
+        def saved():
+            return [line for line in self.daemon.log_since_start().splitlines()
+                    if b"Snapshot saved" in line]
+        # (each worker learnt it at once, and would save SOON after)
+        wait_for(lambda: saved(), SOON + 60, "a snapshot saved")
+        time.sleep(1)
+        self.assertEqual([line for line in saved() if b"worker 1: " not in line], [])
