@@ -29,7 +29,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from pypid.core.dists.distribution import inspect
-from pypid.storage.s3.layout import metadata_headers
+from pypid.storage.bucket.layout import user_metadata
 from tests.harness.distributions import make_wheel  # noqa: E402
 from tests.harness.e2e import PASSWORD, USER, clean_env, free_port, password_hash, upload  # noqa: E402
 
@@ -81,7 +81,7 @@ def fill(endpoint, bucket, packages, threads=8):
         path = os.path.join(packages, filename)
         inspected = inspect(path, filename, filename, time.time())
         record, metadata = inspected.record, inspected.metadata
-        meta = {k[len("x-amz-meta-"):]: v for k, v in metadata_headers(record).items()}
+        meta = user_metadata(record)
         with open(path, "rb") as f:
             client.put_object(Bucket=bucket, Key="packages/" + filename, Body=f.read(),
                               Metadata=meta)
@@ -208,11 +208,11 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
     from pypid.http.client import make_http
     from pypid.storage import snapshot as snapshots
     from pypid.storage import snapshot_reading
+    from pypid.storage.bucket.layout import Layout
+    from pypid.storage.bucket.storage import BucketSettings, BucketStorage
     from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
-    from pypid.storage.s3.layout import Layout
     from pypid.storage.s3.sign import Bucket, Credentials
-    from pypid.storage.s3.storage import S3Settings, S3Storage
 
     run = partial(deferToThreadPool, reactor, reactor.getThreadPool())
     http, pool = make_http(reactor, 120.0)
@@ -221,9 +221,10 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
     def storage(**options):
         credentials = CredentialSource(Credentials(ACCESS, SECRET), run, reactor)
         client = S3Client(Bucket(endpoint, bucket, "us-east-1"), credentials, http, reactor,
-                          120.0)
-        made = S3Storage(client, Layout("packages/"), credentials, run, reactor,
-                         tempfile.mkdtemp(dir=work), S3Settings(clock_margin=0.0, **options))
+                          120.0, run=run)
+        made = BucketStorage(client, Layout("packages/"), run, reactor,
+                             tempfile.mkdtemp(dir=work),
+                             BucketSettings(clock_margin=0.0, **options))
         return made, client
 
     async def phase(name, client, work):

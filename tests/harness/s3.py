@@ -27,11 +27,11 @@ from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService
 from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Settings, S3Storage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
@@ -62,14 +62,17 @@ def s3_storage(case, run, bucket, endpoint=None, access_key=s3server.ACCESS_KEY,
     if credentials is None:
         credentials = CredentialSource(Credentials(access_key, secret_key), run, reactor)
     client = S3Client(Bucket(endpoint or s3server.endpoint(), bucket, s3server.REGION),
-                      credentials, http, reactor, timeout)
+                      credentials, http, reactor, timeout, run=run,
+                      probe_prefix=Layout(prefix).probe_key(""),
+                      **{name: options.pop(name) for name in ("multipart_threshold",)
+                         if name in options})
     # Exact times: moto runs on this machine's clock.
     options.setdefault("clock_margin", 0.0)
     options.setdefault("replay_window", 0.0)
-    settings = S3Settings(**{name: options.pop(name) for name in list(options)
-                             if name in attrs.fields_dict(S3Settings)})
-    storage = S3Storage(client, Layout(prefix), credentials, run, clock or reactor,
-                        os.path.abspath(case.mktemp()), settings, **options)
+    settings = BucketSettings(**{name: options.pop(name) for name in list(options)
+                                 if name in attrs.fields_dict(BucketSettings)})
+    storage = BucketStorage(client, Layout(prefix), run, clock or reactor,
+                            os.path.abspath(case.mktemp()), settings, **options)
     case.addCleanup(storage.settle)
     return storage
 
@@ -143,7 +146,7 @@ class BucketServer:
     other servers' changes, and its site at C{url}.
     """
 
-    storage: S3Storage
+    storage: BucketStorage
     index: Index
     sync: SyncService
     url: str

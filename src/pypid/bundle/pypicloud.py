@@ -46,9 +46,8 @@ from pypid.bundle.sources import (
     walk_files,
 )
 from pypid.jobs.gather import gather
+from pypid.storage.bucket.store import Listed, ObjectHead, ObjectStore
 from pypid.storage.interface import Run
-from pypid.storage.s3.api import Listed, S3Client
-from pypid.storage.s3.storage import parse_time
 
 #: The most bytes of a C{.meta} file read.
 META_LIMIT = 1 << 20
@@ -125,19 +124,19 @@ class PypicloudBucketSource:
     whole into memory (one at a time, at most C{[pypid] max_upload_size}),
     as the server reads a file it finds in its own bucket.
 
-    @ivar _client: an L{pypid.storage.s3.api.S3Client} of the bucket.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} of the bucket.
     """
 
     kind = "pypicloud"
 
-    def __init__(self, client: S3Client, prefix: str, run: Run) -> None:
+    def __init__(self, client: ObjectStore, prefix: str, run: Run) -> None:
         self._client = client
         self._prefix = prefix
         self._run = run
 
     def describe(self) -> str:
         """The bucket and prefix, as a person names them."""
-        return f"s3://{self._client.bucket.name}/{self._prefix}"
+        return self._client.identity() + self._prefix
 
     async def read(self) -> Offer:
         """The bucket's L{Offer}."""
@@ -152,20 +151,20 @@ class PypicloudBucketSource:
         limit = self._client.limit
         heads = await gather([limit.run(self._head, item) for item in listed])
         arrivals: list[Arrival] = []
-        for item, headers in zip(listed, heads, strict=True):
+        for item, head in zip(listed, heads, strict=True):
             filename = item.key.rpartition("/")[2]
-            origin = f"s3://{self._client.bucket.name}/{item.key}"
-            if headers is None:
+            origin = self._client.identity() + item.key
+            if head is None:
                 arrivals.append(Arrival(filename, origin, None, 0.0,
                                         refused="removed from the bucket while it was listed"))
                 continue
             arrivals.append(Arrival(
-                filename, origin, self._fetcher(item), parse_time(item.last_modified),
-                sha256=_sha256(headers.get("x-amz-meta-hash-sha256")), size=item.size,
-                uploader=_text(headers.get("x-amz-meta-uploader"))))
+                filename, origin, self._fetcher(item), item.modified,
+                sha256=_sha256(head.metadata.get("hash-sha256")), size=item.size,
+                uploader=_text(head.metadata.get("uploader"))))
         return Offer(tuple(arrivals))
 
-    def _head(self, item: Listed) -> Deferred[dict[str, str] | None]:
+    def _head(self, item: Listed) -> Deferred[ObjectHead | None]:
         return ensureDeferred(self._client.head(item.key))
 
     def _fetcher(self, item: Listed) -> Fetch:

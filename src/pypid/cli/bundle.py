@@ -489,10 +489,10 @@ async def _bucket_source(config: Config, options: argparse.Namespace, reactor: A
         raise CliError(f"{options.source} and the storage's s3://{s3.bucket}/{s3.prefix} must "
                        "not be inside one another (pypid already serves what its own prefix "
                        "holds)")
-    client, credentials, on_close = make_s3_client(
+    client, on_close = make_s3_client(
         config, run, reactor, bucket=bucket, endpoint=options.s3_endpoint,
         region=options.s3_region)
     closing.append(on_close)
-    await credentials.start()
-    closing.append(credentials.stop)
+    await client.start()
+    closing.append(client.stop)
     return PypicloudBucketSource(client, prefix, run)

@@ -145,22 +145,22 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
             raise ExportError(f"the storage folder {root} does not exist "
                               f"({config.where('storage', 'path')})")
         return LocalStorage(root, run, reactor)
+    from pypid.storage.bucket.layout import Layout
+    from pypid.storage.bucket.storage import BucketSettings, BucketStorage
     from pypid.storage.factory import make_s3_client
-    from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.storage import S3Settings, S3Storage
 
     s3 = config.s3
-    client, credentials, on_close = make_s3_client(config, run, reactor)
+    client, on_close = make_s3_client(config, run, reactor)
     spool = tempfile.mkdtemp(prefix="pypid-export-")
-    storage = S3Storage(
-        client, Layout(s3.prefix), credentials, run, reactor, spool,
-        S3Settings(download="stream", sync_interval=s3.sync_interval,
-                   bucket_snapshot=s3.bucket_snapshot,
-                   max_import_size=config.server.max_upload_size),
+    storage = BucketStorage(
+        client, Layout(s3.prefix), run, reactor, spool,
+        BucketSettings(download="stream", sync_interval=s3.sync_interval,
+                       bucket_snapshot=s3.bucket_snapshot,
+                       max_import_size=config.server.max_upload_size),
         on_close=on_close)
     closing.append(lambda: remove_tree(spool))
     closing.append(storage.close)
-    await credentials.start()
+    await client.start()
     return storage
 
 

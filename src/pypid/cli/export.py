@@ -425,10 +425,10 @@ def _s3_target(config: Config, options: ExportOptions, reactor: Any) -> S3Target
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
     from pypid.storage.factory import make_s3_client
 
-    client, credentials, on_close = make_s3_client(
+    client, on_close = make_s3_client(
         config, run_at_once, reactor, bucket=options.bucket, endpoint=options.endpoint,
         region=options.region)
-    return S3Target(client, options.prefix, run_at_once, credentials, on_close)
+    return S3Target(client, options.prefix, run_at_once, on_close)
 
 
 if __name__ == "__main__":

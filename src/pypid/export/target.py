@@ -35,7 +35,6 @@ from pypid.storage.reading import BINARY_TYPE, FileMismatch
 if TYPE_CHECKING:
     # (types only: the S3 modules are imported when a bucket is written)
     from pypid.storage.s3.api import S3Client
-    from pypid.storage.s3.credentials import CredentialSource
 
 T = TypeVar("T")
 
@@ -304,20 +303,16 @@ class S3Target:
     @ivar _client: the L{pypid.storage.s3.api.S3Client} of the bucket.
     @ivar prefix: the key prefix ("" or ending in C{/}).
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (file reads).
-    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
-        the client signs with, started by L{open} and stopped by L{close}.
     @ivar _on_close: called by L{close} (drops the connections).
     """
 
     parallel = 16
 
     def __init__(self, client: S3Client, prefix: str, run: Run,
-                 credentials: CredentialSource | None = None,
                  on_close: Callable[[], Deferred[None] | None] | None = None) -> None:
         self._client = client
         self.prefix = prefix
         self._run = run
-        self._credentials = credentials
         self._on_close = on_close
         self._spool_dir: str | None = None
         self._counter = 0
@@ -332,8 +327,7 @@ class S3Target:
         a local folder for downloads.
         """
         async def open_() -> None:
-            if self._credentials is not None:
-                await self._credentials.start()
+            await self._client.start()
             await self._client.call("GET", "", params=[
                 ("list-type", "2"), ("max-keys", "1"), ("prefix", self.prefix)])
             self._spool_dir = tempfile.mkdtemp(prefix="pypid-export-")
@@ -344,8 +338,7 @@ class S3Target:
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
-        if self._credentials is not None:
-            self._credentials.stop()
+        self._client.stop()
         if self._on_close is not None:
             return self._on_close()
         return None
@@ -365,7 +358,7 @@ class S3Target:
                  and not is_variants_filename(path) else REVALIDATE)
 
         async def put() -> None:
-            await self._client.put(self._key(path), data, {
+            await self._client.call("PUT", self._key(path), body=data, headers={
                 "content-type": content_type, "cache-control": cache})
         return self._call(put())
 
@@ -378,7 +371,8 @@ class S3Target:
     def put_file(self, path: str, source: str, sha256: str, consume: bool,
                  size: int | None = None) -> Deferred[None]:
         """One PUT streamed from the file, its sha256 checked by S3."""
-        from pypid.storage.s3.api import FileRangeProducer, S3Error
+        from pypid.storage.bucket.http_calls import FileRangeProducer
+        from pypid.storage.s3.wire import S3Error
 
         async def put() -> None:
             try:
@@ -402,7 +396,7 @@ class S3Target:
         return self._call(self._client.delete(self._key(path)))
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
-        from pypid.storage.s3.api import S3Error
+        from pypid.storage.s3.wire import S3Error
         d = ensureDeferred(coroutine)
 
         def failed(failure: Failure) -> Failure:

@@ -53,7 +53,7 @@ from pypid.storage.interface import StorageError
 if TYPE_CHECKING:
     # (not at run time: the S3 client brings botocore, which a local log
     # has no use for)
-    from pypid.storage.s3.api import BucketCalls
+    from pypid.storage.bucket.store import ObjectStore
 
 #: Seconds an entry L{IAuditLog.append}ed waits to be written with the
 #: others that follow it on S3, where each batch is an object (and a
@@ -81,7 +81,7 @@ class S3AuditLog(BufferedAuditLog):
     batch C{n} links to the last line of batch C{n - 1}, and batch 0 of a
     day to the instance's last batch of an earlier day.
 
-    @ivar _client: an L{pypid.storage.s3.api.S3Client} of the bucket.
+    @ivar _client: an L{pypid.storage.bucket.store.ObjectStore} of the bucket.
     @ivar folder: the key prefix of the audit objects (the storage's prefix
         and L{S3_FOLDER}).
     @ivar instance: this writer's name in its keys (random per start).
@@ -92,7 +92,7 @@ class S3AuditLog(BufferedAuditLog):
 
     delay = S3_FLUSH_DELAY
 
-    def __init__(self, client: BucketCalls, prefix: str, clock: IReactorTime, *,
+    def __init__(self, client: ObjectStore, prefix: str, clock: IReactorTime, *,
                  instance: str | None = None,
                  prepare: Callable[[], Awaitable[Any]] | None = None,
                  on_close: Callable[[], Any] | None = None, parallel: int = 8) -> None:
@@ -159,7 +159,7 @@ class S3AuditLog(BufferedAuditLog):
         lines, new_head = chain(entries, self._head)
         body = b"".join(line + b"\n" for line in lines)
         key = self.key(day, self.instance, number)
-        if await self._client.put(key, body, {"content-type": "application/x-ndjson"},
+        if await self._client.put(key, body, "application/x-ndjson",
                                   if_none_match=True):
             self._numbers[day], self._head, self._day = number + 1, new_head, day
             return len(entries)
@@ -234,7 +234,7 @@ class S3AuditLog(BufferedAuditLog):
         await self._ready()
         if await self._client.get(key, limit=OBJECT_LIMIT) == data:
             return False
-        await self._client.put(key, data, {"content-type": "application/x-ndjson"})
+        await self._client.put(key, data, "application/x-ndjson")
         return True
 
     def verify(self) -> Deferred[ChainCheck]:

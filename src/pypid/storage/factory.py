@@ -48,8 +48,9 @@ from pypid.storage.shared_folder import MachineBucket, SharedFolder
 
 if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
+    from pypid.storage.bucket.store import ObjectStore
     from pypid.storage.s3.api import S3Client
-    from pypid.storage.s3.credentials import CredentialSource, SharedCredentials
+    from pypid.storage.s3.credentials import CredentialSource
 
 log = Logger()
 
@@ -102,14 +103,14 @@ def index_snapshot_path(snapshot: str, name: str) -> str:
 @attrs.define
 class SharedBucket:
     """
-    One client of the C{[s3]} bucket for the storages of every hosted
+    One client of the configured bucket for the storages of every hosted
     index: one pool of connections (closed when the last storage closes),
-    one credential refresh (L{SharedCredentials}), and the requests of all
-    counted in one L{Timings} (C{/metrics} counts each request once).
+    one credential refresh (started by the first storage, stopped by the
+    last), and the requests of all counted in one L{Timings} (C{/metrics}
+    counts each request once).
     """
 
-    client: S3Client
-    credentials: SharedCredentials
+    client: ObjectStore
     timings: Timings
     _close: Callable[[], Deferred[Any]]
     _users: int = 0
@@ -124,9 +125,9 @@ class SharedBucket:
         from pypid.storage.s3.credentials import SharedCredentials
 
         timings = Timings()
-        client, credentials, close = make_s3_client(config, run, reactor, timings,
-                                                    credentials=SharedCredentials)
-        return cls(client, cast(SharedCredentials, credentials), timings, close)
+        client, close = make_s3_client(config, run, reactor, timings,
+                                       credentials=SharedCredentials)
+        return cls(client, timings, close)
 
     def use(self) -> Callable[[], Deferred[Any] | None]:
         """
@@ -165,22 +166,24 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
                              render=render, shared=ring is not None)
         return local if ring is None else cast(IStorage, SharedFolder(local, ring, run, reactor))
-    from pypid.storage.s3.layout import Layout
-    from pypid.storage.s3.storage import S3Settings, S3Storage
+    from pypid.storage.bucket.layout import Layout
+    from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
     s3 = config.s3
+    client: ObjectStore
     close: Callable[[], Deferred[Any] | None]
     if bucket is None:
-        client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+        client, close = make_s3_client(config, run, reactor, s3_timings)
     else:
-        client, credentials, close = bucket.client, bucket.credentials, bucket.use()
+        client, close = bucket.client, bucket.use()
     # (a worker's spool is its own: a start sweeps its spool, and must not
     # sweep the uploads another worker is receiving)
     spool = "tmp" if ring is None else f"tmp-worker-{ring.worker}"
-    bucket_storage = S3Storage(
-        client, Layout(s3.prefix), credentials, run, reactor,
+    bucket_storage = BucketStorage(
+        client, Layout(s3.prefix), run, reactor,
         os.path.join(config.storage.path, ".pypid", spool),
-        S3Settings.from_config(s3, config.server.max_upload_size), on_close=close, render=render)
+        BucketSettings.from_config(s3, config.server.max_upload_size), on_close=close,
+        render=render)
     return (bucket_storage if ring is None
             else cast(IStorage, MachineBucket(bucket_storage, ring, reactor)))
 
@@ -189,7 +192,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
                    timings: Timings | None = None, *, bucket: str | None = None,
                    endpoint: str | None = None, region: str | None = None,
                    credentials: type[CredentialSource] | None = None,
-                   ) -> tuple[S3Client, CredentialSource, Callable[[], Deferred[Any]]]:
+                   ) -> tuple[S3Client, Callable[[], Deferred[Any]]]:
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
     the outbound TLS policy), with a connection pool of its own; or of
@@ -206,14 +209,14 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     @param region: its region, when not C{[s3] region}.
     @param credentials: the class of its credential source (L{SharedCredentials}
         for a client several storages share); by default L{CredentialSource}.
-    @return: C{(client, credentials, close)}: the
-        L{pypid.storage.s3.api.S3Client}, its
-        L{pypid.storage.s3.credentials.CredentialSource} (to C{start} and
-        C{stop}), and C{close()} closing the pool's connections.
+    @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
+        (to C{start} and C{stop}: its credentials), and C{close()} closing
+        the pool's connections.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
         botocore knows no endpoint for the region.
     """
     from pypid.http.client import make_http, outbound_policy
+    from pypid.storage.bucket.layout import Layout
     from pypid.storage.s3.api import S3Client
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
@@ -236,8 +239,10 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     source = (credentials or CredentialSource)(static, run, reactor)
     http, pool = make_http(reactor, s3.timeout, policy=policy)
     client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), source, http,
-                      reactor, s3.timeout, timings=timings)
-    return client, source, pool.closeCachedConnections
+                      reactor, s3.timeout, timings=timings, run=run,
+                      multipart_threshold=s3.multipart_threshold,
+                      probe_prefix=Layout(s3.prefix).probe_key(""))
+    return client, pool.closeCachedConnections
 
 
 def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
@@ -256,12 +261,12 @@ def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
 
     if config.storage.backend != "s3":
         return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
-    client, credentials, close = make_s3_client(config, run, reactor, s3_timings)
+    client, close = make_s3_client(config, run, reactor, s3_timings)
 
     def closed() -> None:
-        credentials.stop()
+        client.stop()
         close()
-    return S3AuditLog(client, config.s3.prefix, reactor, prepare=credentials.start,
+    return S3AuditLog(client, config.s3.prefix, reactor, prepare=client.start,
                       on_close=closed)
 
 

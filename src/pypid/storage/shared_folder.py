@@ -41,7 +41,7 @@ from pypid.storage.local import LocalStorage
 from pypid.storage.sidecars import Sidecars, is_tombstone
 
 if TYPE_CHECKING:
-    from pypid.storage.s3.storage import S3Storage
+    from pypid.storage.bucket.storage import BucketStorage
 
 #: The calls that change a file, and how each names the files it changed
 #: from its arguments.
@@ -284,14 +284,14 @@ class SharedFolder(_Announcing):
 @implementer(ISharedStorage)
 class MachineBucket(_Announcing):
     """
-    The L{S3Storage} C{inner}, shared with the other workers of the machine
+    The L{BucketStorage} C{inner}, shared with the other workers of the machine
     through C{ring}: its changes announced, and a look that finds one of
     another worker's asks the bucket's change markers at once (see the
     module); the rest (full checks, the snapshot in the bucket) is the
     bucket's, as for any server on it.
     """
 
-    def __init__(self, inner: S3Storage, ring: ChangeRing, clock: IReactorTime) -> None:
+    def __init__(self, inner: BucketStorage, ring: ChangeRing, clock: IReactorTime) -> None:
         """@param clock: provides C{seconds()}: when the bucket's markers are due."""
         super().__init__(inner, ring, folder_key(inner.identity()))
         self._clock = clock
@@ -300,9 +300,9 @@ class MachineBucket(_Announcing):
         self._asked_at: float | None = None
 
     @property
-    def inner(self) -> S3Storage:
+    def inner(self) -> BucketStorage:
         """The bucket's storage itself."""
-        return cast("S3Storage", self._inner)
+        return cast("BucketStorage", self._inner)
 
     def poll(self) -> Deferred[Polled]:
         """

@@ -330,7 +330,7 @@ class PypicloudBucketTests(TestCase):
         credentials = CredentialSource(Credentials(s3server.ACCESS_KEY, s3server.SECRET_KEY),
                                        self.run, reactor)
         self.client = S3Client(Bucket(s3server.endpoint(), self.bucket, s3server.REGION),
-                               credentials, http, reactor, 10.0)
+                               credentials, http, reactor, 10.0, run=self.run)
         self.storage = MemoryStorage(os.path.abspath(self.mktemp()), Clock())
         self.storage.prepare()
 

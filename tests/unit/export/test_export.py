@@ -43,13 +43,13 @@ from pypid.export.plan import ExportError, ExportManifest, ExportSettings, Peopl
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
 from pypid.storage import snapshot as snapshots
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 from pypid.storage.local import LocalStorage
 from pypid.storage.reading import BINARY_TYPE
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Settings, S3Storage
 from tests import CHECKOUT
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
@@ -413,9 +413,8 @@ class S3Case(TestCase):
         self.addCleanup(pool.closeCachedConnections)
         credentials = CredentialSource(Credentials(s3server.ACCESS_KEY, s3server.SECRET_KEY),
                                        self.run_in_thread, reactor)
-        client = S3Client(Bucket(s3server.endpoint(), bucket or self.bucket, s3server.REGION),
-                          credentials, http, reactor, 10.0)
-        return client, credentials
+        return S3Client(Bucket(s3server.endpoint(), bucket or self.bucket, s3server.REGION),
+                        credentials, http, reactor, 10.0, run=self.run_in_thread)
 
     def object(self, key):
         """C{(bytes, Content-Type, Cache-Control)} of an object, or C{(None, None, None)}."""
@@ -431,8 +430,7 @@ class S3TargetTests(TargetContractMixin, S3Case):
     """The contract for a bucket under a prefix, and its caching headers."""
 
     def make_target(self):
-        client, credentials = self.client()
-        return S3Target(client, "site/", self.run_in_thread, credentials)
+        return S3Target(self.client(), "site/", self.run_in_thread)
 
     def stored(self, path):
         data, content_type, _cache = self.object("site/" + path)
@@ -452,8 +450,8 @@ class S3TargetTests(TargetContractMixin, S3Case):
 
     async def test_no_bucket(self):
         """A bucket that does not exist is one line, not a traceback."""
-        client, credentials = self.client(bucket="pypid-no-such-bucket-here")
-        target = S3Target(client, "", self.run_in_thread, credentials)
+        target = S3Target(self.client(bucket="pypid-no-such-bucket-here"), "",
+                          self.run_in_thread)
         self.addCleanup(target.close)
         with self.assertRaises(ExportError) as caught:
             await target.open()
@@ -1262,10 +1260,10 @@ class S3ExportTests(S3Case):
         credentials = CredentialSource(Credentials(s3server.ACCESS_KEY, s3server.SECRET_KEY),
                                        self.run_in_thread, reactor)
         client = S3Client(Bucket(s3server.endpoint(), self.bucket, s3server.REGION),
-                          credentials, http, reactor, 10.0)
+                          credentials, http, reactor, 10.0, run=self.run_in_thread)
         spool = os.path.abspath(self.mktemp())
-        storage = S3Storage(client, Layout("pkgs/"), credentials, self.run_in_thread, reactor,
-                            spool, S3Settings(clock_margin=0.0, replay_window=0.0))
+        storage = BucketStorage(client, Layout("pkgs/"), self.run_in_thread, reactor,
+                                spool, BucketSettings(clock_margin=0.0, replay_window=0.0))
         await storage.prepare()
         self.addCleanup(storage.close)
         async def publish(filename, data):

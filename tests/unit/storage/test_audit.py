@@ -43,11 +43,11 @@ from pypid.http.client import make_http
 from pypid.storage.audit_bucket import BATCH_ENTRIES, S3AuditLog
 from pypid.storage.audit_files import LocalAuditLog, MemoryAuditLog
 from pypid.storage.audit_log import BufferedAuditLog, IAuditLog, PartlyWritten
+from pypid.storage.bucket.layout import Layout
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -1161,7 +1161,8 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         credentials = CredentialSource(Credentials(s3server.ACCESS_KEY, s3server.SECRET_KEY),
                                        partial(deferToThreadPool, reactor, self.pool), reactor)
         return S3Client(Bucket(s3server.endpoint(), self.bucket, s3server.REGION),
-                        credentials, http, reactor, 10.0)
+                        credentials, http, reactor, 10.0,
+                        run=partial(deferToThreadPool, reactor, self.pool))
 
     def make_log(self, instance=None):
         """A log writing batches of its own in the bucket."""
@@ -1326,7 +1327,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         self.addCleanup(pool.closeCachedConnections)
         credentials = CredentialSource(Credentials("k", "s"), run_now, reactor)
         client = S3Client(Bucket("http://127.0.0.1:9", self.bucket, s3server.REGION),
-                          credentials, http, reactor, 1.0)
+                          credentials, http, reactor, 1.0, run=run_now)
         log = S3AuditLog(client, self.prefix, Clock())
         log.append(entry(0))
         with capturedLogs():

@@ -32,12 +32,12 @@ from pypid.core.records import metrics
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import RequestStats
 from pypid.core.util.bounded import put_newest
-from pypid.storage.s3 import presign as presigning
+from pypid.storage.bucket import signed_urls as presigning
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.storage import BucketStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.layout import Layout
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.storage.s3.storage import S3Storage
 from pypid.upstream import cache, cached_page, failures, file_metadata, page_view, source
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
@@ -326,9 +326,8 @@ class BoundsTests(SynchronousTestCase):
         clock.advance(1_700_000_000)
         credentials = CredentialSource(Credentials("AKIDEXAMPLE", "secret"), None, clock)
         client = S3Client(Bucket("http://127.0.0.1:9", "bucket", "us-east-1"), credentials,
-                          None, clock)
-        storage = S3Storage(client, Layout("pkgs/"), credentials, None, clock,
-                            self.mktemp())
+                          None, clock, run=None)
+        storage = BucketStorage(client, Layout("pkgs/"), None, clock, self.mktemp())
 
         def fill(start, stop):
             for i in range(start, stop):
@@ -339,7 +338,7 @@ class BoundsTests(SynchronousTestCase):
         state = storage.state()
         state["presigned"].update({f"pkgs/more-{i}.whl": [f"u{i}", clock.seconds() + 3600]
                                    for i in range(300)})
-        again = S3Storage(client, Layout("pkgs/"), credentials, None, clock, self.mktemp())
+        again = BucketStorage(client, Layout("pkgs/"), None, clock, self.mktemp())
         again.restore_state(state)
         self.assertEqual(again.presigned_cached, 500)
 

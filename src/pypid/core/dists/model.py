@@ -69,7 +69,7 @@ def cut_reason(reason: str | None) -> str | None:
 #: compact JSON: a real one is 100 to 300. Records are in memory
 #: and, on S3, in an object's user metadata, which is 2 KB in all: with
 #: every other field at its longest but the Requires-Python, 1.4 KB
-#: (L{pypid.storage.s3.layout.metadata_headers} makes room for it).
+#: (L{pypid.storage.bucket.layout.user_metadata} makes room for it).
 VARIANT_BYTES = 512
 
 

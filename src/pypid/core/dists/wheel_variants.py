@@ -53,7 +53,7 @@ _LABEL = re.compile(r"[0-9a-z_.]+\Z")
 _NAME = re.compile(r"[a-z0-9_]+\Z")
 _VALUE = re.compile(r"[a-z0-9_.]+\Z")
 #: printable ASCII but space, "%", quotes and backslash: a URL that JSON
-#: and an S3 header carry as it is (L{pypid.storage.s3.layout})
+#: and an S3 header carry as it is (L{pypid.storage.bucket.layout})
 _URL = re.compile(r"https://[!#$&(-\[\]-~]{1,192}\Z", re.ASCII)
 _SCHEMA_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TOP = frozenset({"$schema", "default-priorities", "variants"})

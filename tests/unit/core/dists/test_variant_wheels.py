@@ -27,8 +27,8 @@ from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.daemon.pools import ThreadPools
 from pypid.export.plan import ExportSettings
 from pypid.storage import snapshot, snapshot_reading
+from pypid.storage.bucket.layout import record_from_metadata, user_metadata
 from pypid.storage.local import LocalStorage
-from pypid.storage.s3.layout import metadata_headers, record_from_headers
 from pypid.tap import build_service
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
@@ -115,17 +115,17 @@ class RecordTests(SynchronousTestCase):
         that the whole stays within S3's 2 KB, and the variant is whole.
         """
         record = record_of("v3")
-        headers = {k.lower(): val for k, val in metadata_headers(record).items()}
-        self.assertEqual(record_from_headers(record.filename, record.size, headers), record)
+        headers = {k.lower(): val for k, val in user_metadata(record).items()}
+        self.assertEqual(record_from_metadata(record.filename, record.size, headers), record)
         full = record_of("v3", variant_json=biggest()).replace(
             summary="\N{LATIN SMALL LETTER E WITH ACUTE}" * 150, uploader="\u00fc" * 50,
             requires_python=", ".join([">=3.8", "!=3.9.*", "<4"] * 4),
             name="d" * 120, version="1" + ".0" * 40, blake2_256="0" * 64, md5="0" * 32,
             provenance_sha256="0" * 64)
-        headers = {k.lower(): val for k, val in metadata_headers(full).items()}
-        self.assertLessEqual(sum(len(k) - len("x-amz-meta-") + len(val)
+        headers = {k.lower(): val for k, val in user_metadata(full).items()}
+        self.assertLessEqual(sum(len(k) + len(val)
                                  for k, val in headers.items()), MAX_USER_METADATA)
-        back = record_from_headers(full.filename, full.size, headers)
+        back = record_from_metadata(full.filename, full.size, headers)
         self.assertEqual(back.variant, full.variant)
         self.assertEqual(back.requires_python, full.requires_python)
         # (near every cap at once: the summary cut in the header)

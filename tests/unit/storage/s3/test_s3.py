@@ -17,6 +17,8 @@ from twisted.trial.unittest import TestCase
 
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.object_reads import IdleGuard
 from pypid.storage.capabilities import ISharedStorage, IUsageStorage
 from pypid.storage.interface import (
     FileExists,
@@ -28,10 +30,8 @@ from pypid.storage.interface import (
     StorageError,
 )
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.s3 import presign as presigning
+from pypid.storage.s3 import api as s3api
 from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.object_reads import IdleGuard
 from pypid.storage.s3.sign import Credentials
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
@@ -158,7 +158,7 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
         a file is copied in one request, with C{If-None-Match: *}.
         """
         source, target, record, _, data = await self.source_and_target()
-        target._writer._conditional_copy = True
+        target._client._uploads._conditional_copy = True
         calls = count_calls(target)
         adopted = await target.adopt(source, record, self.PROMOTION)
         self.assertEqual([c for c in calls if c[1] == self.TARGET + adopted.filename
@@ -321,12 +321,12 @@ class S3StorageTests(S3Case):
         clock.advance(time.time())
         storage = await self.ready_storage(clock=clock, expire_after=3600.0, buffer_time=600.0)
         signed = []
-        original = presigning.presign
+        original = s3api.presign
 
         def presign(*args):
             signed.append(args)
             return original(*args)
-        self.patch(presigning, "presign", presign)
+        self.patch(s3api, "presign", presign)
         first = storage.presigned(PREFIX + "a.whl")
         self.assertIn("X-Amz-Expires=3600", first)
         self.assertEqual(len(signed), 1)
@@ -690,8 +690,9 @@ class S3StorageTests(S3Case):
         storage = self.storage_on()
         original = storage._client.put
 
-        async def ignoring(key, body, headers=None, if_none_match=False):
-            return await original(key, body, headers)
+        async def ignoring(key, body, content_type="application/octet-stream", metadata=None,
+                           if_none_match=False):
+            return await original(key, body, content_type, metadata)
         storage._client.put = ignoring
         error = await self.assertFailure(storage.prepare(), StorageError)
         self.assertIn("ignores conditional writes", str(error))

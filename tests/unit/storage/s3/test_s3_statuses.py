@@ -24,10 +24,10 @@ from pypid.core.dists.readme import render_description
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.state.merge import apply_statuses, checked_statuses
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.storage import BucketStorage
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.storage import S3Storage
 from tests.harness import s3server
 from tests.harness.admin import run_admin
 from tests.harness.distributions import make_sdist, make_wheel
@@ -221,7 +221,7 @@ class ImportTests(SharedBucketCase):
         b = await self.server()
         path = await self.bundle()
         brought = []
-        publish = S3Storage.publish
+        publish = BucketStorage.publish
 
         async def publish_then_poll(storage, *args, **kwargs):
             stored = await publish(storage, *args, **kwargs)
@@ -230,7 +230,7 @@ class ImportTests(SharedBucketCase):
             self.assertEqual(b.index.held(stored.filename), stored, "the poll brings it")
             brought.append((stored, await b.file_code(stored)))
             return stored
-        self.patch(S3Storage, "publish",
+        self.patch(BucketStorage, "publish",
                    lambda storage, *args, **kwargs: ensureDeferred(
                        publish_then_poll(storage, *args, **kwargs)))
         code, out, err = await run_admin(s3_config(self, self.bucket), "import", source=path)

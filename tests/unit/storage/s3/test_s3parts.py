@@ -1,9 +1,9 @@
 """
 Fast, in-memory tests of the private collaborators of
-L{pypid.storage.s3.storage.S3Storage}: the presigned URL cache
-(L{pypid.storage.s3.presign}), the import of objects found without a
-record (L{pypid.storage.s3.imports}) and the full listing
-(L{pypid.storage.s3.listing}).
+L{pypid.storage.bucket.storage.S3Storage}: the presigned URL cache
+(L{pypid.storage.bucket.signed_urls}), the import of objects found without a
+record (L{pypid.storage.bucket.imports}) and the full listing
+(L{pypid.storage.bucket.listing}).
 """
 
 import hashlib
@@ -15,13 +15,14 @@ from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.storage.bucket import signed_urls as presigning
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout, user_metadata, yank_body
+from pypid.storage.bucket.listing import BucketListing
+from pypid.storage.bucket.signed_urls import PresignedURLs
+from pypid.storage.bucket.store import Listed, ObjectHead, parse_iso_time
 from pypid.storage.interface import StorageError
-from pypid.storage.s3 import presign as presigning
-from pypid.storage.s3.api import Listed
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, metadata_headers, parse_time, yank_body
-from pypid.storage.s3.listing import BucketListing
-from pypid.storage.s3.presign import PresignedURLs
+from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now
@@ -41,6 +42,12 @@ class Keys:
             raise StorageError("S3 credentials are not loaded yet")
         return self.credentials
 
+    async def start(self):
+        """Nothing to find."""
+
+    def stop(self):
+        """Nothing to refresh."""
+
 
 def expires(url):
     """The validity (s) a presigned C{url} carries."""
@@ -54,11 +61,12 @@ class PresignedURLsTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.keys = Keys()
-        self.client = SimpleNamespace(bucket=Bucket("http://s3.test:9000", "bkt", "eu-west-1"))
 
     def urls(self, keys=None, **kw):
         """A cache over this test's bucket and clock."""
-        return PresignedURLs(self.client, keys or self.keys, self.clock, **kw)
+        client = S3Client(Bucket("http://s3.test:9000", "bkt", "eu-west-1"), keys or self.keys,
+                          None, self.clock, run=run_now)
+        return PresignedURLs(client, self.clock, **kw)
 
     def test_reused_until_buffer_time(self):
         """A URL is answered from the cache until the buffer time before it expires."""
@@ -160,8 +168,9 @@ class PresignedURLsTests(SynchronousTestCase):
 
 class FakeBucket:
     """
-    An in-memory stand-in for L{pypid.storage.s3.api.S3Client}: objects
-    by key, with their headers, and the requests that reached them.
+    An in-memory stand-in for an L{pypid.storage.bucket.store.ObjectStore}:
+    objects by key, with their user metadata, and the reads that reached
+    them.
     """
 
     def __init__(self):
@@ -170,14 +179,16 @@ class FakeBucket:
         self.objects = {}
         self.gets = []
 
-    def add(self, key, data, headers=None):
+    def add(self, key, data, metadata=None, modified=None):
         """Store C{data} at C{key}, as another tool would."""
-        self.objects[key] = (data, dict(headers or {}, **{"content-length": str(len(data))}))
+        self.objects[key] = (data, dict(metadata or {}),
+                             parse_iso_time(NOW_TEXT) if modified is None else modified)
 
     async def head(self, key):
-        """The object's headers, or L{None}."""
+        """The object's head, or L{None}."""
         found = self.objects.get(key)
-        return None if found is None else dict(found[1])
+        return None if found is None else ObjectHead(len(found[0]), found[2], "e",
+                                                     dict(found[1]))
 
     async def get(self, key, limit=None, expect=None):
         """The object's bytes, or L{None}."""
@@ -185,23 +196,23 @@ class FakeBucket:
         found = self.objects.get(key)
         return None if found is None else found[0]
 
-    async def put(self, key, data, headers=None):
+    async def put(self, key, data, content_type="application/octet-stream", metadata=None,
+                  if_none_match=False):
         """Store an object."""
-        self.add(key, data, headers)
+        self.add(key, data, metadata)
+        return True
 
     async def list(self, prefix, start_after=None):
         """Every key under C{prefix} (after C{start_after}), in one page."""
-        keys = [Listed(key, len(data), "e", headers.get("last-modified", NOW_TEXT))
-                for key, (data, headers) in sorted(self.objects.items())
+        keys = [Listed(key, len(data), "e", modified)
+                for key, (data, _metadata, modified) in sorted(self.objects.items())
                 if key.startswith(prefix) and (start_after is None or key > start_after)]
         yield SimpleNamespace(keys=keys)
 
-    async def call(self, method, key, headers=None, **kw):
-        """A copy in place: the object keeps its bytes and takes the new headers."""
-        assert method == "PUT" and "x-amz-copy-source" in headers
-        data = self.objects[key][0]
-        self.add(key, data, {name: value for name, value in headers.items()
-                             if name.startswith("x-amz-meta-")})
+    async def set_metadata(self, key, metadata, content_type, if_match):
+        """The object keeps its bytes and takes the new metadata."""
+        self.add(key, self.objects[key][0], metadata)
+        return True
 
 
 #: The time every object in L{FakeBucket} was written, unless told.
@@ -210,7 +221,7 @@ NOW_TEXT = "2026-01-02T03:04:05.000Z"
 
 def listed(path, data, etag="e"):
     """The listing's item for C{data} stored at C{path} under C{pkgs/}."""
-    return Listed("pkgs/" + path, len(data), etag, NOW_TEXT)
+    return Listed("pkgs/" + path, len(data), etag, parse_iso_time(NOW_TEXT))
 
 
 class ImporterTests(SynchronousTestCase):
@@ -245,7 +256,7 @@ class ImporterTests(SynchronousTestCase):
                                                listed(self.filename, self.data))], False)
         self.bucket.gets.clear()
         self.bucket.add(self.layout.file_key(self.filename), self.data,
-                        metadata_headers(imported))
+                        user_metadata(imported))
         [again] = self.read_all(importer, [(self.filename, self.filename,
                                             listed(self.filename, self.data))])
         self.assertEqual((again.sha256, self.bucket.gets), (imported.sha256, []))
@@ -258,7 +269,7 @@ class ImporterTests(SynchronousTestCase):
         self.assertEqual(record.sha256, hashlib.sha256(self.data).hexdigest())
         self.assertEqual(self.beside, [(self.filename, True, True)])
         headers = self.bucket.objects[self.layout.file_key("x/" + self.filename)][1]
-        self.assertEqual(headers["x-amz-meta-sha256"], record.sha256)
+        self.assertEqual(headers["sha256"], record.sha256)
 
     def test_import_without_persist(self):
         """Without persist, an import writes nothing and keeps the metadata in memory."""
@@ -268,7 +279,7 @@ class ImporterTests(SynchronousTestCase):
                                              listed(self.filename, self.data))], persist=False)
         self.assertEqual(record.filename, self.filename)
         self.assertEqual(self.beside, [])
-        self.assertNotIn("x-amz-meta-sha256",
+        self.assertNotIn("sha256",
                          self.bucket.objects[self.layout.file_key(self.filename)][1])
         self.assertIn(b"Name: demo", importer.unwritten(self.filename))
         self.assertIsNone(importer.unwritten("other-1.0.tar.gz"))
@@ -332,7 +343,7 @@ class BucketListingTests(SynchronousTestCase):
         self.records = first.records
         for filename, data in self.files:
             self.bucket.add(self.layout.file_key(filename), data,
-                            metadata_headers(self.records[filename]))
+                            user_metadata(self.records[filename]))
 
     async def keep_beside(self, record, metadata, details, client=None):
         """Write nothing beside an imported file (not under test here)."""
@@ -346,14 +357,14 @@ class BucketListingTests(SynchronousTestCase):
         self.bucket.gets.clear()
         known = {name: record.replace(summary="from the snapshot")
                  for name, record in self.records.items()}
-        result = self.scan(known, parse_time(NOW_TEXT) + 61)
+        result = self.scan(known, parse_iso_time(NOW_TEXT) + 61)
         self.assertEqual(result.records, known)
         self.assertEqual(self.bucket.gets, [])
 
     def test_reads_within_margin(self):
         """An object modified within the clock margin of C{since} is read again."""
         known = {name: record.replace(summary="stale") for name, record in self.records.items()}
-        result = self.scan(known, parse_time(NOW_TEXT) + 59)
+        result = self.scan(known, parse_iso_time(NOW_TEXT) + 59)
         self.assertEqual(result.records, self.records)
 
     def test_tombstones_and_yanks(self):

@@ -1,7 +1,7 @@
 """
 Fast, in-memory tests of the pieces the S3 storage is built from: request
 addressing and signing (L{pypid.storage.s3.sign}), the bucket layout
-(L{pypid.storage.s3.layout}), the treq-based client (L{pypid.storage.s3.api})
+(L{pypid.storage.bucket.layout}), the treq-based client (L{pypid.storage.s3.api})
 and the credential source (L{pypid.storage.s3.credentials}).
 
 No network and no S3 server: a small twisted.web resource plays the store
@@ -29,38 +29,29 @@ from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.util.s3_limits import CHECK_RATE
-from pypid.storage.interface import StorageError
-from pypid.storage.s3 import api as s3client
-from pypid.storage.s3.api import (
-    RETRY_DELAYS,
-    FileRangeProducer,
-    Listed,
-    PacedClient,
-    S3Client,
-    S3Error,
-    S3Unavailable,
-    complete_body,
-    copy_source,
-    parse_error,
-    parse_list,
-)
-from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
-from pypid.storage.s3.journal_objects import JournalObjects
-from pypid.storage.s3.layout import (
+from pypid.storage.bucket import http_calls
+from pypid.storage.bucket.http_calls import RETRY_DELAYS, FileRangeProducer
+from pypid.storage.bucket.journal_objects import JournalObjects
+from pypid.storage.bucket.layout import (
     METADATA_SUFFIX,
     Change,
     Layout,
     changes_start_after,
     intent_subject,
-    metadata_headers,
-    record_from_headers,
+    record_from_metadata,
     status_subject,
+    user_metadata,
     yank_body,
     yank_reason,
 )
-from pypid.storage.s3.markers import Pacer
-from pypid.storage.s3.object_writes import CopySources
-from pypid.storage.s3.pending_writes import PendingWrites
+from pypid.storage.bucket.markers import Pacer
+from pypid.storage.bucket.object_writes import CopySources
+from pypid.storage.bucket.pending_writes import PendingWrites
+from pypid.storage.bucket.storage import BucketSettings, BucketStorage
+from pypid.storage.bucket.store import Listed, ListPage, ObjectRef, PacedStore, parse_iso_time
+from pypid.storage.interface import StorageError
+from pypid.storage.s3.api import S3Client
+from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
 from pypid.storage.s3.sign import (
     EMPTY_SHA256,
     Bucket,
@@ -70,7 +61,13 @@ from pypid.storage.s3.sign import (
     query_string,
     sign,
 )
-from pypid.storage.s3.storage import S3Settings, S3Storage
+from pypid.storage.s3.wire import (
+    S3Error,
+    S3Unavailable,
+    complete_body,
+    parse_error,
+    parse_list,
+)
 from tests.harness.fakes import QueuedRun, run_now, write_file
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -465,35 +462,35 @@ class MetadataHeadersTests(SynchronousTestCase):
     def test_round_trip(self):
         """The headers give back the record they were made from."""
         record = make_record()
-        headers = metadata_headers(record)
-        self.assertEqual(record_from_headers(record.path, record.size, headers), record)
+        headers = user_metadata(record)
+        self.assertEqual(record_from_metadata(record.path, record.size, headers), record)
 
     def test_ascii(self):
         """Every header name and value is ASCII, even for a non-ASCII name."""
-        headers = metadata_headers(make_record())
+        headers = user_metadata(make_record())
         for name, value in headers.items():
             self.assertTrue(name.isascii(), name)
             self.assertTrue(value.isascii(), (name, value))
-            self.assertTrue(name.startswith("x-amz-meta-"), name)
-        self.assertNotIn(" ", headers["x-amz-meta-requires-python"])
-        self.assertNotIn("<", headers["x-amz-meta-requires-python"])
-        self.assertNotIn(",", headers["x-amz-meta-requires-python"])
+            self.assertRegex(name, "^[a-z0-9-]+$")
+        self.assertNotIn(" ", headers["requires-python"])
+        self.assertNotIn("<", headers["requires-python"])
+        self.assertNotIn(",", headers["requires-python"])
 
     def test_optional_fields_absent(self):
         """A record without optional fields round-trips, and sends no header for them."""
         record = make_record(blake2_256=None, md5=None, requires_python=None,
                              metadata_sha256=None)
-        headers = metadata_headers(record)
-        self.assertEqual(set(headers), {"x-amz-meta-sha256", "x-amz-meta-name",
-                                        "x-amz-meta-version", "x-amz-meta-upload-time"})
-        self.assertEqual(record_from_headers(record.path, record.size, headers), record)
+        headers = user_metadata(record)
+        self.assertEqual(set(headers), {"sha256", "name",
+                                        "version", "upload-time"})
+        self.assertEqual(record_from_metadata(record.path, record.size, headers), record)
 
     def test_sdist(self):
         """An sdist's record round-trips, its package type read from its filename."""
         record = make_record(filename="thing-2.0.tar.gz", project="thing", name="thing",
                              version="2.0", packagetype="sdist", path="thing-2.0.tar.gz")
-        headers = metadata_headers(record)
-        self.assertEqual(record_from_headers(record.path, record.size, headers), record)
+        headers = user_metadata(record)
+        self.assertEqual(record_from_metadata(record.path, record.size, headers), record)
 
     def test_summary_and_uploader(self):
         """
@@ -503,48 +500,48 @@ class MetadataHeadersTests(SynchronousTestCase):
         """
         record = make_record(summary=cut_text("Gr\u00e4l \u2603 <%> " * 100, SUMMARY_BYTES),
                              uploader=cut_text("\u00e9" * 200, UPLOADER_BYTES))
-        headers = metadata_headers(record)
+        headers = user_metadata(record)
         self.assertTrue(all(v.isascii() for v in headers.values()))
-        self.assertEqual(record_from_headers(record.path, record.size, headers), record)
-        self.assertLess(sum(len(k) - len("x-amz-meta-") + len(v) for k, v in headers.items()),
+        self.assertEqual(record_from_metadata(record.path, record.size, headers), record)
+        self.assertLess(sum(len(k) + len(v) for k, v in headers.items()),
                         2048)
 
     def test_not_yanked(self):
         """The yank state is not kept in the headers: the record comes back not yanked."""
         record = make_record(yanked="broken")
-        rebuilt = record_from_headers(record.path, record.size, metadata_headers(record))
+        rebuilt = record_from_metadata(record.path, record.size, user_metadata(record))
         self.assertIsNone(rebuilt.yanked)
 
     def test_without_sha256(self):
         """An object without pypid's sha256 header has no record."""
-        headers = metadata_headers(make_record())
-        del headers["x-amz-meta-sha256"]
-        self.assertIsNone(record_from_headers("a/caf_thing-1.0-py3-none-any.whl", 1, headers))
-        self.assertIsNone(record_from_headers("a/caf_thing-1.0-py3-none-any.whl", 1, {}))
+        headers = user_metadata(make_record())
+        del headers["sha256"]
+        self.assertIsNone(record_from_metadata("a/caf_thing-1.0-py3-none-any.whl", 1, headers))
+        self.assertIsNone(record_from_metadata("a/caf_thing-1.0-py3-none-any.whl", 1, {}))
 
     def test_broken_values(self):
         """Missing or unusable values give no record rather than an error."""
         record = make_record()
-        good = metadata_headers(record)
+        good = user_metadata(record)
         broken = [
-            {"x-amz-meta-upload-time": "yesterday"},
-            {"x-amz-meta-upload-time": "nan"},
-            {"x-amz-meta-upload-time": "inf"},
-            {"x-amz-meta-upload-time": "1e300"},
-            {"x-amz-meta-sha256": "abc"},
+            {"upload-time": "yesterday"},
+            {"upload-time": "nan"},
+            {"upload-time": "inf"},
+            {"upload-time": "1e300"},
+            {"sha256": "abc"},
         ]
         for change in broken:
             headers = dict(good, **change)
-            self.assertIsNone(record_from_headers(record.path, record.size, headers), change)
-        for missing in ("x-amz-meta-name", "x-amz-meta-version", "x-amz-meta-upload-time"):
+            self.assertIsNone(record_from_metadata(record.path, record.size, headers), change)
+        for missing in ("name", "version", "upload-time"):
             headers = dict(good)
             del headers[missing]
-            self.assertIsNone(record_from_headers(record.path, record.size, headers), missing)
+            self.assertIsNone(record_from_metadata(record.path, record.size, headers), missing)
 
     def test_not_a_distribution(self):
         """An object whose name is not a distribution filename has no record."""
-        headers = metadata_headers(make_record())
-        self.assertIsNone(record_from_headers("a/notes.txt", 1, headers))
+        headers = user_metadata(make_record())
+        self.assertIsNone(record_from_metadata("a/notes.txt", 1, headers))
 
 
 class YankBodyTests(SynchronousTestCase):
@@ -688,8 +685,8 @@ class ParseListTests(SynchronousTestCase):
         """Keys come with their size, unquoted ETag and time, in order."""
         page = parse_list(list_xml([("a/b.whl", 10), ("c d.tar.gz", 0)]))
         self.assertEqual(page.keys, (
-            Listed("a/b.whl", 10, "e-a/b.whl", "2026-01-01T00:00:00.000Z"),
-            Listed("c d.tar.gz", 0, "e-c d.tar.gz", "2026-01-01T00:00:00.000Z"),
+            Listed("a/b.whl", 10, "e-a/b.whl", parse_iso_time("2026-01-01T00:00:00.000Z")),
+            Listed("c d.tar.gz", 0, "e-c d.tar.gz", parse_iso_time("2026-01-01T00:00:00.000Z")),
         ))
         self.assertEqual(page.prefixes, ())
         self.assertIsNone(page.next_token)
@@ -789,6 +786,12 @@ class StaticCredentials:
         """The credentials."""
         return self._credentials
 
+    async def start(self):
+        """Nothing to find."""
+
+    def stop(self):
+        """Nothing to refresh."""
+
 
 Seen = namedtuple("Seen", "method uri headers body args")
 
@@ -849,7 +852,7 @@ class S3ClientTests(SynchronousTestCase):
         """A client of L{bucket} over C{resource} (behind StubTreq) or C{http}."""
         if http is None:
             self.stub = http = StubTreq(resource)
-        return S3Client(self.bucket, StaticCredentials(), http, self.clock, **kw)
+        return S3Client(self.bucket, StaticCredentials(), http, self.clock, run=run_now, **kw)
 
     def call(self, client, *args, **kw):
         """Start a call; return its Deferred."""
@@ -986,7 +989,7 @@ class S3ClientTests(SynchronousTestCase):
     def test_deadline_grows_with_body(self):
         """A request with a body gets more time, in proportion to its size."""
         http = NeverAnswers()
-        body = b"x" * (s3client._MIN_RATE * 10)
+        body = b"x" * (http_calls.MIN_RATE * 10)
         d = self.call(self.client(http=http, timeout=30.0), "PUT", "k", body=body,
                       retry=False)
         self.clock.advance(39.9)
@@ -1012,8 +1015,8 @@ class S3ClientTests(SynchronousTestCase):
         """L{S3Client.head} gives the headers of an object, or L{None} when there is none."""
         store = FakeS3([(200, {"X-Amz-Meta-Sha256": "abc"}, b""), (404, {}, b"")])
         client = self.client(store)
-        headers = self.successResultOf(ensureDeferred(client.head("k")))
-        self.assertEqual(headers["x-amz-meta-sha256"], "abc")
+        head = self.successResultOf(ensureDeferred(client.head("k")))
+        self.assertEqual(head.metadata, {"sha256": "abc"})
         self.assertIsNone(self.successResultOf(ensureDeferred(client.head("k"))))
         self.assertEqual([s.method for s in store.seen], ["HEAD", "HEAD"])
 
@@ -1452,7 +1455,9 @@ class ListedBucket:
             filename = path.rsplit("/", 1)[1]
             record = make_record(filename=filename, name=filename.split("-")[0],
                                  project=filename.split("-")[0], path=filename, size=1)
-            return 200, dict(metadata_headers(record), **{"content-length": "1"}), b""
+            return 200, dict({"x-amz-meta-" + name: value
+                              for name, value in user_metadata(record).items()},
+                             **{"content-length": "1"}), b""
         prefix = seen.args[b"prefix"][0].decode()
         if prefix != "pkgs/":
             return 200, {}, list_xml()
@@ -1472,18 +1477,18 @@ class PacedCheckTests(SynchronousTestCase):
 
     def client(self, store):
         return S3Client(Bucket(ENDPOINT, "bkt", "eu-west-1"), StaticCredentials(),
-                        StubTreq(store), self.clock)
+                        StubTreq(store), self.clock, run=run_now)
 
     def test_paced_listing(self):
         """
-        A listing through a L{PacedClient} asks for its pages no faster than
+        A listing through a L{PacedStore} asks for its pages no faster than
         the rate, while a call made directly meanwhile (an upload's, a
         download's) is answered at once.
         """
         bucket = ListedBucket(self.clock, 10, page=1)
         store = FakeS3(answer=bucket)
         client = self.client(store)
-        paced = PacedClient(client, Pacer(self.clock, 5.0))
+        paced = PacedStore(client, Pacer(self.clock, 5.0))
 
         async def listing():
             return [key.key async for page in paced.list("pkgs/") for key in page.keys]
@@ -1500,8 +1505,8 @@ class PacedCheckTests(SynchronousTestCase):
         self.assertGreaterEqual(pages[-1] - pages[0], (10 - 1) / 5.0 - 1e-9)
 
     def storage(self, store, rate):
-        return S3Storage(self.client(store), Layout("pkgs/"), StaticCredentials(), run_now,
-                         self.clock, self.mktemp(), S3Settings(check_rate=rate))
+        return BucketStorage(self.client(store), Layout("pkgs/"), run_now,
+                             self.clock, self.mktemp(), BucketSettings(check_rate=rate))
 
     def test_reconcile_paced(self):
         """
@@ -1610,21 +1615,25 @@ class CopySourcesTests(SynchronousTestCase):
 
     def test_objects_of_a_record(self):
         """Each object of the file is named by its key in the source's prefix and bucket."""
-        bucket = Bucket("http://s3.test", "b", "us-east-1")
+        client = S3Client(Bucket("http://s3.test", "b", "us-east-1"), StaticCredentials(), None,
+                          Clock(), run=run_now)
         layout = Layout("staging/")
         record = make_record(provenance_sha256="e" * 64)
-        sources = CopySources.of(bucket, layout, record)
-        self.assertEqual(sources.endpoint, "http://s3.test")
-        self.assertEqual(sources.file, copy_source("b", layout.file_key(record.path)))
-        self.assertEqual(sources.metadata, copy_source("b", layout.metadata_key(record.path)))
-        self.assertEqual(sources.details, copy_source("b", layout.details_key(record.filename)))
+        sources = CopySources.of(client, layout, record)
+
+        def ref(key):
+            return ObjectRef("http://s3.test", "b", key)
+        self.assertEqual(sources.file, ref(layout.file_key(record.path)))
+        self.assertEqual(sources.metadata, ref(layout.metadata_key(record.path)))
+        self.assertEqual(sources.details, ref(layout.details_key(record.filename)))
         self.assertEqual(sources.provenance,
-                         copy_source("b", layout.provenance_key(record.filename, "e" * 64)))
+                         ref(layout.provenance_key(record.filename, "e" * 64)))
 
     def test_no_provenance(self):
         """A record naming no provenance has no provenance to copy."""
-        sources = CopySources.of(Bucket("http://s3.test", "b", "us-east-1"), Layout(),
-                                 make_record())
+        client = S3Client(Bucket("http://s3.test", "b", "us-east-1"), StaticCredentials(), None,
+                          Clock(), run=run_now)
+        sources = CopySources.of(client, Layout(), make_record())
         self.assertIsNone(sources.provenance)
 
 
@@ -1667,7 +1676,8 @@ class _SmallObjects:
         self.objects = {}
         self.refuse = refuse
 
-    async def put(self, key, body, headers=None, if_none_match=False):
+    async def put(self, key, body, content_type="application/octet-stream", metadata=None,
+                  if_none_match=False):
         if self.refuse:
             raise StorageError("S3 failed: 503 SlowDown")
         self.objects[key] = body
@@ -1676,9 +1686,13 @@ class _SmallObjects:
     async def delete(self, key):
         self.objects.pop(key, None)
 
-    async def read_all(self, prefix):
-        return {key[len(prefix):]: data for key, data in self.objects.items()
-                if key.startswith(prefix)}
+    async def get(self, key, limit=1 << 20, expect=0):
+        return self.objects.get(key)
+
+    async def list(self, prefix, start_after=None, delimiter=None):
+        yield ListPage(tuple(Listed(key, len(data), "e", 0.0)
+                             for key, data in sorted(self.objects.items())
+                             if key.startswith(prefix)), (), None)
 
 
 class _Announced:

@@ -1,31 +1,31 @@
 """
-Storage in an S3 bucket (or an S3-compatible store: MinIO, Ceph, moto).
+Storage in a bucket of an object store: S3 (or an S3-compatible store:
+MinIO, Ceph, SeaweedFS, moto), Azure Blob Storage, Google Cloud Storage,
+each reached through its L{pypid.storage.bucket.store.ObjectStore}.
 
 The bucket is the only state that must be kept safe: each file object
 carries its record in its user metadata, and yanks and deletes are marker
-objects (see L{pypid.storage.s3.layout}). A server with an empty disk lists
-the bucket and serves a complete index; with a snapshot it only reads what
-the listing shows changed since.
+objects (see L{pypid.storage.bucket.layout}). A server with an empty disk
+lists the bucket and serves a complete index; with a snapshot it only
+reads what the listing shows changed since.
 
-Writes cannot overwrite: a new file is written with C{If-None-Match: *}, so
-of two servers uploading one filename exactly one wins, and the other gets
-the same "File already exists" answer as on local disk. A promotion from
-another index of the same store (L{S3Storage.adopt}) copies the object on
-the store's side, as conditionally (see L{pypid.storage.s3.object_writes}),
-and keeps who promoted it (L{pypid.storage.s3.object_adoption}).
+Writes cannot overwrite: a new file is a conditional create, so of two
+servers uploading one filename exactly one wins, and the other gets the
+same "File already exists" answer as on local disk. A promotion from
+another index of the same store (L{BucketStorage.adopt}) copies the object
+on the store's side, as conditionally, and keeps who promoted it
+(L{pypid.storage.bucket.object_adoption}).
 
 Several servers may share a bucket. Each change leaves a marker object
 saying when, by whom and to which file (or project's status); each server
 lists the markers newer than its last look (one request when nothing
-changed, whatever the size of the bucket) and reads the changed files'
-state and statuses: see L{poll} and L{pypid.storage.s3.shared_view}. Their
-usage records (download counts) never meet: each server writes its own,
-once, under a name of its own (C{.pypid/usage/}).
+changed) and reads the changed files' state and statuses: see L{poll} and
+L{pypid.storage.bucket.shared_view}. Usage records (download counts)
+never meet: each server writes its own (C{.pypid/usage/}). Downloads are
+redirects (to a signed URL, cached, or a public URL) or relays
+(L{pypid.storage.bucket.object_reads}).
 
-Downloads are redirects (to a presigned URL, cached until shortly before
-it expires, or a public URL) or relays (L{pypid.storage.s3.object_reads}).
-
-L{S3Storage} is the backend's front: it passes each call to the
+L{BucketStorage} is the backend's front: it passes each call to the
 collaborator it built for that seam of its interfaces, but keeps the
 small objects by name (documents, usage records) itself.
 """
@@ -42,13 +42,30 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from pypid.config.s3_settings import S3Config
+from pypid.config.bucket_settings import BucketConfig
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, timing_families
 from pypid.core.util.s3_limits import CHECK_RATE
+from pypid.storage.bucket.bucket_check import BucketCheck
+from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
+from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.file_writes import FileWrites
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.journal_objects import JournalObjects
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.listing import BucketListing
+from pypid.storage.bucket.markers import LOOKBACK, ChangeFeed
+from pypid.storage.bucket.object_adoption import ObjectAdoption
+from pypid.storage.bucket.object_reads import ObjectReads
+from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
+from pypid.storage.bucket.pending_writes import PendingWrites
+from pypid.storage.bucket.shared_view import SharedView
+from pypid.storage.bucket.signed_urls import PresignedURLs
+from pypid.storage.bucket.status_objects import StatusObjects, read_status
+from pypid.storage.bucket.store import ObjectStore, read_all
 from pypid.storage.capabilities import (
     IAdoptingStorage,
     IEvictingStorage,
@@ -69,27 +86,6 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
 )
-from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.bucket_check import BucketCheck
-from pypid.storage.s3.bucket_snapshot import BucketSnapshot
-from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.file_states import FileStates
-from pypid.storage.s3.file_writes import FileWrites
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.journal_objects import JournalObjects
-from pypid.storage.s3.layout import (
-    Layout,
-    parse_time,  # noqa: F401  (imported from here by pypid.bundle.pypicloud)
-)
-from pypid.storage.s3.listing import BucketListing
-from pypid.storage.s3.markers import LOOKBACK, ChangeFeed
-from pypid.storage.s3.object_adoption import ObjectAdoption
-from pypid.storage.s3.object_reads import ObjectReads
-from pypid.storage.s3.object_writes import CopySources, ObjectWriter
-from pypid.storage.s3.pending_writes import PendingWrites
-from pypid.storage.s3.presign import PresignedURLs
-from pypid.storage.s3.shared_view import SharedView
-from pypid.storage.s3.status_objects import StatusObjects, read_status
 
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).
@@ -97,14 +93,15 @@ CLOCK_MARGIN = 60.0
 
 
 @attrs.frozen
-class S3Settings:
+class BucketSettings:
     """
-    How an S3 storage works its bucket (C{[s3]}'s keys of the same names).
+    How a bucket storage works its bucket (the keys of the same names of
+    its store's section: C{[s3]}, C{[azure]}, C{[gcs]}).
 
     @ivar max_import_size: the largest object imported as a file
         (C{[pypid] max_upload_size}).
     @ivar check_rate: the most requests a second the background full
-        check (L{S3Storage.reconcile}) makes; 0 for no cap.
+        check (L{BucketStorage.reconcile}) makes; 0 for no cap.
     @ivar clock_margin: how far to distrust the store's times near a
         snapshot's (servers' clocks differ; 0 only where the store runs on
         this machine's clock, as in tests).
@@ -117,7 +114,6 @@ class S3Settings:
     public_url: str | None = None
     expire_after: float = 86400.0
     buffer_time: float = 600.0
-    multipart_threshold: int = 64 << 20
     sync_interval: float = 30.0
     bucket_snapshot: bool = True
     max_import_size: int = 1 << 30
@@ -126,13 +122,13 @@ class S3Settings:
     check_rate: float = CHECK_RATE
 
     @classmethod
-    def from_config(cls, s3: S3Config, max_import_size: int) -> S3Settings:
-        """The settings C{[s3]} gives."""
-        return cls(download=s3.download, public_url=s3.public_url,
-                   expire_after=s3.expire_after, buffer_time=s3.buffer_time,
-                   multipart_threshold=s3.multipart_threshold, sync_interval=s3.sync_interval,
-                   bucket_snapshot=s3.bucket_snapshot, max_import_size=max_import_size,
-                   check_rate=s3.check_rate)
+    def from_config(cls, section: BucketConfig, max_import_size: int) -> BucketSettings:
+        """The settings the store's section gives."""
+        return cls(download=section.download, public_url=section.public_url,
+                   expire_after=section.expire_after, buffer_time=section.buffer_time,
+                   sync_interval=section.sync_interval,
+                   bucket_snapshot=section.bucket_snapshot, max_import_size=max_import_size,
+                   check_rate=section.check_rate)
 
 
 def _sweep(folder: str) -> None:
@@ -145,21 +141,20 @@ def _sweep(folder: str) -> None:
 
 @implementer(IStorage, IAdoptingStorage, IEvictingStorage, ISharedStorage, IMetricsSource,
              IUsageStorage, IServerDocuments)
-class S3Storage:
+class BucketStorage:
     """
     Files in a bucket, under a prefix.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
-    @ivar _layout: the L{pypid.storage.s3.layout.Layout} of the prefix.
-    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
+    @ivar _layout: the L{pypid.storage.bucket.layout.Layout} of the prefix.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar temp_dir: the local folder where uploads are spooled.
     @ivar _urls: the L{PresignedURLs} that redirected downloads go to
         (and that the local snapshot keeps: see L{state}).
     @ivar _imports: the L{Importer} of objects listed without a record,
         which knows where each file lives (L{Importer.path_of}).
-    @ivar _writer: the L{ObjectWriter} of files and their metadata and
-        details (an upload's, an import's, a promotion's).
+    @ivar _writer: the L{ObjectWriter} of files' metadata and details (an
+        upload's, an import's, a promotion's).
     @ivar _feed: the L{ChangeFeed} of the bucket's change markers.
     @ivar _pending: the L{PendingWrites} a clean stop waits for.
     @ivar _files: the L{FileWrites} of uploads, yanks and deletes.
@@ -169,9 +164,8 @@ class S3Storage:
     @ivar _snapshot: the L{BucketSnapshot}, the snapshot's copy in the bucket.
     """
 
-    def __init__(self, client: S3Client, layout: Layout, credentials: CredentialSource,
-                 run: Run, clock: IReactorTime, temp_dir: str,
-                 settings: S3Settings = S3Settings(), *,
+    def __init__(self, client: ObjectStore, layout: Layout, run: Run, clock: IReactorTime,
+                 temp_dir: str, settings: BucketSettings = BucketSettings(), *,
                  on_close: Callable[[], Any] | None = None,
                  render: Renderer = render_description) -> None:
         """
@@ -183,15 +177,13 @@ class S3Storage:
         sync_interval, clock_margin = settings.sync_interval, settings.clock_margin
         self._client = client
         self._layout = layout
-        self._credentials = credentials
         self._run = run
         self.temp_dir = temp_dir
         self.sync_interval = sync_interval
         self._on_close = on_close
-        self._urls = PresignedURLs(client, credentials, clock, settings.expire_after,
-                                   settings.buffer_time)
+        self._urls = PresignedURLs(client, clock, settings.expire_after, settings.buffer_time)
         self._pending = PendingWrites()
-        self._writer = ObjectWriter(client, layout, run, settings.multipart_threshold)
+        self._writer = ObjectWriter(client, layout)
         self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
                                  settings.max_import_size, render)
         states = FileStates(client, layout, self._imports, clock)
@@ -219,17 +211,17 @@ class S3Storage:
 
     def identity(self) -> str:
         """The bucket and prefix: a snapshot of another bucket is not used."""
-        return f"s3://{self._client.bucket.name}/{self._layout.prefix}"
+        return self._client.identity() + self._layout.prefix
 
     def copy_source(self, record: FileRecord) -> CopySources:
         """Where a promotion from this index copies C{record}'s objects from."""
-        return CopySources.of(self._client.bucket, self._layout, record)
+        return CopySources.of(self._client, self._layout, record)
 
     def prepare(self) -> Deferred[None]:
         """Find credentials and check that the bucket answers to them."""
         async def prepare() -> None:
             await self._run(_sweep, self.temp_dir)
-            await self._credentials.start()
+            await self._client.start()
             await self._check.usable()
         return ensureDeferred(prepare())
 
@@ -239,7 +231,7 @@ class S3Storage:
         credentials and drop the connections.
         """
         def closed(_: object) -> Any:
-            self._credentials.stop()
+            self._client.stop()
             if self._on_close is not None:
                 return self._on_close()
         return self.settle().addBoth(closed)
@@ -299,7 +291,7 @@ class S3Storage:
         C{promotion}; see L{IAdoptingStorage.adopt}. The other servers learn
         of it by its change marker, as of an upload.
         """
-        if not isinstance(source, S3Storage):
+        if not isinstance(source, BucketStorage):
             return fail(StorageError(
                 "a file can be promoted only from a storage of the same store"))
         return ensureDeferred(self._adoption.adopt(source.copy_source(record), record,
@@ -369,11 +361,11 @@ class S3Storage:
         return ensureDeferred(self._add_usage(self._layout.usage_prefix + name, data))
 
     async def _add_usage(self, key: str, data: bytes) -> None:
-        await self._client.put(key, data, {"content-type": "application/json"})
+        await self._client.put(key, data, "application/json")
 
     def usage_records(self) -> Deferred[dict[str, bytes]]:
         """The usage record objects, by name; see L{IUsageStorage.usage_records}."""
-        return ensureDeferred(self._client.read_all(self._layout.usage_prefix))
+        return ensureDeferred(read_all(self._client, self._layout.usage_prefix))
 
     def usage_record(self, name: str) -> Deferred[bytes | None]:
         """One usage record object; see L{IUsageStorage.usage_record}."""
@@ -430,8 +422,10 @@ class S3Storage:
         The requests to the bucket (the client's, shared with the audit
         log's) and the presigned URLs.
         """
-        yield from timing_families(("pypid_s3_requests", "pypid_s3_request_errors",
-                                    "pypid_s3_request_duration_seconds"), "Requests to S3",
+        kind = self._client.kind
+        yield from timing_families((f"pypid_{kind}_requests", f"pypid_{kind}_request_errors",
+                                    f"pypid_{kind}_request_duration_seconds"),
+                                   f"Requests to {self._client.label}",
                                    ("method",), [((), self._client.timings)])
         yield from self._urls.metric_families()
 

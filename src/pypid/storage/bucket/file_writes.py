@@ -6,13 +6,13 @@ A new file is written with C{If-None-Match: *}, so of two servers uploading
 one filename exactly one wins, and the other gets the same "File already
 exists" answer as on local disk; yanks and deletes are marker objects, a
 delete's tombstone written first (it is the delete). Each change is
-preceded by an intent marker (L{pypid.storage.s3.markers.ChangeFeed.intend})
-and followed by its change marker (L{pypid.storage.s3.markers.ChangeFeed.announce}),
+preceded by an intent marker (L{pypid.storage.bucket.markers.ChangeFeed.intend})
+and followed by its change marker (L{pypid.storage.bucket.markers.ChangeFeed.announce}),
 through which the other servers learn of it, even when this one is killed
 between its write and the change marker. Apart from
-L{pypid.storage.s3.storage.S3Storage} because this is where what to write,
-and in which order, is decided; the bytes go through
-L{pypid.storage.s3.object_writes}.
+L{pypid.storage.bucket.storage.BucketStorage} because this is where what to write,
+and in which order, is decided; the bytes go through the store's
+C{put_file} and L{pypid.storage.bucket.object_writes}.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
+from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout, binned_body, user_metadata, yank_body
+from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.object_writes import ObjectWriter
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import (
     AlreadyBinned,
@@ -34,15 +40,8 @@ from pypid.storage.interface import (
     Run,
     StorageError,
 )
-from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.file_states import FileStates
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, binned_body, metadata_headers, yank_body
-from pypid.storage.s3.markers import ChangeFeed
-from pypid.storage.s3.object_writes import ObjectWriter
 
-# (the namespace its lines always had, before S3Storage was split)
-log = Logger(namespace="pypid.storage.s3.storage")
+log = Logger()
 
 
 @attrs.define
@@ -50,7 +49,7 @@ class FileWrites:
     """
     Writes files and their state under a prefix.
 
-    @ivar _client: the L{S3Client}.
+    @ivar _client: the L{ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _writer: the L{ObjectWriter} of a file and what is kept beside it.
     @ivar _imports: the L{Importer}, told where each file lives.
@@ -60,7 +59,7 @@ class FileWrites:
     @ivar _clock: provides C{seconds()}: when a tombstone was written.
     """
 
-    _client: S3Client
+    _client: ObjectStore
     _layout: Layout
     _writer: ObjectWriter
     _imports: Importer
@@ -79,8 +78,8 @@ class FileWrites:
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
         try:
-            # (first: a record S3 cannot keep is refused before any write)
-            headers = metadata_headers(record)
+            # (first: a record the store cannot keep is refused before any write)
+            metadata_fields = user_metadata(record)
             # (the intent marker beside the tombstone check, in one round
             # trip: one written for a name deleted before has the others
             # read a state that is already theirs)
@@ -96,12 +95,12 @@ class FileWrites:
                 # before the file whose headers name it)
                 await client.put(layout.provenance_key(record.filename,
                                                        record.provenance_sha256),
-                                 provenance, {"content-type": "application/json"})
-            headers["content-type"] = "application/octet-stream"
-            written = await self._writer.write_file(key, temp_path, record, headers)
+                                 provenance, "application/json")
+            written = await client.put_file(key, temp_path, record.size, record.sha256,
+                                            "application/octet-stream", metadata_fields)
             if not written:
                 existing = await client.head(key)
-                sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+                sha256 = existing.metadata.get("sha256") if existing is not None else None
                 if sha256 != record.sha256:
                     raise FileExists(record.filename, sha256)
             await self._keep_beside(key, written, record, metadata, details)
@@ -148,7 +147,7 @@ class FileWrites:
             raise FileNotFoundError(record.path)
         digest = hashlib.sha256(provenance).hexdigest()
         await self._client.put(self._layout.provenance_key(record.filename, digest),
-                               provenance, {"content-type": "application/json"})
+                               provenance, "application/json")
         return record.replace(provenance_sha256=digest)
 
     async def update(self, record: FileRecord) -> None:
@@ -159,7 +158,7 @@ class FileWrites:
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
-        json_type = {"content-type": "application/json"}
+        json_type = "application/json"
         await self._feed.intend(record.filename)
         if record.yanked is not None:
             await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
@@ -188,7 +187,7 @@ class FileWrites:
         await self._feed.intend(record.filename)
         written = await client.put(layout.deleted_key(record.filename),
                                    json.dumps(tombstone, sort_keys=True).encode("utf-8"),
-                                   {"content-type": "application/json"}, if_none_match=True)
+                                   "application/json", if_none_match=True)
         if not written:
             # (another server deleted it first: a purge of the recycle bin
             # both ran, say; its tombstone stands, and the delete is its)
@@ -218,10 +217,10 @@ class FileWrites:
         for path in {filename, self._imports.path_of(filename)}:
             existing = await client.head(layout.file_key(path))
             if existing is not None:
-                raise FileExists(filename, existing.get("x-amz-meta-sha256"))
+                raise FileExists(filename, existing.metadata.get("sha256"))
         tombstone = {"filename": filename, "deleted": True, "deleted_at": self._clock.seconds()}
         await self._feed.intend(filename)
         await client.put(layout.deleted_key(filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),
-                         {"content-type": "application/json"})
+                         "application/json")
         await self._feed.announce(filename)

@@ -1,5 +1,5 @@
 """
-The presigned download URLs of an S3 storage, cached.
+The signed download URLs of a bucket storage (presigned, in S3's words), cached.
 
 Signing a URL costs tens of microseconds, and a client that downloads the
 same file twice is better served by the same URL (a CDN or proxy in front
@@ -7,8 +7,8 @@ of the store may cache by it). So a URL is kept until shortly before it
 expires (the buffer time: a client redirected just before the expiry must
 still have time to follow), and the cache goes into the local snapshot, so
 that a restart does not sign everything again. This is apart from
-L{pypid.storage.s3.storage.S3Storage} because none of it touches the
-bucket: it is bookkeeping over the credentials and a clock.
+L{pypid.storage.bucket.storage.BucketStorage} because none of it touches the
+bucket: it is bookkeeping over the store's signatures and a clock.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.bounded import put_newest
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import StorageError
-from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.credentials import CredentialSource
-from pypid.storage.s3.sign import presign
 
 #: The most presigned URLs kept (the oldest signed go first). A URL and its
 #: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
@@ -40,11 +38,10 @@ class PresignedURLs:
     Presigned C{GET} URLs by object key, reused while they have at least
     the buffer time to live.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client} whose bucket the
-        URLs point into.
-    @ivar _credentials: the L{pypid.storage.s3.credentials.CredentialSource}
-        that signs them; a URL never outlives the credentials it was signed
-        with, and a snapshot's URLs signed with other keys are dropped.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} whose bucket the
+        URLs point into, and that signs them; a URL never outlives the
+        credentials it was signed with, and a snapshot's URLs signed by
+        another signer are dropped.
     @ivar _clock: provides C{seconds()} (wall-clock time: expiries are).
     @ivar _expire_after: how long a URL is valid for (s), at most.
     @ivar _buffer_time: how long before its expiry a URL stops being
@@ -55,8 +52,7 @@ class PresignedURLs:
     @ivar misses: URLs signed anew (for C{/metrics}).
     """
 
-    _client: S3Client
-    _credentials: CredentialSource
+    _client: ObjectStore
     _clock: IReactorTime
     _expire_after: float = 86400.0
     _buffer_time: float = 600.0
@@ -81,12 +77,7 @@ class PresignedURLs:
             self.hits += 1
             return cached[0]
         self.misses += 1
-        credentials = self._credentials.current()
-        expires = self._expire_after
-        if credentials.expiry is not None:
-            expires = min(expires, credentials.expiry - now)
-        url = presign(credentials, self._client.bucket.region, self._client.bucket.url(key),
-                      max(int(expires), 1))
+        url, expires = self._client.sign_url(key, self._expire_after, now)
         usable_until = now + expires - self._buffer_time
         if usable_until > now:
             put_newest(self._urls, key, (url, usable_until), MAX_PRESIGNED)
@@ -95,9 +86,10 @@ class PresignedURLs:
 
     def metric_families(self) -> Iterator[Family]:
         """The cache's size, and how many URLs came from it or were signed anew."""
-        yield gauge("pypid_s3_presigned_urls", "Presigned download URLs cached.",
+        kind = self._client.kind
+        yield gauge(f"pypid_{kind}_presigned_urls", "Presigned download URLs cached.",
                     len(self._urls))
-        yield counter("pypid_s3_presigned", "Downloads redirected to a presigned URL, by "
+        yield counter(f"pypid_{kind}_presigned", "Downloads redirected to a presigned URL, by "
                       "whether the URL came from the cache.", None, ("result",),
                       [(("hit",), self.hits), (("miss",), self.misses)])
 
@@ -111,7 +103,7 @@ class PresignedURLs:
         """
         now = self._clock.seconds()
         try:
-            access_key = self._credentials.current().access_key
+            access_key = self._client.signer()
         except StorageError:
             return None
         self._urls = {key: value for key, value in self._urls.items() if value[1] > now}
@@ -133,7 +125,7 @@ class PresignedURLs:
         if not isinstance(state, dict):
             return
         try:
-            if state.get("access_key") != self._credentials.current().access_key:
+            if state.get("access_key") != self._client.signer():
                 return
         except StorageError:
             return

@@ -27,6 +27,10 @@ from twisted.python.failure import Failure
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
 from pypid.http.bodies import Deadline
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.signed_urls import PresignedURLs
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import (
     Deliverable,
     MemoryFile,
@@ -35,13 +39,8 @@ from pypid.storage.interface import (
     RemoteFile,
     checked_provenance,
 )
-from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.presign import PresignedURLs
 
-# (the namespace the relay's lines always had, before S3Storage was split)
-log = Logger(namespace="pypid.storage.s3.storage")
+log = Logger()
 
 #: Core metadata objects are read up to this size.
 METADATA_LIMIT = 16 << 20
@@ -56,7 +55,7 @@ class ObjectReads:
     """
     The reads of a prefix's objects.
 
-    @ivar _client: the L{S3Client}.
+    @ivar _client: the L{ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _urls: the L{PresignedURLs} that redirected downloads go to.
     @ivar _imports: the L{Importer}, which holds in memory the metadata of
@@ -66,7 +65,7 @@ class ObjectReads:
     @ivar _public_url: where the objects are public (a CDN), or L{None}.
     """
 
-    _client: S3Client
+    _client: ObjectStore
     _layout: Layout
     _urls: PresignedURLs
     _imports: Importer
@@ -132,14 +131,10 @@ class ObjectReads:
     def _fetch(self, key: str, size: int, start: int, length: int) -> Deferred[Deliverable]:
         """The bytes C{start} to C{start + length} of the object C{key}, relayed as they come."""
         async def fetch() -> Deliverable:
-            headers = {}
-            if start or length != size:
-                headers["range"] = f"bytes={start}-{start + length - 1}"
-            response = await self._client.call("GET", key, headers=headers,
-                                               ok=(200, 206, 404), stream=True)
-            if response.stream is None:
+            stream = await self._client.fetch(key, start, length, size)
+            if stream is None:
                 raise FileNotFoundError(key)
-            return IdleGuard(response.stream, self._clock, self._client.timeout)
+            return IdleGuard(stream, self._clock, self._client.timeout)
         return ensureDeferred(fetch())
 
 
@@ -200,6 +195,6 @@ class _IdleProtocol:
         self.transport.stopProducing()
 
     def _expired(self) -> None:
-        log.warn("S3 sent nothing for {seconds} s: cutting the download short",
+        log.warn("The store sent nothing for {seconds} s: cutting the download short",
                  seconds=self._timeout)
         self.transport.stopProducing()

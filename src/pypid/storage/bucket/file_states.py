@@ -2,7 +2,7 @@
 A file's state as the bucket holds it now: its tombstone, its object's
 headers (the record), and its yank and recycle-bin markers.
 
-Read after another server's change (L{pypid.storage.s3.markers.ChangeFeed}),
+Read after another server's change (L{pypid.storage.bucket.markers.ChangeFeed}),
 where a full check disagrees with the index, and where an upload or a
 promotion finds the name taken by the same bytes: apart because all of
 them need it and none owns it.
@@ -15,10 +15,10 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.gather import gather
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout, binned_time, record_from_metadata, yank_reason
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.capabilities import Changed
-from pypid.storage.s3.api import BucketCalls
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, binned_time, record_from_headers, yank_reason
 
 
 @attrs.define
@@ -26,7 +26,7 @@ class FileStates:
     """
     Reads files' states from the bucket.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client} a read uses unless
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} a read uses unless
         given another (the paced one of a full check).
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _imports: the L{Importer}, which knows where each file lives.
@@ -34,22 +34,22 @@ class FileStates:
         time is taken as binned now.
     """
 
-    _client: BucketCalls
+    _client: ObjectStore
     _layout: Layout
     _imports: Importer
     _clock: IReactorTime
 
     async def read(self, filename: str, path: str | None = None,
-                   client: BucketCalls | None = None) -> Changed:
+                   client: ObjectStore | None = None) -> Changed:
         """A file's state as the bucket holds it now (read with C{client}, or the storage's)."""
         layout, client = self._layout, client or self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return Changed(filename, None, True)
         path = path or self._imports.path_of(filename)
-        headers = await client.head(layout.file_key(path))
-        if headers is None:
+        head = await client.head(layout.file_key(path))
+        if head is None:
             return Changed(filename, None, False)
-        record = record_from_headers(path, int(headers.get("content-length", "0")), headers)
+        record = record_from_metadata(path, head.size, head.metadata)
         if record is None:
             return Changed(filename, None, False)
         # (the two markers at once: a change costs the time of one read)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import attrs
 
 from pypid.core.indexes.promotion import PromotionJournal
-from pypid.storage.s3.api import BucketCalls
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.markers import ChangeFeed
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.store import ObjectStore, read_all
 
 
 @attrs.define
@@ -27,12 +27,12 @@ class JournalObjects:
     """
     The journal objects under a prefix, and the filenames each holds back.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _feed: the L{ChangeFeed} the held-back files are announced to.
     """
 
-    _client: BucketCalls
+    _client: ObjectStore
     _layout: Layout
     _feed: ChangeFeed
     # journal name -> the files of a promotion under way, announced at its end
@@ -75,4 +75,4 @@ class JournalObjects:
 
     async def all(self) -> dict[str, bytes]:
         """The journals kept and not dropped: promotions a crash interrupted."""
-        return await self._client.read_all(self._layout.journal_key(""))
+        return await read_all(self._client, self._layout.journal_key(""))

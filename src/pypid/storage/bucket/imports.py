@@ -9,7 +9,7 @@ so that the next listing finds them like any other; a reader that does not
 persist keeps what it learnt in memory and writes nothing. A file may sit
 below the prefix's top, so where each one lives is kept too.
 
-This is apart from L{pypid.storage.s3.storage.S3Storage} because it is
+This is apart from L{pypid.storage.bucket.storage.BucketStorage} because it is
 the only part that reads whole files into memory and inspects them: its
 bounds (L{Importer._max_size}, one import at a time) are kept in one
 place.
@@ -23,7 +23,6 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
@@ -35,15 +34,14 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.jobs.gather import gather
+from pypid.storage.bucket.layout import (
+    Layout,
+    record_from_metadata,
+    user_metadata,
+)
+from pypid.storage.bucket.store import Listed, ObjectStore
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import RecordRefused, Run, StorageError
-from pypid.storage.s3.api import BucketCalls, Listed, S3Client
-from pypid.storage.s3.layout import (
-    Layout,
-    metadata_headers,
-    parse_time,
-    record_from_headers,
-)
 
 log = Logger()
 
@@ -87,7 +85,7 @@ class Importer:
     """
     Reads the listed objects that carry no record, and describes them.
 
-    @ivar _client: the L{S3Client} (a scan may pass another, paced one).
+    @ivar _client: the L{ObjectStore} (a scan may pass another, paced one).
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (inspection).
     @ivar _temp_dir: the local folder where a file is written to be inspected.
@@ -104,7 +102,7 @@ class Importer:
         is written.
     """
 
-    _client: S3Client
+    _client: ObjectStore
     _layout: Layout
     _run: Run
     _temp_dir: str
@@ -130,7 +128,7 @@ class Importer:
         return self._unwritten.get(filename)
 
     async def read_all(self, to_read: list[tuple[str, str, Listed]], persist: bool = True,
-                       client: BucketCalls | None = None) -> list[FileRecord | str]:
+                       client: ObjectStore | None = None) -> list[FileRecord | str]:
         """
         The records of listed objects C{(filename, path, listed item)}, from
         their user metadata, or by importing those that have none; a reason
@@ -143,10 +141,10 @@ class Importer:
         imports = _Serial()
 
         async def read(filename: str, path: str, item: Listed) -> FileRecord | str:
-            headers = await client.head(self._layout.file_key(path))
-            if headers is None:
+            head = await client.head(self._layout.file_key(path))
+            if head is None:
                 return "removed while the bucket was listed"
-            record = record_from_headers(path, item.size, headers)
+            record = record_from_metadata(path, item.size, head.metadata)
             if record is not None:
                 return record
             return await imports.run(self._import, filename, path, item, persist, client)
@@ -157,7 +155,7 @@ class Importer:
         return await gather([limit.run(start, args) for args in to_read])
 
     async def _import(self, filename: str, path: str, item: Listed, persist: bool = True,
-                      client: BucketCalls | None = None) -> FileRecord | str:
+                      client: ObjectStore | None = None) -> FileRecord | str:
         """
         Describe a file that another tool put in the bucket: read it once,
         then keep what was learnt in the bucket (its metadata sibling, and the
@@ -178,7 +176,7 @@ class Importer:
         if not persist:
             try:
                 inspected = await self._run(_inspect_bytes, data, filename, path,
-                                            parse_time(item.last_modified))
+                                            item.modified)
             except (InvalidName, InvalidDistribution) as e:
                 return str(e)
             if inspected.metadata is not None:
@@ -188,7 +186,7 @@ class Importer:
         await self._run(_write_new, temp, data)
         try:
             inspected = await self._run(inspect, temp, filename, path,
-                                        parse_time(item.last_modified), None, True,
+                                        item.modified, None, True,
                                         self._render)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
@@ -197,16 +195,10 @@ class Importer:
         record = inspected.record
         try:
             await self._keep_beside(record, inspected.metadata, inspected.details, client)
-            bucket = client.bucket
-            headers = metadata_headers(record)
-            headers.update({
-                "content-type": "application/octet-stream",
-                "x-amz-copy-source": quote(f"/{bucket.name}/{self._layout.file_key(path)}",
-                                           safe="/~"),
-                "x-amz-metadata-directive": "REPLACE",
-                "x-amz-copy-source-if-match": item.etag,
-            })
-            await client.call("PUT", self._layout.file_key(path), headers=headers)
+            if not await client.set_metadata(self._layout.file_key(path), user_metadata(record),
+                                             "application/octet-stream", item.etag):
+                log.info("{path} changed while it was read: its record is read again "
+                         "at the next listing", path=path)
         except (StorageError, RecordRefused) as e:
             log.warn("Cannot keep the record of {path} in the bucket: {error}",
                      path=path, error=str(e))
@@ -240,5 +232,5 @@ class Importer:
                 self._layout.deleted_key(record.filename)) is not None:
             return None  # (none, or deleted meanwhile: no details left behind for it)
         await self._client.put(self._layout.details_key(record.filename), details,
-                               {"content-type": "application/json"})
+                               "application/json")
         return details

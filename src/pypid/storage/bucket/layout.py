@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
 import json
+from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
 import attrs
@@ -38,11 +38,6 @@ from pypid.storage.interface import RecordRefused
 
 _INTERNAL = ".pypid/"
 METADATA_SUFFIX = ".metadata"
-
-#: The user metadata a file object carries; a file without C{sha256} was
-#: not written by pypid.
-_META = "x-amz-meta-"
-
 
 @attrs.frozen
 class Layout:
@@ -107,12 +102,12 @@ class Layout:
 
     @property
     def usage_prefix(self) -> str:
-        """Where the usage records are (L{pypid.storage.s3.storage.S3Storage.add_usage})."""
+        """Where the usage records are (L{pypid.storage.bucket.storage.BucketStorage.add_usage})."""
         return self.prefix + _INTERNAL + "usage/"
 
     @property
     def statuses_prefix(self) -> str:
-        """Where the projects' statuses are (L{pypid.storage.s3.status_objects})."""
+        """Where the projects' statuses are (L{pypid.storage.bucket.status_objects})."""
         return self.prefix + _INTERNAL + "projects/"
 
     def document_key(self, name: str) -> str:
@@ -166,18 +161,19 @@ class Layout:
         return path
 
 
-def metadata_headers(record: FileRecord) -> dict[str, str]:
+def user_metadata(record: FileRecord) -> dict[str, str]:
     """
-    The user metadata (as request headers) that lets a file object describe
-    itself: every field of its record that is not its key or its size, and
-    not its yank state (which changes). Values are ASCII, as S3 requires,
-    and within the 2 KB S3 takes in all (L{_fit}).
+    The user metadata (names as in L{pypid.storage.bucket.store}) that
+    lets a file object describe itself: every field of its record that is
+    not its key or its size, and not its yank state (which changes).
+    Values are ASCII, as S3 requires, and within the 2 KB S3 takes in all
+    (L{_fit}).
     """
     headers = {
-        _META + "sha256": record.sha256,
-        _META + "name": quote(record.name, safe=""),
-        _META + "version": quote(record.version, safe=""),
-        _META + "upload-time": repr(float(record.upload_time)),
+        "sha256": record.sha256,
+        "name": quote(record.name, safe=""),
+        "version": quote(record.version, safe=""),
+        "upload-time": repr(float(record.upload_time)),
     }
     optional = {
         "blake2-256": record.blake2_256,
@@ -195,7 +191,7 @@ def metadata_headers(record: FileRecord) -> dict[str, str]:
     }
     for name, value in optional.items():
         if value is not None:
-            headers[_META + name] = value
+            headers[name] = value
     return _fit(headers, record)
 
 
@@ -214,7 +210,7 @@ def _unb64(value: str) -> str:
 
 def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
     """
-    C{headers} within S3's 2 KB of user metadata (L{MAX_USER_METADATA}):
+    C{headers} within S3's 2 KB (the least of the clouds') of user metadata (L{MAX_USER_METADATA}):
     the summary, then the uploader, cut further in the header only (their
     quoted form is up to 3 bytes a byte; a record rebuilt from the object
     has them shorter). Only a record near every cap at once needs it.
@@ -225,13 +221,13 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
         would refuse: the file is not stored, saying why.
     """
     def size() -> int:
-        return sum(len(k) - len(_META) + len(v) for k, v in headers.items())
+        return sum(len(k) + len(v) for k, v in headers.items())
 
     for field, value in (("summary", record.summary), ("uploader", record.uploader)):
         over = size() - MAX_USER_METADATA
         if over <= 0 or value is None:
             continue
-        key = _META + field
+        key = field
         room = len(headers[key]) - over
         kept = ""
         for char in value:
@@ -250,56 +246,48 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
     return headers
 
 
-def record_from_headers(path: str, size: int,
-                        headers: dict[str, str]) -> FileRecord | None:
+def record_from_metadata(path: str, size: int,
+                         metadata: Mapping[str, str]) -> FileRecord | None:
     """
     Rebuild a file's record from its object's user metadata.
 
-    @param headers: C{{lowercase name: value}} of a C{HEAD} answer.
+    @param metadata: its user metadata (L{pypid.storage.bucket.store.ObjectHead.metadata}).
     @return: a L{FileRecord}, not yanked, or L{None} when the object does not
         carry pypid's metadata (or carries unusable metadata).
     """
-    sha256 = headers.get(_META + "sha256")
+    sha256 = metadata.get("sha256")
     if not sha256:
         return None
     filename = path.rpartition("/")[2]
     try:
         parsed = parse_filename(filename, legacy=True)
-        name = unquote(headers[_META + "name"])
+        name = unquote(metadata["name"])
         requires, summary, uploader, variant = (
-            headers.get(_META + name) for name in
+            metadata.get(name) for name in
             ("requires-python", "summary", "uploader", "variant"))
-        upload_time = float(headers[_META + "upload-time"])
+        upload_time = float(metadata["upload-time"])
         format_upload_time(upload_time)  # refuses nan, inf and times out of range
         return FileRecord.from_json({
             "filename": filename,
             "project": normalize(name),
             "name": name,
-            "version": unquote(headers[_META + "version"]),
+            "version": unquote(metadata["version"]),
             "packagetype": parsed.packagetype,
             "path": path,
             "size": size,
             "sha256": sha256,
             "upload_time": upload_time,
-            "blake2_256": headers.get(_META + "blake2-256"),
-            "md5": headers.get(_META + "md5"),
+            "blake2_256": metadata.get("blake2-256"),
+            "md5": metadata.get("md5"),
             "requires_python": unquote(requires) if requires is not None else None,
-            "metadata_sha256": headers.get(_META + "metadata-sha256"),
-            "provenance_sha256": headers.get(_META + "provenance-sha256"),
+            "metadata_sha256": metadata.get("metadata-sha256"),
+            "provenance_sha256": metadata.get("provenance-sha256"),
             "summary": unquote(summary) if summary is not None else None,
             "uploader": unquote(uploader) if uploader is not None else None,
             "variant": _unb64(variant) if variant is not None else None,
         })
     except (InvalidName, KeyError, ValueError, OverflowError, OSError):
         return None
-
-
-def parse_time(text: str) -> float:
-    """POSIX time of an S3 timestamp (C{2026-11-21T10:00:00.000Z}); 0 when unreadable."""
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def yank_body(reason: str) -> bytes:

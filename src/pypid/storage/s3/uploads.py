@@ -1,48 +1,41 @@
 """
-Writing a stored file's objects to the bucket: the file itself, streamed
-from the spool folder (one conditional C{PUT}, or, above a threshold, a
-multipart upload completed conditionally), and its metadata sibling and
-details beside it; or, for a promotion, copied on the store's side from
-another index's object (L{ObjectWriter.copy_file}), never overwriting.
+How S3 writes a large file, and copies one conditionally: the parts of
+its multipart protocol that L{pypid.storage.s3.api.S3Client} needs for
+L{pypid.storage.bucket.store.ObjectStore.put_file} and C{copy}.
+
+A file above the threshold is a multipart upload, streamed from the
+spool folder, its parts hashed in the thread pool, completed with
+C{If-None-Match: *}; aborted whenever it fails, so no parts are left to
+pay for.
 
 A copy must not overwrite either, and not every store honours
 C{If-None-Match: *} on C{CopyObject} (moto 5 ignores it; a store that
-ignores it on C{PUT} is refused at start-up). So the first promotion
-asks the store, with two probe objects, whether a conditional copy is
-refused over an object; where it is, a file is one C{CopyObject}, and
+ignores it on C{PUT} is refused at start-up). So the first conditional
+copy asks the store, with two probe objects, whether a conditional copy
+is refused over an object; where it is, a file is one C{CopyObject}, and
 elsewhere a multipart upload of one part copied on the store's side
 (C{UploadPartCopy}) completed with C{If-None-Match: *}, the same
 conditional completion a large upload relies on: three requests rather
 than one, and still never a byte through pypid, nor a window in which two
 servers both find the name free and both write it.
-
-Apart from L{pypid.storage.s3.storage.S3Storage} because this is all that
-speaks S3's multipart protocol (parts hashed in the thread pool, an upload
-aborted whenever it fails, so no parts are left to pay for), and the
-storage only decides what to write: when the name is dead, whose the
-object is when it was there already.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Protocol
 
-import attrs
-from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from pypid.core.dists.model import FileRecord
 from pypid.core.util.s3_limits import MAX_PARTS, MIN_PART_SIZE
-from pypid.jobs.gather import gather
+from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer
+from pypid.storage.bucket.store import ObjectHead
 from pypid.storage.interface import Run, StorageError
-from pypid.storage.s3.api import (
-    BucketCalls,
-    FileRangeProducer,
-    S3Client,
+from pypid.storage.s3.sign import Bucket
+from pypid.storage.s3.wire import (
     S3Error,
     S3Unavailable,
     complete_body,
@@ -50,11 +43,42 @@ from pypid.storage.s3.api import (
     parse_error,
     parse_upload_id,
 )
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.sign import Bucket
+
+
+class _Client(Protocol):
+    """The calls of L{pypid.storage.s3.api.S3Client} that uploads and copies make."""
+
+    bucket: Bucket
+
+    async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
+                   headers: dict[str, str] | None = None, body: Body = b"",
+                   payload_sha256: str | None = None, ok: tuple[int, ...] = (200,),
+                   limit: int = 1 << 20, stream: bool = False, retry: bool = True,
+                   expect: int = 0) -> Answer:
+        """A signed request."""
+        ...
+
+    async def copy_object(self, key: str, source: str, headers: dict[str, str] | None = None,
+                          if_none_match: bool = False,
+                          params: Sequence[tuple[str, str]] = ()) -> str | None:
+        """A C{CopyObject} or C{UploadPartCopy}."""
+        ...
+
+    async def head(self, key: str) -> ObjectHead | None:
+        """An object's head."""
+        ...
+
+    async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
+                  metadata: Mapping[str, str] | None = None,
+                  if_none_match: bool = False) -> bool:
+        """A small object."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """No object."""
+        ...
 
 log = Logger()
-
 
 def _sha256_range(path: str, offset: int, length: int) -> str:
     digest = hashlib.sha256()
@@ -78,61 +102,28 @@ def part_size(size: int, threshold: int) -> int:
     return max(threshold, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
-async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
-    """Run C{writes} at once; the first failure is raised once they are all done."""
-    await gather([ensureDeferred(write) for write in writes])
-
-
-@attrs.frozen
-class CopySources:
+class Uploads:
     """
-    Where a promotion copies a stored file's objects from: their
-    C{x-amz-copy-source}s in the source index's prefix, and the store they
-    are in (a copy on the store's side is within one endpoint).
+    The multipart uploads and conditional copies of one
+    L{pypid.storage.s3.api.S3Client}.
 
-    @ivar provenance: the provenance object's, when the record names one.
-    """
-
-    endpoint: str
-    file: str
-    metadata: str
-    details: str
-    provenance: str | None
-
-    @classmethod
-    def of(cls, bucket: Bucket, layout: Layout, record: FileRecord) -> CopySources:
-        """The objects C{record}'s file has under C{layout} in C{bucket}."""
-        digest = record.provenance_sha256
-        return cls(
-            endpoint=bucket.endpoint,
-            file=copy_source(bucket.name, layout.file_key(record.path)),
-            metadata=copy_source(bucket.name, layout.metadata_key(record.path)),
-            details=copy_source(bucket.name, layout.details_key(record.filename)),
-            provenance=None if digest is None else copy_source(
-                bucket.name, layout.provenance_key(record.filename, digest)))
-
-
-@attrs.define(eq=False)
-class ObjectWriter:
-    """
-    Writes files and what is kept beside them.
-
-    @ivar _client: the L{S3Client}.
-    @ivar _layout: the L{Layout} of the prefix.
+    @ivar _client: the client.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (reading
-        the spooled file).
+        and hashing the spooled file).
     @ivar _threshold: the size above which a file is uploaded in parts.
+    @ivar _probe_prefix: where the conditional copy probe writes.
+    @ivar _conditional_copy: whether the store refuses a conditional copy
+        over an object (L{None}: not asked yet); see the module.
     """
 
-    _client: S3Client
-    _layout: Layout
-    _run: Run
-    _threshold: int
-    # Whether the store refuses a conditional copy over an object (L{None}:
-    # not asked yet); see the module.
-    _conditional_copy: bool | None = attrs.field(default=None, init=False)
+    def __init__(self, client: _Client, run: Run, threshold: int, probe_prefix: str) -> None:
+        self._client = client
+        self._run = run
+        self._threshold = threshold
+        self._probe_prefix = probe_prefix
+        self._conditional_copy: bool | None = None
 
-    async def write_file(self, key: str, temp_path: str, record: FileRecord,
+    async def write_file(self, key: str, temp_path: str, size: int, sha256: str,
                          headers: dict[str, str]) -> bool:
         """
         Write the spooled file at C{temp_path} as the object C{key}, with
@@ -140,19 +131,20 @@ class ObjectWriter:
 
         @return: whether the object was written.
         """
-        if record.size > self._threshold:
-            return await self._multipart(key, temp_path, record, headers)
+        if size > self._threshold:
+            return await self._multipart(key, temp_path, size, sha256, headers)
         response = await self._client.call(
             "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
-            body=partial(self._producer, temp_path, 0, record.size),
-            payload_sha256=record.sha256, ok=(200, 412))
+            body=partial(self._producer, temp_path, 0, size),
+            payload_sha256=sha256, ok=(200, 412))
         return response.code == 200
 
-    async def copy_file(self, key: str, source: str, record: FileRecord,
+    async def copy_file(self, key: str, source: str, size: int,
                         headers: dict[str, str]) -> bool:
         """
         Copy the object at C{source} (an C{x-amz-copy-source}) to C{key} on
-        the store's side, unless an object has that key; see the module.
+        the store's side, with its metadata, unless an object has that
+        key; see the module.
 
         @param headers: the new object's user metadata and content type
             (for a copy in parts; a C{CopyObject} keeps the source's, the
@@ -160,23 +152,23 @@ class ObjectWriter:
         @return: whether the object was written.
         @raise FileNotFoundError: when there is no object at C{source}.
         """
-        if record.size > MAX_COPY_SIZE:
-            raise StorageError(f"cannot promote {record.filename}: larger than the "
-                               f"{MAX_COPY_SIZE >> 30} GiB one copy in the store can be")
+        if size > MAX_COPY_SIZE:
+            raise StorageError(f"cannot copy {key}: larger than the "
+                               f"{MAX_COPY_SIZE >> 30} GiB one copy in S3 can be")
         if await self._copies_conditionally():
-            return await self._client.copy(key, source, if_none_match=True) is not None
+            return await self._client.copy_object(key, source, if_none_match=True) is not None
         return await self._copy_in_parts(key, source, headers)
 
     async def _copies_conditionally(self) -> bool:
         """Whether the store refuses C{CopyObject} with C{If-None-Match: *} over an object."""
         if self._conditional_copy is None:
             client = self._client
-            probe = self._layout.probe_key(f"copy-{uuid.uuid4().hex[:12]}-")
+            probe = f"{self._probe_prefix}copy-{uuid.uuid4().hex[:12]}-"
             try:
                 await client.put(probe + "a", b"a")
                 await client.put(probe + "b", b"b")
                 try:
-                    refused = await client.copy(
+                    refused = await client.copy_object(
                         probe + "b", copy_source(client.bucket.name, probe + "a"),
                         if_none_match=True) is None
                 except S3Error:
@@ -201,54 +193,14 @@ class ObjectWriter:
         @return: whether the object was written.
         """
         async def part(ident: list[tuple[str, str]]) -> list[str]:
-            etag = await self._client.copy(key, source, params=[("partNumber", "1"), *ident])
+            etag = await self._client.copy_object(key, source, params=[("partNumber", "1"), *ident])
             return [etag or ""]
         return await self._in_parts(key, headers, part, "multipart copy")
-
-    async def copy_beside(self, source: CopySources, filename: str,
-                          extra: Sequence[Coroutine[Any, Any, Any]] = ()) -> None:
-        """
-        Copy a file's metadata sibling and details from another index's
-        prefix (C{source}) beside its copy here, those it has, on the
-        store's side; replaced, as an upload's are. The copies, and the
-        C{extra} writes given, are made at once: a promotion waits for six
-        rounds of requests a file rather than eight (on moto, ten files
-        took 1.0 to 1.4 s either way: the noise of a shared machine).
-        """
-        await _together([
-            self._copy_or_remove(source.metadata, self._layout.metadata_key(filename)),
-            self._copy_or_remove(source.details, self._layout.details_key(filename)),
-            *extra])
-
-    async def _copy_or_remove(self, source: str, key: str) -> None:
-        """Copy C{source} to C{key}, or remove C{key} when there is no C{source}."""
-        try:
-            await self._client.copy(key, source)
-        except FileNotFoundError:
-            await self._client.delete(key)
-
-    async def keep_beside(self, record: FileRecord, metadata: bytes | None,
-                          details: bytes | None, client: BucketCalls | None = None) -> None:
-        """Write a file's metadata sibling and its details, those it has."""
-        client = client or self._client
-        if metadata is not None:
-            await client.put(self._layout.metadata_key(record.path), metadata,
-                             {"content-type": "application/octet-stream"})
-        if details is not None:
-            await client.put(self._layout.details_key(record.filename), details,
-                             {"content-type": "application/json"})
-
-    async def forget(self, key: str) -> None:
-        """Remove the object of an upload that failed (a failure is only logged)."""
-        try:
-            await self._client.delete(key)
-        except StorageError as e:
-            log.warn("Cannot remove {key} after a failed upload: {error}", key=key, error=str(e))
 
     def _producer(self, path: str, offset: int, length: int) -> FileRangeProducer:
         return FileRangeProducer(path, offset, length, self._run)
 
-    async def _multipart(self, key: str, temp_path: str, record: FileRecord,
+    async def _multipart(self, key: str, temp_path: str, size: int, sha256: str,
                          headers: dict[str, str]) -> bool:
         """
         Upload in parts, streamed from the spooled file; the parts become
@@ -259,10 +211,10 @@ class ObjectWriter:
         @return: whether the object was written.
         """
         async def parts(ident: list[tuple[str, str]]) -> list[str]:
-            size = part_size(record.size, self._threshold)
+            part = part_size(size, self._threshold)
             etags = []
-            for number, offset in enumerate(range(0, record.size, size), 1):
-                length = min(size, record.size - offset)
+            for number, offset in enumerate(range(0, size, part), 1):
+                length = min(part, size - offset)
                 digest = await self._run(_sha256_range, temp_path, offset, length)
                 response = await self._client.call(
                     "PUT", key, params=[("partNumber", str(number)), *ident],
@@ -270,7 +222,7 @@ class ObjectWriter:
                     payload_sha256=digest)
                 etags.append(response.headers.get("etag", ""))
             return etags
-        return await self._in_parts(key, headers, parts, "multipart upload", record.sha256)
+        return await self._in_parts(key, headers, parts, "multipart upload", sha256)
 
     async def _in_parts(self, key: str, headers: dict[str, str],
                         parts: Callable[[list[tuple[str, str]]], Awaitable[list[str]]],
@@ -306,7 +258,7 @@ class ObjectWriter:
                 # A retry after a lost answer finds the upload completed.
                 existing = (await client.head(key)
                             if sha256 is not None and e.code == "NoSuchUpload" else None)
-                if existing is None or existing.get("x-amz-meta-sha256") != sha256:
+                if existing is None or existing.metadata.get("sha256") != sha256:
                     raise
                 return True
             # S3 may answer 200 and put the error in the body.

@@ -4,7 +4,7 @@ where a new server, or one whose own snapshot is too old, finds it.
 
 Starting from it costs a C{HEAD} and a C{GET}, where the listing of a
 million files is 2,000 requests before the server can answer. Apart from
-L{pypid.storage.s3.storage.S3Storage} because it is the one object that is
+L{pypid.storage.bucket.storage.BucketStorage} because it is the one object that is
 neither a file's nor a marker: compressed in the thread pool, read with a
 cap on its size before and after decompression, and trusted only when it
 is of this bucket and prefix and young enough to catch up from.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from email.utils import parsedate_to_datetime
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -22,14 +21,13 @@ from twisted.logger import Logger
 
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.markers import MARKER_RETENTION, catches_up
+from pypid.storage.bucket.pending_writes import PendingWrites
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import Run, StorageError
-from pypid.storage.s3.api import BucketCalls
-from pypid.storage.s3.layout import Layout
-from pypid.storage.s3.markers import MARKER_RETENTION, catches_up
-from pypid.storage.s3.pending_writes import PendingWrites
 
-# (the namespace its lines always had, before S3Storage was split)
-log = Logger(namespace="pypid.storage.s3.storage")
+log = Logger()
 
 #: The snapshot kept in the bucket is read up to this size (compressed).
 SNAPSHOT_LIMIT = 256 << 20
@@ -49,7 +47,7 @@ class BucketSnapshot:
     """
     The snapshot object of a prefix.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _run: C{run(f, *args) -> Deferred} for the (de)compression.
     @ivar _pending: the L{PendingWrites} a clean stop waits for, so the
@@ -59,7 +57,7 @@ class BucketSnapshot:
     @ivar _clock_margin: how far to distrust the store's times (s).
     """
 
-    _client: BucketCalls
+    _client: ObjectStore
     _layout: Layout
     _run: Run
     _pending: PendingWrites
@@ -74,7 +72,7 @@ class BucketSnapshot:
         async def keep() -> None:
             packed = await self._run(gzip.compress, data, 6)
             await self._client.put(self._layout.snapshot_key, packed,
-                                   {"content-type": "application/gzip"})
+                                   "application/gzip")
         return self._pending.track(ensureDeferred(keep()))
 
     async def load(self) -> bytes | None:
@@ -102,13 +100,10 @@ class BucketSnapshot:
         if not self._enabled:
             return None
         try:
-            headers = await self._client.head(self._layout.snapshot_key)
-            if headers is None:
+            head = await self._client.head(self._layout.snapshot_key)
+            if head is None or not head.modified:
                 return None
-            try:
-                written = parsedate_to_datetime(headers.get("last-modified", "")).timestamp()
-            except (TypeError, ValueError):
-                return None
+            written = head.modified
             # By the store's clock, which the margin allows for: a snapshot
             # written just after the local one's time is that one's copy.
             margin = self._clock_margin

@@ -16,10 +16,10 @@ for half that long cannot trust the markers and asks for a full listing
 (L{ChangeFeed.reconcile_due}).
 
 The feed holds only this bookkeeping; what a file's state is
-(L{pypid.storage.s3.file_states}), how a status object is read
-(L{pypid.storage.s3.status_objects}) and where the background writes are
-kept track of (L{pypid.storage.s3.pending_writes}) are passed in by
-L{pypid.storage.s3.storage.S3Storage}, which builds it.
+(L{pypid.storage.bucket.file_states}), how a status object is read
+(L{pypid.storage.bucket.status_objects}) and where the background writes are
+kept track of (L{pypid.storage.bucket.pending_writes}) are passed in by
+L{pypid.storage.bucket.storage.BucketStorage}, which builds it.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pypid.storage.bucket.layout import Change, Layout, changes_start_after, intent_subject
+from pypid.storage.bucket.store import Listed, ObjectStore
 from pypid.storage.capabilities import Changed, Polled
 from pypid.storage.interface import StorageError
-from pypid.storage.s3.api import BucketCalls, Listed
-from pypid.storage.s3.layout import Change, Layout, changes_start_after, intent_subject
 
 log = Logger()
 
@@ -75,13 +75,13 @@ class ChangeFeed:
     @ivar instance: this server's name in its markers (random per start).
     """
 
-    def __init__(self, client: BucketCalls, layout: Layout, clock: IReactorTime,
+    def __init__(self, client: ObjectStore, layout: Layout, clock: IReactorTime,
                  state_of: Callable[[str], Coroutine[Any, Any, Changed]],
                  status_of: Callable[[str], Coroutine[Any, Any, bytes | None]],
                  background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]) -> None:
         """
-        @param client: the L{pypid.storage.s3.api.S3Client}.
-        @param layout: the L{pypid.storage.s3.layout.Layout} of the bucket.
+        @param client: the L{pypid.storage.bucket.store.ObjectStore}.
+        @param layout: the L{pypid.storage.bucket.layout.Layout} of the bucket.
         @param clock: provides C{seconds()}.
         @param state_of: C{async state_of(filename)} -> the file's
             L{pypid.storage.capabilities.Changed} as the bucket holds it now.
@@ -120,7 +120,7 @@ class ChangeFeed:
     def announce(self, subject: str) -> Deferred[Any]:
         """
         Leave a change marker of C{subject} (a filename, or a
-        L{pypid.storage.s3.layout.status_subject}) for the other instances.
+        L{pypid.storage.bucket.layout.status_subject}) for the other instances.
         The L{Deferred} fires once it is written, or its failure noted (it
         never fails: a marker that cannot be written is tried again at the
         next poll). The changes of files wait for it before they answer, so
@@ -168,7 +168,7 @@ class ChangeFeed:
         change = Change(int(self._clock.seconds() * 1000), self.instance,
                         next(self._numbers), subject)
         await self._client.put(change.key(self._layout), b"",
-                               {"content-type": "application/octet-stream"})
+                               "application/octet-stream")
 
     def _failed(self, subject: str, error: str) -> None:
         """A marker of C{subject} could not be written: the next poll tries again."""
@@ -317,7 +317,7 @@ class ChangeFeed:
 class Pacer:
     """
     Spaces requests at most C{rate} a second on an injected clock, for the
-    background full check (see L{pypid.storage.s3.api.PacedClient}):
+    background full check (see L{pypid.storage.bucket.store.PacedStore}):
     each caller waits for a slot of its own, the first at once, the next
     C{1 / rate} seconds after the one before it, and no slot is saved up
     while nobody asks (no burst after a pause).

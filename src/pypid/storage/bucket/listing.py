@@ -1,14 +1,14 @@
 """
-The full listing of an S3 storage's bucket.
+The full listing of a bucket storage's prefix.
 
 A listing turns the bucket's keys into records: the files' (from their
-user metadata, or by import: see L{pypid.storage.s3.imports}), the
+user metadata, or by import: see L{pypid.storage.bucket.imports}), the
 tombstones, the yank and recycle bin markers. It trusts a known record for an object
 the listing shows unchanged since a time (less a margin for the store's
 clock), so a listing of a bucket a snapshot already knows reads almost
-nothing. It is apart from L{pypid.storage.s3.storage.S3Storage} because
+nothing. It is apart from L{pypid.storage.bucket.storage.BucketStorage} because
 it is the one read of the whole bucket, run both at start-up and by the
-background check (L{pypid.storage.s3.storage.S3Storage.reconcile}), with
+background check (L{pypid.storage.bucket.storage.BucketStorage.reconcile}), with
 another, paced, client.
 """
 
@@ -22,10 +22,10 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout, binned_time, yank_reason
+from pypid.storage.bucket.store import Listed, ObjectStore
 from pypid.storage.interface import ScanResult
-from pypid.storage.s3.api import BucketCalls, Listed, S3Client
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.layout import Layout, binned_time, parse_time, yank_reason
 
 log = Logger()
 
@@ -35,7 +35,7 @@ class BucketListing:
     """
     Lists the files, tombstones and yank markers under a prefix.
 
-    @ivar _client: the L{S3Client} a listing uses unless given another.
+    @ivar _client: the L{ObjectStore} a listing uses unless given another.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _imports: the L{Importer} that reads what the listing cannot
         trust, and learns where each listed file lives.
@@ -43,12 +43,12 @@ class BucketListing:
         time a view was known complete (s).
     """
 
-    _client: S3Client
+    _client: ObjectStore
     _layout: Layout
     _imports: Importer
     _clock_margin: float
 
-    async def _keys(self, prefix: str, client: BucketCalls) -> list[Listed]:
+    async def _keys(self, prefix: str, client: ObjectStore) -> list[Listed]:
         """Every listed key under C{prefix} (the markers: a few, unlike the files)."""
         found: list[Listed] = []
         async for page in client.list(prefix):
@@ -56,7 +56,7 @@ class BucketListing:
         return found
 
     async def scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
-                   client: BucketCalls | None = None) -> ScanResult:
+                   client: ObjectStore | None = None) -> ScanResult:
         """
         List the bucket: the records of its files, trusting C{known} for
         objects unchanged since C{since}, and reading the others.
@@ -66,7 +66,7 @@ class BucketListing:
         300 bytes a key), only the records and the few objects to read.
 
         @param client: the client to list and read with (a
-            L{pypid.storage.s3.api.PacedClient} for the background
+            L{pypid.storage.bucket.store.PacedStore} for the background
             check); L{_client} by default.
         """
         client = client or self._client
@@ -93,7 +93,7 @@ class BucketListing:
                 previous = known.get(filename)
                 if (previous is not None and previous.path == path
                         and previous.size == item.size
-                        and parse_time(item.last_modified) < trusted_before):
+                        and item.modified < trusted_before):
                     records[previous.filename] = previous
                 else:
                     reading.add(filename)
@@ -109,7 +109,7 @@ class BucketListing:
                                   known, trusted_before, client)
         await self._apply_markers(records, binned, "binned",
                                   lambda body, item: binned_time(body,
-                                                                 parse_time(item.last_modified)),
+                                                                 item.modified),
                                   known, trusted_before, client)
         for record in records.values():
             self._imports.remember(record)
@@ -118,7 +118,7 @@ class BucketListing:
                           promotions=promotions)
 
     async def _promotions(self, records: dict[str, FileRecord],
-                          client: BucketCalls) -> dict[str, Promotion]:
+                          client: ObjectStore) -> dict[str, Promotion]:
         """
         The promotions of the listed files that have one: one listing (of
         the promoted files only), and one read of each.
@@ -140,7 +140,7 @@ class BucketListing:
     async def _apply_markers(self, records: dict[str, FileRecord], markers: dict[str, Listed],
                              field: str, read: Callable[[bytes, Listed], Any],
                              known: dict[str, FileRecord], trusted_before: float,
-                             client: BucketCalls) -> None:
+                             client: ObjectStore) -> None:
         """
         Give C{records} the state their markers hold (C{markers}: filename
         -> listed marker; C{field}: the record's field it sets, C{yanked}
@@ -156,7 +156,7 @@ class BucketListing:
                 continue
             previous = known.get(filename)
             if (previous is not None and getattr(previous, field) is not None
-                    and parse_time(item.last_modified) < trusted_before):
+                    and item.modified < trusted_before):
                 value = getattr(previous, field)
             else:
                 body = await client.get(item.key)

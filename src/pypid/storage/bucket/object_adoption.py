@@ -1,14 +1,14 @@
 """
-The storage half of a promotion on S3 (L{IAdoptingStorage}), and the
+The storage half of a promotion in a bucket (L{IAdoptingStorage}), and the
 removal of a file without a tombstone that taking one back shares with the
 upstream cache's eviction (L{IEvictingStorage}).
 
 A file is copied from another index's prefix of the same store on the
-store's side, never over an object (L{pypid.storage.s3.object_writes}), with
+store's side, never over an object (the store's conditional C{copy}), with
 its metadata, details and provenance, and who promoted it is kept under
 C{.pypid/promoted/}. The other servers learn of it by its change marker, as
 of an upload; but while a promotion's journal holds the name back
-(L{pypid.storage.s3.journal_objects}), its marker waits for the end of the
+(L{pypid.storage.bucket.journal_objects}), its marker waits for the end of the
 promotion.
 """
 
@@ -22,17 +22,16 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.journal_objects import JournalObjects
+from pypid.storage.bucket.layout import Layout, user_metadata
+from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
+from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
-from pypid.storage.s3.api import S3Client
-from pypid.storage.s3.file_states import FileStates
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.journal_objects import JournalObjects
-from pypid.storage.s3.layout import Layout, metadata_headers
-from pypid.storage.s3.markers import ChangeFeed
-from pypid.storage.s3.object_writes import CopySources, ObjectWriter
 
-# (the namespace its lines always had, before S3Storage was split)
-log = Logger(namespace="pypid.storage.s3.storage")
+log = Logger()
 
 
 @attrs.define
@@ -40,7 +39,7 @@ class ObjectAdoption:
     """
     Adopts files into a prefix, and removes them again.
 
-    @ivar _client: the L{S3Client} of the target.
+    @ivar _client: the L{ObjectStore} of the target.
     @ivar _layout: the L{Layout} of the target prefix.
     @ivar _writer: the L{ObjectWriter} that copies on the store's side.
     @ivar _imports: the L{Importer}, told where an adopted file lives.
@@ -49,7 +48,7 @@ class ObjectAdoption:
     @ivar _journals: the L{JournalObjects}, which may hold a marker back.
     """
 
-    _client: S3Client
+    _client: ObjectStore
     _layout: Layout
     _writer: ObjectWriter
     _imports: Importer
@@ -63,19 +62,19 @@ class ObjectAdoption:
         Copy the file C{record} names at C{source} here, under its filename,
         with C{promotion}; see L{IAdoptingStorage.adopt}.
         """
-        if source.endpoint != self._client.bucket.endpoint:
+        if source.file.store != self._client.ref("").store:
             raise StorageError("a file can be promoted only from a storage of the same store")
         layout, client = self._layout, self._client
         adopted = record.replace(path=record.filename)
         key = layout.file_key(adopted.path)
-        headers = metadata_headers(adopted)
+        metadata = user_metadata(adopted)
         if await client.head(layout.deleted_key(adopted.filename)) is not None:
             raise FilenameDeleted(adopted.filename)
-        headers["content-type"] = "application/octet-stream"
-        written = await self._writer.copy_file(key, source.file, adopted, headers)
+        written = await client.copy(key, source.file, adopted.size, if_none_match=True,
+                                    metadata=metadata, content_type="application/octet-stream")
         if not written:
             existing = await client.head(key)
-            sha256 = existing.get("x-amz-meta-sha256") if existing is not None else None
+            sha256 = existing.metadata.get("sha256") if existing is not None else None
             if sha256 != record.sha256:
                 raise FileExists(adopted.filename, sha256)
             # There already, with these bytes: nothing changes.
@@ -84,7 +83,7 @@ class ObjectAdoption:
         try:
             await self._writer.copy_beside(source, adopted.filename, [
                 client.put(layout.promoted_key(adopted.filename), promotion.to_bytes(),
-                           {"content-type": "application/json"}),
+                           "application/json"),
                 *(self._copy_provenance(source, record, adopted.filename))])
             # A delete through another server may have come between the
             # tombstone check and the copy: the name stays dead.
@@ -126,7 +125,7 @@ class ObjectAdoption:
         """
         key = self._layout.file_key(record.filename)
         existing = await self._client.head(key)
-        if existing is not None and existing.get("x-amz-meta-sha256") != record.sha256:
+        if existing is not None and existing.metadata.get("sha256") != record.sha256:
             return
         await self._forget(record.replace(path=record.filename), strict=True)
         await self._feed.announce(record.filename)

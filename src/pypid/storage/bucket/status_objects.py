@@ -3,8 +3,8 @@ The projects' statuses (PEP 792) in a bucket: one small object a project
 under C{.pypid/projects/}, read whole at a start and by a full check.
 
 A change leaves a change marker naming the project
-(L{pypid.storage.s3.layout.status_subject}), in the same feed as the
-files' (L{pypid.storage.s3.markers.ChangeFeed}): every server on the
+(L{pypid.storage.bucket.layout.status_subject}), in the same feed as the
+files' (L{pypid.storage.bucket.markers.ChangeFeed}): every server on the
 bucket reads the status object again at its next poll, as it reads a
 changed file's state. Unlike a file's, the marker is written before
 L{StatusObjects.keep} returns, not in the background: an import keeps a
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.storage.s3.api import BucketCalls
-from pypid.storage.s3.layout import Layout, status_subject
-from pypid.storage.s3.markers import ChangeFeed
+from pypid.storage.bucket.layout import Layout, status_subject
+from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.store import ObjectStore, read_all
 
 
-async def read_status(client: BucketCalls, layout: Layout, project: str) -> bytes | None:
+async def read_status(client: ObjectStore, layout: Layout, project: str) -> bytes | None:
     """The status object of the normalized C{project} now, or L{None} (active)."""
     return await client.get(layout.statuses_prefix + project)
 
@@ -31,12 +31,12 @@ class StatusObjects:
     """
     The status objects under a prefix.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client}.
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _feed: the L{ChangeFeed} each change is announced to.
     """
 
-    _client: BucketCalls
+    _client: ObjectStore
     _layout: Layout
     _feed: ChangeFeed
 
@@ -56,6 +56,6 @@ class StatusObjects:
             await self._client.put(key, data)
         await self._feed.announce_now(status_subject(project))
 
-    async def all(self, client: BucketCalls | None = None) -> dict[str, bytes]:
+    async def all(self, client: ObjectStore | None = None) -> dict[str, bytes]:
         """Every status kept, by normalized project (read with C{client}, or the storage's)."""
-        return await (client or self._client).read_all(self._layout.statuses_prefix)
+        return await read_all(client or self._client, self._layout.statuses_prefix)

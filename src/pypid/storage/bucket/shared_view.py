@@ -8,9 +8,9 @@ snapshot plus the changes its markers name (a few requests, whatever the
 size of the bucket); the full listing that catches what changed behind
 pypid's back (objects copied in by hand) then runs in the background,
 paced, when the first poll asks for it. Apart from
-L{pypid.storage.s3.storage.S3Storage} because it is the only part that
+L{pypid.storage.bucket.storage.BucketStorage} because it is the only part that
 decides between the listing and the markers; the storage's writes only
-announce their changes (L{pypid.storage.s3.markers.ChangeFeed.announce}).
+announce their changes (L{pypid.storage.bucket.markers.ChangeFeed.announce}).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.dists.model import FileRecord
+from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
+from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.listing import BucketListing
+from pypid.storage.bucket.markers import ChangeFeed, Pacer, catches_up
+from pypid.storage.bucket.status_objects import StatusObjects
+from pypid.storage.bucket.store import ObjectStore, PacedStore
 from pypid.storage.capabilities import Polled
 from pypid.storage.interface import ScanResult
-from pypid.storage.s3.api import BucketCalls, PacedClient
-from pypid.storage.s3.bucket_snapshot import BucketSnapshot
-from pypid.storage.s3.file_states import FileStates
-from pypid.storage.s3.imports import Importer
-from pypid.storage.s3.listing import BucketListing
-from pypid.storage.s3.markers import ChangeFeed, Pacer, catches_up
-from pypid.storage.s3.status_objects import StatusObjects
 
 
 @attrs.define
@@ -37,7 +37,7 @@ class SharedView:
     """
     What this server knows of the bucket, and how it learns more.
 
-    @ivar _client: the L{pypid.storage.s3.api.S3Client} (paced for a full check).
+    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} (paced for a full check).
     @ivar _clock: provides C{seconds()}, compared with the markers' times.
     @ivar _feed: the L{ChangeFeed} of the bucket's change markers.
     @ivar _listing: the L{BucketListing} of the whole bucket.
@@ -50,7 +50,7 @@ class SharedView:
     @ivar _check_rate: the most requests a second a full check makes (0: no cap).
     """
 
-    _client: BucketCalls
+    _client: ObjectStore
     _clock: IReactorTime
     _feed: ChangeFeed
     _listing: BucketListing
@@ -65,7 +65,7 @@ class SharedView:
     async def start(self, known: dict[str, FileRecord], since: float,
                     tombstones: Iterable[str], persist: bool = True) -> ScanResult:
         """
-        What the bucket holds; see L{pypid.storage.s3.storage.S3Storage.scan}.
+        What the bucket holds; see L{pypid.storage.bucket.storage.BucketStorage.scan}.
         """
         if not persist:
             return await self._scan(known, since, persist=False)
@@ -106,7 +106,7 @@ class SharedView:
         """
         # Paced: the check runs while the server answers, and must cost
         # neither a burst on the cloud bill nor the uploads' turn.
-        client = PacedClient(self._client, Pacer(self._clock, self._check_rate))
+        client = PacedStore(self._client, Pacer(self._clock, self._check_rate))
         result = await self._scan(known, self._feed.reconcile_since(), client=client)
         records = dict(result.records)
         for filename, record in known.items():
@@ -137,7 +137,7 @@ class SharedView:
         return self._feed.synced_at()
 
     async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
-                    client: BucketCalls | None = None) -> ScanResult:
+                    client: ObjectStore | None = None) -> ScanResult:
         """
         List the bucket (see L{BucketListing.scan}); polls go on from when
         the listing began.

@@ -1,0 +1,284 @@
+"""
+One request to an object store, as every cloud's adapter sends it: with
+treq on the reactor (never blocking), a deadline that grows with the
+bytes sent and expected, a bounded answer (a misbehaving store cannot grow
+the server's memory), retries of what may be retried, and every attempt
+timed for C{/metrics}.
+
+What differs between clouds (the URL, the signature, how an error body
+reads) is the adapter's; what a failure becomes is its
+C{unavailable} class (a L{pypid.storage.bucket.store.StoreUnavailable})
+or what its C{refused} makes of a 4xx. Bodies are streamed from files by
+L{FileRangeProducer}, which reads in the thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import IO, Any, TypeAlias
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IBodyProducer, IResponse
+from zope.interface import implementer
+
+from pypid.core.records.metrics import Timings
+from pypid.http import bodies
+from pypid.storage.bucket.store import StoreUnavailable
+from pypid.storage.interface import Run, StorageError
+
+#: Error answers are read up to this size (a store's are a few hundred bytes).
+ERROR_BODY_LIMIT = 64 << 10
+
+#: A request with a body gets this much more time per byte than the base
+#: deadline: uploads are slow on slow links, and must still end.
+MIN_RATE = 256 << 10
+
+#: Waits before each retry of an idempotent request that failed for want of
+#: the store (connection lost, a 5xx such as SlowDown).
+RETRY_DELAYS = (0.2, 1.0)
+
+
+@attrs.frozen
+class Answer:
+    """
+    An answer: status, headers (lowercase names, first values) and body; or,
+    for a streamed GET, the unread Twisted response in C{stream}.
+    """
+
+    code: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: IResponse | None = None
+
+
+@implementer(IBodyProducer)
+class FileRangeProducer:
+    """
+    Streams C{length} bytes of a file from C{offset}, reading in the thread
+    pool a chunk at a time and following the consumer's pace.
+
+    @ivar prefix: bytes sent before the range, and C{suffix} after it (a
+        multipart body's framing around the file).
+    """
+
+    def __init__(self, path: str, offset: int, length: int, run: Run,
+                 chunk: int = 1 << 20, prefix: bytes = b"", suffix: bytes = b"") -> None:
+        self.length = len(prefix) + length + len(suffix)
+        self._path = path
+        self._offset = offset
+        self._left = length
+        self._run = run
+        self._chunk = chunk
+        self._prefix, self._suffix = prefix, suffix
+        self._paused: Deferred[None] | None = None
+        self._stopped = False
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        """
+        Send the range to C{consumer}; the Deferred fires when all is sent
+        (and, as L{IBodyProducer} requires, never once stopped).
+        """
+        done: Deferred[None] = Deferred()
+
+        def finished(result: None) -> None:
+            if not self._stopped:
+                done.callback(None)
+
+        def failed(failure: Failure) -> None:
+            if not self._stopped:
+                done.errback(failure)
+
+        ensureDeferred(self._produce(consumer)).addCallbacks(finished, failed)
+        return done
+
+    async def _produce(self, consumer: IConsumer) -> None:
+        f: IO[bytes] = await self._run(open, self._path, "rb")
+        try:
+            await self._run(f.seek, self._offset)
+            if self._prefix:
+                consumer.write(self._prefix)
+            left = self._left
+            while left > 0:
+                if self._stopped:
+                    raise CancelledError("upload stopped")
+                if self._paused is not None:
+                    await self._paused
+                    continue
+                data = await self._run(f.read, min(self._chunk, left))
+                if self._stopped:
+                    raise CancelledError("upload stopped")
+                if not data:
+                    raise StorageError(f"{self._path} is shorter than expected")
+                left -= len(data)
+                consumer.write(data)
+            if self._suffix:
+                consumer.write(self._suffix)
+        finally:
+            await self._run(f.close)
+
+    def pauseProducing(self) -> None:
+        """The connection is full: wait."""
+        if self._paused is None:
+            self._paused = Deferred()
+
+    def resumeProducing(self) -> None:
+        """Go on."""
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self) -> None:
+        """The request was abandoned."""
+        self._stopped = True
+        self.resumeProducing()
+
+
+#: The body of a call: bytes, or a callable returning a fresh
+#: L{FileRangeProducer} (called once per attempt).
+Body: TypeAlias = bytes | Callable[[], FileRangeProducer]
+
+#: Signs a request: C{(method, url, headers, body bytes or producer)} ->
+#: the headers to send (the URL is the one signed).
+Signer: TypeAlias = Callable[[str, str, dict[str, str], "bytes | FileRangeProducer"],
+                             dict[str, str]]
+
+#: What a store's error answer becomes: C{(status, body, headers)} -> the
+#: exception to raise.
+Refusal: TypeAlias = Callable[[int, bytes, dict[str, str]], StorageError]
+
+
+def read_body(response: IResponse, limit: int, label: str,
+              unavailable: type[StoreUnavailable]) -> Deferred[bytes]:
+    """Read an answer's body, failing with C{unavailable} beyond C{limit}."""
+    d = bodies.read_body(response, limit)
+
+    def failed(failure: Failure) -> bytes:
+        failure.trap(bodies.BodyError)
+        if failure.check(bodies.BodyTooLarge):
+            raise unavailable(f"{label} sent more than {limit} bytes")
+        raise unavailable(f"the answer from {label} was {failure.getErrorMessage()}")
+    return d.addErrback(failed)
+
+
+@attrs.define
+class StoreHTTP:
+    """
+    The requests of one store's client: its connection pool, deadline,
+    limit of calls in flight and timings.
+
+    @ivar label: the store's name in messages (C{S3}).
+    @ivar endpoint: where it is, for a message that it cannot be reached.
+    @ivar http: a treq C{HTTPClient}.
+    @ivar clock: provides C{seconds()} and C{callLater}.
+    @ivar timeout: the deadline of one request without a body, in seconds.
+    @ivar unavailable: the class of a failure of the store.
+    """
+
+    label: str
+    endpoint: str
+    http: Any
+    clock: IReactorTime
+    timeout: float = 30.0
+    unavailable: type[StoreUnavailable] = StoreUnavailable
+    limit: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(16))
+    timings: Timings = attrs.field(factory=Timings)
+
+    async def send(self, method: str, url: str, sign: Signer, refused: Refusal,
+                   headers: dict[str, str] | None = None, body: Body = b"",
+                   ok: tuple[int, ...] = (200,), limit: int = 1 << 20, stream: bool = False,
+                   retry: bool = True, expect: int = 0) -> Answer:
+        """
+        Make one call, retrying (when C{retry}) after a failure of the store.
+
+        @param body: bytes, or a callable returning a fresh
+            L{FileRangeProducer} (called once per attempt).
+        @param ok: the statuses that are answers rather than errors.
+        @param limit: the most bytes of answer to read.
+        @param stream: leave an answer of status 200 or 206 unread, in
+            C{Answer.stream}, for the caller to relay.
+        @param expect: the size of the answer expected, which extends the
+            deadline like the size of a body sent does.
+        @raise StorageError: what C{refused} makes of another status, or
+            C{unavailable} when the store fails.
+        """
+        delays = RETRY_DELAYS if retry else ()
+        attempt = 0
+        seconds, record = self.clock.seconds, self.timings.record
+        while True:
+            started = seconds()
+            try:
+                answer = await self._once(method, url, sign, refused, headers or {}, body, ok,
+                                          limit, stream, expect)
+                record(method, seconds() - started)
+                return answer
+            except StoreUnavailable:
+                record(method, seconds() - started, failed=True)
+                if attempt >= len(delays):
+                    raise
+                await sleep(self.clock, delays[attempt])
+                attempt += 1
+            except StorageError:
+                # (an answer the call did not expect: a 403, say)
+                record(method, seconds() - started, failed=True)
+                raise
+
+    async def _once(self, method: str, url: str, sign: Signer, refused: Refusal,
+                    headers: dict[str, str], body: Body, ok: tuple[int, ...], limit: int,
+                    stream: bool, expect: int) -> Answer:
+        data: FileRangeProducer | bytes
+        data = body() if callable(body) else body
+        size = data.length if isinstance(data, FileRangeProducer) else len(data)
+        signed = sign(method, url, headers, data)
+        deadline = self.timeout + (size + expect) / MIN_RATE
+        current: list[Deferred[Any] | None] = [None]
+        timed_out = []
+        label, unavailable = self.label, self.unavailable
+
+        def expire() -> None:
+            timed_out.append(True)
+            if current[0] is not None:
+                current[0].cancel()
+        timer = self.clock.callLater(deadline, expire)
+        try:
+            current[0] = request = self.http.request(method, url, headers=signed,
+                                                     data=data or None,
+                                                     allow_redirects=False, unbuffered=True)
+            try:
+                response: IResponse = await request
+            except CancelledError:
+                if not timed_out:
+                    raise  # cancelled by the caller: no answer is wanted
+                raise unavailable(f"{label} did not answer {method} within {deadline:.0f} s")
+            except Exception as e:
+                raise unavailable(f"cannot reach {label} at {self.endpoint}: "
+                                  f"{bodies.describe(e)}")
+            code = response.code
+            head = {name.decode("latin-1").lower(): values[0].decode("latin-1")
+                    for name, values in response.headers.getAllRawHeaders()}
+            if stream and code in (200, 206):
+                return Answer(code, head, stream=response)
+            current[0] = reading = read_body(
+                response, limit if code in ok else ERROR_BODY_LIMIT, label, unavailable)
+            try:
+                content = await reading
+            except CancelledError:
+                if not timed_out:
+                    raise
+                raise unavailable(f"{label} did not finish its answer to {method} within "
+                                  f"{deadline:.0f} s")
+        finally:
+            if timer.active():
+                timer.cancel()
+        if code in ok:
+            return Answer(code, head, content)
+        raise refused(code, content, head)
+
+
+async def sleep(clock: IReactorTime, seconds: float) -> None:
+    """Wait C{seconds} on C{clock}."""
+    d: Deferred[None] = Deferred()
+    clock.callLater(seconds, d.callback, None)
+    await d
