@@ -15,7 +15,7 @@ setup(
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
-              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.bucket", "pypid.storage.s3", "pypid.upstream",
+              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.s3", "pypid.upstream",
               "pypid.web", "pypid.jobs", "pypid.machine",
               "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
               "pypid.core.records", "pypid.core.security", "pypid.core.util",
@@ -66,6 +66,16 @@ setup(
         # Trusted publishing's JWT checks (pypid.auth.oidc says why this
         # library); 1.8 is the release tested.
         "joserfc>=1.8",
+        # [storage] backend = azure: only the SAS signer (a pure function of
+        # a key) and the identity chain, run in the thread pool; requests to
+        # Azure are sent with treq (pypid.storage.azure says why). Imported
+        # only on that backend.
+        "azure-storage-blob>=12.20",
+        "azure-identity>=1.15",
+        # [storage] backend = gcs: service-account and metadata-server
+        # tokens, and the RSA signer of V4 URLs (requests is its token
+        # transport, run in the thread pool). Imported only on that backend.
+        "google-auth[requests]>=2.20",
     ],
     extras_require={
         # pip itself too: the end-to-end tests drive a current pip, not the

@@ -37,7 +37,7 @@ def _free_port():
 
 def _atomic_conditional_puts():
     """
-    Make moto's C{PutObject} one step, as S3's is: moto checks C{If-None-Match}
+    Make moto's C{PutObject} (and C{CompleteMultipartUpload}) one step, as S3's is: moto checks C{If-None-Match}
     and then writes, two steps another request's thread can come between
     (two pypid servers binning one file at the same moment both won);
     S3 makes the check and the write one. A lock around the whole request
@@ -48,7 +48,7 @@ def _atomic_conditional_puts():
 
     if getattr(S3Response.put_object, "_pypid_atomic", False):
         return
-    original = S3Response.put_object
+    original, completing = S3Response.put_object, S3Response._key_response_post
     writes = threading.Lock()
 
     def put_object(self):
@@ -56,6 +56,12 @@ def _atomic_conditional_puts():
             return original(self)
     put_object._pypid_atomic = True
     S3Response.put_object = put_object
+
+    # (a multipart upload's completion checks If-None-Match, then writes, alike)
+    def key_response_post(self, *args, **kwargs):
+        with writes:
+            return completing(self, *args, **kwargs)
+    S3Response._key_response_post = key_response_post
 
 
 def _moto_endpoint():

@@ -11,6 +11,7 @@ import os
 import stat
 import time
 
+from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
@@ -53,6 +54,30 @@ def folder_state(root):
             state[os.path.relpath(path, root)] = (stat.S_IFMT(info.st_mode), info.st_ino,
                                                   info.st_mtime_ns, data)
     return state
+
+
+class _Collect:
+    """Collects what a relayed body delivers."""
+
+    def __init__(self):
+        self.done = Deferred()
+        self.parts = []
+
+    def makeConnection(self, transport):
+        self.transport = transport
+
+    def dataReceived(self, data):
+        self.parts.append(data)
+
+    def connectionLost(self, reason):
+        self.done.callback(b"".join(self.parts))
+
+
+def collected(deliverable):
+    """The whole body a relay (a L{RemoteFile}'s fetch) delivers."""
+    collector = _Collect()
+    deliverable.deliverBody(collector)
+    return collector.done
 
 
 class StorageContractMixin:

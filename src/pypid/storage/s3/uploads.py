@@ -146,9 +146,7 @@ class Uploads:
         the store's side, with its metadata, unless an object has that
         key; see the module.
 
-        @param headers: the new object's user metadata and content type
-            (for a copy in parts; a C{CopyObject} keeps the source's, the
-            same by construction).
+        @param headers: the new object's user metadata and content type.
         @return: whether the object was written.
         @raise FileNotFoundError: when there is no object at C{source}.
         """
@@ -156,7 +154,10 @@ class Uploads:
             raise StorageError(f"cannot copy {key}: larger than the "
                                f"{MAX_COPY_SIZE >> 30} GiB one copy in S3 can be")
         if await self._copies_conditionally():
-            return await self._client.copy_object(key, source, if_none_match=True) is not None
+            # (the new object's metadata, as a copy in parts gives it)
+            replace = dict(headers, **{"x-amz-metadata-directive": "REPLACE"})
+            return await self._client.copy_object(key, source, replace,
+                                                  if_none_match=True) is not None
         return await self._copy_in_parts(key, source, headers)
 
     async def _copies_conditionally(self) -> bool:

@@ -37,7 +37,7 @@ from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
 from tests.harness.s3 import PREFIX, S3Case
-from tests.harness.storage import AdoptionContractMixin, StorageContractMixin
+from tests.harness.storage import AdoptionContractMixin, StorageContractMixin, collected
 
 
 def count_calls(storage):
@@ -53,24 +53,6 @@ def count_calls(storage):
         return await original(method, key, *args, **kwargs)
     storage._client.call = counting
     return calls
-
-class _Collect:
-    """Collects what a relayed body delivers."""
-
-    def __init__(self):
-        from twisted.internet.defer import Deferred
-        self.done = Deferred()
-        self.parts = []
-
-    def makeConnection(self, transport):
-        self.transport = transport
-
-    def dataReceived(self, data):
-        self.parts.append(data)
-
-    def connectionLost(self, reason):
-        self.done.callback(b"".join(self.parts))
-
 
 def bucket_state(bucket, store=s3server.MOTO):
     """Every object of C{bucket} (any prefix): key, ETag, size, time and user metadata."""
@@ -190,10 +172,7 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
         if isinstance(location, RemoteBytes):
             return await location.read()
         self.assertIsInstance(location, RemoteFile)
-        body = await location.fetch(0, location.size)
-        collector = _Collect()
-        body.deliverBody(collector)
-        return await collector.done
+        return await collected(await location.fetch(0, location.size))
 
     def test_shared(self):
         """The S3 backend is a shared storage."""
@@ -385,10 +364,7 @@ class S3StorageTests(S3Case):
         location = storage.locate(record)
         self.assertIsInstance(location, RemoteFile)
         self.assertEqual(location.size, len(data))
-        body = await location.fetch(5, 20)
-        collector = _Collect()
-        body.deliverBody(collector)
-        self.assertEqual(await collector.done, data[5:25])
+        self.assertEqual(await collected(await location.fetch(5, 20)), data[5:25])
         self.assertIsInstance(storage.locate_metadata(record), RemoteBytes)
         self.assertEqual(await storage.locate_metadata(record).read(), metadata)
 

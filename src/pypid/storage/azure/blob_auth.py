@@ -1,0 +1,256 @@
+"""
+How pypid proves itself to Azure Blob Storage, and signs download URLs.
+
+Three ways, by what the operator gives (C{[azure]}):
+  - an account key (L{AccountKey}): each request is signed with Shared
+    Key (L{pypid.storage.azure.shared_key}), and a download URL is a service
+    SAS, read-only, for one blob, until its expiry;
+  - a SAS token (L{SasToken}): it is added to every request; it cannot
+    sign a narrower URL, so downloads are relayed (the configuration
+    refuses C{download = redirect} with it);
+  - neither (L{AzureIdentity}): the Azure identity chain of C{azure-identity}
+    (C{DefaultAzureCredential}: the environment, workload identity, a
+    managed identity) gives bearer tokens, and a user delegation key,
+    asked of the service with one, signs the download URLs.
+
+SAS URLs are made by C{azure-storage-blob}'s C{generate_blob_sas}, a pure
+function of the key. The chain's calls block (they reach the identity
+endpoints): they run in the thread pool, ahead of expiry, never on the
+reactor; signing a request or a URL never waits for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pypid.storage.azure.shared_key import shared_key
+from pypid.storage.interface import Run, StorageError
+
+log = Logger()
+
+#: The scope of a token for Azure Storage.
+SCOPE = "https://storage.azure.com/.default"
+
+#: How long before its expiry a token, or a user delegation key, is
+#: replaced; a key is asked for this much longer than the longest URL.
+REFRESH_AHEAD = 600.0
+
+#: How long a user delegation key is asked for (the service allows 7 days).
+DELEGATION_LIFE = 2 * 86400.0
+
+
+def _when(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(microsecond=0)
+
+
+class AzureCredentials(Protocol):
+    """What the client signs its requests and its download URLs with."""
+
+    async def start(self) -> None:
+        """Find the credentials (a chain's first token); before any request."""
+
+    def stop(self) -> None:
+        """Stop refreshing them."""
+
+    def with_token(self, url: str) -> str:
+        """The URL to send (with a SAS token, where the credentials are one)."""
+
+    def authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
+        """Add to C{headers} what proves the request (a signature, a token)."""
+
+    def sign_url(self, container: str, blob: str, url: str, seconds: float,
+                 now: float) -> tuple[str, float]:
+        """A read-only URL of the blob at C{url}, and how long it is valid."""
+
+    def signer(self) -> str:
+        """Who signs download URLs now (see L{pypid.storage.bucket.store.ObjectStore})."""
+
+
+class AccountKey:
+    """Shared Key with the account's key (see the module)."""
+
+    def __init__(self, account: str, key: str) -> None:
+        self._account = account
+        self._key = key
+        try:
+            self._decoded = base64.b64decode(key, validate=True)
+        except ValueError:
+            raise StorageError("[azure] account_key is not base64: copy it whole "
+                               "from the storage account's access keys") from None
+
+    async def start(self) -> None:
+        """Nothing to find."""
+
+    def stop(self) -> None:
+        """Nothing to refresh."""
+
+    def with_token(self, url: str) -> str:
+        """The URL as it is."""
+        return url
+
+    def authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
+        """Sign the request with Shared Key."""
+        headers["authorization"] = shared_key(self._account, self._decoded, method, url,
+                                              headers)
+
+    def sign_url(self, container: str, blob: str, url: str, seconds: float,
+                 now: float) -> tuple[str, float]:
+        """A service SAS, read-only, for the blob."""
+        from azure.storage.blob import generate_blob_sas
+        token = generate_blob_sas(self._account, container, blob, account_key=self._key,
+                                  permission="r", expiry=_when(now + seconds))
+        return f"{url}?{token}", seconds
+
+    def signer(self) -> str:
+        """The account and a digest of its key (a rotated key signs anew)."""
+        return f"{self._account}:{hashlib.sha256(self._decoded).hexdigest()[:16]}"
+
+
+class SasToken:
+    """A SAS token the operator gave, added to every request."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.removeprefix("?")
+
+    async def start(self) -> None:
+        """Nothing to find."""
+
+    def stop(self) -> None:
+        """Nothing to refresh."""
+
+    def with_token(self, url: str) -> str:
+        """The URL with the token."""
+        return url + ("&" if "?" in url else "?") + self._token
+
+    def authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
+        """Nothing: the token is in the URL."""
+
+    def sign_url(self, container: str, blob: str, url: str, seconds: float,
+                 now: float) -> tuple[str, float]:
+        """Never: a SAS token signs no narrower URL (the configuration says so first)."""
+        raise StorageError("a SAS token cannot sign download URLs: set [azure] "
+                           "download = stream, or give an account key or an identity")
+
+    def signer(self) -> str:
+        """A digest of the token."""
+        return "sas:" + hashlib.sha256(self._token.encode("utf-8")).hexdigest()[:16]
+
+
+#: Asks the service for a user delegation key, with a token, valid from
+#: C{start} to C{expiry} (POSIX times): the key, as C{UserDelegationKey}.
+FetchDelegationKey = Callable[[float, float], Awaitable[Any]]
+
+
+def _default_chain() -> Any:
+    from azure.identity import DefaultAzureCredential
+    return DefaultAzureCredential()
+
+
+class AzureIdentity:
+    """
+    The Azure identity chain (see the module).
+
+    @ivar _token: the bearer token now, and C{_expires} its expiry.
+    @ivar _key: the user delegation key that signs URLs, valid to C{_key_expires}.
+    """
+
+    def __init__(self, account: str, run: Run, clock: IReactorTime,
+                 chain: Callable[[], Any] = _default_chain) -> None:
+        self._account = account
+        self._run = run
+        self._clock = clock
+        self._make_chain = chain
+        self._chain: Any = None
+        self._token: str | None = None
+        self._expires = 0.0
+        self._key: Any = None
+        self._key_expires = 0.0
+        self._fetch_key: FetchDelegationKey | None = None
+        self._timer: IDelayedCall | None = None
+        self._stopped = False
+
+    def delegate_with(self, fetch: FetchDelegationKey) -> None:
+        """Ask for user delegation keys with C{fetch} (the client's request)."""
+        self._fetch_key = fetch
+
+    async def start(self) -> None:
+        """
+        The chain's first token, then a user delegation key.
+
+        @raise StorageError: when the chain finds no identity.
+        """
+        self._stopped = False
+        try:
+            self._chain = await self._run(self._make_chain)
+            await self._refresh()
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(
+                "no Azure credentials: set [azure] account_key or sas_token, or give the "
+                f"machine an identity (the Azure identity chain said: {e})")
+
+    def stop(self) -> None:
+        """Stop refreshing."""
+        self._stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    async def _refresh(self) -> None:
+        token = await self._run(self._chain.get_token, SCOPE)
+        self._token, self._expires = token.token, float(token.expires_on)
+        now = self._clock.seconds()
+        if self._fetch_key is not None and self._key_expires - REFRESH_AHEAD <= now + 3600:
+            self._key = await self._fetch_key(now - 300, now + DELEGATION_LIFE)
+            self._key_expires = now + DELEGATION_LIFE
+        if not self._stopped:
+            delay = max(self._expires - REFRESH_AHEAD - now, 30.0)
+            self._timer = self._clock.callLater(delay, self._refresh_later)
+
+    def _refresh_later(self) -> None:
+        self._timer = None
+
+        def failed(failure: Failure) -> None:
+            log.warn("Cannot refresh the Azure token: {error}; retrying in 30 s",
+                     error=failure.getErrorMessage())
+            if not self._stopped:
+                self._timer = self._clock.callLater(30.0, self._refresh_later)
+        ensureDeferred(self._refresh()).addErrback(failed)
+
+    def with_token(self, url: str) -> str:
+        """The URL as it is."""
+        return url
+
+    def authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
+        """The bearer token."""
+        if self._token is None:
+            raise StorageError("the Azure token is not loaded yet")
+        headers["authorization"] = "Bearer " + self._token
+
+    def sign_url(self, container: str, blob: str, url: str, seconds: float,
+                 now: float) -> tuple[str, float]:
+        """A user delegation SAS, read-only, never beyond its key."""
+        from azure.storage.blob import generate_blob_sas
+        if self._key is None:
+            raise StorageError("no user delegation key yet: downloads cannot be signed")
+        seconds = min(seconds, self._key_expires - now)
+        token = generate_blob_sas(self._account, container, blob,
+                                  user_delegation_key=self._key, permission="r",
+                                  expiry=_when(now + seconds))
+        return f"{url}?{token}", seconds
+
+    def signer(self) -> str:
+        """The user delegation key's owner and start."""
+        if self._key is None:
+            raise StorageError("no user delegation key yet")
+        return f"delegation:{self._key.signed_oid}:{self._key.signed_start}"

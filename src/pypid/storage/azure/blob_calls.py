@@ -1,0 +1,399 @@
+"""
+Azure Blob Storage as an object store
+(L{pypid.storage.bucket.store.ObjectStore}): the calls pypid makes of one
+container, proven by L{pypid.storage.azure.blob_auth} and sent by
+L{pypid.storage.bucket.http_calls.StoreHTTP}.
+
+A create refuses an existing name with C{If-None-Match: *} (the service
+answers 409 C{BlobAlreadyExists}); a file larger than a block is staged
+in blocks and committed with the same condition (a block never committed
+is dropped by the service after a week). A copy is C{Copy Blob} on the
+service's side, waited for while the service says it is pending. User
+metadata names are C# identifiers there (L{pypid.storage.azure.shared_key}).
+A listing after a name is C{startFrom}, which starts at the name
+(inclusive, so the name itself is skipped).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Mapping
+from email.utils import formatdate
+from functools import partial
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from twisted.internet.defer import DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.records.metrics import Timings
+from pypid.storage.azure.blob_auth import AzureCredentials, AzureIdentity
+from pypid.storage.azure.shared_key import API_VERSION, metadata_headers, metadata_of
+from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP, sleep
+from pypid.storage.bucket.store import (
+    Listed,
+    ListPage,
+    ObjectHead,
+    ObjectRef,
+    StoreRefused,
+    StoreUnavailable,
+    parse_http_time,
+)
+from pypid.storage.interface import Deliverable, Run, StorageError
+
+#: Azure's largest block (and so the block size of a large file).
+MAX_BLOCK = 100 << 20
+
+#: How long a copy the service says is pending is waited for, at most.
+COPY_WAIT = 300.0
+
+
+class AzureError(StoreRefused):
+    """Azure answered with an error (a 4xx): C{status}, C{code}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__("Azure", status, code, message)
+
+
+class AzureUnavailable(StoreUnavailable):
+    """Azure could not be reached, timed out, or failed (a 5xx)."""
+
+
+def _text(element: ET.Element | None, name: str) -> str:
+    found = element.find(name) if element is not None else None
+    return (found.text or "") if found is not None else ""
+
+
+def _xml(body: bytes, what: str) -> ET.Element:
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError:
+        raise AzureUnavailable(f"Azure sent an unreadable answer to {what}")
+
+
+def _refused(status: int, body: bytes, headers: dict[str, str]) -> StorageError:
+    code, message = headers.get("x-ms-error-code", ""), ""
+    if body:
+        try:
+            root = ET.fromstring(body)
+            code = code or _text(root, "Code")
+            message = _text(root, "Message").split("\n")[0]
+        except ET.ParseError:
+            pass
+    code = code or str(status)
+    if status >= 500:
+        return AzureUnavailable(f"Azure failed: {status} {code}")
+    return AzureError(status, code, message)
+
+
+def parse_list(body: bytes) -> ListPage:
+    """Parse a C{List Blobs} answer into a L{ListPage}."""
+    root = _xml(body, "a listing")
+    blobs = root.find("Blobs")
+    keys = []
+    prefixes = []
+    if blobs is not None:
+        for blob in blobs.findall("Blob"):
+            properties = blob.find("Properties")
+            keys.append(Listed(_text(blob, "Name"),
+                               int(_text(properties, "Content-Length") or 0),
+                               _text(properties, "Etag").strip('"'),
+                               parse_http_time(_text(properties, "Last-Modified"))))
+        prefixes = [_text(prefix, "Name") for prefix in blobs.findall("BlobPrefix")]
+    return ListPage(tuple(keys), tuple(prefixes), _text(root, "NextMarker") or None)
+
+
+def block_list(ids: list[str]) -> bytes:
+    """The body of C{Put Block List} committing C{ids}, in order."""
+    root = ET.Element("BlockList")
+    for block in ids:
+        ET.SubElement(root, "Latest").text = block
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def block_id(number: int) -> str:
+    """The id of the C{number}th block (ids of one blob are all as long)."""
+    return base64.b64encode(f"block-{number:08d}".encode("ascii")).decode("ascii")
+
+
+class AzureClient:
+    """
+    Calls to one container of one storage account.
+
+    @ivar endpoint: the account's blob endpoint (C{https://ACCOUNT.blob.core.windows.net},
+        or an emulator's C{http://127.0.0.1:10000/devstoreaccount1}).
+    @ivar container: the container's name.
+    """
+
+    label = "Azure"
+    kind = "azure"
+
+    def __init__(self, endpoint: str, account: str, container: str,
+                 credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
+                 timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
+                 block_size: int = 64 << 20) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.account = account
+        self.container = container
+        self._credentials = credentials
+        self._run = run
+        self._clock = clock
+        self._block_size = min(block_size, MAX_BLOCK)
+        self._http = StoreHTTP("Azure", self.endpoint, http, clock, timeout, AzureUnavailable,
+                               DeferredSemaphore(parallel), timings or Timings())
+        self.limit = self._http.limit
+        self.timings = self._http.timings
+        if isinstance(credentials, AzureIdentity):
+            credentials.delegate_with(self._delegation_key)
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of one call, in seconds."""
+        return self._http.timeout
+
+    def identity(self) -> str:
+        """The container, as C{azure://account/container/}."""
+        return f"azure://{self.account}/{self.container}/"
+
+    def ref(self, key: str) -> ObjectRef:
+        """The blob C{key}, as another prefix of this account copies it."""
+        return ObjectRef(self.endpoint, self.container, key)
+
+    def url(self, key: str = "", params: Mapping[str, str] | None = None,
+            container: str | None = None) -> str:
+        """The URL of a blob (of the container, with no key), with C{params}."""
+        url = f"{self.endpoint}/{quote(container or self.container, safe='')}"
+        if key:
+            url += "/" + quote(key, safe="/~")
+        if params:
+            url += "?" + urlencode(sorted(params.items()), quote_via=quote, safe="")
+        return url
+
+    async def start(self) -> None:
+        """Find the credentials."""
+        await self._credentials.start()
+
+    def stop(self) -> None:
+        """Stop refreshing the credentials."""
+        self._credentials.stop()
+
+    async def call(self, method: str, key: str = "", params: Mapping[str, str] | None = None,
+                   headers: dict[str, str] | None = None, body: Body = b"",
+                   ok: tuple[int, ...] = (200,), limit: int = 1 << 20, stream: bool = False,
+                   retry: bool = True, expect: int = 0, url: str | None = None) -> Answer:
+        """One request, proven by the credentials; see L{StoreHTTP.send}."""
+        target = url or self.url(key, params)
+        sent = dict(headers or {})
+
+        def proven(method: str, url: str, headers: dict[str, str],
+                   data: bytes | FileRangeProducer) -> dict[str, str]:
+            headers = dict(headers, **{"x-ms-version": API_VERSION,
+                                       "x-ms-date": formatdate(self._clock.seconds(),
+                                                               usegmt=True)})
+            # (signed with its length, which the HTTP client sends itself)
+            size = data.length if isinstance(data, FileRangeProducer) else len(data)
+            signed = dict(headers, **{"content-length": str(size)}) if size or method in (
+                "PUT", "POST") else dict(headers)
+            self._credentials.authorize(method, url, signed)
+            signed.pop("content-length", None)
+            return signed
+        target = self._credentials.with_token(target)
+        return await self._http.send(method, target, proven, _refused, sent, body, ok, limit,
+                                     stream, retry, expect)
+
+    # -- the object store ------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectHead | None:
+        """The blob's size, time and user metadata, or L{None} when there is none."""
+        response = await self.call("HEAD", key, ok=(200, 404))
+        if response.code != 200:
+            return None
+        headers = response.headers
+        return ObjectHead(int(headers.get("content-length", "0")),
+                          parse_http_time(headers.get("last-modified", "")),
+                          headers.get("etag", "").strip('"'), metadata_of(headers))
+
+    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
+        """A blob's bytes (up to C{limit}), or L{None} when there is none."""
+        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
+        return response.body if response.code == 200 else None
+
+    async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
+        """A range of a blob, unread (a relay), or L{None} when there is none."""
+        headers = {}
+        if start or length != size:
+            headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
+        response = await self.call("GET", key, headers=headers, ok=(200, 206, 404),
+                                   stream=True)
+        return response.stream
+
+    async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
+                  metadata: Mapping[str, str] | None = None,
+                  if_none_match: bool = False) -> bool:
+        """Write a small blob; see L{ObjectStore.put}."""
+        headers = dict(metadata_headers(metadata or {}), **{
+            "x-ms-blob-type": "BlockBlob", "content-type": content_type})
+        return await self._create(key, headers, body, if_none_match)
+
+    async def _create(self, key: str, headers: dict[str, str], body: Body, if_none_match: bool,
+                      params: Mapping[str, str] | None = None) -> bool:
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        response = await self.call("PUT", key, params=params, headers=headers, body=body,
+                                   ok=(201, 409, 412) if if_none_match else (201,),
+                                   retry=not if_none_match)
+        if response.code == 409 and response.headers.get("x-ms-error-code") not in (
+                "BlobAlreadyExists", None):
+            raise _refused(409, response.body, response.headers)
+        return response.code == 201
+
+    async def put_file(self, key: str, path: str, size: int, sha256: str,
+                       content_type: str, metadata: Mapping[str, str]) -> bool:
+        """
+        Write a file unless a blob has the name: one C{Put Blob} up to the
+        block size, else its blocks staged and committed conditionally.
+        """
+        headers = dict(metadata_headers(metadata), **{"x-ms-blob-type": "BlockBlob",
+                                                      "content-type": content_type})
+        if size <= self._block_size:
+            return await self._create(key, headers, partial(
+                FileRangeProducer, path, 0, size, self._run), True)
+        ids = []
+        for number, offset in enumerate(range(0, size, self._block_size)):
+            length = min(self._block_size, size - offset)
+            ids.append(block_id(number))
+            await self.call("PUT", key, params={"comp": "block", "blockid": ids[-1]},
+                            body=partial(FileRangeProducer, path, offset, length, self._run),
+                            ok=(201,))
+        del headers["x-ms-blob-type"]
+        headers["x-ms-blob-content-type"] = headers.pop("content-type")
+        headers["content-type"] = "application/xml"
+        return await self._create(key, headers, block_list(ids), True, {"comp": "blocklist"})
+
+    async def copy(self, key: str, source: ObjectRef, size: int = 0, if_none_match: bool = False,
+                   metadata: Mapping[str, str] | None = None,
+                   content_type: str | None = None) -> bool:
+        """
+        C{Copy Blob} on the service's side (the source's metadata, or
+        C{metadata}), waited for while it is pending.
+        """
+        origin = self._credentials.with_token(self.url(source.key, container=source.container))
+        headers = {"x-ms-copy-source": origin}
+        if metadata is not None:
+            headers.update(metadata_headers(metadata))
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        response = await self.call("PUT", key, headers=headers, ok=(202, 404, 409, 412),
+                                   retry=not if_none_match)
+        code = response.headers.get("x-ms-error-code")
+        if response.code == 404 and code in ("BlobNotFound", "CannotVerifyCopySource"):
+            raise FileNotFoundError(source.key)
+        if response.code in (409, 412) and code in ("BlobAlreadyExists", "ConditionNotMet"):
+            return False
+        if response.code != 202:
+            raise _refused(response.code, response.body, response.headers)
+        await self._copied(key, response.headers.get("x-ms-copy-status", "success"))
+        if content_type is not None and metadata is not None:
+            await self.call("PUT", key, params={"comp": "properties"},
+                            headers={"x-ms-blob-content-type": content_type})
+        return True
+
+    async def _copied(self, key: str, status: str) -> None:
+        """Wait for a copy the service says is pending (C{Copy Blob} may be asynchronous)."""
+        waited = 0.0
+        while status == "pending":
+            if waited >= COPY_WAIT:
+                raise AzureUnavailable(f"Azure did not finish copying {key} in {COPY_WAIT:.0f} s")
+            await sleep(self._clock, 1.0)
+            waited += 1.0
+            response = await self.call("HEAD", key, ok=(200, 404))
+            status = response.headers.get("x-ms-copy-status", "success")
+        if status != "success":
+            raise AzureUnavailable(f"Azure could not copy {key}: {status}")
+
+    async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
+                           if_match: str) -> bool:
+        """C{Set Blob Metadata}, if the blob is still the listed version."""
+        headers = dict(metadata_headers(metadata), **{"if-match": f'"{if_match}"'})
+        response = await self.call("PUT", key, params={"comp": "metadata"}, headers=headers,
+                                   ok=(200, 404, 412))
+        return response.code == 200
+
+    async def delete(self, key: str) -> None:
+        """Remove a blob (there being none is no error)."""
+        await self.call("DELETE", key, ok=(202, 404))
+
+    async def list(self, prefix: str, start_after: str | None = None,
+                   delimiter: str | None = None) -> AsyncIterator[ListPage]:
+        """Every blob under C{prefix} (after C{start_after}), a page at a time."""
+        marker = None
+        while True:
+            params = {"restype": "container", "comp": "list", "prefix": prefix,
+                      "maxresults": "5000"}
+            if marker is not None:
+                params["marker"] = marker
+            elif start_after:
+                params["startFrom"] = start_after
+            if delimiter:
+                params["delimiter"] = delimiter
+            response = await self.call("GET", params=params, limit=32 << 20)
+            page = parse_list(response.body)
+            if start_after and marker is None:
+                page = ListPage(tuple(item for item in page.keys if item.key > start_after),
+                                page.prefixes, page.next_token)
+            yield page
+            if not page.next_token:
+                return
+            marker = page.next_token
+
+    def sign_url(self, key: str, seconds: float, now: float) -> tuple[str, float]:
+        """A read-only SAS URL of the blob, never beyond the credentials."""
+        return self._credentials.sign_url(self.container, key, self.url(key), seconds, now)
+
+    def signer(self) -> str:
+        """Who signs URLs now."""
+        return self._credentials.signer()
+
+    async def answers(self, prefix: str = "", retry: bool = True) -> None:
+        """List at most one blob under C{prefix}; a refusal says what to fix."""
+        where = f"the container {self.container} of {self.endpoint}"
+        try:
+            await self.call("GET", params={"restype": "container", "comp": "list",
+                                           "prefix": prefix, "maxresults": "1"}, retry=retry)
+        except AzureError as e:
+            if e.code in ("ContainerNotFound", "ResourceNotFound") or e.status == 404:
+                raise StorageError(f"{where} does not exist")
+            if e.status in (401, 403):
+                raise StorageError(
+                    f"Azure refused access to {where} ({e.code}): check the account key, "
+                    "SAS token or identity, and that it may list, read and write blobs")
+            raise StorageError(f"cannot use {where}: {e}")
+        except AzureUnavailable as e:
+            raise StorageError(f"cannot use {where}: {e}")
+
+    async def _delegation_key(self, start: float, expiry: float) -> Any:
+        """A user delegation key (C{Get User Delegation Key}), with the identity's token."""
+        from azure.storage.blob import UserDelegationKey
+
+        def iso(seconds: float) -> str:
+            return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+        body = (f"<?xml version=\"1.0\" encoding=\"utf-8\"?><KeyInfo><Start>{iso(start)}</Start>"
+                f"<Expiry>{iso(expiry)}</Expiry></KeyInfo>").encode()
+        parts = urlsplit(self.endpoint)
+        url = f"{parts.scheme}://{parts.netloc}{parts.path}/?restype=service&comp=userdelegationkey"
+        response = await self.call("POST", url=url, body=body,
+                                   headers={"content-type": "application/xml"})
+        root = _xml(response.body, "a user delegation key")
+        key = UserDelegationKey()
+        key.signed_oid = _text(root, "SignedOid")
+        key.signed_tid = _text(root, "SignedTid")
+        key.signed_start = _text(root, "SignedStart")
+        key.signed_expiry = _text(root, "SignedExpiry")
+        key.signed_service = _text(root, "SignedService")
+        key.signed_version = _text(root, "SignedVersion")
+        key.value = _text(root, "Value")
+        return key
+
