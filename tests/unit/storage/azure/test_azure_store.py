@@ -22,7 +22,7 @@ class AzureStoreTests(ObjectStoreContractMixin, AzuriteCase):
         await store.start()
         return store
 
-    def make_broken_store(self, endpoint, timeout):
+    async def make_broken_store(self, endpoint, timeout):
         return self.client(endpoint=endpoint + "/" + azurite.ACCOUNT, timeout=timeout)
 
 

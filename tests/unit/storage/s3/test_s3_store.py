@@ -53,7 +53,7 @@ class MotoStoreTests(ObjectStoreContractMixin, S3Case):
         await store.start()
         return store
 
-    def make_broken_store(self, endpoint, timeout):
+    async def make_broken_store(self, endpoint, timeout):
         return self.client("b", endpoint=endpoint, timeout=timeout)
 
 
