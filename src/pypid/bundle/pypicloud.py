@@ -63,16 +63,35 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_bucket_url(url: str) -> tuple[str, str]:
+#: The schemes of a bucket's URL, by the backend whose section reaches it.
+BUCKET_SCHEMES = {"s3://": "s3", "gs://": "gcs", "azure://": "azure"}
+
+
+def bucket_scheme(url: str) -> str | None:
+    """The backend of a bucket's URL (C{s3}, C{gcs}, C{azure}), or L{None} for another."""
+    for scheme, backend in BUCKET_SCHEMES.items():
+        if url.startswith(scheme):
+            return backend
+    return None
+
+
+def parse_bucket_url(url: str) -> tuple[str, str, str]:
     """
-    C{(bucket, prefix)} of C{s3://bucket/prefix}.
+    C{(backend, bucket, prefix)} of C{s3://BUCKET/PREFIX},
+    C{gs://BUCKET/PREFIX} or C{azure://CONTAINER/PREFIX}.
 
     @raise BundleError: when there is no bucket.
     """
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    backend = bucket_scheme(url)
+    if backend is None:
+        raise BundleError(f"{url}: expected s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or "
+                          "azure://CONTAINER/PREFIX")
+    scheme = url[:url.index("://") + 3]
+    bucket, _, prefix = url[len(scheme):].partition("/")
     if not bucket:
-        raise BundleError(f"{url}: name the bucket, as s3://BUCKET/PREFIX")
-    return bucket, prefix
+        what = "CONTAINER" if backend == "azure" else "BUCKET"
+        raise BundleError(f"{url}: name the {what.lower()}, as {scheme}{what}/PREFIX")
+    return backend, bucket, prefix
 
 
 class PypicloudFolderSource(FolderSource):
@@ -160,7 +179,8 @@ class PypicloudBucketSource:
                 continue
             arrivals.append(Arrival(
                 filename, origin, self._fetcher(item), item.modified,
-                sha256=_sha256(head.metadata.get("hash-sha256")), size=item.size,
+                sha256=_sha256(head.metadata.get("hash-sha256")
+                               or head.metadata.get("hash_sha256")), size=item.size,
                 uploader=_text(head.metadata.get("uploader"))))
         return Offer(tuple(arrivals))
 

@@ -148,7 +148,8 @@ class ImportSource(Protocol):
 
 def detect(path: str) -> str:
     """
-    The kind of source at C{path}: C{s3://...} is a pypicloud bucket; a
+    The kind of source at C{path}: C{s3://}, C{gs://} or C{azure://} is a
+    pypicloud bucket; a
     file is a bundle (a tar file); a folder with a C{manifest.json} is a
     bundle, with a C{dataindex.json} a devpi export, with C{.meta} files
     beside the distributions a pypicloud storage, and otherwise a
@@ -156,7 +157,7 @@ def detect(path: str) -> str:
 
     @raise BundleError: when nothing is there.
     """
-    if path.startswith("s3://"):
+    if path.startswith(("s3://", "gs://", "azure://")):
         return "pypicloud"
     if os.path.isfile(path):
         return "bundle"

@@ -74,7 +74,9 @@ _IMPORT_EPILOG = """\
 SOURCE is a bundle (a folder, or a .tar/.tar.gz file) from 'pypid-admin
 export', a devpi export folder (devpi-export DIR), a pypiserver package
 folder, a pypicloud storage folder, or a pypicloud bucket as
-s3://BUCKET/PREFIX. Its kind is detected unless --from names it. A local
+s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azure://CONTAINER/PREFIX (reached
+with the credentials of [s3], [gcs] or [azure]). Its kind is detected
+unless --from names it. A local
 storage folder must not be in use by a running server (stop it first); a
 bucket may be. Exit status 1 when anything was refused or in conflict.
 A bundle's named indexes, and a devpi export's indexes (unless
@@ -192,7 +194,7 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
     closing: common.Closing = []
     writer: BundleWriter | None = None
     try:
-        if config.storage.backend != "s3" and common.overlapping(config.storage.path, options.to):
+        if config.bucket is None and common.overlapping(config.storage.path, options.to):
             raise BundleError(f"the bundle {options.to} and the storage folder "
                               f"{config.storage.path} must not be inside one another")
         names = _packed_names(config, options.index)
@@ -432,17 +434,18 @@ async def _source(kind: str, config: Config, options: argparse.Namespace, reacto
                   run: Run, closing: common.Closing) -> ImportSource:
     """The source of the given kind at C{options.source}."""
     from pypid.bundle.devpi import DevpiSource
-    from pypid.bundle.pypicloud import PypicloudFolderSource
+    from pypid.bundle.pypicloud import PypicloudFolderSource, bucket_scheme
     from pypid.bundle.sources import BundleSource, PypiserverSource
 
     path = options.source
     if (options.index or options.map or options.flatten) and kind != "devpi":
         raise CliError("--index, --map and --flatten are for a devpi export")
-    if path.startswith("s3://"):
+    if bucket_scheme(path) is not None:
         if kind != "pypicloud":
-            raise CliError("an s3:// source is a pypicloud bucket (--from pypicloud)")
+            raise CliError(f"a {path.partition(':')[0]}:// source is a pypicloud bucket "
+                           "(--from pypicloud)")
         return await _bucket_source(config, options, reactor, run, closing)
-    if config.storage.backend != "s3" and os.path.isdir(path) and common.overlapping(
+    if config.bucket is None and os.path.isdir(path) and common.overlapping(
             path, config.storage.path):
         raise CliError(f"{path} and the storage folder {config.storage.path} must not be "
                        "inside one another")
@@ -476,22 +479,32 @@ def _kept_indexes(config: Config, options: argparse.Namespace) -> DevpiIndexes |
 async def _bucket_source(config: Config, options: argparse.Namespace, reactor: Any, run: Run,
                          closing: common.Closing) -> PypicloudBucketSource:
     """
-    A pypicloud bucket, reached with the [s3] section's credentials (or the
-    standard AWS ones) and endpoint, or C{--s3-endpoint}/C{--s3-region}.
+    A pypicloud bucket, reached with the credentials and endpoint of the
+    section of its cloud (C{[s3]}, with C{--s3-endpoint}/C{--s3-region};
+    C{[gcs]}; C{[azure]}), whichever backend keeps pypid's own packages.
     """
     from pypid.bundle.pypicloud import PypicloudBucketSource, parse_bucket_url
+    from pypid.storage.cloud_clients import make_azure_client, make_gcs_client
     from pypid.storage.factory import make_s3_client
 
-    bucket, prefix = parse_bucket_url(options.source)
-    s3 = config.s3
-    if config.storage.backend == "s3" and common.bucket_overlapping(s3, bucket, prefix,
-                                                                    options.s3_endpoint):
-        raise CliError(f"{options.source} and the storage's s3://{s3.bucket}/{s3.prefix} must "
-                       "not be inside one another (pypid already serves what its own prefix "
-                       "holds)")
-    client, on_close = make_s3_client(
-        config, run, reactor, bucket=bucket, endpoint=options.s3_endpoint,
-        region=options.s3_region)
+    try:
+        backend, bucket, prefix = parse_bucket_url(options.source)
+    except BundleError as e:
+        raise CliError(str(e))
+    own = config.bucket if config.storage.backend == backend else None
+    if own is not None and common.bucket_overlapping(config, bucket, prefix,
+                                                     options.s3_endpoint):
+        raise CliError(f"{options.source} and the storage's {config.storage.backend} "
+                       f"bucket {bucket}, prefix {own.prefix!r}, must not be inside one "
+                       "another (pypid already serves what its own prefix holds)")
+    if backend == "azure":
+        client, on_close = make_azure_client(config, run, reactor, container=bucket)
+    elif backend == "gcs":
+        client, on_close = make_gcs_client(config, run, reactor, bucket=bucket)
+    else:
+        client, on_close = make_s3_client(
+            config, run, reactor, bucket=bucket, endpoint=options.s3_endpoint,
+            region=options.s3_region)
     closing.append(on_close)
     await client.start()
     closing.append(client.stop)

@@ -32,7 +32,6 @@ from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.config import Config
-    from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage, Run
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
@@ -139,7 +138,8 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     from pypid.export.plan import ExportError
     from pypid.storage.local import LocalStorage
 
-    if config.storage.backend != "s3":
+    section = config.bucket
+    if section is None:
         root = config.storage.path
         if not os.path.isdir(root):
             raise ExportError(f"the storage folder {root} does not exist "
@@ -147,15 +147,14 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
         return LocalStorage(root, run, reactor)
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-    from pypid.storage.factory import make_s3_client
+    from pypid.storage.factory import make_store
 
-    s3 = config.s3
-    client, on_close = make_s3_client(config, run, reactor)
+    client, on_close = make_store(config, run, reactor)
     spool = tempfile.mkdtemp(prefix="pypid-export-")
     storage = BucketStorage(
-        client, Layout(s3.prefix), run, reactor, spool,
-        BucketSettings(download="stream", sync_interval=s3.sync_interval,
-                       bucket_snapshot=s3.bucket_snapshot,
+        client, Layout(section.prefix), run, reactor, spool,
+        BucketSettings(download="stream", sync_interval=section.sync_interval,
+                       bucket_snapshot=section.bucket_snapshot,
                        max_import_size=config.server.max_upload_size),
         on_close=on_close)
     closing.append(lambda: remove_tree(spool))
@@ -168,7 +167,7 @@ async def _prepared(config: Config, reactor: Any, run: Run, closing: Closing) ->
     """The storage for an import: see L{open_storage}."""
     from pypid.storage.factory import make_storage
 
-    if config.storage.backend == "s3":
+    if config.bucket is not None:
         spool = await run(tempfile.mkdtemp, None, "pypid-import-")
         closing.append(lambda: run(remove_tree, spool))
         config = attrs.evolve(config, storage=attrs.evolve(config.storage, path=spool))
@@ -209,14 +208,23 @@ def overlapping(a: str, b: str) -> bool:
     return os.path.commonpath([a, b]) in (a, b)
 
 
-def bucket_overlapping(s3: S3Config, bucket: str, prefix: str, endpoint: str | None) -> bool:
+def bucket_overlapping(config: Config, bucket: str, prefix: str,
+                       endpoint: str | None = None) -> bool:
     """
-    Whether C{bucket} under C{prefix}, at C{endpoint} (L{None}: the
-    configured one), holds the storage's keys or is held by them: the
-    daemon's scans would read what is written there as its files.
+    Whether C{bucket} (a container on Azure) under C{prefix}, of the cloud
+    that keeps the storage, at C{endpoint} (L{None}: the configured one;
+    S3 only), holds the storage's keys or is held by them: the daemon's
+    scans would read what is written there as its files.
     """
-    return ((endpoint or s3.endpoint_url) == s3.endpoint_url and bucket == s3.bucket
-            and (prefix.startswith(s3.prefix) or s3.prefix.startswith(prefix)))
+    section = config.bucket
+    if section is None:
+        return False
+    backend = config.storage.backend
+    own = (config.azure.container if backend == "azure"
+           else config.gcs.bucket if backend == "gcs" else config.s3.bucket)
+    endpoint_of = section.endpoint_url if backend == "s3" else None
+    return ((endpoint or endpoint_of) == endpoint_of and bucket == own
+            and (prefix.startswith(section.prefix) or section.prefix.startswith(prefix)))
 
 
 def remove_tree(path: str) -> None:

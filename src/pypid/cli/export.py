@@ -66,7 +66,6 @@ from pypid.export.target import LocalTarget, S3Target
 from pypid.storage.interface import StorageError, run_at_once
 
 if TYPE_CHECKING:
-    from pypid.config.s3_settings import S3Config
     from pypid.storage.interface import IStorage
 
 T = TypeVar("T")
@@ -387,11 +386,11 @@ async def _open_storage(config: Config, options: ExportOptions, reactor: Any,
     The server's storage, ready to read beside a daemon that may be running
     on it (L{open_storage}), once DEST is known not to overlap it.
     """
-    if config.storage.backend != "s3":
+    if config.bucket is None:
         if options.dest is not None:
             _check_apart(config.storage.path, options.dest)
-    elif options.s3:
-        _check_apart_in_bucket(config.s3, options)
+    elif options.s3 and config.storage.backend == "s3":
+        _check_apart_in_bucket(config, options)
     return await open_storage(config, reactor, run_at_once, closing, prepare=False)
 
 
@@ -402,14 +401,15 @@ def _check_apart(storage_root: str, dest: str) -> None:
                           f"{os.path.realpath(storage_root)} must not be inside one another")
 
 
-def _check_apart_in_bucket(s3: S3Config, options: ExportOptions) -> None:
+def _check_apart_in_bucket(config: Config, options: ExportOptions) -> None:
     """
     Refuse an export into the storage's own bucket under a prefix that
     holds the storage's or is held by it: the daemon's scans would read the
     export's objects as its files.
     """
     assert options.bucket is not None  # (an export to a bucket)
-    if bucket_overlapping(s3, options.bucket, options.prefix, options.endpoint):
+    s3 = config.s3
+    if bucket_overlapping(config, options.bucket, options.prefix, options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")

@@ -43,7 +43,9 @@ from pypid.config.auth_settings import (
     groups_from_outside,
     read_principals,
 )
+from pypid.config.azure_settings import AZURE_KEYS, AzureConfig, check_azure, unset_azure
 from pypid.config.errors import ConfigError, StartupError
+from pypid.config.gcs_settings import GCS_KEYS, GCSConfig, check_gcs, unset_gcs
 from pypid.config.index_settings import (
     INDEX_KEYS,
     INDEX_SECTION,
@@ -127,6 +129,9 @@ class Config:
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
     #: C{[retention]}: the recycle bin
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
+    #: C{[azure]} and C{[gcs]}: the other clouds' buckets (as C{[s3]}, always present)
+    azure: AzureConfig = attrs.field(factory=unset_azure)
+    gcs: GCSConfig = attrs.field(factory=unset_gcs)
     #: every key's parsed value, by C{(section, key)} (the named sections
     #: by their whole name): what a reload compares to say which keys
     #: changed (L{pypid.config.reloading}); not the free sections' names
@@ -153,6 +158,13 @@ class Config:
         return f"{origin}: {place}"
 
     @property
+    def bucket(self) -> S3Config | AzureConfig | GCSConfig | None:
+        """The section of the store that keeps the packages; L{None} on local disk."""
+        sections: dict[str, S3Config | AzureConfig | GCSConfig] = {
+            "s3": self.s3, "azure": self.azure, "gcs": self.gcs}
+        return sections.get(self.storage.backend)
+
+    @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
         """Who may read and upload to each index of an C{[index:NAME]} section."""
         return {name: IndexGrants(frozenset(index.read), frozenset(index.upload))
@@ -164,6 +176,8 @@ SCHEMA: dict[str, Keys] = {
     "pypid": SERVER_KEYS,
     "storage": STORAGE_KEYS,
     "s3": S3_KEYS,
+    "azure": AZURE_KEYS,
+    "gcs": GCS_KEYS,
     "auth": AUTH_KEYS,
     "upstream": UPSTREAM_KEYS,
     "tls": TLS_KEYS,
@@ -449,6 +463,8 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
 
     users, groups, rules = read_principals(items, values, fail)
     check_s3(values, fail)
+    check_azure(values, fail)
+    check_gcs(values, fail)
     upstream = read_upstream(values, fail, "upstream", environ)
     upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ)
                  for name in named[UPSTREAM_SECTION]}
@@ -505,6 +521,8 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
         retention=retention,
+        azure=read_section("azure", AzureConfig),
+        gcs=read_section("gcs", GCSConfig),
         keys=dict(values),
         origins=fail.origins(),
     )

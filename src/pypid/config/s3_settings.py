@@ -10,32 +10,28 @@ max_upload_size}.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from pypid.config.bucket_settings import BUCKET_KEYS, check_bucket, parse_endpoint_url
 from pypid.config.values import (
     Fail,
     Keys,
     Values,
-    choice,
     has_control_characters,
     is_ip_address,
     optional_choice,
-    optional_url,
-    parse_boolean,
 )
 from pypid.core.util.s3_limits import (
     CHECK_RATE,
     MAX_PART_SIZE,
     MAX_PARTS,
-    MAX_PRESIGN_SECONDS,
     MIN_PART_SIZE,
 )
-from pypid.core.util.units import parse_duration, parse_size
+from pypid.core.util.units import parse_size
 
 
 def _redacted(value: str | None) -> str:
@@ -88,21 +84,6 @@ def _bucket(value: str) -> str:
     return value
 
 
-def _prefix(value: str) -> str:
-    value = value.strip()
-    if has_control_characters(value):
-        raise ValueError("control characters (and line breaks) are not allowed in a key prefix")
-    value = value.removeprefix("/").removesuffix("/")
-    if not value:
-        return ""
-    segments = value.split("/")
-    if "" in segments:
-        raise ValueError("empty segments (a//b) are not allowed in a key prefix")
-    if "." in segments or ".." in segments:
-        raise ValueError("'.' and '..' segments are not allowed in a key prefix")
-    return value + "/"
-
-
 def _region(value: str) -> str:
     value = value.strip()
     if not re.match(r"^[a-z0-9-]+$", value):
@@ -112,21 +93,7 @@ def _region(value: str) -> str:
 
 
 def _endpoint_url(value: str) -> str | None:
-    value = value.strip()
-    if not value:
-        return None
-    message = ("expected an http:// or https:// URL with a host and no query, fragment, "
-               "user name or password, such as http://127.0.0.1:9000")
-    if has_control_characters(value) or " " in value or "?" in value or "#" in value:
-        raise ValueError(message)
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # (raises ValueError for a bad port)
-    except ValueError:  # a bad port or a bad [IPv6] host
-        raise ValueError(message) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        raise ValueError(message)
-    return value.rstrip("/")
+    return parse_endpoint_url(value, "http://127.0.0.1:9000")
 
 
 def _credential(value: str) -> str | None:
@@ -139,33 +106,6 @@ def _credential(value: str) -> str | None:
     return value
 
 
-def _expire_after(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds > MAX_PRESIGN_SECONDS:
-        raise ValueError(f"expected at most 7d ({MAX_PRESIGN_SECONDS} seconds), "
-                         "the longest a presigned URL can be valid")
-    if seconds < 1:
-        raise ValueError("expected at least 1 second")
-    return seconds
-
-
-#: The highest C{check_rate} taken: S3 serves 5,500 reads a second per
-#: prefix, and a check faster than a few thousand a second is no check
-#: "in the background" any more.
-_MAX_CHECK_RATE = 5000.0
-
-
-def _check_rate(value: str) -> float:
-    try:
-        rate = float(value.strip())
-    except ValueError:
-        rate = math.nan
-    if not 0 <= rate <= _MAX_CHECK_RATE:
-        raise ValueError(f"expected a number of requests a second from 0 (no cap) to "
-                         f"{_MAX_CHECK_RATE:g}, such as 10 or 2.5")
-    return rate
-
-
 def _multipart_threshold(value: str) -> int:
     size = parse_size(value)
     if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
@@ -173,25 +113,17 @@ def _multipart_threshold(value: str) -> int:
     return size
 
 
-#: key -> (default, parser)
+#: key -> (default, parser): S3's own, then every bucket's (L{BUCKET_KEYS})
 S3_KEYS: Keys = {
     "bucket": ("", _bucket),
-    "prefix": ("", _prefix),
     "region": ("us-east-1", _region),
     "endpoint_url": ("", _endpoint_url),
     "addressing": ("", optional_choice("path", "virtual")),
     "access_key": ("", _credential),
     "secret_key": ("", _credential),
     "session_token": ("", _credential),
-    "expire_after": ("1d", _expire_after),
-    "buffer_time": ("10m", parse_duration),
-    "download": ("redirect", choice("redirect", "stream")),
-    "public_url": ("", optional_url("https://downloads.internal.example/pypid/")),
-    "sync_interval": ("30s", parse_duration),
     "multipart_threshold": ("64M", _multipart_threshold),
-    "timeout": ("30s", parse_duration),
-    "bucket_snapshot": ("yes", parse_boolean),
-    "check_rate": (f"{CHECK_RATE:g}", _check_rate),
+    **BUCKET_KEYS,
 }
 
 
@@ -219,9 +151,7 @@ def check_s3(values: Values, fail: Fail) -> None:
     if s3("session_token") and not s3("access_key"):
         fail("s3", "session_token", "only allowed with access_key and secret_key", keys)
 
-    if s3("buffer_time") >= s3("expire_after"):
-        fail("s3", "buffer_time", f"must be less than expire_after "
-             f"({s3('expire_after'):g} seconds)", [("s3", "expire_after")])
+    check_bucket("s3", values, fail)
 
     threshold = s3("multipart_threshold")
     largest = values["pypid", "max_upload_size"]

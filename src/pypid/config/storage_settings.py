@@ -1,6 +1,7 @@
 """
 The C{[storage]} section: which backend keeps the packages, and the local
-folder (the packages themselves with C{local}, temporary files with C{s3}).
+folder (the packages themselves with C{local}, temporary files with a
+bucket: C{s3}, C{azure}, C{gcs}).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def parse_min_free(value: str) -> int:
 
 #: key -> (default, parser)
 STORAGE_KEYS: Keys = {
-    "backend": ("local", choice("local", "s3")),
+    "backend": ("local", choice("local", "s3", "azure", "gcs")),
     "path": ("var/packages", parse_path),
     "min_free": ("1G", parse_min_free),
 }

@@ -51,6 +51,7 @@ from twisted.logger import FileLogObserver, ILogObserver, Logger, eventAsText
 from zope.interface import implementer
 
 from pypid.config import Config
+from pypid.config.bucket_settings import BUCKET_BACKENDS
 from pypid.config.server_settings import parse_listen_address
 from pypid.config.storage_settings import StorageConfig
 from pypid.core.parts import IReloadable
@@ -414,7 +415,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
-               for settings in _folders(config) if settings.backend != "s3"]
+               for settings in _folders(config) if settings.backend not in BUCKET_BACKENDS]
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),

@@ -232,7 +232,7 @@ def _recovery(config: Config, name: str, stored: IStorage,
     runs (a worker started again would take back another's under way).
     """
     recovers = ring is None or (
-        index_settings(config, name).storage.backend == "s3" and ring.worker == 1
+        index_settings(config, name).bucket is not None and ring.worker == 1
         and ring.restarts() == 0 and ring.workers()[0] == 0)
     if not recovers or not IAdoptingStorage.providedBy(stored):
         return None

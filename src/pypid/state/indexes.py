@@ -174,7 +174,7 @@ class IndexRegistry:
         hosted = hosted_names(config)[1:]
         # (a server of one index keeps its storage's client its own, as always)
         bucket = (SharedBucket.create(config, run, reactor)
-                  if hosted and config.storage.backend == "s3" else None)
+                  if hosted and config.bucket is not None else None)
         stacks: dict[str, HostedStack] = {}
         # (filled before any index loads: every stack is made first)
         peers = partial(_hosted_index, stacks) if hosted else None

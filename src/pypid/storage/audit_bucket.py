@@ -73,7 +73,7 @@ _OBJECT = re.compile(r"\A(\d{4}-\d{2}-\d{2})/([0-9a-z]+)/(\d{6,})\.jsonl\Z")
 
 
 @implementer(IAuditLog)
-class S3AuditLog(BufferedAuditLog):
+class BucketAuditLog(BufferedAuditLog):
     """
     Numbered batch objects per day and instance, under C{<prefix>.pypid/audit/}.
 

@@ -80,7 +80,9 @@ def index_settings(config: Config, name: str) -> Config:
         config,
         storage=attrs.evolve(config.storage,
                              path=os.path.join(config.storage.path, INDEXES, name)),
-        s3=attrs.evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/"))
+        s3=attrs.evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/"),
+        azure=attrs.evolve(config.azure, prefix=f"{config.azure.prefix}{INDEXES}/{name}/"),
+        gcs=attrs.evolve(config.gcs, prefix=f"{config.gcs.prefix}{INDEXES}/{name}/"))
 
 
 def index_snapshot_path(snapshot: str, name: str) -> str:
@@ -120,13 +122,10 @@ class SharedBucket:
         """
         The client of the configuration's bucket.
 
-        @raise StartupError: as L{make_s3_client}.
+        @raise StartupError: as L{make_store}.
         """
-        from pypid.storage.s3.credentials import SharedCredentials
-
         timings = Timings()
-        client, close = make_s3_client(config, run, reactor, timings,
-                                       credentials=SharedCredentials)
+        client, close = make_store(config, run, reactor, timings, shared=True)
         return cls(client, timings, close)
 
     def use(self) -> Callable[[], Deferred[Any] | None]:
@@ -162,27 +161,27 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         L{MachineBucket}).
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
-    if config.storage.backend != "s3":
+    section = config.bucket
+    if section is None:
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
                              render=render, shared=ring is not None)
         return local if ring is None else cast(IStorage, SharedFolder(local, ring, run, reactor))
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
-    s3 = config.s3
     client: ObjectStore
     close: Callable[[], Deferred[Any] | None]
     if bucket is None:
-        client, close = make_s3_client(config, run, reactor, s3_timings)
+        client, close = make_store(config, run, reactor, s3_timings)
     else:
         client, close = bucket.client, bucket.use()
     # (a worker's spool is its own: a start sweeps its spool, and must not
     # sweep the uploads another worker is receiving)
     spool = "tmp" if ring is None else f"tmp-worker-{ring.worker}"
     bucket_storage = BucketStorage(
-        client, Layout(s3.prefix), run, reactor,
+        client, Layout(section.prefix), run, reactor,
         os.path.join(config.storage.path, ".pypid", spool),
-        BucketSettings.from_config(s3, config.server.max_upload_size), on_close=close,
+        BucketSettings.from_config(section, config.server.max_upload_size), on_close=close,
         render=render)
     return (bucket_storage if ring is None
             else cast(IStorage, MachineBucket(bucket_storage, ring, reactor)))
@@ -245,6 +244,32 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     return client, pool.closeCachedConnections
 
 
+def make_store(config: Config, run: Run, reactor: IReactorTime,
+               timings: Timings | None = None, *, shared: bool = False,
+               ) -> tuple[ObjectStore, Callable[[], Deferred[Any]]]:
+    """
+    A client of the configuration's bucket, whichever cloud keeps it,
+    with a connection pool of its own.
+
+    @param timings: as L{make_s3_client}'s.
+    @param shared: whether several storages share it (their starts and
+        stops of its credentials are counted: see L{SharedBucket}).
+    @return: C{(client, close)}, as L{make_s3_client}'s.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        section names credentials that cannot be used.
+    """
+    from pypid.storage.cloud_clients import make_azure_client, make_gcs_client
+    from pypid.storage.s3.credentials import SharedCredentials
+
+    backend = config.storage.backend
+    if backend == "azure":
+        return make_azure_client(config, run, reactor, timings, shared=shared)
+    if backend == "gcs":
+        return make_gcs_client(config, run, reactor, timings, shared=shared)
+    return make_s3_client(config, run, reactor, timings,
+                          credentials=SharedCredentials if shared else None)
+
+
 def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
                    s3_timings: Timings | None = None) -> IAuditLog:
     """
@@ -256,18 +281,19 @@ def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
         (the packages' storage's, so C{/metrics} counts every request to
         the bucket once).
     """
-    from pypid.storage.audit_bucket import S3AuditLog
+    from pypid.storage.audit_bucket import BucketAuditLog
     from pypid.storage.audit_files import LocalAuditLog
 
-    if config.storage.backend != "s3":
+    section = config.bucket
+    if section is None:
         return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
-    client, close = make_s3_client(config, run, reactor, s3_timings)
+    client, close = make_store(config, run, reactor, s3_timings)
 
     def closed() -> None:
         client.stop()
         close()
-    return S3AuditLog(client, config.s3.prefix, reactor, prepare=client.start,
-                      on_close=closed)
+    return BucketAuditLog(client, section.prefix, reactor, prepare=client.start,
+                          on_close=closed)
 
 
 @implementer(IMetricsSource)
@@ -302,7 +328,7 @@ class StoragePart(Service):
         if bucket is not None:
             timings: Timings | None = bucket.timings
         else:
-            timings = Timings() if config.storage.backend == "s3" else None
+            timings = Timings() if config.bucket is not None else None
         storage = make_storage(config, run, reactor, timings, bucket, render=render, ring=ring)
         return cls(MeasuredStorage(storage, time.monotonic), timings)
 

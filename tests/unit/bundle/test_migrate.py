@@ -355,7 +355,8 @@ class PypicloudBucketTests(TestCase):
                  **{"hash-sha256": "0" * 64})
         self.put(f"pypi/.pypid/{name}", data)
         self.put(f"elsewhere/{name}", data)
-        self.assertEqual(parse_bucket_url(f"s3://{self.bucket}/pypi/"), (self.bucket, "pypi/"))
+        self.assertEqual(parse_bucket_url(f"s3://{self.bucket}/pypi/"),
+                         ("s3", self.bucket, "pypi/"))
         source = PypicloudBucketSource(self.client, "pypi/", self.run)
         report = await ingested(self.storage, source, self.run)
         self.assertEqual(sorted(report.imported), sorted([name, sdist_name]))

@@ -19,6 +19,7 @@ from pypid.config.s3_settings import S3Config
 from pypid.config.upstream_settings import UpstreamConfig, UpstreamCredentials
 from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef
 from tests import CHECKOUT
+from tests.harness.config_files import ConfigFiles
 from tests.harness.fakes import FAST
 
 ALICE_HASH = hash_password("secret", FAST)
@@ -49,27 +50,6 @@ def _uncomment_section(text, section):
             break
         lines[i] = re.sub(r"^#([a-z_]+ =)", r"\1", lines[i])
     return "\n".join(lines)
-
-
-class _ConfigMixin:
-    """Helpers that write a configuration file in the test's own folder."""
-
-    def write(self, text):
-        """Write C{text} (dedented) to a new file and return its absolute path."""
-        path = os.path.abspath(self.mktemp())
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(textwrap.dedent(text))
-        return path
-
-    def refused(self, text=None, path=None, **kwargs):
-        """Assert the configuration is refused; return the path and the message."""
-        if path is None:
-            path = self.write(text)
-        e = self.assertRaises(ConfigError, load_config, path, **kwargs)
-        message = str(e)
-        self.assertNotIn("\n", message)
-        self.assertTrue(message.startswith(path + ": "), message)
-        return message
 
 
 class DefaultsTests(SynchronousTestCase):
@@ -215,7 +195,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.s3, defaults.s3)
 
 
-class FileTests(_ConfigMixin, SynchronousTestCase):
+class FileTests(ConfigFiles, SynchronousTestCase):
     """Tests for a configuration file that sets every key."""
 
     def test_every_key(self):
@@ -303,7 +283,7 @@ class FileTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.server.base_url, "http://h:8080/pypi/")
 
 
-class OverrideTests(_ConfigMixin, SynchronousTestCase):
+class OverrideTests(ConfigFiles, SynchronousTestCase):
     """Tests for C{--set} and C{--listen}."""
 
     def test_set_wins_over_file(self):
@@ -352,7 +332,7 @@ class OverrideTests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.server.listen, ("tcp:2",))
 
 
-class WorkersTests(_ConfigMixin, SynchronousTestCase):
+class WorkersTests(ConfigFiles, SynchronousTestCase):
     """C{[pypid] workers}."""
 
     def test_values(self):
@@ -375,7 +355,7 @@ class WorkersTests(_ConfigMixin, SynchronousTestCase):
                              .server.workers, 2)
 
 
-class EnvironmentTests(_ConfigMixin, SynchronousTestCase):
+class EnvironmentTests(ConfigFiles, SynchronousTestCase):
     """Tests for C{PYPID_<SECTION>_<KEY>} environment variables."""
 
     def test_over_the_file_under_set(self):
@@ -413,7 +393,7 @@ class EnvironmentTests(_ConfigMixin, SynchronousTestCase):
         self.assertTrue(str(e).startswith("--set pypid.threads:"), str(e))
 
 
-class ErrorTests(_ConfigMixin, SynchronousTestCase):
+class ErrorTests(ConfigFiles, SynchronousTestCase):
     """Every problem is one L{ConfigError} line naming the file, section and key."""
 
     def test_missing_file(self):
@@ -602,7 +582,7 @@ class CommandLineBlameTests(SynchronousTestCase):
         self.assertTrue(str(e).startswith("--listen pypid.listen:"), str(e))
 
 
-class S3Tests(_ConfigMixin, SynchronousTestCase):
+class S3Tests(ConfigFiles, SynchronousTestCase):
     """Tests for each key of the C{[s3]} section on its own."""
 
     def s3(self, text):
@@ -778,8 +758,8 @@ class S3Tests(_ConfigMixin, SynchronousTestCase):
         """Longer than 7 days, under a second or not a duration is refused."""
         for value in ("604801", "8d", "7.5d", "169h"):
             message = self.refused_s3("expire_after", value)
-            self.assertIn("expected at most 7d (604800 seconds), the longest a presigned URL "
-                          "can be valid", message)
+            self.assertIn("expected at most 7d (604800 seconds), the longest a signed "
+                          "download URL can be valid", message)
         self.assertIn("expected at least 1 second", self.refused_s3("expire_after", "0.5"))
         self.assertIn("expected a duration", self.refused_s3("expire_after", "soon"))
         self.assertIn("greater than 0", self.refused_s3("expire_after", "0"))
@@ -847,7 +827,7 @@ class S3Tests(_ConfigMixin, SynchronousTestCase):
         self.assertEqual(config.s3.bucket, "pypid")
 
 
-class S3CrossKeyTests(_ConfigMixin, SynchronousTestCase):
+class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
     """Tests for the checks between C{[s3]} keys, blamed on the file or on C{--set}."""
 
     def set_refused(self, overrides, path=None):
@@ -984,7 +964,7 @@ class S3CrossKeyTests(_ConfigMixin, SynchronousTestCase):
             "--set pypid.max_upload_size: [s3] multipart_threshold:"), message)
 
 
-class SecretReprTests(_ConfigMixin, SynchronousTestCase):
+class SecretReprTests(ConfigFiles, SynchronousTestCase):
     """The secret key and session token never show in a C{repr} or C{str}."""
 
     def test_hidden(self):
@@ -1010,7 +990,7 @@ class SecretReprTests(_ConfigMixin, SynchronousTestCase):
         self.assertIn("session_token=None", text)
 
 
-class UpstreamTests(_ConfigMixin, SynchronousTestCase):
+class UpstreamTests(ConfigFiles, SynchronousTestCase):
     """Tests for each key of the C{[upstream]} section on its own."""
 
     def upstream(self, text):
@@ -1277,7 +1257,7 @@ class UpstreamTests(_ConfigMixin, SynchronousTestCase):
         self.assertIn("[upstream] fetch_deadline: shorter than [upstream] timeout", message)
 
 
-class UpstreamCrossKeyTests(_ConfigMixin, SynchronousTestCase):
+class UpstreamCrossKeyTests(ConfigFiles, SynchronousTestCase):
     """Tests for the checks between C{[upstream]} keys, blamed on the file or on C{--set}."""
 
     def set_refused(self, overrides, path=None):
@@ -1402,7 +1382,7 @@ class AccessConfigTests(SynchronousTestCase):
             self.assertIn(where, str(caught.exception))
 
 
-class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
+class PageCacheSizeTests(ConfigFiles, SynchronousTestCase):
     """C{[pypid] page_cache_size}: the bytes of rendered project pages kept."""
 
     def test_default(self):
@@ -1433,7 +1413,7 @@ class PageCacheSizeTests(_ConfigMixin, SynchronousTestCase):
                                           "[pypid] page_cache_size: expected"), str(e))
 
 
-class ClientCountingKeysTests(_ConfigMixin, SynchronousTestCase):
+class ClientCountingKeysTests(ConfigFiles, SynchronousTestCase):
     """C{[pypid] trusted_proxies} and C{[auth] throttle_ipv6_prefix} (issue 25, 3 and 4)."""
 
     def test_defaults(self):
@@ -1502,7 +1482,7 @@ _UPSTREAM_FIELDS_BEFORE_26 = (
     "max_downloads", "download_space", "max_misses_per_address", "fetch_deadline")
 
 
-class SingleIndexUnchangedTests(_ConfigMixin, SynchronousTestCase):
+class SingleIndexUnchangedTests(ConfigFiles, SynchronousTestCase):
     """Today's configurations give the L{Config} they gave before named indexes existed."""
 
     def assertUnchanged(self, config):
@@ -1548,7 +1528,7 @@ class SingleIndexUnchangedTests(_ConfigMixin, SynchronousTestCase):
             """)))
 
 
-class IndexSectionTests(_ConfigMixin, SynchronousTestCase):
+class IndexSectionTests(ConfigFiles, SynchronousTestCase):
     """C{[index:NAME]} sections parsed into L{IndexConfig}s (issue 26, stage 1)."""
 
     def test_hosted_and_view(self):
@@ -1781,15 +1761,16 @@ _REFUSED = [
      "[upstream] token_env: expected the name of an environment variable (letters, digits "
      "and '_', not starting with a digit); or empty for none"),
     ("[foo]\n",
-     "[foo]: unknown section; the sections are [pypid], [storage], [s3], [auth], [upstream], "
-     "[tls], [metrics], [ldap], [oidc], [sso], [advisories], [attestations], [retention], [acl], [groups], "
+     "[foo]: unknown section; the sections are [pypid], [storage], [s3], [azure], [gcs], "
+     "[auth], [upstream], [tls], [metrics], [ldap], [oidc], [sso], [advisories], "
+     "[attestations], [retention], [acl], [groups], "
      "[namespaces], [publishers], "
      "[users], "
      "[index:NAME] and [upstream:NAME]"),
 ]
 
 
-class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
+class IndexRefusedTests(ConfigFiles, SynchronousTestCase):
     """Every bad named section is refused with one exact line naming file, section and key."""
 
     def test_table(self):
@@ -1832,7 +1813,7 @@ class IndexRefusedTests(_ConfigMixin, SynchronousTestCase):
 _SECRET = "s3cr3t-Pa55word-value"
 
 
-class UpstreamCredentialsTests(_ConfigMixin, SynchronousTestCase):
+class UpstreamCredentialsTests(ConfigFiles, SynchronousTestCase):
     """Credentials for an upstream: read at load, never shown."""
 
     def secret_file(self, text=_SECRET + "\n"):
@@ -1928,7 +1909,7 @@ class UpstreamCredentialsTests(_ConfigMixin, SynchronousTestCase):
         self.assertNotIn(_SECRET, message)
 
 
-class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
+class ShippedIndexExamplesTests(ConfigFiles, SynchronousTestCase):
     """The commented-out [index:*] and [upstream:*] examples of C{etc/pypid.ini} load."""
 
     def test_uncommented(self):
@@ -1949,7 +1930,7 @@ class ShippedIndexExamplesTests(_ConfigMixin, SynchronousTestCase):
                          UpstreamCredentials("pypid", _SECRET))
 
 
-class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
+class AdvisoryRuleSettingsTests(ConfigFiles, SynchronousTestCase):
     """C{advisories}, C{advisory_severity} and C{advisory_waive}, per index (issue 27)."""
 
     def test_default_off(self):
@@ -1998,7 +1979,7 @@ class AdvisoryRuleSettingsTests(_ConfigMixin, SynchronousTestCase):
             self.assertEqual(self.refused(path=path), f"{path}: {line}", text)
 
 
-class DescriptionBudgetTests(_ConfigMixin, SynchronousTestCase):
+class DescriptionBudgetTests(ConfigFiles, SynchronousTestCase):
     """C{[pypid] description_budget}: how long a README may render (issue 41)."""
 
     def test_default_and_set(self):
@@ -2011,7 +1992,7 @@ class DescriptionBudgetTests(_ConfigMixin, SynchronousTestCase):
         self.assertIn("[pypid] description_budget: expected a duration greater than 0", message)
 
 
-class ReadThroughTests(_ConfigMixin, SynchronousTestCase):
+class ReadThroughTests(ConfigFiles, SynchronousTestCase):
     """
     An index may read a hosted index only if whoever reads it may read that
     index too (issue 41, defect 6): else the configuration is refused with

@@ -36,6 +36,7 @@ CANDIDATES = [
     "authenticated", "daily", "2026-01-01T00:00:00Z", "a*", "PYPID_Y", "stream", "AKIAOTHER",
     "default", "upstream:corp", "show", "hide",
     "ci https://other-token.ci.example", "openid email",
+    "otheraccount", "other-container", "c3Y9MjAyNg==", "sv=2026&sig=x",
 ]
 #: A file the trust root's check takes.
 TRUST_ROOT = json.dumps({"mediaType": TRUST_ROOT_MEDIA_TYPE, "certificateAuthorities": [{}],
@@ -60,6 +61,9 @@ def sections(folder):
         "upstream:corp": {"mode": "cache", "url": "https://corp.example/simple/"},
         "tls": {"certificate": f"{folder}/a.pem", "key": f"{folder}/b.pem"},
         "retention": {"keep_releases": "5"},
+        # (a SAS token signs no download URL: relayed downloads take one)
+        "azure": {"download": "stream"},
+        "gcs": {"download": "stream"},
     }
     outside = {
         "pypid": {"snapshot": f"{folder}/var/index.json", "listen": "tcp:0:interface=127.0.0.1"},

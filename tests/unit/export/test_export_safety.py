@@ -316,12 +316,14 @@ class BucketApartTests(SynchronousTestCase):
     def test_overlap_refused(self):
         """Under the storage's prefix, or around it, is refused; beside it is allowed."""
         s3 = types.SimpleNamespace(bucket="pkgs", prefix="", endpoint_url=None)
+        config = types.SimpleNamespace(s3=s3, bucket=s3,
+                                       storage=types.SimpleNamespace(backend="s3"))
         options = types.SimpleNamespace(bucket="pkgs", prefix="site/", endpoint=None)
-        self.assertRaises(ExportError, cli._check_apart_in_bucket, s3, options)
+        self.assertRaises(ExportError, cli._check_apart_in_bucket, config, options)
         s3.prefix = "store/"
-        cli._check_apart_in_bucket(s3, options)
+        cli._check_apart_in_bucket(config, options)
         for prefix in ("store/site/", "", "store/"):
             options.prefix = prefix
-            self.assertRaises(ExportError, cli._check_apart_in_bucket, s3, options)
+            self.assertRaises(ExportError, cli._check_apart_in_bucket, config, options)
         options.bucket = "other"
-        cli._check_apart_in_bucket(s3, options)
+        cli._check_apart_in_bucket(config, options)

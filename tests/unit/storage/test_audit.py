@@ -40,7 +40,7 @@ from pypid.core.records.audit_chain import AuditError, Entry, chain, format_time
 from pypid.core.records.audit_query import make_query, select
 from pypid.core.records.login_failures import LoginFailures
 from pypid.http.client import make_http
-from pypid.storage.audit_bucket import BATCH_ENTRIES, S3AuditLog
+from pypid.storage.audit_bucket import BATCH_ENTRIES, BucketAuditLog
 from pypid.storage.audit_files import LocalAuditLog, MemoryAuditLog
 from pypid.storage.audit_log import BufferedAuditLog, IAuditLog, PartlyWritten
 from pypid.storage.bucket.layout import Layout
@@ -1143,7 +1143,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         self.assertEqual(log.pending, 0)
 
 
-class S3AuditLogTests(AuditLogContractMixin, TestCase):
+class BucketAuditLogTests(AuditLogContractMixin, TestCase):
     """The contract, in batch objects of a bucket on moto's S3 server."""
 
     prefix = "pkgs/"
@@ -1166,11 +1166,11 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
 
     def make_log(self, instance=None):
         """A log writing batches of its own in the bucket."""
-        return S3AuditLog(self.client(), self.prefix, Clock(), instance=instance)
+        return BucketAuditLog(self.client(), self.prefix, Clock(), instance=instance)
 
     def make_other_log(self):
         """A log of another storage in the same bucket (another prefix)."""
-        return S3AuditLog(self.client(), "other/", Clock())
+        return BucketAuditLog(self.client(), "other/", Clock())
 
     async def files(self, log):
         """Every audit object, by key."""
@@ -1328,7 +1328,7 @@ class S3AuditLogTests(AuditLogContractMixin, TestCase):
         credentials = CredentialSource(Credentials("k", "s"), run_now, reactor)
         client = S3Client(Bucket("http://127.0.0.1:9", self.bucket, s3server.REGION),
                           credentials, http, reactor, 1.0, run=run_now)
-        log = S3AuditLog(client, self.prefix, Clock())
+        log = BucketAuditLog(client, self.prefix, Clock())
         log.append(entry(0))
         with capturedLogs():
             self.assertFalse(await log.flush())

@@ -133,11 +133,18 @@ class AzureClient:
     def __init__(self, endpoint: str, account: str, container: str,
                  credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
                  timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
-                 block_size: int = 64 << 20) -> None:
+                 block_size: int = 64 << 20, shared: bool = False) -> None:
+        """
+        @param shared: whether several storages share the client: the
+            first start finds the credentials, the last stop ends their
+            refresh.
+        """
         self.endpoint = endpoint.rstrip("/")
         self.account = account
         self.container = container
         self._credentials = credentials
+        self._shared = shared
+        self._users = 0
         self._run = run
         self._clock = clock
         self._block_size = min(block_size, MAX_BLOCK)
@@ -172,12 +179,21 @@ class AzureClient:
         return url
 
     async def start(self) -> None:
-        """Find the credentials."""
-        await self._credentials.start()
+        """Find the credentials (once, when the client is shared)."""
+        self._users += 1
+        if self._shared and self._users > 1:
+            return
+        try:
+            await self._credentials.start()
+        except BaseException:
+            self._users -= 1
+            raise
 
     def stop(self) -> None:
-        """Stop refreshing the credentials."""
-        self._credentials.stop()
+        """Stop refreshing the credentials (after the last user, when shared)."""
+        self._users = max(self._users - 1, 0)
+        if not self._shared or not self._users:
+            self._credentials.stop()
 
     async def call(self, method: str, key: str = "", params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",

@@ -117,10 +117,17 @@ class GCSClient:
     def __init__(self, endpoint: str, bucket: str, credentials: GoogleCredentials, http: Any,
                  clock: IReactorTime, *, run: Run, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, probe_prefix: str = ".pypid/probe/",
-                 copy_limit: int = 1 << 30) -> None:
+                 copy_limit: int = 1 << 30, shared: bool = False) -> None:
+        """
+        @param shared: whether several storages share the client: the
+            first start finds the credentials, the last stop ends their
+            refresh.
+        """
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         self._credentials = credentials
+        self._shared = shared
+        self._users = 0
         self._run = run
         self._clock = clock
         self._probe_prefix = probe_prefix
@@ -149,12 +156,21 @@ class GCSClient:
                 f"/o/{quote(key, safe='')}")
 
     async def start(self) -> None:
-        """The first token."""
-        await self._credentials.start()
+        """Find the credentials (once, when the client is shared)."""
+        self._users += 1
+        if self._shared and self._users > 1:
+            return
+        try:
+            await self._credentials.start()
+        except BaseException:
+            self._users -= 1
+            raise
 
     def stop(self) -> None:
-        """Stop refreshing the token."""
-        self._credentials.stop()
+        """Stop refreshing the credentials (after the last user, when shared)."""
+        self._users = max(self._users - 1, 0)
+        if not self._shared or not self._users:
+            self._credentials.stop()
 
     async def call(self, method: str, path: str, params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",
