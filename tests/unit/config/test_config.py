@@ -143,6 +143,23 @@ class DefaultsTests(SynchronousTestCase):
         defaults = load_config(None).s3
         self.assertEqual(attrs.evolve(config.s3, bucket=""), defaults)
 
+    def test_shipped_cloud_examples(self):
+        """The commented-out [azure] and [gcs] examples load once uncommented."""
+        text = _shipped_example()
+        if text is None:
+            self.skipTest("no etc/pypid.ini in this checkout")
+        for section, name in (("azure", "packages"), ("gcs", "pypid-packages")):
+            uncommented = _uncomment_section(text, section).replace(
+                "\nbackend = local\n", f"\nbackend = {section}\n").replace(
+                "\ndownload = redirect\n", "\ndownload = stream\n")
+            path = os.path.abspath(self.mktemp())
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(uncommented)
+            config = load_config(path)
+            self.assertEqual(config.storage.backend, section)
+            held = config.azure.container if section == "azure" else config.gcs.bucket
+            self.assertEqual(held, name)
+
     def test_upstream_defaults(self):
         """Without an [upstream] section there is no upstream, and every key has its default."""
         upstream = load_config(None).upstream
