@@ -25,6 +25,7 @@ from twisted.trial.unittest import SkipTest
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import PASSWORD, USER, DaemonTestCase, E2EFailure, form, http, upload
+from tests.harness.e2e_clouds import AZURE, GCS
 from tests.harness.e2e_s3 import s3_settings
 
 #: The named indexes, for promotions.
@@ -229,6 +230,35 @@ class S3CrashTests(CrashRoundsMixin, DaemonTestCase):
         return dict(s3_settings(s3server.new_bucket()), **{
             "auth.admins": USER, "pypid.snapshot_interval": "0.1",
             "retention.recycle_bin": "2s"})
+
+
+class _CloudCrashTests(CrashRoundsMixin, DaemonTestCase):
+    """On another cloud's store: the same rounds as on S3."""
+
+    cloud = None
+
+    def setUp(self):
+        reason = self.cloud.skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        return super().setUp()
+
+    def settings(self):
+        return dict(self.cloud.settings(self.cloud.new_bucket()), **{
+            "auth.admins": USER, "pypid.snapshot_interval": "0.1",
+            "retention.recycle_bin": "2s"})
+
+
+class AzureCrashTests(_CloudCrashTests):
+    """On Azure Blob Storage (Azurite), snapshots written all the time and a bin purged every second."""
+
+    cloud = AZURE
+
+
+class GCSCrashTests(_CloudCrashTests):
+    """On Google Cloud Storage (fake-gcs-server), the same."""
+
+    cloud = GCS
 
 
 class DiskFullTests(DaemonTestCase):

@@ -1,448 +1,87 @@
 """
 End-to-end tests of the S3 backend: the real daemon on a bucket of moto's
 S3 server and of SeaweedFS, a real one (over loopback HTTP), driven by
-real twine, pip and uv. Each class runs on moto; its C{Seaweed...} twin,
-at the end, on SeaweedFS.
+real twine, pip and uv (the tests themselves: L{tests.harness.bucket_e2e},
+which the other clouds run too, in C{tests/e2e/test_clouds.py}).
 """
 
-import json
-import os
-import threading
-import time
-
-from tests.harness import s3server
-from tests.harness.distributions import make_sdist, make_wheel
-from tests.harness.e2e import (
-    PASSWORD,
-    USER,
-    E2EFailure,
-    file_url,
-    files_by_name,
-    form,
-    http,
-    installed,
-    sha256,
-    upload,
+from tests.harness.bucket_e2e import (
+    BucketTestCase,
+    CloudTestCase,
+    ConvergenceMixin,
+    DownloadCountMixin,
+    FilenameRaceMixin,
+    OutageMixin,
+    RebuildMixin,
+    RedirectMixin,
+    RetentionMixin,
+    StreamMixin,
 )
-from tests.harness.e2e_s3 import SYNC, StoreTestCase
-
-APP = make_wheel("s3-app", "1.0", requires_dist=["s3-lib>=1"])
-LIB = make_wheel("s3-lib", "1.0")
-LIB_SDIST = make_sdist("s3-lib", "1.0")
+from tests.harness.e2e_clouds import MOTO, SEAWEED
 
 
-def api(daemon, method, path, **fields):
-    """Call the admin API as the uploader; fail unless it answers 200."""
-    headers, body = form(**fields) if fields else ({}, None)
-    answer = http(method, daemon.url + path, headers, body, auth=(USER, PASSWORD))
-    if answer.status != 200:
-        raise E2EFailure(f"{method} {path}: {answer.status} {answer.body!r}")
-    return answer
+class RedirectTests(RedirectMixin, BucketTestCase):
+    cloud = MOTO
 
 
-def wait_for(check, timeout=60.0, step=0.05):
-    """Call C{check} until it returns true; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(step)
-    raise E2EFailure(f"not true within {timeout} s: {check.__doc__ or check}")
+class StreamTests(StreamMixin, BucketTestCase):
+    cloud = MOTO
 
 
-class BucketTestCase(StoreTestCase):
-    """A shared daemon on a bucket of its own, with C{options} for C{[s3]}."""
-
-    options = {}
-
-    @property
-    def bucket(self):
-        """The class's bucket, made on first use."""
-        return self.shared("bucket", self.new_bucket)
-
-    @property
-    def settings(self):
-        return self.on(self.bucket, **self.options)
+class RebuildTests(RebuildMixin, CloudTestCase):
+    cloud = MOTO
 
 
-class RedirectTests(BucketTestCase):
-    """The default download mode: pypid redirects to presigned URLs of the bucket."""
-
-    def prepare(self, daemon):
-        paths = self.dist_dir(APP, LIB, LIB_SDIST)
-        self.clients.twine_upload(daemon, paths)
-
-    def test_objects_in_bucket(self):
-        """twine's uploads land under the prefix, each with its metadata sibling and record."""
-        _ = self.daemon  # (started)
-        listed = self.store.client().list_objects_v2(Bucket=self.bucket, Prefix="packages/")
-        keys = {item["Key"] for item in listed.get("Contents", ())}
-        for filename in (APP[0], LIB[0], LIB_SDIST[0]):
-            self.assertIn("packages/" + filename, keys)
-        self.assertIn("packages/" + APP[0] + ".metadata", keys)
-        head = self.store.client().head_object(Bucket=self.bucket, Key="packages/" + APP[0])
-        self.assertEqual(head["Metadata"]["sha256"], sha256(APP[1]))
-        self.assertEqual(head["ContentLength"], len(APP[1]))
-
-    def test_file_redirects_to_presigned_url(self):
-        """A file URL answers 302 to a presigned URL of the object, which serves its bytes."""
-        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0]
-        answer = http("GET", url)
-        self.assertEqual(answer.status, 302, answer.body)
-        location = answer.header("location")
-        self.assertTrue(location.startswith(self.store.endpoint() + "/" + self.bucket + "/packages/"))
-        self.assertIn("X-Amz-Signature=", location)
-        self.assertEqual(answer.header("cache-control"), "no-store")
-        fetched = http("GET", location)
-        self.assertEqual(fetched.status, 200)
-        self.assertEqual(fetched.body, APP[1])
-        again = http("GET", url)
-        self.assertEqual(again.header("location"), location, "the presigned URL is cached")
-
-    def test_metadata_redirects(self):
-        """The PEP 658 metadata URL redirects to the metadata sibling."""
-        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0] + ".metadata"
-        answer = http("GET", url)
-        self.assertEqual(answer.status, 302)
-        fetched = http("GET", answer.header("location"))
-        self.assertIn(b"Name: s3-app", fetched.body)
-        self.assertIn(b"Requires-Dist: s3-lib>=1", fetched.body)
-
-    def test_pip_installs_through_redirect(self):
-        """pip follows the redirects to the bucket and installs the project and its dependency."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.pip_install(target, self.daemon.index_url, "s3-app")
-        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
-
-    def test_uv_installs_through_redirect(self):
-        """uv follows the redirects to the bucket too."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.uv_install(target, self.daemon.index_url, "s3-app")
-        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
-
-    def test_legacy_json_reads_metadata(self):
-        """The legacy JSON API reads the release's metadata from the bucket."""
-        answer = http("GET", self.daemon.url + "pypi/s3-app/json")
-        self.assertEqual(answer.status, 200, answer.body)
-        self.assertEqual(answer.json()["info"]["requires_dist"], ["s3-lib>=1"])
-
-    def test_conflicting_upload_refused(self):
-        """Other bytes under a stored filename get twine's "File already exists" 400."""
-        other = make_wheel("s3-lib", "1.0", extra_files=[("s3_lib/other.py", b"x = 1\n")])
-        self.assertEqual(other[0], LIB[0])
-        answer = upload(self.daemon, *other)
-        self.assertEqual(answer.status, 400)
-        self.assertIn("File already exists", answer.reason)
-
-    def test_health(self):
-        """/health says the storage is up."""
-        answer = http("GET", self.daemon.url + "health")
-        self.assertEqual(answer.status, 200)
-        self.assertEqual(answer.json()["storage"], "ok")
+class ConvergenceTests(ConvergenceMixin, CloudTestCase):
+    cloud = MOTO
 
 
-class StreamTests(BucketTestCase):
-    """C{download = stream}: pypid relays the objects itself."""
-
-    options = {"download": "stream", "multipart_threshold": "5M"}
-
-    def prepare(self, daemon):
-        for dist in (APP, LIB):
-            answer = upload(daemon, *dist)
-            self.assertEqual(answer.status, 200, answer.body)
-
-    def test_pip_installs(self):
-        """pip installs with every byte relayed by pypid."""
-        target = os.path.abspath(self.mktemp())
-        self.clients.pip_install(target, self.daemon.index_url, "s3-app")
-        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
-
-    def test_file_and_range(self):
-        """A file is served whole, and a byte range of it with 206."""
-        url = file_url(self.daemon, "s3-app", APP[0]).split("#")[0]
-        whole = http("GET", url)
-        self.assertEqual(whole.status, 200)
-        self.assertEqual(whole.body, APP[1])
-        self.assertEqual(whole.header("etag"), f'"{sha256(APP[1])}"')
-        part = http("GET", url, headers={"Range": "bytes=10-29"})
-        self.assertEqual(part.status, 206)
-        self.assertEqual(part.body, APP[1][10:30])
-        self.assertEqual(part.header("content-range"), f"bytes 10-29/{len(APP[1])}")
-        metadata = http("GET", url + ".metadata")
-        self.assertEqual(metadata.status, 200)
-        self.assertIn(b"Name: s3-app", metadata.body)
-
-    def test_large_upload_multipart(self):
-        """A file over the multipart threshold is uploaded in parts and served whole."""
-        big = make_wheel("s3-big", "1.0",
-                         extra_files=[("s3_big/blob.bin", os.urandom(12 << 20))])
-        answer = upload(self.daemon, *big)
-        self.assertEqual(answer.status, 200, answer.body)
-        url = file_url(self.daemon, "s3-big", big[0]).split("#")[0]
-        fetched = http("GET", url)
-        self.assertEqual(sha256(fetched.body), sha256(big[1]))
-        uploads = self.store.client().list_multipart_uploads(Bucket=self.bucket)
-        self.assertEqual(uploads.get("Uploads", []), [], "no multipart upload is left open")
+class RetentionTests(RetentionMixin, CloudTestCase):
+    cloud = MOTO
 
 
-class RebuildTests(StoreTestCase):
-    """A new server with an empty disk serves the bucket's packages."""
-
-    def test_rebuild_from_bucket(self):
-        """An empty disk, no snapshot anywhere: the bucket is listed and read."""
-        bucket = self.new_bucket()
-        first = self.new_daemon(settings=self.on(bucket, bucket_snapshot="no"))
-        for dist in (APP, LIB, LIB_SDIST):
-            self.assertEqual(upload(first, *dist).status, 200)
-        reason = "broken"
-        api(first, "POST", f"api/files/{LIB_SDIST[0]}/yank", reason=reason)
-        api(first, "DELETE", f"api/files/{LIB[0]}")
-        first.stop()
-        second = self.new_daemon(settings=self.on(bucket, bucket_snapshot="no"))
-        self.assertNotIn("snapshot kept in the storage", second.log_text())
-        files = files_by_name(second, "s3-lib")
-        self.assertEqual(sorted(files), [LIB_SDIST[0]])
-        self.assertEqual(files[LIB_SDIST[0]]["yanked"], reason)
-        self.assertEqual(http("GET", second.url + f"files/s3-lib/{LIB[0]}").status, 410)
-        self.assertEqual(sorted(files_by_name(second, "s3-app")), [APP[0]])
-
-    def test_start_from_bucket_snapshot(self):
-        """A new server starts from the snapshot another one kept in the bucket."""
-        bucket = self.new_bucket()
-        first = self.new_daemon(settings=self.on(bucket))
-        self.assertEqual(upload(first, *APP).status, 200)
-        first.stop_cleanly()
-        key = "packages/.pypid/snapshot.json.gz"
-        self.store.client().head_object(Bucket=bucket, Key=key)
-        second = self.new_daemon(settings=self.on(bucket))
-        self.assertIn("snapshot kept in the storage", second.log_text())
-        self.assertEqual(sorted(files_by_name(second, "s3-app")), [APP[0]])
-
-    def assert_startup_fails(self, settings, words):
-        """The daemon stops at start-up with exit status 1 and one clear line, no traceback."""
-        daemon = self.new_daemon(settings=settings, start=False)
-        # (start() fails when the process exits; its limit is one a failing
-        # start-up, however slow, is far within, so the exit is its own and
-        # not the kill of a start that took too long)
-        with self.assertRaises(E2EFailure):
-            daemon.start(timeout=60)
-        self.assertEqual(daemon.process.wait(timeout=60), 1)
-        text = daemon.log_text()
-        self.assertIn(words, text)
-        self.assertNotIn("Traceback", text)
-
-    def test_missing_bucket_stops_startup(self):
-        """A bucket that does not exist: one clear line, exit status 1."""
-        self.assert_startup_fails(self.on("pypid-no-such-bucket"),
-                                  "pypid-no-such-bucket does not exist")
-
-    def test_refused_credentials_stop_startup(self):
-        """Credentials the store refuses: one clear line, exit status 1, no traceback."""
-        bucket = self.new_bucket()
-        if not self.store.signatures_checked:
-            s3server.set_auth(True)
-            self.addCleanup(s3server.set_auth, False)
-        self.assert_startup_fails(self.on(bucket, secret_key="wrong" * 8),
-                                  "S3 refused access to the bucket")
+class DownloadCountTests(DownloadCountMixin, CloudTestCase):
+    cloud = MOTO
 
 
-class ConvergenceTests(StoreTestCase):
-    """Two servers on one bucket see each other's changes within the sync interval."""
-
-    def test_two_servers_converge(self):
-        """
-        An upload, a yank, a deletion into the recycle bin, a restore and
-        a purge through one server show on the other.
-        """
-        bucket = self.new_bucket()
-        # (a bin of an hour while the file is binned and restored, so no
-        # purge comes first however slow the machine; a bin of seconds on
-        # the second server for the purge, below)
-        settings = dict(self.on(bucket), **{"retention.recycle_bin": "1h",
-                                                "auth.admins": USER})
-        one = self.new_daemon(settings=settings)
-        two = self.new_daemon(settings=settings)
-        self.assertEqual(upload(one, *LIB).status, 200)
-
-        def listed():
-            """the file is listed by the other server"""
-            return (http("GET", two.index_url + "s3-lib/").status == 200
-                    and LIB[0] in files_by_name(two, "s3-lib"))
-        took = wait_for(listed)
-        self.assertLess(took, 10 * SYNC + 5)
-        api(one, "POST", f"api/files/{LIB[0]}/yank", reason="bad build")
-
-        def yanked():
-            """the other server shows the yank"""
-            return files_by_name(two, "s3-lib")[LIB[0]]["yanked"] == "bad build"
-        wait_for(yanked)
-        api(one, "DELETE", f"api/files/{LIB[0]}")
-
-        def binned():
-            """the other server no longer serves the file, and has it in its bin"""
-            listed = http("GET", two.url + "api/recycle-bin", auth=(USER, PASSWORD))
-            return (http("GET", two.url + f"files/s3-lib/{LIB[0]}").status == 404
-                    and [f["filename"] for f in listed.json()["files"]] == [LIB[0]])
-        wait_for(binned)
-        self.assertEqual(upload(one, *LIB).status, 400)
-        # restored through the other: served again by both, still yanked
-        api(two, "POST", f"api/files/{LIB[0]}/restore")
-
-        def restored():
-            """the first server serves the file again (a redirect to the bucket)"""
-            return http("GET", one.url + f"files/s3-lib/{LIB[0]}").status == 302
-        wait_for(restored)
-        self.assertEqual(files_by_name(one, "s3-lib")[LIB[0]]["yanked"], "bad build")
-        # The second server again, with a bin of seconds: it bins the file
-        # and purges it soon after; the first (its bin an hour) learns it.
-        two.settings["retention.recycle_bin"] = "2s"
-        two.restart()
-        api(two, "DELETE", f"api/files/{LIB[0]}")
-
-        def purged():
-            """both servers answer 410 for the purged file"""
-            return all(http("GET", d.url + f"files/s3-lib/{LIB[0]}").status == 410
-                       for d in (one, two))
-        wait_for(purged)
-        self.assertIn(f"Purged {LIB[0]} from the recycle bin".encode(), two.log_since_start())
-        # The name stays taken on both.
-        self.assertEqual(upload(two, *LIB).status, 400)
-        self.assertEqual(upload(one, *LIB).status, 400)
+class OutageTests(OutageMixin, CloudTestCase):
+    cloud = MOTO
 
 
-class RetentionTests(StoreTestCase):
-    """Two servers on one bucket applying the retention rules at once (issue 29)."""
-
-    def test_two_servers_apply_at_once(self):
-        """
-        Each file goes to the bin once (one server bins it, the other
-        leaves it), none the rules keep goes, and both end with the same bin.
-        """
-        bucket = self.new_bucket()
-        settings = dict(self.on(bucket), **{"auth.admins": USER,
-                                                "retention.keep_releases": "1",
-                                                "retention.recycle_bin": "7d"})
-        one = self.new_daemon(settings=settings)
-        two = self.new_daemon(settings=settings)
-        releases = [make_wheel("s3-cleaned", f"1.{n}") for n in range(30)]
-        for wheel in releases:
-            self.assertEqual(upload(one, *wheel).status, 200)
-
-        def seen():
-            """the other server lists every release"""
-            if http("GET", two.index_url + "s3-cleaned/").status != 200:
-                return False  # (not one learnt yet)
-            return len(files_by_name(two, "s3-cleaned")) == len(releases)
-        wait_for(seen, 10 * SYNC + 10)
-        answers = {}
-
-        def apply(daemon):
-            answers[daemon.port] = http(
-                "POST", daemon.url + "api/retention/apply", {"Content-Type": "application/json"},
-                json.dumps({"index": "default"}).encode(), auth=(USER, PASSWORD), timeout=60)
-        threads = [threading.Thread(target=apply, args=(d,)) for d in (one, two)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        removed = []
-        for answer in answers.values():
-            self.assertEqual(answer.status, 200, answer.body)
-            removed += [f["filename"] for f in answer.json()["removed"]]
-        self.assertEqual(sorted(removed), sorted(w[0] for w in releases[:-1]))
-
-        def same_bin():
-            """both servers' bins hold every release but the newest"""
-            return all(len(http("GET", d.url + "api/recycle-bin", auth=(USER, PASSWORD))
-                           .json()["files"]) == len(releases) - 1 for d in (one, two))
-        wait_for(same_bin, 10 * SYNC + 10)
-        for daemon in (one, two):
-            self.assertEqual(list(files_by_name(daemon, "s3-cleaned")), [releases[-1][0]])
-
-
-class DownloadCountTests(StoreTestCase):
-    """Two servers on one bucket count downloads that add up (issue 29)."""
-
-    def test_counts_add_up(self):
-        """Each server writes records of its own; a start reads them all, summed."""
-        bucket = self.new_bucket()
-        one = self.new_daemon(settings=self.on(bucket))
-        two = self.new_daemon(settings=self.on(bucket))
-        self.assertEqual(upload(one, *LIB).status, 200)
-
-        def listed():
-            """the other server lists the file"""
-            return (http("GET", two.index_url + "s3-lib/").status == 200
-                    and LIB[0] in files_by_name(two, "s3-lib"))
-        wait_for(listed, 10 * SYNC + 10)
-        for daemon, count in ((one, 3), (two, 2)):
-            for _ in range(count):
-                self.assertIn(http("GET", daemon.url + f"files/s3-lib/{LIB[0]}").status,
-                              (200, 302))
-        # (each writes its counts within the interval; a clean stop writes them all)
-        two.stop_cleanly()
-        one.restart(clean=True)
-
-        def counted():
-            """the restarted server counts both servers' downloads"""
-            info = http("GET", one.url + "pypi/s3-lib/json").json()["info"]
-            return info["downloads"]["last_day"] == 5
-        wait_for(counted, 10)
-
-
-class OutageTests(StoreTestCase):
-    """S3 going away and coming back, with no restart of pypid."""
-
-    def test_outage_and_recovery(self):
-        """Uploads get 503 + Retry-After, pages keep working, /health says down; then all recovers."""
-        server = self.store.own_server(self)
-        bucket = server.new_bucket()
-        daemon = self.new_daemon(settings=self.on(bucket, endpoint=server.endpoint,
-                                                  timeout="3"))
-        self.assertEqual(upload(daemon, *LIB).status, 200)
-        server.halt()
-        answer = upload(daemon, *APP)
-        self.assertEqual(answer.status, 503, answer.body)
-        self.assertTrue(answer.header("retry-after"))
-        self.assertEqual(http("GET", daemon.index_url + "s3-lib/").status, 200)
-        self.assertNotIn(APP[0], [n for n in files_by_name(daemon, "s3-lib")])
-        self.assertEqual(http("GET", daemon.index_url + "s3-app/").status, 404)
-        health = http("GET", daemon.url + "health")
-        self.assertEqual(health.status, 503)
-        self.assertEqual(health.json()["storage"], "down")
-        server.resume()
-        self.assertEqual(http("GET", daemon.url + "health").status, 200)
-        self.assertEqual(upload(daemon, *APP).status, 200)
-        self.assertEqual(sorted(files_by_name(daemon, "s3-app")), [APP[0]])
-        self.assertNotIn("Traceback", daemon.log_text())
+class FilenameRaceTests(FilenameRaceMixin, CloudTestCase):
+    cloud = MOTO
 
 
 # -- the same on SeaweedFS, a real S3 server ------------------------------------------------------
 
 
 class SeaweedRedirectTests(RedirectTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedStreamTests(StreamTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedRebuildTests(RebuildTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedConvergenceTests(ConvergenceTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedRetentionTests(RetentionTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedDownloadCountTests(DownloadCountTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
 
 
 class SeaweedOutageTests(OutageTests):
-    store = s3server.SEAWEED
+    cloud = SEAWEED
+
+
+class SeaweedFilenameRaceTests(FilenameRaceTests):
+    cloud = SEAWEED

@@ -2,31 +2,20 @@
 The C{--set} overrides that put an end-to-end daemon on a bucket of one of
 the tests' S3 servers (L{s3_settings}; moto's unless told), how often
 it syncs (C{SYNC}), and the test case of daemons on a store's buckets
-(L{StoreTestCase}); they were L{tests.e2e.test_s3}'s.
+(L{StoreTestCase}); L{tests.harness.e2e_clouds} has every cloud's.
 """
 
 from twisted.trial.unittest import SkipTest
 
 from tests.harness import s3server
 from tests.harness.e2e import DaemonTestCase
+from tests.harness.e2e_clouds import SYNC, S3Cloud
 
-#: How often the daemons of these tests look for each other's changes.
-SYNC = 0.5
-
+__all__ = ["SYNC", "StoreTestCase", "s3_settings"]
 
 def s3_settings(bucket, endpoint=None, store=s3server.MOTO, **extra):
     """The C{--set} overrides that put a daemon on C{bucket} of C{store}."""
-    settings = {
-        "storage.backend": "s3",
-        "s3.bucket": bucket,
-        "s3.prefix": "packages/",
-        "s3.endpoint_url": endpoint or store.endpoint(),
-        "s3.access_key": s3server.ACCESS_KEY,
-        "s3.secret_key": s3server.SECRET_KEY,
-        "s3.sync_interval": str(SYNC),
-    }
-    settings.update({f"s3.{key}": value for key, value in extra.items()})
-    return settings
+    return S3Cloud(store).settings(bucket, endpoint, **extra)
 
 
 class StoreTestCase(DaemonTestCase):

@@ -61,19 +61,40 @@ def _free_port():
 
 
 class FakeGCSServer:
-    """One fake-gcs-server process, in memory."""
+    """
+    One fake-gcs-server process: in memory, or on C{folder} (whose data
+    outlives a L{halt}, for a test that stops the store and starts it again).
+    """
 
-    def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="pypid-fake-gcs-")
+    def __init__(self, folder=None):
+        self.folder = folder or tempfile.mkdtemp(prefix="pypid-fake-gcs-")
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.folder, "fake-gcs.log")
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [BINARY, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-             "-backend", "memory", "-public-host", "127.0.0.1", "-log-level", "error"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        backend = (["-backend", "filesystem", "-filesystem-root",
+                    os.path.join(self.folder, "data")] if folder else ["-backend", "memory"])
+        self._command = [BINARY, "-scheme", "http", "-host", "127.0.0.1", "-port",
+                         str(self.port), *backend, "-public-host", "127.0.0.1",
+                         "-log-level", "error"]
+        self.process = None
+        self.start()
+
+    def start(self):
+        """Start the process (again, after L{halt}: same port, same folder)."""
+        self.process = subprocess.Popen(self._command, stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+
+    def halt(self):
+        """Stop the process (connections are refused)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def wait_ready(self, limit=START_LIMIT):
         deadline = time.monotonic() + limit
@@ -88,13 +109,8 @@ class FakeGCSServer:
         raise RuntimeError(f"fake-gcs-server did not answer within {limit:.0f} s")
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop the process and remove its folder."""
+        self.halt()
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -374,13 +374,14 @@ class AzureClient:
 
     async def answers(self, prefix: str = "", retry: bool = True) -> None:
         """List at most one blob under C{prefix}; a refusal says what to fix."""
-        where = f"the container {self.container} of {self.endpoint}"
+        where = f"the container {self.container} at {self.endpoint}"
         try:
             await self.call("GET", params={"restype": "container", "comp": "list",
                                            "prefix": prefix, "maxresults": "1"}, retry=retry)
         except AzureError as e:
             if e.code in ("ContainerNotFound", "ResourceNotFound") or e.status == 404:
-                raise StorageError(f"{where} does not exist")
+                raise StorageError(f"the container {self.container} does not exist at "
+                                   f"{self.endpoint}")
             if e.status in (401, 403):
                 raise StorageError(
                     f"Azure refused access to {where} ({e.code}): check the account key, "

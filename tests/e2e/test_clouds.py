@@ -1,0 +1,84 @@
+"""
+End-to-end tests of the Azure Blob Storage and Google Cloud Storage
+backends: the real daemon on a container of Azurite and a bucket of
+fake-gcs-server, driven by real twine, pip and uv; the same tests S3
+passes on moto and SeaweedFS (L{tests.harness.bucket_e2e}).
+"""
+
+from tests.harness.bucket_e2e import (
+    BucketTestCase,
+    CloudTestCase,
+    ConvergenceMixin,
+    DownloadCountMixin,
+    FilenameRaceMixin,
+    OutageMixin,
+    RebuildMixin,
+    RedirectMixin,
+    RetentionMixin,
+    StreamMixin,
+)
+from tests.harness.e2e_clouds import AZURE, GCS
+
+
+class AzureRedirectTests(RedirectMixin, BucketTestCase):
+    cloud = AZURE
+
+
+class AzureStreamTests(StreamMixin, BucketTestCase):
+    cloud = AZURE
+
+
+class AzureRebuildTests(RebuildMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class AzureConvergenceTests(ConvergenceMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class AzureRetentionTests(RetentionMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class AzureDownloadCountTests(DownloadCountMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class AzureOutageTests(OutageMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class GCSRedirectTests(RedirectMixin, BucketTestCase):
+    cloud = GCS
+
+
+class GCSStreamTests(StreamMixin, BucketTestCase):
+    cloud = GCS
+
+
+class GCSRebuildTests(RebuildMixin, CloudTestCase):
+    cloud = GCS
+
+
+class GCSConvergenceTests(ConvergenceMixin, CloudTestCase):
+    cloud = GCS
+
+
+class GCSRetentionTests(RetentionMixin, CloudTestCase):
+    cloud = GCS
+
+
+class GCSDownloadCountTests(DownloadCountMixin, CloudTestCase):
+    cloud = GCS
+
+
+class GCSOutageTests(OutageMixin, CloudTestCase):
+    cloud = GCS
+
+
+class AzureFilenameRaceTests(FilenameRaceMixin, CloudTestCase):
+    cloud = AZURE
+
+
+class GCSFilenameRaceTests(FilenameRaceMixin, CloudTestCase):
+    cloud = GCS
