@@ -89,16 +89,29 @@ def _free_port():
 
 
 class AzuriteServer:
-    """One C{azurite-blob} process, with its folder and port."""
+    """
+    One C{azurite-blob} process, with its folder and port; over HTTPS
+    with C{tls} (L{tests.harness.tlsca.ServerFiles}, issued under the CA
+    whose root certificate is C{root}), where it also takes
+    bearer tokens (C{--oauth basic}: it reads a token's claims, and checks
+    no signature) and gives user delegation keys.
+    """
 
-    def __init__(self):
+    def __init__(self, tls=None, root=None):
         self.folder = tempfile.mkdtemp(prefix="pypid-azurite-")
         self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
         self.log_path = os.path.join(self.folder, "azurite.log")
         self._command = [_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
                          "--location", os.path.join(self.folder, "data"), "--silent",
                          "--disableTelemetry"]
+        if tls is not None:
+            self._command += ["--cert", tls.fullchain, "--key", tls.key, "--oauth", "basic"]
+        self._context = None
+        if tls is not None:
+            import ssl
+            self._context = ssl.create_default_context(cafile=root)
         self._log = open(self.log_path, "ab")
         self.process = None
         self.start()
@@ -116,7 +129,8 @@ class AzuriteServer:
                 raise RuntimeError(f"azurite ended ({self.process.returncode}): "
                                    + self.log_tail())
             try:
-                urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2)
+                urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2,
+                                       context=self._context)
                 return
             except urllib.error.HTTPError:
                 return
@@ -153,11 +167,11 @@ class AzuriteServer:
         global _containers
         _containers += 1
         name = f"pypid-{os.getpid()}-{_containers}"
-        create_container(self.endpoint, name)
+        create_container(self.endpoint, name, self._context)
         return name
 
 
-def request(method, url, data=None, headers=None):
+def request(method, url, data=None, headers=None, context=None):
     """
     One blocking request signed with the development account's key, as
     an operator's tool would make it behind pypid's back: the answer's
@@ -171,22 +185,24 @@ def request(method, url, data=None, headers=None):
     headers["authorization"] = shared_key(ACCOUNT, base64.b64decode(KEY), method, url, headers)
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method,
-                                                           headers=headers), timeout=10) as r:
+                                                           headers=headers), timeout=10,
+                                    context=context) as r:
             return r.status, dict(r.headers.items()), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers.items()), e.read()
 
 
-def create_container(endpoint, name):
+def create_container(endpoint, name, context=None):
     """Create the container C{name}."""
-    status, _, body = request("PUT", f"{endpoint}/{name}?restype=container", b"")
+    status, _, body = request("PUT", f"{endpoint}/{name}?restype=container", b"",
+                              context=context)
     assert status == 201, (status, body)
 
 
-def put_blob(endpoint, container, key, data):
-    """Put a blob without metadata, as another tool would."""
+def put_blob(endpoint, container, key, data, headers=None):
+    """Put a blob (with C{headers}: its metadata, say), as another tool would."""
     status, _, body = request("PUT", f"{endpoint}/{container}/{quote(key, safe='/')}", data,
-                              {"x-ms-blob-type": "BlockBlob"})
+                              dict(headers or {}, **{"x-ms-blob-type": "BlockBlob"}))
     assert status == 201, (status, body)
 
 
