@@ -232,7 +232,7 @@ class S3CrashTests(CrashRoundsMixin, DaemonTestCase):
             "retention.recycle_bin": "2s"})
 
 
-class _CloudCrashTests(CrashRoundsMixin, DaemonTestCase):
+class _CloudCrashMixin(CrashRoundsMixin):
     """On another cloud's store: the same rounds as on S3."""
 
     cloud = None
@@ -249,13 +249,13 @@ class _CloudCrashTests(CrashRoundsMixin, DaemonTestCase):
             "retention.recycle_bin": "2s"})
 
 
-class AzureCrashTests(_CloudCrashTests):
+class AzureCrashTests(_CloudCrashMixin, DaemonTestCase):
     """On Azure Blob Storage (Azurite), snapshots written all the time and a bin purged every second."""
 
     cloud = AZURE
 
 
-class GCSCrashTests(_CloudCrashTests):
+class GCSCrashTests(_CloudCrashMixin, DaemonTestCase):
     """On Google Cloud Storage (fake-gcs-server), the same."""
 
     cloud = GCS

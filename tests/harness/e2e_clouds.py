@@ -82,17 +82,17 @@ MOTO = S3Cloud(s3server.MOTO)
 SEAWEED = S3Cloud(s3server.SEAWEED)
 
 
-class _OwnAzurite:
-    """An Azurite of one test's own, that it may stop and start again (its data stays)."""
+class _OwnServer:
+    """
+    A store's server of one test's own (an Azurite, a fake-gcs-server on
+    a folder), that it may stop and start again: its data stays.
+    """
 
-    def __init__(self):
-        azurite.install()
-        self._server = azurite.AzuriteServer()
+    def __init__(self, server, new_bucket):
+        self._server = server
         self._server.wait_ready()
-        self.endpoint = self._server.endpoint
-
-    def new_bucket(self):
-        return self._server.new_container()
+        self.endpoint = server.endpoint
+        self.new_bucket = new_bucket
 
     def halt(self):
         self._server.halt()
@@ -154,31 +154,11 @@ class AzureCloud:
         return []  # (blocks never committed are dropped by the service)
 
     def own_server(self, case):
-        own = _OwnAzurite()
+        azurite.install()
+        server = azurite.AzuriteServer()
+        own = _OwnServer(server, server.new_container)
         case.addCleanup(own.close)
         return own
-
-
-class _OwnFakeGCS:
-    """A fake-gcs-server of one test's own, on a folder, that it may stop and start again."""
-
-    def __init__(self):
-        self._server = fake_gcs.FakeGCSServer(folder=tempfile.mkdtemp(prefix="pypid-gcs-own-"))
-        self._server.wait_ready()
-        self.endpoint = self._server.endpoint
-
-    def new_bucket(self):
-        return self._server.new_bucket()
-
-    def halt(self):
-        self._server.halt()
-
-    def resume(self):
-        self._server.start()
-        self._server.wait_ready()
-
-    def close(self):
-        self._server.stop()
 
 
 class GCSCloud:
@@ -240,7 +220,8 @@ class GCSCloud:
         return []  # (one request an upload)
 
     def own_server(self, case):
-        own = _OwnFakeGCS()
+        server = fake_gcs.FakeGCSServer(folder=tempfile.mkdtemp(prefix="pypid-gcs-own-"))
+        own = _OwnServer(server, server.new_bucket)
         case.addCleanup(own.close)
         return own
 

@@ -12,6 +12,7 @@ A test case mixes L{ObjectStoreContractMixin} into a
 C{twisted.trial.unittest.TestCase} and gives L{make_store}.
 """
 
+import hashlib
 import os
 import socket
 
@@ -102,7 +103,6 @@ class ObjectStoreContractMixin:
         store = await self.make_store()
         data = os.urandom(300_000)
         path = self.file_of(data)
-        import hashlib
         sha = hashlib.sha256(data).hexdigest()
         self.assertTrue(await store.put_file("f.whl", path, len(data), sha,
                                              "application/octet-stream", METADATA))
@@ -116,14 +116,15 @@ class ObjectStoreContractMixin:
     async def test_put_file_in_parts(self):
         """A file above the store's single-request size is written in parts, as conditionally."""
         store = await self.make_store(small_parts=True)
-        data = os.urandom(self.part_size * 2 + 1000)
-        import hashlib
-        sha = hashlib.sha256(data).hexdigest()
-        racing = [ensureDeferred(store.put_file("big.whl", self.file_of(data), len(data), sha,
-                                                "application/octet-stream", METADATA))
-                  for _ in range(2)]
-        self.assertEqual(sorted(await gatherResults(racing)), [False, True])
-        self.assertEqual(await store.get("big.whl", limit=1 << 30), data)
+        # (two uploads of one name with other bytes, at once: the parts of
+        # one never mix with the other's)
+        datas = [os.urandom(self.part_size * 2 + 1000) for _ in range(2)]
+        racing = [ensureDeferred(store.put_file(
+            "big.whl", self.file_of(data), len(data), hashlib.sha256(data).hexdigest(),
+            "application/octet-stream", METADATA)) for data in datas]
+        won = await gatherResults(racing)
+        self.assertEqual(sorted(won), [False, True])
+        self.assertEqual(await store.get("big.whl", limit=1 << 30), datas[won.index(True)])
         self.assertEqual(dict((await store.head("big.whl")).metadata), METADATA)
 
     #: The part size L{make_store} gives with C{small_parts}.
@@ -148,9 +149,12 @@ class ObjectStoreContractMixin:
         self.assertEqual(await read_all(store, "b/"), {"1": b"x"})
 
     async def test_listed_item(self):
-        """A listed item has its size, time and an etag that a metadata change may name."""
+        """
+        A listed item has its size, time and an etag that a metadata change
+        may name; the change replaces the metadata whole.
+        """
         store = await self.make_store()
-        await store.put("m", b"12345", metadata={"sha256": "old"})
+        await store.put("m", b"12345", metadata={"sha256": "old", "from-another-tool": "x"})
         [item] = [item async for page in store.list("m") for item in page.keys]
         self.assertEqual((item.key, item.size), ("m", 5))
         self.assertGreater(item.modified, 1_600_000_000)

@@ -19,17 +19,12 @@ from pypid.config.bucket_settings import (
     parse_endpoint_url,
     redirects,
 )
-from pypid.config.values import Fail, Keys, Values
+from pypid.config.values import Fail, Keys, Values, redacted
 from pypid.core.util.units import parse_size
 
 #: Azure's largest block pypid writes, and the most blocks of one blob.
 MAX_BLOCK_SIZE = 100 << 20
 MAX_BLOCKS = 50_000
-
-
-def _redacted(value: str | None) -> str:
-    """Show whether a secret is set, never the secret itself."""
-    return "None" if value is None else "'<hidden>'"
 
 
 @attrs.frozen
@@ -44,8 +39,8 @@ class AzureConfig:
     account: str
     container: str
     endpoint_url: str | None
-    account_key: str | None = attrs.field(repr=_redacted)
-    sas_token: str | None = attrs.field(repr=_redacted)
+    account_key: str | None = attrs.field(repr=redacted)
+    sas_token: str | None = attrs.field(repr=redacted)
     block_size: int
     prefix: str
     expire_after: float
@@ -130,7 +125,7 @@ def check_azure(values: Values, fail: Fail) -> None:
     if values["azure", "account_key"] and values["azure", "sas_token"]:
         fail("azure", "sas_token", "give account_key or sas_token, not both; or neither, "
              "for the Azure identity chain", [("azure", "account_key")])
-    if values["azure", "sas_token"] and redirects(values, "azure"):
+    if values[backend] == "azure" and values["azure", "sas_token"] and redirects(values, "azure"):
         fail("azure", "download", "redirect needs URLs pypid signs, which a SAS token cannot: "
              "set download = stream (or public_url), or give account_key or an identity",
              [("azure", "sas_token")])

@@ -24,6 +24,7 @@ from pypid.config.values import (
     has_control_characters,
     is_ip_address,
     optional_choice,
+    redacted,
 )
 from pypid.core.util.s3_limits import (
     CHECK_RATE,
@@ -32,11 +33,6 @@ from pypid.core.util.s3_limits import (
     MIN_PART_SIZE,
 )
 from pypid.core.util.units import parse_size
-
-
-def _redacted(value: str | None) -> str:
-    """Show whether a secret is set, never the secret itself."""
-    return "None" if value is None else "'<hidden>'"
 
 
 @attrs.frozen
@@ -54,8 +50,8 @@ class S3Config:
     endpoint_url: str | None
     addressing: str
     access_key: str | None
-    secret_key: str | None = attrs.field(repr=_redacted)
-    session_token: str | None = attrs.field(repr=_redacted)
+    secret_key: str | None = attrs.field(repr=redacted)
+    session_token: str | None = attrs.field(repr=redacted)
     expire_after: float
     buffer_time: float
     download: str

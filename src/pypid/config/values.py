@@ -211,3 +211,8 @@ def is_ip_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def redacted(value: str | None) -> str:
+    """A secret in a C{repr}: whether it is set, never the secret itself."""
+    return "None" if value is None else "'<hidden>'"

@@ -58,7 +58,8 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     client = AzureClient(azure.blob_endpoint, azure.account, container or azure.container,
                          credentials,
                          http, reactor, run=run, timeout=azure.timeout, timings=timings,
-                         block_size=azure.block_size, shared=shared)
+                         block_size=azure.block_size, shared=shared,
+                         sign_urls=azure.download == "redirect" and azure.public_url is None)
     return client, pool.closeCachedConnections
 
 

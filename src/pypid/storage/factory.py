@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from pypid.storage.audit_log import IAuditLog
     from pypid.storage.bucket.store import ObjectStore
     from pypid.storage.s3.api import S3Client
-    from pypid.storage.s3.credentials import CredentialSource
 
 log = Logger()
 
@@ -76,13 +75,23 @@ def index_settings(config: Config, name: str) -> Config:
     """
     if name == DEFAULT:
         return config
+    return below(config, f"{INDEXES}/{name}")
+
+
+def below(config: Config, where: str, **changes: Any) -> Config:
+    """
+    The configuration of a storage kept below the packages' own: in
+    C{<path>/<where>/} on disk, under C{<prefix><where>/} in the bucket of
+    whichever cloud keeps them, with C{changes} to the store's section
+    (a named index's storage, an upstream's cache).
+    """
+    def moved(section: Any) -> Any:
+        return attrs.evolve(section, prefix=f"{section.prefix}{where}/", **changes)
     return attrs.evolve(
         config,
         storage=attrs.evolve(config.storage,
-                             path=os.path.join(config.storage.path, INDEXES, name)),
-        s3=attrs.evolve(config.s3, prefix=f"{config.s3.prefix}{INDEXES}/{name}/"),
-        azure=attrs.evolve(config.azure, prefix=f"{config.azure.prefix}{INDEXES}/{name}/"),
-        gcs=attrs.evolve(config.gcs, prefix=f"{config.gcs.prefix}{INDEXES}/{name}/"))
+                             path=os.path.join(config.storage.path, *where.split("/"))),
+        s3=moved(config.s3), azure=moved(config.azure), gcs=moved(config.gcs))
 
 
 def index_snapshot_path(snapshot: str, name: str) -> str:
@@ -190,7 +199,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
 def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
                    timings: Timings | None = None, *, bucket: str | None = None,
                    endpoint: str | None = None, region: str | None = None,
-                   credentials: type[CredentialSource] | None = None,
+                   shared: bool = False,
                    ) -> tuple[S3Client, Callable[[], Deferred[Any]]]:
     """
     A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
@@ -206,8 +215,8 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
         one, virtual-host style), C{[s3] addressing} being the setting of
         the configured endpoint only.
     @param region: its region, when not C{[s3] region}.
-    @param credentials: the class of its credential source (L{SharedCredentials}
-        for a client several storages share); by default L{CredentialSource}.
+    @param shared: whether several storages share the client (the hosted
+        indexes on one bucket: see L{SharedBucket}).
     @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
         (to C{start} and C{stop}: its credentials), and C{close()} closing
         the pool's connections.
@@ -235,12 +244,12 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     # (the configuration requires a secret key with an access key)
     static = (Credentials(s3.access_key, cast(str, s3.secret_key), s3.session_token)
               if s3.access_key else None)
-    source = (credentials or CredentialSource)(static, run, reactor)
+    source = CredentialSource(static, run, reactor)
     http, pool = make_http(reactor, s3.timeout, policy=policy)
     client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), source, http,
                       reactor, s3.timeout, timings=timings, run=run,
                       multipart_threshold=s3.multipart_threshold,
-                      probe_prefix=Layout(s3.prefix).probe_key(""))
+                      probe_prefix=Layout(s3.prefix).probe_key(""), shared=shared)
     return client, pool.closeCachedConnections
 
 
@@ -259,15 +268,13 @@ def make_store(config: Config, run: Run, reactor: IReactorTime,
         section names credentials that cannot be used.
     """
     from pypid.storage.cloud_clients import make_azure_client, make_gcs_client
-    from pypid.storage.s3.credentials import SharedCredentials
 
     backend = config.storage.backend
     if backend == "azure":
         return make_azure_client(config, run, reactor, timings, shared=shared)
     if backend == "gcs":
         return make_gcs_client(config, run, reactor, timings, shared=shared)
-    return make_s3_client(config, run, reactor, timings,
-                          credentials=SharedCredentials if shared else None)
+    return make_s3_client(config, run, reactor, timings, shared=shared)
 
 
 def make_audit_log(config: Config, run: Run, reactor: IReactorTime,

@@ -8,12 +8,10 @@ L{UpstreamPart}, an upstream as a part of the daemon.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -30,7 +28,7 @@ from pypid.core.records.metrics import Family
 from pypid.jobs.periodic import Periodic
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.factory import make_storage
+from pypid.storage.factory import below, make_storage
 from pypid.storage.interface import IStorage, Run
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.shared_folder import SYNC_INTERVAL
@@ -67,12 +65,8 @@ def cache_settings(config: Config, name: str | None) -> Config:
     C{.upstream} below their folder or prefix for C{[upstream]} (C{name}
     L{None}), in C{.indexes/.upstreams/NAME/} for C{[upstream:NAME]}.
     """
-    where = ".upstream" if name is None else f"{NAMED_CACHES}/{name}"
-    return attrs.evolve(
-        config,
-        storage=attrs.evolve(config.storage,
-                             path=os.path.join(config.storage.path, *where.split("/"))),
-        s3=attrs.evolve(config.s3, prefix=config.s3.prefix + where + "/", bucket_snapshot=False))
+    return below(config, ".upstream" if name is None else f"{NAMED_CACHES}/{name}",
+                 bucket_snapshot=False)
 
 
 @implementer(IMetricsSource, IReloadable)

@@ -44,13 +44,14 @@ from pypid.state.hosted_stack import PART_KINDS, HostedStack
 from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import IndexRegistry
 from pypid.storage import snapshot_reading
+from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.factory import (
     SharedBucket,
     index_settings,
     index_snapshot_path,
     make_storage,
 )
-from pypid.storage.s3.credentials import CredentialSource, SharedCredentials
+from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Credentials
 from pypid.tap import build_service
 from tests.harness import s3server
@@ -455,20 +456,26 @@ class GoldenTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(masked, expected["metrics"])
 
 
-class SharedCredentialsTests(SynchronousTestCase):
-    """L{SharedCredentials}: found by the first start, refreshed until the last stop."""
+class SharedStartsTests(SynchronousTestCase):
+    """L{SharedStarts}: credentials found by the first start, refreshed until the last stop."""
 
     def test_counted(self):
         """Each user starts and stops them; only the last stop ends their refresh."""
         stops = []
-        credentials = SharedCredentials(Credentials("a", "s"), run_now, MemoryReactorClock())
+        credentials = CredentialSource(Credentials("a", "s"), run_now, MemoryReactorClock())
         self.patch(CredentialSource, "stop", lambda self: stops.append(True))
+        starts = SharedStarts(credentials, shared=True)
         for _ in range(2):
-            self.successResultOf(ensureDeferred(credentials.start()))
-        credentials.stop()
+            self.successResultOf(ensureDeferred(starts.start()))
+        starts.stop()
         self.assertEqual(stops, [])
-        credentials.stop()
+        starts.stop()
         self.assertEqual(stops, [True])
+        alone = SharedStarts(credentials, shared=False)
+        for _ in range(2):
+            self.successResultOf(ensureDeferred(alone.start()))
+            alone.stop()
+        self.assertEqual(stops, [True, True, True])
 
 
 class S3NamedStorageTests(TestCase):

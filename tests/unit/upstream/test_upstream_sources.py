@@ -9,6 +9,7 @@ upstreams, and L{SourceSide}, a source as L{pypid.core.indexes.composition.compo
 import base64
 import json
 
+import attrs
 from treq.testing import RequestSequence, RequestTraversalAgent, StringStubbingResource
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -407,6 +408,14 @@ class FactoryTests(SynchronousTestCase):
         self.assertEqual(cache_settings(config, "vendor").s3.prefix,
                          config.s3.prefix + ".indexes/.upstreams/vendor/")
         self.assertFalse(cache_settings(config, "vendor").s3.bucket_snapshot)
+        # (on every cloud: a cache on the packages' own prefix would hold
+        # them, and evict them)
+        for backend in ("s3", "azure", "gcs"):
+            on = attrs.evolve(config, storage=attrs.evolve(config.storage, backend=backend))
+            for name, where in ((None, ".upstream/"), ("vendor", ".indexes/.upstreams/vendor/")):
+                cached = cache_settings(on, name).bucket
+                self.assertEqual(cached.prefix, on.bucket.prefix + where)
+                self.assertFalse(cached.bucket_snapshot)
 
     def test_named_part(self):
         """A named part: its own source, labelled families, no default proxy, no secret shown."""

@@ -27,15 +27,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from azure.storage.blob import generate_blob_sas
+from twisted.internet.interfaces import IReactorTime
 
 from pypid.storage.azure.shared_key import shared_key
+from pypid.storage.bucket.credential_life import AheadRefresh
 from pypid.storage.interface import Run, StorageError
-
-log = Logger()
 
 #: The scope of a token for Azure Storage.
 SCOPE = "https://storage.azure.com/.default"
@@ -105,7 +102,6 @@ class AccountKey:
     def sign_url(self, container: str, blob: str, url: str, seconds: float,
                  now: float) -> tuple[str, float]:
         """A service SAS, read-only, for the blob."""
-        from azure.storage.blob import generate_blob_sas
         token = generate_blob_sas(self._account, container, blob, account_key=self._key,
                                   permission="r", expiry=_when(now + seconds))
         return f"{url}?{token}", seconds
@@ -159,7 +155,7 @@ class AzureIdentity:
     """
     The Azure identity chain (see the module).
 
-    @ivar _token: the bearer token now, and C{_expires} its expiry.
+    @ivar _token: the bearer token now.
     @ivar _key: the user delegation key that signs URLs, valid to C{_key_expires}.
     """
 
@@ -171,15 +167,17 @@ class AzureIdentity:
         self._make_chain = chain
         self._chain: Any = None
         self._token: str | None = None
-        self._expires = 0.0
         self._key: Any = None
         self._key_expires = 0.0
         self._fetch_key: FetchDelegationKey | None = None
-        self._timer: IDelayedCall | None = None
-        self._stopped = False
+        self._refreshes = AheadRefresh(clock, self._refresh, REFRESH_AHEAD, "the Azure token")
 
     def delegate_with(self, fetch: FetchDelegationKey) -> None:
-        """Ask for user delegation keys with C{fetch} (the client's request)."""
+        """
+        Ask for user delegation keys with C{fetch} (the client's request):
+        only where downloads are redirected to URLs pypid signs, so an
+        identity without the right to ask for one relays them.
+        """
         self._fetch_key = fetch
 
     async def start(self) -> None:
@@ -188,8 +186,7 @@ class AzureIdentity:
 
         @raise StorageError: when the chain finds no identity.
         """
-        self.stop()  # (a second start: one refresh goes on, not two)
-        self._stopped = False
+        self._refreshes.restart()  # (a second start: one refresh goes on, not two)
         try:
             self._chain = await self._run(self._make_chain)
             await self._refresh()
@@ -202,31 +199,16 @@ class AzureIdentity:
 
     def stop(self) -> None:
         """Stop refreshing."""
-        self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._refreshes.stop()
 
     async def _refresh(self) -> None:
         token = await self._run(self._chain.get_token, SCOPE)
-        self._token, self._expires = token.token, float(token.expires_on)
+        self._token, expires = token.token, float(token.expires_on)
         now = self._clock.seconds()
         if self._fetch_key is not None and self._key_expires - REFRESH_AHEAD <= now + 3600:
             self._key = await self._fetch_key(now - 300, now + DELEGATION_LIFE)
             self._key_expires = now + DELEGATION_LIFE
-        if not self._stopped:
-            delay = max(self._expires - REFRESH_AHEAD - now, 30.0)
-            self._timer = self._clock.callLater(delay, self._refresh_later)
-
-    def _refresh_later(self) -> None:
-        self._timer = None
-
-        def failed(failure: Failure) -> None:
-            log.warn("Cannot refresh the Azure token: {error}; retrying in 30 s",
-                     error=failure.getErrorMessage())
-            if not self._stopped:
-                self._timer = self._clock.callLater(30.0, self._refresh_later)
-        ensureDeferred(self._refresh()).addErrback(failed)
+        self._refreshes.schedule(expires)
 
     def with_token(self, url: str) -> str:
         """The URL as it is."""
@@ -241,9 +223,8 @@ class AzureIdentity:
     def sign_url(self, container: str, blob: str, url: str, seconds: float,
                  now: float) -> tuple[str, float]:
         """A user delegation SAS, read-only, never beyond its key."""
-        from azure.storage.blob import generate_blob_sas
-        if self._key is None:
-            raise StorageError("no user delegation key yet: downloads cannot be signed")
+        if self._key is None or self._key_expires - now < 60:
+            raise StorageError("no user delegation key in force: downloads cannot be signed")
         seconds = min(seconds, self._key_expires - now)
         token = generate_blob_sas(self._account, container, blob,
                                   user_delegation_key=self._key, permission="r",

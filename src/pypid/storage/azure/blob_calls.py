@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
 from email.utils import formatdate
@@ -25,13 +26,30 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from azure.storage.blob import UserDelegationKey
 from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from pypid.core.records.metrics import Timings
 from pypid.storage.azure.blob_auth import AzureCredentials, AzureIdentity
-from pypid.storage.azure.shared_key import API_VERSION, metadata_headers, metadata_of
-from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP, sleep
+from pypid.storage.azure.shared_key import (
+    API_VERSION,
+    START_FROM_VERSION,
+    metadata_headers,
+    metadata_of,
+)
+from pypid.storage.bucket.credential_life import SharedStarts
+from pypid.storage.bucket.http_calls import (
+    Answer,
+    Body,
+    FileRangeProducer,
+    StoreHTTP,
+    fetch_range,
+    get_whole,
+    head_by_headers,
+    sleep,
+)
 from pypid.storage.bucket.store import (
     Listed,
     ListPage,
@@ -42,6 +60,8 @@ from pypid.storage.bucket.store import (
     parse_http_time,
 )
 from pypid.storage.interface import Deliverable, Run, StorageError
+
+log = Logger()
 
 #: Azure's largest block (and so the block size of a large file).
 MAX_BLOCK = 100 << 20
@@ -113,9 +133,13 @@ def block_list(ids: list[str]) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def block_id(number: int) -> str:
-    """The id of the C{number}th block (ids of one blob are all as long)."""
-    return base64.b64encode(f"block-{number:08d}".encode("ascii")).decode("ascii")
+def block_id(upload: str, number: int) -> str:
+    """
+    The id of the C{number}th block of the upload C{upload}: the blocks of
+    two uploads of one name, staged at once, are each upload's own (ids of
+    one blob are all as long).
+    """
+    return base64.b64encode(f"{upload}-{number:08d}".encode("ascii")).decode("ascii")
 
 
 class AzureClient:
@@ -133,18 +157,21 @@ class AzureClient:
     def __init__(self, endpoint: str, account: str, container: str,
                  credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
                  timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
-                 block_size: int = 64 << 20, shared: bool = False) -> None:
+                 block_size: int = 64 << 20, shared: bool = False,
+                 sign_urls: bool = True) -> None:
         """
         @param shared: whether several storages share the client: the
             first start finds the credentials, the last stop ends their
             refresh.
+        @param sign_urls: whether downloads are redirected to URLs it
+            signs (with an identity, a user delegation key is asked for).
         """
         self.endpoint = endpoint.rstrip("/")
         self.account = account
         self.container = container
         self._credentials = credentials
-        self._shared = shared
-        self._users = 0
+        self._starts = SharedStarts(credentials, shared)
+        self._start_from = True
         self._run = run
         self._clock = clock
         self._block_size = min(block_size, MAX_BLOCK)
@@ -152,7 +179,7 @@ class AzureClient:
                                DeferredSemaphore(parallel), timings or Timings())
         self.limit = self._http.limit
         self.timings = self._http.timings
-        if isinstance(credentials, AzureIdentity):
+        if isinstance(credentials, AzureIdentity) and sign_urls:
             credentials.delegate_with(self._delegation_key)
 
     @property
@@ -180,32 +207,24 @@ class AzureClient:
 
     async def start(self) -> None:
         """Find the credentials (once, when the client is shared)."""
-        self._users += 1
-        if self._shared and self._users > 1:
-            return
-        try:
-            await self._credentials.start()
-        except BaseException:
-            self._users -= 1
-            raise
+        await self._starts.start()
 
     def stop(self) -> None:
         """Stop refreshing the credentials (after the last user, when shared)."""
-        self._users = max(self._users - 1, 0)
-        if not self._shared or not self._users:
-            self._credentials.stop()
+        self._starts.stop()
 
     async def call(self, method: str, key: str = "", params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",
                    ok: tuple[int, ...] = (200,), limit: int = 1 << 20, stream: bool = False,
-                   retry: bool = True, expect: int = 0, url: str | None = None) -> Answer:
+                   retry: bool = True, expect: int = 0, url: str | None = None,
+                   version: str = API_VERSION) -> Answer:
         """One request, proven by the credentials; see L{StoreHTTP.send}."""
         target = url or self.url(key, params)
         sent = dict(headers or {})
 
         def proven(method: str, url: str, headers: dict[str, str],
                    data: bytes | FileRangeProducer) -> dict[str, str]:
-            headers = dict(headers, **{"x-ms-version": API_VERSION,
+            headers = dict(headers, **{"x-ms-version": version,
                                        "x-ms-date": formatdate(self._clock.seconds(),
                                                                usegmt=True)})
             # (signed with its length, which the HTTP client sends itself)
@@ -223,27 +242,15 @@ class AzureClient:
 
     async def head(self, key: str) -> ObjectHead | None:
         """The blob's size, time and user metadata, or L{None} when there is none."""
-        response = await self.call("HEAD", key, ok=(200, 404))
-        if response.code != 200:
-            return None
-        headers = response.headers
-        return ObjectHead(int(headers.get("content-length", "0")),
-                          parse_http_time(headers.get("last-modified", "")),
-                          headers.get("etag", "").strip('"'), metadata_of(headers))
+        return await head_by_headers(self.call, key, metadata_of)
 
     async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
         """A blob's bytes (up to C{limit}), or L{None} when there is none."""
-        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
-        return response.body if response.code == 200 else None
+        return await get_whole(self.call, key, limit, expect)
 
     async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
         """A range of a blob, unread (a relay), or L{None} when there is none."""
-        headers = {}
-        if start or length != size:
-            headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
-        response = await self.call("GET", key, headers=headers, ok=(200, 206, 404),
-                                   stream=True)
-        return response.stream
+        return await fetch_range(self.call, key, start, length, size, "x-ms-range")
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
                   metadata: Mapping[str, str] | None = None,
@@ -277,9 +284,10 @@ class AzureClient:
             return await self._create(key, headers, partial(
                 FileRangeProducer, path, 0, size, self._run), True)
         ids = []
+        upload = uuid.uuid4().hex
         for number, offset in enumerate(range(0, size, self._block_size)):
             length = min(self._block_size, size - offset)
-            ids.append(block_id(number))
+            ids.append(block_id(upload, number))
             await self.call("PUT", key, params={"comp": "block", "blockid": ids[-1]},
                             body=partial(FileRangeProducer, path, offset, length, self._run),
                             ok=(201,))
@@ -293,7 +301,9 @@ class AzureClient:
                    content_type: str | None = None) -> bool:
         """
         C{Copy Blob} on the service's side (the source's metadata, or
-        C{metadata}), waited for while it is pending.
+        C{metadata}; always the source's content type), waited for while
+        it is pending; a copy that fails after the service took it is
+        aborted and its blob removed, so no half-made blob holds the name.
         """
         origin = self._credentials.with_token(self.url(source.key, container=source.container))
         headers = {"x-ms-copy-source": origin}
@@ -306,14 +316,15 @@ class AzureClient:
         code = response.headers.get("x-ms-error-code")
         if response.code == 404 and code in ("BlobNotFound", "CannotVerifyCopySource"):
             raise FileNotFoundError(source.key)
-        if response.code in (409, 412) and code in ("BlobAlreadyExists", "ConditionNotMet"):
-            return False
+        if response.code == 412 or (response.code == 409 and code == "BlobAlreadyExists"):
+            return False  # (whatever the 412's code: TargetConditionNotMet, ConditionNotMet)
         if response.code != 202:
             raise _refused(response.code, response.body, response.headers)
-        await self._copied(key, response.headers.get("x-ms-copy-status", "success"))
-        if content_type is not None and metadata is not None:
-            await self.call("PUT", key, params={"comp": "properties"},
-                            headers={"x-ms-blob-content-type": content_type})
+        try:
+            await self._copied(key, response.headers.get("x-ms-copy-status", "success"))
+        except StorageError:
+            await self._abandon(key, response.headers.get("x-ms-copy-id"))
+            raise
         return True
 
     async def _copied(self, key: str, status: str) -> None:
@@ -325,9 +336,21 @@ class AzureClient:
             await sleep(self._clock, 1.0)
             waited += 1.0
             response = await self.call("HEAD", key, ok=(200, 404))
+            if response.code == 404:
+                raise AzureUnavailable(f"Azure's copy to {key} vanished while it was pending")
             status = response.headers.get("x-ms-copy-status", "success")
         if status != "success":
             raise AzureUnavailable(f"Azure could not copy {key}: {status}")
+
+    async def _abandon(self, key: str, copy_id: str | None) -> None:
+        """Abort a copy under way (if it is) and remove its blob; failures are only logged."""
+        try:
+            if copy_id:
+                await self.call("PUT", key, params={"comp": "copy", "copyid": copy_id},
+                                headers={"x-ms-copy-action": "abort"}, ok=(204, 404, 409))
+            await self.delete(key)
+        except StorageError as e:
+            log.warn("Cannot remove {key} after a failed copy: {error}", key=key, error=str(e))
 
     async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
                            if_match: str) -> bool:
@@ -350,19 +373,35 @@ class AzureClient:
                       "maxresults": "5000"}
             if marker is not None:
                 params["marker"] = marker
-            elif start_after:
-                params["startFrom"] = start_after
             if delimiter:
                 params["delimiter"] = delimiter
-            response = await self.call("GET", params=params, limit=32 << 20)
+            response = await self._list_page(params, start_after if marker is None else None)
             page = parse_list(response.body)
-            if start_after and marker is None:
+            if start_after:
                 page = ListPage(tuple(item for item in page.keys if item.key > start_after),
                                 page.prefixes, page.next_token)
             yield page
             if not page.next_token:
                 return
             marker = page.next_token
+
+    async def _list_page(self, params: dict[str, str], start_from: str | None) -> Answer:
+        """
+        A page of a listing, from C{start_from} (inclusive) where the
+        endpoint takes C{startFrom}; from the prefix's start where it does
+        not (learnt at the first refusal: the caller skips what is before).
+        """
+        if start_from and self._start_from:
+            try:
+                return await self.call("GET", params=dict(params, startFrom=start_from),
+                                       limit=32 << 20, version=START_FROM_VERSION)
+            except AzureError as e:
+                if e.status != 400:
+                    raise
+                self._start_from = False
+                log.info("{endpoint} does not take startFrom ({code}): listings after a "
+                         "name start at the prefix", endpoint=self.endpoint, code=e.code)
+        return await self.call("GET", params=params, limit=32 << 20)
 
     def sign_url(self, key: str, seconds: float, now: float) -> tuple[str, float]:
         """A read-only SAS URL of the blob, never beyond the credentials."""
@@ -392,8 +431,6 @@ class AzureClient:
 
     async def _delegation_key(self, start: float, expiry: float) -> Any:
         """A user delegation key (C{Get User Delegation Key}), with the identity's token."""
-        from azure.storage.blob import UserDelegationKey
-
         def iso(seconds: float) -> str:
             return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(
                 "%Y-%m-%dT%H:%M:%SZ")

@@ -26,9 +26,14 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-#: The service version pypid speaks: the first with C{startFrom} on List
-#: Blobs (where a listing of change markers starts).
-API_VERSION = "2026-02-06"
+#: The service version pypid speaks: one every endpoint has (Azure's, its
+#: sovereign clouds', Azure Stack's, emulators').
+API_VERSION = "2023-11-03"
+
+#: The version of a listing after a name: the first with List Blobs'
+#: C{startFrom} (where the listing of change markers starts); an endpoint
+#: without it is listed from the prefix's start.
+START_FROM_VERSION = "2026-02-06"
 
 #: The headers of the string to sign, in its order, before the C{x-ms-*} ones.
 _STANDARD = ("content-encoding", "content-language", "content-length", "content-md5",

@@ -14,7 +14,7 @@ L{FileRangeProducer}, which reads in the thread pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import IO, Any, TypeAlias
 
 import attrs
@@ -26,8 +26,8 @@ from zope.interface import implementer
 
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
-from pypid.storage.bucket.store import StoreUnavailable
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.bucket.store import ObjectHead, StoreUnavailable, parse_http_time
+from pypid.storage.interface import Deliverable, Run, StorageError
 
 #: Error answers are read up to this size (a store's are a few hundred bytes).
 ERROR_BODY_LIMIT = 64 << 10
@@ -282,3 +282,38 @@ async def sleep(clock: IReactorTime, seconds: float) -> None:
     d: Deferred[None] = Deferred()
     clock.callLater(seconds, d.callback, None)
     await d
+
+
+# -- the reads of a store whose objects carry their metadata in headers (S3, Azure) --
+
+#: A client's call: C{call(method, key, headers=..., ok=..., ...)} -> L{Answer}.
+Call: TypeAlias = Callable[..., Awaitable[Answer]]
+
+
+async def head_by_headers(call: Call, key: str,
+                          metadata_of: Callable[[Mapping[str, str]], dict[str, str]],
+                          ) -> ObjectHead | None:
+    """The object's size, time and user metadata (C{metadata_of} its headers), or L{None}."""
+    response = await call("HEAD", key, ok=(200, 404))
+    if response.code != 200:
+        return None
+    headers = response.headers
+    return ObjectHead(int(headers.get("content-length", "0")),
+                      parse_http_time(headers.get("last-modified", "")),
+                      headers.get("etag", "").strip('"'), metadata_of(headers))
+
+
+async def get_whole(call: Call, key: str, limit: int, expect: int) -> bytes | None:
+    """An object's bytes (up to C{limit}), or L{None} when there is none."""
+    response = await call("GET", key, ok=(200, 404), limit=limit, expect=expect)
+    return response.body if response.code == 200 else None
+
+
+async def fetch_range(call: Call, key: str, start: int, length: int, size: int,
+                      range_header: str = "range") -> Deliverable | None:
+    """A range of an object, unread (a relay), or L{None} when there is none."""
+    headers = {}
+    if start or length != size:
+        headers[range_header] = f"bytes={start}-{start + length - 1}"
+    response = await call("GET", key, headers=headers, ok=(200, 206, 404), stream=True)
+    return response.stream

@@ -22,14 +22,10 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime
 
+from pypid.storage.bucket.credential_life import AheadRefresh
 from pypid.storage.interface import Run, StorageError
-
-log = Logger()
 
 #: The scope pypid's tokens are for.
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -73,8 +69,8 @@ class GoogleCredentials:
         self._refresh_with = refresh
         self._credentials: Any = None
         self._token: str | None = None
-        self._timer: IDelayedCall | None = None
-        self._stopped = False
+        self._refreshes = AheadRefresh(clock, self._refresh, REFRESH_AHEAD,
+                                       "the Google Cloud token")
 
     async def start(self) -> None:
         """
@@ -83,8 +79,7 @@ class GoogleCredentials:
         @raise StorageError: when there are no credentials, or the token
             endpoint refuses them.
         """
-        self.stop()  # (a second start: one refresh goes on, not two)
-        self._stopped = False
+        self._refreshes.restart()  # (a second start: one refresh goes on, not two)
         try:
             self._credentials = await self._run(self._make)
             await self._refresh()
@@ -97,31 +92,15 @@ class GoogleCredentials:
 
     def stop(self) -> None:
         """Stop refreshing."""
-        self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._refreshes.stop()
 
     async def _refresh(self) -> None:
         credentials = self._credentials
         await self._run(self._refresh_with, credentials)
         self._token = credentials.token
         expiry: datetime.datetime | None = credentials.expiry
-        if self._stopped or expiry is None:
-            return
-        left = expiry.replace(tzinfo=datetime.UTC).timestamp() - self._clock.seconds()
-        self._timer = self._clock.callLater(max(left - REFRESH_AHEAD, 30.0),
-                                            self._refresh_later)
-
-    def _refresh_later(self) -> None:
-        self._timer = None
-
-        def failed(failure: Failure) -> None:
-            log.warn("Cannot refresh the Google Cloud token: {error}; retrying in 30 s",
-                     error=failure.getErrorMessage())
-            if not self._stopped:
-                self._timer = self._clock.callLater(30.0, self._refresh_later)
-        ensureDeferred(self._refresh()).addErrback(failed)
+        self._refreshes.schedule(None if expiry is None
+                                 else expiry.replace(tzinfo=datetime.UTC).timestamp())
 
     def authorize(self, headers: dict[str, str]) -> None:
         """The bearer token."""

@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.records.metrics import Timings
+from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP
 from pypid.storage.bucket.store import (
     Listed,
@@ -89,7 +90,7 @@ def _head(resource: Mapping[str, Any]) -> ObjectHead:
     metadata = resource.get("metadata") or {}
     return ObjectHead(int(resource.get("size", 0)), parse_iso_time(resource.get("updated", "")),
                       str(resource.get("generation", "")),
-                      {str(k).lower(): str(v) for k, v in metadata.items() if v is not None})
+                      {str(k).lower(): str(v) for k, v in metadata.items() if v})
 
 
 def _framing(resource: Mapping[str, Any], content_type: str) -> tuple[bytes, bytes, str]:
@@ -126,8 +127,7 @@ class GCSClient:
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         self._credentials = credentials
-        self._shared = shared
-        self._users = 0
+        self._starts = SharedStarts(credentials, shared)
         self._run = run
         self._clock = clock
         self._probe_prefix = probe_prefix
@@ -157,20 +157,11 @@ class GCSClient:
 
     async def start(self) -> None:
         """Find the credentials (once, when the client is shared)."""
-        self._users += 1
-        if self._shared and self._users > 1:
-            return
-        try:
-            await self._credentials.start()
-        except BaseException:
-            self._users -= 1
-            raise
+        await self._starts.start()
 
     def stop(self) -> None:
         """Stop refreshing the credentials (after the last user, when shared)."""
-        self._users = max(self._users - 1, 0)
-        if not self._shared or not self._users:
-            self._credentials.stop()
+        self._starts.stop()
 
     async def call(self, method: str, path: str, params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",
@@ -191,17 +182,18 @@ class GCSClient:
 
     # -- the object store ------------------------------------------------------------
 
-    async def head(self, key: str) -> ObjectHead | None:
+    async def head(self, key: str, bucket: str | None = None) -> ObjectHead | None:
         """The object's size, time, generation and metadata, or L{None}."""
-        response = await self.call("GET", self._object(key), ok=(200, 404))
+        response = await self.call("GET", self._object(key, bucket), ok=(200, 404))
         if response.code != 200:
             return None
         return _head(_json(response.body, "an object's resource"))
 
-    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
+    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0,
+                  bucket: str | None = None) -> bytes | None:
         """An object's bytes (up to C{limit}), or L{None}."""
-        response = await self.call("GET", self._object(key), {"alt": "media"}, ok=(200, 404),
-                                   limit=limit, expect=expect)
+        response = await self.call("GET", self._object(key, bucket), {"alt": "media"},
+                                   ok=(200, 404), limit=limit, expect=expect)
         return response.body if response.code == 200 else None
 
     async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
@@ -298,22 +290,32 @@ class GCSClient:
                             metadata: Mapping[str, str] | None,
                             content_type: str | None) -> bool:
         """A conditional copy as a read and a conditional upload (see the module)."""
-        head = await self.head(source.key) if metadata is None else None
-        data = await self.get(source.key, limit=self._copy_limit)
-        if data is None:
+        head = await self.head(source.key, source.container)
+        data = await self.get(source.key, self._copy_limit, bucket=source.container)
+        if head is None or data is None:
             raise FileNotFoundError(source.key)
+        # (a conditional copy is a promoted file's: its bytes are a distribution's)
         return await self.put(key, data, content_type or "application/octet-stream",
-                              metadata if metadata is not None else
-                              (head.metadata if head is not None else {}), True)
+                              metadata if metadata is not None else head.metadata, True)
 
     async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
                            if_match: str) -> bool:
-        """Patch the object's metadata, if it is still the listed generation."""
+        """
+        Replace the object's metadata, if it is still the listed
+        generation: a patch merges, so the names it had and C{metadata}
+        has not are patched away (to C{null}).
+        """
+        head = await self.head(key)
+        if head is None or head.etag != if_match:
+            return False
+        patch: dict[str, str | None] = {name: None for name in head.metadata
+                                        if name not in metadata}
+        patch.update(metadata)
         response = await self.call(
             "PATCH", self._object(key), {"ifGenerationMatch": if_match},
             {"content-type": "application/json"},
-            json.dumps({"metadata": dict(metadata), "contentType": content_type}).encode(),
-            ok=(200, 400, 404, 412))
+            json.dumps({"metadata": patch, "contentType": content_type}).encode(),
+            ok=(200, 404, 412))
         return response.code == 200
 
     async def delete(self, key: str) -> None:

@@ -21,8 +21,17 @@ from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Timings
-from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP
-from pypid.storage.bucket.store import ListPage, ObjectHead, ObjectRef, parse_http_time
+from pypid.storage.bucket.credential_life import SharedStarts
+from pypid.storage.bucket.http_calls import (
+    Answer,
+    Body,
+    FileRangeProducer,
+    StoreHTTP,
+    fetch_range,
+    get_whole,
+    head_by_headers,
+)
+from pypid.storage.bucket.store import ListPage, ObjectHead, ObjectRef
 from pypid.storage.interface import Deliverable, Run, StorageError
 from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, presign, sign
 from pypid.storage.s3.uploads import Uploads
@@ -99,16 +108,19 @@ class S3Client:
                  clock: IReactorTime, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, *, run: Run,
                  multipart_threshold: int = 64 << 20, probe_prefix: str = ".pypid/probe/",
-                 ) -> None:
+                 shared: bool = False) -> None:
         """
         @param run: C{run(f, *args) -> Deferred} for blocking work (reading
             and hashing the files it uploads).
         @param multipart_threshold: the size above which a file is uploaded in parts.
         @param probe_prefix: where the objects that learn how the store
             behaves are written (and removed at once).
+        @param shared: whether several storages share the client (see
+            L{SharedStarts}).
         """
         self.bucket = bucket
         self._credentials = credentials
+        self._starts = SharedStarts(credentials, shared)
         self._http = StoreHTTP("S3", bucket.endpoint, http, clock, timeout, S3Unavailable,
                                DeferredSemaphore(parallel), timings or Timings())
         self.limit = self._http.limit
@@ -130,11 +142,11 @@ class S3Client:
 
     async def start(self) -> None:
         """Find the credentials."""
-        await self._credentials.start()
+        await self._starts.start()
 
     def stop(self) -> None:
         """Stop refreshing the credentials."""
-        self._credentials.stop()
+        self._starts.stop()
 
     async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
                    headers: dict[str, str] | None = None, body: Body = b"",
@@ -165,27 +177,15 @@ class S3Client:
 
     async def head(self, key: str) -> ObjectHead | None:
         """The object's size, time and user metadata, or L{None} when there is none."""
-        response = await self.call("HEAD", key, ok=(200, 404))
-        if response.code != 200:
-            return None
-        headers = response.headers
-        return ObjectHead(int(headers.get("content-length", "0")),
-                          parse_http_time(headers.get("last-modified", "")),
-                          headers.get("etag", "").strip('"'), metadata_of(headers))
+        return await head_by_headers(self.call, key, metadata_of)
 
     async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
-        """An object's bytes (up to C{limit}), or L{None} when there is no such object."""
-        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
-        return response.body if response.code == 200 else None
+        """A object's bytes (up to C{limit}), or L{None} when there is none."""
+        return await get_whole(self.call, key, limit, expect)
 
     async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
-        """A range of an object, unread (a relay), or L{None} when there is none."""
-        headers = {}
-        if start or length != size:
-            headers["range"] = f"bytes={start}-{start + length - 1}"
-        response = await self.call("GET", key, headers=headers, ok=(200, 206, 404),
-                                   stream=True)
-        return response.stream
+        """A range of a object, unread (a relay), or L{None} when there is none."""
+        return await fetch_range(self.call, key, start, length, size, "range")
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
                   metadata: Mapping[str, str] | None = None,
