@@ -51,15 +51,16 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
         elif azure.sas_token:
             credentials = SasToken(azure.sas_token)
         else:
-            credentials = AzureIdentity(azure.account, run, reactor)
+            credentials = AzureIdentity(
+                azure.account, run, reactor,
+                delegate=azure.download == "redirect" and azure.public_url is None)
     except StorageError as e:
         raise StartupError(str(e))
     http, pool = make_http(reactor, azure.timeout, policy=outbound_policy(config))
     client = AzureClient(azure.blob_endpoint, azure.account, container or azure.container,
                          credentials,
                          http, reactor, run=run, timeout=azure.timeout, timings=timings,
-                         block_size=azure.block_size, shared=shared,
-                         sign_urls=azure.download == "redirect" and azure.public_url is None)
+                         block_size=azure.block_size, shared=shared)
     return client, pool.closeCachedConnections
 
 

@@ -160,7 +160,12 @@ class AzureIdentity:
     """
 
     def __init__(self, account: str, run: Run, clock: IReactorTime,
-                 chain: Callable[[], Any] = _default_chain) -> None:
+                 chain: Callable[[], Any] = _default_chain, delegate: bool = True) -> None:
+        """
+        @param delegate: whether download URLs are signed (with a user
+            delegation key, asked for only then: an identity without the
+            right to ask for one can relay them).
+        """
         self._account = account
         self._run = run
         self._clock = clock
@@ -170,15 +175,13 @@ class AzureIdentity:
         self._key: Any = None
         self._key_expires = 0.0
         self._fetch_key: FetchDelegationKey | None = None
+        self._delegate = delegate
         self._refreshes = AheadRefresh(clock, self._refresh, REFRESH_AHEAD, "the Azure token")
 
     def delegate_with(self, fetch: FetchDelegationKey) -> None:
-        """
-        Ask for user delegation keys with C{fetch} (the client's request):
-        only where downloads are redirected to URLs pypid signs, so an
-        identity without the right to ask for one relays them.
-        """
-        self._fetch_key = fetch
+        """Ask for user delegation keys with C{fetch} (the client's request), if it signs URLs."""
+        if self._delegate:
+            self._fetch_key = fetch
 
     async def start(self) -> None:
         """

@@ -157,14 +157,11 @@ class AzureClient:
     def __init__(self, endpoint: str, account: str, container: str,
                  credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
                  timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
-                 block_size: int = 64 << 20, shared: bool = False,
-                 sign_urls: bool = True) -> None:
+                 block_size: int = 64 << 20, shared: bool = False) -> None:
         """
         @param shared: whether several storages share the client: the
             first start finds the credentials, the last stop ends their
             refresh.
-        @param sign_urls: whether downloads are redirected to URLs it
-            signs (with an identity, a user delegation key is asked for).
         """
         self.endpoint = endpoint.rstrip("/")
         self.account = account
@@ -179,7 +176,7 @@ class AzureClient:
                                DeferredSemaphore(parallel), timings or Timings())
         self.limit = self._http.limit
         self.timings = self._http.timings
-        if isinstance(credentials, AzureIdentity) and sign_urls:
+        if isinstance(credentials, AzureIdentity):
             credentials.delegate_with(self._delegation_key)
 
     @property

@@ -113,10 +113,11 @@ class IdentityTests(TestCase):
         self.container = self.server.new_container()
         self.policy = https_policy(ca.root_path)
 
-    def client(self, chain):
+    def client(self, chain, delegate=True):
         http, pool = make_http(reactor, 10.0, policy=self.policy)
         self.addCleanup(pool.closeCachedConnections)
-        identity = AzureIdentity(azurite.ACCOUNT, run_now, reactor, chain=lambda: chain)
+        identity = AzureIdentity(azurite.ACCOUNT, run_now, reactor, chain=lambda: chain,
+                                 delegate=delegate)
         client = AzureClient(self.server.endpoint, azurite.ACCOUNT, self.container, identity,
                              http, reactor, run=run_now)
         self.addCleanup(client.stop)
@@ -139,6 +140,14 @@ class IdentityTests(TestCase):
         tampered = await treq.request("GET", url.replace("a.whl", "b.whl"), agent=agent)
         await tampered.content()
         self.assertEqual(tampered.code, 403)
+
+    async def test_relayed_without_delegation(self):
+        """Downloads relayed: no user delegation key is asked for, and no URL signed."""
+        client = self.client(_Chain(), delegate=False)
+        await client.start()
+        self.assertTrue(await client.put("pkgs/b.whl", b"relayed"))
+        with self.assertRaises(StorageError):
+            client.sign_url("pkgs/b.whl", 600, reactor.seconds())
 
     async def test_no_identity(self):
         """A chain that finds no identity stops the start with a line saying what to set."""
