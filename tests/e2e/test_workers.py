@@ -18,6 +18,7 @@ import threading
 import time
 from urllib.parse import urlencode
 
+from tests.harness.bucket_e2e import CloudTestCase
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
     HOST,
@@ -41,6 +42,7 @@ from tests.harness.e2e import (
     with_cookie,
     write_files,
 )
+from tests.harness.e2e_clouds import AZURE, GCS
 from tests.harness.e2e_s3 import StoreTestCase
 
 #: The workers of the machine under test.
@@ -305,6 +307,22 @@ class BucketWorkersTests(StoreTestCase):
     test_upload_then_read_at_once = WorkersTests.test_upload_then_read_at_once
     test_same_filename_raced = WorkersTests.test_same_filename_raced
     test_yank_and_delete_at_once = WorkersTests.test_yank_and_delete_at_once
+
+
+class AzureBucketWorkersTests(CloudTestCase):
+    """The same on an Azure container (Azurite)."""
+
+    cloud = AZURE
+    settings = BucketWorkersTests.settings
+    prepare = WorkersTests.prepare
+    test_upload_then_read_at_once = WorkersTests.test_upload_then_read_at_once
+    test_same_filename_raced = WorkersTests.test_same_filename_raced
+
+
+class GCSBucketWorkersTests(AzureBucketWorkersTests):
+    """The same on a Google Cloud Storage bucket (fake-gcs-server)."""
+
+    cloud = GCS
 
 
 
