@@ -180,11 +180,11 @@ class S3Client:
         return await head_by_headers(self.call, key, metadata_of)
 
     async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
-        """A object's bytes (up to C{limit}), or L{None} when there is none."""
+        """An object's bytes (up to C{limit}), or L{None} when there is none."""
         return await get_whole(self.call, key, limit, expect)
 
     async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
-        """A range of a object, unread (a relay), or L{None} when there is none."""
+        """A range of an object, unread (a relay), or L{None} when there is none."""
         return await fetch_range(self.call, key, start, length, size, "range")
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
