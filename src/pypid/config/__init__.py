@@ -70,6 +70,12 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
 from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
+from pypid.config.webhook_settings import (
+    WEBHOOK_KEYS,
+    WEBHOOK_SECTION,
+    WebhookConfig,
+    check_webhooks,
+)
 from pypid.core.access.access_rules import IndexGrants, Rule
 from pypid.core.access.publishers import PublisherRule
 from pypid.core.indexes.index_names import DEFAULT, NAME, NAME_FORMS
@@ -132,6 +138,8 @@ class Config:
     #: C{[azure]} and C{[gcs]}: the other clouds' buckets (as C{[s3]}, always present)
     azure: AzureConfig = attrs.field(factory=unset_azure)
     gcs: GCSConfig = attrs.field(factory=unset_gcs)
+    #: C{[webhook:NAME]} sections by name, in file order: the subscriptions
+    webhooks: Mapping[str, WebhookConfig] = attrs.field(factory=dict, converter=_frozen)
     #: every key's parsed value, by C{(section, key)} (the named sections
     #: by their whole name): what a reload compares to say which keys
     #: changed (L{pypid.config.reloading}); not the free sections' names
@@ -199,6 +207,7 @@ FREE_SECTIONS = FREE_SECTIONS | {PUBLISHERS, NAMESPACES}
 NAMED_SECTIONS: dict[str, Keys] = {
     INDEX_SECTION: INDEX_KEYS,
     UPSTREAM_SECTION: UPSTREAM_KEYS,
+    WEBHOOK_SECTION: WEBHOOK_KEYS,
 }
 
 
@@ -417,8 +426,9 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
         if prefixed is not None:
             prefix, name = prefixed
             if not NAME.match(name):
-                fail(section, None, f"{name!r} cannot name an {prefix[:-1]}: {NAME_FORMS}",
-                     causes)
+                article = "a" if prefix == WEBHOOK_SECTION else "an"
+                fail(section, None, f"{name!r} cannot name {article} {prefix[:-1]}: "
+                     f"{NAME_FORMS}", causes)
             if prefix == UPSTREAM_SECTION and name == DEFAULT:
                 fail(section, None, "[upstream] is the default upstream (upstream:default): "
                      "configure it there", causes)
@@ -427,7 +437,7 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
         elif section not in SCHEMA and section not in FREE_SECTIONS:
             allowed = ", ".join(f"[{s}]" for s in [*SCHEMA, *sorted(FREE_SECTIONS)])
             fail(section, None, f"unknown section; the sections are {allowed}, "
-                 "[index:NAME] and [upstream:NAME]", causes)
+                 "[index:NAME], [upstream:NAME] and [webhook:NAME]", causes)
     values: Values = {}
     given: set[tuple[str, str]] = set()
     for section, keys in sections.items():
@@ -523,6 +533,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         retention=retention,
         azure=read_section("azure", AzureConfig),
         gcs=read_section("gcs", GCSConfig),
+        webhooks=check_webhooks(values, named[WEBHOOK_SECTION], [DEFAULT, *indexes], fail),
         keys=dict(values),
         origins=fail.origins(),
     )

@@ -104,6 +104,10 @@ HOW: Mapping[str, Mapping[str, str]] = {
                "protect"),
     },
     "upstream:": _UPSTREAM,
+    # (the subscriptions in force are the outbox's and the deliveries'
+    # at once: an event made after the reload goes by the new ones)
+    "webhook:": _all(RELOAD, "url events indexes projects secret secret_file timeout "
+                     "retry_for retry_delay max_connections allow_http ca_bundle"),
     "users": {"*": RELOAD},
     "groups": {"*": RELOAD},
     "acl": {"*": RELOAD},

@@ -47,12 +47,17 @@ from pypid.core.dists.model import cut_text, format_upload_time
 #: C{session-opened} (a person logged in through the pages' form),
 #: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
 #: waiver admins keep); C{upstream-takedown}, C{upstream-relisted}
-#: (a kept file an upstream stopped listing, or lists again).
+#: (a kept file an upstream stopped listing, or lists again); C{advisory}
+#: (an advisory newly in force on a hosted or cached release); C{reload}
+#: (the configuration read again at C{SIGHUP}: applied, or refused);
+#: C{webhook-redeliver}, C{webhook-test} (an admin sent a webhook's
+#: given-up events again, or a test event).
 EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
           "precache", "import", "promote", "login-failed", "login-throttled", "status",
           "advisory-denied", "restore", "purge", "retention", "upstream-release",
           "session-opened", "session-closed", "advisory-waive", "advisory-unwaive",
-          "upstream-takedown", "upstream-relisted")
+          "upstream-takedown", "upstream-relisted", "advisory", "reload",
+          "webhook-redeliver", "webhook-test")
 LOGIN_EVENTS = ("login-failed", "login-throttled")
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
@@ -64,8 +69,8 @@ OUTCOMES = (OK, REFUSED, FAILED)
 #: client sends (a user name typed by an attacker, a long yank reason).
 FIELD_BYTES = 300
 
-_TEXT_FIELDS = ("user", "token", "address", "index", "project", "version", "filename",
-                "sha256", "target", "detail")
+_TEXT_FIELDS = ("user", "login", "token", "address", "index", "project", "version",
+                "filename", "sha256", "target", "detail", "id")
 _DAY = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 
 
@@ -178,6 +183,12 @@ class Entry:
         L{pypid.core.records.login_failures.LoginFailures}).
     @ivar prev: the SHA-256 (hex) of the line before in the same file, or
         L{None} for a file's first line; set when the entry is written.
+    @ivar login: where C{user} logged in (C{password}, C{ldap}, C{sso}:
+        L{pypid.core.access.outside_logins.SOURCES}): a person is a source
+        and a name.
+    @ivar id: the id of the webhook event the entry was sent as (the
+        C{webhook-id} a receiver got), so the receiver can look it up;
+        L{None} when no webhook wanted it.
     """
 
     time: str
@@ -195,6 +206,8 @@ class Entry:
     detail: str | None = attrs.field(default=None, converter=text)
     count: int = 1
     prev: str | None = None
+    login: str | None = attrs.field(default=None, converter=text, kw_only=True)
+    id: str | None = attrs.field(default=None, converter=text, kw_only=True)
 
     def to_json(self) -> dict[str, str | int | None]:
         """The entry as JSON-ready data: fields that say nothing are left out."""

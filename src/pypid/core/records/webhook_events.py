@@ -1,0 +1,294 @@
+"""
+The events pypid sends to webhooks, made of the audit entries of the
+changes they report: which entries make one (L{EVENT_TYPES}), which
+subscription wants it (L{Filter}), the JSON body it is sent with
+(L{Event.body}), its Standard Webhooks signature (L{signature}), and when
+a failed delivery is tried again (L{next_try}).
+
+An event is an audit entry seen from outside: its type is the entry's
+event (C{upload}, C{yank}, ...), its id is the entry's C{id}, and its body
+says what the entry says (docs/operations.rst, "Webhooks", documents each
+type). The entries of one promotion of a release share one id and make
+one event, naming each file.
+
+The signature is the Standard Webhooks one (HMAC-SHA256 over
+C{id.timestamp.body}, base64, C{v1,} first); the tests check every
+delivery with the C{standardwebhooks} package, its reference
+implementation, so a receiver in any language checks it with a library.
+
+Pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+import attrs
+
+from pypid.core.records.audit_chain import OK, REFUSED, Entry
+
+#: The types of event, each the audit event it reports, and what it says.
+EVENT_TYPES: Mapping[str, str] = {
+    "upload": "a file was uploaded (one event per file)",
+    "yank": "a file was yanked (detail: the reason)",
+    "unyank": "a file's yank was taken back",
+    "delete": "a file was deleted through the API (to the recycle bin when there is one)",
+    "restore": "a file was taken out of the recycle bin",
+    "purge": "a file was removed for good from the recycle bin (detail: how long it was kept)",
+    "retention": "a retention rule removed a file (detail: the rule)",
+    "promote": "a release was promoted into the index (target: the index it came from)",
+    "status": "a project's status changed (detail: the status, and its reason)",
+    "upstream-takedown": "a kept file of an upstream is no longer listed there",
+    "advisory": "an advisory newly concerns a release (target: the advisory's id)",
+    "token-issued": "an API token was issued (target: its id; detail: its scope)",
+    "token-revoked": "an API token was revoked (target: its id)",
+    "reload": "the configuration was read again (outcome ok: applied; refused: kept as it was)",
+    "test": "a test event an admin sent (pypid-admin webhooks test)",
+}
+
+#: The types of event about a project of an index (the others concern the
+#: server: tokens, the configuration).
+PROJECT_TYPES = frozenset(EVENT_TYPES) - {"token-issued", "token-revoked", "reload", "test"}
+
+#: The index of today's URLs, as an event names it (an entry names none).
+DEFAULT_INDEX = "default"
+
+#: Where a change that no person made came from (the recycle bin's purge,
+#: a retention rule's schedule, an upstream): the actor's source.
+SERVER = "server"
+
+
+def is_event(entry: Entry) -> bool:
+    """Whether C{entry} reports a change a webhook may be told of."""
+    if entry.event not in EVENT_TYPES:
+        return False
+    return entry.outcome == OK or (entry.event == "reload" and entry.outcome == REFUSED)
+
+
+@attrs.frozen
+class Filter:
+    """
+    Which events a subscription wants: by type, index and project.
+
+    @ivar events: the types (L{EVENT_TYPES}); empty: every type.
+    @ivar indexes: the indexes' names; empty: every index, and the events
+        of no index (tokens, reloads).
+    @ivar projects: project names or globs, normalized as C{[acl]}'s;
+        empty: every project, and the events of none.
+    """
+
+    events: frozenset[str] = frozenset()
+    indexes: frozenset[str] = frozenset()
+    projects: tuple[str, ...] = ()
+
+    def wants(self, type: str, index: str | None, project: str | None) -> bool:
+        """Whether an event of C{type}, of C{index} and C{project} (L{None}: of none), is wanted."""
+        if self.events and type not in self.events:
+            return False
+        if self.indexes and (index is None or index not in self.indexes):
+            return False
+        if self.projects and (project is None or not any(
+                fnmatchcase(project, pattern) for pattern in self.projects)):
+            return False
+        return True
+
+    def wants_entry(self, entry: Entry) -> bool:
+        """Whether the event of C{entry} (an L{is_event}) is wanted."""
+        return self.wants(entry.event, index_of(entry), entry.project)
+
+
+def index_of(entry: Entry) -> str | None:
+    """The index an entry's event names: L{DEFAULT_INDEX} for the default's, L{None} for none."""
+    if entry.index is not None:
+        return entry.index
+    return DEFAULT_INDEX if entry.event in PROJECT_TYPES else None
+
+
+def event_id(milliseconds: int, random_hex: str) -> str:
+    """
+    A new event's id: C{evt_}, the time in milliseconds, then random hex;
+    the ids of one server sort as it made them, and name their day.
+    """
+    return f"evt_{milliseconds:013d}_{random_hex}"
+
+
+@attrs.frozen
+class Event:
+    """
+    One event, as it is kept in the outbox and sent.
+
+    @ivar id: its id (the C{webhook-id}, and the audit entries' C{id}).
+    @ivar type: one of L{EVENT_TYPES}.
+    @ivar time: when the change was made (the audit entry's time).
+    @ivar data: what it says (L{data_of}), JSON-ready.
+    """
+
+    id: str
+    type: str
+    time: str
+    data: Mapping[str, Any]
+
+    def body(self) -> bytes:
+        """
+        The bytes sent: C{{"type", "timestamp", "data"}}, as Standard
+        Webhooks shapes a payload, one line of sorted JSON.
+        """
+        return json.dumps({"type": self.type, "timestamp": self.time, "data": self.data},
+                          sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the outbox keeps it."""
+        return {"id": self.id, "type": self.type, "time": self.time, "data": dict(self.data)}
+
+    @classmethod
+    def from_json(cls, value: object) -> Event:
+        """
+        The event the outbox kept.
+
+        @raise ValueError: when C{value} is not one.
+        """
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        try:
+            id, type, time, data = value["id"], value["type"], value["time"], value["data"]
+        except KeyError as e:
+            raise ValueError(f"no {e.args[0]!r}") from None
+        if not all(isinstance(v, str) for v in (id, type, time)) or not isinstance(data, dict):
+            raise ValueError("not an event")
+        return cls(id, type, time, data)
+
+
+def data_of(entries: Sequence[Entry]) -> dict[str, Any]:
+    """
+    What the event of C{entries} (one, or the files of one promoted
+    release, all of one id) says: its id, index, project, version, files
+    with their sha256, who made the change, and the entry's detail, target
+    and outcome.
+    """
+    first = entries[0]
+    files = [{"filename": e.filename, "sha256": e.sha256} for e in entries
+             if e.filename is not None]
+    actor: dict[str, str | None] = (
+        {"name": first.user, "source": first.login, "token": first.token}
+        if first.user is not None else {"name": None, "source": SERVER, "token": None})
+    return {"id": first.id, "index": index_of(first), "project": first.project,
+            "version": first.version, "files": files, "actor": actor,
+            "detail": first.detail, "target": first.target, "outcome": first.outcome}
+
+
+def events_of(entries: Iterable[Entry]) -> list[Event]:
+    """
+    The events of C{entries} (each with an C{id}), in their order: the
+    entries of one id make one event (a promoted release's files).
+    """
+    grouped: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if entry.id is None:
+            raise ValueError("an entry sent as an event has an id")
+        grouped.setdefault(entry.id, []).append(entry)
+    return [Event(id, group[0].event, group[0].time, data_of(group))
+            for id, group in grouped.items()]
+
+
+def make_test_event(id: str, time: str, subscription: str, user: str | None) -> Event:
+    """The test event an admin sends to a subscription (L{EVENT_TYPES}'s C{test})."""
+    return Event(id, "test", time, {
+        "id": id, "index": None, "project": None, "version": None, "files": [],
+        "actor": {"name": user, "source": None, "token": None},
+        "detail": f"a test of the webhook {subscription}", "target": subscription,
+        "outcome": OK})
+
+
+#: What a secret is written as: Standard Webhooks' form.
+SECRET_PREFIX = "whsec_"
+#: The bytes a secret has (the specification's range).
+SECRET_BYTES = (24, 64)
+
+
+def parse_secret(text: str) -> bytes:
+    """
+    The key of a secret written C{whsec_<base64>} (Standard Webhooks'
+    form; the prefix may be left out), of 24 to 64 bytes.
+
+    @raise ValueError: saying what a secret is, never echoing it.
+    """
+    text = text.strip()
+    if text.startswith(SECRET_PREFIX):
+        text = text[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    low, high = SECRET_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(f"expected whsec_ then the base64 of {low} to {high} random bytes "
+                         "(make one with: pypid-admin webhooks secret)")
+    return key
+
+
+def new_secret(random: bytes) -> str:
+    """The text of a new secret of the bytes C{random} (32 of them, say)."""
+    return SECRET_PREFIX + base64.b64encode(random).decode("ascii")
+
+
+def signature(key: bytes, id: str, timestamp: int, body: bytes) -> str:
+    """
+    The C{webhook-signature} of a delivery: C{v1,} and the base64 of
+    HMAC-SHA256 over C{<id>.<timestamp>.<body>} (Standard Webhooks).
+    """
+    mac = hmac.new(key, f"{id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+#: The longest wait between two tries (s), whatever the back-off says;
+#: a receiver's C{Retry-After} may ask for up to L{MAX_RETRY_AFTER}.
+MAX_DELAY = 3600.0
+MAX_RETRY_AFTER = 6 * 3600.0
+
+
+def next_try(failures: int, now: float, created: float, retry_for: float,
+             first_delay: float, jitter: float, retry_after: float | None = None,
+             ) -> float | None:
+    """
+    When to try a delivery again after its C{failures}-th failure at
+    C{now}: C{first_delay} doubled at each failure, up to L{MAX_DELAY},
+    each wait cut by up to half at random (C{jitter}, from 0 to 1), so
+    receivers that came back are not hit by every sender at once; never
+    sooner than a receiver's C{Retry-After} asked (up to
+    L{MAX_RETRY_AFTER}); the last try at C{created + retry_for}.
+
+    @return: the time of the next try, or L{None}: the event is given up
+        (its time to be tried is over).
+    """
+    end = created + retry_for
+    if now >= end:
+        return None
+    delay = min(MAX_DELAY, first_delay * 2 ** min(failures - 1, 40)) * (1 - jitter / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return min(now + delay, end)
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """
+    The seconds a C{Retry-After} asks to wait (RFC 9110: a number of
+    seconds, or an HTTP date, from C{now}); L{None} when it says neither.
+    """
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)

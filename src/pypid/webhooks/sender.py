@@ -1,0 +1,163 @@
+"""
+One delivery of an event to a receiver: a signed POST (Standard
+Webhooks' C{webhook-id}, C{webhook-timestamp} and C{webhook-signature}),
+and what came of it (L{Attempt}).
+
+Pointed wherever an admin chose, a delivery is kept small: it follows no
+redirect (a 3xx is a failure, named), sends nothing of pypid's but the
+event and its signature (no credentials, no cookies), reads at most
+L{ANSWER_LIMIT} bytes of the answer, and ends after the subscription's
+C{timeout} in all, connecting and reading included. HTTPS is checked as
+every outbound call of pypid's is (the subscription's C{ca_bundle}, else
+C{[pypid] ca_bundle}, else the system's roots); the deliveries to one
+receiver's host share a pool of at most its C{max_connections}.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable
+
+import attrs
+import treq.client
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.http_headers import Headers
+
+from pypid.config.webhook_settings import WebhookConfig
+from pypid.core.records.webhook_events import Event, parse_retry_after, signature
+from pypid.http.bodies import BodyError, describe, read_body
+from pypid.http.client import https_policy, make_http
+
+#: The most bytes of a receiver's answer read (the rest is dropped).
+ANSWER_LIMIT = 64 << 10
+#: The most characters of an answer kept to show with a failed delivery.
+SHOWN = 200
+
+#: What pypid says it is.
+USER_AGENT = b"pypid-webhooks/1"
+
+
+@attrs.frozen
+class Attempt:
+    """
+    What one delivery came to.
+
+    @ivar status: the receiver's HTTP status, or 0 when none came.
+    @ivar error: why it failed (L{None}: it was delivered).
+    @ivar retry_after: the seconds the receiver asked to wait, if it did.
+    @ivar seconds: how long it took.
+    """
+
+    status: int
+    error: str | None
+    retry_after: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the receiver took it (a 2xx)."""
+        return self.error is None
+
+
+def outcome(status: int, answer: bytes) -> str | None:
+    """Why an answer of C{status} is a failure, or L{None} for a 2xx."""
+    if 200 <= status < 300:
+        return None
+    shown = answer[:SHOWN].decode("utf-8", "replace").strip()
+    kind = ("a redirect, which deliveries never follow" if 300 <= status < 400
+            else "refused" if status < 500 else "failed")
+    return f"HTTP {status} ({kind})" + (f": {shown}" if shown else "")
+
+
+class Sender:
+    """
+    Sends events, a client (and a pool of connections) per receiver's
+    host and CA bundle, each bounded by the subscription's C{max_connections}.
+    """
+
+    def __init__(self, clock: IReactorTime, default_ca_bundle: str | None,
+                 wall: Callable[[], float] = _time.time) -> None:
+        """
+        @param default_ca_bundle: C{[pypid] ca_bundle}, for a subscription
+            that names none.
+        @param wall: the time the signatures carry (receivers compare it to
+            theirs).
+        """
+        self._clock = clock
+        self._default_ca_bundle = default_ca_bundle
+        self._wall = wall
+        self._clients: dict[tuple[str, str | None, int],
+                            tuple[treq.client.HTTPClient, HTTPConnectionPool,
+                                  DeferredSemaphore]] = {}
+
+    def _client(self, subscription: WebhookConfig,
+                ) -> tuple[treq.client.HTTPClient, DeferredSemaphore]:
+        bundle = subscription.ca_bundle or self._default_ca_bundle
+        key = (subscription.receiver, bundle, subscription.max_connections)
+        if key not in self._clients:
+            http, pool = make_http(self._clock, subscription.timeout,
+                                   subscription.max_connections, https_policy(bundle))
+            self._clients[key] = (http, pool, DeferredSemaphore(subscription.max_connections))
+        http, _, bound = self._clients[key]
+        return http, bound
+
+    def send(self, subscription: WebhookConfig, event: Event) -> Deferred[Attempt]:
+        """Deliver C{event} to C{subscription}'s receiver once; never fails."""
+        try:
+            http, bound = self._client(subscription)
+        except ValueError as e:
+            return Deferred.fromCoroutine(_failed(f"cannot use the CA bundle: {e}"))
+        return bound.run(lambda: ensureDeferred(self._send(http, subscription, event)))
+
+    async def _send(self, http: treq.client.HTTPClient, subscription: WebhookConfig,
+                    event: Event) -> Attempt:
+        began = self._clock.seconds()
+        body = event.body()
+        stamp = int(self._wall())
+        headers = Headers({
+            b"Content-Type": [b"application/json"], b"User-Agent": [USER_AGENT],
+            b"webhook-id": [event.id.encode("ascii")],
+            b"webhook-timestamp": [str(stamp).encode("ascii")],
+            b"webhook-signature": [signature(subscription.key, event.id, stamp,
+                                             body).encode("ascii")]})
+        call: Deferred[Attempt] = ensureDeferred(self._post(http, subscription.url, headers,
+                                                            body))
+        call.addTimeout(subscription.timeout, self._clock,
+                        lambda result, timeout: Attempt(
+                            0, f"no answer within {timeout:g} s"))
+        try:
+            attempt = await call
+        except Exception as e:
+            attempt = Attempt(0, f"cannot reach {subscription.receiver}: {describe(e)}")
+        return attrs.evolve(attempt, seconds=self._clock.seconds() - began)
+
+    async def _post(self, http: treq.client.HTTPClient, url: str, headers: Headers,
+                    body: bytes) -> Attempt:
+        response = await http.request("POST", url, headers=headers, data=body,
+                                      allow_redirects=False, unbuffered=True)
+        try:
+            answer = await read_body(response, ANSWER_LIMIT, self._clock)
+        except BodyError as e:
+            answer = f"(its answer: {describe(e)})".encode()
+        retry = response.headers.getRawHeaders(b"retry-after")
+        return Attempt(response.code, outcome(response.code, answer),
+                       parse_retry_after(retry[0].decode("latin-1"), self._wall())
+                       if retry else None)
+
+    def close(self) -> Deferred[None]:
+        """Close every pool's kept connections."""
+        pools = [pool for _, pool, _ in self._clients.values()]
+        self._clients.clear()
+        d: Deferred[None] = Deferred.fromCoroutine(_close_all(pools))
+        return d
+
+
+async def _failed(error: str) -> Attempt:
+    return Attempt(0, error)
+
+
+async def _close_all(pools: list[HTTPConnectionPool]) -> None:
+    for pool in pools:
+        await pool.closeCachedConnections()
