@@ -68,6 +68,7 @@ from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.server.audit_trail import AuditPart, AuditTrail
+from pypid.webhooks.part import WebhookPart
 
 if TYPE_CHECKING:
     # (systemd's notifications load only in a real process, under a unit)
@@ -203,6 +204,7 @@ class _MadeParts:
     sandbox: ReadmeSandbox
     registry: IndexRegistry
     feed: AdvisoryFeed
+    webhooks: WebhookPart
     audit: AuditPart
     access: IdentityPart
     mark: RunningMark | None
@@ -229,8 +231,12 @@ class _MadeParts:
         feed = AdvisoryFeed.from_config(config, board, run, reactor,
                                         worker.ring if worker is not None else None)
         default = registry.default
-        audit = AuditPart(AuditTrail(
-            make_audit_log(config, run, reactor, default.storage.s3_timings), reactor))
+        # (every change's audit entry is where its webhook event is born;
+        # a machine's first worker delivers them)
+        webhooks = WebhookPart.from_config(config, run, reactor, worker is None or worker.first,
+                                           default.storage.s3_timings)
+        audit = AuditPart(AuditTrail(webhooks.announcing(
+            make_audit_log(config, run, reactor, default.storage.s3_timings)), reactor))
         # (a worker keeps the tokens and browser sessions with the others)
         access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run,
                               worker.ring if worker is not None else None)
@@ -244,7 +250,7 @@ class _MadeParts:
                 if worker is None or worker.first else None)
         readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
                               check_first=worker is not None)
-        return cls(sandbox, registry, feed, audit, access, mark, readiness)
+        return cls(sandbox, registry, feed, webhooks, audit, access, mark, readiness)
 
     def web(self, config: Config, run: Run, reactor: IServerReactor,
             worker: WorkerRole | None) -> WebPart:
@@ -254,7 +260,8 @@ class _MadeParts:
             config, registry, self.access.access, self.access.publishing, self.audit.trail,
             self.readiness.ready, run, reactor, self.sandbox.render,
             [source for source in (registry, default.writer, default.storage,
-                                   default.upstream_part, self.audit, default.backfill, self.feed)
+                                   default.upstream_part, self.audit, default.backfill, self.feed,
+                                   self.webhooks)
              if source is not None]
             + [part for part, _ in registry.upstreams.values()], self.access.sso,
             worker.ring if worker is not None else None)
@@ -308,6 +315,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("storage"),
         ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),
+        # (the outbox the audit log writes events to: stopped after it)
+        ("webhooks", made.webhooks),
         ("audit", audit),
         ("access", access),
         ("advisories", feed),  # the path checked; unread until advisories-read

@@ -515,10 +515,19 @@ class Daemon(ChildProcess):
             return []
 
 
-#: Daemons that may still run, stopped at exit whatever happens.
 #: Child processes (daemons, upstreams) that may still run, killed at exit
 #: whatever happens.
 _live = set()
+
+
+def spawn(child, argv, **popen):
+    """
+    Start C{child}'s process (a L{ChildProcess}) with C{argv}: it gets
+    SIGTERM when the test process dies, and is killed at its exit.
+    """
+    child.process = subprocess.Popen(argv, preexec_fn=_die_with_parent, **popen)
+    _live.add(child)
+    return child.process
 
 
 @atexit.register

@@ -253,13 +253,15 @@ class MemoryOutboxStore:
 
     def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
         """Keep the records."""
-        return self._call(lambda: self.records.update(
-            {checked(name): bytes(data) for name, data in items.items()}))
+        kept = {checked(name): bytes(data) for name, data in items.items()}
+        return self._call(lambda: self.records.update(kept))
 
     def put_new(self, name: str, data: bytes) -> Deferred[bool]:
         """Keep the record if none of its name is kept."""
+        checked(name)
+
         def put() -> bool:
-            if checked(name) in self.records:
+            if name in self.records:
                 return False
             self.records[name] = bytes(data)
             return True
@@ -267,13 +269,16 @@ class MemoryOutboxStore:
 
     def get(self, name: str) -> Deferred[bytes | None]:
         """A record's bytes."""
-        return self._call(lambda: self.records.get(checked(name)))
+        checked(name)
+        return self._call(lambda: self.records.get(name))
 
     def delete(self, names: Sequence[str]) -> Deferred[None]:
         """Forget the records."""
+        gone = [checked(name) for name in names]
+
         def delete() -> None:
-            for name in names:
-                self.records.pop(checked(name), None)
+            for name in gone:
+                self.records.pop(name, None)
         return self._call(delete)
 
     def names(self, folder: str) -> Deferred[list[str]]:

@@ -163,6 +163,7 @@ class AuditTrail:
         writing = self.log.write(Entry(
             time=format_time(self._clock.seconds()), event=event, outcome=outcome,
             user=identity.name if identity is not None else None,
+            login=identity.login.source if identity is not None else None,
             token=token.id if token is not None else None,
             address=client_address(request), **facts))
         IAuditWrites(request).waiting.append(writing)

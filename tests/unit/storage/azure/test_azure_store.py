@@ -2,9 +2,11 @@
 
 from twisted.trial.unittest import TestCase
 
+from pypid.storage.outbox_store import BucketOutboxStore
 from tests.harness import azurite
 from tests.harness.azure import AzuriteCase
 from tests.harness.object_store import ObjectStoreContractMixin
+from tests.harness.outbox_store_contract import OutboxStoreContractMixin
 
 
 class AzureStoreTests(ObjectStoreContractMixin, AzuriteCase):
@@ -24,6 +26,15 @@ class AzureStoreTests(ObjectStoreContractMixin, AzuriteCase):
 
     async def make_broken_store(self, endpoint, timeout):
         return self.client(endpoint=endpoint + "/" + azurite.ACCOUNT, timeout=timeout)
+
+
+class AzureOutboxStoreTests(OutboxStoreContractMixin, AzuriteCase):
+    """The webhooks' outbox records in a bucket of this server."""
+
+    make_store = AzureStoreTests.make_store
+
+    async def make_records(self):
+        return BucketOutboxStore(await self.make_store(), "packages/")
 
 
 del TestCase

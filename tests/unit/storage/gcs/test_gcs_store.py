@@ -2,8 +2,10 @@
 
 from twisted.trial.unittest import TestCase
 
+from pypid.storage.outbox_store import BucketOutboxStore
 from tests.harness.gcs import GCSCase
 from tests.harness.object_store import ObjectStoreContractMixin
+from tests.harness.outbox_store_contract import OutboxStoreContractMixin
 
 
 class GCSStoreTests(ObjectStoreContractMixin, GCSCase):
@@ -26,6 +28,15 @@ class GCSStoreTests(ObjectStoreContractMixin, GCSCase):
         store = self.client(endpoint=endpoint, timeout=timeout)
         await store.start()
         return store
+
+
+class GCSOutboxStoreTests(OutboxStoreContractMixin, GCSCase):
+    """The webhooks' outbox records in a bucket of this server."""
+
+    make_store = GCSStoreTests.make_store
+
+    async def make_records(self):
+        return BucketOutboxStore(await self.make_store(), "packages/")
 
 
 del TestCase

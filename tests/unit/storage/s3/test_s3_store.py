@@ -4,11 +4,13 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from pypid.http.client import make_http
+from pypid.storage.outbox_store import BucketOutboxStore
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests.harness import s3server
 from tests.harness.object_store import ObjectStoreContractMixin
+from tests.harness.outbox_store_contract import OutboxStoreContractMixin
 from tests.harness.s3 import S3Case
 
 
@@ -69,6 +71,16 @@ class SeaweedStoreTests(MotoStoreTests):
         store = self.client(self.bucket)
         store._credentials = StaticKeys(Credentials(s3server.ACCESS_KEY, "not-the-secret"))
         return store
+
+
+class MotoOutboxStoreTests(OutboxStoreContractMixin, S3Case):
+    """The webhooks' outbox records in a bucket of this server."""
+
+    make_store = MotoStoreTests.make_store
+    client = MotoStoreTests.client
+
+    async def make_records(self):
+        return BucketOutboxStore(await self.make_store(), "packages/")
 
 
 del TestCase

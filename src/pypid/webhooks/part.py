@@ -1,0 +1,183 @@
+"""
+The webhooks as a part of the daemon (L{WebhookPart}), built whole by
+L{WebhookPart.from_config}: the outbox in the default index's store, the
+subscriptions in force (taken again at C{SIGHUP}), the audit log that
+writes their events (L{announcing}), and, on the server that delivers (a
+machine's first worker; on a bucket, every server, which then takes the
+lease in turn), the deliveries.
+
+It starts before the parts that change anything (the audit log it wraps
+is written by them) and stops after them, so an event of the last
+request is written before the store closes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.config import Config
+from pypid.config.webhook_settings import WebhookConfig
+from pypid.core.parts import IMetricsSource, IReloadable
+
+from pypid.http.client import https_policy
+from pypid.storage.audit_log import IAuditLog
+from pypid.core.records.metrics import Family, Timings
+from pypid.storage.factory import make_store
+from pypid.storage.interface import Run
+from pypid.storage.outbox_store import FOLDER, BucketOutboxStore, FolderOutboxStore, IOutboxStore
+from pypid.webhooks.announcing import AnnouncingAuditLog
+from pypid.webhooks.delivery import Deliveries
+from pypid.webhooks.lease import Lease
+from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.sender import Sender
+
+log = Logger()
+
+
+def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> None:
+    """
+    Read each subscription's CA bundle now, so one that cannot be used
+    stops the start (or the reload) with its key named.
+
+    @raise pypid.config.errors.StartupError: naming the key.
+    """
+    from pypid.core.util.startup import StartupError
+
+    for subscription in subscriptions:
+        if subscription.ca_bundle is None:
+            continue
+        try:
+            https_policy(subscription.ca_bundle)
+        except ValueError as e:
+            raise StartupError(f"{config.where('webhook:' + subscription.name, 'ca_bundle')}: "
+                               f"{e}")
+
+
+@implementer(IReloadable, IMetricsSource)
+class WebhookPart(Service):
+    """
+    The webhooks of a server; see the module.
+
+    @ivar outbox: the L{Outbox}, which the admin API reads and redelivers from.
+    @ivar sender: sends the admin's test events.
+    @ivar deliveries: the L{Deliveries}, on the server that delivers; else L{None}.
+    """
+
+    def __init__(self, outbox: Outbox, sender: Sender,
+                 subscriptions: Mapping[str, WebhookConfig], clock: IReactorTime,
+                 deliveries: Deliveries | None = None,
+                 prepare: Callable[[], Any] | None = None,
+                 close: Callable[[], Any] | None = None) -> None:
+        self.outbox = outbox
+        self.sender = sender
+        self.subscriptions: Mapping[str, WebhookConfig] = dict(subscriptions)
+        self.clock = clock
+        self.deliveries = deliveries
+        self._prepare = prepare
+        self._close = close
+
+    @classmethod
+    def from_config(cls, config: Config, run: Run, reactor: IReactorTime, deliver: bool,
+                    timings: Timings | None = None) -> WebhookPart:
+        """
+        The webhooks of C{config}, in the default index's storage (on a
+        bucket, through a client of its own).
+
+        @param deliver: whether this server delivers (a machine's first worker).
+        @param timings: the bucket's request counts (the packages' storage's).
+        @raise pypid.config.errors.StartupError: a CA bundle, or the
+            bucket's credentials, cannot be used.
+        """
+        check_bundles(config.webhooks.values(), config)
+        section = config.bucket
+        records: IOutboxStore
+        prepare: Callable[[], Any] | None = None
+        close: Callable[[], Any] | None = None
+        if section is None:
+            records = FolderOutboxStore(os.path.join(config.storage.path, *FOLDER.split("/")),
+                                        run)
+        else:
+            store, closing = make_store(config, run, reactor, timings)
+            records = BucketOutboxStore(store, section.prefix)
+
+            def close() -> Deferred[Any]:
+                store.stop()
+                return closing()
+            prepare = store.start
+        outbox = Outbox(records, reactor)
+        sender = Sender(reactor, config.server.ca_bundle)
+        part = cls(outbox, sender, config.webhooks, reactor, prepare=prepare, close=close)
+        if deliver:
+            lease = Lease(records, reactor, outbox.instance) if records.shared else None
+            part.deliveries = Deliveries(outbox, Sender(reactor, config.server.ca_bundle),
+                                         part.current, reactor, lease)
+        return part
+
+    def current(self) -> Mapping[str, WebhookConfig]:
+        """The subscriptions in force."""
+        return self.subscriptions
+
+    def announcing(self, audit: IAuditLog) -> AnnouncingAuditLog:
+        """C{audit}, writing the events of its entries to this part's outbox."""
+        wake = self.deliveries.wake if self.deliveries is not None else (lambda: None)
+        return AnnouncingAuditLog(audit, self.outbox, self.current, self.clock, wake)
+
+    def startService(self) -> Deferred[None]:
+        """Start the store's client, then the deliveries."""
+        Service.startService(self)
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        if self._prepare is not None:
+            await self._prepare()
+        if self.deliveries is not None:
+            self.deliveries.startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the deliveries (what is under way is made again by the next), then the client."""
+        Service.stopService(self)
+        stopping = self.deliveries.stopService() if self.deliveries is not None \
+            else succeed(None)
+
+        def closed(_: object) -> Deferred[None]:
+            d: Deferred[None] = self.sender.close()
+            if self._close is not None:
+                d.addCallback(lambda _: self._close() if self._close is not None else None)
+            return d
+        return stopping.addCallback(closed)
+
+    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
+        """Take the subscriptions of the configuration read again."""
+        if config is None or config.webhooks == self.subscriptions:
+            return None
+        check_bundles(config.webhooks.values(), config)
+        before = self.subscriptions
+
+        def commit() -> str | None:
+            self.subscriptions = dict(config.webhooks)
+            if self.deliveries is not None:
+                self.deliveries.wake()
+            return _changes(before, config.webhooks)
+        return commit
+
+    def metric_families(self) -> Iterable[Family]:
+        """The deliveries' (nothing on a server that does not deliver)."""
+        return self.deliveries.metric_families() if self.deliveries is not None else ()
+
+
+def _changes(before: Mapping[str, WebhookConfig], after: Mapping[str, WebhookConfig]) -> str:
+    """The few words a reload logs of the subscriptions' change."""
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(name for name in set(before) & set(after) if before[name] != after[name])
+    said = [f"{verb} {', '.join(names)}" for verb, names in
+            (("added", added), ("removed", removed), ("changed", changed)) if names]
+    return "webhooks " + "; ".join(said)
