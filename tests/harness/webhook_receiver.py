@@ -100,6 +100,9 @@ class ReceiverResource(Resource):
         #: the answers to give, first first; the last stays
         self.answers = [Answer()]
         self.on_received = on_received
+        #: deliveries being answered now, and the most at once so far
+        self.in_flight = 0
+        self.most_at_once = 0
 
     def answer(self, **kwargs):
         """Answer every delivery from now on so (see L{Answer})."""
@@ -145,12 +148,22 @@ class ReceiverResource(Resource):
         text = f"answered {answer.status}".encode()
         if not answer.delay:
             return text
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
 
         def late():
+            self.in_flight -= 1
             if not request.finished and not request._disconnected:
                 request.write(text)
                 request.finish()
-        self.reactor.callLater(answer.delay, late)
+        call = self.reactor.callLater(answer.delay, late)
+
+        def gone(_):
+            # (the sender gave up: no answer is written, nothing stays behind)
+            if call.active():
+                call.cancel()
+                self.in_flight -= 1
+        request.notifyFinish().addErrback(gone)
         return NOT_DONE_YET
 
 

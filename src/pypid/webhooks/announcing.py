@@ -83,6 +83,8 @@ class AnnouncingAuditLog:
         self._retry_delay = RETRY_DELAY
         #: events not yet written after a failure, with their subscriptions
         self._failed: list[tuple[Any, tuple[str, ...]]] = []
+        #: the writes under way (the close waits for them)
+        self._writing: set[Deferred[None]] = set()
         self._closed = False
 
     # -- the log's attributes ------------------------------------------------------------------
@@ -175,7 +177,9 @@ class AnnouncingAuditLog:
         def answered(_: object) -> None:
             for done in waiting:
                 done.callback(None)
+        self._writing.add(writing)
         writing.addCallbacks(written, failed).addBoth(answered)
+        writing.addBoth(lambda _: self._writing.discard(writing))
         return writing
 
     def _write_failed(self) -> None:
@@ -203,12 +207,18 @@ class AnnouncingAuditLog:
         if self._flush is not None and self._flush.active():
             self._flush.cancel()
             self._write_batch()
+        under_way: Deferred[list[Any]] = gatherResults(list(self._writing))
+        return under_way.addCallback(lambda _: self._write_last()).addCallback(
+            lambda _: self.log.close())
+
+    def _write_last(self) -> Deferred[None]:
+        """Write what failed once more, at the stop; what still fails is lost, and said."""
         events, self._failed = self._failed, []
-        pending = (self._outbox.add(events).addErrback(lambda f: log.error(
+        if not events:
+            return succeed(None)
+        return self._outbox.add(events).addErrback(lambda f: log.error(
             "Cannot write {count} webhook events to the outbox at the stop; they are lost: "
             "{error}", count=len(events), error=f.getErrorMessage()))
-            if events else succeed(None))
-        return pending.addCallback(lambda _: self.log.close())
 
     def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
         """The audit log's."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -205,6 +205,8 @@ class Deliveries(Service):
             self._sending.add(sending)
             try:
                 attempt = await sending
+            except CancelledError:
+                return  # (the stop: the event stays, and is sent again by the next)
             finally:
                 self._sending.discard(sending)
             if not self.running:

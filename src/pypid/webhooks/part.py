@@ -26,10 +26,9 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource, IReloadable
-
+from pypid.core.records.metrics import Family, Timings
 from pypid.http.client import https_policy
 from pypid.storage.audit_log import IAuditLog
-from pypid.core.records.metrics import Family, Timings
 from pypid.storage.factory import make_store
 from pypid.storage.interface import Run
 from pypid.storage.outbox_store import FOLDER, BucketOutboxStore, FolderOutboxStore, IOutboxStore
