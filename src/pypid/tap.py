@@ -289,9 +289,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         (L{pypid.daemon.machine}); L{None} for a server of one process.
     @raise StartupError: when a part cannot be built from the configuration.
     """
-    server = config.server
     if pools is None:
-        pools = ThreadPools.create(reactor, server.threads)
+        pools = ThreadPools.create(reactor, config.server.threads)
     made = _MadeParts.of(config, reactor, pools, worker)
     sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
                                               made.access)
@@ -315,8 +314,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("storage"),
         ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),
-        # (the outbox the audit log writes events to: stopped after it)
-        ("webhooks", made.webhooks),
+        ("webhooks", made.webhooks),  # (the outbox of the audit's events: stops after it)
         ("audit", audit),
         ("access", access),
         ("advisories", feed),  # the path checked; unread until advisories-read

@@ -271,6 +271,8 @@ class Deliveries(Service):
         now = self._clock.seconds()
         lanes = sorted(self._lanes.values(), key=lambda lane: lane.name) \
             if self._active else []
+        if not lanes:
+            return
         yield counter("pypid_webhook_deliveries",
                       "Deliveries of webhook events, by outcome: delivered, failed (to be "
                       "tried again), given_up.", None, ("webhook", "outcome"),

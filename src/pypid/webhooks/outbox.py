@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.core.records.webhook_events import Event
+from pypid.core.records.webhook_events import WebhookEvent
 from pypid.storage.outbox_store import IOutboxStore
 
 log = Logger()
@@ -54,7 +54,7 @@ class Item:
     """
 
     key: str
-    event: Event
+    event: WebhookEvent
     to: tuple[str, ...]
     created: float
 
@@ -77,7 +77,7 @@ class Item:
         if not isinstance(to, list) or not all(isinstance(name, str) for name in to) \
                 or not isinstance(created, (int, float)):
             raise ValueError("not an outbox record")
-        return cls(key, Event.from_json(value.get("event")), tuple(to), float(created))
+        return cls(key, WebhookEvent.from_json(value.get("event")), tuple(to), float(created))
 
 
 @attrs.frozen
@@ -92,7 +92,7 @@ class GivenUp:
     """
 
     key: str
-    event: Event
+    event: WebhookEvent
     tries: int
     error: str
     when: float
@@ -117,7 +117,7 @@ class GivenUp:
         if not isinstance(tries, int) or not isinstance(error, str) \
                 or not isinstance(when, (int, float)):
             raise ValueError("not a record of a failure")
-        return cls(key, Event.from_json(value.get("event")), tries, error, float(when))
+        return cls(key, WebhookEvent.from_json(value.get("event")), tries, error, float(when))
 
     def public(self) -> dict[str, Any]:
         """What the API shows of it."""
@@ -152,7 +152,7 @@ class Outbox:
         return (f"{int(self._clock.seconds() * 1000):013d}-{self.instance}-"
                 f"{next(self._count):08d}")
 
-    def add(self, events: Iterable[tuple[Event, Sequence[str]]]) -> Deferred[None]:
+    def add(self, events: Iterable[tuple[WebhookEvent, Sequence[str]]]) -> Deferred[None]:
         """
         Add C{events}, each with the subscriptions to tell, durably: the
         L{Deferred} fires once every record is written (or fails with

@@ -27,7 +27,6 @@ from pypid.config import Config
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family, Timings
-from pypid.http.client import https_policy
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.factory import make_store
 from pypid.storage.interface import Run
@@ -53,6 +52,7 @@ def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> Non
     for subscription in subscriptions:
         if subscription.ca_bundle is None:
             continue
+        from pypid.http.client import https_policy
         try:
             https_policy(subscription.ca_bundle)
         except ValueError as e:

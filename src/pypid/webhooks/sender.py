@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
-import treq.client
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from pypid.config.webhook_settings import WebhookConfig
-from pypid.core.records.webhook_events import Event, parse_retry_after, signature
+from pypid.core.records.webhook_events import WebhookEvent, parse_retry_after, signature
 from pypid.http.bodies import BodyError, describe, read_body
-from pypid.http.client import https_policy, make_http
+
+if TYPE_CHECKING:
+    # (treq comes with the first subscription: a server without webhooks
+    # never loads it, nor the outbound client, at its start)
+    import treq.client
 
 #: The most bytes of a receiver's answer read (the rest is dropped).
 ANSWER_LIMIT = 64 << 10
@@ -94,6 +98,8 @@ class Sender:
 
     def _client(self, subscription: WebhookConfig,
                 ) -> tuple[treq.client.HTTPClient, DeferredSemaphore]:
+        from pypid.http.client import https_policy, make_http
+
         bundle = subscription.ca_bundle or self._default_ca_bundle
         key = (subscription.receiver, bundle, subscription.max_connections)
         if key not in self._clients:
@@ -103,7 +109,7 @@ class Sender:
         http, _, bound = self._clients[key]
         return http, bound
 
-    def send(self, subscription: WebhookConfig, event: Event) -> Deferred[Attempt]:
+    def send(self, subscription: WebhookConfig, event: WebhookEvent) -> Deferred[Attempt]:
         """Deliver C{event} to C{subscription}'s receiver once; never fails."""
         try:
             http, bound = self._client(subscription)
@@ -112,7 +118,7 @@ class Sender:
         return bound.run(lambda: ensureDeferred(self._send(http, subscription, event)))
 
     async def _send(self, http: treq.client.HTTPClient, subscription: WebhookConfig,
-                    event: Event) -> Attempt:
+                    event: WebhookEvent) -> Attempt:
         began = self._clock.seconds()
         body = event.body()
         stamp = int(self._wall())

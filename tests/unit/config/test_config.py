@@ -1783,7 +1783,7 @@ _REFUSED = [
      "[attestations], [retention], [acl], [groups], "
      "[namespaces], [publishers], "
      "[users], "
-     "[index:NAME] and [upstream:NAME]"),
+     "[index:NAME], [upstream:NAME] and [webhook:NAME]"),
 ]
 
 

@@ -16,6 +16,7 @@ from pypid.auth.hashes import hash_password
 from pypid.config import FREE_SECTIONS, NAMED_SECTIONS, SCHEMA, ConfigError, load_config
 from pypid.config.attestation_settings import TRUST_ROOT_MEDIA_TYPE
 from pypid.config.reloading import HOW, RELOAD, RESTART, how, needs_restart
+from pypid.core.records.webhook_events import new_secret
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.tap import build_service
@@ -23,6 +24,10 @@ from pypid.upstream.factory import UpstreamPart
 from tests.harness.fakes import FAST
 from tests.harness.indexes import _ServerMixin
 from tests.harness.tap import fake_pools
+from tests.harness.webhooks import SECRET
+
+#: A webhook's secret other than the tests' (L{tests.harness.webhooks.SECRET}).
+OTHER_SECRET = new_secret(b"o" * 32)
 
 #: Values tried, in order, for a key until one parses to another value
 #: than the base's (and the whole file still loads).
@@ -37,6 +42,7 @@ CANDIDATES = [
     "default", "upstream:corp", "show", "hide",
     "ci https://other-token.ci.example", "openid email",
     "otheraccount", "other-container", "c3Y9MjAyNg==", "sv=2026&sig=x",
+    "upload", OTHER_SECRET,
 ]
 #: A file the trust root's check takes.
 TRUST_ROOT = json.dumps({"mediaType": TRUST_ROOT_MEDIA_TYPE, "certificateAuthorities": [{}],
@@ -46,7 +52,8 @@ TRUST_ROOT = json.dumps({"mediaType": TRUST_ROOT_MEDIA_TYPE, "certificateAuthori
 ONE_VALUE = {("auth", "upload")}
 
 #: Files a candidate may name (made in the test's folder).
-FILES = ("a.pem", "b.pem", "c.pem", "trust.json", "secret", "htp", "htp2", "pw", "pw2")
+FILES = ("a.pem", "b.pem", "c.pem", "trust.json", "secret", "htp", "htp2", "pw", "pw2",
+         "whsec", "whsec2")
 
 
 def sections(folder):
@@ -64,6 +71,7 @@ def sections(folder):
         # (a SAS token signs no download URL: relayed downloads take one)
         "azure": {"download": "stream"},
         "gcs": {"download": "stream"},
+        "webhook:builds": {"url": "https://builds.example/hooks/pypid", "secret": SECRET},
     }
     outside = {
         "pypid": {"snapshot": f"{folder}/var/index.json", "listen": "tcp:0:interface=127.0.0.1"},
@@ -85,6 +93,8 @@ def sections(folder):
         "upstream:corp": {"mode": "cache", "url": "https://corp.example/simple/",
                           "username": "u", "password_env": "PYPID_X"},
         "retention": {"recycle_bin": "7d"},
+        "webhook:builds": {"url": "https://builds.example/hooks/pypid",
+                           "secret_file": f"{folder}/whsec"},
     }
     # (the credentials' other spellings: a password is given once)
     flipped = {**outside,
@@ -110,7 +120,7 @@ def text_of(base, section=None, key=None, value=None):
 def every_key():
     """C{(section, key)} of every key the parser knows (named sections by one name each)."""
     found = [(section, key) for section, keys in SCHEMA.items() for key in keys]
-    names = {"index:": "index:prod", "upstream:": "upstream:corp"}
+    names = {"index:": "index:prod", "upstream:": "upstream:corp", "webhook:": "webhook:builds"}
     found += [(names[prefix], key) for prefix, keys in NAMED_SECTIONS.items() for key in keys]
     return found
 
@@ -139,7 +149,9 @@ class ChangeTests(SynchronousTestCase):
         for name in FILES:
             with open(os.path.join(self.folder, name), "w") as f:
                 f.write(f"{name}:$2y$05$" + "a" * 53 + "\n" if name.startswith("htp")
-                        else TRUST_ROOT if name == "trust.json" else "x\n")
+                        else TRUST_ROOT if name == "trust.json"
+                        else SECRET + "\n" if name == "whsec"
+                        else OTHER_SECRET + "\n" if name == "whsec2" else "x\n")
         self.environ = {"PYPID_X": "secret-x", "PYPID_Y": "secret-y"}
 
     def load(self, text):
@@ -307,6 +319,7 @@ def state_of(service):
         "page budget": index._rendered.max_bytes,
         "upstreams": [(p.source.name, p.source.client.credentials, p.source.client.hosts)
                       for _, p in service._parts if isinstance(p, UpstreamPart)],
+        "webhooks": service.getServiceNamed("webhooks").subscriptions,
     }
 
 

@@ -1417,7 +1417,8 @@ class WebAuditTests(_WebCase):
         upload = entries[0]
         self.assertEqual(upload, {
             "time": "2026-01-01T00:00:00.000000Z", "event": "upload", "outcome": "ok",
-            "user": "alice", "address": "127.0.0.1", "project": "holy-grail", "version": "1.0",
+            "user": "alice", "login": "password", "address": "127.0.0.1",
+            "project": "holy-grail", "version": "1.0",
             "filename": filename, "sha256": hashlib.sha256(data).hexdigest()})
         self.assertEqual(entries[1]["detail"], "broken")
         self.assertEqual(entries[4]["target"], token_id)

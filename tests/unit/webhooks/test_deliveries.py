@@ -8,7 +8,7 @@ shared store, what they show.
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pypid.core.records.webhook_events import Event
+from pypid.core.records.webhook_events import WebhookEvent
 from pypid.storage.outbox_store import MemoryOutboxStore
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.lease import RENEW, TTL, Lease
@@ -21,7 +21,7 @@ DOWN = Attempt(0, "cannot reach the receiver: connection refused")
 
 
 def event(n, type="upload"):
-    return Event(f"evt_{n}", type, "2026-11-28T01:00:00.000000Z", {"n": n})
+    return WebhookEvent(f"evt_{n}", type, "2026-11-28T01:00:00.000000Z", {"n": n})
 
 
 class DeliveriesCase(TestCase):

@@ -10,12 +10,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
-from pypid.core.records.webhook_events import Event
+from pypid.core.records.webhook_events import WebhookEvent
 from pypid.webhooks.sender import Sender
 from tests.harness.webhook_receiver import start_in_reactor
 from tests.harness.webhooks import SECRET, subscription
 
-EVENT = Event("evt_1790000000000_00ff", "upload", "2026-11-28T01:00:00.000000Z",
+EVENT = WebhookEvent("evt_1790000000000_00ff", "upload", "2026-11-28T01:00:00.000000Z",
               {"project": "widget", "files": [{"filename": "w.whl", "sha256": "ab" * 32}]})
 
 

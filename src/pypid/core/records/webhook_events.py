@@ -2,7 +2,7 @@
 The events pypid sends to webhooks, made of the audit entries of the
 changes they report: which entries make one (L{EVENT_TYPES}), which
 subscription wants it (L{Filter}), the JSON body it is sent with
-(L{Event.body}), its Standard Webhooks signature (L{signature}), and when
+(L{WebhookEvent.body}), its Standard Webhooks signature (L{signature}), and when
 a failed delivery is tried again (L{next_try}).
 
 An event is an audit entry seen from outside: its type is the entry's
@@ -121,7 +121,7 @@ def event_id(milliseconds: int, random_hex: str) -> str:
 
 
 @attrs.frozen
-class Event:
+class WebhookEvent:
     """
     One event, as it is kept in the outbox and sent.
 
@@ -149,7 +149,7 @@ class Event:
         return {"id": self.id, "type": self.type, "time": self.time, "data": dict(self.data)}
 
     @classmethod
-    def from_json(cls, value: object) -> Event:
+    def from_json(cls, value: object) -> WebhookEvent:
         """
         The event the outbox kept.
 
@@ -184,7 +184,7 @@ def data_of(entries: Sequence[Entry]) -> dict[str, Any]:
             "detail": first.detail, "target": first.target, "outcome": first.outcome}
 
 
-def events_of(entries: Iterable[Entry]) -> list[Event]:
+def events_of(entries: Iterable[Entry]) -> list[WebhookEvent]:
     """
     The events of C{entries} (each with an C{id}), in their order: the
     entries of one id make one event (a promoted release's files).
@@ -194,13 +194,13 @@ def events_of(entries: Iterable[Entry]) -> list[Event]:
         if entry.id is None:
             raise ValueError("an entry sent as an event has an id")
         grouped.setdefault(entry.id, []).append(entry)
-    return [Event(id, group[0].event, group[0].time, data_of(group))
+    return [WebhookEvent(id, group[0].event, group[0].time, data_of(group))
             for id, group in grouped.items()]
 
 
-def make_test_event(id: str, time: str, subscription: str, user: str | None) -> Event:
+def make_test_event(id: str, time: str, subscription: str, user: str | None) -> WebhookEvent:
     """The test event an admin sends to a subscription (L{EVENT_TYPES}'s C{test})."""
-    return Event(id, "test", time, {
+    return WebhookEvent(id, "test", time, {
         "id": id, "index": None, "project": None, "version": None, "files": [],
         "actor": {"name": user, "source": None, "token": None},
         "detail": f"a test of the webhook {subscription}", "target": subscription,

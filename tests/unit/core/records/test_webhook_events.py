@@ -19,8 +19,8 @@ from pypid.core.records.audit_chain import FAILED, REFUSED, Entry
 from pypid.core.records.webhook_events import (
     MAX_DELAY,
     MAX_RETRY_AFTER,
-    Event,
     Filter,
+    WebhookEvent,
     event_id,
     events_of,
     index_of,
@@ -51,7 +51,7 @@ class SignatureTests(SynchronousTestCase):
 
     def test_verified_by_the_reference(self):
         """C{standardwebhooks.Webhook.verify} accepts a signature made here."""
-        body = Event("evt_1", "upload", TIME, {"a": "é"}).body()
+        body = WebhookEvent("evt_1", "upload", TIME, {"a": "é"}).body()
         now = int(time.time())
         headers = {"webhook-id": "evt_1", "webhook-timestamp": str(now),
                    "webhook-signature": signature(KEY, "evt_1", now, body)}
@@ -155,9 +155,9 @@ class EventTests(SynchronousTestCase):
     def test_kept_and_read(self):
         """An event kept in the outbox is read back as it was; junk is refused."""
         event = make_test_event("evt_3", TIME, "builds", "admin")
-        self.assertEqual(Event.from_json(json.loads(json.dumps(event.to_json()))), event)
+        self.assertEqual(WebhookEvent.from_json(json.loads(json.dumps(event.to_json()))), event)
         for junk in ([], {"id": 1}, {"id": "a", "type": "b", "time": "c", "data": []}):
-            self.assertRaises(ValueError, Event.from_json, junk)
+            self.assertRaises(ValueError, WebhookEvent.from_json, junk)
 
     def test_ids_sort(self):
         """Ids of later milliseconds sort after; they name the time."""
