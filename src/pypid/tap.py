@@ -264,7 +264,7 @@ class _MadeParts:
                                    self.webhooks)
              if source is not None]
             + [part for part, _ in registry.upstreams.values()], self.access.sso,
-            worker.ring if worker is not None else None)
+            worker.ring if worker is not None else None, self.webhooks)
 
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,

@@ -30,6 +30,8 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}) lists an
     index's files, the most or least downloaded first (C{GET /api/usage}),
     admins only;
+  - C{pypid-admin webhooks list|deliveries|redeliver|test|secret}: the
+    webhooks (L{pypid.cli.admin_webhooks});
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
@@ -55,6 +57,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from pypid.cli import admin_audit as audit_command
+from pypid.cli import admin_webhooks as webhooks_command
 from pypid.cli import bundle as bundle_commands
 from pypid.cli import private_ca as tls_command
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             return audit_command.run(options, server_from, config_from, out, err)
         if options.command in bundle_commands.COMMANDS:
             return bundle_commands.run(options, config_from, out, err)
+        if options.command == "webhooks":
+            return webhooks_command.run(options, server_from, out, err)
         if options.command == "tls":
             return tls_command.run(
                 options, out, None if options.config is None else config_from(options))
@@ -118,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     for command in _SERVER_COMMANDS.values():
         command.arguments(commands.add_parser(command.name, help=command.help))
     audit_command.add_parser(commands)
+    webhooks_command.add_parser(commands)
     bundle_commands.add_commands(commands)
     tls_command.add_parser(commands)
     return parser

@@ -70,6 +70,7 @@ from pypid.web.admin.recycle_admin import RecycleAdmin
 from pypid.web.admin.retention_admin import RetentionAdmin
 from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.admin.usage_admin import UsageAdmin
+from pypid.web.admin.webhook_admin import WebhookAdmin, Webhooks
 from pypid.web.changes.promote import Promote
 from pypid.web.changes.publish import Publish
 from pypid.web.changes.token_exchange import TrustedPublishingArea, exchange_throttle
@@ -80,6 +81,7 @@ from pypid.web.pages.console import Console
 from pypid.web.pages.console_admin import ConsoleAdmin
 from pypid.web.pages.console_gate import ConsoleGate
 from pypid.web.pages.console_project import ConsoleProject
+from pypid.web.pages.console_webhooks import ConsoleWebhooks
 from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas
@@ -128,6 +130,8 @@ class PypidApp:
     @ivar console_project: the L{pypid.web.pages.console_project.ConsoleProject}.
     @ivar groups: the L{pypid.web.admin.groups_admin.GroupsAdmin} (C{/api/groups}).
     @ivar indexes: the L{pypid.web.admin.indexes_admin.IndexesAdmin}, with the registry.
+    @ivar webhooks: the L{pypid.web.admin.webhook_admin.WebhookAdmin}, with the webhooks.
+    @ivar console_webhooks: the L{pypid.web.pages.console_webhooks.ConsoleWebhooks}.
     """
 
     tokens: TokenAdmin
@@ -147,6 +151,8 @@ class PypidApp:
     console_project: ConsoleProject | None = None
     groups: GroupsAdmin | None = None
     indexes: IndexesAdmin | None = None
+    webhooks: WebhookAdmin | None = None
+    console_webhooks: ConsoleWebhooks | None = None
 
     def areas(self) -> list[Area]:
         """Its areas (those the configuration has)."""
@@ -257,7 +263,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
                              exchanges, base_url),
         registry=registry, chrome=_chrome(assets, base_url), sso=services.sso,
-        served=_served_lookup(default, root_indexes))
+        served=_served_lookup(default, root_indexes), webhooks=services.webhooks)
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
     rules = SiteRules(max_upload_size, base_url, settings.trusted_proxies,
@@ -304,7 +310,8 @@ def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail,
                 upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
                 oidc: TrustedPublishingArea, registry: IndexRegistry | None,
                 chrome: Chrome, sso: SingleSignOn | None = None,
-                served: Callable[[str], ServedIndex | None] = lambda name: None) -> PypidApp:
+                served: Callable[[str], ServedIndex | None] = lambda name: None,
+                webhooks: Webhooks | None = None) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
     that act on the server's indexes only with their C{registry} (without
@@ -322,6 +329,7 @@ def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail,
     groups = GroupsAdmin(access)
     gate = ConsoleGate(access, chrome, audit)
     indexes = IndexesAdmin(access, registry) if registry is not None else None
+    hooks = WebhookAdmin(access, webhooks, audit) if webhooks is not None else None
     return PypidApp(
         tokens=tokens,
         cache=CacheAdmin(access, upstream, audit=audit,
@@ -339,9 +347,11 @@ def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail,
         console=Console(gate, tokens),
         console_admin=ConsoleAdmin(gate, retention, audit_admin, recycle, advisories, groups,
                                    indexes),
+        console_webhooks=ConsoleWebhooks(gate, hooks) if hooks is not None else None,
         console_project=ConsoleProject(gate, served, promote, audit_admin, usage, advisories),
         groups=groups,
         indexes=indexes,
+        webhooks=hooks,
     )
 
 
@@ -521,7 +531,8 @@ class WebPart(Service):
                     ready: Callable[[], bool], run: Run, reactor: IReactorTime,
                     render: Renderer, sources: Iterable[IMetricsSource],
                     sso: SingleSignOn | None = None,
-                    ring: ChangeRing | None = None) -> WebPart:
+                    ring: ChangeRing | None = None,
+                    webhooks: Webhooks | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -533,6 +544,7 @@ class WebPart(Service):
         @param sources: what C{/metrics} exposes after the site's own.
         @param ring: in a worker of a machine, the machine's ring
             (L{pypid.web.web_inputs.SiteServices.ring}).
+        @param webhooks: the server's webhooks, for their admin API.
         """
         server = config.server
         default = registry.default.upstream_part
@@ -548,7 +560,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, ring=ring,
+            render=render, ring=ring, webhooks=webhooks,
             machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", ring, run, reactor)
             if ring is not None else None)
         return cls(build_web(index_materials(registry), access, run, reactor, settings,

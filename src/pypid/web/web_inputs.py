@@ -24,6 +24,7 @@ from pypid.core.parts import IMetricsSource
 from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import IndexRegistry
 from pypid.web.admin.exposition import MachineMetrics
+from pypid.web.admin.webhook_admin import Webhooks
 from pypid.web.changes.upload_store import AttestationCheck
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.channel import ConnectionCounter
@@ -97,6 +98,8 @@ class SiteServices:
     @ivar machine_metrics: in a worker of a machine, C{/metrics}' side of
         the machine (L{pypid.web.admin.exposition.MachineMetrics}), a part
         of the daemon.
+    @ivar webhooks: the server's webhooks, for their admin API
+        (L{pypid.webhooks.part.WebhookPart}); L{None}: its routes answer 404.
     """
 
     upstream: UpstreamProxy | None = None
@@ -113,6 +116,7 @@ class SiteServices:
     render: Renderer = render_description
     ring: ChangeRing | None = None
     machine_metrics: MachineMetrics | None = None
+    webhooks: Webhooks | None = None
 
 
 #: The services of a site that calls none: a test's.

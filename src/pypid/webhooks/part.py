@@ -26,7 +26,9 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource, IReloadable
+from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import Family, Timings
+from pypid.core.records.webhook_events import make_test_event
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.factory import make_store
 from pypid.storage.interface import Run
@@ -35,7 +37,7 @@ from pypid.webhooks.announcing import AnnouncingAuditLog
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.lease import Lease
 from pypid.webhooks.outbox import Outbox
-from pypid.webhooks.sender import Sender
+from pypid.webhooks.sender import Attempt, Sender
 
 log = Logger()
 
@@ -123,6 +125,12 @@ class WebhookPart(Service):
     def current(self) -> Mapping[str, WebhookConfig]:
         """The subscriptions in force."""
         return self.subscriptions
+
+    def send_test(self, subscription: WebhookConfig, id: str,
+                  user: str | None) -> Deferred[Attempt]:
+        """Send C{subscription} a test event of C{id} from C{user} now, outside the outbox."""
+        event = make_test_event(id, format_time(self.clock.seconds()), subscription.name, user)
+        return self.sender.send(subscription, event)
 
     def announcing(self, audit: IAuditLog) -> AnnouncingAuditLog:
         """C{audit}, writing the events of its entries to this part's outbox."""

@@ -65,7 +65,7 @@ def console_nav(root: str, admin: bool = False) -> str:
         links += [("console/indexes", "Indexes"),
                   ("console/advisories", "Advisories"), ("console/retention", "Retention"),
                   ("console/recycle-bin", "Recycle bin"), ("console/audit", "Audit log"),
-                  ("console/groups", "Groups")]
+                  ("console/groups", "Groups"), ("console/webhooks", "Webhooks")]
     return ('<nav aria-label="Console"><ul class="console-nav">'
             + "".join(f'<li><a href="{escape(root + path)}">{escape(label)}</a></li>'
                       for path, label in links)
