@@ -39,6 +39,7 @@ from twisted.python import usage
 
 from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config, load_config, parse_override
+from pypid.core.records.audit_chain import Entry, format_time
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
@@ -62,6 +63,7 @@ from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
+from pypid.storage.audit_log import IAuditLog
 from pypid.storage.factory import make_audit_log
 from pypid.storage.interface import Run
 from pypid.upstream.factory import UpstreamPart
@@ -257,13 +259,13 @@ class _MadeParts:
         """The web over these parts: every index served, C{/metrics} of each part."""
         registry, default = self.registry, self.registry.default
         return WebPart.from_config(
-            config, registry, self.access.access, self.access.publishing, self.audit.trail,
+            config, registry, self.access, self.audit.trail,
             self.readiness.ready, run, reactor, self.sandbox.render,
             [source for source in (registry, default.writer, default.storage,
                                    default.upstream_part, self.audit, default.backfill, self.feed,
                                    self.webhooks)
              if source is not None]
-            + [part for part, _ in registry.upstreams.values()], self.access.sso,
+            + [part for part, _ in registry.upstreams.values()],
             worker.ring if worker is not None else None, self.webhooks)
 
 
@@ -346,7 +348,14 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         # (a worker tells its supervisor, and stops when it ends)
         ("ready-line", ReadyLine(readiness.when_ready) if worker is not None else None),
         ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
-    ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config)
+    ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
+        reloaded=partial(_audit_reload, audit.trail.log, reactor) if once else None)
+
+
+def _audit_reload(audit: IAuditLog, clock: IReactorTime, outcome: str, detail: str) -> None:
+    """A reload's audit entry (a machine's: its first worker's), and so its webhook event."""
+    audit.append(Entry(time=format_time(clock.seconds()), event="reload", outcome=outcome,
+                       detail=detail))
 
 
 #: The parts of each index a machine runs once, in its first worker: the

@@ -56,7 +56,8 @@ class Parts(Service):
     def __init__(self, parts: Sequence[tuple[str, IService]], reactor: IReactorCore, *,
                  exit_on_failure: bool = False,
                  load_config: Callable[[], Config] | None = None,
-                 config: Config | None = None) -> None:
+                 config: Config | None = None,
+                 reloaded: Callable[[str, str], None] | None = None) -> None:
         """
         @param parts: C{(name, part)} of each part, in the order they start;
             a part's name is what the log says of it, and what
@@ -70,6 +71,9 @@ class Parts(Service):
         @param config: the configuration the parts were built of: a reload
             that changes one of its keys only a restart takes is refused
             (L{pypid.config.reloading}).
+        @param reloaded: C{reloaded(outcome, detail)} after each reload of
+            the configuration: C{ok} and what was taken, or C{refused} and
+            why (its audit entry, and so its webhook event).
         """
         self._parts = tuple(parts)
         if len(dict(self._parts)) != len(self._parts):
@@ -77,6 +81,7 @@ class Parts(Service):
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self._load_config = load_config
+        self._reloaded = reloaded
         self._config = config
         self._started: list[tuple[str, IService]] = []
         self.ready: Deferred[None] = Deferred()
@@ -156,24 +161,29 @@ class Parts(Service):
         and uploads in flight go on; the signal never stops the server.
         """
         config = None
+        refusal = None
         if self._load_config is not None:
             try:
                 config = self._load_config()
                 self._refuse_restart_keys(config)
             except StartupError as e:
                 _not_reloading(e)
-                config = None
+                config, refusal = None, str(e)
         commits = None
         if config is not None:
             try:
                 commits = self._prepare(config)
             except StartupError as e:
                 _not_reloading(e)
+                refusal = str(e)
         took = [said for said in (commit() for commit in (
             commits if commits is not None else self._prepare(None))) if said]
         if commits is not None:
             self._config = config
             log.info("Reloaded the configuration: {took}", took=", ".join(took))
+        if self._reloaded is not None and self._load_config is not None:
+            self._reloaded(*(("ok", ", ".join(took) or "nothing changed") if refusal is None
+                             else ("refused", refusal)))
         elif self._load_config is None and not took:
             log.info("Received SIGHUP: nothing to reload")
 

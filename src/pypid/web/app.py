@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 from twisted.application.service import Service
@@ -40,7 +39,6 @@ from pypid.assets import Assets
 from pypid.auth.factory import make_attestation_checker
 from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.shared_throttle import ThrottleShare
-from pypid.auth.sso import SingleSignOn
 from pypid.auth.throttle import LoginThrottle
 from pypid.config import Config
 from pypid.config.metrics_settings import MetricsConfig
@@ -76,6 +74,7 @@ from pypid.web.changes.publish import Publish
 from pypid.web.changes.token_exchange import TrustedPublishingArea, exchange_throttle
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
 from pypid.web.identity.gates import Gates
+from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.pages.browser_login import BrowserLogin
 from pypid.web.pages.console import Console
 from pypid.web.pages.console_admin import ConsoleAdmin
@@ -101,11 +100,6 @@ from pypid.web.serving.legacy import LegacyJSON
 from pypid.web.serving.site_root import RootResource
 from pypid.web.site import PypidSite, SiteRules
 from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
-
-if TYPE_CHECKING:
-    # (the upstream's modules load only when [upstream] is configured: a start without
-    # one stays quick)
-    from pypid.upstream.proxy import UpstreamProxy
 
 
 @attrs.define
@@ -232,7 +226,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
     @param services: the services the areas call.
     """
     max_upload_size, base_url = settings.max_upload_size, settings.base_url
-    registry, upstream = services.registry, services.upstream
+    registry = services.registry
     attestations = services.attestations
     audit = services.audit if services.audit is not None else AuditTrail(MemoryAuditLog(clock),
                                                                           clock)
@@ -253,7 +247,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
     exchanges = exchange_throttle(clock, settings.ipv6_prefix, ThrottleShare(
         services.ring, b"exchange") if services.ring is not None else None)
     app = _site_areas(
-        access, run, clock, audit, upstream=upstream,
+        access, run, clock, audit, services=services,
         health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
                       clock=clock, workers=_workers(services.ring)),
@@ -262,8 +256,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                         services.machine_metrics),
         oidc=_token_exchange(services.publishing, audit, clock, access, named,
                              exchanges, base_url),
-        registry=registry, chrome=_chrome(assets, base_url), sso=services.sso,
-        served=_served_lookup(default, root_indexes), webhooks=services.webhooks)
+        chrome=_chrome(assets, base_url), served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
     rules = SiteRules(max_upload_size, base_url, settings.trusted_proxies,
@@ -307,16 +300,16 @@ def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
 
 
 def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail, *,
-                upstream: UpstreamProxy | None, health: Health, metrics: Metrics,
-                oidc: TrustedPublishingArea, registry: IndexRegistry | None,
-                chrome: Chrome, sso: SingleSignOn | None = None,
-                served: Callable[[str], ServedIndex | None] = lambda name: None,
-                webhooks: Webhooks | None = None) -> PypidApp:
+                services: SiteServices, health: Health, metrics: Metrics,
+                oidc: TrustedPublishingArea, chrome: Chrome,
+                served: Callable[[str], ServedIndex | None] = lambda name: None) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
-    that act on the server's indexes only with their C{registry} (without
-    it, their routes answer 404).
+    that act on the server's indexes only with the C{services}' registry
+    (without it, their routes answer 404), the webhooks' with its webhooks.
     """
+    registry, upstream, sso, webhooks = (services.registry, services.upstream, services.sso,
+                                         services.webhooks)
     tokens = TokenAdmin(access, run, audit=audit)
     audit_admin = AuditAdmin(access, audit)
     promote = (Promote(registry, access, audit=audit, clock=clock)
@@ -526,11 +519,9 @@ class WebPart(Service):
                          if registry is not None and started is not None else None)
 
     @classmethod
-    def from_config(cls, config: Config, registry: IndexRegistry, access: Gates,
-                    publishing: TrustedPublishing | None, audit: AuditTrail,
-                    ready: Callable[[], bool], run: Run, reactor: IReactorTime,
-                    render: Renderer, sources: Iterable[IMetricsSource],
-                    sso: SingleSignOn | None = None,
+    def from_config(cls, config: Config, registry: IndexRegistry, identity: IdentityPart,
+                    audit: AuditTrail, ready: Callable[[], bool], run: Run,
+                    reactor: IReactorTime, render: Renderer, sources: Iterable[IMetricsSource],
                     ring: ChangeRing | None = None,
                     webhooks: Webhooks | None = None) -> WebPart:
         """
@@ -539,6 +530,7 @@ class WebPart(Service):
         attestation checks of C{[attestations]}, and the indexes' views
         reloaded at C{SIGHUP}.
 
+        @param identity: who asks (its gates), trusted publishing, single sign-on.
         @param ready: whether the index answers with every stored file
             (L{pypid.daemon.readiness.Readiness.ready}).
         @param sources: what C{/metrics} exposes after the site's own.
@@ -548,6 +540,7 @@ class WebPart(Service):
         """
         server = config.server
         default = registry.default.upstream_part
+        publishing = identity.publishing
         settings = SiteSettings(
             server.max_upload_size, server.base_url, server.access_log, server.header_timeout,
             server.min_upload_rate, TrustedProxies(server.trusted_proxies),
@@ -556,14 +549,14 @@ class WebPart(Service):
             upstream=default.proxy if default is not None else None,
             counter=ConnectionCounter(server.max_connections_per_address),
             metrics=config.metrics, audit=audit, timer=time.monotonic, publishing=publishing,
-            sources=sources, sso=sso, ready=ready, registry=registry,
+            sources=sources, sso=identity.sso, ready=ready, registry=registry,
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
             render=render, ring=ring, webhooks=webhooks,
             machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", ring, run, reactor)
             if ring is not None else None)
-        return cls(build_web(index_materials(registry), access, run, reactor, settings,
+        return cls(build_web(index_materials(registry), identity.access, run, reactor, settings,
                              services), registry, config)
 
     def _serve(self, registry: IndexRegistry) -> Callable[[], None]:
