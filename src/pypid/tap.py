@@ -237,8 +237,13 @@ class _MadeParts:
         # a machine's first worker delivers them)
         webhooks = WebhookPart.from_config(config, run, reactor, worker is None or worker.first,
                                            default.storage.s3_timings)
-        audit = AuditPart(AuditTrail(webhooks.announcing(
-            make_audit_log(config, run, reactor, default.storage.s3_timings)), reactor))
+        announcing = webhooks.announcing(
+            make_audit_log(config, run, reactor, default.storage.s3_timings))
+        audit = AuditPart(AuditTrail(announcing, reactor))
+        if config.advisories.configured and (worker is None or worker.first):
+            # (an advisory newly concerning a release is an audit entry, an event)
+            webhooks.tell_advisories(board, announcing, lambda: {
+                name: registry.releases_of(name) for name in registry.policies})
         # (a worker keeps the tokens and browser sessions with the others)
         access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run,
                               worker.ring if worker is not None else None)

@@ -86,6 +86,11 @@ class AnnouncingAuditLog:
         #: the writes under way (the close waits for them)
         self._writing: set[Deferred[None]] = set()
         self._closed = False
+        self._watchers: list[Callable[[Entry], None]] = []
+
+    def watch(self, watcher: Callable[[Entry], None]) -> None:
+        """Call C{watcher(entry)} with every entry from now on, once it is queued."""
+        self._watchers.append(watcher)
 
     # -- the log's attributes ------------------------------------------------------------------
 
@@ -113,7 +118,9 @@ class AnnouncingAuditLog:
 
     def append(self, entry: Entry) -> None:
         """Queue C{entry} in the log, and its event in the outbox (nobody waits)."""
-        self.log.append(self._announce(entry)[0])
+        entry = self._announce(entry)[0]
+        self.log.append(entry)
+        self._tell(entry)
 
     def write(self, entry: Entry) -> Deferred[bool]:
         """
@@ -122,10 +129,15 @@ class AnnouncingAuditLog:
         """
         entry, outboxed = self._announce(entry)
         writing = self.log.write(entry)
+        self._tell(entry)
         if outboxed is None:
             return writing
         both: Deferred[list[Any]] = gatherResults([writing, outboxed])
         return both.addCallback(lambda results: bool(results[0]))
+
+    def _tell(self, entry: Entry) -> None:
+        for watcher in self._watchers:
+            watcher(entry)
 
     def _announce(self, entry: Entry) -> tuple[Entry, Deferred[None] | None]:
         """C{entry} with its event's id, and the write of its event (L{None}: none is wanted)."""

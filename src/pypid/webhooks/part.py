@@ -29,10 +29,12 @@ from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.records.webhook_events import make_test_event
+from pypid.core.security.advisories import AdvisoryBoard
 from pypid.storage.audit_log import IAuditLog
 from pypid.storage.factory import make_store
 from pypid.storage.interface import Run
 from pypid.storage.outbox_store import FOLDER, BucketOutboxStore, FolderOutboxStore, IOutboxStore
+from pypid.webhooks.advisory_events import AdvisoryEvents, Releases
 from pypid.webhooks.announcing import AnnouncingAuditLog
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.lease import Lease
@@ -136,6 +138,18 @@ class WebhookPart(Service):
         """C{audit}, writing the events of its entries to this part's outbox."""
         wake = self.deliveries.wake if self.deliveries is not None else (lambda: None)
         return AnnouncingAuditLog(audit, self.outbox, self.current, self.clock, wake)
+
+    def tell_advisories(self, board: AdvisoryBoard, audit: AnnouncingAuditLog,
+                        releases: Releases) -> AdvisoryEvents:
+        """
+        Tell in C{audit} each advisory of C{board} that newly concerns a
+        release of C{releases()} (a machine's first worker's).
+        """
+        told = AdvisoryEvents(self.outbox.store, audit, self.clock, releases,
+                              lambda: board.db)
+        board.listen(told.changed)
+        audit.watch(told.entry)
+        return told
 
     def startService(self) -> Deferred[None]:
         """Start the store's client, then the deliveries."""

@@ -1,0 +1,106 @@
+"""
+The C{advisory} audit entries, and so the webhooks' C{advisory} events:
+one for each advisory that newly concerns a release an index holds or
+caches (L{pypid.core.security.advisory_news}), when the advisories read
+name it, or when the release comes after the advisory (an upload, a
+promotion, a restore).
+
+What was told is kept in the store (C{advisories/told.json}, beside the
+outbox), so a restart, or another server of a bucket, does not tell it
+again; the first advisories read with nothing kept are where the telling
+starts, not news (a server that starts with a database of thousands of
+old advisories does not send thousands of events). A machine's first
+worker tells (L{pypid.webhooks.part}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pypid.core.records.audit_chain import OK, Entry, format_time
+from pypid.core.records.webhook_events import DEFAULT_INDEX
+from pypid.core.security.advisories import AdvisoryDB
+from pypid.core.security.advisory_news import Told, described, matches_of
+from pypid.storage.audit_log import IAuditLog
+from pypid.storage.outbox_store import IOutboxStore
+
+log = Logger()
+
+TOLD = "advisories/told.json"
+
+#: The entries of a release that came to an index.
+ARRIVALS = frozenset({"upload", "promote", "restore"})
+
+#: C{releases() -> {index: releases(project) -> versions}}: what each index knows now.
+Releases = Callable[[], Mapping[str, Callable[[str], Iterable[str]]]]
+
+
+class AdvisoryEvents:
+    """Tells, in the audit log, each advisory that newly concerns a release; see the module."""
+
+    def __init__(self, store: IOutboxStore, audit: IAuditLog, clock: IReactorTime,
+                 releases: Releases, db: Callable[[], AdvisoryDB]) -> None:
+        """
+        @param audit: where the entries go (the log that writes their events).
+        @param db: the advisories in force.
+        """
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._releases = releases
+        self._db = db
+        self._told: Told | None = None
+        self._lock = DeferredLock()
+        #: the reviews under way (the tests wait for them)
+        self.pending: set[Deferred[None]] = set()
+
+    def changed(self, before: AdvisoryDB, after: AdvisoryDB) -> None:
+        """The advisories were read again (the board's listener): tell what is new."""
+        if after.unread is None:
+            self._start(after, None)
+
+    def entry(self, entry: Entry) -> None:
+        """An audit entry was written: a release that came is looked at against the advisories."""
+        if entry.event in ARRIVALS and entry.outcome == OK and entry.project is not None:
+            db = self._db()
+            if db.unread is None and entry.project in db.projects():
+                self._start(db, [entry.project])
+
+    def _start(self, db: AdvisoryDB, projects: list[str] | None) -> None:
+        d: Deferred[None] = self._lock.run(lambda: ensureDeferred(self._review(db, projects)))
+        d.addErrback(lambda f: log.warn("Cannot tell the advisories that newly concern "
+                                        "releases: {error}", error=f.getErrorMessage()))
+        self.pending.add(d)
+        d.addBoth(lambda _: self.pending.discard(d))
+
+    async def _review(self, db: AdvisoryDB, projects: list[str] | None) -> None:
+        told = self._told
+        start = False
+        if told is None:
+            data = await self._store.get(TOLD)
+            try:
+                told = Told.from_bytes(data) if data is not None else Told()
+            except ValueError as e:
+                log.warn("The record of the advisories told cannot be read ({error}); "
+                         "starting again from the advisories in force", error=str(e))
+                told = Told()
+            start = data is None
+        found = matches_of(db, self._releases(), projects)
+        news = told.news(found)
+        self._told = told
+        if start and projects is None:
+            # (the first advisories with nothing kept: where the telling starts)
+            news = []
+        elif not news:
+            return
+        await self._store.put({TOLD: told.to_bytes()})
+        now = format_time(self._clock.seconds())
+        for (index, project, version, id), advisory in news:
+            self._audit.append(Entry(
+                time=now, event="advisory", index=None if index == DEFAULT_INDEX else index,
+                project=project, version=version, target=id, detail=described(advisory)))
+
