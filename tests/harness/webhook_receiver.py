@@ -279,7 +279,8 @@ class ReceiverProcess(ChildProcess):
         self.secret = secret
         self.log_path = os.path.join(directory, "received.jsonl")
         self.out_path = os.path.join(directory, "receiver.out")
-        self.port = None
+        #: chosen now: a daemon is told the URL before the receiver is up
+        self.port = free_port()
 
     @property
     def url(self):
@@ -288,7 +289,6 @@ class ReceiverProcess(ChildProcess):
 
     def start(self, timeout=30.0):
         """Start it (on its port after a stop) and wait until it answers; return self."""
-        self.port = self.port or free_port()
         with open(self.out_path, "ab") as out:
             spawn(
                 self, [sys.executable, "-m", "tests.harness.webhook_receiver", "--port",
