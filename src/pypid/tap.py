@@ -259,6 +259,10 @@ class _MadeParts:
                               check_first=worker is not None)
         return cls(sandbox, registry, feed, webhooks, audit, access, mark, readiness)
 
+    def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
+        """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
+        return partial(_audit_reload, self.audit.trail.log, clock)
+
     def web(self, config: Config, run: Run, reactor: IServerReactor,
             worker: WorkerRole | None) -> WebPart:
         """The web over these parts: every index served, C{/metrics} of each part."""
@@ -296,8 +300,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         (L{pypid.daemon.machine}); L{None} for a server of one process.
     @raise StartupError: when a part cannot be built from the configuration.
     """
-    if pools is None:
-        pools = ThreadPools.create(reactor, config.server.threads)
+    pools = pools or ThreadPools.create(reactor, config.server.threads)
     made = _MadeParts.of(config, reactor, pools, worker)
     sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
                                               made.access)
@@ -354,7 +357,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("ready-line", ReadyLine(readiness.when_ready) if worker is not None else None),
         ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
-        reloaded=partial(_audit_reload, audit.trail.log, reactor) if once else None)
+        reloaded=made.reloaded(reactor) if once else None)
 
 
 def _audit_reload(audit: IAuditLog, clock: IReactorTime, outcome: str, detail: str) -> None:

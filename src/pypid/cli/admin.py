@@ -27,11 +27,9 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     per index, the releases the security advisories hide, deny or warn
     about, and why (C{GET /api/advisories}; with C{--as}, a dry run of
     that mode), admins only;
-  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}) lists an
-    index's files, the most or least downloaded first (C{GET /api/usage}),
-    admins only;
-  - C{pypid-admin webhooks list|deliveries|redeliver|test|secret}: the
-    webhooks (L{pypid.cli.admin_webhooks});
+  - C{pypid-admin usage} (C{--least}, C{--days N}, C{--limit N}): an index's
+    files by downloads, the most (or least) first (C{GET /api/usage}), admins;
+  - C{pypid-admin webhooks}: their deliveries (L{pypid.cli.admin_webhooks});
   - C{pypid-admin audit} shows the audit log, and C{pypid-admin --config
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import

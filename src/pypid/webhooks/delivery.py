@@ -140,10 +140,14 @@ class Deliveries(Service):
         d: Deferred[None] = ensureDeferred(self._stop())
         return d.addErrback(lambda f: log.failure("Cannot stop the webhooks' deliveries", f))
 
+    def look(self) -> Deferred[None]:
+        """Look at the outbox now (the run under way, if one is): fires once it ended."""
+        return self._looks.run_now()
+
     def wake(self) -> None:
         """Look at the outbox soon (this server added events)."""
         if self.running and self._active and (self._soon is None or not self._soon.active()):
-            self._soon = self._clock.callLater(0, self._looks.run_now)
+            self._soon = self._clock.callLater(0, self.look)
 
     # -- looking -------------------------------------------------------------------------------
 

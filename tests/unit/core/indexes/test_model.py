@@ -82,12 +82,16 @@ from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.outbox_store import MemoryOutboxStore
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
+from pypid.webhooks.announcing import AnnouncingAuditLog
+from pypid.webhooks.delivery import Deliveries
+from pypid.webhooks.outbox import Outbox
 from tests.harness.admin import admin_options
 from tests.harness.distributions import make_wheel, variant_document
 from tests.harness.fakes import (
@@ -101,6 +105,7 @@ from tests.harness.fakes import (
 from tests.harness.osv_records import osv_record
 from tests.harness.tap import AtOncePool, ThreadedReactor
 from tests.harness.upstream import Origins, make_source
+from tests.harness.webhooks import ScriptedSender, subscription
 
 # (print_blob: a failure prints the @reproduce_failure line that replays
 # it, since trial's folder, and the example database in it, is cleared by
@@ -352,6 +357,9 @@ class Reference:
     #: C{(index, filename, day)}: downloads by the one client address (all
     #: of ours), bounded in each hosted index, as each counts its own
     by_client: dict = attrs.field(factory=dict)
+    #: C{(type, index, files)} of each change acknowledged, in order: the
+    #: webhook events a subscription to everything must be told
+    events: list = attrs.field(factory=list)
 
     def files_of(self, index, project):
         return [f for f in self.held[index].values() if f.project == project]
@@ -514,12 +522,32 @@ class IndexMachine(RuleBasedStateMachine):
         web = build_web(index_materials(self.registry), access, run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20),
                         SiteServices(upstream=self.proxy,
-                                     audit=AuditTrail(MemoryAuditLog(self.clock), self.clock),
+                                     audit=AuditTrail(self.announcing(), self.clock),
                                      registry=self.registry, ring=ring))
         self.treq = site_treq(web.site)
         self.site = web.site
 
+    def announcing(self):
+        """
+        The audit log of a server (or of each worker of a machine) that
+        writes the events of a subscription to everything to the one outbox
+        of the storage; the first delivers them, to L{received}.
+        """
+        if not hasattr(self, "outbox_store"):
+            self.outbox_store = MemoryOutboxStore()
+            receiver = ScriptedSender()
+            self.received = receiver.sent
+            self.hooks = {"all": subscription("all")}
+            self.deliveries = Deliveries(Outbox(self.outbox_store, self.clock), receiver,
+                                         lambda: self.hooks, self.clock, look_every=DAY)
+            self.deliveries.startService()
+        return AnnouncingAuditLog(MemoryAuditLog(self.clock),
+                                  Outbox(self.outbox_store, self.clock), lambda: self.hooks,
+                                  self.clock, self.deliveries.wake)
+
     def teardown(self):
+        if hasattr(self, "deliveries"):
+            self.deliveries.stopService()
         for stack in getattr(self, "registry", None) and self.registry.stacks.values() or ():
             for _, part in stack.parts():
                 if part.running:
@@ -535,6 +563,10 @@ class IndexMachine(RuleBasedStateMachine):
                               allow_redirects=False)
         for _ in range(30):
             self.agent.flush()
+            # (a change's events are written to the outbox in the turn
+            # after, and its answer sent then)
+            self.clock.advance(0)
+            self.treq.flush()
         response = d.result if d.called else None
         assert response is not None, f"{method} {path}: no answer"
         body = self.treq.content(response)
@@ -631,6 +663,7 @@ class IndexMachine(RuleBasedStateMachine):
             self.reference.held[index][filename] = Held(
                 project, version, filename, hashlib.sha256(data).hexdigest(), "live",
                 self.clock.seconds())
+            self.reference.events.append(("upload", index, (filename,)))
         elif held.state == "live":
             assert response.code == 200, (index, filename, response.code, text)
         else:
@@ -646,6 +679,7 @@ class IndexMachine(RuleBasedStateMachine):
                                       auth=ROOT)
         assert response.code == 200, (index, filename, response.code, text)
         self.reference.held[index][filename].state = "binned"
+        self.reference.events.append(("delete", index, (filename,)))
 
     @rule(index=st.sampled_from(HOSTED), data=st.data())
     def restore(self, index, data):
@@ -657,6 +691,7 @@ class IndexMachine(RuleBasedStateMachine):
             "POST", f"{self.prefix(index)}api/files/{filename}/restore", auth=ROOT)
         assert response.code == 200, (index, filename, response.code, text)
         self.reference.held[index][filename].state = "live"
+        self.reference.events.append(("restore", index, (filename,)))
 
     @rule(index=st.sampled_from(HOSTED), data=st.data())
     def purge(self, index, data):
@@ -678,6 +713,8 @@ class IndexMachine(RuleBasedStateMachine):
         response, text = self.request("POST", f"{self.prefix(index)}api/files/{filename}/yank",
                                       auth=ROOT)
         assert response.code == 200, (index, filename, response.code, text)
+        if not self.reference.held[index][filename].yanked:
+            self.reference.events.append(("yank", index, (filename,)))
         self.reference.held[index][filename].yanked = True
 
     @rule(index=st.sampled_from(HOSTED), status=st.sampled_from(STATUSES), data=st.data())
@@ -696,6 +733,7 @@ class IndexMachine(RuleBasedStateMachine):
             assert response.code == 404, (index, project, response.code, text)
             return
         assert response.code == 200, (index, project, status, response.code, text)
+        self.reference.events.append(("status", index, ()))
         if status == "active":
             self.reference.statuses.pop((index, project), None)
         else:
@@ -764,6 +802,7 @@ class IndexMachine(RuleBasedStateMachine):
             self.reference.held[into][filename] = Held(
                 project, version, filename, held.sha256, "live", self.clock.seconds(),
                 held.yanked)
+            self.reference.events.append(("promote", into, (filename,)))
         elif there.state == "live":
             assert response.code == 200, (source, into, filename, response.code, text)
         else:
@@ -972,6 +1011,23 @@ class IndexMachine(RuleBasedStateMachine):
         assert response.code == theirs.code, (index, path, response.code, theirs.code, body)
 
     # -- what must hold ----------------------------------------------------------------
+
+    @invariant()
+    def events_are_the_changes(self):
+        """
+        The webhook events delivered are the changes acknowledged, one each,
+        in order: made by every kind of change the model makes (a purge of
+        the bin's upkeep is not one: the model purges by hand), signed for
+        the subscription, none refused, none twice.
+        """
+        if not hasattr(self, "reference"):
+            return
+        assert self.deliveries.look().called
+        told = [(event.type, event.data["index"],
+                 tuple(f["filename"] for f in event.data["files"]))
+                for _, event in self.received]
+        assert told == self.reference.events, (told, self.reference.events)
+        assert len({event.id for _, event in self.received}) == len(self.received)
 
     @invariant()
     def pages_and_files_agree(self):
