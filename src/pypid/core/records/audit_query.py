@@ -9,6 +9,7 @@ only reads.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -24,9 +25,13 @@ from pypid.core.records.audit_chain import (
     day_after,
     day_before,
     day_of,
+    format_time,
     parse_time,
     start_of,
 )
+
+#: A webhook event's id (L{pypid.core.records.webhook_events.event_id}): its milliseconds.
+_EVENT_ID = re.compile(r"\Aevt_(\d{13})_[0-9a-f]{1,32}\Z")
 
 #: The most entries one query answers (C{limit}'s ceiling), and its default.
 MAX_LIMIT = 10000
@@ -65,6 +70,8 @@ class Query:
     event: str | None = None
     limit: int = DEFAULT_LIMIT
     index: str | None = None
+    #: the id of a webhook event (the entries it was made of)
+    id: str | None = None
 
     def wants(self, entry: Entry) -> bool:
         """Whether C{entry} is one of those asked for."""
@@ -73,7 +80,8 @@ class Query:
                 and (self.project is None or entry.project == self.project)
                 and (self.user is None or entry.user == self.user)
                 and (self.event is None or entry.event == self.event)
-                and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index))
+                and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index)
+                and (self.id is None or entry.id == self.id))
 
     def days(self, days: Iterable[str]) -> list[str]:
         """
@@ -94,9 +102,12 @@ class Query:
 
 def make_query(since: str | None = None, project: str | None = None, user: str | None = None,
                event: str | None = None, limit: str | int | None = None,
-               before: str | None = None, index: str | None = None) -> Query:
+               before: str | None = None, index: str | None = None,
+               id: str | None = None) -> Query:
     """
-    A L{Query} from text values (of a URL or a command line), checked.
+    A L{Query} from text values (of a URL or a command line), checked. An
+    C{id} (a webhook event's) names its time: without C{since} and
+    C{before}, the entries of the minute before it to the day after are read.
 
     @raise AuditError: naming the value that cannot be used, as
         C{"name: why"}.
@@ -120,6 +131,16 @@ def make_query(since: str | None = None, project: str | None = None, user: str |
         if event not in EVENTS:
             raise AuditError(f"event: expected one of {', '.join(EVENTS)}")
         values["event"] = event
+    if id:
+        found = _EVENT_ID.match(id)
+        if found is None:
+            raise AuditError("id: expected a webhook event's id, such as "
+                             "evt_1790000000000_0123456789")
+        values["id"] = id
+        if not since and not before:
+            made = int(found.group(1)) / 1000
+            values["since"] = format_time(made - 60)
+            values["before"] = format_time(made + 86400)
     count = DEFAULT_LIMIT  # (Query's default)
     if limit is not None and limit != "":
         try:

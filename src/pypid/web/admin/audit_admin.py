@@ -30,7 +30,7 @@ log = Logger(namespace="pypid.web.admin.audit_trail")
 #: The fields of an entry a project's owner reads (not an admin): never
 #: the addresses and tokens of others, nor the index a promotion came
 #: from (one that may be hidden from them).
-OWNER_FIELDS = frozenset({"time", "event", "outcome", "user", "index", "project", "version",
+OWNER_FIELDS = frozenset({"time", "event", "outcome", "user", "index", "project", "version", "id",
                           "filename", "sha256", "detail", "count"})
 
 #: What C{GET /api/audit} answers without credentials.
@@ -62,7 +62,7 @@ class AuditAdmin:
         C{limit} (before C{before}, if given), and C{before}, the C{before}
         of the page of older ones. C{project}, C{user}, C{event} and
         C{index} keep only the entries that name them (C{index=default}:
-        those that name no index). One request reads at most
+        those that name no index); C{id}, those of a webhook event. One request reads at most
         L{pypid.core.records.audit_query.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
@@ -72,7 +72,7 @@ class AuditAdmin:
         shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
         query = audit_query({name: form_field(request, name) or None
                              for name in ("since", "before", "project", "user", "event",
-                                          "limit", "index")})
+                                          "limit", "index", "id")})
         return send_json(request, await self._page(query, shown))
 
     async def entries(self, identity: Identity, query: Query, project: str,

@@ -232,3 +232,24 @@ class SecretBytesTests(SynchronousTestCase):
     def test_new(self):
         """C{whsec_} and the base64 of the bytes."""
         self.assertEqual(new_secret(b"\0" * 24), "whsec_" + base64.b64encode(b"\0" * 24).decode())
+
+
+class AuditLookupTests(SynchronousTestCase):
+    """A receiver looks an event up in the audit log by its id."""
+
+    def test_query_by_id(self):
+        """C{?id=} keeps the event's entries, read from a minute before it to a day after."""
+        from pypid.core.records.audit_chain import AuditError, format_time
+        from pypid.core.records.audit_query import make_query
+
+        id = event_id(1790000000000, "0a1b")
+        query = make_query(id=id)
+        self.assertEqual((query.since, query.before),
+                         (format_time(1790000000 - 60), format_time(1790000000 + 86400)))
+        self.assertTrue(query.wants(entry(id=id)))
+        self.assertFalse(query.wants(entry(id="evt_1790000000000_ffff")))
+        self.assertEqual(make_query(id=id, since="2026-01-01").since,
+                         "2026-01-01T00:00:00.000000Z")
+        with self.assertRaises(AuditError) as caught:
+            make_query(id="../x")
+        self.assertIn("id: expected a webhook event's id", str(caught.exception))
