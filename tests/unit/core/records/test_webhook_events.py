@@ -246,8 +246,9 @@ class AuditLookupTests(SynchronousTestCase):
         query = make_query(id=id)
         self.assertEqual((query.since, query.before),
                          (format_time(1790000000 - 60), format_time(1790000000 + 86400)))
-        self.assertTrue(query.wants(entry(id=id)))
-        self.assertFalse(query.wants(entry(id="evt_1790000000000_ffff")))
+        made = Entry(format_time(1790000000.2), "upload", id=id)
+        self.assertTrue(query.wants(made))
+        self.assertFalse(query.wants(Entry(made.time, "upload", id="evt_1790000000000_ffff")))
         self.assertEqual(make_query(id=id, since="2026-01-01").since,
                          "2026-01-01T00:00:00.000000Z")
         with self.assertRaises(AuditError) as caught:
