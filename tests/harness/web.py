@@ -166,7 +166,8 @@ class _ServerMixin:
                                           base_url=self.base_url),
                              SiteServices(audit=audit, sources=self.metric_sources(served, audit),
                                           sso=sso, registry=self.index_registry(),
-                                          attestations=self.attestation_check()))
+                                          attestations=self.attestation_check(),
+                                          webhooks=self.webhook_part()))
         self.root = self.web.root
         self.client = site_treq(self.web.site)
 
@@ -216,6 +217,10 @@ class _ServerMixin:
 
     def recycle_bin(self):
         """Where deleted files wait: none (deleted at once) unless a test needs one."""
+        return None
+
+    def webhook_part(self):
+        """The webhooks, for their admin API and pages: none unless a test needs them."""
         return None
 
     def index_registry(self):

@@ -105,8 +105,8 @@ class WebhookPart(Service):
         prepare: Callable[[], Any] | None = None
         close: Callable[[], Any] | None = None
         if section is None:
-            records = FolderOutboxStore(os.path.join(config.storage.path, *FOLDER.split("/")),
-                                        run)
+            folder = os.path.join(config.storage.path, *FOLDER.strip("/").split("/"))
+            records = FolderOutboxStore(folder, run)
         else:
             store, closing = make_store(config, run, reactor, timings)
             records = BucketOutboxStore(store, section.prefix)

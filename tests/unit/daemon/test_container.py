@@ -175,3 +175,29 @@ class ReloadTests(SynchronousTestCase):
                       load_config=unreadable)
         parts.reload()
         self.assertEqual(seen, ["files"])
+
+
+class ReloadAuditTests(SynchronousTestCase):
+    """Each reload is told (its audit entry, so its webhook event): taken, or refused and why."""
+
+    def test_told(self):
+        said = []
+        seen = []
+        parts = Parts([("a", Reloadable(seen))], MemoryReactorClock(),
+                      load_config=lambda: "new", reloaded=lambda *told: said.append(told))
+        parts.reload()
+        refusing = Parts([("a", Reloadable(seen, refuse=True))], MemoryReactorClock(),
+                         load_config=lambda: "new", reloaded=lambda *told: said.append(told))
+        refusing.reload()
+        self.assertEqual(said, [("ok", "took new"), ("refused", "cannot take it")])
+
+    def test_unreadable_told(self):
+        """A configuration that cannot be read is a refusal, with its line."""
+        from pypid.config.errors import ConfigError
+
+        def unreadable():
+            raise ConfigError("pypid.ini: [auth] read: no")
+        said = []
+        Parts([], MemoryReactorClock(), load_config=unreadable,
+              reloaded=lambda *told: said.append(told)).reload()
+        self.assertEqual(said, [("refused", "pypid.ini: [auth] read: no")])

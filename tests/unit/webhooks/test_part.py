@@ -1,0 +1,66 @@
+"""
+The webhooks' part (L{pypid.webhooks.part.WebhookPart}): built whole from
+the configuration, the subscriptions taken again at a reload, a CA
+bundle that cannot be used refused naming its key.
+"""
+
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.config import load_config
+from pypid.core.util.startup import StartupError
+from pypid.storage.outbox_store import FolderOutboxStore
+from pypid.webhooks.part import WebhookPart
+from tests.harness.config_files import ConfigFiles
+from tests.harness.fakes import run_now
+from tests.harness.webhooks import SECRET
+
+
+def section(name, url="https://builds.example/hook", **keys):
+    lines = [f"[webhook:{name}]", f"url = {url}", f"secret = {SECRET}",
+             *(f"{k} = {v}" for k, v in keys.items())]
+    return "\n".join(lines) + "\n"
+
+
+class PartTests(ConfigFiles, SynchronousTestCase):
+
+    def config(self, *sections):
+        folder = os.path.abspath(self.mktemp())
+        return load_config(self.write(f"[storage]\npath = {folder}\n" + "".join(sections)))
+
+    def test_built(self):
+        """The outbox in the storage's folder; the deliveries on the server that delivers."""
+        config = self.config(section("builds"))
+        part = WebhookPart.from_config(config, run_now, Clock(), deliver=True)
+        self.assertIsInstance(part.outbox.store, FolderOutboxStore)
+        self.assertEqual(part.outbox.store.root,
+                         os.path.join(config.storage.path, ".pypid", "webhooks"))
+        self.assertIsNotNone(part.deliveries)
+        self.assertEqual(list(part.current()), ["builds"])
+        other = WebhookPart.from_config(config, run_now, Clock(), deliver=False)
+        self.assertIsNone(other.deliveries)
+
+    def test_reloaded(self):
+        """Added, changed and removed at a reload, said in its line; the same: nothing to do."""
+        part = WebhookPart.from_config(self.config(section("builds"), section("chat")),
+                                       run_now, Clock(), deliver=False)
+        self.assertIsNone(part.prepare_reload(self.config(section("builds"), section("chat"))))
+        commit = part.prepare_reload(self.config(section("builds", events="upload"),
+                                                 section("pages")))
+        self.assertEqual(list(part.current()), ["builds", "chat"])
+        self.assertEqual(commit(), "webhooks added pages; removed chat; changed builds")
+        self.assertEqual(sorted(part.current()), ["builds", "pages"])
+
+    def test_bundle_refused(self):
+        """A CA bundle that holds no certificate stops the start, and a reload, naming the key."""
+        bundle = self.write("not a certificate")
+        with self.assertRaises(StartupError) as caught:
+            WebhookPart.from_config(self.config(section("builds", ca_bundle=bundle)),
+                                    run_now, Clock(), deliver=False)
+        self.assertIn("[webhook:builds] ca_bundle", str(caught.exception))
+        part = WebhookPart.from_config(self.config(section("builds")), run_now, Clock(),
+                                       deliver=False)
+        self.assertRaises(StartupError, part.prepare_reload,
+                          self.config(section("builds", ca_bundle=bundle)))
