@@ -38,6 +38,8 @@ from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import GAUGE, Family, counter
 from pypid.core.records.webhook_events import next_try
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.repeated_failure import RepeatedFailure
+from pypid.storage.interface import StorageError
 from pypid.webhooks.lease import Lease
 from pypid.webhooks.outbox import Item, Outbox
 from pypid.webhooks.sender import Attempt, Sender
@@ -51,6 +53,10 @@ SHARED_LOOK = 5.0
 STATUS_EVERY = 2.0
 #: The last deliveries a status keeps.
 RECENT = 20
+#: Seconds an event for a subscription this server does not know waits
+#: before it is given up: another server, or another worker, may have read
+#: a configuration that adds it a moment before this one did.
+UNKNOWN_GRACE = 600.0
 
 DELIVERED, FAILED, GIVEN_UP = "delivered", "failed", "given_up"
 
@@ -109,6 +115,7 @@ class Deliveries(Service):
         self._active = False
         self._soon: IDelayedCall | None = None
         self._sending: set[Deferred[Any]] = set()
+        self._failures = RepeatedFailure("Cannot look at the webhooks' outbox", clock, log)
 
     # -- the service ---------------------------------------------------------------------------
 
@@ -152,6 +159,15 @@ class Deliveries(Service):
     # -- looking -------------------------------------------------------------------------------
 
     async def _look(self) -> None:
+        try:
+            await self._look_once()
+        except StorageError as e:
+            # (the store down: said once, and again as it goes on; the next look tries)
+            self._failures.failed(str(e))
+        else:
+            self._failures.succeeded()
+
+    async def _look_once(self) -> None:
         active = self._lease is None or await self._lease.hold()
         if not active:
             if self._active:
@@ -162,9 +178,10 @@ class Deliveries(Service):
         self._active = True
         items = await self.outbox.pending()
         subscriptions = self._subscriptions()
+        now = self._clock.seconds()
         for item in items:
             for name in item.to:
-                if name not in subscriptions:
+                if name not in subscriptions and now - item.created >= UNKNOWN_GRACE:
                     await self.outbox.give_up(item, name, 0, "the webhook is no longer "
                                               "configured")
         for name in list(self._lanes):

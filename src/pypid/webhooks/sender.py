@@ -27,6 +27,7 @@ from twisted.web.http_headers import Headers
 
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.records.webhook_events import WebhookEvent, parse_retry_after, signature
+from pypid.core.util.terminal_text import escaped
 from pypid.http.bodies import BodyError, describe, read_body
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def outcome(status: int, answer: bytes) -> str | None:
     """Why an answer of C{status} is a failure, or L{None} for a 2xx."""
     if 200 <= status < 300:
         return None
-    shown = answer[:SHOWN].decode("utf-8", "replace").strip()
+    # (the receiver's words, as it sent them: one line, no escape sequence)
+    shown = escaped(answer[:SHOWN].decode("utf-8", "replace").strip())
     kind = ("a redirect, which deliveries never follow" if 300 <= status < 400
             else "refused" if status < 500 else "failed")
     return f"HTTP {status} ({kind})" + (f": {shown}" if shown else "")

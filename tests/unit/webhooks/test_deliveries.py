@@ -9,8 +9,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import WebhookEvent
+from pypid.storage.interface import StorageError
 from pypid.storage.outbox_store import MemoryOutboxStore
-from pypid.webhooks.delivery import Deliveries
+from pypid.webhooks.delivery import UNKNOWN_GRACE, Deliveries
 from pypid.webhooks.lease import RENEW, TTL, Lease
 from pypid.webhooks.outbox import Outbox
 from pypid.webhooks.sender import Attempt
@@ -124,10 +125,15 @@ class GiveUpTests(DeliveriesCase):
         self.assertEqual([n for n in self.pending() if n.startswith("outbox/")], [])
 
     async def test_removed_subscription(self):
-        """Events of a subscription no longer configured are given up, with why."""
+        """
+        Events of a subscription no longer configured are given up, with
+        why, once another server (or worker) cannot be about to know it.
+        """
         await self.add(1, to=("gone",))
         self.deliveries()
         self.tick(0)
+        self.assertEqual(await self.outbox.given_up("gone"), [])
+        self.tick(UNKNOWN_GRACE)
         [failed] = await self.outbox.given_up("gone")
         self.assertIn("no longer configured", failed.error)
         self.assertEqual(self.sender.sent, [])
@@ -182,6 +188,18 @@ class ShownTests(DeliveriesCase):
         self.assertEqual(status["pending"], 1)
         self.assertEqual([r["id"] for r in status["recent"]], ["evt_2", "evt_1"])
         self.assertIn("connection refused", status["last_error"])
+
+    async def test_store_down(self):
+        """The store down: said once, not a traceback a look; delivered once it is back."""
+        await self.add(1)
+        self.store.failing = StorageError("the disk is gone")
+        self.deliveries()
+        self.tick(0)
+        self.tick(1, times=5)
+        self.assertEqual(self.sender.sent, [])
+        self.store.failing = None
+        self.tick(1)
+        self.assertEqual(self.sender.ids(), ["evt_1"])
 
     async def test_stop_drops_what_is_under_way(self):
         """A delivery under way at the stop is not taken off: the next start sends it again."""
