@@ -68,6 +68,10 @@ ROWS = (
     ("GET", "/console/advisories", ("",)),
     ("GET", "/console/groups", ("",)),
     ("GET", "/console/indexes", ("",)),
+    ("GET", "/console/webhooks", ("",)),
+    ("GET", "/console/webhooks/{p}", ("builds",)),
+    ("POST", "/console/webhooks/{p}/test", ("builds",)),
+    ("POST", "/console/webhooks/{p}/redeliver", ("builds",)),
     ("GET", "/static/nothing.css", ("",)),
     ("GET", "/health", ("",)),
     ("GET", "/metrics", ("",)),
@@ -108,6 +112,10 @@ ROWS = (
     ("GET", "/api/recycle-bin", ("",)),
     ("GET", "/api/retention", ("",)),
     ("POST", "/api/retention/apply", ("",)),
+    ("GET", "/api/webhooks", ("",)),
+    ("GET", "/api/webhooks/{p}", ("builds",)),
+    ("POST", "/api/webhooks/{p}/redeliver", ("builds",)),
+    ("POST", "/api/webhooks/{p}/test", ("builds",)),
 )
 
 
@@ -204,6 +212,10 @@ POST   /console/project/{p}/waive holy-grail   | 401 400 400 400 400 400 400 400
 POST   /console/project/{p}/unwaive holy-grail   | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/retention           -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 POST   /console/retention/apply     -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/webhooks            -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+GET    /console/webhooks/{p}        builds       | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/webhooks/{p}/test   builds       | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
+POST   /console/webhooks/{p}/redeliver builds       | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/audit               -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/recycle-bin         -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
 GET    /console/advisories          -            | 401 400 400 400 400 400 400 400 400 400 400 | 401 400 400 400 400 400 400 400 400 400 400
@@ -275,4 +287,8 @@ POST   /api/files/{f}/restore       no-such      | 401 404 404 404 401 404 404 4
 GET    /api/recycle-bin             -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 GET    /api/retention               -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 POST   /api/retention/apply         -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+GET    /api/webhooks                -            | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+GET    /api/webhooks/{p}            builds       | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/webhooks/{p}/redeliver  builds       | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
+POST   /api/webhooks/{p}/test       builds       | 401 403 403 200 401 403 403 403 401 401 403 | 401 403 403 200 401 403 403 403 401 401 403
 """

@@ -168,6 +168,14 @@ class Deliveries(Service):
             self._failures.succeeded()
 
     async def _look_once(self) -> None:
+        if not self._subscriptions():
+            # (no webhook: no lease taken, no outbox read; what waits in it
+            # is delivered once a subscription names it again)
+            if self._lease is not None and self._lease.held:
+                await self._lease.release()
+            self._active = False
+            self._lanes.clear()
+            return
         active = self._lease is None or await self._lease.hold()
         if not active:
             if self._active:

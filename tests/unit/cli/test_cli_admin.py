@@ -33,7 +33,8 @@ class TableTests(SynchronousTestCase):
         status, out, _ = self.run_admin(["--help"])
         self.assertEqual(status, 0)
         choices = re.search(r"\{([a-z,]+)\}", out).group(1).split(",")
-        self.assertEqual(choices, [*admin._SERVER_COMMANDS, "audit", "export", "import", "tls"])
+        self.assertEqual(choices, [*admin._SERVER_COMMANDS, "audit", "webhooks", "export",
+                                   "import", "tls"])
         self.assertEqual(list(admin._SERVER_COMMANDS)[:5],
                          ["projects", "files", "yank", "unyank", "delete"])
 

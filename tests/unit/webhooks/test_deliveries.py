@@ -189,6 +189,16 @@ class ShownTests(DeliveriesCase):
         self.assertEqual([r["id"] for r in status["recent"]], ["evt_2", "evt_1"])
         self.assertIn("connection refused", status["last_error"])
 
+    async def test_no_subscription_no_work(self):
+        """Without a subscription, no lease is taken and the outbox is not read."""
+        self.subscriptions.clear()
+        self.store.shared = True
+        deliveries = self.deliveries(lease=Lease(self.store, self.clock, "a"))
+        self.tick(0)
+        self.tick(10, times=5)
+        self.assertEqual(self.store.records, {})
+        self.assertEqual(list(deliveries.metric_families()), [])
+
     async def test_store_down(self):
         """The store down: said once, not a traceback a look; delivered once it is back."""
         await self.add(1)

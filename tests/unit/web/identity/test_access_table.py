@@ -62,10 +62,13 @@ from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
+from pypid.storage.outbox_store import MemoryOutboxStore
 from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
+from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.part import WebhookPart
 from tests import CHECKOUT
 from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
 from tests.harness.distributions import make_wheel
@@ -83,6 +86,7 @@ from tests.harness.indexes import Server, Stack, _ServerMixin, same
 from tests.harness.sigstore_root import TestSigstore, github_claims
 from tests.harness.tap import ThreadedReactor, checking_pools
 from tests.harness.web import memory_sessions
+from tests.harness.webhooks import ScriptedSender, subscription
 
 #: signs the provenance of the files whose Integrity API rows are checked
 SIGSTORE = TestSigstore()
@@ -154,7 +158,11 @@ class AccessTableTests(SynchronousTestCase):
         web = build_web(one_index(self.index, self.storage, self.clock, locks=locks, bin=bin),
                         access, run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20, base_url=base_url),
-                        SiteServices(metrics=metrics, registry=registry))
+                        SiteServices(metrics=metrics, registry=registry,
+                                     webhooks=WebhookPart(
+                                         Outbox(MemoryOutboxStore(), self.clock),
+                                         ScriptedSender(), {"builds": subscription("builds")},
+                                         self.clock)))
         self.site = web.site
         self.client = site_treq(web.site)
         t = self.tokens.issue
