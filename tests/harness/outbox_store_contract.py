@@ -9,9 +9,11 @@ A test case mixes L{OutboxStoreContractMixin} into a
 C{twisted.trial.unittest.TestCase} and gives L{make_records}.
 """
 
+import os
+
 from twisted.internet.defer import gatherResults
 
-from pypid.storage.outbox_store import IOutboxStore
+from pypid.storage.outbox_store import FolderOutboxStore, IOutboxStore, MemoryOutboxStore
 
 
 class OutboxStoreContractMixin:
@@ -72,6 +74,23 @@ class OutboxStoreContractMixin:
         self.assertFalse(await store.put_new("leases/000000000001", b"late"))
         self.assertTrue(await store.put_new("leases/000000000002", b""))
         self.assertEqual(await store.get("leases/000000000002"), b"")
+
+    async def test_stray_names_left_out(self):
+        """A record that was not written as one (a copy made by hand) is not listed."""
+        store = await self.records()
+        await store.put({"outbox/0001.json": b"1"})
+        await self.put_stray(store, "outbox/copy of 0001.json")
+        self.assertEqual(await store.names("outbox"), ["0001.json"])
+
+    async def put_stray(self, store, name):
+        """Put a file or object of C{name} beside the records, as a person would."""
+        if isinstance(store, MemoryOutboxStore):
+            store.records[name] = b"x"
+        elif isinstance(store, FolderOutboxStore):
+            with open(os.path.join(store.root, *name.split("/")), "wb") as f:
+                f.write(b"x")
+        else:
+            await store._store.put(store._prefix + name, b"x")
 
     async def test_names_refused(self):
         """A name that could leave the folder is refused before anything is written."""

@@ -73,6 +73,12 @@ def parse_url(value: str) -> str:
                          "the signature instead")
     if parts.fragment:
         raise ValueError("a webhook's URL has no #fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the port of the receiver's URL is not a number from 1 to 65535")
     return value
 
 
@@ -107,7 +113,8 @@ class WebhookConfig:
     @ivar retry_delay: the wait before the first try again (s), doubled
         at each failure (L{pypid.core.records.webhook_events.next_try}).
     @ivar max_connections: the most deliveries under way at once to the
-        receiver's host (every subscription to it together).
+        receiver's host (every subscription to it with the same value and
+        CA bundle together).
     @ivar ca_bundle: the CA certificates its HTTPS is checked against;
         L{None}: C{[pypid] ca_bundle}'s, or the system's.
     """
@@ -126,7 +133,8 @@ class WebhookConfig:
     def receiver(self) -> str:
         """The receiver's scheme, host and port: what L{max_connections} bounds."""
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or 443}"
+        default = 443 if parts.scheme == "https" else 80
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or default}"
 
 
 def read_secret(section: str, values: Values, fail: Fail) -> bytes:
@@ -164,7 +172,7 @@ def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
         url = values[section, "url"]
         if not url:
             fail(section, "url", "a webhook needs the URL of its receiver")
-        if url.startswith("http:") and not values[section, "allow_http"]:
+        if urlsplit(url).scheme == "http" and not values[section, "allow_http"]:
             fail(section, "url", "a webhook is sent over https: only (its events name your "
                  "projects and people); set allow_http = yes to send it in the clear")
         wanted = values[section, "indexes"]

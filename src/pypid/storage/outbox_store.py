@@ -51,6 +51,11 @@ FOLDER = ".pypid/webhooks/"
 PARALLEL = 8
 
 
+def is_record_name(name: str) -> bool:
+    """Whether C{name} (one segment, listed in a folder) is one a record may have."""
+    return "/" not in name and bool(_NAME.match(name))
+
+
 def checked(name: str) -> str:
     """C{name}, refused when it is not a record's (a path that could leave the folder)."""
     if not _NAME.match(name) or ".." in name:
@@ -86,7 +91,11 @@ class IOutboxStore(Interface):
         """Remove the records C{names} (one not there is no error)."""
 
     def names(folder: str) -> Deferred[list[str]]:
-        """The names of the records directly in C{folder} (C{outbox}), sorted, without it."""
+        """
+        The names of the records directly in C{folder} (C{outbox}), sorted,
+        without it; a file or object of another name (one copied there by
+        hand) is left out.
+        """
 
 
 @implementer(IOutboxStore)
@@ -178,7 +187,7 @@ def _remove_files(paths: Sequence[str]) -> None:
 def _list_folder(path: str) -> list[str]:
     try:
         return sorted(entry.name for entry in os.scandir(path)
-                      if entry.is_file() and not entry.name.startswith("."))
+                      if entry.is_file() and is_record_name(entry.name))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as e:
@@ -233,7 +242,7 @@ class BucketOutboxStore:
         found: list[str] = []
         async for page in self._store.list(prefix, delimiter="/"):
             found.extend(item.key[len(prefix):] for item in page.keys)
-        return sorted(found)
+        return sorted(name for name in found if is_record_name(name))
 
 
 @implementer(IOutboxStore)
@@ -286,4 +295,4 @@ class MemoryOutboxStore:
         prefix = checked(folder) + "/"
         return self._call(lambda: sorted(
             name[len(prefix):] for name in self.records
-            if name.startswith(prefix) and "/" not in name[len(prefix):]))
+            if name.startswith(prefix) and is_record_name(name[len(prefix):])))

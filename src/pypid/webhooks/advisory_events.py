@@ -6,9 +6,11 @@ name it, or when the release comes after the advisory (an upload, a
 promotion, a restore).
 
 What was told is kept in the store (C{advisories/told.json}, beside the
-outbox), so a restart, or another server of a bucket, does not tell it
-again; the first advisories read with nothing kept are where the telling
-starts, not news (a server that starts with a database of thousands of
+outbox), read again at each review and written once the entries are, so
+a restart, or another server of a bucket, does not tell it again (two
+servers reviewing the same news at the same moment may both tell it: at
+least once); the first advisories read whole with nothing kept are
+where the telling starts, not news (a server that starts with a database of thousands of
 old advisories does not send thousands of events). A machine's first
 worker tells (L{pypid.webhooks.part}).
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -53,7 +55,6 @@ class AdvisoryEvents:
         self._clock = clock
         self._releases = releases
         self._db = db
-        self._told: Told | None = None
         self._lock = DeferredLock()
         #: the reviews under way (the tests wait for them)
         self.pending: set[Deferred[None]] = set()
@@ -78,29 +79,30 @@ class AdvisoryEvents:
         d.addBoth(lambda _: self.pending.discard(d))
 
     async def _review(self, db: AdvisoryDB, projects: list[str] | None) -> None:
-        told = self._told
-        start = False
-        if told is None:
-            data = await self._store.get(TOLD)
+        # (read at every review: what another server of the bucket told counts)
+        data = await self._store.get(TOLD)
+        if data is None and projects is not None:
+            return  # (nothing told yet: the telling starts at a whole read)
+        told = Told()
+        if data is not None:
             try:
-                told = Told.from_bytes(data) if data is not None else Told()
+                told = Told.from_bytes(data)
             except ValueError as e:
                 log.warn("The record of the advisories told cannot be read ({error}); "
                          "starting again from the advisories in force", error=str(e))
-                told = Told()
-            start = data is None
-        found = matches_of(db, self._releases(), projects)
-        news = told.news(found)
-        self._told = told
-        if start and projects is None:
+                data = None
+        news = told.news(matches_of(db, self._releases(), projects))
+        if data is None:
             # (the first advisories with nothing kept: where the telling starts)
-            news = []
-        elif not news:
+            await self._store.put({TOLD: told.to_bytes()})
             return
-        await self._store.put({TOLD: told.to_bytes()})
+        if not news:
+            return
         now = format_time(self._clock.seconds())
-        for (index, project, version, id), advisory in news:
-            self._audit.append(Entry(
-                time=now, event="advisory", index=None if index == DEFAULT_INDEX else index,
-                project=project, version=version, target=id, detail=described(advisory)))
-
+        # (the entries, and their events, written before the record says
+        # they were told: a crash between tells them again, never not)
+        await gatherResults([self._audit.write(Entry(
+            time=now, event="advisory", index=None if index == DEFAULT_INDEX else index,
+            project=project, version=version, target=id, detail=described(advisory)))
+            for (index, project, version, id), advisory in news])
+        await self._store.put({TOLD: told.to_bytes()})

@@ -36,7 +36,7 @@ from pypid.core.records.audit_chain import Entry
 from pypid.core.records.audit_query import EntryPage, Query
 from pypid.core.records.webhook_events import event_id, events_of, index_of, is_event
 from pypid.storage.audit_log import ChainCheck, IAuditLog
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.outbox import Item, Outbox
 
 log = Logger()
 
@@ -81,8 +81,11 @@ class AnnouncingAuditLog:
         self._batch = _Batch()
         self._flush: IDelayedCall | None = None
         self._retry_delay = RETRY_DELAY
-        #: events not yet written after a failure, with their subscriptions
-        self._failed: list[tuple[Any, tuple[str, ...]]] = []
+        #: items not yet written after a failure, keyed already: they are
+        #: written first with the next batch, so this server's events land
+        #: in their order
+        self._failed: list[Item] = []
+        self._retry: IDelayedCall | None = None
         #: the writes under way (the close waits for them)
         self._writing: set[Deferred[None]] = set()
         self._closed = False
@@ -168,11 +171,15 @@ class AnnouncingAuditLog:
     def _write_batch(self) -> None:
         self._flush = None
         batch, self._batch = self._batch, _Batch()
-        events = [(event, batch.to[event.id]) for event in events_of(batch.entries)]
-        self._write(events, batch.waiting)
+        items = self._outbox.items((event, batch.to[event.id])
+                                   for event in events_of(batch.entries))
+        self._write(items, batch.waiting)
 
-    def _write(self, events: list[Any], waiting: list[Deferred[None]]) -> Deferred[None]:
-        writing = self._outbox.add(events)
+    def _write(self, items: list[Item], waiting: list[Deferred[None]]) -> Deferred[None]:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        items, self._failed = self._failed + items, []
+        writing = self._outbox.put(items)
 
         def written(_: object) -> None:
             self._retry_delay = RETRY_DELAY
@@ -180,10 +187,11 @@ class AnnouncingAuditLog:
 
         def failed(failure: Any) -> None:
             log.error("Cannot write {count} webhook events to the outbox: {error}; trying "
-                      "again in {delay:g} s", count=len(events), error=failure.getErrorMessage(),
+                      "again in {delay:g} s", count=len(items), error=failure.getErrorMessage(),
                       delay=self._retry_delay)
-            self._failed.extend(events)
-            self._clock.callLater(self._retry_delay, self._write_failed)
+            self._failed = items + self._failed
+            if not self._closed:
+                self._retry = self._clock.callLater(self._retry_delay, self._write_failed)
             self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
 
         def answered(_: object) -> None:
@@ -195,9 +203,9 @@ class AnnouncingAuditLog:
         return writing
 
     def _write_failed(self) -> None:
-        events, self._failed = self._failed, []
-        if events:
-            self._write(events, [])
+        self._retry = None
+        if self._failed:
+            self._write([], [])
 
     # -- the rest is the log's -----------------------------------------------------------------
 
@@ -225,12 +233,14 @@ class AnnouncingAuditLog:
 
     def _write_last(self) -> Deferred[None]:
         """Write what failed once more, at the stop; what still fails is lost, and said."""
-        events, self._failed = self._failed, []
-        if not events:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        items, self._failed = self._failed, []
+        if not items:
             return succeed(None)
-        return self._outbox.add(events).addErrback(lambda f: log.error(
+        return self._outbox.put(items).addErrback(lambda f: log.error(
             "Cannot write {count} webhook events to the outbox at the stop; they are lost: "
-            "{error}", count=len(events), error=f.getErrorMessage()))
+            "{error}", count=len(items), error=f.getErrorMessage()))
 
     def stored_files(self) -> Deferred[list[tuple[str, bytes]]]:
         """The audit log's."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -53,6 +53,9 @@ SHARED_LOOK = 5.0
 STATUS_EVERY = 2.0
 #: The last deliveries a status keeps.
 RECENT = 20
+#: Seconds a lane waits after the outbox could not be changed (its head
+#: taken or given up) before it tries again.
+STORE_PAUSE = 5.0
 #: Seconds an event for a subscription this server does not know waits
 #: before it is given up: another server, or another worker, may have read
 #: a configuration that adds it a moment before this one did.
@@ -61,7 +64,7 @@ UNKNOWN_GRACE = 600.0
 DELIVERED, FAILED, GIVEN_UP = "delivered", "failed", "given_up"
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Lane:
     """
     One subscription's queue and its head's tries.
@@ -69,6 +72,8 @@ class Lane:
     @ivar queue: its items, oldest first.
     @ivar failures: the head's failed tries so far.
     @ivar due: when the head is tried next (POSIX time).
+    @ivar closed: dropped (the lease lost, the subscription removed): it
+        sends nothing more, whatever was under way; a new lane takes over.
     """
 
     name: str
@@ -76,12 +81,22 @@ class Lane:
     failures: int = 0
     due: float = 0.0
     running: bool = False
+    closed: bool = False
     timer: IDelayedCall | None = None
+    sending: Deferred[Attempt] | None = None
     recent: deque[dict[str, Any]] = attrs.field(factory=lambda: deque(maxlen=RECENT))
     counts: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(
         (DELIVERED, FAILED, GIVEN_UP), 0))
     changed: bool = True
     last_error: str | None = None
+
+    def close(self) -> None:
+        """Send nothing more: the timer cancelled, the delivery under way dropped."""
+        self.closed = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        if self.sending is not None:
+            self.sending.cancel()
 
 
 @implementer(IMetricsSource)
@@ -101,7 +116,7 @@ class Deliveries(Service):
         @param jitter: a number from 0 to 1, at random (the tests fix it).
         """
         self.outbox = outbox
-        self._sender = sender
+        self.sender = sender
         self._subscriptions = subscriptions
         self._clock = clock
         self._lease = lease
@@ -111,11 +126,16 @@ class Deliveries(Service):
                                first=0)
         self._status = Periodic(self._keep_statuses, STATUS_EVERY, clock,
                                 what="The webhooks' status")
+        # (the lease renewed on a timer of its own: a long look, a backlog
+        # read record by record, never lets it lapse)
+        self._renewals = (Periodic(self._renew, lease.renew / 2, clock,
+                                   what="The webhooks' lease") if lease is not None else None)
         self._lanes: dict[str, Lane] = {}
         self._active = False
         self._soon: IDelayedCall | None = None
-        self._sending: set[Deferred[Any]] = set()
         self._failures = RepeatedFailure("Cannot look at the webhooks' outbox", clock, log)
+        self._keeping = RepeatedFailure("Cannot keep what the webhooks' deliveries did",
+                                        clock, log)
 
     # -- the service ---------------------------------------------------------------------------
 
@@ -124,28 +144,28 @@ class Deliveries(Service):
         Service.startService(self)
         self._looks.startService()
         self._status.startService()
+        if self._renewals is not None:
+            self._renewals.startService()
 
     async def _stop(self) -> None:
-        await self._looks.stopService()
-        for lane in self._lanes.values():
-            if lane.timer is not None and lane.timer.active():
-                lane.timer.cancel()
-        if self._soon is not None and self._soon.active():
-            self._soon.cancel()
-        for sending in list(self._sending):
-            sending.cancel()
-        await self._status.stopService()
-        if self._active:
-            await self._keep_statuses()
-        if self._lease is not None:
-            await self._lease.release()
-        await self._sender.close()
+        # (each step whatever the one before came to: a store that is down
+        # at the stop still lets the lease and the connections go)
+        for step in (self._looks.stopService, self._close_lanes, self._status.stopService,
+                     self._renewals.stopService if self._renewals is not None else None,
+                     self._keep_statuses if self._active else None,
+                     self._lease.release if self._lease is not None else None,
+                     self.sender.close):
+            if step is None:
+                continue
+            try:
+                await maybeDeferred(step)
+            except Exception as e:
+                log.warn("While the webhooks' deliveries stopped: {error}", error=str(e))
 
     def stopService(self) -> Deferred[None]:
         """Stop delivering (a delivery under way is dropped, and made again by the next)."""
         Service.stopService(self)
-        d: Deferred[None] = ensureDeferred(self._stop())
-        return d.addErrback(lambda f: log.failure("Cannot stop the webhooks' deliveries", f))
+        return ensureDeferred(self._stop())
 
     def look(self) -> Deferred[None]:
         """Look at the outbox now (the run under way, if one is): fires once it ended."""
@@ -157,6 +177,32 @@ class Deliveries(Service):
             self._soon = self._clock.callLater(0, self.look)
 
     # -- looking -------------------------------------------------------------------------------
+
+    def _close_lanes(self, names: list[str] | None = None) -> None:
+        """Drop the lanes of C{names} (L{None}: every one); see L{Lane.close}."""
+        if self._soon is not None and self._soon.active() and names is None:
+            self._soon.cancel()
+        for name in list(self._lanes) if names is None else names:
+            self._lanes.pop(name).close()
+
+    def _deactivate(self) -> None:
+        """This server delivers no more (the lease is another's): drop every lane."""
+        if self._active:
+            self._active = False
+            self._close_lanes()
+            self.outbox.forget()
+
+    async def _renew(self) -> None:
+        assert self._lease is not None
+        if not self._subscriptions() or not self._lease.held:
+            return
+        try:
+            held = await self._lease.hold()
+        except StorageError as e:
+            self._failures.failed(str(e))
+            return
+        if not held:
+            self._deactivate()
 
     async def _look(self) -> None:
         try:
@@ -173,18 +219,17 @@ class Deliveries(Service):
             # is delivered once a subscription names it again)
             if self._lease is not None and self._lease.held:
                 await self._lease.release()
-            self._active = False
-            self._lanes.clear()
+            self._deactivate()
             return
-        active = self._lease is None or await self._lease.hold()
-        if not active:
-            if self._active:
-                self._lanes.clear()
-                self.outbox.forget()
-            self._active = False
+        if self._lease is not None and not await self._lease.hold():
+            self._deactivate()
+            return
+        items = await self.outbox.pending()
+        if self._lease is not None and not self._lease.held:
+            # (lost while the outbox was read)
+            self._deactivate()
             return
         self._active = True
-        items = await self.outbox.pending()
         subscriptions = self._subscriptions()
         now = self._clock.seconds()
         for item in items:
@@ -192,9 +237,7 @@ class Deliveries(Service):
                 if name not in subscriptions and now - item.created >= UNKNOWN_GRACE:
                     await self.outbox.give_up(item, name, 0, "the webhook is no longer "
                                               "configured")
-        for name in list(self._lanes):
-            if name not in subscriptions:
-                del self._lanes[name]
+        self._close_lanes([name for name in self._lanes if name not in subscriptions])
         for name in subscriptions:
             lane = self._lanes.setdefault(name, Lane(name))
             queue = [item for item in items if name in item.to]
@@ -205,7 +248,7 @@ class Deliveries(Service):
             self._start(lane)
 
     def _start(self, lane: Lane) -> None:
-        if lane.running or not lane.queue or not self.running:
+        if lane.closed or lane.running or not lane.queue or not self.running:
             return
         now = self._clock.seconds()
         if lane.due > now:
@@ -219,49 +262,66 @@ class Deliveries(Service):
 
         def ended(_: object) -> None:
             lane.running = False
-            if self.running and self._active:
+            if self.running and self._active and not lane.closed:
                 self._start(lane)
         run.addBoth(ended)
 
     async def _run(self, lane: Lane) -> None:
         """Deliver the lane's head, then the next, until one fails or none is left."""
-        while lane.queue and self.running and self._active:
+        while lane.queue and self.running and self._active and not lane.closed:
             subscription = self._subscriptions().get(lane.name)
             if subscription is None:
                 return
             item = lane.queue[0]
-            sending = self._sender.send(subscription, item.event)
-            self._sending.add(sending)
+            lane.sending = self.sender.send(subscription, item.event)
             try:
-                attempt = await sending
+                attempt = await lane.sending
             except CancelledError:
-                return  # (the stop: the event stays, and is sent again by the next)
+                return  # (dropped: the event stays, and is sent again by the next)
             finally:
-                self._sending.discard(sending)
-            if not self.running:
+                lane.sending = None
+            if lane.closed or not self.running:
                 return
             self._note(lane, item, attempt)
-            if attempt.delivered:
-                await self.outbox.delivered(item, lane.name)
-            else:
-                lane.failures += 1
-                due = next_try(lane.failures, self._clock.seconds(), item.created,
-                               subscription.retry_for, subscription.retry_delay,
-                               self._jitter(), attempt.retry_after)
-                if due is not None:
-                    lane.due = due
-                    log.warn("Cannot deliver {id} to the webhook {name} ({error}); trying "
-                             "again in {delay:.0f} s", id=item.event.id, name=lane.name,
-                             error=attempt.error, delay=due - self._clock.seconds())
+            try:
+                if not await self._settle(lane, item, attempt, subscription):
                     return
-                await self.outbox.give_up(item, lane.name, lane.failures, attempt.error or "")
-                lane.counts[GIVEN_UP] += 1
-                log.error("Gave up delivering {id} ({type}) to the webhook {name} after "
-                          "{tries} tries: {error}", id=item.event.id, type=item.event.type,
-                          name=lane.name, tries=lane.failures, error=attempt.error)
-            if lane.queue and lane.queue[0] is item:
+            except StorageError as e:
+                # (the outbox cannot be changed: the event stays at the head,
+                # sent again once the store answers, after a pause)
+                self._keeping.failed(str(e))
+                lane.due = self._clock.seconds() + STORE_PAUSE
+                return
+            self._keeping.succeeded()
+            if lane.queue and lane.queue[0].key == item.key:
                 lane.queue.pop(0)
             lane.failures, lane.due, lane.changed = 0, 0.0, True
+
+    async def _settle(self, lane: Lane, item: Item, attempt: Attempt,
+                      subscription: WebhookConfig) -> bool:
+        """
+        Take C{item} off C{lane} after C{attempt} (delivered, or given up):
+        whether it was; else when the next try is.
+        """
+        if attempt.delivered:
+            await self.outbox.delivered(item, lane.name)
+            return True
+        lane.failures += 1
+        due = next_try(lane.failures, self._clock.seconds(), item.created,
+                       subscription.retry_for, subscription.retry_delay, self._jitter(),
+                       attempt.retry_after)
+        if due is not None:
+            lane.due = due
+            log.warn("Cannot deliver {id} to the webhook {name} ({error}); trying again in "
+                     "{delay:.0f} s", id=item.event.id, name=lane.name, error=attempt.error,
+                     delay=due - self._clock.seconds())
+            return False
+        await self.outbox.give_up(item, lane.name, lane.failures, attempt.error or "")
+        lane.counts[GIVEN_UP] += 1
+        log.error("Gave up delivering {id} ({type}) to the webhook {name} after {tries} "
+                  "tries: {error}", id=item.event.id, type=item.event.type, name=lane.name,
+                  tries=lane.failures, error=attempt.error)
+        return True
 
     def _note(self, lane: Lane, item: Item, attempt: Attempt) -> None:
         lane.counts[DELIVERED if attempt.delivered else FAILED] += 1

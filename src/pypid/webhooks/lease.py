@@ -17,6 +17,7 @@ each carries its event's id, by which a receiver drops a repeat.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -34,7 +35,11 @@ KEPT = 2
 
 
 class Lease:
-    """This server's view of the lease of one shared store."""
+    """
+    This server's view of the lease of one shared store.
+
+    @ivar renew: seconds between the holder's renewals.
+    """
 
     def __init__(self, store: IOutboxStore, clock: IReactorTime, instance: str,
                  ttl: float = TTL, renew: float = RENEW) -> None:
@@ -42,30 +47,39 @@ class Lease:
         self._clock = clock
         self._instance = instance
         self._ttl = ttl
-        self._renew = renew
+        self.renew = renew
         #: the epoch this server holds, and when it wrote it
         self._held: int | None = None
         self._written_at = 0.0
         #: the newest epoch seen, and since when (this server's clock)
         self._seen: int | None = None
         self._seen_at = 0.0
+        # (one look at a time: a renewal and a look racing for one epoch
+        # would each see the other's write as another server's)
+        self._lock = DeferredLock()
 
     @property
     def held(self) -> bool:
         """Whether this server held the lease at its last look."""
         return self._held is not None
 
-    async def hold(self) -> bool:
+    def hold(self) -> Deferred[bool]:
         """Look at the lease (renew it, or take it over when due): whether this server holds it."""
+        return self._lock.run(lambda: ensureDeferred(self._hold()))
+
+    async def _hold(self) -> bool:
         now = self._clock.seconds()
         epochs = [int(name) for name in await self._store.names(LEASES) if name.isdigit()]
         newest = max(epochs, default=0)
         if self._held is not None:
-            if newest != self._held:
+            if newest != self._held and not await self._mine(newest):
                 log.info("Another server delivers the webhooks now (lease {epoch})",
                          epoch=newest)
                 self._held = None
-            elif now - self._written_at >= self._renew:
+            elif newest != self._held:
+                # (a renewal this server made, answered too late to be known)
+                self._held, self._written_at = newest, now
+            elif now - self._written_at >= self.renew:
                 await self._claim(newest + 1, epochs)
             return self._held is not None
         if newest != self._seen:
@@ -80,6 +94,10 @@ class Lease:
                 log.info("This server delivers the webhooks (lease {epoch})", epoch=self._held)
         return self._held is not None
 
+    async def _mine(self, epoch: int) -> bool:
+        """Whether the epoch C{epoch} was written by this server."""
+        return await self._store.get(f"{LEASES}/{epoch:012d}") == self._instance.encode()
+
     async def _claim(self, epoch: int, epochs: list[int]) -> None:
         now = self._clock.seconds()
         if await self._store.put_new(f"{LEASES}/{epoch:012d}", self._instance.encode()):
@@ -88,6 +106,10 @@ class Lease:
             old = [e for e in epochs if e < epoch - KEPT]
             if old:
                 await self._store.delete([f"{LEASES}/{e:012d}" for e in old])
+        elif await self._mine(epoch):
+            # (this server's own write, whose answer was lost: it holds it)
+            self._held, self._written_at = epoch, now
+            self._seen, self._seen_at = epoch, now
         else:
             if self._held is not None:
                 log.info("Another server delivers the webhooks now (lease {epoch})",
@@ -95,8 +117,11 @@ class Lease:
             self._held = None
             self._seen, self._seen_at = epoch, now
 
-    async def release(self) -> None:
+    def release(self) -> Deferred[None]:
         """Give the lease up (the server stops): the next holder need not wait L{TTL}."""
+        return self._lock.run(lambda: ensureDeferred(self._release()))
+
+    async def _release(self) -> None:
         if self._held is None:
             return
         epoch, self._held = self._held, None

@@ -29,7 +29,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import (
+    Deferred,
+    DeferredLock,
+    DeferredSemaphore,
+    ensureDeferred,
+    gatherResults,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -39,6 +45,8 @@ from pypid.storage.outbox_store import IOutboxStore
 log = Logger()
 
 OUTBOX, FAILED, STATUS = "outbox", "failed", "status"
+#: Records read at once (a backlog, on a bucket).
+READS = 8
 _SUFFIX = ".json"
 
 
@@ -146,21 +154,35 @@ class Outbox:
         #: keys whose records cannot be read: logged once, left alone
         self._unreadable: set[str] = set()
         self._changes = DeferredLock()
+        # (this server's writes one at a time: they land in the order of
+        # their keys, so the deliverer never sees a later event first)
+        self._adding = DeferredLock()
 
     def new_key(self) -> str:
         """A key for an item added now, after every key this server made before."""
         return (f"{int(self._clock.seconds() * 1000):013d}-{self.instance}-"
                 f"{next(self._count):08d}")
 
-    def add(self, events: Iterable[tuple[WebhookEvent, Sequence[str]]]) -> Deferred[None]:
-        """
-        Add C{events}, each with the subscriptions to tell, durably: the
-        L{Deferred} fires once every record is written (or fails with
-        L{pypid.storage.interface.StorageError}).
-        """
+    def items(self, events: Iterable[tuple[WebhookEvent, Sequence[str]]]) -> list[Item]:
+        """The items of C{events}, each with the subscriptions to tell, keyed now in order."""
         now = self._clock.seconds()
-        items = [Item(self.new_key(), event, tuple(to), now) for event, to in events]
-        return self.store.put({f"{OUTBOX}/{item.key}{_SUFFIX}": item.data() for item in items})
+        return [Item(self.new_key(), event, tuple(to), now) for event, to in events]
+
+    def put(self, items: Sequence[Item]) -> Deferred[None]:
+        """
+        Write C{items} durably, after this server's writes under way, one
+        record after the other: the L{Deferred} fires once every record is
+        written (or fails with L{pypid.storage.interface.StorageError}).
+        """
+        return self._adding.run(lambda: ensureDeferred(self._put(items)))
+
+    async def _put(self, items: Sequence[Item]) -> None:
+        for item in items:
+            await self.store.put({f"{OUTBOX}/{item.key}{_SUFFIX}": item.data()})
+
+    def add(self, events: Iterable[tuple[WebhookEvent, Sequence[str]]]) -> Deferred[None]:
+        """Write the items of C{events} (L{items}, L{put})."""
+        return self.put(self.items(events))
 
     async def pending(self) -> list[Item]:
         """Every item of the outbox, oldest first (read once each, then remembered)."""
@@ -170,10 +192,13 @@ class Outbox:
         for key in list(self._known):
             if key not in present:
                 del self._known[key]
-        for key in names:
-            if key in self._known or key in self._unreadable:
-                continue
-            data = await self.store.get(f"{OUTBOX}/{key}{_SUFFIX}")
+        unread = [key for key in names if key not in self._known and key not in self._unreadable]
+        # (a backlog read a few records at a time, not one request after another)
+        reads = DeferredSemaphore(READS)
+        found = await gatherResults(
+            [reads.run(self.store.get, f"{OUTBOX}/{key}{_SUFFIX}") for key in unread],
+            consumeErrors=True).addErrback(lambda f: f.value.subFailure.raiseException())
+        for key, data in zip(unread, found, strict=True):
             if data is None:
                 continue
             try:
@@ -231,8 +256,13 @@ class Outbox:
     async def redeliver(self, subscription: str, keys: Sequence[str] | None = None) -> int:
         """
         Put C{subscription}'s given-up events (those of C{keys}; all:
-        L{None}) back at the end of the outbox, for it alone; how many.
+        L{None}) back at the end of the outbox, for it alone; how many (two
+        asked at once: the second finds none left).
         """
+        return await self._changes.run(
+            lambda: ensureDeferred(self._redeliver(subscription, keys)))
+
+    async def _redeliver(self, subscription: str, keys: Sequence[str] | None) -> int:
         failed = [f for f in await self.given_up(subscription) if keys is None or f.key in keys]
         if not failed:
             return 0

@@ -177,12 +177,18 @@ class WebhookPart(Service):
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
         """Take the subscriptions of the configuration read again."""
-        if config is None or config.webhooks == self.subscriptions:
+        if config is None or not (config.webhooks or self.subscriptions):
             return None
         check_bundles(config.webhooks.values(), config)
         before = self.subscriptions
 
         def commit() -> str | None:
+            # (new clients whatever changed: a CA bundle rotated in place is read again)
+            self.sender.reset()
+            if self.deliveries is not None:
+                self.deliveries.sender.reset()
+            if config.webhooks == before:
+                return None
             self.subscriptions = dict(config.webhooks)
             if self.deliveries is not None:
                 self.deliveries.wake()

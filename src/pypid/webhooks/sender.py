@@ -149,10 +149,18 @@ class Sender:
             answer = await read_body(response, ANSWER_LIMIT, self._clock)
         except BodyError as e:
             answer = f"(its answer: {describe(e)})".encode()
-        retry = response.headers.getRawHeaders(b"retry-after")
-        return Attempt(response.code, outcome(response.code, answer),
+        error = outcome(response.code, answer)
+        retry = response.headers.getRawHeaders(b"retry-after") if error else None
+        return Attempt(response.code, error,
                        parse_retry_after(retry[0].decode("latin-1"), self._wall())
                        if retry else None)
+
+    def reset(self) -> Deferred[None]:
+        """
+        Make new clients from now on (a reload: a CA bundle rotated in
+        place, another timeout), the kept connections closed.
+        """
+        return self.close()
 
     def close(self) -> Deferred[None]:
         """Close every pool's kept connections."""

@@ -83,6 +83,10 @@ class WebhookSectionTests(ConfigFiles, SynchronousTestCase):
             (BASE + "colour = red\n", "[webhook:builds] colour: unknown key"),
             (BASE.replace("[webhook:builds]", "[webhook:Bad Name]"),
              "cannot name a webhook"),
+            (BASE.replace("https://", "HTTP://"), "[webhook:builds] url: a webhook is sent "
+             "over https: only"),
+            (BASE.replace("builds.example/", "builds.example:99999/"), "[webhook:builds] url: "
+             "the port of the receiver's URL is not a number from 1 to 65535"),
         ]
         for text, expected in cases:
             message = self.refusal(text)

@@ -5,6 +5,7 @@ database names them or the release comes after; the first database read
 with nothing kept is where the telling starts.
 """
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,6 +14,7 @@ from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
 from pypid.core.security.affected_releases import Affected
 from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.interface import StorageError
 from pypid.storage.outbox_store import MemoryOutboxStore
 from pypid.webhooks.advisory_events import TOLD, AdvisoryEvents
 from tests.harness.webhooks import change
@@ -67,7 +69,7 @@ class EventsTests(SynchronousTestCase):
         self.store = MemoryOutboxStore()
         self.audit = MemoryAuditLog(self.clock)
         self.entries = []
-        self.audit.append = self.entries.append
+        self.audit.write = lambda entry: succeed(self.entries.append(entry) or True)
         self.versions = {"1.0"}
         self.db = db(OLD)
         self.events = AdvisoryEvents(self.store, self.audit, self.clock,
@@ -118,3 +120,53 @@ class EventsTests(SynchronousTestCase):
         """A database still to be read decides nothing."""
         self.events.changed(db(), AdvisoryDB.unread_yet())
         self.assertEqual(self.store.records, {})
+
+
+class TellingTests(SynchronousTestCase):
+    """Told at least once, never twice by two servers, never a flood after a failure."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.store = MemoryOutboxStore(shared=True)
+        self.entries = []
+        self.versions = {"1.0"}
+        self.db = db(OLD)
+
+    def server(self):
+        audit = MemoryAuditLog(self.clock)
+        audit.write = lambda entry: succeed(self.entries.append(entry) or True)
+        return AdvisoryEvents(self.store, audit, self.clock,
+                              lambda: {"default": lambda p: set(self.versions)},
+                              lambda: self.db)
+
+    def test_told_again_after_a_failed_write(self):
+        """The record cannot be written: the news is told again at the next review."""
+        one = self.server()
+        one.changed(db(), self.db)
+        self.db = db(OLD, NEW)
+        self.store.failing = StorageError("bucket down")
+        one.changed(db(OLD), self.db)
+        self.flushLoggedErrors()
+        self.store.failing = None
+        one.changed(db(OLD), self.db)
+        self.assertEqual([(e.version, e.target) for e in self.entries], [("1.0", NEW.id)])
+
+    def test_two_servers_tell_once(self):
+        """Two servers on one bucket, reviewing one after the other: told once."""
+        one, two = self.server(), self.server()
+        one.changed(db(), self.db)
+        two.changed(db(), self.db)
+        self.db = db(OLD, NEW)
+        one.changed(db(OLD), self.db)
+        two.changed(db(OLD), self.db)
+        self.assertEqual(len(self.entries), 1)
+
+    def test_no_flood_after_a_failed_start(self):
+        """The first review failed: an upload then tells nothing until a whole read starts it."""
+        one = self.server()
+        self.store.failing = StorageError("bucket down")
+        one.changed(db(), self.db)
+        self.store.failing = None
+        self.versions.add("2.0")
+        one.entry(change("upload", version="2.0"))
+        self.assertEqual(self.entries, [])

@@ -8,7 +8,7 @@ again.
 
 import json
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -155,3 +155,46 @@ class FailureTests(AnnouncingCase):
         self.assertEqual(len(await self.items()), 1)
         record = json.loads(next(iter(self.store.records.values())))
         self.assertEqual(record["event"]["type"], "upload")
+
+
+class FailingOnce(MemoryOutboxStore):
+    """A store whose next write fails once."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail_next = 1
+
+    def put(self, items):
+        if self.fail_next:
+            self.fail_next -= 1
+            return fail(StorageError("disk full for a moment"))
+        return MemoryOutboxStore.put(self, items)
+
+
+class OrderTests(AnnouncingCase):
+    """This server's events land in the outbox in the order they were made."""
+
+    async def test_failed_write_first(self):
+        """A write that failed is written before the events made after it, with its key."""
+        self.store = FailingOnce()
+        self.log = self.announcing()
+        writing = self.log.write(change("upload"))
+        self.clock.advance(0)
+        self.assertTrue(self.successResultOf(writing))
+        self.log.write(change("yank"))
+        self.clock.advance(0)
+        self.assertEqual([item.event.type for item in await self.items()], ["upload", "yank"])
+
+    async def test_writes_one_at_a_time(self):
+        """A second write waits for the first: never a later event alone in the outbox."""
+        self.store = HeldStore()
+        self.log = self.announcing()
+        self.log.write(change("upload"))
+        self.clock.advance(0)
+        self.log.write(change("yank"))
+        self.clock.advance(0)
+        self.assertEqual(len(self.store.held), 1)
+        self.store.release()
+        self.assertEqual(len(self.store.held), 1)
+        self.store.release()
+        self.assertEqual([item.event.type for item in await self.items()], ["upload", "yank"])

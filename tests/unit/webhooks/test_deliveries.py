@@ -5,13 +5,14 @@ redelivering, lanes that do not wait for each other, the lease of a
 shared store, what they show.
 """
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import WebhookEvent
 from pypid.storage.interface import StorageError
 from pypid.storage.outbox_store import MemoryOutboxStore
-from pypid.webhooks.delivery import UNKNOWN_GRACE, Deliveries
+from pypid.webhooks.delivery import STORE_PAUSE, UNKNOWN_GRACE, Deliveries
 from pypid.webhooks.lease import RENEW, TTL, Lease
 from pypid.webhooks.outbox import Outbox
 from pypid.webhooks.sender import Attempt
@@ -268,3 +269,163 @@ class LeaseTests(DeliveriesCase):
         # the dead holder, back, finds the lease taken at its next renewal
         self.clock.advance(RENEW)
         self.assertFalse(await lease.hold())
+
+
+class HeldLease:
+    """A lease the test gives and takes back."""
+
+    renew = 10.0
+
+    def __init__(self):
+        self.held = True
+
+    def hold(self):
+        return succeed(self.held)
+
+    def release(self):
+        return succeed(None)
+
+
+class LaneLifeTests(DeliveriesCase):
+    """A lane dropped sends nothing more; one lane per subscription, always."""
+
+    async def test_lease_lost_and_won_back(self):
+        """The lane of the lost lease keeps no timer: won back, the events go once, in order."""
+        self.sender.answers = [DOWN, OK]
+        lease = HeldLease()
+        await self.add(1, 2)
+        self.deliveries(lease=lease)
+        self.tick(0)
+        lease.held = False
+        self.tick(1)
+        lease.held = True
+        self.tick(1)
+        self.tick(10)
+        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1", "evt_2"])
+
+    async def test_removed_and_added_back(self):
+        """A subscription removed then added back at reloads: one lane, no repeat."""
+        self.sender.answers = [DOWN, OK]
+        await self.add(1, 2)
+        self.deliveries()
+        self.tick(0)
+        builds = self.subscriptions.pop("builds")
+        self.tick(1)
+        self.subscriptions["builds"] = builds
+        self.tick(1)
+        self.tick(10)
+        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1", "evt_2"])
+
+    async def test_other_lane_took_it_first(self):
+        """
+        Another subscription takes an event first (its record rewritten) and
+        a new one arrives meanwhile: the event is sent once to this one.
+        """
+        self.subscriptions["chat"] = subscription("chat", url="https://chat.example/h")
+
+        class Holding(ScriptedSender):
+            def send(self, subscription, event):
+                self.hold = subscription.name == "builds"
+                return ScriptedSender.send(self, subscription, event)
+        sender = Holding()
+        await self.add(1, to=("builds", "chat"))
+        self.deliveries(sender=sender)
+        self.tick(0)
+        await self.add(2, to=("builds", "chat"))
+        self.tick(1)
+        sender.release()
+        self.tick(0)
+        sender.release()
+        self.tick(0)
+        self.assertEqual(sender.ids("builds"), ["evt_1", "evt_2"])
+
+    async def test_store_down_after_a_send(self):
+        """
+        The outbox cannot be changed after a delivery: a pause before the
+        event is sent again, not a send a moment; taken off once it can be.
+        """
+        class Stuck(MemoryOutboxStore):
+            stuck = False
+
+            def delete(self, names):
+                if self.stuck:
+                    return fail(StorageError("the bucket is unreachable"))
+                return MemoryOutboxStore.delete(self, names)
+        self.store = Stuck()
+        self.outbox = Outbox(self.store, self.clock, "a")
+        await self.add(1)
+        self.store.stuck = True
+        self.deliveries()
+        self.tick(0)
+        self.tick(1, times=int(STORE_PAUSE) - 1)
+        self.assertEqual(self.sender.ids(), ["evt_1"])
+        self.store.stuck = False
+        self.tick(1)
+        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1"])
+        self.assertEqual([n for n in self.pending() if n.startswith("outbox/")], [])
+
+    async def test_stop_with_the_store_down(self):
+        """Stopping with the store down still gives the lease up and closes the connections."""
+        released = []
+
+        class Lease(HeldLease):
+            def release(self):
+                released.append(True)
+                return succeed(None)
+        self.sender.answers = [DOWN]
+        await self.add(1)
+        deliveries = Deliveries(self.outbox, self.sender, lambda: self.subscriptions,
+                                self.clock, Lease(), look_every=1.0, jitter=lambda: 0.0)
+        deliveries.startService()
+        self.tick(0)
+        self.store.failing = StorageError("down")
+        await deliveries.stopService()
+        self.assertEqual((released, self.sender.closed), ([True], True))
+
+
+class OddNamesTests(DeliveriesCase):
+    """A file copied into the outbox by hand is left alone, not a failure of every look."""
+
+    async def test_stray_record(self):
+        await self.add(1)
+        self.store.records["outbox/copy of 1.json"] = b"{}"
+        self.store.records["failed/builds/x y.json"] = b"{}"
+        self.deliveries()
+        self.tick(0)
+        self.assertEqual(self.sender.ids(), ["evt_1"])
+        self.assertEqual(await self.outbox.given_up("builds"), [])
+
+
+class BacklogLeaseTests(TestCase):
+    """A backlog read slowly on a bucket: the lease is renewed meanwhile, one server delivers."""
+
+    async def test_one_deliverer(self):
+        clock = Clock()
+        clock.advance(1_000_000)
+
+        class Slow(MemoryOutboxStore):
+            def get(self, name):
+                d = Deferred()
+                clock.callLater(1.0, lambda: MemoryOutboxStore.get(self, name).chainDeferred(d))
+                return d
+        store = Slow(shared=True)
+        hooks = {"builds": subscription("builds")}
+        await Outbox(store, clock, "w").add([(event(n), ("builds",)) for n in range(60)])
+        senders, servers = [], []
+        for name in ("one", "two"):
+            sender = ScriptedSender()
+            senders.append(sender)
+            servers.append(Deliveries(Outbox(store, clock, name), sender, lambda: hooks, clock,
+                                      Lease(store, clock, name), look_every=5.0,
+                                      jitter=lambda: 0.0))
+            servers[-1].startService()
+        for _ in range(200):
+            clock.advance(1)
+        stopped = [server.stopService() for server in servers]
+        for _ in range(30):
+            clock.advance(1)
+        self.assertTrue(all(d.called for d in stopped))
+        ids = senders[0].ids() + senders[1].ids()
+        self.assertEqual(sorted(set(ids)), sorted(f"evt_{n}" for n in range(60)))
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertTrue(senders[0].ids() == [] or senders[1].ids() == [])

@@ -46,7 +46,8 @@ class PartTests(ConfigFiles, SynchronousTestCase):
         """Added, changed and removed at a reload, said in its line; the same: nothing to do."""
         part = WebhookPart.from_config(self.config(section("builds"), section("chat")),
                                        run_now, Clock(), deliver=False)
-        self.assertIsNone(part.prepare_reload(self.config(section("builds"), section("chat"))))
+        self.assertIsNone(part.prepare_reload(self.config(section("builds"),
+                                                          section("chat")))())
         commit = part.prepare_reload(self.config(section("builds", events="upload"),
                                                  section("pages")))
         self.assertEqual(list(part.current()), ["builds", "chat"])

@@ -68,6 +68,12 @@ class SenderTests(TestCase):
         attempt = await self.sender.send(self.subscription(), EVENT)
         self.assertEqual((attempt.status, attempt.retry_after), (429, 7.0))
 
+    async def test_retry_after_of_a_2xx(self):
+        """A 2xx is delivered, whatever its Retry-After says."""
+        self.receiver.answer(status=200, retry_after="9" * 400)
+        attempt = await self.sender.send(self.subscription(), EVENT)
+        self.assertTrue(attempt.delivered)
+
     async def test_no_redirect_followed(self):
         """A redirect is a failure; where it points is never asked."""
         self.receiver.answer(status=307, location=self.server.url + "/elsewhere")

@@ -284,7 +284,8 @@ def parse_retry_after(value: str, now: float) -> float | None:
     """
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(int(value))
+        # (a number of any length: what is past the bound is the bound)
+        return float(int(value)) if len(value) <= 9 else MAX_RETRY_AFTER
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -56,9 +56,14 @@ class Webhooks(Protocol):
 
 
 def shown_url(url: str) -> str:
-    """A subscription's URL as shown: its query left out (a token may ride there)."""
+    """
+    A subscription's URL as shown: its host and the first segment of its
+    path; the rest (where chat services keep a token) and the query cut.
+    """
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    first, slash, rest = parts.path.lstrip("/").partition("/")
+    path = "/" + first + ("/..." if rest or parts.query else "")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def described(subscription: WebhookConfig) -> dict[str, Any]:

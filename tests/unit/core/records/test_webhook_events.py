@@ -223,6 +223,8 @@ class RetryTests(SynchronousTestCase):
         self.assertEqual(parse_retry_after("Sat, 28 Nov 2026 01:01:00 GMT", now), 60.0)
         self.assertEqual(parse_retry_after("Sat, 28 Nov 2026 00:59:00 GMT", now), 0.0)
         self.assertIsNone(parse_retry_after("soon", now))
+        # (a number of any length is bounded, never an error)
+        self.assertEqual(parse_retry_after("9" * 5000, now), MAX_RETRY_AFTER)
         self.assertIsNone(parse_retry_after("-5", now))
 
 
