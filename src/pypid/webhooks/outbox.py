@@ -50,6 +50,18 @@ READS = 8
 _SUFFIX = ".json"
 
 
+def _record(data: bytes) -> dict[str, Any]:
+    """
+    The JSON object a record holds.
+
+    @raise ValueError: when it holds none.
+    """
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 @attrs.frozen
 class Item:
     """
@@ -78,9 +90,7 @@ class Item:
 
         @raise ValueError: when it is not one.
         """
-        value = json.loads(data)
-        if not isinstance(value, dict):
-            raise ValueError("not a JSON object")
+        value = _record(data)
         to, created = value.get("to"), value.get("created")
         if not isinstance(to, list) or not all(isinstance(name, str) for name in to) \
                 or not isinstance(created, (int, float)):
@@ -118,9 +128,7 @@ class GivenUp:
 
         @raise ValueError: when it is not one.
         """
-        value = json.loads(data)
-        if not isinstance(value, dict):
-            raise ValueError("not a JSON object")
+        value = _record(data)
         tries, error, when = value.get("tries"), value.get("error"), value.get("when")
         if not isinstance(tries, int) or not isinstance(error, str) \
                 or not isinstance(when, (int, float)):
