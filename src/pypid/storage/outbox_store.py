@@ -25,10 +25,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import (
     Deferred,
-    DeferredSemaphore,
     ensureDeferred,
     fail,
-    gatherResults,
     maybeDeferred,
 )
 from zope.interface import Attribute, Interface, implementer
@@ -46,9 +44,6 @@ _NAME = re.compile(r"\A(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]
 
 #: What follows the storage's root (or the bucket's prefix) in every name.
 FOLDER = ".pypid/webhooks/"
-
-#: Writes and reads to a bucket at once, at most, for one call.
-PARALLEL = 8
 
 
 def is_record_name(name: str) -> bool:
@@ -72,7 +67,8 @@ class IOutboxStore(Interface):
     def put(items: Mapping[str, bytes]) -> Deferred[None]:
         """
         Write the records C{items} (name -> bytes), each whole, replacing
-        any of the same name; fires once all are durable.
+        any of the same name, in the order given (one is never seen before
+        those before it); fires once all are durable.
 
         @rtype: L{Deferred} firing with L{None}, or failing with
             L{StorageError}
@@ -204,18 +200,19 @@ class BucketOutboxStore:
         """@param prefix: the storage's prefix in the bucket (C{packages/}, or empty)."""
         self._store = store
         self._prefix = prefix + FOLDER
-        self._parallel = DeferredSemaphore(PARALLEL)
 
     def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
-        """Write objects, a few at a time; fires once every PUT is answered."""
+        """
+        Write objects one after the other, in the order given (a reader
+        never sees a later one without those before it); fires once the
+        last PUT is answered.
+        """
         keys = {self._prefix + checked(name): data for name, data in items.items()}
-        writes = [self._parallel.run(self._put, key, data) for key, data in keys.items()]
-        d: Deferred[None] = gatherResults(writes, consumeErrors=True).addCallback(
-            lambda _: None)
-        return d.addErrback(lambda f: f.value.subFailure.raiseException())
+        return ensureDeferred(self._put(keys))
 
-    def _put(self, key: str, data: bytes) -> Deferred[bool]:
-        return ensureDeferred(self._store.put(key, data, "application/json"))
+    async def _put(self, keys: Mapping[str, bytes]) -> None:
+        for key, data in keys.items():
+            await self._store.put(key, data, "application/json")
 
     def put_new(self, name: str, data: bytes) -> Deferred[bool]:
         """Write an object with C{If-None-Match: *}."""

@@ -107,10 +107,15 @@ class Deliveries(Service):
                  subscriptions: Callable[[], Mapping[str, WebhookConfig]],
                  clock: IReactorTime, lease: Lease | None = None,
                  look_every: float | None = None,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random, alone: bool = False) -> None:
         """
         @param lease: the lease of a shared store; L{None}: this server
             alone delivers.
+        @param alone: whether this process alone writes the outbox (a
+            server of one process on local disk): then the events it adds
+            are delivered from what it wrote, without listing the outbox
+            again (with other writers, an event of another one, older and
+            not yet listed, must not be overtaken).
         @param look_every: seconds between looks (L{LOCAL_LOOK}, or
             L{SHARED_LOOK} with a lease, by default).
         @param jitter: a number from 0 to 1, at random (the tests fix it).
@@ -121,6 +126,7 @@ class Deliveries(Service):
         self._clock = clock
         self._lease = lease
         self._jitter = jitter
+        self._alone = alone
         every = look_every or (SHARED_LOOK if lease is not None else LOCAL_LOOK)
         self._looks = Periodic(self._look, every, clock, what="The webhooks' deliveries",
                                first=0)
@@ -172,9 +178,17 @@ class Deliveries(Service):
         return self._looks.run_now()
 
     def wake(self) -> None:
-        """Look at the outbox soon (this server added events)."""
+        """
+        This server added events: deliver them soon, from what it knows it
+        wrote (the outbox is listed at the next look only: a burst of
+        uploads does not list a growing outbox once each).
+        """
         if self.running and self._active and (self._soon is None or not self._soon.active()):
-            self._soon = self._clock.callLater(0, self.look)
+            self._soon = self._clock.callLater(0, self._take_known if self._alone else self.look)
+
+    def _take_known(self) -> None:
+        if self.running and self._active:
+            self._lay(self.outbox.known())
 
     # -- looking -------------------------------------------------------------------------------
 
@@ -229,7 +243,7 @@ class Deliveries(Service):
             # (lost while the outbox was read)
             self._deactivate()
             return
-        self._active = True
+        self._active = self.outbox.delivering = True
         subscriptions = self._subscriptions()
         now = self._clock.seconds()
         for item in items:
@@ -237,6 +251,11 @@ class Deliveries(Service):
                 if name not in subscriptions and now - item.created >= UNKNOWN_GRACE:
                     await self.outbox.give_up(item, name, 0, "the webhook is no longer "
                                               "configured")
+        self._lay(items)
+
+    def _lay(self, items: list[Item]) -> None:
+        """Lay C{items} (the outbox, oldest first) in each subscription's lane, and start it."""
+        subscriptions = self._subscriptions()
         self._close_lanes([name for name in self._lanes if name not in subscriptions])
         for name in subscriptions:
             lane = self._lanes.setdefault(name, Lane(name))

@@ -161,6 +161,9 @@ class Outbox:
         self._known: dict[str, Item] = {}
         #: keys whose records cannot be read: logged once, left alone
         self._unreadable: set[str] = set()
+        #: whether this server delivers now: then what it writes is
+        #: remembered as written, not read back at the next look
+        self.delivering = False
         self._changes = DeferredLock()
         # (this server's writes one at a time: they land in the order of
         # their keys, so the deliverer never sees a later event first)
@@ -185,8 +188,11 @@ class Outbox:
         return self._adding.run(lambda: ensureDeferred(self._put(items)))
 
     async def _put(self, items: Sequence[Item]) -> None:
-        for item in items:
-            await self.store.put({f"{OUTBOX}/{item.key}{_SUFFIX}": item.data()})
+        # (one write of the store: on disk, one fsync of the folder; the
+        # records land in the order given)
+        await self.store.put({f"{OUTBOX}/{item.key}{_SUFFIX}": item.data() for item in items})
+        if self.delivering:
+            self._known.update((item.key, item) for item in items)
 
     def add(self, events: Iterable[tuple[WebhookEvent, Sequence[str]]]) -> Deferred[None]:
         """Write the items of C{events} (L{items}, L{put})."""
@@ -217,8 +223,13 @@ class Outbox:
                           "as it is", key=key, error=str(e))
         return [self._known[key] for key in names if key in self._known]
 
+    def known(self) -> list[Item]:
+        """The items read or written by this server while it delivers, oldest first."""
+        return [self._known[key] for key in sorted(self._known)]
+
     def forget(self) -> None:
         """Read every item again at the next L{pending} (another server may have delivered)."""
+        self.delivering = False
         self._known.clear()
 
     async def delivered(self, item: Item, subscription: str) -> None:

@@ -120,8 +120,9 @@ class WebhookPart(Service):
         part = cls(outbox, sender, config.webhooks, reactor, prepare=prepare, close=close)
         if deliver:
             lease = Lease(records, reactor, outbox.instance) if records.shared else None
-            part.deliveries = Deliveries(outbox, Sender(reactor, config.server.ca_bundle),
-                                         part.current, reactor, lease)
+            part.deliveries = Deliveries(
+                outbox, Sender(reactor, config.server.ca_bundle), part.current, reactor, lease,
+                alone=lease is None and config.server.workers == 1)
         return part
 
     def current(self) -> Mapping[str, WebhookConfig]:

@@ -429,3 +429,29 @@ class BacklogLeaseTests(TestCase):
         self.assertEqual(sorted(set(ids)), sorted(f"evt_{n}" for n in range(60)))
         self.assertEqual(len(ids), len(set(ids)))
         self.assertTrue(senders[0].ids() == [] or senders[1].ids() == [])
+
+
+class AloneTests(DeliveriesCase):
+    """A server of one process on disk delivers what it wrote without listing the outbox again."""
+
+    async def test_no_listing_per_event(self):
+        listings = []
+
+        class Counted(MemoryOutboxStore):
+            def names(self, folder):
+                listings.append(folder)
+                return MemoryOutboxStore.names(self, folder)
+        self.store = Counted()
+        self.outbox = Outbox(self.store, self.clock, "a")
+        deliveries = Deliveries(self.outbox, self.sender, lambda: self.subscriptions,
+                                self.clock, look_every=1.0, jitter=lambda: 0.0, alone=True)
+        deliveries.startService()
+        self.addCleanup(deliveries.stopService)
+        self.tick(0)
+        looked = len(listings)
+        for n in range(5):
+            await self.add(n)
+            deliveries.wake()
+            self.tick(0)
+        self.assertEqual(self.sender.ids(), [f"evt_{n}" for n in range(5)])
+        self.assertEqual(len(listings), looked)
