@@ -173,6 +173,13 @@ class WebhookEventTests(WebhookCase):
         self.assertEqual((advised["data"]["project"], advised["data"]["version"],
                           advised["data"]["target"]), (LIB, "1.0", "PYSEC-2026-7002"))
         self.assertEqual(by_type["reload"][0]["data"]["outcome"], "ok")
+        # a configuration that cannot be read: the reload refused is an event too
+        with open(daemon.config_path, "a", encoding="utf-8") as f:
+            f.write("\n[pypid]\nlisten = twice\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        refused = self.delivered(receiver, len(expected) + 4)[-1]
+        self.assertEqual((refused["type"], refused["data"]["outcome"]), ("reload", "refused"))
+        self.assertIn("not a valid INI file", refused["data"]["detail"])
         self.assertEqual(by_type["token-issued"][0]["data"]["target"], token)
         # each event's id is its audit entry's
         audit = http("GET", daemon.url + "api/audit?event=yank", auth=(USER, PASSWORD)).json()
