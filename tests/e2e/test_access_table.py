@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from tests.harness import s3server
-from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
+from tests.harness.access_table import IDENTITIES, ROWS, TABLE, WEBHOOK, filename_of, read_table
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import DaemonTestCase, free_port, http, sha256, upload_form
 from tests.harness.e2e_s3 import s3_settings
@@ -58,7 +58,7 @@ class _TableOverS3:
     def settings(self):
         bucket = self.shared("bucket", s3server.new_bucket)
         return {**s3_settings(bucket, download="stream"), "auth.read": self.read,
-                "auth.admins": "root", "acl.secret-*": "user:carol rw"}
+                "auth.admins": "root", "acl.secret-*": "user:carol rw", **WEBHOOK}
 
     def prepare(self, daemon):
         fill(daemon, http)
@@ -129,7 +129,7 @@ class OverTLSTests(TLSDaemonTestCase):
         daemon = self.new_tls_daemon(start=False, redirect_port=free_port(), users=USERS,
                                      settings={"auth.read": "authenticated",
                                                "auth.admins": "root",
-                                               "acl.secret-*": "user:carol rw"})
+                                               "acl.secret-*": "user:carol rw", **WEBHOOK})
         daemon.start()
         fill(daemon, https)
         self.assertEqual(reads_at_once(daemon.url, "authenticated", https), [])
@@ -265,7 +265,7 @@ class _MergeTable:
     def settings(self):
         return {"auth.read": self.read, "auth.admins": "root", "acl.secret-*": "user:carol rw",
                 "upstream.mode": "cache", "upstream.url": self.upstream.url,
-                "upstream.merge": "mixed-bag secret-mix", "upstream.timeout": "5"}
+                "upstream.merge": "mixed-bag secret-mix", "upstream.timeout": "5", **WEBHOOK}
 
     def prepare(self, daemon):
         # (the sha256 of each file uploaded, by filename: self.prepared)
