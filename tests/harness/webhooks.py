@@ -66,6 +66,9 @@ class ScriptedSender:
         self.closed = True
         return succeed(None)
 
+    def reset(self):
+        return succeed(None)
+
     def ids(self, name=None):
         """The ids sent (to C{name}), in order."""
         return [event.id for sent_to, event in self.sent if name in (None, sent_to)]

@@ -164,16 +164,20 @@ class AnnouncingAuditLog:
         batch.to[id] = tuple(dict.fromkeys(batch.to.get(id, ()) + wanted))
         done: Deferred[None] = Deferred()
         batch.waiting.append(done)
-        if self._flush is None:
-            self._flush = self._clock.callLater(0, self._write_batch)
+        self._schedule()
         return entry, done
 
-    def _write_batch(self) -> None:
+    def _schedule(self) -> None:
+        """Write the batch in the next turn, unless a write is under way (it follows that one)."""
+        if self._flush is None and not self._writing and self._batch.entries:
+            self._flush = self._clock.callLater(0, self._write_batch)
+
+    def _write_batch(self) -> Deferred[None]:
         self._flush = None
         batch, self._batch = self._batch, _Batch()
         items = self._outbox.items((event, batch.to[event.id])
                                    for event in events_of(batch.entries))
-        self._write(items, batch.waiting)
+        return self._write(items, batch.waiting)
 
     def _write(self, items: list[Item], waiting: list[Deferred[None]]) -> Deferred[None]:
         if self._retry is not None and self._retry.active():
@@ -189,7 +193,7 @@ class AnnouncingAuditLog:
             log.error("Cannot write {count} webhook events to the outbox: {error}; trying "
                       "again in {delay:g} s", count=len(items), error=failure.getErrorMessage(),
                       delay=self._retry_delay)
-            self._failed = items + self._failed
+            self._failed = sorted(items + self._failed, key=lambda item: item.key)
             if not self._closed:
                 self._retry = self._clock.callLater(self._retry_delay, self._write_failed)
             self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
@@ -197,9 +201,15 @@ class AnnouncingAuditLog:
         def answered(_: object) -> None:
             for done in waiting:
                 done.callback(None)
+        def next_batch(_: object) -> None:
+            # (one write at a time: what came meanwhile is the next batch,
+            # so this server's events land in their order, failures first)
+            self._writing.discard(writing)
+            if not self._closed:
+                self._schedule()
         self._writing.add(writing)
         writing.addCallbacks(written, failed).addBoth(answered)
-        writing.addBoth(lambda _: self._writing.discard(writing))
+        writing.addBoth(next_batch)
         return writing
 
     def _write_failed(self) -> None:
@@ -226,7 +236,7 @@ class AnnouncingAuditLog:
         self._closed = True
         if self._flush is not None and self._flush.active():
             self._flush.cancel()
-            self._write_batch()
+        self._flush = None
         under_way: Deferred[list[Any]] = gatherResults(list(self._writing))
         return under_way.addCallback(lambda _: self._write_last()).addCallback(
             lambda _: self.log.close())
@@ -235,7 +245,12 @@ class AnnouncingAuditLog:
         """Write what failed once more, at the stop; what still fails is lost, and said."""
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        items, self._failed = self._failed, []
+        batch, self._batch = self._batch, _Batch()
+        items = self._failed + self._outbox.items((event, batch.to[event.id])
+                                                  for event in events_of(batch.entries))
+        self._failed = []
+        for done in batch.waiting:
+            done.callback(None)
         if not items:
             return succeed(None)
         return self._outbox.put(items).addErrback(lambda f: log.error(

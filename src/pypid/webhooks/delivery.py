@@ -156,9 +156,10 @@ class Deliveries(Service):
     async def _stop(self) -> None:
         # (each step whatever the one before came to: a store that is down
         # at the stop still lets the lease and the connections go)
-        for step in (self._looks.stopService, self._close_lanes, self._status.stopService,
+        # (the last word kept while the lanes still say it)
+        for step in (self._looks.stopService, self._status.stopService,
+                     self._keep_statuses if self._active else None, self._close_lanes,
                      self._renewals.stopService if self._renewals is not None else None,
-                     self._keep_statuses if self._active else None,
                      self._lease.release if self._lease is not None else None,
                      self.sender.close):
             if step is None:

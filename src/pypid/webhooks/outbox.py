@@ -234,11 +234,14 @@ class Outbox:
 
     async def delivered(self, item: Item, subscription: str) -> None:
         """C{subscription} is done with C{item}: the record is changed, or removed with the last."""
-        await self._changes.run(self._delivered, item.key, subscription)
+        await self._changes.run(self._delivered, item, subscription)
 
-    async def _delivered(self, key: str, subscription: str) -> None:
-        item = self._known.get(key)
-        if item is None or subscription not in item.to:
+    async def _delivered(self, item: Item, subscription: str) -> None:
+        # (what this server knows of the record last, another lane's change
+        # included; the item given when it was forgotten meanwhile)
+        key = item.key
+        item = self._known.get(key, item)
+        if subscription not in item.to:
             return
         rest = tuple(name for name in item.to if name != subscription)
         if rest:

@@ -17,8 +17,9 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -64,6 +65,17 @@ def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> Non
                                f"{e}")
 
 
+@attrs.define
+class InForce:
+    """The subscriptions in force: what a reload replaces, and what every reader calls."""
+
+    subscriptions: Mapping[str, WebhookConfig]
+
+    def __call__(self) -> Mapping[str, WebhookConfig]:
+        """The subscriptions in force now."""
+        return self.subscriptions
+
+
 @implementer(IReloadable, IMetricsSource)
 class WebhookPart(Service):
     """
@@ -75,17 +87,29 @@ class WebhookPart(Service):
     """
 
     def __init__(self, outbox: Outbox, sender: Sender,
-                 subscriptions: Mapping[str, WebhookConfig], clock: IReactorTime,
+                 subscriptions: Mapping[str, WebhookConfig] | InForce, clock: IReactorTime,
                  deliveries: Deliveries | None = None,
                  prepare: Callable[[], Any] | None = None,
                  close: Callable[[], Any] | None = None) -> None:
+        """
+        @param subscriptions: those in force (shared with C{deliveries}).
+        @param prepare: starts the store's client; called once a
+            subscription is there (a server without webhooks starts none).
+        """
         self.outbox = outbox
         self.sender = sender
-        self.subscriptions: Mapping[str, WebhookConfig] = dict(subscriptions)
+        self.current = (subscriptions if isinstance(subscriptions, InForce)
+                        else InForce(dict(subscriptions)))
         self.clock = clock
         self.deliveries = deliveries
         self._prepare = prepare
+        self._prepared: Deferred[Any] | None = None
         self._close = close
+
+    @property
+    def subscriptions(self) -> Mapping[str, WebhookConfig]:
+        """The subscriptions in force."""
+        return self.current.subscriptions
 
     @classmethod
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime, deliver: bool,
@@ -116,18 +140,15 @@ class WebhookPart(Service):
                 return closing()
             prepare = store.start
         outbox = Outbox(records, reactor)
+        # (one sender: the deliveries' and the admin's tests)
         sender = Sender(reactor, config.server.ca_bundle)
-        part = cls(outbox, sender, config.webhooks, reactor, prepare=prepare, close=close)
+        in_force = InForce(dict(config.webhooks))
+        deliveries = None
         if deliver:
             lease = Lease(records, reactor, outbox.instance) if records.shared else None
-            part.deliveries = Deliveries(
-                outbox, Sender(reactor, config.server.ca_bundle), part.current, reactor, lease,
-                alone=lease is None and config.server.workers == 1)
-        return part
-
-    def current(self) -> Mapping[str, WebhookConfig]:
-        """The subscriptions in force."""
-        return self.subscriptions
+            deliveries = Deliveries(outbox, sender, in_force, reactor, lease,
+                                    alone=lease is None and config.server.workers == 1)
+        return cls(outbox, sender, in_force, reactor, deliveries, prepare=prepare, close=close)
 
     def send_test(self, subscription: WebhookConfig, id: str,
                   user: str | None) -> Deferred[Attempt]:
@@ -158,10 +179,17 @@ class WebhookPart(Service):
         return ensureDeferred(self._start())
 
     async def _start(self) -> None:
-        if self._prepare is not None:
-            await self._prepare()
+        if self.subscriptions:
+            await self._prepared_store()
         if self.deliveries is not None:
             self.deliveries.startService()
+
+    def _prepared_store(self) -> Deferred[Any]:
+        """The store's client, started once (at the start, or at the first subscription)."""
+        if self._prepared is None:
+            self._prepared = maybeDeferred(self._prepare) if self._prepare is not None \
+                else succeed(None)
+        return self._prepared
 
     def stopService(self) -> Deferred[None]:
         """Stop the deliveries (what is under way is made again by the next), then the client."""
@@ -171,7 +199,7 @@ class WebhookPart(Service):
 
         def closed(_: object) -> Deferred[None]:
             d: Deferred[None] = self.sender.close()
-            if self._close is not None:
+            if self._close is not None and self._prepared is not None:
                 d.addCallback(lambda _: self._close() if self._close is not None else None)
             return d
         return stopping.addCallback(closed)
@@ -186,11 +214,12 @@ class WebhookPart(Service):
         def commit() -> str | None:
             # (new clients whatever changed: a CA bundle rotated in place is read again)
             self.sender.reset()
-            if self.deliveries is not None:
-                self.deliveries.sender.reset()
             if config.webhooks == before:
                 return None
-            self.subscriptions = dict(config.webhooks)
+            self.current.subscriptions = dict(config.webhooks)
+            if config.webhooks:
+                self._prepared_store().addErrback(lambda f: log.failure(
+                    "Cannot start the client of the webhooks' outbox", f))
             if self.deliveries is not None:
                 self.deliveries.wake()
             return _changes(before, config.webhooks)

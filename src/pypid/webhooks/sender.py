@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
@@ -116,7 +116,7 @@ class Sender:
         try:
             http, bound = self._client(subscription)
         except ValueError as e:
-            return Deferred.fromCoroutine(_failed(f"cannot use the CA bundle: {e}"))
+            return succeed(Attempt(0, f"cannot use the CA bundle: {e}"))
         return bound.run(lambda: ensureDeferred(self._send(http, subscription, event)))
 
     async def _send(self, http: treq.client.HTTPClient, subscription: WebhookConfig,
@@ -168,10 +168,6 @@ class Sender:
         self._clients.clear()
         d: Deferred[None] = Deferred.fromCoroutine(_close_all(pools))
         return d
-
-
-async def _failed(error: str) -> Attempt:
-    return Attempt(0, error)
 
 
 async def _close_all(pools: list[HTTPConnectionPool]) -> None:

@@ -65,3 +65,20 @@ class PartTests(ConfigFiles, SynchronousTestCase):
                                        deliver=False)
         self.assertRaises(StartupError, part.prepare_reload,
                           self.config(section("builds", ca_bundle=bundle)))
+
+    def test_client_started_with_the_first_subscription(self):
+        """A bucket's client of the outbox starts only once a subscription is there."""
+        from pypid.storage.outbox_store import MemoryOutboxStore
+        from pypid.webhooks.outbox import Outbox
+        from tests.harness.webhooks import ScriptedSender
+
+        clock = Clock()
+        started = []
+        part = WebhookPart(Outbox(MemoryOutboxStore(), clock), ScriptedSender(), {}, clock,
+                           prepare=lambda: started.append(True))
+        part.startService()
+        self.assertEqual(started, [])
+        part.prepare_reload(self.config(section("builds")))()
+        part.prepare_reload(self.config(section("builds"), section("chat")))()
+        self.assertEqual(started, [True])
+        self.successResultOf(part.stopService())

@@ -47,9 +47,12 @@ WEBHOOKS_LOGIN = "authentication is required to read or act on the webhooks"
 class Webhooks(Protocol):
     """What the routes use of the webhooks (L{pypid.webhooks.part.WebhookPart})."""
 
-    subscriptions: Mapping[str, WebhookConfig]
     outbox: Outbox
     clock: IReactorTime
+
+    @property
+    def subscriptions(self) -> Mapping[str, WebhookConfig]:
+        """The subscriptions in force."""
 
     def send_test(self, subscription: WebhookConfig, id: str, user: str | None) -> Any:
         """Send a test event now: a L{Deferred} of its L{Attempt}."""
