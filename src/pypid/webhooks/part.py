@@ -66,7 +66,7 @@ def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> Non
 
 
 @attrs.define
-class InForce:
+class SubscriptionsInForce:
     """The subscriptions in force: what a reload replaces, and what every reader calls."""
 
     subscriptions: Mapping[str, WebhookConfig]
@@ -87,7 +87,7 @@ class WebhookPart(Service):
     """
 
     def __init__(self, outbox: Outbox, sender: Sender,
-                 subscriptions: Mapping[str, WebhookConfig] | InForce, clock: IReactorTime,
+                 subscriptions: Mapping[str, WebhookConfig] | SubscriptionsInForce, clock: IReactorTime,
                  deliveries: Deliveries | None = None,
                  prepare: Callable[[], Any] | None = None,
                  close: Callable[[], Any] | None = None) -> None:
@@ -98,8 +98,8 @@ class WebhookPart(Service):
         """
         self.outbox = outbox
         self.sender = sender
-        self.current = (subscriptions if isinstance(subscriptions, InForce)
-                        else InForce(dict(subscriptions)))
+        self.current = (subscriptions if isinstance(subscriptions, SubscriptionsInForce)
+                        else SubscriptionsInForce(dict(subscriptions)))
         self.clock = clock
         self.deliveries = deliveries
         self._prepare = prepare
@@ -142,7 +142,7 @@ class WebhookPart(Service):
         outbox = Outbox(records, reactor)
         # (one sender: the deliveries' and the admin's tests)
         sender = Sender(reactor, config.server.ca_bundle)
-        in_force = InForce(dict(config.webhooks))
+        in_force = SubscriptionsInForce(dict(config.webhooks))
         deliveries = None
         if deliver:
             lease = Lease(records, reactor, outbox.instance) if records.shared else None
