@@ -87,7 +87,8 @@ class WebhookPart(Service):
     """
 
     def __init__(self, outbox: Outbox, sender: Sender,
-                 subscriptions: Mapping[str, WebhookConfig] | SubscriptionsInForce, clock: IReactorTime,
+                 subscriptions: Mapping[str, WebhookConfig] | SubscriptionsInForce,
+                 clock: IReactorTime,
                  deliveries: Deliveries | None = None,
                  prepare: Callable[[], Any] | None = None,
                  close: Callable[[], Any] | None = None) -> None:
