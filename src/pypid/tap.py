@@ -63,9 +63,9 @@ from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
-from pypid.storage.audit_log import IAuditLog
-from pypid.storage.factory import make_audit_log
+from pypid.storage.factory import make_journal
 from pypid.storage.interface import Run
+from pypid.storage.journal import IJournal
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
@@ -233,16 +233,17 @@ class _MadeParts:
         feed = AdvisoryFeed.from_config(config, board, run, reactor,
                                         worker.ring if worker is not None else None)
         default = registry.default
-        # (every change's audit entry is where its webhook event is born;
-        # a machine's first worker delivers them)
+        # (the one record of every change: what the audit log shows, and
+        # what the webhooks deliver, a machine's first worker)
+        journal = make_journal(config, run, reactor, default.storage.s3_timings)
+        # (what this server writes moves its projects' serials at once)
+        journal.listen(registry.serials.take)
         webhooks = WebhookPart.from_config(config, run, reactor, worker is None or worker.first,
-                                           default.storage.s3_timings)
-        announcing = webhooks.announcing(
-            make_audit_log(config, run, reactor, default.storage.s3_timings))
-        audit = AuditPart(AuditTrail(announcing, reactor))
+                                           journal, default.storage.s3_timings)
+        audit = AuditPart(AuditTrail(journal, reactor))
         if config.advisories.configured and (worker is None or worker.first):
-            # (an advisory newly concerning a release is an audit entry, an event)
-            webhooks.tell_advisories(board, announcing, lambda: {
+            # (an advisory newly concerning a release is a journal entry, an event)
+            webhooks.tell_advisories(board, journal, lambda: {
                 name: registry.releases_of(name) for name in registry.policies})
         # (a worker keeps the tokens and browser sessions with the others)
         access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run,
@@ -324,8 +325,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         *parts("storage"),
         ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),
-        ("webhooks", made.webhooks),  # (the outbox of the audit's events: stops after it)
         ("audit", audit),
+        ("webhooks", made.webhooks),  # (a reader of the journal: stops before it closes)
         ("access", access),
         ("advisories", feed),  # the path checked; unread until advisories-read
         ("advisory-waivers", registry.waivers),  # read before the listeners open
@@ -360,9 +361,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         reloaded=made.reloaded(reactor) if once else None)
 
 
-def _audit_reload(audit: IAuditLog, clock: IReactorTime, outcome: str, detail: str) -> None:
+def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:
     """A reload's audit entry (a machine's: its first worker's), and so its webhook event."""
-    audit.append(Entry(time=format_time(clock.seconds()), event="reload", outcome=outcome,
+    audit.queue(Entry(time=format_time(clock.seconds()), event="reload", outcome=outcome,
                        detail=detail))
 
 

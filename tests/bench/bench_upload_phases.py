@@ -66,7 +66,7 @@ TARGETS = [
     ("pypid.core.indexes.index", "Index.add", "index: add, pages invalidated"),
     ("pypid.web.server.audit_trail", "AuditTrail.record", "audit log: entry"),
     ("pypid.web.server.audit_trail", "AuditTrail.recorded", "audit log: entry"),
-    ("pypid.storage.audit_files", "_DayFiles._append_sync", "audit log: write, fsync"),
+    ("pypid.storage.journal_files", "_DayFiles._append_sync", "audit log: write, fsync"),
     ("pypid.state.writer", "SnapshotWriter.save_if_changed", "snapshot"),
     ("pypid.storage.snapshot", "encode", "snapshot"),
     ("pypid.storage.snapshot", "write", "snapshot"),

@@ -33,7 +33,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
@@ -148,7 +148,7 @@ class Server:
         self.tokens = TokenBook(self.clock)
         #: the tokens trusted publishing mints (L{mint})
         self.publishers = PublisherTokens(self.clock)
-        self.log = MemoryAuditLog(self.clock)
+        self.log = MemoryJournal(self.clock)
         access = Gates(model, verifier, None, self.tokens, publishers=self.publishers,
                         sessions=memory_sessions(self.clock, folder))
         known = None
@@ -191,7 +191,7 @@ class Server:
 
 
 def entries(log):
-    """The audit entries of a L{MemoryAuditLog}, in order."""
+    """The audit entries of a L{MemoryJournal}, in order."""
     return [json.loads(line) for name in sorted(log.files)
             for line in log.files[name].decode().splitlines() if line.strip()]
 
@@ -293,6 +293,6 @@ class Stack:
 
 
 def audit_entries(log):
-    """The entries a L{MemoryAuditLog} holds, as dicts, oldest first."""
+    """The entries a L{MemoryJournal} holds, as dicts, oldest first."""
     return [json.loads(line) for name in sorted(log.files)
             for line in log.files[name].splitlines()]

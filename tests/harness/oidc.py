@@ -23,7 +23,7 @@ from pypid.core.access.publishers import PublishingSettings, parse_publishers
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_chain import decode
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -115,7 +115,7 @@ class MintSiteMixin(_IssuerMixin):
         # acme-* is reserved for alice by [acl]: the publisher's rule is its own grant.
         model = AccessModel(read="authenticated", rules=(parse_rule("acme-*", "user:alice rw"),
                                                          parse_rule("other", "user:alice rw")))
-        self.audit_log = MemoryAuditLog(self.clock)
+        self.audit_log = MemoryJournal(self.clock)
         audit = AuditTrail(self.audit_log, self.clock)
         self.login_throttle = LoginThrottle(self.clock)
         self.access = Gates(model, verifier, throttle=self.login_throttle, audit=audit,

@@ -26,9 +26,9 @@ from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
@@ -204,7 +204,7 @@ async def bucket_server(case, run, bucket, **options):
     access = Gates(AccessModel(read="everyone", admins=frozenset({ADMIN})), verifier)
     web = build_web(one_index(index, storage, reactor), access, run, reactor,
                     SiteSettings(max_upload_size=10 << 20),
-                    SiteServices(audit=AuditTrail(MemoryAuditLog(reactor), reactor)))
+                    SiteServices(audit=AuditTrail(MemoryJournal(reactor), reactor)))
     port = reactor.listenTCP(0, web.site, interface="127.0.0.1")
     case.addCleanup(port.stopListening)
     http, pool = make_http(reactor, 10.0)

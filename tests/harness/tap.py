@@ -91,8 +91,8 @@ def identity_part(folder, reactor, text):
     configuration C{text} (L{part_config}), as a start makes it: its files
     written at once, passwords checked at once (a L{ThreadedReactor}).
     """
-    from pypid.storage.audit_files import MemoryAuditLog
+    from pypid.storage.journal_files import MemoryJournal
     from pypid.web.identity.identity_part import IdentityPart
     from pypid.web.server.audit_trail import AuditTrail
     return IdentityPart(part_config(folder, text), reactor, AtOncePool(),
-                        AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
+                        AuditTrail(MemoryJournal(reactor), reactor), run_now)

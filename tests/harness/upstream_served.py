@@ -17,7 +17,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_query import make_query
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
@@ -75,7 +75,7 @@ class _Served:
         self.publish(None)
         self.storage = MemoryStorage(self.mktemp(), self.clock)
         self.successResultOf(self.storage.prepare())
-        self.audit = MemoryAuditLog(self.clock)
+        self.audit = MemoryJournal(self.clock)
         self.serve()
 
     def serve(self, state=None):

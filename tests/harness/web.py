@@ -22,9 +22,9 @@ from pypid.core.access.sessions import SessionBook
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.memory import MemoryStorage
@@ -158,7 +158,7 @@ class _ServerMixin:
         self.access = Gates(self.access_model(), verifier, tokens=self.token_book(),
                              sessions=self.sessions, outside=outside)
         served = self.served_storage(self.storage)
-        audit = self.audit_trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        audit = self.audit_trail = AuditTrail(MemoryJournal(self.clock), self.clock)
         self.web = build_web(one_index(self.index, served, self.clock, usage=self.usage_log(),
                                        bin=self.recycle_bin()),
                              self.access, self.make_run(), self.clock,

@@ -83,9 +83,9 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
-from pypid.storage.audit_log import IMPORTED, IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run
+from pypid.storage.journal import IMPORTED, IJournal
 
 log = Logger()
 
@@ -487,7 +487,7 @@ class Ingest:
         report.buried.append(filename)
 
 
-async def carry_audit(audit: IAuditLog, members: Sequence[tuple[str, Opener]],
+async def carry_audit(audit: IJournal, members: Sequence[tuple[str, Opener]],
                       report: ImportReport, run: Run) -> None:
     """
     Keep a bundle's audit log files (the source server's log, each checked
@@ -497,7 +497,7 @@ async def carry_audit(audit: IAuditLog, members: Sequence[tuple[str, Opener]],
     is evidence as it came, not refused. C{<digest>} names the set by its
     content, so the same bundle imported twice keeps it once.
 
-    @param audit: the destination's L{pypid.storage.audit_log.IAuditLog}.
+    @param audit: the destination's L{pypid.storage.journal.IJournal}.
     @param members: C{(name, opener)} of the bundle's C{audit/} members.
     """
     if not members:

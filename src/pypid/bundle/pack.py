@@ -68,9 +68,9 @@ from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import OK, AuditError, decode, split_lines
 from pypid.core.util.units import counted
-from pypid.storage.audit_log import IAuditLog
 from pypid.storage.disk import remove_file
 from pypid.storage.interface import IStorage
+from pypid.storage.journal import IJournal
 from pypid.storage.reading import (
     BINARY_TYPE,
     FileUnavailable,
@@ -167,7 +167,7 @@ class PackedIndex:
 
 async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
                       snapshot_path: str | None, run: Run, clock: IReactorTime,
-                      audit: IAuditLog | None = None,
+                      audit: IJournal | None = None,
                       indexes: Sequence[PackedIndex] = ()) -> PackReport:
     """
     Write the storage's files, records, metadata, details, tombstones and
@@ -177,7 +177,7 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
 
     @param run: C{run(f, *args) -> Deferred}, for blocking work.
     @param clock: provides C{seconds()}, for the manifest's date.
-    @param audit: the storage's L{pypid.storage.audit_log.IAuditLog}, whose
+    @param audit: the storage's L{pypid.storage.journal.IJournal}, whose
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     # (types only: what reads the configuration and the log is imported
     # by the command that needs it)
     from pypid.config import Config
-    from pypid.storage.audit_log import IAuditLog
+    from pypid.storage.journal import IJournal
 
 #: An entry of C{GET /api/audit}, as JSON.
 JsonEntry = dict[str, Any]
@@ -186,19 +186,19 @@ def verify(config: Config, out: TextIO, err: TextIO) -> int:
     1 and one line when the log cannot be read.
     """
     from pypid.cli.common import run_command
-    from pypid.storage.factory import make_audit_log
+    from pypid.storage.factory import make_journal
     from pypid.storage.interface import run_at_once
 
     # (blocking reads on the reactor's thread are fine: this is a command,
     # not a server)
     return run_command(
-        lambda reactor: check(make_audit_log(config, run_at_once, reactor), out, err),
+        lambda reactor: check(make_journal(config, run_at_once, reactor), out, err),
         prog="pypid-admin", err=err)
 
 
-async def check(log: IAuditLog, out: TextIO, err: TextIO) -> int:
+async def check(log: IJournal, out: TextIO, err: TextIO) -> int:
     """
-    Check the chains of C{log} (an L{pypid.storage.audit_log.IAuditLog}), then
+    Check the chains of C{log} (an L{pypid.storage.journal.IJournal}), then
     close it; print a line per note (where a chain's kept part begins), a
     line per broken link, and a summary.
 

@@ -70,7 +70,7 @@ def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace],
     if action == "redeliver":
         body = {} if options.key is None else {"key": options.key}
         answer = _call(server, "POST", path + "/redeliver", body)
-        out.write(f"{answer['redelivered']} events put back in the outbox of "
+        out.write(f"{answer['redelivered']} events to send again to "
                   f"{escaped(options.name)}\n")
         return 0
     answer = _call(server, "POST", path + "/test", {})

@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from pypid.bundle.pypicloud import PypicloudBucketSource
     from pypid.bundle.sources import ImportSource, Offer
     from pypid.config import Config
-    from pypid.storage.audit_log import IAuditLog
     from pypid.storage.interface import Run
+    from pypid.storage.journal import IJournal
 
 #: The sub-commands of C{pypid-admin} this module runs.
 COMMANDS = ("export", "import")
@@ -317,7 +317,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
         when = format_time(reactor.seconds())
         for name, ingest in ingests:
             for entry in import_entries(ingest, when, _operator()):
-                audit.append(entry if name == DEFAULT else attrs.evolve(entry, index=name))
+                audit.queue(entry if name == DEFAULT else attrs.evolve(entry, index=name))
         if not await audit.flush():
             raise StorageError("the import is done, but its audit log entries could not be "
                                "written (see the messages above)")
@@ -401,11 +401,11 @@ def _report(out: TextIO, ingests: list[tuple[str, Ingest]],
             out.write(escaped(line) + "\n")
 
 
-def _audit_log(config: Config, run: Run, reactor: Any, closing: common.Closing) -> IAuditLog:
+def _audit_log(config: Config, run: Run, reactor: Any, closing: common.Closing) -> IJournal:
     """The audit log of the configuration's storage, closed with the rest."""
-    from pypid.storage.factory import make_audit_log
+    from pypid.storage.factory import make_journal
 
-    audit = make_audit_log(config, run, reactor)
+    audit = make_journal(config, run, reactor)
     closing.append(audit.close)
     return audit
 

@@ -104,8 +104,8 @@ HOW: Mapping[str, Mapping[str, str]] = {
                "protect"),
     },
     "upstream:": _UPSTREAM,
-    # (the subscriptions in force are the outbox's and the deliveries'
-    # at once: an event made after the reload goes by the new ones)
+    # (the subscriptions in force are the deliveries': an event sent
+    # after the reload goes by the new ones, those waiting included)
     "webhook:": _all(RELOAD, "url events indexes projects secret secret_file timeout "
                      "retry_for retry_delay max_connections allow_http ca_bundle"),
     "users": {"*": RELOAD},

@@ -34,8 +34,8 @@ from pypid.core.records.audit_chain import Entry, format_time
 from pypid.jobs.periodic import Periodic
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
-from pypid.storage.audit_log import IAuditLog
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted
+from pypid.storage.journal import IJournal
 
 log = Logger()
 
@@ -138,7 +138,7 @@ class RetentionSchedule(Periodic):
     each file removed.
     """
 
-    def __init__(self, cleanups: Mapping[str, IndexCleanup], audit: IAuditLog | None,
+    def __init__(self, cleanups: Mapping[str, IndexCleanup], audit: IJournal | None,
                  clock: IReactorTime, interval: float) -> None:
         Periodic.__init__(self, self._run, interval, clock, what="The retention schedule")
         self.cleanups = cleanups
@@ -146,7 +146,7 @@ class RetentionSchedule(Periodic):
 
     @classmethod
     def from_config(cls, config: RetentionConfig, cleanups: Mapping[str, IndexCleanup],
-                    audit: IAuditLog | None, clock: IReactorTime) -> RetentionSchedule | None:
+                    audit: IJournal | None, clock: IReactorTime) -> RetentionSchedule | None:
         """The schedule of C{[retention] schedule}, or L{None} when it is off (the default)."""
         if not config.schedule:
             return None
@@ -171,7 +171,7 @@ class RetentionSchedule(Periodic):
     def _recorder(self, name: str) -> Removed:
         def removed(record: FileRecord, reason: str) -> None:
             if self.audit is not None:
-                self.audit.append(retention_entry(self.clock.seconds(), name, record, reason))
+                self.audit.queue(retention_entry(self.clock.seconds(), name, record, reason))
         return removed
 
 

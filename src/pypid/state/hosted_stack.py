@@ -29,8 +29,10 @@ from pypid.config import Config
 from pypid.core.access.upload_rules import IndexUploadRules, UploadRules
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for, provenance_url_for
+from pypid.core.indexes.rendered_pages import Serials
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
 from pypid.machine.ring import ChangeRing, runs_once
@@ -132,7 +134,7 @@ class HostedStack:
                bucket: SharedBucket | None = None,
                upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
-               labelled: bool = False,
+               serials: Serials | None = None,
                advisories: AdvisoryPolicy | None = None,
                namespaces: IndexNamespaces | None = None,
                render: Renderer = render_description,
@@ -150,8 +152,9 @@ class HostedStack:
         @param peers: C{peers(name)}: the server's hosted index of that
             name, with which promoted files share their records; L{None}
             (a server of one index): none.
-        @param labelled: whether its families on C{/metrics} carry an
-            C{index} label (a server of named indexes).
+        @param serials: C{serials(project)}: the serial of each of its
+            projects, which its pages carry (L{pypid.core.records.serials});
+            L{None}: none (a page without serials).
         @param advisories: the index's L{AdvisoryPolicy}, which its pages
             apply; L{None}: none.
         @param namespaces: the index's PEP 752 namespaces, which its JSON
@@ -173,7 +176,7 @@ class HostedStack:
         base = index_base(server.base_url, name)
         index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
                       advisories=advisories, provenance_url=provenance_url_for(base),
-                      namespaces=namespaces)
+                      namespaces=namespaces, serials=serials)
         # (what the upstream cache learns is saved within seconds: a crash
         # loses none of it)
         learnt = Notice()
@@ -181,8 +184,8 @@ class HostedStack:
         proxy = upstream_part.proxy if upstream_part is not None else None
         # A folder's files found without a record are described after the
         # server answers (a shared storage imports what it finds its own way).
-        # (its name in the log lines, on a server of named indexes)
-        label = name if labelled else None
+        # (its name in the log lines and on /metrics, on a server of named indexes)
+        label = name if any(n != DEFAULT for n in config.indexes) else None
         backfill = (Backfill(index, stored, reactor, name=label)
                     if IBackfillStorage.providedBy(stored) and shared is None else None)
         locks = KeyedLock(reactor)

@@ -44,6 +44,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family
+from pypid.core.records.serials import ProjectSerials
 from pypid.core.security.advisories import (
     DENY,
     HIDE,
@@ -123,6 +124,8 @@ class IndexRegistry:
         taken in place (L{pypid.state.namespace_serving.serve_namespaces}, by L{grants}).
     @ivar grants: keeps when each grant came into force, in the default
         index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
+    @ivar serials: every hosted index's projects' serials, the journal's
+        (L{ProjectSerials}), which their pages carry.
     """
 
     stacks: Mapping[str, HostedStack]
@@ -136,6 +139,7 @@ class IndexRegistry:
     waivers: WaiverKeeper | None = None
     namespaces: Mapping[str, IndexNamespaces] = attrs.field(factory=dict)
     grants: GrantKeeper | None = None
+    serials: ProjectSerials = attrs.field(factory=ProjectSerials)
 
     @property
     def default(self) -> HostedStack:
@@ -178,21 +182,23 @@ class IndexRegistry:
         stacks: dict[str, HostedStack] = {}
         # (filled before any index loads: every stack is made first)
         peers = partial(_hosted_index, stacks) if hosted else None
-        # (the index label, as the request families have it, with any named index)
-        labelled = any(name != DEFAULT for name in config.indexes)
+        # (the serials of every index's projects, which their pages carry:
+        # the journal's, taken in as it is read)
+        serials = ProjectSerials()
         if board is None:
             board = AdvisoryBoard()
         policies = {name: AdvisoryPolicy(rules, board)
                     for name, rules in advisory_rules(config).items()}
         spaces = {name: IndexNamespaces(name, config.namespaces) for name in policies}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
-                                             upstream=upstream, peers=peers, labelled=labelled,
+                                             upstream=upstream, peers=peers,
+                                             serials=serials.of_index(None),
                                              advisories=policies[DEFAULT],
                                              namespaces=spaces[DEFAULT], render=render,
                                              ring=ring)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
-                                              peers=peers, labelled=labelled,
+                                              peers=peers, serials=serials.of_index(name),
                                               advisories=policies[name],
                                               namespaces=spaces[name], render=render,
                                               ring=ring)
@@ -217,11 +223,23 @@ class IndexRegistry:
                               partial(namespace_found, stacks), config)
                   if IServerDocuments.providedBy(default_storage) else None)
         registry = cls(stacks, orders, made, upstreams, sides, board, policies,
-                       waivers=waivers, namespaces=spaces, grants=grants)
+                       waivers=waivers, namespaces=spaces, grants=grants, serials=serials)
+        serials.listen(registry.serial_moved)
         board.listen(registry.advisories_changed)
         if waivers is not None:
             waivers.listen(registry.take_waivers)
         return registry
+
+    def serial_moved(self, index: str | None, project: str) -> None:
+        """A project's serial moved: its kept pages, which carry it, are made again."""
+        stack = self.stacks.get(DEFAULT if index is None else index)
+        if stack is None:
+            return
+        held = stack.index.project(project)
+        if held is not None:
+            stack.index.rendered.project_changed(held)
+        # (the root pages carry the serials too)
+        stack.index.rendered.listing_changed()
 
     def upstream_parts(self, kind: str) -> list[tuple[str, IService]]:
         """

@@ -36,8 +36,8 @@ from pypid.core.indexes.index import Index
 from pypid.core.records.audit_chain import Entry, format_time
 from pypid.core.util.units import format_duration
 from pypid.jobs.periodic import Periodic
-from pypid.storage.audit_log import IAuditLog
 from pypid.storage.interface import FilenameDeleted, IStorage
+from pypid.storage.journal import IJournal
 from pypid.storage.locks import KeyedLock
 
 log = Logger()
@@ -180,7 +180,7 @@ class BinUpkeep(Periodic):
     @ivar audit: where the entries go; L{None}: none.
     """
 
-    def __init__(self, bins: Mapping[str, RecycleBin], audit: IAuditLog | None,
+    def __init__(self, bins: Mapping[str, RecycleBin], audit: IJournal | None,
                  clock: IReactorTime, interval: float = PURGE_INTERVAL) -> None:
         Periodic.__init__(self, self._look, interval, clock, what="The recycle bin's upkeep",
                           first=min(FIRST_LOOK, interval))
@@ -188,7 +188,7 @@ class BinUpkeep(Periodic):
         self.audit = audit
 
     @classmethod
-    def of(cls, bins: Mapping[str, RecycleBin], audit: IAuditLog | None,
+    def of(cls, bins: Mapping[str, RecycleBin], audit: IJournal | None,
            clock: IReactorTime) -> BinUpkeep:
         """The upkeep of C{bins}, looking as often as the shortest bin needs (L{look_every})."""
         return cls(bins, audit, clock, look_every(bins))
@@ -215,7 +215,7 @@ class BinUpkeep(Periodic):
                  of="" if name == "default" else f" of {name}")
         if self.audit is None:
             return
-        self.audit.append(Entry(
+        self.audit.queue(Entry(
             time=format_time(self.clock.seconds()), event="purge",
             index=None if name == "default" else name, project=record.project,
             version=record.version, filename=record.filename, sha256=record.sha256,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import Entry, format_time
-from pypid.storage.audit_log import IAuditLog
+from pypid.storage.journal import IJournal
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 TAKEDOWN, RELISTED = "upstream-takedown", "upstream-relisted"
 
 
-def log_takedowns(sources: Iterable[UpstreamSource], audit: IAuditLog | None,
+def log_takedowns(sources: Iterable[UpstreamSource], audit: IJournal | None,
                   clock: IReactorTime) -> None:
     """Record each takedown of C{sources} in C{audit} from now on (nothing without one)."""
     if audit is None:
@@ -39,7 +39,7 @@ def log_takedowns(sources: Iterable[UpstreamSource], audit: IAuditLog | None,
             what = ("no longer listed upstream; " + ("still served (keep_removed)" if keep
                                                       else "not served")
                     if down else "listed upstream again; served again")
-            audit.append(Entry(
+            audit.queue(Entry(
                 time=format_time(clock.seconds()), event=TAKEDOWN if down else RELISTED,
                 project=takedown.project, filename=takedown.filename,
                 detail=f"upstream {name}: {what}"))

@@ -47,8 +47,8 @@ from pypid.storage.measured import MeasuredStorage
 from pypid.storage.shared_folder import MachineBucket, SharedFolder
 
 if TYPE_CHECKING:
-    from pypid.storage.audit_log import IAuditLog
     from pypid.storage.bucket.store import ObjectStore
+    from pypid.storage.journal import IJournal
     from pypid.storage.s3.api import S3Client
 
 log = Logger()
@@ -277,30 +277,33 @@ def make_store(config: Config, run: Run, reactor: IReactorTime,
     return make_s3_client(config, run, reactor, timings, shared=shared)
 
 
-def make_audit_log(config: Config, run: Run, reactor: IReactorTime,
-                   s3_timings: Timings | None = None) -> IAuditLog:
+def make_journal(config: Config, run: Run, reactor: IReactorTime,
+                 s3_timings: Timings | None = None) -> IJournal:
     """
-    The audit log kept with the storage the configuration names: daily
-    files in C{<path>/.pypid/audit/}, or objects under the bucket's
-    C{<prefix>.pypid/audit/}, written with a client of its own.
+    The journal kept with the storage the configuration names: daily
+    files in C{<path>/.pypid/audit/}, or batch objects under the bucket's
+    C{<prefix>.pypid/journal/} (read with the audit log kept under
+    C{<prefix>.pypid/audit/} before it), written with a client of its own.
 
     @param s3_timings: the L{Timings} its requests to the bucket count in
         (the packages' storage's, so C{/metrics} counts every request to
         the bucket once).
     """
-    from pypid.storage.audit_bucket import BucketAuditLog
-    from pypid.storage.audit_files import LocalAuditLog
+    from pypid.storage.journal_files import LocalJournal
+    from pypid.storage.journal_records import BucketJournal
+    from pypid.storage.records import FOLDER, BucketRecords
 
     section = config.bucket
     if section is None:
-        return LocalAuditLog(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
+        return LocalJournal(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
     client, close = make_store(config, run, reactor, s3_timings)
 
     def closed() -> None:
         client.stop()
         close()
-    return BucketAuditLog(client, section.prefix, reactor, prepare=client.start,
-                          on_close=closed)
+    records = BucketRecords(client, section.prefix + FOLDER + "journal/")
+    return BucketJournal(records, client, section.prefix, reactor, prepare=client.start,
+                         on_close=closed)
 
 
 @implementer(IMetricsSource)

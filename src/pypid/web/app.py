@@ -56,8 +56,8 @@ from pypid.machine.ring import ChangeRing
 from pypid.state.catch_up import CatchUp, Looks
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import IStorage, Run
+from pypid.storage.journal_files import MemoryJournal
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin
 from pypid.web.admin.cache_admin import CacheAdmin
@@ -228,7 +228,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
     max_upload_size, base_url = settings.max_upload_size, settings.base_url
     registry = services.registry
     attestations = services.attestations
-    audit = services.audit if services.audit is not None else AuditTrail(MemoryAuditLog(clock),
+    audit = services.audit if services.audit is not None else AuditTrail(MemoryJournal(clock),
                                                                           clock)
     counter = services.counter if services.counter is not None else ConnectionCounter()
     storage = _default_storage(indexes)

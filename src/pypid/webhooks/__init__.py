@@ -1,1 +1,1 @@
-"""Events out: the outbox of the webhooks, its deliveries, and what they show."""
+"""Events out: the webhooks, readers of the journal, their deliveries, and what they show."""

@@ -6,7 +6,7 @@ name it, or when the release comes after the advisory (an upload, a
 promotion, a restore).
 
 What was told is kept in the store (C{advisories/told.json}, beside the
-outbox), read again at each review and written once the entries are, so
+webhooks' ledger), read again at each review and written once the entries are, so
 a restart, or another server of a bucket, does not tell it again (two
 servers reviewing the same news at the same moment may both tell it: at
 least once); the first advisories read whole with nothing kept are
@@ -17,25 +17,26 @@ worker tells (L{pypid.webhooks.part}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.records.audit_chain import OK, Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.webhook_events import DEFAULT_INDEX
 from pypid.core.security.advisories import AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
-from pypid.storage.audit_log import IAuditLog
-from pypid.storage.outbox_store import IOutboxStore
+from pypid.storage.journal import IJournal
+from pypid.storage.records import IRecords
 
 log = Logger()
 
 TOLD = "advisories/told.json"
 
 #: The entries of a release that came to an index.
-ARRIVALS = frozenset({"upload", "promote", "restore"})
+ARRIVALS = frozenset({ChangeKind.UPLOAD, ChangeKind.PROMOTE, ChangeKind.RESTORE})
 
 #: C{releases() -> {index: releases(project) -> versions}}: what each index knows now.
 Releases = Callable[[], Mapping[str, Callable[[str], Iterable[str]]]]
@@ -44,10 +45,10 @@ Releases = Callable[[], Mapping[str, Callable[[str], Iterable[str]]]]
 class AdvisoryEvents:
     """Tells, in the audit log, each advisory that newly concerns a release; see the module."""
 
-    def __init__(self, store: IOutboxStore, audit: IAuditLog, clock: IReactorTime,
+    def __init__(self, store: IRecords, audit: IJournal, clock: IReactorTime,
                  releases: Releases, db: Callable[[], AdvisoryDB]) -> None:
         """
-        @param audit: where the entries go (the log that writes their events).
+        @param audit: the journal the entries go to (and so their events).
         @param db: the advisories in force.
         """
         self._store = store
@@ -64,12 +65,13 @@ class AdvisoryEvents:
         if after.unread is None:
             self._start(after, None)
 
-    def entry(self, entry: Entry) -> None:
-        """An audit entry was written: a release that came is looked at against the advisories."""
-        if entry.event in ARRIVALS and entry.outcome == OK and entry.project is not None:
-            db = self._db()
-            if db.unread is None and entry.project in db.projects():
-                self._start(db, [entry.project])
+    def written(self, entries: Sequence[Entry]) -> None:
+        """Entries were written (the journal's listener): a release that came is looked at."""
+        for entry in entries:
+            if entry.event in ARRIVALS and entry.outcome == OK and entry.project is not None:
+                db = self._db()
+                if db.unread is None and entry.project in db.projects():
+                    self._start(db, [entry.project])
 
     def _start(self, db: AdvisoryDB, projects: list[str] | None) -> None:
         d: Deferred[None] = self._lock.run(lambda: ensureDeferred(self._review(db, projects)))
@@ -101,8 +103,9 @@ class AdvisoryEvents:
         now = format_time(self._clock.seconds())
         # (the entries, and their events, written before the record says
         # they were told: a crash between tells them again, never not)
-        await gatherResults([self._audit.write(Entry(
-            time=now, event="advisory", index=None if index == DEFAULT_INDEX else index,
-            project=project, version=version, target=id, detail=described(advisory)))
+        await self._audit.append([Entry(
+            time=now, event=ChangeKind.ADVISORY,
+            index=None if index == DEFAULT_INDEX else index, project=project,
+            version=version, target=id, detail=described(advisory))
             for (index, project, version, id), advisory in news])
         await self._store.put({TOLD: told.to_bytes()})

@@ -1,85 +1,162 @@
 """
-Delivering the outbox (L{Deliveries}): each subscription has a lane, its
-events in the outbox's order, one delivery under way at a time, so a
-receiver gets them in the order the changes were made. An event that
-fails is tried again after a back-off with jitter (honouring the
-receiver's C{Retry-After}) until its subscription's C{retry_for} is
-over, and meanwhile holds back the events after it; then it is given up
-(kept among the subscription's failures, for an admin to send again) and
-the lane goes on. A receiver that is down slows nothing but its lane:
-deliveries run beside serving, with at most C{max_connections} to its host.
+Delivering the journal's events to the webhooks (L{Deliveries}): each
+subscription is a reader of the journal with a cursor of its own (kept in
+the store by L{pypid.webhooks.ledger}), and a lane that sends one event at
+a time. The subscription in force when an event is sent decides whether it
+is sent: a reload that narrows a filter stops the waiting events it no
+longer wants.
 
-One server delivers a store's outbox: on local disk the server (a
+Within a lane, the events of one project of one index (of one actor, for
+events of no project: tokens, reloads) are sent in the journal's order;
+the lane takes such groups in turn, one event each, so one actor's flood
+of events holds another's back by one event at a time. The bound: an
+event read into the lane waits for at most one event of each other group
+before it is sent (and for its own group's earlier ones); the lane reads
+at most L{WINDOW} events ahead of its cursor, so an event behind a flood
+larger than that waits until the flood is that close. An event that fails
+is tried again after a back-off with jitter (honouring the receiver's
+C{Retry-After}) until the subscription's C{retry_for} is over, holding
+back its group meanwhile; then it is given up (kept among the
+subscription's failures, for an admin to send again) and the group goes
+on. A receiver that is down slows nothing but its lane: deliveries run
+beside serving, with at most C{max_connections} to its host.
+
+One server delivers a store's events: on local disk the server (a
 machine's first worker), on a bucket the holder of the lease
 (L{pypid.webhooks.lease}). It looks every L{LOCAL_LOOK} (L{SHARED_LOOK}
 on a bucket, where a look is a listing), and at once when this server
-added events. Its last word on each subscription (the lane's depth, its
-oldest event, the last deliveries) is kept in the store every
-L{STATUS_EVERY} while it changes, for every server's console and API.
+wrote to the journal. Deliveries are at least once: after a crash, the
+events sent since the cursor was last kept are sent again, with the same
+id, by which a receiver drops a repeat.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredLock,
+    ensureDeferred,
+    maybeDeferred,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource
-from pypid.core.records.audit_chain import format_time
+from pypid.core.records.audit_chain import Entry, format_time, is_event, milliseconds
 from pypid.core.records.metrics import GAUGE, Family, counter
-from pypid.core.records.webhook_events import next_try
+from pypid.core.records.webhook_events import WebhookEvent, events_of, next_try
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import StorageError
+from pypid.storage.journal import IJournal
 from pypid.webhooks.lease import Lease
-from pypid.webhooks.outbox import Item, Outbox
+from pypid.webhooks.ledger import Again, Cursor, Ledger
 from pypid.webhooks.sender import Attempt, Sender
 
 log = Logger()
 
-#: Seconds between two looks at the outbox on local disk, and on a bucket.
+#: Seconds between two looks at the journal on local disk, and on a bucket.
 LOCAL_LOOK = 1.0
 SHARED_LOOK = 5.0
 #: Seconds between two writes of a subscription's status while it changes.
 STATUS_EVERY = 2.0
 #: The last deliveries a status keeps.
 RECENT = 20
-#: Seconds a lane waits after the outbox could not be changed (its head
-#: taken or given up) before it tries again.
+#: Seconds a lane waits after the store could not be written (an event
+#: given up, a cursor kept) before it tries again.
 STORE_PAUSE = 5.0
-#: Seconds an event for a subscription this server does not know waits
-#: before it is given up: another server, or another worker, may have read
-#: a configuration that adds it a moment before this one did.
-UNKNOWN_GRACE = 600.0
+#: The events a lane reads ahead of its cursor at most.
+WINDOW = 10_000
+#: Entries read from the journal at once.
+READ = 500
+#: The group of the events sent again (an admin's, or an outbox's carried over).
+AGAIN = "again"
 
 DELIVERED, FAILED, GIVEN_UP = "delivered", "failed", "given_up"
 
 
 @attrs.define(eq=False)
+class Waiting:
+    """
+    An event waiting in a lane.
+
+    @ivar serial: the journal's serial of its (first) entry; L{None} for
+        an event sent again.
+    @ivar serials: the serials of all its entries (a promoted release's files).
+    @ivar created: when its change was made (POSIX time): how long it is
+        tried is counted from it.
+    @ivar group: its group (see the module).
+    @ivar again: the ledger's key of an event sent again.
+    """
+
+    serial: int | None
+    serials: tuple[int, ...]
+    event: WebhookEvent
+    created: float
+    group: str
+    again: str | None = None
+
+    def wanted_by(self, subscription: WebhookConfig) -> bool:
+        """Whether C{subscription}, as it is now, wants the event."""
+        data = self.event.data
+        return subscription.filter.wants(self.event.type, data.get("index"),
+                                         data.get("project"))
+
+
+def group_of(event: WebhookEvent) -> str:
+    """The group of C{event}: its index and project, or its actor for an event of no project."""
+    data = event.data
+    if data.get("project") is not None:
+        return f"project {data.get('index')} {data['project']}"
+    actor = data.get("actor") or {}
+    return f"actor {actor.get('source')} {actor.get('name')}"
+
+
+def waiting_of(entries: Sequence[Entry]) -> list[Waiting]:
+    """The events of C{entries} (the journal's, in order), each as it waits in a lane."""
+    events = [e for e in entries if is_event(e)]
+    made: list[Waiting] = []
+    for event in events_of(events):
+        serials = tuple(e.serial or 0 for e in events if e.id == event.id)
+        made.append(Waiting(serials[0], serials, event, milliseconds(event.time) / 1000,
+                            group_of(event)))
+    return made
+
+
+@attrs.define(eq=False)
 class Lane:
     """
-    One subscription's queue and its head's tries.
+    One subscription's reader of the journal, and its events waiting.
 
-    @ivar queue: its items, oldest first.
-    @ivar failures: the head's failed tries so far.
-    @ivar due: when the head is tried next (POSIX time).
+    @ivar cursor: every event up to this serial is taken care of.
+    @ivar done: the serials after the cursor whose events are taken care of.
+    @ivar read_to: the journal is read up to this serial.
+    @ivar groups: the events waiting, by group, each group in order.
+    @ivar turns: the groups in the order of their next turn.
+    @ivar held: a group's next try (POSIX time) and its head's failures so far.
     @ivar closed: dropped (the lease lost, the subscription removed): it
         sends nothing more, whatever was under way; a new lane takes over.
     """
 
     name: str
-    queue: list[Item] = attrs.field(factory=list)
-    failures: int = 0
-    due: float = 0.0
+    cursor: int
+    done: set[int] = attrs.field(factory=set)
+    read_to: int = 0
+    groups: dict[str, deque[Waiting]] = attrs.field(factory=dict)
+    turns: deque[str] = attrs.field(factory=deque)
+    held: dict[str, tuple[float, int]] = attrs.field(factory=dict)
+    again: set[str] = attrs.field(factory=set)
+    count: int = 0
     running: bool = False
     closed: bool = False
     timer: IDelayedCall | None = None
@@ -88,7 +165,70 @@ class Lane:
     counts: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(
         (DELIVERED, FAILED, GIVEN_UP), 0))
     changed: bool = True
+    moved: bool = False
     last_error: str | None = None
+    #: one read of the journal into the lane at a time
+    reading: DeferredLock = attrs.field(factory=DeferredLock)
+
+    def add(self, waiting: Waiting) -> None:
+        """C{waiting} waits, after the events of its group."""
+        group = self.groups.get(waiting.group)
+        if group is None:
+            group = self.groups[waiting.group] = deque()
+            self.turns.append(waiting.group)
+        group.append(waiting)
+        self.count += 1
+        if waiting.again is not None:
+            self.again.add(waiting.again)
+
+    def next(self, now: float) -> Waiting | None:
+        """The head of the next group whose turn it is and that may be tried now."""
+        for _ in range(len(self.turns)):
+            name = self.turns[0]
+            self.turns.rotate(-1)
+            held = self.held.get(name)
+            if self.groups[name] and (held is None or held[0] <= now):
+                return self.groups[name][0]
+        return None
+
+    def due(self) -> float | None:
+        """When the first held group may be tried again (L{None}: none is held)."""
+        times = [due for name, (due, _) in self.held.items() if self.groups.get(name)]
+        return min(times) if times else None
+
+    def settled(self, waiting: Waiting) -> None:
+        """C{waiting} is taken care of (sent, given up, or no longer wanted)."""
+        group = self.groups[waiting.group]
+        group.popleft()
+        self.count -= 1
+        self.held.pop(waiting.group, None)
+        if not group:
+            del self.groups[waiting.group]
+            self.turns.remove(waiting.group)
+        if waiting.again is not None:
+            self.again.discard(waiting.again)
+        else:
+            self.done.update(waiting.serials)
+            self.moved = True
+        self.changed = True
+        self._advance()
+
+    def _advance(self) -> None:
+        waiting = [w.serial for group in self.groups.values() for w in group
+                   if w.serial is not None]
+        cursor = min(waiting) - 1 if waiting else self.read_to
+        if cursor > self.cursor:
+            self.cursor = cursor
+            self.done = {serial for serial in self.done if serial > cursor}
+
+    def read(self, entries: Sequence[Entry], subscription: WebhookConfig) -> None:
+        """Take in what the journal holds after C{read_to}: the events wanted, waiting."""
+        for waiting in waiting_of(entries):
+            if waiting.serial not in self.done and waiting.wanted_by(subscription):
+                self.add(waiting)
+        self.read_to = max([self.read_to] + [e.serial or 0 for e in entries])
+        self._advance()
+        self.moved = True
 
     def close(self) -> None:
         """Send nothing more: the timer cancelled, the delivery under way dropped."""
@@ -98,55 +238,58 @@ class Lane:
         if self.sending is not None:
             self.sending.cancel()
 
+    def oldest(self) -> float | None:
+        """When the oldest event waiting was made."""
+        times = [w.created for group in self.groups.values() for w in group]
+        return min(times) if times else None
+
 
 @implementer(IMetricsSource)
 class Deliveries(Service):
-    """The deliverer of one store's outbox; see the module."""
+    """The deliverer of one store's events to its webhooks; see the module."""
 
-    def __init__(self, outbox: Outbox, sender: Sender,
+    def __init__(self, journal: IJournal, ledger: Ledger, sender: Sender,
                  subscriptions: Callable[[], Mapping[str, WebhookConfig]],
                  clock: IReactorTime, lease: Lease | None = None,
                  look_every: float | None = None,
-                 jitter: Callable[[], float] = random.random, alone: bool = False) -> None:
+                 jitter: Callable[[], float] = random.random, window: int = WINDOW) -> None:
         """
         @param lease: the lease of a shared store; L{None}: this server
             alone delivers.
-        @param alone: whether this process alone writes the outbox (a
-            server of one process on local disk): then the events it adds
-            are delivered from what it wrote, without listing the outbox
-            again (with other writers, an event of another one, older and
-            not yet listed, must not be overtaken).
         @param look_every: seconds between looks (L{LOCAL_LOOK}, or
             L{SHARED_LOOK} with a lease, by default).
         @param jitter: a number from 0 to 1, at random (the tests fix it).
+        @param window: the events a lane reads ahead at most (L{WINDOW}).
         """
-        self.outbox = outbox
+        self.journal = journal
+        self.ledger = ledger
         self.sender = sender
         self._subscriptions = subscriptions
         self._clock = clock
         self._lease = lease
         self._jitter = jitter
-        self._alone = alone
+        self._window = window
         every = look_every or (SHARED_LOOK if lease is not None else LOCAL_LOOK)
         self._looks = Periodic(self._look, every, clock, what="The webhooks' deliveries",
                                first=0)
         self._status = Periodic(self._keep_statuses, STATUS_EVERY, clock,
                                 what="The webhooks' status")
-        # (the lease renewed on a timer of its own: a long look, a backlog
-        # read record by record, never lets it lapse)
+        # (the lease renewed on a timer of its own: a long look never lets it lapse)
         self._renewals = (Periodic(self._renew, lease.renew / 2, clock,
                                    what="The webhooks' lease") if lease is not None else None)
         self._lanes: dict[str, Lane] = {}
         self._active = False
+        self._carried = False
         self._soon: IDelayedCall | None = None
-        self._failures = RepeatedFailure("Cannot look at the webhooks' outbox", clock, log)
+        self._failures = RepeatedFailure("Cannot read the journal for the webhooks", clock,
+                                         log)
         self._keeping = RepeatedFailure("Cannot keep what the webhooks' deliveries did",
                                         clock, log)
 
     # -- the service ---------------------------------------------------------------------------
 
     def startService(self) -> None:
-        """Start looking at the outbox."""
+        """Start looking at the journal."""
         Service.startService(self)
         self._looks.startService()
         self._status.startService()
@@ -175,21 +318,14 @@ class Deliveries(Service):
         return ensureDeferred(self._stop())
 
     def look(self) -> Deferred[None]:
-        """Look at the outbox now (the run under way, if one is): fires once it ended."""
+        """Look at the journal now (the run under way, if one is): fires once it ended."""
         return self._looks.run_now()
 
-    def wake(self) -> None:
-        """
-        This server added events: deliver them soon, from what it knows it
-        wrote (the outbox is listed at the next look only: a burst of
-        uploads does not list a growing outbox once each).
-        """
-        if self.running and self._active and (self._soon is None or not self._soon.active()):
-            self._soon = self._clock.callLater(0, self._take_known if self._alone else self.look)
-
-    def _take_known(self) -> None:
-        if self.running and self._active:
-            self._lay(self.outbox.known())
+    def wake(self, entries: Sequence[Entry] = ()) -> None:
+        """This server wrote to the journal (or changed what waits): look soon."""
+        if self.running and self._active and (self._soon is None or not self._soon.active()) \
+                and (not entries or any(is_event(e) for e in entries)):
+            self._soon = self._clock.callLater(0, self.look)
 
     # -- looking -------------------------------------------------------------------------------
 
@@ -205,7 +341,6 @@ class Deliveries(Service):
         if self._active:
             self._active = False
             self._close_lanes()
-            self.outbox.forget()
 
     async def _renew(self) -> None:
         assert self._lease is not None
@@ -229,9 +364,13 @@ class Deliveries(Service):
             self._failures.succeeded()
 
     async def _look_once(self) -> None:
-        if not self._subscriptions():
-            # (no webhook: no lease taken, no outbox read; what waits in it
-            # is delivered once a subscription names it again)
+        subscriptions = self._subscriptions()
+        if not subscriptions:
+            # (no webhook: no lease taken, nothing read; the cursors of
+            # those just removed forgotten)
+            for name in list(self._lanes):
+                self._close_lanes([name])
+                await self.ledger.forget_cursor(name)
             if self._lease is not None and self._lease.held:
                 await self._lease.release()
             self._deactivate()
@@ -239,41 +378,68 @@ class Deliveries(Service):
         if self._lease is not None and not await self._lease.hold():
             self._deactivate()
             return
-        items = await self.outbox.pending()
-        if self._lease is not None and not self._lease.held:
-            # (lost while the outbox was read)
-            self._deactivate()
-            return
-        self._active = self.outbox.delivering = True
-        subscriptions = self._subscriptions()
-        now = self._clock.seconds()
-        for item in items:
-            for name in item.to:
-                if name not in subscriptions and now - item.created >= UNKNOWN_GRACE:
-                    await self.outbox.give_up(item, name, 0, "the webhook is no longer "
-                                              "configured")
-        self._lay(items)
-
-    def _lay(self, items: list[Item]) -> None:
-        """Lay C{items} (the outbox, oldest first) in each subscription's lane, and start it."""
-        subscriptions = self._subscriptions()
-        self._close_lanes([name for name in self._lanes if name not in subscriptions])
-        for name in subscriptions:
-            lane = self._lanes.setdefault(name, Lane(name))
-            queue = [item for item in items if name in item.to]
-            if [i.key for i in queue] != [i.key for i in lane.queue]:
-                if not queue or not lane.queue or queue[0].key != lane.queue[0].key:
-                    lane.failures, lane.due = 0, 0.0
-                lane.queue, lane.changed = queue, True
+        if not self._carried:
+            carried = await self.ledger.carry_outbox()
+            self._carried = True
+            if carried:
+                log.info("Carried {count} webhook events of the outbox over to the journal's "
+                         "deliveries", count=carried)
+        removed = [name for name in self._lanes if name not in subscriptions]
+        self._close_lanes(removed)
+        for name in removed:
+            await self.ledger.forget_cursor(name)
+        if not self._active:
+            # (taking over: what the ledger holds of subscriptions no longer configured goes)
+            for name in await self.ledger.cursors():
+                if name not in subscriptions:
+                    await self.ledger.forget_cursor(name)
+        self._active = True
+        for name, subscription in subscriptions.items():
+            lane = self._lanes.get(name)
+            if lane is None:
+                lane = await self._open(name)
+                if self._lease is not None and not self._lease.held or not self.running:
+                    return
+                self._lanes[name] = lane
+            await self._fill(lane, subscription)
             self._start(lane)
 
+    async def _open(self, name: str) -> Lane:
+        """The lane of C{name}, from its cursor (a new one: from the journal's end)."""
+        cursor = await self.ledger.cursor(name)
+        if cursor is None:
+            cursor = Cursor(await self.journal.head())
+            await self.ledger.keep_cursor(name, cursor)
+        return Lane(name, cursor.serial, set(cursor.done), cursor.serial)
+
+    async def _fill(self, lane: Lane, subscription: WebhookConfig) -> None:
+        """Read the journal into C{lane} while fewer than the window's events wait."""
+        await lane.reading.run(lambda: ensureDeferred(self._read(lane, subscription)))
+
+    async def _read(self, lane: Lane, subscription: WebhookConfig) -> None:
+        known = set(lane.again)
+        for again in await self.ledger.again(lane.name):
+            if again.key not in known:
+                lane.add(self._again(again))
+        while lane.count < self._window and not lane.closed:
+            entries = await self.journal.since(lane.read_to, READ)
+            if not entries:
+                return
+            full = len(entries) == READ
+            if full:
+                # (the files of a promoted release are one event: never cut one apart)
+                last = entries[-1].id
+                whole = [e for e in entries if last is None or e.id != last]
+                entries = whole or entries
+            lane.read(entries, subscription)
+            if not full:
+                return
+
+    def _again(self, again: Again) -> Waiting:
+        return Waiting(None, (), again.event, again.created, AGAIN, again.key)
+
     def _start(self, lane: Lane) -> None:
-        if lane.closed or lane.running or not lane.queue or not self.running:
-            return
-        now = self._clock.seconds()
-        if lane.due > now:
-            if lane.timer is None or not lane.timer.active():
-                lane.timer = self._clock.callLater(lane.due - now, self._start, lane)
+        if lane.closed or lane.running or not lane.count or not self.running:
             return
         lane.running = True
         run = ensureDeferred(self._run(lane))
@@ -282,98 +448,132 @@ class Deliveries(Service):
 
         def ended(_: object) -> None:
             lane.running = False
-            if self.running and self._active and not lane.closed:
-                self._start(lane)
         run.addBoth(ended)
 
+    def _wait(self, lane: Lane) -> None:
+        """Start C{lane} again once its first held group may be tried."""
+        due = lane.due()
+        if due is None or lane.closed:
+            return
+        if lane.timer is not None and lane.timer.active():
+            lane.timer.cancel()
+        lane.timer = self._clock.callLater(max(due - self._clock.seconds(), 0.0),
+                                           self._start, lane)
+
     async def _run(self, lane: Lane) -> None:
-        """Deliver the lane's head, then the next, until one fails or none is left."""
-        while lane.queue and self.running and self._active and not lane.closed:
+        """Deliver the lane's events in turn, until none may be sent now."""
+        while self.running and self._active and not lane.closed:
             subscription = self._subscriptions().get(lane.name)
             if subscription is None:
                 return
-            item = lane.queue[0]
-            lane.sending = self.sender.send(subscription, item.event)
-            try:
-                attempt = await lane.sending
-            except CancelledError:
-                return  # (dropped: the event stays, and is sent again by the next)
-            finally:
-                lane.sending = None
-            if lane.closed or not self.running:
+            waiting = lane.next(self._clock.seconds())
+            if waiting is None and not lane.held and self.journal.last_serial > lane.read_to:
+                # (what this server wrote meanwhile, or the rest past the window)
+                await self._fill(lane, subscription)
+                waiting = lane.next(self._clock.seconds())
+            if waiting is None:
+                self._wait(lane)
                 return
-            self._note(lane, item, attempt)
             try:
-                if not await self._settle(lane, item, attempt, subscription):
+                if not waiting.wanted_by(subscription):
+                    # (a reload narrowed the filter since it was read)
+                    await self._taken(lane, waiting)
+                    continue
+                lane.sending = self.sender.send(subscription, waiting.event)
+                try:
+                    attempt = await lane.sending
+                except CancelledError:
+                    return  # (dropped: the event is sent again by the next)
+                finally:
+                    lane.sending = None
+                if lane.closed or not self.running:
                     return
+                self._note(lane, waiting, attempt)
+                await self._settle(lane, waiting, attempt, subscription)
             except StorageError as e:
-                # (the outbox cannot be changed: the event stays at the head,
-                # sent again once the store answers, after a pause)
+                # (the store cannot be written: the event stays, tried again
+                # once the store answers, after a pause)
                 self._keeping.failed(str(e))
-                lane.due = self._clock.seconds() + STORE_PAUSE
-                return
+                lane.held[waiting.group] = (self._clock.seconds() + STORE_PAUSE,
+                                            lane.held.get(waiting.group, (0.0, 0))[1])
+                continue
             self._keeping.succeeded()
-            if lane.queue and lane.queue[0].key == item.key:
-                lane.queue.pop(0)
-            lane.failures, lane.due, lane.changed = 0, 0.0, True
 
-    async def _settle(self, lane: Lane, item: Item, attempt: Attempt,
-                      subscription: WebhookConfig) -> bool:
-        """
-        Take C{item} off C{lane} after C{attempt} (delivered, or given up):
-        whether it was; else when the next try is.
-        """
+    async def _taken(self, lane: Lane, waiting: Waiting) -> None:
+        """C{waiting} is taken care of: off the lane, and the cursor kept."""
+        if waiting.again is not None:
+            await self.ledger.sent_again(lane.name, waiting.again)
+        lane.settled(waiting)
+        await self._keep_cursor(lane)
+
+    async def _settle(self, lane: Lane, waiting: Waiting, attempt: Attempt,
+                      subscription: WebhookConfig) -> None:
+        """Take C{waiting} off C{lane} after C{attempt} (sent, or given up), or hold its group."""
         if attempt.delivered:
-            await self.outbox.delivered(item, lane.name)
-            return True
-        lane.failures += 1
-        due = next_try(lane.failures, self._clock.seconds(), item.created,
+            await self._taken(lane, waiting)
+            return
+        failures = lane.held.get(waiting.group, (0.0, 0))[1] + 1
+        due = next_try(failures, self._clock.seconds(), waiting.created,
                        subscription.retry_for, subscription.retry_delay, self._jitter(),
                        attempt.retry_after)
         if due is not None:
-            lane.due = due
+            lane.held[waiting.group] = (due, failures)
+            lane.changed = True
             log.warn("Cannot deliver {id} to the webhook {name} ({error}); trying again in "
-                     "{delay:.0f} s", id=item.event.id, name=lane.name, error=attempt.error,
+                     "{delay:.0f} s", id=waiting.event.id, name=lane.name, error=attempt.error,
                      delay=due - self._clock.seconds())
-            return False
-        await self.outbox.give_up(item, lane.name, lane.failures, attempt.error or "")
+            return
+        await self.ledger.give_up(lane.name, waiting.event, failures, attempt.error or "")
         lane.counts[GIVEN_UP] += 1
         log.error("Gave up delivering {id} ({type}) to the webhook {name} after {tries} "
-                  "tries: {error}", id=item.event.id, type=item.event.type, name=lane.name,
-                  tries=lane.failures, error=attempt.error)
-        return True
+                  "tries: {error}", id=waiting.event.id, type=waiting.event.type,
+                  name=lane.name, tries=failures, error=attempt.error)
+        await self._taken(lane, waiting)
 
-    def _note(self, lane: Lane, item: Item, attempt: Attempt) -> None:
+    async def _keep_cursor(self, lane: Lane) -> None:
+        if lane.moved and not lane.closed:
+            cursor = Cursor(lane.cursor, frozenset(lane.done))
+            await self.ledger.keep_cursor(lane.name, cursor)
+            lane.moved = (lane.cursor, lane.done) != (cursor.serial, cursor.done)
+
+    def _note(self, lane: Lane, waiting: Waiting, attempt: Attempt) -> None:
         lane.counts[DELIVERED if attempt.delivered else FAILED] += 1
         lane.last_error = attempt.error
         lane.changed = True
         lane.recent.appendleft({
-            "id": item.event.id, "type": item.event.type,
+            "id": waiting.event.id, "type": waiting.event.type,
             "time": format_time(self._clock.seconds()), "status": attempt.status,
             "error": attempt.error, "seconds": round(attempt.seconds, 3),
-            "try": lane.failures + 1})
+            "try": lane.held.get(waiting.group, (0.0, 0))[1] + 1})
 
     # -- what it shows -------------------------------------------------------------------------
 
     def status_of(self, lane: Lane) -> dict[str, Any]:
         """A subscription's status, as kept for every server's console and API."""
-        head = lane.queue[0] if lane.queue else None
-        return {"pending": len(lane.queue),
-                "oldest": format_time(head.created) if head is not None else None,
-                "next_try": format_time(lane.due) if head is not None and lane.failures
-                else None,
-                "failures": lane.failures, "last_error": lane.last_error,
+        oldest = lane.oldest()
+        due = lane.due()
+        return {"pending": lane.count,
+                "oldest": format_time(oldest) if oldest is not None else None,
+                "next_try": format_time(due) if due is not None else None,
+                "failures": max((failures for _, failures in lane.held.values()), default=0),
+                "last_error": lane.last_error,
                 "recent": list(lane.recent), "counts": dict(lane.counts),
-                "deliverer": self.outbox.instance,
+                "serial": lane.cursor, "read_to": lane.read_to,
+                "deliverer": self.ledger.instance,
                 "updated": format_time(self._clock.seconds())}
 
     async def _keep_statuses(self) -> None:
         if not self._active:
             return
-        for lane in list(self._lanes.values()):
-            if lane.changed:
-                lane.changed = False
-                await self.outbox.keep_status(lane.name, self.status_of(lane))
+        try:
+            for lane in list(self._lanes.values()):
+                await self._keep_cursor(lane)
+                if lane.changed:
+                    await self.ledger.keep_status(lane.name, self.status_of(lane))
+                    lane.changed = False
+        except StorageError as e:
+            # (said once; kept at the next tick)
+            self._keeping.failed(str(e))
 
     def metric_families(self) -> Iterator[Family]:
         """The deliveries by outcome, and each lane's depth and oldest event's age."""
@@ -388,10 +588,10 @@ class Deliveries(Service):
                       [((lane.name, outcome), count) for lane in lanes
                        for outcome, count in lane.counts.items()])
         yield Family(GAUGE, "pypid_webhook_outbox_depth",
-                     "Events waiting in the outbox for a webhook.", ("webhook",),
-                     tuple(((lane.name,), float(len(lane.queue))) for lane in lanes))
+                     "Events waiting to be delivered to a webhook.", ("webhook",),
+                     tuple(((lane.name,), float(lane.count)) for lane in lanes))
         yield Family(GAUGE, "pypid_webhook_outbox_oldest_seconds",
                      "Age of the oldest event waiting for a webhook (0: none waits).",
                      ("webhook",),
-                     tuple(((lane.name,), now - lane.queue[0].created if lane.queue else 0.0)
-                           for lane in lanes))
+                     tuple(((lane.name,), now - oldest if (oldest := lane.oldest()) is not None
+                            else 0.0) for lane in lanes))

@@ -2,7 +2,7 @@
 One deliverer for a store several servers share (a bucket): the lease.
 
 The lease is a series of records, C{leases/<epoch>}, each written only if
-it is not there yet (L{pypid.storage.outbox_store.IOutboxStore.put_new}):
+it is not there yet (L{pypid.storage.records.IRecords.put_new}):
 of the servers that try to write the next epoch at once, exactly one
 does, and holds the lease. The holder writes the next epoch every
 L{RENEW} seconds; another server that sees the newest epoch unchanged for
@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.storage.outbox_store import IOutboxStore
+from pypid.storage.records import IRecords
 
 log = Logger()
 
@@ -41,7 +41,7 @@ class Lease:
     @ivar renew: seconds between the holder's renewals.
     """
 
-    def __init__(self, store: IOutboxStore, clock: IReactorTime, instance: str,
+    def __init__(self, store: IRecords, clock: IReactorTime, instance: str,
                  ttl: float = TTL, renew: float = RENEW) -> None:
         self._store = store
         self._clock = clock

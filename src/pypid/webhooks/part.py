@@ -1,14 +1,14 @@
 """
 The webhooks as a part of the daemon (L{WebhookPart}), built whole by
-L{WebhookPart.from_config}: the outbox in the default index's store, the
-subscriptions in force (taken again at C{SIGHUP}), the audit log that
-writes their events (L{announcing}), and, on the server that delivers (a
-machine's first worker; on a bucket, every server, which then takes the
-lease in turn), the deliveries.
+L{WebhookPart.from_config}: the ledger in the default index's store (what
+the deliverer keeps of each subscription), the subscriptions in force
+(taken again at C{SIGHUP}), and, on the server that delivers (a machine's
+first worker; on a bucket, every server, which then takes the lease in
+turn), the deliveries, a reader of the journal.
 
-It starts before the parts that change anything (the audit log it wraps
-is written by them) and stops after them, so an event of the last
-request is written before the store closes.
+The events are the journal's entries (the audit log's): nothing is
+written for a webhook when a change is made, and a subscription's filter
+is applied when its events are sent.
 """
 
 from __future__ import annotations
@@ -31,15 +31,14 @@ from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.records.webhook_events import make_test_event
 from pypid.core.security.advisories import AdvisoryBoard
-from pypid.storage.audit_log import IAuditLog
 from pypid.storage.factory import make_store
 from pypid.storage.interface import Run
-from pypid.storage.outbox_store import FOLDER, BucketOutboxStore, FolderOutboxStore, IOutboxStore
+from pypid.storage.journal import IJournal
+from pypid.storage.records import FOLDER, BucketRecords, FolderRecords, IRecords
 from pypid.webhooks.advisory_events import AdvisoryEvents, Releases
-from pypid.webhooks.announcing import AnnouncingAuditLog
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.lease import Lease
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.sender import Attempt, Sender
 
 log = Logger()
@@ -81,12 +80,12 @@ class WebhookPart(Service):
     """
     The webhooks of a server; see the module.
 
-    @ivar outbox: the L{Outbox}, which the admin API reads and redelivers from.
+    @ivar ledger: the L{Ledger}, which the admin API reads and redelivers from.
     @ivar sender: sends the admin's test events.
     @ivar deliveries: the L{Deliveries}, on the server that delivers; else L{None}.
     """
 
-    def __init__(self, outbox: Outbox, sender: Sender,
+    def __init__(self, ledger: Ledger, sender: Sender,
                  subscriptions: Mapping[str, WebhookConfig] | SubscriptionsInForce,
                  clock: IReactorTime,
                  deliveries: Deliveries | None = None,
@@ -97,7 +96,7 @@ class WebhookPart(Service):
         @param prepare: starts the store's client; called once a
             subscription is there (a server without webhooks starts none).
         """
-        self.outbox = outbox
+        self.ledger = ledger
         self.sender = sender
         self.current = (subscriptions if isinstance(subscriptions, SubscriptionsInForce)
                         else SubscriptionsInForce(dict(subscriptions)))
@@ -114,64 +113,62 @@ class WebhookPart(Service):
 
     @classmethod
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime, deliver: bool,
-                    timings: Timings | None = None) -> WebhookPart:
+                    journal: IJournal, timings: Timings | None = None) -> WebhookPart:
         """
         The webhooks of C{config}, in the default index's storage (on a
         bucket, through a client of its own).
 
         @param deliver: whether this server delivers (a machine's first worker).
+        @param journal: the journal whose events are delivered.
         @param timings: the bucket's request counts (the packages' storage's).
         @raise pypid.config.errors.StartupError: a CA bundle, or the
             bucket's credentials, cannot be used.
         """
         check_bundles(config.webhooks.values(), config)
         section = config.bucket
-        records: IOutboxStore
+        records: IRecords
         prepare: Callable[[], Any] | None = None
         close: Callable[[], Any] | None = None
         if section is None:
-            folder = os.path.join(config.storage.path, *FOLDER.strip("/").split("/"))
-            records = FolderOutboxStore(folder, run)
+            folder = os.path.join(config.storage.path, *FOLDER.strip("/").split("/"),
+                                  "webhooks")
+            records = FolderRecords(folder, run)
         else:
             store, closing = make_store(config, run, reactor, timings)
-            records = BucketOutboxStore(store, section.prefix)
+            records = BucketRecords(store, section.prefix + FOLDER + "webhooks/")
 
             def close() -> Deferred[Any]:
                 store.stop()
                 return closing()
             prepare = store.start
-        outbox = Outbox(records, reactor)
+        ledger = Ledger(records, reactor)
         # (one sender: the deliveries' and the admin's tests)
         sender = Sender(reactor, config.server.ca_bundle)
         in_force = SubscriptionsInForce(dict(config.webhooks))
         deliveries = None
         if deliver:
-            lease = Lease(records, reactor, outbox.instance) if records.shared else None
-            deliveries = Deliveries(outbox, sender, in_force, reactor, lease,
-                                    alone=lease is None and config.server.workers == 1)
-        return cls(outbox, sender, in_force, reactor, deliveries, prepare=prepare, close=close)
+            lease = Lease(records, reactor, ledger.instance) if records.shared else None
+            deliveries = Deliveries(journal, ledger, sender, in_force, reactor, lease)
+            # (what this server writes is looked at once written)
+            journal.listen(deliveries.wake)
+        return cls(ledger, sender, in_force, reactor, deliveries, prepare=prepare, close=close)
 
     def send_test(self, subscription: WebhookConfig, id: str,
                   user: str | None) -> Deferred[Attempt]:
-        """Send C{subscription} a test event of C{id} from C{user} now, outside the outbox."""
+        """Send C{subscription} a test event of C{id} from C{user} now, outside the journal."""
         event = make_test_event(id, format_time(self.clock.seconds()), subscription.name, user)
         return self.sender.send(subscription, event)
 
-    def announcing(self, audit: IAuditLog) -> AnnouncingAuditLog:
-        """C{audit}, writing the events of its entries to this part's outbox."""
-        wake = self.deliveries.wake if self.deliveries is not None else (lambda: None)
-        return AnnouncingAuditLog(audit, self.outbox, self.current, self.clock, wake)
-
-    def tell_advisories(self, board: AdvisoryBoard, audit: AnnouncingAuditLog,
+    def tell_advisories(self, board: AdvisoryBoard, journal: IJournal,
                         releases: Releases) -> AdvisoryEvents:
         """
-        Tell in C{audit} each advisory of C{board} that newly concerns a
+        Tell in C{journal} each advisory of C{board} that newly concerns a
         release of C{releases()} (a machine's first worker's).
         """
-        told = AdvisoryEvents(self.outbox.store, audit, self.clock, releases,
+        told = AdvisoryEvents(self.ledger.store, journal, self.clock, releases,
                               lambda: board.db)
         board.listen(told.changed)
-        audit.watch(told.entry)
+        journal.listen(told.written)
         return told
 
     def startService(self) -> Deferred[None]:
@@ -220,7 +217,7 @@ class WebhookPart(Service):
             self.current.subscriptions = dict(config.webhooks)
             if config.webhooks:
                 self._prepared_store().addErrback(lambda f: log.failure(
-                    "Cannot start the client of the webhooks' outbox", f))
+                    "Cannot start the client of the webhooks' ledger", f))
             if self.deliveries is not None:
                 self.deliveries.wake()
             return _changes(before, config.webhooks)

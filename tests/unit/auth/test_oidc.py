@@ -31,7 +31,7 @@ from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.render import file_url_for
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -886,7 +886,7 @@ class MintedTokenAdminTests(_IssuerMixin, SynchronousTestCase):
         verifier = PasswordVerifier({"alice": hash_password("pw", FAST)}, self.clock, None,
                                     run_in_pool=run_in_pool_now)
         model = AccessModel(read="authenticated", admins=frozenset({"alice"}))
-        audit = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        audit = AuditTrail(MemoryJournal(self.clock), self.clock)
         self.access = Gates(model, verifier, audit=audit, publishers=self.publishing.tokens)
         web = build_web(one_index(Index(file_url_for(None)), storage, self.clock), self.access,
                         run_now, self.clock,

@@ -334,7 +334,7 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_password_set_again_at_reload(self):
         """The identity part's reload (C{SIGHUP}) forgives the user whose password changed."""
         from pypid.config import load_config
-        from pypid.storage.audit_files import MemoryAuditLog
+        from pypid.storage.journal_files import MemoryJournal
         from pypid.web.identity.identity_part import IdentityPart
         from pypid.web.server.audit_trail import AuditTrail
         from tests.harness.tap import AtOncePool, ThreadedReactor
@@ -350,7 +350,7 @@ class AccessThrottleTests(SynchronousTestCase):
             return load_config(path)
         reactor = ThreadedReactor()
         part = IdentityPart(config(PASSWORD), reactor, AtOncePool(),
-                            AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
+                            AuditTrail(MemoryJournal(reactor), reactor), run_now)
         for n in range(throttling.MAX_FAILURES):
             self.failureResultOf(part.access.identify(_Request(f"guess {n}")), Unauthorized)
         self.failureResultOf(part.access.identify(_Request(PASSWORD)), TooManyRequests)

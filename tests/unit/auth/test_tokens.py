@@ -183,7 +183,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
         from pypid.core.indexes.render import file_url_for
-        from pypid.storage.audit_files import MemoryAuditLog
+        from pypid.storage.journal_files import MemoryJournal
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
@@ -201,7 +201,7 @@ class TokenFileTests(SynchronousTestCase):
         self.hashing = run_in_pool_now
         verifier = PasswordVerifier({"admin": hash_password("pw", FAST)}, self.clock, None,
                                     run_in_pool=lambda *args: self.hashing(*args))
-        trail = AuditTrail(MemoryAuditLog(self.clock), self.clock)
+        trail = AuditTrail(MemoryJournal(self.clock), self.clock)
         self.access = access = Gates(AccessModel(admins=frozenset({"admin"})), verifier,
                         LoginThrottle(self.clock), self.book, audit=trail)
         self.failing = False
@@ -297,7 +297,7 @@ class TokenFileTests(SynchronousTestCase):
         the file while a revocation was writing it, and the revoked token
         came back (6 of 40 revocations raced a reload). A new path is read.
         """
-        from pypid.storage.audit_files import MemoryAuditLog
+        from pypid.storage.journal_files import MemoryJournal
         from pypid.tap import Options
         from pypid.web.identity.identity_part import IdentityPart
         from pypid.web.server.audit_trail import AuditTrail
@@ -312,7 +312,7 @@ class TokenFileTests(SynchronousTestCase):
             return options["config_obj"]
         reactor = ThreadedReactor()
         part = IdentityPart(config(self.path), reactor, AtOncePool(),
-                          AuditTrail(MemoryAuditLog(reactor), reactor), run_now)
+                          AuditTrail(MemoryJournal(reactor), reactor), run_now)
         book = part.access.tokens
         self.assertEqual(set(book.tokens), {self.token.id})
         # a revocation taken in memory while the file still says otherwise

@@ -35,8 +35,8 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry
 from pypid.state.loader import load_statuses
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import FilenameDeleted, StorageError
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage
 from pypid.storage.reading import read_statuses
 from tests.harness.distributions import make_sdist, make_wheel
@@ -756,8 +756,8 @@ class StatusBundleTests(BundleCase):
         a backup), and arrive quarantined: the daemon's loader reads them so.
         """
         source = await self.with_statuses()
-        audit = MemoryAuditLog(self.clock)
-        audit.append(Entry(time="2026-11-20T10:00:00.000000Z", event="status",
+        audit = MemoryJournal(self.clock)
+        audit.queue(Entry(time="2026-11-20T10:00:00.000000Z", event="status",
                            user="alice", project="holy-grail",
                            detail="quarantined: malware reported"))
         self.assertTrue(await audit.flush())

@@ -66,7 +66,7 @@ NAMED_PARTS = [
     "threads",
     "readme-sandbox",
     "storage", "storage:release", "storage:staging",
-    "webhooks", "audit", "access", "advisories", "advisory-waivers", "running-mark",
+    "audit", "webhooks", "access", "advisories", "advisory-waivers", "running-mark",
     "index", "index:release", "index:staging", "namespace-grants",
     "snapshot", "snapshot:release", "snapshot:staging",
     "readiness", "usage", "usage:release", "usage:staging", "web", "listeners",

@@ -22,9 +22,9 @@ from pypid.core.indexes.render import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.merge import apply_changes, merge_scan
 from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConflict
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.capabilities import Changed
 from pypid.storage.interface import StorageError
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
@@ -229,7 +229,7 @@ class RecycleBinTests(SynchronousTestCase):
         self.index = Index(file_url_for(None))
         self.locks = KeyedLock(self.clock)
         self.bin = RecycleBin(self.index, self.storage, self.locks, self.clock, WEEK)
-        self.audit = MemoryAuditLog(self.clock)
+        self.audit = MemoryJournal(self.clock)
         name, data = make_wheel("Holy.Grail", "1.0")
         path = self.mktemp()
         with open(path, "wb") as f:

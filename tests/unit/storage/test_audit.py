@@ -38,14 +38,16 @@ from pypid.core.records import audit_chain as audit
 from pypid.core.records import audit_query
 from pypid.core.records.audit_chain import AuditError, Entry, chain, format_time, verify_lines
 from pypid.core.records.audit_query import make_query, select
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.login_failures import LoginFailures
 from pypid.http.client import make_http
-from pypid.storage.audit_bucket import BATCH_ENTRIES, BucketAuditLog
-from pypid.storage.audit_files import LocalAuditLog, MemoryAuditLog
-from pypid.storage.audit_log import BufferedAuditLog, IAuditLog, PartlyWritten
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.interface import StorageError
+from pypid.storage.journal import IJournal, JournalWriter, PartlyWritten, retry_policy
+from pypid.storage.journal_files import LocalJournal, MemoryJournal
+from pypid.storage.journal_records import BucketJournal
 from pypid.storage.memory import MemoryStorage
+from pypid.storage.records import BucketRecords
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
@@ -117,7 +119,7 @@ class EntryTests(SynchronousTestCase):
         self.assertEqual(plain, b'{"event":"upload","filename":"f.whl","outcome":"ok",'
                                 b'"prev":null,"project":"holy-grail",'
                                 b'"time":"2026-01-01T00:00:00.000000Z","user":"alice"}')
-        self.assertIn("promote", audit.EVENTS)
+        self.assertIn("promote", set(ChangeKind))
 
     def test_line_is_stable_ascii(self):
         """A line is ASCII with sorted keys, whatever the text it holds."""
@@ -500,7 +502,7 @@ class BufferTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.log = MemoryAuditLog(self.clock)
+        self.log = MemoryJournal(self.clock, retry_policy(lambda: 0.0))
 
     def written(self):
         """The entries in the log's files."""
@@ -508,9 +510,9 @@ class BufferTests(SynchronousTestCase):
 
     def test_written_soon(self):
         """An append is written within the flush delay, with those that follow it."""
-        self.log.append(entry(0))
+        self.log.queue(entry(0))
         self.clock.advance(0.2)
-        self.log.append(entry(1))
+        self.log.queue(entry(1))
         self.assertEqual(self.written(), [])
         self.clock.advance(0.5)
         self.assertEqual(len(self.written()), 2)
@@ -520,13 +522,13 @@ class BufferTests(SynchronousTestCase):
         """A failed write is logged as an error and tried again; nothing is lost or reordered."""
         self.log.fail = True
         with capturedLogs() as events:
-            self.log.append(entry(0))
+            self.log.queue(entry(0))
             self.clock.advance(1)
-            self.log.append(entry(1))
+            self.log.queue(entry(1))
             self.clock.advance(1)
         errors = [e for e in events if e["log_level"] == LogLevel.error]
         self.assertEqual(len(errors), 1)
-        self.assertIn("Cannot write 1 audit entries", errors[0]["log_format"].format(**errors[0]))
+        self.assertIn("Cannot write 1 journal entries", errors[0]["log_format"].format(**errors[0]))
         self.assertEqual(self.log.pending, 2)
         self.log.fail = False
         self.clock.advance(2)
@@ -536,11 +538,11 @@ class BufferTests(SynchronousTestCase):
 
     def test_close_writes(self):
         """The stop writes what waits, and what comes after it is logged as lost."""
-        self.log.append(entry(0))
+        self.log.queue(entry(0))
         self.assertTrue(self.successResultOf(self.log.close()))
         self.assertEqual(len(self.written()), 1)
         with capturedLogs() as events:
-            self.log.append(entry(1))
+            self.log.queue(entry(1))
         self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
 
     def test_bounded(self):
@@ -548,31 +550,37 @@ class BufferTests(SynchronousTestCase):
         self.log.max_pending = 3
         with capturedLogs() as events:
             for i in range(5):
-                self.log.append(entry(i))
+                self.log.queue(entry(i))
         self.assertEqual((self.log.pending, self.log.lost), (3, 2))
         self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.error]), 1)
 
 
-class _GatedLog(BufferedAuditLog):
+class _GatedLog(JournalWriter):
     """
     A buffered log whose writes end when the test says: each batch's
     L{Deferred} is kept in C{gates}, to fire (written) or fail.
     """
 
     def __init__(self, clock):
-        super().__init__(clock)
+        super().__init__(clock, retry_policy(lambda: 0.0))
         self.batches = []
         self.gates = []
+        self.next = 2
 
     def _write_batch(self, entries):
         self.batches.append([e.filename for e in entries])
         self.gates.append(Deferred())
-        return self.gates[-1]
+
+        def written(_):
+            numbered = audit.number(entries, self.next)
+            self.next += len(entries)
+            return numbered
+        return self.gates[-1].addCallback(written)
 
 
 class DurableWriteTests(SynchronousTestCase):
     """
-    L{IAuditLog.write}: a change's entry is written at once, and its
+    L{IJournal.write}: a change's entry is written at once, and its
     L{Deferred} fires when that attempt ends; writes stay batched.
     """
 
@@ -582,41 +590,41 @@ class DurableWriteTests(SynchronousTestCase):
 
     def test_written_at_once(self):
         """A written entry does not wait for the flush delay; an appended one does."""
-        self.log.append(entry(0, filename="appended"))
+        self.log.queue(entry(0, filename="appended"))
         self.assertEqual(self.log.batches, [])
-        done = self.log.write(entry(1, filename="written"))
+        done = self.log.append([entry(1, filename="written")])
         self.assertEqual(self.log.batches, [["appended", "written"]])
         self.assertNoResult(done)
         self.assertEqual(self.log.pending, 2)
         self.log.gates[0].callback(None)
-        self.assertTrue(self.successResultOf(done))
+        self.assertEqual(self.successResultOf(done), 3)
         self.assertEqual((self.log.pending, self.log.written, self.log.write_failures),
                          (0, 2, 0))
 
     def test_batched_during_a_write(self):
         """Entries arriving during a write are the next write, one for all of them."""
-        first = self.log.write(entry(0, filename="a"))
-        later = [self.log.write(entry(1, filename="b")), self.log.write(entry(2, filename="c"))]
-        self.log.append(entry(3, filename="d"))
+        first = self.log.append([entry(0, filename="a")])
+        later = [self.log.append([entry(1, filename="b")]), self.log.append([entry(2, filename="c")])]
+        self.log.queue(entry(3, filename="d"))
         self.assertEqual(self.log.batches, [["a"]])
         self.log.gates[0].callback(None)
-        self.assertTrue(self.successResultOf(first))
+        self.assertEqual(self.successResultOf(first), 2)
         self.assertEqual(self.log.batches, [["a"], ["b", "c", "d"]])
         for done in later:
             self.assertNoResult(done)
         self.log.gates[1].callback(None)
-        self.assertEqual([self.successResultOf(d) for d in later], [True, True])
+        self.assertEqual([self.successResultOf(d) for d in later], [3, 4])
         self.assertEqual((self.log.pending, self.log.written), (0, 4))
 
     def test_failed_attempt_answers_and_keeps_the_entry(self):
         """
-        A failed first attempt fires with L{False} (nobody waits for the
+        A failed first attempt fires with L{None} (nobody waits for the
         retries), is logged, and the entry stays queued and is retried.
         """
-        done = self.log.write(entry(0, filename="a"))
+        done = self.log.append([entry(0, filename="a")])
         with capturedLogs() as events:
             self.log.gates[0].errback(StorageError("the disk is full"))
-        self.assertFalse(self.successResultOf(done))
+        self.assertIsNone(self.successResultOf(done))
         self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
         self.assertEqual((self.log.pending, self.log.written, self.log.write_failures),
                          (1, 0, 1))
@@ -628,10 +636,11 @@ class DurableWriteTests(SynchronousTestCase):
     def test_partly_written(self):
         """A write that failed after a first part requeues the rest only."""
         for name in "abc":
-            self.log.append(entry(0, filename=name))
+            self.log.queue(entry(0, filename=name))
         done = self.log.flush()
         with capturedLogs():
-            self.log.gates[0].errback(PartlyWritten(2, StorageError("down")))
+            self.log.gates[0].errback(PartlyWritten(
+                audit.number([entry(0, filename=n) for n in "ab"], 2), StorageError("down")))
         self.assertFalse(self.successResultOf(done))
         self.assertEqual((self.log.pending, self.log.written), (1, 2))
         self.clock.advance(2)
@@ -642,10 +651,10 @@ class DurableWriteTests(SynchronousTestCase):
         self.log.max_pending = 2
         with capturedLogs():
             for i in range(3):
-                self.log.append(entry(i))
+                self.log.queue(entry(i))
             closing = self.log.close()
             self.log.gates[0].errback(StorageError("down"))
-            self.log.append(entry(9))
+            self.log.queue(entry(9))
         self.assertFalse(self.successResultOf(closing))
         self.assertEqual((self.log.pending, self.log.written, self.log.lost), (0, 0, 4))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -680,12 +689,12 @@ class AuditLogContractMixin:
     async def written(self, log, *entries):
         """Append C{entries} and flush them."""
         for one in entries:
-            log.append(one)
+            log.queue(one)
         self.assertTrue(await log.flush())
 
     async def test_interface(self):
-        """The log provides L{IAuditLog}."""
-        self.assertTrue(verifyObject(IAuditLog, self.make_log()))
+        """The log provides L{IJournal}."""
+        self.assertTrue(verifyObject(IJournal, self.make_log()))
 
     async def test_empty(self):
         """A new log reads and checks empty."""
@@ -703,7 +712,8 @@ class AuditLogContractMixin:
         page = await log.read(make_query(since="2026-01-01"))
         entries, following = page.entries, page.next
         self.assertEqual([e.event for e in entries], ["upload", "yank", "delete"])
-        self.assertEqual(attrs.evolve(entries[0], prev=None), first)
+        self.assertEqual(attrs.evolve(entries[0], prev=None, serial=None, id=None), first)
+        self.assertEqual([e.serial for e in entries], [2, 3, 4])
         self.assertIsNone(following)
         checked = await log.verify()
         self.assertEqual((checked.entries, checked.broken), (3, ()))
@@ -929,7 +939,7 @@ class AppendedFileMixin:
         await self.written(log, entry(-0.9, filename="start"))
         block = self.block_file(log, "2026-01-01.jsonl")
         for i, offset in enumerate((-0.5, -0.1, 0.5)):
-            log.append(entry(offset, filename=f"f{i}"))
+            log.queue(entry(offset, filename=f"f{i}"))
         with capturedLogs():
             self.assertFalse(await log.flush())
         block()
@@ -950,12 +960,12 @@ class AppendedFileMixin:
         self.assertEqual((await log.verify()).broken, ())
 
 
-class MemoryAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
+class MemoryJournalTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
     """The contract, in memory."""
 
     def make_log(self):
         """A log in memory."""
-        return MemoryAuditLog(Clock())
+        return MemoryJournal(Clock())
 
     async def files(self, log):
         """Its files."""
@@ -974,7 +984,7 @@ class MemoryAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         return lambda: log.fail_files.discard(name)
 
 
-class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
+class LocalJournalTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
     """The contract, in daily files of a folder, written in a real thread pool."""
 
     def setUp(self):
@@ -985,7 +995,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
 
     def make_log(self):
         """A log in a new folder."""
-        return LocalAuditLog(os.path.abspath(self.mktemp()), self.run_in_pool, Clock())
+        return LocalJournal(os.path.abspath(self.mktemp()), self.run_in_pool, Clock())
 
     async def test_writers_at_once(self):
         """
@@ -996,7 +1006,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         """
         from pypid.jobs.gather import gather
         log = self.make_log()
-        other = LocalAuditLog(log.folder, self.run_in_pool, Clock())
+        other = LocalJournal(log.folder, self.run_in_pool, Clock())
         await self.written(log, entry(0))
         await self.written(other, entry(1, user="other"))
         await self.written(log, entry(86400))
@@ -1039,7 +1049,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         """A server started again goes on with the chain of the newest file, across days."""
         log = self.make_log()
         await self.written(log, entry(0))
-        again = LocalAuditLog(log.folder, self.run_in_pool, Clock())
+        again = LocalJournal(log.folder, self.run_in_pool, Clock())
         await self.written(again, entry(86400))
         checked = await again.verify()
         self.assertEqual((checked.files, checked.broken, checked.notes), (2, (), ()))
@@ -1084,7 +1094,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         path = os.path.join(log.folder, "2026-01-01.jsonl")
         with open(path, "ab") as f:
             f.write(b'{"time": "2026-01')
-        log2 = LocalAuditLog(log.folder, self.run_in_pool, Clock())
+        log2 = LocalJournal(log.folder, self.run_in_pool, Clock())
         await self.written(log2, entry(2))
         broken = [str(b) for b in (await log2.verify()).broken]
         self.assertEqual(len(broken), 1)
@@ -1133,7 +1143,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         log = self.make_log()
         with open(log.folder, "w"):
             pass  # a file where the folder should be
-        log.append(entry(0))
+        log.queue(entry(0))
         with capturedLogs() as events:
             self.assertFalse(await log.flush())
         self.assertEqual(log.pending, 1)
@@ -1143,7 +1153,7 @@ class LocalAuditLogTests(AuditLogContractMixin, AppendedFileMixin, TestCase):
         self.assertEqual(log.pending, 0)
 
 
-class BucketAuditLogTests(AuditLogContractMixin, TestCase):
+class BucketJournalTests(AuditLogContractMixin, TestCase):
     """The contract, in batch objects of a bucket on moto's S3 server."""
 
     prefix = "pkgs/"
@@ -1164,18 +1174,22 @@ class BucketAuditLogTests(AuditLogContractMixin, TestCase):
                         credentials, http, reactor, 10.0,
                         run=partial(deferToThreadPool, reactor, self.pool))
 
-    def make_log(self, instance=None):
-        """A log writing batches of its own in the bucket."""
-        return BucketAuditLog(self.client(), self.prefix, Clock(), instance=instance)
+    def make_log(self, prefix=None):
+        """A journal of the bucket, as a server makes it."""
+        client = self.client()
+        prefix = self.prefix if prefix is None else prefix
+        return BucketJournal(BucketRecords(client, prefix + ".pypid/journal/"), client, prefix,
+                             Clock())
 
     def make_other_log(self):
-        """A log of another storage in the same bucket (another prefix)."""
-        return BucketAuditLog(self.client(), "other/", Clock())
+        """A journal of another storage in the same bucket (another prefix)."""
+        return self.make_log("other/")
 
     async def files(self, log):
-        """Every audit object, by key."""
+        """Every batch object, by key."""
         client = s3server.client()
-        listed = client.list_objects_v2(Bucket=self.bucket, Prefix=log.folder)
+        listed = client.list_objects_v2(Bucket=self.bucket,
+                                        Prefix=log.records._prefix + "entries/")
         return {item["Key"]: client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
                 for item in listed.get("Contents", ())}
 
@@ -1186,137 +1200,102 @@ class BucketAuditLogTests(AuditLogContractMixin, TestCase):
         else:
             s3server.client().put_object(Bucket=self.bucket, Key=name, Body=data)
 
+    def key(self, serial):
+        """The key of the batch that begins at C{serial}."""
+        return f"{self.prefix}.pypid/journal/entries/{serial:012d}.jsonl"
+
     async def test_keys(self):
-        """Keys are <prefix>.pypid/audit/<day>/<instance>/<n>.jsonl, unseen by scans."""
-        log = self.make_log(instance="abc123")
-        await self.written(log, entry(0))
-        await self.written(log, entry(1))
+        """Keys are <prefix>.pypid/journal/entries/<first serial>.jsonl, unseen by scans."""
+        log = self.make_log()
+        await self.written(log, entry(0), entry(1))
+        await self.written(log, entry(2))
         keys = sorted(await self.files(log))
-        self.assertEqual(keys, ["pkgs/.pypid/audit/2026-01-01/abc123/000000.jsonl",
-                                "pkgs/.pypid/audit/2026-01-01/abc123/000001.jsonl"])
+        self.assertEqual(keys, [self.key(2), self.key(4)])
         layout = Layout(self.prefix)
-        for key in keys:
+        for key in keys + [f"{self.prefix}.pypid/journal/days/2026-01-01"]:
             self.assertIsNone(layout.path_of(key))
             self.assertLess(key, layout.files_start_after)
 
-    async def test_instances_share_the_bucket(self):
-        """Two servers write keys of their own; reads merge them, each chain checks."""
+    async def test_servers_share_the_journal(self):
+        """Two servers write one journal: reads merge them in one order, one chain."""
         one, two = self.make_log(), self.make_log()
         await self.written(one, entry(0, user="one"))
         await self.written(two, entry(1, user="two"))
         await self.written(one, entry(2, user="one"))
         entries = (await one.read(make_query(since="2026-01-01"))).entries
-        self.assertEqual([e.user for e in entries], ["one", "two", "one"])
+        self.assertEqual([(e.user, e.serial) for e in entries],
+                         [("one", 2), ("two", 3), ("one", 4)])
         checked = await two.verify()
         self.assertEqual((checked.files, checked.entries, checked.broken), (3, 3, ()))
 
     async def test_batch_removed(self):
-        """A batch removed from the middle of a server's day is named."""
-        log = self.make_log(instance="abc")
+        """A batch removed from the middle is named by its serials."""
+        log = self.make_log()
         for i in range(3):
             await self.written(log, entry(i))
-        await self.put(log, log.key("2026-01-01", "abc", 1), None)
+        await self.put(log, self.key(3), None)
         broken = [str(b) for b in (await log.verify()).broken]
-        self.assertEqual(broken, ["pkgs/.pypid/audit/2026-01-01/abc/000001.jsonl: missing: "
-                                  "this batch was removed"])
+        self.assertEqual(broken, [
+            f"{self.key(4)}: missing: serials 3 to 3 were removed",
+            f"{self.key(4)}: line 1: does not follow the last entry of {self.key(2)}: "
+            "entries at its end were removed or edited, or what came between them was "
+            "removed"])
 
-    async def test_chain_across_days(self):
-        """An instance's first batch of a day links to its last batch of the day before."""
-        log = self.make_log(instance="abc")
-        await self.written(log, entry(0))
-        await self.written(log, entry(1))
-        await self.written(log, entry(86400))
-        files = await self.files(log)
-        self.assertEqual(
-            audit.first_entry(files[log.key("2026-01-02", "abc", 0)]).prev,
-            audit.link(files[log.key("2026-01-01", "abc", 1)].splitlines()[-1]))
-        checked = await log.verify()
-        self.assertEqual((checked.files, checked.broken, checked.notes), (3, (), ()))
-
-    async def test_last_batch_of_a_day_removed(self):
-        """An instance's last batch of a day, removed before a later day's, is reported."""
-        log = self.make_log(instance="abc")
-        for offset in (0, 1, 86400):
-            await self.written(log, entry(offset))
-        await self.put(log, log.key("2026-01-01", "abc", 1), None)
-        self.assertEqual([str(b) for b in (await log.verify()).broken], [
-            f"{log.key('2026-01-02', 'abc', 0)}: line 1: does not follow the last entry of "
-            f"{log.key('2026-01-01', 'abc', 0)}: entries at its end were removed or edited, "
-            "or what came between them was removed"])
-
-    async def test_instance_day_removed(self):
-        """All of an instance's batches of a day, removed between two others, are reported."""
-        one, two = self.make_log(instance="one"), self.make_log(instance="two")
-        for day in range(3):
-            await self.written(one, entry(day * 86400, user="one"))
-            await self.written(two, entry(day * 86400 + 1, user="two"))
-        await self.put(two, two.key("2026-01-02", "two", 0), None)
-        broken = [str(b) for b in (await one.verify()).broken]
-        self.assertEqual(len(broken), 1)
-        self.assertTrue(broken[0].startswith(f"{two.key('2026-01-03', 'two', 0)}: line 1: "
-                                             "does not follow"), broken)
+    async def test_days(self):
+        """Each day's first batch is noted; queries read the days they need."""
+        log = self.make_log()
+        await self.written(log, entry(0, filename="day1"), entry(86400, filename="day2"),
+                           entry(2 * 86400 + 5, filename="day3"))
+        entries = (await log.read(make_query(since="2026-01-02"))).entries
+        self.assertEqual([e.filename for e in entries], ["day2", "day3"])
+        newest = (await log.read(make_query(limit="1"))).entries
+        self.assertEqual([e.filename for e in newest], ["day3"])
 
     async def test_oldest_pruned(self):
-        """An instance's oldest batches removed (retention) are a note, not an error."""
-        log = self.make_log(instance="abc")
+        """The oldest batches removed (retention) are a note, not an error."""
+        log = self.make_log()
         for offset in (0, 1, 86400):
             await self.written(log, entry(offset))
-        await self.put(log, log.key("2026-01-01", "abc", 0), None)
+        await self.put(log, self.key(2), None)
         checked = await log.verify()
         self.assertEqual(checked.broken, ())
         self.assertEqual([str(n) for n in checked.notes], [
-            f"{log.key('2026-01-01', 'abc', 1)}: entries before 2026-01-01T00:00:01.000000Z "
-            "are not kept (pruned)"])
+            f"{self.key(3)}: entries before 2026-01-01T00:00:01.000000Z are not kept "
+            "(pruned)"])
 
-    async def test_partial_write_not_repeated(self):
+    async def test_before_the_journal(self):
         """
-        A batch of more than one object whose second object fails: the
-        first, written, is not written again when the rest is retried.
+        The audit log a bucket kept before the journal (a chain per server's
+        start) is read and checked with it, and carried in a bundle.
         """
-        log = self.make_log(instance="abc")
-        taken = log.key("2026-01-01", "abc", 1)
-        await self.put(log, taken, b"in the way\n")
-        for i in range(BATCH_ENTRIES + 5):
-            log.append(entry(i / 1000, filename=f"f{i}"))
-        with capturedLogs():
-            self.assertFalse(await log.flush())
-        await self.put(log, taken, None)
-        self.assertTrue(await log.flush())
-        entries = (await log.read(make_query(since="2026-01-01", limit="10000"))).entries
-        self.assertEqual([e.filename for e in entries],
-                         [f"f{i}" for i in range(BATCH_ENTRIES + 5)])
-        self.assertEqual((await log.verify()).broken, ())
-        self.assertEqual((log.pending, log.written, log.write_failures),
-                         (0, BATCH_ENTRIES + 5, 1))
-
-    async def test_lost_answer(self):
-        """A batch written by an attempt whose answer was lost is not written twice."""
-        log = self.make_log(instance="abc")
-        await self.written(log, entry(0))
-        # The same batch again, as if the first answer had been lost.
-        log._numbers["2026-01-01"], log._head = 0, None
-        await self.written(log, entry(0), entry(1))
+        older = f"{self.prefix}.pypid/audit/2026-01-01/abc/000000.jsonl"
+        await self.put(None, older, lines_of([entry(0, filename="before")]))
+        log = self.make_log()
+        await self.written(log, entry(5, filename="after"))
         entries = (await log.read(make_query(since="2026-01-01"))).entries
-        self.assertEqual(len(entries), 2)
-        self.assertEqual((await log.verify()).broken, ())
+        self.assertEqual([e.filename for e in entries], ["before", "after"])
+        checked = await log.verify()
+        self.assertEqual((checked.files, checked.entries, checked.broken), (2, 2, ()))
+        self.assertEqual([name for name, _ in await log.stored_files()],
+                         ["2026-01-01/abc/000000.jsonl", "journal/000000000002.jsonl"])
 
     async def test_from_configuration(self):
-        """The server's S3 log, as the configuration makes it, and C{audit verify}'s check."""
+        """The server's bucket journal, as the configuration makes it, and C{audit verify}'s check."""
         from io import StringIO
 
         from pypid.cli.admin_audit import check
         from pypid.config import load_config
-        from pypid.storage.factory import make_audit_log
+        from pypid.storage.factory import make_journal
 
         settings = {("storage", "backend"): "s3", ("s3", "bucket"): self.bucket,
                     ("s3", "prefix"): "packages/", ("s3", "endpoint_url"): s3server.endpoint(),
                     ("s3", "access_key"): s3server.ACCESS_KEY,
                     ("s3", "secret_key"): s3server.SECRET_KEY}
         config = load_config(None, [(*name, value) for name, value in settings.items()])
-        log = make_audit_log(config, partial(deferToThreadPool, reactor, self.pool), reactor)
+        log = make_journal(config, partial(deferToThreadPool, reactor, self.pool), reactor)
         await self.written(log, entry(0), entry(1))
         [key] = await self.files(log)
-        self.assertTrue(key.startswith("packages/.pypid/audit/2026-01-01/"), key)
+        self.assertEqual(key, "packages/.pypid/journal/entries/000000000002.jsonl")
         out, err = StringIO(), StringIO()
         self.assertEqual(await check(log, out, err), 0)
         self.assertEqual(out.getvalue(), "1 file, 2 entries: every chain is intact\n")
@@ -1328,8 +1307,9 @@ class BucketAuditLogTests(AuditLogContractMixin, TestCase):
         credentials = CredentialSource(Credentials("k", "s"), run_now, reactor)
         client = S3Client(Bucket("http://127.0.0.1:9", self.bucket, s3server.REGION),
                           credentials, http, reactor, 1.0, run=run_now)
-        log = BucketAuditLog(client, self.prefix, Clock())
-        log.append(entry(0))
+        log = BucketJournal(BucketRecords(client, "pkgs/.pypid/journal/"), client, self.prefix,
+                            Clock())
+        log.queue(entry(0))
         with capturedLogs():
             self.assertFalse(await log.flush())
         self.assertEqual(log.pending, 1)
@@ -1354,7 +1334,7 @@ class _WebCase(SynchronousTestCase):
         self.clock.advance(T0)
         users = {name: hash_password(PASSWORD, FAST) for name in ("admin", "alice")}
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
-        self.log = MemoryAuditLog(self.clock)
+        self.log = MemoryJournal(self.clock)
         self.trail = AuditTrail(self.log, self.clock)
         self.tokens = TokenBook(self.clock)
         self.access = Gates(AccessModel(admins=frozenset({"admin"})), verifier,
@@ -1418,8 +1398,10 @@ class WebAuditTests(_WebCase):
         self.assertEqual(upload, {
             "time": "2026-01-01T00:00:00.000000Z", "event": "upload", "outcome": "ok",
             "user": "alice", "login": "password", "address": "127.0.0.1",
-            "project": "holy-grail", "version": "1.0",
+            "project": "holy-grail", "version": "1.0", "serial": 2,
+            "id": "evt_1767225600000_2",
             "filename": filename, "sha256": hashlib.sha256(data).hexdigest()})
+        self.assertEqual([e["serial"] for e in entries], list(range(2, 8)))
         self.assertEqual(entries[1]["detail"], "broken")
         self.assertEqual(entries[4]["target"], token_id)
         self.assertEqual(entries[4]["detail"], "upload on every project")
@@ -1627,7 +1609,7 @@ class WebAuditTests(_WebCase):
         answers the cursor of the rest.
         """
         for day in range(40):
-            self.log.append(entry(day * 86400))
+            self.log.queue(entry(day * 86400))
         response, body = self.request("GET", "/api/audit?since=2026-01-01&user=nobody",
                                       "admin")
         self.assertEqual(json.loads(body), {"entries": [], "before": None,
@@ -1721,7 +1703,7 @@ class CommandTests(_WebCase):
         request reads fewer days than they span (it follows C{before}).
         """
         for day in range(40):
-            self.log.append(entry(day * 86400, filename=f"f{day}"))
+            self.log.queue(entry(day * 86400, filename=f"f{day}"))
         status, lines, paths = self.show(limit=35)
         self.assertEqual(status, 0)
         self.assertEqual([line.split("  ")[5] for line in lines],
@@ -1731,7 +1713,7 @@ class CommandTests(_WebCase):
     def test_since_across_the_read_bound(self):
         """With C{--since}, every entry from then on, page after page."""
         for day in range(40):
-            self.log.append(entry(day * 86400, filename=f"f{day}"))
+            self.log.queue(entry(day * 86400, filename=f"f{day}"))
         status, lines, _ = self.show(since="2026-01-01")
         self.assertEqual(len(lines), 40)
         status, lines, _ = self.show(since="2026-01-01", limit=33)
@@ -1746,7 +1728,7 @@ class StorageErrorTests(SynchronousTestCase):
         from twisted.internet.defer import fail
 
         clock = Clock()
-        log = MemoryAuditLog(clock)
+        log = MemoryJournal(clock)
         log.read = lambda query: fail(StorageError("down"))
         users = {"admin": hash_password(PASSWORD, FAST)}
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
@@ -1836,7 +1818,7 @@ class CacheAuditTests(SynchronousTestCase):
         """A refresh names the project and its files; a refused one the reason."""
         clock = Clock()
         clock.advance(T0)
-        log = MemoryAuditLog(clock)
+        log = MemoryJournal(clock)
         users = {"alice": hash_password(PASSWORD, FAST)}
         verifier = PasswordVerifier(users, clock, None, run_in_pool=run_in_pool_now)
         access = Gates(AccessModel(), verifier)

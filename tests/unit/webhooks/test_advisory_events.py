@@ -13,9 +13,9 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
 from pypid.core.security.affected_releases import Affected
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import StorageError
-from pypid.storage.outbox_store import MemoryOutboxStore
+from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.records import MemoryRecords
 from pypid.webhooks.advisory_events import TOLD, AdvisoryEvents
 from tests.harness.webhooks import change
 
@@ -66,10 +66,10 @@ class EventsTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.store = MemoryOutboxStore()
-        self.audit = MemoryAuditLog(self.clock)
+        self.store = MemoryRecords()
+        self.audit = MemoryJournal(self.clock)
         self.entries = []
-        self.audit.write = lambda entry: succeed(self.entries.append(entry) or True)
+        self.audit.append = lambda entries: succeed(self.entries.extend(entries) or 2)
         self.versions = {"1.0"}
         self.db = db(OLD)
         self.events = AdvisoryEvents(self.store, self.audit, self.clock,
@@ -98,11 +98,11 @@ class EventsTests(SynchronousTestCase):
         self.db = db(OLD, NEW)
         self.events.changed(db(), self.db)
         self.versions.add("2.0")
-        self.events.entry(change("upload", version="2.0"))
+        self.events.written([change("upload", version="2.0")])
         [entry] = self.entries
         self.assertEqual((entry.version, entry.target), ("2.0", NEW.id))
         # (an entry of another kind, or a refusal, looks at nothing)
-        self.events.entry(change("yank", version="2.0"))
+        self.events.written([change("yank", version="2.0")])
         self.assertEqual(len(self.entries), 1)
 
     def test_restart_tells_nothing_again(self):
@@ -127,14 +127,14 @@ class TellingTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.store = MemoryOutboxStore(shared=True)
+        self.store = MemoryRecords(shared=True)
         self.entries = []
         self.versions = {"1.0"}
         self.db = db(OLD)
 
     def server(self):
-        audit = MemoryAuditLog(self.clock)
-        audit.write = lambda entry: succeed(self.entries.append(entry) or True)
+        audit = MemoryJournal(self.clock)
+        audit.append = lambda entries: succeed(self.entries.extend(entries) or 2)
         return AdvisoryEvents(self.store, audit, self.clock,
                               lambda: {"default": lambda p: set(self.versions)},
                               lambda: self.db)
@@ -168,5 +168,5 @@ class TellingTests(SynchronousTestCase):
         one.changed(db(), self.db)
         self.store.failing = None
         self.versions.add("2.0")
-        one.entry(change("upload", version="2.0"))
+        one.written([change("upload", version="2.0")])
         self.assertEqual(self.entries, [])

@@ -1,107 +1,202 @@
 """
-The deliveries of the outbox (L{pypid.webhooks.delivery}) on a L{Clock},
-with a scripted sender: order, retries, Retry-After, giving up and
-redelivering, lanes that do not wait for each other, the lease of a
-shared store, what they show.
+The deliveries of the journal's events (L{pypid.webhooks.delivery}) on a
+L{Clock}, with a scripted sender: order within a project, groups taken in
+turn (a flood of one actor's events holds another's back by one), retries,
+Retry-After, giving up and sending again, a filter narrowed at a reload,
+cursors kept across a restart, the outbox of before the journal carried
+over, lanes that do not wait for each other, the lease of a shared store,
+what they show.
 """
+
+import json
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pypid.core.records.webhook_events import WebhookEvent
+from pypid.core.records.webhook_events import Filter, WebhookEvent
 from pypid.storage.interface import StorageError
-from pypid.storage.outbox_store import MemoryOutboxStore
-from pypid.webhooks.delivery import STORE_PAUSE, UNKNOWN_GRACE, Deliveries
+from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.records import MemoryRecords
+from pypid.webhooks.delivery import STORE_PAUSE, Deliveries
 from pypid.webhooks.lease import RENEW, TTL, Lease
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt
-from tests.harness.webhooks import ScriptedSender, subscription
+from tests.harness.webhooks import ScriptedSender, change, subscription
 
 OK = Attempt(200, None)
 DOWN = Attempt(0, "cannot reach the receiver: connection refused")
 
-
-def event(n, type="upload"):
-    return WebhookEvent(f"evt_{n}", type, "2026-11-28T01:00:00.000000Z", {"n": n})
+#: The tests' clock starts here (2001-09-09).
+START = 1_000_000_000
 
 
 class DeliveriesCase(TestCase):
-    """A store, an outbox, and deliveries over them."""
+    """A journal, a ledger, and deliveries over them."""
 
     def setUp(self):
         self.clock = Clock()
-        self.clock.advance(1_000_000)
-        self.store = MemoryOutboxStore()
-        self.outbox = Outbox(self.store, self.clock, "a")
+        self.clock.advance(START)
+        self.journal = MemoryJournal(self.clock)
+        self.store = MemoryRecords()
+        self.ledger = Ledger(self.store, self.clock, "a")
         self.sender = ScriptedSender()
         self.subscriptions = {"builds": subscription("builds", retry_delay=10.0,
                                                      retry_for=100.0)}
 
-    def deliveries(self, outbox=None, sender=None, lease=None):
-        deliveries = Deliveries(outbox or self.outbox, sender or self.sender,
-                                lambda: self.subscriptions, self.clock, lease,
-                                look_every=1.0, jitter=lambda: 0.0)
+    def deliveries(self, sender=None, lease=None, ledger=None, journal=None, **kwargs):
+        deliveries = Deliveries(journal or self.journal, ledger or self.ledger,
+                                sender or self.sender, lambda: self.subscriptions, self.clock,
+                                lease, look_every=1.0, jitter=lambda: 0.0, **kwargs)
+        (journal or self.journal).listen(deliveries.wake)
         deliveries.startService()
         self.addCleanup(deliveries.stopService)
         return deliveries
 
-    async def add(self, *numbers, to=("builds",)):
-        await self.outbox.add([(event(n), to) for n in numbers])
-
-    def pending(self):
-        return sorted(self.store.records)
+    async def add(self, *numbers, project="widget", **fields):
+        """Uploads of files C{f<n>} of C{project}, written to the journal."""
+        await self.journal.append([
+            change(when=self.clock.seconds(), project=project, filename=f"f{n}", **fields)
+            for n in numbers])
 
     def tick(self, seconds=1.0, times=1):
         for _ in range(times):
             self.clock.advance(seconds)
 
 
+def files(sender, name=None):
+    """The files of the events C{sender} sent (to C{name}), in order."""
+    return [event.data["files"][0]["filename"] if event.data["files"] else event.type
+            for sent_to, event in sender.sent if name in (None, sent_to)]
+
+
 class OrderTests(DeliveriesCase):
-    """Events go out in the order they were made, and leave the outbox."""
+    """Events go out in the journal's order, within a project."""
 
     async def test_in_order(self):
-        """Three events, delivered in order; the outbox is empty after."""
-        await self.add(1, 2, 3)
+        """Events written while it delivers: sent in order, the cursor kept after them."""
         self.deliveries()
         self.tick(0)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_2", "evt_3"])
-        self.assertEqual([n for n in self.pending() if n.startswith("outbox/")], [])
+        await self.add(1, 2, 3)
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1", "f2", "f3"])
+        cursor = await self.ledger.cursor("builds")
+        self.assertEqual((cursor.serial, cursor.done), (self.journal.last_serial, frozenset()))
+
+    async def test_new_subscription_begins_at_the_end(self):
+        """A subscription sends what comes after it was first seen, not the journal's past."""
+        await self.add(1)
+        self.deliveries()
+        self.tick(0)
+        await self.add(2)
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f2"])
 
     async def test_held_back_by_a_failure(self):
-        """While the first fails, the second is not sent; both go once it is taken."""
-        self.sender.answers = [DOWN, DOWN, OK]
-        await self.add(1, 2)
+        """While the first fails, the next of its project waits; another project goes."""
+        self.sender.answers = [DOWN, OK]
         self.deliveries()
         self.tick(0)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
+        await self.add(1, 2)
+        await self.add(9, project="other")
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1", "f9"])
         self.tick(9.9)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
+        self.assertEqual(files(self.sender), ["f1", "f9"])
         self.tick(0.1)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1"])
-        # (the wait doubles: 20 s)
-        self.tick(20)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1", "evt_1", "evt_2"])
+        self.assertEqual(files(self.sender), ["f1", "f9", "f1", "f2"])
 
     async def test_retry_after(self):
         """A receiver's Retry-After is waited, longer than the back-off."""
         self.sender.answers = [Attempt(429, "HTTP 429", retry_after=60.0), OK]
-        await self.add(1)
         self.deliveries()
         self.tick(0)
-        self.tick(59)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
-        self.tick(1)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1"])
-
-    async def test_new_events_woken(self):
-        """Events added later are delivered at the next look, or at once when woken."""
-        deliveries = self.deliveries()
-        self.tick(0)
         await self.add(1)
-        deliveries.wake()
         self.tick(0)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
+        self.tick(59)
+        self.assertEqual(files(self.sender), ["f1"])
+        self.tick(1)
+        self.assertEqual(files(self.sender), ["f1", "f1"])
+
+    async def test_promoted_release_is_one_event(self):
+        """The files of a promoted release, written together, are one event naming each."""
+        self.deliveries()
+        self.tick(0)
+        await self.journal.append([
+            change("promote", when=self.clock.seconds(), filename=name, index="prod",
+                   target="staging") for name in ("a.whl", "b.tar.gz")])
+        self.tick(0)
+        [(_, event)] = self.sender.sent
+        self.assertEqual([f["filename"] for f in event.data["files"]], ["a.whl", "b.tar.gz"])
+
+    async def test_refused_changes_are_not_events(self):
+        """A refused change, a failed login: nothing sent, and the cursor goes past them."""
+        self.deliveries()
+        self.tick(0)
+        await self.journal.append([change(outcome="refused"), change("login-failed")])
+        self.tick(0)
+        self.tick(2)
+        self.assertEqual(self.sender.sent, [])
+        self.assertEqual((await self.ledger.cursor("builds")).serial,
+                         self.journal.last_serial)
+
+
+class FairnessTests(DeliveriesCase):
+    """One actor's flood holds the others back by one event at a time."""
+
+    async def test_flood_of_tokens(self):
+        """600 token events of one user, then an admin's upload: the upload goes second."""
+        self.sender.hold = True
+        self.deliveries()
+        self.tick(0)
+        await self.journal.append([change("token-issued", user="mallory", project=None,
+                                          filename=None, target=f"t{n}") for n in range(600)])
+        await self.add(1, user="admin")
+        self.tick(0)
+        self.sender.release()
+        self.tick(0)
+        self.sender.release()
+        self.assertEqual(files(self.sender)[:2], ["token-issued", "f1"])
+        self.sender.hold = False
+        self.sender.release()
+        self.tick(1, times=3)
+        self.assertEqual(len(self.sender.sent), 601)
+
+    async def test_window(self):
+        """A lane reads no more than its window ahead; the rest once it moved."""
+        self.deliveries(window=3)
+        self.sender.hold = True
+        self.tick(0)
+        await self.add(*range(10))
+        self.tick(0)
+        deliveries_lane = self.sender.waiting
+        self.assertEqual(len(deliveries_lane), 1)
+        self.sender.hold = False
+        self.sender.release()
+        self.tick(1, times=5)
+        self.assertEqual(files(self.sender), [f"f{n}" for n in range(10)])
+
+
+class FilterTests(DeliveriesCase):
+    """The subscription in force when an event is sent decides."""
+
+    async def test_narrowed_at_a_reload(self):
+        """Events waiting that a reload's filter no longer wants are not sent."""
+        self.sender.answers = [DOWN, OK]
+        self.deliveries()
+        self.tick(0)
+        await self.add(1, 2, index="private")
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1"])
+        builds = self.subscriptions["builds"]
+        self.subscriptions["builds"] = subscription(
+            "builds", retry_delay=10.0, retry_for=100.0, filter=Filter(indexes=frozenset(
+                {"public"})))
+        self.assertNotEqual(builds, self.subscriptions["builds"])
+        self.tick(10)
+        await self.add(3, index="public")
+        self.tick(1)
+        self.assertEqual(files(self.sender), ["f1", "f3"])
 
 
 class GiveUpTests(DeliveriesCase):
@@ -110,42 +205,81 @@ class GiveUpTests(DeliveriesCase):
     async def test_given_up_and_redelivered(self):
         """Given up at the end of its time; the next goes; redelivered, it goes again."""
         self.sender.answers = [DOWN] * 5 + [OK]
-        await self.add(1, 2)
         self.deliveries()
+        self.tick(0)
+        await self.add(1, 2)
         # tries at 0, 10, 30, 70, 100 (the end): five, then given up
         self.tick(0)
         self.tick(10, times=10)
-        self.assertEqual(self.sender.ids(), ["evt_1"] * 5 + ["evt_2"])
-        [failed] = await self.outbox.given_up("builds")
-        self.assertEqual((failed.event.id, failed.tries), ("evt_1", 5))
+        self.assertEqual(files(self.sender), ["f1"] * 5 + ["f2"])
+        [failed] = await self.ledger.given_up("builds")
+        self.assertEqual((failed.event.data["files"][0]["filename"], failed.tries), ("f1", 5))
         self.assertIn("connection refused", failed.error)
-        self.assertEqual(await self.outbox.redeliver("builds"), 1)
-        self.assertEqual(await self.outbox.given_up("builds"), [])
+        self.assertEqual(await self.ledger.redeliver("builds"), 1)
+        self.assertEqual(await self.ledger.given_up("builds"), [])
         self.tick(1)
-        self.assertEqual(self.sender.ids()[-1], "evt_1")
-        self.assertEqual([n for n in self.pending() if n.startswith("outbox/")], [])
+        self.assertEqual(files(self.sender)[-1], "f1")
+        self.assertEqual(await self.ledger.again("builds"), [])
+        self.assertEqual(self.sender.sent[0][1].id, self.sender.sent[-1][1].id)
 
     async def test_removed_subscription(self):
-        """
-        Events of a subscription no longer configured are given up, with
-        why, once another server (or worker) cannot be about to know it.
-        """
-        await self.add(1, to=("gone",))
+        """A subscription removed loses its cursor: added back, it begins at the end."""
         self.deliveries()
         self.tick(0)
-        self.assertEqual(await self.outbox.given_up("gone"), [])
-        self.tick(UNKNOWN_GRACE)
-        [failed] = await self.outbox.given_up("gone")
-        self.assertIn("no longer configured", failed.error)
-        self.assertEqual(self.sender.sent, [])
+        self.assertIsNotNone(await self.ledger.cursor("builds"))
+        builds = self.subscriptions.pop("builds")
+        self.tick(1)
+        self.assertIsNone(await self.ledger.cursor("builds"))
+        await self.add(1)
+        self.subscriptions["builds"] = builds
+        self.tick(1)
+        await self.add(2)
+        self.tick(1)
+        self.assertEqual(files(self.sender), ["f2"])
+
+
+class RestartTests(DeliveriesCase):
+    """The cursor outlives the server: a restart goes on where it was, nothing twice."""
+
+    async def test_restart_goes_on(self):
+        """Stopped with events waiting, the next start sends them, and only them."""
+        self.sender.answers = [OK, DOWN, OK]
+        deliveries = self.deliveries()
+        self.tick(0)
+        await self.add(1)
+        await self.add(2, project="other")
+        await self.add(3)
+        self.tick(0)
+        await deliveries.stopService()
+        self.assertEqual(files(self.sender), ["f1", "f2", "f3"])
+        sender = ScriptedSender()
+        self.deliveries(sender=sender, ledger=Ledger(self.store, self.clock, "b"))
+        self.tick(0)
+        self.assertEqual(files(sender), ["f2"])
+
+    async def test_outbox_carried_over(self):
+        """What an outbox of before the journal held is sent once, then gone."""
+        event = WebhookEvent("evt_1_ab", "upload", "2001-09-09T01:46:40.000000Z",
+                             {"files": [{"filename": "old"}], "project": "widget",
+                              "index": "default"})
+        self.store.records["outbox/0001-a-00000000.json"] = json.dumps(
+            {"event": event.to_json(), "to": ["builds", "gone"],
+             "created": START}).encode()
+        self.deliveries()
+        self.tick(0)
+        self.tick(1)
+        self.assertEqual(files(self.sender), ["old"])
+        self.assertEqual([n for n in self.store.records if n.startswith("outbox/")], [])
+        self.assertEqual(await self.ledger.again("builds"), [])
 
 
 class LaneTests(DeliveriesCase):
     """Each subscription has its own lane."""
 
     async def test_one_down_other_goes(self):
-        """A receiver down holds back its own events only; an event for both stays until both took it."""
-        self.subscriptions["chat"] = subscription("chat", url="https://chat.example/hook")
+        """A receiver down holds back its own events only."""
+        self.subscriptions["chat"] = subscription("chat", url="https://chat.example/hook",
+                                                  retry_delay=10.0, retry_for=100.0)
         down = {"chat"}
 
         class Sender(ScriptedSender):
@@ -153,17 +287,15 @@ class LaneTests(DeliveriesCase):
                 self.answers = [DOWN if subscription.name in down else OK]
                 return ScriptedSender.send(self, subscription, event)
         sender = Sender()
-        await self.add(1, 2, to=("builds", "chat"))
         self.deliveries(sender=sender)
         self.tick(0)
-        self.assertEqual(sender.ids("builds"), ["evt_1", "evt_2"])
-        self.assertEqual(sender.ids("chat"), ["evt_1"])
-        items = await self.outbox.pending()
-        self.assertEqual([item.to for item in items], [("chat",), ("chat",)])
+        await self.add(1, 2)
+        self.tick(0)
+        self.assertEqual(files(sender, "builds"), ["f1", "f2"])
+        self.assertEqual(files(sender, "chat"), ["f1"])
         down.clear()
         self.tick(10)
-        self.assertEqual(sender.ids("chat"), ["evt_1", "evt_1", "evt_2"])
-        self.assertEqual(await self.outbox.pending(), [])
+        self.assertEqual(files(sender, "chat"), ["f1", "f1", "f2"])
 
 
 class ShownTests(DeliveriesCase):
@@ -172,8 +304,9 @@ class ShownTests(DeliveriesCase):
     async def test_metrics_and_status(self):
         """Deliveries by outcome, depth, oldest age; the status record says the same."""
         self.sender.answers = [OK, DOWN]
-        await self.add(1, 2)
         deliveries = self.deliveries()
+        self.tick(0)
+        await self.add(1, 2)
         self.tick(0)
         self.tick(5)
         families = {f.name: f for f in deliveries.metric_families()}
@@ -185,13 +318,13 @@ class ShownTests(DeliveriesCase):
         self.assertEqual(dict(families["pypid_webhook_outbox_oldest_seconds"].samples),
                          {("builds",): 5.0})
         self.tick(2)
-        status = await self.outbox.status("builds")
+        status = await self.ledger.status("builds")
         self.assertEqual(status["pending"], 1)
-        self.assertEqual([r["id"] for r in status["recent"]], ["evt_2", "evt_1"])
+        self.assertEqual([r["status"] for r in status["recent"]], [0, 200])
         self.assertIn("connection refused", status["last_error"])
 
     async def test_no_subscription_no_work(self):
-        """Without a subscription, no lease is taken and the outbox is not read."""
+        """Without a subscription, no lease is taken and nothing is read or kept."""
         self.subscriptions.clear()
         self.store.shared = True
         deliveries = self.deliveries(lease=Lease(self.store, self.clock, "a"))
@@ -201,26 +334,32 @@ class ShownTests(DeliveriesCase):
         self.assertEqual(list(deliveries.metric_families()), [])
 
     async def test_store_down(self):
-        """The store down: said once, not a traceback a look; delivered once it is back."""
-        await self.add(1)
+        """The ledger's store down: said once, not a traceback a look; delivered once it is back."""
         self.store.failing = StorageError("the disk is gone")
         self.deliveries()
         self.tick(0)
+        await self.add(1)
         self.tick(1, times=5)
         self.assertEqual(self.sender.sent, [])
         self.store.failing = None
         self.tick(1)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
+        await self.add(2)
+        self.tick(1)
+        self.assertEqual(files(self.sender), ["f2"])
 
     async def test_stop_drops_what_is_under_way(self):
         """A delivery under way at the stop is not taken off: the next start sends it again."""
         self.sender.hold = True
-        await self.add(1)
         deliveries = self.deliveries()
         self.tick(0)
+        await self.add(1)
+        self.tick(0)
         await deliveries.stopService()
-        self.assertEqual(len(await self.outbox.pending()), 1)
         self.assertTrue(self.sender.closed)
+        sender = ScriptedSender()
+        self.deliveries(sender=sender)
+        self.tick(0)
+        self.assertEqual(files(sender), ["f1"])
 
 
 class LeaseTests(DeliveriesCase):
@@ -231,41 +370,45 @@ class LeaseTests(DeliveriesCase):
         self.store.shared = True
 
     def server(self, name):
-        outbox = Outbox(self.store, self.clock, name)
         sender = ScriptedSender()
-        deliveries = self.deliveries(outbox, sender, Lease(self.store, self.clock, name))
+        journal = MemoryJournal(self.clock)
+        journal.files = self.journal.files
+        deliveries = self.deliveries(sender, Lease(self.store, self.clock, name),
+                                     Ledger(self.store, self.clock, name), journal)
         return deliveries, sender
 
     async def test_one_delivers(self):
         """Two servers: each event is sent once, by the holder alone."""
         (_, sent_one), (_, sent_two) = self.server("one"), self.server("two")
         self.tick(0)
+        self.tick(1)
         await self.add(1, 2, 3)
         self.tick(1, times=3)
-        self.assertEqual(sorted(sent_one.ids() + sent_two.ids()), ["evt_1", "evt_2", "evt_3"])
-        self.assertTrue(sent_one.ids() == [] or sent_two.ids() == [])
+        self.assertEqual(sorted(files(sent_one) + files(sent_two)), ["f1", "f2", "f3"])
+        self.assertTrue(sent_one.sent == [] or sent_two.sent == [])
 
     async def test_taken_over_after_a_stop(self):
         """The holder stops (giving the lease up): the other delivers at its next look."""
         (one, sent_one), (two, sent_two) = self.server("one"), self.server("two")
         self.tick(0)
-        holder, other, sent_other = (one, two, sent_two) if one._active else (two, one, sent_one)
+        self.tick(1)
+        holder, sent_other = (one, sent_two) if one._active else (two, sent_one)
         await holder.stopService()
         await self.add(1)
         self.tick(1, times=2)
-        self.assertEqual(sent_other.ids(), ["evt_1"])
+        self.assertEqual(files(sent_other), ["f1"])
 
     async def test_taken_over_after_silence(self):
         """A holder that stops renewing (killed) is taken over after the TTL, not before."""
-        store = self.store
-        lease = Lease(store, self.clock, "dead")
+        lease = Lease(self.store, self.clock, "dead")
         self.assertTrue(await lease.hold())
+        await self.ledger.keep_cursor("builds", Cursor(self.journal.last_serial))
         (two, sent_two) = self.server("two")
         await self.add(1)
         self.tick(1, times=int(TTL) - 2)
-        self.assertEqual(sent_two.ids(), [])
+        self.assertEqual(sent_two.sent, [])
         self.tick(1, times=4)
-        self.assertEqual(sent_two.ids(), ["evt_1"])
+        self.assertEqual(files(sent_two), ["f1"])
         # the dead holder, back, finds the lease taken at its next renewal
         self.clock.advance(RENEW)
         self.assertFalse(await lease.hold())
@@ -293,76 +436,41 @@ class LaneLifeTests(DeliveriesCase):
         """The lane of the lost lease keeps no timer: won back, the events go once, in order."""
         self.sender.answers = [DOWN, OK]
         lease = HeldLease()
-        await self.add(1, 2)
         self.deliveries(lease=lease)
+        self.tick(0)
+        await self.add(1, 2)
         self.tick(0)
         lease.held = False
         self.tick(1)
         lease.held = True
         self.tick(1)
         self.tick(10)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1", "evt_2"])
-
-    async def test_removed_and_added_back(self):
-        """A subscription removed then added back at reloads: one lane, no repeat."""
-        self.sender.answers = [DOWN, OK]
-        await self.add(1, 2)
-        self.deliveries()
-        self.tick(0)
-        builds = self.subscriptions.pop("builds")
-        self.tick(1)
-        self.subscriptions["builds"] = builds
-        self.tick(1)
-        self.tick(10)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1", "evt_2"])
-
-    async def test_other_lane_took_it_first(self):
-        """
-        Another subscription takes an event first (its record rewritten) and
-        a new one arrives meanwhile: the event is sent once to this one.
-        """
-        self.subscriptions["chat"] = subscription("chat", url="https://chat.example/h")
-
-        class Holding(ScriptedSender):
-            def send(self, subscription, event):
-                self.hold = subscription.name == "builds"
-                return ScriptedSender.send(self, subscription, event)
-        sender = Holding()
-        await self.add(1, to=("builds", "chat"))
-        self.deliveries(sender=sender)
-        self.tick(0)
-        await self.add(2, to=("builds", "chat"))
-        self.tick(1)
-        sender.release()
-        self.tick(0)
-        sender.release()
-        self.tick(0)
-        self.assertEqual(sender.ids("builds"), ["evt_1", "evt_2"])
+        self.assertEqual(files(self.sender), ["f1", "f1", "f2"])
 
     async def test_store_down_after_a_send(self):
         """
-        The outbox cannot be changed after a delivery: a pause before the
-        event is sent again, not a send a moment; taken off once it can be.
+        The cursor cannot be kept after a delivery: nothing is sent twice
+        meanwhile, and the cursor is kept once the store answers again.
         """
-        class Stuck(MemoryOutboxStore):
+        class Stuck(MemoryRecords):
             stuck = False
 
-            def delete(self, names):
-                if self.stuck:
+            def put(self, items):
+                if self.stuck and any(n.startswith("cursors/") for n in items):
                     return fail(StorageError("the bucket is unreachable"))
-                return MemoryOutboxStore.delete(self, names)
+                return MemoryRecords.put(self, items)
         self.store = Stuck()
-        self.outbox = Outbox(self.store, self.clock, "a")
-        await self.add(1)
-        self.store.stuck = True
+        self.ledger = Ledger(self.store, self.clock, "a")
         self.deliveries()
         self.tick(0)
-        self.tick(1, times=int(STORE_PAUSE) - 1)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
+        self.store.stuck = True
+        await self.add(1)
+        self.tick(0)
+        self.tick(1, times=int(STORE_PAUSE) + 2)
+        self.assertEqual(files(self.sender), ["f1"])
         self.store.stuck = False
-        self.tick(1)
-        self.assertEqual(self.sender.ids(), ["evt_1", "evt_1"])
-        self.assertEqual([n for n in self.pending() if n.startswith("outbox/")], [])
+        self.tick(1, times=3)
+        self.assertEqual((await self.ledger.cursor("builds")).serial, self.journal.last_serial)
 
     async def test_stop_with_the_store_down(self):
         """Stopping with the store down still gives the lease up and closes the connections."""
@@ -373,27 +481,16 @@ class LaneLifeTests(DeliveriesCase):
                 released.append(True)
                 return succeed(None)
         self.sender.answers = [DOWN]
-        await self.add(1)
-        deliveries = Deliveries(self.outbox, self.sender, lambda: self.subscriptions,
-                                self.clock, Lease(), look_every=1.0, jitter=lambda: 0.0)
+        deliveries = Deliveries(self.journal, self.ledger, self.sender,
+                                lambda: self.subscriptions, self.clock, Lease(),
+                                look_every=1.0, jitter=lambda: 0.0)
         deliveries.startService()
         self.tick(0)
+        await self.add(1)
+        self.tick(1)
         self.store.failing = StorageError("down")
         await deliveries.stopService()
         self.assertEqual((released, self.sender.closed), ([True], True))
-
-
-class OddNamesTests(DeliveriesCase):
-    """A file copied into the outbox by hand is left alone, not a failure of every look."""
-
-    async def test_stray_record(self):
-        await self.add(1)
-        self.store.records["outbox/copy of 1.json"] = b"{}"
-        self.store.records["failed/builds/x y.json"] = b"{}"
-        self.deliveries()
-        self.tick(0)
-        self.assertEqual(self.sender.ids(), ["evt_1"])
-        self.assertEqual(await self.outbox.given_up("builds"), [])
 
 
 class BacklogLeaseTests(TestCase):
@@ -401,57 +498,34 @@ class BacklogLeaseTests(TestCase):
 
     async def test_one_deliverer(self):
         clock = Clock()
-        clock.advance(1_000_000)
+        clock.advance(START)
 
-        class Slow(MemoryOutboxStore):
+        class Slow(MemoryRecords):
             def get(self, name):
                 d = Deferred()
-                clock.callLater(1.0, lambda: MemoryOutboxStore.get(self, name).chainDeferred(d))
+                clock.callLater(1.0, lambda: MemoryRecords.get(self, name).chainDeferred(d))
                 return d
         store = Slow(shared=True)
+        journal = MemoryJournal(clock)
         hooks = {"builds": subscription("builds")}
-        await Outbox(store, clock, "w").add([(event(n), ("builds",)) for n in range(60)])
+        await Ledger(store, clock, "w").keep_cursor("builds", Cursor(1))
+        await journal.append([change(when=clock.seconds(), filename=f"f{n}", project=f"p{n}")
+                              for n in range(60)])
         senders, servers = [], []
         for name in ("one", "two"):
             sender = ScriptedSender()
             senders.append(sender)
-            servers.append(Deliveries(Outbox(store, clock, name), sender, lambda: hooks, clock,
-                                      Lease(store, clock, name), look_every=5.0,
-                                      jitter=lambda: 0.0))
+            servers.append(Deliveries(journal, Ledger(store, clock, name), sender,
+                                      lambda: hooks, clock, Lease(store, clock, name),
+                                      look_every=5.0, jitter=lambda: 0.0))
             servers[-1].startService()
-        for _ in range(200):
+        for _ in range(400):
             clock.advance(1)
         stopped = [server.stopService() for server in servers]
         for _ in range(30):
             clock.advance(1)
         self.assertTrue(all(d.called for d in stopped))
-        ids = senders[0].ids() + senders[1].ids()
-        self.assertEqual(sorted(set(ids)), sorted(f"evt_{n}" for n in range(60)))
-        self.assertEqual(len(ids), len(set(ids)))
-        self.assertTrue(senders[0].ids() == [] or senders[1].ids() == [])
-
-
-class AloneTests(DeliveriesCase):
-    """A server of one process on disk delivers what it wrote without listing the outbox again."""
-
-    async def test_no_listing_per_event(self):
-        listings = []
-
-        class Counted(MemoryOutboxStore):
-            def names(self, folder):
-                listings.append(folder)
-                return MemoryOutboxStore.names(self, folder)
-        self.store = Counted()
-        self.outbox = Outbox(self.store, self.clock, "a")
-        deliveries = Deliveries(self.outbox, self.sender, lambda: self.subscriptions,
-                                self.clock, look_every=1.0, jitter=lambda: 0.0, alone=True)
-        deliveries.startService()
-        self.addCleanup(deliveries.stopService)
-        self.tick(0)
-        looked = len(listings)
-        for n in range(5):
-            await self.add(n)
-            deliveries.wake()
-            self.tick(0)
-        self.assertEqual(self.sender.ids(), [f"evt_{n}" for n in range(5)])
-        self.assertEqual(len(listings), looked)
+        sent = files(senders[0]) + files(senders[1])
+        self.assertEqual(sorted(set(sent)), sorted(f"f{n}" for n in range(60)))
+        self.assertEqual(len(sent), len(set(sent)))
+        self.assertTrue(senders[0].sent == [] or senders[1].sent == [])

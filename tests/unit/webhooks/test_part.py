@@ -11,7 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
-from pypid.storage.outbox_store import FolderOutboxStore
+from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.records import FolderRecords
 from pypid.webhooks.part import WebhookPart
 from tests.harness.config_files import ConfigFiles
 from tests.harness.fakes import run_now
@@ -31,21 +32,23 @@ class PartTests(ConfigFiles, SynchronousTestCase):
         return load_config(self.write(f"[storage]\npath = {folder}\n" + "".join(sections)))
 
     def test_built(self):
-        """The outbox in the storage's folder; the deliveries on the server that delivers."""
+        """The ledger in the storage's folder; the deliveries on the server that delivers."""
         config = self.config(section("builds"))
-        part = WebhookPart.from_config(config, run_now, Clock(), deliver=True)
-        self.assertIsInstance(part.outbox.store, FolderOutboxStore)
-        self.assertEqual(part.outbox.store.root,
+        journal = MemoryJournal(Clock())
+        part = WebhookPart.from_config(config, run_now, Clock(), True, journal)
+        self.assertIsInstance(part.ledger.store, FolderRecords)
+        self.assertEqual(part.ledger.store.root,
                          os.path.join(config.storage.path, ".pypid", "webhooks"))
-        self.assertIsNotNone(part.deliveries)
+        self.assertIs(part.deliveries.journal, journal)
         self.assertEqual(list(part.current()), ["builds"])
-        other = WebhookPart.from_config(config, run_now, Clock(), deliver=False)
+        other = WebhookPart.from_config(config, run_now, Clock(), False, journal)
         self.assertIsNone(other.deliveries)
 
     def test_reloaded(self):
         """Added, changed and removed at a reload, said in its line; the same: nothing to do."""
         part = WebhookPart.from_config(self.config(section("builds"), section("chat")),
-                                       run_now, Clock(), deliver=False)
+                                       run_now, Clock(), False,
+                                       MemoryJournal(Clock()))
         self.assertIsNone(part.prepare_reload(self.config(section("builds"),
                                                           section("chat")))())
         commit = part.prepare_reload(self.config(section("builds", events="upload"),
@@ -59,22 +62,23 @@ class PartTests(ConfigFiles, SynchronousTestCase):
         bundle = self.write("not a certificate")
         with self.assertRaises(StartupError) as caught:
             WebhookPart.from_config(self.config(section("builds", ca_bundle=bundle)),
-                                    run_now, Clock(), deliver=False)
+                                    run_now, Clock(), False,
+                                       MemoryJournal(Clock()))
         self.assertIn("[webhook:builds] ca_bundle", str(caught.exception))
         part = WebhookPart.from_config(self.config(section("builds")), run_now, Clock(),
-                                       deliver=False)
+                                       False, MemoryJournal(Clock()))
         self.assertRaises(StartupError, part.prepare_reload,
                           self.config(section("builds", ca_bundle=bundle)))
 
     def test_client_started_with_the_first_subscription(self):
-        """A bucket's client of the outbox starts only once a subscription is there."""
-        from pypid.storage.outbox_store import MemoryOutboxStore
-        from pypid.webhooks.outbox import Outbox
+        """A bucket's client of the ledger starts only once a subscription is there."""
+        from pypid.storage.records import MemoryRecords
+        from pypid.webhooks.ledger import Ledger
         from tests.harness.webhooks import ScriptedSender
 
         clock = Clock()
         started = []
-        part = WebhookPart(Outbox(MemoryOutboxStore(), clock), ScriptedSender(), {}, clock,
+        part = WebhookPart(Ledger(MemoryRecords(), clock), ScriptedSender(), {}, clock,
                            prepare=lambda: started.append(True))
         part.startService()
         self.assertEqual(started, [])

@@ -77,7 +77,7 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
         parts.append(f'<p role="status">Test event <code>{_text(tested.get("id"))}</code> '
                      f'{escape(outcome)} ({_text(tested.get("seconds"))} s).</p>')
     if redelivered is not None:
-        parts.append(f'<p role="status">{redelivered} events put back in the outbox.</p>')
+        parts.append(f'<p role="status">{redelivered} events to send again.</p>')
     parts.append(f'<form class="inline-form" method="post" action="{escape(action)}/test">'
                  f'{csrf_input(csrf)}<button type="submit">Send a test event</button></form>')
     parts.append('<h2 id="deliveries">Last deliveries</h2>')

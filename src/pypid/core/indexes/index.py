@@ -36,7 +36,7 @@ from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.indexes.render import ProvenanceURL, provenance_url_for
-from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, RenderedPages
+from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, RenderedPages, Serials
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 
 
@@ -77,8 +77,7 @@ class Index:
     @ivar statuses: its projects' statuses; a change drops the project's
         kept pages, which carry it, and moves the serial.
     @ivar promotions: how its promoted files came (L{add_promoted}, L{take_promotions}).
-    @ivar later: the projects loaded later still waiting for their records
-        (L{load}'s C{later}).
+    @ivar later: the projects loaded later still waiting for their records (L{load}).
     """
 
     file_url: Callable[[FileRecord], str]
@@ -106,7 +105,8 @@ class Index:
                  peers: Callable[[str], Index | None] | None = None,
                  advisories: AdvisoryPolicy | None = None,
                  provenance_url: ProvenanceURL | None = None,
-                 namespaces: IndexNamespaces | None = None) -> None:
+                 namespaces: IndexNamespaces | None = None, serials: Serials | None = None,
+                 ) -> None:
         """
         @param page_cache_size: the budget of the projects' rendered pages
             (L{RenderedPages.max_bytes}).
@@ -118,9 +118,9 @@ class Index:
             server of one index).
         @param provenance_url: the link its pages give a file's provenance
             (L{pypid.core.indexes.render.provenance_url_for}); L{None}: none.
-        @param namespaces: the index's PEP 752 namespaces, which its JSON
-            pages show (API 1.5, L{RenderedPages.namespaces}); L{None}: none
-            (API 1.4).
+        @param namespaces: the index's PEP 752 namespaces, which its JSON pages
+            show (API 1.5, L{RenderedPages.namespaces}); L{None}: none (1.4).
+        @param serials: its projects' serials (L{RenderedPages.serials}).
         """
         statuses = ProjectStatuses(self._status_changed)
         files: dict[str, FileRecord] = {}
@@ -130,7 +130,7 @@ class Index:
                                           advisories=advisories or no_advisories(),
                                           provenance_url=provenance_url
                                           or provenance_url_for(None),
-                                          namespaces=namespaces),
+                                          namespaces=namespaces, serials=serials),
                             statuses, PromotedFiles(peers),
                             LaterProjects(self._made_later, files.get), files=files)
 

@@ -204,6 +204,9 @@ class Page:
         made with it (L{pypid.core.dists.variant_files}), so that their URLs
         serve what the page's hashes name (an HTML page links the same
         ones, and keeps none: the JSON page is asked).
+    @ivar serial: the journal's serial the page carries (its
+        C{X-PyPI-Last-Serial}, and C{_last-serial} in a JSON one), or
+        L{None}: none (a static export's, an upstream's).
     """
 
     body: bytes
@@ -212,13 +215,15 @@ class Page:
     gzip_etag: bytes | None
     content_type: bytes
     variants: Mapping[str, Page] = NO_PAGES
+    serial: int | None = None
 
     @classmethod
     def of(cls, body: bytes, content_type: bytes,
-           variants: Mapping[str, bytes] = NO_VARIANTS) -> Page:
+           variants: Mapping[str, bytes] = NO_VARIANTS, serial: int | None = None) -> Page:
         """
         Make a page from rendered bytes, with its compressed form, and the
-        index-level files' pages of a JSON page's C{variants}.
+        index-level files' pages of a JSON page's C{variants}; C{serial},
+        the journal's serial it carries (C{X-PyPI-Last-Serial}).
         """
         tag = etag(body)
         if len(body) >= _MIN_GZIP:
@@ -229,7 +234,7 @@ class Page:
         pages: Mapping[str, Page] = NO_PAGES
         if variants and content_type == CONTENT_TYPES[JSON]:
             pages = {name: cls.of(data, VARIANTS_TYPE) for name, data in variants.items()}
-        return cls(body, tag, gzipped, gzip_etag, content_type, pages)
+        return cls(body, tag, gzipped, gzip_etag, content_type, pages, serial)
 
 
 @attrs.frozen
@@ -268,19 +273,26 @@ def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
     return "".join(parts).encode("utf-8", "replace")
 
 
-def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False) -> bytes:
+def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False,
+              serials: Callable[[str], int] | None = None, last: int | None = None) -> bytes:
     """
     Render the PEP 691 project list, naming each project by its display name
-    as the spec allows.
+    as the spec allows; with C{serials}, each with its serial
+    (C{_last-serial}, as the public index lists them and mirrors read them),
+    and C{last} in C{meta}.
 
     @param projects: C{(normalized name, display name)} pairs.
     @param namespaces: whether the index serves PEP 752's namespaces (API 1.5).
+    @param serials: C{serials(normalized name)}, or L{None}: none listed.
+    @param last: the journal's last serial (C{meta._last-serial}), or L{None}.
     @rtype: L{bytes}
     """
-    return dumps_json(
-        {"meta": _META_NAMESPACES if namespaces else _META,
-         "projects": [{"name": display} for _, display in projects]}
-    )
+    meta: dict[str, str | int] = dict(_META_NAMESPACES if namespaces else _META)
+    if last is not None:
+        meta = {**meta, "_last-serial": last}
+    listed = ([{"name": display, "_last-serial": serials(name)} for name, display in projects]
+              if serials is not None else [{"name": display} for _, display in projects])
+    return dumps_json({"meta": meta, "projects": listed})
 
 
 #: C{provenance_url(file) -> str | None}: the absolute URL of a listed
@@ -408,10 +420,10 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
                  versions: Iterable[str], status: ProjectStatus | None = None,
                  provenance_url: ProvenanceURL = _no_provenance,
                  namespaces: Sequence[Mapping[str, Any]] | None | Literal[False] = UNSERVED,
-                 ) -> bytes:
+                 serial: int | None = None) -> bytes:
     """
     Render a project's PEP 691 page at API version 1.4, or 1.5 with its
-    C{namespaces}.
+    C{namespaces}; with its C{serial} in C{meta} (C{_last-serial}).
 
     @param project: the normalized project name.
     @param files: C{(record, url)} pairs in the order to list them.
@@ -424,8 +436,9 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
         a list of C{{name, owned}}), or L{UNSERVED} for API 1.4.
     @rtype: L{bytes}
     """
+    meta = _META if namespaces is UNSERVED else _META_NAMESPACES
     page: dict[str, Any] = {
-        "meta": _META if namespaces is UNSERVED else _META_NAMESPACES,
+        "meta": meta if serial is None else {**meta, "_last-serial": serial},
         "name": project,
         "versions": list(versions),
         "files": [_json_file(record, url, provenance_url(record)) for record, url in files],

@@ -76,6 +76,23 @@ def _evicted(name: str, project: Project) -> None:
         del kept[key]
 
 
+class Serials(Protocol):
+    """
+    The journal's serials of an index's projects
+    (L{pypid.core.records.serials.IndexSerials}): C{serials(project)}, and
+    the last of all, C{serials.last}.
+    """
+
+    def __call__(self, project: str) -> int:
+        """The serial of C{project}."""
+        ...
+
+    @property
+    def last(self) -> int:
+        """The journal's last serial taken in."""
+        ...
+
+
 #: The key beside a project's JSON page of the one with its hidden namespaces.
 _HIDDEN = "with hidden namespaces"
 
@@ -230,6 +247,10 @@ class RenderedPages:
     #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
     #: L{None}: an index that serves none (API 1.4; a static export)
     namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
+    #: the journal's serial of each project, which its pages carry
+    #: (C{_last-serial}, C{X-PyPI-Last-Serial}), or L{None}: pages without
+    #: serials (a static export)
+    serials: Serials | None = attrs.field(default=None, kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed}: the composed views' root pages
     #: (L{pypid.core.indexes.composed}) are kept while it has not moved
@@ -238,13 +259,20 @@ class RenderedPages:
     # -- reading -------------------------------------------------------------
 
     def root_page(self, kind: str) -> Page:
-        """The rendered C{/simple/} page of the given kind (C{"html"} or C{"json"})."""
+        """
+        The rendered C{/simple/} page of the given kind (C{"html"} or
+        C{"json"}); with serials, the JSON one names each project's, and
+        both carry the last of them.
+        """
         page = self._root.get(kind)
         if page is None:
             pairs = [(p.name, p.display_name) for p in self._projects()]
+            serials = self.serials
+            last = serials.last if serials is not None else None
             body = (render.root_html(pairs) if kind == HTML
-                    else render.root_json(pairs, served(self.namespaces) is not None))
-            page = self._root[kind] = Page.of(body, CONTENT_TYPES[kind])
+                    else render.root_json(pairs, served(self.namespaces) is not None,
+                                          serials, last))
+            page = self._root[kind] = Page.of(body, CONTENT_TYPES[kind], serial=last)
         return page
 
     def project_page(self, project: Project, kind: str, hidden: bool = False) -> Page:
@@ -303,6 +331,7 @@ class RenderedPages:
         advised = with_files and self.advisories.affects(project.name)
         shown, variants = with_variant_files(
             advised_files(self.advisories, project.name, files) if advised else files)
+        serial = self.serials(project.name) if self.serials is not None else None
         if kind == HTML:
             body = render.project_html(project.name, shown, status, self.provenance_url)
         else:
@@ -315,8 +344,8 @@ class RenderedPages:
             body = render.project_json(
                 project.name, shown, versions, status, self.provenance_url,
                 render.UNSERVED if spaces is None
-                else spaces.entries(project.name, hidden, own=True))
-        return Page.of(body, CONTENT_TYPES[kind], variants)
+                else spaces.entries(project.name, hidden, own=True), serial)
+        return Page.of(body, CONTENT_TYPES[kind], variants, serial)
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """

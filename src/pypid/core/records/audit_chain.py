@@ -15,7 +15,7 @@ L{verify_lines} and L{verify_files} name. A chain without a secret key is
 evidence against slips and clumsy edits, not against someone who rewrites
 every entry after the one they changed; and nothing links to a chain's
 newest entry, so it can be cut without a trace in the files (the running
-server notices when it writes next: L{pypid.storage.audit_log}).
+server notices when it writes next: L{pypid.storage.journal}).
 
 Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
 PEP 700's upload times), which sorts as the times do: queries compare them
@@ -28,37 +28,13 @@ import datetime
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import cast
 
 import attrs
 
 from pypid.core.dists.model import cut_text, format_upload_time
-
-#: The kinds of entry. Changes: C{upload}, C{yank}, C{unyank}, C{delete},
-#: C{token-issued}, C{token-revoked}, C{refresh} (an upstream page fetched
-#: again on request), C{precache} (upstream files pinned by a requirements
-#: file), C{import} (a file or a tombstone brought in by C{pypid-admin
-#: import}, or another server's audit log kept with it), C{promote} (a
-#: file of a release brought from one index to another),
-#: C{upstream-release} (a quarantine remembered of a project the upstream
-#: removed, released by an admin); logins:
-#: C{login-failed}, C{login-throttled}; browser sessions:
-#: C{session-opened} (a person logged in through the pages' form),
-#: C{session-closed} (and out); C{advisory-waive}, C{advisory-unwaive} (a
-#: waiver admins keep); C{upstream-takedown}, C{upstream-relisted}
-#: (a kept file an upstream stopped listing, or lists again); C{advisory}
-#: (an advisory newly in force on a hosted or cached release); C{reload}
-#: (the configuration read again at C{SIGHUP}: applied, or refused);
-#: C{webhook-redeliver}, C{webhook-test} (an admin sent a webhook's
-#: given-up events again, or a test event).
-EVENTS = ("upload", "yank", "unyank", "delete", "token-issued", "token-revoked", "refresh",
-          "precache", "import", "promote", "login-failed", "login-throttled", "status",
-          "advisory-denied", "restore", "purge", "retention", "upstream-release",
-          "session-opened", "session-closed", "advisory-waive", "advisory-unwaive",
-          "upstream-takedown", "upstream-relisted", "advisory", "reload",
-          "webhook-redeliver", "webhook-test")
-LOGIN_EVENTS = ("login-failed", "login-throttled")
+from pypid.core.records.change_kinds import EVENT_KINDS, ChangeKind, kind_of
 
 #: Outcomes: done; refused (a 4xx: not allowed, not found, a conflict);
 #: failed (the server could not do it: storage or upstream down).
@@ -160,10 +136,10 @@ def text(value: object) -> str | None:
 @attrs.frozen
 class Entry:
     """
-    One audit entry.
+    One entry of the journal (what the audit log shows).
 
     @ivar time: when, as L{format_time} writes it.
-    @ivar event: one of L{EVENTS}.
+    @ivar event: its L{ChangeKind} (a plain string is taken as the kind it names).
     @ivar outcome: one of L{OUTCOMES}.
     @ivar user: who (the user a password or a token acts for); for failed
         logins, only a name that is a user's (people type passwords into
@@ -186,13 +162,17 @@ class Entry:
     @ivar login: where C{user} logged in (C{password}, C{ldap}, C{sso}:
         L{pypid.core.access.outside_logins.SOURCES}): a person is a source
         and a name.
-    @ivar id: the id of the webhook event the entry was sent as (the
-        C{webhook-id} a receiver got), so the receiver can look it up;
-        L{None} when no webhook wanted it.
+    @ivar id: the id of the webhook event the entry is (the C{webhook-id}
+        a receiver got), so the receiver can look it up; set with the
+        serial for the kinds a webhook may be told of (before the journal:
+        only when a subscription wanted it).
+    @ivar serial: its place in the journal, from 1, one more than the entry
+        before it in the store; set when it is written (L{number}). L{None}
+        for the lines written before there was a journal.
     """
 
     time: str
-    event: str
+    event: ChangeKind = attrs.field(converter=ChangeKind)
     outcome: str = OK
     user: str | None = attrs.field(default=None, converter=text)
     token: str | None = attrs.field(default=None, converter=text)
@@ -208,11 +188,14 @@ class Entry:
     prev: str | None = None
     login: str | None = attrs.field(default=None, converter=text, kw_only=True)
     id: str | None = attrs.field(default=None, converter=text, kw_only=True)
+    serial: int | None = attrs.field(default=None, kw_only=True)
 
     def to_json(self) -> dict[str, str | int | None]:
         """The entry as JSON-ready data: fields that say nothing are left out."""
-        data: dict[str, str | int | None] = {"time": self.time, "event": self.event,
+        data: dict[str, str | int | None] = {"time": self.time, "event": str(self.event),
                                              "outcome": self.outcome}
+        if self.serial is not None:
+            data["serial"] = self.serial
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -243,8 +226,12 @@ class Entry:
             raise AuditError(f"no {e.args[0]!r}") from None
         if not isinstance(time, str) or len(time) != 27 or not is_day(time[:10]):
             raise AuditError("time: not a time")
-        if event not in EVENTS:
-            raise AuditError(f"event: unknown event {event!r}")
+        try:
+            if not isinstance(event, str):
+                raise ValueError(event)
+            kind = kind_of(event)
+        except ValueError:
+            raise AuditError(f"event: unknown event {event!r}") from None
         if outcome not in OUTCOMES:
             raise AuditError(f"outcome: unknown outcome {outcome!r}")
         fields: dict[str, str | None] = {}
@@ -253,12 +240,16 @@ class Entry:
             if value is not None and not isinstance(value, str):
                 raise AuditError(f"{name}: not text")
             fields[name] = value
-        count, prev = data.get("count", 1), data.get("prev")
+        count, prev, serial = data.get("count", 1), data.get("prev"), data.get("serial")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise AuditError("count: not a positive number")
         if prev is not None and not (isinstance(prev, str) and len(prev) == 64):
             raise AuditError("prev: not a SHA-256")
-        return cls(time=time, event=event, outcome=outcome, count=count, prev=prev, **fields)
+        if serial is not None and (not isinstance(serial, int) or isinstance(serial, bool)
+                                   or serial < 1):
+            raise AuditError("serial: not a positive number")
+        return cls(time=time, event=kind, outcome=outcome, count=count, prev=prev,
+                   serial=serial, **fields)
 
 
 def encode(entry: Entry) -> bytes:
@@ -285,6 +276,60 @@ def chain(entries: Iterable[Entry], head: str | None) -> tuple[list[bytes], str 
         lines.append(line)
         head = link(line)
     return lines, head
+
+
+def is_event(entry: Entry) -> bool:
+    """Whether C{entry} reports a change a webhook may be told of (an event with an id)."""
+    if entry.event not in EVENT_KINDS:
+        return False
+    return entry.outcome == OK or (entry.event == ChangeKind.RELOAD and entry.outcome == REFUSED)
+
+
+def event_id(milliseconds: int, tail: str) -> str:
+    """
+    An event's id: C{evt_}, the time in milliseconds, then hex (the
+    entry's serial; before the journal, random): the ids of a store sort
+    as its entries were made, and name their day.
+    """
+    return f"evt_{milliseconds:013d}_{tail}"
+
+
+def milliseconds(time_text: str) -> int:
+    """The POSIX time of an entry's time, in milliseconds."""
+    when = _parse_canonical(time_text).replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)
+
+
+#: The serial of what a store held before its journal's first entry (the
+#: files of a folder served as it is, or what was there at the upgrade to
+#: the journal): the first entry is the one after it. A project no entry
+#: names carries it, so a mirror that took it sees every later change as
+#: newer; the public index never serves a serial of 0 either.
+BEGINNING = 1
+
+
+def number(entries: Sequence[Entry], first: int) -> list[Entry]:
+    """
+    C{entries} as the journal keeps them, with their serials from C{first}
+    on, and each event (L{is_event}) its id, made of its time and serial;
+    the files of one promoted release, written together, share the first
+    one's id and so make one event.
+    """
+    numbered: list[Entry] = []
+    releases: dict[tuple[str | None, ...], str] = {}
+    for offset, entry in enumerate(entries):
+        serial = first + offset
+        id = entry.id
+        if id is None and is_event(entry):
+            release = ((entry.index, entry.target, entry.project, entry.version)
+                       if entry.event == ChangeKind.PROMOTE else None)
+            id = releases.get(release) if release is not None else None
+            if id is None:
+                id = event_id(milliseconds(entry.time), f"{serial:x}")
+                if release is not None:
+                    releases[release] = id
+        numbered.append(attrs.evolve(entry, serial=serial, id=id))
+    return numbered
 
 
 def decode(line: bytes) -> Entry:
@@ -462,7 +507,8 @@ def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     (C{(name, bytes)}, names relative to its folder): the day files of a
     local log (C{YYYY-MM-DD.jsonl}) are one writer's chain; the batches of
     an S3 log (C{YYYY-MM-DD/<instance>/<n>.jsonl}) are one chain per
-    instance, in day and number order.
+    instance, in day and number order; a bucket's journal
+    (C{journal/<serial>.jsonl}) is one chain in the order of its serials.
 
     @return: a L{ChainReport} of all of them.
     """
@@ -470,7 +516,10 @@ def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     writers: dict[str | None, list[tuple[tuple[str, int] | str, str, bytes]]] = {}
     for name, data in files:
         parts = name.split("/")
-        if len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
+        if len(parts) == 2 and parts[0] == "journal" and parts[1][:-len(".jsonl")].isdigit():
+            # (a bucket's journal: one chain, in the order of its serials)
+            writers.setdefault("journal", []).append(((parts[1], 0), name, data))
+        elif len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
             day, instance, number = parts[0], parts[1], int(parts[2][:-len(".jsonl")])
             writers.setdefault(instance, []).append(((day, number), name, data))
         else:

@@ -18,7 +18,6 @@ from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.records.audit_chain import (
-    EVENTS,
     AuditError,
     Entry,
     after,
@@ -29,8 +28,9 @@ from pypid.core.records.audit_chain import (
     parse_time,
     start_of,
 )
+from pypid.core.records.change_kinds import ChangeKind
 
-#: A webhook event's id (L{pypid.core.records.webhook_events.event_id}): its milliseconds.
+#: A webhook event's id (L{pypid.core.records.audit_chain.event_id}): its milliseconds.
 _EVENT_ID = re.compile(r"\Aevt_(\d{13})_[0-9a-f]{1,32}\Z")
 
 #: The most entries one query answers (C{limit}'s ceiling), and its default.
@@ -55,7 +55,7 @@ class Query:
     @ivar before: the canonical time before which (exclusive), or L{None}.
     @ivar project: a normalized project name, or L{None}.
     @ivar user: a user name, or L{None}.
-    @ivar event: one of L{EVENTS}, or L{None}.
+    @ivar event: a L{ChangeKind}, or L{None}.
     @ivar index: an index's name, or L{None}: C{default} asks for the
         entries that name no index (the default index's changes, and what
         concerns no index: logins, tokens).
@@ -128,8 +128,8 @@ def make_query(since: str | None = None, project: str | None = None, user: str |
             raise AuditError(f"index: {index!r} is not an index name")
         values["index"] = index
     if event:
-        if event not in EVENTS:
-            raise AuditError(f"event: expected one of {', '.join(EVENTS)}")
+        if event not in set(ChangeKind):
+            raise AuditError(f"event: expected one of {', '.join(ChangeKind)}")
         values["event"] = event
     if id:
         found = _EVENT_ID.match(id)

@@ -33,30 +33,15 @@ from typing import Any
 
 import attrs
 
-from pypid.core.records.audit_chain import OK, REFUSED, Entry
+from pypid.core.records.audit_chain import OK, Entry
+from pypid.core.records.change_kinds import EVENT_KINDS, PROJECT_EVENT_KINDS
 
-#: The types of event, each the audit event it reports, and what it says.
+#: The types of event, each the kind of journal entry it reports (and the
+#: admin's test), and what it says.
 EVENT_TYPES: Mapping[str, str] = {
-    "upload": "a file was uploaded (one event per file)",
-    "yank": "a file was yanked (detail: the reason)",
-    "unyank": "a file's yank was taken back",
-    "delete": "a file was deleted through the API (to the recycle bin when there is one)",
-    "restore": "a file was taken out of the recycle bin",
-    "purge": "a file was removed for good from the recycle bin (detail: how long it was kept)",
-    "retention": "a retention rule removed a file (detail: the rule)",
-    "promote": "a release was promoted into the index (target: the index it came from)",
-    "status": "a project's status changed (detail: the status, and its reason)",
-    "upstream-takedown": "a kept file of an upstream is no longer listed there",
-    "advisory": "an advisory newly concerns a release (target: the advisory's id)",
-    "token-issued": "an API token was issued (target: its id; detail: its scope)",
-    "token-revoked": "an API token was revoked (target: its id)",
-    "reload": "the configuration was read again (outcome ok: applied; refused: kept as it was)",
+    **{str(kind): said for kind, said in EVENT_KINDS.items()},
     "test": "a test event an admin sent (pypid-admin webhooks test)",
 }
-
-#: The types of event about a project of an index (the others concern the
-#: server: tokens, the configuration).
-PROJECT_TYPES = frozenset(EVENT_TYPES) - {"token-issued", "token-revoked", "reload", "test"}
 
 #: The index of today's URLs, as an event names it (an entry names none).
 DEFAULT_INDEX = "default"
@@ -64,13 +49,6 @@ DEFAULT_INDEX = "default"
 #: Where a change that no person made came from (the recycle bin's purge,
 #: a retention rule's schedule, an upstream): the actor's source.
 SERVER = "server"
-
-
-def is_event(entry: Entry) -> bool:
-    """Whether C{entry} reports a change a webhook may be told of."""
-    if entry.event not in EVENT_TYPES:
-        return False
-    return entry.outcome == OK or (entry.event == "reload" and entry.outcome == REFUSED)
 
 
 @attrs.frozen
@@ -109,21 +87,13 @@ def index_of(entry: Entry) -> str | None:
     """The index an entry's event names: L{DEFAULT_INDEX} for the default's, L{None} for none."""
     if entry.index is not None:
         return entry.index
-    return DEFAULT_INDEX if entry.event in PROJECT_TYPES else None
-
-
-def event_id(milliseconds: int, random_hex: str) -> str:
-    """
-    A new event's id: C{evt_}, the time in milliseconds, then random hex;
-    the ids of one server sort as it made them, and name their day.
-    """
-    return f"evt_{milliseconds:013d}_{random_hex}"
+    return DEFAULT_INDEX if entry.event in PROJECT_EVENT_KINDS else None
 
 
 @attrs.frozen
 class WebhookEvent:
     """
-    One event, as it is kept in the outbox and sent.
+    One event, as it is sent (and kept by the ledger, given up or to send again).
 
     @ivar id: its id (the C{webhook-id}, and the audit entries' C{id}).
     @ivar type: one of L{EVENT_TYPES}.
@@ -145,13 +115,13 @@ class WebhookEvent:
                           sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def to_json(self) -> dict[str, Any]:
-        """The event as the outbox keeps it."""
+        """The event as the ledger keeps it."""
         return {"id": self.id, "type": self.type, "time": self.time, "data": dict(self.data)}
 
     @classmethod
     def from_json(cls, value: object) -> WebhookEvent:
         """
-        The event the outbox kept.
+        The event the ledger kept.
 
         @raise ValueError: when C{value} is not one.
         """

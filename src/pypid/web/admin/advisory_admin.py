@@ -40,6 +40,7 @@ from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats.admin_answers import AdvisoryCheck, ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.security.advisories import (
     MODES,
     OFF,
@@ -69,7 +70,7 @@ ADVISORIES_LOGIN = "authentication is required to read what advisories do"
 #: What the waivers' routes answer without credentials.
 WAIVERS_LOGIN = "authentication is required to manage advisory waivers"
 #: The audit events of a waiver kept and removed.
-WAIVE, UNWAIVE = "advisory-waive", "advisory-unwaive"
+WAIVE, UNWAIVE = ChangeKind.ADVISORY_WAIVE, ChangeKind.ADVISORY_UNWAIVE
 #: The largest body a waiver's request may have.
 MAX_WAIVER_BODY = 4096
 
@@ -359,7 +360,7 @@ class AdvisoryAdmin:
         except StorageError as e:
             raise storage_unavailable(e)
 
-    def _record(self, request: IRequest, identity: Any, event: str, waiver: Waiver) -> None:
+    def _record(self, request: IRequest, identity: Any, event: ChangeKind, waiver: Waiver) -> None:
         what = waiver.advisory or f"every advisory of {waiver.version}"
         detail = what + (f": {waiver.reason}" if waiver.reason else "")
         self._audit.record(request, identity, event,

@@ -22,6 +22,7 @@ from klein import Klein
 from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
@@ -29,7 +30,7 @@ from pypid.web.server.routes import answer_errors, form_field, send_json
 from pypid.web.serving.upstream_files import upstream_failed
 
 #: The audit event of a remembered upstream quarantine released.
-RELEASE = "upstream-release"
+RELEASE = ChangeKind.UPSTREAM_RELEASE
 #: What a release answers without credentials.
 RELEASE_LOGIN = "authentication is required to release an upstream quarantine"
 #: What the list of takedowns answers without credentials.
@@ -108,7 +109,7 @@ class CacheAdmin:
         application/toml}, a C{pylock.toml}) pins: every selected upstream
         file is fetched, checked and kept. Answers a JSON report.
         """
-        return self._audit.recorded(request, "precache", self._precache(request))
+        return self._audit.recorded(request, ChangeKind.PRECACHE, self._precache(request))
 
     async def _precache(self, request: Request) -> bytes:
         identity = await self._access.uploader(request)
@@ -148,7 +149,7 @@ class CacheAdmin:
         them back). Answers the project, its file count upstream and its status.
         """
         project = normalize(name) if is_valid_name(name) else name
-        return self._audit.recorded(request, "refresh", self._refresh(request, name),
+        return self._audit.recorded(request, ChangeKind.REFRESH, self._refresh(request, name),
                                     project=project)
 
     async def _refresh(self, request: Request, name: str) -> bytes:
@@ -169,7 +170,7 @@ class CacheAdmin:
         if entry.page is None:
             raise NotFound("the upstream has no such project")
         status = entry.page.status
-        self._audit.record(request, identity, "refresh", project=entry.page.project,
+        self._audit.record(request, identity, ChangeKind.REFRESH, project=entry.page.project,
                            detail=f"{len(entry.page.files)} files"
                            + (f", {status.status}" if status is not None else ""))
         answer = {"project": entry.page.project, "files": len(entry.page.files),

@@ -22,6 +22,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from pypid.core.formats.admin_answers import RetentionApplied, RetentionPlans
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
 from pypid.storage.interface import StorageError
@@ -112,7 +113,7 @@ class RetentionAdmin:
             cleanup = self._chosen(name)[name]
 
             def removed(record: Any, reason: str) -> None:
-                self._audit.record(request, identity, "retention", detail=reason,
+                self._audit.record(request, identity, ChangeKind.RETENTION, detail=reason,
                                    index=None if name == "default" else name,
                                    **facts_of(record))
             try:
@@ -125,7 +126,7 @@ class RetentionAdmin:
                     "removed": [{"filename": r.filename, "size": r.size, "reason": why}
                                 for r, why in applied.removed],
                     "skipped": [{"filename": f, "reason": why} for f, why in applied.skipped]}
-        return self._audit.recorded(request, "retention", work())
+        return self._audit.recorded(request, ChangeKind.RETENTION, work())
 
 
 def apply_body(request: IRequest) -> tuple[str, list[str] | None]:

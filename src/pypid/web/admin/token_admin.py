@@ -30,6 +30,7 @@ from twisted.web.iweb import IRequest
 from pypid.auth import tokens
 from pypid.auth.verifier import Identity
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.core.util.units import parse_duration
 from pypid.storage.interface import Run
@@ -78,7 +79,7 @@ class TokenAdmin:
         Issue the request's person a token of the scope its form asks
         (audited: C{token-issued}, a refusal too): C{(token string, token)}.
         """
-        return self._audit.recorded(request, "token-issued", self._issue(request))
+        return self._audit.recorded(request, ChangeKind.TOKEN_ISSUED, self._issue(request))
 
     async def _issue(self, request: IRequest) -> tuple[str, tokens.Token]:
         identity = await self._access.person(request)
@@ -112,7 +113,8 @@ class TokenAdmin:
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}"
                  + (f" in {' '.join(token.indexes)}" if token.indexes else ""))
-        self._audit.record(request, identity, "token-issued", target=token.id, detail=scope)
+        self._audit.record(request, identity, ChangeKind.TOKEN_ISSUED, target=token.id,
+                           detail=scope)
         log.info("{user} issued token {id} ({scope})", user=identity.name, id=token.id,
                  scope=scope)
         return text, token
@@ -154,7 +156,8 @@ class TokenAdmin:
 
     def revoke_token(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, None]:
         """Revoke C{token_id} for the request's person (audited: C{token-revoked})."""
-        return self._audit.recorded(request, "token-revoked", self._revoke(request, token_id),
+        return self._audit.recorded(request, ChangeKind.TOKEN_REVOKED, self._revoke(request,
+                                                                                    token_id),
                                     target=token_id)
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
@@ -170,7 +173,7 @@ class TokenAdmin:
         minted = self._access.publishers
         if admin and minted is not None and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)
-            self._audit.record(request, identity, "token-revoked", target=token_id)
+            self._audit.record(request, identity, ChangeKind.TOKEN_REVOKED, target=token_id)
             log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
             return
 
@@ -183,7 +186,7 @@ class TokenAdmin:
             return {key: token for key, token in kept.items() if key != token_id}
         book = self._book()
         await self._change(without, still)
-        self._audit.record(request, identity, "token-revoked", target=token_id)
+        self._audit.record(request, identity, ChangeKind.TOKEN_REVOKED, target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
 
     async def _confirmed(self, request: IRequest, identity: Identity) -> Identity:

@@ -9,7 +9,7 @@ console call.
     the events given up after their last try.
   - C{POST /api/webhooks/<name>/redeliver}, a JSON body C{{"key": ...}}
     (one given-up event, by the key the listing shows, or by its event
-    id) or C{{}} (every one): puts them back at the end of the outbox;
+    id) or C{{}} (every one): sends them once more, after what waits;
     a C{webhook-redeliver} audit entry.
   - C{POST /api/webhooks/<name>/test}: sends a test event to the
     receiver now, and answers what came of it; a C{webhook-test} audit
@@ -29,15 +29,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from pypid.config.webhook_settings import WebhookConfig
-from pypid.core.records.audit_chain import FAILED, OK, format_time
-from pypid.core.records.webhook_events import event_id
+from pypid.core.records.audit_chain import FAILED, OK, event_id, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound
 from pypid.storage.interface import StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, json_object, send_json
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.sender import Attempt
 
 #: What the routes answer without credentials.
@@ -47,7 +47,7 @@ WEBHOOKS_LOGIN = "authentication is required to read or act on the webhooks"
 class Webhooks(Protocol):
     """What the routes use of the webhooks (L{pypid.webhooks.part.WebhookPart})."""
 
-    outbox: Outbox
+    ledger: Ledger
     clock: IReactorTime
 
     @property
@@ -124,16 +124,17 @@ class WebhookAdmin:
 
     async def state(self, subscription: WebhookConfig, details: bool) -> dict[str, Any]:
         """A subscription as the API shows it (with C{details}: its deliveries and failures)."""
-        outbox = self._webhooks.outbox
+        ledger = self._webhooks.ledger
         try:
-            status = await outbox.status(subscription.name) or {}
-            given_up = await outbox.given_up(subscription.name)
+            status = await ledger.status(subscription.name) or {}
+            given_up = await ledger.given_up(subscription.name)
         except StorageError as e:
             raise storage_unavailable(e)
         state = dict(described(subscription), pending=status.get("pending"),
                      oldest=status.get("oldest"), next_try=status.get("next_try"),
                      last_error=status.get("last_error"), counts=status.get("counts"),
-                     updated=status.get("updated"), given_up=len(given_up))
+                     updated=status.get("updated"), serial=status.get("serial"),
+                     given_up=len(given_up))
         if details:
             state["deliveries"] = status.get("recent", [])
             state["failures"] = [failed.public() for failed in given_up]
@@ -143,14 +144,14 @@ class WebhookAdmin:
     async def redeliver(self, request: IRequest, name: str) -> bytes:
         """Send given-up events again (see the module docstring)."""
         return send_json(request, await self._audit.recorded(
-            request, "webhook-redeliver", self.redeliver_as(
+            request, ChangeKind.WEBHOOK_REDELIVER, self.redeliver_as(
                 request, name, lambda: json_object(request, 4096).get("key")),
             target=name))
 
     async def redeliver_as(self, request: IRequest, name: str,
                            asked_for: Callable[[], object]) -> dict[str, int]:
         """
-        Put C{name}'s given-up events back in the outbox, for the admin of
+        Send C{name}'s given-up events once more, for the admin of
         C{request}: the one C{asked_for()} names (its key or event id), or
         all (L{None}).
         """
@@ -159,26 +160,26 @@ class WebhookAdmin:
         asked = asked_for()
         if asked is not None and not isinstance(asked, str):
             raise BadRequest("key: expected the key (or the event id) of an event given up")
-        outbox = self._webhooks.outbox
+        ledger = self._webhooks.ledger
         try:
             keys = None
             if asked is not None:
-                keys = [failed.key for failed in await outbox.given_up(name)
+                keys = [failed.key for failed in await ledger.given_up(name)
                         if asked in (failed.key, failed.event.id)]
                 if not keys:
                     raise NotFound(f"key: no event {asked!r} given up for the webhook {name}")
-            count = await outbox.redeliver(name, keys)
+            count = await ledger.redeliver(name, keys)
         except StorageError as e:
             raise storage_unavailable(e)
-        self._audit.record(request, identity, "webhook-redeliver", target=name,
-                           detail=f"{count} events put back in the outbox")
+        self._audit.record(request, identity, ChangeKind.WEBHOOK_REDELIVER, target=name,
+                           detail=f"{count} events to send again")
         return {"redelivered": count}
 
     @app.route("/api/webhooks/<string:name>/test", methods=["POST"])
     async def test(self, request: IRequest, name: str) -> bytes:
         """Send a test event now, and say what came of it."""
         return send_json(request, await self._audit.recorded(
-            request, "webhook-test", self.test_as(request, name), target=name))
+            request, ChangeKind.WEBHOOK_TEST, self.test_as(request, name), target=name))
 
     async def test_as(self, request: IRequest, name: str) -> dict[str, Any]:
         """Send C{name} a test event as the admin of C{request}; what came of it."""
@@ -187,7 +188,8 @@ class WebhookAdmin:
         clock = self._webhooks.clock
         id = event_id(int(clock.seconds() * 1000), secrets.token_hex(5))
         attempt: Attempt = await self._webhooks.send_test(subscription, id, identity.name)
-        self._audit.record(request, identity, "webhook-test", OK if attempt.delivered else FAILED,
+        self._audit.record(request, identity, ChangeKind.WEBHOOK_TEST,
+                           OK if attempt.delivered else FAILED,
                            target=name, detail=attempt.error or f"HTTP {attempt.status}")
         return {"id": id, "time": format_time(clock.seconds()), "delivered": attempt.delivered,
                 "status": attempt.status, "error": attempt.error,

@@ -23,6 +23,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
 from pypid.core.dists.upload import check_form
 from pypid.core.indexes.index import Index
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Conflict, Forbidden, NotFound
 from pypid.core.util.units import counted, format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
@@ -138,7 +139,8 @@ class FileChanges:
             return
         await storage_call(self._storage.update, changed)
         self._index.add(changed)
-        self._audit.record(request, identity, "yank" if reason is not None else "unyank",
+        self._audit.record(request, identity,
+                           ChangeKind.YANK if reason is not None else ChangeKind.UNYANK,
                            detail=reason or None, index=self._audit_index, **facts_of(record))
         log.info("{user} {action} {filename}", user=identity.name,
                  action="yanked" if reason is not None else "unyanked", filename=record.filename)
@@ -154,7 +156,7 @@ class FileChanges:
         else:
             await storage_call(bin.put, record)
             detail = f"to the recycle bin, kept {format_duration(bin.keep_for)}"
-        self._audit.record(request, identity, "delete", index=self._audit_index,
+        self._audit.record(request, identity, ChangeKind.DELETE, index=self._audit_index,
                            detail=detail, **facts_of(record))
         log.info("{user} deleted {filename}{where}", user=identity.name,
                  filename=record.filename, where=" (to the recycle bin)" if detail else "")
@@ -170,7 +172,7 @@ class FileChanges:
             raise NotFound(f"no such file in the recycle bin: {filename}")
         identity_now = await self._checks.confirmed(request, identity, record.project)
         restored = await self._restore(record)
-        self._audit.record(request, identity_now, "restore", index=self._audit_index,
+        self._audit.record(request, identity_now, ChangeKind.RESTORE, index=self._audit_index,
                            **facts_of(restored))
         log.info("{user} restored {filename} from the recycle bin",
                  user=identity_now.name, filename=filename)

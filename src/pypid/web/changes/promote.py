@@ -38,6 +38,7 @@ from pypid.core.dists.names import (
 )
 from pypid.core.formats.admin_answers import Promoted
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import (
     BadRequest,
     Conflict,
@@ -62,7 +63,7 @@ from pypid.storage.interface import (
 )
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.identity.gates import Gates
-from pypid.web.server.audit_trail import AuditTrail, facts_of
+from pypid.web.server.audit_trail import AuditTrail, Facts, facts_of
 from pypid.web.server.respond import storage_unavailable
 from pypid.web.server.routes import answer_errors, bounded_body, is_form, send_json
 
@@ -140,7 +141,7 @@ class Promote:
         known = self._registry.orders
         source = named.get("from")
         return self._audit.recorded(
-            request, "promote", self._promote(request, identity, asked), identity=identity,
+            request, ChangeKind.PROMOTE, self._promote(request, identity, asked), identity=identity,
             index=_entry_index(named.get("to"), known),
             target=source if isinstance(source, str) and source in known else None,
             project=_text(named.get("project")), version=_text(named.get("version")))
@@ -230,10 +231,11 @@ class Promote:
         if not wanted:
             return [], skipped
         _, adopted = await promoter.copy(source, target, wanted, identity.name, reveal)
+        # (one write: the files of the release are one event)
+        self._audit.record_all(request, identity, ChangeKind.PROMOTE, [Facts(
+            index=_entry_index(target.name, self._registry.orders), target=source.name,
+            detail=override, **facts_of(kept)) for kept in adopted])
         for kept in adopted:
-            self._audit.record(request, identity, "promote",
-                               index=_entry_index(target.name, self._registry.orders),
-                               target=source.name, detail=override, **facts_of(kept))
             log.emit(LogLevel.warn if override is not None else LogLevel.info,
                      "{user} promoted {filename} from {source} to {target}"
                      + (" ({override})" if override is not None else ""),

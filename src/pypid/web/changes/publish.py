@@ -42,6 +42,7 @@ from pypid.core.dists.upload import validate_upload
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.project_status import ACTIVE, InvalidStatus, ProjectStatus, parse_status
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable
 from pypid.state.recycle_bin import RecycleBin
@@ -167,12 +168,14 @@ class Publish:
             self._checks.may_upload_here(identity)
             if form.get(":action") == "remove_pkg":
                 return await self._audit.recorded(
-                    request, "delete", self._changes.remove_release(request, form, identity),
+                    request, ChangeKind.DELETE, self._changes.remove_release(request, form,
+                                                                             identity),
                     identity=identity, project=_named(form.get("name") or ""),
                     version=form.get("version"), index=self._audit_index)
             part = form.files.get("content")
             return await self._audit.recorded(
-                request, "upload", self._upload(request, form, identity), identity=identity,
+                request, ChangeKind.UPLOAD, self._upload(request, form,
+                                                         identity), identity=identity,
                 filename=part.filename if part is not None else None,
                 project=form.get("name"), version=form.get("version"), index=self._audit_index)
         finally:
@@ -187,13 +190,15 @@ class Publish:
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Yank one file (PEP 592), with an optional C{reason} form field."""
-        return self._change(request, "yank", project_of_filename(filename), lambda: [filename],
+        return self._change(request, ChangeKind.YANK, project_of_filename(filename),
+                            lambda: [filename],
                             self._changes.yank, lambda: _reason(request), filename=filename)
 
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     def unyank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
         """Undo a yank of one file."""
-        return self._change(request, "unyank", project_of_filename(filename), lambda: [filename],
+        return self._change(request, ChangeKind.UNYANK, project_of_filename(filename),
+                            lambda: [filename],
                             self._changes.yank, filename=filename)
 
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
@@ -202,7 +207,8 @@ class Publish:
         Delete one file: into the recycle bin when the index has one, else
         for good; either way its name can never be used for other bytes.
         """
-        return self._change(request, "delete", project_of_filename(filename), lambda: [filename],
+        return self._change(request, ChangeKind.DELETE, project_of_filename(filename),
+                            lambda: [filename],
                             self._changes.delete, filename=filename)
 
     @app.route("/api/files/<string:filename>/restore", methods=["POST"])
@@ -214,14 +220,14 @@ class Publish:
         identity = await self._access.gate_upload(request, index=None)
         self._checks.may_upload_here(identity)
         return await self._audit.recorded(
-            request, "restore", self._changes.restore(request, filename, identity),
+            request, ChangeKind.RESTORE, self._changes.restore(request, filename, identity),
             identity=identity, filename=filename, index=self._audit_index)
 
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     def yank_release(self, request: IRequest, project: str, version: str,
                      ) -> Coroutine[Any, Any, bytes]:
         """Yank every file of a release, as the public index does."""
-        return self._change(request, "yank", _normalized(project),
+        return self._change(request, ChangeKind.YANK, _normalized(project),
                             lambda: self._changes.release(project, version), self._changes.yank,
                             lambda: _reason(request), project=_named(project), version=version)
 
@@ -229,7 +235,7 @@ class Publish:
     def unyank_release(self, request: IRequest, project: str, version: str,
                        ) -> Coroutine[Any, Any, bytes]:
         """Undo the yank of a release."""
-        return self._change(request, "unyank", _normalized(project),
+        return self._change(request, ChangeKind.UNYANK, _normalized(project),
                             lambda: self._changes.release(project, version), self._changes.yank,
                             project=_named(project), version=version)
 
@@ -237,11 +243,11 @@ class Publish:
     def delete_release(self, request: IRequest, project: str, version: str,
                        ) -> Coroutine[Any, Any, bytes]:
         """Delete every file of a release."""
-        return self._change(request, "delete", _normalized(project),
+        return self._change(request, ChangeKind.DELETE, _normalized(project),
                             lambda: self._changes.release(project, version),
                             self._changes.delete, project=_named(project), version=version)
 
-    async def _change(self, request: IRequest, event: str, scope: str | None,
+    async def _change(self, request: IRequest, event: ChangeKind, scope: str | None,
                       filenames: Callable[[], list[str]], change: FileChange,
                       argument: Callable[[], str] | None = None, **facts: Unpack[Named],
                       ) -> bytes:
@@ -281,7 +287,7 @@ class Publish:
                 raise NotFound("no such project")
             await self._keep_status(request, name, status, identity)
             return send_text(request, 200, f"{name} is {_status_text(status)}")
-        return await self._audit.recorded(request, "status", apply(),
+        return await self._audit.recorded(request, ChangeKind.STATUS, apply(),
                                           project=_named(project), index=self._audit_index)
 
     async def _keep_status(self, request: IRequest, name: str, status: ProjectStatus | None,
@@ -294,7 +300,7 @@ class Publish:
                       error=str(e))
             raise storage_unavailable(e)
         self._index.statuses.set(name, status)
-        self._audit.record(request, identity, "status", project=name,
+        self._audit.record(request, identity, ChangeKind.STATUS, project=name,
                            detail=_status_text(status), index=self._audit_index)
         log.info("{user} set {project} {status}", user=identity.name, project=name,
                  status=_status_text(status))

@@ -58,6 +58,7 @@ from pypid.auth.shared_throttle import ThrottleShare
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import Identity
 from pypid.core.access.addresses import IPV6_PREFIX
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import (
     BadRequest,
     Forbidden,
@@ -85,7 +86,7 @@ MAX_BODY = 64 << 10
 EXCHANGE_FAILURES = 100
 
 #: The audit event of an exchange.
-EVENT = "token-issued"
+EVENT = ChangeKind.TOKEN_ISSUED
 
 
 class IssuerDown(Unavailable):
@@ -218,7 +219,7 @@ class TrustedPublishingArea:
             return send_json_error(request, e)
         token = publishing.tokens.verify(text)
         if token is not None and publishing.tokens.revoke(token.id):
-            self._audit.record(request, Identity(token.user), "token-revoked",
+            self._audit.record(request, Identity(token.user), ChangeKind.TOKEN_REVOKED,
                                target=token.id, detail="revoked by its holder")
             await self._audit.written(request)
             log.info("Revoked the minted token {id} of {publisher} at its holder's request",

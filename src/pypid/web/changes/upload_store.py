@@ -31,6 +31,7 @@ from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import index_section
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Forbidden
 from pypid.storage.interface import (
     FileExists,
@@ -202,7 +203,7 @@ class UploadStore:
             raise storage_unavailable(e)
         self._index.add(stored)
         mismatch = inspected.tag_mismatch
-        self._audit.record(request, identity, "upload", index=self._audit_index,
+        self._audit.record(request, identity, ChangeKind.UPLOAD, index=self._audit_index,
                            detail=(f"accepted by allow_tag_mismatch: {mismatch}"
                                    if mismatch else None),
                            **facts_of(stored))

@@ -52,6 +52,7 @@ from pypid.core.access.sessions import Session
 from pypid.core.access.sso_flow import PENDING_TTL, LoginRefused
 from pypid.core.formats import pages
 from pypid.core.records.audit_chain import FAILED
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError, Unauthorized
 from pypid.web.identity.browser_sessions import BrowserSessions
 from pypid.web.identity.gates import Gates
@@ -202,7 +203,7 @@ class BrowserLogin:
             else login.provider
         await sessions.open(request, identity.name, identity.groups, login.source, stamp)
         remember(identity, request)
-        self._audit.record(request, identity, "session-opened", detail=login.source)
+        self._audit.record(request, identity, ChangeKind.SESSION_OPENED, detail=login.source)
         log.info("{user} logged in to the pages", user=identity.name)
         # (relative to /login, at the site's root: a proxy's path prefix is kept)
         location = "." + nxt if nxt.startswith("/") else nxt
@@ -241,10 +242,10 @@ class BrowserLogin:
             await sessions.close(request, digest)
         except Exception:
             # (logged by the sessions; ended in memory, written again later)
-            self._audit.record(request, identity, "session-closed", FAILED)
+            self._audit.record(request, identity, ChangeKind.SESSION_CLOSED, FAILED)
             return send_html(request, 503, pages.account_page(
                 self._chrome, session.user, None, problem=NOT_SAVED))
-        self._audit.record(request, identity, "session-closed")
+        self._audit.record(request, identity, ChangeKind.SESSION_CLOSED)
         log.info("{user} logged out of the pages", user=session.user)
         return see_other(request, "./", "Logged out\n")
 
@@ -311,12 +312,13 @@ class BrowserLogin:
                                                   [b"%d" % max(1, int(e.retry_after))])
             return self._form(request, 503, error=DIRECTORY_DOWN)
         if taken is not None:
-            self._audit.record(request, identity, "session-opened", FAILED, detail=PROVIDER)
+            self._audit.record(request, identity, ChangeKind.SESSION_OPENED, FAILED,
+                               detail=PROVIDER)
             return self._form(request, 403, error=taken)
         await sessions.open(request, signed.user, signed.groups, PROVIDER, signed.provider,
                             person=signed.subject)
         remember(identity, request)
-        self._audit.record(request, identity, "session-opened", detail=PROVIDER)
+        self._audit.record(request, identity, ChangeKind.SESSION_OPENED, detail=PROVIDER)
         log.info("{user} logged in to the pages through single sign-on ({subject})",
                  user=signed.user, subject=signed.subject[:100])
         # (relative to /login/sso/callback: the site's root is two up)

@@ -27,6 +27,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.core.access.sessions import Session
 from pypid.core.formats import console_pages
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.pages.browser_login import HOST, send_html
@@ -78,7 +79,7 @@ class Console:
     @app.route("/console/tokens", methods=["POST"])
     async def issue(self, request: IRequest) -> bytes:
         """Issue a token (C{POST /api/tokens}'s path); the page shows it once."""
-        session = self._gate.form_session(request, "token-issued")
+        session = self._gate.form_session(request, ChangeKind.TOKEN_ISSUED)
         if isinstance(session, bytes):
             return session
         # (to fill the form in again: as sent, never refused here, so that
@@ -95,7 +96,7 @@ class Console:
     @app.route("/console/tokens/<string:token_id>/revoke", methods=["POST"])
     async def revoke(self, request: IRequest, token_id: str) -> bytes:
         """Revoke a token (C{DELETE /api/tokens/<id>}'s path), then the page again."""
-        session = self._gate.form_session(request, "token-revoked", token_id)
+        session = self._gate.form_session(request, ChangeKind.TOKEN_REVOKED, token_id)
         if isinstance(session, bytes):
             return session
         try:

@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.core.access.sessions import Session
 from pypid.core.formats import console_pages, pages
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import Forbidden, HTTPError, NotFound
 from pypid.web.admin.advisory_admin import ADVISORIES_LOGIN, AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin, audit_query
@@ -70,7 +71,7 @@ class ConsoleAdmin:
     @app.route("/console/retention/apply", methods=["POST"])
     async def apply_retention(self, request: IRequest) -> bytes:
         """Apply one index's plan as shown: C{POST /api/retention/apply}'s path."""
-        session = self._gate.form_session(request, "retention")
+        session = self._gate.form_session(request, ChangeKind.RETENTION)
         if isinstance(session, bytes):
             return session
         retention = self._retention

@@ -21,6 +21,7 @@ from pypid.core.access.sessions import Session
 from pypid.core.formats import pages
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import REFUSED
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from pypid.web.identity.gates import Gates
 from pypid.web.pages.browser_login import body_fields, no_store
@@ -61,12 +62,13 @@ class ConsoleGate:
             return send_error(request, Unauthorized("log in to use the console"))
         return found[1]
 
-    def form_session(self, request: IRequest, event: str,
+    def form_session(self, request: IRequest, event: ChangeKind | None,
                      target: str | None = None) -> Session | bytes:
         """
         L{session}, for a form whose CSRF token must be the session's: a
         form without it is refused, and audited as C{event} refused (its
-        C{target}, if any) for the session's person.
+        C{target}, if any) for the session's person (L{None}: a form of
+        no change, not audited).
         """
         session = self.session(request)
         if isinstance(session, bytes):
@@ -77,8 +79,9 @@ class ConsoleGate:
         sent = body_fields(request).get(b"csrf")
         if not sessions.book.csrf_matches(
                 session, sent.decode("utf-8", "replace") if sent else None):
-            self.audit.record(request, Identity(session.user, groups=session.groups), event,
-                              REFUSED, target=target, detail="csrf")
+            if event is not None:
+                self.audit.record(request, Identity(session.user, groups=session.groups),
+                                  event, REFUSED, target=target, detail="csrf")
             return send_error(request, Forbidden("csrf: the form's token is not this "
                                                  "session's; reload the page and try again"))
         return session

@@ -23,6 +23,7 @@ from pypid.core.dists.version_order import version_key
 from pypid.core.formats import charts, console_project_page
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, NotFound
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin, audit_query
@@ -101,8 +102,8 @@ class ConsoleProject:
         Yank, unyank, delete or restore one file: the API's own routes
         (C{POST /api/files/<f>/yank} ...), then the project's page again.
         """
-        session = self._gate.form_session(request, verb if verb in FILE_VERBS else "change",
-                                     filename)
+        session = self._gate.form_session(
+            request, ChangeKind(verb) if verb in FILE_VERBS else None, filename)
         if isinstance(session, bytes):
             return session
         if verb not in FILE_VERBS:
@@ -122,7 +123,7 @@ class ConsoleProject:
     @app.route("/console/project/<string:project>/status", methods=["POST"])
     async def set_status(self, request: IRequest, project: str) -> bytes:
         """Set the project's status (admins): C{POST /api/projects/<p>/status}'s path."""
-        session = self._gate.form_session(request, "status", project)
+        session = self._gate.form_session(request, ChangeKind.STATUS, project)
         if isinstance(session, bytes):
             return session
         found = await guarded(request, lambda: self._project_of(request, project))
@@ -140,7 +141,7 @@ class ConsoleProject:
         admin's C{allow_denied}); the page says what was promoted.
         """
         promote = self._promote
-        found = await self._project_form(request, project, "promote", promote)
+        found = await self._project_form(request, project, ChangeKind.PROMOTE, promote)
         if isinstance(found, bytes):
             return found
         assert promote is not None
@@ -167,14 +168,15 @@ class ConsoleProject:
     @app.route("/console/project/<string:project>/waive", methods=["POST"])
     def waive(self, request: IRequest, project: str) -> Awaitable[bytes]:
         """Waive an advisory for the project (admins): C{POST /api/advisories/waivers}'s path."""
-        return self._waiver(request, project, "advisory-waive", remove=False)
+        return self._waiver(request, project, ChangeKind.ADVISORY_WAIVE, remove=False)
 
     @app.route("/console/project/<string:project>/unwaive", methods=["POST"])
     def unwaive(self, request: IRequest, project: str) -> Awaitable[bytes]:
         """Remove a waiver of the project (admins): C{DELETE /api/advisories/waivers}'s path."""
-        return self._waiver(request, project, "advisory-unwaive", remove=True)
+        return self._waiver(request, project, ChangeKind.ADVISORY_UNWAIVE, remove=True)
 
-    async def _waiver(self, request: IRequest, project: str, event: str, remove: bool) -> bytes:
+    async def _waiver(self, request: IRequest, project: str, event: ChangeKind,
+                      remove: bool) -> bytes:
         """
         Keep or remove a waiver of the page's project in the page's index,
         from the form's C{advisory} (or C{version}) and C{reason}.
@@ -194,7 +196,7 @@ class ConsoleProject:
         change = area.unwaive_as if remove else area.waive_as
         return await self._then_project(request, session, name, lambda: change(request, fields))
 
-    async def _project_form(self, request: IRequest, project: str, event: str,
+    async def _project_form(self, request: IRequest, project: str, event: ChangeKind,
                             area: object) -> tuple[Session, str] | bytes:
         """
         C{(session, normalized project)} of a project page's form that

@@ -15,6 +15,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from pypid.core.formats import webhook_pages
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.webhook_admin import WEBHOOKS_LOGIN, WebhookAdmin
 from pypid.web.pages.browser_login import body_fields, send_html
@@ -62,7 +63,7 @@ class ConsoleWebhooks:
     @app.route("/console/webhooks/<string:name>/test", methods=["POST"])
     async def test(self, request: IRequest, name: str) -> bytes:
         """Send a test event, and show what came of it."""
-        session = self._gate.form_session(request, "webhook-test", name)
+        session = self._gate.form_session(request, ChangeKind.WEBHOOK_TEST, name)
         if isinstance(session, bytes):
             return session
         try:
@@ -74,7 +75,7 @@ class ConsoleWebhooks:
     @app.route("/console/webhooks/<string:name>/redeliver", methods=["POST"])
     async def redeliver(self, request: IRequest, name: str) -> bytes:
         """Send one given-up event (the form's C{key}), or every one, again."""
-        session = self._gate.form_session(request, "webhook-redeliver", name)
+        session = self._gate.form_session(request, ChangeKind.WEBHOOK_REDELIVER, name)
         if isinstance(session, bytes):
             return session
         key = body_fields(request).get(b"key")

@@ -19,7 +19,7 @@ Its reading, C{GET /api/audit} for admins, is L{pypid.web.admin.audit_admin}.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import attrs
@@ -38,10 +38,11 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName, is_valid_name, normalize, parse_filename
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.audit_chain import FAILED, OK, REFUSED, Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import Family
 from pypid.core.util.http_errors import HTTPError
-from pypid.storage.audit_log import IAuditLog, audit_families
+from pypid.storage.journal import IJournal, journal_families
 from pypid.web.identity.request_auth import client_address, identity_of
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
@@ -125,7 +126,7 @@ class AuditWrites:
     before it answers.
     """
 
-    waiting: list[Deferred[bool]] = attrs.field(factory=list)
+    waiting: list[Deferred[int | None]] = attrs.field(factory=list)
 
 
 registerAdapter(lambda request: AuditWrites(), Request, IAuditWrites)
@@ -136,19 +137,19 @@ class AuditTrail:
     """
     Records changes and failed logins into an audit log.
 
-    @ivar log: the L{pypid.storage.audit_log.IAuditLog}.
+    @ivar log: the L{pypid.storage.journal.IJournal}.
     @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
     """
 
-    log: IAuditLog
+    log: IJournal
     _clock: IReactorTime
     _logins: LoginFailures = attrs.field(factory=LoginFailures)
     #: the token exchange's refusals (L{fold_refused})
     _refusals: LoginFailures = attrs.field(factory=LoginFailures)
     _window_end: IDelayedCall | None = None
 
-    def record(self, request: IRequest, identity: Identity | None, event: str,
-               outcome: str = OK, **facts: Unpack[Facts]) -> Deferred[bool]:
+    def record(self, request: IRequest, identity: Identity | None, event: ChangeKind,
+               outcome: str = OK, **facts: Unpack[Facts]) -> Deferred[int | None]:
         """
         Record that C{identity} (an L{pypid.auth.verifier.Identity}) did
         C{event} through C{request}: the entry's write starts now, and
@@ -157,20 +158,29 @@ class AuditTrail:
         @param facts: C{project}, C{version}, C{filename}, C{sha256},
             C{target}, C{detail}, as they apply.
         @return: a L{Deferred} firing, once the entry's first write attempt
-            ended, with whether it was written; it never fails.
+            ended, with its serial (L{None}: not written yet); it never fails.
+        """
+        return self.record_all(request, identity, event, [facts], outcome)
+
+    def record_all(self, request: IRequest, identity: Identity | None, event: ChangeKind,
+                   each: Sequence[Facts], outcome: str = OK) -> Deferred[int | None]:
+        """
+        L{record} of one entry for each of C{each}, written together: the
+        files of a promoted release, which so make one event.
         """
         token: Token | None = identity.token if identity is not None else None
-        writing = self.log.write(Entry(
-            time=format_time(self._clock.seconds()), event=event, outcome=outcome,
+        now = format_time(self._clock.seconds())
+        writing = self.log.append([Entry(
+            time=now, event=event, outcome=outcome,
             user=identity.name if identity is not None else None,
             login=identity.login.source if identity is not None else None,
             token=token.id if token is not None else None,
-            address=client_address(request), **facts))
+            address=client_address(request), **facts) for facts in each])
         IAuditWrites(request).waiting.append(writing)
         return writing
 
-    def refused(self, request: IRequest, identity: Identity | None, event: str,
-                error: HTTPError, **facts: Unpack[Named]) -> Deferred[bool]:
+    def refused(self, request: IRequest, identity: Identity | None, event: ChangeKind,
+                error: HTTPError, **facts: Unpack[Named]) -> Deferred[int | None]:
         """Record that C{event} was refused, or failed, with C{error} (an C{HTTPError})."""
         return self.record(request, identity, event, outcome_of(error), detail=error.message,
                            **named(facts))
@@ -185,7 +195,7 @@ class AuditTrail:
         while writes.waiting:
             await writes.waiting.pop(0)
 
-    async def recorded(self, request: IRequest, event: str, work: Awaitable[_T],
+    async def recorded(self, request: IRequest, event: ChangeKind, work: Awaitable[_T],
                        identity: Identity | None = None, **facts: Unpack[Named]) -> _T:
         """
         Await C{work}, a change C{event}, then its entries' writes (see
@@ -236,7 +246,7 @@ class AuditTrail:
     def _append(self, entries: list[Entry]) -> None:
         """Queue folded entries, and make sure the window's end writes the rest."""
         for entry in entries:
-            self.log.append(entry)
+            self.log.queue(entry)
         ends = [end for end in (self._logins.ends_at(), self._refusals.ends_at())
                 if end is not None]
         if ends and (self._window_end is None or not self._window_end.active()):
@@ -255,7 +265,7 @@ class AuditTrail:
         self._window_end = None
         now = self._clock.seconds()
         for entry in self._logins.drain(now) + self._refusals.drain(now):
-            self.log.append(entry)
+            self.log.queue(entry)
         return self.log.close()
 
 
@@ -281,4 +291,4 @@ class AuditPart(Service):
 
     def metric_families(self) -> Iterable[Family]:
         """The log's entries waiting, written, failed and lost."""
-        return audit_families(self.trail.log)
+        return journal_families(self.trail.log)

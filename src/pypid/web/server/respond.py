@@ -94,6 +94,9 @@ def send_page(request: IRequest, page: Page) -> bytes:
     etag: bytes = page.gzip_etag if gz else page.etag  # type: ignore[assignment]
     headers.setRawHeaders(b"content-type", [page.content_type])
     headers.setRawHeaders(b"etag", [etag])
+    if page.serial is not None:
+        # (as the public index: mirrors refuse a page older than its listing)
+        headers.setRawHeaders(b"x-pypi-last-serial", [b"%d" % page.serial])
     if getattr(request, "received_cookies", None) and _for_a_session(request):
         # (a page of a person's view, by their session: no shared cache keeps it)
         headers.setRawHeaders(b"cache-control", [b"private, " + PAGE_CACHE_CONTROL])

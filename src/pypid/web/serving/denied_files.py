@@ -33,6 +33,7 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.rendered_pages import deny_reason
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.audit_chain import REFUSED
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.metrics import Family, by_label, counter
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.bounded import put_newest
@@ -41,7 +42,7 @@ from pypid.web.identity.request_auth import client_address, identity_of
 from pypid.web.server.audit_trail import AuditTrail
 
 #: The audit event of a refused download.
-EVENT = "advisory-denied"
+EVENT = ChangeKind.ADVISORY_DENIED
 
 #: Seconds during which one client's refusals of one file are one entry.
 AUDIT_WINDOW = 60.0

@@ -277,6 +277,8 @@ class ExpressLane:
             body, etag = page.body, page.etag
         head = b"".join((b"Content-Type: ", page.content_type, b"\r\nETag: ", etag, _PAGE_HEAD,
                          b"Content-Encoding: gzip\r\n" if gz else b"", age,
+                         b"X-PyPI-Last-Serial: %d\r\n" % page.serial
+                         if page.serial is not None else b"",
                          b"Content-Length: %d\r\n\r\n" % len(body)))
         return self._whole(method, head, body)
 

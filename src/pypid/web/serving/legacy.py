@@ -42,6 +42,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import LegacyFile, Page
+from pypid.core.records.audit_chain import BEGINNING
 from pypid.core.security.advisories import (
     AdvisoryPolicy,
     Verdict,
@@ -321,11 +322,13 @@ class LegacyJSON:
         usage = self._usage
         downloads = (usage.book.summary(project.files, usage.today)
                      if usage is not None and index is self._index else None)
-        body = legacy_info.render_json(project, releases, shown, info, index.serial,
+        serials = index.rendered.serials
+        serial = serials(project.name) if serials is not None else BEGINNING
+        body = legacy_info.render_json(project, releases, shown, info, serial,
                                        version is None, root + "/" if root else None,
                                        self._advisories.verdict(project.name, shown),
                                        downloads)
-        return Page.of(body, b"application/json")
+        return Page.of(body, b"application/json", serial=serial)
 
     async def _info(self, files: list[tuple[FileRecord, str]],
                     storage_of: Callable[[FileRecord], IStorage]) -> dict[str, Any]:

@@ -77,21 +77,23 @@ from pypid.core.dists.names import filename_key
 from pypid.core.dists.version_order import is_prerelease, release_key
 from pypid.core.dists.wheel_variants import split_label, variants_filename
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.records.audit_chain import is_event
 from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
+from pypid.core.records.webhook_events import events_of
 from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.audit_files import MemoryAuditLog
-from pypid.storage.outbox_store import MemoryOutboxStore
+from pypid.storage.journal import BEGINNING
+from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.records import MemoryRecords
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
-from pypid.webhooks.announcing import AnnouncingAuditLog
 from pypid.webhooks.delivery import Deliveries
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Ledger
 from tests.harness.admin import admin_options
 from tests.harness.distributions import make_wheel, variant_document
 from tests.harness.fakes import (
@@ -522,28 +524,32 @@ class IndexMachine(RuleBasedStateMachine):
         web = build_web(index_materials(self.registry), access, run_now, self.clock,
                         SiteSettings(max_upload_size=10 << 20),
                         SiteServices(upstream=self.proxy,
-                                     audit=AuditTrail(self.announcing(), self.clock),
+                                     audit=AuditTrail(self.journal(), self.clock),
                                      registry=self.registry, ring=ring))
         self.treq = site_treq(web.site)
         self.site = web.site
 
-    def announcing(self):
+    def journal(self):
         """
-        The audit log of a server (or of each worker of a machine) that
-        writes the events of a subscription to everything to the one outbox
-        of the storage; the first delivers them, to L{received}.
+        The journal of a server (or of each worker of a machine: one
+        store's, shared), whose events the first delivers to a
+        subscription to everything, to L{received}.
         """
-        if not hasattr(self, "outbox_store"):
-            self.outbox_store = MemoryOutboxStore()
+        journal = MemoryJournal(self.clock)
+        if not hasattr(self, "journals"):
+            self.journals = [journal]
             receiver = ScriptedSender()
             self.received = receiver.sent
             self.hooks = {"all": subscription("all")}
-            self.deliveries = Deliveries(Outbox(self.outbox_store, self.clock), receiver,
+            self.deliveries = Deliveries(journal, Ledger(MemoryRecords(), self.clock), receiver,
                                          lambda: self.hooks, self.clock, look_every=DAY)
+            journal.listen(self.deliveries.wake)
             self.deliveries.startService()
-        return AnnouncingAuditLog(MemoryAuditLog(self.clock),
-                                  Outbox(self.outbox_store, self.clock), lambda: self.hooks,
-                                  self.clock, self.deliveries.wake)
+            self.clock.advance(0)
+        else:
+            journal.files = self.journals[0].files
+            self.journals.append(journal)
+        return journal
 
     def teardown(self):
         if hasattr(self, "deliveries"):
@@ -563,8 +569,7 @@ class IndexMachine(RuleBasedStateMachine):
                               allow_redirects=False)
         for _ in range(30):
             self.agent.flush()
-            # (a change's events are written to the outbox in the turn
-            # after, and its answer sent then)
+            # (a change's events are sent in the turn after its entry is written)
             self.clock.advance(0)
             self.treq.flush()
         response = d.result if d.called else None
@@ -1028,6 +1033,29 @@ class IndexMachine(RuleBasedStateMachine):
                 for _, event in self.received]
         assert told == self.reference.events, (told, self.reference.events)
         assert len({event.id for _, event in self.received}) == len(self.received)
+
+    @invariant()
+    def journal_is_the_changes(self):
+        """
+        The journal holds every change acknowledged once, in order, with
+        serials one after the other, whichever worker wrote it; what each
+        worker's journal reads of it is the same.
+        """
+        if not hasattr(self, "reference"):
+            return
+        seen = []
+        for journal in self.journals:
+            read = journal.since(0, 100_000)
+            assert read.called
+            seen.append(read.result)
+        entries = seen[0]
+        assert all(other == entries for other in seen), "the workers read other journals"
+        assert [e.serial for e in entries] == list(range(BEGINNING + 1,
+                                                         BEGINNING + 1 + len(entries)))
+        told = [(event.type, event.data["index"],
+                 tuple(f["filename"] for f in event.data["files"]))
+                for event in events_of([e for e in entries if is_event(e)])]
+        assert told == self.reference.events, (told, self.reference.events)
 
     @invariant()
     def pages_and_files_agree(self):

@@ -22,7 +22,7 @@ from pypid.core.indexes.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from tests.harness.distributions import make_wheel
@@ -233,7 +233,7 @@ class ApplyTests(_Stored, SynchronousTestCase):
 
     def test_schedule(self):
         """The schedule applies every index's rules each interval, audited."""
-        audit = MemoryAuditLog(self.clock)
+        audit = MemoryJournal(self.clock)
         schedule = RetentionSchedule({"default": self.cleanup}, audit, self.clock, DAY)
         schedule.startService()
         self.clock.advance(DAY - 1)

@@ -15,16 +15,14 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.records.audit_chain import FAILED, REFUSED, Entry
+from pypid.core.records.audit_chain import FAILED, REFUSED, Entry, event_id, is_event
 from pypid.core.records.webhook_events import (
     MAX_DELAY,
     MAX_RETRY_AFTER,
     Filter,
     WebhookEvent,
-    event_id,
     events_of,
     index_of,
-    is_event,
     make_test_event,
     new_secret,
     next_try,

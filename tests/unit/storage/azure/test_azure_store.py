@@ -1,12 +1,15 @@
 """The object store contract (L{tests.harness.object_store}) for Azure Blob Storage, on Azurite."""
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.outbox_store import BucketOutboxStore
+from pypid.storage.journal_records import BucketJournal
+from pypid.storage.records import BucketRecords
 from tests.harness import azurite
 from tests.harness.azure import AzuriteCase
+from tests.harness.journal_contract import JournalContractMixin
 from tests.harness.object_store import ObjectStoreContractMixin
-from tests.harness.outbox_store_contract import OutboxStoreContractMixin
+from tests.harness.records_contract import RecordsContractMixin
 
 
 class AzureStoreTests(ObjectStoreContractMixin, AzuriteCase):
@@ -28,13 +31,29 @@ class AzureStoreTests(ObjectStoreContractMixin, AzuriteCase):
         return self.client(endpoint=endpoint + "/" + azurite.ACCOUNT, timeout=timeout)
 
 
-class AzureOutboxStoreTests(OutboxStoreContractMixin, AzuriteCase):
-    """The webhooks' outbox records in a bucket of this server."""
+class AzureRecordsTests(RecordsContractMixin, AzuriteCase):
+    """Small records (the journal's, the webhooks') in a bucket of this server."""
 
     make_store = AzureStoreTests.make_store
 
     async def make_records(self):
-        return BucketOutboxStore(await self.make_store(), "packages/")
+        return BucketRecords(await self.make_store(), "packages/.pypid/webhooks/")
+
+
+class AzureJournalTests(JournalContractMixin, AzuriteCase):
+    """The journal in a bucket of this server: serials claimed by create-only writes."""
+
+    make_store = AzureStoreTests.make_store
+
+    async def make_journal(self):
+        store = await self.make_store()
+        return BucketJournal(BucketRecords(store, "packages/.pypid/journal/"), store,
+                             "packages/", Clock())
+
+    def writer_of(self, journal):
+        store = journal._client
+        return BucketJournal(BucketRecords(store, "packages/.pypid/journal/"), store,
+                             "packages/", Clock())
 
 
 del TestCase

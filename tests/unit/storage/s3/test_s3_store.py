@@ -1,16 +1,19 @@
 """The object store contract (L{tests.harness.object_store}) for S3, on moto and on SeaweedFS."""
 
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pypid.http.client import make_http
-from pypid.storage.outbox_store import BucketOutboxStore
+from pypid.storage.journal_records import BucketJournal
+from pypid.storage.records import BucketRecords
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests.harness import s3server
+from tests.harness.journal_contract import JournalContractMixin
 from tests.harness.object_store import ObjectStoreContractMixin
-from tests.harness.outbox_store_contract import OutboxStoreContractMixin
+from tests.harness.records_contract import RecordsContractMixin
 from tests.harness.s3 import S3Case
 
 
@@ -73,14 +76,37 @@ class SeaweedStoreTests(MotoStoreTests):
         return store
 
 
-class MotoOutboxStoreTests(OutboxStoreContractMixin, S3Case):
-    """The webhooks' outbox records in a bucket of this server."""
+class MotoRecordsTests(RecordsContractMixin, S3Case):
+    """Small records (the journal's, the webhooks') in a bucket of this server."""
 
     make_store = MotoStoreTests.make_store
     client = MotoStoreTests.client
 
     async def make_records(self):
-        return BucketOutboxStore(await self.make_store(), "packages/")
+        return BucketRecords(await self.make_store(), "packages/.pypid/webhooks/")
+
+
+class MotoJournalTests(JournalContractMixin, S3Case):
+    """The journal in a bucket of this server: serials claimed by create-only writes."""
+
+    make_store = MotoStoreTests.make_store
+    client = MotoStoreTests.client
+
+    async def make_journal(self):
+        store = await self.make_store()
+        return BucketJournal(BucketRecords(store, "packages/.pypid/journal/"), store,
+                             "packages/", Clock())
+
+    def writer_of(self, journal):
+        store = journal._client
+        return BucketJournal(BucketRecords(store, "packages/.pypid/journal/"), store,
+                             "packages/", Clock())
+
+
+class SeaweedJournalTests(MotoJournalTests):
+    """The journal on SeaweedFS, whose create-only writes race as a real store's do."""
+
+    store = s3server.SEAWEED
 
 
 del TestCase

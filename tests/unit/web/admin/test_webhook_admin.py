@@ -11,14 +11,13 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.core.records.webhook_events import WebhookEvent
-from pypid.storage.outbox_store import MemoryOutboxStore
+from pypid.storage.records import MemoryRecords
 from pypid.webhooks.delivery import Deliveries
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.part import WebhookPart
 from pypid.webhooks.sender import Attempt
 from tests.harness.web import PASSWORD, NoCookieJar, basic
-from tests.harness.webhooks import SECRET, ScriptedSender, subscription
+from tests.harness.webhooks import SECRET, ScriptedSender, change, subscription
 
 DOCUMENT = {"Sec-Fetch-Dest": "document"}
 ADMIN = basic("dave")
@@ -31,9 +30,9 @@ class _WebhookSite(NoCookieJar):
         return AccessModel(read="everyone", admins=frozenset({"dave"}))
 
     def webhook_part(self):
-        self.store = MemoryOutboxStore()
+        self.store = MemoryRecords()
         self.sender = ScriptedSender()
-        self.part = WebhookPart(Outbox(self.store, self.clock, "a"), self.sender,
+        self.part = WebhookPart(Ledger(self.store, self.clock, "a"), self.sender,
                                 {"builds": subscription("builds",
                                                         url="https://builds.example/h?t=x")},
                                 self.clock)
@@ -42,15 +41,17 @@ class _WebhookSite(NoCookieJar):
     def give_up_one(self):
         """An event of C{builds} given up after two tries; its key."""
         self.sender.answers = [Attempt(500, "HTTP 500 (failed): down")]
-        deliveries = Deliveries(self.part.outbox, self.sender, self.part.current, self.clock,
-                                look_every=1.0, jitter=lambda: 0.0)
-        self.successResultOf(self.part.outbox.add(
-            [(WebhookEvent("evt_1", "upload", "2026-01-01T00:00:00.000000Z", {}), ("builds",))]))
+        journal = self.audit_trail.log
+        deliveries = Deliveries(journal, self.part.ledger, self.sender, self.part.current,
+                                self.clock, look_every=1.0, jitter=lambda: 0.0)
         deliveries.startService()
         self.addCleanup(deliveries.stopService)
         self.clock.advance(0)
+        self.successResultOf(journal.append([change(when=self.clock.seconds())]))
+        self.clock.advance(1)
         self.clock.advance(86400)
-        [failed] = self.successResultOf(self.part.outbox.given_up("builds"))
+        [failed] = self.successResultOf(self.part.ledger.given_up("builds"))
+        self.event_id = failed.event.id
         self.clock.advance(2)
         return failed.key
 
@@ -94,9 +95,9 @@ class WebhookAPITests(_WebhookSite, SynchronousTestCase):
         self.assertEqual(hook["failures"][0]["key"], key)
         self.assertEqual(hook["deliveries"][0]["error"], "HTTP 500 (failed): down")
         code, text = self.api("POST", "/api/webhooks/builds/redeliver",
-                              body=json.dumps({"key": "evt_1"}).encode())
+                              body=json.dumps({"key": self.event_id}).encode())
         self.assertEqual((code, json.loads(text)), (200, {"redelivered": 1}))
-        self.assertEqual(self.successResultOf(self.part.outbox.given_up("builds")), [])
+        self.assertEqual(self.successResultOf(self.part.ledger.given_up("builds")), [])
         self.assertEqual([(e["event"], e["target"], e["outcome"]) for e in self.audited()
                           if e["event"] == "webhook-redeliver"],
                          [("webhook-redeliver", "builds", "ok")])
@@ -115,7 +116,7 @@ class WebhookAPITests(_WebhookSite, SynchronousTestCase):
         self.assertEqual(code, 400)
 
     def test_test_event(self):
-        """A test event goes now, outside the outbox; what came of it is said and audited."""
+        """A test event goes now, outside the journal; what came of it is said and audited."""
         code, text = self.api("POST", "/api/webhooks/builds/test")
         answer = json.loads(text)
         self.assertEqual((code, answer["delivered"], answer["status"]), (200, True, 200))
@@ -172,7 +173,7 @@ class WebhookConsoleTests(_WebhookSite, SynchronousTestCase):
         self.assertIn(b"delivered", page)
         response, page = self.request("POST", "/console/webhooks/builds/redeliver",
                                       headers=cookie, data={"csrf": csrf, "key": key})
-        self.assertIn(b"1 events put back in the outbox", page)
+        self.assertIn(b"1 events to send again", page)
         response, _ = self.request("POST", "/console/webhooks/builds/test", headers=cookie,
                                    data={"csrf": "forged"})
         self.assertEqual(response.code, 403)

@@ -49,8 +49,8 @@ from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
 from pypid.state.writer import SnapshotWriter
-from pypid.storage.audit_files import MemoryAuditLog
 from pypid.storage.interface import StorageError
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.measured import MeasuredStorage
@@ -109,7 +109,7 @@ class _PromoteCase(SynchronousTestCase):
         self.tokens = TokenBook(self.clock)
         self.verifier = verifier
         self.access = Gates(model(), verifier, tokens=self.tokens)
-        self.log = MemoryAuditLog(self.clock)
+        self.log = MemoryJournal(self.clock)
         self.trail = AuditTrail(self.log, self.clock)
         self.stacks = {name: Stack(name, Index(file_url_for(None)), self.storage(name),
                                    KeyedLock(self.clock))

@@ -120,10 +120,10 @@ class ExchangeFloodTests(MintSiteMixin, SynchronousTestCase):
         """A refused exchange answers without waiting for its entry's write; a minted one waits."""
         writes = []
 
-        def write(entry):
-            writes.append(entry)
+        def append(entries):
+            writes.extend(entries)
             return Deferred()
-        self.patch(self.audit_log, "write", write)
+        self.patch(self.audit_log, "append", append)
         response, body = self.mint(self.token("forged"))
         self.assertEqual(response.code, 401, body)
         self.assertEqual(writes, [])

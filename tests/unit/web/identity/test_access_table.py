@@ -62,12 +62,12 @@ from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.outbox_store import MemoryOutboxStore
+from pypid.storage.records import MemoryRecords
 from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
-from pypid.webhooks.outbox import Outbox
+from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.part import WebhookPart
 from tests import CHECKOUT
 from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
@@ -160,7 +160,7 @@ class AccessTableTests(SynchronousTestCase):
                         SiteSettings(max_upload_size=10 << 20, base_url=base_url),
                         SiteServices(metrics=metrics, registry=registry,
                                      webhooks=WebhookPart(
-                                         Outbox(MemoryOutboxStore(), self.clock),
+                                         Ledger(MemoryRecords(), self.clock),
                                          ScriptedSender(), {"builds": subscription("builds")},
                                          self.clock)))
         self.site = web.site

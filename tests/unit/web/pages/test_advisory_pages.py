@@ -47,7 +47,7 @@ from pypid.core.security.affected_releases import Affected
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
-from pypid.storage.audit_files import MemoryAuditLog
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage
 from pypid.tap import build_service
@@ -156,7 +156,7 @@ class Server:
         verifier = PasswordVerifier(users, self.clock, None, run_in_pool=run_in_pool_now)
         access = Gates(AccessModel(read="everyone", admins=frozenset({"root"})), verifier,
                         None, TokenBook(self.clock))
-        self.log = MemoryAuditLog(self.clock)
+        self.log = MemoryJournal(self.clock)
         web = build_web([*one_index(default_index, self.stacks["default"].storage, self.clock,
                                    locks=self.stacks["default"].locks, upstream=self.proxy),
                          *(parts)],

@@ -1,6 +1,6 @@
 """
-The outbox's records (L{pypid.storage.outbox_store}) in memory and in a
-folder (L{tests.harness.outbox_store_contract}); in a bucket, the same
+The outbox's records (L{pypid.storage.records}) in memory and in a
+folder (L{tests.harness.records_contract}); in a bucket, the same
 contract runs against each cloud's server (C{test_s3_store},
 C{test_azure_store}, C{test_gcs_store}).
 """
@@ -9,23 +9,23 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.outbox_store import FolderOutboxStore, MemoryOutboxStore
+from pypid.storage.records import FolderRecords, MemoryRecords
 from tests.harness.fakes import run_now
-from tests.harness.outbox_store_contract import OutboxStoreContractMixin
+from tests.harness.records_contract import RecordsContractMixin
 
 
-class MemoryOutboxStoreTests(OutboxStoreContractMixin, TestCase):
+class MemoryRecordsTests(RecordsContractMixin, TestCase):
     """The memory the tests use keeps the contract."""
 
     def make_records(self):
-        return MemoryOutboxStore()
+        return MemoryRecords()
 
 
-class FolderOutboxStoreTests(OutboxStoreContractMixin, TestCase):
+class FolderRecordsTests(RecordsContractMixin, TestCase):
     """Files under C{.pypid/webhooks/}: written whole, fsynced, linked into place once."""
 
     def make_records(self):
-        return FolderOutboxStore(os.path.join(self.mktemp(), ".pypid", "webhooks"),
+        return FolderRecords(os.path.join(self.mktemp(), ".pypid", "webhooks"),
                                  run_now)
 
     async def test_no_temporary_left(self):

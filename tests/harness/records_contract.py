@@ -1,11 +1,11 @@
 """
-The contract of L{pypid.storage.outbox_store.IOutboxStore}, which the
+The contract of L{pypid.storage.records.IRecords}, which the
 folder, the memory and every cloud's bucket pass: records written whole
 and read back, replaced, listed by folder in order, removed; a name
 written only once by L{put_new} however many race for it; names that
 could leave the folder refused.
 
-A test case mixes L{OutboxStoreContractMixin} into a
+A test case mixes L{RecordsContractMixin} into a
 C{twisted.trial.unittest.TestCase} and gives L{make_records}.
 """
 
@@ -13,21 +13,21 @@ import os
 
 from twisted.internet.defer import gatherResults
 
-from pypid.storage.outbox_store import FolderOutboxStore, IOutboxStore, MemoryOutboxStore
+from pypid.storage.records import FolderRecords, IRecords, MemoryRecords
 
 
-class OutboxStoreContractMixin:
+class RecordsContractMixin:
     """The contract; see the module."""
 
     def make_records(self):
-        """A new, empty L{IOutboxStore} (or a Deferred or coroutine of one)."""
+        """A new, empty L{IRecords} (or a Deferred or coroutine of one)."""
         raise NotImplementedError
 
     async def records(self):
         made = self.make_records()
         if hasattr(made, "__await__") or hasattr(made, "addCallback"):
             made = await made
-        self.assertTrue(IOutboxStore.providedBy(made))
+        self.assertTrue(IRecords.providedBy(made))
         return made
 
     async def test_put_get(self):
@@ -75,6 +75,19 @@ class OutboxStoreContractMixin:
         self.assertTrue(await store.put_new("leases/000000000002", b""))
         self.assertEqual(await store.get("leases/000000000002"), b"")
 
+    async def test_names_after(self):
+        """The names after one, and the first few: where a reader of the journal goes on."""
+        store = await self.records()
+        await store.put({f"entries/{n:04d}.jsonl": b"%d" % n for n in range(1, 8)})
+        self.assertEqual(await store.names("entries", "0004.jsonl"),
+                         ["0005.jsonl", "0006.jsonl", "0007.jsonl"])
+        self.assertEqual(await store.names("entries", "0002.jsonl", 2),
+                         ["0003.jsonl", "0004.jsonl"])
+        self.assertEqual(await store.names("entries", None, 1), ["0001.jsonl"])
+        self.assertEqual(await store.names("entries", "0007.jsonl"), [])
+        self.assertEqual(await store.names("entries", "0000"), [
+            f"{n:04d}.jsonl" for n in range(1, 8)])
+
     async def test_stray_names_left_out(self):
         """A record that was not written as one (a copy made by hand) is not listed."""
         store = await self.records()
@@ -84,9 +97,9 @@ class OutboxStoreContractMixin:
 
     async def put_stray(self, store, name):
         """Put a file or object of C{name} beside the records, as a person would."""
-        if isinstance(store, MemoryOutboxStore):
+        if isinstance(store, MemoryRecords):
             store.records[name] = b"x"
-        elif isinstance(store, FolderOutboxStore):
+        elif isinstance(store, FolderRecords):
             with open(os.path.join(store.root, *name.split("/")), "wb") as f:
                 f.write(b"x")
         else:

@@ -1,18 +1,19 @@
 """
-Where the webhooks' outbox and its bookkeeping are kept: with the
-packages, so an event outlives a crash of the server that made it, and
-every server on a shared bucket sees the same outbox. Small records by
-name, in a few folders (L{pypid.webhooks.outbox} says which):
-C{<storage path>/.pypid/webhooks/} on local disk (L{FolderOutboxStore}),
-C{<prefix>.pypid/webhooks/} in a bucket (L{BucketOutboxStore}), and in
-memory for the tests (L{MemoryOutboxStore}).
+Small records kept with the packages, by name, in a few folders: the
+journal's entries on a bucket (L{pypid.storage.journal_records}), the
+webhooks' cursors, failures and lease (L{pypid.webhooks}). On local disk
+as files under C{<storage path>/.pypid/<folder>/} (L{FolderRecords}), in a
+bucket as objects under C{<prefix>.pypid/<folder>/} (L{BucketRecords}),
+and in memory for the tests (L{MemoryRecords}), so that what they hold
+outlives a crash and every server on a shared bucket sees the same.
 
 A record is written whole and durably before its write is answered (a
 file fsynced, renamed, and its folder fsynced; an object's PUT answered):
 a reader sees the old record or the new, never part of one. L{put_new}
 writes only a record that is not there yet (a file linked into place, an
 object written with C{If-None-Match: *}): of several servers writing the
-same name at once, exactly one succeeds.
+same name at once, exactly one succeeds, which is what a journal's serial
+and a lease are claimed with.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ _T = TypeVar("_T")
 #: A record's name: folders and a file name of safe characters.
 _NAME = re.compile(r"\A(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
-#: What follows the storage's root (or the bucket's prefix) in every name.
-FOLDER = ".pypid/webhooks/"
+#: Where the records' folders are, under the storage's root (or the bucket's prefix).
+FOLDER = ".pypid/"
 
 
 def is_record_name(name: str) -> bool:
@@ -54,15 +55,15 @@ def is_record_name(name: str) -> bool:
 def checked(name: str) -> str:
     """C{name}, refused when it is not a record's (a path that could leave the folder)."""
     if not _NAME.match(name) or ".." in name:
-        raise ValueError(f"{name!r} is not the name of a webhook record")
+        raise ValueError(f"{name!r} is not the name of a record")
     return name
 
 
-class IOutboxStore(Interface):
-    """The records of the webhooks' outbox; see the module."""
+class IRecords(Interface):
+    """The records of one folder of the store's; see the module."""
 
     shared = Attribute("Whether other servers may use the same records (a bucket): "
-                       "then one of them delivers, by a lease.")
+                       "then one of them delivers the webhooks, by a lease.")
 
     def put(items: Mapping[str, bytes]) -> Deferred[None]:
         """
@@ -86,17 +87,22 @@ class IOutboxStore(Interface):
     def delete(names: Sequence[str]) -> Deferred[None]:
         """Remove the records C{names} (one not there is no error)."""
 
-    def names(folder: str) -> Deferred[list[str]]:
+    def shown(name: str) -> str:
+        """How the record C{name} is named to a person: its path, or its key."""
+
+    def names(folder: str, after: str | None = None,
+              limit: int | None = None) -> Deferred[list[str]]:
         """
-        The names of the records directly in C{folder} (C{outbox}), sorted,
+        The names of the records directly in C{folder} (C{failed}), sorted,
         without it; a file or object of another name (one copied there by
-        hand) is left out.
+        hand) is left out. With C{after}, only the names sorting after it;
+        with C{limit}, that many at most (the first).
         """
 
 
-@implementer(IOutboxStore)
-class FolderOutboxStore:
-    """The records as files under C{<storage path>/.pypid/webhooks/}, on the I/O pool."""
+@implementer(IRecords)
+class FolderRecords:
+    """The records as files under a folder (C{<storage path>/.pypid/<name>/}), on the I/O pool."""
 
     shared = False
 
@@ -107,6 +113,10 @@ class FolderOutboxStore:
 
     def _path(self, name: str) -> str:
         return os.path.join(self.root, *checked(name).split("/"))
+
+    def shown(self, name: str) -> str:
+        """The file's path."""
+        return self._path(name)
 
     def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
         """Write files whole (each renamed into place), then fsync their folders once."""
@@ -125,9 +135,10 @@ class FolderOutboxStore:
         """Remove files, then fsync their folders."""
         return self._run(_remove_files, [self._path(name) for name in names])
 
-    def names(self, folder: str) -> Deferred[list[str]]:
+    def names(self, folder: str, after: str | None = None,
+              limit: int | None = None) -> Deferred[list[str]]:
         """The files of a folder, sorted (temporary files left out)."""
-        return self._run(_list_folder, self._path(folder))
+        return self._run(lambda: _cut(_list_folder(self._path(folder)), after, limit))
 
 
 def _put_files(paths: Mapping[str, bytes]) -> None:
@@ -137,7 +148,7 @@ def _put_files(paths: Mapping[str, bytes]) -> None:
         for folder in {os.path.dirname(path) for path in paths}:
             fsync_folder(folder)
     except OSError as e:
-        raise StorageError(f"cannot write {e.filename or 'a webhook record'}: {e.strerror}")
+        raise StorageError(f"cannot write {e.filename or 'a record'}: {e.strerror}")
 
 
 def _put_new_file(path: str, data: bytes) -> bool:
@@ -177,7 +188,14 @@ def _remove_files(paths: Sequence[str]) -> None:
             if os.path.isdir(folder):
                 fsync_folder(folder)
     except OSError as e:
-        raise StorageError(f"cannot remove {e.filename or 'a webhook record'}: {e.strerror}")
+        raise StorageError(f"cannot remove {e.filename or 'a record'}: {e.strerror}")
+
+
+def _cut(names: list[str], after: str | None, limit: int | None) -> list[str]:
+    """The sorted C{names} after C{after}, C{limit} at most."""
+    if after is not None:
+        names = [name for name in names if name > after]
+    return names if limit is None else names[:limit]
 
 
 def _list_folder(path: str) -> list[str]:
@@ -190,16 +208,20 @@ def _list_folder(path: str) -> list[str]:
         raise StorageError(f"cannot list {path}: {e.strerror}")
 
 
-@implementer(IOutboxStore)
-class BucketOutboxStore:
-    """The records as objects under C{<prefix>.pypid/webhooks/}."""
+@implementer(IRecords)
+class BucketRecords:
+    """The records as objects under a prefix (C{<prefix>.pypid/<name>/})."""
 
     shared = True
 
     def __init__(self, store: ObjectStore, prefix: str) -> None:
-        """@param prefix: the storage's prefix in the bucket (C{packages/}, or empty)."""
+        """@param prefix: the records' folder in the bucket (C{packages/.pypid/webhooks/})."""
         self._store = store
-        self._prefix = prefix + FOLDER
+        self._prefix = prefix
+
+    def shown(self, name: str) -> str:
+        """The object's key."""
+        return self._prefix + checked(name)
 
     def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
         """
@@ -231,19 +253,24 @@ class BucketOutboxStore:
         for key in keys:
             await self._store.delete(key)
 
-    def names(self, folder: str) -> Deferred[list[str]]:
-        """The objects directly under a folder, listed."""
-        return ensureDeferred(self._names(self._prefix + checked(folder) + "/"))
+    def names(self, folder: str, after: str | None = None,
+              limit: int | None = None) -> Deferred[list[str]]:
+        """The objects directly under a folder, listed (from after C{after}, as the bucket can)."""
+        return ensureDeferred(self._names(self._prefix + checked(folder) + "/", after, limit))
 
-    async def _names(self, prefix: str) -> list[str]:
+    async def _names(self, prefix: str, after: str | None, limit: int | None) -> list[str]:
         found: list[str] = []
-        async for page in self._store.list(prefix, delimiter="/"):
-            found.extend(item.key[len(prefix):] for item in page.keys)
-        return sorted(name for name in found if is_record_name(name))
+        async for page in self._store.list(prefix, None if after is None else prefix + after,
+                                           delimiter="/"):
+            found.extend(name for item in page.keys
+                         if is_record_name(name := item.key[len(prefix):]))
+            if limit is not None and len(found) >= limit:
+                break
+        return _cut(sorted(found), after, limit)
 
 
-@implementer(IOutboxStore)
-class MemoryOutboxStore:
+@implementer(IRecords)
+class MemoryRecords:
     """The records in a dict, for the tests; C{shared} as the test says."""
 
     def __init__(self, shared: bool = False) -> None:
@@ -251,6 +278,10 @@ class MemoryOutboxStore:
         self.records: dict[str, bytes] = {}
         #: set to an exception to make every call fail with it
         self.failing: Exception | None = None
+
+    def shown(self, name: str) -> str:
+        """The record's name."""
+        return checked(name)
 
     def _call(self, work: Callable[[], _T]) -> Deferred[_T]:
         if self.failing is not None:
@@ -287,9 +318,10 @@ class MemoryOutboxStore:
                 self.records.pop(name, None)
         return self._call(delete)
 
-    def names(self, folder: str) -> Deferred[list[str]]:
+    def names(self, folder: str, after: str | None = None,
+              limit: int | None = None) -> Deferred[list[str]]:
         """The records directly in a folder."""
         prefix = checked(folder) + "/"
-        return self._call(lambda: sorted(
+        return self._call(lambda: _cut(sorted(
             name[len(prefix):] for name in self.records
-            if name.startswith(prefix) and is_record_name(name[len(prefix):])))
+            if name.startswith(prefix) and is_record_name(name[len(prefix):])), after, limit))

@@ -1,0 +1,120 @@
+"""
+The serials the pages carry, as the public index serves them: each
+project of each index has the serial of the last journal entry that
+changed it (C{_last-serial}, C{X-PyPI-Last-Serial}), and the index the
+serial of the last entry of all (L{ProjectSerials}). A mirror (bandersnatch
+reads them from the JSON C{/simple/} and C{/pypi/<project>/json}) fetches
+again what moved since its last run, and refuses a page whose serial is
+below the listing's.
+
+Made of the journal's entries (L{ProjectSerials.take}), in any order and
+more than once (the entries this server wrote come at once, everyone's
+when the journal is read): a serial only grows. A project no entry names
+carries L{pypid.core.records.audit_chain.BEGINNING}. Kept in the snapshot
+(L{ProjectSerials.to_json}) with the serial the journal was read up to,
+so a start reads only what came after. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from pypid.core.records.audit_chain import BEGINNING, OK, Entry
+
+#: C{changed(index, project)}: a project's serial moved (its kept pages
+#: carry the serial, so they are made again).
+Changed = Callable[[str | None, str], None]
+
+
+@attrs.frozen
+class IndexSerials:
+    """
+    One index's view of the serials (L{pypid.core.indexes.rendered_pages.Serials}):
+    C{serials(project)}, and C{serials.last}, the journal's last.
+    """
+
+    _table: ProjectSerials
+    _index: str | None
+
+    def __call__(self, project: str) -> int:
+        """The serial of C{project}."""
+        return self._table.of(self._index, project)
+
+    @property
+    def last(self) -> int:
+        """The last serial taken in."""
+        return self._table.last
+
+
+@attrs.define
+class ProjectSerials:
+    """
+    Each index's projects' serials (see the module).
+
+    @ivar last: the last serial taken in (L{BEGINNING}: none).
+    """
+
+    #: index (L{None}: the default) -> project -> serial
+    _serials: dict[str | None, dict[str, int]] = attrs.field(factory=dict)
+    last: int = BEGINNING
+    _listeners: list[Changed] = attrs.field(factory=list)
+
+    def listen(self, changed: Changed) -> None:
+        """Call C{changed(index, project)} whenever a project's serial moves."""
+        self._listeners.append(changed)
+
+    def of(self, index: str | None, project: str) -> int:
+        """The serial of C{project} of C{index} (L{None}: the default index)."""
+        return self._serials.get(index, {}).get(project, BEGINNING)
+
+    def of_index(self, index: str | None) -> IndexSerials:
+        """The serials of one index's projects, as its pages read them."""
+        return IndexSerials(self, index)
+
+    def take(self, entries: Iterable[Entry]) -> None:
+        """Take in journal entries: the projects they changed carry their serials."""
+        moved: list[tuple[str | None, str]] = []
+        for entry in entries:
+            serial = entry.serial
+            if serial is None:
+                continue
+            if serial > self.last:
+                self.last = serial
+            if entry.project is None or entry.outcome != OK:
+                continue
+            table = self._serials.setdefault(entry.index, {})
+            if table.get(entry.project, BEGINNING) < serial:
+                table[entry.project] = serial
+                moved.append((entry.index, entry.project))
+        for index, project in dict.fromkeys(moved):
+            for changed in self._listeners:
+                changed(index, project)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the snapshot keeps: the last serial, and every project's."""
+        return {"last": self.last,
+                "projects": {index or "": dict(table) for index, table in self._serials.items()}}
+
+    def restore(self, data: object) -> None:
+        """
+        Take back what L{to_json} gave (a snapshot's); what is not such
+        data is left out, as a snapshot's unreadable parts are.
+        """
+        if not isinstance(data, Mapping):
+            return
+        last, projects = data.get("last"), data.get("projects")
+        if isinstance(last, int) and not isinstance(last, bool):
+            self.last = max(self.last, last)
+        if not isinstance(projects, Mapping):
+            return
+        for index, table in projects.items():
+            if not isinstance(index, str) or not isinstance(table, Mapping):
+                continue
+            kept = self._serials.setdefault(index or None, {})
+            for project, serial in table.items():
+                if isinstance(project, str) and isinstance(serial, int) \
+                        and not isinstance(serial, bool):
+                    kept[project] = max(kept.get(project, BEGINNING), serial)
