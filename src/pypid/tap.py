@@ -58,9 +58,11 @@ from pypid.daemon.machine import (
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
+from pypid.machine.ring import ChangeRing
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
+from pypid.state.journal_follower import EVERY, JournalFollower
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import make_journal
@@ -208,6 +210,7 @@ class _MadeParts:
     feed: AdvisoryFeed
     webhooks: WebhookPart
     audit: AuditPart
+    follower: JournalFollower
     access: IdentityPart
     mark: RunningMark | None
     readiness: Readiness
@@ -236,8 +239,15 @@ class _MadeParts:
         # (the one record of every change: what the audit log shows, and
         # what the webhooks deliver, a machine's first worker)
         journal = make_journal(config, run, reactor, default.storage.s3_timings)
-        # (what this server writes moves its projects' serials at once)
+        # (what this server writes moves its projects' serials at once; what
+        # the others write, its follower reads: from the snapshot's serial on)
         journal.listen(registry.serials.take)
+        follower = JournalFollower(journal, registry.serials, reactor,
+                                   min(EVERY, config.bucket.sync_interval)
+                                   if config.bucket is not None else EVERY)
+        if worker is not None:
+            # (the doorbell: the other workers read the journal before they answer)
+            journal.listen(partial(_ring, worker.ring))
         webhooks = WebhookPart.from_config(config, run, reactor, worker is None or worker.first,
                                            journal, default.storage.s3_timings)
         audit = AuditPart(AuditTrail(journal, reactor))
@@ -258,7 +268,7 @@ class _MadeParts:
                 if worker is None or worker.first else None)
         readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
                               check_first=worker is not None)
-        return cls(sandbox, registry, feed, webhooks, audit, access, mark, readiness)
+        return cls(sandbox, registry, feed, webhooks, audit, follower, access, mark, readiness)
 
     def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
         """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
@@ -276,7 +286,7 @@ class _MadeParts:
                                    self.webhooks)
              if source is not None]
             + [part for part, _ in registry.upstreams.values()],
-            worker.ring if worker is not None else None, self.webhooks)
+            worker.ring if worker is not None else None, self.webhooks, self.follower)
 
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
@@ -332,14 +342,12 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("advisory-waivers", registry.waivers),  # read before the listeners open
         ("running-mark", mark),     # removed once the last snapshot is saved
         *parts("index"),            # the listeners open once the indexes are loaded
-        # (read, and kept, over the indexes loaded: before the listeners open)
-        ("namespace-grants", registry.grants),
+        ("namespace-grants", registry.grants),  # (kept over the indexes loaded)
+        ("journal-follower", made.follower),  # (the serials all agree on, read first)
         *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
         *parts("snapshot"),         # the last snapshots, once the listeners drained
         ("readiness", readiness),   # after a crash, storage checked before listening
-        # (the download counts: stopped once the listeners drained, so what
-        # was counted is written while the storage is there)
-        *parts("usage"),
+        *parts("usage"),  # (the download counts, written once the listeners drained)
         ("web", web),
         ("machine-metrics", web.web.app.metrics.machine),  # (a worker's, for the others)
         ("listeners", listeners),
@@ -359,6 +367,11 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
         reloaded=made.reloaded(reactor) if once else None)
+
+
+def _ring(ring: ChangeRing, entries: Sequence[Entry]) -> None:
+    """Ring the machine's doorbell: entries were written to the journal."""
+    ring.announce(b"j")
 
 
 def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.retention import RetentionRules, make_plan
 from tests.bench.bench_scale import made_up_records
 

@@ -18,7 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from tests.harness import s3server
-from tests.harness.access_table import IDENTITIES, ROWS, TABLE, WEBHOOK, filename_of, read_table
+from tests.harness.access_table import (
+    IDENTITIES,
+    ROWS,
+    TABLE,
+    WEBHOOK,
+    digest_path,
+    filename_of,
+    keep_digest,
+    read_table,
+)
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import DaemonTestCase, free_port, http, sha256, upload_form
 from tests.harness.e2e_s3 import s3_settings
@@ -38,6 +47,7 @@ def fill(daemon, request, projects=(("alice", "holy-grail"), ("carol", "secret-s
     for user, name in projects:
         for version in ("1.0", "2.0"):
             filename, data = make_wheel(name, version)
+            keep_digest(filename, data)
             ctype, body = upload_form(filename, data)
             answer = request("POST", daemon.url, {"Content-Type": ctype}, body,
                              auth=(user, USERS[user]))
@@ -89,7 +99,8 @@ def reads_at_once(url, read, request):
             # its files one)
             continue
         for project in projects:
-            path = template.format(p=project, f=filename_of(project), q=quote(project))
+            path = template.format(p=project, f=filename_of(project), q=quote(project),
+                                       **digest_path(project))
             want = expected[(read, method, template, project)]
             asks += [(path, who, code) for who, code in zip(IDENTITIES, want, strict=True)
                      if who in PASSWORDS]

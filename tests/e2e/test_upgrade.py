@@ -137,6 +137,40 @@ def _legacy_relative(value):
     return value
 
 
+def _by_files(value, index):
+    """
+    The legacy JSON's file URLs as 0.1.0 wrote them, under C{index} (its
+    path: C{""}, C{/staging}), by project and filename: today's name a
+    hosted file by its digest, as the public index's file host names
+    files (C{/packages/...}, one path for every index).
+    """
+    if isinstance(value, dict):
+        return {k: (_files_url(v, index) if k in _LEGACY_URLS and isinstance(v, str)
+                    else _by_files(v, index)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_by_files(v, index) for v in value]
+    return value
+
+
+def _files_url(url, index):
+    match = re.match(r"\A(.*)/packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/([^/]+)\Z", url)
+    if match is None:
+        return url
+    filename = match.group(2)
+    project = re.sub(r"[-_.]+", "-", filename.split("-", 1)[0]).lower()
+    return f"{match.group(1)}{index}/files/{project}/{filename}"
+
+
+def _no_serials(value):
+    """Take the serials a JSON simple page carries out of C{value} (in place)."""
+    if not isinstance(value, dict):
+        return
+    value.get("meta", {}).pop("_last-serial", None)
+    for project in value.get("projects", []):
+        if isinstance(project, dict):
+            project.pop("_last-serial", None)
+
+
 #: The last release: the changes listed under "Unreleased" in
 #: docs/changelog.rst came after it, so the rules below for them apply to
 #: the sets of this release and older ones only. Move it at each release.
@@ -170,7 +204,18 @@ def todays(request, old, new, version, restarted=False):
 
     # The changes since 0.1.0 (docs/changelog.rst, "Unreleased").
     if legacy and "json" in new:
-        new["json"] = _legacy_relative(new["json"])
+        index = path[:path.index("/pypi/")]
+        new["json"] = _by_files(_legacy_relative(new["json"]), index)
+        if "last_serial" in new["json"] and "last_serial" in old.get("json", {}):
+            # The project's serial in the journal, as the public index's
+            # (the journal began at the upgrade: 1 for what came before),
+            # where 0.1.0 counted the index's changes since its start.
+            assert new["json"]["last_serial"] >= 1, new["json"]["last_serial"]
+            new["json"]["last_serial"] = old["json"]["last_serial"]
+    if "/simple/" in path:
+        # The serials as the public index lists them (a JSON page's meta,
+        # each project of the list): keys added.
+        _no_serials(new.get("json"))
     if legacy and old["status"] == 404 and new["status"] == 200 and "/remote-" in path:
         # The legacy JSON of a project served from the upstream cache
         # answers (it was 404 in 0.1.0): 390c163, issue 46, part 4.

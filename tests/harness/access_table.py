@@ -6,6 +6,7 @@ by the in-memory test (L{tests.unit.web.identity.test_access_table}) and the one
 real daemon (L{tests.e2e.test_access_table}).
 """
 
+import hashlib
 
 #: the identities, in the order of L{TABLE}'s columns
 IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-read", "t-upload", "t-other",
@@ -21,6 +22,26 @@ WEBHOOK = {"webhook:builds.url": "http://127.0.0.1:9/hooks", "webhook:builds.all
 
 def filename_of(project):
     return f"{project.replace('-', '_')}-1.0-py3-none-any.whl"
+
+
+#: The BLAKE2b-256 of the 1.0 wheels the tables uploaded, by filename: the
+#: C{/packages/} rows' paths (L{digest_path}); a wheel's bytes hold the time
+#: it was made.
+UPLOADED: dict[str, str] = {}
+
+
+def keep_digest(filename, data):
+    """Remember the digest of the wheel C{filename} a table uploaded (L{UPLOADED})."""
+    UPLOADED[filename] = hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def digest_path(project):
+    """
+    C{{"x", "y", "z"}}: the three parts of the C{/packages/} path of the
+    project's 1.0 wheel as uploaded (zeros for one never uploaded).
+    """
+    digest = UPLOADED.get(filename_of(project), "0" * 64)
+    return {"x": digest[:2], "y": digest[2:4], "z": digest[4:]}
 
 
 P3 = ("holy-grail", "secret-sauce", "no-such")
@@ -41,6 +62,8 @@ ROWS = (
     ("GET", "/files/{p}/{f}", P3),
     ("GET", "/files/{p}/{f}.metadata", P3),
     ("GET", "/integrity/{p}/1.0/{f}/provenance", P3),
+    ("GET", "/packages/{x}/{y}/{z}/{f}", P3),
+    ("GET", "/packages/{x}/{y}/{z}/{f}.metadata", P3),
     ("GET", "/pypi/{p}/json", P3),
     ("GET", "/pypi/{p}/1.0/json", P3),
     ("GET", "/project/{p}/", P3),
@@ -170,6 +193,12 @@ GET    /files/{p}/{f}.metadata      no-such      | 404 404 404 404 401 404 404 4
 GET    /integrity/{p}/1.0/{f}/provenance holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
 GET    /integrity/{p}/1.0/{f}/provenance secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 GET    /integrity/{p}/1.0/{f}/provenance no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /packages/{x}/{y}/{z}/{f} holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /packages/{x}/{y}/{z}/{f} secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /packages/{x}/{y}/{z}/{f} no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
+GET    /packages/{x}/{y}/{z}/{f}.metadata holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
+GET    /packages/{x}/{y}/{z}/{f}.metadata secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
+GET    /packages/{x}/{y}/{z}/{f}.metadata no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404
 GET    /pypi/{p}/json               holy-grail   | 200 200 200 200 401 200 404 404 401 401 200 | 401 200 200 200 401 200 404 404 401 401 200
 GET    /pypi/{p}/json               secret-sauce | 404 404 200 200 401 404 404 404 401 401 200 | 401 404 200 200 401 404 404 404 401 401 200
 GET    /pypi/{p}/json               no-such      | 404 404 404 404 401 404 404 404 401 401 404 | 401 404 404 404 401 404 404 404 401 401 404

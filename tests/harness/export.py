@@ -79,7 +79,7 @@ class ExportCase(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
-        from pypid.core.indexes.render import file_url_for
+        from pypid.core.indexes.links import file_url_for
         from pypid.state.loader import load_statuses
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates

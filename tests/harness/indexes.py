@@ -29,8 +29,8 @@ from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.indexes.render import file_url_for
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
 from pypid.storage.journal_files import MemoryJournal

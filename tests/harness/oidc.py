@@ -21,7 +21,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.access_rules import parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_publishers
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.records.audit_chain import decode
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage

@@ -22,7 +22,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for, provenance_url_for
+from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.http.client import make_http
 from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService

@@ -29,7 +29,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.state.hosted_source import HostedSource
 from pypid.storage.locks import KeyedLock
 from pypid.storage.memory import MemoryStorage

@@ -15,7 +15,7 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.records.audit_query import make_query
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage

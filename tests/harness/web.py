@@ -20,7 +20,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sessions import SessionBook
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for, provenance_url_for
+from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage.factory import StoragePart
 from pypid.storage.interface import MemoryFile

@@ -30,9 +30,9 @@ from pypid.core.access.upload_rules import IndexUploadRules, UploadRules
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT
+from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.indexes.render import file_url_for, provenance_url_for
-from pypid.core.indexes.rendered_pages import Serials
+from pypid.core.records.serials import IndexSerials
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
 from pypid.machine.ring import ChangeRing, runs_once
@@ -134,7 +134,7 @@ class HostedStack:
                bucket: SharedBucket | None = None,
                upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
-               serials: Serials | None = None,
+               serials: IndexSerials | None = None,
                advisories: AdvisoryPolicy | None = None,
                namespaces: IndexNamespaces | None = None,
                render: Renderer = render_description,
@@ -177,13 +177,10 @@ class HostedStack:
         index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
                       advisories=advisories, provenance_url=provenance_url_for(base),
                       namespaces=namespaces, serials=serials)
-        # (what the upstream cache learns is saved within seconds: a crash
-        # loses none of it)
-        learnt = Notice()
+        learnt = Notice()  # (what the upstream cache learns, saved within seconds)
         upstream_part = upstream(index, learnt) if upstream is not None else None
         proxy = upstream_part.proxy if upstream_part is not None else None
-        # A folder's files found without a record are described after the
-        # server answers (a shared storage imports what it finds its own way).
+        # (a folder's files found without a record described after it answers)
         # (its name in the log lines and on /metrics, on a server of named indexes)
         label = name if any(n != DEFAULT for n in config.indexes) else None
         backfill = (Backfill(index, stored, reactor, name=label)
@@ -192,11 +189,13 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         # (of a machine's workers the first alone writes the snapshot, and
         # saves what the upstream cache they share learnt)
+        kept = serials.table if serials is not None and name == DEFAULT else None  # (all's)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy,
-                                learnt if runs_once(ring) else None, name=label)
+                                learnt if runs_once(ring) else None, name=label, serials=kept)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
-                             recover=_recovery(config, name, stored, ring), name=label)
+                             recover=_recovery(config, name, stored, ring), name=label,
+                             serials=kept)
         usage = _usage_log(stored, reactor, ring)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(

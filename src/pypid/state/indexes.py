@@ -40,8 +40,8 @@ from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.indexes.render import file_url_for, provenance_url_for
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family
 from pypid.core.records.serials import ProjectSerials

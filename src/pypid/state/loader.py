@@ -34,6 +34,7 @@ from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import GAUGE, Family, gauge
+from pypid.core.records.serials import ProjectSerials
 from pypid.core.util.clock_steps import ClockReading, trusted_since
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
@@ -184,6 +185,9 @@ class IndexLoader:
     #: the index's name in its log lines; L{None} on a server of one index
     #: (whose lines name none, as before there were named indexes)
     name: str | None = attrs.field(default=None, kw_only=True)
+    #: the journal's serials the server takes in, given back what the
+    #: snapshot kept of them (the default index's); L{None}: none kept here
+    serials: ProjectSerials | None = attrs.field(default=None, kw_only=True)
 
     async def load(self) -> None:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
@@ -233,6 +237,9 @@ class IndexLoader:
             snap = self._same_storage(await self._shared_snapshot(shared))
         if snap is not None:
             snap = self._dated_before_steps(snap)
+        if self.serials is not None:
+            # (without a snapshot's, the journal is read from its beginning)
+            self.serials.restore(snap.journal if snap is not None else None)
         if snap is not None:
             known, since, serial = snap.records, snap.saved_at, snap.serial
             tombstones = snap.tombstones

@@ -40,6 +40,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import index_in_log
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
+from pypid.core.records.serials import ProjectSerials
 from pypid.core.util.clock_steps import ClockReading
 from pypid.core.util.notice import Notice
 from pypid.core.util.units import counted
@@ -82,7 +83,7 @@ class SnapshotWriter(Service):
                  shared: ISharedStorage | None = None, upstream: UpstreamProxy | None = None,
                  learnt: Notice | None = None,
                  boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock,
-                 name: str | None = None) -> None:
+                 name: str | None = None, serials: ProjectSerials | None = None) -> None:
         """
         @param index: the L{pypid.core.indexes.index.Index}.
         @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
@@ -103,8 +104,11 @@ class SnapshotWriter(Service):
             each snapshot (L{pypid.core.util.clock_steps}).
         @param name: the index's name in the log lines; L{None} on a server
             of one index.
+        @param serials: the journal's serials the server took in, kept with
+            the index (the default index's snapshot keeps them); L{None}: none.
         """
         self._index = index
+        self._serials = serials
         self.path = path
         self._run = run
         self._clock = clock
@@ -243,16 +247,17 @@ class SnapshotWriter(Service):
         upstream_state = upstream.state() if upstream is not None else None
         identity = self._storage
         clock = self._reading()
+        journal = self._serials.to_json() if self._serials is not None else None
 
         def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
-                                   upstream_state, clock, promotions, binned))
+                                   upstream_state, clock, promotions, binned, journal))
             if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state (and
             # is the only time the snapshot is held whole: to be sent).
             return encode(records, tombstones, as_of, serial, identity,
-                          promotions=promotions, binned=binned)
+                          promotions=promotions, binned=binned, journal=journal)
 
         started = self._clock.seconds()
 

@@ -111,6 +111,10 @@ class Snapshot:
     #: the promoted files' L{Promotion}s by filename (the files of one
     #: promotion share one); none in a snapshot without the line
     promotions: dict[str, Promotion] = attrs.field(factory=dict)
+    #: (JSON-ready) the serials of the journal the server took in, and how
+    #: far it read it (L{pypid.core.records.serials.ProjectSerials.to_json});
+    #: L{None}: none kept (an older snapshot, or a named index's)
+    journal: Any = None
 
 
 def _line(obj: Any) -> bytes:
@@ -121,7 +125,7 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
           serial: int = 0, storage: str | None = None, storage_state: Any = None,
           upstream_state: Any = None, clock: ClockReading | None = None,
           promotions: Mapping[str, Promotion] | None = None,
-          binned: Iterable[FileRecord] = ()) -> Iterator[bytes]:
+          binned: Iterable[FileRecord] = (), journal: Any = None) -> Iterator[bytes]:
     """
     The snapshot's lines, as bytes, a project at a time (see the module's
     docstring), for L{write} to write as they come.
@@ -134,6 +138,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
         (or L{None}): no C{promotions} line.
     @param binned: the records of the files in the recycle bin (kept as
         they are beside the files, in a C{binned} line); none: no line.
+    @param journal: the journal's serials taken in (L{Snapshot.journal}), or
+        L{None}: no C{journal} line.
     """
     projects: dict[str, list[FileRecord]] = {}
     for record in records:
@@ -176,6 +182,8 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
         yield _line({"storage_state": storage_state})
     if upstream_state is not None:
         yield _line({"upstream_state": upstream_state})
+    if journal is not None:
+        yield _line({"journal": journal})
     files_count = sum(map(len, projects.values()))
     yield _line({"end": {"projects": len(projects), "files": files_count}})
 
@@ -184,10 +192,11 @@ def encode(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: f
            serial: int = 0, storage: str | None = None, storage_state: Any = None,
            upstream_state: Any = None,
            promotions: Mapping[str, Promotion] | None = None,
-           binned: Iterable[FileRecord] = ()) -> bytes:
+           binned: Iterable[FileRecord] = (), journal: Any = None) -> bytes:
     """The snapshot's bytes, whole (L{lines} joined)."""
     return b"".join(lines(records, tombstones, saved_at, serial, storage, storage_state,
-                          upstream_state, promotions=promotions, binned=binned))
+                          upstream_state, promotions=promotions, binned=binned,
+                          journal=journal))
 
 
 def _grouped(promotions: Mapping[str, Promotion]) -> list[dict[str, Any]]:

@@ -87,6 +87,7 @@ class _Decoded:
     tombstones: Any = None
     upstream_state: Any = None
     storage_state: Any = None
+    journal: Any = None
     end: Any = None
     promotions: dict[str, Promotion] = attrs.field(factory=dict)
     binned: dict[str, FileRecord] = attrs.field(factory=dict)
@@ -118,6 +119,8 @@ class _Decoded:
             self.storage_state = line["storage_state"]
         elif "upstream_state" in line:
             self.upstream_state = line["upstream_state"]
+        elif "journal" in line:
+            self.journal = line["journal"]
         elif "promotions" in line:
             self.promotions = _promotions(line["promotions"])
         elif "binned" in line:
@@ -142,7 +145,7 @@ class _Decoded:
                         first.get("serial", 0), storage, self.storage_state,
                         self.upstream_state, later=tuple(self.waiting), damaged=damaged,
                         clock=ClockReading.from_json(first.get("clock")),
-                        promotions=self.promotions)
+                        promotions=self.promotions, journal=self.journal)
 
 
 def _storage_of(first: dict[str, Any]) -> str | None:

@@ -21,8 +21,8 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.readme import Renderer, render_description
+from pypid.core.indexes.links import ProvenanceURL
 from pypid.core.indexes.namespaces import private_globs
-from pypid.core.indexes.render import ProvenanceURL
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
 from pypid.jobs.periodic import Periodic

@@ -38,10 +38,11 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.variant_files import with_variant_files
 from pypid.core.dists.version_order import version_key
 from pypid.core.indexes import render
+from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page, ProvenanceURL, provenance_url_for
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page
 from pypid.core.indexes.rendered_pages import advised_files, page_bytes
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import put_newest

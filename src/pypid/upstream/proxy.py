@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from pypid.core.indexes.render import ProvenanceURL, provenance_url_for
+from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.storage.interface import StorageError

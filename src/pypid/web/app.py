@@ -49,7 +49,7 @@ from pypid.core.formats.pages import Chrome, IndexLink
 from pypid.core.indexes.composition import Filters
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for, package_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
 from pypid.machine.ring import ChangeRing
@@ -282,7 +282,7 @@ def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
     return CatchUp(services.ring, [
         *(stack.sync for stack in registry.stacks.values() if stack.sync is not None),
         *(source.machine for source in registry.upstream_sources()
-          if source.machine is not None), *looks])
+          if source.machine is not None), *looks, *filter(None, [services.follower])])
 
 
 def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:
@@ -453,13 +453,14 @@ class IndexServer:
                        render=self._render, uploads=own.uploads)
 
     def _legacy(self, materials: IndexMaterials, prefix: str) -> LegacyJSON:
-        """The index's legacy JSON (C{/pypi/...}), from the first source holding a project."""
+        """The index's legacy JSON (C{/pypi/...}), from its first source with the project."""
         chain = tuple((source.index, source.storage) for source in materials.sources)
         filters = materials.composed.filters
         first = materials.sources[0] if materials.sources else None
         return LegacyJSON(first.index if first is not None else None,
                           first.storage if first is not None else None,
-                          self._access, file_url_for(prefix),
+                          self._access, package_url_for(self._base_url or "/",
+                                                        file_url_for(prefix)),
                           self._base_url, name=materials.name, chain=chain,
                           filters=filters if filters != Filters() else None,
                           advisories=materials.composed.advisories,
@@ -522,8 +523,8 @@ class WebPart(Service):
     def from_config(cls, config: Config, registry: IndexRegistry, identity: IdentityPart,
                     audit: AuditTrail, ready: Callable[[], bool], run: Run,
                     reactor: IReactorTime, render: Renderer, sources: Iterable[IMetricsSource],
-                    ring: ChangeRing | None = None,
-                    webhooks: Webhooks | None = None) -> WebPart:
+                    ring: ChangeRing | None = None, webhooks: Webhooks | None = None,
+                    follower: Looks | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
         served (L{build_web}) with C{[pypid]}'s limits, C{[metrics]}, the
@@ -536,7 +537,8 @@ class WebPart(Service):
         @param sources: what C{/metrics} exposes after the site's own.
         @param ring: in a worker of a machine, the machine's ring
             (L{pypid.web.web_inputs.SiteServices.ring}).
-        @param webhooks: the server's webhooks, for their admin API.
+        @param webhooks: the server's webhooks, for their admin API; C{follower},
+            the server's reader of the journal.
         """
         server = config.server
         default = registry.default.upstream_part
@@ -553,7 +555,7 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, ring=ring, webhooks=webhooks,
+            render=render, ring=ring, webhooks=webhooks, follower=follower,
             machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", ring, run, reactor)
             if ring is not None else None)
         return cls(build_web(index_materials(registry), identity.access, run, reactor, settings,

@@ -22,6 +22,7 @@ from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.parts import IMetricsSource
 from pypid.machine.ring import ChangeRing
+from pypid.state.catch_up import Looks
 from pypid.state.indexes import IndexRegistry
 from pypid.web.admin.exposition import MachineMetrics
 from pypid.web.admin.webhook_admin import Webhooks
@@ -115,6 +116,9 @@ class SiteServices:
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
     ring: ChangeRing | None = None
+    #: the server's reader of the journal, which a worker's catching up
+    #: asks too (L{pypid.state.journal_follower.JournalFollower}), or L{None}
+    follower: Looks | None = None
     machine_metrics: MachineMetrics | None = None
     webhooks: Webhooks | None = None
 

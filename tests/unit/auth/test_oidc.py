@@ -30,7 +30,7 @@ from pypid.config import ConfigError, load_config
 from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web

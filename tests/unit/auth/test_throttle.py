@@ -23,7 +23,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web

@@ -182,7 +182,7 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.throttle import LoginThrottle
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
-        from pypid.core.indexes.render import file_url_for
+        from pypid.core.indexes.links import file_url_for
         from pypid.storage.journal_files import MemoryJournal
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web

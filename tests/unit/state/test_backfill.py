@@ -265,7 +265,7 @@ class PagesWaitTests(SynchronousTestCase):
         from pypid.auth.policy import AccessModel
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.dists.distribution import inspect
-        from pypid.core.indexes.render import file_url_for
+        from pypid.core.indexes.links import file_url_for
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.machine.ring import ChangeRing
 from pypid.state.catch_up import CatchUp
 from pypid.state.sync import SyncService

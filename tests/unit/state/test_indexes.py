@@ -67,7 +67,7 @@ NAMED_PARTS = [
     "readme-sandbox",
     "storage", "storage:release", "storage:staging",
     "audit", "webhooks", "access", "advisories", "advisory-waivers", "running-mark",
-    "index", "index:release", "index:staging", "namespace-grants",
+    "index", "index:release", "index:staging", "namespace-grants", "journal-follower",
     "snapshot", "snapshot:release", "snapshot:staging",
     "readiness", "usage", "usage:release", "usage:staging", "web", "listeners",
     "snapshot-timer", "snapshot-timer:release", "snapshot-timer:staging",

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.policy import AccessModel
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.merge import apply_changes, merge_scan
 from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConflict

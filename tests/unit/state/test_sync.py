@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.state.sync import SyncService
 from pypid.storage.capabilities import Changed, Polled
 from tests.harness.records import make_record

@@ -33,7 +33,7 @@ from pypid.auth.throttle import LoginThrottle
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.records import audit_chain as audit
 from pypid.core.records import audit_query
 from pypid.core.records.audit_chain import AuditError, Entry, chain, format_time, verify_lines

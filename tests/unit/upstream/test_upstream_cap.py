@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import JSON, file_url_for
+from pypid.core.indexes.links import file_url_for
+from pypid.core.indexes.render import JSON
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache

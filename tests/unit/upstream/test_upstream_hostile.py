@@ -25,7 +25,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
 from pypid.upstream.cache import PageCache

@@ -17,8 +17,8 @@ from pypid.cli.upstream import refreshed_line, released_line
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.project_status import MAX_REASON, ProjectStatus
-from pypid.core.indexes.render import file_url_for
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.page_model import UpstreamPage

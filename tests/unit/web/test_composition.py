@@ -17,8 +17,8 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.promotion import Promotion
-from pypid.core.indexes.render import file_url_for
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web

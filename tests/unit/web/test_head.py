@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.harness.access_table import ROWS, filename_of
+from tests.harness.access_table import ROWS, digest_path, filename_of
 from tests.harness.web import _ServerMixin, parse_response, request
 
 #: What Twisted logs for a C{HEAD} whose resource gave a body, or that it
@@ -30,7 +30,8 @@ def _paths():
         for project in projects:
             if project not in ("", "holy-grail", "no-such"):
                 continue
-            yield template.format(p=project, f=filename_of(project), q=project)
+            yield template.format(p=project, f=filename_of(project), q=project,
+                                  **digest_path(project))
     yield from MORE
 
 

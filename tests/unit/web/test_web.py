@@ -894,7 +894,10 @@ class LegacyJsonTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(wheel["python_version"], "py3")
         self.assertEqual(wheel["digests"]["sha256"], hashlib.sha256(WHEEL).hexdigest())
         # (absolute, as the public index gives them: issue 60)
-        self.assertEqual(wheel["url"], f"{ORIGIN}/files/holy-grail/{WHEEL_NAME}")
+        # (by its digest, as the public index's file host names files)
+        blake = hashlib.blake2b(WHEEL, digest_size=32).hexdigest()
+        self.assertEqual(wheel["url"],
+                         f"{ORIGIN}/packages/{blake[:2]}/{blake[2:4]}/{blake[4:]}/{WHEEL_NAME}")
         self.assertEqual(wheel["size"], len(WHEEL))
         # (the project's serial in the journal, as its header says)
         self.assertEqual(data["last_serial"], int(self.header(response, "X-PyPI-Last-Serial")))
@@ -1819,7 +1822,7 @@ class IndexServerTests(SynchronousTestCase):
         The default index's answers come first; the named ones' answer under
         their names (none without any), each hosted one with its own uploads.
         """
-        from pypid.core.indexes.render import file_url_for
+        from pypid.core.indexes.links import file_url_for
         from pypid.storage.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.changes.publish import Publish

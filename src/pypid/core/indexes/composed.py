@@ -36,7 +36,7 @@ import attrs
 
 from pypid.core.dists.variant_files import with_variant_files
 from pypid.core.dists.version_order import version_key
-from pypid.core.indexes import render
+from pypid.core.indexes import links, render
 from pypid.core.indexes.composition import (
     ChainSource,
     ComposedFile,
@@ -74,7 +74,7 @@ def render_page(project: str, files: Sequence[ComposedFile],
                 file_url: Callable[[ComposedFile], str], kind: str,
                 status: ProjectStatus | None = None,
                 advisories: AdvisoryPolicy | None = None,
-                provenance_url: render.ProvenanceURL | None = None,
+                provenance_url: links.ProvenanceURL | None = None,
                 namespaces: IndexNamespaces | None = None, hidden: bool = False) -> Page:
     """
     A composed page's bytes, rendered as an index's own are
@@ -85,14 +85,14 @@ def render_page(project: str, files: Sequence[ComposedFile],
     if advisories is not None:
         pairs = advised_files(advisories, project, pairs)
     pairs, variants = with_variant_files(pairs)
-    links = provenance_url or render.provenance_url_for(None)
+    provenance = provenance_url or links.provenance_url_for(None)
     if kind == HTML:
-        body = render.project_html(project, pairs, status, links)
+        body = render.project_html(project, pairs, status, provenance)
     else:
         versions = sorted({f.version for f, _ in pairs}, key=version_key)
         spaces = served(namespaces)
         body = render.project_json(
-            project, pairs, versions, status, links,
+            project, pairs, versions, status, provenance,
             render.UNSERVED if spaces is None else spaces.entries(project, hidden))
     return Page.of(body, CONTENT_TYPES[kind], variants)
 
@@ -170,8 +170,8 @@ class ComposedIndex:
     _own: Index | None = attrs.field(default=None, init=False)
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
     #: the link its pages give a file's provenance (PEP 740)
-    provenance_url: render.ProvenanceURL = attrs.field(
-        factory=lambda: render.provenance_url_for(None), kw_only=True)
+    provenance_url: links.ProvenanceURL = attrs.field(
+        factory=lambda: links.provenance_url_for(None), kw_only=True)
     #: its PEP 752 namespaces (API 1.5), or L{None} (1.4)
     namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
 

@@ -30,12 +30,12 @@ from pypid.core.dists.names import (
     project_of_filename,
 )
 from pypid.core.dists.version_order import release_key
+from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.project import LaterProject, LaterProjects, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
-from pypid.core.indexes.render import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, RenderedPages, Serials
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 
@@ -117,7 +117,7 @@ class Index:
             index it came from (L{share_promoted}). L{None}: no sharing (a
             server of one index).
         @param provenance_url: the link its pages give a file's provenance
-            (L{pypid.core.indexes.render.provenance_url_for}); L{None}: none.
+            (L{pypid.core.indexes.links.provenance_url_for}); L{None}: none.
         @param namespaces: the index's PEP 752 namespaces, which its JSON pages
             show (API 1.5, L{RenderedPages.namespaces}); L{None}: none (1.4).
         @param serials: its projects' serials (L{RenderedPages.serials}).

@@ -22,13 +22,13 @@ import attrs
 #: by which an index's C{bases} reach C{[upstream]} (C{upstream:default}).
 DEFAULT = "default"
 
-#: The first path segments of the server's own routes: C{/simple/},
-#: C{/files/}, C{/project/}, C{/static/} (L{pypid.web.serving.site_root.RootResource}),
+#: The first path segments of the server's own routes: C{/simple/}, C{/files/},
+#: C{/packages/}, C{/project/}, C{/static/} (L{pypid.web.serving.site_root.RootResource}),
 #: the areas' (L{pypid.web.app.PypidApp}), C{/api/}, and trusted
 #: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
 #: one of them as its name.
 ROUTE_SEGMENTS = frozenset({
-    "simple", "files", "integrity", "project", "static",
+    "simple", "files", "packages", "integrity", "project", "static",
     "health", "legacy", "login", "logout", "metrics", "pypi", "requirements.txt", "search",
     "console",
     "api", "_", ".well-known",

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import quote
 
 import attrs
 
-from pypid.core.dists.model import FileRecord, format_upload_time
+from pypid.core.dists.model import format_upload_time
 from pypid.core.dists.names import SDIST, InvalidName, parse_filename
-from pypid.core.dists.provenance import integrity_path
 from pypid.core.dists.variant_files import NO_VARIANTS
+from pypid.core.indexes.links import ProvenanceURL, no_provenance
 from pypid.core.indexes.project_status import ProjectStatus
 
 HTML = "html"
@@ -295,35 +294,6 @@ def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False,
     return dumps_json({"meta": meta, "projects": listed})
 
 
-#: C{provenance_url(file) -> str | None}: the absolute URL of a listed
-#: file's provenance (PEP 740), or L{None} when it has none
-#: (L{provenance_url_for}). (L{Any}: a hosted record or an upstream file,
-#: each with C{project}, C{version}, C{filename} and C{has_provenance}.)
-ProvenanceURL = Callable[[Any], "str | None"]
-
-
-def _no_provenance(listed: object) -> None:
-    return None
-
-
-def provenance_url_for(base_url: str | None) -> ProvenanceURL:
-    """
-    Return C{provenance_url(file)}: the link a page gives a file's
-    provenance, C{<base_url>integrity/<project>/<version>/<filename>/provenance}.
-
-    PEP 740 wants it fully qualified, so without a base URL (C{[pypid]
-    base_url}) pages link none; the Integrity API answers all the same.
-    """
-    if not base_url or not base_url.startswith(("https://", "http://")):
-        return _no_provenance
-
-    def provenance_url(listed: Any) -> str | None:
-        if not listed.has_provenance:
-            return None
-        return base_url + integrity_path(listed.project, listed.version, listed.filename)
-    return provenance_url
-
-
 def _anchor(record: ListedFile, url: str, provenance: str | None = None) -> str:
     """Return the HTML anchor for one file, every attribute escaped."""
     parts = [
@@ -367,7 +337,7 @@ def _status_metas(status: ProjectStatus | None) -> str:
 
 def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
                  status: ProjectStatus | None = None,
-                 provenance_url: ProvenanceURL = _no_provenance) -> bytes:
+                 provenance_url: ProvenanceURL = no_provenance) -> bytes:
     """
     Render a project's PEP 503 page, with the PEP 592, 658/714 attributes,
     uv's non-standard C{data-size} and C{data-upload-time}, PEP 740's
@@ -418,7 +388,7 @@ def _json_file(record: ListedFile, url: str, provenance: str | None = None,
 
 def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
                  versions: Iterable[str], status: ProjectStatus | None = None,
-                 provenance_url: ProvenanceURL = _no_provenance,
+                 provenance_url: ProvenanceURL = no_provenance,
                  namespaces: Sequence[Mapping[str, Any]] | None | Literal[False] = UNSERVED,
                  serial: int | None = None) -> bytes:
     """
@@ -576,19 +546,3 @@ def pypi_json(
     out["vulnerabilities"] = list(vulnerabilities)
     out["ownership"] = {"organization": None, "roles": []}
     return dumps_json(out)
-
-
-def file_url_for(base_url: str | None) -> Callable[[FileRecord], str]:
-    """
-    Return C{file_url(record)}: the link a project page gives a file.
-
-    Without a base URL the link is relative to C{/simple/<project>/}, so pages
-    are right behind any proxy and never depend on the request's C{Host}.
-    """
-    if base_url:
-        def file_url(record: FileRecord) -> str:
-            return f"{base_url}files/{record.project}/{quote(record.filename)}"
-    else:
-        def file_url(record: FileRecord) -> str:
-            return f"../../files/{record.project}/{quote(record.filename)}"
-    return file_url

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from pypid.core.dists.variant_files import with_variant_files
-from pypid.core.indexes import render
+from pypid.core.indexes import links, render
 from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, ListedFile, Page
@@ -229,7 +229,7 @@ class RenderedPages:
     @ivar advisories: the index's L{AdvisoryPolicy}: the releases it hides
         are not listed, those it denies are listed yanked (L{advised_files}).
     @ivar provenance_url: gives a file's provenance link (PEP 740,
-        L{render.provenance_url_for}): part of the page kept, so serving it
+        L{links.provenance_url_for}): part of the page kept, so serving it
         costs nothing more.
     """
 
@@ -242,8 +242,8 @@ class RenderedPages:
     _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
                                                                  kw_only=True, alias="status")
     advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
-    provenance_url: render.ProvenanceURL = attrs.field(
-        default=render.provenance_url_for(None), kw_only=True)
+    provenance_url: links.ProvenanceURL = attrs.field(
+        default=links.provenance_url_for(None), kw_only=True)
     #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
     #: L{None}: an index that serves none (API 1.4; a static export)
     namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)

@@ -36,17 +36,17 @@ class IndexSerials:
     C{serials(project)}, and C{serials.last}, the journal's last.
     """
 
-    _table: ProjectSerials
+    table: ProjectSerials
     _index: str | None
 
     def __call__(self, project: str) -> int:
         """The serial of C{project}."""
-        return self._table.of(self._index, project)
+        return self.table.of(self._index, project)
 
     @property
     def last(self) -> int:
         """The last serial taken in."""
-        return self._table.last
+        return self.table.last
 
 
 @attrs.define
@@ -55,11 +55,15 @@ class ProjectSerials:
     Each index's projects' serials (see the module).
 
     @ivar last: the last serial taken in (L{BEGINNING}: none).
+    @ivar followed: the serial the journal was read up to, every entry
+        before it taken in (L{pypid.state.journal_follower}): where the next
+        read begins.
     """
 
     #: index (L{None}: the default) -> project -> serial
     _serials: dict[str | None, dict[str, int]] = attrs.field(factory=dict)
     last: int = BEGINNING
+    followed: int = BEGINNING
     _listeners: list[Changed] = attrs.field(factory=list)
 
     def listen(self, changed: Changed) -> None:
@@ -94,20 +98,22 @@ class ProjectSerials:
                 changed(index, project)
 
     def to_json(self) -> dict[str, Any]:
-        """What the snapshot keeps: the last serial, and every project's."""
-        return {"last": self.last,
+        """What the snapshot keeps: how far the journal was read, and every project's serial."""
+        return {"followed": self.followed,
                 "projects": {index or "": dict(table) for index, table in self._serials.items()}}
 
     def restore(self, data: object) -> None:
         """
-        Take back what L{to_json} gave (a snapshot's); what is not such
-        data is left out, as a snapshot's unreadable parts are.
+        Take back what L{to_json} gave (a snapshot's; L{None}: none, the
+        journal is read from its beginning); what is not such data is left
+        out, as a snapshot's unreadable parts are.
         """
         if not isinstance(data, Mapping):
             return
-        last, projects = data.get("last"), data.get("projects")
-        if isinstance(last, int) and not isinstance(last, bool):
-            self.last = max(self.last, last)
+        followed, projects = data.get("followed"), data.get("projects")
+        if isinstance(followed, int) and not isinstance(followed, bool):
+            self.followed = max(self.followed, followed)
+            self.last = max(self.last, followed)
         if not isinstance(projects, Mapping):
             return
         for index, table in projects.items():

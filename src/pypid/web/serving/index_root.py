@@ -42,7 +42,8 @@ from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT, NO_SUCH_INDEX, asks_for_index
-from pypid.core.indexes.render import AgedPage, Page, file_url_for
+from pypid.core.indexes.links import file_url_for
+from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, NotFound, Unavailable
 from pypid.state.hosted_source import HostedSource

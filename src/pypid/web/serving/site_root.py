@@ -34,6 +34,7 @@ from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import Rendered, send_error, send_moved
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
+from pypid.web.serving.packages import PackagesPath
 from pypid.web.serving.read_decisions import PlainFile
 
 
@@ -69,8 +70,14 @@ class RootResource(Resource):
         if default.project is not None:
             self._children[b"project"] = default.project
         self._children.update((name.encode("ascii"), child) for name, child in others.items())
+        self._children[b"packages"] = PackagesPath(self._every_index, access)
         self._app = areas
         self._indexes = indexes
+
+    def _every_index(self) -> list[ServedIndex]:
+        """The indexes served now, the default first (C{/packages/} looks in each)."""
+        named = cast(IndexRoot | None, self._indexes)
+        return [self._default, *(named.served.values() if named is not None else ())]
 
     def plain_page(self, accept: bytes | None, index: bytes | None,
                    rest: bytes) -> Page | AgedPage | None:

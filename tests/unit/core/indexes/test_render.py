@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.model import FileRecord
-from pypid.core.indexes import render
+from pypid.core.indexes import links, render
 from pypid.core.indexes.render import (
     etag,
     project_html,
@@ -340,14 +340,14 @@ class ProvenanceLinkTests(SynchronousTestCase):
     """
     PEP 740's links (simple API 1.3): JSON C{provenance} (always, a URL or
     null) and HTML C{data-provenance} (only with one), fully qualified, from
-    L{render.provenance_url_for}.
+    L{links.provenance_url_for}.
     """
 
     def test_json_link(self):
         """A file with a provenance links it absolutely; one without says null."""
         signed = record(provenance_sha256=PROVENANCE)
         plain = record("holygrail-1.0.tar.gz")
-        link = render.provenance_url_for("https://pypi.internal.example/staging/")
+        link = links.provenance_url_for("https://pypi.internal.example/staging/")
         page = json.loads(project_json("holygrail", [(signed, "a"), (plain, "b")], ["1.0"],
                                        provenance_url=link))
         self.assertEqual(
@@ -360,7 +360,7 @@ class ProvenanceLinkTests(SynchronousTestCase):
         signed = record("holygrail-1.0+local-py3-none-any.whl", version="1.0+local",
                         provenance_sha256=PROVENANCE)
         plain = record("holygrail-1.0.tar.gz")
-        link = render.provenance_url_for("https://pypi.internal.example/")
+        link = links.provenance_url_for("https://pypi.internal.example/")
         page = parse(project_html("holygrail", [(signed, "a"), (plain, "b")],
                                   provenance_url=link))
         self.assertEqual(
@@ -371,7 +371,7 @@ class ProvenanceLinkTests(SynchronousTestCase):
     def test_no_base_url_no_link(self):
         """Without a base URL no link is given (PEP 740 wants it fully qualified)."""
         signed = record(provenance_sha256=PROVENANCE)
-        link = render.provenance_url_for(None)
+        link = links.provenance_url_for(None)
         self.assertIsNone(link(signed))
         [f] = json.loads(project_json("holygrail", [(signed, "a")], ["1.0"],
                                       provenance_url=link))["files"]

@@ -17,7 +17,7 @@ from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin

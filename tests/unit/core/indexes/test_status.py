@@ -19,8 +19,8 @@ from pypid.core.indexes import render
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
-from pypid.core.indexes.render import file_url_for
 from pypid.state.loader import IndexLoader
 from pypid.storage.local import LocalStorage
 from pypid.storage.memory import MemoryStorage

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists.version_order import release_key
 from pypid.core.formats import legacy_info, pages, project_page
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,

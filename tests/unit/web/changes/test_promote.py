@@ -34,9 +34,9 @@ from pypid.core.access.access_rules import IndexGrants, parse_rule
 from pypid.core.dists.names import filename_key
 from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.promotion import Promotion, PromotionJournal
-from pypid.core.indexes.render import file_url_for
 from pypid.core.records.audit_query import make_query
 from pypid.core.security.advisories import (
     Advisory,

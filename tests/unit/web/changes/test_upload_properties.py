@@ -38,7 +38,7 @@ from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.storage.interface import MemoryFile
 from pypid.storage.memory import MemoryStorage
 from pypid.web.app import build_web

@@ -44,8 +44,8 @@ from pypid.core.access.credential_syntax import parse_htpasswd
 from pypid.core.dists.provenance import Publisher, provenance_document
 from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.indexes.render import file_url_for
 from pypid.core.indexes.retention import RetentionRules
 from pypid.core.security.advisories import (
     Advisory,
@@ -70,7 +70,15 @@ from pypid.web.web_inputs import SiteServices, SiteSettings
 from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.part import WebhookPart
 from tests import CHECKOUT
-from tests.harness.access_table import IDENTITIES, ROWS, TABLE, filename_of, read_table
+from tests.harness.access_table import (
+    IDENTITIES,
+    ROWS,
+    TABLE,
+    digest_path,
+    filename_of,
+    keep_digest,
+    read_table,
+)
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import (
     FAST,
@@ -194,6 +202,7 @@ class AccessTableTests(SynchronousTestCase):
 
     def upload(self, auth, name, version, path="/legacy/"):
         filename, data = make_wheel(name, version)
+        keep_digest(filename, data)
         ctype, body = multipart_body(twine_fields(name, version, data),
                                      [("content", filename, data)])
         return self.request("POST", path, auth, body, {"Content-Type": ctype})
@@ -216,7 +225,8 @@ class AccessTableTests(SynchronousTestCase):
         found = []
         for method, template, projects in ROWS:
             for project in projects:
-                path = template.format(p=project, f=filename_of(project), q=quote(project))
+                path = template.format(p=project, f=filename_of(project), q=quote(project),
+                                       **digest_path(project))
                 codes = []
                 for who in IDENTITIES:
                     upload = method == "POST" and path in UPLOADS

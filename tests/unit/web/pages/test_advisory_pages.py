@@ -35,7 +35,7 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import file_url_for
+from pypid.core.indexes.links import file_url_for
 from pypid.core.security.advisories import (
     Advisory,
     AdvisoryBoard,

@@ -19,7 +19,8 @@ from pypid.core.access.access_rules import parse_rule
 from pypid.core.formats.catalog import IndexCatalog
 from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.render import Page, file_url_for
+from pypid.core.indexes.links import file_url_for
+from pypid.core.indexes.render import Page
 from pypid.storage.interface import StorageError
 from pypid.web.pages.people import PEOPLE_CSP
 from pypid.web.pages.project_pages import DetailsRenderer, KeptPages
