@@ -21,6 +21,11 @@ the medians with [min-max], and the round by round ratios::
 
     .venv/bin/python tests/bench/bench_upload.py --baseline ../wt-581 --readme markdown
 
+With C{--webhook A}, C{B} or C{AB}, that side's daemons have one
+C{[webhook:bench]} subscription to every event, delivered to a receiver
+in this process that answers C{200} at once; the same checkout on both
+sides (C{--baseline .}) measures what a subscription costs.
+
 Needs C{taskset} when C{--server-cpu} is given. Not a test (trial loads
 only C{test_*.py}).
 """
@@ -292,8 +297,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-def session(checkout, args, kind, tag):
-    """One daemon of C{checkout}: start, upload, measure, stop."""
+def receiver():
+    """A webhook receiver answering C{200} at once, in a thread; its port and its count."""
+    import http.server
+
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        # (connections kept alive, as a receiver's are)
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(self.headers.get("webhook-id"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], received
+
+
+def session(checkout, args, kind, tag, hook=None):
+    """One daemon of C{checkout}: start, upload, measure, stop (C{hook}: a receiver's port)."""
     folder = tempfile.mkdtemp(prefix="pypid-bench-upload-")
     try:
         packages = os.path.join(folder, "packages")
@@ -307,6 +336,10 @@ def session(checkout, args, kind, tag):
                    "--listen", f"tcp:{port}:interface=127.0.0.1",
                    "--set", f"storage.path={packages}",
                    "--set", f"pypid.snapshot={os.path.join(folder, 'index.json')}"]
+        if hook is not None:
+            command += ["--set", f"webhook:bench.url=http://127.0.0.1:{hook}/",
+                        "--set", "webhook:bench.allow_http=yes",
+                        "--set", "webhook:bench.secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
         if args.server_cpu is not None:
             command = ["taskset", "-c", args.server_cpu, *command]
         with open(os.path.join(folder, "server.log"), "wb") as log:
@@ -358,13 +391,16 @@ def main():
     parser.add_argument("--server-cpu", help="pin the server to this CPU (taskset -c)")
     parser.add_argument("--keep", action="store_true", help="keep each session's folder")
     parser.add_argument("--json", help="write the rounds here")
+    parser.add_argument("--webhook", default="", help="the sides with a subscription: A, B, AB")
     args = parser.parse_args()
     names = {"A": os.path.abspath(args.baseline), "B": os.path.abspath(args.tree)}
+    hook, received = receiver() if args.webhook else (None, [])
     rounds = []
     for r in range(args.rounds):
         measured = {}
         for side in ("AB" if r % 2 == 0 else "BA"):
-            measured[side] = session(names[side], args, args.readme, f"r{r}{side.lower()}")
+            measured[side] = session(names[side], args, args.readme, f"r{r}{side.lower()}",
+                                     hook if side in args.webhook else None)
             m = measured[side]
             print(f"round {r + 1} {side}: {m['cpu_ms']:6.2f} ms/file {m['files_per_s']:6.1f} files/s"
                   f" peak {m['peak_mib']:6.1f} MiB ({m['processes']} processes)"
@@ -372,7 +408,8 @@ def main():
                   flush=True)
         rounds.append(measured)
     print(f"\nA = {names['A']}\nB = {names['B']}\nreadme = {args.readme}, {args.uploads} uploads, "
-          f"{args.concurrency} connections, {args.rounds} rounds\n")
+          f"{args.concurrency} connections, {args.rounds} rounds; a webhook on "
+          f"{args.webhook or 'neither'} ({len(received)} events received)\n")
     print(f"{'':22s} {'A median [min-max]':>24s} {'B median [min-max]':>24s} "
           f"{'B/A median [min-max]':>24s}")
     for key, label in (("cpu_ms", "server CPU ms/file"), ("files_per_s", "files/s"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -81,6 +82,10 @@ WINDOW = 10_000
 READ = 500
 #: The group of the events sent again (an admin's, or an outbox's carried over).
 AGAIN = "again"
+#: Seconds a lane's cursor waits to be kept after an event was taken care
+#: of, with those that follow: one write for a burst, not one an event (a
+#: crash sends again what the last write did not keep: at least once).
+CURSOR_DELAY = 0.5
 
 DELIVERED, FAILED, GIVEN_UP = "delivered", "failed", "given_up"
 
@@ -169,6 +174,8 @@ class Lane:
     last_error: str | None = None
     #: one read of the journal into the lane at a time
     reading: DeferredLock = attrs.field(factory=DeferredLock)
+    #: the write of its cursor, to come
+    keeping: IDelayedCall | None = None
 
     def add(self, waiting: Waiting) -> None:
         """C{waiting} waits, after the events of its group."""
@@ -214,9 +221,9 @@ class Lane:
         self._advance()
 
     def _advance(self) -> None:
-        waiting = [w.serial for group in self.groups.values() for w in group
-                   if w.serial is not None]
-        cursor = min(waiting) - 1 if waiting else self.read_to
+        # (each group in the journal's order: its head is its first serial)
+        heads = [group[0].serial or 0 for name, group in self.groups.items() if name != AGAIN]
+        cursor = min(heads) - 1 if heads else self.read_to
         if cursor > self.cursor:
             self.cursor = cursor
             self.done = {serial for serial in self.done if serial > cursor}
@@ -231,10 +238,11 @@ class Lane:
         self.moved = True
 
     def close(self) -> None:
-        """Send nothing more: the timer cancelled, the delivery under way dropped."""
+        """Send nothing more: the timers cancelled, the delivery under way dropped."""
         self.closed = True
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
+        for timer in (self.timer, self.keeping):
+            if timer is not None and timer.active():
+                timer.cancel()
         if self.sending is not None:
             self.sending.cancel()
 
@@ -322,10 +330,25 @@ class Deliveries(Service):
         return self._looks.run_now()
 
     def wake(self, entries: Sequence[Entry] = ()) -> None:
-        """This server wrote to the journal (or changed what waits): look soon."""
+        """
+        This server wrote to the journal: its lanes read it soon (what
+        others wrote, and the events sent again, wait for the next look).
+        """
         if self.running and self._active and (self._soon is None or not self._soon.active()) \
                 and (not entries or any(is_event(e) for e in entries)):
-            self._soon = self._clock.callLater(0, self.look)
+            self._soon = self._clock.callLater(0, self._take_news)
+
+    def _take_news(self) -> None:
+        subscriptions = self._subscriptions()
+        for name, lane in list(self._lanes.items()):
+            subscription = subscriptions.get(name)
+            if subscription is not None and self.journal.last_serial > lane.read_to:
+                reading = ensureDeferred(self._fill(lane, subscription, again=False))
+                reading.addCallback(partial(self._started, lane))
+                reading.addErrback(lambda f: self._failures.failed(f.getErrorMessage()))
+
+    def _started(self, lane: Lane, _: object) -> None:
+        self._start(lane)
 
     # -- looking -------------------------------------------------------------------------------
 
@@ -412,15 +435,19 @@ class Deliveries(Service):
             await self.ledger.keep_cursor(name, cursor)
         return Lane(name, cursor.serial, set(cursor.done), cursor.serial)
 
-    async def _fill(self, lane: Lane, subscription: WebhookConfig) -> None:
-        """Read the journal into C{lane} while fewer than the window's events wait."""
-        await lane.reading.run(lambda: ensureDeferred(self._read(lane, subscription)))
+    async def _fill(self, lane: Lane, subscription: WebhookConfig, again: bool = True) -> None:
+        """
+        Read the journal into C{lane} while fewer than the window's events
+        wait (and, with C{again}, the events to send again).
+        """
+        await lane.reading.run(lambda: ensureDeferred(self._read(lane, subscription, again)))
 
-    async def _read(self, lane: Lane, subscription: WebhookConfig) -> None:
-        known = set(lane.again)
-        for again in await self.ledger.again(lane.name):
-            if again.key not in known:
-                lane.add(self._again(again))
+    async def _read(self, lane: Lane, subscription: WebhookConfig, again: bool) -> None:
+        if again:
+            known = set(lane.again)
+            for record in await self.ledger.again(lane.name):
+                if record.key not in known:
+                    lane.add(self._again(record))
         while lane.count < self._window and not lane.closed:
             entries = await self.journal.since(lane.read_to, READ)
             if not entries:
@@ -469,7 +496,7 @@ class Deliveries(Service):
             waiting = lane.next(self._clock.seconds())
             if waiting is None and not lane.held and self.journal.last_serial > lane.read_to:
                 # (what this server wrote meanwhile, or the rest past the window)
-                await self._fill(lane, subscription)
+                await self._fill(lane, subscription, again=False)
                 waiting = lane.next(self._clock.seconds())
             if waiting is None:
                 self._wait(lane)
@@ -500,11 +527,18 @@ class Deliveries(Service):
             self._keeping.succeeded()
 
     async def _taken(self, lane: Lane, waiting: Waiting) -> None:
-        """C{waiting} is taken care of: off the lane, and the cursor kept."""
+        """C{waiting} is taken care of: off the lane, and the cursor kept soon."""
         if waiting.again is not None:
             await self.ledger.sent_again(lane.name, waiting.again)
         lane.settled(waiting)
-        await self._keep_cursor(lane)
+        if lane.keeping is None or not lane.keeping.active():
+            lane.keeping = self._clock.callLater(CURSOR_DELAY, self._keep_later, lane)
+
+    def _keep_later(self, lane: Lane) -> None:
+        lane.keeping = None
+        keeping = ensureDeferred(self._keep_cursor(lane))
+        keeping.addCallbacks(lambda _: self._keeping.succeeded(),
+                             lambda f: self._keeping.failed(f.getErrorMessage()))
 
     async def _settle(self, lane: Lane, waiting: Waiting, attempt: Attempt,
                       subscription: WebhookConfig) -> None:

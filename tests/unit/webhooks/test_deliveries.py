@@ -18,7 +18,7 @@ from pypid.core.records.webhook_events import Filter, WebhookEvent
 from pypid.storage.interface import StorageError
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.records import MemoryRecords
-from pypid.webhooks.delivery import STORE_PAUSE, Deliveries
+from pypid.webhooks.delivery import CURSOR_DELAY, STORE_PAUSE, Deliveries
 from pypid.webhooks.lease import RENEW, TTL, Lease
 from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt
@@ -80,6 +80,8 @@ class OrderTests(DeliveriesCase):
         await self.add(1, 2, 3)
         self.tick(0)
         self.assertEqual(files(self.sender), ["f1", "f2", "f3"])
+        # (kept once for the three, a moment after)
+        self.tick(CURSOR_DELAY)
         cursor = await self.ledger.cursor("builds")
         self.assertEqual((cursor.serial, cursor.done), (self.journal.last_serial, frozenset()))
 
