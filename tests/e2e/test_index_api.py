@@ -291,7 +291,11 @@ class SimpleApiTests(DaemonTestCase):
         page = resp.json()
         # (1.4: no namespace is reserved, so no PEP 752 key and no 1.5, which
         # clients that know 1.4 warn of: issue 60; the HTML stays at 1.4)
+        # (_last-serial: the project's last serial, as the public index
+        # serves it, and the same as the page's X-PyPI-Last-Serial)
+        serial = page["meta"].pop("_last-serial")
         self.assertEqual(page["meta"], {"api-version": "1.4"})
+        self.assertEqual(str(serial), resp.header("X-PyPI-Last-Serial"))
         self.assertNotIn("namespaces", page)
         self.assertEqual(page["name"], "foo-bar")
         self.assertEqual(page["versions"], ["1.0", "2.0"])

@@ -6,19 +6,18 @@ a time. The subscription in force when an event is sent decides whether it
 is sent: a reload that narrows a filter stops the waiting events it no
 longer wants.
 
-Within a lane, the events of one project of one index (of one actor, for
-events of no project: tokens, reloads) are sent in the journal's order;
-the lane takes such groups in turn, one event each, so one actor's flood
-of events holds another's back by one event at a time. The bound: an
-event read into the lane waits for at most one event of each other group
-before it is sent (and for its own group's earlier ones); the lane reads
-at most L{WINDOW} events ahead of its cursor, so an event behind a flood
-larger than that waits until the flood is that close. An event that fails
-is tried again after a back-off with jitter (honouring the receiver's
-C{Retry-After}) until the subscription's C{retry_for} is over, holding
-back its group meanwhile; then it is given up (kept among the
-subscription's failures, for an admin to send again) and the group goes
-on. A receiver that is down slows nothing but its lane: deliveries run
+Within a lane (L{pypid.webhooks.lanes}), the events of one project of one
+index (of one actor, for events of no project: tokens, reloads) are sent
+in the journal's order, the groups taking turns, one event each. The
+bound: an event read into the lane waits for at most one event of each
+other group before it is sent (and for its own group's earlier ones); the
+lane reads at most L{WINDOW} events ahead of its cursor, so an event
+behind a flood larger than that waits until the flood is that close. An
+event that fails is tried again after a back-off with jitter (honouring
+the receiver's C{Retry-After}) until the subscription's C{retry_for} is
+over, holding back its group meanwhile; then it is given up (kept among
+the subscription's failures, for an admin to send again) and the group
+goes on. A receiver that is down slows nothing but its lane: deliveries run
 beside serving, with at most C{max_connections} to its host.
 
 One server delivers a store's events: on local disk the server (a
@@ -33,17 +32,14 @@ id, by which a receiver drops a repeat.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
-    DeferredLock,
     ensureDeferred,
     maybeDeferred,
 )
@@ -53,13 +49,14 @@ from zope.interface import implementer
 
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource
-from pypid.core.records.audit_chain import Entry, format_time, is_event, milliseconds
+from pypid.core.records.audit_chain import Entry, format_time, is_event
 from pypid.core.records.metrics import GAUGE, Family, counter
-from pypid.core.records.webhook_events import WebhookEvent, events_of, next_try
+from pypid.core.records.webhook_events import next_try
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import StorageError
 from pypid.storage.journal import IJournal
+from pypid.webhooks.lanes import AGAIN, DELIVERED, FAILED, GIVEN_UP, Lane, Waiting
 from pypid.webhooks.lease import Lease
 from pypid.webhooks.ledger import Again, Cursor, Ledger
 from pypid.webhooks.sender import Attempt, Sender
@@ -71,8 +68,6 @@ LOCAL_LOOK = 1.0
 SHARED_LOOK = 5.0
 #: Seconds between two writes of a subscription's status while it changes.
 STATUS_EVERY = 2.0
-#: The last deliveries a status keeps.
-RECENT = 20
 #: Seconds a lane waits after the store could not be written (an event
 #: given up, a cursor kept) before it tries again.
 STORE_PAUSE = 5.0
@@ -80,177 +75,10 @@ STORE_PAUSE = 5.0
 WINDOW = 10_000
 #: Entries read from the journal at once.
 READ = 500
-#: The group of the events sent again (an admin's, or an outbox's carried over).
-AGAIN = "again"
 #: Seconds a lane's cursor waits to be kept after an event was taken care
 #: of, with those that follow: one write for a burst, not one an event (a
 #: crash sends again what the last write did not keep: at least once).
 CURSOR_DELAY = 0.5
-
-DELIVERED, FAILED, GIVEN_UP = "delivered", "failed", "given_up"
-
-
-@attrs.define(eq=False)
-class Waiting:
-    """
-    An event waiting in a lane.
-
-    @ivar serial: the journal's serial of its (first) entry; L{None} for
-        an event sent again.
-    @ivar serials: the serials of all its entries (a promoted release's files).
-    @ivar created: when its change was made (POSIX time): how long it is
-        tried is counted from it.
-    @ivar group: its group (see the module).
-    @ivar again: the ledger's key of an event sent again.
-    """
-
-    serial: int | None
-    serials: tuple[int, ...]
-    event: WebhookEvent
-    created: float
-    group: str
-    again: str | None = None
-
-    def wanted_by(self, subscription: WebhookConfig) -> bool:
-        """Whether C{subscription}, as it is now, wants the event."""
-        data = self.event.data
-        return subscription.filter.wants(self.event.type, data.get("index"),
-                                         data.get("project"))
-
-
-def group_of(event: WebhookEvent) -> str:
-    """The group of C{event}: its index and project, or its actor for an event of no project."""
-    data = event.data
-    if data.get("project") is not None:
-        return f"project {data.get('index')} {data['project']}"
-    actor = data.get("actor") or {}
-    return f"actor {actor.get('source')} {actor.get('name')}"
-
-
-def waiting_of(entries: Sequence[Entry]) -> list[Waiting]:
-    """The events of C{entries} (the journal's, in order), each as it waits in a lane."""
-    events = [e for e in entries if is_event(e)]
-    made: list[Waiting] = []
-    for event in events_of(events):
-        serials = tuple(e.serial or 0 for e in events if e.id == event.id)
-        made.append(Waiting(serials[0], serials, event, milliseconds(event.time) / 1000,
-                            group_of(event)))
-    return made
-
-
-@attrs.define(eq=False)
-class Lane:
-    """
-    One subscription's reader of the journal, and its events waiting.
-
-    @ivar cursor: every event up to this serial is taken care of.
-    @ivar done: the serials after the cursor whose events are taken care of.
-    @ivar read_to: the journal is read up to this serial.
-    @ivar groups: the events waiting, by group, each group in order.
-    @ivar turns: the groups in the order of their next turn.
-    @ivar held: a group's next try (POSIX time) and its head's failures so far.
-    @ivar closed: dropped (the lease lost, the subscription removed): it
-        sends nothing more, whatever was under way; a new lane takes over.
-    """
-
-    name: str
-    cursor: int
-    done: set[int] = attrs.field(factory=set)
-    read_to: int = 0
-    groups: dict[str, deque[Waiting]] = attrs.field(factory=dict)
-    turns: deque[str] = attrs.field(factory=deque)
-    held: dict[str, tuple[float, int]] = attrs.field(factory=dict)
-    again: set[str] = attrs.field(factory=set)
-    count: int = 0
-    running: bool = False
-    closed: bool = False
-    timer: IDelayedCall | None = None
-    sending: Deferred[Attempt] | None = None
-    recent: deque[dict[str, Any]] = attrs.field(factory=lambda: deque(maxlen=RECENT))
-    counts: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(
-        (DELIVERED, FAILED, GIVEN_UP), 0))
-    changed: bool = True
-    moved: bool = False
-    last_error: str | None = None
-    #: one read of the journal into the lane at a time
-    reading: DeferredLock = attrs.field(factory=DeferredLock)
-    #: the write of its cursor, to come
-    keeping: IDelayedCall | None = None
-
-    def add(self, waiting: Waiting) -> None:
-        """C{waiting} waits, after the events of its group."""
-        group = self.groups.get(waiting.group)
-        if group is None:
-            group = self.groups[waiting.group] = deque()
-            self.turns.append(waiting.group)
-        group.append(waiting)
-        self.count += 1
-        if waiting.again is not None:
-            self.again.add(waiting.again)
-
-    def next(self, now: float) -> Waiting | None:
-        """The head of the next group whose turn it is and that may be tried now."""
-        for _ in range(len(self.turns)):
-            name = self.turns[0]
-            self.turns.rotate(-1)
-            held = self.held.get(name)
-            if self.groups[name] and (held is None or held[0] <= now):
-                return self.groups[name][0]
-        return None
-
-    def due(self) -> float | None:
-        """When the first held group may be tried again (L{None}: none is held)."""
-        times = [due for name, (due, _) in self.held.items() if self.groups.get(name)]
-        return min(times) if times else None
-
-    def settled(self, waiting: Waiting) -> None:
-        """C{waiting} is taken care of (sent, given up, or no longer wanted)."""
-        group = self.groups[waiting.group]
-        group.popleft()
-        self.count -= 1
-        self.held.pop(waiting.group, None)
-        if not group:
-            del self.groups[waiting.group]
-            self.turns.remove(waiting.group)
-        if waiting.again is not None:
-            self.again.discard(waiting.again)
-        else:
-            self.done.update(waiting.serials)
-            self.moved = True
-        self.changed = True
-        self._advance()
-
-    def _advance(self) -> None:
-        # (each group in the journal's order: its head is its first serial)
-        heads = [group[0].serial or 0 for name, group in self.groups.items() if name != AGAIN]
-        cursor = min(heads) - 1 if heads else self.read_to
-        if cursor > self.cursor:
-            self.cursor = cursor
-            self.done = {serial for serial in self.done if serial > cursor}
-
-    def read(self, entries: Sequence[Entry], subscription: WebhookConfig) -> None:
-        """Take in what the journal holds after C{read_to}: the events wanted, waiting."""
-        for waiting in waiting_of(entries):
-            if waiting.serial not in self.done and waiting.wanted_by(subscription):
-                self.add(waiting)
-        self.read_to = max([self.read_to] + [e.serial or 0 for e in entries])
-        self._advance()
-        self.moved = True
-
-    def close(self) -> None:
-        """Send nothing more: the timers cancelled, the delivery under way dropped."""
-        self.closed = True
-        for timer in (self.timer, self.keeping):
-            if timer is not None and timer.active():
-                timer.cancel()
-        if self.sending is not None:
-            self.sending.cancel()
-
-    def oldest(self) -> float | None:
-        """When the oldest event waiting was made."""
-        times = [w.created for group in self.groups.values() for w in group]
-        return min(times) if times else None
-
 
 @implementer(IMetricsSource)
 class Deliveries(Service):
