@@ -65,9 +65,9 @@ from pypid.state.indexes import IndexRegistry
 from pypid.state.journal_follower import EVERY, JournalFollower
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
-from pypid.storage.factory import make_journal
+from pypid.storage.factory import SharedBucket, Sharing, make_journal
 from pypid.storage.interface import Run
-from pypid.storage.journal import IJournal
+from pypid.storage.journal import IJournal, JournalPart
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
@@ -206,6 +206,7 @@ class _MadeParts:
     """The parts the web is built over, made in the order each needs the others."""
 
     sandbox: ReadmeSandbox
+    journal: JournalPart
     registry: IndexRegistry
     feed: AdvisoryFeed
     webhooks: WebhookPart
@@ -227,18 +228,21 @@ class _MadeParts:
                                 from_thread=lambda call: reactor.callFromThread(call))
         # (the security advisories every index acts on)
         board = AdvisoryBoard()
+        ring = worker.ring if worker is not None else None
+        # (the one record of every change: what the audit log shows, what
+        # the webhooks deliver, and where the storages shared with other
+        # servers, or workers, tell their changes)
+        # (one client of a bucket for them all: /metrics counts each request once)
+        bucket = SharedBucket.create(config, run, reactor) if config.bucket is not None else None
+        journal = make_journal(config, run, reactor, bucket)
         registry = IndexRegistry.from_config(
             config, run, reactor, board=board, render=sandbox.render,
-            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render,
-                                        worker.ring if worker is not None else None),
-            ring=worker.ring if worker is not None else None)
+            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render, ring, journal),
+            sharing=Sharing(bucket, journal, ring))
         # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
         feed = AdvisoryFeed.from_config(config, board, run, reactor,
                                         worker.ring if worker is not None else None)
         default = registry.default
-        # (the one record of every change: what the audit log shows, and
-        # what the webhooks deliver, a machine's first worker)
-        journal = make_journal(config, run, reactor, default.storage.s3_timings)
         # (what this server writes moves its projects' serials at once; what
         # the others write, its follower reads: from the snapshot's serial on)
         journal.listen(registry.serials.take)
@@ -268,7 +272,8 @@ class _MadeParts:
                 if worker is None or worker.first else None)
         readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
                               check_first=worker is not None)
-        return cls(sandbox, registry, feed, webhooks, audit, follower, access, mark, readiness)
+        return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
+                   access, mark, readiness)
 
     def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
         """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
@@ -332,6 +337,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("start-notes", StartNotes(config) if worker is None else None),
         ("threads", pools),
         ("readme-sandbox", sandbox),  # its children stopped once nothing renders
+        ("journal", made.journal),  # (closed after the storages that tell their changes in it)
         *parts("storage"),
         ("upstream", default.upstream_part),
         *registry.upstream_parts("upstream"),

@@ -356,8 +356,9 @@ class SimpleApiTests(DaemonTestCase):
         self.assertEqual(resp.status, 406)
         root = self.get("simple/", Accept=PIP_ACCEPT)
         self.assertEqual(root.header("Content-Type"), JSON_TYPE)
-        self.assertIn({"name": "Foo_Bar"}, root.json()["projects"])
-        self.assertEqual(root.json()["meta"], {"api-version": "1.4"})
+        # (each project and the page with its last serial, as the public index)
+        self.assertIn({"name": "Foo_Bar", "_last-serial": 4}, root.json()["projects"])
+        self.assertEqual(root.json()["meta"], {"api-version": "1.4", "_last-serial": 4})
 
     def test_head_on_pages(self):
         """HEAD on a page answers its headers without a body."""

@@ -21,6 +21,10 @@ class StorageConfig:
     #: the bytes the local folder's file system must keep free, or
     #: C{/health} says the storage is full (0: never)
     min_free: int = 1 << 30
+    #: where this storage is below the store's root (C{""}: the root; a
+    #: named index's, an upstream's cache: L{pypid.storage.factory.below}),
+    #: which keeps the one journal; not a key of the file
+    within: str = ""
 
 
 def parse_min_free(value: str) -> int:

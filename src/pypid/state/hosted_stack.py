@@ -52,7 +52,8 @@ from pypid.storage.capabilities import (
     IUsageStorage,
 )
 from pypid.storage.factory import (
-    SharedBucket,
+    ALONE,
+    Sharing,
     StoragePart,
     index_settings,
     index_snapshot_path,
@@ -131,21 +132,19 @@ class HostedStack:
 
     @classmethod
     def create(cls, config: Config, name: str, run: Run, reactor: IReactorTime, *,
-               bucket: SharedBucket | None = None,
+               sharing: Sharing = ALONE,
                upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
                serials: IndexSerials | None = None,
                advisories: AdvisoryPolicy | None = None,
                namespaces: IndexNamespaces | None = None,
-               render: Renderer = render_description,
-               ring: ChangeRing | None = None) -> HostedStack:
+               render: Renderer = render_description) -> HostedStack:
         """
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
 
         @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
-        @param bucket: the client of the bucket the indexes' storages share,
-            or L{None}: the storage makes its own (a server of one index).
+        @param sharing: what its storage shares with other servers and workers.
         @param upstream: builds the upstream part of the index
             (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
             state its snapshot keeps; L{None}: none.
@@ -161,15 +160,14 @@ class HostedStack:
             pages show (API 1.5); L{None}: none (1.4).
         @param render: renders the descriptions its storage finds without
             details (L{pypid.storage.factory.make_storage}).
-        @param ring: the machine's ring, in a worker of several
-            (L{pypid.storage.factory.make_storage}); L{None}: a server of one
-            process.
         @raise pypid.core.util.startup.StartupError: when its storage cannot be
             built from the configuration.
         """
         server = config.server
-        storage = StoragePart.from_config(index_settings(config, name), run, reactor, bucket,
-                                          render=render, ring=ring)
+        ring = sharing.ring
+        storage = StoragePart.from_config(index_settings(config, name), run, reactor,
+                                          sharing.bucket, render=render,
+                                          journal=sharing.journal, ring=ring)
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None

@@ -74,8 +74,9 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.capabilities import IServerDocuments
-from pypid.storage.factory import SharedBucket
+from pypid.storage.factory import ALONE, SharedBucket, Sharing
 from pypid.storage.interface import Run
+from pypid.storage.journal import IJournal
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)
@@ -156,7 +157,7 @@ class IndexRegistry:
                     upstream: MakeUpstream | None = None,
                     board: AdvisoryBoard | None = None,
                     render: Renderer = render_description,
-                    ring: ChangeRing | None = None) -> IndexRegistry:
+                    sharing: Sharing = ALONE) -> IndexRegistry:
         """
         Every index of the configuration: the default's stack built as the
         server's one index always was, a stack per named hosted index, and
@@ -170,15 +171,15 @@ class IndexRegistry:
             L{None}: an empty board of its own.
         @param render: renders the descriptions of the files the storages
             and the named upstreams describe (the daemon's sandbox).
-        @param ring: the machine's ring, in a worker of several: every
-            hosted index's folder is shared with the other workers.
+        @param sharing: what the storages share with other servers and
+            workers; without a bucket's client, one is made here when there
+            are named indexes (a server of one index keeps its own).
         @raise pypid.core.util.startup.StartupError: when a storage cannot be
             built from the configuration.
         """
         hosted = hosted_names(config)[1:]
-        # (a server of one index keeps its storage's client its own, as always)
-        bucket = (SharedBucket.create(config, run, reactor)
-                  if hosted and config.bucket is not None else None)
+        if sharing.bucket is None and hosted and config.bucket is not None:
+            sharing = attrs.evolve(sharing, bucket=SharedBucket.create(config, run, reactor))
         stacks: dict[str, HostedStack] = {}
         # (filled before any index loads: every stack is made first)
         peers = partial(_hosted_index, stacks) if hosted else None
@@ -190,20 +191,18 @@ class IndexRegistry:
         policies = {name: AdvisoryPolicy(rules, board)
                     for name, rules in advisory_rules(config).items()}
         spaces = {name: IndexNamespaces(name, config.namespaces) for name in policies}
-        stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, bucket=bucket,
+        stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, sharing=sharing,
                                              upstream=upstream, peers=peers,
                                              serials=serials.of_index(None),
                                              advisories=policies[DEFAULT],
-                                             namespaces=spaces[DEFAULT], render=render,
-                                             ring=ring)
+                                             namespaces=spaces[DEFAULT], render=render)
         for name in hosted:
-            stacks[name] = HostedStack.create(config, name, run, reactor, bucket=bucket,
+            stacks[name] = HostedStack.create(config, name, run, reactor, sharing=sharing,
                                               peers=peers, serials=serials.of_index(name),
                                               advisories=policies[name],
-                                              namespaces=spaces[name], render=render,
-                                              ring=ring)
+                                              namespaces=spaces[name], render=render)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render,
-                                      ring)
+                                      sharing.ring, sharing.journal)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, ComposedIndex] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -485,6 +484,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
 
 def _upstreams(config: Config, run: Run, reactor: IReactorTime,
                default: UpstreamProxy | None, render: Renderer, ring: ChangeRing | None = None,
+               journal: IJournal | None = None,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
     """
     The named upstreams' parts, and every upstream an index may name as
@@ -506,7 +506,7 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
     for name in config.upstreams:
         learnt = Notice()
-        part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring)
+        part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring, journal)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt,
                            writes=runs_once(ring))

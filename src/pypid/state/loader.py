@@ -245,6 +245,8 @@ class IndexLoader:
             tombstones = snap.tombstones
             if shared is not None and snap.storage_state is not None:
                 shared.restore_state(snap.storage_state)
+            if shared is not None and snap.changes is not None:
+                shared.resume(snap.changes)  # (the changes after it: read at the scan)
         if snap is not None and shared is None:
             self._index.load(known.values(), tombstones, serial, snap.later, snap.promotions)
             checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)

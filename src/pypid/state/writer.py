@@ -248,16 +248,19 @@ class SnapshotWriter(Service):
         identity = self._storage
         clock = self._reading()
         journal = self._serials.to_json() if self._serials is not None else None
+        changes = shared.changes_read() if shared is not None else None
 
         def save() -> bytes | None:
             write(self.path, lines(records, tombstones, as_of, serial, identity, state,
-                                   upstream_state, clock, promotions, binned, journal))
+                                   upstream_state, clock, promotions, binned, journal,
+                                   changes))
             if shared is None or not keep_copy:
                 return None
             # The copy for other instances leaves out this one's state (and
             # is the only time the snapshot is held whole: to be sent).
             return encode(records, tombstones, as_of, serial, identity,
-                          promotions=promotions, binned=binned, journal=journal)
+                          promotions=promotions, binned=binned, journal=journal,
+                          changes=changes)
 
         started = self._clock.seconds()
 
@@ -270,11 +273,7 @@ class SnapshotWriter(Service):
                       files=counted(len(records), "file"))
             if copy is not None:
                 assert shared is not None  # (save makes a copy for a shared storage only)
-                kept = shared.keep_snapshot(copy)
-                if kept is not None:
-                    kept.addErrback(lambda f: log.warn(
-                        "Cannot keep the snapshot in the storage: {error}",
-                        error=f.getErrorMessage()))
+                _keep_copy(shared, copy)
 
         def failed(failure: Failure) -> None:
             self.failures += 1
@@ -341,6 +340,14 @@ class SnapshotWriter(Service):
         yield counter("pypid_snapshot_saves", "Index snapshots saved.", self.saves)
         yield counter("pypid_snapshot_failures", "Index snapshot saves that failed.",
                       self.failures)
+
+
+def _keep_copy(shared: ISharedStorage, copy: bytes) -> None:
+    """Keep C{copy} in the shared storage, for other servers to start from (a failure is logged)."""
+    kept = shared.keep_snapshot(copy)
+    if kept is not None:
+        kept.addErrback(lambda f: log.warn("Cannot keep the snapshot in the storage: {error}",
+                                           error=f.getErrorMessage()))
 
 
 class SnapshotTimer(Periodic):

@@ -75,15 +75,28 @@ class ISharedStorage(Interface):
 
     def reconcile_due() -> bool:
         """
-        Whether the changes cannot be known from the markers alone (the
-        index came from a snapshot, or the server was out of touch too
-        long), so that L{reconcile} is needed.
+        Whether the changes cannot be known from the journal alone (the
+        index came from a snapshot, and what changed behind pypid's back is
+        not in it; a worker ended; the journal lost entries), so that
+        L{reconcile} is needed.
         """
 
     def synced_at() -> float | None:
         """
         When this server last took in every change made through others (POSIX
         time), or L{None}; a snapshot stands for no later a time than this.
+        """
+
+    def changes_read() -> int | None:
+        """
+        The journal's serial up to which this server took in the storage's
+        changes (L{None}: not known yet), kept in the snapshot.
+        """
+
+    def resume(serial: int) -> None:
+        """
+        The index comes from a snapshot that took in the changes up to the
+        journal's C{serial} (L{changes_read}): the start reads those after it.
         """
 
     def reconcile(known: dict[str, FileRecord],

@@ -44,7 +44,8 @@ from pypid.machine.ring import ChangeRing
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
-from pypid.storage.shared_folder import MachineBucket, SharedFolder
+from pypid.storage.shared_folder import SharedFolder
+from pypid.storage.store_changes import StoreChanges
 
 if TYPE_CHECKING:
     from pypid.storage.bucket.store import ObjectStore
@@ -87,11 +88,33 @@ def below(config: Config, where: str, **changes: Any) -> Config:
     """
     def moved(section: Any) -> Any:
         return attrs.evolve(section, prefix=f"{section.prefix}{where}/", **changes)
+    within = f"{config.storage.within}/{where}" if config.storage.within else where
     return attrs.evolve(
         config,
         storage=attrs.evolve(config.storage,
-                             path=os.path.join(config.storage.path, *where.split("/"))),
+                             path=os.path.join(config.storage.path, *where.split("/")),
+                             within=within),
         s3=moved(config.s3), azure=moved(config.azure), gcs=moved(config.gcs))
+
+
+def store_root(config: Config) -> Config:
+    """
+    The configuration of the store a storage is kept below (L{below}): its
+    root, where the one journal is.
+    """
+    within = config.storage.within
+    if not within:
+        return config
+    depth = len(within.split("/"))
+    path = config.storage.path
+    for _ in range(depth):
+        path = os.path.dirname(path)
+
+    def rooted(section: Any) -> Any:
+        return attrs.evolve(section, prefix=section.prefix[:-len(within) - 1])
+    return attrs.evolve(
+        config, storage=attrs.evolve(config.storage, path=path, within=""),
+        s3=rooted(config.s3), azure=rooted(config.azure), gcs=rooted(config.gcs))
 
 
 def index_snapshot_path(snapshot: str, name: str) -> str:
@@ -150,10 +173,34 @@ class SharedBucket:
         return self._close() if self._users == 0 else None
 
 
+@attrs.frozen
+class Sharing:
+    """
+    What a server's storages share with other servers and workers.
+
+    @ivar bucket: the client of the bucket every index's storage shares;
+        L{None}: each storage makes its own (a server of one index).
+    @ivar journal: the store's journal, where a shared storage tells its
+        changes and reads the others'; L{None}: the bucket storage's own.
+    @ivar ring: the machine's ring, in a worker of several (every hosted
+        index's folder is then shared with the other workers); L{None}: a
+        server of one process.
+    """
+
+    bucket: SharedBucket | None = None
+    journal: IJournal | None = None
+    ring: ChangeRing | None = None
+
+
+#: A server of one process and one index: its storage shares nothing it did not make.
+ALONE = Sharing()
+
+
 def make_storage(config: Config, run: Run, reactor: IReactorTime,
                  s3_timings: Timings | None = None,
                  bucket: SharedBucket | None = None, *,
                  render: Renderer = render_description,
+                 journal: IJournal | None = None,
                  ring: ChangeRing | None = None) -> IStorage:
     """
     The storage backend the configuration names.
@@ -165,16 +212,25 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     @param render: renders the descriptions of files the storage finds
         without details (a folder served in place, a bucket's imports):
         the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
+    @param journal: the store's journal, where a shared storage tells its
+        changes and reads the others' (the server's); L{None}: one of the
+        storage's own, closed with it (a command's).
     @param ring: the machine's ring, in a worker of several: a local folder
-        or a bucket is then shared with the other workers (L{SharedFolder},
-        L{MachineBucket}).
+        is then shared with the other workers (L{SharedFolder}), and a
+        bucket's spool is the worker's own.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     section = config.bucket
     if section is None:
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
                              render=render, shared=ring is not None)
-        return local if ring is None else cast(IStorage, SharedFolder(local, ring, run, reactor))
+        if ring is None:
+            return local
+        own = journal is None
+        if journal is None:
+            journal = make_journal(config, run, reactor)
+        changes = StoreChanges(journal, config.storage.within, reactor, owned=own)
+        return cast(IStorage, SharedFolder(local, changes, ring, run, reactor))
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
@@ -184,16 +240,18 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         client, close = make_store(config, run, reactor, s3_timings)
     else:
         client, close = bucket.client, bucket.use()
+    own = journal is None
+    if journal is None:
+        journal = _bucket_journal(store_root(config), client, reactor)
     # (a worker's spool is its own: a start sweeps its spool, and must not
     # sweep the uploads another worker is receiving)
     spool = "tmp" if ring is None else f"tmp-worker-{ring.worker}"
-    bucket_storage = BucketStorage(
+    return BucketStorage(
         client, Layout(section.prefix), run, reactor,
         os.path.join(config.storage.path, ".pypid", spool),
         BucketSettings.from_config(section, config.server.max_upload_size), on_close=close,
-        render=render)
-    return (bucket_storage if ring is None
-            else cast(IStorage, MachineBucket(bucket_storage, ring, reactor)))
+        render=render,
+        changes=StoreChanges(journal, config.storage.within, reactor, owned=own))
 
 
 def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
@@ -278,32 +336,45 @@ def make_store(config: Config, run: Run, reactor: IReactorTime,
 
 
 def make_journal(config: Config, run: Run, reactor: IReactorTime,
-                 s3_timings: Timings | None = None) -> IJournal:
+                 bucket: SharedBucket | None = None) -> IJournal:
     """
-    The journal kept with the storage the configuration names: daily
-    files in C{<path>/.pypid/audit/}, or batch objects under the bucket's
-    C{<prefix>.pypid/journal/} (read with the audit log kept under
-    C{<prefix>.pypid/audit/} before it), written with a client of its own.
+    The journal kept with the store the configuration names (its root's,
+    for a storage kept below it): daily files in C{<path>/.pypid/audit/},
+    or batch objects under the bucket's C{<prefix>.pypid/journal/} (read
+    with the audit log kept under C{<prefix>.pypid/audit/} before it).
 
-    @param s3_timings: the L{Timings} its requests to the bucket count in
-        (the packages' storage's, so C{/metrics} counts every request to
-        the bucket once).
+    @param bucket: the client of the bucket the storages share, so
+        C{/metrics} counts every request to the bucket once; L{None}: a
+        client of its own.
     """
     from pypid.storage.journal_files import LocalJournal
-    from pypid.storage.journal_records import BucketJournal
-    from pypid.storage.records import FOLDER, BucketRecords
 
-    section = config.bucket
-    if section is None:
+    config = store_root(config)
+    if config.bucket is None:
         return LocalJournal(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
-    client, close = make_store(config, run, reactor, s3_timings)
+    client: ObjectStore
+    close: Callable[[], Deferred[Any] | None]
+    if bucket is None:
+        client, close = make_store(config, run, reactor)
+    else:
+        client, close = bucket.client, bucket.use()
 
     def closed() -> None:
         client.stop()
         close()
-    records = BucketRecords(client, section.prefix + FOLDER + "journal/")
-    return BucketJournal(records, client, section.prefix, reactor, prepare=client.start,
-                         on_close=closed)
+    return _bucket_journal(config, client, reactor, prepare=client.start, on_close=closed)
+
+
+def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
+                    **kwargs: Any) -> IJournal:
+    """The journal in the bucket of the store's root C{config}, written with C{client}."""
+    from pypid.storage.journal_records import BucketJournal
+    from pypid.storage.records import FOLDER, BucketRecords
+
+    assert config.bucket is not None
+    prefix = config.bucket.prefix
+    return BucketJournal(BucketRecords(client, prefix + FOLDER + "journal/"), client, prefix,
+                         reactor, **kwargs)
 
 
 @implementer(IMetricsSource)
@@ -326,6 +397,7 @@ class StoragePart(Service):
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
                     bucket: SharedBucket | None = None, *,
                     render: Renderer = render_description,
+                    journal: IJournal | None = None,
                     ring: ChangeRing | None = None) -> StoragePart:
         """
         The part for the configuration's storage, timed with the monotonic clock.
@@ -333,13 +405,15 @@ class StoragePart(Service):
         @param bucket: the client of the bucket, shared with the other
             indexes' storages; L{None}: a client of its own.
         @param render: see L{make_storage}.
+        @param journal: see L{make_storage}.
         @param ring: see L{make_storage}.
         """
         if bucket is not None:
             timings: Timings | None = bucket.timings
         else:
             timings = Timings() if config.bucket is not None else None
-        storage = make_storage(config, run, reactor, timings, bucket, render=render, ring=ring)
+        storage = make_storage(config, run, reactor, timings, bucket, render=render,
+                               journal=journal, ring=ring)
         return cls(MeasuredStorage(storage, time.monotonic), timings)
 
     def startService(self) -> Deferred[None]:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 from twisted.application.internet import backoffPolicy
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -521,3 +522,18 @@ def checked_limit(limit: int) -> int:
         raise ValueError(f"a read of the journal asks for at least one entry, not {limit}")
     return limit
 
+
+class JournalPart(Service):
+    """
+    The journal as a part of the daemon: it starts before the storages that
+    tell their changes in it and the audit trail, and is closed after them
+    (what they queued is written, once).
+    """
+
+    def __init__(self, journal: IJournal) -> None:
+        self.journal = journal
+
+    def stopService(self) -> Deferred[bool]:
+        """Write what is queued; what cannot be is logged and counted as lost."""
+        Service.stopService(self)
+        return self.journal.close()

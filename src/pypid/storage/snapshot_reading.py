@@ -145,7 +145,8 @@ class _Decoded:
                         first.get("serial", 0), storage, self.storage_state,
                         self.upstream_state, later=tuple(self.waiting), damaged=damaged,
                         clock=ClockReading.from_json(first.get("clock")),
-                        promotions=self.promotions, journal=self.journal)
+                        promotions=self.promotions, journal=self.journal,
+                        changes=_serial(first.get("changes")))
 
 
 def _storage_of(first: dict[str, Any]) -> str | None:
@@ -512,3 +513,9 @@ def head_of(line: dict[str, Any]) -> tuple[str, str, list[str]]:
     if type(filenames) is not list or not TEXT.issuperset(map(type, filenames)):
         raise SnapshotError(f"{project}: no filename column, or a filename not a string")
     return project, name, filenames
+
+
+def _serial(value: object) -> int | None:
+    """A journal's serial as the first line keeps it, or L{None} (none, or not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pypid.core.indexes.index import Index
     from pypid.core.security.advisories import AdvisoryPolicy
     from pypid.core.util.notice import Notice
+    from pypid.storage.journal import IJournal
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
@@ -106,7 +107,8 @@ class UpstreamPart(Service):
     @classmethod
     def maker(cls, config: Config, run: Run, reactor: IReactorTime,
               render: Renderer = render_description,
-              ring: ChangeRing | None = None) -> MakeUpstream | None:
+              ring: ChangeRing | None = None,
+              journal: IJournal | None = None) -> MakeUpstream | None:
         """
         What builds the part of C{[upstream]} over the default index once the
         index registry made that index (L{MakeUpstream}), or L{None} when
@@ -121,7 +123,7 @@ class UpstreamPart(Service):
             return cls.from_config(config, run, reactor, index, cast("FileUrl", index.file_url),
                                    learnt, advisories=index.rendered.advisories,
                                    provenance_url=index.rendered.provenance_url, render=render,
-                                   ring=ring)
+                                   ring=ring, journal=journal)
         return make
 
     @classmethod
@@ -131,7 +133,8 @@ class UpstreamPart(Service):
                     advisories: AdvisoryPolicy | None = None,
                     provenance_url: ProvenanceURL | None = None,
                     render: Renderer = render_description,
-                    ring: ChangeRing | None = None) -> UpstreamPart:
+                    ring: ChangeRing | None = None,
+                    journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
@@ -149,13 +152,15 @@ class UpstreamPart(Service):
             (the daemon's sandbox).
         @param ring: in a worker of a machine, the machine's ring: the cache's
             folder is the workers' (L{pypid.storage.factory.make_storage}).
+        @param journal: the store's journal, where a shared cache tells its
+            changes (L{pypid.storage.factory.make_storage}).
         @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
         from pypid.upstream.proxy import UpstreamProxy
 
         source, storage = _make_source(config, config.upstream, None, run, reactor, learnt,
-                                       render, ring)
+                                       render, ring, journal)
         return cls(source, storage, UpstreamProxy.create(source, index, file_url,
                                                              advisories, provenance_url))
 
@@ -163,7 +168,8 @@ class UpstreamPart(Service):
     def named(cls, config: Config, name: str, run: Run, reactor: IReactorTime,
               learnt: Callable[[], None] | None = None,
               render: Renderer = render_description,
-              ring: ChangeRing | None = None) -> UpstreamPart:
+              ring: ChangeRing | None = None,
+              journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of C{[upstream:NAME]}: its source alone, its cache under
         C{.indexes/.upstreams/NAME/}, its own budgets and state.
@@ -175,7 +181,7 @@ class UpstreamPart(Service):
             cannot be used.
         """
         source, storage = _make_source(config, config.upstreams[name], name, run, reactor,
-                                       learnt, render, ring)
+                                       learnt, render, ring, journal)
         return cls(source, storage)
 
     @property
@@ -250,7 +256,8 @@ class UpstreamPart(Service):
 def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
                  render: Renderer,
-                 ring: ChangeRing | None = None) -> tuple[UpstreamSource, MeasuredStorage]:
+                 ring: ChangeRing | None = None,
+                 journal: IJournal | None = None) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
     from pypid.http.client import make_agent, outbound_policy
     from pypid.upstream.cache import PageCache
@@ -263,7 +270,7 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     # a url gets a source)
     assert up.url is not None
     settings = cache_settings(config, name)
-    stored = make_storage(settings, run, reactor, render=render, ring=ring)
+    stored = make_storage(settings, run, reactor, render=render, journal=journal, ring=ring)
     storage = MeasuredStorage(stored, time.monotonic)
     # (a machine's workers share the cache: a worker of several, told by the ring)
     share = (MachineShare(ring, cast(ISharedStorage, stored), settings.storage.path, run, reactor)

@@ -103,7 +103,7 @@ class MachineShare:
         """
         @param storage: the cache's storage, shared (its files' announcements:
             a folder's, L{pypid.storage.shared_folder.SharedFolder}, or a
-            bucket's, L{pypid.storage.shared_folder.MachineBucket}).
+            bucket's, L{pypid.storage.bucket.storage.BucketStorage}).
         @param folder: the cache's local folder (on a bucket, the one its
             uploads are spooled in), where pages and locks are kept.
         @param run: C{run(f, *args) -> Deferred}, where files are read and written.

@@ -16,8 +16,10 @@ from pypid.core.indexes.links import file_url_for
 from pypid.machine.ring import ChangeRing
 from pypid.state.catch_up import CatchUp
 from pypid.state.sync import SyncService
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
+from pypid.storage.store_changes import StoreChanges
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import ControlledLook, run_now, write_file
 
@@ -72,8 +74,8 @@ class WorkersTests(SynchronousTestCase):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         clock = Clock()
-        storage = SharedFolder(LocalStorage(root, run_now, clock, shared=True), ring, run_now,
-                               clock)
+        storage = SharedFolder(LocalStorage(root, run_now, clock, shared=True),
+                               StoreChanges(self.journal, "", clock), ring, run_now, clock)
         self.successResultOf(storage.prepare())
         index = Index(file_url_for(None))
         return storage, index, CatchUp(ring, [SyncService(index, storage, clock)])
@@ -82,6 +84,9 @@ class WorkersTests(SynchronousTestCase):
         """A file one worker stored and took into its index is in the other's after catching up."""
         self.ring = ChangeRing.create(slots=16, slot_size=256)
         self.addCleanup(self.ring.close)
+        # (the store's journal, whose writes ring the doorbell, as the daemon's do)
+        self.journal = MemoryJournal(Clock())
+        self.journal.listen(lambda entries: self.ring.announce(b"j"))
         root = os.path.abspath(self.mktemp())
         one, one_index, one_catch_up = self.worker(1, root)
         two, two_index, two_catch_up = self.worker(2, root)
@@ -95,6 +100,6 @@ class WorkersTests(SynchronousTestCase):
         self.successResultOf(two_catch_up.caught_up())
         self.assertEqual(two_index.held(filename), stored)
         self.assertFalse(two_catch_up.behind())
-        # its own announcement: the first worker catches up with nothing to take in
+        # its own change: the first worker catches up with nothing to take in
         self.successResultOf(one_catch_up.caught_up())
         self.assertEqual(one_index.held(filename), stored)

@@ -47,6 +47,7 @@ from pypid.storage import snapshot_reading
 from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.factory import (
     SharedBucket,
+    Sharing,
     index_settings,
     index_snapshot_path,
     make_storage,
@@ -64,7 +65,7 @@ from tests.harness.tap import fake_pools
 NAMED_PARTS = [
     "listen-check", "start-notes",
     "threads",
-    "readme-sandbox",
+    "readme-sandbox", "journal",
     "storage", "storage:release", "storage:staging",
     "audit", "webhooks", "access", "advisories", "advisory-waivers", "running-mark",
     "index", "index:release", "index:staging", "namespace-grants", "journal-follower",
@@ -169,7 +170,8 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         from pypid.storage.shared_folder import SharedFolder
         ring = ChangeRing.create(slots=4, slot_size=64)
         self.addCleanup(ring.close)
-        registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor, ring=ring)
+        registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor,
+                                             sharing=Sharing(ring=ring))
         for name, stack in registry.stacks.items():
             self.assertTrue(ISharedStorage.providedBy(stack.stored), name)
             self.assertIsInstance(stack.storage.storage.inner, SharedFolder)

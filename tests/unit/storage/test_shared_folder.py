@@ -1,9 +1,9 @@
 """
 Tests for L{pypid.storage.shared_folder}: two workers' storages over one
-folder and one ring, each seeing at its next look what the other changed
-(uploads, yanks, deletes, tombstones, statuses), never its own changes, a
-look a whole ring behind making a full check due, and the storages of two
-folders on one ring kept apart.
+folder and one journal, each seeing at its next look what the other changed
+(uploads, yanks, deletes, tombstones, statuses), never its own changes,
+however many changes went by, a worker's end making a full check due, and
+the storages of two folders on one journal kept apart.
 """
 
 import os
@@ -16,8 +16,10 @@ from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
 from pypid.storage.interface import IStorage
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
-from pypid.storage.shared_folder import SharedFolder, folder_key
+from pypid.storage.shared_folder import SharedFolder
+from pypid.storage.store_changes import StoreChanges
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, write_file
 
@@ -30,16 +32,20 @@ class SharedFolderTests(TestCase):
     def setUp(self):
         self.ring = ChangeRing.create(slots=8, slot_size=256)
         self.addCleanup(self.ring.close)
+        self.journal = MemoryJournal(Clock())
         self.root = os.path.abspath(self.mktemp())
         self.one = self.worker(1)
         self.two = self.worker(2)
 
-    def worker(self, number, root=None):
-        """A worker's storage of the folder (C{root}, or the test's), prepared."""
+    def worker(self, number, root=None, key=""):
+        """
+        A worker's storage of the folder (C{root}, or the test's, named
+        C{key} in the journal), prepared.
+        """
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         storage = SharedFolder(LocalStorage(root or self.root, run_now, Clock(), shared=True),
-                               ring, run_now, Clock())
+                               StoreChanges(self.journal, key, Clock()), ring, run_now, Clock())
         self.assertIsNone(self.successResultOf(storage.prepare()))
         return storage
 
@@ -77,7 +83,7 @@ class SharedFolderTests(TestCase):
         self.publish(self.one, *make_wheel("holy-grail", "1.0"))
         self.assertEqual(self.polled(self.one).files, [])
         self.assertEqual(asked, [])
-        self.assertEqual(self.one.seen, self.ring.latest())
+        self.assertEqual(self.one.changes_read(), self.journal.last_serial)
 
     def test_yank_delete_and_tombstone(self):
         """A yank, a delete and a tombstone are each read as the folder holds them after."""
@@ -109,34 +115,33 @@ class SharedFolderTests(TestCase):
         self.successResultOf(self.one.keep_status("holy-grail", None))
         self.assertEqual(self.polled(self.two).statuses, {"holy-grail": None})
 
-    def test_refused_change_not_announced(self):
-        """A change the folder refused (a name taken by other bytes) announces nothing."""
+    def test_refused_change_not_told(self):
+        """A change the folder refused (a name taken by other bytes) tells nothing."""
         filename, data = make_wheel("holy-grail", "1.0")
         self.publish(self.one, filename, data)
-        before = self.ring.latest()
+        before = self.journal.last_serial
         other = make_wheel("holy-grail", "1.0", module_text="OTHER = 1\n")[1]
         temp = write_file(os.path.join(self.two.temp_dir, "other"), other)
         inspected = inspect(temp, filename, filename, UPLOAD_TIME)
         self.failureResultOf(self.two.publish(temp, inspected.record, inspected.metadata))
-        self.assertEqual(self.ring.latest(), before)
+        self.assertEqual(self.journal.last_serial, before)
 
-    def test_lapped(self):
-        """A worker a whole ring behind finds nothing, and a full check is due, then done."""
+    def test_many_behind(self):
+        """
+        A worker many changes behind (more than the ring's slots) takes
+        them all in at its next look: the journal keeps them, no full
+        check is due (before: a look a whole ring behind found nothing).
+        """
         for n in range(10):
             self.publish(self.one, *make_wheel("holy-grail", f"1.{n}"))
-        self.assertFalse(self.two.reconcile_due())
-        self.assertEqual(self.polled(self.two).files, [])
-        self.assertTrue(self.two.reconcile_due())
-        result = self.successResultOf(self.two.reconcile({}, ()))
-        self.assertEqual(len(result.records), 10)
+        self.assertEqual(len(self.polled(self.two).files), 10)
         self.assertFalse(self.two.reconcile_due())
         self.assertEqual(self.polled(self.two).files, [], "the next look starts after")
 
     def test_folders_apart(self):
-        """Two folders' storages on one ring see only their own folder's changes."""
+        """Two folders' storages on one journal see only their own folder's changes."""
         elsewhere = os.path.abspath(self.mktemp())
-        three = self.worker(3, elsewhere)
-        self.assertNotEqual(folder_key(elsewhere), folder_key(self.root))
+        three = self.worker(3, elsewhere, key=".indexes/three")
         self.publish(self.one, *make_wheel("holy-grail", "1.0"))
         self.assertEqual(self.polled(three).files, [])
         self.assertEqual(len(self.polled(self.two).files), 1)
@@ -150,7 +155,7 @@ class SharedFolderTests(TestCase):
         """
         from pypid.core.indexes.promotion import Promotion
         from pypid.storage.measured import MeasuredStorage
-        staging = self.worker(3, os.path.abspath(self.mktemp()))
+        staging = self.worker(3, os.path.abspath(self.mktemp()), key=".indexes/staging")
         record = self.publish(staging, *make_wheel("holy-grail", "1.0"))
         source = MeasuredStorage(staging, lambda: 0.0)
         adopted = self.successResultOf(self.one.adopt(source, record,
@@ -175,6 +180,8 @@ class SharedFolderTests(TestCase):
         ring.announce(b"w 1")
         self.assertEqual(self.polled(self.two).files, [])
         self.assertTrue(self.two.reconcile_due())
+        self.successResultOf(self.two.reconcile({}, ()))
+        self.assertFalse(self.two.reconcile_due())
 
     def test_reads_pass_through(self):
         """What is not a change is the folder's own: a scan, a file's location."""

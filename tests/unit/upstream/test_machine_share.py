@@ -15,8 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
+from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
+from pypid.storage.store_changes import StoreChanges
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.fetch import UpstreamNotFound
@@ -44,6 +46,7 @@ class MachineShareTests(SynchronousTestCase):
         self.addCleanup(self.ring.close)
         self.root = os.path.abspath(self.mktemp())
         self.clock = Clock()
+        self.journal = MemoryJournal(Clock())
         self.one, self.two = self.worker(1), self.worker(2)
         self.news = {1: [], 2: []}
         for number, share in ((1, self.one), (2, self.two)):
@@ -53,7 +56,7 @@ class MachineShareTests(SynchronousTestCase):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), shared=True),
-                              ring, run_now, Clock())
+                              StoreChanges(self.journal, "", Clock()), ring, run_now, Clock())
         self.successResultOf(folder.prepare())
         return MachineShare(ring, folder, self.root, run_now, self.clock)
 

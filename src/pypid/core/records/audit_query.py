@@ -28,7 +28,7 @@ from pypid.core.records.audit_chain import (
     parse_time,
     start_of,
 )
-from pypid.core.records.change_kinds import ChangeKind
+from pypid.core.records.change_kinds import UNSHOWN_KINDS, ChangeKind
 
 #: A webhook event's id (L{pypid.core.records.audit_chain.event_id}): its milliseconds.
 _EVENT_ID = re.compile(r"\Aevt_(\d{13})_[0-9a-f]{1,32}\Z")
@@ -79,7 +79,8 @@ class Query:
                 and (self.before is None or entry.time < self.before)
                 and (self.project is None or entry.project == self.project)
                 and (self.user is None or entry.user == self.user)
-                and (self.event is None or entry.event == self.event)
+                and (entry.event == self.event if self.event is not None
+                     else entry.event not in UNSHOWN_KINDS)
                 and (self.index is None or (entry.index or DEFAULT_INDEX) == self.index)
                 and (self.id is None or entry.id == self.id))
 

@@ -67,6 +67,11 @@ class ChangeKind(StrEnum):
     #: an admin sent a webhook's given-up events again, or a test event
     WEBHOOK_REDELIVER = "webhook-redeliver"
     WEBHOOK_TEST = "webhook-test"
+    #: a storage shared with other servers (a bucket, a machine's folder)
+    #: holds a change of a file or of a project's status: what the others
+    #: read again (L{pypid.storage.store_changes}); the audit log's pages
+    #: leave it out unless asked for
+    STORED = "stored"
 
 
 #: The kinds that are logins (failed or throttled), folded per minute.
@@ -108,6 +113,11 @@ FILE_KINDS = frozenset({ChangeKind.UPLOAD, ChangeKind.YANK, ChangeKind.UNYANK,
                         ChangeKind.DELETE, ChangeKind.IMPORT, ChangeKind.PROMOTE,
                         ChangeKind.RESTORE, ChangeKind.PURGE, ChangeKind.RETENTION,
                         ChangeKind.STATUS, ChangeKind.UPSTREAM_RELEASE})
+
+
+#: The kinds the audit log's pages show only when asked for by name: the
+#: storage's own bookkeeping, beside the entry of the action that made it.
+UNSHOWN_KINDS = frozenset({ChangeKind.STORED})
 
 
 def kind_of(value: str) -> ChangeKind:

@@ -7,7 +7,7 @@ million files is 2,000 requests before the server can answer. Apart from
 L{pypid.storage.bucket.storage.BucketStorage} because it is the one object that is
 neither a file's nor a marker: compressed in the thread pool, read with a
 cap on its size before and after decompression, and trusted only when it
-is of this bucket and prefix and young enough to catch up from.
+is of this bucket and prefix and says where it read the journal up to.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from twisted.logger import Logger
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
 from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.markers import MARKER_RETENTION, catches_up
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import Run, StorageError
@@ -89,13 +88,12 @@ class BucketSnapshot:
             log.warn("Ignoring the snapshot in the bucket: {error}", error=str(e))
             return None
 
-    async def newer(self, since: float, now: float,
-                    identity: str) -> snapshots.Snapshot | None:
+    async def newer(self, since: float, identity: str) -> snapshots.Snapshot | None:
         """
-        The copy kept, when the local snapshot (taken at C{since}) is too
-        old to catch up from change markers and another instance kept a
-        newer one that is not (of this storage, C{identity}); L{None}
-        otherwise.
+        The copy kept, when the local snapshot (taken at C{since}) is old
+        (L{pypid.storage.bucket.markers.STALE}) and another instance kept a
+        newer one (of this storage, C{identity}) that says where it read the
+        journal up to: fewer changes to read again; L{None} otherwise.
         """
         if not self._enabled:
             return None
@@ -103,11 +101,9 @@ class BucketSnapshot:
             head = await self._client.head(self._layout.snapshot_key)
             if head is None or not head.modified:
                 return None
-            written = head.modified
             # By the store's clock, which the margin allows for: a snapshot
             # written just after the local one's time is that one's copy.
-            margin = self._clock_margin
-            if written <= since + margin or now - written >= MARKER_RETENTION / 2 + margin:
+            if head.modified <= since + self._clock_margin:
                 return None
             data = await self.load()
             snap = await self._run(snapshot_reading.decode, data) if data is not None else None
@@ -115,8 +111,7 @@ class BucketSnapshot:
             log.warn("Not using the snapshot kept in the bucket: {error}", error=str(e))
             return None
         if (snap is None or snap.storage not in (None, identity)
-                or snap.saved_at <= since or not catches_up(snap.saved_at, now)):
+                or snap.saved_at <= since or snap.changes is None):
             return None
-        log.info("The local snapshot is too old to catch up from the change markers: "
-                 "starting from the newer one kept in the bucket")
+        log.info("The local snapshot is old: starting from the newer one kept in the bucket")
         return snap

@@ -7,9 +7,10 @@ one filename exactly one wins, and the other gets the same "File already
 exists" answer as on local disk; yanks and deletes are marker objects, a
 delete's tombstone written first (it is the delete). Each change is
 preceded by an intent marker (L{pypid.storage.bucket.markers.ChangeFeed.intend})
-and followed by its change marker (L{pypid.storage.bucket.markers.ChangeFeed.announce}),
-through which the other servers learn of it, even when this one is killed
-between its write and the change marker. Apart from
+and followed by its entry in the journal
+(L{pypid.storage.bucket.markers.ChangeFeed.announce}), through which the
+other servers learn of it, even when this one is killed between its write
+and the entry. Apart from
 L{pypid.storage.bucket.storage.BucketStorage} because this is where what to write,
 and in which order, is decided; the bytes go through the store's
 C{put_file} and L{pypid.storage.bucket.object_writes}.

@@ -1,9 +1,10 @@
 """
 The journals of promotions under way in a bucket (C{.pypid/promotions/};
-L{pypid.core.indexes.promotion}), and the change markers they hold back.
+L{pypid.core.indexes.promotion}), and the changes they hold back from the
+store's journal.
 
-While a promotion's journal is kept, the files it names leave no change
-marker as they are adopted: the sync (this server's, and the other
+While a promotion's journal is kept, the files it names are not told as
+they are adopted: the sync (this server's, and the other
 servers') would otherwise take a promotion's files into the index one by
 one while it runs, and keep those of a promotion that failed until it read
 them again. They are announced together as the journal is dropped, once
@@ -70,8 +71,7 @@ class JournalObjects:
         finally:
             # (the promotion ended either way: its files' markers go out,
             # and the next adoption of those names announces itself)
-            for filename in sorted(self._journaled.pop(name, ())):
-                await self._feed.announce(filename)
+            await self._feed.announce(*sorted(self._journaled.pop(name, ())))
 
     async def all(self) -> dict[str, bytes]:
         """The journals kept and not dropped: promotions a crash interrupted."""

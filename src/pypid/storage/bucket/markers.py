@@ -1,19 +1,22 @@
 """
 How several pypid servers on one bucket learn of each other's changes.
 
-Every change (an upload, a yank, a delete) leaves an empty marker object
-C{.pypid/changes/<ms>.<instance>.<n>.<filename>} (L{ChangeFeed.announce});
-a change of a project's status (PEP 792) leaves
-C{.pypid/changes/<ms>.<instance>.<n>.~<project>}, and waits for it
-(L{ChangeFeed.announce_now}). Each server lists the markers from a little
-before its last look (L{LOOKBACK}, since an object listing may show a new
-key late) and reads again the state of every file they name, then the
-status object of every project they name or whose file they name
-(L{ChangeFeed.poll}): one request when nothing changed, whatever the size
-of the bucket. Markers older than
-L{MARKER_RETENTION} are removed about once an hour; a server out of touch
-for half that long cannot trust the markers and asks for a full listing
-(L{ChangeFeed.reconcile_due}).
+Every change (an upload, a yank, a delete, a project's status) is told in
+the store's journal once the bucket holds it (L{ChangeFeed.announce}, a
+L{pypid.storage.store_changes.StoreChanges}), and the changes of files
+wait for it before they answer. Each server reads the entries after the
+serial it read up to and reads again the state of every file they name,
+then the status object of every project they name or whose file they name
+(L{ChangeFeed.poll}): a listing of the journal when nothing changed,
+whatever the size of the bucket.
+
+One kind of marker object stays: the intent a server leaves before it
+changes a file (C{.pypid/changes/<ms>.<instance>.<n>.?<filename>},
+L{ChangeFeed.intend}), so that a server killed between its write and the
+journal's entry leaves the others a file to read again until the entry
+comes or L{UNSETTLED} passed. Intents are listed from a little before the
+last look (L{LOOKBACK}: an object listing may show a new key late), and
+removed past L{MARKER_RETENTION}, about once an hour.
 
 The feed holds only this bookkeeping; what a file's state is
 (L{pypid.storage.bucket.file_states}), how a status object is read
@@ -24,61 +27,73 @@ L{pypid.storage.bucket.storage.BucketStorage}, which builds it.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from pypid.storage.bucket.layout import Change, Layout, changes_start_after, intent_subject
+from pypid.storage.bucket.layout import (
+    STATUS_MARK,
+    Change,
+    Layout,
+    changes_start_after,
+    intent_subject,
+)
 from pypid.storage.bucket.store import Listed, ObjectStore
 from pypid.storage.capabilities import Changed, Polled
 from pypid.storage.interface import StorageError
+from pypid.storage.store_changes import StoreChanges
 
 log = Logger()
 
-#: How far back each poll for change markers looks beyond the last one:
+#: How far back each listing of intent markers looks beyond the last one:
 #: markers are named by their writer's clock and become visible when their
 #: PUT completes, so a marker can appear late by the writer's request time
 #: and the clocks' disagreement.
 LOOKBACK = 120.0
 
-#: Change markers older than this are removed (by any instance); an
-#: instance that could not poll for half of it lists the whole bucket again.
+#: Intent markers older than this are removed (by any instance).
 MARKER_RETENTION = 24 * 3600.0
 
+#: A local snapshot older than this is left for the bucket's copy when that
+#: one is newer (L{pypid.storage.bucket.bucket_snapshot.BucketSnapshot.newer}):
+#: fewer changes to read again than the journal holds since.
+STALE = MARKER_RETENTION / 2
+
 #: How long after an intent marker (L{ChangeFeed.intend}) without the
-#: change's own marker the file's state is read again (s): longer than a
-#: change takes to write (a multipart upload of a large file included).
+#: change's entry in the journal the file's state is read again (s): longer
+#: than a change takes to write (a multipart upload of a large file included).
 UNSETTLED = 15 * 60.0
 
 #: How often an unsettled file's state is read again (s).
 RECHECK = 5.0
 
 
-def catches_up(since: float, now: float) -> bool:
-    """
-    Whether a view of the bucket taken at C{since} can be brought up to
-    date from the change markers alone (they are kept for
-    L{MARKER_RETENTION}; half of it leaves a wide margin).
-    """
-    return 0 <= now - since < MARKER_RETENTION / 2
+def _subjects(subjects: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The filenames and the projects (their statuses) of marker subjects."""
+    files: list[str] = []
+    projects: list[str] = []
+    for subject in subjects:
+        if subject.startswith(STATUS_MARK):
+            projects.append(subject[len(STATUS_MARK):])
+        else:
+            files.append(subject)
+    return files, projects
 
 
 class ChangeFeed:
     """
-    This server's view of the change markers in the bucket.
-
-    @ivar instance: this server's name in its markers (random per start).
+    This server's view of the changes in the bucket: the journal's entries
+    of its storage, and the intent markers.
     """
 
     def __init__(self, client: ObjectStore, layout: Layout, clock: IReactorTime,
                  state_of: Callable[[str], Coroutine[Any, Any, Changed]],
                  status_of: Callable[[str], Coroutine[Any, Any, bytes | None]],
-                 background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]]) -> None:
+                 background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]],
+                 changes: StoreChanges) -> None:
         """
         @param client: the L{pypid.storage.bucket.store.ObjectStore}.
         @param layout: the L{pypid.storage.bucket.layout.Layout} of the bucket.
@@ -89,6 +104,7 @@ class ChangeFeed:
             status object as the bucket holds it now (L{None}: active).
         @param background: C{background(coroutine) -> Deferred}: runs work
             that a clean stop waits for.
+        @param changes: the storage's L{StoreChanges} in the journal.
         """
         self._client = client
         self._layout = layout
@@ -96,95 +112,86 @@ class ChangeFeed:
         self._state_of = state_of
         self._status_of = status_of
         self._background = background
-        self.instance = uuid.uuid4().hex[:12]
+        self.changes = changes
+        self.instance = changes.instance
         self._numbers = iter(range(1, 1 << 62))
-        # Where the next poll looks from (s), and the markers seen within the
-        # look-back window (by key).
+        # Where the next listing of intents looks from (s), and the intent
+        # markers seen within the look-back window (by key).
         self._cursor: float | None = None
         self._seen: dict[str, int] = {}
         self._last_poll: float | None = None
         self._last_cleanup: float | None = None
-        # Set when the view came from a snapshot and markers only, or after
-        # too long out of touch: since when a full listing must check it.
+        # Set when the view came from a snapshot and the journal: since when
+        # a full listing must check it (what changed behind pypid's back).
         self._reconcile_since: float | None = None
-        # The subjects (filenames, statuses) whose markers could not be
-        # written yet.
-        self._unannounced: set[str] = set()
         # The files whose change was announced by an intent marker and not
-        # (yet) by its own: filename -> (the intent's time, when to read its
-        # state again), both in ms; and the latest marker of each file's
+        # (yet) by the journal: filename -> (the intent's time, when to read
+        # its state again), both in ms; and the latest entry of each file's
         # change seen within the look-back window (ms).
         self._unsettled: dict[str, tuple[int, int]] = {}
         self._done: dict[str, int] = {}
+        # Whether no look was complete yet (the next reads back the journal
+        # for the intents from before it began to read).
+        self._fresh = True
 
-    def announce(self, subject: str) -> Deferred[Any]:
+    def announce(self, *subjects: str) -> Deferred[Any]:
         """
-        Leave a change marker of C{subject} (a filename, or a
-        L{pypid.storage.bucket.layout.status_subject}) for the other instances.
-        The L{Deferred} fires once it is written, or its failure noted (it
-        never fails: a marker that cannot be written is tried again at the
-        next poll). The changes of files wait for it before they answer, so
-        that a change acknowledged to a client is one the other servers
-        learn of even if this one is killed the next moment (the
-        200 of an upload went out before its marker, and a C{kill -9} in
-        between left the other servers without the file until their next
-        full listing).
+        Tell the others of a change of C{subjects} (filenames, or
+        L{pypid.storage.bucket.layout.status_subject}s), in the journal.
+        The L{Deferred} fires once the entries' first write ended (it
+        never fails: the journal tries again, in order). The changes of
+        files wait for it before they answer, so that a change
+        acknowledged to a client is one the other servers learn of even
+        if this one is killed the next moment.
         """
-        def failed(failure: Failure) -> None:
-            self._failed(subject, failure.getErrorMessage())
+        files, projects = _subjects(subjects)
+        return self._background(self._tell(files, projects))
 
-        d = self._background(self._put_marker(subject))
-        d.addErrback(failed)
-        return d
+    async def _tell(self, files: list[str], projects: list[str]) -> int | None:
+        return await self.changes.tell(files, projects)
 
     async def announce_now(self, subject: str) -> None:
         """
-        Leave a change marker of C{subject}, and wait for it: for a change
-        that must be in the bucket before whatever follows it is (a
-        status, before the files of an import). A marker that cannot be
-        written is tried again at the next poll, and the failure raised.
+        Tell of a change of C{subject} and wait for it: for a change that
+        must be told before whatever follows it is (a status, before the
+        files of an import).
+
+        @raise StorageError: the journal could not be written yet (it
+            tries again, in order).
         """
-        try:
-            await self._put_marker(subject)
-        except BaseException as e:
-            self._failed(subject, str(e))
-            raise
+        files, projects = _subjects([subject])
+        if await self.changes.tell(files, projects) is None:
+            raise StorageError(f"the journal cannot be written to tell that {subject} changed")
 
     async def intend(self, filename: str) -> None:
         """
         Leave an intent marker before changing C{filename}, and wait for it:
-        a server killed between its write and the change's own marker
+        a server killed between its write and the change's entry
         (L{announce}) leaves the others this one, and they read the file's
-        state again every L{RECHECK} until the change's marker comes or
+        state again every L{RECHECK} until the entry comes or
         L{UNSETTLED} passed (an upload written just before a
         C{kill -9} was listed by the restarted server alone).
 
         @raise StorageError: the marker could not be written (nor then the change).
         """
-        await self._put_marker(intent_subject(filename))
-
-    async def _put_marker(self, subject: str) -> None:
-        """Write the marker of a change of C{subject}, named now."""
         change = Change(int(self._clock.seconds() * 1000), self.instance,
-                        next(self._numbers), subject)
-        await self._client.put(change.key(self._layout), b"",
-                               "application/octet-stream")
-
-    def _failed(self, subject: str, error: str) -> None:
-        """A marker of C{subject} could not be written: the next poll tries again."""
-        self._unannounced.add(subject)
-        log.warn("Cannot tell other instances yet that {subject} changed: {error}",
-                 subject=subject, error=error)
+                        next(self._numbers), intent_subject(filename))
+        await self._client.put(change.key(self._layout), b"", "application/octet-stream")
 
     def start_from_snapshot(self, since: float, replay_window: float) -> None:
         """
-        Start from a snapshot taken at C{since}: the next poll replays the
-        markers from C{replay_window} before it, and a full listing is due
+        Start from a snapshot taken at C{since}, whose serial the journal
+        is read after (L{StoreChanges.resume}): the next poll lists the
+        intents from C{replay_window} before it, and a full listing is due
         afterwards (see L{reconcile_due}).
         """
         self._cursor = since - replay_window + LOOKBACK
         self._last_poll = self._clock.seconds()
         self._reconcile_since = since
+
+    async def before_listing(self) -> None:
+        """A full listing begins: the journal is read from where it ends now, unless known."""
+        await self.changes.start()
 
     def listed(self, started: float) -> None:
         """A full listing that began at C{started} is done: polls go on from there."""
@@ -194,15 +201,16 @@ class ChangeFeed:
 
     def reconcile_due(self) -> bool:
         """Whether the index must be checked against a full listing."""
-        return self._reconcile_since is not None
+        return self._reconcile_since is not None or self.changes.gap
 
     def reconcile_since(self) -> float:
         """Since when the view is not known to be complete (0 when not known)."""
-        return self._reconcile_since or 0.0
+        return 0.0 if self.changes.gap else self._reconcile_since or 0.0
 
     def reconciled(self) -> None:
         """A full listing checked the view: no more is due."""
         self._reconcile_since = None
+        self.changes.gap = False
 
     def synced_at(self) -> float | None:
         """When the view last took in every change in the bucket (L{None}: never)."""
@@ -214,63 +222,50 @@ class ChangeFeed:
         status object of every project whose status changed or whose file
         did (a L{pypid.storage.capabilities.Polled}).
 
-        @param starting: the first poll after a snapshot: markers seen
-            before count again, and no status is read (the start reads
-            them all after the files: L{pypid.state.loader.load_statuses}).
+        @param starting: the first poll after a snapshot: intent markers
+            seen before count again, and no status is read (the start
+            reads them all after the files: L{pypid.state.loader.load_statuses}).
         """
         now = self._clock.seconds()
         if self._cursor is None:
             self._cursor = now
-        if self._last_poll is not None and now - self._last_poll > MARKER_RETENTION / 2:
-            # Markers may be gone: the bucket must be listed again, trusting
-            # what did not change since the last good look.
-            self._reconcile_since = self._last_poll
-            self._cursor = now
-            self._seen.clear()
-        for subject in sorted(self._unannounced):
-            self._unannounced.discard(subject)
-            await self.announce(subject)
-        layout = self._layout
-        start = int((self._cursor - LOOKBACK) * 1000)
-        seen: dict[str, int] = {}
+        await self.changes.start()
+        began = self.changes.cursor
+        told, serial = await self.changes.read()
         changed: set[str] = set()
         projects: set[str] = set()
-        keys: list[Listed] = []
-        async for page in self._client.list(layout.changes_prefix,
-                                            changes_start_after(layout, start)):
-            keys.extend(page.keys)
-        intents: dict[str, int] = {}
         done = dict(self._done)
-        for item in keys:
-            if item.key in self._seen and not starting:
-                continue
-            change = Change.parse(layout, item.key)
-            if change is None:
-                continue
-            seen[item.key] = change.when
-            # This server's own changes count too: reading the state again
-            # after a change corrects a poll that read it just before.
+        # (this server's own changes count too: reading the state again
+        # after a change corrects a poll that read it just before)
+        for change in told:
             if change.project is not None:
                 projects.add(change.project)
-            elif change.intended is not None:
-                intents[change.intended] = max(change.when,
-                                               intents.get(change.intended, 0))
-            else:
-                changed.add(change.subject)
-                done[change.subject] = max(change.when, done.get(change.subject, 0))
+            elif change.filename is not None:
+                changed.add(change.filename)
+                done[change.filename] = max(change.when, done.get(change.filename, 0))
+        seen, intents = await self._intents(starting)
+        early = [when for name, when in intents.items() if done.get(name, -1) < when]
+        if self._fresh and early and began is not None:
+            # (the first look: an intent from before where this server began
+            # to read the journal, at its listing or its snapshot, may have
+            # been settled by an entry before it too)
+            for name, when in (await self.changes.told_before(
+                    began, min(early) - int(LOOKBACK * 1000))).items():
+                done[name] = max(when, done.get(name, 0))
         unsettled = self._settle(intents, done, int(now * 1000))
         changed |= {name for name, (_, due) in unsettled.items() if due <= now * 1000}
         files = [await self._state_of(filename) for filename in sorted(changed)]
         # The statuses after the files, those of the files' projects too: a
         # status kept before a file (an import keeps a quarantine before the
-        # project's files, and its marker before theirs) is read whenever
-        # the file is, even when its own marker is not in this listing
-        # (late, or named by a clock too far behind).
+        # project's files, and tells it before theirs) is read whenever the
+        # file is.
         projects.update(change.record.project for change in files if change.record is not None)
         statuses = {project: await self._status_of(project)
                     for project in ([] if starting else sorted(projects))}
-        # Only now is the look complete: a failure above leaves the cursor
-        # where it was, so the next poll reads the same markers again.
+        # Only now is the look complete: a failure above leaves the cursors
+        # where they were, so the next poll reads the same changes again.
+        self.changes.resume(serial)
+        self._fresh = False
         self._seen.update(seen)
         self._cursor = now
         self._last_poll = now
@@ -285,11 +280,35 @@ class ChangeFeed:
             self._background(self._clean(now))
         return Polled(files, statuses)
 
+    async def _intents(self, starting: bool) -> tuple[dict[str, int], dict[str, int]]:
+        """
+        The intent markers listed since the last look (less L{LOOKBACK}):
+        the keys seen, and each file's latest intent (ms).
+        """
+        assert self._cursor is not None
+        layout = self._layout
+        start = int((self._cursor - LOOKBACK) * 1000)
+        keys: list[Listed] = []
+        async for page in self._client.list(layout.changes_prefix,
+                                            changes_start_after(layout, start)):
+            keys.extend(page.keys)
+        seen: dict[str, int] = {}
+        intents: dict[str, int] = {}
+        for item in keys:
+            if item.key in self._seen and not starting:
+                continue
+            change = Change.parse(layout, item.key)
+            if change is None or change.intended is None:
+                continue
+            seen[item.key] = change.when
+            intents[change.intended] = max(change.when, intents.get(change.intended, 0))
+        return seen, intents
+
     def _settle(self, intents: dict[str, int], done: dict[str, int],
                 now: int) -> dict[str, tuple[int, int]]:
         """
-        The unsettled files after a listing: those of an intent marker not
-        followed by the change's own marker, younger than L{UNSETTLED}
+        The unsettled files after a look: those of an intent marker not
+        followed by the change's entry, younger than L{UNSETTLED}
         (a new one due at once), C{(intent time, when due)} in ms.
         """
         unsettled = dict(self._unsettled)
@@ -300,7 +319,7 @@ class ChangeFeed:
                 if done.get(filename, -1) < since and now - since < UNSETTLED * 1000}
 
     async def _clean(self, now: float) -> None:
-        """Remove change markers past their retention (about once an hour)."""
+        """Remove markers past their retention (about once an hour)."""
         cutoff = int((now - MARKER_RETENTION) * 1000)
         layout = self._layout
         try:

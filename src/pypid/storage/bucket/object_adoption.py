@@ -6,10 +6,10 @@ upstream cache's eviction (L{IEvictingStorage}).
 A file is copied from another index's prefix of the same store on the
 store's side, never over an object (the store's conditional C{copy}), with
 its metadata, details and provenance, and who promoted it is kept under
-C{.pypid/promoted/}. The other servers learn of it by its change marker, as
-of an upload; but while a promotion's journal holds the name back
-(L{pypid.storage.bucket.journal_objects}), its marker waits for the end of the
-promotion.
+C{.pypid/promoted/}. The other servers learn of it from the store's
+journal, as of an upload; but while a promotion's journal object holds the
+name back (L{pypid.storage.bucket.journal_objects}), its telling waits for
+the end of the promotion.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ObjectAdoption:
     @ivar _imports: the L{Importer}, told where an adopted file lives.
     @ivar _feed: the L{ChangeFeed} an adoption or a removal is announced to.
     @ivar _states: the L{FileStates}, for a name taken by the same bytes.
-    @ivar _journals: the L{JournalObjects}, which may hold a marker back.
+    @ivar _journals: the L{JournalObjects}, which may hold a telling back.
     """
 
     _client: ObjectStore
@@ -95,7 +95,7 @@ class ObjectAdoption:
         self._imports.remember(adopted)
         if not self._journals.holds(adopted.filename):
             await self._feed.announce(adopted.filename)
-        # (else its marker waits for the end of its promotion: drop_journal)
+        # (else its telling waits for the end of its promotion: drop_journal)
         return adopted
 
     def _copy_provenance(self, source: CopySources, record: FileRecord,

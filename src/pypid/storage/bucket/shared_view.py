@@ -1,15 +1,15 @@
 """
 This server's view of a bucket that other servers change too: how it is
-first taken (listed, or caught up from a snapshot and the change markers),
+first taken (listed, or caught up from a snapshot and the journal),
 kept up to date (polls), and checked against a full listing (reconcile).
 
-From a snapshot younger than half the markers' retention, a start is the
-snapshot plus the changes its markers name (a few requests, whatever the
-size of the bucket); the full listing that catches what changed behind
+From a snapshot that says up to which serial it took in the journal, a
+start is the snapshot plus the changes the journal told since (a few
+requests, whatever the size of the bucket); the full listing that catches what changed behind
 pypid's back (objects copied in by hand) then runs in the background,
 paced, when the first poll asks for it. Apart from
 L{pypid.storage.bucket.storage.BucketStorage} because it is the only part that
-decides between the listing and the markers; the storage's writes only
+decides between the listing and the journal; the storage's writes only
 announce their changes (L{pypid.storage.bucket.markers.ChangeFeed.announce}).
 """
 
@@ -25,7 +25,7 @@ from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.listing import BucketListing
-from pypid.storage.bucket.markers import ChangeFeed, Pacer, catches_up
+from pypid.storage.bucket.markers import STALE, ChangeFeed, Pacer
 from pypid.storage.bucket.status_objects import StatusObjects
 from pypid.storage.bucket.store import ObjectStore, PacedStore
 from pypid.storage.capabilities import Polled
@@ -39,14 +39,14 @@ class SharedView:
 
     @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} (paced for a full check).
     @ivar _clock: provides C{seconds()}, compared with the markers' times.
-    @ivar _feed: the L{ChangeFeed} of the bucket's change markers.
+    @ivar _feed: the L{ChangeFeed} of the bucket's changes.
     @ivar _listing: the L{BucketListing} of the whole bucket.
     @ivar _imports: the L{Importer}, told where each file of a snapshot lives.
     @ivar _states: the L{FileStates} a disagreeing full check reads again.
     @ivar _statuses: the L{StatusObjects} a full check reads after the files.
     @ivar _snapshot: the L{BucketSnapshot}, a start's way round an old local one.
     @ivar _identity: the storage's identity: a snapshot of other data is not used.
-    @ivar _replay_window: how far before a snapshot's time a start replays markers.
+    @ivar _replay_window: how far before a snapshot's time a start lists intents.
     @ivar _check_rate: the most requests a second a full check makes (0: no cap).
     """
 
@@ -70,15 +70,19 @@ class SharedView:
         if not persist:
             return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
-        if known and since and not catches_up(since, now):
-            newer = await self._snapshot.newer(since, now, self._identity)
-            if newer is not None:
+        changes = self._feed.changes
+        # (a snapshot that says up to which serial it took in the journal:
+        # ISharedStorage.resume)
+        resumed = changes.cursor is not None
+        if known and since and resumed and now - since >= STALE:
+            newer = await self._snapshot.newer(since, self._identity)
+            if newer is not None and newer.changes is not None:
                 known, since, tombstones = newer.records, newer.saved_at, newer.tombstones
-        if not (known and since and catches_up(since, now)):
+                changes.resume(newer.changes)
+        if not (known and since and resumed):
             return await self._scan(known, since)
-        # The snapshot holds other servers' changes up to its writer's last
-        # poll, up to a sync interval before it was taken; and markers appear
-        # late by up to LOOKBACK.
+        # The snapshot holds the changes the journal told up to its serial;
+        # intent markers appear late by up to LOOKBACK.
         self._feed.start_from_snapshot(since, self._replay_window)
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
@@ -143,6 +147,9 @@ class SharedView:
         the listing began.
         """
         started = self._clock.seconds()
+        if persist:
+            # (a reader that polls later: it goes on from the journal's end now)
+            await self._feed.before_listing()
         result = await self._listing.scan(known, since, persist, client)
         self._feed.listed(started)
         return result

@@ -2,14 +2,13 @@
 The projects' statuses (PEP 792) in a bucket: one small object a project
 under C{.pypid/projects/}, read whole at a start and by a full check.
 
-A change leaves a change marker naming the project
-(L{pypid.storage.bucket.layout.status_subject}), in the same feed as the
-files' (L{pypid.storage.bucket.markers.ChangeFeed}): every server on the
-bucket reads the status object again at its next poll, as it reads a
-changed file's state. Unlike a file's, the marker is written before
+A change is told in the store's journal, naming the project, as the
+files' are (L{pypid.storage.bucket.markers.ChangeFeed}): every server on
+the bucket reads the status object again at its next poll, as it reads a
+changed file's state. Unlike a file's, it is told before
 L{StatusObjects.keep} returns, not in the background: an import keeps a
-quarantine before the project's files, and the files' markers must never
-be in the bucket without it.
+quarantine before the project's files, and the files' entries must never
+be in the journal before it.
 """
 
 from __future__ import annotations
@@ -43,11 +42,11 @@ class StatusObjects:
     async def keep(self, project: str, data: bytes | None) -> None:
         """
         Keep the status of the normalized C{project}, or remove it
-        (L{None}), then announce it and wait for the marker.
+        (L{None}), then tell it and wait for the journal.
 
         @raise pypid.storage.interface.StorageError: the object, or its
-            marker, could not be written (a marker is tried again at the
-            next poll, so the other servers learn a status kept).
+            entry, could not be written (the journal tries again, in
+            order, so the other servers learn a status kept).
         """
         key = self._layout.statuses_prefix + project
         if data is None:

@@ -16,10 +16,10 @@ another index of the same store (L{BucketStorage.adopt}) copies the object
 on the store's side, as conditionally, and keeps who promoted it
 (L{pypid.storage.bucket.object_adoption}).
 
-Several servers may share a bucket. Each change leaves a marker object
-saying when, by whom and to which file (or project's status); each server
-lists the markers newer than its last look (one request when nothing
-changed) and reads the changed files' state and statuses: see L{poll} and
+Several servers may share a bucket. Each change is told in the store's
+journal, naming the file (or project's status); each server reads the
+entries after the serial it read up to (one listing when nothing changed)
+and reads the changed files' state and statuses: see L{poll} and
 L{pypid.storage.bucket.shared_view}. Usage records (download counts)
 never meet: each server writes its own (C{.pypid/usage/}). Downloads are
 redirects (to a signed URL, cached, or a public URL) or relays
@@ -86,6 +86,9 @@ from pypid.storage.interface import (
     StorageError,
     StorageState,
 )
+from pypid.storage.journal_records import RecordJournal
+from pypid.storage.records import FOLDER, BucketRecords
+from pypid.storage.store_changes import StoreChanges
 
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).
@@ -105,8 +108,8 @@ class BucketSettings:
     @ivar clock_margin: how far to distrust the store's times near a
         snapshot's (servers' clocks differ; 0 only where the store runs on
         this machine's clock, as in tests).
-    @ivar replay_window: how far before a snapshot's time start-up replays
-        change markers; by default C{sync_interval} plus the look-back of
+    @ivar replay_window: how far before a snapshot's time start-up lists
+        intent markers; by default C{sync_interval} plus the look-back of
         a poll.
     """
 
@@ -155,7 +158,7 @@ class BucketStorage:
         which knows where each file lives (L{Importer.path_of}).
     @ivar _writer: the L{ObjectWriter} of files' metadata and details (an
         upload's, an import's, a promotion's).
-    @ivar _feed: the L{ChangeFeed} of the bucket's change markers.
+    @ivar _feed: the L{ChangeFeed}: the journal's changes, and the intent markers.
     @ivar _pending: the L{PendingWrites} a clean stop waits for.
     @ivar _files: the L{FileWrites} of uploads, yanks and deletes.
     @ivar _reads: the L{ObjectReads} of downloads and small objects.
@@ -167,12 +170,16 @@ class BucketStorage:
     def __init__(self, client: ObjectStore, layout: Layout, run: Run, clock: IReactorTime,
                  temp_dir: str, settings: BucketSettings = BucketSettings(), *,
                  on_close: Callable[[], Any] | None = None,
-                 render: Renderer = render_description) -> None:
+                 render: Renderer = render_description,
+                 changes: StoreChanges | None = None) -> None:
         """
         @param render: renders the description of a file found without
             a record (the daemon's sandbox).
         @param on_close: called once the storage closed (the bucket's
             client, when it is this storage's own).
+        @param changes: where the storage's changes are told and read (the
+            store's journal; L{None}: a journal of its own, under its
+            prefix, written with its client and closed with it).
         """
         sync_interval, clock_margin = settings.sync_interval, settings.clock_margin
         self._client = client
@@ -187,8 +194,13 @@ class BucketStorage:
         self._imports = Importer(client, layout, run, temp_dir, self._writer.keep_beside,
                                  settings.max_import_size, render)
         states = FileStates(client, layout, self._imports, clock)
+        if changes is None:
+            changes = StoreChanges(
+                RecordJournal(BucketRecords(client, layout.prefix + FOLDER + "journal/"), clock),
+                "", clock, owned=True)
         self._feed = ChangeFeed(client, layout, clock, states.read,
-                                partial(read_status, client, layout), self._pending.run)
+                                partial(read_status, client, layout), self._pending.run,
+                                changes)
         self._check = BucketCheck(client, layout, self._feed.instance)
         journals = JournalObjects(client, layout, self._feed)
         self._journals = journals
@@ -227,14 +239,18 @@ class BucketStorage:
 
     def close(self) -> Deferred[Any]:
         """
-        Finish the change markers under way, then stop refreshing
-        credentials and drop the connections.
+        Finish the changes under way (and tell them: a journal of its own
+        is written out), then stop refreshing credentials and drop the
+        connections.
         """
+        def told(_: object) -> Any:
+            return self._feed.changes.close()
+
         def closed(_: object) -> Any:
             self._client.stop()
             if self._on_close is not None:
                 return self._on_close()
-        return self.settle().addBoth(closed)
+        return self.settle().addBoth(told).addBoth(closed)
 
     def check(self) -> Deferred[StorageState]:
         """Whether the bucket answers now (one short listing); a bucket is never full."""
@@ -275,8 +291,8 @@ class BucketStorage:
 
     def add_tombstone(self, filename: str) -> Deferred[None]:
         """
-        Keep a tombstone for a name no stored file has (its marker, like a
-        delete's, so the other servers learn it); see
+        Keep a tombstone for a name no stored file has (told, like a
+        delete, so the other servers learn it); see
         L{IStorage.add_tombstone}.
         """
         return ensureDeferred(self._files.add_tombstone(filename))
@@ -289,7 +305,7 @@ class BucketStorage:
         Copy another index's object (of this store) here on the store's
         side, never over an object, with its metadata and details, and keep
         C{promotion}; see L{IAdoptingStorage.adopt}. The other servers learn
-        of it by its change marker, as of an upload.
+        of it from the journal, as of an upload.
         """
         if not isinstance(source, BucketStorage):
             return fail(StorageError(
@@ -310,16 +326,16 @@ class BucketStorage:
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
         """
-        Keep a promotion's journal object, holding back the change markers
-        of the files it names; see L{JournalObjects}.
+        Keep a promotion's journal object, holding back the telling of the
+        changes of the files it names; see L{JournalObjects}.
         """
         return ensureDeferred(self._journals.keep(name, data))
 
     def drop_journal(self, name: str) -> Deferred[None]:
         """
         Remove a promotion's journal object (see
-        L{IAdoptingStorage.drop_journal}), then leave the change markers of
-        the files it named.
+        L{IAdoptingStorage.drop_journal}), then tell the changes of the
+        files it named.
         """
         return ensureDeferred(self._journals.drop(name))
 
@@ -332,7 +348,7 @@ class BucketStorage:
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """
         Keep or remove a project's status object (see L{IStorage.keep_status}),
-        then leave its change marker and wait for it: the other servers
+        then tell it and wait for it: the other servers
         take the status in at their next L{poll}, before any file kept
         after it.
         """
@@ -465,16 +481,17 @@ class BucketStorage:
         """
         What the bucket holds; see L{IStorage.scan}.
 
-        From a snapshot younger than half the markers' retention, the
-        answer is the snapshot plus the changes its markers name (a few
-        requests, whatever the size of the bucket); the full listing that
+        From a snapshot that says where it read the journal up to
+        (L{resume}), the answer is the snapshot plus the changes the
+        journal told since (a few requests, whatever the size of the
+        bucket); the full listing that
         catches what changed behind pypid's back (objects copied in by
         hand) then runs in the background: the first L{poll} asks for it
         (see L{reconcile}). Otherwise the bucket is listed now.
 
         Without C{persist}, the bucket is always listed now, trusting the
         snapshot's records for objects unchanged since: a reader has no
-        later poll to reconcile for it, and a poll removes old markers.
+        later poll to reconcile for it.
         Objects without a record are read (in memory, not through the
         spool folder), but nothing is written back (no metadata sibling, no
         details, no copy in place): their metadata is kept in memory.
@@ -503,9 +520,8 @@ class BucketStorage:
         Look for changes made by other instances since the last poll.
 
         @return: a L{Deferred} firing with a L{Polled}: the files' states,
-            then the projects' statuses that changed. When the instance was
-            out of touch for so long that markers may have been removed,
-            L{reconcile_due} says so.
+            then the projects' statuses that changed. When the journal lost
+            entries it had not read, L{reconcile_due} says so.
         """
         return ensureDeferred(self._view.poll())
 
@@ -516,3 +532,11 @@ class BucketStorage:
     def synced_at(self) -> float | None:
         """When the index last took in every change in the bucket (L{None}: never)."""
         return self._view.synced_at()
+
+    def changes_read(self) -> int | None:
+        """The journal's serial up to which the index took in the bucket's changes."""
+        return self._feed.changes.cursor
+
+    def resume(self, serial: int) -> None:
+        """The index's snapshot took in the changes up to C{serial}: the start reads on."""
+        self._feed.changes.resume(serial)

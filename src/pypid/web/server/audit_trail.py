@@ -259,14 +259,18 @@ class AuditTrail:
         self._append(self._logins.due(now) + self._refusals.due(now))
 
     def close(self) -> Deferred[Any]:
-        """Write everything, the failed logins of this minute too (the server stops)."""
+        """
+        Write everything, the failed logins of this minute too (the server
+        stops); the journal itself is closed after the storages that tell
+        their changes in it (L{pypid.storage.journal.JournalPart}).
+        """
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()
         self._window_end = None
         now = self._clock.seconds()
         for entry in self._logins.drain(now) + self._refusals.drain(now):
             self.log.queue(entry)
-        return self.log.close()
+        return self.log.flush()
 
 
 @implementer(IMetricsSource)

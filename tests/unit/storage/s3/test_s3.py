@@ -15,6 +15,8 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from pypid.core.records.audit_chain import BEGINNING
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
 from pypid.storage.bucket.layout import Layout
@@ -29,7 +31,9 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
+from pypid.storage.journal_records import RecordJournal
 from pypid.storage.memory import MemoryStorage
+from pypid.storage.records import BucketRecords
 from pypid.storage.s3 import api as s3api
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Credentials
@@ -210,29 +214,32 @@ class S3StorageTests(S3Case):
         self.assertIsNone(await storage.usage_record("1-a-1"))
         self.assertNotIn(PREFIX + ".pypid/usage/1-a-1", self.keys())
 
-    async def test_marker_before_the_answer(self):
+    async def test_told_before_the_answer(self):
         """
-        An upload, a yank and a delete answer only once their change marker
-        is in the bucket (nothing left in the background): a server killed
-        right after its answer leaves no change the others cannot learn of.
+        An upload, a yank and a delete answer only once their entry is in
+        the store's journal (nothing left in the background): a server
+        killed right after its answer leaves no change the others cannot
+        learn of.
         """
         storage = await self.ready_storage()
         temp, record, metadata, _ = self.spool_wheel(storage)
-        changes = Layout(PREFIX).changes_prefix
+        reader = RecordJournal(BucketRecords(storage._client, PREFIX + ".pypid/journal/"),
+                               reactor)
 
-        def markers():
-            return [key for key in self.keys(changes) if key.endswith("." + record.filename)]
+        async def told():
+            return [entry.filename for entry in await reader.since(BEGINNING)
+                    if entry.event == ChangeKind.STORED]
         await storage.publish(temp, record, metadata)
-        self.assertEqual(len(markers()), 1)
+        self.assertEqual(await told(), [record.filename])
         await storage.update(record.replace(yanked="broken"))
-        self.assertEqual(len(markers()), 2)
+        self.assertEqual(await told(), [record.filename] * 2)
         await storage.delete(record)
-        self.assertEqual(len(markers()), 3)
+        self.assertEqual(await told(), [record.filename] * 3)
 
     async def test_intent_outlives_a_kill(self):
         """
-        A server killed between its write and the change marker (here: the
-        marker never written) leaves its intent marker: another server's
+        A server killed between its write and the journal's entry (here:
+        the entry never written) leaves its intent marker: another server's
         polls read the file's state again until it is there, so the upload
         is not served by the writer alone (issue 61).
         """
@@ -241,7 +248,7 @@ class S3StorageTests(S3Case):
         await reader.scan({}, 0.0)
         await reader.poll()
         temp, record, metadata, _ = self.spool_wheel(writer)
-        writer._feed.announce = lambda subject: succeed(None)  # (killed before it)
+        writer._feed.announce = lambda *subjects: succeed(None)  # (killed before it)
         await writer.publish(temp, record, metadata)
         found = [change.record for change in (await reader.poll()).files]
         self.assertEqual([r.filename for r in found if r is not None], [record.filename])
@@ -393,6 +400,8 @@ class S3StorageTests(S3Case):
         """Uploads, yanks and deletes through one server reach another's poll, once."""
         one = await self.ready_storage()
         two = await self.ready_storage()
+        # (each from where the journal ends when it lists the bucket, as a start does)
+        await one.scan({}, 0.0)
         await two.scan({}, 0.0)
         self.assertEqual((await two.poll()).files, [])
         temp, record, metadata, _ = self.spool_wheel(one)
@@ -448,7 +457,10 @@ class S3StorageTests(S3Case):
         self.assertEqual(error.record, record.replace(yanked="bad"))
 
     async def test_poll_cost(self):
-        """A poll with nothing new makes one request, however many files the bucket holds."""
+        """
+        A poll with nothing new makes two requests (the journal's listing,
+        the intents'), however many files the bucket holds.
+        """
         storage = await self.ready_storage()
         for version in ("1.0", "2.0", "3.0"):
             temp, record, metadata, _ = self.spool_wheel(storage, version=version)
@@ -456,8 +468,8 @@ class S3StorageTests(S3Case):
         await storage.settle()
         watcher = await self.ready_storage()
         await watcher.scan({}, 0.0)
-        # The first poll looks back past the scan, and reads those files again.
-        self.assertEqual(len((await watcher.poll()).files), 3)
+        # (the journal is read from where it ended at the scan: nothing new)
+        self.assertEqual((await watcher.poll()).files, [])
         calls = []
         original = watcher._client.call
 
@@ -468,14 +480,14 @@ class S3StorageTests(S3Case):
         polled = await watcher.poll()
         self.assertEqual(polled.files, [])
         self.assertEqual(polled.statuses, {})
-        self.assertEqual(calls, ["GET"])
+        self.assertEqual(calls, ["GET", "GET"])
 
     async def snapshot_then_changes(self, versions, later, **foreign):
         """
         Publish C{versions}, take their records as a snapshot would, then
         publish C{later} through pypid and put a wheel in the bucket by
-        hand: C{(snapshot records, its time, the later record, the foreign
-        wheel's filename)}.
+        hand: C{(snapshot records, its time and journal serial, the later
+        record, the foreign wheel's filename)}.
         """
         writer = await self.ready_storage()
         for version in versions:
@@ -483,26 +495,27 @@ class S3StorageTests(S3Case):
             await writer.publish(temp, record, metadata)
         await writer.settle()
         known = (await writer.scan({}, 0.0)).records
-        since = time.time()
+        since, serial = time.time(), await writer._feed.changes.journal.head()
         time.sleep(0.01)
         temp, newer, metadata, _ = self.spool_wheel(writer, version=later)
         await writer.publish(temp, newer, metadata)
         await writer.settle()
         foreign_name, data = make_wheel("by-hand", "1.0", **foreign)
         self.store.client().put_object(Bucket=self.bucket, Key=PREFIX + foreign_name, Body=data)
-        return known, since, newer, foreign_name
+        return known, (since, serial), newer, foreign_name
 
     async def test_start_from_snapshot(self):
         """
-        From a recent snapshot, start-up reads only what the change markers
-        name; the first poll then asks for a full reconcile, which finds
-        what was put in the bucket by hand.
+        From a snapshot that says where it read the journal, start-up reads
+        only what the journal told since; the first poll then asks for a
+        full reconcile, which finds what was put in the bucket by hand.
         """
-        known, since, newer, foreign_name = await self.snapshot_then_changes(("1.0", "2.0"),
-                                                                             "3.0")
+        known, (since, serial), newer, foreign_name = await self.snapshot_then_changes(
+            ("1.0", "2.0"), "3.0")
 
         starting = self.storage_on()
         await starting.prepare()
+        starting.resume(serial)
         calls = []
         original = starting._client.call
 
@@ -513,9 +526,11 @@ class S3StorageTests(S3Case):
         result = await starting.scan(known, since, ())
         self.assertEqual(sorted(result.records), sorted([*known, newer.filename]))
         self.assertEqual(result.records[newer.filename], newer)
-        # (the reads of a change: its object's head, its yank and recycle bin
-        # markers, its tombstone)
-        self.assertLessEqual(len(calls), 6, "one listing, and a few reads for the one change")
+        # (the journal's listing and its batch, the intents' listing, and the
+        # reads of a change: its object's head, its yank and recycle bin
+        # markers, its tombstone; and, the intents of the files before the
+        # snapshot being seconds old here, the two entries that settle them)
+        self.assertLessEqual(len(calls), 10, "a few requests, and a few reads for the one change")
         self.assertTrue(starting.reconcile_due())
         reconciled = await starting.reconcile(result.records, result.tombstones)
         self.assertFalse(starting.reconcile_due())
@@ -523,12 +538,12 @@ class S3StorageTests(S3Case):
                          sorted([*known, newer.filename, foreign_name]))
         for change in (await starting.poll()).files:
             self.assertEqual(change.record, reconciled.records[change.filename],
-                             "a marker read again reports the state as it is")
+                             "a change read again reports the state as it is")
 
     async def test_paced_full_check(self):
         """
-        From a recent snapshot, start-up makes one request (the listing of
-        the change markers) however many objects the bucket holds; the
+        From a snapshot, start-up makes two requests (the listings of the
+        journal and of the intents) however many objects the bucket holds; the
         background full check, paced at C{check_rate}, then finds the
         object put in the bucket by hand and drops the one removed by hand,
         and makes its requests no faster than the cap.
@@ -540,7 +555,7 @@ class S3StorageTests(S3Case):
             records.append(await writer.publish(temp, record, metadata))
         await writer.settle()
         known = (await writer.scan({}, 0.0)).records
-        since = time.time()
+        since, serial = time.time(), await writer._feed.changes.journal.head()
         time.sleep(0.01)
         foreign_name, data = make_wheel("by-hand", "1.0")
         bucket = self.store.client()
@@ -550,14 +565,21 @@ class S3StorageTests(S3Case):
 
         rate = 20.0
         starting = await self.ready_storage(check_rate=rate)
+        starting.resume(serial)
         calls = count_calls(starting)
         result = await starting.scan(known, since, ())
         await starting.settle()
-        # (the second: the hourly removal of old markers, which stops at the
+        # (the third: the hourly removal of old markers, which stops at the
         # first marker younger than a day)
         changes = Layout(PREFIX).changes_prefix
-        self.assertEqual(calls, [("GET", "", changes)] * 2,
-                         "only the change markers are listed")
+        journal = PREFIX + ".pypid/journal/entries/"
+        self.assertEqual([call for call in calls if call[2] is not None],
+                         [("GET", "", journal)] + [("GET", "", changes)] * 2,
+                         "only the journal and the intents are listed")
+        # (and the journal's entries read: those that settle the intents
+        # of the files before the snapshot, seconds old here)
+        self.assertEqual({key[:len(journal)] for _, key, listed in calls if listed is None},
+                         {journal})
         self.assertEqual(result.records, known)
         self.assertTrue(starting.reconcile_due())
 
@@ -573,10 +595,10 @@ class S3StorageTests(S3Case):
 
     async def test_old_local_snapshot_newer_in_bucket(self):
         """
-        A local snapshot too old for the change markers (the server was
-        stopped for a day) does not cost a listing of the bucket when
-        another instance kept a recent snapshot there: start-up reads that
-        one (a HEAD and a GET) and the markers since, and lists no file.
+        An old local snapshot (the server was stopped for a day) is left
+        for a recent one another instance kept in the bucket: start-up
+        reads that one (a HEAD and a GET) and the journal and the intents
+        since, and lists no file.
         """
         writer = await self.ready_storage()
         published = []
@@ -585,26 +607,33 @@ class S3StorageTests(S3Case):
             published.append(await writer.publish(temp, record, metadata))
         await writer.settle()
         records = (await writer.scan({}, 0.0)).records
+        serial = await writer._feed.changes.journal.head()
         await writer.keep_snapshot(snapshots.encode(records.values(), ["gone.whl"], time.time(),
-                                                    0, writer.identity()))
+                                                    0, writer.identity(), changes=serial))
         old = {published[0].filename: published[0]}
 
         starting = await self.ready_storage()
+        starting.resume(1)
         calls = count_calls(starting)
         result = await starting.scan(old, time.time() - 86400, ())
         await starting.settle()
         layout = Layout(PREFIX)
         self.assertEqual(calls[:2], [("HEAD", layout.snapshot_key, None),
                                      ("GET", layout.snapshot_key, None)])
-        self.assertEqual(set(calls[2:]), {("GET", "", layout.changes_prefix)})
+        journal = PREFIX + ".pypid/journal/entries/"
+        self.assertEqual({call for call in calls[2:] if call[2] is not None},
+                         {("GET", "", journal), ("GET", "", layout.changes_prefix)})
+        self.assertEqual({key[:len(journal)] for _, key, listed in calls[2:]
+                          if listed is None}, {journal})
         self.assertEqual(result.records, records)
         self.assertEqual(result.tombstones, frozenset(["gone.whl"]))
         self.assertTrue(starting.reconcile_due())
 
     async def test_old_snapshots_list_the_bucket(self):
         """
-        When the snapshot in the bucket is as old as the local one (both too
-        old for the markers), it is not used: start-up lists the bucket.
+        A local snapshot that does not say where it read the journal (an
+        older pypid's) is checked by a listing of the bucket, whatever the
+        bucket holds.
         """
         writer = await self.ready_storage()
         temp, record, metadata, _ = self.spool_wheel(writer)
@@ -625,12 +654,12 @@ class S3StorageTests(S3Case):
     async def test_scan_without_persist_from_snapshot(self):
         """
         A scan that does not persist, from a snapshot, lists the bucket now
-        (finding an object put there by hand, which the change markers do
-        not name), trusts the snapshot for objects unchanged since, and
+        (finding an object put there by hand, which the journal does not
+        name), trusts the snapshot for objects unchanged since, and
         only reads: no write, no copy, no marker removed, nothing left in
         the background.
         """
-        known, since, newer, foreign_name = await self.snapshot_then_changes(
+        known, (since, _), newer, foreign_name = await self.snapshot_then_changes(
             ("1.0",), "2.0", requires_python=">=3.9")
         [old] = known.values()
         before = bucket_state(self.bucket, self.store)
@@ -712,6 +741,7 @@ class SignatureTests(S3Case):
         """Publish, update, scan, poll and read metadata, every request signature-checked."""
         storage = await self.ready_storage(access_key=self.access_key,
                                            secret_key=self.secret_key)
+        await storage.scan({}, 0.0)
         temp, record, metadata, _ = self.spool_wheel(storage, requires_python=">=3.9")
         await storage.publish(temp, record, metadata)
         await storage.update(record.replace(yanked="a reason with spaces & more"))

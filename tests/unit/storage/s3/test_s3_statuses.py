@@ -140,7 +140,8 @@ class StatusPropagationTests(SharedBucketCase):
             return await original(method, key, *args, **kwargs)
         b.storage._client.call = counting
         await b.poll()
-        self.assertEqual(calls, ["GET"], "a poll with nothing new: one listing")
+        self.assertEqual(calls, ["GET", "GET"],
+                         "a poll with nothing new: the journal's listing, the intents'")
 
     async def test_status_marker_late(self):
         """
@@ -160,18 +161,18 @@ class StatusPropagationTests(SharedBucketCase):
         self.assertEqual(b.index.status("holy-grail"), ProjectStatus("quarantined", "late marker"))
         self.assertEqual((await b.file_code(newer), await b.file_code(record)), (404, 404))
 
-    async def test_marker_not_written(self):
+    async def test_not_told(self):
         """
-        A status whose change marker cannot be written fails (the caller,
-        an import, stops before any file); the marker is written at the
-        server's next poll, and the other server takes the status in then.
+        A status whose entry cannot be written to the journal fails (the
+        caller, an import, stops before any file); the journal writes it
+        when it tries again, and the other server takes the status in then.
         """
         a, b, record = await self.two_servers()
         original = a.storage._client.put
-        changes = Layout(PREFIX).changes_prefix
+        journal = PREFIX + ".pypid/journal/"
 
         async def failing(key, *args, **kwargs):
-            if key.startswith(changes):
+            if key.startswith(journal):
                 raise StorageError("S3 failed: 503 SlowDown")
             return await original(key, *args, **kwargs)
         a.storage._client.put = failing
@@ -180,8 +181,9 @@ class StatusPropagationTests(SharedBucketCase):
             StorageError)
         a.storage._client.put = original
         await b.poll()
-        self.assertEqual(await b.file_code(record), 302, "no marker yet")
-        await a.poll()
+        self.assertEqual(await b.file_code(record), 302, "not told yet")
+        # (the journal's next try, without waiting for its back-off)
+        self.assertTrue(await a.storage._feed.changes.journal.flush())
         await b.poll()
         self.assertEqual(await b.file_code(record), 404)
 

@@ -1,0 +1,172 @@
+"""
+One storage's changes, told through its store's journal
+(L{StoreChanges}): how the servers sharing a storage (on one bucket; the
+workers of one machine on a folder) learn of each other's changes.
+
+The server that changes a file (an upload, a yank, a delete, a promotion,
+an eviction from a cache) or a project's status tells it here once the
+storage holds the change, and before its caller goes on: a
+L{pypid.core.records.change_kinds.ChangeKind.STORED} entry naming the
+storage (its key), the file or the project, and the writer's instance.
+The others read the entries after the serial they read up to, and then
+each named file's state from the storage itself, so what they take in is
+what the storage holds, whatever the order the entries were written in.
+
+The journal is the store's one record of changes: these entries sit beside
+the audit entries of the actions that made them (whose pages leave them
+out), and there is no other channel, no marker to clean up and no window
+of time to look back over: a server that read up to a serial goes on from
+there, even after a month away. One gap is possible, and said: the
+journal's oldest files removed by hand past a reader's serial
+(L{StoreChanges.gap}); the reader must then compare the whole storage.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from pypid.core.records.audit_chain import BEGINNING, Entry, format_time, milliseconds
+from pypid.core.records.change_kinds import ChangeKind
+from pypid.storage.journal import MAX_SINCE, IJournal
+
+#: The most entries L{StoreChanges.told_before} reads back.
+LOOK_BACK = 4096
+
+
+@attrs.frozen
+class Stored:
+    """
+    One change a storage holds, as the journal told it.
+
+    @ivar filename: the file changed, or L{None} for a status.
+    @ivar project: the project (normalized) whose status changed, or L{None}.
+    @ivar when: when it was told, in ms (the writer's clock).
+    @ivar own: whether this instance told it.
+    """
+
+    filename: str | None
+    project: str | None
+    when: int
+    own: bool
+
+
+class StoreChanges:
+    """
+    The changes of one storage in the journal (see the module).
+
+    @ivar key: the storage's name in its entries: the same in every server
+        that shares it, and apart from the store's other storages
+        (L{pypid.storage.factory.changes_key}).
+    @ivar instance: this instance's name in the entries it writes (random
+        per start), so a reader knows its own.
+    @ivar cursor: the last serial read (L{None}: not known yet,
+        L{start} learns it).
+    @ivar gap: whether a read found entries missing after L{cursor}.
+    """
+
+    def __init__(self, journal: IJournal, key: str, clock: IReactorTime, *,
+                 owned: bool = False) -> None:
+        """
+        @param owned: whether the journal is this one's to close (a
+            command's own), rather than the server's.
+        """
+        self.journal = journal
+        self.key = key
+        self._clock = clock
+        self._owned = owned
+        self.instance = uuid.uuid4().hex[:12]
+        self.cursor: int | None = None
+        self.gap = False
+
+    def tell(self, filenames: Iterable[str] = (),
+             projects: Iterable[str] = ()) -> Deferred[int | None]:
+        """
+        Tell that the storage holds changes of C{filenames} and of the
+        statuses of C{projects}: a L{Deferred} firing once the entries'
+        first write ended, with the serial of the last (L{None}: not
+        written yet, and tried again by the journal, in order); it never
+        fails.
+        """
+        now = format_time(self._clock.seconds())
+        entries = [Entry(time=now, event=ChangeKind.STORED, target=self.key,
+                         detail=self.instance, filename=name) for name in filenames]
+        entries += [Entry(time=now, event=ChangeKind.STORED, target=self.key,
+                          detail=self.instance, project=name) for name in projects]
+        if not entries:
+            return succeed(None)
+        return self.journal.append(entries)
+
+    def close(self) -> Deferred[Any]:
+        """Write out a journal of its own (nothing when it is the server's, closed by it)."""
+        if self._owned:
+            return self.journal.close()
+        return succeed(None)
+
+    async def start(self) -> None:
+        """Read from the journal's end now, unless a place to read from is known."""
+        if self.cursor is None:
+            self.cursor = await self.journal.head()
+
+    def resume(self, serial: int) -> None:
+        """Read from after C{serial} (what a snapshot took in)."""
+        self.cursor = serial
+
+    async def read(self) -> tuple[list[Stored], int]:
+        """
+        This storage's changes after L{cursor}, in order, and the serial
+        read up to; the cursor moves only when the caller says so
+        (L{resume}), once it took them in, so a failure midway reads them
+        again.
+        """
+        await self.start()
+        assert self.cursor is not None
+        serial = self.cursor
+        found: list[Stored] = []
+        while True:
+            entries = await self.journal.since(serial, MAX_SINCE)
+            if not entries:
+                break
+            first = entries[0].serial or 0
+            if first > serial + 1:
+                self.gap = True
+            for entry in entries:
+                # (the root's key, empty, is written as no target)
+                if entry.event == ChangeKind.STORED and (entry.target or "") == self.key:
+                    found.append(Stored(entry.filename, entry.project, milliseconds(entry.time),
+                                        entry.detail == self.instance))
+            serial = entries[-1].serial or serial
+            if len(entries) < MAX_SINCE:
+                break
+        return found, serial
+
+    async def told_before(self, serial: int, since: int) -> dict[str, int]:
+        """
+        The files this storage's entries up to C{serial} told of, back to
+        those told at C{since} (ms) or before it, with when each was last
+        told: what a reader that begins at C{serial} (its start's listing,
+        a snapshot's) learns of the changes it did not read, read backwards
+        a growing number of entries at a time (at most L{LOOK_BACK}).
+        """
+        told: dict[str, int] = {}
+        step = 16
+        start = serial
+        while start > BEGINNING:
+            start = max(BEGINNING, serial - step)
+            entries = [e for e in await self.journal.since(start, serial - start)
+                       if (e.serial or 0) <= serial]
+            for entry in entries:
+                if entry.event == ChangeKind.STORED and (entry.target or "") == self.key \
+                        and entry.filename is not None:
+                    told[entry.filename] = max(milliseconds(entry.time),
+                                               told.get(entry.filename, 0))
+            if not entries or milliseconds(entries[0].time) <= since \
+                    or serial - start >= LOOK_BACK:
+                break
+            step *= 4
+        return told
