@@ -35,6 +35,16 @@ ADMIN_PASSWORD = "b0ss-pässword"
 BUCKET = "pypid-upgrade"
 BUCKET_ENDPOINT = "http://127.0.0.1:9/"
 
+#: The webhook of the sets of releases that have webhooks: its name, its
+#: secret (Standard Webhooks' form: the key is bytes 0 to 31, as
+#: L{tests.harness.webhooks.SECRET}), and the URL the stored configuration
+#: gives, where nothing listens (port 9, discard, on loopback: the
+#: release's events wait in its outbox; the tests give their receiver's
+#: URL with C{--set}).
+WEBHOOK = "builds"
+WEBHOOK_SECRET = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+WEBHOOK_URL = "http://127.0.0.1:9/hooks/pypid"
+
 #: The API tokens each set has: the form fields of C{POST /api/tokens}.
 TOKENS = {
     "widget-upload": "actions=read+upload&projects=widget&description=CI+of+widget",
