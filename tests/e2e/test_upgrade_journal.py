@@ -25,6 +25,7 @@ a bucket's set is loaded into moto's server.
 import json
 import os
 import shutil
+import threading
 
 from tests.e2e.test_upgrade import (
     STARTUP_TIMEOUT,
@@ -85,6 +86,64 @@ def audit(daemon):
     return admin_get(daemon, "api/audit?limit=10000")["entries"]
 
 
+def taken_by(receiver):
+    """The deliveries C{receiver} answered 2xx, in order."""
+    return [r for r in receiver.received() if r.status < 300]
+
+
+def upload_event(receiver, filename):
+    """The delivery of the upload of C{filename} C{receiver} took, or L{None}."""
+    for received in taken_by(receiver):
+        files = received.event["data"].get("files") or []
+        if received.event["type"] == "upload" and [f["filename"] for f in files] == [filename]:
+            return received
+    return None
+
+
+class OldLeaseHolder:
+    """
+    A server of the release still delivering from a bucket (a rolling
+    upgrade; or one killed, whose lease lasts its TTL): it renews the
+    webhooks' lease until L{give_up}, which writes the next epoch empty,
+    as a clean stop does.
+    """
+
+    #: Seconds between renewals: well within the lease's 30 s TTL.
+    EVERY = 3.0
+
+    def __init__(self, client):
+        self.client = client
+        self.prefix = "packages/.pypid/webhooks/leases/"
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _newest(self):
+        listed = self.client.list_objects_v2(Bucket=sets.BUCKET, Prefix=self.prefix)
+        return max((int(item["Key"][len(self.prefix):]) for item in listed.get("Contents", [])
+                    if item["Key"][len(self.prefix):].isdigit()), default=0)
+
+    def _write(self, data):
+        epoch = self._newest() + 1
+        self.client.put_object(Bucket=sets.BUCKET, Key=f"{self.prefix}{epoch:012d}", Body=data)
+
+    def hold(self):
+        """Take the lease, and renew it in a thread."""
+        self._write(b"0ld5e9b7")
+
+        def renew():
+            while not self._stop.wait(self.EVERY):
+                self._write(b"0ld5e9b7")
+        self._thread = threading.Thread(target=renew, daemon=True)
+        self._thread.start()
+
+    def give_up(self):
+        """Stop renewing; the lease given up."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(TIMEOUT)
+        self._write(b"")
+
+
 class JournalUpgradeMixin(UpgradeMixin):
     """The tests of one set's variant whose release had webhooks (see the module)."""
 
@@ -101,14 +160,17 @@ class JournalUpgradeMixin(UpgradeMixin):
         self.addCleanup(receiver.kill)
         return receiver.start(timeout=TIMEOUT)
 
-    def own_daemon(self, receiver=None):
+    def own_daemon(self, receiver=None, before=None):
         """
         Today's daemon on a copy of the set of this test's, its webhook
         sending to C{receiver} (else to the set's address, where nothing
-        listens).
+        listens); C{before()} is called once the set is copied (the bucket
+        loaded), before the daemon starts.
         """
         target = os.path.abspath(self.mktemp())
         settings = copy_set(self.folder, target, self.variant, self.recording, self.about)
+        if before is not None:
+            before()
         if receiver is not None:
             settings[f"webhook:{sets.WEBHOOK}.url"] = receiver.url
         daemon = start_on(target, settings)
@@ -185,7 +247,7 @@ class JournalUpgradeMixin(UpgradeMixin):
         daemon = self.own_daemon(receiver)
 
         def taken():
-            return [r for r in receiver.received() if r.status < 300]
+            return taken_by(receiver)
 
         def ids():
             return [r.id for r in taken()]
@@ -196,12 +258,7 @@ class JournalUpgradeMixin(UpgradeMixin):
         first = upload(daemon, "widget", "9.1")
 
         def event_of(filename):
-            for received in taken():
-                files = received.event["data"].get("files") or []
-                if received.event["type"] == "upload" \
-                        and [f["filename"] for f in files] == [filename]:
-                    return received
-            return None
+            return upload_event(receiver, filename)
         wait_for(lambda: event_of(first), ARRIVAL,
                  lambda: f"the upload after the upgrade was not delivered: {ids()}")
         # A clean restart: nothing is sent again; a change after it is sent
@@ -262,6 +319,32 @@ class BucketJournalUpgradeMixin(JournalUpgradeMixin):
         self.addCleanup(daemon.kill)
         self.start(daemon)
         return daemon
+
+    def test_changes_before_the_lease_delivered(self):
+        """
+        The changes a server takes while another holds the webhooks' lease
+        (the release's, until it stops) are delivered once it takes over:
+        the upgraded subscription begins at the journal's beginning, not at
+        its end when the lease comes.
+        """
+        from tests.harness import s3server
+        receiver = self.receiver()
+        old = OldLeaseHolder(s3server.client())
+        self.addCleanup(old._stop.set)
+        daemon = self.own_daemon(receiver, before=old.hold)
+        filename = upload(daemon, "widget", "9.1")
+        # (the lease is the old server's: nothing is sent yet)
+        self.assertEqual(receiver.received(), [])
+        self.assertNotIn("This server delivers the webhooks", daemon.log_text())
+        old.give_up()
+        wait_for(lambda: upload_event(receiver, filename), ARRIVAL,
+                 lambda: f"the upload made before the lease came was not delivered: "
+                         f"{[r.id for r in taken_by(receiver)]}")
+        wait_for(lambda: set(self.waiting) <= {r.id for r in taken_by(receiver)}, ARRIVAL,
+                 "the events of the release's outbox were not delivered")
+        got = [r.id for r in taken_by(receiver)]
+        self.assertEqual(sorted(got), sorted(self.waiting + [upload_event(receiver,
+                                                                          filename).id]))
 
     def test_second_server_sees_the_release_files(self):
         """A second server sees every hosted page and file the release recorded, and what follows."""
