@@ -12,7 +12,9 @@ a webhook), goes on with it.
     receiver was down) are delivered once by today's code, to a receiver
     of the test's that checks every signature with C{standardwebhooks};
     the events the release delivered are not sent again, and a change made
-    after the upgrade is delivered once too, across a restart.
+    after the upgrade is delivered once too, across a restart; on a
+    bucket, so is one made while a server of the release still holds the
+    webhooks' lease.
   - On a bucket, a second server of today's, started with nothing of its
     own, sees the files the release recorded (and their yanks, and the
     bin), and what the first uploads after the upgrade; it reads the same
@@ -136,11 +138,15 @@ class OldLeaseHolder:
         self._thread = threading.Thread(target=renew, daemon=True)
         self._thread.start()
 
-    def give_up(self):
-        """Stop renewing; the lease given up."""
+    def stop(self):
+        """Stop renewing (the lease lasts its TTL)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(TIMEOUT)
+
+    def give_up(self):
+        """Stop renewing; the lease given up."""
+        self.stop()
         self._write(b"")
 
 
@@ -330,7 +336,7 @@ class BucketJournalUpgradeMixin(JournalUpgradeMixin):
         from tests.harness import s3server
         receiver = self.receiver()
         old = OldLeaseHolder(s3server.client())
-        self.addCleanup(old._stop.set)
+        self.addCleanup(old.stop)
         daemon = self.own_daemon(receiver, before=old.hold)
         filename = upload(daemon, "widget", "9.1")
         # (the lease is the old server's: nothing is sent yet)
