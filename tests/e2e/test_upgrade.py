@@ -18,6 +18,7 @@ in use.
 """
 
 import copy
+import datetime
 import difflib
 import json
 import os
@@ -68,11 +69,18 @@ def age_in_days(about):
     return max(0, int(time.time() // sets.DAY) - about["day"])
 
 
+def age_in_seconds(about):
+    """Seconds since the set was made (its C{set.json}'s C{made})."""
+    made = datetime.datetime.strptime(about["made"], "%Y-%m-%dT%H:%M:%SZ")
+    return max(0.0, time.time() - made.replace(tzinfo=datetime.UTC).timestamp())
+
+
 def copy_set(folder, target, variant, recording, about):
     """
     Copy a set's folder to C{target} as the release left it, in place
     there (its snapshots relocated, its download counts moved by the set's
-    age); for the bucket variant, load the bucket.
+    age in days, its browser sessions by its age in seconds); for the
+    bucket variant, load the bucket.
 
     @return: the C{--set} overrides the daemon needs.
     """
@@ -82,6 +90,7 @@ def copy_set(folder, target, variant, recording, about):
     sets.relocate(target, recording["made_in"])
     days = age_in_days(about)
     sets.shift_usage(target, days)
+    sets.shift_sessions(target, age_in_seconds(about))
     settings = {}
     if variant == "bucket":
         from tests.harness import s3server

@@ -383,6 +383,32 @@ def shift_usage(folder, days):
                 f.write(_shifted_record(data, days))
 
 
+def shift_sessions(folder, seconds):
+    """
+    Move the browser sessions of a set's folder (C{var/sessions.json}, the
+    release's C{[auth] sessions}) C{seconds} later, their login and last
+    use, as if the set had been made C{seconds} later: a session lasts 30
+    minutes unused (C{[auth] session_idle}) and 12 hours at most, so the
+    session a set keeps would otherwise be over by the time a test runs,
+    and its pages would answer as to anyone.
+    """
+    if seconds <= 0:
+        return
+    path = os.path.join(folder, "var", "sessions.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return
+    for session in document.get("sessions", []):
+        for name in ("created", "seen", "checked"):
+            if isinstance(session.get(name), (int, float)):
+                session[name] += seconds
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1)
+        f.write("\n")
+
+
 def _shifted_record(data, days):
     """A usage record's bytes, C{days} days later."""
     record = json.loads(data)
