@@ -35,6 +35,16 @@ ADMIN_PASSWORD = "b0ss-pässword"
 BUCKET = "pypid-upgrade"
 BUCKET_ENDPOINT = "http://127.0.0.1:9/"
 
+#: The webhook of the sets of releases that have webhooks: its name, its
+#: secret (Standard Webhooks' form: the key is bytes 0 to 31, as
+#: L{tests.harness.webhooks.SECRET}), and the URL the stored configuration
+#: gives, where nothing listens (port 9, discard, on loopback: the
+#: release's events wait in its outbox; the tests give their receiver's
+#: URL with C{--set}).
+WEBHOOK = "builds"
+WEBHOOK_SECRET = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+WEBHOOK_URL = "http://127.0.0.1:9/hooks/pypid"
+
 #: The API tokens each set has: the form fields of C{POST /api/tokens}.
 TOKENS = {
     "widget-upload": "actions=read+upload&projects=widget&description=CI+of+widget",
@@ -371,6 +381,32 @@ def shift_usage(folder, days):
             os.remove(path)
             with open(os.path.join(usage, _shifted_name(name, days)), "wb") as f:
                 f.write(_shifted_record(data, days))
+
+
+def shift_sessions(folder, seconds):
+    """
+    Move the browser sessions of a set's folder (C{var/sessions.json}, the
+    release's C{[auth] sessions}) C{seconds} later, their login and last
+    use, as if the set had been made C{seconds} later: a session lasts 30
+    minutes unused (C{[auth] session_idle}) and 12 hours at most, so the
+    session a set keeps would otherwise be over by the time a test runs,
+    and its pages would answer as to anyone.
+    """
+    if seconds <= 0:
+        return
+    path = os.path.join(folder, "var", "sessions.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return
+    for session in document.get("sessions", []):
+        for name in ("created", "seen", "checked"):
+            if isinstance(session.get(name), (int, float)):
+                session[name] += seconds
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1)
+        f.write("\n")
 
 
 def _shifted_record(data, days):

@@ -49,7 +49,7 @@ from zope.interface import implementer
 
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.parts import IMetricsSource
-from pypid.core.records.audit_chain import Entry, format_time, is_event
+from pypid.core.records.audit_chain import BEGINNING, Entry, format_time, is_event
 from pypid.core.records.metrics import GAUGE, Family, counter
 from pypid.core.records.webhook_events import next_try
 from pypid.jobs.periodic import Periodic
@@ -240,8 +240,9 @@ class Deliveries(Service):
         for name in removed:
             await self.ledger.forget_cursor(name)
         if not self._active:
-            # (taking over: what the ledger holds of subscriptions no longer configured goes)
-            for name in await self.ledger.cursors():
+            # (taking over: what the ledger holds of subscriptions no longer
+            # configured goes, the outbox deliverer's last word of them too)
+            for name in await self.ledger.known():
                 if name not in subscriptions:
                     await self.ledger.forget_cursor(name)
         self._active = True
@@ -256,10 +257,18 @@ class Deliveries(Service):
             self._start(lane)
 
     async def _open(self, name: str) -> Lane:
-        """The lane of C{name}, from its cursor (a new one: from the journal's end)."""
+        """
+        The lane of C{name}, from its cursor. A new subscription begins at
+        the journal's end; one the outbox delivered before the journal
+        (L{Ledger.delivered_by_outbox}: this is the first look since the
+        upgrade) at its beginning, so that what was written since the
+        upgrade is sent, before this look too (a server listens before it
+        looks; on a bucket, it may wait for the lease).
+        """
         cursor = await self.ledger.cursor(name)
         if cursor is None:
-            cursor = Cursor(await self.journal.head())
+            cursor = Cursor(BEGINNING if await self.ledger.delivered_by_outbox(name)
+                            else await self.journal.head())
             await self.ledger.keep_cursor(name, cursor)
         return Lane(name, cursor.serial, set(cursor.done), cursor.serial)
 

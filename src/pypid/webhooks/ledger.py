@@ -192,13 +192,30 @@ class Ledger:
         await self.store.put({f"{CURSORS}/{subscription}{_SUFFIX}": cursor.data()})
 
     async def forget_cursor(self, subscription: str) -> None:
-        """C{subscription} was removed: a new one of its name begins at the journal's end."""
-        await self.store.delete([f"{CURSORS}/{subscription}{_SUFFIX}"])
+        """
+        C{subscription} was removed: a new one of its name begins at the
+        journal's end (its status goes too: see L{delivered_by_outbox}).
+        """
+        await self.store.delete([f"{CURSORS}/{subscription}{_SUFFIX}",
+                                 f"{STATUS}/{subscription}{_SUFFIX}"])
 
-    async def cursors(self) -> list[str]:
-        """The subscriptions that have a cursor."""
-        return [name[:-len(_SUFFIX)] for name in await self.store.names(CURSORS)
-                if name.endswith(_SUFFIX)]
+    async def known(self) -> list[str]:
+        """The subscriptions the ledger keeps a cursor or a status of."""
+        names = set(await self.store.names(CURSORS)) | set(await self.store.names(STATUS))
+        return sorted(name[:-len(_SUFFIX)] for name in names if name.endswith(_SUFFIX))
+
+    async def delivered_by_outbox(self, subscription: str) -> bool:
+        """
+        Whether C{subscription}, which has no cursor, was delivered from
+        the outbox before the journal: its status is the outbox
+        deliverer's last word (the journal's deliverer's names its
+        cursor's serial). Then each of its events made before the journal
+        was delivered or is carried over (L{carry_outbox}), and every
+        entry of the journal came after them: its cursor begins at the
+        journal's beginning.
+        """
+        status = await self.status(subscription)
+        return status is not None and "serial" not in status
 
     # -- failures, and what is sent again
 

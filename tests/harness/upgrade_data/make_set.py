@@ -39,7 +39,16 @@ daemon are today's)::
     git worktree remove /tmp/v-c9d0039
 
 The set is named after the release's C{setup.py} version (C{--name}
-overrides it), and C{set.json} records the commit it was made from.
+overrides it: a commit between releases is named as setuptools_scm
+versions it, C{0.1.1.dev607+g55e9b76}; see the README), and C{set.json}
+records the commit it was made from.
+
+A release with webhooks (its docs name C{[webhook:NAME]}) gets a
+subscription to a receiver this script runs on loopback
+(L{tests.harness.webhook_receiver}): what it is told while the set is
+made is delivered; then the receiver goes down and a few more changes are
+made, whose events wait in the outbox at the stop. C{expected.json} keeps
+which events were delivered and which wait (C{webhooks}).
 """
 
 import argparse
@@ -89,6 +98,9 @@ ADMIN_PASSWORD = sets.ADMIN_PASSWORD
 #: The upstream's projects: a page the cache fetches, one file it keeps.
 UPSTREAM_PROJECT = "remote-lib"
 
+#: The project of the changes made while the webhook's receiver is down.
+OUTAGE_PROJECT = "late-lib"
+
 #: The advisories: one waived by the configuration, one left to warn about.
 ADVISORIES = [
     osv_record("PYSEC-2026-9001", "widget", events=[{"introduced": "0"}, {"fixed": "1.1"}],
@@ -130,11 +142,13 @@ class Release:
         self.sessions = "``sessions``" in docs and "[auth] sessions" in docs
         self.api_waivers = "POST /api/advisories/waivers" in docs
         self.namespaces = "[namespaces]" in docs
+        #: webhooks: their outbox, in the store, is what the set keeps of them
+        self.webhooks = "[webhook:NAME]" in docs
 
     def features(self):
         """What the release has, as L{tests.harness.upgrade.record} takes it."""
         return {"sessions": self.sessions, "api_waivers": self.api_waivers,
-                "namespaces": self.namespaces}
+                "namespaces": self.namespaces, "webhooks": self.webhooks}
 
     def environ(self):
         """The daemon's C{PYTHONPATH}: the release's code first."""
@@ -144,8 +158,14 @@ class Release:
 # -- the configuration ---------------------------------------------------------------------
 
 
-def config_text(release, upstream_url, offline, bucket=None):
-    """The set's C{pypid.ini}: every path relative to the folder it is in."""
+def config_text(release, upstream_url, offline, bucket=None, webhook_url=None):
+    """
+    The set's C{pypid.ini}: every path relative to the folder it is in.
+
+    @param webhook_url: where the release's webhook sends, while the set is
+        made; the set keeps L{tests.harness.upgrade.WEBHOOK_URL}, where
+        nothing listens (the tests give their receiver's with C{--set}).
+    """
     lines = [
         "# The configuration of an upgrade data set (tests/upgrade_data/make_set.py):",
         f"# written for pypid {release.version} ({release.commit}).",
@@ -196,6 +216,18 @@ def config_text(release, upstream_url, offline, bucket=None):
     ]
     if release.namespaces:
         lines += ["[namespaces]", f"acme = user:{USER}"]
+    if release.webhooks:
+        lines += [
+            f"[webhook:{sets.WEBHOOK}]",
+            f"url = {webhook_url or sets.WEBHOOK_URL}",
+            "allow_http = yes",
+            f"secret = {sets.WEBHOOK_SECRET}",
+            "timeout = 10s",
+            # (the events waiting in the outbox are never given up, however
+            # long after the set was made a test runs)
+            "retry_for = 36500d",
+            "retry_delay = 1s",
+        ]
     lines += [
         "[users]",
         f"{USER} = {password_hash(PASSWORD)}",
@@ -373,7 +405,126 @@ def populate(daemon, release):
     return extra
 
 
-# -- recording ------------------------------------------------------------------------------------------
+# -- the webhook -----------------------------------------------------------------------------------------
+
+#: Seconds the release's deliverer gets to send what its outbox holds, and
+#: to read the advisories once.
+DELIVERY_TIMEOUT = 120.0
+#: Seconds the outbox must stay empty before the receiver is taken down
+#: (a late event, such as an advisory told after its upload, is not left
+#: half-way).
+QUIET = 3.0
+
+
+class WebhookStore:
+    """What the release keeps of its webhook in the variant's storage: its folder, or the bucket."""
+
+    def __init__(self, folder, client=None):
+        self.folder = folder
+        self.client = client
+
+    def _names(self, under):
+        if self.client is None:
+            path = os.path.join(self.folder, "packages", ".pypid", "webhooks", *under.split("/"))
+            try:
+                return sorted(os.listdir(path))
+            except FileNotFoundError:
+                return []
+        prefix = f"packages/.pypid/webhooks/{under}/"
+        names = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=sets.BUCKET, Prefix=prefix):
+            names += [item["Key"][len(prefix):] for item in page.get("Contents", [])]
+        return sorted(names)
+
+    def _get(self, name):
+        if self.client is None:
+            with open(os.path.join(self.folder, "packages", ".pypid", "webhooks",
+                                   *name.split("/")), "rb") as f:
+                return f.read()
+        return self.client.get_object(Bucket=sets.BUCKET,
+                                      Key=f"packages/.pypid/webhooks/{name}")["Body"].read()
+
+    def told(self):
+        """Whether the advisories were read once (where the telling of advisories starts)."""
+        return "told.json" in self._names("advisories")
+
+    def outbox(self):
+        """The events the outbox holds, in its order: C{[{"key", "id", "type", "to"}]}."""
+        found = []
+        for name in self._names("outbox"):
+            if not name.endswith(".json"):
+                continue
+            record = json.loads(self._get(f"outbox/{name}"))
+            found.append({"key": name[:-len(".json")], "id": record["event"]["id"],
+                          "type": record["event"]["type"], "to": record["to"]})
+        return found
+
+
+def wait_for(predicate, what, timeout=DELIVERY_TIMEOUT):
+    """Poll C{predicate} until it is true; L{SetError} naming C{what} after C{timeout} s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SetError(f"{what} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def all_delivered(store):
+    """Wait until the outbox stays empty: every event so far delivered."""
+    while True:
+        wait_for(lambda: not store.outbox(), "the release did not deliver its outbox")
+        time.sleep(QUIET)
+        if not store.outbox():
+            return
+
+
+def during_outage(daemon):
+    """
+    Changes made while the webhook's receiver is down: their events wait
+    in the outbox when the release stops.
+    """
+    url = daemon.url
+    user = (USER, PASSWORD)
+    admin = (ADMIN, ADMIN_PASSWORD)
+    for prefix, (filename, data) in (("", make_wheel(OUTAGE_PROJECT, "1.0")),
+                                     ("", make_wheel(OUTAGE_PROJECT, "1.1")),
+                                     ("staging/", make_wheel("staged-only", "0.2"))):
+        ctype, body = upload_form(filename, data)
+        check(http("POST", url + prefix, {"Content-Type": ctype}, body, auth=user), 200,
+              what=f"upload of {filename} while the receiver is down")
+    check(http("POST", url + f"api/files/{OUTAGE_PROJECT.replace('-', '_')}-1.0-py3-none-any"
+               ".whl/yank", {"Content-Type": "application/x-www-form-urlencoded"},
+               b"reason=pulled+while+the+receiver+was+down", auth=user), 200,
+          what="a yank while the receiver is down")
+    check(http("POST", url + "api/tokens", {"Content-Type": "application/x-www-form-urlencoded"},
+               b"actions=read&description=issued+while+the+receiver+was+down", auth=admin),
+          200, 201, what="a token issued while the receiver is down")
+
+
+def webhook_record(receiver, store):
+    """
+    What the tests need to know of the webhook at the release's stop: the
+    events its receiver took (2xx, signature checked) and those its outbox
+    still holds, in order; never one in both.
+    """
+    delivered = []
+    for received in receiver.received():
+        if received.status < 300 and received.verified and received.id not in delivered:
+            delivered.append(received.id)
+    waiting = store.outbox()
+    if not delivered or not waiting:
+        raise SetError(f"the webhook's events: {len(delivered)} delivered, {len(waiting)} "
+                       "waiting; the set needs some of each")
+    both = sorted({w["id"] for w in waiting} & set(delivered))
+    if both:
+        raise SetError(f"events both delivered and waiting in the outbox: {both}; make the "
+                       "set again")
+    types = {r.id: r.event["type"] for r in receiver.received()}
+    return {"name": sets.WEBHOOK,
+            "delivered": [{"id": id, "type": types[id]} for id in delivered],
+            "waiting": [{"id": w["id"], "type": w["type"], "key": w["key"], "to": w["to"]}
+                        for w in waiting]}
 
 
 # -- the bucket ---------------------------------------------------------------------------------------------
@@ -417,17 +568,40 @@ def make_variant(release, work, variant, upstream_url):
         client = s3server.client()
         sets.empty_bucket(client, sets.BUCKET)
         settings = {"s3.endpoint_url": s3server.endpoint()}
+    receiver = store = webhooks = None
+    if release.webhooks:
+        # (today's receiver, on loopback: it checks the signatures)
+        from tests.harness.webhook_receiver import ReceiverProcess
+        receiver = ReceiverProcess(os.path.join(work, f"{variant}-receiver"),
+                                   sets.WEBHOOK_SECRET)
+        os.makedirs(receiver.directory)
+        receiver.start()
+        store = WebhookStore(folder, client if variant == "bucket" else None)
     with open(os.path.join(folder, "pypid.ini"), "w", encoding="utf-8") as f:
-        f.write(config_text(release, upstream_url, offline=False, bucket=bucket))
+        f.write(config_text(release, upstream_url, offline=False, bucket=bucket,
+                            webhook_url=receiver.url if receiver is not None else None))
     daemon = OldDaemon(release, folder, settings)
     try:
         daemon.start()
+        if store is not None:
+            # (the advisories read once: the uploads they cover are told at once)
+            wait_for(store.told, "the release did not read the advisories")
         extra = populate(daemon, release)
+        if receiver is not None:
+            # The events so far delivered; then the receiver is down, and
+            # the events of what follows wait in the outbox at the stop.
+            all_delivered(store)
+            receiver.stop()
+            during_outage(daemon)
         # (the downloads are counted every 10 s and written at the stop;
         # the upstream's state within seconds, and at the stop)
         daemon.stop()
+        if receiver is not None:
+            webhooks = webhook_record(receiver, store)
     finally:
         daemon.kill()
+        if receiver is not None:
+            receiver.kill()
     with open(os.path.join(folder, "pypid.ini"), "w", encoding="utf-8") as f:
         f.write(config_text(release, upstream_url, offline=True, bucket=bucket))
     shutil.rmtree(os.path.join(folder, "home"), ignore_errors=True)
@@ -447,8 +621,11 @@ def make_variant(release, work, variant, upstream_url):
         daemon.stop()
     finally:
         daemon.kill()
-    return folder, {"made_in": folder, "tokens": extra["tokens"],
-                    "session": extra.get("session"), "exchanges": exchanges}
+    recording = {"made_in": folder, "tokens": extra["tokens"],
+                 "session": extra.get("session"), "exchanges": exchanges}
+    if webhooks is not None:
+        recording["webhooks"] = webhooks
+    return folder, recording
 
 
 def main(argv=None):

@@ -274,6 +274,63 @@ class RestartTests(DeliveriesCase):
         self.assertEqual([n for n in self.store.records if n.startswith("outbox/")], [])
         self.assertEqual(await self.ledger.again("builds"), [])
 
+    def delivered_by_the_outbox(self, name="builds"):
+        """C{name} was delivered from the outbox before the journal: its deliverer's last word."""
+        self.store.records[f"status/{name}.json"] = json.dumps(
+            {"pending": 0, "counts": {"delivered": 3, "failed": 0, "given_up": 0},
+             "deliverer": "0ld", "updated": "2001-09-09T01:46:40.000000Z"}).encode()
+
+    async def test_upgraded_subscription_begins_at_the_journal_beginning(self):
+        """
+        A subscription the outbox delivered before the journal goes on from
+        the journal's beginning: a change made after the upgrade, before
+        the deliverer's first look (a server listens before it), is sent.
+        """
+        self.delivered_by_the_outbox()
+        await self.add(1)
+        await self.add(2, project="other")
+        self.deliveries()
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1", "f2"])
+        await self.add(3)
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1", "f2", "f3"])
+
+    async def test_upgraded_once(self):
+        """Once the journal's deliverer kept its cursor, a restart goes on from it."""
+        self.delivered_by_the_outbox()
+        await self.add(1)
+        deliveries = self.deliveries()
+        self.tick(0)
+        self.tick(CURSOR_DELAY)
+        await deliveries.stopService()
+        sender = ScriptedSender()
+        self.deliveries(sender=sender, ledger=Ledger(self.store, self.clock, "b"))
+        self.tick(0)
+        await self.add(2)
+        self.tick(0)
+        self.assertEqual((files(self.sender), files(sender)), (["f1"], ["f2"]))
+
+    async def test_removed_before_the_upgrade(self):
+        """
+        A subscription removed before the upgrade and added again after it
+        begins at the journal's end: the outbox's last word of it is
+        forgotten when the journal's deliverer first finds it unconfigured.
+        """
+        self.delivered_by_the_outbox("chat")
+        await self.add(1)
+        deliveries = self.deliveries()
+        self.tick(0)
+        await deliveries.stopService()
+        self.assertNotIn("status/chat.json", self.store.records)
+        self.subscriptions["chat"] = subscription("chat", url="https://chat.example/hook")
+        sender = ScriptedSender()
+        self.deliveries(sender=sender, ledger=Ledger(self.store, self.clock, "b"))
+        self.tick(0)
+        await self.add(2)
+        self.tick(0)
+        self.assertEqual(files(sender, "chat"), ["f2"])
+
 
 class LaneTests(DeliveriesCase):
     """Each subscription has its own lane."""
