@@ -179,8 +179,8 @@ def host_wheels(folder):
     """
     Wheels of pypid (from a copy of the checkout: pip builds a project in
     its own folder, and the checkout is not the tests' to write in) and of
-    all its dependencies, built on the host with this interpreter's pip;
-    the folder.
+    all its dependencies, the clouds' extras the image installs included,
+    built on the host with this interpreter's pip; the folder.
     """
     wheels = os.path.join(folder, "wheels")
     shutil.rmtree(wheels, ignore_errors=True)
@@ -188,7 +188,7 @@ def host_wheels(folder):
     with tempfile.TemporaryDirectory() as build:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel",
-             "--quiet", "--wheel-dir", wheels, source],
+             "--quiet", "--wheel-dir", wheels, source + "[s3,azure,gcs]"],
             capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
             env=dict(os.environ, TMPDIR=build))
     shutil.rmtree(source, ignore_errors=True)
