@@ -150,10 +150,10 @@ class ImportSource(Protocol):
 def detect(path: str) -> str:
     """
     The kind of source at C{path}: a bucket's URL (C{s3://}, C{gs://} ...)
-    is a pypicloud bucket; a file is a bundle (a tar file); a folder with a C{manifest.json} is a
-    bundle, with a C{dataindex.json} a devpi export, with C{.meta} files
-    beside the distributions a pypicloud storage, and otherwise a
-    pypiserver folder.
+    is a pypicloud bucket; a file is a bundle (a tar file); a folder with a
+    C{manifest.json} is a bundle, with a C{dataindex.json} a devpi export,
+    with C{.meta} files beside the distributions a pypicloud storage, and
+    otherwise a pypiserver folder.
 
     @raise BundleError: when nothing is there.
     """

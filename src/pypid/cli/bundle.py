@@ -75,9 +75,9 @@ _IMPORT_EPILOG = f"""\
 SOURCE is a bundle (a folder, or a .tar/.tar.gz file) from 'pypid-admin
 export', a devpi export folder (devpi-export DIR), a pypiserver package
 folder, a pypicloud storage folder, or a pypicloud bucket as
-{url_forms()} (reached with the credentials of
-its cloud's section: [s3] for s3://). Its kind is detected
-unless --from names it. A local
+{url_forms()}
+(reached with the credentials of its cloud's section: [s3] for s3://).
+Its kind is detected unless --from names it. A local
 storage folder must not be in use by a running server (stop it first); a
 bucket may be. Exit status 1 when anything was refused or in conflict.
 A bundle's named indexes, and a devpi export's indexes (unless

@@ -7,12 +7,16 @@ that reach a bucket.
 """
 
 import ast
+import io
 import os
+import re
 
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pypid.cli import export
 from pypid.config import load_config
 from pypid.config.store_backends import BACKENDS
 from pypid.core.util.startup import StartupError
@@ -24,6 +28,7 @@ from pypid.storage.interface import run_at_once
 from tests import CHECKOUT
 from tests.harness.admin import run_admin
 from tests.harness.fakes import write_file
+from tests.harness.image import EXTRAS
 
 #: A configuration of each cloud that passes the configuration's checks.
 SECTIONS = {
@@ -72,6 +77,14 @@ class TableTests(SynchronousTestCase):
         """Each backend of the table has a client maker and an extra of its name in setup.py."""
         self.assertEqual(list(CLIENTS), list(BACKENDS))
         self.assertEqual(list(_setup_extras()), list(BACKENDS))
+
+    def test_image_extras(self):
+        """The container image holds every cloud's SDK, and the image tests build it so."""
+        with open(os.path.join(CHECKOUT, "etc", "container", "Containerfile"),
+                  encoding="utf-8") as f:
+            [default] = re.findall(r"^ARG EXTRAS=(.*)$", f.read(), re.MULTILINE)
+        self.assertEqual(default.split(","), list(BACKENDS))
+        self.assertEqual(EXTRAS, default)
 
     def test_installed(self):
         """With the test extra, every cloud's SDK is there: nothing is refused."""
@@ -150,3 +163,18 @@ class MissingSDKCommandTests(TestCase):
         self.assertEqual(code, 1)
         self.assertEqual(err, "pypid-admin: import stopped: the gcs backend needs its SDK, which is not "
                               "installed (no module google.auth): pip install 'pypid[gcs]'\n")
+
+    async def test_export_to_bucket(self):
+        """C{pypid-export s3://...} without botocore: exit 1, one line, nothing written."""
+        self.patch(cloud_clients, "find_spec", _Missing("botocore"))
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(folder, "packages"))
+        path = os.path.join(folder, "pypid.ini")
+        write_file(path, f"[storage]\npath = {folder}/packages\n".encode())
+        out, err = io.StringIO(), io.StringIO()
+        code = await export.export_command(
+            export.parse_options(["s3://site/pypi/", "--config", path]), reactor, out, err)
+        self.assertEqual((code, out.getvalue()), (1, ""))
+        self.assertEqual(err.getvalue(), "pypid-export: the s3 backend needs its SDK, which is "
+                                         "not installed (no module botocore): "
+                                         "pip install 'pypid[s3]'\n")
