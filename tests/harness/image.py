@@ -70,6 +70,10 @@ events_logger = "file"
 #: two minutes here).
 BUILD_TIMEOUT = 900
 
+#: The clouds' extras the image is built with (its C{EXTRAS} build
+#: argument), and so the wheels built for it: every one, as by default.
+EXTRAS = "s3,azure,gcs"
+
 
 class Podman:
     """
@@ -179,8 +183,8 @@ def host_wheels(folder):
     """
     Wheels of pypid (from a copy of the checkout: pip builds a project in
     its own folder, and the checkout is not the tests' to write in) and of
-    all its dependencies, built on the host with this interpreter's pip;
-    the folder.
+    all its dependencies, the clouds' extras the image installs included,
+    built on the host with this interpreter's pip; the folder.
     """
     wheels = os.path.join(folder, "wheels")
     shutil.rmtree(wheels, ignore_errors=True)
@@ -188,7 +192,7 @@ def host_wheels(folder):
     with tempfile.TemporaryDirectory() as build:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel",
-             "--quiet", "--wheel-dir", wheels, source],
+             "--quiet", "--wheel-dir", wheels, f"{source}[{EXTRAS}]"],
             capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
             env=dict(os.environ, TMPDIR=build))
     shutil.rmtree(source, ignore_errors=True)
@@ -214,8 +218,9 @@ class Image:
         context = build_context(folder, host_wheels(folder))
         dangling = set(podman("images", "--quiet", "--filter", "dangling=true").stdout.split())
         started = time.monotonic()
-        podman("build", "--format", "docker", "--pull=never", "--build-arg",
-               f"BASE={base.tag}", "--build-arg", "WHEELS=wheels",
+        podman("build", "--format", "docker", "--pull=never",
+               "--build-arg", f"BASE={base.tag}", "--build-arg", "WHEELS=wheels",
+               "--build-arg", f"EXTRAS={EXTRAS}",
                "-f", os.path.join(context, "etc", "container", "Containerfile"),
                "-t", self.tag, context, timeout=BUILD_TIMEOUT)
         self.seconds = time.monotonic() - started

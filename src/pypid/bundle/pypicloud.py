@@ -45,6 +45,7 @@ from pypid.bundle.sources import (
     refusal_of,
     walk_files,
 )
+from pypid.config.store_backends import backend_of_url, url_forms
 from pypid.jobs.gather import gather
 from pypid.storage.bucket.store import Listed, ObjectHead, ObjectStore
 from pypid.storage.interface import Run
@@ -63,35 +64,20 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-#: The schemes of a bucket's URL, by the backend whose section reaches it.
-BUCKET_SCHEMES = {"s3://": "s3", "gs://": "gcs", "azure://": "azure"}
-
-
-def bucket_scheme(url: str) -> str | None:
-    """The backend of a bucket's URL (C{s3}, C{gcs}, C{azure}), or L{None} for another."""
-    for scheme, backend in BUCKET_SCHEMES.items():
-        if url.startswith(scheme):
-            return backend
-    return None
-
-
 def parse_bucket_url(url: str) -> tuple[str, str, str]:
     """
-    C{(backend, bucket, prefix)} of C{s3://BUCKET/PREFIX},
-    C{gs://BUCKET/PREFIX} or C{azure://CONTAINER/PREFIX}.
+    C{(backend, bucket, prefix)} of a bucket's URL: C{s3://BUCKET/PREFIX},
+    C{azure://CONTAINER/PREFIX} ... (L{pypid.config.store_backends.url_forms}).
 
     @raise BundleError: when there is no bucket.
     """
-    backend = bucket_scheme(url)
+    backend = backend_of_url(url)
     if backend is None:
-        raise BundleError(f"{url}: expected s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or "
-                          "azure://CONTAINER/PREFIX")
-    scheme = url[:url.index("://") + 3]
-    bucket, _, prefix = url[len(scheme):].partition("/")
+        raise BundleError(f"{url}: expected {url_forms()}")
+    bucket, _, prefix = url[len(backend.scheme):].partition("/")
     if not bucket:
-        what = "CONTAINER" if backend == "azure" else "BUCKET"
-        raise BundleError(f"{url}: name the {what.lower()}, as {scheme}{what}/PREFIX")
-    return backend, bucket, prefix
+        raise BundleError(f"{url}: name the {backend.bucket_word}, as {backend.url_form()}")
+    return backend.name, bucket, prefix
 
 
 class PypicloudFolderSource(FolderSource):

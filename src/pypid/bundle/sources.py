@@ -44,6 +44,7 @@ from pypid.bundle.manifest import (
     statuses_member,
     tombstones_member,
 )
+from pypid.config.store_backends import backend_of_url
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.storage.reading import Run
@@ -148,16 +149,15 @@ class ImportSource(Protocol):
 
 def detect(path: str) -> str:
     """
-    The kind of source at C{path}: C{s3://}, C{gs://} or C{azure://} is a
-    pypicloud bucket; a
-    file is a bundle (a tar file); a folder with a C{manifest.json} is a
-    bundle, with a C{dataindex.json} a devpi export, with C{.meta} files
-    beside the distributions a pypicloud storage, and otherwise a
-    pypiserver folder.
+    The kind of source at C{path}: a bucket's URL (C{s3://}, C{gs://} ...)
+    is a pypicloud bucket; a file is a bundle (a tar file); a folder with a
+    C{manifest.json} is a bundle, with a C{dataindex.json} a devpi export,
+    with C{.meta} files beside the distributions a pypicloud storage, and
+    otherwise a pypiserver folder.
 
     @raise BundleError: when nothing is there.
     """
-    if path.startswith(("s3://", "gs://", "azure://")):
+    if backend_of_url(path) is not None:
         return "pypicloud"
     if os.path.isfile(path):
         return "bundle"

@@ -40,6 +40,7 @@ from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
+from pypid.config.store_backends import backend_of_url, url_forms
 from pypid.core.dists.readme import Renderer
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import format_time
@@ -70,13 +71,13 @@ file is written under a temporary name and renamed once complete. The
 server may keep running: its storage is read without a lock or a write.
 """
 
-_IMPORT_EPILOG = """\
+_IMPORT_EPILOG = f"""\
 SOURCE is a bundle (a folder, or a .tar/.tar.gz file) from 'pypid-admin
 export', a devpi export folder (devpi-export DIR), a pypiserver package
 folder, a pypicloud storage folder, or a pypicloud bucket as
-s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azure://CONTAINER/PREFIX (reached
-with the credentials of [s3], [gcs] or [azure]). Its kind is detected
-unless --from names it. A local
+{url_forms()}
+(reached with the credentials of its cloud's section: [s3] for s3://).
+Its kind is detected unless --from names it. A local
 storage folder must not be in use by a running server (stop it first); a
 bucket may be. Exit status 1 when anything was refused or in conflict.
 A bundle's named indexes, and a devpi export's indexes (unless
@@ -329,7 +330,7 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
         where = f" {e.filename}" if e.filename else ""
         return await _import_failed(out, err, ingests, options,
                                     f"cannot use{where}: {e.strerror or e}")
-    except StartupError as e:  # (an unusable [pypid] ca_bundle, from make_storage)
+    except StartupError as e:  # (an unusable [pypid] ca_bundle, a cloud's SDK missing)
         return await _import_failed(out, err, ingests, options, str(e))
     except Exception as e:  # a bug: still one line, as promised
         return await _import_failed(out, err, ingests, options,
@@ -434,13 +435,13 @@ async def _source(kind: str, config: Config, options: argparse.Namespace, reacto
                   run: Run, closing: common.Closing) -> ImportSource:
     """The source of the given kind at C{options.source}."""
     from pypid.bundle.devpi import DevpiSource
-    from pypid.bundle.pypicloud import PypicloudFolderSource, bucket_scheme
+    from pypid.bundle.pypicloud import PypicloudFolderSource
     from pypid.bundle.sources import BundleSource, PypiserverSource
 
     path = options.source
     if (options.index or options.map or options.flatten) and kind != "devpi":
         raise CliError("--index, --map and --flatten are for a devpi export")
-    if bucket_scheme(path) is not None:
+    if backend_of_url(path) is not None:
         if kind != "pypicloud":
             raise CliError(f"a {path.partition(':')[0]}:// source is a pypicloud bucket "
                            "(--from pypicloud)")
@@ -484,8 +485,7 @@ async def _bucket_source(config: Config, options: argparse.Namespace, reactor: A
     C{[gcs]}; C{[azure]}), whichever backend keeps pypid's own packages.
     """
     from pypid.bundle.pypicloud import PypicloudBucketSource, parse_bucket_url
-    from pypid.storage.cloud_clients import make_azure_client, make_gcs_client
-    from pypid.storage.factory import make_s3_client
+    from pypid.storage.cloud_clients import make_client
 
     try:
         backend, bucket, prefix = parse_bucket_url(options.source)
@@ -497,14 +497,10 @@ async def _bucket_source(config: Config, options: argparse.Namespace, reactor: A
         raise CliError(f"{options.source} and the storage's {config.storage.backend} "
                        f"bucket {bucket}, prefix {own.prefix!r}, must not be inside one "
                        "another (pypid already serves what its own prefix holds)")
-    if backend == "azure":
-        client, on_close = make_azure_client(config, run, reactor, container=bucket)
-    elif backend == "gcs":
-        client, on_close = make_gcs_client(config, run, reactor, bucket=bucket)
-    else:
-        client, on_close = make_s3_client(
-            config, run, reactor, bucket=bucket, endpoint=options.s3_endpoint,
-            region=options.s3_region)
+    # (S3's own options: _check_options refuses them for another cloud)
+    s3_options = {"endpoint": options.s3_endpoint, "region": options.s3_region}
+    client, on_close = make_client(config, run, reactor, backend=backend, bucket=bucket,
+                                   **{key: value for key, value in s3_options.items() if value})
     closing.append(on_close)
     await client.start()
     closing.append(client.stop)

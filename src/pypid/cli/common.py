@@ -147,9 +147,9 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
         return LocalStorage(root, run, reactor)
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-    from pypid.storage.factory import make_store
+    from pypid.storage.cloud_clients import make_client
 
-    client, on_close = make_store(config, run, reactor)
+    client, on_close = make_client(config, run, reactor)
     spool = tempfile.mkdtemp(prefix="pypid-export-")
     storage = BucketStorage(
         client, Layout(section.prefix), run, reactor, spool,
@@ -212,18 +212,15 @@ def bucket_overlapping(config: Config, bucket: str, prefix: str,
                        endpoint: str | None = None) -> bool:
     """
     Whether C{bucket} (a container on Azure) under C{prefix}, of the cloud
-    that keeps the storage, at C{endpoint} (L{None}: the configured one;
-    S3 only), holds the storage's keys or is held by them: the daemon's
+    that keeps the storage, at C{endpoint} (L{None}: the configured one),
+    holds the storage's keys or is held by them: the daemon's
     scans would read what is written there as its files.
     """
     section = config.bucket
     if section is None:
         return False
-    backend = config.storage.backend
-    own = (config.azure.container if backend == "azure"
-           else config.gcs.bucket if backend == "gcs" else config.s3.bucket)
-    endpoint_of = section.endpoint_url if backend == "s3" else None
-    return ((endpoint or endpoint_of) == endpoint_of and bucket == own
+    return ((endpoint or section.endpoint_url) == section.endpoint_url
+            and bucket == section.bucket
             and (prefix.startswith(section.prefix) or section.prefix.startswith(prefix)))
 
 

@@ -408,8 +408,9 @@ def _check_apart_in_bucket(config: Config, options: ExportOptions) -> None:
     export's objects as its files.
     """
     assert options.bucket is not None  # (an export to a bucket)
-    s3 = config.s3
-    if bucket_overlapping(config, options.bucket, options.prefix, options.endpoint):
+    s3 = config.bucket
+    if s3 is not None and bucket_overlapping(config, options.bucket, options.prefix,
+                                             options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
@@ -423,8 +424,9 @@ def _local_target(options: ExportOptions) -> LocalTarget:
 
 def _s3_target(config: Config, options: ExportOptions, reactor: Any) -> S3Target:
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
-    from pypid.storage.factory import make_s3_client
+    from pypid.storage.cloud_clients import make_s3_client, require_sdk
 
+    require_sdk("s3")
     client, on_close = make_s3_client(
         config, run_at_once, reactor, bucket=options.bucket, endpoint=options.endpoint,
         region=options.region)

@@ -2,10 +2,11 @@
 The configuration file: an INI file parsed once into frozen attrs values.
 
 Every section and key is declared, with its default and its parser, by the
-module of its section (L{server}, L{storage}, L{s3}, L{auth}, L{upstream},
-L{tls}, L{metrics}, L{ldap}, L{oidc}), which also checks it against the
-other keys; this module reads the file and the command line, runs their
-parsers and checks, and assembles the L{Config}.  So an unknown key, a
+module of its section (L{server}, L{storage}, L{auth}, L{upstream},
+L{tls}, L{metrics}, L{ldap}, L{oidc}; the clouds' sections by the table of
+L{store_backends}), which also checks it against the other keys; this
+module reads the file and the command line, runs their parsers and
+checks, and assembles the L{Config}.  So an unknown key, a
 misspelt section or a bad value stops start-up with a single line naming
 the file (or the command-line option), the section and the key, and
 saying what is allowed.  C{etc/pypid.ini}
@@ -43,9 +44,8 @@ from pypid.config.auth_settings import (
     groups_from_outside,
     read_principals,
 )
-from pypid.config.azure_settings import AZURE_KEYS, AzureConfig, check_azure, unset_azure
+from pypid.config.bucket_settings import BucketConfig
 from pypid.config.errors import ConfigError, StartupError
-from pypid.config.gcs_settings import GCS_KEYS, GCSConfig, check_gcs, unset_gcs
 from pypid.config.index_settings import (
     INDEX_KEYS,
     INDEX_SECTION,
@@ -63,10 +63,10 @@ from pypid.config.namespace_settings import (
 )
 from pypid.config.oidc_settings import OIDC_KEYS, PUBLISHERS, OIDCConfig, read_publishers
 from pypid.config.retention_settings import RETENTION_KEYS, RetentionConfig, check_retention
-from pypid.config.s3_settings import S3_KEYS, S3Config, check_s3
 from pypid.config.server_settings import SERVER_KEYS, ServerConfig
 from pypid.config.sso_settings import SSO_KEYS, SSOConfig, check_sso
 from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
+from pypid.config.store_backends import BACKENDS
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
 from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
@@ -104,7 +104,9 @@ class Config:
     source: str
     server: ServerConfig
     storage: StorageConfig
-    s3: S3Config
+    #: the clouds' sections (C{[s3]}, C{[azure]}, C{[gcs]}) by backend
+    #: name, each present (at its defaults) whichever keeps the packages
+    stores: Mapping[str, BucketConfig] = attrs.field(converter=_frozen)
     auth: AuthConfig
     upstream: UpstreamConfig
     users: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
@@ -135,9 +137,6 @@ class Config:
     attestations: AttestationsConfig = attrs.field(factory=AttestationsConfig)
     #: C{[retention]}: the recycle bin
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
-    #: C{[azure]} and C{[gcs]}: the other clouds' buckets (as C{[s3]}, always present)
-    azure: AzureConfig = attrs.field(factory=unset_azure)
-    gcs: GCSConfig = attrs.field(factory=unset_gcs)
     #: C{[webhook:NAME]} sections by name, in file order: the subscriptions
     webhooks: Mapping[str, WebhookConfig] = attrs.field(factory=dict, converter=_frozen)
     #: every key's parsed value, by C{(section, key)} (the named sections
@@ -166,11 +165,13 @@ class Config:
         return f"{origin}: {place}"
 
     @property
-    def bucket(self) -> S3Config | AzureConfig | GCSConfig | None:
+    def bucket(self) -> BucketConfig | None:
         """The section of the store that keeps the packages; L{None} on local disk."""
-        sections: dict[str, S3Config | AzureConfig | GCSConfig] = {
-            "s3": self.s3, "azure": self.azure, "gcs": self.gcs}
-        return sections.get(self.storage.backend)
+        return self.stores.get(self.storage.backend)
+
+    def store(self, kind: type[_S]) -> _S:
+        """The cloud's section of the type C{kind} (C{S3Config}), as its client reads it."""
+        return next(section for section in self.stores.values() if isinstance(section, kind))
 
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
@@ -183,9 +184,7 @@ class Config:
 SCHEMA: dict[str, Keys] = {
     "pypid": SERVER_KEYS,
     "storage": STORAGE_KEYS,
-    "s3": S3_KEYS,
-    "azure": AZURE_KEYS,
-    "gcs": GCS_KEYS,
+    **{name: backend.keys for name, backend in BACKENDS.items()},
     "auth": AUTH_KEYS,
     "upstream": UPSTREAM_KEYS,
     "tls": TLS_KEYS,
@@ -472,9 +471,8 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         return parser.items(section) if parser.has_section(section) else []
 
     users, groups, rules = read_principals(items, values, fail)
-    check_s3(values, fail)
-    check_azure(values, fail)
-    check_gcs(values, fail)
+    for backend in BACKENDS.values():
+        backend.check(values, fail)
     upstream = read_upstream(values, fail, "upstream", environ)
     upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ)
                  for name in named[UPSTREAM_SECTION]}
@@ -513,7 +511,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         source=fail.source,
         server=read_section("pypid", ServerConfig),
         storage=read_section("storage", StorageConfig),
-        s3=read_section("s3", S3Config),
+        stores={name: read_section(name, backend.settings) for name, backend in BACKENDS.items()},
         auth=read_section("auth", AuthConfig),
         upstream=upstream,
         users=users,
@@ -531,8 +529,6 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
         retention=retention,
-        azure=read_section("azure", AzureConfig),
-        gcs=read_section("gcs", GCSConfig),
         webhooks=check_webhooks(values, named[WEBHOOK_SECTION], [DEFAULT, *indexes], fail),
         keys=dict(values),
         origins=fail.origins(),

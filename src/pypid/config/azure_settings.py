@@ -57,6 +57,15 @@ class AzureConfig:
         """The account's blob endpoint: C{endpoint_url}, or Azure's for the account."""
         return self.endpoint_url or f"https://{self.account}.blob.core.windows.net"
 
+    @property
+    def bucket(self) -> str:
+        """The container: what the other clouds call the bucket."""
+        return self.container
+
+    def describe(self) -> str:
+        """The container and its account's endpoint, for the start log."""
+        return f"Azure container {self.container} of {self.blob_endpoint}"
+
 
 def _account(value: str) -> str:
     value = value.strip()
@@ -134,8 +143,3 @@ def check_azure(values: Values, fail: Fail) -> None:
         fail("azure", "block_size", f"too small for [pypid] max_upload_size: a blob has at "
              f"most {MAX_BLOCKS} blocks", [("pypid", "max_upload_size"), backend])
     check_bucket("azure", values, fail)
-
-
-def unset_azure() -> AzureConfig:
-    """The section with every key at its default (a configuration built by hand)."""
-    return AzureConfig(**{key: parse(default) for key, (default, parse) in AZURE_KEYS.items()})

@@ -23,14 +23,20 @@ from pypid.config.values import (
 from pypid.core.util.s3_limits import CHECK_RATE, MAX_PRESIGN_SECONDS
 from pypid.core.util.units import parse_duration
 
-#: The storage backends that keep the packages in a bucket, and the
-#: section of each.
-BUCKET_BACKENDS = ("s3", "azure", "gcs")
-
 
 class BucketConfig(Protocol):
-    """The keys of a store's section that L{pypid.storage.bucket.storage.BucketSettings} reads."""
+    """
+    What every store's section says, whatever the cloud: the keys
+    L{pypid.storage.bucket.storage.BucketSettings} reads, and the bucket
+    for the start log and the tools' checks.
+    """
 
+    @property
+    def bucket(self) -> str:
+        """The bucket (Azure's container) that holds the packages."""
+    @property
+    def endpoint_url(self) -> str | None:
+        """C{endpoint_url}: L{None} for the cloud's own."""
     @property
     def prefix(self) -> str:
         """C{prefix}."""
@@ -58,6 +64,8 @@ class BucketConfig(Protocol):
     @property
     def timeout(self) -> float:
         """C{timeout}."""
+    def describe(self) -> str:
+        """Where the bucket is, in the start log's words (the prefix not said)."""
 
 
 def parse_prefix(value: str) -> str:

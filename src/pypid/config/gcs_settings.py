@@ -51,6 +51,11 @@ class GCSConfig:
         """The JSON API's root: C{endpoint_url}, or Google's."""
         return self.endpoint_url or GOOGLE
 
+    def describe(self) -> str:
+        """The bucket and its endpoint, for the start log."""
+        return (f"Google Cloud Storage bucket {self.bucket}"
+                + (f" at {self.endpoint_url}" if self.endpoint_url else ""))
+
 
 def _bucket(value: str) -> str:
     value = value.strip()
@@ -88,8 +93,3 @@ def check_gcs(values: Values, fail: Fail) -> None:
              "public_url), or give credentials_file (a service account's key file)",
              [("gcs", "credentials_file")])
     check_bucket("gcs", values, fail)
-
-
-def unset_gcs() -> GCSConfig:
-    """The section with every key at its default (a configuration built by hand)."""
-    return GCSConfig(**{key: parse(default) for key, (default, parse) in GCS_KEYS.items()})

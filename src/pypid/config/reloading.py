@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from pypid.config.store_backends import BACKENDS
+
 #: A key the parts take in full at C{SIGHUP}.
 RELOAD = "reload"
 #: A key only a restart takes: a reload that changes it is refused.
@@ -66,18 +68,9 @@ HOW: Mapping[str, Mapping[str, str]] = {
                "allow_tag_mismatch"),
     },
     "storage": _all(RESTART, "backend path min_free"),
-    "s3": _all(RESTART, "bucket prefix region endpoint_url addressing access_key secret_key "
-               "session_token expire_after buffer_time download public_url sync_interval "
-               "multipart_threshold timeout bucket_snapshot check_rate"),
-    # (the clouds' keys, as S3's: a store's client and its storages are
-    # built at the start, and a bucket moved under a running server is
-    # another index)
-    "azure": _all(RESTART, "account container endpoint_url account_key sas_token block_size "
-                  "prefix expire_after buffer_time download public_url sync_interval "
-                  "timeout bucket_snapshot check_rate"),
-    "gcs": _all(RESTART, "bucket endpoint_url credentials_file prefix expire_after "
-                "buffer_time download public_url sync_interval timeout bucket_snapshot "
-                "check_rate"),
+    # (every cloud's keys: a store's client and its storages are built at
+    # the start, and a bucket moved under a running server is another index)
+    **{name: dict.fromkeys(backend.keys, RESTART) for name, backend in BACKENDS.items()},
     "auth": {
         **_all(RELOAD, "read upload admins tokens htpasswd session_idle session_lifetime"),
         **_all(RESTART, "throttle_ipv6_prefix sessions"),

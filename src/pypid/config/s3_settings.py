@@ -63,6 +63,11 @@ class S3Config:
     # (last, with a default, so that a Config built by hand need not name it)
     check_rate: float = CHECK_RATE
 
+    def describe(self) -> str:
+        """The bucket and its endpoint, for the start log."""
+        return f"S3 bucket {self.bucket}" + (f" at {self.endpoint_url}" if self.endpoint_url
+                                             else "")
+
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 

@@ -1,13 +1,14 @@
 """
 The C{[storage]} section: which backend keeps the packages, and the local
 folder (the packages themselves with C{local}, temporary files with a
-bucket: C{s3}, C{azure}, C{gcs}).
+bucket: a cloud of L{pypid.config.store_backends.BACKENDS}).
 """
 
 from __future__ import annotations
 
 import attrs
 
+from pypid.config.store_backends import BACKENDS
 from pypid.config.values import Keys, choice, parse_path
 from pypid.core.util.units import parse_size
 
@@ -40,7 +41,7 @@ def parse_min_free(value: str) -> int:
 
 #: key -> (default, parser)
 STORAGE_KEYS: Keys = {
-    "backend": ("local", choice("local", "s3", "azure", "gcs")),
+    "backend": ("local", choice("local", *BACKENDS)),
     "path": ("var/packages", parse_path),
     "min_free": ("1G", parse_min_free),
 }

@@ -51,7 +51,6 @@ from twisted.logger import FileLogObserver, ILogObserver, Logger, eventAsText
 from zope.interface import implementer
 
 from pypid.config import Config
-from pypid.config.bucket_settings import BUCKET_BACKENDS
 from pypid.config.server_settings import parse_listen_address
 from pypid.config.storage_settings import StorageConfig
 from pypid.core.parts import IReloadable
@@ -71,6 +70,7 @@ from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.state.indexes import hosted_names
 from pypid.state.loader import roll_back_promotions
+from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
@@ -396,6 +396,8 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     @param load_config: C{load_config() -> Config}, for C{SIGHUP}.
     @param check_port: binds a TCP port for a moment before anything starts.
     """
+    # (each worker would stop for a cloud's missing SDK, and be started again)
+    require_sdk(config.storage.backend)
     count = config.server.workers
     ring = ChangeRing.create()
     in_force = ConfigInForce.create(config.text)
@@ -415,7 +417,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
-               for settings in _folders(config) if settings.backend not in BUCKET_BACKENDS]
+               for settings in _folders(config)] if config.bucket is None else []
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),

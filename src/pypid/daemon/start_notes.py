@@ -33,21 +33,10 @@ def shipped_password_users(config: Config) -> list[str]:
 
 def storage_line(config: Config) -> str:
     """Where the packages are kept, in one phrase."""
-    backend = config.storage.backend
-    if backend == "s3":
-        s3 = config.s3
-        where = f" at {s3.endpoint_url}" if s3.endpoint_url else ""
-        return f"S3 bucket {s3.bucket}{where}" + (f", prefix {s3.prefix}" if s3.prefix else "")
-    if backend == "azure":
-        azure = config.azure
-        return (f"Azure container {azure.container} of {azure.blob_endpoint}"
-                + (f", prefix {azure.prefix}" if azure.prefix else ""))
-    if backend == "gcs":
-        gcs = config.gcs
-        where = f" at {gcs.endpoint_url}" if gcs.endpoint_url else ""
-        return (f"Google Cloud Storage bucket {gcs.bucket}{where}"
-                + (f", prefix {gcs.prefix}" if gcs.prefix else ""))
-    return f"local folder {config.storage.path}"
+    section = config.bucket
+    if section is None:
+        return f"local folder {config.storage.path}"
+    return section.describe() + (f", prefix {section.prefix}" if section.prefix else "")
 
 
 class StartNotes(Service):

@@ -1,36 +1,51 @@
 """
-The clients of Azure Blob Storage and Google Cloud Storage built from
-their sections (C{[azure]}, C{[gcs]}), as L{pypid.storage.factory} builds
-S3's: the endpoint, the credentials the operator gave (or the cloud's
-own chain), the deadline and the outbound TLS policy, with a connection
-pool of their own.
+The client of each cloud's buckets (L{CLIENTS}, keyed as
+L{pypid.config.store_backends.BACKENDS}), built from its section
+(C{[s3]}, C{[azure]}, C{[gcs]}): the endpoint, the credentials the
+operator gave (or the cloud's own chain), the deadline and the outbound
+TLS policy, with a connection pool of its own.
+
+Each cloud's SDK (botocore, Azure's, Google's: signers and credential
+chains) is an extra of its own, so that a server on local disk installs
+none of them; L{make_client} looks for the SDK before it builds a client,
+and refuses one that is not installed with the one line that says which
+extra to install, rather than a traceback at the first request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any, cast
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.config import Config
+from pypid.config.azure_settings import AzureConfig
+from pypid.config.gcs_settings import GCSConfig
+from pypid.config.s3_settings import S3Config
 from pypid.core.records.metrics import Timings
 from pypid.core.util.startup import StartupError
-from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import Run, StorageError
+
+if TYPE_CHECKING:
+    from pypid.storage.bucket.store import ObjectStore
+    from pypid.storage.s3.api import S3Client
+
+    #: What a client's maker returns: the client, and what closes its pool's connections.
+    Made = tuple[ObjectStore, Callable[[], Deferred[Any]]]
 
 
 def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
                       timings: Timings | None = None, *, shared: bool = False,
-                      container: str | None = None,
-                      ) -> tuple[ObjectStore, Callable[[], Deferred[Any]]]:
+                      bucket: str | None = None) -> Made:
     """
-    The client of the C{[azure]} container (or of another C{container} of
-    the account): its account key, its SAS token, or the Azure identity
-    chain.
+    The client of the C{[azure]} container (or of another container of
+    the account, C{bucket}): its account key, its SAS token, or the Azure
+    identity chain.
 
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the key.
     """
@@ -43,7 +58,7 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.azure.blob_calls import AzureClient
 
-    azure = config.azure
+    azure = config.store(AzureConfig)
     credentials: AzureCredentials
     try:
         if azure.account_key:
@@ -57,7 +72,7 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     except StorageError as e:
         raise StartupError(str(e))
     http, pool = make_http(reactor, azure.timeout, policy=outbound_policy(config))
-    client = AzureClient(azure.blob_endpoint, azure.account, container or azure.container,
+    client = AzureClient(azure.blob_endpoint, azure.account, bucket or azure.container,
                          credentials,
                          http, reactor, run=run, timeout=azure.timeout, timings=timings,
                          block_size=azure.block_size, shared=shared)
@@ -66,8 +81,7 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
 
 def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
                     timings: Timings | None = None, *, shared: bool = False,
-                    bucket: str | None = None,
-                    ) -> tuple[ObjectStore, Callable[[], Deferred[Any]]]:
+                    bucket: str | None = None) -> Made:
     """
     The client of the C{[gcs]} bucket (or of another C{bucket}): a
     service account's key file, or the machine's metadata server.
@@ -75,6 +89,7 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     from pypid.http.client import make_http, outbound_policy
+    from pypid.storage.bucket.layout import Layout
     from pypid.storage.gcs.gcs_auth import (
         GoogleCredentials,
         key_file_credentials,
@@ -82,7 +97,7 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.gcs.object_calls import GCSClient
 
-    gcs = config.gcs
+    gcs = config.store(GCSConfig)
     make = (partial(key_file_credentials, gcs.credentials_file) if gcs.credentials_file
             else metadata_server_credentials)
     http, pool = make_http(reactor, gcs.timeout, policy=outbound_policy(config))
@@ -92,3 +107,123 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
                        probe_prefix=Layout(gcs.prefix).probe_key(""),
                        copy_limit=config.server.max_upload_size, shared=shared)
     return client, pool.closeCachedConnections
+
+
+def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
+                   timings: Timings | None = None, *, bucket: str | None = None,
+                   endpoint: str | None = None, region: str | None = None,
+                   shared: bool = False) -> tuple[S3Client, Callable[[], Deferred[Any]]]:
+    """
+    A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
+    the outbound TLS policy), with a connection pool of its own; or of
+    another bucket reached with the same credentials, deadline and policy
+    (the static export's destination, a pypicloud bucket to import).
+
+    @param timings: the L{pypid.core.records.metrics.Timings} its requests are
+        counted in, to share one with another client of the bucket.
+    @param bucket: the bucket's name, when not C{[s3] bucket}.
+    @param endpoint: its S3 endpoint, when not C{[s3] endpoint_url}; a
+        bucket at another endpoint is addressed by path (at AWS, without
+        one, virtual-host style), C{[s3] addressing} being the setting of
+        the configured endpoint only.
+    @param region: its region, when not C{[s3] region}.
+    @param shared: whether several storages share the client (the hosted
+        indexes on one bucket: see L{SharedBucket}).
+    @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
+        (to C{start} and C{stop}: its credentials), and C{close()} closing
+        the pool's connections.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
+        botocore knows no endpoint for the region.
+    """
+    from pypid.http.client import make_http, outbound_policy
+    from pypid.storage.bucket.layout import Layout
+    from pypid.storage.s3.api import S3Client
+    from pypid.storage.s3.credentials import CredentialSource
+    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
+
+    s3 = config.store(S3Config)
+    endpoint = endpoint or s3.endpoint_url
+    region = region or s3.region
+    if endpoint == s3.endpoint_url:
+        addressing = s3.addressing
+    else:
+        addressing = "path" if endpoint else "virtual"
+    policy = outbound_policy(config)
+    try:
+        where = endpoint or aws_endpoint(region)
+    except ValueError as e:
+        raise StartupError(str(e))
+    # (the configuration requires a secret key with an access key)
+    static = (Credentials(s3.access_key, cast(str, s3.secret_key), s3.session_token)
+              if s3.access_key else None)
+    source = CredentialSource(static, run, reactor)
+    http, pool = make_http(reactor, s3.timeout, policy=policy)
+    client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), source, http,
+                      reactor, s3.timeout, timings=timings, run=run,
+                      multipart_threshold=s3.multipart_threshold,
+                      probe_prefix=Layout(s3.prefix).probe_key(""), shared=shared)
+    return client, pool.closeCachedConnections
+
+
+@attrs.frozen
+class CloudClient:
+    """How pypid reaches one cloud's buckets."""
+
+    #: makes a client: C{make(config, run, reactor, timings, *, shared, bucket, ...)}
+    make: Callable[..., Made]
+    #: the modules of its SDK, which the extra named as the cloud installs
+    sdk: tuple[str, ...]
+
+
+#: Each cloud's client, by the cloud's name.
+CLIENTS: Mapping[str, CloudClient] = {
+    "s3": CloudClient(make_s3_client, ("botocore",)),
+    "azure": CloudClient(make_azure_client, ("azure.storage.blob", "azure.identity")),
+    "gcs": CloudClient(make_gcs_client, ("google.auth", "requests")),
+}
+
+
+def require_sdk(backend: str) -> None:
+    """
+    Refuse a cloud whose SDK is not installed, naming the extra that
+    installs it (nothing to refuse on local disk). The modules are looked
+    for, not imported: importing Azure's identity chain took 0.25 s here,
+    for nothing on a server with an account key; looking for every
+    cloud's modules takes 1 ms.
+
+    @raise StartupError: when a module of its SDK is missing.
+    """
+    for module in CLIENTS[backend].sdk if backend in CLIENTS else ():
+        try:
+            found = find_spec(module) is not None
+        except ImportError:  # (its parent package is missing)
+            found = False
+        if not found:
+            raise StartupError(f"the {backend} backend needs its SDK, which is not installed "
+                               f"(no module {module}): pip install 'pypid[{backend}]'")
+
+
+def make_client(config: Config, run: Run, reactor: IReactorTime,
+                timings: Timings | None = None, *, backend: str | None = None,
+                shared: bool = False, bucket: str | None = None, **options: str) -> Made:
+    """
+    A client of the configuration's bucket (or of another C{bucket} of the
+    cloud C{backend}, reached with its section's credentials), with a
+    connection pool of its own.
+
+    @param timings: the L{Timings} its requests are counted in, to share
+        one with another client of the bucket.
+    @param shared: whether several storages share it (their starts and
+        stops of its credentials are counted: see
+        L{pypid.storage.factory.SharedBucket}).
+    @param options: the cloud's own (S3's C{endpoint} and C{region}).
+    @return: C{(client, close)}: the client (to C{start} and C{stop}: its
+        credentials), and C{close()} closing the pool's connections.
+    @raise StartupError: when the cloud's SDK is not installed, C{[pypid]
+        ca_bundle} cannot be used, or the section names credentials that
+        cannot be used.
+    """
+    backend = backend or config.storage.backend
+    require_sdk(backend)
+    return CLIENTS[backend].make(config, run, reactor, timings, shared=shared, bucket=bucket,
+                                 **options)

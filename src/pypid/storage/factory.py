@@ -1,8 +1,9 @@
 """
-Storage, the S3 client and the audit log, built from the configuration:
-the one place both the daemon (L{pypid.tap}) and the command-line tools
-(C{pypid-admin}, C{pypid-export}) get them from, so a tool opens a storage
-exactly as the server does.
+Storage and the audit log, built from the configuration (a bucket's
+client by L{pypid.storage.cloud_clients}): the one place both the daemon
+(L{pypid.tap}) and the command-line tools (C{pypid-admin},
+C{pypid-export}) get them from, so a tool opens a storage exactly as the
+server does.
 
 Also L{StoragePart}: the packages' storage as a part of the daemon,
 prepared first (a folder's lock taken, a bucket's credentials and
@@ -41,6 +42,7 @@ from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.util.startup import StartupError
 from pypid.machine.ring import ChangeRing
+from pypid.storage.cloud_clients import make_client
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
@@ -50,7 +52,6 @@ from pypid.storage.store_changes import StoreChanges
 if TYPE_CHECKING:
     from pypid.storage.bucket.store import ObjectStore
     from pypid.storage.journal import IJournal
-    from pypid.storage.s3.api import S3Client
 
 log = Logger()
 
@@ -94,7 +95,7 @@ def below(config: Config, where: str, **changes: Any) -> Config:
         storage=attrs.evolve(config.storage,
                              path=os.path.join(config.storage.path, *where.split("/")),
                              within=within),
-        s3=moved(config.s3), azure=moved(config.azure), gcs=moved(config.gcs))
+        stores={name: moved(section) for name, section in config.stores.items()})
 
 
 def store_root(config: Config) -> Config:
@@ -114,7 +115,7 @@ def store_root(config: Config) -> Config:
         return attrs.evolve(section, prefix=section.prefix[:-len(within) - 1])
     return attrs.evolve(
         config, storage=attrs.evolve(config.storage, path=path, within=""),
-        s3=rooted(config.s3), azure=rooted(config.azure), gcs=rooted(config.gcs))
+        stores={name: rooted(section) for name, section in config.stores.items()})
 
 
 def index_snapshot_path(snapshot: str, name: str) -> str:
@@ -154,10 +155,10 @@ class SharedBucket:
         """
         The client of the configuration's bucket.
 
-        @raise StartupError: as L{make_store}.
+        @raise StartupError: as L{make_client}.
         """
         timings = Timings()
-        client, close = make_store(config, run, reactor, timings, shared=True)
+        client, close = make_client(config, run, reactor, timings, shared=True)
         return cls(client, timings, close)
 
     def use(self) -> Callable[[], Deferred[Any] | None]:
@@ -237,7 +238,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     client: ObjectStore
     close: Callable[[], Deferred[Any] | None]
     if bucket is None:
-        client, close = make_store(config, run, reactor, s3_timings)
+        client, close = make_client(config, run, reactor, s3_timings)
     else:
         client, close = bucket.client, bucket.use()
     own = journal is None
@@ -252,87 +253,6 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         BucketSettings.from_config(section, config.server.max_upload_size), on_close=close,
         render=render,
         changes=StoreChanges(journal, config.storage.within, reactor, owned=own))
-
-
-def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
-                   timings: Timings | None = None, *, bucket: str | None = None,
-                   endpoint: str | None = None, region: str | None = None,
-                   shared: bool = False,
-                   ) -> tuple[S3Client, Callable[[], Deferred[Any]]]:
-    """
-    A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
-    the outbound TLS policy), with a connection pool of its own; or of
-    another bucket reached with the same credentials, deadline and policy
-    (the static export's destination, a pypicloud bucket to import).
-
-    @param timings: the L{pypid.core.records.metrics.Timings} its requests are
-        counted in, to share one with another client of the bucket.
-    @param bucket: the bucket's name, when not C{[s3] bucket}.
-    @param endpoint: its S3 endpoint, when not C{[s3] endpoint_url}; a
-        bucket at another endpoint is addressed by path (at AWS, without
-        one, virtual-host style), C{[s3] addressing} being the setting of
-        the configured endpoint only.
-    @param region: its region, when not C{[s3] region}.
-    @param shared: whether several storages share the client (the hosted
-        indexes on one bucket: see L{SharedBucket}).
-    @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
-        (to C{start} and C{stop}: its credentials), and C{close()} closing
-        the pool's connections.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
-        botocore knows no endpoint for the region.
-    """
-    from pypid.http.client import make_http, outbound_policy
-    from pypid.storage.bucket.layout import Layout
-    from pypid.storage.s3.api import S3Client
-    from pypid.storage.s3.credentials import CredentialSource
-    from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
-
-    s3 = config.s3
-    endpoint = endpoint or s3.endpoint_url
-    region = region or s3.region
-    if endpoint == s3.endpoint_url:
-        addressing = s3.addressing
-    else:
-        addressing = "path" if endpoint else "virtual"
-    policy = outbound_policy(config)
-    try:
-        where = endpoint or aws_endpoint(region)
-    except ValueError as e:
-        raise StartupError(str(e))
-    # (the configuration requires a secret key with an access key)
-    static = (Credentials(s3.access_key, cast(str, s3.secret_key), s3.session_token)
-              if s3.access_key else None)
-    source = CredentialSource(static, run, reactor)
-    http, pool = make_http(reactor, s3.timeout, policy=policy)
-    client = S3Client(Bucket(where, bucket or s3.bucket, region, addressing), source, http,
-                      reactor, s3.timeout, timings=timings, run=run,
-                      multipart_threshold=s3.multipart_threshold,
-                      probe_prefix=Layout(s3.prefix).probe_key(""), shared=shared)
-    return client, pool.closeCachedConnections
-
-
-def make_store(config: Config, run: Run, reactor: IReactorTime,
-               timings: Timings | None = None, *, shared: bool = False,
-               ) -> tuple[ObjectStore, Callable[[], Deferred[Any]]]:
-    """
-    A client of the configuration's bucket, whichever cloud keeps it,
-    with a connection pool of its own.
-
-    @param timings: as L{make_s3_client}'s.
-    @param shared: whether several storages share it (their starts and
-        stops of its credentials are counted: see L{SharedBucket}).
-    @return: C{(client, close)}, as L{make_s3_client}'s.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
-        section names credentials that cannot be used.
-    """
-    from pypid.storage.cloud_clients import make_azure_client, make_gcs_client
-
-    backend = config.storage.backend
-    if backend == "azure":
-        return make_azure_client(config, run, reactor, timings, shared=shared)
-    if backend == "gcs":
-        return make_gcs_client(config, run, reactor, timings, shared=shared)
-    return make_s3_client(config, run, reactor, timings, shared=shared)
 
 
 def make_journal(config: Config, run: Run, reactor: IReactorTime,
@@ -355,7 +275,7 @@ def make_journal(config: Config, run: Run, reactor: IReactorTime,
     client: ObjectStore
     close: Callable[[], Deferred[Any] | None]
     if bucket is None:
-        client, close = make_store(config, run, reactor)
+        client, close = make_client(config, run, reactor)
     else:
         client, close = bucket.client, bucket.use()
 

@@ -31,7 +31,7 @@ from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.records.webhook_events import make_test_event
 from pypid.core.security.advisories import AdvisoryBoard
-from pypid.storage.factory import make_store
+from pypid.storage.cloud_clients import make_client
 from pypid.storage.interface import Run
 from pypid.storage.journal import IJournal
 from pypid.storage.records import FOLDER, BucketRecords, FolderRecords, IRecords
@@ -134,7 +134,7 @@ class WebhookPart(Service):
                                   "webhooks")
             records = FolderRecords(folder, run)
         else:
-            store, closing = make_store(config, run, reactor, timings)
+            store, closing = make_client(config, run, reactor, timings)
             records = BucketRecords(store, section.prefix + FOLDER + "webhooks/")
 
             def close() -> Deferred[Any]:

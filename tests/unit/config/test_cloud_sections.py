@@ -24,7 +24,7 @@ class AzureSectionTests(ConfigFiles, SynchronousTestCase):
         config = self.azure(f"account = pypidpackages\ncontainer = packages\nprefix = /p\n"
                             f"account_key = {KEY}\nblock_size = 8M\ndownload = stream\n"
                             "expire_after = 2h\nsync_interval = 5s\n")
-        azure = config.azure
+        azure = config.stores["azure"]
         self.assertEqual((azure.account, azure.container, azure.prefix, azure.block_size,
                           azure.download, azure.expire_after, azure.sync_interval),
                          ("pypidpackages", "packages", "p/", 8 << 20, "stream", 7200.0, 5.0))
@@ -76,7 +76,7 @@ class AzureSectionTests(ConfigFiles, SynchronousTestCase):
     def test_named_index_prefix(self):
         """A named index's storage is the container's, under the prefix's .indexes/NAME/."""
         config = self.azure("account = abc\ncontainer = c0c\nprefix = p/\n")
-        self.assertEqual(index_settings(config, "staging").azure.prefix, "p/.indexes/staging/")
+        self.assertEqual(index_settings(config, "staging").stores["azure"].prefix, "p/.indexes/staging/")
 
 
 class GCSSectionTests(ConfigFiles, SynchronousTestCase):
@@ -88,14 +88,14 @@ class GCSSectionTests(ConfigFiles, SynchronousTestCase):
                           "credentials_file = sa.json\nendpoint_url = http://127.0.0.1:4443/\n"
                           "prefix = p\n")
         config = load_config(path)
-        gcs = config.gcs
+        gcs = config.stores["gcs"]
         self.assertEqual((gcs.bucket, gcs.prefix, gcs.api_endpoint),
                          ("pypid-packages", "p/", "http://127.0.0.1:4443"))
         self.assertTrue(gcs.credentials_file.endswith("/sa.json"))
         self.assertIs(config.bucket, gcs)
         self.assertEqual(storage_line(config), "Google Cloud Storage bucket pypid-packages at "
                          "http://127.0.0.1:4443, prefix p/")
-        self.assertEqual(load_config(self.write("[gcs]\nbucket = b-1\n")).gcs.api_endpoint,
+        self.assertEqual(load_config(self.write("[gcs]\nbucket = b-1\n")).stores["gcs"].api_endpoint,
                          "https://storage.googleapis.com")
 
     def test_required(self):

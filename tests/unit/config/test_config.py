@@ -76,7 +76,7 @@ class DefaultsTests(SynchronousTestCase):
 
     def test_s3_defaults(self):
         """With the local backend the [s3] section is still there, holding its defaults."""
-        s3 = load_config(None).s3
+        s3 = load_config(None).stores["s3"]
         self.assertIsInstance(s3, S3Config)
         self.assertEqual(s3, S3Config(
             bucket="",
@@ -118,7 +118,7 @@ class DefaultsTests(SynchronousTestCase):
             defaults.server, snapshot=os.path.join(var, "index.json")))
         self.assertEqual(config.storage, attrs.evolve(
             defaults.storage, path=os.path.join(var, "packages")))
-        self.assertEqual(config.s3, defaults.s3)
+        self.assertEqual(config.stores["s3"], defaults.stores["s3"])
         # (but for its admin: the shipped user is one, issue 60)
         self.assertEqual(attrs.evolve(config.auth, admins=(),
                                       tokens=defaults.auth.tokens), defaults.auth)
@@ -139,9 +139,9 @@ class DefaultsTests(SynchronousTestCase):
             f.write(text)
         config = load_config(uncommented)
         self.assertEqual(config.storage.backend, "s3")
-        self.assertEqual(config.s3.bucket, "pypid-packages")
-        defaults = load_config(None).s3
-        self.assertEqual(attrs.evolve(config.s3, bucket=""), defaults)
+        self.assertEqual(config.stores["s3"].bucket, "pypid-packages")
+        defaults = load_config(None).stores["s3"]
+        self.assertEqual(attrs.evolve(config.stores["s3"], bucket=""), defaults)
 
     def test_shipped_cloud_examples(self):
         """The commented-out [azure] and [gcs] examples load once uncommented."""
@@ -157,7 +157,7 @@ class DefaultsTests(SynchronousTestCase):
                 f.write(uncommented)
             config = load_config(path)
             self.assertEqual(config.storage.backend, section)
-            held = config.azure.container if section == "azure" else config.gcs.bucket
+            held = config.stores["azure"].container if section == "azure" else config.stores["gcs"].bucket
             self.assertEqual(held, name)
 
     def test_upstream_defaults(self):
@@ -209,7 +209,7 @@ class DefaultsTests(SynchronousTestCase):
         defaults = load_config(None)
         self.assertEqual(attrs.evolve(config.upstream, mode="none", url=None, hosts=("*",)),
                          defaults.upstream)
-        self.assertEqual(config.s3, defaults.s3)
+        self.assertEqual(config.stores["s3"], defaults.stores["s3"])
 
 
 class FileTests(ConfigFiles, SynchronousTestCase):
@@ -604,7 +604,7 @@ class S3Tests(ConfigFiles, SynchronousTestCase):
 
     def s3(self, text):
         """Load a file made of an C{[s3]} section with C{text}, and return its L{S3Config}."""
-        return load_config(self.write("[s3]\n" + textwrap.dedent(text))).s3
+        return load_config(self.write("[s3]\n" + textwrap.dedent(text))).stores["s3"]
 
     def refused_s3(self, key, value):
         """Assert C{key = value} in C{[s3]} is refused naming file and key; return the message."""
@@ -635,7 +635,7 @@ class S3Tests(ConfigFiles, SynchronousTestCase):
             multipart_threshold = 128M
             timeout = 45s
             bucket_snapshot = no
-            """)).s3
+            """)).stores["s3"]
         self.assertEqual(s3, S3Config(
             bucket="pypid.packages-2",
             prefix="teams/python/",
@@ -841,7 +841,7 @@ class S3Tests(ConfigFiles, SynchronousTestCase):
         """C{[storage] backend} accepts C{s3}, in any case."""
         config = load_config(self.write("[storage]\nbackend = S3\n[s3]\nbucket = pypid\n"))
         self.assertEqual(config.storage.backend, "s3")
-        self.assertEqual(config.s3.bucket, "pypid")
+        self.assertEqual(config.stores["s3"].bucket, "pypid")
 
 
 class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
@@ -874,7 +874,7 @@ class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
 
     def test_bucket_optional_locally(self):
         """With the local backend the bucket may stay empty."""
-        self.assertEqual(load_config(self.write("[s3]\nregion = eu-west-3\n")).s3.bucket, "")
+        self.assertEqual(load_config(self.write("[s3]\nregion = eu-west-3\n")).stores["s3"].bucket, "")
 
     def test_key_pairs(self):
         """An access key without a secret key, or the reverse, names the missing one."""
@@ -907,7 +907,7 @@ class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
         message = self.refused("[s3]\nexpire_after = 1h\nbuffer_time = 2h\n")
         self.assertIn(": [s3] buffer_time: must be less than expire_after (3600 seconds)",
                       message)
-        s3 = load_config(self.write("[s3]\nexpire_after = 10m\nbuffer_time = 599\n")).s3
+        s3 = load_config(self.write("[s3]\nexpire_after = 10m\nbuffer_time = 599\n")).stores["s3"]
         self.assertEqual((s3.expire_after, s3.buffer_time), (600.0, 599.0))
 
     def test_buffer_time_blames_set(self):
@@ -937,20 +937,20 @@ class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
 
     def test_dotted_bucket_allowed(self):
         """A dotted bucket works with path addressing, or virtual addressing over http."""
-        s3 = load_config(self.write("[s3]\nbucket = pypid.packages\naddressing = path\n")).s3
+        s3 = load_config(self.write("[s3]\nbucket = pypid.packages\naddressing = path\n")).stores["s3"]
         self.assertEqual(s3.addressing, "path")
         s3 = load_config(self.write("""
             [s3]
             bucket = pypid.packages
             endpoint_url = https://s3.internal.example
-            """)).s3
+            """)).stores["s3"]
         self.assertEqual(s3.addressing, "path")
         s3 = load_config(self.write("""
             [s3]
             bucket = pypid.packages
             endpoint_url = http://s3.internal.example
             addressing = virtual
-            """)).s3
+            """)).stores["s3"]
         self.assertEqual(s3.addressing, "virtual")
 
     def test_virtual_ip_endpoint_refused(self):
@@ -972,9 +972,9 @@ class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
         config = load_config(self.write("[pypid]\nmax_upload_size = 1T\n[storage]\n"
                                         "backend = s3\n[s3]\nbucket = pypid\n"
                                         "multipart_threshold = 105M\n"))
-        self.assertEqual(config.s3.multipart_threshold, 105 << 20)
+        self.assertEqual(config.stores["s3"].multipart_threshold, 105 << 20)
         config = load_config(self.write("[pypid]\nmax_upload_size = 1T\n"))
-        self.assertEqual(config.s3.multipart_threshold, 64 << 20)
+        self.assertEqual(config.stores["s3"].multipart_threshold, 64 << 20)
         message = self.set_refused([("storage", "backend", "s3"), ("s3", "bucket", "pypid"),
                                     ("pypid", "max_upload_size", "1T")])
         self.assertTrue(message.startswith(
@@ -992,9 +992,9 @@ class SecretReprTests(ConfigFiles, SynchronousTestCase):
             secret_key = VerySecretKeyValue
             session_token = VerySecretTokenValue
             """))
-        self.assertEqual(config.s3.secret_key, "VerySecretKeyValue")
-        self.assertEqual(config.s3.session_token, "VerySecretTokenValue")
-        for text in (repr(config), str(config), repr(config.s3), str(config.s3)):
+        self.assertEqual(config.stores["s3"].secret_key, "VerySecretKeyValue")
+        self.assertEqual(config.stores["s3"].session_token, "VerySecretTokenValue")
+        for text in (repr(config), str(config), repr(config.stores["s3"]), str(config.stores["s3"])):
             self.assertNotIn("VerySecret", text)
             self.assertIn("secret_key='<hidden>'", text)
             self.assertIn("session_token='<hidden>'", text)
@@ -1002,7 +1002,7 @@ class SecretReprTests(ConfigFiles, SynchronousTestCase):
 
     def test_unset_shown_as_none(self):
         """An unset secret shows as None, so a repr still tells whether one is configured."""
-        text = repr(load_config(None).s3)
+        text = repr(load_config(None).stores["s3"])
         self.assertIn("secret_key=None", text)
         self.assertIn("session_token=None", text)
 
@@ -1491,7 +1491,7 @@ class ClientCountingKeysTests(ConfigFiles, SynchronousTestCase):
 #: single-index configuration): what today's files must still give, with
 #: the new fields at their defaults.
 _CONFIG_FIELDS_BEFORE_26 = (
-    "source", "server", "storage", "s3", "auth", "upstream", "users", "tls", "groups", "acl",
+    "source", "server", "storage", "stores", "auth", "upstream", "users", "tls", "groups", "acl",
     "metrics", "ldap", "oidc", "publishers")
 _UPSTREAM_FIELDS_BEFORE_26 = (
     "mode", "url", "ttl", "offline", "private", "merge", "min_age", "min_age_exempt", "hosts",

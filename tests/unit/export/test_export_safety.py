@@ -316,7 +316,7 @@ class BucketApartTests(SynchronousTestCase):
     def test_overlap_refused(self):
         """Under the storage's prefix, or around it, is refused; beside it is allowed."""
         s3 = types.SimpleNamespace(bucket="pkgs", prefix="", endpoint_url=None)
-        config = types.SimpleNamespace(s3=s3, bucket=s3,
+        config = types.SimpleNamespace(bucket=s3,
                                        storage=types.SimpleNamespace(backend="s3"))
         options = types.SimpleNamespace(bucket="pkgs", prefix="site/", endpoint=None)
         self.assertRaises(ExportError, cli._check_apart_in_bucket, config, options)

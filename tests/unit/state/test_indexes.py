@@ -319,10 +319,10 @@ class NamedStorageTests(_ServerMixin, SynchronousTestCase):
         self.assertIs(index_settings(config, "default"), config)
         named = index_settings(config, "release")
         self.assertEqual(named.storage.path, f"{self.folder}/packages/.indexes/release")
-        self.assertEqual(named.s3.prefix, "pypid/.indexes/release/")
-        self.assertEqual(named.s3.bucket_snapshot, config.s3.bucket_snapshot)
+        self.assertEqual(named.stores["s3"].prefix, "pypid/.indexes/release/")
+        self.assertEqual(named.stores["s3"].bucket_snapshot, config.stores["s3"].bucket_snapshot)
         self.assertEqual(named.server, config.server)
-        self.assertEqual(index_settings(self.config(), "release").s3.prefix,
+        self.assertEqual(index_settings(self.config(), "release").stores["s3"].prefix,
                          ".indexes/release/")
 
     def test_snapshot_path(self):

@@ -406,9 +406,9 @@ class FactoryTests(SynchronousTestCase):
         self.assertEqual(cache_settings(config, None).storage.path, f"{root}/.upstream")
         self.assertEqual(cache_settings(config, "vendor").storage.path,
                          f"{root}/.indexes/.upstreams/vendor")
-        self.assertEqual(cache_settings(config, "vendor").s3.prefix,
-                         config.s3.prefix + ".indexes/.upstreams/vendor/")
-        self.assertFalse(cache_settings(config, "vendor").s3.bucket_snapshot)
+        self.assertEqual(cache_settings(config, "vendor").stores["s3"].prefix,
+                         config.stores["s3"].prefix + ".indexes/.upstreams/vendor/")
+        self.assertFalse(cache_settings(config, "vendor").stores["s3"].bucket_snapshot)
         # (on every cloud: a cache on the packages' own prefix would hold
         # them, and evict them)
         for backend in ("s3", "azure", "gcs"):

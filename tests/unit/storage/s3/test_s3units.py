@@ -1572,7 +1572,7 @@ class CheckRateConfigTests(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("[s3]\n" + text)
-        return load_config(path).s3
+        return load_config(path).stores["s3"]
 
     def test_default(self):
         """Unset, the check makes at most L{CHECK_RATE} (10) requests a second."""
