@@ -17,7 +17,6 @@ import attrs
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
@@ -29,7 +28,12 @@ from pypid.core.util.units import counted, format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
 from pypid.storage.locks import KeyedLock
-from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
+from pypid.web.changes.change_checks import (
+    NO_SUCH_RELEASE,
+    ONLY_UPLOADS,
+    ChangeChecks,
+    storage_call,
+)
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
 from pypid.web.server.routes import requested_version
@@ -87,7 +91,7 @@ class FileChanges:
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
         project = normalize(name)
-        self._checks.may_touch(identity, project)
+        self._checks.may_touch(self._checks.reader(request), project)
         filenames = self.release(name, version)
         await self.apply(request, project, filenames, self.delete, None, identity)
         removed = counted(len(filenames), "file")
@@ -100,9 +104,9 @@ class FileChanges:
         C{project}, the normalized name the request gave), each under its
         distribution's lock.
         """
-        if is_publisher(identity.name):
-            # (its grant, [publishers], is to publish: a release stays as CI made it)
-            raise Forbidden("a trusted publisher's token may only upload")
+        checks = self._checks
+        if checks.reader(request).minted:
+            raise Forbidden(ONLY_UPLOADS)
         for filename in filenames:
             # (in the project the URL names, as uploads look: a miss while
             # the projects a start loaded later wait makes none of theirs)
@@ -113,8 +117,9 @@ class FileChanges:
             # answer whether it exists or not.
             if record is None:
                 raise NotFound(NO_SUCH_RELEASE)
-            if not self._checks.may_change(identity, record.project):
-                self._checks.may_touch(identity, record.project)
+            reader = checks.reader(request)
+            if not checks.may_change(reader, record.project):
+                checks.may_touch(reader, record.project)
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)
@@ -164,9 +169,10 @@ class FileChanges:
     async def restore(self, request: IRequest, filename: str, identity: Identity) -> bytes:
         """Take C{filename} out of the recycle bin, as whoever may delete it."""
         project = project_of_filename(filename)
-        self._checks.may_touch(identity, project)
-        if is_publisher(identity.name):
-            raise Forbidden("a trusted publisher's token may only upload")
+        reader = self._checks.reader(request)
+        self._checks.may_touch(reader, project)
+        if reader.minted:
+            raise Forbidden(ONLY_UPLOADS)
         record = self._index.binned_file(filename) if self._bin is not None else None
         if record is None or record.project != project:
             raise NotFound(f"no such file in the recycle bin: {filename}")
