@@ -123,12 +123,13 @@ class LayerTests(SynchronousTestCase):
         Only L{pypid.auth.reader} decides what an identity may do: no other
         module asks the access model's rules (a call of one of
         L{pypid.auth.policy.AccessModel}'s rule methods), whether a name is
-        a trusted publisher's (C{is_publisher}), whose a token is
-        (C{belongs}), what a token's scope or actions let it do (C{covers},
-        C{in token.actions}), or whether the identity acts by a token (a
-        test of C{identity.token}); each asks a request's or an identity's
-        reader, so who may do what has one answer. The modules that define
-        what is asked are the exceptions, each for its own.
+        a trusted publisher's (C{is_publisher}, C{PUBLISHER_PREFIX}), whose
+        a token is (C{belongs}), what a token's scope or actions let it do
+        (C{covers}, C{in token.actions}), or whether the identity acts by a
+        token (C{identity.token is None}, or its truth); each asks a
+        request's or an identity's reader, so who may do what has one
+        answer. The modules that define what is asked are the exceptions,
+        each for its own.
         """
         wrong = []
         for module, _, tree in modules():
@@ -145,19 +146,48 @@ class LayerTests(SynchronousTestCase):
         """
         wrong = []
         for module, _, tree in modules():
-            if module in ("pypid.auth.reader", "pypid.web.identity.gates"):
-                continue
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func
-                if isinstance(func, ast.Name) and func.id in ("Rules", "Reader"):
-                    wrong.append(f"{module}:{node.lineno} makes a {func.id}")
-                elif isinstance(func, ast.Attribute) and func.attr in ("reader", "reader_of") \
-                        and not (len(node.args) == 1 and isinstance(node.args[0], ast.Name)
-                                 and node.args[0].id == "request"):
-                    wrong.append(f"{module}:{node.lineno} makes a reader")
+            if module not in ("pypid.auth.reader", "pypid.web.identity.gates"):
+                wrong += [f"{module}:{line} {what}" for line, what in readers_made(tree)]
         self.assertEqual(wrong, [])
+
+    def test_every_decision_found(self):
+        """
+        The checks see each way of deciding who may do what outside the
+        reader, and of making a reader, and let through what only reads
+        the identity (its name shown, its token's id recorded) and the
+        request's reader asked.
+        """
+        source = (
+            "def route(request, identity, model, book, token, access, rules):\n"
+            "    model.may_write(identity.name, 'six')\n"
+            "    is_publisher(identity.name)\n"
+            "    identity.name.startswith(PUBLISHER_PREFIX)\n"
+            "    book.belongs(token, identity.name, identity.login)\n"
+            "    token.covers('upload', 'six', 'default')\n"
+            "    'upload' in identity.token.actions\n"
+            "    identity.token is None\n"
+            "    if identity.token:\n"
+            "        pass\n"
+            "    not identity.token\n"
+            "    Rules(model)\n"
+            "    Reader(rules, identity)\n"
+            "    rules.reader(identity)\n"
+            "    access.reader_of(identity)\n"
+            "    access.reader(request).writes('six', 'default')\n"
+            "    rule.covers('six')\n"
+            "    shown = identity.name\n"
+            "    recorded = identity.token.id\n"
+        )
+        tree = ast.parse(source)
+        self.assertEqual([(line, what) for line, what, _ in sorted(decisions(tree))], [
+            (2, "calls may_write"), (3, "calls is_publisher"),
+            (4, "tests a name for PUBLISHER_PREFIX"), (5, "calls belongs"),
+            (6, "asks a token's covers"), (7, "reads a token's actions"),
+            (8, "tests identity.token"), (9, "tests identity.token"),
+            (11, "tests identity.token")])
+        self.assertEqual(sorted(readers_made(tree)), [
+            (12, "makes a Rules"), (13, "makes a Reader"), (14, "makes a reader"),
+            (15, "makes a reader")])
 
     def test_one_periodic_loop(self):
         """
@@ -194,6 +224,7 @@ def decisions(tree):
     rules = _access_rules()
     assert "may_enter" in rules
     tokens, policy = "pypid.auth.tokens", "pypid.auth.policy"
+    publishers = "pypid.auth.publisher_tokens"
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
@@ -201,7 +232,11 @@ def decisions(tree):
             if isinstance(func, ast.Attribute) and name in rules:
                 yield node.lineno, f"calls {name}", (policy,)
             elif name == "is_publisher":
-                yield node.lineno, "calls is_publisher", ("pypid.auth.publisher_tokens",)
+                yield node.lineno, "calls is_publisher", (publishers,)
+            elif name == "startswith" and any(
+                    isinstance(arg, ast.Name) and arg.id == "PUBLISHER_PREFIX"
+                    for arg in node.args):
+                yield node.lineno, "tests a name for PUBLISHER_PREFIX", (publishers,)
             elif name == "belongs":
                 yield node.lineno, "calls belongs", (tokens,)
             elif name == "covers" and node.args and isinstance(node.args[0], ast.Constant) \
@@ -217,6 +252,30 @@ def decisions(tree):
                 # (whether the credentials are checked again is who is asking's)
                 yield node.lineno, "tests identity.token", (
                     "pypid.web.identity.identification",)
+        # (a token's truth, as a condition: C{if identity.token}, C{not identity.token})
+        tested = (node.test if isinstance(node, (ast.If, ast.IfExp, ast.While, ast.Assert))
+                  else node.operand if isinstance(node, ast.UnaryOp)
+                  and isinstance(node.op, ast.Not) else None)
+        if isinstance(tested, ast.Attribute) and tested.attr == "token":
+            yield node.lineno, "tests identity.token", ()
+
+
+def readers_made(tree):
+    """
+    C{(line, what)} of each reader or rules a syntax tree makes
+    (L{LayerTests.test_readers_made_by_the_gates}): every C{reader} or
+    C{reader_of} call but C{reader(request)}.
+    """
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("Rules", "Reader"):
+            yield node.lineno, f"makes a {func.id}"
+        elif isinstance(func, ast.Attribute) and func.attr in ("reader", "reader_of") \
+                and not (len(node.args) == 1 and isinstance(node.args[0], ast.Name)
+                         and node.args[0].id == "request"):
+            yield node.lineno, "makes a reader"
 
 
 #: The rooms (sub-packages) of the packages that have them, bottom to top: a

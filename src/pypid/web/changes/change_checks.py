@@ -31,10 +31,6 @@ log = Logger(namespace="pypid.web.changes.publish")
 #: What a change to a file or release no one may see or change answers.
 NO_SUCH_RELEASE = "no such file or release"
 
-#: What a trusted publisher's token is told of any change but an upload:
-#: its grant, C{[publishers]}, is to publish (a release stays as CI made it).
-ONLY_UPLOADS = "a trusted publisher's token may only upload"
-
 
 @attrs.frozen
 class ChangeChecks:
@@ -72,6 +68,15 @@ class ChangeChecks:
         """Refuse (403) C{reader} an upload to C{project} of this index, naming what refuses."""
         if not reader.writes(project, self._name):
             raise Forbidden(reader.upload_refusal(project, project, self._name))
+
+    @staticmethod
+    def may_change_files(reader: Reader) -> None:
+        """
+        Refuse a trusted publisher's token any change but an upload: its
+        grant, C{[publishers]}, is to publish (a release stays as CI made it).
+        """
+        if reader.minted:
+            raise Forbidden("a trusted publisher's token may only upload")
 
     def may_touch(self, reader: Reader, project: str | None) -> None:
         """

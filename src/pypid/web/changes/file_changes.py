@@ -28,12 +28,7 @@ from pypid.core.util.units import counted, format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
 from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
 from pypid.storage.locks import KeyedLock
-from pypid.web.changes.change_checks import (
-    NO_SUCH_RELEASE,
-    ONLY_UPLOADS,
-    ChangeChecks,
-    storage_call,
-)
+from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
 from pypid.web.server.routes import requested_version
@@ -105,8 +100,7 @@ class FileChanges:
         distribution's lock.
         """
         checks = self._checks
-        if checks.reader(request).minted:
-            raise Forbidden(ONLY_UPLOADS)
+        checks.may_change_files(checks.reader(request))
         for filename in filenames:
             # (in the project the URL names, as uploads look: a miss while
             # the projects a start loaded later wait makes none of theirs)
@@ -171,8 +165,7 @@ class FileChanges:
         project = project_of_filename(filename)
         reader = self._checks.reader(request)
         self._checks.may_touch(reader, project)
-        if reader.minted:
-            raise Forbidden(ONLY_UPLOADS)
+        self._checks.may_change_files(reader)
         record = self._index.binned_file(filename) if self._bin is not None else None
         if record is None or record.project != project:
             raise NotFound(f"no such file in the recycle bin: {filename}")

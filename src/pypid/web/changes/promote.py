@@ -60,7 +60,7 @@ from pypid.state.promoter import (
 from pypid.storage.interface import (
     StorageError,
 )
-from pypid.web.changes.change_checks import ONLY_UPLOADS, ChangeChecks
+from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail, Facts, facts_of
 from pypid.web.server.respond import storage_unavailable
@@ -169,8 +169,7 @@ class Promote:
         if source_name == target_name:
             raise BadRequest(f"to: the release is in {source_name} already")
         project = normalize(asked.project)
-        if reader.minted:
-            raise Forbidden(ONLY_UPLOADS)
+        ChangeChecks.may_change_files(reader)
         if not reader.reads(project, source_name):
             raise Forbidden(f"{identity.name} may not read {project} in {source_name}")
         if not (reader.uploads_to(target_name) and reader.writes(project, target_name)):

@@ -122,6 +122,38 @@ class ReaderTests(SynchronousTestCase):
         self.assertFalse(rules.reader(Identity("alice", token("alice"))).is_admin)
         self.assertFalse(rules.anonymous.is_admin)
 
+    def test_minted(self):
+        """
+        A token trusted publishing minted is a trusted publisher's; a
+        person's token, a password and anonymous are not, nor a publisher's
+        name without a token.
+        """
+        rules = Rules(model())
+        name = "publisher:github:acme/widgets"
+        self.assertTrue(rules.reader(Identity(name, token(name, actions=("upload",)))).minted)
+        self.assertEqual([rules.reader(Identity("alice", token("alice"))).minted,
+                          rules.reader(Identity("alice")).minted,
+                          rules.reader(Identity(name)).minted, rules.anonymous.minted],
+                         [False] * 4)
+
+    def test_upload_refusal_of_the_user(self):
+        """
+        Within a token's scope its user is named; outside it (another
+        project, or no C{upload} action) the token is; anonymous, as such
+        (more: C{tests.unit.auth.test_tokens.TokenRefusalTests}).
+        """
+        rules = Rules(model())
+        scoped = rules.reader(Identity("bob", token("bob", projects=["widget"])))
+        self.assertEqual(scoped.upload_refusal("widget", "widget", "staging"),
+                         "bob may not upload to widget")
+        self.assertEqual(scoped.upload_refusal("gadget", "gadget", "staging"),
+                         "token t1 may not upload to gadget (it is kept to widget)")
+        reading = rules.reader(Identity("bob", token("bob", actions=("read",))))
+        self.assertEqual(reading.upload_refusal("staging", index="staging"),
+                         "token t1 may not upload to staging")
+        self.assertEqual(rules.anonymous.upload_refusal("staging", index="staging"),
+                         "anonymous may not upload to staging")
+
     def test_persons_and_tokens(self):
         """
         A person (a password) is one and uploads; a token is none, and
@@ -162,6 +194,9 @@ class ReaderTests(SynchronousTestCase):
         self.assertTrue(rules.reader(Identity("alice")).may_revoke(bobs, book))
         self.assertFalse(rules.reader(Identity("carol")).may_revoke(bobs, book))
         self.assertFalse(rules.reader(Identity("bob", bobs)).may_revoke(bobs, book))
+        # (an admin's own token is no admin: it revokes nothing)
+        _, alices = book.issue("alice", ["read"])
+        self.assertFalse(rules.reader(Identity("alice", alices)).may_revoke(bobs, book))
         self.assertFalse(rules.anonymous.may_revoke(bobs, book))
 
     def test_reload_takes_new_permissions_whole(self):
@@ -252,6 +287,34 @@ class ChangeChecksTests(SynchronousTestCase):
         e = self.assertRaises(Forbidden, ChangeChecks(access, "staging").may_upload_here, bob)
         self.assertEqual(str(e), "bob may not upload to staging")
         ChangeChecks(access, "staging").may_upload_here(rules.reader(Identity("alice")))
+
+    def test_only_uploads_by_a_minted_token(self):
+        """
+        A trusted publisher's token is refused any change but an upload; a
+        person and a person's token go on to the project's checks.
+        """
+        rules = Rules(model())
+        name = "publisher:github:acme/widgets"
+        minted = rules.reader(Identity(name, token(name, actions=("upload",))))
+        e = self.assertRaises(Forbidden, ChangeChecks.may_change_files, minted)
+        self.assertEqual(str(e), "a trusted publisher's token may only upload")
+        for identity in (Identity("alice"), Identity("alice", token("alice"))):
+            self.assertIsNone(ChangeChecks.may_change_files(rules.reader(identity)))
+
+    def test_upload_to_a_project(self):
+        """
+        L{ChangeChecks.may_upload}: who may change the project uploads to
+        it; anyone else is refused, naming the token whose scope refuses.
+        """
+        checks = ChangeChecks(Gates(model(), verifier()), "staging")
+        rules = Rules(model())
+        self.assertIsNone(checks.may_upload(rules.reader(Identity("alice")), "widget"))
+        e = self.assertRaises(Forbidden, checks.may_upload, rules.reader(Identity("bob")),
+                              "widget")
+        self.assertEqual(str(e), "bob may not upload to widget")
+        scoped = rules.reader(Identity("alice", token("alice", projects=["acme-*"])))
+        e = self.assertRaises(Forbidden, checks.may_upload, scoped, "widget")
+        self.assertEqual(str(e), "token t1 may not upload to widget (it is kept to acme-*)")
 
     def test_untouchable_as_missing(self):
         """A project one may neither see nor change answers as a missing one."""
