@@ -120,26 +120,74 @@ class LayerTests(SynchronousTestCase):
 
     def test_one_reader(self):
         """
-        Only L{pypid.auth.reader} asks the access model's rules (a call of
-        one of L{pypid.auth.policy.AccessModel}'s rule methods): every
-        other module asks a request's or an identity's reader, so who may
-        do what has one answer.
+        Only L{pypid.auth.reader} decides what an identity may do: no other
+        module asks the access model's rules (a call of one of
+        L{pypid.auth.policy.AccessModel}'s rule methods), whether a name is
+        a trusted publisher's (C{is_publisher}, C{PUBLISHER_PREFIX}), whose
+        a token is (C{belongs}), what a token's scope or actions let it do
+        (C{covers}, C{in token.actions}), or whether the identity acts by a
+        token (C{identity.token is None}, or its truth); each asks a
+        request's or an identity's reader, so who may do what has one
+        answer. The modules that define what is asked are the exceptions,
+        each for its own.
         """
-        import inspect
-
-        from pypid.auth.policy import AccessModel
-        rules = {name for name, member in inspect.getmembers(AccessModel, inspect.isfunction)
-                 if not name.startswith("_")}
-        self.assertIn("may_enter", rules)
         wrong = []
         for module, _, tree in modules():
-            if module in ("pypid.auth.policy", "pypid.auth.reader"):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                        and node.func.attr in rules:
-                    wrong.append(f"{module}:{node.lineno} calls {node.func.attr}")
+            wrong += [f"{module}:{line} {what}" for line, what, definers in decisions(tree)
+                      if module != "pypid.auth.reader" and module not in definers]
         self.assertEqual(wrong, [])
+
+    def test_readers_made_by_the_gates(self):
+        """
+        Only the gates (L{pypid.web.identity.gates}) make a request's reader,
+        once, and keep it on the request: no other module makes rules or
+        readers (C{Rules(...)}, C{Reader(...)}, C{rules.reader(identity)}),
+        and the routes ask C{Gates.reader(request)}.
+        """
+        wrong = []
+        for module, _, tree in modules():
+            if module not in ("pypid.auth.reader", "pypid.web.identity.gates"):
+                wrong += [f"{module}:{line} {what}" for line, what in readers_made(tree)]
+        self.assertEqual(wrong, [])
+
+    def test_every_decision_found(self):
+        """
+        The checks see each way of deciding who may do what outside the
+        reader, and of making a reader, and let through what only reads
+        the identity (its name shown, its token's id recorded) and the
+        request's reader asked.
+        """
+        source = (
+            "def route(request, identity, model, book, token, access, rules):\n"
+            "    model.may_write(identity.name, 'six')\n"
+            "    is_publisher(identity.name)\n"
+            "    identity.name.startswith(PUBLISHER_PREFIX)\n"
+            "    book.belongs(token, identity.name, identity.login)\n"
+            "    token.covers('upload', 'six', 'default')\n"
+            "    'upload' in identity.token.actions\n"
+            "    identity.token is None\n"
+            "    if identity.token:\n"
+            "        pass\n"
+            "    not identity.token\n"
+            "    Rules(model)\n"
+            "    Reader(rules, identity)\n"
+            "    rules.reader(identity)\n"
+            "    access.reader_of(identity)\n"
+            "    access.reader(request).writes('six', 'default')\n"
+            "    rule.covers('six')\n"
+            "    shown = identity.name\n"
+            "    recorded = identity.token.id\n"
+        )
+        tree = ast.parse(source)
+        self.assertEqual([(line, what) for line, what, _ in sorted(decisions(tree))], [
+            (2, "calls may_write"), (3, "calls is_publisher"),
+            (4, "tests a name for PUBLISHER_PREFIX"), (5, "calls belongs"),
+            (6, "asks a token's covers"), (7, "reads a token's actions"),
+            (8, "tests identity.token"), (9, "tests identity.token"),
+            (11, "tests identity.token")])
+        self.assertEqual(sorted(readers_made(tree)), [
+            (12, "makes a Rules"), (13, "makes a Reader"), (14, "makes a reader"),
+            (15, "makes a reader")])
 
     def test_one_periodic_loop(self):
         """
@@ -156,6 +204,78 @@ class LayerTests(SynchronousTestCase):
                     wrong += [f"{module} imports {alias.name}" for alias in node.names
                               if alias.name in ("LoopingCall", "TimerService")]
         self.assertEqual(wrong, [])
+
+
+def _access_rules():
+    """The names of L{pypid.auth.policy.AccessModel}'s rule methods."""
+    import inspect
+
+    from pypid.auth.policy import AccessModel
+    return {name for name, member in inspect.getmembers(AccessModel, inspect.isfunction)
+            if not name.startswith("_")}
+
+
+def decisions(tree):
+    """
+    C{(line, what, definers)} of each question of who may do what a
+    syntax tree asks (L{LayerTests.test_one_reader}), with the modules
+    that define what it asks.
+    """
+    rules = _access_rules()
+    assert "may_enter" in rules
+    tokens, policy = "pypid.auth.tokens", "pypid.auth.policy"
+    publishers = "pypid.auth.publisher_tokens"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if isinstance(func, ast.Attribute) and name in rules:
+                yield node.lineno, f"calls {name}", (policy,)
+            elif name == "is_publisher":
+                yield node.lineno, "calls is_publisher", (publishers,)
+            elif name == "startswith" and any(
+                    isinstance(arg, ast.Name) and arg.id == "PUBLISHER_PREFIX"
+                    for arg in node.args):
+                yield node.lineno, "tests a name for PUBLISHER_PREFIX", (publishers,)
+            elif name == "belongs":
+                yield node.lineno, "calls belongs", (tokens,)
+            elif name == "covers" and node.args and isinstance(node.args[0], ast.Constant) \
+                    and node.args[0].value in ("read", "upload"):
+                yield node.lineno, "asks a token's covers", (tokens,)
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and any(
+                    isinstance(side, ast.Attribute) and side.attr == "actions" for side in sides):
+                yield node.lineno, "reads a token's actions", (tokens,)
+            elif isinstance(node.left, ast.Attribute) and node.left.attr == "token" \
+                    and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+                # (whether the credentials are checked again is who is asking's)
+                yield node.lineno, "tests identity.token", (
+                    "pypid.web.identity.identification",)
+        # (a token's truth, as a condition: C{if identity.token}, C{not identity.token})
+        tested = (node.test if isinstance(node, (ast.If, ast.IfExp, ast.While, ast.Assert))
+                  else node.operand if isinstance(node, ast.UnaryOp)
+                  and isinstance(node.op, ast.Not) else None)
+        if isinstance(tested, ast.Attribute) and tested.attr == "token":
+            yield node.lineno, "tests identity.token", ()
+
+
+def readers_made(tree):
+    """
+    C{(line, what)} of each reader or rules a syntax tree makes
+    (L{LayerTests.test_readers_made_by_the_gates}): every C{reader} or
+    C{reader_of} call but C{reader(request)}.
+    """
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("Rules", "Reader"):
+            yield node.lineno, f"makes a {func.id}"
+        elif isinstance(func, ast.Attribute) and func.attr in ("reader", "reader_of") \
+                and not (len(node.args) == 1 and isinstance(node.args[0], ast.Name)
+                         and node.args[0].id == "request"):
+            yield node.lineno, "makes a reader"
 
 
 #: The rooms (sub-packages) of the packages that have them, bottom to top: a

@@ -43,7 +43,7 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.auth.oidc import TrustedPublishing
-from pypid.auth.publisher_tokens import is_publisher
+from pypid.auth.publisher_tokens import minted_proof
 from pypid.auth.verifier import Identity
 from pypid.core.access.publishers import PublisherRule
 from pypid.core.dists.names import normalize
@@ -440,9 +440,9 @@ class AttestationChecker:
 
         @raise AttestationRefused: nobody may.
         """
-        token = identity.token
-        if is_publisher(identity.name) and token is not None and token.proof:
-            return dict(token.proof), identity.name.split(":")[1]
+        minted = minted_proof(identity)
+        if minted is not None:
+            return minted
         settings = self._publishing.settings if self._publishing is not None else None
         rules = [rule for rule in (settings.rules if settings else ()) if rule.covers(project)]
         if not rules:

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.auth.oidc_errors import OverShare, TooMany
 from pypid.auth.tokens import Token, TokenBook
+from pypid.auth.verifier import Identity
 from pypid.core.access.publishers import PUBLISHER_PREFIX
 from pypid.core.access.shares import MintRate, TableShares
 
@@ -258,3 +259,14 @@ class PublisherTokens:
 def is_publisher(name: str) -> bool:
     """Whether an identity's name is a publisher's (a minted token's)."""
     return name.startswith(PUBLISHER_PREFIX)
+
+
+def minted_proof(identity: Identity) -> tuple[dict[str, str], str] | None:
+    """
+    What a minted token's identity proved (L{Token.proof}) and the name of
+    the issuer that minted it; L{None} for any other identity.
+    """
+    token = identity.token
+    if not is_publisher(identity.name) or token is None or not token.proof:
+        return None
+    return dict(token.proof), identity.name.split(":")[1]

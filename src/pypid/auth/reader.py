@@ -34,10 +34,21 @@ import attrs
 
 from pypid.auth.policy import AccessModel
 from pypid.auth.publisher_tokens import is_publisher
+from pypid.auth.tokens import Token, TokenBook
 from pypid.auth.verifier import Identity
 from pypid.core.access.access_rules import READ, WRITE
+from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.namespaces import Grant, refusal
+
+#: The fields of an audit entry a project's owner reads (not an admin):
+#: never the addresses and tokens of others, nor the index a promotion
+#: came from (one that may be hidden from them).
+OWNER_FIELDS = frozenset({"time", "event", "outcome", "user", "index", "project", "version", "id",
+                          "filename", "sha256", "detail", "count"})
+
+#: What L{Reader.audit_fields} answers one who may read no audit entry.
+NO_FIELDS: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -114,11 +125,31 @@ class Reader:
             and is_publisher(identity.name)
 
     @property
+    def is_person(self) -> bool:
+        """
+        Whether the identity is a person logged in (a password, a browser
+        session): a token, acting for one within its scope, never manages
+        tokens nor acts as an admin.
+        """
+        identity = self.identity
+        return identity is not None and identity.token is None
+
+    @property
     def is_admin(self) -> bool:
         """Whether the identity is an admin (with a password: tokens never are)."""
         identity = self.identity
         return (identity is not None and identity.token is None
                 and self._rules.model.is_admin(identity.name, identity.groups))
+
+    @property
+    def uploads(self) -> bool:
+        """
+        Whether the identity's credentials upload at all: a person's do, a
+        token's when C{upload} is one of its actions (a minted token's is).
+        """
+        identity = self.identity
+        return identity is not None and (identity.token is None
+                                         or "upload" in identity.token.actions)
 
     def member_of(self, group: str) -> bool:
         """Whether the identity is in C{group} (of C{[groups]}, its directory's, its provider's)."""
@@ -195,6 +226,22 @@ class Reader:
                 return True  # (its [publishers] rules are its grant, whatever [acl] says)
         return model.may_write(identity.name, project, identity.groups, index)
 
+    def upload_refusal(self, where: str, project: str | None = None,
+                       index: str | None = None) -> str:
+        """
+        Why the identity may not upload to C{where} (a project, or an
+        index): blaming the token when its scope is what refuses (not the
+        user, who may), else the user.
+        """
+        identity = self.identity
+        token: Token | None = identity.token if identity is not None else None
+        if token is not None and not token.covers("upload", project, index):
+            scope = (" ".join(token.projects) if token.projects and project is not None
+                     else " ".join(token.indexes) if token.indexes else "")
+            kept = f" (it is kept to {scope})" if scope else ""
+            return f"token {token.id} may not upload to {where}{kept}"
+        return f"{identity.name if identity is not None else 'anonymous'} may not upload to {where}"
+
     def owns(self, project: str, index: str) -> bool:
         """
         Whether the identity has an owner's rights on C{project} of C{index}:
@@ -205,6 +252,33 @@ class Reader:
         """
         return (self._rules.is_index(index) and self.enters(index)
                 and self.reads(project, index) and self.writes(project, index))
+
+    def audit_fields(self, project: str, index: str) -> frozenset[str] | None:
+        """
+        The fields of the audit entries the identity reads, for a query
+        naming C{project} of C{index} (as sent: either may be empty, or no
+        name): every one (L{None}) for an admin; an owner's
+        (L{OWNER_FIELDS}) for a person who owns the project there (an index
+        that does not exist, or hidden from them, is refused alike); none
+        (L{NO_FIELDS}: refused) for anyone else, and a token.
+        """
+        if self.is_admin:
+            return None
+        if self.is_person and project and is_valid_name(project) \
+                and self.owns(normalize(project), index):
+            return OWNER_FIELDS
+        return NO_FIELDS
+
+    def may_revoke(self, token: Token, book: TokenBook) -> bool:
+        """
+        Whether the identity may revoke C{token} of C{book}: an admin any,
+        a person their own (L{TokenBook.belongs}: a namesake's is not
+        theirs), a token none.
+        """
+        identity = self.identity
+        if identity is None or identity.token is not None:
+            return False
+        return self.is_admin or book.belongs(token, identity.name, identity.login)
 
     def sees_grant(self, grant: Grant) -> bool:
         """

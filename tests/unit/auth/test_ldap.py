@@ -23,6 +23,7 @@ from twisted.web.http_headers import Headers
 from pypid.auth.hashes import hash_password
 from pypid.auth.ldap import Directory
 from pypid.auth.policy import AccessModel
+from pypid.auth.reader import Rules
 from pypid.auth.throttle import LoginThrottle
 from pypid.auth.verifier import DirectoryUnavailable, Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
@@ -741,13 +742,13 @@ class GateTests(SynchronousTestCase):
         """The identity the gate finds carries its groups, which the per-project checks use."""
         alice = self.successResultOf(self.access.identify(_Request("alice", "pw")))
         self.assertEqual(alice.groups, {"dev"})
-        reader = self.access.reader_of(alice)
+        reader = Rules(self.access.model).reader(alice)
         self.assertTrue(reader.reads("acme-lib"))
         self.assertTrue(reader.writes("acme-lib"))
         self.assertFalse(reader.is_admin)
         bob = self.successResultOf(self.access.identify(_Request("bob", "pw")))
-        self.assertTrue(self.access.reader_of(bob).is_admin)
-        self.assertFalse(self.access.reader_of(Identity("alice")).reads("acme-lib"))
+        self.assertTrue(Rules(self.access.model).reader(bob).is_admin)
+        self.assertFalse(Rules(self.access.model).reader(Identity("alice")).reads("acme-lib"))
 
     def test_unavailable_is_503_and_not_a_failure(self):
         """A directory that is down answers 503 with Retry-After, and is no failed login."""

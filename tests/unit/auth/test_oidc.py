@@ -25,6 +25,7 @@ from pypid.auth.oidc import TrustedPublishing, match_publishers
 from pypid.auth.oidc_errors import IssuerUnavailable, NoPublisher, OverShare, TooMany
 from pypid.auth.policy import AccessModel
 from pypid.auth.publisher_tokens import ReplayCache
+from pypid.auth.reader import Rules
 from pypid.auth.verifier import Identity, PasswordVerifier
 from pypid.config import ConfigError, load_config
 from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
@@ -789,8 +790,8 @@ class ReloadTests(SynchronousTestCase):
         identity = self.successResultOf(access.identify(DummyRequest([b""]),
                                                         ("__token__", text)))
         self.assertEqual(identity.name, "publisher:github:x")
-        self.assertTrue(access.reader_of(identity).writes("acme-widgets"))
-        self.assertFalse(access.reader_of(identity).writes("other"))
+        self.assertTrue(Rules(access.model).reader(identity).writes("acme-widgets"))
+        self.assertFalse(Rules(access.model).reader(identity).writes("other"))
         service.reload()
         self.assertIsNotNone(access.publishers.verify(text))
         current[0] = after
@@ -1051,12 +1052,12 @@ class PublisherInIndexesTests(MintSiteMixin, SynchronousTestCase):
         token = json.loads(self.mint(self.github.github_token())[1])["token"]
         minted = Identity("publisher:github:acme/widgets",
                           self.publishing.tokens.verify(token))
-        reader = access.reader_of(minted)
+        reader = Rules(access.model).reader(minted)
         self.assertTrue(reader.enters("release"))
         self.assertTrue(reader.uploads_to("release"))
         self.assertTrue(reader.writes("acme-widgets", "release"))
         self.assertFalse(reader.writes("other", "release"))
         # (a user of that name without a minted token has no such grant)
-        alice = access.reader_of(Identity("alice"))
+        alice = Rules(access.model).reader(Identity("alice"))
         self.assertFalse(alice.uploads_to("release"))
         self.assertFalse(alice.enters("release"))

@@ -336,21 +336,24 @@ class TokenRefusalTests(SynchronousTestCase):
     """
 
     def test_names_the_token(self):
+        """L{Reader.upload_refusal} names the token its scope refuses, else the user."""
         from twisted.internet.task import Clock
 
+        from pypid.auth.policy import AccessModel
+        from pypid.auth.reader import Rules
         from pypid.auth.verifier import Identity
-        from pypid.web.identity.gates import may_not_upload
         book = TokenBook(Clock())
         _, token = book.make("admin", ["upload"], ["acme-*"], indexes=["staging"])
-        identity = Identity("admin", token)
-        self.assertEqual(may_not_upload(identity, "six", "six", "staging"),
+        rules = Rules(AccessModel())
+        reader = rules.reader(Identity("admin", token))
+        self.assertEqual(reader.upload_refusal("six", "six", "staging"),
                          f"token {token.id} may not upload to six (it is kept to acme-*)")
-        self.assertEqual(may_not_upload(identity, "prod", index="prod"),
+        self.assertEqual(reader.upload_refusal("prod", index="prod"),
                          f"token {token.id} may not upload to prod (it is kept to staging)")
         # (within its scope, the user's own rights refused it)
-        self.assertEqual(may_not_upload(identity, "acme-x", "acme-x", "staging"),
+        self.assertEqual(reader.upload_refusal("acme-x", "acme-x", "staging"),
                          "admin may not upload to acme-x")
-        self.assertEqual(may_not_upload(Identity("bob"), "six", "six", "staging"),
+        self.assertEqual(rules.reader(Identity("bob")).upload_refusal("six", "six", "staging"),
                          "bob may not upload to six")
 
 

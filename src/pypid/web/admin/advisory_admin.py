@@ -35,7 +35,7 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
-from pypid.auth.verifier import Identity
+from pypid.auth.reader import Reader
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
 from pypid.core.formats.admin_answers import AdvisoryCheck, ProjectAdvisories
@@ -221,16 +221,14 @@ class AdvisoryAdmin:
         for the project there; for an admin or whoever may change the
         project (to others, as if it did not exist).
         """
-        identity = await self._access.person(request, ADVISORIES_LOGIN,
-                                             "reads a project's advisories")
+        await self._access.person(request, ADVISORIES_LOGIN, "reads a project's advisories")
         return send_json(request, self.of_project(
-            identity, form_field(request, "index") or DEFAULT, project))
+            self._access.reader(request), form_field(request, "index") or DEFAULT, project))
 
-    def of_project(self, identity: Identity, name: str, project: str) -> ProjectAdvisories:
+    def of_project(self, reader: Reader, name: str, project: str) -> ProjectAdvisories:
         """The advisories of C{project} in the index C{name}, as L{project} answers them."""
         normalized = normalize(project) if is_valid_name(project) else None
         policy = self._indexes.policies.get(name)
-        reader = self._access.reader_of(identity)
         allowed = normalized is not None and policy is not None and (
             reader.is_admin or reader.owns(normalized, name))
         versions = self._indexes.releases_of(name)(normalized) if allowed and normalized else set()

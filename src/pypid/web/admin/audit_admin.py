@@ -12,8 +12,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pypid.auth.verifier import Identity
-from pypid.core.dists.names import is_valid_name, normalize
+from pypid.auth.reader import NO_FIELDS, Reader
 from pypid.core.formats.admin_answers import AuditCheck, AuditPage
 from pypid.core.records.audit_chain import AuditError
 from pypid.core.records.audit_query import Query, make_query
@@ -26,12 +25,6 @@ from pypid.web.server.routes import answer_errors, form_field, send_json
 
 #: (the namespace these lines always had, in the audit trail's module: log filters keep matching)
 log = Logger(namespace="pypid.web.admin.audit_trail")
-
-#: The fields of an entry a project's owner reads (not an admin): never
-#: the addresses and tokens of others, nor the index a promotion came
-#: from (one that may be hidden from them).
-OWNER_FIELDS = frozenset({"time", "event", "outcome", "user", "index", "project", "version", "id",
-                          "filename", "sha256", "detail", "count"})
 
 #: What C{GET /api/audit} answers without credentials.
 AUDIT_LOGIN = "authentication is required to read the audit log"
@@ -66,27 +59,26 @@ class AuditAdmin:
         L{pypid.core.records.audit_query.MAX_DAYS_READ} days: past them, it answers what
         it found, and the cursor of the rest.
         """
-        identity = await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
+        await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
         project, index = form_field(request, "project"), form_field(request, "index")
         # (refused before the query is read)
-        shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
+        shown = _shown(self._access.reader(request), project, index)
         query = audit_query({name: form_field(request, name) or None
                              for name in ("since", "before", "project", "user", "event",
                                           "limit", "index", "id")})
         return send_json(request, await self._page(query, shown))
 
-    async def entries(self, identity: Identity, query: Query, project: str,
+    async def entries(self, reader: Reader, query: Query, project: str,
                       index: str) -> AuditPage:
         """
-        The page of entries C{query} asks for, for C{identity}: an admin
+        The page of entries C{query} asks for, for C{reader}: an admin
         reads any; one who may change a project, that project's, when the
         query names the project and its index (C{index=default} for the
         default one), and only the fields an owner reads.
 
         @raise Forbidden: anyone else, and a token.
         """
-        shown = None if self._may_read_all(identity, project, index) else OWNER_FIELDS
-        return await self._page(query, shown)
+        return await self._page(query, _shown(reader, project, index))
 
     async def _page(self, query: Query, shown: frozenset[str] | None) -> AuditPage:
         """The page of entries C{query} asks for, each with the fields C{shown} (all: L{None})."""
@@ -102,25 +94,6 @@ class AuditAdmin:
                             else {k: v for k, v in e.public().items() if k in shown}
                             for e in page.entries],
                 "next": page.next, "before": page.before}
-
-    def _may_read_all(self, identity: Identity, project: str, index: str) -> bool:
-        """
-        True for an admin, False for whoever may change the C{project} of
-        C{index} named (they read an owner's fields).
-
-        @raise Forbidden: anyone else, and a token.
-        """
-        reader = self._access.reader_of(identity)
-        if reader.is_admin:
-            return True
-        # (an index that does not exist, or hidden from them, is refused
-        # alike: the answer never tells a hidden index apart)
-        if identity.token is None and project and is_valid_name(project) \
-                and reader.owns(normalize(project), index):
-            return False
-        if identity.token is not None:
-            raise Forbidden("a token never acts as an admin: log in with a password")
-        raise Forbidden(not_an_admin(identity.name))
 
     @app.route("/api/audit/verify", methods=["GET", "HEAD"])
     async def verify(self, request: IRequest) -> bytes:
@@ -152,3 +125,14 @@ def audit_query(fields: Mapping[str, str | None]) -> Query:
         return make_query(**fields)
     except AuditError as e:
         raise BadRequest(str(e))
+
+
+def _shown(reader: Reader, project: str, index: str) -> frozenset[str] | None:
+    """
+    The fields of the entries C{reader} reads (L{Reader.audit_fields}:
+    every one, L{None}, for an admin); L{Forbidden} for one who reads none.
+    """
+    shown = reader.audit_fields(project, index)
+    if shown == NO_FIELDS:
+        raise Forbidden(not_an_admin(reader))
+    return shown

@@ -365,8 +365,9 @@ class Metrics:
             return
         if policy.group is None:
             raise Forbidden("metrics: this address may not scrape /metrics (see [metrics] allow)")
-        identity = await self._access.identify(request)
+        reader = await self._access.identified_reader(request)
+        identity = reader.identity
         if identity is None:
             raise Unauthorized(f"metrics: log in as a user of the group {policy.group!r}")
-        if not self._access.reader_of(identity).member_of(policy.group):
+        if not reader.member_of(policy.group):
             raise Forbidden(f"metrics: {identity.name} is not in the group {policy.group!r}")

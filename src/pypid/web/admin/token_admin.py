@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.records.change_kinds import ChangeKind
@@ -92,7 +93,7 @@ class TokenAdmin:
                 identity.name, fields.get("actions", "").split(),
                 fields.get("projects", "").split(), lifetime, fields.get("description", ""),
                 (fields.get("indexes") or "").split(),
-                known_indexes=self._shown_indexes(identity), login=login)
+                known_indexes=self._shown_indexes(self._access.reader(request)), login=login)
         except ValueError as e:
             raise BadRequest(str(e))
         book = self._book()
@@ -119,12 +120,11 @@ class TokenAdmin:
                  scope=scope)
         return text, token
 
-    def _shown_indexes(self, identity: Identity) -> set[str]:
+    def _shown_indexes(self, reader: Reader) -> set[str]:
         """
-        The indexes C{identity} may see: those a token of theirs may be kept
+        The indexes C{reader} may see: those a token of theirs may be kept
         to. A hidden one is refused as a missing one, and never named.
         """
-        reader = self._access.reader_of(identity)
         return {name for name in (DEFAULT_INDEX, *self._access.model.indexes)
                 if name == DEFAULT_INDEX or reader.enters(name)}
 
@@ -143,7 +143,7 @@ class TokenAdmin:
         book, minted = self._access.tokens, self._access.publishers
         if book is None and minted is None:
             raise NotFound("tokens are not enabled")
-        if not self._access.reader_of(identity).is_admin:
+        if not self._access.reader(request).is_admin:
             return book.listing(identity.name, identity.login) if book is not None else []
         return ((book.listing() if book is not None else [])
                 + (minted.listing() if minted is not None else []))
@@ -162,16 +162,16 @@ class TokenAdmin:
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
         identity = await self._confirmed(request, await self._access.person(request))
-        admin = self._access.reader_of(identity).is_admin
 
         async def still() -> None:
             # (checked again with the lock held: a reload meanwhile may have
-            # removed the person, or taken their admin away)
-            nonlocal identity, admin
+            # removed the person, or taken their admin away; the reader asked
+            # below is the one made then)
+            nonlocal identity
             identity = await self._confirmed(request, identity)
-            admin = self._access.reader_of(identity).is_admin
         minted = self._access.publishers
-        if admin and minted is not None and minted.revoke(token_id):
+        if self._access.reader(request).is_admin and minted is not None \
+                and minted.revoke(token_id):
             # (a minted token lives in memory only: nothing to write)
             self._audit.record(request, identity, ChangeKind.TOKEN_REVOKED, target=token_id)
             log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
@@ -179,8 +179,7 @@ class TokenAdmin:
 
         def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
             token = kept.get(token_id)
-            if token is None or not (admin or book.belongs(token, identity.name,
-                                                           identity.login)):
+            if token is None or not self._access.reader(request).may_revoke(token, book):
                 # (another's token is no business of a person's: as if none)
                 raise NotFound(f"no such token: {token_id}")
             return {key: token for key, token in kept.items() if key != token_id}

@@ -22,7 +22,7 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from pypid.auth.verifier import Identity
+from pypid.auth.reader import Reader
 from pypid.core.dists.model import format_upload_time
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import version_key
@@ -106,13 +106,12 @@ class UsageAdmin:
 
     async def _project(self, request: IRequest, project: str) -> bytes:
         """One project's downloads (L{of_project}), for the person asking."""
-        identity = await self._access.person(request, USAGE_LOGIN,
-                                             "reads a project's downloads")
+        await self._access.person(request, USAGE_LOGIN, "reads a project's downloads")
         return send_json(request, self.of_project(
-            identity, form_field(request, "index") or "default", project,
+            self._access.reader(request), form_field(request, "index") or "default", project,
             _number(request, "days", 30, WINDOW_DAYS)))
 
-    def of_project(self, identity: Identity, name: str, project: str,
+    def of_project(self, reader: Reader, name: str, project: str,
                    days: int) -> ProjectUsage:
         """
         C{{"index", "project", "days", "first_day", "releases": {version:
@@ -122,7 +121,6 @@ class UsageAdmin:
         found = self._indexes.usage(name)
         normalized = normalize(project) if is_valid_name(project) else None
         hosted = found[0].project(normalized) if found is not None and normalized else None
-        reader = self._access.reader_of(identity)
         allowed = normalized is not None and (reader.is_admin or reader.owns(normalized, name))
         if not allowed or found is None or hosted is None or normalized is None:
             # (one refusal, whether the index or project exists or not)

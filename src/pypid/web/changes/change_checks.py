@@ -15,13 +15,14 @@ import attrs
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
 from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
-from pypid.web.identity.gates import UPLOAD_LOGIN, Gates, may_not_upload
+from pypid.web.identity.gates import UPLOAD_LOGIN, Gates
 from pypid.web.server.respond import storage_unavailable
 
 #: (the namespace the publish routes always logged under: log filters keep matching)
@@ -43,45 +44,62 @@ class ChangeChecks:
     _access: Gates
     _name: str
 
-    def may_change(self, identity: Identity, project: str) -> bool:
-        """Whether C{identity} may upload to, yank or delete in C{project} of this index."""
-        return self._access.reader_of(identity).writes(project, self._name)
+    def reader(self, request: IRequest) -> Reader:
+        """What the request's identity may do, as its gate keeps it (L{Gates.reader})."""
+        return self._access.reader(request)
 
-    def may_upload_here(self, identity: Identity) -> None:
+    def may_change(self, reader: Reader, project: str) -> bool:
+        """Whether C{reader} may upload to, yank or delete in C{project} of this index."""
+        return reader.writes(project, self._name)
+
+    def may_upload_here(self, reader: Reader) -> None:
         """
         Refuse an identity without this index's C{upload} grant, whatever
         another index grants it: a named index's with 403 (its gate showed
         the index to this identity), the default index's with 401, as the
         site's check before the body does.
         """
-        if not self._access.reader_of(identity).uploads_to(self._name):
+        if not reader.uploads_to(self._name):
             if self._name == DEFAULT_INDEX:
                 raise Unauthorized(UPLOAD_LOGIN)
-            raise Forbidden(may_not_upload(identity, self._name, index=self._name))
+            raise Forbidden(reader.upload_refusal(self._name, index=self._name))
 
-    def may_touch(self, identity: Identity, project: str | None) -> None:
+    def may_upload(self, reader: Reader, project: str) -> None:
+        """Refuse (403) C{reader} an upload to C{project} of this index, naming what refuses."""
+        if not reader.writes(project, self._name):
+            raise Forbidden(reader.upload_refusal(project, project, self._name))
+
+    @staticmethod
+    def may_change_files(reader: Reader) -> None:
+        """
+        Refuse a trusted publisher's token any change but an upload: its
+        grant, C{[publishers]}, is to publish (a release stays as CI made it).
+        """
+        if reader.minted:
+            raise Forbidden("a trusted publisher's token may only upload")
+
+    def may_touch(self, reader: Reader, project: str | None) -> None:
         """
         Refuse, as if nothing were there, an identity that may neither see
         nor change C{project} (a normalized name, or L{None} for a name that
         is not a project's): before anything is looked up, so that the
         refusal takes as long whether the file or release exists or not.
         """
-        reader = self._access.reader_of(identity)
         if project is None or not (reader.writes(project, self._name)
                                    or reader.reads(project, self._name)):
             raise NotFound(NO_SUCH_RELEASE)
 
-    def may_create(self, identity: Identity, project: str, index: Index) -> None:
+    def may_create(self, reader: Reader, project: str, index: Index) -> None:
         """
         Refuse (409, PEP 752) a new C{project} of C{index} (this one's
-        records) in a namespace reserved in it for others than C{identity};
+        records) in a namespace reserved in it for others than C{reader};
         a project it holds already (its files, deleted or binned ones too:
         there before the grant, or made by its owners) keeps taking them.
         """
         held = index.project(project)
         if held is not None and held.claimed:
             return
-        grant = self._access.reader_of(identity).namespace_refusal(project, self._name)
+        grant = reader.namespace_refusal(project, self._name)
         if grant is not None:
             # (a hidden grant is named to its owners alone: it is not theirs)
             where = "a namespace" if grant.hidden else f"the namespace {grant.name}"
@@ -95,7 +113,7 @@ class ChangeChecks:
         (L{pypid.web.identity.gates.Gates.confirm}), with the rules in force now.
         """
         identity = await self._access.confirm(request, identity)
-        if not self.may_change(identity, project):
+        if not self.may_change(self.reader(request), project):
             raise Forbidden(f"{identity.name} may not change {project}")
         return identity
 

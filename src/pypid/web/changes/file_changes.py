@@ -17,7 +17,6 @@ import attrs
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.verifier import Identity
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key, is_valid_name, normalize, project_of_filename
@@ -87,7 +86,7 @@ class FileChanges:
         if not is_valid_name(name):
             raise BadRequest("name: a valid project name is required")
         project = normalize(name)
-        self._checks.may_touch(identity, project)
+        self._checks.may_touch(self._checks.reader(request), project)
         filenames = self.release(name, version)
         await self.apply(request, project, filenames, self.delete, None, identity)
         removed = counted(len(filenames), "file")
@@ -100,9 +99,8 @@ class FileChanges:
         C{project}, the normalized name the request gave), each under its
         distribution's lock.
         """
-        if is_publisher(identity.name):
-            # (its grant, [publishers], is to publish: a release stays as CI made it)
-            raise Forbidden("a trusted publisher's token may only upload")
+        checks = self._checks
+        checks.may_change_files(checks.reader(request))
         for filename in filenames:
             # (in the project the URL names, as uploads look: a miss while
             # the projects a start loaded later wait makes none of theirs)
@@ -113,8 +111,9 @@ class FileChanges:
             # answer whether it exists or not.
             if record is None:
                 raise NotFound(NO_SUCH_RELEASE)
-            if not self._checks.may_change(identity, record.project):
-                self._checks.may_touch(identity, record.project)
+            reader = checks.reader(request)
+            if not checks.may_change(reader, record.project):
+                checks.may_touch(reader, record.project)
                 raise Forbidden(f"{identity.name} may not change {record.project}")
             key = distribution_key(record.project, record.version, record.packagetype,
                                    record.filename)
@@ -164,9 +163,9 @@ class FileChanges:
     async def restore(self, request: IRequest, filename: str, identity: Identity) -> bytes:
         """Take C{filename} out of the recycle bin, as whoever may delete it."""
         project = project_of_filename(filename)
-        self._checks.may_touch(identity, project)
-        if is_publisher(identity.name):
-            raise Forbidden("a trusted publisher's token may only upload")
+        reader = self._checks.reader(request)
+        self._checks.may_touch(reader, project)
+        self._checks.may_change_files(reader)
         record = self._index.binned_file(filename) if self._bin is not None else None
         if record is None or record.project != project:
             raise NotFound(f"no such file in the recycle bin: {filename}")

@@ -27,7 +27,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.web.iweb import IRequest
 
-from pypid.auth.publisher_tokens import is_publisher
 from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.dists.names import (
@@ -146,13 +145,12 @@ class Promote:
             target=source if isinstance(source, str) and source in known else None,
             project=_text(named.get("project")), version=_text(named.get("version")))
 
-    def targets(self, identity: Identity, source: str) -> list[str]:
+    def targets(self, reader: Reader, source: str) -> list[str]:
         """
-        The hosted indexes, other than C{source}, that C{identity} sees and
+        The hosted indexes, other than C{source}, that C{reader} sees and
         may upload to: where the console offers to promote a release to
         (the promotion itself checks the project's rights).
         """
-        reader = self._access.reader_of(identity)
         return [name for name in self._registry.orders
                 if name != source and name in self._registry.stacks
                 and reader.enters(name) and reader.uploads_to(name)]
@@ -161,7 +159,7 @@ class Promote:
                        ask: Callable[[], PromoteRequest]) -> Promoted:
         asked = ask()
         source_name, target_name = asked.source, asked.target
-        reader = self._access.reader_of(identity)
+        reader = self._access.reader(request)
         for field, name in (("from", source_name), ("to", target_name)):
             if name not in self._registry.orders or not reader.enters(name):
                 raise NotFound(f"{field}: no such index: {name}")
@@ -171,8 +169,7 @@ class Promote:
         if source_name == target_name:
             raise BadRequest(f"to: the release is in {source_name} already")
         project = normalize(asked.project)
-        if is_publisher(identity.name):
-            raise Forbidden("a trusted publisher's token may only upload")
+        ChangeChecks.may_change_files(reader)
         if not reader.reads(project, source_name):
             raise Forbidden(f"{identity.name} may not read {project} in {source_name}")
         if not (reader.uploads_to(target_name) and reader.writes(project, target_name)):
@@ -210,7 +207,7 @@ class Promote:
         # (the credentials and the rights as they are now: a reload or a
         # revocation may have come while the lock was awaited)
         identity = await self._access.confirm(request, identity)
-        reader = self._access.reader_of(identity)
+        reader = self._access.reader(request)
         if not reader.writes(project, target.name):
             raise Forbidden(f"{identity.name} may not upload {project} to {target.name}")
         promoter = self._promoter
@@ -222,7 +219,7 @@ class Promote:
         refuse_tags(source, target, project, records)
         # (a new project of the target in a namespace reserved there is its
         # owners' to make, as an upload's would be: PEP 752's 409)
-        ChangeChecks(self._access, target.name).may_create(identity, project, target.index)
+        ChangeChecks(self._access, target.name).may_create(reader, project, target.index)
         override = self._overridden(reader, promoter.denials(
             source.name, target.name, project, version), project, version, allow_denied)
         # (the target's hash only to whoever may read it there)

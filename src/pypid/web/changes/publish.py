@@ -165,7 +165,7 @@ class Publish:
             else:
                 identity = await self._access.gate_upload(request, auth.credentials,
                                                           index=None)
-            self._checks.may_upload_here(identity)
+            self._checks.may_upload_here(self._access.reader(request))
             if form.get(":action") == "remove_pkg":
                 return await self._audit.recorded(
                     request, ChangeKind.DELETE, self._changes.remove_release(request, form,
@@ -218,7 +218,7 @@ class Publish:
         served again, as it was. Whoever may delete it may restore it.
         """
         identity = await self._access.gate_upload(request, index=None)
-        self._checks.may_upload_here(identity)
+        self._checks.may_upload_here(self._access.reader(request))
         return await self._audit.recorded(
             request, ChangeKind.RESTORE, self._changes.restore(request, filename, identity),
             identity=identity, filename=filename, index=self._audit_index)
@@ -260,10 +260,10 @@ class Publish:
         named.
         """
         identity = await self._access.gate_upload(request, index=None)
-        self._checks.may_upload_here(identity)
+        self._checks.may_upload_here(self._access.reader(request))
 
         async def apply() -> None:
-            self._checks.may_touch(identity, scope)
+            self._checks.may_touch(self._access.reader(request), scope)
             await self._changes.apply(request, scope, filenames(), change,
                                       argument() if argument is not None else None, identity)
         facts["index"] = self._audit_index

@@ -29,10 +29,9 @@ from pypid.core.dists.readme import Renderer
 from pypid.core.dists.upload import UploadRequest
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import index_section
 from pypid.core.records.change_kinds import ChangeKind
-from pypid.core.util.http_errors import BadRequest, Forbidden
+from pypid.core.util.http_errors import BadRequest
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
@@ -43,7 +42,6 @@ from pypid.storage.interface import (
 )
 from pypid.storage.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks, storage_call
-from pypid.web.identity.gates import may_not_upload
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
 from pypid.web.server.upload_form import FilePart
@@ -131,9 +129,8 @@ class UploadStore:
         # storage thread must not interleave with another upload of the same
         # distribution (any spelling) or with a yank or delete of it.
         project = project_of_filename(upload.filename)
-        if project is not None and not self._checks.may_change(identity, project):
-            raise Forbidden(may_not_upload(identity, project, project,
-                                           self._audit_index or DEFAULT_INDEX))
+        if project is not None:
+            self._checks.may_upload(self._checks.reader(request), project)
         key = filename_key(upload.filename) or upload.filename
         release = variant_release(upload.filename)
         if release is not None:
@@ -147,7 +144,7 @@ class UploadStore:
                             identity: Identity) -> bytes:
         part = _part_of(upload)
         self._refuse_closed(project_of_filename(upload.filename))
-        self._refuse_foreign(identity, project_of_filename(upload.filename))
+        self._refuse_foreign(request, project_of_filename(upload.filename))
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
@@ -178,7 +175,7 @@ class UploadStore:
         # so may a status change)
         identity = await self._checks.confirmed(request, identity, record.project)
         self._refuse_closed(record.project)
-        self._refuse_foreign(identity, record.project)
+        self._refuse_foreign(request, record.project)
         try:
             stored = await self._storage.publish(part.path, record, inspected.metadata,
                                                  inspected.details, provenance)
@@ -214,10 +211,10 @@ class UploadStore:
                              "allow_tag_mismatch names this project")
         return send_text(request, 200, "OK")
 
-    def _refuse_foreign(self, identity: Identity, project: str | None) -> None:
+    def _refuse_foreign(self, request: IRequest, project: str | None) -> None:
         """Refuse (409) a new project in a namespace reserved for others (PEP 752)."""
         if project is not None:
-            self._checks.may_create(identity, project, self._index)
+            self._checks.may_create(self._checks.reader(request), project, self._index)
 
     def _refuse_inconsistent(self, record: FileRecord) -> None:
         """

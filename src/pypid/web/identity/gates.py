@@ -95,7 +95,8 @@ class Gates:
         """
         What the request's identity (as a gate verified it; L{None}:
         anonymous) may do: made once, by the rules in force then, and kept
-        on the request.
+        on the request (made again, by the rules in force now, as a change
+        commits: L{confirm}). Every route asks this, never the rules.
         """
         auth = IRequestAuth(request)
         reader = auth.reader
@@ -103,9 +104,16 @@ class Gates:
             reader = auth.reader = self._rules.reader(auth.identity)
         return reader
 
-    def reader_of(self, identity: Identity | None) -> Reader:
-        """What C{identity} (L{None}: anonymous) may do, by the rules in force."""
-        return self._rules.reader(identity)
+    def identified_reader(self, request: IRequest) -> Deferred[Reader]:
+        """
+        The reader of whoever sent the request, their credentials checked
+        here (L{identify}: wrong ones fail with L{Unauthorized}), for a
+        question asked where no gate checked them (who may scrape
+        C{/metrics}; an admin's view of a quarantined project, read where
+        anyone reads): not kept on the request, which goes on as its gate
+        let it.
+        """
+        return self.identify(request).addCallback(self._rules.reader)
 
     @property
     def tokens(self) -> TokenBook | None:
@@ -204,13 +212,14 @@ class Gates:
     async def confirm(self, request: IRequest, identity: Identity) -> Identity:
         """
         C{identity}, the request's, checked again as its change commits
-        (L{Identification.confirm}); the caller then asks the rules in
-        force now (L{reader_of}) of the identity returned.
+        (L{Identification.confirm}), its reader made again by the rules in
+        force now and kept on the request: the caller asks L{reader} then.
 
         @raise Unauthorized: the credentials no longer hold.
         @raise Unavailable: they cannot be checked now.
         """
-        return await self._identification.confirm(request, identity)
+        again = await self._identification.confirm(request, identity)
+        return _kept(self._rules.reader(again), request)
 
     # -- the gates -----------------------------------------------------------------
 
@@ -308,8 +317,7 @@ class Gates:
     async def uploader(self, request: IRequest) -> Identity:
         """A user who may upload: with a password, or a token that may upload."""
         identity = await self.gate_upload(request)
-        token: Token | None = identity.token
-        if token is not None and "upload" not in token.actions:
+        if not self.reader(request).uploads:
             raise Forbidden("this token may not upload")
         return identity
 
@@ -321,7 +329,7 @@ class Gates:
         for a token (a token never C{not_for_tokens}).
         """
         identity = await self.gate_upload(request, needed=needed, index=None)
-        if identity.token is not None:
+        if not self.reader(request).is_person:
             raise Forbidden(f"a token never {not_for_tokens}: log in with a password")
         return identity
 
@@ -331,11 +339,9 @@ class Gates:
         L{Unauthorized} saying C{needed} (what the route is for).
         """
         identity = await self.gate_upload(request, needed=needed, index=None)
-        if not self.reader(request).is_admin:
-            if identity.token is not None:
-                # (an admin's own token too: tokens never act as admins)
-                raise Forbidden("a token never acts as an admin: log in with a password")
-            raise Forbidden(not_an_admin(identity.name))
+        reader = self.reader(request)
+        if not reader.is_admin:
+            raise Forbidden(not_an_admin(reader))
         return identity
 
 
@@ -359,25 +365,15 @@ def _kept(reader: Reader, request: IRequest) -> Identity:
     return identity
 
 
-def may_not_upload(identity: Identity, where: str, project: str | None = None,
-                   index: str | None = None) -> str:
+def not_an_admin(reader: Reader) -> str:
     """
-    Why C{identity} may not upload to C{where} (a project, or an index):
-    blaming the token when its scope is what refuses (not the user, who
-    may), else the user.
+    What one who is not an admin is told: a person, how one becomes an
+    admin; a token (an admin's own too), that tokens never act as admins.
     """
-    token: Token | None = identity.token
-    if token is not None and not token.covers("upload", project, index):
-        scope = (" ".join(token.projects) if token.projects and project is not None
-                 else " ".join(token.indexes) if token.indexes else "")
-        kept = f" (it is kept to {scope})" if scope else ""
-        return f"token {token.id} may not upload to {where}{kept}"
-    return f"{identity.name} may not upload to {where}"
-
-
-def not_an_admin(name: str) -> str:
-    """What a person who is not an admin is told, and how one becomes an admin."""
-    return f"{name} is not an admin (the admins are named in [auth] admins)"
+    identity = reader.identity
+    if identity is None or not reader.is_person:
+        return "a token never acts as an admin: log in with a password"
+    return f"{identity.name} is not an admin (the admins are named in [auth] admins)"
 
 
 def _logged_in(identity: Identity | None) -> Identity:

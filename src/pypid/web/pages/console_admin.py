@@ -178,13 +178,14 @@ class ConsoleAdmin:
         if admin is None:
             return send_error(request, NotFound("no such page"))
         identity = await self._gate.access.person(request)
-        if not self._gate.access.reader(request).is_admin:
+        reader = self._gate.access.reader(request)
+        if not reader.is_admin:
             # (a project's owner reads its trail on its page: this one is the admins')
-            return send_error(request, Forbidden(not_an_admin(identity.name)))
+            return send_error(request, Forbidden(not_an_admin(reader)))
         filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
         try:
             check = await admin.check() if shown_field(request, "verify") else None
-            page = await admin.entries(identity, audit_query({
+            page = await admin.entries(reader, audit_query({
                 name: form_field(request, name) or None
                 for name in ("since", "before", "limit", *filters)}), "", "")
         except HTTPError as e:

@@ -15,7 +15,7 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from pypid.auth.verifier import Identity
+from pypid.auth.reader import Reader
 from pypid.core.access.sessions import Session
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
@@ -260,12 +260,13 @@ class ConsoleProject:
                             notice: str | None = None) -> bytes:
         name, publish = await self._project_of(request, project)
         identity = await self._gate.access.person(request)
+        reader = self._gate.access.reader(request)
         index = publish.index
-        targets = (self._promote.targets(identity, index_name(request))
+        targets = (self._promote.targets(reader, index_name(request))
                    if self._promote is not None else [])
-        chart = self._chart(request, identity, name)
-        trail = await self._trail(request, identity, name)
-        advisories = self._advisories_of(request, identity, name)
+        chart = self._chart(request, reader, name)
+        trail = await self._trail(request, reader, name)
+        advisories = self._advisories_of(request, reader, name)
         found = index.project(name)
         assert found is not None
         by_version: dict[str, list[FileRecord]] = {}
@@ -279,10 +280,10 @@ class ConsoleProject:
             index.status(name), publish.recycles, targets, chart, trail, advisories)
         return send_html(request, code, console_project_page.project_page(
             self._gate.chrome_of(identity), identity.name, session.csrf, view,
-            admin=self._gate.access.reader(request).is_admin, root=root_of(request), error=error,
+            admin=reader.is_admin, root=root_of(request), error=error,
             notice=notice))
 
-    def _advisories_of(self, request: IRequest, identity: Identity,
+    def _advisories_of(self, request: IRequest, reader: Reader,
                        name: str) -> ProjectAdvisories | None:
         """
         The advisories affecting the project's releases in its index and
@@ -293,11 +294,11 @@ class ConsoleProject:
         if area is None:
             return None
         try:
-            return area.of_project(identity, index_name(request), name)
+            return area.of_project(reader, index_name(request), name)
         except HTTPError:
             return None
 
-    async def _trail(self, request: IRequest, identity: Identity,
+    async def _trail(self, request: IRequest, reader: Reader,
                      name: str) -> list[dict[str, Any]] | None:
         """
         The project's newest audit entries in its index (C{GET
@@ -314,7 +315,7 @@ class ConsoleProject:
             # (one read covers the log's newest days that have entries: older
             # pages until 20 entries, a few reads at most)
             for _ in range(TRAIL_READS):
-                page = await admin.entries(identity, audit_query(query), name, index)
+                page = await admin.entries(reader, audit_query(query), name, index)
                 entries = page["entries"] + entries
                 if len(entries) >= 20 or not page["before"]:
                     break
@@ -323,7 +324,7 @@ class ConsoleProject:
         except HTTPError:
             return None
 
-    def _chart(self, request: IRequest, identity: Identity, name: str) -> str | None:
+    def _chart(self, request: IRequest, reader: Reader, name: str) -> str | None:
         """
         The project's downloads chart (C{GET /api/usage?project=}'s
         numbers); L{None} when its index counts no downloads.
@@ -332,7 +333,7 @@ class ConsoleProject:
         if usage is None:
             return None
         try:
-            data = usage.of_project(identity, index_name(request), name, 30)
+            data = usage.of_project(reader, index_name(request), name, 30)
         except HTTPError:
             return None
         releases = data["releases"]

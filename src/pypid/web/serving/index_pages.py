@@ -17,7 +17,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
 from pypid.auth.reader import Reader
-from pypid.auth.verifier import Identity
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats.negotiate import choose
 from pypid.core.indexes import render
@@ -66,21 +65,19 @@ def as_admin(access: Gates, request: Request, admin: Callable[[], Answer],
     are checked here when the read gate did not (anonymous reads), and
     wrong ones answer 401 as on any other path.
     """
-    return with_identity(access, request, lambda identity: admin()
-                         if access.reader_of(identity).is_admin else reader())
+    return with_reader(access, request, lambda found: admin() if found.is_admin else reader())
 
 
-def with_identity(access: Gates, request: Request,
-                  then: Callable[[Identity | None], Answer]) -> Answer:
+def with_reader(access: Gates, request: Request, then: Callable[[Reader], Answer]) -> Answer:
     """
-    C{then(identity)}, the request's identity (L{None}: anonymous): checked
-    here when the read gate did not (anonymous reads), wrong credentials
-    answering 401 as on any other path.
+    C{then(reader)}, the request's reader: the one its gate kept, or, when
+    the read gate checked no credentials (anonymous reads), the one of
+    those it sends, checked here (L{Gates.identified_reader}): wrong ones
+    answer 401 as on any other path.
     """
-    known = identity_of(request)
-    if known is not None:
-        return then(known)
-    return access.identify(request).addCallback(then)
+    if identity_of(request) is not None:
+        return then(access.reader(request))
+    return access.identified_reader(request).addCallback(then)
 
 
 
@@ -314,13 +311,12 @@ class IndexSimple:
         spaces = self.composed.namespaces
         if spaces is None:
             raise NotFound("this index serves no namespaces")
-        return with_identity(self.access, request,
-                             lambda identity: self._namespace_answer(request, post, spaces,
-                                                                     identity))
+        return with_reader(self.access, request,
+                           lambda reader: self._namespace_answer(request, post, spaces, reader))
 
     def _namespace_answer(self, request: Request, post: list[bytes], spaces: IndexNamespaces,
-                          identity: Identity | None) -> Answer:
-        sees = self.access.reader_of(identity).sees_grant
+                          reader: Reader) -> Answer:
+        sees = reader.sees_grant
         if len(post) == 1:
             body = render.dumps_json(spaces.listed(sees))
         else:

@@ -17,10 +17,10 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.policy import AccessModel
-from pypid.auth.reader import Rules
-from pypid.auth.tokens import Token
+from pypid.auth.reader import NO_FIELDS, OWNER_FIELDS, Rules
+from pypid.auth.tokens import Token, TokenBook
 from pypid.auth.verifier import Identity, PasswordVerifier
-from pypid.core.access.access_rules import IndexGrants
+from pypid.core.access.access_rules import IndexGrants, parse_rule
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
@@ -122,6 +122,83 @@ class ReaderTests(SynchronousTestCase):
         self.assertFalse(rules.reader(Identity("alice", token("alice"))).is_admin)
         self.assertFalse(rules.anonymous.is_admin)
 
+    def test_minted(self):
+        """
+        A token trusted publishing minted is a trusted publisher's; a
+        person's token, a password and anonymous are not, nor a publisher's
+        name without a token.
+        """
+        rules = Rules(model())
+        name = "publisher:github:acme/widgets"
+        self.assertTrue(rules.reader(Identity(name, token(name, actions=("upload",)))).minted)
+        self.assertEqual([rules.reader(Identity("alice", token("alice"))).minted,
+                          rules.reader(Identity("alice")).minted,
+                          rules.reader(Identity(name)).minted, rules.anonymous.minted],
+                         [False] * 4)
+
+    def test_upload_refusal_of_the_user(self):
+        """
+        Within a token's scope its user is named; outside it (another
+        project, or no C{upload} action) the token is; anonymous, as such
+        (more: C{tests.unit.auth.test_tokens.TokenRefusalTests}).
+        """
+        rules = Rules(model())
+        scoped = rules.reader(Identity("bob", token("bob", projects=["widget"])))
+        self.assertEqual(scoped.upload_refusal("widget", "widget", "staging"),
+                         "bob may not upload to widget")
+        self.assertEqual(scoped.upload_refusal("gadget", "gadget", "staging"),
+                         "token t1 may not upload to gadget (it is kept to widget)")
+        reading = rules.reader(Identity("bob", token("bob", actions=("read",))))
+        self.assertEqual(reading.upload_refusal("staging", index="staging"),
+                         "token t1 may not upload to staging")
+        self.assertEqual(rules.anonymous.upload_refusal("staging", index="staging"),
+                         "anonymous may not upload to staging")
+
+    def test_persons_and_tokens(self):
+        """
+        A person (a password) is one and uploads; a token is none, and
+        uploads when C{upload} is one of its actions; anonymous does neither.
+        """
+        rules = Rules(model())
+        alice = rules.reader(Identity("alice"))
+        self.assertEqual((alice.is_person, alice.uploads), (True, True))
+        reading = rules.reader(Identity("alice", token("alice", actions=("read",))))
+        self.assertEqual((reading.is_person, reading.uploads), (False, False))
+        self.assertTrue(rules.reader(Identity("alice", token("alice"))).uploads)
+        self.assertEqual((rules.anonymous.is_person, rules.anonymous.uploads), (False, False))
+
+    def test_audit_fields(self):
+        """
+        An admin reads every field of the audit entries; a person who owns
+        the project named, an owner's; anyone else, and a token, none.
+        """
+        rules = Rules(AccessModel(admins=frozenset({"alice"}),
+                                  rules=(parse_rule("widget", "user:bob rw", 0),)))
+        self.assertIsNone(rules.reader(Identity("alice")).audit_fields("", ""))
+        bob = rules.reader(Identity("bob"))
+        self.assertEqual(bob.audit_fields("Widget", DEFAULT_INDEX), OWNER_FIELDS)
+        refused = [bob.audit_fields("", DEFAULT_INDEX), bob.audit_fields("widget", "nowhere"),
+                   bob.audit_fields("no name!", DEFAULT_INDEX),
+                   rules.reader(Identity("carol")).audit_fields("widget", DEFAULT_INDEX),
+                   rules.reader(Identity("bob", token("bob"))).audit_fields("widget",
+                                                                            DEFAULT_INDEX),
+                   rules.anonymous.audit_fields("widget", DEFAULT_INDEX)]
+        self.assertEqual(refused, [NO_FIELDS] * 6)
+
+    def test_who_may_revoke(self):
+        """A person revokes their own token, an admin anyone's; a namesake's, or a token, none."""
+        book = TokenBook(Clock())
+        _, bobs = book.issue("bob", ["read"])
+        rules = Rules(model())
+        self.assertTrue(rules.reader(Identity("bob")).may_revoke(bobs, book))
+        self.assertTrue(rules.reader(Identity("alice")).may_revoke(bobs, book))
+        self.assertFalse(rules.reader(Identity("carol")).may_revoke(bobs, book))
+        self.assertFalse(rules.reader(Identity("bob", bobs)).may_revoke(bobs, book))
+        # (an admin's own token is no admin: it revokes nothing)
+        _, alices = book.issue("alice", ["read"])
+        self.assertFalse(rules.reader(Identity("alice", alices)).may_revoke(bobs, book))
+        self.assertFalse(rules.anonymous.may_revoke(bobs, book))
+
     def test_reload_takes_new_permissions_whole(self):
         """L{Gates.reconfigure} takes the new model's rules, anonymous reads included."""
         access = Gates(model(), verifier())
@@ -130,6 +207,37 @@ class ReaderTests(SynchronousTestCase):
         self.assertEqual(access.model.read, "authenticated")
         failure = self.failureResultOf(access.gate_read(request()), Unauthorized)
         self.assertIn("authentication is required to read", str(failure.value))
+
+
+class KeptReaderTests(SynchronousTestCase):
+    """L{Gates.reader}: the one reader of a request, made by its gate and kept on it."""
+
+    def test_confirm_keeps_the_reader_of_now(self):
+        """
+        A request reads on with the reader its gate made; a change checked
+        again as it commits (L{Gates.confirm}) gets one of the rules in force then.
+        """
+        access = Gates(model(), verifier())
+        sent = request("bob", "bob's")
+        identity = self.successResultOf(access.gate_upload(sent, index=None))
+        kept = access.reader(sent)
+        self.assertFalse(kept.is_admin)
+        self.assertIs(access.reader(sent), kept)
+        access.reconfigure(AccessModel(admins=frozenset({"bob"})), verifier(), None)
+        self.assertIs(access.reader(sent), kept)
+        self.successResultOf(ensureDeferred(access.confirm(sent, identity)))
+        self.assertTrue(access.reader(sent).is_admin)
+
+    def test_identified_reader_not_kept(self):
+        """
+        L{Gates.identified_reader} checks the credentials where no gate did
+        (wrong ones refused), and keeps nothing on the request.
+        """
+        access = Gates(model(), verifier())
+        sent = request("alice", "secret")
+        self.assertTrue(self.successResultOf(access.identified_reader(sent)).is_admin)
+        self.assertIs(access.reader(sent), access.anonymous)
+        self.failureResultOf(access.identified_reader(request("alice", "wrong")), Unauthorized)
 
 
 class IdentificationTests(SynchronousTestCase):
@@ -172,20 +280,50 @@ class ChangeChecksTests(SynchronousTestCase):
     def test_upload_grant(self):
         """Without the index's upload grant: 401 in the default index, 403 in a named one."""
         access = Gates(model(default=True), verifier())
-        bob = Identity("bob")
+        rules = Rules(access.model)
+        bob = rules.reader(Identity("bob"))
         e = self.assertRaises(Unauthorized, ChangeChecks(access, "default").may_upload_here, bob)
         self.assertEqual(str(e), UPLOAD_LOGIN)
         e = self.assertRaises(Forbidden, ChangeChecks(access, "staging").may_upload_here, bob)
         self.assertEqual(str(e), "bob may not upload to staging")
-        ChangeChecks(access, "staging").may_upload_here(Identity("alice"))
+        ChangeChecks(access, "staging").may_upload_here(rules.reader(Identity("alice")))
+
+    def test_only_uploads_by_a_minted_token(self):
+        """
+        A trusted publisher's token is refused any change but an upload; a
+        person and a person's token go on to the project's checks.
+        """
+        rules = Rules(model())
+        name = "publisher:github:acme/widgets"
+        minted = rules.reader(Identity(name, token(name, actions=("upload",))))
+        e = self.assertRaises(Forbidden, ChangeChecks.may_change_files, minted)
+        self.assertEqual(str(e), "a trusted publisher's token may only upload")
+        for identity in (Identity("alice"), Identity("alice", token("alice"))):
+            self.assertIsNone(ChangeChecks.may_change_files(rules.reader(identity)))
+
+    def test_upload_to_a_project(self):
+        """
+        L{ChangeChecks.may_upload}: who may change the project uploads to
+        it; anyone else is refused, naming the token whose scope refuses.
+        """
+        checks = ChangeChecks(Gates(model(), verifier()), "staging")
+        rules = Rules(model())
+        self.assertIsNone(checks.may_upload(rules.reader(Identity("alice")), "widget"))
+        e = self.assertRaises(Forbidden, checks.may_upload, rules.reader(Identity("bob")),
+                              "widget")
+        self.assertEqual(str(e), "bob may not upload to widget")
+        scoped = rules.reader(Identity("alice", token("alice", projects=["acme-*"])))
+        e = self.assertRaises(Forbidden, checks.may_upload, scoped, "widget")
+        self.assertEqual(str(e), "token t1 may not upload to widget (it is kept to acme-*)")
 
     def test_untouchable_as_missing(self):
         """A project one may neither see nor change answers as a missing one."""
         checks = ChangeChecks(Gates(model(), verifier()), "staging")
-        e = self.assertRaises(NotFound, checks.may_touch, Identity("bob"), "widget")
+        bob, alice = (Rules(model()).reader(Identity(name)) for name in ("bob", "alice"))
+        e = self.assertRaises(NotFound, checks.may_touch, bob, "widget")
         self.assertEqual(str(e), NO_SUCH_RELEASE)
-        self.assertRaises(NotFound, checks.may_touch, Identity("alice"), None)
-        checks.may_touch(Identity("alice"), "widget")
+        self.assertRaises(NotFound, checks.may_touch, alice, None)
+        checks.may_touch(alice, "widget")
 
     def test_storage_call_answers(self):
         """A file deleted meanwhile answers 404; a failing storage 503."""
