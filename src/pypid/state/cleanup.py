@@ -12,7 +12,7 @@ in the bin by one write beside it (its record, or a marker object), so an
 application interrupted at any point (a crash, C{kill -9}) leaves every
 file either live or in the bin, never half-removed; applying again goes
 on. Two servers on a bucket applying at once bin a file once: the second
-finds it binned (the index learnt it from the change feed), or, in the
+finds it binned (the index learnt it from the journal), or, in the
 moment between, writes the same state again.
 
 L{RetentionSchedule} applies every index's rules by itself, every

@@ -6,7 +6,7 @@ removed at once, and can be restored meanwhile.
 A file in the bin is one whose record is binned (L{FileRecord.binned}: when
 it went there), kept by the storage beside the file as a yank is (a
 sidecar on disk, a marker object on S3, so that the other servers on a
-bucket learn it from their change feed), and held by the index apart from
+bucket learn it from the journal), and held by the index apart from
 the live files (L{pypid.core.indexes.index.Index.binned}): not listed, not served,
 its name still taken (an upload of it is refused, as of a deleted one).
 Once kept for L{RecycleBin.keep_for}, the upkeep (L{BinUpkeep}) purges it:

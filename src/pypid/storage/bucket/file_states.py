@@ -2,7 +2,7 @@
 A file's state as the bucket holds it now: its tombstone, its object's
 headers (the record), and its yank and recycle-bin markers.
 
-Read after another server's change (L{pypid.storage.bucket.markers.ChangeFeed}),
+Read after another server's change (L{pypid.storage.bucket.markers.BucketChanges}),
 where a full check disagrees with the index, and where an upload or a
 promotion finds the name taken by the same bytes: apart because all of
 them need it and none owns it.

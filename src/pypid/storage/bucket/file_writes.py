@@ -6,9 +6,9 @@ A new file is written with C{If-None-Match: *}, so of two servers uploading
 one filename exactly one wins, and the other gets the same "File already
 exists" answer as on local disk; yanks and deletes are marker objects, a
 delete's tombstone written first (it is the delete). Each change is
-preceded by an intent marker (L{pypid.storage.bucket.markers.ChangeFeed.intend})
+preceded by an intent marker (L{pypid.storage.bucket.markers.BucketChanges.intend})
 and followed by its entry in the journal
-(L{pypid.storage.bucket.markers.ChangeFeed.announce}), through which the
+(L{pypid.storage.bucket.markers.BucketChanges.tell}), through which the
 other servers learn of it, even when this one is killed between its write
 and the entry. Apart from
 L{pypid.storage.bucket.storage.BucketStorage} because this is where what to write,
@@ -30,7 +30,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, binned_body, user_metadata, yank_body
-from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.object_writes import ObjectWriter
 from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.disk import remove_file
@@ -54,7 +54,7 @@ class FileWrites:
     @ivar _layout: the L{Layout} of the prefix.
     @ivar _writer: the L{ObjectWriter} of a file and what is kept beside it.
     @ivar _imports: the L{Importer}, told where each file lives.
-    @ivar _feed: the L{ChangeFeed} each change is announced to.
+    @ivar _changes: the L{BucketChanges} each change is told to.
     @ivar _states: the L{FileStates}, for a name taken by the same bytes.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}: when a tombstone was written.
@@ -64,7 +64,7 @@ class FileWrites:
     _layout: Layout
     _writer: ObjectWriter
     _imports: Importer
-    _feed: ChangeFeed
+    _changes: BucketChanges
     _states: FileStates
     _run: Run
     _clock: IReactorTime
@@ -84,7 +84,7 @@ class FileWrites:
             # (the intent marker beside the tombstone check, in one round
             # trip: one written for a name deleted before has the others
             # read a state that is already theirs)
-            intended = ensureDeferred(self._feed.intend(record.filename))
+            intended = ensureDeferred(self._changes.intend(record.filename))
             try:
                 tombstone = await client.head(layout.deleted_key(record.filename))
             finally:
@@ -111,7 +111,7 @@ class FileWrites:
                 current = await self._states.read(record.filename, record.path)
                 raise FileExists(record.filename, record.sha256, current.record)
             self._imports.remember(record)
-            await self._feed.announce(record.filename)
+            await self._changes.tell(record.filename)
             return record
         finally:
             await self._run(remove_file, temp_path)
@@ -160,7 +160,7 @@ class FileWrites:
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
         json_type = "application/json"
-        await self._feed.intend(record.filename)
+        await self._changes.intend(record.filename)
         if record.yanked is not None:
             await client.put(layout.yanked_key(record.filename), yank_body(record.yanked),
                              json_type)
@@ -176,7 +176,7 @@ class FileWrites:
                 raise AlreadyBinned(record.filename)
         else:
             await client.delete(layout.binned_key(record.filename))
-        await self._feed.announce(record.filename)
+        await self._changes.tell(record.filename)
 
     async def delete(self, record: FileRecord) -> None:
         """
@@ -185,7 +185,7 @@ class FileWrites:
         """
         layout, client = self._layout, self._client
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
-        await self._feed.intend(record.filename)
+        await self._changes.intend(record.filename)
         written = await client.put(layout.deleted_key(record.filename),
                                    json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                                    "application/json", if_none_match=True)
@@ -196,7 +196,7 @@ class FileWrites:
         # The tombstone is the delete: from here on the file is not served
         # by any server. The objects go next; one that cannot be removed now
         # is hidden by the tombstone, and removed by the next full check.
-        await self._feed.announce(record.filename)
+        await self._changes.tell(record.filename)
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename), layout.yanked_key(record.filename),
                     layout.binned_key(record.filename), layout.promoted_key(record.filename),
@@ -220,8 +220,8 @@ class FileWrites:
             if existing is not None:
                 raise FileExists(filename, existing.metadata.get("sha256"))
         tombstone = {"filename": filename, "deleted": True, "deleted_at": self._clock.seconds()}
-        await self._feed.intend(filename)
+        await self._changes.intend(filename)
         await client.put(layout.deleted_key(filename),
                          json.dumps(tombstone, sort_keys=True).encode("utf-8"),
                          "application/json")
-        await self._feed.announce(filename)
+        await self._changes.tell(filename)

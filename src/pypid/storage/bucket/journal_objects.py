@@ -7,10 +7,10 @@ While a promotion's journal is kept, the files it names are not told as
 they are adopted: the sync (this server's, and the other
 servers') would otherwise take a promotion's files into the index one by
 one while it runs, and keep those of a promotion that failed until it read
-them again. They are announced together as the journal is dropped, once
+them again. They are told together as the journal is dropped, once
 the promotion ended either way. So the journals are kept here, beside the
 names they hold back, and the adoption asks L{JournalObjects.holds} before
-it announces a file.
+it tells of a file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import attrs
 
 from pypid.core.indexes.promotion import PromotionJournal
 from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.store import ObjectStore, read_all
 
 
@@ -30,13 +30,13 @@ class JournalObjects:
 
     @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
-    @ivar _feed: the L{ChangeFeed} the held-back files are announced to.
+    @ivar _changes: the L{BucketChanges} the held-back files are told to.
     """
 
     _client: ObjectStore
     _layout: Layout
-    _feed: ChangeFeed
-    # journal name -> the files of a promotion under way, announced at its end
+    _changes: BucketChanges
+    # journal name -> the files of a promotion under way, told at its end
     _journaled: dict[str, frozenset[str]] = attrs.field(factory=dict, init=False)
 
     def holds(self, filename: str) -> bool:
@@ -70,8 +70,8 @@ class JournalObjects:
             await self._client.delete(self._layout.journal_key(name))
         finally:
             # (the promotion ended either way: its files' markers go out,
-            # and the next adoption of those names announces itself)
-            await self._feed.announce(*sorted(self._journaled.pop(name, ())))
+            # and the next adoption of those names tells itself)
+            await self._changes.tell(*sorted(self._journaled.pop(name, ())))
 
     async def all(self) -> dict[str, bytes]:
         """The journals kept and not dropped: promotions a crash interrupted."""

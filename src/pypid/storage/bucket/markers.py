@@ -2,23 +2,23 @@
 How several pypid servers on one bucket learn of each other's changes.
 
 Every change (an upload, a yank, a delete, a project's status) is told in
-the store's journal once the bucket holds it (L{ChangeFeed.announce}, a
+the store's journal once the bucket holds it (L{BucketChanges.tell}, a
 L{pypid.storage.store_changes.StoreChanges}), and the changes of files
 wait for it before they answer. Each server reads the entries after the
 serial it read up to and reads again the state of every file they name,
 then the status object of every project they name or whose file they name
-(L{ChangeFeed.poll}): a listing of the journal when nothing changed,
+(L{BucketChanges.poll}): a listing of the journal when nothing changed,
 whatever the size of the bucket.
 
 One kind of marker object stays: the intent a server leaves before it
 changes a file (C{.pypid/changes/<ms>.<instance>.<n>.?<filename>},
-L{ChangeFeed.intend}), so that a server killed between its write and the
+L{BucketChanges.intend}), so that a server killed between its write and the
 journal's entry leaves the others a file to read again until the entry
 comes or L{UNSETTLED} passed. Intents are listed from a little before the
 last look (L{LOOKBACK}: an object listing may show a new key late), and
 removed past L{MARKER_RETENTION}, about once an hour.
 
-The feed holds only this bookkeeping; what a file's state is
+It holds only this bookkeeping; what a file's state is
 (L{pypid.storage.bucket.file_states}), how a status object is read
 (L{pypid.storage.bucket.status_objects}) and where the background writes are
 kept track of (L{pypid.storage.bucket.pending_writes}) are passed in by
@@ -62,7 +62,7 @@ MARKER_RETENTION = 24 * 3600.0
 #: fewer changes to read again than the journal holds since.
 STALE = MARKER_RETENTION / 2
 
-#: How long after an intent marker (L{ChangeFeed.intend}) without the
+#: How long after an intent marker (L{BucketChanges.intend}) without the
 #: change's entry in the journal the file's state is read again (s): longer
 #: than a change takes to write (a multipart upload of a large file included).
 UNSETTLED = 15 * 60.0
@@ -83,7 +83,7 @@ def _subjects(subjects: Iterable[str]) -> tuple[list[str], list[str]]:
     return files, projects
 
 
-class ChangeFeed:
+class BucketChanges:
     """
     This server's view of the changes in the bucket: the journal's entries
     of its storage, and the intent markers.
@@ -112,7 +112,7 @@ class ChangeFeed:
         self._state_of = state_of
         self._status_of = status_of
         self._background = background
-        self.changes = changes
+        self.store_changes = changes
         self.instance = changes.instance
         self._numbers = iter(range(1, 1 << 62))
         # Where the next listing of intents looks from (s), and the intent
@@ -124,7 +124,7 @@ class ChangeFeed:
         # Set when the view came from a snapshot and the journal: since when
         # a full listing must check it (what changed behind pypid's back).
         self._reconcile_since: float | None = None
-        # The files whose change was announced by an intent marker and not
+        # The files whose change was intended by an intent marker and not
         # (yet) by the journal: filename -> (the intent's time, when to read
         # its state again), both in ms; and the latest entry of each file's
         # change seen within the look-back window (ms).
@@ -134,7 +134,7 @@ class ChangeFeed:
         # for the intents from before it began to read).
         self._fresh = True
 
-    def announce(self, *subjects: str) -> Deferred[Any]:
+    def tell(self, *subjects: str) -> Deferred[Any]:
         """
         Tell the others of a change of C{subjects} (filenames, or
         L{pypid.storage.bucket.layout.status_subject}s), in the journal.
@@ -148,9 +148,9 @@ class ChangeFeed:
         return self._background(self._tell(files, projects))
 
     async def _tell(self, files: list[str], projects: list[str]) -> int | None:
-        return await self.changes.tell(files, projects)
+        return await self.store_changes.tell(files, projects)
 
-    async def announce_now(self, subject: str) -> None:
+    async def tell_now(self, subject: str) -> None:
         """
         Tell of a change of C{subject} and wait for it: for a change that
         must be told before whatever follows it is (a status, before the
@@ -160,14 +160,14 @@ class ChangeFeed:
             tries again, in order).
         """
         files, projects = _subjects([subject])
-        if await self.changes.tell(files, projects) is None:
+        if await self.store_changes.tell(files, projects) is None:
             raise StorageError(f"the journal cannot be written to tell that {subject} changed")
 
     async def intend(self, filename: str) -> None:
         """
         Leave an intent marker before changing C{filename}, and wait for it:
         a server killed between its write and the change's entry
-        (L{announce}) leaves the others this one, and they read the file's
+        (L{tell}) leaves the others this one, and they read the file's
         state again every L{RECHECK} until the entry comes or
         L{UNSETTLED} passed (an upload written just before a
         C{kill -9} was listed by the restarted server alone).
@@ -191,7 +191,7 @@ class ChangeFeed:
 
     async def before_listing(self) -> None:
         """A full listing begins: the journal is read from where it ends now, unless known."""
-        await self.changes.start()
+        await self.store_changes.start()
 
     def listed(self, started: float) -> None:
         """A full listing that began at C{started} is done: polls go on from there."""
@@ -201,16 +201,16 @@ class ChangeFeed:
 
     def reconcile_due(self) -> bool:
         """Whether the index must be checked against a full listing."""
-        return self._reconcile_since is not None or self.changes.gap
+        return self._reconcile_since is not None or self.store_changes.gap
 
     def reconcile_since(self) -> float:
         """Since when the view is not known to be complete (0 when not known)."""
-        return 0.0 if self.changes.gap else self._reconcile_since or 0.0
+        return 0.0 if self.store_changes.gap else self._reconcile_since or 0.0
 
     def reconciled(self) -> None:
         """A full listing checked the view: no more is due."""
         self._reconcile_since = None
-        self.changes.gap = False
+        self.store_changes.gap = False
 
     def synced_at(self) -> float | None:
         """When the view last took in every change in the bucket (L{None}: never)."""
@@ -229,9 +229,9 @@ class ChangeFeed:
         now = self._clock.seconds()
         if self._cursor is None:
             self._cursor = now
-        await self.changes.start()
-        began = self.changes.cursor
-        told, serial = await self.changes.read()
+        await self.store_changes.start()
+        began = self.store_changes.cursor
+        told, serial = await self.store_changes.read()
         changed: set[str] = set()
         projects: set[str] = set()
         done = dict(self._done)
@@ -249,7 +249,7 @@ class ChangeFeed:
             # (the first look: an intent from before where this server began
             # to read the journal, at its listing or its snapshot, may have
             # been settled by an entry before it too)
-            for name, when in (await self.changes.told_before(
+            for name, when in (await self.store_changes.told_before(
                     began, min(early) - int(LOOKBACK * 1000))).items():
                 done[name] = max(when, done.get(name, 0))
         unsettled = self._settle(intents, done, int(now * 1000))
@@ -264,7 +264,7 @@ class ChangeFeed:
                     for project in ([] if starting else sorted(projects))}
         # Only now is the look complete: a failure above leaves the cursors
         # where they were, so the next poll reads the same changes again.
-        self.changes.resume(serial)
+        self.store_changes.resume(serial)
         self._fresh = False
         self._seen.update(seen)
         self._cursor = now

@@ -26,7 +26,7 @@ from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.journal_objects import JournalObjects
 from pypid.storage.bucket.layout import Layout, user_metadata
-from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
 from pypid.storage.bucket.store import ObjectStore
 from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
@@ -43,7 +43,7 @@ class ObjectAdoption:
     @ivar _layout: the L{Layout} of the target prefix.
     @ivar _writer: the L{ObjectWriter} that copies on the store's side.
     @ivar _imports: the L{Importer}, told where an adopted file lives.
-    @ivar _feed: the L{ChangeFeed} an adoption or a removal is announced to.
+    @ivar _changes: the L{BucketChanges} an adoption or a removal is told to.
     @ivar _states: the L{FileStates}, for a name taken by the same bytes.
     @ivar _journals: the L{JournalObjects}, which may hold a telling back.
     """
@@ -52,7 +52,7 @@ class ObjectAdoption:
     _layout: Layout
     _writer: ObjectWriter
     _imports: Importer
-    _feed: ChangeFeed
+    _changes: BucketChanges
     _states: FileStates
     _journals: JournalObjects
 
@@ -94,7 +94,7 @@ class ObjectAdoption:
             raise
         self._imports.remember(adopted)
         if not self._journals.holds(adopted.filename):
-            await self._feed.announce(adopted.filename)
+            await self._changes.tell(adopted.filename)
         # (else its telling waits for the end of its promotion: drop_journal)
         return adopted
 
@@ -128,7 +128,7 @@ class ObjectAdoption:
         if existing is not None and existing.metadata.get("sha256") != record.sha256:
             return
         await self._forget(record.replace(path=record.filename), strict=True)
-        await self._feed.announce(record.filename)
+        await self._changes.tell(record.filename)
 
     async def _forget(self, record: FileRecord, strict: bool = False) -> None:
         """

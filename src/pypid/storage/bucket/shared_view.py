@@ -10,7 +10,7 @@ pypid's back (objects copied in by hand) then runs in the background,
 paced, when the first poll asks for it. Apart from
 L{pypid.storage.bucket.storage.BucketStorage} because it is the only part that
 decides between the listing and the journal; the storage's writes only
-announce their changes (L{pypid.storage.bucket.markers.ChangeFeed.announce}).
+tell their changes (L{pypid.storage.bucket.markers.BucketChanges.tell}).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.listing import BucketListing
-from pypid.storage.bucket.markers import STALE, ChangeFeed, Pacer
+from pypid.storage.bucket.markers import STALE, BucketChanges, Pacer
 from pypid.storage.bucket.status_objects import StatusObjects
 from pypid.storage.bucket.store import ObjectStore, PacedStore
 from pypid.storage.capabilities import Polled
@@ -39,7 +39,7 @@ class SharedView:
 
     @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} (paced for a full check).
     @ivar _clock: provides C{seconds()}, compared with the markers' times.
-    @ivar _feed: the L{ChangeFeed} of the bucket's changes.
+    @ivar _changes: the L{BucketChanges} of the bucket's changes.
     @ivar _listing: the L{BucketListing} of the whole bucket.
     @ivar _imports: the L{Importer}, told where each file of a snapshot lives.
     @ivar _states: the L{FileStates} a disagreeing full check reads again.
@@ -52,7 +52,7 @@ class SharedView:
 
     _client: ObjectStore
     _clock: IReactorTime
-    _feed: ChangeFeed
+    _changes: BucketChanges
     _listing: BucketListing
     _imports: Importer
     _states: FileStates
@@ -70,7 +70,7 @@ class SharedView:
         if not persist:
             return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
-        changes = self._feed.changes
+        changes = self._changes.store_changes
         # (a snapshot that says up to which serial it took in the journal:
         # ISharedStorage.resume)
         resumed = changes.cursor is not None
@@ -83,12 +83,12 @@ class SharedView:
             return await self._scan(known, since)
         # The snapshot holds the changes the journal told up to its serial;
         # intent markers appear late by up to LOOKBACK.
-        self._feed.start_from_snapshot(since, self._replay_window)
+        self._changes.start_from_snapshot(since, self._replay_window)
         records, deleted = dict(known), set(tombstones)
         for record in records.values():
             self._imports.remember(record)
         # (no statuses: the start reads them all after the files)
-        for change in (await self._feed.poll(starting=True)).files:
+        for change in (await self._changes.poll(starting=True)).files:
             if change.deleted:
                 records.pop(change.filename, None)
                 deleted.add(change.filename)
@@ -111,7 +111,7 @@ class SharedView:
         # Paced: the check runs while the server answers, and must cost
         # neither a burst on the cloud bill nor the uploads' turn.
         client = PacedStore(self._client, Pacer(self._clock, self._check_rate))
-        result = await self._scan(known, self._feed.reconcile_since(), client=client)
+        result = await self._scan(known, self._changes.reconcile_since(), client=client)
         records = dict(result.records)
         for filename, record in known.items():
             listed = records.get(filename)
@@ -125,20 +125,20 @@ class SharedView:
             else:
                 records.pop(filename, None)
         statuses = await self._statuses.all(client)
-        self._feed.reconciled()
+        self._changes.reconciled()
         return attrs.evolve(result, records=records, statuses=statuses)
 
     async def poll(self) -> Polled:
         """The changes other servers made since the last poll: files', then statuses'."""
-        return await self._feed.poll()
+        return await self._changes.poll()
 
     def reconcile_due(self) -> bool:
         """Whether the view must be checked against a full listing (L{reconcile})."""
-        return self._feed.reconcile_due()
+        return self._changes.reconcile_due()
 
     def synced_at(self) -> float | None:
         """When the view last took in every change in the bucket (L{None}: never)."""
-        return self._feed.synced_at()
+        return self._changes.synced_at()
 
     async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
                     client: ObjectStore | None = None) -> ScanResult:
@@ -149,7 +149,7 @@ class SharedView:
         started = self._clock.seconds()
         if persist:
             # (a reader that polls later: it goes on from the journal's end now)
-            await self._feed.before_listing()
+            await self._changes.before_listing()
         result = await self._listing.scan(known, since, persist, client)
-        self._feed.listed(started)
+        self._changes.listed(started)
         return result

@@ -3,7 +3,7 @@ The projects' statuses (PEP 792) in a bucket: one small object a project
 under C{.pypid/projects/}, read whole at a start and by a full check.
 
 A change is told in the store's journal, naming the project, as the
-files' are (L{pypid.storage.bucket.markers.ChangeFeed}): every server on
+files' are (L{pypid.storage.bucket.markers.BucketChanges}): every server on
 the bucket reads the status object again at its next poll, as it reads a
 changed file's state. Unlike a file's, it is told before
 L{StatusObjects.keep} returns, not in the background: an import keeps a
@@ -16,7 +16,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.storage.bucket.layout import Layout, status_subject
-from pypid.storage.bucket.markers import ChangeFeed
+from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.store import ObjectStore, read_all
 
 
@@ -32,12 +32,12 @@ class StatusObjects:
 
     @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
     @ivar _layout: the L{Layout} of the prefix.
-    @ivar _feed: the L{ChangeFeed} each change is announced to.
+    @ivar _changes: the L{BucketChanges} each change is told to.
     """
 
     _client: ObjectStore
     _layout: Layout
-    _feed: ChangeFeed
+    _changes: BucketChanges
 
     async def keep(self, project: str, data: bytes | None) -> None:
         """
@@ -53,7 +53,7 @@ class StatusObjects:
             await self._client.delete(key)
         else:
             await self._client.put(key, data)
-        await self._feed.announce_now(status_subject(project))
+        await self._changes.tell_now(status_subject(project))
 
     async def all(self, client: ObjectStore | None = None) -> dict[str, bytes]:
         """Every status kept, by normalized project (read with C{client}, or the storage's)."""

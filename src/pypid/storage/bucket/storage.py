@@ -57,7 +57,7 @@ from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.journal_objects import JournalObjects
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.listing import BucketListing
-from pypid.storage.bucket.markers import LOOKBACK, ChangeFeed
+from pypid.storage.bucket.markers import LOOKBACK, BucketChanges
 from pypid.storage.bucket.object_adoption import ObjectAdoption
 from pypid.storage.bucket.object_reads import ObjectReads
 from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
@@ -158,7 +158,7 @@ class BucketStorage:
         which knows where each file lives (L{Importer.path_of}).
     @ivar _writer: the L{ObjectWriter} of files' metadata and details (an
         upload's, an import's, a promotion's).
-    @ivar _feed: the L{ChangeFeed}: the journal's changes, and the intent markers.
+    @ivar _changes: the L{BucketChanges}: the journal's changes, and the intent markers.
     @ivar _pending: the L{PendingWrites} a clean stop waits for.
     @ivar _files: the L{FileWrites} of uploads, yanks and deletes.
     @ivar _reads: the L{ObjectReads} of downloads and small objects.
@@ -198,23 +198,24 @@ class BucketStorage:
             changes = StoreChanges(
                 RecordJournal(BucketRecords(client, layout.prefix + FOLDER + "journal/"), clock),
                 "", clock, owned=True)
-        self._feed = ChangeFeed(client, layout, clock, states.read,
+        self._changes = BucketChanges(client, layout, clock, states.read,
                                 partial(read_status, client, layout), self._pending.run,
                                 changes)
-        self._check = BucketCheck(client, layout, self._feed.instance)
-        journals = JournalObjects(client, layout, self._feed)
+        self._check = BucketCheck(client, layout, self._changes.instance)
+        journals = JournalObjects(client, layout, self._changes)
         self._journals = journals
-        self._statuses = StatusObjects(client, layout, self._feed)
-        self._files = FileWrites(client, layout, self._writer, self._imports, self._feed,
+        self._statuses = StatusObjects(client, layout, self._changes)
+        self._files = FileWrites(client, layout, self._writer, self._imports, self._changes,
                                  states, run, clock)
         self._reads = ObjectReads(client, layout, self._urls, self._imports, clock,
                                   settings.download, settings.public_url)
         self._adoption = ObjectAdoption(client, layout, self._writer, self._imports,
-                                        self._feed, states, journals)
+                                        self._changes, states, journals)
         self._snapshot = BucketSnapshot(client, layout, run, self._pending,
                                         settings.bucket_snapshot, clock_margin)
         self._view = SharedView(
-            client, clock, self._feed, BucketListing(client, layout, self._imports, clock_margin),
+            client, clock, self._changes,
+            BucketListing(client, layout, self._imports, clock_margin),
             self._imports, states, self._statuses, self._snapshot, self.identity(),
             sync_interval + LOOKBACK if settings.replay_window is None else settings.replay_window,
             settings.check_rate)
@@ -244,7 +245,7 @@ class BucketStorage:
         connections.
         """
         def told(_: object) -> Any:
-            return self._feed.changes.close()
+            return self._changes.store_changes.close()
 
         def closed(_: object) -> Any:
             self._client.stop()
@@ -535,8 +536,8 @@ class BucketStorage:
 
     def changes_read(self) -> int | None:
         """The journal's serial up to which the index took in the bucket's changes."""
-        return self._feed.changes.cursor
+        return self._changes.store_changes.cursor
 
     def resume(self, serial: int) -> None:
         """The index's snapshot took in the changes up to C{serial}: the start reads on."""
-        self._feed.changes.resume(serial)
+        self._changes.store_changes.resume(serial)

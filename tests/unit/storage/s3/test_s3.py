@@ -248,7 +248,7 @@ class S3StorageTests(S3Case):
         await reader.scan({}, 0.0)
         await reader.poll()
         temp, record, metadata, _ = self.spool_wheel(writer)
-        writer._feed.announce = lambda *subjects: succeed(None)  # (killed before it)
+        writer._changes.tell = lambda *subjects: succeed(None)  # (killed before it)
         await writer.publish(temp, record, metadata)
         found = [change.record for change in (await reader.poll()).files]
         self.assertEqual([r.filename for r in found if r is not None], [record.filename])
@@ -433,14 +433,14 @@ class S3StorageTests(S3Case):
         temp, record, metadata, _ = self.spool_wheel(one)
         await one.publish(temp, record, metadata)
         await one.settle()
-        feed = two._feed
-        original = feed._state_of
+        changes = two._changes
+        original = changes._state_of
 
         async def failing(*args):
             raise StorageError("S3 failed: 503 SlowDown")
-        feed._state_of = failing
+        changes._state_of = failing
         await self.assertFailure(two.poll(), StorageError)
-        feed._state_of = original
+        changes._state_of = original
         [change] = (await two.poll()).files
         self.assertEqual(change.record, record)
 
@@ -495,7 +495,7 @@ class S3StorageTests(S3Case):
             await writer.publish(temp, record, metadata)
         await writer.settle()
         known = (await writer.scan({}, 0.0)).records
-        since, serial = time.time(), await writer._feed.changes.journal.head()
+        since, serial = time.time(), await writer._changes.store_changes.journal.head()
         time.sleep(0.01)
         temp, newer, metadata, _ = self.spool_wheel(writer, version=later)
         await writer.publish(temp, newer, metadata)
@@ -555,7 +555,7 @@ class S3StorageTests(S3Case):
             records.append(await writer.publish(temp, record, metadata))
         await writer.settle()
         known = (await writer.scan({}, 0.0)).records
-        since, serial = time.time(), await writer._feed.changes.journal.head()
+        since, serial = time.time(), await writer._changes.store_changes.journal.head()
         time.sleep(0.01)
         foreign_name, data = make_wheel("by-hand", "1.0")
         bucket = self.store.client()
@@ -607,7 +607,7 @@ class S3StorageTests(S3Case):
             published.append(await writer.publish(temp, record, metadata))
         await writer.settle()
         records = (await writer.scan({}, 0.0)).records
-        serial = await writer._feed.changes.journal.head()
+        serial = await writer._changes.store_changes.journal.head()
         await writer.keep_snapshot(snapshots.encode(records.values(), ["gone.whl"], time.time(),
                                                     0, writer.identity(), changes=serial))
         old = {published[0].filename: published[0]}

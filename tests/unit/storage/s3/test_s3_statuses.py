@@ -183,7 +183,7 @@ class StatusPropagationTests(SharedBucketCase):
         await b.poll()
         self.assertEqual(await b.file_code(record), 302, "not told yet")
         # (the journal's next try, without waiting for its back-off)
-        self.assertTrue(await a.storage._feed.changes.journal.flush())
+        self.assertTrue(await a.storage._changes.store_changes.journal.flush())
         await b.poll()
         self.assertEqual(await b.file_code(record), 404)
 

@@ -1699,14 +1699,14 @@ class _SmallObjects:
                              if key.startswith(prefix)), (), None)
 
 
-class _Announced:
-    """A change feed that records what is announced."""
+class _Told:
+    """Bucket changes that record what is told."""
 
     def __init__(self):
-        self.announced = []
+        self.told = []
 
-    def announce(self, *filenames):
-        self.announced.extend(filenames)
+    def tell(self, *filenames):
+        self.told.extend(filenames)
         return succeed(None)
 
 
@@ -1719,22 +1719,22 @@ class JournalObjectsTests(SynchronousTestCase):
             make_record(filename=name, path=name) for name in filenames)).to_bytes()
 
     def test_held_until_dropped(self):
-        """The files a kept journal names are held back, then announced, sorted, at its drop."""
-        bucket, feed = _SmallObjects(), _Announced()
-        journals = JournalObjects(bucket, Layout("p/"), feed)
+        """The files a kept journal names are held back, then told, sorted, at its drop."""
+        bucket, changes = _SmallObjects(), _Told()
+        journals = JournalObjects(bucket, Layout("p/"), changes)
         data = self.journal("b-1.0.tar.gz", "a-1.0.tar.gz")
         self.successResultOf(ensureDeferred(journals.keep("j1", data)))
         self.assertTrue(journals.holds("a-1.0.tar.gz"))
         self.assertFalse(journals.holds("c-1.0.tar.gz"))
         self.assertEqual(self.successResultOf(ensureDeferred(journals.all())), {"j1": data})
         self.successResultOf(ensureDeferred(journals.drop("j1")))
-        self.assertEqual(feed.announced, ["a-1.0.tar.gz", "b-1.0.tar.gz"])
+        self.assertEqual(changes.told, ["a-1.0.tar.gz", "b-1.0.tar.gz"])
         self.assertFalse(journals.holds("a-1.0.tar.gz"))
         self.assertEqual(self.successResultOf(ensureDeferred(journals.all())), {})
 
     def test_failed_keep_holds_nothing(self):
         """A journal that could not be written holds no marker back."""
-        journals = JournalObjects(_SmallObjects(refuse=True), Layout(), _Announced())
+        journals = JournalObjects(_SmallObjects(refuse=True), Layout(), _Told())
         self.failureResultOf(ensureDeferred(journals.keep("j1", self.journal("a-1.0.tar.gz"))),
                              StorageError)
         self.assertFalse(journals.holds("a-1.0.tar.gz"))
@@ -1742,7 +1742,7 @@ class JournalObjectsTests(SynchronousTestCase):
     def test_unreadable_journal_holds_nothing(self):
         """Bytes that are no journal are kept, and hold no name back."""
         bucket = _SmallObjects()
-        journals = JournalObjects(bucket, Layout(), _Announced())
+        journals = JournalObjects(bucket, Layout(), _Told())
         self.successResultOf(ensureDeferred(journals.keep("j1", b"not json")))
         self.assertEqual(bucket.objects, {".pypid/promotions/j1": b"not json"})
         self.assertFalse(journals.holds("j1"))
