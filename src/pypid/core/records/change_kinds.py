@@ -74,9 +74,6 @@ class ChangeKind(StrEnum):
     STORED = "stored"
 
 
-#: The kinds that are logins (failed or throttled), folded per minute.
-LOGIN_KINDS = frozenset({ChangeKind.LOGIN_FAILED, ChangeKind.LOGIN_THROTTLED})
-
 #: The kinds a webhook may be told of, each with what its event says.
 EVENT_KINDS: Mapping[ChangeKind, str] = {
     ChangeKind.UPLOAD: "a file was uploaded (one event per file)",
@@ -105,14 +102,6 @@ SERVER_EVENT_KINDS = frozenset({ChangeKind.TOKEN_ISSUED, ChangeKind.TOKEN_REVOKE
 
 #: The event kinds about a project of an index.
 PROJECT_EVENT_KINDS = frozenset(EVENT_KINDS) - SERVER_EVENT_KINDS
-
-#: The kinds that change a hosted index's files or statuses: what another
-#: server, or another worker, reads again from the storage when it meets
-#: one in the journal.
-FILE_KINDS = frozenset({ChangeKind.UPLOAD, ChangeKind.YANK, ChangeKind.UNYANK,
-                        ChangeKind.DELETE, ChangeKind.IMPORT, ChangeKind.PROMOTE,
-                        ChangeKind.RESTORE, ChangeKind.PURGE, ChangeKind.RETENTION,
-                        ChangeKind.STATUS, ChangeKind.UPSTREAM_RELEASE})
 
 
 #: The kinds the audit log's pages show only when asked for by name: the

@@ -78,10 +78,6 @@ class Filter:
             return False
         return True
 
-    def wants_entry(self, entry: Entry) -> bool:
-        """Whether the event of C{entry} (an L{is_event}) is wanted."""
-        return self.wants(entry.event, index_of(entry), entry.project)
-
 
 def index_of(entry: Entry) -> str | None:
     """The index an entry's event names: L{DEFAULT_INDEX} for the default's, L{None} for none."""

@@ -187,10 +187,6 @@ class Gates:
         token: Token | None = identity.token
         return (identity.name, token.id if token is not None else None, identity.groups)
 
-    def is_local_user(self, name: str) -> bool:
-        """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
-        return self._identification.knows(name)
-
     def stored_password(self, name: str) -> str | None:
         """The hash a local user's password is checked against, or L{None}."""
         return self._identification.stored(name)
