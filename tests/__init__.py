@@ -15,3 +15,12 @@ import os
 
 #: The checkout the tests run from (the folder holding C{src/}, C{docs/} and C{tests/}).
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Hypothesis's clock-based checks (a per-example deadline, "input generation
+# is slow") fail a correct test on a loaded machine: no test here depends on
+# how fast the machine is, so every property test runs without them.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("pypid", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pypid")

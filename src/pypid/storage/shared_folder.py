@@ -21,14 +21,15 @@ import hashlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import directlyProvides, implementer, providedBy
 
 from pypid.core.dists.model import FileRecord
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import IStorage, Run, ScanResult
+from pypid.storage.interface import IStorage, Run, ScanResult, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.sidecars import Sidecars, is_tombstone
 from pypid.storage.store_changes import StoreChanges
@@ -180,8 +181,18 @@ class SharedFolder:
         return changed
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
-        """Keep a project's status, and tell it."""
-        return self._inner.keep_status(project, data).addCallback(self._told, (), [project])
+        """
+        Keep a project's status, and tell it: refused (L{StorageError})
+        while the journal cannot be written, as on a bucket, rather than
+        answered and perhaps never told (a worker that then ended leaves
+        the others a full check, which reads the statuses too).
+        """
+        def told(serial: int | None) -> None:
+            if serial is None:
+                raise StorageError(
+                    f"the journal cannot be written to tell that {project}'s status changed")
+        return self._inner.keep_status(project, data).addCallback(
+            lambda _: self.changes.tell((), [project])).addCallback(told)
 
     def _told(self, result: Any, filenames: Sequence[str], projects: Sequence[str]) -> Any:
         return self.changes.tell(filenames, projects).addCallback(lambda _: result)
@@ -207,7 +218,7 @@ class SharedFolder:
         projects = list(dict.fromkeys(c.project for c in told
                                       if not c.own and c.project is not None))
         if not files and not projects:
-            self.changes.resume(serial)
+            self.changes.advance(serial)
             self._synced_at = self._clock.seconds()
             return Polled()
         sidecars = self._sidecars
@@ -216,7 +227,7 @@ class SharedFolder:
         if projects:
             kept = await self._inner.statuses()
             statuses = {project: kept.get(project) for project in projects}
-        self.changes.resume(serial)
+        self.changes.advance(serial)
         self._synced_at = self._clock.seconds()
         return Polled(states, statuses)
 
@@ -240,9 +251,21 @@ class SharedFolder:
 
     def reconcile(self, known: dict[str, FileRecord],
                   tombstones: Iterable[str]) -> Deferred[ScanResult]:
-        """The whole folder, compared with the index's records (a full scan)."""
+        """
+        The whole folder, compared with the index's records (a full scan),
+        and every project's status, read after the files; a failure leaves
+        the check due again.
+        """
         self._lapped = self.changes.gap = False
-        return self._inner.scan(known, 0.0, tombstones)
+
+        async def check() -> ScanResult:
+            try:
+                scanned = await self._inner.scan(known, 0.0, tombstones)
+                return attrs.evolve(scanned, statuses=await self._inner.statuses())
+            except BaseException:
+                self._lapped = True
+                raise
+        return ensureDeferred(check())
 
     def state(self) -> None:
         """Nothing of the journal goes into the snapshot: a worker starts from the folder."""

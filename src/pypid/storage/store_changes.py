@@ -62,7 +62,8 @@ class StoreChanges:
 
     @ivar key: the storage's name in its entries: the same in every server
         that shares it, and apart from the store's other storages
-        (L{pypid.storage.factory.changes_key}).
+        (its C{within}, set by L{pypid.storage.factory.below}: C{""} for
+        the store's root).
     @ivar instance: this instance's name in the entries it writes (random
         per start), so a reader knows its own.
     @ivar cursor: the last serial read (L{None}: not known yet,
@@ -83,6 +84,10 @@ class StoreChanges:
         self.instance = uuid.uuid4().hex[:12]
         self.cursor: int | None = None
         self.gap = False
+        # (a cursor taken from a snapshot is checked against the journal's
+        # head once: a journal restored from an older backup, or begun
+        # again, numbers new entries below it)
+        self._checked = True
 
     def tell(self, filenames: Iterable[str] = (),
              projects: Iterable[str] = ()) -> Deferred[int | None]:
@@ -114,14 +119,19 @@ class StoreChanges:
             self.cursor = await self.journal.head()
 
     def resume(self, serial: int) -> None:
-        """Read from after C{serial} (what a snapshot took in)."""
+        """Read from after C{serial}, what a snapshot took in (checked against the journal)."""
+        self.cursor = serial
+        self._checked = False
+
+    def advance(self, serial: int) -> None:
+        """Read from after C{serial}, what L{read} read up to, once it was taken in."""
         self.cursor = serial
 
     async def read(self) -> tuple[list[Stored], int]:
         """
         This storage's changes after L{cursor}, in order, and the serial
         read up to; the cursor moves only when the caller says so
-        (L{resume}), once it took them in, so a failure midway reads them
+        (L{advance}), once it took them in, so a failure midway reads them
         again.
         """
         await self.start()
@@ -130,17 +140,23 @@ class StoreChanges:
         found: list[Stored] = []
         while True:
             entries = await self.journal.since(serial, MAX_SINCE)
+            if not entries and not self._checked:
+                # (nothing after a snapshot's serial: unless it is past
+                # the journal's last, what comes next is read from there)
+                head = await self.journal.head()
+                if head < serial:
+                    self.gap, serial = True, head
+            self._checked = True
             if not entries:
                 break
-            first = entries[0].serial or 0
-            if first > serial + 1:
-                self.gap = True
             for entry in entries:
+                if (entry.serial or 0) != serial + 1:
+                    self.gap = True  # (entries missing before this one)
+                serial = entry.serial or serial
                 # (the root's key, empty, is written as no target)
                 if entry.event == ChangeKind.STORED and (entry.target or "") == self.key:
                     found.append(Stored(entry.filename, entry.project, milliseconds(entry.time),
                                         entry.detail == self.instance))
-            serial = entries[-1].serial or serial
             if len(entries) < MAX_SINCE:
                 break
         return found, serial

@@ -8,6 +8,7 @@ the storages of two folders on one journal kept apart.
 
 import os
 
+from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
@@ -15,7 +16,7 @@ from zope.interface.verify import verifyObject
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import IStorage
+from pypid.storage.interface import IStorage, StorageError
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
@@ -125,6 +126,31 @@ class SharedFolderTests(TestCase):
         inspected = inspect(temp, filename, filename, UPLOAD_TIME)
         self.failureResultOf(self.two.publish(temp, inspected.record, inspected.metadata))
         self.assertEqual(self.journal.last_serial, before)
+
+    def test_status_refused_while_untold(self):
+        """
+        A status the journal cannot tell yet is refused (L{StorageError}, a
+        503), as on a bucket: answered, it might never reach the others.
+        """
+        self.journal.fail = True
+        self.failureResultOf(self.one.keep_status("holy-grail", b'{"status": "archived"}'),
+                             StorageError)
+
+    def test_full_check_reads_statuses(self):
+        """
+        The full check a worker's end makes due reads every status after
+        the files (a status told by no entry is not missed), and stays due
+        when it fails.
+        """
+        self.successResultOf(self.one.keep_status("holy-grail", b'{"status": "archived"}'))
+        self.two.changes.gap = True
+        self.assertEqual(self.successResultOf(self.two.reconcile({}, ())).statuses,
+                         {"holy-grail": b'{"status": "archived"}'})
+        self.assertFalse(self.two.reconcile_due())
+        self.two.changes.gap = True
+        self.patch(LocalStorage, "scan", lambda *a: fail(StorageError("EIO")))
+        self.failureResultOf(self.two.reconcile({}, ()), StorageError)
+        self.assertTrue(self.two.reconcile_due())
 
     def test_many_behind(self):
         """

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from pypid.core.records.audit_chain import BEGINNING, OK, Entry
+from pypid.core.records.change_kinds import UNSHOWN_KINDS
 
 #: C{changed(index, project)}: a project's serial moved (its kept pages
 #: carry the serial, so they are made again).
@@ -87,7 +88,9 @@ class ProjectSerials:
                 continue
             if serial > self.last:
                 self.last = serial
-            if entry.project is None or entry.outcome != OK:
+            # (a storage's own bookkeeping names a project whose status it
+            # holds, not a change of the index: its action's entry is that)
+            if entry.project is None or entry.outcome != OK or entry.event in UNSHOWN_KINDS:
                 continue
             table = self._serials.setdefault(entry.index, {})
             if table.get(entry.project, BEGINNING) < serial:

@@ -324,13 +324,6 @@ def binned_time(body: bytes, otherwise: float) -> float:
     return otherwise
 
 
-#: What begins the subject of a marker of a project's status (L{Change}):
-#: never the first character of a distribution's filename (a letter or a
-#: digit), nor in a normalized project name. A server from before status
-#: markers reads it as a file of that name, finds none, and changes nothing.
-STATUS_MARK = "~"
-
-
 #: The first character of the subject of an intent marker (L{intent_subject}):
 #: a change of the file named after it is under way. Not the first character
 #: of a filename either; a server from before intents reads it as a file of
@@ -343,36 +336,23 @@ def intent_subject(filename: str) -> str:
     return INTENT_MARK + filename
 
 
-def status_subject(project: str) -> str:
-    """The subject of the marker of a change of the normalized C{project}'s status."""
-    return STATUS_MARK + project
-
-
 @attrs.frozen
 class Change:
     """
-    A change marker: the name says what changed (a file, or a project's
-    status: its L{subject}), when, and made by which instance; the marker
-    holds nothing else. An instance that sees it reads the state from the
-    bucket itself (the file's, the status object's), so markers can arrive
-    in any order and a late one never undoes a newer change.
+    A marker: the name says what (its L{subject}), when, and made by which
+    instance; the marker holds nothing else. Only intent markers are
+    written now (L{intent_subject}); the change markers of servers from
+    before the journal (a filename, or C{~} and a project) are read as
+    markers of no intent, and removed with the others after a day.
 
     @ivar when: milliseconds since the epoch, by the writer's clock.
-    @ivar subject: the filename, or L{STATUS_MARK} and the project's
-        normalized name (L{status_subject}).
+    @ivar subject: L{INTENT_MARK} and the filename.
     """
 
     when: int
     instance: str
     number: int
     subject: str
-
-    @property
-    def project(self) -> str | None:
-        """The project whose status changed, or L{None} for a file's change."""
-        if self.subject.startswith(STATUS_MARK):
-            return self.subject[len(STATUS_MARK):]
-        return None
 
     @property
     def intended(self) -> str | None:
@@ -393,7 +373,7 @@ class Change:
             return None
         parts = key[len(layout.changes_prefix):].split(".", 3)
         if (len(parts) != 4 or not _is_number(parts[0]) or not _is_number(parts[2])
-                or parts[3] in ("", STATUS_MARK, INTENT_MARK)):
+                or parts[3] in ("", INTENT_MARK)):
             return None
         return cls(int(parts[0]), parts[1], int(parts[2]), parts[3])
 

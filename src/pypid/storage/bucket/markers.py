@@ -27,7 +27,7 @@ L{pypid.storage.bucket.storage.BucketStorage}, which builds it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -35,7 +35,6 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pypid.storage.bucket.layout import (
-    STATUS_MARK,
     Change,
     Layout,
     changes_start_after,
@@ -69,18 +68,6 @@ UNSETTLED = 15 * 60.0
 
 #: How often an unsettled file's state is read again (s).
 RECHECK = 5.0
-
-
-def _subjects(subjects: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The filenames and the projects (their statuses) of marker subjects."""
-    files: list[str] = []
-    projects: list[str] = []
-    for subject in subjects:
-        if subject.startswith(STATUS_MARK):
-            projects.append(subject[len(STATUS_MARK):])
-        else:
-            files.append(subject)
-    return files, projects
 
 
 class BucketChanges:
@@ -134,34 +121,31 @@ class BucketChanges:
         # for the intents from before it began to read).
         self._fresh = True
 
-    def tell(self, *subjects: str) -> Deferred[Any]:
+    def tell(self, *filenames: str) -> Deferred[Any]:
         """
-        Tell the others of a change of C{subjects} (filenames, or
-        L{pypid.storage.bucket.layout.status_subject}s), in the journal.
-        The L{Deferred} fires once the entries' first write ended (it
+        Tell the others of a change of C{filenames}, in the journal. The
+        L{Deferred} fires once the entries' first write ended (it
         never fails: the journal tries again, in order). The changes of
         files wait for it before they answer, so that a change
         acknowledged to a client is one the other servers learn of even
         if this one is killed the next moment.
         """
-        files, projects = _subjects(subjects)
-        return self._background(self._tell(files, projects))
+        return self._background(self._tell(list(filenames)))
 
-    async def _tell(self, files: list[str], projects: list[str]) -> int | None:
-        return await self.store_changes.tell(files, projects)
+    async def _tell(self, files: list[str]) -> int | None:
+        return await self.store_changes.tell(files, [])
 
-    async def tell_now(self, subject: str) -> None:
+    async def tell_status(self, project: str) -> None:
         """
-        Tell of a change of C{subject} and wait for it: for a change that
-        must be told before whatever follows it is (a status, before the
-        files of an import).
+        Tell of a change of C{project}'s status and wait for it: it must be
+        told before whatever follows it is (the files of an import).
 
         @raise StorageError: the journal could not be written yet (it
             tries again, in order).
         """
-        files, projects = _subjects([subject])
-        if await self.store_changes.tell(files, projects) is None:
-            raise StorageError(f"the journal cannot be written to tell that {subject} changed")
+        if await self.store_changes.tell([], [project]) is None:
+            raise StorageError(
+                f"the journal cannot be written to tell that {project}'s status changed")
 
     async def intend(self, filename: str) -> None:
         """
@@ -264,7 +248,7 @@ class BucketChanges:
                     for project in ([] if starting else sorted(projects))}
         # Only now is the look complete: a failure above leaves the cursors
         # where they were, so the next poll reads the same changes again.
-        self.store_changes.resume(serial)
+        self.store_changes.advance(serial)
         self._fresh = False
         self._seen.update(seen)
         self._cursor = now

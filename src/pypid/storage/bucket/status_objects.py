@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import attrs
 
-from pypid.storage.bucket.layout import Layout, status_subject
+from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.store import ObjectStore, read_all
 
@@ -53,7 +53,7 @@ class StatusObjects:
             await self._client.delete(key)
         else:
             await self._client.put(key, data)
-        await self._changes.tell_now(status_subject(project))
+        await self._changes.tell_status(project)
 
     async def all(self, client: ObjectStore | None = None) -> dict[str, bytes]:
         """Every status kept, by normalized project (read with C{client}, or the storage's)."""

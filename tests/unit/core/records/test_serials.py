@@ -41,6 +41,16 @@ class SerialsTests(SynchronousTestCase):
         serials.take([entry(2), entry(3, outcome=REFUSED)])
         self.assertEqual((serials.of(None, "alpha"), serials.last), (2, 3))
 
+    def test_storage_bookkeeping_moves_nothing(self):
+        """
+        A shared storage's entry of a project's status it holds (of any
+        index's storage: the entry has none) is not a change of the default
+        index: the action's own entry moves the serial.
+        """
+        serials = ProjectSerials()
+        serials.take([entry(2), entry(3, event="stored", target=".indexes/team")])
+        self.assertEqual((serials.of(None, "alpha"), serials.last), (2, 3))
+
     @given(st.permutations(list(range(2, 12))), st.integers(1, 3))
     def test_any_order_any_times(self, order, times):
         """However the entries come, and however often, each project ends at its last."""

@@ -39,7 +39,6 @@ from pypid.storage.bucket.layout import (
     changes_start_after,
     intent_subject,
     record_from_metadata,
-    status_subject,
     user_metadata,
     yank_body,
     yank_reason,
@@ -579,18 +578,15 @@ class ChangeTests(SynchronousTestCase):
                            Change(0, "i", 0, "a.b.c-1.0-py3-none-any.whl")):
                 self.assertEqual(Change.parse(layout, change.key(layout)), change)
 
-    def test_status_marker(self):
+    def test_marker_of_before(self):
         """
-        A change of a project's status is named by C{~} and the project
-        (issue 45), which no filename begins with; a file's names none.
+        A status marker of a server from before the journal (C{~} and the
+        project, issue 45) parses as a marker of no intent.
         """
         layout = Layout("p/")
-        change = Change(1767225600250, "abc123", 7, status_subject("holy-grail"))
-        key = change.key(layout)
-        self.assertEqual(key, "p/.pypid/changes/01767225600250.abc123.7.~holy-grail")
-        self.assertEqual(Change.parse(layout, key), change)
-        self.assertEqual(change.project, "holy-grail")
-        self.assertIsNone(Change(1, "i", 2, "a-1.0.tar.gz").project)
+        change = Change.parse(layout, "p/.pypid/changes/01767225600250.abc123.7.~holy-grail")
+        self.assertEqual(change, Change(1767225600250, "abc123", 7, "~holy-grail"))
+        self.assertIsNone(change.intended)
 
     def test_intent_marker(self):
         """
@@ -602,7 +598,7 @@ class ChangeTests(SynchronousTestCase):
         key = change.key(layout)
         self.assertEqual(key, "p/.pypid/changes/01767225600250.abc123.7.?a-1.0.tar.gz")
         self.assertEqual(Change.parse(layout, key), change)
-        self.assertEqual((change.intended, change.project), ("a-1.0.tar.gz", None))
+        self.assertEqual(change.intended, "a-1.0.tar.gz")
         self.assertIsNone(Change(1, "i", 2, "a-1.0.tar.gz").intended)
         self.assertIsNone(Change.parse(layout, "p/.pypid/changes/01767225600250.abc123.7.?"))
 
@@ -611,7 +607,7 @@ class ChangeTests(SynchronousTestCase):
         layout = Layout("p/")
         prefix = layout.changes_prefix
         for key in ("p/a-1.0.tar.gz", "q/.pypid/changes/1.i.2.f", prefix, prefix + "1.i.2",
-                    prefix + "x.i.2.f", prefix + "1.i.x.f", prefix + "1.i.2.", prefix + "1.i.2.~",
+                    prefix + "x.i.2.f", prefix + "1.i.x.f", prefix + "1.i.2.",
                     prefix + ".i.2.f",
                     prefix + "-1.i.2.f", prefix + "\u00b2.i.2.f", prefix + "1.i.\u00b2.f",
                     prefix + "\u0661.i.2.f"):
