@@ -83,6 +83,7 @@ from pypid.core.records.webhook_events import events_of
 from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
+from pypid.storage.factory import Sharing
 from pypid.storage.journal import BEGINNING
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.records import MemoryRecords
@@ -516,7 +517,7 @@ class IndexMachine(RuleBasedStateMachine):
         a machine.
         """
         self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
-                                                  board=self.board, ring=ring)
+                                                  board=self.board, sharing=Sharing(ring=ring))
         self.proxy = self.registry.default.upstream
         for stack in self.registry.stacks.values():
             stack.storage.startService()
