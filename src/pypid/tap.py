@@ -58,7 +58,7 @@ from pypid.daemon.machine import (
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub, Topic
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
@@ -215,6 +215,8 @@ class _MadeParts:
     access: IdentityPart
     mark: RunningMark | None
     readiness: Readiness
+    #: what this worker shares with the machine's others (L{LONE}: a server of one process)
+    hub: Hub
 
     @classmethod
     def of(cls, config: Config, reactor: IServerReactor, pools: ThreadPools,
@@ -228,7 +230,7 @@ class _MadeParts:
                                 from_thread=lambda call: reactor.callFromThread(call))
         # (the security advisories every index acts on)
         board = AdvisoryBoard()
-        ring = worker.ring if worker is not None else None
+        hub = Hub(worker.ring) if worker is not None else LONE
         # (the one record of every change: what the audit log shows, what
         # the webhooks deliver, and where the storages shared with other
         # servers, or workers, tell their changes)
@@ -237,11 +239,10 @@ class _MadeParts:
         journal = make_journal(config, run, reactor, bucket)
         registry = IndexRegistry.from_config(
             config, run, reactor, board=board, render=sandbox.render,
-            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render, ring, journal),
-            sharing=Sharing(bucket, journal, ring))
+            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render, hub, journal),
+            sharing=Sharing(bucket, journal, hub))
         # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
-        feed = AdvisoryFeed.from_config(config, board, run, reactor,
-                                        worker.ring if worker is not None else None)
+        feed = AdvisoryFeed.from_config(config, board, run, reactor, hub)
         default = registry.default
         # (what this server writes moves its projects' serials at once; what
         # the others write, its follower reads: from the snapshot's serial on)
@@ -249,19 +250,17 @@ class _MadeParts:
         follower = JournalFollower(journal, registry.serials, reactor,
                                    min(EVERY, config.bucket.sync_interval)
                                    if config.bucket is not None else EVERY)
-        if worker is not None:
-            # (the doorbell: the other workers read the journal before they answer)
-            journal.listen(partial(_ring, worker.ring))
-        webhooks = WebhookPart.from_config(config, run, reactor, worker is None or worker.first,
+        # (the doorbell: the other workers read the journal before they answer)
+        journal.listen(partial(_ring, hub))
+        webhooks = WebhookPart.from_config(config, run, reactor, hub.runs_once,
                                            journal, default.storage.s3_timings)
         audit = AuditPart(AuditTrail(journal, reactor))
-        if config.advisories.configured and (worker is None or worker.first):
+        if config.advisories.configured and hub.runs_once:
             # (an advisory newly concerning a release is a journal entry, an event)
             webhooks.tell_advisories(board, journal, lambda: {
                 name: registry.releases_of(name) for name in registry.policies})
         # (a worker keeps the tokens and browser sessions with the others)
-        access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run,
-                              worker.ring if worker is not None else None)
+        access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run, hub)
         # (each file an upstream takes down is audited)
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the
@@ -269,18 +268,17 @@ class _MadeParts:
         # (a machine's mark is its first worker's; every worker checks
         # storage before it accepts)
         mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
-                if worker is None or worker.first else None)
+                if hub.runs_once else None)
         readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
-                              check_first=worker is not None)
+                              check_first=not hub.alone)
         return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
-                   access, mark, readiness)
+                   access, mark, readiness, hub)
 
     def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
         """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
         return partial(_audit_reload, self.audit.trail.log, clock)
 
-    def web(self, config: Config, run: Run, reactor: IServerReactor,
-            worker: WorkerRole | None) -> WebPart:
+    def web(self, config: Config, run: Run, reactor: IServerReactor) -> WebPart:
         """The web over these parts: every index served, C{/metrics} of each part."""
         registry, default = self.registry, self.registry.default
         return WebPart.from_config(
@@ -291,7 +289,7 @@ class _MadeParts:
                                    self.webhooks)
              if source is not None]
             + [part for part, _ in registry.upstreams.values()],
-            worker.ring if worker is not None else None, self.webhooks, self.follower)
+            self.hub, self.webhooks, self.follower)
 
 
 def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
@@ -321,12 +319,12 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
                                               made.access)
     default, mark, readiness = registry.default, made.mark, made.readiness
-    web = made.web(config, pools.run, reactor, worker)
+    web = made.web(config, pools.run, reactor)
     listeners = Listeners.from_config(
         config, reactor, web.web.site, pools.run, check_port,
         inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None)
     # (what a machine runs once, its first worker runs)
-    once = worker is None or worker.first
+    once = made.hub.runs_once
 
     def parts(kind: str) -> list[tuple[str, IService]]:
         return registry.parts(kind) if once or kind not in _ONCE else []
@@ -375,9 +373,9 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         reloaded=made.reloaded(reactor) if once else None)
 
 
-def _ring(ring: ChangeRing, entries: Sequence[Entry]) -> None:
+def _ring(hub: Hub, entries: Sequence[Entry]) -> None:
     """Ring the machine's doorbell: entries were written to the journal."""
-    ring.announce(b"j")
+    hub.publish(Topic.JOURNAL)
 
 
 def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:

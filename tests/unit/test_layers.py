@@ -407,6 +407,60 @@ class RoomTests(SynchronousTestCase):
             ["indexes", "indexes", TOP, None, TOP, "pages", None, "attic"])
 
 
+#: The modules that hold the machine's ring itself: its own, the hub over
+#: it (L{pypid.machine.topics}), and the supervisor's, which makes it and
+#: hands it to the workers. Every other module tells and hears through a hub.
+RING_HOLDERS = {"pypid.machine.ring", "pypid.machine.topics", "pypid.daemon.machine"}
+
+
+def ring_uses(module, tree):
+    """
+    C{(line, what)} of each use of the ring itself in a module that is not
+    one of L{RING_HOLDERS}: the name C{ChangeRing}, and an announcement
+    made on a ring (C{ring.announce(...)}) outside C{pypid.machine}.
+    """
+    for node in ast.walk(tree):
+        if module not in RING_HOLDERS and (
+                (isinstance(node, ast.alias) and node.name.split(".")[-1] == "ChangeRing")
+                or (isinstance(node, ast.Name) and node.id == "ChangeRing")
+                or (isinstance(node, ast.Attribute) and node.attr == "ChangeRing")):
+            yield getattr(node, "lineno", 0), "ChangeRing"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "announce" and not module.startswith("pypid.machine."):
+            receiver = node.func.value
+            name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(
+                receiver, "id", "")
+            if "ring" in name.lower():
+                yield node.lineno, "announce"
+
+
+class RingTests(SynchronousTestCase):
+    """What the workers share goes through a hub: one table of topics, one reader."""
+
+    def test_hub_only(self):
+        """No module but the ring's holders names C{ChangeRing}, none announces on a ring."""
+        wrong = [f"{path}:{line} {what}" for module, path, tree in modules()
+                 for line, what in ring_uses(module, tree)]
+        self.assertEqual(wrong, [])
+
+    def test_uses_found(self):
+        """The check finds each form of a use of the ring, and lets a hub and a feed be."""
+        sample = ast.parse(
+            "from pypid.machine.ring import ChangeRing\n"
+            "import pypid.machine.ring\n"
+            "x = pypid.machine.ring.ChangeRing\n"
+            "self._ring.announce(b'j')\n"
+            "worker.ring.announce(b'w 1')\n"
+            "hub.publish(Topic.JOURNAL)\n"
+            "self._feed.announce('a.whl')\n")
+        self.assertEqual(sorted(ring_uses("pypid.web.sample", sample)),
+                         [(1, "ChangeRing"), (3, "ChangeRing"), (4, "announce"),
+                          (5, "announce")])
+        self.assertEqual(sorted(ring_uses("pypid.daemon.machine", sample)),
+                         [(4, "announce"), (5, "announce")])
+        self.assertEqual(list(ring_uses("pypid.machine.topics", sample)), [])
+
+
 class EntryPointTests(SynchronousTestCase):
     """Start-up errors become an exit in the entry points only."""
 

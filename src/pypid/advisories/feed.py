@@ -93,7 +93,7 @@ from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing, runs_once
+from pypid.machine.topics import LONE, Hub, Topic
 
 log = Logger()
 
@@ -142,7 +142,7 @@ class AdvisoryFeed(Service):
                  clock: IReactorTime, snapshot: str,
                  agent: Callable[[], IAgent] | None = None,
                  limits: ArchiveLimits | None = None,
-                 compiler: Compiler | None = None, ring: ChangeRing | None = None) -> None:
+                 compiler: Compiler | None = None, hub: Hub = LONE) -> None:
         """
         @param snapshot: the snapshot's path (the URL's archive and the
             compact cache are kept beside it).
@@ -150,12 +150,15 @@ class AdvisoryFeed(Service):
             one is first needed (L{None}: the URL is never fetched).
         @param compiler: reads the sources into the compact cache (the
             daemon's: in a child process); by default in the pool's thread.
-        @param ring: in a worker of a machine, the machine's ring: the first
-            worker alone fetches and refreshes, and announces each database
-            it puts in force; the others read it again then (L{sync}).
+        @param hub: in a worker of a machine, its hub: the first worker
+            alone fetches and refreshes, and announces each database it
+            puts in force; the others read it again then (L{sync}).
         """
-        self._ring = ring
-        self._seen_sequence = ring.latest() if ring is not None else 0
+        self._hub = hub
+        # (whether the first worker put other advisories in force since the last read)
+        self._told = False
+        hub.on(Topic.ADVISORIES, lambda fields, worker: self._follow(worker == 1))
+        hub.lost(lambda: self._follow(True))
         self.board = board
         self._settings = settings
         self._run = run
@@ -179,7 +182,7 @@ class AdvisoryFeed(Service):
 
     @classmethod
     def from_config(cls, config: Config, board: AdvisoryBoard, run: Run,
-                    clock: IReactorTime, ring: ChangeRing | None = None) -> AdvisoryFeed:
+                    clock: IReactorTime, hub: Hub = LONE) -> AdvisoryFeed:
         """
         The part of a configuration: its C{[advisories]}, the snapshot's
         path, and an HTTPS agent verified as the server's other outbound
@@ -187,11 +190,11 @@ class AdvisoryFeed(Service):
         (a server without C{url} never loads the HTTP client, which would
         delay its readiness).
 
-        @param ring: in a worker of a machine, the machine's ring (see L{__init__}).
+        @param hub: in a worker of a machine, its hub (see L{__init__}).
         @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
             be used.
         """
-        first = runs_once(ring)
+        first = hub.runs_once
         if config.advisories.url is not None:
             from pypid.http.client import outbound_policy
             outbound_policy(config)  # (checked at start-up, as the upstream's is)
@@ -203,7 +206,7 @@ class AdvisoryFeed(Service):
 
         from pypid.advisories.compile_child import ChildCompiler
         return cls(board, config.advisories, run, clock, config.server.snapshot,
-                   agent if first else None, compiler=ChildCompiler(), ring=ring)
+                   agent if first else None, compiler=ChildCompiler(), hub=hub)
 
     def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
         return attrs.evolve(self._limits, max_size=settings.max_size)
@@ -298,7 +301,7 @@ class AdvisoryFeed(Service):
         if self._timer is not None and self._timer.running:
             self._timer.stopService()
         self._timer = None
-        if self._ring is not None and self._ring.worker != 1:
+        if not self._hub.runs_once:
             # (the first worker refreshes; this one follows its announcements)
             self._timer = Periodic(self.sync, FOLLOW_INTERVAL, self._clock,
                                    what="The advisories' follow of the first worker")
@@ -356,9 +359,9 @@ class AdvisoryFeed(Service):
 
         @raise LoadFailed: when nothing was put in force.
         """
-        if self._ring is not None:
-            # (what the first worker announced so far, this read takes in)
-            self._seen_sequence = self._ring.latest()
+        # (what the first worker announced so far, this read takes in)
+        self._hub.take()
+        self._told = False
         kept = None if settings.url is None else await self._run(kept_copy, self._saved,
                                                                   settings.url)
         saved = self._saved if kept is not None else None
@@ -403,8 +406,8 @@ class AdvisoryFeed(Service):
             return
         self._count("loaded")
         self.board.replace(db)
-        if self._ring is not None and self._ring.worker == 1:
-            self._ring.announce(b"a")
+        if self._hub.runs_once:
+            self._hub.publish(Topic.ADVISORIES)
         # (the database lives until the next load, and makes no cycle: out
         # of the collector's sight, a full collection of the process took
         # 177 ms with it in sight and none without)
@@ -422,13 +425,16 @@ class AdvisoryFeed(Service):
         once the first put other advisories in force, read them too (from
         the compact cache it wrote).
         """
-        ring = self._ring
-        if ring is None or ring.worker == 1:
+        if self._hub.runs_once:
             return succeed(None)
-        told, self._seen_sequence = ring.look(self._seen_sequence)
-        if told is None or any(a.payload == b"a" and a.worker == 1 for a in told):
+        self._hub.take()
+        if self._told:
+            self._told = False
             self.refresh()
         return succeed(None)
+
+    def _follow(self, told: bool) -> None:
+        self._told = self._told or told
 
     def _nothing_to_read(self) -> None:
         """No source to read (a URL not fetched yet): no advisory is in force, none is awaited."""

@@ -23,7 +23,7 @@ from pypid.config import Config
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sso_flow import provider_key
 from pypid.core.util.startup import StartupError
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.storage.shared_file import ShareFile
 
 log = Logger()
@@ -217,18 +217,17 @@ def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
     return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
 
 
-def make_sso(config: Config, reactor: IReactorTime,
-             ring: ChangeRing | None = None) -> SingleSignOn:
+def make_sso(config: Config, reactor: IReactorTime, hub: Hub = LONE) -> SingleSignOn:
     """
     Single sign-on (C{[sso]}): the provider's client, with its secret and
     a treq client of its own (none without C{[sso] issuer}); in a worker of
-    a machine, its logins under way told to the others through C{ring}.
+    a machine, its logins under way told to the others through C{hub}.
 
     @raise StartupError: the secret's file or a bundle cannot be used.
     """
     from pypid.auth.sso import SingleSignOn
     return SingleSignOn(config.sso, read_sso_secret(config), make_sso_http(config, reactor),
-                        reactor, ring=ring)
+                        reactor, hub=hub)
 
 
 def read_sso_secret(config: Config) -> str:

@@ -1,7 +1,7 @@
 """
 A login throttle's counts across the workers of a machine
 (L{ThrottleShare}): each worker announces on the machine's ring
-(L{pypid.machine.ring.ChangeRing}) every check of credentials it begins
+(L{pypid.machine.topics.Topic.THROTTLE}) every check of credentials it begins
 and how each ended (failed, succeeded, abandoned), and a password reset's
 forgiveness; every other worker takes them into its own counts before its
 next answer (L{pypid.auth.throttle.LoginThrottle.sync}). So a password
@@ -13,8 +13,8 @@ A check another worker began counts as under way until that worker says
 how it ended, or for L{PENDING_TTL} seconds at most (a worker that ended
 in the middle of it says nothing more).
 
-An announcement is C{x <throttle> <JSON>}: the throttle's name (the
-logins', the token exchange's), then C{[event, user, client, guessable]}
+An announcement names the throttle (the logins', the token exchange's),
+then C{[event, user, client, guessable]}
 with the client as counted (its IPv6 prefix taken); a user name too long
 for a slot is counted by its digest, in every worker alike.
 """
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 import attrs
 
-from pypid.machine.ring import ChangeRing
+from pypid.machine.ring import SLOTS
+from pypid.machine.topics import Hub, Topic
 
 #: Seconds a check another worker began counts as under way without news.
 PENDING_TTL = 120.0
@@ -75,36 +77,34 @@ def counted_user(user: str | None) -> str | None:
 class ThrottleShare:
     """
     One throttle's events, told to and taken from the other workers.
-
-    @ivar seen: the last announcement taken in.
     """
 
-    _ring: ChangeRing
+    _hub: Hub
     _name: bytes
-    seen: int = attrs.field(init=False)
+    # (events no look took in, as many as the ring holds: a look that fell
+    # further behind loses the oldest, as a restart would lose them)
+    _told: deque[Event] = attrs.field(init=False, factory=lambda: deque(maxlen=SLOTS))
 
     def __attrs_post_init__(self) -> None:
-        self.seen = self._ring.latest()
+        self._hub.on(Topic.THROTTLE, self._heard)
+
+    def _heard(self, fields: Sequence[bytes], worker: int) -> None:
+        if fields[0] != self._name:
+            return
+        try:
+            kind, user, client, guessable = json.loads(fields[1])
+        except ValueError:
+            return
+        self._told.append(Event(worker, kind, user, client, bool(guessable)))
 
     def tell(self, kind: str, user: str | None, client: str | None, guessable: bool) -> None:
         """Announce one event of this worker's."""
         record = json.dumps([kind, user, client, guessable], separators=(",", ":"),
                             ensure_ascii=False)
-        self._ring.announce(b"x " + self._name + b" "
-                            + record.encode("utf-8", "surrogatepass"))
+        self._hub.publish(Topic.THROTTLE, self._name, record.encode("utf-8", "surrogatepass"))
 
     def taken(self) -> Iterator[Event]:
         """The other workers' events of this throttle since the last look, in order."""
-        # (a look a whole ring behind: the events it missed are lost, as a
-        # restart would lose them; the next are counted)
-        announcements, self.seen = self._ring.look(self.seen)
-        prefix = b"x " + self._name + b" "
-        me = self._ring.worker
-        for announcement in announcements or ():
-            if announcement.worker == me or not announcement.payload.startswith(prefix):
-                continue
-            try:
-                kind, user, client, guessable = json.loads(announcement.payload[len(prefix):])
-            except ValueError:
-                continue
-            yield Event(announcement.worker, kind, user, client, bool(guessable))
+        self._hub.take()
+        while self._told:
+            yield self._told.popleft()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -50,7 +50,7 @@ from pypid.core.access.sso_flow import (
     map_claims,
     provider_key,
 )
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub, Topic
 
 if TYPE_CHECKING:
     from treq.client import HTTPClient
@@ -101,10 +101,10 @@ class SingleSignOn:
     @ivar config: the C{[sso]} section.
     @ivar secret: the client secret (from the file or the configuration).
     @ivar pending: the logins under way.
-    @ivar ring: in a worker of a machine, the machine's ring: each login
-        begun or taken here is announced, and the other workers' taken in
-        before this one's next answer (L{sync}), so that a login begun on
-        one worker finishes on any, once; L{None} in a server of one process.
+    @ivar hub: in a worker of a machine, its hub: each login begun or
+        taken here is announced, and the other workers' taken in before
+        this one's next answer (L{sync}), so that a login begun on one
+        worker finishes on any, once.
     """
 
     config: SSOConfig
@@ -114,37 +114,29 @@ class SingleSignOn:
     _random: Callable[[int], bytes] = os.urandom
     pending: PendingLogins = attrs.field(factory=PendingLogins)
     keys: IssuerKeys | None = None
-    ring: ChangeRing | None = attrs.field(default=None, kw_only=True)
-    _seen: int = attrs.field(default=0, init=False)
+    hub: Hub = attrs.field(default=LONE, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self.keys = self._issuer_keys(self.config, None)
-        if self.ring is not None:
-            self._seen = self.ring.latest()
+        self.hub.on(Topic.SSO, self._heard)
 
     def _tell(self, kind: bytes, data: object) -> None:
         """Announce a login begun (C{s}) or taken (C{t}) to the machine's other workers."""
-        if self.ring is not None:
-            self.ring.announce(b"o " + kind + b" " + json.dumps(data).encode("utf-8"))
+        self.hub.publish(Topic.SSO, kind, json.dumps(data).encode("utf-8"))
+
+    def _heard(self, fields: Sequence[bytes], worker: int) -> None:
+        kind, data = fields
+        try:
+            if kind == b"s":
+                self.pending.add(PendingLogin.from_json(json.loads(data)), self._clock.seconds())
+            elif kind == b"t":
+                self.pending.forget(json.loads(data))
+        except (ValueError, TypeError):
+            return
 
     def sync(self) -> Deferred[None]:
         """In a worker of a machine: take in the logins the others began or took."""
-        ring = self.ring
-        if ring is None:
-            return succeed(None)
-        announcements, self._seen = ring.look(self._seen)
-        now = self._clock.seconds()
-        for announcement in announcements or ():
-            kind, _, data = announcement.payload.partition(b" ")[2].partition(b" ")
-            if announcement.worker == ring.worker or not announcement.payload.startswith(b"o "):
-                continue
-            try:
-                if kind == b"s":
-                    self.pending.add(PendingLogin.from_json(json.loads(data)), now)
-                elif kind == b"t":
-                    self.pending.forget(json.loads(data))
-            except (ValueError, TypeError):
-                continue
+        self.hub.take()
         return succeed(None)
 
     @property
@@ -203,8 +195,8 @@ class SingleSignOn:
         """
         discovery = await self._discovery()
         endpoint = _https(discovery.get("authorization_endpoint"), "authorization_endpoint")
-        if self.ring is not None and len(json.dumps(
-                [*(" " * 86,) * 4, redirect_uri, next_path, 0.0, client])) + 4 > self.ring.room:
+        if len(json.dumps([*(" " * 86,) * 4, redirect_uri, next_path, 0.0, client])) + 4 \
+                > self.hub.room:
             # (too long to tell the other workers: back to the landing page)
             next_path = "./"
         pending, binding = self.pending.start(redirect_uri, next_path, self._clock.seconds(),

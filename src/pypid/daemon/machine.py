@@ -68,13 +68,13 @@ from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub, Topic
 from pypid.state.indexes import hosted_names
 from pypid.state.loader import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
-from pypid.storage.shared_folder import WORKER_ENDED
 from pypid.upstream.factory import cache_settings
 
 log = Logger()
@@ -403,12 +403,13 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     in_force = ConfigInForce.create(config.text)
     sockets = WorkerSockets(config, reactor, count)
     ring.set_workers(0, count)
+    ended = Hub(ring)
 
     def changed(number: int, up: bool) -> None:
         if not up:
             sockets.ended(number)
             # (it may have changed a file and ended before it said so)
-            ring.announce(WORKER_ENDED + b" %d" % number)
+            ended.publish(Topic.WORKER_ENDED, b"%d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
     command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
     # (loads that share the cores take as long together as one after another,

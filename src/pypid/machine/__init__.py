@@ -1,5 +1,6 @@
 """
-What the workers of one machine share: the ring
-through which each announces the changes it acknowledged
-(L{pypid.machine.ring.ChangeRing}).
+What the workers of one machine share: the ring in shared memory
+(L{pypid.machine.ring.ChangeRing}), a doorbell for the journal and the
+carrier of the topics each worker's hub tells and hears
+(L{pypid.machine.topics}).
 """

@@ -282,11 +282,3 @@ def flocked(fd: int, how: int) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
-
-def runs_once(ring: ChangeRing | None) -> bool:
-    """
-    Whether this process runs what a machine runs once (the snapshot's
-    saves, evictions, folding the counts): a server of one process (no
-    ring), or a machine's first worker.
-    """
-    return ring is None or ring.worker == 1

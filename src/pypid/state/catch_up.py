@@ -1,9 +1,11 @@
 """
 A worker's catching up with the changes the machine's other workers
 announced (L{CatchUp}), asked before each answer (L{CatchUp.behind}: one
-read of shared memory) and done before it when the ring moved: every
-index's look at its shared folder (L{pypid.state.sync.SyncService.sync})
-runs, and the answer waits for them all.
+read of shared memory) and done before it when the ring moved: the hub
+hands what was announced to its topics' handlers
+(L{pypid.machine.topics.Hub.take}), every index's look at its shared
+folder (L{pypid.state.sync.SyncService.sync}) runs, and the answer waits
+for them all.
 
 Several requests that find the worker behind wait for the same catching
 up; one that finds it behind again when that ends (a change announced
@@ -21,7 +23,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IPushProducer, ITransport
 
 from pypid.jobs.coalesced import Coalesced
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 
 
 class Looks(Protocol):
@@ -49,19 +51,19 @@ class CatchUp:
     @ivar seen: the last announcement every look has taken in.
     """
 
-    def __init__(self, ring: ChangeRing, looks: Sequence[Looks]) -> None:
+    def __init__(self, hub: Hub, looks: Sequence[Looks]) -> None:
         """
         @param looks: every shared folder's look (one an index).
         """
-        self._ring = ring
+        self._hub = hub
         self._looks = list(looks)
-        self.seen = ring.latest()
+        self.seen = hub.latest()
         self._catching_up = Coalesced(self._look)
         self._held: dict[Connection, list[bytes]] = {}
 
     def behind(self) -> bool:
         """Whether another worker announced a change not yet taken in here (the hot path)."""
-        return self._ring.latest() != self.seen
+        return self._hub.latest() != self.seen
 
     def holds(self, connection: Connection, data: bytes) -> bool:
         """
@@ -95,7 +97,8 @@ class CatchUp:
         return self._catching_up()
 
     def _look(self) -> Deferred[object]:
-        latest = self._ring.latest()
+        latest = self._hub.latest()
+        self._hub.take()
 
         def done(_: object) -> None:
             self.seen = max(self.seen, latest)

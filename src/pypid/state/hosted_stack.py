@@ -35,7 +35,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.records.serials import IndexSerials
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
-from pypid.machine.ring import ChangeRing, runs_once
+from pypid.machine.topics import Hub
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.hosted_source import HostedSource
@@ -164,10 +164,10 @@ class HostedStack:
             built from the configuration.
         """
         server = config.server
-        ring = sharing.ring
+        hub = sharing.hub
         storage = StoragePart.from_config(index_settings(config, name), run, reactor,
                                           sharing.bucket, render=render,
-                                          journal=sharing.journal, ring=ring)
+                                          journal=sharing.journal, hub=hub)
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None
@@ -190,11 +190,11 @@ class HostedStack:
         kept = serials.table if serials is not None and name == DEFAULT else None  # (all's)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy,
-                                learnt if runs_once(ring) else None, name=label, serials=kept)
+                                learnt if hub.runs_once else None, name=label, serials=kept)
         loader = IndexLoader(index, stored, path, run, reactor, writer, proxy, backfill,
-                             recover=_recovery(config, name, stored, ring), name=label,
+                             recover=_recovery(config, name, stored, hub), name=label,
                              serials=kept)
-        usage = _usage_log(stored, reactor, ring)
+        usage = _usage_log(stored, reactor, hub)
         bin = RecycleBin(index, stored, locks, reactor, retention(config, name).recycle_bin)
         return cls(
             name=name, index=index, storage=storage,
@@ -224,23 +224,23 @@ class HostedStack:
 
 
 def _recovery(config: Config, name: str, stored: IStorage,
-              ring: ChangeRing | None) -> Callable[[], Awaitable[object]] | None:
+              hub: Hub) -> Callable[[], Awaitable[object]] | None:
     """
     What takes back the promotions a crash cut, before the load: a server
     of one process's own; in a machine, a folder's is the supervisor's, a
     bucket's the first worker's at the machine's start, before any other
     runs (a worker started again would take back another's under way).
     """
-    recovers = ring is None or (
-        index_settings(config, name).bucket is not None and ring.worker == 1
-        and ring.restarts() == 0 and ring.workers()[0] == 0)
+    recovers = hub.alone or (
+        index_settings(config, name).bucket is not None and hub.worker == 1
+        and hub.restarts() == 0 and hub.workers()[0] == 0)
     if not recovers or not IAdoptingStorage.providedBy(stored):
         return None
     return partial(roll_back_promotions, cast(IAdoptingStorage, stored))
 
 
 def _usage_log(stored: IStorage, reactor: IReactorTime,
-               ring: ChangeRing | None) -> UsageLog | None:
+               hub: Hub) -> UsageLog | None:
     """
     The download counts of a storage that keeps them; a machine's workers
     tell each other of their counts, and the first folds the closed days.
@@ -248,6 +248,6 @@ def _usage_log(stored: IStorage, reactor: IReactorTime,
     if not IUsageStorage.providedBy(stored):
         return None
     return UsageLog(cast(IUsageStorage, stored), reactor,
-                    share=UsageShare(ring, folder_key(stored.identity()))
-                    if ring is not None else None,
-                    fold=runs_once(ring))
+                    share=UsageShare(hub, folder_key(stored.identity()))
+                    if not hub.alone else None,
+                    fold=hub.runs_once)

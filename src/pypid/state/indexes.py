@@ -56,7 +56,7 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
-from pypid.machine.ring import ChangeRing, runs_once
+from pypid.machine.topics import LONE, Hub
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.grant_keeper import GrantKeeper
@@ -202,7 +202,7 @@ class IndexRegistry:
                                               advisories=policies[name],
                                               namespaces=spaces[name], render=render)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render,
-                                      sharing.ring, sharing.journal)
+                                      sharing.hub, sharing.journal)
         orders: dict[str, tuple[str, ...]] = {}
         made: dict[str, ComposedIndex] = {}
         for name in [DEFAULT, *(n for n in config.indexes if n != DEFAULT)]:
@@ -483,7 +483,7 @@ def drop_advised_pages(index: Index, upstream: UpstreamProxy | None,
 
 
 def _upstreams(config: Config, run: Run, reactor: IReactorTime,
-               default: UpstreamProxy | None, render: Renderer, ring: ChangeRing | None = None,
+               default: UpstreamProxy | None, render: Renderer, hub: Hub = LONE,
                journal: IJournal | None = None,
                ) -> tuple[dict[str, tuple[UpstreamPart, SavedState]], dict[str, SourceSide]]:
     """
@@ -506,10 +506,10 @@ def _upstreams(config: Config, run: Run, reactor: IReactorTime,
         sides[UPSTREAM_PREFIX + DEFAULT] = SourceSide.of(default.source, own)
     for name in config.upstreams:
         learnt = Notice()
-        part = UpstreamPart.named(config, name, run, reactor, learnt, render, ring, journal)
+        part = UpstreamPart.named(config, name, run, reactor, learnt, render, hub, journal)
         saved = SavedState(part.source, state_path(config.server.snapshot, name), run, reactor,
                            config.server.snapshot_interval, learnt,
-                           writes=runs_once(ring))
+                           writes=hub.runs_once)
         parts[name] = (part, saved)
         sides[UPSTREAM_PREFIX + name] = SourceSide.of(part.source, own)
     return parts, sides

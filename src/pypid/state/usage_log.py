@@ -24,6 +24,7 @@ alone folds the closed days.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -45,7 +46,7 @@ from pypid.core.records.usage import (
     record_name,
 )
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub, Topic
 from pypid.storage.capabilities import IUsageStorage
 from pypid.storage.interface import StorageError
 
@@ -62,35 +63,41 @@ FOLDED = "all"
 class UsageShare:
     """
     The usage records of one storage, as a machine's workers tell each
-    other of them: C{u <key> <name>}, the key naming the storage.
+    other of them (L{Topic.USAGE}), by the key naming the storage.
     """
 
-    ring: ChangeRing
+    hub: Hub
     key: bytes
-    seen: int = attrs.field(init=False)
+    # (the records the others wrote since the last look; None: a whole ring went by)
+    _told: list[str] | None = attrs.field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
-        self.seen = self.ring.latest()
+        self.hub.on(Topic.USAGE, self._heard)
+        self.hub.lost(self._lost)
+
+    def _heard(self, fields: Sequence[bytes], worker: int) -> None:
+        if fields[0] == self.key and self._told is not None:
+            self._told.append(fields[1].decode("ascii", "replace"))
+
+    def _lost(self) -> None:
+        self._told = None
 
     def admit(self, key: bytes, day: int, limit: int) -> bool:
-        """The machine's tally of this storage's downloads (L{ChangeRing.admit})."""
-        return self.ring.admit(self.key + b" " + key, day, limit)
+        """The machine's tally of this storage's downloads (L{Hub.admit})."""
+        return self.hub.admit(self.key + b" " + key, day, limit)
 
     def tell(self, name: str) -> None:
         """Announce a record this worker wrote."""
-        self.ring.announce(b" ".join((b"u", self.key, name.encode("ascii"))))
+        self.hub.publish(Topic.USAGE, self.key, name.encode("ascii"))
 
     def told(self) -> list[str] | None:
         """
         The other workers' records since the last look, by name; L{None}
         when the look fell a whole ring behind (every record is read again).
         """
-        announcements, self.seen = self.ring.look(self.seen)
-        if announcements is None:
-            return None
-        prefix = b"u " + self.key + b" "
-        return [a.payload[len(prefix):].decode("ascii") for a in announcements
-                if a.worker != self.ring.worker and a.payload.startswith(prefix)]
+        self.hub.take()
+        told, self._told = self._told, []
+        return told
 
 
 class UsageLog(Service):

@@ -41,7 +41,7 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.util.startup import StartupError
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.storage.cloud_clients import make_client
 from pypid.storage.interface import IStorage, Run, StorageError
 from pypid.storage.local import LocalStorage
@@ -183,14 +183,14 @@ class Sharing:
         L{None}: each storage makes its own (a server of one index).
     @ivar journal: the store's journal, where a shared storage tells its
         changes and reads the others'; L{None}: the bucket storage's own.
-    @ivar ring: the machine's ring, in a worker of several (every hosted
-        index's folder is then shared with the other workers); L{None}: a
+    @ivar hub: the worker's hub, in a worker of several (every hosted
+        index's folder is then shared with the other workers); L{LONE}: a
         server of one process.
     """
 
     bucket: SharedBucket | None = None
     journal: IJournal | None = None
-    ring: ChangeRing | None = None
+    hub: Hub = LONE
 
 
 #: A server of one process and one index: its storage shares nothing it did not make.
@@ -202,7 +202,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
                  bucket: SharedBucket | None = None, *,
                  render: Renderer = render_description,
                  journal: IJournal | None = None,
-                 ring: ChangeRing | None = None) -> IStorage:
+                 hub: Hub = LONE) -> IStorage:
     """
     The storage backend the configuration names.
 
@@ -216,7 +216,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     @param journal: the store's journal, where a shared storage tells its
         changes and reads the others' (the server's); L{None}: one of the
         storage's own, closed with it (a command's).
-    @param ring: the machine's ring, in a worker of several: a local folder
+    @param hub: the worker's hub, in a worker of several: a local folder
         is then shared with the other workers (L{SharedFolder}), and a
         bucket's spool is the worker's own.
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
@@ -224,14 +224,14 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     section = config.bucket
     if section is None:
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
-                             render=render, shared=ring is not None)
-        if ring is None:
+                             render=render, shared=not hub.alone)
+        if hub.alone:
             return local
         own = journal is None
         if journal is None:
             journal = make_journal(config, run, reactor)
         changes = StoreChanges(journal, config.storage.within, reactor, owned=own)
-        return cast(IStorage, SharedFolder(local, changes, ring, run, reactor))
+        return cast(IStorage, SharedFolder(local, changes, hub, run, reactor))
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
@@ -246,7 +246,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         journal = _bucket_journal(store_root(config), client, reactor)
     # (a worker's spool is its own: a start sweeps its spool, and must not
     # sweep the uploads another worker is receiving)
-    spool = "tmp" if ring is None else f"tmp-worker-{ring.worker}"
+    spool = "tmp" if hub.alone else f"tmp-worker-{hub.worker}"
     return BucketStorage(
         client, Layout(section.prefix), run, reactor,
         os.path.join(config.storage.path, ".pypid", spool),
@@ -318,7 +318,7 @@ class StoragePart(Service):
                     bucket: SharedBucket | None = None, *,
                     render: Renderer = render_description,
                     journal: IJournal | None = None,
-                    ring: ChangeRing | None = None) -> StoragePart:
+                    hub: Hub = LONE) -> StoragePart:
         """
         The part for the configuration's storage, timed with the monotonic clock.
 
@@ -326,14 +326,14 @@ class StoragePart(Service):
             indexes' storages; L{None}: a client of its own.
         @param render: see L{make_storage}.
         @param journal: see L{make_storage}.
-        @param ring: see L{make_storage}.
+        @param hub: see L{make_storage}.
         """
         if bucket is not None:
             timings: Timings | None = bucket.timings
         else:
             timings = Timings() if config.bucket is not None else None
         storage = make_storage(config, run, reactor, timings, bucket, render=render,
-                               journal=journal, ring=ring)
+                               journal=journal, hub=hub)
         return cls(MeasuredStorage(storage, time.monotonic), timings)
 
     def startService(self) -> Deferred[None]:

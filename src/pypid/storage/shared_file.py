@@ -3,29 +3,28 @@ A small file the workers of one machine keep together (L{SharedFile}):
 the API tokens, the browser sessions. Each worker holds the file's state
 in memory, as a server of one process does; a change is made from the
 file as it is on disk, under a lock of the machine's, and announced on
-the machine's ring (L{pypid.machine.ring.ChangeRing}) once the file holds
+the machine's ring (L{pypid.machine.topics.Topic.FILE}) once the file holds
 it, so that every other worker reads the file again before its next
 answer (a token revoked on one is refused by all at their next request).
 
 The lock is C{flock} on a file beside it (C{<name>.lock}), each worker's
 own descriptor: it excludes the other workers, never this one's other
-changes, which its caller runs one at a time. An announcement is C{k
-<key> <name>}: the key is a digest of the file's path, as a shared
-folder's announcements name their folder.
+changes, which its caller runs one at a time. An announcement names the
+file by a digest of its path (its key) and its name.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub, Topic
 from pypid.storage.disk import read_if_present, write_durably
 from pypid.storage.interface import Run
-from pypid.storage.shared_folder import WORKER_ENDED, folder_key
+from pypid.storage.shared_folder import folder_key
 
 
 class SharedFile:
@@ -34,23 +33,31 @@ class SharedFile:
     again once another changed it.
 
     @ivar path: the file.
-    @ivar seen: the last announcement this worker's look took in.
     """
 
-    def __init__(self, path: str, ring: ChangeRing, run: Run, prefix: str = ".tmp-") -> None:
+    def __init__(self, path: str, hub: Hub, run: Run, prefix: str = ".tmp-") -> None:
         """
         @param run: C{run(f, *args) -> Deferred}, for the blocking reads,
             writes and the lock.
         @param prefix: the temporary files' names, while written.
         """
         self.path = path
-        self._ring = ring
+        self._hub = hub
         self._run = run
         self._prefix = prefix
-        self._key = folder_key(os.path.abspath(path))
-        self._payload = b" ".join((b"k", self._key,
-                                   os.path.basename(path).encode("utf-8", "surrogateescape")))
-        self.seen = ring.latest()
+        self._named = [folder_key(os.path.abspath(path)),
+                       os.path.basename(path).encode("utf-8", "surrogateescape")]
+        self._changed = False
+        hub.on(Topic.FILE, self._told)
+        # (a worker that ended may have written the file and not announced it)
+        hub.on(Topic.WORKER_ENDED, lambda fields, worker: self._lost())
+        hub.lost(self._lost)
+
+    def _told(self, fields: Sequence[bytes], worker: int) -> None:
+        self._changed = self._changed or list(fields) == self._named
+
+    def _lost(self) -> None:
+        self._changed = True
 
     def changed_elsewhere(self) -> bool:
         """
@@ -58,14 +65,9 @@ class SharedFile:
         last look (no system call unless the ring moved); a look a whole
         ring behind must read it again.
         """
-        announcements, self.seen = self._ring.look(self.seen)
-        if announcements is None:
-            return True
-        me = self._ring.worker
-        # (a worker that ended may have written the file and not announced it)
-        return any(a.worker != me and (a.payload == self._payload
-                                       or a.payload.split(b" ", 1)[0] == WORKER_ENDED)
-                   for a in announcements)
+        self._hub.take()
+        changed, self._changed = self._changed, False
+        return changed
 
     def read(self) -> Deferred[bytes | None]:
         """The file's bytes (L{None}: there is none)."""
@@ -86,7 +88,7 @@ class SharedFile:
             data = await change(current)
             if data is not None and data != current:
                 await self._run(write_durably, self.path, data, self._prefix)
-                self._ring.announce(self._payload)
+                self._hub.publish(Topic.FILE, *self._named)
         finally:
             os.close(fd)
 
@@ -103,7 +105,7 @@ class SharedFile:
             data = change(current)
             if data is not None and data != current:
                 write_durably(self.path, data, self._prefix)
-                self._ring.announce(self._payload)
+                self._hub.publish(Topic.FILE, *self._named)
         finally:
             os.close(fd)
 

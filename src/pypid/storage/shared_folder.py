@@ -11,14 +11,14 @@ the other workers read the entries since their last look
 file named, from the folder, as a look at a bucket reads it.
 
 A worker that ended may have changed a file and not told it: the
-supervisor says so on the ring (L{WORKER_ENDED}), and the next look is a
-full check of the folder (L{SharedFolder.reconcile_due}).
+supervisor says so on the ring (L{pypid.machine.topics.Topic.WORKER_ENDED}),
+and the next look is a full check of the folder (L{SharedFolder.reconcile_due}).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import directlyProvides, implementer, providedBy
 
 from pypid.core.dists.model import FileRecord
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub, Topic
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
 from pypid.storage.interface import IStorage, Run, ScanResult, StorageError
 from pypid.storage.local import LocalStorage
@@ -46,10 +46,6 @@ _FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
     "evict": lambda records, *_, **__: [record.filename for record in records],
     "keep_provenance": lambda record, *_, **__: [record.filename],
 }
-
-#: What the supervisor announces when a worker ended (C{w <number>}): it may
-#: have changed a file and ended before it announced the change.
-WORKER_ENDED = b"w"
 
 #: Seconds between two looks at the ring when no request asked for one: a
 #: worker that answers nothing still catches up.
@@ -88,31 +84,6 @@ def read_state(sidecars: Sidecars, filename: str) -> Changed:
         return Changed(filename, None, False)
 
 
-def announced(ring: ChangeRing, seen: int, key: bytes,
-              kinds: Collection[bytes]) -> tuple[list[tuple[bytes, str]] | None, int]:
-    """
-    What the other workers announced since C{seen} of the kinds C{kinds}
-    for the storage named C{key}, C{(kind, name)} in order, with a worker's
-    end as C{(WORKER_ENDED, "")}; L{None} when a whole ring went by. And
-    the number looked up to.
-    """
-    announcements = ring.since(seen)
-    if announcements is None:
-        return None, ring.latest()
-    latest = announcements[-1].sequence if announcements else seen
-    named = []
-    me = ring.worker
-    for announcement in announcements:
-        if announcement.worker == me:
-            continue
-        parts = announcement.payload.split(b" ", 2)
-        if parts[0] == WORKER_ENDED:
-            named.append((WORKER_ENDED, ""))
-        elif len(parts) == 3 and parts[0] in kinds and parts[1] == key:
-            named.append((parts[0], parts[2].decode("utf-8", "replace")))
-    return named, latest
-
-
 @implementer(ISharedStorage)
 class SharedFolder:
     """
@@ -124,25 +95,27 @@ class SharedFolder:
 
     sync_interval = SYNC_INTERVAL
 
-    def __init__(self, inner: LocalStorage, changes: StoreChanges, ring: ChangeRing, run: Run,
+    def __init__(self, inner: LocalStorage, changes: StoreChanges, hub: Hub, run: Run,
                  clock: IReactorTime) -> None:
         """
         @param changes: the folder's L{StoreChanges}.
-        @param ring: the machine's ring, where a worker's end is said.
+        @param hub: the worker's hub, where a worker's end is said.
         @param run: C{run(f, *args) -> Deferred}, where the files' states
             are read.
         @param clock: provides C{seconds()}, for L{synced_at}.
         """
         self._inner = inner
         self.changes = changes
-        self._ring = ring
+        self._hub = hub
         self._run = run
         self._clock = clock
         self._sidecars = Sidecars(inner.root)
         self._lapped = False
         self._synced_at: float | None = None
-        #: the last announcement of the ring looked at (for a worker's end)
-        self.seen = ring.latest()
+        # (a worker ended, perhaps between a change and telling it, or a
+        # whole ring went by: the whole folder is compared)
+        hub.on(Topic.WORKER_ENDED, lambda fields, worker: self._lap())
+        hub.lost(self._lap)
         directlyProvides(self, providedBy(inner), ISharedStorage)
         for name, files_of in _FILE_CHANGES.items():
             method = getattr(inner, name, None)
@@ -206,12 +179,11 @@ class SharedFolder:
         """
         return Deferred.fromCoroutine(self._poll())
 
+    def _lap(self) -> None:
+        self._lapped = True
+
     async def _poll(self) -> Polled:
-        named, self.seen = announced(self._ring, self.seen, b"", ())
-        if named is None or named:
-            # (a worker ended, perhaps between a change and telling it, or a
-            # whole ring went by: the whole folder is compared)
-            self._lapped = True
+        self._hub.take()
         told, serial = await self.changes.read()
         files = list(dict.fromkeys(c.filename for c in told
                                    if not c.own and c.filename is not None))

@@ -26,7 +26,7 @@ from pypid.core.indexes.namespaces import private_globs
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.factory import below, make_storage
 from pypid.storage.interface import IStorage, Run
@@ -107,7 +107,7 @@ class UpstreamPart(Service):
     @classmethod
     def maker(cls, config: Config, run: Run, reactor: IReactorTime,
               render: Renderer = render_description,
-              ring: ChangeRing | None = None,
+              hub: Hub = LONE,
               journal: IJournal | None = None) -> MakeUpstream | None:
         """
         What builds the part of C{[upstream]} over the default index once the
@@ -123,7 +123,7 @@ class UpstreamPart(Service):
             return cls.from_config(config, run, reactor, index, cast("FileUrl", index.file_url),
                                    learnt, advisories=index.rendered.advisories,
                                    provenance_url=index.rendered.provenance_url, render=render,
-                                   ring=ring, journal=journal)
+                                   hub=hub, journal=journal)
         return make
 
     @classmethod
@@ -133,7 +133,7 @@ class UpstreamPart(Service):
                     advisories: AdvisoryPolicy | None = None,
                     provenance_url: ProvenanceURL | None = None,
                     render: Renderer = render_description,
-                    ring: ChangeRing | None = None,
+                    hub: Hub = LONE,
                     journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
@@ -150,7 +150,7 @@ class UpstreamPart(Service):
             file's provenance (PEP 740).
         @param render: renders the descriptions of the files it keeps
             (the daemon's sandbox).
-        @param ring: in a worker of a machine, the machine's ring: the cache's
+        @param hub: in a worker of a machine, its hub: the cache's
             folder is the workers' (L{pypid.storage.factory.make_storage}).
         @param journal: the store's journal, where a shared cache tells its
             changes (L{pypid.storage.factory.make_storage}).
@@ -160,7 +160,7 @@ class UpstreamPart(Service):
         from pypid.upstream.proxy import UpstreamProxy
 
         source, storage = _make_source(config, config.upstream, None, run, reactor, learnt,
-                                       render, ring, journal)
+                                       render, hub, journal)
         return cls(source, storage, UpstreamProxy.create(source, index, file_url,
                                                              advisories, provenance_url))
 
@@ -168,7 +168,7 @@ class UpstreamPart(Service):
     def named(cls, config: Config, name: str, run: Run, reactor: IReactorTime,
               learnt: Callable[[], None] | None = None,
               render: Renderer = render_description,
-              ring: ChangeRing | None = None,
+              hub: Hub = LONE,
               journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of C{[upstream:NAME]}: its source alone, its cache under
@@ -181,7 +181,7 @@ class UpstreamPart(Service):
             cannot be used.
         """
         source, storage = _make_source(config, config.upstreams[name], name, run, reactor,
-                                       learnt, render, ring, journal)
+                                       learnt, render, hub, journal)
         return cls(source, storage)
 
     @property
@@ -256,7 +256,7 @@ class UpstreamPart(Service):
 def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
                  render: Renderer,
-                 ring: ChangeRing | None = None,
+                 hub: Hub = LONE,
                  journal: IJournal | None = None) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
     from pypid.http.client import make_agent, outbound_policy
@@ -270,11 +270,11 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     # a url gets a source)
     assert up.url is not None
     settings = cache_settings(config, name)
-    stored = make_storage(settings, run, reactor, render=render, journal=journal, ring=ring)
+    stored = make_storage(settings, run, reactor, render=render, journal=journal, hub=hub)
     storage = MeasuredStorage(stored, time.monotonic)
     # (a machine's workers share the cache: a worker of several, told by the ring)
-    share = (MachineShare(ring, cast(ISharedStorage, stored), settings.storage.path, run, reactor)
-             if ring is not None else None)
+    share = (MachineShare(hub, cast(ISharedStorage, stored), settings.storage.path, run, reactor)
+             if not hub.alone else None)
     # (the hosts named are the client's, which a reload changes: the agent
     # asks it at each connection)
     agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config),

@@ -4,10 +4,10 @@ what one worker fetched, every other serves at its next request, and a
 file is fetched once per machine.
 
 Four things travel, each announced on the machine's ring
-(L{pypid.machine.ring.ChangeRing}) once it is durable, named by the cache
+(L{pypid.machine.topics.Hub}) once it is durable, named by the cache
 folder's key as the folder's own announcements are:
 
-  - a page a worker fetched and kept (C{p <folder> <project>}): written
+  - a page a worker fetched and kept (L{Topic.PAGE}): written
     first, as the page cache holds it after its own rules (the removals
     held for a second fetch, the quarantines), to
     C{.pypid/machine/pages/<digest>.json} in the cache's local folder; the others
@@ -16,8 +16,8 @@ folder's key as the folder's own announcements are:
   - a file kept or evicted: the cache storage's own announcements (a
     folder's or a bucket's, L{pypid.storage.shared_folder}), whose states
     the others read;
-  - a file pinned by pre-caching (C{P <folder> <filename>});
-  - a file whose bytes proved wrong (C{F <folder> <filename> <when> <reason>}):
+  - a file pinned by pre-caching (L{Topic.PIN});
+  - a file whose bytes proved wrong (L{Topic.FAILED}):
     every worker answers 502 for it for a while, none asks again.
 
 A worker about to fetch a file takes the file's lock first
@@ -37,7 +37,8 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -47,19 +48,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.jobs.coalesced import Coalesced
-from pypid.machine.ring import ChangeRing, runs_once
+from pypid.machine.topics import Hub, Topic
 from pypid.storage.capabilities import Changed, ISharedStorage
 from pypid.storage.disk import write_atomically
 from pypid.storage.interface import Run
-from pypid.storage.shared_folder import announced, folder_key
+from pypid.storage.shared_folder import folder_key
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError
 
 log = Logger()
-
-#: A page kept, a file pinned, a file's bytes found wrong: the kinds of
-#: announcement the share makes.
-PAGE, PIN, FAILED = b"p", b"P", b"F"
 
 #: The most of a failure's reason an announcement carries.
 REASON_BYTES = 1000
@@ -91,6 +88,20 @@ class News:
     failures: dict[str, tuple[float, str]] = attrs.field(factory=dict)
 
 
+@attrs.define
+class _Told:
+    """What the other workers announced of the cache and no look took in yet."""
+
+    pages: dict[str, None] = attrs.field(factory=dict)
+    pins: dict[str, None] = attrs.field(factory=dict)
+    failures: dict[str, tuple[float, str]] = attrs.field(factory=dict)
+
+    def then(self, later: _Told) -> _Told:
+        """These, then C{later}'s."""
+        return _Told({**self.pages, **later.pages}, {**self.pins, **later.pins},
+                     {**self.failures, **later.failures})
+
+
 def _digest(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
@@ -98,7 +109,7 @@ def _digest(name: str) -> str:
 class MachineShare:
     """An upstream's cache shared with the machine's other workers (see the module)."""
 
-    def __init__(self, ring: ChangeRing, storage: ISharedStorage, folder: str, run: Run,
+    def __init__(self, hub: Hub, storage: ISharedStorage, folder: str, run: Run,
                  clock: IReactorTime) -> None:
         """
         @param storage: the cache's storage, shared (its files' announcements:
@@ -109,7 +120,7 @@ class MachineShare:
         @param run: C{run(f, *args) -> Deferred}, where files are read and written.
         @param clock: the retries of a lock.
         """
-        self._ring = ring
+        self._hub = hub
         self._folder = storage
         self._run = run
         self._clock = clock
@@ -117,14 +128,32 @@ class MachineShare:
         root = os.path.join(folder, ".pypid", "machine")
         self._pages = os.path.join(root, "pages")
         self._locks = os.path.join(root, "fetching")
-        self.seen = ring.latest()
         self._listeners: list[Callable[[News], object]] = []
         self._looks = Coalesced(self._looked)
+        # (what the others announced, until a look takes it in)
+        self._told = _Told()
+        for topic in (Topic.PAGE, Topic.PIN, Topic.FAILED):
+            hub.on(topic, partial(self._heard, topic))
 
     @property
     def first(self) -> bool:
         """Whether this is the machine's first worker (it evicts)."""
-        return runs_once(self._ring)
+        return self._hub.runs_once
+
+    def _heard(self, topic: Topic, fields: Sequence[bytes], worker: int) -> None:
+        if fields[0] != self._key:
+            return
+        name = fields[1].decode("utf-8", "replace")
+        if topic is Topic.PAGE:
+            self._told.pages[name] = None
+        elif topic is Topic.PIN:
+            self._told.pins[name] = None
+        else:
+            try:
+                self._told.failures[name] = (float(fields[2]),
+                                             fields[3].decode("utf-8", "replace"))
+            except ValueError:
+                return
 
     def on_news(self, listener: Callable[[News], object]) -> None:
         """Call C{listener(news)} with what each look finds (the source's L{News} taken in)."""
@@ -144,7 +173,7 @@ class MachineShare:
         d = self._run(write_atomically, path, data)
 
         def written(_: object) -> None:
-            self._ring.announce(b" ".join((PAGE, self._key, project.encode("utf-8"))))
+            self._hub.publish(Topic.PAGE, self._key, project.encode("utf-8"))
 
         def failed(failure: Failure) -> None:
             log.warn("Cannot share the upstream page of {project} with the other workers: "
@@ -153,13 +182,13 @@ class MachineShare:
 
     def pinned(self, filename: str) -> None:
         """Announce that pre-caching pinned C{filename}."""
-        self._ring.announce(b" ".join((PIN, self._key, filename.encode("utf-8"))))
+        self._hub.publish(Topic.PIN, self._key, filename.encode("utf-8"))
 
     def failed(self, filename: str, reason: str, at: float) -> None:
         """Announce that C{filename}'s bytes proved wrong at C{at}, and why."""
         said = reason.encode("utf-8", "replace")[:REASON_BYTES]
-        self._ring.announce(b" ".join((FAILED, self._key, filename.encode("utf-8"),
-                                       repr(at).encode("ascii"), said)))
+        self._hub.publish(Topic.FAILED, self._key, filename.encode("utf-8"),
+                          repr(at).encode("ascii"), said)
 
     async def turn(self, filename: str) -> Callable[[], None]:
         """
@@ -202,32 +231,22 @@ class MachineShare:
 
     async def _look(self) -> None:
         # (a lap, or a worker's end, is the folder's to see: read whole below)
-        named, latest = announced(self._ring, self.seen, self._key, (PAGE, PIN, FAILED))
-        pages: dict[str, None] = {}
-        pins: dict[str, None] = {}
-        failures: dict[str, tuple[float, str]] = {}
-        for kind, name in named or ():
-            if kind == PAGE:
-                pages[name] = None
-            elif kind == PIN:
-                pins[name] = None
-            elif kind == FAILED:
-                filename, _, rest = name.partition(" ")
-                at, _, reason = rest.partition(" ")
-                try:
-                    failures[filename] = (float(at), reason)
-                except ValueError:
-                    continue
-        polled = await self._folder.poll()
-        read = {}
-        if pages:
-            read = await self._run(self._read_pages, list(pages))
-        self.seen = max(self.seen, latest)
+        self._hub.take()
+        told, self._told = self._told, _Told()
+        try:
+            polled = await self._folder.poll()
+            read = {}
+            if told.pages:
+                read = await self._run(self._read_pages, list(told.pages))
+        except BaseException:
+            # (taken in by the next look, as if never read)
+            self._told = told.then(self._told)
+            raise
         # (a worker ended, perhaps between a change and its announcement, or
         # a whole ring went by: the folder is read whole)
         rescan = self._folder.reconcile_due()
-        news = News(read, polled.files, list(pins), rescan, failures)
-        if news.pages or news.files or news.pins or rescan or failures:
+        news = News(read, polled.files, list(told.pins), rescan, told.failures)
+        if news.pages or news.files or news.pins or rescan or news.failures:
             for listener in self._listeners:
                 listener(news)
 

@@ -52,7 +52,7 @@ from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.indexes.links import file_url_for, package_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.state.catch_up import CatchUp, Looks
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
@@ -244,13 +244,13 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         services.render, max_upload_size, base_url, audit, _chrome(assets, base_url), switcher,
         denied)
     default, root_indexes = serve_index.mount(indexes)
-    exchanges = exchange_throttle(clock, settings.ipv6_prefix, ThrottleShare(
-        services.ring, b"exchange") if services.ring is not None else None)
+    exchanges = exchange_throttle(clock, settings.ipv6_prefix,
+                                  ThrottleShare(services.hub, b"exchange"))
     app = _site_areas(
         access, run, clock, audit, services=services,
         health=Health(storage, services.ready,
                       registry.unread_advisories if registry is not None else None,
-                      clock=clock, workers=_workers(services.ring)),
+                      clock=clock, workers=_workers(services.hub)),
         metrics=Metrics(access, services.metrics or MetricsConfig(),
                         (SiteMetrics(stats, counter), denied, *services.sources),
                         services.machine_metrics),
@@ -277,19 +277,19 @@ def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
     sessions', the throttles').
     """
     registry = services.registry
-    if services.ring is None or registry is None:
+    if services.hub.alone or registry is None:
         return None
-    return CatchUp(services.ring, [
+    return CatchUp(services.hub, [
         *(stack.sync for stack in registry.stacks.values() if stack.sync is not None),
         *(source.machine for source in registry.upstream_sources()
           if source.machine is not None), *looks, *filter(None, [services.follower])])
 
 
-def _workers(ring: ChangeRing | None) -> Callable[[], tuple[int, int, int]] | None:
+def _workers(hub: Hub) -> Callable[[], tuple[int, int, int]] | None:
     """C{/health}'s workers: this one's number, how many run, of how many."""
-    if ring is None:
+    if hub.alone:
         return None
-    return lambda: (ring.worker, *ring.workers())
+    return lambda: (hub.worker, *hub.workers())
 
 
 def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
@@ -523,7 +523,7 @@ class WebPart(Service):
     def from_config(cls, config: Config, registry: IndexRegistry, identity: IdentityPart,
                     audit: AuditTrail, ready: Callable[[], bool], run: Run,
                     reactor: IReactorTime, render: Renderer, sources: Iterable[IMetricsSource],
-                    ring: ChangeRing | None = None, webhooks: Webhooks | None = None,
+                    hub: Hub = LONE, webhooks: Webhooks | None = None,
                     follower: Looks | None = None) -> WebPart:
         """
         The web part of the server of C{config}: every index of C{registry}
@@ -535,8 +535,8 @@ class WebPart(Service):
         @param ready: whether the index answers with every stored file
             (L{pypid.daemon.readiness.Readiness.ready}).
         @param sources: what C{/metrics} exposes after the site's own.
-        @param ring: in a worker of a machine, the machine's ring
-            (L{pypid.web.web_inputs.SiteServices.ring}).
+        @param hub: in a worker of a machine, its hub
+            (L{pypid.web.web_inputs.SiteServices.hub}).
         @param webhooks: the server's webhooks, for their admin API; C{follower},
             the server's reader of the journal.
         """
@@ -555,9 +555,9 @@ class WebPart(Service):
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
                 publishing, run),
-            render=render, ring=ring, webhooks=webhooks, follower=follower,
-            machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", ring, run, reactor)
-            if ring is not None else None)
+            render=render, hub=hub, webhooks=webhooks, follower=follower,
+            machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", hub, run, reactor)
+            if not hub.alone else None)
         return cls(build_web(index_materials(registry), identity.access, run, reactor, settings,
                              services), registry, config)
 

@@ -21,7 +21,7 @@ from pypid.core.access.addresses import IPV6_PREFIX
 from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.parts import IMetricsSource
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.state.catch_up import Looks
 from pypid.state.indexes import IndexRegistry
 from pypid.web.admin.exposition import MachineMetrics
@@ -91,11 +91,10 @@ class SiteServices:
     @ivar render: renders the descriptions of uploaded files: the daemon's
         sandbox, so that no README can stop the server; by default in this
         process.
-    @ivar ring: in a worker of a machine, the machine's ring: the worker
-        catches up with the others' changes before each request
+    @ivar hub: in a worker of a machine, its hub: the worker catches up
+        with the others' changes before each request
         (L{pypid.state.catch_up.CatchUp}, over the C{registry}'s looks),
-        and C{/health} says how many workers run; L{None} in a server of
-        one process.
+        and C{/health} says how many workers run.
     @ivar machine_metrics: in a worker of a machine, C{/metrics}' side of
         the machine (L{pypid.web.admin.exposition.MachineMetrics}), a part
         of the daemon.
@@ -115,7 +114,7 @@ class SiteServices:
     registry: IndexRegistry | None = None
     attestations: AttestationCheck | None = None
     render: Renderer = render_description
-    ring: ChangeRing | None = None
+    hub: Hub = LONE
     #: the server's reader of the journal, which a worker's catching up
     #: asks too (L{pypid.state.journal_follower.JournalFollower}), or L{None}
     follower: Looks | None = None

@@ -209,6 +209,7 @@ class FeedTests(SynchronousTestCase):
         from pypid.advisories.feed import FOLLOW_INTERVAL
         from pypid.core.security.advisories import AdvisoryBoard
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         ring = ChangeRing.create(slots=16, slot_size=64)
         self.addCleanup(ring.close)
         feeds = []
@@ -216,7 +217,7 @@ class FeedTests(SynchronousTestCase):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
             feeds.append(AdvisoryFeed(AdvisoryBoard(), AdvisoriesConfig(
-                path=self.folder, refresh=3600), run_now, self.clock, self.snapshot, ring=worker))
+                path=self.folder, refresh=3600), run_now, self.clock, self.snapshot, hub=Hub(worker)))
         first, other = feeds
         reads = []
         real = compact_cache.read_sources

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.shared_throttle import PENDING_TTL, ThrottleShare, counted_user
 from pypid.auth.throttle import LoginThrottle
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 
 ADDRESS = "192.0.2.7"
 
@@ -25,7 +26,7 @@ class SharedThrottleTests(SynchronousTestCase):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
             self.throttles.append(LoginThrottle(self.clock, max_failures=3, window=60,
-                                                share=ThrottleShare(worker, b"login")))
+                                                share=ThrottleShare(Hub(worker), b"login")))
 
     def fail(self, throttle, user="alice", address=ADDRESS):
         throttle.started(user, address)

@@ -937,6 +937,7 @@ class WorkersTests(SynchronousTestCase):
 
     def setUp(self):
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         self.clock = Clock()
         self.clock.advance(T0)
         self.issuer = Issuer(ISSUER, now=self.clock.seconds)
@@ -950,7 +951,7 @@ class WorkersTests(SynchronousTestCase):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
             self.workers.append(SingleSignOn(config, SECRET, StubTreq(self.provider), self.clock,
-                                             randomness(number), ring=worker))
+                                             randomness(number), hub=Hub(worker)))
 
     def test_begun_on_one_finished_on_the_other(self):
         """

@@ -14,6 +14,7 @@ from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub, Topic
 from pypid.state.catch_up import CatchUp
 from pypid.state.sync import SyncService
 from pypid.storage.journal_files import MemoryJournal
@@ -33,7 +34,7 @@ class CatchUpTests(SynchronousTestCase):
         self.ring = ChangeRing.create(slots=16, slot_size=64)
         self.addCleanup(self.ring.close)
         self.look = ControlledLook()
-        self.catch_up = CatchUp(self.ring, [self.look])
+        self.catch_up = CatchUp(Hub(self.ring), [self.look])
 
     def test_behind(self):
         """Behind once another worker announced; not once the looks that began after ended."""
@@ -73,12 +74,13 @@ class WorkersTests(SynchronousTestCase):
     def worker(self, number, root):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
+        hub = Hub(ring)
         clock = Clock()
         storage = SharedFolder(LocalStorage(root, run_now, clock, shared=True),
-                               StoreChanges(self.journal, "", clock), ring, run_now, clock)
+                               StoreChanges(self.journal, "", clock), hub, run_now, clock)
         self.successResultOf(storage.prepare())
         index = Index(file_url_for(None))
-        return storage, index, CatchUp(ring, [SyncService(index, storage, clock)])
+        return storage, index, CatchUp(hub, [SyncService(index, storage, clock)])
 
     def test_upload_then_install_elsewhere(self):
         """A file one worker stored and took into its index is in the other's after catching up."""
@@ -86,7 +88,7 @@ class WorkersTests(SynchronousTestCase):
         self.addCleanup(self.ring.close)
         # (the store's journal, whose writes ring the doorbell, as the daemon's do)
         self.journal = MemoryJournal(Clock())
-        self.journal.listen(lambda entries: self.ring.announce(b"j"))
+        self.journal.listen(lambda entries: Hub(self.ring).publish(Topic.JOURNAL))
         root = os.path.abspath(self.mktemp())
         one, one_index, one_catch_up = self.worker(1, root)
         two, two_index, two_catch_up = self.worker(2, root)

@@ -166,12 +166,13 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         sync; without, none is.
         """
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         from pypid.storage.capabilities import ISharedStorage
         from pypid.storage.shared_folder import SharedFolder
         ring = ChangeRing.create(slots=4, slot_size=64)
         self.addCleanup(ring.close)
         registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor,
-                                             sharing=Sharing(ring=ring))
+                                             sharing=Sharing(hub=Hub(ring)))
         for name, stack in registry.stacks.items():
             self.assertTrue(ISharedStorage.providedBy(stack.stored), name)
             self.assertIsInstance(stack.storage.storage.inner, SharedFolder)

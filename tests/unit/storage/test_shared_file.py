@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.tokens import TokenBook
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.storage.interface import run_at_once
 from pypid.storage.shared_file import SharedFile
 
@@ -25,10 +26,11 @@ class SharedFileTests(SynchronousTestCase):
         self.rings = [ChangeRing.attach(ring.fileno(), number) for number in (1, 2)]
         for each in self.rings:
             self.addCleanup(each.close)
+        self.hubs = [Hub(each) for each in self.rings]
         self.path = os.path.join(os.path.abspath(self.mktemp()), "state", "tokens.json")
 
     def shared(self, number):
-        return SharedFile(self.path, self.rings[number - 1], run_at_once, ".tokens-")
+        return SharedFile(self.path, self.hubs[number - 1], run_at_once, ".tokens-")
 
     def test_change_from_the_file(self):
         """
@@ -66,7 +68,7 @@ class SharedFileTests(SynchronousTestCase):
     def test_another_file(self):
         """An announcement of another file (or a folder's) is not this one's."""
         one = self.shared(1)
-        other = SharedFile(self.path + ".other", self.rings[1], run_at_once)
+        other = SharedFile(self.path + ".other", self.hubs[1], run_at_once)
         other.change_now(lambda current: b"y")
         self.rings[1].announce(b"f 0123456789abcdef wheel.whl")
         self.assertFalse(one.changed_elsewhere())
@@ -113,7 +115,7 @@ class SharedTokensTests(SynchronousTestCase):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
             self.books.append(TokenBook(self.clock, path=self.path, shared=SharedFile(
-                self.path, worker, run_at_once, ".tokens-")))
+                self.path, Hub(worker), run_at_once, ".tokens-")))
 
     def issue(self, book, user):
         made = []

@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
 from pypid.storage.interface import IStorage, StorageError
 from pypid.storage.journal_files import MemoryJournal
@@ -46,7 +47,7 @@ class SharedFolderTests(TestCase):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         storage = SharedFolder(LocalStorage(root or self.root, run_now, Clock(), shared=True),
-                               StoreChanges(self.journal, key, Clock()), ring, run_now, Clock())
+                               StoreChanges(self.journal, key, Clock()), Hub(ring), run_now, Clock())
         self.assertIsNone(self.successResultOf(storage.prepare()))
         return storage
 

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.local import LocalStorage
 from pypid.storage.shared_folder import SharedFolder
@@ -55,10 +56,11 @@ class MachineShareTests(SynchronousTestCase):
     def worker(self, number):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
+        hub = Hub(ring)
         folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), shared=True),
-                              StoreChanges(self.journal, "", Clock()), ring, run_now, Clock())
+                              StoreChanges(self.journal, "", Clock()), hub, run_now, Clock())
         self.successResultOf(folder.prepare())
-        return MachineShare(ring, folder, self.root, run_now, self.clock)
+        return MachineShare(hub, folder, self.root, run_now, self.clock)
 
     def cache(self, share, fetch):
         return PageCache(fetch, self.clock, ttl=600.0, share=share.page_kept)

@@ -62,7 +62,7 @@ from pypid.core.records.metrics import (
 )
 from pypid.core.util.http_errors import Forbidden, Unauthorized
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.storage.disk import remove_file, write_atomically
 from pypid.storage.interface import Run
 from pypid.web.identity.gates import Gates
@@ -199,13 +199,13 @@ class MachineMetrics(Service):
     families for the others, reads theirs, and says the machine's own.
     """
 
-    def __init__(self, folder: str, ring: ChangeRing, run: Run, clock: IReactorTime) -> None:
+    def __init__(self, folder: str, hub: Hub, run: Run, clock: IReactorTime) -> None:
         """@param folder: where each worker's file is (C{<snapshot>.d/metrics})."""
         self._folder = folder
-        self._ring = ring
+        self._hub = hub
         self._run = run
         self._clock = clock
-        self.worker = ring.worker
+        self.worker = hub.worker
         self._own: Callable[[], list[Family]] | None = None
         self._timer = Periodic(self._write, WRITE_INTERVAL, clock,
                                what="The worker's metrics for the others")
@@ -236,17 +236,17 @@ class MachineMetrics(Service):
 
     def others(self) -> Deferred[list[Family]]:
         """The other running workers' families, as each last wrote them."""
-        _, count = self._ring.workers()
+        _, count = self._hub.workers()
         paths = [self._path(n) for n in range(1, count + 1) if n != self.worker]
         return self._run(_read_fresh, paths, STALE)
 
     def own_families(self) -> list[Family]:
         """The machine's own series (the supervisor's counts)."""
-        running, count = self._ring.workers()
+        running, count = self._hub.workers()
         return [gauge("pypid_workers_running", "Workers running and ready.", running),
                 gauge("pypid_workers", "Workers the machine runs ([pypid] workers).", count),
                 counter("pypid_worker_restarts", "Times a worker was started again after it "
-                        "ended.", self._ring.restarts())]
+                        "ended.", self._hub.restarts())]
 
 
 def _write_file(folder: str, path: str, data: bytes) -> None:

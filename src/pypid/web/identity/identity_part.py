@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import partial
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -44,7 +43,7 @@ from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
-from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import LONE, Hub
 from pypid.storage.interface import Run
 from pypid.storage.shared_file import SharedFile, ShareFile
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
@@ -69,16 +68,15 @@ class IdentityPart(Service):
     """
 
     def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
-                 audit: FailedLogins, run: Run, ring: ChangeRing | None = None) -> None:
+                 audit: FailedLogins, run: Run, hub: Hub = LONE) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
         @param audit: the L{pypid.web.server.audit_trail.AuditTrail} failed logins go to.
         @param run: C{run(f, *args) -> Deferred}, for the token and session
             files' writes (the I/O pool).
-        @param ring: in a worker of a machine, the machine's ring: the
-            token and session files are the workers' (L{SharedFile}), and
-            so are the login throttle's counts; L{None} in a server of one
-            process.
+        @param hub: in a worker of a machine, its hub: the token and
+            session files are the workers' (L{SharedFile}), and so are the
+            login throttle's counts.
         @raise pypid.config.errors.StartupError: when the token file, or a
             bundle of C{[ldap]} or C{[oidc]}, cannot be used.
         """
@@ -86,18 +84,18 @@ class IdentityPart(Service):
         self._reactor = reactor
         self._hashing = hashing
         self._run = run
-        share: ShareFile | None = None
-        if ring is not None:
-            share = partial(_shared_file, ring, run)
+        def shared(path: str, prefix: str) -> SharedFile:
+            return SharedFile(path, hub, run, prefix)
+        share: ShareFile | None = shared if not hub.alone else None
         self._share = share
         materials = make_gate_materials(config, reactor, hashing, held=self.held_elsewhere,
                                         share=share)
         self.publishing = make_publishing(config, reactor)
-        self.sso = make_sso(config, reactor, ring)
+        self.sso = make_sso(config, reactor, hub)
         # (the throttle is the daemon's: a reload keeps what it counted, and
         # [auth] throttle_ipv6_prefix is read at start-up)
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix,
-                                 share=ThrottleShare(ring, b"login") if ring is not None else None)
+                                 share=ThrottleShare(hub, b"login"))
         self.sessions = make_sessions(config, reactor, self._run, share)
         # The sessions kept through a restart meet the configuration it
         # brought, as those of a reload do: one meaning for a
@@ -285,11 +283,6 @@ def _held(user: str, source: str) -> str:
     who = "a person of single sign-on" if source == PROVIDER else "a user of the directory"
     return (f"{user} is {who} on this server, who holds the name while a session or token "
             "of theirs is live: nobody else of that name can log in meanwhile (ask an admin)")
-
-
-def _shared_file(ring: ChangeRing, run: Run, path: str, prefix: str) -> SharedFile:
-    """A file of a worker's, as the machine's workers share it."""
-    return SharedFile(path, ring, run, prefix)
 
 
 def make_sessions(config: Config, reactor: IReactorTime, run: Run,

@@ -82,6 +82,7 @@ from pypid.core.records.usage import MAX_PER_ADDRESS, day_of
 from pypid.core.records.webhook_events import events_of
 from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
+from pypid.machine.topics import LONE, Hub
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.factory import Sharing
 from pypid.storage.journal import BEGINNING
@@ -510,14 +511,14 @@ class IndexMachine(RuleBasedStateMachine):
         for index, project, version in uploads:
             self.upload(index, project, version, "root")
 
-    def serve(self, config, upstream, access, ring=None):
+    def serve(self, config, upstream, access, hub=LONE):
         """
         The server of C{config} (its registry, its upstream's proxy, its
-        site): a server of one process, or (given C{ring}) one worker of
+        site): a server of one process, or (given C{hub}) one worker of
         a machine.
         """
         self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
-                                                  board=self.board, sharing=Sharing(ring=ring))
+                                                  board=self.board, sharing=Sharing(hub=hub))
         self.proxy = self.registry.default.upstream
         for stack in self.registry.stacks.values():
             stack.storage.startService()
@@ -526,7 +527,7 @@ class IndexMachine(RuleBasedStateMachine):
                         SiteSettings(max_upload_size=10 << 20),
                         SiteServices(upstream=self.proxy,
                                      audit=AuditTrail(self.journal(), self.clock),
-                                     registry=self.registry, ring=ring))
+                                     registry=self.registry, hub=hub))
         self.treq = site_treq(web.site)
         self.site = web.site
 
@@ -1230,13 +1231,13 @@ class MachineOfTwo(IndexMachine):
     invariant holds for each worker alike.
     """
 
-    def serve(self, config, upstream, access, ring=None):
+    def serve(self, config, upstream, access, hub=LONE):
         from pypid.machine.ring import ChangeRing
         self.ring = ChangeRing.create(slots=256, slot_size=4096)
         self.workers = []
         for number in (1, 2):
             worker = ChangeRing.attach(self.ring.fileno(), number)
-            IndexMachine.serve(self, config, upstream, access, worker)
+            IndexMachine.serve(self, config, upstream, access, Hub(worker))
             self.workers.append((self.registry, self.proxy, self.treq, self.site))
         self.turn = 0
         self.pinned = None

@@ -27,6 +27,7 @@ from pypid.core.records.usage import (
     parse_name,
     record_name,
 )
+from pypid.machine.topics import Topic
 from pypid.state.usage_log import UsageLog
 from pypid.storage.capabilities import IUsageStorage
 from pypid.storage.interface import StorageError
@@ -326,6 +327,7 @@ class WorkersTests(SynchronousTestCase):
 
     def setUp(self):
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         from pypid.state.usage_log import UsageShare
         self.clock = Clock()
         self.clock.advance(NOW)
@@ -337,7 +339,7 @@ class WorkersTests(SynchronousTestCase):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
             log = UsageLog(self.storage, self.clock, interval=10, writer=f"w{number}",
-                           share=UsageShare(worker, b"0123456789abcdef"), fold=number == 1)
+                           share=UsageShare(Hub(worker), b"0123456789abcdef"), fold=number == 1)
             log.startService()
             self.addCleanup(lambda log=log: log.running and log.stopService())
             self.logs.append(log)
@@ -377,7 +379,7 @@ class WorkersTests(SynchronousTestCase):
         one.count(WHEEL, "192.0.2.1")
         self.clock.advance(10)
         for number in range(20):
-            one._share.ring.announce(b"f 0123456789abcdef x-%d.whl" % number)
+            one._share.hub.publish(Topic.FILE, b"0123456789abcdef", b"x-%d.whl" % number)
         self.clock.advance(10)
         self.assertEqual(two.book.downloads([WHEEL], 1, TODAY), 1)
 

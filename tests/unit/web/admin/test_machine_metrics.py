@@ -20,6 +20,7 @@ from pypid.core.records.metrics import (
     load_families,
 )
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.storage.interface import run_at_once
 from pypid.web.admin import exposition
 from pypid.web.admin.exposition import STALE, WRITE_INTERVAL, Collector, MachineMetrics
@@ -66,7 +67,7 @@ class MachineMetricsTests(SynchronousTestCase):
         for number in (1, 2):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
-            side = MachineMetrics(self.folder, worker, run_at_once, self.clock)
+            side = MachineMetrics(self.folder, Hub(worker), run_at_once, self.clock)
             collector = Collector((_Source([gauge("pypid_up", "Up.", number)]),), side)
             side.watch(collector.families)
             side.startService()

@@ -400,6 +400,7 @@ class SharedSessionsTests(SynchronousTestCase):
 
     def setUp(self):
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         from pypid.storage.shared_file import SharedFile
         self.clock = Clock()
         self.clock.advance(T0)
@@ -410,7 +411,7 @@ class SharedSessionsTests(SynchronousTestCase):
         for number in (1, 2):
             worker = ChangeRing.attach(ring.fileno(), number)
             self.addCleanup(worker.close)
-            shared = SharedFile(self.path, worker, run_now, ".sessions-")
+            shared = SharedFile(self.path, Hub(worker), run_now, ".sessions-")
             shared.change_now(lambda current: current if current is not None
                               else SessionBook.new(1800, 12 * HOUR, os.urandom).dumps())
             self.workers.append(BrowserSessions(

@@ -558,11 +558,12 @@ class CatchUpTests(_ChannelMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
         from pypid.state.catch_up import CatchUp
         self.ring = ChangeRing.create(slots=4, slot_size=32)
         self.addCleanup(self.ring.close)
         self.look = ControlledLook()
-        self.site.catch_up = CatchUp(self.ring, [self.look])
+        self.site.catch_up = CatchUp(Hub(self.ring), [self.look])
         self.ring.announce(b"f x a-1.0.tar.gz")
 
     def test_held_until_caught_up(self):

@@ -1,0 +1,205 @@
+"""
+What the workers of one machine tell each other that is not a change of
+the index (L{Topic}), and each worker's one reader and writer of it on
+the ring (L{Hub}).
+
+The ring is a doorbell: a worker that wrote the journal rings it
+(L{Topic.JOURNAL}), and every other worker reads the journal before its
+next answer (L{pypid.state.catch_up.CatchUp}). The rest of what the
+workers share travels on the same ring, one kind of announcement a
+topic, all of them in the one table below, so that a new one is a line
+here and not a new prefix that every reader must know to skip.
+
+Each worker has one L{Hub}: a module that tells publishes on its topic,
+a module that listens registers a handler of it, and one read of the
+ring (L{Hub.take}) hands each announcement of another worker to the
+handlers of its topic. A server of one process has the lone hub
+(L{LONE}), which tells nobody and hears nothing, so no module asks
+whether there is a ring.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Callable, Sequence
+
+import attrs
+from twisted.logger import Logger
+
+from pypid.machine.ring import ChangeRing
+
+
+class Topic(enum.Enum):
+    """
+    Each kind of announcement, by the bytes that begin it (kept as they
+    were: a worker started again after an upgrade reads what the others,
+    still running, wrote). The fields follow, each after a space;
+    L{FIELDS} says how many, the last one free to hold spaces.
+    """
+
+    #: The doorbell: this worker wrote entries to the journal.
+    JOURNAL = b"j"
+    #: The supervisor's: worker C{<number>} ended, perhaps between a change
+    #: of a file and its announcement (a shared folder is read whole).
+    WORKER_ENDED = b"w"
+    #: The first worker put other advisories in force (the others read them).
+    ADVISORIES = b"a"
+    #: A login of single sign-on begun (C{s <JSON>}) or taken (C{t <JSON>}).
+    SSO = b"o"
+    #: A login throttle's event: C{<throttle> <JSON>}.
+    THROTTLE = b"x"
+    #: A usage record written: C{<storage key> <name>}.
+    USAGE = b"u"
+    #: An upstream page kept: C{<cache key> <project>}.
+    PAGE = b"p"
+    #: A file pinned by pre-caching: C{<cache key> <filename>}.
+    PIN = b"P"
+    #: A file whose bytes proved wrong: C{<cache key> <filename> <when> <reason>}.
+    FAILED = b"F"
+    #: A small shared file (tokens, sessions) written: C{<key> <name>}.
+    FILE = b"k"
+
+
+#: How many fields each topic's announcements carry.
+FIELDS = {
+    Topic.JOURNAL: 0, Topic.WORKER_ENDED: 1, Topic.ADVISORIES: 0, Topic.SSO: 2,
+    Topic.THROTTLE: 2, Topic.USAGE: 2, Topic.PAGE: 2, Topic.PIN: 2, Topic.FAILED: 4,
+    Topic.FILE: 2,
+}
+
+log = Logger()
+
+_BY_CODE = {topic.value: topic for topic in Topic}
+
+#: C{handler(fields, worker)}: one announcement of another worker's.
+Handler = Callable[[Sequence[bytes], int], None]
+
+
+def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
+    """An announcement's payload: the topic's code, then its fields, each after a space."""
+    if len(fields) != FIELDS[topic]:
+        raise ValueError(f"{topic.name} has {FIELDS[topic]} fields, not {len(fields)}")
+    return b" ".join((topic.value, *fields))
+
+
+def decode(payload: bytes) -> tuple[Topic, list[bytes]] | None:
+    """An announcement's topic and fields; L{None} for one of no topic known here."""
+    code, _, rest = payload.partition(b" ")
+    topic = _BY_CODE.get(code)
+    if topic is None:
+        return None
+    count = FIELDS[topic]
+    fields = rest.split(b" ", count - 1) if count else []
+    if len(fields) != count or (not count and rest):
+        return None
+    return topic, fields
+
+
+@attrs.define(eq=False)
+class Hub:
+    """
+    One worker's side of the machine's ring (see the module); L{LONE}
+    for a server of one process.
+
+    @ivar seen: the last announcement handed to the handlers.
+    """
+
+    _ring: ChangeRing | None
+    seen: int = attrs.field(init=False)
+    _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
+    _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.seen = self._ring.latest() if self._ring is not None else 0
+
+    @property
+    def alone(self) -> bool:
+        """Whether this is a server of one process: nothing is shared."""
+        return self._ring is None
+
+    @property
+    def worker(self) -> int:
+        """This worker's number (from 1; 0: the supervisor, or a server of one process)."""
+        return self._ring.worker if self._ring is not None else 0
+
+    @property
+    def runs_once(self) -> bool:
+        """
+        Whether this process runs what a machine runs once (the snapshot's
+        saves, evictions, folding the counts): a server of one process, or
+        a machine's first worker.
+        """
+        return self._ring is None or self._ring.worker == 1
+
+    @property
+    def room(self) -> int:
+        """The most bytes an announcement may have (no bound when alone)."""
+        return self._ring.room if self._ring is not None else sys.maxsize
+
+    def latest(self) -> int:
+        """The number of the machine's last announcement (one read of memory)."""
+        return self._ring.latest() if self._ring is not None else 0
+
+    def workers(self) -> tuple[int, int]:
+        """How many workers run now, of how many (alone: one of one)."""
+        return self._ring.workers() if self._ring is not None else (1, 1)
+
+    def restarts(self) -> int:
+        """How many times a worker of the machine was started again."""
+        return self._ring.restarts() if self._ring is not None else 0
+
+    def admit(self, key: bytes, day: int, limit: int) -> bool:
+        """The machine's tally (L{pypid.machine.ring.ChangeRing.admit}); alone, always."""
+        return self._ring.admit(key, day, limit) if self._ring is not None else True
+
+    def publish(self, topic: Topic, *fields: bytes) -> None:
+        """
+        Tell the machine's other workers (alone: nobody).
+
+        @raise pypid.machine.ring.RingError: when it does not fit in a slot.
+        """
+        if self._ring is not None:
+            self._ring.announce(encode(topic, fields))
+
+    def on(self, topic: Topic, handler: Handler) -> None:
+        """Hand each of the other workers' announcements of C{topic} to C{handler}."""
+        if self._ring is not None:
+            self._handlers.setdefault(topic, []).append(handler)
+
+    def lost(self, handler: Callable[[], None]) -> None:
+        """
+        Call C{handler()} when a read fell a whole ring behind: what it
+        missed cannot be known (the storage is compared instead).
+        """
+        if self._ring is not None:
+            self._lost.append(handler)
+
+    def take(self) -> None:
+        """
+        Hand what the other workers announced since the last read to the
+        handlers of each topic, in order (no system call when nothing was).
+        """
+        ring = self._ring
+        if ring is None:
+            return
+        found, self.seen = ring.look(self.seen)
+        for handler in self._lost if found is None else ():
+            handler()
+        for announcement in found or ():
+            decoded = decode(announcement.payload) if announcement.worker != ring.worker else None
+            if decoded is not None:
+                self._hand(*decoded, announcement.worker)
+
+    def _hand(self, topic: Topic, fields: list[bytes], worker: int) -> None:
+        for handle in self._handlers.get(topic, ()):
+            try:
+                handle(fields, worker)
+            except Exception:
+                # (one handler's failure leaves the others' announcements taken in)
+                log.failure("Cannot take in {topic} of worker {worker}", topic=topic.name,
+                            worker=worker)
+
+
+#: The hub of a server of one process: it tells nobody and hears nothing.
+LONE = Hub(None)

@@ -1,0 +1,130 @@
+"""
+Tests for L{pypid.machine.topics}: the table of what a machine's workers
+tell each other, and each worker's hub over the ring.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.machine.ring import ChangeRing, RingError
+from pypid.machine.topics import FIELDS, LONE, Hub, Topic, decode, encode
+
+
+class TableTests(SynchronousTestCase):
+    """The topics and their payloads."""
+
+    def test_codes_kept(self):
+        """Each topic's payload is the bytes announced before the table: one layout for all."""
+        self.assertEqual(encode(Topic.JOURNAL, []), b"j")
+        self.assertEqual(encode(Topic.WORKER_ENDED, [b"3"]), b"w 3")
+        self.assertEqual(encode(Topic.SSO, [b"s", b'{"a": 1}']), b'o s {"a": 1}')
+        self.assertEqual(encode(Topic.FAILED, [b"k", b"a.whl", b"1.5", b"bad hash"]),
+                         b"F k a.whl 1.5 bad hash")
+        self.assertEqual(len({topic.value for topic in Topic}), len(Topic))
+        self.assertEqual(set(FIELDS), set(Topic))
+
+    def test_decode(self):
+        """The last field keeps its spaces; an unknown or malformed payload is no topic's."""
+        self.assertEqual(decode(b"F k a.whl 1.5 bad hash"),
+                         (Topic.FAILED, [b"k", b"a.whl", b"1.5", b"bad hash"]))
+        self.assertEqual(decode(b"a"), (Topic.ADVISORIES, []))
+        for payload in (b"a b", b"u key", b"?", b"", b"f 0123 x.whl"):
+            self.assertIsNone(decode(payload), payload)
+
+    def test_wrong_fields(self):
+        """A publication with the wrong number of fields is refused before it is announced."""
+        self.assertRaises(ValueError, encode, Topic.PAGE, [b"key"])
+
+
+class HubTests(SynchronousTestCase):
+    """Two workers' hubs (and the supervisor's ring) on one ring."""
+
+    def setUp(self):
+        self.ring = ChangeRing.create(slots=4, slot_size=64)
+        self.addCleanup(self.ring.close)
+        self.hubs = []
+        for number in (1, 2):
+            worker = ChangeRing.attach(self.ring.fileno(), number)
+            self.addCleanup(worker.close)
+            self.hubs.append(Hub(worker))
+        self.heard = []
+        self.laps = []
+        for hub in self.hubs:
+            hub.on(Topic.PAGE, lambda fields, worker, hub=hub: self.heard.append(
+                (hub.worker, "page", list(fields), worker)))
+            hub.on(Topic.PIN, lambda fields, worker, hub=hub: self.heard.append(
+                (hub.worker, "pin", list(fields), worker)))
+            hub.lost(lambda hub=hub: self.laps.append(hub.worker))
+
+    def test_dispatched_by_topic(self):
+        """Each announcement goes to the handlers of its topic, in order, once."""
+        one, two = self.hubs
+        one.publish(Topic.PIN, b"key", b"a.whl")
+        one.publish(Topic.USAGE, b"key", b"record")
+        one.publish(Topic.PAGE, b"key", b"holy grail")
+        two.take()
+        self.assertEqual(self.heard, [(2, "pin", [b"key", b"a.whl"], 1),
+                                      (2, "page", [b"key", b"holy grail"], 1)])
+        two.take()
+        self.assertEqual(len(self.heard), 2, "taken once")
+
+    def test_own_skipped(self):
+        """A worker's own announcements are the others' alone; the supervisor's are everyone's."""
+        one, two = self.hubs
+        one.publish(Topic.PIN, b"key", b"a.whl")
+        one.take()
+        self.assertEqual(self.heard, [])
+        Hub(self.ring).publish(Topic.PIN, b"key", b"b.whl")
+        one.take()
+        self.assertEqual(self.heard, [(1, "pin", [b"key", b"b.whl"], 0)])
+
+    def test_lost(self):
+        """A hub a whole ring behind calls its lost handlers, then reads from the latest."""
+        one, two = self.hubs
+        for number in range(6):
+            one.publish(Topic.PIN, b"key", b"%d.whl" % number)
+        two.take()
+        self.assertEqual((self.laps, self.heard), ([2], []))
+        one.publish(Topic.PIN, b"key", b"next.whl")
+        two.take()
+        self.assertEqual(self.heard, [(2, "pin", [b"key", b"next.whl"], 1)])
+
+    def test_failing_handler(self):
+        """A handler that fails is logged; the others' announcements are still handed on."""
+        one, two = self.hubs
+
+        def fails(fields, worker):
+            raise ValueError("bad")
+        two.on(Topic.PAGE, fails)
+        one.publish(Topic.PAGE, b"key", b"a")
+        one.publish(Topic.PIN, b"key", b"b")
+        two.take()
+        self.assertEqual([kind for _, kind, _, _ in self.heard], ["page", "pin"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_pass_throughs(self):
+        """The worker's number, the machine's counts and tally, as the ring says them."""
+        one, two = self.hubs
+        self.ring.set_workers(2, 3, 1)
+        self.assertEqual((two.worker, two.workers(), two.restarts()), (2, (2, 3), 1))
+        self.assertEqual((one.runs_once, two.runs_once, one.alone), (True, False, False))
+        self.assertTrue(one.admit(b"a", 1, 1))
+        self.assertFalse(two.admit(b"a", 1, 1), "one tally for the machine")
+        self.assertRaises(RingError, one.publish, Topic.PAGE, b"key", b"x" * 64)
+
+
+class LoneTests(SynchronousTestCase):
+    """The hub of a server of one process."""
+
+    def test_lone(self):
+        """It runs what a machine runs once, tells nobody, hears nothing, bounds nothing."""
+        heard = []
+        LONE.on(Topic.PAGE, lambda fields, worker: heard.append(fields))
+        LONE.lost(lambda: heard.append("lost"))
+        LONE.publish(Topic.PAGE, b"key", b"x" * 10000)
+        LONE.take()
+        self.assertEqual(heard, [])
+        self.assertTrue(LONE.alone and LONE.runs_once)
+        self.assertEqual((LONE.latest(), LONE.worker, LONE.workers(), LONE.restarts()),
+                         (0, 0, (1, 1), 0))
+        self.assertTrue(LONE.admit(b"a", 1, 0))
+        self.assertGreater(LONE.room, 1 << 20)
