@@ -58,6 +58,7 @@ from pypid.daemon.machine import (
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub, Topic
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
@@ -66,7 +67,6 @@ from pypid.state.journal_follower import EVERY, JournalFollower
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.factory import SharedBucket, Sharing, make_journal
-from pypid.storage.interface import Run
 from pypid.storage.journal import IJournal, JournalPart
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart

@@ -47,7 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 
 log = Logger()
 

@@ -56,7 +56,7 @@ from pypid.core.dists.provenance import (
     parse_attestations,
     provenance_document,
 )
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pypid.auth.attestations import AttestationChecker
     from pypid.auth.oidc import TrustedPublishing
     from pypid.auth.sso import SingleSignOn
-    from pypid.storage.interface import Run
+    from pypid.jobs.run import Run
 
 
 @attrs.frozen

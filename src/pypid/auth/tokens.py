@@ -54,8 +54,8 @@ from pypid.core.access.outside_logins import (
 )
 from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
+from pypid.jobs.run import Run
 from pypid.storage.disk import write_durably
-from pypid.storage.interface import Run
 from pypid.storage.shared_file import SharedFile
 
 log = Logger()

@@ -59,7 +59,7 @@ from pypid.core.indexes.index_names import (
     ROUTE_SEGMENTS,
     UPSTREAM_PREFIX,
 )
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).
 DATAINDEX_LIMIT = 1 << 30

@@ -83,8 +83,9 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
+from pypid.jobs.run import Run
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused, Run
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused
 from pypid.storage.journal import IMPORTED, IJournal
 
 log = Logger()

@@ -47,8 +47,8 @@ from pypid.bundle.sources import (
 )
 from pypid.config.store_backends import backend_of_url, url_forms
 from pypid.jobs.gather import gather
+from pypid.jobs.run import Run
 from pypid.storage.bucket.store import Listed, ObjectHead, ObjectStore
-from pypid.storage.interface import Run
 
 #: The most bytes of a C{.meta} file read.
 META_LIMIT = 1 << 20

@@ -186,8 +186,8 @@ def verify(config: Config, out: TextIO, err: TextIO) -> int:
     1 and one line when the log cannot be read.
     """
     from pypid.cli.common import run_command
+    from pypid.jobs.run import run_at_once
     from pypid.storage.factory import make_journal
-    from pypid.storage.interface import run_at_once
 
     # (blocking reads on the reactor's thread are fine: this is a command,
     # not a server)

@@ -46,8 +46,9 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import format_time
 from pypid.core.util.startup import StartupError
 from pypid.core.util.terminal_text import escaped
+from pypid.jobs.run import run_at_once
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
-from pypid.storage.interface import StorageError, run_at_once
+from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     # (types only: each command imports what it runs)
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from pypid.bundle.pypicloud import PypicloudBucketSource
     from pypid.bundle.sources import ImportSource, Offer
     from pypid.config import Config
-    from pypid.storage.interface import Run
+    from pypid.jobs.run import Run
     from pypid.storage.journal import IJournal
 
 #: The sub-commands of C{pypid-admin} this module runs.

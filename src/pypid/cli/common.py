@@ -32,7 +32,8 @@ from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.config import Config
-    from pypid.storage.interface import IStorage, Run
+    from pypid.jobs.run import Run
+    from pypid.storage.interface import IStorage
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
 #: once a command is done with what it opened, in the order opened.

@@ -63,7 +63,8 @@ from pypid.core.util.units import counted
 from pypid.export.exporter import Exporter, IndexChain
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
-from pypid.storage.interface import StorageError, run_at_once
+from pypid.jobs.run import run_at_once
+from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.interface import IStorage

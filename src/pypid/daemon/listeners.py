@@ -60,7 +60,7 @@ from pypid.config.server_settings import (
 )
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 from pypid.tls import ServerTLS, TLSError
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite

@@ -66,6 +66,7 @@ from pypid.daemon.listeners import (
 )
 from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub, Topic
@@ -73,7 +74,6 @@ from pypid.state.indexes import hosted_names
 from pypid.state.loader import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index
-from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage
 from pypid.upstream.factory import cache_settings
 

@@ -9,7 +9,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 
 
 class ThreadPools(Service):

@@ -55,8 +55,9 @@ from pypid.export.plan import (
 )
 from pypid.export.target import ITarget
 from pypid.jobs.gather import gather
+from pypid.jobs.run import Run
 from pypid.storage import reading
-from pypid.storage.interface import IStorage, Run, ScanResult
+from pypid.storage.interface import IStorage, ScanResult
 
 log = Logger()
 

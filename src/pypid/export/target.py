@@ -28,8 +28,9 @@ from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.export.plan import ExportError
+from pypid.jobs.run import Run
 from pypid.storage.disk import exclusive_lock, remove_file
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.interface import StorageError
 from pypid.storage.reading import BINARY_TYPE, FileMismatch
 
 if TYPE_CHECKING:

@@ -35,6 +35,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.records.serials import IndexSerials
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
+from pypid.jobs.run import Run
 from pypid.machine.topics import Hub
 from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
@@ -58,7 +59,7 @@ from pypid.storage.factory import (
     index_settings,
     index_snapshot_path,
 )
-from pypid.storage.interface import IStorage, Run
+from pypid.storage.interface import IStorage
 from pypid.storage.locks import KeyedLock
 from pypid.storage.shared_folder import folder_key
 

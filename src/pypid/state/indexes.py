@@ -56,6 +56,7 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.advisory_waivers import Waivers
 from pypid.core.util.notice import Notice
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
@@ -75,7 +76,6 @@ from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.capabilities import IServerDocuments
 from pypid.storage.factory import ALONE, SharedBucket, Sharing
-from pypid.storage.interface import Run
 from pypid.storage.journal import IJournal
 
 if TYPE_CHECKING:

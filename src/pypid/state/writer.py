@@ -45,9 +45,9 @@ from pypid.core.util.clock_steps import ClockReading
 from pypid.core.util.notice import Notice
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.interface import Run
 from pypid.storage.snapshot import encode, lines, write
 
 if TYPE_CHECKING:

@@ -29,7 +29,8 @@ from pypid.config.gcs_settings import GCSConfig
 from pypid.config.s3_settings import S3Config
 from pypid.core.records.metrics import Timings
 from pypid.core.util.startup import StartupError
-from pypid.storage.interface import Run, StorageError
+from pypid.jobs.run import Run
+from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.bucket.store import ObjectStore

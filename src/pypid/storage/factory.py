@@ -41,9 +41,10 @@ from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.util.startup import StartupError
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.storage.cloud_clients import make_client
-from pypid.storage.interface import IStorage, Run, StorageError
+from pypid.storage.interface import IStorage, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.shared_folder import SharedFolder

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
@@ -34,27 +34,6 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 log = Logger()
-
-
-class Run(Protocol):
-    """
-    C{run(f, *args) -> Deferred}: runs blocking work off the reactor thread
-    (C{deferToThreadPool} bound to a pool in production, at once in tests);
-    a L{Deferred} of C{f}'s result.
-    """
-
-    def __call__(self, f: Callable[_P, _T], /, *args: _P.args,
-                 **kwargs: _P.kwargs) -> Deferred[_T]:
-        """Run C{f(*args, **kwargs)} off the reactor thread."""
-
-
-def run_at_once(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
-    """
-    A L{Run} that does the work at once, on the calling thread: for a
-    command (which has nothing else to do meanwhile) and a site built
-    without a pool.
-    """
-    return maybeDeferred(f, *args, **kwargs)
 
 
 def checked_provenance(record: FileRecord, data: bytes | None) -> bytes | None:

@@ -41,8 +41,9 @@ from pypid.core.records.audit_chain import (
     verify_files,
 )
 from pypid.core.records.audit_query import EntryPage, Query, select
+from pypid.jobs.run import Run
 from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.interface import StorageError
 from pypid.storage.journal import (
     BEGINNING,
     MAX_SINCE,

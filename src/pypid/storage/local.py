@@ -67,6 +67,7 @@ from pypid.core.indexes.promotion import Promotion
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, gauge
 from pypid.core.util.units import counted
+from pypid.jobs.run import Run
 from pypid.storage.capabilities import (
     IAdoptingStorage,
     IBackfillStorage,
@@ -89,7 +90,6 @@ from pypid.storage.interface import (
     IStorage,
     LocalFile,
     MemoryFile,
-    Run,
     ScanResult,
     StorageError,
     StorageState,

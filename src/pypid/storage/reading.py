@@ -47,6 +47,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus
+from pypid.jobs.run import Run
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
 from pypid.storage.capabilities import ISharedStorage
@@ -57,7 +58,6 @@ from pypid.storage.interface import (
     MemoryFile,
     RemoteBytes,
     RemoteFile,
-    Run,
     ScanResult,
     StorageError,
 )

@@ -32,8 +32,9 @@ from twisted.internet.defer import (
 )
 from zope.interface import Attribute, Interface, implementer
 
+from pypid.jobs.run import Run
 from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.bucket.store import ObjectStore

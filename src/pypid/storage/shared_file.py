@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 
+from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
 from pypid.storage.disk import read_if_present, write_durably
-from pypid.storage.interface import Run
 from pypid.storage.shared_folder import folder_key
 
 

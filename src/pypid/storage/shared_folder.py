@@ -27,9 +27,10 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import directlyProvides, implementer, providedBy
 
 from pypid.core.dists.model import FileRecord
+from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
 from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import IStorage, Run, ScanResult, StorageError
+from pypid.storage.interface import IStorage, ScanResult, StorageError
 from pypid.storage.local import LocalStorage
 from pypid.storage.sidecars import Sidecars, is_tombstone
 from pypid.storage.store_changes import StoreChanges

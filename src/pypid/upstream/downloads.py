@@ -44,9 +44,10 @@ from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.wheel_variants import InvalidVariant, check_described
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
+from pypid.jobs.run import Run
 from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location, Run
+from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location
 from pypid.upstream.cache import Offline, Remembered, again, remembered
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import HostRefused, TransferFailed, UpstreamClient, UpstreamError

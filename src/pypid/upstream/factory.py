@@ -26,10 +26,11 @@ from pypid.core.indexes.namespaces import private_globs
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import Family
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.storage.capabilities import ISharedStorage
 from pypid.storage.factory import below, make_storage
-from pypid.storage.interface import IStorage, Run
+from pypid.storage.interface import IStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.shared_folder import SYNC_INTERVAL
 

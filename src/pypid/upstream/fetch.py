@@ -48,7 +48,7 @@ from pypid.config.upstream_settings import ANY_PUBLIC, UpstreamCredentials
 from pypid.core.dists.wheel_variants import MAX_VARIANT_JSON, InvalidVariant, VariantMetadata
 from pypid.http import bodies
 from pypid.http.public_only import NotPublic
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage, UpstreamPageError, quoted
 from pypid.upstream.parser import MAX_PAGE_ENTRIES, parse_page
 from pypid.upstream.variant_data import completed, read_index_level, to_read

@@ -48,10 +48,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.jobs.coalesced import Coalesced
+from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
 from pypid.storage.capabilities import Changed, ISharedStorage
 from pypid.storage.disk import write_atomically
-from pypid.storage.interface import Run
 from pypid.storage.shared_folder import folder_key
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError

@@ -30,8 +30,8 @@ from twisted.python.failure import Failure
 
 from pypid.core.util.notice import Notice
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.storage.disk import write_atomically
-from pypid.storage.interface import Run
 from pypid.upstream.source import UpstreamSource
 
 log = Logger()

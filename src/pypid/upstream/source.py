@@ -43,7 +43,8 @@ from pypid.core.indexes.render import Page
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.units import counted
-from pypid.storage.interface import IStorage, Run
+from pypid.jobs.run import Run
+from pypid.storage.interface import IStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import UpstreamFiles

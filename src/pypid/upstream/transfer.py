@@ -25,7 +25,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from pypid.http import bodies
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 from pypid.upstream.fetch import TransferFailed, UpstreamError
 
 log = Logger()

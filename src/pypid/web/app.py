@@ -52,11 +52,12 @@ from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.core.indexes.links import file_url_for, package_url_for
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import UPLOAD_PATHS, RequestStats
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.state.catch_up import CatchUp, Looks
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.interface import IStorage, Run
+from pypid.storage.interface import IStorage
 from pypid.storage.journal_files import MemoryJournal
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin
@@ -287,9 +288,7 @@ def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
 
 def _workers(hub: Hub) -> Callable[[], tuple[int, int, int]] | None:
     """C{/health}'s workers: this one's number, how many run, of how many."""
-    if hub.alone:
-        return None
-    return lambda: (hub.worker, *hub.workers())
+    return None if hub.alone else (lambda: (hub.worker, *hub.workers()))
 
 
 def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:

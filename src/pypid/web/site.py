@@ -46,8 +46,8 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import NO_SUCH_INDEX, index_upload_path, simple_of
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
 from pypid.core.util.http_errors import HTTPError, NotFound
+from pypid.jobs.run import Run, run_at_once
 from pypid.state.catch_up import CatchUp
-from pypid.storage.interface import Run, run_at_once
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import IRequestAuth, request_credentials, resolve_client
 from pypid.web.server.body import (

@@ -31,8 +31,8 @@ from pypid.core.records.audit_chain import format_time
 from pypid.core.records.metrics import Family, Timings
 from pypid.core.records.webhook_events import make_test_event
 from pypid.core.security.advisories import AdvisoryBoard
+from pypid.jobs.run import Run
 from pypid.storage.cloud_clients import make_client
-from pypid.storage.interface import Run
 from pypid.storage.journal import IJournal
 from pypid.storage.records import FOLDER, BucketRecords, FolderRecords, IRecords
 from pypid.webhooks.advisory_events import AdvisoryEvents, Releases

@@ -28,9 +28,9 @@ from pypid.daemon.machine import (
     build_supervisor,
     worker_signals,
 )
+from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
-from pypid.storage.interface import run_at_once
 from pypid.storage.local import LocalStorage, StorageError
 
 

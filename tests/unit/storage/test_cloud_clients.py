@@ -21,10 +21,10 @@ from pypid.config import load_config
 from pypid.config.store_backends import BACKENDS
 from pypid.core.util.startup import StartupError
 from pypid.daemon.machine import build_supervisor
+from pypid.jobs.run import run_at_once
 from pypid.storage import cloud_clients
 from pypid.storage.cloud_clients import CLIENTS, make_client, require_sdk
 from pypid.storage.factory import StoragePart
-from pypid.storage.interface import run_at_once
 from tests import CHECKOUT
 from tests.harness.admin import run_admin
 from tests.harness.fakes import write_file

@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.tokens import TokenBook
+from pypid.jobs.run import run_at_once
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
-from pypid.storage.interface import run_at_once
 from pypid.storage.shared_file import SharedFile
 
 

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.records.metrics import Timings
+from pypid.jobs.run import Run
 from pypid.storage.azure.blob_auth import AzureCredentials, AzureIdentity
 from pypid.storage.azure.shared_key import (
     API_VERSION,
@@ -59,7 +60,7 @@ from pypid.storage.bucket.store import (
     StoreUnavailable,
     parse_http_time,
 )
-from pypid.storage.interface import Deliverable, Run, StorageError
+from pypid.storage.interface import Deliverable, StorageError
 
 log = Logger()
 

@@ -34,6 +34,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.jobs.gather import gather
+from pypid.jobs.run import Run
 from pypid.storage.bucket.layout import (
     Layout,
     record_from_metadata,
@@ -41,7 +42,7 @@ from pypid.storage.bucket.layout import (
 )
 from pypid.storage.bucket.store import Listed, ObjectStore
 from pypid.storage.disk import remove_file
-from pypid.storage.interface import RecordRefused, Run, StorageError
+from pypid.storage.interface import RecordRefused, StorageError
 
 log = Logger()
 

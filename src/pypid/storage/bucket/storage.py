@@ -49,6 +49,7 @@ from pypid.core.indexes.promotion import Promotion
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, timing_families
 from pypid.core.util.s3_limits import CHECK_RATE
+from pypid.jobs.run import Run
 from pypid.storage.bucket.bucket_check import BucketCheck
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
@@ -81,7 +82,6 @@ from pypid.storage.interface import (
     Redirect,
     RemoteBytes,
     RemoteFile,
-    Run,
     ScanResult,
     StorageError,
     StorageState,

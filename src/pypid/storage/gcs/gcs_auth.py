@@ -24,8 +24,9 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.jobs.run import Run
 from pypid.storage.bucket.credential_life import AheadRefresh
-from pypid.storage.interface import Run, StorageError
+from pypid.storage.interface import StorageError
 
 #: The scope pypid's tokens are for.
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"

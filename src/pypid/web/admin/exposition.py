@@ -62,9 +62,9 @@ from pypid.core.records.metrics import (
 )
 from pypid.core.util.http_errors import Forbidden, Unauthorized
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.machine.topics import Hub
 from pypid.storage.disk import remove_file, write_atomically
-from pypid.storage.interface import Run
 from pypid.web.identity.gates import Gates
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.routes import answer_errors

@@ -34,7 +34,7 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.core.util.units import parse_duration
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import RETRY_AFTER, send_text

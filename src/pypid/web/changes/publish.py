@@ -45,8 +45,9 @@ from pypid.core.indexes.project_status import ACTIVE, InvalidStatus, ProjectStat
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable
+from pypid.jobs.run import Run
 from pypid.state.recycle_bin import RecycleBin
-from pypid.storage.interface import IStorage, Run, StorageError
+from pypid.storage.interface import IStorage, StorageError
 from pypid.storage.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.changes.file_changes import FileChange, FileChanges

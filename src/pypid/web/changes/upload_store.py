@@ -32,12 +32,12 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import index_section
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest
+from pypid.jobs.run import Run
 from pypid.storage.interface import (
     FileExists,
     FilenameDeleted,
     IStorage,
     RecordRefused,
-    Run,
     StorageError,
 )
 from pypid.storage.locks import KeyedLock

@@ -43,8 +43,8 @@ from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
-from pypid.storage.interface import Run
 from pypid.storage.shared_file import SharedFile, ShareFile
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identity.gates import Gates

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from pypid.core.util.http_errors import reason_phrase
-from pypid.storage.interface import Run
+from pypid.jobs.run import Run
 from pypid.web.server.multipart import FormSink
 from pypid.web.server.upload_form import Form, MultipartError
 

@@ -19,9 +19,9 @@ from pypid.core.records.metrics import (
     labelled,
     load_families,
 )
+from pypid.jobs.run import run_at_once
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
-from pypid.storage.interface import run_at_once
 from pypid.web.admin import exposition
 from pypid.web.admin.exposition import STALE, WRITE_INTERVAL, Collector, MachineMetrics
 
