@@ -80,6 +80,12 @@ READ = 500
 #: crash sends again what the last write did not keep: at least once).
 CURSOR_DELAY = 0.5
 
+def _follows(entries: Sequence[Entry], serial: int) -> bool:
+    """Whether C{entries} are the journal's next after C{serial}, none missing."""
+    return bool(entries) and all(e.serial == serial + n
+                                 for n, e in enumerate(entries, start=1))
+
+
 @implementer(IMetricsSource)
 class Deliveries(Service):
     """The deliverer of one store's events to its webhooks; see the module."""
@@ -117,6 +123,9 @@ class Deliveries(Service):
         self._active = False
         self._carried = False
         self._soon: IDelayedCall | None = None
+        # (what this server wrote since the last wake, as the journal told it:
+        # the lanes take it in without reading it back, when it follows on)
+        self._news: list[Entry] = []
         self._failures = RepeatedFailure("Cannot read the journal for the webhooks", clock,
                                          log)
         self._keeping = RepeatedFailure("Cannot keep what the webhooks' deliveries did",
@@ -159,21 +168,37 @@ class Deliveries(Service):
 
     def wake(self, entries: Sequence[Entry] = ()) -> None:
         """
-        This server wrote to the journal: its lanes read it soon (what
-        others wrote, and the events sent again, wait for the next look).
+        This server wrote C{entries} to the journal: its lanes take them in
+        soon, without reading them back when they follow what a lane read
+        (what others wrote, and the events sent again, wait for the next
+        look).
         """
-        if self.running and self._active and (self._soon is None or not self._soon.active()) \
+        if not (self.running and self._active):
+            return
+        # (kept whether or not they are events: they carry the serials on;
+        # past a read's worth, the lanes read the journal instead)
+        self._news = [*self._news, *entries] if len(self._news) < READ else []
+        if (self._soon is None or not self._soon.active()) \
                 and (not entries or any(is_event(e) for e in entries)):
             self._soon = self._clock.callLater(0, self._take_news)
 
     def _take_news(self) -> None:
         subscriptions = self._subscriptions()
+        news, self._news = self._news, []
         for name, lane in list(self._lanes.items()):
             subscription = subscriptions.get(name)
-            if subscription is not None and self.journal.last_serial > lane.read_to:
-                reading = ensureDeferred(self._fill(lane, subscription, again=False))
-                reading.addCallback(partial(self._started, lane))
-                reading.addErrback(lambda f: self._failures.failed(f.getErrorMessage()))
+            if subscription is None or self.journal.last_serial <= lane.read_to:
+                continue
+            fresh = [e for e in news if (e.serial or 0) > lane.read_to]
+            if _follows(fresh, lane.read_to) and not lane.reading.locked \
+                    and lane.count + len(fresh) <= self._window \
+                    and fresh[-1].serial == self.journal.last_serial:
+                lane.read(fresh, subscription)
+                self._start(lane)
+                continue
+            reading = ensureDeferred(self._fill(lane, subscription, again=False))
+            reading.addCallback(partial(self._started, lane))
+            reading.addErrback(lambda f: self._failures.failed(f.getErrorMessage()))
 
     def _started(self, lane: Lane, _: object) -> None:
         self._start(lane)

@@ -85,6 +85,30 @@ class OrderTests(DeliveriesCase):
         cursor = await self.ledger.cursor("builds")
         self.assertEqual((cursor.serial, cursor.done), (self.journal.last_serial, frozenset()))
 
+    async def test_written_here_not_read_back(self):
+        """
+        What this server wrote, following what a lane read, is taken in as
+        the journal told it: not read back; what another wrote between is.
+        """
+        self.deliveries()
+        self.tick(0)
+        reads = []
+        real = self.journal.since
+        self.patch(self.journal, "since", lambda *a: reads.append(a) or real(*a))
+        await self.add(1, 2)
+        await self.add(3)
+        self.tick(0)
+        self.assertEqual((files(self.sender), reads), (["f1", "f2", "f3"], []))
+        # (another process's entry, told to no listener here: read, with what follows)
+        other = MemoryJournal(self.clock)
+        other.files = self.journal.files
+        await other.append([change(when=self.clock.seconds(), project="widget",
+                                   filename="f4")])
+        await self.add(5)
+        self.tick(0)
+        self.assertEqual(files(self.sender), ["f1", "f2", "f3", "f4", "f5"])
+        self.assertEqual(len(reads), 1)
+
     async def test_new_subscription_begins_at_the_end(self):
         """A subscription sends what comes after it was first seen, not the journal's past."""
         await self.add(1)
