@@ -237,6 +237,19 @@ class Gates:
         d.addCallback(self._enter, request, index, False)
         return d
 
+    def gate_anywhere(self, request: IRequest) -> Deferred[Identity | None] | None:
+        """
+        The gate of a path any index may answer (C{/packages/}): L{None} for
+        a request without credentials (the anonymous reader); otherwise a
+        L{Deferred} of its identity, its reader kept on the request (wrong
+        credentials: L{Unauthorized}). The route asks each index
+        L{Reader.enters}, and L{nothing_found} of what it found nowhere.
+        """
+        if not _sends_credentials(request):
+            return None
+        return self.identify(request).addCallback(
+            lambda identity: keep(self._rules.reader(identity), request))
+
     def gate_index(self, request: IRequest,
                    index: str | None) -> Deferred[Identity | None] | None:
         """
@@ -344,6 +357,17 @@ class Gates:
 def _sends_credentials(request: IRequest) -> bool:
     """Whether C{request} has an C{Authorization} header (checked, if so, where none is needed)."""
     return request.requestHeaders.hasHeader(b"authorization")
+
+
+def nothing_found(reader: Reader) -> NotFound | Unauthorized:
+    """
+    What a path any index may answer says of what it found in none the
+    reader may enter: a challenge to an anonymous reader the default index
+    is closed to (as its read path gives), else L{NotFound}.
+    """
+    if reader.identity is None and not reader.enters(DEFAULT_INDEX):
+        return Unauthorized(READ_LOGIN)
+    return NotFound("no such file")
 
 
 def keep(reader: Reader, request: IRequest) -> Identity | None:

@@ -7,11 +7,11 @@ Mirrors read the JSON and fetch these URLs: bandersnatch refuses a file
 whose path does not begin with C{/packages}.
 
 One path for every index: the digest names the bytes, so the file is
-served from the first index the reader may read it in (the default, then
-the named ones) whose record of that name has that digest, with that
-index's decision (its gate, status, advisories, download count). Without
-credentials where the default index needs them, the challenge its read
-path gives.
+served from the first index the reader may enter and read it in (the
+default, then the named ones) whose record of that name has that digest,
+with that index's decision (its status, advisories, download count).
+Found nowhere without credentials while the default index needs them: the
+challenge its read path gives.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from pypid.core.dists.names import InvalidName, parse_filename
-from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.util.http_errors import HTTPError, NotFound
-from pypid.web.identity.gates import Gates
+from pypid.web.identity.gates import Gates, nothing_found
 from pypid.web.server.respond import (
     Answer,
     Rendered,
@@ -52,14 +51,14 @@ class PackagesPath(Resource):
         self._access = access
 
     def render(self, request: Request) -> Rendered:
-        """Gate the request as the default index's files, then find the file."""
+        """Identify the request (credentials sent), then find the file."""
         try:
             if request.method not in (b"GET", b"HEAD"):
                 raise wrong_method_error(request, ["GET", "HEAD"])
             project, digest, filename = _named(request.postpath)  # type: ignore[arg-type]
         except HTTPError as e:
             return send_error(request, e)
-        gate = self._access.gate_read(request, DEFAULT)
+        gate = self._access.gate_anywhere(request)
         if gate is None:
             answer = self._answer(request, project, digest, filename)
             return finish_later(request, answer) if isinstance(answer, Deferred) else answer
@@ -70,10 +69,12 @@ class PackagesPath(Resource):
         reader = self._access.reader(request)
         try:
             for served in self._indexes():
+                if not reader.enters(served.name):
+                    continue
                 decision = served.files.decide(reader, project, filename)
                 if isinstance(decision, StoredFile) and decision.record.blake2_256 == digest:
                     return served.files.deliver(request, decision)
-            raise NotFound("no such file")
+            raise nothing_found(reader)
         except HTTPError as e:
             return send_error(request, e)
 

@@ -126,6 +126,31 @@ class SerialsTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(self.request("GET", path)[0].code, 404)
         response, body = self.request("GET", path, auth=True)
         self.assertEqual((response.code, body), (200, data))
+        # (a token kept to the private index reads it there: the default
+        # index's rules are not asked of a file of another index)
+        response, body = self.request("POST", "/api/tokens", True,
+                                      {"Content-Type": "application/x-www-form-urlencoded"},
+                                      b"actions=read&indexes=private")
+        self.assertEqual(response.code, 200, body)
+        token = json.loads(body)["token"]
+        response, body = self.request("GET", path, headers={
+            "Authorization": basic("__token__", token)})
+        self.assertEqual((response.code, body), (200, data))
+
+    def test_packages_of_an_open_index(self):
+        """
+        A named index anyone reads, beside a default that needs credentials:
+        its files by digest without any, as at its own C{/files/}.
+        """
+        self.successResultOf(self.service.stopService())
+        self.service, self.client = self.served(lambda: self.config(
+            self.users + "[auth]\nread = authenticated\nupload = authenticated\n"
+            "[index:pub]\nread = everyone\nupload = user:alice\n"))
+        filename, data = self.upload("open", "1.0", "/pub/")
+        blake = hashlib.blake2b(data, digest_size=32).hexdigest()
+        response, body = self.request(
+            "GET", f"/packages/{blake[:2]}/{blake[2:4]}/{blake[4:]}/{filename}")
+        self.assertEqual((response.code, body), (200, data))
 
     def test_restart_goes_on_from_the_snapshot(self):
         """A clean restart serves the serials the snapshot kept, and the next change follows."""
