@@ -32,7 +32,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
-from pypid.core.records.serials import IndexSerials
+from pypid.core.records.serials import ProjectSerials
 from pypid.core.security.advisories import AdvisoryPolicy
 from pypid.core.util.notice import Notice
 from pypid.jobs.run import Run
@@ -136,7 +136,7 @@ class HostedStack:
                sharing: Sharing = ALONE,
                upstream: MakeUpstream | None = None,
                peers: Callable[[str], Index | None] | None = None,
-               serials: IndexSerials | None = None,
+               serials: ProjectSerials | None = None,
                advisories: AdvisoryPolicy | None = None,
                namespaces: IndexNamespaces | None = None,
                render: Renderer = render_description) -> HostedStack:
@@ -152,9 +152,10 @@ class HostedStack:
         @param peers: C{peers(name)}: the server's hosted index of that
             name, with which promoted files share their records; L{None}
             (a server of one index): none.
-        @param serials: C{serials(project)}: the serial of each of its
-            projects, which its pages carry (L{pypid.core.records.serials});
-            L{None}: none (a page without serials).
+        @param serials: the serial of each project of every index, its own
+            carried by its pages (L{pypid.core.records.serials}), and kept
+            whole by the default index's snapshot; L{None}: none (pages
+            without serials).
         @param advisories: the index's L{AdvisoryPolicy}, which its pages
             apply; L{None}: none.
         @param namespaces: the index's PEP 752 namespaces, which its JSON
@@ -175,7 +176,9 @@ class HostedStack:
         base = index_base(server.base_url, name)
         index = Index(file_url_for(base), page_cache_size=server.page_cache_size, peers=peers,
                       advisories=advisories, provenance_url=provenance_url_for(base),
-                      namespaces=namespaces, serials=serials)
+                      namespaces=namespaces,
+                      serials=serials.of_index(None if name == DEFAULT else name)
+                      if serials is not None else None)
         learnt = Notice()  # (what the upstream cache learns, saved within seconds)
         upstream_part = upstream(index, learnt) if upstream is not None else None
         proxy = upstream_part.proxy if upstream_part is not None else None
@@ -188,7 +191,7 @@ class HostedStack:
         path = index_snapshot_path(server.snapshot, name)
         # (of a machine's workers the first alone writes the snapshot, and
         # saves what the upstream cache they share learnt)
-        kept = serials.table if serials is not None and name == DEFAULT else None  # (all's)
+        kept = serials if name == DEFAULT else None  # (every index's)
         writer = SnapshotWriter(index, path, run, reactor, stored.identity(), locks.oldest,
                                 shared, proxy,
                                 learnt if hub.runs_once else None, name=label, serials=kept)

@@ -193,12 +193,12 @@ class IndexRegistry:
         spaces = {name: IndexNamespaces(name, config.namespaces) for name in policies}
         stacks[DEFAULT] = HostedStack.create(config, DEFAULT, run, reactor, sharing=sharing,
                                              upstream=upstream, peers=peers,
-                                             serials=serials.of_index(None),
+                                             serials=serials,
                                              advisories=policies[DEFAULT],
                                              namespaces=spaces[DEFAULT], render=render)
         for name in hosted:
             stacks[name] = HostedStack.create(config, name, run, reactor, sharing=sharing,
-                                              peers=peers, serials=serials.of_index(name),
+                                              peers=peers, serials=serials,
                                               advisories=policies[name],
                                               namespaces=spaces[name], render=render)
         upstreams, sides = _upstreams(config, run, reactor, stacks[DEFAULT].upstream, render,

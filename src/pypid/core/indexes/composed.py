@@ -51,7 +51,7 @@ from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page
-from pypid.core.indexes.rendered_pages import advised_files, page_bytes
+from pypid.core.indexes.rendered_pages import advised_files, page_bytes, serial_over
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.lru import ByteLRU
 
@@ -75,11 +75,13 @@ def render_page(project: str, files: Sequence[ComposedFile],
                 status: ProjectStatus | None = None,
                 advisories: AdvisoryPolicy | None = None,
                 provenance_url: links.ProvenanceURL | None = None,
-                namespaces: IndexNamespaces | None = None, hidden: bool = False) -> Page:
+                namespaces: IndexNamespaces | None = None, hidden: bool = False,
+                serial: int | None = None) -> Page:
     """
     A composed page's bytes, rendered as an index's own are
     (L{pypid.core.indexes.render}), the index's C{advisories} applied, its
-    C{namespaces} given (API 1.5; with the hidden ones when C{hidden}).
+    C{namespaces} given (API 1.5; with the hidden ones when C{hidden}), and
+    its C{serial} (L{ComposedIndex.serial_of}).
     """
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
     if advisories is not None:
@@ -93,8 +95,8 @@ def render_page(project: str, files: Sequence[ComposedFile],
         spaces = served(namespaces)
         body = render.project_json(
             project, pairs, versions, status, provenance,
-            render.UNSERVED if spaces is None else spaces.entries(project, hidden))
-    return Page.of(body, CONTENT_TYPES[kind], variants)
+            render.UNSERVED if spaces is None else spaces.entries(project, hidden), serial)
+    return Page.of(body, CONTENT_TYPES[kind], variants, serial)
 
 
 @attrs.define(eq=False)
@@ -268,7 +270,7 @@ class ComposedIndex:
         page = pages[kind] = render_page(project, [f for f, _ in composition.files],
                                          self.file_url, kind, composition.status,
                                          policy if advised else None, self.provenance_url,
-                                         spaces)
+                                         spaces, serial=self.serial_of(project))
         self._kept.put(project, kept, ENTRY_COST + sum(page_bytes(p) for p in pages.values()))
         return page
 
@@ -349,7 +351,7 @@ class ComposedIndex:
             return None
         return render_page(project, [f for f, _ in composition.files], self.file_url, kind,
                            composition.status, self.advisories, self.provenance_url,
-                           self.namespaces, hidden=True)
+                           self.namespaces, hidden=True, serial=self.serial_of(project))
 
     def upstreams(self, project: str) -> list[ChainSource]:
         """
@@ -392,12 +394,32 @@ class ComposedIndex:
             for p in index.projects():
                 if p.name not in names and (self._open or self._admits(p.name)):
                     names[p.name] = p.display_name
-        pairs = sorted(names.items())
-        body = (render.root_html(pairs) if kind == HTML
-                else render.root_json(pairs, served(self.namespaces) is not None))
-        page = Page.of(body, CONTENT_TYPES[kind])
+        page = self.root_of(sorted(names.items()), kind)
         self._root[kind] = (serials, page)
         return page
+
+    def root_of(self, pairs: list[tuple[str, str]], kind: str) -> Page:
+        """
+        The project list of C{pairs} (C{(name, display name)}, in order):
+        with serials, each project's (L{serial_of}) and the last of the
+        hosted sources'.
+        """
+        sources = [of for index in self._hosted if (of := index.rendered.serials) is not None]
+        last = max((of.last for of in sources), default=None)
+
+        def serial(project: str) -> int:
+            return max(of(project) for of in sources)
+        body = (render.root_html(pairs) if kind == HTML
+                else render.root_json(pairs, served(self.namespaces) is not None,
+                                      serial if sources else None, last))
+        return Page.of(body, CONTENT_TYPES[kind], serial=last)
+
+    def serial_of(self, project: str) -> int | None:
+        """
+        The serial C{project}'s pages carry: the last of its hosted sources'
+        (an upstream's changes move none); L{None} without serials.
+        """
+        return serial_over((index.rendered.serials for index in self._hosted), project)
 
     def _still(self, kept: _Kept, project: str, now: float) -> bool:
         """

@@ -27,7 +27,7 @@ Pure: no I/O and no clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
@@ -91,6 +91,16 @@ class Serials(Protocol):
     def last(self) -> int:
         """The journal's last serial taken in."""
         ...
+
+
+def serial_over(serials: Iterable[Serials | None], project: str) -> int | None:
+    """
+    The serial of C{project} on a page composed of several indexes' (a
+    view, an index with bases): the last of theirs, so it moves with a
+    change in any of them; L{None} when none carries serials.
+    """
+    found = [of(project) for of in serials if of is not None]
+    return max(found) if found else None
 
 
 #: The key beside a project's JSON page of the one with its hidden namespaces.

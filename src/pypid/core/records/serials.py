@@ -2,7 +2,8 @@
 The serials the pages carry, as the public index serves them: each
 project of each index has the serial of the last journal entry that
 changed it (C{_last-serial}, C{X-PyPI-Last-Serial}), and the index the
-serial of the last entry of all (L{ProjectSerials}). A mirror (bandersnatch
+last of its projects' (L{ProjectSerials}): what another index, or an entry
+that changed no project (a login, a token), did moves no serial of it. A mirror (bandersnatch
 reads them from the JSON C{/simple/} and C{/pypi/<project>/json}) fetches
 again what moved since its last run, and refuses a page whose serial is
 below the listing's.
@@ -34,20 +35,20 @@ Changed = Callable[[str | None, str], None]
 class IndexSerials:
     """
     One index's view of the serials (L{pypid.core.indexes.rendered_pages.Serials}):
-    C{serials(project)}, and C{serials.last}, the journal's last.
+    C{serials(project)}, and C{serials.last}, the last of its projects'.
     """
 
-    table: ProjectSerials
+    _table: ProjectSerials
     _index: str | None
 
     def __call__(self, project: str) -> int:
         """The serial of C{project}."""
-        return self.table.of(self._index, project)
+        return self._table.of(self._index, project)
 
     @property
     def last(self) -> int:
-        """The last serial taken in."""
-        return self.table.last
+        """The last serial of the index's projects (L{BEGINNING}: none moved)."""
+        return self._table.last_of(self._index)
 
 
 @attrs.define
@@ -55,7 +56,6 @@ class ProjectSerials:
     """
     Each index's projects' serials (see the module).
 
-    @ivar last: the last serial taken in (L{BEGINNING}: none).
     @ivar followed: the serial the journal was read up to, every entry
         before it taken in (L{pypid.state.journal_follower}): where the next
         read begins.
@@ -63,7 +63,8 @@ class ProjectSerials:
 
     #: index (L{None}: the default) -> project -> serial
     _serials: dict[str | None, dict[str, int]] = attrs.field(factory=dict)
-    last: int = BEGINNING
+    #: index -> the last serial of its projects
+    _last: dict[str | None, int] = attrs.field(factory=dict)
     followed: int = BEGINNING
     _listeners: list[Changed] = attrs.field(factory=list)
 
@@ -75,6 +76,10 @@ class ProjectSerials:
         """The serial of C{project} of C{index} (L{None}: the default index)."""
         return self._serials.get(index, {}).get(project, BEGINNING)
 
+    def last_of(self, index: str | None) -> int:
+        """The last serial of C{index}'s projects (L{BEGINNING}: none moved)."""
+        return self._last.get(index, BEGINNING)
+
     def of_index(self, index: str | None) -> IndexSerials:
         """The serials of one index's projects, as its pages read them."""
         return IndexSerials(self, index)
@@ -84,17 +89,15 @@ class ProjectSerials:
         moved: list[tuple[str | None, str]] = []
         for entry in entries:
             serial = entry.serial
-            if serial is None:
-                continue
-            if serial > self.last:
-                self.last = serial
             # (a storage's own bookkeeping names a project whose status it
             # holds, not a change of the index: its action's entry is that)
-            if entry.project is None or entry.outcome != OK or entry.event in UNSHOWN_KINDS:
+            if serial is None or entry.project is None or entry.outcome != OK \
+                    or entry.event in UNSHOWN_KINDS:
                 continue
             table = self._serials.setdefault(entry.index, {})
             if table.get(entry.project, BEGINNING) < serial:
                 table[entry.project] = serial
+                self._last[entry.index] = max(self.last_of(entry.index), serial)
                 moved.append((entry.index, entry.project))
         for index, project in dict.fromkeys(moved):
             for changed in self._listeners:
@@ -116,7 +119,6 @@ class ProjectSerials:
         followed, projects = data.get("followed"), data.get("projects")
         if isinstance(followed, int) and not isinstance(followed, bool):
             self.followed = max(self.followed, followed)
-            self.last = max(self.last, followed)
         if not isinstance(projects, Mapping):
             return
         for index, table in projects.items():
@@ -127,3 +129,4 @@ class ProjectSerials:
                 if isinstance(project, str) and isinstance(serial, int) \
                         and not isinstance(serial, bool):
                     kept[project] = max(kept.get(project, BEGINNING), serial)
+                    self._last[index or None] = max(self.last_of(index or None), serial)

@@ -21,9 +21,9 @@ from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.formats.negotiate import choose
 from pypid.core.indexes import render
 from pypid.core.indexes.composed import ComposedIndex
-from pypid.core.indexes.namespace_api import IndexNamespaces, served
+from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, AgedPage, Page
+from pypid.core.indexes.render import CONTENT_TYPES, JSON, AgedPage, Page
 from pypid.core.util.http_errors import HTTPError, NotAcceptable, NotFound
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.request_auth import identity_of
@@ -122,7 +122,7 @@ class IndexSimple:
     base: str
     upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
     #: (reader, kind) -> (the hosted sources' serials, the project list that reader sees)
-    _roots: dict[tuple[object, str], tuple[tuple[int, ...], Page]] = attrs.field(
+    _roots: dict[tuple[object, str], tuple[tuple[tuple[int, int], ...], Page]] = attrs.field(
         factory=dict, init=False)
     #: request name -> its normalized form ("" for no name: L{normalized_name})
     _names: dict[str, str] = attrs.field(factory=dict, init=False)
@@ -353,8 +353,9 @@ class IndexSimple:
         projects), made once per reader and state of the hosted sources.
         """
         key = (self.access.cache_key(request), kind)
-        serials = tuple(source.hosted.serial for source in self.composed.order
-                        if source.hosted is not None)
+        # (a serial moved by another server moves the listing's, not the index's)
+        serials = tuple((source.hosted.serial, source.hosted.rendered.listing_serial)
+                        for source in self.composed.order if source.hosted is not None)
         cached = self._roots.get(key)
         if cached is not None and cached[0] == serials:
             return cached[1]
@@ -367,10 +368,7 @@ class IndexSimple:
                 if p.name not in pairs and self.composed.filters.admits_project(p.name) \
                         and reader.reads(p.name, self.name):
                     pairs[p.name] = p.display_name
-        items = sorted(pairs.items())
-        body = (render.root_html(items) if kind == HTML
-                else render.root_json(items, served(self.composed.namespaces) is not None))
-        page = Page.of(body, CONTENT_TYPES[kind])
+        page = self.composed.root_of(sorted(pairs.items()), kind)
         if len(self._roots) > 1000:
             self._roots.clear()
         self._roots[key] = (serials, page)

@@ -42,6 +42,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import LegacyFile, Page
+from pypid.core.indexes.rendered_pages import serial_over
 from pypid.core.records.audit_chain import BEGINNING
 from pypid.core.security.advisories import (
     AdvisoryPolicy,
@@ -322,8 +323,10 @@ class LegacyJSON:
         usage = self._usage
         downloads = (usage.book.summary(project.files, usage.today)
                      if usage is not None and index is self._index else None)
-        serials = index.rendered.serials
-        serial = serials(project.name) if serials is not None else BEGINNING
+        # (the last of its hosted sources': an index with bases, a view)
+        chain = self._chain or ((index, None),)
+        serial = serial_over((source.rendered.serials for source, _ in chain),
+                             project.name) or BEGINNING
         body = legacy_info.render_json(project, releases, shown, info, serial,
                                        version is None, root + "/" if root else None,
                                        self._advisories.verdict(project.name, shown),

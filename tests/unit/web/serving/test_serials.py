@@ -98,6 +98,38 @@ class SerialsTests(_ServerMixin, SynchronousTestCase):
                          [("hidden", BEGINNING + 2)])
         self.assertEqual(self.request("GET", "/private/simple/")[0].code, 401)
 
+    def test_no_serial_of_another_index(self):
+        """The default index's last serial moves with its own projects, not the private's."""
+        self.upload("alpha", "1.0")
+        self.upload("hidden", "1.0", "/private/")
+        self.upload("hidden", "2.0", "/private/")
+        serial, listing = self.page("/simple/")
+        self.assertEqual((serial, listing["meta"]["_last-serial"]),
+                         (BEGINNING + 1, BEGINNING + 1))
+
+    def test_index_with_bases(self):
+        """
+        An index with bases carries the last serial of its hosted sources'
+        for each project, and it moves with a change in any of them.
+        """
+        self.successResultOf(self.service.stopService())
+        self.service, self.client = self.served(lambda: self.config(
+            self.users + "[auth]\nupload = authenticated\n"
+            "[index:release]\nupload = user:alice\n"
+            "[index:staging]\nbases = release\nupload = user:alice\n"))
+        self.upload("widget", "1.0", "/staging/")
+        self.upload("widget", "2.0", "/release/")
+        serial, listing = self.page("/staging/simple/")
+        self.assertEqual(([(p["name"], p["_last-serial"]) for p in listing["projects"]],
+                          listing["meta"]["_last-serial"], serial),
+                         ([("widget", BEGINNING + 2)], BEGINNING + 2, BEGINNING + 2))
+        self.assertEqual(self.page("/staging/simple/widget/")[0], BEGINNING + 2)
+        self.upload("widget", "3.0", "/release/")
+        response, body = self.request("GET", "/staging/pypi/widget/json")
+        self.assertEqual((json.loads(body)["info"]["version"], json.loads(body)["last_serial"]),
+                         ("3.0", BEGINNING + 3))
+        self.assertEqual(self.page("/staging/simple/widget/")[0], BEGINNING + 3)
+
     def test_packages(self):
         """
         A file at its digest's URL, its metadata beside it; a wrong digest,
