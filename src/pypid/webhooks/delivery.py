@@ -80,12 +80,6 @@ READ = 500
 #: crash sends again what the last write did not keep: at least once).
 CURSOR_DELAY = 0.5
 
-def _follows(entries: Sequence[Entry], serial: int) -> bool:
-    """Whether C{entries} are the journal's next after C{serial}, none missing."""
-    return bool(entries) and all(e.serial == serial + n
-                                 for n, e in enumerate(entries, start=1))
-
-
 @implementer(IMetricsSource)
 class Deliveries(Service):
     """The deliverer of one store's events to its webhooks; see the module."""
@@ -189,11 +183,7 @@ class Deliveries(Service):
             subscription = subscriptions.get(name)
             if subscription is None or self.journal.last_serial <= lane.read_to:
                 continue
-            fresh = [e for e in news if (e.serial or 0) > lane.read_to]
-            if _follows(fresh, lane.read_to) and not lane.reading.locked \
-                    and lane.count + len(fresh) <= self._window \
-                    and fresh[-1].serial == self.journal.last_serial:
-                lane.read(fresh, subscription)
+            if lane.take_news(news, subscription, self.journal.last_serial, self._window):
                 self._start(lane)
                 continue
             reading = ensureDeferred(self._fill(lane, subscription, again=False))

@@ -180,6 +180,22 @@ class Lane:
         self._advance()
         self.moved = True
 
+    def take_news(self, news: Sequence[Entry], subscription: WebhookConfig, last: int,
+                  window: int) -> bool:
+        """
+        Take in C{news}, entries this server wrote, as the journal told
+        them, when those after L{read_to} follow on with none missing up
+        to the journal's C{last} serial, no read is under way and they fit
+        in the C{window}: whether it did (else the journal is read).
+        """
+        fresh = [e for e in news if (e.serial or 0) > self.read_to]
+        if not fresh or self.reading.locked or self.count + len(fresh) > window \
+                or fresh[-1].serial != last \
+                or any(e.serial != self.read_to + n for n, e in enumerate(fresh, start=1)):
+            return False
+        self.read(fresh, subscription)
+        return True
+
     def close(self) -> None:
         """Send nothing more: the timers cancelled, the delivery under way dropped."""
         self.closed = True
