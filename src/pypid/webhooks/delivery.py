@@ -56,9 +56,9 @@ from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import StorageError
 from pypid.storage.journal import IJournal
-from pypid.webhooks.lanes import AGAIN, DELIVERED, FAILED, GIVEN_UP, Lane, Waiting
+from pypid.webhooks.lanes import DELIVERED, FAILED, GIVEN_UP, Lane, Waiting
 from pypid.webhooks.lease import Lease
-from pypid.webhooks.ledger import Again, Cursor, Ledger
+from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt, Sender
 
 log = Logger()
@@ -299,7 +299,7 @@ class Deliveries(Service):
             known = set(lane.again)
             for record in await self.ledger.again(lane.name):
                 if record.key not in known:
-                    lane.add(self._again(record))
+                    lane.add_again(record)
         while lane.count < self._window and not lane.closed:
             entries = await self.journal.since(lane.read_to, READ)
             if not entries:
@@ -313,9 +313,6 @@ class Deliveries(Service):
             lane.read(entries, subscription)
             if not full:
                 return
-
-    def _again(self, again: Again) -> Waiting:
-        return Waiting(None, (), again.event, again.created, AGAIN, again.key)
 
     def _start(self, lane: Lane) -> None:
         if lane.closed or lane.running or not lane.count or not self.running:

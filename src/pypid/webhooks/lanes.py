@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IDelayedCall
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.records.audit_chain import Entry, is_event, milliseconds
 from pypid.core.records.webhook_events import WebhookEvent, events_of
+from pypid.webhooks.ledger import Again
 from pypid.webhooks.sender import Attempt
 
 #: The last deliveries a status keeps.
@@ -130,6 +131,10 @@ class Lane:
         self.count += 1
         if waiting.again is not None:
             self.again.add(waiting.again)
+
+    def add_again(self, again: Again) -> None:
+        """C{again}, an event to send once more, waits in a group of its own."""
+        self.add(Waiting(None, (), again.event, again.created, AGAIN, again.key))
 
     def next(self, now: float) -> Waiting | None:
         """The head of the next group whose turn it is and that may be tried now."""
