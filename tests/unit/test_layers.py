@@ -125,7 +125,8 @@ class LayerTests(SynchronousTestCase):
         L{pypid.auth.policy.AccessModel}'s rule methods), whether a name is
         a trusted publisher's (C{is_publisher}, C{PUBLISHER_PREFIX}), whose
         a token is (C{belongs}), what a token's scope or actions let it do
-        (C{covers}, C{in token.actions}), or whether the identity acts by a
+        (C{covers}, C{in token.actions}, C{in token.indexes},
+        C{in token.projects}), or whether the identity acts by a
         token (C{identity.token is None}, or its truth); each asks a
         request's or an identity's reader, so who may do what has one
         answer. The modules that define what is asked are the exceptions,
@@ -154,8 +155,9 @@ class LayerTests(SynchronousTestCase):
         """
         The checks see each way of deciding who may do what outside the
         reader, and of making a reader, and let through what only reads
-        the identity (its name shown, its token's id recorded) and the
-        request's reader asked.
+        the identity (its name shown, its token's id recorded), the
+        request's reader asked, and the indexes and projects of what is not
+        a token (a configuration's, an entry's).
         """
         source = (
             "def route(request, identity, model, book, token, access, rules):\n"
@@ -177,6 +179,10 @@ class LayerTests(SynchronousTestCase):
             "    rule.covers('six')\n"
             "    shown = identity.name\n"
             "    recorded = identity.token.id\n"
+            "    'six' in identity.token.indexes\n"
+            "    'six' not in token.projects\n"
+            "    'six' in config.indexes\n"
+            "    'six' in entry.projects\n"
         )
         tree = ast.parse(source)
         self.assertEqual([(line, what) for line, what, _ in sorted(decisions(tree))], [
@@ -184,7 +190,8 @@ class LayerTests(SynchronousTestCase):
             (4, "tests a name for PUBLISHER_PREFIX"), (5, "calls belongs"),
             (6, "asks a token's covers"), (7, "reads a token's actions"),
             (8, "tests identity.token"), (9, "tests identity.token"),
-            (11, "tests identity.token")])
+            (11, "tests identity.token"), (20, "reads a token's indexes"),
+            (21, "reads a token's projects")])
         self.assertEqual(sorted(readers_made(tree)), [
             (12, "makes a Rules"), (13, "makes a Reader"), (14, "makes a reader"),
             (15, "makes a reader")])
@@ -213,6 +220,23 @@ def _access_rules():
     from pypid.auth.policy import AccessModel
     return {name for name, member in inspect.getmembers(AccessModel, inspect.isfunction)
             if not name.startswith("_")}
+
+
+def _token_scope(node):
+    """
+    Whether a syntax node reads what a token lets it do: any C{.actions},
+    or the C{.indexes} or C{.projects} of what is named a token
+    (C{token.indexes}, C{identity.token.projects}); an index's or a
+    configuration's C{.indexes} and C{.projects} are not a token's.
+    """
+    if not isinstance(node, ast.Attribute):
+        return False
+    if node.attr == "actions":
+        return True
+    owner = node.value
+    named = owner.id if isinstance(owner, ast.Name) else \
+        owner.attr if isinstance(owner, ast.Attribute) else ""
+    return node.attr in ("indexes", "projects") and named.lower().endswith("token")
 
 
 def decisions(tree):
@@ -244,9 +268,9 @@ def decisions(tree):
                 yield node.lineno, "asks a token's covers", (tokens,)
         elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            if any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and any(
-                    isinstance(side, ast.Attribute) and side.attr == "actions" for side in sides):
-                yield node.lineno, "reads a token's actions", (tokens,)
+            read = [side.attr for side in sides if _token_scope(side)]
+            if any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and read:
+                yield node.lineno, f"reads a token's {read[0]}", (tokens,)
             elif isinstance(node.left, ast.Attribute) and node.left.attr == "token" \
                     and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
                 # (whether the credentials are checked again is who is asking's)

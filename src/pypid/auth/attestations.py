@@ -44,7 +44,6 @@ from twisted.logger import Logger
 
 from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.publisher_tokens import minted_proof
-from pypid.auth.verifier import Identity
 from pypid.core.access.publishers import PublisherRule
 from pypid.core.dists.names import normalize
 from pypid.core.dists.provenance import (
@@ -60,6 +59,8 @@ from pypid.jobs.run import Run
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
+
+    from pypid.auth.reader import Reader
 
 log = Logger()
 
@@ -399,10 +400,11 @@ class AttestationChecker:
             return self._verifier
 
     async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
-                    identity: Identity) -> bytes | None:
+                    reader: Reader) -> bytes | None:
         """
         The provenance object of the verified attestations C{field}, or
-        L{None} when none were sent (and the project needs none).
+        L{None} when none were sent (and the project needs none), for an
+        upload by C{reader}'s identity (the request's L{Reader}).
 
         @raise AttestationRefused: why they are refused.
         """
@@ -419,8 +421,8 @@ class AttestationChecker:
             raise AttestationRefused(str(e))
         if not attestations:
             return await self.check(filename=filename, sha256=sha256, project=project,
-                                    field=None, identity=identity)
-        signers = self._signers(project, identity)
+                                    field=None, reader=reader)
+        signers = self._signers(project, reader)
         verified = await self._run(self._verify_all, attestations, filename, sha256)
         try:
             check_predicate_types([kind for kind, _ in verified])
@@ -431,16 +433,17 @@ class AttestationChecker:
 
     # -- who may sign -------------------------------------------------------------
 
-    def _signers(self, project: str, identity: Identity
+    def _signers(self, project: str, reader: Reader
                  ) -> tuple[Mapping[str, str], str] | list[tuple[PublisherRule, str | None]]:
         """
         Who may sign for C{project} on this upload: a minted token's proof
-        and its issuer's name, or the C{[publishers]} rules covering the
-        project with their issuers' URLs.
+        and its issuer's name (when C{reader} says the uploader is a
+        trusted publisher's, L{Reader.minted}), or the C{[publishers]}
+        rules covering the project with their issuers' URLs.
 
         @raise AttestationRefused: nobody may.
         """
-        minted = minted_proof(identity)
+        minted = minted_proof(reader.identity) if reader.minted else None
         if minted is not None:
             return minted
         settings = self._publishing.settings if self._publishing is not None else None

@@ -261,12 +261,14 @@ def is_publisher(name: str) -> bool:
     return name.startswith(PUBLISHER_PREFIX)
 
 
-def minted_proof(identity: Identity) -> tuple[dict[str, str], str] | None:
+def minted_proof(identity: Identity | None) -> tuple[dict[str, str], str] | None:
     """
-    What a minted token's identity proved (L{Token.proof}) and the name of
-    the issuer that minted it; L{None} for any other identity.
+    What the token of a trusted publisher's identity proved (L{Token.proof})
+    and the name of the issuer that minted it; L{None} when it proved
+    nothing. Whether the identity is a trusted publisher's is the reader's
+    to say (L{pypid.auth.reader.Reader.minted}): ask it first.
     """
-    token = identity.token
-    if not is_publisher(identity.name) or token is None or not token.proof:
+    token = identity.token if identity is not None else None
+    if identity is None or token is None or not token.proof:
         return None
     return dict(token.proof), identity.name.split(":")[1]

@@ -131,15 +131,19 @@ class Reader:
         session): a token, acting for one within its scope, never manages
         tokens nor acts as an admin.
         """
+        return self._person is not None
+
+    @property
+    def _person(self) -> Identity | None:
+        """The identity when it is a person logged in (L{is_person}), else L{None}."""
         identity = self.identity
-        return identity is not None and identity.token is None
+        return identity if identity is not None and identity.token is None else None
 
     @property
     def is_admin(self) -> bool:
         """Whether the identity is an admin (with a password: tokens never are)."""
-        identity = self.identity
-        return (identity is not None and identity.token is None
-                and self._rules.model.is_admin(identity.name, identity.groups))
+        person = self._person
+        return person is not None and self._rules.model.is_admin(person.name, person.groups)
 
     @property
     def uploads(self) -> bool:
@@ -186,8 +190,7 @@ class Reader:
         if identity is None:
             return False
         token = identity.token
-        if token is not None and (token.projects or "read" not in token.actions
-                                  or (token.indexes and index not in token.indexes)):
+        if token is not None and (token.projects or not token.covers("read", index=index)):
             return False
         return rules.model.reads_everything(identity.name, identity.groups, index)
 
@@ -275,10 +278,10 @@ class Reader:
         a person their own (L{TokenBook.belongs}: a namesake's is not
         theirs), a token none.
         """
-        identity = self.identity
-        if identity is None or identity.token is not None:
+        person = self._person
+        if person is None:
             return False
-        return self.is_admin or book.belongs(token, identity.name, identity.login)
+        return self.is_admin or book.belongs(token, person.name, person.login)
 
     def sees_grant(self, grant: Grant) -> bool:
         """

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 
+import attrs
 from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,6 +27,8 @@ from pypid.auth.attestations import (
     default_trust_root,
 )
 from pypid.auth.oidc import TrustedPublishing, proof_of
+from pypid.auth.policy import AccessModel
+from pypid.auth.reader import Rules
 from pypid.auth.tokens import Token
 from pypid.auth.verifier import Identity
 from pypid.config import ConfigError, load_config
@@ -79,8 +82,9 @@ class _Checker:
         """The provenance (bytes or None), or the refusal's text."""
         field = attestations if isinstance(attestations, str) or attestations is None \
             else json.dumps(attestations)
+        reader = Rules(AccessModel()).reader(identity or Identity("alice"))
         d = ensureDeferred(checker.check(filename=filename, sha256=sha256, project=project,
-                                         field=field, identity=identity or Identity("alice")))
+                                         field=field, reader=reader))
         results = []
         d.addBoth(results.append)
         [result] = results
@@ -287,6 +291,16 @@ class MintedTokenTests(_Checker, SynchronousTestCase):
                                ({"iss": "https://other.test"}, "its issuer")):
             self.refused(checker, [attest()], "not by the CI job whose token made this upload",
                          reason, identity=self.identity(**claims))
+
+    def test_proof_of_another(self):
+        """
+        A token carrying a proof that is not a trusted publisher's (its
+        reader says it is not minted) proves no job: the C{[publishers]}
+        rules decide, and with none the attestations are refused.
+        """
+        token = attrs.evolve(self.identity().token, user="alice")
+        self.refused(self.checker(rules=""), [attest()], "no publisher may sign for widgets",
+                     identity=Identity("alice", token))
 
 
 class CertificateTests(SynchronousTestCase):

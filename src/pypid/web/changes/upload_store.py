@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pypid.auth.attestations import AttestationRefused
+from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
 from pypid.core.access.upload_rules import IndexUploadRules
 from pypid.core.dists.distribution import inspect
@@ -60,10 +61,12 @@ class AttestationCheck(Protocol):
         """Whether uploads to C{project} must come with attestations."""
 
     async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
-                    identity: Identity) -> bytes | None:
+                    reader: Reader) -> bytes | None:
         """
         The provenance object of the file's verified attestations
-        (C{field}), L{None} when none were sent and none are needed.
+        (C{field}), L{None} when none were sent and none are needed; the
+        uploader is C{reader}'s identity (whether it is a trusted
+        publisher's, L{Reader.minted}, decides who may sign).
 
         @raise AttestationRefused: whose text is the 400's reason.
         """
@@ -81,7 +84,7 @@ class NoAttestations:
         return False
 
     async def check(self, *, filename: str, sha256: str, project: str, field: str | None,
-                    identity: Identity) -> bytes | None:
+                    reader: Reader) -> bytes | None:
         """L{None} without attestations; a refusal with them."""
         if field is not None:
             raise AttestationRefused("attestations: this index cannot verify attestations; "
@@ -167,7 +170,7 @@ class UploadStore:
         record = inspected.record.replace(
                               uploader=cut_text(identity.name, UPLOADER_BYTES))
         self._refuse_inconsistent(record)
-        provenance = await self._attested(upload, record, identity)
+        provenance = await self._attested(upload, record, self._checks.reader(request))
         if provenance is not None:
             record = record.replace(provenance_sha256=hashlib.sha256(provenance).hexdigest())
         # (the credentials, and the rights, as they are now: a revocation or
@@ -252,17 +255,18 @@ class UploadStore:
             )
 
     async def _attested(self, upload: UploadRequest, record: FileRecord,
-                        identity: Identity) -> bytes | None:
+                        reader: Reader) -> bytes | None:
         """
         The provenance object of the upload's verified attestations, or
-        L{None} without any (where none are required).
+        L{None} without any (where none are required), by C{reader}'s
+        identity (the request's).
 
         @raise BadRequest: they do not verify (or are missing where required).
         """
         try:
             return await self._attestations.check(
                 filename=record.filename, sha256=record.sha256, project=record.project,
-                field=upload.attestations, identity=identity)
+                field=upload.attestations, reader=reader)
         except AttestationRefused as e:
             raise BadRequest(str(e))
 

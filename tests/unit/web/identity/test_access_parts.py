@@ -115,6 +115,19 @@ class ReaderTests(SynchronousTestCase):
         self.assertFalse(scoped.reads_all("staging"))
         self.assertTrue(rules.reader(Identity("alice")).reads_all("staging"))
 
+    def test_token_reads_all_within_its_scope(self):
+        """
+        A token reads a whole index its person reads whole only where its
+        scope lets it read: the index among its indexes (or none named),
+        C{read} among its actions.
+        """
+        rules = Rules(model())
+        self.assertEqual(
+            [rules.reader(Identity("alice", made)).reads_all("staging") for made in (
+                token("alice"), token("alice", indexes=["staging"]),
+                token("alice", indexes=["release"]), token("alice", actions=("upload",)))],
+            [True, True, False, False])
+
     def test_tokens_never_admins(self):
         """An admin with a password is one; with a token, never."""
         rules = Rules(model())

@@ -60,8 +60,8 @@ class CheckerDouble:
     def required(self, project):
         return project in self.required_projects
 
-    async def check(self, *, filename, sha256, project, field, identity):
-        self.calls.append((filename, sha256, project, field, identity.name))
+    async def check(self, *, filename, sha256, project, field, reader):
+        self.calls.append((filename, sha256, project, field, reader.identity.name))
         if field is None:
             if project in self.required_projects:
                 raise AttestationRefused(f"attestations: {project} requires attestations")
