@@ -249,7 +249,8 @@ class _MadeParts:
         journal.listen(registry.serials.take)
         follower = JournalFollower(journal, registry.serials, reactor,
                                    min(EVERY, config.bucket.sync_interval)
-                                   if config.bucket is not None else EVERY)
+                                   if config.bucket is not None else EVERY,
+                                   bound=registry.changes_read)
         # (the doorbell: the other workers read the journal before they answer)
         journal.listen(partial(_ring, hub))
         webhooks = WebhookPart.from_config(config, run, reactor, hub.runs_once,

@@ -229,6 +229,15 @@ class IndexRegistry:
             waivers.listen(registry.take_waivers)
         return registry
 
+    def changes_read(self) -> int | None:
+        """
+        The serial up to which every hosted index's shared storage took in
+        the others' changes (the least); L{None}: none is shared.
+        """
+        read = [stack.sync.changes_read() for stack in self.stacks.values()
+                if stack.sync is not None]
+        return min((serial or 0 for serial in read), default=None)
+
     def serial_moved(self, index: str | None, project: str) -> None:
         """A project's serial moved: its kept pages, which carry it, are made again."""
         stack = self.stacks.get(DEFAULT if index is None else index)

@@ -12,20 +12,29 @@ page carries the serials every server agrees on; then every C{every}
 seconds (the storage's C{sync_interval} on a bucket), and whenever it is
 asked to catch up (a machine's worker, before it answers, once another
 wrote).
+
+What the others wrote is taken in no further than the shared storages
+have read the journal (C{bound}): a page never carries the serial of a
+change whose file this server does not serve yet, which a mirror reading
+it then would skip for good. A journal that went back behind the serial
+read (restored from an older backup) is read again from its last.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.records.audit_chain import Entry
 from pypid.core.records.serials import ProjectSerials
 from pypid.jobs.coalesced import Coalesced
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.interface import StorageError
-from pypid.storage.journal import MAX_SINCE, IJournal
+from pypid.storage.journal import IJournal, read_after
 
 log = Logger()
 
@@ -38,10 +47,19 @@ class JournalFollower(Periodic):
     """Reads the journal into the serials; see the module."""
 
     def __init__(self, journal: IJournal, serials: ProjectSerials, clock: IReactorTime,
-                 every: float = EVERY) -> None:
+                 every: float = EVERY,
+                 bound: Callable[[], int | None] = lambda: None) -> None:
+        """
+        @param bound: C{bound()}: the serial the shared storages read the
+            journal up to (L{None}: no storage is shared), past which no
+            entry is taken in yet.
+        """
         Periodic.__init__(self, self._follow, every, clock, what="The journal's follower")
         self._journal = journal
         self._serials = serials
+        self._bound = bound
+        # (the serial read is checked against the journal's last once, at the start)
+        self._checked = False
         self._reading = Coalesced(lambda: ensureDeferred(self._read()))
         self._failures = RepeatedFailure("Cannot read the journal", clock, log)
 
@@ -54,7 +72,7 @@ class JournalFollower(Periodic):
         return reading.addBoth(started)
 
     def caught_up(self) -> Deferred[None]:
-        """Fires once what the journal held at the call is read (a read under way joined)."""
+        """Fires once a read begun after the call ended (one under way waited out first)."""
         return self._reading()
 
     def sync(self) -> Deferred[None]:
@@ -65,16 +83,20 @@ class JournalFollower(Periodic):
         await self._reading()
 
     async def _read(self) -> None:
-        serials = self._serials
+        serials, bound = self._serials, self._bound()
+        held: list[Entry] = []
+
+        def take(entries: Sequence[Entry]) -> None:
+            if bound is not None:
+                held.extend(e for e in entries if (e.serial or 0) > bound)
+                entries = [e for e in entries if (e.serial or 0) <= bound]
+            serials.take(entries)
         try:
-            while True:
-                entries = await self._journal.since(serials.followed, MAX_SINCE)
-                if not entries:
-                    break
-                serials.take(entries)
-                serials.followed = max(serials.followed, entries[-1].serial or 0)
-                if len(entries) < MAX_SINCE:
-                    break
+            read = await read_after(self._journal, serials.followed, take,
+                                    check_head=not self._checked)
+            self._checked = True
+            serials.followed = min(read.serial, bound) if bound is not None and held \
+                else read.serial
         except StorageError as e:
             self._failures.failed(str(e))
         else:

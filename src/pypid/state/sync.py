@@ -50,6 +50,10 @@ class SyncService(Periodic):
         self._reconciling: Deferred[None] | None = None
         self._failures = RepeatedFailure("Cannot look for changes by other servers", clock, log)
 
+    def changes_read(self) -> int | None:
+        """The serial of the journal its storage took the changes in up to (L{None}: not yet)."""
+        return self._storage.changes_read()
+
     def sync(self) -> Deferred[None]:
         """
         Poll once, and start a full check in the background when one is due;

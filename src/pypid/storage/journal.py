@@ -505,6 +505,48 @@ class JournalWriter:
         return self.flush().addCallback(written)
 
 
+@attrs.frozen
+class ReadTo:
+    """
+    How far a reader's read of the journal went (L{read_after}).
+
+    @ivar serial: every entry up to it was read.
+    @ivar gap: entries were missing: serials that did not follow on, or a
+        serial to read after past the journal's last (a journal restored
+        from an older backup, or begun again): what they told is unknown.
+    """
+
+    serial: int
+    gap: bool
+
+
+async def read_after(journal: IJournal, serial: int, take: Callable[[Sequence[Entry]], None],
+                     check_head: bool = False) -> ReadTo:
+    """
+    Give C{take} every entry after C{serial}, a page of at most
+    L{MAX_SINCE} at a time, in order; with C{check_head}, a C{serial} past
+    the journal's last (asked only when nothing follows it) is a gap, and
+    reading goes on from the last. The one loop of the journal's readers
+    that follow it by serial (the serials the pages carry, a shared
+    storage's changes).
+    """
+    gap = False
+    while True:
+        entries = await journal.since(serial, MAX_SINCE)
+        if not entries and check_head:
+            head = await journal.head()
+            if head < serial:
+                gap, serial = True, head
+        if not entries:
+            return ReadTo(serial, gap)
+        gap = gap or any(e.serial != serial + n for n, e in enumerate(entries, start=1))
+        serial = entries[-1].serial or serial
+        take(entries)
+        check_head = False
+        if len(entries) < MAX_SINCE:
+            return ReadTo(serial, gap)
+
+
 def newer(entries: Iterable[Entry], serial: int, limit: int) -> list[Entry]:
     """The entries of C{entries} after C{serial}, in order, C{limit} at most."""
     found: list[Entry] = []

@@ -24,7 +24,7 @@ journal's oldest files removed by hand past a reader's serial
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import BEGINNING, Entry, format_time, milliseconds
 from pypid.core.records.change_kinds import ChangeKind
-from pypid.storage.journal import MAX_SINCE, IJournal
+from pypid.storage.journal import IJournal, read_after
 
 #: The most entries L{StoreChanges.told_before} reads back.
 LOOK_BACK = 4096
@@ -136,30 +136,17 @@ class StoreChanges:
         """
         await self.start()
         assert self.cursor is not None
-        serial = self.cursor
         found: list[Stored] = []
-        while True:
-            entries = await self.journal.since(serial, MAX_SINCE)
-            if not entries and not self._checked:
-                # (nothing after a snapshot's serial: unless it is past
-                # the journal's last, what comes next is read from there)
-                head = await self.journal.head()
-                if head < serial:
-                    self.gap, serial = True, head
-            self._checked = True
-            if not entries:
-                break
-            for entry in entries:
-                if (entry.serial or 0) != serial + 1:
-                    self.gap = True  # (entries missing before this one)
-                serial = entry.serial or serial
-                # (the root's key, empty, is written as no target)
-                if entry.event == ChangeKind.STORED and (entry.target or "") == self.key:
-                    found.append(Stored(entry.filename, entry.project, milliseconds(entry.time),
-                                        entry.detail == self.instance))
-            if len(entries) < MAX_SINCE:
-                break
-        return found, serial
+
+        def take(entries: Sequence[Entry]) -> None:
+            # (the root's key, empty, is written as no target)
+            found.extend(Stored(e.filename, e.project, milliseconds(e.time),
+                                e.detail == self.instance) for e in entries
+                         if e.event == ChangeKind.STORED and (e.target or "") == self.key)
+        read = await read_after(self.journal, self.cursor, take, check_head=not self._checked)
+        self._checked = True
+        self.gap = self.gap or read.gap
+        return found, read.serial
 
     async def told_before(self, serial: int, since: int) -> dict[str, int]:
         """

@@ -77,3 +77,41 @@ class FollowerTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(serials.of(None, "a"), BEGINNING + 1)
         follower.stopService()
+
+    def test_not_past_the_storages(self):
+        """
+        What others wrote is taken in no further than the shared storages
+        read the journal: no page carries the serial of a file not served yet.
+        """
+        serials = ProjectSerials()
+        read = [BEGINNING]
+        follower = JournalFollower(self.journal, serials, self.clock, every=5.0,
+                                   bound=lambda: read[0])
+        self.successResultOf(follower.startService())
+        self.successResultOf(self.other.append([change("a"), change("b")]))
+        self.clock.advance(5)
+        self.assertEqual((serials.of(None, "a"), serials.followed), (BEGINNING, BEGINNING))
+        read[0] = BEGINNING + 1
+        self.clock.advance(5)
+        self.assertEqual((serials.of(None, "a"), serials.of(None, "b")), (BEGINNING + 1, BEGINNING))
+        read[0] = BEGINNING + 2
+        self.successResultOf(follower.caught_up())
+        self.assertEqual((serials.of(None, "b"), serials.followed), (BEGINNING + 2, BEGINNING + 2))
+        follower.stopService()
+
+    def test_journal_behind_the_snapshot(self):
+        """
+        A journal whose last serial is below the one the snapshot kept
+        (restored from an older backup) is read from its last: what is
+        written next is taken in.
+        """
+        self.successResultOf(self.other.append([change("a")]))
+        serials = ProjectSerials()
+        serials.restore({"followed": BEGINNING + 50, "projects": {}})
+        follower = JournalFollower(self.journal, serials, self.clock, every=5.0)
+        self.successResultOf(follower.startService())
+        self.assertEqual(serials.followed, BEGINNING + 1)
+        self.successResultOf(self.other.append([change("c")]))
+        self.clock.advance(5)
+        self.assertEqual(serials.of(None, "c"), BEGINNING + 2)
+        follower.stopService()

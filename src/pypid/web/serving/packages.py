@@ -1,7 +1,7 @@
 """
 C{/packages/<aa>/<bb>/<rest>/<filename>}: a hosted file by the BLAKE2b-256
 of its bytes (C{<aa><bb><rest>}), as the public index's file host names its
-files, and as the legacy JSON links them (L{pypid.core.indexes.render.package_url_for});
+files, and as the legacy JSON links them (L{pypid.core.indexes.links.package_url_for});
 its core metadata at the same path and C{.metadata} (PEP 658).
 Mirrors read the JSON and fetch these URLs: bandersnatch refuses a file
 whose path does not begin with C{/packages}.
