@@ -236,12 +236,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
-    client: ObjectStore
-    close: Callable[[], Deferred[Any] | None]
-    if bucket is None:
-        client, close = make_client(config, run, reactor, s3_timings)
-    else:
-        client, close = bucket.client, bucket.use()
+    client, close = _bucket_client(config, run, reactor, bucket, s3_timings)
     own = journal is None
     if journal is None:
         journal = _bucket_journal(store_root(config), client, reactor)
@@ -273,17 +268,25 @@ def make_journal(config: Config, run: Run, reactor: IReactorTime,
     config = store_root(config)
     if config.bucket is None:
         return LocalJournal(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
-    client: ObjectStore
-    close: Callable[[], Deferred[Any] | None]
-    if bucket is None:
-        client, close = make_client(config, run, reactor)
-    else:
-        client, close = bucket.client, bucket.use()
+    client, close = _bucket_client(config, run, reactor, bucket)
 
     def closed() -> None:
         client.stop()
         close()
     return _bucket_journal(config, client, reactor, prepare=client.start, on_close=closed)
+
+
+def _bucket_client(config: Config, run: Run, reactor: IReactorTime, bucket: SharedBucket | None,
+                   timings: Timings | None = None,
+                   ) -> tuple[ObjectStore, Callable[[], Deferred[Any] | None]]:
+    """
+    The client of the configuration's bucket and what closes it: the
+    shared C{bucket}'s, one more use of it counted; or, with L{None}, one
+    of its own, counting its requests in C{timings}.
+    """
+    if bucket is None:
+        return make_client(config, run, reactor, timings)
+    return bucket.client, bucket.use()
 
 
 def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
