@@ -68,6 +68,7 @@ from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.interface import IStorage
+    from pypid.storage.s3.api import S3Client
 
 T = TypeVar("T")
 
@@ -425,13 +426,12 @@ def _local_target(options: ExportOptions) -> LocalTarget:
 
 def _s3_target(config: Config, options: ExportOptions, reactor: Any) -> S3Target:
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
-    from pypid.storage.cloud_clients import make_s3_client, require_sdk
+    from pypid.storage.cloud_clients import make_client
 
-    require_sdk("s3")
-    client, on_close = make_s3_client(
-        config, run_at_once, reactor, bucket=options.bucket, endpoint=options.endpoint,
-        region=options.region)
-    return S3Target(client, options.prefix, run_at_once, on_close)
+    client, on_close = make_client(
+        config, run_at_once, reactor, backend="s3", bucket=options.bucket,
+        endpoint=options.endpoint, region=options.region)
+    return S3Target(cast("S3Client", client), options.prefix, run_at_once, on_close)
 
 
 if __name__ == "__main__":

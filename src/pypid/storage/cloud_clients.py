@@ -206,7 +206,7 @@ def require_sdk(backend: str) -> None:
 
 def make_client(config: Config, run: Run, reactor: IReactorTime,
                 timings: Timings | None = None, *, backend: str | None = None,
-                shared: bool = False, bucket: str | None = None, **options: str) -> Made:
+                shared: bool = False, bucket: str | None = None, **options: str | None) -> Made:
     """
     A client of the configuration's bucket (or of another C{bucket} of the
     cloud C{backend}, reached with its section's credentials), with a
