@@ -59,7 +59,7 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.azure.blob_calls import AzureClient
 
-    azure = config.store(AzureConfig)
+    azure = cast(AzureConfig, config.stores["azure"])
     credentials: AzureCredentials
     try:
         if azure.account_key:
@@ -98,7 +98,7 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.gcs.object_calls import GCSClient
 
-    gcs = config.store(GCSConfig)
+    gcs = cast(GCSConfig, config.stores["gcs"])
     make = (partial(key_file_credentials, gcs.credentials_file) if gcs.credentials_file
             else metadata_server_credentials)
     http, pool = make_http(reactor, gcs.timeout, policy=outbound_policy(config))
@@ -142,7 +142,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
 
-    s3 = config.store(S3Config)
+    s3 = cast(S3Config, config.stores["s3"])
     endpoint = endpoint or s3.endpoint_url
     region = region or s3.region
     if endpoint == s3.endpoint_url:
