@@ -492,9 +492,9 @@ async def _bucket_source(config: Config, options: argparse.Namespace, reactor: A
         backend, bucket, prefix = parse_bucket_url(options.source)
     except BundleError as e:
         raise CliError(str(e))
-    own = config.bucket if config.storage.backend == backend else None
-    if own is not None and common.bucket_overlapping(config, bucket, prefix,
-                                                     options.s3_endpoint):
+    own = config.bucket
+    if common.bucket_overlapping(config, backend, bucket, prefix, options.s3_endpoint):
+        assert own is not None  # (what overlaps is the storage's bucket)
         raise CliError(f"{options.source} and the storage's {config.storage.backend} "
                        f"bucket {bucket}, prefix {own.prefix!r}, must not be inside one "
                        "another (pypid already serves what its own prefix holds)")

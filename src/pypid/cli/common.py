@@ -209,15 +209,16 @@ def overlapping(a: str, b: str) -> bool:
     return os.path.commonpath([a, b]) in (a, b)
 
 
-def bucket_overlapping(config: Config, bucket: str, prefix: str,
+def bucket_overlapping(config: Config, backend: str, bucket: str, prefix: str,
                        endpoint: str | None = None) -> bool:
     """
     Whether C{bucket} (a container on Azure) under C{prefix}, of the cloud
-    that keeps the storage, at C{endpoint} (L{None}: the configured one),
-    holds the storage's keys or is held by them: the daemon's
-    scans would read what is written there as its files.
+    C{backend} at C{endpoint} (L{None}: the configured one), holds the
+    storage's keys or is held by them: the daemon's scans would read what
+    is written there as its files. Never, when another cloud keeps the
+    storage, or a local folder.
     """
-    section = config.bucket
+    section = config.bucket if config.storage.backend == backend else None
     if section is None:
         return False
     return ((endpoint or section.endpoint_url) == section.endpoint_url

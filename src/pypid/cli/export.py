@@ -391,7 +391,7 @@ async def _open_storage(config: Config, options: ExportOptions, reactor: Any,
     if config.bucket is None:
         if options.dest is not None:
             _check_apart(config.storage.path, options.dest)
-    elif options.s3 and config.storage.backend == "s3":
+    elif options.s3:
         _check_apart_in_bucket(config, options)
     return await open_storage(config, reactor, run_at_once, closing, prepare=False)
 
@@ -409,10 +409,9 @@ def _check_apart_in_bucket(config: Config, options: ExportOptions) -> None:
     holds the storage's or is held by it: the daemon's scans would read the
     export's objects as its files.
     """
-    assert options.bucket is not None  # (an export to a bucket)
     s3 = config.bucket
-    if s3 is not None and bucket_overlapping(config, options.bucket, options.prefix,
-                                             options.endpoint):
+    assert options.bucket is not None and s3 is not None  # (to a bucket, from a bucket)
+    if bucket_overlapping(config, "s3", options.bucket, options.prefix, options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
