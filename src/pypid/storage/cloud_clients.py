@@ -48,7 +48,9 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     the account, C{bucket}): its account key, its SAS token, or the Azure
     identity chain.
 
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the key.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        key; when C{[azure] account} is empty and the credentials or the
+        endpoint need it (all but a SAS token at an C{endpoint_url}).
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.azure.blob_auth import (
@@ -60,6 +62,9 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.azure.blob_calls import AzureClient
 
     azure = cast(AzureConfig, config.stores["azure"])
+    if not azure.account and not (azure.sas_token and azure.endpoint_url):
+        raise StartupError(f"{config.where('azure', 'account')}: required to reach an Azure "
+                           "container: set it to the storage account's name")
     credentials: AzureCredentials
     try:
         if azure.account_key:
