@@ -132,7 +132,8 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     @raise ExportError: without C{prepare}, when the storage folder does
         not exist.
     @raise StorageError: when the storage cannot be prepared.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        cloud's SDK is missing.
     """
     if prepare:
         return await _prepared(config, reactor, run, closing)

@@ -134,7 +134,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
         the configured endpoint only.
     @param region: its region, when not C{[s3] region}.
     @param shared: whether several storages share the client (the hosted
-        indexes on one bucket: see L{SharedBucket}).
+        indexes on one bucket: see L{pypid.storage.factory.SharedBucket}).
     @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
         (to C{start} and C{stop}: its credentials), and C{close()} closing
         the pool's connections.

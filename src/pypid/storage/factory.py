@@ -220,7 +220,8 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     @param hub: the worker's hub, in a worker of several: a local folder
         is then shared with the other workers (L{SharedFolder}), and a
         bucket's spool is the worker's own.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        cloud's SDK is missing.
     """
     section = config.bucket
     if section is None:
