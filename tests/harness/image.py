@@ -38,6 +38,7 @@ import time
 
 from twisted.python import log
 
+from pypid.config.store_backends import BACKENDS
 from tests import CHECKOUT
 from tests.harness.shared import run_folder
 from tests.harness.system import require
@@ -72,7 +73,7 @@ BUILD_TIMEOUT = 900
 
 #: The clouds' extras the image is built with (its C{EXTRAS} build
 #: argument), and so the wheels built for it: every one, as by default.
-EXTRAS = "s3,azure,gcs"
+EXTRAS = ",".join(BACKENDS)
 
 
 class Podman:

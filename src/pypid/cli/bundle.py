@@ -40,7 +40,7 @@ from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 from pypid.bundle.manifest import BundleError
 from pypid.cli import common
 from pypid.cli.server_client import CliError, log_lines
-from pypid.config.store_backends import backend_of_url, url_forms
+from pypid.config.store_backends import BACKENDS, backend_of_url, url_forms
 from pypid.core.dists.readme import Renderer
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import format_time
@@ -157,9 +157,9 @@ def _check_options(options: argparse.Namespace) -> None:
     if options.map and options.flatten:
         raise CliError("give --map or --flatten, not both")
     for name in ("s3_endpoint", "s3_region"):
-        if getattr(options, name) and not options.source.startswith("s3://"):
+        if getattr(options, name) and backend_of_url(options.source) is not BACKENDS["s3"]:
             raise CliError(f"--{name.replace('_', '-')} is for a pypicloud bucket "
-                           "(s3://BUCKET/PREFIX)")
+                           f"({BACKENDS['s3'].url_form()})")
 
 
 def _observer(err: TextIO, verbose: bool, command: str) -> ILogObserver:
@@ -492,9 +492,9 @@ async def _bucket_source(config: Config, options: argparse.Namespace, reactor: A
         backend, bucket, prefix = parse_bucket_url(options.source)
     except BundleError as e:
         raise CliError(str(e))
-    own = config.bucket if config.storage.backend == backend else None
-    if own is not None and common.bucket_overlapping(config, bucket, prefix,
-                                                     options.s3_endpoint):
+    own = config.bucket
+    if common.bucket_overlapping(config, backend, bucket, prefix, options.s3_endpoint):
+        assert own is not None  # (what overlaps is the storage's bucket)
         raise CliError(f"{options.source} and the storage's {config.storage.backend} "
                        f"bucket {bucket}, prefix {own.prefix!r}, must not be inside one "
                        "another (pypid already serves what its own prefix holds)")

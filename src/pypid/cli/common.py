@@ -132,7 +132,8 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     @raise ExportError: without C{prepare}, when the storage folder does
         not exist.
     @raise StorageError: when the storage cannot be prepared.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        cloud's SDK is missing.
     """
     if prepare:
         return await _prepared(config, reactor, run, closing)
@@ -209,15 +210,16 @@ def overlapping(a: str, b: str) -> bool:
     return os.path.commonpath([a, b]) in (a, b)
 
 
-def bucket_overlapping(config: Config, bucket: str, prefix: str,
+def bucket_overlapping(config: Config, backend: str, bucket: str, prefix: str,
                        endpoint: str | None = None) -> bool:
     """
     Whether C{bucket} (a container on Azure) under C{prefix}, of the cloud
-    that keeps the storage, at C{endpoint} (L{None}: the configured one),
-    holds the storage's keys or is held by them: the daemon's
-    scans would read what is written there as its files.
+    C{backend} at C{endpoint} (L{None}: the configured one), holds the
+    storage's keys or is held by them: the daemon's scans would read what
+    is written there as its files. Never, when another cloud keeps the
+    storage, or a local folder.
     """
-    section = config.bucket
+    section = config.bucket if config.storage.backend == backend else None
     if section is None:
         return False
     return ((endpoint or section.endpoint_url) == section.endpoint_url

@@ -68,6 +68,7 @@ from pypid.storage.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.interface import IStorage
+    from pypid.storage.s3.api import S3Client
 
 T = TypeVar("T")
 
@@ -390,7 +391,7 @@ async def _open_storage(config: Config, options: ExportOptions, reactor: Any,
     if config.bucket is None:
         if options.dest is not None:
             _check_apart(config.storage.path, options.dest)
-    elif options.s3 and config.storage.backend == "s3":
+    elif options.s3:
         _check_apart_in_bucket(config, options)
     return await open_storage(config, reactor, run_at_once, closing, prepare=False)
 
@@ -408,10 +409,9 @@ def _check_apart_in_bucket(config: Config, options: ExportOptions) -> None:
     holds the storage's or is held by it: the daemon's scans would read the
     export's objects as its files.
     """
-    assert options.bucket is not None  # (an export to a bucket)
     s3 = config.bucket
-    if s3 is not None and bucket_overlapping(config, options.bucket, options.prefix,
-                                             options.endpoint):
+    assert options.bucket is not None and s3 is not None  # (to a bucket, from a bucket)
+    if bucket_overlapping(config, "s3", options.bucket, options.prefix, options.endpoint):
         raise ExportError(
             f"s3://{options.bucket}/{options.prefix} and the storage's "
             f"s3://{s3.bucket}/{s3.prefix} must not be inside one another")
@@ -425,13 +425,12 @@ def _local_target(options: ExportOptions) -> LocalTarget:
 
 def _s3_target(config: Config, options: ExportOptions, reactor: Any) -> S3Target:
     """The bucket to write: the [s3] section's endpoint and credentials, or the options'."""
-    from pypid.storage.cloud_clients import make_s3_client, require_sdk
+    from pypid.storage.cloud_clients import make_client
 
-    require_sdk("s3")
-    client, on_close = make_s3_client(
-        config, run_at_once, reactor, bucket=options.bucket, endpoint=options.endpoint,
-        region=options.region)
-    return S3Target(client, options.prefix, run_at_once, on_close)
+    client, on_close = make_client(
+        config, run_at_once, reactor, backend="s3", bucket=options.bucket,
+        endpoint=options.endpoint, region=options.region)
+    return S3Target(cast("S3Client", client), options.prefix, run_at_once, on_close)
 
 
 if __name__ == "__main__":

@@ -169,10 +169,6 @@ class Config:
         """The section of the store that keeps the packages; L{None} on local disk."""
         return self.stores.get(self.storage.backend)
 
-    def store(self, kind: type[_S]) -> _S:
-        """The cloud's section of the type C{kind} (C{S3Config}), as its client reads it."""
-        return next(section for section in self.stores.values() if isinstance(section, kind))
-
     @property
     def index_grants(self) -> Mapping[str, IndexGrants]:
         """Who may read and upload to each index of an C{[index:NAME]} section."""

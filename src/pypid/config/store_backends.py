@@ -6,8 +6,9 @@ tools and the start log iterate over this table; the clients of the
 buckets (L{pypid.storage.cloud_clients.CLIENTS}) are keyed by the same
 names, which are also the extras that install each cloud's SDK
 (C{pip install 'pypid[azure]'}). So another cloud is a row here, the
-module of its section, its client and its extra: five modules named the
-clouds one by one before, each a place to forget.
+module of its section, its client, its extra (C{setup.py}) and the
+default C{EXTRAS} of C{etc/container/Containerfile}: five modules named
+the clouds one by one before, each a place to forget.
 """
 
 from __future__ import annotations

@@ -167,9 +167,8 @@ class HostedStack:
         """
         server = config.server
         hub = sharing.hub
-        storage = StoragePart.from_config(index_settings(config, name), run, reactor,
-                                          sharing.bucket, render=render,
-                                          journal=sharing.journal, hub=hub)
+        storage = StoragePart.from_config(index_settings(config, name), run, reactor, sharing,
+                                          render=render)
         # (a MeasuredStorage provides its backend's interfaces: directlyProvides)
         stored = cast(IStorage, storage.storage)
         shared = stored if ISharedStorage.providedBy(stored) else None

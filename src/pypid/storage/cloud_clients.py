@@ -48,7 +48,9 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     the account, C{bucket}): its account key, its SAS token, or the Azure
     identity chain.
 
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the key.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        key; when C{[azure] account} is empty and the credentials or the
+        endpoint need it (all but a SAS token at an C{endpoint_url}).
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.azure.blob_auth import (
@@ -59,7 +61,10 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.azure.blob_calls import AzureClient
 
-    azure = config.store(AzureConfig)
+    azure = cast(AzureConfig, config.stores["azure"])
+    if not azure.account and not (azure.sas_token and azure.endpoint_url):
+        raise StartupError(f"{config.where('azure', 'account')}: required to reach an Azure "
+                           "container: set it to the storage account's name")
     credentials: AzureCredentials
     try:
         if azure.account_key:
@@ -98,7 +103,7 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     )
     from pypid.storage.gcs.object_calls import GCSClient
 
-    gcs = config.store(GCSConfig)
+    gcs = cast(GCSConfig, config.stores["gcs"])
     make = (partial(key_file_credentials, gcs.credentials_file) if gcs.credentials_file
             else metadata_server_credentials)
     http, pool = make_http(reactor, gcs.timeout, policy=outbound_policy(config))
@@ -129,7 +134,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
         the configured endpoint only.
     @param region: its region, when not C{[s3] region}.
     @param shared: whether several storages share the client (the hosted
-        indexes on one bucket: see L{SharedBucket}).
+        indexes on one bucket: see L{pypid.storage.factory.SharedBucket}).
     @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
         (to C{start} and C{stop}: its credentials), and C{close()} closing
         the pool's connections.
@@ -142,7 +147,7 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.s3.credentials import CredentialSource
     from pypid.storage.s3.sign import Bucket, Credentials, aws_endpoint
 
-    s3 = config.store(S3Config)
+    s3 = cast(S3Config, config.stores["s3"])
     endpoint = endpoint or s3.endpoint_url
     region = region or s3.region
     if endpoint == s3.endpoint_url:
@@ -206,7 +211,7 @@ def require_sdk(backend: str) -> None:
 
 def make_client(config: Config, run: Run, reactor: IReactorTime,
                 timings: Timings | None = None, *, backend: str | None = None,
-                shared: bool = False, bucket: str | None = None, **options: str) -> Made:
+                shared: bool = False, bucket: str | None = None, **options: str | None) -> Made:
     """
     A client of the configuration's bucket (or of another C{bucket} of the
     cloud C{backend}, reached with its section's credentials), with a

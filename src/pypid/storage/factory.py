@@ -199,29 +199,25 @@ ALONE = Sharing()
 
 
 def make_storage(config: Config, run: Run, reactor: IReactorTime,
-                 s3_timings: Timings | None = None,
-                 bucket: SharedBucket | None = None, *,
-                 render: Renderer = render_description,
-                 journal: IJournal | None = None,
-                 hub: Hub = LONE) -> IStorage:
+                 timings: Timings | None = None, sharing: Sharing = ALONE, *,
+                 render: Renderer = render_description) -> IStorage:
     """
     The storage backend the configuration names.
 
-    @param s3_timings: the L{Timings} a bucket's requests count in, to
-        share them with another client of the bucket (the audit log's).
-    @param bucket: the client of the bucket, shared with the other
-        indexes' storages; L{None}: a client of its own.
+    @param timings: the L{Timings} a bucket's requests count in, to share
+        them with another client of the bucket (the audit log's).
+    @param sharing: what it shares: the bucket's client (L{None}: one of
+        its own); the store's journal (L{None}: one of its own, closed
+        with it, a command's); the worker's hub, in a worker of several (a
+        local folder is then shared with the other workers, through
+        L{SharedFolder}, and a bucket's spool is the worker's own).
     @param render: renders the descriptions of files the storage finds
         without details (a folder served in place, a bucket's imports):
         the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
-    @param journal: the store's journal, where a shared storage tells its
-        changes and reads the others' (the server's); L{None}: one of the
-        storage's own, closed with it (a command's).
-    @param hub: the worker's hub, in a worker of several: a local folder
-        is then shared with the other workers (L{SharedFolder}), and a
-        bucket's spool is the worker's own.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
+    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
+        cloud's SDK is missing.
     """
+    journal, hub = sharing.journal, sharing.hub
     section = config.bucket
     if section is None:
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
@@ -236,12 +232,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 
-    client: ObjectStore
-    close: Callable[[], Deferred[Any] | None]
-    if bucket is None:
-        client, close = make_client(config, run, reactor, s3_timings)
-    else:
-        client, close = bucket.client, bucket.use()
+    client, close = _bucket_client(config, run, reactor, sharing.bucket, timings)
     own = journal is None
     if journal is None:
         journal = _bucket_journal(store_root(config), client, reactor)
@@ -273,17 +264,25 @@ def make_journal(config: Config, run: Run, reactor: IReactorTime,
     config = store_root(config)
     if config.bucket is None:
         return LocalJournal(os.path.join(config.storage.path, ".pypid", "audit"), run, reactor)
-    client: ObjectStore
-    close: Callable[[], Deferred[Any] | None]
-    if bucket is None:
-        client, close = make_client(config, run, reactor)
-    else:
-        client, close = bucket.client, bucket.use()
+    client, close = _bucket_client(config, run, reactor, bucket)
 
     def closed() -> None:
         client.stop()
         close()
     return _bucket_journal(config, client, reactor, prepare=client.start, on_close=closed)
+
+
+def _bucket_client(config: Config, run: Run, reactor: IReactorTime, bucket: SharedBucket | None,
+                   timings: Timings | None = None,
+                   ) -> tuple[ObjectStore, Callable[[], Deferred[Any] | None]]:
+    """
+    The client of the configuration's bucket and what closes it: the
+    shared C{bucket}'s, one more use of it counted; or, with L{None}, one
+    of its own, counting its requests in C{timings}.
+    """
+    if bucket is None:
+        return make_client(config, run, reactor, timings)
+    return bucket.client, bucket.use()
 
 
 def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
@@ -316,25 +315,19 @@ class StoragePart(Service):
 
     @classmethod
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
-                    bucket: SharedBucket | None = None, *,
-                    render: Renderer = render_description,
-                    journal: IJournal | None = None,
-                    hub: Hub = LONE) -> StoragePart:
+                    sharing: Sharing = ALONE, *,
+                    render: Renderer = render_description) -> StoragePart:
         """
         The part for the configuration's storage, timed with the monotonic clock.
 
-        @param bucket: the client of the bucket, shared with the other
-            indexes' storages; L{None}: a client of its own.
+        @param sharing: see L{make_storage}.
         @param render: see L{make_storage}.
-        @param journal: see L{make_storage}.
-        @param hub: see L{make_storage}.
         """
-        if bucket is not None:
-            timings: Timings | None = bucket.timings
+        if sharing.bucket is not None:
+            timings: Timings | None = sharing.bucket.timings
         else:
             timings = Timings() if config.bucket is not None else None
-        storage = make_storage(config, run, reactor, timings, bucket, render=render,
-                               journal=journal, hub=hub)
+        storage = make_storage(config, run, reactor, timings, sharing, render=render)
         return cls(MeasuredStorage(storage, time.monotonic), timings)
 
     def startService(self) -> Deferred[None]:

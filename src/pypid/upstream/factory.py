@@ -29,7 +29,7 @@ from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.factory import below, make_storage
+from pypid.storage.factory import Sharing, below, make_storage
 from pypid.storage.interface import IStorage
 from pypid.storage.measured import MeasuredStorage
 from pypid.storage.shared_folder import SYNC_INTERVAL
@@ -271,7 +271,8 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     # a url gets a source)
     assert up.url is not None
     settings = cache_settings(config, name)
-    stored = make_storage(settings, run, reactor, render=render, journal=journal, hub=hub)
+    stored = make_storage(settings, run, reactor, sharing=Sharing(journal=journal, hub=hub),
+                          render=render)
     storage = MeasuredStorage(stored, time.monotonic)
     # (a machine's workers share the cache: a worker of several, told by the ring)
     share = (MachineShare(hub, cast(ISharedStorage, stored), settings.storage.path, run, reactor)

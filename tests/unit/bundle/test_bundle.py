@@ -1224,3 +1224,24 @@ class SummaryCountTests(SynchronousTestCase):
                               audit_broken=["line 2"])
         self.assertIn("audit log of the source: 1 file, 1 entry, already kept under "
                       "imported/x; its chain has 1 broken link", report.lines())
+
+
+class ImportOptionTests(SynchronousTestCase):
+    """C{pypid-admin import}'s S3 options go with an S3 bucket only."""
+
+    def test_s3_options(self):
+        import argparse
+
+        from pypid.cli.bundle import _check_options
+        from pypid.cli.server_client import CliError
+
+        for source in ("s3://pkgs/prefix", "gs://pkgs/prefix", "azure://pkgs/p", "out.tar"):
+            options = argparse.Namespace(command="import", kind=None, map=[], flatten=False,
+                                         s3_endpoint=None, s3_region="eu-west-1",
+                                         source=source)
+            if source.startswith("s3://"):
+                _check_options(options)
+            else:
+                e = self.assertRaises(CliError, _check_options, options)
+                self.assertEqual(str(e), "--s3-region is for a pypicloud bucket "
+                                         "(s3://BUCKET/PREFIX)")

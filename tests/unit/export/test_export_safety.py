@@ -327,3 +327,11 @@ class BucketApartTests(SynchronousTestCase):
             self.assertRaises(ExportError, cli._check_apart_in_bucket, config, options)
         options.bucket = "other"
         cli._check_apart_in_bucket(config, options)
+
+    def test_other_cloud_apart(self):
+        """A bucket of the same name on another cloud than the storage's is apart from it."""
+        gcs = types.SimpleNamespace(bucket="pkgs", prefix="", endpoint_url=None)
+        config = types.SimpleNamespace(bucket=gcs,
+                                       storage=types.SimpleNamespace(backend="gcs"))
+        options = types.SimpleNamespace(bucket="pkgs", prefix="", endpoint=None)
+        cli._check_apart_in_bucket(config, options)

@@ -506,9 +506,9 @@ class S3NamedStorageTests(TestCase):
         with the last.
         """
         bucket = SharedBucket.create(self.config, self.run, reactor)
-        default = make_storage(self.config, self.run, reactor, bucket=bucket)
+        default = make_storage(self.config, self.run, reactor, sharing=Sharing(bucket))
         release = make_storage(index_settings(self.config, "release"), self.run, reactor,
-                               bucket=bucket)
+                               sharing=Sharing(bucket))
         await default.prepare()
         await release.prepare()
         ours, theirs = make_wheel("holy-grail", "1.0"), make_wheel("holy-grail", "2.0")

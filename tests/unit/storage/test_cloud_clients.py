@@ -178,3 +178,28 @@ class MissingSDKCommandTests(TestCase):
         self.assertEqual(err.getvalue(), "pypid-export: the s3 backend needs its SDK, which is "
                                          "not installed (no module botocore): "
                                          "pip install 'pypid[s3]'\n")
+
+
+class AzureAccountTests(TestCase):
+    """A container is refused without C{[azure] account} when its credentials need one."""
+
+    async def test_import_without_account(self):
+        """C{pypid-admin import azure://...} without an account: exit 1, one line naming it."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(folder, "packages"))
+        path = os.path.join(folder, "pypid.ini")
+        write_file(path, (f"[storage]\npath = {folder}/packages\n[pypid]\n"
+                          f"snapshot = {folder}/index.json\n").encode())
+        code, out, err = await run_admin(path, "import", source="azure://cont/pypi/")
+        self.assertEqual(code, 1)
+        self.assertEqual(err, f"pypid-admin: import stopped: {path}: [azure] account: required "
+                              "to reach an Azure container: set it to the storage account's "
+                              "name\n")
+
+    def test_sas_token_at_endpoint(self):
+        """A SAS token at an endpoint of its own needs no account."""
+        config = load_config(None, [("azure", "sas_token", "sv=2026-02-06&sig=x"),
+                                    ("azure", "endpoint_url", "http://127.0.0.1:10000/acct")])
+        client, close = make_client(config, run_at_once, Clock(), backend="azure", bucket="c0c")
+        close()
+        self.assertEqual(client.container, "c0c")

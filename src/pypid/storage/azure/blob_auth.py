@@ -197,9 +197,11 @@ class AzureIdentity:
         except StorageError:
             raise
         except Exception as e:
+            # (the chain's first line; the rest lists each credential it tried)
+            said = (str(e).splitlines() or [type(e).__name__])[0]
             raise StorageError(
                 "no Azure credentials: set [azure] account_key or sas_token, or give the "
-                f"machine an identity (the Azure identity chain said: {e})")
+                f"machine an identity (the Azure identity chain said: {said})")
 
     def stop(self) -> None:
         """Stop refreshing."""

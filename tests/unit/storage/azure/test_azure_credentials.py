@@ -12,6 +12,7 @@ import os
 import treq
 from azure.storage.blob import generate_container_sas
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -156,3 +157,27 @@ class IdentityTests(TestCase):
             await client.start()
         self.assertIn("set [azure] account_key or sas_token", str(caught.exception))
 
+
+
+class _Unreachable:
+    """An identity chain that finds no identity, saying so as Azure's does: line by line."""
+
+    def get_token(self, scope):
+        raise RuntimeError(
+            "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+            "Attempted credentials:\n\tEnvironmentCredential: authentication unavailable.\n"
+            "To mitigate this issue, please refer to the troubleshooting guidelines.")
+
+
+class NoIdentityLineTests(TestCase):
+    """A chain that finds no identity is one line: the chain's first, not its every try."""
+
+    async def test_first_line(self):
+        identity = AzureIdentity("acct", run_now, Clock(), chain=_Unreachable)
+        with self.assertRaises(StorageError) as caught:
+            await identity.start()
+        self.assertEqual(str(caught.exception),
+                         "no Azure credentials: set [azure] account_key or sas_token, or give "
+                         "the machine an identity (the Azure identity chain said: "
+                         "DefaultAzureCredential failed to retrieve a token from the included "
+                         "credentials.)")
