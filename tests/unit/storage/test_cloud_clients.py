@@ -148,18 +148,24 @@ class MissingSDKTests(SynchronousTestCase):
         self.assertIn("pip install 'pypid[azure]'", str(e))
 
 
+async def _import_from(case: TestCase, source: str) -> tuple[int, str, str]:
+    """C{pypid-admin import SOURCE} on an empty local server: its exit code, configuration and stderr."""
+    folder = os.path.abspath(case.mktemp())
+    os.makedirs(os.path.join(folder, "packages"))
+    path = os.path.join(folder, "pypid.ini")
+    write_file(path, (f"[storage]\npath = {folder}/packages\n[pypid]\n"
+                      f"snapshot = {folder}/index.json\n").encode())
+    code, _out, err = await run_admin(path, "import", source=source)
+    return code, path, err
+
+
 class MissingSDKCommandTests(TestCase):
     """The tools that reach a bucket say the same line."""
 
     async def test_import_from_bucket(self):
         """C{pypid-admin import gs://...} without Google's SDK: exit 1, one line, nothing read."""
         self.patch(cloud_clients, "find_spec", _Missing("google.auth"))
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(os.path.join(folder, "packages"))
-        path = os.path.join(folder, "pypid.ini")
-        write_file(path, (f"[storage]\npath = {folder}/packages\n[pypid]\n"
-                          f"snapshot = {folder}/index.json\n").encode())
-        code, out, err = await run_admin(path, "import", source="gs://pkgs/pypi/")
+        code, _path, err = await _import_from(self, "gs://pkgs/pypi/")
         self.assertEqual(code, 1)
         self.assertEqual(err, "pypid-admin: import stopped: the gcs backend needs its SDK, which is not "
                               "installed (no module google.auth): pip install 'pypid[gcs]'\n")
@@ -185,12 +191,7 @@ class AzureAccountTests(TestCase):
 
     async def test_import_without_account(self):
         """C{pypid-admin import azure://...} without an account: exit 1, one line naming it."""
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(os.path.join(folder, "packages"))
-        path = os.path.join(folder, "pypid.ini")
-        write_file(path, (f"[storage]\npath = {folder}/packages\n[pypid]\n"
-                          f"snapshot = {folder}/index.json\n").encode())
-        code, out, err = await run_admin(path, "import", source="azure://cont/pypi/")
+        code, path, err = await _import_from(self, "azure://cont/pypi/")
         self.assertEqual(code, 1)
         self.assertEqual(err, f"pypid-admin: import stopped: {path}: [azure] account: required "
                               "to reach an Azure container: set it to the storage account's "
