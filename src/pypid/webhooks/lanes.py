@@ -92,6 +92,9 @@ class Lane:
     @ivar read_to: the journal is read up to this serial.
     @ivar groups: the events waiting, by group, each group in order.
     @ivar turns: the groups in the order of their next turn.
+    @ivar order: the events waiting that are the journal's (not sent
+        again), in its order, the settled ones until the cursor passes
+        them: its head is where the cursor stands.
     @ivar held: a group's next try (POSIX time) and its head's failures so far.
     @ivar closed: dropped (the lease lost, the subscription removed): it
         sends nothing more, whatever was under way; a new lane takes over.
@@ -103,6 +106,7 @@ class Lane:
     read_to: int = 0
     groups: dict[str, deque[Waiting]] = attrs.field(factory=dict)
     turns: deque[str] = attrs.field(factory=deque)
+    order: deque[Waiting] = attrs.field(factory=deque)
     held: dict[str, tuple[float, int]] = attrs.field(factory=dict)
     again: set[str] = attrs.field(factory=set)
     count: int = 0
@@ -131,6 +135,8 @@ class Lane:
         self.count += 1
         if waiting.again is not None:
             self.again.add(waiting.again)
+        else:
+            self.order.append(waiting)
 
     def add_again(self, again: Again) -> None:
         """C{again}, an event to send once more, waits in a group of its own."""
@@ -169,9 +175,14 @@ class Lane:
         self._advance()
 
     def _advance(self) -> None:
-        # (each group in the journal's order: its head is its first serial)
-        heads = [group[0].serial or 0 for name, group in self.groups.items() if name != AGAIN]
-        cursor = min(heads) - 1 if heads else self.read_to
+        # (the journal's events come in its order, each group in it too: the
+        # first one not settled is the oldest head; one settled is in done
+        # until the cursor passes it. Not a look at every group's head: with
+        # a receiver slower than the uploads, hundreds of groups wait.)
+        order = self.order
+        while order and order[0].serial in self.done:
+            order.popleft()
+        cursor = (order[0].serial or 0) - 1 if order else self.read_to
         if cursor > self.cursor:
             self.cursor = cursor
             self.done = {serial for serial in self.done if serial > cursor}

@@ -19,6 +19,7 @@ from pypid.storage.interface import StorageError
 from pypid.storage.journal_files import MemoryJournal
 from pypid.storage.records import MemoryRecords
 from pypid.webhooks.delivery import CURSOR_DELAY, STORE_PAUSE, Deliveries
+from pypid.webhooks.lanes import Lane
 from pypid.webhooks.lease import RENEW, TTL, Lease
 from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt
@@ -379,6 +380,38 @@ class LaneTests(DeliveriesCase):
         down.clear()
         self.tick(10)
         self.assertEqual(files(sender, "chat"), ["f1", "f1", "f2"])
+
+
+class CursorTests(DeliveriesCase):
+    """A lane's cursor stands before its oldest event not yet taken care of."""
+
+    async def test_settled_out_of_order(self):
+        """Groups settled in any order: the cursor moves only past what is all settled."""
+        for n, project in enumerate(["a", "b", "a", "c", "b", "a"], start=1):
+            await self.add(n, project=project)
+        entries = await self.journal.since(0, 100)
+        lane = Lane("builds", 0)
+        lane.read(entries, self.subscriptions["builds"])
+        waiting = sorted((w for group in lane.groups.values() for w in group),
+                         key=lambda w: w.serial)
+        serials = [w.serial for w in waiting]
+        self.assertEqual(lane.cursor, serials[0] - 1)
+        settled = set()
+        for index in (1, 3, 0, 5, 2, 4):
+            # (a group's head first: the order a lane sends in)
+            w = waiting[index]
+            group = lane.groups[w.group]
+            if group[0] is not w:
+                continue
+            lane.settled(w)
+            settled.add(w.serial)
+            rest = [s for s in serials if s not in settled]
+            self.assertEqual(lane.cursor, rest[0] - 1 if rest else lane.read_to)
+            self.assertEqual(lane.done, {s for s in settled if s > lane.cursor})
+        for w in waiting:
+            if w.serial not in settled:
+                lane.settled(w)
+        self.assertEqual((lane.cursor, lane.done, lane.count), (serials[-1], set(), 0))
 
 
 class ShownTests(DeliveriesCase):
