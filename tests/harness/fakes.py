@@ -184,14 +184,30 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     The L{pypid.web.serving.index_root.IndexMaterials} of a server of one index (a list,
     to which a test adds named ones): the hosted index C{index} over
     C{storage}, reading C{upstream}'s source (an
-    L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it.
+    L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it
+    (C{upstream:default}; its view applies the index's own advisories, and
+    links as its own pages do).
     """
+    from pypid.core.indexes.composed import ComposedIndex
+    from pypid.core.indexes.composition import ChainSource, Filters
+    from pypid.core.indexes.links import file_url_for
     from pypid.state.hosted_source import HostedSource
     from pypid.storage.locks import KeyedLock
+    from pypid.upstream.source import SourceSide
     from pypid.web.serving.index_root import IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)
-    return [IndexMaterials.hosted_alone(source, upstream)]
+    order = [ChainSource(name, hosted=index)]
+    sides = {}
+    if upstream is not None:
+        side = SourceSide.of(upstream.source, file_url_for(None))
+        sides[side.name] = side
+        order.append(ChainSource(side.name, upstream=side))
+    composed = ComposedIndex(name, tuple(order), Filters(), index.file_url,
+                             advisories=index.rendered.advisories,
+                             provenance_url=index.rendered.provenance_url,
+                             namespaces=index.rendered.namespaces)
+    return [IndexMaterials(name, composed, (source,), hosted=True, upstreams=sides)]
 
 
 @attrs.define

@@ -61,11 +61,7 @@ def match_publishers(rules: Iterable[PublisherRule], issuer: str,
     @raise NoPublisher: when none matches, saying which claims of the
         closest rule differ (never the values the rule wants).
     """
-    projects: list[str] = []
-    for rule in matching_rules(rules, issuer, claims):
-        if rule.pattern not in projects:
-            projects.append(rule.pattern)
-    return tuple(projects)
+    return tuple(dict.fromkeys(rule.pattern for rule in matching_rules(rules, issuer, claims)))
 
 
 def matching_rules(rules: Iterable[PublisherRule], issuer: str,

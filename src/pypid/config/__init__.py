@@ -208,10 +208,8 @@ NAMED_SECTIONS: dict[str, Keys] = {
 
 def _named(section: str) -> tuple[str, str] | None:
     """C{(prefix, name)} of a named section (C{index:prod}), or L{None}."""
-    for prefix in NAMED_SECTIONS:
-        if section.startswith(prefix):
-            return prefix, section[len(prefix):]
-    return None
+    prefix = next((p for p in NAMED_SECTIONS if section.startswith(p)), None)
+    return None if prefix is None else (prefix, section[len(prefix):])
 
 
 def parse_override(text: str) -> tuple[str, str, str]:

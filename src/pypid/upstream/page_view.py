@@ -1,9 +1,9 @@
 """
 What clients see of the cached upstream pages: an upstream project's page
-rendered as pypid's own (both forms, with file links to pypid), a hosted
-project's page with the upstream files C{merge} lets in, and the files a
-page offers once the cooldown (C{min_age}) and the files kept here are
-taken into account.
+rendered as pypid's own (both forms, with file links to pypid), and the
+files a page offers once the cooldown (C{min_age}) and the files kept here
+are taken into account (a hosted project's page with the upstream files
+C{merge} lets in is composed, L{pypid.core.indexes.composed}).
 
 An upstream's project status (PEP 792, L{pypid.upstream.page_model.UpstreamPage.status})
 is carried by the pages it makes; a project the upstream quarantined shows
@@ -40,7 +40,6 @@ from pypid.core.dists.version_order import version_key
 from pypid.core.indexes import render
 from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.namespace_api import served
-from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page
 from pypid.core.indexes.rendered_pages import advised_files, page_bytes
@@ -48,10 +47,9 @@ from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
 from pypid.core.util.units import counted
-from pypid.upstream.cache import Offline, PageCache
+from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.confusion import UpstreamPolicy, merged
-from pypid.upstream.fetch import UpstreamError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.project_rules import HostedIndex
@@ -136,55 +134,6 @@ class PageView:
     def __attrs_post_init__(self) -> None:
         # (a page the cache forgot is not kept alive by its rendered forms)
         self._pages.on_dropped(self._rendered.pop)
-
-    async def upstream_page(self, project: str,
-                            kind: str) -> tuple[Page, float, bool] | None:
-        """
-        The page of an upstream project, rendered as pypid's own.
-
-        @return: C{(Page, age in seconds, stale)}, or L{None} when the
-            upstream has no such project.
-        @raise UpstreamError: not cached and the upstream failed.
-        @raise pypid.upstream.cache.Offline: not cached, offline.
-        """
-        entry, stale = await self._pages.get(project)
-        if entry.page is None:
-            return None
-        return (self._render(project, entry, kind),
-                max(self._clock.seconds() - entry.fetched_at, 0.0), stale)
-
-    async def merged_page(self, hosted: Project, kind: str) -> tuple[Page, bool]:
-        """
-        The page of a hosted project that C{merge} allows upstream files
-        into: the hosted files, and the upstream files that no hosted file
-        shadows (same filename, or the same distribution spelled otherwise).
-        While the upstream cannot be reached, the hosted files alone.
-
-        @return: C{(Page, stale)}.
-        """
-        entry: CachedPage | None
-        try:
-            entry, stale = await self._pages.get(hosted.name)
-        except (UpstreamError, Offline) as e:
-            log.warn("Showing {project} without its upstream files: {error}",
-                     project=hosted.name, error=str(e))
-            entry, stale = None, True
-        key = ("merged", kind)
-        kept = self._index.rendered.extra_page(hosted, key)
-        if kept is not None and kept[1] is entry:
-            return kept[0], stale
-        records = hosted.sorted_files()
-        extra: Iterable[UpstreamFile] = ()
-        if entry is not None and entry.page is not None:
-            shown = self._shown_of(hosted.name, entry)
-            extra = merged(records, shown.values())
-        files: list[FileRecord | UpstreamFile] = sorted(
-            [*records, *extra], key=lambda f: (version_key(f.version), f.filename))
-        page = self._page(hosted.name, [(f, self._file_url(f)) for f in files], kind,
-                          merged_status(self._index.status(hosted.name), entry),
-                          kind != HTML and self._namespaced())
-        self._index.rendered.keep_page(hosted, key, (page, entry))
-        return page, stale
 
     def status(self, project: str) -> ProjectStatus | None:
         """
@@ -413,14 +362,3 @@ class PageView:
                             provenance_url=f.provenance_url
                             if stored.provenance_sha256 is not None else None)
 
-
-def merged_status(hosted: ProjectStatus | None,
-                  entry: CachedPage | None) -> ProjectStatus | None:
-    """
-    The status a merged page carries: the hosted project's, else the
-    upstream's (its files are withheld when that is a quarantine; the
-    hosted files are this index's own, which only its admins quarantine).
-    """
-    if hosted is not None or entry is None or entry.page is None:
-        return hosted
-    return entry.page.status

@@ -10,8 +10,7 @@ web layer too, before anything reaches the upstream.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -24,7 +23,7 @@ from pypid.upstream.confusion import Decision, UpstreamPolicy
 
 class MergedPages(Protocol):
     """
-    What the upstream keeps with a hosted project's pages
+    What the upstream reads of a hosted index's pages
     (L{pypid.core.indexes.rendered_pages}).
     """
 
@@ -34,12 +33,6 @@ class MergedPages(Protocol):
         The index's PEP 752 namespaces: its JSON pages, the upstream's
         projects' too, are at API 1.5 only while one is in use.
         """
-
-    def extra_page(self, project: Project, key: Hashable) -> Any:
-        """A value kept with C{project}'s pages under C{key}, or L{None}."""
-
-    def keep_page(self, project: Project, key: Hashable, page: Any) -> None:
-        """Keep C{page} with C{project}'s pages until the project changes."""
 
 
 class HostedIndex(Protocol):
@@ -53,7 +46,7 @@ class HostedIndex(Protocol):
 
     @property
     def rendered(self) -> MergedPages:
-        """The hosted index's rendered pages, where a merged page is kept."""
+        """The hosted index's rendered pages (their namespaces)."""
 
 
 @attrs.frozen
@@ -62,8 +55,8 @@ class ChainHosted:
     The hosted indexes of a named index's chain (itself, then its hosted
     bases, in their order) as one L{HostedIndex}: a project hosted in any
     of them is hosted, so the rules against dependency confusion hold
-    across inheritance. Its merged pages are kept in
-    C{rendered}, the index's own.
+    across inheritance. Its namespaces are those of C{rendered}, the
+    index's own.
     """
 
     _indexes: tuple[HostedIndex, ...]
@@ -87,7 +80,7 @@ class ChainHosted:
 
     @property
     def rendered(self) -> MergedPages:
-        """Where the index keeps its merged pages."""
+        """The index's own rendered pages."""
         return self._rendered
 
 

@@ -26,7 +26,7 @@ the pages an index composes of its bases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import attrs
@@ -37,7 +37,6 @@ from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.indexes.composition import ComposedFile
-from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import Page
 from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_families
@@ -535,26 +534,19 @@ class _NothingHosted:
 
     @property
     def rendered(self) -> _NoMergedPages:
-        """Nothing is hosted, so no merged page is kept; its JSON pages are at API 1.4."""
+        """Nothing is hosted: its JSON pages are at API 1.4."""
         return _NO_MERGED_PAGES
 
 
 @attrs.frozen
 class _NoMergedPages:
     """
-    The merged pages of an index that hosts nothing: none kept, and no
-    namespace (an upstream's own pages are at API 1.4: a view that serves
-    namespaces composes its own, L{pypid.core.indexes.composed}).
+    The pages of an index that hosts nothing: no namespace (an upstream's
+    own pages are at API 1.4: a view that serves namespaces composes its
+    own, L{pypid.core.indexes.composed}).
     """
 
     namespaces: None = None
-
-    def extra_page(self, project: Project, key: Hashable) -> None:
-        """Nothing is kept."""
-        return None
-
-    def keep_page(self, project: Project, key: Hashable, page: Any) -> None:
-        """Nothing is kept."""
 
 
 _NO_MERGED_PAGES = _NoMergedPages()

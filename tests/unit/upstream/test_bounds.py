@@ -160,6 +160,12 @@ class BoundsTests(SynchronousTestCase):
         upstream = self.make_proxy(fetch, policy)
         return upstream.source.pages, upstream.pages, upstream.files, upstream.source.kept
 
+    def show(self, sides, project, kind):
+        """The page of C{project} the view of C{sides} renders, fetched first."""
+        pages, view = sides[:2]
+        entry, _ = self.successResultOf(ensureDeferred(pages.get(project)))
+        return view.rendered(project, entry, kind)
+
     def test_page_cache(self):
         """The upstream page cache keeps at most L{cache.MAX_ENTRIES} projects."""
         self.patch(cache, "MAX_ENTRIES", 500)
@@ -258,13 +264,13 @@ class BoundsTests(SynchronousTestCase):
         """The rendered upstream pages are kept for at most L{page_view.MAX_RENDERED} projects."""
         self.patch(cache, "MAX_ENTRIES", 300)
         self.patch(page_view, "MAX_RENDERED", 300)
-        upstream = self.make_sides()[1]
+        sides = self.make_sides()
+        upstream = sides[1]
 
         def fill(start, stop):
             for i in range(start, stop):
                 for kind in (HTML, JSON):
-                    self.successResultOf(ensureDeferred(
-                        upstream.upstream_page(f"project-{i}", kind)))
+                    self.show(sides, f"project-{i}", kind)
         self.assert_flat(fill, lambda: len(upstream._rendered), 300)
         self.assertEqual(len(upstream._rendered), 300)
         # (the bytes counted are those of the pages kept)
@@ -274,31 +280,33 @@ class BoundsTests(SynchronousTestCase):
 
     def test_rendered_memory(self):
         """Big pages are kept within L{page_view.RENDERED_MEMORY} bytes, the newest always."""
-        upstream = self.make_sides(fetch=lambda project, previous=None: succeed(upstream_page(project, 200)))[1]
-        page = self.successResultOf(ensureDeferred(upstream.upstream_page("big-0", HTML)))[0]
+        sides = self.make_sides(fetch=lambda project, previous=None: succeed(upstream_page(project, 200)))
+        upstream = sides[1]
+        page = self.show(sides, "big-0", HTML)
         one = page_bytes(page)
         upstream._rendered.max_bytes = one * 5
         for i in range(1, 40):
-            self.successResultOf(ensureDeferred(upstream.upstream_page(f"big-{i}", HTML)))
+            self.show(sides, f"big-{i}", HTML)
             self.assertLessEqual(upstream._rendered.bytes, one * 5 + one // 10)
         self.assertIn("big-39", upstream._rendered)
         self.assertLessEqual(len(upstream._rendered), 5)
         # A page larger than the whole budget is still served, and kept alone.
         upstream._rendered.max_bytes = one // 2
-        self.successResultOf(ensureDeferred(upstream.upstream_page("big-40", HTML)))
+        self.show(sides, "big-40", HTML)
         self.assertEqual(list(upstream._rendered), ["big-40"])
 
     def test_hidden_files_log(self):
         """The projects whose hidden files were logged are at most L{page_view.MAX_RENDERED}."""
         self.patch(cache, "MAX_ENTRIES", 200)
         self.patch(page_view, "MAX_RENDERED", 200)
-        upstream = self.make_sides(
+        sides = self.make_sides(
             fetch=lambda project, previous=None: succeed(upstream_page(project, 1, upload_time=999_990.0)),
-            policy=UpstreamPolicy("cache", min_age=3600.0))[1]
+            policy=UpstreamPolicy("cache", min_age=3600.0))
+        upstream = sides[1]
 
         def fill(start, stop):
             for i in range(start, stop):
-                self.successResultOf(ensureDeferred(upstream.upstream_page(f"new-{i}", HTML)))
+                self.show(sides, f"new-{i}", HTML)
         self.assert_flat(fill, lambda: len(upstream._hidden), 200, quiet=(page_view,))
         self.assertEqual(len(upstream._hidden), 200)
 

@@ -17,7 +17,6 @@ from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.core.indexes.render import JSON
 from pypid.storage.interface import StorageError
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
@@ -153,7 +152,7 @@ class EvictionTests(SynchronousTestCase):
 
     def fetch(self, n):
         """The kept record of the C{n}th wheel, fetched if it is not kept."""
-        drain(self.agent, ensureDeferred(self.proxy.pages.upstream_page("widget", JSON)))
+        drain(self.agent, ensureDeferred(self.source.pages.get("widget")))
         listed = self.proxy.pages.listed("widget", self.wheels[n][0])
         return self.successResultOf(drain(self.agent, self.source.files.fetch(listed)))
 
@@ -253,7 +252,7 @@ class EvictionTests(SynchronousTestCase):
             self.fetch(n)
         self.assertNotIn(names[0], self.kept())
         self.fetch(3)  # (names[1] joins the batch)
-        drain(self.agent, ensureDeferred(self.proxy.pages.upstream_page("widget", JSON)))
+        drain(self.agent, ensureDeferred(self.source.pages.get("widget")))
         waiting = self.source.files.fetch(self.proxy.pages.listed("widget", names[0]))
         self.assertNoResult(waiting)
         self.settle()

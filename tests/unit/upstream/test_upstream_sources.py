@@ -212,8 +212,8 @@ class TwoUpstreamsTests(SynchronousTestCase):
     def served(self, name):
         """C{(sha256 on the page, sha256 of the bytes kept)} of the file through C{name}."""
         proxy = self.proxies[name]
-        found = drain(self.agent, ensureDeferred(proxy.pages.upstream_page("widget", JSON)))
-        body = json.loads(self.successResultOf(found)[0].body)
+        entry, _ = self.successResultOf(drain(self.agent, ensureDeferred(self.sources[name].pages.get("widget"))))
+        body = json.loads(proxy.pages.rendered("widget", entry, JSON).body)
         listed = proxy.pages.listed("widget", WHEEL)
         record = self.successResultOf(drain(self.agent, proxy.files.fetch(listed)))
         return (body["files"][0]["hashes"]["sha256"], record.sha256,

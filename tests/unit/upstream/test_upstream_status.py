@@ -14,7 +14,6 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.cli.upstream import refreshed_line, released_line
-from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
@@ -23,7 +22,6 @@ from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.page_model import UpstreamPage
 from pypid.upstream.parser import parse_page
-from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.quarantines import Quarantines, StillQuarantined
 from pypid.upstream.source import SourceSide
 from tests.harness.upstream import (
@@ -254,29 +252,6 @@ class ServedStatusTests(_Served, SynchronousTestCase):
         self.publish({"status": "quarantined"})
         self.assertEqual(self.get(f"/files/widget/{WHEEL}")[0], 404)
         self.assertEqual(self.file_fetches(), 0)
-
-    def test_merged_page(self):
-        """A hosted project merging upstream files carries the upstream's status, and none of its files when quarantined."""
-        self.proxy = None
-        hosted = FileRecord(filename="widget-0.1-py3-none-any.whl", project="widget",
-                            name="widget", version="0.1", packagetype="bdist_wheel",
-                            path=None, size=3, sha256="1" * 64, upload_time=1.0)
-        index = Index(file_url_for(None))
-        index.add(hosted)
-        from pypid.upstream.confusion import UpstreamPolicy
-        source = make_source(self.agent, self.clock, INDEX_A, self.storage,
-                             policy=UpstreamPolicy("cache", merge=("widget",)))
-        proxy = UpstreamProxy.create(source, index, index.file_url)
-        self.publish({"status": "quarantined", "reason": "malware"})
-        page, _ = self.successResultOf(drain(self.agent, proxy.pages.merged_page(
-            index.project("widget"), "json")))
-        data = json.loads(page.body)
-        self.assertEqual([f["filename"] for f in data["files"]], [hosted.filename])
-        self.assertEqual(data["project-status"], {"status": "quarantined", "reason": "malware"})
-        index.statuses.set("widget", ProjectStatus("deprecated"))
-        page, _ = self.successResultOf(drain(self.agent, proxy.pages.merged_page(
-            index.project("widget"), "json")))
-        self.assertEqual(json.loads(page.body)["project-status"], {"status": "deprecated"})
 
 
 class ApiVersionTests(_Served, SynchronousTestCase):

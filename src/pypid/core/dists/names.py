@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TypeVar
 
 import attrs
 from packaging.utils import (
@@ -24,8 +23,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from pypid.core.dists.wheel_variants import InvalidVariant, labelled, split_label
-
-V = TypeVar("V")
+from pypid.core.util.bounded import remember
 
 # re.ASCII: with IGNORECASE alone, [A-Z] also matches U+017F and U+212A
 # (lookalikes of s and k), and PEP 508 names are ASCII.
@@ -242,8 +240,8 @@ def _parse_wheel(filename: str) -> ParsedFilename:
     pyversions = ".".join(sorted({t.interpreter for t in tags}))
     parsed = ParsedFilename(str(name), str(version), WHEEL, pyversions, label)
     if dash:
-        _remember(_wheel_projects, name_part, parsed.project)
-        _remember(_wheel_rests, rest, (parsed.version, pyversions, label))
+        remember(_wheel_projects, name_part, parsed.project, _WHEEL_PARTS)
+        remember(_wheel_rests, rest, (parsed.version, pyversions, label), _WHEEL_PARTS)
     return parsed
 
 
@@ -313,13 +311,6 @@ def _packaging_fault(stem: str, error: Exception) -> str:
 _WHEEL_PARTS = 4096
 _wheel_projects: dict[str, str] = {}
 _wheel_rests: dict[str, tuple[str, str, str | None]] = {}
-
-
-def _remember(cache: dict[str, V], key: str, value: V) -> None:
-    """Keep C{value} in C{cache}, emptied first when full."""
-    if len(cache) >= _WHEEL_PARTS:
-        cache.clear()
-    cache[key] = value
 
 
 def _parse_legacy_sdist(stem: str) -> ParsedFilename:

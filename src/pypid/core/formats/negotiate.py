@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import re
 
+from pypid.core.util.bounded import remember
+
 HTML = "text/html"
 V1_HTML = "application/vnd.pypi.simple.v1+html"
 V1_JSON = "application/vnd.pypi.simple.v1+json"
@@ -202,11 +204,7 @@ def choose(accept: bytes | None, format_param: bytes | None = None) -> str | Non
         return _choose_memo[accept]
     except KeyError:
         pass
-    kind = _choose_uncached(accept)
-    if len(_choose_memo) >= MEMO_LIMIT:
-        _choose_memo.clear()
-    _choose_memo[accept] = kind
-    return kind
+    return remember(_choose_memo, accept, _choose_uncached(accept), MEMO_LIMIT)
 
 
 def _accepts_gzip_uncached(accept_encoding: bytes | None) -> bool:
@@ -247,11 +245,8 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
         return _gzip_memo[accept_encoding]
     except KeyError:
         pass
-    result = _accepts_gzip_uncached(accept_encoding)
-    if len(_gzip_memo) >= MEMO_LIMIT:
-        _gzip_memo.clear()
-    _gzip_memo[accept_encoding] = result
-    return result
+    return remember(_gzip_memo, accept_encoding, _accepts_gzip_uncached(accept_encoding),
+                    MEMO_LIMIT)
 
 
 #: The Integrity API's media types (PEP 740), in the order a tie picks them:
@@ -283,7 +278,4 @@ def choose_integrity(accept: bytes | None) -> str | None:
             q = _weigh(ranges, main, sub)
             if q is not None and q > best_q:
                 chosen, best_q = offer, q
-    if len(_integrity_memo) >= MEMO_LIMIT:
-        _integrity_memo.clear()
-    _integrity_memo[accept] = chosen
-    return chosen
+    return remember(_integrity_memo, accept, chosen, MEMO_LIMIT)

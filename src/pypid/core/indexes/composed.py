@@ -325,10 +325,7 @@ class ComposedIndex:
 
     def quarantined(self, project: str) -> bool:
         """Whether a hosted source quarantines the normalized C{project} (PEP 792)."""
-        for index in self._hosted:
-            if index.statuses.quarantined(project):
-                return True
-        return False
+        return any(index.statuses.quarantined(project) for index in self._hosted)
 
     def full_page(self, project: str, kind: str, now: float) -> Page | None:
         """

@@ -206,7 +206,4 @@ def refusal(grants: Sequence[Grant], principals: Iterable[str], admin: bool) -> 
     if admin:
         return None
     held = frozenset(principals)
-    for grant in grants:
-        if not grant.owners & held:
-            return grant
-    return None
+    return next((grant for grant in grants if not grant.owners & held), None)

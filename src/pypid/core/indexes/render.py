@@ -28,6 +28,7 @@ from pypid.core.dists.names import SDIST, InvalidName, parse_filename
 from pypid.core.dists.variant_files import NO_VARIANTS
 from pypid.core.indexes.links import ProvenanceURL, no_provenance
 from pypid.core.indexes.project_status import ProjectStatus
+from pypid.core.util.bounded import remember
 
 HTML = "html"
 JSON = "json"
@@ -158,11 +159,7 @@ def _upload_time_iso(when: float) -> str:
         return _iso_memo[when]
     except KeyError:
         pass
-    iso = format_upload_time(when)
-    if len(_iso_memo) >= _ISO_MEMO_LIMIT:
-        _iso_memo.clear()
-    _iso_memo[when] = iso
-    return iso
+    return remember(_iso_memo, when, format_upload_time(when), _ISO_MEMO_LIMIT)
 
 
 def dumps_json(value: Any) -> bytes:

@@ -12,7 +12,7 @@ on one bucket add up rather than overwrite each other; a crash loses at
 most the counts of one interval.
 
 Records pile up (one per interval), so a writer later folds its own
-records of a closed day into one (L{compact}), which names those it
+records of a closed day into one (L{pypid.state.usage_log}), which names those it
 replaces: a reader ignores a record another present record replaces
 (L{UsageBook.load}), so a crash between writing the compacted record and
 removing the others counts nothing twice.
@@ -40,7 +40,7 @@ WINDOW_DAYS = 90
 DAY = 86400
 
 #: A record's name: C{<day>-<writer>-<sequence>}, or C{<day>-<writer>-all}
-#: for a day folded (L{compact}).
+#: for a day folded (L{pypid.state.usage_log}).
 _NAME = re.compile(r"^(\d{1,6})-([a-z0-9]{1,32})-(\d{1,12}|all)\Z")
 
 
@@ -78,7 +78,8 @@ class UsageRecord:
     One usage record: per file, the downloads counted on C{day} and the
     time of the last of them.
 
-    @ivar replaces: the names of the records this one folds (L{compact}).
+    @ivar replaces: the names of the records this one folds
+        (L{pypid.state.usage_log}).
     """
 
     day: int
@@ -131,21 +132,6 @@ def merge(records: Iterable[UsageRecord], day: int,
             counts[name] = (count, last) if kept is None else (kept[0] + count,
                                                                max(kept[1], last))
     return UsageRecord(day, counts, replaces)
-
-
-def compact(records: Mapping[str, UsageRecord], writer: str,
-            today: int) -> list[tuple[int, list[str]]]:
-    """
-    What C{writer} may fold: for each closed day (before yesterday, so
-    that a late flush of the day is in), the names of its own records of
-    it, when there are two or more.
-    """
-    days: dict[int, list[str]] = {}
-    for name in records:
-        parsed = parse_name(name)
-        if parsed is not None and parsed[1] == writer and parsed[0] < today - 1:
-            days.setdefault(parsed[0], []).append(name)
-    return sorted((day, sorted(names)) for day, names in days.items() if len(names) > 1)
 
 
 @attrs.define

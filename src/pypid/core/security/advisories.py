@@ -33,7 +33,6 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Literal
 
 import attrs
 
@@ -53,8 +52,6 @@ MAX_VERDICTS = 50_000
 
 #: What an index may do about advisories, the least first.
 MODES = (OFF, WARN, HIDE, DENY)
-
-Mode = Literal["off", "warn", "hide", "deny"]
 
 #: Severities, the lowest first (the names OSV databases use, with
 #: GitHub's C{moderate} read as C{medium}).

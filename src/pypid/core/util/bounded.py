@@ -1,5 +1,6 @@
 """
-Tables that keep their newest entries, within a count.
+Tables that keep their newest entries, within a count, and memos that
+are emptied when full (L{remember}).
 
 Many of the server's memories are keyed by what clients choose (project
 names, filenames, addresses, credentials), so each has a cap, and past it
@@ -24,3 +25,15 @@ def put_newest(table: dict[K, V], key: K, value: V, cap: int) -> None:
     table[key] = value
     while len(table) > cap:
         del table[next(iter(table))]
+
+
+def remember(memo: dict[K, V], key: K, value: V, cap: int) -> V:
+    """
+    Keep C{value} in C{memo} under C{key}, and give it back; a memo of
+    C{cap} entries is emptied first (cheaper on a hot path than keeping the
+    newest, and what clients send repeats, so it fills again at once).
+    """
+    if len(memo) >= cap:
+        memo.clear()
+    memo[key] = value
+    return value

@@ -28,7 +28,7 @@ answers 403 (L{pypid.web.serving.denied_files}).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 from klein import Klein
@@ -40,9 +40,7 @@ from twisted.web.server import Request
 
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.indexes.composed import ComposedIndex
-from pypid.core.indexes.composition import ChainSource, ComposedFile, Filters
 from pypid.core.indexes.index_names import DEFAULT, NO_SUCH_INDEX, asks_for_index
-from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, NotFound, Unavailable
@@ -68,8 +66,6 @@ from pypid.web.serving.read_decisions import PlainFile
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
-    from pypid.upstream.page_view import FileUrl
-    from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.source import SourceSide
     from pypid.web.changes.publish import Publish
 
@@ -116,30 +112,6 @@ class IndexMaterials:
         """Where its paths start under the site's C{base}: C{base} itself for the default."""
         return base if self.name == DEFAULT else f"{base}{self.name}/"
 
-    @classmethod
-    def hosted_alone(cls, source: HostedSource, upstream: UpstreamProxy | None = None,
-                     ) -> IndexMaterials:
-        """
-        A hosted index that reads no other, with C{upstream}'s source as
-        its upstream (C{upstream:default}) when given: a server of one
-        index, as the registry makes the default one of such a server
-        (its view applies the index's own advisories, and links as its
-        own pages do).
-        """
-        index = source.index
-        order: list[ChainSource] = [ChainSource(source.name, hosted=index)]
-        sides: dict[str, SourceSide] = {}
-        if upstream is not None:
-            from pypid.upstream.source import SourceSide
-            side = SourceSide.of(upstream.source, cast("FileUrl", file_url_for(None)))
-            sides[side.name] = side
-            order.append(ChainSource(side.name, upstream=side))
-        composed = ComposedIndex(source.name, tuple(order), Filters(),
-                                 cast("Callable[[ComposedFile], str]", index.file_url),
-                                 advisories=index.rendered.advisories,
-                                 provenance_url=index.rendered.provenance_url,
-                                 namespaces=index.rendered.namespaces)
-        return cls(source.name, composed, (source,), hosted=True, upstreams=sides)
 
 
 @attrs.define(slots=False)
