@@ -49,41 +49,6 @@ class HostedIndex(Protocol):
         """The hosted index's rendered pages (their namespaces)."""
 
 
-@attrs.frozen
-class ChainHosted:
-    """
-    The hosted indexes of a named index's chain (itself, then its hosted
-    bases, in their order) as one L{HostedIndex}: a project hosted in any
-    of them is hosted, so the rules against dependency confusion hold
-    across inheritance. Its namespaces are those of C{rendered}, the
-    index's own.
-    """
-
-    _indexes: tuple[HostedIndex, ...]
-    _rendered: MergedPages
-
-    def project(self, name: str) -> Project | None:
-        """The first hosted project of the normalized C{name} along the chain, or L{None}."""
-        for index in self._indexes:
-            found = index.project(name)
-            if found is not None:
-                return found
-        return None
-
-    def status(self, name: str) -> ProjectStatus | None:
-        """The first status of the normalized C{name} along the chain, or L{None}."""
-        for index in self._indexes:
-            found = index.status(name)
-            if found is not None:
-                return found
-        return None
-
-    @property
-    def rendered(self) -> MergedPages:
-        """The index's own rendered pages."""
-        return self._rendered
-
-
 @attrs.define
 class ProjectRules:
     """

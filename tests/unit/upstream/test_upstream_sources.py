@@ -30,7 +30,6 @@ from pypid.core.indexes.render import HTML, JSON
 from pypid.storage.memory import MemoryStorage
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
-from pypid.upstream.project_rules import ChainHosted
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.app import build_web
@@ -253,22 +252,6 @@ class TwoUpstreamsTests(SynchronousTestCase):
         self.served("a")
         self.assertEqual(other.pages.holds("widget"), True)
         self.assertEqual(len([s for s in self.origins.seen if s[1] == "/simple/widget/"]), 1)
-
-    def test_chain_hosted(self):
-        """
-        An index whose base hosts a project (L{ChainHosted}) never asks the
-        upstream for it; other names are asked (what is served is what the
-        index's composition lists: L{tests.unit.core.indexes.test_model}).
-        """
-        release = Index(file_url_for(None))
-        staging = Index(file_url_for(None))
-        release.add(hosted_record())
-        chained = UpstreamProxy.create(self.sources["a"], ChainHosted((staging, release),
-                                                                      staging.rendered),
-                                       staging.file_url)
-        self.assertFalse(chained.decide("widget").allowed)
-        self.assertTrue(chained.decide("gadget").allowed)
-        self.assertTrue(self.proxies["a"].decide("widget").allowed)
 
     def test_labelled_families(self):
         """A labelled source's families carry C{upstream} first; names stay those of today."""
