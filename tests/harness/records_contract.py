@@ -13,7 +13,8 @@ import os
 
 from twisted.internet.defer import gatherResults
 
-from pypid.storage.records import FolderRecords, IRecords, MemoryRecords
+from pypid.storage.folder_records import FolderRecords
+from pypid.storage.records import IRecords, MemoryRecords
 
 
 class RecordsContractMixin:

@@ -288,8 +288,9 @@ def _bucket_client(config: Config, run: Run, reactor: IReactorTime, bucket: Shar
 def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
                     **kwargs: Any) -> IJournal:
     """The journal in the bucket of the store's root C{config}, written with C{client}."""
-    from pypid.storage.journal_records import BucketJournal
-    from pypid.storage.records import FOLDER, BucketRecords
+    from pypid.storage.bucket.bucket_journal import BucketJournal
+    from pypid.storage.bucket.bucket_records import BucketRecords
+    from pypid.storage.records import FOLDER
 
     assert config.bucket is not None
     prefix = config.bucket.prefix

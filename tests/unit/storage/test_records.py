@@ -9,7 +9,8 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.records import FolderRecords, MemoryRecords
+from pypid.storage.folder_records import FolderRecords
+from pypid.storage.records import MemoryRecords
 from tests.harness.fakes import run_now
 from tests.harness.records_contract import RecordsContractMixin
 

@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
+from pypid.storage.folder_records import FolderRecords
 from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.records import FolderRecords
 from pypid.webhooks.part import WebhookPart
 from tests.harness.config_files import ConfigFiles
 from tests.harness.fakes import run_now

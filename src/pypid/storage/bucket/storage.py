@@ -51,6 +51,7 @@ from pypid.core.records.metrics import Family, timing_families
 from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.jobs.run import Run
 from pypid.storage.bucket.bucket_check import BucketCheck
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.file_writes import FileWrites
@@ -87,7 +88,7 @@ from pypid.storage.interface import (
     StorageState,
 )
 from pypid.storage.journal_records import RecordJournal
-from pypid.storage.records import FOLDER, BucketRecords
+from pypid.storage.records import FOLDER
 from pypid.storage.store_changes import StoreChanges
 
 #: A listed object modified this close to the snapshot's time is read again

@@ -19,6 +19,7 @@ from pypid.core.records.audit_chain import BEGINNING
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.storage import snapshot as snapshots
 from pypid.storage import snapshot_reading
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.object_reads import IdleGuard
 from pypid.storage.capabilities import ISharedStorage, IUsageStorage
@@ -33,7 +34,6 @@ from pypid.storage.interface import (
 )
 from pypid.storage.journal_records import RecordJournal
 from pypid.storage.memory import MemoryStorage
-from pypid.storage.records import BucketRecords
 from pypid.storage.s3 import api as s3api
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Credentials
