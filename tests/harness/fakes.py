@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
 from pypid.auth.hashes import DEFAULT_PARAMETERS
-from pypid.storage.interface import RemoteFile
+from pypid.storage.base.interface import RemoteFile
 
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
 FAST = dataclasses.replace(DEFAULT_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1)
@@ -187,7 +187,7 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     L{pypid.upstream.proxy.UpstreamProxy}) when given, as the registry makes it.
     """
     from pypid.state.hosted_source import HostedSource
-    from pypid.storage.locks import KeyedLock
+    from pypid.storage.base.locks import KeyedLock
     from pypid.web.serving.index_root import IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),
                           backfill, usage, bin)

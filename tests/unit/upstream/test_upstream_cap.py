@@ -18,8 +18,8 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import JSON
-from pypid.storage.interface import StorageError
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient

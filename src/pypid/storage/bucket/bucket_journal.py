@@ -1,6 +1,6 @@
 """
 The journal in a bucket (L{BucketJournal}): the batch records of
-L{pypid.storage.journal_records}, read with the audit log the bucket kept
+L{pypid.storage.base.journal_records}, read with the audit log the bucket kept
 before there was a journal, one chain per server's start under
 C{.pypid/audit/<day>/}: its queries, its check and a bundle's copy.
 """
@@ -14,10 +14,10 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import Broken, Entry, Note, first_entry, is_day, verify_lines
+from pypid.storage.base.journal import IMPORTED, ChainCheck, entries_of
+from pypid.storage.base.journal_records import RecordJournal
+from pypid.storage.base.records import IRecords
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.journal import IMPORTED, ChainCheck, entries_of
-from pypid.storage.journal_records import RecordJournal
-from pypid.storage.records import IRecords
 
 #: What follows the prefix (the storage's) in the keys of the audit log a
 #: bucket kept before the journal.

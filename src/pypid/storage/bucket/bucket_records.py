@@ -1,5 +1,5 @@
 """
-The records (L{pypid.storage.records.IRecords}) of a bucket, as objects
+The records (L{pypid.storage.base.records.IRecords}) of a bucket, as objects
 under C{<prefix>.pypid/<folder>/}: each written with one PUT, one that
 must not be there yet with C{If-None-Match: *}, so that of several
 servers writing it exactly one succeeds.
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface import implementer
 
+from pypid.storage.base.records import IRecords, checked, cut_names, is_record_name
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.records import IRecords, checked, cut_names, is_record_name
 
 
 @implementer(IRecords)

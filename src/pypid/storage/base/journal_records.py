@@ -2,7 +2,7 @@
 The journal as records that cannot be appended to: objects in a bucket,
 shared by every server on it (and a dict, for the tests). A batch is one
 record, C{entries/<first serial>.jsonl}, written with a create-only PUT
-(L{pypid.storage.records.IRecords.put_new}): of two servers claiming the
+(L{pypid.storage.base.records.IRecords.put_new}): of two servers claiming the
 same serial, one wins, and the other reads the winner's batch, learns
 where the journal ends and claims the serial after it. So the batches
 follow each other without a gap, in one order every reader sees, and the
@@ -51,8 +51,8 @@ from pypid.core.records.audit_chain import (
     verify_lines,
 )
 from pypid.core.records.audit_query import EntryPage, Query, Selection
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import (
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import (
     BEGINNING,
     JOURNAL_FILES,
     MAX_SINCE,
@@ -66,7 +66,7 @@ from pypid.storage.journal import (
     imported_name,
     newer,
 )
-from pypid.storage.records import IRecords
+from pypid.storage.base.records import IRecords
 
 #: Seconds an entry L{IJournal.queue}d waits to be written with the others
 #: that follow it in a bucket, where each batch is an object (and a request).

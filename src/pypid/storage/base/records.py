@@ -1,9 +1,9 @@
 """
 Small records kept with the packages, by name, in a few folders: the
-journal's entries on a bucket (L{pypid.storage.journal_records}), the
+journal's entries on a bucket (L{pypid.storage.base.journal_records}), the
 webhooks' cursors, failures and lease (L{pypid.webhooks}). On local disk
 as files under C{<storage path>/.pypid/<folder>/}
-(L{pypid.storage.folder_records.FolderRecords}), in a bucket as objects
+(L{pypid.storage.folder.folder_records.FolderRecords}), in a bucket as objects
 under C{<prefix>.pypid/<folder>/}
 (L{pypid.storage.bucket.bucket_records.BucketRecords}), and in memory for
 the tests (L{MemoryRecords}), so that what they hold outlives a crash and

@@ -1,5 +1,5 @@
 """
-The records (L{pypid.storage.records.IRecords}) of a storage folder, as
+The records (L{pypid.storage.base.records.IRecords}) of a storage folder, as
 files under C{<storage path>/.pypid/<folder>/}: each written whole, fsynced
 and renamed into place, its folder fsynced; one that must not be there
 yet linked into place, so that of several writers exactly one succeeds.
@@ -15,9 +15,9 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from pypid.jobs.run import Run
-from pypid.storage.disk import fsync_folder, read_if_present, remove_file, write_atomically
-from pypid.storage.interface import StorageError
-from pypid.storage.records import IRecords, checked, cut_names, is_record_name
+from pypid.storage.base.disk import fsync_folder, read_if_present, remove_file, write_atomically
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.records import IRecords, checked, cut_names, is_record_name
 
 
 @implementer(IRecords)
