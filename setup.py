@@ -34,7 +34,10 @@ setup(
     # dropin from wheels (it is a namespace without an __init__.py on purpose).
     packages=["pypid", "pypid.advisories", "pypid.assets", "pypid.auth", "pypid.bundle",
               "pypid.cli", "pypid.config", "pypid.core", "pypid.daemon", "pypid.export", "pypid.state",
-              "pypid.http", "pypid.sandbox", "pypid.storage", "pypid.storage.azure", "pypid.storage.bucket", "pypid.storage.gcs", "pypid.storage.s3", "pypid.upstream", "pypid.webhooks",
+              "pypid.http", "pypid.sandbox", "pypid.upstream", "pypid.webhooks",
+              "pypid.storage", "pypid.storage.base", "pypid.storage.folder",
+              "pypid.storage.bucket", "pypid.storage.azure", "pypid.storage.gcs",
+              "pypid.storage.s3",
               "pypid.web", "pypid.jobs", "pypid.machine",
               "pypid.core.access", "pypid.core.dists", "pypid.core.formats", "pypid.core.indexes",
               "pypid.core.records", "pypid.core.security", "pypid.core.util",

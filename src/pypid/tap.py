@@ -66,8 +66,8 @@ from pypid.state.indexes import IndexRegistry
 from pypid.state.journal_follower import EVERY, JournalFollower
 from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
+from pypid.storage.base.journal import IJournal, JournalPart
 from pypid.storage.factory import SharedBucket, Sharing, make_journal
-from pypid.storage.journal import IJournal, JournalPart
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart

@@ -36,8 +36,8 @@ from pypid.export.exporter import Exporter  # noqa: E402
 from pypid.export.people_files import make_people  # noqa: E402
 from pypid.export.plan import ExportSettings  # noqa: E402
 from pypid.export.target import LocalTarget  # noqa: E402
-from pypid.storage import snapshot as snapshots  # noqa: E402
-from pypid.storage.local import LocalStorage  # noqa: E402
+from pypid.storage.base import snapshot as snapshots  # noqa: E402
+from pypid.storage.folder.local import LocalStorage  # noqa: E402
 from tests.harness.distributions import make_wheel, metadata_text  # noqa: E402
 
 COMMAND = os.path.join(os.path.dirname(sys.executable), "pypid-export")

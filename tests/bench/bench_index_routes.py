@@ -31,7 +31,7 @@ from pypid.auth.policy import AccessModel  # noqa: E402
 from pypid.auth.verifier import PasswordVerifier  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
 from pypid.core.indexes.render import file_url_for  # noqa: E402
-from pypid.storage.memory import MemoryStorage  # noqa: E402
+from pypid.storage.base.memory import MemoryStorage  # noqa: E402
 from pypid.web.app import build_web  # noqa: E402
 from pypid.web.identity.gates import Gates  # noqa: E402
 from tests.bench.bench_views import records  # noqa: E402
@@ -54,7 +54,7 @@ def build(projects):
         from pypid.core.indexes.composed import ComposedIndex
         from pypid.core.indexes.composition import ChainSource, Filters
         from pypid.state.hosted_source import HostedSource
-        from pypid.storage.locks import KeyedLock
+        from pypid.storage.base.locks import KeyedLock
         from pypid.web.serving.index_root import IndexMaterials
     except ImportError:
         pass

@@ -206,8 +206,8 @@ async def _measure_scale(reactor, endpoint, bucket, rate, work):
     from twisted.internet.threads import deferToThreadPool
 
     from pypid.http.client import make_http
-    from pypid.storage import snapshot as snapshots
-    from pypid.storage import snapshot_reading
+    from pypid.storage.base import snapshot as snapshots
+    from pypid.storage.base import snapshot_reading
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.bucket.storage import BucketSettings, BucketStorage
     from pypid.storage.s3.api import S3Client

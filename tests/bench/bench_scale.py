@@ -327,7 +327,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from pypid.core.indexes.index import Index
 from pypid.state.loader import IndexLoader
-from pypid.storage.interface import IStorage
+from pypid.storage.base.interface import IStorage
 
 folder, case, trace = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 if trace:
@@ -402,7 +402,7 @@ def made_up_records(files):
 def write_indexes(folder, files, promoted):
     """The snapshots of the C{--indexes} variant (see the module's docstring)."""
     from pypid.core.indexes.promotion import Promotion
-    from pypid.storage import snapshot
+    from pypid.storage.base import snapshot
 
     records = made_up_records(files)
     os.makedirs(folder, exist_ok=True)

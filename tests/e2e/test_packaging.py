@@ -69,7 +69,7 @@ class PluginPackagingTests(SynchronousTestCase):
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertNotIn("twisted/plugins/dropin.cache", names)
-        for module in ("pypid/tap.py", "pypid/storage/local.py", "pypid/web/app.py"):
+        for module in ("pypid/tap.py", "pypid/storage/folder/local.py", "pypid/web/app.py"):
             self.assertIn(module, names)
 
         target = os.path.join(work, "installed")

@@ -11,9 +11,9 @@ import treq
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
+from pypid.storage.base.interface import MemoryFile, Redirect, RemoteBytes, RemoteFile
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-from pypid.storage.interface import MemoryFile, Redirect, RemoteBytes, RemoteFile
 from tests.harness.storage import AdoptionContractMixin, StorageContractMixin, collected
 
 #: The prefix the storages use in their container.

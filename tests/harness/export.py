@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.export.exporter import Exporter
 from pypid.export.plan import ExportSettings
 from pypid.export.target import LocalTarget
-from pypid.storage.local import LocalStorage
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.fakes import read_file, run_now, write_file
 

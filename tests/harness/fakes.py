@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
 from pypid.auth.hashes import DEFAULT_PARAMETERS
-from pypid.storage.interface import RemoteFile
+from pypid.storage.base.interface import RemoteFile
 
 #: The cheapest argon2id cost there is, so the tests hash and verify fast.
 FAST = dataclasses.replace(DEFAULT_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1)
@@ -192,7 +192,7 @@ def one_index(index, storage, clock, *, upstream=None, locks=None, backfill=None
     from pypid.core.indexes.composition import ChainSource, Filters
     from pypid.core.indexes.links import file_url_for
     from pypid.state.hosted_source import HostedSource
-    from pypid.storage.locks import KeyedLock
+    from pypid.storage.base.locks import KeyedLock
     from pypid.upstream.source import SourceSide
     from pypid.web.serving.index_root import IndexMaterials
     source = HostedSource(name, index, storage, locks if locks is not None else KeyedLock(clock),

@@ -33,9 +33,9 @@ from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates

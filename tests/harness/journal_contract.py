@@ -1,5 +1,5 @@
 """
-The contract of L{pypid.storage.journal.IJournal} as its readers use it,
+The contract of L{pypid.storage.base.journal.IJournal} as its readers use it,
 which every store passes (memory, a folder, and each cloud's server):
 serials that grow by one whoever writes, racing writers that both land in
 one order every reader sees, a reader that stopped going on from where it
@@ -15,7 +15,7 @@ from twisted.internet.defer import gatherResults
 from zope.interface.verify import verifyObject
 
 from pypid.core.records.audit_chain import Entry, format_time
-from pypid.storage.journal import BEGINNING, IJournal
+from pypid.storage.base.journal import BEGINNING, IJournal
 
 #: 2026-01-01T00:00:00Z
 T0 = 1767225600.0

@@ -21,8 +21,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.web.client import HTTPConnectionPool
 
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.store import StoreRefused, StoreUnavailable, read_all
-from pypid.storage.interface import StorageError
 
 #: Metadata as the bucket layer writes it: names of letters, digits and '-'.
 METADATA = {"sha256": "ab" * 32, "upload-time": "1700000000.5", "blake2-256": "cd" * 32,

@@ -1,5 +1,5 @@
 """
-The contract of L{pypid.storage.records.IRecords}, which the
+The contract of L{pypid.storage.base.records.IRecords}, which the
 folder, the memory and every cloud's bucket pass: records written whole
 and read back, replaced, listed by folder in order, removed; a name
 written only once by L{put_new} however many race for it; names that
@@ -13,7 +13,8 @@ import os
 
 from twisted.internet.defer import gatherResults
 
-from pypid.storage.records import FolderRecords, IRecords, MemoryRecords
+from pypid.storage.base.records import IRecords, MemoryRecords
+from pypid.storage.folder.folder_records import FolderRecords
 
 
 class RecordsContractMixin:

@@ -9,7 +9,7 @@ from pypid.core.indexes.retention import RetentionRules
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry
 from pypid.state.recycle_bin import RecycleBin
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.locks import KeyedLock
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import twine_fields
 from tests.harness.indexes import Stack

@@ -28,7 +28,7 @@ from pypid.state.loader import IndexLoader
 from pypid.state.sync import SyncService
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials

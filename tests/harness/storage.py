@@ -1,5 +1,5 @@
 """
-The contract every L{pypid.storage.interface.IStorage} passes
+The contract every L{pypid.storage.base.interface.IStorage} passes
 (L{StorageContractMixin}) and the contract of adopting files found in the
 storage (L{AdoptionContractMixin}), run against the local and memory
 backends by L{tests.unit.storage.test_storage} and against S3 by L{tests.unit.storage.s3.test_s3}; and
@@ -18,14 +18,14 @@ from zope.interface.verify import verifyObject
 from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.capabilities import (
+from pypid.storage.base.capabilities import (
     GRANT_LEDGER,
     WAIVERS,
     IAdoptingStorage,
     IServerDocuments,
     ISharedStorage,
 )
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     FileExists,
     FilenameDeleted,
     IStorage,

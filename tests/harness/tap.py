@@ -91,7 +91,7 @@ def identity_part(folder, reactor, text):
     configuration C{text} (L{part_config}), as a start makes it: its files
     written at once, passwords checked at once (a L{ThreadedReactor}).
     """
-    from pypid.storage.journal_files import MemoryJournal
+    from pypid.storage.folder.journal_files import MemoryJournal
     from pypid.web.identity.identity_part import IdentityPart
     from pypid.web.server.audit_trail import AuditTrail
     return IdentityPart(part_config(folder, text), reactor, AtOncePool(),

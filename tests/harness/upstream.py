@@ -31,8 +31,8 @@ from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.state.hosted_source import HostedSource
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient

@@ -17,8 +17,8 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.records.audit_query import make_query
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates

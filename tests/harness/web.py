@@ -22,12 +22,12 @@ from pypid.core.access.sessions import SessionBook
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
+from pypid.storage.base.interface import MemoryFile
+from pypid.storage.base.measured import MeasuredStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.factory import StoragePart
-from pypid.storage.interface import MemoryFile
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.measured import MeasuredStorage
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
 from pypid.web.app import build_web
 from pypid.web.identity.browser_sessions import BrowserSessions
 from pypid.web.identity.gates import Gates

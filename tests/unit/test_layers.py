@@ -1,6 +1,7 @@
 """
 The tree reads as the architecture (C{docs/architecture.rst}): imports
-point down the layers, and down the rooms inside C{core/} and C{web/};
+point down the layers, and down the rooms inside C{core/}, C{web/} and
+C{storage/};
 nothing imports the composition root, C{core/} is
 pure, start-up errors are one type turned into an exit in the entry points
 only, and the composition finds no capability by probing attributes; and the
@@ -305,14 +306,31 @@ def readers_made(tree):
 #: The rooms (sub-packages) of the packages that have them, bottom to top: a
 #: module of a room may import its own room and the rooms below it. A module
 #: directly in the package (C{pypid.web.app}) is the package's top, its
-#: composition: it may import every room, and no room imports it.
+#: composition: it may import every room, and no room imports it. A tuple
+#: is a level of peers (each cloud's adapter): each stands above the rooms
+#: before it, and none imports another of its level.
 ROOMS = {
     "core": ("util", "dists", "security", "indexes", "access", "records", "formats"),
     "web": ("identity", "server", "changes", "serving", "admin", "pages"),
+    "storage": ("base", "folder", "bucket", ("s3", "azure", "gcs")),
 }
 
 #: Where a module directly in a package with rooms stands: above every room.
 TOP = "(top)"
+
+
+def rooms_of(package):
+    """The names of the rooms of a package of L{ROOMS}, peers one by one."""
+    return [room for level in ROOMS[package]
+            for room in (level if isinstance(level, tuple) else (level,))]
+
+
+def level_of(package, room):
+    """The place of a room among its package's (peers share one), or L{None} for no room of it."""
+    for place, level in enumerate(ROOMS[package]):
+        if room == level or (isinstance(level, tuple) and room in level):
+            return place
+    return None
 
 
 def room_of(module):
@@ -325,7 +343,7 @@ def room_of(module):
     parts = module.split(".")
     if len(parts) < 3 or parts[0] != "pypid" or parts[1] not in ROOMS:
         return None
-    if len(parts) == 3 and parts[2] not in ROOMS[parts[1]] \
+    if len(parts) == 3 and parts[2] not in rooms_of(parts[1]) \
             and not os.path.isdir(os.path.join(SOURCE, *parts)):
         return TOP
     return parts[2]
@@ -359,20 +377,20 @@ def upward_imports(module, tree, is_package=False):
     if mine is None or mine == TOP:
         return []
     package = module.split(".")[1]
-    order = ROOMS[package]
     wrong = []
     for name in imported_modules(module, tree, is_package):
         theirs = room_of(name)
         if theirs is None or theirs == mine or name.split(".")[1] != package:
             continue
-        if theirs == TOP or mine not in order or theirs not in order \
-                or order.index(theirs) > order.index(mine):
+        mine_at, theirs_at = level_of(package, mine), level_of(package, theirs)
+        # (another room of the same level is a peer's: not below)
+        if mine_at is None or theirs_at is None or theirs_at >= mine_at:
             wrong.append(f"{module} imports {name}")
     return wrong
 
 
 class RoomTests(SynchronousTestCase):
-    """The imports between the rooms of C{core/} and of C{web/}: down only."""
+    """The imports between the rooms of C{core/}, C{web/} and C{storage/}: down only."""
 
     def test_every_room_in_table(self):
         """Every sub-package of a package with rooms is a room of L{ROOMS}, and every room is one."""
@@ -381,7 +399,7 @@ class RoomTests(SynchronousTestCase):
             room = room_of(module)
             if room not in (None, TOP):
                 found[module.split(".")[1]].add(room)
-        self.assertEqual(found, {package: set(rooms) for package, rooms in ROOMS.items()})
+        self.assertEqual(found, {package: set(rooms_of(package)) for package in ROOMS})
 
     def test_rooms_import_down(self):
         """A module of a room imports its own room and the rooms below it only: no exceptions."""
@@ -423,12 +441,43 @@ class RoomTests(SynchronousTestCase):
         ])
         self.assertEqual(upward_imports("pypid.web.app", ast.parse(source)), [])
 
+    def test_peers_checked(self):
+        """
+        A room of a level of peers (a cloud's) imports the rooms below its
+        level, and neither a peer nor the package's top.
+        """
+        source = (
+            "from pypid.storage.base.interface import StorageError\n"
+            "from pypid.storage.folder.local import LocalStorage\n"
+            "from pypid.storage.bucket.store import ObjectStore\n"
+            "from pypid.storage.s3.sign import sign\n"
+            "from pypid.storage.gcs.gcs_auth import GCSCredentials\n"
+            "from pypid.storage import cloud_clients\n"
+        )
+        self.assertEqual(upward_imports("pypid.storage.azure.blob_calls", ast.parse(source)), [
+            "pypid.storage.azure.blob_calls imports pypid.storage.s3.sign.sign",
+            "pypid.storage.azure.blob_calls imports pypid.storage.gcs.gcs_auth.GCSCredentials",
+            "pypid.storage.azure.blob_calls imports pypid.storage.cloud_clients",
+        ])
+        self.assertEqual(upward_imports("pypid.storage.s3.api", ast.parse(source)), [
+            "pypid.storage.s3.api imports pypid.storage.gcs.gcs_auth.GCSCredentials",
+            "pypid.storage.s3.api imports pypid.storage.cloud_clients",
+        ])
+        self.assertEqual(upward_imports("pypid.storage.bucket.storage", ast.parse(source)), [
+            "pypid.storage.bucket.storage imports pypid.storage.s3.sign.sign",
+            "pypid.storage.bucket.storage imports pypid.storage.gcs.gcs_auth.GCSCredentials",
+            "pypid.storage.bucket.storage imports pypid.storage.cloud_clients",
+        ])
+
     def test_room_of(self):
         """A module's room, its package's top, or none."""
         self.assertEqual([room_of(name) for name in (
             "pypid.core.indexes.index", "pypid.core.indexes", "pypid.core.parts", "pypid.core",
-            "pypid.web.app", "pypid.web.pages", "pypid.auth.tokens", "pypid.core.attic.old")],
-            ["indexes", "indexes", TOP, None, TOP, "pages", None, "attic"])
+            "pypid.web.app", "pypid.web.pages", "pypid.auth.tokens", "pypid.core.attic.old",
+            "pypid.storage.base.journal", "pypid.storage.s3.api", "pypid.storage.factory",
+            "pypid.storage")],
+            ["indexes", "indexes", TOP, None, TOP, "pages", None, "attic",
+             "base", "s3", TOP, None])
 
 
 #: The modules that hold the machine's ring itself: its own, the hub over

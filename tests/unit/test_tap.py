@@ -27,7 +27,7 @@ from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.pools import ThreadPools
 from pypid.sandbox.readme_sandbox import IDLE_TIMEOUT
-from pypid.storage import snapshot_reading
+from pypid.storage.base import snapshot_reading
 from pypid.tap import Options, makeService
 from pypid.web.site import PypidSite
 from tests.harness.distributions import make_wheel

@@ -24,7 +24,7 @@ from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sso_flow import provider_key
 from pypid.core.util.startup import StartupError
 from pypid.machine.topics import LONE, Hub
-from pypid.storage.shared_file import ShareFile
+from pypid.storage.folder.shared_file import ShareFile
 
 log = Logger()
 
@@ -70,7 +70,7 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
         a person of another source, or L{None} (one name, one
         person); L{None} for no such check.
     @param share: in a worker of a machine, makes the token file's
-        L{pypid.storage.shared_file.SharedFile}.
+        L{pypid.storage.folder.shared_file.SharedFile}.
     @raise StartupError: when the token file or C{[ldap] ca_bundle} cannot
         be used (one line).
     """
@@ -121,7 +121,7 @@ def load_tokens(config: Config, clock: IReactorTime,
     @raise StartupError: when the file cannot be read or used (one line).
     """
     from pypid.auth.tokens import TokenError
-    from pypid.storage.disk import read_if_present
+    from pypid.storage.base.disk import read_if_present
     path = config.auth.tokens
     book = TokenBook(clock, path=path,
                      shared=share(path, ".tokens-") if share is not None else None)

@@ -22,7 +22,7 @@ provider switched back or an C{allow} widened again revives nothing.
 The records live in a JSON file created with mode 0600; the in-memory
 L{TokenBook} is the truth while the server runs, written back (in a worker
 thread) after each change, one change at a time (L{TokenBook.change}). The
-workers of a machine share the file (L{pypid.storage.shared_file}).
+workers of a machine share the file (L{pypid.storage.folder.shared_file}).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from pypid.core.access.outside_logins import (
 from pypid.core.dists.names import normalize
 from pypid.core.indexes.index_names import NAME as INDEX_NAME
 from pypid.jobs.run import Run
-from pypid.storage.disk import write_durably
-from pypid.storage.shared_file import SharedFile
+from pypid.storage.base.disk import write_durably
+from pypid.storage.folder.shared_file import SharedFile
 
 log = Logger()
 

@@ -44,8 +44,8 @@ from pypid.bundle.manifest import (
     limit_of,
 )
 from pypid.core.dists.dist_tar import BoundedTarInfo, ScanLimitExceeded
-from pypid.storage.disk import fsync_folder
-from pypid.storage.reading import FileMismatch
+from pypid.storage.base.disk import fsync_folder
+from pypid.storage.base.reading import FileMismatch
 
 __all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
            "SourceTooLarge", "copy_hashed", "open_reader", "open_writer"]

@@ -84,9 +84,9 @@ from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
 from pypid.jobs.run import Run
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, RecordRefused
-from pypid.storage.journal import IMPORTED, IJournal
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage, RecordRefused
+from pypid.storage.base.journal import IMPORTED, IJournal
 
 log = Logger()
 
@@ -189,7 +189,7 @@ class Ingest:
     """
     Takes L{Arrival}s and tombstones into a storage; see the module.
 
-    @ivar _storage: the L{pypid.storage.interface.IStorage}, prepared.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}, prepared.
     @ivar _run: C{run(f, *args) -> Deferred}, for blocking work.
     @ivar _max_size: the most bytes a file may have.
     @ivar _records: L{FileRecord}s by filename: what the storage holds (from
@@ -443,7 +443,7 @@ class Ingest:
         already is I{already there}; a quarantine replaces another status;
         another status differing from the one kept here is a conflict.
 
-        @raise pypid.storage.interface.StorageError: the storage failed
+        @raise pypid.storage.base.interface.StorageError: the storage failed
             (the import stops before any file is taken).
         """
         report = self.report
@@ -498,7 +498,7 @@ async def carry_audit(audit: IJournal, members: Sequence[tuple[str, Opener]],
     is evidence as it came, not refused. C{<digest>} names the set by its
     content, so the same bundle imported twice keeps it once.
 
-    @param audit: the destination's L{pypid.storage.journal.IJournal}.
+    @param audit: the destination's L{pypid.storage.base.journal.IJournal}.
     @param members: C{(name, opener)} of the bundle's C{audit/} members.
     """
     if not members:

@@ -2,7 +2,7 @@
 A storage into a bundle (C{pypid-admin export}), beside a daemon that may
 be running on it.
 
-The storage is read as C{pypid-export} reads it (L{pypid.storage.reading}):
+The storage is read as C{pypid-export} reads it (L{pypid.storage.base.reading}):
 the daemon's snapshot as what is known, then a scan that writes nothing,
 takes no lock and sweeps nothing. The bundle is the storage as that scan
 found it: the records it gave, each file's bytes checked against its
@@ -68,10 +68,10 @@ from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import OK, AuditError, decode, split_lines
 from pypid.core.util.units import counted
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import IStorage
-from pypid.storage.journal import IJournal
-from pypid.storage.reading import (
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import IStorage
+from pypid.storage.base.journal import IJournal
+from pypid.storage.base.reading import (
     BINARY_TYPE,
     FileUnavailable,
     Run,
@@ -116,8 +116,8 @@ class PackReport:
 @attrs.frozen
 class _WriterTarget:
     """
-    A L{pypid.storage.reading.FileSink} over a bundle writer, for
-    L{pypid.storage.reading.put_file}.
+    A L{pypid.storage.base.reading.FileSink} over a bundle writer, for
+    L{pypid.storage.base.reading.put_file}.
     """
 
     _writer: BundleWriter
@@ -177,7 +177,7 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
 
     @param run: C{run(f, *args) -> Deferred}, for blocking work.
     @param clock: provides C{seconds()}, for the manifest's date.
-    @param audit: the storage's L{pypid.storage.journal.IJournal}, whose
+    @param audit: the storage's L{pypid.storage.base.journal.IJournal}, whose
         files go under C{audit/} as they are stored (so their chains can
         still be checked), or L{None}. Reading them takes each file's
         shared lock for a moment, never the daemon's.
@@ -185,7 +185,7 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
         out (its records and tombstones are then empty).
     @param indexes: the named indexes to pack as well (L{PackedIndex}).
     @rtype: L{PackReport}
-    @raise pypid.storage.interface.StorageError: the storage failed.
+    @raise pypid.storage.base.interface.StorageError: the storage failed.
     """
     report = PackReport()
     spool_dir = await run(tempfile.mkdtemp, None, "pypid-bundle-")

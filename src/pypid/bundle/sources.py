@@ -47,7 +47,7 @@ from pypid.bundle.manifest import (
 from pypid.config.store_backends import backend_of_url
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.storage.reading import Run
+from pypid.storage.base.reading import Run
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     # (types only: what reads the configuration and the log is imported
     # by the command that needs it)
     from pypid.config import Config
-    from pypid.storage.journal import IJournal
+    from pypid.storage.base.journal import IJournal
 
 #: An entry of C{GET /api/audit}, as JSON.
 JsonEntry = dict[str, Any]
@@ -198,14 +198,14 @@ def verify(config: Config, out: TextIO, err: TextIO) -> int:
 
 async def check(log: IJournal, out: TextIO, err: TextIO) -> int:
     """
-    Check the chains of C{log} (an L{pypid.storage.journal.IJournal}), then
+    Check the chains of C{log} (an L{pypid.storage.base.journal.IJournal}), then
     close it; print a line per note (where a chain's kept part begins), a
     line per broken link, and a summary.
 
     @return: the exit status: 0 when every chain is intact, 1 when not.
     @raise CliError: when the log cannot be read.
     """
-    from pypid.storage.interface import StorageError
+    from pypid.storage.base.interface import StorageError
 
     try:
         check = await log.verify()  # a ChainCheck

@@ -48,7 +48,7 @@ from pypid.core.util.startup import StartupError
 from pypid.core.util.terminal_text import escaped
 from pypid.jobs.run import run_at_once
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 
 if TYPE_CHECKING:
     # (types only: each command imports what it runs)
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from pypid.bundle.sources import ImportSource, Offer
     from pypid.config import Config
     from pypid.jobs.run import Run
-    from pypid.storage.journal import IJournal
+    from pypid.storage.base.journal import IJournal
 
 #: The sub-commands of C{pypid-admin} this module runs.
 COMMANDS = ("export", "import")
@@ -170,7 +170,7 @@ def _observer(err: TextIO, verbose: bool, command: str) -> ILogObserver:
     with the exports): they are not its business.
     """
     def ignore(event: LogEvent) -> bool:
-        return (command == "import" and event.get("log_namespace") == "pypid.storage.reading"
+        return (command == "import" and event.get("log_namespace") == "pypid.storage.base.reading"
                 and str(event.get("log_format", "")).startswith("Not exporting"))
     return log_lines(err, "pypid-admin", verbose, ignore)
 
@@ -355,8 +355,8 @@ async def _ingest(config: Config, name: str, reactor: Any, run: Run,
     what it holds already.
     """
     from pypid.bundle.ingest import Ingest
+    from pypid.storage.base.reading import load_records, read_statuses
     from pypid.storage.factory import index_settings, index_snapshot_path
-    from pypid.storage.reading import load_records, read_statuses
 
     storage = await common.open_storage(index_settings(config, name), reactor, run, closing,
                                         prepare=True)

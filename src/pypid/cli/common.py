@@ -28,12 +28,12 @@ from twisted.internet.defer import ensureDeferred
 
 from pypid.cli.server_client import CliError
 from pypid.core.util.startup import StartupError
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.config import Config
     from pypid.jobs.run import Run
-    from pypid.storage.interface import IStorage
+    from pypid.storage.base.interface import IStorage
 
 #: What must be called (and, when it answers a L{Deferred}, waited for)
 #: once a command is done with what it opened, in the order opened.
@@ -113,7 +113,7 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     tools have for it.
 
     Without C{prepare}, to read beside a daemon that may be running on it
-    (C{pypid-export}, C{pypid-admin export}; see L{pypid.storage.reading}):
+    (C{pypid-export}, C{pypid-admin export}; see L{pypid.storage.base.reading}):
     never C{prepare()}d, so no lock is taken and nothing is swept; files
     from a bucket are streamed, never redirected to.
 
@@ -138,7 +138,7 @@ async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing,
     if prepare:
         return await _prepared(config, reactor, run, closing)
     from pypid.export.plan import ExportError
-    from pypid.storage.local import LocalStorage
+    from pypid.storage.folder.local import LocalStorage
 
     section = config.bucket
     if section is None:

@@ -64,10 +64,10 @@ from pypid.export.exporter import Exporter, IndexChain
 from pypid.export.plan import ExportError, ExportSettings, People
 from pypid.export.target import LocalTarget, S3Target
 from pypid.jobs.run import run_at_once
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 
 if TYPE_CHECKING:
-    from pypid.storage.interface import IStorage
+    from pypid.storage.base.interface import IStorage
     from pypid.storage.s3.api import S3Client
 
 T = TypeVar("T")
@@ -330,7 +330,7 @@ async def _waivers(storage: IStorage, advisories: AdvisoryPolicy, index: str,
     none applied (the export then leaves out more, never less).
     """
     from pypid.core.security.advisory_waivers import InvalidWaiver, Waivers
-    from pypid.storage.capabilities import WAIVERS, IServerDocuments
+    from pypid.storage.base.capabilities import WAIVERS, IServerDocuments
 
     if not IServerDocuments.providedBy(storage):
         return ""
@@ -357,8 +357,8 @@ async def _index_chain(config: Config, name: str, reactor: Any,
     @raise ExportError: when no C{[index:NAME]} is configured.
     """
     from pypid.state.index_sections import source_order, view_filters
+    from pypid.storage.base.reading import StoredSource
     from pypid.storage.factory import index_settings, index_snapshot_path
-    from pypid.storage.reading import StoredSource
 
     settings = config.indexes.get(name)
     if settings is None:

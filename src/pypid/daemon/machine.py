@@ -74,7 +74,7 @@ from pypid.state.indexes import hosted_names
 from pypid.state.loader import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index
-from pypid.storage.local import LocalStorage
+from pypid.storage.folder.local import LocalStorage
 from pypid.upstream.factory import cache_settings
 
 log = Logger()

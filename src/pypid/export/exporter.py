@@ -1,6 +1,6 @@
 """
 One export, from the storage to a target: the orchestration of
-L{pypid.export.plan} (what to write) with L{pypid.storage.reading} (the
+L{pypid.export.plan} (what to write) with L{pypid.storage.base.reading} (the
 storage) and L{pypid.export.target} (where).
 
 The order is what keeps a served export consistent at every moment: the
@@ -56,8 +56,8 @@ from pypid.export.plan import (
 from pypid.export.target import ITarget
 from pypid.jobs.gather import gather
 from pypid.jobs.run import Run
-from pypid.storage import reading
-from pypid.storage.interface import IStorage, ScanResult
+from pypid.storage.base import reading
+from pypid.storage.base.interface import IStorage, ScanResult
 
 log = Logger()
 
@@ -124,7 +124,7 @@ class Exporter:
     """
     Writes the static export of a storage to a target, once.
 
-    @ivar _storage: the L{pypid.storage.interface.IStorage} to read.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage} to read.
     @ivar _target: the L{pypid.export.target.ITarget} to write.
     @ivar _settings: the L{pypid.export.plan.ExportSettings}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
@@ -164,7 +164,7 @@ class Exporter:
         Export once.
 
         @rtype: L{Deferred} firing with an L{ExportReport}, or failing with
-            L{ExportError} or L{pypid.storage.interface.StorageError}
+            L{ExportError} or L{pypid.storage.base.interface.StorageError}
         """
         return ensureDeferred(self._export())
 

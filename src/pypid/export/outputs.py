@@ -44,7 +44,7 @@ from pypid.export.plan import (
     PeoplePairs,
     check_path,
 )
-from pypid.storage.reading import BINARY_TYPE
+from pypid.storage.base.reading import BINARY_TYPE
 
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"

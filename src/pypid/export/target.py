@@ -29,9 +29,9 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.export.plan import ExportError
 from pypid.jobs.run import Run
-from pypid.storage.disk import exclusive_lock, remove_file
-from pypid.storage.interface import StorageError
-from pypid.storage.reading import BINARY_TYPE, FileMismatch
+from pypid.storage.base.disk import exclusive_lock, remove_file
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.reading import BINARY_TYPE, FileMismatch
 
 if TYPE_CHECKING:
     # (types only: the S3 modules are imported when a bucket is written)

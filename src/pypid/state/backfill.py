@@ -31,7 +31,7 @@ from pypid.core.indexes.pending import DELETED, DescribeQueue, PendingFile, proj
 from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.units import counted
-from pypid.storage.capabilities import IBackfillStorage
+from pypid.storage.base.capabilities import IBackfillStorage
 
 log = Logger()
 
@@ -50,7 +50,7 @@ class Backfill:
     storage's C{describe_pending}, and adds their records to the index.
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: an L{pypid.storage.capabilities.IBackfillStorage}.
+    @ivar _storage: an L{pypid.storage.base.capabilities.IBackfillStorage}.
     @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 

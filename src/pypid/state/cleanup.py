@@ -34,8 +34,8 @@ from pypid.core.records.audit_chain import Entry, format_time
 from pypid.jobs.periodic import Periodic
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import AlreadyBinned, FilenameDeleted
-from pypid.storage.journal import IJournal
+from pypid.storage.base.interface import AlreadyBinned, FilenameDeleted
+from pypid.storage.base.journal import IJournal
 
 log = Logger()
 

@@ -34,7 +34,7 @@ from zope.interface import implementer
 from pypid.core.indexes.grant_ledger import GrantLedger
 from pypid.core.indexes.namespaces import Grant, NamespaceGrants
 from pypid.core.parts import IReloadable
-from pypid.storage.capabilities import GRANT_LEDGER, IServerDocuments
+from pypid.storage.base.capabilities import GRANT_LEDGER, IServerDocuments
 
 log = Logger()
 

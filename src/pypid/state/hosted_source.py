@@ -14,8 +14,8 @@ from pypid.core.indexes.index import Index
 from pypid.state.backfill import Backfill
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import IStorage
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.interface import IStorage
+from pypid.storage.base.locks import KeyedLock
 
 
 @attrs.frozen

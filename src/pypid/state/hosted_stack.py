@@ -46,12 +46,14 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog, UsageShare
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
-from pypid.storage.capabilities import (
+from pypid.storage.base.capabilities import (
     IAdoptingStorage,
     IBackfillStorage,
     ISharedStorage,
     IUsageStorage,
 )
+from pypid.storage.base.interface import IStorage
+from pypid.storage.base.locks import KeyedLock
 from pypid.storage.factory import (
     ALONE,
     Sharing,
@@ -59,9 +61,7 @@ from pypid.storage.factory import (
     index_settings,
     index_snapshot_path,
 )
-from pypid.storage.interface import IStorage
-from pypid.storage.locks import KeyedLock
-from pypid.storage.shared_folder import folder_key
+from pypid.storage.folder.shared_folder import folder_key
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)

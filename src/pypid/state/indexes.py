@@ -74,9 +74,9 @@ from pypid.state.namespace_serving import namespace_found, serve_namespaces
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.capabilities import IServerDocuments
+from pypid.storage.base.capabilities import IServerDocuments
+from pypid.storage.base.journal import IJournal
 from pypid.storage.factory import ALONE, SharedBucket, Sharing
-from pypid.storage.journal import IJournal
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)

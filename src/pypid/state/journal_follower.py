@@ -33,8 +33,8 @@ from pypid.core.records.serials import ProjectSerials
 from pypid.jobs.coalesced import Coalesced
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import IJournal, read_after
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import IJournal, read_after
 
 log = Logger()
 

@@ -42,13 +42,13 @@ from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import merge_scan
 from pypid.state.writer import SnapshotWriter
-from pypid.storage import snapshot as snapshots
-from pypid.storage import snapshot_reading
-from pypid.storage.capabilities import IAdoptingStorage, ISharedStorage
+from pypid.storage.base import snapshot as snapshots
+from pypid.storage.base import snapshot_reading
+from pypid.storage.base.capabilities import IAdoptingStorage, ISharedStorage
+from pypid.storage.base.interface import IStorage, ScanResult, StorageError
+from pypid.storage.base.reading import read_statuses
+from pypid.storage.base.snapshot import Snapshot
 from pypid.storage.factory import loading_index
-from pypid.storage.interface import IStorage, ScanResult, StorageError
-from pypid.storage.reading import read_statuses
-from pypid.storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)
@@ -96,7 +96,7 @@ async def load_statuses(index: Index, storage: IStorage) -> None:
     in the snapshot, whose bytes stay as they were: one listing of a
     folder or a prefix a start). One that cannot be read is logged and
     left out (the project is active until an admin sets it again). Read by
-    L{pypid.storage.reading.read_statuses}, as the static export and the
+    L{pypid.storage.base.reading.read_statuses}, as the static export and the
     bundles read them: what they carry is what the daemon serves.
     """
     index.statuses.take(await read_statuses(storage))

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.storage.capabilities import Changed
+from pypid.storage.base.capabilities import Changed
 
 
 def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collection[str],

@@ -16,7 +16,7 @@ every distribution of the release (L{locks_of}: taken in one order, by
 index and key, as no other change takes two, so none waits on another in
 a circle), the release is read again, a journal naming the files is kept
 in the target's storage, then each file is adopted
-(L{pypid.storage.capabilities.IAdoptingStorage.adopt}); a failure discards
+(L{pypid.storage.base.capabilities.IAdoptingStorage.adopt}); a failure discards
 those adopted so far. Only once the journal is dropped does the target's
 index get the records: the source's very objects, so a promoted record
 takes its memory once. A crash in between leaves the journal, taken back
@@ -44,16 +44,16 @@ from pypid.core.indexes.promotion import Promotion, PromotionJournal
 from pypid.core.security.advisories import DENY
 from pypid.state.hosted_stack import HostedStack
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.capabilities import IAdoptingStorage
-from pypid.storage.interface import (
+from pypid.storage.base.capabilities import IAdoptingStorage
+from pypid.storage.base.interface import (
     FileExists,
     FilenameDeleted,
     IStorage,
     RecordRefused,
     StorageError,
 )
-from pypid.storage.locks import KeyedLock
-from pypid.storage.measured import MeasuredStorage
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.measured import MeasuredStorage
 
 #: (the namespace its lines had before it was a module of its own)
 log = Logger(namespace="pypid.web.changes.promote")
@@ -309,7 +309,7 @@ async def _stored(call: Callable[[], Deferred[_T]], filename: str, target: str =
     Await C{call()}, a storage call of a promotion (one that raises at once
     too), its refusals turned into L{PromotionRefused}: a name taken or
     deleted in the target, a source file gone; a storage failure
-    (L{pypid.storage.interface.StorageError}) passes.
+    (L{pypid.storage.base.interface.StorageError}) passes.
     """
     try:
         return await maybeDeferred(call)

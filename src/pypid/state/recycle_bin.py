@@ -36,9 +36,9 @@ from pypid.core.indexes.index import Index
 from pypid.core.records.audit_chain import Entry, format_time
 from pypid.core.util.units import format_duration
 from pypid.jobs.periodic import Periodic
-from pypid.storage.interface import FilenameDeleted, IStorage
-from pypid.storage.journal import IJournal
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.interface import FilenameDeleted, IStorage
+from pypid.storage.base.journal import IJournal
+from pypid.storage.base.locks import KeyedLock
 
 log = Logger()
 
@@ -106,7 +106,7 @@ class RecycleBin:
         the bin is off. The caller holds the file's lock (L{lock_key}).
 
         @return: the binned record, or L{None} when the file was deleted.
-        @raise pypid.storage.interface.StorageError: the storage failed;
+        @raise pypid.storage.base.interface.StorageError: the storage failed;
             nothing changed.
         """
         if not self.enabled:

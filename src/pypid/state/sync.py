@@ -25,8 +25,8 @@ from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.state.merge import apply_changes, apply_statuses, checked_statuses, differences
-from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.reading import decode_status
+from pypid.storage.base.capabilities import ISharedStorage
+from pypid.storage.base.reading import decode_status
 
 log = Logger()
 
@@ -40,7 +40,7 @@ class SyncService(Periodic):
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
         """
         @param index: the L{pypid.core.indexes.index.Index}.
-        @param storage: the L{pypid.storage.capabilities.ISharedStorage}.
+        @param storage: the L{pypid.storage.base.capabilities.ISharedStorage}.
         @param clock: provides C{seconds()} and C{callLater}.
         """
         Periodic.__init__(self, self.sync, storage.sync_interval, clock,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import Entry, format_time
-from pypid.storage.journal import IJournal
+from pypid.storage.base.journal import IJournal
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)

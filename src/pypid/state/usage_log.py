@@ -47,8 +47,8 @@ from pypid.core.records.usage import (
 )
 from pypid.jobs.periodic import Periodic
 from pypid.machine.topics import Hub, Topic
-from pypid.storage.capabilities import IUsageStorage
-from pypid.storage.interface import StorageError
+from pypid.storage.base.capabilities import IUsageStorage
+from pypid.storage.base.interface import StorageError
 
 log = Logger()
 

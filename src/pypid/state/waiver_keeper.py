@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from pypid.core.security.advisory_waivers import InvalidWaiver, Waiver, Waivers
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
-from pypid.storage.capabilities import WAIVERS, IServerDocuments, ISharedStorage
+from pypid.storage.base.capabilities import WAIVERS, IServerDocuments, ISharedStorage
 
 log = Logger()
 
@@ -125,7 +125,7 @@ class WaiverKeeper(Periodic):
         @raise pypid.core.security.advisory_waivers.InvalidWaiver: what C{edit}
             refused, or the document kept is unreadable (nothing is
             changed then: fixing it is the operator's).
-        @raise pypid.storage.interface.StorageError: the storage failed.
+        @raise pypid.storage.base.interface.StorageError: the storage failed.
         """
         return self._lock.run(self._change, edit)
 

@@ -1,7 +1,7 @@
 """
 Saving the index's snapshot: when, and what it stands for.
 
-The snapshot (L{pypid.storage.snapshot}, its format) is only a cache of
+The snapshot (L{pypid.storage.base.snapshot}, its format) is only a cache of
 the index, so that a restart is instant; what makes it trustworthy is the
 time it stands for, which a start compares with storage's. This module is
 the one place that decides both:
@@ -47,8 +47,8 @@ from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
 from pypid.state.boot_clock import read_boot_clock
-from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.snapshot import encode, lines, write
+from pypid.storage.base.capabilities import ISharedStorage
+from pypid.storage.base.snapshot import encode, lines, write
 
 if TYPE_CHECKING:
     # (the upstream's modules load only with [upstream]: they cost start-up time)
@@ -92,7 +92,7 @@ class SnapshotWriter(Service):
             it is never used for other data.
         @param busy_since: C{busy_since() -> float | None}: since when a
             change to storage has been under way, if one is.
-        @param shared: an L{pypid.storage.capabilities.ISharedStorage}, whose
+        @param shared: an L{pypid.storage.base.capabilities.ISharedStorage}, whose
             state goes into the snapshot and which keeps a copy of it
             (without that state), or L{None}.
         @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, whose
@@ -239,7 +239,7 @@ class SnapshotWriter(Service):
         records = self._index.records()
         tombstones = self._index.tombstones()
         # (a line only when files were promoted: the snapshot is otherwise
-        # byte for byte what it always was, see pypid.storage.snapshot)
+        # byte for byte what it always was, see pypid.storage.base.snapshot)
         promotions = self._index.live_promotions()
         binned = self._index.binned()
         as_of = self._stands_for()

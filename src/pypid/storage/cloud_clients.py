@@ -30,7 +30,7 @@ from pypid.config.s3_settings import S3Config
 from pypid.core.records.metrics import Timings
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 
 if TYPE_CHECKING:
     from pypid.storage.bucket.store import ObjectStore

@@ -43,16 +43,16 @@ from pypid.core.records.metrics import Family, Timings
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
+from pypid.storage.base.interface import IStorage, StorageError
+from pypid.storage.base.measured import MeasuredStorage
+from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.cloud_clients import make_client
-from pypid.storage.interface import IStorage, StorageError
-from pypid.storage.local import LocalStorage
-from pypid.storage.measured import MeasuredStorage
-from pypid.storage.shared_folder import SharedFolder
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.shared_folder import SharedFolder
 
 if TYPE_CHECKING:
+    from pypid.storage.base.journal import IJournal
     from pypid.storage.bucket.store import ObjectStore
-    from pypid.storage.journal import IJournal
 
 log = Logger()
 
@@ -259,7 +259,7 @@ def make_journal(config: Config, run: Run, reactor: IReactorTime,
         C{/metrics} counts every request to the bucket once; L{None}: a
         client of its own.
     """
-    from pypid.storage.journal_files import LocalJournal
+    from pypid.storage.folder.journal_files import LocalJournal
 
     config = store_root(config)
     if config.bucket is None:
@@ -288,8 +288,9 @@ def _bucket_client(config: Config, run: Run, reactor: IReactorTime, bucket: Shar
 def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
                     **kwargs: Any) -> IJournal:
     """The journal in the bucket of the store's root C{config}, written with C{client}."""
-    from pypid.storage.journal_records import BucketJournal
-    from pypid.storage.records import FOLDER, BucketRecords
+    from pypid.storage.base.records import FOLDER
+    from pypid.storage.bucket.bucket_journal import BucketJournal
+    from pypid.storage.bucket.bucket_records import BucketRecords
 
     assert config.bucket is not None
     prefix = config.bucket.prefix

@@ -45,9 +45,9 @@ from pypid.core.dists.wheel_variants import InvalidVariant, check_described
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.jobs.run import Run
-from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage, Location
+from pypid.storage.base.capabilities import ISharedStorage
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage, Location
 from pypid.upstream.cache import Offline, Remembered, again, remembered
 from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import HostRefused, TransferFailed, UpstreamClient, UpstreamError

@@ -28,11 +28,11 @@ from pypid.core.records.metrics import Family
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
-from pypid.storage.capabilities import ISharedStorage
+from pypid.storage.base.capabilities import ISharedStorage
+from pypid.storage.base.interface import IStorage
+from pypid.storage.base.measured import MeasuredStorage
 from pypid.storage.factory import Sharing, below, make_storage
-from pypid.storage.interface import IStorage
-from pypid.storage.measured import MeasuredStorage
-from pypid.storage.shared_folder import SYNC_INTERVAL
+from pypid.storage.folder.shared_folder import SYNC_INTERVAL
 
 if TYPE_CHECKING:
     # (types only: the rest of the upstream loads with a configured [upstream],
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from pypid.core.indexes.index import Index
     from pypid.core.security.advisories import AdvisoryPolicy
     from pypid.core.util.notice import Notice
-    from pypid.storage.journal import IJournal
+    from pypid.storage.base.journal import IJournal
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy

@@ -26,8 +26,8 @@ from twisted.logger import Logger
 
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.model import FileRecord
-from pypid.storage.capabilities import IEvictingStorage
-from pypid.storage.interface import IStorage, StorageError
+from pypid.storage.base.capabilities import IEvictingStorage
+from pypid.storage.base.interface import IStorage, StorageError
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_model import UpstreamFile
 

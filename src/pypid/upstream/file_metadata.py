@@ -15,7 +15,7 @@ import attrs
 
 from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.util.lru import ByteLRU
-from pypid.storage.interface import Location, MemoryFile
+from pypid.storage.base.interface import Location, MemoryFile
 from pypid.upstream.cache import Offline
 from pypid.upstream.fetch import UpstreamClient
 from pypid.upstream.file_cache import FileCache

@@ -14,7 +14,7 @@ folder's key as the folder's own announcements are:
     take it as their own, without asking the upstream, and without counting
     its takedowns again (the fetching worker logged and audited them);
   - a file kept or evicted: the cache storage's own announcements (a
-    folder's or a bucket's, L{pypid.storage.shared_folder}), whose states
+    folder's or a bucket's, L{pypid.storage.folder.shared_folder}), whose states
     the others read;
   - a file pinned by pre-caching (L{Topic.PIN});
   - a file whose bytes proved wrong (L{Topic.FAILED}):
@@ -50,9 +50,9 @@ from twisted.python.failure import Failure
 from pypid.jobs.coalesced import Coalesced
 from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
-from pypid.storage.capabilities import Changed, ISharedStorage
-from pypid.storage.disk import write_atomically
-from pypid.storage.shared_folder import folder_key
+from pypid.storage.base.capabilities import Changed, ISharedStorage
+from pypid.storage.base.disk import write_atomically
+from pypid.storage.folder.shared_folder import folder_key
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError
 
@@ -113,7 +113,7 @@ class MachineShare:
                  clock: IReactorTime) -> None:
         """
         @param storage: the cache's storage, shared (its files' announcements:
-            a folder's, L{pypid.storage.shared_folder.SharedFolder}, or a
+            a folder's, L{pypid.storage.folder.shared_folder.SharedFolder}, or a
             bucket's, L{pypid.storage.bucket.storage.BucketStorage}).
         @param folder: the cache's local folder (on a bucket, the one its
             uploads are spooled in), where pages and locks are kept.

@@ -32,7 +32,7 @@ import attrs
 from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.upstream.cache import Offline, PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.confusion import Decision

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from pypid.core.util.notice import Notice
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
-from pypid.storage.disk import write_atomically
+from pypid.storage.base.disk import write_atomically
 from pypid.upstream.source import UpstreamSource
 
 log = Logger()

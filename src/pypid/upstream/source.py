@@ -43,7 +43,7 @@ from pypid.core.records.metrics import Family, by_label, counter, gauge, timing_
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.units import counted
 from pypid.jobs.run import Run
-from pypid.storage.interface import IStorage
+from pypid.storage.base.interface import IStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import Decision, UpstreamPolicy
 from pypid.upstream.downloads import UpstreamFiles

@@ -57,8 +57,8 @@ from pypid.machine.topics import LONE, Hub
 from pypid.state.catch_up import CatchUp, Looks
 from pypid.state.index_reload import IndexReload
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.interface import IStorage
-from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.base.interface import IStorage
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.web.admin.advisory_admin import AdvisoryAdmin
 from pypid.web.admin.audit_admin import AuditAdmin
 from pypid.web.admin.cache_admin import CacheAdmin

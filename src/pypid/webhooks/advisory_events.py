@@ -28,8 +28,8 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.webhook_events import DEFAULT_INDEX
 from pypid.core.security.advisories import AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
-from pypid.storage.journal import IJournal
-from pypid.storage.records import IRecords
+from pypid.storage.base.journal import IJournal
+from pypid.storage.base.records import IRecords
 
 log = Logger()
 

@@ -54,8 +54,8 @@ from pypid.core.records.metrics import GAUGE, Family, counter
 from pypid.core.records.webhook_events import next_try
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import IJournal
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import IJournal
 from pypid.webhooks.lanes import DELIVERED, FAILED, GIVEN_UP, Lane, Waiting
 from pypid.webhooks.lease import Lease
 from pypid.webhooks.ledger import Cursor, Ledger

@@ -2,7 +2,7 @@
 One deliverer for a store several servers share (a bucket): the lease.
 
 The lease is a series of records, C{leases/<epoch>}, each written only if
-it is not there yet (L{pypid.storage.records.IRecords.put_new}):
+it is not there yet (L{pypid.storage.base.records.IRecords.put_new}):
 of the servers that try to write the next epoch at once, exactly one
 does, and holds the lease. The holder writes the next epoch every
 L{RENEW} seconds; another server that sees the newest epoch unchanged for
@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pypid.storage.records import IRecords
+from pypid.storage.base.records import IRecords
 
 log = Logger()
 

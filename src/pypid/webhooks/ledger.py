@@ -1,6 +1,6 @@
 """
 What the deliverer keeps of each subscription, in the store (small
-records, L{pypid.storage.records}), so a restart, or another server
+records, L{pypid.storage.base.records}), so a restart, or another server
 taking over the lease, goes on where it was: the events themselves are
 the journal's, and only the deliverer writes here.
 
@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.records.webhook_events import WebhookEvent
-from pypid.storage.records import IRecords
+from pypid.storage.base.records import IRecords
 
 log = Logger()
 

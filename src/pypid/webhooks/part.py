@@ -32,9 +32,11 @@ from pypid.core.records.metrics import Family, Timings
 from pypid.core.records.webhook_events import make_test_event
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.jobs.run import Run
+from pypid.storage.base.journal import IJournal
+from pypid.storage.base.records import FOLDER, IRecords
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.cloud_clients import make_client
-from pypid.storage.journal import IJournal
-from pypid.storage.records import FOLDER, BucketRecords, FolderRecords, IRecords
+from pypid.storage.folder.folder_records import FolderRecords
 from pypid.webhooks.advisory_events import AdvisoryEvents, Releases
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.lease import Lease

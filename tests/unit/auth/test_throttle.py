@@ -25,7 +25,7 @@ from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
@@ -334,7 +334,7 @@ class AccessThrottleTests(SynchronousTestCase):
     def test_password_set_again_at_reload(self):
         """The identity part's reload (C{SIGHUP}) forgives the user whose password changed."""
         from pypid.config import load_config
-        from pypid.storage.journal_files import MemoryJournal
+        from pypid.storage.folder.journal_files import MemoryJournal
         from pypid.web.identity.identity_part import IdentityPart
         from pypid.web.server.audit_trail import AuditTrail
         from tests.harness.tap import AtOncePool, ThreadedReactor

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.tokens import TokenBook, TokenError, write_file
-from pypid.storage.disk import read_if_present as read_file
+from pypid.storage.base.disk import read_if_present as read_file
 
 
 class TokenBookTests(SynchronousTestCase):
@@ -183,8 +183,8 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.journal_files import MemoryJournal
-        from pypid.storage.memory import MemoryStorage
+        from pypid.storage.base.memory import MemoryStorage
+        from pypid.storage.folder.journal_files import MemoryJournal
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
         from pypid.web.server.audit_trail import AuditTrail
@@ -297,7 +297,7 @@ class TokenFileTests(SynchronousTestCase):
         the file while a revocation was writing it, and the revoked token
         came back (6 of 40 revocations raced a reload). A new path is read.
         """
-        from pypid.storage.journal_files import MemoryJournal
+        from pypid.storage.folder.journal_files import MemoryJournal
         from pypid.tap import Options
         from pypid.web.identity.identity_part import IdentityPart
         from pypid.web.server.audit_trail import AuditTrail

@@ -35,10 +35,10 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry
 from pypid.state.loader import load_statuses
-from pypid.storage.interface import FilenameDeleted, StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.reading import read_statuses
+from pypid.storage.base.interface import FilenameDeleted, StorageError
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.base.reading import read_statuses
+from pypid.storage.folder.journal_files import MemoryJournal
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import run_now, write_file
 from tests.harness.sigstore_root import TestSigstore, github_claims
@@ -1044,7 +1044,7 @@ class IndexBundleTests(TestCase):
         kept by the import in each index's storage, with an audit entry;
         the command says so.
         """
-        from pypid.storage.local import LocalStorage
+        from pypid.storage.folder.local import LocalStorage
         from tests.harness.admin import run_admin
 
         default = LocalStorage(self.source, run_now)

@@ -32,7 +32,7 @@ from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
 from pypid.core.access.credential_syntax import check_hash_format
 from pypid.core.dists.details import Details
 from pypid.http.client import make_http
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials

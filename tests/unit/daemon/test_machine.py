@@ -31,7 +31,7 @@ from pypid.daemon.machine import (
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
-from pypid.storage.local import LocalStorage, StorageError
+from pypid.storage.folder.local import LocalStorage, StorageError
 
 
 class _Sockets:

@@ -43,11 +43,11 @@ from pypid.export import plan as plans
 from pypid.export.plan import ExportError, ExportManifest, ExportSettings, People
 from pypid.export.target import FileMismatch, LocalTarget, S3Target
 from pypid.http.client import make_http
-from pypid.storage import snapshot as snapshots
+from pypid.storage.base import snapshot as snapshots
+from pypid.storage.base.reading import BINARY_TYPE
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-from pypid.storage.local import LocalStorage
-from pypid.storage.reading import BINARY_TYPE
+from pypid.storage.folder.local import LocalStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.pending import DescribeQueue, PendingFile, project_of
 from pypid.state.backfill import Backfill
-from pypid.storage.local import LocalStorage
+from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_now, write_file
 
@@ -266,7 +266,7 @@ class PagesWaitTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.dists.distribution import inspect
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.memory import MemoryStorage
+        from pypid.storage.base.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
         from pypid.web.web_inputs import SiteSettings
@@ -390,7 +390,7 @@ class StoppedWhileReadingTests(SynchronousTestCase):
 
         from pypid.state.loader import IndexLoader
         from pypid.state.writer import SnapshotWriter
-        from pypid.storage.snapshot_reading import read
+        from pypid.storage.base.snapshot_reading import read
 
         clock = types.SimpleNamespace(seconds=time.time)
         root = os.path.abspath(self.mktemp())

@@ -17,10 +17,10 @@ from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub, Topic
 from pypid.state.catch_up import CatchUp
 from pypid.state.sync import SyncService
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.shared_folder import SharedFolder
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.shared_folder import SharedFolder
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import ControlledLook, run_now, write_file
 

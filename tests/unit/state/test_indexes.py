@@ -43,7 +43,7 @@ from pypid.state.backfill import WAIT_LIMIT, Backfill
 from pypid.state.hosted_stack import PART_KINDS, HostedStack
 from pypid.state.index_reload import reload_indexes
 from pypid.state.indexes import IndexRegistry
-from pypid.storage import snapshot_reading
+from pypid.storage.base import snapshot_reading
 from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.factory import (
     SharedBucket,
@@ -167,8 +167,8 @@ class RegistryTests(_ServerMixin, SynchronousTestCase):
         """
         from pypid.machine.ring import ChangeRing
         from pypid.machine.topics import Hub
-        from pypid.storage.capabilities import ISharedStorage
-        from pypid.storage.shared_folder import SharedFolder
+        from pypid.storage.base.capabilities import ISharedStorage
+        from pypid.storage.folder.shared_folder import SharedFolder
         ring = ChangeRing.create(slots=4, slot_size=64)
         self.addCleanup(ring.close)
         registry = IndexRegistry.from_config(self.config(NAMED), run_now, self.reactor,

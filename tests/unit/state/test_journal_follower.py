@@ -10,8 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.records.audit_chain import BEGINNING, Entry, format_time
 from pypid.core.records.serials import ProjectSerials
 from pypid.state.journal_follower import JournalFollower
-from pypid.storage.interface import StorageError
-from pypid.storage.journal_files import MemoryJournal
+from pypid.storage.base.interface import StorageError
+from pypid.storage.folder.journal_files import MemoryJournal
 
 
 def change(project):

@@ -22,14 +22,14 @@ from pypid.core.indexes.links import file_url_for
 from pypid.state.indexes import IndexRegistry
 from pypid.state.merge import apply_changes, merge_scan
 from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConflict
-from pypid.storage.capabilities import Changed
-from pypid.storage.interface import StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.snapshot import SnapshotError, encode
-from pypid.storage.snapshot_reading import decode
+from pypid.storage.base.capabilities import Changed
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.base.snapshot import SnapshotError, encode
+from pypid.storage.base.snapshot_reading import decode
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, twine_fields
 from tests.harness.indexes import Stack, audit_entries

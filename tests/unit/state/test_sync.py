@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.state.sync import SyncService
-from pypid.storage.capabilities import Changed, Polled
+from pypid.storage.base.capabilities import Changed, Polled
 from tests.harness.records import make_record
 
 

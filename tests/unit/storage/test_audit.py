@@ -41,13 +41,13 @@ from pypid.core.records.audit_query import make_query, select
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.login_failures import LoginFailures
 from pypid.http.client import make_http
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import IJournal, JournalWriter, PartlyWritten, retry_policy
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.bucket.bucket_journal import BucketJournal
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.layout import Layout
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import IJournal, JournalWriter, PartlyWritten, retry_policy
-from pypid.storage.journal_files import LocalJournal, MemoryJournal
-from pypid.storage.journal_records import BucketJournal
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.records import BucketRecords
+from pypid.storage.folder.journal_files import LocalJournal, MemoryJournal
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials

@@ -15,11 +15,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import BEGINNING, retry_policy
-from pypid.storage.journal_files import LocalJournal, MemoryJournal
-from pypid.storage.journal_records import ENTRIES, RecordJournal, batch_name
-from pypid.storage.records import MemoryRecords
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import BEGINNING, retry_policy
+from pypid.storage.base.journal_records import ENTRIES, RecordJournal, batch_name
+from pypid.storage.base.records import MemoryRecords
+from pypid.storage.folder.journal_files import LocalJournal, MemoryJournal
 from tests.harness.journal_contract import JournalContractMixin, change
 
 
@@ -104,7 +104,7 @@ class RecordJournalTests(JournalContractMixin, TestCase):
 
     async def test_partly_written(self):
         """A write of several batches that fails after the first writes the rest only, later."""
-        from pypid.storage import journal_records
+        from pypid.storage.base import journal_records
 
         self.patch(journal_records, "BATCH_ENTRIES", 2)
         journal = self.make_journal()
@@ -130,7 +130,7 @@ class RecordJournalTests(JournalContractMixin, TestCase):
 
     async def test_hint_of_the_end(self):
         """A new writer finds the end from the head record, listing only after it."""
-        from pypid.storage import journal_records
+        from pypid.storage.base import journal_records
 
         self.patch(journal_records, "HEAD_EVERY", 2)
         journal = self.make_journal()

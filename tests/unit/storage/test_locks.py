@@ -1,9 +1,9 @@
-"""Tests for L{pypid.storage.locks}."""
+"""Tests for L{pypid.storage.base.locks}."""
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.locks import KeyedLock
 
 
 class KeyedLockTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-The outbox's records (L{pypid.storage.records}) in memory and in a
+The outbox's records (L{pypid.storage.base.records}) in memory and in a
 folder (L{tests.harness.records_contract}); in a bucket, the same
 contract runs against each cloud's server (C{test_s3_store},
 C{test_azure_store}, C{test_gcs_store}).
@@ -9,7 +9,8 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.records import FolderRecords, MemoryRecords
+from pypid.storage.base.records import MemoryRecords
+from pypid.storage.folder.folder_records import FolderRecords
 from tests.harness.fakes import run_now
 from tests.harness.records_contract import RecordsContractMixin
 

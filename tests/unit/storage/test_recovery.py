@@ -4,7 +4,7 @@ acknowledged change to a local storage folder is never reverted by a step
 of the wall clock back, and a filename once used stays used when its
 tombstone can no longer be read and the snapshot is lost.
 
-In process, against L{pypid.storage.local.LocalStorage} on real files in a
+In process, against L{pypid.storage.folder.local.LocalStorage} on real files in a
 temporary folder (storage compares the snapshot's time with the files'
 change times, which only the real clock gives them).
 """
@@ -20,9 +20,9 @@ from pypid.core.indexes.index import Index
 from pypid.core.util.clock_steps import ClockReading, stepped_back
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotWriter
-from pypid.storage import snapshot, snapshot_reading
-from pypid.storage.interface import FilenameDeleted
-from pypid.storage.local import LocalStorage
+from pypid.storage.base import snapshot, snapshot_reading
+from pypid.storage.base.interface import FilenameDeleted
+from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, write_file
 
@@ -242,8 +242,8 @@ class UnreadableTombstoneTests(SynchronousTestCase):
         import builtins
         import errno
 
-        from pypid.storage import sidecars
-        from pypid.storage.interface import StorageError
+        from pypid.storage.base.interface import StorageError
+        from pypid.storage.folder import sidecars
 
         folder = Folder(self)
         _, _, storage = folder.start(BootClock())

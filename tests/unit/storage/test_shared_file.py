@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.storage.shared_file}: a small file a machine's workers
+Tests for L{pypid.storage.folder.shared_file}: a small file a machine's workers
 change one at a time, each from the file as it is, announced on the ring
 so that the others read it again; and the token book over it.
 """
@@ -14,7 +14,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.jobs.run import run_at_once
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
-from pypid.storage.shared_file import SharedFile
+from pypid.storage.folder.shared_file import SharedFile
 
 
 class SharedFileTests(SynchronousTestCase):

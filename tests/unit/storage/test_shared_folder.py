@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.storage.shared_folder}: two workers' storages over one
+Tests for L{pypid.storage.folder.shared_folder}: two workers' storages over one
 folder and one journal, each seeing at its next look what the other changed
 (uploads, yanks, deletes, tombstones, statuses), never its own changes,
 however many changes went by, a worker's end making a full check due, and
@@ -16,12 +16,12 @@ from zope.interface.verify import verifyObject
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
-from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import IStorage, StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.shared_folder import SharedFolder
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.base.capabilities import Changed, ISharedStorage, Polled
+from pypid.storage.base.interface import IStorage, StorageError
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.shared_folder import SharedFolder
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, write_file
 
@@ -181,7 +181,7 @@ class SharedFolderTests(TestCase):
         folder of the same kind).
         """
         from pypid.core.indexes.promotion import Promotion
-        from pypid.storage.measured import MeasuredStorage
+        from pypid.storage.base.measured import MeasuredStorage
         staging = self.worker(3, os.path.abspath(self.mktemp()), key=".indexes/staging")
         record = self.publish(staging, *make_wheel("holy-grail", "1.0"))
         source = MeasuredStorage(staging, lambda: 0.0)

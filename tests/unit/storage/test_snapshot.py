@@ -1,5 +1,5 @@
 """
-Tests for L{pypid.storage.snapshot}: the snapshot's bytes, reading and atomic
+Tests for L{pypid.storage.base.snapshot}: the snapshot's bytes, reading and atomic
 writing, the writer that saves only what changed, and the periodic service.
 """
 
@@ -20,10 +20,19 @@ from pypid.core.indexes.promotion import Promotion
 from pypid.state import writer as snapshot_writer
 from pypid.state.loader import IndexLoader
 from pypid.state.writer import SnapshotTimer, SnapshotWriter
-from pypid.storage import folder_scan, snapshot
-from pypid.storage.interface import IStorage
-from pypid.storage.snapshot import FORMAT, REQUIRED, Snapshot, SnapshotError, encode, lines, write
-from pypid.storage.snapshot_reading import decode, read
+from pypid.storage.base import snapshot
+from pypid.storage.base.interface import IStorage
+from pypid.storage.base.snapshot import (
+    FORMAT,
+    REQUIRED,
+    Snapshot,
+    SnapshotError,
+    encode,
+    lines,
+    write,
+)
+from pypid.storage.base.snapshot_reading import decode, read
+from pypid.storage.folder import folder_scan
 from tests.harness.fakes import QueuedRun, read_file, run_now, write_file
 
 
@@ -767,7 +776,7 @@ class UpgradeTests(SynchronousTestCase):
         C{path}, as start-up does, then save as the first tick would;
         whether that wrote the snapshot.
         """
-        from pypid.storage.local import LocalStorage
+        from pypid.storage.folder.local import LocalStorage
 
         index = Index(lambda r: r.filename)
         writer = SnapshotWriter(index, path, run_now, clock)
@@ -877,7 +886,7 @@ class HeldScanStorage:
         return d
 
     def answer(self, records, tombstones=(), current=False):
-        from pypid.storage.interface import ScanResult
+        from pypid.storage.base.interface import ScanResult
         self.scans[-1][3].callback(ScanResult({r.filename: r for r in records},
                                               frozenset(tombstones), current=current))
 
@@ -1044,7 +1053,7 @@ class BackgroundCheckTests(SynchronousTestCase):
         again until it passes.
         """
         from pypid.state.loader import CHECK_RETRY
-        from pypid.storage.interface import StorageError
+        from pypid.storage.base.interface import StorageError
         with capturedLogs() as events:
             self.storage.scans[-1][3].errback(StorageError("disk gone"))
             self.successResultOf(self.loader.checked)
@@ -1067,7 +1076,7 @@ class BackgroundCheckTests(SynchronousTestCase):
     def test_no_retry_after_stop(self):
         """A server that stops tries no failed check again."""
         from pypid.state.loader import CHECK_RETRY
-        from pypid.storage.interface import StorageError
+        from pypid.storage.base.interface import StorageError
         with capturedLogs():
             self.storage.scans[-1][3].errback(StorageError("disk gone"))
         self.loader.stop()

@@ -21,9 +21,8 @@ import pypid
 from pypid.core.dists.distribution import inspect
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage import folder_changes, folder_imports, folder_scan
-from pypid.storage.capabilities import IBackfillStorage
-from pypid.storage.interface import (
+from pypid.storage.base.capabilities import IBackfillStorage
+from pypid.storage.base.interface import (
     FileExists,
     LocalFile,
     MemoryFile,
@@ -31,9 +30,10 @@ from pypid.storage.interface import (
     ScanResult,
     StorageError,
 )
-from pypid.storage.local import LocalStorage
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.sidecars import Sidecars
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder import folder_changes, folder_imports, folder_scan
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.sidecars import Sidecars
 from tests.harness.distributions import (
     make_sdist,
     make_wheel,
@@ -920,6 +920,6 @@ class MemoryStorageTests(SynchronousTestCase):
                                                    for alias in node.names]
                     else:
                         continue
-                    if "pypid.storage.memory" in modules:
+                    if "pypid.storage.base.memory" in modules:
                         importers.append(os.path.relpath(path, root))
         self.assertEqual(importers, [])

@@ -1,5 +1,5 @@
 """
-A shared storage's changes in the journal (L{pypid.storage.store_changes}):
+A shared storage's changes in the journal (L{pypid.storage.base.store_changes}):
 what a reader takes in, and when it must compare the whole store instead
 (entries missing, or a journal that went back behind its cursor).
 """
@@ -8,8 +8,8 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder.journal_files import MemoryJournal
 
 
 class StoreChangesTests(TestCase):

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.saved_state import SavedState, _read, state_path
 from tests.harness.fakes import run_now
 from tests.harness.upstream import (

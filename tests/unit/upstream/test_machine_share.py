@@ -16,10 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists.distribution import inspect
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.shared_folder import SharedFolder
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.shared_folder import SharedFolder
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.fetch import UpstreamNotFound

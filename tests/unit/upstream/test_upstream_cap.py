@@ -17,8 +17,8 @@ from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.interface import StorageError
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient

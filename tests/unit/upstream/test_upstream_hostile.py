@@ -26,7 +26,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy

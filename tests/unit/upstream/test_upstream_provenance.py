@@ -19,7 +19,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, Publisher, provenance_document
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for, provenance_url_for
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy

@@ -27,7 +27,7 @@ from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import HTML, JSON
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
 from pypid.upstream.proxy import UpstreamProxy

@@ -19,7 +19,7 @@ from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates

@@ -28,14 +28,14 @@ from pypid.core.dists.details import Details
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
 from pypid.core.util.http_errors import REASON_LIMIT
-from pypid.storage import sidecars
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     MemoryFile,
     RecordRefused,
     Redirect,
     RemoteBytes,
     StorageError,
 )
+from pypid.storage.folder import sidecars
 from pypid.web.changes.upload_store import _deleted
 from pypid.web.server.areas import Areas
 from tests.harness.distributions import (
@@ -1823,7 +1823,7 @@ class IndexServerTests(SynchronousTestCase):
         their names (none without any), each hosted one with its own uploads.
         """
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.memory import MemoryStorage
+        from pypid.storage.base.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.changes.publish import Publish
         from pypid.web.identity.gates import Gates

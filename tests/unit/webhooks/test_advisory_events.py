@@ -13,9 +13,9 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
 from pypid.core.security.affected_releases import Affected
-from pypid.storage.interface import StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.records import MemoryRecords
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.records import MemoryRecords
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.webhooks.advisory_events import TOLD, AdvisoryEvents
 from tests.harness.webhooks import change
 

@@ -15,9 +15,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import Filter, WebhookEvent
-from pypid.storage.interface import StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.records import MemoryRecords
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.records import MemoryRecords
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.webhooks.delivery import CURSOR_DELAY, STORE_PAUSE, Deliveries
 from pypid.webhooks.lanes import Lane
 from pypid.webhooks.lease import RENEW, TTL, Lease

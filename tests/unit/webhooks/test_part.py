@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.records import FolderRecords
+from pypid.storage.folder.folder_records import FolderRecords
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.webhooks.part import WebhookPart
 from tests.harness.config_files import ConfigFiles
 from tests.harness.fakes import run_now
@@ -72,7 +72,7 @@ class PartTests(ConfigFiles, SynchronousTestCase):
 
     def test_client_started_with_the_first_subscription(self):
         """A bucket's client of the ledger starts only once a subscription is there."""
-        from pypid.storage.records import MemoryRecords
+        from pypid.storage.base.records import MemoryRecords
         from pypid.webhooks.ledger import Ledger
         from tests.harness.webhooks import ScriptedSender
 

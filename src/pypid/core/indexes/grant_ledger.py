@@ -13,7 +13,7 @@ older, and deleting a project's first files must not make it younger. So
 the first server to run with a grant writes down when it came into force
 and the projects it found there that its owners did not make, in one
 small document of the default index's storage
-(L{pypid.storage.capabilities.GRANT_LEDGER}), which every later start, reload
+(L{pypid.storage.base.capabilities.GRANT_LEDGER}), which every later start, reload
 and server on the same storage reads and keeps. A grant whose owners
 change stays the same grant (its namespace stayed reserved); one removed
 is forgotten, so that reserving the namespace again later starts anew.

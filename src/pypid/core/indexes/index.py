@@ -391,7 +391,7 @@ class Index:
     def take_promotions(self, promotions: dict[str, Promotion]) -> None:
         """
         Take what storage says of the promoted files (a scan's
-        L{pypid.storage.interface.ScanResult.promotions}): those of live
+        L{pypid.storage.base.interface.ScanResult.promotions}): those of live
         files, all the others forgotten.
         """
         self.promotions.replace({filename: promotion for filename, promotion in promotions.items()

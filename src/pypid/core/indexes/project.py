@@ -4,7 +4,7 @@ kept of it, and its records made later; and the table of the projects
 loaded I{later} (L{LaterProjects}): listed, counted and found by their
 filenames at once, their records made the first time anything asks for
 them (L{Project.files}), so that a start from a large snapshot answers
-before a record is made (see L{pypid.storage.snapshot}).
+before a record is made (see L{pypid.storage.base.snapshot}).
 
 Apart from the L{pypid.core.indexes.index.Index} that holds them, because
 more reads a project than the index: the kept pages

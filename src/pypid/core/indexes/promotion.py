@@ -7,7 +7,7 @@ A promotion moves a release from one index to another without its bytes
 going through pypid: the target index stores the very file, and the same
 L{pypid.core.dists.model.FileRecord} (bytes, hashes, upload time and uploader are
 the upload's). What the promotion adds is this small value, kept beside the
-promoted file by the storage (L{pypid.storage.capabilities.IAdoptingStorage})
+promoted file by the storage (L{pypid.storage.base.capabilities.IAdoptingStorage})
 rather than in the record: C{FileRecord}'s JSON refuses unknown keys, so a
 field there would make every older pypid refuse the records, and a file
 that was only uploaded would pay for it. Only promoted files have one.
@@ -22,7 +22,7 @@ store's side); a crash between two of them would leave the target with
 part of a release that no index lists, nor any answer acknowledged. So a
 start that finds a journal takes that promotion back (the target's
 loader, before the index serves: L{pypid.state.loader}): each file it
-names is discarded as L{pypid.storage.capabilities.IAdoptingStorage.discard_adopted}
+names is discarded as L{pypid.storage.base.capabilities.IAdoptingStorage.discard_adopted}
 does, which leaves alone a file of that name with other bytes. The
 records are kept whole, not only the filenames, because that comparison
 needs the sha256.

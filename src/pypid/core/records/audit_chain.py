@@ -15,7 +15,7 @@ L{verify_lines} and L{verify_files} name. A chain without a secret key is
 evidence against slips and clumsy edits, not against someone who rewrites
 every entry after the one they changed; and nothing links to a chain's
 newest entry, so it can be cut without a trace in the files (the running
-server notices when it writes next: L{pypid.storage.journal}).
+server notices when it writes next: L{pypid.storage.base.journal}).
 
 Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
 PEP 700's upload times), which sorts as the times do: queries compare them

@@ -69,7 +69,7 @@ class ChangeKind(StrEnum):
     WEBHOOK_TEST = "webhook-test"
     #: a storage shared with other servers (a bucket, a machine's folder)
     #: holds a change of a file or of a project's status: what the others
-    #: read again (L{pypid.storage.store_changes}); the audit log's pages
+    #: read again (L{pypid.storage.base.store_changes}); the audit log's pages
     #: leave it out unless asked for
     STORED = "stored"
 

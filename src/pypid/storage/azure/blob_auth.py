@@ -32,8 +32,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.run import Run
 from pypid.storage.azure.shared_key import shared_key
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.credential_life import AheadRefresh
-from pypid.storage.interface import StorageError
 
 #: The scope of a token for Azure Storage.
 SCOPE = "https://storage.azure.com/.default"

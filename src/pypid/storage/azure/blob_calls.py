@@ -40,6 +40,7 @@ from pypid.storage.azure.shared_key import (
     metadata_headers,
     metadata_of,
 )
+from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import (
     Answer,
@@ -60,7 +61,6 @@ from pypid.storage.bucket.store import (
     StoreUnavailable,
     parse_http_time,
 )
-from pypid.storage.interface import Deliverable, StorageError
 
 log = Logger()
 

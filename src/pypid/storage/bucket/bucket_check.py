@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import attrs
 
+from pypid.storage.base.interface import StorageError, StorageState
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.interface import StorageError, StorageState
 
 
 @attrs.define

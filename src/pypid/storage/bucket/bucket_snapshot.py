@@ -20,12 +20,12 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from pypid.jobs.run import Run
-from pypid.storage import snapshot as snapshots
-from pypid.storage import snapshot_reading
+from pypid.storage.base import snapshot as snapshots
+from pypid.storage.base import snapshot_reading
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.interface import StorageError
 
 log = Logger()
 

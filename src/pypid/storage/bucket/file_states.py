@@ -15,10 +15,10 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.gather import gather
+from pypid.storage.base.capabilities import Changed
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, binned_time, record_from_metadata, yank_reason
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.capabilities import Changed
 
 
 @attrs.define

@@ -28,14 +28,14 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.jobs.run import Run
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import AlreadyBinned, FileExists, FilenameDeleted, StorageError
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, binned_body, user_metadata, yank_body
 from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.object_writes import ObjectWriter
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import AlreadyBinned, FileExists, FilenameDeleted, StorageError
 
 log = Logger()
 

@@ -27,8 +27,8 @@ from zope.interface import implementer
 from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.store import ObjectHead, StoreUnavailable, parse_http_time
-from pypid.storage.interface import Deliverable, StorageError
 
 #: Error answers are read up to this size (a store's are a few hundred bytes).
 ERROR_BODY_LIMIT = 64 << 10

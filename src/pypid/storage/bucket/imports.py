@@ -35,14 +35,14 @@ from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import Renderer, render_description
 from pypid.jobs.gather import gather
 from pypid.jobs.run import Run
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import RecordRefused, StorageError
 from pypid.storage.bucket.layout import (
     Layout,
     record_from_metadata,
     user_metadata,
 )
 from pypid.storage.bucket.store import Listed, ObjectStore
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import RecordRefused, StorageError
 
 log = Logger()
 

@@ -33,8 +33,8 @@ import attrs
 from pypid.core.dists.model import FileRecord, cut_reason, format_upload_time
 from pypid.core.dists.names import InvalidName, normalize, parse_filename
 from pypid.core.util.s3_limits import MAX_USER_METADATA
-from pypid.storage.capabilities import document_name
-from pypid.storage.interface import RecordRefused
+from pypid.storage.base.capabilities import document_name
+from pypid.storage.base.interface import RecordRefused
 
 _INTERNAL = ".pypid/"
 METADATA_SUFFIX = ".metadata"
@@ -112,7 +112,7 @@ class Layout:
 
     def document_key(self, name: str) -> str:
         """
-        Where the server document C{name} is (L{pypid.storage.capabilities.DOCUMENTS}:
+        Where the server document C{name} is (L{pypid.storage.base.capabilities.DOCUMENTS}:
         the advisory waivers', C{waivers.json}, and the namespace grants', C{namespaces.json}).
         """
         return self.prefix + _INTERNAL + document_name(name) + ".json"

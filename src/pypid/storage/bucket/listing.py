@@ -22,10 +22,10 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.storage.base.interface import ScanResult
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, binned_time, yank_reason
 from pypid.storage.bucket.store import Listed, ObjectStore
-from pypid.storage.interface import ScanResult
 
 log = Logger()
 

@@ -3,7 +3,7 @@ How several pypid servers on one bucket learn of each other's changes.
 
 Every change (an upload, a yank, a delete, a project's status) is told in
 the store's journal once the bucket holds it (L{BucketChanges.tell}, a
-L{pypid.storage.store_changes.StoreChanges}), and the changes of files
+L{pypid.storage.base.store_changes.StoreChanges}), and the changes of files
 wait for it before they answer. Each server reads the entries after the
 serial it read up to and reads again the state of every file they name,
 then the status object of every project they name or whose file they name
@@ -34,6 +34,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from pypid.storage.base.capabilities import Changed, Polled
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.bucket.layout import (
     Change,
     Layout,
@@ -41,9 +44,6 @@ from pypid.storage.bucket.layout import (
     intent_subject,
 )
 from pypid.storage.bucket.store import Listed, ObjectStore
-from pypid.storage.capabilities import Changed, Polled
-from pypid.storage.interface import StorageError
-from pypid.storage.store_changes import StoreChanges
 
 log = Logger()
 
@@ -86,7 +86,7 @@ class BucketChanges:
         @param layout: the L{pypid.storage.bucket.layout.Layout} of the bucket.
         @param clock: provides C{seconds()}.
         @param state_of: C{async state_of(filename)} -> the file's
-            L{pypid.storage.capabilities.Changed} as the bucket holds it now.
+            L{pypid.storage.base.capabilities.Changed} as the bucket holds it now.
         @param status_of: C{async status_of(project)} -> the project's
             status object as the bucket holds it now (L{None}: active).
         @param background: C{background(coroutine) -> Deferred}: runs work
@@ -204,7 +204,7 @@ class BucketChanges:
         """
         The state of every file that changed since the last poll, then the
         status object of every project whose status changed or whose file
-        did (a L{pypid.storage.capabilities.Polled}).
+        did (a L{pypid.storage.base.capabilities.Polled}).
 
         @param starting: the first poll after a snapshot: intent markers
             seen before count again, and no status is read (the start

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
+from pypid.storage.base.interface import FileExists, FilenameDeleted, StorageError
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.journal_objects import JournalObjects
@@ -29,7 +30,6 @@ from pypid.storage.bucket.layout import Layout, user_metadata
 from pypid.storage.bucket.markers import BucketChanges
 from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
 
 log = Logger()
 

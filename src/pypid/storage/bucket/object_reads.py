@@ -27,11 +27,7 @@ from twisted.python.failure import Failure
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
 from pypid.http.bodies import Deadline
-from pypid.storage.bucket.imports import Importer
-from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.signed_urls import PresignedURLs
-from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     Deliverable,
     MemoryFile,
     Redirect,
@@ -39,6 +35,10 @@ from pypid.storage.interface import (
     RemoteFile,
     checked_provenance,
 )
+from pypid.storage.bucket.imports import Importer
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.signed_urls import PresignedURLs
+from pypid.storage.bucket.store import ObjectStore
 
 log = Logger()
 

@@ -22,9 +22,9 @@ from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
 from pypid.jobs.gather import gather
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.store import ObjectRef, ObjectStore
-from pypid.storage.interface import StorageError
 
 log = Logger()
 

@@ -21,6 +21,8 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.dists.model import FileRecord
+from pypid.storage.base.capabilities import Polled
+from pypid.storage.base.interface import ScanResult
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.imports import Importer
@@ -28,8 +30,6 @@ from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.markers import STALE, BucketChanges, Pacer
 from pypid.storage.bucket.status_objects import StatusObjects
 from pypid.storage.bucket.store import ObjectStore, PacedStore
-from pypid.storage.capabilities import Polled
-from pypid.storage.interface import ScanResult
 
 
 @attrs.define

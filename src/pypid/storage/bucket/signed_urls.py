@@ -21,8 +21,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Family, counter, gauge
 from pypid.core.util.bounded import put_newest
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.store import ObjectStore
-from pypid.storage.interface import StorageError
 
 #: The most presigned URLs kept (the oldest signed go first). A URL and its
 #: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file

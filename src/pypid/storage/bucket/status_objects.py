@@ -44,7 +44,7 @@ class StatusObjects:
         Keep the status of the normalized C{project}, or remove it
         (L{None}), then tell it and wait for the journal.
 
-        @raise pypid.storage.interface.StorageError: the object, or its
+        @raise pypid.storage.base.interface.StorageError: the object, or its
             entry, could not be written (the journal tries again, in
             order, so the other servers learn a status kept).
         """

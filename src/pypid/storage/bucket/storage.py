@@ -50,7 +50,30 @@ from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, timing_families
 from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.jobs.run import Run
+from pypid.storage.base.capabilities import (
+    IAdoptingStorage,
+    IEvictingStorage,
+    IServerDocuments,
+    ISharedStorage,
+    IUsageStorage,
+    Polled,
+)
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import (
+    IStorage,
+    MemoryFile,
+    Redirect,
+    RemoteBytes,
+    RemoteFile,
+    ScanResult,
+    StorageError,
+    StorageState,
+)
+from pypid.storage.base.journal_records import RecordJournal
+from pypid.storage.base.records import FOLDER
+from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.bucket.bucket_check import BucketCheck
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.file_writes import FileWrites
@@ -67,28 +90,6 @@ from pypid.storage.bucket.shared_view import SharedView
 from pypid.storage.bucket.signed_urls import PresignedURLs
 from pypid.storage.bucket.status_objects import StatusObjects, read_status
 from pypid.storage.bucket.store import ObjectStore, read_all
-from pypid.storage.capabilities import (
-    IAdoptingStorage,
-    IEvictingStorage,
-    IServerDocuments,
-    ISharedStorage,
-    IUsageStorage,
-    Polled,
-)
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import (
-    IStorage,
-    MemoryFile,
-    Redirect,
-    RemoteBytes,
-    RemoteFile,
-    ScanResult,
-    StorageError,
-    StorageState,
-)
-from pypid.storage.journal_records import RecordJournal
-from pypid.storage.records import FOLDER, BucketRecords
-from pypid.storage.store_changes import StoreChanges
 
 #: A listed object modified this close to the snapshot's time is read again
 #: rather than trusted (the store's clock and ours may disagree).

@@ -32,7 +32,7 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore
 
 from pypid.core.records.metrics import Timings
-from pypid.storage.interface import Deliverable, StorageError
+from pypid.storage.base.interface import Deliverable, StorageError
 
 
 class StoreRefused(StorageError):

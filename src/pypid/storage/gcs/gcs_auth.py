@@ -25,8 +25,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.credential_life import AheadRefresh
-from pypid.storage.interface import StorageError
 
 #: The scope pypid's tokens are for.
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from pypid.core.records.metrics import Timings
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP
 from pypid.storage.bucket.store import (
@@ -47,7 +48,6 @@ from pypid.storage.bucket.store import (
 )
 from pypid.storage.gcs.gcs_auth import GoogleCredentials
 from pypid.storage.gcs.v4_urls import MAX_SECONDS, signed_url
-from pypid.storage.interface import Deliverable, StorageError
 
 log = Logger()
 

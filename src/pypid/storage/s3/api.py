@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Timings
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import (
     Answer,
@@ -33,7 +34,6 @@ from pypid.storage.bucket.http_calls import (
     head_by_headers,
 )
 from pypid.storage.bucket.store import ListPage, ObjectHead, ObjectRef
-from pypid.storage.interface import Deliverable, StorageError
 from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, presign, sign
 from pypid.storage.s3.uploads import Uploads
 from pypid.storage.s3.wire import (

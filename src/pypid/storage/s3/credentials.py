@@ -19,8 +19,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.credential_life import AheadRefresh
-from pypid.storage.interface import StorageError
 from pypid.storage.s3.sign import Credentials
 
 #: Refresh temporary credentials this long before they expire (botocore's

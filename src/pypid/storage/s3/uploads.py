@@ -32,9 +32,9 @@ from twisted.logger import Logger
 
 from pypid.core.util.s3_limits import MAX_PARTS, MIN_PART_SIZE
 from pypid.jobs.run import Run
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer
 from pypid.storage.bucket.store import ObjectHead
-from pypid.storage.interface import StorageError
 from pypid.storage.s3.sign import Bucket
 from pypid.storage.s3.wire import (
     S3Error,

@@ -59,7 +59,7 @@ from pypid.core.security.advisory_waivers import (
 )
 from pypid.core.util.http_errors import BadRequest, Conflict, NotFound, Unavailable
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable

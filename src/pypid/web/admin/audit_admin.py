@@ -17,7 +17,7 @@ from pypid.core.formats.admin_answers import AuditCheck, AuditPage
 from pypid.core.records.audit_chain import AuditError
 from pypid.core.records.audit_query import Query, make_query
 from pypid.core.util.http_errors import BadRequest, Forbidden
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.identity.gates import Gates, not_an_admin
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable

@@ -64,7 +64,7 @@ from pypid.core.util.http_errors import Forbidden, Unauthorized
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
 from pypid.machine.topics import Hub
-from pypid.storage.disk import remove_file, write_atomically
+from pypid.storage.base.disk import remove_file, write_atomically
 from pypid.web.identity.gates import Gates
 from pypid.web.server.channel import ConnectionCounter
 from pypid.web.server.routes import answer_errors

@@ -25,7 +25,7 @@ from pypid.core.formats.admin_answers import RetentionApplied, RetentionPlans
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
 from pypid.state.cleanup import CountsNotRead, IndexCleanup
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import storage_unavailable

@@ -32,7 +32,7 @@ from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.records.audit_chain import FAILED, OK, event_id, format_time
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable

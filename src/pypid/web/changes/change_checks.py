@@ -21,7 +21,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Conflict, Forbidden, NotFound, Unauthorized
-from pypid.storage.interface import AlreadyBinned, FilenameDeleted, StorageError
+from pypid.storage.base.interface import AlreadyBinned, FilenameDeleted, StorageError
 from pypid.web.identity.gates import UPLOAD_LOGIN, Gates
 from pypid.web.server.respond import storage_unavailable
 

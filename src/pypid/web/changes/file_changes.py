@@ -26,8 +26,8 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, Conflict, Forbidden, NotFound
 from pypid.core.util.units import counted, format_duration
 from pypid.state.recycle_bin import NotInBin, RecycleBin, RestoreConflict
-from pypid.storage.interface import FilenameDeleted, IStorage, StorageError
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.interface import FilenameDeleted, IStorage, StorageError
+from pypid.storage.base.locks import KeyedLock
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
@@ -47,7 +47,7 @@ class FileChanges:
     Yanks, unyanks, deletes and restores in one hosted index.
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _checks: the index's L{ChangeChecks}.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.

@@ -57,7 +57,7 @@ from pypid.state.promoter import (
     release_of,
     under_locks,
 )
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     StorageError,
 )
 from pypid.web.changes.change_checks import ChangeChecks

@@ -47,8 +47,8 @@ from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import BadRequest, NotFound, TooLarge, Unavailable
 from pypid.jobs.run import Run
 from pypid.state.recycle_bin import RecycleBin
-from pypid.storage.interface import IStorage, StorageError
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.interface import IStorage, StorageError
+from pypid.storage.base.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.changes.file_changes import FileChange, FileChanges
 from pypid.web.changes.upload_store import AttestationCheck, NoAttestations, UploadStore
@@ -72,7 +72,7 @@ class Publish:
     Uploads, yanks and deletes.
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.

@@ -34,14 +34,14 @@ from pypid.core.indexes.index_names import index_section
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest
 from pypid.jobs.run import Run
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     FileExists,
     FilenameDeleted,
     IStorage,
     RecordRefused,
     StorageError,
 )
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.locks import KeyedLock
 from pypid.web.changes.change_checks import ChangeChecks, storage_call
 from pypid.web.server.audit_trail import AuditTrail, facts_of
 from pypid.web.server.respond import send_text, storage_unavailable
@@ -99,7 +99,7 @@ class UploadStore:
     Stores the uploads to one hosted index.
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _checks: the index's L{ChangeChecks}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (the inspection).
     @ivar _clock: provides C{seconds()}.

@@ -39,8 +39,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
-from pypid.storage.disk import read_if_present, write_durably
-from pypid.storage.shared_file import SharedFile
+from pypid.storage.base.disk import read_if_present, write_durably
+from pypid.storage.folder.shared_file import SharedFile
 
 log = Logger()
 

@@ -45,7 +45,7 @@ from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
-from pypid.storage.shared_file import SharedFile, ShareFile
+from pypid.storage.folder.shared_file import SharedFile, ShareFile
 from pypid.web.identity.browser_sessions import SAVE_INTERVAL, BrowserSessions, load_book
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.identification import FailedLogins

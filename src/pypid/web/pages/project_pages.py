@@ -57,7 +57,7 @@ from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisorie
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
 from pypid.state.hosted_source import HostedSource
-from pypid.storage.interface import IStorage, StorageError
+from pypid.storage.base.interface import IStorage, StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.pages.people import HTML, ReaderChrome, people_headers
 from pypid.web.server.respond import (

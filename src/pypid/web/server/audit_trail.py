@@ -42,7 +42,7 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import Family
 from pypid.core.util.http_errors import HTTPError
-from pypid.storage.journal import IJournal, journal_families
+from pypid.storage.base.journal import IJournal, journal_families
 from pypid.web.identity.request_auth import client_address, identity_of
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
@@ -137,7 +137,7 @@ class AuditTrail:
     """
     Records changes and failed logins into an audit log.
 
-    @ivar log: the L{pypid.storage.journal.IJournal}.
+    @ivar log: the L{pypid.storage.base.journal.IJournal}.
     @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
     """
 
@@ -262,7 +262,7 @@ class AuditTrail:
         """
         Write everything, the failed logins of this minute too (the server
         stops); the journal itself is closed after the storages that tell
-        their changes in it (L{pypid.storage.journal.JournalPart}).
+        their changes in it (L{pypid.storage.base.journal.JournalPart}).
         """
         if self._window_end is not None and self._window_end.active():
             self._window_end.cancel()

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.security.advisories import READING
-from pypid.storage.interface import IStorage, StorageState
+from pypid.storage.base.interface import IStorage, StorageState
 from pypid.web.server.routes import answer_errors, send_json
 
 #: the seconds a probe is told to wait (C{Retry-After}) while the server starts
@@ -93,7 +93,7 @@ def _always() -> bool:
 @attrs.define(slots=False)
 class Health:
     """
-    @ivar _storage: the L{pypid.storage.interface.IStorage}.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _ready: C{ready() -> bool}, whether the index answers with every
         stored file (L{pypid.daemon.readiness.Readiness.ready}).
     @ivar _clock: the clock of the storage probe (L{StorageProbe}).

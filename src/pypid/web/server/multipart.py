@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
-from pypid.storage.disk import remove_file
+from pypid.storage.base.disk import remove_file
 from pypid.web.server.upload_form import (
     Budget,
     DiskPart,

@@ -17,7 +17,7 @@ import tempfile
 
 import attrs
 
-from pypid.storage.disk import remove_file
+from pypid.storage.base.disk import remove_file
 
 
 class MultipartError(ValueError):

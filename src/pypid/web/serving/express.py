@@ -46,7 +46,7 @@ from pypid.core.formats.negotiate import accepts_gzip
 from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.core.util.lru import ByteLRU
-from pypid.storage.interface import LocalFile, MemoryFile
+from pypid.storage.base.interface import LocalFile, MemoryFile
 from pypid.web.identity.request_auth import client_address, forwarded_client
 from pypid.web.server.respond import PAGE_CACHE_CONTROL
 from pypid.web.server.twisted_http import write_between_requests

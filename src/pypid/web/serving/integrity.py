@@ -35,7 +35,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import ProvenanceInvalid, read_provenance
 from pypid.core.formats.negotiate import INTEGRITY_TYPES, choose_integrity
 from pypid.core.util.http_errors import NotAcceptable, NotFound
-from pypid.storage.interface import IStorage
+from pypid.storage.base.interface import IStorage
 from pypid.web.server.respond import Answer, etag_matches
 
 log = Logger()

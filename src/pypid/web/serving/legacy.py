@@ -53,7 +53,7 @@ from pypid.core.security.advisories import (
 from pypid.core.util.bounded import put_newest
 from pypid.core.util.http_errors import NotFound
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import IStorage, StorageError
+from pypid.storage.base.interface import IStorage, StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import send_page, storage_unavailable
 from pypid.web.server.routes import answer_errors, kept_page, requested_version
@@ -75,7 +75,7 @@ _Listed = tuple[Project, Project, Index, Callable[[FileRecord], IStorage],
 class LegacyJSON:
     """
     @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.interface.IStorage}, for stored metadata.
+    @ivar _storage: the L{pypid.storage.base.interface.IStorage}, for stored metadata.
     @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _base_url: the configured public URL, or L{None}.
     """

@@ -20,7 +20,7 @@ import attrs
 from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import HTTPError
 from pypid.state.usage_log import UsageLog
-from pypid.storage.interface import Location
+from pypid.storage.base.interface import Location
 
 if TYPE_CHECKING:
     from pypid.core.dists.model import FileRecord

@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.util.http_errors import HTTPError, NotFound
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     LocalFile,
     Location,
     MemoryFile,
@@ -260,7 +260,7 @@ def send_remote(request: Request, remote: RemoteFile, etag: bytes,
                 content_type: bytes = FILE_CONTENT_TYPE) -> bytes | int | Deferred[int]:
     """
     Relay a stored object from a remote store (a
-    L{pypid.storage.interface.RemoteFile}) as it arrives, at the client's
+    L{pypid.storage.base.interface.RemoteFile}) as it arrives, at the client's
     pace, like L{send_file}: C{HEAD}, C{304} and C{416} are answered from the
     record's size and never reach the store.
 

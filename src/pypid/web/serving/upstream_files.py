@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.util.http_errors import BadGateway, NotFound, Unavailable
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.server.respond import RETRY_AFTER, Answer, connected
 from pypid.web.serving.stored_objects import (
     FILE_CACHE_CONTROL,

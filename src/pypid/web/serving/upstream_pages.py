@@ -42,7 +42,7 @@ from pypid.core.dists.variant_files import is_variants_filename
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.render import JSON, AgedPage, Page
 from pypid.core.util.http_errors import Gone, NotFound, TooManyRequests
-from pypid.storage.interface import Location
+from pypid.storage.base.interface import Location
 from pypid.web.identity.request_auth import client_address
 from pypid.web.server.respond import Answer, finish_later, page_kind, send_page
 from pypid.web.serving.integrity import no_provenance, same_version, send_provenance

@@ -15,7 +15,7 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_base
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings

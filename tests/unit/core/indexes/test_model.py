@@ -84,10 +84,10 @@ from pypid.core.security.advisories import Advisory, AdvisoryBoard, AdvisoryDB
 from pypid.core.security.affected_releases import Affected
 from pypid.machine.topics import LONE, Hub
 from pypid.state.indexes import IndexRegistry
+from pypid.storage.base.journal import BEGINNING
+from pypid.storage.base.records import MemoryRecords
 from pypid.storage.factory import Sharing
-from pypid.storage.journal import BEGINNING
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.records import MemoryRecords
+from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web, index_materials
@@ -490,7 +490,7 @@ class IndexMachine(RuleBasedStateMachine):
         self.agent = RequestTraversalAgent(self.origins)
 
         def upstream(index, learnt):
-            from pypid.storage.memory import MemoryStorage
+            from pypid.storage.base.memory import MemoryStorage
             kept = MemoryStorage(os.path.join(self.folder, "upstream"), self.clock)
             kept.prepare()
             source = make_source(self.agent, self.clock, UPSTREAM, kept)

@@ -24,9 +24,9 @@ from pypid.core.indexes.grant_ledger import (
 from pypid.core.indexes.namespace_api import IndexNamespaces, creation, foreign_projects
 from pypid.core.indexes.namespaces import NamespaceGrants, parse_grant
 from pypid.state.grant_keeper import GrantKeeper
-from pypid.storage.capabilities import GRANT_LEDGER
-from pypid.storage.interface import StorageError
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.capabilities import GRANT_LEDGER
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import FAST, multipart_body, twine_fields
 from tests.harness.indexes import _ServerMixin

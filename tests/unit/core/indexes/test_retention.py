@@ -22,9 +22,9 @@ from pypid.core.indexes.retention import RetentionRules, make_plan
 from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.journal_files import MemoryJournal
 from tests.harness.distributions import make_wheel
 from tests.harness.indexes import audit_entries
 from tests.harness.retention import RetainedIndex

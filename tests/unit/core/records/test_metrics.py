@@ -1,6 +1,6 @@
 """
 Tests for C{/metrics}: the counting (L{pypid.core.records.metrics}), the timed
-storage (L{pypid.storage.measured}), who may scrape (L{pypid.config.metrics_settings})
+storage (L{pypid.storage.base.measured}), who may scrape (L{pypid.config.metrics_settings})
 and the exposition (L{pypid.web.admin.exposition}), in memory through the real site.
 """
 
@@ -29,9 +29,9 @@ from pypid.core.records.metrics import (
     outcome_of,
     route_of,
 )
-from pypid.storage.capabilities import ISharedStorage
-from pypid.storage.interface import FileExists, IStorage, StorageError
-from pypid.storage.measured import MeasuredStorage
+from pypid.storage.base.capabilities import ISharedStorage
+from pypid.storage.base.interface import FileExists, IStorage, StorageError
+from pypid.storage.base.measured import MeasuredStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
 from tests.harness.indexes import NAMED, UPLOAD_TIME

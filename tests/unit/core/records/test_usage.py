@@ -29,10 +29,10 @@ from pypid.core.records.usage import (
 )
 from pypid.machine.topics import Topic
 from pypid.state.usage_log import UsageLog
-from pypid.storage.capabilities import IUsageStorage
-from pypid.storage.interface import StorageError
-from pypid.storage.local import LocalStorage
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.capabilities import IUsageStorage
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.local import LocalStorage
 from tests.harness.fakes import run_now
 from tests.harness.web import WHEEL_NAME, _ServerMixin
 

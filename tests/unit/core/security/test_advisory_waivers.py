@@ -35,9 +35,9 @@ from pypid.core.security.advisory_waivers import (
 )
 from pypid.core.security.affected_releases import Affected
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.capabilities import WAIVERS
-from pypid.storage.interface import StorageError
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.capabilities import WAIVERS
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
 
 HIGH = Advisory("GHSA-aaaa-0000-0001", aliases=("CVE-2026-1",), severity="high",
                 affected=(Affected("widget", (), frozenset({release_key("2.0")})),))

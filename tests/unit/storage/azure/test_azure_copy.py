@@ -13,8 +13,8 @@ from twisted.web.resource import Resource
 
 from pypid.storage.azure.blob_auth import AccountKey
 from pypid.storage.azure.blob_calls import AzureClient
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.store import ObjectRef
-from pypid.storage.interface import StorageError
 from tests.harness.azurite import ACCOUNT, KEY
 from tests.harness.fakes import run_now
 

@@ -19,7 +19,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from pypid.http.client import https_policy, make_http
 from pypid.storage.azure.blob_auth import AzureIdentity, SasToken
 from pypid.storage.azure.blob_calls import AzureClient
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from tests.harness import azurite
 from tests.harness.azure import AzuriteCase
 from tests.harness.fakes import run_now

@@ -17,6 +17,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
 from pypid.http.client import make_http
+from pypid.storage.base.interface import StorageError
 from pypid.storage.gcs.gcs_auth import (
     REFRESH_AHEAD,
     GoogleCredentials,
@@ -24,7 +25,6 @@ from pypid.storage.gcs.gcs_auth import (
     metadata_server_credentials,
 )
 from pypid.storage.gcs.object_calls import GCSClient
-from pypid.storage.interface import StorageError
 from tests.harness.fakes import run_now
 from tests.harness.gcs import GCSCase
 

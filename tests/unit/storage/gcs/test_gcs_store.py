@@ -3,8 +3,8 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.journal_records import BucketJournal
-from pypid.storage.records import BucketRecords
+from pypid.storage.bucket.bucket_journal import BucketJournal
+from pypid.storage.bucket.bucket_records import BucketRecords
 from tests.harness.gcs import GCSCase
 from tests.harness.journal_contract import JournalContractMixin
 from tests.harness.object_store import ObjectStoreContractMixin

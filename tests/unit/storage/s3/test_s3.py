@@ -17,12 +17,10 @@ from twisted.trial.unittest import TestCase
 
 from pypid.core.records.audit_chain import BEGINNING
 from pypid.core.records.change_kinds import ChangeKind
-from pypid.storage import snapshot as snapshots
-from pypid.storage import snapshot_reading
-from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.object_reads import IdleGuard
-from pypid.storage.capabilities import ISharedStorage, IUsageStorage
-from pypid.storage.interface import (
+from pypid.storage.base import snapshot as snapshots
+from pypid.storage.base import snapshot_reading
+from pypid.storage.base.capabilities import ISharedStorage, IUsageStorage
+from pypid.storage.base.interface import (
     FileExists,
     MemoryFile,
     RecordRefused,
@@ -31,9 +29,11 @@ from pypid.storage.interface import (
     RemoteFile,
     StorageError,
 )
-from pypid.storage.journal_records import RecordJournal
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.records import BucketRecords
+from pypid.storage.base.journal_records import RecordJournal
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.bucket.bucket_records import BucketRecords
+from pypid.storage.bucket.layout import Layout
+from pypid.storage.bucket.object_reads import IdleGuard
 from pypid.storage.s3 import api as s3api
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Credentials

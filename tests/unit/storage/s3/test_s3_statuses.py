@@ -24,10 +24,10 @@ from pypid.core.dists.readme import render_description
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.state.merge import apply_statuses, checked_statuses
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketStorage
-from pypid.storage.interface import StorageError
-from pypid.storage.memory import MemoryStorage
 from tests.harness import s3server
 from tests.harness.admin import run_admin
 from tests.harness.distributions import make_sdist, make_wheel

@@ -5,8 +5,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pypid.http.client import make_http
-from pypid.storage.journal_records import BucketJournal
-from pypid.storage.records import BucketRecords
+from pypid.storage.bucket.bucket_journal import BucketJournal
+from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials

@@ -15,13 +15,13 @@ from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket import signed_urls as presigning
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, user_metadata, yank_body
 from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.signed_urls import PresignedURLs
 from pypid.storage.bucket.store import Listed, ObjectHead, parse_iso_time
-from pypid.storage.interface import StorageError
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.sign import Bucket, Credentials
 from tests.harness.distributions import make_wheel
@@ -349,7 +349,7 @@ class BucketListingTests(SynchronousTestCase):
         """Write nothing beside an imported file (not under test here)."""
 
     def scan(self, known, since):
-        """The listing's L{pypid.storage.interface.ScanResult}, at once."""
+        """The listing's L{pypid.storage.base.interface.ScanResult}, at once."""
         return self.successResultOf(ensureDeferred(self.listing.scan(known, since)))
 
     def test_trusts_known_unchanged(self):

@@ -29,6 +29,7 @@ from pypid.config import ConfigError, load_config
 from pypid.core.dists.model import SUMMARY_BYTES, UPLOADER_BYTES, FileRecord, cut_text
 from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.util.s3_limits import CHECK_RATE
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket import http_calls
 from pypid.storage.bucket.http_calls import RETRY_DELAYS, FileRangeProducer
 from pypid.storage.bucket.journal_objects import JournalObjects
@@ -48,7 +49,6 @@ from pypid.storage.bucket.object_writes import CopySources
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
 from pypid.storage.bucket.store import Listed, ListPage, ObjectRef, PacedStore, parse_iso_time
-from pypid.storage.interface import StorageError
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
 from pypid.storage.s3.sign import (

@@ -11,7 +11,7 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.storage.records import MemoryRecords
+from pypid.storage.base.records import MemoryRecords
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.part import WebhookPart

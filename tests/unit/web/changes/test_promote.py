@@ -49,12 +49,12 @@ from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
 from pypid.state.loader import IndexLoader, roll_back_promotions
 from pypid.state.writer import SnapshotWriter
-from pypid.storage.interface import StorageError
-from pypid.storage.journal_files import MemoryJournal
-from pypid.storage.local import LocalStorage
-from pypid.storage.locks import KeyedLock
-from pypid.storage.measured import MeasuredStorage
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.measured import MeasuredStorage
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
 from pypid.web.changes.promote import Promote
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail

@@ -39,8 +39,8 @@ from pypid.auth.policy import AccessModel
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.interface import MemoryFile
-from pypid.storage.memory import MemoryStorage
+from pypid.storage.base.interface import MemoryFile
+from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings

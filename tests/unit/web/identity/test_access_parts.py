@@ -24,7 +24,7 @@ from pypid.core.access.access_rules import IndexGrants, parse_rule
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.util.http_errors import Forbidden, NotFound, Unauthorized, Unavailable
-from pypid.storage.interface import FilenameDeleted, StorageError
+from pypid.storage.base.interface import FilenameDeleted, StorageError
 from pypid.web.changes.change_checks import NO_SUCH_RELEASE, ChangeChecks, storage_call
 from pypid.web.identity.gates import UPLOAD_LOGIN, Gates
 from pypid.web.identity.identification import REVOKED, Identification

@@ -60,9 +60,9 @@ from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
-from pypid.storage.locks import KeyedLock
-from pypid.storage.memory import MemoryStorage
-from pypid.storage.records import MemoryRecords
+from pypid.storage.base.locks import KeyedLock
+from pypid.storage.base.memory import MemoryStorage
+from pypid.storage.base.records import MemoryRecords
 from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates

@@ -401,7 +401,7 @@ class SharedSessionsTests(SynchronousTestCase):
     def setUp(self):
         from pypid.machine.ring import ChangeRing
         from pypid.machine.topics import Hub
-        from pypid.storage.shared_file import SharedFile
+        from pypid.storage.folder.shared_file import SharedFile
         self.clock = Clock()
         self.clock.advance(T0)
         self.path = os.path.join(os.path.abspath(self.mktemp()), "sessions.json")

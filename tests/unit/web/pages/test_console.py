@@ -18,7 +18,7 @@ from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.formats import charts
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
-from pypid.storage.locks import KeyedLock
+from pypid.storage.base.locks import KeyedLock
 from tests.harness.fakes import run_in_pool_now
 from tests.harness.indexes import Server, entries
 from tests.harness.ldap import DIRECTORY_KEY, MemoryDirectory

@@ -21,7 +21,7 @@ from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import Page
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.web.pages.people import PEOPLE_CSP
 from pypid.web.pages.project_pages import DetailsRenderer, KeptPages
 from tests.harness.distributions import make_sdist, make_wheel

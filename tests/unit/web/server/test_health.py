@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.daemon.readiness import Readiness, RunningMark
-from pypid.storage.local import LocalStorage
+from pypid.storage.folder.local import LocalStorage
 from pypid.web.server.health import CHECK_WAIT, Health, StorageProbe
 from tests.harness.fakes import run_now
 

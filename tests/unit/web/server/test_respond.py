@@ -25,7 +25,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, Unauthorized
-from pypid.storage.interface import RemoteFile, StorageError
+from pypid.storage.base.interface import RemoteFile, StorageError
 from pypid.web.server.respond import (
     PAGE_CACHE_CONTROL,
     RETRY_AFTER,

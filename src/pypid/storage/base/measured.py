@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
 from pypid.core.records.metrics import Family, Timings, timing_families
-from pypid.storage.interface import FileExists, FilenameDeleted, IStorage
+from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage
 
 #: The backend calls that are timed: the methods of L{IStorage} and
 #: L{ISharedStorage} that return a L{Deferred}.

@@ -5,7 +5,7 @@ by several servers (L{ISharedStorage}), describing files later
 (L{IBackfillStorage}), keeping usage records (L{IUsageStorage}), evicting
 cached files (L{IEvictingStorage}), adopting files of another storage
 (L{IAdoptingStorage}) and keeping the server's documents
-(L{IServerDocuments}). Apart from L{pypid.storage.interface}, which holds
+(L{IServerDocuments}). Apart from L{pypid.storage.base.interface}, which holds
 what every backend gives, and the values it answers with.
 
 A backend that can take in a file another storage of its kind holds,
@@ -25,7 +25,7 @@ from zope.interface import Attribute, Interface
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.interface import IStorage, ScanResult
+from pypid.storage.base.interface import IStorage, ScanResult
 
 
 @attrs.frozen

@@ -3,7 +3,7 @@ The scan of a storage folder: what it holds, read from the records kept
 beside the files and from the files themselves, trusting a snapshot for
 what did not change since it was taken. Blocking: for a worker thread.
 
-Apart from L{pypid.storage.local.LocalStorage} because it is the part
+Apart from L{pypid.storage.folder.local.LocalStorage} because it is the part
 measured at start-up (a folder of 100,000 files in well under a second
 from a snapshot), and the comments that say why each step is as it is
 belong together.
@@ -23,11 +23,12 @@ from twisted.logger import Logger
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.folder_imports import FolderImports, Imported
-from pypid.storage.interface import ScanResult
-from pypid.storage.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone
+from pypid.storage.base.interface import ScanResult
+from pypid.storage.folder.folder_imports import FolderImports, Imported
+from pypid.storage.folder.sidecars import PROMOTION, RECORD, Sidecars, is_tombstone
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.folder_scan")
 
 #: Linux's C{CLOCK_REALTIME_COARSE} (C{time} does not name it).
 _CLOCK_REALTIME_COARSE = 5
@@ -78,7 +79,7 @@ class FolderScan:
              known_tombstones: frozenset[str] = frozenset(), persist: bool = True,
              later: bool = False) -> tuple[ScanResult, list[Imported]]:
         """
-        What the folder holds (see L{pypid.storage.interface.IStorage.scan}),
+        What the folder holds (see L{pypid.storage.base.interface.IStorage.scan}),
         and the files imported on the way, whose records are not kept yet.
         """
         since = self._trusted_since(since, persist)

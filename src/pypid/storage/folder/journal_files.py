@@ -13,8 +13,8 @@ of the newest file, so the workers of a machine writing one folder make
 one order. A reader finds a serial from the files' first serials (a
 file's first line never changes) and the places it read up to last.
 
-Apart from the queue every journal shares (L{pypid.storage.journal}) and
-from a bucket's objects (L{pypid.storage.journal_records}).
+Apart from the queue every journal shares (L{pypid.storage.base.journal}) and
+from a bucket's objects (L{pypid.storage.base.journal_records}).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from pypid.core.records.audit_chain import (
 )
 from pypid.core.records.audit_query import EntryPage, Query, select
 from pypid.jobs.run import Run
-from pypid.storage.disk import fsync_folder, read_if_present, write_atomically
-from pypid.storage.interface import StorageError
-from pypid.storage.journal import (
+from pypid.storage.base.disk import fsync_folder, read_if_present, write_atomically
+from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import (
     BEGINNING,
     MAX_SINCE,
     ChainCheck,
@@ -56,7 +56,7 @@ from pypid.storage.journal import (
     entries_of,
     imported_name,
 )
-from pypid.storage.journal_segments import (
+from pypid.storage.folder.journal_segments import (
     DiskSegment,
     SegmentFile,
     lines_from,

@@ -40,15 +40,15 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
 from pypid.core.dists.readme import render_description
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.capabilities import (
+from pypid.storage.base.capabilities import (
     IAdoptingStorage,
     IEvictingStorage,
     IServerDocuments,
     IUsageStorage,
     document_name,
 )
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import (
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import (
     FileExists,
     FilenameDeleted,
     IStorage,
@@ -59,7 +59,7 @@ from pypid.storage.interface import (
     StorageState,
     checked_provenance,
 )
-from pypid.storage.memory_sidecars import MemorySidecars
+from pypid.storage.base.memory_sidecars import MemorySidecars
 
 # -- small objects kept by name: the promotion journals and project statuses,
 # which a disk keeps as small files under .pypid/ and a bucket as small
@@ -514,7 +514,7 @@ class MemoryStorage:
 
 # -- bytes held without a record (put into objects directly, as a file is
 # copied into a folder by hand): the pure half of the scan and of describe,
-# as storage.folder_imports is the local backend's
+# as storage.folder.folder_imports is the local backend's
 
 
 def _digests(data: bytes) -> tuple[int, str, str, str]:

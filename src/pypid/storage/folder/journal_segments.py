@@ -4,7 +4,7 @@ and what is read of one without reading all of it: the link to its last
 line and whether that line is torn (L{read_tail}), the serial of its last
 entry (L{serial_at_end}), and its whole lines from a place on
 (L{lines_from}), a block at a time. The journal over the segments is
-L{pypid.storage.journal_files}.
+L{pypid.storage.folder.journal_files}.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _BLOCK = 1 << 20
 
 
 class SegmentFile(Protocol):
-    """An open segment file (L{DiskSegment}; in memory, L{pypid.storage.journal_files}'s)."""
+    """An open segment file (L{DiskSegment}; in memory, L{pypid.storage.folder.journal_files}'s)."""
 
     def size(self) -> int:
         """Its size in bytes."""

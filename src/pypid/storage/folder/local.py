@@ -20,7 +20,7 @@ Layout under the root folder::
     .pypid/projects/<project>.status the status of a project that is not
                                      active (PEP 792; L{pypid.core.indexes.project_status})
 
-Publication is race-free (L{pypid.storage.folder_changes}): a spooled upload
+Publication is race-free (L{pypid.storage.folder.folder_changes}): a spooled upload
 is hard-linked to its final name, which fails rather than overwrites, and its
 record written after the link; a crash in between leaves a file without a
 record, which the next scan rebuilds from the file itself.
@@ -34,11 +34,11 @@ C{persist=False}: no C{.pypid/} is made and nothing is written, and what is
 learnt about files without a record stays in memory.
 
 L{LocalStorage} is a thin Deferred front: its private collaborators do the
-blocking work (L{pypid.storage.sidecars.Sidecars}, the files kept beside each
+blocking work (L{pypid.storage.folder.sidecars.Sidecars}, the files kept beside each
 distribution; L{FolderLock}, below, the folder made ready and locked for one
-server; L{pypid.storage.folder_changes.FolderChanges}, publish, yank, delete,
-tombstones; L{pypid.storage.folder_scan.FolderScan}, the scan;
-L{pypid.storage.folder_imports.FolderImports}, files without a record and
+server; L{pypid.storage.folder.folder_changes.FolderChanges}, publish, yank, delete,
+tombstones; L{pypid.storage.folder.folder_scan.FolderScan}, the scan;
+L{pypid.storage.folder.folder_imports.FolderImports}, files without a record and
 the rendering of details), and its methods run it in the thread pool given at
 construction, never on the reactor thread.
 
@@ -68,7 +68,7 @@ from pypid.core.parts import IMetricsSource
 from pypid.core.records.metrics import Family, gauge
 from pypid.core.util.units import counted
 from pypid.jobs.run import Run
-from pypid.storage.capabilities import (
+from pypid.storage.base.capabilities import (
     IAdoptingStorage,
     IBackfillStorage,
     IEvictingStorage,
@@ -76,17 +76,14 @@ from pypid.storage.capabilities import (
     IUsageStorage,
     document_name,
 )
-from pypid.storage.disk import (
+from pypid.storage.base.disk import (
     exclusive_lock,
     fsync_folder,
     read_if_present,
     remove_file,
     write_atomically,
 )
-from pypid.storage.folder_changes import FolderChanges
-from pypid.storage.folder_imports import FolderImports, Imported
-from pypid.storage.folder_scan import FolderScan
-from pypid.storage.interface import (
+from pypid.storage.base.interface import (
     IStorage,
     LocalFile,
     MemoryFile,
@@ -95,9 +92,13 @@ from pypid.storage.interface import (
     StorageState,
     checked_provenance,
 )
-from pypid.storage.sidecars import META_DIR, Sidecars, storage_errors
+from pypid.storage.folder.folder_changes import FolderChanges
+from pypid.storage.folder.folder_imports import FolderImports, Imported
+from pypid.storage.folder.folder_scan import FolderScan
+from pypid.storage.folder.sidecars import META_DIR, Sidecars, storage_errors
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.local")
 #: (the namespace the folder's preparation has always logged under)
 _lock_log = Logger(namespace="pypid.storage.folder_lock")
 

@@ -1,13 +1,13 @@
 """
 A storage folder the workers of one machine share (L{SharedFolder}): what
 several servers on one bucket are to each other, through the store's
-journal (L{pypid.storage.store_changes}).
+journal (L{pypid.storage.base.store_changes}).
 
 Each change a worker makes to the folder is told in the journal once the
 folder holds it, before the change's caller (the route that answers the
 client) goes on; the journal's writes ring the machine's doorbell, and
 the other workers read the entries since their last look
-(L{pypid.storage.capabilities.ISharedStorage.poll}) and the state of each
+(L{pypid.storage.base.capabilities.ISharedStorage.poll}) and the state of each
 file named, from the folder, as a look at a bucket reads it.
 
 A worker that ended may have changed a file and not told it: the
@@ -29,11 +29,11 @@ from zope.interface import directlyProvides, implementer, providedBy
 from pypid.core.dists.model import FileRecord
 from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
-from pypid.storage.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.interface import IStorage, ScanResult, StorageError
-from pypid.storage.local import LocalStorage
-from pypid.storage.sidecars import Sidecars, is_tombstone
-from pypid.storage.store_changes import StoreChanges
+from pypid.storage.base.capabilities import Changed, ISharedStorage, Polled
+from pypid.storage.base.interface import IStorage, ScanResult, StorageError
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.sidecars import Sidecars, is_tombstone
 
 #: The calls that change a file, and how each names the files it changed
 #: from its arguments.

@@ -9,10 +9,10 @@ reader keeps the last serial it took in and asks for what came after
 
 Where it is kept: with the packages, so it outlives the server and every
 server on a shared bucket writes to the same one. On local disk, files
-a day appended to under a lock (L{pypid.storage.journal_files}; in memory
+a day appended to under a lock (L{pypid.storage.folder.journal_files}; in memory
 too, for the tests), one fsync a batch; in a bucket, objects whose name
 is their first serial, claimed by a conditional create
-(L{pypid.storage.journal_records}). Here is what both share: the
+(L{pypid.storage.base.journal_records}). Here is what both share: the
 interface, and the queue in front of the writes (L{JournalWriter}).
 
 The entries are one chain (L{pypid.core.records.audit_chain}): an entry
@@ -54,9 +54,10 @@ from pypid.core.records.audit_chain import (
 )
 from pypid.core.records.audit_query import EntryPage, Query
 from pypid.core.records.metrics import Family, counter, gauge
-from pypid.storage.interface import StorageError
+from pypid.storage.base.interface import StorageError
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.journal")
 
 #: Seconds an entry L{IJournal.queue}d waits to be written with the
 #: others that follow it (on a bucket, longer: each batch is an object).

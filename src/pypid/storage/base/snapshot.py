@@ -17,9 +17,9 @@ project lets the snapshot be written and read a project at a time: no
 second copy of the index is ever held whole in memory. At 100,001 files it
 is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s.
 
-A start reads it (L{pypid.storage.snapshot_reading.read}) with C{later}:
+A start reads it (L{pypid.storage.base.snapshot_reading.read}) with C{later}:
 of each project's line only the name and where the line is
-(L{pypid.storage.snapshot_reading.KeptLines}).
+(L{pypid.storage.base.snapshot_reading.KeptLines}).
 
 Written with orjson, a line at a time, so that the reactor runs between
 projects; the bytes are JSON the standard library reads. Format 1 is still
@@ -46,7 +46,7 @@ from pypid.core.dists.names import SDIST, WHEEL
 from pypid.core.indexes.project import LaterProject
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
-from pypid.storage.disk import write_atomically
+from pypid.storage.base.disk import write_atomically
 
 FORMAT = 2
 #: the formats this version reads
@@ -95,7 +95,7 @@ class Snapshot:
     upstream_state: Any = None
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
-    #: read with C{later} (L{pypid.storage.snapshot_reading.decode}): the
+    #: read with C{later} (L{pypid.storage.base.snapshot_reading.decode}): the
     #: projects whose records are made
     #: when first asked for, as L{pypid.core.indexes.index.Index.load} takes them
     #: (C{records} then holds none of theirs)
@@ -116,7 +116,7 @@ class Snapshot:
     #: L{None}: none kept (an older snapshot, or a named index's)
     journal: Any = None
     #: the journal's serial up to which a shared storage's changes are in
-    #: C{records} (L{pypid.storage.capabilities.ISharedStorage.changes_read}):
+    #: C{records} (L{pypid.storage.base.capabilities.ISharedStorage.changes_read}):
     #: a start reads the changes after it (L{None}: unknown, the storage is
     #: listed)
     changes: int | None = None

@@ -23,8 +23,8 @@ from twisted.internet.defer import Deferred
 
 from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
-from pypid.storage.disk import read_if_present, write_durably
-from pypid.storage.shared_folder import folder_key
+from pypid.storage.base.disk import read_if_present, write_durably
+from pypid.storage.folder.shared_folder import folder_key
 
 
 class SharedFile:

@@ -29,7 +29,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.project import LaterProject
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
-from pypid.storage.snapshot import (
+from pypid.storage.base.snapshot import (
     READS,
     TEXT,
     Snapshot,
@@ -39,14 +39,14 @@ from pypid.storage.snapshot import (
 )
 
 #: (the namespace of the warning of a project read later, as when it was
-#: written in L{pypid.storage.snapshot})
+#: written in L{pypid.storage.base.snapshot})
 log = Logger(namespace="pypid.storage.snapshot")
 
 
 def _promotions(value: Any) -> dict[str, Promotion]:
     """
     The promotions by filename of a C{promotions} line's value
-    (L{pypid.storage.snapshot._grouped}).
+    (L{pypid.storage.base.snapshot._grouped}).
     """
     if type(value) is not list:
         raise SnapshotError("the promotions are not a list")
@@ -351,14 +351,14 @@ def read(path: str, later: bool = False) -> Snapshot | None:
 
 
 #: what comes between a project line's name and its filenames, as
-#: L{pypid.storage.snapshot.lines} writes it (the filename column first)
+#: L{pypid.storage.base.snapshot.lines} writes it (the filename column first)
 _FILENAMES = b',"files":{"filename":['
 
 
 def line_head(raw: bytes) -> tuple[str, str, list[str]] | None:
     """
     C{(project, name, filenames)} of a project line's bytes as
-    L{pypid.storage.snapshot.lines} writes it, parsed without the rest of
+    L{pypid.storage.base.snapshot.lines} writes it, parsed without the rest of
     the line (its other columns, a digest as a 113-byte string a file, are
     what takes the time), or L{None} for a line laid out otherwise (parsed
     whole, then). Where the

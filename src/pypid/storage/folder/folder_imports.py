@@ -5,7 +5,7 @@ what was learnt is kept beside it, so that the next scan is cheap and gives
 the same record. Also the rendering of a stored file's details, which an
 import leaves to the background or to a person's first view.
 
-Apart from L{pypid.storage.local.LocalStorage} because it is the only part
+Apart from L{pypid.storage.folder.local.LocalStorage} because it is the only part
 that reads whole files and renders them (L{IBackfillStorage}'s capability,
 L{FolderImports.describe_pending}, is this), and the only one that keeps
 state between calls: the metadata of files read by a scan whose sidecars
@@ -29,9 +29,10 @@ from pypid.core.dists.readme import Renderer, render_description
 from pypid.core.dists.version_order import latest_per_project
 from pypid.core.indexes.pending import DELETED, PendingFile
 from pypid.core.util.units import counted
-from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
+from pypid.storage.folder.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.folder_imports")
 
 #: An imported file: its record, its metadata (or L{None}), and its record
 #: sidecar as the scan read it (L{None} when there was none), which the

@@ -35,9 +35,9 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.dists.distribution import file_digests
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.disk import fsync_folder, remove_file
-from pypid.storage.interface import FileExists, FilenameDeleted, StorageError
-from pypid.storage.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
+from pypid.storage.base.disk import fsync_folder, remove_file
+from pypid.storage.base.interface import FileExists, FilenameDeleted, StorageError
+from pypid.storage.folder.sidecars import Sidecars, is_tombstone, storage_error, storage_errors
 
 
 @attrs.define(eq=False)

@@ -12,7 +12,7 @@ All methods that touch the backend return Deferreds, so a network backend
 (S3) and the local one are interchangeable behind this interface.
 
 What a backend may provide besides this (sharing, adopting, evicting, usage
-records, the server's documents) is in L{pypid.storage.capabilities}.
+records, the server's documents) is in L{pypid.storage.base.capabilities}.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pypid.core.indexes.promotion import Promotion
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.interface")
 
 
 def checked_provenance(record: FileRecord, data: bytes | None) -> bytes | None:
@@ -125,14 +126,14 @@ class ScanResult:
     #: describe later, when the scan was asked to (C{later})
     pending: tuple[PendingFile, ...] = ()
     #: the L{Promotion}s of the listed files that were promoted into this
-    #: storage (L{pypid.storage.capabilities.IAdoptingStorage.adopt}), by
+    #: storage (L{pypid.storage.base.capabilities.IAdoptingStorage.adopt}), by
     #: filename; L{None} when the scan read nothing to know them from (it
     #: trusted the snapshot, or brought a shared storage up to date from its
     #: change markers): then they are as the caller last knew them
     promotions: dict[str, Promotion] | None = attrs.field(factory=dict)
     #: every project's status object, by normalized name, read after the
     #: files (a shared storage's full check,
-    #: L{pypid.storage.capabilities.ISharedStorage.reconcile}: a quarantine
+    #: L{pypid.storage.base.capabilities.ISharedStorage.reconcile}: a quarantine
     #: kept before a file it found is never missed); L{None} when not read
     #: (a scan: the start reads them, L{IStorage.statuses})
     statuses: dict[str, bytes] | None = None
@@ -305,9 +306,9 @@ class IStorage(Interface):
         Keep, durably, the status of the normalized C{project} (the bytes
         of a L{pypid.core.indexes.project_status.ProjectStatus}), or remove it
         (L{None}: the project is active again; none kept is no error).
-        A shared storage (L{pypid.storage.capabilities.ISharedStorage}) has
+        A shared storage (L{pypid.storage.base.capabilities.ISharedStorage}) has
         also told the other servers when it fires: their next
-        L{pypid.storage.capabilities.ISharedStorage.poll} reports it, and a
+        L{pypid.storage.base.capabilities.ISharedStorage.poll} reports it, and a
         file kept after it is never reported before it.
 
         @rtype: L{Deferred} firing with L{None}, or failing with

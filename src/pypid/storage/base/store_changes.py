@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import BEGINNING, Entry, format_time, milliseconds
 from pypid.core.records.change_kinds import ChangeKind
-from pypid.storage.journal import IJournal, read_after
+from pypid.storage.base.journal import IJournal, read_after
 
 #: The most entries L{StoreChanges.told_before} reads back.
 LOOK_BACK = 4096

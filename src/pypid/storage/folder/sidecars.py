@@ -7,7 +7,7 @@ names its digest, so a record never names one that is not there) and,
 for a file promoted from another index, who promoted it and when
 (C{.promotion}, a L{pypid.core.indexes.promotion.Promotion}).
 
-Apart from L{pypid.storage.local.LocalStorage} because three of its parts
+Apart from L{pypid.storage.folder.local.LocalStorage} because three of its parts
 write them (publishing and deleting, imports in the background, describing
 on a first view) and must agree on two things kept here: every write goes
 through a temporary file and a rename, so a reader never sees half a
@@ -33,8 +33,8 @@ from twisted.logger import Logger
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.disk import remove_file
-from pypid.storage.interface import StorageError
+from pypid.storage.base.disk import remove_file
+from pypid.storage.base.interface import StorageError
 
 META_DIR = ".pypid"
 RECORD = ".json"
@@ -43,7 +43,8 @@ _DETAILS = ".details"
 _PROVENANCE = ".provenance"
 PROMOTION = ".promotion"
 
-log = Logger()
+#: (the namespace these lines always had, before the module moved: log filters keep matching)
+log = Logger(namespace="pypid.storage.sidecars")
 
 
 def _write_atomic(path: str, data: bytes, tmp_dir: str, durable: bool = True) -> None:
