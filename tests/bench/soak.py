@@ -23,6 +23,11 @@ a C{SIGUSR2} handler that dumps a snapshot into DIR (this script sends it at
 the end of the warm-up and at the end) and prints what grew between the two,
 by line: slow (every allocation is traced), for finding a leak, not for
 figures. Not a test (trial loads only C{test_*.py}).
+
+C{--workers N} runs a machine of N workers (C{[pypid] workers}): the RSS
+is then each process's of the tree (the supervisor and every worker), and
+the growth is printed for each, as issue 79 compares a worker's with one
+process's.
 """
 
 import argparse
@@ -206,6 +211,28 @@ def memory(pid):
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def tree(pid):
+    """C{pid} and its children (a machine's supervisor and its workers)."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(child) for child in f.read().split()]
+    return [pid, *sorted(children)]
+
+
+def memories(pid):
+    """C{(RSS in KiB of the tree, open fds of the tree, {pid: RSS in KiB})}."""
+    each = {}
+    fds = 0
+    for one in tree(pid):
+        try:
+            each[one], opened = memory(one)
+        except (FileNotFoundError, ProcessLookupError):  # (ended meanwhile)
+            continue
+        fds += opened
+    return sum(each.values()), fds, each
+
+
 def slope(points):
     """The least-squares slope of C{[(x, y)]}; 0 for fewer than two points."""
     if len(points) < 2:
@@ -226,10 +253,10 @@ def drive(daemon, load, churn, args, on_warm):
     tick = start
     while (now := time.monotonic()) < end:
         if now >= next_sample:
-            rss, fds = memory(daemon.pid)
+            rss, fds, each = memories(daemon.pid)
             with load.lock:
                 counts = dict(load.counts)
-            samples.append((now - start, rss, fds, counts))
+            samples.append((now - start, rss, fds, counts, each))
             print(f"{(now - start) / 60:6.1f} min  RSS {rss / 1024:7.1f} MiB  fds {fds:3d}  "
                   f"{counts}", flush=True)
             next_sample += args.sample
@@ -246,23 +273,29 @@ def drive(daemon, load, churn, args, on_warm):
             load.submit(load.reads())
         tick += interval
         time.sleep(max(0.0, tick - time.monotonic()))
-    rss, fds = memory(daemon.pid)
-    samples.append((time.monotonic() - start, rss, fds, dict(load.counts)))
+    rss, fds, each = memories(daemon.pid)
+    samples.append((time.monotonic() - start, rss, fds, dict(load.counts), each))
     return samples
 
 
 def report(samples, args):
     """The table of samples and the growth per 10 minutes after the warm-up."""
     print(f"\n{'min':>6} {'RSS MiB':>8} {'fds':>4} {'requests':>9} {'5xx':>4} {'errors':>6}")
-    for seconds, rss, fds, counts in samples:
+    for seconds, rss, fds, counts, _ in samples:
         total = sum(n for key, n in counts.items() if key.endswith("xx") or key == "error")
         print(f"{seconds / 60:6.1f} {rss / 1024:8.1f} {fds:4d} {total:9d} "
               f"{counts.get('5xx', 0):4d} {counts.get('error', 0):6d}")
-    warm = [(s, rss / 1024) for s, rss, _, _ in samples if s >= args.warmup * 60]
-    fds = [(s, fd) for s, _, fd, _ in samples if s >= args.warmup * 60]
+    later = [sample for sample in samples if sample[0] >= args.warmup * 60]
+    warm = [(s, rss / 1024) for s, rss, *_ in later]
+    fds = [(s, fd) for s, _, fd, *_ in later]
     print(f"after {args.warmup} min of warm-up: RSS {slope(warm) * 600:+.2f} MiB per 10 min, "
           f"fds {slope(fds) * 600:+.2f} per 10 min; "
           f"RSS from {warm[0][1]:.1f} to {warm[-1][1]:.1f} MiB")
+    if args.workers:
+        for pid in later[0][4]:
+            own = [(s, each[pid] / 1024) for s, *_, each in later if pid in each]
+            print(f"  process {pid}: RSS {slope(own) * 600:+.2f} MiB per 10 min, "
+                  f"from {own[0][1]:.1f} to {own[-1][1]:.1f} MiB")
 
 
 def traced_growth(trace_dir, top=25):
@@ -311,6 +344,8 @@ def main(argv=None):
     parser.add_argument("--tracemalloc", metavar="DIR", help="snapshots of the daemon's heap")
     parser.add_argument("--dir", help="the daemon's folder (default: a temporary one, kept)")
     parser.add_argument("--src", help="the source the daemon runs (default: this checkout's src)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="a machine of this many workers (0: one process)")
     args = parser.parse_args(argv)
     # (stopped by a signal, even started in the background: the daemons stop too)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -321,6 +356,8 @@ def main(argv=None):
         os.makedirs(trace_dir, exist_ok=True)
     upstream = None
     settings = {"retention.recycle_bin": "0"}
+    if args.workers:
+        settings["pypid.workers"] = str(args.workers)
     cached = [f"cached-{i:04d}" for i in range(args.cached)]
     if cached:
         upstream = UpstreamProcess(os.path.join(directory, "upstream"))
