@@ -175,6 +175,12 @@ class Hub:
         if self._ring is not None:
             self._lost.append(handler)
 
+    def forget(self, *handlers: Callable[..., None]) -> None:
+        """Hand nothing more to C{handlers} (their reader is gone: a file replaced at a reload)."""
+        for topic, listed in self._handlers.items():
+            self._handlers[topic] = [h for h in listed if h not in handlers]
+        self._lost = [h for h in self._lost if h not in handlers]
+
     def take(self) -> None:
         """
         Hand what the other workers announced since the last read to the

@@ -329,6 +329,46 @@ class TokenFileTests(SynchronousTestCase):
                          attrs.evolve(self.token, person=part.access.tokens.accounts["admin"]))
 
 
+    def test_reload_forgets_the_old_file(self):
+        """
+        In a worker of a machine, a reload that moves the token file stops
+        following the old one: its handlers leave the hub (one more set of
+        them at each such reload, before).
+        """
+        from pypid.machine.ring import ChangeRing
+        from pypid.machine.topics import Hub
+        from pypid.storage.folder.journal_files import MemoryJournal
+        from pypid.tap import Options
+        from pypid.web.identity.identity_part import IdentityPart
+        from pypid.web.server.audit_trail import AuditTrail
+        from tests.harness.fakes import run_now
+        from tests.harness.tap import AtOncePool, ThreadedReactor
+        from tests.harness.web import USERS
+
+        def config(path):
+            options = Options()
+            options.parseOptions(["--set", f"auth.tokens={path}",
+                                  "--set", f"users.admin={USERS['alice']}"])
+            return options["config_obj"]
+        ring = ChangeRing.create(slots=8, slot_size=128)
+        self.addCleanup(ring.close)
+        worker = ChangeRing.attach(ring.fileno(), 1)
+        self.addCleanup(worker.close)
+        hub = Hub(worker)
+        reactor = ThreadedReactor()
+        part = IdentityPart(config(self.path), reactor, AtOncePool(),
+                            AuditTrail(MemoryJournal(reactor), reactor), run_now, hub=hub)
+
+        def handlers():
+            return sum(len(listed) for listed in hub._handlers.values()), len(hub._lost)
+        before = handlers()
+        other = os.path.join(os.path.dirname(self.path), "other.json")
+        write_file(other, self.book.dumps())
+        part.prepare_reload(config(other))()
+        self.assertIsNot(part.access.tokens.shared, None)
+        self.assertEqual(handlers(), before)
+
+
 class TokenRefusalTests(SynchronousTestCase):
     """
     Issue 60: a token used outside its scope is named in the refusal, not

@@ -101,6 +101,26 @@ class HubTests(SynchronousTestCase):
         self.assertEqual([kind for _, kind, _, _ in self.heard], ["page", "pin"])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
+    def test_forget(self):
+        """Handlers forgotten get nothing more, lost or not; the others still do."""
+        one, two = self.hubs
+        mine, laps = [], []
+
+        def heard(fields, worker):
+            mine.append(list(fields))
+
+        def lost():
+            laps.append(2)
+        two.on(Topic.PIN, heard)
+        two.lost(lost)
+        one.publish(Topic.PIN, b"key", b"a.whl")
+        two.take()
+        two.forget(heard, lost)
+        for number in range(6):
+            one.publish(Topic.PIN, b"key", b"%d.whl" % number)
+        two.take()
+        self.assertEqual((mine, laps, self.laps), ([[b"key", b"a.whl"]], [], [2]))
+
     def test_pass_throughs(self):
         """The worker's number, the machine's counts and tally, as the ring says them."""
         one, two = self.hubs

@@ -56,6 +56,20 @@ class SharedFileTests(SynchronousTestCase):
         self.assertTrue(one.changed_elsewhere())
         self.assertEqual(oct(os.stat(self.path).st_mode & 0o777), oct(0o600))
 
+    def test_closed(self):
+        """A file closed (replaced at a reload) follows the other workers no more."""
+        one, two = self.shared(1), self.shared(2)
+        handlers = sum(len(listed) for listed in self.hubs[1]._handlers.values())
+        two.close()
+        self.assertEqual(sum(len(listed) for listed in self.hubs[1]._handlers.values()),
+                         handlers - 2)
+        self.assertEqual(self.hubs[1]._lost, [])
+
+        async def change(current):
+            return b"a"
+        self.successResultOf(_done(one.change(change)))
+        self.assertFalse(two.changed_elsewhere())
+
     def test_unchanged(self):
         """A change that gives the same bytes (or none) writes and announces nothing."""
         one, two = self.shared(1), self.shared(2)

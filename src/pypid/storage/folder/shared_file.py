@@ -50,8 +50,15 @@ class SharedFile:
         self._changed = False
         hub.on(Topic.FILE, self._told)
         # (a worker that ended may have written the file and not announced it)
-        hub.on(Topic.WORKER_ENDED, lambda fields, worker: self._lost())
+        hub.on(Topic.WORKER_ENDED, self._ended)
         hub.lost(self._lost)
+
+    def close(self) -> None:
+        """Follow the other workers' changes no more (the file is no longer the server's)."""
+        self._hub.forget(self._told, self._ended, self._lost)
+
+    def _ended(self, fields: Sequence[bytes], worker: int) -> None:
+        self._lost()
 
     def _told(self, fields: Sequence[bytes], worker: int) -> None:
         self._changed = self._changed or list(fields) == self._named

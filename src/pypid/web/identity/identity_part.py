@@ -210,8 +210,12 @@ class IdentityPart(Service):
 
         def commit() -> str:
             self._config = config
+            before = self.access.tokens
             self.access.reconfigure(materials.model, materials.verifier, materials.tokens,
                                     outside_logins(config))
+            if before is not None and before is not materials.tokens \
+                    and before.shared is not None:
+                before.shared.close()
             self.sessions.book.idle = config.auth.session_idle
             self.sessions.book.lifetime = config.auth.session_lifetime
             ended = self._end_sessions(materials.verifier, config)
