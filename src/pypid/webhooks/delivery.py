@@ -171,7 +171,10 @@ class Deliveries(Service):
             return
         # (kept whether or not they are events: they carry the serials on;
         # past a read's worth, the lanes read the journal instead)
-        self._news = [*self._news, *entries] if len(self._news) < READ else []
+        if len(self._news) < READ:
+            self._news.extend(entries)
+        else:
+            self._news.clear()
         if (self._soon is None or not self._soon.active()) \
                 and (not entries or any(is_event(e) for e in entries)):
             self._soon = self._clock.callLater(0, self._take_news)

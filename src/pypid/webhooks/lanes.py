@@ -74,12 +74,12 @@ def group_of(event: WebhookEvent) -> str:
 def waiting_of(entries: Sequence[Entry]) -> list[Waiting]:
     """The events of C{entries} (the journal's, in order), each as it waits in a lane."""
     events = [e for e in entries if is_event(e)]
-    made: list[Waiting] = []
-    for event in events_of(events):
-        serials = tuple(e.serial or 0 for e in events if e.id == event.id)
-        made.append(Waiting(serials[0], serials, event, milliseconds(event.time) / 1000,
-                            group_of(event)))
-    return made
+    serials: dict[str | None, list[int]] = {}
+    for e in events:
+        serials.setdefault(e.id, []).append(e.serial or 0)
+    return [Waiting(serials[event.id][0], tuple(serials[event.id]), event,
+                    milliseconds(event.time) / 1000, group_of(event))
+            for event in events_of(events)]
 
 
 @attrs.define(eq=False)

@@ -405,7 +405,7 @@ class ComposedIndex:
         last = max((of.last for of in sources), default=None)
 
         def serial(project: str) -> int:
-            return max(of(project) for of in sources)
+            return serial_over(sources, project) or 0
         body = (render.root_html(pairs) if kind == HTML
                 else render.root_json(pairs, served(self.namespaces) is not None,
                                       serial if sources else None, last))

@@ -528,7 +528,6 @@ class FolderLock:
             os.close(fd)
 
 
-
 # -- small JSON files by name: the usage records, the promotions' journals ---------
 
 

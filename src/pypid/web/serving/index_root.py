@@ -75,9 +75,6 @@ _METADATA_SUFFIX = ".metadata"
 VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"
 
 
-
-
-
 @attrs.frozen
 class IndexMaterials:
     """
@@ -111,7 +108,6 @@ class IndexMaterials:
     def prefix(self, base: str) -> str:
         """Where its paths start under the site's C{base}: C{base} itself for the default."""
         return base if self.name == DEFAULT else f"{base}{self.name}/"
-
 
 
 @attrs.define(slots=False)
