@@ -20,20 +20,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
+from hyperlink import DecodedURL
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.records.webhook_events import WebhookEvent, parse_retry_after, signature
 from pypid.core.util.terminal_text import escaped
-from pypid.http.bodies import BodyError, describe, read_body
+from pypid.http.bodies import BodyError, BytesBody, describe, read_body
 
 if TYPE_CHECKING:
-    # (treq comes with the first subscription: a server without webhooks
-    # never loads it, nor the outbound client, at its start)
-    import treq.client
+    from twisted.web.iweb import IResponse
 
 #: The most bytes of a receiver's answer read (the rest is dropped).
 ANSWER_LIMIT = 64 << 10
@@ -95,31 +94,38 @@ class Sender:
         self._default_ca_bundle = default_ca_bundle
         self._wall = wall
         self._clients: dict[tuple[str, str | None, int],
-                            tuple[treq.client.HTTPClient, HTTPConnectionPool,
-                                  DeferredSemaphore]] = {}
+                            tuple[Agent, HTTPConnectionPool, DeferredSemaphore]] = {}
+        self._uris: dict[str, bytes] = {}
 
-    def _client(self, subscription: WebhookConfig,
-                ) -> tuple[treq.client.HTTPClient, DeferredSemaphore]:
-        from pypid.http.client import https_policy, make_http
+    def _client(self, subscription: WebhookConfig) -> tuple[Agent, DeferredSemaphore]:
+        # (the outbound client comes with the first subscription: a server
+        # without webhooks never loads it at its start)
+        from pypid.http.client import https_policy, make_agent
 
         bundle = subscription.ca_bundle or self._default_ca_bundle
         key = (subscription.receiver, bundle, subscription.max_connections)
         if key not in self._clients:
-            http, pool = make_http(self._clock, subscription.timeout,
-                                   subscription.max_connections, https_policy(bundle))
-            self._clients[key] = (http, pool, DeferredSemaphore(subscription.max_connections))
-        http, _, bound = self._clients[key]
-        return http, bound
+            agent, pool = make_agent(self._clock, subscription.timeout,
+                                     subscription.max_connections, https_policy(bundle))
+            self._clients[key] = (agent, pool, DeferredSemaphore(subscription.max_connections))
+        agent, _, bound = self._clients[key]
+        return agent, bound
+
+    def _uri(self, url: str) -> bytes:
+        """The URL as sent: an international host or path encoded once."""
+        if url not in self._uris:
+            self._uris[url] = DecodedURL.from_text(url).to_uri().to_text().encode("ascii")
+        return self._uris[url]
 
     def send(self, subscription: WebhookConfig, event: WebhookEvent) -> Deferred[Attempt]:
         """Deliver C{event} to C{subscription}'s receiver once; never fails."""
         try:
-            http, bound = self._client(subscription)
+            agent, bound = self._client(subscription)
         except ValueError as e:
             return succeed(Attempt(0, f"cannot use the CA bundle: {e}"))
-        return bound.run(lambda: ensureDeferred(self._send(http, subscription, event)))
+        return bound.run(lambda: ensureDeferred(self._send(agent, subscription, event)))
 
-    async def _send(self, http: treq.client.HTTPClient, subscription: WebhookConfig,
+    async def _send(self, agent: Agent, subscription: WebhookConfig,
                     event: WebhookEvent) -> Attempt:
         began = self._clock.seconds()
         body = event.body()
@@ -130,8 +136,8 @@ class Sender:
             b"webhook-timestamp": [str(stamp).encode("ascii")],
             b"webhook-signature": [signature(subscription.key, event.id, stamp,
                                              body).encode("ascii")]})
-        call: Deferred[Attempt] = ensureDeferred(self._post(http, subscription.url, headers,
-                                                            body))
+        call: Deferred[Attempt] = ensureDeferred(
+            self._post(agent, self._uri(subscription.url), headers, body))
         call.addTimeout(subscription.timeout, self._clock,
                         lambda result, timeout: Attempt(
                             0, f"no answer within {timeout:g} s"))
@@ -141,10 +147,10 @@ class Sender:
             attempt = Attempt(0, f"cannot reach {subscription.receiver}: {describe(e)}")
         return attrs.evolve(attempt, seconds=self._clock.seconds() - began)
 
-    async def _post(self, http: treq.client.HTTPClient, url: str, headers: Headers,
+    async def _post(self, agent: Agent, uri: bytes, headers: Headers,
                     body: bytes) -> Attempt:
-        response = await http.request("POST", url, headers=headers, data=body,
-                                      allow_redirects=False, unbuffered=True)
+        # (a bare agent: no redirect followed, no cookie kept or sent)
+        response: IResponse = await agent.request(b"POST", uri, headers, BytesBody(body))
         try:
             answer = await read_body(response, ANSWER_LIMIT, self._clock)
         except BodyError as e:

@@ -10,14 +10,15 @@ import treq
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
-from twisted.web.client import ResponseNeverReceived
+from twisted.web.client import URI, ResponseNeverReceived
+from twisted.web.error import SchemeNotSupported
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from pypid.http.client import https_policy, make_http
+from pypid.http.client import KEPT_ENDPOINTS, KeptEndpoints, https_policy, make_http
 from pypid.tls import ServerTLS
 from tests.harness.fakes import run_now
 from tests.harness.tlsca import TestCA
@@ -74,6 +75,36 @@ class OutboundTLSTests(TestCase):
         """A certificate for another name is refused even from a trusted CA."""
         url, ca = await self.serve(hosts=("upstream.example",))
         await self.refused(url, https_policy(ca.root_path), VerificationError)
+
+    async def test_kept_endpoint_connects_checked(self):
+        """An endpoint kept for a host checks each new connection's certificate."""
+        url, ca = await self.serve()
+        http, pool = make_http(reactor, 5, policy=https_policy(ca.root_path))
+        self.addCleanup(pool.closeCachedConnections)
+        for _ in range(2):
+            self.assertEqual(await treq.content(await http.get(url)), b"hello")
+            await pool.closeCachedConnections()
+        http, pool = make_http(reactor, 5, policy=https_policy(None))
+        self.addCleanup(pool.closeCachedConnections)
+        for _ in range(2):
+            with self.assertRaises(ResponseNeverReceived):
+                await http.get(url)
+
+    def test_endpoints_kept(self):
+        """One endpoint per scheme, host and port, TLS for https, others refused."""
+        endpoints = KeptEndpoints(reactor, https_policy(None), 5)
+        plain = endpoints.endpointForURI(URI.fromBytes(b"http://a.example/x"))
+        self.assertIsInstance(plain, HostnameEndpoint)
+        self.assertIs(endpoints.endpointForURI(URI.fromBytes(b"http://a.example/y?z")), plain)
+        other = endpoints.endpointForURI(URI.fromBytes(b"http://a.example:8080/x"))
+        self.assertIsNot(other, plain)
+        tls = endpoints.endpointForURI(URI.fromBytes(b"https://a.example/x"))
+        self.assertNotIsInstance(tls, HostnameEndpoint)
+        self.assertRaises(SchemeNotSupported, endpoints.endpointForURI,
+                          URI.fromBytes(b"ftp://a.example/x"))
+        for n in range(KEPT_ENDPOINTS * 2):
+            endpoints.endpointForURI(URI.fromBytes(b"http://h%d.example/" % n))
+        self.assertLessEqual(len(endpoints._kept), KEPT_ENDPOINTS)
 
     def test_bad_bundle(self):
         """A missing file, or one with no certificate, is a ValueError naming it."""

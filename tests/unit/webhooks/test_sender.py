@@ -46,6 +46,15 @@ class SenderTests(TestCase):
         self.assertNotIn("authorization", received.headers)
         self.assertNotIn("cookie", received.headers)
 
+    async def test_international_url(self):
+        """A URL of characters beyond ASCII is sent percent-encoded, as browsers do."""
+        wanted = subscription(url=self.server.url + "/caf\u00e9?team=\u00fc")
+        attempt = await self.sender.send(wanted, EVENT)
+        self.assertTrue(attempt.delivered, attempt.error)
+        [received] = self.receiver.received
+        self.assertEqual(received.path, "/hooks/pypid/caf%C3%A9")
+        self.assertTrue(received.verified, received.error)
+
     async def test_wrong_secret_not_verified(self):
         """Signed with another key, the receiver's check fails (the check is real)."""
         other = self.subscription(key=b"\1" * 32)
