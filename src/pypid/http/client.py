@@ -40,7 +40,7 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.core.util.bounded import remember
 from pypid.core.util.startup import StartupError
-from pypid.http.public_only import Named, PublicOnlyEndpoints, PublicOnlyPool
+from pypid.http.public_only import Named, PublicOnlyEndpoint, PublicOnlyPool
 
 
 def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
@@ -125,31 +125,41 @@ KEPT_ENDPOINTS = 64
 @implementer(IAgentEndpointFactory)
 class KeptEndpoints:
     """
-    An agent's endpoints, one kept per scheme, host and port: plain TCP for
-    C{http}, TLS checked by C{policy} for C{https}, as Twisted's standard
-    agent makes them. That agent makes a new endpoint for every request,
-    one sent on a kept connection too, and encodes its host with IDNA each
-    time: 9% of the CPU of a webhook's delivery (py-spy). An endpoint
-    resolves its host again at each connection, so keeping it keeps no
-    address.
+    An agent's endpoints, one kept per scheme, host and port (and, for an
+    upstream's agent, whether the host is named): plain TCP for C{http},
+    TLS checked by C{policy} for C{https}, as Twisted's standard agent
+    makes them; a host that C{named} does not name is reached at public
+    addresses only (L{PublicOnlyEndpoint}).
+
+    Twisted's agent makes a new endpoint for every request, one sent on a
+    kept connection too, and encodes its host with IDNA each time: 9% of
+    the CPU of a webhook's delivery (py-spy). An endpoint resolves its
+    host again at each connection, so keeping it keeps no address; and
+    which hosts are named is asked at every request (a reload changes it).
     """
 
-    def __init__(self, reactor: IReactorTime, policy: IPolicyForHTTPS, timeout: float) -> None:
+    def __init__(self, reactor: IReactorTime, policy: IPolicyForHTTPS, timeout: float,
+                 named: Named | None = None) -> None:
+        """@param named: which hosts were named; L{None}: every host, as it resolves."""
         self._reactor = reactor
         self._policy = policy
         self._timeout = timeout
-        self._kept: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+        self._named = named
+        self._kept: dict[tuple[bytes, bytes, int, bool], IStreamClientEndpoint] = {}
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         """The endpoint of C{uri}'s scheme, host and port."""
-        key = (uri.scheme, uri.host, uri.port)
+        scheme, host = uri.scheme.decode("ascii"), uri.host.decode("ascii")
+        named = self._named is None or self._named(scheme, host, uri.port)
+        key = (uri.scheme, uri.host, uri.port, named)
         endpoint = self._kept.get(key)
         if endpoint is None:
-            if uri.scheme not in (b"http", b"https"):
-                raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port,
-                                        timeout=self._timeout)
-            if uri.scheme == b"https":
+            if scheme not in ("http", "https"):
+                raise SchemeNotSupported(f"a URL is http or https, not {scheme}")
+            endpoint = (HostnameEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
+                        if named else
+                        PublicOnlyEndpoint(self._reactor, host, uri.port, self._timeout))
+            if scheme == "https":
                 endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port),
                                          endpoint)
             remember(self._kept, key, endpoint, KEPT_ENDPOINTS)
@@ -172,8 +182,7 @@ def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
     """
     pool = quiet_pool(reactor, connections, named=named)
     policy = policy or BrowserLikePolicyForHTTPS()
-    endpoints = (KeptEndpoints(reactor, policy, timeout) if named is None
-                 else PublicOnlyEndpoints(reactor, policy, timeout, named))
+    endpoints = KeptEndpoints(reactor, policy, timeout, named)
     return Agent.usingEndpointFactory(reactor, endpoints, pool), pool
 
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
     IAddress,
@@ -37,8 +37,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.python.failure import Failure
-from twisted.web.client import URI, HTTP11ClientProtocol, HTTPConnectionPool
-from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
+from twisted.web.client import HTTP11ClientProtocol, HTTPConnectionPool
 from zope.interface import implementer
 
 from pypid.core.access.addresses import is_public_address
@@ -143,39 +142,6 @@ class PublicOnlyEndpoint:
                     return Failure(NotPublic(self._host, checked.refused))
             return failure
         return endpoint.connect(protocolFactory).addErrback(refused)
-
-
-@implementer(IAgentEndpointFactory)
-class PublicOnlyEndpoints:
-    """
-    The endpoints of an agent whose hosts that C{named} does not name are
-    reached at public addresses only; plain TCP for C{http}, TLS checked
-    by C{policy} for C{https}, as Twisted's standard agent does.
-    """
-
-    def __init__(self, reactor: Any, policy: IPolicyForHTTPS, timeout: float,
-                 named: Named) -> None:
-        self._reactor = reactor
-        self._policy = policy
-        self._timeout = timeout
-        self._named = named
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        scheme = uri.scheme.decode("ascii")
-        if scheme not in ("http", "https"):
-            raise ValueError(f"an upstream URL is http or https, not {scheme}")
-        try:
-            host = uri.host.decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError("the host of an upstream URL is ASCII")
-        endpoint: IStreamClientEndpoint
-        if self._named(scheme, host, uri.port):
-            endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
-        else:
-            endpoint = PublicOnlyEndpoint(self._reactor, host, uri.port, self._timeout)
-        if scheme == "https":
-            endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
-        return endpoint
 
 
 class PublicOnlyPool(HTTPConnectionPool):

@@ -10,10 +10,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, readBody
+from twisted.web.error import SchemeNotSupported
 from zope.interface import implementer
 
 from pypid.core.access.addresses import is_public_address
-from pypid.http.public_only import NotPublic, PublicOnlyEndpoints, PublicOnlyPool
+from pypid.http.client import KeptEndpoints
+from pypid.http.public_only import NotPublic, PublicOnlyPool
 
 
 @implementer(IHostnameResolver)
@@ -69,7 +71,7 @@ class PublicAddressTests(SynchronousTestCase):
 
 
 class EndpointTests(SynchronousTestCase):
-    """L{PublicOnlyEndpoints}: the endpoints of the upstream's agent."""
+    """L{KeptEndpoints} with named hosts: the endpoints of the upstream's agent."""
 
     TABLE = {"files.example": ["93.184.215.14"],
              "inside.example": ["10.0.0.7"],
@@ -83,9 +85,9 @@ class EndpointTests(SynchronousTestCase):
         self.resolver = TableResolver(self.TABLE)
         self.reactor.nameResolver = self.resolver
         self.named = {("http", "inside.example", 8080)}
-        self.endpoints = PublicOnlyEndpoints(
+        self.endpoints = KeptEndpoints(
             self.reactor, BrowserLikePolicyForHTTPS(), 5.0,
-            lambda scheme, host, port: (scheme, host, port) in self.named)
+            named=lambda scheme, host, port: (scheme, host, port) in self.named)
 
     def connect(self, url):
         endpoint = self.endpoints.endpointForURI(URI.fromBytes(url.encode()))
@@ -145,7 +147,7 @@ class EndpointTests(SynchronousTestCase):
 
     def test_other_schemes(self):
         """Only http and https are connected."""
-        self.assertRaises(ValueError, self.endpoints.endpointForURI,
+        self.assertRaises(SchemeNotSupported, self.endpoints.endpointForURI,
                           URI.fromBytes(b"ftp://files.example/x"))
 
 
@@ -167,8 +169,7 @@ class PoolTests(SynchronousTestCase):
         def named(scheme, host, port):
             return (scheme, host, port) in self.named
         self.agent = Agent.usingEndpointFactory(
-            self.reactor, PublicOnlyEndpoints(self.reactor, BrowserLikePolicyForHTTPS(), 5.0,
-                                              named),
+            self.reactor, KeptEndpoints(self.reactor, BrowserLikePolicyForHTTPS(), 5.0, named),
             PublicOnlyPool(self.reactor, named))
         self.transports = []
 
