@@ -368,7 +368,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                    lambda: f"Serving {len(default.index)} files",
                                    readiness.when_ready)),
         # (a worker tells its supervisor, and stops when it ends)
-        ("ready-line", ReadyLine(readiness.when_ready) if worker is not None else None),
+        ("ready-line", ReadyLine(readiness.when_ready, reactor) if worker is not None else None),
         ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
         reloaded=made.reloaded(reactor) if once else None)

@@ -433,6 +433,45 @@ class WorkerRestartTests(DaemonTestCase):
         reload_all(daemon)
 
 
+def listening(port):
+    """How many sockets listen on C{port} (a worker's own of a TCP line is one)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for row in rows if row[3] == "0A" and int(row[1].split(":")[1], 16) == port)
+
+
+class HungWorkerTests(DaemonTestCase):
+    """A worker that hangs (C{SIGSTOP}) is found by its heartbeat, taken out, and replaced."""
+
+    settings = {"pypid.workers": str(WORKERS), "pypid.worker_timeout": "5s"}
+
+    def prepare(self, daemon):
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+
+    def test_hung_worker(self):
+        """
+        A worker stopped with C{SIGSTOP} holds its socket and answers
+        nothing: once C{worker_timeout} passed without its beat, the
+        supervisor shuts the socket and kills it, every new connection is
+        answered by the others meanwhile, and it is started again.
+        """
+        daemon = self.daemon
+        self.assertEqual(listening(daemon.port), WORKERS)
+        restarts = restarts_counted(daemon)
+        victim = worker_pids(daemon)[-1]
+        os.kill(victim, signal.SIGSTOP)
+        self.addCleanup(lambda: os.path.exists(f"/proc/{victim}")
+                        and os.kill(victim, signal.SIGCONT))
+        daemon.wait_for_log(b"it hangs; killing it", timeout=60)
+        self.assertIn(b"Worker %d sent nothing for 5 s" % WORKERS, daemon.log_since_start())
+        for _ in range(30):
+            self.assertEqual(http("GET", daemon.url + "health").status, 200)
+        wait_for(lambda: victim not in worker_pids(daemon), 30, "the hung worker killed")
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
+        self.assertEqual(listening(daemon.port), WORKERS)
+        self.assertEqual(restarts_counted(daemon), restarts + 1)
+
+
 class StopTests(DaemonTestCase):
     """The machine stops as one server does."""
 

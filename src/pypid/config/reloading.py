@@ -63,7 +63,7 @@ HOW: Mapping[str, Mapping[str, str]] = {
     "pypid": {
         **_all(RESTART, "listen base_url snapshot snapshot_interval max_upload_size threads "
                "access_log header_timeout send_timeout description_budget min_upload_rate "
-               "max_connections_per_address ca_bundle trusted_proxies workers"),
+               "max_connections_per_address ca_bundle trusted_proxies workers worker_timeout"),
         **_all(RELOAD, "page_cache_size advisories advisory_severity advisory_waive "
                "allow_tag_mismatch"),
     },

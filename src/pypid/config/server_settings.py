@@ -70,6 +70,10 @@ class ServerConfig(AdvisoryKeys, UploadKeys):
     #: the worker processes of the server (L{pypid.daemon.machine}): 1 is
     #: one process, as always; C{auto} one per core the process may use
     workers: int = 1
+    #: seconds a ready worker may go without a heartbeat before the
+    #: supervisor takes it out of the listening sockets and kills it
+    #: (L{pypid.daemon.workers.Supervisor})
+    worker_timeout: float = 30.0
 
 
 #: The C{[pypid] listen} forms pypid reads itself; any other line is a
@@ -288,6 +292,14 @@ def _positive_duration(value: str) -> float:
     return seconds
 
 
+def _worker_timeout(value: str) -> float:
+    """A duration of at least 3 s: a worker beats every second, and a busy one may skip some."""
+    seconds = parse_duration(value)
+    if not seconds >= 3:
+        raise ValueError("expected a duration of at least 3s, such as 30s")
+    return seconds
+
+
 #: The most workers a machine runs (one per core of the largest machines).
 MAX_WORKERS = 256
 
@@ -324,6 +336,7 @@ SERVER_KEYS: Keys = {
     "page_cache_size": ("64M", parse_page_cache_size),
     "trusted_proxies": ("", parse_trusted_proxies),
     "workers": ("1", parse_workers),
+    "worker_timeout": ("30s", _worker_timeout),
     **ADVISORY_RULE_KEYS,
     **UPLOAD_RULE_KEYS,
 }

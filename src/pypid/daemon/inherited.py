@@ -12,13 +12,25 @@ cores (10 runs of 64 kept-alive connections): the busiest of 4 workers
 took 0.30 of the connections this way, against 0.58 on one shared socket,
 where the first worker to wake takes what is queued and one worker served
 nothing in 9 of the 10 runs (each worker's accepts capped to one a wakeup:
-0.48, and 11 % fewer requests a second with C{Connection: close}). A
-worker that ended has its group's socket closed at once, so that the
-connections the kernel would queue for it go to the others meanwhile, and
-a new one opened when it starts again.
+0.48, and 11 % fewer requests a second with C{Connection: close}).
+
+The kernel gives a group's socket its share of the connections from the
+moment it listens, whether or not anything accepts on it. So a worker's
+socket is bound by the supervisor (the port is the machine's, and taken
+at its start) but listens only once the worker accepts, its indexes
+loaded (L{Inherited.backlog}): a worker that starts again, or the second
+of a machine that starts, takes no connection it would hold while it
+loads (they waited 5.7-13 s for a restarted worker before). The first
+socket of a group listens at once, so that at the machine's start the
+connections wait for the first worker rather than be refused, as do a
+socket opened when no other of its group listens. A worker that ended has
+its socket closed at once; one that hangs has it shut down by the
+supervisor (L{WorkerSockets.shut}), which takes it out of the group even
+though the hung process still holds it.
 
 Any other line (a Unix socket, one systemd passed, C{haproxy:}) is one
-socket all the workers accept on.
+socket all the workers accept on: a worker takes a connection from it
+only when it accepts.
 """
 
 from __future__ import annotations
@@ -28,19 +40,22 @@ from collections.abc import Mapping
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
 )
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
     IReactorSocket,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.haproxy import proxyEndpoint
+from zope.interface import implementer
 
 from pypid.config import Config
 from pypid.config.server_settings import parse_listen_address
@@ -56,11 +71,15 @@ class Inherited:
     @ivar description: its line of C{[pypid] listen}.
     @ivar fileno: its descriptor, in the supervisor (and, passed on, in a worker).
     @ivar family: its address family (C{AF_INET}, C{AF_INET6}, C{AF_UNIX}).
+    @ivar backlog: for a worker's own socket of a TCP line, bound, the
+        backlog it listens with when the worker accepts; 0 for a socket
+        already listening.
     """
 
     description: str
     fileno: int
     family: int
+    backlog: int = 0
 
 
 class _Unused(Protocol):
@@ -77,6 +96,11 @@ def _family(port: IListeningPort) -> int:
     return socket.AF_INET
 
 
+def _listens(sock: socket.socket) -> bool:
+    """Whether C{sock} listens (in whichever process)."""
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
 @attrs.define(eq=False)
 class _Group:
     """A TCP line's sockets, one per worker, on one address (C{SO_REUSEPORT})."""
@@ -89,15 +113,20 @@ class _Group:
     members: dict[int, socket.socket] = attrs.field(factory=dict)
 
     def member(self, number: int) -> socket.socket:
-        """Worker C{number}'s socket, opened anew if it was closed."""
+        """
+        Worker C{number}'s socket, opened anew (bound) if it was closed; it
+        listens at once when no other of the group does.
+        """
         sock = self.members.get(number)
         if sock is None:
+            alone = not any(_listens(other) for other in self.members.values())
             sock = socket.socket(self.family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind((self.interface, self.port))
-                sock.listen(self.backlog)
+                if alone:
+                    sock.listen(self.backlog)
             except OSError as e:
                 sock.close()
                 raise StartupError(f"Cannot listen on {self.description}: {e.strerror}")
@@ -106,6 +135,18 @@ class _Group:
             self.port = sock.getsockname()[1]
             self.members[number] = sock
         return sock
+
+    def shut(self, number: int) -> None:
+        """
+        Take worker C{number}'s socket out of the group: no connection is
+        given to it any more, and those queued on it are reset.
+        """
+        sock = self.members.get(number)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # (not listening yet: nothing was given to it)
 
     def close(self, number: int | None = None) -> None:
         """Close worker C{number}'s socket, or every one."""
@@ -161,7 +202,7 @@ class WorkerSockets:
         @raise StartupError: when a closed socket cannot be opened again.
         """
         own = {group.description: Inherited(group.description, group.member(number).fileno(),
-                                            group.family)
+                                            group.family, group.backlog)
                for group in self._groups}
         shared = {inherited.description: inherited for inherited, _ in self._shared}
         return [own.get(description) or shared[description]
@@ -171,6 +212,11 @@ class WorkerSockets:
         """Worker C{number} ended: its own sockets are closed until it starts again."""
         for group in self._groups:
             group.close(number)
+
+    def shut(self, number: int) -> None:
+        """Worker C{number} hangs: its own sockets take no more connections."""
+        for group in self._groups:
+            group.shut(number)
 
     def ports(self) -> list[int]:
         """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
@@ -192,6 +238,29 @@ class WorkerSockets:
         return gatherResults(stopped)
 
 
+@implementer(IStreamServerEndpoint)
+@attrs.frozen
+class _Joining:
+    """
+    A worker's own socket of a TCP line, bound: it listens, and so joins
+    its group, when the worker accepts on it (see the module).
+    """
+
+    adopting: IStreamServerEndpoint
+    inherited: Inherited
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        """Listen, then accept as the adopted endpoint does."""
+        inherited = self.inherited
+        try:
+            # (a copy of the descriptor: the same socket, closed once done)
+            with socket.fromfd(inherited.fileno, inherited.family, socket.SOCK_STREAM) as sock:
+                sock.listen(inherited.backlog)
+        except OSError as e:
+            return fail(CannotListenError(None, inherited.description, e))
+        return self.adopting.listen(protocolFactory)
+
+
 def adopted(reactor: IReactorSocket,
             sockets: list[Inherited]) -> Mapping[str, IStreamServerEndpoint]:
     """
@@ -203,6 +272,8 @@ def adopted(reactor: IReactorSocket,
     for inherited in sockets:
         endpoint: IStreamServerEndpoint = AdoptedStreamServerEndpoint(
             reactor, inherited.fileno, inherited.family)
+        if inherited.backlog:
+            endpoint = _Joining(endpoint, inherited)
         if inherited.description.strip().lower().startswith("haproxy:"):
             endpoint = proxyEndpoint(endpoint)
         endpoints[inherited.description] = endpoint

@@ -45,8 +45,10 @@ from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFDSet,
     IReactorFromThreads,
+    IReactorTime,
     IReadDescriptor,
 )
+from twisted.internet.task import LoopingCall
 from twisted.logger import FileLogObserver, ILogObserver, Logger, eventAsText
 from zope.interface import implementer
 
@@ -65,7 +67,7 @@ from pypid.daemon.listeners import (
     tcp_address,
 )
 from pypid.daemon.start_notes import StartNotes
-from pypid.daemon.workers import READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.daemon.workers import BEAT, READY_FD, Command, IWorkerReactor, Supervisor
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
@@ -132,8 +134,8 @@ class WorkerRole:
         try:
             data = json.loads(text)
             number, count = int(data["number"]), int(data["count"])
-            sockets = tuple(Inherited(str(description), int(fd), int(family))
-                            for description, fd, family in data["sockets"])
+            sockets = tuple(Inherited(str(description), int(fd), int(family), int(backlog))
+                            for description, fd, family, backlog in data["sockets"])
             ring = ChangeRing.attach(int(data["ring"]), number)
             config = ConfigInForce.attach(int(data["config"]))
         except (ValueError, KeyError, TypeError, OSError) as e:
@@ -200,16 +202,42 @@ def worker_log() -> ILogObserver:
 
 
 class ReadyLine(Service):
-    """A worker's last part: says on L{READY_FD} that it is ready, once it is."""
+    """
+    A worker's last part: says on L{READY_FD} that it is ready, once it
+    is, then beats there every L{BEAT} seconds from the reactor, so that
+    its supervisor knows it is not hung (L{pypid.daemon.workers}).
+    """
 
-    def __init__(self, ready: Callable[[], Deferred[None]], fd: int = READY_FD) -> None:
+    def __init__(self, ready: Callable[[], Deferred[None]], clock: IReactorTime,
+                 fd: int = READY_FD) -> None:
         self._ready = ready
         self._fd = fd
+        self._beats = LoopingCall(self._say, b"alive\n")
+        self._beats.clock = clock
 
     def startService(self) -> None:
         """Say ready once every index answers with every stored file."""
         Service.startService(self)
-        self._ready().addCallback(lambda _: os.write(self._fd, b"ready\n"))
+        # (a supervisor that stopped reading never blocks the worker's reactor)
+        setNonBlocking(self._fd)
+        self._ready().addCallback(self._now_ready)
+
+    def _now_ready(self, _: object) -> None:
+        self._say(b"ready\n")
+        if self.running:
+            self._beats.start(BEAT, now=False)
+
+    def _say(self, line: bytes) -> None:
+        try:
+            os.write(self._fd, line)
+        except OSError:
+            pass  # (the supervisor is gone, or not reading: SupervisorWatch stops us)
+
+    def stopService(self) -> None:
+        """Beat no more (a draining worker is not watched)."""
+        Service.stopService(self)
+        if self._beats.running:
+            self._beats.stop()
 
 
 @implementer(IReadDescriptor)
@@ -289,7 +317,7 @@ class WorkerCommand:
         sockets = []
         for fd, socket in enumerate(self.sockets.for_worker(number), start=CONFIG_FD + 1):
             inherited[fd] = socket.fileno
-            sockets.append((socket.description, fd, socket.family))
+            sockets.append((socket.description, fd, socket.family, socket.backlog))
         env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
         env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
                                       "config": CONFIG_FD, "sockets": sockets})
@@ -415,7 +443,8 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)
-    supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once)
+    supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once,
+                            hang_after=config.server.worker_timeout, on_hung=sockets.shut)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config)] if config.bucket is None else []

@@ -12,6 +12,14 @@ supervisor's log, a line at a time, named by the worker; a worker says it
 is ready (its indexes loaded, its listeners adopted) with a line on its
 descriptor L{READY_FD}, and the supervisor is ready once every worker was.
 
+A ready worker then beats on that descriptor, a line every L{BEAT}
+seconds, from its reactor. One that goes C{hang_after} seconds without a
+beat (stopped, deadlocked, its reactor held) is hung: a process that
+still holds its listening sockets takes its share of the connections and
+answers none (a worker stopped with C{SIGSTOP} took half of them for
+minutes). The supervisor takes its sockets out of their groups
+(C{on_hung}), kills it, and starts it again as any worker that ended.
+
 At the machine's start the first worker loads alone, then at most
 C{at_once} at a time: the next starts when one is ready (or ended). A
 worker's load peaks at about
@@ -53,6 +61,13 @@ BACK_OFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 #: Seconds a worker must run for its next end to start the back-off anew.
 STEADY = 60.0
 
+#: Seconds between a ready worker's heartbeats.
+BEAT = 1.0
+
+#: Seconds a ready worker may go without a heartbeat before it is killed
+#: (C{[pypid] worker_timeout}).
+HANG_AFTER = 30.0
+
 #: Seconds the supervisor waits at its stop for the workers to drain, past
 #: which it kills them (the workers' own deadline is shorter).
 STOP_DEADLINE = 60.0
@@ -92,6 +107,7 @@ class WorkerProtocol(ProcessProtocol):
         self._partial[childFD] = lines.pop()
         for line in lines:
             if childFD == READY_FD:
+                # (its first line says it is ready, each after it beats)
                 self.supervisor.worker_ready(self.number)
             elif line.strip():
                 log.info("worker {number}: {line}", number=self.number,
@@ -117,7 +133,8 @@ class Supervisor(Service):
                  back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
                  stop_deadline: float = STOP_DEADLINE,
                  on_change: Callable[[int, bool], None] = lambda number, up: None,
-                 at_once: int | None = None) -> None:
+                 at_once: int | None = None, hang_after: float = HANG_AFTER,
+                 on_hung: Callable[[int], None] = lambda number: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
             of worker C{number}; a L{StartupError} it raises is that
@@ -126,6 +143,10 @@ class Supervisor(Service):
             it is ready (C{up}), or ended.
         @param at_once: the most workers loading at a time at the start,
             after the first alone (L{None}: all at once).
+        @param hang_after: seconds without a beat after which a ready
+            worker is hung (see the module).
+        @param on_hung: C{on_hung(number)}: worker C{number} is hung, and
+            is about to be killed.
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -146,8 +167,12 @@ class Supervisor(Service):
         self._unstarted = list(range(1, count + 1))
         self._at_once = count if at_once is None else max(1, at_once)
         self._first_alone = at_once is not None
+        self._hang_after = hang_after
+        self._on_hung = on_hung
+        self._watches: dict[int, IDelayedCall] = {}
         self.ready: Deferred[None] = Deferred()
         self.restarts = 0
+        self.hangs = 0
 
     def startService(self) -> None:
         """Start the first worker (the others as it, and they, are ready)."""
@@ -186,8 +211,16 @@ class Supervisor(Service):
         log.info("Started worker {number} (process {pid})", number=number, pid=transport.pid)
 
     def worker_ready(self, number: int) -> None:
-        """Worker C{number} said it is ready; the supervisor is once all were."""
+        """
+        Worker C{number} said it is ready, or beat; the supervisor is ready
+        once all were.
+        """
+        watch = self._watches.get(number)
+        if watch is not None and watch.active():
+            watch.reset(self._hang_after)
+            return
         if number in self._workers:
+            self._watches[number] = self._reactor.callLater(self._hang_after, self._hung, number)
             self._up.add(number)
             self._on_change(number, True)
         if number in self._not_ready:
@@ -197,10 +230,28 @@ class Supervisor(Service):
                 self.ready.callback(None)
             self._start_more()
 
+    def _hung(self, number: int) -> None:
+        """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
+        worker = self._workers.get(number)
+        if worker is None:
+            return
+        self.hangs += 1
+        log.error("Worker {number} sent nothing for {seconds:g} s: it hangs; killing it "
+                  "(process {pid})", number=number, seconds=self._hang_after,
+                  pid=worker[1].pid)
+        self._on_hung(number)
+        try:
+            worker[1].signalProcess(signal.SIGKILL)
+        except ProcessExitedAlready:
+            pass
+
     def worker_ended(self, number: int, reason: Failure) -> None:
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
         self._up.discard(number)
+        watch = self._watches.pop(number, None)
+        if watch is not None and watch.active():
+            watch.cancel()
         if self.running:
             self._again(number, "exited" if reason.check(ProcessDone) else
                         reason.getErrorMessage().rstrip("."))
@@ -237,9 +288,11 @@ class Supervisor(Service):
         those still running after the deadline.
         """
         Service.stopService(self)
-        for call in self._pending.values():
-            call.cancel()
+        for call in [*self._pending.values(), *self._watches.values()]:
+            if call.active():
+                call.cancel()
         self._pending.clear()
+        self._watches.clear()
         ended = [protocol.ended for protocol, _ in self._workers.values()]
         if not ended:
             return succeed(None)

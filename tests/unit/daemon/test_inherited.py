@@ -63,6 +63,12 @@ async def _adopt(case, sockets, factory=None):
     return ports
 
 
+def _listens(inherited):
+    """Whether C{inherited}'s socket listens."""
+    with socket.socket(fileno=os.dup(inherited.fileno)) as sock:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
 class _Counting(Factory):
     """Counts the connections it took."""
 
@@ -115,6 +121,68 @@ class WorkerSocketsTests(TestCase):
             self.assertEqual(sock.getsockname()[1], port)
         self.assertEqual(again.description, before.description)
 
+    async def test_listens_once_accepting(self):
+        """
+        At the start only a group's first socket listens (connections wait
+        for the first worker); the others listen once their workers accept,
+        so no connection waits on a worker that is loading.
+        """
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        [port] = sockets.ports()
+        first, second = sockets.for_worker(1)[0], sockets.for_worker(2)[0]
+        self.assertEqual((_listens(first), _listens(second)), (True, False))
+        self.assertEqual(second.backlog, first.backlog)
+        self.assertGreater(first.backlog, 0)
+        counts = {1: 0, 2: 0}
+        await _adopt(self, [first], _Counting(counts, 1))
+        for _ in range(20):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertEqual(counts, {1: 20, 2: 0})
+        await _adopt(self, [second], _Counting(counts, 2))
+        self.assertTrue(_listens(second))
+        for _ in range(40):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertTrue(counts[2], counts)
+
+    async def test_restarted_worker_loading(self):
+        """
+        A worker started again takes no connection until it accepts, while
+        another accepts; with none accepting, its socket listens at once.
+        """
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        [port] = sockets.ports()
+        counts = {1: 0, 2: 0}
+        await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
+        [ended] = await _adopt(self, sockets.for_worker(2), _Counting(counts, 2))
+        await ended.stopListening()  # (its process ended: its copy is closed too)
+        sockets.ended(2)
+        again = sockets.for_worker(2)[0]
+        self.assertFalse(_listens(again))
+        for _ in range(20):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertEqual(counts[2], 0)
+        sockets.ended(1)
+        sockets.ended(2)
+        self.assertTrue(_listens(sockets.for_worker(2)[0]))
+        self.assertFalse(_listens(sockets.for_worker(1)[0]))
+
+    async def test_hung_worker_shut(self):
+        """
+        A worker's socket that listens and is never accepted on (its process
+        hangs, holding it) is shut by the supervisor: the others take every
+        connection from then on.
+        """
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        [port] = sockets.ports()
+        await _adopt(self, sockets.for_worker(1))
+        hung = sockets.for_worker(2)[0]
+        with socket.socket(fileno=os.dup(hung.fileno)) as held:
+            held.listen(hung.backlog)
+            sockets.shut(2)
+            self.assertFalse(_listens(hung))
+            for _ in range(20):
+                self.assertEqual(await _read_all(port), b"hello from the worker")
+
     async def test_shared(self):
         """Any other line (a Unix socket here) is one socket every worker accepts on."""
         sockets = await _opened(self, 2, f"unix:{socket_path(self)}")
@@ -153,7 +221,7 @@ class WorkerSocketsTests(TestCase):
         self.assertIsNone(tls)
         self.assertEqual([listener.probe for listener in listeners], [None, None])
         self.assertEqual([type(listener.endpoint).__name__ for listener in listeners],
-                         ["AdoptedStreamServerEndpoint"] * 2)
+                         ["_Joining"] * 2)
 
     async def test_not_inherited(self):
         """

@@ -5,6 +5,7 @@ and its watch on the supervisor, C{SIGHUP} for the machine, and the
 supervisor's parts.
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ class _Sockets:
     """The supervisor's sockets of one line, as L{WorkerCommand} asks for them."""
 
     def for_worker(self, number):
-        return [Inherited("tcp:8080:interface=127.0.0.1", 40 + number, 2)]
+        return [Inherited("tcp:8080:interface=127.0.0.1", 40 + number, 2, 50)]
 
 
 class _Signals:
@@ -91,11 +92,11 @@ class WorkerRoleTests(SynchronousTestCase):
         self.addCleanup(in_force.close)
         role = WorkerRole.from_environ({WORKER_ENV: json.dumps({
             "number": 2, "count": 3, "ring": ring.fileno(), "config": in_force.fileno(),
-            "sockets": [["tcp:8080", 5, 2]]})})
+            "sockets": [["tcp:8080", 5, 2, 50]]})})
         self.addCleanup(role.ring.close)
         self.addCleanup(role.config.close)
         self.assertEqual((role.number, role.count, role.first), (2, 3, False))
-        self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2),))
+        self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2, 50),))
         self.assertEqual(role.ring.workers(), (1, 3))
         role.ring.announce(b"f x")
         self.assertEqual(ring.latest(), 1)
@@ -138,7 +139,7 @@ class WorkerCommandTests(SynchronousTestCase):
         self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
         self.assertEqual(json.loads(command.env[WORKER_ENV]), {
             "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD,
-            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2]]})
+            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2, 50]]})
 
 
 class WorkerProcessTests(SynchronousTestCase):
@@ -154,18 +155,50 @@ class WorkerProcessTests(SynchronousTestCase):
         self.assertEqual(reactor.stops, 1)
 
     def test_ready_line(self):
-        """Once ready, the worker says so, one line on its descriptor."""
+        """
+        Once ready, the worker says so, one line on its descriptor, then
+        beats there every second until it stops.
+        """
         from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
         read, write = os.pipe()
         self.addCleanup(os.close, read)
         self.addCleanup(os.close, write)
-        ready = Deferred()
-        ReadyLine(lambda: ready, write).startService()
+        ready, clock = Deferred(), Clock()
+        line = ReadyLine(lambda: ready, clock, write)
+        line.startService()
         os.set_blocking(read, False)
+        with self.assertRaises(BlockingIOError):
+            os.read(read, 100)
+        clock.advance(5)
         with self.assertRaises(BlockingIOError):
             os.read(read, 100)
         ready.callback(None)
         self.assertEqual(os.read(read, 100), b"ready\n")
+        clock.pump([1.0] * 3)
+        self.assertEqual(os.read(read, 100), b"alive\n" * 3)
+        line.stopService()
+        clock.advance(5)
+        with self.assertRaises(BlockingIOError):
+            os.read(read, 100)
+
+    def test_beats_never_block(self):
+        """A supervisor that stopped reading never holds the worker: the beats are dropped."""
+        from twisted.internet.defer import succeed
+        from twisted.internet.task import Clock
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        clock = Clock()
+        line = ReadyLine(lambda: succeed(None), clock, write)
+        line.startService()
+        self.addCleanup(line.stopService)
+        size = fcntl.fcntl(write, fcntl.F_GETPIPE_SZ)
+        clock.pump([1.0] * (size // len(b"alive\n") + 10))
+        # (the pipe full: every beat after it dropped, none cut)
+        said = os.read(read, size + 100)
+        self.assertGreater(len(said), size * 0.9)
+        self.assertEqual(said, b"ready\n" + b"alive\n" * (len(said) // 6 - 1))
 
     def test_supervisor_ends(self):
         """

@@ -52,6 +52,14 @@ class _ProcessReactor(MemoryReactorClock):
         return process
 
 
+def _ended_all(supervisor, *processes):
+    """Stop C{supervisor}, its C{processes} ending at once."""
+    d = supervisor.stopService()
+    for process in processes:
+        process.end()
+    return d
+
+
 def command(number):
     return Command("/usr/bin/python3", ("python3", "-m", "pypid", f"--worker={number}"),
                    {"PATH": "/usr/bin"}, {7: 7, 8: 9})
@@ -199,6 +207,52 @@ class SupervisorTests(SynchronousTestCase):
         first.end(ProcessTerminated(signal=signal.SIGKILL))
         self.assertEqual(supervisor.up(), 1)
         self.assertEqual(heard, [(1, True), (2, True), (1, False)])
+
+    def test_hung(self):
+        """
+        A ready worker that goes C{hang_after} seconds without a beat is
+        hung: taken out of its sockets (C{on_hung}), killed, and started
+        again as any worker that ended; one that beats is left alone.
+        """
+        reactor = _ProcessReactor()
+        hung, heard = [], []
+        supervisor = Supervisor(reactor, 2, command, back_off=(1.0,), hang_after=10.0,
+                                on_hung=hung.append,
+                                on_change=lambda number, up: heard.append((number, up)))
+        supervisor.startService()
+        first, second = (process for process, *_ in reactor.spawned)
+        for process in (first, second):
+            process.protocol.childDataReceived(READY_FD, b"ready\n")
+        with capturedLogs() as events:
+            for _ in range(9):
+                reactor.advance(1)
+                first.protocol.childDataReceived(READY_FD, b"alive\n")
+                second.protocol.childDataReceived(READY_FD, b"alive\n")
+            # (worker 2 stops: stopped, deadlocked, its reactor held)
+            for _ in range(10):
+                reactor.advance(1)
+                first.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
+        self.assertEqual(hung, [2])
+        self.assertEqual(supervisor.hangs, 1)
+        self.assertIn(f"Worker 2 sent nothing for 10 s: it hangs; killing it (process "
+                      f"{second.pid})", [formatEvent(e) for e in events])
+        second.end(ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(supervisor.up(), 1)
+        self.assertEqual(heard[-1], (2, False))
+        reactor.advance(1)
+        third = reactor.spawned[-1][0]
+        self.assertEqual(len(reactor.spawned), 3)
+        # (a worker that is loading is not judged: it has said nothing yet)
+        for _ in range(30):
+            reactor.advance(1)
+            first.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual((first.signals, third.signals, hung), ([], [], [2]))
+        third.protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual(supervisor.up(), 2)
+        self.successResultOf(_ended_all(supervisor, first, third))
+        reactor.advance(60)
+        self.assertEqual(third.signals, [signal.SIGTERM], "not watched once stopping")
 
     def test_signals(self):
         """A signal goes to every worker running."""
