@@ -252,6 +252,32 @@ class ReadWriteTests(SynchronousTestCase):
         self.assertEqual(read_file(self.path), b"old")
         self.assertEqual(os.listdir(self.folder), ["index.json"])
 
+    def test_crash_leftovers_swept(self):
+        """
+        A read removes the temporary files a crash left beside the snapshot,
+        but not one another process is writing (a machine's first worker
+        saving while the second starts): that save still lands.
+        """
+        write(self.path, b"old")
+        left = os.path.join(self.folder, ".index-crashed.tmp")
+        write_file(left, b"half")
+        seen = []
+
+        def chunks():
+            yield b"new, "
+            seen.append({name for name in os.listdir(self.folder) if name.endswith(".tmp")})
+            # (another process starts meanwhile: its read sweeps)
+            snapshot.sweep(self.path)
+            seen.append({name for name in os.listdir(self.folder) if name.endswith(".tmp")})
+            yield b"whole"
+        write(self.path, chunks())
+        before, after = seen
+        self.assertIn(".index-crashed.tmp", before)
+        self.assertEqual(len(before), 2)
+        self.assertEqual(after, before - {".index-crashed.tmp"})
+        self.assertEqual(read_file(self.path), b"new, whole")
+        self.assertEqual(os.listdir(self.folder), ["index.json"])
+
     def test_corrupt(self):
         """A corrupt snapshot raises L{SnapshotError} and is moved to C{.bad}."""
         write_file(self.path, b"{half a snap")

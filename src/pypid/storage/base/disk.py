@@ -49,10 +49,21 @@ def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[
     over it. A crash leaves the old file or the new one, never half of one;
     a temporary file left by a crash starts with C{prefix} and ends in
     C{.tmp}. C{data} is bytes, or an iterable of bytes written as they come.
+
+    The temporary file is locked while it is written (C{flock}), so that a
+    sweep of what crashes left (L{sweep_unlocked}) never takes one another
+    process is writing: a machine's second worker, starting, removed the
+    first's snapshot under way, whose save then failed at the rename.
     """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            break
+        # (swept between its creation and the lock: another)
+        os.close(fd)
     try:
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -69,6 +80,32 @@ def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[
         except OSError:
             pass
         raise
+
+
+def sweep_unlocked(folder: str, prefix: str) -> None:
+    """
+    Remove the temporary files of L{write_atomically} (C{prefix}, C{.tmp})
+    that a crash left in C{folder}: those no process is writing (locked).
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        except OSError:
+            pass  # (being written, or gone)
+        finally:
+            os.close(fd)
 
 
 def fsync_folder(path: str) -> None:

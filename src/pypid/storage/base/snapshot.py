@@ -46,7 +46,7 @@ from pypid.core.dists.names import SDIST, WHEEL
 from pypid.core.indexes.project import LaterProject
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.clock_steps import ClockReading
-from pypid.storage.base.disk import write_atomically
+from pypid.storage.base.disk import sweep_unlocked, write_atomically
 
 FORMAT = 2
 #: the formats this version reads
@@ -320,18 +320,11 @@ def _check_variants(project: str, filenames: list[str], variants: list[Any]) -> 
 
 
 def sweep(path: str) -> None:
-    """Remove temporary files that a crash during a save left beside the snapshot."""
-    folder = os.path.dirname(path) or "."
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(".index-") and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
+    """
+    Remove temporary files that a crash during a save left beside the
+    snapshot (not one a process is saving: L{sweep_unlocked}).
+    """
+    sweep_unlocked(os.path.dirname(path) or ".", ".index-")
 
 
 def write(path: str, data: bytes | Iterable[bytes]) -> None:
