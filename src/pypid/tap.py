@@ -126,8 +126,11 @@ class Options(usage.Options):
     def reread(self) -> Config:
         """The configuration, read again (at C{SIGHUP}) as at the start."""
         worker: WorkerRole | None = self["worker"]
+        if worker is None:
+            return load_config(self["config"], self["set"], self["listen"], os.environ)
+        in_force = worker.config.read()
         return load_config(self["config"], self["set"], self["listen"], os.environ,
-                           text=worker.config.read() if worker is not None else None)
+                           text=in_force.text, held=in_force.held)
 
     def postOptions(self) -> None:
         """

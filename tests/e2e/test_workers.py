@@ -417,6 +417,31 @@ class WorkerRestartTests(DaemonTestCase):
         kill_a_worker(daemon)
         self.assertEqual(answers(("carol", "in force")), [200] * WORKERS)
 
+    def test_restart_reads_the_users_in_force(self):
+        """
+        A worker started again while the htpasswd file is being edited (here:
+        emptied, not reloaded) reads the users the machine took: a user's
+        token and password still work on every worker, the token for good.
+        """
+        import bcrypt
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "users.htpasswd")
+        with open(path, "w") as f:
+            f.write("pete:" + bcrypt.hashpw(b"pete-pw", bcrypt.gensalt(4)).decode() + "\n")
+        daemon = self.new_daemon(settings={"pypid.workers": str(WORKERS), "auth.htpasswd": path})
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        issued = http("POST", daemon.url + "api/tokens", *form(actions="read"),
+                      auth=("pete", "pete-pw"))
+        self.assertEqual(issued.status, 200, issued.body)
+        token = ("__token__", issued.json()["token"])
+        with open(path, "w") as f:
+            f.write("")
+        kill_a_worker(daemon)
+        for auth in (token, ("pete", "pete-pw")):
+            self.assertEqual([status_on_worker(daemon, number, "simple/", auth)
+                              for number in range(1, WORKERS + 1)], [200] * WORKERS)
+
     def _add_user(self, name, password):
         """Add a user to the configuration file (not reloaded); its text before, restored after."""
         with open(self.daemon.config_path, encoding="utf-8") as f:

@@ -152,6 +152,12 @@ class Config:
     #: the configuration file's text as it was read ("" for the embedded
     #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
+    #: the texts of the other files it read, by path (the htpasswd file):
+    #: given with its text to a machine's workers, so that one started
+    #: again reads the users as the machine took them, not a file being
+    #: edited (which ended for good the tokens of the users it lacked)
+    held: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen, eq=False,
+                                          repr=False)
 
     def where(self, section: str, key: str | None = None) -> str:
         """
@@ -255,7 +261,7 @@ def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, st
 
 def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = (),
                 listen: Sequence[str] = (), environ: Mapping[str, str] | None = None,
-                text: str | None = None) -> Config:
+                text: str | None = None, held: Mapping[str, str] | None = None) -> Config:
     """
     Read, validate and freeze the configuration: the file is read
     (L{_read}), the environment and the command line laid over it
@@ -273,6 +279,8 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
     @param text: the file's text, read before (a machine's worker is given
         the supervisor's); L{None} to read C{path}. Paths in it still mean
         what they mean beside C{path}.
+    @param held: with C{text}, the other files' texts as read with it
+        (L{Config.held}), taken rather than read again.
     @rtype: L{Config}
     @raise ConfigError: naming the file, section and key of the first problem.
     """
@@ -284,7 +292,8 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
     blame = _overlay(parser, path or "<defaults>", overrides, listen, environ)
     parsed = _parse(parser, blame, overrides,
                     None if path is None else os.path.dirname(os.path.abspath(path)))
-    return attrs.evolve(_assemble(parser, parsed, blame, environ),
+    files = dict(held or {})
+    return attrs.evolve(_assemble(parser, parsed, blame, environ, files),
                         text=text if path is not None and text is not None else "")
 
 
@@ -453,18 +462,19 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
 
 
 def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
-              environ: Mapping[str, str]) -> Config:
+              environ: Mapping[str, str], files: dict[str, str]) -> Config:
     """
     Check the sections against each other (principals, indexes, rules,
     upstreams, TLS, metrics, the directory, publishers) and freeze the
-    L{Config}.
+    L{Config}; C{files} as L{read_principals} takes them.
     """
     values, given, named = parsed.values, parsed.given, parsed.named
 
     def items(section: str) -> list[tuple[str, str]]:
         return parser.items(section) if parser.has_section(section) else []
 
-    users, groups, rules = read_principals(items, values, fail)
+    users, groups, rules = read_principals(items, values, fail, files)
+    htpasswd = values["auth", "htpasswd"]
     for backend in BACKENDS.values():
         backend.check(values, fail)
     upstream = read_upstream(values, fail, "upstream", environ)
@@ -526,4 +536,5 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         webhooks=check_webhooks(values, named[WEBHOOK_SECTION], [DEFAULT, *indexes], fail),
         keys=dict(values),
         origins=fail.origins(),
+        held={htpasswd: files[htpasswd]} if htpasswd is not None else {},
     )

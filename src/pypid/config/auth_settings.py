@@ -144,7 +144,7 @@ def check_principal(principal: str, users: Mapping[str, str],
         raise ValueError(f"{principal}: {who!r} is not a group of [groups]")
 
 
-def read_principals(items: Items, values: Values, fail: Fail
+def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, str]
                     ) -> tuple[dict[str, str], dict[str, frozenset[str]], list[Rule]]:
     """
     Read C{[users]} (and C{[auth] htpasswd}'s file), C{[groups]} and C{[acl]},
@@ -155,6 +155,9 @@ def read_principals(items: Items, values: Values, fail: Fail
         pairs in file order, none when the section is absent.
     @param values: the parsed C{(section, key) -> value} of the fixed sections.
     @param fail: C{fail(section, key, message)} raises the configuration error.
+    @param files: the texts of files read with the configuration, by path:
+        the htpasswd file's is taken from there when it is, else read and
+        added (a machine's worker is given its supervisor's).
 
     With a directory (C{[ldap] url}) or a provider (C{[sso] issuer}), a
     C{group:NAME} that C{[groups]} does not define is one of theirs
@@ -178,7 +181,9 @@ def read_principals(items: Items, values: Values, fail: Fail
     htpasswd = values["auth", "htpasswd"]
     if htpasswd is not None:
         try:
-            more = read_htpasswd(htpasswd)
+            if htpasswd not in files:
+                files[htpasswd] = _text_of(htpasswd)
+            more = parse_htpasswd(files[htpasswd], htpasswd)
         except ValueError as e:
             fail("auth", "htpasswd", str(e))
         for name in more:
@@ -242,11 +247,19 @@ def read_htpasswd(path: str) -> dict[str, str]:
     @raise ValueError: when the file cannot be read or is not UTF-8 text,
         or as L{parse_htpasswd} does; the message names the file.
     """
+    return parse_htpasswd(_text_of(path), path)
+
+
+def _text_of(path: str) -> str:
+    """
+    The text of the file at C{path}.
+
+    @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
-    return parse_htpasswd(text, path)

@@ -397,7 +397,7 @@ class Hangup(Service):
             return None
 
         def commit() -> str:
-            self._in_force.write(config.text)
+            self._in_force.write(config.text, config.held)
             self._supervisor.signal_all(signal.SIGHUP)
             return f"passed to {self._supervisor.count} workers"
         return commit
@@ -428,7 +428,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     require_sdk(config.storage.backend)
     count = config.server.workers
     ring = ChangeRing.create()
-    in_force = ConfigInForce.create(config.text)
+    in_force = ConfigInForce.create(config.text, config.held)
     sockets = WorkerSockets(config, reactor, count)
     ring.set_workers(0, count)
     ended = Hub(ring)

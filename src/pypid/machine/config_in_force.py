@@ -1,13 +1,17 @@
 """
 The configuration a machine runs on (L{ConfigInForce}): the text of the
 configuration file as the supervisor last took it, at its start and at
-each C{SIGHUP} it accepted, in a memory file every worker is given.
+each C{SIGHUP} it accepted, with the other files it read then (the
+htpasswd file: L{pypid.config.Config.held}), in a memory file every
+worker is given.
 
-A worker that starts again (after a crash, say) reads this text, not the
-file as it is on disk by then: an edit not yet reloaded would make it the
-one worker that answers differently, and an edited C{listen} one that
-cannot start at all, again and again. Paths in the text still mean what
-they mean beside the file (the worker is given its path too).
+A worker that starts again (after a crash, say) reads these texts, not the
+files as they are on disk by then: an edit not yet reloaded would make it
+the one worker that answers differently, an edited C{listen} one that
+cannot start at all, again and again, and a users' file half edited would
+end for good, on the whole machine, the tokens of the users it lacks.
+Paths in the text still mean what they mean beside the file (the worker
+is given its path too).
 
 The supervisor writes under an exclusive C{flock}, a worker reads under a
 shared one, each through a file of its own (C{/proc/self/fd}), as the
@@ -17,11 +21,26 @@ ring of changes does (L{pypid.machine.ring}).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+from collections.abc import Mapping
 
 import attrs
 
 from pypid.machine.ring import flocked
+
+
+@attrs.frozen
+class InForce:
+    """
+    What a machine runs on.
+
+    @ivar text: the configuration file's text.
+    @ivar held: the other files it read, their texts by path.
+    """
+
+    text: str
+    held: Mapping[str, str]
 
 
 @attrs.define(eq=False)
@@ -31,10 +50,10 @@ class ConfigInForce:
     _fd: int = attrs.field(repr=False)
 
     @classmethod
-    def create(cls, text: str) -> ConfigInForce:
-        """A new memory file holding C{text}, for the supervisor."""
+    def create(cls, text: str, held: Mapping[str, str] | None = None) -> ConfigInForce:
+        """A new memory file holding C{text} and C{held}, for the supervisor."""
         made = cls(os.memfd_create("pypid-config", os.MFD_CLOEXEC))
-        made.write(text)
+        made.write(text, held)
         return made
 
     @classmethod
@@ -46,17 +65,20 @@ class ConfigInForce:
         """This process's descriptor of the memory file, which a worker is given."""
         return self._fd
 
-    def write(self, text: str) -> None:
-        """Hold C{text} from now on (a worker reading meanwhile reads the old or the new)."""
-        data = text.encode("utf-8")
+    def write(self, text: str, held: Mapping[str, str] | None = None) -> None:
+        """
+        Hold C{text}, and C{held} (the other files' texts by path), from now
+        on (a worker reading meanwhile reads the old or the new).
+        """
+        data = json.dumps({"text": text, "held": dict(held or {})}).encode("utf-8")
         with flocked(self._fd, fcntl.LOCK_EX):
             os.ftruncate(self._fd, 0)
             written = 0
             while written < len(data):
                 written += os.pwrite(self._fd, data[written:], written)
 
-    def read(self) -> str:
-        """The text held now."""
+    def read(self) -> InForce:
+        """The texts held now."""
         with flocked(self._fd, fcntl.LOCK_SH):
             size = os.fstat(self._fd).st_size
             chunks, taken = [], 0
@@ -66,7 +88,8 @@ class ConfigInForce:
                     break
                 chunks.append(chunk)
                 taken += len(chunk)
-        return b"".join(chunks).decode("utf-8")
+        value = json.loads(b"".join(chunks))
+        return InForce(value["text"], value["held"])
 
     def close(self) -> None:
         """Let go of the memory file (it lives while any process holds it)."""

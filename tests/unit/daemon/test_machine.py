@@ -100,7 +100,7 @@ class WorkerRoleTests(SynchronousTestCase):
         self.assertEqual(role.ring.workers(), (1, 3))
         role.ring.announce(b"f x")
         self.assertEqual(ring.latest(), 1)
-        self.assertEqual(role.config.read(), "[pypid]\nthreads = 4\n")
+        self.assertEqual(role.config.read().text, "[pypid]\nthreads = 4\n")
 
     def test_not_a_role(self):
         """A value the supervisor did not write stops the start with one line naming it."""
@@ -254,10 +254,10 @@ class SupervisorPartsTests(SynchronousTestCase):
         with open(path, "w", encoding="utf-8") as f:
             f.write("[pypid]\nthreads = 5\n")
         commit = hangup.prepare_reload(load_config(path, [], []))
-        self.assertEqual((supervisor.signals, in_force.read()), ([], "[pypid]\n"))
+        self.assertEqual((supervisor.signals, in_force.read().text), ([], "[pypid]\n"))
         self.assertEqual(commit(), "passed to 3 workers")
         self.assertEqual(supervisor.signals, [signal.SIGHUP])
-        self.assertEqual(in_force.read(), "[pypid]\nthreads = 5\n")
+        self.assertEqual(in_force.read().text, "[pypid]\nthreads = 5\n")
 
     def test_folders(self):
         """

@@ -5,7 +5,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
-from pypid.machine.config_in_force import ConfigInForce
+from pypid.machine.config_in_force import ConfigInForce, InForce
 
 
 class ConfigInForceTests(SynchronousTestCase):
@@ -17,11 +17,12 @@ class ConfigInForceTests(SynchronousTestCase):
         self.addCleanup(supervisor.close)
         worker = ConfigInForce.attach(supervisor.fileno())
         self.addCleanup(worker.close)
-        self.assertEqual(worker.read(), "[pypid]\nthreads = 4\n" * 3000)
-        supervisor.write("[pypid]\n# é\n")
-        self.assertEqual(worker.read(), "[pypid]\n# é\n")
+        self.assertEqual(worker.read(), InForce("[pypid]\nthreads = 4\n" * 3000, {}))
+        supervisor.write("[pypid]\n# é\n", {"/etc/pypid/users": "alice:$2y$...\n"})
+        self.assertEqual(worker.read(), InForce("[pypid]\n# é\n",
+                                                {"/etc/pypid/users": "alice:$2y$...\n"}))
         supervisor.write("")
-        self.assertEqual(worker.read(), "")
+        self.assertEqual(worker.read(), InForce("", {}))
 
     def test_own_file(self):
         """A worker's descriptor is a file of its own (so that C{flock} excludes the writer)."""
@@ -48,3 +49,34 @@ class ConfigInForceTests(SynchronousTestCase):
         self.assertEqual(config.text, text)
         self.assertEqual(load_config(path).text, "[storage]\npath = on-disk\n")
         self.assertEqual(load_config(None).text, "")
+
+    def test_users_held(self):
+        """
+        The htpasswd file is held as the configuration read it: loaded with
+        what was held, a configuration has the users of then, whatever the
+        file holds now (an edit not reloaded, an empty file).
+        """
+        from pypid.core.access.credential_syntax import parse_htpasswd
+        from tests.harness.e2e import password_hash
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        users = os.path.join(folder, "users")
+        hashed = password_hash("secret")
+        with open(users, "w", encoding="utf-8") as f:
+            f.write(f"alice:{hashed}\n")
+        path = os.path.join(folder, "pypid.ini")
+        text = f"[auth]\nhtpasswd = {users}\n"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        taken = load_config(path)
+        self.assertEqual(taken.held, {users: f"alice:{hashed}\n"})
+        self.assertEqual(set(taken.users), {"alice"})
+        held = ConfigInForce.create(taken.text, taken.held)
+        self.addCleanup(held.close)
+        with open(users, "w", encoding="utf-8") as f:
+            f.write("")  # (mid-edit)
+        in_force = held.read()
+        again = load_config(path, text=in_force.text, held=in_force.held)
+        self.assertEqual(again.users, taken.users)
+        self.assertEqual(set(load_config(path).users), set())
+        self.assertEqual(parse_htpasswd(in_force.held[users], users), dict(taken.users))
