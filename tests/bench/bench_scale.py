@@ -23,6 +23,10 @@ Not a test (trial loads only C{test_*.py}); run it by hand::
         [--cases empty,bare,records,snapshot] [--reps 3] [--keep]
         [--baseline-venv ../wt-581/.venv]
 
+With C{--workers N}, every daemon is a machine of N workers, and the time
+until C{/health} says all are up is reported beside the first full
+listing (C{all_up_s}); the CPU and memory are then the supervisor's.
+
 Besides the time until ready and the peak RSS (C{VmHWM}) then, it reads
 the daemon's CPU time until ready (utime + stime, from C{/proc}: steadier
 than the wall time on a shared machine). With C{--baseline-venv}, every
@@ -80,6 +84,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from tests.harness.e2e import clean_env, free_port  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
+
+#: C{--workers}: the daemons' C{[pypid] workers} (1: one process).
+WORKERS = 1
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "..", "shared", "bench", "corpus.py")
 CASES = ("empty", "bare", "records", "snapshot")
@@ -166,7 +173,8 @@ class Daemon:
         self.process = subprocess.Popen(
             [os.path.join(self.venv_bin, "twistd"), "-n", "--pidfile=", "pypid",
              "--listen", f"tcp:{port}:interface=127.0.0.1",
-             "--set", f"storage.path={self.storage}", "--set", f"pypid.snapshot={self.snapshot}"],
+             "--set", f"storage.path={self.storage}", "--set", f"pypid.snapshot={self.snapshot}",
+             *(["--set", f"pypid.workers={WORKERS}"] if WORKERS > 1 else [])],
             cwd=os.path.dirname(self.log), stdout=self.log_file, stderr=subprocess.STDOUT,
             env=clean_env(home, PYTHONUNBUFFERED="1"))
         deadline = started + timeout
@@ -179,11 +187,26 @@ class Daemon:
                     if response.status == 200 and response.read().count(b"<a ") >= projects:
                         took = time.monotonic() - started
                         self.cpu_at_ready = cpu_of(self.process.pid)
+                        if WORKERS > 1:
+                            self.all_up = self._all_up(url, started, deadline)
                         return took
             except OSError:
                 pass
             time.sleep(0.02)
         raise SystemExit(f"{url} did not list {projects} projects within {timeout} s")
+
+    def _all_up(self, url, started, deadline):
+        """With C{--workers}: the seconds from C{started} until C{/health} says all are up."""
+        health = url.replace("/simple/", "/health")
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(health, timeout=60) as response:
+                    if json.loads(response.read())["workers"]["up"] >= WORKERS:
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit(f"not every worker was up within {deadline - started:.0f} s")
 
     def logged(self, pattern, timeout=0):
         """The first match of C{pattern} in the log, waiting up to C{timeout} s."""
@@ -236,6 +259,8 @@ def run_case(case, rep, source, work, projects, venv_bin=VENV_BIN):
               "cpu_s": round(daemon.cpu_at_ready, 2),
               "peak_rss_mib": round(status_of(daemon.process.pid, "VmHWM"), 1),
               "rss_mib": round(status_of(daemon.process.pid, "VmRSS"), 1)}
+    if WORKERS > 1:
+        result["all_up_s"] = round(daemon.all_up, 2)
     loaded = daemon.logged(LOADED)
     if loaded:
         result["load_s"] = float(loaded.group(3))
@@ -487,7 +512,12 @@ def main():
     parser.add_argument("--baseline-venv", action="append", default=[],
                         help="a virtual environment whose daemon runs every case too, "
                              "alternating with this one's (may be given several times)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[pypid] workers of every daemon; the time until /health says "
+                             "all are up is then reported too (all_up_s)")
     options = parser.parse_args()
+    global WORKERS
+    WORKERS = options.workers
     if options.indexes:
         indexes_variant(options)
         return
