@@ -154,9 +154,10 @@ def cpu_of(pid):
 class Daemon:
     """One C{twistd pypid} serving C{storage} with the snapshot C{snapshot}."""
 
-    def __init__(self, storage, snapshot, log, venv_bin=VENV_BIN):
+    def __init__(self, storage, snapshot, log, venv_bin=VENV_BIN, workers=1):
         self.storage, self.snapshot, self.log = storage, snapshot, log
         self.venv_bin = venv_bin
+        self.workers = workers
         self.process = None
 
     def start(self, projects, timeout=900):
@@ -174,7 +175,7 @@ class Daemon:
             [os.path.join(self.venv_bin, "twistd"), "-n", "--pidfile=", "pypid",
              "--listen", f"tcp:{port}:interface=127.0.0.1",
              "--set", f"storage.path={self.storage}", "--set", f"pypid.snapshot={self.snapshot}",
-             *(["--set", f"pypid.workers={WORKERS}"] if WORKERS > 1 else [])],
+             *(["--set", f"pypid.workers={self.workers}"] if self.workers > 1 else [])],
             cwd=os.path.dirname(self.log), stdout=self.log_file, stderr=subprocess.STDOUT,
             env=clean_env(home, PYTHONUNBUFFERED="1"))
         deadline = started + timeout
@@ -187,7 +188,7 @@ class Daemon:
                     if response.status == 200 and response.read().count(b"<a ") >= projects:
                         took = time.monotonic() - started
                         self.cpu_at_ready = cpu_of(self.process.pid)
-                        if WORKERS > 1:
+                        if self.workers > 1:
                             self.all_up = self._all_up(url, started, deadline)
                         return took
             except OSError:
@@ -201,7 +202,7 @@ class Daemon:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(health, timeout=60) as response:
-                    if json.loads(response.read())["workers"]["up"] >= WORKERS:
+                    if json.loads(response.read())["workers"]["up"] >= self.workers:
                         return time.monotonic() - started
             except OSError:
                 pass
@@ -253,7 +254,8 @@ def run_case(case, rep, source, work, projects, venv_bin=VENV_BIN):
         log = os.path.join(work, "kept", f"{case}-{rep}.log")
         if case == "records" and os.path.exists(snapshot):
             os.unlink(snapshot)
-    daemon = Daemon(storage, snapshot, log, venv_bin)
+    # (a case runs as --workers says; the copy it serves was prepared by one process)
+    daemon = Daemon(storage, snapshot, log, venv_bin, WORKERS)
     took = daemon.start(projects)
     result = {"case": case, "rep": rep, "ready_s": round(took, 2),
               "cpu_s": round(daemon.cpu_at_ready, 2),
