@@ -18,16 +18,22 @@ the samples after C{--warmup} minutes)::
 
     .venv/bin/python tests/bench/soak.py --minutes 30 --rate 100 --churn 1 --sighup 60
 
-C{--tracemalloc DIR} starts the daemon under C{python -X tracemalloc} with
-a C{SIGUSR2} handler that dumps a snapshot into DIR (this script sends it at
-the end of the warm-up and at the end) and prints what grew between the two,
-by line: slow (every allocation is traced), for finding a leak, not for
-figures. Not a test (trial loads only C{test_*.py}).
+C{--tracemalloc DIR} starts the daemon (and, with C{--workers}, each
+worker: the supervisor starts them with its environment) with
+C{PYTHONTRACEMALLOC} and a C{sitecustomize} whose C{SIGUSR2} handler dumps
+a snapshot into DIR (this script sends it to the serving processes at the
+end of the warm-up and at the end) and prints what grew between the two,
+by line, for each process: slow (every allocation is traced), for finding
+a leak, not for figures. Not a test (trial loads only C{test_*.py}).
 
 C{--workers N} runs a machine of N workers (C{[pypid] workers}): the RSS
 is then each process's of the tree (the supervisor and every worker), and
 the growth is printed for each, as issue 79 compares a worker's with one
-process's.
+process's. Each process's is also split into its shared memory and the
+rest: a worker's RSS counts every page of the machine's ring
+(L{pypid.machine.ring}) that it has read, up to the ring's 9 MiB, which the
+machine holds once; at the soak's 4-5 announcements a second, each in a
+slot of a page, the first lap takes some 7 minutes.
 """
 
 import argparse
@@ -51,20 +57,19 @@ from tests.harness.upstream_server import UpstreamProcess  # noqa: E402
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
-#: What the daemon runs under C{--tracemalloc}: twistd, after a handler of
-#: C{SIGUSR2} that dumps a snapshot (C{sys.argv[1:]} is twistd's own).
+#: The C{sitecustomize} of a traced process: a handler of C{SIGUSR2} that
+#: dumps a snapshot as C{<pid>-<n>.snap} (every process of a machine loads it,
+#: since the supervisor passes its environment on to the workers).
 TRACED = """
-import os, signal, sys, tracemalloc
-count = [0]
-def dump(signum, frame):
-    count[0] += 1
-    path = os.path.join(os.environ["SOAK_TRACE_DIR"], f"{count[0]}.snap")
-    tracemalloc.take_snapshot().dump(path + ".tmp")
-    os.rename(path + ".tmp", path)
-signal.signal(signal.SIGUSR2, dump)
-sys.argv[0] = "twistd"
-from twisted.scripts.twistd import run
-run()
+import os, signal, tracemalloc
+if tracemalloc.is_tracing() and os.environ.get("SOAK_TRACE_DIR"):
+    count = [0]
+    def dump(signum, frame):
+        count[0] += 1
+        path = os.path.join(os.environ["SOAK_TRACE_DIR"], f"{os.getpid()}-{count[0]}.snap")
+        tracemalloc.take_snapshot().dump(path + ".tmp")
+        os.rename(path + ".tmp", path)
+    signal.signal(signal.SIGUSR2, dump)
 """
 
 
@@ -75,14 +80,12 @@ class SoakDaemon(Daemon):
         super().__init__(directory, settings=settings)
         self.trace_dir = trace_dir
         if trace_dir:
-            self.environ["SOAK_TRACE_DIR"] = trace_dir
-
-    def command(self, port):
-        argv = super().command(port)
-        if not self.trace_dir:
-            return argv
-        python = os.path.join(os.path.dirname(argv[0]), "python")
-        return [python, "-X", "tracemalloc=12", "-c", TRACED, *argv[1:]]
+            site = os.path.join(trace_dir, "site")
+            os.makedirs(site, exist_ok=True)
+            with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+                f.write(TRACED)
+            self.environ.update(SOAK_TRACE_DIR=trace_dir, PYTHONTRACEMALLOC="12")
+            self.environ["PYTHONPATH"] = os.pathsep.join([site, self.environ["PYTHONPATH"]])
 
 
 def wheel_name(project, version):
@@ -205,10 +208,15 @@ class Churn:
 
 
 def memory(pid):
-    """C{(RSS in KiB, open fds)} of process C{pid}."""
+    """
+    C{(RSS in KiB, open fds)} of process C{pid}, and the part of its RSS
+    that is shared memory (a machine's ring, the same pages in every
+    worker).
+    """
     with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        fields = dict(line.split(":", 1) for line in f)
+    rss, shmem = (int(fields[name].split()[0]) for name in ("VmRSS", "RssShmem"))
+    return rss, len(os.listdir(f"/proc/{pid}/fd")), shmem
 
 
 def tree(pid):
@@ -221,16 +229,20 @@ def tree(pid):
 
 
 def memories(pid):
-    """C{(RSS in KiB of the tree, open fds of the tree, {pid: RSS in KiB})}."""
+    """
+    C{(RSS in KiB of the tree, open fds of the tree, {pid: (RSS, shared
+    memory in it) in KiB})}.
+    """
     each = {}
     fds = 0
     for one in tree(pid):
         try:
-            each[one], opened = memory(one)
+            rss, opened, shmem = memory(one)
+            each[one] = (rss, shmem)
         except (FileNotFoundError, ProcessLookupError):  # (ended meanwhile)
             continue
         fds += opened
-    return sum(each.values()), fds, each
+    return sum(rss for rss, _ in each.values()), fds, each
 
 
 def slope(points):
@@ -291,18 +303,31 @@ def report(samples, args):
     print(f"after {args.warmup} min of warm-up: RSS {slope(warm) * 600:+.2f} MiB per 10 min, "
           f"fds {slope(fds) * 600:+.2f} per 10 min; "
           f"RSS from {warm[0][1]:.1f} to {warm[-1][1]:.1f} MiB")
-    if args.workers:
-        for pid in later[0][4]:
-            own = [(s, each[pid] / 1024) for s, *_, each in later if pid in each]
-            print(f"  process {pid}: RSS {slope(own) * 600:+.2f} MiB per 10 min, "
-                  f"from {own[0][1]:.1f} to {own[-1][1]:.1f} MiB")
+    # (a worker's RSS counts each page of the machine's ring it has read,
+    # shared memory that the machine holds once: its own memory is the rest)
+    for pid in later[0][4]:
+        own = [(s, each[pid][0] / 1024) for s, *_, each in later if pid in each]
+        shared = [(s, each[pid][1] / 1024) for s, *_, each in later if pid in each]
+        private = [(s, rss - shm) for (s, rss), (_, shm) in zip(own, shared, strict=True)]
+        print(f"  process {pid}: RSS {slope(own) * 600:+.2f} MiB per 10 min, "
+              f"from {own[0][1]:.1f} to {own[-1][1]:.1f} MiB; shared memory "
+              f"{slope(shared) * 600:+.2f} ({shared[0][1]:.1f} to {shared[-1][1]:.1f}), "
+              f"the rest {slope(private) * 600:+.2f} ({private[0][1]:.1f} to "
+              f"{private[-1][1]:.1f})")
 
 
-def traced_growth(trace_dir, top=25):
-    """Print what grew between the first and the last snapshot, by line."""
+def snapshots(trace_dir, pid):
+    """The names of process C{pid}'s snapshots in C{trace_dir}, in order."""
+    names = [n for n in os.listdir(trace_dir)
+             if n.endswith(".snap") and n.startswith(f"{pid}-")]
+    return sorted(names, key=lambda n: int(n.split("-")[1].split(".")[0]))
+
+
+def traced_growth(trace_dir, pid, top=25):
+    """Print what grew in process C{pid} between its first and its last snapshot, by line."""
     import tracemalloc
 
-    names = sorted(os.listdir(trace_dir), key=lambda n: int(n.split(".")[0]))
+    names = snapshots(trace_dir, pid)
     if len(names) < 2:
         print("fewer than two snapshots")
         return
@@ -368,17 +393,28 @@ def main(argv=None):
                          "upstream.ttl": "60"})
     daemon = SoakDaemon(os.path.join(directory, "daemon"), settings, trace_dir)
     if args.src:
-        daemon.environ["PYTHONPATH"] = os.path.abspath(args.src)
+        # (after the tracing's sitecustomize, if any)
+        first = daemon.environ["PYTHONPATH"].split(os.pathsep)[:-1]
+        daemon.environ["PYTHONPATH"] = os.pathsep.join([*first, os.path.abspath(args.src)])
     load = None
+    traced = []
     try:
         hosted = seed(daemon, args)
-        daemon.start()
+        # (traced, each worker starts some times slower, one after the other)
+        daemon.start(timeout=600 if trace_dir else 60)
         print(f"daemon {daemon.pid} on {daemon.url}, folder {directory}", flush=True)
         load = Load(daemon, hosted, cached)
-        snap = (lambda: os.kill(daemon.pid, signal.SIGUSR2)) if trace_dir else (lambda: None)
+
+        def snap():
+            # (the serving processes, as at the end of the warm-up: a
+            # machine's workers, not its supervisor)
+            if trace_dir and not traced:
+                traced.extend(tree(daemon.pid)[1:] if args.workers else [daemon.pid])
+            for pid in traced:
+                os.kill(pid, signal.SIGUSR2)
         samples = drive(daemon, load, Churn(load), args, snap)
         snap()
-        while trace_dir and len([n for n in os.listdir(trace_dir) if n.endswith(".snap")]) < 2:
+        while trace_dir and any(len(snapshots(trace_dir, pid)) < 2 for pid in traced):
             time.sleep(1)
         report(samples, args)
         for status, method, path in load.failed:
@@ -390,7 +426,9 @@ def main(argv=None):
         if upstream:
             upstream.kill()
     if trace_dir:
-        traced_growth(trace_dir)
+        for pid in traced:
+            print(f"\n==== process {pid} ====")
+            traced_growth(trace_dir, pid)
 
 
 if __name__ == "__main__":
