@@ -56,7 +56,7 @@ from pypid.daemon.machine import (
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
-from pypid.daemon.readiness import Readiness, RunningMark, mark_path
+from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
 from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub, Topic
@@ -269,13 +269,12 @@ class _MadeParts:
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the
         # listeners open; either way the server is ready once it was)
-        # (a machine's mark is its first worker's; a worker started again,
-        # or after the machine's unclean stop, checks storage before it
-        # accepts: what the journal told since the snapshot is the rest)
-        mark = (RunningMark(mark_path(server.snapshot), default.writer, default.loader)
+        # (a machine's mark is its first worker's; every worker checks
+        # storage before it accepts)
+        mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
                 if hub.runs_once else None)
         readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
-                              check_first=worker is not None and worker.check_first)
+                              check_first=not hub.alone)
         return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
                    access, mark, readiness, hub)
 

@@ -66,7 +66,6 @@ from pypid.daemon.listeners import (
     endpoint_of,
     tcp_address,
 )
-from pypid.daemon.readiness import mark_path
 from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import BEAT, READY_FD, Command, IWorkerReactor, Supervisor
 from pypid.jobs.run import run_at_once
@@ -109,13 +108,6 @@ class WorkerRole:
     @ivar sockets: its listening sockets, one per line of C{[pypid] listen}.
     @ivar config: the configuration file's text the machine runs on, which
         this worker reads instead of the file.
-    @ivar check_first: whether it checks storage against the snapshot
-        before it accepts: started again after it ended (it may have
-        changed a file and not told it), or after the machine's unclean
-        stop; otherwise the snapshot and the journal's entries after it
-        are what the folder holds, and it answers at once, as one process
-        does (each worker checked first: 25 and 49 s at a million files,
-        against 3.3-4.0 s).
     """
 
     number: int
@@ -123,7 +115,6 @@ class WorkerRole:
     ring: ChangeRing
     sockets: tuple[Inherited, ...]
     config: ConfigInForce
-    check_first: bool = False
 
     @property
     def first(self) -> bool:
@@ -145,14 +136,11 @@ class WorkerRole:
             number, count = int(data["number"]), int(data["count"])
             sockets = tuple(Inherited(str(description), int(fd), int(family), int(backlog))
                             for description, fd, family, backlog in data["sockets"])
-            check_first = data["check_first"]
-            if not isinstance(check_first, bool):
-                raise TypeError("check_first is not a boolean")
             ring = ChangeRing.attach(int(data["ring"]), number)
             config = ConfigInForce.attach(int(data["config"]))
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise StartupError(f"{WORKER_ENV}: not a worker's role: {e}")
-        return cls(number, count, ring, sockets, config, check_first)
+        return cls(number, count, ring, sockets, config)
 
 
 class IStoppingReactor(IReactorCore, IReactorFromThreads, IReactorFDSet):
@@ -313,8 +301,6 @@ class WorkerCommand:
     runs itself, with the same options, logging to its standard output.
 
     @ivar arguments: the options C{twistd pypid} was given.
-    @ivar unclean: whether the machine's last run stopped uncleanly (its
-        running mark was found): every worker then checks storage first.
     """
 
     ring: ChangeRing
@@ -324,8 +310,6 @@ class WorkerCommand:
     arguments: tuple[str, ...]
     environ: Mapping[str, str]
     executable: str = sys.executable
-    unclean: bool = False
-    _started: set[int] = attrs.field(factory=set, init=False)
 
     def __call__(self, number: int) -> Command:
         """The command of worker C{number}, with its sockets."""
@@ -335,12 +319,8 @@ class WorkerCommand:
             inherited[fd] = socket.fileno
             sockets.append((socket.description, fd, socket.family, socket.backlog))
         env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
-        # (a worker started again checks first: it may have changed a file and not told it)
-        check_first = self.unclean or number in self._started
-        self._started.add(number)
         env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
-                                      "config": CONFIG_FD, "sockets": sockets,
-                                      "check_first": check_first})
+                                      "config": CONFIG_FD, "sockets": sockets})
         args = (self.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "--nodaemon", "--pidfile=",
                 f"--logger={worker_log.__module__}.{worker_log.__name__}",
@@ -459,10 +439,7 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
             # (it may have changed a file and ended before it said so)
             ended.publish(Topic.WORKER_ENDED, b"%d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
-    # (the first worker's mark: found, the machine did not stop cleanly)
-    unclean = os.path.exists(mark_path(config.server.snapshot))
-    command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable,
-                            unclean)
+    command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)

@@ -39,11 +39,6 @@ from pypid.state.writer import SnapshotWriter
 log = Logger()
 
 
-def mark_path(snapshot: str) -> str:
-    """Where the L{RunningMark} of the default index's C{snapshot} is."""
-    return snapshot + ".running"
-
-
 class RunningMark(Service):
     """
     A file that exists while the server runs: found at a start, the last
@@ -123,9 +118,8 @@ class Readiness(Service):
             but the first (the first keeps the machine's).
         @param check_first: whether storage is checked against the
             snapshots before the listeners open, whatever the mark says: in
-            a worker of several started again after it ended (it may have
-            changed a file and not told it), or started after an unclean
-            stop of the machine (L{pypid.daemon.machine.WorkerRole}).
+            a worker of several, which may start while the others change
+            the folder after the last snapshot was saved.
         """
         self._loaders = tuple(loaders)
         self._mark = mark

@@ -92,11 +92,10 @@ class WorkerRoleTests(SynchronousTestCase):
         self.addCleanup(in_force.close)
         role = WorkerRole.from_environ({WORKER_ENV: json.dumps({
             "number": 2, "count": 3, "ring": ring.fileno(), "config": in_force.fileno(),
-            "sockets": [["tcp:8080", 5, 2, 50]], "check_first": True})})
+            "sockets": [["tcp:8080", 5, 2, 50]]})})
         self.addCleanup(role.ring.close)
         self.addCleanup(role.config.close)
-        self.assertEqual((role.number, role.count, role.first, role.check_first),
-                         (2, 3, False, True))
+        self.assertEqual((role.number, role.count, role.first), (2, 3, False))
         self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2, 50),))
         self.assertEqual(role.ring.workers(), (1, 3))
         role.ring.announce(b"f x")
@@ -140,26 +139,7 @@ class WorkerCommandTests(SynchronousTestCase):
         self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
         self.assertEqual(json.loads(command.env[WORKER_ENV]), {
             "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD,
-            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2, 50]],
-            "check_first": False})
-
-    def test_check_first(self):
-        """
-        A worker checks storage before it accepts when it is started again,
-        or after the machine's unclean stop; not at a clean start.
-        """
-        ring = ChangeRing.create(slots=4, slot_size=64)
-        self.addCleanup(ring.close)
-        in_force = ConfigInForce.create("")
-        self.addCleanup(in_force.close)
-
-        def checks(command, number):
-            return json.loads(command(number).env[WORKER_ENV])["check_first"]
-        clean = WorkerCommand(ring, in_force, _Sockets(), 2, (), {}, "/usr/bin/python3")
-        self.assertEqual([checks(clean, n) for n in (1, 2, 2, 1)], [False, False, True, True])
-        unclean = WorkerCommand(ring, in_force, _Sockets(), 2, (), {}, "/usr/bin/python3",
-                                unclean=True)
-        self.assertEqual([checks(unclean, n) for n in (1, 2)], [True, True])
+            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2, 50]]})
 
 
 class WorkerProcessTests(SynchronousTestCase):
