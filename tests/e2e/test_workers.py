@@ -376,6 +376,41 @@ class WorkerRestartTests(DaemonTestCase):
             looks.append(set(listed) & set(cut))
         self.assertEqual([look == looks[0] for look in looks], [True] * len(looks))
 
+    def test_kept_alive_spread_again(self):
+        """
+        After a worker's restart, the survivor's kept-alive connections are
+        asked to reconnect (their next answer says C{Connection: close}), so
+        that the kernel spreads the new ones over both workers.
+        """
+        daemon = self.daemon
+        kept = []
+        for _ in range(20):
+            conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
+            conn.request("GET", "/health")
+            answer = conn.getresponse()
+            answer.read()
+            if answer.getheader("Connection") == "close":
+                # (asked to reconnect already: the second worker's start was
+                # taken in at this request)
+                conn.close()
+                continue
+            kept.append(conn)
+        kill_a_worker(daemon)
+        survived = []
+        for conn in kept:
+            try:
+                conn.request("GET", "/simple/")
+                answer = conn.getresponse()
+                answer.read()
+            except OSError:
+                continue  # (the killed worker's: reset)
+            finally:
+                conn.close()
+            survived.append((answer.status, answer.getheader("Connection")))
+        self.assertTrue(survived)
+        self.assertEqual(survived, [(200, "close")] * len(survived))
+        self.assertEqual(answered_by(daemon), set(range(1, WORKERS + 1)))
+
     def test_hangup(self):
         """
         C{SIGHUP}: a user added is known to every worker; a change only a

@@ -172,7 +172,7 @@ def started_site(case, clock, resource, limit=None):
     """
     import os
 
-    from pypid.web.server.channel import ConnectionCounter
+    from pypid.web.server.connections import ConnectionCounter
     from pypid.web.site import PypidSite, SiteRules
     spool = os.path.abspath(case.mktemp())
     os.makedirs(spool)

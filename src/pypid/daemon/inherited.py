@@ -6,31 +6,23 @@ adopted endpoints).
 
 A TCP line (C{tcp:}, C{tcp6:}, C{https:}, C{http-redirect:}) is a group of
 sockets, one per worker, bound to one address with C{SO_REUSEPORT}: the
-kernel spreads the connections over them by their addresses, evenly, and
-wakes only the worker whose socket a connection came to. Measured on 2
-cores (10 runs of 64 kept-alive connections): the busiest of 4 workers
-took 0.30 of the connections this way, against 0.58 on one shared socket,
-where the first worker to wake takes what is queued and one worker served
-nothing in 9 of the 10 runs (each worker's accepts capped to one a wakeup:
-0.48, and 11 % fewer requests a second with C{Connection: close}).
+kernel spreads the connections over them evenly and wakes only the worker
+whose socket a connection came to (the busiest of 4 workers took 0.30 of
+64 kept-alive connections, against 0.58 on one shared socket).
 
-The kernel gives a group's socket its share of the connections from the
-moment it listens, whether or not anything accepts on it. So a worker's
-socket is bound by the supervisor (the port is the machine's, and taken
-at its start) but listens only once the worker accepts, its indexes
-loaded (L{Inherited.backlog}): a worker that starts again, or the second
-of a machine that starts, takes no connection it would hold while it
-loads (they waited 5.7-13 s for a restarted worker before). The first
-socket of a group listens at once, so that at the machine's start the
-connections wait for the first worker rather than be refused, as do a
-socket opened when no other of its group listens. A worker that ended has
-its socket closed at once; one that hangs has it shut down by the
-supervisor (L{WorkerSockets.shut}), which takes it out of the group even
-though the hung process still holds it.
+The kernel gives a group's socket its share from the moment it listens,
+whether or not anything accepts on it. So a worker's socket is bound by
+the supervisor but listens only once the worker accepts, its indexes
+loaded (L{Inherited.backlog}): a restarted worker held half of the new
+connections 5.7-13 s while it loaded. A group's first socket listens at
+once, as does one opened when none of its group listens, so that a
+machine's first connections wait rather than be refused. A worker that
+ended has its socket closed; one that hangs has it shut down
+(L{WorkerSockets.shut}), which takes it out of the group though the hung
+process still holds it.
 
 Any other line (a Unix socket, one systemd passed, C{haproxy:}) is one
-socket all the workers accept on: a worker takes a connection from it
-only when it accepts.
+socket all the workers accept on.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
 from pypid.tls import ServerTLS, TLSError
-from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.connections import ConnectionCounter
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
 from pypid.web.site import PypidSite
 
@@ -261,7 +261,7 @@ class Listeners(Service):
                  counter: ConnectionCounter, clock: IReactorTime,
                  check_port: PortCheck = bind_for_a_moment) -> None:
         """
-        @param counter: the site's L{pypid.web.server.channel.ConnectionCounter},
+        @param counter: the site's L{pypid.web.server.connections.ConnectionCounter},
             which knows the requests in flight.
         @param clock: provides C{seconds()} and C{callLater}.
         @param check_port: binds a TCP port for a moment (L{ListenCheck}).

@@ -48,7 +48,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IReadDescriptor,
 )
-from twisted.internet.task import LoopingCall
 from twisted.logger import FileLogObserver, ILogObserver, Logger, eventAsText
 from zope.interface import implementer
 
@@ -68,6 +67,7 @@ from pypid.daemon.listeners import (
 )
 from pypid.daemon.start_notes import StartNotes
 from pypid.daemon.workers import BEAT, READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
@@ -212,8 +212,7 @@ class ReadyLine(Service):
                  fd: int = READY_FD) -> None:
         self._ready = ready
         self._fd = fd
-        self._beats = LoopingCall(self._say, b"alive\n")
-        self._beats.clock = clock
+        self._beats = Periodic(lambda: self._say(b"alive\n"), BEAT, clock, "The heartbeat")
 
     def startService(self) -> None:
         """Say ready once every index answers with every stored file."""
@@ -225,7 +224,7 @@ class ReadyLine(Service):
     def _now_ready(self, _: object) -> None:
         self._say(b"ready\n")
         if self.running:
-            self._beats.start(BEAT, now=False)
+            self._beats.startService()
 
     def _say(self, line: bytes) -> None:
         try:
@@ -237,7 +236,7 @@ class ReadyLine(Service):
         """Beat no more (a draining worker is not watched)."""
         Service.stopService(self)
         if self._beats.running:
-            self._beats.stop()
+            self._beats.stopService()
 
 
 @implementer(IReadDescriptor)
@@ -434,7 +433,10 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     ended = Hub(ring)
 
     def changed(number: int, up: bool) -> None:
-        if not up:
+        if up:
+            # (the others' kept-alive connections reconnect, some to it)
+            ended.publish(Topic.WORKER_READY, b"%d" % number)
+        else:
             sockets.ended(number)
             # (it may have changed a file and ended before it said so)
             ended.publish(Topic.WORKER_ENDED, b"%d" % number)

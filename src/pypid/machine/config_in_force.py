@@ -31,7 +31,7 @@ from pypid.machine.ring import flocked
 
 
 @attrs.frozen
-class InForce:
+class HeldTexts:
     """
     What a machine runs on.
 
@@ -77,7 +77,7 @@ class ConfigInForce:
             while written < len(data):
                 written += os.pwrite(self._fd, data[written:], written)
 
-    def read(self) -> InForce:
+    def read(self) -> HeldTexts:
         """The texts held now."""
         with flocked(self._fd, fcntl.LOCK_SH):
             size = os.fstat(self._fd).st_size
@@ -89,7 +89,7 @@ class ConfigInForce:
                 chunks.append(chunk)
                 taken += len(chunk)
         value = json.loads(b"".join(chunks))
-        return InForce(value["text"], value["held"])
+        return HeldTexts(value["text"], value["held"])
 
     def close(self) -> None:
         """Let go of the memory file (it lives while any process holds it)."""

@@ -59,13 +59,16 @@ class Topic(enum.Enum):
     FAILED = b"F"
     #: A small shared file (tokens, sessions) written: C{<key> <name>}.
     FILE = b"k"
+    #: The supervisor's: worker C{<number>} is ready (the others ask their
+    #: kept-alive connections to reconnect, so that some reach it).
+    WORKER_READY = b"r"
 
 
 #: How many fields each topic's announcements carry.
 FIELDS = {
     Topic.JOURNAL: 0, Topic.WORKER_ENDED: 1, Topic.ADVISORIES: 0, Topic.SSO: 2,
     Topic.THROTTLE: 2, Topic.USAGE: 2, Topic.PAGE: 2, Topic.PIN: 2, Topic.FAILED: 4,
-    Topic.FILE: 2,
+    Topic.FILE: 2, Topic.WORKER_READY: 1,
 }
 
 log = Logger()

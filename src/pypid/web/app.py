@@ -86,7 +86,7 @@ from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, R
 from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas
 from pypid.web.server.audit_trail import AuditTrail
-from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.connections import ConnectionCounter
 from pypid.web.server.health import Health
 from pypid.web.serving.denied_files import DeniedDownloads
 from pypid.web.serving.index_files import IndexFiles
@@ -548,7 +548,7 @@ class WebPart(Service):
             config.auth.throttle_ipv6_prefix, send_timeout=server.send_timeout)
         services = SiteServices(
             upstream=default.proxy if default is not None else None,
-            counter=ConnectionCounter(server.max_connections_per_address),
+            counter=ConnectionCounter(server.max_connections_per_address, hub),
             metrics=config.metrics, audit=audit, timer=time.monotonic, publishing=publishing,
             sources=sources, sso=identity.sso, ready=ready, registry=registry,
             attestations=make_attestation_checker(

@@ -28,7 +28,7 @@ from pypid.web.admin.exposition import MachineMetrics
 from pypid.web.admin.webhook_admin import Webhooks
 from pypid.web.changes.upload_store import AttestationCheck
 from pypid.web.server.audit_trail import AuditTrail
-from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.connections import ConnectionCounter
 
 if TYPE_CHECKING:
     from pypid.upstream.proxy import UpstreamProxy

@@ -5,7 +5,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
-from pypid.machine.config_in_force import ConfigInForce, InForce
+from pypid.machine.config_in_force import ConfigInForce, HeldTexts
 
 
 class ConfigInForceTests(SynchronousTestCase):
@@ -17,12 +17,12 @@ class ConfigInForceTests(SynchronousTestCase):
         self.addCleanup(supervisor.close)
         worker = ConfigInForce.attach(supervisor.fileno())
         self.addCleanup(worker.close)
-        self.assertEqual(worker.read(), InForce("[pypid]\nthreads = 4\n" * 3000, {}))
+        self.assertEqual(worker.read(), HeldTexts("[pypid]\nthreads = 4\n" * 3000, {}))
         supervisor.write("[pypid]\n# é\n", {"/etc/pypid/users": "alice:$2y$...\n"})
-        self.assertEqual(worker.read(), InForce("[pypid]\n# é\n",
+        self.assertEqual(worker.read(), HeldTexts("[pypid]\n# é\n",
                                                 {"/etc/pypid/users": "alice:$2y$...\n"}))
         supervisor.write("")
-        self.assertEqual(worker.read(), InForce("", {}))
+        self.assertEqual(worker.read(), HeldTexts("", {}))
 
     def test_own_file(self):
         """A worker's descriptor is a file of its own (so that C{flock} excludes the writer)."""

@@ -46,8 +46,8 @@ from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from pypid.upstream.transfer import VerifyError
-from pypid.web.server import channel as web_channel
-from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server import connections as web_connections
+from pypid.web.server.connections import ConnectionCounter
 from tests.harness.fakes import FAST
 from tests.harness.records import make_record
 
@@ -507,7 +507,7 @@ class BoundsTests(SynchronousTestCase):
                         held.append(channel)
                 while len(held) > 400:
                     counter.closed(held.pop(0))
-        self.assert_flat(fill, lambda: len(counter._open), 100, quiet=(web_channel,))
+        self.assert_flat(fill, lambda: len(counter._open), 100, quiet=(web_connections,))
         self.assertEqual(counter.open, 400)
         self.assertTrue(all(count <= 4 for count in counter._open.values()))
         for channel in held:

@@ -66,7 +66,7 @@ from pypid.jobs.run import Run
 from pypid.machine.topics import Hub
 from pypid.storage.base.disk import remove_file, write_atomically
 from pypid.web.identity.gates import Gates
-from pypid.web.server.channel import ConnectionCounter
+from pypid.web.server.connections import ConnectionCounter
 from pypid.web.server.routes import answer_errors
 
 if TYPE_CHECKING:  # (prometheus_client is imported at the first scrape)
@@ -104,7 +104,7 @@ class SiteMetrics:
     latency and bytes, changes, logins, refusals, and connections.
 
     @ivar stats: the site's L{pypid.core.records.metrics.RequestStats}.
-    @ivar connections: the site's L{pypid.web.server.channel.ConnectionCounter}.
+    @ivar connections: the site's L{pypid.web.server.connections.ConnectionCounter}.
     """
 
     stats: RequestStats

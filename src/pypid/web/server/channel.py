@@ -49,11 +49,10 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel, Request
 
-from pypid.auth.throttle import counted_client
-from pypid.core.util.repeats import Repeats
 from pypid.jobs.periodic import Periodic
 from pypid.state.catch_up import CatchUp
 from pypid.web.server.body import answer_before_body
+from pypid.web.server.connections import ConnectionCounter
 from pypid.web.server.twisted_http import (
     BadRequestHook,
     between_requests,
@@ -76,9 +75,6 @@ RATE_WINDOW = 30.0
 
 #: Seconds an answer may wait with none of it taken by the client.
 SEND_TIMEOUT = 60.0
-
-#: Connections one client address may hold at once.
-MAX_PER_ADDRESS = 128
 
 #: Seconds a connection answered outside a request (a refusal) has to take
 #: its short answer and close before it is dropped.
@@ -149,6 +145,9 @@ class PypidChannel(BadRequestHook):
     _close_when_drained = False
     #: whether the connection ended (read by a worker's L{CatchUp.holds})
     lost = False
+    #: set by L{ConnectionCounter.leave_all} when another worker came up:
+    #: the next answer says C{Connection: close}, the client reconnects
+    leaving = False
 
     #: the transport's own address, asked once (L{getHost})
     _host: IAddress | None = None
@@ -170,7 +169,7 @@ class PypidChannel(BadRequestHook):
             if catch_up is not None and catch_up.holds(self, data):
                 return
             express = self.site.express
-            if express is not None and express.take(self, data):
+            if express is not None and not self.leaving and express.take(self, data):
                 # (what requestDone does once a request's answer went out)
                 self.resetTimeout()
                 self._wait_for_headers()
@@ -179,6 +178,13 @@ class PypidChannel(BadRequestHook):
                 self._refuse(400, b"Bad Request", PLAIN_HTTP_HERE)
                 return
         HTTPChannel.dataReceived(self, data)
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        """Twisted's choice, but not once asked to leave (L{leaving})."""
+        if self.leaving:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return bool(HTTPChannel.checkPersistence(self, request, version))
 
     def getHost(self) -> IAddress:
         """
@@ -458,91 +464,6 @@ def origin_form(target: bytes) -> bytes:
 
 
 _ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", re.DOTALL)
-
-
-class ConnectionCounter:
-    """
-    The open connections of a site: counted per client (an IPv4 address,
-    an IPv6 /64: L{counted_client}), refusing past a limit, and swept
-    (L{sweep}) for overdue request headers and stalled answers. A client's
-    refusals are logged once a minute (L{Repeats}): the first at once,
-    the rest as a count.
-    """
-
-    def __init__(self, limit: int = MAX_PER_ADDRESS) -> None:
-        self.limit = limit
-        self._open: dict[str, int] = {}
-        self._channels: set[PypidChannel] = set()
-        #: connections refused for their address's limit (for C{/metrics})
-        self.refused = 0
-        self._refusals = Repeats()
-
-    @property
-    def open(self) -> int:
-        """How many connections are open now."""
-        return len(self._channels)
-
-    def sweep(self, now: float) -> None:
-        """
-        Close every connection whose request headers are overdue or whose
-        answer stalled, and log the refusals of the last minute.
-        """
-        for channel in list(self._channels):
-            channel.check(now)
-        for repeated in self._refusals.due(now):
-            log.warn("Refused {count} more connections from {host} over the per-address limit "
-                     "of {limit} in the last {seconds:.0f} s", count=repeated.count,
-                     host=repeated.key, limit=self.limit, seconds=repeated.seconds)
-
-    def opened(self, channel: PypidChannel, addr: IAddress | None, now: float) -> bool:
-        """
-        Count a new connection from C{addr} at C{now}.
-
-        @return: whether it may stay.
-        """
-        host = getattr(addr, "host", None)
-        if host is None:
-            self._channels.add(channel)
-            channel.counter = self
-            return True
-        if ":" in host:  # (an IPv4 address is counted as Twisted spells it)
-            host = cast(str, counted_client(host))
-        count = self._open.get(host, 0)
-        if count >= self.limit:
-            self.refused += 1
-            if self._refusals.add(host, now):
-                log.warn("Refusing a connection from {host}: it holds {count} already (more "
-                         "refusals from it are logged once a minute)", host=host, count=count)
-            return False
-        self._open[host] = count + 1
-        self._channels.add(channel)
-        channel.counter = self
-        channel.counted_host = host
-        return True
-
-    def in_flight(self, now: float, grace: float = 1.0) -> int:
-        """
-        How many connections have a request under way (its head or body
-        being read, or its answer being written), or may be about to send
-        one: opened, or answered, less than C{grace} seconds before C{now}
-        (a client connects, or reuses its connection, then writes).
-        """
-        return sum(1 for channel in self._channels
-                   if channel.requests or (channel.waiting_since is not None
-                                           and now - channel.waiting_since < grace))
-
-    def closed(self, channel: PypidChannel) -> None:
-        """A counted connection ended."""
-        self._channels.discard(channel)
-        host = getattr(channel, "counted_host", None)
-        if host is None:
-            return
-        count = self._open.get(host, 0) - 1
-        if count > 0:
-            self._open[host] = count
-        else:
-            self._open.pop(host, None)
-        channel.counted_host = None
 
 
 class Refused(protocol.Protocol):

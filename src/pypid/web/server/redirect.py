@@ -20,7 +20,8 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from pypid.web.server.body import DiscardedBody, answer_before_body
-from pypid.web.server.channel import ConnectionCounter, GuardedSite, origin_form
+from pypid.web.server.channel import GuardedSite, origin_form
+from pypid.web.server.connections import ConnectionCounter
 from pypid.web.server.twisted_http import parse_form_body, request_line
 
 log = Logger()

@@ -464,6 +464,32 @@ class FromBytesTests(_Uploaded, SynchronousTestCase):
             self.assertEqual(self.lane.raw[before:], [True, False], path)
             self.assertEqual(self.connect(data)[0].split(b"\r\n")[0], b"HTTP/1.1 200 OK")
 
+    def test_leaving(self):
+        """
+        A connection asked to leave (another worker of the machine came up)
+        gets its next answer from the usual path, the same but for
+        C{Connection: close}, and ends after it.
+        """
+        data = request(b"GET", b"/simple/spam/", ((b"Accept", HTML),))
+        channel = self.web.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        first = transport.value()
+        self.assertFalse(transport.disconnecting)
+        transport.clear()
+        before = len(self.lane.raw)
+        self.assertEqual(self.web.site.counter.leave_all(), 1)
+        channel.dataReceived(data)
+        second = transport.value()
+        # (not offered to the lane from its bytes: the usual path answers)
+        self.assertEqual(self.lane.raw[before:], [])
+        self.assertTrue(transport.disconnecting)
+        head, _, body = second.partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nConnection: close", head)
+        self.assertEqual(body, first.partition(b"\r\n\r\n")[2])
+        self.assertEqual(head.split(b"\r\n")[0], b"HTTP/1.1 200 OK")
+
     def test_left_to_the_parser(self):
         """
         Requests the lane does not read, or reads and refuses, get the
