@@ -216,8 +216,10 @@ class Supervisor(Service):
         once all were.
         """
         watch = self._watches.get(number)
-        if watch is not None and watch.active():
-            watch.reset(self._hang_after)
+        if watch is not None:
+            # (a beat; one from a worker found hung, killed, counts no more)
+            if watch.active():
+                watch.reset(self._hang_after)
             return
         if number in self._workers:
             self._watches[number] = self._reactor.callLater(self._hang_after, self._hung, number)
