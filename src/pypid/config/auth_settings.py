@@ -182,7 +182,7 @@ def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, s
     if htpasswd is not None:
         try:
             if htpasswd not in files:
-                files[htpasswd] = _text_of(htpasswd)
+                files[htpasswd] = text_of(htpasswd)
             more = parse_htpasswd(files[htpasswd], htpasswd)
         except ValueError as e:
             fail("auth", "htpasswd", str(e))
@@ -240,17 +240,7 @@ def _refused_users(refused: list[tuple[str, str]]) -> str:
             + "".join(f"; {remedy}" for remedy in remedies))
 
 
-def read_htpasswd(path: str) -> dict[str, str]:
-    """
-    Read the htpasswd file at C{path} and return its users: C{{name: hash}}.
-
-    @raise ValueError: when the file cannot be read or is not UTF-8 text,
-        or as L{parse_htpasswd} does; the message names the file.
-    """
-    return parse_htpasswd(_text_of(path), path)
-
-
-def _text_of(path: str) -> str:
+def text_of(path: str) -> str:
     """
     The text of the file at C{path}.
 

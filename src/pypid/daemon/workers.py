@@ -125,6 +125,7 @@ class Supervisor(Service):
     keeps them running, and stops them.
 
     @ivar restarts: how many times a worker was started again (for C{/metrics}).
+    @ivar hangs: how many workers were found hung (and killed).
     @ivar ready: fires once every worker said it is ready.
     """
 

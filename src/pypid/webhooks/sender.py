@@ -172,6 +172,7 @@ class Sender:
         """Close every pool's kept connections."""
         pools = [pool for _, pool, _ in self._clients.values()]
         self._clients.clear()
+        self._uris.clear()
         d: Deferred[None] = Deferred.fromCoroutine(_close_all(pools))
         return d
 

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.verifier import PasswordVerifier
-from pypid.config.auth_settings import read_htpasswd
+from pypid.config.auth_settings import text_of
 from pypid.core.access.credential_syntax import parse_htpasswd
 from tests.harness.fakes import FAST, write_file
 
@@ -65,6 +65,11 @@ class ParseTests(SynchronousTestCase):
         """Lines without a colon, bad names and repeated users are refused."""
         for text in ("nocolon\n", "bad name:x\n", f"a:{BCRYPT}\na:{BCRYPT}\n"):
             self.assertRaises(ValueError, parse_htpasswd, text, "f")
+
+
+def read_htpasswd(path):
+    """An htpasswd file read from disk and parsed, as the configuration reads it."""
+    return parse_htpasswd(text_of(path), path)
 
 
 class ReadTests(SynchronousTestCase):
