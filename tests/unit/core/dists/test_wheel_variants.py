@@ -152,7 +152,9 @@ class CombineTests(SynchronousTestCase):
                     max_size=6, unique_by=lambda t: t[0]), st.data())
     def test_order_does_not_matter(self, wheels, data):
         """The union and the longest list, the same whatever order the wheels come in."""
-        chain = sorted({ns for _, props in wheels for ns in props}) + ["zz"]
+        named = sorted({ns for _, props in wheels for ns in props})
+        # (and one namespace no wheel has: longer than any name drawn)
+        chain = named + ["z" * (max(map(len, named), default=0) + 1)]
         # (each wheel's list: a prefix of one chain, holding its namespaces, never empty)
         metas = [self.wheel(label, props, chain[:data.draw(st.integers(
             max([chain.index(ns) + 1 for ns in props] + [1]), len(chain)))])
