@@ -103,8 +103,9 @@ class SingleSignOn:
     @ivar pending: the logins under way.
     @ivar hub: in a worker of a machine, its hub: each login begun or
         taken here is announced, and the other workers' taken in before
-        this one's next answer (L{sync}), so that a login begun on one
-        worker finishes on any, once.
+        this one's next answer (L{sync}), those begun before this worker
+        started at its start, so that a login begun on one worker
+        finishes on any, once, even on one started again meanwhile.
     """
 
     config: SSOConfig
@@ -118,7 +119,7 @@ class SingleSignOn:
 
     def __attrs_post_init__(self) -> None:
         self.keys = self._issuer_keys(self.config, None)
-        self.hub.on(Topic.SSO, self._heard)
+        self.hub.on(Topic.SSO, self._heard, past=True)
 
     def _tell(self, kind: bytes, data: object) -> None:
         """Announce a login begun (C{s}) or taken (C{t}) to the machine's other workers."""

@@ -242,15 +242,25 @@ class ChangeRing:
             latest = self.latest()
             if latest - sequence > self.slots:
                 return None
-            found = []
-            for number in range(sequence + 1, latest + 1):
-                at = HEADER + (number % self.slots) * self.slot_size
-                kept, worker, length = _SLOT_HEAD.unpack_from(self._map, at)
-                if kept != number:
-                    return None
-                start = at + _SLOT_HEAD.size
-                found.append(Announcement(number, worker, bytes(self._map[start:start + length])))
+            return self._read(range(sequence + 1, latest + 1))
+
+    def _read(self, numbers: range) -> list[Announcement] | None:
+        """The announcements C{numbers} (under a lock); L{None} when one was overwritten."""
+        found = []
+        for number in numbers:
+            at = HEADER + (number % self.slots) * self.slot_size
+            kept, worker, length = _SLOT_HEAD.unpack_from(self._map, at)
+            if kept != number:
+                return None
+            start = at + _SLOT_HEAD.size
+            found.append(Announcement(number, worker, bytes(self._map[start:start + length])))
         return found
+
+    def kept(self, upto: int) -> list[Announcement]:
+        """Every announcement up to number C{upto} that the ring still keeps, in order."""
+        with flocked(self._fd, fcntl.LOCK_SH):
+            latest = self.latest()
+            return self._read(range(max(0, latest - self.slots) + 1, min(upto, latest) + 1)) or []
 
     def look(self, seen: int) -> tuple[list[Announcement] | None, int]:
         """

@@ -106,15 +106,18 @@ class Hub:
     for a server of one process.
 
     @ivar seen: the last announcement handed to the handlers.
+    @ivar born: the last announcement made before this hub was: what a
+        handler of the past is handed when it registers (L{on}).
     """
 
     _ring: ChangeRing | None
     seen: int = attrs.field(init=False)
+    born: int = attrs.field(init=False)
     _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
     _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
-        self.seen = self._ring.latest() if self._ring is not None else 0
+        self.seen = self.born = self._ring.latest() if self._ring is not None else 0
 
     @property
     def alone(self) -> bool:
@@ -165,10 +168,25 @@ class Hub:
         if self._ring is not None:
             self._ring.announce(encode(topic, fields))
 
-    def on(self, topic: Topic, handler: Handler) -> None:
-        """Hand each of the other workers' announcements of C{topic} to C{handler}."""
-        if self._ring is not None:
-            self._handlers.setdefault(topic, []).append(handler)
+    def on(self, topic: Topic, handler: Handler, *, past: bool = False) -> None:
+        """
+        Hand each of the other workers' announcements of C{topic} to C{handler}.
+
+        @param past: hand it at once, too, those the ring still keeps from
+            before this process started, its own number's included (a
+            worker started again is a new process under the old number):
+            for state that lives longer than a worker's start (a login
+            begun while this worker started finishes on it).
+        """
+        ring = self._ring
+        if ring is None:
+            return
+        self._handlers.setdefault(topic, []).append(handler)
+        if past:
+            for announcement in ring.kept(self.born):
+                decoded = decode(announcement.payload)
+                if decoded is not None and decoded[0] is topic:
+                    handler(decoded[1], announcement.worker)
 
     def lost(self, handler: Callable[[], None]) -> None:
         """

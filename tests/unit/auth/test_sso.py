@@ -946,12 +946,34 @@ class WorkersTests(SynchronousTestCase):
         self.addCleanup(ring.close)
         config = SSOConfig(issuer=ISSUER, client_id=CLIENT_ID, client_secret=SECRET,
                            label="Acme login", timeout=PROVIDER_TIMEOUT)
-        self.workers = []
-        for number in (1, 2):
-            worker = ChangeRing.attach(ring.fileno(), number)
-            self.addCleanup(worker.close)
-            self.workers.append(SingleSignOn(config, SECRET, StubTreq(self.provider), self.clock,
-                                             randomness(number), hub=Hub(worker)))
+
+        def worker(number):
+            attached = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(attached.close)
+            return SingleSignOn(config, SECRET, StubTreq(self.provider), self.clock,
+                                randomness(number), hub=Hub(attached))
+        self.workers = [worker(1), worker(2)]
+        self.worker = worker
+
+    def test_begun_before_the_other_started(self):
+        """
+        A login begun on one worker while the other (re)started finishes
+        on the new one; one taken before it started is not taken again.
+        """
+        one, two = self.workers
+        begun = [self.successResultOf(ensureDeferred(one.begin(
+            "http://pypi.test/login/sso/callback", "/", "192.0.2.7"))) for _ in range(2)]
+        (taken_url, taken_binding), (url, binding) = begun
+        taken_query, taken_code = self.provider.authorize(taken_url, CAROL)
+        self.successResultOf(ensureDeferred(one.finish(taken_query["state"], taken_code,
+                                                       taken_binding)))
+        again = self.worker(2)
+        query, code = self.provider.authorize(url, CAROL)
+        self.assertEqual(self.successResultOf(ensureDeferred(
+            again.finish(query["state"], code, binding))).user, "carol")
+        failure = self.failureResultOf(ensureDeferred(
+            again.finish(taken_query["state"], taken_code, taken_binding)))
+        self.assertIn("already used", str(failure.value))
 
     def test_begun_on_one_finished_on_the_other(self):
         """

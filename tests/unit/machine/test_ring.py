@@ -101,6 +101,16 @@ class RingTests(SynchronousTestCase):
         self.assertIsNone(ring.since(1))
         self.assertEqual([a.payload for a in ring.since(2)], [b"3", b"4", b"5", b"6"])
 
+    def test_kept(self):
+        """What the ring still keeps, up to a number: nothing before the first, a ring at most."""
+        ring = self.ring(slots=4, slot_size=32)
+        self.assertEqual(ring.kept(5), [])
+        for n in range(1, 7):
+            ring.announce(b"%d" % n)
+        self.assertEqual([a.payload for a in ring.kept(6)], [b"3", b"4", b"5", b"6"])
+        self.assertEqual([a.sequence for a in ring.kept(4)], [3, 4])
+        self.assertEqual(ring.kept(2), [])
+
     def test_payload_too_large(self):
         """A payload larger than a slot's room is refused, and nothing is announced."""
         ring = self.ring(slots=4, slot_size=32)

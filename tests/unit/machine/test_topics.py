@@ -88,6 +88,29 @@ class HubTests(SynchronousTestCase):
         two.take()
         self.assertEqual(self.heard, [(2, "pin", [b"key", b"next.whl"], 1)])
 
+    def test_past(self):
+        """
+        A handler of the past is handed at once what the ring kept from
+        before its hub was made, of its topic only, its own number's too
+        (a worker started again); then, like any, only what comes later.
+        """
+        one, _ = self.hubs
+        for name in (b"0", b"1", b"2"):
+            one.publish(Topic.PIN, b"key", name + b".whl")
+        one.publish(Topic.PAGE, b"key", b"p")
+        one.publish(Topic.PIN, b"key", b"3.whl")
+        again = ChangeRing.attach(self.ring.fileno(), 1)
+        self.addCleanup(again.close)
+        restarted, heard = Hub(again), []
+        restarted.on(Topic.PIN, lambda fields, worker: heard.append((fields[1], worker)),
+                     past=True)
+        self.assertEqual(heard, [(b"1.whl", 1), (b"2.whl", 1), (b"3.whl", 1)],
+                         "a ring of 4 slots keeps the last 4")
+        self.hubs[1].publish(Topic.PIN, b"key", b"4.whl")
+        restarted.take()
+        restarted.take()
+        self.assertEqual(heard[3:], [(b"4.whl", 2)])
+
     def test_failing_handler(self):
         """A handler that fails is logged; the others' announcements are still handed on."""
         one, two = self.hubs
