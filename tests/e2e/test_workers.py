@@ -105,9 +105,9 @@ def reload_all(daemon):
              >= reloads + WORKERS + 1, 30, "every worker reloaded")
 
 
-def kill_a_worker(daemon):
-    """C{kill -9} the last worker, and wait until the supervisor started it again."""
-    victim = worker_pids(daemon)[-1]
+def kill_a_worker(daemon, victim=None):
+    """C{kill -9} the last worker (or C{victim}), and wait until the supervisor started it again."""
+    victim = victim or worker_pids(daemon)[-1]
     ended = daemon.log_since_start().count(b"ended (")
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: daemon.log_since_start().count(b"ended (") > ended, 30, "the worker ended")
@@ -375,6 +375,38 @@ class WorkerRestartTests(DaemonTestCase):
             self.assertEqual(set(listed) & set(refused), set())
             looks.append(set(listed) & set(cut))
         self.assertEqual([look == looks[0] for look in looks], [True] * len(looks))
+
+    def test_half_received_upload_removed(self):
+        """
+        A worker killed while it receives an upload: the worker started in
+        its place removes the half-received file from its spool.
+        """
+        daemon = self.daemon
+        ctype, body = upload_form("machine_part-1.0-py3-none-any.whl", b"x" * 300_000)
+        conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
+        self.addCleanup(conn.close)
+        conn.putrequest("POST", "/")
+        for name, value in (("Content-Type", ctype), ("Content-Length", str(len(body))),
+                            ("Authorization", basic(USER, PASSWORD))):
+            conn.putheader(name, value)
+        conn.endheaders(body[:len(body) // 2])
+        spooled = os.path.join(daemon.storage, ".pypid")
+
+        def held():
+            for pid in worker_pids(daemon):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    try:
+                        path = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    except OSError:
+                        continue
+                    if path.startswith(spooled) and path.endswith(".part"):
+                        return pid, path
+            return None
+        wait_for(held, 30, "the upload spooled")
+        pid, path = held()
+        kill_a_worker(daemon, pid)
+        self.assertFalse(os.path.exists(path))
+        self.assertEqual(os.listdir(os.path.dirname(path)), [])
 
     def test_kept_alive_spread_again(self):
         """

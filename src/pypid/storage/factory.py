@@ -49,6 +49,7 @@ from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.cloud_clients import make_client
 from pypid.storage.folder.local import LocalStorage
 from pypid.storage.folder.shared_folder import SharedFolder
+from pypid.storage.folder.sidecars import spool_name
 
 if TYPE_CHECKING:
     from pypid.storage.base.journal import IJournal
@@ -221,7 +222,7 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
     section = config.bucket
     if section is None:
         local = LocalStorage(config.storage.path, run, reactor, config.storage.min_free,
-                             render=render, shared=not hub.alone)
+                             render=render, worker=hub.worker)
         if hub.alone:
             return local
         own = journal is None
@@ -238,10 +239,9 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
         journal = _bucket_journal(store_root(config), client, reactor)
     # (a worker's spool is its own: a start sweeps its spool, and must not
     # sweep the uploads another worker is receiving)
-    spool = "tmp" if hub.alone else f"tmp-worker-{hub.worker}"
     return BucketStorage(
         client, Layout(section.prefix), run, reactor,
-        os.path.join(config.storage.path, ".pypid", spool),
+        os.path.join(config.storage.path, ".pypid", spool_name(hub.worker)),
         BucketSettings.from_config(section, config.server.max_upload_size), on_close=close,
         render=render,
         changes=StoreChanges(journal, config.storage.within, reactor, owned=own))

@@ -76,7 +76,7 @@ class WorkersTests(SynchronousTestCase):
         self.addCleanup(ring.close)
         hub = Hub(ring)
         clock = Clock()
-        storage = SharedFolder(LocalStorage(root, run_now, clock, shared=True),
+        storage = SharedFolder(LocalStorage(root, run_now, clock, worker=1),
                                StoreChanges(self.journal, "", clock), hub, run_now, clock)
         self.successResultOf(storage.prepare())
         index = Index(file_url_for(None))

@@ -46,7 +46,7 @@ class SharedFolderTests(TestCase):
         """
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
-        storage = SharedFolder(LocalStorage(root or self.root, run_now, Clock(), shared=True),
+        storage = SharedFolder(LocalStorage(root or self.root, run_now, Clock(), worker=number),
                                StoreChanges(self.journal, key, Clock()), Hub(ring), run_now, Clock())
         self.assertIsNone(self.successResultOf(storage.prepare()))
         return storage
@@ -69,6 +69,26 @@ class SharedFolderTests(TestCase):
     def test_no_lock_taken(self):
         """Workers take no lock of the folder: their supervisor holds it."""
         self.assertFalse(os.path.exists(os.path.join(self.root, ".pypid", "lock")))
+
+    def test_spools(self):
+        """
+        Each worker spools in a folder of its own, which the one started in
+        its place sweeps, never the others'; the supervisor's start sweeps
+        them all (and leaves folders a person put there).
+        """
+        self.assertNotEqual(self.one.temp_dir, self.two.temp_dir)
+        self.assertEqual(os.path.dirname(self.one.temp_dir), os.path.join(self.root, ".pypid"))
+        for storage in (self.one, self.two):
+            write_file(os.path.join(storage.temp_dir, "upload-x.part"), b"half")
+        self.worker(2)
+        self.assertEqual((os.listdir(self.one.temp_dir), os.listdir(self.two.temp_dir)),
+                         (["upload-x.part"], []))
+        os.mkdir(os.path.join(self.one.temp_dir, "keep"))
+        supervisor = LocalStorage(self.root, run_now, Clock())
+        self.successResultOf(supervisor.prepare())
+        self.addCleanup(supervisor.close)
+        self.assertEqual((os.listdir(self.one.temp_dir), os.listdir(self.two.temp_dir)),
+                         (["keep"], []))
 
     def test_upload_seen_by_the_other(self):
         """An upload through one worker is in the other's next look, and not in its own."""

@@ -57,7 +57,7 @@ class MachineShareTests(SynchronousTestCase):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         hub = Hub(ring)
-        folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), shared=True),
+        folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), worker=1),
                               StoreChanges(self.journal, "", Clock()), hub, run_now, Clock())
         self.successResultOf(folder.prepare())
         return MachineShare(hub, folder, self.root, run_now, self.clock)

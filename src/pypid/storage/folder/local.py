@@ -14,7 +14,7 @@ Layout under the root folder::
                                      index, from which, and when (only a
                                      promoted file has one)
     .pypid/files/<filename>.json with "deleted": true   a tombstone
-    .pypid/tmp/                      uploads being received; swept at start-up
+    .pypid/tmp/                      uploads being received (L{spool_name}); swept at start
     .pypid/promotions/<name>.json    the journal of a promotion under way
                                      (L{pypid.core.indexes.promotion})
     .pypid/projects/<project>.status the status of a project that is not
@@ -95,7 +95,13 @@ from pypid.storage.base.interface import (
 from pypid.storage.folder.folder_changes import FolderChanges
 from pypid.storage.folder.folder_imports import FolderImports, Imported
 from pypid.storage.folder.folder_scan import FolderScan
-from pypid.storage.folder.sidecars import META_DIR, Sidecars, storage_errors
+from pypid.storage.folder.sidecars import (
+    META_DIR,
+    WORKER_SPOOL,
+    Sidecars,
+    spool_name,
+    storage_errors,
+)
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.storage.local")
@@ -135,9 +141,10 @@ class LocalStorage:
     _min_free: int = MIN_FREE
     _statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
-    #: whether the folder is a machine's, shared by its workers: their
-    #: supervisor holds its lock and swept it (L{FolderLock.shared})
-    _shared: bool = attrs.field(default=False, kw_only=True)
+    #: the machine's worker this process is, when the folder is shared by
+    #: a machine's workers (their supervisor holds its lock); 0: a server
+    #: of one process, or the supervisor (L{FolderLock})
+    _worker: int = attrs.field(default=0, kw_only=True)
     # The collaborators, built by the constructor (see the module).
     _sidecars: Sidecars = attrs.field(init=False, repr=False, eq=False)
     _lock: FolderLock = attrs.field(init=False, repr=False, eq=False)
@@ -147,11 +154,11 @@ class LocalStorage:
 
     @_sidecars.default
     def _make_sidecars(self) -> Sidecars:
-        return Sidecars(self.root)
+        return Sidecars(self.root, spool_name(self._worker))
 
     @_lock.default
     def _make_lock(self) -> FolderLock:
-        return FolderLock(self._sidecars, self._shared)
+        return FolderLock(self._sidecars, self._worker > 0)
 
     @_changes.default
     def _make_changes(self) -> FolderChanges:
@@ -480,9 +487,9 @@ class FolderLock:
 
     @ivar _sidecars: the folder's L{Sidecars} (its paths).
     @ivar shared: whether the folder is shared by a machine's workers: their
-        supervisor took the lock and swept the temporary files before it
-        started them, and a worker does neither (the others' uploads are
-        under way in it).
+        supervisor took the lock and swept every spool before it started
+        them; a worker sweeps its own spool only (the others' uploads are
+        under way in theirs), what the one it replaces left.
     @ivar _fd: the descriptor that holds the lock, while held.
     """
 
@@ -499,14 +506,20 @@ class FolderLock:
         except OSError as e:
             raise StorageError(
                 f"cannot use {sidecars.root} as the storage folder: {e.strerror}")
-        if self.shared:
-            return
-        self._lock()
+        if not self.shared:
+            self._lock()
+        spools = [sidecars.temp_dir]
+        if not self.shared:
+            # (and the workers' of the machine that ran here last)
+            meta = os.path.join(sidecars.root, META_DIR)
+            spools += [entry.path for entry in os.scandir(meta)
+                       if entry.name.startswith(WORKER_SPOOL) and entry.is_dir()]
         swept = 0
-        for entry in os.scandir(sidecars.temp_dir):
-            if entry.is_file(follow_symlinks=False):
-                remove_file(entry.path)
-                swept += 1
+        for spool in spools:
+            for entry in os.scandir(spool):
+                if entry.is_file(follow_symlinks=False):
+                    remove_file(entry.path)
+                    swept += 1
         if swept:
             _lock_log.info("Removed {files} left by an earlier run",
                            files=counted(swept, "temporary file"))

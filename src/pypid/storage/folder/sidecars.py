@@ -93,22 +93,39 @@ def is_tombstone(data: dict[str, Any] | None) -> bool:
     return data is not None and bool(data.get("deleted"))
 
 
+#: The start of a machine's worker's spool folder's name (L{spool_name}).
+WORKER_SPOOL = "tmp-worker-"
+
+
+def spool_name(worker: int) -> str:
+    """
+    The spool folder's name in C{.pypid/} for the machine's C{worker} (0:
+    a server of one process): a worker's is its own, so that the one
+    started in its place sweeps what it left, and nothing the others are
+    receiving.
+    """
+    return f"{WORKER_SPOOL}{worker}" if worker else "tmp"
+
+
 @attrs.define(eq=False)
 class Sidecars:
     """
     The paths of a storage folder and the sidecars kept beside its files.
 
     @ivar root: the storage folder (absolute).
+    @ivar spool: the name of this process's spool folder in C{.pypid/}
+        (L{spool_name}).
     @ivar lock: held while a record sidecar is written (see the module).
     """
 
     root: str
+    spool: str = "tmp"
     lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     @property
     def temp_dir(self) -> str:
         """Where uploads are spooled and sidecars written before their rename."""
-        return os.path.join(self.root, META_DIR, "tmp")
+        return os.path.join(self.root, META_DIR, self.spool)
 
     @property
     def files_dir(self) -> str:
