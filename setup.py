@@ -69,6 +69,8 @@ setup(
         "argon2-cffi>=23.1",
         # bcrypt hashes of htpasswd files (users moving from pypiserver)
         "bcrypt>=4",
+        # the titles ps shows for a machine's processes (pypid: worker 2)
+        "setproctitle>=1.3",
         # The public index's own README renderer (Markdown via cmark-gfm,
         # reStructuredText via docutils, sanitized by nh3), for the pages
         # for people; imported only when a description is rendered.

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, cast
 
 import attrs
+from setproctitle import setproctitle
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads, IReactorSocket, IReactorTime
@@ -53,6 +54,7 @@ from pypid.daemon.machine import (
     SupervisorWatch,
     WorkerRole,
     build_supervisor,
+    process_title,
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
@@ -188,6 +190,9 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         reload_on_hangup(reactor, service.reload)
         if worker is not None:
             reactor.callWhenRunning(worker_signals, reactor)
+        title = process_title(worker, config)
+        if title is not None:
+            setproctitle(title)
     return service
 
 

@@ -131,6 +131,15 @@ class WorkersTests(DaemonTestCase):
         self.assertEqual((health["status"], health["workers"]["up"], health["workers"]["of"]),
                          ("ok", WORKERS, WORKERS))
 
+    def test_process_titles(self):
+        """C{ps} tells the supervisor and each worker apart."""
+        titles = []
+        for pid in [self.daemon.pid, *worker_pids(self.daemon)]:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                titles.append(f.read().rstrip(b"\0").decode())
+        self.assertEqual(sorted(titles), ["pypid: supervisor", "pypid: worker 1",
+                                          "pypid: worker 2"])
+
     def test_upload_then_read_at_once(self):
         """
         Each upload, answered by one worker, is listed and served by the

@@ -402,6 +402,16 @@ class Hangup(Service):
         return commit
 
 
+def process_title(worker: WorkerRole | None, config: Config) -> str | None:
+    """
+    What C{ps} names this process of a machine (L{None}: a server of one
+    process keeps its command line), so an operator tells them apart.
+    """
+    if worker is not None:
+        return f"pypid: worker {worker.number}"
+    return "pypid: supervisor" if config.server.workers > 1 else None
+
+
 class IMachineReactor(IListeningReactor, IWorkerReactor):
     """What the supervisor uses of the reactor: listening, processes, the clock."""
 

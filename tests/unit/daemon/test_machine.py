@@ -27,6 +27,7 @@ from pypid.daemon.machine import (
     WorkerCommand,
     WorkerRole,
     build_supervisor,
+    process_title,
     worker_signals,
 )
 from pypid.jobs.run import run_at_once
@@ -101,6 +102,14 @@ class WorkerRoleTests(SynchronousTestCase):
         role.ring.announce(b"f x")
         self.assertEqual(ring.latest(), 1)
         self.assertEqual(role.config.read().text, "[pypid]\nthreads = 4\n")
+
+    def test_titles(self):
+        """C{ps} names the supervisor and each worker; a server of one process keeps its own."""
+        lone, machine = (load_config(None, [("pypid", "workers", n)], []) for n in ("1", "2"))
+        role = WorkerRole(2, 2, None, (), None)
+        self.assertEqual([process_title(None, lone), process_title(None, machine),
+                          process_title(role, machine)],
+                         [None, "pypid: supervisor", "pypid: worker 2"])
 
     def test_not_a_role(self):
         """A value the supervisor did not write stops the start with one line naming it."""
