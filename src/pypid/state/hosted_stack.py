@@ -204,7 +204,8 @@ class HostedStack:
             part=IndexPart(index, loader, label),
             writer=writer, timer=SnapshotTimer(writer, server.snapshot_interval, reactor),
             locks=locks, follow_up=FollowUp(loader), backfill=backfill,
-            sync=SyncService(index, shared, reactor) if shared is not None else None,
+            sync=SyncService(index, shared, reactor, _peers(config, name, hub))
+            if shared is not None else None,
             upstream_part=upstream_part,
             usage=usage,
             bin=bin,
@@ -240,6 +241,13 @@ def _recovery(config: Config, name: str, stored: IStorage,
     if not recovers or not IAdoptingStorage.providedBy(stored):
         return None
     return partial(roll_back_promotions, cast(IAdoptingStorage, stored))
+
+
+def _peers(config: Config, name: str, hub: Hub) -> str:
+    """Who else changes a shared storage, as the log names them."""
+    if index_settings(config, name).bucket is None:
+        return "workers"
+    return "servers" if hub.alone else "workers and servers"
 
 
 def _usage_log(stored: IStorage, reactor: IReactorTime,

@@ -1,5 +1,5 @@
 """
-Bringing in the changes other servers on the same (shared) storage made:
+Bringing in the changes other servers (or workers) on the same (shared) storage made:
 a look at the change markers every C{sync_interval}, and a full check of
 the storage when the storage says one is due. Both bring the projects'
 statuses (PEP 792) with the files, and take them in first: a quarantine
@@ -30,6 +30,10 @@ from pypid.storage.base.reading import decode_status
 
 log = Logger()
 
+#: Seconds between two lines that count the changes taken in: a busy
+#: machine's workers take some in at almost every look.
+FOLD = 60.0
+
 
 class SyncService(Periodic):
     """
@@ -37,18 +41,26 @@ class SyncService(Periodic):
     C{sync_interval}: new files, yanks, deletions, projects' statuses.
     """
 
-    def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime) -> None:
+    def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime,
+                 peers: str = "servers") -> None:
         """
         @param index: the L{pypid.core.indexes.index.Index}.
         @param storage: the L{pypid.storage.base.capabilities.ISharedStorage}.
         @param clock: provides C{seconds()} and C{callLater}.
+        @param peers: who else changes the storage, as the log names them
+            (a machine's C{workers}, other C{servers}).
         """
         Periodic.__init__(self, self.sync, storage.sync_interval, clock,
-                          what="The look for other servers' changes", first=0)
+                          what=f"The look for the other {peers}' changes", first=0)
         self._index = index
         self._storage = storage
+        self._peers = peers
+        #: the changes taken in since the last line that counted them, and its time
+        self._untold = 0
+        self._told_at: float | None = None
         self._reconciling: Deferred[None] | None = None
-        self._failures = RepeatedFailure("Cannot look for changes by other servers", clock, log)
+        self._failures = RepeatedFailure(f"Cannot look for changes by the other {peers}",
+                                         clock, log)
 
     def changes_read(self) -> int | None:
         """The serial of the journal its storage took the changes in up to (L{None}: not yet)."""
@@ -94,16 +106,23 @@ class SyncService(Periodic):
         changed = apply_statuses(index, statuses)
         apply_changes(index, [c for c in polled.files if c.filename not in newer])
         self._told(changed, statuses)
-        if polled.files or changed:
-            log.info("Took in {count} changes made by other servers",
-                     count=len(polled.files) + len(changed))
+        self._count(len(polled.files) + len(changed))
+
+    def _count(self, taken: int) -> None:
+        """Log the changes taken in: at once, then in one line a L{FOLD} at most."""
+        self._untold += taken
+        now = self.clock.seconds()
+        if self._untold and (self._told_at is None or now - self._told_at >= FOLD):
+            log.info("Took in {count} made by the other {peers}",
+                     count=counted(self._untold, "change"), peers=self._peers)
+            self._untold, self._told_at = 0, now
 
     def _told(self, changed: list[str], statuses: dict[str, ProjectStatus | None]) -> None:
         """Log each project's status taken in from the storage."""
         for name in changed:
             status = statuses[name]
-            log.info("The project {project} is {status}, as set through another server "
-                     "or an import", project=name,
+            log.info("The project {project} is {status}, as set through another of the "
+                     "{peers} or an import", project=name, peers=self._peers,
                      status="active" if status is None else status.status)
 
     async def _reconcile(self) -> None:

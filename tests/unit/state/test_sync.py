@@ -5,11 +5,12 @@ change made here while it was under way.
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.state.sync import SyncService
+from pypid.state.sync import FOLD, SyncService
 from pypid.storage.base.capabilities import Changed, Polled
 from tests.harness.records import make_record
 
@@ -73,3 +74,23 @@ class LookUnderWayTests(SynchronousTestCase):
         self.storage.looks[1].callback(Polled([Changed(self.record.filename, None, True)]))
         self.successResultOf(done)
         self.assertTrue(self.index.is_deleted(self.record.filename))
+
+
+class CountedTests(SynchronousTestCase):
+    """The changes taken in are logged at once, then in a line a minute at most."""
+
+    def test_folded(self):
+        index, storage, clock = Index(file_url_for(None)), _SlowShared(), Clock()
+        sync = SyncService(index, storage, clock, peers="workers")
+        lines = []
+        for number, wait in enumerate((0, 1, 1, FOLD, 1, 1)):
+            clock.advance(wait)
+            record = make_record(filename=f"lib-{number}.0-py3-none-any.whl", project="lib")
+            done = sync.sync()
+            with capturedLogs() as events:
+                storage.looks[-1].callback(Polled([Changed(record.filename, record, False)]))
+            self.successResultOf(done)
+            lines += [formatEvent(event) for event in events]
+        self.assertEqual(lines, ["Took in 1 change made by the other workers",
+                                 "Took in 3 changes made by the other workers"])
+        self.assertEqual(len(index.records()), 6)
