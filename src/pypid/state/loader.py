@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -146,7 +147,7 @@ class IndexLoader:
     which appear (or go) when it ends. Changes made through the server
     meanwhile win over what the scan saw (L{pypid.state.merge.merge_scan}).
 
-    @ivar _writer: the L{pypid.state.writer.SnapshotWriter}, told what the
+    @ivar writer: the L{pypid.state.writer.SnapshotWriter}, told what the
         load found (or L{None}: nothing is saved).
     @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy} whose cache
         state the snapshot holds, or L{None}.
@@ -165,7 +166,7 @@ class IndexLoader:
     #: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O thread pool
     _run: Callable[..., Deferred[Any]]
     _clock: IReactorTime
-    _writer: SnapshotWriter | None = None
+    writer: SnapshotWriter | None = None
     _upstream: UpstreamProxy | None = None
     _backfill: Backfill | None = None
     #: fires when the check of storage against the snapshot that followed
@@ -250,11 +251,11 @@ class IndexLoader:
         if snap is not None and shared is None:
             self._index.load(known.values(), tombstones, serial, snap.later, snap.promotions)
             checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
-            if self._writer is not None:
+            if self.writer is not None:
                 if snap.format == snapshots.FORMAT:
                     # (saved again only if the check finds it must be)
-                    self._writer.loaded_as_saved()
-                self._writer.checking(since)
+                    self.writer.loaded_as_saved()
+                self.writer.checking(since)
             self.checked = Deferred()
             self._then = lambda: ensureDeferred(self._check(checking)).chainDeferred(
                 self.checked)
@@ -299,7 +300,7 @@ class IndexLoader:
 
     def _leave_to_backfill(self, pending: Sequence[PendingFile]) -> None:
         """Leave the files found without a record to the backfill, once the server listens."""
-        writer = self._writer
+        writer = self.writer
         if writer is not None:
             # Until they are all read, no snapshot is saved, not even at a
             # stop: the next start lists the storage again and reads what
@@ -320,7 +321,7 @@ class IndexLoader:
 
     def _scanned(self, snap: Snapshot | None, result: ScanResult) -> None:
         """What follows a scan: saves it calls for, files it could not serve."""
-        if self._writer is not None and (snap is None or snap.format != snapshots.FORMAT
+        if self.writer is not None and (snap is None or snap.format != snapshots.FORMAT
                                          or not result.current):
             # A snapshot that storage had to be read against (however little
             # changed) is written again, dated now, so that the next start
@@ -328,11 +329,11 @@ class IndexLoader:
             # version's. One that says what storage holds is not: that
             # would only cost a write of all of it (40 MB and 0.2 s at
             # 100,000 files).
-            self._writer.want_save()
-        if result.settled is not None and self._writer is not None:
+            self.writer.want_save()
+        if result.settled is not None and self.writer is not None:
             # What the scan wrote beside imported files is newer than any
             # snapshot: save one after it, so the next start can trust it.
-            writer = self._writer
+            writer = self.writer
             result.settled.addCallback(lambda _: writer.want_save())
         for path, reason in result.skipped:
             log.warn("Not serving {path}: {reason}", path=path, reason=reason)
@@ -375,8 +376,8 @@ class IndexLoader:
                       of=index_in_log(self.name), retry=CHECK_RETRY, error=str(e))
             self._retry = self._clock.callLater(CHECK_RETRY, self._check_again, snap)
             return
-        if self._writer is not None:
-            self._writer.checked()
+        if self.writer is not None:
+            self.writer.checked()
         self.storage_checked = True
         counts = merge_scan(self._index, snap.records, frozenset(snap.tombstones),
                             result.records, result.tombstones)
@@ -551,7 +552,9 @@ class IndexPart(Service):
         """Take C{[pypid] page_cache_size}, and judge the pages kept per reader's view again."""
         if config is None:
             return None
-        return lambda: self.index.reconfigure(config.server.page_cache_size)
+        index, writer = self.index, self.loader.writer
+        judge = partial(index.reconfigure, config.server.page_cache_size)
+        return judge if writer is None else partial(writer.views_judged_again, judge)
 
     def metric_families(self) -> Iterator[Family]:
         """The projects, files and bytes hosted, the serial, and the rendered pages kept."""

@@ -135,6 +135,17 @@ class SnapshotWriter(Service):
         """Whether the last save holds the index as it is now (its serial)."""
         return self._saved_serial == self._index.serial
 
+    def views_judged_again(self, judge: Callable[[], None]) -> None:
+        """
+        Run C{judge}, which moves the index's serial without changing what
+        a snapshot holds (a reload judging the kept pages again): a save
+        up to now stays one, not written again for it.
+        """
+        saved = self.saved_up_to_now()
+        judge()
+        if saved:
+            self._saved_serial = self._index.serial
+
     @property
     def saved_serial(self) -> int:
         """The index's serial as last saved (or loaded as saved); -1 before."""

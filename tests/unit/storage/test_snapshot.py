@@ -506,6 +506,24 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.successResultOf(writer.save_if_changed())
         self.assertFalse(os.path.exists(self.path))
 
+    def test_not_for_views_judged_again(self):
+        """
+        A reload judging the kept pages again moves the serial, not what a
+        snapshot holds: a saved index is not written again; an unsaved
+        one still is.
+        """
+        writer = self.writer()
+        self.index.add(make_record())
+        self.successResultOf(writer.save_if_changed())
+        os.unlink(self.path)
+        writer.views_judged_again(lambda: self.index.reconfigure(1 << 20))
+        self.successResultOf(writer.save_if_changed())
+        self.assertFalse(os.path.exists(self.path))
+        self.index.add(make_record("2.0"))
+        writer.views_judged_again(lambda: self.index.reconfigure(1 << 20))
+        self.successResultOf(writer.save_if_changed())
+        self.assertEqual(len(read(self.path).records), 2)
+
     def test_waits_for_projects_loaded_later(self):
         """
         While projects loaded later wait for their records, a tick saves
