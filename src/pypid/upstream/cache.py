@@ -15,7 +15,7 @@ does no I/O of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -101,6 +101,24 @@ def page_cost(page: UpstreamPage) -> int:
     ) + 64 * len(page.variants_failed) + 128 * len(page.variants_unusable)
 
 
+class PageShare(Protocol):
+    """
+    A machine's cache of pages shared by its workers
+    (L{pypid.upstream.machine_share.MachineShare}).
+    """
+
+    def page_kept(self, project: str, entry: CachedPage, held: object) -> Deferred[None]:
+        """Give the others the page fetched here, and what it holds back; fires once told."""
+
+    async def turn(self, name: str) -> Callable[[], None]:
+        """Hold the machine's lock of C{name}'s fetch, the others' news taken in; its release."""
+
+
+def page_lock(project: str) -> str:
+    """The name of a page's lock among the machine's, apart from every file's."""
+    return project + "/"
+
+
 class PageCache:
     """
     Upstream project pages, by normalized name.
@@ -128,17 +146,19 @@ class PageCache:
                  ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None,
                  confirm_gone: float = CONFIRM_GONE,
-                 share: Callable[[str, CachedPage, object], Deferred[None]] | None = None,
+                 share: PageShare | None = None,
                  ) -> None:
         """
         @param confirm_gone: seconds that must part two fetches saying files
             are gone before the cache takes it (L{CONFIRM_GONE}).
-        @param share: C{share(project, entry, held)}, told of each page
-            fetched (with what it holds back, L{HeldRemovals.of}) before it
-            is kept and its requests answered (a machine's other workers take
-            it in: L{pypid.upstream.machine_share}); L{None}: none.
+        @param share: a machine's, told of each page fetched (with what it
+            holds back, L{HeldRemovals.of}) before it is kept and its
+            requests answered; a page is fetched in the machine's turn of
+            it, so once per machine (the others take it in); L{None}: none.
         """
         self._share = share
+        #: the machine's locks of the pages fetched here now (L{PageShare.turn})
+        self._turns: dict[str, Callable[[], None]] = {}
         self._fetch = fetch
         #: what fetches said is gone, until a later fetch confirms it
         self._held = HeldRemovals(confirm_gone, MAX_ENTRIES)
@@ -319,8 +339,14 @@ class PageCache:
         ensureDeferred(self._load(project)).addBoth(self._loaded, project)
         return d
 
-    async def _load(self, project: str) -> CachedPage:
+    async def _load(self, project: str) -> CachedPage | _Adopted:
         started = self._clock.seconds()
+        if self._share is not None:
+            self._turns[project] = await self._share.turn(page_lock(project))
+            kept = self.entries.get(project)
+            if kept is not None and kept.fetched_at >= started:
+                # (another worker fetched it while this one waited its turn)
+                return _Adopted(kept)
         page: UpstreamPage | None
         try:
             kept = self.entries.get(project)
@@ -351,7 +377,10 @@ class PageCache:
                 self._on_change()
         return released
 
-    def _loaded(self, result: CachedPage | Failure, project: str) -> None:
+    def _loaded(self, result: CachedPage | _Adopted | Failure, project: str) -> None:
+        if isinstance(result, _Adopted):
+            self._answer(project, result.entry)
+            return
         if not isinstance(result, CachedPage):
             self._failed(result, project)
             return
@@ -373,12 +402,11 @@ class PageCache:
         # The others hold the page (and what it holds back) before it is
         # kept here, so before any client, here or there, is shown it; a
         # request for it meanwhile waits with the fetch's.
-        taken = self._share(project, result, self._held.of(project))
+        taken = self._share.page_kept(project, result, self._held.of(project))
         taken.addBoth(lambda _: self._took(project, result))
 
     def _took(self, project: str, result: CachedPage) -> None:
         """Keep a page fetched (and shared, on a machine), and answer who waited for it."""
-        waiting = self._inflight.pop(project)
         self._keep(project, result)
         for listener in self._load_listeners:
             listener(project, result.page)
@@ -387,11 +415,17 @@ class PageCache:
             self.changed = True
             if self._on_change is not None:
                 self._on_change()
-        for d in waiting:
+        self._answer(project, result)
+
+    def _answer(self, project: str, result: CachedPage) -> None:
+        """Let go of the machine's turn (the page is told), and answer who waited for it."""
+        self._turns.pop(project, _nothing)()
+        for d in self._inflight.pop(project):
             d.callback(result)
 
     def _failed(self, result: Failure, project: str) -> None:
         """A fetch failed: remembered a while; who waited for it gets the failure."""
+        self._turns.pop(project, _nothing)()
         waiting = self._inflight.pop(project)
         self._final.discard(project)
         if result.check(UpstreamError):
@@ -482,3 +516,14 @@ class PageCache:
                 if entry.page.quarantined and self.quarantines.get(project) is None:
                     self.quarantines.seen(project, entry.page, entry.fetched_at)
                 self._keep(project, entry)
+
+
+class _Adopted:
+    """A page another worker fetched while this one waited its turn: kept already."""
+
+    def __init__(self, entry: CachedPage) -> None:
+        self.entry = entry
+
+
+def _nothing() -> None:
+    """No turn to let go of (a cache of one process)."""

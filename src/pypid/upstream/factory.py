@@ -288,7 +288,7 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
                       reactor, up.ttl,
                       up.offline, max_bytes=up.page_cache_size, on_change=learnt,
-                      share=share.page_kept if share is not None else None)
+                      share=share)
     # (a reserved namespace is never asked upstream either)
     policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,
                             up.min_age, up.min_age_exempt)

@@ -20,11 +20,11 @@ folder's key as the folder's own announcements are:
   - a file whose bytes proved wrong (L{Topic.FAILED}):
     every worker answers 502 for it for a while, none asks again.
 
-A worker about to fetch a file takes the file's lock first
+A worker about to fetch a file or a page takes its lock first
 (C{.pypid/machine/fetching/<digest>}, a C{flock} tried every L{LOCK_RETRY}
-seconds), then looks at the ring: a file another worker kept meanwhile is
-served from the folder, never fetched again (one upstream request for
-first downloads on two workers at once).
+seconds), then looks at the ring: what another worker kept meanwhile is
+served as kept, never fetched again (one upstream request for a first
+download, or a page, asked of two workers at once).
 
 The first worker alone evicts over the cap (it learns of every file
 kept); the others learn of an eviction as of a delete.

@@ -22,7 +22,7 @@ from pypid.storage.folder.local import LocalStorage
 from pypid.storage.folder.shared_folder import SharedFolder
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
-from pypid.upstream.fetch import UpstreamNotFound
+from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.machine_share import LOCK_RETRY, MachineShare
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from tests.harness.distributions import make_wheel
@@ -57,13 +57,17 @@ class MachineShareTests(SynchronousTestCase):
         ring = ChangeRing.attach(self.ring.fileno(), number)
         self.addCleanup(ring.close)
         hub = Hub(ring)
-        folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), worker=1),
+        folder = SharedFolder(LocalStorage(self.root, run_now, Clock(), worker=number),
                               StoreChanges(self.journal, "", Clock()), hub, run_now, Clock())
         self.successResultOf(folder.prepare())
         return MachineShare(hub, folder, self.root, run_now, self.clock)
 
     def cache(self, share, fetch):
-        return PageCache(fetch, self.clock, ttl=600.0, share=share.page_kept)
+        """A worker's page cache over C{share}, taking in the others' pages (as its source does)."""
+        cache = PageCache(fetch, self.clock, ttl=600.0, share=share)
+        share.on_news(lambda news: [cache.adopt(project, *kept)
+                                    for project, kept in news.pages.items()])
+        return cache
 
     def test_page_shared(self):
         """
@@ -88,6 +92,37 @@ class MachineShareTests(SynchronousTestCase):
         # (its own page is no news to worker 1)
         self.successResultOf(self.one.sync())
         self.assertEqual(self.news[1], [])
+
+    def test_page_fetched_once(self):
+        """
+        Two workers asked for one page at once: the second waits for the
+        first's turn and takes its page in; the upstream is asked once.
+        A failed fetch lets go of the turn too.
+        """
+        asked, answers = [], []
+
+        def fetch(project, previous):
+            asked.append(project)
+            answers.append(Deferred())
+            return answers[-1]
+        one, two = self.cache(self.one, fetch), self.cache(self.two, fetch)
+        self.clock.advance(100)
+        first = Deferred.fromCoroutine(one.get("raced"))
+        second = Deferred.fromCoroutine(two.get("raced"))
+        self.clock.advance(LOCK_RETRY)
+        self.assertEqual(asked, ["raced"])
+        answers[0].callback(_page("raced", ["1.0"]))
+        entry, _ = self.successResultOf(first)
+        self.clock.advance(LOCK_RETRY)
+        self.assertEqual(self.successResultOf(second), (entry, False))
+        self.assertEqual(asked, ["raced"])
+        failing = Deferred.fromCoroutine(one.get("failing"))
+        answers[1].errback(UpstreamError("down"))
+        self.failureResultOf(failing, UpstreamError)
+        again = Deferred.fromCoroutine(two.get("failing"))
+        self.assertEqual(asked, ["raced", "failing", "failing"])
+        answers[2].callback(_page("failing", ["1.0"]))
+        self.assertEqual(self.successResultOf(again)[0].page.project, "failing")
 
     def test_older_page_not_taken(self):
         """A page older than the one kept here is not taken over it."""
