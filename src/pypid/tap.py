@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, cast
@@ -60,8 +60,9 @@ from pypid.daemon.machine import (
 from pypid.daemon.pools import ThreadPools
 from pypid.daemon.readiness import Readiness, RunningMark
 from pypid.daemon.start_notes import StartNotes
+from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
-from pypid.machine.topics import LONE, Hub, Topic
+from pypid.machine.topics import LONE, TAKE_EVERY, Hub, Topic
 from pypid.sandbox.readme_sandbox import ReadmeSandbox
 from pypid.state.cleanup import RetentionSchedule
 from pypid.state.indexes import IndexRegistry
@@ -375,11 +376,22 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
         ("systemd", _notifier_part(notifier, reactor,
                                    lambda: f"Serving {len(default.index)} files",
                                    readiness.when_ready)),
-        # (a worker tells its supervisor, and stops when it ends)
-        ("ready-line", ReadyLine(readiness.when_ready, reactor) if worker is not None else None),
-        ("supervisor-watch", SupervisorWatch(reactor) if worker is not None else None),
+        *(_worker_parts(made.hub, readiness, reactor) if worker is not None else ()),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
         reloaded=made.reloaded(reactor) if once else None)
+
+
+def _worker_parts(hub: Hub, readiness: Readiness,
+                  reactor: IServerReactor) -> Iterator[tuple[str, IService]]:
+    """
+    A worker's parts of the machine: it tells its supervisor it is ready
+    (and alive), keeps up with the ring while idle (the throttle's and the
+    logins' news never go round it unread), and stops when the supervisor
+    ends.
+    """
+    yield "ready-line", ReadyLine(readiness.when_ready, reactor)
+    yield "ring-reader", Periodic(hub.take, TAKE_EVERY, reactor, "The ring's read")
+    yield "supervisor-watch", SupervisorWatch(reactor)
 
 
 def _ring(hub: Hub, entries: Sequence[Entry]) -> None:

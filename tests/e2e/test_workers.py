@@ -273,6 +273,26 @@ class WorkersTests(DaemonTestCase):
             answer = http("GET", daemon.url + "simple/", auth=("sprayed", "guess"))
             self.assertEqual(answer.status, 429)
 
+    def test_bursts_meet_the_limit_exactly(self):
+        """
+        Bursts of distinct wrong passwords sent at once over both workers:
+        exactly ten are checked (401) in every burst, the rest refused
+        (429), as one process does.
+        """
+        daemon = self.daemon
+        for burst in range(4):
+            statuses = []
+
+            def guess(number, user=f"burst-{burst}"):
+                statuses.append(http("GET", daemon.url + "simple/",
+                                     auth=(user, f"guess-{number}")).status)
+            threads = [threading.Thread(target=guess, args=(n,)) for n in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.assertEqual((statuses.count(401), statuses.count(429)), (10, 6), burst)
+
     def test_metrics(self):
         """
         C{/metrics}, whichever worker answers, is the machine's: every

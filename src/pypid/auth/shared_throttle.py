@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 
 import attrs
 
@@ -96,6 +97,10 @@ class ThrottleShare:
         except ValueError:
             return
         self._told.append(Event(worker, kind, user, client, bool(guessable)))
+
+    def held(self) -> AbstractContextManager[None]:
+        """The ring held: a look at the others' events, then this worker's, with none between."""
+        return self._hub.held()
 
     def tell(self, kind: str, user: str | None, client: str | None, guessable: bool) -> None:
         """Announce one event of this worker's."""

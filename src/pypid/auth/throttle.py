@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Collection
+from contextlib import nullcontext
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -173,6 +174,21 @@ class LoginThrottle:
             return (((None, client), self.max_address_failures),)
         return (((user, client), self.max_failures),
                 ((None, client), self.max_address_failures))
+
+    def reserve(self, user: str | None, address: str | None, guessable: bool = True) -> float:
+        """
+        Start a check of distinct credentials, if allowed now (L{wait},
+        then L{started}): 0, or the seconds to wait (nothing started). In
+        a worker of a machine the others' events are taken in first, with
+        the ring held, so two workers never both take the last failure
+        allowed.
+        """
+        with self.share.held() if self.share is not None else nullcontext():
+            self.sync()
+            wait = self.wait(user, address, guessable)
+            if not wait:
+                self.started(user, address, guessable)
+        return wait
 
     def wait(self, user: str | None, address: str | None, guessable: bool = True) -> float:
         """

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 from twisted.logger import Logger
@@ -72,6 +73,11 @@ FIELDS = {
 }
 
 log = Logger()
+
+#: Seconds between two reads of the ring by a worker that answers nothing
+#: meanwhile, so that it never falls a whole ring behind (2,048
+#: announcements in that time: far more than a machine's requests make).
+TAKE_EVERY = 0.1
 
 _BY_CODE = {topic.value: topic for topic in Topic}
 
@@ -158,6 +164,13 @@ class Hub:
     def admit(self, key: bytes, day: int, limit: int) -> bool:
         """The machine's tally (L{pypid.machine.ring.ChangeRing.admit}); alone, always."""
         return self._ring.admit(key, day, limit) if self._ring is not None else True
+
+    def held(self) -> AbstractContextManager[None]:
+        """
+        The ring held for a block (L{pypid.machine.ring.ChangeRing.held}):
+        what this worker takes in and tells there, no other comes between.
+        """
+        return self._ring.held() if self._ring is not None else nullcontext()
 
     def publish(self, topic: Topic, *fields: bytes) -> None:
         """

@@ -9,7 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.auth.shared_throttle import PENDING_TTL, ThrottleShare, counted_user
 from pypid.auth.throttle import LoginThrottle
 from pypid.machine.ring import ChangeRing
-from pypid.machine.topics import Hub
+from pypid.jobs.periodic import Periodic
+from pypid.machine.topics import TAKE_EVERY, Hub, Topic
 
 ADDRESS = "192.0.2.7"
 
@@ -67,6 +68,56 @@ class SharedThrottleTests(SynchronousTestCase):
         self.clock.advance(PENDING_TTL + 1)
         self.successResultOf(two.sync())
         self.assertEqual(two.wait("alice", ADDRESS), 0.0, "its worker never said: let go")
+
+    def test_last_failure_allowed_once(self):
+        """
+        The last check allowed, asked of both workers before either took in
+        the other's start: one reserves it, the other is told to wait
+        (each reservation takes in the others' events with the ring held).
+        """
+        one, two = self.throttles
+        self.fail(one)
+        self.fail(one)
+        self.successResultOf(two.sync())
+        self.assertEqual(one.reserve("alice", ADDRESS), 0.0)
+        self.assertGreater(two.reserve("alice", ADDRESS), 0.0)
+        one.failed("alice", ADDRESS)
+        self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
+        self.assertEqual(two.reserve("bob", ADDRESS), 0.0)
+
+    def test_flood_read_while_idle(self):
+        """
+        A flood of other announcements, more than the ring holds, while
+        worker 2 answers nothing: its read of the ring every L{TAKE_EVERY}
+        keeps worker 1's failures (without it, they went round unread).
+        """
+        ring = ChangeRing.create(slots=16, slot_size=256)
+        self.addCleanup(ring.close)
+        hubs = []
+        for number in (1, 2):
+            attached = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(attached.close)
+            hubs.append(Hub(attached))
+        one, two = (LoginThrottle(self.clock, max_failures=3, window=60,
+                                  share=ThrottleShare(hub, b"login")) for hub in hubs)
+        reader = Periodic(hubs[1].take, TAKE_EVERY, self.clock, "The ring's read")
+        reader.startService()
+        self.addCleanup(reader.stopService)
+        for _ in range(3):
+            self.fail(one)
+        for _ in range(8):
+            for number in range(10):
+                hubs[0].publish(Topic.PIN, b"key", b"%d.whl" % number)
+            self.clock.advance(TAKE_EVERY)
+        self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
+
+    def test_reserve_alone(self):
+        """A throttle of one process reserves as it waits and starts."""
+        throttle = LoginThrottle(self.clock, max_failures=1, window=60)
+        self.assertEqual(throttle.reserve("alice", ADDRESS), 0.0)
+        self.assertGreater(throttle.reserve("alice", ADDRESS), 0.0)
+        throttle.failed("alice", ADDRESS)
+        self.assertGreater(throttle.reserve("alice", ADDRESS), 1.0)
 
     def test_forgiven_everywhere(self):
         """A password set again (on one worker) ends the lock-out on every worker."""

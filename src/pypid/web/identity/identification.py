@@ -170,7 +170,7 @@ class Identification:
             return d
         address = client_address(request)
         key, guessable = _throttle_key(user, password)
-        wait = throttle.wait(key, address, guessable)
+        wait = throttle.reserve(key, address, guessable)
         if wait:
             return fail(self._throttled(request, user, password, wait))
 
@@ -182,7 +182,6 @@ class Identification:
             else:
                 throttle.succeeded(key, address, guessable)
             return identity
-        throttle.started(key, address, guessable)
         d = self._authenticate(user, password)
         d.addBoth(checked)
         d.addCallback(self._audit_failure, request, user, password)
@@ -349,10 +348,9 @@ class Identification:
             return succeed(identity)
         address = client_address(request)
         key, guessable = _throttle_key(TOKEN_USER, password)
-        wait = throttle.wait(key, address, guessable)
+        wait = throttle.reserve(key, address, guessable)
         if wait:
             return fail(self._throttled(request, TOKEN_USER, password, wait))
-        throttle.started(key, address, guessable)
         throttle.failed(key, address, guessable)
         self._audit_failure(None, request, TOKEN_USER, password)
         return fail(Unauthorized("wrong user name or password"))
