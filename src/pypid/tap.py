@@ -1,24 +1,17 @@
 """
-C{twistd pypid}: command-line options and the composition root.
+C{twistd pypid}: its command-line options, and the one place that reaches
+for the global reactor (inside L{makeService}, only when none is given).
 
-L{makeService} is the one place that reaches for the global reactor (inside
-the function, only when none is given); L{build_service} lists the parts
-of the daemon, each built complete by its own package's factory, in the
-order they start (L{pypid.daemon.container.Parts} stops them in reverse).
-For a real process it also installs the C{SIGHUP} handler
+L{makeService} builds a machine's supervisor
+(L{pypid.daemon.machine.build_supervisor}) or a server
+(L{pypid.daemon.server.build_service}: a server of one process, or a
+worker of a machine), importing only what the one it builds needs: a
+supervisor answers nothing, and loads none of the server's parts. For a
+real process it also installs the C{SIGHUP} handler
 (L{pypid.daemon.container.Parts.reload}; the signal never stops the
-server). A L{StartupError} from any factory becomes one line and exit
-status 1 here, and only here. C{pypid.tac} calls the same function.
-
-The hosted indexes are L{pypid.state.indexes.IndexRegistry}'s stacks: the
-default's parts keep their names and places; each named hosted index's
-follow the default's of their kind (C{storage:NAME}, C{index:NAME}, ...),
-so that every index loads before the listeners open and saves its last
-snapshot after they closed. The named indexes are served under
-C{/NAME/} (L{pypid.web.serving.index_root}), each from its view, its hosted
-sources and its upstreams. Each named upstream's parts follow C{[upstream]}'s
-(C{upstream:NAME}) and the indexes' loads (C{upstream-state:NAME}: its
-state is read back before the listeners open, and saved after they closed).
+server) and names the process for C{ps}. A L{StartupError} from any
+factory becomes one line and exit status 1 here, and only here.
+C{pypid.tac} calls the same function.
 """
 
 from __future__ import annotations
@@ -26,68 +19,31 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, cast
 
-import attrs
 from setproctitle import setproctitle
-from twisted.application.service import IService
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads, IReactorSocket, IReactorTime
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python import usage
 
-from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config, load_config, parse_override
-from pypid.core.records.audit_chain import Entry, format_time
-from pypid.core.security.advisories import AdvisoryBoard
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.inherited import adopted
-from pypid.daemon.listeners import Listeners, PortCheck, bind_for_a_moment
+from pypid.daemon.listeners import PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
-    IMachineReactor,
-    IStoppingReactor,
-    ReadyLine,
     Signals,
-    SupervisorWatch,
     WorkerRole,
     build_supervisor,
     process_title,
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
-from pypid.daemon.readiness import Readiness, RunningMark
-from pypid.daemon.start_notes import StartNotes
-from pypid.jobs.periodic import Periodic
-from pypid.jobs.run import Run
-from pypid.machine.topics import LONE, TAKE_EVERY, Hub, Topic
-from pypid.sandbox.readme_sandbox import ReadmeSandbox
-from pypid.state.cleanup import RetentionSchedule
-from pypid.state.indexes import IndexRegistry
-from pypid.state.journal_follower import EVERY, JournalFollower
-from pypid.state.recycle_bin import BinUpkeep
-from pypid.state.takedown_log import log_takedowns
-from pypid.storage.base.journal import IJournal, JournalPart
-from pypid.storage.factory import SharedBucket, Sharing, make_journal
-from pypid.upstream.factory import UpstreamPart
-from pypid.web.app import WebPart
-from pypid.web.identity.identity_part import IdentityPart
-from pypid.web.server.audit_trail import AuditPart, AuditTrail
-from pypid.webhooks.part import WebhookPart
+from pypid.daemon.systemd import notifier_part
 
 if TYPE_CHECKING:
-    # (systemd's notifications load only in a real process, under a unit)
-    from pypid.daemon.systemd import Notifier, NotifierPart
-
-
-class IServerReactor(IMachineReactor, IStoppingReactor, IReactorSocket):
-    """
-    What the server uses of the reactor: the listeners' (core, TCP, TLS and
-    the clock), processes (a machine's workers), calls from other threads
-    (the thread pools, C{SIGHUP}), readers and adopted sockets (a worker's).
-    """
+    from pypid.daemon.server import IServerReactor
 
 
 class Options(usage.Options):
@@ -164,7 +120,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         from twisted.internet import reactor as installed
 
         # (the module stands for the reactor installed: each provides these)
-        reactor = cast(IServerReactor, installed)
+        reactor = cast("IServerReactor", installed)
     notifier = None
     if exit_on_failure:
         from pypid.daemon.systemd import Notifier
@@ -177,10 +133,12 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         if worker is None and config.server.workers > 1:
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
-                status=partial(_notifier_part, notifier, reactor,
+                status=partial(notifier_part, notifier, reactor,
                                lambda: f"Serving with {config.server.workers} workers"),
                 load_config=reread, check_port=check_port)
         else:
+            # (a supervisor loads none of this)
+            from pypid.daemon.server import build_service
             service = build_service(config, reactor, exit_on_failure, pools, notifier,
                                     load_config=reread, check_port=check_port, worker=worker)
     except StartupError as e:
@@ -208,225 +166,3 @@ def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
     def hangup(signum: int, frame: FrameType | None) -> None:
         reactor.callFromThread(reload)
     signals.signal(signals.SIGHUP, hangup)
-
-
-@attrs.frozen
-class _MadeParts:
-    """The parts the web is built over, made in the order each needs the others."""
-
-    sandbox: ReadmeSandbox
-    journal: JournalPart
-    registry: IndexRegistry
-    feed: AdvisoryFeed
-    webhooks: WebhookPart
-    audit: AuditPart
-    follower: JournalFollower
-    access: IdentityPart
-    mark: RunningMark | None
-    readiness: Readiness
-    #: what this worker shares with the machine's others (L{LONE}: a server of one process)
-    hub: Hub
-
-    @classmethod
-    def of(cls, config: Config, reactor: IServerReactor, pools: ThreadPools,
-           worker: WorkerRole | None) -> _MadeParts:
-        server = config.server
-        run = pools.run
-        # (every description is rendered in its children, with a time budget:
-        # a README cannot stop the server; a child idle for a minute
-        # is stopped)
-        sandbox = ReadmeSandbox(budget=server.description_budget, clock=reactor,
-                                from_thread=lambda call: reactor.callFromThread(call))
-        # (the security advisories every index acts on)
-        board = AdvisoryBoard()
-        hub = Hub(worker.ring) if worker is not None else LONE
-        # (the one record of every change: what the audit log shows, what
-        # the webhooks deliver, and where the storages shared with other
-        # servers, or workers, tell their changes)
-        # (one client of a bucket for them all: /metrics counts each request once)
-        bucket = SharedBucket.create(config, run, reactor) if config.bucket is not None else None
-        journal = make_journal(config, run, reactor, bucket)
-        registry = IndexRegistry.from_config(
-            config, run, reactor, board=board, render=sandbox.render,
-            upstream=UpstreamPart.maker(config, run, reactor, sandbox.render, hub, journal),
-            sharing=Sharing(bucket, journal, hub))
-        # (what fills the board: read before the index loads, again at SIGHUP and on a timer)
-        feed = AdvisoryFeed.from_config(config, board, run, reactor, hub)
-        default = registry.default
-        # (what this server writes moves its projects' serials at once; what
-        # the others write, its follower reads: from the snapshot's serial on)
-        journal.listen(registry.serials.take)
-        follower = JournalFollower(journal, registry.serials, reactor,
-                                   min(EVERY, config.bucket.sync_interval)
-                                   if config.bucket is not None else EVERY,
-                                   bound=registry.changes_read)
-        # (the doorbell: the other workers read the journal before they answer)
-        journal.listen(partial(_ring, hub))
-        webhooks = WebhookPart.from_config(config, run, reactor, hub.runs_once,
-                                           journal, default.storage.s3_timings)
-        audit = AuditPart(AuditTrail(journal, reactor))
-        if config.advisories.configured and hub.runs_once:
-            # (an advisory newly concerning a release is a journal entry, an event)
-            webhooks.tell_advisories(board, journal, lambda: {
-                name: registry.releases_of(name) for name in registry.policies})
-        # (a worker keeps the tokens and browser sessions with the others)
-        access = IdentityPart(config, reactor, pools.hashing, audit.trail, pools.run, hub)
-        # (each file an upstream takes down is audited)
-        log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
-        # (after a crash the index is checked against storage before the
-        # listeners open; either way the server is ready once it was)
-        # (a machine's mark is its first worker's; every worker checks
-        # storage before it accepts)
-        mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
-                if hub.runs_once else None)
-        readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
-                              check_first=not hub.alone)
-        return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
-                   access, mark, readiness, hub)
-
-    def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
-        """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
-        return partial(_audit_reload, self.audit.trail.log, clock)
-
-    def web(self, config: Config, run: Run, reactor: IServerReactor) -> WebPart:
-        """The web over these parts: every index served, C{/metrics} of each part."""
-        registry, default = self.registry, self.registry.default
-        return WebPart.from_config(
-            config, registry, self.access, self.audit.trail,
-            self.readiness.ready, run, reactor, self.sandbox.render,
-            [source for source in (registry, default.writer, default.storage,
-                                   default.upstream_part, self.audit, default.backfill, self.feed,
-                                   self.webhooks)
-             if source is not None]
-            + [part for part, _ in registry.upstreams.values()],
-            self.hub, self.webhooks, self.follower)
-
-
-def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool = False,
-                  pools: ThreadPools | None = None, notifier: Notifier | None = None,
-                  load_config: Callable[[], Config] | None = None,
-                  check_port: PortCheck = bind_for_a_moment,
-                  worker: WorkerRole | None = None) -> Parts:
-    """
-    The parts of the server of a L{pypid.config.Config}, in the order they
-    start, in their container.
-
-    @param exit_on_failure: make the process exit with status 1 after a fatal
-        start-up error (only for a real process, never inside tests).
-    @param pools: the L{ThreadPools}; by default new ones.
-    @param notifier: the L{pypid.daemon.systemd.Notifier} of a
-        C{Type=notify} unit, or L{None}.
-    @param load_config: C{load_config() -> Config}, reading the
-        configuration again on C{SIGHUP}; L{None} for no reload.
-    @param check_port: binds a TCP port for a moment before anything starts
-        (L{pypid.daemon.listeners.ListenCheck}).
-    @param worker: which worker of a machine this server is
-        (L{pypid.daemon.machine}); L{None} for a server of one process.
-    @raise StartupError: when a part cannot be built from the configuration.
-    """
-    pools = pools or ThreadPools.create(reactor, config.server.threads)
-    made = _MadeParts.of(config, reactor, pools, worker)
-    sandbox, registry, feed, audit, access = (made.sandbox, made.registry, made.feed, made.audit,
-                                              made.access)
-    default, mark, readiness = registry.default, made.mark, made.readiness
-    web = made.web(config, pools.run, reactor)
-    listeners = Listeners.from_config(
-        config, reactor, web.web.site, pools.run, check_port,
-        inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None)
-    # (what a machine runs once, its first worker runs)
-    once = made.hub.runs_once
-
-    def parts(kind: str) -> list[tuple[str, IService]]:
-        return registry.parts(kind) if once or kind not in _ONCE else []
-    return Parts(_present(
-        # (a TCP port taken stops start-up before anything is written)
-        ("listen-check", listeners.check),
-        # (where the data is, and the shipped password's warning)
-        ("start-notes", StartNotes(config) if worker is None else None),
-        ("threads", pools),
-        ("readme-sandbox", sandbox),  # its children stopped once nothing renders
-        ("journal", made.journal),  # (closed after the storages that tell their changes in it)
-        *parts("storage"),
-        ("upstream", default.upstream_part),
-        *registry.upstream_parts("upstream"),
-        ("audit", audit),
-        ("webhooks", made.webhooks),  # (a reader of the journal: stops before it closes)
-        ("access", access),
-        ("advisories", feed),  # the path checked; unread until advisories-read
-        ("advisory-waivers", registry.waivers),  # read before the listeners open
-        ("running-mark", mark),     # removed once the last snapshot is saved
-        *parts("index"),            # the listeners open once the indexes are loaded
-        ("namespace-grants", registry.grants),  # (kept over the indexes loaded)
-        ("journal-follower", made.follower),  # (the serials all agree on, read first)
-        *registry.upstream_parts("upstream-state"),   # read back, and saved at the end
-        *parts("snapshot"),         # the last snapshots, once the listeners drained
-        ("readiness", readiness),   # after a crash, storage checked before listening
-        *parts("usage"),  # (the download counts, written once the listeners drained)
-        ("web", web),
-        ("machine-metrics", web.web.app.metrics.machine),  # (a worker's, for the others)
-        ("listeners", listeners),
-        # (the advisories read once the server answers; until then, the
-        # indexes that hide or deny fail closed)
-        ("advisories-read", feed.first_read if config.advisories.configured else None),
-        *parts("snapshot-timer"),
-        *parts("sync"),
-        *parts("follow-up"),        # the check of storage, or the backfill
-        # (the recycle bins' purges and the retention rules, audited)
-        *(_upkeep(config, registry, audit.trail, reactor) if once else ()),
-        ("systemd", _notifier_part(notifier, reactor,
-                                   lambda: f"Serving {len(default.index)} files",
-                                   readiness.when_ready)),
-        *(_worker_parts(made.hub, readiness, reactor) if worker is not None else ()),
-    ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
-        reloaded=made.reloaded(reactor) if once else None)
-
-
-def _worker_parts(hub: Hub, readiness: Readiness,
-                  reactor: IServerReactor) -> Iterator[tuple[str, IService]]:
-    """
-    A worker's parts of the machine: it tells its supervisor it is ready
-    (and alive), keeps up with the ring while idle (the throttle's and the
-    logins' news never go round it unread), and stops when the supervisor
-    ends.
-    """
-    yield "ready-line", ReadyLine(readiness.when_ready, reactor)
-    yield "ring-reader", Periodic(hub.take, TAKE_EVERY, reactor, "The ring's read")
-    yield "supervisor-watch", SupervisorWatch(reactor)
-
-
-def _ring(hub: Hub, entries: Sequence[Entry]) -> None:
-    """Ring the machine's doorbell: entries were written to the journal."""
-    hub.publish(Topic.JOURNAL)
-
-
-def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:
-    """A reload's audit entry (a machine's: its first worker's), and so its webhook event."""
-    audit.queue(Entry(time=format_time(clock.seconds()), event="reload", outcome=outcome,
-                       detail=detail))
-
-
-#: The parts of each index a machine runs once, in its first worker: the
-#: snapshots (the timer's and the last, at the stop) and the check or
-#: backfill after the load (every worker checks storage before it accepts).
-_ONCE = frozenset(["snapshot", "snapshot-timer", "follow-up"])
-
-
-def _upkeep(config: Config, registry: IndexRegistry, audit: AuditTrail,
-            reactor: IReactorTime) -> list[tuple[str, IService | None]]:
-    """The recycle bins' purges and the retention rules (when there are some), audited."""
-    return [("recycle-bin", BinUpkeep.of(registry.bins(), audit.log, reactor)),
-            ("retention", RetentionSchedule.from_config(config.retention, registry.cleanups(),
-                                                        audit.log, reactor))]
-
-
-def _present(*parts: tuple[str, IService | None]) -> list[tuple[str, IService]]:
-    """The parts that are there (a part the configuration does not ask for is L{None})."""
-    return [(name, part) for name, part in parts if part is not None]
-
-
-def _notifier_part(notifier: Notifier | None, reactor: IReactorTime, status: Callable[[], str],
-                   ready: Callable[[], Deferred[None]]) -> NotifierPart | None:
-    if notifier is None:
-        return None
-    from pypid.daemon.systemd import NotifierPart
-    return NotifierPart(notifier, reactor, status, ready)

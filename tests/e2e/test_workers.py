@@ -283,7 +283,7 @@ class WorkersTests(DaemonTestCase):
         for burst in range(4):
             statuses = []
 
-            def guess(number, user=f"burst-{burst}"):
+            def guess(number, user=f"burst-{burst}", statuses=statuses):
                 statuses.append(http("GET", daemon.url + "simple/",
                                      auth=(user, f"guess-{number}")).status)
             threads = [threading.Thread(target=guess, args=(n,)) for n in range(16)]

@@ -4,7 +4,7 @@ registry and promotion build them (they were L{tests.unit.web.serving.test_index
 L{tests.unit.state.test_indexes}', L{tests.unit.web.changes.test_promote}'s and
 L{tests.unit.state.test_recycle_bin}'s): L{Server}, the four named indexes and the
 default one over StubTreq; L{_ServerMixin}, servers built by
-L{pypid.tap.build_service} on a memory reactor from a configuration
+L{pypid.daemon.server.build_service} on a memory reactor from a configuration
 (C{NAMED}'s indexes); L{Stack}, what an area reads of a hosted stack; and
 the entries of a memory audit log (L{entries}, L{audit_entries}).
 """
@@ -31,12 +31,12 @@ from pypid.core.indexes.composition import ChainSource, Filters
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.daemon.server import build_service
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
 from pypid.storage.base.locks import KeyedLock
 from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
-from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail

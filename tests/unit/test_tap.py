@@ -468,7 +468,8 @@ LAZY = {
 _PROBE = textwrap.dedent("""
     import base64, json, sys
     from twisted.internet import reactor
-    from pypid.tap import Options, build_service, makeService
+    from pypid.daemon.server import build_service
+    from pypid.tap import Options, makeService
     sets, watched = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     def loaded():
         return sorted(name for name in watched if name in sys.modules)
@@ -545,6 +546,33 @@ class LazyImportTests(SynchronousTestCase):
         self.assertEqual(report["built"], expected)
         self.assertEqual(report["metrics"], [200, True])
         self.assertEqual(report["read"], sorted(expected + ["joserfc", "prometheus_client"]))
+
+
+_SUPERVISOR_PROBE = textwrap.dedent("""
+    import json, sys
+    from twisted.internet.testing import MemoryReactorClock
+    from pypid.tap import Options, makeService
+    options = Options()
+    options.parseOptions(["--set", "pypid.workers=2", "--set", "storage.path=packages"])
+    parts = makeService(options, MemoryReactorClock(), check_port=lambda port, interface: None)
+    print(json.dumps([[name for name, _ in parts._parts],
+                      sorted(m for m in sys.modules if m.startswith(("pypid.web", "pypid.daemon.server",
+                                                                     "pypid.webhooks", "klein")))]))
+""")
+
+
+class SupervisorImportsTests(SynchronousTestCase):
+    """A machine's supervisor answers nothing: it imports none of the server's parts."""
+
+    def test_supervisor(self):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        done = subprocess.run([sys.executable, "-c", _SUPERVISOR_PROBE], cwd=folder,
+                              env=clean_env(folder), capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        parts, loaded = json.loads(done.stdout)
+        self.assertIn("workers", parts)
+        self.assertEqual(loaded, [])
 
 
 class OIDCClientTests(SynchronousTestCase):

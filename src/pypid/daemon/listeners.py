@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from typing import NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from twisted.application.service import Service
 from twisted.internet.abstract import isIPv6Address
@@ -62,9 +62,11 @@ from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
 from pypid.tls import ServerTLS, TLSError
-from pypid.web.server.connections import ConnectionCounter
-from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
-from pypid.web.site import PypidSite
+
+if TYPE_CHECKING:
+    # (a machine's supervisor opens the sockets, and serves nothing)
+    from pypid.web.server.connections import ConnectionCounter
+    from pypid.web.site import PypidSite
 
 log = Logger()
 
@@ -433,6 +435,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
             if redirect_site is None:
                 https_port = https[0].port
                 assert https_port is not None  # (every https: line has its port)
+                from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
                 redirect_site = RedirectSite(HTTPSRedirect(config.server.base_url, https_port),
                                              reactor)
             others.append(ListenerService(endpoint(address), address.description, redirect_site,

@@ -124,3 +124,11 @@ class NotifierPart(Service):
         self._notifier.send("STOPPING=1")
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stopService()
+
+
+def notifier_part(notifier: Notifier | None, reactor: IReactorTime, status: Callable[[], str],
+                  ready: Callable[[], Deferred[None]]) -> NotifierPart | None:
+    """The part that tells C{notifier}'s systemd unit the server is ready; none without one."""
+    if notifier is None:
+        return None
+    return NotifierPart(notifier, reactor, status, ready)

@@ -213,7 +213,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
               settings: SiteSettings, services: SiteServices = NO_SERVICES) -> Web:
     """
     Build the resource tree and the site, the one way both the server
-    (L{pypid.tap.build_service}) and the tests wire them.
+    (L{pypid.daemon.server.build_service}) and the tests wire them.
 
     @param indexes: every index the server serves, the default
         (L{pypid.core.indexes.index_names.DEFAULT}, mounted at C{/}) and the named

@@ -773,7 +773,7 @@ class ReloadTests(SynchronousTestCase):
         """A reload that keeps the publishers keeps minted tokens; one that changes them revokes."""
         from twisted.internet.testing import MemoryReactorClock
 
-        from pypid.tap import build_service
+        from pypid.daemon.server import build_service
         from tests.harness.tap import fake_pools, site_of
 
         folder = os.path.abspath(self.mktemp())

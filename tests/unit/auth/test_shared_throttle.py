@@ -8,8 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.shared_throttle import PENDING_TTL, ThrottleShare, counted_user
 from pypid.auth.throttle import LoginThrottle
-from pypid.machine.ring import ChangeRing
 from pypid.jobs.periodic import Periodic
+from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import TAKE_EVERY, Hub, Topic
 
 ADDRESS = "192.0.2.7"

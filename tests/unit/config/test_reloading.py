@@ -19,7 +19,7 @@ from pypid.config.reloading import HOW, RELOAD, RESTART, how, needs_restart
 from pypid.core.records.webhook_events import new_secret
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.tap import build_service
+from pypid.daemon.server import build_service
 from pypid.upstream.factory import UpstreamPart
 from tests.harness.fakes import FAST
 from tests.harness.indexes import _ServerMixin

@@ -3,7 +3,7 @@ Tests for L{pypid.state.indexes} and the storage of named indexes
 (L{pypid.storage.factory.index_settings}, L{index_snapshot_path},
 L{SharedBucket}): issue 26, stage 3.
 
-The servers are built by L{pypid.tap.build_service} on a
+The servers are built by L{pypid.daemon.server.build_service} on a
 L{MemoryReactorClock} with blocking work done at once (nothing listens),
 their parts started and stopped as the daemon does; the bucket is moto's
 (L{tests.harness.s3server}), reached over loopback with the real reactor.
@@ -39,6 +39,7 @@ from pypid.config import load_config
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.promotion import Promotion
 from pypid.core.util.startup import StartupError
+from pypid.daemon.server import build_service
 from pypid.state.backfill import WAIT_LIMIT, Backfill
 from pypid.state.hosted_stack import PART_KINDS, HostedStack
 from pypid.state.index_reload import reload_indexes
@@ -54,7 +55,6 @@ from pypid.storage.factory import (
 )
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Credentials
-from pypid.tap import build_service
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, site_treq, write_file

@@ -25,11 +25,11 @@ from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, Page
 from pypid.core.indexes.rendered_pages import page_bytes
 from pypid.core.util.s3_limits import MAX_USER_METADATA
 from pypid.daemon.pools import ThreadPools
+from pypid.daemon.server import build_service
 from pypid.export.plan import ExportSettings
 from pypid.storage.base import snapshot, snapshot_reading
 from pypid.storage.bucket.layout import record_from_metadata, user_metadata
 from pypid.storage.folder.local import LocalStorage
-from pypid.tap import build_service
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from tests.harness.admin import run_admin

@@ -1509,7 +1509,7 @@ class AccessMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self):
-        from pypid.tap import build_service
+        from pypid.daemon.server import build_service
         from tests.harness.ldap import MemoryDirectory
         from tests.harness.tap import checking_pools
         self.build_service = build_service

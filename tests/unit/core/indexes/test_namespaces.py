@@ -167,7 +167,7 @@ class UploadTests(SynchronousTestCase):
 
         from pypid.auth.hashes import hash_password
         from pypid.config import load_config
-        from pypid.tap import build_service
+        from pypid.daemon.server import build_service
         from tests.harness.fakes import FAST, site_treq, write_file
         from tests.harness.tap import ThreadedReactor, checking_pools
         self.password = "correct horse"
@@ -223,7 +223,7 @@ class UpstreamPrivacyTests(SynchronousTestCase):
 
         from pypid.config import load_config
         from pypid.core.util.startup import StartupError
-        from pypid.tap import build_service
+        from pypid.daemon.server import build_service
         from tests.harness.fakes import write_file
         from tests.harness.tap import ThreadedReactor, checking_pools
         folder = os.path.abspath(self.mktemp())

@@ -19,7 +19,7 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_waivers import parse_waiver
 from pypid.core.security.affected_releases import Affected
-from pypid.tap import build_service
+from pypid.daemon.server import build_service
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import FAST, site_treq, write_file
 from tests.harness.indexes import _ServerMixin

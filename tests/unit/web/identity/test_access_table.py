@@ -55,6 +55,7 @@ from pypid.core.security.advisories import (
     AdvisoryRules,
 )
 from pypid.core.security.affected_releases import Affected
+from pypid.daemon.server import build_service
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.indexes import IndexRegistry, index_view
 from pypid.state.recycle_bin import RecycleBin
@@ -63,7 +64,6 @@ from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.base.locks import KeyedLock
 from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.base.records import MemoryRecords
-from pypid.tap import build_service
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings

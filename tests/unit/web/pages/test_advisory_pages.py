@@ -44,13 +44,13 @@ from pypid.core.security.advisories import (
     AdvisoryRules,
 )
 from pypid.core.security.affected_releases import Affected
+from pypid.daemon.server import build_service
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
 from pypid.storage.base.locks import KeyedLock
 from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
-from pypid.tap import build_service
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
 from pypid.web.app import build_web

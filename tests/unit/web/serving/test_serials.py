@@ -1,7 +1,7 @@
 """
 The journal's serials on the pages, as the public index serves them
 (L{pypid.core.records.serials}, the whole server built by
-C{pypid.tap.build_service} over memory): C{_last-serial} beside each
+C{pypid.daemon.server.build_service} over memory): C{_last-serial} beside each
 project of the JSON C{/simple/} and in each JSON page's C{meta}, the
 C{X-PyPI-Last-Serial} header of every page and of C{/pypi/<project>/json},
 each moving with the project's changes only; the files at their
