@@ -149,7 +149,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         reload_on_hangup(reactor, service.reload)
         if worker is not None:
             reactor.callWhenRunning(worker_signals, reactor)
-        title = process_title(worker, config)
+        title = process_title(worker, config, options.arguments)
         if title is not None:
             setproctitle(title)
     return service

@@ -78,9 +78,10 @@ class SocketActivationTests(DaemonTestCase):
     def server_pids(config_path):
         """
         The pids of the pypid processes running now (the loop's child, not
-        the loop's shell; a machine's supervisor, not its workers).
+        the loop's shell; a machine's supervisor, by its title, not its workers).
         """
-        found = subprocess.run(["pgrep", "-f", f"^[^ ]*python[0-9.]* [^ ]*twistd -n .*{config_path}"],
+        found = subprocess.run(["pgrep", "-f", "^([^ ]*python[0-9.]* [^ ]*twistd -n"
+                                f"|pypid: supervisor) .*{config_path}"],
                                stdout=subprocess.PIPE, text=True, check=False).stdout.split()
         return [int(pid) for pid in found]
 

@@ -137,8 +137,9 @@ class WorkersTests(DaemonTestCase):
         for pid in [self.daemon.pid, *worker_pids(self.daemon)]:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 titles.append(f.read().rstrip(b"\0").decode())
-        self.assertEqual(sorted(titles), ["pypid: supervisor", "pypid: worker 1",
-                                          "pypid: worker 2"])
+        self.assertEqual(sorted(" ".join(title.split()[:3]) for title in titles),
+                         ["pypid: supervisor --config", "pypid: worker 1", "pypid: worker 2"])
+        self.assertTrue(all(self.daemon.config_path in title for title in titles))
 
     def test_upload_then_read_at_once(self):
         """

@@ -17,9 +17,9 @@ every worker.
 
 A worker (L{WorkerRole}) shares the folders through the ring, catches up
 with the others' changes before each request
-(L{pypid.state.catch_up.CatchUp}), checks storage against the snapshot
-before it accepts (the others may have changed the folders since it was
-saved), and says it is ready on L{pypid.daemon.workers.READY_FD}. The
+(L{pypid.state.catch_up.CatchUp}), serves the snapshot and the journal's
+changes after it (read before it accepts), checks the folders once it
+listens, and says it is ready on L{pypid.daemon.workers.READY_FD}. The
 first worker runs what a machine runs once: the snapshots, the mark of a
 running server, the recycle bins' purges and the retention rules.
 """
@@ -73,7 +73,7 @@ from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub, Topic
 from pypid.state.indexes import hosted_names
-from pypid.state.loader import roll_back_promotions
+from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index
 from pypid.storage.folder.local import LocalStorage
@@ -402,14 +402,21 @@ class Hangup(Service):
         return commit
 
 
-def process_title(worker: WorkerRole | None, config: Config) -> str | None:
+def process_title(worker: WorkerRole | None, config: Config,
+                  arguments: Sequence[str]) -> str | None:
     """
     What C{ps} names this process of a machine (L{None}: a server of one
-    process keeps its command line), so an operator tells them apart.
+    process keeps its command line), so an operator tells them apart;
+    the options of C{twistd pypid} follow, so that C{pgrep -f} finds a
+    machine by its configuration file.
     """
     if worker is not None:
-        return f"pypid: worker {worker.number}"
-    return "pypid: supervisor" if config.server.workers > 1 else None
+        role = f"worker {worker.number}"
+    elif config.server.workers > 1:
+        role = "supervisor"
+    else:
+        return None
+    return " ".join(("pypid:", role, *arguments))
 
 
 class IMachineReactor(IListeningReactor, IWorkerReactor):

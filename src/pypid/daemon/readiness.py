@@ -108,22 +108,18 @@ class Readiness(Service):
     until they do (see the module).
     """
 
-    def __init__(self, loaders: Sequence[IndexLoader], mark: RunningMark | None,
-                 check_first: bool = False) -> None:
+    def __init__(self, loaders: Sequence[IndexLoader], mark: RunningMark | None) -> None:
         """
         @param loaders: every hosted index's L{IndexLoader}, loaded when this
             part starts.
         @param mark: the L{RunningMark}, started before: whether the last run
             stopped uncleanly (C{unclean}); L{None} in a worker of several
-            but the first (the first keeps the machine's).
-        @param check_first: whether storage is checked against the
-            snapshots before the listeners open, whatever the mark says: in
-            a worker of several, which may start while the others change
-            the folder after the last snapshot was saved.
+            but the first (the first keeps the machine's: the others'
+            checks follow their listening, what the journal's tail did not
+            tell them being changes no worker acknowledged).
         """
         self._loaders = tuple(loaders)
         self._mark = mark
-        self._check_first = check_first
         self._ready = False
         self._waiting: list[Deferred[None]] = []
 
@@ -153,8 +149,8 @@ class Readiness(Service):
     def startService(self) -> Deferred[None] | None:
         """
         The indexes are loaded: ready now, or once storage was checked
-        against their snapshots; after an unclean stop (or in a worker of
-        several), begin those checks and wait for them.
+        against their snapshots; after an unclean stop, begin those checks
+        and wait for them.
         """
         Service.startService(self)
         checks = [(loader, loader.checked) for loader in self._loaders
@@ -164,7 +160,7 @@ class Readiness(Service):
             return None
         gatherResults([checked for _, checked in checks], consumeErrors=True).addBoth(
             self._now_ready)
-        if not (self._check_first or (self._mark is not None and self._mark.unclean)):
+        if not (self._mark is not None and self._mark.unclean):
             return None
         for loader, _ in checks:
             loader.follow_up()

@@ -133,12 +133,11 @@ class _MadeParts:
         log_takedowns(registry.upstream_sources(), audit.trail.log, reactor)
         # (after a crash the index is checked against storage before the
         # listeners open; either way the server is ready once it was)
-        # (a machine's mark is its first worker's; every worker checks
-        # storage before it accepts)
+        # (a machine's mark is its first worker's; every worker serves its
+        # snapshot, and the others' changes after it, and checks once it listens)
         mark = (RunningMark(server.snapshot + ".running", default.writer, default.loader)
                 if hub.runs_once else None)
-        readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark,
-                              check_first=not hub.alone)
+        readiness = Readiness([stack.loader for stack in registry.stacks.values()], mark)
         return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
                    access, mark, readiness, hub)
 
@@ -264,9 +263,9 @@ def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: st
 
 
 #: The parts of each index a machine runs once, in its first worker: the
-#: snapshots (the timer's and the last, at the stop) and the check or
-#: backfill after the load (every worker checks storage before it accepts).
-_ONCE = frozenset(["snapshot", "snapshot-timer", "follow-up"])
+#: snapshots (the timer's and the last, at the stop); every worker checks
+#: storage against the snapshot it started from once it listens.
+_ONCE = frozenset(["snapshot", "snapshot-timer"])
 
 
 def _upkeep(config: Config, registry: IndexRegistry, audit: AuditTrail,

@@ -41,7 +41,8 @@ from pypid.state.backfill import Backfill
 from pypid.state.cleanup import IndexCleanup
 from pypid.state.hosted_source import HostedSource
 from pypid.state.index_sections import index_base, retention, upload_rules
-from pypid.state.loader import FollowUp, IndexLoader, IndexPart, roll_back_promotions
+from pypid.state.loader import FollowUp, IndexLoader, IndexPart
+from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.sync import SyncService
 from pypid.state.usage_log import UsageLog, UsageShare

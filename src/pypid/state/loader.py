@@ -32,7 +32,6 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import index_in_log
 from pypid.core.indexes.pending import PendingFile
-from pypid.core.indexes.promotion import PromotionJournal
 from pypid.core.parts import IMetricsSource, IReloadable
 from pypid.core.records.metrics import GAUGE, Family, gauge
 from pypid.core.records.serials import ProjectSerials
@@ -41,13 +40,13 @@ from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.state.backfill import Backfill
 from pypid.state.boot_clock import read_boot_clock
-from pypid.state.merge import merge_scan
+from pypid.state.merge import apply_changes, apply_statuses, merge_scan
 from pypid.state.writer import SnapshotWriter
 from pypid.storage.base import snapshot as snapshots
 from pypid.storage.base import snapshot_reading
-from pypid.storage.base.capabilities import IAdoptingStorage, ISharedStorage
+from pypid.storage.base.capabilities import ISharedStorage
 from pypid.storage.base.interface import IStorage, ScanResult, StorageError
-from pypid.storage.base.reading import read_statuses
+from pypid.storage.base.reading import decode_status, read_statuses
 from pypid.storage.base.snapshot import Snapshot
 from pypid.storage.factory import loading_index
 
@@ -103,36 +102,6 @@ async def load_statuses(index: Index, storage: IStorage) -> None:
     index.statuses.take(await read_statuses(storage))
 
 
-async def roll_back_promotions(storage: IAdoptingStorage) -> int:
-    """
-    Take back the promotions into C{storage} that a crash interrupted:
-    each file their journals name is discarded (one of that name with
-    other bytes, an upload's since, stays), then the journal. A journal
-    that cannot be read is left where it is, for a person to look at,
-    and its files with it.
-
-    @return: how many promotions were taken back.
-    @raise StorageError: when the storage fails (the start stops).
-    """
-    rolled = 0
-    for name, data in sorted((await storage.journals()).items()):
-        try:
-            journal = PromotionJournal.from_bytes(data)
-        except ValueError as e:
-            log.error("Unreadable journal {name} of a promotion, left in place with the "
-                      "files it may name: {error}", name=name, error=str(e))
-            continue
-        for record in journal.records:
-            await storage.discard_adopted(record)
-        await storage.drop_journal(name)
-        rolled += 1
-        log.warn("Took back a promotion from {source} that did not finish ({name}): "
-                 "{files} removed: {filenames}", source=journal.source, name=name,
-                 files=counted(len(journal.records), "file"),
-                 filenames=", ".join(r.filename for r in journal.records))
-    return rolled
-
-
 @attrs.define
 class IndexLoader:
     """
@@ -156,8 +125,8 @@ class IndexLoader:
         can leave them to it (or L{None}: they are read before the server
         answers).
     @ivar _recover: C{recover()}, awaited before anything is read: takes
-        back the promotions a crash interrupted (L{roll_back_promotions}
-        over the storage), or L{None}.
+        back the promotions a crash interrupted, or L{None}
+        (L{pypid.state.promotion_rollback.roll_back_promotions} over the storage).
     """
 
     _index: Index
@@ -224,20 +193,8 @@ class IndexLoader:
         known: dict[str, FileRecord] = {}
         since, serial = 0.0, 0
         tombstones: Sequence[str] = ()
-        # A storage of this server's own is served from the snapshot before
-        # it is checked: each project's records are made when first asked
-        # for, or by the check (L{_load_later}), not before the listeners open.
         shared = self._storage if ISharedStorage.providedBy(self._storage) else None
-        try:
-            snap = await self._run(snapshot_reading.read, self._snapshot_path, shared is None)
-        except snapshots.SnapshotError as e:
-            log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
-            snap = None
-        snap = self._same_storage(snap)
-        if snap is None and shared is not None:
-            snap = self._same_storage(await self._shared_snapshot(shared))
-        if snap is not None:
-            snap = self._dated_before_steps(snap)
+        snap = await self._snapshot(shared)
         if self.serials is not None:
             # (without a snapshot's, the journal is read from its beginning)
             self.serials.restore(snap.journal if snap is not None else None)
@@ -248,18 +205,14 @@ class IndexLoader:
                 shared.restore_state(snap.storage_state)
             if shared is not None and snap.changes is not None:
                 shared.resume(snap.changes)  # (the changes after it: read at the scan)
-        if snap is not None and shared is None:
-            self._index.load(known.values(), tombstones, serial, snap.later, snap.promotions)
-            checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
-            if self.writer is not None:
-                if snap.format == snapshots.FORMAT:
-                    # (saved again only if the check finds it must be)
-                    self.writer.loaded_as_saved()
-                self.writer.checking(since)
-            self.checked = Deferred()
-            self._then = lambda: ensureDeferred(self._check(checking)).chainDeferred(
-                self.checked)
-            how = "from the snapshot; storage is checked against it now"
+        # (a machine's folder too: the others' changes since the snapshot
+        # are the journal's tail, taken in below before any answer)
+        trusted = shared is None or (snap is not None and snap.changes is not None
+                                     and shared.checked_after_start)
+        if snap is not None and trusted:
+            how = self._served_from(snap)
+            if shared is not None:
+                await self._take_tail(shared)
         else:
             if self._backfill is not None:
                 # (a backfilling storage's scan takes later: IBackfillStorage says so in
@@ -297,6 +250,59 @@ class IndexLoader:
             projects=counted(len(self._index.projects()), "project"), how=how,
             seconds=self._clock.seconds() - started, later=later,
         )
+
+    async def _snapshot(self, shared: ISharedStorage | None) -> Snapshot | None:
+        """
+        The snapshot to start from, if any is usable. A storage of this
+        server's own is served from it before it is checked: each project's
+        records are made when first asked for, or by the check
+        (L{_load_later}), not before the listeners open; so is a machine's
+        folder, from a snapshot that names the journal's serial it took in
+        (one that names none is read whole, for the scan).
+        """
+        lazily = shared is None or shared.checked_after_start
+        path = self._snapshot_path
+        try:
+            snap = await self._run(snapshot_reading.read, path, lazily)
+            if lazily and shared is not None and snap is not None and snap.changes is None:
+                snap = await self._run(snapshot_reading.read, path, False)
+        except snapshots.SnapshotError as e:
+            log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))
+            snap = None
+        snap = self._same_storage(snap)
+        if snap is None and shared is not None:
+            snap = self._same_storage(await self._shared_snapshot(shared))
+        return self._dated_before_steps(snap) if snap is not None else None
+
+    def _served_from(self, snap: Snapshot) -> str:
+        """
+        Load the index from C{snap}, to be served as it is, and check the
+        storage against it once the server listens (L{follow_up}); how the
+        index was loaded, for the log.
+        """
+        self._index.load(snap.records.values(), snap.tombstones, snap.serial, snap.later,
+                         snap.promotions)
+        checking = attrs.evolve(snap, later=())  # (held by the check: not its lines)
+        if self.writer is not None:
+            if snap.format == snapshots.FORMAT:
+                # (saved again only if the check finds it must be)
+                self.writer.loaded_as_saved()
+            self.writer.checking(snap.saved_at)
+        self.checked = Deferred()
+        self._then = lambda: ensureDeferred(self._check(checking)).chainDeferred(self.checked)
+        return "from the snapshot; storage is checked against it now"
+
+    async def _take_tail(self, shared: ISharedStorage) -> None:
+        """
+        Take in what the others changed since the snapshot (the journal's
+        entries after its serial), before any answer: their projects'
+        statuses first, then their files, as a look does
+        (L{pypid.state.sync.SyncService}).
+        """
+        polled = await shared.poll()
+        apply_statuses(self._index, {name: decode_status(name, data)
+                                     for name, data in polled.statuses.items()})
+        apply_changes(self._index, polled.files)
 
     def _leave_to_backfill(self, pending: Sequence[PendingFile]) -> None:
         """Leave the files found without a record to the backfill, once the server listens."""

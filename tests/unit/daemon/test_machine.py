@@ -107,9 +107,11 @@ class WorkerRoleTests(SynchronousTestCase):
         """C{ps} names the supervisor and each worker; a server of one process keeps its own."""
         lone, machine = (load_config(None, [("pypid", "workers", n)], []) for n in ("1", "2"))
         role = WorkerRole(2, 2, None, (), None)
-        self.assertEqual([process_title(None, lone), process_title(None, machine),
-                          process_title(role, machine)],
-                         [None, "pypid: supervisor", "pypid: worker 2"])
+        arguments = ("--config", "etc/pypid.ini")
+        self.assertEqual([process_title(None, lone, arguments),
+                          process_title(None, machine, arguments),
+                          process_title(role, machine, ())],
+                         [None, "pypid: supervisor --config etc/pypid.ini", "pypid: worker 2"])
 
     def test_not_a_role(self):
         """A value the supervisor did not write stops the start with one line naming it."""

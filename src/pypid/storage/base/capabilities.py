@@ -64,6 +64,11 @@ class ISharedStorage(Interface):
     """
 
     sync_interval = Attribute("Seconds between two looks for other servers' changes.")
+    checked_after_start = Attribute(
+        "Whether a start from a snapshot that names the journal's serial it took in serves it, "
+        "the journal's changes after it taken in, and checks the storage once it listens, as a "
+        "server's own folder is (a machine's folder: the check is a scan of the local disk); "
+        "otherwise the storage is read before the server answers (a bucket's listing).")
 
     def poll() -> Deferred[Polled]:
         """

@@ -168,6 +168,9 @@ class BucketStorage:
     @ivar _snapshot: the L{BucketSnapshot}, the snapshot's copy in the bucket.
     """
 
+    #: (its listing is read before the server answers: ISharedStorage.checked_after_start)
+    checked_after_start = False
+
     def __init__(self, client: ObjectStore, layout: Layout, run: Run, clock: IReactorTime,
                  temp_dir: str, settings: BucketSettings = BucketSettings(), *,
                  on_close: Callable[[], Any] | None = None,

@@ -95,6 +95,7 @@ class SharedFolder:
     """
 
     sync_interval = SYNC_INTERVAL
+    checked_after_start = True
 
     def __init__(self, inner: LocalStorage, changes: StoreChanges, hub: Hub, run: Run,
                  clock: IReactorTime) -> None:
@@ -220,7 +221,8 @@ class SharedFolder:
         return self.changes.cursor
 
     def resume(self, serial: int) -> None:
-        """Nothing: a worker starts from the folder (see L{state})."""
+        """A start from a snapshot that took in the changes up to C{serial}: read those after."""
+        self.changes.resume(serial)
 
     def reconcile(self, known: dict[str, FileRecord],
                   tombstones: Iterable[str]) -> Deferred[ScanResult]:

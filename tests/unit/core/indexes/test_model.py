@@ -62,7 +62,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from packaging.version import Version
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -1234,13 +1234,45 @@ class MachineOfTwo(IndexMachine):
     def serve(self, config, upstream, access, hub=LONE):
         from pypid.machine.ring import ChangeRing
         self.ring = ChangeRing.create(slots=256, slot_size=4096)
+        self.served = (config, upstream, access)
         self.workers = []
         for number in (1, 2):
-            worker = ChangeRing.attach(self.ring.fileno(), number)
-            IndexMachine.serve(self, config, upstream, access, Hub(worker))
-            self.workers.append((self.registry, self.proxy, self.treq, self.site))
+            self.workers.append(self.worker(number))
         self.turn = 0
         self.pinned = None
+
+    def worker(self, number):
+        """Worker C{number} of the machine, started: its registry, proxy, client and site."""
+        from pypid.machine.ring import ChangeRing
+        attached = ChangeRing.attach(self.ring.fileno(), number)
+        IndexMachine.serve(self, *self.served, Hub(attached))
+        return self.registry, self.proxy, self.treq, self.site
+
+    @rule(saved=st.booleans())
+    def restart_second(self, saved):
+        """
+        The second worker ends and the supervisor starts it again, from
+        the snapshot the first saved (C{saved}), or from the folder; the
+        first hears of its end. The new one answers as both did.
+        """
+        from pypid.machine.topics import Topic
+        if saved:
+            for stack in self.workers[0][0].stacks.values():
+                assert stack.writer.save_if_changed().called
+        # (a clean stop: its download counts written, as its usage part's
+        # stop writes them; then its parts in the reverse of their start)
+        for stack in self.workers[1][0].stacks.values():
+            if stack.usage is not None:
+                assert stack.usage.flush().called
+            for _, part in reversed(list(stack.parts())):
+                if part.running:
+                    assert maybeDeferred(part.stopService).called
+        Hub(self.ring).publish(Topic.WORKER_ENDED, b"2")
+        self.workers[1] = self.worker(2)
+        # (the counts written before it started, read as its usage part's start reads them)
+        for stack in self.workers[1][0].stacks.values():
+            if stack.usage is not None:
+                assert ensureDeferred(stack.usage.load()).called
 
     def teardown(self):
         for registry, *_ in getattr(self, "workers", ()):

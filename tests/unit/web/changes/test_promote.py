@@ -47,7 +47,8 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.affected_releases import Affected
 from pypid.state.indexes import IndexRegistry
-from pypid.state.loader import IndexLoader, roll_back_promotions
+from pypid.state.loader import IndexLoader
+from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.state.writer import SnapshotWriter
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.locks import KeyedLock

@@ -229,19 +229,21 @@ class ReadinessTests(SynchronousTestCase):
         self.successResultOf(started)
         self.assertTrue(readiness.ready())
 
-    def test_worker_checks_first(self):
+    def test_checked_after(self):
         """
-        A worker of several checks storage before it listens, whatever
-        the mark (a worker without the machine's mark has none): the
-        others may have changed the folder since the last snapshot.
+        Without an unclean stop (a worker of several has no mark: the
+        first keeps the machine's), the check follows the listening:
+        ready once it ends.
         """
         checked = Deferred()
         loader = FakeLoader(checked)
-        started = Readiness([loader], None, check_first=True).startService()
-        self.assertEqual(loader.followed, 1)
-        self.assertNoResult(started)
+        readiness = Readiness([loader], None)
+        self.assertIsNone(readiness.startService())
+        self.assertEqual(loader.followed, 0)
+        waiting = readiness.when_ready()
+        self.assertNoResult(waiting)
         checked.callback(None)
-        self.successResultOf(started)
+        self.successResultOf(waiting)
 
 
 class RunningMarkTests(SynchronousTestCase):

@@ -1,0 +1,111 @@
+"""
+Tests for L{pypid.state.loader} in a worker of a machine: a worker started
+from the snapshot serves it, with the others' changes after it (the
+journal's tail) taken in before it answers, and checks the folder once it
+listens, as one process does.
+"""
+
+import os
+import time
+import types
+
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.core.dists.distribution import inspect
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import file_url_for
+from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
+from pypid.state.loader import IndexLoader
+from pypid.state.writer import SnapshotWriter
+from pypid.storage.base.store_changes import StoreChanges
+from pypid.storage.folder import folder_scan
+from pypid.storage.folder.journal_files import MemoryJournal
+from pypid.storage.folder.local import LocalStorage
+from pypid.storage.folder.shared_folder import SharedFolder
+from tests.harness.distributions import make_wheel
+from tests.harness.fakes import run_now, write_file
+
+
+class WorkerStartTests(SynchronousTestCase):
+    """A worker (re)started on a folder its machine's others change."""
+
+    def setUp(self):
+        # (storage compares the snapshot's time with the files')
+        self.clock = types.SimpleNamespace(seconds=time.time)
+        self.patch(folder_scan, "CHANGE_TIME_MARGIN", 0.0)
+        self.ring = ChangeRing.create(slots=16, slot_size=256)
+        self.addCleanup(self.ring.close)
+        self.journal = MemoryJournal(Clock())
+        self.root = os.path.abspath(self.mktemp())
+        self.snapshot = os.path.join(os.path.abspath(self.mktemp()), "index.json")
+
+    def storage(self, number):
+        ring = ChangeRing.attach(self.ring.fileno(), number)
+        self.addCleanup(ring.close)
+        storage = SharedFolder(LocalStorage(self.root, run_now, self.clock, worker=number),
+                               StoreChanges(self.journal, "", self.clock), Hub(ring), run_now,
+                               self.clock)
+        self.successResultOf(storage.prepare())
+        return storage
+
+    def publish(self, storage, index, project):
+        filename, data = make_wheel(project, "1.0")
+        temp = write_file(os.path.join(storage.temp_dir, "upload"), data)
+        inspected = inspect(temp, filename, filename, time.time())
+        stored = self.successResultOf(storage.publish(temp, inspected.record,
+                                                      inspected.metadata))
+        index.add(stored)
+        return filename
+
+    def test_from_the_snapshot_and_the_tail(self):
+        """
+        The snapshot's files and those the others stored after it are
+        served before the check; a file copied in by hand, once checked.
+        """
+        one, one_index = self.storage(1), Index(file_url_for(None))
+        saved = self.publish(one, one_index, "saved-lib")
+        writer = SnapshotWriter(one_index, self.snapshot, run_now, self.clock, one.identity(),
+                                shared=one)
+        self.successResultOf(writer.save_if_changed())
+        later = self.publish(one, one_index, "later-lib")
+        by_hand, data = make_wheel("by-hand", "1.0")
+        time.sleep(0.02)
+        write_file(os.path.join(self.root, by_hand), data)
+        index = Index(file_url_for(None))
+        loader = IndexLoader(index, self.storage(2), self.snapshot, run_now, self.clock)
+        with capturedLogs() as events:
+            self.successResultOf(loader.load())
+        self.assertIn("from the snapshot; storage is checked against it now",
+                      "".join(formatEvent(event) for event in events))
+        self.assertEqual((index.held(saved) is not None, index.held(later) is not None,
+                          index.held(by_hand)), (True, True, None))
+        loader.follow_up()
+        self.successResultOf(loader.checked)
+        self.assertIsNotNone(index.held(by_hand))
+
+    def test_snapshot_of_one_process(self):
+        """
+        A snapshot a server of one process saved names no serial of the
+        journal: the worker reads the folder before it answers.
+        """
+        alone = LocalStorage(self.root, run_now, self.clock)
+        self.successResultOf(alone.prepare())
+        index = Index(file_url_for(None))
+        saved = self.publish(alone, index, "saved-lib")
+        self.successResultOf(SnapshotWriter(index, self.snapshot, run_now, self.clock,
+                                            alone.identity()).save_if_changed())
+        alone.close()
+        by_hand, data = make_wheel("by-hand", "1.0")
+        time.sleep(0.02)
+        write_file(os.path.join(self.root, by_hand), data)
+        index = Index(file_url_for(None))
+        loader = IndexLoader(index, self.storage(1), self.snapshot, run_now, self.clock)
+        with capturedLogs() as events:
+            self.successResultOf(loader.load())
+        self.assertIn("(from the snapshot and storage)",
+                      "".join(formatEvent(event) for event in events))
+        self.assertEqual((index.held(saved) is not None, index.held(by_hand) is not None),
+                         (True, True))
