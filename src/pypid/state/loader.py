@@ -198,17 +198,20 @@ class IndexLoader:
         if self.serials is not None:
             # (without a snapshot's, the journal is read from its beginning)
             self.serials.restore(snap.journal if snap is not None else None)
+        # (a machine's folder's is also how far one process's index followed
+        # the journal; another server's changes may be before that serial)
+        taken = None if snap is None or shared is None else (
+            snap.serial_taken if shared.checked_after_start else snap.changes)
         if snap is not None:
             known, since, serial = snap.records, snap.saved_at, snap.serial
             tombstones = snap.tombstones
             if shared is not None and snap.storage_state is not None:
                 shared.restore_state(snap.storage_state)
-            if shared is not None and snap.changes is not None:
-                shared.resume(snap.changes)  # (the changes after it: read at the scan)
+            if shared is not None and taken is not None:
+                shared.resume(taken)  # (the changes after it: read at the scan)
         # (a machine's folder too: the others' changes since the snapshot
         # are the journal's tail, taken in below before any answer)
-        trusted = shared is None or (snap is not None and snap.changes is not None
-                                     and shared.checked_after_start)
+        trusted = shared is None or (taken is not None and shared.checked_after_start)
         if snap is not None and trusted:
             how = self._served_from(snap)
             if shared is not None:
@@ -264,7 +267,7 @@ class IndexLoader:
         path = self._snapshot_path
         try:
             snap = await self._run(snapshot_reading.read, path, lazily)
-            if lazily and shared is not None and snap is not None and snap.changes is None:
+            if lazily and shared is not None and snap is not None and snap.serial_taken is None:
                 snap = await self._run(snapshot_reading.read, path, False)
         except snapshots.SnapshotError as e:
             log.warn("Snapshot unusable, rebuilding the index from storage: {error}", error=str(e))

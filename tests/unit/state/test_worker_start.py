@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.core.dists.distribution import inspect
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
+from pypid.core.records.serials import ProjectSerials
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub
 from pypid.state.loader import IndexLoader
@@ -88,24 +89,34 @@ class WorkerStartTests(SynchronousTestCase):
 
     def test_snapshot_of_one_process(self):
         """
-        A snapshot a server of one process saved names no serial of the
-        journal: the worker reads the folder before it answers.
+        A snapshot one process saved names the serial its index followed
+        the journal up to: a worker serves it and the journal's entries
+        after it, and checks once it listens; one that names none (no
+        serials kept) is read whole, the folder scanned before it answers.
         """
-        alone = LocalStorage(self.root, run_now, self.clock)
-        self.successResultOf(alone.prepare())
-        index = Index(file_url_for(None))
-        saved = self.publish(alone, index, "saved-lib")
-        self.successResultOf(SnapshotWriter(index, self.snapshot, run_now, self.clock,
-                                            alone.identity()).save_if_changed())
-        alone.close()
-        by_hand, data = make_wheel("by-hand", "1.0")
-        time.sleep(0.02)
-        write_file(os.path.join(self.root, by_hand), data)
-        index = Index(file_url_for(None))
-        loader = IndexLoader(index, self.storage(1), self.snapshot, run_now, self.clock)
-        with capturedLogs() as events:
-            self.successResultOf(loader.load())
-        self.assertIn("(from the snapshot and storage)",
-                      "".join(formatEvent(event) for event in events))
-        self.assertEqual((index.held(saved) is not None, index.held(by_hand) is not None),
-                         (True, True))
+        for followed, how in ((True, "from the snapshot; storage is checked against it now"),
+                              (False, "from the snapshot and storage")):
+            self.root = os.path.abspath(self.mktemp())
+            alone = LocalStorage(self.root, run_now, self.clock)
+            self.successResultOf(alone.prepare())
+            index = Index(file_url_for(None))
+            saved = self.publish(alone, index, "saved-lib")
+            serials = ProjectSerials() if followed else None
+            self.successResultOf(SnapshotWriter(index, self.snapshot, run_now, self.clock,
+                                                alone.identity(),
+                                                serials=serials).save_if_changed())
+            alone.close()
+            by_hand, data = make_wheel("by-hand", "1.0")
+            time.sleep(0.02)
+            write_file(os.path.join(self.root, by_hand), data)
+            index = Index(file_url_for(None))
+            loader = IndexLoader(index, self.storage(1), self.snapshot, run_now, self.clock)
+            with capturedLogs() as events:
+                self.successResultOf(loader.load())
+            self.assertIn(f"({how})", "".join(formatEvent(event) for event in events))
+            self.assertIsNotNone(index.held(saved))
+            if followed:
+                self.assertIsNone(index.held(by_hand))
+                loader.follow_up()
+                self.successResultOf(loader.checked)
+            self.assertIsNotNone(index.held(by_hand), how)

@@ -121,6 +121,19 @@ class Snapshot:
     #: listed)
     changes: int | None = None
 
+    @property
+    def serial_taken(self) -> int | None:
+        """
+        The journal's serial every change up to which C{records} hold:
+        L{changes}, or, in a snapshot one process saved, how far its index
+        followed the journal (each of its changes is in its index before
+        its entry is written); L{None} when it names neither.
+        """
+        if self.changes is not None:
+            return self.changes
+        followed = self.journal.get("followed") if isinstance(self.journal, dict) else None
+        return followed if isinstance(followed, int) and not isinstance(followed, bool) else None
+
 
 def _line(obj: Any) -> bytes:
     return orjson.dumps(obj) + b"\n"
