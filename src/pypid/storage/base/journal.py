@@ -422,6 +422,7 @@ class JournalWriter:
                 batch, self._queue = self._queue, []
                 waiters, self._waiters = self._waiters, []
                 first = self._written_count
+                collected = False
                 try:
                     numbered = await self._attempt(batch) if batch else []
                     for waiter in waiters:
@@ -429,9 +430,14 @@ class JournalWriter:
                         waiter.done.callback(
                             numbered[at].serial if 0 <= at < len(numbered)
                             else self.last_serial if at < 0 else None)
+                except GeneratorExit:
+                    # (the loop is collected, suspended, with its waiters,
+                    # whose coroutines are closed already: none to resume)
+                    collected = True
+                    raise
                 finally:
                     # (whatever happens, nobody waits for ever)
-                    for waiter in waiters:
+                    for waiter in waiters if not collected else ():
                         if not waiter.done.called:
                             waiter.done.callback(None)
                 if not (self._again and (self._queue or self._waiters)):
