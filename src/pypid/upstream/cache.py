@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -340,13 +341,15 @@ class PageCache:
         return d
 
     async def _load(self, project: str) -> CachedPage | _Adopted:
-        started = self._clock.seconds()
         if self._share is not None:
+            asked = self._clock.seconds()
             self._turns[project] = await self._share.turn(page_lock(project))
             kept = self.entries.get(project)
-            if kept is not None and kept.fetched_at >= started:
+            if kept is not None and kept.fetched_at >= asked:
                 # (another worker fetched it while this one waited its turn)
                 return _Adopted(kept)
+        # (the fetch's time, not the wait for the machine's turn)
+        started = self._clock.seconds()
         page: UpstreamPage | None
         try:
             kept = self.entries.get(project)
@@ -518,11 +521,11 @@ class PageCache:
                 self._keep(project, entry)
 
 
+@attrs.frozen
 class _Adopted:
     """A page another worker fetched while this one waited its turn: kept already."""
 
-    def __init__(self, entry: CachedPage) -> None:
-        self.entry = entry
+    entry: CachedPage
 
 
 def _nothing() -> None:

@@ -61,6 +61,21 @@ class WorkerStartTests(SynchronousTestCase):
         index.add(stored)
         return filename
 
+    def started(self, number):
+        """
+        A file copied into the folder by hand, then worker C{number}
+        started from the snapshot: the file's name, the worker's index,
+        its loader and what the load logged.
+        """
+        by_hand, data = make_wheel("by-hand", "1.0")
+        time.sleep(0.02)  # (a later time than the snapshot's, to the file system's grain)
+        write_file(os.path.join(self.root, by_hand), data)
+        index = Index(file_url_for(None))
+        loader = IndexLoader(index, self.storage(number), self.snapshot, run_now, self.clock)
+        with capturedLogs() as events:
+            self.successResultOf(loader.load())
+        return by_hand, index, loader, "".join(formatEvent(event) for event in events)
+
     def test_from_the_snapshot_and_the_tail(self):
         """
         The snapshot's files and those the others stored after it are
@@ -72,15 +87,8 @@ class WorkerStartTests(SynchronousTestCase):
                                 shared=one)
         self.successResultOf(writer.save_if_changed())
         later = self.publish(one, one_index, "later-lib")
-        by_hand, data = make_wheel("by-hand", "1.0")
-        time.sleep(0.02)
-        write_file(os.path.join(self.root, by_hand), data)
-        index = Index(file_url_for(None))
-        loader = IndexLoader(index, self.storage(2), self.snapshot, run_now, self.clock)
-        with capturedLogs() as events:
-            self.successResultOf(loader.load())
-        self.assertIn("from the snapshot; storage is checked against it now",
-                      "".join(formatEvent(event) for event in events))
+        by_hand, index, loader, how = self.started(2)
+        self.assertIn("from the snapshot; storage is checked against it now", how)
         self.assertEqual((index.held(saved) is not None, index.held(later) is not None,
                           index.held(by_hand)), (True, True, None))
         loader.follow_up()
@@ -106,14 +114,8 @@ class WorkerStartTests(SynchronousTestCase):
                                                 alone.identity(),
                                                 serials=serials).save_if_changed())
             alone.close()
-            by_hand, data = make_wheel("by-hand", "1.0")
-            time.sleep(0.02)
-            write_file(os.path.join(self.root, by_hand), data)
-            index = Index(file_url_for(None))
-            loader = IndexLoader(index, self.storage(1), self.snapshot, run_now, self.clock)
-            with capturedLogs() as events:
-                self.successResultOf(loader.load())
-            self.assertIn(f"({how})", "".join(formatEvent(event) for event in events))
+            by_hand, index, loader, logged = self.started(1)
+            self.assertIn(f"({how})", logged)
             self.assertIsNotNone(index.held(saved))
             if followed:
                 self.assertIsNone(index.held(by_hand))

@@ -506,10 +506,9 @@ class FolderLock:
         except OSError as e:
             raise StorageError(
                 f"cannot use {sidecars.root} as the storage folder: {e.strerror}")
-        if not self.shared:
-            self._lock()
         spools = [sidecars.temp_dir]
         if not self.shared:
+            self._lock()
             # (and the workers' of the machine that ran here last)
             meta = os.path.join(sidecars.root, META_DIR)
             spools += [entry.path for entry in os.scandir(meta)
