@@ -105,15 +105,63 @@ def reload_all(daemon):
              >= reloads + WORKERS + 1, 30, "every worker reloaded")
 
 
+class Prober(threading.Thread):
+    """
+    A client that opens a new connection every 100 ms and asks C{/health}
+    on it: C{probes} holds each one's C{(started, ended, answered_by)}
+    (monotonic seconds; C{answered_by} L{None} when it failed).
+    """
+
+    def __init__(self, daemon):
+        super().__init__(daemon=True)
+        self.port = daemon.port
+        self.probes = []
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self):
+        probing = []
+        while not self.stopping.wait(0.1):
+            probe = threading.Thread(target=self.probe, daemon=True)
+            probe.start()
+            probing.append(probe)
+        for probe in probing:
+            probe.join()
+
+    def probe(self):
+        started, by = time.monotonic(), None
+        conn = httpclient.HTTPConnection(HOST, self.port, timeout=60)
+        try:
+            conn.request("GET", "/health")
+            by = json.loads(conn.getresponse().read())["workers"]["answered_by"]
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+        with self.lock:
+            self.probes.append((started, time.monotonic(), by))
+
+    def stop(self):
+        """Stop, and the probes, once every one ended."""
+        self.stopping.set()
+        self.join()
+        return sorted(self.probes)
+
+
 def kill_a_worker(daemon, victim=None):
-    """C{kill -9} the last worker (or C{victim}), and wait until the supervisor started it again."""
+    """
+    C{kill -9} the last worker (or C{victim}), and wait until the supervisor
+    started it again; the monotonic time its end was seen in the log.
+    """
     victim = victim or worker_pids(daemon)[-1]
     ended = daemon.log_since_start().count(b"ended (")
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: daemon.log_since_start().count(b"ended (") > ended, 30, "the worker ended")
+    seen = time.monotonic()
     wait_for(lambda: len(worker_pids(daemon)) == WORKERS and victim not in
              worker_pids(daemon), 60, "the worker started again")
     wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready again")
+    return seen
 
 
 class WorkersTests(DaemonTestCase):
@@ -592,6 +640,95 @@ class HungWorkerTests(DaemonTestCase):
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
         self.assertEqual(listening(daemon.port), WORKERS)
         self.assertEqual(restarts_counted(daemon), restarts + 1)
+
+
+#: A C{sitecustomize} that makes each worker's start last
+#: C{PYPID_TEST_WORKER_DELAY} seconds longer (as a large index's load does).
+SLOW_START = """\
+import os, time
+if os.environ.get("PYPID_WORKER"):
+    time.sleep(float(os.environ.get("PYPID_TEST_WORKER_DELAY", "0")))
+"""
+
+
+class RestartWaitTests(DaemonTestCase):
+    """New connections while a worker starts again."""
+
+    settings = {"pypid.workers": str(WORKERS)}
+
+    def test_no_connection_waits_on_a_restart(self):
+        """
+        A worker killed with C{kill -9} while a client opens a connection
+        every 100 ms, its start again slowed by 3 s: once the supervisor
+        saw its end (those queued on it then are reset), none waits more
+        than 1 s, and every one is answered (the others take them while it
+        loads again).
+        """
+        slow = os.path.abspath(self.mktemp())
+        os.makedirs(slow)
+        with open(os.path.join(slow, "sitecustomize.py"), "w") as f:
+            f.write(SLOW_START)
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        daemon.environ["PYTHONPATH"] = f"{slow}:{daemon.environ['PYTHONPATH']}"
+        daemon.environ["PYPID_TEST_WORKER_DELAY"] = "3"
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+        prober = Prober(daemon)
+        prober.start()
+        try:
+            time.sleep(0.5)
+            killed = kill_a_worker(daemon)
+            time.sleep(0.5)
+        finally:
+            probes = prober.stop()
+        after = [(ended - started, by) for started, ended, by in probes if started > killed]
+        self.assertGreater(len(after), 20)
+        self.assertEqual([by for _, by in after if by is None], [])
+        self.assertLess(max(waited for waited, _ in after), 1.0, after)
+
+
+class StalledWorkerTests(DaemonTestCase):
+    """A worker that stalls less than C{worker_timeout} is taken out, not killed."""
+
+    settings = {"pypid.workers": str(WORKERS)}
+
+    def prepare(self, daemon):
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
+
+    def test_stalled_worker(self):
+        """
+        A worker stopped (C{SIGSTOP}) a few seconds: once the supervisor
+        found it silent, every new connection is answered by the other at
+        once; continued (C{SIGCONT}), it takes connections again, the same
+        process.
+        """
+        daemon = self.daemon
+        victim = worker_pids(daemon)[-1]
+        prober = Prober(daemon)
+        prober.start()
+        try:
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                daemon.wait_for_log(b"no new connection goes to it", timeout=60)
+                found = time.monotonic()
+                time.sleep(2)
+            finally:
+                continued = time.monotonic()
+                os.kill(victim, signal.SIGCONT)
+            daemon.wait_for_log(b"new connections go to it again", timeout=60)
+        finally:
+            probes = prober.stop()
+        between = [(started, ended, by) for started, ended, by in probes
+                   if found < started < continued - 0.5]
+        self.assertGreater(len(between), 5)
+        # (a connection given to the stopped worker waits until it continues)
+        self.assertEqual([probe for probe in between
+                          if probe[2] is None or probe[1] >= continued], [])
+        self.assertIn(victim, worker_pids(daemon))
+        wait_for(lambda: answered_by(daemon) == set(range(1, WORKERS + 1)), 30,
+                 "both workers answer again")
+        self.assertNotIn(b"it hangs", daemon.log_since_start())
 
 
 class StopTests(DaemonTestCase):

@@ -17,9 +17,9 @@ loaded (L{Inherited.backlog}): a restarted worker held half of the new
 connections 5.7-13 s while it loaded. A group's first socket listens at
 once, as does one opened when none of its group listens, so that a
 machine's first connections wait rather than be refused. A worker that
-ended has its socket closed; one that hangs has it shut down
-(L{WorkerSockets.shut}), which takes it out of the group though the hung
-process still holds it.
+ended has its socket closed; one silent has it shut down
+(L{WorkerSockets.silent}), which takes it out of the group though the
+process still holds it, until the worker runs and listens again.
 
 Any other line (a Unix socket, one systemd passed, C{haproxy:}) is one
 socket all the workers accept on.
@@ -27,12 +27,14 @@ socket all the workers accept on.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 
 import attrs
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
@@ -47,6 +49,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.haproxy import proxyEndpoint
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pypid.config import Config
@@ -128,17 +131,25 @@ class _Group:
             self.members[number] = sock
         return sock
 
-    def shut(self, number: int) -> None:
+    def shut(self, number: int, last: bool = True) -> bool:
         """
         Take worker C{number}'s socket out of the group: no connection is
-        given to it any more, and those queued on it are reset.
+        given to it any more, and those queued on it are reset (moved to
+        another of the group where C{net.ipv4.tcp_migrate_req} is set).
+        With C{last} false, not the only one listening (its connections
+        wait for it rather than be refused). Whether it was taken out.
         """
         sock = self.members.get(number)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # (not listening yet: nothing was given to it)
+        if sock is None or not _listens(sock):
+            return False  # (not listening yet: nothing was given to it)
+        if not last and not any(_listens(other) for other in self.members.values()
+                                if other is not sock):
+            return False
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
 
     def close(self, number: int | None = None) -> None:
         """Close worker C{number}'s socket, or every one."""
@@ -210,6 +221,15 @@ class WorkerSockets:
         for group in self._groups:
             group.shut(number)
 
+    def silent(self, number: int) -> None:
+        """
+        Worker C{number} went silent: its own sockets, each not the only
+        one of its group that listens, take no new connection until the
+        worker runs again (its port then listens again: L{_Rejoining}).
+        """
+        for group in self._groups:
+            group.shut(number, last=False)
+
     def ports(self) -> list[int]:
         """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
         return [group.port for group in self._groups]
@@ -230,6 +250,29 @@ class WorkerSockets:
         return gatherResults(stopped)
 
 
+class _Rejoining(tcp.Port):
+    """
+    A worker's port on its own socket of a TCP line. The supervisor shuts
+    that socket down while the worker is silent (L{WorkerSockets.silent});
+    the worker's reactor then finds it closed (C{EPOLLHUP}) once it runs
+    again, and this port listens again rather than end: back in its group.
+    """
+
+    backlog: int
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Listen again, unless the worker stops listening itself."""
+        if not self.disconnecting:
+            try:
+                self.socket.listen(self.backlog)
+            except OSError:
+                pass
+            else:
+                self.startReading()
+                return
+        super().connectionLost(reason)
+
+
 @implementer(IStreamServerEndpoint)
 @attrs.frozen
 class _Joining:
@@ -238,19 +281,24 @@ class _Joining:
     its group, when the worker accepts on it (see the module).
     """
 
-    adopting: IStreamServerEndpoint
+    reactor: IReactorSocket
     inherited: Inherited
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        """Listen, then accept as the adopted endpoint does."""
+        """Listen, then accept as an adopted port does (C{adoptStreamPort})."""
         inherited = self.inherited
         try:
             # (a copy of the descriptor: the same socket, closed once done)
             with socket.fromfd(inherited.fileno, inherited.family, socket.SOCK_STREAM) as sock:
                 sock.listen(inherited.backlog)
+            port = _Rejoining._fromListeningDescriptor(
+                self.reactor, inherited.fileno, inherited.family, protocolFactory)
+            port.backlog = inherited.backlog
+            port.startListening()
         except OSError as e:
             return fail(CannotListenError(None, inherited.description, e))
-        return self.adopting.listen(protocolFactory)
+        os.close(inherited.fileno)
+        return succeed(port)
 
 
 def adopted(reactor: IReactorSocket,
@@ -262,10 +310,9 @@ def adopted(reactor: IReactorSocket,
     """
     endpoints: dict[str, IStreamServerEndpoint] = {}
     for inherited in sockets:
-        endpoint: IStreamServerEndpoint = AdoptedStreamServerEndpoint(
-            reactor, inherited.fileno, inherited.family)
-        if inherited.backlog:
-            endpoint = _Joining(endpoint, inherited)
+        endpoint: IStreamServerEndpoint = (
+            _Joining(reactor, inherited) if inherited.backlog else
+            AdoptedStreamServerEndpoint(reactor, inherited.fileno, inherited.family))
         if inherited.description.strip().lower().startswith("haproxy:"):
             endpoint = proxyEndpoint(endpoint)
         endpoints[inherited.description] = endpoint

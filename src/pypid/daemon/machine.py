@@ -203,9 +203,10 @@ def worker_log() -> ILogObserver:
 
 class ReadyLine(Service):
     """
-    A worker's last part: says on L{READY_FD} that it is ready, once it
-    is, then beats there every L{BEAT} seconds from the reactor, so that
-    its supervisor knows it is not hung (L{pypid.daemon.workers}).
+    A worker's last part: says on L{READY_FD} that it serves (its
+    listeners accept), beats there every L{BEAT} seconds from the reactor,
+    so that its supervisor knows it is not hung, and says it is ready once
+    it is (L{pypid.daemon.workers}).
     """
 
     def __init__(self, ready: Callable[[], Deferred[None]], clock: IReactorTime,
@@ -215,16 +216,17 @@ class ReadyLine(Service):
         self._beats = Periodic(lambda: self._say(b"alive\n"), BEAT, clock, "The heartbeat")
 
     def startService(self) -> None:
-        """Say ready once every index answers with every stored file."""
+        """Say it serves, and ready once every index answers with every stored file."""
         Service.startService(self)
         # (a supervisor that stopped reading never blocks the worker's reactor)
         setNonBlocking(self._fd)
+        self._say(b"serving\n")
+        self._beats.startService()
         self._ready().addCallback(self._now_ready)
 
     def _now_ready(self, _: object) -> None:
-        self._say(b"ready\n")
         if self.running:
-            self._beats.startService()
+            self._say(b"ready\n")
 
     def _say(self, line: bytes) -> None:
         try:
@@ -463,7 +465,8 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)
     supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once,
-                            hang_after=config.server.worker_timeout, on_hung=sockets.shut)
+                            hang_after=config.server.worker_timeout, on_hung=sockets.shut,
+                            on_silent=sockets.silent)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config)] if config.bucket is None else []

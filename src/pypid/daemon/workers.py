@@ -8,24 +8,26 @@ ended on its own, after a back-off that grows while it keeps ending soon
 after its start.
 
 What a worker says on its standard output and error goes to the
-supervisor's log, a line at a time, named by the worker; a worker says it
-is ready (its indexes loaded, its listeners adopted) with a line on its
-descriptor L{READY_FD}, and the supervisor is ready once every worker was.
+supervisor's log, a line at a time, named by the worker. On its
+descriptor L{READY_FD} it says C{serving} once it accepts (its indexes
+loaded, its listeners adopted), C{ready} once storage was checked against
+its snapshot, and the supervisor is ready once every worker was.
 
-A ready worker then beats on that descriptor, a line every L{BEAT}
-seconds, from its reactor. One that goes C{hang_after} seconds without a
-beat (stopped, deadlocked, its reactor held) is hung: a process that
-still holds its listening sockets takes its share of the connections and
-answers none (a worker stopped with C{SIGSTOP} took half of them for
-minutes). The supervisor takes its sockets out of their groups
-(C{on_hung}), kills it, and starts it again as any worker that ended.
+A serving worker beats on that descriptor, a line every L{BEAT} seconds,
+from its reactor. One silent for L{SILENT_AFTER} seconds has its sockets
+taken out of their groups (C{on_silent}) until it runs again, so that
+no new connection waits on it longer; one silent for C{hang_after}
+seconds (stopped, deadlocked, its reactor held) is hung: the supervisor
+kills it and starts it again as any worker that ended (a worker stopped
+with C{SIGSTOP} took half the connections for minutes when nothing
+watched).
 
 At the machine's start the first worker loads alone, then at most
-C{at_once} at a time: the next starts when one is ready (or ended). A
-worker's load peaks at about
-half again its memory at rest, so the machine's peak is that of
-C{at_once} loads, not of all; and loads that share cores take as long
-together as one after another.
+C{at_once} at a time: the next starts when one serves (or ended), its
+check of storage left running. A worker's load peaks at about half again
+its memory at rest, so the machine's peak is that of C{at_once} loads,
+not of all; and loads that share cores take as long together as one
+after another.
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ BACK_OFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 #: Seconds a worker must run for its next end to start the back-off anew.
 STEADY = 60.0
 
-#: Seconds between a ready worker's heartbeats.
-BEAT = 1.0
+#: Seconds between a serving worker's heartbeats.
+BEAT = 0.25
 
-#: Seconds a ready worker may go without a heartbeat before it is killed
+#: Seconds a serving worker may go without a heartbeat before no new
+#: connection goes to it (until it beats again): the longest a connection
+#: waits on a worker that stopped answering.
+SILENT_AFTER = 1.0
+
+#: Seconds a serving worker may go without a heartbeat before it is killed
 #: (C{[pypid] worker_timeout}).
 HANG_AFTER = 30.0
 
@@ -107,8 +114,7 @@ class WorkerProtocol(ProcessProtocol):
         self._partial[childFD] = lines.pop()
         for line in lines:
             if childFD == READY_FD:
-                # (its first line says it is ready, each after it beats)
-                self.supervisor.worker_ready(self.number)
+                self.supervisor.worker_said(self.number, line.strip())
             elif line.strip():
                 log.info("worker {number}: {line}", number=self.number,
                          line=line.decode("utf-8", "replace").rstrip())
@@ -135,7 +141,9 @@ class Supervisor(Service):
                  stop_deadline: float = STOP_DEADLINE,
                  on_change: Callable[[int, bool], None] = lambda number, up: None,
                  at_once: int | None = None, hang_after: float = HANG_AFTER,
-                 on_hung: Callable[[int], None] = lambda number: None) -> None:
+                 on_hung: Callable[[int], None] = lambda number: None,
+                 silent_after: float = SILENT_AFTER,
+                 on_silent: Callable[[int], None] = lambda number: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
             of worker C{number}; a L{StartupError} it raises is that
@@ -144,10 +152,14 @@ class Supervisor(Service):
             it is ready (C{up}), or ended.
         @param at_once: the most workers loading at a time at the start,
             after the first alone (L{None}: all at once).
-        @param hang_after: seconds without a beat after which a ready
+        @param hang_after: seconds without a beat after which a serving
             worker is hung (see the module).
         @param on_hung: C{on_hung(number)}: worker C{number} is hung, and
             is about to be killed.
+        @param silent_after: seconds without a beat after which no new
+            connection should go to a serving worker.
+        @param on_silent: C{on_silent(number)}: worker C{number} went
+            C{silent_after} seconds without a beat.
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -164,13 +176,20 @@ class Supervisor(Service):
         self._failures: dict[int, int] = {}
         self._pending: dict[int, IDelayedCall] = {}
         self._not_ready = set(range(1, count + 1))
+        self._not_serving = set(range(1, count + 1))
         # (the workers not started yet, in order, and how many may load at once)
         self._unstarted = list(range(1, count + 1))
         self._at_once = count if at_once is None else max(1, at_once)
         self._first_alone = at_once is not None
         self._hang_after = hang_after
         self._on_hung = on_hung
+        self._silent_after = silent_after
+        self._on_silent = on_silent
+        # (each serving worker's deadlines: killed, and taken out meanwhile)
         self._watches: dict[int, IDelayedCall] = {}
+        self._quiet: dict[int, IDelayedCall] = {}
+        # (the workers taken out for their silence, and since when)
+        self._silent: dict[int, float] = {}
         self.ready: Deferred[None] = Deferred()
         self.restarts = 0
         self.hangs = 0
@@ -188,7 +207,7 @@ class Supervisor(Service):
         waits for its back-off and no longer counts.
         """
         while self._unstarted and self.running:
-            loading = [number for number in self._not_ready
+            loading = [number for number in self._not_serving
                        if number not in self._unstarted and number not in self._pending]
             if len(loading) >= self._at_once or (self._first_alone and 1 in loading):
                 return
@@ -211,27 +230,52 @@ class Supervisor(Service):
         self._workers[number] = (protocol, transport)
         log.info("Started worker {number} (process {pid})", number=number, pid=transport.pid)
 
-    def worker_ready(self, number: int) -> None:
+    def worker_said(self, number: int, word: bytes) -> None:
         """
-        Worker C{number} said it is ready, or beat; the supervisor is ready
-        once all were.
+        Worker C{number} said on L{READY_FD} that it serves (its first
+        line, from which it is watched), that it is ready, or beat.
         """
         watch = self._watches.get(number)
-        if watch is not None:
-            # (a beat; one from a worker found hung, killed, counts no more)
-            if watch.active():
-                watch.reset(self._hang_after)
-            return
-        if number in self._workers:
+        if number not in self._workers or (watch is not None and not watch.active()):
+            return  # (read after its end, or after it was found hung: counts for nothing)
+        if watch is None:
             self._watches[number] = self._reactor.callLater(self._hang_after, self._hung, number)
+            self._quiet[number] = self._reactor.callLater(
+                self._silent_after, self._fell_silent, number)
+            self._not_serving.discard(number)
+        else:
+            self._beat(number, watch)
+        # (a worker of before the word "serving" said "ready" first)
+        if word == b"ready" and number not in self._up:
             self._up.add(number)
             self._on_change(number, True)
-        if number in self._not_ready:
-            self._not_ready.discard(number)
-            log.info("Worker {number} is ready", number=number)
-            if not self._not_ready and not self.ready.called:
-                self.ready.callback(None)
-            self._start_more()
+            if number in self._not_ready:
+                self._not_ready.discard(number)
+                log.info("Worker {number} is ready", number=number)
+                if not self._not_ready and not self.ready.called:
+                    self.ready.callback(None)
+        self._start_more()
+
+    def _beat(self, number: int, watch: IDelayedCall) -> None:
+        """A beat of worker C{number}: its deadlines start again."""
+        watch.reset(self._hang_after)
+        quiet = self._quiet[number]
+        if quiet.active():
+            quiet.reset(self._silent_after)
+            return
+        silent = self._reactor.seconds() - self._silent.pop(number)
+        log.info("Worker {number} beats again after {seconds:.1f} s: new connections go to "
+                 "it again", number=number, seconds=silent)
+        self._quiet[number] = self._reactor.callLater(
+            self._silent_after, self._fell_silent, number)
+
+    def _fell_silent(self, number: int) -> None:
+        """Worker C{number} went C{silent_after} seconds without a beat: take it out."""
+        self._silent[number] = self._reactor.seconds() - self._silent_after
+        log.warn("Worker {number} sent nothing for {seconds:g} s: no new connection goes to "
+                 "it until it beats again (killed after {hang:g} s)", number=number,
+                 seconds=self._silent_after, hang=self._hang_after)
+        self._on_silent(number)
 
     def _hung(self, number: int) -> None:
         """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
@@ -242,6 +286,9 @@ class Supervisor(Service):
         log.error("Worker {number} sent nothing for {seconds:g} s: it hangs; killing it "
                   "(process {pid})", number=number, seconds=self._hang_after,
                   pid=worker[1].pid)
+        quiet = self._quiet.get(number)
+        if quiet is not None and quiet.active():
+            quiet.cancel()
         self._on_hung(number)
         try:
             worker[1].signalProcess(signal.SIGKILL)
@@ -252,9 +299,10 @@ class Supervisor(Service):
         """Worker C{number} ended: while running, it is started again after its back-off."""
         self._workers.pop(number, None)
         self._up.discard(number)
-        watch = self._watches.pop(number, None)
-        if watch is not None and watch.active():
-            watch.cancel()
+        self._silent.pop(number, None)
+        for call in (self._watches.pop(number, None), self._quiet.pop(number, None)):
+            if call is not None and call.active():
+                call.cancel()
         if self.running:
             self._again(number, "exited" if reason.check(ProcessDone) else
                         reason.getErrorMessage().rstrip("."))
@@ -291,11 +339,12 @@ class Supervisor(Service):
         those still running after the deadline.
         """
         Service.stopService(self)
-        for call in [*self._pending.values(), *self._watches.values()]:
+        for call in [*self._pending.values(), *self._watches.values(), *self._quiet.values()]:
             if call.active():
                 call.cancel()
         self._pending.clear()
         self._watches.clear()
+        self._quiet.clear()
         ended = [protocol.ended for protocol, _ in self._workers.values()]
         if not ended:
             return succeed(None)

@@ -11,6 +11,7 @@ import socket
 import attrs
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from pypid.config import load_config
@@ -182,6 +183,35 @@ class WorkerSocketsTests(TestCase):
             self.assertFalse(_listens(hung))
             for _ in range(20):
                 self.assertEqual(await _read_all(port), b"hello from the worker")
+
+    async def test_silent_worker(self):
+        """
+        A worker gone silent has its socket taken out of the group; when it
+        runs again its port finds the socket shut and listens again, and it
+        takes its share. The only socket listening is left in (connections
+        wait for it rather than be refused).
+        """
+        sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
+        [port] = sockets.ports()
+        counts = {1: 0, 2: 0}
+        await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
+        [second] = await _adopt(self, sockets.for_worker(2), _Counting(counts, 2))
+        second.stopReading()  # (its reactor held)
+        sockets.silent(2)
+        self.assertFalse(_listens(sockets.for_worker(2)[0]))
+        for _ in range(20):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertEqual(counts[2], 0)
+        second.startReading()  # (it runs again)
+        for _ in range(3):
+            await deferLater(reactor, 0.01)
+        self.assertTrue(_listens(sockets.for_worker(2)[0]))
+        for _ in range(40):
+            self.assertEqual(await _read_all(port), b"hello from the worker")
+        self.assertTrue(counts[2], counts)
+        sockets.ended(1)
+        sockets.silent(2)
+        self.assertTrue(_listens(sockets.for_worker(2)[0]), "the last one listening")
 
     async def test_shared(self):
         """Any other line (a Unix socket here) is one socket every worker accepts on."""

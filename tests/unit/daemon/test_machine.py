@@ -30,6 +30,7 @@ from pypid.daemon.machine import (
     process_title,
     worker_signals,
 )
+from pypid.daemon.workers import BEAT
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
@@ -167,8 +168,9 @@ class WorkerProcessTests(SynchronousTestCase):
 
     def test_ready_line(self):
         """
-        Once ready, the worker says so, one line on its descriptor, then
-        beats there every second until it stops.
+        Once it listens, the worker says it serves, one line on its
+        descriptor, then beats there every L{BEAT} seconds until it stops,
+        and says it is ready once it is.
         """
         from twisted.internet.defer import Deferred
         from twisted.internet.task import Clock
@@ -179,15 +181,13 @@ class WorkerProcessTests(SynchronousTestCase):
         line = ReadyLine(lambda: ready, clock, write)
         line.startService()
         os.set_blocking(read, False)
-        with self.assertRaises(BlockingIOError):
-            os.read(read, 100)
-        clock.advance(5)
-        with self.assertRaises(BlockingIOError):
-            os.read(read, 100)
+        self.assertEqual(os.read(read, 100), b"serving\n")
+        clock.pump([BEAT] * 3)
+        self.assertEqual(os.read(read, 100), b"alive\n" * 3)
         ready.callback(None)
         self.assertEqual(os.read(read, 100), b"ready\n")
-        clock.pump([1.0] * 3)
-        self.assertEqual(os.read(read, 100), b"alive\n" * 3)
+        clock.pump([BEAT] * 2)
+        self.assertEqual(os.read(read, 100), b"alive\n" * 2)
         line.stopService()
         clock.advance(5)
         with self.assertRaises(BlockingIOError):
@@ -205,11 +205,12 @@ class WorkerProcessTests(SynchronousTestCase):
         line.startService()
         self.addCleanup(line.stopService)
         size = fcntl.fcntl(write, fcntl.F_GETPIPE_SZ)
-        clock.pump([1.0] * (size // len(b"alive\n") + 10))
+        clock.pump([BEAT] * (size // len(b"alive\n") + 10))
         # (the pipe full: every beat after it dropped, none cut)
         said = os.read(read, size + 100)
         self.assertGreater(len(said), size * 0.9)
-        self.assertEqual(said, b"ready\n" + b"alive\n" * (len(said) // 6 - 1))
+        beats = (len(said) - len(b"serving\nready\n")) // len(b"alive\n")
+        self.assertEqual(said, b"serving\nready\n" + b"alive\n" * beats)
 
     def test_supervisor_ends(self):
         """

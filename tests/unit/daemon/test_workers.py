@@ -103,8 +103,9 @@ class SupervisorTests(SynchronousTestCase):
     def test_at_once(self):
         """
         At the start, at most C{at_once} workers load at a time: the next
-        starts when one is ready, or ended before it was (or could not be
-        started: it waits for its back-off, and another starts meanwhile).
+        starts when one serves (its check of storage left running), or
+        ended before it did (or could not be started: it waits for its
+        back-off, and another starts meanwhile).
         """
         reactor = _ProcessReactor()
         failing = {3}
@@ -120,9 +121,12 @@ class SupervisorTests(SynchronousTestCase):
         def started():
             return [args[-1] for _, _, args, _ in reactor.spawned]
         self.assertEqual(started(), ["--worker=1"])
-        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"serving\n")
         self.assertEqual(started(), ["--worker=1", "--worker=2"])
-        # (worker 2 ends before it is ready; 3 cannot be started: 4 starts)
+        self.assertEqual(supervisor.up(), 0, "serving, not ready: not up")
+        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"alive\nready\n")
+        self.assertEqual(supervisor.up(), 1)
+        # (worker 2 ends before it serves; 3 cannot be started: 4 starts)
         reactor.spawned[1][0].end(ProcessTerminated(1))
         self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=4"])
         reactor.advance(1.0)
@@ -257,6 +261,49 @@ class SupervisorTests(SynchronousTestCase):
         self.successResultOf(_ended_all(supervisor, first, third))
         reactor.advance(60)
         self.assertEqual(third.signals, [signal.SIGTERM], "not watched once stopping")
+
+    def test_silent(self):
+        """
+        A serving worker silent for C{silent_after} seconds is taken out
+        (C{on_silent}), said to be back when it beats again, and killed
+        only after C{hang_after}; a loading one is not watched.
+        """
+        reactor = _ProcessReactor()
+        heard = []
+        supervisor = Supervisor(reactor, 2, command, hang_after=10.0, silent_after=1.0,
+                                on_silent=heard.append)
+        supervisor.startService()
+        first, second = (process for process, *_ in reactor.spawned)
+        reactor.advance(5)
+        first.protocol.childDataReceived(READY_FD, b"serving\n")
+        second.protocol.childDataReceived(READY_FD, b"serving\n")
+        for _ in range(8):
+            reactor.advance(0.25)
+            first.protocol.childDataReceived(READY_FD, b"alive\n")
+            second.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual(heard, [])
+        with capturedLogs() as events:
+            # (worker 2 stalls 3 s: out after 1 s, back at its next beat)
+            for _ in range(12):
+                reactor.advance(0.25)
+                first.protocol.childDataReceived(READY_FD, b"alive\n")
+            self.assertEqual(heard, [2])
+            second.protocol.childDataReceived(READY_FD, b"alive\n")
+        lines = [formatEvent(e) for e in events]
+        self.assertIn("Worker 2 sent nothing for 1 s: no new connection goes to it until it "
+                      "beats again (killed after 10 s)", lines)
+        self.assertIn("Worker 2 beats again after 3.0 s: new connections go to it again", lines)
+        self.assertEqual((first.signals, second.signals), ([], []))
+        # (silent for good: out, then killed, and nothing more said of it)
+        for _ in range(40):
+            reactor.advance(0.25)
+            first.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual(heard, [2, 2])
+        self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
+        second.protocol.childDataReceived(READY_FD, b"alive\n")
+        second.end(ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(heard, [2, 2])
+        self.successResultOf(_ended_all(supervisor, first))
 
     def test_signals(self):
         """A signal goes to every worker running."""
