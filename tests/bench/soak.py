@@ -34,14 +34,44 @@ rest: a worker's RSS counts every page of the machine's ring
 (L{pypid.machine.ring}) that it has read, up to the ring's 9 MiB, which the
 machine holds once; at the soak's 4-5 announcements a second, each in a
 slot of a page, the first lap takes some 7 minutes.
+
+C{--keep K} deletes each upload only after K more were acknowledged (1, as
+before, by default), and C{--yank} yanks each upload a step after it was
+acknowledged: the churn is then uploads, yanks and deletes, and K
+acknowledged uploads are on the server at any time for the check below.
+
+C{--faults} breaks the server while the load goes on
+(L{tests.bench.soak_faults}, where the schedule is): at 25 % of the run a
+C{kill -9} of one worker, at 45 % a C{SIGSTOP} of one worker for
+C{--stop-seconds} then C{SIGCONT} (the supervisor's watchdog may replace
+it meanwhile), at 70 % a C{kill -9} of the whole machine and a start on
+the same folder and port; with one process the first two are "n/a". A
+prober opens a new connection every 100 ms, so that a user's wait is
+measured whatever worker takes it. Every run then ends with a summary: the
+longest wait of a new connection and, in each window (before the faults,
+from each fault to the next, after every worker is up again), the failed
+probes, waits over 1 s and requests not answered; the time to the first
+C{/health} 200 and to every worker up after the machine's kill; the reads'
+p99 per minute (from sent to answered, so a read that waited for a
+connection counts its wait); each process's RSS slope, one row a lifetime
+(a process is named by its title, C{pypid: worker 2}, so a replaced worker
+follows its predecessor); and how many acknowledged uploads, not deleted
+by the soak, are no longer listed and served, checked after each fault
+and at the end (and a delete of one answered 404 is one lost). C{--json
+PATH} writes the summary as JSON too. As issue 80 compares them::
+
+    .venv/bin/python tests/bench/soak.py --minutes 20 --rate 50 --churn 1 --sighup 60 \\
+        --keep 30 --yank --faults --workers 2 --json soak-2.json
 """
 
 import argparse
 import collections
 import itertools
+import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +81,9 @@ from urllib.parse import quote
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from tests import CHECKOUT  # noqa: E402
+from tests.bench import soak_faults  # noqa: E402
+from tests.bench.soak_faults import alive, memories, slope, tree  # noqa: E402
 from tests.harness.distributions import make_wheel  # noqa: E402
 from tests.harness.e2e import HOST, PASSWORD, USER, Daemon, basic, upload_form, write_files  # noqa: E402
 from tests.harness.upstream_server import UpstreamProcess  # noqa: E402
@@ -99,6 +132,13 @@ class Load:
     a few worker threads with a keep-alive connection each; counts answers
     by status class, and keeps the list of hosted files current as the
     churn uploads and deletes.
+
+    @ivar answers: C{(monotonic time sent, seconds to the answer, status or
+        None, whether a read)} of every request, for the figures by minute
+        and by window: from sent, not from taken by a thread, so a read
+        that waited for a connection held by a hung worker counts its wait.
+    @ivar skipped: the monotonic times of the reads not sent because 200
+        waited already.
     """
 
     def __init__(self, daemon, hosted, cached, workers=8):
@@ -108,6 +148,8 @@ class Load:
         self.counts = collections.Counter()
         #: the first answers other than 200: C{(status, method, path)}
         self.failed = []
+        self.answers = []
+        self.skipped = []
         self.lock = threading.Lock()
         self.queue = collections.deque()
         self.ready = threading.Semaphore(0)
@@ -133,8 +175,11 @@ class Load:
         return "GET", f"/files/{project}/{filename}", {}
 
     def submit(self, request, done=None):
-        """Queue C{request} for a worker; C{done(status)} is called with its answer."""
-        self.queue.append((request, done))
+        """
+        Queue C{request} for a worker; C{done(status, retried)} is called
+        with its answer (L{None}: none) and whether it was sent twice.
+        """
+        self.queue.append((request, done, time.monotonic()))
         self.ready.release()
 
     def _work(self):
@@ -143,48 +188,67 @@ class Load:
             self.ready.acquire()
             if self.stopping:
                 return
-            (method, path, headers, *body), done = self.queue.popleft()
-            status, conn = self._one(conn, method, path, headers, body[0] if body else None)
+            (method, path, headers, *body), done, sent = self.queue.popleft()
+            status, conn, retried = self._one(conn, method, path, headers,
+                                              body[0] if body else None)
             with self.lock:
+                self.answers.append((sent, time.monotonic() - sent, status, method == "GET"))
                 self.counts[f"{status // 100}xx" if status else "error"] += 1
                 if status != 200:
                     self.counts[f"{status} {method}"] += 1
                     if len(self.failed) < 20:
                         self.failed.append((status, method, path))
             if done:
-                done(status)
+                done(status, retried)
 
     def _one(self, conn, method, path, headers, body):
-        """C{(status or None, the connection to keep)} of one request, tried twice."""
-        for _attempt in range(2):
+        """C{(status or None, the connection to keep, whether sent twice)} of one request."""
+        for attempt in range(2):
             if conn is None:
                 conn = httpclient.HTTPConnection(HOST, self.daemon.port, timeout=30)
             try:
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
-                return resp.status, conn
+                return resp.status, conn, attempt > 0
             except (OSError, httpclient.HTTPException):
                 conn.close()
                 conn = None
-        return None, None
+        return None, None, True
 
     def stop(self):
+        """Stop, and wait for the requests in flight (so what was acknowledged is known)."""
         self.stopping = True
         for _ in self.threads:
             self.ready.release()
+        for thread in self.threads:
+            thread.join(65)
 
 
 class Churn:
     """
     Uploads of new versions balanced by deletes of the oldest uploaded
-    files: the file count stays what it was, every filename is new.
+    files, C{keep} acknowledged uploads behind: the file count stays what
+    it was, every filename is new. With C{yank}, each upload is yanked at
+    the step after it was acknowledged.
+
+    @ivar acked: C{{filename: project}} of the uploads acknowledged and not
+        yet sent a delete: what must be on the server (L{check}).
+    @ivar delete_404: the acknowledged files whose delete answered 404 or
+        410 at its first sending: lost. (Sent again after no answer, the
+        first may have deleted it: those are only counted.)
     """
 
-    def __init__(self, load):
+    def __init__(self, load, keep=1, yank=False):
         self.load = load
+        self.keep = keep
+        self.yank = yank
         self.versions = itertools.count(1)
-        self.uploaded = collections.deque()
+        self.acked = {}
+        self.to_yank = collections.deque()
+        self.to_delete = collections.deque()
+        self.delete_404 = []
+        self.delete_404_retried = 0
         self.auth = {"Authorization": basic(USER, PASSWORD)}
 
     def step(self):
@@ -193,70 +257,46 @@ class Churn:
         filename = wheel_name(project, version)
         ctype, body = upload_form(filename, make_wheel(project, version)[1])
 
-        def uploaded(status):
+        def uploaded(status, retried):
             if status == 200:
                 with self.load.lock:
                     self.load.hosted[project].append(filename)
-                self.uploaded.append((project, filename))
+                    self.acked[filename] = project
+                self.to_yank.append(filename)
+                self.to_delete.append(filename)
 
         self.load.submit(("POST", "/", {"Content-Type": ctype, **self.auth}, body), uploaded)
-        if len(self.uploaded) > 1:
-            old_project, old = self.uploaded.popleft()
+        if self.yank and self.to_yank:
+            form = {"Content-Type": "application/x-www-form-urlencoded", **self.auth}
+            self.load.submit(("POST", f"/api/files/{quote(self.to_yank.popleft())}/yank", form,
+                              b"reason=soak"))
+        if len(self.to_delete) > self.keep:
+            old = self.to_delete.popleft()
             with self.load.lock:
+                old_project = self.acked.pop(old)
                 self.load.hosted[old_project].remove(old)
-            self.load.submit(("DELETE", f"/api/files/{quote(old)}", self.auth))
+            self.load.submit(("DELETE", f"/api/files/{quote(old)}", self.auth),
+                             lambda status, retried: self._deleted(old, status, retried))
+
+    def _deleted(self, filename, status, retried):
+        if status in (404, 410):
+            with self.load.lock:
+                if retried:
+                    self.delete_404_retried += 1
+                else:
+                    self.delete_404.append(filename)
+
+    def check(self):
+        """Whether every upload acknowledged, not deleted, is served (L{soak_faults.verify})."""
+        return soak_faults.verify(self.load.daemon, self.acked, self.load.lock)
 
 
-def memory(pid):
+def drive(daemon, load, churn, args, on_warm, paused=lambda: False):
     """
-    C{(RSS in KiB, open fds)} of process C{pid}, and the part of its RSS
-    that is shared memory (a machine's ring, the same pages in every
-    worker).
+    Run the load for C{args.minutes}; return the samples C{(s, RSS KiB,
+    fds, counts, each process's)}. While C{paused()} (the whole machine
+    killed, not yet started again) it sends no signal and samples nothing.
     """
-    with open(f"/proc/{pid}/status") as f:
-        fields = dict(line.split(":", 1) for line in f)
-    rss, shmem = (int(fields[name].split()[0]) for name in ("VmRSS", "RssShmem"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd")), shmem
-
-
-def tree(pid):
-    """C{pid} and its children (a machine's supervisor and its workers)."""
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children += [int(child) for child in f.read().split()]
-    return [pid, *sorted(children)]
-
-
-def memories(pid):
-    """
-    C{(RSS in KiB of the tree, open fds of the tree, {pid: (RSS, shared
-    memory in it) in KiB})}.
-    """
-    each = {}
-    fds = 0
-    for one in tree(pid):
-        try:
-            rss, opened, shmem = memory(one)
-            each[one] = (rss, shmem)
-        except (FileNotFoundError, ProcessLookupError):  # (ended meanwhile)
-            continue
-        fds += opened
-    return sum(rss for rss, _ in each.values()), fds, each
-
-
-def slope(points):
-    """The least-squares slope of C{[(x, y)]}; 0 for fewer than two points."""
-    if len(points) < 2:
-        return 0.0
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    den = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
-
-
-def drive(daemon, load, churn, args, on_warm):
-    """Run the load for C{args.minutes}; return the samples C{(s, RSS KiB, fds, counts)}."""
     start = time.monotonic()
     end = start + args.minutes * 60
     samples, next_sample, next_hup, next_churn = [], start, start + args.sighup, start
@@ -265,39 +305,56 @@ def drive(daemon, load, churn, args, on_warm):
     tick = start
     while (now := time.monotonic()) < end:
         if now >= next_sample:
-            rss, fds, each = memories(daemon.pid)
+            next_sample += args.sample
+            try:
+                rss, fds, each = memories(daemon.pid) if not paused() else (None, 0, {})
+            except (FileNotFoundError, ProcessLookupError):
+                rss = None
             with load.lock:
                 counts = dict(load.counts)
-            samples.append((now - start, rss, fds, counts, each))
-            print(f"{(now - start) / 60:6.1f} min  RSS {rss / 1024:7.1f} MiB  fds {fds:3d}  "
-                  f"{counts}", flush=True)
-            next_sample += args.sample
+            if rss is not None:
+                samples.append((now - start, rss, fds, counts, each))
+                print(f"{(now - start) / 60:6.1f} min  RSS {rss / 1024:7.1f} MiB  fds {fds:3d}  "
+                      f"{counts}", flush=True)
         if warm and now >= warm:
             on_warm()
             warm = None
         if args.sighup and now >= next_hup:
-            os.kill(daemon.pid, signal.SIGHUP)
             next_hup += args.sighup
+            if not paused():
+                try:
+                    os.kill(daemon.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
         if args.churn and now >= next_churn:
             churn.step()
             next_churn += 1.0 / args.churn
         if len(load.queue) < 200:
             load.submit(load.reads())
+        else:
+            load.skipped.append(now)
         tick += interval
         time.sleep(max(0.0, tick - time.monotonic()))
-    rss, fds, each = memories(daemon.pid)
-    samples.append((time.monotonic() - start, rss, fds, dict(load.counts), each))
+    if not paused() and daemon.running():
+        rss, fds, each = memories(daemon.pid)
+        samples.append((time.monotonic() - start, rss, fds, dict(load.counts), each))
     return samples
 
 
 def report(samples, args):
-    """The table of samples and the growth per 10 minutes after the warm-up."""
+    """
+    The table of samples and the growth per 10 minutes after the warm-up
+    (of the whole tree; with C{--faults} the tree's spans restarts: read
+    each process's, in the summary).
+    """
     print(f"\n{'min':>6} {'RSS MiB':>8} {'fds':>4} {'requests':>9} {'5xx':>4} {'errors':>6}")
     for seconds, rss, fds, counts, _ in samples:
         total = sum(n for key, n in counts.items() if key.endswith("xx") or key == "error")
         print(f"{seconds / 60:6.1f} {rss / 1024:8.1f} {fds:4d} {total:9d} "
               f"{counts.get('5xx', 0):4d} {counts.get('error', 0):6d}")
     later = [sample for sample in samples if sample[0] >= args.warmup * 60]
+    if not later:
+        return
     warm = [(s, rss / 1024) for s, rss, *_ in later]
     fds = [(s, fd) for s, _, fd, *_ in later]
     print(f"after {args.warmup} min of warm-up: RSS {slope(warm) * 600:+.2f} MiB per 10 min, "
@@ -305,15 +362,14 @@ def report(samples, args):
           f"RSS from {warm[0][1]:.1f} to {warm[-1][1]:.1f} MiB")
     # (a worker's RSS counts each page of the machine's ring it has read,
     # shared memory that the machine holds once: its own memory is the rest)
-    for pid in later[0][4]:
-        own = [(s, each[pid][0] / 1024) for s, *_, each in later if pid in each]
-        shared = [(s, each[pid][1] / 1024) for s, *_, each in later if pid in each]
-        private = [(s, rss - shm) for (s, rss), (_, shm) in zip(own, shared, strict=True)]
-        print(f"  process {pid}: RSS {slope(own) * 600:+.2f} MiB per 10 min, "
-              f"from {own[0][1]:.1f} to {own[-1][1]:.1f} MiB; shared memory "
-              f"{slope(shared) * 600:+.2f} ({shared[0][1]:.1f} to {shared[-1][1]:.1f}), "
-              f"the rest {slope(private) * 600:+.2f} ({private[0][1]:.1f} to "
-              f"{private[-1][1]:.1f})")
+    for row in soak_faults.segments(samples, args.warmup * 60):
+        if row["samples"] > 1:
+            print(f"  {row['role']} (pid {row['pid']}, {row['from_min']:.1f}-{row['to_min']:.1f} "
+                  f"min): RSS {row['rss_mib_per_10min']:+.2f} MiB per 10 min, from "
+                  f"{row['rss_from_mib']:.1f} to {row['rss_to_mib']:.1f} MiB; shared memory "
+                  f"{row['shared_mib_per_10min']:+.2f} ({row['shared_from_mib']:.1f} to "
+                  f"{row['shared_to_mib']:.1f}), the rest {row['rest_mib_per_10min']:+.2f} "
+                  f"({row['rest_from_mib']:.1f} to {row['rest_to_mib']:.1f})")
 
 
 def snapshots(trace_dir, pid):
@@ -354,13 +410,16 @@ def seed(daemon, args):
     return hosted
 
 
-def main(argv=None):
+def options(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2, help="minutes left out of the slope")
     parser.add_argument("--rate", type=float, default=50, help="read requests a second")
     parser.add_argument("--churn", type=float, default=1,
                         help="uploads a second, each with a delete (0: reads only)")
+    parser.add_argument("--keep", type=int, default=1,
+                        help="acknowledged uploads kept before the oldest is deleted")
+    parser.add_argument("--yank", action="store_true", help="yank each upload before its delete")
     parser.add_argument("--sighup", type=float, default=60, help="seconds between SIGHUPs (0: none)")
     parser.add_argument("--sample", type=float, default=30, help="seconds between samples")
     parser.add_argument("--projects", type=int, default=200)
@@ -370,15 +429,35 @@ def main(argv=None):
     parser.add_argument("--dir", help="the daemon's folder (default: a temporary one, kept)")
     parser.add_argument("--src", help="the source the daemon runs (default: this checkout's src)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="a machine of this many workers (0: one process)")
+                        help="a machine of this many workers (0 or 1: one process)")
+    parser.add_argument("--faults", action="store_true",
+                        help="kill -9 a worker, SIGSTOP one, kill -9 the machine (at 25, 45, 70 %%)")
+    parser.add_argument("--stop-seconds", type=float, default=60,
+                        help="how long the SIGSTOPped worker stays stopped")
+    parser.add_argument("--json", metavar="PATH", help="write the summary as JSON too")
     args = parser.parse_args(argv)
-    # (stopped by a signal, even started in the background: the daemons stop too)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
-    directory = args.dir or tempfile.mkdtemp(prefix="pypid-soak-")
-    trace_dir = os.path.abspath(args.tracemalloc) if args.tracemalloc else None
-    if trace_dir:
-        os.makedirs(trace_dir, exist_ok=True)
+    if args.yank and args.keep < 2:
+        parser.error("--yank needs --keep 2 or more (a yank a step before the delete)")
+    return args
+
+
+def source(args):
+    """What the daemon runs: the checkout's commit (C{+} if its src differs), or C{--src}."""
+    if args.src:
+        return os.path.abspath(args.src)
+    try:
+        git = ["git", "-C", CHECKOUT]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+" if changed else "")
+
+
+def make_daemon(args, directory, trace_dir):
+    """The daemon (not started) and the upstream it caches from (started), if any."""
     upstream = None
     settings = {"retention.recycle_bin": "0"}
     if args.workers:
@@ -396,32 +475,83 @@ def main(argv=None):
         # (after the tracing's sitecustomize, if any)
         first = daemon.environ["PYTHONPATH"].split(os.pathsep)[:-1]
         daemon.environ["PYTHONPATH"] = os.pathsep.join([*first, os.path.abspath(args.src)])
-    load = None
+    return daemon, upstream, cached
+
+
+def soak(daemon, hosted, cached, args, trace_dir):
+    """
+    The load (with the prober, and the faults if asked) for the run, then
+    the report and the summary; the pids traced (C{--tracemalloc}).
+    """
+    load = Load(daemon, hosted, cached)
+    churn = Churn(load, args.keep, args.yank)
+    timeline = soak_faults.Timeline("before faults" if args.faults else "whole run")
+    prober = soak_faults.Prober(daemon, f"/simple/{sorted(hosted)[0]}/").start()
+    count = max(1, args.workers)
+    faults = (soak_faults.Faults(daemon, timeline, args.minutes * 60, count, args.stop_seconds,
+                                 churn.check, 600 if trace_dir else soak_faults.RECOVERY).start()
+              if args.faults else None)
+    traced = []
+
+    def snap():
+        # (the serving processes, as at the end of the warm-up: a
+        # machine's workers, not its supervisor)
+        if trace_dir and not traced:
+            traced.extend(tree(daemon.pid)[1:] if args.workers > 1 else [daemon.pid])
+        for pid in traced:
+            if alive(pid):
+                os.kill(pid, signal.SIGUSR2)
+    try:
+        samples = drive(daemon, load, churn, args, snap,
+                        faults.down.is_set if faults else lambda: False)
+        if faults:
+            faults.thread.join(soak_faults.RECOVERY * 2)
+        snap()
+    finally:
+        prober.stop()
+        load.stop()
+    while trace_dir and any(alive(pid) and len(snapshots(trace_dir, pid)) < 2 for pid in traced):
+        time.sleep(1)
+    report(samples, args)
+    for status, method, path in load.failed:
+        print(f"answered {status}: {method} {path}")
+    checks = {name: result for name, result in (faults.results if faults else {}).items()
+              if isinstance(result, dict) and "lost" in result}
+    final = churn.check()
+    names = set(final["lost"]).union(churn.delete_404, *(r["lost"] for r in checks.values()))
+    lost = {"count": len(names), "names": sorted(names), "final": final,
+            "after_faults": {name: f"{len(r['lost'])} of {r['checked']}"
+                             for name, r in checks.items()},
+            "delete_404": churn.delete_404, "delete_404_retried": churn.delete_404_retried}
+    run = {"processes": f"{count} workers" if count > 1 else "one process",
+           "source": source(args), **{k: v for k, v in vars(args).items() if k != "tracemalloc"}}
+    figures = soak_faults.summary(run, timeline, prober.results, load, faults, samples,
+                                  args.warmup * 60, lost)
+    soak_faults.print_summary(figures)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
+    return traced
+
+
+def main(argv=None):
+    args = options(argv)
+    # (stopped by a signal, even started in the background: the daemons stop too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
+    directory = args.dir or tempfile.mkdtemp(prefix="pypid-soak-")
+    trace_dir = os.path.abspath(args.tracemalloc) if args.tracemalloc else None
+    if trace_dir:
+        os.makedirs(trace_dir, exist_ok=True)
+    daemon, upstream, cached = make_daemon(args, directory, trace_dir)
     traced = []
     try:
         hosted = seed(daemon, args)
         # (traced, each worker starts some times slower, one after the other)
         daemon.start(timeout=600 if trace_dir else 60)
         print(f"daemon {daemon.pid} on {daemon.url}, folder {directory}", flush=True)
-        load = Load(daemon, hosted, cached)
-
-        def snap():
-            # (the serving processes, as at the end of the warm-up: a
-            # machine's workers, not its supervisor)
-            if trace_dir and not traced:
-                traced.extend(tree(daemon.pid)[1:] if args.workers else [daemon.pid])
-            for pid in traced:
-                os.kill(pid, signal.SIGUSR2)
-        samples = drive(daemon, load, Churn(load), args, snap)
-        snap()
-        while trace_dir and any(len(snapshots(trace_dir, pid)) < 2 for pid in traced):
-            time.sleep(1)
-        report(samples, args)
-        for status, method, path in load.failed:
-            print(f"answered {status}: {method} {path}")
+        traced = soak(daemon, hosted, cached, args, trace_dir)
     finally:
-        if load:
-            load.stop()
         daemon.stop()
         if upstream:
             upstream.kill()
