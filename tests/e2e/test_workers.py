@@ -700,8 +700,8 @@ class StalledWorkerTests(DaemonTestCase):
         """
         A worker stopped (C{SIGSTOP}) a few seconds: once the supervisor
         found it silent, every new connection is answered by the other at
-        once; continued (C{SIGCONT}), it takes connections again, the same
-        process.
+        once, and C{/health} counts it out; continued (C{SIGCONT}), it takes
+        connections again, the same process.
         """
         daemon = self.daemon
         victim = worker_pids(daemon)[-1]
@@ -712,6 +712,7 @@ class StalledWorkerTests(DaemonTestCase):
             try:
                 daemon.wait_for_log(b"no new connection goes to it", timeout=60)
                 found = time.monotonic()
+                wait_for(lambda: workers_up(daemon) == WORKERS - 1, 10, "/health counts it out")
                 time.sleep(2)
             finally:
                 continued = time.monotonic()

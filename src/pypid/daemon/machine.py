@@ -460,13 +460,17 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
             # (it may have changed a file and ended before it said so)
             ended.publish(Topic.WORKER_ENDED, b"%d" % number)
         ring.set_workers(supervisor.up(), count, supervisor.restarts)
+    def silent(number: int, silent: bool) -> None:
+        if silent:
+            sockets.silent(number)
+        ring.set_workers(supervisor.up(), count, supervisor.restarts)
     command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)
     supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once,
                             hang_after=config.server.worker_timeout, on_hung=sockets.shut,
-                            on_silent=sockets.silent)
+                            on_silent=silent)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config)] if config.bucket is None else []

@@ -143,7 +143,7 @@ class Supervisor(Service):
                  at_once: int | None = None, hang_after: float = HANG_AFTER,
                  on_hung: Callable[[int], None] = lambda number: None,
                  silent_after: float = SILENT_AFTER,
-                 on_silent: Callable[[int], None] = lambda number: None) -> None:
+                 on_silent: Callable[[int, bool], None] = lambda number, silent: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
             of worker C{number}; a L{StartupError} it raises is that
@@ -158,8 +158,9 @@ class Supervisor(Service):
             is about to be killed.
         @param silent_after: seconds without a beat after which no new
             connection should go to a serving worker.
-        @param on_silent: C{on_silent(number)}: worker C{number} went
-            C{silent_after} seconds without a beat.
+        @param on_silent: C{on_silent(number, silent)}: worker C{number}
+            went C{silent_after} seconds without a beat (C{True}), or beat
+            again after that (C{False}); meanwhile it does not count as up.
         """
         if count < 1:
             raise ValueError(f"{count} workers")
@@ -266,6 +267,7 @@ class Supervisor(Service):
         silent = self._reactor.seconds() - self._silent.pop(number)
         log.info("Worker {number} beats again after {seconds:.1f} s: new connections go to "
                  "it again", number=number, seconds=silent)
+        self._on_silent(number, False)
         self._quiet[number] = self._reactor.callLater(
             self._silent_after, self._fell_silent, number)
 
@@ -275,7 +277,7 @@ class Supervisor(Service):
         log.warn("Worker {number} sent nothing for {seconds:g} s: no new connection goes to "
                  "it until it beats again (killed after {hang:g} s)", number=number,
                  seconds=self._silent_after, hang=self._hang_after)
-        self._on_silent(number)
+        self._on_silent(number, True)
 
     def _hung(self, number: int) -> None:
         """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
@@ -322,8 +324,11 @@ class Supervisor(Service):
         self._pending[number] = self._reactor.callLater(delay, self._spawn, number)
 
     def up(self) -> int:
-        """How many workers run and said they are ready (for C{/health} and C{/metrics})."""
-        return len(self._up)
+        """
+        How many workers run, said they are ready and beat (for C{/health}
+        and C{/metrics}).
+        """
+        return len(self._up - self._silent.keys())
 
     def signal_all(self, signum: int) -> None:
         """Send C{signum} to every worker running (C{SIGHUP}: reload)."""

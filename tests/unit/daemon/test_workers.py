@@ -265,30 +265,32 @@ class SupervisorTests(SynchronousTestCase):
     def test_silent(self):
         """
         A serving worker silent for C{silent_after} seconds is taken out
-        (C{on_silent}), said to be back when it beats again, and killed
-        only after C{hang_after}; a loading one is not watched.
+        (C{on_silent(number, True)}), not counted as up, until it beats
+        again (C{False}), and killed only after C{hang_after}.
         """
         reactor = _ProcessReactor()
         heard = []
         supervisor = Supervisor(reactor, 2, command, hang_after=10.0, silent_after=1.0,
-                                on_silent=heard.append)
+                                on_silent=lambda number, silent: heard.append((number, silent)))
         supervisor.startService()
         first, second = (process for process, *_ in reactor.spawned)
         reactor.advance(5)
-        first.protocol.childDataReceived(READY_FD, b"serving\n")
+        first.protocol.childDataReceived(READY_FD, b"serving\nready\n")
         second.protocol.childDataReceived(READY_FD, b"serving\n")
         for _ in range(8):
             reactor.advance(0.25)
             first.protocol.childDataReceived(READY_FD, b"alive\n")
             second.protocol.childDataReceived(READY_FD, b"alive\n")
-        self.assertEqual(heard, [])
+        second.protocol.childDataReceived(READY_FD, b"ready\n")
+        self.assertEqual((heard, supervisor.up()), ([], 2))
         with capturedLogs() as events:
             # (worker 2 stalls 3 s: out after 1 s, back at its next beat)
             for _ in range(12):
                 reactor.advance(0.25)
                 first.protocol.childDataReceived(READY_FD, b"alive\n")
-            self.assertEqual(heard, [2])
+            self.assertEqual((heard, supervisor.up()), ([(2, True)], 1))
             second.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual((heard, supervisor.up()), ([(2, True), (2, False)], 2))
         lines = [formatEvent(e) for e in events]
         self.assertIn("Worker 2 sent nothing for 1 s: no new connection goes to it until it "
                       "beats again (killed after 10 s)", lines)
@@ -298,11 +300,12 @@ class SupervisorTests(SynchronousTestCase):
         for _ in range(40):
             reactor.advance(0.25)
             first.protocol.childDataReceived(READY_FD, b"alive\n")
-        self.assertEqual(heard, [2, 2])
+        self.assertEqual(heard, [(2, True), (2, False), (2, True)])
         self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
         second.protocol.childDataReceived(READY_FD, b"alive\n")
         second.end(ProcessTerminated(signal=signal.SIGKILL))
-        self.assertEqual(heard, [2, 2])
+        self.assertEqual(heard, [(2, True), (2, False), (2, True)])
+        self.assertEqual(supervisor.up(), 1)
         self.successResultOf(_ended_all(supervisor, first))
 
     def test_signals(self):
