@@ -557,7 +557,8 @@ _SUPERVISOR_PROBE = textwrap.dedent("""
     parts = makeService(options, MemoryReactorClock(), check_port=lambda port, interface: None)
     print(json.dumps([[name for name, _ in parts._parts],
                       sorted(m for m in sys.modules if m.startswith(("pypid.web", "pypid.daemon.server",
-                                                                     "pypid.webhooks", "klein")))]))
+                                                                     "pypid.webhooks", "klein",
+                                                                     "pypid.state.indexes")))]))
 """)
 
 

@@ -72,7 +72,7 @@ from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.machine.topics import Hub, Topic
-from pypid.state.indexes import hosted_names
+from pypid.state.index_sections import hosted_names
 from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
 from pypid.storage.factory import index_settings, loading_index

@@ -87,6 +87,15 @@ def view_filters(settings: IndexConfig) -> Filters:
         hide_yanked=settings.yanked == "hide")
 
 
+def hosted_names(config: Config) -> list[str]:
+    """
+    The hosted indexes of C{config}, each with a folder of its own: the
+    default first, then each named one that is not a view, bases first.
+    """
+    return [DEFAULT, *(name for name in bases_first(config.indexes)
+                       if name != DEFAULT and not config.indexes[name].view)]
+
+
 def bases_first(indexes: Mapping[str, IndexConfig]) -> Sequence[str]:
     """The index names, each after the indexes it is based on, else in file order."""
     order: list[str] = []

@@ -64,7 +64,7 @@ from pypid.state.grant_keeper import GrantKeeper
 from pypid.state.hosted_stack import HostedStack
 from pypid.state.index_sections import (
     advisory_rules,
-    bases_first,
+    hosted_names,
     index_base,
     source_order,
     upload_rules,
@@ -85,15 +85,6 @@ if TYPE_CHECKING:
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.saved_state import SavedState
     from pypid.upstream.source import SourceSide, UpstreamSource
-
-
-def hosted_names(config: Config) -> list[str]:
-    """
-    The hosted indexes of C{config}, each with a folder of its own: the
-    default first, then each named one that is not a view, bases first.
-    """
-    return [DEFAULT, *(name for name in bases_first(config.indexes)
-                       if name != DEFAULT and not config.indexes[name].view)]
 
 
 @implementer(IMetricsSource)
