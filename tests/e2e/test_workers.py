@@ -13,6 +13,7 @@ and the snapshot written by one worker only.
 import http.client as httpclient
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -659,10 +660,11 @@ class RestartWaitTests(DaemonTestCase):
     def test_no_connection_waits_on_a_restart(self):
         """
         A worker killed with C{kill -9} while a client opens a connection
-        every 100 ms, its start again slowed by 3 s: once the supervisor
+        every 100 ms, its start again slowed by 5 s: once the supervisor
         saw its end (those queued on it then are reset), none waits more
-        than 1 s, and every one is answered (the others take them while it
-        loads again).
+        than 2.5 s, and every one is answered (the others take them while
+        it loads again; the bound leaves a busy machine room, and a socket
+        that listened while its worker loaded held them 5 s).
         """
         slow = os.path.abspath(self.mktemp())
         os.makedirs(slow)
@@ -670,7 +672,7 @@ class RestartWaitTests(DaemonTestCase):
             f.write(SLOW_START)
         daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
         daemon.environ["PYTHONPATH"] = f"{slow}:{daemon.environ['PYTHONPATH']}"
-        daemon.environ["PYPID_TEST_WORKER_DELAY"] = "3"
+        daemon.environ["PYPID_TEST_WORKER_DELAY"] = "5"
         daemon.start()
         self.addCleanup(daemon.stop)
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
@@ -685,7 +687,7 @@ class RestartWaitTests(DaemonTestCase):
         after = [(ended - started, by) for started, ended, by in probes if started > killed]
         self.assertGreater(len(after), 20)
         self.assertEqual([by for _, by in after if by is None], [])
-        self.assertLess(max(waited for waited, _ in after), 1.0, after)
+        self.assertLess(max(waited for waited, _ in after), 2.5, after)
 
 
 class StalledWorkerTests(DaemonTestCase):
@@ -705,27 +707,32 @@ class StalledWorkerTests(DaemonTestCase):
         """
         daemon = self.daemon
         victim = worker_pids(daemon)[-1]
+        silent, back = re.compile(rb"Worker (\d+) sent nothing for 1 s"), b"go to it again"
+        before = daemon.log_since_start()
         prober = Prober(daemon)
         prober.start()
         try:
             os.kill(victim, signal.SIGSTOP)
             try:
-                daemon.wait_for_log(b"no new connection goes to it", timeout=60)
-                found = time.monotonic()
+                wait_for(lambda: len(silent.findall(daemon.log_since_start()))
+                         > len(silent.findall(before)), 60, "the worker found silent")
+                [number] = {int(n) for n in silent.findall(daemon.log_since_start())[
+                    len(silent.findall(before)):]}
                 wait_for(lambda: workers_up(daemon) == WORKERS - 1, 10, "/health counts it out")
+                found = time.monotonic()
                 time.sleep(2)
             finally:
                 continued = time.monotonic()
                 os.kill(victim, signal.SIGCONT)
-            daemon.wait_for_log(b"new connections go to it again", timeout=60)
+            wait_for(lambda: daemon.log_since_start().count(back) > before.count(back), 60,
+                     "the worker back")
         finally:
             probes = prober.stop()
-        between = [(started, ended, by) for started, ended, by in probes
-                   if found < started < continued - 0.5]
+        between = [probe for probe in probes if found < probe[0] < continued]
         self.assertGreater(len(between), 5)
-        # (a connection given to the stopped worker waits until it continues)
-        self.assertEqual([probe for probe in between
-                          if probe[2] is None or probe[1] >= continued], [])
+        # (a connection given to the stopped worker would be answered by it,
+        # once it continued)
+        self.assertEqual([probe for probe in between if probe[2] in (None, number)], [])
         self.assertIn(victim, worker_pids(daemon))
         wait_for(lambda: answered_by(daemon) == set(range(1, WORKERS + 1)), 30,
                  "both workers answer again")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from contextlib import suppress
 
 import attrs
 from twisted.internet import tcp
@@ -115,20 +116,35 @@ class _Group:
         sock = self.members.get(number)
         if sock is None:
             alone = not any(_listens(other) for other in self.members.values())
-            sock = socket.socket(self.family, socket.SOCK_STREAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((self.interface, self.port))
+                if self.port:
+                    sock = self._bound(self.port)
+                else:
+                    # (a line that asked for any port: every member on the
+                    # first's, bound by its number, which a socket bound to
+                    # port 0 would give up when shut down and listen again
+                    # on another)
+                    with self._bound(0) as first:
+                        self.port = first.getsockname()[1]
+                        sock = self._bound(self.port)
                 if alone:
                     sock.listen(self.backlog)
             except OSError as e:
-                sock.close()
                 raise StartupError(f"Cannot listen on {self.description}: {e.strerror}")
-            sock.setblocking(False)
-            # (a line that asked for any port: every member on the first's)
-            self.port = sock.getsockname()[1]
             self.members[number] = sock
+        return sock
+
+    def _bound(self, port: int) -> socket.socket:
+        """A socket of the group bound to C{port}, not listening yet."""
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.interface, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
         return sock
 
     def shut(self, number: int, last: bool = True) -> bool:
@@ -254,23 +270,36 @@ class _Rejoining(tcp.Port):
     """
     A worker's port on its own socket of a TCP line. The supervisor shuts
     that socket down while the worker is silent (L{WorkerSockets.silent});
-    the worker's reactor then finds it closed (C{EPOLLHUP}) once it runs
-    again, and this port listens again rather than end: back in its group.
+    the worker's reactor then finds it closed (C{EPOLLHUP}, or readable
+    and not listening) once it runs again, and this port listens again on
+    its address rather than end: back in its group.
     """
 
     backlog: int
 
+    def doRead(self) -> None:
+        """Accept, or listen again if the socket was shut down meanwhile."""
+        if _listens(self.socket) or not self._rejoined():
+            super().doRead()
+
     def connectionLost(self, reason: Failure) -> None:
         """Listen again, unless the worker stops listening itself."""
-        if not self.disconnecting:
-            try:
-                self.socket.listen(self.backlog)
-            except OSError:
-                pass
-            else:
-                self.startReading()
-                return
-        super().connectionLost(reason)
+        if self.disconnecting or not self._rejoined():
+            super().connectionLost(reason)
+
+    def _rejoined(self) -> bool:
+        """Listen again on the same address: whether it does."""
+        if self.disconnecting:
+            return False
+        before = self.socket.getsockname()
+        try:
+            self.socket.listen(self.backlog)
+        except OSError:
+            return False
+        if self.socket.getsockname() != before:
+            return False  # (its port given up: not in its group any more)
+        self.startReading()
+        return True
 
 
 @implementer(IStreamServerEndpoint)
@@ -287,17 +316,21 @@ class _Joining:
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen, then accept as an adopted port does (C{adoptStreamPort})."""
         inherited = self.inherited
-        try:
-            # (a copy of the descriptor: the same socket, closed once done)
-            with socket.fromfd(inherited.fileno, inherited.family, socket.SOCK_STREAM) as sock:
+        # (a copy of the descriptor: the same socket; the one given is closed
+        # either way, as the adopted endpoint closes it)
+        with socket.fromfd(inherited.fileno, inherited.family, socket.SOCK_STREAM) as sock:
+            os.close(inherited.fileno)
+            try:
                 sock.listen(inherited.backlog)
-            port = _Rejoining._fromListeningDescriptor(
-                self.reactor, inherited.fileno, inherited.family, protocolFactory)
-            port.backlog = inherited.backlog
-            port.startListening()
-        except OSError as e:
-            return fail(CannotListenError(None, inherited.description, e))
-        os.close(inherited.fileno)
+                port = _Rejoining._fromListeningDescriptor(
+                    self.reactor, sock.fileno(), inherited.family, protocolFactory)
+                port.backlog = inherited.backlog
+                port.startListening()
+            except BaseException as e:
+                # (out of its group again: nothing accepts on it here)
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return fail(CannotListenError(None, inherited.description, e))
         return succeed(port)
 
 

@@ -237,16 +237,19 @@ class Supervisor(Service):
         line, from which it is watched), that it is ready, or beat.
         """
         watch = self._watches.get(number)
-        if number not in self._workers or (watch is not None and not watch.active()):
-            return  # (read after its end, or after it was found hung: counts for nothing)
+        if (not self.running or number not in self._workers
+                or (watch is not None and not watch.active())):
+            return  # (read at the stop, after its end or after it was found hung: nothing)
         if watch is None:
             self._watches[number] = self._reactor.callLater(self._hang_after, self._hung, number)
-            self._quiet[number] = self._reactor.callLater(
-                self._silent_after, self._fell_silent, number)
+            # (a worker of before the word "serving" beats every second,
+            # and its port ends when shut: its silence is not watched)
+            if word == b"serving":
+                self._quiet[number] = self._reactor.callLater(
+                    self._silent_after, self._fell_silent, number)
             self._not_serving.discard(number)
         else:
             self._beat(number, watch)
-        # (a worker of before the word "serving" said "ready" first)
         if word == b"ready" and number not in self._up:
             self._up.add(number)
             self._on_change(number, True)
@@ -260,10 +263,13 @@ class Supervisor(Service):
     def _beat(self, number: int, watch: IDelayedCall) -> None:
         """A beat of worker C{number}: its deadlines start again."""
         watch.reset(self._hang_after)
-        quiet = self._quiet[number]
-        if quiet.active():
+        quiet = self._quiet.get(number)
+        if quiet is None:
+            return
+        if number not in self._silent:
             quiet.reset(self._silent_after)
             return
+        quiet.cancel()
         silent = self._reactor.seconds() - self._silent.pop(number)
         log.info("Worker {number} beats again after {seconds:.1f} s: new connections go to "
                  "it again", number=number, seconds=silent)
@@ -272,17 +278,30 @@ class Supervisor(Service):
             self._silent_after, self._fell_silent, number)
 
     def _fell_silent(self, number: int) -> None:
-        """Worker C{number} went C{silent_after} seconds without a beat: take it out."""
+        """
+        Worker C{number} went C{silent_after} seconds without a beat: take
+        it out, and again every C{silent_after} seconds while it is silent
+        (a socket left in as the only one listening is taken out once
+        another listens).
+        """
+        if not self.running or number not in self._workers:
+            return
+        self._quiet[number] = self._reactor.callLater(
+            self._silent_after, self._fell_silent, number)
+        if number in self._silent:
+            self._on_silent(number, True)
+            return
         self._silent[number] = self._reactor.seconds() - self._silent_after
         log.warn("Worker {number} sent nothing for {seconds:g} s: no new connection goes to "
-                 "it until it beats again (killed after {hang:g} s)", number=number,
-                 seconds=self._silent_after, hang=self._hang_after)
+                 "it until it beats again, where another worker listens (killed after "
+                 "{hang:g} s)", number=number, seconds=self._silent_after,
+                 hang=self._hang_after)
         self._on_silent(number, True)
 
     def _hung(self, number: int) -> None:
         """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
         worker = self._workers.get(number)
-        if worker is None:
+        if worker is None or not self.running:
             return
         self.hangs += 1
         log.error("Worker {number} sent nothing for {seconds:g} s: it hangs; killing it "

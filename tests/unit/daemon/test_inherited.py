@@ -194,7 +194,7 @@ class WorkerSocketsTests(TestCase):
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
         [port] = sockets.ports()
         counts = {1: 0, 2: 0}
-        await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
+        [first] = await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
         [second] = await _adopt(self, sockets.for_worker(2), _Counting(counts, 2))
         second.stopReading()  # (its reactor held)
         sockets.silent(2)
@@ -209,6 +209,15 @@ class WorkerSocketsTests(TestCase):
         for _ in range(40):
             self.assertEqual(await _read_all(port), b"hello from the worker")
         self.assertTrue(counts[2], counts)
+        # (the first socket of a line that asked for any port, too: on its port again)
+        first.stopReading()
+        sockets.silent(1)
+        first.startReading()
+        for _ in range(3):
+            await deferLater(reactor, 0.01)
+        with socket.socket(fileno=os.dup(sockets.for_worker(1)[0].fileno)) as sock:
+            self.assertEqual((sock.getsockname()[1], _listens(sockets.for_worker(1)[0])),
+                             (port, True))
         sockets.ended(1)
         sockets.silent(2)
         self.assertTrue(_listens(sockets.for_worker(2)[0]), "the last one listening")

@@ -288,25 +288,64 @@ class SupervisorTests(SynchronousTestCase):
             for _ in range(12):
                 reactor.advance(0.25)
                 first.protocol.childDataReceived(READY_FD, b"alive\n")
-            self.assertEqual((heard, supervisor.up()), ([(2, True)], 1))
+            # (taken out again each second while silent: another may listen now)
+            self.assertEqual((heard, supervisor.up()), ([(2, True)] * 3, 1))
             second.protocol.childDataReceived(READY_FD, b"alive\n")
-        self.assertEqual((heard, supervisor.up()), ([(2, True), (2, False)], 2))
+        self.assertEqual((heard[3:], supervisor.up()), ([(2, False)], 2))
+        del heard[:]
         lines = [formatEvent(e) for e in events]
         self.assertIn("Worker 2 sent nothing for 1 s: no new connection goes to it until it "
-                      "beats again (killed after 10 s)", lines)
+                      "beats again, where another worker listens (killed after 10 s)", lines)
         self.assertIn("Worker 2 beats again after 3.0 s: new connections go to it again", lines)
         self.assertEqual((first.signals, second.signals), ([], []))
         # (silent for good: out, then killed, and nothing more said of it)
         for _ in range(40):
             reactor.advance(0.25)
             first.protocol.childDataReceived(READY_FD, b"alive\n")
-        self.assertEqual(heard, [(2, True), (2, False), (2, True)])
+        self.assertEqual(set(heard), {(2, True)})
         self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
         second.protocol.childDataReceived(READY_FD, b"alive\n")
         second.end(ProcessTerminated(signal=signal.SIGKILL))
-        self.assertEqual(heard, [(2, True), (2, False), (2, True)])
-        self.assertEqual(supervisor.up(), 1)
-        self.successResultOf(_ended_all(supervisor, first))
+        self.assertEqual((set(heard), supervisor.up()), ({(2, True)}, 1))
+        told = len(heard)
+        for _ in range(20):
+            reactor.advance(0.25)
+            first.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual(len(heard), told, "an ended worker is not taken out")
+        third = reactor.spawned[-1][0]
+        stopping = supervisor.stopService()
+        # (beats read while the workers drain start no watch)
+        for _ in range(60):
+            reactor.advance(0.25)
+            first.protocol.childDataReceived(READY_FD, b"alive\n")
+            third.protocol.childDataReceived(READY_FD, b"serving\n")
+        self.assertEqual((first.signals, third.signals, len(heard)),
+                         ([signal.SIGTERM], [signal.SIGTERM], told))
+        first.end()
+        third.end()
+        self.successResultOf(stopping)
+
+    def test_older_worker(self):
+        """
+        A worker of before the word C{serving} (its first line C{ready},
+        then a beat a second) is watched for its hang only: its port would
+        end if its socket were shut.
+        """
+        reactor = _ProcessReactor()
+        heard = []
+        supervisor = Supervisor(reactor, 1, command, hang_after=10.0, silent_after=1.0,
+                                on_silent=lambda number, silent: heard.append((number, silent)))
+        supervisor.startService()
+        [(worker, *_)] = reactor.spawned
+        worker.protocol.childDataReceived(READY_FD, b"ready\n")
+        self.successResultOf(supervisor.ready)
+        for _ in range(20):
+            reactor.advance(1.0)
+            worker.protocol.childDataReceived(READY_FD, b"alive\n")
+        self.assertEqual((heard, worker.signals, supervisor.up()), ([], [], 1))
+        reactor.advance(10)
+        self.assertEqual((heard, worker.signals), ([], [signal.SIGKILL]))
+        self.successResultOf(_ended_all(supervisor, worker))
 
     def test_signals(self):
         """A signal goes to every worker running."""
