@@ -147,25 +147,22 @@ class _Group:
         sock.setblocking(False)
         return sock
 
-    def shut(self, number: int, last: bool = True) -> bool:
+    def shut(self, number: int, last: bool = True) -> None:
         """
         Take worker C{number}'s socket out of the group: no connection is
         given to it any more, and those queued on it are reset (moved to
         another of the group where C{net.ipv4.tcp_migrate_req} is set).
         With C{last} false, not the only one listening (its connections
-        wait for it rather than be refused). Whether it was taken out.
+        wait for it rather than be refused).
         """
         sock = self.members.get(number)
         if sock is None or not _listens(sock):
-            return False  # (not listening yet: nothing was given to it)
+            return  # (not listening yet: nothing was given to it)
         if not last and not any(_listens(other) for other in self.members.values()
                                 if other is not sock):
-            return False
-        try:
+            return
+        with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            return False
-        return True
 
     def close(self, number: int | None = None) -> None:
         """Close worker C{number}'s socket, or every one."""

@@ -245,9 +245,9 @@ class Supervisor(Service):
             # (a worker of before the word "serving" beats every second,
             # and its port ends when shut: its silence is not watched)
             if word == b"serving":
-                self._quiet[number] = self._reactor.callLater(
-                    self._silent_after, self._fell_silent, number)
+                self._listen_for_silence(number)
             self._not_serving.discard(number)
+            self._start_more()
         else:
             self._beat(number, watch)
         if word == b"ready" and number not in self._up:
@@ -258,7 +258,11 @@ class Supervisor(Service):
                 log.info("Worker {number} is ready", number=number)
                 if not self._not_ready and not self.ready.called:
                     self.ready.callback(None)
-        self._start_more()
+
+    def _listen_for_silence(self, number: int) -> None:
+        """Worker C{number} is silent if it says nothing for C{silent_after} seconds."""
+        self._quiet[number] = self._reactor.callLater(
+            self._silent_after, self._fell_silent, number)
 
     def _beat(self, number: int, watch: IDelayedCall) -> None:
         """A beat of worker C{number}: its deadlines start again."""
@@ -274,8 +278,7 @@ class Supervisor(Service):
         log.info("Worker {number} beats again after {seconds:.1f} s: new connections go to "
                  "it again", number=number, seconds=silent)
         self._on_silent(number, False)
-        self._quiet[number] = self._reactor.callLater(
-            self._silent_after, self._fell_silent, number)
+        self._listen_for_silence(number)
 
     def _fell_silent(self, number: int) -> None:
         """
@@ -286,8 +289,7 @@ class Supervisor(Service):
         """
         if not self.running or number not in self._workers:
             return
-        self._quiet[number] = self._reactor.callLater(
-            self._silent_after, self._fell_silent, number)
+        self._listen_for_silence(number)
         if number in self._silent:
             self._on_silent(number, True)
             return
