@@ -361,16 +361,17 @@ class ComposedIndex:
         hosted = any(lookup(project) is not None for lookup in self._lookups)
         return asked(self.order, project, hosted)
 
-    def listing(self, project: str, now: float) -> Composition | None:
+    def listing(self, project: str, now: float, reveal: bool = False) -> Composition | None:
         """
         What the index lists of the normalized C{project} now, file by file
         with its source (for C{/NAME/files/}: a file is served from the
         source that lists it, and only if listed); L{None} when it lists
-        no such project.
+        no such project. C{reveal}: a quarantined project's files, as its
+        admins' page (L{full_page}) lists them.
         """
         if not self._open and not self._admits(project):
             return None
-        composition = compose(self.order, project, self.filters, now)
+        composition = compose(self.order, project, self.filters, now, reveal=reveal)
         return composition if composition.found else None
 
     def root_page(self, kind: str) -> Page:

@@ -213,7 +213,10 @@ class IndexFiles:
         """
         if i == 0 and self._plain:
             return True
-        listing = self.composed.listing(record.project, now)
+        # (a quarantined project's file is asked by an admin alone, L{decide}:
+        # served as the admin's page lists it)
+        listing = self.composed.listing(record.project, now,
+                                        reveal=self.composed.quarantined(record.project))
         return listing is not None and any(
             f.filename == record.filename and chained.name == source.name
             for f, chained in listing.files)
