@@ -111,16 +111,21 @@ def drain(agent, d):
 
 
 def make_source(agent, clock, index_url, storage, name="default", labelled=False,
-                credentials=None, policy=None, keep_removed=False):
-    """A source of the upstream at C{index_url}, files kept in C{storage}."""
+                credentials=None, policy=None, keep_removed=False, share=None):
+    """
+    A source of the upstream at C{index_url}, files kept in C{storage}
+    (C{share}: a worker's, its cache shared with the machine's others).
+    """
     config = attrs.evolve(load_config(None).upstream, mode="cache", url=index_url,
                           keep_removed=keep_removed)
     host = index_url.split("/")[2]
     client = UpstreamClient(agent, clock, index_url, (host, FILES), timeout=5,
                             credentials=credentials)
-    pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)), clock, 600.0)
+    pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
+                      clock, 600.0, share=share)
     return UpstreamSource.create(config, policy or UpstreamPolicy("cache"), pages, client,
-                                 storage, run_now, clock, name=name, labelled=labelled)
+                                 storage, run_now, clock, name=name, labelled=labelled,
+                                 share=share)
 
 
 START = 1767225600.0

@@ -345,8 +345,9 @@ class PageCache:
             asked = self._clock.seconds()
             self._turns[project] = await self._share.turn(page_lock(project))
             kept = self.entries.get(project)
-            if kept is not None and kept.fetched_at >= asked:
-                # (another worker fetched it while this one waited its turn)
+            if kept is not None and kept.fetched_at > asked:
+                # (another worker fetched it while this one waited its turn;
+                # a page of this very instant proves no such fetch)
                 return _Adopted(kept)
         # (the fetch's time, not the wait for the machine's turn)
         started = self._clock.seconds()

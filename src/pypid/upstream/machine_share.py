@@ -64,6 +64,12 @@ REASON_BYTES = 1000
 #: Seconds between two tries of a file's lock another worker holds.
 LOCK_RETRY = 0.05
 
+#: Seconds before a snapshot's save from which a starting worker reads the
+#: pages the others wrote (L{MachineShare.pages_since}): the snapshot's
+#: writer may have saved before it took in a page written just before
+#: (it takes pages in at its next request, and saves within seconds).
+SINCE_SLACK = 300.0
+
 
 @attrs.frozen
 class News:
@@ -167,7 +173,7 @@ class MachineShare:
         back of it, then announce it; fires once announced (a failure to
         write is logged: the others fetch it themselves when they need it).
         """
-        data = json.dumps({"entry": entry_to_json(entry), "held": held},
+        data = json.dumps({"project": project, "entry": entry_to_json(entry), "held": held},
                           separators=(",", ":")).encode("utf-8")
         path = os.path.join(self._pages, _digest(project) + ".json")
         d = self._run(write_atomically, path, data)
@@ -249,6 +255,39 @@ class MachineShare:
         if news.pages or news.files or news.pins or rescan or news.failures:
             for listener in self._listeners:
                 listener(news)
+
+    def pages_since(self, since: float) -> Deferred[dict[str, tuple[CachedPage, object]]]:
+        """
+        The pages the workers wrote since about C{since} (a snapshot's
+        save, L{SINCE_SLACK} before it), for a worker that starts: the
+        announcements of those it missed went by before it attached to the
+        ring, and a page refreshed since the snapshot would otherwise be
+        served stale by it alone, as long as its time to live.
+        """
+        return self._run(self._read_since, since - SINCE_SLACK)
+
+    def _read_since(self, since: float) -> dict[str, tuple[CachedPage, object]]:
+        """The pages written at C{since} or later (blocking), by project."""
+        found: dict[str, tuple[CachedPage, object]] = {}
+        try:
+            with os.scandir(self._pages) as entries:
+                paths = [entry.path for entry in entries
+                         if entry.name.endswith(".json") and entry.stat().st_mtime >= since]
+        except OSError:
+            return found  # (no worker wrote a page yet)
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    data = json.loads(f.read())
+                project = data.get("project")  # (L{None}: written by an older server)
+                entry = entry_from_json(data["entry"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                log.warn("Cannot read an upstream page another worker kept ({path}): {error}",
+                         path=path, error=str(e))
+                continue
+            if isinstance(project, str):
+                found[project] = (entry, data.get("held"))
+        return found
 
     def _read_pages(self, projects: list[str]) -> dict[str, tuple[CachedPage, object]]:
         """The pages written of C{projects} (blocking); one unreadable is left out."""

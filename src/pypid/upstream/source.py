@@ -323,6 +323,9 @@ class UpstreamSource:
                 self._kept.take_pins(name for name in pinned if isinstance(name, str))
             self._pages.load_json(state.get("pages"), state.get("quarantines"))
             self.takedowns.load_json(state.get("takedowns"))
+        if self.machine is not None:
+            # (what the others fetched since the snapshot, newer than its pages)
+            self._took_in(News(await self.machine.pages_since(since)))
         await self._files.rescan(known, since)
         log.info("Upstream cache{of}: {files} kept",
                  of=f" of {self.name}" if self.labelled else "",

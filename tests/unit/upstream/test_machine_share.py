@@ -3,10 +3,12 @@ Tests for L{pypid.upstream.machine_share}: an upstream's cache shared by
 two workers over one folder and one ring: a page one fetched is the
 other's without asking the upstream, a file's fetch waits for the lock
 another worker holds, pins and wrong bytes are told, a worker's own
-announcements are not news to it.
+announcements are not news to it, a worker that starts reads the pages
+written since its snapshot.
 """
 
 import hashlib
+import json
 import os
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -23,7 +25,7 @@ from pypid.storage.folder.shared_folder import SharedFolder
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.machine_share import LOCK_RETRY, MachineShare
+from pypid.upstream.machine_share import LOCK_RETRY, SINCE_SLACK, MachineShare
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, write_file
@@ -225,3 +227,50 @@ class MachineShareTests(SynchronousTestCase):
         self.successResultOf(two.get("never-kept"))
         self.successResultOf(self.one.sync())
         self.assertEqual(len(self.news[1]), before)
+
+    def test_pages_since(self):
+        """
+        A worker that starts reads the pages the others wrote since its
+        snapshot was saved (a little before, L{SINCE_SLACK}): the
+        announcements of them went by before it was on the ring. Older
+        ones, and files of an older server that do not name their
+        project, are left to the snapshot.
+        """
+        cache = self.cache(self.one, lambda project, previous: succeed(_page(project, ["1.0"])))
+        self.clock.advance(100)
+        for project in ("fresh-app", "stale-app", "no-name-app"):
+            self.successResultOf(cache.get(project))
+        pages = os.path.join(self.root, ".pypid", "machine", "pages")
+        by_name = {}
+        for name in os.listdir(pages):
+            with open(os.path.join(pages, name)) as f:
+                by_name[json.load(f)["project"]] = os.path.join(pages, name)
+        saved = 1_000_000.0
+        os.utime(by_name["stale-app"], (saved - SINCE_SLACK - 1, saved - SINCE_SLACK - 1))
+        with open(by_name["no-name-app"]) as f:
+            data = json.load(f)
+        del data["project"]
+        with open(by_name["no-name-app"], "w") as f:
+            json.dump(data, f)
+        read = self.successResultOf(self.two.pages_since(saved))
+        self.assertEqual(sorted(read), ["fresh-app"])
+        entry, held = read["fresh-app"]
+        self.assertEqual(entry, cache.cached("fresh-app"))
+
+    def test_pages_since_none_written(self):
+        """A machine whose workers wrote no page yet has none to read."""
+        self.assertEqual(self.successResultOf(self.two.pages_since(0.0)), {})
+
+    def test_refresh_at_the_same_instant(self):
+        """
+        A refresh on a clock that did not move since the page was kept
+        (as a test's clock) asks the upstream again: a page of the same
+        instant is no proof that another worker fetched it meanwhile.
+        """
+        versions = ["1.0"]
+        cache = self.cache(self.one, lambda project, previous: succeed(
+            _page(project, list(versions))))
+        self.successResultOf(cache.get("moving-app"))
+        versions.append("2.0")
+        entry = self.successResultOf(cache.refresh("moving-app"))
+        self.assertEqual([f.version for f in entry.page.files], ["1.0", "2.0"])

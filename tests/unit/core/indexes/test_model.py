@@ -86,7 +86,7 @@ from pypid.machine.topics import LONE, Hub
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.base.journal import BEGINNING
 from pypid.storage.base.records import MemoryRecords
-from pypid.storage.factory import Sharing
+from pypid.storage.factory import Sharing, make_storage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.factory import UpstreamPart
 from pypid.upstream.proxy import UpstreamProxy
@@ -489,12 +489,20 @@ class IndexMachine(RuleBasedStateMachine):
         self.origins = Origins()
         self.agent = RequestTraversalAgent(self.origins)
 
-        def upstream(index, learnt):
-            from pypid.storage.base.memory import MemoryStorage
-            kept = MemoryStorage(os.path.join(self.folder, "upstream"), self.clock)
-            kept.prepare()
-            source = make_source(self.agent, self.clock, UPSTREAM, kept)
-            return UpstreamPart(source, kept, UpstreamProxy.create(source, index, index.file_url))
+        def upstream(hub):
+            """The upstream of a server, or of a worker of a machine (its cache shared)."""
+            def made(index, learnt):
+                from pypid.upstream.factory import cache_settings
+                from pypid.upstream.machine_share import MachineShare
+                settings = cache_settings(config, None)
+                kept = make_storage(settings, run_now, self.clock, sharing=Sharing(hub=hub))
+                assert kept.prepare().called
+                share = (None if hub.alone else
+                         MachineShare(hub, kept, settings.storage.path, run_now, self.clock))
+                source = make_source(self.agent, self.clock, UPSTREAM, kept, share=share)
+                return UpstreamPart(source, kept,
+                                    UpstreamProxy.create(source, index, index.file_url))
+            return made
         self.board = AdvisoryBoard()
         parts = make_gate_materials(config, self.clock, None)
         verifier = PasswordVerifier(config.users, self.clock, None,
@@ -517,8 +525,9 @@ class IndexMachine(RuleBasedStateMachine):
         site): a server of one process, or (given C{hub}) one worker of
         a machine.
         """
-        self.registry = IndexRegistry.from_config(config, run_now, self.clock, upstream=upstream,
-                                                  board=self.board, sharing=Sharing(hub=hub))
+        self.registry = IndexRegistry.from_config(config, run_now, self.clock,
+                                                  upstream=upstream(hub), board=self.board,
+                                                  sharing=Sharing(hub=hub))
         self.proxy = self.registry.default.upstream
         for stack in self.registry.stacks.values():
             stack.storage.startService()
@@ -1227,8 +1236,9 @@ class MachineOfTwo(IndexMachine):
     (issue 70): their registries on one ring, each request to the other
     worker than the one before (an upload's page and files are asked of
     the worker that did not take it), each worker catching up as its
-    channel makes it before each request; after every step, every
-    invariant holds for each worker alike.
+    channel makes it before each request; their upstream's cache shared
+    as a machine's is (a page one fetched, the other serves); after every
+    step, every invariant holds for each worker alike.
     """
 
     def serve(self, config, upstream, access, hub=LONE):
@@ -1292,10 +1302,13 @@ class MachineOfTwo(IndexMachine):
         return IndexMachine.request(self, method, path, headers, data, auth)
 
     def refresh_upstream(self, project):
-        """Each worker's proxy fetches the page again: each keeps its own cache."""
-        for worker in range(len(self.workers)):
-            self.use(worker)
-            IndexMachine.refresh_upstream(self, project)
+        """
+        One worker's proxy fetches the page again (the next asked): the
+        other serves it from the machine's share at its next request.
+        """
+        self.use(self.turn)
+        self.turn = 1 - self.turn
+        IndexMachine.refresh_upstream(self, project)
 
     def each_worker(self, check):
         for worker in range(len(self.workers)):
@@ -1395,6 +1408,47 @@ class ModelTests(SynchronousTestCase):
         machine.pages_and_files_agree()
         machine.advise(project="public-lib", version="2.0")
         machine.time_passes(seconds=DAY)
+        machine.pages_and_files_agree()
+        machine.teardown()
+
+    def test_admin_downloads_a_quarantined_project_through_bases(self):
+        """
+        (Found by the model.) An admin downloads every file its page lists
+        of a project a base quarantines: the base's file through the
+        index that reads it, and the index's own through a view of it
+        (each answered 404, as to anyone, while the page listed them).
+        """
+        machine = IndexMachine()
+        machine.start(uploads=[("release", "alpha", "1.0"), ("staging", "alpha", "1.0+corp1")])
+        machine.status_is("release", "alpha", "quarantined")
+        for index in ("staging", "prod", "dated"):
+            for filename in ("alpha-1.0-py3-none-any.whl", "alpha-1.0+corp1-py3-none-any.whl"):
+                response, _ = machine.request(
+                    "GET", f"{machine.prefix(index)}files/alpha/{filename}", auth=ROOT)
+                self.assertEqual(response.code, 200, (index, filename))
+                response, _ = machine.request(
+                    "GET", f"{machine.prefix(index)}files/alpha/{filename}")
+                self.assertEqual(response.code, 404, (index, filename))
+        machine.teardown()
+
+    def test_restarted_worker_and_the_pages_fetched_since(self):
+        """
+        (Found by the model.) A worker restarted from a snapshot saved
+        before the other refreshed an upstream page serves the page as
+        refreshed, not the snapshot's: it reads the pages its machine
+        wrote since, whose announcements went by before it started.
+        """
+        machine = MachineOfTwo()
+        machine.start(uploads=[("staging", "public-lib", "2.0")])
+        machine.pages_and_files_agree()
+        machine.restart_second(saved=True)
+        machine.upstream_release(project="alpha", version="3.0rc1", label="x86_64_v4")
+        machine.restart_second(saved=False)
+        machine.pinned = 1
+        code, listed = machine.page("default", "alpha")
+        machine.pinned = None
+        self.assertEqual(sorted(listed), ["alpha-3.0rc1-py3-none-any-x86_64_v4.whl",
+                                          "alpha-3.0rc1-variants.json"])
         machine.pages_and_files_agree()
         machine.teardown()
 
