@@ -67,7 +67,8 @@ def merge_scan(index: Index, known: Mapping[str, FileRecord], deleted: Collectio
 def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
     """
     Take into C{index} the L{Changed} states a shared storage reported:
-    a deletion, a file gone (no record), or a file's record as it is now.
+    a deletion, a file gone (no record), or a file's record as it is now
+    (and how it came, when it was promoted there).
     """
     for change in changes:
         if change.deleted:
@@ -76,6 +77,10 @@ def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
                 index.remove(change.filename)
         elif change.record is None:
             index.discard(change.filename)
+        elif change.promotion is not None:
+            if (index.held(change.filename) != change.record
+                    or index.promotions.get(change.filename) != change.promotion):
+                index.add_promoted(change.record, change.promotion)
         elif index.held(change.filename) != change.record:
             index.add(change.record)
 

@@ -198,7 +198,8 @@ class SharedFolderTests(TestCase):
         A promotion from another index's shared folder (timed, as the
         server holds it) links the file in, and announces it to the other
         workers of the target folder (before: refused, the source not a
-        folder of the same kind).
+        folder of the same kind), with its promotion (before: without, so a
+        dated view of theirs took it as uploaded then, not promoted later).
         """
         from pypid.core.indexes.promotion import Promotion
         from pypid.storage.base.measured import MeasuredStorage
@@ -208,8 +209,9 @@ class SharedFolderTests(TestCase):
         adopted = self.successResultOf(self.one.adopt(source, record,
                                                       Promotion("staging", "bob", 1.0)))
         self.assertEqual(adopted.filename, record.filename)
-        self.assertEqual([changed.filename for changed in self.polled(self.two).files],
-                         [record.filename])
+        self.assertEqual([(changed.filename, changed.promotion)
+                          for changed in self.polled(self.two).files],
+                         [(record.filename, Promotion("staging", "bob", 1.0))])
 
     def test_other_announcements(self):
         """

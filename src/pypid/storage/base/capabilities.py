@@ -32,12 +32,15 @@ from pypid.storage.base.interface import IStorage, ScanResult
 class Changed:
     """
     A file's state after a change by another server: its record now (L{None}
-    when it is not stored), and whether its name is a tombstone.
+    when it is not stored), whether its name is a tombstone, and who
+    promoted it there and when (a dated view judges a promoted file by
+    its promotion's time, not its upload's).
     """
 
     filename: str
     record: FileRecord | None
     deleted: bool
+    promotion: Promotion | None = None
 
 
 @attrs.frozen

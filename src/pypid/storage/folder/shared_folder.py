@@ -80,9 +80,10 @@ def read_state(sidecars: Sidecars, filename: str) -> Changed:
     if data is None:
         return Changed(filename, None, damaged)
     try:
-        return Changed(filename, FileRecord.from_json(data), False)
+        record = FileRecord.from_json(data)
     except ValueError:
         return Changed(filename, None, False)
+    return Changed(filename, record, False, sidecars.read_promotion(filename))
 
 
 @implementer(ISharedStorage)

@@ -1431,6 +1431,29 @@ class ModelTests(SynchronousTestCase):
                 self.assertEqual(response.code, 404, (index, filename))
         machine.teardown()
 
+    def test_promotion_after_the_date_through_either_worker(self):
+        """
+        (Found by the model.) A release promoted into a dated view's base
+        after its date joins the view through neither worker: the one
+        that takes the promotion in reads when it was promoted (it took
+        the file as arrived when it was uploaded, and the view listed it).
+        """
+        machine = MachineOfTwo()
+        machine.start(uploads=[("default", "public-lib", "1.0")])
+        machine.time_passes(seconds=3 * DAY)
+        response, text = machine.request(
+            "POST", "/api/promote", {"Content-Type": "application/json"},
+            json.dumps({"from": "default", "to": "staging", "project": "public-lib",
+                        "version": "1.0"}).encode(), ROOT)
+        self.assertEqual(response.code, 200, text)
+        for worker in (0, 1):
+            machine.pinned = worker
+            self.assertEqual(machine.page("dated", "public-lib")[1], {}, worker)
+            code, listed = machine.page("staging", "public-lib")
+            self.assertEqual(sorted(listed), ["public_lib-1.0-py3-none-any.whl"], worker)
+        machine.pinned = None
+        machine.teardown()
+
     def test_restarted_worker_and_the_pages_fetched_since(self):
         """
         (Found by the model.) A worker restarted from a snapshot saved

@@ -84,6 +84,20 @@ class S3ContractTests(AdoptionContractMixin, StorageContractMixin, S3Case):
         """A storage made anew on the same bucket and prefix, prepared, as after a restart."""
         return await self.ready_storage(prefix=storage._layout.prefix)
 
+    async def test_poll_reads_a_promotion(self):
+        """
+        Another server's look at a file promoted into the index reads how
+        it came (before: the record alone, so a dated view there took it as
+        uploaded when its bytes were, not promoted later).
+        """
+        source, target, record, _, _ = await self.source_and_target()
+        watcher = await self.reopen(target)
+        await watcher.scan({}, 0.0)
+        adopted = await target.adopt(source, record, self.PROMOTION)
+        await self.settle(target)
+        [change] = (await watcher.poll()).files
+        self.assertEqual((change.record, change.promotion), (adopted, self.PROMOTION))
+
     async def test_record_too_large(self):
         """
         A record S3 could not keep in its 2 KB of user metadata (what
@@ -527,10 +541,11 @@ class S3StorageTests(S3Case):
         self.assertEqual(sorted(result.records), sorted([*known, newer.filename]))
         self.assertEqual(result.records[newer.filename], newer)
         # (the journal's listing and its batch, the intents' listing, and the
-        # reads of a change: its object's head, its yank and recycle bin
-        # markers, its tombstone; and, the intents of the files before the
-        # snapshot being seconds old here, the two entries that settle them)
-        self.assertLessEqual(len(calls), 10, "a few requests, and a few reads for the one change")
+        # reads of a change: its object's head, its yank, recycle bin and
+        # promotion markers, its tombstone; and, the intents of the files
+        # before the snapshot being seconds old here, the two entries that
+        # settle them)
+        self.assertLessEqual(len(calls), 11, "a few requests, and a few reads for the one change")
         self.assertTrue(starting.reconcile_due())
         reconciled = await starting.reconcile(result.records, result.tombstones)
         self.assertFalse(starting.reconcile_due())
