@@ -90,11 +90,11 @@ class IndexFiles:
             return NotFound("no such file")
         if composed.quarantined(project):
             # (PEP 792: none of its files is offered, but to admins)
-            return AdminOnly(lambda: self._file(project, filename),
+            return AdminOnly(lambda: self._file(project, filename, reveal=True),
                              lambda: NotFound("no such file"))
         return self._file(project, filename)
 
-    def _file(self, project: str, filename: str) -> FileDecision:
+    def _file(self, project: str, filename: str, reveal: bool = False) -> FileDecision:
         """
         The file (or metadata) C{filename} of C{project} the index lists:
         from the first hosted source holding it live, if the index's
@@ -115,7 +115,7 @@ class IndexFiles:
         for i, source in enumerate(self.sources):
             record = source.index.get_file(filename, project)
             if record is not None and record.project == project and self._listed(
-                    i, source, record, now):
+                    i, source, record, now, reveal):
                 return StoredFile(source.storage.locate(record),
                                   b'"%s"' % record.sha256.encode("ascii"), source.usage,
                                   filename, record, record.version, advised)
@@ -123,7 +123,7 @@ class IndexFiles:
                 record = source.index.get_file(filename[: -len(_METADATA_SUFFIX)], project)
                 if (record is not None and record.project == project
                         and record.metadata_sha256 is not None
-                        and self._listed(i, source, record, now)):
+                        and self._listed(i, source, record, now, reveal)):
                     return StoredFile(source.storage.locate_metadata(record),
                                       b'"%s"' % record.metadata_sha256.encode("ascii"), None,
                                       filename, record, record.version, advised)
@@ -204,19 +204,19 @@ class IndexFiles:
                 else composed.page(project, JSON, now))
         return page.variants.get(filename) if page is not None else None
 
-    def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float) -> bool:
+    def _listed(self, i: int, source: HostedSource, record: FileRecord, now: float,
+                reveal: bool = False) -> bool:
         """
         Whether the index lists the live C{record} of its C{i}th source from
         there: its own files (its first source's) when it filters nothing,
         at once; else as its composition says (a view's filters and date,
         an earlier source's file of that distribution shadowing it).
+        C{reveal}: as an admin's page of a quarantined project lists it
+        (only an admin is asked for one, L{decide}).
         """
         if i == 0 and self._plain:
             return True
-        # (a quarantined project's file is asked by an admin alone, L{decide}:
-        # served as the admin's page lists it)
-        listing = self.composed.listing(record.project, now,
-                                        reveal=self.composed.quarantined(record.project))
+        listing = self.composed.listing(record.project, now, reveal=reveal)
         return listing is not None and any(
             f.filename == record.filename and chained.name == source.name
             for f, chained in listing.files)
@@ -235,15 +235,15 @@ class IndexFiles:
         if any(source.index.statuses.quarantined(project) for source in self.sources):
             return as_admin(self.access, request,
                             lambda: self._provenance(request, project, version, filename,
-                                                     content_type), _no_file)
+                                                     content_type, reveal=True), _no_file)
         return self._provenance(request, project, version, filename, content_type)
 
     def _provenance(self, request: Request, project: str, version: str, filename: str,
-                    content_type: str) -> Answer:
+                    content_type: str, reveal: bool = False) -> Answer:
         for i, source in enumerate(self.sources):
             record = source.index.get_file(filename, project)
             if record is not None and record.project == project and self._listed(
-                    i, source, record, self.clock.seconds()):
+                    i, source, record, self.clock.seconds(), reveal):
                 return send_stored_provenance(request, source.storage, record, version,
                                               content_type)
         if self.upstreams and is_valid_name(project) and normalize(project) == project \
