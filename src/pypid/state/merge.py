@@ -77,10 +77,9 @@ def apply_changes(index: Index, changes: Iterable[Changed]) -> None:
                 index.remove(change.filename)
         elif change.record is None:
             index.discard(change.filename)
-        elif change.promotion is not None:
-            if (index.held(change.filename) != change.record
-                    or index.promotions.get(change.filename) != change.promotion):
-                index.add_promoted(change.record, change.promotion)
+        elif (change.promotion is not None
+              and index.promotions.get(change.filename) != change.promotion):
+            index.add_promoted(change.record, change.promotion)
         elif index.held(change.filename) != change.record:
             index.add(change.record)
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pypid.core.security.advisories import AdvisoryPolicy
     from pypid.core.util.notice import Notice
     from pypid.storage.base.journal import IJournal
+    from pypid.upstream.machine_share import MachineShare
     from pypid.upstream.page_view import FileUrl
     from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
@@ -254,6 +255,25 @@ class UpstreamPart(Service):
         yield from self._storage.operation_families(store)
 
 
+def cache_storage(config: Config, name: str | None, run: Run, reactor: IReactorTime,
+                  hub: Hub = LONE, journal: IJournal | None = None,
+                  render: Renderer = render_description,
+                  ) -> tuple[IStorage, MachineShare | None]:
+    """
+    The storage of an upstream's cache (C{[upstream]} when C{name} is
+    L{None}) and, in a worker of several, the machine's share of it.
+    """
+    from pypid.upstream.machine_share import MachineShare
+
+    settings = cache_settings(config, name)
+    stored = make_storage(settings, run, reactor, sharing=Sharing(journal=journal, hub=hub),
+                          render=render)
+    # (a machine's workers share the cache: a worker of several, told by the ring)
+    share = (MachineShare(hub, cast(ISharedStorage, stored), settings.storage.path, run, reactor)
+             if not hub.alone else None)
+    return stored, share
+
+
 def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
                  render: Renderer,
@@ -264,19 +284,13 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     from pypid.upstream.cache import PageCache
     from pypid.upstream.confusion import UpstreamPolicy
     from pypid.upstream.fetch import UpstreamClient
-    from pypid.upstream.machine_share import MachineShare
     from pypid.upstream.source import DEFAULT_UPSTREAM, UpstreamSource
 
     # (the configuration refuses an upstream without a url: only one with
     # a url gets a source)
     assert up.url is not None
-    settings = cache_settings(config, name)
-    stored = make_storage(settings, run, reactor, sharing=Sharing(journal=journal, hub=hub),
-                          render=render)
+    stored, share = cache_storage(config, name, run, reactor, hub, journal, render)
     storage = MeasuredStorage(stored, time.monotonic)
-    # (a machine's workers share the cache: a worker of several, told by the ring)
-    share = (MachineShare(hub, cast(ISharedStorage, stored), settings.storage.path, run, reactor)
-             if not hub.alone else None)
     # (the hosts named are the client's, which a reload changes: the agent
     # asks it at each connection)
     agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config),

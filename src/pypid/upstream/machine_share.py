@@ -268,40 +268,44 @@ class MachineShare:
 
     def _read_since(self, since: float) -> dict[str, tuple[CachedPage, object]]:
         """The pages written at C{since} or later (blocking), by project."""
-        found: dict[str, tuple[CachedPage, object]] = {}
         try:
             with os.scandir(self._pages) as entries:
                 paths = [entry.path for entry in entries
                          if entry.name.endswith(".json") and entry.stat().st_mtime >= since]
         except OSError:
-            return found  # (no worker wrote a page yet)
+            return {}  # (no worker wrote a page yet)
+        found = {}
         for path in paths:
-            try:
-                with open(path, "rb") as f:
-                    data = json.loads(f.read())
-                project = data.get("project")  # (L{None}: written by an older server)
-                entry = entry_from_json(data["entry"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                log.warn("Cannot read an upstream page another worker kept ({path}): {error}",
-                         path=path, error=str(e))
-                continue
-            if isinstance(project, str):
-                found[project] = (entry, data.get("held"))
+            read = _read_page(path, path)
+            # (a page an older server wrote does not name its project)
+            if read is not None and isinstance(read[0], str):
+                found[read[0]] = read[1:]
         return found
 
     def _read_pages(self, projects: list[str]) -> dict[str, tuple[CachedPage, object]]:
         """The pages written of C{projects} (blocking); one unreadable is left out."""
         found = {}
         for project in projects:
-            path = os.path.join(self._pages, _digest(project) + ".json")
-            try:
-                with open(path, "rb") as f:
-                    data = json.loads(f.read())
-                found[project] = (entry_from_json(data["entry"]), data.get("held"))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warn("Cannot read the upstream page of {project} another worker kept: "
-                         "{error}", project=project, error=str(e))
+            read = _read_page(os.path.join(self._pages, _digest(project) + ".json"), project)
+            if read is not None:
+                found[project] = read[1:]
         return found
+
+
+def _read_page(path: str, name: str) -> tuple[object, CachedPage, object] | None:
+    """
+    C{(project it names, page, what it holds back)} of the page file at
+    C{path} (blocking); L{None}, logged, when it cannot be read (the worker
+    asks the upstream itself). C{name}: the page in the log line.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+        return data.get("project"), entry_from_json(data["entry"]), data.get("held")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warn("Cannot read the upstream page {name} another worker kept: {error}",
+                 name=name, error=str(e))
+        return None
 
 
 def _open_lock(path: str) -> int:

@@ -86,9 +86,9 @@ from pypid.machine.topics import LONE, Hub
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.base.journal import BEGINNING
 from pypid.storage.base.records import MemoryRecords
-from pypid.storage.factory import Sharing, make_storage
+from pypid.storage.factory import Sharing
 from pypid.storage.folder.journal_files import MemoryJournal
-from pypid.upstream.factory import UpstreamPart
+from pypid.upstream.factory import UpstreamPart, cache_storage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web, index_materials
 from pypid.web.identity.gates import Gates
@@ -492,13 +492,8 @@ class IndexMachine(RuleBasedStateMachine):
         def upstream(hub):
             """The upstream of a server, or of a worker of a machine (its cache shared)."""
             def made(index, learnt):
-                from pypid.upstream.factory import cache_settings
-                from pypid.upstream.machine_share import MachineShare
-                settings = cache_settings(config, None)
-                kept = make_storage(settings, run_now, self.clock, sharing=Sharing(hub=hub))
+                kept, share = cache_storage(config, None, run_now, self.clock, hub)
                 assert kept.prepare().called
-                share = (None if hub.alone else
-                         MachineShare(hub, kept, settings.storage.path, run_now, self.clock))
                 source = make_source(self.agent, self.clock, UPSTREAM, kept, share=share)
                 return UpstreamPart(source, kept,
                                     UpstreamProxy.create(source, index, index.file_url))
