@@ -71,6 +71,9 @@ setup(
         "bcrypt>=4",
         # the titles ps shows for a machine's processes (pypid: worker 2)
         "setproctitle>=1.3",
+        # llhttp (Node's HTTP parser, as uvicorn uses it): the answers of
+        # webhook receivers, read at a fraction of Twisted's client's cost.
+        "httptools>=0.6",
         # The public index's own README renderer (Markdown via cmark-gfm,
         # reStructuredText via docutils, sanitized by nh3), for the pages
         # for people; imported only when a description is rendered.

@@ -2,8 +2,7 @@
 Reading HTTP answers from other servers (S3, an upstream index) with
 limits: a size cap, so a misbehaving server cannot grow our memory, and an
 idle deadline, so one that stops sending midway cannot hold a request for
-ever (a deadline on the headers alone does not cover the body); and
-sending them a body held in memory (L{BytesBody}).
+ever (a deadline on the headers alone does not cover the body).
 """
 
 from __future__ import annotations
@@ -12,14 +11,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IBodyProducer, IResponse
-from zope.interface import implementer
+from twisted.web.iweb import IResponse
 
 
 class BodyError(Exception):
@@ -219,32 +217,3 @@ def describe(error: BaseException) -> str:
         return "; ".join(r.getErrorMessage() or getattr(r.type, "__name__", "failed")
                          for r in reasons)
     return str(error) or type(error).__name__
-
-
-@implementer(IBodyProducer)
-class BytesBody:
-    """
-    A request body already in memory, written whole at once. treq and
-    Twisted send bytes through L{FileBodyProducer}, which reads a
-    L{BytesIO} in turns of the global cooperator (a timed call per turn):
-    for the small body of a webhook's event, more work than the request
-    itself.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        """Write it all."""
-        consumer.write(self.data)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        """Nothing to pause: it was written at once."""
-
-    def resumeProducing(self) -> None:
-        """Nothing to resume."""
-
-    def stopProducing(self) -> None:
-        """Nothing to stop."""

@@ -6,12 +6,19 @@ to, and the bounds (no redirect followed, a timeout, connections per
 receiver).
 """
 
+import re
+
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import WebhookEvent
+from pypid.webhooks import sender as sender_module
 from pypid.webhooks.sender import Sender
+from tests.harness.tls import loaded, rsa_server, shared_ca
 from tests.harness.webhook_receiver import start_in_reactor
 from tests.harness.webhooks import SECRET, subscription
 
@@ -111,3 +118,168 @@ class SenderTests(TestCase):
         attempts = await gatherResults([self.sender.send(wanted, EVENT) for _ in range(5)])
         self.assertTrue(all(a.delivered for a in attempts))
         self.assertEqual(self.receiver.most_at_once, 2)
+
+
+class ScriptedReceiver(Protocol):
+    """
+    A receiver of raw bytes: each request read whole (its head, then
+    C{Content-Length} bytes) is answered with the factory's next answer;
+    C{None} closes the connection instead, C{b"...", "close"} answers and
+    closes.
+    """
+
+    def connectionMade(self):
+        self.factory.connections += 1
+        self.factory.open += 1
+        self.buffer = b""
+
+    def dataReceived(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            self.factory.requests.append(head)
+            answer = self.factory.answers.pop(0) if self.factory.answers else OK
+            if answer is None:
+                self.transport.loseConnection()
+                return
+            if isinstance(answer, tuple):
+                self.transport.write(answer[0])
+                self.transport.loseConnection()
+                return
+            self.transport.write(answer)
+
+    def connectionLost(self, reason):
+        self.factory.open -= 1
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+class AnswerTests(TestCase):
+    """What the sender makes of answers as a receiver writes them, and its kept connections."""
+
+    def setUp(self):
+        self.factory = Factory.forProtocol(ScriptedReceiver)
+        self.factory.answers, self.factory.requests = [], []
+        self.factory.connections = self.factory.open = 0
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.sender = Sender(reactor, None)
+        self.addCleanup(self.sender.close)
+        self.wanted = subscription(url=f"http://127.0.0.1:{self.port.getHost().port}/hook")
+
+    async def send(self, *answers):
+        self.factory.answers.extend(answers)
+        return await self.sender.send(self.wanted, EVENT)
+
+    async def test_connection_kept(self):
+        """Deliveries one after another go on one kept connection."""
+        for _ in range(3):
+            self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual((self.factory.connections, len(self.factory.requests)), (1, 3))
+        head = self.factory.requests[0]
+        self.assertTrue(head.startswith(b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:"), head)
+
+    async def test_answer_ended_by_close(self):
+        """An answer without a length ends with its connection, which is not kept."""
+        attempt = await self.send((b"HTTP/1.1 503 Busy\r\n\r\nbusy now", "close"))
+        self.assertEqual(attempt.error, "HTTP 503 (failed): busy now")
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.connections, 2)
+
+    async def test_informational_answer_skipped(self):
+        """A 1xx is not the answer: the one after it is."""
+        attempt = await self.send(b"HTTP/1.1 100 Continue\r\n\r\n"
+                                  b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual((attempt.status, attempt.error), (204, None))
+
+    async def test_not_http(self):
+        """An answer that is not HTTP is a failure, named; its connection goes."""
+        attempt = await self.send(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        self.assertEqual(attempt.status, 0)
+        self.assertIn("an answer that is not HTTP/1.1", attempt.error)
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.connections, 2)
+
+    async def test_long_answer_cut(self):
+        """Of a long answer the start is read, and its connection is not kept."""
+        length = sender_module.ANSWER_LIMIT * 4
+        attempt = await self.send(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % length
+                                  + b"x" * length)
+        self.assertEqual(attempt.error, "HTTP 500 (failed): " + "x" * sender_module.SHOWN)
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.connections, 2)
+
+    async def test_retry_after_read(self):
+        """A 429's Retry-After, among other headers, is read."""
+        attempt = await self.send(b"HTTP/1.1 429 Slow down\r\nX-Other: 1\r\nretry-after: 12\r\n"
+                                  b"Content-Length: 0\r\n\r\n")
+        self.assertEqual((attempt.status, attempt.retry_after), (429, 12.0))
+
+    async def test_kept_connection_closed_before_answering(self):
+        """
+        A kept connection the receiver closes on a request it did not answer
+        is given up for a new one, once: the event is delivered.
+        """
+        self.assertTrue((await self.send(OK)).delivered)
+        attempt = await self.send(None, OK)
+        self.assertTrue(attempt.delivered, attempt.error)
+        self.assertEqual((self.factory.connections, len(self.factory.requests)), (2, 3))
+
+    async def test_kept_connection_closed_while_idle(self):
+        """A receiver that closes a kept connection between deliveries costs none of them."""
+        self.assertTrue((await self.send((OK, "close"))).delivered)
+        await deferLater(reactor, 0.05)
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.connections, 2)
+
+    async def test_new_connection_closed_before_answering(self):
+        """A new connection closed without an answer is a failure (tried again later)."""
+        attempt = await self.send(None)
+        self.assertEqual(attempt.status, 0)
+        self.assertIn("closed the connection before it answered", attempt.error)
+
+    async def test_idle_connection_closed(self):
+        """A kept connection unused for IDLE seconds is closed."""
+        self.patch(sender_module, "IDLE", 0.05)
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.open, 1)
+        for _ in range(200):
+            await deferLater(reactor, 0.05)
+            if not self.factory.open:
+                break
+        self.assertEqual(self.factory.open, 0)
+
+
+class HTTPSTests(TestCase):
+    """Deliveries over TLS, checked against the subscription's CA bundle."""
+
+    def setUp(self):
+        self.factory = Factory.forProtocol(ScriptedReceiver)
+        self.factory.answers, self.factory.requests = [], []
+        self.factory.connections = self.factory.open = 0
+        tls = TLSMemoryBIOFactory(loaded(rsa_server()), False, self.factory, reactor)
+        self.port = reactor.listenTCP(0, tls, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.sender = Sender(reactor, None)
+        self.addCleanup(self.sender.close)
+        self.url = f"https://localhost:{self.port.getHost().port}/hook"
+
+    async def test_delivered_over_tls_on_a_kept_connection(self):
+        """A receiver whose certificate the bundle's CA signed: delivered, on one connection."""
+        wanted = subscription(url=self.url, ca_bundle=shared_ca().root_path)
+        for _ in range(2):
+            attempt = await self.sender.send(wanted, EVENT)
+            self.assertTrue(attempt.delivered, attempt.error)
+        self.assertEqual((self.factory.connections, len(self.factory.requests)), (1, 2))
+
+    async def test_unknown_certificate_refused(self):
+        """A certificate no trusted CA signed: nothing is sent."""
+        attempt = await self.sender.send(subscription(url=self.url), EVENT)
+        self.assertEqual(attempt.status, 0)
+        self.assertIn(f"cannot reach https://localhost:{self.port.getHost().port}", attempt.error)
+        self.assertEqual(self.factory.requests, [])
