@@ -69,12 +69,15 @@ def workers_up(daemon):
     return http("GET", daemon.url + "health").json()["workers"]["up"]
 
 
-def restarts_counted(daemon):
-    """How many times the supervisor started a worker again, as C{/metrics} says."""
+def restarts_counted(daemon, series="pypid_worker_restarts_total"):
+    """
+    How many times the supervisor started a worker again (or another of
+    its counts: C{series}), as C{/metrics} says.
+    """
     for line in http("GET", daemon.url + "metrics").body.decode().splitlines():
-        if line.startswith("pypid_worker_restarts_total "):
+        if line.startswith(series + " "):
             return float(line.split()[1])
-    raise AssertionError("no pypid_worker_restarts_total in /metrics")
+    raise AssertionError(f"no {series} in /metrics")
 
 
 def status_on_worker(daemon, number, path, auth, tries=100):
@@ -629,6 +632,8 @@ class HungWorkerTests(DaemonTestCase):
         daemon = self.daemon
         self.assertEqual(listening(daemon.port), WORKERS)
         restarts = restarts_counted(daemon)
+        self.assertEqual([restarts_counted(daemon, f"pypid_worker_{counted}_total")
+                          for counted in ("silences", "hangs")], [0, 0])
         victim = worker_pids(daemon)[-1]
         os.kill(victim, signal.SIGSTOP)
         self.addCleanup(lambda: os.path.exists(f"/proc/{victim}")
@@ -641,6 +646,9 @@ class HungWorkerTests(DaemonTestCase):
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
         self.assertEqual(listening(daemon.port), WORKERS)
         self.assertEqual(restarts_counted(daemon), restarts + 1)
+        # (the silence before it counted too: at least once, whatever the machine's pace)
+        self.assertGreaterEqual(restarts_counted(daemon, "pypid_worker_silences_total"), 1)
+        self.assertEqual(restarts_counted(daemon, "pypid_worker_hangs_total"), 1)
 
 
 #: A C{sitecustomize} that makes each worker's start last

@@ -459,11 +459,14 @@ def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequen
             sockets.ended(number)
             # (it may have changed a file and ended before it said so)
             ended.publish(Topic.WORKER_ENDED, b"%d" % number)
-        ring.set_workers(supervisor.up(), count, supervisor.restarts)
+        counted()
     def silent(number: int, silent: bool) -> None:
         if silent:
             sockets.silent(number)
-        ring.set_workers(supervisor.up(), count, supervisor.restarts)
+        counted()
+    def counted() -> None:
+        ring.set_workers(supervisor.up(), count, supervisor.restarts, supervisor.silences,
+                         supervisor.hangs)
     command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)

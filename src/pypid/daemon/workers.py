@@ -131,6 +131,7 @@ class Supervisor(Service):
     keeps them running, and stops them.
 
     @ivar restarts: how many times a worker was started again (for C{/metrics}).
+    @ivar silences: how many times a serving worker went silent (taken out).
     @ivar hangs: how many workers were found hung (and killed).
     @ivar ready: fires once every worker said it is ready.
     """
@@ -193,6 +194,7 @@ class Supervisor(Service):
         self._silent: dict[int, float] = {}
         self.ready: Deferred[None] = Deferred()
         self.restarts = 0
+        self.silences = 0
         self.hangs = 0
 
     def startService(self) -> None:
@@ -294,6 +296,7 @@ class Supervisor(Service):
             self._on_silent(number, True)
             return
         self._silent[number] = self._reactor.seconds() - self._silent_after
+        self.silences += 1
         log.warn("Worker {number} sent nothing for {seconds:g} s: no new connection goes to "
                  "it until it beats again, where another worker listens (killed after "
                  "{hang:g} s)", number=number, seconds=self._silent_after,

@@ -13,7 +13,7 @@ The ring is a memory file the supervisor makes (C{memfd_create}) and
 hands to each worker by its descriptor. Its layout, little-endian: C{MAGIC},
 the last number announced (0: none), the number of slots and their size,
 how many workers run and of how many, the tally's size, how many times a
-worker was started again (L{_HEADER}); the
+worker was started again, went silent and was killed hung (L{_HEADER}); the
 slots (the announcement C{n} in slot C{n % slots}: its number, its
 worker's, its payload's length, the payload); the tally (L{ChangeRing.admit}).
 
@@ -41,10 +41,10 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import attrs
 
 #: The first bytes of a ring, and of its layout's version.
-MAGIC = b"pypidrg1"
+MAGIC = b"pypidrg2"
 
-_HEADER = struct.Struct("<8sQII8xI4x")
-_RESTARTS = struct.Struct("<I")
+_HEADER = struct.Struct("<8sQII8xI12x")
+_COUNTS = struct.Struct("<III")
 _ENTRY = struct.Struct("<QII")
 _WORKERS = struct.Struct("<II")
 _LATEST = struct.Struct("<Q")
@@ -187,18 +187,24 @@ class ChangeRing:
         latest: int = _LATEST.unpack_from(self._map, 8)[0]
         return latest
 
-    def set_workers(self, running: int, count: int, restarts: int = 0) -> None:
+    def set_workers(self, running: int, count: int, restarts: int = 0, silences: int = 0,
+                    hangs: int = 0) -> None:
         """
         How many workers run now, of how many, and how many times one was
-        started again (the supervisor's, as each starts or ends).
+        started again, went silent and was found hung (the supervisor's,
+        as each starts, ends or falls silent).
         """
         _WORKERS.pack_into(self._map, 24, running, count)
-        _RESTARTS.pack_into(self._map, 36, restarts)
+        _COUNTS.pack_into(self._map, 36, restarts, silences, hangs)
 
     def restarts(self) -> int:
         """How many times a worker of the machine was started again."""
-        restarts: int = _RESTARTS.unpack_from(self._map, 36)[0]
-        return restarts
+        return self.watched()[0]
+
+    def watched(self) -> tuple[int, int, int]:
+        """How many times a worker was started again, went silent, was found hung."""
+        restarts, silences, hangs = _COUNTS.unpack_from(self._map, 36)
+        return restarts, silences, hangs
 
     def workers(self) -> tuple[int, int]:
         """How many workers run now, of how many the machine runs."""

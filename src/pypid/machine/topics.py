@@ -161,6 +161,13 @@ class Hub:
         """How many times a worker of the machine was started again."""
         return self._ring.restarts() if self._ring is not None else 0
 
+    def watched(self) -> tuple[int, int, int]:
+        """
+        How many times a worker of the machine was started again, went
+        silent and was found hung (L{pypid.machine.ring.ChangeRing.watched}).
+        """
+        return self._ring.watched() if self._ring is not None else (0, 0, 0)
+
     def admit(self, key: bytes, day: int, limit: int) -> bool:
         """The machine's tally (L{pypid.machine.ring.ChangeRing.admit}); alone, always."""
         return self._ring.admit(key, day, limit) if self._ring is not None else True

@@ -292,6 +292,7 @@ class SupervisorTests(SynchronousTestCase):
             self.assertEqual((heard, supervisor.up()), ([(2, True)] * 3, 1))
             second.protocol.childDataReceived(READY_FD, b"alive\n")
         self.assertEqual((heard[3:], supervisor.up()), ([(2, False)], 2))
+        self.assertEqual((supervisor.silences, supervisor.hangs), (1, 0), "one silence counted")
         del heard[:]
         lines = [formatEvent(e) for e in events]
         self.assertIn("Worker 2 sent nothing for 1 s: no new connection goes to it until it "
@@ -304,6 +305,7 @@ class SupervisorTests(SynchronousTestCase):
             first.protocol.childDataReceived(READY_FD, b"alive\n")
         self.assertEqual(set(heard), {(2, True)})
         self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
+        self.assertEqual((supervisor.silences, supervisor.hangs), (2, 1))
         second.protocol.childDataReceived(READY_FD, b"alive\n")
         second.end(ProcessTerminated(signal=signal.SIGKILL))
         self.assertEqual((set(heard), supervisor.up()), ({(2, True)}, 1))

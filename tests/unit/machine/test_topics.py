@@ -147,8 +147,9 @@ class HubTests(SynchronousTestCase):
     def test_pass_throughs(self):
         """The worker's number, the machine's counts and tally, as the ring says them."""
         one, two = self.hubs
-        self.ring.set_workers(2, 3, 1)
-        self.assertEqual((two.worker, two.workers(), two.restarts()), (2, (2, 3), 1))
+        self.ring.set_workers(2, 3, 1, 4, 5)
+        self.assertEqual((two.worker, two.workers(), two.restarts(), two.watched()),
+                         (2, (2, 3), 1, (1, 4, 5)))
         self.assertEqual((one.runs_once, two.runs_once, one.alone), (True, False, False))
         self.assertTrue(one.admit(b"a", 1, 1))
         self.assertFalse(two.admit(b"a", 1, 1), "one tally for the machine")
@@ -167,7 +168,7 @@ class LoneTests(SynchronousTestCase):
         LONE.take()
         self.assertEqual(heard, [])
         self.assertTrue(LONE.alone and LONE.runs_once)
-        self.assertEqual((LONE.latest(), LONE.worker, LONE.workers(), LONE.restarts()),
-                         (0, 0, (1, 1), 0))
+        self.assertEqual((LONE.latest(), LONE.worker, LONE.workers(), LONE.restarts(),
+                          LONE.watched()), (0, 0, (1, 1), 0, (0, 0, 0)))
         self.assertTrue(LONE.admit(b"a", 1, 0))
         self.assertGreater(LONE.room, 1 << 20)

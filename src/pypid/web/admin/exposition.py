@@ -243,10 +243,16 @@ class MachineMetrics(Service):
     def own_families(self) -> list[Family]:
         """The machine's own series (the supervisor's counts)."""
         running, count = self._hub.workers()
+        restarts, silences, hangs = self._hub.watched()
         return [gauge("pypid_workers_running", "Workers running and ready.", running),
                 gauge("pypid_workers", "Workers the machine runs ([pypid] workers).", count),
                 counter("pypid_worker_restarts", "Times a worker was started again after it "
-                        "ended.", self._hub.restarts())]
+                        "ended.", restarts),
+                counter("pypid_worker_silences", "Times a serving worker went without a "
+                        "heartbeat long enough to be taken out of the listening sockets.",
+                        silences),
+                counter("pypid_worker_hangs", "Times the supervisor killed a worker that "
+                        "went [pypid] worker_timeout without a heartbeat.", hangs)]
 
 
 def _write_file(folder: str, path: str, data: bytes) -> None:

@@ -62,7 +62,7 @@ class MachineMetricsTests(SynchronousTestCase):
         self.folder = os.path.join(os.path.abspath(self.mktemp()), "metrics")
         ring = ChangeRing.create(slots=4, slot_size=64, tally=4)
         self.addCleanup(ring.close)
-        ring.set_workers(2, 2, 3)
+        ring.set_workers(2, 2, 3, 4, 1)
         self.sides, self.collectors = [], []
         for number in (1, 2):
             worker = ChangeRing.attach(ring.fileno(), number)
@@ -91,6 +91,8 @@ class MachineMetricsTests(SynchronousTestCase):
         self.assertEqual(merged["pypid_up"], ((("1",), 1), (("2",), 2)))
         self.assertEqual(merged["pypid_workers_running"], (((), 2),))
         self.assertEqual(merged["pypid_worker_restarts"], (((), 3),))
+        self.assertEqual((merged["pypid_worker_silences"], merged["pypid_worker_hangs"]),
+                         ((((), 4),), (((), 1),)))
 
     def test_gone(self):
         """A worker that stopped removed its file; one not written for L{STALE} is left out."""
