@@ -14,10 +14,6 @@ import base64
 import binascii
 import re
 
-from twisted.logger import Logger
-
-log = Logger()
-
 #: The realm of the C{WWW-Authenticate} challenge; see L{www_authenticate_header}.
 REALM = "pypid"
 

@@ -19,12 +19,9 @@ from collections.abc import Iterable
 import bcrypt
 from argon2 import Parameters, PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.logger import Logger
 
 from pypid.auth.basic import MAX_PASSWORD_BYTES
 from pypid.core.access.credential_syntax import HashShape, is_bcrypt, parse_hash
-
-log = Logger()
 
 #: The cost of new hashes: argon2id with 19 MiB, 2 passes and 1 lane, the
 #: setting OWASP's password storage guidance recommends.  See L{hash_password}.

@@ -60,7 +60,6 @@ from twisted.internet.defer import (
     DeferredSemaphore,
     ensureDeferred,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.bundle.archive import SourceTooLarge
@@ -87,9 +86,6 @@ from pypid.jobs.run import Run
 from pypid.storage.base.disk import remove_file
 from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage, RecordRefused
 from pypid.storage.base.journal import IMPORTED, IJournal
-
-log = Logger()
-
 
 #: How many files an import takes at once (see L{Ingest.take_all}).
 PARALLEL = 4

@@ -51,9 +51,6 @@ from pypid.storage.base.reading import Run
 
 T = TypeVar("T")
 
-#: The kinds of source C{pypid-admin import --from} takes.
-KINDS = ("bundle", "devpi", "pypiserver", "pypicloud")
-
 #: How each kind is named in what the import says.
 DESCRIPTIONS = {
     "bundle": "a pypid bundle",

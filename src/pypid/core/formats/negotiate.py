@@ -43,13 +43,6 @@ LATEST_JSON = "application/vnd.pypi.simple.latest+json"
 KIND_HTML = "html"
 KIND_JSON = "json"
 
-#: The exact Content-Type to send for each kind: uv compares the part before
-#: C{;} with the registered type, and pip accepts only these types.
-CONTENT_TYPES = {
-    KIND_HTML: b"text/html; charset=utf-8",
-    KIND_JSON: V1_JSON.encode("ascii"),
-}
-
 #: Beyond this many distinct header values a memo is emptied and refilled,
 #: which bounds its memory whatever headers clients make up.
 MEMO_LIMIT = 256

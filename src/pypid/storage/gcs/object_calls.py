@@ -51,9 +51,6 @@ from pypid.storage.gcs.v4_urls import MAX_SECONDS, signed_url
 
 log = Logger()
 
-#: Google's JSON API.
-ENDPOINT = "https://storage.googleapis.com"
-
 
 class GCSError(StoreRefused):
     """Google Cloud Storage answered with an error (a 4xx): C{status}, C{code}."""
@@ -107,7 +104,7 @@ class GCSClient:
     """
     Calls to one bucket.
 
-    @ivar endpoint: the JSON API's root (L{ENDPOINT}, or an emulator's).
+    @ivar endpoint: the JSON API's root (L{pypid.config.gcs_settings.GOOGLE}, or an emulator's).
     @ivar bucket: the bucket's name.
     @ivar _copy_limit: the largest object copied through pypid where the
         store ignores a conditional rewrite (see the module).

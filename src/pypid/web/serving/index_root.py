@@ -69,7 +69,6 @@ if TYPE_CHECKING:
     from pypid.upstream.source import SourceSide
     from pypid.web.changes.publish import Publish
 
-_METADATA_SUFFIX = ".metadata"
 
 #: What a view answers to a change, after its name.
 VIEW_REFUSAL = "is a view: it takes no uploads, yanks or deletes"

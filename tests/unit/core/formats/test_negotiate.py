@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.formats import negotiate
 from pypid.core.formats.negotiate import accepts_gzip, choose
+from pypid.core.indexes import render
 
 PIP = (
     b"application/vnd.pypi.simple.v1+json, "
@@ -187,11 +188,12 @@ class ChooseTests(SynchronousTestCase):
         self.assertEqual(choose(UV), "sentinel")
 
     def test_content_types(self):
-        """The Content-Types of the two kinds are the exact strings clients compare."""
-        self.assertEqual(negotiate.CONTENT_TYPES["html"], b"text/html; charset=utf-8")
-        self.assertEqual(
-            negotiate.CONTENT_TYPES["json"], b"application/vnd.pypi.simple.v1+json"
-        )
+        """
+        The Content-Types the pages are sent with (L{render.CONTENT_TYPES})
+        are the exact strings clients compare, for the kinds L{choose} picks.
+        """
+        self.assertEqual(render.CONTENT_TYPES[choose(b"text/html")], b"text/html; charset=utf-8")
+        self.assertEqual(render.CONTENT_TYPES[choose(PIP)], b"application/vnd.pypi.simple.v1+json")
 
 
 class AcceptsGzipTests(SynchronousTestCase):
