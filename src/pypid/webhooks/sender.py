@@ -217,7 +217,7 @@ class _Receiver:
         self.bound = DeferredSemaphore(connections)
         self._idle: list[_Exchange] = []
 
-    async def exchange(self, request: bytes) -> tuple[int, bytes, bytes | None]:
+    async def exchange(self, request: bytes) -> _Answer:
         """
         Send C{request} and read its answer: the status, the start of the
         body and C{Retry-After}. A kept connection that the receiver closed
@@ -234,7 +234,7 @@ class _Receiver:
         return await self._exchange(await connectProtocol(self._endpoint, _Exchange()), request)
 
     async def _exchange(self, exchange: _Exchange, request: bytes,
-                        ) -> tuple[int, bytes, bytes | None]:
+                        ) -> _Answer:
         answer = await exchange.post(request)
         if exchange.keep:
             exchange.rest(self._clock.callLater(IDLE, exchange.close))
@@ -251,6 +251,10 @@ class _Receiver:
         closed: Deferred[None] = gatherResults(
             [exchange.lost() for exchange in idle]).addCallback(lambda _: None)
         return closed
+
+
+#: An answer: its status, the start of its body and its C{Retry-After}.
+_Answer = tuple[int, bytes, "bytes | None"]
 
 
 class _Unanswered(Exception):
@@ -270,7 +274,9 @@ class _Exchange(Protocol):
     keep = False
 
     def __init__(self) -> None:
-        self._answer: Deferred[tuple[int, bytes, bytes | None]] | None = None
+        self._answer: Deferred[_Answer] | None = None
+        self._result: _Answer | Failure | None = None
+        self._drop = False
         self._parser = httptools.HttpResponseParser(self)
         self._idle: IDelayedCall | None = None
         self._body = bytearray()
@@ -304,16 +310,17 @@ class _Exchange(Protocol):
         if not self._lost:
             self.transport.loseConnection()
 
-    def post(self, request: bytes) -> Deferred[tuple[int, bytes, bytes | None]]:
+    def post(self, request: bytes) -> Deferred[_Answer]:
         """Write C{request}; the answer's status, start of its body and C{Retry-After}."""
         self._answer = Deferred(self._cancel)
         self._parser = httptools.HttpResponseParser(self)
         self._body.clear()
-        self._retry, self._began, self.keep = None, False, False
+        self._retry, self._result, self._began, self._drop, self.keep = (
+            None, None, False, False, False)
         self.transport.write(request)
         return self._answer
 
-    def _cancel(self, answer: Deferred[tuple[int, bytes, bytes | None]]) -> None:
+    def _cancel(self, answer: Deferred[_Answer]) -> None:
         # (no answer awaited any more: the connection goes)
         self._answer = None
         self.transport.abortConnection()
@@ -327,8 +334,22 @@ class _Exchange(Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._end(Failure(ValueError(f"an answer that is not HTTP/1.1 ({e})")))
-            self.transport.abortConnection()
+            if self._result is None:
+                self._result = Failure(ValueError(f"an answer that is not HTTP/1.1 ({e})"))
+            self._drop = True
+        # (the answer is given once the bytes at hand are read: a request
+        # written meanwhile would meet this parser's leftovers)
+        result, self._result = self._result, None
+        if result is not None:
+            if self._drop:
+                self.keep = False
+                self.transport.abortConnection()
+            self._end(result)
+
+    def on_message_begin(self) -> None:
+        """(llhttp's) an answer begins: one after the answer is not kept."""
+        if self._result is not None:
+            self._drop = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """(llhttp's) a header of the answer."""
@@ -337,24 +358,26 @@ class _Exchange(Protocol):
 
     def on_body(self, body: bytes) -> None:
         """(llhttp's) a piece of the answer's body: kept up to L{ANSWER_LIMIT}."""
-        if self._answer is None:
+        if self._result is not None:
             return
         self._body += body[:ANSWER_LIMIT - len(self._body)]
         if len(self._body) >= ANSWER_LIMIT:
             # (a longer answer is not read to its end: the connection goes)
-            self._end((self._parser.get_status_code(), bytes(self._body), self._retry))
-            self.transport.abortConnection()
+            self._result = (self._parser.get_status_code(), bytes(self._body), self._retry)
+            self._drop = True
 
     def on_message_complete(self) -> None:
         """(llhttp's) the answer is read to its end (a C{1xx} is not the answer)."""
         status = self._parser.get_status_code()
-        if self._answer is None or status < 200:
+        if self._result is not None:
+            return
+        if status < 200:
             self._body.clear()
             return
         self.keep = self._parser.should_keep_alive()
-        self._end((status, bytes(self._body), self._retry))
+        self._result = (status, bytes(self._body), self._retry)
 
-    def _end(self, result: tuple[int, bytes, bytes | None] | Failure) -> None:
+    def _end(self, result: _Answer | Failure) -> None:
         answer, self._answer = self._answer, None
         if answer is None:
             return

@@ -214,6 +214,13 @@ class AnswerTests(TestCase):
         self.assertTrue((await self.send(OK)).delivered)
         self.assertEqual(self.factory.connections, 2)
 
+    async def test_second_answer_ends_the_connection(self):
+        """Two answers to one request: the first is taken, the connection is not kept."""
+        attempt = await self.send(OK + OK)
+        self.assertTrue(attempt.delivered)
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual(self.factory.connections, 2)
+
     async def test_retry_after_read(self):
         """A 429's Retry-After, among other headers, is read."""
         attempt = await self.send(b"HTTP/1.1 429 Slow down\r\nX-Other: 1\r\nretry-after: 12\r\n"
