@@ -133,7 +133,8 @@ class KeptEndpoints:
 
     Twisted's agent makes a new endpoint for every request, one sent on a
     kept connection too, and encodes its host with IDNA each time: 9% of
-    the CPU of a webhook's delivery (py-spy). An endpoint resolves its
+    the CPU of a webhook's delivery when deliveries went through it
+    (py-spy). An endpoint resolves its
     host again at each connection, so keeping it keeps no address; and
     which hosts are named is asked at every request (a reload changes it).
     """
@@ -154,16 +155,29 @@ class KeptEndpoints:
         key = (uri.scheme, uri.host, uri.port, named)
         endpoint = self._kept.get(key)
         if endpoint is None:
-            if scheme not in ("http", "https"):
-                raise SchemeNotSupported(f"a URL is http or https, not {scheme}")
-            endpoint = (HostnameEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
-                        if named else
-                        PublicOnlyEndpoint(self._reactor, host, uri.port, self._timeout))
-            if scheme == "https":
-                endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port),
-                                         endpoint)
-            remember(self._kept, key, endpoint, KEPT_ENDPOINTS)
+            endpoint = remember(self._kept, key, endpoint_for(
+                self._reactor, self._policy, self._timeout, uri, named), KEPT_ENDPOINTS)
         return endpoint
+
+
+def endpoint_for(reactor: IReactorTime, policy: IPolicyForHTTPS, timeout: float, uri: URI,
+                 named: bool = True) -> IStreamClientEndpoint:
+    """
+    The endpoint of C{uri}'s scheme, host and port: plain TCP for C{http},
+    TLS checked by C{policy} for C{https}; a host not C{named} is reached
+    at public addresses only (L{PublicOnlyEndpoint}).
+
+    @raise SchemeNotSupported: for any other scheme.
+    """
+    scheme, host = uri.scheme.decode("ascii"), uri.host.decode("ascii")
+    if scheme not in ("http", "https"):
+        raise SchemeNotSupported(f"a URL is http or https, not {scheme}")
+    endpoint: IStreamClientEndpoint = (
+        HostnameEndpoint(reactor, host, uri.port, timeout=timeout) if named
+        else PublicOnlyEndpoint(reactor, host, uri.port, timeout))
+    if scheme == "https":
+        endpoint = wrapClientTLS(policy.creatorForNetloc(uri.host, uri.port), endpoint)
+    return endpoint
 
 
 def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,

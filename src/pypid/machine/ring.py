@@ -197,10 +197,6 @@ class ChangeRing:
         _WORKERS.pack_into(self._map, 24, running, count)
         _COUNTS.pack_into(self._map, 36, restarts, silences, hangs)
 
-    def restarts(self) -> int:
-        """How many times a worker of the machine was started again."""
-        return self.watched()[0]
-
     def watched(self) -> tuple[int, int, int]:
         """How many times a worker was started again, went silent, was found hung."""
         restarts, silences, hangs = _COUNTS.unpack_from(self._map, 36)

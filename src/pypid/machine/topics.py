@@ -159,7 +159,7 @@ class Hub:
 
     def restarts(self) -> int:
         """How many times a worker of the machine was started again."""
-        return self._ring.restarts() if self._ring is not None else 0
+        return self.watched()[0]
 
     def watched(self) -> tuple[int, int, int]:
         """

@@ -16,8 +16,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import WebhookEvent
-from pypid.webhooks import sender as sender_module
-from pypid.webhooks.sender import Sender
+from pypid.webhooks import receivers
+from pypid.webhooks.sender import SHOWN, Sender
 from tests.harness.tls import loaded, rsa_server, shared_ca
 from tests.harness.webhook_receiver import start_in_reactor
 from tests.harness.webhooks import SECRET, subscription
@@ -207,10 +207,10 @@ class AnswerTests(TestCase):
 
     async def test_long_answer_cut(self):
         """Of a long answer the start is read, and its connection is not kept."""
-        length = sender_module.ANSWER_LIMIT * 4
+        length = receivers.ANSWER_LIMIT * 4
         attempt = await self.send(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % length
                                   + b"x" * length)
-        self.assertEqual(attempt.error, "HTTP 500 (failed): " + "x" * sender_module.SHOWN)
+        self.assertEqual(attempt.error, "HTTP 500 (failed): " + "x" * SHOWN)
         self.assertTrue((await self.send(OK)).delivered)
         self.assertEqual(self.factory.connections, 2)
 
@@ -244,6 +244,24 @@ class AnswerTests(TestCase):
         self.assertTrue((await self.send(OK)).delivered)
         self.assertEqual(self.factory.connections, 2)
 
+    async def test_answer_cut_in_its_head(self):
+        """A connection that ends within the answer's head is a failure, not an answer."""
+        attempt = await self.send((b"HTTP/1.1 200 OK\r\nContent-Ty", "close"))
+        self.assertEqual(attempt.status, 0)
+        self.assertFalse(attempt.delivered)
+
+    async def test_closed_sender_keeps_nothing(self):
+        """A delivery under way when the sender closes: answered, then its connection closed."""
+        sending = self.sender.send(self.wanted, EVENT)
+        await self.sender.close()
+        attempt = await sending
+        self.assertTrue(attempt.delivered, attempt.error)
+        for _ in range(200):
+            if not self.factory.open:
+                break
+            await deferLater(reactor, 0.05)
+        self.assertEqual(self.factory.open, 0)
+
     async def test_new_connection_closed_before_answering(self):
         """A new connection closed without an answer is a failure (tried again later)."""
         attempt = await self.send(None)
@@ -252,7 +270,7 @@ class AnswerTests(TestCase):
 
     async def test_idle_connection_closed(self):
         """A kept connection unused for IDLE seconds is closed."""
-        self.patch(sender_module, "IDLE", 0.05)
+        self.patch(receivers, "IDLE", 0.05)
         self.assertTrue((await self.send(OK)).delivered)
         self.assertEqual(self.factory.open, 1)
         for _ in range(200):
