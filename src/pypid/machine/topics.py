@@ -105,6 +105,11 @@ def decode(payload: bytes) -> tuple[Topic, list[bytes]] | None:
     return topic, fields
 
 
+def _none_yet() -> int:
+    """The last announcement of a server of one process: none, ever."""
+    return 0
+
+
 @attrs.define(eq=False)
 class Hub:
     """
@@ -121,9 +126,14 @@ class Hub:
     born: int = attrs.field(init=False)
     _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
     _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
+    #: C{latest() -> int}: the number of the machine's last announcement
+    #: (one read of memory; alone, 0). The ring's own reader, not a method
+    #: that asks it: a worker asks before each request.
+    latest: Callable[[], int] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.seen = self.born = self._ring.latest() if self._ring is not None else 0
+        self.latest = self._ring.latest if self._ring is not None else _none_yet
+        self.seen = self.born = self.latest()
 
     @property
     def alone(self) -> bool:
@@ -148,10 +158,6 @@ class Hub:
     def room(self) -> int:
         """The most bytes an announcement may have (no bound when alone)."""
         return self._ring.room if self._ring is not None else sys.maxsize
-
-    def latest(self) -> int:
-        """The number of the machine's last announcement (one read of memory)."""
-        return self._ring.latest() if self._ring is not None else 0
 
     def workers(self) -> tuple[int, int]:
         """How many workers run now, of how many (alone: one of one)."""

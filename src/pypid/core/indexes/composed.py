@@ -325,7 +325,12 @@ class ComposedIndex:
 
     def quarantined(self, project: str) -> bool:
         """Whether a hosted source quarantines the normalized C{project} (PEP 792)."""
-        return any(index.statuses.quarantined(project) for index in self._hosted)
+        # (a loop, not any() over a generator: every request for a file
+        # asks, and the generator's frames were a measurable part of it)
+        for index in self._hosted:
+            if index.statuses.quarantined(project):
+                return True
+        return False
 
     def full_page(self, project: str, kind: str, now: float) -> Page | None:
         """
