@@ -158,11 +158,26 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
 def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
                      signals: Signals = signal) -> None:
     """
-    Run C{reload} on the reactor's thread at every C{SIGHUP}.
+    Run C{reload} on the reactor's thread after every C{SIGHUP}.
+
+    The signals that come while a reload waits to run are folded into it:
+    it reads the configuration after them, so each is taken, and a storm
+    of them (a signal every 3 ms, where a reload took longer on a busy
+    machine) cannot queue reloads ahead of every request.
 
     Only for a real process (L{makeService} without a given reactor): the
     signal handler belongs to the whole process.
     """
+    waiting = False
+
     def hangup(signum: int, frame: FrameType | None) -> None:
-        reactor.callFromThread(reload)
+        nonlocal waiting
+        if not waiting:
+            waiting = True
+            reactor.callFromThread(run)
+
+    def run() -> None:
+        nonlocal waiting
+        waiting = False
+        reload()
     signals.signal(signals.SIGHUP, hangup)

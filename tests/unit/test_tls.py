@@ -549,8 +549,12 @@ class ListenerTests(SynchronousTestCase):
         self.assertIs(signal.getsignal(signal.SIGHUP), before)
 
     def test_reload_on_hangup(self):
-        """The SIGHUP handler runs the reload on the reactor's thread."""
-        installed, called = {}, []
+        """
+        The SIGHUP handler runs the reload on the reactor's thread; the
+        signals that come while it waits are folded into it, and one that
+        comes once it ran (or while it runs) asks for another.
+        """
+        installed, called, reloads = {}, [], []
 
         class Signals:
             SIGHUP = signal.SIGHUP
@@ -566,10 +570,23 @@ class ListenerTests(SynchronousTestCase):
 
         def reload():
             """Stand-in for L{ServerTLS.reload}."""
+            reloads.append(len(reloads) + 1)
+            if len(reloads) == 2:
+                hangup(signal.SIGHUP, None)  # (one more, while it runs)
         reload_on_hangup(Reactor(), reload, signals=Signals)
+        hangup = installed[signal.SIGHUP]
         self.assertEqual(called, [])
-        installed[signal.SIGHUP](signal.SIGHUP, None)
-        self.assertEqual(called, [reload])
+        for _ in range(3):
+            hangup(signal.SIGHUP, None)
+        self.assertEqual(len(called), 1)
+        called.pop()()
+        self.assertEqual(reloads, [1])
+        hangup(signal.SIGHUP, None)
+        self.assertEqual(len(called), 1)
+        called.pop()()
+        self.assertEqual((reloads, len(called)), ([1, 2], 1))
+        called.pop()()
+        self.assertEqual((reloads, called), ([1, 2, 3], []))
 
     def test_ssl_endpoint_refused(self):
         """A Twisted ssl: endpoint on its own stops start-up with one line pointing at https:."""
