@@ -34,6 +34,7 @@ C{test_*.py}).
 
 import argparse
 import glob
+import itertools
 import os
 import re
 import shutil
@@ -47,7 +48,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(1, HERE)
 
-from tests.bench.bench_upload import receiver, tree, upload_all, wheels  # noqa: E402
+from tests.bench.bench_upload import free_port, receiver, tree, upload_all, wheels  # noqa: E402
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PROJECT = "bench-proj-00100"
@@ -56,12 +57,6 @@ ROUTES = {
     "json": (f"/simple/{PROJECT}/", JSON_TYPE),
     "wheel": (f"/files/{PROJECT}/bench_proj_00100-0.1.0-py3-none-any.whl", "*/*"),
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def requests(port, path, accept, n):
@@ -188,7 +183,7 @@ def uploads(side, hooked, received):
     C{load(port, count)}: C{count} fresh wheels uploaded over 4 connections,
     until the receiver has their events when C{hooked}.
     """
-    made = iter(range(1_000_000))
+    made = itertools.count()
 
     def load(port, count):
         batch = wheels(count, f"{side}{next(made)}", "prose")
