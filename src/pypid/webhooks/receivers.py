@@ -109,12 +109,13 @@ class _Exchange(Protocol):
 
     transport: ITCPTransport
     keep = False
+    #: the answer's parser, a new one for each request (L{post})
+    _parser: httptools.HttpResponseParser
 
     def __init__(self) -> None:
         self._answer: Deferred[_Answer] | None = None
         self._result: _Answer | Failure | None = None
         self._drop = False
-        self._parser = httptools.HttpResponseParser(self)
         self._idle: IDelayedCall | None = None
         self._body = bytearray()
         self._retry: bytes | None = None
