@@ -7,7 +7,9 @@ buckets, a server of a test's own that it may stop and start again, and
 the looks into a bucket the tests check pypid's writes with.
 """
 
+import atexit
 import base64
+import shutil
 import tempfile
 import threading
 
@@ -185,10 +187,12 @@ class GCSCloud:
         """A service account's key file whose tokens come from the harness (one per process)."""
         if token_uri is not None:
             folder = tempfile.mkdtemp(prefix="pypid-gcs-key-")
+            atexit.register(shutil.rmtree, folder, True)
             return fake_gcs.key_file(folder, token_uri)[0]
         with self._lock:
             if GCSCloud._key_file is None:
                 folder = tempfile.mkdtemp(prefix="pypid-gcs-key-")
+                atexit.register(shutil.rmtree, folder, True)
                 GCSCloud._key_file = fake_gcs.key_file(folder, fake_gcs.tokens().url)[0]
             return GCSCloud._key_file
 

@@ -16,6 +16,7 @@ collide between the two test processes of C{trial -j 2}.
 """
 
 import atexit
+import contextlib
 import json
 import os
 import random
@@ -105,13 +106,17 @@ class SeaweedServer:
         os.makedirs(data)
         self.log_path = os.path.join(self.folder, "weed.log")
         self._command = [
-            WEED if os.path.exists(WEED) else shutil.which("weed"), "server",
+            # (its own log files in its folder, not the machine's /tmp)
+            WEED if os.path.exists(WEED) else shutil.which("weed"), f"-logdir={self.folder}",
+            "server",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
             f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
             f"-filer.port={self.ports['filer']}",
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
             "-s3", f"-s3.port={self.ports['s3']}", f"-s3.config={config}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-filer.localSocket={self.folder}/filer.sock",
+            f"-s3.localSocket={self.folder}/s3.sock",
         ]
         self._log = open(self.log_path, "ab")
         self.process = None
@@ -188,6 +193,11 @@ class SeaweedServer:
         self.halt()
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        # (its gRPC sockets go to /tmp whatever it is told: named by port + 10000)
+        for name, port in self.ports.items():
+            if name in ("master", "volume", "s3"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port + 10000}.sock")
 
 
 def own_server(keys):

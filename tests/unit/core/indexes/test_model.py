@@ -50,6 +50,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from base64 import b64encode
 from datetime import UTC, datetime
@@ -558,6 +559,11 @@ class IndexMachine(RuleBasedStateMachine):
         return journal
 
     def teardown(self):
+        self.stop_parts()
+        if getattr(self, "folder", None) is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stop_parts(self):
         if hasattr(self, "deliveries"):
             self.deliveries.stopService()
         for stack in getattr(self, "registry", None) and self.registry.stacks.values() or ():
@@ -1279,10 +1285,10 @@ class MachineOfTwo(IndexMachine):
             if stack.usage is not None:
                 assert ensureDeferred(stack.usage.load()).called
 
-    def teardown(self):
+    def stop_parts(self):
         for registry, *_ in getattr(self, "workers", ()):
             self.registry = registry
-            IndexMachine.teardown(self)
+            IndexMachine.stop_parts(self)
 
     def use(self, worker):
         """Ask C{worker} from now on: its registry, proxy and site, caught up."""
@@ -1647,6 +1653,8 @@ class AccessMachine(RuleBasedStateMachine):
             self.stop()
         if getattr(self, "patched", None) is not None:
             self.patched()
+        if getattr(self, "folder", None) is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def stop(self):
         """Stop the daemon, and wait for its stop (its folders' locks let go) as a restart does."""
