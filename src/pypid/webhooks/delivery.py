@@ -428,7 +428,7 @@ class Deliveries(Service):
         lane.changed = True
         lane.recent.appendleft({
             "id": waiting.event.id, "type": waiting.event.type,
-            "time": format_time(self._clock.seconds()), "status": attempt.status,
+            "time": self._clock.seconds(), "status": attempt.status,
             "error": attempt.error, "seconds": round(attempt.seconds, 3),
             "try": lane.held.get(waiting.group, (0.0, 0))[1] + 1})
 
@@ -443,7 +443,10 @@ class Deliveries(Service):
                 "next_try": format_time(due) if due is not None else None,
                 "failures": max((failures for _, failures in lane.held.values()), default=0),
                 "last_error": lane.last_error,
-                "recent": list(lane.recent), "counts": dict(lane.counts),
+                # (the times formatted here, not at each delivery)
+                "recent": [{**recent, "time": format_time(recent["time"])}
+                           for recent in lane.recent],
+                "counts": dict(lane.counts),
                 "serial": lane.cursor, "read_to": lane.read_to,
                 "deliverer": self.ledger.instance,
                 "updated": format_time(self._clock.seconds())}

@@ -15,10 +15,12 @@ and at most L{ANSWER_LIMIT} bytes of the body.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import httptools
-from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults, succeed
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
@@ -32,6 +34,8 @@ ANSWER_LIMIT = 64 << 10
 #: Seconds a kept connection to a receiver waits for the next delivery.
 IDLE = 60.0
 
+_T = TypeVar("_T")
+
 
 class Receiver:
     """
@@ -40,41 +44,78 @@ class Receiver:
     connection of its own, which is kept for the next while the receiver
     keeps it (C{Connection: keep-alive}, an answer read to its end) for
     at most L{IDLE} seconds.
+
+    A delivery costs no timer of its own: each connection has one, moved
+    only when it must come sooner (see L{_Exchange.until}), and the bound
+    is a count, not a L{twisted.internet.defer.DeferredSemaphore} (whose
+    Deferreds were a tenth of an event's Python calls).
     """
 
     def __init__(self, clock: IReactorTime, endpoint: IStreamClientEndpoint,
                  connections: int) -> None:
         self._clock = clock
         self._endpoint = endpoint
-        self.bound = DeferredSemaphore(connections)
+        self._connections = connections
+        self._busy = 0
+        self._waiting: deque[Deferred[None]] = deque()
         self._idle: list[_Exchange] = []
         self._closed = False
 
-    async def exchange(self, request: bytes) -> _Answer:
+    def bounded(self, work: Callable[[], Deferred[_T]]) -> Deferred[_T]:
         """
-        Send C{request} and read its answer: the status, the start of the
-        body and C{Retry-After}. A kept connection that the receiver closed
-        before it answered anything is given up for a new one, once (the
-        receiver drops a repeat by the event's id).
+        C{work}'s result, C{work} called once fewer than C{connections}
+        deliveries are under way (cancelled while it waits, it is not called).
+        """
+        if self._busy < self._connections:
+            self._busy += 1
+            return work().addBoth(self._release)
+        turn: Deferred[None] = Deferred(self._waiting.remove)
+        self._waiting.append(turn)
+        return turn.addCallback(lambda _: work().addBoth(self._release))
+
+    def _release(self, result: _T) -> _T:
+        if self._waiting:
+            # (the turn passes on: as many under way as before)
+            self._waiting.popleft().callback(None)
+        else:
+            self._busy -= 1
+        return result
+
+    def exchange(self, request: bytes, deadline: float) -> Deferred[Answer]:
+        """
+        Send C{request} and read its answer (the status, the start of the
+        body and C{Retry-After}) by C{deadline} (the clock's seconds), else
+        fail with L{TimeoutError}. A kept connection that the receiver
+        closed before it answered anything is given up for a new one, once
+        (the receiver drops a repeat by the event's id).
         """
         while self._idle:
             kept = self._idle.pop()
             if kept.take():
-                try:
-                    return await self._exchange(kept, request)
-                except _Unanswered:
-                    break
-        return await self._exchange(await connectProtocol(self._endpoint, _Exchange()), request)
+                return kept.post(request, deadline).addCallbacks(
+                    self._answered, self._unanswered, callbackArgs=(kept,),
+                    errbackArgs=(kept, request, deadline))
+        return self._connect(request, deadline)
 
-    async def _exchange(self, exchange: _Exchange, request: bytes,
-                        ) -> _Answer:
-        answer = await exchange.post(request)
+    def _connect(self, request: bytes, deadline: float) -> Deferred[Answer]:
+        def connected(exchange: _Exchange) -> Deferred[Answer]:
+            return exchange.post(request, deadline).addBoth(self._answered, exchange)
+        return connectProtocol(self._endpoint, _Exchange(self._clock)).addCallback(connected)
+
+    def _answered(self, answer: Answer | Failure, exchange: _Exchange) -> Answer | Failure:
         if exchange.keep and not self._closed:
-            exchange.rest(self._clock.callLater(IDLE, exchange.close))
+            exchange.rest()
             self._idle.append(exchange)
         else:
             exchange.close()
         return answer
+
+    def _unanswered(self, failure: Failure, kept: _Exchange, request: bytes, deadline: float,
+                    ) -> Deferred[Answer] | Failure:
+        kept.close()
+        if failure.check(_Unanswered):
+            return self._connect(request, deadline)
+        return failure
 
     def close(self) -> Deferred[None]:
         """
@@ -91,7 +132,7 @@ class Receiver:
 
 
 #: An answer: its status, the start of its body and its C{Retry-After}.
-_Answer = tuple[int, bytes, "bytes | None"]
+Answer = tuple[int, bytes, "bytes | None"]
 
 
 class _Unanswered(Exception):
@@ -112,11 +153,16 @@ class _Exchange(Protocol):
     #: the answer's parser, a new one for each request (L{post})
     _parser: httptools.HttpResponseParser
 
-    def __init__(self) -> None:
-        self._answer: Deferred[_Answer] | None = None
-        self._result: _Answer | Failure | None = None
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._answer: Deferred[Answer] | None = None
+        self._result: Answer | Failure | None = None
         self._drop = False
-        self._idle: IDelayedCall | None = None
+        #: when the answer is given up (a request under way), or the
+        #: connection closed (kept)
+        self._deadline = 0.0
+        #: comes at the deadline or before it (then set again)
+        self._timer: IDelayedCall | None = None
         self._body = bytearray()
         self._retry: bytes | None = None
         self._began = False
@@ -134,23 +180,57 @@ class _Exchange(Protocol):
 
     def take(self) -> bool:
         """Take this kept connection for a request: whether it is still open."""
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
         return not self._lost
 
-    def rest(self, timer: IDelayedCall) -> None:
-        """Kept until C{timer} closes it, unless taken before."""
-        self._idle = timer
+    def rest(self) -> None:
+        """Kept for the next request, for at most L{IDLE} seconds."""
+        self.until(self._clock.seconds() + IDLE)
+
+    def until(self, deadline: float) -> None:
+        """
+        The deadline from now on. The timer is moved only when it must come
+        sooner: one that comes early sets itself again (L{_tick}), so a
+        busy connection costs about one timer a deadline's length, not a
+        timer (and its cancel) for each request and each rest.
+        """
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None:
+            self._timer = self._clock.callLater(max(deadline - self._clock.seconds(), 0.0),
+                                                self._tick)
+        elif timer.getTime() > deadline:
+            timer.reset(max(deadline - self._clock.seconds(), 0.0))
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._lost:
+            return
+        if self._clock.seconds() < self._deadline:
+            self.until(self._deadline)
+        elif self._answer is not None:
+            self.transport.abortConnection()
+            self._end(Failure(TimeoutError()))
+        else:
+            # (kept too long)
+            self.close()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def close(self) -> None:
         """Close the connection (kept too long, or not to be kept)."""
-        self.take()
+        self._stop_timer()
         if not self._lost:
             self.transport.loseConnection()
 
-    def post(self, request: bytes) -> Deferred[_Answer]:
-        """Write C{request}; the answer's status, start of its body and C{Retry-After}."""
+    def post(self, request: bytes, deadline: float) -> Deferred[Answer]:
+        """
+        Write C{request}; the answer's status, start of its body and
+        C{Retry-After}, unless C{deadline} passes first (L{TimeoutError}).
+        """
+        self.until(deadline)
         self._answer = Deferred(self._cancel)
         self._parser = httptools.HttpResponseParser(self)
         self._body.clear()
@@ -159,7 +239,7 @@ class _Exchange(Protocol):
         self.transport.write(request)
         return self._answer
 
-    def _cancel(self, answer: Deferred[_Answer]) -> None:
+    def _cancel(self, answer: Deferred[Answer]) -> None:
         # (no answer awaited any more: the connection goes)
         self._answer = None
         self.transport.abortConnection()
@@ -220,7 +300,7 @@ class _Exchange(Protocol):
         self.keep = self._parser.should_keep_alive()
         self._result = (status, bytes(self._body), self._retry)
 
-    def _end(self, result: _Answer | Failure) -> None:
+    def _end(self, result: Answer | Failure) -> None:
         answer, self._answer = self._answer, None
         if answer is None:
             return
@@ -231,7 +311,7 @@ class _Exchange(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost, self.keep = True, False
-        self.take()
+        self._stop_timer()
         waiting, self._waiting_loss = self._waiting_loss, []
         for d in waiting:
             d.callback(None)

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import attrs
 from hyperlink import DecodedURL
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, gatherResults, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.client import URI
 
 from pypid.config.webhook_settings import WebhookConfig
@@ -35,7 +43,7 @@ from pypid.core.util.terminal_text import escaped
 from pypid.http.bodies import describe
 
 if TYPE_CHECKING:
-    from pypid.webhooks.receivers import Receiver
+    from pypid.webhooks.receivers import Answer, Receiver
 
 #: The most characters of an answer kept to show with a failed delivery.
 SHOWN = 200
@@ -95,12 +103,14 @@ class Sender:
         self._clock = clock
         self._default_ca_bundle = default_ca_bundle
         self._wall = wall
-        self._receivers: dict[tuple[str, str | None, int, float], Receiver] = {}
+        self._receivers: dict[tuple[bytes, bytes, int, str | None, int, float], Receiver] = {}
         self._targets: dict[str, tuple[URI, bytes]] = {}
 
     def _receiver(self, subscription: WebhookConfig, uri: URI) -> Receiver:
         bundle = subscription.ca_bundle or self._default_ca_bundle
-        key = (subscription.receiver, bundle, subscription.max_connections, subscription.timeout)
+        # (the receiver's scheme, host and port: what max_connections bounds)
+        key = (uri.scheme, uri.host, uri.port, bundle, subscription.max_connections,
+               subscription.timeout)
         receiver = self._receivers.get(key)
         if receiver is None:
             # (the outbound client comes with the first subscription: a
@@ -136,11 +146,11 @@ class Sender:
             receiver = self._receiver(subscription, uri)
         except ValueError as e:
             return succeed(Attempt(0, f"cannot use the CA bundle: {e}"))
-        return receiver.bound.run(
-            lambda: ensureDeferred(self._send(receiver, start, subscription, event)))
+        return receiver.bounded(partial(self._send, receiver, start, subscription, event))
 
-    async def _send(self, receiver: Receiver, start: bytes, subscription: WebhookConfig,
-                    event: WebhookEvent) -> Attempt:
+    def _send(self, receiver: Receiver, start: bytes, subscription: WebhookConfig,
+              event: WebhookEvent) -> Deferred[Attempt]:
+        # (signed when its turn comes: a receiver refuses an old time stamp)
         began = self._clock.seconds()
         body = event.body()
         stamp = int(self._wall())
@@ -150,20 +160,26 @@ class Sender:
             b"\r\nwebhook-timestamp: %d\r\nwebhook-signature: " % stamp,
             signature(subscription.key, event.id, stamp, body).encode("ascii"),
             b"\r\nContent-Length: %d\r\n\r\n" % len(body), body))
-        call = ensureDeferred(receiver.exchange(request))
-        call.addTimeout(subscription.timeout, self._clock)
-        try:
-            status, answer, retry = await call
-        except TimeoutError:
-            attempt = Attempt(0, f"no answer within {subscription.timeout:g} s")
-        except Exception as e:
-            attempt = Attempt(0, f"cannot reach {subscription.receiver}: {describe(e)}")
-        else:
-            error = outcome(status, answer)
-            attempt = Attempt(status, error,
-                              parse_retry_after(retry.decode("latin-1"), self._wall())
-                              if error and retry is not None else None)
-        return attrs.evolve(attempt, seconds=self._clock.seconds() - began)
+        return receiver.exchange(request, began + subscription.timeout).addCallbacks(
+            self._answered, self._failed, callbackArgs=(began,),
+            errbackArgs=(subscription, began))
+
+    def _answered(self, answer: Answer, began: float) -> Attempt:
+        status, text, retry = answer
+        error = outcome(status, text)
+        return Attempt(status, error,
+                       parse_retry_after(retry.decode("latin-1"), self._wall())
+                       if error and retry is not None else None,
+                       self._clock.seconds() - began)
+
+    def _failed(self, failure: Failure, subscription: WebhookConfig, began: float,
+                ) -> Attempt | Failure:
+        if failure.check(CancelledError):
+            return failure
+        error = (f"no answer within {subscription.timeout:g} s"
+                 if failure.check(TimeoutError) is not None
+                 else f"cannot reach {subscription.receiver}: {describe(failure.value)}")
+        return Attempt(0, error, None, self._clock.seconds() - began)
 
     def reset(self) -> Deferred[None]:
         """

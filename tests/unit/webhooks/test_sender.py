@@ -9,7 +9,7 @@ receiver).
 import re
 
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -125,7 +125,7 @@ class ScriptedReceiver(Protocol):
     A receiver of raw bytes: each request read whole (its head, then
     C{Content-Length} bytes) is answered with the factory's next answer;
     C{None} closes the connection instead, C{b"...", "close"} answers and
-    closes.
+    closes, L{SILENT} answers nothing.
     """
 
     def connectionMade(self):
@@ -146,6 +146,8 @@ class ScriptedReceiver(Protocol):
             if answer is None:
                 self.transport.loseConnection()
                 return
+            if answer is SILENT:
+                continue
             if isinstance(answer, tuple):
                 self.transport.write(answer[0])
                 self.transport.loseConnection()
@@ -157,6 +159,7 @@ class ScriptedReceiver(Protocol):
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+SILENT = object()
 
 
 class AnswerTests(TestCase):
@@ -267,6 +270,30 @@ class AnswerTests(TestCase):
         attempt = await self.send(None)
         self.assertEqual(attempt.status, 0)
         self.assertIn("closed the connection before it answered", attempt.error)
+
+    async def test_kept_connection_times_out(self):
+        """
+        An answer that does not come in time on a kept connection: a
+        failure, the connection closed, the next delivery on a new one.
+        """
+        self.wanted = subscription(url=self.wanted.url, timeout=0.2)
+        self.assertTrue((await self.send(OK)).delivered)
+        attempt = await self.send(SILENT)
+        self.assertEqual(attempt.error, "no answer within 0.2 s")
+        self.assertTrue((await self.send(OK)).delivered)
+        self.assertEqual((self.factory.connections, len(self.factory.requests)), (2, 3))
+
+    async def test_cancelled_while_waiting_its_turn(self):
+        """A delivery cancelled while it waits for a connection is never sent, and takes no turn."""
+        self.wanted = subscription(url=self.wanted.url, max_connections=1, timeout=0.5)
+        self.factory.answers.extend([SILENT, OK])
+        first = self.sender.send(self.wanted, EVENT)
+        second = self.sender.send(self.wanted, EVENT)
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        self.assertEqual((await first).error, "no answer within 0.5 s")
+        self.assertTrue((await self.sender.send(self.wanted, EVENT)).delivered)
+        self.assertEqual(len(self.factory.requests), 2)
 
     async def test_idle_connection_closed(self):
         """A kept connection unused for IDLE seconds is closed."""

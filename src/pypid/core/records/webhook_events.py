@@ -210,7 +210,8 @@ def signature(key: bytes, id: str, timestamp: int, body: bytes) -> str:
     The C{webhook-signature} of a delivery: C{v1,} and the base64 of
     HMAC-SHA256 over C{<id>.<timestamp>.<body>} (Standard Webhooks).
     """
-    mac = hmac.new(key, f"{id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    # (hmac.digest: one C call where hmac.new is six Python ones)
+    mac = hmac.digest(key, f"{id}.{timestamp}.".encode() + body, "sha256")
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
