@@ -20,8 +20,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import httptools
-from twisted.internet.defer import Deferred, TimeoutError, gatherResults, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    fail,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.endpoints import connectProtocol
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -68,10 +76,18 @@ class Receiver:
         """
         if self._busy < self._connections:
             self._busy += 1
-            return work().addBoth(self._release)
+            return self._run(work)
         turn: Deferred[None] = Deferred(self._waiting.remove)
         self._waiting.append(turn)
-        return turn.addCallback(lambda _: work().addBoth(self._release))
+        return turn.addCallback(lambda _: self._run(work))
+
+    def _run(self, work: Callable[[], Deferred[_T]]) -> Deferred[_T]:
+        """C{work} on a turn taken: the turn given back once it ends, however it ends."""
+        try:
+            done = work()
+        except BaseException:
+            done = fail()
+        return done.addBoth(self._release)
 
     def _release(self, result: _T) -> _T:
         if self._waiting:
@@ -98,9 +114,26 @@ class Receiver:
         return self._connect(request, deadline)
 
     def _connect(self, request: bytes, deadline: float) -> Deferred[Answer]:
+        # (a new connection's own timer: the endpoint bounds each attempt
+        # to connect, not the name's lookup nor the attempts together)
+        connecting = connectProtocol(self._endpoint, _Exchange(self._clock))
+        timer = self._clock.callLater(max(deadline - self._clock.seconds(), 0.0),
+                                      connecting.cancel)
+
         def connected(exchange: _Exchange) -> Deferred[Answer]:
+            if timer.active():
+                timer.cancel()
             return exchange.post(request, deadline).addBoth(self._answered, exchange)
-        return connectProtocol(self._endpoint, _Exchange(self._clock)).addCallback(connected)
+
+        def not_connected(failure: Failure) -> Failure:
+            if timer.active():
+                timer.cancel()
+                if failure.check(ConnectingCancelledError):
+                    # (cancelled from outside, not timed out)
+                    return Failure(CancelledError())
+                return failure
+            return Failure(TimeoutError())
+        return connecting.addCallbacks(connected, not_connected)
 
     def _answered(self, answer: Answer | Failure, exchange: _Exchange) -> Answer | Failure:
         if exchange.keep and not self._closed:
@@ -167,7 +200,7 @@ class _Exchange(Protocol):
         self._retry: bytes | None = None
         self._began = False
         self._headed = False
-        self._lost = False
+        self._lost = self._closing = False
         self._waiting_loss: list[Deferred[None]] = []
 
     def lost(self) -> Deferred[None]:
@@ -180,7 +213,7 @@ class _Exchange(Protocol):
 
     def take(self) -> bool:
         """Take this kept connection for a request: whether it is still open."""
-        return not self._lost
+        return not self._lost and not self._closing
 
     def rest(self) -> None:
         """Kept for the next request, for at most L{IDLE} seconds."""
@@ -221,6 +254,7 @@ class _Exchange(Protocol):
 
     def close(self) -> None:
         """Close the connection (kept too long, or not to be kept)."""
+        self._closing = True
         self._stop_timer()
         if not self._lost:
             self.transport.loseConnection()

@@ -9,11 +9,11 @@ receiver).
 import re
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.core.records.webhook_events import WebhookEvent
 from pypid.webhooks import receivers
@@ -305,6 +305,61 @@ class AnswerTests(TestCase):
             if not self.factory.open:
                 break
         self.assertEqual(self.factory.open, 0)
+
+
+class _NeverConnects:
+    """An endpoint whose connection never comes (a name never resolved, say)."""
+
+    def __init__(self):
+        self.attempts = []
+
+    def connect(self, factory):
+        self.attempts.append(Deferred())
+        return self.attempts[-1]
+
+
+class BoundTests(SynchronousTestCase):
+    """A receiver's deadline and bound, on a clock."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.endpoint = _NeverConnects()
+        self.receiver = receivers.Receiver(self.clock, self.endpoint, 1)
+
+    def test_connecting_counts_in_the_deadline(self):
+        """A connection that does not come by the deadline: a time-out, the attempt dropped."""
+        answer = self.receiver.exchange(b"POST / HTTP/1.1\r\n\r\n", 5.0)
+        self.clock.advance(4.9)
+        self.assertNoResult(answer)
+        self.clock.advance(0.1)
+        self.failureResultOf(answer, TimeoutError)
+        self.assertTrue(self.endpoint.attempts[0].called)  # (cancelled)
+        self.assertFalse(self.clock.getDelayedCalls())
+
+    def test_cancelled_while_connecting(self):
+        """Cancelled while it connects: cancelled (not a time-out), its timer gone."""
+        answer = self.receiver.exchange(b"POST / HTTP/1.1\r\n\r\n", 5.0)
+        answer.cancel()
+        self.failureResultOf(answer, CancelledError)
+        self.assertFalse(self.clock.getDelayedCalls())
+
+    def test_work_that_raises_gives_its_turn_back(self):
+        """Work that raises at once fails, and the next work still gets its turn."""
+        def broken():
+            raise ValueError("not JSON")
+        self.failureResultOf(self.receiver.bounded(broken), ValueError)
+        self.assertEqual(self.successResultOf(self.receiver.bounded(lambda: succeed(1))), 1)
+
+    def test_turns_in_order(self):
+        """Past the bound, work waits and runs in its order, each as a turn comes back."""
+        first = Deferred()
+        ran = []
+        self.receiver.bounded(lambda: first)
+        for n in (1, 2):
+            self.receiver.bounded(lambda n=n: succeed(ran.append(n)))
+        self.assertEqual(ran, [])
+        first.callback(None)
+        self.assertEqual(ran, [1, 2])
 
 
 class HTTPSTests(TestCase):
