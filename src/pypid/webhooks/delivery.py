@@ -56,7 +56,7 @@ from pypid.jobs.periodic import Periodic
 from pypid.jobs.repeated_failure import RepeatedFailure
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.journal import IJournal
-from pypid.webhooks.lanes import DELIVERED, FAILED, GIVEN_UP, Lane, Waiting
+from pypid.webhooks.lanes import GIVEN_UP, Lane, Waiting
 from pypid.webhooks.lease import Lease
 from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt, Sender
@@ -367,7 +367,7 @@ class Deliveries(Service):
                     lane.sending = None
                 if lane.closed or not self.running:
                     return
-                self._note(lane, waiting, attempt)
+                lane.note(waiting, attempt, self._clock.seconds())
                 await self._settle(lane, waiting, attempt, subscription)
             except StorageError as e:
                 # (the store cannot be written: the event stays, tried again
@@ -422,16 +422,6 @@ class Deliveries(Service):
             await self.ledger.keep_cursor(lane.name, cursor)
             lane.moved = (lane.cursor, lane.done) != (cursor.serial, cursor.done)
 
-    def _note(self, lane: Lane, waiting: Waiting, attempt: Attempt) -> None:
-        lane.counts[DELIVERED if attempt.delivered else FAILED] += 1
-        lane.last_error = attempt.error
-        lane.changed = True
-        lane.recent.appendleft({
-            "id": waiting.event.id, "type": waiting.event.type,
-            "time": self._clock.seconds(), "status": attempt.status,
-            "error": attempt.error, "seconds": round(attempt.seconds, 3),
-            "try": lane.held.get(waiting.group, (0.0, 0))[1] + 1})
-
     # -- what it shows -------------------------------------------------------------------------
 
     def status_of(self, lane: Lane) -> dict[str, Any]:
@@ -443,10 +433,7 @@ class Deliveries(Service):
                 "next_try": format_time(due) if due is not None else None,
                 "failures": max((failures for _, failures in lane.held.values()), default=0),
                 "last_error": lane.last_error,
-                # (the times formatted here, not at each delivery)
-                "recent": [{**recent, "time": format_time(recent["time"])}
-                           for recent in lane.recent],
-                "counts": dict(lane.counts),
+                "recent": lane.recent_shown(), "counts": dict(lane.counts),
                 "serial": lane.cursor, "read_to": lane.read_to,
                 "deliverer": self.ledger.instance,
                 "updated": format_time(self._clock.seconds())}

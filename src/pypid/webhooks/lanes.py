@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall
 
 from pypid.config.webhook_settings import WebhookConfig
-from pypid.core.records.audit_chain import Entry, is_event, milliseconds
+from pypid.core.records.audit_chain import Entry, format_time, is_event, milliseconds
 from pypid.core.records.webhook_events import WebhookEvent, events_of
 from pypid.webhooks.ledger import Again
 from pypid.webhooks.sender import Attempt
@@ -211,6 +211,21 @@ class Lane:
             return False
         self.read(fresh, subscription)
         return True
+
+    def note(self, waiting: Waiting, attempt: Attempt, now: float) -> None:
+        """C{attempt} of C{waiting} was made at C{now}: counted, and kept among the recent."""
+        self.counts[DELIVERED if attempt.delivered else FAILED] += 1
+        self.last_error = attempt.error
+        self.changed = True
+        self.recent.appendleft({
+            "id": waiting.event.id, "type": waiting.event.type, "time": now,
+            "status": attempt.status, "error": attempt.error,
+            "seconds": round(attempt.seconds, 3),
+            "try": self.held.get(waiting.group, (0.0, 0))[1] + 1})
+
+    def recent_shown(self) -> list[dict[str, Any]]:
+        """The recent attempts as the status shows them (their times formatted only now)."""
+        return [{**recent, "time": format_time(recent["time"])} for recent in self.recent]
 
     def close(self) -> None:
         """Send nothing more: the timers cancelled, the delivery under way dropped."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
