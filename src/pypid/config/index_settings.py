@@ -29,13 +29,13 @@ from pypid.config.upload_settings import UPLOAD_RULE_KEYS, UploadKeys
 from pypid.config.upstream_settings import UpstreamConfig, parse_min_age
 from pypid.config.values import Fail, Keys, Values, choice, parse_boolean, parse_globs
 from pypid.core.access.access_rules import Rule
-from pypid.core.indexes.composition import resolve_order
 from pypid.core.indexes.index_names import (
     DEFAULT,
     ROUTE_SEGMENTS,
     UPSTREAM_PREFIX,
     BaseRef,
     parse_base,
+    resolve_order,
 )
 
 

@@ -12,8 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from pypid.config.auth_settings import check_principal
 from pypid.config.values import Fail, Items
-from pypid.core.indexes.composition import resolve_order
-from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX, resolve_order
 from pypid.core.indexes.namespaces import Grant, InvalidGrant, NamespaceGrants, parse_grant
 
 #: The section's name.

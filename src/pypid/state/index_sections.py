@@ -16,8 +16,8 @@ from pypid.config.index_settings import IndexConfig
 from pypid.config.retention_settings import RetentionKeys
 from pypid.config.server_settings import ServerConfig
 from pypid.core.access.upload_rules import UploadRules
-from pypid.core.indexes.composition import Filters, resolve_order
-from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX
+from pypid.core.indexes.composition import Filters
+from pypid.core.indexes.index_names import DEFAULT, UPSTREAM_PREFIX, resolve_order
 from pypid.core.security.advisories import AdvisoryRules
 
 

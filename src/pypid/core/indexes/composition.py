@@ -5,7 +5,7 @@ bases, or a read-only view with filters.
 A named index lists a project's files from a chain of I{sources}: itself
 (when it is hosted), then its bases, breadth first, left to right, each kept
 at its first occurrence, the upstreams last, as devpi orders them
-(L{resolve_order}). L{compose} gives the files one
+(L{pypid.core.indexes.index_names.resolve_order}). L{compose} gives the files one
 project shows: the hosted sources' files first, in that order, then the
 upstreams', a file whose filename or distribution (L{filename_key}, the
 rule of L{pypid.upstream.confusion.merged}) is listed already hiding a
@@ -28,8 +28,7 @@ The pages composed are kept by L{pypid.core.indexes.composed}.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
@@ -38,7 +37,6 @@ import attrs
 from pypid.core.dists.names import filename_key, normalize
 from pypid.core.dists.version_order import is_prerelease, version_key
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.index_names import UPSTREAM_PREFIX
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import ListedFile, Page
@@ -116,39 +114,6 @@ class ChainSource:
     def __attrs_post_init__(self) -> None:
         if (self.hosted is None) == (self.upstream is None):
             raise ValueError(f"source {self.name!r}: a hosted index or an upstream, not both")
-
-
-def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
-                  views: Collection[str] = ()) -> tuple[str, ...]:
-    """
-    The sources an index reads, in order, as devpi resolves an index's
-    bases (its C{sro}), so that indexes brought over from devpi list what
-    they listed there: itself (unless it is a view), then its bases
-    breadth first, left to right, each kept where it first occurs, and the
-    upstreams last, in the order they were met (C{staging -> release ->
-    upstream:public}; for C{a} based on C{b, c}, both based on C{d}:
-    C{a, b, c, d}). An upstream after every hosted index keeps a hosted
-    file first whatever the depth that hosts it.
-
-    @param bases: each index's bases; a name absent (an upstream) has none.
-    @param views: the names that are views: read through, never a source.
-    """
-    order: list[str] = []
-    upstreams: list[str] = []
-    seen = {name}
-    todo = deque([name])
-    while todo:
-        current = todo.popleft()
-        if current.startswith(UPSTREAM_PREFIX):
-            upstreams.append(current)
-            continue
-        if current not in views:
-            order.append(current)
-        for base in bases.get(current, ()):
-            if base not in seen:
-                seen.add(base)
-                todo.append(base)
-    return (*order, *upstreams)
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

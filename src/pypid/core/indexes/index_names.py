@@ -14,7 +14,8 @@ new route is missing here, so a route cannot silently collide with an index.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -100,6 +101,40 @@ def parse_base(text: str) -> BaseRef:
 #: (L{pypid.web.changes.publish}), the site that streams their bodies to disk
 #: (L{pypid.web.site}) and the C{upload} route family of
 #: L{pypid.core.records.metrics}.
+def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
+                  views: Collection[str] = ()) -> tuple[str, ...]:
+    """
+    The sources an index reads, in order, as devpi resolves an index's
+    bases (its C{sro}), so that indexes brought over from devpi list what
+    they listed there: itself (unless it is a view), then its bases
+    breadth first, left to right, each kept where it first occurs, and the
+    upstreams last, in the order they were met (C{staging -> release ->
+    upstream:public}; for C{a} based on C{b, c}, both based on C{d}:
+    C{a, b, c, d}). An upstream after every hosted index keeps a hosted
+    file first whatever the depth that hosts it.
+
+    @param bases: each index's bases; a name absent (an upstream) has none.
+    @param views: the names that are views: read through, never a source.
+    """
+    order: list[str] = []
+    upstreams: list[str] = []
+    seen = {name}
+    todo = deque([name])
+    while todo:
+        current = todo.popleft()
+        if current.startswith(UPSTREAM_PREFIX):
+            upstreams.append(current)
+            continue
+        if current not in views:
+            order.append(current)
+        for base in bases.get(current, ()):
+            if base not in seen:
+                seen.add(base)
+                todo.append(base)
+    return (*order, *upstreams)
+
+
+
 UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 
 

@@ -11,8 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import version_key
 from pypid.core.indexes.composed import ENTRY_COST, ComposedIndex, render_page
-from pypid.core.indexes.composition import ChainSource, Filters, compose, resolve_order
+from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.index_names import resolve_order
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import HTML, JSON
 from pypid.upstream.confusion import UpstreamPolicy, merged
