@@ -351,7 +351,7 @@ async def _index_chain(config: Config, name: str, reactor: Any,
                        closing: Closing) -> IndexChain:
     """
     The hosted sources of the index C{name}, in the order its pages read
-    them (L{pypid.core.indexes.composition.resolve_order}), each storage opened to read
+    them (L{pypid.core.indexes.index_names.resolve_order}), each storage opened to read
     beside a daemon, and a view's filters.
 
     @raise ExportError: when no C{[index:NAME]} is configured.

@@ -4,7 +4,7 @@ The indexes of a server: its hosted indexes, each a stack of its own
 configuration says of each index is read by L{pypid.state.index_sections}.
 
 L{IndexRegistry} holds the stacks by name and, for every index (hosted
-or view), its sources in order (L{pypid.core.indexes.composition.resolve_order})
+or view), its sources in order (L{pypid.core.indexes.index_names.resolve_order})
 and its L{pypid.core.indexes.composed.ComposedIndex}; a view keeps pages only as
 they are asked. It holds the named upstreams too, each once however many
 indexes name it (L{pypid.upstream.source.SourceSide}).
@@ -97,7 +97,7 @@ class IndexRegistry:
 
     @ivar stacks: name -> L{HostedStack}.
     @ivar orders: name -> the names of its sources, resolved
-        (L{pypid.core.indexes.composition.resolve_order}: itself unless a view,
+        (L{pypid.core.indexes.index_names.resolve_order}: itself unless a view,
         its bases breadth first, the upstreams, C{upstream:NAME}, last).
     @ivar composed: name -> its L{ComposedIndex} over its sources.
     @ivar upstreams: the named upstreams (C{[upstream:NAME]}) by name: each

@@ -141,7 +141,7 @@ class ComposedIndex:
     of its sources and kept within a budget of bytes.
 
     @ivar name: the index's name.
-    @ivar order: its sources, resolved (L{pypid.core.indexes.composition.resolve_order}).
+    @ivar order: its sources, resolved (L{pypid.core.indexes.index_names.resolve_order}).
     @ivar filters: what it leaves out (none for a hosted index).
     @ivar file_url: C{file_url(file)}: the link its pages give a file.
     @ivar advisories: what it does about security advisories (its own
