@@ -56,7 +56,7 @@ class Receiver:
     A delivery costs no timer of its own: each connection has one, moved
     only when it must come sooner (see L{_Exchange.until}), and the bound
     is a count, not a L{twisted.internet.defer.DeferredSemaphore} (whose
-    Deferreds were a tenth of an event's Python calls).
+    turn cost a delivery eight Python calls and two Deferreds, cProfile).
     """
 
     def __init__(self, clock: IReactorTime, endpoint: IStreamClientEndpoint,

@@ -103,14 +103,12 @@ class Sender:
         self._clock = clock
         self._default_ca_bundle = default_ca_bundle
         self._wall = wall
-        self._receivers: dict[tuple[bytes, bytes, int, str | None, int, float], Receiver] = {}
-        self._targets: dict[str, tuple[URI, bytes]] = {}
+        self._receivers: dict[tuple[str, str | None, int, float], Receiver] = {}
+        self._targets: dict[str, tuple[URI, bytes, str]] = {}
 
-    def _receiver(self, subscription: WebhookConfig, uri: URI) -> Receiver:
+    def _receiver(self, subscription: WebhookConfig, uri: URI, origin: str) -> Receiver:
         bundle = subscription.ca_bundle or self._default_ca_bundle
-        # (the receiver's scheme, host and port: what max_connections bounds)
-        key = (uri.scheme, uri.host, uri.port, bundle, subscription.max_connections,
-               subscription.timeout)
+        key = (origin, bundle, subscription.max_connections, subscription.timeout)
         receiver = self._receivers.get(key)
         if receiver is None:
             # (the outbound client comes with the first subscription: a
@@ -123,27 +121,31 @@ class Sender:
                                                        subscription.max_connections)
         return receiver
 
-    def _target(self, url: str) -> tuple[URI, bytes]:
+    def _target(self, subscription: WebhookConfig) -> tuple[URI, bytes, str]:
         """
-        The URL as sent (an international host or path encoded once), and
-        the start of its request: the request line and C{Host}.
+        The URL as sent (an international host or path encoded once), the
+        start of its request (the request line and C{Host}), and its
+        receiver (L{WebhookConfig.receiver}, what C{max_connections}
+        bounds): worked out once a URL, not at each delivery.
         """
+        url = subscription.url
         if url not in self._targets:
             uri = URI.fromBytes(DecodedURL.from_text(url).to_uri().to_text().encode("ascii"))
             host = b"[" + uri.host + b"]" if isIPv6Address(uri.host.decode("ascii")) else uri.host
             if (uri.scheme, uri.port) not in ((b"http", 80), (b"https", 443)):
                 host += b":%d" % uri.port
-            self._targets[url] = (uri, b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (uri.originForm, host))
+            self._targets[url] = (uri, b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (uri.originForm, host),
+                                  subscription.receiver)
         return self._targets[url]
 
     def send(self, subscription: WebhookConfig, event: WebhookEvent) -> Deferred[Attempt]:
         """Deliver C{event} to C{subscription}'s receiver once; never fails."""
         try:
-            uri, start = self._target(subscription.url)
+            uri, start, origin = self._target(subscription)
         except ValueError as e:
             return succeed(Attempt(0, f"cannot send to its URL: {e}"))
         try:
-            receiver = self._receiver(subscription, uri)
+            receiver = self._receiver(subscription, uri, origin)
         except ValueError as e:
             return succeed(Attempt(0, f"cannot use the CA bundle: {e}"))
         return receiver.bounded(partial(self._send, receiver, start, subscription, event))

@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -125,7 +126,7 @@ class ScriptedReceiver(Protocol):
     A receiver of raw bytes: each request read whole (its head, then
     C{Content-Length} bytes) is answered with the factory's next answer;
     C{None} closes the connection instead, C{b"...", "close"} answers and
-    closes, L{SILENT} answers nothing.
+    closes.
     """
 
     def connectionMade(self):
@@ -146,8 +147,6 @@ class ScriptedReceiver(Protocol):
             if answer is None:
                 self.transport.loseConnection()
                 return
-            if answer is SILENT:
-                continue
             if isinstance(answer, tuple):
                 self.transport.write(answer[0])
                 self.transport.loseConnection()
@@ -159,7 +158,6 @@ class ScriptedReceiver(Protocol):
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-SILENT = object()
 
 
 class AnswerTests(TestCase):
@@ -271,30 +269,6 @@ class AnswerTests(TestCase):
         self.assertEqual(attempt.status, 0)
         self.assertIn("closed the connection before it answered", attempt.error)
 
-    async def test_kept_connection_times_out(self):
-        """
-        An answer that does not come in time on a kept connection: a
-        failure, the connection closed, the next delivery on a new one.
-        """
-        self.wanted = subscription(url=self.wanted.url, timeout=0.2)
-        self.assertTrue((await self.send(OK)).delivered)
-        attempt = await self.send(SILENT)
-        self.assertEqual(attempt.error, "no answer within 0.2 s")
-        self.assertTrue((await self.send(OK)).delivered)
-        self.assertEqual((self.factory.connections, len(self.factory.requests)), (2, 3))
-
-    async def test_cancelled_while_waiting_its_turn(self):
-        """A delivery cancelled while it waits for a connection is never sent, and takes no turn."""
-        self.wanted = subscription(url=self.wanted.url, max_connections=1, timeout=0.5)
-        self.factory.answers.extend([SILENT, OK])
-        first = self.sender.send(self.wanted, EVENT)
-        second = self.sender.send(self.wanted, EVENT)
-        second.cancel()
-        self.failureResultOf(second, CancelledError)
-        self.assertEqual((await first).error, "no answer within 0.5 s")
-        self.assertTrue((await self.sender.send(self.wanted, EVENT)).delivered)
-        self.assertEqual(len(self.factory.requests), 2)
-
     async def test_idle_connection_closed(self):
         """A kept connection unused for IDLE seconds is closed."""
         self.patch(receivers, "IDLE", 0.05)
@@ -316,6 +290,19 @@ class _NeverConnects:
     def connect(self, factory):
         self.attempts.append(Deferred())
         return self.attempts[-1]
+
+
+class _Connects:
+    """An endpoint whose connections come at once, each over a L{StringTransport}."""
+
+    def __init__(self):
+        self.protocols = []
+
+    def connect(self, factory):
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        self.protocols.append(protocol)
+        return succeed(protocol)
 
 
 class BoundTests(SynchronousTestCase):
@@ -342,6 +329,39 @@ class BoundTests(SynchronousTestCase):
         answer.cancel()
         self.failureResultOf(answer, CancelledError)
         self.assertFalse(self.clock.getDelayedCalls())
+
+    def test_kept_connection_times_out(self):
+        """
+        An answer that does not come by the deadline on a kept connection:
+        a time-out, the connection dropped, the next delivery on a new one.
+        """
+        endpoint = _Connects()
+        receiver = receivers.Receiver(self.clock, endpoint, 1)
+        first = receiver.exchange(b"POST / HTTP/1.1\r\n\r\n", 10.0)
+        [kept] = endpoint.protocols
+        kept.dataReceived(OK)
+        self.assertEqual(self.successResultOf(first)[0], 200)
+        second = receiver.exchange(b"POST / HTTP/1.1\r\n\r\n", 20.0)
+        self.assertEqual(endpoint.protocols, [kept])
+        self.clock.advance(19.9)
+        self.assertNoResult(second)
+        self.clock.advance(0.1)
+        self.failureResultOf(second, TimeoutError)
+        self.assertTrue(kept.transport.disconnecting)
+        receiver.exchange(b"POST / HTTP/1.1\r\n\r\n", 40.0)
+        self.assertEqual(len(endpoint.protocols), 2)
+
+    def test_cancelled_while_waiting_its_turn(self):
+        """Work cancelled while it waits for a turn is never called, and takes no turn."""
+        first = Deferred()
+        called = []
+        self.receiver.bounded(lambda: first)
+        second = self.receiver.bounded(lambda: succeed(called.append(2)))
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        first.callback(None)
+        self.assertEqual(called, [])
+        self.assertEqual(self.successResultOf(self.receiver.bounded(lambda: succeed(3))), 3)
 
     def test_work_that_raises_gives_its_turn_back(self):
         """Work that raises at once fails, and the next work still gets its turn."""
