@@ -78,11 +78,6 @@ def is_valid_name(name: str) -> bool:
     return bool(_VALID_NAME.match(name))
 
 
-def is_normalized(name: str) -> bool:
-    """Whether C{name} is valid and already in its PEP 503 normalized form."""
-    return is_valid_name(name) and normalize(name) == name
-
-
 def canonical_version(version: str) -> str:
     """
     Return the normalized PEP 440 spelling of C{version}.

@@ -370,13 +370,6 @@ def _plain(props: Properties) -> dict[str, dict[str, tuple[str, ...]]]:
     return {ns: dict(features) for ns, features in props.items()}
 
 
-def properties_text(props: Properties) -> list[str]:
-    """C{namespace :: feature :: value} of each property, sorted (what people read)."""
-    return sorted(f"{ns} :: {feature} :: {value}"
-                  for ns, features in props.items()
-                  for feature, values in features.items() for value in values)
-
-
 def variants_filename(project: str, version: str) -> str:
     """
     The index-level file's name, C{{name}-{version}-variants.json}, its

@@ -16,7 +16,6 @@ from pypid.core.dists.names import (
     check_filename_characters,
     distribution_key,
     filename_key,
-    is_normalized,
     is_valid_name,
     normalize,
     parse_filename,
@@ -24,7 +23,7 @@ from pypid.core.dists.names import (
 
 
 class NormalizeTests(SynchronousTestCase):
-    """Tests for L{normalize} and L{is_normalized}."""
+    """Tests for L{normalize}."""
 
     def test_separators_collapse(self):
         """Runs of C{-}, C{_} and C{.} become one dash and letters are lower-cased."""
@@ -34,13 +33,6 @@ class NormalizeTests(SynchronousTestCase):
     def test_already_normalized(self):
         """A normalized name is left as it is."""
         self.assertEqual(normalize("holy-grail2"), "holy-grail2")
-
-    def test_is_normalized(self):
-        """Only a valid name in its normalized spelling counts as normalized."""
-        self.assertTrue(is_normalized("foo-bar"))
-        self.assertFalse(is_normalized("Foo-Bar"))
-        self.assertFalse(is_normalized("foo_bar"))
-        self.assertFalse(is_normalized("-foo"))
 
 
 class IsValidNameTests(SynchronousTestCase):

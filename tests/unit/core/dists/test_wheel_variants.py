@@ -16,7 +16,6 @@ from pypid.core.dists.wheel_variants import (
     InvalidVariant,
     VariantMetadata,
     combine,
-    properties_text,
     read_variant_json,
     split_label,
     variants_filename,
@@ -96,7 +95,6 @@ class ReadTests(SynchronousTestCase):
         meta = read_variant_json(document({"x86_64_v3": V3}), "x86_64_v3")
         self.assertEqual(meta.namespaces, ("x86_64",))
         self.assertEqual(meta.variants, {"x86_64_v3": {"x86_64": {"level": ("v3",)}}})
-        self.assertEqual(properties_text(meta.variants["x86_64_v3"]), ["x86_64 :: level :: v3"])
         self.assertEqual(read_variant_json(meta.to_bytes(), "x86_64_v3"), meta)
         null = read_variant_json(document({"null": {}}), NULL)
         self.assertEqual(null.variants, {"null": {}})
