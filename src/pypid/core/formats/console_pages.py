@@ -72,6 +72,37 @@ def console_nav(root: str, admin: bool = False) -> str:
             + "</ul></nav>")
 
 
+def console_start(title: str, root: str, admin: bool = True) -> list[str]:
+    """A console page's first parts: its section, its C{title} (HTML) and the console's links."""
+    return [f'<section class="console" aria-labelledby="title"><h1 id="title">{title}</h1>',
+            console_nav(root, admin)]
+
+
+def console_frame(chrome: Chrome, root: str, title: str, parts: list[str]) -> bytes:
+    """The console page of C{parts}, its section closed, titled C{title - Console - site}."""
+    parts.append("</section>")
+    return frame(chrome, root, f"{title} - Console - {chrome.title}", "".join(parts),
+                 search_box=False)
+
+
+def console_table(headings: Iterable[str], rows: str, attributes: str = "") -> str:
+    """A table of the console: its C{headings} and C{rows} are HTML."""
+    return (f'<div class="table-scroll"><table class="files"{attributes}><thead><tr>'
+            + "".join(f'<th scope="col">{heading}</th>' for heading in headings)
+            + '</tr></thead><tbody>' + rows + '</tbody></table></div>')
+
+
+def hidden(label: str) -> str:
+    """A heading only screen readers read (the column of a table's buttons)."""
+    return f'<span class="visually-hidden">{label}</span>'
+
+
+def error_notice(error: str | None) -> list[str]:
+    """Why the last action was refused, as the console's pages say it (nothing for none)."""
+    return ([f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>']
+            if error else [])
+
+
 def console_page(chrome: Chrome, person: str, *, root: str = "../",
                  admin: bool = False) -> bytes:
     """C{/console/}: what the person can manage here."""
@@ -113,10 +144,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     @param root: the way back to the site's root from the page's URL.
     """
     fields = fields or {}
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">My tokens</h1>',
-             console_nav(root, admin)]
-    if error:
-        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    parts = [*console_start("My tokens", root, admin), *error_notice(error)]
     if issued is not None:
         text, record = issued
         parts.append(
@@ -243,10 +271,7 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
     @param plans: the C{indexes} of C{GET /api/retention}.
     @param applied: what C{POST /api/retention/apply} answered, to say.
     """
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Retention</h1>',
-             console_nav(root, True)]
-    if error:
-        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+    parts = [*console_start("Retention", root), *error_notice(error)]
     if applied is not None:
         removed = applied.get("removed") or []
         skipped = applied.get("skipped") or []
@@ -279,17 +304,12 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
         files = "".join(f'<input type="hidden" name="files" value="{escape(str(f["filename"]))}">'
                         for r in releases for f in (r.get("files") or []))
         parts.append(
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Project</th><th scope="col">Release</th><th scope="col">Why</th>'
-            '<th scope="col">Size</th><th scope="col">Files</th></tr></thead><tbody>'
-            + rows + '</tbody></table></div>'
-            f'<form method="post" action="{escape(root)}console/retention/apply">'
+            console_table(("Project", "Release", "Why", "Size", "Files"), rows)
+            + f'<form method="post" action="{escape(root)}console/retention/apply">'
             + csrf_input(csrf) + f'<input type="hidden" name="index" value="{escape(index)}">'
             + files + f'<p><button type="submit">Apply the plan of {escape(index)} '
             f'({escape(size_text(int(plan.get("bytes") or 0)))})</button></p></form>')
-    parts.append('</section>')
-    return frame(chrome, root, "Retention - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, "Retention", parts)
 
 
 #: The filters of the audit page: (field, label).
@@ -318,8 +338,7 @@ def audit_page(chrome: Chrome, person: str, page: AuditPage,
     """
     base = f"{root}console/audit"
     kept = {name: value for name, value in filters.items() if value and name != "since"}
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Audit log</h1>',
-             console_nav(root, True)]
+    parts = console_start("Audit log", root)
     if check is not None:
         broken = check.get("broken") or []
         summary = (f'{check.get("files")} files, {check.get("entries")} entries: '
@@ -352,9 +371,7 @@ def audit_page(chrome: Chrome, person: str, page: AuditPage,
             links.append(f'<a href="{escape(href)}">{label}</a>')
     if links:
         parts.append('<p>' + " ".join(links) + '</p>')
-    parts.append('</section>')
-    return frame(chrome, root, "Audit log - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, "Audit log", parts)
 
 
 def audit_table(entries: Sequence[Mapping[str, Any]],
@@ -381,8 +398,7 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: BinListing,
     index = str(listed.get("index", "default"))
     files = listed.get("files") or []
     query = "" if index == DEFAULT else "?index=" + index
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Recycle bin'
-             '</h1>', console_nav(root, True),
+    parts = [*console_start("Recycle bin", root),
              f'<form class="console-form" method="get" action="{escape(root)}console/'
              'recycle-bin" aria-label="Choose the index"><p><label for="bin-index">Index'
              f'</label><input id="bin-index" name="index" type="text" maxlength="63" '
@@ -403,17 +419,11 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: BinListing,
             + f'">{csrf_input(csrf)}<button type="submit" aria-label="Restore '
             f'{escape(str(f.get("filename", "")))}">Restore</button></form></td></tr>'
             for f in files)
-        parts.append(
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Project</th><th scope="col">Release</th><th scope="col">File</th>'
-            '<th scope="col">Size</th><th scope="col">Deleted</th><th scope="col">Purged</th>'
-            '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
-            '<tbody>' + rows + '</tbody></table></div>')
+        parts.append(console_table(("Project", "Release", "File", "Size", "Deleted", "Purged",
+                                    hidden("Restore")), rows))
     else:
         parts.append('<p class="muted">The recycle bin is empty.</p>')
-    parts.append('</section>')
-    return frame(chrome, root, "Recycle bin - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, "Recycle bin", parts)
 
 
 def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
@@ -428,8 +438,7 @@ def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
     @param mode: the dry run's mode asked, or C{""} for each index's own.
     """
     db = report.get("database") or {}
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Advisories'
-             '</h1>', console_nav(root, True),
+    parts = [*console_start("Advisories", root),
              f'<p>{escape(str(db.get("advisories", 0)))} advisories of '
              f'{escape(str(db.get("projects", 0)))} projects'
              + (f' from {escape(str(db["source"]))}' if db.get("source") else "") + '.</p>',
@@ -460,13 +469,8 @@ def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
             + escape(", ".join(f'{a.get("id")} ({a.get("severity") or "no severity"})'
                                for a in r.get("advisories") or [])) + '</td></tr>'
             for r in releases)
-        parts.append('<div class="table-scroll"><table class="files"><thead><tr>'
-                     '<th scope="col">Project</th><th scope="col">Release</th>'
-                     '<th scope="col">Action</th><th scope="col">Advisories</th></tr></thead>'
-                     '<tbody>' + rows + '</tbody></table></div>')
-    parts.append('</section>')
-    return frame(chrome, root, "Advisories - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+        parts.append(console_table(("Project", "Release", "Action", "Advisories"), rows))
+    return console_frame(chrome, root, "Advisories", parts)
 
 
 def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
@@ -477,18 +481,14 @@ def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
     the groups that only a directory or a provider fills.
     """
     listed = groups.get("groups") or {}
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Groups</h1>',
-             console_nav(root, True), '<h2>Admins</h2><p>'
+    parts = [*console_start("Groups", root), '<h2>Admins</h2><p>'
              + escape(", ".join([*groups.get("admins", []),
                                  *(f"group:{g}" for g in groups.get("admin_groups", []))])
                       or "none") + '</p><h2>[groups]</h2>']
     if listed:
-        parts.append('<div class="table-scroll"><table class="files"><thead><tr>'
-                     '<th scope="col">Group</th><th scope="col">Members</th></tr></thead>'
-                     '<tbody>' + "".join(
-                         f'<tr><td>{escape(str(name))}</td><td>'
-                         f'{escape(", ".join(members))}</td></tr>'
-                         for name, members in listed.items()) + '</tbody></table></div>')
+        parts.append(console_table(("Group", "Members"), "".join(
+            f'<tr><td>{escape(str(name))}</td><td>{escape(", ".join(members))}</td></tr>'
+            for name, members in listed.items())))
     else:
         parts.append('<p class="muted">The configuration defines no group.</p>')
     outside = groups.get("outside_groups") or []
@@ -496,9 +496,7 @@ def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
     parts.append(('<p>The rules name these groups, which the directory or single sign-on '
                   'fill at each login: ' + escape(", ".join(outside)) + '.</p>') if outside
                  else '<p class="muted">The rules name no other group.</p>')
-    parts.append('</section>')
-    return frame(chrome, root, "Groups - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, "Groups", parts)
 
 
 def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
@@ -509,8 +507,7 @@ def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
     projects, files, bytes, recycle bin and downloads over 30 days; then
     the upstream caches, with what they keep and how they served it.
     """
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Indexes</h1>',
-             console_nav(root, True)]
+    parts = console_start("Indexes", root)
     rows = []
     for index in found.get("indexes") or []:
         hosted = index.get("kind") == "hosted"
@@ -529,13 +526,8 @@ def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
                f'<td>{downloads["total"] if downloads else "not counted"}</td>'
                if hosted else '<td colspan="5" class="muted">a view of its sources</td>')
             + '</tr>')
-    parts.append(
-        '<div class="table-scroll"><table class="files"><thead><tr>'
-        '<th scope="col">Index</th><th scope="col">Kind</th><th scope="col">Sources</th>'
-        '<th scope="col">Advisories</th><th scope="col">Projects</th>'
-        '<th scope="col">Files</th><th scope="col">Size</th>'
-        '<th scope="col">Recycle bin</th><th scope="col">Downloads, 30 days</th></tr></thead>'
-        '<tbody>' + "".join(rows) + '</tbody></table></div>')
+    parts.append(console_table(("Index", "Kind", "Sources", "Advisories", "Projects", "Files",
+                                "Size", "Recycle bin", "Downloads, 30 days"), "".join(rows)))
     parts.append('<h2>Upstream caches</h2>')
     upstreams = found.get("upstreams") or []
     if not upstreams:
@@ -551,19 +543,13 @@ def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
             + (f' of {escape(size_text(cap))}' if isinstance(cap, int) and cap else ', no cap')
             + f'; {pages.get("cached", 0)} pages cached; '
             f'{files.get("evicted", 0)} files evicted since the start.</p>'
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Served since the start</th>'
-            + "".join(f'<th scope="col">{escape(k)}</th>' for k in _SERVED)
-            + '</tr></thead><tbody>'
-            + "".join(f'<tr><td>{label}</td>'
-                      + "".join(f'<td>{served.get(k, 0) if k in served else "-"}</td>'
-                                for k in _SERVED) + '</tr>'
-                      for label, served in (("Pages", pages.get("served") or {}),
-                                            ("Files", files.get("served") or {})))
-            + '</tbody></table></div>')
-    parts.append('</section>')
-    return frame(chrome, root, "Indexes - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+            + console_table(("Served since the start", *_SERVED), "".join(
+                f'<tr><td>{label}</td>'
+                + "".join(f'<td>{served.get(k, 0) if k in served else "-"}</td>'
+                          for k in _SERVED) + '</tr>'
+                for label, served in (("Pages", pages.get("served") or {}),
+                                      ("Files", files.get("served") or {})))))
+    return console_frame(chrome, root, "Indexes", parts)
 
 
 #: How the upstream caches served what was asked, in the order shown.

@@ -19,13 +19,17 @@ from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.formats.console_pages import (
     AUDIT_COLUMNS,
     audit_table,
-    console_nav,
+    console_frame,
+    console_start,
+    console_table,
     csrf_input,
+    error_notice,
+    hidden,
     options_of,
     size_text,
     when_text,
 )
-from pypid.core.formats.pages import Chrome, frame
+from pypid.core.formats.pages import Chrome
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.project_status import STATUSES, ProjectStatus
 
@@ -97,13 +101,10 @@ def project_page(chrome: Chrome, person: str, csrf: str, view: ConsoleProjectVie
     project, index = view.project, view.index
     forms = _Forms(f"{root}console/project/{project}/",
                    "" if index == DEFAULT else "?index=" + index, csrf)
-    parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">'
-             f'{escape(view.display)}</h1>', console_nav(root, admin),
+    parts = [*console_start(escape(view.display), root, admin),
              f'<p>In the index <strong>{escape(index)}</strong>. '
              f'<a href="{escape(root + ("" if index == DEFAULT else index + "/"))}project/'
-             f'{escape(project)}/">Its page</a>.</p>']
-    if error:
-        parts.append(f'<p class="notice" role="alert" id="console-error">{escape(error)}</p>')
+             f'{escape(project)}/">Its page</a>.</p>', *error_notice(error)]
     if notice:
         parts.append(f'<p class="notice" role="status" id="console-notice">{escape(notice)}</p>')
     parts.append(_status_section(view.status, forms, admin))
@@ -123,9 +124,7 @@ def project_page(chrome: Chrome, person: str, csrf: str, view: ConsoleProjectVie
             parts.append(audit_table(list(reversed(view.trail)), columns))
         else:
             parts.append('<p class="muted">No entries.</p>')
-    parts.append('</section>')
-    return frame(chrome, root, f"{view.display} - Console - {chrome.title}", "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, view.display, parts)
 
 
 def _status_section(status: ProjectStatus | None, forms: _Forms, admin: bool) -> str:
@@ -169,12 +168,8 @@ def _releases_section(releases: Sequence[tuple[str, Sequence[FileRecord]]],
                 f'</td><td>{escape(when_text(record.upload_time))}</td>'
                 f'<td>{escape(record.uploader or "")}</td><td>{escape(state)}</td>'
                 f'<td>{yank} {forms.file(filename, "delete", "Delete", danger=True)}</td></tr>')
-        parts.append(
-            f'<h3>{escape(version)}</h3><div class="table-scroll"><table class="files">'
-            '<thead><tr><th scope="col">File</th><th scope="col">Size</th>'
-            '<th scope="col">Uploaded</th><th scope="col">By</th><th scope="col">Yanked</th>'
-            '<th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>'
-            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+        parts.append(f'<h3>{escape(version)}</h3>' + console_table(
+            ("File", "Size", "Uploaded", "By", "Yanked", hidden("Actions")), "".join(rows)))
     return "".join(parts)
 
 
@@ -203,15 +198,11 @@ def _bin_section(view: ConsoleProjectView, forms: _Forms) -> str:
     if not view.binned:
         return ('<h2>Recycle bin</h2>'
                 '<p class="muted">No file of this project is in the recycle bin.</p>')
-    return (
-        '<h2>Recycle bin</h2><div class="table-scroll"><table class="files"><thead><tr>'
-        '<th scope="col">File</th><th scope="col">Deleted</th>'
-        '<th scope="col"><span class="visually-hidden">Restore</span></th></tr></thead>'
-        '<tbody>' + "".join(
-            f'<tr><td><code>{escape(record.filename)}</code></td>'
-            f'<td>{escape(when_text(record.binned))}</td>'
-            f'<td>{forms.file(record.filename, "restore", "Restore")}</td></tr>'
-            for record in view.binned) + '</tbody></table></div>')
+    return '<h2>Recycle bin</h2>' + console_table(("File", "Deleted", hidden("Restore")), "".join(
+        f'<tr><td><code>{escape(record.filename)}</code></td>'
+        f'<td>{escape(when_text(record.binned))}</td>'
+        f'<td>{forms.file(record.filename, "restore", "Restore")}</td></tr>'
+        for record in view.binned))
 
 
 #: How the project page says where the index stands on an advisory.
@@ -261,20 +252,11 @@ def _advisories_section(report: ProjectAdvisories, waive: str, unwaive: str, csr
                 f'<td>{escape(str(advisory.get("summary") or ""))}</td>'
                 f'<td>{escape(STANDINGS.get(standing, standing))}</td><td>{button}</td></tr>')
     if rows:
-        parts.append(
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Release</th><th scope="col">Advisory</th>'
-            '<th scope="col">Severity</th><th scope="col">Summary</th>'
-            '<th scope="col">Here</th>'
-            '<th scope="col"><span class="visually-hidden">Waive</span></th></tr></thead>'
-            '<tbody>' + "".join(rows) + '</tbody></table></div>')
+        parts.append(console_table(("Release", "Advisory", "Severity", "Summary", "Here",
+                                    hidden("Waive")), "".join(rows)))
     kept = report.get("waivers") or []
     if kept:
-        parts.append('<h3>Waivers kept</h3><div class="table-scroll"><table class="files">'
-                     '<thead><tr><th scope="col">Waives</th><th scope="col">Reason</th>'
-                     '<th scope="col">By</th><th scope="col">When</th>'
-                     '<th scope="col"><span class="visually-hidden">Remove</span></th>'
-                     '</tr></thead><tbody>')
+        rows = []
         for waiver in kept:
             advisory, version = waiver.get("advisory"), waiver.get("version")
             what = (str(advisory) if advisory else f"every advisory of {version}")
@@ -285,9 +267,10 @@ def _advisories_section(report: ProjectAdvisories, waive: str, unwaive: str, csr
                 + f'<input type="hidden" name="{key}" value="{escape(str(value))}">'
                 f'<button type="submit" aria-label="Unwaive {escape(what)}">Unwaive</button>'
                 '</form>') if admin else ""
-            parts.append(
+            rows.append(
                 f'<tr><td>{escape(what)}</td><td>{escape(str(waiver.get("reason") or ""))}</td>'
                 f'<td>{escape(str(waiver.get("by") or ""))}</td>'
                 f'<td>{escape(when_text(waiver.get("at")))}</td><td>{button}</td></tr>')
-        parts.append('</tbody></table></div>')
+        parts.append('<h3>Waivers kept</h3>' + console_table(
+            ("Waives", "Reason", "By", "When", hidden("Remove")), "".join(rows)))
     return "".join(parts)

@@ -12,8 +12,14 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from pypid.core.formats.console_pages import console_nav, csrf_input
-from pypid.core.formats.pages import Chrome, frame
+from pypid.core.formats.console_pages import (
+    console_frame,
+    console_start,
+    console_table,
+    csrf_input,
+    hidden,
+)
+from pypid.core.formats.pages import Chrome
 
 
 def _text(value: object) -> str:
@@ -29,8 +35,7 @@ def _filter_text(state: Mapping[str, Any]) -> str:
 def webhooks_page(chrome: Chrome, person: str, webhooks: Sequence[Mapping[str, Any]], *,
                   root: str = "../") -> bytes:
     """C{/console/webhooks}: each subscription, what it wants, what waits, what failed."""
-    parts = ['<section class="console" aria-labelledby="title"><h1 id="title">Webhooks</h1>',
-             console_nav(root, True)]
+    parts = console_start("Webhooks", root)
     if webhooks:
         rows = "".join(
             f'<tr><td><a href="{escape(root)}console/webhooks/{escape(str(w["name"]))}">'
@@ -38,18 +43,12 @@ def webhooks_page(chrome: Chrome, person: str, webhooks: Sequence[Mapping[str, A
             f'<td>{escape(_filter_text(w))}</td><td>{_text(w.get("pending") or 0)}</td>'
             f'<td>{_text(w.get("oldest") or "")}</td><td>{_text(w.get("given_up") or 0)}</td>'
             f'<td>{_text(w.get("last_error") or "")}</td></tr>' for w in webhooks)
-        parts.append(
-            '<div class="table-scroll"><table class="files"><thead><tr>'
-            '<th scope="col">Webhook</th><th scope="col">URL</th><th scope="col">Wants</th>'
-            '<th scope="col">Waiting</th><th scope="col">Oldest waiting</th>'
-            '<th scope="col">Given up</th><th scope="col">Last error</th></tr></thead>'
-            '<tbody>' + rows + '</tbody></table></div>')
+        parts.append(console_table(("Webhook", "URL", "Wants", "Waiting", "Oldest waiting",
+                                    "Given up", "Last error"), rows))
     else:
         parts.append('<p class="muted">No webhook is configured: add a [webhook:NAME] section '
                      'to the configuration (docs/configuration.rst).</p>')
-    parts.append('</section>')
-    return frame(chrome, root, "Webhooks - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, "Webhooks", parts)
 
 
 def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any], *,
@@ -62,8 +61,7 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
     """
     name = str(state["name"])
     action = f"{root}console/webhooks/{name}"
-    parts = [f'<section class="console" aria-labelledby="title"><h1 id="title">Webhook '
-             f'{escape(name)}</h1>', console_nav(root, True),
+    parts = [*console_start(f"Webhook {escape(name)}", root),
              f'<p>Sends to <code>{_text(state.get("url"))}</code>: {escape(_filter_text(state))}.'
              f' {_text(state.get("pending") or 0)} waiting'
              + (f', the oldest since {_text(state["oldest"])}' if state.get("oldest") else "")
@@ -83,17 +81,13 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
     parts.append('<h2 id="deliveries">Last deliveries</h2>')
     deliveries = state.get("deliveries") or []
     if deliveries:
-        parts.append(
-            '<div class="table-scroll"><table class="files" aria-labelledby="deliveries">'
-            '<thead><tr><th scope="col">When</th><th scope="col">Event</th>'
-            '<th scope="col">Type</th><th scope="col">Try</th><th scope="col">Answer</th>'
-            '<th scope="col">Error</th><th scope="col">Seconds</th></tr></thead><tbody>'
-            + "".join(f'<tr><td>{_text(d.get("time"))}</td><td><code>{_text(d.get("id"))}'
-                      f'</code></td><td>{_text(d.get("type"))}</td><td>{_text(d.get("try"))}'
-                      f'</td><td>{_text(d.get("status") or "none")}</td>'
-                      f'<td>{_text(d.get("error") or "")}</td><td>{_text(d.get("seconds"))}'
-                      '</td></tr>' for d in deliveries)
-            + '</tbody></table></div>')
+        parts.append(console_table(
+            ("When", "Event", "Type", "Try", "Answer", "Error", "Seconds"),
+            "".join(f'<tr><td>{_text(d.get("time"))}</td><td><code>{_text(d.get("id"))}'
+                    f'</code></td><td>{_text(d.get("type"))}</td><td>{_text(d.get("try"))}'
+                    f'</td><td>{_text(d.get("status") or "none")}</td>'
+                    f'<td>{_text(d.get("error") or "")}</td><td>{_text(d.get("seconds"))}'
+                    '</td></tr>' for d in deliveries), ' aria-labelledby="deliveries"'))
     else:
         parts.append('<p class="muted">No delivery yet.</p>')
     parts.append('<h2 id="failures">Given up</h2>')
@@ -108,15 +102,10 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
             f'"Send {_text(f.get("id"))} again">Send again</button></form></td></tr>'
             for f in failures)
         parts.append(
-            '<div class="table-scroll"><table class="files" aria-labelledby="failures">'
-            '<thead><tr><th scope="col">Event</th><th scope="col">Type</th>'
-            '<th scope="col">Made</th><th scope="col">Tries</th><th scope="col">Last error'
-            '</th><th scope="col"><span class="visually-hidden">Send again</span></th></tr>'
-            '</thead><tbody>' + rows + '</tbody></table></div>'
-            f'<form class="inline-form" method="post" action="{escape(action)}/redeliver">'
+            console_table(("Event", "Type", "Made", "Tries", "Last error", hidden("Send again")),
+                          rows, ' aria-labelledby="failures"')
+            + f'<form class="inline-form" method="post" action="{escape(action)}/redeliver">'
             f'{csrf_input(csrf)}<button type="submit">Send every one again</button></form>')
     else:
         parts.append('<p class="muted">Nothing was given up.</p>')
-    parts.append('</section>')
-    return frame(chrome, root, f"Webhook {name} - Console - " + chrome.title, "".join(parts),
-                 search_box=False)
+    return console_frame(chrome, root, f"Webhook {name}", parts)
