@@ -7,18 +7,13 @@ digests are computed here). Synchronous and CPU/disk bound: callers run it in
 a worker thread.
 
 A bare folder is described file by file in the background, so this is the
-cost of a start on one. A file of at most L{IN_MEMORY_LIMIT} (1 MiB; most
-wheels and sdists) is read whole in one read, and the archive checks, the
-metadata and the digests all work from those bytes (C{io.BytesIO}): five
-system calls a file (open, fstat, the read, the empty read that proves the
-end, close) where there were two opens and about twelve reads and seeks
-(the zip end record alone was read twice); a larger one is opened once,
-described through a buffered reader, then hashed from its start. Every
-check is the one made on a path (L{pypid.core.dists.dist_archive.extract}).
-
-Measured (C{docs/performance.rst}, "Describing a file"): 125 to 130 us
-for a small wheel, mostly C{zipfile}'s reading and the checks; a large
-file is bound by its three digests, 3.5 ms/MB (a 10 MB wheel: 40 ms).
+cost of a start on one (C{docs/performance.rst}, "Describing a file"). A
+file of at most L{IN_MEMORY_LIMIT} (1 MiB; most wheels and sdists) is read
+whole in one read, and the archive checks, the metadata and the digests
+all work from those bytes (C{io.BytesIO}): five system calls a file; a
+larger one is opened once, described through a buffered reader, then
+hashed from its start. Every check is the one made on a path
+(L{pypid.core.dists.dist_archive.extract}).
 """
 
 from __future__ import annotations

@@ -160,9 +160,7 @@ class FileRecord(tuple[Any, ...]):
     file for the four) and given out as hex, which costs 0.1 us an access:
     the pages that show them are rendered once and kept. The path is kept
     only when it is not the filename (an upload's path is its filename).
-    A change makes a new record: L{replace}. With its 19 fields a record is
-    192 bytes (C{sys.getsizeof}); the variant's slot added 8 a file, the
-    text itself only a variant wheel's.
+    A change makes a new record: L{replace}.
     """
 
     __slots__ = ()

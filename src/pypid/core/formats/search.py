@@ -4,13 +4,11 @@ people (C{/search?q=}, and results as one types).
 
 No database: the index is a list of entries built with the project list,
 and a query is a scan of it: one C{in} test per name and per summary,
-in list comprehensions, and a sort of plain ints for the ranking. Measured
-by C{tests/bench/bench_search.py} at 20,000 projects on this project's 2-core
-machine: 3 to 4 ms a query (median; 7 ms at worst, with an access filter),
-26 ms to build. A scan with C{str.find} over one joined string was slower
-(7 to 8 ms): its per-hit Python work outweighs the loop it saves. A query
-shorter than L{MIN_SUBSTRING} characters matches names by their start
-only, as one starts typing.
+in list comprehensions, and a sort of plain ints for the ranking: a few
+ms a query at 20,000 projects (C{docs/performance.rst}). A scan with
+C{str.find} over one joined string was slower: its per-hit Python work
+outweighs the loop it saves. A query shorter than L{MIN_SUBSTRING}
+characters matches names by their start only, as one starts typing.
 
 Ranking, best first (ties: shorter name, then alphabetical):
 

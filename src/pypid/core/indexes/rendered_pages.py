@@ -295,12 +295,8 @@ class RenderedPages:
         (L{pypid.core.indexes.namespace_api}), kept beside the other.
 
         A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
-        (O(1)): 160 to 170 ns a call against 100 ns for the lookup alone,
-        before the budget (C{timeit}, 2,000 projects kept), so 50 to 70 ns
-        of the 50 us it takes to serve the page; made through
-        L{ByteLRU.touch}, 20 to 40 ns more (a method call). One evicted is
-        rendered again: 60 us (HTML) and 140 us (JSON) for 5 files, 0.2 and
-        0.6 ms for 30.
+        (O(1), through L{ByteLRU.touch}): a fraction of a percent of serving
+        it. One evicted is rendered again.
         """
         page: Page | None = project.rendered.get(kind)
         if page is not None and not hidden:
