@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from azure.storage.blob import UserDelegationKey
-from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -41,12 +40,11 @@ from pypid.storage.azure.shared_key import (
     metadata_of,
 )
 from pypid.storage.base.interface import Deliverable, StorageError
-from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import (
     Answer,
     Body,
     FileRangeProducer,
-    StoreHTTP,
+    StoreClient,
     fetch_range,
     get_whole,
     head_by_headers,
@@ -143,7 +141,7 @@ def block_id(upload: str, number: int) -> str:
     return base64.b64encode(f"{upload}-{number:08d}".encode("ascii")).decode("ascii")
 
 
-class AzureClient:
+class AzureClient(StoreClient):
     """
     Calls to one container of one storage account.
 
@@ -154,36 +152,29 @@ class AzureClient:
 
     label = "Azure"
     kind = "azure"
+    noun = "container"
+    missing_codes = frozenset({"ContainerNotFound", "ResourceNotFound"})
+    access_hint = ("the account key, SAS token or identity, and that it may list, read and "
+                   "write blobs")
+    where_has_endpoint = True
+    _credentials: AzureCredentials
 
     def __init__(self, endpoint: str, account: str, container: str,
                  credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
                  timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
                  block_size: int = 64 << 20, shared: bool = False) -> None:
-        """
-        @param shared: whether several storages share the client: the
-            first start finds the credentials, the last stop ends their
-            refresh.
-        """
+        """@param shared: see L{StoreClient}."""
         self.endpoint = endpoint.rstrip("/")
         self.account = account
         self.container = container
-        self._credentials = credentials
-        self._starts = SharedStarts(credentials, shared)
+        super().__init__(self.endpoint, container, credentials, http, clock, timeout,
+                         AzureUnavailable, parallel, timings, shared)
         self._start_from = True
         self._run = run
         self._clock = clock
         self._block_size = min(block_size, MAX_BLOCK)
-        self._http = StoreHTTP("Azure", self.endpoint, http, clock, timeout, AzureUnavailable,
-                               DeferredSemaphore(parallel), timings or Timings())
-        self.limit = self._http.limit
-        self.timings = self._http.timings
         if isinstance(credentials, AzureIdentity):
             credentials.delegate_with(self._delegation_key)
-
-    @property
-    def timeout(self) -> float:
-        """The deadline of one call, in seconds."""
-        return self._http.timeout
 
     def identity(self) -> str:
         """The container, as C{azure://account/container/}."""
@@ -202,14 +193,6 @@ class AzureClient:
         if params:
             url += "?" + urlencode(sorted(params.items()), quote_via=quote, safe="")
         return url
-
-    async def start(self) -> None:
-        """Find the credentials (once, when the client is shared)."""
-        await self._starts.start()
-
-    def stop(self) -> None:
-        """Stop refreshing the credentials (after the last user, when shared)."""
-        self._starts.stop()
 
     async def call(self, method: str, key: str = "", params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",
@@ -405,27 +388,9 @@ class AzureClient:
         """A read-only SAS URL of the blob, never beyond the credentials."""
         return self._credentials.sign_url(self.container, key, self.url(key), seconds, now)
 
-    def signer(self) -> str:
-        """Who signs URLs now."""
-        return self._credentials.signer()
-
-    async def answers(self, prefix: str = "", retry: bool = True) -> None:
-        """List at most one blob under C{prefix}; a refusal says what to fix."""
-        where = f"the container {self.container} at {self.endpoint}"
-        try:
-            await self.call("GET", params={"restype": "container", "comp": "list",
-                                           "prefix": prefix, "maxresults": "1"}, retry=retry)
-        except AzureError as e:
-            if e.code in ("ContainerNotFound", "ResourceNotFound") or e.status == 404:
-                raise StorageError(f"the container {self.container} does not exist at "
-                                   f"{self.endpoint}")
-            if e.status in (401, 403):
-                raise StorageError(
-                    f"Azure refused access to {where} ({e.code}): check the account key, "
-                    "SAS token or identity, and that it may list, read and write blobs")
-            raise StorageError(f"cannot use {where}: {e}")
-        except AzureUnavailable as e:
-            raise StorageError(f"cannot use {where}: {e}")
+    async def _list_one(self, prefix: str, retry: bool) -> None:
+        await self.call("GET", params={"restype": "container", "comp": "list",
+                                       "prefix": prefix, "maxresults": "1"}, retry=retry)
 
     async def _delegation_key(self, start: float, expiry: float) -> Any:
         """A user delegation key (C{Get User Delegation Key}), with the identity's token."""

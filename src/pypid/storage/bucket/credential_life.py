@@ -70,7 +70,9 @@ class AheadRefresh:
         ensureDeferred(self._refresh()).addErrback(failed)
 
 
-class _Startable(Protocol):
+class Startable(Protocol):
+    """A client's credentials, which a client starts and stops."""
+
     async def start(self) -> None:
         """Find the credentials."""
 
@@ -87,7 +89,7 @@ class SharedStarts:
     client of one storage starts and stops them each time.
     """
 
-    def __init__(self, credentials: _Startable, shared: bool) -> None:
+    def __init__(self, credentials: Startable, shared: bool) -> None:
         self._credentials = credentials
         self._shared = shared
         self._users = 0

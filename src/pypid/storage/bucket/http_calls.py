@@ -28,7 +28,8 @@ from pypid.core.records.metrics import Timings
 from pypid.http import bodies
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
-from pypid.storage.bucket.store import ObjectHead, StoreUnavailable, parse_http_time
+from pypid.storage.bucket.credential_life import SharedStarts, Startable
+from pypid.storage.bucket.store import ObjectHead, StoreRefused, StoreUnavailable, parse_http_time
 
 #: Error answers are read up to this size (a store's are a few hundred bytes).
 ERROR_BODY_LIMIT = 64 << 10
@@ -276,6 +277,86 @@ class StoreHTTP:
         if code in ok:
             return Answer(code, head, content)
         raise refused(code, content, head)
+
+
+class StoreClient:
+    """
+    What every cloud's client shares: its L{StoreHTTP}, the starts and
+    stops of its credentials (L{SharedStarts}), and L{answers}, whose
+    refusals say what to fix in the store's own words. A client lists one
+    key with L{_list_one}.
+
+    @ivar label: the store's name in messages (C{S3}).
+    @ivar kind: its name in metric names and in C{identity} (C{s3}).
+    """
+
+    label: str
+    kind: str
+    #: what the store calls a bucket, in messages
+    noun = "bucket"
+    #: the error codes that say, beside a 404, that the bucket does not exist
+    missing_codes: frozenset[str] = frozenset()
+    #: what a refusal of access asks the operator to check
+    access_hint = "the credentials and that they may list, read and write objects"
+    #: whether messages name the bucket with its endpoint (an account's containers)
+    where_has_endpoint = False
+
+    def __init__(self, endpoint: str, name: str, credentials: Startable, http: Any,
+                 clock: IReactorTime, timeout: float, unavailable: type[StoreUnavailable],
+                 parallel: int, timings: Timings | None, shared: bool) -> None:
+        """
+        @param name: the bucket's (or container's) name, in messages.
+        @param shared: whether several storages share the client: the
+            first start finds the credentials, the last stop ends their
+            refresh.
+        """
+        self._name = name
+        self._credentials: Any = credentials
+        self._starts = SharedStarts(credentials, shared)
+        self._http = StoreHTTP(self.label, endpoint, http, clock, timeout, unavailable,
+                               DeferredSemaphore(parallel), timings or Timings())
+        self.limit = self._http.limit
+        self.timings = self._http.timings
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of one call, in seconds."""
+        return self._http.timeout
+
+    async def start(self) -> None:
+        """Find the credentials (once, when the client is shared)."""
+        await self._starts.start()
+
+    def stop(self) -> None:
+        """Stop refreshing the credentials (after the last user, when shared)."""
+        self._starts.stop()
+
+    def signer(self) -> str:
+        """Who signs URLs now."""
+        return str(self._credentials.signer())
+
+    async def _list_one(self, prefix: str, retry: bool) -> None:
+        raise NotImplementedError()
+
+    async def answers(self, prefix: str = "", retry: bool = True) -> None:
+        """
+        List at most one key under C{prefix}: the cheapest call that needs
+        access; a refusal says what to fix.
+        """
+        endpoint = self._http.endpoint
+        named = f"the {self.noun} {self._name}"
+        where = f"{named} at {endpoint}" if self.where_has_endpoint else named
+        try:
+            await self._list_one(prefix, retry)
+        except StoreRefused as e:
+            if e.code in self.missing_codes or e.status == 404:
+                raise StorageError(f"{named} does not exist at {endpoint}")
+            if e.status in (401, 403):
+                raise StorageError(f"{self.label} refused access to {where} ({e.code}): "
+                                   f"check {self.access_hint}")
+            raise StorageError(f"cannot use {where}: {e}")
+        except StoreUnavailable as e:
+            raise StorageError(f"cannot use {where}: {e}")
 
 
 async def sleep(clock: IReactorTime, seconds: float) -> None:

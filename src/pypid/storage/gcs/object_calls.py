@@ -28,15 +28,13 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.core.records.metrics import Timings
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
-from pypid.storage.bucket.credential_life import SharedStarts
-from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreHTTP
+from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreClient
 from pypid.storage.bucket.store import (
     Listed,
     ListPage,
@@ -100,7 +98,7 @@ def _framing(resource: Mapping[str, Any], content_type: str) -> tuple[bytes, byt
             f"multipart/related; boundary={boundary}")
 
 
-class GCSClient:
+class GCSClient(StoreClient):
     """
     Calls to one bucket.
 
@@ -112,34 +110,22 @@ class GCSClient:
 
     label = "Google Cloud Storage"
     kind = "gcs"
+    _credentials: GoogleCredentials
 
     def __init__(self, endpoint: str, bucket: str, credentials: GoogleCredentials, http: Any,
                  clock: IReactorTime, *, run: Run, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, probe_prefix: str = ".pypid/probe/",
                  copy_limit: int = 1 << 30, shared: bool = False) -> None:
-        """
-        @param shared: whether several storages share the client: the
-            first start finds the credentials, the last stop ends their
-            refresh.
-        """
+        """@param shared: see L{StoreClient}."""
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
-        self._credentials = credentials
-        self._starts = SharedStarts(credentials, shared)
+        super().__init__(self.endpoint, bucket, credentials, http, clock, timeout,
+                         GCSUnavailable, parallel, timings, shared)
         self._run = run
         self._clock = clock
         self._probe_prefix = probe_prefix
         self._copy_limit = copy_limit
         self._conditional_rewrite: bool | None = None
-        self._http = StoreHTTP("Google Cloud Storage", self.endpoint, http, clock, timeout,
-                               GCSUnavailable, DeferredSemaphore(parallel), timings or Timings())
-        self.limit = self._http.limit
-        self.timings = self._http.timings
-
-    @property
-    def timeout(self) -> float:
-        """The deadline of one call, in seconds."""
-        return self._http.timeout
 
     def identity(self) -> str:
         """The bucket, as C{gs://name/}."""
@@ -152,14 +138,6 @@ class GCSClient:
     def _object(self, key: str, bucket: str | None = None) -> str:
         return (f"/storage/v1/b/{quote(bucket or self.bucket, safe='')}"
                 f"/o/{quote(key, safe='')}")
-
-    async def start(self) -> None:
-        """Find the credentials (once, when the client is shared)."""
-        await self._starts.start()
-
-    def stop(self) -> None:
-        """Stop refreshing the credentials (after the last user, when shared)."""
-        self._starts.stop()
 
     async def call(self, method: str, path: str, params: Mapping[str, str] | None = None,
                    headers: dict[str, str] | None = None, body: Body = b"",
@@ -352,23 +330,6 @@ class GCSClient:
         seconds = min(seconds, MAX_SECONDS)
         return signed_url(self.endpoint, self.bucket, key, email, sign, int(seconds), now), seconds
 
-    def signer(self) -> str:
-        """The service account that signs URLs now."""
-        return self._credentials.signer()
-
-    async def answers(self, prefix: str = "", retry: bool = True) -> None:
-        """List at most one object under C{prefix}; a refusal says what to fix."""
-        try:
-            await self.call("GET", f"/storage/v1/b/{quote(self.bucket, safe='')}/o",
-                            {"prefix": prefix, "maxResults": "1"}, retry=retry)
-        except GCSError as e:
-            if e.status == 404:
-                raise StorageError(f"the bucket {self.bucket} does not exist at {self.endpoint}")
-            if e.status in (401, 403):
-                raise StorageError(
-                    f"Google Cloud Storage refused access to the bucket {self.bucket} "
-                    f"({e.code}): check the credentials and that they may list, read and "
-                    "write objects")
-            raise StorageError(f"cannot use the bucket {self.bucket}: {e}")
-        except GCSUnavailable as e:
-            raise StorageError(f"cannot use the bucket {self.bucket}: {e}")
+    async def _list_one(self, prefix: str, retry: bool) -> None:
+        await self.call("GET", f"/storage/v1/b/{quote(self.bucket, safe='')}/o",
+                        {"prefix": prefix, "maxResults": "1"}, retry=retry)

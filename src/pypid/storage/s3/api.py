@@ -17,18 +17,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from hashlib import sha256
 from typing import Any, Protocol
 
-from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Timings
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
-from pypid.storage.bucket.credential_life import SharedStarts
 from pypid.storage.bucket.http_calls import (
     Answer,
     Body,
     FileRangeProducer,
-    StoreHTTP,
+    StoreClient,
     fetch_range,
     get_whole,
     head_by_headers,
@@ -85,22 +83,20 @@ def _headers(content_type: str | None, metadata: Mapping[str, str] | None) -> di
     return headers
 
 
-class S3Client:
+class S3Client(StoreClient):
     """
     Signed calls to one bucket.
 
     @ivar bucket: the L{pypid.storage.s3.sign.Bucket}.
     @ivar _credentials: has C{current()} returning L{Credentials}.
-    @ivar _http: the L{StoreHTTP} of its requests.
     @ivar _uploads: the L{Uploads} of large files and conditional copies.
-    @ivar limit: how many calls may be in flight at once.
-    @ivar timings: every request to the store, by method: counted,
-        failures and latency (retries are requests of their own), for
-        C{/metrics}; given to share one with another client of the bucket.
     """
 
     label = "S3"
     kind = "s3"
+    missing_codes = frozenset({"NoSuchBucket"})
+    access_hint = "the credentials and that they may list, read and write it"
+    _credentials: _CredentialSource
 
     def __init__(self, bucket: Bucket, credentials: _CredentialSource, http: Any,
                  clock: IReactorTime, timeout: float = 30.0, parallel: int = 16,
@@ -113,22 +109,12 @@ class S3Client:
         @param multipart_threshold: the size above which a file is uploaded in parts.
         @param probe_prefix: where the objects that learn how the store
             behaves are written (and removed at once).
-        @param shared: whether several storages share the client (see
-            L{SharedStarts}).
+        @param shared: see L{StoreClient}.
         """
         self.bucket = bucket
-        self._credentials = credentials
-        self._starts = SharedStarts(credentials, shared)
-        self._http = StoreHTTP("S3", bucket.endpoint, http, clock, timeout, S3Unavailable,
-                               DeferredSemaphore(parallel), timings or Timings())
-        self.limit = self._http.limit
-        self.timings = self._http.timings
+        super().__init__(bucket.endpoint, bucket.name, credentials, http, clock, timeout,
+                         S3Unavailable, parallel, timings, shared)
         self._uploads = Uploads(self, run, multipart_threshold, probe_prefix)
-
-    @property
-    def timeout(self) -> float:
-        """The deadline of one call, in seconds."""
-        return self._http.timeout
 
     def identity(self) -> str:
         """The bucket, as C{s3://name/}."""
@@ -137,14 +123,6 @@ class S3Client:
     def ref(self, key: str) -> ObjectRef:
         """The object C{key}, as another prefix of this endpoint copies it."""
         return ObjectRef(self.bucket.endpoint, self.bucket.name, key)
-
-    async def start(self) -> None:
-        """Find the credentials."""
-        await self._starts.start()
-
-    def stop(self) -> None:
-        """Stop refreshing the credentials."""
-        self._starts.stop()
 
     async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
                    headers: dict[str, str] | None = None, body: Body = b"",
@@ -295,23 +273,7 @@ class S3Client:
         """The access key that signs URLs now."""
         return self._credentials.current().access_key
 
-    async def answers(self, prefix: str = "", retry: bool = True) -> None:
-        """
-        List at most one key under C{prefix}: the cheapest call that needs
-        access; a refusal says what to fix.
-        """
-        bucket = self.bucket
-        try:
-            await self.call("GET", "", params=[("list-type", "2"), ("max-keys", "1"),
-                                               ("prefix", prefix)], retry=retry)
-        except S3Error as e:
-            if e.code == "NoSuchBucket" or e.status == 404:
-                raise StorageError(f"the bucket {bucket.name} does not exist at {bucket.endpoint}")
-            if e.status in (401, 403):
-                raise StorageError(
-                    f"S3 refused access to the bucket {bucket.name} ({e.code}): check "
-                    "the credentials and that they may list, read and write it")
-            raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
-        except S3Unavailable as e:
-            raise StorageError(f"cannot use the bucket {bucket.name}: {e}")
+    async def _list_one(self, prefix: str, retry: bool) -> None:
+        await self.call("GET", "", params=[("list-type", "2"), ("max-keys", "1"),
+                                           ("prefix", prefix)], retry=retry)
 
