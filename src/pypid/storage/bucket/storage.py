@@ -272,34 +272,22 @@ class BucketStorage:
 
     def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
         """
-        Keep the provenance of a stored file (a cached upstream file's,
-        fetched after it), under its digest; the record naming it is the
-        index's and its snapshot's (the file's own headers are written once:
-        a scan without the snapshot, or another instance, does not learn
+        Keep a stored file's provenance; see L{FileWrites.keep_provenance}
+        (a scan without the snapshot, or another instance, does not learn
         it, and the upstream cache fetches it again when asked).
         """
         return ensureDeferred(self._files.keep_provenance(record, provenance))
 
     def update(self, record: FileRecord) -> Deferred[None]:
-        """
-        Store a file's yank state and whether it is in the recycle bin
-        (marker objects); never after a delete.
-        """
+        """Write a file's markers; see L{FileWrites.update}."""
         return ensureDeferred(self._files.update(record))
 
     def delete(self, record: FileRecord) -> Deferred[None]:
-        """
-        Keep a tombstone first, then remove the file, its metadata and
-        markers; L{FilenameDeleted} when another server deleted it already.
-        """
+        """Keep a tombstone, then remove the file; see L{FileWrites.delete}."""
         return ensureDeferred(self._files.delete(record))
 
     def add_tombstone(self, filename: str) -> Deferred[None]:
-        """
-        Keep a tombstone for a name no stored file has (told, like a
-        delete, so the other servers learn it); see
-        L{IStorage.add_tombstone}.
-        """
+        """Keep a tombstone for a name no file has; see L{FileWrites.add_tombstone}."""
         return ensureDeferred(self._files.add_tombstone(filename))
 
     # -- promotions and eviction (L{ObjectAdoption}, L{JournalObjects}) --------------------
@@ -323,25 +311,15 @@ class BucketStorage:
         return ensureDeferred(self._adoption.evict(records))
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
-        """
-        Remove an adopted file's objects, keeping no tombstone; see
-        L{IAdoptingStorage.discard_adopted}.
-        """
+        """Remove an adopted file's objects; see L{IAdoptingStorage.discard_adopted}."""
         return ensureDeferred(self._adoption.discard(record))
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep a promotion's journal object, holding back the telling of the
-        changes of the files it names; see L{JournalObjects}.
-        """
+        """Keep a promotion's journal object; see L{JournalObjects.keep}."""
         return ensureDeferred(self._journals.keep(name, data))
 
     def drop_journal(self, name: str) -> Deferred[None]:
-        """
-        Remove a promotion's journal object (see
-        L{IAdoptingStorage.drop_journal}), then tell the changes of the
-        files it named.
-        """
+        """Remove a promotion's journal object; see L{JournalObjects.drop}."""
         return ensureDeferred(self._journals.drop(name))
 
     def journals(self) -> Deferred[dict[str, bytes]]:
@@ -351,12 +329,7 @@ class BucketStorage:
     # -- statuses (L{StatusObjects}), documents and usage records -----------------------
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
-        """
-        Keep or remove a project's status object (see L{IStorage.keep_status}),
-        then tell it and wait for it: the other servers
-        take the status in at their next L{poll}, before any file kept
-        after it.
-        """
+        """Keep or remove a project's status object; see L{StatusObjects.keep}."""
         return ensureDeferred(self._statuses.keep(project, data))
 
     def statuses(self) -> Deferred[dict[str, bytes]]:
@@ -375,10 +348,7 @@ class BucketStorage:
         return ensureDeferred(self._client.get(self._layout.document_key(name)))
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep the usage record object C{name} (written once, by this server
-        only); see L{IUsageStorage.add_usage}.
-        """
+        """Keep a usage record object; see L{IUsageStorage.add_usage}."""
         return ensureDeferred(self._add_usage(self._layout.usage_prefix + name, data))
 
     async def _add_usage(self, key: str, data: bytes) -> None:
@@ -393,10 +363,7 @@ class BucketStorage:
         return ensureDeferred(self._client.get(self._layout.usage_prefix + name))
 
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
-        """
-        Remove usage record objects, one after another (missing ones are no
-        error); see L{IUsageStorage.drop_usage}.
-        """
+        """Remove usage record objects, one after another; see L{IUsageStorage.drop_usage}."""
         return ensureDeferred(self._drop_usage([self._layout.usage_prefix + name
                                                 for name in names]))
 
@@ -411,10 +378,7 @@ class BucketStorage:
         return self._reads.locate(record)
 
     def locate_metadata(self, record: FileRecord) -> MemoryFile | Redirect | RemoteBytes:
-        """
-        Like L{locate}, for the metadata sibling; from memory for an object
-        read by a scan that did not persist (the bucket has no sibling).
-        """
+        """Like L{locate}, for the metadata sibling; see L{ObjectReads.locate_metadata}."""
         return self._reads.locate_metadata(record)
 
     def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
@@ -484,15 +448,9 @@ class BucketStorage:
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
         """
-        What the bucket holds; see L{IStorage.scan}.
-
-        From a snapshot that says where it read the journal up to
-        (L{resume}), the answer is the snapshot plus the changes the
-        journal told since (a few requests, whatever the size of the
-        bucket); the full listing that
-        catches what changed behind pypid's back (objects copied in by
-        hand) then runs in the background: the first L{poll} asks for it
-        (see L{reconcile}). Otherwise the bucket is listed now.
+        What the bucket holds; see L{IStorage.scan}, and L{SharedView} for
+        a start from a snapshot that says where it read the journal up to
+        (L{resume}). Otherwise the bucket is listed now.
 
         Without C{persist}, the bucket is always listed now, trusting the
         snapshot's records for objects unchanged since: a reader has no
@@ -506,14 +464,7 @@ class BucketStorage:
 
     def reconcile(self, known: dict[str, FileRecord],
                   tombstones: Iterable[str]) -> Deferred[ScanResult]:
-        """
-        List the whole bucket and say what it holds, trusting C{known} for
-        objects unchanged since the view was last known to be complete.
-        Where the listing disagrees with C{known} about a file (missing, or
-        another yank state), the file's state is read again, so a listing
-        that a concurrent change overtook never wins over it. Every status
-        object is read after the files (L{ScanResult.statuses}).
-        """
+        """List the whole bucket and say what it holds; see L{SharedView.reconcile}."""
         return ensureDeferred(self._view.reconcile(dict(known)))
 
     def settle(self) -> Deferred[Any]:
