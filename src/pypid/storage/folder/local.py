@@ -278,61 +278,39 @@ class LocalStorage:
 
     def keep_journal(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a promotion's journal, durably; see L{IAdoptingStorage.keep_journal}."""
-        return self._run(self._keep_journal_sync, name, data)
+        return self._run(_keep_named, self._journal_dir, name, data)
 
     def drop_journal(self, name: str) -> Deferred[None]:
         """Remove a promotion's journal; see L{IAdoptingStorage.drop_journal}."""
-        return self._run(self._drop_journal_sync, name)
+        return self._run(_drop_named, self._journal_dir, [name])
 
     def journals(self) -> Deferred[dict[str, bytes]]:
         """The journals kept; see L{IAdoptingStorage.journals}."""
-        return self._run(self._journals_sync)
+        return self._run(_named, self._journal_dir)
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record, durably; see L{IUsageStorage.add_usage}."""
-        return self._run(self._add_usage_sync, name, data)
+        return self._run(_keep_named, self._usage_dir, name, data)
 
     def usage_records(self) -> Deferred[dict[str, bytes]]:
         """The usage records kept; see L{IUsageStorage.usage_records}."""
-        return self._run(self._usage_records_sync)
+        return self._run(_named, self._usage_dir)
 
     def usage_record(self, name: str) -> Deferred[bytes | None]:
         """One usage record; see L{IUsageStorage.usage_record}."""
-        return self._run(self._usage_record_sync, name)
+        return self._run(_read_named, self._usage_dir, name)
 
     def drop_usage(self, names: Sequence[str]) -> Deferred[None]:
         """Remove usage records; see L{IUsageStorage.drop_usage}."""
-        return self._run(self._drop_usage_sync, list(names))
+        return self._run(_drop_named, self._usage_dir, list(names))
 
     @property
     def _usage_dir(self) -> str:
         return os.path.join(self.root, ".pypid", "usage")
 
-    def _add_usage_sync(self, name: str, data: bytes) -> None:
-        _keep_named(self._usage_dir, name, data)
-
-    def _usage_records_sync(self) -> dict[str, bytes]:
-        return _named(self._usage_dir)
-
-    def _usage_record_sync(self, name: str) -> bytes | None:
-        with storage_errors():
-            return read_if_present(os.path.join(self._usage_dir, name + ".json"))
-
-    def _drop_usage_sync(self, names: list[str]) -> None:
-        _drop_named(self._usage_dir, names)
-
     @property
     def _journal_dir(self) -> str:
         return os.path.join(self.root, ".pypid", "promotions")
-
-    def _keep_journal_sync(self, name: str, data: bytes) -> None:
-        _keep_named(self._journal_dir, name, data)
-
-    def _drop_journal_sync(self, name: str) -> None:
-        _drop_named(self._journal_dir, [name])
-
-    def _journals_sync(self) -> dict[str, bytes]:
-        return _named(self._journal_dir)
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """Keep or remove a project's status, durably; see L{IStorage.keep_status}."""
@@ -548,6 +526,12 @@ def _keep_named(folder: str, name: str, data: bytes) -> None:
     with storage_errors():
         write_atomically(os.path.join(folder, name + ".json"), data)
         fsync_folder(folder)
+
+
+def _read_named(folder: str, name: str) -> bytes | None:
+    """C{<folder>/<name>.json}, or L{None} when there is none."""
+    with storage_errors():
+        return read_if_present(os.path.join(folder, name + ".json"))
 
 
 def _named(folder: str) -> dict[str, bytes]:
