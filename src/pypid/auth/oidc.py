@@ -52,24 +52,13 @@ if TYPE_CHECKING:
 # -- the configuration's parts (pure) ----------------------------------------------------
 
 
-def match_publishers(rules: Iterable[PublisherRule], issuer: str,
-                     claims: Mapping[str, Any]) -> tuple[str, ...]:
-    """
-    The projects (patterns, in file order, no duplicates) that the rules of
-    C{issuer} matching C{claims} name.
-
-    @raise NoPublisher: when none matches, saying which claims of the
-        closest rule differ (never the values the rule wants).
-    """
-    return tuple(dict.fromkeys(rule.pattern for rule in matching_rules(rules, issuer, claims)))
-
-
 def matching_rules(rules: Iterable[PublisherRule], issuer: str,
                    claims: Mapping[str, Any]) -> list[PublisherRule]:
     """
     The rules of C{issuer} that C{claims} match, in file order.
 
-    @raise NoPublisher: as L{match_publishers}.
+    @raise NoPublisher: when none matches, saying which claims of the
+        closest rule differ (never the values the rule wants).
     """
     mine = [rule for rule in rules if rule.issuer == issuer]
     if not mine:

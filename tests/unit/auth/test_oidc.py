@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.issuer_keys import import_jwks
-from pypid.auth.oidc import TrustedPublishing, match_publishers
+from pypid.auth.oidc import TrustedPublishing, matching_rules
 from pypid.auth.oidc_errors import IssuerUnavailable, NoPublisher, OverShare, TooMany
 from pypid.auth.policy import AccessModel
 from pypid.auth.publisher_tokens import ReplayCache
@@ -59,6 +59,11 @@ from tests.harness.oidc import (
     _IssuerMixin,
 )
 from tests.harness.oidc_issuer import Issuers, compact
+
+
+def match_publishers(rules, issuer, claims):
+    """The projects the rules matching C{claims} name, as minting takes them."""
+    return tuple(dict.fromkeys(rule.pattern for rule in matching_rules(rules, issuer, claims)))
 
 
 def write_config(case, text):
