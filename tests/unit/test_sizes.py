@@ -59,7 +59,6 @@ CYCLES = {
 LONG_DOCSTRINGS = {
     "pypid/advisories/feed.py": (49, _NOT_TRIMMED),
     "pypid/storage/folder/local.py": (49, _NOT_TRIMMED),
-    "pypid/auth/ldap.py": (46, _NOT_TRIMMED),
     "pypid/bundle/ingest.py": (43, _NOT_TRIMMED),
     "pypid/cli/admin.py": (42, _NOT_TRIMMED),
     "pypid/advisories/osv_archive.py": (41, _NOT_TRIMMED),

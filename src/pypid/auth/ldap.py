@@ -3,47 +3,31 @@ Directory users: passwords checked, and groups read, in an LDAP directory
 (OpenLDAP, Active Directory), without blocking the reactor.
 
 A user name that is not in C{[users]} (nor the htpasswd file) is looked up
-in the directory of C{[ldap]}: a search for its entry (as the service
-account of C{bind_dn}, or anonymously), a bind as that entry with the
-password, and a search of its groups, whose names (C{group_name_attribute})
-become the pypid groups of the L{pypid.auth.verifier.Identity}. The
-verifier (L{pypid.auth.verifier.PasswordVerifier}) asks L{Directory.check}
-only for checks its cache cannot answer, and merges identical ones, as it
-does for hashes; the login throttle and the cost of unknown names are its
-business, unchanged.
+in the directory of C{[ldap]}: a search for its entry, a bind as that entry
+with the password, and a search of its groups (the pypid groups of the
+L{pypid.auth.verifier.Identity}). The verifier asks L{Directory.check} only
+for checks its cache cannot answer; the login throttle and the cost of
+unknown names stay its business.
 
 Which library: ldaptor, Twisted's own LDAP protocol (pure Python), so a
 check is a few Deferreds on the reactor and a directory that hangs holds no
-thread. Measured before choosing it (ldaptor 21.2.0 on Twisted 26.10 and
-Python 3.11.7, against Debian's slapd 2.5.13 on loopback): StartTLS, a
-service bind, a user search, a user bind and a group search all work
-unchanged; a whole check on a new connection takes a median 7.2 ms with
-StartTLS, 6.8 ms with ldaps and 2.5 ms without TLS (100 in a row; see
-C{docs/performance.rst}), the reactor free meanwhile. It is little
-maintained (its last release is of 2021, its last change of 2022), so only
-its stable core is used: the BER codec and C{LDAPClient}'s matching of
-answers to requests (C{pureber}, C{pureldap}, C{ldapclient}); not its
-filter parser, which uses pyparsing's deprecated names (warnings today,
-errors when they go) and decodes an escaped UTF-8 sequence byte by byte as
-Latin-1 (L{parse_filter} is pypid's own, building ldaptor's filter
-objects), nor its C{startTLS}, which calls the global reactor and does not
-wait for the handshake (L{_start_tls}). The alternative, python-ldap, has
-no wheel for Linux (pip finds none of 3.4.8 here: it needs a C compiler and
-the OpenLDAP and SASL headers on every machine that installs pypid), and
-would hold a thread of the pool for each check, for the whole timeout when
-the directory hangs.
+thread (its cost: C{docs/performance.rst}). It is little maintained, so
+only its stable core is used: the BER codec and C{LDAPClient}'s matching of
+answers to requests; not its filter parser, which uses pyparsing's
+deprecated names and decodes an escaped UTF-8 sequence byte by byte as
+Latin-1 (pypid's own is L{pypid.core.access.ldap_syntax}), nor its
+C{startTLS}, which calls the global reactor and does not wait for the
+handshake (L{_start_tls}). python-ldap has no wheel for Linux (a C
+compiler and the OpenLDAP headers on every machine) and would hold a
+thread of the pool for each check, for the whole timeout when the
+directory hangs.
 
-The filters and URLs are read by L{pypid.core.access.ldap_syntax} (which says what
-was measured against ldaptor's own filter parser).
-
-A directory that cannot be reached (connection refused, timed out, TLS
-failed, the service account refused) makes the check fail with
-L{pypid.auth.verifier.DirectoryUnavailable}, which the gate answers with
-C{503} and C{Retry-After}: never C{401}, which would make clients forget
-good credentials. A server that failed is left alone for
-L{RETRY_AFTER} seconds (the next URL is tried instead; with none left,
-checks fail at once), so an outage does not hold a check, and a place
-among the verifier's pending checks, for the whole timeout per request.
+A directory that cannot be reached (refused, timed out, TLS failed, the
+service account refused) fails the check with
+L{pypid.auth.verifier.DirectoryUnavailable}: C{503} and C{Retry-After},
+never C{401}, which would make clients forget good credentials. A server
+that failed rests L{RETRY_AFTER} seconds (the next URL is tried), so an
+outage does not hold a check, and a pending place, for the whole timeout.
 """
 
 from __future__ import annotations
@@ -172,7 +156,8 @@ class Directory:
             # An LDAP bind with a DN and no password is an "unauthenticated
             # bind" (RFC 4513 5.1.2), which many servers answer with success.
             return succeed(None)
-        return Deferred.fromCoroutine(self._check(user, password))
+        return Deferred.fromCoroutine(self._across(
+            lambda client, server: self._converse(client, server, user, password)))
 
     def knows(self, user: str) -> Deferred[bool]:
         """
@@ -216,10 +201,6 @@ class Directory:
                                 fill_filter(settings.group_filter, user=user, dn=dn),
                                 [settings.group_name_attribute], 0)
         return frozenset(_group_names(entries, settings.group_name_attribute))
-
-    async def _check(self, user: str, password: str) -> frozenset[str] | None:
-        return await self._across(
-            lambda client, server: self._converse(client, server, user, password))
 
     async def _across(self, work: Callable[[_Ldaptor, LDAPServer], Awaitable[_T]]) -> _T:
         """
