@@ -15,6 +15,7 @@ import attrs
 
 from pypid.config.bucket_settings import (
     BUCKET_KEYS,
+    BucketConfig,
     check_bucket,
     parse_endpoint_url,
     redirects,
@@ -28,7 +29,7 @@ MAX_BLOCKS = 50_000
 
 
 @attrs.frozen
-class AzureConfig:
+class AzureConfig(BucketConfig):
     """
     The C{[azure]} section: where and how the Azure backend keeps packages.
 
@@ -38,19 +39,9 @@ class AzureConfig:
 
     account: str
     container: str
-    endpoint_url: str | None
     account_key: str | None = attrs.field(repr=redacted)
     sas_token: str | None = attrs.field(repr=redacted)
     block_size: int
-    prefix: str
-    expire_after: float
-    buffer_time: float
-    download: str
-    public_url: str | None
-    sync_interval: float
-    timeout: float
-    bucket_snapshot: bool
-    check_rate: float
 
     @property
     def blob_endpoint(self) -> str:

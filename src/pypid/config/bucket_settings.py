@@ -8,8 +8,9 @@ in the bucket, the pace of the background check.
 from __future__ import annotations
 
 import math
-from typing import Protocol
 from urllib.parse import urlsplit
+
+import attrs
 
 from pypid.config.values import (
     Fail,
@@ -24,48 +25,35 @@ from pypid.core.util.s3_limits import CHECK_RATE, MAX_PRESIGN_SECONDS
 from pypid.core.util.units import parse_duration
 
 
-class BucketConfig(Protocol):
+@attrs.frozen(kw_only=True)
+class BucketConfig:
     """
-    What every store's section says, whatever the cloud: the keys
-    L{pypid.storage.bucket.storage.BucketSettings} reads, and the bucket
-    for the start log and the tools' checks.
+    What every store's section says, whatever the cloud (L{BUCKET_KEYS}, and
+    its endpoint): the keys L{pypid.storage.bucket.storage.BucketSettings}
+    reads. Each cloud's section adds its own keys, its bucket among them,
+    and says where the bucket is for the start log and the tools' checks.
     """
+
+    endpoint_url: str | None
+    prefix: str
+    expire_after: float
+    buffer_time: float
+    download: str
+    public_url: str | None
+    sync_interval: float
+    timeout: float
+    bucket_snapshot: bool
+    # (with a default, so that a Config built by hand need not name it)
+    check_rate: float = CHECK_RATE
 
     @property
     def bucket(self) -> str:
         """The bucket (Azure's container) that holds the packages."""
-    @property
-    def endpoint_url(self) -> str | None:
-        """C{endpoint_url}: L{None} for the cloud's own."""
-    @property
-    def prefix(self) -> str:
-        """C{prefix}."""
-    @property
-    def download(self) -> str:
-        """C{download}."""
-    @property
-    def public_url(self) -> str | None:
-        """C{public_url}."""
-    @property
-    def expire_after(self) -> float:
-        """C{expire_after}."""
-    @property
-    def buffer_time(self) -> float:
-        """C{buffer_time}."""
-    @property
-    def sync_interval(self) -> float:
-        """C{sync_interval}."""
-    @property
-    def bucket_snapshot(self) -> bool:
-        """C{bucket_snapshot}."""
-    @property
-    def check_rate(self) -> float:
-        """C{check_rate}."""
-    @property
-    def timeout(self) -> float:
-        """C{timeout}."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         """Where the bucket is, in the start log's words (the prefix not said)."""
+        raise NotImplementedError
 
 
 def parse_prefix(value: str) -> str:

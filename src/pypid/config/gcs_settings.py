@@ -15,6 +15,7 @@ import attrs
 
 from pypid.config.bucket_settings import (
     BUCKET_KEYS,
+    BucketConfig,
     check_bucket,
     parse_endpoint_url,
     redirects,
@@ -26,7 +27,7 @@ GOOGLE = "https://storage.googleapis.com"
 
 
 @attrs.frozen
-class GCSConfig:
+class GCSConfig(BucketConfig):
     """
     The C{[gcs]} section: where and how the Google Cloud Storage backend
     keeps packages. Always present, holding the defaults when C{[storage]
@@ -34,17 +35,7 @@ class GCSConfig:
     """
 
     bucket: str
-    endpoint_url: str | None
     credentials_file: str | None
-    prefix: str
-    expire_after: float
-    buffer_time: float
-    download: str
-    public_url: str | None
-    sync_interval: float
-    timeout: float
-    bucket_snapshot: bool
-    check_rate: float
 
     @property
     def api_endpoint(self) -> str:

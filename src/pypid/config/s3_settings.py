@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pypid.config.bucket_settings import BUCKET_KEYS, check_bucket, parse_endpoint_url
+from pypid.config.bucket_settings import (
+    BUCKET_KEYS,
+    BucketConfig,
+    check_bucket,
+    parse_endpoint_url,
+)
 from pypid.config.values import (
     Fail,
     Keys,
@@ -27,7 +32,6 @@ from pypid.config.values import (
     redacted,
 )
 from pypid.core.util.s3_limits import (
-    CHECK_RATE,
     MAX_PART_SIZE,
     MAX_PARTS,
     MIN_PART_SIZE,
@@ -36,7 +40,7 @@ from pypid.core.util.units import parse_size
 
 
 @attrs.frozen
-class S3Config:
+class S3Config(BucketConfig):
     """
     The C{[s3]} section: where and how the S3 backend keeps packages.
 
@@ -45,23 +49,12 @@ class S3Config:
     """
 
     bucket: str
-    prefix: str
     region: str
-    endpoint_url: str | None
     addressing: str
     access_key: str | None
     secret_key: str | None = attrs.field(repr=redacted)
     session_token: str | None = attrs.field(repr=redacted)
-    expire_after: float
-    buffer_time: float
-    download: str
-    public_url: str | None
-    sync_interval: float
     multipart_threshold: int
-    timeout: float
-    bucket_snapshot: bool
-    # (last, with a default, so that a Config built by hand need not name it)
-    check_rate: float = CHECK_RATE
 
     def describe(self) -> str:
         """The bucket and its endpoint, for the start log."""
