@@ -222,6 +222,12 @@ class PageCache:
         """The pages were saved in a snapshot: nothing changed since."""
         self.changed = False
 
+    def _note_change(self) -> None:
+        """The pages changed: the snapshot is to be saved soon."""
+        self.changed = True
+        if self._on_change is not None:
+            self._on_change()
+
     def pin(self, project: str) -> None:
         """
         Keep C{project}'s page past every unpinned one: files of it are
@@ -376,9 +382,7 @@ class PageCache:
         released = self.quarantines.release(project)
         if released is not None:
             self._drop(project)
-            self.changed = True
-            if self._on_change is not None:
-                self._on_change()
+            self._note_change()
         return released
 
     def _loaded(self, result: CachedPage | _Adopted | Failure, project: str) -> None:
@@ -416,9 +420,7 @@ class PageCache:
             listener(project, result.page)
         if result.page is not None:
             # ("no such project" answers are not saved: no save for them)
-            self.changed = True
-            if self._on_change is not None:
-                self._on_change()
+            self._note_change()
         self._answer(project, result)
 
     def _answer(self, project: str, result: CachedPage) -> None:
@@ -461,9 +463,7 @@ class PageCache:
         self._held.take(project, held)
         self._keep(project, entry)
         if entry.page is not None:
-            self.changed = True
-            if self._on_change is not None:
-                self._on_change()
+            self._note_change()
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """
