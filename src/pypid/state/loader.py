@@ -62,10 +62,8 @@ log = Logger()
 FREEZE_AT = 10_000
 
 #: how many projects loaded later (L{IndexLoader}) have their records made
-#: in one turn of the reactor before the check: about 1.5 ms of work (250
-#: files of the bench corpus) between two turns. A turn also sends what a
-#: socket takes of an answer: with 500 projects (15 ms) a turn, the 11 MB
-#: C{/simple/} of a million files took 1.5 to 2 s to send
+#: in one turn of the reactor before the check: a turn also sends what a
+#: socket takes of an answer, so a larger batch slows the answers meanwhile
 LATER_BATCH = 50
 
 #: Seconds before a check of storage against the snapshot that failed (the
@@ -92,12 +90,9 @@ def collector_off(index: Index) -> Iterator[None]:
 
 async def load_statuses(index: Index, storage: IStorage) -> None:
     """
-    Give C{index} the projects' statuses C{storage} keeps (PEP 792; not
-    in the snapshot, whose bytes stay as they were: one listing of a
-    folder or a prefix a start). One that cannot be read is logged and
-    left out (the project is active until an admin sets it again). Read by
-    L{pypid.storage.base.reading.read_statuses}, as the static export and the
-    bundles read them: what they carry is what the daemon serves.
+    Give C{index} the projects' statuses C{storage} keeps (PEP 792; not in
+    the snapshot), read as the static export and the bundles read them
+    (L{pypid.storage.base.reading.read_statuses}).
     """
     index.statuses.take(await read_statuses(storage))
 
@@ -163,11 +158,8 @@ class IndexLoader:
         """Load, and reconcile (or leave reconciling to L{follow_up}); report what was found."""
         # Start-up makes every record and project at once: the collector,
         # run every 700 allocations over all of them, took more than half
-        # the time of an index load (0.19 s rather than 0.07 at 100,001
-        # files). They live as long as the server does: after a large load
-        # they are frozen out of the collector's sight for good
-        # (gc.freeze), so that no later collection goes over a million
-        # records either.
+        # the time of a load. They live as long as the server does, so a
+        # large load's are frozen out of its sight for good (gc.freeze).
         with collector_off(self._index):
             await self._load()
 
@@ -333,11 +325,9 @@ class IndexLoader:
         if self.writer is not None and (snap is None or snap.format != snapshots.FORMAT
                                          or not result.current):
             # A snapshot that storage had to be read against (however little
-            # changed) is written again, dated now, so that the next start
-            # need not read it again; so is one of an older format, in this
-            # version's. One that says what storage holds is not: that
-            # would only cost a write of all of it (40 MB and 0.2 s at
-            # 100,000 files).
+            # changed), or of an older format, is written again, dated now,
+            # so that the next start need not read it again. One that says
+            # what storage holds is not: that would only cost a whole write.
             self.writer.want_save()
         if result.settled is not None and self.writer is not None:
             # What the scan wrote beside imported files is newer than any
@@ -459,10 +449,8 @@ class IndexMetrics:
 
     @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _label: its name as the value of an C{index} label, on a server
-        of named indexes: each hosted index's families are
-        then one sample each of families of that label, which the
-        collector joins; L{None} (a server of one index): no label, the
-        families as they always were.
+        of named indexes (the collector joins their samples); L{None} on a
+        server of one index: no label.
     """
 
     _index: Index
@@ -529,11 +517,7 @@ class IndexPart(Service):
     """
 
     def __init__(self, index: Index, loader: IndexLoader, label: str | None = None) -> None:
-        """
-        @param label: the index's name for the C{index} label of its
-            families on a server of named indexes (L{IndexMetrics}), or
-            L{None}: no label.
-        """
+        """@param label: the index's name for its families' label (L{IndexMetrics})."""
         self.index = index
         self.loader = loader
         self._metrics = IndexMetrics(index, label)

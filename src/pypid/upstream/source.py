@@ -115,16 +115,11 @@ class UpstreamSource:
     @ivar labelled: whether its families on C{/metrics} carry an
         C{upstream} label (only once named upstreams exist, so that
         C{/metrics} of a server with C{[upstream]} alone is as it was).
-    @ivar _config: the section's limits.
-    @ivar _policy: its rules against dependency confusion.
-    @ivar _pages: the cached pages.
-    @ivar _client: the upstream (its index root, for C{redirect} mode).
-    @ivar _files: the files, fetched and kept.
-    @ivar _kept: the records of the files kept.
     @ivar _views: the indexes' views of its pages.
     @ivar _misses: the per-address budget of requests that ask it.
-    @ivar _clock: the time, for the budget.
     @ivar _on_close: drops the connections to the upstream, or L{None}.
+
+    The other collaborators are its properties, said there.
     """
 
     name: str
