@@ -22,6 +22,7 @@ from pypid.config.values import (
     choice,
     parse_optional_path,
     parse_path,
+    text_of,
     whole_number,
 )
 from pypid.core.access.access_rules import Rule, RuleError, parse_rule
@@ -239,17 +240,3 @@ def _refused_users(refused: list[tuple[str, str]]) -> str:
     return (f"users {', '.join(listed)} cannot be used"
             + "".join(f"; {remedy}" for remedy in remedies))
 
-
-def text_of(path: str) -> str:
-    """
-    The text of the file at C{path}.
-
-    @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None

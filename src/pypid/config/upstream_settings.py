@@ -30,6 +30,7 @@ from pypid.config.values import (
     is_loopback_host,
     parse_boolean,
     parse_optional_path,
+    text_of,
     whole_number,
 )
 from pypid.core.util.units import DURATION_FORMS, is_zero_duration, parse_duration, parse_size
@@ -364,12 +365,9 @@ def _read_secret(values: Values, fail: Fail, section: str, key: str,
     if source == "file":
         path = values[section, key]
         try:
-            with open(path, encoding="utf-8") as f:
-                secret = f.read()
-        except OSError as e:
-            fail(section, key, f"cannot read {path}: {e.strerror}")
-        except UnicodeDecodeError:
-            fail(section, key, f"{path} is not UTF-8 text")
+            secret = text_of(path)
+        except ValueError as e:
+            fail(section, key, str(e))
         where = path
     else:
         variable = values[section, key]

@@ -86,6 +86,21 @@ def parse_optional_path(value: str) -> str | None:
     return parse_path(value) if value else None
 
 
+def text_of(path: str) -> str:
+    """
+    The text of the file at C{path}.
+
+    @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+
+
 def parse_positive_number(value: str) -> float:
     """Parse a number of seconds greater than 0, as a L{float}."""
     try:

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pypid.auth.hashes import hash_password
 from pypid.auth.verifier import PasswordVerifier
-from pypid.config.auth_settings import text_of
+from pypid.config.values import text_of
 from pypid.core.access.credential_syntax import parse_htpasswd
 from tests.harness.fakes import FAST, write_file
 
