@@ -107,26 +107,8 @@ from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 class PypidApp:
     """
     The site's own areas, beside the default index's (L{ServedIndex.areas}).
-
-    @ivar tokens: the L{pypid.web.admin.token_admin.TokenAdmin}.
-    @ivar cache: the L{pypid.web.admin.cache_admin.CacheAdmin}.
-    @ivar health: the L{pypid.web.server.health.Health}.
-    @ivar metrics: the L{pypid.web.admin.exposition.Metrics}.
-    @ivar audit: the L{pypid.web.admin.audit_admin.AuditAdmin}.
-    @ivar oidc: the L{pypid.web.changes.token_exchange.TrustedPublishingArea}.
-    @ivar promote: the L{pypid.web.changes.promote.Promote}, with the registry.
-    @ivar advisories: the L{pypid.web.admin.advisory_admin.AdvisoryAdmin}, with the registry.
-    @ivar usage: the L{pypid.web.admin.usage_admin.UsageAdmin}, with the registry.
-    @ivar recycle: the L{pypid.web.admin.recycle_admin.RecycleAdmin}, with the registry.
-    @ivar retention: the L{pypid.web.admin.retention_admin.RetentionAdmin}, with the registry.
-    @ivar login: the L{pypid.web.pages.browser_login.BrowserLogin} (C{/login}, C{/logout}).
-    @ivar console: the L{pypid.web.pages.console.Console} (C{/console/}, its tokens).
-    @ivar console_admin: the L{pypid.web.pages.console_admin.ConsoleAdmin}.
-    @ivar console_project: the L{pypid.web.pages.console_project.ConsoleProject}.
-    @ivar groups: the L{pypid.web.admin.groups_admin.GroupsAdmin} (C{/api/groups}).
-    @ivar indexes: the L{pypid.web.admin.indexes_admin.IndexesAdmin}, with the registry.
-    @ivar webhooks: the L{pypid.web.admin.webhook_admin.WebhookAdmin}, with the webhooks.
-    @ivar console_webhooks: the L{pypid.web.pages.console_webhooks.ConsoleWebhooks}.
+    Those acting on the indexes are L{None} without the registry, the
+    webhooks' without webhooks (L{_site_areas}).
     """
 
     tokens: TokenAdmin
@@ -162,7 +144,6 @@ class Web:
     @ivar root: the root resource (the default index's read paths, then
         the areas: the default index's and L{PypidApp}'s).
     @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
-    @ivar app: the L{PypidApp}.
     @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
     @ivar serve_index: C{serve_index(materials) -> ServedIndex}: a named index's
@@ -219,7 +200,6 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         (L{pypid.core.indexes.index_names.DEFAULT}, mounted at C{/}) and the named
         ones (under C{/NAME/}): each served alike from its L{IndexMaterials}.
         Without named ones, the tree is that of a server of one index.
-    @param access: the L{pypid.web.identity.gates.Gates}.
     @param run: C{run(f, *args) -> Deferred}, running blocking work (upload
         bodies, inspection, token writes) in a thread pool.
     @param clock: the reactor, or a L{twisted.internet.task.Clock}.
@@ -502,8 +482,6 @@ class WebPart(Service):
     The HTTP side as a part of the daemon: nothing to start (the listeners
     serve its site); on C{SIGHUP} it takes who may scrape C{/metrics}, and
     the views of the named indexes (C{indexes}).
-
-    @ivar web: the L{Web}.
     """
 
     def __init__(self, web: Web, registry: IndexRegistry | None = None,

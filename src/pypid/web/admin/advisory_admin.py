@@ -157,7 +157,6 @@ def project_report(policy: AdvisoryPolicy, db: AdvisoryDB, project: str,
 @attrs.define(slots=False)
 class AdvisoryAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's indexes and advisories.
     @ivar _audit: where each waiver kept or removed is recorded.
     @ivar _clock: provides C{seconds()}: when a waiver was kept.

@@ -34,9 +34,6 @@ AUDIT_LOGIN = "authentication is required to read the audit log"
 class AuditAdmin:
     """
     C{GET /api/audit} (admins only).
-
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
-    @ivar _trail: the L{AuditTrail}.
     """
 
     _access: Gates

@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 @attrs.define(slots=False)
 class CacheAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
-    @ivar _upstream: the L{pypid.upstream.proxy.UpstreamProxy}, or L{None}.
     @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} refreshes and
         pre-caching are recorded in.
     """

@@ -37,7 +37,6 @@ class BinnedIndexes(Protocol):
 @attrs.define(slots=False)
 class RecycleAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their bins.
     """
 

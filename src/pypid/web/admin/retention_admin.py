@@ -57,7 +57,6 @@ def _counts_not_read(name: str) -> Unavailable:
 @attrs.define(slots=False)
 class RetentionAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their rules.
     @ivar _audit: where each removal is recorded.
     """

@@ -64,7 +64,6 @@ def _number(request: IRequest, name: str, default: int, most: int) -> int:
 @attrs.define(slots=False)
 class UsageAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _indexes: the server's hosted indexes and their counts.
     """
 

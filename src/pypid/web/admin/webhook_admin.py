@@ -84,7 +84,6 @@ def described(subscription: WebhookConfig) -> dict[str, Any]:
 @attrs.define(slots=False)
 class WebhookAdmin:
     """
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _webhooks: the server's webhooks.
     @ivar _audit: where redeliveries and tests are recorded.
     """

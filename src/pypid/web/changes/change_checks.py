@@ -37,7 +37,6 @@ class ChangeChecks:
     """
     The gate's answers for changes to the named index C{name}.
 
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _name: the index the changes go to.
     """
 

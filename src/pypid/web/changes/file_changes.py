@@ -46,10 +46,7 @@ class FileChanges:
     """
     Yanks, unyanks, deletes and restores in one hosted index.
 
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _checks: the index's L{ChangeChecks}.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.
     @ivar _bin: where a deleted file waits before it is purged;
         L{None}: none, a deletion deletes at once.

@@ -100,8 +100,6 @@ class Promote:
     C{POST /api/promote}; see the module.
 
     @ivar _registry: the server's indexes (L{pypid.state.indexes.IndexRegistry}).
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}: when a file was promoted.
     """
 

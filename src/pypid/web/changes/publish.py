@@ -71,13 +71,9 @@ class Publish:
     """
     Uploads, yanks and deletes.
 
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _clock: provides C{seconds()}.
     @ivar _max_upload_size: bytes.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds
         (shared with the snapshot writer, which dates a save by its oldest
         change under way).

@@ -138,7 +138,6 @@ class TrustedPublishingArea:
 
     @ivar _publishing: the L{pypid.auth.oidc.TrustedPublishing}, or L{None}
         when trusted publishing is not configured.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _clock: provides C{seconds()}.
     @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle}
         (L{exchange_throttle}), counting refusals by client only (see the

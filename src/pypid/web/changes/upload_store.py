@@ -98,12 +98,9 @@ class UploadStore:
     """
     Stores the uploads to one hosted index.
 
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _checks: the index's L{ChangeChecks}.
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work (the inspection).
     @ivar _clock: provides C{seconds()}.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail}.
     @ivar _locks: the L{KeyedLock} every change to one distribution holds.
     @ivar _attestations: checks the attestations uploads come with (PEP 740).
     @ivar _render: renders the descriptions of uploaded files.

@@ -96,7 +96,6 @@ class BrowserSessions:
     """
     The sessions of the people logged in through the pages' form.
 
-    @ivar book: the L{SessionBook}.
     @ivar path: its file.
     """
 

@@ -64,8 +64,6 @@ class Gates:
                  sessions: BrowserSessions | None = None,
                  outside: OutsideLogins | None = None) -> None:
         """
-        @param model: the L{pypid.auth.policy.AccessModel}.
-        @param throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
         @param tokens: the L{pypid.auth.tokens.TokenBook}, or L{None} when
             tokens are not used.
         @param audit: the L{pypid.web.server.audit_trail.AuditTrail} that failed

@@ -72,8 +72,6 @@ class Identification:
     Who sent a request: its credentials checked (throttled, and recorded
     when they fail), and checked again as a change commits.
 
-    @ivar _verifier: the L{pypid.auth.verifier.PasswordVerifier}.
-    @ivar _throttle: the L{pypid.auth.throttle.LoginThrottle}, or L{None}.
     @ivar _audit: where failed and throttled logins are recorded, or L{None}.
     """
 

@@ -62,8 +62,6 @@ class IdentityPart(Service):
     on C{SIGHUP} it takes the users, groups, admins, rules, token file and
     trusted publishers of the configuration read again.
 
-    @ivar access: the L{Gates}.
-    @ivar publishing: the L{pypid.auth.oidc.TrustedPublishing}.
     @ivar sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}.
     """
 

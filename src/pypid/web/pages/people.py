@@ -221,7 +221,6 @@ class PeoplePages:
 
     @ivar _catalog: the L{Catalog} of the default index, or the
         L{IndexCatalog} of a named one.
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _chrome: the L{ReaderChrome} of every page.
     @ivar _name: the index's name; a named index's pages are behind its
         gate already (L{pypid.web.serving.index_root.IndexRoot}).

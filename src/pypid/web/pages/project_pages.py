@@ -190,8 +190,6 @@ class ProjectPages(ReadResource):
     @ivar _sources: its hosted sources, in its order.
     @ivar _filters: the view's L{Filters} (none for a hosted index).
     @ivar _upstreams: its upstreams, by the name its order gives them.
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
-    @ivar _chrome: the L{ReaderChrome}.
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
         C{/}; C{.../NAME/} for a named index).
     @ivar _advisories: the index's L{AdvisoryPolicy}: a release that

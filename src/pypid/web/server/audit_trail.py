@@ -137,7 +137,6 @@ class AuditTrail:
     """
     Records changes and failed logins into an audit log.
 
-    @ivar log: the L{pypid.storage.base.journal.IJournal}.
     @ivar _clock: provides C{seconds()} (wall-clock time) and C{callLater}.
     """
 
@@ -279,8 +278,6 @@ class AuditPart(Service):
     The audit trail as a part of the daemon: written out as the server
     stops, after the requests in flight (whose changes it records) and
     before the storage and the thread pools (which write it).
-
-    @ivar trail: the L{AuditTrail}.
     """
 
     def __init__(self, trail: AuditTrail) -> None:

@@ -177,8 +177,6 @@ class SpooledForm(_Unkept):
     """
     An upload body, fed to a L{pypid.web.server.multipart.FormSink} in a worker
     thread as it arrives (see the module docstring).
-
-    @ivar sink: the L{pypid.web.server.multipart.FormSink}.
     """
 
     def __init__(self, sink: FormSink, run: Run, pause: Callable[[], object],

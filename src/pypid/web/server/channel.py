@@ -479,8 +479,6 @@ class GuardedSite(server.Site):
     connections are dropped), and a sweep each second for request headers
     that are overdue and answers that stalled. Its protocol is a
     L{PypidChannel}.
-
-    @ivar counter: the L{ConnectionCounter}.
     """
 
     protocol = PypidChannel  # type: ignore[assignment]  # (an HTTPChannel of ours)

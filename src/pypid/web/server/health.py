@@ -93,7 +93,6 @@ def _always() -> bool:
 @attrs.define(slots=False)
 class Health:
     """
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}.
     @ivar _ready: C{ready() -> bool}, whether the index answers with every
         stored file (L{pypid.daemon.readiness.Readiness.ready}).
     @ivar _clock: the clock of the storage probe (L{StorageProbe}).

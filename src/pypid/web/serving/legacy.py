@@ -74,9 +74,7 @@ _Listed = tuple[Project, Project, Index, Callable[[FileRecord], IStorage],
 @attrs.define(slots=False)
 class LegacyJSON:
     """
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _storage: the L{pypid.storage.base.interface.IStorage}, for stored metadata.
-    @ivar _access: the L{pypid.web.identity.gates.Gates}.
     @ivar _base_url: the configured public URL, or L{None}.
     """
 
