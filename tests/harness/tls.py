@@ -173,11 +173,12 @@ def started_site(case, clock, resource, limit=None):
     import os
 
     from pypid.web.server.connections import ConnectionCounter
-    from pypid.web.site import PypidSite, SiteRules
+    from pypid.web.site import PypidSite
+    from pypid.web.web_inputs import SiteSettings
     spool = os.path.abspath(case.mktemp())
     os.makedirs(spool)
     extra = {} if limit is None else {"counter": ConnectionCounter(limit=limit)}
-    site = PypidSite(resource, SiteRules(1 << 20), spool, reactor=clock, **extra)
+    site = PypidSite(resource, SiteSettings(1 << 20), spool, reactor=clock, **extra)
     site.startFactory()
     case.addCleanup(site.stopFactory)
     return site

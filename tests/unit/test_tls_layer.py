@@ -29,7 +29,8 @@ from pypid.web.server.channel import (
     HEADER_TIMEOUT,
     PypidChannel,
 )
-from pypid.web.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.tls import (
     PEER,
     loaded,
@@ -414,7 +415,7 @@ class LingerOverTCPTests(_Loopback):
         self.patch(PypidChannel, "linger_idle", 0.2)
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        site = PypidSite(_Hello(), SiteRules(1 << 20), spool)
+        site = PypidSite(_Hello(), SiteSettings(1 << 20), spool)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             TLSMemoryBIOFactory(loaded(rsa_server()), False, site, reactor))
         self.addCleanup(port.stopListening)

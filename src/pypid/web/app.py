@@ -99,7 +99,7 @@ from pypid.web.serving.index_root import (
 )
 from pypid.web.serving.legacy import LegacyJSON
 from pypid.web.serving.site_root import RootResource
-from pypid.web.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite
 from pypid.web.web_inputs import NO_SERVICES, SiteServices, SiteSettings
 
 
@@ -240,14 +240,11 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
         chrome=_chrome(assets, base_url), served=_served_lookup(default, root_indexes))
     root = RootResource(default, access, Areas([*default.areas, *app.areas()]), root_indexes,
                         static=AssetsResource(assets))
-    rules = SiteRules(max_upload_size, base_url, settings.trusted_proxies,
-                      index_uploads=bool(named), header_timeout=settings.header_timeout,
-                      min_body_rate=settings.min_upload_rate, send_timeout=settings.send_timeout)
-    site = PypidSite(root, rules, storage.temp_dir, access_log=settings.access_log,
-                     reactor=clock, access=access, run=run, counter=counter, timer=services.timer,
-                     stats=stats, express=root,
+    site = PypidSite(root, settings, storage.temp_dir, reactor=clock, access=access, run=run,
+                     counter=counter, timer=services.timer, stats=stats, express=root,
                      catch_up=_catch_up(services, [access, exchanges, *(
-                         [services.sso] if services.sso is not None else [])]))
+                         [services.sso] if services.sso is not None else [])]),
+                     index_uploads=bool(named))
     return Web(root, site, app, default, root_indexes, serve_index, switcher)
 
 

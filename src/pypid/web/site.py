@@ -41,7 +41,6 @@ from twisted.web.resource import IResource
 from pypid.auth.basic import MalformedCredentials, www_authenticate_header
 from pypid.auth.verifier import Identity
 from pypid.core.access.cross_site import SAFE_METHODS, cross_site_refusal
-from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import NO_SUCH_INDEX, index_upload_path, simple_of
 from pypid.core.records.metrics import BATCH, UPLOAD_PATHS, RequestStats
@@ -72,6 +71,7 @@ from pypid.web.server.respond import Rendered, simple_post_error
 from pypid.web.server.twisted_http import parse_form_body, request_line, request_version
 from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.express import ExpressLane, ExpressSource, fixed_head
+from pypid.web.web_inputs import SiteSettings
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.web.server.site")
@@ -450,37 +450,6 @@ def _closer(channel: HTTPChannel) -> Callable[[], object]:
     return getattr(channel, "close_after_answer", channel.loseConnection)
 
 
-@attrs.frozen
-class SiteRules:
-    """
-    What the site asks of a request before its resource sees it.
-
-    @ivar max_upload_size: the largest upload body, in bytes.
-    @ivar base_url: C{[server] base_url}: the origin of this server's pages
-        when a proxy in front gives another C{Host} (L{cross_site_refusal}).
-    @ivar trusted_proxies: the L{pypid.core.access.forwarded.TrustedProxies}
-        whose C{X-Forwarded-For} names a request's client (none by default).
-    @ivar index_uploads: whether named indexes are served: then C{/NAME/}
-        and C{/NAME/legacy[/]} take uploads too, for every name an index
-        could have (L{index_upload_path}), so that a missing index asks for
-        credentials before the body as a hidden one does.
-    @ivar header_timeout: seconds a request's head has to arrive (L{None}:
-        the channel's default).
-    @ivar min_body_rate: the slowest body accepted, in bytes a second
-        (L{None}: the channel's default).
-    @ivar send_timeout: seconds an answer may wait with none of it taken by
-        the client (L{None}: the channel's default).
-    """
-
-    max_upload_size: int
-    base_url: str | None = None
-    trusted_proxies: TrustedProxies = NO_PROXIES
-    index_uploads: bool = False
-    header_timeout: float | None = None
-    min_body_rate: float | None = None
-    send_timeout: float | None = None
-
-
 class PypidSite(GuardedSite):
     """
     The site: our request class, no access log unless configured, and a
@@ -489,8 +458,12 @@ class PypidSite(GuardedSite):
     @ivar spool_dir: where upload bodies are spooled (the storage's).
     @ivar access: the L{pypid.web.identity.gates.Gates}, to verify an upload's
         credentials before its body is read; L{None} to leave it to the route.
-    @ivar max_upload_size, base_url, trusted_proxies, index_uploads: the
-        L{SiteRules}' (read per request, as attributes).
+    @ivar max_upload_size, base_url, trusted_proxies: the L{SiteSettings}'
+        (read per request, as attributes).
+    @ivar index_uploads: whether named indexes are served: then C{/NAME/}
+        and C{/NAME/legacy[/]} take uploads too, for every name an index
+        could have (L{index_upload_path}), so that a missing index asks for
+        credentials before the body as a hidden one does.
     @ivar run: C{run(f, *args) -> Deferred} running C{f} in a worker thread,
         where upload bodies are parsed, hashed and written (see
         L{pypid.web.server.body}); by default on the reactor thread, for tests of
@@ -500,22 +473,22 @@ class PypidSite(GuardedSite):
     requestFactory = PypidRequest
     displayTracebacks = False
 
-    def __init__(self, resource: IResource, rules: SiteRules, spool_dir: str,
-                 access_log: str | None = None, reactor: IReactorTime | None = None,
+    def __init__(self, resource: IResource, settings: SiteSettings, spool_dir: str,
+                 reactor: IReactorTime | None = None,
                  access: Gates | None = None, run: Run | None = None,
                  counter: ConnectionCounter | None = None,
                  timer: Callable[[], float] | None = None, stats: RequestStats | None = None,
                  express: ExpressSource | None = None,
-                 catch_up: CatchUp | None = None) -> None:
-        server.Site.__init__(self, resource, logPath=access_log, reactor=reactor)
+                 catch_up: CatchUp | None = None, index_uploads: bool = False) -> None:
+        server.Site.__init__(self, resource, logPath=settings.access_log, reactor=reactor)
         self.catch_up = catch_up
         #: the express lane (L{pypid.web.serving.express}) of the kept pages and
         #: stored files C{express} gives, or L{None}
         self.express = None if express is None else ExpressLane(
             express.plain_page, express.plain_file, self.date_header,
             fixed_head(SECURITY_HEADERS))
-        self.base_url = rules.base_url
-        self.trusted_proxies = rules.trusted_proxies
+        self.base_url = settings.base_url
+        self.trusted_proxies = settings.trusted_proxies
         #: what was answered, for C{/metrics}
         self.stats = stats if stats is not None else RequestStats()
         self._batch = self.stats.batch
@@ -524,15 +497,15 @@ class PypidSite(GuardedSite):
         #: so that a test's L{Clock} works
         self.timer = timer if timer is not None else self.reactor.seconds
         self.counter = counter if counter is not None else ConnectionCounter()
-        self.header_timeout = rules.header_timeout
-        self.min_body_rate = rules.min_body_rate
-        self.send_timeout = rules.send_timeout
-        self.max_upload_size = rules.max_upload_size
+        self.header_timeout = settings.header_timeout
+        self.min_body_rate = settings.min_upload_rate
+        self.send_timeout = settings.send_timeout
+        self.max_upload_size = settings.max_upload_size
         self.spool_dir = spool_dir
         self.access = access
-        self.index_uploads = rules.index_uploads
+        self.index_uploads = index_uploads
         self.run = run if run is not None else run_at_once
-        self._access_log = access_log
+        self._access_log = settings.access_log
         self._date: tuple[int | None, bytes] = (None, b"")
         self._bad_path_noted = False
 

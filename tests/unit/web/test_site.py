@@ -15,7 +15,8 @@ from twisted.web.resource import Resource
 
 from pypid.web.identity.request_auth import IRequestAuth
 from pypid.web.server.body import MAX_PLAIN_BODY, PlainBody, SpooledForm
-from pypid.web.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.tls import tls_connection
 
 AUTH = b"Authorization: Basic " + base64.b64encode(b"alice:secret") + b"\r\n"
@@ -47,7 +48,7 @@ class SiteTests(SynchronousTestCase):
         self.resource = _Recorder()
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
-        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock())
+        self.site = PypidSite(self.resource, SiteSettings(1 << 20), self.spool, reactor=Clock())
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
         self.channel = self.site.buildProtocol(None)
@@ -146,14 +147,14 @@ class SiteTests(SynchronousTestCase):
         C{base_url}; with named indexes, the named one's.
         """
         head = (MULTIPART + AUTH + b"Content-Length: %d\r\n\r\n" % (MAX_PLAIN_BODY + 1))
-        for rules, path, root in (
-                (SiteRules(1 << 20), b"/simple/", b"http://pypi.example/"),
-                (SiteRules(1 << 20, index_uploads=True), b"/simple", b"http://pypi.example/"),
-                (SiteRules(1 << 20, index_uploads=True), b"/prod/simple/x/",
-                 b"http://pypi.example/prod/"),
-                (SiteRules(1 << 20, base_url="https://pypi.internal/", index_uploads=True),
+        for settings, named, path, root in (
+                (SiteSettings(1 << 20), False, b"/simple/", b"http://pypi.example/"),
+                (SiteSettings(1 << 20), True, b"/simple", b"http://pypi.example/"),
+                (SiteSettings(1 << 20), True, b"/prod/simple/x/", b"http://pypi.example/prod/"),
+                (SiteSettings(1 << 20, base_url="https://pypi.internal/"), True,
                  b"/prod/simple/", b"https://pypi.internal/prod/")):
-            self.site = PypidSite(self.resource, rules, self.spool, reactor=Clock())
+            self.site = PypidSite(self.resource, settings, self.spool, reactor=Clock(),
+                                  index_uploads=named)
             answer = self.fresh(b"POST " + path + b" HTTP/1.1\r\nHost: pypi.example\r\n"
                                 + head).value()
             self.assertTrue(answer.startswith(
@@ -210,7 +211,7 @@ class EarlyAnswerOverTLSTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.resource = _Recorder()
-        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=self.clock)
+        self.site = PypidSite(self.resource, SiteSettings(1 << 20), self.spool, reactor=self.clock)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
 
@@ -266,7 +267,7 @@ class VerifyBeforeBodyTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.gate = _Gate()
-        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock(),
+        self.site = PypidSite(self.resource, SiteSettings(1 << 20), self.spool, reactor=Clock(),
                               access=self.gate)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
@@ -396,7 +397,7 @@ class ExpectContinueTests(SynchronousTestCase):
         self.resource = _Recorder()
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
-        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=clock, access=access)
+        self.site = PypidSite(self.resource, SiteSettings(1 << 20), self.spool, reactor=clock, access=access)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
 
@@ -439,7 +440,7 @@ class ThreadedBodyTests(SynchronousTestCase):
         self.spool = os.path.abspath(self.mktemp())
         os.makedirs(self.spool)
         self.run = QueuedRun()
-        self.site = PypidSite(self.resource, SiteRules(1 << 20), self.spool, reactor=Clock(), run=self.run)
+        self.site = PypidSite(self.resource, SiteSettings(1 << 20), self.spool, reactor=Clock(), run=self.run)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
         self.channel = self.site.buildProtocol(None)

@@ -27,7 +27,8 @@ from pypid.web.server.channel import (
     Refused,
     origin_form,
 )
-from pypid.web.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.fakes import ControlledLook
 from tests.harness.tls import PEER, started_site, tls_connection
 
@@ -280,7 +281,7 @@ class CounterTests(SynchronousTestCase):
         """Past the limit a connection from the same address is refused; others are not."""
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        site = PypidSite(_Hello(), SiteRules(1 << 20), spool, reactor=Clock(),
+        site = PypidSite(_Hello(), SiteSettings(1 << 20), spool, reactor=Clock(),
                          counter=ConnectionCounter(limit=2))
         one = IPv4Address("TCP", "10.0.0.1", 1)
         first, second = site.buildProtocol(one), site.buildProtocol(one)
@@ -385,7 +386,7 @@ class RealConnectionTests(TestCase):
         """
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        site = PypidSite(_Hello(), SiteRules(1 << 20), spool)
+        site = PypidSite(_Hello(), SiteSettings(1 << 20), spool)
         channels = []
         build = site.buildProtocol
 

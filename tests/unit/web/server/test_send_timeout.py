@@ -26,7 +26,8 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from pypid.web.server.channel import PypidChannel
-from pypid.web.site import PypidSite, SiteRules
+from pypid.web.site import PypidSite
+from pypid.web.web_inputs import SiteSettings
 from tests.harness.tls import PEER, loaded, rsa_server, shared_ca
 
 #: The send timeout of these tests' site.
@@ -150,7 +151,7 @@ class _SendTimeoutMixin:
         self.clock = Clock()
         spool = os.path.abspath(self.mktemp())
         os.makedirs(spool)
-        self.site = PypidSite(self.resource(), SiteRules(1 << 20, send_timeout=SEND_TIMEOUT),
+        self.site = PypidSite(self.resource(), SiteSettings(1 << 20, send_timeout=SEND_TIMEOUT),
                               spool, reactor=self.clock)
         self.site.startFactory()
         self.addCleanup(self.site.stopFactory)
