@@ -5,7 +5,8 @@ the audit log that L{pypid.web.server.audit_trail.AuditTrail} writes, read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import attrs
 from klein import Klein
@@ -18,6 +19,7 @@ from pypid.core.records.audit_chain import AuditError
 from pypid.core.records.audit_query import Query, make_query
 from pypid.core.util.http_errors import BadRequest, Forbidden
 from pypid.storage.base.interface import StorageError
+from pypid.storage.base.journal import IJournal
 from pypid.web.identity.gates import Gates, not_an_admin
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.server.respond import storage_unavailable
@@ -28,6 +30,8 @@ log = Logger(namespace="pypid.web.admin.audit_trail")
 
 #: What C{GET /api/audit} answers without credentials.
 AUDIT_LOGIN = "authentication is required to read the audit log"
+
+_T = TypeVar("_T")
 
 
 @attrs.define(slots=False)
@@ -79,14 +83,7 @@ class AuditAdmin:
 
     async def _page(self, query: Query, shown: frozenset[str] | None) -> AuditPage:
         """The page of entries C{query} asks for, each with the fields C{shown} (all: L{None})."""
-        audit_log = self._trail.log
-        # What was recorded a moment ago is shown too.
-        await audit_log.flush()
-        try:
-            page = await audit_log.read(query)
-        except (StorageError, OSError) as e:
-            log.error("Cannot read the audit log: {error}", error=str(e))
-            raise storage_unavailable(e)
+        page = await self._read(lambda audit_log: audit_log.read(query))
         return {"entries": [e.public() if shown is None
                             else {k: v for k, v in e.public().items() if k in shown}
                             for e in page.entries],
@@ -105,15 +102,19 @@ class AuditAdmin:
 
     async def check(self) -> AuditCheck:
         """What checking every chain of the log finds now (see L{verify})."""
+        check = await self._read(lambda audit_log: audit_log.verify())
+        return {"files": check.files, "entries": check.entries, "intact": check.intact,
+                "broken": [str(b) for b in check.broken], "notes": [str(n) for n in check.notes]}
+
+    async def _read(self, read: Callable[[IJournal], Awaitable[_T]]) -> _T:
+        """C{read(log)}, once what was recorded a moment ago is in it; 503 if it fails."""
         audit_log = self._trail.log
         await audit_log.flush()
         try:
-            check = await audit_log.verify()
+            return await read(audit_log)
         except (StorageError, OSError) as e:
             log.error("Cannot read the audit log: {error}", error=str(e))
             raise storage_unavailable(e)
-        return {"files": check.files, "entries": check.entries, "intact": check.intact,
-                "broken": [str(b) for b in check.broken], "notes": [str(n) for n in check.notes]}
 
 
 def audit_query(fields: Mapping[str, str | None]) -> Query:
