@@ -11,23 +11,8 @@ memory under explicit limits. Memory stays flat whatever the file size, and
 a client that breaks a limit is refused at once, not at the end of the body.
 Nothing here imports Twisted; the only I/O is the file part's temporary file.
 
-Why not python-multipart (the push parser Starlette and FastAPI use):
-measured in 2026-11 against python-multipart 0.0.34's C{MultipartParser}
-behind this same interface and limits, the library gains nothing and loses
-strictness. Parsing is not what an upload costs: the three digests and the
-spool write take about 270 microseconds of CPU per 64 KiB, this parser 17
-to 20, python-multipart 19 to 25; both about 230 MB per CPU-second on a
-100 MB twine body, with the same flat memory. Its glue (limits, preamble and
-epilogue accounting, Content-Disposition checks, these errors, the file and
-digests) is about 330 lines, as long as what it would replace, and relies on
-the parser's undocumented state. It accepts what RFC 2046 and this module
-refuse: a boundary line followed by junk as part data, malformed or repeated
-Content-Disposition parameters, C{filename*} ignored, Windows-style
-filenames cut, unbounded padding after a delimiter scanned byte by byte
-(4.6 MB per CPU-second, 50 times an upload's own cost). It refuses what
-clients send: a preamble, bare-LF line breaks, folded headers, padding on the
-first boundary line. With it, 10 of the 67 tests of
-C{tests/unit/web/server/test_multipart.py} fail (8 with this header parser kept).
+Not python-multipart: measured behind this interface, it is no faster and
+less strict (docs/performance.rst, "The upload parser").
 """
 
 from __future__ import annotations
