@@ -29,7 +29,6 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
 from pypid.auth.reader import Reader
-from pypid.auth.verifier import Identity
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
@@ -108,8 +107,10 @@ class TokenAdmin:
             return {**kept, token.id: token}
 
         async def still() -> None:
+            # (a person removed by a reload that came while the password was
+            # checked changes nothing: Gates.confirm)
             nonlocal identity
-            identity = await self._confirmed(request, identity)
+            identity = await self._access.confirm(request, identity)
         await self._change(add, still)
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}"
@@ -161,14 +162,14 @@ class TokenAdmin:
                                     target=token_id)
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
-        identity = await self._confirmed(request, await self._access.person(request))
+        identity = await self._access.confirm(request, await self._access.person(request))
 
         async def still() -> None:
             # (checked again with the lock held: a reload meanwhile may have
             # removed the person, or taken their admin away; the reader asked
             # below is the one made then)
             nonlocal identity
-            identity = await self._confirmed(request, identity)
+            identity = await self._access.confirm(request, identity)
         minted = self._access.publishers
         if self._access.reader(request).is_admin and minted is not None \
                 and minted.revoke(token_id):
@@ -187,14 +188,6 @@ class TokenAdmin:
         await self._change(without, still)
         self._audit.record(request, identity, ChangeKind.TOKEN_REVOKED, target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
-
-    async def _confirmed(self, request: IRequest, identity: Identity) -> Identity:
-        """
-        The person checked again as a change commits: one removed by a
-        reload that came while the password was checked changes nothing
-        (L{pypid.web.identity.gates.Gates.confirm}).
-        """
-        return await self._access.confirm(request, identity)
 
     def _book(self) -> tokens.TokenBook:
         if self._access.tokens is None:
