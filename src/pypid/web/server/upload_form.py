@@ -119,10 +119,6 @@ class Form:
         values = self.fields.get(name)
         return values[0] if values else None
 
-    def getall(self, name: str) -> list[str]:
-        """Return every value of text field C{name} in the order sent (a new list)."""
-        return list(self.fields.get(name, ()))
-
     def discard(self) -> None:
         """
         Remove the temporary files that are still where the parser put them,
