@@ -125,10 +125,6 @@ class Identification:
         if outside is not None:
             self.outside = outside
 
-    def knows(self, name: str) -> bool:
-        """Whether C{name} is a user of C{[users]} or the htpasswd file (not the directory's)."""
-        return self._verifier.knows(name)
-
     def directory_knows(self, name: str) -> Deferred[bool]:
         """Whether the directory has a user C{name} (failing: it cannot be asked)."""
         return self._verifier.directory_knows(name)

@@ -283,8 +283,6 @@ class IdentificationTests(SynchronousTestCase):
         identification = Identification(verifier())
         self.assertIsNone(self.successResultOf(identification.identify(request())))
         self.failureResultOf(identification.identify(request("alice", "wrong")), Unauthorized)
-        self.assertTrue(identification.knows("alice"))
-        self.assertFalse(identification.knows("carol"))
 
 
 class ChangeChecksTests(SynchronousTestCase):
