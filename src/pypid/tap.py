@@ -20,7 +20,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, cast
 
@@ -40,7 +39,6 @@ from pypid.daemon.machine import (
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
-from pypid.daemon.systemd import notifier_part
 
 if TYPE_CHECKING:
     from pypid.daemon.server import IServerReactor
@@ -131,11 +129,12 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
     try:
         worker: WorkerRole | None = options["worker"] if exit_on_failure else None
         if worker is None and config.server.workers > 1:
+            # (twistd's own options, for its log file and pidfile: what the
+            # lean supervisor it hands over to keeps to)
+            twistd = getattr(options, "parent", None) if exit_on_failure else None
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
-                status=partial(notifier_part, notifier, reactor,
-                               lambda: f"Serving with {config.server.workers} workers"),
-                load_config=reread, check_port=check_port)
+                load_config=reread, check_port=check_port, twistd=twistd)
         else:
             # (a supervisor loads none of this)
             from pypid.daemon.server import build_service

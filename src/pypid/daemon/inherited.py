@@ -31,6 +31,7 @@ import os
 import socket
 from collections.abc import Mapping
 from contextlib import suppress
+from typing import Any
 
 import attrs
 from twisted.internet import tcp
@@ -57,25 +58,7 @@ from pypid.config import Config
 from pypid.config.server_settings import parse_listen_address
 from pypid.core.util.startup import StartupError
 from pypid.daemon.listeners import IListeningReactor, endpoint_of, tcp_address
-
-
-@attrs.frozen
-class Inherited:
-    """
-    One listening socket the supervisor opened for its workers.
-
-    @ivar description: its line of C{[pypid] listen}.
-    @ivar fileno: its descriptor, in the supervisor (and, passed on, in a worker).
-    @ivar family: its address family (C{AF_INET}, C{AF_INET6}, C{AF_UNIX}).
-    @ivar backlog: for a worker's own socket of a TCP line, bound, the
-        backlog it listens with when the worker accepts; 0 for a socket
-        already listening.
-    """
-
-    description: str
-    fileno: int
-    family: int
-    backlog: int = 0
+from pypid.daemon.socket_groups import CannotListen, Group, Inherited, listens
 
 
 class _Unused(Protocol):
@@ -92,97 +75,18 @@ def _family(port: IListeningPort) -> int:
     return socket.AF_INET
 
 
-def _listens(sock: socket.socket) -> bool:
-    """Whether C{sock} listens (in whichever process)."""
-    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-
-
-@attrs.define(eq=False)
-class _Group:
-    """A TCP line's sockets, one per worker, on one address (C{SO_REUSEPORT})."""
-
-    description: str
-    family: int
-    interface: str
-    port: int
-    backlog: int
-    members: dict[int, socket.socket] = attrs.field(factory=dict)
-
-    def member(self, number: int) -> socket.socket:
-        """
-        Worker C{number}'s socket, opened anew (bound) if it was closed; it
-        listens at once when no other of the group does.
-        """
-        sock = self.members.get(number)
-        if sock is None:
-            alone = not any(_listens(other) for other in self.members.values())
-            try:
-                if self.port:
-                    sock = self._bound(self.port)
-                else:
-                    # (a line that asked for any port: every member on the
-                    # first's, bound by its number, which a socket bound to
-                    # port 0 would give up when shut down and listen again
-                    # on another)
-                    with self._bound(0) as first:
-                        self.port = first.getsockname()[1]
-                        sock = self._bound(self.port)
-                if alone:
-                    sock.listen(self.backlog)
-            except OSError as e:
-                raise StartupError(f"Cannot listen on {self.description}: {e.strerror}")
-            self.members[number] = sock
-        return sock
-
-    def _bound(self, port: int) -> socket.socket:
-        """A socket of the group bound to C{port}, not listening yet."""
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self.interface, port))
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        return sock
-
-    def shut(self, number: int, last: bool = True) -> None:
-        """
-        Take worker C{number}'s socket out of the group: no connection is
-        given to it any more, and those queued on it are reset (moved to
-        another of the group where C{net.ipv4.tcp_migrate_req} is set).
-        With C{last} false, not the only one listening (its connections
-        wait for it rather than be refused).
-        """
-        sock = self.members.get(number)
-        if sock is None or not _listens(sock):
-            return  # (not listening yet: nothing was given to it)
-        if not last and not any(_listens(other) for other in self.members.values()
-                                if other is not sock):
-            return
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self, number: int | None = None) -> None:
-        """Close worker C{number}'s socket, or every one."""
-        for each in [number] if number is not None else list(self.members):
-            sock = self.members.pop(each, None)
-            if sock is not None:
-                sock.close()
-
-
 @attrs.define(eq=False)
 class WorkerSockets:
     """
     The sockets of every line of C{[pypid] listen}, as the supervisor
-    holds them for its workers (see the module).
+    opens them for its workers (see the module), before it hands them
+    over (L{handed}) to its lean process (L{pypid.daemon.lean}).
     """
 
     _config: Config
     _reactor: IListeningReactor
     _count: int
-    _groups: list[_Group] = attrs.field(factory=list, init=False)
+    _groups: list[Group] = attrs.field(factory=list, init=False)
     _shared: list[tuple[Inherited, IListeningPort]] = attrs.field(factory=list, init=False)
 
     async def open(self) -> None:
@@ -199,58 +103,38 @@ class WorkerSockets:
                 assert isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))
                 port, interface = bound
                 six = isinstance(endpoint, TCP6ServerEndpoint)
-                group = _Group(description, socket.AF_INET6 if six else socket.AF_INET,
-                               interface or ("::" if six else ""), port, endpoint._backlog)
+                group = Group(description, socket.AF_INET6 if six else socket.AF_INET,
+                              interface or ("::" if six else ""), port, endpoint._backlog)
                 self._groups.append(group)
-                for number in range(1, self._count + 1):
-                    group.member(number)
+                try:
+                    for number in range(1, self._count + 1):
+                        group.member(number)
+                except CannotListen as e:
+                    raise StartupError(str(e))
                 continue
             shared = await endpoint.listen(Factory.forProtocol(_Unused))
             shared.stopReading()  # type: ignore[attr-defined]  # (a port of the reactor's)
             self._shared.append((Inherited(description, shared.fileno(),  # type: ignore[attr-defined]
                                            _family(shared)), shared))
 
-    def for_worker(self, number: int) -> list[Inherited]:
+    def handed(self) -> dict[str, list[dict[str, Any]]]:
         """
-        Worker C{number}'s sockets, a line's each: its own of a TCP line
-        (opened anew after it ended), the shared one of any other.
-
-        @raise StartupError: when a closed socket cannot be opened again.
+        The sockets as the lean process takes them over: each group's
+        address and members by worker, each shared socket; every
+        descriptor made inheritable, to outlive the C{exec}.
         """
-        own = {group.description: Inherited(group.description, group.member(number).fileno(),
-                                            group.family, group.backlog)
-               for group in self._groups}
-        shared = {inherited.description: inherited for inherited, _ in self._shared}
-        return [own.get(description) or shared[description]
-                for description in self._config.server.listen]
-
-    def ended(self, number: int) -> None:
-        """Worker C{number} ended: its own sockets are closed until it starts again."""
-        for group in self._groups:
-            group.close(number)
-
-    def shut(self, number: int) -> None:
-        """Worker C{number} hangs: its own sockets take no more connections."""
-        for group in self._groups:
-            group.shut(number)
-
-    def silent(self, number: int) -> None:
-        """
-        Worker C{number} went silent: its own sockets, each not the only
-        one of its group that listens, take no new connection until the
-        worker runs again (its port then listens again: L{_Rejoining}).
-        """
-        for group in self._groups:
-            group.shut(number, last=False)
-
-    def ports(self) -> list[int]:
-        """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
-        return [group.port for group in self._groups]
+        groups = [{"description": g.description, "family": g.family, "interface": g.interface,
+                   "port": g.port, "backlog": g.backlog,
+                   "members": {str(number): _inheritable(sock.fileno())
+                               for number, sock in g.members.items()}} for g in self._groups]
+        shared = [{"description": inherited.description, "fd": _inheritable(inherited.fileno),
+                   "family": inherited.family} for inherited, _ in self._shared]
+        return {"groups": groups, "shared": shared}
 
     def close(self) -> Deferred[list[None]]:
         """
-        Close every socket (the supervisor's stop, after its workers'); fires
-        when the shared ports have stopped (a Unix socket's file is gone).
+        Close every socket (a start that failed before the hand-over);
+        fires when the shared ports have stopped (a Unix socket's file is gone).
         """
         for group in self._groups:
             group.close()
@@ -261,6 +145,11 @@ class WorkerSockets:
                 stopped.append(done)
         self._shared.clear()
         return gatherResults(stopped)
+
+
+def _inheritable(fd: int) -> int:
+    os.set_inheritable(fd, True)
+    return fd
 
 
 class _Rejoining(tcp.Port):
@@ -276,7 +165,7 @@ class _Rejoining(tcp.Port):
 
     def doRead(self) -> None:
         """Accept, or listen again if the socket was shut down meanwhile."""
-        if _listens(self.socket) or not self._rejoined():
+        if listens(self.socket) or not self._rejoined():
             super().doRead()
 
     def connectionLost(self, reason: Failure) -> None:

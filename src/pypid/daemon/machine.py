@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from signal import Handlers
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 from twisted.application.service import IService, Service
@@ -54,10 +54,11 @@ from zope.interface import implementer
 from pypid.config import Config
 from pypid.config.server_settings import parse_listen_address
 from pypid.config.storage_settings import StorageConfig
-from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.inherited import Inherited, WorkerSockets
+from pypid.daemon.handover import Handover
+from pypid.daemon.inherited import WorkerSockets
+from pypid.daemon.lean import WORKER_ENV
 from pypid.daemon.listeners import (
     IListeningReactor,
     ListenCheck,
@@ -65,13 +66,13 @@ from pypid.daemon.listeners import (
     endpoint_of,
     tcp_address,
 )
+from pypid.daemon.socket_groups import Inherited
 from pypid.daemon.start_notes import StartNotes
-from pypid.daemon.workers import BEAT, READY_FD, Command, IWorkerReactor, Supervisor
+from pypid.daemon.workers import BEAT, READY_FD
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
-from pypid.machine.topics import Hub, Topic
 from pypid.state.index_sections import hosted_names
 from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
@@ -80,22 +81,6 @@ from pypid.storage.folder.local import LocalStorage
 from pypid.upstream.factory import cache_settings
 
 log = Logger()
-
-#: The environment variable that makes a C{twistd pypid} one worker of a
-#: machine: JSON, C{{"number", "count", "ring", "config", "sockets"}}, the
-#: ring, the configuration in force and each socket by its descriptor in the
-#: worker.
-WORKER_ENV = "PYPID_WORKER"
-
-#: The worker's descriptor of the ring, and of the configuration in force;
-#: its sockets' follow, in the order of C{[pypid] listen}.
-RING_FD = 4
-CONFIG_FD = 5
-
-#: What systemd tells the process it starts, which is the supervisor's alone.
-_SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
-                "LISTEN_FDNAMES")
-
 
 @attrs.frozen
 class WorkerRole:
@@ -295,40 +280,6 @@ class SupervisorWatch(Service):
         return "supervisor"
 
 
-@attrs.frozen
-class WorkerCommand:
-    """
-    How the supervisor starts worker C{number}: the C{twistd pypid} it
-    runs itself, with the same options, logging to its standard output.
-
-    @ivar arguments: the options C{twistd pypid} was given.
-    """
-
-    ring: ChangeRing
-    config: ConfigInForce
-    sockets: WorkerSockets
-    count: int
-    arguments: tuple[str, ...]
-    environ: Mapping[str, str]
-    executable: str = sys.executable
-
-    def __call__(self, number: int) -> Command:
-        """The command of worker C{number}, with its sockets."""
-        inherited = {RING_FD: self.ring.fileno(), CONFIG_FD: self.config.fileno()}
-        sockets = []
-        for fd, socket in enumerate(self.sockets.for_worker(number), start=CONFIG_FD + 1):
-            inherited[fd] = socket.fileno
-            sockets.append((socket.description, fd, socket.family, socket.backlog))
-        env = {key: value for key, value in self.environ.items() if key not in _SYSTEMD_ENV}
-        env[WORKER_ENV] = json.dumps({"number": number, "count": self.count, "ring": RING_FD,
-                                      "config": CONFIG_FD, "sockets": sockets})
-        args = (self.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "--nodaemon", "--pidfile=",
-                f"--logger={worker_log.__module__}.{worker_log.__name__}",
-                "pypid", *self.arguments)
-        return Command(self.executable, args, env, inherited)
-
-
 class SocketsPart(Service):
     """The workers' sockets: opened before the workers start, closed after they ended."""
 
@@ -380,30 +331,6 @@ class FoldersPart(Service):
             folder.close()
 
 
-@implementer(IReloadable)
-class Hangup(Service):
-    """
-    C{SIGHUP} for the machine: a configuration the supervisor took (it
-    refuses one it cannot read, or whose changes only a restart takes) is
-    the one in force, passed on to every worker.
-    """
-
-    def __init__(self, supervisor: Supervisor, in_force: ConfigInForce) -> None:
-        self._supervisor = supervisor
-        self._in_force = in_force
-
-    def prepare_reload(self, config: Config | None) -> Callable[[], str | None] | None:
-        """Once the whole reload is taken here: every worker reloads."""
-        if config is None:
-            return None
-
-        def commit() -> str:
-            self._in_force.write(config.text, config.held)
-            self._supervisor.signal_all(signal.SIGHUP)
-            return f"passed to {self._supervisor.count} workers"
-        return commit
-
-
 def process_title(worker: WorkerRole | None, config: Config,
                   arguments: Sequence[str]) -> str | None:
     """
@@ -421,71 +348,47 @@ def process_title(worker: WorkerRole | None, config: Config,
     return " ".join(("pypid:", role, *arguments))
 
 
-class IMachineReactor(IListeningReactor, IWorkerReactor):
-    """What the supervisor uses of the reactor: listening, processes, the clock."""
-
-
-def build_supervisor(config: Config, reactor: IMachineReactor, arguments: Sequence[str],
+def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequence[str],
                      environ: Mapping[str, str], *,
                      exit_on_failure: bool = False,
-                     status: Callable[[Callable[[], Deferred[None]]], IService | None]
-                     = lambda ready: None,
                      load_config: Callable[[], Config] | None = None,
                      check_port: PortCheck | None = None,
-                     executable: str = sys.executable) -> Parts:
+                     twistd: Mapping[str, Any] | None = None,
+                     executable: str = sys.executable,
+                     exec_: Callable[[str, list[str]], object] = os.execv) -> Parts:
     """
-    The supervisor of C{config}'s workers, in its container.
+    The set-up of C{config}'s machine, in its container, which ends in
+    the hand-over to the lean supervisor (L{pypid.daemon.handover}).
 
     @param arguments: the options of C{twistd pypid}, which every worker runs.
-    @param status: makes the part that tells systemd the machine is ready
-        (given when: C{ready() -> Deferred}), or L{None}.
-    @param load_config: C{load_config() -> Config}, for C{SIGHUP}.
+    @param load_config: C{load_config() -> Config}, for a C{SIGHUP} before
+        the hand-over.
     @param check_port: binds a TCP port for a moment before anything starts.
+    @param twistd: twistd's own options (its log file, its pidfile).
     """
     # (each worker would stop for a cloud's missing SDK, and be started again)
     require_sdk(config.storage.backend)
     count = config.server.workers
-    ring = ChangeRing.create()
-    in_force = ConfigInForce.create(config.text, config.held)
     sockets = WorkerSockets(config, reactor, count)
-    ring.set_workers(0, count)
-    ended = Hub(ring)
-
-    def changed(number: int, up: bool) -> None:
-        if up:
-            # (the others' kept-alive connections reconnect, some to it)
-            ended.publish(Topic.WORKER_READY, b"%d" % number)
-        else:
-            sockets.ended(number)
-            # (it may have changed a file and ended before it said so)
-            ended.publish(Topic.WORKER_ENDED, b"%d" % number)
-        counted()
-    def silent(number: int, silent: bool) -> None:
-        if silent:
-            sockets.silent(number)
-        counted()
-    def counted() -> None:
-        ring.set_workers(supervisor.up(), count, supervisor.restarts, supervisor.silences,
-                         supervisor.hangs)
-    command = WorkerCommand(ring, in_force, sockets, count, tuple(arguments), environ, executable)
-    # (loads that share the cores take as long together as one after another,
-    # and each peaks at about half again its memory at rest)
-    at_once = max(1, len(os.sched_getaffinity(0)) // 2)
-    supervisor = Supervisor(reactor, count, command, on_change=changed, at_once=at_once,
-                            hang_after=config.server.worker_timeout, on_hung=sockets.shut,
-                            on_silent=silent)
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config)] if config.bucket is None else []
+    # (loads that share the cores take as long together as one after another,
+    # and each peaks at about half again its memory at rest)
+    at_once = max(1, len(os.sched_getaffinity(0)) // 2)
+    handover = Handover(
+        count=count, at_once=at_once, hang_after=config.server.worker_timeout,
+        ring=ChangeRing.create(), config=ConfigInForce.create(config.text, config.held),
+        sockets=sockets, listen=config.server.listen, folders=folders, arguments=arguments,
+        environ=environ, title=process_title(None, config, arguments), twistd=twistd,
+        executable=executable, exec_=exec_)
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),
         ("start-notes", StartNotes(config)),
         ("folders", FoldersPart(folders)),
         ("sockets", SocketsPart(sockets)),
-        ("workers", supervisor),
-        ("reload", Hangup(supervisor, in_force)),
-        ("systemd", status(lambda: supervisor.ready)),
+        ("handover", handover),
     ]
     return Parts([(name, part) for name, part in parts if part is not None], reactor,
                  exit_on_failure=exit_on_failure, load_config=load_config, config=config)

@@ -22,7 +22,7 @@ from functools import partial
 
 import attrs
 from twisted.application.service import IService
-from twisted.internet.interfaces import IReactorSocket, IReactorTime
+from twisted.internet.interfaces import IReactorProcess, IReactorSocket, IReactorTime
 
 from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config
@@ -30,9 +30,8 @@ from pypid.core.records.audit_chain import Entry, format_time
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.daemon.container import Parts
 from pypid.daemon.inherited import adopted
-from pypid.daemon.listeners import Listeners, PortCheck, bind_for_a_moment
+from pypid.daemon.listeners import IListeningReactor, Listeners, PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
-    IMachineReactor,
     IStoppingReactor,
     ReadyLine,
     SupervisorWatch,
@@ -60,7 +59,8 @@ from pypid.web.server.audit_trail import AuditPart, AuditTrail
 from pypid.webhooks.part import WebhookPart
 
 
-class IServerReactor(IMachineReactor, IStoppingReactor, IReactorSocket):
+class IServerReactor(IListeningReactor, IReactorProcess, IStoppingReactor,
+                     IReactorSocket):
     """
     What the server uses of the reactor: the listeners' (core, TCP, TLS and
     the clock), processes (a machine's workers), calls from other threads

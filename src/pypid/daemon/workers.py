@@ -1,11 +1,16 @@
 """
 The supervisor of a machine's workers (L{Supervisor}): it starts each
-worker process (Twisted's C{spawnProcess}: the same server, told which
-worker it is and given the listening sockets and the ring by descriptor),
-passes on C{SIGHUP}, stops them all with C{SIGTERM} at its own stop (each
-drains as a server of one process does), and starts again a worker that
-ended on its own, after a back-off that grows while it keeps ending soon
-after its start.
+worker process (the same server, told which worker it is and given the
+listening sockets and the ring by descriptor), passes on C{SIGHUP}, stops
+them all with C{SIGTERM} at its own stop (each drains as a server of one
+process does), and starts again a worker that ended on its own, after a
+back-off that grows while it keeps ending soon after its start.
+
+This module imports only the standard library: the supervisor runs in a
+process of its own that imports nothing else (L{pypid.daemon.lean}), so
+that it holds a tenth of a worker's memory. Its clock and its processes
+are given (L{Clock}, L{Spawn}): the lean loop's in that process, Twisted's
+C{Clock} and a recorder in the tests.
 
 What a worker says on its standard output and error goes to the
 supervisor's log, a line at a time, named by the worker. On its
@@ -34,24 +39,8 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Sequence
-
-import attrs
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IProcessTransport,
-    IReactorProcess,
-    IReactorTime,
-)
-from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-
-from pypid.core.util.startup import StartupError
-
-log = Logger()
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 #: The descriptor a worker says it is ready on, a line.
 READY_FD = 3
@@ -80,52 +69,94 @@ HANG_AFTER = 30.0
 STOP_DEADLINE = 60.0
 
 
-class IWorkerReactor(IReactorProcess, IReactorTime):
-    """What the supervisor uses of the reactor: processes and the clock."""
+class StartFailed(Exception):
+    """A worker's command could not be made; the message is one line."""
 
 
-@attrs.frozen
+class Timer(Protocol):
+    """A call to come (Twisted's C{IDelayedCall}, as far as it is used)."""
+
+    def active(self) -> bool:
+        """Whether it is still to come."""
+
+    def cancel(self) -> None:
+        """It will not come."""
+
+    def reset(self, seconds: float) -> None:
+        """It comes C{seconds} from now instead."""
+
+
+class Clock(Protocol):
+    """The time and calls to come (Twisted's C{IReactorTime}, as far as it is used)."""
+
+    def seconds(self) -> float:
+        """Now, in seconds."""
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> Timer:
+        """Call C{f(*args)} C{delay} seconds from now."""
+
+
+class Process(Protocol):
+    """A worker process started."""
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+
+    def signal(self, signum: int) -> None:
+        """Send it C{signum} (nothing when it has ended already)."""
+
+
+@dataclass(frozen=True)
 class Command:
     """
-    How a worker is started: C{spawnProcess}'s executable, arguments and
-    environment, and the descriptors it inherits (its number in the child:
-    the supervisor's descriptor), besides standard input, output and error
-    and L{READY_FD}.
+    How a worker is started: the executable, its arguments and environment,
+    and the descriptors it inherits (its number in the child: the
+    supervisor's descriptor), besides standard input, output and error and
+    L{READY_FD}.
     """
 
     executable: str
     args: tuple[str, ...]
     env: dict[str, str]
-    inherited: dict[int, int] = attrs.field(factory=dict)
+    inherited: dict[int, int] = field(default_factory=dict)
 
 
-class WorkerProtocol(ProcessProtocol):
-    """One worker process, as the supervisor watches it."""
+#: C{spawn(command, output, ended) -> Process}: start C{command}; its
+#: output comes to C{output(fd, data)} (standard output and error, and
+#: L{READY_FD}), its end to C{ended(how)} once, after the last output.
+Spawn = Callable[[Command, Callable[[int, bytes], None], Callable[[str], None]], Process]
+
+#: C{log(level, text)}: a line of the supervisor's log (C{info}, C{warn}, C{error}).
+Log = Callable[[str, str], None]
+
+
+class _Worker:
+    """One worker process, as the supervisor watches it: its output split into lines."""
 
     def __init__(self, supervisor: Supervisor, number: int) -> None:
         self.supervisor = supervisor
         self.number = number
-        self.ended: Deferred[None] = Deferred()
+        self.process: Process | None = None
         self._partial: dict[int, bytes] = {}
 
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
+    def output(self, fd: int, data: bytes) -> None:
         """A worker's output: its lines logged, its ready line told to the supervisor."""
-        lines = (self._partial.pop(childFD, b"") + data).split(b"\n")
-        self._partial[childFD] = lines.pop()
+        lines = (self._partial.pop(fd, b"") + data).split(b"\n")
+        self._partial[fd] = lines.pop()
         for line in lines:
-            if childFD == READY_FD:
-                self.supervisor.worker_said(self.number, line.strip())
+            if fd == READY_FD:
+                self.supervisor.worker_said(self.number, line.strip(), self)
             elif line.strip():
-                log.info("worker {number}: {line}", number=self.number,
-                         line=line.decode("utf-8", "replace").rstrip())
+                self.supervisor.log("info", f"worker {self.number}: "
+                                    f"{line.decode('utf-8', 'replace').rstrip()}")
 
-    def processEnded(self, reason: Failure) -> None:
+    def ended(self, how: str) -> None:
         """The worker ended: the supervisor decides what comes next."""
-        self.supervisor.worker_ended(self.number, reason)
-        self.ended.callback(None)
+        self.supervisor.worker_ended(self.number, how, self)
 
 
-class Supervisor(Service):
+class Supervisor:
     """
     Starts C{count} workers with C{command(number)} (numbered from 1),
     keeps them running, and stops them.
@@ -133,24 +164,27 @@ class Supervisor(Service):
     @ivar restarts: how many times a worker was started again (for C{/metrics}).
     @ivar silences: how many times a serving worker went silent (taken out).
     @ivar hangs: how many workers were found hung (and killed).
-    @ivar ready: fires once every worker said it is ready.
+    @ivar running: between L{start} and L{stop}.
     """
 
-    def __init__(self, reactor: IWorkerReactor, count: int,
-                 command: Callable[[int], Command],
+    def __init__(self, clock: Clock, spawn: Spawn, count: int,
+                 command: Callable[[int], Command], log: Log = lambda level, text: None, *,
                  back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
                  stop_deadline: float = STOP_DEADLINE,
                  on_change: Callable[[int, bool], None] = lambda number, up: None,
+                 on_ready: Callable[[], None] = lambda: None,
                  at_once: int | None = None, hang_after: float = HANG_AFTER,
                  on_hung: Callable[[int], None] = lambda number: None,
                  silent_after: float = SILENT_AFTER,
                  on_silent: Callable[[int, bool], None] = lambda number, silent: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
-            of worker C{number}; a L{StartupError} it raises is that
-            start's failure (logged, and tried again after the back-off).
+            of worker C{number}; a L{StartFailed} it raises is that
+            start's failure (logged, and tried again after the back-off),
+            as is an L{OSError} of C{spawn}.
         @param on_change: C{on_change(number, up)}: worker C{number} said
             it is ready (C{up}), or ended.
+        @param on_ready: called once every worker said it is ready.
         @param at_once: the most workers loading at a time at the start,
             after the first alone (L{None}: all at once).
         @param hang_after: seconds without a beat after which a serving
@@ -165,18 +199,21 @@ class Supervisor(Service):
         """
         if count < 1:
             raise ValueError(f"{count} workers")
-        self._reactor = reactor
+        self._clock = clock
+        self._spawn_process = spawn
         self.count = count
         self._command = command
+        self.log = log
         self._on_change = on_change
+        self._on_ready = on_ready
         self._up: set[int] = set()
         self._back_off = tuple(back_off)
         self._steady = steady
         self._stop_deadline = stop_deadline
-        self._workers: dict[int, tuple[WorkerProtocol, IProcessTransport]] = {}
+        self._workers: dict[int, _Worker] = {}
         self._started_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
-        self._pending: dict[int, IDelayedCall] = {}
+        self._pending: dict[int, Timer] = {}
         self._not_ready = set(range(1, count + 1))
         self._not_serving = set(range(1, count + 1))
         # (the workers not started yet, in order, and how many may load at once)
@@ -188,18 +225,20 @@ class Supervisor(Service):
         self._silent_after = silent_after
         self._on_silent = on_silent
         # (each serving worker's deadlines: killed, and taken out meanwhile)
-        self._watches: dict[int, IDelayedCall] = {}
-        self._quiet: dict[int, IDelayedCall] = {}
+        self._watches: dict[int, Timer] = {}
+        self._quiet: dict[int, Timer] = {}
         # (the workers taken out for their silence, and since when)
         self._silent: dict[int, float] = {}
-        self.ready: Deferred[None] = Deferred()
+        self._stopped: Callable[[], None] | None = None
+        self._deadline: Timer | None = None
+        self.running = False
         self.restarts = 0
         self.silences = 0
         self.hangs = 0
 
-    def startService(self) -> None:
+    def start(self) -> None:
         """Start the first worker (the others as it, and they, are ready)."""
-        Service.startService(self)
+        self.running = True
         self._start_more()
 
     def _start_more(self) -> None:
@@ -218,32 +257,33 @@ class Supervisor(Service):
 
     def _spawn(self, number: int) -> None:
         self._pending.pop(number, None)
-        self._started_at[number] = self._reactor.seconds()
+        self._started_at[number] = self._clock.seconds()
+        worker = _Worker(self, number)
         try:
-            command = self._command(number)
-        except StartupError as e:
-            log.error("Cannot start worker {number}: {error}", number=number, error=str(e))
+            worker.process = self._spawn_process(self._command(number), worker.output,
+                                                 worker.ended)
+        except (StartFailed, OSError) as e:
+            self.log("error", f"Cannot start worker {number}: {e}")
             self._again(number, f"not started: {e}")
             return
-        protocol = WorkerProtocol(self, number)
-        fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", READY_FD: "r"}
-        fds.update(command.inherited)
-        transport = self._reactor.spawnProcess(protocol, command.executable, command.args,
-                                               env=command.env, childFDs=fds)
-        self._workers[number] = (protocol, transport)
-        log.info("Started worker {number} (process {pid})", number=number, pid=transport.pid)
+        self._workers[number] = worker
+        self.log("info", f"Started worker {number} (process {worker.process.pid})")
 
-    def worker_said(self, number: int, word: bytes) -> None:
+    def _current(self, number: int, worker: _Worker) -> bool:
+        """Whether C{worker} is the process of C{number} now (not one that ended)."""
+        return self._workers.get(number) is worker
+
+    def worker_said(self, number: int, word: bytes, worker: _Worker) -> None:
         """
         Worker C{number} said on L{READY_FD} that it serves (its first
         line, from which it is watched), that it is ready, or beat.
         """
         watch = self._watches.get(number)
-        if (not self.running or number not in self._workers
+        if (not self.running or not self._current(number, worker)
                 or (watch is not None and not watch.active())):
             return  # (read at the stop, after its end or after it was found hung: nothing)
         if watch is None:
-            self._watches[number] = self._reactor.callLater(self._hang_after, self._hung, number)
+            self._watches[number] = self._clock.callLater(self._hang_after, self._hung, number)
             # (a worker of before the word "serving" beats every second,
             # and its port ends when shut: its silence is not watched)
             if word == b"serving":
@@ -257,16 +297,16 @@ class Supervisor(Service):
             self._on_change(number, True)
             if number in self._not_ready:
                 self._not_ready.discard(number)
-                log.info("Worker {number} is ready", number=number)
-                if not self._not_ready and not self.ready.called:
-                    self.ready.callback(None)
+                self.log("info", f"Worker {number} is ready")
+                if not self._not_ready:
+                    self._on_ready()
 
     def _listen_for_silence(self, number: int) -> None:
         """Worker C{number} is silent if it says nothing for C{silent_after} seconds."""
-        self._quiet[number] = self._reactor.callLater(
+        self._quiet[number] = self._clock.callLater(
             self._silent_after, self._fell_silent, number)
 
-    def _beat(self, number: int, watch: IDelayedCall) -> None:
+    def _beat(self, number: int, watch: Timer) -> None:
         """A beat of worker C{number}: its deadlines start again."""
         watch.reset(self._hang_after)
         quiet = self._quiet.get(number)
@@ -276,9 +316,9 @@ class Supervisor(Service):
             quiet.reset(self._silent_after)
             return
         quiet.cancel()
-        silent = self._reactor.seconds() - self._silent.pop(number)
-        log.info("Worker {number} beats again after {seconds:.1f} s: new connections go to "
-                 "it again", number=number, seconds=silent)
+        silent = self._clock.seconds() - self._silent.pop(number)
+        self.log("info", f"Worker {number} beats again after {silent:.1f} s: new connections "
+                 f"go to it again")
         self._on_silent(number, False)
         self._listen_for_silence(number)
 
@@ -295,57 +335,59 @@ class Supervisor(Service):
         if number in self._silent:
             self._on_silent(number, True)
             return
-        self._silent[number] = self._reactor.seconds() - self._silent_after
+        self._silent[number] = self._clock.seconds() - self._silent_after
         self.silences += 1
-        log.warn("Worker {number} sent nothing for {seconds:g} s: no new connection goes to "
-                 "it until it beats again, where another worker listens (killed after "
-                 "{hang:g} s)", number=number, seconds=self._silent_after,
-                 hang=self._hang_after)
+        self.log("warn", f"Worker {number} sent nothing for {self._silent_after:g} s: no new "
+                 f"connection goes to it until it beats again, where another worker listens "
+                 f"(killed after {self._hang_after:g} s)")
         self._on_silent(number, True)
 
     def _hung(self, number: int) -> None:
         """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
         worker = self._workers.get(number)
-        if worker is None or not self.running:
+        if worker is None or worker.process is None or not self.running:
             return
         self.hangs += 1
-        log.error("Worker {number} sent nothing for {seconds:g} s: it hangs; killing it "
-                  "(process {pid})", number=number, seconds=self._hang_after,
-                  pid=worker[1].pid)
+        self.log("error", f"Worker {number} sent nothing for {self._hang_after:g} s: it "
+                 f"hangs; killing it (process {worker.process.pid})")
         quiet = self._quiet.get(number)
         if quiet is not None and quiet.active():
             quiet.cancel()
         self._on_hung(number)
-        try:
-            worker[1].signalProcess(signal.SIGKILL)
-        except ProcessExitedAlready:
-            pass
+        worker.process.signal(signal.SIGKILL)
 
-    def worker_ended(self, number: int, reason: Failure) -> None:
-        """Worker C{number} ended: while running, it is started again after its back-off."""
-        self._workers.pop(number, None)
+    def worker_ended(self, number: int, how: str, worker: _Worker) -> None:
+        """
+        Worker C{number} ended (C{how}: C{exited}, C{exited with status 1},
+        C{killed by signal 9}): while running, it is started again after
+        its back-off.
+        """
+        if not self._current(number, worker):
+            return
+        del self._workers[number]
         self._up.discard(number)
         self._silent.pop(number, None)
         for call in (self._watches.pop(number, None), self._quiet.pop(number, None)):
             if call is not None and call.active():
                 call.cancel()
         if self.running:
-            self._again(number, "exited" if reason.check(ProcessDone) else
-                        reason.getErrorMessage().rstrip("."))
+            self._again(number, how)
             # (one that ended before it was ready lets the next start)
             self._start_more()
         self._on_change(number, False)
+        if not self.running and not self._workers:
+            self._all_ended()
 
     def _again(self, number: int, how: str) -> None:
         """Start worker C{number} again after its back-off."""
-        ran = self._reactor.seconds() - self._started_at.get(number, 0.0)
+        ran = self._clock.seconds() - self._started_at.get(number, 0.0)
         failures = 0 if ran >= self._steady else self._failures.get(number, 0)
         delay = self._back_off[min(failures, len(self._back_off) - 1)]
         self._failures[number] = failures + 1
-        log.warn("Worker {number} ended ({how}) after {ran:.0f} s; starting it again in "
-                 "{delay:.0f} s", number=number, how=how, ran=ran, delay=delay)
+        self.log("warn", f"Worker {number} ended ({how}) after {ran:.0f} s; starting it "
+                 f"again in {delay:.0f} s")
         self.restarts += 1
-        self._pending[number] = self._reactor.callLater(delay, self._spawn, number)
+        self._pending[number] = self._clock.callLater(delay, self._spawn, number)
 
     def up(self) -> int:
         """
@@ -356,32 +398,33 @@ class Supervisor(Service):
 
     def signal_all(self, signum: int) -> None:
         """Send C{signum} to every worker running (C{SIGHUP}: reload)."""
-        for _, transport in list(self._workers.values()):
-            try:
-                transport.signalProcess(signum)
-            except ProcessExitedAlready:
-                pass
+        for worker in list(self._workers.values()):
+            if worker.process is not None:
+                worker.process.signal(signum)
 
-    def stopService(self) -> Deferred[object]:
+    def stop(self, stopped: Callable[[], None]) -> None:
         """
-        Stop every worker with C{SIGTERM} and wait for them all to end; kill
-        those still running after the deadline.
+        Stop every worker with C{SIGTERM}, and call C{stopped} once they all
+        ended; kill those still running after the deadline.
         """
-        Service.stopService(self)
+        self.running = False
         for call in [*self._pending.values(), *self._watches.values(), *self._quiet.values()]:
             if call.active():
                 call.cancel()
         self._pending.clear()
         self._watches.clear()
         self._quiet.clear()
-        ended = [protocol.ended for protocol, _ in self._workers.values()]
-        if not ended:
-            return succeed(None)
+        self._stopped = stopped
+        if not self._workers:
+            self._all_ended()
+            return
         self.signal_all(signal.SIGTERM)
-        deadline = self._reactor.callLater(self._stop_deadline, self.signal_all, signal.SIGKILL)
+        self._deadline = self._clock.callLater(self._stop_deadline, self.signal_all,
+                                               signal.SIGKILL)
 
-        def all_ended(result: object) -> object:
-            if deadline.active():
-                deadline.cancel()
-            return result
-        return DeferredList(ended).addCallback(all_ended)
+    def _all_ended(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        stopped, self._stopped = self._stopped, None
+        if stopped is not None:
+            stopped()

@@ -1,7 +1,7 @@
 """
 What the workers of one machine tell each other that is not a change of
-the index (L{Topic}), and each worker's one reader and writer of it on
-the ring (L{Hub}).
+the index (L{Topic}, in L{pypid.machine.topic_table}), and each worker's
+one reader and writer of it on the ring (L{Hub}).
 
 The ring is a doorbell: a worker that wrote the journal rings it
 (L{Topic.JOURNAL}), and every other worker reads the journal before its
@@ -20,7 +20,6 @@ whether there is a ring.
 
 from __future__ import annotations
 
-import enum
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -29,48 +28,7 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.machine.ring import ChangeRing
-
-
-class Topic(enum.Enum):
-    """
-    Each kind of announcement, by the bytes that begin it (kept as they
-    were: a worker started again after an upgrade reads what the others,
-    still running, wrote). The fields follow, each after a space;
-    L{FIELDS} says how many, the last one free to hold spaces.
-    """
-
-    #: The doorbell: this worker wrote entries to the journal.
-    JOURNAL = b"j"
-    #: The supervisor's: worker C{<number>} ended, perhaps between a change
-    #: of a file and its announcement (a shared folder is read whole).
-    WORKER_ENDED = b"w"
-    #: The first worker put other advisories in force (the others read them).
-    ADVISORIES = b"a"
-    #: A login of single sign-on begun (C{s <JSON>}) or taken (C{t <JSON>}).
-    SSO = b"o"
-    #: A login throttle's event: C{<throttle> <JSON>}.
-    THROTTLE = b"x"
-    #: A usage record written: C{<storage key> <name>}.
-    USAGE = b"u"
-    #: An upstream page kept: C{<cache key> <project>}.
-    PAGE = b"p"
-    #: A file pinned by pre-caching: C{<cache key> <filename>}.
-    PIN = b"P"
-    #: A file whose bytes proved wrong: C{<cache key> <filename> <when> <reason>}.
-    FAILED = b"F"
-    #: A small shared file (tokens, sessions) written: C{<key> <name>}.
-    FILE = b"k"
-    #: The supervisor's: worker C{<number>} is ready (the others ask their
-    #: kept-alive connections to reconnect, so that some reach it).
-    WORKER_READY = b"r"
-
-
-#: How many fields each topic's announcements carry.
-FIELDS = {
-    Topic.JOURNAL: 0, Topic.WORKER_ENDED: 1, Topic.ADVISORIES: 0, Topic.SSO: 2,
-    Topic.THROTTLE: 2, Topic.USAGE: 2, Topic.PAGE: 2, Topic.PIN: 2, Topic.FAILED: 4,
-    Topic.FILE: 2, Topic.WORKER_READY: 1,
-}
+from pypid.machine.topic_table import Topic, decode, encode
 
 log = Logger()
 
@@ -79,30 +37,8 @@ log = Logger()
 #: announcements in that time: far more than a machine's requests make).
 TAKE_EVERY = 0.1
 
-_BY_CODE = {topic.value: topic for topic in Topic}
-
 #: C{handler(fields, worker)}: one announcement of another worker's.
 Handler = Callable[[Sequence[bytes], int], None]
-
-
-def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
-    """An announcement's payload: the topic's code, then its fields, each after a space."""
-    if len(fields) != FIELDS[topic]:
-        raise ValueError(f"{topic.name} has {FIELDS[topic]} fields, not {len(fields)}")
-    return b" ".join((topic.value, *fields))
-
-
-def decode(payload: bytes) -> tuple[Topic, list[bytes]] | None:
-    """An announcement's topic and fields; L{None} for one of no topic known here."""
-    code, _, rest = payload.partition(b" ")
-    topic = _BY_CODE.get(code)
-    if topic is None:
-        return None
-    count = FIELDS[topic]
-    fields = rest.split(b" ", count - 1) if count else []
-    if len(fields) != count or (not count and rest):
-        return None
-    return topic, fields
 
 
 def _none_yet() -> int:

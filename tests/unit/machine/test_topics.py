@@ -6,7 +6,8 @@ tell each other, and each worker's hub over the ring.
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.machine.ring import ChangeRing, RingError
-from pypid.machine.topics import FIELDS, LONE, Hub, Topic, decode, encode
+from pypid.machine.topic_table import FIELDS, Topic, decode, encode
+from pypid.machine.topics import LONE, Hub
 
 
 class TableTests(SynchronousTestCase):

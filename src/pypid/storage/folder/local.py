@@ -183,6 +183,13 @@ class LocalStorage:
         """Create the folders, take the folder's lock and sweep what a crash left."""
         return self._run(self._lock.prepare)
 
+    def lock_descriptor(self) -> int | None:
+        """
+        The descriptor that holds the folder's lock, while held: the
+        supervisor's lean process inherits it (L{pypid.daemon.handover}).
+        """
+        return self._lock.descriptor()
+
     def close(self) -> None:
         """Release the folder (at the end of the service's life)."""
         self._lock.close()
@@ -510,6 +517,10 @@ class FolderLock:
         if fd is None:
             raise StorageError(f"{root} is in use by another pypid process")
         self._fd = fd
+
+    def descriptor(self) -> int | None:
+        """The descriptor that holds the lock (L{None}: not held), for a process to inherit."""
+        return self._fd
 
     def close(self) -> None:
         """Release the folder (at the end of the service's life)."""
