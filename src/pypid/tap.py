@@ -63,6 +63,8 @@ class Options(usage.Options):
         self["worker"] = None
         #: the options as given, which a machine's workers are given in turn
         self.arguments: tuple[str, ...] = ()
+        #: twistd's own options, once twistd parsed this command's
+        self.parent: usage.Options | None = None
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse C{options} (by default the command line's), keeping them as given."""
@@ -131,10 +133,10 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         if worker is None and config.server.workers > 1:
             # (twistd's own options, for its log file and pidfile: what the
             # lean supervisor it hands over to keeps to)
-            twistd = getattr(options, "parent", None) if exit_on_failure else None
+            twistd = options.parent if exit_on_failure else None
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
-                load_config=reread, check_port=check_port, twistd=twistd)
+                load_config=reread, check_port=check_port, options=options, twistd=twistd)
         else:
             # (a supervisor loads none of this)
             from pypid.daemon.server import build_service

@@ -483,7 +483,8 @@ class RoomTests(SynchronousTestCase):
 #: The modules that hold the machine's ring itself: its own, the hub over
 #: it (L{pypid.machine.topics}), and the supervisor's, which makes it and
 #: hands it to the workers. Every other module tells and hears through a hub.
-RING_HOLDERS = {"pypid.machine.ring", "pypid.machine.topics", "pypid.daemon.machine"}
+RING_HOLDERS = {"pypid.machine.ring", "pypid.machine.topics", "pypid.daemon.machine",
+                "pypid.daemon.lean"}
 
 
 def ring_uses(module, tree):

@@ -24,9 +24,8 @@ from twisted.application.service import Service
 
 from pypid.daemon.inherited import WorkerSockets
 from pypid.daemon.lean import SYSTEMD_ENV
+from pypid.daemon.socket_groups import inheritable as _inheritable
 from pypid.daemon.systemd import Notifier
-from pypid.machine.config_in_force import ConfigInForce
-from pypid.machine.ring import ChangeRing
 from pypid.storage.folder.local import LocalStorage
 
 #: The worker's log: each event a line on its standard output, without the
@@ -54,9 +53,33 @@ def twistd_log(twistd: Mapping[str, Any] | None) -> str | None:
     return os.path.abspath(logfile or "twistd.log")
 
 
-def _inheritable(fd: int) -> int:
-    os.set_inheritable(fd, True)
-    return fd
+def plan(*, count: int, at_once: int, hang_after: float, arguments: Sequence[str],
+         options: Mapping[str, Any], environ: Mapping[str, str], title: str | None,
+         twistd: Mapping[str, Any] | None, executable: str = sys.executable) -> dict[str, Any]:
+    """
+    What the lean process is told beside its descriptors: how many
+    workers, how to start one (the options of C{twistd pypid}, its
+    C{arguments}) and how to check a C{SIGHUP} (the configuration file
+    and the overrides of its C{options}), its title, its log and pidfile
+    (twistd's own options, or L{None}), and systemd's socket.
+    """
+    notifier = Notifier.from_environ(environ)
+    env = {key: value for key, value in environ.items() if key not in SYSTEMD_ENV}
+    given = {"config": os.path.abspath(options["config"]) if options.get("config") else None,
+             "set": options.get("set", []), "listen": options.get("listen", [])}
+    pidfile = (twistd or {}).get("pidfile")
+    return {
+        "count": count, "at_once": at_once, "hang_after": hang_after,
+        "worker": {"executable": executable, "args": worker_args(executable, arguments),
+                   "env": env},
+        "reload": {"executable": executable,
+                   "args": [executable, "-m", "pypid.daemon.reload_check", json.dumps(given)],
+                   "env": env},
+        "notify": notifier.address if notifier is not None else None,
+        "watchdog": notifier.watchdog if notifier is not None else None,
+        "title": title, "log": twistd_log(twistd),
+        "pidfile": os.path.abspath(pidfile) if pidfile else None,
+    }
 
 
 class Handover(Service):
@@ -67,32 +90,20 @@ class Handover(Service):
         C{exec} returns).
     """
 
-    def __init__(self, *, count: int, at_once: int, hang_after: float, ring: ChangeRing,
-                 config: ConfigInForce, sockets: WorkerSockets, listen: Sequence[str],
-                 folders: Sequence[LocalStorage], arguments: Sequence[str],
-                 environ: Mapping[str, str], title: str | None,
-                 twistd: Mapping[str, Any] | None,
+    def __init__(self, planned: Mapping[str, Any], descriptors: Mapping[str, int],
+                 sockets: WorkerSockets, folders: Sequence[LocalStorage],
                  executable: str = sys.executable,
                  exec_: Callable[[str, list[str]], object] = os.execv) -> None:
         """
-        @param arguments: the options of C{twistd pypid}, which every
-            worker runs, and the check of C{SIGHUP}.
-        @param twistd: twistd's own options (its log file and pidfile), or
-            L{None} (the lean process logs to standard output).
+        @param planned: what L{plan} made.
+        @param descriptors: the ring's (C{ring}) and the configuration in
+            force's (C{config}).
         @param exec_: C{os.execv}.
         """
-        self._count = count
-        self._at_once = at_once
-        self._hang_after = hang_after
-        self._ring = ring
-        self._config = config
+        self._planned = planned
+        self._descriptors = descriptors
         self._sockets = sockets
-        self._listen = list(listen)
         self._folders = list(folders)
-        self._arguments = list(arguments)
-        self._environ = dict(environ)
-        self._title = title
-        self._twistd = twistd
         self._executable = executable
         self._exec = exec_
         self.document: dict[str, Any] | None = None
@@ -100,30 +111,11 @@ class Handover(Service):
     def startService(self) -> None:
         """Hand over: from here on, the lean supervisor runs this process."""
         Service.startService(self)
-        notifier = Notifier.from_environ(self._environ)
-        env = {key: value for key, value in self._environ.items() if key not in SYSTEMD_ENV}
-        pidfile = (self._twistd or {}).get("pidfile")
+        locks = [folder.lock_descriptor() for folder in self._folders]
         self.document = {
-            "count": self._count, "at_once": self._at_once, "hang_after": self._hang_after,
-            "ring": _inheritable(self._ring.fileno()),
-            "config": _inheritable(self._config.fileno()),
-            "listen": self._listen, **self._sockets.handed(),
-            "locks": [_inheritable(fd) for fd in (folder.lock_descriptor()
-                                                  for folder in self._folders)
-                      if fd is not None],
-            "notify": notifier.address if notifier is not None else None,
-            "watchdog": notifier.watchdog if notifier is not None else None,
-            "worker": {"executable": self._executable,
-                       "args": worker_args(self._executable, self._arguments),
-                       "env": env},
-            "reload": {"executable": self._executable,
-                       "args": [self._executable, "-m", "pypid.daemon.reload_check",
-                                *self._arguments],
-                       "env": env},
-            "title": self._title,
-            "log": twistd_log(self._twistd),
-            "pidfile": os.path.abspath(pidfile) if pidfile else None,
-        }
+            **self._planned, **self._sockets.held.handed(),
+            **{name: _inheritable(fd) for name, fd in self._descriptors.items()},
+            "locks": [_inheritable(fd) for fd in locks if fd is not None]}
         fd = os.memfd_create("pypid-handover", 0)
         os.write(fd, json.dumps(self.document).encode("utf-8"))
         sys.stdout.flush()

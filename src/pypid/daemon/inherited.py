@@ -31,7 +31,6 @@ import os
 import socket
 from collections.abc import Mapping
 from contextlib import suppress
-from typing import Any
 
 import attrs
 from twisted.internet import tcp
@@ -58,7 +57,7 @@ from pypid.config import Config
 from pypid.config.server_settings import parse_listen_address
 from pypid.core.util.startup import StartupError
 from pypid.daemon.listeners import IListeningReactor, endpoint_of, tcp_address
-from pypid.daemon.socket_groups import CannotListen, Group, Inherited, listens
+from pypid.daemon.socket_groups import CannotListen, Group, Inherited, Sockets, listens
 
 
 class _Unused(Protocol):
@@ -78,16 +77,20 @@ def _family(port: IListeningPort) -> int:
 @attrs.define(eq=False)
 class WorkerSockets:
     """
-    The sockets of every line of C{[pypid] listen}, as the supervisor
-    opens them for its workers (see the module), before it hands them
-    over (L{handed}) to its lean process (L{pypid.daemon.lean}).
+    Opens the sockets of every line of C{[pypid] listen} for a machine's
+    workers (see the module), held in L{held} until the hand-over to the
+    lean supervisor (L{pypid.daemon.handover}).
     """
 
     _config: Config
     _reactor: IListeningReactor
     _count: int
-    _groups: list[Group] = attrs.field(factory=list, init=False)
-    _shared: list[tuple[Inherited, IListeningPort]] = attrs.field(factory=list, init=False)
+    held: Sockets = attrs.field(init=False)
+    _ports: list[IListeningPort] = attrs.field(factory=list, init=False)
+
+    @held.default
+    def _nothing_yet(self) -> Sockets:
+        return Sockets(list(self._config.server.listen))
 
     async def open(self) -> None:
         """
@@ -105,7 +108,7 @@ class WorkerSockets:
                 six = isinstance(endpoint, TCP6ServerEndpoint)
                 group = Group(description, socket.AF_INET6 if six else socket.AF_INET,
                               interface or ("::" if six else ""), port, endpoint._backlog)
-                self._groups.append(group)
+                self.held.groups.append(group)
                 try:
                     for number in range(1, self._count + 1):
                         group.member(number)
@@ -114,42 +117,23 @@ class WorkerSockets:
                 continue
             shared = await endpoint.listen(Factory.forProtocol(_Unused))
             shared.stopReading()  # type: ignore[attr-defined]  # (a port of the reactor's)
-            self._shared.append((Inherited(description, shared.fileno(),  # type: ignore[attr-defined]
-                                           _family(shared)), shared))
-
-    def handed(self) -> dict[str, list[dict[str, Any]]]:
-        """
-        The sockets as the lean process takes them over: each group's
-        address and members by worker, each shared socket; every
-        descriptor made inheritable, to outlive the C{exec}.
-        """
-        groups = [{"description": g.description, "family": g.family, "interface": g.interface,
-                   "port": g.port, "backlog": g.backlog,
-                   "members": {str(number): _inheritable(sock.fileno())
-                               for number, sock in g.members.items()}} for g in self._groups]
-        shared = [{"description": inherited.description, "fd": _inheritable(inherited.fileno),
-                   "family": inherited.family} for inherited, _ in self._shared]
-        return {"groups": groups, "shared": shared}
+            self._ports.append(shared)
+            self.held.shared.append(Inherited(description, shared.fileno(),  # type: ignore[attr-defined]
+                                              _family(shared)))
 
     def close(self) -> Deferred[list[None]]:
         """
         Close every socket (a start that failed before the hand-over);
         fires when the shared ports have stopped (a Unix socket's file is gone).
         """
-        for group in self._groups:
-            group.close()
+        self.held.close()
         stopped: list[Deferred[None]] = []
-        for _, port in self._shared:
+        for port in self._ports:
             done = port.stopListening()
             if done is not None:
                 stopped.append(done)
-        self._shared.clear()
+        self._ports.clear()
         return gatherResults(stopped)
-
-
-def _inheritable(fd: int) -> int:
-    os.set_inheritable(fd, True)
-    return fd
 
 
 class _Rejoining(tcp.Port):

@@ -36,19 +36,20 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TextIO
 
-from pypid.daemon.socket_groups import Group, Inherited
+from pypid.daemon.socket_groups import CannotListen, Inherited, Sockets
 from pypid.daemon.workers import (
     READY_FD,
     Command,
+    Pace,
     StartFailed,
     Supervisor,
 )
 from pypid.machine.ring import ChangeRing
-from pypid.machine.topic_table import Topic, encode
+from pypid.machine.topic_table import Topic, tell
 
 #: The environment variable that makes a C{twistd pypid} one worker of a
 #: machine: JSON, C{{"number", "count", "ring", "config", "sockets"}}, the
@@ -105,8 +106,8 @@ class Loop:
         self._signals: list[int] = []
         self._handlers: dict[int, Callable[[], None]] = {}
         self.running = True
-        self._wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._woken)
 
     def seconds(self) -> float:
@@ -122,7 +123,7 @@ class Loop:
         heapq.heappush(self._heap, (timer.when, next(self._order), timer))
         return timer
 
-    def reader(self, fd: int, read: Callable[[], None]) -> None:
+    def when_readable(self, fd: int, read: Callable[[], None]) -> None:
         """Call C{read()} whenever C{fd} is readable."""
         self._selector.register(fd, selectors.EVENT_READ, read)
 
@@ -172,6 +173,15 @@ class Loop:
         """End L{run} after the current step."""
         self.running = False
 
+    def close(self) -> None:
+        """Let go of the selector and of the signals (the tests' loops end)."""
+        signal.set_wakeup_fd(-1)
+        for signum in self._handlers:
+            signal.signal(signum, signal.SIG_DFL)
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
 
 def _stale(entry: tuple[float, int, _Timer]) -> bool:
     """Whether a heap's entry no longer stands for its timer's call (cancelled, or reset)."""
@@ -179,7 +189,7 @@ def _stale(entry: tuple[float, int, _Timer]) -> bool:
     return timer.call is None or timer.when != when
 
 
-class _Child:
+class _Spawned:
     """A process started on the L{Loop}: its pipes read, its end heard once it was reaped."""
 
     def __init__(self, loop: Loop, pid: int, pipes: dict[int, int],
@@ -193,7 +203,7 @@ class _Child:
         self._ended = ended
         self.done = False
         for child_fd, fd in pipes.items():
-            loop.reader(fd, partial(self._read, child_fd))
+            loop.when_readable(fd, partial(self._read, child_fd))
 
     def signal(self, signum: int) -> None:
         """Send it C{signum} (nothing once it was reaped)."""
@@ -241,6 +251,26 @@ class _Child:
         self._ended(how_it_ended(status))
 
 
+def worker_command(worker: Mapping[str, Any], number: int, count: int, ring: int, config: int,
+                   given: Sequence[Inherited]) -> Command:
+    """
+    How worker C{number} of C{count} is started: C{worker}'s executable,
+    arguments and environment (L{pypid.daemon.handover}), without
+    systemd's variables and told its role (L{WORKER_ENV}), with the ring,
+    the configuration in force and its C{given} sockets placed from
+    L{RING_FD} on.
+    """
+    inherited = {RING_FD: ring, CONFIG_FD: config}
+    sockets = []
+    for fd, socket_of in enumerate(given, start=CONFIG_FD + 1):
+        inherited[fd] = socket_of.fileno
+        sockets.append((socket_of.description, fd, socket_of.family, socket_of.backlog))
+    env = {key: value for key, value in worker["env"].items() if key not in SYSTEMD_ENV}
+    env[WORKER_ENV] = json.dumps({"number": number, "count": count, "ring": RING_FD,
+                                  "config": CONFIG_FD, "sockets": sockets})
+    return Command(worker["executable"], tuple(worker["args"]), env, inherited)
+
+
 def how_it_ended(status: int) -> str:
     """C{waitpid}'s status, as the log says it."""
     code = os.waitstatus_to_exitcode(status)
@@ -260,12 +290,12 @@ class Processes:
 
     def __init__(self, loop: Loop) -> None:
         self._loop = loop
-        self._children: dict[int, _Child] = {}
+        self._children: dict[int, _Spawned] = {}
         loop.on_signal(signal.SIGCHLD, self.reap)
 
     def spawn(self, command: Command, output: Callable[[int, bytes], None],
               ended: Callable[[str], None], *, read: tuple[int, ...] = (1, 2, READY_FD),
-              stdin: int | None = None) -> _Child:
+              stdin: int | None = None) -> _Spawned:
         """
         Start C{command}: C{read}'s descriptors are pipes read into
         C{output}; standard input is C{stdin} or a pipe whose end this
@@ -310,7 +340,7 @@ class Processes:
         for fd in ours:
             os.close(fd)
         # (the write end of the worker's standard input: held, never written)
-        child = _Child(self._loop, pid, pipes, output, ended, keep)
+        child = _Spawned(self._loop, pid, pipes, output, ended, keep)
         self._children[pid] = child
         return child
 
@@ -403,71 +433,46 @@ class Machine:
         self._count = int(handover["count"])
         self._ring = ChangeRing.attach(int(handover["ring"]), 0)
         self._config_fd = int(handover["config"])
-        self._listen: list[str] = list(handover["listen"])
-        self._groups = [Group(g["description"], g["family"], g["interface"], g["port"],
-                              g["backlog"], {int(number): socket.socket(fileno=fd) for number, fd
-                                             in g["members"].items()})
-                        for g in handover["groups"]]
-        self._shared = [Inherited(s["description"], s["fd"], s["family"])
-                        for s in handover["shared"]]
+        self._sockets = Sockets.taken(handover)
         self._notify: str | None = handover.get("notify")
         self._watchdog: float | None = handover.get("watchdog")
         self._reloading = False
         self._again = False
         self.supervisor = Supervisor(
             loop, self._spawn, self._count, self._command, log,
-            on_change=self._changed, on_ready=self._ready, at_once=handover["at_once"],
-            hang_after=handover["hang_after"], on_hung=self._shut, on_silent=self._silent)
+            pace=Pace(at_once=handover["at_once"], hang_after=handover["hang_after"]),
+            on_change=self._changed, on_ready=self._ready, on_hung=self._sockets.shut,
+            on_silent=self._silent)
 
     # -- the workers ------------------------------------------------------------------------
 
     def _command(self, number: int) -> Command:
         """Worker C{number}'s command, with its sockets (its own opened anew after its end)."""
-        inherited = {RING_FD: self._ring.fileno(), CONFIG_FD: self._config_fd}
-        own = {}
         try:
-            for group in self._groups:
-                own[group.description] = Inherited(group.description,
-                                                   group.member(number).fileno(),
-                                                   group.family, group.backlog)
-        except OSError as e:
+            given = self._sockets.for_worker(number)
+        except CannotListen as e:
             raise StartFailed(str(e))
-        shared = {inherited.description: inherited for inherited in self._shared}
-        sockets = []
-        for fd, description in enumerate(self._listen, start=CONFIG_FD + 1):
-            given = own.get(description) or shared[description]
-            inherited[fd] = given.fileno
-            sockets.append((given.description, fd, given.family, given.backlog))
-        worker = self._handover["worker"]
-        env = {key: value for key, value in worker["env"].items() if key not in SYSTEMD_ENV}
-        env[WORKER_ENV] = json.dumps({"number": number, "count": self._count, "ring": RING_FD,
-                                      "config": CONFIG_FD, "sockets": sockets})
-        return Command(worker["executable"], tuple(worker["args"]), env, inherited)
+        return worker_command(self._handover["worker"], number, self._count,
+                              self._ring.fileno(), self._config_fd, given)
 
     def _spawn(self, command: Command, output: Callable[[int, bytes], None],
-               ended: Callable[[str], None]) -> _Child:
+               ended: Callable[[str], None]) -> _Spawned:
         return self._processes.spawn(command, output, ended)
 
     def _changed(self, number: int, up: bool) -> None:
         if up:
             # (the others' kept-alive connections reconnect, some to it)
-            self._ring.announce(encode(Topic.WORKER_READY, (b"%d" % number,)))
+            tell(self._ring, Topic.WORKER_READY, b"%d" % number)
         else:
-            for group in self._groups:
-                group.close(number)
+            self._sockets.ended(number)
             # (it may have changed a file and ended before it said so)
-            self._ring.announce(encode(Topic.WORKER_ENDED, (b"%d" % number,)))
+            tell(self._ring, Topic.WORKER_ENDED, b"%d" % number)
         self._counted()
 
     def _silent(self, number: int, silent: bool) -> None:
         if silent:
-            for group in self._groups:
-                group.shut(number, last=False)
+            self._sockets.silent(number)
         self._counted()
-
-    def _shut(self, number: int) -> None:
-        for group in self._groups:
-            group.shut(number)
 
     def _counted(self) -> None:
         s = self.supervisor
@@ -503,8 +508,7 @@ class Machine:
         self.supervisor.stop(self._stopped)
 
     def _stopped(self) -> None:
-        for group in self._groups:
-            group.close()
+        self._sockets.close()
         self._loop.stop()
 
     def reload(self) -> None:

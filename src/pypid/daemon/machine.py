@@ -56,7 +56,7 @@ from pypid.config.server_settings import parse_listen_address
 from pypid.config.storage_settings import StorageConfig
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
-from pypid.daemon.handover import Handover
+from pypid.daemon.handover import Handover, plan
 from pypid.daemon.inherited import WorkerSockets
 from pypid.daemon.lean import WORKER_ENV
 from pypid.daemon.listeners import (
@@ -353,6 +353,7 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
                      exit_on_failure: bool = False,
                      load_config: Callable[[], Config] | None = None,
                      check_port: PortCheck | None = None,
+                     options: Mapping[str, Any] | None = None,
                      twistd: Mapping[str, Any] | None = None,
                      executable: str = sys.executable,
                      exec_: Callable[[str, list[str]], object] = os.execv) -> Parts:
@@ -364,6 +365,8 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     @param load_config: C{load_config() -> Config}, for a C{SIGHUP} before
         the hand-over.
     @param check_port: binds a TCP port for a moment before anything starts.
+    @param options: the parsed options of C{twistd pypid} (the
+        configuration file, the overrides), for the check of a C{SIGHUP}.
     @param twistd: twistd's own options (its log file, its pidfile).
     """
     # (each worker would stop for a cloud's missing SDK, and be started again)
@@ -373,15 +376,18 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     # (the supervisor has no pool: it only takes the folders, at its start)
     folders = [LocalStorage(settings.path, run_at_once, reactor, settings.min_free)
                for settings in _folders(config)] if config.bucket is None else []
+    ring = ChangeRing.create()
+    ring.set_workers(0, count)
+    in_force = ConfigInForce.create(config.text, config.held)
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)
-    handover = Handover(
-        count=count, at_once=at_once, hang_after=config.server.worker_timeout,
-        ring=ChangeRing.create(), config=ConfigInForce.create(config.text, config.held),
-        sockets=sockets, listen=config.server.listen, folders=folders, arguments=arguments,
-        environ=environ, title=process_title(None, config, arguments), twistd=twistd,
-        executable=executable, exec_=exec_)
+    planned = plan(count=count, at_once=at_once, hang_after=config.server.worker_timeout,
+                   arguments=arguments, options=options or {}, environ=environ,
+                   title=process_title(None, config, arguments), twistd=twistd,
+                   executable=executable)
+    handover = Handover(planned, {"ring": ring.fileno(), "config": in_force.fileno()},
+                        sockets, folders, executable, exec_)
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),

@@ -3,7 +3,7 @@ C{SIGHUP} for a machine: the check the lean supervisor
 (L{pypid.daemon.lean}) runs in a short-lived child, so that it never
 imports the configuration's code itself.
 
-C{python -m pypid.daemon.reload_check [twistd pypid's options]}, with the
+C{python -m pypid.daemon.reload_check JSON}, with the
 configuration in force on descriptor L{CONFIG_FD}: the configuration is
 read again as at the start; one that cannot be read, or that changes a
 key only a restart takes, is refused (the reason on standard error, exit
@@ -15,8 +15,10 @@ and this exits 0.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import TextIO
 
 from pypid.config import load_config
 from pypid.config.reloading import describe, needs_restart
@@ -25,32 +27,31 @@ from pypid.daemon.lean import CONFIG_FD
 from pypid.machine.config_in_force import ConfigInForce
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Check the configuration and take it into the one in force; the exit status."""
-    from pypid.tap import Options
-
-    options = Options()
+def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.stderr) -> int:
+    """
+    Check the configuration and take it into the one in force (on C{fd});
+    the exit status. The one argument is JSON: the configuration file
+    (or L{None}), the overrides of C{--set} and C{--listen}, as the
+    supervisor was given them (L{pypid.daemon.handover.plan}).
+    """
+    given = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    path, listen = given["config"], given["listen"]
+    overrides = [tuple(override) for override in given["set"]]
+    in_force = ConfigInForce.attach(fd, writable=True)
     try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except SystemExit as e:
-        sys.stderr.write(f"{e}\n")
-        return 1
-    except Exception as e:
-        sys.stderr.write(f"{e}\n")
-        return 1
-    in_force = ConfigInForce.attach(CONFIG_FD)
-    held = in_force.read()
-    try:
-        before = load_config(options["config"], options["set"], options["listen"], os.environ,
-                             text=held.text, held=held.held)
-        config = load_config(options["config"], options["set"], options["listen"], os.environ)
+        held = in_force.read()
+        before = load_config(path, overrides, listen, os.environ, text=held.text,
+                             held=held.held)
+        config = load_config(path, overrides, listen, os.environ)
         changed = needs_restart(before.keys, config.keys)
         if changed:
             raise StartupError(f"{config.source}: {describe(changed)}")
+        in_force.write(config.text, config.held)
     except StartupError as e:
-        sys.stderr.write(f"{e}\n")
+        err.write(f"{e}\n")
         return 1
-    in_force.write(config.text, config.held)
+    finally:
+        in_force.close()
     return 0
 
 

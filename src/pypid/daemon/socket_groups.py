@@ -10,9 +10,12 @@ or hung worker's socket does.
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class CannotListen(Exception):
@@ -116,3 +119,90 @@ class Group:
             sock = self.members.pop(each, None)
             if sock is not None:
                 sock.close()
+
+
+@dataclass(eq=False)
+class Sockets:
+    """
+    The sockets of every line of C{[pypid] listen}, as the supervisor
+    holds them for its workers: a TCP line's group, any other line's one
+    shared socket (see L{pypid.daemon.inherited}).
+
+    @ivar listen: the lines, in their order.
+    """
+
+    listen: list[str]
+    groups: list[Group] = field(default_factory=list)
+    shared: list[Inherited] = field(default_factory=list)
+
+    def for_worker(self, number: int) -> list[Inherited]:
+        """
+        Worker C{number}'s sockets, a line's each: its own of a TCP line
+        (opened anew after it ended), the shared one of any other.
+
+        @raise CannotListen: when a closed socket cannot be opened again.
+        """
+        own = {group.description: Inherited(group.description, group.member(number).fileno(),
+                                            group.family, group.backlog)
+               for group in self.groups}
+        shared = {inherited.description: inherited for inherited in self.shared}
+        return [own.get(description) or shared[description] for description in self.listen]
+
+    def ended(self, number: int) -> None:
+        """Worker C{number} ended: its own sockets are closed until it starts again."""
+        for group in self.groups:
+            group.close(number)
+
+    def shut(self, number: int) -> None:
+        """Worker C{number} hangs: its own sockets take no more connections."""
+        for group in self.groups:
+            group.shut(number)
+
+    def silent(self, number: int) -> None:
+        """
+        Worker C{number} went silent: its own sockets, each not the only
+        one of its group that listens, take no new connection until the
+        worker runs again (its port then listens again).
+        """
+        for group in self.groups:
+            group.shut(number, last=False)
+
+    def ports(self) -> list[int]:
+        """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
+        return [group.port for group in self.groups]
+
+    def close(self) -> None:
+        """Close every group's socket (the shared ones are their opener's to close)."""
+        for group in self.groups:
+            group.close()
+
+    def handed(self) -> dict[str, Any]:
+        """
+        The sockets as the lean process takes them over (L{taken}), every
+        descriptor made inheritable, to outlive the C{exec}.
+        """
+        return {"listen": self.listen,
+                "groups": [{"description": g.description, "family": g.family,
+                            "interface": g.interface, "port": g.port, "backlog": g.backlog,
+                            "members": {str(number): inheritable(sock.fileno())
+                                        for number, sock in g.members.items()}}
+                           for g in self.groups],
+                "shared": [{"description": s.description, "fd": inheritable(s.fileno),
+                            "family": s.family} for s in self.shared]}
+
+    @classmethod
+    def taken(cls, handed: Mapping[str, Any]) -> Sockets:
+        """The sockets L{handed} over, in the lean process."""
+        return cls(list(handed["listen"]),
+                   [Group(g["description"], g["family"], g["interface"], g["port"],
+                          g["backlog"], {int(number): socket.socket(fileno=fd)
+                                         for number, fd in g["members"].items()})
+                    for g in handed["groups"]],
+                   [Inherited(s["description"], s["fd"], s["family"])
+                    for s in handed["shared"]])
+
+
+def inheritable(fd: int) -> int:
+    """C{fd}, made to outlive an C{exec}."""
+    os.set_inheritable(fd, True)
+    return fd

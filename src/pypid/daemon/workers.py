@@ -6,13 +6,9 @@ them all with C{SIGTERM} at its own stop (each drains as a server of one
 process does), and starts again a worker that ended on its own, after a
 back-off that grows while it keeps ending soon after its start.
 
-This module imports only the standard library: the supervisor runs in a
-process of its own that imports nothing else (L{pypid.daemon.lean}), so
-that it holds a tenth of a worker's memory. Its clock and its processes
-are given (L{Clock}, L{Spawn}): the lean loop's in that process, Twisted's
-C{Clock} and a recorder in the tests.
-
-What a worker says on its standard output and error goes to the
+The standard library only: the supervisor's process imports nothing else
+(L{pypid.daemon.lean}); its clock and its processes are given (L{Clock},
+L{Spawn}). What a worker says on its standard output and error goes to the
 supervisor's log, a line at a time, named by the worker. On its
 descriptor L{READY_FD} it says C{serving} once it accepts (its indexes
 loaded, its listeners adopted), C{ready} once storage was checked against
@@ -22,10 +18,9 @@ A serving worker beats on that descriptor, a line every L{BEAT} seconds,
 from its reactor. One silent for L{SILENT_AFTER} seconds has its sockets
 taken out of their groups (C{on_silent}) until it runs again, so that
 no new connection waits on it longer; one silent for C{hang_after}
-seconds (stopped, deadlocked, its reactor held) is hung: the supervisor
-kills it and starts it again as any worker that ended (a worker stopped
-with C{SIGSTOP} took half the connections for minutes when nothing
-watched).
+seconds (stopped, deadlocked, its reactor held) is hung, killed and
+started again (a worker stopped with C{SIGSTOP} took half the
+connections for minutes when nothing watched).
 
 At the machine's start the first worker loads alone, then at most
 C{at_once} at a time: the next starts when one serves (or ended), its
@@ -38,7 +33,7 @@ after another.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +62,27 @@ HANG_AFTER = 30.0
 #: Seconds the supervisor waits at its stop for the workers to drain, past
 #: which it kills them (the workers' own deadline is shorter).
 STOP_DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """
+    The supervisor's times and counts (see the module and its constants).
+
+    @ivar at_once: the most workers loading at a time at the start, after
+        the first alone (L{None}: all at once).
+    @ivar hang_after: seconds without a beat after which a serving worker
+        is hung.
+    @ivar silent_after: seconds without a beat after which no new
+        connection should go to a serving worker.
+    """
+
+    at_once: int | None = None
+    hang_after: float = HANG_AFTER
+    silent_after: float = SILENT_AFTER
+    back_off: tuple[float, ...] = BACK_OFF
+    steady: float = STEADY
+    stop_deadline: float = STOP_DEADLINE
 
 
 class StartFailed(Exception):
@@ -169,13 +185,10 @@ class Supervisor:
 
     def __init__(self, clock: Clock, spawn: Spawn, count: int,
                  command: Callable[[int], Command], log: Log = lambda level, text: None, *,
-                 back_off: Sequence[float] = BACK_OFF, steady: float = STEADY,
-                 stop_deadline: float = STOP_DEADLINE,
+                 pace: Pace = Pace(),
                  on_change: Callable[[int, bool], None] = lambda number, up: None,
                  on_ready: Callable[[], None] = lambda: None,
-                 at_once: int | None = None, hang_after: float = HANG_AFTER,
                  on_hung: Callable[[int], None] = lambda number: None,
-                 silent_after: float = SILENT_AFTER,
                  on_silent: Callable[[int, bool], None] = lambda number, silent: None) -> None:
         """
         @param command: C{command(number) -> Command}, asked at each start
@@ -185,14 +198,8 @@ class Supervisor:
         @param on_change: C{on_change(number, up)}: worker C{number} said
             it is ready (C{up}), or ended.
         @param on_ready: called once every worker said it is ready.
-        @param at_once: the most workers loading at a time at the start,
-            after the first alone (L{None}: all at once).
-        @param hang_after: seconds without a beat after which a serving
-            worker is hung (see the module).
         @param on_hung: C{on_hung(number)}: worker C{number} is hung, and
             is about to be killed.
-        @param silent_after: seconds without a beat after which no new
-            connection should go to a serving worker.
         @param on_silent: C{on_silent(number, silent)}: worker C{number}
             went C{silent_after} seconds without a beat (C{True}), or beat
             again after that (C{False}); meanwhile it does not count as up.
@@ -207,9 +214,9 @@ class Supervisor:
         self._on_change = on_change
         self._on_ready = on_ready
         self._up: set[int] = set()
-        self._back_off = tuple(back_off)
-        self._steady = steady
-        self._stop_deadline = stop_deadline
+        self._back_off = pace.back_off
+        self._steady = pace.steady
+        self._stop_deadline = pace.stop_deadline
         self._workers: dict[int, _Worker] = {}
         self._started_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
@@ -218,11 +225,11 @@ class Supervisor:
         self._not_serving = set(range(1, count + 1))
         # (the workers not started yet, in order, and how many may load at once)
         self._unstarted = list(range(1, count + 1))
-        self._at_once = count if at_once is None else max(1, at_once)
-        self._first_alone = at_once is not None
-        self._hang_after = hang_after
+        self._at_once = count if pace.at_once is None else max(1, pace.at_once)
+        self._first_alone = pace.at_once is not None
+        self._hang_after = pace.hang_after
         self._on_hung = on_hung
-        self._silent_after = silent_after
+        self._silent_after = pace.silent_after
         self._on_silent = on_silent
         # (each serving worker's deadlines: killed, and taken out meanwhile)
         self._watches: dict[int, Timer] = {}

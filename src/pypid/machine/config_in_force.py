@@ -57,9 +57,14 @@ class ConfigInForce:
         return made
 
     @classmethod
-    def attach(cls, fd: int) -> ConfigInForce:
-        """The memory file of C{fd} (given by the supervisor), opened anew for this process."""
-        return cls(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC))
+    def attach(cls, fd: int, writable: bool = False) -> ConfigInForce:
+        """
+        The memory file of C{fd} (given by the supervisor), opened anew for
+        this process: to read (a worker), or C{writable} (the check of a
+        C{SIGHUP}, L{pypid.daemon.reload_check}).
+        """
+        return cls(os.open(f"/proc/self/fd/{fd}",
+                           (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC))
 
     def fileno(self) -> int:
         """This process's descriptor of the memory file, which a worker is given."""

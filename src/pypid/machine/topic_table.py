@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import Protocol
+
+
+class Announcing(Protocol):
+    """What L{tell} uses of a ring: L{pypid.machine.ring.ChangeRing.announce}."""
+
+    def announce(self, payload: bytes) -> int:
+        """Announce C{payload}; its number."""
 
 
 class Topic(enum.Enum):
@@ -63,6 +71,16 @@ def encode(topic: Topic, fields: Sequence[bytes]) -> bytes:
     if len(fields) != FIELDS[topic]:
         raise ValueError(f"{topic.name} has {FIELDS[topic]} fields, not {len(fields)}")
     return b" ".join((topic.value, *fields))
+
+
+def tell(ring: Announcing, topic: Topic, *fields: bytes) -> None:
+    """
+    Announce C{topic} on C{ring} (a worker's hub does, and the lean
+    supervisor that has none).
+
+    @raise pypid.machine.ring.RingError: when it does not fit in a slot.
+    """
+    ring.announce(encode(topic, fields))
 
 
 def decode(payload: bytes) -> tuple[Topic, list[bytes]] | None:

@@ -28,7 +28,7 @@ import attrs
 from twisted.logger import Logger
 
 from pypid.machine.ring import ChangeRing
-from pypid.machine.topic_table import Topic, decode, encode
+from pypid.machine.topic_table import Topic, decode, tell
 
 log = Logger()
 
@@ -128,7 +128,7 @@ class Hub:
         @raise pypid.machine.ring.RingError: when it does not fit in a slot.
         """
         if self._ring is not None:
-            self._ring.announce(encode(topic, fields))
+            tell(self._ring, topic, *fields)
 
     def on(self, topic: Topic, handler: Handler, *, past: bool = False) -> None:
         """

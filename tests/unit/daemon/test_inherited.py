@@ -5,10 +5,10 @@ on one port), and a worker's endpoints adopting them, with a real reactor
 on loopback; and the listeners a worker makes over them.
 """
 
+import dataclasses
 import os
 import socket
 
-import attrs
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
@@ -16,8 +16,9 @@ from twisted.trial.unittest import TestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
-from pypid.daemon.inherited import Inherited, WorkerSockets, adopted
+from pypid.daemon.inherited import WorkerSockets, adopted
 from pypid.daemon.listeners import make_listeners
+from pypid.daemon.socket_groups import Inherited
 from tests.harness.system import socket_path
 
 
@@ -41,11 +42,14 @@ def _read_all(port):
 
 
 async def _opened(case, count, *listen):
-    """The L{WorkerSockets} of C{listen} for C{count} workers, opened (closed at the end)."""
+    """
+    The L{Sockets} of C{listen} for C{count} workers, as L{WorkerSockets}
+    opened them (closed at the end).
+    """
     sockets = WorkerSockets(load_config(None, [], list(listen)), reactor, count)
     case.addCleanup(sockets.close)
     await sockets.open()
-    return sockets
+    return sockets.held
 
 
 async def _adopt(case, sockets, factory=None):
@@ -56,7 +60,7 @@ async def _adopt(case, sockets, factory=None):
     """
     ports = []
     for inherited in sockets:
-        [endpoint] = adopted(reactor, [attrs.evolve(inherited,
+        [endpoint] = adopted(reactor, [dataclasses.replace(inherited,
                                                     fileno=os.dup(inherited.fileno))]).values()
         port = await endpoint.listen(factory or Factory.forProtocol(_Hello))
         case.addCleanup(port.stopListening)

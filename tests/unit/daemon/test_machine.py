@@ -6,6 +6,7 @@ supervisor's parts.
 """
 
 import fcntl
+import io
 import json
 import os
 import signal
@@ -15,33 +16,24 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
-from pypid.daemon.inherited import Inherited
+from pypid.daemon.handover import worker_args
+from pypid.daemon.lean import CONFIG_FD, RING_FD, WORKER_ENV, worker_command
 from pypid.daemon.machine import (
-    CONFIG_FD,
-    RING_FD,
-    WORKER_ENV,
     FoldersPart,
-    Hangup,
     ReadyLine,
     SupervisorWatch,
-    WorkerCommand,
     WorkerRole,
     build_supervisor,
     process_title,
     worker_signals,
 )
+from pypid.daemon.reload_check import main as reload_check
+from pypid.daemon.socket_groups import Inherited
 from pypid.daemon.workers import BEAT
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.storage.folder.local import LocalStorage, StorageError
-
-
-class _Sockets:
-    """The supervisor's sockets of one line, as L{WorkerCommand} asks for them."""
-
-    def for_worker(self, number):
-        return [Inherited("tcp:8080:interface=127.0.0.1", 40 + number, 2, 50)]
 
 
 class _Signals:
@@ -132,22 +124,20 @@ class WorkerCommandTests(SynchronousTestCase):
         without a pid file, logging to its output; told its role, its
         descriptors numbered from L{RING_FD}; without systemd's variables.
         """
-        ring = ChangeRing.create(slots=4, slot_size=64)
-        self.addCleanup(ring.close)
-        in_force = ConfigInForce.create("")
-        self.addCleanup(in_force.close)
         environ = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/notify", "LISTEN_FDS": "1",
                    "LISTEN_PID": "7", "WATCHDOG_USEC": "100"}
-        command = WorkerCommand(ring, in_force, _Sockets(), 3, ("--config", "etc/pypid.ini"),
-                                environ, "/usr/bin/python3")(2)
+        worker = {"executable": "/usr/bin/python3",
+                  "args": worker_args("/usr/bin/python3", ("--config", "etc/pypid.ini")),
+                  "env": environ}
+        command = worker_command(worker, 2, 3, 40, 41,
+                                 [Inherited("tcp:8080:interface=127.0.0.1", 42, 2, 50)])
         self.assertEqual(command.executable, "/usr/bin/python3")
         self.assertEqual(command.args[:3], ("/usr/bin/python3", "-c",
                                             "from twisted.scripts.twistd import run; run()"))
         self.assertEqual(command.args[3:], (
             "--nodaemon", "--pidfile=", "--logger=pypid.daemon.machine.worker_log",
             "pypid", "--config", "etc/pypid.ini"))
-        self.assertEqual(command.inherited, {RING_FD: ring.fileno(),
-                                             CONFIG_FD: in_force.fileno(), CONFIG_FD + 1: 42})
+        self.assertEqual(command.inherited, {RING_FD: 40, CONFIG_FD: 41, CONFIG_FD + 1: 42})
         self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
         self.assertEqual(json.loads(command.env[WORKER_ENV]), {
             "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD,
@@ -238,38 +228,38 @@ class WorkerProcessTests(SynchronousTestCase):
             watch.stopService()
 
 
-class _Supervisor:
-    count = 3
-
-    def __init__(self):
-        self.signals = []
-
-    def signal_all(self, signum):
-        self.signals.append(signum)
-
-
 class SupervisorPartsTests(SynchronousTestCase):
-    """The supervisor's parts."""
+    """The supervisor's parts, and the check of C{SIGHUP} its lean process runs."""
+
+    def _checked(self, before, after, *options):
+        """
+        What the check of C{SIGHUP} makes of the file C{after} on the
+        configuration in force C{before}: its status, and what is in force then.
+        """
+        in_force = ConfigInForce.create(before)
+        self.addCleanup(in_force.close)
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(after)
+        given = {"config": path, "set": list(options), "listen": []}
+        err = io.StringIO()
+        status = reload_check([json.dumps(given)], fd=in_force.fileno(), err=err)
+        self.assertEqual(bool(status), bool(err.getvalue()), "a refusal says why")
+        return status, in_force.read().text
 
     def test_hangup(self):
         """
-        A configuration the supervisor took is the one in force (what a
-        worker started after reads) and passed on to every worker; none,
-        nothing.
+        A configuration the check takes is the one in force (what every
+        worker reads when the signal is passed on, and a worker started
+        after); one it cannot read, or that changes a key only a restart
+        takes, is refused and leaves the one in force.
         """
-        supervisor = _Supervisor()
-        in_force = ConfigInForce.create("[pypid]\n")
-        self.addCleanup(in_force.close)
-        hangup = Hangup(supervisor, in_force)
-        self.assertIsNone(hangup.prepare_reload(None))
-        path = self.mktemp()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("[pypid]\nthreads = 5\n")
-        commit = hangup.prepare_reload(load_config(path, [], []))
-        self.assertEqual((supervisor.signals, in_force.read().text), ([], "[pypid]\n"))
-        self.assertEqual(commit(), "passed to 3 workers")
-        self.assertEqual(supervisor.signals, [signal.SIGHUP])
-        self.assertEqual(in_force.read().text, "[pypid]\nthreads = 5\n")
+        self.assertEqual(self._checked("[pypid]\n", "[pypid]\npage_cache_size = 5\n"),
+                         (0, "[pypid]\npage_cache_size = 5\n"))
+        self.assertEqual(self._checked("[pypid]\n", "[pypid]\npage_cache_size = many\n"),
+                         (1, "[pypid]\n"))
+        self.assertEqual(self._checked("[pypid]\nworkers = 2\n", "[pypid]\nworkers = 3\n"),
+                         (1, "[pypid]\nworkers = 2\n"))
 
     def test_folders(self):
         """
@@ -309,18 +299,46 @@ class SupervisorPartsTests(SynchronousTestCase):
     def test_parts(self):
         """
         The supervisor's parts, in order: the ports checked, where the data
-        is, the folders and sockets taken, the workers, C{SIGHUP}, systemd;
-        each hosted index's folder among the folders.
+        is, the folders and sockets taken, then the hand-over to the lean
+        process, which is given the workers' command and every descriptor
+        it keeps; each hosted index's folder among the folders.
         """
         config = load_config(None, [
             ("pypid", "workers", "2"), ("storage", "path", os.path.abspath(self.mktemp())),
             ("index:release", "bases", "")], [])
-        parts = build_supervisor(config, MemoryReactorClock(), ["--config", "x.ini"], {},
-                                 check_port=lambda port, interface: None)
+        executed = []
+        parts = build_supervisor(config, MemoryReactorClock(), ["--config", "x.ini"],
+                                 {"PATH": "/usr/bin", "NOTIFY_SOCKET": "@n"},
+                                 check_port=lambda port, interface: None,
+                                 options={"config": "x.ini", "set": [["a", "b", "c"]],
+                                          "listen": []},
+                                 twistd={"pidfile": "p.pid", "logfile": "-"},
+                                 executable="/usr/bin/python3",
+                                 exec_=lambda path, args: executed.append((path, args)))
         self.assertEqual([name for name, _ in parts._parts],
-                         ["listen-check", "start-notes", "folders", "sockets", "workers",
-                          "reload"])
+                         ["listen-check", "start-notes", "folders", "sockets", "handover"])
         folders = parts.getServiceNamed("folders")._folders
         self.assertEqual([os.path.relpath(f.root, config.storage.path) for f in folders],
                          [".", os.path.join(".indexes", "release")])
-        self.assertEqual(parts.getServiceNamed("workers").count, 2)
+        parts.startService()
+        self.addCleanup(parts.stopService)
+        [(path, args)] = executed
+        self.assertEqual((path, args[:3]), ("/usr/bin/python3",
+                                            ["/usr/bin/python3", "-m", "pypid.daemon.lean"]))
+        with open(f"/proc/self/fd/{args[3]}", "rb") as f:
+            handed = json.load(f)
+        os.close(int(args[3]))
+        self.assertEqual((handed["count"], handed["listen"], handed["notify"],
+                          handed["pidfile"], handed["log"]),
+                         (2, ["tcp:8080:interface=127.0.0.1"], "\0n", os.path.abspath("p.pid"),
+                          None))
+        self.assertEqual(handed["worker"]["args"][-3:], ["pypid", "--config", "x.ini"])
+        self.assertNotIn("NOTIFY_SOCKET", handed["worker"]["env"])
+        self.assertEqual(json.loads(handed["reload"]["args"][-1]),
+                         {"config": os.path.abspath("x.ini"), "set": [["a", "b", "c"]],
+                          "listen": []})
+        # (every descriptor it keeps outlives the exec)
+        kept = [handed["ring"], handed["config"], *handed["locks"],
+                *handed["groups"][0]["members"].values()]
+        self.assertEqual(len(handed["locks"]), 2)
+        self.assertTrue(all(os.get_inheritable(fd) for fd in kept))

@@ -4,60 +4,79 @@ the descriptors they inherit, logs their lines, is ready once all are,
 starts again a worker that ended (with a back-off that grows while it
 ends soon after its start, and begins anew once it ran steadily), passes
 signals on, and stops them all (killing one that outlives the deadline);
-and with real processes.
+and with real processes, on the lean supervisor's loop.
 """
 
 import os
 import signal
 import sys
 
-from twisted.internet import reactor
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs, formatEvent
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.util.startup import StartupError
-from pypid.daemon.workers import READY_FD, Command, Supervisor
+from pypid.daemon.lean import Loop, Processes
+from pypid.daemon.workers import READY_FD, Command, Pace, StartFailed, Supervisor
+
+#: The supervisor's times and counts, which the tests give by name.
+PACE = ("at_once", "hang_after", "silent_after", "back_off", "steady", "stop_deadline")
 
 
 class _Process:
     """A worker process the test ends."""
 
-    def __init__(self, protocol, pid):
-        self.protocol = protocol
+    def __init__(self, command, output, ended, pid):
+        self.command = command
+        self._output = output
+        self._ended = ended
         self.pid = pid
         self.signals = []
 
-    def signalProcess(self, signum):
+    def signal(self, signum):
         self.signals.append(signum)
 
-    def end(self, reason=None):
-        self.protocol.processEnded(Failure(reason or ProcessDone(0)))
+    def say(self, fd, data):
+        self._output(fd, data)
+
+    def end(self, how="exited"):
+        self._ended(how)
 
 
-class _ProcessReactor(MemoryReactorClock):
-    """A memory reactor that records the processes it spawns."""
+class _Spawner(Clock):
+    """A clock that also records the processes it spawns."""
 
     def __init__(self):
         super().__init__()
         self.spawned = []
 
-    def spawnProcess(self, protocol, executable, args=(), env=None, path=None, uid=None,
-                     gid=None, usePTY=False, childFDs=None):
-        process = _Process(protocol, 1000 + len(self.spawned))
-        self.spawned.append((process, executable, args, childFDs))
-        protocol.makeConnection(process)
+    def __call__(self, command, output, ended):
+        process = _Process(command, output, ended, 1000 + len(self.spawned))
+        self.spawned.append(process)
         return process
 
 
+class _Log(list):
+    """The supervisor's log lines."""
+
+    def __call__(self, level, text):
+        self.append(text)
+
+
+def _supervisor(count, command, **kwargs):
+    """A supervisor of C{count} workers on a recording spawner, with its log and readiness."""
+    spawner, log, ready = _Spawner(), _Log(), []
+    pace = {key: kwargs.pop(key) for key in list(kwargs) if key in PACE}
+    supervisor = Supervisor(spawner, spawner, count, command, log, pace=Pace(**pace),
+                            on_ready=lambda: ready.append(True), **kwargs)
+    return supervisor, spawner, log, ready
+
+
 def _ended_all(supervisor, *processes):
-    """Stop C{supervisor}, its C{processes} ending at once."""
-    d = supervisor.stopService()
+    """Stop C{supervisor}, its C{processes} ending at once: whether it said it stopped."""
+    stopped = []
+    supervisor.stop(lambda: stopped.append(True))
     for process in processes:
         process.end()
-    return d
+    return stopped
 
 
 def command(number):
@@ -69,33 +88,28 @@ class SupervisorTests(SynchronousTestCase):
     """The supervisor on a memory reactor."""
 
     def setUp(self):
-        self.reactor = _ProcessReactor()
-        self.supervisor = Supervisor(self.reactor, 2, command, back_off=(1.0, 2.0, 5.0),
-                                     steady=60.0, stop_deadline=30.0)
-        self.supervisor.startService()
+        self.supervisor, self.reactor, self.log, self.ready = _supervisor(
+            2, command, back_off=(1.0, 2.0, 5.0), steady=60.0, stop_deadline=30.0)
+        self.supervisor.start()
 
     def process(self, number, nth=0):
         """The C{nth} process started for worker C{number}."""
-        return [p for p, _, args, _ in self.reactor.spawned
-                if args[-1] == f"--worker={number}"][nth]
+        return [p for p in self.reactor.spawned
+                if p.command.args[-1] == f"--worker={number}"][nth]
 
     def test_started(self):
         """Each worker starts with its command and the descriptors it inherits."""
-        self.assertEqual([(executable, args, fds) for _, executable, args, fds
-                          in self.reactor.spawned], [
-            ("/usr/bin/python3", ("python3", "-m", "pypid", f"--worker={n}"),
-             {0: "w", 1: "r", 2: "r", READY_FD: "r", 7: 7, 8: 9}) for n in (1, 2)])
+        self.assertEqual([p.command for p in self.reactor.spawned], [command(n) for n in (1, 2)])
 
     def test_lines_and_ready(self):
         """A worker's lines are logged under its number; ready once every worker said so."""
-        with capturedLogs() as events:
-            self.process(1).protocol.childDataReceived(1, b"Index loaded\nhalf a ")
-            self.process(1).protocol.childDataReceived(1, b"line\n")
-            self.process(2).protocol.childDataReceived(READY_FD, b"ready\n")
-            self.assertNoResult(self.supervisor.ready)
-            self.process(1).protocol.childDataReceived(READY_FD, b"ready\n")
-        self.successResultOf(self.supervisor.ready)
-        lines = [formatEvent(e) for e in events]
+        self.process(1).say(1, b"Index loaded\nhalf a ")
+        self.process(1).say(1, b"line\n")
+        self.process(2).say(READY_FD, b"ready\n")
+        self.assertEqual(self.ready, [])
+        self.process(1).say(READY_FD, b"ready\n")
+        self.assertEqual(self.ready, [True])
+        lines = self.log
         self.assertIn("worker 1: Index loaded", lines)
         self.assertIn("worker 1: half a line", lines)
         self.assertIn("Worker 2 is ready", lines)
@@ -107,48 +121,46 @@ class SupervisorTests(SynchronousTestCase):
         ended before it did (or could not be started: it waits for its
         back-off, and another starts meanwhile).
         """
-        reactor = _ProcessReactor()
         failing = {3}
 
         def commands(number):
             if number in failing:
                 failing.discard(number)
-                raise StartupError("no such file")
+                raise StartFailed("no such file")
             return command(number)
-        supervisor = Supervisor(reactor, 4, commands, back_off=(1.0,), at_once=1)
-        supervisor.startService()
+        supervisor, reactor, log, ready = _supervisor(4, commands, back_off=(1.0,), at_once=1)
+        supervisor.start()
 
         def started():
-            return [args[-1] for _, _, args, _ in reactor.spawned]
+            return [p.command.args[-1] for p in reactor.spawned]
         self.assertEqual(started(), ["--worker=1"])
-        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"serving\n")
+        reactor.spawned[0].say(READY_FD, b"serving\n")
         self.assertEqual(started(), ["--worker=1", "--worker=2"])
         self.assertEqual(supervisor.up(), 0, "serving, not ready: not up")
-        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"alive\nready\n")
+        reactor.spawned[0].say(READY_FD, b"alive\nready\n")
         self.assertEqual(supervisor.up(), 1)
         # (worker 2 ends before it serves; 3 cannot be started: 4 starts)
-        reactor.spawned[1][0].end(ProcessTerminated(1))
+        reactor.spawned[1].end("exited with status 1")
         self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=4"])
         reactor.advance(1.0)
         self.assertEqual(sorted(started()), ["--worker=1", "--worker=2", "--worker=2",
                                              "--worker=3", "--worker=4"])
-        self.assertNoResult(supervisor.ready)
-        for process, _, _, _ in reactor.spawned[2:]:
-            process.protocol.childDataReceived(READY_FD, b"ready\n")
-        self.successResultOf(supervisor.ready)
+        self.assertEqual(ready, [])
+        for process in reactor.spawned[2:]:
+            process.say(READY_FD, b"ready\n")
+        self.assertEqual(ready, [True])
 
     def test_first_alone(self):
         """The first worker loads alone; then C{at_once} load together."""
-        reactor = _ProcessReactor()
-        supervisor = Supervisor(reactor, 4, command, at_once=2)
-        supervisor.startService()
+        supervisor, reactor, log, ready = _supervisor(4, command, at_once=2)
+        supervisor.start()
 
         def started():
-            return [args[-1] for _, _, args, _ in reactor.spawned]
+            return [p.command.args[-1] for p in reactor.spawned]
         self.assertEqual(started(), ["--worker=1"])
-        reactor.spawned[0][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        reactor.spawned[0].say(READY_FD, b"ready\n")
         self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=3"])
-        reactor.spawned[2][0].protocol.childDataReceived(READY_FD, b"ready\n")
+        reactor.spawned[2].say(READY_FD, b"ready\n")
         self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=3", "--worker=4"])
 
     def test_restart_back_off(self):
@@ -156,10 +168,9 @@ class SupervisorTests(SynchronousTestCase):
         A worker that ends is started again after the back-off, longer each
         time it ends soon after its start; a steady run starts it anew.
         """
-        with capturedLogs() as events:
-            self.process(1).end(ProcessTerminated(signal=signal.SIGKILL))
-        self.assertIn("Worker 1 ended (", formatEvent(events[-1]))
-        self.assertIn("starting it again in 1 s", formatEvent(events[-1]))
+        self.process(1).end("killed by SIGKILL")
+        self.assertEqual("Worker 1 ended (killed by SIGKILL) after 0 s; starting it again in 1 s",
+                         self.log[-1])
         self.reactor.advance(0.9)
         self.assertEqual(len(self.reactor.spawned), 2)
         self.reactor.advance(0.1)
@@ -192,23 +203,21 @@ class SupervisorTests(SynchronousTestCase):
 
         def maybe(number):
             if number == 2 and failing and failing.pop():
-                raise StartupError("Cannot listen on tcp:8080: taken")
+                raise StartFailed("Cannot listen on tcp:8080: taken")
             return command(number)
-        reactor = _ProcessReactor()
-        supervisor = Supervisor(reactor, 2, maybe, back_off=(1.0,),
-                                on_change=lambda number, up: heard.append((number, up)))
-        with capturedLogs() as events:
-            supervisor.startService()
-        self.assertIn("Cannot start worker 2: Cannot listen on tcp:8080: taken",
-                      [formatEvent(e) for e in events])
+        supervisor, reactor, log, ready = _supervisor(
+            2, maybe, back_off=(1.0,),
+            on_change=lambda number, up: heard.append((number, up)))
+        supervisor.start()
+        self.assertIn("Cannot start worker 2: Cannot listen on tcp:8080: taken", log)
         self.assertEqual(len(reactor.spawned), 1)
         reactor.advance(1)
         self.assertEqual(len(reactor.spawned), 2)
-        first, second = (process for process, *_ in reactor.spawned)
-        first.protocol.childDataReceived(READY_FD, b"ready\n")
-        second.protocol.childDataReceived(READY_FD, b"ready\n")
+        first, second = reactor.spawned
+        first.say(READY_FD, b"ready\n")
+        second.say(READY_FD, b"ready\n")
         self.assertEqual(supervisor.up(), 2)
-        first.end(ProcessTerminated(signal=signal.SIGKILL))
+        first.end("killed by SIGKILL")
         self.assertEqual(supervisor.up(), 1)
         self.assertEqual(heard, [(1, True), (2, True), (1, False)])
 
@@ -218,47 +227,46 @@ class SupervisorTests(SynchronousTestCase):
         hung: taken out of its sockets (C{on_hung}), killed, and started
         again as any worker that ended; one that beats is left alone.
         """
-        reactor = _ProcessReactor()
         hung, heard = [], []
-        supervisor = Supervisor(reactor, 2, command, back_off=(1.0,), hang_after=10.0,
-                                on_hung=hung.append,
-                                on_change=lambda number, up: heard.append((number, up)))
-        supervisor.startService()
-        first, second = (process for process, *_ in reactor.spawned)
+        supervisor, reactor, log, ready = _supervisor(
+            2, command, back_off=(1.0,), hang_after=10.0,
+            on_hung=hung.append,
+            on_change=lambda number, up: heard.append((number, up)))
+        supervisor.start()
+        first, second = reactor.spawned
         for process in (first, second):
-            process.protocol.childDataReceived(READY_FD, b"ready\n")
-        with capturedLogs() as events:
-            for _ in range(9):
-                reactor.advance(1)
-                first.protocol.childDataReceived(READY_FD, b"alive\n")
-                second.protocol.childDataReceived(READY_FD, b"alive\n")
-            # (worker 2 stops: stopped, deadlocked, its reactor held)
-            for _ in range(10):
-                reactor.advance(1)
-                first.protocol.childDataReceived(READY_FD, b"alive\n")
+            process.say(READY_FD, b"ready\n")
+        for _ in range(9):
+            reactor.advance(1)
+            first.say(READY_FD, b"alive\n")
+            second.say(READY_FD, b"alive\n")
+        # (worker 2 stops: stopped, deadlocked, its reactor held)
+        for _ in range(10):
+            reactor.advance(1)
+            first.say(READY_FD, b"alive\n")
         self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
         self.assertEqual(hung, [2])
         self.assertEqual(supervisor.hangs, 1)
         self.assertIn(f"Worker 2 sent nothing for 10 s: it hangs; killing it (process "
-                      f"{second.pid})", [formatEvent(e) for e in events])
+                      f"{second.pid})", log)
         # (a late beat of the killed worker, read before its end, counts for nothing)
         before = list(heard)
-        second.protocol.childDataReceived(READY_FD, b"alive\n")
+        second.say(READY_FD, b"alive\n")
         self.assertEqual((heard, supervisor.hangs), (before, 1))
-        second.end(ProcessTerminated(signal=signal.SIGKILL))
+        second.end("killed by SIGKILL")
         self.assertEqual(supervisor.up(), 1)
         self.assertEqual(heard[-1], (2, False))
         reactor.advance(1)
-        third = reactor.spawned[-1][0]
+        third = reactor.spawned[-1]
         self.assertEqual(len(reactor.spawned), 3)
         # (a worker that is loading is not judged: it has said nothing yet)
         for _ in range(30):
             reactor.advance(1)
-            first.protocol.childDataReceived(READY_FD, b"alive\n")
+            first.say(READY_FD, b"alive\n")
         self.assertEqual((first.signals, third.signals, hung), ([], [], [2]))
-        third.protocol.childDataReceived(READY_FD, b"ready\n")
+        third.say(READY_FD, b"ready\n")
         self.assertEqual(supervisor.up(), 2)
-        self.successResultOf(_ended_all(supervisor, first, third))
+        self.assertEqual(_ended_all(supervisor, first, third), [True])
         reactor.advance(60)
         self.assertEqual(third.signals, [signal.SIGTERM], "not watched once stopping")
 
@@ -268,33 +276,32 @@ class SupervisorTests(SynchronousTestCase):
         (C{on_silent(number, True)}), not counted as up, until it beats
         again (C{False}), and killed only after C{hang_after}.
         """
-        reactor = _ProcessReactor()
         heard = []
-        supervisor = Supervisor(reactor, 2, command, hang_after=10.0, silent_after=1.0,
-                                on_silent=lambda number, silent: heard.append((number, silent)))
-        supervisor.startService()
-        first, second = (process for process, *_ in reactor.spawned)
+        supervisor, reactor, log, ready = _supervisor(
+            2, command, hang_after=10.0, silent_after=1.0,
+            on_silent=lambda number, silent: heard.append((number, silent)))
+        supervisor.start()
+        first, second = reactor.spawned
         reactor.advance(5)
-        first.protocol.childDataReceived(READY_FD, b"serving\nready\n")
-        second.protocol.childDataReceived(READY_FD, b"serving\n")
+        first.say(READY_FD, b"serving\nready\n")
+        second.say(READY_FD, b"serving\n")
         for _ in range(8):
             reactor.advance(0.25)
-            first.protocol.childDataReceived(READY_FD, b"alive\n")
-            second.protocol.childDataReceived(READY_FD, b"alive\n")
-        second.protocol.childDataReceived(READY_FD, b"ready\n")
+            first.say(READY_FD, b"alive\n")
+            second.say(READY_FD, b"alive\n")
+        second.say(READY_FD, b"ready\n")
         self.assertEqual((heard, supervisor.up()), ([], 2))
-        with capturedLogs() as events:
-            # (worker 2 stalls 3 s: out after 1 s, back at its next beat)
-            for _ in range(12):
-                reactor.advance(0.25)
-                first.protocol.childDataReceived(READY_FD, b"alive\n")
-            # (taken out again each second while silent: another may listen now)
-            self.assertEqual((heard, supervisor.up()), ([(2, True)] * 3, 1))
-            second.protocol.childDataReceived(READY_FD, b"alive\n")
+        # (worker 2 stalls 3 s: out after 1 s, back at its next beat)
+        for _ in range(12):
+            reactor.advance(0.25)
+            first.say(READY_FD, b"alive\n")
+        # (taken out again each second while silent: another may listen now)
+        self.assertEqual((heard, supervisor.up()), ([(2, True)] * 3, 1))
+        second.say(READY_FD, b"alive\n")
         self.assertEqual((heard[3:], supervisor.up()), ([(2, False)], 2))
         self.assertEqual((supervisor.silences, supervisor.hangs), (1, 0), "one silence counted")
         del heard[:]
-        lines = [formatEvent(e) for e in events]
+        lines = log
         self.assertIn("Worker 2 sent nothing for 1 s: no new connection goes to it until it "
                       "beats again, where another worker listens (killed after 10 s)", lines)
         self.assertIn("Worker 2 beats again after 3.0 s: new connections go to it again", lines)
@@ -302,30 +309,31 @@ class SupervisorTests(SynchronousTestCase):
         # (silent for good: out, then killed, and nothing more said of it)
         for _ in range(40):
             reactor.advance(0.25)
-            first.protocol.childDataReceived(READY_FD, b"alive\n")
+            first.say(READY_FD, b"alive\n")
         self.assertEqual(set(heard), {(2, True)})
         self.assertEqual((first.signals, second.signals), ([], [signal.SIGKILL]))
         self.assertEqual((supervisor.silences, supervisor.hangs), (2, 1))
-        second.protocol.childDataReceived(READY_FD, b"alive\n")
-        second.end(ProcessTerminated(signal=signal.SIGKILL))
+        second.say(READY_FD, b"alive\n")
+        second.end("killed by SIGKILL")
         self.assertEqual((set(heard), supervisor.up()), ({(2, True)}, 1))
         told = len(heard)
         for _ in range(20):
             reactor.advance(0.25)
-            first.protocol.childDataReceived(READY_FD, b"alive\n")
+            first.say(READY_FD, b"alive\n")
         self.assertEqual(len(heard), told, "an ended worker is not taken out")
-        third = reactor.spawned[-1][0]
-        stopping = supervisor.stopService()
+        third = reactor.spawned[-1]
+        stopping = []
+        supervisor.stop(lambda: stopping.append(True))
         # (beats read while the workers drain start no watch)
         for _ in range(60):
             reactor.advance(0.25)
-            first.protocol.childDataReceived(READY_FD, b"alive\n")
-            third.protocol.childDataReceived(READY_FD, b"serving\n")
+            first.say(READY_FD, b"alive\n")
+            third.say(READY_FD, b"serving\n")
         self.assertEqual((first.signals, third.signals, len(heard)),
                          ([signal.SIGTERM], [signal.SIGTERM], told))
         first.end()
         third.end()
-        self.successResultOf(stopping)
+        self.assertEqual(stopping, [True])
 
     def test_older_worker(self):
         """
@@ -333,21 +341,21 @@ class SupervisorTests(SynchronousTestCase):
         then a beat a second) is watched for its hang only: its port would
         end if its socket were shut.
         """
-        reactor = _ProcessReactor()
         heard = []
-        supervisor = Supervisor(reactor, 1, command, hang_after=10.0, silent_after=1.0,
-                                on_silent=lambda number, silent: heard.append((number, silent)))
-        supervisor.startService()
-        [(worker, *_)] = reactor.spawned
-        worker.protocol.childDataReceived(READY_FD, b"ready\n")
-        self.successResultOf(supervisor.ready)
+        supervisor, reactor, log, ready = _supervisor(
+            1, command, hang_after=10.0, silent_after=1.0,
+            on_silent=lambda number, silent: heard.append((number, silent)))
+        supervisor.start()
+        [worker] = reactor.spawned
+        worker.say(READY_FD, b"ready\n")
+        self.assertEqual(ready, [True])
         for _ in range(20):
             reactor.advance(1.0)
-            worker.protocol.childDataReceived(READY_FD, b"alive\n")
+            worker.say(READY_FD, b"alive\n")
         self.assertEqual((heard, worker.signals, supervisor.up()), ([], [], 1))
         reactor.advance(10)
         self.assertEqual((heard, worker.signals), ([], [signal.SIGKILL]))
-        self.successResultOf(_ended_all(supervisor, worker))
+        self.assertEqual(_ended_all(supervisor, worker), [True])
 
     def test_signals(self):
         """A signal goes to every worker running."""
@@ -360,23 +368,22 @@ class SupervisorTests(SynchronousTestCase):
         The stop sends SIGTERM to every worker and ends once all ended, not
         starting them again; one still running at the deadline is killed.
         """
-        d = self.supervisor.stopService()
+        d = []
+        self.supervisor.stop(lambda: d.append(True))
         self.assertEqual(self.process(1).signals, [signal.SIGTERM])
         self.process(1).end()
-        self.assertNoResult(d)
+        self.assertEqual(d, [])
         self.reactor.advance(30)
         self.assertEqual(self.process(2).signals, [signal.SIGTERM, signal.SIGKILL])
-        self.process(2).end(ProcessTerminated(signal=signal.SIGKILL))
-        self.successResultOf(d)
+        self.process(2).end("killed by SIGKILL")
+        self.assertEqual(d, [True])
         self.reactor.advance(60)
         self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_stop_while_waiting(self):
         """A worker waiting for its back-off is not started again once stopped."""
         self.process(1).end()
-        d = self.supervisor.stopService()
-        self.process(2).end()
-        self.successResultOf(d)
+        self.assertEqual(_ended_all(self.supervisor, self.process(2)), [True])
         self.reactor.advance(60)
         self.assertEqual(len(self.reactor.spawned), 2)
 
@@ -391,20 +398,29 @@ signal.pause()
 """
 
 
-class RealProcessTests(TestCase):
-    """The supervisor with real worker processes."""
+class RealProcessTests(SynchronousTestCase):
+    """The supervisor with real worker processes, on the lean supervisor's loop."""
 
-    async def test_start_ready_stop(self):
-        """Two real workers start, say their lines and that they are ready, and stop."""
+    def test_start_ready_stop(self):
+        """
+        Two real workers start, say their lines and that they are ready on
+        their descriptor, and stop; the end of each is heard once reaped.
+        """
         def real(number):
             return Command(sys.executable, (sys.executable, "-c", _WORKER, str(number)),
                            dict(os.environ))
-        supervisor = Supervisor(reactor, 2, real)
-        with capturedLogs() as events:
-            supervisor.startService()
-            await supervisor.ready
-            await supervisor.stopService()
-        lines = [formatEvent(e) for e in events]
-        self.assertIn("worker 1: hello from 1", lines)
-        self.assertIn("worker 2: hello from 2", lines)
+        loop = Loop()
+        self.addCleanup(loop.close)
+        processes = Processes(loop)
+        log = _Log()
+        ended = []
+        supervisor = Supervisor(loop, processes.spawn, 2, real, log,
+                                on_ready=lambda: supervisor.stop(loop.stop),
+                                on_change=lambda number, up: ended.append((number, up)))
+        supervisor.start()
+        loop.callLater(60, loop.stop)
+        loop.run()
+        self.assertIn("worker 1: hello from 1", log)
+        self.assertIn("worker 2: hello from 2", log)
+        self.assertEqual(sorted(ended), [(1, False), (1, True), (2, False), (2, True)])
         self.assertEqual(supervisor.restarts, 0)
