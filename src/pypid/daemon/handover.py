@@ -39,18 +39,21 @@ def worker_args(executable: str, arguments: Sequence[str]) -> list[str]:
             "--nodaemon", "--pidfile=", f"--logger={WORKER_LOGGER}", "pypid", *arguments]
 
 
-def twistd_log(twistd: Mapping[str, Any] | None) -> str | None:
+def twistd_log(twistd: Mapping[str, Any] | None) -> dict[str, str] | None:
     """
-    The file twistd logs to (L{None}: standard output, where the lean
-    process logs too), from its options: C{--logfile}, or C{twistd.log}
-    for a daemon.
+    Where twistd logs, from its options, for the lean process to log
+    there too: C{{"syslog": prefix}} (C{--syslog}), C{{"file": path}}
+    (C{--logfile}, or C{twistd.log} for a daemon), or L{None}: standard
+    output.
     """
     if twistd is None:
         return None
+    if twistd.get("syslog"):
+        return {"syslog": twistd.get("prefix") or "twisted"}
     logfile = twistd.get("logfile")
     if logfile == "-" or (not logfile and twistd.get("nodaemon")):
         return None
-    return os.path.abspath(logfile or "twistd.log")
+    return {"file": os.path.abspath(logfile or "twistd.log")}
 
 
 def plan(*, count: int, at_once: int, hang_after: float, arguments: Sequence[str],

@@ -365,12 +365,23 @@ class Log:
     bytes and on C{SIGUSR1} (twistd's C{LogFile}).
     """
 
-    def __init__(self, path: str | None, stream: TextIO = sys.stdout) -> None:
-        self._path = path
+    def __init__(self, file: str | None = None, syslog: str | None = None,
+                 stream: TextIO = sys.stdout, rotate_at: int = ROTATE_AT) -> None:
+        """
+        @param file: the log file; L{None}: C{stream}, unless C{syslog}.
+        @param syslog: log to syslog instead, with this prefix (C{--syslog}).
+        """
+        self._path = file
         self._stream = stream
+        self._rotate_at = rotate_at
         self._file: TextIO | None = None
         self._size = 0
-        if path is not None:
+        self._syslog: Any = None
+        if syslog is not None:
+            import syslog as system_log
+            system_log.openlog(syslog, 0, system_log.LOG_DAEMON)
+            self._syslog = system_log
+        elif file is not None:
             self._open()
 
     def _open(self) -> None:
@@ -380,6 +391,11 @@ class Log:
 
     def __call__(self, level: str, text: str) -> None:
         """Write C{text} (of C{level}: C{info}, C{warn}, C{error}, C{critical})."""
+        if self._syslog is not None:
+            priority = {"warn": self._syslog.LOG_WARNING, "error": self._syslog.LOG_ERR,
+                        "critical": self._syslog.LOG_CRIT}.get(level, self._syslog.LOG_INFO)
+            self._syslog.syslog(priority, f"[-] {text}")
+            return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         line = f"{stamp} [pypid.daemon.lean#{level}] {text}\n"
         out = self._file if self._file is not None else self._stream
@@ -390,7 +406,7 @@ class Log:
             return
         if self._file is not None:
             self._size += len(line.encode("utf-8"))
-            if self._size >= ROTATE_AT:
+            if self._size >= self._rotate_at:
                 self.rotate()
 
     def rotate(self) -> None:
@@ -426,6 +442,12 @@ class Machine:
     """
 
     def __init__(self, handover: Mapping[str, Any], loop: Loop, log: Log) -> None:
+        # (what outlived the exec is not for every child: each worker is
+        # given its own, placed where it expects them, and no other's socket)
+        for fd in [handover["ring"], handover["config"], *handover["locks"],
+                   *(s["fd"] for s in handover["shared"]),
+                   *(fd for g in handover["groups"] for fd in g["members"].values())]:
+            os.set_inheritable(fd, False)
         self._handover = handover
         self._loop = loop
         self._log = log
@@ -564,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     if title:
         from setproctitle import setproctitle
         setproctitle(title)
-    log = Log(handover.get("log"))
+    log = Log(**(handover.get("log") or {}))
     loop = Loop()
     machine = Machine(handover, loop, log)
     machine.start()
