@@ -300,12 +300,13 @@ class Processes:
         Start C{command}: C{read}'s descriptors are pipes read into
         C{output}; standard input is C{stdin} or a pipe whose end this
         process holds (a worker reads its end there when this process
-        ends, even by C{kill -9}); the inherited descriptors are placed
-        where the command says.
+        ends, even by C{kill -9}), the C{stdin} given closed here once
+        given; the inherited descriptors are placed where the command says.
         """
         placed: dict[int, int] = {}
         ours: list[int] = []
         pipes: dict[int, int] = {}
+        keep = -1
         try:
             for child_fd in read:
                 r, w = os.pipe2(os.O_CLOEXEC)
@@ -320,6 +321,7 @@ class Processes:
                 keep = w
             else:
                 placed[0] = stdin
+                ours.append(stdin)
                 keep = -1
             placed.update(command.inherited)
             # (each source first moved above every target: a source that is
@@ -334,7 +336,7 @@ class Processes:
                                  setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                                             signal.SIGCHLD, signal.SIGUSR1))
         except BaseException:
-            for fd in [*pipes.values(), *ours]:
+            for fd in [*pipes.values(), *ours, *([keep] if keep >= 0 else [])]:
                 os.close(fd)
             raise
         for fd in ours:
