@@ -10,7 +10,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.daemon.lean import Log, Loop, Processes, how_it_ended
+from pypid.daemon.lean import Log
+from pypid.daemon.lean_loop import Loop, Processes, how_it_ended
 from pypid.daemon.workers import Command
 
 

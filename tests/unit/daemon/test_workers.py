@@ -14,7 +14,7 @@ import sys
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.daemon.lean import Loop, Processes
+from pypid.daemon.lean_loop import Loop, Processes
 from pypid.daemon.workers import READY_FD, Command, Pace, StartFailed, Supervisor
 
 #: The supervisor's times and counts, which the tests give by name.
