@@ -572,7 +572,7 @@ class SupervisorImportsTests(SynchronousTestCase):
                               env=clean_env(folder), capture_output=True, text=True, timeout=60)
         self.assertEqual(done.returncode, 0, done.stderr)
         parts, loaded = json.loads(done.stdout)
-        self.assertIn("workers", parts)
+        self.assertEqual(parts[-1], "handover")
         self.assertEqual(loaded, [])
 
 
