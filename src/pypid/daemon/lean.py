@@ -32,10 +32,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from pypid.daemon.lean_loop import Loop, Processes, Spawned
+from pypid.daemon.lean_loop import Loop, Processes
 from pypid.daemon.socket_groups import CannotListen, Inherited, Sockets
 from pypid.daemon.workers import (
     Command,
@@ -188,7 +188,7 @@ class Machine:
         self._reloading = False
         self._again = False
         self.supervisor = Supervisor(
-            loop, self._spawn, self._count, self._command, log,
+            loop, self._processes.spawn, self._count, self._command, log,
             pace=Pace(at_once=handover["at_once"], hang_after=handover["hang_after"]),
             on_change=self._changed, on_ready=self._ready, on_hung=self._sockets.shut,
             on_silent=self._silent)
@@ -203,10 +203,6 @@ class Machine:
             raise StartFailed(str(e))
         return worker_command(self._handover["worker"], number, self._count,
                               self._ring.fileno(), self._config_fd, given)
-
-    def _spawn(self, command: Command, output: Callable[[int, bytes], None],
-               ended: Callable[[str], None]) -> Spawned:
-        return self._processes.spawn(command, output, ended)
 
     def _changed(self, number: int, up: bool) -> None:
         if up:
@@ -258,6 +254,7 @@ class Machine:
 
     def _stopped(self) -> None:
         self._sockets.close()
+        self._sockets.close_shared()
         self._loop.stop()
 
     def reload(self) -> None:

@@ -176,6 +176,24 @@ class Sockets:
         for group in self.groups:
             group.close()
 
+    def close_shared(self) -> None:
+        """
+        Close the shared sockets, as their opener's stop did before the
+        hand-over: a Unix socket's file goes with it (a start after would
+        find it and be refused the address), and Twisted's lock beside it.
+        """
+        for inherited in self.shared:
+            with socket.socket(fileno=inherited.fileno) as sock:
+                path = sock.getsockname() if inherited.family == socket.AF_UNIX else None
+            if isinstance(path, str) and path and not path.startswith("\0"):
+                with suppress(FileNotFoundError):
+                    os.unlink(path)
+                # (Twisted's lock beside it, this process's: the exec kept the pid)
+                with suppress(OSError):
+                    if os.readlink(path + ".lock") == str(os.getpid()):
+                        os.unlink(path + ".lock")
+        self.shared.clear()
+
     def handed(self) -> dict[str, Any]:
         """
         The sockets as the lean process takes them over (L{taken}), every

@@ -18,7 +18,7 @@ from pypid.config import load_config
 from pypid.core.util.startup import StartupError
 from pypid.daemon.inherited import WorkerSockets, adopted
 from pypid.daemon.listeners import make_listeners
-from pypid.daemon.socket_groups import Inherited
+from pypid.daemon.socket_groups import Inherited, Sockets
 from tests.harness.system import socket_path
 
 
@@ -232,6 +232,25 @@ class WorkerSocketsTests(TestCase):
         self.assertEqual(sockets.for_worker(1), sockets.for_worker(2))
         self.assertEqual(sockets.for_worker(1)[0].family, socket.AF_UNIX)
         self.assertEqual(sockets.ports(), [])
+
+    def test_shared_closed_by_the_lean_process(self):
+        """
+        The lean supervisor closes a shared Unix socket at its stop as
+        the opener's port did: its file and its lock go, so the next start
+        may bind.
+        """
+        path = socket_path(self)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(path)
+        sock.listen(5)
+        taken = Sockets([f"unix:{path}"], [], [Inherited(f"unix:{path}", sock.detach(),
+                                                         socket.AF_UNIX)])
+        # (the lock Twisted's port keeps beside it, naming this process)
+        os.symlink(str(os.getpid()), path + ".lock")
+        self.assertTrue(os.path.exists(path))
+        taken.close_shared()
+        self.assertEqual((os.path.exists(path), os.path.lexists(path + ".lock"), taken.shared),
+                         (False, False, []))
 
     async def test_port_taken(self):
         """A port another process holds is the line's start-up error."""
