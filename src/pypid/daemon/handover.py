@@ -23,7 +23,6 @@ from typing import Any
 from twisted.application.service import Service
 
 from pypid.daemon.inherited import WorkerSockets
-from pypid.daemon.lean import SYSTEMD_ENV
 from pypid.daemon.socket_groups import inheritable as _inheritable
 from pypid.daemon.systemd import Notifier
 from pypid.storage.folder.local import LocalStorage
@@ -31,6 +30,10 @@ from pypid.storage.folder.local import LocalStorage
 #: The worker's log: each event a line on its standard output, without the
 #: time, which the supervisor's line gives (C{twistd --logger}).
 WORKER_LOGGER = "pypid.daemon.machine.worker_log"
+
+#: What systemd tells the process it starts, which is the supervisor's alone.
+SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+               "LISTEN_FDNAMES")
 
 
 def worker_args(executable: str, arguments: Sequence[str]) -> list[str]:

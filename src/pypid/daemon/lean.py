@@ -57,10 +57,6 @@ WORKER_ENV = "PYPID_WORKER"
 RING_FD = 4
 CONFIG_FD = 5
 
-#: What systemd tells the process it starts, which is the supervisor's alone.
-SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
-               "LISTEN_FDNAMES")
-
 #: Bytes a log file holds before it is rotated (twistd's C{LogFile} default).
 ROTATE_AT = 1_000_000
 
@@ -69,8 +65,8 @@ def worker_command(worker: Mapping[str, Any], number: int, count: int, ring: int
                    given: Sequence[Inherited]) -> Command:
     """
     How worker C{number} of C{count} is started: C{worker}'s executable,
-    arguments and environment (L{pypid.daemon.handover}), without
-    systemd's variables and told its role (L{WORKER_ENV}), with the ring,
+    arguments and environment (L{pypid.daemon.handover}, which left out
+    systemd's variables), told its role (L{WORKER_ENV}), with the ring,
     the configuration in force and its C{given} sockets placed from
     L{RING_FD} on.
     """
@@ -79,7 +75,7 @@ def worker_command(worker: Mapping[str, Any], number: int, count: int, ring: int
     for fd, socket_of in enumerate(given, start=CONFIG_FD + 1):
         inherited[fd] = socket_of.fileno
         sockets.append((socket_of.description, fd, socket_of.family, socket_of.backlog))
-    env = {key: value for key, value in worker["env"].items() if key not in SYSTEMD_ENV}
+    env = dict(worker["env"])
     env[WORKER_ENV] = json.dumps({"number": number, "count": count, "ring": RING_FD,
                                   "config": CONFIG_FD, "sockets": sockets})
     return Command(worker["executable"], tuple(worker["args"]), env, inherited)
@@ -151,15 +147,21 @@ class Log:
         self._open()
 
 
-def notify(address: str | None, *states: str) -> None:
-    """Send C{states} to systemd (see L{pypid.daemon.systemd}); nothing without it."""
+def notify(address: str | None, *states: str) -> OSError | None:
+    """
+    Send C{states} to systemd in one datagram (see L{pypid.daemon.systemd},
+    whose notifier sends with this); nothing without an C{address}. A
+    manager that is gone is returned, never raised: the server goes on
+    without it.
+    """
     if not address:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto("\n".join(states).encode("utf-8"), address)
-        except OSError:
-            pass
+    except OSError as e:
+        return e
+    return None
 
 
 class Machine:

@@ -3,17 +3,19 @@ A server of several processes on one machine (C{[pypid] workers}): one
 supervisor, which answers nothing itself, and the workers, each a whole
 server over the same folders.
 
-The supervisor (L{build_supervisor}) takes every hosted index's folder
-(its lock, the sweep of what a crash left), opens every listening socket
-(L{pypid.daemon.inherited.WorkerSockets}), makes the machine's ring of
-changes (L{pypid.machine.ring.ChangeRing}), and starts the workers
-(L{pypid.daemon.workers.Supervisor}): each runs the same C{twistd pypid}
-with the same options, told by L{WORKER_ENV} which worker it is and which
-of its descriptors are the ring and the sockets. systemd hears C{READY=1}
-once every worker is ready. C{SIGHUP} is checked by the supervisor first
-(a configuration it cannot read, or a change only a restart takes, is
-refused for the whole machine, as for one process) and then passed to
-every worker.
+The supervisor's set-up (L{build_supervisor}) takes every hosted index's
+folder (its lock, the sweep of what a crash left), opens every listening
+socket (L{pypid.daemon.inherited.WorkerSockets}), makes the machine's ring
+of changes (L{pypid.machine.ring.ChangeRing}) and the configuration in
+force, then hands all of it over to L{pypid.daemon.lean}, the same process
+running the standard library alone (L{pypid.daemon.handover}). That one
+starts the workers (L{pypid.daemon.workers.Supervisor}): each runs the
+same C{twistd pypid} with the same options, told by L{WORKER_ENV}
+which worker it is and which of its descriptors are the ring and the
+sockets. systemd hears C{READY=1} once every worker is ready. C{SIGHUP} is
+checked first (L{pypid.daemon.reload_check}: a configuration that cannot
+be read, or a change only a restart takes, is refused for the whole
+machine, as for one process) and then passed to every worker.
 
 A worker (L{WorkerRole}) shares the folders through the ring, catches up
 with the others' changes before each request

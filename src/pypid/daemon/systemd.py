@@ -15,7 +15,6 @@ there is no C{NOTIFY_SOCKET}, and nothing is sent.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Mapping
 from functools import partial
 
@@ -25,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.daemon.lean import notify
 from pypid.jobs.periodic import Periodic
 
 log = Logger()
@@ -64,14 +64,11 @@ class Notifier:
 
     def send(self, *states: str) -> None:
         """
-        Send C{states} (C{"READY=1"}, ...) in one datagram. A manager that
-        is gone is logged, never raised: the server goes on without it.
+        Send C{states} (C{"READY=1"}, ...) in one datagram; a manager that
+        is gone is logged.
         """
-        message = "\n".join(states).encode("utf-8")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto(message, self.address)
-        except OSError as e:
+        e = notify(self.address, *states)
+        if e is not None:
             log.warn("Cannot notify systemd ({states}): {error}", states=", ".join(states),
                      error=e.strerror)
 

@@ -122,10 +122,9 @@ class WorkerCommandTests(SynchronousTestCase):
         """
         The same C{twistd pypid} with the same options, in the foreground,
         without a pid file, logging to its output; told its role, its
-        descriptors numbered from L{RING_FD}; without systemd's variables.
+        descriptors numbered from L{RING_FD}.
         """
-        environ = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/notify", "LISTEN_FDS": "1",
-                   "LISTEN_PID": "7", "WATCHDOG_USEC": "100"}
+        environ = {"PATH": "/usr/bin"}
         worker = {"executable": "/usr/bin/python3",
                   "args": worker_args("/usr/bin/python3", ("--config", "etc/pypid.ini")),
                   "env": environ}
