@@ -571,6 +571,8 @@ class WorkerRestartTests(DaemonTestCase):
         A worker started again while the htpasswd file is being edited (here:
         emptied, not reloaded) reads the users the machine took: a user's
         token and password still work on every worker, the token for good.
+        A C{SIGHUP} then is refused (the file names no user), the users in
+        force kept.
         """
         import bcrypt
         folder = os.path.abspath(self.mktemp())
@@ -587,6 +589,11 @@ class WorkerRestartTests(DaemonTestCase):
         with open(path, "w") as f:
             f.write("")
         kill_a_worker(daemon)
+        for auth in (token, ("pete", "pete-pw")):
+            self.assertEqual([status_on_worker(daemon, number, "simple/", auth)
+                              for number in range(1, WORKERS + 1)], [200] * WORKERS)
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_for(lambda: b"names no user" in daemon.log_since_start(), 30, "the reload refused")
         for auth in (token, ("pete", "pete-pw")):
             self.assertEqual([status_on_worker(daemon, number, "simple/", auth)
                               for number in range(1, WORKERS + 1)], [200] * WORKERS)

@@ -61,6 +61,18 @@ class ParseTests(SynchronousTestCase):
         self.assertIn(" and 15 more cannot be used; ", message)
         self.assertNotIn("'u10'", message)
 
+    def test_names_nobody(self):
+        """
+        A file that names no user (empty, blank, or comments alone: read
+        while it is rewritten) is refused, not taken as nobody, whose
+        tokens would all end.
+        """
+        for text in ("", "\n\n", "# the team\n"):
+            message = str(self.assertRaises(ValueError, parse_htpasswd, text, "users.htpasswd"))
+            self.assertEqual(message, "users.htpasswd names no user (a file read while it is "
+                             "written would end every user's tokens); to have none, leave "
+                             "[auth] htpasswd empty")
+
     def test_malformed(self):
         """Lines without a colon, bad names and repeated users are refused."""
         for text in ("nocolon\n", "bad name:x\n", f"a:{BCRYPT}\na:{BCRYPT}\n"):

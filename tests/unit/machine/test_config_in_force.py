@@ -4,7 +4,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.config import load_config
+from pypid.config import ConfigError, load_config
 from pypid.machine.config_in_force import ConfigInForce, HeldTexts
 
 
@@ -78,5 +78,6 @@ class ConfigInForceTests(SynchronousTestCase):
         in_force = held.read()
         again = load_config(path, text=in_force.text, held=in_force.held)
         self.assertEqual(again.users, taken.users)
-        self.assertEqual(set(load_config(path).users), set())
+        # (the file as it is now is refused, not taken as nobody)
+        self.assertIn("names no user", str(self.assertRaises(ConfigError, load_config, path)))
         self.assertEqual(parse_htpasswd(in_force.held[users], users), dict(taken.users))

@@ -160,9 +160,13 @@ def parse_htpasswd(text: str, source: str) -> dict[str, str]:
     entries (a pypiserver's, moved over) is told of all of them at once,
     not one a start.
 
+    A file that names no user is refused too, not taken as nobody: one
+    read while it is rewritten (truncated, then written) would end every
+    one of its users' tokens, on every worker of the machine.
+
     @param source: the file's name, for messages.
     @raise ValueError: naming the file, the lines and the users (never the
-        hashes) of the entries that cannot be used.
+        hashes) of the entries that cannot be used, or that it names no user.
     """
     users = {}
     unusable: list[_Unusable] = []
@@ -185,6 +189,9 @@ def parse_htpasswd(text: str, source: str) -> dict[str, str]:
             unusable.append(_Unusable(number, f"user {name!r}: {what}", remedy))
     if unusable:
         raise ValueError(_unusable_message(source, unusable))
+    if not users:
+        raise ValueError(f"{source} names no user (a file read while it is written would end "
+                         "every user's tokens); to have none, leave [auth] htpasswd empty")
     return users
 
 
