@@ -34,6 +34,7 @@ from contextlib import suppress
 
 import attrs
 from twisted.internet import tcp
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import (
@@ -105,7 +106,9 @@ class WorkerSockets:
             if bound is not None:
                 assert isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))
                 port, interface = bound
-                six = isinstance(endpoint, TCP6ServerEndpoint)
+                # (an https: line's endpoint is TCP4's, whose port takes an
+                # IPv6 interface as Twisted's listenTCP does)
+                six = isinstance(endpoint, TCP6ServerEndpoint) or isIPv6Address(interface)
                 group = Group(description, socket.AF_INET6 if six else socket.AF_INET,
                               interface or ("::" if six else ""), port, endpoint._backlog)
                 self.held.groups.append(group)

@@ -41,12 +41,12 @@ def _read_all(port):
     return deferToThread(read)
 
 
-async def _opened(case, count, *listen):
+async def _opened(case, count, *listen, overrides=()):
     """
     The L{Sockets} of C{listen} for C{count} workers, as L{WorkerSockets}
     opened them (closed at the end).
     """
-    sockets = WorkerSockets(load_config(None, [], list(listen)), reactor, count)
+    sockets = WorkerSockets(load_config(None, list(overrides), list(listen)), reactor, count)
     case.addCleanup(sockets.close)
     await sockets.open()
     return sockets.held
@@ -66,6 +66,13 @@ async def _adopt(case, sockets, factory=None):
         case.addCleanup(port.stopListening)
         ports.append(port)
     return ports
+
+
+def _free_port(family):
+    """A port free on loopback of C{family} now (C{https:} takes no port 0)."""
+    with socket.socket(family) as sock:
+        sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _listens(inherited):
@@ -107,6 +114,24 @@ class WorkerSocketsTests(TestCase):
         for _ in range(40):
             self.assertEqual(await _read_all(port), b"hello from the worker")
         self.assertTrue(counts[1] and counts[2], counts)
+
+    async def test_tls_lines_grouped(self):
+        """
+        An C{https:} and an C{http-redirect:} line are TCP lines: a socket
+        per worker on one port each, an IPv6 interface as IPv4's.
+        """
+        ports = [_free_port(family) for family in (socket.AF_INET, socket.AF_INET, socket.AF_INET6)]
+        sockets = await _opened(
+            self, 2, f"https:{ports[0]}:interface=127.0.0.1",
+            f"http-redirect:{ports[1]}:interface=127.0.0.1", f"https:{ports[2]}:interface=\\:\\:1",
+            overrides=[("tls", "certificate", "/nowhere/cert.pem"), ("tls", "key", "/nowhere/key.pem")])
+        first, second = sockets.for_worker(1), sockets.for_worker(2)
+        self.assertEqual([one.family for one in first],
+                         [socket.AF_INET, socket.AF_INET, socket.AF_INET6])
+        self.assertEqual(sockets.ports(), ports)
+        for mine, theirs in zip(first, second, strict=True):
+            self.assertNotEqual(mine.fileno, theirs.fileno)
+            self.assertEqual(mine.description, theirs.description)
 
     async def test_ended(self):
         """
