@@ -293,7 +293,7 @@ def _positive_duration(value: str) -> float:
 
 
 def _worker_timeout(value: str) -> float:
-    """A duration of at least 3 s: a worker beats every second, and a busy one may skip some."""
+    """A duration of at least 3 s: a worker beats every 0.25 s, and a busy one may skip some."""
     seconds = parse_duration(value)
     if not seconds >= 3:
         raise ValueError("expected a duration of at least 3s, such as 30s")

@@ -2,8 +2,8 @@
 The lean supervisor's event loop (L{Loop}: descriptors to read, calls to
 come and signals, over C{selectors}) and the processes it starts
 (L{Processes}: C{posix_spawn} with each descriptor placed, their output
-read, their end heard once reaped): the standard library alone, as the
-whole of the lean process is (L{pypid.daemon.lean}).
+read, their end heard once reaped): the standard library alone; the
+whole of the lean process adds only C{attrs} and the ring (L{pypid.daemon.lean}).
 """
 
 from __future__ import annotations

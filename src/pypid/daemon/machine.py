@@ -8,7 +8,8 @@ folder (its lock, the sweep of what a crash left), opens every listening
 socket (L{pypid.daemon.inherited.WorkerSockets}), makes the machine's ring
 of changes (L{pypid.machine.ring.ChangeRing}) and the configuration in
 force, then hands all of it over to L{pypid.daemon.lean}, the same process
-running the standard library alone (L{pypid.daemon.handover}). That one
+running the standard library, C{attrs} and the ring alone
+(L{pypid.daemon.handover}). That one
 starts the workers (L{pypid.daemon.workers.Supervisor}): each runs the
 same C{twistd pypid} with the same options, told by L{WORKER_ENV}
 which worker it is and which of its descriptors are the ring and the

@@ -1,7 +1,7 @@
 """
 The listening sockets a machine's supervisor holds for its workers, in
 the standard library alone (the supervisor's process imports nothing
-else: L{pypid.daemon.lean}): each one given to a worker (L{Inherited}),
+else but C{attrs} and the ring: L{pypid.daemon.lean}): each one given to a worker (L{Inherited}),
 and a TCP line's group of sockets, one per worker, on one address with
 C{SO_REUSEPORT} (L{Group}). L{pypid.daemon.inherited} says why a
 worker's socket listens only once the worker accepts, and what a silent

@@ -7,7 +7,7 @@ process does), and starts again a worker that ended on its own, after a
 back-off that grows while it keeps ending soon after its start.
 
 The standard library only: the supervisor's process imports nothing else
-(L{pypid.daemon.lean}); its clock and its processes are given (L{Clock},
+but C{attrs} and the ring (L{pypid.daemon.lean}); its clock and its processes are given (L{Clock},
 L{Spawn}). What a worker says on its standard output and error goes to the
 supervisor's log, a line at a time, named by the worker. On its
 descriptor L{READY_FD} it says C{serving} once it accepts (its indexes
