@@ -4,8 +4,10 @@ library: its loop's calls to come and signals, the processes it starts
 with their descriptors placed, how an end is told, and its log.
 """
 
+import json
 import os
 import signal
+import subprocess
 import sys
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.daemon.lean import Log
 from pypid.daemon.lean_loop import Loop, Processes, how_it_ended
 from pypid.daemon.workers import Command
+from tests.harness.e2e import clean_env
 
 
 class LoopTests(SynchronousTestCase):
@@ -110,3 +113,36 @@ class LogTests(SynchronousTestCase):
             self.assertRegex(f.read(), r"^\S+ \[pypid.daemon.lean#info\] after\n$")
         with open(path + ".2", encoding="utf-8") as f:
             self.assertIn("Started worker 1 (process 7)", f.read())
+
+
+_IMPORTS_PROBE = """
+import json, sys
+import pypid.daemon.lean
+print(json.dumps(sorted(sys.modules)))
+"""
+
+#: What the lean process may import beside the standard library.
+_LEAN_MODULES = {"pypid", "pypid.daemon", "pypid.daemon.lean", "pypid.daemon.lean_loop",
+                 "pypid.daemon.socket_groups", "pypid.daemon.workers", "pypid.machine",
+                 "pypid.machine.ring", "pypid.machine.topic_table"}
+
+
+class ImportsTests(SynchronousTestCase):
+    """The lean supervisor stays lean: what it imports is its memory (about 19 MiB)."""
+
+    def test_imports(self):
+        """
+        In a fresh interpreter, the lean process loads the standard library,
+        C{attrs} and its own few modules: not Twisted (31 MiB of RSS alone),
+        not the configuration's code.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        done = subprocess.run([sys.executable, "-c", _IMPORTS_PROBE], cwd=folder,
+                              env=clean_env(folder), capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        loaded = json.loads(done.stdout)
+        outside = {name for name in loaded if name.split(".")[0] not in sys.stdlib_module_names
+                   and name.split(".")[0] not in ("attr", "attrs")
+                   and not name.startswith("_")}
+        self.assertEqual(outside - _LEAN_MODULES, set())
