@@ -658,6 +658,59 @@ class HungWorkerTests(DaemonTestCase):
         self.assertEqual(restarts_counted(daemon, "pypid_worker_hangs_total"), 1)
 
 
+    def test_hung_while_loading(self):
+        """
+        A worker that hangs while it starts (stopped after it began to beat,
+        before it serves) is killed once C{worker_timeout} passed without
+        its beat, and started again; it held back no other.
+        """
+        stops = os.path.abspath(self.mktemp())
+        os.makedirs(stops)
+        with open(os.path.join(stops, "sitecustomize.py"), "w") as f:
+            f.write(STOP_BEFORE_SERVING)
+        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
+        daemon.environ["PYTHONPATH"] = f"{stops}:{daemon.environ['PYTHONPATH']}"
+        daemon.environ["PYPID_TEST_STOP_MARK"] = os.path.join(stops, "stopped")
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        daemon.wait_for_log(b"it hangs while it starts; killing it", timeout=60)
+        self.assertIn(b"Worker %d sent nothing for 5 s" % WORKERS, daemon.log_since_start())
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
+        self.assertEqual(restarts_counted(daemon, "pypid_worker_hangs_total"), 1)
+
+
+#: A C{sitecustomize} that stops the last worker's first process
+#: (C{SIGSTOP}) as it is about to say it serves: after it began to beat,
+#: before it serves. Its replacement, seeing the mark, runs.
+STOP_BEFORE_SERVING = f"""\
+import json, os, signal, sys
+_role = json.loads(os.environ.get("PYPID_WORKER") or "null")
+_mark = os.environ.get("PYPID_TEST_STOP_MARK")
+if _role and _role["number"] == {WORKERS} and _mark and not os.path.exists(_mark):
+    class _Stopper:
+        def find_spec(self, name, path=None, target=None):
+            if name != "pypid.daemon.machine":
+                return None
+            sys.meta_path.remove(self)
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                said = module.ReadyLine.startService
+
+                def stopped(self):
+                    open(_mark, "w").close()
+                    os.kill(os.getpid(), signal.SIGSTOP)
+                    said(self)
+                module.ReadyLine.startService = stopped
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, _Stopper())
+"""
+
+
 #: A C{sitecustomize} that makes each worker's start last
 #: C{PYPID_TEST_WORKER_DELAY} seconds longer (as a large index's load does).
 SLOW_START = """\

@@ -35,6 +35,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from signal import Handlers
 from types import FrameType
 from typing import Any, Protocol
@@ -189,44 +190,61 @@ def worker_log() -> ILogObserver:
         event, includeTimestamp=False) + "\n")
 
 
+def _say(fd: int, line: bytes) -> None:
+    """Write C{line} to the supervisor, or drop it (it is gone, or not reading)."""
+    try:
+        os.write(fd, line)
+    except OSError:
+        pass  # (SupervisorWatch stops a worker whose supervisor is gone)
+
+
+class Heartbeat(Service):
+    """
+    A worker's first part, and the last to stop: beats on L{READY_FD}
+    every L{BEAT} seconds from the reactor, while the worker loads as once
+    it serves, so that its supervisor knows it is not hung
+    (L{pypid.daemon.workers}).
+    """
+
+    def __init__(self, clock: IReactorTime, fd: int = READY_FD) -> None:
+        self._fd = fd
+        self._beats = Periodic(partial(_say, fd, b"alive\n"), BEAT, clock, "The heartbeat")
+
+    def startService(self) -> None:
+        """Beat from now on: the first at once, before any other part starts."""
+        Service.startService(self)
+        # (a supervisor that stopped reading never blocks the worker's reactor)
+        setNonBlocking(self._fd)
+        _say(self._fd, b"alive\n")
+        self._beats.startService()
+
+    def stopService(self) -> None:
+        """Beat no more."""
+        Service.stopService(self)
+        if self._beats.running:
+            self._beats.stopService()
+
+
 class ReadyLine(Service):
     """
     A worker's last part: says on L{READY_FD} that it serves (its
-    listeners accept), beats there every L{BEAT} seconds from the reactor,
-    so that its supervisor knows it is not hung, and says it is ready once
-    it is (L{pypid.daemon.workers}).
+    listeners accept), and that it is ready once it is
+    (L{pypid.daemon.workers}).
     """
 
-    def __init__(self, ready: Callable[[], Deferred[None]], clock: IReactorTime,
-                 fd: int = READY_FD) -> None:
+    def __init__(self, ready: Callable[[], Deferred[None]], fd: int = READY_FD) -> None:
         self._ready = ready
         self._fd = fd
-        self._beats = Periodic(lambda: self._say(b"alive\n"), BEAT, clock, "The heartbeat")
 
     def startService(self) -> None:
         """Say it serves, and ready once every index answers with every stored file."""
         Service.startService(self)
-        # (a supervisor that stopped reading never blocks the worker's reactor)
-        setNonBlocking(self._fd)
-        self._say(b"serving\n")
-        self._beats.startService()
+        _say(self._fd, b"serving\n")
         self._ready().addCallback(self._now_ready)
 
     def _now_ready(self, _: object) -> None:
         if self.running:
-            self._say(b"ready\n")
-
-    def _say(self, line: bytes) -> None:
-        try:
-            os.write(self._fd, line)
-        except OSError:
-            pass  # (the supervisor is gone, or not reading: SupervisorWatch stops us)
-
-    def stopService(self) -> None:
-        """Beat no more (a draining worker is not watched)."""
-        Service.stopService(self)
-        if self._beats.running:
-            self._beats.stopService()
+            _say(self._fd, b"ready\n")
 
 
 @implementer(IReadDescriptor)

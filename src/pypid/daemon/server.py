@@ -32,6 +32,7 @@ from pypid.daemon.container import Parts
 from pypid.daemon.inherited import adopted
 from pypid.daemon.listeners import IListeningReactor, Listeners, PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
+    Heartbeat,
     IStoppingReactor,
     ReadyLine,
     SupervisorWatch,
@@ -196,6 +197,8 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     def parts(kind: str) -> list[tuple[str, IService]]:
         return registry.parts(kind) if once or kind not in _ONCE else []
     return Parts(_present(
+        # (a worker beats from its start: one hung while it loads is killed)
+        ("heartbeat", Heartbeat(reactor) if worker is not None else None),
         # (a TCP port taken stops start-up before anything is written)
         ("listen-check", listeners.check),
         # (where the data is, and the shipped password's warning)
@@ -246,7 +249,7 @@ def _worker_parts(hub: Hub, readiness: Readiness,
     logins' news never go round it unread), and stops when the supervisor
     ends.
     """
-    yield "ready-line", ReadyLine(readiness.when_ready, reactor)
+    yield "ready-line", ReadyLine(readiness.when_ready)
     yield "ring-reader", Periodic(hub.take, TAKE_EVERY, reactor, "The ring's read")
     yield "supervisor-watch", SupervisorWatch(reactor)
 

@@ -14,13 +14,16 @@ descriptor L{READY_FD} it says C{serving} once it accepts (its indexes
 loaded, its listeners adopted), C{ready} once storage was checked against
 its snapshot, and the supervisor is ready once every worker was.
 
-A serving worker beats on that descriptor, a line every L{BEAT} seconds,
-from its reactor. One silent for L{SILENT_AFTER} seconds has its sockets
-taken out of their groups (C{on_silent}) until it runs again, so that
-no new connection waits on it longer; one silent for C{hang_after}
-seconds (stopped, deadlocked, its reactor held) is hung, killed and
-started again (a worker stopped with C{SIGSTOP} took half the
-connections for minutes when nothing watched).
+A worker beats on that descriptor, a line every L{BEAT} seconds, from
+its reactor, from its first part on: while it loads as once it serves. A
+serving worker silent for L{SILENT_AFTER} seconds has its sockets taken
+out of their groups (C{on_silent}) until it runs again, so that no new
+connection waits on it longer; any worker silent for C{hang_after}
+seconds (stopped, deadlocked, its reactor held), or that said nothing
+L{FIRST_WORD} seconds after it was started, is hung, killed and started
+again (a worker stopped with C{SIGSTOP} took half the connections for
+minutes when nothing watched; one hung while it loaded held back the
+start of every worker after it).
 
 At the machine's start the first worker loads alone, then at most
 C{at_once} at a time: the next starts when one serves (or ended), its
@@ -47,16 +50,21 @@ BACK_OFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 #: Seconds a worker must run for its next end to start the back-off anew.
 STEADY = 60.0
 
-#: Seconds between a serving worker's heartbeats.
+#: Seconds between a worker's heartbeats.
 BEAT = 0.25
+
+#: Seconds a worker may take from its start to its first beat (its imports
+#: and its configuration: under a second on an idle machine, a few with
+#: every core busy) before it is taken for hung.
+FIRST_WORD = 60.0
 
 #: Seconds a serving worker may go without a heartbeat before no new
 #: connection goes to it (until it beats again): the longest a connection
 #: waits on a worker that stopped answering.
 SILENT_AFTER = 1.0
 
-#: Seconds a serving worker may go without a heartbeat before it is killed
-#: (C{[pypid] worker_timeout}).
+#: Seconds a worker may go without a heartbeat before it is killed, loading
+#: or serving (C{[pypid] worker_timeout}).
 HANG_AFTER = 30.0
 
 #: Seconds the supervisor waits at its stop for the workers to drain, past
@@ -231,8 +239,11 @@ class Supervisor:
         self._on_hung = on_hung
         self._silent_after = pace.silent_after
         self._on_silent = on_silent
-        # (each serving worker's deadlines: killed, and taken out meanwhile)
+        # (each worker's deadlines: killed, from its start; taken out, once it serves)
         self._watches: dict[int, Timer] = {}
+        self._serving: set[int] = set()
+        # (the workers that said anything since they were started)
+        self._said: set[int] = set()
         self._quiet: dict[int, Timer] = {}
         # (the workers taken out for their silence, and since when)
         self._silent: dict[int, float] = {}
@@ -274,6 +285,9 @@ class Supervisor:
             self._again(number, f"not started: {e}")
             return
         self._workers[number] = worker
+        self._said.discard(number)
+        self._watches[number] = self._clock.callLater(max(self._hang_after, FIRST_WORD),
+                                                      self._hung, number)
         self.log("info", f"Started worker {number} (process {worker.process.pid})")
 
     def _current(self, number: int, worker: _Worker) -> bool:
@@ -282,23 +296,25 @@ class Supervisor:
 
     def worker_said(self, number: int, word: bytes, worker: _Worker) -> None:
         """
-        Worker C{number} said on L{READY_FD} that it serves (its first
-        line, from which it is watched), that it is ready, or beat.
+        Worker C{number} said on L{READY_FD} that it is alive (a beat,
+        loading or serving), that it serves (from then on its silence is
+        watched), or that it is ready.
         """
         watch = self._watches.get(number)
         if (not self.running or not self._current(number, worker)
                 or (watch is not None and not watch.active())):
             return  # (read at the stop, after its end or after it was found hung: nothing)
-        if watch is None:
-            self._watches[number] = self._clock.callLater(self._hang_after, self._hung, number)
+        self._said.add(number)
+        if watch is not None:
+            self._beat(number, watch)
+        if number not in self._serving and word in (b"serving", b"ready"):
+            self._serving.add(number)
             # (a worker of before the word "serving" beats every second,
             # and its port ends when shut: its silence is not watched)
             if word == b"serving":
                 self._listen_for_silence(number)
             self._not_serving.discard(number)
             self._start_more()
-        else:
-            self._beat(number, watch)
         if word == b"ready" and number not in self._up:
             self._up.add(number)
             self._on_change(number, True)
@@ -350,13 +366,18 @@ class Supervisor:
         self._on_silent(number, True)
 
     def _hung(self, number: int) -> None:
-        """Worker C{number} went C{hang_after} seconds without a beat: kill it."""
+        """
+        Worker C{number} went C{hang_after} seconds without a beat (or
+        L{FIRST_WORD} after its start without a word): kill it.
+        """
         worker = self._workers.get(number)
         if worker is None or worker.process is None or not self.running:
             return
         self.hangs += 1
-        self.log("error", f"Worker {number} sent nothing for {self._hang_after:g} s: it "
-                 f"hangs; killing it (process {worker.process.pid})")
+        silent = self._hang_after if number in self._said else max(self._hang_after, FIRST_WORD)
+        what = "it hangs" if number in self._serving else "it hangs while it starts"
+        self.log("error", f"Worker {number} sent nothing for {silent:g} s: {what}; "
+                 f"killing it (process {worker.process.pid})")
         quiet = self._quiet.get(number)
         if quiet is not None and quiet.active():
             quiet.cancel()
@@ -373,6 +394,7 @@ class Supervisor:
             return
         del self._workers[number]
         self._up.discard(number)
+        self._serving.discard(number)
         self._silent.pop(number, None)
         for call in (self._watches.pop(number, None), self._quiet.pop(number, None)):
             if call is not None and call.active():

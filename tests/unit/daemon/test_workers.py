@@ -15,7 +15,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.daemon.lean_loop import Loop, Processes
-from pypid.daemon.workers import READY_FD, Command, Pace, StartFailed, Supervisor
+from pypid.daemon.workers import (
+    FIRST_WORD,
+    READY_FD,
+    Command,
+    Pace,
+    StartFailed,
+    Supervisor,
+)
 
 #: The supervisor's times and counts, which the tests give by name.
 PACE = ("at_once", "hang_after", "silent_after", "back_off", "steady", "stop_deadline")
@@ -259,7 +266,7 @@ class SupervisorTests(SynchronousTestCase):
         reactor.advance(1)
         third = reactor.spawned[-1]
         self.assertEqual(len(reactor.spawned), 3)
-        # (a worker that is loading is not judged: it has said nothing yet)
+        # (a worker that has said nothing yet is judged only after FIRST_WORD)
         for _ in range(30):
             reactor.advance(1)
             first.say(READY_FD, b"alive\n")
@@ -269,6 +276,39 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(_ended_all(supervisor, first, third), [True])
         reactor.advance(60)
         self.assertEqual(third.signals, [signal.SIGTERM], "not watched once stopping")
+
+    def test_hung_while_loading(self):
+        """
+        A worker beats while it loads, before it serves: that neither lets
+        the next start nor counts it up, but a loading worker that goes
+        C{hang_after} seconds without a beat is hung, as is one that says
+        nothing for L{FIRST_WORD} seconds after its start; both are killed
+        and started again, and the next worker starts meanwhile.
+        """
+        hung = []
+        supervisor, reactor, log, ready = _supervisor(
+            3, command, back_off=(1.0,), hang_after=10.0, at_once=1, on_hung=hung.append)
+        supervisor.start()
+        [first] = reactor.spawned
+        for _ in range(20):
+            reactor.advance(1)
+            first.say(READY_FD, b"alive\n")
+        self.assertEqual((len(reactor.spawned), supervisor.up(), first.signals), (1, 0, []))
+        reactor.advance(10)
+        self.assertEqual((first.signals, hung), ([signal.SIGKILL], [1]))
+        self.assertIn(f"Worker 1 sent nothing for 10 s: it hangs while it starts; killing it "
+                      f"(process {first.pid})", log)
+        first.end("killed by SIGKILL")
+        # (worker 2 starts now that 1 loads no more; 1 again after its back-off)
+        self.assertEqual([p.command.args[-1] for p in reactor.spawned],
+                         ["--worker=1", "--worker=2"])
+        second = reactor.spawned[-1]
+        reactor.advance(FIRST_WORD - 0.5)
+        self.assertEqual(second.signals, [])
+        reactor.advance(0.5)
+        self.assertEqual((second.signals, hung), ([signal.SIGKILL], [1, 2]))
+        self.assertIn(f"Worker 2 sent nothing for {FIRST_WORD:g} s: it hangs while it starts; "
+                      f"killing it (process {second.pid})", log)
 
     def test_silent(self):
         """
