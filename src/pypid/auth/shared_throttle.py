@@ -13,8 +13,13 @@ A check another worker began counts as under way until that worker says
 how it ended, or for L{PENDING_TTL} seconds at most (a worker that ended
 in the middle of it says nothing more).
 
+A worker that starts (at the machine's start after the first, or again
+after a crash) takes in first what the ring still keeps of the others'
+events, and of its own number's before it: the failures made before it
+ran count on it too, each at the time it was made.
+
 An announcement names the throttle (the logins', the token exchange's),
-then C{[event, user, client, guessable]}
+then C{[event, user, client, guessable, time]}
 with the client as counted (its IPv6 prefix taken); a user name too long
 for a slot is counted by its digest, in every worker alike.
 """
@@ -53,6 +58,8 @@ class Event:
         user whose password was set again).
     @ivar client: the client as counted, or L{None}.
     @ivar guessable: whether the credentials were a password.
+    @ivar at: when it happened (POSIX time); L{None} from a worker of
+        before the time was told.
     """
 
     worker: int
@@ -60,6 +67,7 @@ class Event:
     user: str | None
     client: str | None
     guessable: bool
+    at: float | None = None
 
 
 def counted_user(user: str | None) -> str | None:
@@ -87,25 +95,27 @@ class ThrottleShare:
     _told: deque[Event] = attrs.field(init=False, factory=lambda: deque(maxlen=SLOTS))
 
     def __attrs_post_init__(self) -> None:
-        self._hub.on(Topic.THROTTLE, self._heard)
+        self._hub.on(Topic.THROTTLE, self._heard, past=True)
 
     def _heard(self, fields: Sequence[bytes], worker: int) -> None:
         if fields[0] != self._name:
             return
         try:
-            kind, user, client, guessable = json.loads(fields[1])
-        except ValueError:
+            kind, user, client, guessable, *rest = json.loads(fields[1])
+            at = float(rest[0]) if rest else None
+        except (ValueError, TypeError):
             return
-        self._told.append(Event(worker, kind, user, client, bool(guessable)))
+        self._told.append(Event(worker, kind, user, client, bool(guessable), at))
 
     def held(self) -> AbstractContextManager[None]:
         """The ring held: a look at the others' events, then this worker's, with none between."""
         return self._hub.held()
 
-    def tell(self, kind: str, user: str | None, client: str | None, guessable: bool) -> None:
-        """Announce one event of this worker's."""
-        record = json.dumps([kind, user, client, guessable], separators=(",", ":"),
-                            ensure_ascii=False)
+    def tell(self, kind: str, user: str | None, client: str | None, guessable: bool,
+             at: float) -> None:
+        """Announce one event of this worker's, which happened at C{at}."""
+        record = json.dumps([kind, user, client, guessable, round(at, 3)],
+                            separators=(",", ":"), ensure_ascii=False)
         self._hub.publish(Topic.THROTTLE, self._name, record.encode("utf-8", "surrogatepass"))
 
     def taken(self) -> Iterator[Event]:

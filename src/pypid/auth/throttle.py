@@ -33,6 +33,7 @@ counted). The rule, in the order the gate
 from __future__ import annotations
 
 import ipaddress
+from bisect import insort
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
 
@@ -243,7 +244,7 @@ class LoginThrottle:
                                                                        self.ipv6_prefix))
         apply(user, client, guessable)
         if self.share is not None:
-            self.share.tell(kind, user, client, guessable)
+            self.share.tell(kind, user, client, guessable, self.clock.seconds())
 
     def _started(self, user: str | None, client: str | None, guessable: bool) -> None:
         for key, _ in self._keys(user, client):
@@ -273,12 +274,16 @@ class LoginThrottle:
         """Count one failed login (for the pair, the client and the user name)."""
         self._tell(FAILED, user, address, guessable, self._failed)
 
-    def _failed(self, user: str | None, client: str | None, guessable: bool) -> None:
+    def _failed(self, user: str | None, client: str | None, guessable: bool,
+                at: float | None = None) -> None:
         self._ended(user, client, guessable)
         now = self.clock.seconds()
+        # (another worker's failure counts from when it was made: one taken
+        # in late, by a worker that started since, ends with its window)
+        when = now if at is None else min(at, now)
         for key, keep in self._keys(user, client):
             recent = self._recent(*key)
-            recent.append(now)
+            insort(recent, when)
             del recent[:-keep]
             put_newest(self._failures, key, recent, MAX_KEYS)
         if user is not None and guessable:
@@ -312,7 +317,7 @@ class LoginThrottle:
         self._forgive(named)
         if self.share is not None:
             for user in sorted(name for name in named if name is not None):
-                self.share.tell(FORGIVEN, user, None, True)
+                self.share.tell(FORGIVEN, user, None, True, self.clock.seconds())
 
     def _forgive(self, named: set[str | None]) -> None:
         for key in [key for key in self._failures if key[0] in named]:
@@ -358,7 +363,10 @@ class LoginThrottle:
             begun.pop(0)
             if not begun:
                 del self._theirs[key]
-        {FAILED: self._failed, SUCCEEDED: self._succeeded, ABANDONED: self._ended}.get(
+        if event.kind == FAILED:
+            self._failed(event.user, event.client, event.guessable, event.at)
+            return
+        {SUCCEEDED: self._succeeded, ABANDONED: self._ended}.get(
             event.kind, self._ended)(event.user, event.client, event.guessable)
 
     def _recent(self, user: str | None, client: str | None) -> list[float]:

@@ -111,6 +111,43 @@ class SharedThrottleTests(SynchronousTestCase):
             self.clock.advance(TAKE_EVERY)
         self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
 
+    def test_started_since(self):
+        """
+        A worker that starts after the others' failures (the machine's
+        second, or one started again under the same number) takes in what
+        the ring still keeps of them, each counted from when it was made.
+        """
+        ring = ChangeRing.create(slots=64, slot_size=1024)
+        self.addCleanup(ring.close)
+        first = ChangeRing.attach(ring.fileno(), 1)
+        self.addCleanup(first.close)
+        one = LoginThrottle(self.clock, max_failures=3, window=60,
+                            share=ThrottleShare(Hub(first), b"login"))
+        for _ in range(2):
+            self.fail(one)
+        self.clock.advance(20)
+        self.fail(one)
+        self.clock.advance(30)
+        for number in (2, 1):
+            attached = ChangeRing.attach(ring.fileno(), number)
+            self.addCleanup(attached.close)
+            late = LoginThrottle(self.clock, max_failures=3, window=60,
+                                 share=ThrottleShare(Hub(attached), b"login"))
+            self.successResultOf(late.sync())
+            self.assertEqual(late.wait("alice", ADDRESS), 10.0, f"worker {number}")
+            self.assertEqual(late.wait("bob", ADDRESS), 0.0)
+
+    def test_older_announcements(self):
+        """An event told without its time (by an older worker) counts from when it is taken in."""
+        one, two = self.throttles
+        share = one.share
+        for _ in range(3):
+            share._hub.publish(Topic.THROTTLE, b"login", b'["s","alice","192.0.2.7",true]')
+            share._hub.publish(Topic.THROTTLE, b"login", b'["f","alice","192.0.2.7",true]')
+        self.clock.advance(5)
+        self.successResultOf(two.sync())
+        self.assertEqual(two.wait("alice", ADDRESS), 60.0)
+
     def test_reserve_alone(self):
         """A throttle of one process reserves as it waits and starts."""
         throttle = LoginThrottle(self.clock, max_failures=1, window=60)
