@@ -287,7 +287,10 @@ class LoginThrottle:
             del recent[:-keep]
             put_newest(self._failures, key, recent, MAX_KEYS)
         if user is not None and guessable:
-            put_newest(self._identities, user, (self._level(user) + 1, now), MAX_KEYS)
+            # (one made earlier counts what is left of it: the bucket has
+            # leaked part of it, or all, since)
+            weight = max(0.0, 1 - (now - when) * self.max_identity_failures / self.window)
+            put_newest(self._identities, user, (self._level(user) + weight, now), MAX_KEYS)
 
     def succeeded(self, user: str | None, address: str | None, guessable: bool = True) -> None:
         """
@@ -352,7 +355,8 @@ class LoginThrottle:
             return
         key = (event.worker, event.user, event.client, event.guessable)
         if event.kind == STARTED:
-            self._theirs.setdefault(key, []).append(now)
+            # (one begun before this worker took it in holds its slot from then)
+            self._theirs.setdefault(key, []).append(now if event.at is None else min(event.at, now))
             self._started(event.user, event.client, event.guessable)
             return
         begun = self._theirs.get(key)

@@ -228,8 +228,8 @@ class Heartbeat(Service):
 class ReadyLine(Service):
     """
     A worker's last part: says on L{READY_FD} that it serves (its
-    listeners accept), and that it is ready once it is
-    (L{pypid.daemon.workers}).
+    listeners accept), that it is ready once it is, and that it drains
+    when it stops (L{pypid.daemon.workers}).
     """
 
     def __init__(self, ready: Callable[[], Deferred[None]], fd: int = READY_FD) -> None:
@@ -245,6 +245,14 @@ class ReadyLine(Service):
     def _now_ready(self, _: object) -> None:
         if self.running:
             _say(self._fd, b"ready\n")
+
+    def stopService(self) -> None:
+        """
+        Say it stops: no new connection should go to it while it drains
+        (it still beats: a drain that hangs is killed).
+        """
+        Service.stopService(self)
+        _say(self._fd, b"draining\n")
 
 
 @implementer(IReadDescriptor)

@@ -18,12 +18,14 @@ A worker beats on that descriptor, a line every L{BEAT} seconds, from
 its reactor, from its first part on: while it loads as once it serves. A
 serving worker silent for L{SILENT_AFTER} seconds has its sockets taken
 out of their groups (C{on_silent}) until it runs again, so that no new
-connection waits on it longer; any worker silent for C{hang_after}
-seconds (stopped, deadlocked, its reactor held), or that said nothing
-L{FIRST_WORD} seconds after it was started, is hung, killed and started
-again (a worker stopped with C{SIGSTOP} took half the connections for
-minutes when nothing watched; one hung while it loaded held back the
-start of every worker after it).
+connection waits on it longer; a worker silent for C{hang_after}
+seconds (stopped, deadlocked, its reactor held; L{LOADING_AFTER} at
+least while it loads), or that said nothing L{FIRST_WORD} seconds after
+it was started, is hung, killed and started again (a worker stopped
+with C{SIGSTOP} took half the connections for minutes when nothing
+watched; one hung while it loaded held back the start of every worker
+after it). A worker that stops on its own says it drains, and is taken
+out of its groups at once.
 
 At the machine's start the first worker loads alone, then at most
 C{at_once} at a time: the next starts when one serves (or ended), its
@@ -57,6 +59,11 @@ BEAT = 0.25
 #: and its configuration: under a second on an idle machine, a few with
 #: every core busy) before it is taken for hung.
 FIRST_WORD = 60.0
+
+#: Seconds a loading worker may go without a beat, when C{hang_after} is
+#: shorter: its load has steps that hold its reactor (a million files'
+#: scan of the folder, 1.4-1.7 s; more with every core busy).
+LOADING_AFTER = 10.0
 
 #: Seconds a serving worker may go without a heartbeat before no new
 #: connection goes to it (until it beats again): the longest a connection
@@ -244,6 +251,8 @@ class Supervisor:
         self._serving: set[int] = set()
         # (the workers that said anything since they were started)
         self._said: set[int] = set()
+        # (the workers that stop on their own: out of their groups until they end)
+        self._draining: set[int] = set()
         self._quiet: dict[int, Timer] = {}
         # (the workers taken out for their silence, and since when)
         self._silent: dict[int, float] = {}
@@ -305,8 +314,6 @@ class Supervisor:
                 or (watch is not None and not watch.active())):
             return  # (read at the stop, after its end or after it was found hung: nothing)
         self._said.add(number)
-        if watch is not None:
-            self._beat(number, watch)
         if number not in self._serving and word in (b"serving", b"ready"):
             self._serving.add(number)
             # (a worker of before the word "serving" beats every second,
@@ -315,6 +322,11 @@ class Supervisor:
                 self._listen_for_silence(number)
             self._not_serving.discard(number)
             self._start_more()
+        if watch is not None:
+            self._beat(number, watch)
+        if word == b"draining":
+            self._drains(number)
+            return
         if word == b"ready" and number not in self._up:
             self._up.add(number)
             self._on_change(number, True)
@@ -331,9 +343,10 @@ class Supervisor:
 
     def _beat(self, number: int, watch: Timer) -> None:
         """A beat of worker C{number}: its deadlines start again."""
-        watch.reset(self._hang_after)
+        watch.reset(self._hang_after if number in self._serving
+                    else max(self._hang_after, LOADING_AFTER))
         quiet = self._quiet.get(number)
-        if quiet is None:
+        if quiet is None or number in self._draining:
             return
         if number not in self._silent:
             quiet.reset(self._silent_after)
@@ -344,6 +357,24 @@ class Supervisor:
                  f"go to it again")
         self._on_silent(number, False)
         self._listen_for_silence(number)
+
+    def _drains(self, number: int) -> None:
+        """
+        Worker C{number} stops on its own (a C{SIGTERM} of its own): no
+        new connection goes to it while it drains; it is still watched.
+        """
+        if number in self._draining:
+            return
+        self._draining.add(number)
+        # (out as a silent worker is, again every silent_after while the
+        # only one listening; its beats no longer put it back)
+        quiet = self._quiet.pop(number, None)
+        if quiet is not None and quiet.active():
+            quiet.cancel()
+        self._silent.setdefault(number, self._clock.seconds())
+        self._listen_for_silence(number)
+        self.log("info", f"Worker {number} stops: no new connection goes to it")
+        self._on_silent(number, True)
 
     def _fell_silent(self, number: int) -> None:
         """
@@ -374,7 +405,9 @@ class Supervisor:
         if worker is None or worker.process is None or not self.running:
             return
         self.hangs += 1
-        silent = self._hang_after if number in self._said else max(self._hang_after, FIRST_WORD)
+        silent = (self._hang_after if number in self._serving
+                  else max(self._hang_after, LOADING_AFTER) if number in self._said
+                  else max(self._hang_after, FIRST_WORD))
         what = "it hangs" if number in self._serving else "it hangs while it starts"
         self.log("error", f"Worker {number} sent nothing for {silent:g} s: {what}; "
                  f"killing it (process {worker.process.pid})")
@@ -395,6 +428,7 @@ class Supervisor:
         del self._workers[number]
         self._up.discard(number)
         self._serving.discard(number)
+        self._draining.discard(number)
         self._silent.pop(number, None)
         for call in (self._watches.pop(number, None), self._quiet.pop(number, None)):
             if call is not None and call.active():

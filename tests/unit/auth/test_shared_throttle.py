@@ -137,6 +137,30 @@ class SharedThrottleTests(SynchronousTestCase):
             self.assertEqual(late.wait("alice", ADDRESS), 10.0, f"worker {number}")
             self.assertEqual(late.wait("bob", ADDRESS), 0.0)
 
+    def test_started_long_after(self):
+        """
+        Failures the ring keeps from before the window count for nothing on
+        a worker that starts now: neither the pair's count nor the user
+        name's bucket (rule 6), which leaked them long since.
+        """
+        ring = ChangeRing.create(slots=64, slot_size=1024)
+        self.addCleanup(ring.close)
+        first = ChangeRing.attach(ring.fileno(), 1)
+        self.addCleanup(first.close)
+        one = LoginThrottle(self.clock, max_failures=3, window=60, max_identity_failures=5,
+                            share=ThrottleShare(Hub(first), b"login"))
+        for number in range(8):
+            self.fail(one, address=f"192.0.2.{number}")
+        self.clock.advance(3600)
+        self.assertEqual(one.wait("alice", "198.51.100.1"), 0.0)
+        second = ChangeRing.attach(ring.fileno(), 2)
+        self.addCleanup(second.close)
+        late = LoginThrottle(self.clock, max_failures=3, window=60, max_identity_failures=5,
+                             share=ThrottleShare(Hub(second), b"login"))
+        self.successResultOf(late.sync())
+        self.assertEqual(late.wait("alice", "198.51.100.1"), 0.0)
+        self.assertEqual(late.wait("alice", "192.0.2.1"), 0.0)
+
     def test_older_announcements(self):
         """An event told without its time (by an older worker) counts from when it is taken in."""
         one, two = self.throttles

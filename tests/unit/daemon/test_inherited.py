@@ -12,7 +12,7 @@ import socket
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
@@ -120,7 +120,11 @@ class WorkerSocketsTests(TestCase):
         An C{https:} and an C{http-redirect:} line are TCP lines: a socket
         per worker on one port each, an IPv6 interface as IPv4's.
         """
-        ports = [_free_port(family) for family in (socket.AF_INET, socket.AF_INET, socket.AF_INET6)]
+        try:
+            ports = [_free_port(family)
+                     for family in (socket.AF_INET, socket.AF_INET, socket.AF_INET6)]
+        except OSError as e:
+            raise SkipTest(f"no IPv6 loopback here ({e.strerror})")
         sockets = await _opened(
             self, 2, f"https:{ports[0]}:interface=127.0.0.1",
             f"http-redirect:{ports[1]}:interface=127.0.0.1", f"https:{ports[2]}:interface=\\:\\:1",

@@ -159,9 +159,9 @@ class WorkerProcessTests(SynchronousTestCase):
     def test_ready_line(self):
         """
         Once it listens, the worker says it serves, one line on its
-        descriptor, and that it is ready once it is; the heartbeat, its
-        first part, beats there every L{BEAT} seconds from the start (while
-        it loads too) until it stops.
+        descriptor, that it is ready once it is, and that it drains as it
+        stops; the heartbeat, its first part, beats there every L{BEAT}
+        seconds from the start (while it loads too) until it stops.
         """
         from twisted.internet.defer import Deferred
         from twisted.internet.task import Clock
@@ -181,6 +181,9 @@ class WorkerProcessTests(SynchronousTestCase):
         ready.callback(None)
         self.assertEqual(os.read(read, 100), b"ready\n")
         line.stopService()
+        self.assertEqual(os.read(read, 100), b"draining\n")
+        clock.pump([BEAT])
+        self.assertEqual(os.read(read, 100), b"alive\n", "it beats while it drains")
         heart.stopService()
         clock.advance(5)
         with self.assertRaises(BlockingIOError):

@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.daemon.lean_loop import Loop, Processes
 from pypid.daemon.workers import (
     FIRST_WORD,
+    LOADING_AFTER,
     READY_FD,
     Command,
     Pace,
@@ -309,6 +310,60 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual((second.signals, hung), ([signal.SIGKILL], [1, 2]))
         self.assertIn(f"Worker 2 sent nothing for {FIRST_WORD:g} s: it hangs while it starts; "
                       f"killing it (process {second.pid})", log)
+
+    def test_loading_leeway(self):
+        """
+        A loading worker may go L{LOADING_AFTER} seconds without a beat
+        when C{hang_after} is shorter (its load holds its reactor at
+        times); once it serves, C{hang_after}.
+        """
+        hung = []
+        supervisor, reactor, log, ready = _supervisor(1, command, hang_after=3.0,
+                                                      on_hung=hung.append)
+        supervisor.start()
+        [worker] = reactor.spawned
+        worker.say(READY_FD, b"alive\n")
+        reactor.advance(LOADING_AFTER - 0.5)
+        self.assertEqual(hung, [])
+        worker.say(READY_FD, b"serving\n")
+        reactor.advance(3.0)
+        self.assertEqual((hung, worker.signals), ([1], [signal.SIGKILL]))
+
+    def test_draining(self):
+        """
+        A worker that says it drains (it stops on its own) is taken out of
+        its groups at once, and again while it is the only one listening;
+        its beats do not put it back, it is not up, and a drain that hangs
+        is killed.
+        """
+        silent, hung = [], []
+        supervisor, reactor, log, ready = _supervisor(
+            2, command, hang_after=10.0, silent_after=1.0, on_hung=hung.append,
+            on_silent=lambda number, out: silent.append((number, out)))
+        supervisor.start()
+        first, second = reactor.spawned
+        for process in (first, second):
+            process.say(READY_FD, b"serving\nready\n")
+        self.assertEqual(supervisor.up(), 2)
+        second.say(READY_FD, b"draining\n")
+        self.assertEqual((silent, supervisor.up()), ([(2, True)], 1))
+        self.assertIn("Worker 2 stops: no new connection goes to it", log)
+        for _ in range(6):
+            reactor.advance(0.5)
+            first.say(READY_FD, b"alive\n")
+            second.say(READY_FD, b"alive\n")
+        self.assertEqual(silent, [(2, True)] * 4)
+        self.assertEqual((supervisor.up(), hung), (1, []))
+        for _ in range(20):
+            reactor.advance(0.5)
+            first.say(READY_FD, b"alive\n")
+        self.assertEqual(hung, [2])
+        second.end("killed by SIGKILL")
+        before = list(silent)
+        for _ in range(4):
+            reactor.advance(0.5)
+            first.say(READY_FD, b"alive\n")
+        self.assertEqual(silent, before, "once it ended, it is not taken out again")
 
     def test_silent(self):
         """
