@@ -1,38 +1,29 @@
 """
 The supervisor of a machine's workers (L{Supervisor}): it starts each
-worker process (the same server, told which worker it is and given the
+worker process (the same server, told which worker it is, given the
 listening sockets and the ring by descriptor), passes on C{SIGHUP}, stops
-them all with C{SIGTERM} at its own stop (each drains as a server of one
-process does), and starts again a worker that ended on its own, after a
-back-off that grows while it keeps ending soon after its start.
+them all with C{SIGTERM} at its own stop, and starts again a worker that
+ended, after a back-off that grows while it keeps ending soon after its
+start. Its clock and its processes are given (L{Clock}, L{Spawn}): the
+lean process (L{pypid.daemon.lean}) imports nothing else.
 
-The standard library only: the supervisor's process imports nothing else
-but C{attrs} and the ring (L{pypid.daemon.lean}); its clock and its processes are given (L{Clock},
-L{Spawn}). What a worker says on its standard output and error goes to the
-supervisor's log, a line at a time, named by the worker. On its
-descriptor L{READY_FD} it says C{serving} once it accepts (its indexes
-loaded, its listeners adopted), C{ready} once storage was checked against
-its snapshot, and the supervisor is ready once every worker was.
-
-A worker beats on that descriptor, a line every L{BEAT} seconds, from
-its reactor, from its first part on: while it loads as once it serves. A
-serving worker silent for L{SILENT_AFTER} seconds has its sockets taken
-out of their groups (C{on_silent}) until it runs again, so that no new
-connection waits on it longer; a worker silent for C{hang_after}
-seconds (stopped, deadlocked, its reactor held; L{LOADING_AFTER} at
-least while it loads), or that said nothing L{FIRST_WORD} seconds after
-it was started, is hung, killed and started again (a worker stopped
-with C{SIGSTOP} took half the connections for minutes when nothing
-watched; one hung while it loaded held back the start of every worker
-after it). A worker that stops on its own says it drains, and is taken
-out of its groups at once.
+A worker's output goes to the supervisor's log, named by the worker. On
+L{READY_FD} it beats every L{BEAT} seconds from its first part on, says
+C{serving} once it accepts, C{ready} once storage was checked against
+its snapshot, and C{draining} when it stops on its own (it is then taken
+out of its sockets' groups at once). A serving worker silent for
+L{SILENT_AFTER} seconds is taken out of its groups (C{on_silent}) until
+it beats again; any worker silent for C{hang_after} seconds
+(L{LOADING_AFTER} at least while it loads), or wordless L{FIRST_WORD}
+seconds after its start, is hung, killed and started again (a worker
+stopped with C{SIGSTOP} took half the connections for minutes when
+nothing watched; one hung while loading held back every later start).
 
 At the machine's start the first worker loads alone, then at most
-C{at_once} at a time: the next starts when one serves (or ended), its
-check of storage left running. A worker's load peaks at about half again
-its memory at rest, so the machine's peak is that of C{at_once} loads,
-not of all; and loads that share cores take as long together as one
-after another.
+C{at_once} at a time, the next when one serves (its check of storage
+left running): a load peaks at about half again a worker's memory at
+rest, and loads that share cores take as long together as one after
+another.
 """
 
 from __future__ import annotations
