@@ -106,8 +106,8 @@ class WorkerSockets:
             if bound is not None:
                 assert isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))
                 port, interface = bound
-                # (an https: line's endpoint is TCP4's, whose port takes an
-                # IPv6 interface as Twisted's listenTCP does)
+                # (Twisted's tcp: endpoint, and an https: line's, is TCP4's,
+                # whose port takes an IPv6 interface as listenTCP does)
                 six = isinstance(endpoint, TCP6ServerEndpoint) or isIPv6Address(interface)
                 group = Group(description, socket.AF_INET6 if six else socket.AF_INET,
                               interface or ("::" if six else ""), port, endpoint._backlog)

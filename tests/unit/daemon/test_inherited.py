@@ -118,21 +118,25 @@ class WorkerSocketsTests(TestCase):
     async def test_tls_lines_grouped(self):
         """
         An C{https:} and an C{http-redirect:} line are TCP lines: a socket
-        per worker on one port each, an IPv6 interface as IPv4's.
+        per worker on one port each; an IPv6 interface, on an C{https:} or
+        a C{tcp:} line (Twisted's endpoint of both is TCP4's), makes an
+        IPv6 group.
         """
+        families = (socket.AF_INET, socket.AF_INET, socket.AF_INET6, socket.AF_INET6)
         try:
-            ports = [_free_port(family)
-                     for family in (socket.AF_INET, socket.AF_INET, socket.AF_INET6)]
+            ports = [_free_port(family) for family in families]
         except OSError as e:
             raise SkipTest(f"no IPv6 loopback here ({e.strerror})")
-        sockets = await _opened(
+        tls = await _opened(
             self, 2, f"https:{ports[0]}:interface=127.0.0.1",
             f"http-redirect:{ports[1]}:interface=127.0.0.1", f"https:{ports[2]}:interface=\\:\\:1",
             overrides=[("tls", "certificate", "/nowhere/cert.pem"), ("tls", "key", "/nowhere/key.pem")])
-        first, second = sockets.for_worker(1), sockets.for_worker(2)
-        self.assertEqual([one.family for one in first],
-                         [socket.AF_INET, socket.AF_INET, socket.AF_INET6])
-        self.assertEqual(sockets.ports(), ports)
+        # (plain HTTP beside https: is refused: the tcp: line on its own)
+        plain = await _opened(self, 2, f"tcp:{ports[3]}:interface=\\:\\:1")
+        first = tls.for_worker(1) + plain.for_worker(1)
+        second = tls.for_worker(2) + plain.for_worker(2)
+        self.assertEqual([one.family for one in first], list(families))
+        self.assertEqual(tls.ports() + plain.ports(), ports)
         for mine, theirs in zip(first, second, strict=True):
             self.assertNotEqual(mine.fileno, theirs.fileno)
             self.assertEqual(mine.description, theirs.description)
