@@ -228,7 +228,6 @@ class Supervisor:
         self._failures: dict[int, int] = {}
         self._pending: dict[int, Timer] = {}
         self._not_ready = set(range(1, count + 1))
-        self._not_serving = set(range(1, count + 1))
         # (the workers not started yet, in order, and how many may load at once)
         self._unstarted = list(range(1, count + 1))
         self._at_once = count if pace.at_once is None else max(1, pace.at_once)
@@ -267,8 +266,7 @@ class Supervisor:
         waits for its back-off and no longer counts.
         """
         while self._unstarted and self.running:
-            loading = [number for number in self._not_serving
-                       if number not in self._unstarted and number not in self._pending]
+            loading = [number for number in self._workers if number not in self._serving]
             if len(loading) >= self._at_once or (self._first_alone and 1 in loading):
                 return
             self._spawn(self._unstarted.pop(0))
@@ -286,8 +284,7 @@ class Supervisor:
             return
         self._workers[number] = worker
         self._said.discard(number)
-        self._watches[number] = self._clock.callLater(max(self._hang_after, FIRST_WORD),
-                                                      self._hung, number)
+        self._watches[number] = self._clock.callLater(self._allowed(number), self._hung, number)
         self.log("info", f"Started worker {number} (process {worker.process.pid})")
 
     def _current(self, number: int, worker: _Worker) -> bool:
@@ -311,7 +308,6 @@ class Supervisor:
             # and its port ends when shut: its silence is not watched)
             if word == b"serving":
                 self._listen_for_silence(number)
-            self._not_serving.discard(number)
             self._start_more()
         if watch is not None:
             self._beat(number, watch)
@@ -334,8 +330,7 @@ class Supervisor:
 
     def _beat(self, number: int, watch: Timer) -> None:
         """A beat of worker C{number}: its deadlines start again."""
-        watch.reset(self._hang_after if number in self._serving
-                    else max(self._hang_after, LOADING_AFTER))
+        watch.reset(self._allowed(number))
         quiet = self._quiet.get(number)
         if quiet is None or number in self._draining:
             return
@@ -359,9 +354,7 @@ class Supervisor:
         self._draining.add(number)
         # (out as a silent worker is, again every silent_after while the
         # only one listening; its beats no longer put it back)
-        quiet = self._quiet.pop(number, None)
-        if quiet is not None and quiet.active():
-            quiet.cancel()
+        self._cancel(self._quiet.pop(number, None))
         self._silent.setdefault(number, self._clock.seconds())
         self._listen_for_silence(number)
         self.log("info", f"Worker {number} stops: no new connection goes to it")
@@ -387,6 +380,21 @@ class Supervisor:
                  f"(killed after {self._hang_after:g} s)")
         self._on_silent(number, True)
 
+    def _allowed(self, number: int) -> float:
+        """
+        The seconds worker C{number} may go without a word now: until its
+        first (L{FIRST_WORD}), between beats while it loads
+        (L{LOADING_AFTER} at least), once it serves (C{hang_after}).
+        """
+        if number in self._serving:
+            return self._hang_after
+        return max(self._hang_after, LOADING_AFTER if number in self._said else FIRST_WORD)
+
+    @staticmethod
+    def _cancel(call: Timer | None) -> None:
+        if call is not None and call.active():
+            call.cancel()
+
     def _hung(self, number: int) -> None:
         """
         Worker C{number} went C{hang_after} seconds without a beat (or
@@ -396,15 +404,10 @@ class Supervisor:
         if worker is None or worker.process is None or not self.running:
             return
         self.hangs += 1
-        silent = (self._hang_after if number in self._serving
-                  else max(self._hang_after, LOADING_AFTER) if number in self._said
-                  else max(self._hang_after, FIRST_WORD))
         what = "it hangs" if number in self._serving else "it hangs while it starts"
-        self.log("error", f"Worker {number} sent nothing for {silent:g} s: {what}; "
-                 f"killing it (process {worker.process.pid})")
-        quiet = self._quiet.get(number)
-        if quiet is not None and quiet.active():
-            quiet.cancel()
+        self.log("error", f"Worker {number} sent nothing for {self._allowed(number):g} s: "
+                 f"{what}; killing it (process {worker.process.pid})")
+        self._cancel(self._quiet.get(number))
         self._on_hung(number)
         worker.process.signal(signal.SIGKILL)
 
@@ -422,8 +425,7 @@ class Supervisor:
         self._draining.discard(number)
         self._silent.pop(number, None)
         for call in (self._watches.pop(number, None), self._quiet.pop(number, None)):
-            if call is not None and call.active():
-                call.cancel()
+            self._cancel(call)
         if self.running:
             self._again(number, how)
             # (one that ended before it was ready lets the next start)
@@ -463,8 +465,7 @@ class Supervisor:
         """
         self.running = False
         for call in [*self._pending.values(), *self._watches.values(), *self._quiet.values()]:
-            if call.active():
-                call.cancel()
+            self._cancel(call)
         self._pending.clear()
         self._watches.clear()
         self._quiet.clear()
@@ -477,8 +478,7 @@ class Supervisor:
                                                signal.SIGKILL)
 
     def _all_ended(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        self._cancel(self._deadline)
         stopped, self._stopped = self._stopped, None
         if stopped is not None:
             stopped()

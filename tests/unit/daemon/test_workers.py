@@ -171,6 +171,27 @@ class SupervisorTests(SynchronousTestCase):
         reactor.spawned[2].say(READY_FD, b"ready\n")
         self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=3", "--worker=4"])
 
+    def test_restart_loads_in_turn(self):
+        """
+        A worker started again while the machine still starts loads in the
+        others' turn: the next first start waits for it as for any load
+        (the first worker's again, alone).
+        """
+        supervisor, reactor, log, ready = _supervisor(3, command, back_off=(1.0,), at_once=1)
+        supervisor.start()
+
+        def started():
+            return [p.command.args[-1] for p in reactor.spawned]
+        reactor.spawned[0].say(READY_FD, b"serving\n")
+        self.assertEqual(started(), ["--worker=1", "--worker=2"])
+        reactor.spawned[0].end("killed by SIGKILL")
+        reactor.advance(1.0)
+        self.assertEqual(started(), ["--worker=1", "--worker=2", "--worker=1"])
+        reactor.spawned[1].say(READY_FD, b"serving\n")
+        self.assertEqual(len(reactor.spawned), 3, "worker 1 loads again: 3 waits")
+        reactor.spawned[2].say(READY_FD, b"serving\n")
+        self.assertEqual(started()[-1], "--worker=3")
+
     def test_restart_back_off(self):
         """
         A worker that ends is started again after the back-off, longer each
