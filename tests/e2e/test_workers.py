@@ -657,20 +657,14 @@ class HungWorkerTests(DaemonTestCase):
         self.assertGreaterEqual(restarts_counted(daemon, "pypid_worker_silences_total"), 1)
         self.assertEqual(restarts_counted(daemon, "pypid_worker_hangs_total"), 1)
 
-
     def test_hung_while_loading(self):
         """
         A worker that hangs while it starts (stopped after it began to beat,
         before it serves) is killed once 10 s (more than C{worker_timeout}
         here) passed without its beat, and started again.
         """
-        stops = os.path.abspath(self.mktemp())
-        os.makedirs(stops)
-        with open(os.path.join(stops, "sitecustomize.py"), "w") as f:
-            f.write(STOP_BEFORE_SERVING)
-        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
-        daemon.environ["PYTHONPATH"] = f"{stops}:{daemon.environ['PYTHONPATH']}"
-        daemon.environ["PYPID_TEST_STOP_MARK"] = os.path.join(stops, "stopped")
+        daemon, folder = customized(self, STOP_BEFORE_SERVING, self.settings)
+        daemon.environ["PYPID_TEST_STOP_MARK"] = os.path.join(folder, "stopped")
         daemon.start()
         self.addCleanup(daemon.stop)
         daemon.wait_for_log(b"it hangs while it starts; killing it", timeout=60)
@@ -678,6 +672,20 @@ class HungWorkerTests(DaemonTestCase):
         self.assertIn(b"Worker %d sent nothing for 10 s" % WORKERS, daemon.log_since_start())
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
         self.assertEqual(restarts_counted(daemon, "pypid_worker_hangs_total"), 1)
+
+
+def customized(case, code, settings):
+    """
+    A daemon of C{settings}, not started, whose processes run C{code} as
+    their C{sitecustomize} first; and the folder that holds it.
+    """
+    folder = os.path.abspath(case.mktemp())
+    os.makedirs(folder)
+    with open(os.path.join(folder, "sitecustomize.py"), "w") as f:
+        f.write(code)
+    daemon = Daemon(os.path.abspath(case.mktemp()), settings)
+    daemon.environ["PYTHONPATH"] = f"{folder}:{daemon.environ['PYTHONPATH']}"
+    return daemon, folder
 
 
 #: A C{sitecustomize} that stops the last worker's first process
@@ -735,12 +743,7 @@ class RestartWaitTests(DaemonTestCase):
         it loads again; the bound leaves a busy machine room, and a socket
         that listened while its worker loaded held them 5 s).
         """
-        slow = os.path.abspath(self.mktemp())
-        os.makedirs(slow)
-        with open(os.path.join(slow, "sitecustomize.py"), "w") as f:
-            f.write(SLOW_START)
-        daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
-        daemon.environ["PYTHONPATH"] = f"{slow}:{daemon.environ['PYTHONPATH']}"
+        daemon, _ = customized(self, SLOW_START, self.settings)
         daemon.environ["PYPID_TEST_WORKER_DELAY"] = "5"
         daemon.start()
         self.addCleanup(daemon.stop)

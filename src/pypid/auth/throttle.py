@@ -369,9 +369,10 @@ class LoginThrottle:
                 del self._theirs[key]
         if event.kind == FAILED:
             self._failed(event.user, event.client, event.guessable, event.at)
-            return
-        {SUCCEEDED: self._succeeded, ABANDONED: self._ended}.get(
-            event.kind, self._ended)(event.user, event.client, event.guessable)
+        elif event.kind == SUCCEEDED:
+            self._succeeded(event.user, event.client, event.guessable)
+        else:
+            self._ended(event.user, event.client, event.guessable)
 
     def _recent(self, user: str | None, client: str | None) -> list[float]:
         now = self.clock.seconds()
