@@ -62,6 +62,9 @@ class Hub:
     born: int = attrs.field(init=False)
     _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
     _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
+    #: the announcements before this hub, decoded once for every handler
+    #: of the past (a ring's whole length: 11 ms a walk), until the first read
+    _before: list[tuple[Topic, list[bytes], int]] | None = attrs.field(init=False, default=None)
     #: C{latest() -> int}: the number of the machine's last announcement
     #: (one read of memory; alone, 0). The ring's own reader, not a method
     #: that asks it: a worker asks before each request.
@@ -145,10 +148,13 @@ class Hub:
             return
         self._handlers.setdefault(topic, []).append(handler)
         if past:
-            for announcement in ring.kept(self.born):
-                decoded = decode(announcement.payload)
-                if decoded is not None and decoded[0] is topic:
-                    handler(decoded[1], announcement.worker)
+            if self._before is None:
+                self._before = [(*decoded, announcement.worker)
+                                for announcement in ring.kept(self.born)
+                                if (decoded := decode(announcement.payload)) is not None]
+            for told, fields, worker in self._before:
+                if told is topic:
+                    handler(fields, worker)
 
     def lost(self, handler: Callable[[], None]) -> None:
         """
@@ -172,6 +178,7 @@ class Hub:
         ring = self._ring
         if ring is None:
             return
+        self._before = None
         found, self.seen = ring.look(self.seen)
         for handler in self._lost if found is None else ():
             handler()

@@ -112,6 +112,31 @@ class HubTests(SynchronousTestCase):
         restarted.take()
         self.assertEqual(heard[3:], [(b"4.whl", 2)])
 
+    def test_past_read_once(self):
+        """
+        Every handler of the past registered before the hub's first read
+        is handed it from one walk of the ring (a ring's length is 11 ms);
+        one registered after reads the ring again.
+        """
+        one, _ = self.hubs
+        one.publish(Topic.PIN, b"key", b"0.whl")
+        one.publish(Topic.PAGE, b"key", b"p")
+        again = ChangeRing.attach(self.ring.fileno(), 2)
+        self.addCleanup(again.close)
+        walks = []
+        kept = ChangeRing.kept
+        self.patch(ChangeRing, "kept", lambda ring, upto: walks.append(upto) or kept(ring, upto))
+        hub, heard = Hub(again), []
+        for topic in (Topic.PIN, Topic.PAGE, Topic.PIN):
+            hub.on(topic, lambda fields, worker, topic=topic: heard.append((topic, fields[1])),
+                   past=True)
+        self.assertEqual(heard, [(Topic.PIN, b"0.whl"), (Topic.PAGE, b"p"),
+                                 (Topic.PIN, b"0.whl")])
+        self.assertEqual(len(walks), 1)
+        hub.take()
+        hub.on(Topic.PAGE, lambda fields, worker: heard.append(fields[1]), past=True)
+        self.assertEqual((len(walks), heard[-1]), (2, b"p"))
+
     def test_failing_handler(self):
         """A handler that fails is logged; the others' announcements are still handed on."""
         one, two = self.hubs
