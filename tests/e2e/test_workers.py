@@ -667,7 +667,7 @@ class HungWorkerTests(DaemonTestCase):
         daemon.environ["PYPID_TEST_STOP_MARK"] = os.path.join(folder, "stopped")
         daemon.start()
         self.addCleanup(daemon.stop)
-        daemon.wait_for_log(b"it hangs while it starts; killing it", timeout=60)
+        daemon.wait_for_log(b"it hangs while it starts; killing it", timeout=120)
         # (a loading worker is given 10 s at least: its load holds its reactor at times)
         self.assertIn(b"Worker %d sent nothing for 10 s" % WORKERS, daemon.log_since_start())
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "the worker started again")
