@@ -22,12 +22,18 @@ and a device or a huge file would fill the memory.  A certificate that
 has expired or is not valid yet is refused too, at start and at reload,
 unless C{[tls] allow_expired} says otherwise: every client refuses it, so
 taking it would only replace a certificate that works.
+
+A machine's workers build theirs from the files' texts its supervisor
+took (L{held_texts}: at its start, and at each C{SIGHUP} when they can be
+served), so a worker started again serves what the others serve, never a
+file renewed and not yet reloaded, nor one it would refuse.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Mapping
 
 import attrs
 from cryptography import x509
@@ -168,8 +174,13 @@ def _public_bytes(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> byt
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+#: C{read(path, what) -> bytes}: how the TLS files are read (L{read_file},
+#: or, in a machine's worker, the machine's texts of them: L{held_reader}).
+Read = Callable[[str, str], bytes]
+
+
 def read_material(certificate_path: str, key_path: str,
-                  chain_path: str | None = None) -> TLSMaterial:
+                  chain_path: str | None = None, read: Read = read_file) -> TLSMaterial:
     """
     Read and check the TLS files.
 
@@ -180,12 +191,12 @@ def read_material(certificate_path: str, key_path: str,
         encrypted or of a type pyOpenSSL cannot serve with (ML-DSA, say),
         or the key does not belong to the certificate.
     """
-    certificates = _certificates(certificate_path, read_file(certificate_path, "certificate"),
+    certificates = _certificates(certificate_path, read(certificate_path, "certificate"),
                                  "certificate")
     certificate, chain = certificates[0], certificates[1:]
     if chain_path is not None:
-        chain += _certificates(chain_path, read_file(chain_path, "chain"), "chain")
-    key = _private_key(key_path, read_file(key_path, "key"))
+        chain += _certificates(chain_path, read(chain_path, "chain"), "chain")
+    key = _private_key(key_path, read(key_path, "key"))
     try:
         matches = _public_bytes(key.public_key()) == _public_bytes(certificate.public_key())
     except (ValueError, UnsupportedAlgorithm):
@@ -266,6 +277,55 @@ def out_of_date(certificate: x509.Certificate, path: str, now: float) -> str | N
             f"to {end:%Y-%m-%d %H:%M} UTC, and clients refuse it")
 
 
+def servable(certificate: str, key: str, chain: str | None, allow_expired: bool, now: float,
+             read: Read = read_file) -> TLSMaterial:
+    """
+    The TLS files' material (L{read_material}), refused when the
+    certificate is out of date at C{now} unless C{allow_expired}.
+
+    @raise TLSError: with one line naming the file at fault.
+    """
+    material = read_material(certificate, key, chain, read)
+    problem = out_of_date(material.certificate, certificate, now)
+    if problem is not None and not allow_expired:
+        raise TLSError(f"{problem} (renew it, or set [tls] allow_expired = yes to serve "
+                       "it anyway)")
+    return material
+
+
+def held_texts(certificate: str, key: str, chain: str | None, allow_expired: bool,
+               now: float, before: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    """
+    The texts a machine's workers build their TLS context from, by path
+    (Latin-1, which keeps every byte): the files as they are now when they
+    can be served (L{servable}), else those C{before} held, with the line
+    that says why not (the supervisor logs it; its workers keep serving).
+    """
+    taken: dict[str, bytes] = {}
+
+    def read(path: str, what: str) -> bytes:
+        taken[path] = read_file(path, what)
+        return taken[path]
+    try:
+        servable(certificate, key, chain, allow_expired, now, read)
+    except TLSError as e:
+        paths = [certificate, key] + ([chain] if chain is not None else [])
+        return {path: before[path] for path in paths if path in before}, str(e)
+    return {path: data.decode("latin-1") for path, data in taken.items()}, None
+
+
+def held_reader(texts: Callable[[], Mapping[str, str]]) -> Read:
+    """
+    A machine's worker's L{Read}: the machine's text of a file
+    (L{held_texts}, C{texts()} asked at each read, since a reload brings
+    new ones), else the file as it is.
+    """
+    def read(path: str, what: str) -> bytes:
+        text = texts().get(path)
+        return read_file(path, what) if text is None else text.encode("latin-1")
+    return read
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
@@ -276,7 +336,7 @@ class ServerTLS:
     """
 
     def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
-                 run: Run, allow_expired: bool = False) -> None:
+                 run: Run, allow_expired: bool = False, read: Read = read_file) -> None:
         """
         @param certificate: the path of the PEM certificate (and maybe chain).
         @param key: the path of the PEM private key, unencrypted.
@@ -286,6 +346,7 @@ class ServerTLS:
             off the reactor's thread.
         @param allow_expired: serve a certificate that has expired or is
             not valid yet (with a warning) rather than refuse it.
+        @param read: how the files are read (a machine's worker: L{held_reader}).
         """
         self.certificate_path = certificate
         self.key_path = key
@@ -293,6 +354,7 @@ class ServerTLS:
         self._clock = clock
         self._run = run
         self._allow_expired = allow_expired
+        self._read = read
         self._context: SSL.Context | None = None
         self._reloads = 0
         self.material: TLSMaterial | None = None
@@ -304,11 +366,8 @@ class ServerTLS:
 
     def _build(self, now: float) -> tuple[TLSMaterial, SSL.Context]:
         """Read the files and build their context (blocking: the pool's work at a reload)."""
-        material = read_material(self.certificate_path, self.key_path, self.chain_path)
-        problem = out_of_date(material.certificate, self.certificate_path, now)
-        if problem is not None and not self._allow_expired:
-            raise TLSError(f"{problem} (renew it, or set [tls] allow_expired = yes to serve "
-                           "it anyway)")
+        material = servable(self.certificate_path, self.key_path, self.chain_path,
+                            self._allow_expired, now, self._read)
         return material, make_context(material, self.certificate_path)
 
     def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:

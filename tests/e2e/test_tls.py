@@ -36,6 +36,7 @@ from tests.harness.e2e import (
     upload_form,
     wait_for,
     watch,
+    worker_pids,
 )
 from tests.harness.e2e_tls import (
     TLSDaemon,
@@ -325,26 +326,48 @@ class ReloadTests(TLSDaemonTestCase):
         self.assertIn(f"the TLS key {daemon.files.key} does not match", lines[0])
 
 
-    def test_hangup_reaches_every_worker(self):
+    def test_machine(self):
         """
-        A machine of two workers: a renewed certificate is served by both
-        after one C{SIGHUP} (each connection goes to whichever worker the
-        kernel hands it to).
+        A machine of two workers serves the [tls] files as its supervisor
+        took them: a worker killed and started again after the files were
+        renewed on disk, before any C{SIGHUP}, serves the old certificate
+        as the other does; after one C{SIGHUP} both serve the renewed one
+        (each connection goes to whichever worker the kernel hands it to);
+        files that cannot be served then are named once, by the
+        supervisor, and the renewed certificate stays in service.
         """
         daemon = self.new_tls_daemon(settings={"pypid.workers": "2"})
-        wait_for(lambda: json.loads(https("GET", daemon.url + "health").body)["workers"]["up"]
-                 == 2, 60, "every worker ready")
+
+        def up():
+            return json.loads(https("GET", daemon.url + "health").body)["workers"]["up"]
+
+        def served(serial):
+            seen = set()
+            for _ in range(30):
+                with connect(daemon.port) as sock:
+                    self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), serial)
+                seen.add(json.loads(https("GET", daemon.url + "health").body)["workers"]
+                         ["answered_by"])
+            self.assertEqual(seen, {1, 2})
+        wait_for(lambda: up() == 2, 60, "every worker ready")
         renewed = shared_ca().issue("server", kind="ec", folder=os.path.dirname(daemon.files.key))
+        victim = worker_pids(daemon)[-1]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: victim not in worker_pids(daemon) and len(worker_pids(daemon)) == 2
+                 and up() == 2, 60, "the worker started again")
+        served(daemon.files.serial)
+
         os.kill(daemon.pid, signal.SIGHUP)
         wait_for(lambda: daemon.log_since_start().count(b"Reloaded the TLS certificate") >= 2,
                  10, "every worker reloaded the certificate")
-        seen = set()
-        for _ in range(30):
-            with connect(daemon.port) as sock:
-                self.assertEqual(serial_of(sock.getpeercert(binary_form=True)), renewed.serial)
-            seen.add(json.loads(https("GET", daemon.url + "health").body)["workers"]
-                     ["answered_by"])
-        self.assertEqual(seen, {1, 2})
+        served(renewed.serial)
+
+        shutil.copy(shared_ca().stray_key(folder=self.mktemp()), daemon.files.key)
+        line = self.refused_reload(daemon)
+        self.assertIn(f"the TLS key {daemon.files.key} does not match", line)
+        wait_for(lambda: daemon.log_since_start().count(b"Reloaded the TLS certificate") >= 4,
+                 10, "every worker took the texts in force")
+        served(renewed.serial)
 
     def refused_reload(self, daemon):
         """After a SIGHUP, the one line saying why the TLS files were not taken."""

@@ -41,6 +41,7 @@ from tests.harness.e2e import (
     upload_form,
     wait_for,
     with_cookie,
+    worker_pids,
     write_files,
 )
 from tests.harness.e2e_clouds import AZURE, GCS
@@ -56,12 +57,6 @@ def answered_by(daemon, tries=40):
     for _ in range(tries):
         seen.add(http("GET", daemon.url + "health").json()["workers"]["answered_by"])
     return seen
-
-
-def worker_pids(daemon):
-    """The process ids of the supervisor's children (its workers)."""
-    with open(f"/proc/{daemon.pid}/task/{daemon.pid}/children") as f:
-        return [int(pid) for pid in f.read().split()]
 
 
 def workers_up(daemon):

@@ -982,3 +982,9 @@ class DaemonTestCase(SynchronousTestCase):
     def dist_dir(self, *distributions):
         """Write distributions into a new folder; return their paths."""
         return write_files(os.path.abspath(self.mktemp()), *distributions)
+
+
+def worker_pids(daemon):
+    """The process ids of the supervisor's children (its workers)."""
+    with open(f"/proc/{daemon.pid}/task/{daemon.pid}/children") as f:
+        return [int(pid) for pid in f.read().split()]

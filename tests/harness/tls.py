@@ -8,6 +8,8 @@ connected to a site over real TLS through memory transports
 """
 
 import atexit
+import datetime
+import os
 import shutil
 import tempfile
 import time
@@ -55,6 +57,22 @@ def loaded(files, chain=True, certificate=None):
                     files.chain if chain else None, now_clock(), run_now)
     tls.load()
     return tls
+
+
+def own_files(case, valid=None):
+    """
+    A server certificate issued into a folder of C{case}'s own, with its
+    chain copied there (a test may replace any of the three files).
+
+    @param valid: C{(not_before, not_after)} offsets from now, as timedeltas.
+    @return: C{(files, chain path)}.
+    """
+    folder = os.path.abspath(case.mktemp())
+    now = datetime.datetime.now(datetime.UTC)
+    files = shared_ca().issue("server", kind="ec", folder=folder,
+                              valid=None if valid is None else (now + valid[0], now + valid[1]))
+    chain = shutil.copy(files.chain, os.path.join(folder, "chain.pem"))
+    return files, chain
 
 
 def client_context(minimum=None, maximum=None, ciphers=None, verify=True):
@@ -170,8 +188,6 @@ def started_site(case, clock, resource, limit=None):
     connections per address when given, its spool in C{case}'s temporary
     folder.
     """
-    import os
-
     from pypid.web.server.connections import ConnectionCounter
     from pypid.web.site import PypidSite
     from pypid.web.web_inputs import SiteSettings

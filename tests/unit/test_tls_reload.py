@@ -2,9 +2,10 @@
 Tests for what L{pypid.tls} reads, when, and what it refuses: only regular
 files of at most L{MAX_FILE_SIZE} (a FIFO refused at once, never waited
 on), a reload's files read in the pool and installed after (the latest
-reload's only), and a certificate that has expired or is not valid yet
+reload's only), a certificate that has expired or is not valid yet
 refused at start and at reload unless C{allow_expired}, the old one kept
-in service. The clock is a L{Clock}; handshakes run in memory.
+in service, and the files' texts a machine's workers serve (L{HeldTests}).
+The clock is a L{Clock}; handshakes run in memory.
 """
 
 import datetime
@@ -17,9 +18,16 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.tls import MAX_FILE_SIZE, ServerTLS, TLSError
+from pypid.tls import MAX_FILE_SIZE, ServerTLS, TLSError, held_reader, held_texts
 from tests.harness.fakes import QueuedRun, run_now
-from tests.harness.tls import client_context, exchange, handshake, now_clock, shared_ca
+from tests.harness.tls import (
+    client_context,
+    exchange,
+    handshake,
+    now_clock,
+    own_files,
+    shared_ca,
+)
 
 #: How long a read blocked on a FIFO (the defect these tests guard
 #: against) waits before L{fifo_at}'s guard opens the other end, so that
@@ -49,22 +57,6 @@ def fifo_at(case, path):
     guard.start()
     case.addCleanup(guard.cancel)
     return path
-
-
-def own_files(case, valid=None):
-    """
-    A server certificate issued into a folder of C{case}'s own, with its
-    chain copied there (a test may replace any of the three files).
-
-    @param valid: C{(not_before, not_after)} offsets from now, as timedeltas.
-    @return: C{(files, chain path)}.
-    """
-    folder = os.path.abspath(case.mktemp())
-    now = datetime.datetime.now(datetime.UTC)
-    files = shared_ca().issue("server", kind="ec", folder=folder,
-                              valid=None if valid is None else (now + valid[0], now + valid[1]))
-    chain = shutil.copy(files.chain, os.path.join(folder, "chain.pem"))
-    return files, chain
 
 
 def dates(files):
@@ -332,3 +324,76 @@ class ReloadTests(SynchronousTestCase):
         tls = ServerTLS(self.files.certificate, self.files.key, None, now_clock(), run_now)
         self.assertFalse(self.successResultOf(tls.reload()))
         self.assertIsNone(tls.context)
+
+
+class HeldTests(SynchronousTestCase):
+    """
+    Tests for L{held_texts} and L{held_reader}: a machine's workers serve
+    the C{[tls]} files as its supervisor took them, a file renewed on disk
+    and not reloaded only at the next C{SIGHUP}, and files it could not
+    serve never.
+    """
+
+    def setUp(self):
+        self.files, self.chain = own_files(self)
+        self.folder = os.path.dirname(self.files.key)
+
+    def held(self, before=None):
+        """What the supervisor takes of the files as they are now."""
+        return held_texts(self.files.certificate, self.files.key, self.chain, False,
+                          time.time(), before or {})
+
+    def test_taken_then_served(self):
+        """
+        The three files are taken when they can be served; a worker started
+        after the files were renewed on disk serves those taken, and at a
+        reload whatever was taken then.
+        """
+        texts, refused = self.held()
+        self.assertIsNone(refused)
+        self.assertEqual(set(texts), {self.files.certificate, self.files.key, self.chain})
+        with open(self.files.key, "rb") as f:
+            self.assertEqual(texts[self.files.key].encode("latin-1"), f.read())
+        in_force = dict(texts)
+        renewed = shared_ca().issue("server", kind="ec", folder=self.folder)
+        tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
+                        read=held_reader(lambda: in_force))
+        tls.load()
+        self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
+        self.assertTrue(self.successResultOf(tls.reload()))
+        self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
+        in_force.update(self.held()[0])  # (the next SIGHUP's)
+        self.assertTrue(self.successResultOf(tls.reload()))
+        self.assertEqual(tls.material.certificate.serial_number, renewed.serial)
+
+    def test_refused_keeps_before(self):
+        """
+        Files that cannot be served (a key that is not the certificate's,
+        one missing, an expired certificate) leave the texts taken before,
+        with the reason; with none before, none.
+        """
+        before, _ = self.held()
+        other = shared_ca().issue("other", kind="ec", folder=self.folder)
+        shutil.copy(other.key, self.files.key)
+        self.assertEqual(self.held(before),
+                         (before, f"the TLS key {self.files.key} does not match the "
+                                  f"certificate {self.files.certificate}"))
+        self.assertEqual(self.held()[0], {})
+        os.remove(self.chain)
+        self.assertIn(f"cannot read the TLS chain {self.chain}", self.held(before)[1])
+        now = datetime.datetime.now(datetime.UTC)
+        shared_ca().issue("server", kind="ec", folder=self.folder,
+                          valid=(now - 30 * DAY, now - DAY))
+        shutil.copy(self.files.chain, self.chain)
+        texts, refused = self.held(before)
+        self.assertEqual(texts, before)
+        self.assertIn("has expired", refused)
+
+    def test_not_held_read_from_disk(self):
+        """A file the machine holds no text of is read as it is (a FIFO still refused)."""
+        tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
+                        read=held_reader(dict))
+        tls.load()
+        self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
+        fifo_at(self, self.chain)
+        self.assertRaises(TLSError, held_reader(dict), self.chain, "chain")

@@ -20,6 +20,7 @@ from pypid.auth.policy import AccessModel, admin_users_and_groups
 from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
+from pypid.config.sso_settings import sso_secret
 from pypid.core.access.outside_logins import OutsideLogins
 from pypid.core.access.sso_flow import provider_key
 from pypid.core.util.startup import StartupError
@@ -226,30 +227,8 @@ def make_sso(config: Config, reactor: IReactorTime, hub: Hub = LONE) -> SingleSi
     @raise StartupError: the secret's file or a bundle cannot be used.
     """
     from pypid.auth.sso import SingleSignOn
-    return SingleSignOn(config.sso, read_sso_secret(config), make_sso_http(config, reactor),
-                        reactor, hub=hub)
-
-
-def read_sso_secret(config: Config) -> str:
-    """
-    The client secret of C{[sso]}: read from C{client_secret_file} when it
-    is given (at the start and at each reload), else C{client_secret}.
-
-    @raise StartupError: the file cannot be read, or is empty.
-    """
-    sso = config.sso
-    if sso.issuer is None or sso.client_secret_file is None:
-        return sso.client_secret
-    try:
-        with open(sso.client_secret_file, encoding="utf-8") as f:
-            secret = f.read().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise StartupError(f"{config.where('sso', 'client_secret_file')}: cannot read "
-                           f"{sso.client_secret_file}: {getattr(e, 'strerror', None) or e}")
-    if not secret:
-        raise StartupError(f"{config.where('sso', 'client_secret_file')}: "
-                           f"{sso.client_secret_file} is empty")
-    return secret
+    return SingleSignOn(config.sso, sso_secret(config.sso, config.held),
+                        make_sso_http(config, reactor), reactor, hub=hub)
 
 
 def make_sso_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:

@@ -152,10 +152,11 @@ class Config:
     #: the configuration file's text as it was read ("" for the embedded
     #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
-    #: the texts of the other files it read, by path (the htpasswd file):
-    #: given with its text to a machine's workers, so that one started
-    #: again reads the users as the machine took them, not a file being
-    #: edited (which ended for good the tokens of the users it lacked)
+    #: the texts of the other files it read, by path (the htpasswd file,
+    #: the secrets' files: L{pypid.config.values.text_of}): given with its
+    #: text to a machine's workers, so that one started again reads the
+    #: users and secrets as the machine took them, not a file being edited
+    #: (which ended for good the tokens of the users it lacked)
     held: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen, eq=False,
                                           repr=False)
 
@@ -466,7 +467,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
     """
     Check the sections against each other (principals, indexes, rules,
     upstreams, TLS, metrics, the directory, publishers) and freeze the
-    L{Config}; C{files} as L{read_principals} takes them.
+    L{Config}; C{files} as L{pypid.config.values.text_of} takes them.
     """
     values, given, named = parsed.values, parsed.given, parsed.named
 
@@ -474,11 +475,10 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         return parser.items(section) if parser.has_section(section) else []
 
     users, groups, rules = read_principals(items, values, fail, files)
-    htpasswd = values["auth", "htpasswd"]
     for backend in BACKENDS.values():
         backend.check(values, fail)
-    upstream = read_upstream(values, fail, "upstream", environ)
-    upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ)
+    upstream = read_upstream(values, fail, "upstream", environ, files)
+    upstreams = {name: read_upstream(values, fail, UPSTREAM_SECTION + name, environ, files)
                  for name in named[UPSTREAM_SECTION]}
     indexes = check_indexes(values, given, named[INDEX_SECTION], upstreams, upstream, users,
                             groups, fail)
@@ -496,7 +496,7 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
     check_tls(values, fail)
     check_metrics(values, groups, fail)
     check_ldap(values, fail)
-    check_sso(values, fail)
+    check_sso(values, fail, files)
     publishers = read_publishers(items, values, fail)
     namespaces = read_namespaces(
         items, users, groups, groups_from_outside(values),
@@ -533,8 +533,9 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
         advisories=read_section("advisories", AdvisoriesConfig),
         attestations=read_section("attestations", AttestationsConfig),
         retention=retention,
-        webhooks=check_webhooks(values, named[WEBHOOK_SECTION], [DEFAULT, *indexes], fail),
+        webhooks=check_webhooks(values, named[WEBHOOK_SECTION], [DEFAULT, *indexes], fail,
+                                files),
         keys=dict(values),
         origins=fail.origins(),
-        held={htpasswd: files[htpasswd]} if htpasswd is not None else {},
+        held=files,
     )

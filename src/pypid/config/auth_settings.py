@@ -182,9 +182,7 @@ def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, s
     htpasswd = values["auth", "htpasswd"]
     if htpasswd is not None:
         try:
-            if htpasswd not in files:
-                files[htpasswd] = text_of(htpasswd)
-            more = parse_htpasswd(files[htpasswd], htpasswd)
+            more = parse_htpasswd(text_of(htpasswd, files), htpasswd)
         except ValueError as e:
             fail("auth", "htpasswd", str(e))
         for name in more:

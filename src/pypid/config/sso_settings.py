@@ -11,13 +11,20 @@ the environment (C{PYPID_SSO_CLIENT_SECRET}) rather than the file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import attrs
 
 from pypid.config.oidc_settings import parse_leeway
-from pypid.config.values import Fail, Keys, Values, has_control_characters, parse_optional_path
+from pypid.config.values import (
+    Fail,
+    Keys,
+    Values,
+    has_control_characters,
+    parse_optional_path,
+    text_of,
+)
 from pypid.core.access.credential_syntax import USER_NAME
 from pypid.core.access.sso_flow import ClaimMapping
 from pypid.core.util.units import parse_duration
@@ -131,10 +138,11 @@ SSO_KEYS: Keys = {
 }
 
 
-def check_sso(values: Values, fail: Fail) -> None:
+def check_sso(values: Values, fail: Fail, files: dict[str, str]) -> None:
     """
     Check C{[sso]} as a whole: without C{issuer}, nothing else is set;
-    with it, C{client_id} and exactly one client secret are.
+    with it, C{client_id} and exactly one client secret are, a file's read
+    into C{files} (L{text_of}; L{sso_secret} takes it from there).
     """
     if values["sso", "issuer"] is None:
         for key, (default, parse) in SSO_KEYS.items():
@@ -152,3 +160,21 @@ def check_sso(values: Values, fail: Fail) -> None:
              "give the client secret once: in client_secret_file, or in client_secret "
              "(best through the environment, PYPID_SSO_CLIENT_SECRET)",
              [("sso", "client_secret")])
+    if secret_file is not None:
+        try:
+            text = text_of(secret_file, files)
+        except ValueError as e:
+            fail("sso", "client_secret_file", str(e))
+        if not text.strip():
+            fail("sso", "client_secret_file", f"{secret_file} is empty")
+
+
+def sso_secret(sso: SSOConfig, files: Mapping[str, str]) -> str:
+    """
+    The client secret of C{[sso]}: C{client_secret_file}'s text as the
+    configuration read it (L{check_sso}: at the start and at each reload,
+    from C{files}), else C{client_secret}.
+    """
+    if sso.issuer is None or sso.client_secret_file is None:
+        return sso.client_secret
+    return files[sso.client_secret_file].strip()

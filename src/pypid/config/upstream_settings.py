@@ -356,7 +356,7 @@ def _secret_key(values: Values, fail: Fail, section: str, kind: str) -> str | No
 
 
 def _read_secret(values: Values, fail: Fail, section: str, key: str,
-                 environ: Mapping[str, str]) -> str:
+                 environ: Mapping[str, str], files: dict[str, str]) -> str:
     """
     Read the password or token C{[section] key} (a C{_file} or C{_env} key)
     gives. Messages name the key, the file or the variable, never the secret.
@@ -365,7 +365,7 @@ def _read_secret(values: Values, fail: Fail, section: str, key: str,
     if source == "file":
         path = values[section, key]
         try:
-            secret = text_of(path)
+            secret = text_of(path, files)
         except ValueError as e:
             fail(section, key, str(e))
         where = path
@@ -385,13 +385,14 @@ def _read_secret(values: Values, fail: Fail, section: str, key: str,
     return secret
 
 
-def read_credentials(values: Values, fail: Fail, section: str,
-                     environ: Mapping[str, str]) -> UpstreamCredentials | None:
+def read_credentials(values: Values, fail: Fail, section: str, environ: Mapping[str, str],
+                     files: dict[str, str]) -> UpstreamCredentials | None:
     """
     Read the credentials of C{[section]}: a C{username} with a password, or
     a token, each from a file or an environment variable; L{None} when it
     has none.  They never cross the network in clear: an C{http://} C{url}
-    with credentials is refused unless it is this machine's.
+    with credentials is refused unless it is this machine's. A file's
+    text is taken from C{files} when it is there (L{text_of}).
     """
     username = values[section, "username"]
     password = _secret_key(values, fail, section, "password")
@@ -413,17 +414,18 @@ def read_credentials(values: Values, fail: Fail, section: str,
         fail(section, "url", f"is plain http:// and [{section}] {key} gives credentials: "
              "they would cross the network in clear; use https:// (plain http:// is "
              "allowed only to this machine)", [(section, key)])
-    return UpstreamCredentials(username, _read_secret(values, fail, section, key, environ))
+    return UpstreamCredentials(username, _read_secret(values, fail, section, key, environ,
+                                                             files))
 
 
-def read_upstream(values: Values, fail: Fail, section: str,
-                  environ: Mapping[str, str]) -> UpstreamConfig:
+def read_upstream(values: Values, fail: Fail, section: str, environ: Mapping[str, str],
+                  files: dict[str, str]) -> UpstreamConfig:
     """
     Check C{[section]} (C{[upstream]} or an C{[upstream:NAME]}) and return
     its L{UpstreamConfig}, its credentials read.
     """
     check_upstream(values, fail, section)
-    credentials = read_credentials(values, fail, section, environ)
+    credentials = read_credentials(values, fail, section, environ, files)
     return UpstreamConfig(
         **{key: values[section, key] for key in UPSTREAM_KEYS if key not in CREDENTIAL_KEYS},
         credentials=credentials)

@@ -86,19 +86,28 @@ def parse_optional_path(value: str) -> str | None:
     return parse_path(value) if value else None
 
 
-def text_of(path: str) -> str:
+def text_of(path: str, files: dict[str, str]) -> str:
     """
-    The text of the file at C{path}.
+    The text of the file at C{path}, a file the configuration names: the
+    one in C{files} (the texts read with the configuration, by path, which
+    a machine's supervisor gives its workers: L{pypid.config.Config.held})
+    when it is there, else read now and added to them. So a worker started
+    again reads a users' file or a secret as the machine took it, never
+    one edited since and not yet reloaded.
 
     @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
     """
+    if path in files:
+        return files[path]
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            text = f.read()
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
+    files[path] = text
+    return text
 
 
 def parse_positive_number(value: str) -> float:

@@ -26,6 +26,7 @@ from pypid.config.values import (
     parse_boolean,
     parse_globs,
     parse_optional_path,
+    text_of,
     whole_number,
 )
 from pypid.core.records.webhook_events import EVENT_TYPES, Filter, parse_secret
@@ -137,8 +138,11 @@ class WebhookConfig:
         return f"{parts.scheme}://{parts.hostname}:{parts.port or default}"
 
 
-def read_secret(section: str, values: Values, fail: Fail) -> bytes:
-    """The key of C{section}'s C{secret} or C{secret_file} (exactly one is given)."""
+def read_secret(section: str, values: Values, fail: Fail, files: dict[str, str]) -> bytes:
+    """
+    The key of C{section}'s C{secret} or C{secret_file} (exactly one is
+    given; a file's text from C{files} when it is there: L{text_of}).
+    """
     text, path = values[section, "secret"], values[section, "secret_file"]
     if bool(text.strip()) == (path is not None):
         fail(section, "secret", "give the subscription's secret in secret or in secret_file "
@@ -147,10 +151,9 @@ def read_secret(section: str, values: Values, fail: Fail) -> bytes:
     if path is not None:
         key = "secret_file"
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            fail(section, key, f"cannot read {path}: {getattr(e, 'strerror', None) or e}")
+            text = text_of(path, files)
+        except ValueError as e:
+            fail(section, key, str(e))
     try:
         return parse_secret(text)
     except ValueError as e:
@@ -158,10 +161,11 @@ def read_secret(section: str, values: Values, fail: Fail) -> bytes:
 
 
 def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
-                   fail: Fail) -> Mapping[str, WebhookConfig]:
+                   fail: Fail, files: dict[str, str]) -> Mapping[str, WebhookConfig]:
     """
     The C{[webhook:NAME]} sections, read and checked against each other
-    and the server's indexes (C{indexes}, C{default} among them).
+    and the server's indexes (C{indexes}, C{default} among them); the
+    secrets' files as L{read_secret} reads them.
 
     @raise pypid.config.errors.ConfigError: naming the first key that cannot be used.
     """
@@ -183,7 +187,7 @@ def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
         found[name] = WebhookConfig(
             name=name, url=url,
             filter=Filter(values[section, "events"], wanted, values[section, "projects"]),
-            key=read_secret(section, values, fail), timeout=values[section, "timeout"],
+            key=read_secret(section, values, fail, files), timeout=values[section, "timeout"],
             retry_for=values[section, "retry_for"],
             retry_delay=values[section, "retry_delay"],
             max_connections=values[section, "max_connections"],

@@ -289,6 +289,9 @@ class Machine:
         if how == "exited":
             self.supervisor.signal_all(signal.SIGHUP)
             self._log("info", f"Reloaded the configuration: passed to {self._count} workers")
+            if text:
+                # (the check's warning: the [tls] files kept as they were)
+                self._log("warn", text)
         else:
             self._log("error", "Not reloading the configuration, still using the one loaded "
                       f"before: {text or how}")

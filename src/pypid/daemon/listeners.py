@@ -61,7 +61,7 @@ from pypid.config.server_settings import (
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
-from pypid.tls import ServerTLS, TLSError
+from pypid.tls import Read, ServerTLS, TLSError, held_texts, read_file
 
 if TYPE_CHECKING:
     # (a machine's supervisor opens the sockets, and serves nothing)
@@ -282,7 +282,7 @@ class Listeners(Service):
                     site: PypidSite, run: Run,
                     check_port: PortCheck = bind_for_a_moment,
                     inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                    ) -> Listeners:
+                    read_tls: Read = read_file) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
@@ -290,9 +290,10 @@ class Listeners(Service):
             reload reads the C{[tls]} files.
         @param check_port: binds a TCP port for a moment (L{ListenCheck}).
         @param inherited: in a worker of several, see L{make_listeners}.
+        @param read_tls: see L{make_listeners}.
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
-        listeners, tls = make_listeners(config, reactor, site, run, inherited)
+        listeners, tls = make_listeners(config, reactor, site, run, inherited, read_tls)
         return cls(listeners, tls, site.counter, reactor, check_port)
 
     def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
@@ -366,6 +367,21 @@ class Listeners(Service):
         self.tls.reload()  # (its errors are logged in it)
 
 
+def held_tls(config: Config, before: Mapping[str, str], now: float
+             ) -> tuple[dict[str, str], str | None]:
+    """
+    The C{[tls]} files' texts a machine's workers serve, and why the files
+    as they are now are not (L{pypid.tls.held_texts}); none without an
+    C{https:} line.
+    """
+    if not any(parse_listen_address(line).kind == HTTPS for line in config.server.listen):
+        return {}, None
+    certificate, key = config.tls.certificate, config.tls.key
+    # (the configuration refuses an https: listener without both)
+    assert certificate is not None and key is not None
+    return held_texts(certificate, key, config.tls.chain, config.tls.allow_expired, now, before)
+
+
 def endpoint_of(config: Config, reactor: IListeningReactor,
                 address: ListenAddress) -> IStreamServerEndpoint:
     """
@@ -382,7 +398,7 @@ def endpoint_of(config: Config, reactor: IListeningReactor,
 
 def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                    run: Run, inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                   ) -> tuple[list[ListenerService], ServerTLS | None]:
+                   read_tls: Read = read_file) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -396,6 +412,8 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
     @param inherited: in a worker of several, the endpoint of each line's
         socket, which the supervisor opened (L{pypid.daemon.inherited}); no
         port is checked before, the supervisor did.
+    @param read_tls: how the C{[tls]} files are read (in a worker of
+        several, the machine's texts of them: L{pypid.tls.held_reader}).
     @raise StartupError: for an endpoint Twisted cannot use (one line).
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
@@ -422,7 +440,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
         # (the configuration refuses an https: listener without both)
         assert certificate is not None and key is not None
         tls = ServerTLS(certificate, key, config.tls.chain, reactor, run,
-                        config.tls.allow_expired)
+                        config.tls.allow_expired, read_tls)
         secure = [ListenerService(endpoint(address), address.description,
                                   TLSMemoryBIOFactory(tls, False, site, reactor),
                                   prepare=tls.load,

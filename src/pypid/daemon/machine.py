@@ -68,6 +68,7 @@ from pypid.daemon.listeners import (
     ListenCheck,
     PortCheck,
     endpoint_of,
+    held_tls,
     tcp_address,
 )
 from pypid.daemon.socket_groups import Inherited
@@ -407,7 +408,9 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
                for settings in _folders(config)] if config.bucket is None else []
     ring = ChangeRing.create()
     ring.set_workers(0, count)
-    in_force = ConfigInForce.create(config.text, config.held)
+    # (a worker started again serves the [tls] files as the machine took them)
+    tls, _ = held_tls(config, {}, reactor.seconds())
+    in_force = ConfigInForce.create(config.text, {**config.held, **tls})
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)
     at_once = max(1, len(os.sched_getaffinity(0)) // 2)

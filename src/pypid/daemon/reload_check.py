@@ -10,7 +10,10 @@ key only a restart takes, is refused (the reason on standard error, exit
 status 1) and the machine goes on with the one in force; one that can is
 written into the configuration in force (every worker reads it when the
 supervisor passes the signal on, and a worker started later reads it too),
-and this exits 0.
+and this exits 0. The C{[tls]} files are taken with it when they can be
+served, else the texts in force are kept and the reason is written on
+standard error (the supervisor logs it), exit status 0: as one process
+does, the configuration is taken whatever the files hold.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import TextIO
 
 from pypid.config import load_config
 from pypid.config.reloading import describe, needs_restart
 from pypid.core.util.startup import StartupError
 from pypid.daemon.lean import CONFIG_FD
+from pypid.daemon.listeners import held_tls
 from pypid.machine.config_in_force import ConfigInForce
 
 
@@ -46,7 +51,11 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         changed = needs_restart(before.keys, config.keys)
         if changed:
             raise StartupError(f"{config.source}: {describe(changed)}")
-        in_force.write(config.text, config.held)
+        tls, refused = held_tls(config, held.held, time.time())
+        if refused is not None:
+            err.write(f"Cannot reload TLS, still using the certificate loaded before: "
+                      f"{refused}\n")
+        in_force.write(config.text, {**config.held, **tls})
     except StartupError as e:
         err.write(f"{e}\n")
         return 1

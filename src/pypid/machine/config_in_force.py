@@ -2,14 +2,16 @@
 The configuration a machine runs on (L{ConfigInForce}): the text of the
 configuration file as the supervisor last took it, at its start and at
 each C{SIGHUP} it accepted, with the other files it read then (the
-htpasswd file: L{pypid.config.Config.held}), in a memory file every
-worker is given.
+htpasswd file, the secrets' files: L{pypid.config.Config.held}; the
+C{[tls]} files when they can be served: L{pypid.tls.held_texts}), in a
+memory file every worker is given.
 
 A worker that starts again (after a crash, say) reads these texts, not the
 files as they are on disk by then: an edit not yet reloaded would make it
 the one worker that answers differently, an edited C{listen} one that
-cannot start at all, again and again, and a users' file half edited would
-end for good, on the whole machine, the tokens of the users it lacks.
+cannot start at all, again and again, a users' file half edited would
+end for good, on the whole machine, the tokens of the users it lacks, and
+a certificate renewed on disk would be served by the one worker.
 Paths in the text still mean what they mean beside the file (the worker
 is given its path too).
 

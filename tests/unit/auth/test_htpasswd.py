@@ -81,7 +81,7 @@ class ParseTests(SynchronousTestCase):
 
 def read_htpasswd(path):
     """An htpasswd file read from disk and parsed, as the configuration reads it."""
-    return parse_htpasswd(text_of(path), path)
+    return parse_htpasswd(text_of(path, {}), path)
 
 
 class ReadTests(SynchronousTestCase):

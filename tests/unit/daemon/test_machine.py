@@ -265,6 +265,42 @@ class SupervisorPartsTests(SynchronousTestCase):
         self.assertEqual(self._checked("[pypid]\nworkers = 2\n", "[pypid]\nworkers = 3\n"),
                          (1, "[pypid]\nworkers = 2\n"))
 
+    def test_hangup_tls(self):
+        """
+        The [tls] files are taken at a SIGHUP when they can be served (what
+        a worker started after serves, whatever the disk holds by then);
+        when they cannot, the configuration is taken still, the files' texts
+        in force are kept, and the check says why (the supervisor logs it).
+        """
+        from tests.harness.tls import own_files
+        files, chain = own_files(self)
+        text = (f"[pypid]\nlisten = https:8443\n[tls]\ncertificate = {files.certificate}\n"
+                f"key = {files.key}\nchain = {chain}\n")
+        in_force = ConfigInForce.create(text)
+        self.addCleanup(in_force.close)
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace("[tls]", "page_cache_size = 5\n[tls]"))
+
+        def check():
+            err = io.StringIO()
+            given = {"config": path, "set": [], "listen": []}
+            status = reload_check([json.dumps(given)], fd=in_force.fileno(), err=err)
+            return status, err.getvalue(), in_force.read()
+        status, said, taken = check()
+        self.assertEqual((status, said), (0, ""))
+        with open(files.key, encoding="latin-1") as f:
+            self.assertEqual(taken.held[files.key], f.read())
+        self.assertEqual(len(taken.held), 3)
+        with open(files.key, "w") as f:
+            f.write("not a key\n")
+        status, said, kept = check()
+        self.assertEqual(status, 0)
+        self.assertIn("Cannot reload TLS, still using the certificate loaded before: "
+                      f"cannot use the TLS key {files.key}", said)
+        self.assertEqual(kept.held, taken.held)
+        self.assertIn("page_cache_size = 5\n", kept.text)
+
     def test_folders(self):
         """
         The supervisor takes every hosted folder: another server cannot use

@@ -81,3 +81,47 @@ class ConfigInForceTests(SynchronousTestCase):
         # (the file as it is now is refused, not taken as nobody)
         self.assertIn("names no user", str(self.assertRaises(ConfigError, load_config, path)))
         self.assertEqual(parse_htpasswd(in_force.held[users], users), dict(taken.users))
+
+    def test_secrets_held(self):
+        """
+        Every secret's file the configuration names (an upstream's
+        password, a webhook's secret, the provider's client secret) is held
+        as the users' file is: a worker started again signs, logs in and
+        asks with the secrets the machine took, not a file edited since.
+        """
+        from pypid.config.sso_settings import sso_secret
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+
+        def put(name, text):
+            path = os.path.join(folder, name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        secrets = {"password": "pass-1\n", "webhook": "whsec_" + "A" * 32 + "\n",
+                   "sso": "client-1\n"}
+        paths = {name: put(name, text) for name, text in secrets.items()}
+        path = put("pypid.ini", (
+            "[upstream]\nurl = https://upstream.example/simple/\nusername = ci\n"
+            f"password_file = {paths['password']}\n"
+            "[webhook:builds]\nurl = https://hooks.example/pypid\n"
+            f"secret_file = {paths['webhook']}\n"
+            "[sso]\nissuer = https://login.example/realms/acme\nclient_id = pypid\n"
+            f"client_secret_file = {paths['sso']}\n"))
+        taken = load_config(path)
+        self.assertEqual(taken.held, {paths[name]: text for name, text in secrets.items()})
+        for name, text in secrets.items():
+            put(name, text.replace("1", "2").replace("A", "B"))
+        in_force = ConfigInForce.create(taken.text, taken.held)
+        self.addCleanup(in_force.close)
+        held = in_force.read()
+        again = load_config(path, text=held.text, held=held.held)
+        self.assertEqual(again.upstream.credentials, taken.upstream.credentials)
+        self.assertEqual(again.upstream.credentials.secret, "pass-1")
+        self.assertEqual(again.webhooks["builds"].key, taken.webhooks["builds"].key)
+        self.assertEqual(sso_secret(again.sso, again.held), "client-1")
+        # (read as it is now, at the next SIGHUP's check)
+        now = load_config(path)
+        self.assertEqual(now.upstream.credentials.secret, "pass-2")
+        self.assertNotEqual(now.webhooks["builds"].key, taken.webhooks["builds"].key)
+        self.assertEqual(sso_secret(now.sso, now.held), "client-2")

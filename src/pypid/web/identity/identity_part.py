@@ -27,7 +27,6 @@ from pypid.auth.factory import (
     make_publishing,
     make_sso,
     outside_logins,
-    read_sso_secret,
     reloaded_oidc_http,
     reloaded_sso_http,
 )
@@ -37,6 +36,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.tokens import write_file as write_tokens
 from pypid.auth.verifier import PasswordVerifier
 from pypid.config import Config
+from pypid.config.sso_settings import sso_secret
 from pypid.core.access.outside_logins import DIRECTORY, PROVIDER
 from pypid.core.access.sessions import Session, SessionBook, SessionFileError
 from pypid.core.parts import IReloadable
@@ -196,7 +196,7 @@ class IdentityPart(Service):
         if config is None:
             return None
         http = reloaded_oidc_http(self._config, config, self._reactor)
-        sso_secret = read_sso_secret(config)
+        secret = sso_secret(config.sso, config.held)
         sso_http = reloaded_sso_http(self._config, config, self._reactor)
         # The token file is the daemon's own (written by each issue and
         # revocation, read at start-up): a reload keeps the book in memory
@@ -219,7 +219,7 @@ class IdentityPart(Service):
             ended = self._end_sessions(materials.verifier, config)
             self._settle_tokens(materials.tokens, config)
             revoked = self.publishing.reconfigure(config.oidc.settings(config.publishers), http)
-            self.sso.reconfigure(config.sso, sso_secret, sso_http)
+            self.sso.reconfigure(config.sso, secret, sso_http)
             return (f"{counted(len(config.users), 'user')}, "
                     f"{counted(len(config.groups), 'group')}, "
                     f"{counted(len(config.auth.admins), 'admin')}, "
