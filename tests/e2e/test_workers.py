@@ -19,6 +19,7 @@ import threading
 import time
 from urllib.parse import urlencode
 
+from pypid.machine.ring import SLOTS
 from tests.harness.bucket_e2e import CloudTestCase
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
@@ -75,25 +76,27 @@ def restarts_counted(daemon, series="pypid_worker_restarts_total"):
     raise AssertionError(f"no {series} in /metrics")
 
 
-def status_on_worker(daemon, number, path, auth, tries=100):
-    """
-    The status of a C{GET} of C{path} answered by worker C{number}: asked on
-    a connection whose C{/health} that worker answered.
-    """
+def connected_to(daemon, number, tries=100):
+    """A kept-alive connection that worker C{number} took (its C{/health} says so)."""
     for _ in range(tries):
         conn = httpclient.HTTPConnection(HOST, daemon.port, timeout=30)
-        try:
-            conn.request("GET", "/health")
-            answer = conn.getresponse()
-            if json.loads(answer.read())["workers"]["answered_by"] != number:
-                continue
-            conn.request("GET", "/" + path, headers={"Authorization": basic(*auth)})
-            answer = conn.getresponse()
-            answer.read()
-            return answer.status
-        finally:
-            conn.close()
+        conn.request("GET", "/health")
+        if json.loads(conn.getresponse().read())["workers"]["answered_by"] == number:
+            return conn
+        conn.close()
     raise AssertionError(f"worker {number} took none of {tries} connections")
+
+
+def status_on_worker(daemon, number, path, auth):
+    """The status of a C{GET} of C{path} answered by worker C{number}."""
+    conn = connected_to(daemon, number)
+    try:
+        conn.request("GET", "/" + path, headers={"Authorization": basic(*auth)})
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        conn.close()
 
 
 def reload_all(daemon):
@@ -340,6 +343,39 @@ class WorkersTests(DaemonTestCase):
             for thread in threads:
                 thread.join()
             self.assertEqual((statuses.count(401), statuses.count(429)), (10, 6), burst)
+
+    def test_flood_keeps_the_throttle(self):
+        """
+        Nine wrong passwords through worker 1, then a flood of more
+        announcements than the machine's ring holds (tokens issued and
+        revoked), all on one connection to worker 1, while worker 2 answers
+        nothing: worker 2 then checks one more guess only, and refuses the
+        next (429), as one process does. The flood did not take the
+        failures round the ring before worker 2 read them.
+        """
+        daemon = self.daemon
+        conn = connected_to(daemon, 1)
+        self.addCleanup(lambda: conn.close())
+        auth = {"Authorization": basic(USER, PASSWORD)}
+        headers, body = form(actions="read")
+
+        def asked(method, path, body=None, headers=auth):
+            conn.request(method, path, body, headers)
+            answer = conn.getresponse()
+            return answer.status, answer.read()
+        for number in range(9):
+            status, _ = asked("GET", "/simple/", headers={
+                "Authorization": basic("flooded", f"g{number}")})
+            self.assertEqual(status, 401)
+        # (each issue and each revocation writes the token file and the
+        # journal: an announcement of each, at least)
+        for _ in range(SLOTS // 2 + 50):
+            status, issued = asked("POST", "/api/tokens", body, {**headers, **auth})
+            self.assertEqual(status, 200)
+            status, _ = asked("DELETE", f"/api/tokens/{json.loads(issued)['id']}")
+            self.assertEqual(status, 200)
+        self.assertEqual(status_on_worker(daemon, 2, "simple/", ("flooded", "g9")), 401)
+        self.assertEqual(status_on_worker(daemon, 2, "simple/", ("flooded", "g10")), 429)
 
     def test_metrics(self):
         """
