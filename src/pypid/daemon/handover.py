@@ -102,8 +102,8 @@ class Handover(Service):
                  exec_: Callable[[str, list[str]], object] = os.execv) -> None:
         """
         @param planned: what L{plan} made.
-        @param descriptors: the ring's (C{ring}) and the configuration in
-            force's (C{config}).
+        @param descriptors: the ring's (C{ring}), the configuration in
+            force's (C{config}) and the lane's (C{lane}).
         @param exec_: C{os.execv}.
         """
         self._planned = planned

@@ -47,37 +47,39 @@ from pypid.machine.ring import ChangeRing
 from pypid.machine.topic_table import Topic, tell
 
 #: The environment variable that makes a C{twistd pypid} one worker of a
-#: machine: JSON, C{{"number", "count", "ring", "config", "sockets"}}, the
-#: ring, the configuration in force and each socket by its descriptor in the
-#: worker.
+#: machine: JSON, C{{"number", "count", "ring", "config", "lane", "sockets"}},
+#: the ring, the configuration in force, the lane and each socket by its
+#: descriptor in the worker.
 WORKER_ENV = "PYPID_WORKER"
 
-#: The worker's descriptor of the ring, and of the configuration in force;
-#: its sockets' follow, in the order of C{[pypid] listen}.
+#: The worker's descriptor of the ring, of the configuration in force and
+#: of the lane (L{pypid.machine.topics.Hub}); its sockets' follow, in the
+#: order of C{[pypid] listen}.
 RING_FD = 4
 CONFIG_FD = 5
+LANE_FD = 6
 
 #: Bytes a log file holds before it is rotated (twistd's C{LogFile} default).
 ROTATE_AT = 1_000_000
 
 
 def worker_command(worker: Mapping[str, Any], number: int, count: int, ring: int, config: int,
-                   given: Sequence[Inherited]) -> Command:
+                   lane: int, given: Sequence[Inherited]) -> Command:
     """
     How worker C{number} of C{count} is started: C{worker}'s executable,
     arguments and environment (L{pypid.daemon.handover}, which left out
     systemd's variables), told its role (L{WORKER_ENV}), with the ring,
-    the configuration in force and its C{given} sockets placed from
-    L{RING_FD} on.
+    the configuration in force, the lane and its C{given} sockets placed
+    from L{RING_FD} on.
     """
-    inherited = {RING_FD: ring, CONFIG_FD: config}
+    inherited = {RING_FD: ring, CONFIG_FD: config, LANE_FD: lane}
     sockets = []
-    for fd, socket_of in enumerate(given, start=CONFIG_FD + 1):
+    for fd, socket_of in enumerate(given, start=LANE_FD + 1):
         inherited[fd] = socket_of.fileno
         sockets.append((socket_of.description, fd, socket_of.family, socket_of.backlog))
     env = dict(worker["env"])
     env[WORKER_ENV] = json.dumps({"number": number, "count": count, "ring": RING_FD,
-                                  "config": CONFIG_FD, "sockets": sockets})
+                                  "config": CONFIG_FD, "lane": LANE_FD, "sockets": sockets})
     return Command(worker["executable"], tuple(worker["args"]), env, inherited)
 
 
@@ -173,7 +175,7 @@ class Machine:
     def __init__(self, handover: Mapping[str, Any], loop: Loop, log: Log) -> None:
         # (what outlived the exec is not for every child: each worker is
         # given its own, placed where it expects them, and no other's socket)
-        for fd in [handover["ring"], handover["config"], *handover["locks"],
+        for fd in [handover["ring"], handover["config"], handover["lane"], *handover["locks"],
                    *(s["fd"] for s in handover["shared"]),
                    *(fd for g in handover["groups"] for fd in g["members"].values())]:
             os.set_inheritable(fd, False)
@@ -204,7 +206,8 @@ class Machine:
         except CannotListen as e:
             raise StartFailed(str(e))
         return worker_command(self._handover["worker"], number, self._count,
-                              self._ring.fileno(), self._config_fd, given)
+                              self._ring.fileno(), self._config_fd, int(self._handover["lane"]),
+                              given)
 
     def _changed(self, number: int, up: bool) -> None:
         if up:

@@ -78,6 +78,7 @@ from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topic_table import LANE_SLOT_SIZE, LANE_SLOTS
 from pypid.state.index_sections import hosted_names
 from pypid.state.promotion_rollback import roll_back_promotions
 from pypid.storage.cloud_clients import require_sdk
@@ -98,6 +99,8 @@ class WorkerRole:
     @ivar sockets: its listening sockets, one per line of C{[pypid] listen}.
     @ivar config: the configuration file's text the machine runs on, which
         this worker reads instead of the file.
+    @ivar lane: the machine's lane (L{pypid.machine.topics.Hub}); L{None}
+        from a supervisor of before it.
     """
 
     number: int
@@ -105,6 +108,7 @@ class WorkerRole:
     ring: ChangeRing
     sockets: tuple[Inherited, ...]
     config: ConfigInForce
+    lane: ChangeRing | None = None
 
     @property
     def first(self) -> bool:
@@ -128,9 +132,10 @@ class WorkerRole:
                             for description, fd, family, backlog in data["sockets"])
             ring = ChangeRing.attach(int(data["ring"]), number)
             config = ConfigInForce.attach(int(data["config"]))
+            lane = ChangeRing.attach(int(data["lane"]), number) if "lane" in data else None
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise StartupError(f"{WORKER_ENV}: not a worker's role: {e}")
-        return cls(number, count, ring, sockets, config)
+        return cls(number, count, ring, sockets, config, lane)
 
 
 class IStoppingReactor(IReactorCore, IReactorFromThreads, IReactorFDSet):
@@ -418,7 +423,10 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
                    arguments=arguments, options=options or {}, environ=environ,
                    title=process_title(None, config, arguments), twistd=twistd,
                    executable=executable)
-    handover = Handover(planned, {"ring": ring.fileno(), "config": in_force.fileno()},
+    # (the login throttle's events, on a ring no other announcement fills)
+    lane = ChangeRing.create(LANE_SLOTS, LANE_SLOT_SIZE, tally=1)
+    handover = Handover(planned, {"ring": ring.fileno(), "config": in_force.fileno(),
+                                  "lane": lane.fileno()},
                         sockets, folders, executable, exec_)
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))

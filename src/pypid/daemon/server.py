@@ -99,7 +99,7 @@ class _MadeParts:
                                 from_thread=lambda call: reactor.callFromThread(call))
         # (the security advisories every index acts on)
         board = AdvisoryBoard()
-        hub = Hub(worker.ring) if worker is not None else LONE
+        hub = Hub(worker.ring, worker.lane) if worker is not None else LONE
         # (the one record of every change: what the audit log shows, what
         # the webhooks deliver, and where the storages shared with other
         # servers, or workers, tell their changes)

@@ -63,6 +63,21 @@ FIELDS = {
 }
 
 
+#: The topics that travel on the machine's lane (L{pypid.machine.topics.Hub}),
+#: a ring of their own: state that lives longer than a look at the ring
+#: (a failure counts for the throttle's whole window), which no flood of
+#: the others' announcements (uploads, tokens, pages) may take round it
+#: unread, even past a worker stopped for a while.
+LANED = frozenset({Topic.THROTTLE})
+
+#: The lane's slots and their size (a throttle's event is at most two
+#: names of 400 bytes and a few more): 8 MiB of the machine's memory, the
+#: events of 4,096 checks of credentials, each a hash made slow on purpose
+#: (two workers on two cores made 35 a second: two minutes of them, where
+#: a stopped worker is killed after [pypid] worker_timeout, 30 s).
+LANE_SLOTS = 8192
+LANE_SLOT_SIZE = 1024
+
 _BY_CODE = {topic.value: topic for topic in Topic}
 
 

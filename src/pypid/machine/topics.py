@@ -13,7 +13,8 @@ here and not a new prefix that every reader must know to skip.
 Each worker has one L{Hub}: a module that tells publishes on its topic,
 a module that listens registers a handler of it, and one read of the
 ring (L{Hub.take}) hands each announcement of another worker to the
-handlers of its topic. A server of one process has the lone hub
+handlers of its topic. The topics of L{LANED} (the login throttle's)
+travel on a second ring, the lane, that nothing else fills. A server of one process has the lone hub
 (L{LONE}), which tells nobody and hears nothing, so no module asks
 whether there is a ring.
 """
@@ -21,14 +22,14 @@ whether there is a ring.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 from twisted.logger import Logger
 
-from pypid.machine.ring import ChangeRing
-from pypid.machine.topic_table import Topic, decode, tell
+from pypid.machine.ring import Announcement, ChangeRing
+from pypid.machine.topic_table import LANED, Topic, decode, tell
 
 log = Logger()
 
@@ -55,16 +56,23 @@ class Hub:
     @ivar seen: the last announcement handed to the handlers.
     @ivar born: the last announcement made before this hub was: what a
         handler of the past is handed when it registers (L{on}).
+    @ivar lane_seen: L{seen}, of the lane.
     """
 
     _ring: ChangeRing | None
+    #: the ring of the topics of L{LANED} (L{None}: they travel on the
+    #: ring, as a supervisor of before the lane has it)
+    _lane: ChangeRing | None = None
     seen: int = attrs.field(init=False)
     born: int = attrs.field(init=False)
+    lane_seen: int = attrs.field(init=False, default=0)
+    _lane_born: int = attrs.field(init=False, default=0)
     _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
     _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
     #: the announcements before this hub, decoded once for every handler
     #: of the past (a ring's whole length: 11 ms a walk), until the first read
-    _before: list[tuple[Topic, list[bytes], int]] | None = attrs.field(init=False, default=None)
+    _before: dict[bool, list[tuple[Topic, list[bytes], int]]] = attrs.field(
+        init=False, factory=dict)
     #: C{latest() -> int}: the number of the machine's last announcement
     #: (one read of memory; alone, 0). The ring's own reader, not a method
     #: that asks it: a worker asks before each request.
@@ -73,6 +81,8 @@ class Hub:
     def __attrs_post_init__(self) -> None:
         self.latest = self._ring.latest if self._ring is not None else _none_yet
         self.seen = self.born = self.latest()
+        if self._lane is not None:
+            self.lane_seen = self._lane_born = self._lane.latest()
 
     @property
     def alone(self) -> bool:
@@ -117,12 +127,18 @@ class Hub:
         """The machine's tally (L{pypid.machine.ring.ChangeRing.admit}); alone, always."""
         return self._ring.admit(key, day, limit) if self._ring is not None else True
 
-    def held(self) -> AbstractContextManager[None]:
+    def _carrier(self, topic: Topic) -> ChangeRing | None:
+        """The ring C{topic} travels on: the lane's topics on the lane, when there is one."""
+        return self._lane if topic in LANED and self._lane is not None else self._ring
+
+    def held(self, topic: Topic) -> AbstractContextManager[None]:
         """
-        The ring held for a block (L{pypid.machine.ring.ChangeRing.held}):
-        what this worker takes in and tells there, no other comes between.
+        The ring of C{topic} held for a block
+        (L{pypid.machine.ring.ChangeRing.held}): what this worker takes in
+        and tells there, no other comes between.
         """
-        return self._ring.held() if self._ring is not None else nullcontext()
+        ring = self._carrier(topic)
+        return ring.held() if ring is not None else nullcontext()
 
     def publish(self, topic: Topic, *fields: bytes) -> None:
         """
@@ -130,8 +146,9 @@ class Hub:
 
         @raise pypid.machine.ring.RingError: when it does not fit in a slot.
         """
-        if self._ring is not None:
-            tell(self._ring, topic, *fields)
+        ring = self._carrier(topic)
+        if ring is not None:
+            tell(ring, topic, *fields)
 
     def on(self, topic: Topic, handler: Handler, *, past: bool = False) -> None:
         """
@@ -143,16 +160,18 @@ class Hub:
             for state that lives longer than a worker's start (a login
             begun while this worker started finishes on it).
         """
-        ring = self._ring
+        ring = self._carrier(topic)
         if ring is None:
             return
         self._handlers.setdefault(topic, []).append(handler)
         if past:
-            if self._before is None:
-                self._before = [(*decoded, announcement.worker)
-                                for announcement in ring.kept(self.born)
-                                if (decoded := decode(announcement.payload)) is not None]
-            for told, fields, worker in self._before:
+            laned = ring is self._lane
+            if laned not in self._before:
+                self._before[laned] = [
+                    (*decoded, announcement.worker)
+                    for announcement in ring.kept(self._lane_born if laned else self.born)
+                    if (decoded := decode(announcement.payload)) is not None]
+            for told, fields, worker in self._before[laned]:
                 if told is topic:
                     handler(fields, worker)
 
@@ -178,12 +197,24 @@ class Hub:
         ring = self._ring
         if ring is None:
             return
-        self._before = None
+        self._before.clear()
+        if self._lane is not None:
+            behind = self._lane.latest() - self.lane_seen
+            found, self.lane_seen = self._lane.look(self.lane_seen)
+            if found is None:
+                log.error("Fell {behind} announcements behind the other workers' login "
+                          "throttle events, more than the machine keeps ({slots}): some "
+                          "of their failures are not counted here", behind=behind,
+                          slots=self._lane.slots)
+            self._hand_all(found or (), self._lane.worker)
         found, self.seen = ring.look(self.seen)
         for handler in self._lost if found is None else ():
             handler()
-        for announcement in found or ():
-            decoded = decode(announcement.payload) if announcement.worker != ring.worker else None
+        self._hand_all(found or (), ring.worker)
+
+    def _hand_all(self, found: Iterable[Announcement], own: int) -> None:
+        for announcement in found:
+            decoded = decode(announcement.payload) if announcement.worker != own else None
             if decoded is not None:
                 self._hand(*decoded, announcement.worker)
 

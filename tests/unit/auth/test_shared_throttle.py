@@ -9,10 +9,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.auth.shared_throttle import PENDING_TTL, ThrottleShare, counted_user
+from pypid.auth.shared_throttle import PENDING_TTL, STARTED, ThrottleShare, counted_user
 from pypid.auth.throttle import LoginThrottle
 from pypid.jobs.periodic import Periodic
 from pypid.machine.ring import ChangeRing
+from pypid.machine.topic_table import LANE_SLOT_SIZE
 from pypid.machine.topics import TAKE_EVERY, Hub, Topic
 
 ADDRESS = "192.0.2.7"
@@ -205,6 +206,23 @@ class SharedThrottleTests(SynchronousTestCase):
         self.successResultOf(two.sync())
         self.assertGreater(two.wait(name, ADDRESS), 1.0)
 
+    def test_longest_event_fits_the_lane(self):
+        """
+        Every event fits a slot of the lane, whatever its names hold: a
+        name that its JSON would write longer than the bound (a control
+        character takes six bytes there) is counted by its digest.
+        """
+        lane = ChangeRing.create(slots=4, slot_size=LANE_SLOT_SIZE, tally=1)
+        self.addCleanup(lane.close)
+        share = ThrottleShare(Hub(lane, lane), b"exchange")
+        for name in ("é" * 5000, "\x01" * 67, "\x01" * 400, '"' * 200, "a" * 400, "\ud800" * 133):
+            counted = counted_user(name)
+            self.assertTrue(counted == name or counted.startswith("#"), name[:3])
+            share.tell(STARTED, counted, counted, True, 1.5e9)
+        self.assertTrue(counted_user("\x01" * 67).startswith("#"))
+        self.assertEqual(counted_user('"' * 199), '"' * 199)
+        self.assertEqual(lane.latest(), 6)
+
     def test_own_events_once(self):
         """A worker's own announcements are never counted twice."""
         one, _ = self.throttles
@@ -220,18 +238,21 @@ ADDRESSES = st.sampled_from(["192.0.2.7", "198.51.100.1"])
 
 class MachineThrottleModel(RuleBasedStateMachine):
     """
-    Two workers' login throttles on one ring, each started again at any
-    step, against one process's throttle that sees every event in the same
-    order: after its look at the ring, every worker (one just started
-    included) tells every user and client to wait as long as the one
-    process does.
+    Two workers' login throttles on one ring and its lane, each started
+    again at any step, against one process's throttle that sees every event
+    in the same order: after its look at the ring, every worker (one just
+    started included) tells every user and client to wait as long as the
+    one process does, even after a flood of other announcements, more than
+    the ring holds, came between a failure and the other's look.
     """
 
     def __init__(self):
         super().__init__()
         self.clock = Clock()
-        self.ring = ChangeRing.create(slots=512, slot_size=1024)
+        self.ring = ChangeRing.create(slots=64, slot_size=1024)
+        self.lane = ChangeRing.create(slots=512, slot_size=1024, tally=1)
         self.attached = {}
+        self.hubs = {}
         self.workers = {number: self._start(number) for number in (1, 2)}
         self.alone = self._throttle(None)
 
@@ -242,23 +263,28 @@ class MachineThrottleModel(RuleBasedStateMachine):
                              max_identity_failures=10_000, share=share)
 
     def _start(self, number):
-        old = self.attached.pop(number, None)
-        if old is not None:
+        for old in self.attached.pop(number, ()):
             old.close()
-        self.attached[number] = ChangeRing.attach(self.ring.fileno(), number)
-        return self._throttle(ThrottleShare(Hub(self.attached[number]), b"login"))
+        self.attached[number] = [ChangeRing.attach(made.fileno(), number)
+                                 for made in (self.ring, self.lane)]
+        self.hubs[number] = Hub(*self.attached[number])
+        return self._throttle(ThrottleShare(self.hubs[number], b"login"))
 
     def teardown(self):
         for attached in self.attached.values():
-            attached.close()
+            for ring in attached:
+                ring.close()
         self.ring.close()
+        self.lane.close()
 
     @rule(worker=st.sampled_from([1, 2]), user=USERS, address=ADDRESSES,
-          good=st.booleans())
-    def login(self, worker, user, address, good):
+          good=st.booleans(), flood=st.booleans())
+    def login(self, worker, user, address, good, flood):
         for throttle in (self.workers[worker], self.alone):
             throttle.started(user, address)
             (throttle.succeeded if good else throttle.failed)(user, address)
+        for number in range(100 if flood else 0):
+            self.hubs[worker].publish(Topic.PIN, b"key", b"%d.whl" % number)
 
     @rule(worker=st.sampled_from([1, 2]), user=USERS)
     def forgive(self, worker, user):

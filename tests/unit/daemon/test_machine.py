@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.config import load_config
 from pypid.core.util.startup import StartupError
 from pypid.daemon.handover import worker_args
-from pypid.daemon.lean import CONFIG_FD, RING_FD, WORKER_ENV, worker_command
+from pypid.daemon.lean import CONFIG_FD, LANE_FD, RING_FD, WORKER_ENV, worker_command
 from pypid.daemon.machine import (
     FoldersPart,
     Heartbeat,
@@ -85,11 +85,22 @@ class WorkerRoleTests(SynchronousTestCase):
         ring.set_workers(1, 3)
         in_force = ConfigInForce.create("[pypid]\nthreads = 4\n")
         self.addCleanup(in_force.close)
-        role = WorkerRole.from_environ({WORKER_ENV: json.dumps({
-            "number": 2, "count": 3, "ring": ring.fileno(), "config": in_force.fileno(),
-            "sockets": [["tcp:8080", 5, 2, 50]]})})
+        lane = ChangeRing.create(slots=4, slot_size=64)
+        self.addCleanup(lane.close)
+        given = {"number": 2, "count": 3, "ring": ring.fileno(), "config": in_force.fileno(),
+                 "sockets": [["tcp:8080", 5, 2, 50]]}
+        # (a supervisor of before the lane gives none: the ring carries its topics)
+        before = WorkerRole.from_environ({WORKER_ENV: json.dumps(given)})
+        self.addCleanup(before.ring.close)
+        self.addCleanup(before.config.close)
+        self.assertIsNone(before.lane)
+        role = WorkerRole.from_environ({WORKER_ENV: json.dumps({**given,
+                                                                "lane": lane.fileno()})})
         self.addCleanup(role.ring.close)
         self.addCleanup(role.config.close)
+        self.addCleanup(role.lane.close)
+        role.lane.announce(b"x y")
+        self.assertEqual((lane.latest(), ring.latest()), (1, 0))
         self.assertEqual((role.number, role.count, role.first), (2, 3, False))
         self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2, 50),))
         self.assertEqual(role.ring.workers(), (1, 3))
@@ -129,7 +140,7 @@ class WorkerCommandTests(SynchronousTestCase):
         worker = {"executable": "/usr/bin/python3",
                   "args": worker_args("/usr/bin/python3", ("--config", "etc/pypid.ini")),
                   "env": environ}
-        command = worker_command(worker, 2, 3, 40, 41,
+        command = worker_command(worker, 2, 3, 40, 41, 43,
                                  [Inherited("tcp:8080:interface=127.0.0.1", 42, 2, 50)])
         self.assertEqual(command.executable, "/usr/bin/python3")
         self.assertEqual(command.args[:3], ("/usr/bin/python3", "-c",
@@ -137,11 +148,12 @@ class WorkerCommandTests(SynchronousTestCase):
         self.assertEqual(command.args[3:], (
             "--nodaemon", "--pidfile=", "--logger=pypid.daemon.machine.worker_log",
             "pypid", "--config", "etc/pypid.ini"))
-        self.assertEqual(command.inherited, {RING_FD: 40, CONFIG_FD: 41, CONFIG_FD + 1: 42})
+        self.assertEqual(command.inherited, {RING_FD: 40, CONFIG_FD: 41, LANE_FD: 43,
+                                             LANE_FD + 1: 42})
         self.assertEqual(set(command.env), {"PATH", WORKER_ENV})
         self.assertEqual(json.loads(command.env[WORKER_ENV]), {
-            "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD,
-            "sockets": [["tcp:8080:interface=127.0.0.1", CONFIG_FD + 1, 2, 50]]})
+            "number": 2, "count": 3, "ring": RING_FD, "config": CONFIG_FD, "lane": LANE_FD,
+            "sockets": [["tcp:8080:interface=127.0.0.1", LANE_FD + 1, 2, 50]]})
 
 
 class WorkerProcessTests(SynchronousTestCase):
@@ -378,7 +390,7 @@ class SupervisorPartsTests(SynchronousTestCase):
                          {"config": os.path.abspath("x.ini"), "set": [["a", "b", "c"]],
                           "listen": []})
         # (every descriptor it keeps outlives the exec)
-        kept = [handed["ring"], handed["config"], *handed["locks"],
+        kept = [handed["ring"], handed["config"], handed["lane"], *handed["locks"],
                 *handed["groups"][0]["members"].values()]
         self.assertEqual(len(handed["locks"]), 2)
         self.assertTrue(all(os.get_inheritable(fd) for fd in kept))

@@ -3,6 +3,9 @@ Tests for L{pypid.machine.topics}: the table of what a machine's workers
 tell each other, and each worker's hub over the ring.
 """
 
+import fcntl
+
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.machine.ring import ChangeRing, RingError
@@ -198,3 +201,93 @@ class LoneTests(SynchronousTestCase):
                           LONE.watched()), (0, 0, (1, 1), 0, (0, 0, 0)))
         self.assertTrue(LONE.admit(b"a", 1, 0))
         self.assertGreater(LONE.room, 1 << 20)
+
+
+class LaneTests(SynchronousTestCase):
+    """The topics of the lane on a ring of their own, beside the machine's ring."""
+
+    def setUp(self):
+        self.ring = ChangeRing.create(slots=4, slot_size=64)
+        self.lane = ChangeRing.create(slots=8, slot_size=64, tally=1)
+        for made in (self.ring, self.lane):
+            self.addCleanup(made.close)
+
+    def hub(self, number, lane=True):
+        """Worker C{number}'s hub, over the ring and (unless not C{lane}) the lane."""
+        rings = [ChangeRing.attach(self.ring.fileno(), number)]
+        if lane:
+            rings.append(ChangeRing.attach(self.lane.fileno(), number))
+        for attached in rings:
+            self.addCleanup(attached.close)
+        return Hub(*rings)
+
+    def test_flood_of_the_ring(self):
+        """
+        A throttle's events travel on the lane: more announcements than
+        the ring holds, while a worker reads nothing, take none of them
+        round unread; the worker takes them in, after the others' lap.
+        """
+        one, two = self.hub(1), self.hub(2)
+        heard, laps = [], []
+        two.on(Topic.THROTTLE, lambda fields, worker: heard.append((list(fields), worker)))
+        two.lost(lambda: laps.append(True))
+        one.publish(Topic.THROTTLE, b"login", b"[1]")
+        for number in range(10):
+            one.publish(Topic.PIN, b"key", b"%d.whl" % number)
+        one.publish(Topic.THROTTLE, b"login", b"[2]")
+        self.assertEqual((self.ring.latest(), self.lane.latest()), (10, 2))
+        two.take()
+        self.assertEqual(heard, [([b"login", b"[1]"], 1), ([b"login", b"[2]"], 1)])
+        self.assertEqual(laps, [True])
+
+    def test_lane_lapped(self):
+        """
+        More throttle events than the lane holds while a worker reads
+        nothing (stopped for minutes): it says so, at error, and reads on.
+        """
+        one, two = self.hub(1), self.hub(2)
+        heard = []
+        two.on(Topic.THROTTLE, lambda fields, worker: heard.append(fields[1]))
+        for number in range(10):
+            one.publish(Topic.THROTTLE, b"login", b"[%d]" % number)
+        with capturedLogs() as events:
+            two.take()
+        self.assertEqual(heard, [])
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertIn("Fell 10 announcements behind the other workers' login throttle "
+                      "events, more than the machine keeps (8)", formatEvent(event))
+        one.publish(Topic.THROTTLE, b"login", b"[10]")
+        two.take()
+        self.assertEqual(heard, [b"[10]"])
+
+    def test_past_and_held(self):
+        """
+        A worker started again is handed the lane's past for the lane's
+        topics (the ring's for the others'); the lane is what a throttle
+        holds, so another's event waits for it.
+        """
+        one = self.hub(1)
+        one.publish(Topic.THROTTLE, b"login", b"[1]")
+        one.publish(Topic.PIN, b"key", b"a.whl")
+        again, heard = self.hub(2), []
+        again.on(Topic.THROTTLE, lambda fields, worker: heard.append(("x", list(fields))),
+                 past=True)
+        again.on(Topic.PIN, lambda fields, worker: heard.append(("pin", list(fields))),
+                 past=True)
+        self.assertEqual(heard, [("x", [b"login", b"[1]"]), ("pin", [b"key", b"a.whl"])])
+        with again.held(Topic.THROTTLE):
+            self.assertRaises(BlockingIOError, fcntl.flock, self.lane.fileno(),
+                              fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.ring.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.ring.fileno(), fcntl.LOCK_UN)
+
+    def test_without_a_lane(self):
+        """A worker given no lane (by a supervisor of before it) tells them on the ring."""
+        one, two = self.hub(1, lane=False), self.hub(2, lane=False)
+        heard = []
+        two.on(Topic.THROTTLE, lambda fields, worker: heard.append(list(fields)))
+        one.publish(Topic.THROTTLE, b"login", b"[1]")
+        two.take()
+        self.assertEqual((heard, self.ring.latest(), self.lane.latest()),
+                         ([[b"login", b"[1]"]], 1, 0))
