@@ -278,11 +278,13 @@ def out_of_date(certificate: x509.Certificate, path: str, now: float) -> str | N
 
 
 def servable(certificate: str, key: str, chain: str | None, allow_expired: bool, now: float,
-             read: Read = read_file) -> TLSMaterial:
+             read: Read = read_file) -> tuple[TLSMaterial, SSL.Context]:
     """
-    The TLS files' material (L{read_material}), refused when the
-    certificate is out of date at C{now} unless C{allow_expired}.
+    The TLS files' material (L{read_material}) and the context built from
+    it (L{make_context}: OpenSSL refuses a key too weak, say), refused when
+    the certificate is out of date at C{now} unless C{allow_expired}.
 
+    @param read: how the files are read; each is read once.
     @raise TLSError: with one line naming the file at fault.
     """
     material = read_material(certificate, key, chain, read)
@@ -290,7 +292,7 @@ def servable(certificate: str, key: str, chain: str | None, allow_expired: bool,
     if problem is not None and not allow_expired:
         raise TLSError(f"{problem} (renew it, or set [tls] allow_expired = yes to serve "
                        "it anyway)")
-    return material
+    return material, make_context(material, certificate)
 
 
 def held_texts(certificate: str, key: str, chain: str | None, allow_expired: bool,
@@ -314,16 +316,22 @@ def held_texts(certificate: str, key: str, chain: str | None, allow_expired: boo
     return {path: data.decode("latin-1") for path, data in taken.items()}, None
 
 
-def held_reader(texts: Callable[[], Mapping[str, str]]) -> Read:
+def held_reader(texts: Mapping[str, str]) -> Read:
     """
-    A machine's worker's L{Read}: the machine's text of a file
-    (L{held_texts}, C{texts()} asked at each read, since a reload brings
-    new ones), else the file as it is.
+    The L{Read} of one build in a machine's worker: the machine's text of
+    a file (L{held_texts}; C{texts} taken once a build, so that a
+    certificate and its key are always of one C{SIGHUP}'s), else the file
+    as it is.
     """
     def read(path: str, what: str) -> bytes:
-        text = texts().get(path)
+        text = texts.get(path)
         return read_file(path, what) if text is None else text.encode("latin-1")
     return read
+
+
+def from_disk() -> Read:
+    """The L{Read} of a build in a server of one process: the files as they are."""
+    return read_file
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -336,7 +344,8 @@ class ServerTLS:
     """
 
     def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
-                 run: Run, allow_expired: bool = False, read: Read = read_file) -> None:
+                 run: Run, allow_expired: bool = False,
+                 reader: Callable[[], Read] = from_disk) -> None:
         """
         @param certificate: the path of the PEM certificate (and maybe chain).
         @param key: the path of the PEM private key, unencrypted.
@@ -346,7 +355,8 @@ class ServerTLS:
             off the reactor's thread.
         @param allow_expired: serve a certificate that has expired or is
             not valid yet (with a warning) rather than refuse it.
-        @param read: how the files are read (a machine's worker: L{held_reader}).
+        @param reader: how a build reads the files (L{from_disk}; a machine's
+            worker: the machine's texts of them, L{held_reader}).
         """
         self.certificate_path = certificate
         self.key_path = key
@@ -354,7 +364,7 @@ class ServerTLS:
         self._clock = clock
         self._run = run
         self._allow_expired = allow_expired
-        self._read = read
+        self._reader = reader
         self._context: SSL.Context | None = None
         self._reloads = 0
         self.material: TLSMaterial | None = None
@@ -366,9 +376,8 @@ class ServerTLS:
 
     def _build(self, now: float) -> tuple[TLSMaterial, SSL.Context]:
         """Read the files and build their context (blocking: the pool's work at a reload)."""
-        material = servable(self.certificate_path, self.key_path, self.chain_path,
-                            self._allow_expired, now, self._read)
-        return material, make_context(material, self.certificate_path)
+        return servable(self.certificate_path, self.key_path, self.chain_path,
+                        self._allow_expired, now, self._reader())
 
     def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:
         material, self._context = built

@@ -123,8 +123,13 @@ class MintSiteMixin(_IssuerMixin):
         self.web = build_web(one_index(self.index, self.storage, self.clock), self.access, run_now,
                              self.clock,
                              SiteSettings(max_upload_size=10 << 20),
-                             SiteServices(audit=audit, publishing=self.publishing))
+                             SiteServices(audit=audit, publishing=self.publishing,
+                                          **self.site_services()))
         self.client = site_treq(self.web.site)
+
+    def site_services(self):
+        """More of the site's services (a worker's hub, say), by name."""
+        return {}
 
     def request(self, method, path, **kwargs):
         d = self.client.request(method, "http://pypi.test" + path, **kwargs)

@@ -357,7 +357,7 @@ class HeldTests(SynchronousTestCase):
         in_force = dict(texts)
         renewed = shared_ca().issue("server", kind="ec", folder=self.folder)
         tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
-                        read=held_reader(lambda: in_force))
+                        reader=lambda: held_reader(in_force))
         tls.load()
         self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
         self.assertTrue(self.successResultOf(tls.reload()))
@@ -389,11 +389,38 @@ class HeldTests(SynchronousTestCase):
         self.assertEqual(texts, before)
         self.assertIn("has expired", refused)
 
+    def test_weak_key_refused(self):
+        """
+        Files OpenSSL would refuse to serve with (an RSA key of 1,024 bits)
+        are refused like the others, not taken for the workers to fail on.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        before, _ = self.held()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak.example")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                       .public_key(key.public_key()).serial_number(7)
+                       .not_valid_before(now - DAY).not_valid_after(now + DAY)
+                       .sign(key, hashes.SHA256()))
+        with open(self.files.certificate, "wb") as f:
+            f.write(certificate.public_bytes(serialization.Encoding.PEM))
+        with open(self.files.key, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        texts, refused = self.held(before)
+        self.assertEqual(texts, before)
+        self.assertIn(f"cannot use the TLS certificate {self.files.certificate}: ", refused)
+
     def test_not_held_read_from_disk(self):
         """A file the machine holds no text of is read as it is (a FIFO still refused)."""
         tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
-                        read=held_reader(dict))
+                        reader=lambda: held_reader({}))
         tls.load()
         self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
         fifo_at(self, self.chain)
-        self.assertRaises(TLSError, held_reader(dict), self.chain, "chain")
+        self.assertRaises(TLSError, held_reader({}), self.chain, "chain")

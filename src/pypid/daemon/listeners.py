@@ -61,7 +61,7 @@ from pypid.config.server_settings import (
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
-from pypid.tls import Read, ServerTLS, TLSError, held_texts, read_file
+from pypid.tls import Read, ServerTLS, TLSError, from_disk, held_texts
 
 if TYPE_CHECKING:
     # (a machine's supervisor opens the sockets, and serves nothing)
@@ -282,7 +282,7 @@ class Listeners(Service):
                     site: PypidSite, run: Run,
                     check_port: PortCheck = bind_for_a_moment,
                     inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                    read_tls: Read = read_file) -> Listeners:
+                    read_tls: Callable[[], Read] = from_disk) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
@@ -398,7 +398,8 @@ def endpoint_of(config: Config, reactor: IListeningReactor,
 
 def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                    run: Run, inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                   read_tls: Read = read_file) -> tuple[list[ListenerService], ServerTLS | None]:
+                   read_tls: Callable[[], Read] = from_disk,
+                   ) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -412,7 +413,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
     @param inherited: in a worker of several, the endpoint of each line's
         socket, which the supervisor opened (L{pypid.daemon.inherited}); no
         port is checked before, the supervisor did.
-    @param read_tls: how the C{[tls]} files are read (in a worker of
+    @param read_tls: how a build reads the C{[tls]} files (in a worker of
         several, the machine's texts of them: L{pypid.tls.held_reader}).
     @raise StartupError: for an endpoint Twisted cannot use (one line).
     """

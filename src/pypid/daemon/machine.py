@@ -406,6 +406,11 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     """
     # (each worker would stop for a cloud's missing SDK, and be started again)
     require_sdk(config.storage.backend)
+    # (a worker started again serves the [tls] files as the machine took
+    # them; files no worker could serve stop the start here, not each worker)
+    tls, refused = held_tls(config, {}, reactor.seconds())
+    if refused is not None:
+        raise StartupError(f"cannot listen on the https: lines of [pypid] listen: {refused}")
     count = config.server.workers
     sockets = WorkerSockets(config, reactor, count)
     # (the supervisor has no pool: it only takes the folders, at its start)
@@ -413,8 +418,6 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
                for settings in _folders(config)] if config.bucket is None else []
     ring = ChangeRing.create()
     ring.set_workers(0, count)
-    # (a worker started again serves the [tls] files as the machine took them)
-    tls, _ = held_tls(config, {}, reactor.seconds())
     in_force = ConfigInForce.create(config.text, {**config.held, **tls})
     # (loads that share the cores take as long together as one after another,
     # and each peaks at about half again its memory at rest)

@@ -72,9 +72,11 @@ LANED = frozenset({Topic.THROTTLE})
 
 #: The lane's slots and their size (a throttle's event is at most two
 #: names of 400 bytes and a few more): 8 MiB of the machine's memory, the
-#: events of 4,096 checks of credentials, each a hash made slow on purpose
-#: (two workers on two cores made 35 a second: two minutes of them, where
-#: a stopped worker is killed after [pypid] worker_timeout, 30 s).
+#: events of 4,096 checks of credentials. A password's check is a hash
+#: made slow on purpose (two workers on two cores made 35 a second: two
+#: minutes of them, where a stopped worker is killed after [pypid]
+#: worker_timeout, 30 s); a wrong token's or ID token's is not, so a spray
+#: of those goes round the lane faster.
 LANE_SLOTS = 8192
 LANE_SLOT_SIZE = 1024
 

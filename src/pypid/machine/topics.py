@@ -202,10 +202,10 @@ class Hub:
             behind = self._lane.latest() - self.lane_seen
             found, self.lane_seen = self._lane.look(self.lane_seen)
             if found is None:
-                log.error("Fell {behind} announcements behind the other workers' login "
-                          "throttle events, more than the machine keeps ({slots}): some "
-                          "of their failures are not counted here", behind=behind,
-                          slots=self._lane.slots)
+                log.error("Fell {behind} announcements behind the other workers' throttle "
+                          "events (logins, token exchanges), more than the machine keeps "
+                          "({slots}): some of their failures are not counted here",
+                          behind=behind, slots=self._lane.slots)
             self._hand_all(found or (), self._lane.worker)
         found, self.seen = ring.look(self.seen)
         for handler in self._lost if found is None else ():

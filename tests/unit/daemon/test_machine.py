@@ -35,6 +35,7 @@ from pypid.jobs.run import run_at_once
 from pypid.machine.config_in_force import ConfigInForce
 from pypid.machine.ring import ChangeRing
 from pypid.storage.folder.local import LocalStorage, StorageError
+from tests.harness.tls import own_files, shared_ca
 
 
 class _Signals:
@@ -284,7 +285,6 @@ class SupervisorPartsTests(SynchronousTestCase):
         when they cannot, the configuration is taken still, the files' texts
         in force are kept, and the check says why (the supervisor logs it).
         """
-        from tests.harness.tls import own_files
         files, chain = own_files(self)
         text = (f"[pypid]\nlisten = https:8443\n[tls]\ncertificate = {files.certificate}\n"
                 f"key = {files.key}\nchain = {chain}\n")
@@ -347,6 +347,26 @@ class SupervisorPartsTests(SynchronousTestCase):
         self.successResultOf(part.startService())
         self.addCleanup(part.stopService)
         self.assertEqual(self.successResultOf(part._folders[0].journals()), {})
+
+    def test_tls_refused(self):
+        """
+        [tls] files no worker could serve (a key not the certificate's)
+        stop the machine's start with one line, before anything is opened.
+        """
+        from tests.harness.tls import own_files
+        files, chain = own_files(self)
+        stray = shared_ca().stray_key(folder=os.path.dirname(files.key))
+        config = load_config(None, [
+            ("pypid", "workers", "2"), ("pypid", "listen", "https:8443"),
+            ("storage", "path", os.path.abspath(self.mktemp())),
+            ("tls", "certificate", files.certificate), ("tls", "key", stray)], [])
+        with self.assertRaises(StartupError) as raised:
+            build_supervisor(config, MemoryReactorClock(), [], {},
+                             check_port=lambda port, interface: None)
+        self.assertEqual(str(raised.exception),
+                         "cannot listen on the https: lines of [pypid] listen: the TLS key "
+                         f"{stray} does not match the certificate {files.certificate}")
+        self.assertFalse(os.path.exists(config.storage.path))
 
     def test_parts(self):
         """

@@ -255,8 +255,9 @@ class LaneTests(SynchronousTestCase):
         self.assertEqual(heard, [])
         [event] = events
         self.assertEqual(event["log_level"], LogLevel.error)
-        self.assertIn("Fell 10 announcements behind the other workers' login throttle "
-                      "events, more than the machine keeps (8)", formatEvent(event))
+        self.assertIn("Fell 10 announcements behind the other workers' throttle events "
+                      "(logins, token exchanges), more than the machine keeps (8)",
+                      formatEvent(event))
         one.publish(Topic.THROTTLE, b"login", b"[10]")
         two.take()
         self.assertEqual(heard, [b"[10]"])

@@ -267,13 +267,14 @@ class TrustedPublishingArea:
         """Verify the request's ID token and mint its token, audited (the module docstring)."""
         publishing = self._enabled()
         address = client_address(request)
-        wait = self._throttle.wait(None, address)
+        # (the other workers' refusals taken in first, with the lane held:
+        # they move no ring that would have this worker catch up)
+        wait = self._throttle.reserve(None, address)
         if wait:
             error = TooManyRequests("too many refused token exchanges from this address; "
                                     "try again later", [(b"retry-after", b"%d" % int(wait))])
             self._audit.fold_refused(address, None, EVENT, error)
             raise error
-        self._throttle.started(None, address)
         counted = False
         try:
             minted, verified = await self._exchange(publishing, request, address)

@@ -14,8 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.issuer_keys import MAX_WAITERS
+from pypid.auth.shared_throttle import ThrottleShare
 from pypid.core.access.publishers import PublishingSettings
 from pypid.core.records.login_failures import MAX_LOGIN_KEYS
+from pypid.machine.ring import ChangeRing
+from pypid.machine.topics import Hub
 from pypid.web.changes import token_exchange
 from tests.harness.fakes import multipart_body, twine_fields
 from tests.harness.oidc import BASE, OTHER, OTHER_NAME, RULES, MintSiteMixin
@@ -216,3 +219,33 @@ class ExchangeFloodTests(MintSiteMixin, SynchronousTestCase):
 def _other_upload():
     """The multipart body of an upload of C{other} 1.0."""
     return multipart_body(twine_fields("other", "1.0", OTHER), [("content", OTHER_NAME, OTHER)])
+
+
+class ExchangeAcrossWorkersTests(MintSiteMixin, SynchronousTestCase):
+    """The exchange's refusals are the machine's: another worker's count here at once."""
+
+    def site_services(self):
+        self.ring = ChangeRing.create(slots=16, slot_size=256)
+        self.lane = ChangeRing.create(slots=256, slot_size=1024, tally=1)
+        self.attached = [ChangeRing.attach(made.fileno(), number)
+                         for number in (1, 2) for made in (self.ring, self.lane)]
+        for ring in (self.ring, self.lane, *self.attached):
+            self.addCleanup(ring.close)
+        return {"hub": Hub(*self.attached[:2])}
+
+    def test_other_workers_refusals(self):
+        """
+        A hundred exchanges refused on another worker, which tells the lane
+        alone (no change moves the ring, so nothing has this worker catch
+        up): this worker's next exchange from that address is held back
+        (429), before any verification.
+        """
+        other = token_exchange.exchange_throttle(
+            self.clock, share=ThrottleShare(Hub(*self.attached[2:]), b"exchange"))
+        for _ in range(100):
+            self.assertEqual(other.reserve(None, "127.0.0.1"), 0.0)
+            other.failed(None, "127.0.0.1")
+        self.assertEqual(self.ring.latest(), 0)
+        response, body = self.mint(self.github.github_token())
+        self.assertEqual(response.code, 429, body)
+
