@@ -22,13 +22,13 @@ whether there is a ring.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 from twisted.logger import Logger
 
-from pypid.machine.ring import Announcement, ChangeRing
+from pypid.machine.ring import ChangeRing
 from pypid.machine.topic_table import LANED, Topic, decode, tell
 
 log = Logger()
@@ -47,32 +47,69 @@ def _none_yet() -> int:
     return 0
 
 
+#: One announcement decoded: its topic, its fields, its worker.
+_Decoded = tuple[Topic, list[bytes], int]
+
+
+@attrs.define(eq=False)
+class _Cursor:
+    """
+    One ring as a hub reads it.
+
+    @ivar seen: the last announcement handed to the handlers.
+    @ivar born: the last announcement made before the hub was: what a
+        handler of the past is handed when it registers (L{Hub.on}).
+    """
+
+    ring: ChangeRing
+    seen: int
+    born: int
+    #: the announcements before the hub, decoded once for every handler of
+    #: the past (a ring's whole length: 11 ms a walk), until the first read
+    _before: list[_Decoded] | None = None
+
+    @classmethod
+    def of(cls, ring: ChangeRing) -> _Cursor:
+        """A cursor from the ring's last announcement on."""
+        latest = ring.latest()
+        return cls(ring, latest, latest)
+
+    def past(self) -> list[_Decoded]:
+        """What the ring still keeps of before the hub, decoded."""
+        if self._before is None:
+            self._before = [(*decoded, announcement.worker)
+                            for announcement in self.ring.kept(self.born)
+                            if (decoded := decode(announcement.payload)) is not None]
+        return self._before
+
+    def look(self) -> list[_Decoded] | None:
+        """
+        The other workers' announcements since the last look, decoded;
+        L{None} when it fell a whole ring behind.
+        """
+        self._before = None
+        found, self.seen = self.ring.look(self.seen)
+        if found is None:
+            return None
+        return [(*decoded, announcement.worker) for announcement in found
+                if announcement.worker != self.ring.worker
+                and (decoded := decode(announcement.payload)) is not None]
+
+
 @attrs.define(eq=False)
 class Hub:
     """
     One worker's side of the machine's ring (see the module); L{LONE}
     for a server of one process.
-
-    @ivar seen: the last announcement handed to the handlers.
-    @ivar born: the last announcement made before this hub was: what a
-        handler of the past is handed when it registers (L{on}).
-    @ivar lane_seen: L{seen}, of the lane.
     """
 
     _ring: ChangeRing | None
     #: the ring of the topics of L{LANED} (L{None}: they travel on the
     #: ring, as a supervisor of before the lane has it)
     _lane: ChangeRing | None = None
-    seen: int = attrs.field(init=False)
-    born: int = attrs.field(init=False)
-    lane_seen: int = attrs.field(init=False, default=0)
-    _lane_born: int = attrs.field(init=False, default=0)
     _handlers: dict[Topic, list[Handler]] = attrs.field(init=False, factory=dict)
     _lost: list[Callable[[], None]] = attrs.field(init=False, factory=list)
-    #: the announcements before this hub, decoded once for every handler
-    #: of the past (a ring's whole length: 11 ms a walk), until the first read
-    _before: dict[bool, list[tuple[Topic, list[bytes], int]]] = attrs.field(
-        init=False, factory=dict)
+    _cursors: dict[ChangeRing, _Cursor] = attrs.field(init=False, factory=dict)
     #: C{latest() -> int}: the number of the machine's last announcement
     #: (one read of memory; alone, 0). The ring's own reader, not a method
     #: that asks it: a worker asks before each request.
@@ -80,9 +117,9 @@ class Hub:
 
     def __attrs_post_init__(self) -> None:
         self.latest = self._ring.latest if self._ring is not None else _none_yet
-        self.seen = self.born = self.latest()
-        if self._lane is not None:
-            self.lane_seen = self._lane_born = self._lane.latest()
+        # (the lane first: a throttle's look takes in its news before the ring's)
+        self._cursors = {ring: _Cursor.of(ring) for ring in (self._lane, self._ring)
+                         if ring is not None}
 
     @property
     def alone(self) -> bool:
@@ -164,16 +201,9 @@ class Hub:
         if ring is None:
             return
         self._handlers.setdefault(topic, []).append(handler)
-        if past:
-            laned = ring is self._lane
-            if laned not in self._before:
-                self._before[laned] = [
-                    (*decoded, announcement.worker)
-                    for announcement in ring.kept(self._lane_born if laned else self.born)
-                    if (decoded := decode(announcement.payload)) is not None]
-            for told, fields, worker in self._before[laned]:
-                if told is topic:
-                    handler(fields, worker)
+        for told, fields, worker in self._cursors[ring].past() if past else ():
+            if told is topic:
+                handler(fields, worker)
 
     def lost(self, handler: Callable[[], None]) -> None:
         """
@@ -194,29 +224,18 @@ class Hub:
         Hand what the other workers announced since the last read to the
         handlers of each topic, in order (no system call when nothing was).
         """
-        ring = self._ring
-        if ring is None:
-            return
-        self._before.clear()
-        if self._lane is not None:
-            behind = self._lane.latest() - self.lane_seen
-            found, self.lane_seen = self._lane.look(self.lane_seen)
-            if found is None:
+        for cursor in self._cursors.values():
+            behind = cursor.ring.latest() - cursor.seen
+            found = cursor.look()
+            if found is None and cursor.ring is self._lane:
                 log.error("Fell {behind} announcements behind the other workers' throttle "
                           "events (logins, token exchanges), more than the machine keeps "
                           "({slots}): some of their failures are not counted here",
-                          behind=behind, slots=self._lane.slots)
-            self._hand_all(found or (), self._lane.worker)
-        found, self.seen = ring.look(self.seen)
-        for handler in self._lost if found is None else ():
-            handler()
-        self._hand_all(found or (), ring.worker)
-
-    def _hand_all(self, found: Iterable[Announcement], own: int) -> None:
-        for announcement in found:
-            decoded = decode(announcement.payload) if announcement.worker != own else None
-            if decoded is not None:
-                self._hand(*decoded, announcement.worker)
+                          behind=behind, slots=cursor.ring.slots)
+            for handler in self._lost if found is None and cursor.ring is self._ring else ():
+                handler()
+            for decoded in found or ():
+                self._hand(*decoded)
 
     def _hand(self, topic: Topic, fields: list[bytes], worker: int) -> None:
         for handle in self._handlers.get(topic, ()):
