@@ -178,6 +178,10 @@ def _public_bytes(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> byt
 #: or, in a machine's worker, the machine's texts of them: L{held_reader}).
 Read = Callable[[str, str], bytes]
 
+#: C{held() -> texts}: the TLS files' texts a machine holds, by path
+#: (L{held_texts}); none in a server of one process, which reads the files.
+Held = Callable[[], Mapping[str, str]]
+
 
 def read_material(certificate_path: str, key_path: str,
                   chain_path: str | None = None, read: Read = read_file) -> TLSMaterial:
@@ -329,11 +333,6 @@ def held_reader(texts: Mapping[str, str]) -> Read:
     return read
 
 
-def from_disk() -> Read:
-    """The L{Read} of a build in a server of one process: the files as they are."""
-    return read_file
-
-
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
@@ -344,8 +343,7 @@ class ServerTLS:
     """
 
     def __init__(self, certificate: str, key: str, chain: str | None, clock: IReactorTime,
-                 run: Run, allow_expired: bool = False,
-                 reader: Callable[[], Read] = from_disk) -> None:
+                 run: Run, allow_expired: bool = False, held: Held = dict) -> None:
         """
         @param certificate: the path of the PEM certificate (and maybe chain).
         @param key: the path of the PEM private key, unencrypted.
@@ -355,8 +353,8 @@ class ServerTLS:
             off the reactor's thread.
         @param allow_expired: serve a certificate that has expired or is
             not valid yet (with a warning) rather than refuse it.
-        @param reader: how a build reads the files (L{from_disk}; a machine's
-            worker: the machine's texts of them, L{held_reader}).
+        @param held: the files' texts a machine's worker builds from (asked
+            once a build: L{held_reader}); none, the files as they are.
         """
         self.certificate_path = certificate
         self.key_path = key
@@ -364,7 +362,7 @@ class ServerTLS:
         self._clock = clock
         self._run = run
         self._allow_expired = allow_expired
-        self._reader = reader
+        self._held = held
         self._context: SSL.Context | None = None
         self._reloads = 0
         self.material: TLSMaterial | None = None
@@ -377,7 +375,7 @@ class ServerTLS:
     def _build(self, now: float) -> tuple[TLSMaterial, SSL.Context]:
         """Read the files and build their context (blocking: the pool's work at a reload)."""
         return servable(self.certificate_path, self.key_path, self.chain_path,
-                        self._allow_expired, now, self._reader())
+                        self._allow_expired, now, held_reader(self._held()))
 
     def _install(self, built: tuple[TLSMaterial, SSL.Context], how: str) -> None:
         material, self._context = built

@@ -357,7 +357,7 @@ class HeldTests(SynchronousTestCase):
         in_force = dict(texts)
         renewed = shared_ca().issue("server", kind="ec", folder=self.folder)
         tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
-                        reader=lambda: held_reader(in_force))
+                        held=lambda: in_force)
         tls.load()
         self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
         self.assertTrue(self.successResultOf(tls.reload()))
@@ -419,7 +419,7 @@ class HeldTests(SynchronousTestCase):
     def test_not_held_read_from_disk(self):
         """A file the machine holds no text of is read as it is (a FIFO still refused)."""
         tls = ServerTLS(self.files.certificate, self.files.key, self.chain, now_clock(), run_now,
-                        reader=lambda: held_reader({}))
+                        held=dict)
         tls.load()
         self.assertEqual(tls.material.certificate.serial_number, self.files.serial)
         fifo_at(self, self.chain)

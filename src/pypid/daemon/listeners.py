@@ -61,7 +61,7 @@ from pypid.config.server_settings import (
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 from pypid.jobs.run import Run
-from pypid.tls import Read, ServerTLS, TLSError, from_disk, held_texts
+from pypid.tls import Held, ServerTLS, TLSError, held_texts
 
 if TYPE_CHECKING:
     # (a machine's supervisor opens the sockets, and serves nothing)
@@ -282,7 +282,7 @@ class Listeners(Service):
                     site: PypidSite, run: Run,
                     check_port: PortCheck = bind_for_a_moment,
                     inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                    read_tls: Callable[[], Read] = from_disk) -> Listeners:
+                    tls_texts: Held = dict) -> Listeners:
         """
         The listeners of C{[pypid] listen} serving C{site}.
 
@@ -290,10 +290,10 @@ class Listeners(Service):
             reload reads the C{[tls]} files.
         @param check_port: binds a TCP port for a moment (L{ListenCheck}).
         @param inherited: in a worker of several, see L{make_listeners}.
-        @param read_tls: see L{make_listeners}.
+        @param tls_texts: see L{make_listeners}.
         @raise StartupError: for an endpoint Twisted cannot use (one line).
         """
-        listeners, tls = make_listeners(config, reactor, site, run, inherited, read_tls)
+        listeners, tls = make_listeners(config, reactor, site, run, inherited, tls_texts)
         return cls(listeners, tls, site.counter, reactor, check_port)
 
     def startService(self) -> Deferred[list[tuple[bool, IListeningPort]]]:
@@ -398,8 +398,7 @@ def endpoint_of(config: Config, reactor: IListeningReactor,
 
 def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
                    run: Run, inherited: Mapping[str, IStreamServerEndpoint] | None = None,
-                   read_tls: Callable[[], Read] = from_disk,
-                   ) -> tuple[list[ListenerService], ServerTLS | None]:
+                   tls_texts: Held = dict) -> tuple[list[ListenerService], ServerTLS | None]:
     """
     The listener services of C{[pypid] listen}, and the L{ServerTLS} of the
     C{https:} ones (L{None} without any).
@@ -413,8 +412,8 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
     @param inherited: in a worker of several, the endpoint of each line's
         socket, which the supervisor opened (L{pypid.daemon.inherited}); no
         port is checked before, the supervisor did.
-    @param read_tls: how a build reads the C{[tls]} files (in a worker of
-        several, the machine's texts of them: L{pypid.tls.held_reader}).
+    @param tls_texts: in a worker of several, the machine's texts of the
+        C{[tls]} files (L{pypid.tls.held_texts}); none, the files are read.
     @raise StartupError: for an endpoint Twisted cannot use (one line).
     """
     addresses = [parse_listen_address(description) for description in config.server.listen]
@@ -441,7 +440,7 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
         # (the configuration refuses an https: listener without both)
         assert certificate is not None and key is not None
         tls = ServerTLS(certificate, key, config.tls.chain, reactor, run,
-                        config.tls.allow_expired, read_tls)
+                        config.tls.allow_expired, tls_texts)
         secure = [ListenerService(endpoint(address), address.description,
                                   TLSMemoryBIOFactory(tls, False, site, reactor),
                                   prepare=tls.load,

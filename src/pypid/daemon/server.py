@@ -53,7 +53,6 @@ from pypid.state.recycle_bin import BinUpkeep
 from pypid.state.takedown_log import log_takedowns
 from pypid.storage.base.journal import IJournal, JournalPart
 from pypid.storage.factory import SharedBucket, Sharing, make_journal
-from pypid.tls import from_disk, held_reader
 from pypid.upstream.factory import UpstreamPart
 from pypid.web.app import WebPart
 from pypid.web.identity.identity_part import IdentityPart
@@ -192,7 +191,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
     listeners = Listeners.from_config(
         config, reactor, web.web.site, pools.run, check_port,
         inherited=adopted(reactor, list(worker.sockets)) if worker is not None else None,
-        read_tls=from_disk if worker is None else lambda: held_reader(worker.config.read().held))
+        tls_texts=dict if worker is None else lambda: worker.config.read().held)
     # (what a machine runs once, its first worker runs)
     once = made.hub.runs_once
 
