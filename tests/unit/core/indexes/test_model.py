@@ -1244,7 +1244,10 @@ class MachineOfTwo(IndexMachine):
 
     def serve(self, config, upstream, access, hub=LONE):
         from pypid.machine.ring import ChangeRing
+        from pypid.machine.topic_table import LANE_SLOT_SIZE
         self.ring = ChangeRing.create(slots=256, slot_size=4096)
+        # (the throttles' events on a lane of their own, as a supervisor makes it)
+        self.lane = ChangeRing.create(slots=256, slot_size=LANE_SLOT_SIZE, tally=1)
         self.served = (config, upstream, access)
         self.workers = []
         for number in (1, 2):
@@ -1255,8 +1258,8 @@ class MachineOfTwo(IndexMachine):
     def worker(self, number):
         """Worker C{number} of the machine, started: its registry, proxy, client and site."""
         from pypid.machine.ring import ChangeRing
-        attached = ChangeRing.attach(self.ring.fileno(), number)
-        IndexMachine.serve(self, *self.served, Hub(attached))
+        IndexMachine.serve(self, *self.served, Hub(
+            *(ChangeRing.attach(made.fileno(), number) for made in (self.ring, self.lane))))
         return self.registry, self.proxy, self.treq, self.site
 
     @rule(saved=st.booleans())
