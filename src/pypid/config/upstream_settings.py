@@ -414,8 +414,8 @@ def read_credentials(values: Values, fail: Fail, section: str, environ: Mapping[
         fail(section, "url", f"is plain http:// and [{section}] {key} gives credentials: "
              "they would cross the network in clear; use https:// (plain http:// is "
              "allowed only to this machine)", [(section, key)])
-    return UpstreamCredentials(username, _read_secret(values, fail, section, key, environ,
-                                                             files))
+    secret = _read_secret(values, fail, section, key, environ, files)
+    return UpstreamCredentials(username, secret)
 
 
 def read_upstream(values: Values, fail: Fail, section: str, environ: Mapping[str, str],
