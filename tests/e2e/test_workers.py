@@ -799,9 +799,10 @@ class RestartWaitTests(DaemonTestCase):
         A worker killed with C{kill -9} while a client opens a connection
         every 100 ms, its start again slowed by 5 s: once the supervisor
         saw its end (those queued on it then are reset), none waits more
-        than 2.5 s, and every one is answered (the others take them while
-        it loads again; the bound leaves a busy machine room, and a socket
-        that listened while its worker loaded held them 5 s).
+        than 1 s, and every one is answered (the others take them while it
+        loads again: a socket that listened while its worker loaded held
+        them 5 s; here the longest took 7 ms idle, 74 ms with both cores
+        busy).
         """
         daemon, _ = customized(self, SLOW_START, self.settings)
         daemon.environ["PYPID_TEST_WORKER_DELAY"] = "5"
@@ -819,7 +820,7 @@ class RestartWaitTests(DaemonTestCase):
         after = [(ended - started, by) for started, ended, by in probes if started > killed]
         self.assertGreater(len(after), 20)
         self.assertEqual([by for _, by in after if by is None], [])
-        self.assertLess(max(waited for waited, _ in after), 2.5, after)
+        self.assertLess(max(waited for waited, _ in after), 1.0, after)
 
 
 class StalledWorkerTests(DaemonTestCase):
