@@ -6,7 +6,9 @@ L{makeService} builds a machine's supervisor
 (L{pypid.daemon.machine.build_supervisor}) or a server
 (L{pypid.daemon.server.build_service}: a server of one process, or a
 worker of a machine), importing only what the one it builds needs: a
-supervisor answers nothing, and loads none of the server's parts. For a
+supervisor answers nothing, and loads none of the server's parts; in the
+foreground it first forks the machine's first workers, before the reactor
+is made (L{pypid.daemon.first_worker}). For a
 real process it also installs the C{SIGHUP} handler
 (L{pypid.daemon.container.Parts.reload}; the signal never stops the
 server) and names the process for C{ps}. A L{StartupError} from any
@@ -20,6 +22,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
+from importlib import import_module
 from types import FrameType
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +34,8 @@ from twisted.python import usage
 from pypid.config import Config, load_config, parse_override
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
+from pypid.daemon.first_worker import Forked, fork, may_fork
+from pypid.daemon.handover import worker_args
 from pypid.daemon.listeners import PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
     Signals,
@@ -116,6 +122,9 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         (L{pypid.daemon.listeners.ListenCheck}).
     """
     exit_on_failure = reactor is None
+    config: Config = options["config_obj"]
+    # (before the reactor is made: a child runs twistd again)
+    forked = _forked_workers(options, config) if exit_on_failure else []
     if reactor is None:
         from twisted.internet import reactor as installed
 
@@ -127,7 +136,6 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         notifier = Notifier.from_environ(os.environ)
     # SIGHUP reads the configuration again, as start-up read it
     reread = options.reread
-    config: Config = options["config_obj"]
     try:
         worker: WorkerRole | None = options["worker"] if exit_on_failure else None
         if worker is None and config.server.workers > 1:
@@ -136,7 +144,8 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
             twistd = options.parent if exit_on_failure else None
             service = build_supervisor(
                 config, reactor, options.arguments, os.environ, exit_on_failure=exit_on_failure,
-                load_config=reread, check_port=check_port, options=options, twistd=twistd)
+                load_config=reread, check_port=check_port, options=options, twistd=twistd,
+                forked=forked)
         else:
             # (a supervisor loads none of this)
             from pypid.daemon.server import build_service
@@ -154,6 +163,54 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         if title is not None:
             setproctitle(title)
     return service
+
+
+def _forked_workers(options: Options, config: Config) -> list[Forked]:
+    """
+    The workers of a machine forked before it is set up
+    (L{pypid.daemon.first_worker}): one a core, as many as import at once
+    beside this process, where twistd leaves the process as it is. In a
+    child, this runs it as its worker, and exits.
+    """
+    forked: list[Forked] = []
+    if options["worker"] is not None or config.server.workers < 2 or not may_fork(
+            options.parent):
+        return forked
+    for _ in range(min(config.server.workers, len(os.sched_getaffinity(0)))):
+        # (the worker's descriptors: the ring, the configuration, the lane,
+        # a socket for each line of [pypid] listen)
+        child = fork(partial(_prepare_forked, " ".join(("pypid: worker, starting",
+                                                        *options.arguments))),
+                     reserved=3 + len(config.server.listen))
+        if child is None:
+            raise SystemExit(_as_worker(options.arguments))
+        forked.append(child)
+    return forked
+
+
+def _prepare_forked(title: str) -> None:
+    """
+    What a forked worker does while the machine is set up: take its
+    C{title} (before its role replaces the environment, beside which
+    C{setproctitle} finds where a title goes), and import the server's parts.
+    """
+    setproctitle(title)
+    import_module("pypid.daemon.server")
+
+
+def _as_worker(arguments: Sequence[str]) -> int | str | None:
+    """
+    Run twistd again in this process, as a worker started by the lean
+    supervisor runs it (L{pypid.daemon.first_worker}); its exit status.
+    """
+    from twisted.scripts.twistd import run
+
+    sys.argv = ["-c", *worker_args(sys.executable, arguments)[3:]]
+    try:
+        run()
+    except SystemExit as e:
+        return e.code
+    return None
 
 
 def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],

@@ -24,6 +24,7 @@ from tests.harness.e2e import (
     free_port,
     http,
     password_hash,
+    processes_naming,
     project_json,
     run,
     sha256,
@@ -568,6 +569,25 @@ class StartupFailureTests(DaemonTestCase):
         self.assertIn("Cannot listen", done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)
+
+    def test_port_in_use_with_workers(self):
+        """
+        A machine of workers whose port is taken says so in one line and
+        exits with a failure status, and the workers it forked before its
+        set-up (waiting for a role) end with it, without a word.
+        """
+        blocker = socket.socket()
+        self.addCleanup(blocker.close)
+        blocker.bind((HOST, 0))
+        blocker.listen()
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        done = self.run_server(folder, f"storage.path={folder}/packages", "pypid.workers=2",
+                               port=blocker.getsockname()[1])
+        self.assertIn("Cannot listen", done.output)
+        self.assertNotIn("Traceback", done.output)
+        self.assertNotEqual(done.returncode, 0, done.output)
+        wait_for(lambda: not processes_naming(folder), 30, "the forked workers ended")
 
     def test_unusable_storage_exits_non_zero_without_traceback(self):
         """When the storage folder cannot be used (here: it is a file) the server names it in one line, without a traceback, and exits with a failure status."""

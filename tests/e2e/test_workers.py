@@ -725,6 +725,7 @@ class HungWorkerTests(DaemonTestCase):
         """
         daemon, folder = customized(self, STOP_BEFORE_SERVING, self.settings)
         daemon.environ["PYPID_TEST_STOP_MARK"] = os.path.join(folder, "stopped")
+        daemon.environ["PYPID_TEST_STOP_WORKER"] = str(WORKERS)
         daemon.start()
         self.addCleanup(daemon.stop)
         daemon.wait_for_log(b"it hangs while it starts; killing it", timeout=120)
@@ -750,12 +751,14 @@ def customized(case, code, settings):
 
 #: A C{sitecustomize} that stops the last worker's first process
 #: (C{SIGSTOP}) as it is about to say it serves: after it began to beat,
-#: before it serves. Its replacement, seeing the mark, runs.
-STOP_BEFORE_SERVING = f"""\
+#: before it serves. Its replacement, seeing the mark, runs. (Its role is
+#: read when it is about to serve: a worker forked by C{twistd pypid} is
+#: told it after this ran, in the process that forked it.)
+STOP_BEFORE_SERVING = """\
 import json, os, signal, sys
-_role = json.loads(os.environ.get("PYPID_WORKER") or "null")
 _mark = os.environ.get("PYPID_TEST_STOP_MARK")
-if _role and _role["number"] == {WORKERS} and _mark and not os.path.exists(_mark):
+_last = int(os.environ.get("PYPID_TEST_STOP_WORKER", "0"))
+if _mark and not os.path.exists(_mark):
     class _Stopper:
         def find_spec(self, name, path=None, target=None):
             if name != "pypid.daemon.machine":
@@ -770,8 +773,10 @@ if _role and _role["number"] == {WORKERS} and _mark and not os.path.exists(_mark
                 said = module.ReadyLine.startService
 
                 def stopped(self):
-                    open(_mark, "w").close()
-                    os.kill(os.getpid(), signal.SIGSTOP)
+                    role = json.loads(os.environ.get("PYPID_WORKER") or "null")
+                    if role and role["number"] == _last and not os.path.exists(_mark):
+                        open(_mark, "w").close()
+                        os.kill(os.getpid(), signal.SIGSTOP)
                     said(self)
                 module.ReadyLine.startService = stopped
             spec.loader.exec_module = exec_module

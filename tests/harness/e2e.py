@@ -984,6 +984,21 @@ class DaemonTestCase(SynchronousTestCase):
         return write_files(os.path.abspath(self.mktemp()), *distributions)
 
 
+def processes_naming(text):
+    """The process ids whose command line holds C{text} (this process's apart)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
 def worker_pids(daemon):
     """The process ids of the supervisor's children (its workers)."""
     with open(f"/proc/{daemon.pid}/task/{daemon.pid}/children") as f:

@@ -22,6 +22,7 @@ from typing import Any
 
 from twisted.application.service import Service
 
+from pypid.daemon.first_worker import Forked
 from pypid.daemon.inherited import WorkerSockets
 from pypid.daemon.socket_groups import inheritable as _inheritable
 from pypid.daemon.systemd import Notifier
@@ -99,12 +100,15 @@ class Handover(Service):
     def __init__(self, planned: Mapping[str, Any], descriptors: Mapping[str, int],
                  sockets: WorkerSockets, folders: Sequence[LocalStorage],
                  executable: str = sys.executable,
-                 exec_: Callable[[str, list[str]], object] = os.execv) -> None:
+                 exec_: Callable[[str, list[str]], object] = os.execv,
+                 forked: Sequence[Forked] = ()) -> None:
         """
         @param planned: what L{plan} made.
         @param descriptors: the ring's (C{ring}), the configuration in
             force's (C{config}) and the lane's (C{lane}).
         @param exec_: C{os.execv}.
+        @param forked: the workers forked and waiting for their roles
+            (L{pypid.daemon.first_worker}), which the lean process gives them.
         """
         self._planned = planned
         self._descriptors = descriptors
@@ -112,6 +116,7 @@ class Handover(Service):
         self._folders = list(folders)
         self._executable = executable
         self._exec = exec_
+        self._forked = list(forked)
         self.document: dict[str, Any] | None = None
 
     def startService(self) -> None:
@@ -121,7 +126,8 @@ class Handover(Service):
         self.document = {
             **self._planned, **self._sockets.held.handed(),
             **{name: _inheritable(fd) for name, fd in self._descriptors.items()},
-            "locks": [_inheritable(fd) for fd in locks if fd is not None]}
+            "locks": [_inheritable(fd) for fd in locks if fd is not None],
+            "forked": [forked.handed() for forked in self._forked]}
         fd = os.memfd_create("pypid-handover", 0)
         os.write(fd, json.dumps(self.document).encode("utf-8"))
         sys.stdout.flush()

@@ -32,10 +32,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from pypid.daemon.lean_loop import Loop, Processes
+from pypid.daemon.first_worker import Forked, given_role
+from pypid.daemon.lean_loop import Loop, Processes, Spawned
 from pypid.daemon.socket_groups import CannotListen, Inherited, Sockets
 from pypid.daemon.workers import (
     Command,
@@ -183,6 +184,8 @@ class Machine:
         self._loop = loop
         self._log = log
         self._processes = Processes(loop)
+        # (the workers twistd pypid forked, waiting for their roles)
+        self._forked = [Forked.taken(forked) for forked in handover.get("forked") or []]
         self._count = int(handover["count"])
         self._ring = ChangeRing.attach(int(handover["ring"]), 0)
         self._config_fd = int(handover["config"])
@@ -192,7 +195,7 @@ class Machine:
         self._reloading = False
         self._again = False
         self.supervisor = Supervisor(
-            loop, self._processes.spawn, self._count, self._command, log,
+            loop, self._spawn, self._count, self._command, log,
             pace=Pace(at_once=handover["at_once"], hang_after=handover["hang_after"]),
             on_change=self._changed, on_ready=self._ready, on_hung=self._sockets.shut,
             on_silent=self._silent)
@@ -208,6 +211,18 @@ class Machine:
         return worker_command(self._handover["worker"], number, self._count,
                               self._ring.fileno(), self._config_fd, int(self._handover["lane"]),
                               given)
+
+    def _spawn(self, command: Command, output: Callable[[int, bytes], None],
+               ended: Callable[[str], None]) -> Spawned:
+        """
+        Start a worker: one C{twistd pypid} forked is given its role
+        (L{pypid.daemon.first_worker}) while one waits; the others are
+        started anew.
+        """
+        forked = given_role(self._forked, command, self._log)
+        if forked is not None:
+            return self._processes.adopt(forked.pid, forked.pipes, output, ended, forked.stdin)
+        return self._processes.spawn(command, output, ended)
 
     def _changed(self, number: int, up: bool) -> None:
         if up:

@@ -274,7 +274,16 @@ class Processes:
         for fd in ours:
             os.close(fd)
         # (the write end of the worker's standard input: held, never written)
-        child = Spawned(self._loop, pid, pipes, output, ended, keep)
+        return self.adopt(pid, pipes, output, ended, keep)
+
+    def adopt(self, pid: int, pipes: dict[int, int], output: Callable[[int, bytes], None],
+              ended: Callable[[str], None], held: int = -1) -> Spawned:
+        """
+        Take C{pid}, a child of this process started otherwise, as one
+        L{spawn} started: C{pipes} (its descriptor to the read end here)
+        read into C{output}, C{held} closed once it was reaped.
+        """
+        child = Spawned(self._loop, pid, pipes, output, ended, held)
         self._children[pid] = child
         return child
 

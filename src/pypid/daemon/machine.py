@@ -60,6 +60,7 @@ from pypid.config.server_settings import parse_listen_address
 from pypid.config.storage_settings import StorageConfig
 from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
+from pypid.daemon.first_worker import Forked
 from pypid.daemon.handover import Handover, plan
 from pypid.daemon.inherited import WorkerSockets
 from pypid.daemon.lean import WORKER_ENV
@@ -391,7 +392,8 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
                      options: Mapping[str, Any] | None = None,
                      twistd: Mapping[str, Any] | None = None,
                      executable: str = sys.executable,
-                     exec_: Callable[[str, list[str]], object] = os.execv) -> Parts:
+                     exec_: Callable[[str, list[str]], object] = os.execv,
+                     forked: Sequence[Forked] = ()) -> Parts:
     """
     The set-up of C{config}'s machine, in its container, which ends in
     the hand-over to the lean supervisor (L{pypid.daemon.handover}).
@@ -403,6 +405,7 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     @param options: the parsed options of C{twistd pypid} (the
         configuration file, the overrides), for the check of a C{SIGHUP}.
     @param twistd: twistd's own options (its log file, its pidfile).
+    @param forked: workers forked and waiting for their roles.
     """
     # (each worker would stop for a cloud's missing SDK, and be started again)
     require_sdk(config.storage.backend)
@@ -430,7 +433,7 @@ def build_supervisor(config: Config, reactor: IListeningReactor, arguments: Sequ
     lane = ChangeRing.create(LANE_SLOTS, LANE_SLOT_SIZE, tally=1)
     handover = Handover(planned, {"ring": ring.fileno(), "config": in_force.fileno(),
                                   "lane": lane.fileno()},
-                        sockets, folders, executable, exec_)
+                        sockets, folders, executable, exec_, forked)
     parts: list[tuple[str, IService | None]] = [
         ("listen-check", ListenCheck(check_port, _probes(config, reactor))
          if check_port is not None else None),

@@ -122,7 +122,8 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 #: What the lean process may import beside the standard library.
-_LEAN_MODULES = {"pypid", "pypid.daemon", "pypid.daemon.lean", "pypid.daemon.lean_loop",
+_LEAN_MODULES = {"pypid", "pypid.daemon", "pypid.daemon.first_worker", "pypid.daemon.lean",
+                 "pypid.daemon.lean_loop",
                  "pypid.daemon.socket_groups", "pypid.daemon.workers", "pypid.machine",
                  "pypid.machine.ring", "pypid.machine.topic_table"}
 

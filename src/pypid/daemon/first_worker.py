@@ -1,0 +1,209 @@
+"""
+A machine's first workers, forked from C{twistd pypid} before the machine
+is set up (L{fork}), so that a machine's start is not two Python starts
+one after the other.
+
+A worker started by the lean supervisor is a new interpreter: Twisted's
+C{twistd}, the configuration's code and the server's parts, about one
+process's whole start, which began only once C{twistd pypid} had imported
+most of the same and set the machine up (an empty folder: a machine of two
+answered 1.71 times as late as one process, its second worker up 2.71
+times). A fork keeps what C{twistd pypid} imported; the child imports the
+server's parts while its parent sets the machine up and hands over, then
+waits for its role (L{Forked.give}: the worker's environment and its
+descriptors, over a Unix socket) and runs C{twistd} again in the same
+process as that worker (1.04 and 1.08 times). One is forked a core; the
+other workers, and any started again, are started anew.
+
+It is done only where twistd leaves the process as it is
+(L{may_fork}: in the foreground, as the same user, in the same folder),
+since a daemon's fork would orphan the child. A child whose parent ended
+before giving it a role (a refused start) ends without a word. This
+module is of the standard library alone: the lean supervisor gives the
+role.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pypid.daemon.workers import READY_FD, Command
+
+#: The largest role a worker is given: its environment and descriptors.
+_LARGEST_ROLE = 1 << 20
+
+#: The descriptors of the child's pipes: its output, and L{READY_FD}.
+_PIPED = (1, 2, READY_FD)
+
+
+def may_fork(twistd: Mapping[str, Any] | None) -> bool:
+    """
+    Whether C{twistd}'s options leave the process as it is after its
+    service is made: in the foreground, no user, group, root or folder to
+    change to, no umask (a daemon forks again and its parent exits).
+    """
+    return (twistd is not None and bool(twistd.get("nodaemon")) and not twistd.get("uid")
+            and not twistd.get("gid") and not twistd.get("chroot")
+            and twistd.get("rundir", ".") == "." and twistd.get("umask") is None)
+
+
+@dataclass
+class Forked:
+    """
+    The first worker, forked and waiting for its role: what its parent
+    (and the lean supervisor after it) holds of it.
+
+    @ivar pid: its process.
+    @ivar role: the socket its role is given on.
+    @ivar pipes: the read end of each of its pipes, by its descriptor there.
+    @ivar stdin: the write end of its standard input, held, never written.
+    """
+
+    pid: int
+    role: int
+    pipes: dict[int, int]
+    stdin: int
+
+    def handed(self) -> dict[str, Any]:
+        """What the hand-over says of it (its descriptors made inheritable)."""
+        for fd in [self.role, self.stdin, *self.pipes.values()]:
+            os.set_inheritable(fd, True)
+        return {"pid": self.pid, "role": self.role, "stdin": self.stdin,
+                "pipes": {str(child): fd for child, fd in self.pipes.items()}}
+
+    @classmethod
+    def taken(cls, handed: Mapping[str, Any]) -> Forked:
+        """The child L{handed} told of, its descriptors kept from any other child."""
+        forked = cls(int(handed["pid"]), int(handed["role"]),
+                     {int(child): int(fd) for child, fd in handed["pipes"].items()},
+                     int(handed["stdin"]))
+        for fd in [forked.role, forked.stdin, *forked.pipes.values()]:
+            os.set_inheritable(fd, False)
+        return forked
+
+    def give(self, command: Command) -> None:
+        """
+        Give it C{command}'s role: its environment, and its descriptors
+        placed where C{command} says. Raises L{OSError} when it is gone
+        (the caller starts the worker anew); the socket is closed either way.
+        """
+        targets = sorted(command.inherited)
+        message = json.dumps({"env": dict(command.env), "targets": targets}).encode("utf-8")
+        try:
+            with socket.socket(fileno=self.role) as role:
+                socket.send_fds(role, [message], [command.inherited[t] for t in targets])
+        finally:
+            self.role = -1
+        for fd in self.pipes.values():
+            os.set_blocking(fd, False)
+
+    def close(self) -> None:
+        """Let go of a child given no role (it ends once the socket closes)."""
+        for fd in [self.role, self.stdin, *self.pipes.values()]:
+            if fd >= 0:
+                os.close(fd)
+
+
+def given_role(waiting: list[Forked], command: Command,
+               log: Callable[[str, str], object]) -> Forked | None:
+    """
+    The first of C{waiting} that takes C{command}'s role (L{Forked.give}),
+    each tried taken out of C{waiting}; L{None} when none is left, and the
+    worker is started anew. One gone meanwhile is logged (C{log(level,
+    text)}) and let go.
+    """
+    while waiting:
+        forked = waiting.pop(0)
+        try:
+            forked.give(command)
+        except OSError as e:
+            forked.close()
+            log("warn", f"Worker process {forked.pid}, forked at the start, ended before "
+                f"its role ({e.strerror})")
+        else:
+            return forked
+    return None
+
+
+def fork(prepare: Callable[[], object], reserved: int) -> Forked | None:
+    """
+    Fork the first worker. In this process: its L{Forked}. In the child:
+    L{None}, once C{prepare()} ran and the role came, with the environment
+    and the descriptors in place; or, when its parent ended first, the
+    child exits.
+
+    @param reserved: how many descriptors from L{READY_FD} on the role
+        places: held (on C{/dev/null}) while C{prepare()} runs, so that
+        nothing it opens (the reactor's poller, its waker) is overwritten.
+    """
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pipes = {fd: os.pipe2(os.O_CLOEXEC) for fd in _PIPED}
+    stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        child.close()
+        os.close(stdin_read)
+        for _, write in pipes.values():
+            os.close(write)
+        return Forked(pid, parent.detach(), {fd: read for fd, (read, _) in pipes.items()},
+                      stdin_write)
+    parent.close()
+    role = fcntl.fcntl(child.detach(), fcntl.F_DUPFD_CLOEXEC, 256)
+    _place({0: stdin_read, **{fd: write for fd, (_, write) in pipes.items()}})
+    os.closerange(max(_PIPED) + 1, role)
+    os.closerange(role + 1, os.sysconf("SC_OPEN_MAX"))
+    held = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    places = range(READY_FD + 1, READY_FD + 1 + reserved)
+    for fd in places:
+        if fd != held:
+            os.dup2(held, fd, inheritable=False)
+    if held not in places:
+        os.close(held)
+    prepare()
+    _take_role(role, reserved)
+    return None
+
+
+def _place(placed: Mapping[int, int]) -> None:
+    """
+    Each descriptor of C{placed}'s values at its key, the sources closed:
+    each first moved above every target, since one may be another's.
+    """
+    floor = max([*placed, *placed.values()]) + 1
+    moved = {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor)
+             for target, source in placed.items()}
+    for source in set(placed.values()):
+        os.close(source)
+    for target, fd in moved.items():
+        os.dup2(fd, target)
+        os.close(fd)
+
+
+def _take_role(role: int, reserved: int) -> None:
+    """Wait for the role on C{role}, and take it (or exit: no role will come)."""
+    with socket.socket(fileno=role) as sock:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, _LARGEST_ROLE, 256)
+        except OSError:
+            message, fds = b"", []
+    if not message:
+        os._exit(0)
+    told = json.loads(message)
+    if any(not READY_FD < target <= READY_FD + reserved for target in told["targets"]):
+        # (a descriptor of its own would be overwritten: the supervisor
+        # starts the worker anew)
+        sys.stderr.write(f"The first worker's role places descriptors {told['targets']}, "
+                         f"beyond the {reserved} held for it\n")
+        os._exit(1)
+    _place(dict(zip(told["targets"], fds, strict=True)))
+    os.environ.clear()
+    os.environ.update(told["env"])
