@@ -98,9 +98,9 @@ def main():
     print(f"workers = {args.workers}, first answer, s:        {spread([s[0] for s in machine])}")
     print(f"workers = {args.workers}, every worker up, s:     {spread([s[1] for s in machine])}")
     print("first answer / one process's:        "
-          + spread([m[0] / o[0] for m, o in zip(machine, one)]))
+          + spread([m[0] / o[0] for m, o in zip(machine, one, strict=True)]))
     print("every worker up / one process's first: "
-          + spread([m[1] / o[0] for m, o in zip(machine, one)]))
+          + spread([m[1] / o[0] for m, o in zip(machine, one, strict=True)]))
 
 
 if __name__ == "__main__":
