@@ -556,16 +556,20 @@ class StartupFailureTests(DaemonTestCase):
         return run(argv, cwd=folder, env=clean_env(folder), timeout=30, check=False,
                    what="twistd")
 
-    def test_port_in_use_exits_non_zero(self):
-        """When the listen port is taken the server says so in one line and exits with a failure status."""
+    def port_taken(self):
+        """A port of the loopback interface another socket listens on, for the test."""
         blocker = socket.socket()
         self.addCleanup(blocker.close)
         blocker.bind((HOST, 0))
         blocker.listen()
+        return blocker.getsockname()[1]
+
+    def test_port_in_use_exits_non_zero(self):
+        """When the listen port is taken the server says so in one line and exits with a failure status."""
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         done = self.run_server(folder, f"storage.path={folder}/packages",
-                               port=blocker.getsockname()[1])
+                               port=self.port_taken())
         self.assertIn("Cannot listen", done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)
@@ -576,14 +580,10 @@ class StartupFailureTests(DaemonTestCase):
         exits with a failure status, and the workers it forked before its
         set-up (waiting for a role) end with it, without a word.
         """
-        blocker = socket.socket()
-        self.addCleanup(blocker.close)
-        blocker.bind((HOST, 0))
-        blocker.listen()
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         done = self.run_server(folder, f"storage.path={folder}/packages", "pypid.workers=2",
-                               port=blocker.getsockname()[1])
+                               port=self.port_taken())
         self.assertIn("Cannot listen", done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)
