@@ -179,9 +179,13 @@ def _forked_workers(options: Options, config: Config) -> list[Forked]:
     for _ in range(min(config.server.workers, len(os.sched_getaffinity(0)))):
         # (the worker's descriptors: the ring, the configuration, the lane,
         # a socket for each line of [pypid] listen)
-        child = fork(partial(_prepare_forked, " ".join(("pypid: worker, starting",
-                                                        *options.arguments))),
-                     reserved=3 + len(config.server.listen))
+        try:
+            child = fork(partial(_prepare_forked, " ".join(("pypid: worker, starting",
+                                                            *options.arguments))),
+                         reserved=3 + len(config.server.listen))
+        except OSError:
+            # (no process to be had now: the lean supervisor spawns the rest)
+            break
         if child is None:
             raise SystemExit(_as_worker(options.arguments))
         forked.append(child)
@@ -205,7 +209,9 @@ def _as_worker(arguments: Sequence[str]) -> int | str | None:
     """
     from twisted.scripts.twistd import run
 
+    # (as a spawned worker's interpreter, run with -c, has them)
     sys.argv = ["-c", *worker_args(sys.executable, arguments)[3:]]
+    sys.path[0] = ""
     try:
         run()
     except SystemExit as e:

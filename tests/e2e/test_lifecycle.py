@@ -7,6 +7,7 @@ existing pypiserver folder, and configurations that must stop start-up.
 import os
 import signal
 import socket
+import subprocess
 
 from pypid.core.dists.names import normalize
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
@@ -546,15 +547,19 @@ class ConfigurationTests(DaemonTestCase):
 class StartupFailureTests(DaemonTestCase):
     """A server that cannot start says why in one line and exits with a failure status, for systemd's C{Restart=on-failure}."""
 
-    def run_server(self, folder, *settings, port=None):
-        """Run the server until it exits; return the finished process."""
+    def server_argv(self, folder, *settings, port=None):
+        """The command line of a server in C{folder}."""
         argv = [TWISTD, "-n", "--pidfile=", "pypid",
                 "--set", f"pypid.snapshot={folder}/index.json",
                 "--listen", f"tcp:{port or free_port()}:interface={HOST}"]
         for setting in settings:
             argv += ["--set", setting]
-        return run(argv, cwd=folder, env=clean_env(folder), timeout=30, check=False,
-                   what="twistd")
+        return argv
+
+    def run_server(self, folder, *settings, port=None):
+        """Run the server until it exits; return the finished process."""
+        return run(self.server_argv(folder, *settings, port=port), cwd=folder,
+                   env=clean_env(folder), timeout=30, check=False, what="twistd")
 
     def port_taken(self):
         """A port of the loopback interface another socket listens on, for the test."""
@@ -578,15 +583,23 @@ class StartupFailureTests(DaemonTestCase):
         """
         A machine of workers whose port is taken says so in one line and
         exits with a failure status, and the workers it forked before its
-        set-up (waiting for a role) end with it, without a word.
+        set-up (seen waiting for a role) end with it.
         """
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        done = self.run_server(folder, f"storage.path={folder}/packages", "pypid.workers=2",
-                               port=self.port_taken())
-        self.assertIn("Cannot listen", done.output)
-        self.assertNotIn("Traceback", done.output)
-        self.assertNotEqual(done.returncode, 0, done.output)
+        server = subprocess.Popen(
+            self.server_argv(folder, f"storage.path={folder}/packages", "pypid.workers=2",
+                             port=self.port_taken()),
+            cwd=folder, env=clean_env(folder), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        self.addCleanup(server.kill)
+        # (seen while they import, which lasts past their parent's refusal)
+        wait_for(lambda: processes_naming("pypid: worker, starting", folder), 30,
+                 "no worker forked")
+        output = server.communicate(timeout=30)[0].decode()
+        self.assertIn("Cannot listen", output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotEqual(server.returncode, 0, output)
         wait_for(lambda: not processes_naming(folder), 30, "the forked workers ended")
 
     def test_unusable_storage_exits_non_zero_without_traceback(self):

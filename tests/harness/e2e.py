@@ -984,16 +984,17 @@ class DaemonTestCase(SynchronousTestCase):
         return write_files(os.path.abspath(self.mktemp()), *distributions)
 
 
-def processes_naming(text):
-    """The process ids whose command line holds C{text} (this process's apart)."""
+def processes_naming(*texts):
+    """The process ids whose command line holds every one of C{texts} (this process's apart)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
             with open(f"/proc/{name}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(int(name))
+                line = f.read()
+            if all(text.encode() in line for text in texts):
+                found.append(int(name))
         except OSError:
             pass
     return found

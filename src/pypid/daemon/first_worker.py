@@ -7,20 +7,19 @@ A worker started by the lean supervisor is a new interpreter: Twisted's
 C{twistd}, the configuration's code and the server's parts, about one
 process's whole start, which began only once C{twistd pypid} had imported
 most of the same and set the machine up (an empty folder: a machine of two
-answered 1.71 times as late as one process, its second worker up 2.71
+answered 1.96 times as late as one process, its second worker up 2.95
 times). A fork keeps what C{twistd pypid} imported; the child imports the
 server's parts while its parent sets the machine up and hands over, then
 waits for its role (L{Forked.give}: the worker's environment and its
 descriptors, over a Unix socket) and runs C{twistd} again in the same
-process as that worker (1.04 and 1.08 times). One is forked a core; the
+process as that worker (1.22 and 1.27 times). One is forked a core; the
 other workers, and any started again, are started anew.
 
-It is done only where twistd leaves the process as it is
-(L{may_fork}: in the foreground, as the same user, in the same folder),
-since a daemon's fork would orphan the child. A child whose parent ended
-before giving it a role (a refused start) ends without a word. This
-module is of the standard library alone: the lean supervisor gives the
-role.
+It is done only where twistd leaves the process as it is and nothing of
+it would follow the child that a spawned worker has not (L{may_fork}). A
+child whose parent ended before giving it a role (a refused start) ends
+without a word. This module is of the standard library alone: the lean
+supervisor gives the role.
 """
 
 from __future__ import annotations
@@ -28,13 +27,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pypid.daemon.workers import READY_FD, Command
+from pypid.daemon.workers import DEFAULTED, READY_FD, Command
 
 #: The largest role a worker is given: its environment and descriptors.
 _LARGEST_ROLE = 1 << 20
@@ -43,50 +44,63 @@ _LARGEST_ROLE = 1 << 20
 _PIPED = (1, 2, READY_FD)
 
 
-def may_fork(twistd: Mapping[str, Any] | None) -> bool:
+def may_fork(twistd: Mapping[str, Any] | None, modules: Mapping[str, object] = sys.modules,
+             trace: Callable[[], object] = sys.gettrace) -> bool:
     """
-    Whether C{twistd}'s options leave the process as it is after its
-    service is made: in the foreground, no user, group, root or folder to
-    change to, no umask (a daemon forks again and its parent exits).
+    Whether a worker may be forked here: C{twistd}'s options leave the
+    process as it is once its service is made (in the foreground; no
+    user, group, root, folder or umask to change to: a daemon forks again
+    and its parent exits), and nothing of this process would follow the
+    child that a spawned worker has not: the reactor (made already when
+    twistd was given C{--reactor}), the debugger's post-mortem
+    (C{--debug}), a trace (C{--spew}).
     """
-    return (twistd is not None and bool(twistd.get("nodaemon")) and not twistd.get("uid")
-            and not twistd.get("gid") and not twistd.get("chroot")
-            and twistd.get("rundir", ".") == "." and twistd.get("umask") is None)
+    return (twistd is not None and bool(twistd.get("nodaemon")) and not twistd.get("debug")
+            and not twistd.get("uid") and not twistd.get("gid") and not twistd.get("chroot")
+            and twistd.get("rundir", ".") == "." and twistd.get("umask") is None
+            and "twisted.internet.reactor" not in modules and trace() is None)
 
 
 @dataclass
 class Forked:
     """
-    The first worker, forked and waiting for its role: what its parent
-    (and the lean supervisor after it) holds of it.
+    A worker forked and waiting for its role: what its parent (and the
+    lean supervisor after it) holds of it.
 
     @ivar pid: its process.
     @ivar role: the socket its role is given on.
     @ivar pipes: the read end of each of its pipes, by its descriptor there.
     @ivar stdin: the write end of its standard input, held, never written.
+    @ivar reserved: how many descriptors after L{READY_FD} it holds for its role.
     """
 
     pid: int
     role: int
     pipes: dict[int, int]
     stdin: int
+    reserved: int
 
     def handed(self) -> dict[str, Any]:
         """What the hand-over says of it (its descriptors made inheritable)."""
         for fd in [self.role, self.stdin, *self.pipes.values()]:
             os.set_inheritable(fd, True)
         return {"pid": self.pid, "role": self.role, "stdin": self.stdin,
-                "pipes": {str(child): fd for child, fd in self.pipes.items()}}
+                "pipes": {str(child): fd for child, fd in self.pipes.items()},
+                "reserved": self.reserved}
 
     @classmethod
     def taken(cls, handed: Mapping[str, Any]) -> Forked:
         """The child L{handed} told of, its descriptors kept from any other child."""
         forked = cls(int(handed["pid"]), int(handed["role"]),
                      {int(child): int(fd) for child, fd in handed["pipes"].items()},
-                     int(handed["stdin"]))
+                     int(handed["stdin"]), int(handed["reserved"]))
         for fd in [forked.role, forked.stdin, *forked.pipes.values()]:
             os.set_inheritable(fd, False)
         return forked
+
+    def fits(self, command: Command) -> bool:
+        """Whether C{command}'s descriptors go where this child holds places for them."""
+        return all(READY_FD < target <= READY_FD + self.reserved for target in command.inherited)
 
     def give(self, command: Command) -> None:
         """
@@ -104,6 +118,15 @@ class Forked:
         for fd in self.pipes.values():
             os.set_blocking(fd, False)
 
+    def last_words(self) -> str:
+        """The last line it wrote on its standard error, if any (once it ended)."""
+        try:
+            said = os.read(self.pipes[2], 65536) if self.pipes.get(2, -1) >= 0 else b""
+        except OSError:
+            said = b""
+        lines = said.decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
     def close(self) -> None:
         """Let go of a child given no role (it ends once the socket closes)."""
         for fd in [self.role, self.stdin, *self.pipes.values()]:
@@ -116,17 +139,23 @@ def given_role(waiting: list[Forked], command: Command,
     """
     The first of C{waiting} that takes C{command}'s role (L{Forked.give}),
     each tried taken out of C{waiting}; L{None} when none is left, and the
-    worker is started anew. One gone meanwhile is logged (C{log(level,
-    text)}) and let go.
+    worker is started anew. One gone meanwhile, or holding too few places
+    for the role's descriptors, is logged (C{log(level, text)}) and let go.
     """
     while waiting:
         forked = waiting.pop(0)
+        if not forked.fits(command):
+            forked.close()
+            log("warn", f"Worker process {forked.pid}, forked at the start, holds "
+                f"{forked.reserved} places for descriptors, not {sorted(command.inherited)}")
+            continue
         try:
             forked.give(command)
         except OSError as e:
+            said = forked.last_words()
             forked.close()
             log("warn", f"Worker process {forked.pid}, forked at the start, ended before "
-                f"its role ({e.strerror})")
+                f"its role ({e.strerror})" + (f": {said}" if said else ""))
         else:
             return forked
     return None
@@ -134,43 +163,74 @@ def given_role(waiting: list[Forked], command: Command,
 
 def fork(prepare: Callable[[], object], reserved: int) -> Forked | None:
     """
-    Fork the first worker. In this process: its L{Forked}. In the child:
-    L{None}, once C{prepare()} ran and the role came, with the environment
-    and the descriptors in place; or, when its parent ended first, the
-    child exits.
+    Fork a worker. In this process: its L{Forked} (or L{OSError}: none
+    could be forked). In the child: L{None}, once C{prepare()} ran and the
+    role came, with the environment, the descriptors and the signals as a
+    spawned worker has them; or, when its parent ended first, or anything
+    failed, the child exits.
 
-    @param reserved: how many descriptors from L{READY_FD} on the role
+    @param reserved: how many descriptors after L{READY_FD} the role
         places: held (on C{/dev/null}) while C{prepare()} runs, so that
         nothing it opens (the reactor's poller, its waker) is overwritten.
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pipes = {fd: os.pipe2(os.O_CLOEXEC) for fd in _PIPED}
     stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+    ours = [stdin_read, stdin_write, *(fd for pair in pipes.values() for fd in pair)]
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        parent.close()
+        child.close()
+        for fd in ours:
+            os.close(fd)
+        raise
     if pid:
         child.close()
         os.close(stdin_read)
         for _, write in pipes.values():
             os.close(write)
         return Forked(pid, parent.detach(), {fd: read for fd, (read, _) in pipes.items()},
-                      stdin_write)
-    parent.close()
-    role = fcntl.fcntl(child.detach(), fcntl.F_DUPFD_CLOEXEC, 256)
-    _place({0: stdin_read, **{fd: write for fd, (_, write) in pipes.items()}})
-    os.closerange(max(_PIPED) + 1, role)
+                      stdin_write, reserved)
+    try:
+        parent.close()
+        _as_spawned(child.detach(), stdin_read, pipes, prepare, reserved)
+    except BaseException:
+        # (never back into the parent's stack: its twistd, its exit)
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    return None
+
+
+def _as_spawned(role: int, stdin: int, pipes: Mapping[int, tuple[int, int]],
+                prepare: Callable[[], object], reserved: int) -> None:
+    """
+    In the child: its standard descriptors and signals as a spawned
+    worker's, nothing else of its parent's open, C{prepare()}, then its role.
+    """
+    places = range(READY_FD + 1, READY_FD + 1 + reserved)
+    role = fcntl.fcntl(role, fcntl.F_DUPFD_CLOEXEC, READY_FD + 1 + reserved)
+    _place({0: stdin, **{fd: write for fd, (_, write) in pipes.items()}})
+    os.closerange(READY_FD + 1, role)
     os.closerange(role + 1, os.sysconf("SC_OPEN_MAX"))
     held = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    places = range(READY_FD + 1, READY_FD + 1 + reserved)
     for fd in places:
         if fd != held:
             os.dup2(held, fd, inheritable=False)
     if held not in places:
         os.close(held)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for signum in DEFAULTED:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                      else signal.SIG_DFL)
     prepare()
-    _take_role(role, reserved)
-    return None
+    targets = _take_role(role)
+    for fd in places:
+        if fd not in targets:
+            os.close(fd)
 
 
 def _place(placed: Mapping[int, int]) -> None:
@@ -188,8 +248,11 @@ def _place(placed: Mapping[int, int]) -> None:
         os.close(fd)
 
 
-def _take_role(role: int, reserved: int) -> None:
-    """Wait for the role on C{role}, and take it (or exit: no role will come)."""
+def _take_role(role: int) -> list[int]:
+    """
+    Wait for the role on C{role}, and take it: its descriptors' places
+    (or exit: no role will come).
+    """
     with socket.socket(fileno=role) as sock:
         try:
             message, fds, _, _ = socket.recv_fds(sock, _LARGEST_ROLE, 256)
@@ -198,12 +261,7 @@ def _take_role(role: int, reserved: int) -> None:
     if not message:
         os._exit(0)
     told = json.loads(message)
-    if any(not READY_FD < target <= READY_FD + reserved for target in told["targets"]):
-        # (a descriptor of its own would be overwritten: the supervisor
-        # starts the worker anew)
-        sys.stderr.write(f"The first worker's role places descriptors {told['targets']}, "
-                         f"beyond the {reserved} held for it\n")
-        os._exit(1)
     _place(dict(zip(told["targets"], fds, strict=True)))
     os.environ.clear()
     os.environ.update(told["env"])
+    return list(told["targets"])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pypid.daemon.workers import READY_FD, Command
+from pypid.daemon.workers import DEFAULTED, READY_FD, Command
 
 
 class _Timer:
@@ -265,8 +265,7 @@ class Processes:
             actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in moved.items()]
             pid = os.posix_spawn(command.executable, list(command.args), command.env,
                                  file_actions=actions, setsigmask=(),
-                                 setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                                            signal.SIGCHLD, signal.SIGUSR1))
+                                 setsigdef=DEFAULTED)
         except BaseException:
             for fd in [*pipes.values(), *ours, *([keep] if keep >= 0 else [])]:
                 os.close(fd)

@@ -36,6 +36,10 @@ from typing import Any, Protocol
 #: The descriptor a worker says it is ready on, a line.
 READY_FD = 3
 
+#: The signals a worker starts with at their defaults, whatever the
+#: supervisor does with them (a worker's own mask is empty).
+DEFAULTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+
 #: Seconds before a worker that ended is started again: doubled each time
 #: it ends within L{STEADY} seconds of its start, up to the last.
 BACK_OFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
