@@ -36,6 +36,7 @@ from pypid.core.util.startup import StartupError
 from pypid.daemon.container import Parts
 from pypid.daemon.first_worker import Forked, fork, may_fork
 from pypid.daemon.handover import worker_args
+from pypid.daemon.lean import LANE_FD
 from pypid.daemon.listeners import PortCheck, bind_for_a_moment
 from pypid.daemon.machine import (
     Signals,
@@ -45,6 +46,7 @@ from pypid.daemon.machine import (
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
+from pypid.daemon.workers import READY_FD
 
 if TYPE_CHECKING:
     from pypid.daemon.server import IServerReactor
@@ -182,7 +184,7 @@ def _forked_workers(options: Options, config: Config) -> list[Forked]:
         try:
             child = fork(partial(_prepare_forked, " ".join(("pypid: worker, starting",
                                                             *options.arguments))),
-                         reserved=3 + len(config.server.listen))
+                         reserved=LANE_FD - READY_FD + len(config.server.listen))
         except OSError:
             # (no process to be had now: the lean supervisor spawns the rest)
             break

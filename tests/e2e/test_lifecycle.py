@@ -544,6 +544,18 @@ class ConfigurationTests(DaemonTestCase):
         self.assertNotIn("hunter2", output)
 
 
+#: A C{sitecustomize} that makes importing C{pypid.daemon.server} last 5 s.
+_SLOW_SERVER_IMPORT = """\
+import sys, time
+class _Slow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pypid.daemon.server":
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, _Slow())
+"""
+
+
 class StartupFailureTests(DaemonTestCase):
     """A server that cannot start says why in one line and exits with a failure status, for systemd's C{Restart=on-failure}."""
 
@@ -587,13 +599,17 @@ class StartupFailureTests(DaemonTestCase):
         """
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
+        # (a forked worker's import of the server's parts, which only it
+        # makes here, lasts 5 s: long enough to be seen whatever the machine)
+        with open(os.path.join(folder, "sitecustomize.py"), "w") as f:
+            f.write(_SLOW_SERVER_IMPORT)
+        env = clean_env(folder)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, env.get("PYTHONPATH")]))
         server = subprocess.Popen(
             self.server_argv(folder, f"storage.path={folder}/packages", "pypid.workers=2",
                              port=self.port_taken()),
-            cwd=folder, env=clean_env(folder), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.addCleanup(server.kill)
-        # (seen while they import, which lasts past their parent's refusal)
         wait_for(lambda: processes_naming("pypid: worker, starting", folder), 30,
                  "no worker forked")
         output = server.communicate(timeout=30)[0].decode()

@@ -35,7 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pypid.daemon.workers import DEFAULTED, READY_FD, Command
+from pypid.daemon.socket_groups import inheritable
+from pypid.daemon.workers import DEFAULTED, READY_FD, Command, lifted
 
 #: The largest role a worker is given: its environment and descriptors.
 _LARGEST_ROLE = 1 << 20
@@ -80,23 +81,23 @@ class Forked:
     stdin: int
     reserved: int
 
+    def descriptors(self) -> list[int]:
+        """Every descriptor held of it."""
+        return [self.role, self.stdin, *self.pipes.values()]
+
     def handed(self) -> dict[str, Any]:
-        """What the hand-over says of it (its descriptors made inheritable)."""
-        for fd in [self.role, self.stdin, *self.pipes.values()]:
-            os.set_inheritable(fd, True)
-        return {"pid": self.pid, "role": self.role, "stdin": self.stdin,
-                "pipes": {str(child): fd for child, fd in self.pipes.items()},
+        """What the hand-over says of it (its descriptors made to outlive the exec)."""
+        return {"pid": self.pid, "role": inheritable(self.role),
+                "stdin": inheritable(self.stdin),
+                "pipes": {str(child): inheritable(fd) for child, fd in self.pipes.items()},
                 "reserved": self.reserved}
 
     @classmethod
     def taken(cls, handed: Mapping[str, Any]) -> Forked:
-        """The child L{handed} told of, its descriptors kept from any other child."""
-        forked = cls(int(handed["pid"]), int(handed["role"]),
-                     {int(child): int(fd) for child, fd in handed["pipes"].items()},
-                     int(handed["stdin"]), int(handed["reserved"]))
-        for fd in [forked.role, forked.stdin, *forked.pipes.values()]:
-            os.set_inheritable(fd, False)
-        return forked
+        """The child L{handed} told of."""
+        return cls(int(handed["pid"]), int(handed["role"]),
+                   {int(child): int(fd) for child, fd in handed["pipes"].items()},
+                   int(handed["stdin"]), int(handed["reserved"]))
 
     def fits(self, command: Command) -> bool:
         """Whether C{command}'s descriptors go where this child holds places for them."""
@@ -129,7 +130,7 @@ class Forked:
 
     def close(self) -> None:
         """Let go of a child given no role (it ends once the socket closes)."""
-        for fd in [self.role, self.stdin, *self.pipes.values()]:
+        for fd in self.descriptors():
             if fd >= 0:
                 os.close(fd)
 
@@ -234,13 +235,8 @@ def _as_spawned(role: int, stdin: int, pipes: Mapping[int, tuple[int, int]],
 
 
 def _place(placed: Mapping[int, int]) -> None:
-    """
-    Each descriptor of C{placed}'s values at its key, the sources closed:
-    each first moved above every target, since one may be another's.
-    """
-    floor = max([*placed, *placed.values()]) + 1
-    moved = {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor)
-             for target, source in placed.items()}
+    """Each descriptor of C{placed}'s values at its key, the sources closed."""
+    moved = lifted(placed)
     for source in set(placed.values()):
         os.close(source)
     for target, fd in moved.items():

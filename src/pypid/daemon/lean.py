@@ -174,18 +174,19 @@ class Machine:
     """
 
     def __init__(self, handover: Mapping[str, Any], loop: Loop, log: Log) -> None:
+        # (the workers twistd pypid forked, waiting for their roles)
+        self._forked = [Forked.taken(forked) for forked in handover.get("forked") or []]
         # (what outlived the exec is not for every child: each worker is
         # given its own, placed where it expects them, and no other's socket)
         for fd in [handover["ring"], handover["config"], handover["lane"], *handover["locks"],
                    *(s["fd"] for s in handover["shared"]),
-                   *(fd for g in handover["groups"] for fd in g["members"].values())]:
+                   *(fd for g in handover["groups"] for fd in g["members"].values()),
+                   *(fd for forked in self._forked for fd in forked.descriptors())]:
             os.set_inheritable(fd, False)
         self._handover = handover
         self._loop = loop
         self._log = log
         self._processes = Processes(loop)
-        # (the workers twistd pypid forked, waiting for their roles)
-        self._forked = [Forked.taken(forked) for forked in handover.get("forked") or []]
         self._count = int(handover["count"])
         self._ring = ChangeRing.attach(int(handover["ring"]), 0)
         self._config_fd = int(handover["config"])

@@ -8,7 +8,6 @@ whole of the lean process adds only C{attrs} and the ring (L{pypid.daemon.lean})
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import itertools
 import os
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pypid.daemon.workers import DEFAULTED, READY_FD, Command
+from pypid.daemon.workers import DEFAULTED, READY_FD, Command, lifted
 
 
 class _Timer:
@@ -256,11 +255,7 @@ class Processes:
                 ours.append(stdin)
                 keep = -1
             placed.update(command.inherited)
-            # (each source first moved above every target: a source that is
-            # another's target would be overwritten before it is placed)
-            floor = max([*placed, 2]) + 1
-            moved = {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor)
-                     for target, source in placed.items()}
+            moved = lifted(placed)
             ours.extend(moved.values())
             actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in moved.items()]
             pid = os.posix_spawn(command.executable, list(command.args), command.env,

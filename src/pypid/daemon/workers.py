@@ -28,13 +28,25 @@ another.
 
 from __future__ import annotations
 
+import fcntl
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 #: The descriptor a worker says it is ready on, a line.
 READY_FD = 3
+
+def lifted(placed: Mapping[int, int]) -> dict[int, int]:
+    """
+    A copy of each descriptor of C{placed}'s values (by its place, the
+    key) above every place: a source that is another's place would be
+    overwritten before it is placed.
+    """
+    floor = max([*placed, 2]) + 1
+    return {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor)
+            for target, source in placed.items()}
+
 
 #: The signals a worker starts with at their defaults, whatever the
 #: supervisor does with them (a worker's own mask is empty).
