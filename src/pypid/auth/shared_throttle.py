@@ -5,7 +5,9 @@ A login throttle's counts across the workers of a machine
 fills) every check of credentials it begins
 and how each ended (failed, succeeded, abandoned), and a password reset's
 forgiveness; every other worker takes them into its own counts before its
-next answer (L{pypid.auth.throttle.LoginThrottle.sync}). So a password
+next answer (L{pypid.auth.throttle.LoginThrottle.sync}), and at each of
+its reads of the lane meanwhile: an event is counted when it is read,
+never queued for a look that an idle worker may not make for a while. So a password
 spray spread over the workers meets the limits one process sets: the
 failures are the machine's, and so are the checks under way, which each
 hold one of the failures still allowed.
@@ -29,13 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 import attrs
 
-from pypid.machine.topic_table import LANE_SLOTS
 from pypid.machine.topics import Hub, Topic
 
 #: Seconds a check another worker began counts as under way without news.
@@ -102,22 +102,26 @@ class ThrottleShare:
 
     _hub: Hub
     _name: bytes
-    # (events no look took in, as many as the lane holds: a look that fell
-    # further behind loses the oldest, as a restart would lose them)
-    _told: deque[Event] = attrs.field(init=False, factory=lambda: deque(maxlen=LANE_SLOTS))
 
-    def __attrs_post_init__(self) -> None:
-        self._hub.on(Topic.THROTTLE, self._heard, past=True)
-
-    def _heard(self, fields: Sequence[bytes], worker: int) -> None:
-        if fields[0] != self._name:
-            return
-        try:
-            kind, user, client, guessable, *rest = json.loads(fields[1])
-            at = float(rest[0]) if rest else None
-        except (ValueError, TypeError):
-            return
-        self._told.append(Event(worker, kind, user, client, bool(guessable), at))
+    def heard_by(self, take: Callable[[Event], None]) -> None:
+        """
+        Hand each of the other workers' events of this throttle to
+        C{take(event)} as the lane is read: at once those it still keeps
+        from before this process, then every later read's (the
+        throttle's own look, or the worker's read every
+        L{pypid.machine.topics.TAKE_EVERY}), so that none waits in memory
+        for a look and none falls off while the worker answers nothing.
+        """
+        def heard(fields: Sequence[bytes], worker: int) -> None:
+            if fields[0] != self._name:
+                return
+            try:
+                kind, user, client, guessable, *rest = json.loads(fields[1])
+                at = float(rest[0]) if rest else None
+            except (ValueError, TypeError):
+                return
+            take(Event(worker, kind, user, client, bool(guessable), at))
+        self._hub.on(Topic.THROTTLE, heard, past=True)
 
     def held(self) -> AbstractContextManager[None]:
         """The lane held: a look at the others' events, then this worker's, with none between."""
@@ -129,8 +133,6 @@ class ThrottleShare:
         self._hub.publish(Topic.THROTTLE, self._name,
                           _json([kind, user, client, guessable, round(at, 3)]))
 
-    def taken(self) -> Iterator[Event]:
-        """The other workers' events of this throttle since the last look, in order."""
+    def look(self) -> None:
+        """Read the lane now: what the other workers told since is handed on (L{heard_by})."""
         self._hub.take()
-        while self._told:
-            yield self._told.popleft()

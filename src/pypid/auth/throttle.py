@@ -168,6 +168,10 @@ class LoginThrottle:
     _theirs: dict[tuple[int, str | None, str | None, bool], list[float]] = attrs.field(
         factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        if self.share is not None:
+            self.share.heard_by(self._heard)
+
     def _keys(self, user: str | None, client: str | None,
               ) -> tuple[tuple[_Key, int], ...]:
         """The counters an attempt counts against, with their limits (rule 5)."""
@@ -337,9 +341,8 @@ class LoginThrottle:
         """
         if self.share is None:
             return succeed(None)
+        self.share.look()
         now = self.clock.seconds()
-        for event in self.share.taken():
-            self._take(event, now)
         for key, begun in list(self._theirs.items()):
             while begun and now - begun[0] > PENDING_TTL:
                 begun.pop(0)
@@ -348,8 +351,9 @@ class LoginThrottle:
                 del self._theirs[key]
         return succeed(None)
 
-    def _take(self, event: Event, now: float) -> None:
-        """Apply one of another worker's events."""
+    def _heard(self, event: Event) -> None:
+        """Apply one of another worker's events, as the lane is read."""
+        now = self.clock.seconds()
         if event.kind == FORGIVEN:
             self._forgive({event.user})
             return

@@ -13,7 +13,7 @@ from pypid.auth.shared_throttle import PENDING_TTL, STARTED, ThrottleShare, coun
 from pypid.auth.throttle import LoginThrottle
 from pypid.jobs.periodic import Periodic
 from pypid.machine.ring import ChangeRing
-from pypid.machine.topic_table import LANE_SLOT_SIZE
+from pypid.machine.topic_table import LANE_SLOT_SIZE, LANE_SLOTS
 from pypid.machine.topics import TAKE_EVERY, Hub, Topic
 
 ADDRESS = "192.0.2.7"
@@ -33,18 +33,18 @@ class SharedThrottleTests(SynchronousTestCase):
             self.throttles.append(LoginThrottle(self.clock, max_failures=3, window=60,
                                                 share=ThrottleShare(Hub(worker), b"login")))
 
-    def fail(self, throttle, user="alice", address=ADDRESS):
+    def wrong_password(self, throttle, user="alice", address=ADDRESS):
         throttle.started(user, address)
         throttle.failed(user, address)
 
     def test_failures_of_the_machine(self):
         """Failures spread over both workers meet one limit, in both, after their looks."""
         one, two = self.throttles
-        self.fail(one)
-        self.fail(two)
+        self.wrong_password(one)
+        self.wrong_password(two)
         self.assertEqual(one.wait("alice", ADDRESS), 0.0)
         self.successResultOf(one.sync())
-        self.fail(one)
+        self.wrong_password(one)
         self.assertGreater(one.wait("alice", ADDRESS), 1.0)
         self.successResultOf(two.sync())
         self.assertGreater(two.wait("alice", ADDRESS), 1.0)
@@ -56,16 +56,16 @@ class SharedThrottleTests(SynchronousTestCase):
         allowed until it ends there, or for L{PENDING_TTL} at most.
         """
         one, two = self.throttles
-        self.fail(one)
-        self.fail(one)
+        self.wrong_password(one)
+        self.wrong_password(one)
         one.started("alice", ADDRESS)
         self.successResultOf(two.sync())
         self.assertGreater(two.wait("alice", ADDRESS), 0.0)
         one.succeeded("alice", ADDRESS)
         self.successResultOf(two.sync())
         self.assertEqual(two.wait("alice", ADDRESS), 0.0, "a good login clears the pair")
-        self.fail(one)
-        self.fail(one)
+        self.wrong_password(one)
+        self.wrong_password(one)
         one.started("alice", ADDRESS)
         self.successResultOf(two.sync())
         self.assertGreater(two.wait("alice", ADDRESS), 0.0)
@@ -80,8 +80,8 @@ class SharedThrottleTests(SynchronousTestCase):
         (each reservation takes in the others' events with the ring held).
         """
         one, two = self.throttles
-        self.fail(one)
-        self.fail(one)
+        self.wrong_password(one)
+        self.wrong_password(one)
         self.successResultOf(two.sync())
         self.assertEqual(one.reserve("alice", ADDRESS), 0.0)
         self.assertGreater(two.reserve("alice", ADDRESS), 0.0)
@@ -108,12 +108,44 @@ class SharedThrottleTests(SynchronousTestCase):
         reader.startService()
         self.addCleanup(reader.stopService)
         for _ in range(3):
-            self.fail(one)
+            self.wrong_password(one)
         for _ in range(8):
             for number in range(10):
                 hubs[0].publish(Topic.PIN, b"key", b"%d.whl" % number)
             self.clock.advance(TAKE_EVERY)
         self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
+
+    def test_flood_of_throttle_events_while_idle(self):
+        """
+        More throttle events than the lane holds pass (an attacker's own
+        account, logged in again and again on worker 1) while worker 2
+        answers nothing: its reads of the lane count each event as it is
+        read, so the failures told before the flood still count there
+        (they were queued for its next look, and the oldest fell off).
+        """
+        lane = ChangeRing.create(slots=LANE_SLOTS, slot_size=LANE_SLOT_SIZE, tally=1)
+        self.addCleanup(lane.close)
+        hubs = []
+        for number in (1, 2):
+            attached = ChangeRing.attach(lane.fileno(), number)
+            self.addCleanup(attached.close)
+            hubs.append(Hub(attached, attached))
+        one, two = (LoginThrottle(self.clock, max_failures=3, window=60,
+                                  max_address_failures=5, share=ThrottleShare(hub, b"login"))
+                    for hub in hubs)
+        reader = Periodic(hubs[1].take, TAKE_EVERY, self.clock, "The ring's read")
+        reader.startService()
+        self.addCleanup(reader.stopService)
+        for _ in range(3):
+            self.wrong_password(one)
+        for _ in range(3):
+            for _ in range(LANE_SLOTS // 4):
+                one.started("mallory", "198.51.100.1")
+                one.succeeded("mallory", "198.51.100.1")
+            self.clock.advance(TAKE_EVERY)
+        self.assertGreater(lane.latest(), LANE_SLOTS)
+        self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
+        self.assertEqual(two.reserve("mallory", "198.51.100.1"), 0.0)
 
     def test_started_since(self):
         """
@@ -128,9 +160,9 @@ class SharedThrottleTests(SynchronousTestCase):
         one = LoginThrottle(self.clock, max_failures=3, window=60,
                             share=ThrottleShare(Hub(first), b"login"))
         for _ in range(2):
-            self.fail(one)
+            self.wrong_password(one)
         self.clock.advance(20)
-        self.fail(one)
+        self.wrong_password(one)
         self.clock.advance(30)
         for number in (2, 1):
             attached = ChangeRing.attach(ring.fileno(), number)
@@ -154,7 +186,7 @@ class SharedThrottleTests(SynchronousTestCase):
         one = LoginThrottle(self.clock, max_failures=3, window=60, max_identity_failures=5,
                             share=ThrottleShare(Hub(first), b"login"))
         for number in range(8):
-            self.fail(one, address=f"192.0.2.{number}")
+            self.wrong_password(one, address=f"192.0.2.{number}")
         self.clock.advance(3600)
         self.assertEqual(one.wait("alice", "198.51.100.1"), 0.0)
         second = ChangeRing.attach(ring.fileno(), 2)
@@ -188,7 +220,7 @@ class SharedThrottleTests(SynchronousTestCase):
         """A password set again (on one worker) ends the lock-out on every worker."""
         one, two = self.throttles
         for _ in range(3):
-            self.fail(one)
+            self.wrong_password(one)
         self.successResultOf(two.sync())
         self.assertGreater(two.wait("alice", ADDRESS), 1.0)
         one.forgive(["alice"])
@@ -202,7 +234,7 @@ class SharedThrottleTests(SynchronousTestCase):
         self.assertTrue(counted_user(name).startswith("#"))
         self.assertEqual(counted_user("alice"), "alice")
         for _ in range(3):
-            self.fail(one, name)
+            self.wrong_password(one, name)
         self.successResultOf(two.sync())
         self.assertGreater(two.wait(name, ADDRESS), 1.0)
 
@@ -226,8 +258,8 @@ class SharedThrottleTests(SynchronousTestCase):
     def test_own_events_once(self):
         """A worker's own announcements are never counted twice."""
         one, _ = self.throttles
-        self.fail(one)
-        self.fail(one)
+        self.wrong_password(one)
+        self.wrong_password(one)
         self.successResultOf(one.sync())
         self.assertEqual(one.wait("alice", ADDRESS), 0.0)
 
