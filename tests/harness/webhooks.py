@@ -38,7 +38,7 @@ class ScriptedSender:
     A sender whose answers are scripted: C{answers} are L{Attempt}s
     given in turn (the last one stays); C{sent} is what it was given, as
     C{(subscription name, event)}; with C{hold}, each send waits for the
-    test to fire C{waiting[i]}.
+    test to fire C{waiting[i]}; C{held}: the texts its last reset gave.
     """
 
     answers: list = attrs.field(factory=lambda: [Attempt(200, None)])
@@ -46,6 +46,7 @@ class ScriptedSender:
     hold: bool = False
     waiting: list = attrs.field(factory=list)
     closed: bool = False
+    held: object = None
 
     def send(self, subscription, event):
         self.sent.append((subscription.name, event))
@@ -66,7 +67,8 @@ class ScriptedSender:
         self.closed = True
         return succeed(None)
 
-    def reset(self):
+    def reset(self, held=None):
+        self.held = held
         return succeed(None)
 
     def ids(self, name=None):

@@ -44,6 +44,7 @@ from twisted.logger import Logger
 
 from pypid.auth.oidc import TrustedPublishing
 from pypid.auth.publisher_tokens import minted_proof
+from pypid.config.values import held_bytes
 from pypid.core.access.publishers import PublisherRule
 from pypid.core.dists.names import normalize
 from pypid.core.dists.provenance import (
@@ -366,12 +367,16 @@ class AttestationChecker:
     @ivar _run: runs the verification in the thread pool.
     @ivar require: the projects (normalized names or globs) that refuse
         unsigned uploads.
+    @ivar _held: the texts read with the configuration
+        (L{pypid.config.Config.held}): the trust root's is used from
+        there, as the machine took it.
     """
 
     _trust_root: str
     _publishing: TrustedPublishing | None
     _run: Run
     require: tuple[str, ...] = ()
+    _held: Mapping[str, str] = attrs.field(factory=dict)
     _verifier: Any = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -391,8 +396,11 @@ class AttestationChecker:
             if self._verifier is None:
                 from sigstore.models import TrustedRoot
                 from sigstore.verify import Verifier
+                from sigstore_models.trustroot import v1 as trustroot_v1
                 try:
-                    root = TrustedRoot.from_file(self._trust_root)
+                    # (TrustedRoot.from_file, from the text held)
+                    root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(
+                        held_bytes(self._trust_root, self._held)))
                 except Exception as e:
                     raise TrustRootError(f"{self._trust_root} cannot be used as a Sigstore "
                                          f"trust root: {e}")

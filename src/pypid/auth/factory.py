@@ -8,7 +8,7 @@ what the daemon builds at the start and again on C{SIGHUP}
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -79,7 +79,8 @@ def make_gate_materials(config: Config, reactor: IReactorTime,
     if config.ldap.url:
         from pypid.auth.ldap import make_directory
         try:
-            directory = make_directory(config.ldap, reactor, config.server.ca_bundle)
+            directory = make_directory(config.ldap, reactor, config.server.ca_bundle,
+                                       config.held)
         except ValueError as e:
             where = config.where("ldap", "ca_bundle") if config.ldap.ca_bundle \
                 else config.where("pypid", "ca_bundle")
@@ -148,7 +149,8 @@ def make_publishing(config: Config, reactor: IReactorTime) -> TrustedPublishing:
 
 def make_attestation_checker(source: str, trust_root: str | None, require: tuple[str, ...],
                              publishing: TrustedPublishing | None,
-                             run: Run) -> AttestationChecker:
+                             run: Run, held: Mapping[str, str] | None = None,
+                             ) -> AttestationChecker:
     """
     What verifies uploads' attestations (PEP 740): over C{trust_root}
     (L{None}: the public-good root the sigstore package ships), reading
@@ -167,7 +169,7 @@ def make_attestation_checker(source: str, trust_root: str | None, require: tuple
         if not any(rule.pattern == pattern or rule.covers(pattern) for rule in rules):
             log.warn("[attestations] require names {pattern}, which no [publishers] rule "
                      "names: its uploads can only be refused", pattern=pattern)
-    return AttestationChecker(path, publishing, run, require)
+    return AttestationChecker(path, publishing, run, require, held or {})
 
 
 def _oidc_client_settings(config: Config) -> tuple[str | None, str | None, float]:
@@ -212,7 +214,7 @@ def make_oidc_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
         return make_http(reactor, config.oidc.timeout, connections=2,
                          policy=outbound_policy(config))[0]
     try:
-        policy = https_policy(bundle)
+        policy = https_policy(bundle, config.held)
     except ValueError as e:
         raise StartupError(f"{config.where('oidc', 'ca_bundle')}: {e}")
     return make_http(reactor, config.oidc.timeout, connections=2, policy=policy)[0]
@@ -247,7 +249,7 @@ def make_sso_http(config: Config, reactor: IReactorTime) -> HTTPClient | None:
         return make_http(reactor, sso.timeout, connections=2,
                          policy=outbound_policy(config))[0]
     try:
-        policy = https_policy(sso.ca_bundle)
+        policy = https_policy(sso.ca_bundle, config.held)
     except ValueError as e:
         raise StartupError(f"{config.where('sso', 'ca_bundle')}: {e}")
     return make_http(reactor, sso.timeout, connections=2, policy=policy)[0]

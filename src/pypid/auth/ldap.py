@@ -33,7 +33,7 @@ outage does not hold a check, and a pending place, for the whole timeout.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -444,7 +444,7 @@ def _describe(error: BaseException, timeout: float, host: str) -> str:
     return str(error) or type(error).__name__
 
 
-def tls_creators(ca_bundle: str | None) -> TLSCreators:
+def tls_creators(ca_bundle: str | None, held: Mapping[str, str] | None = None) -> TLSCreators:
     """
     C{tls(host, port)}: the client TLS settings of a directory server,
     certificates and host names verified against C{ca_bundle} (or the
@@ -453,7 +453,7 @@ def tls_creators(ca_bundle: str | None) -> TLSCreators:
     @raise ValueError: when the bundle cannot be used.
     """
     from pypid.http.client import https_policy
-    policy = https_policy(ca_bundle)
+    policy = https_policy(ca_bundle, held)
 
     def tls(host: str, port: int) -> IOpenSSLClientConnectionCreator:
         return policy.creatorForNetloc(host.encode("idna") if not host.isascii()
@@ -462,14 +462,17 @@ def tls_creators(ca_bundle: str | None) -> TLSCreators:
 
 
 def make_directory(settings: LDAPConfig, reactor: IReactorTime,
-                   fallback_ca: str | None = None) -> Directory | None:
+                   fallback_ca: str | None = None,
+                   held: Mapping[str, str] | None = None) -> Directory | None:
     """
     The L{Directory} of a C{[ldap]} section, or L{None} without C{url}.
 
     @param fallback_ca: C{[pypid] ca_bundle}, used when C{[ldap] ca_bundle}
         is empty.
+    @param held: the texts read with the configuration (the bundles' as
+        the machine took them: L{pypid.config.Config.held}).
     @raise ValueError: when the CA bundle cannot be used.
     """
     if not settings.url:
         return None
-    return Directory(settings, reactor, tls_creators(settings.ca_bundle or fallback_ca))
+    return Directory(settings, reactor, tls_creators(settings.ca_bundle or fallback_ca, held))

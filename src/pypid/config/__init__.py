@@ -36,7 +36,11 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 
 from pypid.config.advisory_settings import ADVISORIES_KEYS, AdvisoriesConfig
-from pypid.config.attestation_settings import ATTESTATIONS_KEYS, AttestationsConfig
+from pypid.config.attestation_settings import (
+    ATTESTATIONS_KEYS,
+    AttestationsConfig,
+    check_attestations,
+)
 from pypid.config.auth_settings import (
     AUTH_KEYS,
     FREE_SECTIONS,
@@ -69,7 +73,7 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.store_backends import BACKENDS
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
-from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
+from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder, text_of
 from pypid.config.webhook_settings import (
     WEBHOOK_KEYS,
     WEBHOOK_SECTION,
@@ -153,7 +157,8 @@ class Config:
     #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
     #: the texts of the other files it read, by path (the htpasswd file,
-    #: the secrets' files: L{pypid.config.values.text_of}): given with its
+    #: the secrets' files, the bundles and key files of L{_HELD_KEYS}, the
+    #: trust root: L{pypid.config.values.text_of}): given with its
     #: text to a machine's workers, so that one started again reads the
     #: users and secrets as the machine took them, not a file being edited
     #: (which ended for good the tokens of the users it lacked)
@@ -462,6 +467,27 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
     return _Parsed(values, frozenset(given), named)
 
 
+#: The keys (beside those whose files are read here) naming a file that a
+#: part reads as it starts: held with the configuration too
+#: (L{Config.held}), so a worker started again reads what the machine took.
+#: C{[advisories] path} is data, not settings: read as it is.
+_HELD_KEYS = frozenset({"ca_bundle", "credentials_file"})
+
+
+def _hold_named(values: Mapping[tuple[str, str], Any], files: dict[str, str]) -> None:
+    """
+    Hold the text of each file of L{_HELD_KEYS} in C{files}. One that
+    cannot be read now is left out: the part that uses it says why, naming
+    its key, when (and only if) it is used.
+    """
+    for (_, key), path in values.items():
+        if key in _HELD_KEYS and isinstance(path, str):
+            try:
+                text_of(path, files)
+            except ValueError:
+                pass
+
+
 def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
               environ: Mapping[str, str], files: dict[str, str]) -> Config:
     """
@@ -497,6 +523,8 @@ def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,
     check_metrics(values, groups, fail)
     check_ldap(values, fail)
     check_sso(values, fail, files)
+    check_attestations(values, fail, files)
+    _hold_named(values, files)
     publishers = read_publishers(items, values, fail)
     namespaces = read_namespaces(
         items, users, groups, groups_from_outside(values),

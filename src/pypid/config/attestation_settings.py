@@ -18,26 +18,26 @@ import re
 
 import attrs
 
-from pypid.config.values import Keys, parse_optional_path, path_valued
+from pypid.config.values import Fail, Keys, Values, parse_optional_path, text_of
 from pypid.core.access.access_rules import RuleError, normalize_pattern
 
 #: The media type a trust root file declares.
 TRUST_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json"
 
 
-def check_trust_root(path: str) -> None:
+def check_trust_root(path: str, files: dict[str, str] | None = None) -> None:
     """
     Check that C{path} is a Sigstore trust root file: JSON of its media
     type, naming Fulcio CAs and transparency logs (a cheap read, no
     Sigstore import: the full parse comes with the verifier).
 
+    @param files: the texts read with the configuration (L{text_of}):
+        the file's is taken from there, or read and added.
     @raise ValueError: saying why not.
     """
+    text = text_of(path, {} if files is None else files)
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(4 << 20))
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+        data = json.loads(text)
     except ValueError:
         raise ValueError(f"{path} is not JSON (expected a Sigstore trusted_root.json)") from None
     media = data.get("mediaType") if isinstance(data, dict) else None
@@ -48,13 +48,18 @@ def check_trust_root(path: str) -> None:
         raise ValueError(f"{path} names no certificate authority or transparency log")
 
 
-@path_valued
-def parse_trust_root(value: str) -> str | None:
-    """A trust root file that can be read and is one (L{None}: the default one)."""
-    path = parse_optional_path(value)
+def check_attestations(values: Values, fail: Fail, files: dict[str, str]) -> None:
+    """
+    C{[attestations] trust_root}: a file that can be read and is a trust
+    root, held with the configuration (C{files}) as the verifier will
+    read it.
+    """
+    path = values["attestations", "trust_root"]
     if path is not None:
-        check_trust_root(path)
-    return path
+        try:
+            check_trust_root(path, files)
+        except ValueError as e:
+            fail("attestations", "trust_root", str(e))
 
 
 def parse_require(value: str) -> tuple[str, ...]:
@@ -86,6 +91,6 @@ class AttestationsConfig:
 
 #: key -> (default, parser) of C{[attestations]}.
 ATTESTATIONS_KEYS: Keys = {
-    "trust_root": ("", parse_trust_root),
+    "trust_root": ("", parse_optional_path),
     "require": ("", parse_require),
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -108,6 +108,20 @@ def text_of(path: str, files: dict[str, str]) -> str:
         raise ValueError(f"{path} is not UTF-8 text") from None
     files[path] = text
     return text
+
+
+def held_bytes(path: str, held: Mapping[str, str] | None) -> bytes:
+    """
+    The bytes of a file the configuration names, as read with it (its text
+    in C{held}, L{pypid.config.Config.held}) or, when it could not be
+    then, as it is now.
+
+    @raise OSError: it cannot be read.
+    """
+    if held is not None and path in held:
+        return held[path].encode("utf-8", "surrogateescape")
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def parse_positive_number(value: str) -> float:

@@ -19,6 +19,7 @@ deadline): treq's C{timeout} covers only the headers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
@@ -38,24 +39,29 @@ from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from pypid.config import Config
+from pypid.config.values import held_bytes
 from pypid.core.util.bounded import remember
 from pypid.core.util.startup import StartupError
 from pypid.http.public_only import Named, PublicOnlyEndpoint, PublicOnlyPool
 
 
-def https_policy(ca_bundle: str | None = None) -> BrowserLikePolicyForHTTPS:
+def https_policy(ca_bundle: str | None = None,
+                 held: Mapping[str, str] | None = None) -> BrowserLikePolicyForHTTPS:
     """
     How outbound HTTPS is checked: certificates and host names verified
     (service-identity), against the system's trust roots, or only those of
     C{ca_bundle} (a PEM file of CA certificates: a private CA).
 
+    @param held: the texts read with the configuration
+        (L{pypid.config.Config.held}): the bundle's there is used, not
+        the file as it is now (a worker started again trusts what the
+        machine took).
     @raise ValueError: when the bundle cannot be read or holds no certificate.
     """
     if ca_bundle is None:
         return BrowserLikePolicyForHTTPS()
     try:
-        with open(ca_bundle, "rb") as f:
-            pem = f.read()
+        pem = held_bytes(ca_bundle, held)
     except OSError as e:
         raise ValueError(f"cannot read {ca_bundle}: {e.strerror}")
     blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem,
@@ -76,7 +82,7 @@ def outbound_policy(config: Config) -> BrowserLikePolicyForHTTPS:
     @raise StartupError: when the bundle cannot be used.
     """
     try:
-        return https_policy(config.server.ca_bundle)
+        return https_policy(config.server.ca_bundle, config.held)
     except ValueError as e:
         raise StartupError(f"{config.where('pypid', 'ca_bundle')}: {e}")
 

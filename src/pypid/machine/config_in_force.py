@@ -2,7 +2,8 @@
 The configuration a machine runs on (L{ConfigInForce}): the text of the
 configuration file as the supervisor last took it, at its start and at
 each C{SIGHUP} it accepted, with the other files it read then (the
-htpasswd file, the secrets' files: L{pypid.config.Config.held}; the
+htpasswd file, the secrets' files, the CA bundles, the GCS key file,
+the Sigstore trust root: L{pypid.config.Config.held}; the
 C{[tls]} files when they can be served: L{pypid.tls.held_texts}), in a
 memory file every worker is given.
 

@@ -104,7 +104,8 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.gcs.object_calls import GCSClient
 
     gcs = cast(GCSConfig, config.stores["gcs"])
-    make = (partial(key_file_credentials, gcs.credentials_file) if gcs.credentials_file
+    make = (partial(key_file_credentials, gcs.credentials_file, config.held)
+            if gcs.credentials_file
             else metadata_server_credentials)
     http, pool = make_http(reactor, gcs.timeout, policy=outbound_policy(config))
     client = GCSClient(gcs.api_endpoint, bucket or gcs.bucket,

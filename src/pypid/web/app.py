@@ -528,7 +528,7 @@ class WebPart(Service):
             sources=sources, sso=identity.sso, ready=ready, registry=registry,
             attestations=make_attestation_checker(
                 config.source, config.attestations.trust_root, config.attestations.require,
-                publishing, run),
+                publishing, run, config.held),
             render=render, hub=hub, webhooks=webhooks, follower=follower,
             machine_metrics=MachineMetrics(server.snapshot + ".d/metrics", hub, run, reactor)
             if not hub.alone else None)

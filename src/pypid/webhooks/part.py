@@ -60,7 +60,7 @@ def check_bundles(subscriptions: Iterable[WebhookConfig], config: Config) -> Non
             continue
         from pypid.http.client import https_policy
         try:
-            https_policy(subscription.ca_bundle)
+            https_policy(subscription.ca_bundle, config.held)
         except ValueError as e:
             raise StartupError(f"{config.where('webhook:' + subscription.name, 'ca_bundle')}: "
                                f"{e}")
@@ -145,7 +145,7 @@ class WebhookPart(Service):
             prepare = store.start
         ledger = Ledger(records, reactor)
         # (one sender: the deliveries' and the admin's tests)
-        sender = Sender(reactor, config.server.ca_bundle)
+        sender = Sender(reactor, config.server.ca_bundle, config.held)
         in_force = SubscriptionsInForce(dict(config.webhooks))
         deliveries = None
         if deliver:
@@ -213,7 +213,7 @@ class WebhookPart(Service):
 
         def commit() -> str | None:
             # (new clients whatever changed: a CA bundle rotated in place is read again)
-            self.sender.reset()
+            self.sender.reset(config.held)
             if config.webhooks == before:
                 return None
             self.current.subscriptions = dict(config.webhooks)

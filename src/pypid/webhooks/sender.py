@@ -19,7 +19,7 @@ llhttp (L{pypid.webhooks.receivers}, loaded with the first subscription).
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -93,15 +93,19 @@ class Sender:
     """
 
     def __init__(self, clock: IReactorTime, default_ca_bundle: str | None,
+                 held: Mapping[str, str] | None = None,
                  wall: Callable[[], float] = _time.time) -> None:
         """
         @param default_ca_bundle: C{[pypid] ca_bundle}, for a subscription
             that names none.
+        @param held: the texts read with the configuration
+            (L{pypid.config.Config.held}), the bundles' among them.
         @param wall: the time the signatures carry (receivers compare it to
             theirs).
         """
         self._clock = clock
         self._default_ca_bundle = default_ca_bundle
+        self._held = held
         self._wall = wall
         self._receivers: dict[tuple[str, str | None, int, float], Receiver] = {}
         self._targets: dict[str, tuple[URI, bytes, str]] = {}
@@ -116,7 +120,8 @@ class Sender:
             from pypid.http.client import endpoint_for, https_policy
             from pypid.webhooks.receivers import Receiver
 
-            endpoint = endpoint_for(self._clock, https_policy(bundle), subscription.timeout, uri)
+            endpoint = endpoint_for(self._clock, https_policy(bundle, self._held),
+                                    subscription.timeout, uri)
             receiver = self._receivers[key] = Receiver(self._clock, endpoint,
                                                        subscription.max_connections)
         return receiver
@@ -183,11 +188,13 @@ class Sender:
                  else f"cannot reach {subscription.receiver}: {describe(failure.value)}")
         return Attempt(0, error, None, self._clock.seconds() - began)
 
-    def reset(self) -> Deferred[None]:
+    def reset(self, held: Mapping[str, str] | None = None) -> Deferred[None]:
         """
         Make new pools from now on (a reload: a CA bundle rotated in place,
-        another timeout), the kept connections closed.
+        another timeout), the kept connections closed; C{held}: the texts
+        the reload read (L{pypid.config.Config.held}).
         """
+        self._held = held
         return self.close()
 
     def close(self) -> Deferred[None]:

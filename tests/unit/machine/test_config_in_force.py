@@ -125,3 +125,60 @@ class ConfigInForceTests(SynchronousTestCase):
         self.assertEqual(now.upstream.credentials.secret, "pass-2")
         self.assertNotEqual(now.webhooks["builds"].key, taken.webhooks["builds"].key)
         self.assertEqual(sso_secret(now.sso, now.held), "client-2")
+
+    def test_named_files_held(self):
+        """
+        Every other file the configuration names that a worker reads as it
+        starts (each section's CA bundle, C{[gcs] credentials_file},
+        C{[attestations] trust_root}) is held too: loaded with what was
+        held, each is used as the machine took it, whatever the disk holds
+        now; one that could not be read is not held, and its user names
+        its key when it is used.
+        """
+        from pypid.auth.attestations import AttestationChecker
+        from pypid.core.util.startup import StartupError
+        from pypid.http.client import https_policy, outbound_policy
+        from pypid.storage.gcs.gcs_auth import key_file_credentials
+        from tests.harness.fake_gcs import key_file
+        from tests.harness.sigstore_root import TestSigstore
+        from tests.harness.tlsca import TestCA
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        bundle = TestCA(os.path.join(folder, "ca")).root_path
+        credentials, _ = key_file(folder, "http://127.0.0.1:1/token")
+        root = TestSigstore().write_trusted_root(os.path.join(folder, "root.json"))
+        path = os.path.join(folder, "pypid.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"[pypid]\nca_bundle = {bundle}\n"
+                    f"[ldap]\nurl = ldaps://127.0.0.1\nuser_base = ou=people,dc=corp,dc=example\n"
+                    f"ca_bundle = {bundle}\n"
+                    f"[webhook:builds]\nurl = https://hooks.example/pypid\n"
+                    f"secret = whsec_{'A' * 32}\nca_bundle = {bundle}\n"
+                    f"[gcs]\nbucket = packages\ncredentials_file = {credentials}\n"
+                    f"[attestations]\ntrust_root = {root}\n")
+        taken = load_config(path)
+        originals = {name: open(name, encoding="utf-8").read()
+                     for name in (bundle, credentials, root)}
+        self.assertEqual(dict(taken.held), originals)
+        for name in originals:
+            with open(name, "w", encoding="utf-8") as f:
+                f.write("{mid-edit")
+        self.assertIn("[attestations] trust_root",
+                      str(self.assertRaises(ConfigError, load_config, path)))
+        in_force = ConfigInForce.create(taken.text, taken.held)
+        self.addCleanup(in_force.close)
+        held = in_force.read()
+        again = load_config(path, text=held.text, held=held.held)
+        outbound_policy(again)
+        https_policy(again.webhooks["builds"].ca_bundle, again.held)
+        self.assertIn("holds no PEM", str(self.assertRaises(ValueError, https_policy, bundle)))
+        self.assertEqual(key_file_credentials(credentials, again.held).service_account_email,
+                         "pypid-tests@pypid.iam.gserviceaccount.com")
+        checker = AttestationChecker(root, None, None, (), again.held)
+        self.assertIsNotNone(checker.load())
+        # (a file that cannot be read is no error of the configuration's)
+        os.remove(bundle)
+        gone = load_config(path, text=held.text, held={root: held.held[root]})
+        self.assertNotIn(bundle, gone.held)
+        self.assertIn("[pypid] ca_bundle: cannot read",
+                      str(self.assertRaises(StartupError, outbound_policy, gone)))

@@ -19,11 +19,13 @@ configuration refuses C{download = redirect}).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from pypid.config.values import held_bytes
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.credential_life import AheadRefresh
@@ -35,12 +37,17 @@ SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 REFRESH_AHEAD = 300.0
 
 
-def key_file_credentials(path: str) -> Any:
-    """The service account of a key file (reading the file: call it in the thread pool)."""
+def key_file_credentials(path: str, held: Mapping[str, str] | None = None) -> Any:
+    """
+    The service account of a key file, its text as read with the
+    configuration (C{held}, L{pypid.config.Config.held}) or else read now:
+    call it in the thread pool.
+    """
     from google.oauth2 import service_account
     try:
-        return service_account.Credentials.from_service_account_file(path, scopes=[SCOPE])
-    except (OSError, ValueError, KeyError) as e:
+        info = json.loads(held_bytes(path, held))
+        return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
         raise StorageError(f"cannot use [gcs] credentials_file {path}: {e}") from None
 
 
