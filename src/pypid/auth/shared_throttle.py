@@ -5,9 +5,10 @@ A login throttle's counts across the workers of a machine
 fills) every check of credentials it begins
 and how each ended (failed, succeeded, abandoned), and a password reset's
 forgiveness; every other worker takes them into its own counts before its
-next answer (L{pypid.auth.throttle.LoginThrottle.sync}), and at each of
+next answer (L{pypid.auth.throttle.LoginThrottle.sync}) and at each of
 its reads of the lane meanwhile: an event is counted when it is read,
-never queued for a look that an idle worker may not make for a while. So a password
+never queued for a look that an idle worker may not make for a while.
+So a password
 spray spread over the workers meets the limits one process sets: the
 failures are the machine's, and so are the checks under way, which each
 hold one of the failures still allowed.
@@ -43,6 +44,7 @@ PENDING_TTL = 120.0
 
 #: The events: a check began, failed, succeeded, was abandoned; users forgiven.
 STARTED, FAILED, SUCCEEDED, ABANDONED, FORGIVEN = "s", "f", "g", "a", "r"
+_KINDS = frozenset({STARTED, FAILED, SUCCEEDED, ABANDONED, FORGIVEN})
 
 #: The longest user name (and client) an announcement carries as it is, in
 #: bytes as its JSON writes it: two, and the rest of an event, fit a slot
@@ -111,6 +113,7 @@ class ThrottleShare:
         throttle's own look, or the worker's read every
         L{pypid.machine.topics.TAKE_EVERY}), so that none waits in memory
         for a look and none falls off while the worker answers nothing.
+        Called once, by the throttle the share is of.
         """
         def heard(fields: Sequence[bytes], worker: int) -> None:
             if fields[0] != self._name:
@@ -120,7 +123,10 @@ class ThrottleShare:
                 at = float(rest[0]) if rest else None
             except (ValueError, TypeError):
                 return
-            take(Event(worker, kind, user, client, bool(guessable), at))
+            # (what no worker of this code tells is not counted)
+            if kind in _KINDS and isinstance(user, str | None) \
+                    and isinstance(client, str | None):
+                take(Event(worker, kind, user, client, bool(guessable), at))
         self._hub.on(Topic.THROTTLE, heard, past=True)
 
     def held(self) -> AbstractContextManager[None]:

@@ -73,7 +73,7 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.store_backends import BACKENDS
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
-from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder, text_of
+from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
 from pypid.config.webhook_settings import (
     WEBHOOK_KEYS,
     WEBHOOK_SECTION,
@@ -474,18 +474,23 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
 _HELD_KEYS = frozenset({"ca_bundle", "credentials_file"})
 
 
-def _hold_named(values: Mapping[tuple[str, str], Any], files: dict[str, str]) -> None:
+def _hold_named(values: Values, files: dict[str, str]) -> None:
     """
-    Hold the text of each file of L{_HELD_KEYS} in C{files}. One that
-    cannot be read now is left out: the part that uses it says why, naming
-    its key, when (and only if) it is used.
+    Hold each file of L{_HELD_KEYS} in C{files}, its bytes as they are
+    (decoded with C{surrogateescape}, which L{pypid.config.values.held_bytes}
+    undoes: a bundle's comments need not be UTF-8); the key file only of a
+    server on Google Cloud Storage. One that cannot be read now is left
+    out: the part that uses it says why, naming its key, when it is used.
     """
-    for (_, key), path in values.items():
-        if key in _HELD_KEYS and isinstance(path, str):
-            try:
-                text_of(path, files)
-            except ValueError:
-                pass
+    for (section, key), path in values.items():
+        if key not in _HELD_KEYS or not isinstance(path, str) or path in files \
+                or (section == "gcs" and values["storage", "backend"] != "gcs"):
+            continue
+        try:
+            with open(path, "rb") as f:
+                files[path] = f.read().decode("utf-8", "surrogateescape")
+        except OSError:
+            pass
 
 
 def _assemble(parser: configparser.ConfigParser, parsed: _Parsed, fail: _Blame,

@@ -20,18 +20,26 @@ A new key that is in neither is a failure of the test that holds this
 table to the parser's own list (C{tests/unit/config/test_reloading.py}).
 
 Files a key names follow the table by their names; their contents are
-read again at each reload as each part reads them: the C{[tls]} files, the
-htpasswd file, an upstream's password or token file and C{[ldap] ca_bundle}
-at every reload; the token file only when its path changed (the book in
-memory is what the daemon wrote); the C{[oidc]} and C{[sso]} bundles (or
-C{[pypid] ca_bundle} in their place) only when their settings changed.
+read with the configuration (L{pypid.config.Config.held}) and taken at a
+reload as each part takes them: the C{[tls]} files, the htpasswd file, an
+upstream's password or token file, C{[ldap] ca_bundle} and the webhooks'
+bundles at every reload; the token file only when its path changed (the
+book in memory is what the daemon wrote); the C{[oidc]} and C{[sso]}
+bundles only when their settings changed. The files of L{START_FILES}
+only a start takes, as their keys (L{held_as_started}).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
 
 from pypid.config.store_backends import BACKENDS
+
+if TYPE_CHECKING:
+    from pypid.config import Config
 
 #: A key the parts take in full at C{SIGHUP}.
 RELOAD = "reload"
@@ -141,3 +149,30 @@ def describe(changed: Iterable[tuple[str, str]]) -> str:
     return (f"{keys}: a change of "
             + ("this key" if "," not in keys else "these keys")
             + " is taken only at a restart; restart the server to apply it")
+
+
+#: The keys whose files only a start reads: the clients made of them (the
+#: upstream's, the storage's, the verifier of attestations) are made once.
+START_FILES = frozenset({("pypid", "ca_bundle"), ("gcs", "credentials_file"),
+                         ("attestations", "trust_root")})
+
+
+def held_as_started(before: Config, after: Config) -> Config:
+    """
+    C{after} (a configuration read at a reload), holding the files of
+    L{START_FILES} as C{before} (the one in force) held them, where the key
+    names the same file and no key a reload takes names it too: what
+    runs uses the file as the start read it, and so does a worker started
+    again after the reload, whatever was written to it since.
+    """
+    taken = {value for (section, key), value in after.keys.items()
+             if isinstance(value, str) and (section, key) not in START_FILES
+             and key in ("ca_bundle", "credentials_file") and how(section, key) == RELOAD}
+    kept = {}
+    for section_key in START_FILES:
+        path = after.keys.get(section_key)
+        if isinstance(path, str) and path == before.keys.get(section_key) \
+                and path in before.held and path not in taken \
+                and after.held.get(path) != before.held[path]:
+            kept[path] = before.held[path]
+    return attrs.evolve(after, held={**after.held, **kept}) if kept else after

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config import Config
-from pypid.config.reloading import describe, needs_restart
+from pypid.config.reloading import describe, held_as_started, needs_restart
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 
@@ -166,6 +166,8 @@ class Parts(Service):
             try:
                 config = self._load_config()
                 self._refuse_restart_keys(config)
+                if self._config is not None:
+                    config = held_as_started(self._config, config)
             except StartupError as e:
                 _not_reloading(e)
                 config, refusal = None, str(e)

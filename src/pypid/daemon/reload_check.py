@@ -25,7 +25,7 @@ import time
 from typing import TextIO
 
 from pypid.config import load_config
-from pypid.config.reloading import describe, needs_restart
+from pypid.config.reloading import describe, held_as_started, needs_restart
 from pypid.core.util.startup import StartupError
 from pypid.daemon.lean import CONFIG_FD
 from pypid.daemon.listeners import held_tls
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         changed = needs_restart(before.keys, config.keys)
         if changed:
             raise StartupError(f"{config.source}: {describe(changed)}")
+        config = held_as_started(before, config)
         tls, refused = held_tls(config, held.held, time.time())
         if refused is not None:
             err.write(f"Cannot reload TLS, still using the certificate loaded before: "

@@ -203,7 +203,7 @@ class Hub:
         self._handlers.setdefault(topic, []).append(handler)
         for told, fields, worker in self._cursors[ring].past() if past else ():
             if told is topic:
-                handler(fields, worker)
+                self._hand_one(handler, topic, fields, worker)
 
     def lost(self, handler: Callable[[], None]) -> None:
         """
@@ -239,12 +239,17 @@ class Hub:
 
     def _hand(self, topic: Topic, fields: list[bytes], worker: int) -> None:
         for handle in self._handlers.get(topic, ()):
-            try:
-                handle(fields, worker)
-            except Exception:
-                # (one handler's failure leaves the others' announcements taken in)
-                log.failure("Cannot take in {topic} of worker {worker}", topic=topic.name,
-                            worker=worker)
+            self._hand_one(handle, topic, fields, worker)
+
+    @staticmethod
+    def _hand_one(handle: Handler, topic: Topic, fields: list[bytes], worker: int) -> None:
+        try:
+            handle(fields, worker)
+        except Exception:
+            # (one handler's failure leaves the others' announcements taken
+            # in, and a worker's start goes on past one it cannot read)
+            log.failure("Cannot take in {topic} of worker {worker}", topic=topic.name,
+                        worker=worker)
 
 
 #: The hub of a server of one process: it tells nobody and hears nothing.

@@ -192,9 +192,10 @@ class Sender:
         """
         Make new pools from now on (a reload: a CA bundle rotated in place,
         another timeout), the kept connections closed; C{held}: the texts
-        the reload read (L{pypid.config.Config.held}).
+        the reload read (L{pypid.config.Config.held}; L{None}: those of before).
         """
-        self._held = held
+        if held is not None:
+            self._held = held
         return self.close()
 
     def close(self) -> Deferred[None]:

@@ -3,6 +3,8 @@ Tests for L{pypid.auth.shared_throttle}: two workers' login throttles on
 one ring count every failure and every check under way of the machine.
 """
 
+import json
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -146,6 +148,31 @@ class SharedThrottleTests(SynchronousTestCase):
         self.assertGreater(lane.latest(), LANE_SLOTS)
         self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
         self.assertEqual(two.reserve("mallory", "198.51.100.1"), 0.0)
+
+    def test_unreadable_event_skipped(self):
+        """
+        An event a worker of this code would not tell (a list for a user,
+        an unknown kind) is not counted, and does not stop a worker that
+        starts after it, nor hide the events after it.
+        """
+        lane = ChangeRing.create(slots=64, slot_size=LANE_SLOT_SIZE, tally=1)
+        self.addCleanup(lane.close)
+        first = ChangeRing.attach(lane.fileno(), 1)
+        self.addCleanup(first.close)
+        hub = Hub(first, first)
+        for odd in ([STARTED, ["alice"], ADDRESS, True, 1.0], ["?", "alice", ADDRESS, True, 1.0],
+                    [STARTED, "alice", {"a": 1}, True, 1.0]):
+            hub.publish(Topic.THROTTLE, b"login", json.dumps(odd).encode())
+        one = LoginThrottle(self.clock, max_failures=3, window=60,
+                            share=ThrottleShare(hub, b"login"))
+        for _ in range(3):
+            self.wrong_password(one)
+        second = ChangeRing.attach(lane.fileno(), 2)
+        self.addCleanup(second.close)
+        two = LoginThrottle(self.clock, max_failures=3, window=60,
+                            share=ThrottleShare(Hub(second, second), b"login"))
+        self.assertGreater(two.reserve("alice", ADDRESS), 1.0)
+        self.assertEqual(two.reserve("bob", ADDRESS), 0.0)
 
     def test_started_since(self):
         """

@@ -154,6 +154,10 @@ class ConfigInForceTests(SynchronousTestCase):
                     f"ca_bundle = {bundle}\n"
                     f"[webhook:builds]\nurl = https://hooks.example/pypid\n"
                     f"secret = whsec_{'A' * 32}\nca_bundle = {bundle}\n"
+                    f"[oidc]\nca_bundle = {bundle}\n"
+                    f"[sso]\nissuer = https://login.example/realms/acme\nclient_id = pypid\n"
+                    f"client_secret = s\nca_bundle = {bundle}\n"
+                    f"[storage]\nbackend = gcs\n"
                     f"[gcs]\nbucket = packages\ncredentials_file = {credentials}\n"
                     f"[attestations]\ntrust_root = {root}\n")
         taken = load_config(path)
@@ -169,8 +173,22 @@ class ConfigInForceTests(SynchronousTestCase):
         self.addCleanup(in_force.close)
         held = in_force.read()
         again = load_config(path, text=held.text, held=held.held)
+        # (each part that reads one, as it is made: from the disk, each
+        # would refuse the file as it is now)
+        from twisted.internet.task import Clock
+        from twisted.web.client import URI
+
+        from pypid.auth.factory import make_gate_materials, make_oidc_http, make_sso_http
+        from pypid.webhooks.part import check_bundles
+        from pypid.webhooks.sender import Sender
         outbound_policy(again)
-        https_policy(again.webhooks["builds"].ca_bundle, again.held)
+        self.assertIsNotNone(make_oidc_http(again, Clock()))
+        self.assertIsNotNone(make_sso_http(again, Clock()))
+        make_gate_materials(again, Clock(), None)  # ([ldap] ca_bundle: "holds no PEM" from disk)
+        check_bundles(again.webhooks.values(), again)
+        hook = again.webhooks["builds"]
+        Sender(Clock(), again.server.ca_bundle, again.held)._receiver(
+            hook, URI.fromBytes(hook.url.encode()), "https://hooks.example")
         self.assertIn("holds no PEM", str(self.assertRaises(ValueError, https_policy, bundle)))
         self.assertEqual(key_file_credentials(credentials, again.held).service_account_email,
                          "pypid-tests@pypid.iam.gserviceaccount.com")
@@ -182,3 +200,83 @@ class ConfigInForceTests(SynchronousTestCase):
         self.assertNotIn(bundle, gone.held)
         self.assertIn("[pypid] ca_bundle: cannot read",
                       str(self.assertRaises(StartupError, outbound_policy, gone)))
+
+    def test_start_files_kept_at_reload(self):
+        """
+        A C{SIGHUP} after the files of keys only a start takes were
+        written (C{[pypid] ca_bundle}, C{[gcs] credentials_file},
+        C{[attestations] trust_root}) keeps them as the start read them,
+        for the workers running and those started again; a file a key a
+        reload takes names (a webhook's bundle, C{[ldap] ca_bundle}) is
+        taken as it is now. A bundle's bytes are held as they are, UTF-8
+        or not.
+        """
+        import json
+
+        from pypid.config.reloading import held_as_started
+        from pypid.config.values import held_bytes
+        from pypid.daemon import reload_check
+        from tests.harness.fake_gcs import key_file
+        from tests.harness.sigstore_root import TestSigstore
+        from tests.harness.tlsca import TestCA
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        bundle = TestCA(os.path.join(folder, "ca")).root_path
+        with open(bundle, "ab") as f:
+            f.write(b"# Issuer: Gro\xdfe Firma (Latin-1)\n")
+        hooks = TestCA(os.path.join(folder, "hooks")).root_path
+        credentials, _ = key_file(folder, "http://127.0.0.1:1/token")
+        root = TestSigstore().write_trusted_root(os.path.join(folder, "root.json"))
+        path = os.path.join(folder, "pypid.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"[pypid]\nca_bundle = {bundle}\n"
+                    f"[webhook:builds]\nurl = https://hooks.example/pypid\n"
+                    f"secret = whsec_{'A' * 32}\nca_bundle = {hooks}\n"
+                    f"[storage]\nbackend = gcs\n"
+                    f"[gcs]\nbucket = packages\ncredentials_file = {credentials}\n"
+                    f"[attestations]\ntrust_root = {root}\n")
+        started = load_config(path)
+        before = {name: held_bytes(name, started.held) for name in (bundle, hooks, credentials,
+                                                                    root)}
+        self.assertTrue(before[bundle].endswith(b"Gro\xdfe Firma (Latin-1)\n"))
+        in_force = ConfigInForce.create(started.text, started.held)
+        self.addCleanup(in_force.close)
+        with open(TestCA(os.path.join(folder, "ca2")).root_path, "rb") as f:
+            other = f.read()  # (another CA)
+        for name in (bundle, hooks):
+            with open(name, "wb") as out:
+                out.write(other)
+        key_file(folder, "http://127.0.0.1:2/token")  # (written over credentials)
+        TestSigstore().write_trusted_root(root)
+        argv = [json.dumps({"config": path, "listen": [], "set": []})]
+        self.assertEqual(reload_check.main(argv, in_force.fileno()), 0)
+        held = in_force.read().held
+        for name in (bundle, credentials, root):
+            self.assertEqual(held_bytes(name, held), before[name], name)
+        self.assertNotEqual(held_bytes(hooks, held), before[hooks])
+        self.assertEqual(held_bytes(hooks, held), open(hooks, "rb").read())
+        # (a server of one process, which reads the file at a reload, alike)
+        from twisted.application.service import Service
+        from twisted.internet.testing import MemoryReactorClock
+        from zope.interface import implementer
+
+        from pypid.core.parts import IReloadable
+        from pypid.daemon.container import Parts
+        offered = []
+
+        @implementer(IReloadable)
+        class Taker(Service):
+            def prepare_reload(self, config):
+                offered.append(config)
+                return None
+        Parts([("taker", Taker())], MemoryReactorClock(), load_config=lambda: load_config(path),
+              config=started).reload()
+        self.assertEqual([held_bytes(name, offered[0].held) for name in (bundle, root, hooks)],
+                         [before[bundle], before[root], open(hooks, "rb").read()])
+        # (named by a key a reload takes too: taken as it is now)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"[ldap]\nurl = ldaps://127.0.0.1\nuser_base = dc=corp,dc=example\n"
+                    f"ca_bundle = {bundle}\n")
+        both = held_as_started(started, load_config(path))
+        self.assertEqual(held_bytes(bundle, both.held), open(bundle, "rb").read())
+        self.assertEqual(held_bytes(root, both.held), before[root])
