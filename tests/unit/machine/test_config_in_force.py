@@ -126,6 +126,17 @@ class ConfigInForceTests(SynchronousTestCase):
         self.assertNotEqual(now.webhooks["builds"].key, taken.webhooks["builds"].key)
         self.assertEqual(sso_secret(now.sso, now.held), "client-2")
 
+    def named_files(self):
+        """A folder with a CA bundle, a GCS key file and a trust root, and their paths."""
+        from tests.harness.fake_gcs import key_file
+        from tests.harness.sigstore_root import TestSigstore
+        from tests.harness.tlsca import TestCA
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        credentials, _ = key_file(folder, "http://127.0.0.1:1/token")
+        return (folder, TestCA(os.path.join(folder, "ca")).root_path, credentials,
+                TestSigstore().write_trusted_root(os.path.join(folder, "root.json")))
+
     def test_named_files_held(self):
         """
         Every other file the configuration names that a worker reads as it
@@ -139,14 +150,7 @@ class ConfigInForceTests(SynchronousTestCase):
         from pypid.core.util.startup import StartupError
         from pypid.http.client import https_policy, outbound_policy
         from pypid.storage.gcs.gcs_auth import key_file_credentials
-        from tests.harness.fake_gcs import key_file
-        from tests.harness.sigstore_root import TestSigstore
-        from tests.harness.tlsca import TestCA
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        bundle = TestCA(os.path.join(folder, "ca")).root_path
-        credentials, _ = key_file(folder, "http://127.0.0.1:1/token")
-        root = TestSigstore().write_trusted_root(os.path.join(folder, "root.json"))
+        folder, bundle, credentials, root = self.named_files()
         path = os.path.join(folder, "pypid.ini")
         with open(path, "w", encoding="utf-8") as f:
             f.write(f"[pypid]\nca_bundle = {bundle}\n"
@@ -219,14 +223,10 @@ class ConfigInForceTests(SynchronousTestCase):
         from tests.harness.fake_gcs import key_file
         from tests.harness.sigstore_root import TestSigstore
         from tests.harness.tlsca import TestCA
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        bundle = TestCA(os.path.join(folder, "ca")).root_path
+        folder, bundle, credentials, root = self.named_files()
         with open(bundle, "ab") as f:
             f.write(b"# Issuer: Gro\xdfe Firma (Latin-1)\n")
         hooks = TestCA(os.path.join(folder, "hooks")).root_path
-        credentials, _ = key_file(folder, "http://127.0.0.1:1/token")
-        root = TestSigstore().write_trusted_root(os.path.join(folder, "root.json"))
         path = os.path.join(folder, "pypid.ini")
         with open(path, "w", encoding="utf-8") as f:
             f.write(f"[pypid]\nca_bundle = {bundle}\n"
