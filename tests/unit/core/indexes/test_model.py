@@ -1681,7 +1681,7 @@ class AccessMachine(RuleBasedStateMachine):
         directory = self.directory
         real = ldap_module.make_directory
 
-        def make_directory(settings, reactor, fallback_ca=None):
+        def make_directory(settings, reactor, fallback_ca=None, held=None):
             return attrs.evolve(directory, key=settings.key) if settings.url else None
         ldap_module.make_directory = make_directory
         self.patched = lambda: setattr(ldap_module, "make_directory", real)
