@@ -16,11 +16,17 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
+from unittest import SkipTest
 from urllib.parse import urlencode
 
+from twisted.trial.unittest import SynchronousTestCase
+
 from pypid.machine.ring import SLOTS
+from tests import CHECKOUT
 from tests.harness.bucket_e2e import CloudTestCase
 from tests.harness.distributions import make_wheel
 from tests.harness.e2e import (
@@ -48,6 +54,7 @@ from tests.harness.e2e import (
 )
 from tests.harness.e2e_clouds import AZURE, GCS
 from tests.harness.e2e_s3 import StoreTestCase
+from tests.harness.system import require
 
 #: The workers of the machine under test.
 WORKERS = 2
@@ -877,6 +884,34 @@ class StalledWorkerTests(DaemonTestCase):
         self.assertNotIn(b"it hangs", daemon.log_since_start())
 
 
+class SilentQueueTests(SynchronousTestCase):
+    """
+    The connections queued on a worker as it goes silent, as
+    docs/operations.rst says: reset where C{net.ipv4.tcp_migrate_req} is
+    0 (the kernel's default), every one answered by the other worker where
+    it is 1 (L{tests.harness.silent_queue}, in a network namespace of its
+    own: the host's setting is left as it is).
+    """
+
+    def outcomes(self, setting):
+        if os.geteuid() != 0:
+            raise SkipTest("needs root: a network namespace of its own (unshare -n)")
+        found = require({"unshare": "util-linux", "ip": "iproute2"})
+        done = subprocess.run(
+            [found["unshare"], "-n", "sh", "-c",
+             f"{found['ip']} link set lo up && exec {sys.executable} -m "
+             f"tests.harness.silent_queue {setting}"],
+            cwd=CHECKOUT, capture_output=True, timeout=240, check=False)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        return json.loads(done.stdout.splitlines()[-1])
+
+    def test_reset_or_handed_on(self):
+        self.assertEqual(self.outcomes(1), {"200": 40})
+        reset = self.outcomes(0)
+        self.assertEqual(sum(reset.values()), 40)
+        self.assertGreater(reset.get("ConnectionResetError", 0), 0, reset)
+
+
 class StopTests(DaemonTestCase):
     """The machine stops as one server does."""
 
@@ -950,7 +985,6 @@ class StopTests(DaemonTestCase):
         """C{twistd -ny pypid.tac} runs the machine too: its workers are C{twistd pypid}."""
         import subprocess
 
-        from tests import CHECKOUT
         from tests.harness.e2e import HOST, TWISTD, clean_env, free_port
         daemon = Daemon(os.path.abspath(self.mktemp()), self.settings)
         port = free_port()
