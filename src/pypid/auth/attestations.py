@@ -33,6 +33,7 @@ C{Attestation.verify} would fetch it through TUF: it is not called).
 from __future__ import annotations
 
 import importlib.resources
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -396,11 +397,13 @@ class AttestationChecker:
             if self._verifier is None:
                 from sigstore.models import TrustedRoot
                 from sigstore.verify import Verifier
-                from sigstore_models.trustroot import v1 as trustroot_v1
                 try:
-                    # (TrustedRoot.from_file, from the text held)
-                    root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(
-                        held_bytes(self._trust_root, self._held)))
+                    # (sigstore reads a trust root only from a file: the
+                    # bytes held are given it as one)
+                    with tempfile.NamedTemporaryFile(suffix=".json") as copy:
+                        copy.write(held_bytes(self._trust_root, self._held))
+                        copy.flush()
+                        root = TrustedRoot.from_file(copy.name)
                 except Exception as e:
                     raise TrustRootError(f"{self._trust_root} cannot be used as a Sigstore "
                                          f"trust root: {e}")

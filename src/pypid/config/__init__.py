@@ -73,7 +73,7 @@ from pypid.config.storage_settings import STORAGE_KEYS, StorageConfig
 from pypid.config.store_backends import BACKENDS
 from pypid.config.tls_settings import TLS_KEYS, TLSConfig, check_tls, no_tls
 from pypid.config.upstream_settings import UPSTREAM_KEYS, UpstreamConfig, read_upstream
-from pypid.config.values import PATH_PARSERS, Keys, Values, in_folder
+from pypid.config.values import HELD_KEYS, PATH_PARSERS, Keys, Values, in_folder, text_of
 from pypid.config.webhook_settings import (
     WEBHOOK_KEYS,
     WEBHOOK_SECTION,
@@ -157,7 +157,7 @@ class Config:
     #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
     #: the texts of the other files it read, by path (the htpasswd file,
-    #: the secrets' files, the bundles and key files of L{_HELD_KEYS}, the
+    #: the secrets' files, the bundles and key files of L{HELD_KEYS}, the
     #: trust root: L{pypid.config.values.text_of}): given with its
     #: text to a machine's workers, so that one started again reads the
     #: users and secrets as the machine took them, not a file being edited
@@ -467,29 +467,20 @@ def _parse(parser: configparser.ConfigParser, fail: _Blame,
     return _Parsed(values, frozenset(given), named)
 
 
-#: The keys (beside those whose files are read here) naming a file that a
-#: part reads as it starts: held with the configuration too
-#: (L{Config.held}), so a worker started again reads what the machine took.
-#: C{[advisories] path} is data, not settings: read as it is.
-_HELD_KEYS = frozenset({"ca_bundle", "credentials_file"})
-
-
 def _hold_named(values: Values, files: dict[str, str]) -> None:
     """
-    Hold each file of L{_HELD_KEYS} in C{files}, its bytes as they are
-    (decoded with C{surrogateescape}, which L{pypid.config.values.held_bytes}
-    undoes: a bundle's comments need not be UTF-8); the key file only of a
-    server on Google Cloud Storage. One that cannot be read now is left
-    out: the part that uses it says why, naming its key, when it is used.
+    Hold each file of L{HELD_KEYS} in C{files} as L{text_of} keeps it; the
+    key file only of a server on Google Cloud Storage. One that cannot be
+    read now is left out: the part that uses it says why, naming its key,
+    when it is used.
     """
     for (section, key), path in values.items():
-        if key not in _HELD_KEYS or not isinstance(path, str) or path in files \
+        if key not in HELD_KEYS or not isinstance(path, str) \
                 or (section == "gcs" and values["storage", "backend"] != "gcs"):
             continue
         try:
-            with open(path, "rb") as f:
-                files[path] = f.read().decode("utf-8", "surrogateescape")
-        except OSError:
+            text_of(path, files, strict=False)
+        except ValueError:
             pass
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pypid.config.store_backends import BACKENDS
+from pypid.config.values import HELD_KEYS
 
 if TYPE_CHECKING:
     from pypid.config import Config
@@ -167,7 +168,7 @@ def held_as_started(before: Config, after: Config) -> Config:
     """
     taken = {value for (section, key), value in after.keys.items()
              if isinstance(value, str) and (section, key) not in START_FILES
-             and key in ("ca_bundle", "credentials_file") and how(section, key) == RELOAD}
+             and key in HELD_KEYS and how(section, key) == RELOAD}
     kept = {}
     for section_key in START_FILES:
         path = after.keys.get(section_key)

@@ -86,27 +86,40 @@ def parse_optional_path(value: str) -> str | None:
     return parse_path(value) if value else None
 
 
-def text_of(path: str, files: dict[str, str]) -> str:
+#: The keys (beside those whose files are read as they are parsed) naming
+#: a file that a part reads as it starts: held with the configuration too
+#: (L{pypid.config.Config.held}), so a worker started again reads what the
+#: machine took. C{[advisories] path} is data, not settings: read as it is.
+HELD_KEYS = frozenset({"ca_bundle", "credentials_file"})
+
+
+def text_of(path: str, files: dict[str, str], strict: bool = True) -> str:
     """
     The text of the file at C{path}, a file the configuration names: the
     one in C{files} (the texts read with the configuration, by path, which
     a machine's supervisor gives its workers: L{pypid.config.Config.held})
     when it is there, else read now and added to them. So a worker started
     again reads a users' file or a secret as the machine took it, never
-    one edited since and not yet reloaded.
+    one edited since and not yet reloaded. Its bytes are kept as they are
+    (decoded with C{surrogateescape}, which L{held_bytes} undoes: a
+    bundle's comments need not be UTF-8); C{strict} refuses a file that is
+    not UTF-8 (users, secrets, a trust root).
 
     @raise ValueError: when it cannot be read or is not UTF-8 text, naming it.
     """
-    if path in files:
-        return files[path]
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    files[path] = text
+    text = files.get(path)
+    if text is None:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "surrogateescape")
+        except OSError as e:
+            raise ValueError(f"cannot read {path}: {e.strerror}") from None
+        files[path] = text
+    if strict:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path} is not UTF-8 text") from None
     return text
 
 

@@ -103,6 +103,18 @@ class ReadTests(SynchronousTestCase):
         self.assertEqual(str(self.assertRaises(ValueError, read_htpasswd, binary)),
                          f"{binary} is not UTF-8 text")
 
+    def test_held_as_bytes_refused_as_text(self):
+        """
+        A file held as it is (a bundle's Latin-1 comments) is refused as
+        text all the same, when a key that needs text names it too.
+        """
+        binary = write_file(self.mktemp(), b"alice:\xff\n")
+        files: dict[str, str] = {}
+        self.assertEqual(text_of(binary, files, strict=False).encode("utf-8", "surrogateescape"),
+                         b"alice:\xff\n")
+        self.assertEqual(str(self.assertRaises(ValueError, text_of, binary, files)),
+                         f"{binary} is not UTF-8 text")
+
 
 class BcryptLoginTests(TestCase):
     """A bcrypt user logs in through the verifier (in its thread pool)."""
