@@ -82,6 +82,7 @@ from pypid.core.dists.version_order import release_key
 from pypid.core.dists.wheel_variants import InvalidVariant, check_joins
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry, verify_writers
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.jobs.run import Run
 from pypid.storage.base.disk import remove_file
 from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage, RecordRefused
@@ -534,18 +535,18 @@ def import_entries(ingest: Ingest, when: str, who: str) -> list[Entry]:
     entries: list[Entry] = []
     for filename in report.imported:
         record = ingest.records[filename]
-        entries.append(Entry(time=when, event="import", project=record.project,
+        entries.append(Entry(time=when, event=ChangeKind.IMPORT, project=record.project,
                              version=record.version, filename=filename, sha256=record.sha256,
                              detail=f"from {ingest.origins.get(filename, '?')}, by {who}"))
     for filename in report.buried:
-        entries.append(Entry(time=when, event="import", filename=filename,
+        entries.append(Entry(time=when, event=ChangeKind.IMPORT, filename=filename,
                              detail=f"a tombstone, by {who}"))
     for project, what in report.statuses:
         # (the status first, as the daemon's own entries have it)
-        entries.append(Entry(time=when, event="status", project=project,
+        entries.append(Entry(time=when, event=ChangeKind.STATUS, project=project,
                              detail=f"{what}; imported, by {who}"))
     if report.audit_new:
-        entries.append(Entry(time=when, event="import", target=report.audit_kept,
+        entries.append(Entry(time=when, event=ChangeKind.IMPORT, target=report.audit_kept,
                              detail=f"the source's audit log: {report.audit_files} files, "
                                     f"{report.audit_entries} entries, "
                                     f"{len(report.audit_broken)} broken links, by {who}"))

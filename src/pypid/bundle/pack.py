@@ -67,6 +67,7 @@ from pypid.bundle.manifest import (
 from pypid.core.dists.model import FileRecord, format_upload_time
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import OK, AuditError, decode, split_lines
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.units import counted
 from pypid.storage.base.disk import remove_file
 from pypid.storage.base.interface import IStorage
@@ -291,7 +292,7 @@ def status_setters(logged: Sequence[tuple[str, bytes]], index: str
                 entry = decode(line)
             except AuditError:
                 continue
-            if (entry.event != "status" or entry.outcome != OK or entry.project is None
+            if (entry.event != ChangeKind.STATUS or entry.outcome != OK or entry.project is None
                     or entry.index != wanted):
                 continue
             last = found.get(entry.project)

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorProcess, IReactorSocket, IReacto
 from pypid.advisories.feed import AdvisoryFeed
 from pypid.config import Config
 from pypid.core.records.audit_chain import Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.security.advisories import AdvisoryBoard
 from pypid.daemon.container import Parts
 from pypid.daemon.inherited import adopted
@@ -262,7 +263,7 @@ def _ring(hub: Hub, entries: Sequence[Entry]) -> None:
 
 def _audit_reload(audit: IJournal, clock: IReactorTime, outcome: str, detail: str) -> None:
     """A reload's audit entry (a machine's: its first worker's), and so its webhook event."""
-    audit.queue(Entry(time=format_time(clock.seconds()), event="reload", outcome=outcome,
+    audit.queue(Entry(time=format_time(clock.seconds()), event=ChangeKind.RELOAD, outcome=outcome,
                        detail=detail))
 
 

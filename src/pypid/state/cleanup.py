@@ -31,6 +31,7 @@ from pypid.config.retention_settings import RetentionConfig
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.retention import RetentionPlan, RetentionRules, make_plan
 from pypid.core.records.audit_chain import Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.jobs.periodic import Periodic
 from pypid.state.recycle_bin import RecycleBin, lock_key
 from pypid.state.usage_log import UsageLog
@@ -178,7 +179,7 @@ class RetentionSchedule(Periodic):
 def retention_entry(now: float, index: str, record: FileRecord, reason: str,
                     user: str | None = None, address: str | None = None) -> Entry:
     """The audit entry of a file a cleanup of C{index} removed."""
-    return Entry(time=format_time(now), event="retention", user=user, address=address,
+    return Entry(time=format_time(now), event=ChangeKind.RETENTION, user=user, address=address,
                  index=None if index == "default" else index, project=record.project,
                  version=record.version, filename=record.filename, sha256=record.sha256,
                  detail=reason)

@@ -34,6 +34,7 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import distribution_key
 from pypid.core.indexes.index import Index
 from pypid.core.records.audit_chain import Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.units import format_duration
 from pypid.jobs.periodic import Periodic
 from pypid.storage.base.interface import FilenameDeleted, IStorage
@@ -216,7 +217,7 @@ class BinUpkeep(Periodic):
         if self.audit is None:
             return
         self.audit.queue(Entry(
-            time=format_time(self.clock.seconds()), event="purge",
+            time=format_time(self.clock.seconds()), event=ChangeKind.PURGE,
             index=None if name == "default" else name, project=record.project,
             version=record.version, filename=record.filename, sha256=record.sha256,
             detail=f"kept {format_duration(keep_for)} in the recycle bin"))

@@ -17,16 +17,13 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.audit_chain import Entry, format_time
+from pypid.core.records.change_kinds import ChangeKind
 from pypid.storage.base.journal import IJournal
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
     from pypid.upstream.source import UpstreamSource
     from pypid.upstream.takedowns import Takedown
-
-#: The audit events of a file taken down upstream, and listed there again.
-TAKEDOWN, RELISTED = "upstream-takedown", "upstream-relisted"
-
 
 def log_takedowns(sources: Iterable[UpstreamSource], audit: IJournal | None,
                   clock: IReactorTime) -> None:
@@ -40,7 +37,8 @@ def log_takedowns(sources: Iterable[UpstreamSource], audit: IJournal | None,
                                                       else "not served")
                     if down else "listed upstream again; served again")
             audit.queue(Entry(
-                time=format_time(clock.seconds()), event=TAKEDOWN if down else RELISTED,
+                time=format_time(clock.seconds()),
+                event=ChangeKind.UPSTREAM_TAKEDOWN if down else ChangeKind.UPSTREAM_RELISTED,
                 project=takedown.project, filename=takedown.filename,
                 detail=f"upstream {name}: {what}"))
         source.on_takedown(record)

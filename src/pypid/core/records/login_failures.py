@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from pypid.core.records.audit_chain import REFUSED, Entry, format_time, text
+from pypid.core.records.change_kinds import ChangeKind
 
 #: Failed logins are counted per minute.
 LOGIN_WINDOW = 60.0
@@ -56,7 +57,7 @@ class LoginFailures:
     # (event, outcome) -> count
     _overflow: dict[tuple[str, str], int] = attrs.field(factory=dict)
 
-    def add(self, now: float, event: str, user: str | None, address: str | None,
+    def add(self, now: float, event: ChangeKind, user: str | None, address: str | None,
             token: str | None = None, outcome: str = REFUSED,
             detail: str | None = None) -> list[Entry]:
         """

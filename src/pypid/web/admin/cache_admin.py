@@ -134,7 +134,7 @@ class CacheAdmin:
                   for pin in pins if pin not in allowed]
         report += await proxy.upkeep.precache(allowed)
         statuses = Counter(str(item.get("status")) for item in report)
-        self._audit.record(request, identity, "precache", detail=", ".join(
+        self._audit.record(request, identity, ChangeKind.PRECACHE, detail=", ".join(
             f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
         return send_json(request, {"files": report})
 

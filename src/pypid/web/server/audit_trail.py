@@ -225,10 +225,10 @@ class AuditTrail:
         is no user's) from C{address}, folded per minute; nobody waits for
         its write.
         """
-        event = "login-throttled" if throttled else "login-failed"
+        event = ChangeKind.LOGIN_THROTTLED if throttled else ChangeKind.LOGIN_FAILED
         self._append(self._logins.add(self._clock.seconds(), event, user, address, token))
 
-    def fold_refused(self, address: str | None, user: str | None, event: str,
+    def fold_refused(self, address: str | None, user: str | None, event: ChangeKind,
                      error: HTTPError) -> None:
         """
         Record that C{event}, asked by a client without credentials from
