@@ -42,6 +42,7 @@ from pypid.daemon.machine import (
     Signals,
     WorkerRole,
     build_supervisor,
+    note_usr1,
     process_title,
     worker_signals,
 )
@@ -159,6 +160,7 @@ def makeService(options: Options, reactor: IServerReactor | None = None,
         # (in every real process: Python's default for SIGHUP would stop it
         # at once, without its last snapshot)
         reload_on_hangup(reactor, service.reload)
+        reactor.callWhenRunning(note_usr1, reactor)
         if worker is not None:
             reactor.callWhenRunning(worker_signals, reactor)
         title = process_title(worker, config, options.arguments)

@@ -88,13 +88,18 @@ class RestartTests(DaemonTestCase):
     def test_hangup_keeps_serving(self):
         """
         SIGHUP (systemd's reload) does not stop a server without an https:
-        listener: it says so, and goes on serving what it held.
+        listener, nor does SIGUSR1 (a log rotation's, whose default stops a
+        process) one that logs to standard output: it says so, and goes on
+        serving what it held.
         """
         daemon, page, dists = self.populated("hangup")
         pid = daemon.pid
         os.kill(pid, signal.SIGHUP)
         wait_for(lambda: b"Reloaded the configuration" in daemon.log_since_start(), 60,
                  "the server did not log the signal")
+        os.kill(pid, signal.SIGUSR1)
+        wait_for(lambda: b"Received SIGUSR1" in daemon.log_since_start(), 60,
+                 "the server did not log SIGUSR1")
         self.assertTrue(daemon.running())
         self.assertEqual(daemon.pid, pid)
         self.assert_served(daemon, "hangup", page, dists)

@@ -613,6 +613,22 @@ class WorkerRestartTests(DaemonTestCase):
         self.assertEqual(text.count(b"Reloaded the configuration"), before)
         self.assertEqual(text.count(b"Not reloading the configuration"), 1)
 
+    def test_usr1(self):
+        """
+        C{SIGUSR1} (a log rotation's, or C{systemctl kill -s USR1}, which
+        reaches every process of the unit) stops no process of the machine:
+        the supervisor and each worker say so and go on.
+        """
+        daemon = self.daemon
+        pids = worker_pids(daemon)
+        before = daemon.log_since_start().count(b"Received SIGUSR1")
+        for pid in [daemon.pid, *pids]:
+            os.kill(pid, signal.SIGUSR1)
+        wait_for(lambda: daemon.log_since_start().count(b"Received SIGUSR1")
+                 >= before + 1 + WORKERS, 30, "every process noted SIGUSR1")
+        self.assertEqual(worker_pids(daemon), pids)
+        self.assertEqual(workers_up(daemon), WORKERS)
+
     def test_restart_reads_the_config_in_force(self):
         """
         A worker started again runs on the configuration the machine runs

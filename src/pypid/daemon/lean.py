@@ -135,6 +135,18 @@ class Log:
             if self._size >= self._rotate_at:
                 self.rotate()
 
+    def reopen(self) -> None:
+        """
+        At C{SIGUSR1}: rotate the file; without one (standard output, or
+        syslog), say there is none, where Python's default stopped the
+        supervisor and so the server without a word.
+        """
+        if self._file is None:
+            self("info", "Received SIGUSR1: the log goes to standard output or syslog, "
+                 "not to a file to reopen; going on")
+        else:
+            self.rotate()
+
     def rotate(self) -> None:
         """Start a new file: C{log} becomes C{log.1}, C{log.1} C{log.2}, and so on."""
         if self._file is None or self._path is None:
@@ -255,7 +267,7 @@ class Machine:
         self._loop.on_signal(signal.SIGTERM, self.stop)
         self._loop.on_signal(signal.SIGINT, self.stop)
         self._loop.on_signal(signal.SIGHUP, self.reload)
-        self._loop.on_signal(signal.SIGUSR1, self._log.rotate)
+        self._loop.on_signal(signal.SIGUSR1, self._log.reopen)
         if self._watchdog:
             self._beat()
         self.supervisor.start()

@@ -159,12 +159,23 @@ class Signals(Protocol):
         """The interrupt signal's number."""
 
     @property
+    def SIGUSR1(self) -> int:
+        """The first user signal's number (a log rotation's)."""
+
+    @property
     def SIG_IGN(self) -> Handlers:
         """The handler that ignores a signal."""
+
+    @property
+    def SIG_DFL(self) -> Handlers:
+        """The default handler of a signal."""
 
     def signal(self, signalnum: int,
                handler: Callable[[int, FrameType | None], None] | Handlers) -> object:
         """Install C{handler} for C{signalnum}."""
+
+    def getsignal(self, signalnum: int) -> object:
+        """The handler of C{signalnum}."""
 
 
 def worker_signals(reactor: IStoppingReactor, signals: Signals = signal) -> None:
@@ -179,6 +190,26 @@ def worker_signals(reactor: IStoppingReactor, signals: Signals = signal) -> None
         reactor.callFromThread(_stop_once, reactor)
     signals.signal(signals.SIGTERM, stop)
     signals.signal(signals.SIGINT, signals.SIG_IGN)
+
+
+def note_usr1(reactor: IReactorFromThreads, signals: Signals = signal) -> None:
+    """
+    Take C{SIGUSR1} where nothing else does: Python's default stops the
+    process without a word, and a log rotation's C{SIGUSR1} (or a
+    C{systemctl kill -s USR1}, which reaches every worker) then stopped the
+    server. Run once the reactor runs: twistd, writing its own log file,
+    installs its rotation of it as it starts logging (after the service is
+    made) only where the signal still has its default, and that is kept.
+    Elsewhere the log goes to standard output (a worker's to its
+    supervisor), so there is no file to reopen: the signal is logged.
+    """
+    if signals.getsignal(signals.SIGUSR1) != signals.SIG_DFL:
+        return
+
+    def noted(signum: int, frame: FrameType | None) -> None:
+        reactor.callFromThread(log.info, "Received SIGUSR1: this process writes its log to "
+                               "standard output, not to a file to reopen; going on")
+    signals.signal(signals.SIGUSR1, noted)
 
 
 def _stop_once(reactor: IReactorCore) -> None:

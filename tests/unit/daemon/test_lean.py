@@ -4,6 +4,7 @@ library: its loop's calls to come and signals, the processes it starts
 with their descriptors placed, how an end is told, and its log.
 """
 
+import io
 import json
 import os
 import signal
@@ -94,6 +95,21 @@ class ProcessesTests(SynchronousTestCase):
 
 class LogTests(SynchronousTestCase):
     """The lean supervisor's log."""
+
+    def test_usr1_without_a_file(self):
+        """
+        C{SIGUSR1} (L{Log.reopen}) rotates a log file, and where the log
+        goes to standard output says there is none to reopen.
+        """
+        out = io.StringIO()
+        Log(stream=out).reopen()
+        self.assertIn("Received SIGUSR1: the log goes to standard output", out.getvalue())
+        folder = self.mktemp()
+        os.makedirs(folder)
+        log = Log(file=os.path.join(folder, "twistd.log"))
+        log("info", "before")
+        log.reopen()
+        self.assertEqual(sorted(os.listdir(folder)), ["twistd.log", "twistd.log.1"])
 
     def test_file_rotated(self):
         """A log file is rotated once it holds enough, and at C{SIGUSR1} (L{Log.rotate})."""

@@ -25,6 +25,7 @@ from pypid.daemon.machine import (
     SupervisorWatch,
     WorkerRole,
     build_supervisor,
+    note_usr1,
     process_title,
     worker_signals,
 )
@@ -42,12 +43,16 @@ class _Signals:
     """The L{signal} module's part a worker's handlers are installed with."""
 
     SIGHUP, SIGTERM, SIGINT, SIG_IGN = signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIG_IGN
+    SIGUSR1, SIG_DFL = signal.SIGUSR1, signal.SIG_DFL
 
     def __init__(self):
         self.handlers = {}
 
     def signal(self, signum, handler):
         self.handlers[signum] = handler
+
+    def getsignal(self, signum):
+        return self.handlers.get(signum, signal.SIG_DFL)
 
 
 class _Reactor(MemoryReactorClock):
@@ -168,6 +173,25 @@ class WorkerProcessTests(SynchronousTestCase):
         signals.handlers[signal.SIGTERM](signal.SIGTERM, None)
         signals.handlers[signal.SIGTERM](signal.SIGTERM, None)
         self.assertEqual(reactor.stops, 1)
+
+    def test_usr1_noted(self):
+        """
+        C{SIGUSR1}, whose default stops a process, is logged and the process
+        goes on; a handler twistd installed (the rotation of its log file) is kept.
+        """
+        from twisted.logger import globalLogPublisher
+        reactor, signals = _Reactor(), _Signals()
+        note_usr1(reactor, signals)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        signals.handlers[signal.SIGUSR1](signal.SIGUSR1, None)
+        self.assertEqual(reactor.stops, 0)
+        self.assertIn("Received SIGUSR1", " ".join(e.get("log_format", "") for e in events))
+        rotation = object()
+        signals.handlers[signal.SIGUSR1] = rotation
+        note_usr1(reactor, signals)
+        self.assertIs(signals.handlers[signal.SIGUSR1], rotation)
 
     def test_ready_line(self):
         """
