@@ -104,6 +104,21 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(daemon.pid, pid)
         self.assert_served(daemon, "hangup", page, dists)
 
+    def test_usr1_rotates_a_log_file(self):
+        """
+        A server writing its log to a file of its own (twistd's
+        C{--logfile}) rotates it at SIGUSR1, as twistd does, and goes on.
+        """
+        daemon = self.new_daemon(start=False)
+        plain = daemon.command
+        daemon.command = lambda port: [TWISTD, f"--logfile={daemon.log_path}",
+                                       *plain(port)[1:]]
+        daemon.start()
+        os.kill(daemon.pid, signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(daemon.log_path + ".1"), 60, "the log was not rotated")
+        self.assertTrue(daemon.running())
+        self.assertEqual(daemon.health(), 200)
+
     def test_hangup_reloads_users_and_rules(self):
         """
         SIGHUP takes the file's new users and rules: a removed user is
