@@ -266,7 +266,7 @@ class WebhookAdminTests(WebhookCase):
         shown = admin(daemon, "webhooks", "deliveries", "all").output
         self.assertIn("HTTP 500 (failed): answered 500", shown)
         receiver.answer()
-        self.assertIn("1 events to send again", admin(daemon, "webhooks", "redeliver", "all").output)
+        self.assertIn("1 event to send again", admin(daemon, "webhooks", "redeliver", "all").output)
         [event] = self.delivered(receiver, 1)
         self.assertEqual(event["type"], "upload")
         tested = admin(daemon, "webhooks", "test", "all").output

@@ -26,6 +26,7 @@ from urllib.parse import quote
 from pypid.cli.server_client import CliError, Server
 from pypid.core.records.webhook_events import new_secret
 from pypid.core.util.terminal_text import escaped
+from pypid.core.util.units import counted
 
 #: The bytes of a new secret (the specification allows 24 to 64).
 SECRET_BYTES = 32
@@ -70,7 +71,7 @@ def run(options: argparse.Namespace, server_from: Callable[[argparse.Namespace],
     if action == "redeliver":
         body = {} if options.key is None else {"key": options.key}
         answer = _call(server, "POST", path + "/redeliver", body)
-        out.write(f"{answer['redelivered']} events to send again to "
+        out.write(f"{counted(answer['redelivered'], 'event')} to send again to "
                   f"{escaped(options.name)}\n")
         return 0
     answer = _call(server, "POST", path + "/test", {})

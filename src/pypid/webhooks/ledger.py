@@ -30,6 +30,7 @@ from twisted.internet.defer import DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pypid.core.records.audit_chain import format_time
 from pypid.core.records.webhook_events import WebhookEvent
 from pypid.storage.base.records import IRecords
 
@@ -125,7 +126,7 @@ class GivenUp:
         """What the API shows of it."""
         return {"key": self.key, "id": self.event.id, "type": self.event.type,
                 "time": self.event.time, "tries": self.tries, "error": self.error,
-                "given_up": self.when}
+                "given_up": format_time(self.when)}
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from pypid.core.formats.console_pages import (
     hidden,
 )
 from pypid.core.formats.pages import Chrome
+from pypid.core.util.units import counted
 
 
 def _text(value: object) -> str:
@@ -75,7 +76,7 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
         parts.append(f'<p role="status">Test event <code>{_text(tested.get("id"))}</code> '
                      f'{escape(outcome)} ({_text(tested.get("seconds"))} s).</p>')
     if redelivered is not None:
-        parts.append(f'<p role="status">{redelivered} events to send again.</p>')
+        parts.append(f'<p role="status">{counted(redelivered, "event")} to send again.</p>')
     parts.append(f'<form class="inline-form" method="post" action="{escape(action)}/test">'
                  f'{csrf_input(csrf)}<button type="submit">Send a test event</button></form>')
     parts.append('<h2 id="deliveries">Last deliveries</h2>')

@@ -32,6 +32,7 @@ from pypid.config.webhook_settings import WebhookConfig
 from pypid.core.records.audit_chain import FAILED, OK, event_id, format_time
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound
+from pypid.core.util.units import counted
 from pypid.storage.base.interface import StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
@@ -171,7 +172,7 @@ class WebhookAdmin:
         except StorageError as e:
             raise storage_unavailable(e)
         self._audit.record(request, identity, ChangeKind.WEBHOOK_REDELIVER, target=name,
-                           detail=f"{count} events to send again")
+                           detail=f"{counted(count, 'event')} to send again")
         return {"redelivered": count}
 
     @app.route("/api/webhooks/<string:name>/test", methods=["POST"])

@@ -93,6 +93,10 @@ class WebhookAPITests(_WebhookSite, SynchronousTestCase):
         hook = json.loads(text)
         self.assertEqual(hook["given_up"], 1)
         self.assertEqual(hook["failures"][0]["key"], key)
+        # (times as the deliveries' are written, not POSIX seconds)
+        self.assertRegex(hook["failures"][0]["given_up"],
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+        self.assertRegex(hook["deliveries"][0]["time"], r"^\d{4}-\d\d-\d\dT")
         self.assertEqual(hook["deliveries"][0]["error"], "HTTP 500 (failed): down")
         code, text = self.api("POST", "/api/webhooks/builds/redeliver",
                               body=json.dumps({"key": self.event_id}).encode())
@@ -173,7 +177,7 @@ class WebhookConsoleTests(_WebhookSite, SynchronousTestCase):
         self.assertIn(b"delivered", page)
         response, page = self.request("POST", "/console/webhooks/builds/redeliver",
                                       headers=cookie, data={"csrf": csrf, "key": key})
-        self.assertIn(b"1 events to send again", page)
+        self.assertIn(b"1 event to send again", page)
         response, _ = self.request("POST", "/console/webhooks/builds/test", headers=cookie,
                                    data={"csrf": "forged"})
         self.assertEqual(response.code, 403)
