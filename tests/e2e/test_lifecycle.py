@@ -10,6 +10,7 @@ import socket
 import subprocess
 
 from pypid.core.dists.names import normalize
+from tests import CHECKOUT
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.e2e import (
     HOST,
@@ -588,10 +589,14 @@ class StartupFailureTests(DaemonTestCase):
             argv += ["--set", setting]
         return argv
 
+    def server_env(self, folder):
+        """The server's environment: this checkout's source first, as a L{Daemon}'s."""
+        return clean_env(folder, PYTHONPATH=os.path.join(CHECKOUT, "src"))
+
     def run_server(self, folder, *settings, port=None):
         """Run the server until it exits; return the finished process."""
         return run(self.server_argv(folder, *settings, port=port), cwd=folder,
-                   env=clean_env(folder), timeout=30, check=False, what="twistd")
+                   env=self.server_env(folder), timeout=30, check=False, what="twistd")
 
     def port_taken(self):
         """A port of the loopback interface another socket listens on, for the test."""
@@ -602,12 +607,17 @@ class StartupFailureTests(DaemonTestCase):
         return blocker.getsockname()[1]
 
     def test_port_in_use_exits_non_zero(self):
-        """When the listen port is taken the server says so in one line and exits with a failure status."""
+        """
+        When the listen port is taken the server says so in one line, with
+        how to choose another, and exits with a failure status.
+        """
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         done = self.run_server(folder, f"storage.path={folder}/packages",
                                port=self.port_taken())
         self.assertIn("Cannot listen", done.output)
+        self.assertIn("Address already in use; another program listens there: choose another "
+                      "address with --listen", done.output)
         self.assertNotIn("Traceback", done.output)
         self.assertNotEqual(done.returncode, 0, done.output)
 
@@ -623,8 +633,8 @@ class StartupFailureTests(DaemonTestCase):
         # makes here, lasts 5 s: long enough to be seen whatever the machine)
         with open(os.path.join(folder, "sitecustomize.py"), "w") as f:
             f.write(_SLOW_SERVER_IMPORT)
-        env = clean_env(folder)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, env.get("PYTHONPATH")]))
+        env = self.server_env(folder)
+        env["PYTHONPATH"] = os.pathsep.join([folder, env["PYTHONPATH"]])
         server = subprocess.Popen(
             self.server_argv(folder, f"storage.path={folder}/packages", "pypid.workers=2",
                              port=self.port_taken()),

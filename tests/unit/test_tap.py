@@ -407,7 +407,9 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(reactor.hasStopped)
         critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
         self.assertEqual(critical, ["Cannot listen on tcp:8081: Couldn't listen on any:8081: "
-                                    "[Errno 98] Address already in use."])
+                                    "[Errno 98] Address already in use; another program "
+                                    "listens there: choose another address with --listen "
+                                    "(twistd -n pypid --listen tcp:8081) or [pypid] listen"])
         self.assertFalse(os.path.exists(self.folder))
         self.flushLoggedErrors()
 

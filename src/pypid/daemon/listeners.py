@@ -60,6 +60,7 @@ from pypid.config.server_settings import (
 )
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
+from pypid.daemon.socket_groups import in_use_hint
 from pypid.jobs.run import Run
 from pypid.tls import Held, ServerTLS, TLSError, held_texts
 
@@ -244,7 +245,9 @@ class ListenCheck(Service):
             try:
                 self._check(port, interface)
             except CannotListenError as e:
-                raise StartupError(f"Cannot listen on {description}: {e}")
+                # (Twisted's text ends with a full stop, the hint after it)
+                raise StartupError(f"Cannot listen on {description}: {str(e).rstrip('.')}"
+                                   + in_use_hint(e.socketError))
 
 
 @implementer(IReloadable)

@@ -10,12 +10,25 @@ or hung worker's socket does.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def in_use_hint(error: OSError | None) -> str:
+    """
+    What a start stopped by a port in use says after the error: the
+    remedy (another address), which a first start on a machine where 8080
+    is taken needs and the README gives far below.
+    """
+    if error is None or error.errno != errno.EADDRINUSE:
+        return ""
+    return ("; another program listens there: choose another address with --listen "
+            "(twistd -n pypid --listen tcp:8081) or [pypid] listen")
 
 
 class CannotListen(Exception):
@@ -79,7 +92,8 @@ class Group:
                 if alone:
                     sock.listen(self.backlog)
             except OSError as e:
-                raise CannotListen(f"Cannot listen on {self.description}: {e.strerror}")
+                raise CannotListen(f"Cannot listen on {self.description}: {e.strerror}"
+                                   + in_use_hint(e))
             self.members[number] = sock
         return sock
 

@@ -103,5 +103,7 @@ class ListenCheckTests(SynchronousTestCase):
         listen_check = ListenCheck(check, [("tcp:8081", 8081, ""), ("tcp:8082", 8082, "")])
         e = self.assertRaises(StartupError, listen_check.startService)
         self.assertEqual(str(e), "Cannot listen on tcp:8081: Couldn't listen on any:8081: "
-                                 "[Errno 98] Address already in use.")
+                                 "[Errno 98] Address already in use; another program listens "
+                                 "there: choose another address with --listen (twistd -n pypid "
+                                 "--listen tcp:8081) or [pypid] listen")
         self.assertEqual(checked, [8081])
