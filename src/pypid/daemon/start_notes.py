@@ -7,7 +7,7 @@ while a user still has the password the shipped C{etc/pypid.ini} gives
 its C{admin}, which anyone who read the README knows: a louder one when a
 listener is on an address other machines reach (the TLS recipe's
 C{https:8443} is every IPv4 address), for then anyone on the network can
-log in with it.
+log in with it; and that nobody can upload where no one can log in.
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ def shipped_password_users(config: Config) -> list[str]:
     return sorted(name for name, hashed in config.users.items() if hashed == SHIPPED_HASH)
 
 
+def nobody_logs_in(config: Config) -> bool:
+    """
+    Whether no one can log in, so no one can upload: the embedded default's
+    case (C{twistd -n pypid} with no C{--config}), where twine's upload
+    then got a bare 401 and the log had said nothing of it.
+    """
+    c = config
+    return not (c.users or c.ldap.url or c.sso.issuer or c.publishers)
+
+
 def storage_line(config: Config) -> str:
     """Where the packages are kept, in one phrase."""
     section = config.bucket
@@ -52,6 +62,10 @@ class StartNotes(Service):
         network = [line for line in self._config.server.listen if on_network(line)]
         who = (f", and this server is reachable from the network ({', '.join(network)}): "
                "anyone on the network" if network else ": anyone who can reach this server")
+        if nobody_logs_in(self._config):
+            log.info("No user can log in (no [users], [auth] htpasswd, [ldap], [sso] or "
+                     "[publishers]): nobody can upload, and twine gets 401. Run pypid-passwd, "
+                     "put the hash it prints in [users] (alice = $argon2id$...), and send SIGHUP")
         for name in shipped_password_users(self._config):
             log.warn("The user {name} still has the password etc/pypid.ini ships (admin){who} "
                      "can log in as {name}. Run pypid-passwd, put the hash it prints in "

@@ -5,10 +5,12 @@ warns while a user keeps the password the shipped configuration gives.
 
 import os
 
+import attrs
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
+from pypid.core.access.publishers import PublisherRule
 from pypid.daemon.start_notes import SHIPPED_HASH, StartNotes, storage_line
 from tests import CHECKOUT
 
@@ -73,6 +75,25 @@ class StartNotesTests(SynchronousTestCase):
         config = load_config(None, [("users", "admin", "$argon2id$v=19$m=19456,t=2,p=1$"
                                      "c29tZXNhbHQ$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")])
         self.assertEqual([level for level, _ in self.notes(config)], [LogLevel.info])
+
+    def test_nobody_can_upload(self):
+        """
+        The embedded default (no users, no directory, no publishers): the
+        log says nobody can upload and how to add a user; a user, an LDAP
+        directory or a trusted publisher each let someone log in.
+        """
+        [(level, storage), (said_level, said)] = self.notes(load_config(None))
+        self.assertEqual((level, said_level), (LogLevel.info, LogLevel.info))
+        self.assertIn("nobody can upload, and twine gets 401. Run pypid-passwd", said)
+        nobody = load_config(None)
+        for config in (load_config(None, [("users", "alice", "$argon2id$v=19$m=19456,t=2,p=1$"
+                                           "c29tZXNhbHQ$abcdefghijklmnopqrstuvwxyz0123456789A"
+                                           "BCDEFG")]),
+                       load_config(None, [("ldap", "url", "ldap://127.0.0.1:389"),
+                                          ("ldap", "user_base", "ou=people,dc=example,dc=org")]),
+                       attrs.evolve(nobody, publishers=(PublisherRule("proj", "github", ()),))):
+            notes = self.notes(config)
+            self.assertFalse([text for _, text in notes if "nobody can upload" in text])
 
     def test_s3(self):
         """An S3 bucket is named with its endpoint and prefix."""
