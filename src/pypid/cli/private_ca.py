@@ -232,9 +232,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def https_lines(listen: Sequence[str]) -> list[str]:
     """
     The C{https:} lines that replace the C{[pypid] listen} lines C{listen},
-    each on the address of a line it replaces (so a server on this machine
-    only stays so); on the loopback address for lines on no address
-    (C{unix:}, C{systemd:}). An address of every IPv4 (or IPv6) address
+    each on the interface of a line it replaces (so a server on this
+    machine only stays so), on port L{HTTPS_PORT} whatever the line's; on
+    the loopback address for lines on no address (C{unix:}, C{systemd:}).
+    An address of every IPv4 (or IPv6) address
     takes the place of the other IPv4 (or IPv6) ones, which it covers.
     """
     found = [listen_interface(line) for line in listen]
@@ -290,7 +291,7 @@ def _serve_new(made: Made, listen: Sequence[str], source: str | None) -> tuple[s
              else f"Serve it: in place of the embedded default listen = {replaced} (no "
                   "--config given)")
     text = (
-        f"{where}, the same address over HTTPS:\n\n"
+        f"{where}, the same interface over HTTPS, on port {HTTPS_PORT}:\n\n"
         "  [pypid]\n"
         + "".join(f"  listen = {line}\n" if at == 0 else f"      {line}\n"
                   for at, line in enumerate(lines)) +

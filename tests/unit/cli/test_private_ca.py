@@ -65,8 +65,8 @@ class PrintedRecipeTests(SynchronousTestCase):
         status, said = self.tls()
         self.assertEqual(status, 0, said)
         self.assertIn("Serve it: in place of the embedded default listen = "
-                      "tcp:8080:interface=127.0.0.1 (no --config given), the same address "
-                      "over HTTPS:", said)
+                      "tcp:8080:interface=127.0.0.1 (no --config given), the same interface "
+                      "over HTTPS, on port 8443:", said)
         self.assertNotIn("etc/pypid.ini", said)
         self.assertIn("\n  listen = https:8443:interface=127.0.0.1\n", said)
         self.assertIn("Only this machine reaches it. To serve other machines, write "
@@ -78,8 +78,12 @@ class PrintedRecipeTests(SynchronousTestCase):
                       said)
 
     def test_config_lines_kept(self):
-        """With --config, each line's address is kept; a line on every address says so."""
+        """
+        With --config, each line's interface is kept, on port 8443 whatever
+        its port (as the output says); a line on every address says so.
+        """
         for listen, printed in (
+                (["tcp:22087:interface=127.0.0.1"], ["https:8443:interface=127.0.0.1"]),
                 (["tcp:8080:interface=127.0.0.1", "tcp6:8080:interface=\\:\\:1"],
                  ["https:8443:interface=127.0.0.1", "https:8443:interface=\\:\\:1"]),
                 (["tcp:8080"], ["https:8443:interface=0.0.0.0"]),
@@ -90,6 +94,7 @@ class PrintedRecipeTests(SynchronousTestCase):
             self.assertEqual(status, 0, said)
             block = "  listen = " + "\n      ".join(printed) + "\n"
             self.assertIn(block, said)
+            self.assertIn("the same interface over HTTPS, on port 8443:", said)
             opened = "0.0.0.0" in printed[0]
             self.assertEqual("https:8443:interface=0.0.0.0 opens the server to the network: "
                              "every machine that reaches this one reaches it" in said, opened)
