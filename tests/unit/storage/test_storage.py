@@ -206,6 +206,23 @@ class LocalStorageTests(AdoptionContractMixin, StorageContractMixin, TestCase):
         """A L{LocalStorage} made anew on the same folder, as after a restart."""
         return LocalStorage(storage.root, run_now, self.clock)
 
+    def test_private_whatever_the_umask(self):
+        """
+        Under a umask of 022 the files kept beside a published file (its
+        record, its metadata) are 0600, as the docs say the server's are.
+        """
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        storage = self.prepared()
+        stored, _ = self.publish(storage, "private-1.0-py3-none-any.whl",
+                                 make_wheel("private", "1.0")[1])
+        kept = os.path.join(storage.root, ".pypid", "files")
+        modes = {name: oct(os.stat(os.path.join(kept, name)).st_mode & 0o777)
+                 for name in os.listdir(kept)}
+        self.assertLessEqual({stored.filename + suffix for suffix in (".json", ".metadata")},
+                             set(modes))
+        self.assertEqual(set(modes.values()), {oct(0o600)})
+
     async def test_adopt_links(self):
         """
         A promotion copies nothing: the adopted file is a hard link of the

@@ -51,11 +51,12 @@ def _write_atomic(path: str, data: bytes, tmp_dir: str, durable: bool = True) ->
     """
     Write C{data} to C{path} through a temporary file and a rename. The
     temporary name is unique per process and thread, which is all the
-    uniqueness needed, and cheaper than C{mkstemp}'s random probing.
+    uniqueness needed, and cheaper than C{mkstemp}'s random probing. The
+    file is 0600 whatever the umask, as the packages and the snapshot are.
     """
     tmp = os.path.join(tmp_dir, f"w{os.getpid()}-{threading.get_ident()}.part")
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
