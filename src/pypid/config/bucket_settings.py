@@ -103,8 +103,8 @@ def _check_rate(value: str) -> float:
 #: key -> (default, parser): the keys of every store's section.
 BUCKET_KEYS: Keys = {
     "prefix": ("", parse_prefix),
-    "expire_after": ("1d", _expire_after),
-    "buffer_time": ("10m", parse_duration),
+    "expire_after": ("15m", _expire_after),
+    "buffer_time": ("5m", parse_duration),
     "download": ("redirect", choice("redirect", "stream")),
     "public_url": ("", optional_url("https://downloads.internal.example/pypid/")),
     "sync_interval": ("30s", parse_duration),

@@ -87,8 +87,8 @@ class DefaultsTests(SynchronousTestCase):
             access_key=None,
             secret_key=None,
             session_token=None,
-            expire_after=86400.0,
-            buffer_time=600.0,
+            expire_after=900.0,
+            buffer_time=300.0,
             download="redirect",
             public_url=None,
             sync_interval=30.0,
@@ -901,8 +901,8 @@ class S3CrossKeyTests(ConfigFiles, SynchronousTestCase):
 
     def test_buffer_time_below_expire_after(self):
         """buffer_time must be less than expire_after; the error names buffer_time."""
-        message = self.refused("[s3]\nexpire_after = 10m\n")
-        self.assertIn(": [s3] buffer_time: must be less than expire_after (600 seconds)",
+        message = self.refused("[s3]\nexpire_after = 5m\n")
+        self.assertIn(": [s3] buffer_time: must be less than expire_after (300 seconds)",
                       message)
         message = self.refused("[s3]\nexpire_after = 1h\nbuffer_time = 2h\n")
         self.assertIn(": [s3] buffer_time: must be less than expire_after (3600 seconds)",

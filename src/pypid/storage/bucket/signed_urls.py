@@ -54,8 +54,8 @@ class PresignedURLs:
 
     _client: ObjectStore
     _clock: IReactorTime
-    _expire_after: float = 86400.0
-    _buffer_time: float = 600.0
+    _expire_after: float = 900.0
+    _buffer_time: float = 300.0
     _urls: dict[str, tuple[str, float]] = attrs.field(factory=dict, init=False)
     _changed: bool = attrs.field(default=False, init=False)
     hits: int = attrs.field(default=0, init=False)

@@ -116,8 +116,8 @@ class BucketSettings:
 
     download: str = "redirect"
     public_url: str | None = None
-    expire_after: float = 86400.0
-    buffer_time: float = 600.0
+    expire_after: float = 900.0
+    buffer_time: float = 300.0
     sync_interval: float = 30.0
     bucket_snapshot: bool = True
     max_import_size: int = 1 << 30
