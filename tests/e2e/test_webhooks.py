@@ -199,7 +199,11 @@ class WebhookEventTests(WebhookCase):
         os.kill(daemon.pid, signal.SIGHUP)
         refused = self.delivered(receiver, count + 4)[-1]
         self.assertEqual((refused["type"], refused["data"]["outcome"]), ("reload", "refused"))
-        self.assertIn("not a valid INI file", refused["data"]["detail"])
+        # (its detail names what is at fault, never the file's path nor a
+        # value: the log has the whole line)
+        self.assertEqual(refused["data"]["detail"],
+                         "the configuration: refused; the server's log says why")
+        self.assertIn(b"not a valid INI file", daemon.log_since_start())
         self.assertEqual(by_type["token-issued"][0]["data"]["target"], token)
         # each event's id is its audit entry's
         audit = http("GET", daemon.url + "api/audit?event=yank", auth=(USER, PASSWORD)).json()

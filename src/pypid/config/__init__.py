@@ -364,16 +364,18 @@ class _Blame:
         came from the command line, or else on the file.
         """
         where = f"[{section}] {key}" if key else f"[{section}]"
+        # (a key of [users] is a person's name)
+        named = f"[{section}]" if section == "users" else where
         blamed_keys = [(section, key), *causes]
         for blamed in blamed_keys:
             if blamed in self.from_command_line:
                 option = "--listen" if blamed == ("pypid", "listen") and self.listen else "--set"
-                raise ConfigError(f"{option} {blamed[0]}.{blamed[1]}: {where}: {message}")
+                raise ConfigError(f"{option} {blamed[0]}.{blamed[1]}: {where}: {message}", named)
         for blamed_section, blamed_key in blamed_keys:
             variable = self.from_environment.get((blamed_section, blamed_key or ""))
             if variable is not None:
-                raise ConfigError(f"environment {variable}: {where}: {message}")
-        raise ConfigError(f"{self.source}: {where}: {message}")
+                raise ConfigError(f"environment {variable}: {where}: {message}", named)
+        raise ConfigError(f"{self.source}: {where}: {message}", named)
 
 
 def _overlay(parser: configparser.ConfigParser, source: str,

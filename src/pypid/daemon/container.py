@@ -170,14 +170,14 @@ class Parts(Service):
                     config = held_as_started(self._config, config)
             except StartupError as e:
                 _not_reloading(e)
-                config, refusal = None, str(e)
+                config, refusal = None, _told(e)
         commits = None
         if config is not None:
             try:
                 commits = self._prepare(config)
             except StartupError as e:
                 _not_reloading(e)
-                refusal = str(e)
+                refusal = _told(e)
         took = [said for said in (commit() for commit in (
             commits if commits is not None else self._prepare(None))) if said]
         if commits is not None:
@@ -200,7 +200,8 @@ class Parts(Service):
             return
         changed = needs_restart(self._config.keys, config.keys)
         if changed:
-            raise StartupError(f"{config.source}: {describe(changed)}")
+            raise StartupError(f"{config.source}: {describe(changed)}",
+                               ", ".join(f"[{section}] {key}" for section, key in changed))
 
     def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
         commits = []
@@ -210,6 +211,15 @@ class Parts(Service):
                 if commit is not None:
                     commits.append(commit)
         return commits
+
+
+def _told(error: StartupError) -> str:
+    """
+    What a refused reload's entry says, and so its webhook event, which
+    leaves the server: the sections and keys at fault, never the line the
+    log has (a path, a user's name, a value).
+    """
+    return f"{error.named or 'the configuration'}: refused; the server's log says why"
 
 
 def _not_reloading(error: StartupError) -> None:

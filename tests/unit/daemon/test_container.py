@@ -3,6 +3,8 @@ Tests for L{pypid.daemon.container.Parts}: the order parts start and stop
 in, start-up failures as one line, and reloads taken whole or not at all.
 """
 
+import os
+
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
@@ -189,15 +191,34 @@ class ReloadAuditTests(SynchronousTestCase):
         refusing = Parts([("a", Reloadable(seen, refuse=True))], MemoryReactorClock(),
                          load_config=lambda: "new", reloaded=lambda *told: said.append(told))
         refusing.reload()
-        self.assertEqual(said, [("ok", "took new"), ("refused", "cannot take it")])
+        self.assertEqual(said, [("ok", "took new"),
+                                ("refused", "the configuration: refused; the server's log says why")])
 
     def test_unreadable_told(self):
-        """A configuration that cannot be read is a refusal, with its line."""
-        from pypid.config.errors import ConfigError
+        """
+        A configuration that cannot be used is a refusal naming the section
+        and key at fault, not the log's line: the entry goes out as a
+        webhook's event, and the line holds the file's path, a value, or a
+        user's name (a key of [users], named by its section alone).
+        """
+        from pypid.config import load_config
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        path = os.path.join(folder, "pypid.ini")
+        said = []
+        for text, told in (("[auth]\nread = nobody-at-all\n", "[auth] read"),
+                           ("[users]\nalice = not-a-hash\n", "[users]")):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            Parts([], MemoryReactorClock(), load_config=lambda: load_config(path),
+                  reloaded=lambda *told: said.append(told)).reload()
+            self.assertEqual(said.pop(), ("refused",
+                                          f"{told}: refused; the server's log says why"))
 
         def unreadable():
-            raise ConfigError("pypid.ini: [auth] read: no")
-        said = []
+            raise StartupError(f"{path}: cannot read the configuration file")
         Parts([], MemoryReactorClock(), load_config=unreadable,
               reloaded=lambda *told: said.append(told)).reload()
-        self.assertEqual(said, [("refused", "pypid.ini: [auth] read: no")])
+        self.assertEqual(said, [("refused",
+                                 "the configuration: refused; the server's log says why")])

@@ -93,7 +93,7 @@ EVENT_KINDS: Mapping[ChangeKind, str] = {
     ChangeKind.TOKEN_ISSUED: "an API token was issued (target: its id; detail: its scope)",
     ChangeKind.TOKEN_REVOKED: "an API token was revoked (target: its id)",
     ChangeKind.RELOAD: "the configuration was read again (outcome ok: applied; refused: "
-                       "kept as it was)",
+                       "kept as it was, detail naming the sections and keys at fault)",
 }
 
 #: The event kinds that concern no project of an index (tokens, the configuration).
