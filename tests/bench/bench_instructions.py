@@ -154,6 +154,7 @@ def main():
     hook, received = receiver()
     subscription = ("--set", f"webhook:bench.url=http://127.0.0.1:{hook}/",
                     "--set", "webhook:bench.allow_http=yes",
+                    "--set", "webhook:bench.allow_private=yes",
                     "--set", "webhook:bench.secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     with tempfile.TemporaryDirectory() as tmp:
         print(f"workers = {a.workers}; instructions per request, net of an idle window; "

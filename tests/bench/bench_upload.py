@@ -339,6 +339,7 @@ def session(checkout, args, kind, tag, hook=None):
         if hook is not None:
             command += ["--set", f"webhook:bench.url=http://127.0.0.1:{hook}/",
                         "--set", "webhook:bench.allow_http=yes",
+                        "--set", "webhook:bench.allow_private=yes",
                         "--set", "webhook:bench.secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
         if args.server_cpu is not None:
             command = ["taskset", "-c", args.server_cpu, *command]

@@ -330,7 +330,9 @@ class BucketJournalUpgradeMixin(JournalUpgradeMixin):
         os.makedirs(os.path.join(target, "var"))
         shutil.copytree(os.path.join(self.folder, "advisories"),
                         os.path.join(target, "advisories"))
-        daemon = Daemon(target, settings={"s3.endpoint_url": first.settings["s3.endpoint_url"]},
+        # (the set's webhook is on loopback: allowed, as the changelog says to)
+        daemon = Daemon(target, settings={"s3.endpoint_url": first.settings["s3.endpoint_url"],
+                                          f"webhook:{sets.WEBHOOK}.allow_private": "yes"},
                         config_text=open(os.path.join(self.folder, "pypid.ini"),
                                          encoding="utf-8").read())
         watch(daemon)

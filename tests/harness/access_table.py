@@ -16,6 +16,7 @@ IDENTITIES = ("anon", "alice", "carol", "admin", "wrong", "t-read", "t-upload", 
 #: The webhook the table's C{/api/webhooks/builds} rows ask about (a daemon's
 #: settings): its receiver is nowhere, its events are only tried.
 WEBHOOK = {"webhook:builds.url": "http://127.0.0.1:9/hooks", "webhook:builds.allow_http": "yes",
+           "webhook:builds.allow_private": "yes",
            "webhook:builds.secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
            "webhook:builds.retry_for": "1m"}
 

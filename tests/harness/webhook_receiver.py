@@ -25,7 +25,7 @@ import attrs
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from twisted.internet.defer import succeed
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -177,9 +177,10 @@ class _QuietSite(Site):
 class ReceiverServer:
     """The receiver in this process's reactor, on a fixed port once started."""
 
-    def __init__(self, resource, reactor, port=0):
+    def __init__(self, resource, reactor, port=0, interface=HOST):
         self.resource = resource
         self.port = port
+        self.interface = interface
         self._reactor = reactor
         self._site = _QuietSite(resource)
         self._listening = None
@@ -187,7 +188,8 @@ class ReceiverServer:
     @property
     def url(self):
         """Where deliveries go."""
-        return f"http://{HOST}:{self.port}/hooks/pypid"
+        host = f"[{self.interface}]" if ":" in self.interface else self.interface
+        return f"http://{host}:{self.port}/hooks/pypid"
 
     def start(self):
         """Listen (again, on the same port); the Deferred fires with self."""
@@ -198,8 +200,9 @@ class ReceiverServer:
             self._listening = port
             self.port = port.getHost().port
             return self
-        return TCP4ServerEndpoint(self._reactor, self.port, interface=HOST).listen(
-            self._site).addCallback(listening)
+        endpoint = (TCP6ServerEndpoint if ":" in self.interface else TCP4ServerEndpoint)(
+            self._reactor, self.port, interface=self.interface)
+        return endpoint.listen(self._site).addCallback(listening)
 
     def stop(self):
         """Stop listening (the receiver is down)."""
@@ -209,9 +212,9 @@ class ReceiverServer:
         return listening.stopListening()
 
 
-def start_in_reactor(secret, reactor, port=0):
+def start_in_reactor(secret, reactor, port=0, interface=HOST):
     """A L{ReceiverServer} listening in C{reactor}; the Deferred fires with it."""
-    return ReceiverServer(ReceiverResource(secret, reactor), reactor, port).start()
+    return ReceiverServer(ReceiverResource(secret, reactor), reactor, port, interface).start()
 
 
 class ControlResource(Resource):

@@ -109,7 +109,7 @@ HOW: Mapping[str, Mapping[str, str]] = {
     # (the subscriptions in force are the deliveries': an event sent
     # after the reload goes by the new ones, those waiting included)
     "webhook:": _all(RELOAD, "url events indexes projects secret secret_file timeout "
-                     "retry_for retry_delay max_connections allow_http ca_bundle"),
+                     "retry_for retry_delay max_connections allow_http allow_private ca_bundle"),
     "users": {"*": RELOAD},
     "groups": {"*": RELOAD},
     "acl": {"*": RELOAD},

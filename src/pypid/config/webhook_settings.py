@@ -29,6 +29,7 @@ from pypid.config.values import (
     text_of,
     whole_number,
 )
+from pypid.core.access.addresses import client_ip, is_public_address
 from pypid.core.records.webhook_events import EVENT_TYPES, Filter, parse_secret
 from pypid.core.util.units import parse_duration
 
@@ -96,6 +97,7 @@ WEBHOOK_KEYS: Keys = {
     "retry_delay": ("5s", parse_duration),
     "max_connections": ("2", whole_number(1, 64)),
     "allow_http": ("no", parse_boolean),
+    "allow_private": ("no", parse_boolean),
     "ca_bundle": ("", parse_optional_path),
 }
 
@@ -118,6 +120,11 @@ class WebhookConfig:
         CA bundle together).
     @ivar ca_bundle: the CA certificates its HTTPS is checked against;
         L{None}: C{[pypid] ca_bundle}'s, or the system's.
+    @ivar allow_private: whether the receiver may be at an address that
+        is not public (loopback, private, link-local where the clouds'
+        metadata answers): otherwise the URL's host is reached at public
+        addresses only, so that the admins' test and redeliver buttons,
+        which show the answer, cannot probe the network pypid runs in.
     """
 
     name: str
@@ -129,13 +136,15 @@ class WebhookConfig:
     retry_delay: float = 5.0
     max_connections: int = 2
     ca_bundle: str | None = None
+    allow_private: bool = False
 
     @property
     def receiver(self) -> str:
         """The receiver's scheme, host and port: what L{max_connections} bounds."""
         parts = urlsplit(self.url)
         default = 443 if parts.scheme == "https" else 80
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or default}"
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"{parts.scheme}://{host}:{parts.port or default}"
 
 
 def read_secret(section: str, values: Values, fail: Fail, files: dict[str, str]) -> bytes:
@@ -179,6 +188,11 @@ def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
         if urlsplit(url).scheme == "http" and not values[section, "allow_http"]:
             fail(section, "url", "a webhook is sent over https: only (its events name your "
                  "projects and people); set allow_http = yes to send it in the clear")
+        host = urlsplit(url).hostname or ""
+        if client_ip(host) is not None and not is_public_address(host) \
+                and not values[section, "allow_private"]:
+            fail(section, "url", f"{host} is not a public address (loopback, private or "
+                 "link-local); set allow_private = yes to send to a receiver there")
         wanted = values[section, "indexes"]
         unknown = sorted(wanted - known)
         if unknown:
@@ -191,5 +205,6 @@ def check_webhooks(values: Values, names: Iterable[str], indexes: Iterable[str],
             retry_for=values[section, "retry_for"],
             retry_delay=values[section, "retry_delay"],
             max_connections=values[section, "max_connections"],
-            ca_bundle=values[section, "ca_bundle"])
+            ca_bundle=values[section, "ca_bundle"],
+            allow_private=values[section, "allow_private"])
     return found

@@ -45,6 +45,9 @@ from pypid.http.bodies import describe
 if TYPE_CHECKING:
     from pypid.webhooks.receivers import Answer, Receiver
 
+#: The host an IPv6 literal's URL is encoded with, then given back its own.
+_STAND_IN = "ipv6-literal.invalid"
+
 #: The most characters of an answer kept to show with a failed delivery.
 SHOWN = 200
 
@@ -107,12 +110,13 @@ class Sender:
         self._default_ca_bundle = default_ca_bundle
         self._held = held
         self._wall = wall
-        self._receivers: dict[tuple[str, str | None, int, float], Receiver] = {}
+        self._receivers: dict[tuple[str, str | None, int, float, bool], Receiver] = {}
         self._targets: dict[str, tuple[URI, bytes, str]] = {}
 
     def _receiver(self, subscription: WebhookConfig, uri: URI, origin: str) -> Receiver:
         bundle = subscription.ca_bundle or self._default_ca_bundle
-        key = (origin, bundle, subscription.max_connections, subscription.timeout)
+        key = (origin, bundle, subscription.max_connections, subscription.timeout,
+               subscription.allow_private)
         receiver = self._receivers.get(key)
         if receiver is None:
             # (the outbound client comes with the first subscription: a
@@ -120,8 +124,9 @@ class Sender:
             from pypid.http.client import endpoint_for, https_policy
             from pypid.webhooks.receivers import Receiver
 
+            # (at public addresses only unless allowed: see WebhookConfig)
             endpoint = endpoint_for(self._clock, https_policy(bundle, self._held),
-                                    subscription.timeout, uri)
+                                    subscription.timeout, uri, named=subscription.allow_private)
             receiver = self._receivers[key] = Receiver(self._clock, endpoint,
                                                        subscription.max_connections)
         return receiver
@@ -135,7 +140,14 @@ class Sender:
         """
         url = subscription.url
         if url not in self._targets:
-            uri = URI.fromBytes(DecodedURL.from_text(url).to_uri().to_text().encode("ascii"))
+            decoded = DecodedURL.from_text(url)
+            # (an IPv6 literal is no name to encode with IDNA, which refuses
+            # its colons: the rest is encoded around a stand-in)
+            literal = isIPv6Address(decoded.host)
+            encoded = (decoded.replace(host=_STAND_IN) if literal else decoded).to_uri().to_text()
+            if literal:
+                encoded = encoded.replace(_STAND_IN, f"[{decoded.host}]", 1)
+            uri = URI.fromBytes(encoded.encode("ascii"))
             host = b"[" + uri.host + b"]" if isIPv6Address(uri.host.decode("ascii")) else uri.host
             if (uri.scheme, uri.port) not in ((b"http", 80), (b"https", 443)):
                 host += b":%d" % uri.port
@@ -183,9 +195,12 @@ class Sender:
                 ) -> Attempt | Failure:
         if failure.check(CancelledError):
             return failure
+        from pypid.http.public_only import NotPublic
         error = (f"no answer within {subscription.timeout:g} s"
                  if failure.check(TimeoutError) is not None
-                 else f"cannot reach {subscription.receiver}: {describe(failure.value)}")
+                 else f"cannot reach {subscription.receiver}: {describe(failure.value)}"
+                 + ("; set allow_private = yes to send to it"
+                    if failure.check(NotPublic) is not None else ""))
         return Attempt(0, error, None, self._clock.seconds() - began)
 
     def reset(self, held: Mapping[str, str] | None = None) -> Deferred[None]:

@@ -98,6 +98,27 @@ class WebhookSectionTests(ConfigFiles, SynchronousTestCase):
         config = self.load(BASE.replace("https://", "http://") + "allow_http = yes\n")
         self.assertTrue(config.webhooks["builds"].url.startswith("http://"))
 
+    def test_private_address_when_said(self):
+        """
+        A receiver's URL at an address that is not public (loopback,
+        private, link-local where the clouds' metadata answers, an IPv6
+        literal among them) is refused unless allow_private says so; a
+        name is checked where it is resolved, at each connection.
+        """
+        for host in ("127.0.0.1", "10.0.0.5", "169.254.169.254", "[::1]",
+                     "[::ffff:127.0.0.1]"):
+            text = BASE.replace("builds.example", host)
+            message = self.refusal(text)
+            self.assertIn(f"[webhook:builds] url: {host.strip('[]')} is not a public address "
+                          "(loopback, private or link-local); set allow_private = yes", message)
+            builds = self.load(text + "allow_private = yes\n").webhooks["builds"]
+            self.assertTrue(builds.allow_private)
+        self.assertEqual(self.load(BASE.replace("builds.example", "[::1]")
+                                   + "allow_private = yes\n").webhooks["builds"].receiver,
+                         "https://[::1]:443")
+        self.assertFalse(self.load(BASE.replace("builds.example", "localhost"))
+                         .webhooks["builds"].allow_private)
+
     def test_unreadable_file(self):
         """A secret file that cannot be read is named."""
         message = self.refusal(BASE.replace(f"secret = {SECRET}",

@@ -38,6 +38,8 @@ class SenderTests(TestCase):
         self.addCleanup(self.sender.close)
 
     def subscription(self, **kwargs):
+        # (the tests' receiver is on loopback: a private address)
+        kwargs.setdefault("allow_private", True)
         return subscription(url=self.server.url, **kwargs)
 
     async def test_delivered_and_verified(self):
@@ -54,9 +56,35 @@ class SenderTests(TestCase):
         self.assertNotIn("authorization", received.headers)
         self.assertNotIn("cookie", received.headers)
 
+    async def test_private_address_refused(self):
+        """
+        A receiver at an address that is not public (loopback here, as
+        C{localhost}, C{2130706433} or C{0177.0.0.1} lead too) is not
+        reached unless the subscription allows it: the failure says how.
+        """
+        port = self.server.port
+        for host in ("127.0.0.1", "localhost", "2130706433"):
+            attempt = await self.sender.send(
+                subscription(url=f"http://{host}:{port}/hooks"), EVENT)
+            self.assertFalse(attempt.delivered, host)
+            self.assertIn("not a public address; set allow_private = yes to send to it",
+                          attempt.error)
+        self.assertEqual(self.receiver.received, [])
+
+    async def test_ipv6_literal(self):
+        """A receiver's URL with an IPv6 literal host is delivered to (no IDNA of it)."""
+        server = await start_in_reactor(SECRET, reactor, interface="::1")
+        self.addCleanup(server.stop)
+        attempt = await self.sender.send(
+            subscription(url=f"http://[::1]:{server.port}/hooks/caf\u00e9", allow_private=True),
+            EVENT)
+        self.assertTrue(attempt.delivered, attempt.error)
+        [received] = server.resource.received
+        self.assertTrue(received.verified, received.error)
+
     async def test_international_url(self):
         """A URL of characters beyond ASCII is sent percent-encoded, as browsers do."""
-        wanted = subscription(url=self.server.url + "/caf\u00e9?team=\u00fc")
+        wanted = subscription(url=self.server.url + "/caf\u00e9?team=\u00fc", allow_private=True)
         attempt = await self.sender.send(wanted, EVENT)
         self.assertTrue(attempt.delivered, attempt.error)
         [received] = self.receiver.received
@@ -171,7 +199,8 @@ class AnswerTests(TestCase):
         self.addCleanup(self.port.stopListening)
         self.sender = Sender(reactor, None)
         self.addCleanup(self.sender.close)
-        self.wanted = subscription(url=f"http://127.0.0.1:{self.port.getHost().port}/hook")
+        self.wanted = subscription(url=f"http://127.0.0.1:{self.port.getHost().port}/hook",
+                                   allow_private=True)
 
     async def send(self, *answers):
         self.factory.answers.extend(answers)
@@ -398,7 +427,7 @@ class HTTPSTests(TestCase):
 
     async def test_delivered_over_tls_on_a_kept_connection(self):
         """A receiver whose certificate the bundle's CA signed: delivered, on one connection."""
-        wanted = subscription(url=self.url, ca_bundle=shared_ca().root_path)
+        wanted = subscription(url=self.url, ca_bundle=shared_ca().root_path, allow_private=True)
         for _ in range(2):
             attempt = await self.sender.send(wanted, EVENT)
             self.assertTrue(attempt.delivered, attempt.error)
@@ -406,7 +435,7 @@ class HTTPSTests(TestCase):
 
     async def test_unknown_certificate_refused(self):
         """A certificate no trusted CA signed: nothing is sent."""
-        attempt = await self.sender.send(subscription(url=self.url), EVENT)
+        attempt = await self.sender.send(subscription(url=self.url, allow_private=True), EVENT)
         self.assertEqual(attempt.status, 0)
         self.assertIn(f"cannot reach https://localhost:{self.port.getHost().port}", attempt.error)
         self.assertEqual(self.factory.requests, [])
