@@ -31,11 +31,11 @@ from pypid.auth.policy import AccessModel  # noqa: E402
 from pypid.auth.verifier import PasswordVerifier  # noqa: E402
 from pypid.core.indexes.index import Index  # noqa: E402
 from pypid.core.indexes.render import file_url_for  # noqa: E402
-from pypid.storage.base.memory import MemoryStorage  # noqa: E402
 from pypid.web.app import build_web  # noqa: E402
 from pypid.web.identity.gates import Gates  # noqa: E402
 from tests.bench.bench_views import records  # noqa: E402
 from tests.harness.fakes import run_now, site_treq  # noqa: E402
+from tests.harness.memory_storage import MemoryStorage  # noqa: E402
 
 ACCEPT = {"Accept": ["application/vnd.pypi.simple.v1+json"]}
 

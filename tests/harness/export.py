@@ -15,10 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.export.exporter import Exporter
 from pypid.export.plan import ExportSettings
 from pypid.export.target import LocalTarget
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.fakes import read_file, run_now, write_file
+from tests.harness.memory_storage import MemoryStorage
 
 ALPHA_WHEEL = make_wheel("Alpha", "1.0", metadata=metadata_text(
     "Alpha", "1.0", requires_python=">=3.8", summary="The first letter"))

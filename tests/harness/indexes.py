@@ -35,7 +35,6 @@ from pypid.daemon.server import build_service
 from pypid.state.hosted_source import HostedSource
 from pypid.state.loader import IndexMetrics
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -53,6 +52,7 @@ from tests.harness.fakes import (
     twine_fields,
     write_file,
 )
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.tap import ThreadedReactor, checking_pools, fake_pools
 from tests.harness.web import memory_sessions
 

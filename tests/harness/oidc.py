@@ -23,7 +23,6 @@ from pypid.core.access.publishers import PublishingSettings, parse_publishers
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.records.audit_chain import decode
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -39,6 +38,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.oidc_issuer import IssuerResource, Issuers
 
 NOW = 1_800_000_000

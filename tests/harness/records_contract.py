@@ -13,8 +13,9 @@ import os
 
 from twisted.internet.defer import gatherResults
 
-from pypid.storage.base.records import IRecords, MemoryRecords
+from pypid.storage.base.records import IRecords
 from pypid.storage.folder.folder_records import FolderRecords
+from tests.harness.memory_records import MemoryRecords
 
 
 class RecordsContractMixin:

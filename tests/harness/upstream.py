@@ -32,7 +32,6 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.state.hosted_source import HostedSource
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient
@@ -43,6 +42,7 @@ from pypid.web.serving.index_root import IndexMaterials
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.harness.memory_storage import MemoryStorage
 
 #: Two upstreams, and a host their files may come from: three origins.
 ORIGIN_A = "127.0.0.1:9001"

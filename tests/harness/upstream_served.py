@@ -17,7 +17,6 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.records.audit_query import make_query
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
@@ -25,6 +24,7 @@ from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.upstream import (
     BYTES_A,
     INDEX_A,

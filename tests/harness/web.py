@@ -24,7 +24,6 @@ from pypid.core.indexes.links import file_url_for, provenance_url_for
 from pypid.state.loader import IndexMetrics
 from pypid.storage.base.interface import MemoryFile
 from pypid.storage.base.measured import MeasuredStorage
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.factory import StoragePart
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.storage.folder.local import LocalStorage
@@ -45,6 +44,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_storage import MemoryStorage
 
 ORIGIN = "http://pypi.test"
 PASSWORD = "correct horse"

@@ -32,7 +32,6 @@ from pypid.core.access.access_rules import IndexGrants, RuleError, parse_rule
 from pypid.core.access.publishers import PublishingSettings, parse_issuers, parse_publishers
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
@@ -46,6 +45,7 @@ from tests.harness.fakes import (
     run_now,
     site_treq,
 )
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.oidc import (
     BASE,
     GITHUB,

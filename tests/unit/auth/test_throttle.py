@@ -25,7 +25,6 @@ from pypid.core.access.forwarded import NO_PROXIES, TrustedProxies
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.util.http_errors import TooManyRequests, Unauthorized, Unavailable
-from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
@@ -40,6 +39,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_storage import MemoryStorage
 
 PASSWORD = "correct horse"
 USERS = {"alice": hash_password(PASSWORD, FAST), "bob": hash_password("bob's", FAST)}

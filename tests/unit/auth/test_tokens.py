@@ -183,13 +183,13 @@ class TokenFileTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.base.memory import MemoryStorage
         from pypid.storage.folder.journal_files import MemoryJournal
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
         from pypid.web.server.audit_trail import AuditTrail
         from pypid.web.web_inputs import SiteServices, SiteSettings
         from tests.harness.fakes import FAST, one_index, run_in_pool_now, run_now, site_treq
+        from tests.harness.memory_storage import MemoryStorage
 
         self.json = json
         self.clock = Clock()

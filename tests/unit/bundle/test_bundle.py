@@ -36,11 +36,11 @@ from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry
 from pypid.state.loader import load_statuses
 from pypid.storage.base.interface import FilenameDeleted, StorageError
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.base.reading import read_statuses
 from pypid.storage.folder.journal_files import MemoryJournal
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import run_now, write_file
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.sigstore_root import TestSigstore, github_claims
 
 SIGSTORE = TestSigstore()

@@ -32,7 +32,6 @@ from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
 from pypid.core.access.credential_syntax import check_hash_format
 from pypid.core.dists.details import Details
 from pypid.http.client import make_http
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
@@ -40,6 +39,7 @@ from tests.harness import s3server
 from tests.harness.admin import run_admin
 from tests.harness.distributions import make_sdist, make_wheel, metadata_text
 from tests.harness.fakes import run_now, write_file
+from tests.harness.memory_storage import MemoryStorage
 
 MAX = 1 << 20
 WHEN = [2026, 11, 22, 23, 21, 53]

@@ -266,11 +266,11 @@ class PagesWaitTests(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.dists.distribution import inspect
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.base.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
         from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import run_in_pool_now, site_treq
+        from tests.harness.memory_storage import MemoryStorage
 
         self.clock = Clock()
         self.index = Index(file_url_for(None))

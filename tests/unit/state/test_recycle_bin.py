@@ -25,7 +25,6 @@ from pypid.state.recycle_bin import BinUpkeep, NotInBin, RecycleBin, RestoreConf
 from pypid.storage.base.capabilities import Changed
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.base.snapshot import SnapshotError, encode
 from pypid.storage.base.snapshot_reading import decode
 from pypid.storage.folder.journal_files import MemoryJournal
@@ -33,6 +32,7 @@ from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now, twine_fields
 from tests.harness.indexes import Stack, audit_entries
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.web import WHEEL, WHEEL_NAME, _ServerMixin, basic
 
 NOW = 1767225600.0

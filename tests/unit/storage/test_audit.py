@@ -43,7 +43,6 @@ from pypid.core.records.login_failures import LoginFailures
 from pypid.http.client import make_http
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.journal import IJournal, JournalWriter, PartlyWritten, retry_policy
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.bucket.bucket_journal import BucketJournal
 from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.layout import Layout
@@ -66,6 +65,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_storage import MemoryStorage
 
 #: 2026-01-01T00:00:00Z
 T0 = 1767225600.0

@@ -18,9 +18,9 @@ from twisted.trial.unittest import TestCase
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.journal import BEGINNING, retry_policy
 from pypid.storage.base.journal_records import ENTRIES, RecordJournal, batch_name
-from pypid.storage.base.records import MemoryRecords
 from pypid.storage.folder.journal_files import LocalJournal, MemoryJournal
 from tests.harness.journal_contract import JournalContractMixin, change
+from tests.harness.memory_records import MemoryRecords
 
 
 class MemoryJournalTests(JournalContractMixin, TestCase):

@@ -9,9 +9,9 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from pypid.storage.base.records import MemoryRecords
 from pypid.storage.folder.folder_records import FolderRecords
 from tests.harness.fakes import run_now
+from tests.harness.memory_records import MemoryRecords
 from tests.harness.records_contract import RecordsContractMixin
 
 

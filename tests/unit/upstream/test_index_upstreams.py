@@ -20,9 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.config import load_config
 from pypid.state.indexes import IndexRegistry
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.saved_state import SavedState, _read, state_path
 from tests.harness.fakes import run_now
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.upstream import (
     BYTES_A,
     BYTES_B,

@@ -18,7 +18,6 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamClient
@@ -28,6 +27,7 @@ from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import UpstreamSource
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.upstream import INDEX_A, ORIGIN_A, Origins, drain, page
 
 NOW = 1767225600.0

@@ -26,7 +26,6 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream import cache, failures, fetch
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
@@ -44,6 +43,7 @@ from pypid.web.serving.upstream_files import _sees_cut_short
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.harness.memory_storage import MemoryStorage
 
 INDEX = "https://upstream.example/simple/"
 FILES = "https://upstream.example/files/"

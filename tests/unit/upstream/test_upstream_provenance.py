@@ -19,7 +19,6 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, Publisher, provenance_document
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for, provenance_url_for
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.parser import parse_page
 from pypid.upstream.proxy import UpstreamProxy
@@ -27,6 +26,7 @@ from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.sigstore_root import TestSigstore, github_claims
 from tests.harness.upstream import (
     BYTES_A,

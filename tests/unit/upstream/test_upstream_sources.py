@@ -27,7 +27,6 @@ from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import HTML, JSON
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.factory import UpstreamPart, cache_settings
 from pypid.upstream.fetch import ACCEPT, UpstreamClient, UpstreamError
 from pypid.upstream.proxy import UpstreamProxy
@@ -37,6 +36,7 @@ from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.upstream import (
     BYTES_A,
     BYTES_B,

@@ -19,13 +19,13 @@ from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.promotion import Promotion
-from pypid.storage.base.memory import MemoryStorage
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now, site_treq
 from tests.harness.indexes import START, Server, basic
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.records import make_record
 from tests.harness.upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page
 

@@ -1823,13 +1823,13 @@ class IndexServerTests(SynchronousTestCase):
         their names (none without any), each hosted one with its own uploads.
         """
         from pypid.core.indexes.links import file_url_for
-        from pypid.storage.base.memory import MemoryStorage
         from pypid.web.app import build_web
         from pypid.web.changes.publish import Publish
         from pypid.web.identity.gates import Gates
         from pypid.web.serving.index_root import IndexRoot
         from pypid.web.web_inputs import SiteSettings
         from tests.harness.fakes import one_index, run_now
+        from tests.harness.memory_storage import MemoryStorage
         clock = Clock()
         storage = MemoryStorage(os.path.abspath(self.mktemp()), clock)
         access = Gates(AccessModel(), PasswordVerifier({}, clock, None))

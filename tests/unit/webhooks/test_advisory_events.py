@@ -14,9 +14,9 @@ from pypid.core.security.advisories import Advisory, AdvisoryDB
 from pypid.core.security.advisory_news import Told, described, matches_of
 from pypid.core.security.affected_releases import Affected
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.records import MemoryRecords
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.webhooks.advisory_events import TOLD, AdvisoryEvents
+from tests.harness.memory_records import MemoryRecords
 from tests.harness.webhooks import change
 
 OLD = Advisory("GHSA-old0-0000-0001", summary="old news", severity="low",

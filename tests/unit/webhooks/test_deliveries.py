@@ -16,13 +16,13 @@ from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import Filter, WebhookEvent
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.records import MemoryRecords
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.webhooks.delivery import CURSOR_DELAY, STORE_PAUSE, Deliveries
 from pypid.webhooks.lanes import Lane
 from pypid.webhooks.lease import RENEW, TTL, Lease
 from pypid.webhooks.ledger import Cursor, Ledger
 from pypid.webhooks.sender import Attempt
+from tests.harness.memory_records import MemoryRecords
 from tests.harness.webhooks import ScriptedSender, change, subscription
 
 OK = Attempt(200, None)

@@ -72,8 +72,8 @@ class PartTests(ConfigFiles, SynchronousTestCase):
 
     def test_client_started_with_the_first_subscription(self):
         """A bucket's client of the ledger starts only once a subscription is there."""
-        from pypid.storage.base.records import MemoryRecords
         from pypid.webhooks.ledger import Ledger
+        from tests.harness.memory_records import MemoryRecords
         from tests.harness.webhooks import ScriptedSender
 
         clock = Clock()

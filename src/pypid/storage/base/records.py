@@ -6,9 +6,9 @@ as files under C{<storage path>/.pypid/<folder>/}
 (L{pypid.storage.folder.folder_records.FolderRecords}), in a bucket as objects
 under C{<prefix>.pypid/<folder>/}
 (L{pypid.storage.bucket.bucket_records.BucketRecords}), and in memory for
-the tests (L{MemoryRecords}), so that what they hold outlives a crash and
-every server on a shared bucket sees the same. Here are what all three
-share, and the one in memory.
+the tests (C{tests.harness.memory_records}), so that what they hold outlives
+a crash and every server on a shared bucket sees the same. Here is what all
+three share.
 
 A record is written whole and durably before its write is answered (a
 file fsynced, renamed, and its folder fsynced; an object's PUT answered):
@@ -22,13 +22,10 @@ and a lease are claimed with.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
-from zope.interface import Attribute, Interface, implementer
-
-_T = TypeVar("_T")
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
 
 #: A record's name: folders and a file name of safe characters.
 _NAME = re.compile(r"\A(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -95,61 +92,3 @@ class IRecords(Interface):
         hand) is left out. With C{after}, only the names sorting after it;
         with C{limit}, that many at most (the first).
         """
-
-
-@implementer(IRecords)
-class MemoryRecords:
-    """The records in a dict, for the tests; C{shared} as the test says."""
-
-    def __init__(self, shared: bool = False) -> None:
-        self.shared = shared
-        self.records: dict[str, bytes] = {}
-        #: set to an exception to make every call fail with it
-        self.failing: Exception | None = None
-
-    def shown(self, name: str) -> str:
-        """The record's name."""
-        return checked(name)
-
-    def _call(self, work: Callable[[], _T]) -> Deferred[_T]:
-        if self.failing is not None:
-            return fail(self.failing)
-        return maybeDeferred(work)
-
-    def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
-        """Keep the records."""
-        kept = {checked(name): bytes(data) for name, data in items.items()}
-        return self._call(lambda: self.records.update(kept))
-
-    def put_new(self, name: str, data: bytes) -> Deferred[bool]:
-        """Keep the record if none of its name is kept."""
-        checked(name)
-
-        def put() -> bool:
-            if name in self.records:
-                return False
-            self.records[name] = bytes(data)
-            return True
-        return self._call(put)
-
-    def get(self, name: str) -> Deferred[bytes | None]:
-        """A record's bytes."""
-        checked(name)
-        return self._call(lambda: self.records.get(name))
-
-    def delete(self, names: Sequence[str]) -> Deferred[None]:
-        """Forget the records."""
-        gone = [checked(name) for name in names]
-
-        def delete() -> None:
-            for name in gone:
-                self.records.pop(name, None)
-        return self._call(delete)
-
-    def names(self, folder: str, after: str | None = None,
-              limit: int | None = None) -> Deferred[list[str]]:
-        """The records directly in a folder."""
-        prefix = checked(folder) + "/"
-        return self._call(lambda: cut_names(sorted(
-            name[len(prefix):] for name in self.records
-            if name.startswith(prefix) and is_record_name(name[len(prefix):])), after, limit))

@@ -22,10 +22,10 @@ from pypid.core.access.upload_rules import UploadRules, parse_projects
 from pypid.core.dists.dist_archive import extract
 from pypid.core.dists.metadata import InvalidDistribution
 from pypid.core.dists.names import parse_filename
-from pypid.storage.base.memory import MemoryStorage
 from tests.harness.distributions import make_wheel, make_zip, zip_members
 from tests.harness.fakes import FAST, config_of, multipart_body, run_now, twine_fields
 from tests.harness.indexes import _ServerMixin
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.tap import ThreadedReactor
 
 PASSWORD = "correct horse"

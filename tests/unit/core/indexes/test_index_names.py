@@ -15,11 +15,11 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import NAME, ROUTE_SEGMENTS, BaseRef, parse_base
 from pypid.core.indexes.links import file_url_for
-from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.fakes import one_index, run_in_pool_now, run_now
+from tests.harness.memory_storage import MemoryStorage
 
 
 def first_segments(root):

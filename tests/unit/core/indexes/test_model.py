@@ -86,7 +86,6 @@ from pypid.core.security.affected_releases import Affected
 from pypid.machine.topics import LONE, Hub
 from pypid.state.indexes import IndexRegistry
 from pypid.storage.base.journal import BEGINNING
-from pypid.storage.base.records import MemoryRecords
 from pypid.storage.factory import Sharing
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.factory import UpstreamPart, cache_storage
@@ -107,6 +106,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_records import MemoryRecords
 from tests.harness.osv_records import osv_record
 from tests.harness.tap import AtOncePool, ThreadedReactor
 from tests.harness.upstream import Origins, make_source

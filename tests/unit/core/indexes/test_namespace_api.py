@@ -26,10 +26,10 @@ from pypid.core.indexes.namespaces import NamespaceGrants, parse_grant
 from pypid.state.grant_keeper import GrantKeeper
 from pypid.storage.base.capabilities import GRANT_LEDGER
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.memory import MemoryStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import FAST, multipart_body, twine_fields
 from tests.harness.indexes import _ServerMixin
+from tests.harness.memory_storage import MemoryStorage
 
 PASSWORD = "correct horse"
 JSON = "application/vnd.pypi.simple.v1+json"

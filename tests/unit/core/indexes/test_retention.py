@@ -23,10 +23,10 @@ from pypid.state.cleanup import CountsNotRead, IndexCleanup, RetentionSchedule
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from tests.harness.distributions import make_wheel
 from tests.harness.indexes import audit_entries
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.retention import RetainedIndex
 from tests.harness.web import _ServerMixin, basic
 

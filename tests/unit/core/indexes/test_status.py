@@ -22,10 +22,10 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.project_status import InvalidStatus, ProjectStatus, parse_status
 from pypid.state.loader import IndexLoader
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.local import LocalStorage
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import run_now
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.web import JSON_TYPE, SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
 
 STATUS = "/api/projects/holy-grail/status"

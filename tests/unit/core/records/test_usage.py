@@ -31,9 +31,9 @@ from pypid.machine.topics import Topic
 from pypid.state.usage_log import UsageLog
 from pypid.storage.base.capabilities import IUsageStorage
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.local import LocalStorage
 from tests.harness.fakes import run_now
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.web import WHEEL_NAME, _ServerMixin
 
 NOW = 1767225600.0 + 3600  # 2026-01-01T01:00Z

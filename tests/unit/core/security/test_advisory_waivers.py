@@ -37,7 +37,7 @@ from pypid.core.security.affected_releases import Affected
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.base.capabilities import WAIVERS
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.memory import MemoryStorage
+from tests.harness.memory_storage import MemoryStorage
 
 HIGH = Advisory("GHSA-aaaa-0000-0001", aliases=("CVE-2026-1",), severity="high",
                 affected=(Affected("widget", (), frozenset({release_key("2.0")})),))

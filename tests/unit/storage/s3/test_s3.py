@@ -30,7 +30,6 @@ from pypid.storage.base.interface import (
     StorageError,
 )
 from pypid.storage.base.journal_records import RecordJournal
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.object_reads import IdleGuard
@@ -40,6 +39,7 @@ from pypid.storage.s3.sign import Credentials
 from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.s3 import PREFIX, S3Case
 from tests.harness.storage import AdoptionContractMixin, StorageContractMixin, collected
 

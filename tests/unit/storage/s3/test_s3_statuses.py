@@ -25,13 +25,13 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.state.merge import apply_statuses, checked_statuses
 from pypid.storage.base.interface import StorageError
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketStorage
 from tests.harness import s3server
 from tests.harness.admin import run_admin
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import run_now, write_file
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.s3 import PREFIX, bucket_server, s3_config, s3_storage
 from tests.harness.storage import UPLOAD_TIME
 

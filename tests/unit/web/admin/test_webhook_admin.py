@@ -11,11 +11,11 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.policy import AccessModel
-from pypid.storage.base.records import MemoryRecords
 from pypid.webhooks.delivery import Deliveries
 from pypid.webhooks.ledger import Ledger
 from pypid.webhooks.part import WebhookPart
 from pypid.webhooks.sender import Attempt
+from tests.harness.memory_records import MemoryRecords
 from tests.harness.web import PASSWORD, NoCookieJar, basic
 from tests.harness.webhooks import SECRET, ScriptedSender, change, subscription
 

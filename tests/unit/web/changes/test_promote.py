@@ -53,7 +53,6 @@ from pypid.state.writer import SnapshotWriter
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.locks import KeyedLock
 from pypid.storage.base.measured import MeasuredStorage
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.storage.folder.local import LocalStorage
 from pypid.web.changes.promote import Promote
@@ -62,6 +61,7 @@ from pypid.web.server.audit_trail import AuditTrail
 from tests.harness.distributions import make_sdist, make_wheel
 from tests.harness.fakes import FAST, run_in_pool_now, run_now
 from tests.harness.indexes import Stack
+from tests.harness.memory_storage import MemoryStorage
 
 PASSWORD = "correct horse"
 T0 = 1767225600.0

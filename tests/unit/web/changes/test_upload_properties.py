@@ -40,7 +40,6 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
 from pypid.storage.base.interface import MemoryFile
-from pypid.storage.base.memory import MemoryStorage
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteSettings
@@ -54,6 +53,7 @@ from tests.harness.fakes import (
     site_treq,
     twine_fields,
 )
+from tests.harness.memory_storage import MemoryStorage
 
 EXAMPLES = int(os.environ.get("PYPID_HYPOTHESIS_EXAMPLES", "200"))
 DEADLINE = datetime.timedelta(seconds=5)

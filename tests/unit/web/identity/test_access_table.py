@@ -62,8 +62,6 @@ from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
-from pypid.storage.base.records import MemoryRecords
 from pypid.web.app import build_web
 from pypid.web.identity.gates import Gates
 from pypid.web.web_inputs import SiteServices, SiteSettings
@@ -91,6 +89,8 @@ from tests.harness.fakes import (
     write_file,
 )
 from tests.harness.indexes import Server, Stack, _ServerMixin, same
+from tests.harness.memory_records import MemoryRecords
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.sigstore_root import TestSigstore, github_claims
 from tests.harness.tap import ThreadedReactor, checking_pools
 from tests.harness.web import memory_sessions

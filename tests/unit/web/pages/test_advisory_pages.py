@@ -49,7 +49,6 @@ from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.hosted_source import HostedSource
 from pypid.state.indexes import drop_advised_pages
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.memory import MemoryStorage
 from pypid.storage.folder.journal_files import MemoryJournal
 from pypid.upstream.proxy import UpstreamProxy
 from pypid.upstream.source import SourceSide
@@ -70,6 +69,7 @@ from tests.harness.fakes import (
     write_file,
 )
 from tests.harness.indexes import _ServerMixin, basic, entries
+from tests.harness.memory_storage import MemoryStorage
 from tests.harness.osv_records import osv_record, write_folder
 from tests.harness.tap import fake_pools
 from tests.harness.upstream import INDEX_A, ORIGIN_A, Origins, drain, make_source, page

@@ -1,7 +1,7 @@
 """
 What the in-memory backend keeps beside each file, by filename: the
 local backend's sidecars (L{pypid.storage.folder.sidecars}) as dicts. Apart from
-L{pypid.storage.base.memory.MemoryStorage} so that the storage's operations read
+L{tests.harness.memory_storage.MemoryStorage} so that the storage's operations read
 as what they do to a file, and the ways a file's kept state is replaced or
 forgotten are written once.
 """

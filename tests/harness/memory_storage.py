@@ -59,7 +59,7 @@ from pypid.storage.base.interface import (
     StorageState,
     checked_provenance,
 )
-from pypid.storage.base.memory_sidecars import MemorySidecars
+from tests.harness.memory_sidecars import MemorySidecars
 
 # -- small objects kept by name: the promotion journals and project statuses,
 # which a disk keeps as small files under .pypid/ and a bucket as small
