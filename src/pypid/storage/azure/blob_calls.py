@@ -39,21 +39,17 @@ from pypid.storage.azure.shared_key import (
     metadata_headers,
     metadata_of,
 )
-from pypid.storage.base.interface import Deliverable, StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.http_calls import (
     Answer,
     Body,
     FileRangeProducer,
-    StoreClient,
-    fetch_range,
-    get_whole,
-    head_by_headers,
+    HeaderMetadataClient,
     sleep,
 )
 from pypid.storage.bucket.store import (
     Listed,
     ListPage,
-    ObjectHead,
     ObjectRef,
     StoreRefused,
     StoreUnavailable,
@@ -141,7 +137,7 @@ def block_id(upload: str, number: int) -> str:
     return base64.b64encode(f"{upload}-{number:08d}".encode("ascii")).decode("ascii")
 
 
-class AzureClient(StoreClient):
+class AzureClient(HeaderMetadataClient):
     """
     Calls to one container of one storage account.
 
@@ -157,6 +153,8 @@ class AzureClient(StoreClient):
     access_hint = ("the account key, SAS token or identity, and that it may list, read and "
                    "write blobs")
     where_has_endpoint = True
+    range_header = "x-ms-range"
+    metadata_of = staticmethod(metadata_of)
     _credentials: AzureCredentials
 
     def __init__(self, endpoint: str, account: str, container: str,
@@ -220,18 +218,6 @@ class AzureClient(StoreClient):
                                      stream, retry, expect)
 
     # -- the object store ------------------------------------------------------------
-
-    async def head(self, key: str) -> ObjectHead | None:
-        """The blob's size, time and user metadata, or L{None} when there is none."""
-        return await head_by_headers(self.call, key, metadata_of)
-
-    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
-        """A blob's bytes (up to C{limit}), or L{None} when there is none."""
-        return await get_whole(self.call, key, limit, expect)
-
-    async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
-        """A range of a blob, unread (a relay), or L{None} when there is none."""
-        return await fetch_range(self.call, key, start, length, size, "x-ms-range")
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
                   metadata: Mapping[str, str] | None = None,

@@ -366,36 +366,38 @@ async def sleep(clock: IReactorTime, seconds: float) -> None:
     await d
 
 
-# -- the reads of a store whose objects carry their metadata in headers (S3, Azure) --
+class HeaderMetadataClient(StoreClient):
+    """
+    The reads of a store whose objects carry their metadata in headers
+    (S3, Azure), made with the client's C{call}.
+    """
 
-#: A client's call: C{call(method, key, headers=..., ok=..., ...)} -> L{Answer}.
-Call: TypeAlias = Callable[..., Awaitable[Answer]]
+    #: the header a read of part of an object names its range in
+    range_header = "range"
+    #: the client's call: C{call(method, key, headers=..., ok=..., ...)} -> L{Answer}
+    call: Callable[..., Awaitable[Answer]]
+    #: the user metadata in an answer's headers
+    metadata_of: Callable[[Mapping[str, str]], dict[str, str]]
 
+    async def head(self, key: str) -> ObjectHead | None:
+        """The object's size, time and user metadata, or L{None} when there is none."""
+        response = await self.call("HEAD", key, ok=(200, 404))
+        if response.code != 200:
+            return None
+        headers = response.headers
+        return ObjectHead(int(headers.get("content-length", "0")),
+                          parse_http_time(headers.get("last-modified", "")),
+                          headers.get("etag", "").strip('"'), self.metadata_of(headers))
 
-async def head_by_headers(call: Call, key: str,
-                          metadata_of: Callable[[Mapping[str, str]], dict[str, str]],
-                          ) -> ObjectHead | None:
-    """The object's size, time and user metadata (C{metadata_of} its headers), or L{None}."""
-    response = await call("HEAD", key, ok=(200, 404))
-    if response.code != 200:
-        return None
-    headers = response.headers
-    return ObjectHead(int(headers.get("content-length", "0")),
-                      parse_http_time(headers.get("last-modified", "")),
-                      headers.get("etag", "").strip('"'), metadata_of(headers))
+    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
+        """An object's bytes (up to C{limit}), or L{None} when there is none."""
+        response = await self.call("GET", key, ok=(200, 404), limit=limit, expect=expect)
+        return response.body if response.code == 200 else None
 
-
-async def get_whole(call: Call, key: str, limit: int, expect: int) -> bytes | None:
-    """An object's bytes (up to C{limit}), or L{None} when there is none."""
-    response = await call("GET", key, ok=(200, 404), limit=limit, expect=expect)
-    return response.body if response.code == 200 else None
-
-
-async def fetch_range(call: Call, key: str, start: int, length: int, size: int,
-                      range_header: str = "range") -> Deliverable | None:
-    """A range of an object, unread (a relay), or L{None} when there is none."""
-    headers = {}
-    if start or length != size:
-        headers[range_header] = f"bytes={start}-{start + length - 1}"
-    response = await call("GET", key, headers=headers, ok=(200, 206, 404), stream=True)
-    return response.stream
+    async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
+        """A range of an object, unread (a relay), or L{None} when there is none."""
+        headers = {}
+        if start or length != size:
+            headers[self.range_header] = f"bytes={start}-{start + length - 1}"
+        response = await self.call("GET", key, headers=headers, ok=(200, 206, 404), stream=True)
+        return response.stream

@@ -21,17 +21,14 @@ from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.records.metrics import Timings
 from pypid.jobs.run import Run
-from pypid.storage.base.interface import Deliverable, StorageError
+from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.http_calls import (
     Answer,
     Body,
     FileRangeProducer,
-    StoreClient,
-    fetch_range,
-    get_whole,
-    head_by_headers,
+    HeaderMetadataClient,
 )
-from pypid.storage.bucket.store import ListPage, ObjectHead, ObjectRef
+from pypid.storage.bucket.store import ListPage, ObjectRef
 from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, presign, sign
 from pypid.storage.s3.uploads import Uploads
 from pypid.storage.s3.wire import (
@@ -70,12 +67,6 @@ def _refused(status: int, body: bytes, headers: dict[str, str]) -> StorageError:
     return S3Error(status, error, message)
 
 
-def metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
-    """The user metadata in an answer's headers."""
-    return {name[len(META):]: value for name, value in headers.items()
-            if name.startswith(META)}
-
-
 def _headers(content_type: str | None, metadata: Mapping[str, str] | None) -> dict[str, str]:
     headers = {META + name: value for name, value in (metadata or {}).items()}
     if content_type is not None:
@@ -83,7 +74,7 @@ def _headers(content_type: str | None, metadata: Mapping[str, str] | None) -> di
     return headers
 
 
-class S3Client(StoreClient):
+class S3Client(HeaderMetadataClient):
     """
     Signed calls to one bucket.
 
@@ -97,6 +88,12 @@ class S3Client(StoreClient):
     missing_codes = frozenset({"NoSuchBucket"})
     access_hint = "the credentials and that they may list, read and write it"
     _credentials: _CredentialSource
+
+    @staticmethod
+    def metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
+        """The user metadata in an answer's headers."""
+        return {name[len(META):]: value for name, value in headers.items()
+                if name.startswith(META)}
 
     def __init__(self, bucket: Bucket, credentials: _CredentialSource, http: Any,
                  clock: IReactorTime, timeout: float = 30.0, parallel: int = 16,
@@ -150,18 +147,6 @@ class S3Client(StoreClient):
                                      headers, body, ok, limit, stream, retry, expect)
 
     # -- the object store ------------------------------------------------------------
-
-    async def head(self, key: str) -> ObjectHead | None:
-        """The object's size, time and user metadata, or L{None} when there is none."""
-        return await head_by_headers(self.call, key, metadata_of)
-
-    async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
-        """An object's bytes (up to C{limit}), or L{None} when there is none."""
-        return await get_whole(self.call, key, limit, expect)
-
-    async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
-        """A range of an object, unread (a relay), or L{None} when there is none."""
-        return await fetch_range(self.call, key, start, length, size, "range")
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
                   metadata: Mapping[str, str] | None = None,
