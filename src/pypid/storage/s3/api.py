@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from hashlib import sha256
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -29,7 +29,8 @@ from pypid.storage.bucket.http_calls import (
     HeaderMetadataClient,
 )
 from pypid.storage.bucket.store import ListPage, ObjectRef
-from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, Credentials, presign, sign
+from pypid.storage.s3.credentials import CredentialSource
+from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, presign, sign
 from pypid.storage.s3.uploads import Uploads
 from pypid.storage.s3.wire import (
     S3Error,
@@ -42,22 +43,6 @@ from pypid.storage.s3.wire import (
 
 #: The prefix of S3's user metadata headers.
 META = "x-amz-meta-"
-
-
-class _CredentialSource(Protocol):
-    """Where a client finds the credentials to sign with now."""
-
-    def current(self) -> Credentials:
-        """The credentials to sign with now (never blocks)."""
-        ...
-
-    async def start(self) -> None:
-        """Find them (at the first start)."""
-        ...
-
-    def stop(self) -> None:
-        """Stop refreshing them."""
-        ...
 
 
 def _refused(status: int, body: bytes, headers: dict[str, str]) -> StorageError:
@@ -79,7 +64,7 @@ class S3Client(HeaderMetadataClient):
     Signed calls to one bucket.
 
     @ivar bucket: the L{pypid.storage.s3.sign.Bucket}.
-    @ivar _credentials: has C{current()} returning L{Credentials}.
+    @ivar _credentials: has C{current()} returning L{pypid.storage.s3.sign.Credentials}.
     @ivar _uploads: the L{Uploads} of large files and conditional copies.
     """
 
@@ -87,7 +72,7 @@ class S3Client(HeaderMetadataClient):
     kind = "s3"
     missing_codes = frozenset({"NoSuchBucket"})
     access_hint = "the credentials and that they may list, read and write it"
-    _credentials: _CredentialSource
+    _credentials: CredentialSource
 
     @staticmethod
     def metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
@@ -95,7 +80,7 @@ class S3Client(HeaderMetadataClient):
         return {name[len(META):]: value for name, value in headers.items()
                 if name.startswith(META)}
 
-    def __init__(self, bucket: Bucket, credentials: _CredentialSource, http: Any,
+    def __init__(self, bucket: Bucket, credentials: CredentialSource, http: Any,
                  clock: IReactorTime, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, *, run: Run,
                  multipart_threshold: int = 64 << 20, probe_prefix: str = ".pypid/probe/",
