@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pypid.storage.base.capabilities import Changed, Polled
@@ -315,39 +315,3 @@ class BucketChanges:
                     await self._client.delete(item.key)
         except StorageError as e:
             log.warn("Cannot remove old change markers: {error}", error=str(e))
-
-
-class Pacer:
-    """
-    Spaces requests at most C{rate} a second on an injected clock, for the
-    background full check (see L{pypid.storage.bucket.store.PacedStore}):
-    each caller waits for a slot of its own, the first at once, the next
-    C{1 / rate} seconds after the one before it, and no slot is saved up
-    while nobody asks (no burst after a pause).
-    """
-
-    def __init__(self, clock: IReactorTime, rate: float) -> None:
-        """
-        @param clock: provides C{seconds()} and C{callLater}.
-        @param rate: the most requests a second; 0 for no cap.
-        """
-        self._clock = clock
-        self._interval = 1.0 / rate if rate else 0.0
-        self._next: float | None = None
-
-    def wait(self) -> Deferred[None]:
-        """
-        A L{Deferred} that fires when the next request may start; cancelling
-        it cancels its timer (a stopped check leaves nothing scheduled).
-        """
-        if not self._interval:
-            return succeed(None)
-        now = self._clock.seconds()
-        slot = now if self._next is None else max(now, self._next)
-        self._next = slot + self._interval
-        if slot <= now:
-            return succeed(None)
-        timer: list[IDelayedCall] = []
-        d: Deferred[None] = Deferred(lambda _: timer[0].cancel() if timer[0].active() else None)
-        timer.append(self._clock.callLater(slot - now, d.callback, None))
-        return d

@@ -29,7 +29,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from pypid.core.records.metrics import Timings
 from pypid.storage.base.interface import Deliverable, StorageError
@@ -257,24 +258,51 @@ async def read_all(store: ObjectStore, prefix: str) -> dict[str, bytes]:
     return found
 
 
-class _Pacer(Protocol):
-    """What paces a L{PacedStore} (a L{pypid.storage.bucket.markers.Pacer})."""
+class Pacer:
+    """
+    Spaces requests at most C{rate} a second on an injected clock, for the
+    background full check (see L{PacedStore}): each caller waits for a slot
+    of its own, the first at once, the next C{1 / rate} seconds after the
+    one before it, and no slot is saved up while nobody asks (no burst
+    after a pause).
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float) -> None:
+        """
+        @param clock: provides C{seconds()} and C{callLater}.
+        @param rate: the most requests a second; 0 for no cap.
+        """
+        self._clock = clock
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next: float | None = None
 
     def wait(self) -> Deferred[None]:
-        """Fires when the next call may start."""
-        ...
+        """
+        A L{Deferred} that fires when the next request may start; cancelling
+        it cancels its timer (a stopped check leaves nothing scheduled).
+        """
+        if not self._interval:
+            return succeed(None)
+        now = self._clock.seconds()
+        slot = now if self._next is None else max(now, self._next)
+        self._next = slot + self._interval
+        if slot <= now:
+            return succeed(None)
+        timer: list[IDelayedCall] = []
+        d: Deferred[None] = Deferred(lambda _: timer[0].cancel() if timer[0].active() else None)
+        timer.append(self._clock.callLater(slot - now, d.callback, None))
+        return d
 
 
 class PacedStore:
     """
-    A store's reads, each started no sooner than a
-    L{pypid.storage.bucket.markers.Pacer} allows: what the background full
-    check lists and reads the bucket with. The store's other users
-    (uploads, downloads, polls) call it directly, so they never wait
-    behind the check.
+    A store's reads, each started no sooner than a L{Pacer} allows: what
+    the background full check lists and reads the bucket with. The store's
+    other users (uploads, downloads, polls) call it directly, so they never
+    wait behind the check.
     """
 
-    def __init__(self, store: ObjectStore, pacer: _Pacer) -> None:
+    def __init__(self, store: ObjectStore, pacer: Pacer) -> None:
         self._store = store
         self._pacer = pacer
         self.label, self.kind = store.label, store.kind

@@ -44,11 +44,17 @@ from pypid.storage.bucket.layout import (
     yank_body,
     yank_reason,
 )
-from pypid.storage.bucket.markers import Pacer
 from pypid.storage.bucket.object_writes import CopySources
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
-from pypid.storage.bucket.store import Listed, ListPage, ObjectRef, PacedStore, parse_iso_time
+from pypid.storage.bucket.store import (
+    Listed,
+    ListPage,
+    ObjectRef,
+    PacedStore,
+    Pacer,
+    parse_iso_time,
+)
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import REFRESH_AHEAD, CredentialSource
 from pypid.storage.s3.sign import (
