@@ -338,10 +338,8 @@ class BucketStorage:
 
     def keep_document(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a server document's object; see L{IServerDocuments.keep_document}."""
-        return ensureDeferred(self._keep_document(self._layout.document_key(name), data))
-
-    async def _keep_document(self, key: str, data: bytes) -> None:
-        await self._client.put(key, data)
+        kept = ensureDeferred(self._client.put(self._layout.document_key(name), data))
+        return kept.addCallback(lambda _: None)
 
     def document(self, name: str) -> Deferred[bytes | None]:
         """A server document's object; see L{IServerDocuments.document}."""
@@ -349,10 +347,9 @@ class BucketStorage:
 
     def add_usage(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a usage record object; see L{IUsageStorage.add_usage}."""
-        return ensureDeferred(self._add_usage(self._layout.usage_prefix + name, data))
-
-    async def _add_usage(self, key: str, data: bytes) -> None:
-        await self._client.put(key, data, "application/json")
+        kept = ensureDeferred(self._client.put(self._layout.usage_prefix + name, data,
+                                               "application/json"))
+        return kept.addCallback(lambda _: None)
 
     def usage_records(self) -> Deferred[dict[str, bytes]]:
         """The usage record objects, by name; see L{IUsageStorage.usage_records}."""

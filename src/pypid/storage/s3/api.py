@@ -328,7 +328,7 @@ class Uploads:
             return await self._multipart(key, temp_path, size, sha256, headers)
         response = await self._client.call(
             "PUT", key, headers=dict(headers, **{"if-none-match": "*"}),
-            body=partial(self._producer, temp_path, 0, size),
+            body=partial(FileRangeProducer, temp_path, 0, size, self._run),
             payload_sha256=sha256, ok=(200, 412))
         return response.code == 200
 
@@ -391,9 +391,6 @@ class Uploads:
             return [etag or ""]
         return await self._in_parts(key, headers, part, "multipart copy")
 
-    def _producer(self, path: str, offset: int, length: int) -> FileRangeProducer:
-        return FileRangeProducer(path, offset, length, self._run)
-
     async def _multipart(self, key: str, temp_path: str, size: int, sha256: str,
                          headers: dict[str, str]) -> bool:
         """
@@ -412,7 +409,7 @@ class Uploads:
                 digest = await self._run(_sha256_range, temp_path, offset, length)
                 response = await self._client.call(
                     "PUT", key, params=[("partNumber", str(number)), *ident],
-                    body=partial(self._producer, temp_path, offset, length),
+                    body=partial(FileRangeProducer, temp_path, offset, length, self._run),
                     payload_sha256=digest)
                 etags.append(response.headers.get("etag", ""))
             return etags
