@@ -135,8 +135,6 @@ def index_snapshot_path(snapshot: str, name: str) -> str:
     return os.path.join(snapshot + ".d", name + ".json")
 
 
-
-
 @attrs.define
 class SharedBucket:
     """
