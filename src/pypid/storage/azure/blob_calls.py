@@ -178,10 +178,6 @@ class AzureClient(HeaderMetadataClient):
         """The container, as C{azure://account/container/}."""
         return f"azure://{self.account}/{self.container}/"
 
-    def ref(self, key: str) -> ObjectRef:
-        """The blob C{key}, as another prefix of this account copies it."""
-        return ObjectRef(self.endpoint, self.container, key)
-
     def url(self, key: str = "", params: Mapping[str, str] | None = None,
             container: str | None = None) -> str:
         """The URL of a blob (of the container, with no key), with C{params}."""

@@ -29,7 +29,13 @@ from pypid.http import bodies
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.credential_life import SharedStarts, Startable
-from pypid.storage.bucket.store import ObjectHead, StoreRefused, StoreUnavailable, parse_http_time
+from pypid.storage.bucket.store import (
+    ObjectHead,
+    ObjectRef,
+    StoreRefused,
+    StoreUnavailable,
+    parse_http_time,
+)
 
 #: Error answers are read up to this size (a store's are a few hundred bytes).
 ERROR_BODY_LIMIT = 64 << 10
@@ -334,6 +340,10 @@ class StoreClient:
     def signer(self) -> str:
         """Who signs URLs now."""
         return str(self._credentials.signer())
+
+    def ref(self, key: str) -> ObjectRef:
+        """The object C{key}, as another prefix of this endpoint copies it."""
+        return ObjectRef(self._http.endpoint, self._name, key)
 
     async def _list_one(self, prefix: str, retry: bool) -> None:
         raise NotImplementedError()

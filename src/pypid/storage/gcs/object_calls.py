@@ -131,10 +131,6 @@ class GCSClient(StoreClient):
         """The bucket, as C{gs://name/}."""
         return f"gs://{self.bucket}/"
 
-    def ref(self, key: str) -> ObjectRef:
-        """The object C{key}, as another prefix of this endpoint copies it."""
-        return ObjectRef(self.endpoint, self.bucket, key)
-
     def _object(self, key: str, bucket: str | None = None) -> str:
         return (f"/storage/v1/b/{quote(bucket or self.bucket, safe='')}"
                 f"/o/{quote(key, safe='')}")

@@ -110,10 +110,6 @@ class S3Client(HeaderMetadataClient):
         """The bucket, as C{s3://name/}."""
         return f"s3://{self.bucket.name}/"
 
-    def ref(self, key: str) -> ObjectRef:
-        """The object C{key}, as another prefix of this endpoint copies it."""
-        return ObjectRef(self.bucket.endpoint, self.bucket.name, key)
-
     async def call(self, method: str, key: str = "", params: Sequence[tuple[str, str]] = (),
                    headers: dict[str, str] | None = None, body: Body = b"",
                    payload_sha256: str | None = None, ok: tuple[int, ...] = (200,),
