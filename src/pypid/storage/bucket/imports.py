@@ -21,8 +21,7 @@ import hashlib
 import io
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
@@ -46,8 +45,6 @@ from pypid.storage.bucket.store import Listed, ObjectStore
 
 log = Logger()
 
-_T = TypeVar("_T")
-
 
 def _write_new(path: str, data: bytes) -> str:
     with open(path, "wb") as f:
@@ -65,20 +62,6 @@ def _inspect_bytes(data: bytes, filename: str, path: str, upload_time: float) ->
                hashlib.blake2b(data, digest_size=32).hexdigest(),
                hashlib.md5(data, usedforsecurity=False).hexdigest())
     return inspect(io.BytesIO(data), filename, path, upload_time, digests, True, None)
-
-
-class _Serial:
-    """Runs one coroutine function at a time (imports hold a file in memory)."""
-
-    def __init__(self) -> None:
-        self._lock = DeferredLock()
-
-    async def run(self, f: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
-        await self._lock.acquire()
-        try:
-            return await f(*args)
-        finally:
-            self._lock.release()
 
 
 @attrs.define
@@ -139,7 +122,8 @@ class Importer:
         """
         client = client or self._client
         limit = client.limit
-        imports = _Serial()
+        # (one import at a time: each holds a file in memory)
+        imports = DeferredLock()
 
         async def read(filename: str, path: str, item: Listed) -> FileRecord | str:
             head = await client.head(self._layout.file_key(path))
