@@ -76,7 +76,6 @@ MAX_PENDING = 100_000
 MAX_SINCE = 1000
 
 
-
 def retry_policy(jitter: Callable[[], float] = random.random) -> Callable[[int], float]:
     """The back-off between failed writes: after the C{n}th failure, C{policy(n - 1)} seconds."""
     return backoffPolicy(RETRY_DELAY, MAX_RETRY_DELAY, 1.5, jitter)

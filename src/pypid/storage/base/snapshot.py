@@ -69,7 +69,6 @@ _COLUMN_SET = frozenset(COLUMNS)
 _make = functools.partial(tuple.__new__, FileRecord)
 
 
-
 class SnapshotError(Exception):
     """The snapshot cannot be used; the index is rebuilt from storage."""
 
