@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
 from typing import Any
 
@@ -231,8 +231,7 @@ def _grouped(promotions: Mapping[str, Promotion]) -> list[dict[str, Any]]:
             for promotion, filenames in groups.items()]
 
 
-def _digests(column: str, values: list[Any] | None, count: int,
-             fromhex: Callable[[str], bytes] = bytes.fromhex) -> Iterable[bytes | None]:
+def _digests(column: str, values: list[Any] | None, count: int) -> Iterable[bytes | None]:
     """A digest column's raw bytes (the hex checked: of its size, or null where allowed)."""
     if values is None:
         if column == "sha256":
@@ -240,7 +239,7 @@ def _digests(column: str, values: list[Any] | None, count: int,
         return repeat(None, count)
     size = DIGESTS[column]
     try:
-        raw = list(map(fromhex, values))
+        raw = list(map(bytes.fromhex, values))
     except TypeError:
         # (nulls among them, or worse: a value at a time, in Python)
         if column == "sha256":
