@@ -325,7 +325,9 @@ class LocalStorage:
 
     def statuses(self) -> Deferred[dict[str, bytes]]:
         """The projects' statuses kept; see L{IStorage.statuses}."""
-        return self._run(self._statuses_sync)
+        # (no folder of statuses, or no .pypid/ folder at all: a folder read
+        # where none could be made holds none)
+        return self._run(_named, self._status_dir, _STATUS, NotADirectoryError)
 
     @property
     def _status_dir(self) -> str:
@@ -341,38 +343,15 @@ class LocalStorage:
             if os.path.isdir(self._status_dir):
                 fsync_folder(self._status_dir)
 
-    def _statuses_sync(self) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        with storage_errors():
-            try:
-                entries = list(os.scandir(self._status_dir))
-            except (FileNotFoundError, NotADirectoryError):
-                # (no folder of statuses, or no .pypid/ folder at all: a
-                # folder read where none could be made holds none)
-                return found
-            for entry in entries:
-                if entry.name.endswith(_STATUS) and not entry.name.startswith("."):
-                    data = read_if_present(entry.path)
-                    if data is not None:
-                        found[entry.name[:-len(_STATUS)]] = data
-        return found
-
     def keep_document(self, name: str, data: bytes) -> Deferred[None]:
         """Keep a server document, durably; see L{IServerDocuments.keep_document}."""
-        return self._run(self._keep_document_sync, self._document_path(name), data)
+        return self._run(_keep_named, os.path.join(self.root, ".pypid"), document_name(name),
+                         data)
 
     def document(self, name: str) -> Deferred[bytes | None]:
         """A server document kept; see L{IServerDocuments.document}."""
-        return self._run(self._document_sync, self._document_path(name))
-
-    def _document_path(self, name: str) -> str:
-        return os.path.join(self.root, ".pypid", document_name(name) + ".json")
-
-    @staticmethod
-    def _keep_document_sync(path: str, data: bytes) -> None:
-        with storage_errors():
-            write_atomically(path, data)
-            fsync_folder(os.path.dirname(path))
+        return self._run(self._document_sync,
+                         os.path.join(self.root, ".pypid", document_name(name) + ".json"))
 
     @staticmethod
     def _document_sync(path: str) -> bytes | None:
@@ -529,7 +508,8 @@ class FolderLock:
             os.close(fd)
 
 
-# -- small JSON files by name: the usage records, the promotions' journals ---------
+# -- small files by name: the usage records, the promotions' journals, the projects'
+# statuses, the server documents
 
 
 def _keep_named(folder: str, name: str, data: bytes) -> None:
@@ -545,19 +525,23 @@ def _read_named(folder: str, name: str) -> bytes | None:
         return read_if_present(os.path.join(folder, name + ".json"))
 
 
-def _named(folder: str) -> dict[str, bytes]:
-    """Every C{<name>.json} of C{folder} (none when it does not exist), by name."""
+def _named(folder: str, suffix: str = ".json",
+           missing: type[OSError] = FileNotFoundError) -> dict[str, bytes]:
+    """
+    Every C{<name><suffix>} of C{folder} (none when it does not exist, or
+    when opening it fails with C{missing}), by name.
+    """
     found: dict[str, bytes] = {}
     with storage_errors():
         try:
             entries = list(os.scandir(folder))
-        except FileNotFoundError:
+        except (FileNotFoundError, missing):
             return found
         for entry in entries:
-            if entry.name.endswith(".json") and not entry.name.startswith("."):
+            if entry.name.endswith(suffix) and not entry.name.startswith("."):
                 data = read_if_present(entry.path)
                 if data is not None:
-                    found[entry.name[:-len(".json")]] = data
+                    found[entry.name[:-len(suffix)]] = data
     return found
 
 
