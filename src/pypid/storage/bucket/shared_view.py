@@ -21,7 +21,6 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.core.dists.model import FileRecord
-from pypid.storage.base.capabilities import Polled
 from pypid.storage.base.interface import ScanResult
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
@@ -127,18 +126,6 @@ class SharedView:
         statuses = await self._statuses.all(client)
         self._changes.reconciled()
         return attrs.evolve(result, records=records, statuses=statuses)
-
-    async def poll(self) -> Polled:
-        """The changes other servers made since the last poll: files', then statuses'."""
-        return await self._changes.poll()
-
-    def reconcile_due(self) -> bool:
-        """Whether the view must be checked against a full listing (L{reconcile})."""
-        return self._changes.reconcile_due()
-
-    def synced_at(self) -> float | None:
-        """When the view last took in every change in the bucket (L{None}: never)."""
-        return self._changes.synced_at()
 
     async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
                     client: ObjectStore | None = None) -> ScanResult:

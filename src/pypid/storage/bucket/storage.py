@@ -164,7 +164,7 @@ class BucketStorage:
     @ivar _files: the L{FileWrites} of uploads, yanks and deletes.
     @ivar _reads: the L{ObjectReads} of downloads and small objects.
     @ivar _adoption: the L{ObjectAdoption} of promotions and evictions.
-    @ivar _view: the L{SharedView}: scans, polls and full checks.
+    @ivar _view: the L{SharedView}: scans and full checks (polls are L{_changes}').
     @ivar _snapshot: the L{BucketSnapshot}, the snapshot's copy in the bucket.
     """
 
@@ -476,15 +476,15 @@ class BucketStorage:
             then the projects' statuses that changed. When the journal lost
             entries it had not read, L{reconcile_due} says so.
         """
-        return ensureDeferred(self._view.poll())
+        return ensureDeferred(self._changes.poll())
 
     def reconcile_due(self) -> bool:
         """Whether the index must be checked against a full listing (see L{reconcile})."""
-        return self._view.reconcile_due()
+        return self._changes.reconcile_due()
 
     def synced_at(self) -> float | None:
         """When the index last took in every change in the bucket (L{None}: never)."""
-        return self._view.synced_at()
+        return self._changes.synced_at()
 
     def changes_read(self) -> int | None:
         """The journal's serial up to which the index took in the bucket's changes."""
