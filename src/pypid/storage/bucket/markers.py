@@ -173,10 +173,6 @@ class BucketChanges:
         self._last_poll = self._clock.seconds()
         self._reconcile_since = since
 
-    async def before_listing(self) -> None:
-        """A full listing begins: the journal is read from where it ends now, unless known."""
-        await self.store_changes.start()
-
     def listed(self, started: float) -> None:
         """A full listing that began at C{started} is done: polls go on from there."""
         if self._cursor is None:

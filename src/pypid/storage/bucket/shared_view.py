@@ -135,8 +135,9 @@ class SharedView:
         """
         started = self._clock.seconds()
         if persist:
-            # (a reader that polls later: it goes on from the journal's end now)
-            await self._changes.before_listing()
+            # (a reader that polls later: it goes on from the journal's end now,
+            # unless where it reads from is known)
+            await self._changes.store_changes.start()
         result = await self._listing.scan(known, since, persist, client)
         self._changes.listed(started)
         return result
