@@ -291,7 +291,7 @@ def state_of(service):
     part = service.getServiceNamed("access")
     access = part.access
     identification = access._identification
-    verifier = identification._verifier
+    verifier = identification.verifier
     directory = verifier._directory
     web = service.getServiceNamed("web")
     registry = web._indexes._registry if web._indexes is not None else None

@@ -143,12 +143,10 @@ class Gates:
                                           self._identification.throttle) if look is not None]
         return gatherResults(looks).addCallback(lambda _: None)
 
-    def directory_knows(self, user: str) -> Deferred[bool]:
-        """
-        Whether the directory has a user of the name C{user}
-        (L{pypid.auth.verifier.PasswordVerifier.directory_knows}).
-        """
-        return self._identification.directory_knows(user)
+    @property
+    def verifier(self) -> PasswordVerifier:
+        """The L{PasswordVerifier} of the users in force (L{reconfigure} replaces it)."""
+        return self._identification.verifier
 
     @property
     def generation(self) -> int:
@@ -184,10 +182,6 @@ class Gates:
             return None
         token: Token | None = identity.token
         return (identity.name, token.id if token is not None else None, identity.groups)
-
-    def stored_password(self, name: str) -> str | None:
-        """The hash a local user's password is checked against, or L{None}."""
-        return self._identification.stored(name)
 
     # -- who is asking -------------------------------------------------------------
 

@@ -75,8 +75,10 @@ class Identification:
     @ivar _audit: where failed and throttled logins are recorded, or L{None}.
     """
 
-    _verifier: PasswordVerifier
-    _throttle: LoginThrottle | None = None
+    #: the verifier of the configuration in force (L{reconfigure} replaces it)
+    verifier: PasswordVerifier
+    #: the login throttle (in a worker of a machine, the others' counts taken into it)
+    throttle: LoginThrottle | None = None
     #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
     tokens: TokenBook | None = None
     _audit: FailedLogins | None = None
@@ -97,11 +99,6 @@ class Identification:
     _vouching: dict[str, tuple[str, frozenset[str], Identity]] = attrs.field(
         init=False, factory=dict)
 
-    @property
-    def throttle(self) -> LoginThrottle | None:
-        """The login throttle (in a worker of a machine, the others' counts taken into it)."""
-        return self._throttle
-
     def reconfigure(self, verifier: PasswordVerifier, tokens: TokenBook | None,
                     outside: OutsideLogins | None = None) -> None:
         """
@@ -113,25 +110,17 @@ class Identification:
         """
         self.generation += 1
         self._vouching = {}
-        reset = verifier.passwords_set_since(self._verifier)
-        if self._throttle is not None and reset:
+        reset = verifier.passwords_set_since(self.verifier)
+        if self.throttle is not None and reset:
             # (a password an admin set again works at once: the lock-out
             # the forgotten one earned is not the new one's)
-            self._throttle.forgive(reset)
+            self.throttle.forgive(reset)
             log.info("Failed logins forgotten for {users}: their password was set again",
                      users=", ".join(sorted(reset)))
-        self._verifier = verifier
+        self.verifier = verifier
         self.tokens = tokens
         if outside is not None:
             self.outside = outside
-
-    def directory_knows(self, name: str) -> Deferred[bool]:
-        """Whether the directory has a user C{name} (failing: it cannot be asked)."""
-        return self._verifier.directory_knows(name)
-
-    def stored(self, name: str) -> str | None:
-        """The hash C{name}'s password is checked against, for a local user; else L{None}."""
-        return self._verifier.stored(name)
 
     def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
                  ) -> Deferred[Identity | None]:
@@ -151,10 +140,10 @@ class Identification:
             if credentials is None:
                 return self._session_identity(request)
         user, password = credentials
-        throttle = self._throttle
+        throttle = self.throttle
         if throttle is not None and user == TOKEN_USER:
             return self._identify_token(request, password, throttle)
-        if throttle is None or not self._verifier.needs_new_check(user, password):
+        if throttle is None or not self.verifier.needs_new_check(user, password):
             # Verified lately, or the very same credentials are being checked
             # (a burst of the right password): join, with no throttle
             # accounting, so such a burst is never held back by itself.
@@ -210,7 +199,7 @@ class Identification:
             return succeed(None)
         auth.session = digest
         if session.source == DIRECTORY:
-            ttl = self._verifier.directory_ttl
+            ttl = self.verifier.directory_ttl
             now = sessions.now()
             if ttl is not None and now - session.groups_read >= ttl:
                 return Deferred.fromCoroutine(
@@ -232,7 +221,7 @@ class Identification:
         # stamp and groups are what its source vouched for)
         if known is not None and known[0] == session.stamp and known[1] == session.groups:
             return known[2]
-        login = sessions.book.login_of(session, self._verifier.stored(session.user),
+        login = sessions.book.login_of(session, self.verifier.stored(session.user),
                                        self.outside)
         if login is None:
             return None
@@ -253,7 +242,7 @@ class Identification:
         sessions = self.sessions
         assert sessions is not None
         try:
-            groups = await self._verifier.directory_groups(session.user)
+            groups = await self.verifier.directory_groups(session.user)
         except DirectoryUnavailable:
             # (the directory logged why; asked again at the next page)
             return Identity(session.user, login=attrs.evolve(login, groups=frozenset()))
@@ -373,7 +362,7 @@ class Identification:
             token = None
             if user == TOKEN_USER:
                 token = self.tokens.issued(password) if self.tokens is not None else None
-            elif user is None or not self._verifier.knows(user):
+            elif user is None or not self.verifier.knows(user):
                 user = None
             self._audit.login_failed(user, client_address(request), token, throttled)
         return identity
@@ -385,7 +374,7 @@ class Identification:
         """
         if user == TOKEN_USER:
             return succeed(self._token_identity(password))
-        return self._verifier.authenticate(user, password)
+        return self.verifier.authenticate(user, password)
 
     def _token_identity(self, password: str) -> Identity | None:
         """Who a token (the password of C{__token__}) acts for, or L{None}."""
@@ -396,9 +385,9 @@ class Identification:
         # their name.
         if token is not None:
             if token.source == PASSWORD:
-                if self._verifier.knows(token.user):
+                if self.verifier.knows(token.user):
                     return Identity(token.user, token)
-            elif not self._verifier.knows(token.user) and self.outside.admits(
+            elif not self.verifier.knows(token.user) and self.outside.admits(
                     token.source, token.user, token.groups, token.provider):
                 groups = frozenset(token.groups)
                 return Identity(token.user, token, groups=groups,

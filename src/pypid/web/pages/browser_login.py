@@ -199,7 +199,7 @@ class BrowserLogin:
             return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
         login = identity.login
         # (the stamp: a password user's hash, a directory user's directory)
-        stamp = self._access.stored_password(identity.name) if login.source == PASSWORD \
+        stamp = self._access.verifier.stored(identity.name) if login.source == PASSWORD \
             else login.provider
         await sessions.open(request, identity.name, identity.groups, login.source, stamp)
         remember(identity, request)
@@ -337,9 +337,9 @@ class BrowserLogin:
 
         @raise DirectoryUnavailable: the directory cannot be asked.
         """
-        if self._access.stored_password(user) is not None:
+        if self._access.verifier.stored(user) is not None:
             return LOCAL_NAME.format(user=user)
-        if await self._access.directory_knows(user):
+        if await self._access.verifier.directory_knows(user):
             return DIRECTORY_NAME.format(user=user)
         held = name_held(self._access, now, user, PROVIDER)
         return None if held is None else held + "."
