@@ -267,15 +267,14 @@ class ReadResource(Resource):
 
 
 def answer_gated(access: Gates, request: Request,
-                 answer: Callable[[Request], Answer], index: str | None = None) -> Rendered:
+                 answer: Callable[[Request], Answer], index: str) -> Rendered:
     """
-    Run C{answer(request)} once the read gate of C{index} (the default
-    index's, by default) allows it, turning
+    Run C{answer(request)} once the read gate of C{index} allows it, turning
     L{HTTPError}s into answers. The answer is the body, L{NOT_DONE_YET}, or
     a L{Deferred} of either (a file relayed from a remote store, a page
     rendered from storage): then the request is finished when it fires.
     """
-    gate = access.gate_read(request) if index is None else access.gate_read(request, index)
+    gate = access.gate_read(request, index)
     if gate is None:
         try:
             body = answer(request)
