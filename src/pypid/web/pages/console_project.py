@@ -80,9 +80,7 @@ class ConsoleProject:
         name = shown_field(request, "name")
         if len(name) > 200 or not is_valid_name(name):
             return send_error(request, BadRequest("name: not a project name"))
-        index = shown_field(request, "index")
-        query = "?index=" + quote(index, safe="") if index and index != DEFAULT else ""
-        return see_other(request, f"project/{normalize(name)}/{query}",
+        return see_other(request, f"project/{normalize(name)}/{index_query(request)}",
                          "To the project's page\n")
 
     @app.route("/console/project/<string:project>/", methods=["GET", "HEAD"])
