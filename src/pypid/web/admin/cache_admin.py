@@ -146,9 +146,8 @@ class CacheAdmin:
         upstream withholds the kept files at once (and a lifted one brings
         them back). Answers the project, its file count upstream and its status.
         """
-        project = normalize(name) if is_valid_name(name) else name
         return self._audit.recorded(request, ChangeKind.REFRESH, self._refresh(request, name),
-                                    project=project)
+                                    project=name)
 
     async def _refresh(self, request: Request, name: str) -> bytes:
         identity = await self._access.uploader(request)
@@ -189,9 +188,8 @@ class CacheAdmin:
         admins only, audited. Its page is asked of the upstream again at the
         next request; its kept files are served only if that page lists them.
         """
-        project = normalize(name) if is_valid_name(name) else name
         return self._audit.recorded(request, RELEASE, self._release(request, name),
-                                    project=project)
+                                    project=name)
 
     async def _release(self, request: Request, name: str) -> bytes:
         identity = await self._access.admin(request, RELEASE_LOGIN)

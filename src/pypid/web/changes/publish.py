@@ -167,7 +167,7 @@ class Publish:
                 return await self._audit.recorded(
                     request, ChangeKind.DELETE, self._changes.remove_release(request, form,
                                                                              identity),
-                    identity=identity, project=_named(form.get("name") or ""),
+                    identity=identity, project=form.get("name") or "",
                     version=form.get("version"), index=self._audit_index)
             part = form.files.get("content")
             return await self._audit.recorded(
@@ -226,7 +226,7 @@ class Publish:
         """Yank every file of a release, as the public index does."""
         return self._change(request, ChangeKind.YANK, _normalized(project),
                             lambda: self._changes.release(project, version), self._changes.yank,
-                            lambda: _reason(request), project=_named(project), version=version)
+                            lambda: _reason(request), project=project, version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     def unyank_release(self, request: IRequest, project: str, version: str,
@@ -234,7 +234,7 @@ class Publish:
         """Undo the yank of a release."""
         return self._change(request, ChangeKind.UNYANK, _normalized(project),
                             lambda: self._changes.release(project, version), self._changes.yank,
-                            project=_named(project), version=version)
+                            project=project, version=version)
 
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
     def delete_release(self, request: IRequest, project: str, version: str,
@@ -242,7 +242,7 @@ class Publish:
         """Delete every file of a release."""
         return self._change(request, ChangeKind.DELETE, _normalized(project),
                             lambda: self._changes.release(project, version),
-                            self._changes.delete, project=_named(project), version=version)
+                            self._changes.delete, project=project, version=version)
 
     async def _change(self, request: IRequest, event: ChangeKind, scope: str | None,
                       filenames: Callable[[], list[str]], change: FileChange,
@@ -285,7 +285,7 @@ class Publish:
             await self._keep_status(request, name, status, identity)
             return send_text(request, 200, f"{name} is {_status_text(status)}")
         return await self._audit.recorded(request, ChangeKind.STATUS, apply(),
-                                          project=_named(project), index=self._audit_index)
+                                          project=project, index=self._audit_index)
 
     async def _keep_status(self, request: IRequest, name: str, status: ProjectStatus | None,
                            identity: Identity) -> None:
@@ -306,11 +306,6 @@ class Publish:
 def _normalized(project: str) -> str | None:
     """The normalized name a URL's project segment gives, or L{None}."""
     return normalize(project) if is_valid_name(project) else None
-
-
-def _named(project: str) -> str:
-    """A project name from a request, normalized when it is valid (as entries keep it)."""
-    return _normalized(project) or project
 
 
 def _requested_status(request: IRequest) -> ProjectStatus | None:
