@@ -155,8 +155,7 @@ def _wanted(request: IRequest, size: int, etag: bytes) -> int | tuple[int, int] 
     return None
 
 
-def _plan(request: IRequest, size: int, etag: bytes,
-          content_type: bytes) -> tuple[int, int] | tuple[bytes, None]:
+def _plan(request: IRequest, size: int, etag: bytes) -> tuple[int, int] | tuple[bytes, None]:
     """
     Set the headers of a stored object's answer and decide what to send.
 
@@ -164,7 +163,7 @@ def _plan(request: IRequest, size: int, etag: bytes,
         the answer is complete already (304, 416).
     """
     headers = request.responseHeaders
-    headers.setRawHeaders(b"content-type", [content_type])
+    headers.setRawHeaders(b"content-type", [FILE_CONTENT_TYPE])
     headers.setRawHeaders(b"etag", [etag])
     headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
     headers.setRawHeaders(b"accept-ranges", [b"bytes"])
@@ -184,10 +183,9 @@ def _plan(request: IRequest, size: int, etag: bytes,
     return start, end - start + 1
 
 
-def send_bytes(request: IRequest, data: bytes, etag: bytes,
-               content_type: bytes = FILE_CONTENT_TYPE) -> bytes:
+def send_bytes(request: IRequest, data: bytes, etag: bytes) -> bytes:
     """Send a stored object held in memory, like L{send_file}."""
-    plan = _plan(request, len(data), etag, content_type)
+    plan = _plan(request, len(data), etag)
     if plan[1] is None:
         return plan[0]
     start, length = plan
@@ -197,8 +195,7 @@ def send_bytes(request: IRequest, data: bytes, etag: bytes,
     return data[start:start + length]
 
 
-def send_file(request: Request, path: str, etag: bytes,
-              content_type: bytes = FILE_CONTENT_TYPE) -> Rendered:
+def send_file(request: Request, path: str, etag: bytes) -> Rendered:
     """
     Send a stored file with its validators, honouring C{If-None-Match},
     C{Range} and C{If-Range}. Immutable: a file URL never changes content.
@@ -210,7 +207,7 @@ def send_file(request: Request, path: str, etag: bytes,
     f = open(path, "rb")
     try:
         size = os.fstat(f.fileno()).st_size
-        plan = _plan(request, size, etag, content_type)
+        plan = _plan(request, size, etag)
         if plan[1] is None:
             f.close()
             return plan[0]
@@ -257,7 +254,7 @@ def send_redirect(request: IRequest, url: str) -> bytes:
 
 
 def send_remote(request: Request, remote: RemoteFile, etag: bytes,
-                content_type: bytes = FILE_CONTENT_TYPE) -> bytes | int | Deferred[int]:
+                ) -> bytes | int | Deferred[int]:
     """
     Relay a stored object from a remote store (a
     L{pypid.storage.base.interface.RemoteFile}) as it arrives, at the client's
@@ -270,7 +267,7 @@ def send_remote(request: Request, remote: RemoteFile, etag: bytes,
         an L{HTTPError}: 503 when the store is unavailable, 404 when the
         object is missing.
     """
-    plan = _plan(request, remote.size, etag, content_type)
+    plan = _plan(request, remote.size, etag)
     if plan[1] is None:
         return plan[0]
     start, length = plan
