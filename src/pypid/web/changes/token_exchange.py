@@ -312,7 +312,7 @@ class TrustedPublishingArea:
         # (who a refusal names: the publisher of a genuine token)
         publisher = None
         try:
-            text = _id_token(request)
+            text = _body_token(request, "OIDC ID token", "the OIDC ID token of the CI job")
             try:
                 verified = await publishing.verify(text)
                 publisher = verified.publisher
@@ -343,15 +343,6 @@ class TrustedPublishingArea:
                      reason=e.message)
             self._audit.fold_refused(address, publisher, EVENT, e)
             raise
-
-
-def _id_token(request: IRequest) -> str:
-    """
-    The ID token of the request's JSON body.
-
-    @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
-    """
-    return _body_token(request, "OIDC ID token", "the OIDC ID token of the CI job")
 
 
 def _body_token(request: IRequest, name: str, what: str) -> str:
