@@ -276,10 +276,6 @@ def _entry_index(name: object, known: Any) -> str | None:
     return name if isinstance(name, str) and name in known and name != DEFAULT_INDEX else None
 
 
-def _body(request: IRequest) -> bytes:
-    return bounded_body(request, MAX_BODY)
-
-
 def promotion_form(request: IRequest) -> dict[str, Any]:
     """
     A form's fields of a promotion, as its JSON would name them
@@ -301,7 +297,7 @@ def _asked_quietly(request: IRequest) -> dict[str, Any]:
         data = promotion_form(request)
     else:
         try:
-            data = json.loads(_body(request))
+            data = json.loads(bounded_body(request, MAX_BODY))
         except (ValueError, RecursionError, TooLarge):
             return {}
     if not isinstance(data, dict):
@@ -319,7 +315,7 @@ def _asked(request: IRequest) -> PromoteRequest:
     if is_form(request):
         return promote_request(promotion_form(request))
     try:
-        return promote_request(json.loads(_body(request)))
+        return promote_request(json.loads(bounded_body(request, MAX_BODY)))
     except (ValueError, RecursionError):
         raise BadRequest(SHAPE)
 
