@@ -261,7 +261,7 @@ class ProjectPages(ReadResource):
         found = self._find(normalized)
         if found is None:
             raise NotFound(_NO_PROJECT)
-        status = self._status(normalized) if found[3] is None else None
+        status = chain_status(self._order, normalized) if found[3] is None else None
         if status is not None and status.quarantined:
             return as_admin(
                 self._access, request,
@@ -395,10 +395,6 @@ class ProjectPages(ReadResource):
                     found[f.filename] = usage.book.downloads((f.filename,), 30, usage.today)
                     break
         return found
-
-    def _status(self, name: str) -> ProjectStatus | None:
-        """The project's status along the hosted sources (PEP 792), or L{None}: active."""
-        return chain_status(self._order, name)
 
     def _serial(self) -> Hashable:
         """What moves whenever a hosted file the pages show changes."""
