@@ -86,10 +86,6 @@ class StorageProbe:
             d.callback(state)
 
 
-def _always() -> bool:
-    return True
-
-
 @attrs.define(slots=False)
 class Health:
     """
@@ -124,7 +120,7 @@ class Health:
     async def health(self, request: IRequest) -> bytes:
         """Whether the server is ready and its storage answers with room to write."""
         storage = await self._probe.state()
-        ready = (self._ready or _always)()
+        ready = self._ready() if self._ready is not None else True
         unread = self._advisories() if self._advisories is not None else None
         closed = unread is not None and unread[1]
         if not ready or (closed and unread is not None and unread[0] == READING):
