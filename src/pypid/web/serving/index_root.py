@@ -27,7 +27,7 @@ answers 403 (L{pypid.web.serving.denied_files}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
@@ -146,24 +146,16 @@ class ReadOnlyPublish:
     @app.route("/api/files/<string:filename>/unyank", methods=["POST"])
     @app.route("/api/files/<string:filename>/restore", methods=["POST"])
     @app.route("/api/files/<string:filename>", methods=["DELETE"])
-    def change_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
-        """Refuse a change to a file."""
-        return self._refuse(request)
-
     @app.route("/api/projects/<string:project>/<string:version>/yank", methods=["POST"])
     @app.route("/api/projects/<string:project>/<string:version>/unyank", methods=["POST"])
     @app.route("/api/projects/<string:project>/<string:version>", methods=["DELETE"])
-    def change_release(self, request: IRequest, project: str,
-                       version: str) -> Coroutine[Any, Any, bytes]:
-        """Refuse a change to a release."""
-        return self._refuse(request)
-
     @app.route("/api/projects/<string:project>/status", methods=["POST"])
-    def change_status(self, request: IRequest, project: str) -> Coroutine[Any, Any, bytes]:
-        """Refuse a status change: a view's projects have the status of their hosted index."""
-        return self._refuse(request)
-
-    async def _refuse(self, request: IRequest) -> bytes:
+    async def change(self, request: IRequest, **named: str) -> bytes:
+        """
+        Refuse a change to a file, a release, or a project's status (a
+        view's projects have the status of their hosted index), C{named}
+        by the path.
+        """
         await self._access.gate_upload(request, index=None)
         raise self._refusal(request, "change its files in")
 
