@@ -12,16 +12,21 @@ werkzeug adapter and per-request closures cost more than the page lookup
 itself. Each request does one dict lookup for its first segment, the
 index's read gate (nothing at all while anyone may read), content
 negotiation (memoized on the Accept header), and sets a handful of
-headers on bytes rendered earlier.
+headers on bytes rendered earlier. C{/packages/...} finds a file by its
+digest in every index (L{PackagesPath}).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from typing import cast
 
+from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from pypid.core.dists.names import InvalidName, parse_filename
 from pypid.core.indexes.index_names import (
     NO_SUCH_INDEX,
     ROUTE_SEGMENTS,
@@ -29,13 +34,19 @@ from pypid.core.indexes.index_names import (
     is_index_segment,
 )
 from pypid.core.indexes.render import AgedPage, Page
-from pypid.core.util.http_errors import NotFound
-from pypid.web.identity.gates import Gates
-from pypid.web.server.respond import Rendered, send_error, send_moved
+from pypid.core.util.http_errors import HTTPError, NotFound
+from pypid.web.identity.gates import Gates, nothing_found
+from pypid.web.server.respond import (
+    Answer,
+    Rendered,
+    finish_later,
+    send_error,
+    send_moved,
+    wrong_method_error,
+)
 from pypid.web.serving.index_pages import normalized_name
 from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
-from pypid.web.serving.packages import PackagesPath
-from pypid.web.serving.read_decisions import PlainFile
+from pypid.web.serving.read_decisions import PlainFile, StoredFile
 
 
 class RootResource(Resource):
@@ -176,3 +187,78 @@ class _Moved(Resource):
         return send_moved(request, self._base, self._path)
 
     render_HEAD = render_GET
+
+
+_HEX = re.compile(rb"\A[0-9a-f]+\Z")
+
+
+class PackagesPath(Resource):
+    """
+    C{/packages/<aa>/<bb>/<rest>/<filename>}: a hosted file by the BLAKE2b-256
+    of its bytes (C{<aa><bb><rest>}), as the public index's file host names its
+    files, and as the legacy JSON links them (L{pypid.core.indexes.links.package_url_for});
+    its core metadata at the same path and C{.metadata} (PEP 658).
+    Mirrors read the JSON and fetch these URLs: bandersnatch refuses a file
+    whose path does not begin with C{/packages}.
+
+    One path for every index: the digest names the bytes, so the file is
+    served from the first index the reader may enter and read it in (the
+    default, then the named ones) whose record of that name has that digest,
+    with that index's decision (its status, advisories, download count).
+    Found nowhere without credentials while the default index needs them: the
+    challenge its read path gives.
+    """
+
+    isLeaf = True
+
+    def __init__(self, indexes: Callable[[], Sequence[ServedIndex]], access: Gates) -> None:
+        """@param indexes: C{indexes()}: the served indexes in order, the default first."""
+        Resource.__init__(self)
+        self._indexes = indexes
+        self._access = access
+
+    def render(self, request: Request) -> Rendered:
+        """Identify the request (credentials sent), then find the file."""
+        try:
+            if request.method not in (b"GET", b"HEAD"):
+                raise wrong_method_error(request, ["GET", "HEAD"])
+            project, digest, filename = _file_named(request.postpath)  # type: ignore[arg-type]
+        except HTTPError as e:
+            return send_error(request, e)
+        gate = self._access.gate_anywhere(request)
+        if gate is None:
+            answer = self._answer(request, project, digest, filename)
+            return finish_later(request, answer) if isinstance(answer, Deferred) else answer
+        return finish_later(request, gate.addCallback(
+            lambda _: self._answer(request, project, digest, filename)))
+
+    def _answer(self, request: Request, project: str, digest: str, filename: str) -> Answer:
+        reader = self._access.reader(request)
+        try:
+            for served in self._indexes():
+                if not reader.enters(served.name):
+                    continue
+                decision = served.files.decide(reader, project, filename)
+                if isinstance(decision, StoredFile) and decision.record.blake2_256 == digest:
+                    return served.files.deliver(request, decision)
+            raise nothing_found(reader)
+        except HTTPError as e:
+            return send_error(request, e)
+
+
+def _file_named(post: Sequence[bytes]) -> tuple[str, str, str]:
+    """
+    C{(project, digest, filename)} a path after C{/packages/} names.
+
+    @raise NotFound: for one that names no file so.
+    """
+    if len(post) != 4 or [len(part) for part in post[:3]] != [2, 2, 60] \
+            or not all(_HEX.match(part) for part in post[:3]):
+        raise NotFound("no such file")
+    try:
+        filename = post[3].decode("utf-8")
+        # (a file's core metadata, PEP 658, is beside it: its digest is the file's)
+        project = parse_filename(filename.removesuffix(".metadata"), legacy=True).project
+    except (UnicodeDecodeError, InvalidName):
+        raise NotFound("no such file") from None
+    return project, b"".join(post[:3]).decode("ascii"), filename
