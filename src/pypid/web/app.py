@@ -278,7 +278,7 @@ def _default_storage(indexes: Sequence[IndexMaterials]) -> IStorage:
 def _site_areas(access: Gates, run: Run, clock: IReactorTime, audit: AuditTrail, *,
                 services: SiteServices, health: Health, metrics: Metrics,
                 oidc: TrustedPublishingArea, chrome: Chrome,
-                served: Callable[[str], ServedIndex | None] = lambda name: None) -> PypidApp:
+                served: Callable[[str], ServedIndex | None]) -> PypidApp:
     """
     The site's own areas (L{PypidApp}), beside the default index's: those
     that act on the server's indexes only with the C{services}' registry
