@@ -432,15 +432,12 @@ class IndexServer:
         """The index's legacy JSON (C{/pypi/...}), from its first source with the project."""
         chain = tuple((source.index, source.storage) for source in materials.sources)
         filters = materials.composed.filters
-        first = materials.sources[0] if materials.sources else None
-        return LegacyJSON(first.index if first is not None else None,
-                          first.storage if first is not None else None,
-                          self._access, package_url_for(self._base_url or "/",
+        return LegacyJSON(self._access, package_url_for(self._base_url or "/",
                                                         file_url_for(prefix)),
                           self._base_url, name=materials.name, chain=chain,
                           filters=filters if filters != Filters() else None,
                           advisories=materials.composed.advisories,
-                          usage=first.usage if first is not None else None,
+                          usage=materials.sources[0].usage if materials.sources else None,
                           composed=materials.composed, sides=materials.upstreams, clock=self._clock)
 
     def mount(self, indexes: Sequence[IndexMaterials]) -> tuple[ServedIndex, IndexRoot | None]:

@@ -74,12 +74,9 @@ _Listed = tuple[Project, Project, Index, Callable[[FileRecord], IStorage],
 @attrs.define(slots=False)
 class LegacyJSON:
     """
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}, for stored metadata.
     @ivar _base_url: the configured public URL, or L{None}.
     """
 
-    _index: Index | None
-    _storage: IStorage | None
     _access: Gates
     #: C{file_url(record)}: a file's absolute link (these pages are not
     #: under C{/simple/<project>/}, so the index's relative links would not do)
@@ -87,8 +84,8 @@ class LegacyJSON:
     _base_url: str | None = None
     #: the index asked (C{default}: today's, at C{/pypi/})
     _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
-    #: a named index's hosted sources in order, C{(index, storage)}; empty:
-    #: C{_index} and C{_storage} alone
+    #: the index's hosted sources in order, C{(index, storage)} (C{_usage}
+    #: counts the first's downloads); empty: it reads upstreams alone
     _chain: tuple[tuple[Index, IStorage], ...] = attrs.field(kw_only=True, default=())
     #: a view's filters: what its pages do not list, its JSON does not either
     _filters: Filters | None = attrs.field(kw_only=True, default=None)
@@ -98,11 +95,11 @@ class LegacyJSON:
     #: the index's download counts: C{info.downloads}; L{None}: -1
     _usage: UsageLog | None = attrs.field(kw_only=True, default=None)
     #: the index's view, whose upstreams answer for a project no hosted
-    #: source holds; L{None}: hosted projects only
-    _composed: ComposedIndex | None = attrs.field(kw_only=True, default=None)
+    #: source holds
+    _composed: ComposedIndex = attrs.field(kw_only=True)
     #: the index's upstreams, by the name its order gives them (SourceSide)
     _sides: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
-    _clock: IReactorTime | None = attrs.field(kw_only=True, default=None)
+    _clock: IReactorTime = attrs.field(kw_only=True)
     #: the JSON of upstream projects rendered, by C{(project, version)}:
     #: C{(what it was made of, until when, the page)}, bounded (names are
     #: the clients')
@@ -130,7 +127,7 @@ class LegacyJSON:
             raise NotFound("no such project")
         found = self._listed(normalize(name))
         if found is None:
-            if self._composed is not None and self._sides:
+            if self._sides:
                 return await self._upstream_json(request, normalize(name), name, version)
             # (PEP 792: a quarantined project offers no file, here neither)
             raise NotFound("no such project")
@@ -155,7 +152,7 @@ class LegacyJSON:
         if moves:
             # (kept apart per index: another index's sources or advisories)
             key = (*key, self._name)
-        if self._usage is not None and index is self._index:
+        if self._usage is not None and index is self._chain[0][0]:
             # (kept while the counts and the day are the same)
             moves = (*moves, self._usage.book.stamp, self._usage.today)
         page = await kept_page(index, holder, key,
@@ -170,7 +167,6 @@ class LegacyJSON:
         only (see the module docstring); 404 as its simple page would be.
         """
         composed, clock = self._composed, self._clock
-        assert composed is not None and clock is not None
         if composed.quarantined(project):
             raise NotFound("no such project")
         sides = [self._sides[s.name] for s in composed.upstreams(project) if s.name in self._sides]
@@ -274,11 +270,8 @@ class LegacyJSON:
         the first source that holds it, whose pages keep the JSON, and
         where each file is stored; L{None} when the index lists no file.
         """
-        if self._chain:
-            chain = self._chain
-        elif self._index is not None and self._storage is not None:
-            chain = ((self._index, self._storage),)
-        else:
+        chain = self._chain
+        if not chain:
             # (an index that reads upstreams alone: none holds it here)
             return None
         held = tuple(index.project(name) for index, _ in chain)
@@ -320,10 +313,9 @@ class LegacyJSON:
         info = await self._info(releases[shown], storage_of)
         usage = self._usage
         downloads = (usage.book.summary(project.files, usage.today)
-                     if usage is not None and index is self._index else None)
+                     if usage is not None and index is self._chain[0][0] else None)
         # (the last of its hosted sources': an index with bases, a view)
-        chain = self._chain or ((index, None),)
-        serial = serial_over((source.rendered.serials for source, _ in chain),
+        serial = serial_over((source.rendered.serials for source, _ in self._chain),
                              project.name) or BEGINNING
         body = legacy_info.render_json(project, releases, shown, info, serial,
                                        version is None, root + "/" if root else None,
