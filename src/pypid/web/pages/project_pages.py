@@ -53,7 +53,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import Page
-from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
+from pypid.core.security.advisories import AdvisoryPolicy, Verdict
 from pypid.core.util.http_errors import NotFound
 from pypid.core.util.lru import ByteLRU
 from pypid.state.hosted_source import HostedSource
@@ -197,10 +197,8 @@ class ProjectPages(ReadResource):
     """
 
     def __init__(self, name: str, sources: Sequence[HostedSource], filters: Filters,
-                 access: Gates, chrome: ReaderChrome, clock: IReactorTime, base: str = "/",
-                 upstreams: Mapping[str, SourceSide] | None = None,
-                 kept: KeptPages | None = None,
-                 advisories: AdvisoryPolicy | None = None) -> None:
+                 access: Gates, chrome: ReaderChrome, clock: IReactorTime, base: str, *,
+                 upstreams: Mapping[str, SourceSide], advisories: AdvisoryPolicy) -> None:
         ReadResource.__init__(self)
         self._name = name
         self._sources = tuple(sources)
@@ -209,13 +207,13 @@ class ProjectPages(ReadResource):
         self._hosted = tuple(source.index for source in sources)
         self._usages = tuple(source.usage for source in sources if source.usage is not None)
         self._filters = filters
-        self._upstreams = dict(upstreams or {})
-        self._advisories = advisories if advisories is not None else no_advisories()
+        self._upstreams = dict(upstreams)
+        self._advisories = advisories
         self._access = access
         self._chrome = chrome
         self._clock = clock
         self._base = base
-        self._kept = kept if kept is not None else KeptPages()
+        self._kept = KeptPages()
         self._renderer = DetailsRenderer(clock)
 
     def render_GET(self, request: Request) -> Rendered:
