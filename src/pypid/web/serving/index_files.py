@@ -68,9 +68,9 @@ class IndexFiles:
     sources: tuple[HostedSource, ...]
     access: Gates
     clock: IReactorTime
-    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    upstreams: Mapping[str, SourceSide]
     #: refuses the files of the releases the index's advisories deny
-    denied: DeniedDownloads | None = None
+    denied: DeniedDownloads
     #: the hosted sources' readings of files found without a record
     backfills: tuple[Backfill, ...] = attrs.field(init=False, default=attrs.Factory(
         lambda self: tuple(source.backfill for source in self.sources
@@ -255,9 +255,8 @@ class IndexFiles:
     def _check(self, request: Request, project: str, filename: str,
                version: str | None = None) -> None:
         """Refuse (403) a file of a release the index's advisories deny."""
-        if self.denied is not None:
-            self.denied.check(request, self.composed.advisories, self.name, project, filename,
-                              version)
+        self.denied.check(request, self.composed.advisories, self.name, project, filename,
+                          version)
 
 
 def _text(segment: bytes, missing: str) -> str:

@@ -120,7 +120,7 @@ class IndexSimple:
     access: Gates
     clock: IReactorTime
     base: str
-    upstreams: Mapping[str, SourceSide] = attrs.field(factory=dict)
+    upstreams: Mapping[str, SourceSide]
     #: (reader, kind) -> (the hosted sources' serials, the project list that reader sees)
     _roots: dict[tuple[object, str], tuple[tuple[tuple[int, int], ...], Page]] = attrs.field(
         factory=dict, init=False)
