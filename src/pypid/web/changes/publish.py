@@ -129,11 +129,6 @@ class Publish:
         return self._index
 
     @property
-    def checks(self) -> ChangeChecks:
-        """The gate's answers for changes to this index (who may change what)."""
-        return self._checks
-
-    @property
     def recycles(self) -> bool:
         """Whether a deleted file waits in a recycle bin, to be restored."""
         return self._bin is not None
