@@ -60,7 +60,7 @@ from pypid.web.identity.identity_part import name_held
 from pypid.web.identity.request_auth import client_address, remember, request_credentials
 from pypid.web.pages.people import HTML, people_headers
 from pypid.web.server.audit_trail import AuditTrail
-from pypid.web.server.respond import see_other
+from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors, form_field
 
 log = Logger()
@@ -384,9 +384,8 @@ class BrowserLogin:
         sso = self._sso
         label = sso.label if sso is not None and sso.enabled else None
         # (the page's way back to the site's root: /login/sso/... is deeper)
-        root = "../" * (request.path.count(b"/") - 1)
         return send_html(request, code, pages.login_page(self._chrome, sso_label=label,
-                                                         root=root, **shown))
+                                                         root=root_of(request), **shown))
 
     async def _basic(self, request: IRequest) -> bytes:
         """C{GET /login} with HTTP Basic credentials: 303 home once they are right."""

@@ -31,8 +31,8 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.pages.browser_login import HOST, send_html
-from pypid.web.pages.console_gate import ConsoleGate, guarded, root_of, shown_field
-from pypid.web.server.respond import see_other
+from pypid.web.pages.console_gate import ConsoleGate, guarded, shown_field
+from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors
 
 

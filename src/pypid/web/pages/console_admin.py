@@ -27,8 +27,8 @@ from pypid.web.admin.recycle_admin import BIN_LOGIN, RecycleAdmin
 from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, apply_body
 from pypid.web.identity.gates import not_an_admin
 from pypid.web.pages.browser_login import send_html
-from pypid.web.pages.console_gate import ConsoleGate, root_of, shown_field
-from pypid.web.server.respond import send_error
+from pypid.web.pages.console_gate import ConsoleGate, shown_field
+from pypid.web.server.respond import root_of, send_error
 from pypid.web.server.routes import answer_errors, form_field
 
 _A = TypeVar("_A")

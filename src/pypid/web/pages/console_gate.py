@@ -99,11 +99,6 @@ async def guarded(request: IRequest, action: Callable[[], Awaitable[Any]]) -> An
         return send_error(request, e)
 
 
-def root_of(request: IRequest) -> str:
-    """The way back to the site's root from C{request}'s page (C{../} from C{/console/x})."""
-    return "../" * (request.path.count(b"/") - 1)
-
-
 def shown_field(request: IRequest, name: str) -> str:
     """A form field as sent, to show again (bytes that are not UTF-8 replaced)."""
     values = request.args.get(name.encode("ascii"))

@@ -36,10 +36,9 @@ from pypid.web.pages.console_gate import (
     guarded,
     index_name,
     index_query,
-    root_of,
     shown_field,
 )
-from pypid.web.server.respond import see_other, send_error
+from pypid.web.server.respond import root_of, see_other, send_error
 from pypid.web.server.routes import answer_errors, form_field, is_form
 from pypid.web.serving.index_root import ServedIndex
 

@@ -19,8 +19,8 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.webhook_admin import WEBHOOKS_LOGIN, WebhookAdmin
 from pypid.web.pages.browser_login import body_fields, send_html
-from pypid.web.pages.console_gate import ConsoleGate, root_of
-from pypid.web.server.respond import send_error
+from pypid.web.pages.console_gate import ConsoleGate
+from pypid.web.server.respond import root_of, send_error
 from pypid.web.server.routes import answer_errors
 
 

@@ -171,10 +171,14 @@ def send_to_login(request: IRequest) -> bytes:
     logged in. Relative to the page, so a proxy that serves pypid under a
     path of its own keeps it.
     """
-    path = request.path.decode("utf-8", "replace")
-    up = "../" * (path.count("/") - 1)
     target = quote(request.uri.decode("utf-8", "replace"), safe="/")
-    return see_other(request, f"{up}login?next={target}", "Log in to read this page\n")
+    return see_other(request, f"{root_of(request)}login?next={target}",
+                     "Log in to read this page\n")
+
+
+def root_of(request: IRequest) -> str:
+    """The way back to the site's root from C{request}'s page (C{../} from C{/console/x})."""
+    return "../" * (request.path.count(b"/") - 1)
 
 
 def see_other(request: IRequest, location: str, text: str) -> bytes:
