@@ -143,16 +143,16 @@ class UploadStore:
     async def _store_locked(self, request: IRequest, upload: UploadRequest,
                             identity: Identity) -> bytes:
         part = _part_of(upload)
-        self._refuse_closed(project_of_filename(upload.filename))
-        self._refuse_foreign(request, project_of_filename(upload.filename))
+        project = project_of_filename(upload.filename)
+        self._refuse_closed(project)
+        self._refuse_foreign(request, project)
         # (looked for in its own project: while the projects a start loaded
         # later wait, one not found there does not make them all; a file of
         # that name stored under another project is the storage's to refuse)
-        existing = self._index.get_file(upload.filename, project_of_filename(upload.filename))
+        existing = self._index.get_file(upload.filename, project)
         if existing is not None:
             return _same_or_conflict(request, existing.sha256, upload)
         self._refuse_taken(upload.filename)
-        project = project_of_filename(upload.filename)
         allowed = project is not None and self._allowed.current.allows_tag_mismatch(project)
         try:
             inspected = await self._run(
@@ -164,8 +164,7 @@ class UploadStore:
             if e.tag_mismatch:
                 raise BadRequest(str(e), remedy=tag_mismatch_hint(self._audit_index, project))
             raise BadRequest(str(e))
-        record = inspected.record.replace(
-                              uploader=cut_text(identity.name, UPLOADER_BYTES))
+        record = inspected.record.replace(uploader=cut_text(identity.name, UPLOADER_BYTES))
         self._refuse_inconsistent(record)
         provenance = await self._attested(upload, record, self._checks.reader(request))
         if provenance is not None:
