@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pypid.core.util.http_errors import BadGateway, NotFound, Unavailable
 from pypid.storage.base.interface import StorageError
-from pypid.web.server.respond import RETRY_AFTER, Answer, connected
+from pypid.web.server.respond import RETRY_AFTER, Answer, connected, storage_unavailable
 from pypid.web.serving.stored_objects import (
     FILE_CACHE_CONTROL,
     FILE_CONTENT_TYPE,
@@ -59,7 +59,7 @@ async def answer_file(request: Request, files: UpstreamFiles, listed: UpstreamFi
     except Offline:
         raise NotFound("no such file in the cache (the server is offline)")
     except StorageError as e:
-        raise Unavailable(f"the storage is unavailable: {e}", [(b"retry-after", RETRY_AFTER)])
+        raise storage_unavailable(e)
 
 
 async def _file_answer(request: Request, files: UpstreamFiles, listed: UpstreamFile,
