@@ -179,13 +179,11 @@ class FileChanges:
         assert self._bin is not None
         try:
             return await self._bin.restore(record.filename)
-        except NotInBin:
+        except (NotInBin, FilenameDeleted):
             raise NotFound(f"no such file in the recycle bin: {record.filename}")
         except RestoreConflict as e:
             raise Conflict(f"{record.filename} cannot be restored: {e.args[0]} is the same "
                            "distribution, uploaded since; delete it first")
-        except FilenameDeleted:
-            raise NotFound(f"no such file in the recycle bin: {record.filename}")
         except StorageError as e:
             log.error("Storage failed on {filename}: {error}", filename=record.filename,
                       error=str(e))
