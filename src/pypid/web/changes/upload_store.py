@@ -151,7 +151,10 @@ class UploadStore:
         # that name stored under another project is the storage's to refuse)
         existing = self._index.get_file(upload.filename, project)
         if existing is not None:
-            return _same_or_conflict(request, existing.sha256, upload)
+            if existing.sha256 != part.sha256:
+                raise _exists(upload.filename, existing.sha256)
+            return send_text(request, 200,
+                             "OK: this file was already uploaded with the same content")
         self._refuse_taken(upload.filename)
         allowed = project is not None and self._allowed.current.allows_tag_mismatch(project)
         try:
@@ -288,13 +291,6 @@ def tag_mismatch_hint(index: str | None, project: str | None) -> str:
 def _part_of(upload: UploadRequest) -> FilePart:
     """The spooled file part of an upload (L{UploadRequest.part} is untyped in core)."""
     return cast(FilePart, upload.part)
-
-
-def _same_or_conflict(request: IRequest, sha256: str, upload: UploadRequest) -> bytes:
-    if sha256 == _part_of(upload).sha256:
-        return send_text(request, 200,
-                         "OK: this file was already uploaded with the same content")
-    raise _exists(upload.filename, sha256)
 
 
 def _exists(filename: str, sha256: str | None) -> BadRequest:
