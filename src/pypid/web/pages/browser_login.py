@@ -362,14 +362,8 @@ class BrowserLogin:
         when it is set (behind a proxy, it must be), else this request's
         own scheme and C{Host} (L{None} when that is no host name).
         """
-        base = self._chrome.base_url
-        if base:
-            return base + "login/sso/callback"
-        host = request.getHeader(b"host") or b""
-        if not HOST.match(host):
-            return None
-        scheme = "https" if request.isSecure() else "http"
-        return f"{scheme}://{host.decode('ascii')}/login/sso/callback"
+        site = site_url(request, self._chrome.base_url)
+        return site + "login/sso/callback" if site else None
 
     def _session(self, request: IRequest) -> tuple[str, Session] | None:
         sessions = self._access.sessions
@@ -395,6 +389,19 @@ class BrowserLogin:
             raise Unauthorized(f"Authorization: {e}")
         identity = await self._access.log_in(request)
         return see_other(request, "./", f"Logged in as {identity.name}\n")
+
+
+def site_url(request: IRequest, base_url: str | None) -> str:
+    """
+    The site's URL: C{[pypid] base_url}, else the scheme and C{Host} this
+    request came with (when it is a host name), else empty.
+    """
+    if base_url:
+        return base_url
+    host = request.getHeader(b"host") or b""
+    if not HOST.match(host):
+        return ""
+    return ("https://" if request.isSecure() else "http://") + host.decode("ascii") + "/"
 
 
 def body_fields(request: IRequest) -> dict[bytes, bytes]:

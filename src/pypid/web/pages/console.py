@@ -30,7 +30,7 @@ from pypid.core.formats import console_pages
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.token_admin import TokenAdmin
-from pypid.web.pages.browser_login import HOST, send_html
+from pypid.web.pages.browser_login import send_html, site_url
 from pypid.web.pages.console_gate import ConsoleGate, guarded, shown_field
 from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors
@@ -117,19 +117,7 @@ class Console:
         outside = identity.login.outside
         return send_html(request, code, console_pages.tokens_page(
             chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
-            site_url=self._site_url(request), root=root_of(request), **shown))
-
-    def _site_url(self, request: IRequest) -> str:
-        """
-        The site's URL, for the page's examples: C{[pypid] base_url}, else
-        the scheme and C{Host} this request came with (when it is a host
-        name), else empty (the page says "this server").
-        """
-        base = self._gate.chrome.base_url
-        if base:
-            return base
-        host = request.getHeader(b"host") or b""
-        if not HOST.match(host):
-            return ""
-        return ("https://" if request.isSecure() else "http://") + host.decode("ascii") + "/"
+            # (the page's examples name the site; without its URL, "this server")
+            site_url=site_url(request, self._gate.chrome.base_url), root=root_of(request),
+            **shown))
 
