@@ -262,18 +262,16 @@ class AdvisoryAdmin:
             "read": keeper.read_ok is True})
 
     @app.route("/api/advisories/waivers", methods=["POST"])
-    def waive(self, request: IRequest) -> Awaitable[bytes]:
+    async def waive(self, request: IRequest) -> bytes:
         """
         Keep a waiver (admins): a JSON object, or a urlencoded form, of
         C{index}, C{project}, one of C{advisory} and C{version}, and an
         optional C{reason}; 201 with the waiver (one of the same index,
         project and advisory or release is replaced).
         """
-        async def answer() -> bytes:
-            waiver = await self.waive_as(request, lambda: _waiver_fields(request))
-            request.setResponseCode(201)
-            return send_json(request, {"waiver": waiver.to_json()})
-        return answer()
+        waiver = await self.waive_as(request, lambda: _waiver_fields(request))
+        request.setResponseCode(201)
+        return send_json(request, {"waiver": waiver.to_json()})
 
     def waive_as(self, request: IRequest,
                  fields: Callable[[], Mapping[str, str]]) -> Awaitable[Waiver]:
