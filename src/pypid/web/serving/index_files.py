@@ -141,8 +141,8 @@ class IndexFiles:
         post: list[bytes] = request.postpath  # type: ignore[assignment]  # (set by process())
         if len(post) != 2:
             raise NotFound("no such file")
-        project = _text(post[0], "no such file")
-        filename = _text(post[1], "no such file")
+        project = _text(post[0])
+        filename = _text(post[1])
         return self.deliver(request, self.decide(self.access.reader(request), project, filename))
 
     def deliver(self, request: Request, decision: FileDecision) -> Answer:
@@ -259,8 +259,8 @@ class IndexFiles:
                           version)
 
 
-def _text(segment: bytes, missing: str) -> str:
+def _text(segment: bytes) -> str:
     try:
         return segment.decode("utf-8")
     except UnicodeDecodeError:
-        raise NotFound(missing)
+        raise NotFound("no such file")
