@@ -1,8 +1,12 @@
 """
 File records made up for the pure tests: L{make_record} and L{file_url} (the
 index's, from L{tests.unit.core.indexes.test_index}) and L{record} at C{T0} (the views',
-from L{tests.unit.core.indexes.test_views}).
+from L{tests.unit.core.indexes.test_views}); and L{LaterRecords}, a project loaded later.
 """
+
+from collections.abc import Callable, Iterable
+
+import attrs
 
 from pypid.core.dists.model import FileRecord
 
@@ -48,3 +52,20 @@ def record(project="foo", version="1.0", kind="wheel", filename=None, **kwargs):
                   size=100, sha256="a" * 64, upload_time=T0)
     values.update(kwargs)
     return FileRecord(**values)
+
+
+@attrs.frozen
+class LaterRecords:
+    """
+    A L{pypid.core.indexes.project.LaterProject} whose records
+    C{source()} gives (for the tests' plain callables).
+    """
+
+    name: str
+    display_name: str
+    count: int
+    source: Callable[[], Iterable[FileRecord]]
+
+    def __call__(self):
+        """The records C{source()} gives."""
+        return self.source()

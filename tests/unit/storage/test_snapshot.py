@@ -15,7 +15,6 @@ from zope.interface import implementer
 
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.project import LaterRecords
 from pypid.core.indexes.promotion import Promotion
 from pypid.state import writer as snapshot_writer
 from pypid.state.loader import IndexLoader
@@ -34,6 +33,7 @@ from pypid.storage.base.snapshot import (
 from pypid.storage.base.snapshot_reading import decode, read
 from pypid.storage.folder import folder_scan
 from tests.harness.fakes import QueuedRun, read_file, run_now, write_file
+from tests.harness.records import LaterRecords
 
 
 def make_record(version="1.0", **kwargs):

@@ -204,20 +204,6 @@ class LaterProject(Protocol):
         """Its records (called once, the first time they are asked for)."""
 
 
-@attrs.frozen
-class LaterRecords:
-    """A L{LaterProject} whose records C{source()} gives (for callers with a plain callable)."""
-
-    name: str
-    display_name: str
-    count: int
-    source: Callable[[], Iterable[FileRecord]]
-
-    def __call__(self) -> Iterable[FileRecord]:
-        """The records C{source()} gives."""
-        return self.source()
-
-
 @attrs.define
 class LaterProjects:
     """

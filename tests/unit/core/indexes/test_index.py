@@ -9,9 +9,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import latest_per_project, version_key
 from pypid.core.indexes.index import Index
-from pypid.core.indexes.project import LaterRecords, Project
+from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import HTML, JSON
-from tests.harness.records import file_url, make_record
+from tests.harness.records import LaterRecords, file_url, make_record
 
 
 class IndexChangeTests(SynchronousTestCase):

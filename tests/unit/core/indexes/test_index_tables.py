@@ -6,11 +6,11 @@ L{ProjectStatuses}, L{PromotedFiles} and L{LaterProjects}, each on its own
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.core.indexes.project import LaterProjects, LaterRecords, Project
+from pypid.core.indexes.project import LaterProjects, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
 from pypid.core.indexes.promoted_files import PromotedFiles
 from pypid.core.indexes.promotion import Promotion
-from tests.harness.records import make_record
+from tests.harness.records import LaterRecords, make_record
 
 PROMOTION = Promotion("staging", "bob", 1.0)
 

@@ -19,7 +19,6 @@ from pypid.auth.policy import AccessModel
 from pypid.config import ConfigError, load_config
 from pypid.config.metrics_settings import MetricsConfig, address_allowed, parse_networks
 from pypid.core.dists.distribution import inspect
-from pypid.core.indexes.project import LaterRecords
 from pypid.core.records.metrics import (
     ROUTES,
     Histogram,
@@ -36,6 +35,7 @@ from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
 from tests.harness.indexes import NAMED, UPLOAD_TIME
 from tests.harness.indexes import _ServerMixin as _IndexesMixin
+from tests.harness.records import LaterRecords
 from tests.harness.web import SDIST, SDIST_NAME, WHEEL_NAME, _ServerMixin, basic
 
 
