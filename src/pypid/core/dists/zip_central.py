@@ -20,9 +20,9 @@ from pypid.core.dists.zip_format import (
     U32,
     UTF8,
     ZIP64_EXTRA,
-    CentralEntry,
     SeekableFile,
     UnsafeZip,
+    ZipEntry,
     check_flags_and_method,
     extra_blocks,
     read_at,
@@ -43,14 +43,14 @@ _CHUNK = 64 << 10
 
 
 def read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size: int,
-                            max_name_length: int, max_extra_length: int) -> list[CentralEntry]:
+                            max_name_length: int, max_extra_length: int) -> list[ZipEntry]:
     """
     Read and check the C{count} entries of the central directory, which
-    must fill exactly C{cd_size} bytes, and return them as L{CentralEntry}.
+    must fill exactly C{cd_size} bytes, and return them as L{ZipEntry}.
     """
     reader = _ChunkReader(f, cd_offset, cd_offset + cd_size)
     names = MemberNames(UnsafeZip)
-    centrals: list[CentralEntry] = []
+    centrals: list[ZipEntry] = []
     for index in range(count):
         header = reader.take(CENTRAL_HEADER.size)
         if header is None:
@@ -91,7 +91,7 @@ def read_central_directory(f: SeekableFile, count: int, cd_offset: int, cd_size:
         is_dir = name.endswith("/")
         _check_kind(is_dir, host, external, method, crc, compressed_size, file_size, raw_name)
         names.add(name, is_dir, raw_name)
-        centrals.append(CentralEntry(
+        centrals.append(ZipEntry(
             name=name,
             raw_name=raw_name,
             flags=flags,

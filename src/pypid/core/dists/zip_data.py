@@ -14,8 +14,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 from pypid.core.dists.dist_members import encode_name
-from pypid.core.dists.zip_format import STORED, SeekableFile, UnsafeZip, read_at
-from pypid.core.dists.zipcheck import ZipEntry
+from pypid.core.dists.zip_format import STORED, SeekableFile, UnsafeZip, ZipEntry, read_at
 
 # The most bytes of a member's data read, or inflated, at once.
 _DATA_CHUNK = 1 << 20

@@ -1,7 +1,7 @@
 """
 The zip format as the zip checks read it: the flag bits, methods and
 extra fields they know, L{UnsafeZip} (whose docstring lists every rule),
-a central directory entry as read (L{CentralEntry}), and the reads and
+a member as its headers describe it (L{ZipEntry}), and the reads and
 checks the central directory and the local headers share.
 
 Apart from L{pypid.core.dists.zipcheck} so that its parts (the central
@@ -134,8 +134,23 @@ class UnsafeZip(UnsafeArchive):
 
 
 @attrs.frozen
-class CentralEntry:
-    """What one central directory entry says, with ZIP64 values applied."""
+class ZipEntry:
+    """
+    One member of a zip, as its central directory entry says (ZIP64 values
+    applied) and, once its local header is checked, where its data starts.
+
+    @ivar name: the member's name (a directory's ends with C{/}).
+    @ivar raw_name: the name's bytes, as the archive holds them.
+    @ivar flags: its general purpose flag bits.
+    @ivar method: its compression method (0 stored, 8 deflate).
+    @ivar crc: the CRC-32 of its decompressed bytes.
+    @ivar compressed_size: the length of its data.
+    @ivar file_size: its length once decompressed.
+    @ivar header_offset: where its local header starts.
+    @ivar is_dir: whether it is a directory entry.
+    @ivar data_offset: where its (compressed) data starts (0 until its
+        local header is checked: L{pypid.core.dists.zip_local.check_members}).
+    """
 
     name: str
     raw_name: bytes
@@ -146,6 +161,7 @@ class CentralEntry:
     file_size: int
     header_offset: int
     is_dir: bool
+    data_offset: int = 0
 
 
 def read_at(f: SeekableFile, offset: int, length: int, what: str) -> bytes:

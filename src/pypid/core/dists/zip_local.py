@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+import attrs
+
 from pypid.core.dists.dist_members import show_name
 from pypid.core.dists.zip_format import (
     EMPTY_DEFLATE,
@@ -18,9 +20,9 @@ from pypid.core.dists.zip_format import (
     STORED,
     U32,
     ZIP64_EXTRA,
-    CentralEntry,
     SeekableFile,
     UnsafeZip,
+    ZipEntry,
     check_flags_and_method,
     extra_blocks,
     read_at,
@@ -32,16 +34,18 @@ _DESCRIPTOR = b"PK\x07\x08"
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 
 
-def check_members(f: SeekableFile, centrals: Sequence[CentralEntry], cd_offset: int,
-                   max_extra_length: int, allow_data_descriptors: bool) -> list[int]:
+def check_members(f: SeekableFile, centrals: Sequence[ZipEntry], cd_offset: int,
+                   max_extra_length: int, allow_data_descriptors: bool,
+                   ) -> tuple[ZipEntry, ...]:
     """
     Check every member's local header (and data descriptor) against its
     central entry, and that the members tile the file up to the central
-    directory; return the data offsets, in central directory order.
+    directory; return the entries with their data offsets, in central
+    directory order.
     """
-    data_offsets = [0] * len(centrals)
+    entries = list(centrals)
     expected = 0
-    previous: CentralEntry | None = None
+    previous: ZipEntry | None = None
     for index in sorted(range(len(centrals)), key=lambda i: centrals[i].header_offset):
         central = centrals[index]
         if central.header_offset > expected:
@@ -62,7 +66,7 @@ def check_members(f: SeekableFile, centrals: Sequence[CentralEntry], cd_offset: 
         data_offset, end = _check_local(
             f, central, cd_offset, max_extra_length, allow_data_descriptors,
         )
-        data_offsets[index] = data_offset
+        entries[index] = attrs.evolve(central, data_offset=data_offset)
         expected = end
         previous = central
     if expected != cd_offset:
@@ -72,10 +76,10 @@ def check_members(f: SeekableFile, centrals: Sequence[CentralEntry], cd_offset: 
             f"{cd_offset - expected} bytes between it and the central directory belong "
             "to no member", previous.raw_name,
         )
-    return data_offsets
+    return tuple(entries)
 
 
-def _check_local(f: SeekableFile, central: CentralEntry, cd_offset: int, max_extra_length: int,
+def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_length: int,
                  allow_data_descriptors: bool) -> tuple[int, int]:
     """
     Check one member's local header (and data descriptor) against its
@@ -177,7 +181,7 @@ def _apply_local_zip64(block: bytes | None, file_size: int, compressed_size: int
     return file_size64, compressed_size64
 
 
-def _check_descriptor(f: SeekableFile, central: CentralEntry, offset: int, cd_offset: int,
+def _check_descriptor(f: SeekableFile, central: ZipEntry, offset: int, cd_offset: int,
                       zip64: bool) -> int:
     """
     Check the data descriptor at C{offset} against the central entry and

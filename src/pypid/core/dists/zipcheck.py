@@ -29,11 +29,17 @@ from __future__ import annotations
 import struct
 from typing import NoReturn
 
-import attrs
-
 from pypid.core.dists.dist_members import DEFAULT_MAX_NAME_LENGTH
 from pypid.core.dists.zip_central import CENTRAL_HEADER, read_central_directory
-from pypid.core.dists.zip_format import MAX_VERSION, U16, U32, SeekableFile, UnsafeZip, read_at
+from pypid.core.dists.zip_format import (
+    MAX_VERSION,
+    U16,
+    U32,
+    SeekableFile,
+    UnsafeZip,
+    ZipEntry,
+    read_at,
+)
 from pypid.core.dists.zip_local import check_members
 
 #: Most central directory entries accepted.
@@ -53,33 +59,6 @@ _END64_RECORD = struct.Struct("<4sQ2H2L4Q")
 # The size of a ZIP64 end of central directory record without extensible
 # data, counted after its signature and size fields.
 _END64_BODY = _END64_RECORD.size - 12
-
-
-@attrs.frozen
-class ZipEntry:
-    """
-    One member of a checked archive, as both its headers describe it.
-
-    @ivar name: the member's name (a directory's ends with C{/}).
-    @ivar header_offset: where its local header starts.
-    @ivar data_offset: where its (compressed) data starts.
-    @ivar compressed_size: the length of its data.
-    @ivar file_size: its length once decompressed.
-    @ivar crc: the CRC-32 of its decompressed bytes.
-    @ivar method: its compression method (0 stored, 8 deflate).
-    @ivar flags: its general purpose flag bits.
-    @ivar is_dir: whether it is a directory entry.
-    """
-
-    name: str
-    header_offset: int
-    data_offset: int
-    compressed_size: int
-    file_size: int
-    crc: int
-    method: int
-    flags: int
-    is_dir: bool
 
 
 def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
@@ -118,23 +97,7 @@ def check_zip(f: SeekableFile, *, max_entries: int = DEFAULT_MAX_ENTRIES,
     centrals = read_central_directory(
         f, count, cd_offset, cd_size, max_name_length, max_extra_length,
     )
-    data_offsets = check_members(
-        f, centrals, cd_offset, max_extra_length, allow_data_descriptors,
-    )
-    return tuple(
-        ZipEntry(
-            name=c.name,
-            header_offset=c.header_offset,
-            data_offset=data_offsets[i],
-            compressed_size=c.compressed_size,
-            file_size=c.file_size,
-            crc=c.crc,
-            method=c.method,
-            flags=c.flags,
-            is_dir=c.is_dir,
-        )
-        for i, c in enumerate(centrals)
-    )
+    return check_members(f, centrals, cd_offset, max_extra_length, allow_data_descriptors)
 
 
 # The end records.
