@@ -171,15 +171,6 @@ def _refuse_duplicates(names: Collection[str]) -> None:
         raise InvalidDistribution("the archive holds the same path more than once")
 
 
-def _dist_info_matches(directory: str, parsed: ParsedFilename) -> bool:
-    """
-    Whether a C{<name>-<version>.dist-info} directory name is for the
-    filename's project and version (trying each dash as the separator, so
-    that unescaped legacy names still match).
-    """
-    return is_named_for(directory[: -len(".dist-info")], parsed)
-
-
 def wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                     filename: str | None = None, mismatch: list[str] | None = None,
                     tags_only: bool = False) -> tuple[bytes, str | None]:
@@ -206,7 +197,8 @@ def wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
             f"the wheel has {len(info_dirs)} .dist-info directories; it must have one"
         )
     info_dir = info_dirs[0]
-    if not _dist_info_matches(info_dir, parsed):
+    # (is_named_for tries each dash as the separator: unescaped legacy names match)
+    if not is_named_for(info_dir[: -len(".dist-info")], parsed):
         raise InvalidDistribution(
             f"the wheel's {short_text(info_dir)} directory does not match the "
             f"filename's project {parsed.project!r} and version {parsed.version!r}"

@@ -180,7 +180,7 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         md5=md5,
         upload_time=upload_time,
         requires_python=meta.requires_python,
-        metadata_sha256=hashlib.sha256(served).hexdigest() if served is not None else None,
+        metadata_sha256=extracted.metadata_sha256,
         summary=cut_text(meta.summary, SUMMARY_BYTES),
         variant=extracted.variant,
     )
