@@ -34,22 +34,18 @@ import attrs
 from pypid.core.dists.names import normalize
 from pypid.core.formats.search import Results, SearchEntry
 from pypid.core.indexes.index_names import DEFAULT
-from pypid.core.indexes.render import ListedFile
+from pypid.core.indexes.render import ComposedFile
 from pypid.core.util.units import counted
 
 
-class ShownFile(ListedFile, Protocol):
+class ShownFile(ComposedFile, Protocol):
     """
-    What the pages for people show of a file: what its index page lists
-    (L{ListedFile}: a hosted record or an upstream's file), with the
-    project, version and kind the pages group it by. A C{summary} and an
-    C{uploader}, where a file has them, are read too.
+    What the pages for people show of a file: what its index page lists,
+    with its project and version (L{ComposedFile}: a hosted record or an
+    upstream's file), and the kind the pages group it by. A C{summary} and
+    an C{uploader}, where a file has them, are read too.
     """
 
-    @property
-    def project(self) -> str: ...
-    @property
-    def version(self) -> str: ...
     @property
     def packagetype(self) -> str: ...
 

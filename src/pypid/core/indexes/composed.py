@@ -39,7 +39,6 @@ from pypid.core.dists.version_order import version_key
 from pypid.core.indexes import links, render
 from pypid.core.indexes.composition import (
     ChainSource,
-    ComposedFile,
     Composition,
     Filters,
     UpstreamSide,
@@ -50,7 +49,7 @@ from pypid.core.indexes.index import Index
 from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.render import CONTENT_TYPES, HTML, Page
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, ComposedFile, Page
 from pypid.core.indexes.rendered_pages import advised_files, page_bytes, serial_over
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.lru import ByteLRU

@@ -39,21 +39,7 @@ from pypid.core.dists.version_order import is_prerelease, version_key
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.project_status import ProjectStatus
-from pypid.core.indexes.render import ListedFile, Page
-
-
-class ComposedFile(ListedFile, Protocol):
-    """
-    A file as a composed page lists it: what a page shows of it
-    (L{ListedFile}), and its project and version (for its link, the order
-    and the pre-release filter). A L{pypid.core.dists.model.FileRecord} and an
-    upstream's file both are.
-    """
-
-    @property
-    def project(self) -> str: ...
-    @property
-    def version(self) -> str: ...
+from pypid.core.indexes.render import ComposedFile, Page
 
 
 class UpstreamAnswer(Protocol):

@@ -144,6 +144,20 @@ class ListedFile(Protocol):
     def variant(self) -> str | None: ...
 
 
+class ComposedFile(ListedFile, Protocol):
+    """
+    A file as a composed page lists it: what a page shows of it
+    (L{ListedFile}), and its project and version (for its link, the order,
+    the pre-release filter and the advisories' verdicts). A
+    L{pypid.core.dists.model.FileRecord} and an upstream's file both are.
+    """
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
 class LegacyFile(ListedFile, Protocol):
     """What the legacy JSON API shows of a file: a page's, with its version and type."""
 

@@ -36,7 +36,7 @@ from pypid.core.dists.variant_files import with_variant_files
 from pypid.core.indexes import links, render
 from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.render import CONTENT_TYPES, HTML, ListedFile, Page
+from pypid.core.indexes.render import CONTENT_TYPES, HTML, ComposedFile, Page
 from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
 from pypid.core.util.lru import ByteLRU
 
@@ -110,15 +110,6 @@ _HIDDEN = "with hidden namespaces"
 REASON_SUMMARY = 200
 
 
-class VersionedFile(ListedFile, Protocol):
-    """A file a page lists, with its version (a hosted record, an upstream's file)."""
-
-    @property
-    def project(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-
-
 @attrs.frozen
 class DeniedFile:
     """
@@ -127,7 +118,7 @@ class DeniedFile:
     installer skips it unless pinned to it, and then prints why.
     """
 
-    _file: VersionedFile
+    _file: ComposedFile
     yanked: str
 
     @property
@@ -184,7 +175,7 @@ def deny_reason(verdict: Verdict) -> str:
     return f"{text}: {summary}" if summary else text
 
 
-_F = TypeVar("_F", bound=VersionedFile)
+_F = TypeVar("_F", bound=ComposedFile)
 
 
 def advised_files(policy: AdvisoryPolicy, project: str,
