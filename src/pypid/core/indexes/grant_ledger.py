@@ -75,11 +75,6 @@ class GrantLedger:
 
     entries: Mapping[str, GrantEntry] = attrs.field(factory=dict)
 
-    def since(self, grant: Grant) -> float | None:
-        """When C{grant} came into force, or L{None} when the ledger has no word of it."""
-        entry = self.entries.get(ledger_key(grant))
-        return entry.since if entry is not None else None
-
     def before(self, grant: Grant) -> frozenset[str] | None:
         """
         The projects others than its owners made in C{grant}'s namespace

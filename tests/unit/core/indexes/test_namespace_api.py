@@ -241,7 +241,7 @@ class KeeperTests(SynchronousTestCase):
         self.assertEqual(self.taken[-1][1].since(parse_grant("acme", "user:a")), 1000.0)
         self.clock.advance(50)
         other = self.keeper(_Settings(grants(("acme", "user:a"))), found=lambda g, groups: {"x"})
-        self.assertEqual(other.ledger.since(parse_grant("acme", "user:a")), 1000.0)
+        self.assertEqual(other.ledger.entry(parse_grant("acme", "user:a")).since, 1000.0)
         self.assertEqual(other.ledger.before(parse_grant("acme", "user:a")), {"acme-legacy"})
         self.assertTrue(other.kept)
 
@@ -253,8 +253,8 @@ class KeeperTests(SynchronousTestCase):
         self.clock.advance(10)
         commit = keeper.prepare_reload(_Settings(grants(("acme", "user:a"), ("b", "user:a"))))
         self.assertEqual(commit(), "namespace grants")
-        self.assertEqual(keeper.ledger.since(parse_grant("b", "user:a")), 1010.0)
-        self.assertEqual(keeper.ledger.since(parse_grant("acme", "user:a")), 1000.0)
+        self.assertEqual(keeper.ledger.entry(parse_grant("b", "user:a")).since, 1010.0)
+        self.assertEqual(keeper.ledger.entry(parse_grant("acme", "user:a")).since, 1000.0)
         kept = GrantLedger.from_bytes(self.successResultOf(self.storage.document(GRANT_LEDGER)))
         self.assertEqual(kept, keeper.ledger)
 
@@ -267,7 +267,7 @@ class KeeperTests(SynchronousTestCase):
         self.successResultOf(self.storage.keep_document(GRANT_LEDGER, b"{broken"))
         keeper = self.keeper(_Settings(grants(("acme", "user:a"))))
         self.assertFalse(keeper.kept)
-        self.assertEqual(keeper.ledger.since(parse_grant("acme", "user:a")), 1000.0)
+        self.assertEqual(keeper.ledger.entry(parse_grant("acme", "user:a")).since, 1000.0)
         self.assertEqual(self.successResultOf(self.storage.document(GRANT_LEDGER)), b"{broken")
 
         class Failing:
@@ -288,8 +288,8 @@ class KeeperTests(SynchronousTestCase):
         keeper = self.keeper(_Settings(grants(("acme", "user:a"), ("new", "user:b"))),
                              ReadOnly())
         self.assertFalse(keeper.kept)
-        self.assertEqual(keeper.ledger.since(parse_grant("acme", "user:a")), 100.0)
-        self.assertEqual(keeper.ledger.since(parse_grant("new", "user:b")), 1000.0)
+        self.assertEqual(keeper.ledger.entry(parse_grant("acme", "user:a")).since, 100.0)
+        self.assertEqual(keeper.ledger.entry(parse_grant("new", "user:b")).since, 1000.0)
 
 
 class ServerTests(_ServerMixin, SynchronousTestCase):
