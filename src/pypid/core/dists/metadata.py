@@ -19,13 +19,10 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable, KeysView
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import attrs
 from packaging.version import InvalidVersion, Version
-
-if TYPE_CHECKING:
-    pass
 
 #: Largest METADATA / PKG-INFO accepted, in bytes.
 DEFAULT_MAX_METADATA_SIZE = 4 << 20
@@ -438,8 +435,8 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
                 f"the metadata has no {header}", field=f"metadata.{header}"
             )
 
-    body: str | None = message.get_payload()
-    if not isinstance(body, str) or not body.strip():
+    body: str | None = message.payload
+    if not body.strip():
         folded = message.get("Description")
         body = _unfold_description(folded) if folded is not None else None
     fields["description"] = body or None
