@@ -10,19 +10,16 @@ Pure: data in, markup out.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from html import escape
+
+from pypid.core.records.audit_chain import day_plus
 
 #: The most releases drawn, newest first; the others are summed in a last row.
 MAX_ROWS = 10
 
 #: The size of one release's row of bars, in SVG user units.
 WIDTH, ROW_HEIGHT, LABEL = 640, 36, 120
-
-
-def _day(first_day: str, offset: int) -> str:
-    return (datetime.date.fromisoformat(first_day) + datetime.timedelta(days=offset)).isoformat()
 
 
 def downloads_chart(releases: Mapping[str, Sequence[int]], first_day: str,
@@ -49,7 +46,7 @@ def downloads_chart(releases: Mapping[str, Sequence[int]], first_day: str,
     top = max((max(counts) for _, counts in rows), default=0) or 1
     step = (WIDTH - LABEL) / max(days, 1)
     height = ROW_HEIGHT * len(rows) + 16
-    last = _day(first_day, days - 1)
+    last = day_plus(first_day, days - 1)
     parts = [f'<figure class="chart"><svg role="img" aria-labelledby="chart-title" '
              f'viewBox="0 0 {WIDTH} {height}" width="100%" '
              f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">Downloads per '
@@ -67,7 +64,7 @@ def downloads_chart(releases: Mapping[str, Sequence[int]], first_day: str,
             parts.append(
                 f'<rect class="bar" x="{LABEL + offset * step:.1f}" '
                 f'y="{y + ROW_HEIGHT - 6 - bar:.1f}" width="{max(step - 1, 1):.1f}" '
-                f'height="{bar:.1f}"><title>{escape(version)}, {_day(first_day, offset)}: '
+                f'height="{bar:.1f}"><title>{escape(version)}, {day_plus(first_day, offset)}: '
                 f'{count}</title></rect>')
     parts.append(f'<text class="label" x="{LABEL}" y="{height - 2}">{escape(first_day)}</text>'
                  f'<text class="label" x="{WIDTH}" y="{height - 2}" text-anchor="end">'

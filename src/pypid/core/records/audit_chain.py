@@ -119,14 +119,9 @@ def start_of(day: str) -> str:
     return f"{day}T00:00:00.000000Z"
 
 
-def day_before(day: str) -> str:
-    """The day before C{day} (C{yyyy-mm-dd})."""
-    return (datetime.date.fromisoformat(day) - datetime.timedelta(days=1)).isoformat()
-
-
-def day_after(day: str) -> str:
-    """The day after C{day} (C{yyyy-mm-dd})."""
-    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
+def day_plus(day: str, days: int) -> str:
+    """The day C{days} after C{day} (C{yyyy-mm-dd}; before it, for a negative count)."""
+    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=days)).isoformat()
 
 
 def day_of(time_text: str) -> str:

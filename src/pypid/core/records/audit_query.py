@@ -21,9 +21,8 @@ from pypid.core.records.audit_chain import (
     AuditError,
     Entry,
     after,
-    day_after,
-    day_before,
     day_of,
+    day_plus,
     format_time,
     parse_time,
     start_of,
@@ -95,7 +94,7 @@ class Query:
         if self.before is not None:
             last = day_of(self.before)
             if self.before == start_of(last):
-                last = day_before(last)
+                last = day_plus(last, -1)
         kept = sorted(d for d in set(days)
                       if (first is None or d >= first) and (last is None or d <= last))
         return kept if self.since is not None else kept[::-1]
@@ -202,7 +201,7 @@ class Selection:
             if len(found) > query.limit:
                 last = found[query.limit - 1].time
                 return EntryPage([e for e in found if e.time <= last], next=after(last))
-            return EntryPage(found, next=start_of(day_after(self._days[-1])) if more else None)
+            return EntryPage(found, next=start_of(day_plus(self._days[-1], 1)) if more else None)
         if len(found) > query.limit:
             first = found[-query.limit].time
             return EntryPage([e for e in found if e.time >= first], before=first)
