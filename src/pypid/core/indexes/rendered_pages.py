@@ -307,7 +307,7 @@ class RenderedPages:
         status = self._status(project.name)
         page = self._render(project, kind, status, status is None or not status.quarantined,
                             hidden)
-        self._keep(project, key, page)
+        self.keep_page(project, key, page)
         return page
 
     def full_page(self, project: Project, kind: str) -> Page:
@@ -358,14 +358,29 @@ class RenderedPages:
             self._recent.touch(project.name)
         return value
 
-    def keep_page(self, project: Project, key: Hashable, page: object) -> None:
+    def keep_page(self, project: Project, key: Hashable, value: object) -> None:
         """
-        Keep a rendered page of C{project} until the project changes, or
-        until it is evicted with the project's pages (L{max_bytes}).
-        A value that is no page (L{page_bytes} 0) is kept until the project
-        changes.
+        Keep a rendered page of C{project} (C{value}) under C{key} until the
+        project changes, or until it is evicted with the project's pages
+        (L{max_bytes}): counted, then the least recently used are evicted
+        down to the budget; a project whose pages alone exceed it is not
+        kept (rather than evict every other). A value that is no page
+        (L{page_bytes} 0) is kept until the project changes.
         """
-        self._keep(project, key, page)
+        kept = project.rendered
+        kept[key] = value
+        name = project.name
+        holder = self._recent.peek(name)
+        if holder is not None and holder is not project:
+            # (an older Project of that name, which the index replaced)
+            old = self._recent.pop(name)
+            if old is not None:
+                _evicted(name, old)
+            holder = None
+        size = sum(page_bytes(v) for v in kept.values())
+        if holder is None and not size:
+            return
+        self._recent.put(name, project, size)
 
     @property
     def max_bytes(self) -> int:
@@ -430,24 +445,3 @@ class RenderedPages:
         """
         self.clear()
         self.listing_serial += 1
-
-    def _keep(self, project: Project, key: Hashable, value: object) -> None:
-        """
-        Keep C{value} under C{key} with C{project}'s pages, counted, then
-        evict the least recently used down to the budget; a project whose
-        pages alone exceed it is not kept (rather than evict every other).
-        """
-        kept = project.rendered
-        kept[key] = value
-        name = project.name
-        holder = self._recent.peek(name)
-        if holder is not None and holder is not project:
-            # (an older Project of that name, which the index replaced)
-            old = self._recent.pop(name)
-            if old is not None:
-                _evicted(name, old)
-            holder = None
-        size = sum(page_bytes(v) for v in kept.values())
-        if holder is None and not size:
-            return
-        self._recent.put(name, project, size)
