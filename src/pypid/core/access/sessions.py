@@ -53,7 +53,8 @@ class SessionFileError(ValueError):
     """A session file cannot be read; the message says where and why."""
 
 
-def _b64(data: bytes) -> str:
+def b64_text(data: bytes) -> str:
+    """C{data} in URL-safe base64 without padding (a cookie's, a PKCE value's)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
@@ -186,7 +187,7 @@ class SessionBook:
         return cls(random(ID_BYTES), idle, lifetime)
 
     def _mac(self, session_id: str) -> str:
-        return _b64(hmac.new(self.key, session_id.encode("ascii"), hashlib.sha256).digest())
+        return b64_text(hmac.new(self.key, session_id.encode("ascii"), hashlib.sha256).digest())
 
     def stamp_of(self, stored: str | None) -> str:
         """The stamp of a password hash (L{Session.stamp}); empty for none."""
@@ -246,8 +247,8 @@ class SessionBook:
         theirs = sorted((s.seen, d) for d, s in self.sessions.items() if s.user == user)
         for _, digest in theirs[:max(0, len(theirs) - MAX_PER_USER + 1)]:
             del self.sessions[digest]
-        session_id = _b64(random(ID_BYTES))
-        session = Session(user, frozenset(groups), source, now, now, _b64(random(ID_BYTES)),
+        session_id = b64_text(random(ID_BYTES))
+        session = Session(user, frozenset(groups), source, now, now, b64_text(random(ID_BYTES)),
                           self.stamp_of(stored), person=person)
         self.sessions[_digest(session_id)] = session
         return f"{session_id}.{self._mac(session_id)}", session
@@ -368,7 +369,7 @@ class SessionBook:
     def dumps(self) -> bytes:
         """The book as the bytes of its file."""
         return json.dumps({
-            "format": FORMAT, "key": _b64(self.key),
+            "format": FORMAT, "key": b64_text(self.key),
             "sessions": [s.to_json(d) for d, s in sorted(self.sessions.items())],
         }, indent=1).encode("utf-8") + b"\n"
 

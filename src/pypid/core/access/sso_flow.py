@@ -23,7 +23,6 @@ Pure: the time and the random bytes are passed in.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import math
@@ -36,6 +35,7 @@ import attrs
 
 from pypid.core.access.addresses import network_of
 from pypid.core.access.credential_syntax import USER_NAME
+from pypid.core.access.sessions import b64_text
 
 #: Seconds a login started may take to come back from the provider.
 PENDING_TTL = 600.0
@@ -65,17 +65,13 @@ class LoginRefused(ValueError):
     """The sign-in cannot go on (a 4xx page); the message says why, for the person."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
 def pkce_challenge(verifier: str) -> str:
     """The C{S256} code challenge of a PKCE verifier (RFC 7636, 4.2)."""
-    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+    return b64_text(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 @attrs.frozen
@@ -171,10 +167,10 @@ class PendingLogins:
         A new login of C{client}: the L{PendingLogin}, and the value of the
         cookie that binds it to the browser.
         """
-        binding = _b64(random(RANDOM_BYTES))
+        binding = b64_text(random(RANDOM_BYTES))
         pending = PendingLogin(
-            state=_b64(random(RANDOM_BYTES)), nonce=_b64(random(RANDOM_BYTES)),
-            verifier=_b64(random(RANDOM_BYTES)), binding=_digest(binding),
+            state=b64_text(random(RANDOM_BYTES)), nonce=b64_text(random(RANDOM_BYTES)),
+            verifier=b64_text(random(RANDOM_BYTES)), binding=_digest(binding),
             redirect_uri=redirect_uri, next_path=next_path, started=now, client=client)
         self.add(pending, now)
         return pending, binding
