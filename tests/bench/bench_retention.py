@@ -35,7 +35,7 @@ def main(files: int) -> None:
         plan = make_plan("default", ((p.name, p.files.values()) for p in index.projects()),
                          rules, now, last.get)
         times.append(time.perf_counter() - started)
-    files_removed = len(plan.filenames())
+    files_removed = sum(len(removal.files) for removal in plan.removals)
     print(f"{files} files, {len(index.projects())} projects: plan removes {files_removed} "
           f"files ({len(plan.removals)} releases, {plan.size} bytes), kept {dict(plan.kept)}; "
           f"{min(times):.2f}-{max(times):.2f} s")

@@ -215,11 +215,6 @@ class ComposedIndex:
         """What the kept compositions count (at most the budget)."""
         return self._kept.bytes
 
-    @property
-    def kept_projects(self) -> int:
-        """How many projects' compositions are kept."""
-        return len(self._kept)
-
     def page(self, project: str, kind: str, now: float) -> Page | None:
         """
         The page of the normalized C{project} (C{kind} C{"html"} or

@@ -56,10 +56,6 @@ class PromotedFiles:
         return {filename: promotion for filename, promotion in self._by_file.items()
                 if filename in files}
 
-    def filenames(self) -> list[str]:
-        """Every promoted filename."""
-        return list(self._by_file)
-
     def note(self, filename: str, promotion: Promotion) -> None:
         """Note how C{filename} was promoted."""
         self._by_file[filename] = promotion

@@ -99,10 +99,6 @@ class RetentionPlan:
         """The bytes it frees (once the recycle bin purges the files)."""
         return sum(removal.size for removal in self.removals)
 
-    def filenames(self) -> set[str]:
-        """Every file it removes."""
-        return {record.filename for removal in self.removals for record in removal.files}
-
     def to_json(self) -> dict[str, object]:
         return {
             "index": self.index,

@@ -455,7 +455,7 @@ class IndexViewTests(ChainMixin, SynchronousTestCase):
         for i in range(100):
             self.release.add(record(f"p{i}"))
             view.page(f"p{i}", HTML, T0)
-        self.assertEqual(view.kept_projects, 20)
+        self.assertEqual(len(view._kept), 20)
         self.assertLessEqual(view.bytes, 20 * ENTRY_COST)
         for i in range(30):
             self.staging.add(record(f"p{i}", version="2.0"))

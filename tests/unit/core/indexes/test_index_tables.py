@@ -84,7 +84,7 @@ class PromotedFilesTests(SynchronousTestCase):
         promoted.forget("a.whl")
         self.assertIsNone(promoted.get("a.whl"))
         promoted.replace({"b.whl": PROMOTION})
-        self.assertEqual(promoted.filenames(), ["b.whl"])
+        self.assertEqual(promoted.of({"a.whl", "b.whl"}), {"b.whl": PROMOTION})
 
     def test_shared_when_equal(self):
         """A promoted file's record is its source's when the two are equal, not otherwise."""
