@@ -78,38 +78,15 @@ _HEAD = (
 _TAIL = "</body></html>\n"
 
 # The fields of the legacy JSON API's "info" object, in warehouse's order,
-# with the value used when the caller's metadata has none.
-_INFO_DEFAULTS = (
-    ("author", None),
-    ("author_email", None),
-    ("bugtrack_url", None),
-    ("classifiers", None),
-    ("description", None),
-    ("description_content_type", None),
-    ("docs_url", None),
-    ("download_url", None),
-    ("dynamic", None),
-    ("home_page", None),
-    ("keywords", None),
-    ("license", None),
-    ("license_expression", None),
-    ("license_files", None),
-    ("maintainer", None),
-    ("maintainer_email", None),
-    ("name", None),
-    ("package_url", None),
-    ("platform", None),
-    ("project_url", None),
-    ("project_urls", None),
-    ("provides_extra", None),
-    ("release_url", None),
-    ("requires_dist", None),
-    ("requires_python", None),
-    ("summary", None),
-    ("version", None),
-    ("yanked", False),
-    ("yanked_reason", None),
-)
+# with the value used when the caller's metadata has none: null, but for
+# "yanked" (false).
+_INFO_DEFAULTS: Mapping[str, Any] = {**dict.fromkeys((
+    "author", "author_email", "bugtrack_url", "classifiers", "description",
+    "description_content_type", "docs_url", "download_url", "dynamic", "home_page",
+    "keywords", "license", "license_expression", "license_files", "maintainer",
+    "maintainer_email", "name", "package_url", "platform", "project_url", "project_urls",
+    "provides_extra", "release_url", "requires_dist", "requires_python", "summary",
+    "version", "yanked", "yanked_reason")), "yanked": False}
 
 
 # Formatting a timestamp costs more than the rest of an anchor put together,
