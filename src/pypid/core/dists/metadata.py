@@ -454,24 +454,12 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
 
 
 # The fields of L{CoreMetadata} by the lower-cased header that gives them:
-# those read from a header's first value, and those from all its values
-# (Keywords and Project-URL are made into a text and pairs afterwards).
-_ONE_VALUE_FIELDS = {
-    "metadata-version": "metadata_version",
-    "name": "name",
-    "version": "version",
-    "requires-python": "requires_python",
-    "summary": "summary",
-    "description-content-type": "description_content_type",
-    "author": "author",
-    "author-email": "author_email",
-    "maintainer": "maintainer",
-    "maintainer-email": "maintainer_email",
-    "license": "license",
-    "license-expression": "license_expression",
-    "home-page": "home_page",
-    "download-url": "download_url",
-}
+# those read from a header's first value (the single-use fields, named with
+# "_" for "-", but Description, read apart, and Keywords), and those from
+# all its values (Keywords and Project-URL are made into a text and pairs
+# afterwards).
+_ONE_VALUE_FIELDS = {name: name.replace("-", "_")
+                     for name in _SINGLE_USE_FIELDS - {"description", "keywords"}}
 _MANY_VALUE_FIELDS = {
     "keywords": "keywords",
     "project-url": "project_urls",
