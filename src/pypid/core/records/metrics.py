@@ -37,29 +37,16 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #: Route families, by the first segment of the path; C{/} itself is split
 #: by method in L{route_of}.
 _FIRST_SEGMENT = {
-    b"simple": "simple",
-    b"files": "files",
-    b"project": "project",
-    b"static": "static",
-    b"search": "search",
-    b"login": "login",
+    **{name.encode(): name for name in ("simple", "files", "project", "static", "search",
+                                        "login", "health", "metrics")},
     **dict.fromkeys({path.strip(b"/") for path in UPLOAD_PATHS} - {b""}, "upload"),
     b"pypi": "json",
     b"requirements.txt": "requirements",
-    b"health": "health",
-    b"metrics": "metrics",
 }
 
-#: Families under C{/api/}, by the second segment.
-_API_SEGMENT = {
-    b"files": "api_files",
-    b"projects": "api_projects",
-    b"search": "api_search",
-    b"tokens": "api_tokens",
-    b"upstream": "api_upstream",
-    b"audit": "api_audit",
-    b"oidc": "api_oidc",
-}
+#: Families under C{/api/}, by the second segment: C{api_} and its name.
+_API_SEGMENT = {name.encode(): "api_" + name for name in (
+    "files", "projects", "search", "tokens", "upstream", "audit", "oidc")}
 
 #: Every route label there is, for the documentation and the tests.
 ROUTES = frozenset(_FIRST_SEGMENT.values()) | frozenset(_API_SEGMENT.values()) | {
