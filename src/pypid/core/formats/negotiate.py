@@ -158,20 +158,23 @@ def _weigh(ranges: list[tuple[str, str, float]], main: str, sub: str) -> float |
     return best_q
 
 
-def _choose_uncached(accept: bytes | None) -> str | None:
-    """Negotiate without the memo: see L{choose}."""
-    text = accept.decode("latin-1") if accept else ""
-    ranges = _parse_accept(text)
+def _best(accept: bytes | None, offers: tuple[tuple[str, str, str], ...]) -> str | None:
+    """
+    Negotiate without a memo: the answer of the C{(type, subtype, answer)}
+    offer C{accept} gives the highest q-value, the first of all when it
+    has no usable entry; L{None} when it accepts none.
+    """
+    ranges = _parse_accept(accept.decode("latin-1") if accept else "")
     if not ranges:
-        return KIND_HTML
-    best_kind: str | None = None
+        return offers[0][2]
+    best: str | None = None
     best_q = 0.0
-    for main, sub, kind in _OFFERS:
+    for main, sub, answer in offers:
         q = _weigh(ranges, main, sub)
-        # Strictly greater: an equal q keeps the earlier (HTML) offer.
+        # Strictly greater: an equal q keeps the earlier offer (a page: HTML).
         if q is not None and q > best_q:
-            best_kind, best_q = kind, q
-    return best_kind
+            best, best_q = answer, q
+    return best
 
 
 _choose_memo: dict[bytes | None, str | None] = {}
@@ -197,7 +200,7 @@ def choose(accept: bytes | None, format_param: bytes | None = None) -> str | Non
         return _choose_memo[accept]
     except KeyError:
         pass
-    return remember(_choose_memo, accept, _choose_uncached(accept), MEMO_LIMIT)
+    return remember(_choose_memo, accept, _best(accept, _OFFERS), MEMO_LIMIT)
 
 
 def _accepts_gzip_uncached(accept_encoding: bytes | None) -> bool:
@@ -245,6 +248,8 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
 #: The Integrity API's media types (PEP 740), in the order a tie picks them:
 #: the public index's own type first, then plain JSON.
 INTEGRITY_TYPES = ("application/vnd.pypi.integrity.v1+json", "application/json")
+_INTEGRITY_OFFERS = tuple((offer.partition("/")[0], offer.partition("/")[2], offer)
+                          for offer in INTEGRITY_TYPES)
 
 _integrity_memo: dict[bytes | None, str | None] = {}
 
@@ -262,13 +267,4 @@ def choose_integrity(accept: bytes | None) -> str | None:
         return _integrity_memo[accept]
     except KeyError:
         pass
-    ranges = _parse_accept(accept.decode("latin-1") if accept else "")
-    chosen: str | None = INTEGRITY_TYPES[0]
-    if ranges:
-        chosen, best_q = None, 0.0
-        for offer in INTEGRITY_TYPES:
-            main, _, sub = offer.partition("/")
-            q = _weigh(ranges, main, sub)
-            if q is not None and q > best_q:
-                chosen, best_q = offer, q
-    return remember(_integrity_memo, accept, chosen, MEMO_LIMIT)
+    return remember(_integrity_memo, accept, _best(accept, _INTEGRITY_OFFERS), MEMO_LIMIT)
