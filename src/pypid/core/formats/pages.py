@@ -182,15 +182,14 @@ def snippet(label: str, text_html: str) -> str:
 # -- the frame -------------------------------------------------------------------------
 
 
-def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool = True,
-           query: str = "") -> bytes:
+def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool = True) -> bytes:
     """A whole page around C{main}: head, header with search, footer."""
     search = ""
     if search_box:
         search = (
             f'<form class="search" role="search" action="{escape(root + chrome.search)}" '
             f'method="get"><label class="visually-hidden" for="q">Search projects</label>'
-            f'<input id="q" name="q" type="search" value="{escape(query)}" '
+            f'<input id="q" name="q" type="search" value="" '
             f'placeholder="Search projects" autocomplete="off" maxlength="200" '
             f'data-suggest="{escape(root + chrome.suggest)}" aria-controls="suggestions">'
             f'<button type="submit">Search</button></form>'
