@@ -37,7 +37,7 @@ from pypid.core.indexes import links, render
 from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, ComposedFile, Page
-from pypid.core.security.advisories import AdvisoryPolicy, Verdict, no_advisories
+from pypid.core.security.advisories import AdvisoryPolicy, Verdict
 from pypid.core.util.lru import ByteLRU
 
 if TYPE_CHECKING:
@@ -199,11 +199,6 @@ def advised_files(policy: AdvisoryPolicy, project: str,
     return shown
 
 
-def _no_status(name: str) -> ProjectStatus | None:
-    """C{status(name)} of pages whose projects are all active."""
-    return None
-
-
 def _page_table(size: int) -> ByteLRU[str, Project]:
     """The table of the projects whose pages are kept, within C{size} bytes."""
     return ByteLRU(size, on_evict=_evicted)
@@ -240,18 +235,16 @@ class RenderedPages:
     #: within the budget (L{max_bytes}, the argument that makes it):
     #: normalized name -> L{Project}, counted the bytes its pages hold
     _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
-    _status: Callable[[str], ProjectStatus | None] = attrs.field(default=_no_status,
-                                                                 kw_only=True, alias="status")
-    advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True)
-    provenance_url: links.ProvenanceURL = attrs.field(
-        default=links.provenance_url_for(None), kw_only=True)
+    _status: Callable[[str], ProjectStatus | None] = attrs.field(kw_only=True, alias="status")
+    advisories: AdvisoryPolicy = attrs.field(kw_only=True)
+    provenance_url: links.ProvenanceURL = attrs.field(kw_only=True)
     #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
     #: L{None}: an index that serves none (API 1.4; a static export)
-    namespaces: IndexNamespaces | None = attrs.field(default=None, kw_only=True)
+    namespaces: IndexNamespaces | None = attrs.field(kw_only=True)
     #: the journal's serial of each project, which its pages carry
     #: (C{_last-serial}, C{X-PyPI-Last-Serial}), or L{None}: pages without
     #: serials (a static export)
-    serials: Serials | None = attrs.field(default=None, kw_only=True)
+    serials: Serials | None = attrs.field(kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed}: the composed views' root pages
     #: (L{pypid.core.indexes.composed}) are kept while it has not moved
