@@ -25,13 +25,12 @@ from typing import NamedTuple
 
 import attrs
 
-from pypid.core.dists.names import SDIST_EXTENSIONS, normalize
+from pypid.core.dists.names import SDIST_EXTENSIONS, is_valid_name, normalize
 
 # A version starts with a digit (or a "v" and a digit, which PEP 440 allows).
 # (ASCII only, as every name: "ſ" and "K" match [A-Z] case-insensitively
 # otherwise, and "\d" any script's digits)
 _SDIST_SPLIT = re.compile(r"-(?=v?\d)", re.ASCII)
-_VALID = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 
 
 class PendingFile(NamedTuple):
@@ -88,7 +87,7 @@ def project_of(filename: str) -> tuple[str, str] | None:
 def _project_name(name: str) -> tuple[str, str] | None:
     # (a project's files come together in most folders: 0.3 rather than
     # 2.6 us a file for the bench corpus)
-    if not _VALID.match(name):
+    if not is_valid_name(name):
         return None
     return normalize(name), name
 
