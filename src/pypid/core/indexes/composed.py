@@ -30,12 +30,10 @@ Pure: no I/O, no reactor; the time comes in as C{now}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import attrs
 
-from pypid.core.dists.variant_files import with_variant_files
-from pypid.core.dists.version_order import version_key
 from pypid.core.indexes import links, render
 from pypid.core.indexes.composition import (
     ChainSource,
@@ -48,9 +46,8 @@ from pypid.core.indexes.composition import (
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.namespace_api import IndexNamespaces, served
 from pypid.core.indexes.project import Project
-from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, ComposedFile, Page
-from pypid.core.indexes.rendered_pages import advised_files, page_bytes, serial_over
+from pypid.core.indexes.rendered_pages import page_bytes, render_page, serial_over
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.lru import ByteLRU
 
@@ -67,35 +64,6 @@ ENTRY_COST = 420
 
 #: The most project names whose admission by a view's globs is remembered.
 MAX_NAMES = 1 << 16
-
-
-def render_page(project: str, files: Sequence[ComposedFile],
-                file_url: Callable[[ComposedFile], str], kind: str,
-                status: ProjectStatus | None = None,
-                advisories: AdvisoryPolicy | None = None,
-                provenance_url: links.ProvenanceURL | None = None,
-                namespaces: IndexNamespaces | None = None, hidden: bool = False,
-                serial: int | None = None) -> Page:
-    """
-    A composed page's bytes, rendered as an index's own are
-    (L{pypid.core.indexes.render}), the index's C{advisories} applied, its
-    C{namespaces} given (API 1.5; with the hidden ones when C{hidden}), and
-    its C{serial} (L{ComposedIndex.serial_of}).
-    """
-    pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
-    if advisories is not None:
-        pairs = advised_files(advisories, project, pairs)
-    pairs, variants = with_variant_files(pairs)
-    provenance = provenance_url or links.provenance_url_for(None)
-    if kind == HTML:
-        body = render.project_html(project, pairs, status, provenance)
-    else:
-        versions = sorted({f.version for f, _ in pairs}, key=version_key)
-        spaces = served(namespaces)
-        body = render.project_json(
-            project, pairs, versions, status, provenance,
-            render.UNSERVED if spaces is None else spaces.entries(project, hidden), serial)
-    return Page.of(body, CONTENT_TYPES[kind], variants, serial)
 
 
 @attrs.define(eq=False)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from pypid.core.dists.variant_files import with_variant_files
+from pypid.core.dists.version_order import version_key
 from pypid.core.indexes import links, render
 from pypid.core.indexes.namespace_api import served
 from pypid.core.indexes.project import Project
@@ -199,6 +200,42 @@ def advised_files(policy: AdvisoryPolicy, project: str,
     return shown
 
 
+def render_page(project: str, files: Sequence[_F], file_url: Callable[[_F], str], kind: str,
+                status: ProjectStatus | None = None, advisories: AdvisoryPolicy | None = None,
+                provenance_url: links.ProvenanceURL | None = None,
+                namespaces: IndexNamespaces | None = None, hidden: bool = False,
+                serial: int | None = None, versions: Callable[[], list[str]] | None = None,
+                own: bool = False) -> Page:
+    """
+    The page of C{project}'s C{files} (in the order listed), an index's own
+    (L{RenderedPages}) or a composed one (L{pypid.core.indexes.composed}),
+    rendered by L{pypid.core.indexes.render}: the index's C{advisories}
+    applied (L{advised_files}), its C{namespaces} given (API 1.5; with the
+    hidden ones when C{hidden}; C{own}: the index's own project, not one
+    composed of other indexes'), and its C{serial}.
+
+    @param versions: C{versions()}, what a JSON page announces; by default
+        the versions of the files listed (a release hidden whole is not
+        announced either).
+    """
+    pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
+    if advisories is not None:
+        pairs = advised_files(advisories, project, pairs)
+    shown, variants = with_variant_files(pairs)
+    provenance = provenance_url or links.provenance_url_for(None)
+    if kind == HTML:
+        body = render.project_html(project, shown, status, provenance)
+    else:
+        announced = (versions() if versions is not None
+                     else sorted({f.version for f, _ in shown}, key=version_key))
+        spaces = served(namespaces)
+        body = render.project_json(
+            project, shown, announced, status, provenance,
+            render.UNSERVED if spaces is None else spaces.entries(project, hidden, own=own),
+            serial)
+    return Page.of(body, CONTENT_TYPES[kind], variants, serial)
+
+
 def _page_table(size: int) -> ByteLRU[str, Project]:
     """The table of the projects whose pages are kept, within C{size} bytes."""
     return ByteLRU(size, on_evict=_evicted)
@@ -317,25 +354,13 @@ class RenderedPages:
 
     def _render(self, project: Project, kind: str, status: ProjectStatus | None,
                 with_files: bool, hidden: bool = False) -> Page:
-        files = [(r, self._file_url(r)) for r in project.sorted_files()] if with_files else []
+        # (the versions its records have, unless the advisories hide some)
         advised = with_files and self.advisories.affects(project.name)
-        shown, variants = with_variant_files(
-            advised_files(self.advisories, project.name, files) if advised else files)
-        serial = self.serials(project.name) if self.serials is not None else None
-        if kind == HTML:
-            body = render.project_html(project.name, shown, status, self.provenance_url)
-        else:
-            if advised:
-                # (a release hidden whole is not announced either)
-                versions = list(dict.fromkeys(f.version for f, _ in shown))
-            else:
-                versions = project.versions() if with_files else []
-            spaces = served(self.namespaces)
-            body = render.project_json(
-                project.name, shown, versions, status, self.provenance_url,
-                render.UNSERVED if spaces is None
-                else spaces.entries(project.name, hidden, own=True), serial)
-        return Page.of(body, CONTENT_TYPES[kind], variants, serial)
+        return render_page(
+            project.name, project.sorted_files() if with_files else [], self._file_url, kind,
+            status, self.advisories if advised else None, self.provenance_url, self.namespaces,
+            hidden, self.serials(project.name) if self.serials is not None else None,
+            None if advised or not with_files else project.versions, own=True)
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """
