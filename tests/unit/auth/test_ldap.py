@@ -33,7 +33,6 @@ from pypid.core.access.ldap_syntax import (
     FilterError,
     LDAPServer,
     check_filter_template,
-    escape_filter_value,
     fill_filter,
     parse_filter,
     parse_ldap_url,
@@ -63,8 +62,12 @@ def _value(f):
     return f.assertionValue.value
 
 
+#: How L{fill_filter} escapes a value: ldaptor's, RFC 4515's escaping.
+escape_filter_value = pureldap.escape
+
+
 class EscapeTests(SynchronousTestCase):
-    """L{escape_filter_value} is RFC 4515's escaping."""
+    """ldaptor's C{escape}, with which L{fill_filter} escapes values, is RFC 4515's escaping."""
 
     def test_specials(self):
         """The five characters a value may not hold become \\XX, the backslash first."""

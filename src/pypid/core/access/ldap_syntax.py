@@ -39,16 +39,6 @@ class FilterError(ValueError):
     """A search filter cannot be read; the message says where and why."""
 
 
-def escape_filter_value(value: str) -> str:
-    """
-    Escape C{value} for an LDAP filter's assertion value (RFC 4515 section
-    3): C{\\}, C{*}, C{(}, C{)} and NUL become C{\\5c}, C{\\2a}, C{\\28},
-    C{\\29} and C{\\00}; every other character, non-ASCII ones included,
-    may stand as it is. This is ldaptor's C{pureldap.escape}.
-    """
-    return pureldap.escape(value)
-
-
 # RFC 4512: descr (keystring) or numericoid, then ";options".
 _OID = r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)"
 _ATTRIBUTE = re.compile(_OID + r"(?:;[A-Za-z0-9-]+)*\Z")
@@ -211,13 +201,13 @@ _PROBE = "x*(y)\\\0é"
 def fill_filter(template: str, **values: str) -> _Ldaptor:
     """
     The filter C{template} with each C{{name}} replaced by C{values[name]},
-    escaped (L{escape_filter_value}), and parsed (L{parse_filter}).
+    escaped (ldaptor's C{escape}: see the module), and parsed (L{parse_filter}).
 
     @raise FilterError: when the template is not a filter.
     """
     # (in one pass: a value that spells a placeholder stays a value)
     text = _PLACEHOLDER.sub(
-        lambda match: escape_filter_value(values[match.group(1)])
+        lambda match: pureldap.escape(values[match.group(1)])
         if match.group(1) in values else match.group(0), template)
     return parse_filter(text)
 
