@@ -261,9 +261,7 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     if details is not None and details.html:
         fell_back = ('<p class="muted">This description did not render as its content type '
                      'asks; it is shown as plain text.</p>') if details.fell_back else ""
-        description = (f'<article class="description" aria-labelledby="about">'
-                       f'<h2 id="about" class="visually-hidden">Description</h2>'
-                       f'{fell_back}{details.html}</article>')
+        shown = fell_back + details.html
     else:
         if view.pending:
             why = "The description is being prepared: reload the page in a moment."
@@ -271,9 +269,9 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
             why = "This index has not fetched a file of this version from the upstream yet."
         else:
             why = "This version has no description."
-        description = (f'<article class="description" aria-labelledby="about">'
-                       f'<h2 id="about" class="visually-hidden">Description</h2>'
-                       f'<p class="muted">{why}</p></article>')
+        shown = f'<p class="muted">{why}</p>'
+    description = (f'<article class="description" aria-labelledby="about">'
+                   f'<h2 id="about" class="visually-hidden">Description</h2>{shown}</article>')
     body = (
         head + install
         + f'<div class="columns">{description}{_about(details, current)}</div>'
