@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.version_order import version_key
-from pypid.core.indexes.composed import ENTRY_COST, ComposedIndex, render_page
+from pypid.core.indexes.composed import ENTRY_COST, ComposedIndex
 from pypid.core.indexes.composition import ChainSource, Filters, compose
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.index_names import resolve_order
 from pypid.core.indexes.links import file_url_for
 from pypid.core.indexes.render import HTML, JSON
+from pypid.core.indexes.rendered_pages import render_page
 from pypid.upstream.confusion import UpstreamPolicy, merged
 from pypid.upstream.page_model import UpstreamFile
 from tests.harness.records import T0, record
