@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 
+from pypid.core.dists.provenance import INTEGRITY_MEDIA_TYPE
 from pypid.core.util.bounded import remember
 
 HTML = "text/html"
@@ -247,7 +248,7 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
 
 #: The Integrity API's media types (PEP 740), in the order a tie picks them:
 #: the public index's own type first, then plain JSON.
-INTEGRITY_TYPES = ("application/vnd.pypi.integrity.v1+json", "application/json")
+INTEGRITY_TYPES = (INTEGRITY_MEDIA_TYPE, "application/json")
 _INTEGRITY_OFFERS = tuple((offer.partition("/")[0], offer.partition("/")[2], offer)
                           for offer in INTEGRITY_TYPES)
 
