@@ -45,6 +45,11 @@ class HashShape:
     hash_len: int
 
 
+def b64_text(data: bytes) -> str:
+    """C{data} in URL-safe base64 without padding: a session's cookie, a sign-in's values."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
 def _decode_b64(text: str) -> bytes:
     # argon2 writes base64 without padding; put it back for a strict decode.
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)

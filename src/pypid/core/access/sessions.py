@@ -35,6 +35,7 @@ from typing import Any
 
 import attrs
 
+from pypid.core.access.credential_syntax import b64_text
 from pypid.core.access.outside_logins import LOCAL, PASSWORD, SOURCES, LoginSource, OutsideLogins
 
 #: Bytes of randomness in a session id, a key and a CSRF token.
@@ -51,11 +52,6 @@ MAX_PER_USER = 16
 
 class SessionFileError(ValueError):
     """A session file cannot be read; the message says where and why."""
-
-
-def b64_text(data: bytes) -> str:
-    """C{data} in URL-safe base64 without padding (a cookie's, a PKCE value's)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes | None:

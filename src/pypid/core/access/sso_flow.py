@@ -34,8 +34,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from pypid.core.access.addresses import network_of
-from pypid.core.access.credential_syntax import USER_NAME
-from pypid.core.access.sessions import b64_text
+from pypid.core.access.credential_syntax import USER_NAME, b64_text
 
 #: Seconds a login started may take to come back from the provider.
 PENDING_TTL = 600.0
