@@ -121,6 +121,10 @@ def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_l
     end = data_offset + central.compressed_size
     if end > cd_offset:
         raise UnsafeZip("the member's data runs into the central directory", raw)
+    # (each value of the local header beside the central directory's)
+    against = ((crc, central.crc, "CRC"),
+               (compressed_size, central.compressed_size, "compressed size"),
+               (file_size, central.file_size, "size"))
     if flags & HAS_DESCRIPTOR:
         if not allow_data_descriptors:
             raise UnsafeZip("data descriptors (flag bit 3) are not accepted", raw)
@@ -129,9 +133,7 @@ def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_l
                 "a stored member with a data descriptor has no end streaming readers can find",
                 raw,
             )
-        for value, real, what in ((crc, central.crc, "CRC"),
-                                  (compressed_size, central.compressed_size, "compressed size"),
-                                  (file_size, central.file_size, "size")):
+        for value, real, what in against:
             if value not in (0, real):
                 raise UnsafeZip(
                     f"the local header's {what} is neither 0 nor the central directory's",
@@ -139,9 +141,7 @@ def _check_local(f: SeekableFile, central: ZipEntry, cd_offset: int, max_extra_l
                 )
         end = _check_descriptor(f, central, end, cd_offset, zip64 is not None)
     else:
-        for value, real, what in ((crc, central.crc, "CRC"),
-                                  (compressed_size, central.compressed_size, "compressed size"),
-                                  (file_size, central.file_size, "size")):
+        for value, real, what in against:
             if value != real:
                 raise UnsafeZip(
                     f"the local header's {what} ({value}) differs from the central "
