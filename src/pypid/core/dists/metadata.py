@@ -435,10 +435,10 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
                 f"the metadata has no {header}", field=f"metadata.{header}"
             )
 
-    body: str | None = message.payload
+    body = message.payload
     if not body.strip():
         folded = message.get("Description")
-        body = _unfold_description(folded) if folded is not None else None
+        body = _unfold_description(folded) if folded is not None else ""
     fields["description"] = body or None
     keywords = fields.pop("keywords", None)
     if keywords:
