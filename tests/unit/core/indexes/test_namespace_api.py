@@ -54,11 +54,11 @@ class LedgerTests(SynchronousTestCase):
         """
         first = GrantLedger().brought_up(grants(("acme", "group:a"), ("old", "user:x")), 10.0,
                                          lambda grant: {grant.name + "-legacy"})
-        self.assertEqual(first.since(parse_grant("acme", "group:a")), 10.0)
+        self.assertEqual(first.entry(parse_grant("acme", "group:a")).since, 10.0)
         self.assertEqual(first.before(parse_grant("acme", "group:a")), {"acme-legacy"})
         later = first.brought_up(grants(("acme", "group:b"), ("tools", "user:y")), 20.0,
                                  nothing)
-        self.assertEqual(later.since(parse_grant("acme", "group:b")), 10.0)
+        self.assertEqual(later.entry(parse_grant("acme", "group:b")).since, 10.0)
         self.assertEqual(later.before(parse_grant("acme", "group:b")), {"acme-legacy"})
         self.assertEqual(later.before(parse_grant("tools", "user:y")), frozenset())
         self.assertNotIn("*/old", later.entries)
@@ -238,7 +238,7 @@ class KeeperTests(SynchronousTestCase):
     def test_first_server_says_since_when(self):
         """The first server to run with a grant writes its word; a later one keeps it."""
         self.keeper(_Settings(grants(("acme", "user:a"))))
-        self.assertEqual(self.taken[-1][1].since(parse_grant("acme", "user:a")), 1000.0)
+        self.assertEqual(self.taken[-1][1].entry(parse_grant("acme", "user:a")).since, 1000.0)
         self.clock.advance(50)
         other = self.keeper(_Settings(grants(("acme", "user:a"))), found=lambda g, groups: {"x"})
         self.assertEqual(other.ledger.entry(parse_grant("acme", "user:a")).since, 1000.0)
@@ -275,7 +275,7 @@ class KeeperTests(SynchronousTestCase):
                 return fail(StorageError("the disk is gone"))
         keeper = self.keeper(_Settings(grants(("acme", "user:a"))), Failing())
         self.assertFalse(keeper.kept)
-        self.assertEqual(self.taken[-1][1].since(parse_grant("acme", "user:a")), 1000.0)
+        self.assertEqual(self.taken[-1][1].entry(parse_grant("acme", "user:a")).since, 1000.0)
 
         kept = GrantLedger().brought_up(grants(("acme", "user:a")), 100.0, nothing).to_bytes()
 
