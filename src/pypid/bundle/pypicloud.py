@@ -26,9 +26,7 @@ for moving them into another storage, with a report.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -36,15 +34,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from pypid.bundle.archive import SourceTooLarge
 from pypid.bundle.ingest import Arrival, Digests, Fetch, SourceUnavailable
 from pypid.bundle.manifest import BundleError
-from pypid.bundle.sources import (
-    FolderSource,
-    Offer,
-    local_fetch,
-    open_regular,
-    read_json_file,
-    refusal_of,
-    walk_files,
-)
+from pypid.bundle.sources import FolderSource, Found, Offer, read_json_file, walk_files
 from pypid.config.store_backends import backend_of_url, url_forms
 from pypid.jobs.gather import gather
 from pypid.jobs.run import Run
@@ -85,34 +75,15 @@ class PypicloudFolderSource(FolderSource):
 
     kind = "pypicloud"
 
-    async def read(self) -> Offer:
-        """The folder's L{Offer}."""
-        found = await self._listed(self._scan)
-        arrivals: list[Arrival] = []
-        for relative, path, info, meta in found:
-            filename = os.path.basename(path)
-            refusal = refusal_of(info)
-            if refusal is not None:
-                arrivals.append(Arrival(filename, relative, None, 0.0, refused=refusal))
-                continue
-            assert info is not None  # (refusal_of refuses a file it could not stat)
-            arrivals.append(Arrival(
-                filename, relative, local_fetch(self._run, partial(open_regular, path)),
-                info.st_mtime, sha256=_sha256(meta.get("hash_sha256")), size=info.st_size,
-                uploader=_text(meta.get("uploader"))))
-        return Offer(tuple(arrivals))
-
-    def _scan(self) -> list[tuple[str, str, os.stat_result | None, dict[str, Any]]]:
-        found = []
+    def _scan(self) -> list[Found]:
+        found: list[Found] = []
         for relative, path, info in walk_files(self._path):
             if path.endswith(".meta"):
                 continue
             meta = read_json_file(path + ".meta", META_LIMIT) or {}
-            found.append((relative, path, info, meta))
+            found.append((relative, path, info, _sha256(meta.get("hash_sha256")),
+                          _text(meta.get("uploader"))))
         return found
-
-    def close(self) -> None:
-        """Nothing is held open."""
 
 
 def _write_hashed(data: bytes, path: str) -> Digests:

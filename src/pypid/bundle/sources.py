@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Protocol
 
 import attrs
 
@@ -48,8 +48,6 @@ from pypid.config.store_backends import backend_of_url
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.storage.base.reading import Run
-
-T = TypeVar("T")
 
 #: How each kind is named in what the import says.
 DESCRIPTIONS = {
@@ -226,6 +224,11 @@ def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
                 info = None
             yield os.path.relpath(path, root), path, info
 
+
+#: What L{FolderSource._scan} finds of each file: its path relative to the
+#: folder, its absolute path, its stat (see L{walk_files}), and the sha256
+#: and the uploader the source gives, or L{None}.
+Found = tuple[str, str, os.stat_result | None, str | None, str | None]
 
 #: Why a symbolic link in a folder imported is not taken.
 NOT_FOLLOWED = "a symbolic link: an import takes the folder's own files only"
@@ -446,12 +449,32 @@ class FolderSource:
         self._path = path
         self._run = run
 
-    async def _listed(self, scan: Callable[[], T]) -> T:
-        """What C{scan()} finds in the folder, read in the I/O pool."""
+    async def read(self) -> Offer:
+        """The folder's L{Offer}."""
         if not os.path.isdir(self._path):
             raise BundleError(f"{self._path} is not a folder")
-        found: T = await self._run(scan)
-        return found
+        found = await self._run(self._scan)
+        arrivals: list[Arrival] = []
+        for relative, path, info, sha256, uploader in found:
+            filename = os.path.basename(path)
+            refusal = refusal_of(info)
+            if refusal is not None:
+                arrivals.append(Arrival(filename, relative, None, 0.0, refused=refusal))
+                continue
+            assert info is not None  # (refusal_of refuses a file it could not stat)
+            arrivals.append(Arrival(filename, relative,
+                                    local_fetch(self._run, partial(open_regular, path)),
+                                    info.st_mtime, sha256=sha256, size=info.st_size,
+                                    uploader=uploader))
+        return Offer(tuple(arrivals))
+
+    def _scan(self) -> list[Found]:
+        """The folder's files (L{walk_files}), none with a known sha256 or uploader."""
+        return [(relative, path, info, None, None)
+                for relative, path, info in walk_files(self._path)]
+
+    def close(self) -> None:
+        """Nothing is held open."""
 
 
 class PypiserverSource(FolderSource):
@@ -464,25 +487,6 @@ class PypiserverSource(FolderSource):
     """
 
     kind = "pypiserver"
-
-    async def read(self) -> Offer:
-        """The folder's L{Offer}."""
-        found = await self._listed(lambda: list(walk_files(self._path)))
-        arrivals: list[Arrival] = []
-        for relative, path, info in found:
-            filename = os.path.basename(path)
-            refusal = refusal_of(info)
-            if refusal is not None:
-                arrivals.append(Arrival(filename, relative, None, 0.0, refused=refusal))
-                continue
-            assert info is not None  # (refusal_of refuses a file it could not stat)
-            arrivals.append(Arrival(filename, relative,
-                                    local_fetch(self._run, partial(open_regular, path)),
-                                    info.st_mtime, size=info.st_size))
-        return Offer(tuple(arrivals))
-
-    def close(self) -> None:
-        """Nothing is held open."""
 
 
 def read_json_file(path: str, limit: int) -> dict[str, Any] | None:
