@@ -208,14 +208,9 @@ async def pack_command(config: Config, options: argparse.Namespace, reactor: Any
         writer = await run(open_writer, options.to)
         report = await pack_bundle(storage, writer, config.server.snapshot, run, reactor,
                                    _audit_log(config, run, reactor, closing), indexes)
-    except (BundleError, ExportError, StorageError, StartupError) as e:
-        return await _failed(err, run, writer, str(e))
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        return await _failed(err, run, writer, f"cannot use{where}: {e.strerror or e}")
-    except Exception as e:  # a bug: still one line, as promised
-        return await _failed(err, run, writer,
-                             f"unexpected error: {type(e).__name__}: {e}")
+    except Exception as e:
+        return await _failed(err, run, writer, common.failure_line(
+            e, (BundleError, ExportError, StorageError, StartupError)))
     finally:
         await common.close_all(closing)
     for filename, why in report.problems:
@@ -325,17 +320,10 @@ async def import_command(config: Config, options: argparse.Namespace, reactor: A
                                "written (see the messages above)")
         if offer.note:
             out.write(offer.note)
-    except (BundleError, StorageError, CliError) as e:
-        return await _import_failed(out, err, ingests, options, str(e))
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        return await _import_failed(out, err, ingests, options,
-                                    f"cannot use{where}: {e.strerror or e}")
-    except StartupError as e:  # (an unusable [pypid] ca_bundle, a cloud's SDK missing)
-        return await _import_failed(out, err, ingests, options, str(e))
-    except Exception as e:  # a bug: still one line, as promised
-        return await _import_failed(out, err, ingests, options,
-                                    f"unexpected error: {type(e).__name__}: {e}")
+    except Exception as e:
+        # (a StartupError: an unusable [pypid] ca_bundle, a cloud's SDK missing)
+        return await _import_failed(out, err, ingests, options, common.failure_line(
+            e, (BundleError, StorageError, CliError, StartupError)))
     finally:
         if source is not None:
             try:

@@ -5,8 +5,9 @@ is written once: running an asynchronous main under the reactor and
 turning it into an exit status (L{run_command}), opening the server's
 storage (L{open_storage}), refusing a destination that overlaps the
 storage (L{overlapping}, L{bucket_overlapping}), closing what was opened
-(L{close_all}), removing a spool folder (L{remove_tree}), and an argument
-parser that does not exit (L{ArgumentParser}).
+(L{close_all}), removing a spool folder (L{remove_tree}), the one line a
+failure is (L{failure_line}), and an argument parser that does not exit
+(L{ArgumentParser}).
 
 Nothing here imports the daemon's composition root (L{pypid.tap}), and
 nothing here exits: only the tools' C{main()} functions turn a status into
@@ -104,6 +105,21 @@ def run_command(main: Callable[[Any], Awaitable[int]], reactor: Any = None, *,
             err.write(f"{prog}: stopped with status {code}\n")
             return code
     return statuses[0] if statuses else 1
+
+
+def failure_line(e: Exception, known: tuple[type[Exception], ...]) -> str:
+    """
+    The one line a command says of the exception C{e} that stopped it: the
+    message of one it expects (C{known}), the file that could not be used
+    for an L{OSError}, and for anything else (a bug) its type and message:
+    still one line, as promised, never a traceback.
+    """
+    if isinstance(e, known):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"cannot use{where}: {e.strerror or e}"
+    return f"unexpected error: {type(e).__name__}: {e}"
 
 
 async def open_storage(config: Config, reactor: Any, run: Run, closing: Closing, *,

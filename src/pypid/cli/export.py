@@ -47,6 +47,7 @@ from pypid.cli.common import (
     UsageError,
     bucket_overlapping,
     close_all,
+    failure_line,
     open_storage,
     overlapping,
     run_command,
@@ -260,15 +261,9 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
                             people=_people(options), full=options.full, chain=chain,
                             advisories=advisories)
         report = await exporter.export()
-    except (ConfigError, ExportError, StorageError, StartupError) as e:
-        err.write(f"pypid-export: {e}\n")
-        return 1
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        err.write(f"pypid-export: cannot use{where}: {e.strerror or e}\n")
-        return 1
-    except Exception as e:  # a bug: still one line, as promised
-        err.write(f"pypid-export: unexpected error: {type(e).__name__}: {e}\n")
+    except Exception as e:
+        message = failure_line(e, (ConfigError, ExportError, StorageError, StartupError))
+        err.write(f"pypid-export: {message}\n")
         return 1
     finally:
         await close_all(closing)
