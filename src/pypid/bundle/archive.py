@@ -318,6 +318,7 @@ class _Reader:
     """
     What both readers give once opened.
 
+    @ivar path: the bundle (absolute).
     @ivar sizes: every member's size, by name.
     @ivar digests: the L{Digest} of every member but the distribution
         files, computed while the bundle was opened.
@@ -326,13 +327,18 @@ class _Reader:
         are best read in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
         self.sizes: dict[str, int] = {}
         self.digests: dict[str, Digest] = {}
         self.kept: dict[str, bytes] = {}
         self.files: list[str] = []
         self._entries = 0
         self._kept_bytes = 0
+
+    def describe(self) -> str:
+        """The bundle as a person names it."""
+        return self.path
 
     def _count(self) -> None:
         """Count one more entry (a member or a folder) against L{MAX_MEMBERS}."""
@@ -374,14 +380,6 @@ class _Reader:
 
 class FolderReader(_Reader):
     """A bundle that is a folder."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = os.path.abspath(path)
-
-    def describe(self) -> str:
-        """The bundle as a person names it."""
-        return self.path
 
     def scan(self) -> FolderReader:
         """Walk the folder, checking and hashing what it holds; see L{_Reader}."""
@@ -435,14 +433,9 @@ class TarReader(_Reader):
     """
 
     def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = os.path.abspath(path)
+        super().__init__(path)
         self._infos: dict[str, tarfile.TarInfo] = {}
         self._tar: tarfile.TarFile | None = None
-
-    def describe(self) -> str:
-        """The bundle as a person names it."""
-        return self.path
 
     def scan(self) -> TarReader:
         """Read the tar file's members through once; see L{_Reader}."""
