@@ -25,13 +25,13 @@ for moving them into another storage, with a report.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from pypid.bundle.archive import SourceTooLarge
+from pypid.bundle.archive import SourceTooLarge, copy_hashed
 from pypid.bundle.ingest import Arrival, Digests, Fetch, SourceUnavailable
 from pypid.bundle.manifest import BundleError
 from pypid.bundle.sources import FolderSource, Found, Offer, read_json_file, walk_files
@@ -84,14 +84,6 @@ class PypicloudFolderSource(FolderSource):
             found.append((relative, path, info, _sha256(meta.get("hash_sha256")),
                           _text(meta.get("uploader"))))
         return found
-
-
-def _write_hashed(data: bytes, path: str) -> Digests:
-    with open(path, "xb") as f:
-        f.write(data)
-    return (len(data), hashlib.sha256(data).hexdigest(),
-            hashlib.blake2b(data, digest_size=32).hexdigest(),
-            hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
 class PypicloudBucketSource:
@@ -151,7 +143,7 @@ class PypicloudBucketSource:
             data = await self._client.get(item.key, limit=limit, expect=item.size)
             if data is None:
                 raise SourceUnavailable("removed from the bucket while it was read")
-            digests: Digests = await self._run(_write_hashed, data, path)
+            digests: Digests = await self._run(copy_hashed, io.BytesIO(data), path, limit)
             return digests
         return lambda path, limit: ensureDeferred(fetch(path, limit))
 
