@@ -511,27 +511,21 @@ class Exporter:
         await self._write_pages([(None, output) for output in outputs])
         return {output.path: output.sha256 for output in outputs}
 
-    def _each(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> Awaitable[None]:
+    async def _each(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
         """Run C{work(item)} for each item, up to the target's parallelism at once."""
-        return each(self._target.parallel, items, work)
-
-
-async def each(parallel: int, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
-    """Run C{work(item)} for each item, up to C{parallel} at once."""
-    if parallel <= 1:
-        for item in items:
-            await work(item)
-        return
-    limit = DeferredSemaphore(parallel)
-    await gather([limit.run(_deferred, work, item) for item in items])
-
-
-async def _coroutine(work: Callable[[T], Awaitable[None]], item: T) -> None:
-    return await work(item)
+        parallel = self._target.parallel
+        if parallel <= 1:
+            for item in items:
+                await work(item)
+            return
+        limit = DeferredSemaphore(parallel)
+        await gather([limit.run(_deferred, work, item) for item in items])
 
 
 def _deferred(work: Callable[[T], Awaitable[None]], item: T) -> Deferred[None]:
-    return ensureDeferred(_coroutine(work, item))
+    async def one() -> None:
+        await work(item)
+    return ensureDeferred(one())
 
 
 async def _maybe(result: Deferred[Any] | None) -> None:
