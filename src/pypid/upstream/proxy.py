@@ -24,13 +24,12 @@ behaves as the proxy always has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
-from pypid.core.records.metrics import Family
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.storage.base.interface import StorageError
 from pypid.upstream.cache import Offline, PageCache
@@ -118,7 +117,7 @@ class UpstreamProxy:
         """May the upstream be asked about C{name}? (what is hosted here is not)"""
         return self._rules.decide(name)
 
-    # -- the part's life: the snapshot, the numbers, the end -----------------------
+    # -- the part's life: the snapshot -----------------------------------------------
 
     async def load(self, state: object = None, since: float = 0.0) -> None:
         """The source's L{UpstreamSource.load} (its state is the upstream's, not the index's)."""
@@ -131,14 +130,6 @@ class UpstreamProxy:
     def state_changed(self) -> bool:
         """Whether pages or files were fetched since the last L{state}."""
         return self._source.state_changed()
-
-    def metric_families(self) -> Iterator[Family]:
-        """The source's pages, files and fetches (L{UpstreamSource.metric_families})."""
-        return self._source.metric_families()
-
-    def close(self) -> None:
-        """Drop the connections to the upstream (at the end of the service's life)."""
-        self._source.close()
 
 
 @attrs.define
