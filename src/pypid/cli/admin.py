@@ -59,7 +59,7 @@ from pypid.cli import admin_webhooks as webhooks_command
 from pypid.cli import bundle as bundle_commands
 from pypid.cli import private_ca as tls_command
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
-from pypid.cli.server_client import CliError, Server, add_server_options, server_from
+from pypid.cli.server_client import CliError, Server, add_server_options, json_answer, server_from
 from pypid.core.dists.names import InvalidName, parse_filename
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.indexes.project_status import STATUSES
@@ -195,8 +195,7 @@ def _index_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _get(server: Server, path: str) -> Any:
-    with server.request("GET", path, _JSON) as response:
-        return json.loads(response.read())
+    return json_answer(server, "GET", path, _JSON)
 
 
 def _files(server: Server, options: argparse.Namespace, out: TextIO) -> None:
@@ -233,9 +232,8 @@ def _promote(server: Server, options: argparse.Namespace, out: TextIO) -> None:
     if options.allow_denied:
         fields["allow_denied"] = True
     body = json.dumps(fields).encode()
-    with server.request("POST", "api/promote", {"Content-Type": "application/json"},
-                        body) as response:
-        answer = json.loads(response.read())
+    answer = json_answer(server, "POST", "api/promote", {"Content-Type": "application/json"},
+                         body)
     for filename in answer["promoted"]:
         out.write(f"promoted {filename} to {answer['to']}\n")
     for filename in answer["skipped"]:
@@ -357,9 +355,8 @@ def _retention(server: Server, options: argparse.Namespace, out: TextIO) -> None
             continue
         body = json.dumps({"index": plan["index"], "files": [
             f["filename"] for release in releases for f in release["files"]]}).encode()
-        with server.request("POST", "api/retention/apply",
-                            {"Content-Type": "application/json"}, body) as response:
-            applied = json.loads(response.read())
+        applied = json_answer(server, "POST", "api/retention/apply",
+                              {"Content-Type": "application/json"}, body)
         where = ("into the recycle bin" if plan["recycle_bin"] else "for good")
         out.write(f"{plan['index']}: removed {counted(len(applied['removed']), 'file')} {where}, "
                   f"{_bytes(applied['bytes'])}\n")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
-from pypid.cli.server_client import CliError, Server
+from pypid.cli.server_client import CliError, Server, json_answer
 from pypid.core.records.audit_chain import FIRST_YEAR, AuditError, format_time, parse_time
 from pypid.core.records.audit_query import DEFAULT_LIMIT, MAX_LIMIT
 from pypid.core.util.terminal_text import escaped
@@ -123,8 +123,7 @@ def show(server: Server, options: argparse.Namespace, out: TextIO,
 
     def page_of(values: dict[str, str | int | None]) -> Any:
         path = "api/audit?" + urlencode({k: v for k, v in values.items() if v is not None})
-        with server.request("GET", path, {"Accept": "application/json"}) as response:
-            return json.loads(response.read())
+        return json_answer(server, "GET", path, {"Accept": "application/json"})
 
     def shown(entry: JsonEntry) -> str:
         return (json.dumps(entry, sort_keys=True) if options.json

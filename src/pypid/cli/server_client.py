@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import getpass
+import json
 import os
 import ssl
 import sys
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from http.client import HTTPMessage, HTTPResponse
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 from urllib.parse import urljoin, urlsplit
 
 if TYPE_CHECKING:
@@ -79,6 +80,15 @@ class Server:
                                f"{_trusted(self._cert)}: give the server's CA with --cert PEM "
                                "or PYPID_CERT=PEM")
             raise CliError(f"cannot reach {url}: {cause}")
+
+
+def json_answer(server: Server, *request: Any) -> Any:
+    """
+    The server's answer to C{server.request(*request)} (L{Server.request}), a
+    JSON document; the request is passed on as it is given.
+    """
+    with server.request(*request) as response:
+        return json.loads(response.read())
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -12,13 +12,12 @@ C{pypid-token}: issue, list and revoke a server's API tokens (as an admin).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TextIO
 from urllib.parse import quote, urlencode
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
-from pypid.cli.server_client import CliError, add_server_options, server_from
+from pypid.cli.server_client import CliError, add_server_options, json_answer, server_from
 from pypid.core.formats.console_pages import when_text
 
 
@@ -49,17 +48,15 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             if options.indexes:
                 fields["indexes"] = options.indexes
             body = urlencode(fields).encode()
-            with server.request("POST", "api/tokens", {
-                    "Content-Type": "application/x-www-form-urlencoded"}, body) as response:
-                token = json.loads(response.read())
+            token = json_answer(server, "POST", "api/tokens", {
+                "Content-Type": "application/x-www-form-urlencoded"}, body)
             out.write(f"{token['token']}\n")
             scope = f" in {' '.join(token['indexes'])}" if token.get("indexes") else ""
             err.write(f"token {token['id']}: {' '.join(token['actions'])} on "
                       f"{' '.join(token['projects']) or 'every project'}{scope}; "
                       "shown only now\n")
         elif options.command == "list":
-            with server.request("GET", "api/tokens") as response:
-                listed = json.loads(response.read())["tokens"]
+            listed = json_answer(server, "GET", "api/tokens")["tokens"]
             for token in listed:
                 out.write(f"{token['id']}  {token['user']}  {' '.join(token['actions'])}  "
                           f"{' '.join(token['projects']) or '*'}  "

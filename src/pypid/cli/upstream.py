@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO, cast
 from urllib.parse import quote, urljoin
 
 from pypid.cli.broken_pipe import quiet_on_broken_pipe
-from pypid.cli.server_client import CliError, Server, add_server_options, server_from
+from pypid.cli.server_client import CliError, Server, add_server_options, json_answer, server_from
 from pypid.core.util.units import counted
 from pypid.upstream.page_model import UpstreamFile, UpstreamPageError
 from pypid.upstream.parser import parse_page
@@ -200,20 +199,17 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
     try:
         server = server_from(options)
         if options.command == "takedowns":
-            with server.request("GET", "api/upstream/takedowns") as r:
-                answer = json.loads(r.read())
+            answer = json_answer(server, "GET", "api/upstream/takedowns")
             out.write("".join(line + "\n" for line in takedown_lines(answer)))
             return 0
         if options.command == "check":
             path = "api/upstream/check?project=" + quote(options.project)
-            with server.request("POST", path) as r:
-                answer = json.loads(r.read())
+            answer = json_answer(server, "POST", path)
             out.write("".join(u["line"] + "\n" for u in answer["upstreams"]))
             return 0 if all(u["ok"] for u in answer["upstreams"]) else 1
         if options.command in ("refresh", "release"):
             path = f"api/upstream/{quote(options.project)}/{options.command}"
-            with server.request("POST", path) as r:
-                answer = json.loads(r.read())
+            answer = json_answer(server, "POST", path)
             out.write(refreshed_line(answer) if options.command == "refresh"
                       else released_line(answer))
             return 0
