@@ -149,10 +149,6 @@ class PageView:
         """Whether the cache holds C{project}'s page (it is not asked for while a client waits)."""
         return project in self._pages.entries
 
-    def would_fetch(self, project: str) -> bool:
-        """Whether showing C{project}'s page now would ask the upstream while the client waits."""
-        return self._pages.would_fetch(project)
-
     def known(self, project: str) -> tuple[CachedPage, tuple[UpstreamFile, ...]] | None:
         """
         What the cache holds of an upstream project, without asking the
