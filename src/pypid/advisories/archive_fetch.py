@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
@@ -22,12 +21,10 @@ from twisted.web.iweb import IAgent
 
 from pypid.advisories.osv_archive import ArchiveLimits, ArchiveRefused, Tally, records
 from pypid.http.bodies import BodyError, describe, discard, read_body
+from pypid.jobs.run import Run
 
 #: (the namespace its lines had before it was a module of its own)
 log = Logger(namespace="pypid.advisories.feed")
-
-#: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
-Run = Callable[..., Deferred[Any]]
 
 #: Seconds an answer of the URL may take to start, and its body may be silent.
 FETCH_TIMEOUT = 60.0

@@ -56,7 +56,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 from twisted.application.service import Service
@@ -93,14 +93,12 @@ from pypid.core.security.advisories import FAILED, AdvisoryBoard, AdvisoryDB
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
+from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub, Topic
 
 log = Logger()
 
 _T = TypeVar("_T")
-
-#: C{run(f, *args) -> Deferred}: blocking work in the thread pool.
-Run = Callable[..., Deferred[Any]]
 
 #: Seconds between two looks of a machine's worker (but the first) at the
 #: advisories the first put in force.
