@@ -35,7 +35,6 @@ from __future__ import annotations
 import calendar
 import email.utils
 import os
-import re
 from collections.abc import Iterable
 from functools import partial
 from typing import IO, Any, TypeGuard
@@ -51,6 +50,7 @@ from pypid.bundle.sources import (
     local_fetch,
     open_regular,
     read_json_file,
+    sha256_of,
 )
 from pypid.core.indexes.index_names import (
     DEFAULT,
@@ -63,8 +63,6 @@ from pypid.jobs.run import Run
 
 #: The most bytes of C{dataindex.json} read (it holds every release's metadata).
 DATAINDEX_LIMIT = 1 << 30
-
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 @attrs.frozen
@@ -107,12 +105,10 @@ def _sha256(entry: dict[str, Any]) -> str | None:
         return None
     hashes = mapping.get("hashes")
     if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
-        value = hashes["sha256"].lower()
-        return value if _SHA256.match(value) else None
+        return sha256_of(hashes["sha256"])
     spec = mapping.get("hash_spec")
     if isinstance(spec, str) and spec.startswith("sha256="):
-        value = spec[len("sha256="):].lower()
-        return value if _SHA256.match(value) else None
+        return sha256_of(spec[len("sha256="):])
     return None
 
 

@@ -26,7 +26,6 @@ for moving them into another storage, with a report.
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -34,7 +33,14 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from pypid.bundle.archive import SourceTooLarge, copy_hashed
 from pypid.bundle.ingest import Arrival, Digests, Fetch, SourceUnavailable
 from pypid.bundle.manifest import BundleError
-from pypid.bundle.sources import FolderSource, Found, Offer, read_json_file, walk_files
+from pypid.bundle.sources import (
+    FolderSource,
+    Found,
+    Offer,
+    read_json_file,
+    sha256_of,
+    walk_files,
+)
 from pypid.config.store_backends import backend_of_url, url_forms
 from pypid.jobs.gather import gather
 from pypid.jobs.run import Run
@@ -42,13 +48,6 @@ from pypid.storage.bucket.store import Listed, ObjectHead, ObjectStore
 
 #: The most bytes of a C{.meta} file read.
 META_LIMIT = 1 << 20
-
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-
-
-def _sha256(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
-
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
@@ -81,7 +80,7 @@ class PypicloudFolderSource(FolderSource):
             if path.endswith(".meta"):
                 continue
             meta = read_json_file(path + ".meta", META_LIMIT) or {}
-            found.append((relative, path, info, _sha256(meta.get("hash_sha256")),
+            found.append((relative, path, info, sha256_of(meta.get("hash_sha256")),
                           _text(meta.get("uploader"))))
         return found
 
@@ -128,8 +127,8 @@ class PypicloudBucketSource:
                 continue
             arrivals.append(Arrival(
                 filename, origin, self._fetcher(item), item.modified,
-                sha256=_sha256(head.metadata.get("hash-sha256")
-                               or head.metadata.get("hash_sha256")), size=item.size,
+                sha256=sha256_of(head.metadata.get("hash-sha256")
+                                 or head.metadata.get("hash_sha256")), size=item.size,
                 uploader=_text(head.metadata.get("uploader"))))
         return Offer(tuple(arrivals))
 

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -487,6 +488,14 @@ class PypiserverSource(FolderSource):
     """
 
     kind = "pypiserver"
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def sha256_of(value: Any) -> str | None:
+    """The hex sha256 a source gives (any case), lower-cased; L{None} when it is not one."""
+    return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
 
 
 def read_json_file(path: str, limit: int) -> dict[str, Any] | None:
