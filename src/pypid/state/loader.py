@@ -237,7 +237,8 @@ class IndexLoader:
                 later = f", {counted(len(result.pending), 'file')} still to describe"
         await load_statuses(self._index, self._storage)
         if self._upstream is not None:
-            await self._upstream.load(snap.upstream_state if snap is not None else None, since)
+            await self._upstream.source.load(snap.upstream_state if snap is not None else None,
+                                             since)
         log.info(
             "{index} loaded: {files} in {projects} ({how}) in {seconds:.2f} s{later}",
             index="Index" if self.name is None else f"Index {self.name}",

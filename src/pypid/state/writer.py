@@ -242,7 +242,7 @@ class SnapshotWriter(Service):
         upstream = self._upstream
         if (serial == self._saved_serial and not self._wanted
                 and not (shared is not None and shared.state_changed())
-                and not (upstream is not None and upstream.state_changed())):
+                and not (upstream is not None and upstream.source.state_changed())):
             return succeed(None)
         # Only URLs were signed: the copy for other servers is unchanged.
         keep_copy = serial != self._saved_serial or self._wanted
@@ -255,7 +255,7 @@ class SnapshotWriter(Service):
         binned = self._index.binned()
         as_of = self._stands_for()
         state = shared.state() if shared is not None else None
-        upstream_state = upstream.state() if upstream is not None else None
+        upstream_state = upstream.source.state() if upstream is not None else None
         identity = self._storage
         clock = self._reading()
         journal = self._serials.to_json() if self._serials is not None else None

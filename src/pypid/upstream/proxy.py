@@ -25,7 +25,6 @@ behaves as the proxy always has.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
@@ -116,20 +115,6 @@ class UpstreamProxy:
     def decide(self, name: str) -> Decision:
         """May the upstream be asked about C{name}? (what is hosted here is not)"""
         return self._rules.decide(name)
-
-    # -- the part's life: the snapshot -----------------------------------------------
-
-    async def load(self, state: object = None, since: float = 0.0) -> None:
-        """The source's L{UpstreamSource.load} (its state is the upstream's, not the index's)."""
-        await self._source.load(state, since)
-
-    def state(self) -> dict[str, Any]:
-        """The cached pages and files, JSON-ready, for the snapshot."""
-        return self._source.state()
-
-    def state_changed(self) -> bool:
-        """Whether pages or files were fetched since the last L{state}."""
-        return self._source.state_changed()
 
 
 @attrs.define
