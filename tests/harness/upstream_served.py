@@ -111,7 +111,7 @@ class _Served:
 
     def refresh(self):
         """What C{pypid-upstream refresh widget} does: the page fetched again now."""
-        return self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
+        return self.successResultOf(drain(self.agent, self.proxy.refresh("widget")))
 
     def get(self, path, accept=JSON_TYPE):
         return self.request("GET", path, {"accept": accept})

@@ -4,7 +4,7 @@ The records of the upstream files the cache's storage keeps, by filename.
 One table read by the three sides of the upstream cache: the pages
 (a kept file's hash wins over the page's, L{pypid.upstream.page_view}),
 the downloads that add to it (L{pypid.upstream.downloads}), and the
-snapshot and pre-caching (L{pypid.upstream.proxy.CacheUpkeep}). Only the
+snapshot and pre-caching (L{pypid.upstream.proxy.UpstreamProxy.precache}). Only the
 downloads side writes it.
 
 It is also the order of the cache's eviction (C{[upstream]

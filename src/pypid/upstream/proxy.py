@@ -2,11 +2,12 @@
 Serving projects that are not hosted here from the upstream index.
 
 In C{cache} mode an upstream project's page is fetched (through the
-L{PageCache}: one request per miss, stale pages while refreshing), shown
-as pypid's own page in both forms with file links to pypid, and a file is
-fetched on its first download, checked against the page's sha256 (and
-size), kept in the cache storage, and served from there ever after. What
-may be asked upstream at all is decided by L{pypid.upstream.confusion}.
+L{pypid.upstream.cache.PageCache}: one request per miss, stale pages
+while refreshing), shown as pypid's own page in both forms with file
+links to pypid, and a file is fetched on its first download, checked
+against the page's sha256 (and size), kept in the cache storage, and
+served from there ever after. What may be asked upstream at all is
+decided by L{pypid.upstream.confusion}.
 
 L{UpstreamProxy} is what the rest of the daemon holds: an upstream
 (L{pypid.upstream.source.UpstreamSource}: its cache, files, budget of
@@ -15,11 +16,11 @@ that reads it) seen from one hosted index: the rules against what is
 hosted there (L{pypid.upstream.project_rules}) and what its clients see of
 the pages (L{pypid.upstream.page_view}); with the files and their
 downloads (L{pypid.upstream.downloads}) and the cache's upkeep an
-administrator asks for (L{CacheUpkeep}: a project's page fetched again
-now, the files a requirements file pins fetched in advance, a remembered
-quarantine released; never for a project hosted there). The default
-index's proxy is the only one until named indexes are served, and
-behaves as the proxy always has.
+administrator asks for (L{UpstreamProxy.refresh}: a project's page
+fetched again now, the files a requirements file pins fetched in
+advance, a remembered quarantine released; never for a project hosted
+there). The default index's proxy is the only one until named indexes
+are served, and behaves as the proxy always has.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ import attrs
 from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.storage.base.interface import StorageError
-from pypid.upstream.cache import Offline, PageCache
+from pypid.upstream.cache import Offline
 from pypid.upstream.cached_page import CachedPage
 from pypid.upstream.confusion import Decision
 from pypid.upstream.downloads import DownloadsBusy, UpstreamFiles
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_view import FileUrl, PageView
 from pypid.upstream.project_rules import HostedIndex, ProjectRules
 from pypid.upstream.quarantines import Quarantine
@@ -53,13 +53,11 @@ class UpstreamProxy:
         every index that reads it.
     @ivar _rules: what may be asked upstream, against what is hosted here.
     @ivar _view: what clients of this index see of its pages.
-    @ivar _upkeep: refreshes and pre-caching.
     """
 
     _source: UpstreamSource
     _rules: ProjectRules
     _view: PageView
-    _upkeep: CacheUpkeep
 
     @classmethod
     def create(cls, source: UpstreamSource, hosted: HostedIndex,
@@ -80,10 +78,9 @@ class UpstreamProxy:
                         source.kept, advisories=advisories or no_advisories(),
                         provenance_url=provenance_url or provenance_url_for(None))
         source.watch(view)
-        upkeep = CacheUpkeep(rules, source.pages, view, source.files, source.kept)
-        return cls(source, rules, view, upkeep)
+        return cls(source, rules, view)
 
-    # -- the three sides ---------------------------------------------------------
+    # -- the sides ---------------------------------------------------------
 
     @property
     def source(self) -> UpstreamSource:
@@ -100,11 +97,6 @@ class UpstreamProxy:
         """The files: fetched on their first download, checked, kept."""
         return self._source.files
 
-    @property
-    def upkeep(self) -> CacheUpkeep:
-        """Refreshes and pre-caching (the administrators' routes)."""
-        return self._upkeep
-
     # -- the rules -----------------------------------------------------------------
 
     @property
@@ -116,24 +108,7 @@ class UpstreamProxy:
         """May the upstream be asked about C{name}? (what is hosted here is not)"""
         return self._rules.decide(name)
 
-
-@attrs.define
-class CacheUpkeep:
-    """
-    What an administrator asks of the cache, as one index sees the upstream.
-
-    @ivar _rules: what may be asked upstream.
-    @ivar _pages: the cached upstream pages.
-    @ivar _view: the files each page offers clients.
-    @ivar _files: fetches and keeps files.
-    @ivar _kept: the records of the files kept.
-    """
-
-    _rules: ProjectRules
-    _pages: PageCache
-    _view: PageView
-    _files: UpstreamFiles
-    _kept: KeptFiles
+    # -- what an administrator asks of the cache (its routes) ------------------------
 
     async def refresh(self, project: str) -> CachedPage:
         """
@@ -142,18 +117,18 @@ class CacheUpkeep:
         @return: the new L{CachedPage}.
         @raise UpstreamError: the upstream failed (the old page stays).
         """
-        return await self._pages.refresh(project)
+        return await self._source.pages.refresh(project)
 
     def quarantine(self, project: str) -> Quarantine | None:
         """The quarantine remembered of C{project} (L{pypid.upstream.quarantines}), or L{None}."""
-        return self._pages.quarantines.get(project)
+        return self._source.pages.quarantines.get(project)
 
     def release(self, project: str) -> Quarantine | None:
         """
         Forget the quarantine remembered of C{project}, which the upstream
-        removed since (an admin asked): L{PageCache.release}.
+        removed since (an admin asked): L{pypid.upstream.cache.PageCache.release}.
         """
-        return self._pages.release(project)
+        return self._source.pages.release(project)
 
     async def precache(self, pins: Iterable[Pin]) -> list[dict[str, str]]:
         """
@@ -172,7 +147,7 @@ class CacheUpkeep:
                                "reason": decision.reason})
                 continue
             try:
-                entry, _ = await self._pages.get(pin.project)
+                entry, _ = await self._source.pages.get(pin.project)
             except (UpstreamError, Offline) as e:
                 report.append({"project": pin.project, "status": "failed",
                                "reason": str(e) or "the server is offline"})
@@ -187,11 +162,12 @@ class CacheUpkeep:
                                "reason": "no upstream file matches "
                                + (f"version {pin.version}" if pin.version else "it")})
                 continue
+            files = self._source.files
             for f in chosen:
-                known = f.filename in self._kept
-                self._files.pin(f.filename)
+                known = f.filename in self._source.kept
+                files.pin(f.filename)
                 try:
-                    await self._files.fetch(f)
+                    await files.fetch(f)
                 except (UpstreamError, UpstreamNotFound, StorageError, Offline,
                         DownloadsBusy) as e:
                     report.append({"project": pin.project, "filename": f.filename,

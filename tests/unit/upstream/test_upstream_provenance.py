@@ -219,7 +219,7 @@ class ReplacedTests(_Served, SynchronousTestCase):
             self.origins.routes.pop((ORIGIN_A, UPSTREAM_PROVENANCE.split(ORIGIN_A)[1]))
         else:
             self.origins.route(UPSTREAM_PROVENANCE, provenance)
-        self.successResultOf(drain(self.agent, self.proxy.upkeep.refresh("widget")))
+        self.successResultOf(drain(self.agent, self.proxy.refresh("widget")))
 
     def test_new_provenance(self):
         """The old provenance, in memory, is not served for the new bytes; theirs is."""

@@ -132,7 +132,7 @@ class CacheAdmin:
         report = [{"project": pin.project, "status": "refused",
                    "reason": "not an upstream project here"}
                   for pin in pins if pin not in allowed]
-        report += await proxy.upkeep.precache(allowed)
+        report += await proxy.precache(allowed)
         statuses = Counter(str(item.get("status")) for item in report)
         self._audit.record(request, identity, ChangeKind.PRECACHE, detail=", ".join(
             f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
@@ -159,7 +159,7 @@ class CacheAdmin:
         if not proxy.decide(name).allowed:
             raise NotFound("not an upstream project here")
         try:
-            entry = await proxy.upkeep.refresh(normalize(name))
+            entry = await proxy.refresh(normalize(name))
         except UpstreamError as e:
             raise upstream_failed(e)
         except Offline:
@@ -174,7 +174,7 @@ class CacheAdmin:
                   "fetched_at": entry.fetched_at,
                   "status": "active" if status is None else status.status,
                   "reason": None if status is None else status.reason}
-        remembered = proxy.upkeep.quarantine(entry.page.project)
+        remembered = proxy.quarantine(entry.page.project)
         if remembered is not None and remembered.removed:
             # (the upstream removed it since: the quarantine is pypid's memory)
             answer["removed"] = True
@@ -199,7 +199,7 @@ class CacheAdmin:
             raise NotFound("not an upstream project here")
         project = normalize(name)
         try:
-            released = proxy.upkeep.release(project)
+            released = proxy.release(project)
         except StillQuarantined:
             raise Conflict(f"the upstream quarantines {project} on its latest page: only the "
                            "upstream lifts that (POST /api/upstream/<project>/refresh to ask "

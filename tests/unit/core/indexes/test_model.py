@@ -632,7 +632,7 @@ class IndexMachine(RuleBasedStateMachine):
 
     def refresh_upstream(self, project):
         """The proxy fetches C{project}'s upstream page again (an administrator's refresh)."""
-        d = ensureDeferred(self.proxy.upkeep.refresh(project))
+        d = ensureDeferred(self.proxy.refresh(project))
         for _ in range(30):
             self.agent.flush()
         assert d.called, "the upstream page was not fetched again"
