@@ -62,7 +62,7 @@ from pypid.core.security.advisories import DENY, HIDE, OFF, AdvisoryBoard, Advis
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.export.exporter import Exporter, IndexChain
-from pypid.export.plan import ExportError, ExportSettings, People
+from pypid.export.plan import ExportError, ExportSettings
 from pypid.export.target import LocalTarget, S3Target
 from pypid.jobs.run import run_at_once
 from pypid.storage.base.interface import StorageError
@@ -257,8 +257,10 @@ async def export_command(options: ExportOptions, reactor: Any, out: TextIO,
         if advisories is not None:
             applied += await _waivers(storage, advisories, options.index, err)
         settings = ExportSettings(files_url=options.files_url, base_url=options.base_url)
+        from pypid.export.people_files import make_people
         exporter = Exporter(storage, target, settings, run_at_once, config.server.snapshot,
-                            people=_people(options), full=options.full, chain=chain,
+                            people=make_people(options.base_url, options.files_url),
+                            full=options.full, chain=chain,
                             advisories=advisories)
         report = await exporter.export()
     except Exception as e:
@@ -368,13 +370,6 @@ async def _index_chain(config: Config, name: str, reactor: Any,
                                 index_snapshot_path(config.server.snapshot, source)))
     return IndexChain(tuple(parts), view_filters(settings) if settings.view else Filters(),
                       reactor.seconds())
-
-
-def _people(options: ExportOptions) -> People:
-    """The pages for people to export (a L{pypid.export.plan.People})."""
-    from pypid.export.people_files import make_people
-
-    return make_people(options.base_url, options.files_url)
 
 
 async def _open_storage(config: Config, options: ExportOptions, reactor: Any,

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from pypid.core.dists.model import FileRecord
@@ -217,7 +217,7 @@ class Exporter:
             if self._pending or self._had_pending:
                 await target.remove(plans.PENDING)
         finally:
-            await _maybe(target.close())
+            await maybeDeferred(target.close)
         report.seconds = self._clock() - started
         return report
 
@@ -526,12 +526,6 @@ def _deferred(work: Callable[[T], Awaitable[None]], item: T) -> Deferred[None]:
     async def one() -> None:
         await work(item)
     return ensureDeferred(one())
-
-
-async def _maybe(result: Deferred[Any] | None) -> None:
-    """Wait for C{result} if it is a Deferred."""
-    if result is not None and hasattr(result, "addCallback"):
-        await result
 
 
 def _allowed(path: str) -> bool:
