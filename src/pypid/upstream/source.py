@@ -119,20 +119,26 @@ class UpstreamSource:
     @ivar _misses: the per-address budget of requests that ask it.
     @ivar _on_close: drops the connections to the upstream, or L{None}.
 
-    The other collaborators are its properties, said there.
+    The other collaborators are its attributes, said there.
     """
 
     name: str
     labelled: bool
     _config: UpstreamConfig
-    _policy: UpstreamPolicy
-    _pages: PageCache
-    _client: UpstreamClient
-    _files: UpstreamFiles
-    _kept: KeptFiles
+    #: its rules against dependency confusion
+    policy: UpstreamPolicy
+    #: its cached pages (by project name, its own)
+    pages: PageCache
+    #: the upstream itself
+    client: UpstreamClient
+    #: its files: fetched on their first download, checked, kept
+    files: UpstreamFiles
+    #: the records of its files kept
+    kept: KeptFiles
     _views: _Views
     _misses: MissBudget
-    _clock: IReactorTime
+    #: the time its pages and budgets are kept by
+    clock: IReactorTime
     _on_close: Callable[[], object] | None = None
     #: in a worker of a machine, the cache shared with the others
     machine: MachineShare | None = None
@@ -214,11 +220,11 @@ class UpstreamSource:
         """The kept files of C{project} C{page} takes down, and those it lists again."""
         if page is not None and page.status is not None and page.status.quarantined:
             return [], []
-        kept = self._kept.of_project(project)
+        kept = self.kept.of_project(project)
         # (a variant wheel whose data is not read is still listed upstream)
         listed = ([f.filename for f in (*page.files, *page.variant_wheels)]
                   if page is not None else None)
-        return self.takedowns.seen(project, kept, listed, self._clock.seconds())
+        return self.takedowns.seen(project, kept, listed, self.clock.seconds())
 
     def _took_in(self, news: News) -> None:
         """
@@ -227,18 +233,18 @@ class UpstreamSource:
         takedowns are counted here without a word (the fetching worker said
         them, and wrote them in the audit log).
         """
-        self._files.learn(news)
+        self.files.learn(news)
         for project, (entry, held) in news.pages.items():
-            self._pages.adopt(project, entry, held)
+            self.pages.adopt(project, entry, held)
             self._taken(project, entry.page)
 
     def withheld(self) -> list[Takedown]:
         """The kept files the upstream took down, the oldest seen first."""
-        return [t for t in self.takedowns.all() if t.filename in self._kept]
+        return [t for t in self.takedowns.all() if t.filename in self.kept]
 
     def _withheld_count(self) -> int:
         """How many L{withheld} files there are, counted without sorting them (C{/metrics})."""
-        kept = self._kept
+        kept = self.kept
         return sum(1 for name in self.takedowns.filenames() if name in kept)
 
     # -- what the indexes that read it share --------------------------------------
@@ -253,36 +259,6 @@ class UpstreamSource:
         """Its section's limits."""
         return self._config
 
-    @property
-    def policy(self) -> UpstreamPolicy:
-        """Its rules against dependency confusion."""
-        return self._policy
-
-    @property
-    def pages(self) -> PageCache:
-        """Its cached pages (by project name, its own)."""
-        return self._pages
-
-    @property
-    def client(self) -> UpstreamClient:
-        """The upstream itself."""
-        return self._client
-
-    @property
-    def files(self) -> UpstreamFiles:
-        """Its files: fetched on their first download, checked, kept."""
-        return self._files
-
-    @property
-    def kept(self) -> KeptFiles:
-        """The records of its files kept."""
-        return self._kept
-
-    @property
-    def clock(self) -> IReactorTime:
-        """The time its pages and budgets are kept by."""
-        return self._clock
-
     def watch(self, view: PageView) -> None:
         """An index reads the source through C{view}: it is told of every file kept."""
         self._views.add(view)
@@ -293,7 +269,7 @@ class UpstreamSource:
 
         @return: L{None}, or the seconds to wait before asking again.
         """
-        return self._misses.charge(address, self._clock.seconds())
+        return self._misses.charge(address, self.clock.seconds())
 
     # -- its life: the snapshot, the numbers, the end ------------------------------
 
@@ -312,53 +288,53 @@ class UpstreamSource:
                     continue
                 known[record.filename] = record
                 # (before the pages: those of kept files are kept last)
-                self._pages.pin(record.project)
+                self.pages.pin(record.project)
             pinned = state.get("pinned")
             if isinstance(pinned, list):
-                self._kept.take_pins(name for name in pinned if isinstance(name, str))
-            self._pages.load_json(state.get("pages"), state.get("quarantines"))
+                self.kept.take_pins(name for name in pinned if isinstance(name, str))
+            self.pages.load_json(state.get("pages"), state.get("quarantines"))
             self.takedowns.load_json(state.get("takedowns"))
         if self.machine is not None:
             # (what the others fetched since the snapshot, newer than its pages)
             self._took_in(News(await self.machine.pages_since(since)))
-        await self._files.rescan(known, since)
+        await self.files.rescan(known, since)
         log.info("Upstream cache{of}: {files} kept",
                  of=f" of {self.name}" if self.labelled else "",
-                 files=counted(len(self._kept), "file"))
+                 files=counted(len(self.kept), "file"))
 
     def state(self) -> dict[str, Any]:
         """The cached pages and files, JSON-ready, for the snapshot."""
-        self._pages.saved()
-        self._saved_changes = self._kept.changes
+        self.pages.saved()
+        self._saved_changes = self.kept.changes
         # (the files the least recently downloaded first: the order of
         # eviction, which a start takes back)
-        state: dict[str, Any] = {"pages": self._pages.to_json(),
-                                 "files": [record.to_json() for record in self._kept],
+        state: dict[str, Any] = {"pages": self.pages.to_json(),
+                                 "files": [record.to_json() for record in self.kept],
                                  "takedowns": self.takedowns.to_json()}
         self.takedowns.changed = False
-        pinned = self._kept.pinned()
+        pinned = self.kept.pinned()
         if pinned:
             state["pinned"] = pinned
-        if len(self._pages.quarantines):
+        if len(self.pages.quarantines):
             # (a quarantine outlives the project's removal upstream)
-            state["quarantines"] = self._pages.quarantines.to_json()
+            state["quarantines"] = self.pages.quarantines.to_json()
         return state
 
     def state_changed(self) -> bool:
         """Whether pages or files were fetched (or files evicted) since the last L{state}."""
-        return (self._pages.changed or self._kept.changes != self._saved_changes
+        return (self.pages.changed or self.kept.changes != self._saved_changes
                 or self.takedowns.changed)
 
     def state_unsaved(self) -> None:
         """The last L{state} could not be saved: it counts as changed until one is."""
-        self._pages.changed = True
+        self.pages.changed = True
 
     def metric_families(self) -> Iterator[Family]:
         """
         Pages and files asked for and how they were served, what is kept,
         and the fetches; with an C{upstream} label first when L{labelled}.
         """
-        pages, files = self._pages, self._files
+        pages, files = self.pages, self.files
         families = [
             by_label("pypid_upstream_pages", "Upstream project pages asked for, by how they "
                      "were served (hit, stale, miss, unavailable).", "result", pages.served),
@@ -367,14 +343,14 @@ class UpstreamSource:
                      "result", files.served),
             gauge("pypid_upstream_cached_pages", "Upstream project pages cached.",
                   len(pages.entries)),
-            gauge("pypid_upstream_cached_files", "Upstream files kept.", len(self._kept)),
+            gauge("pypid_upstream_cached_files", "Upstream files kept.", len(self.kept)),
             *timing_families(("pypid_upstream_fetches", "pypid_upstream_fetch_errors",
                               "pypid_upstream_fetch_duration_seconds"),
                              "Fetches from the upstream", ("kind",),
                              [((), pages.timings), ((), files.timings)]),
             # (the cache's size against its cap)
             gauge("pypid_upstream_cached_bytes", "Bytes of the upstream files kept.",
-                  self._kept.size),
+                  self.kept.size),
             counter("pypid_upstream_evicted_files_total", "Upstream files evicted to keep "
                     "the cache under [upstream] max_cache_size.", files.evicted),
             # (the kept files the upstream no longer lists)
@@ -391,10 +367,10 @@ class UpstreamSource:
         files kept, their bytes against the cap, how they were served and
         the files evicted since the start (the numbers of L{metric_families}).
         """
-        pages, files, config = self._pages, self._files, self._config
+        pages, files, config = self.pages, self.files, self._config
         return {"name": self.name, "mode": config.mode,
                 "pages": {"cached": len(pages.entries), "served": dict(pages.served)},
-                "files": {"kept": len(self._kept), "bytes": self._kept.size,
+                "files": {"kept": len(self.kept), "bytes": self.kept.size,
                           "max_bytes": config.max_cache_size,
                           "served": dict(files.served), "evicted": files.evicted,
                           "taken_down": self._withheld_count()}}
