@@ -189,17 +189,12 @@ class Ingest:
     @ivar _storage: the L{pypid.storage.base.interface.IStorage}, prepared.
     @ivar _run: C{run(f, *args) -> Deferred}, for blocking work.
     @ivar _max_size: the most bytes a file may have.
-    @ivar _records: L{FileRecord}s by filename: what the storage holds (from
+    @ivar records: L{FileRecord}s by filename: what the storage holds (from
         a scan), and what this import published.
     @ivar _tombstones: the storage's deleted filenames.
     @ivar _render: renders the descriptions of the files taken (the
         command's sandbox: L{pypid.sandbox.readme_sandbox}).
     """
-
-    @property
-    def records(self) -> dict[str, FileRecord]:
-        """L{FileRecord}s by filename: the storage's, and those this import published."""
-        return self._records
 
     @property
     def origins(self) -> dict[str, str]:
@@ -209,7 +204,7 @@ class Ingest:
     _storage: IStorage
     _run: Run
     _max_size: int
-    _records: dict[str, FileRecord] = attrs.field(converter=_own_records)
+    records: dict[str, FileRecord] = attrs.field(converter=_own_records)
     _tombstones: set[str] = attrs.field(converter=_own_names)
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
     #: what the index's uploads let through that its checks would refuse:
@@ -287,7 +282,7 @@ class Ingest:
                                                    f"{self._max_size} ([pypid] "
                                                    "max_upload_size)"))
             return
-        existing = self._records.get(filename)
+        existing = self.records.get(filename)
         if existing is not None and arrival.sha256 is not None:
             self._compare(arrival, existing, arrival.sha256)
             return
@@ -407,7 +402,7 @@ class Ingest:
             return
         if record.yanked is not None:
             await self._storage.update(record)
-        self._records[filename] = stored if stored is not None else record
+        self.records[filename] = stored if stored is not None else record
         self._seen[filename] = arrival.origin
         report.imported.append(filename)
 
@@ -421,7 +416,7 @@ class Ingest:
             return None
         if self._variants is None:
             self._variants = {}
-            for held in self._records.values():
+            for held in self.records.values():
                 if held.variant is not None:
                     self._variants.setdefault(
                         (held.project, release_key(held.version)), []).append(held.variant)
@@ -471,7 +466,7 @@ class Ingest:
         if filename in self._tombstones:
             report.buried_present += 1
             return
-        if filename in self._records:
+        if filename in self.records:
             report.conflicts.append((filename, "deleted in the source, but a file of that name "
                                                "is stored here: it stays"))
             return

@@ -138,7 +138,7 @@ class PageCache:
     (L{release}).
 
     @ivar entries: C{{project: CachedPage}} of the pages, oldest first.
-    @ivar _on_change: called (without arguments) when a page was fetched,
+    @ivar on_change: called (without arguments) when a page was fetched,
         so that the snapshot is saved soon; or L{None}.
     """
 
@@ -181,7 +181,7 @@ class PageCache:
         #: the upstream's quarantines, remembered past a project's removal
         self.quarantines = Quarantines()
         self.changed = False
-        self._on_change = on_change
+        self.on_change = on_change
         # called with each project whose page is forgotten (L{on_dropped})
         self._drop_listeners: list[Callable[[str], object]] = []
         # called with each page fetched (L{on_loaded})
@@ -193,11 +193,6 @@ class PageCache:
         self.served = {"hit": 0, "stale": 0, "miss": 0, "unavailable": 0}
         #: the upstream fetches of pages: count, failures, latency
         self.timings = Timings()
-
-    @property
-    def on_change(self) -> Callable[[], None] | None:
-        """What is called (without arguments) when a page was fetched, or L{None}."""
-        return self._on_change
 
     @property
     def bytes(self) -> int:
@@ -225,8 +220,8 @@ class PageCache:
     def _note_change(self) -> None:
         """The pages changed: the snapshot is to be saved soon."""
         self.changed = True
-        if self._on_change is not None:
-            self._on_change()
+        if self.on_change is not None:
+            self.on_change()
 
     def pin(self, project: str) -> None:
         """

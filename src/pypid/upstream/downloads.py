@@ -89,7 +89,8 @@ class UpstreamFiles:
     @ivar _view: the cached pages as clients see them (what a page lists;
         told of every file kept).
     @ivar _client: the upstream.
-    @ivar _storage: where fetched files are kept (an L{IStorage} of its own).
+    @ivar storage: where fetched files are kept (an L{IStorage} of its own;
+        the pages for people read their details there).
     @ivar _run: runs file work in the I/O thread pool.
     @ivar _clock: the time, for deadlines and the failures remembered.
     @ivar _kept: the records of the files kept, which this side adds to.
@@ -102,7 +103,7 @@ class UpstreamFiles:
     _config: UpstreamConfig
     _view: PageListing
     _client: UpstreamClient
-    _storage: IStorage
+    storage: IStorage
     _run: Run
     _clock: IReactorTime
     _kept: KeptFiles
@@ -129,7 +130,7 @@ class UpstreamFiles:
 
     @_files.default
     def _make_files(self) -> FileCache:
-        return FileCache(self._config, self._view, self._storage, self._clock, self._kept,
+        return FileCache(self._config, self._view, self.storage, self._clock, self._kept,
                          self._on_change, self._share is None or self._share.first)
 
     @_metadata.default
@@ -149,11 +150,6 @@ class UpstreamFiles:
         return Admission(self._config.max_downloads, self._config.download_space)
 
     @property
-    def storage(self) -> IStorage:
-        """Where the files are kept (the pages for people read their details there)."""
-        return self._storage
-
-    @property
     def evicted(self) -> int:
         """Files evicted to keep the cache under its cap, since the start."""
         return self._files.evicted
@@ -164,7 +160,7 @@ class UpstreamFiles:
 
     def locate(self, record: FileRecord) -> Location:
         """Where a kept file is served from (see L{IStorage.locate})."""
-        return self._storage.locate(record)
+        return self.storage.locate(record)
 
     def would_fetch(self, project: str, filename: str, metadata: bool = False) -> bool:
         """
@@ -295,7 +291,7 @@ class UpstreamFiles:
         started = self._clock.seconds()
         response = await self._client.open(f.url)
         try:
-            temp, handle = await self._run(open_temp, self._storage.temp_dir)
+            temp, handle = await self._run(open_temp, self.storage.temp_dir)
         except BaseException:
             bodies.discard(response, self._clock, config.timeout)
             raise
@@ -344,7 +340,7 @@ class UpstreamFiles:
         if f.variant is not None:
             check_variant_data(f.filename, record.variant, f.variant)
         try:
-            stored = await self._storage.publish(temp, record, inspected.metadata,
+            stored = await self.storage.publish(temp, record, inspected.metadata,
                                                  inspected.details)
         except FileExists as e:
             # (another server sharing the cache, or an earlier run, kept
@@ -412,7 +408,7 @@ class UpstreamFiles:
         is known, unchanged since, and not there is forgotten.
         """
         known = {record.filename: record for record in self._kept}
-        found = (await cast(ISharedStorage, self._storage).reconcile(known, ())).records
+        found = (await cast(ISharedStorage, self.storage).reconcile(known, ())).records
         self._files.learnt(
             [record for name, record in found.items()
              if name not in self._kept and self._files.eviction(name) is None],

@@ -91,7 +91,8 @@ class UpstreamPart(Service):
         @param storage: the source's storage, whose operations C{/metrics} counts.
         @param proxy: the default index's proxy of C{[upstream]}, or L{None}.
         """
-        self._source = source
+        #: the upstream, which every index that names it reads
+        self.source = source
         self._storage = storage
         self._proxy = proxy
         share = source.machine
@@ -187,11 +188,6 @@ class UpstreamPart(Service):
         return cls(source, storage)
 
     @property
-    def source(self) -> UpstreamSource:
-        """The upstream, which every index that names it reads."""
-        return self._source
-
-    @property
     def proxy(self) -> UpstreamProxy:
         """
         The default index's proxy, which the web layer, the loader and the
@@ -200,7 +196,7 @@ class UpstreamPart(Service):
         @raise LookupError: for a named upstream's part.
         """
         if self._proxy is None:
-            raise LookupError(f"upstream:{self._source.name} has no default proxy: "
+            raise LookupError(f"upstream:{self.source.name} has no default proxy: "
                               "UpstreamProxy.create(part.source, hosted, file_url)")
         return self._proxy
 
@@ -216,9 +212,9 @@ class UpstreamPart(Service):
         """
         if config is None:
             return None
-        name = self._source.name
+        name = self.source.name
         up = config.upstream if self._proxy is not None else config.upstreams.get(name)
-        client = self._source.client
+        client = self.source.client
         if up is None or (up.credentials, tuple(up.hosts)) == (client.credentials,
                                                                client.hosts):
             return None
@@ -228,7 +224,7 @@ class UpstreamPart(Service):
             hosts_changed = tuple(taken.hosts) != client.hosts
             client.reconfigure(taken.hosts, taken.credentials)
             if hosts_changed:
-                self._source.close()
+                self.source.close()
             return f"upstream {name}'s credentials and hosts"
         return commit
 
@@ -241,7 +237,7 @@ class UpstreamPart(Service):
         Service.stopService(self)
         # (a look under way ends before the storage closes)
         following = maybeDeferred(self._follow.stopService) if self._follow is not None else None
-        self._source.close()
+        self.source.close()
         closing = (following.addBoth(lambda _: self._storage.close())
                    if following is not None else maybeDeferred(self._storage.close))
         closing.addErrback(lambda f: log.warn("Cannot close the upstream cache's storage "
@@ -250,8 +246,8 @@ class UpstreamPart(Service):
 
     def metric_families(self) -> Iterator[Family]:
         """The source's pages, files and fetches, and its storage's operations."""
-        yield from self._source.metric_families()
-        store = "upstream" if self._proxy is not None else f"upstream:{self._source.name}"
+        yield from self.source.metric_families()
+        store = "upstream" if self._proxy is not None else f"upstream:{self.source.name}"
         yield from self._storage.operation_families(store)
 
 

@@ -70,7 +70,7 @@ class FileCache:
     @ivar _config: the limits of C{[upstream]} (the cap, whether pinned
         files are protected).
     @ivar _view: the cached pages, told of every file kept or evicted.
-    @ivar _storage: where the files are kept (an L{IStorage} of its own).
+    @ivar storage: where the files are kept (an L{IStorage} of its own).
     @ivar _clock: schedules the removals of evicted files.
     @ivar _kept: the records of the files kept, which only this adds to.
     @ivar _on_change: called (without arguments) when a file was kept, so
@@ -81,7 +81,7 @@ class FileCache:
 
     _config: UpstreamConfig
     _view: PageListing
-    _storage: IStorage
+    storage: IStorage
     _clock: IReactorTime
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
@@ -90,12 +90,7 @@ class FileCache:
 
     @_eviction.default
     def _make_eviction(self) -> EvictionBatches:
-        return EvictionBatches(self._storage, self._clock)
-
-    @property
-    def storage(self) -> IStorage:
-        """Where the files are kept."""
-        return self._storage
+        return EvictionBatches(self.storage, self._clock)
 
     @property
     def evicted(self) -> int:
@@ -164,8 +159,8 @@ class FileCache:
         the C{known} records of a snapshot (what changed since C{since} is
         read again: the storage is the truth).
         """
-        await self._storage.prepare()
-        result = await self._storage.scan(known, since if known else 0.0, ())
+        await self.storage.prepare()
+        result = await self.storage.scan(known, since if known else 0.0, ())
         self._kept.clear()
         # (in the order the snapshot kept, the least recently downloaded
         # first; files it did not know, kept since, after them)

@@ -52,21 +52,16 @@ class HostedIndex(Protocol):
 @attrs.define
 class ProjectRules:
     """
-    @ivar _mode: C{none}, C{redirect} or C{cache} (C{[upstream] mode}).
+    @ivar mode: C{none}, C{redirect} or C{cache} (C{[upstream] mode}).
     @ivar _policy: the configuration's rules.
     @ivar _index: the hosted projects (what is hosted is never asked upstream).
     """
 
-    _mode: str
+    mode: str
     _policy: UpstreamPolicy
     _index: HostedIndex
     # project -> whether it merges (the patterns are matched once a name)
     _merges: dict[str, bool] = attrs.field(factory=dict, init=False)
-
-    @property
-    def mode(self) -> str:
-        """C{none}, C{redirect} or C{cache}."""
-        return self._mode
 
     def decide(self, name: str) -> Decision:
         """May the upstream be asked about C{name}?"""
@@ -77,6 +72,6 @@ class ProjectRules:
         """Whether the hosted C{project} shows upstream files too (C{merge})."""
         found = self._merges.get(project)
         if found is None:
-            found = self._merges[project] = (self._mode == "cache"
+            found = self._merges[project] = (self.mode == "cache"
                                              and self._policy.decide(project, True).merge)
         return found

@@ -49,13 +49,13 @@ class UpstreamProxy:
     """
     An upstream seen from one hosted index.
 
-    @ivar _source: the upstream (its cache, files and budget), shared by
+    @ivar source: the upstream (its cache, files and budget), shared by
         every index that reads it.
     @ivar _rules: what may be asked upstream, against what is hosted here.
     @ivar _view: what clients of this index see of its pages.
     """
 
-    _source: UpstreamSource
+    source: UpstreamSource
     _rules: ProjectRules
     _view: PageView
 
@@ -83,11 +83,6 @@ class UpstreamProxy:
     # -- the sides ---------------------------------------------------------
 
     @property
-    def source(self) -> UpstreamSource:
-        """The upstream itself, shared by the indexes that read it."""
-        return self._source
-
-    @property
     def pages(self) -> PageView:
         """What clients see of the cached pages."""
         return self._view
@@ -95,7 +90,7 @@ class UpstreamProxy:
     @property
     def files(self) -> UpstreamFiles:
         """The files: fetched on their first download, checked, kept."""
-        return self._source.files
+        return self.source.files
 
     # -- the rules -----------------------------------------------------------------
 
@@ -117,18 +112,18 @@ class UpstreamProxy:
         @return: the new L{CachedPage}.
         @raise UpstreamError: the upstream failed (the old page stays).
         """
-        return await self._source.pages.refresh(project)
+        return await self.source.pages.refresh(project)
 
     def quarantine(self, project: str) -> Quarantine | None:
         """The quarantine remembered of C{project} (L{pypid.upstream.quarantines}), or L{None}."""
-        return self._source.pages.quarantines.get(project)
+        return self.source.pages.quarantines.get(project)
 
     def release(self, project: str) -> Quarantine | None:
         """
         Forget the quarantine remembered of C{project}, which the upstream
         removed since (an admin asked): L{pypid.upstream.cache.PageCache.release}.
         """
-        return self._source.pages.release(project)
+        return self.source.pages.release(project)
 
     async def precache(self, pins: Iterable[Pin]) -> list[dict[str, str]]:
         """
@@ -147,7 +142,7 @@ class UpstreamProxy:
                                "reason": decision.reason})
                 continue
             try:
-                entry, _ = await self._source.pages.get(pin.project)
+                entry, _ = await self.source.pages.get(pin.project)
             except (UpstreamError, Offline) as e:
                 report.append({"project": pin.project, "status": "failed",
                                "reason": str(e) or "the server is offline"})
@@ -162,9 +157,9 @@ class UpstreamProxy:
                                "reason": "no upstream file matches "
                                + (f"version {pin.version}" if pin.version else "it")})
                 continue
-            files = self._source.files
+            files = self.source.files
             for f in chosen:
-                known = f.filename in self._source.kept
+                known = f.filename in self.source.kept
                 files.pin(f.filename)
                 try:
                     await files.fetch(f)

@@ -431,14 +431,15 @@ class SourceSide:
     I/O; the page a composed page delegates to is its default proxy's.
 
     @ivar name: as a base names it (C{upstream:NAME}).
-    @ivar _source: the upstream.
+    @ivar source: the upstream (its cache, files and budget), for the web
+        side's I/O.
     @ivar _view: what its pages show, with the links of the pages it
         delegates to (a view over an index that hosts nothing: the
         chain's own confusion rules are applied by the composition).
     """
 
     name: str
-    _source: UpstreamSource
+    source: UpstreamSource
     _view: PageView
 
     @classmethod
@@ -449,14 +450,9 @@ class SourceSide:
         source.watch(view)
         return cls(f"upstream:{source.name}", source, view)
 
-    @property
-    def source(self) -> UpstreamSource:
-        """The upstream (its cache, files and budget), for the web side's I/O."""
-        return self._source
-
     def decide(self, project: str, hosted: bool) -> Decision:
         """May the upstream be asked about C{project}, C{hosted} in the chain?"""
-        return self._source.policy.decide(project, hosted)
+        return self.source.policy.decide(project, hosted)
 
     def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
         """
@@ -464,9 +460,9 @@ class SourceSide:
         (cooldown applied, kept files' hashes), and the page entry's shown
         files as the token (the same object as long as the files are).
         """
-        if self._source.mode != "cache":
+        if self.source.mode != "cache":
             return None
-        entry = self._source.pages.entries.get(project)
+        entry = self.source.pages.entries.get(project)
         if entry is None or entry.page is None:
             return None
         files = self._view.shown(project, entry)
@@ -477,7 +473,7 @@ class SourceSide:
         The status its cached page gives C{project} (PEP 792; L{None}:
         active, or nothing cached); a quarantined one's L{cached} shows no file.
         """
-        if self._source.mode != "cache":
+        if self.source.mode != "cache":
             return None
         return self._view.status(project)
 
@@ -488,7 +484,7 @@ class SourceSide:
 
     def page(self, project: str, kind: str) -> Page:
         """Its own rendered page of what L{cached} gives."""
-        entry = self._source.pages.entries.get(project)
+        entry = self.source.pages.entries.get(project)
         if entry is None or entry.page is None:
             raise KeyError(project)
         return self._view.rendered(project, entry, kind)
