@@ -196,11 +196,6 @@ class Ingest:
         command's sandbox: L{pypid.sandbox.readme_sandbox}).
     """
 
-    @property
-    def origins(self) -> dict[str, str]:
-        """Where in the source each file this import took (or found) came from."""
-        return self._seen
-
     _storage: IStorage
     _run: Run
     _max_size: int
@@ -214,9 +209,10 @@ class Ingest:
     _statuses: dict[str, ProjectStatus] = attrs.field(factory=dict, kw_only=True,
                                                       converter=_own_statuses)
     report: ImportReport = attrs.field(factory=ImportReport)
-    # filename -> origin, of what this import took or found, for the report
-    # of a second file of that name in the same source
-    _seen: dict[str, str] = attrs.field(factory=dict)
+    #: filename -> where in the source each file this import took (or
+    #: found) came from, for the report of a second file of that name in
+    #: the same source, and for the audit log
+    origins: dict[str, str] = attrs.field(factory=dict)
     # Held while a source is read: one file's bytes at a time, in the order
     # the source offers them (a compressed tar file is read front to back).
     _reading: DeferredLock = attrs.field(factory=DeferredLock)
@@ -295,7 +291,7 @@ class Ingest:
     def _compare(self, arrival: Arrival, existing: FileRecord, sha256: str) -> None:
         """Report a file whose name is taken: the same bytes, or a conflict."""
         report, filename = self.report, arrival.filename
-        first = self._seen.get(filename)
+        first = self.origins.get(filename)
         if sha256 != existing.sha256:
             where = f" (from {first})" if first is not None else " here"
             report.conflicts.append((filename, f"another file of that name is stored{where}, "
@@ -403,7 +399,7 @@ class Ingest:
         if record.yanked is not None:
             await self._storage.update(record)
         self.records[filename] = stored if stored is not None else record
-        self._seen[filename] = arrival.origin
+        self.origins[filename] = arrival.origin
         report.imported.append(filename)
 
     def _inconsistent(self, record: FileRecord) -> str | None:

@@ -52,12 +52,12 @@ class UpstreamProxy:
     @ivar source: the upstream (its cache, files and budget), shared by
         every index that reads it.
     @ivar _rules: what may be asked upstream, against what is hosted here.
-    @ivar _view: what clients of this index see of its pages.
+    @ivar pages: what clients of this index see of its pages.
     """
 
     source: UpstreamSource
     _rules: ProjectRules
-    _view: PageView
+    pages: PageView
 
     @classmethod
     def create(cls, source: UpstreamSource, hosted: HostedIndex,
@@ -81,11 +81,6 @@ class UpstreamProxy:
         return cls(source, rules, view)
 
     # -- the sides ---------------------------------------------------------
-
-    @property
-    def pages(self) -> PageView:
-        """What clients see of the cached pages."""
-        return self._view
 
     @property
     def files(self) -> UpstreamFiles:
@@ -151,7 +146,7 @@ class UpstreamProxy:
                 report.append({"project": pin.project, "status": "missing",
                                "reason": "the upstream has no such project"})
                 continue
-            chosen = select(pin, self._view.offered(pin.project, entry))
+            chosen = select(pin, self.pages.offered(pin.project, entry))
             if not chosen:
                 report.append({"project": pin.project, "status": "missing",
                                "reason": "no upstream file matches "

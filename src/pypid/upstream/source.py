@@ -124,7 +124,8 @@ class UpstreamSource:
 
     name: str
     labelled: bool
-    _config: UpstreamConfig
+    #: its section's limits
+    settings: UpstreamConfig
     #: its rules against dependency confusion
     policy: UpstreamPolicy
     #: its cached pages (by project name, its own)
@@ -200,7 +201,7 @@ class UpstreamSource:
         A quarantined page withholds them all already, and says so.
         """
         down, back = self._taken(project, page)
-        keep = self._config.keep_removed
+        keep = self.settings.keep_removed
         for takedown in down:
             self._taken_down += 1
             log.warn("The upstream {upstream} no longer lists {filename}: "
@@ -252,12 +253,7 @@ class UpstreamSource:
     @property
     def mode(self) -> str:
         """C{none}, C{redirect} or C{cache}."""
-        return self._config.mode
-
-    @property
-    def settings(self) -> UpstreamConfig:
-        """Its section's limits."""
-        return self._config
+        return self.settings.mode
 
     def watch(self, view: PageView) -> None:
         """An index reads the source through C{view}: it is told of every file kept."""
@@ -367,7 +363,7 @@ class UpstreamSource:
         files kept, their bytes against the cap, how they were served and
         the files evicted since the start (the numbers of L{metric_families}).
         """
-        pages, files, config = self.pages, self.files, self._config
+        pages, files, config = self.pages, self.files, self.settings
         return {"name": self.name, "mode": config.mode,
                 "pages": {"cached": len(pages.entries), "served": dict(pages.served)},
                 "files": {"kept": len(self.kept), "bytes": self.kept.size,
