@@ -139,15 +139,7 @@ class ExportSettings:
         C{file_url(record)} of the simple pages: relative to
         C{simple/<project>/} (the daemon's own links), or under L{files_url}.
         """
-        if self.files_url is None:
-            def file_url(record: FileRecord) -> str:
-                return f"../../files/{record.project}/{quote(record.filename)}"
-        else:
-            prefix = self.files_url
-
-            def file_url(record: FileRecord) -> str:
-                return f"{prefix}{record.project}/{quote(record.filename)}"
-        return file_url
+        return _under("../../files/" if self.files_url is None else self.files_url)
 
     def legacy_file_url(self) -> FileUrl:
         """
@@ -155,13 +147,15 @@ class ExportSettings:
         (tools do not resolve them): under L{files_url}, else under
         L{base_url}, else from the host's root, as the daemon's.
         """
-        if self.files_url is not None:
-            return self.page_file_url()
-        prefix = (self.base_url or "/") + "files/"
+        return _under(self.files_url if self.files_url is not None
+                      else (self.base_url or "/") + "files/")
 
-        def file_url(record: FileRecord) -> str:
-            return f"{prefix}{record.project}/{quote(record.filename)}"
-        return file_url
+
+def _under(prefix: str) -> FileUrl:
+    """C{file_url(record)} linking each file as C{<prefix><project>/<filename>}."""
+    def file_url(record: FileRecord) -> str:
+        return f"{prefix}{record.project}/{quote(record.filename)}"
+    return file_url
 
 
 @attrs.frozen
