@@ -487,24 +487,6 @@ class SourceSide:
 
 
 @attrs.frozen
-class _NothingHosted:
-    """An index that hosts nothing (the chain's own rules are the composition's)."""
-
-    def project(self, name: str) -> None:
-        """Nothing is hosted."""
-        return None
-
-    def status(self, name: str) -> None:
-        """Nothing hosted has a status."""
-        return None
-
-    @property
-    def rendered(self) -> _NoMergedPages:
-        """Nothing is hosted: its JSON pages are at API 1.4."""
-        return _NO_MERGED_PAGES
-
-
-@attrs.frozen
 class _NoMergedPages:
     """
     The pages of an index that hosts nothing: no namespace (an upstream's
@@ -515,7 +497,20 @@ class _NoMergedPages:
     namespaces: None = None
 
 
-_NO_MERGED_PAGES = _NoMergedPages()
+@attrs.frozen
+class _NothingHosted:
+    """An index that hosts nothing (the chain's own rules are the composition's)."""
+
+    #: nothing is hosted: its JSON pages are at API 1.4
+    rendered: _NoMergedPages = _NoMergedPages()
+
+    def project(self, name: str) -> None:
+        """Nothing is hosted."""
+        return None
+
+    def status(self, name: str) -> None:
+        """Nothing hosted has a status."""
+        return None
 
 
 _NOTHING_HOSTED = _NothingHosted()
