@@ -100,7 +100,7 @@ class PageView:
     @ivar _policy: the cooldown and the projects exempt from it.
     @ivar _pages: the cached upstream pages.
     @ivar _index: the hosted projects (a hosted file wins over an upstream one).
-    @ivar _file_url: the link a page gives a file.
+    @ivar link: the link this view's pages give a file.
     @ivar _clock: the time, for the cooldown and a page's age.
     @ivar _kept: the files kept here, whose hash wins over the page's.
     @ivar _advisories: the index's L{AdvisoryPolicy}, which its rendered
@@ -110,7 +110,7 @@ class PageView:
     _policy: UpstreamPolicy
     _pages: PageCache
     _index: HostedIndex
-    _file_url: FileUrl
+    link: FileUrl = attrs.field(alias="file_url")
     _clock: IReactorTime
     _kept: KeptFiles
     # project -> what its entry shows, the oldest worked out first, counted
@@ -158,14 +158,14 @@ class PageView:
         entry = self._pages.entries.get(project)
         if entry is None or entry.page is None:
             return None
-        return entry, tuple(self._shown_of(project, entry).values())
+        return entry, tuple(self.shown(project, entry).values())
 
     def listed(self, project: str, filename: str) -> UpstreamFile | None:
         """The upstream file C{filename} if a cached page of C{project} shows it."""
         entry = self._pages.entries.get(project)
         if entry is None or entry.page is None:
             return None
-        found = self._shown_of(project, entry).get(filename)
+        found = self.shown(project, entry).get(filename)
         hosted = self._index.project(project)
         if found is not None and hosted is not None and not merged(hosted.files.values(),
                                                                    [found]):
@@ -174,7 +174,7 @@ class PageView:
 
     def offered(self, project: str, entry: CachedPage) -> list[UpstreamFile]:
         """The upstream files C{entry} offers clients, but those a hosted file shadows."""
-        shown = list(self._shown_of(project, entry).values())
+        shown = list(self.shown(project, entry).values())
         hosted = self._index.project(project)
         if hosted is not None:
             shown = list(merged(hosted.files.values(), shown))
@@ -210,17 +210,6 @@ class PageView:
         """
         return self._memo(project, entry).files
 
-    def rendered(self, project: str, entry: CachedPage, kind: str) -> Page:
-        """C{entry}'s page of C{kind}, rendered with this view's links."""
-        return self._render(project, entry, kind)
-
-    def link(self, f: FileRecord | UpstreamFile) -> str:
-        """The link this view's pages give C{f}."""
-        return self._file_url(f)
-
-    def _shown_of(self, project: str, entry: CachedPage) -> dict[str, UpstreamFile]:
-        return self._memo(project, entry).files
-
     def _memo(self, project: str, entry: CachedPage) -> _Shown:
         """
         The files of an entry clients see, and its rendered pages; worked
@@ -236,7 +225,8 @@ class PageView:
             self._rendered.put(project, memo, 0, keep=True)
         return memo
 
-    def _render(self, project: str, entry: CachedPage, kind: str) -> Page:
+    def rendered(self, project: str, entry: CachedPage, kind: str) -> Page:
+        """C{entry}'s page of C{kind}, rendered with this view's links."""
         memo = self._memo(project, entry)
         # (a JSON page is kept by the API version it was rendered at: a
         # namespace coming into use, or the last going, changes it)
@@ -244,7 +234,7 @@ class PageView:
         page = memo.pages.get((kind, namespaced))
         if page is None:
             page = memo.pages[kind, namespaced] = self._page(
-                project, [(f, self._file_url(f)) for f in memo.files.values()], kind,
+                project, [(f, self.link(f)) for f in memo.files.values()], kind,
                 entry.page.status if entry.page is not None else None, namespaced)
             # (counted where it stands; the page just rendered is kept, however big)
             self._rendered.put(project, memo, sum(page_bytes(p) for p in memo.pages.values()),
