@@ -182,7 +182,8 @@ class LocalTarget:
     def _path(self, path: str) -> str:
         return os.path.join(self.root, *path.split("/"))
 
-    def _temp(self) -> str:
+    def spool(self) -> str:
+        """A temporary file's path in the folder's own hidden folder."""
         self._counter += 1
         return os.path.join(self._tmp, f"{os.getpid()}-{self._counter}.part")
 
@@ -210,7 +211,7 @@ class LocalTarget:
         def write() -> None:
             full = self._path(path)
             self._parent(full)
-            temp = self._temp()
+            temp = self.spool()
             try:
                 with open(temp, "wb") as f:
                     f.write(data)
@@ -222,10 +223,6 @@ class LocalTarget:
                 remove_file(temp)
                 raise
         return maybeDeferred(write)
-
-    def spool(self) -> str:
-        """A temporary file's path in the folder's own hidden folder."""
-        return self._temp()
 
     def put_file(self, path: str, source: str, sha256: str, consume: bool,
                  size: int | None = None) -> Deferred[None]:
@@ -240,7 +237,7 @@ class LocalTarget:
             os.chmod(source, PUBLIC_FILE)
             os.replace(source, full)
             return
-        temp = self._temp()
+        temp = self.spool()
         try:
             if not self._link(source, temp, size):
                 _copy_checked(source, temp, sha256)
