@@ -113,8 +113,7 @@ class HeldRemovals:
         new = result.page
         now = result.fetched_at
         if kept is None or kept.page is None or (new is not None and new.quarantined):
-            self._going.pop(project, None)
-            self._lifting.pop(project, None)
+            self.forget(project)
             return result
         old = kept.page
         if old.quarantined:
