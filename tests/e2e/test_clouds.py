@@ -15,6 +15,7 @@ from tests.harness.bucket_e2e import (
     RebuildMixin,
     RedirectMixin,
     RetentionMixin,
+    ShortLivedURLMixin,
     StreamMixin,
 )
 from tests.harness.e2e_clouds import AZURE, GCS
@@ -81,4 +82,12 @@ class AzureFilenameRaceTests(FilenameRaceMixin, CloudTestCase):
 
 
 class GCSFilenameRaceTests(FilenameRaceMixin, CloudTestCase):
+    cloud = GCS
+
+
+class AzureShortLivedURLTests(ShortLivedURLMixin, BucketTestCase):
+    cloud = AZURE
+
+
+class GCSShortLivedURLTests(ShortLivedURLMixin, BucketTestCase):
     cloud = GCS

@@ -15,6 +15,7 @@ from tests.harness.bucket_e2e import (
     RebuildMixin,
     RedirectMixin,
     RetentionMixin,
+    ShortLivedURLMixin,
     StreamMixin,
 )
 from tests.harness.e2e_clouds import MOTO, SEAWEED
@@ -84,4 +85,12 @@ class SeaweedOutageTests(OutageTests):
 
 
 class SeaweedFilenameRaceTests(FilenameRaceTests):
+    cloud = SEAWEED
+
+
+class ShortLivedURLTests(ShortLivedURLMixin, BucketTestCase):
+    cloud = MOTO
+
+
+class SeaweedShortLivedURLTests(ShortLivedURLTests):
     cloud = SEAWEED

@@ -165,6 +165,57 @@ class RedirectMixin:
         self.assertEqual(answer.json()["storage"], "ok")
 
 
+class ShortLivedURLMixin:
+    """
+    Signed URLs that live seconds (C{expire_after}): what a quarantine
+    leaves out in the world. pip and uv install through them, a URL is
+    handed out again only while enough of its life is left, and a URL
+    given before a quarantine dies with its life, where the store checks
+    it (C{cloud.signatures_checked}: fake-gcs-server checks none).
+    """
+
+    #: 4 s of life, 3 s in reserve: a URL is handed out again for 1 s.
+    LIFE = 4.0
+    options = {"expire_after": "4s", "buffer_time": "3s"}
+
+    @property
+    def settings(self):
+        return {**self.on(self.bucket, **self.options), "auth.admins": USER}
+
+    def prepare(self, daemon):
+        self.clients.twine_upload(daemon, self.dist_dir(APP, LIB))
+
+    def test_installs_after_urls_expired(self):
+        """pip installs, the URLs it followed expire, and uv installs with new ones."""
+        first = http("GET", file_url(self.daemon, "s3-app", APP[0]).split("#")[0])
+        self.clients.pip_install(os.path.abspath(self.mktemp()), self.daemon.index_url,
+                                 "s3-app")
+        time.sleep(self.LIFE + 1)
+        target = os.path.abspath(self.mktemp())
+        self.clients.uv_install(target, self.daemon.index_url, "s3-app")
+        self.assertEqual(installed(target), {"s3-app": "1.0", "s3-lib": "1.0"})
+        again = http("GET", file_url(self.daemon, "s3-app", APP[0]).split("#")[0])
+        self.assertNotEqual(again.header("location"), first.header("location"),
+                            "a URL past its life is not handed out again")
+        if self.cloud.signatures_checked:
+            self.assertEqual(http("GET", first.header("location")).status, 403)
+
+    def test_quarantine_ends_urls_with_their_life(self):
+        """A URL given before a quarantine downloads until it expires; none is given after."""
+        held = make_wheel("s3-held", "1.0")
+        self.assertEqual(upload(self.daemon, *held).status, 200)
+        url = file_url(self.daemon, "s3-held", held[0]).split("#")[0]
+        given = http("GET", url)
+        self.assertEqual(given.status, 302, given.body)
+        api(self.daemon, "POST", "api/projects/s3-held/status", status="quarantined",
+            reason="under review")
+        self.assertEqual(http("GET", url).status, 404, "no URL after the quarantine")
+        self.assertEqual(http("GET", given.header("location")).body, held[1])
+        time.sleep(self.LIFE + 1)
+        if self.cloud.signatures_checked:
+            self.assertEqual(http("GET", given.header("location")).status, 403)
+
+
 class StreamMixin:
     """C{download = stream}: pypid relays the objects itself."""
 
