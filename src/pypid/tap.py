@@ -93,10 +93,22 @@ class Options(usage.Options):
 
     def reread(self) -> Config:
         """The configuration, read again (at C{SIGHUP}) as at the start."""
+        return self._read(reloading=True)
+
+    def _read(self, reloading: bool) -> Config:
+        """
+        The configuration file, or for a worker the configuration in force,
+        which at a reload may hold its supervisor's refusal of the file.
+
+        @raise StartupError: for a configuration that cannot be used.
+        """
         worker: WorkerRole | None = self["worker"]
         if worker is None:
             return load_config(self["config"], self["set"], self["listen"], os.environ)
         in_force = worker.config.read()
+        if reloading and in_force.refused is not None:
+            raise StartupError("the supervisor's check refused the configuration; its log "
+                               "says why", in_force.refused or None)
         return load_config(self["config"], self["set"], self["listen"], os.environ,
                            text=in_force.text, held=in_force.held)
 
@@ -109,7 +121,7 @@ class Options(usage.Options):
             # (a worker of a machine is told so by its supervisor, and
             # reads the configuration the machine runs on, not the file)
             self["worker"] = WorkerRole.from_environ(os.environ)
-            self["config_obj"] = self.reread()
+            self["config_obj"] = self._read(reloading=False)
         except StartupError as e:
             raise SystemExit(f"pypid: {e}")
 

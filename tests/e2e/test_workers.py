@@ -478,7 +478,7 @@ class GCSBucketWorkersTests(AzureBucketWorkersTests):
 class WorkerRestartTests(DaemonTestCase):
     """A worker killed in the middle of uploads, and C{SIGHUP} for the machine."""
 
-    settings = {"pypid.workers": str(WORKERS)}
+    settings = {"pypid.workers": str(WORKERS), "auth.admins": USER}
 
     def prepare(self, daemon):
         wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready")
@@ -595,7 +595,9 @@ class WorkerRestartTests(DaemonTestCase):
     def test_hangup(self):
         """
         C{SIGHUP}: a user added is known to every worker; a change only a
-        restart takes is refused by the supervisor, and no worker reloads.
+        restart takes is refused by the supervisor, no worker reloads, and
+        the first one's journal entry (so its webhook event) says so,
+        naming the key.
         """
         daemon = self.daemon
         original = self._add_user("brian", "always look")
@@ -608,10 +610,19 @@ class WorkerRestartTests(DaemonTestCase):
         before = daemon.log_since_start().count(b"Reloaded the configuration")
         os.kill(daemon.pid, signal.SIGHUP)
         daemon.wait_for_log(b"Not reloading the configuration")
-        time.sleep(1)
+
+        def refused():
+            entries = http("GET", daemon.url + "api/audit?event=reload",
+                           auth=(USER, PASSWORD)).json()["entries"]
+            return [(e["outcome"], e["detail"]) for e in entries if e["outcome"] == "refused"]
+        wait_for(lambda: refused(), 60, "the refusal's entry")
+        self.assertEqual(refused(), [("refused", "[pypid] threads: refused; the server's log "
+                                      "says why")])
         text = daemon.log_since_start()
         self.assertEqual(text.count(b"Reloaded the configuration"), before)
-        self.assertEqual(text.count(b"Not reloading the configuration"), 1)
+        # (the supervisor's line, with the reason; each worker's, told of it)
+        self.assertEqual(text.count(b"[pypid] threads: a change of this key"), 1)
+        self.assertEqual(text.count(b"Not reloading the configuration"), 1 + WORKERS)
 
     def test_usr1(self):
         """

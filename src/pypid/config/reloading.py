@@ -31,13 +31,14 @@ only a start takes, as their keys (L{held_as_started}).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
 from pypid.config.store_backends import BACKENDS
 from pypid.config.values import HELD_KEYS
+from pypid.core.util.startup import StartupError
 
 if TYPE_CHECKING:
     from pypid.config import Config
@@ -144,12 +145,22 @@ def needs_restart(before: Mapping[tuple[str, str], object],
             and how(section, key) == RESTART]
 
 
-def describe(changed: Iterable[tuple[str, str]]) -> str:
-    """The line a refused reload logs for C{changed} (L{needs_restart})."""
-    keys = ", ".join(f"[{section}] {key}" for section, key in changed)
-    return (f"{keys}: a change of "
-            + ("this key" if "," not in keys else "these keys")
-            + " is taken only at a restart; restart the server to apply it")
+def refuse_restart_keys(before: Config, after: Config) -> None:
+    """
+    One meaning for a change, in one process and in a machine's check
+    (L{pypid.daemon.reload_check}): a key only a restart takes, changed,
+    refuses the whole reload, naming it.
+
+    @raise StartupError: naming the keys (also as its C{named}, which a
+        refused reload's event may carry) and saying "restart".
+    """
+    changed = needs_restart(before.keys, after.keys)
+    if changed:
+        keys = ", ".join(f"[{section}] {key}" for section, key in changed)
+        raise StartupError(f"{after.source}: {keys}: a change of "
+                           + ("this key" if len(changed) == 1 else "these keys")
+                           + " is taken only at a restart; restart the server to apply it",
+                           keys)
 
 
 #: The keys whose files only a start reads: the clients made of them (the

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.config import Config
-from pypid.config.reloading import describe, held_as_started, needs_restart
+from pypid.config.reloading import held_as_started, refuse_restart_keys
 from pypid.core.parts import IReloadable
 from pypid.core.util.startup import StartupError
 
@@ -165,8 +165,8 @@ class Parts(Service):
         if self._load_config is not None:
             try:
                 config = self._load_config()
-                self._refuse_restart_keys(config)
                 if self._config is not None:
+                    refuse_restart_keys(self._config, config)
                     config = held_as_started(self._config, config)
             except StartupError as e:
                 _not_reloading(e)
@@ -188,20 +188,6 @@ class Parts(Service):
                              else ("refused", refusal)))
         elif self._load_config is None and not took:
             log.info("Received SIGHUP: nothing to reload")
-
-    def _refuse_restart_keys(self, config: Config) -> None:
-        """
-        One meaning for a change: a key only a restart takes,
-        changed, refuses the whole reload, naming it.
-
-        @raise StartupError: naming the keys and saying "restart".
-        """
-        if self._config is None:
-            return
-        changed = needs_restart(self._config.keys, config.keys)
-        if changed:
-            raise StartupError(f"{config.source}: {describe(changed)}",
-                               ", ".join(f"[{section}] {key}" for section, key in changed))
 
     def _prepare(self, config: Config | None) -> list[Callable[[], str | None]]:
         commits = []

@@ -293,8 +293,8 @@ class Machine:
     def reload(self) -> None:
         """
         C{SIGHUP}: a child checks the configuration and takes it into the
-        configuration in force (L{pypid.daemon.reload_check}); once it
-        did, every worker is told. Signals that come meanwhile are folded
+        configuration in force (L{pypid.daemon.reload_check}), or records
+        its refusal there; then every worker is told. Signals that come meanwhile are folded
         into one more check after it.
         """
         if not self.supervisor.running:
@@ -317,8 +317,10 @@ class Machine:
 
     def _checked(self, how: str, said: bytes) -> None:
         text = said.decode("utf-8", "replace").strip()
+        # (either way the workers are told: of a refusal too, which the
+        # first one's journal entry, and so its webhook event, records)
+        self.supervisor.signal_all(signal.SIGHUP)
         if how == "exited":
-            self.supervisor.signal_all(signal.SIGHUP)
             self._log("info", f"Reloaded the configuration: passed to {self._count} workers")
             if text:
                 # (the check's warning: the [tls] files kept as they were)

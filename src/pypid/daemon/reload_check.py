@@ -7,7 +7,9 @@ C{python -m pypid.daemon.reload_check JSON}, with the
 configuration in force on descriptor L{CONFIG_FD}: the configuration is
 read again as at the start; one that cannot be read, or that changes a
 key only a restart takes, is refused (the reason on standard error, exit
-status 1) and the machine goes on with the one in force; one that can is
+status 1; the sections and keys at fault, L{ConfigInForce}'s C{refused},
+for the first worker's journal entry) and the machine goes on with the
+one in force; one that can is
 written into the configuration in force (every worker reads it when the
 supervisor passes the signal on, and a worker started later reads it too),
 and this exits 0. The C{[tls]} files are taken with it when they can be
@@ -25,7 +27,7 @@ import time
 from typing import TextIO
 
 from pypid.config import load_config
-from pypid.config.reloading import describe, held_as_started, needs_restart
+from pypid.config.reloading import held_as_started, refuse_restart_keys
 from pypid.core.util.startup import StartupError
 from pypid.daemon.lean import CONFIG_FD
 from pypid.daemon.listeners import held_tls
@@ -48,9 +50,7 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         before = load_config(path, overrides, listen, os.environ, text=held.text,
                              held=held.held)
         config = load_config(path, overrides, listen, os.environ)
-        changed = needs_restart(before.keys, config.keys)
-        if changed:
-            raise StartupError(f"{config.source}: {describe(changed)}")
+        refuse_restart_keys(before, config)
         config = held_as_started(before, config)
         tls, refused = held_tls(config, held.held, time.time())
         if refused is not None:
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         in_force.write(config.text, {**config.held, **tls})
     except StartupError as e:
         err.write(f"{e}\n")
+        in_force.write(held.text, held.held, refused=e.named or "")
         return 1
     finally:
         in_force.close()

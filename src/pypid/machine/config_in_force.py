@@ -40,10 +40,15 @@ class HeldTexts:
 
     @ivar text: the configuration file's text.
     @ivar held: the other files it read, their texts by path.
+    @ivar refused: after the last C{SIGHUP} refused, the sections and keys
+        at fault (C{""} where the check names none): what the first
+        worker's journal entry says of it, and so its webhook event; L{None}
+        after one taken.
     """
 
     text: str
     held: Mapping[str, str]
+    refused: str | None = None
 
 
 @attrs.define(eq=False)
@@ -73,12 +78,15 @@ class ConfigInForce:
         """This process's descriptor of the memory file, which a worker is given."""
         return self._fd
 
-    def write(self, text: str, held: Mapping[str, str] | None = None) -> None:
+    def write(self, text: str, held: Mapping[str, str] | None = None,
+              refused: str | None = None) -> None:
         """
         Hold C{text}, and C{held} (the other files' texts by path), from now
-        on (a worker reading meanwhile reads the old or the new).
+        on (a worker reading meanwhile reads the old or the new), and
+        whether the last C{SIGHUP} was C{refused} (L{HeldTexts.refused}).
         """
-        data = json.dumps({"text": text, "held": dict(held or {})}).encode("utf-8")
+        data = json.dumps({"text": text, "held": dict(held or {}),
+                           "refused": refused}).encode("utf-8")
         with flocked(self._fd, fcntl.LOCK_EX):
             os.ftruncate(self._fd, 0)
             written = 0
@@ -97,7 +105,7 @@ class ConfigInForce:
                 chunks.append(chunk)
                 taken += len(chunk)
         value = json.loads(b"".join(chunks))
-        return HeldTexts(value["text"], value["held"])
+        return HeldTexts(value["text"], value["held"], value.get("refused"))
 
     def close(self) -> None:
         """Let go of the memory file (it lives while any process holds it)."""

@@ -275,7 +275,8 @@ class SupervisorPartsTests(SynchronousTestCase):
     def _checked(self, before, after, *options):
         """
         What the check of C{SIGHUP} makes of the file C{after} on the
-        configuration in force C{before}: its status, and what is in force then.
+        configuration in force C{before}: its status, what is in force
+        then, and the refusal it records for the workers.
         """
         in_force = ConfigInForce.create(before)
         self.addCleanup(in_force.close)
@@ -286,21 +287,24 @@ class SupervisorPartsTests(SynchronousTestCase):
         err = io.StringIO()
         status = reload_check([json.dumps(given)], fd=in_force.fileno(), err=err)
         self.assertEqual(bool(status), bool(err.getvalue()), "a refusal says why")
-        return status, in_force.read().text
+        held = in_force.read()
+        return status, held.text, held.refused
 
     def test_hangup(self):
         """
         A configuration the check takes is the one in force (what every
         worker reads when the signal is passed on, and a worker started
         after); one it cannot read, or that changes a key only a restart
-        takes, is refused and leaves the one in force.
+        takes, is refused and leaves the one in force, recording the
+        sections and keys at fault (never the log's line) for the workers.
         """
         self.assertEqual(self._checked("[pypid]\n", "[pypid]\npage_cache_size = 5\n"),
-                         (0, "[pypid]\npage_cache_size = 5\n"))
+                         (0, "[pypid]\npage_cache_size = 5\n", None))
         self.assertEqual(self._checked("[pypid]\n", "[pypid]\npage_cache_size = many\n"),
-                         (1, "[pypid]\n"))
+                         (1, "[pypid]\n", "[pypid] page_cache_size"))
         self.assertEqual(self._checked("[pypid]\nworkers = 2\n", "[pypid]\nworkers = 3\n"),
-                         (1, "[pypid]\nworkers = 2\n"))
+                         (1, "[pypid]\nworkers = 2\n", "[pypid] workers"))
+        self.assertEqual(self._checked("[pypid]\n", "[pypid\n"), (1, "[pypid]\n", ""))
 
     def test_hangup_tls(self):
         """
