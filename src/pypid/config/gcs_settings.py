@@ -4,12 +4,16 @@ Storage backend, and (as every store's section:
 L{pypid.config.bucket_settings}) how its bucket is worked.
 
 L{check_gcs} checks the keys against each other and against C{[storage]
-backend}.
+backend}. C{anonymous} (no token: an emulator's) is refused at Google's
+own endpoint, any host of C{googleapis.com}. pypid does not read
+C{STORAGE_EMULATOR_HOST}, as Google's client libraries do: an emulator
+is named by the file, in one place, never by the environment.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -20,7 +24,7 @@ from pypid.config.bucket_settings import (
     parse_endpoint_url,
     redirects,
 )
-from pypid.config.values import Fail, Keys, Values, parse_optional_path
+from pypid.config.values import Fail, Keys, Values, parse_boolean, parse_optional_path
 
 #: Google's JSON API, where C{endpoint_url} is not set.
 GOOGLE = "https://storage.googleapis.com"
@@ -36,6 +40,8 @@ class GCSConfig(BucketConfig):
 
     bucket: str
     credentials_file: str | None
+    #: no token at all: an emulator's endpoint (see the module)
+    anonymous: bool = False
 
     @property
     def api_endpoint(self) -> str:
@@ -45,7 +51,8 @@ class GCSConfig(BucketConfig):
     def describe(self) -> str:
         """The bucket and its endpoint, for the start log."""
         return (f"Google Cloud Storage bucket {self.bucket}"
-                + (f" at {self.endpoint_url}" if self.endpoint_url else ""))
+                + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+                + (" (anonymous: no token)" if self.anonymous else ""))
 
 
 def _bucket(value: str) -> str:
@@ -62,11 +69,18 @@ def _endpoint_url(value: str) -> str | None:
     return parse_endpoint_url(value, "http://127.0.0.1:4443")
 
 
+def is_google(endpoint: str) -> bool:
+    """Whether C{endpoint} is Google's (a host of C{googleapis.com}), any scheme or port."""
+    host = (urlsplit(endpoint).hostname or "").rstrip(".")
+    return host == "googleapis.com" or host.endswith(".googleapis.com")
+
+
 #: key -> (default, parser): Google's own, then every bucket's (L{BUCKET_KEYS})
 GCS_KEYS: Keys = {
     "bucket": ("", _bucket),
     "endpoint_url": ("", _endpoint_url),
     "credentials_file": ("", parse_optional_path),
+    "anonymous": ("no", parse_boolean),
     **BUCKET_KEYS,
 }
 
@@ -77,10 +91,29 @@ def check_gcs(values: Values, fail: Fail) -> None:
     if values[backend] == "gcs" and not values["gcs", "bucket"]:
         fail("gcs", "bucket", "required for backend = gcs ([storage] backend): set it to "
              "the name of the bucket that holds the packages", [backend])
+    _check_anonymous(values, fail)
     if values["gcs", "credentials_file"] is None and redirects(values, "gcs") \
             and values[backend] == "gcs":
-        fail("gcs", "download", "redirect needs URLs pypid signs, and the metadata server's "
-             "credentials sign none without a call each: set download = stream (or "
-             "public_url), or give credentials_file (a service account's key file)",
-             [("gcs", "credentials_file")])
+        anonymous = values["gcs", "anonymous"]
+        signs_none = ("anonymous = yes signs none without a key file" if anonymous else
+                      "the metadata server's credentials sign none without a call each")
+        fail("gcs", "download", f"redirect needs URLs pypid signs, and {signs_none}: set "
+             "download = stream (or public_url), or give credentials_file (a service "
+             "account's key file)",
+             [("gcs", "credentials_file"), *([("gcs", "anonymous")] if anonymous else [])])
     check_bucket("gcs", values, fail)
+
+
+def _check_anonymous(values: Values, fail: Fail) -> None:
+    """No token only at an emulator's endpoint: never Google's, nor the default."""
+    if not values["gcs", "anonymous"]:
+        return
+    endpoint = values["gcs", "endpoint_url"]
+    if endpoint is None:
+        fail("gcs", "anonymous", "is for an emulator only, and endpoint_url is empty "
+             "(Google's own endpoint): set endpoint_url to the emulator's, such as "
+             "http://127.0.0.1:4443, or anonymous = no", [("gcs", "endpoint_url")])
+    if is_google(endpoint):
+        fail("gcs", "anonymous", f"is for an emulator only, and endpoint_url {endpoint} is "
+             "Google's own, where requests need a token: set anonymous = no (the token of "
+             "credentials_file, or of the metadata server)", [("gcs", "endpoint_url")])

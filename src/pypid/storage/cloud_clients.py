@@ -90,13 +90,16 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
                     bucket: str | None = None) -> Made:
     """
     The client of the C{[gcs]} bucket (or of another C{bucket}): a
-    service account's key file, or the machine's metadata server.
+    service account's key file, or the machine's metadata server; or no
+    token at all (C{anonymous}: an emulator's, the key file signing only).
 
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.bucket.layout import Layout
     from pypid.storage.gcs.gcs_auth import (
+        AnonymousAccess,
+        GCSCredentials,
         GoogleCredentials,
         key_file_credentials,
         metadata_server_credentials,
@@ -104,12 +107,13 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
     from pypid.storage.gcs.object_calls import GCSClient
 
     gcs = cast(GCSConfig, config.stores["gcs"])
-    make = (partial(key_file_credentials, gcs.credentials_file, config.held)
-            if gcs.credentials_file
-            else metadata_server_credentials)
+    key_file = (partial(key_file_credentials, gcs.credentials_file, config.held)
+                if gcs.credentials_file else None)
+    credentials: GCSCredentials = (
+        AnonymousAccess(run, key_file) if gcs.anonymous
+        else GoogleCredentials(key_file or metadata_server_credentials, run, reactor))
     http, pool = make_http(reactor, gcs.timeout, policy=outbound_policy(config))
-    client = GCSClient(gcs.api_endpoint, bucket or gcs.bucket,
-                       GoogleCredentials(make, run, reactor), http,
+    client = GCSClient(gcs.api_endpoint, bucket or gcs.bucket, credentials, http,
                        reactor, run=run, timeout=gcs.timeout, timings=timings,
                        probe_prefix=Layout(gcs.prefix).probe_key(""),
                        copy_limit=config.server.max_upload_size, shared=shared)

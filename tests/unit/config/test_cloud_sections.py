@@ -116,3 +116,32 @@ class GCSSectionTests(ConfigFiles, SynchronousTestCase):
                                "download = stream\n"))
 
 
+
+    def test_anonymous(self):
+        """
+        No token only at an emulator's endpoint: refused at Google's own
+        (whatever the scheme, port or case) and without an endpoint;
+        without a key file, no URL to redirect to is signed.
+        """
+        section = "[storage]\nbackend = gcs\n[gcs]\nbucket = b-1\nanonymous = yes\n"
+        self.assertIn("[gcs] anonymous: is for an emulator only, and endpoint_url is empty",
+                      self.refused(section + "download = stream\n"))
+        for google in ("https://storage.googleapis.com", "http://storage.googleapis.com:4443",
+                       "https://STORAGE.googleapis.com./", "https://googleapis.com",
+                       "https://storage.europe-west1.rep.googleapis.com"):
+            self.assertIn(f"[gcs] anonymous: is for an emulator only, and endpoint_url "
+                          f"{google.rstrip('/')} is Google's own",
+                          self.refused(f"{section}download = stream\nendpoint_url = {google}\n"))
+        emulator = section + "endpoint_url = http://127.0.0.1:4443\n"
+        self.assertIn("[gcs] download: redirect needs URLs pypid signs, and anonymous = yes "
+                      "signs none without a key file", self.refused(emulator))
+        config = load_config(self.write(emulator + "download = stream\n"))
+        gcs = config.stores["gcs"]
+        self.assertTrue(gcs.anonymous)
+        self.assertEqual(storage_line(config), "Google Cloud Storage bucket b-1 at "
+                         "http://127.0.0.1:4443 (anonymous: no token)")
+        signed = load_config(self.write(emulator + "credentials_file = sa.json\n"))
+        self.assertEqual(signed.stores["gcs"].download, "redirect")
+        load_config(self.write(section + "endpoint_url = http://gcs.internal.example:4443\n"
+                               "download = stream\n"))
+        self.assertFalse(load_config(self.write("[gcs]\nbucket = b-1\n")).stores["gcs"].anonymous)

@@ -68,9 +68,10 @@ def sections(folder):
         "upstream:corp": {"mode": "cache", "url": "https://corp.example/simple/"},
         "tls": {"certificate": f"{folder}/a.pem", "key": f"{folder}/b.pem"},
         "retention": {"keep_releases": "5"},
-        # (a SAS token signs no download URL: relayed downloads take one)
+        # (a SAS token signs no download URL: relayed downloads take one;
+        # anonymous = yes takes an emulator's endpoint)
         "azure": {"download": "stream"},
-        "gcs": {"download": "stream"},
+        "gcs": {"download": "stream", "endpoint_url": "http://127.0.0.1:4443"},
         "webhook:builds": {"url": "https://builds.example/hooks/pypid", "secret": SECRET},
     }
     outside = {

@@ -3,7 +3,8 @@ Text a client chose (a yank reason, a name, an audit entry's detail)
 made safe to print on an operator's terminal: every character a terminal
 may act on is written as an escape, so that one entry is one line and no
 text sends an escape sequence (C{pypid-admin files} and the
-import report printed ESC sequences raw).
+import report printed ESC sequences raw). L{short_line} also bounds it,
+for another party's answer quoted in an error (a token endpoint's).
 
 Pure: text in, text out.
 """
@@ -32,6 +33,16 @@ def escaped(text: str) -> str:
         code = ord(char)
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return _UNSAFE.sub(escape, text)
+
+
+def short_line(text: str, limit: int = 200) -> str:
+    """
+    C{text} L{escaped} and cut to at most C{limit} characters (C{...}
+    ending a cut one): another party's answer quoted in a log line or an
+    error stays one short line, whatever it sent.
+    """
+    line = escaped(text)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

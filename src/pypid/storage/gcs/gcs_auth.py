@@ -14,6 +14,11 @@ file's private key, by google-auth's signer, locally. The metadata
 server's credentials sign only through an IAM call per URL, which a
 download cannot wait for: without a key file, downloads are relayed (the
 configuration refuses C{download = redirect}).
+
+An emulator checks no token (C{[gcs] anonymous}, refused at Google's
+endpoint): L{AnonymousAccess} sends none and asks no token endpoint; a
+key file, if given, only signs. A token that cannot be had is one short
+line saying who failed (L{token_failure}), never their answer verbatim.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
 from pypid.config.values import held_bytes
+from pypid.core.util.terminal_text import short_line
 from pypid.jobs.run import Run
 from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket.credential_life import AheadRefresh
@@ -48,7 +54,8 @@ def key_file_credentials(path: str, held: Mapping[str, str] | None = None) -> An
         info = json.loads(held_bytes(path, held))
         return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
-        raise StorageError(f"cannot use [gcs] credentials_file {path}: {e}") from None
+        raise StorageError(f"cannot use [gcs] credentials_file {path}: "
+                           f"{short_line(str(e))}") from None
 
 
 def metadata_server_credentials() -> Any:
@@ -57,9 +64,97 @@ def metadata_server_credentials() -> Any:
     return compute_engine.Credentials(scopes=[SCOPE])
 
 
+class GCSCredentials(Protocol):
+    """What the client proves its requests and signs its download URLs with."""
+
+    async def start(self) -> None:
+        """Find the credentials (the first token); before any request."""
+
+    def stop(self) -> None:
+        """Stop refreshing them."""
+
+    def authorize(self, headers: dict[str, str]) -> None:
+        """Add to C{headers} what proves the request (a bearer token), if anything."""
+
+    def signing(self) -> tuple[str, Callable[[bytes], bytes]]:
+        """The service account's email and its signer of bytes, for V4 URLs."""
+
+    def signer(self) -> str:
+        """Who signs download URLs now (see L{pypid.storage.bucket.store.ObjectStore})."""
+
+
+def _root(error: BaseException) -> BaseException:
+    """The first cause of C{error} (a refused connection under a transport error)."""
+    for _ in range(20):
+        cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if cause is None:
+            break
+        error = cause
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    """What C{error} says, as one short escaped line."""
+    root = _root(error)
+    text = root.args[0] if root.args and isinstance(root.args[0], str) else str(root)
+    return short_line(text or type(root).__name__)
+
+
+def token_failure(credentials: Any, error: Exception) -> StorageError:
+    """
+    The line for a token that could not be had: who was asked (a key
+    file's token endpoint, or the metadata server), whether it could not
+    be reached (an L{OSError} among the causes: a refused connection, a
+    name that does not resolve, a timeout) or answered no, and its reason,
+    short and escaped (an endpoint's answer may be anything).
+    """
+    from google.auth.exceptions import RefreshError
+    from google.oauth2 import service_account
+    unreachable = isinstance(_root(error), OSError)
+    reason = _reason(error)
+    if isinstance(credentials, service_account.Credentials):
+        # (google-auth keeps the key file's token_uri private)
+        endpoint = short_line(str(getattr(credentials, "_token_uri", "")), 100)
+        where = f"the token endpoint {endpoint} of [gcs] credentials_file"
+        if unreachable:
+            return StorageError(f"{where} could not be reached: {reason}")
+        if isinstance(error, RefreshError):
+            return StorageError(f"{where} refused the service account's key: {reason}")
+        return StorageError(f"no Google Cloud token from {where}: {reason}")
+    hint = ("; no [gcs] credentials_file is set: give a service account's key file, "
+            "or, for an emulator, set endpoint_url and anonymous = yes")
+    if unreachable:
+        return StorageError(f"the machine's metadata server could not be reached: {reason}"
+                            + hint)
+    return StorageError(f"the machine's metadata server gave no token: {reason}" + hint)
+
+
+def _signing(credentials: Any, cannot: str) -> tuple[str, Callable[[bytes], bytes]]:
+    """The signer of C{credentials} (see L{GCSCredentials.signing}), or C{cannot} raised."""
+    signer = getattr(credentials, "signer", None)
+    email = getattr(credentials, "signer_email", None)
+    if signer is None or not email or not hasattr(credentials, "_signer"):
+        raise StorageError(cannot)
+    return email, signer.sign
+
+
+def _signer(credentials: Any, cannot: str) -> str:
+    """The service account and its key that sign URLs (L{GCSCredentials.signer})."""
+    email, _ = _signing(credentials, cannot)
+    key_id = getattr(credentials.signer, "key_id", None) or ""
+    return f"{email}:{key_id}"
+
+
 def _refresh(credentials: Any) -> None:
     from google.auth.transport.requests import Request
     credentials.refresh(Request())
+
+
+#: Why the credentials of each kind without a key file sign no URL.
+_METADATA_SIGNS_NONE = ("the metadata server's credentials cannot sign download URLs: "
+                        "set [gcs] download = stream, or give a credentials_file")
+_ANONYMOUS_SIGNS_NONE = ("[gcs] anonymous = yes without a credentials_file signs no download "
+                         "URL: set [gcs] download = stream, or give a credentials_file")
 
 
 class GoogleCredentials:
@@ -84,19 +179,13 @@ class GoogleCredentials:
         """
         The first token.
 
-        @raise StorageError: when there are no credentials, or the token
-            endpoint refuses them.
+        @raise StorageError: when the key file cannot be used, or the token
+            endpoint (the metadata server) cannot be reached or refuses
+            them: L{token_failure}.
         """
         self._refreshes.restart()  # (a second start: one refresh goes on, not two)
-        try:
-            self._credentials = await self._run(self._make)
-            await self._refresh()
-        except StorageError:
-            raise
-        except Exception as e:
-            raise StorageError(
-                "no Google Cloud credentials: set [gcs] credentials_file to a service "
-                f"account's key file, or run where the metadata server gives one ({e})")
+        self._credentials = await self._run(self._make)
+        await self._refresh()
 
     def stop(self) -> None:
         """Stop refreshing."""
@@ -104,7 +193,10 @@ class GoogleCredentials:
 
     async def _refresh(self) -> None:
         credentials = self._credentials
-        await self._run(self._refresh_with, credentials)
+        try:
+            await self._run(self._refresh_with, credentials)
+        except Exception as e:
+            raise token_failure(credentials, e) from None
         self._token = credentials.token
         expiry: datetime.datetime | None = credentials.expiry
         self._refreshes.schedule(None if expiry is None
@@ -123,15 +215,48 @@ class GoogleCredentials:
 
         @raise StorageError: for credentials that cannot sign locally.
         """
-        signer = getattr(self._credentials, "signer", None)
-        email = getattr(self._credentials, "signer_email", None)
-        if signer is None or not email or not hasattr(self._credentials, "_signer"):
-            raise StorageError("the metadata server's credentials cannot sign download URLs: "
-                               "set [gcs] download = stream, or give a credentials_file")
-        return email, signer.sign
+        return _signing(self._credentials, _METADATA_SIGNS_NONE)
 
     def signer(self) -> str:
         """The service account and its key that sign URLs."""
-        email, _ = self.signing()
-        key_id = getattr(self._credentials.signer, "key_id", None) or ""
-        return f"{email}:{key_id}"
+        return _signer(self._credentials, _METADATA_SIGNS_NONE)
+
+
+class AnonymousAccess:
+    """
+    No token (C{[gcs] anonymous}, for an emulator that checks none):
+    requests carry no authorization, and no token endpoint is asked. A key
+    file, when given (C{make}), only signs download URLs, locally.
+    """
+
+    def __init__(self, run: Run, make: Callable[[], Any] | None = None) -> None:
+        self._run = run
+        self._make = make
+        self._credentials: Any = None
+
+    async def start(self) -> None:
+        """
+        Read the key file, if any.
+
+        @raise StorageError: when it cannot be used.
+        """
+        if self._make is not None and self._credentials is None:
+            self._credentials = await self._run(self._make)
+
+    def stop(self) -> None:
+        """Nothing is refreshed."""
+
+    def authorize(self, headers: dict[str, str]) -> None:
+        """Nothing: the emulator takes requests without a token."""
+
+    def signing(self) -> tuple[str, Callable[[bytes], bytes]]:
+        """
+        The key file's email and signer, for V4 URLs.
+
+        @raise StorageError: without a key file.
+        """
+        return _signing(self._credentials, _ANONYMOUS_SIGNS_NONE)
+
+    def signer(self) -> str:
+        """The service account and its key that sign URLs."""
+        return _signer(self._credentials, _ANONYMOUS_SIGNS_NONE)

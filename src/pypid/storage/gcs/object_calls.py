@@ -2,7 +2,7 @@
 Google Cloud Storage as an object store
 (L{pypid.storage.bucket.store.ObjectStore}): the JSON API's calls pypid
 makes of one bucket, with a bearer token from
-L{pypid.storage.gcs.gcs_auth}, sent by
+L{pypid.storage.gcs.gcs_auth} (or none, at an emulator), sent by
 L{pypid.storage.bucket.http_calls.StoreHTTP}.
 
 A create is a multipart upload (the object's resource and its bytes in
@@ -44,7 +44,7 @@ from pypid.storage.bucket.store import (
     StoreUnavailable,
     parse_iso_time,
 )
-from pypid.storage.gcs.gcs_auth import GoogleCredentials
+from pypid.storage.gcs.gcs_auth import GCSCredentials
 from pypid.storage.gcs.v4_urls import MAX_SECONDS, signed_url
 
 log = Logger()
@@ -110,9 +110,9 @@ class GCSClient(StoreClient):
 
     label = "Google Cloud Storage"
     kind = "gcs"
-    _credentials: GoogleCredentials
+    _credentials: GCSCredentials
 
-    def __init__(self, endpoint: str, bucket: str, credentials: GoogleCredentials, http: Any,
+    def __init__(self, endpoint: str, bucket: str, credentials: GCSCredentials, http: Any,
                  clock: IReactorTime, *, run: Run, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, probe_prefix: str = ".pypid/probe/",
                  copy_limit: int = 1 << 30, shared: bool = False) -> None:
