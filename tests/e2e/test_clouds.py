@@ -2,7 +2,8 @@
 End-to-end tests of the Azure Blob Storage and Google Cloud Storage
 backends: the real daemon on a container of Azurite and a bucket of
 fake-gcs-server, driven by real twine, pip and uv; the same tests S3
-passes on moto and SeaweedFS (L{tests.harness.bucket_e2e}).
+passes on moto and SeaweedFS (L{tests.harness.bucket_e2e}). On
+fake-gcs-server also with C{[gcs] anonymous = yes} and no token endpoint.
 """
 
 from tests.harness.bucket_e2e import (
@@ -18,7 +19,7 @@ from tests.harness.bucket_e2e import (
     ShortLivedURLMixin,
     StreamMixin,
 )
-from tests.harness.e2e_clouds import AZURE, GCS
+from tests.harness.e2e_clouds import AZURE, GCS, GCS_ANONYMOUS, GCS_ANONYMOUS_SIGNED
 
 
 class AzureRedirectTests(RedirectMixin, BucketTestCase):
@@ -91,3 +92,22 @@ class AzureShortLivedURLTests(ShortLivedURLMixin, BucketTestCase):
 
 class GCSShortLivedURLTests(ShortLivedURLMixin, BucketTestCase):
     cloud = GCS
+
+
+class GCSAnonymousRedirectTests(RedirectMixin, BucketTestCase):
+    """
+    C{anonymous = yes} with a key file: no token is asked for (its token
+    endpoint is a closed port), and its key signs the URLs redirected to.
+    """
+
+    cloud = GCS_ANONYMOUS_SIGNED
+
+    def test_start_log(self):
+        """The start log says the bucket is reached without a token."""
+        self.assertIn("(anonymous: no token)", self.daemon.log_text())
+
+
+class GCSAnonymousStreamTests(StreamMixin, BucketTestCase):
+    """C{anonymous = yes} without a key file: no token, every byte relayed."""
+
+    cloud = GCS_ANONYMOUS

@@ -164,15 +164,24 @@ class AzureCloud:
 
 
 class GCSCloud:
-    """Google Cloud Storage, on fake-gcs-server (L{tests.harness.fake_gcs})."""
+    """
+    Google Cloud Storage, on fake-gcs-server (L{tests.harness.fake_gcs}):
+    with tokens of the harness's token endpoint, or (C{anonymous}) with
+    none, a key file only signing if C{signed} (its token endpoint a
+    closed port: asking it would stop the start).
+    """
 
     name = "fake-gcs-server"
     signatures_checked = False
     signature_param = "X-Goog-Signature="
     part_options = {}
-    refused_words = "no Google Cloud credentials"
+    refused_words = "could not be reached"
     _lock = threading.Lock()
     _key_file = None
+
+    def __init__(self, anonymous=False, signed=True):
+        self.anonymous = anonymous
+        self.signed = signed
 
     def skip_reason(self):
         return fake_gcs.available()
@@ -202,16 +211,21 @@ class GCSCloud:
             "gcs.bucket": bucket,
             "gcs.prefix": "packages/",
             "gcs.endpoint_url": endpoint or self.endpoint(),
-            "gcs.credentials_file": self.key_file(),
             "gcs.sync_interval": str(SYNC),
         }
+        if not self.anonymous:
+            settings["gcs.credentials_file"] = self.key_file()
+        else:
+            settings["gcs.anonymous"] = "yes"
+            if self.signed:
+                settings["gcs.credentials_file"] = self.key_file(fake_gcs.closed_token_uri())
         settings.update({f"gcs.{key}": value for key, value in extra.items()})
         return settings
 
     def refused_settings(self, case, bucket):
-        # (a token endpoint that refuses the assertion: nothing listens there)
+        # (a token endpoint that cannot be reached: nothing listens there)
         return self.settings(bucket, credentials_file=self.key_file(
-            "http://127.0.0.1:9/token"))
+            fake_gcs.closed_token_uri()))
 
     def keys(self, bucket, prefix):
         return {key for key in fake_gcs.server().objects(bucket) if key.startswith(prefix)}
@@ -232,3 +246,6 @@ class GCSCloud:
 
 AZURE = AzureCloud()
 GCS = GCSCloud()
+#: without tokens: a key file that only signs, and none
+GCS_ANONYMOUS_SIGNED = GCSCloud(anonymous=True)
+GCS_ANONYMOUS = GCSCloud(anonymous=True, signed=False)
