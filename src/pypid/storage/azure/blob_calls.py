@@ -48,6 +48,7 @@ from pypid.storage.bucket.http_calls import (
     sleep,
 )
 from pypid.storage.bucket.store import (
+    Creation,
     Listed,
     ListPage,
     ObjectRef,
@@ -373,6 +374,20 @@ class AzureClient(HeaderMetadataClient):
     async def _list_one(self, prefix: str, retry: bool) -> None:
         await self.call("GET", params={"restype": "container", "comp": "list",
                                        "prefix": prefix, "maxresults": "1"}, retry=retry)
+
+    async def create_bucket(self) -> Creation:
+        """
+        C{Create Container}, without C{x-ms-blob-public-access}: no one
+        reads its blobs without credentials (a SAS URL is one); see
+        L{StoreClient.ensure}.
+        """
+        response = await self.call("PUT", params={"restype": "container"}, ok=(201, 409),
+                                   retry=False)
+        if response.code == 409:
+            if response.headers.get("x-ms-error-code") == "ContainerAlreadyExists":
+                return Creation(created=False)
+            raise _refused(409, response.body, response.headers)
+        return Creation(True, private="no public access")
 
     async def _delegation_key(self, start: float, expiry: float) -> Any:
         """A user delegation key (C{Get User Delegation Key}), with the identity's token."""

@@ -30,6 +30,7 @@ from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.credential_life import SharedStarts, Startable
 from pypid.storage.bucket.store import (
+    Creation,
     ObjectHead,
     ObjectRef,
     StoreRefused,
@@ -348,25 +349,85 @@ class StoreClient:
     async def _list_one(self, prefix: str, retry: bool) -> None:
         raise NotImplementedError()
 
+    def _named(self) -> str:
+        """The bucket in messages: C{the bucket NAME}."""
+        return f"the {self.noun} {self._name}"
+
+    def _where(self) -> str:
+        """The bucket in messages, with its endpoint where it needs one."""
+        named = self._named()
+        return f"{named} at {self._http.endpoint}" if self.where_has_endpoint else named
+
+    def _missing(self, e: StoreRefused) -> bool:
+        """Whether a refusal says the bucket does not exist."""
+        return e.code in self.missing_codes or e.status == 404
+
+    def _refusal(self, e: StoreRefused) -> str:
+        """What a refusal of a call on the bucket asks the operator to fix, in one line."""
+        if self._missing(e):
+            return f"{self._named()} does not exist at {self._http.endpoint}"
+        if e.status in (401, 403):
+            return (f"{self.label} refused access to {self._where()} ({e.code}): "
+                    f"check {self.access_hint}")
+        return f"cannot use {self._where()}: {e}"
+
     async def answers(self, prefix: str = "", retry: bool = True) -> None:
         """
         List at most one key under C{prefix}: the cheapest call that needs
         access; a refusal says what to fix.
         """
-        endpoint = self._http.endpoint
-        named = f"the {self.noun} {self._name}"
-        where = f"{named} at {endpoint}" if self.where_has_endpoint else named
         try:
             await self._list_one(prefix, retry)
         except StoreRefused as e:
-            if e.code in self.missing_codes or e.status == 404:
-                raise StorageError(f"{named} does not exist at {endpoint}")
-            if e.status in (401, 403):
-                raise StorageError(f"{self.label} refused access to {where} ({e.code}): "
-                                   f"check {self.access_hint}")
-            raise StorageError(f"cannot use {where}: {e}")
+            raise StorageError(self._refusal(e))
         except StoreUnavailable as e:
-            raise StorageError(f"cannot use {where}: {e}")
+            raise StorageError(f"cannot use {self._where()}: {e}")
+
+    async def ensure(self, prefix: str, create: Callable[[], Awaitable[Creation]]) -> Creation:
+        """
+        Make the bucket with C{create} (the cloud's own call, which makes it
+        private) when the store says there is none, and only then: one
+        that answers a short listing under C{prefix} is left as it is,
+        whatever the credentials may do besides (C{pypid-admin storage
+        init} run again, or with credentials that may not create buckets).
+
+        A name C{create} finds taken is this bucket when it answers now (a
+        race with another maker); one the credentials may not list, after a
+        listing they were refused, is another's, or out of their reach.
+
+        @param create: returns what it did; raises L{StoreRefused} or
+            L{StoreUnavailable} for a failure, L{StorageError} with its own
+            line for a name the cloud says is another's.
+        @raise StorageError: one line saying why the bucket cannot be made
+            or used.
+        """
+        denied = None
+        try:
+            await self._list_one(prefix, True)
+            return Creation(created=False)
+        except StoreRefused as e:
+            if not self._missing(e):
+                if e.status not in (401, 403):
+                    raise StorageError(self._refusal(e))
+                denied = e
+        except StoreUnavailable as e:
+            raise StorageError(f"cannot use {self._where()}: {e}")
+        try:
+            made = await create()
+        except StoreRefused as e:
+            if denied is not None and e.status in (401, 403):
+                raise StorageError(self._refusal(denied))
+            raise StorageError(f"cannot create {self._named()}: {e}")
+        except StoreUnavailable as e:
+            raise StorageError(f"cannot create {self._named()}: {e}")
+        if made.created:
+            return made
+        if denied is not None:
+            raise StorageError(
+                f"{self._named()} is taken: there is one of that name, which these credentials "
+                f"may not list ({denied.code}): choose another name, or check {self.access_hint}")
+        await self.answers(prefix)
+        return made
 
 
 async def sleep(clock: IReactorTime, seconds: float) -> None:

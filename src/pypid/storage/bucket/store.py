@@ -106,6 +106,24 @@ class ObjectHead:
 
 
 @attrs.frozen
+class Creation:
+    """
+    What making a bucket did (C{pypid-admin storage init}).
+
+    @ivar created: whether it was made now; L{False}: it was there already,
+        and answers to the credentials.
+    @ivar where: where it was made, as read after its name (C{in eu-west-3}).
+    @ivar private: what keeps it private (C{no public access}).
+    @ivar notes: a line each for what the store would not do.
+    """
+
+    created: bool
+    where: str = ""
+    private: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class ObjectRef:
     """
     An object of a store, from where another prefix of it may copy it on

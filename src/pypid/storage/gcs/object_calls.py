@@ -36,6 +36,7 @@ from pypid.jobs.run import Run
 from pypid.storage.base.interface import Deliverable, StorageError
 from pypid.storage.bucket.http_calls import Answer, Body, FileRangeProducer, StoreClient
 from pypid.storage.bucket.store import (
+    Creation,
     Listed,
     ListPage,
     ObjectHead,
@@ -329,3 +330,29 @@ class GCSClient(StoreClient):
     async def _list_one(self, prefix: str, retry: bool) -> None:
         await self.call("GET", f"/storage/v1/b/{quote(self.bucket, safe='')}/o",
                         {"prefix": prefix, "maxResults": "1"}, retry=retry)
+
+    async def create_bucket(self, project: str, location: str | None = None) -> Creation:
+        """
+        C{buckets.insert} in C{project} (at C{location}, or Google's
+        default), with uniform bucket-level access (no object ACLs: IAM
+        alone decides) and public access prevention enforced (no grant to
+        everyone takes effect); see L{StoreClient.ensure}. A name taken
+        (409) is this bucket, or another project's: C{ensure} tells them
+        apart by listing it.
+        """
+        resource: dict[str, Any] = {"name": self.bucket, "iamConfiguration": {
+            "uniformBucketLevelAccess": {"enabled": True},
+            "publicAccessPrevention": "enforced"}}
+        if location:
+            resource["location"] = location
+        response = await self.call("POST", "/storage/v1/b", {"project": project},
+                                   {"content-type": "application/json"},
+                                   json.dumps(resource).encode("utf-8"), ok=(200, 409),
+                                   retry=False)
+        if response.code == 409:
+            return Creation(created=False)
+        made = _json(response.body, "a new bucket")
+        where = f"in project {project}" + (f", {made['location']}" if made.get("location")
+                                           else "")
+        return Creation(True, where, "uniform bucket-level access, public access "
+                                     "prevention enforced")

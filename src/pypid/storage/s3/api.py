@@ -13,10 +13,11 @@ L{S3Unavailable} (unreachable, timed out, a 5xx).
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from hashlib import sha256
+from hashlib import md5, sha256
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -32,7 +33,7 @@ from pypid.storage.bucket.http_calls import (
     FileRangeProducer,
     HeaderMetadataClient,
 )
-from pypid.storage.bucket.store import ListPage, ObjectRef
+from pypid.storage.bucket.store import Creation, ListPage, ObjectRef
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import EMPTY_SHA256, Bucket, presign, sign
 from pypid.storage.s3.wire import (
@@ -40,10 +41,12 @@ from pypid.storage.s3.wire import (
     S3Unavailable,
     complete_body,
     copy_source,
+    location_body,
     parse_copy_etag,
     parse_error,
     parse_list,
     parse_upload_id,
+    public_access_block_body,
 )
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
@@ -250,6 +253,60 @@ class S3Client(HeaderMetadataClient):
     async def _list_one(self, prefix: str, retry: bool) -> None:
         await self.call("GET", "", params=[("list-type", "2"), ("max-keys", "1"),
                                            ("prefix", prefix)], retry=retry)
+
+    async def create_bucket(self) -> Creation:
+        """
+        Make the bucket (C{CreateBucket}, in the client's region, its
+        objects all the bucket owner's: ACLs disabled), then turn on the
+        four settings of Block Public Access (S3's advice for a bucket that
+        is not a public website); see L{StoreClient.ensure}. A store that
+        does not implement the second (SeaweedFS answers 501) keeps its
+        buckets private anyway: a note says so, and the bucket stays.
+
+        @raise StorageError: for a name another account holds (S3's names
+            are global), or when public access could not be blocked.
+        """
+        name, region = self.bucket.name, self.bucket.region
+        headers = {"x-amz-object-ownership": "BucketOwnerEnforced"}
+        body = b""
+        if region != "us-east-1":
+            body = location_body(region)
+            headers["content-type"] = "application/xml"
+        # (not retried: a retry after a lost answer would find it made, by us)
+        response = await self.call("PUT", headers=headers, body=body, ok=(200, 409),
+                                   retry=False)
+        if response.code == 409:
+            code, message = parse_error(409, response.body)
+            if code == "BucketAlreadyOwnedByYou":
+                return Creation(created=False)
+            if code == "BucketAlreadyExists":
+                raise StorageError(f"the bucket name {name} is taken by another account (a "
+                                   "bucket's name is unique across every account of the "
+                                   "store): choose another name")
+            raise S3Error(409, code, message)
+        where = f"in {region}"
+        try:
+            blocked = await self._block_public_access()
+        except StorageError as e:
+            raise StorageError(f"made the bucket {name} {where}, but could not block public "
+                               f"access to it ({e}): block it with the store's own tools")
+        if blocked:
+            return Creation(True, where, "Block Public Access on, ACLs disabled")
+        return Creation(True, where, notes=(
+            "the store does not implement Block Public Access (it answered 501 "
+            "NotImplemented): its buckets are private unless made public",))
+
+    async def _block_public_access(self) -> bool:
+        """
+        C{PutPublicAccessBlock}, every setting on; L{False} where the store
+        does not implement it (501).
+        """
+        body = public_access_block_body()
+        digest = base64.b64encode(md5(body, usedforsecurity=False).digest()).decode()
+        response = await self.call(
+            "PUT", params=[("publicAccessBlock", "")], body=body, ok=(200, 204, 501),
+            headers={"content-type": "application/xml", "content-md5": digest})
+        return response.code != 501
 
 
 def _sha256_range(path: str, offset: int, length: int) -> str:

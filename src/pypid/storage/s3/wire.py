@@ -1,7 +1,8 @@
 """
 S3's side of the wire: the XML of its answers (listings, errors, multipart
-uploads, copies) and of the one request body pypid sends
-(C{CompleteMultipartUpload}); pure functions, apart from the client
+uploads, copies) and of the request bodies pypid sends
+(C{CompleteMultipartUpload}, and a new bucket's C{CreateBucket} and
+C{PutPublicAccessBlock}); pure functions, apart from the client
 (L{pypid.storage.s3.api}) that sends the requests.
 """
 
@@ -119,4 +120,25 @@ def complete_body(etags: list[str]) -> bytes:
         part = ET.SubElement(root, "Part")
         ET.SubElement(part, "PartNumber").text = str(number)
         ET.SubElement(part, "ETag").text = etag
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def location_body(region: str) -> bytes:
+    """The body of C{CreateBucket} in C{region} (none is sent for C{us-east-1})."""
+    root = ET.Element("CreateBucketConfiguration", xmlns=_S3_NS.strip("{}"))
+    ET.SubElement(root, "LocationConstraint").text = region
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+#: The four settings of Block Public Access, each on: no ACL nor bucket
+#: policy may make the bucket or an object public, and any there is ignored.
+PUBLIC_ACCESS_BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                        "RestrictPublicBuckets")
+
+
+def public_access_block_body() -> bytes:
+    """The body of C{PutPublicAccessBlock} turning on L{PUBLIC_ACCESS_BLOCKS}."""
+    root = ET.Element("PublicAccessBlockConfiguration", xmlns=_S3_NS.strip("{}"))
+    for name in PUBLIC_ACCESS_BLOCKS:
+        ET.SubElement(root, name).text = "true"
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
