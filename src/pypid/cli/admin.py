@@ -7,10 +7,9 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
   - C{pypid-admin files PROJECT} lists a project's files: version, size,
     upload time, yank state;
   - C{pypid-admin yank FILENAME|PROJECT VERSION} (C{--reason}), C{unyank};
-  - C{pypid-admin delete FILENAME --yes} or C{delete PROJECT VERSION --yes}:
-    into the recycle bin when the server keeps one (C{[retention]
-    recycle_bin}), else for good (a deleted filename is never used again),
-    so it asks for C{--yes};
+  - C{pypid-admin delete FILENAME|PROJECT VERSION --yes}: into the recycle
+    bin when the server keeps one (C{[retention] recycle_bin}), else for
+    good (a deleted filename is never used again), so it asks for C{--yes};
   - C{pypid-admin bin} lists the recycle bin (admins), C{pypid-admin bin
     restore FILENAME} takes a file out of it;
   - C{pypid-admin retention plan} (C{--index NAME}) prints, per index, what
@@ -34,7 +33,8 @@ C{$PYPID_PASSWORD}; credentials only over https, or to this machine).
     FILE audit verify} checks it in the storage (L{pypid.cli.admin_audit});
   - C{pypid-admin --config FILE export --to DIR|FILE.tar} and C{import
     SOURCE} move packages out and in, as bundles or from devpi, pypiserver
-    and pypicloud (L{pypid.cli.bundle});
+    and pypicloud (L{pypid.cli.bundle}); C{storage init} makes the bucket
+    (L{pypid.cli.admin_storage});
   - C{pypid-admin tls --host NAME} makes a private CA and a server
     certificate every client accepts (L{pypid.cli.private_ca}).
 
@@ -55,6 +55,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from pypid.cli import admin_audit as audit_command
+from pypid.cli import admin_storage as storage_command
 from pypid.cli import admin_webhooks as webhooks_command
 from pypid.cli import bundle as bundle_commands
 from pypid.cli import private_ca as tls_command
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
             return bundle_commands.run(options, config_from, out, err)
         if options.command == "webhooks":
             return webhooks_command.run(options, server_from, out, err)
+        if options.command == "storage":
+            return storage_command.run(options, config_from, out, err)
         if options.command == "tls":
             return tls_command.run(
                 options, out, None if options.config is None else config_from(options))
@@ -105,15 +108,16 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout,
 def _parser() -> argparse.ArgumentParser:
     """
     C{pypid-admin}'s options and its sub-commands: those over the HTTP API
-    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{export}, C{import}
-    and C{tls}.
+    (L{_SERVER_COMMANDS}, in its order), then C{audit}, C{webhooks},
+    C{export}, C{import}, C{storage} and C{tls}.
     """
     parser = argparse.ArgumentParser(
         prog="pypid-admin", description="Look after a pypid server's packages.")
     add_server_options(parser)
     parser.add_argument("--config", metavar="FILE",
                         help="the server's configuration, for the commands that work on its "
-                             "storage directly (export, import, audit verify), and for tls, "
+                             "storage directly (export, import, audit verify, storage init), "
+                             "and for tls, "
                              "whose https: lines keep the addresses of its listen lines")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a key of --config, as the daemon's --set does")
@@ -123,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_parser(commands)
     webhooks_command.add_parser(commands)
     bundle_commands.add_commands(commands)
+    storage_command.add_parser(commands)
     tls_command.add_parser(commands)
     return parser
 

@@ -29,12 +29,15 @@ class TableTests(SynchronousTestCase):
         return status, out.getvalue(), err.getvalue()
 
     def test_help_lists_the_table(self):
-        """C{--help} lists the table's commands in its order, then audit, export and import."""
+        """
+        C{--help} lists the table's commands in its order, then audit,
+        webhooks, export, import, storage and tls.
+        """
         status, out, _ = self.run_admin(["--help"])
         self.assertEqual(status, 0)
         choices = re.search(r"\{([a-z,]+)\}", out).group(1).split(",")
         self.assertEqual(choices, [*admin._SERVER_COMMANDS, "audit", "webhooks", "export",
-                                   "import", "tls"])
+                                   "import", "storage", "tls"])
         self.assertEqual(list(admin._SERVER_COMMANDS)[:5],
                          ["projects", "files", "yank", "unyank", "delete"])
 
