@@ -47,7 +47,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -444,8 +443,9 @@ def make_listeners(config: Config, reactor: IListeningReactor, site: PypidSite,
         assert certificate is not None and key is not None
         tls = ServerTLS(certificate, key, config.tls.chain, reactor, run,
                         config.tls.allow_expired, tls_texts)
+        from pypid.web.server.tls_layer import ClosingTLSFactory
         secure = [ListenerService(endpoint(address), address.description,
-                                  TLSMemoryBIOFactory(tls, False, site, reactor),
+                                  ClosingTLSFactory(tls, False, site, reactor),
                                   prepare=tls.load,
                                   probe=probe(address), base_url=config.server.base_url)
                   for address in https]
