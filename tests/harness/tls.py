@@ -26,6 +26,7 @@ from twisted.test.iosim import FakeTransport, connect
 from zope.interface import alsoProvides
 
 from pypid.tls import ServerTLS
+from pypid.web.server.tls_layer import ClosingTLSFactory
 from tests.harness.fakes import run_now
 from tests.harness.tlsca import TestCA
 
@@ -160,13 +161,14 @@ class _Client(Protocol):
 
 def tls_connection(site, clock):
     """
-    Connect a client to C{site} over real TLS in memory (L{ServerTLS} on the
-    server's side, a client trusting the test CA), the handshake done.
+    Connect a client to C{site} over real TLS in memory (the https:
+    listeners' layer and L{ServerTLS} on the server's side, a client
+    trusting the test CA), the handshake done.
 
     @return: C{(client, server_io, pump)}: the client's L{_Client}, the
         server's L{FakeTransport} and the L{IOPump} that moves the bytes.
     """
-    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, clock).buildProtocol(PEER)
+    server = ClosingTLSFactory(loaded(rsa_server()), False, site, clock).buildProtocol(PEER)
     with open(shared_ca().root_path, "rb") as f:
         root = Certificate.loadPEM(f.read())
     client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,

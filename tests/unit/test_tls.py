@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pypid.config import ConfigError, load_config
@@ -31,6 +30,7 @@ from pypid.tls import (
     read_material,
 )
 from pypid.web.server.redirect import HTTPSRedirect, RedirectSite
+from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from tests.harness.fakes import QueuedRun, run_now
 from tests.harness.tap import fake_pools, site_of
@@ -442,8 +442,9 @@ class ListenerTests(SynchronousTestCase):
         self.assertIsNotNone(service.getServiceNamed("listeners").tls.context)
         [secure, (port, factory, _, interface)] = self.reactor.tcpServers
         self.assertEqual((secure[0], secure[2], secure[3]), (8443, 7, "127.0.0.1"))
-        # Twisted's TLS layer around the site, asking ServerTLS for each connection.
-        self.assertIsInstance(secure[1], TLSMemoryBIOFactory)
+        # Twisted's TLS layer around the site (closing as pypid.web.server.tls_layer
+        # says), asking ServerTLS for each connection.
+        self.assertIsInstance(secure[1], ClosingTLSFactory)
         self.assertIs(secure[1].wrappedFactory, site_of(service))
         connection = secure[1]._creatorCallable(None)
         self.assertIs(connection.get_context(), service.getServiceNamed("listeners").tls.context)

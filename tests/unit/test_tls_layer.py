@@ -1,10 +1,11 @@
 """
 The hostile cases of an C{https:} connection, against the TLS layer in use:
-Twisted's (C{TLSMemoryBIOFactory} on pyOpenSSL, with L{pypid.tls.ServerTLS}
-as its connection creator), driven in memory by a client on the same layer,
-and over real loopback sockets by Python's C{ssl}.  What a closing client
-that never closes costs is bounded by the HTTP channel, on plain HTTP too:
-those tests are L{tests.unit.web.server.test_channel}'s C{LingerTests}.
+Twisted's (on pyOpenSSL, with L{pypid.tls.ServerTLS} as its connection
+creator) as L{pypid.web.server.tls_layer} closes it, driven in memory by a
+client on Twisted's layer, and over real loopback sockets by Python's
+C{ssl}.  What a closing client that never closes costs is bounded by the
+HTTP channel, on plain HTTP too: those tests are
+L{tests.unit.web.server.test_channel}'s C{LingerTests}.
 """
 
 import os
@@ -15,13 +16,19 @@ from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from pypid.web.server.channel import (
@@ -29,16 +36,26 @@ from pypid.web.server.channel import (
     HEADER_TIMEOUT,
     PypidChannel,
 )
+from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
+from tests.harness.e2e import TCP_CLOSE
+from tests.harness.memory_socket import MemorySocket
 from tests.harness.tls import (
     PEER,
+    client_context,
     loaded,
     rsa_server,
     shared_ca,
     started_site,
     tls_connection,
 )
+
+#: An application-data record OpenSSL refuses (its authentication fails).
+BAD_RECORD = b"\x17\x03\x03\x00\x20" + b"\x00" * 32
+
+#: The size of the streamed answer: far more than the transport's buffer (64 KiB).
+ANSWER = 1 << 20
 
 
 class _Server(Protocol):
@@ -89,7 +106,7 @@ class _Site(Factory):
 
 def _server_side(site):
     """The server's side of a new connection to C{site}, on a L{FakeTransport}, no client."""
-    server = TLSMemoryBIOFactory(loaded(rsa_server()), False, site, Clock()).buildProtocol(PEER)
+    server = ClosingTLSFactory(loaded(rsa_server()), False, site, Clock()).buildProtocol(PEER)
     io = FakeTransport(server, isServer=True, peerAddress=PEER)
     server.makeConnection(io)
     return server, io
@@ -202,7 +219,7 @@ class TLSLayerTests(SynchronousTestCase):
         client = self.connect()
         self.server.transport.registerProducer(_Producer(), True)
         self.server.transport.write(b"!" * 100_000)
-        self.server.transport.dataReceived(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        self.server.transport.dataReceived(BAD_RECORD)
         self.assertTrue(self.server_io.disconnecting)
         self.server.transport.write(b"more")
         self.pump.flush()
@@ -289,14 +306,205 @@ class SiteOverTLSTests(SynchronousTestCase):
         self.assertIsNotNone(client.lost, "the connection closed after /b")
 
 
+@implementer(IPushProducer)
+class _Stream:
+    """A large answer written as fast as the transport takes it (as a stored file is)."""
+
+    def __init__(self, request):
+        self.request = request
+        self.left = ANSWER
+        self.paused = False
+        self.stopped = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        while self.left and not self.paused:
+            chunk = min(self.left, 1 << 16)
+            self.left -= chunk
+            self.request.write(b"f" * chunk)
+        if not self.left and not self.paused and not self.stopped:
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self):
+        self.stopped = True
+        self.left = 0
+
+
+class _Answers(Resource):
+    """C{/big} streams L{ANSWER} bytes through a push producer; anything else is small."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.streams = []
+
+    def render(self, request):
+        if request.path != b"/big":
+            return b"small"
+        request.setHeader(b"content-length", b"%d" % ANSWER)
+        stream = _Stream(request)
+        self.streams.append(stream)
+        request.registerProducer(stream, True)
+        stream.resumeProducing()
+        return NOT_DONE_YET
+
+
+class _Received(Protocol):
+    """The client's protocol: what it read of its answers."""
+
+    def __init__(self):
+        self.received = b""
+
+    def dataReceived(self, data):
+        self.received += data
+
+
+class ClientEndsMidAnswerTests(SynchronousTestCase):
+    """
+    A client whose bytes end the TLS session (a bad record, its
+    close_notify) while its answer is still unsent is reset at once, on
+    Twisted's own buffer and flow control (L{MemorySocket}); with nothing
+    unsent, its close_notify gets the graceful close. (Twisted's layer
+    alone waited for the client to read the answer, and then for the
+    channel's next deadline.)
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.resource = _Answers()
+        self.site = started_site(self, self.clock, self.resource)
+        with open(shared_ca().root_path, "rb") as f:
+            root = Certificate.loadPEM(f.read())
+        self.client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,
+                                          Factory.forProtocol(_Received), self.clock
+                                          ).buildProtocol(PEER)
+        self.server = ClosingTLSFactory(loaded(rsa_server()), False, self.site, self.clock
+                                        ).buildProtocol(PEER)
+        self.client_io = StringTransport()
+        self.socket = MemorySocket(self.clock, self.client.dataReceived)
+        self.server.makeConnection(self.socket)
+        self.client.makeConnection(self.client_io)
+        # The handshake, the kernel taking all the server sends.
+        self.socket.room = 1 << 30
+        self.pump()
+        self.assertEqual(self.site.counter.open, 1)
+
+    def pump(self):
+        """Move what the client wrote to the server, and what the kernel took to the client."""
+        for _ in range(20):
+            self.clock.advance(0)  # (the TLS layer writes small pieces at the next turn)
+            data = self.client_io.value()
+            self.client_io.clear()
+            if data:
+                self.server.dataReceived(data)
+            self.socket.take(0)
+            if not data and not self.client_io.value():
+                return
+
+    def download(self):
+        """Ask for the large answer, the client reading none of it: most of it stays unsent."""
+        self.socket.room = 0
+        self.client.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.pump()
+        [stream] = self.resource.streams
+        self.assertTrue(stream.paused)
+        self.assertGreater(self.socket.unsent(), 0)
+        return stream
+
+    def assert_reset(self, stream, line):
+        """The connection was aborted at once, saying C{line}; its end stops the answer."""
+        self.assertTrue(self.socket.aborted, "the connection was not aborted")
+        self.assertIn(line, self.logged)
+        # (as a TCP transport ends: its producer stopped, then its protocol told)
+        reason = Failure(ConnectionAborted())
+        self.socket.connectionLost(reason)
+        self.server.connectionLost(reason)
+        self.assertTrue(stream.stopped)
+        self.assertEqual(self.site.counter.open, 0)
+
+    def test_bad_record_mid_answer(self):
+        """A record OpenSSL refuses in the middle of an answer resets the connection."""
+        stream = self.download()
+        with capturedLogs() as logged:
+            self.server.dataReceived(BAD_RECORD)
+        self.logged = [formatEvent(event) for event in logged]
+        self.assert_reset(stream, "Dropping a TLS connection whose client sent a record TLS "
+                                  "refused")
+
+    def test_close_notify_mid_answer(self):
+        """The client's close_notify in the middle of an answer resets the connection."""
+        stream = self.download()
+        unsent = self.socket.unsent()
+        with capturedLogs() as logged:
+            self.client.loseConnection()
+            self.pump()
+        self.logged = [formatEvent(event) for event in logged]
+        self.assert_reset(stream, f"Dropping a TLS connection its client closed with {unsent} "
+                                  "bytes of its answer unsent")
+
+    def test_close_notify_after_answers(self):
+        """
+        A client that read its answers (the connection kept alive between
+        them) and sends its close_notify gets this side's, then the FIN, at
+        once: no reset.
+        """
+        for path in (b"/big", b"/small"):
+            self.client.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.pump()
+        received = self.client.wrappedProtocol.received
+        self.assertEqual(received.count(b"HTTP/1.1 200 OK\r\n"), 2)
+        self.assertIn(b"\r\n\r\n" + b"f" * ANSWER + b"HTTP/1.1 200 OK\r\n", received)
+        self.assertTrue(received.endswith(b"\r\n\r\nsmall"))
+        self.client.loseConnection()
+        self.pump()
+        self.assertTrue(self.socket.closed, "the server did not close")
+        self.assertFalse(self.socket.aborted)
+        self.assertTrue(self.client.getHandle().get_shutdown() & SSL.RECEIVED_SHUTDOWN,
+                        "the client got no close_notify")
+
+    def test_bad_record_between_answers(self):
+        """A bad record with nothing unsent resets the connection too: the client is broken."""
+        self.client.write(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.pump()
+        self.assertEqual(self.socket.unsent(), 0)
+        self.server.dataReceived(BAD_RECORD)
+        self.assertTrue(self.socket.aborted)
+
+
+class FailedHandshakeTests(SynchronousTestCase):
+    """A handshake that fails keeps Twisted's close: its alert goes out, then the FIN."""
+
+    def test_alert_sent(self):
+        """A client offering TLS 1.1 only gets OpenSSL's alert, then the FIN: no reset."""
+        sent = []
+        socket_ = MemorySocket(Clock(), sent.append)
+        server = ClosingTLSFactory(loaded(rsa_server()), False, _Site(), Clock()
+                                   ).buildProtocol(PEER)
+        server.makeConnection(socket_)
+        client = SSL.Connection(client_context(SSL.TLS1_1_VERSION, SSL.TLS1_1_VERSION), None)
+        client.set_connect_state()
+        with self.assertRaises(SSL.WantReadError):
+            client.do_handshake()
+        server.dataReceived(client.bio_read(1 << 16))
+        socket_.take(1 << 16)
+        self.assertFalse(socket_.aborted)
+        self.assertTrue(socket_.closed)
+        self.assertEqual(b"".join(sent)[:1], b"\x15", "a TLS alert record")
+
+
 class _Loopback(TestCase):
     """Over real loopback sockets: a TLS listener, a client, a wait in the reactor's turns."""
 
     async def serve(self, protocol):
         """A TLS listener on loopback for C{protocol}; return its port number."""
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            TLSMemoryBIOFactory(loaded(rsa_server()), False, Factory.forProtocol(protocol),
-                                reactor))
+            ClosingTLSFactory(loaded(rsa_server()), False, Factory.forProtocol(protocol),
+                              reactor))
         self.addCleanup(port.stopListening)
         return port.getHost().port
 
@@ -331,8 +539,9 @@ class NonReadingClientTests(_Loopback):
         """
         A 16 MiB answer to a client that reads nothing pauses the server's
         producer (never twice in a row) until it stalls with most of it
-        unsent; reading resumes it; a bad record then ends the connection,
-        the producer told OpenSSL's error, once the client closes.
+        unsent; reading resumes it; a bad record then ends the connection
+        at once, the client still open and reading nothing: the client's
+        socket is reset, the producer told OpenSSL's error.
         """
         calls, lost = [], Deferred()
         size = 16 << 20
@@ -393,14 +602,14 @@ class NonReadingClientTests(_Loopback):
                 pass
             return sum(received) > 4 << 20
         self.assertTrue(await self.poll(read_some), "reading did not resume the server")
-        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
-        # (the server closes, after what it still has to send: a client that
-        # then neither reads nor closes holds it as any client that stops
-        # reading does)
-        raw.close()
-        client.close()
-        error = await lost
-        self.assertIsInstance(error, SSL.Error)
+        raw.sendall(BAD_RECORD)
+        # (a limit far above the reactor's few turns: the test is that it
+        # ends while the client holds its side open and reads nothing)
+        self.assertTrue(await self.poll(lambda: lost.called, 10), "the server kept the connection")
+        self.assertIsInstance(await lost, SSL.Error)
+        self.assertTrue(await self.poll(
+            lambda: raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE, 10),
+            "the client's socket was not reset")
 
 
 class LingerOverTCPTests(_Loopback):
@@ -417,7 +626,7 @@ class LingerOverTCPTests(_Loopback):
         os.makedirs(spool)
         site = PypidSite(_Hello(), SiteSettings(1 << 20), spool)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            TLSMemoryBIOFactory(loaded(rsa_server()), False, site, reactor))
+            ClosingTLSFactory(loaded(rsa_server()), False, site, reactor))
         self.addCleanup(port.stopListening)
         raw, client = self.client(port.getHost().port)
         asked, received = [], []

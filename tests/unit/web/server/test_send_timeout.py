@@ -2,15 +2,14 @@
 Tests for the channel's send timeout (L{pypid.web.server.channel.PypidChannel.check}):
 a client that stops reading its answer is dropped once it took none of it
 for C{send_timeout} seconds, and one that reads slowly is kept, on plain
-HTTP, behind the PROXY protocol's layer and under Twisted's TLS layer. The transport is Twisted's own
-buffering and flow control (L{FileDescriptor}) over a kernel in memory
-that takes only what the test lets the client read, with a L{Clock}.
+HTTP, behind the PROXY protocol's layer and under the https: listeners'
+TLS layer. The transport is Twisted's own buffering and flow control over
+a kernel in memory (L{MemorySocket}) that takes only what the test lets
+the client read, with a L{Clock}.
 """
 
 import os
 
-from twisted.internet.abstract import FileDescriptor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -26,8 +25,10 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from pypid.web.server.channel import PypidChannel
+from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
+from tests.harness.memory_socket import MemorySocket
 from tests.harness.tls import PEER, loaded, rsa_server, shared_ca
 
 #: The send timeout of these tests' site.
@@ -35,64 +36,6 @@ SEND_TIMEOUT = 5.0
 
 #: The size of the answers: far more than the transport's buffer (64 KiB).
 ANSWER = 1 << 20
-
-
-class _Socket(FileDescriptor):
-    """
-    A TCP transport in memory, with Twisted's own buffer and flow control:
-    the kernel (L{writeSomeData}) takes only as much as the client has
-    read (L{take}), and hands it to C{peer} when there is one.
-    """
-
-    def __init__(self, clock, peer=None):
-        FileDescriptor.__init__(self, clock)
-        self.connected = True
-        self.peer = peer
-        self.room = 0
-        self.writing = False
-        self.aborted = False
-
-    def writeSomeData(self, data):
-        taken = min(len(data), self.room)
-        self.room -= taken
-        if taken and self.peer is not None:
-            self.peer(bytes(data[:taken]))
-        return taken
-
-    def take(self, size):
-        """
-        The client reads C{size} bytes: the kernel takes that many more, as
-        a reactor would, writing while there is room and something to write.
-        """
-        self.room += size
-        while self.writing and self.room:
-            self.doWrite()
-
-    def startWriting(self):
-        """There is something to write (the test's L{take} writes it)."""
-        self.writing = True
-
-    def stopWriting(self):
-        """Nothing left to write."""
-        self.writing = False
-
-    def startReading(self):
-        """(no reactor)"""
-
-    def stopReading(self):
-        """(no reactor)"""
-
-    def abortConnection(self):
-        self.aborted = True
-
-    def setTcpNoDelay(self, enabled):
-        """(asked by the channel through the TLS layer)"""
-
-    def getPeer(self):
-        return PEER
-
-    def getHost(self):
-        return IPv4Address("TCP", "127.0.0.1", 8080)
 
 
 class _Whole(Resource):
@@ -213,7 +156,7 @@ class _PlainMixin(_SendTimeoutMixin):
     def connect(self):
         self.channel = self.site.buildProtocol(PEER)
         self.assertIsInstance(self.channel, PypidChannel)
-        self.socket = _Socket(self.clock)
+        self.socket = MemorySocket(self.clock)
         self.channel.makeConnection(self.socket)
 
     def ask(self):
@@ -237,7 +180,7 @@ class ProxyProtocolTests(_SendTimeoutMixin, SynchronousTestCase):
         listening = _Endpoint()
         proxyEndpoint(listening).listen(self.site)
         wrapper = listening.factory.buildProtocol(PEER)
-        self.socket = _Socket(self.clock)
+        self.socket = MemorySocket(self.clock)
         wrapper.makeConnection(self.socket)
         self.channel = wrapper.wrappedProtocol
         self.assertIsInstance(self.channel, PypidChannel)
@@ -249,7 +192,7 @@ class ProxyProtocolTests(_SendTimeoutMixin, SynchronousTestCase):
 
 class TLSTests(_SendTimeoutMixin, SynchronousTestCase):
     """
-    Under Twisted's TLS layer over the same transport: the channel learns
+    Under the TLS layer over the same transport: the channel learns
     that the buffer is full through the layer, and sees through it what
     the kernel took.
     """
@@ -260,10 +203,10 @@ class TLSTests(_SendTimeoutMixin, SynchronousTestCase):
         client = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=root), True,
                                      Factory.forProtocol(_Received), self.clock
                                      ).buildProtocol(PEER)
-        server = TLSMemoryBIOFactory(loaded(rsa_server()), False, self.site, self.clock
-                                     ).buildProtocol(PEER)
+        server = ClosingTLSFactory(loaded(rsa_server()), False, self.site, self.clock
+                                   ).buildProtocol(PEER)
         self.client_io = StringTransport()
-        self.socket = _Socket(self.clock, client.dataReceived)
+        self.socket = MemorySocket(self.clock, client.dataReceived)
         self.server = server
         server.makeConnection(self.socket)
         client.makeConnection(self.client_io)

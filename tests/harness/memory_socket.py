@@ -1,0 +1,83 @@
+"""
+A TCP transport in memory with Twisted's own buffer and flow control
+(L{FileDescriptor}'s, as a real connection has): the kernel takes only as
+much as the test lets the client read (L{MemorySocket.take}). The tests of
+the channel's send timeout and of the TLS layer's closes drive it with a
+L{twisted.internet.task.Clock}.
+"""
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
+
+from tests.harness.tls import PEER
+
+
+class MemorySocket(FileDescriptor):
+    """
+    A TCP transport in memory: the kernel (L{writeSomeData}) takes only as
+    much as the client has read (L{take}), and hands it to C{peer} when
+    there is one.
+
+    @ivar aborted: whether the connection was aborted (a reset).
+    @ivar closed: whether it was closed in order, its buffer sent (a FIN).
+    """
+
+    def __init__(self, clock, peer=None):
+        FileDescriptor.__init__(self, clock)
+        self.connected = True
+        self.peer = peer
+        self.room = 0
+        self.writing = False
+        self.aborted = False
+        self.closed = False
+
+    def writeSomeData(self, data):
+        taken = min(len(data), self.room)
+        self.room -= taken
+        if taken and self.peer is not None:
+            self.peer(bytes(data[:taken]))
+        return taken
+
+    def take(self, size):
+        """
+        The client reads C{size} bytes: the kernel takes that many more, as
+        a reactor would, writing while there is room and something to write.
+        """
+        self.room += size
+        while self.writing and self.room:
+            self.doWrite()
+
+    def unsent(self):
+        """How many bytes Twisted's buffer holds that the kernel has not taken."""
+        return len(self.dataBuffer) - self.offset + self._tempDataLen
+
+    def _postLoseConnection(self):
+        """The buffer is sent and a close was asked for: the FIN goes out."""
+        self.closed = True
+        return FileDescriptor._postLoseConnection(self)
+
+    def startWriting(self):
+        """There is something to write (the test's L{take} writes it)."""
+        self.writing = True
+
+    def stopWriting(self):
+        """Nothing left to write."""
+        self.writing = False
+
+    def startReading(self):
+        """(no reactor)"""
+
+    def stopReading(self):
+        """(no reactor)"""
+
+    def abortConnection(self):
+        self.aborted = True
+
+    def setTcpNoDelay(self, enabled):
+        """(asked by the channel through the TLS layer)"""
+
+    def getPeer(self):
+        return PEER
+
+    def getHost(self):
+        return IPv4Address("TCP", "127.0.0.1", 8080)
