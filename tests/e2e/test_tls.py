@@ -39,6 +39,8 @@ from tests.harness.e2e import (
     worker_pids,
 )
 from tests.harness.e2e_tls import (
+    BAD_RECORD,
+    HostileTLSClient,
     TLSDaemon,
     TLSDaemonTestCase,
     client_context,
@@ -84,6 +86,11 @@ def closed_by_server(sock, limit):
         except ConnectionResetError:
             return True
         return reset_unread(raw, limit)
+
+#: How soon the server must end a connection whose client ended its TLS
+#: session (seconds): it takes a few turns of its reactor; the connection
+#: was held 30 s (the next header deadline) or 60 s (the send timeout) before.
+CLOSE_BUDGET = 5.0
 
 #: How soon the daemon answers, and logs a refused reload, after a SIGHUP
 #: that finds unusable TLS files (seconds: a reactor that is not blocked
@@ -285,6 +292,119 @@ class NonReadingClientTests(TLSDaemonTestCase):
         self.assertIn(b"Dropping a connection whose client took none of its answer for 2 s",
                       self.daemon.log_since_start())
         self.assertEqual(len(https("GET", self.daemon.url + path[1:]).body), size)
+
+
+class HostileClientTests(TLSDaemonTestCase):
+    """
+    An https: daemon holding a 16 MiB file, and clients that end their TLS
+    session in the middle of a download (a record the server cannot
+    take, a close_notify) or before their request is whole: the server
+    ends each connection at once, and serves the next client.
+    """
+
+    def prepare(self, daemon):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
+            data = f.read()
+        filename = "big_download-1.0-py3-none-any.whl"
+        ctype, body = upload_form(filename, data)
+        self.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
+                               auth=(USER, PASSWORD)).status, 200)
+        return f"/files/big-download/{filename}", len(data)
+
+    def downloading(self):
+        """
+        A client that asked for the 16 MiB file and read its first MiB:
+        the server is in the middle of the answer (no kernel's buffers
+        hold the rest, the client's receive buffer made small).
+        """
+        path, _ = self.prepared
+        client = HostileTLSClient(self.daemon.port, receive_buffer=1 << 16)
+        self.addCleanup(client.close)
+        client.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        self.assertTrue(client.read(1 << 20).startswith(b"HTTP/1.1 200 OK\r\n"))
+        return client
+
+    def assert_served(self):
+        """The next client downloads the file whole, and asks for /health on the same connection."""
+        path, size = self.prepared
+        kept = httpclient.HTTPSConnection(HOST, self.daemon.port, context=client_context(),
+                                          timeout=HTTP_TIMEOUT)
+        self.addCleanup(kept.close)
+        self.assertEqual(len(https("GET", self.daemon.url + path[1:], connection=kept).body),
+                         size)
+        self.assertEqual(https("GET", self.daemon.url + "health", connection=kept).status, 200)
+
+    def test_bad_record_mid_download(self):
+        """
+        A record the server cannot take, sent in the middle of a download,
+        resets the connection at once, whether the client goes on reading
+        or not; the log says why.
+        """
+        line = b"Dropping a TLS connection whose client sent a record TLS refused"
+        before = self.daemon.log_since_start().count(line)
+        for reading in (False, True):
+            client = self.downloading()
+            client.send_raw(BAD_RECORD)
+            self.assertEqual(client.ended(CLOSE_BUDGET, reading), "reset", f"reading={reading}")
+        self.assertEqual(self.daemon.log_since_start().count(line), before + 2)
+        self.assert_served()
+
+    def test_close_notify_mid_download(self):
+        """
+        The client's close_notify in the middle of a download resets the
+        connection at once (the rest of the answer can no longer be sent
+        in order), whether the client goes on reading or not.
+        """
+        line = b"Dropping a TLS connection its client closed with "
+        before = self.daemon.log_since_start().count(line)
+        for reading in (False, True):
+            client = self.downloading()
+            client.close_notify()
+            self.assertEqual(client.ended(CLOSE_BUDGET, reading), "reset", f"reading={reading}")
+        self.assertEqual(self.daemon.log_since_start().count(line), before + 2)
+        self.assert_served()
+
+    def test_before_the_request(self):
+        """
+        Before the request is whole, the server ends the connection at once
+        too: garbage in the handshake (OpenSSL's alert, then the FIN), a
+        bad record in the middle of the request's head (a reset), the
+        client's close_notify there (the server's, then the FIN).
+        """
+        with socket.create_connection((HOST, self.daemon.port), timeout=HTTP_TIMEOUT) as raw:
+            raw.sendall(b"\x16\x03\x01\x00\x05" + b"\x00" * 5 + BAD_RECORD)
+            raw.settimeout(CLOSE_BUDGET)
+            self.assertEqual(read_to_close(raw)[:1], b"\x15", "a TLS alert")
+        for end, how in ((lambda client: client.send_raw(BAD_RECORD), "reset"),
+                         (HostileTLSClient.close_notify, "closed")):
+            client = HostileTLSClient(self.daemon.port)
+            self.addCleanup(client.close)
+            client.send(b"GET /health HTTP/1.1\r\nHost: local")
+            end(client)
+            self.assertEqual(client.ended(CLOSE_BUDGET, reading=True), how)
+        self.assert_served()
+
+    def test_graceful_close(self):
+        """
+        A client that downloads the file and asks for /health on one
+        connection, then sends its close_notify, gets the server's
+        close_notify, then the FIN, at once.
+        """
+        path, size = self.prepared
+        dropped = self.daemon.log_since_start().count(b"Dropping a TLS connection")
+        kept = httpclient.HTTPSConnection(HOST, self.daemon.port, context=client_context(),
+                                          timeout=HTTP_TIMEOUT)
+        self.addCleanup(kept.close)
+        self.assertEqual(len(https("GET", self.daemon.url + path[1:], connection=kept).body),
+                         size)
+        self.assertEqual(https("GET", self.daemon.url + "health", connection=kept).status, 200)
+        kept.sock.settimeout(CLOSE_BUDGET)
+        plain = kept.sock.unwrap()  # (the close_notify, both ways)
+        self.assertEqual(plain.recv(1), b"", "no FIN")
+        self.assertEqual(self.daemon.log_since_start().count(b"Dropping a TLS connection"),
+                         dropped)
 
 
 class ReloadTests(TLSDaemonTestCase):

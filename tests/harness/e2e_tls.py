@@ -2,12 +2,15 @@
 The end-to-end daemon on native HTTPS (they were L{tests.e2e.test_tls}'s):
 L{TLSDaemon} listens on C{https:} (and C{http-redirect:}) with
 certificates of a test CA (L{shared_ca}), L{TLSDaemonTestCase} shares one
-among a class's tests, and L{https} makes one request trusting that CA.
+among a class's tests, L{https} makes one request trusting that CA, and
+L{HostileTLSClient} sends what a broken or hostile client would.
 """
 
 import os
 import shutil
+import socket
 import ssl
+import time
 from functools import cache
 from http import client as httpclient
 from urllib.parse import urlsplit
@@ -15,6 +18,7 @@ from urllib.parse import urlsplit
 from tests.harness.e2e import (
     HOST,
     HTTP_TIMEOUT,
+    TCP_CLOSE,
     Daemon,
     DaemonTestCase,
     Response,
@@ -153,3 +157,121 @@ class TLSDaemonTestCase(DaemonTestCase):
         if start:
             daemon.start()
         return daemon
+
+
+#: An application-data record OpenSSL refuses (its authentication fails).
+BAD_RECORD = b"\x17\x03\x03\x00\x20" + b"\x00" * 32
+
+#: The state C{TCP_INFO} gives a connection whose peer sent its FIN (Linux's TCP_CLOSE_WAIT).
+TCP_CLOSE_WAIT = 8
+
+
+class HostileTLSClient:
+    """
+    A TLS client over a plain socket and memory BIOs (Python's C{ssl}), so
+    that a test sends exactly what it chooses, when it chooses: a request,
+    bytes that are no TLS record, its close_notify; and sees how the
+    server ends the TCP connection (L{ended}).
+    """
+
+    def __init__(self, port, receive_buffer=None):
+        """
+        Connect to C{port} and do the handshake, trusting the test CA.
+
+        @param receive_buffer: the socket's receive buffer in bytes, set
+            before it connects (a small one bounds what the server can
+            send to a client that reads nothing), or L{None}.
+        """
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if receive_buffer is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.sock.settimeout(HTTP_TIMEOUT)
+            self.sock.connect((HOST, port))
+            self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = client_context().wrap_bio(self._incoming, self._outgoing,
+                                                 server_hostname="localhost")
+            self._until_done(self.tls.do_handshake)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def close(self):
+        """Close the socket (no close_notify)."""
+        self.sock.close()
+
+    def _flush(self):
+        data = self._outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _until_done(self, step):
+        """Call C{step} until it needs no more bytes from the server; return its result."""
+        while True:
+            try:
+                result = step()
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("the server closed the connection") from None
+                self._incoming.write(data)
+            else:
+                self._flush()
+                return result
+
+    def send(self, data):
+        """Send C{data} over TLS."""
+        self.tls.write(data)
+        self._flush()
+
+    def read(self, size):
+        """At least C{size} bytes of what the server sends over TLS."""
+        received = []
+        while sum(map(len, received)) < size:
+            received.append(self._until_done(lambda: self.tls.read(1 << 16)))
+        return b"".join(received)
+
+    def send_raw(self, data):
+        """Send C{data} as it is, past TLS (a record the server cannot take, say)."""
+        self.sock.sendall(data)
+
+    def close_notify(self):
+        """Send this side's close_notify, and nothing more (no wait for the server's)."""
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as e:
+            # (its second step reads the server's close_notify, and meets the
+            # answer still coming: this side's was written first)
+            if e.reason != "APPLICATION_DATA_AFTER_CLOSE_NOTIFY":
+                raise
+        self._flush()
+
+    def ended(self, limit, reading):
+        """
+        How the server ended the TCP connection within C{limit} seconds:
+        C{"reset"}, C{"closed"} (its FIN), or L{None} while it kept it.
+
+        @param reading: read (and throw away) what arrives meanwhile;
+            else read nothing, and watch the connection's state.
+        """
+        deadline = time.monotonic() + limit
+        if not reading:
+            while time.monotonic() < deadline:
+                state = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+                if state in (TCP_CLOSE, TCP_CLOSE_WAIT):
+                    return "reset" if state == TCP_CLOSE else "closed"
+                time.sleep(0.02)
+            return None
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                if not self.sock.recv(1 << 20):
+                    return "closed"
+        except ConnectionResetError:
+            return "reset"
+        except TimeoutError:
+            pass
+        return None
