@@ -45,7 +45,8 @@ class ClosingTLSTransport(BufferingTLSTransport):
     session mid-answer (the module docstring).
 
     It reads two of Twisted's attributes that its class documents but does
-    not make public (checked with Twisted 24.7 to 26.10): C{_handshakeDone}
+    not make public (checked with Twisted 26.10; the tests of
+    L{tests.unit.test_tls_layer} fail if they change): C{_handshakeDone},
     and C{_lostTLSConnection}, set when the client's bytes ended the session.
     """
 
