@@ -44,6 +44,7 @@ from pypid.daemon.machine import (
     build_supervisor,
     note_usr1,
     process_title,
+    take,
     worker_signals,
 )
 from pypid.daemon.pools import ThreadPools
@@ -261,3 +262,4 @@ def reload_on_hangup(reactor: IReactorFromThreads, reload: Callable[[], None],
         waiting = False
         reload()
     signals.signal(signals.SIGHUP, hangup)
+    take(signals, signals.SIGHUP)

@@ -640,6 +640,33 @@ class WorkerRestartTests(DaemonTestCase):
         self.assertEqual(worker_pids(daemon), pids)
         self.assertEqual(workers_up(daemon), WORKERS)
 
+    def test_signals_while_loading(self):
+        """
+        C{SIGHUP} and C{SIGUSR1} sent to a worker the moment it starts,
+        before its handlers are in (a reload or a log rotation while a
+        worker restarts), end it no more than one that serves: they wait,
+        and it takes them once it can.
+        """
+        daemon = self.daemon
+        victim = worker_pids(daemon)[-1]
+        text = daemon.log_since_start()
+        ended, noted = text.count(b"ended ("), text.count(b"Received SIGUSR1")
+        os.kill(victim, signal.SIGKILL)
+        new = []
+
+        def started():
+            new[:] = [pid for pid in worker_pids(daemon) if pid != victim]
+            return len(new) == WORKERS
+        wait_for(started, 60, "the worker started again", interval=0.002)
+        pid = new[-1]
+        os.kill(pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGUSR1)
+        wait_for(lambda: workers_up(daemon) == WORKERS, 60, "every worker ready again")
+        wait_for(lambda: daemon.log_since_start().count(b"Received SIGUSR1") > noted, 30,
+                 "the new worker took SIGUSR1")
+        self.assertIn(pid, worker_pids(daemon))
+        self.assertEqual(daemon.log_since_start().count(b"ended ("), ended + 1)
+
     def test_restart_reads_the_config_in_force(self):
         """
         A worker started again runs on the configuration the machine runs

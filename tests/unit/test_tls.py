@@ -558,11 +558,17 @@ class ListenerTests(SynchronousTestCase):
         installed, called, reloads = {}, [], []
 
         class Signals:
-            SIGHUP = signal.SIGHUP
+            SIGHUP, SIG_UNBLOCK = signal.SIGHUP, signal.SIG_UNBLOCK
 
             @staticmethod
             def signal(number, handler):
                 installed[number] = handler
+
+            @staticmethod
+            def pthread_sigmask(how, mask):
+                # (a worker's, blocked since its start, once the handler is in)
+                self.assertEqual((how, list(mask), list(installed)),
+                                 (signal.SIG_UNBLOCK, [signal.SIGHUP], [signal.SIGHUP]))
 
         class Reactor:
             @staticmethod

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pypid.daemon.socket_groups import inheritable
-from pypid.daemon.workers import DEFAULTED, READY_FD, Command, lifted
+from pypid.daemon.workers import DEFAULTED, HELD, READY_FD, Command, lifted
 
 #: The largest role a worker is given: its environment and descriptors.
 _LARGEST_ROLE = 1 << 20
@@ -223,7 +223,7 @@ def _as_spawned(role: int, stdin: int, pipes: Mapping[int, tuple[int, int]],
             os.dup2(held, fd, inheritable=False)
     if held not in places:
         os.close(held)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.pthread_sigmask(signal.SIG_SETMASK, HELD)
     for signum in DEFAULTED:
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
                       else signal.SIG_DFL)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pypid.daemon.workers import DEFAULTED, READY_FD, Command, lifted
+from pypid.daemon.workers import DEFAULTED, HELD, READY_FD, Command, lifted
 
 
 class _Timer:
@@ -259,7 +259,7 @@ class Processes:
             ours.extend(moved.values())
             actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in moved.items()]
             pid = os.posix_spawn(command.executable, list(command.args), command.env,
-                                 file_actions=actions, setsigmask=(),
+                                 file_actions=actions, setsigmask=HELD,
                                  setsigdef=DEFAULTED)
         except BaseException:
             for fd in [*pipes.values(), *ours, *([keep] if keep >= 0 else [])]:

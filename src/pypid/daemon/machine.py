@@ -34,7 +34,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from signal import Handlers
 from types import FrameType
@@ -177,6 +177,22 @@ class Signals(Protocol):
     def getsignal(self, signalnum: int) -> object:
         """The handler of C{signalnum}."""
 
+    @property
+    def SIG_UNBLOCK(self) -> int:
+        """The mask's change that lets signals through."""
+
+    def pthread_sigmask(self, how: int, mask: Iterable[int]) -> object:
+        """Change this thread's mask of signals."""
+
+
+def take(signals: Signals, signalnum: int) -> None:
+    """
+    Let C{signalnum} through once its handler is in: a worker starts with
+    it blocked (L{pypid.daemon.workers.HELD}), and one that came meanwhile
+    is taken now. (In a process that never blocked it, nothing changes.)
+    """
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, [signalnum])
+
 
 def worker_signals(reactor: IStoppingReactor, signals: Signals = signal) -> None:
     """
@@ -203,13 +219,12 @@ def note_usr1(reactor: IReactorFromThreads, signals: Signals = signal) -> None:
     Elsewhere the log goes to standard output (a worker's to its
     supervisor), so there is no file to reopen: the signal is logged.
     """
-    if signals.getsignal(signals.SIGUSR1) != signals.SIG_DFL:
-        return
-
-    def noted(signum: int, frame: FrameType | None) -> None:
-        reactor.callFromThread(log.info, "Received SIGUSR1: this process writes its log to "
-                               "standard output, not to a file to reopen; going on")
-    signals.signal(signals.SIGUSR1, noted)
+    if signals.getsignal(signals.SIGUSR1) == signals.SIG_DFL:
+        def noted(signum: int, frame: FrameType | None) -> None:
+            reactor.callFromThread(log.info, "Received SIGUSR1: this process writes its log "
+                                   "to standard output, not to a file to reopen; going on")
+        signals.signal(signals.SIGUSR1, noted)
+    take(signals, signals.SIGUSR1)
 
 
 def _stop_once(reactor: IReactorCore) -> None:

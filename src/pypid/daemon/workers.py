@@ -49,8 +49,16 @@ def lifted(placed: Mapping[int, int]) -> dict[int, int]:
 
 
 #: The signals a worker starts with at their defaults, whatever the
-#: supervisor does with them (a worker's own mask is empty).
+#: supervisor does with them.
 DEFAULTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+
+#: The signals a worker starts with blocked (the rest of its mask is
+#: empty): their default ends a process, and a reload or a log rotation
+#: came while a worker was loading, before its handlers were in, and
+#: ended it, again at each restart. One that comes then waits, and is
+#: taken once its handler is in (L{pypid.tap.reload_on_hangup},
+#: L{pypid.daemon.machine.note_usr1}).
+HELD = (signal.SIGHUP, signal.SIGUSR1)
 
 #: Seconds before a worker that ended is started again: doubled each time
 #: it ends within L{STEADY} seconds of its start, up to the last.

@@ -87,6 +87,34 @@ class ProcessesTests(SynchronousTestCase):
         self.assertEqual({fd for fd, _ in said}, {1})
         self.assertEqual((b"".join(data for _, data in said), ended), (b"out\n", ["exited"]))
 
+    def test_reload_and_rotation_held(self):
+        """
+        A process starts with C{SIGHUP} and C{SIGUSR1} blocked, and nothing
+        else: sent before its handlers are in (a worker still loading), they
+        wait instead of ending it, as their default does.
+        """
+        loop = Loop()
+        self.addCleanup(loop.close)
+        script = ("import os, signal, time\n"
+                  "os.kill(os.getpid(), signal.SIGHUP)\n"
+                  "os.kill(os.getpid(), signal.SIGUSR1)\n"
+                  "time.sleep(0.1)\n"
+                  "print(sorted(signal.sigpending()), sorted(signal.pthread_sigmask("
+                  "signal.SIG_BLOCK, [])))\n")
+        said, ended = [], []
+
+        def end(how):
+            ended.append(how)
+            loop.stop()
+        Processes(loop).spawn(Command(sys.executable, (sys.executable, "-c", script),
+                                      dict(os.environ), {}),
+                              lambda fd, data: said.append(data), end)
+        loop.callLater(60, loop.stop)
+        loop.run()
+        held = sorted([signal.SIGHUP, signal.SIGUSR1])
+        self.assertEqual((b"".join(said).decode().strip(), ended),
+                         (f"{held} {held}", ["exited"]))
+
     def test_how_it_ended(self):
         """An end as the log says it: exited, with its status, or killed by a signal."""
         self.assertEqual([how_it_ended(status) for status in (0, 3 << 8, signal.SIGKILL)],

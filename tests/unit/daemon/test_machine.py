@@ -44,15 +44,23 @@ class _Signals:
 
     SIGHUP, SIGTERM, SIGINT, SIG_IGN = signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIG_IGN
     SIGUSR1, SIG_DFL = signal.SIGUSR1, signal.SIG_DFL
+    SIG_UNBLOCK = signal.SIG_UNBLOCK
 
     def __init__(self):
         self.handlers = {}
+        self.unblocked = []
 
     def signal(self, signum, handler):
         self.handlers[signum] = handler
 
     def getsignal(self, signum):
         return self.handlers.get(signum, signal.SIG_DFL)
+
+    def pthread_sigmask(self, how, mask):
+        assert how == signal.SIG_UNBLOCK
+        # (only once its handler is in)
+        assert all(signum in self.handlers for signum in mask), mask
+        self.unblocked.extend(mask)
 
 
 class _Reactor(MemoryReactorClock):
@@ -192,6 +200,8 @@ class WorkerProcessTests(SynchronousTestCase):
         signals.handlers[signal.SIGUSR1] = rotation
         note_usr1(reactor, signals)
         self.assertIs(signals.handlers[signal.SIGUSR1], rotation)
+        # (a worker starts with it blocked: let through, either way)
+        self.assertEqual(signals.unblocked, [signal.SIGUSR1, signal.SIGUSR1])
 
     def test_ready_line(self):
         """
