@@ -37,8 +37,7 @@ def nobody_logs_in(config: Config) -> bool:
     case (C{twistd -n pypid} with no C{--config}), where twine's upload
     then got a bare 401 and the log had said nothing of it.
     """
-    c = config
-    return not (c.users or c.ldap.url or c.sso.issuer or c.publishers)
+    return not (config.users or config.ldap.url or config.sso.issuer or config.publishers)
 
 
 def storage_line(config: Config) -> str:
