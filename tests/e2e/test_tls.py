@@ -263,21 +263,26 @@ class HTTPSTests(TLSDaemonTestCase):
         self.assertNotIn(wheel[0], daemon.stored_names())
 
 
+def big_download(case, daemon):
+    """Upload a 16 MiB wheel; its path on the daemon and its size."""
+    folder = os.path.abspath(case.mktemp())
+    os.makedirs(folder)
+    with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
+        data = f.read()
+    filename = "big_download-1.0-py3-none-any.whl"
+    ctype, body = upload_form(filename, data)
+    case.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
+                           auth=(USER, PASSWORD)).status, 200)
+    return f"/files/big-download/{filename}", len(data)
+
+
 class NonReadingClientTests(TLSDaemonTestCase):
     """An https: daemon with a send timeout of 2 s, holding a 16 MiB file."""
 
     settings = {"pypid.send_timeout": "2s"}
 
     def prepare(self, daemon):
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
-            data = f.read()
-        filename = "big_download-1.0-py3-none-any.whl"
-        ctype, body = upload_form(filename, data)
-        self.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
-                               auth=(USER, PASSWORD)).status, 200)
-        return f"/files/big-download/{filename}", len(data)
+        return big_download(self, daemon)
 
     def test_non_reading_client_dropped(self):
         """
@@ -303,15 +308,7 @@ class HostileClientTests(TLSDaemonTestCase):
     """
 
     def prepare(self, daemon):
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        with open(write_random_wheel(folder, "big-download", "1.0", 16 << 20), "rb") as f:
-            data = f.read()
-        filename = "big_download-1.0-py3-none-any.whl"
-        ctype, body = upload_form(filename, data)
-        self.assertEqual(https("POST", daemon.url, {"Content-Type": ctype}, body,
-                               auth=(USER, PASSWORD)).status, 200)
-        return f"/files/big-download/{filename}", len(data)
+        return big_download(self, daemon)
 
     def downloading(self):
         """

@@ -3,11 +3,14 @@ A TCP transport in memory with Twisted's own buffer and flow control
 (L{FileDescriptor}'s, as a real connection has): the kernel takes only as
 much as the test lets the client read (L{MemorySocket.take}). The tests of
 the channel's send timeout and of the TLS layer's closes drive it with a
-L{twisted.internet.task.Clock}.
+L{twisted.internet.task.Clock}, with a large answer streamed through it
+(L{Stream}).
 """
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from tests.harness.tls import PEER
 
@@ -81,3 +84,34 @@ class MemorySocket(FileDescriptor):
 
     def getHost(self):
         return IPv4Address("TCP", "127.0.0.1", 8080)
+
+
+@implementer(IPushProducer)
+class Stream:
+    """
+    A large answer of C{size} bytes written as fast as the transport takes
+    it, as a stored file is; stopped, it writes no more.
+    """
+
+    def __init__(self, request, size):
+        self.request = request
+        self.left = size
+        self.paused = False
+        self.stopped = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        while self.left and not self.paused:
+            chunk = min(self.left, 1 << 16)
+            self.left -= chunk
+            self.request.write(b"f" * chunk)
+        if not self.left and not self.paused and not self.stopped:
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self):
+        self.stopped = True
+        self.left = 0

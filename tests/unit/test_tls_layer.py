@@ -40,7 +40,7 @@ from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.e2e import TCP_CLOSE
-from tests.harness.memory_socket import MemorySocket
+from tests.harness.memory_socket import MemorySocket, Stream
 from tests.harness.tls import (
     PEER,
     client_context,
@@ -306,34 +306,6 @@ class SiteOverTLSTests(SynchronousTestCase):
         self.assertIsNotNone(client.lost, "the connection closed after /b")
 
 
-@implementer(IPushProducer)
-class _Stream:
-    """A large answer written as fast as the transport takes it (as a stored file is)."""
-
-    def __init__(self, request):
-        self.request = request
-        self.left = ANSWER
-        self.paused = False
-        self.stopped = False
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        while self.left and not self.paused:
-            chunk = min(self.left, 1 << 16)
-            self.left -= chunk
-            self.request.write(b"f" * chunk)
-        if not self.left and not self.paused and not self.stopped:
-            self.request.unregisterProducer()
-            self.request.finish()
-
-    def stopProducing(self):
-        self.stopped = True
-        self.left = 0
-
-
 class _Answers(Resource):
     """C{/big} streams L{ANSWER} bytes through a push producer; anything else is small."""
 
@@ -347,7 +319,7 @@ class _Answers(Resource):
         if request.path != b"/big":
             return b"small"
         request.setHeader(b"content-length", b"%d" % ANSWER)
-        stream = _Stream(request)
+        stream = Stream(request, ANSWER)
         self.streams.append(stream)
         request.registerProducer(stream, True)
         stream.resumeProducing()

@@ -11,7 +11,6 @@ the client read, with a L{Clock}.
 import os
 
 from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
@@ -22,13 +21,12 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from zope.interface import implementer
 
 from pypid.web.server.channel import PypidChannel
 from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
-from tests.harness.memory_socket import MemorySocket
+from tests.harness.memory_socket import MemorySocket, Stream
 from tests.harness.tls import PEER, loaded, rsa_server, shared_ca
 
 #: The send timeout of these tests' site.
@@ -47,39 +45,13 @@ class _Whole(Resource):
         return b"p" * ANSWER
 
 
-@implementer(IPushProducer)
-class _Stream:
-    """A large answer written as fast as the transport takes it (as a stored file is)."""
-
-    def __init__(self, request):
-        self.request = request
-        self.left = ANSWER
-        self.paused = False
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        while self.left and not self.paused:
-            chunk = min(self.left, 1 << 16)
-            self.left -= chunk
-            self.request.write(b"f" * chunk)
-        if not self.left and not self.paused:
-            self.request.unregisterProducer()
-            self.request.finish()
-
-    def stopProducing(self):
-        self.left = 0
-
-
 class _Streamed(Resource):
     """Streams its answer through a push producer."""
 
     isLeaf = True
 
     def render(self, request):
-        stream = _Stream(request)
+        stream = Stream(request, ANSWER)
         request.registerProducer(stream, True)
         stream.resumeProducing()
         return NOT_DONE_YET
