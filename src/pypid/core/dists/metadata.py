@@ -306,10 +306,6 @@ class _Headers:
         values = self.get_all(name)
         return values[0] if values else None
 
-    def get_payload(self) -> str:
-        """The text after the headers."""
-        return self.payload
-
     def names(self) -> KeysView[str]:
         """The lower-cased names of the headers, each once, in no set order."""
         return self._values.keys()
