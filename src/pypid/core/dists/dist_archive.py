@@ -67,8 +67,7 @@ from pypid.core.dists.metadata import (
 )
 from pypid.core.dists.names import WHEEL, ParsedFilename, is_valid_name, normalize
 from pypid.core.dists.wheelfile import InvalidWheelFile, TagMismatch
-from pypid.core.dists.zip_data import check_zip_data
-from pypid.core.dists.zipcheck import check_zip
+from pypid.core.dists.zipcheck import check_zip, check_zip_data
 
 if TYPE_CHECKING:
     import os

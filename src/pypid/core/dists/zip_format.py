@@ -4,10 +4,8 @@ extra fields they know, L{UnsafeZip} (whose docstring lists every rule),
 a member as its headers describe it (L{ZipEntry}), and the reads and
 checks the central directory and the local headers share.
 
-Apart from L{pypid.core.dists.zipcheck} so that its parts (the central
-directory, L{pypid.core.dists.zip_central}; the local headers,
-L{pypid.core.dists.zip_local}; the members' data,
-L{pypid.core.dists.zip_data}) stand on it without importing one another.
+Apart from L{pypid.core.dists.zipcheck} so that the headers' checks
+(L{pypid.core.dists.zip_headers}) stand on it without importing it.
 """
 
 from __future__ import annotations
@@ -149,7 +147,7 @@ class ZipEntry:
     @ivar header_offset: where its local header starts.
     @ivar is_dir: whether it is a directory entry.
     @ivar data_offset: where its (compressed) data starts (0 until its
-        local header is checked: L{pypid.core.dists.zip_local.check_members}).
+        local header is checked: L{pypid.core.dists.zip_headers.check_members}).
     """
 
     name: str

@@ -14,9 +14,8 @@ import zlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.dist_members import MemberNames, UnsafeArchive, check_member_name
-from pypid.core.dists.zip_data import check_zip_data
 from pypid.core.dists.zip_format import UnsafeZip
-from pypid.core.dists.zipcheck import ZipEntry, check_zip
+from pypid.core.dists.zipcheck import ZipEntry, check_zip, check_zip_data
 from tests.harness.distributions import make_sdist_zip, make_wheel
 
 U32 = 0xFFFFFFFF
