@@ -1,7 +1,7 @@
 """
 The grammar of access rules: C{[acl]} lines (L{parse_rule}), project
-patterns, and an index's grants (L{IndexGrants}). Pure logic, no I/O: the
-configuration reads its rules with it at start-up, the access model
+patterns, and an index's grants (L{IndexGrants}). The configuration
+reads its rules with it at start-up, the access model
 (L{pypid.auth.policy}) decides with the rules it reads, and tokens and
 publishers share its patterns.
 """

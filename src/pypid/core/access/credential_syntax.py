@@ -3,8 +3,8 @@ The grammar of credentials in the configuration: what a user name may be,
 the password hashes C{[users]} accepts (argon2id, checked by
 L{check_hash_format} without hashing), and htpasswd files' lines
 (L{parse_htpasswd}), so that pypiserver's users can move over as they are.
-Pure logic, no I/O: the configuration checks with it at start-up, and the
-password checks (L{pypid.auth.hashes}) read the hashes' costs with it.
+The configuration checks with it at start-up, and the password checks
+(L{pypid.auth.hashes}) read the hashes' costs with it.
 
 In htpasswd files, bcrypt (C{$2y$}, C{$2b$}, C{$2a$}) and argon2id entries
 are accepted. The weak schemes htpasswd can also write are refused, with

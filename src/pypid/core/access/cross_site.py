@@ -21,8 +21,6 @@ that changes something:
 A request with neither header is a client that is not a browser, or a
 browser's C{GET}: taken as it always was. So are C{GET}, C{HEAD} and
 C{OPTIONS}, which change nothing here.
-
-Pure: a request's method and headers in, a reason to refuse (or L{None}) out.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ whatever the client wrote to the left of it (a spoofed C{127.0.0.1}, say)
 is never read. A header that cannot be read up to the client (an entry
 that is not an IP address) is ignored: the client is then the proxy, the
 safe side (the proxy's address is held back, not an address the client
-chose). Pure: the caller gives the peer's address and the header's values.
+chose).
 """
 
 from __future__ import annotations

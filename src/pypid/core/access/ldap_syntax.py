@@ -1,8 +1,8 @@
 """
 The grammar of C{[ldap]}: RFC 4515 search filters and C{ldap://} and
-C{ldaps://} URLs. Pure logic, no I/O: the configuration checks its filters
-and URLs with it at start-up, and the directory (L{pypid.auth.ldap}) fills
-and sends the filters it builds.
+C{ldaps://} URLs. The configuration checks its filters and URLs with it
+at start-up, and the directory (L{pypid.auth.ldap}) fills and sends the
+filters it builds.
 
 L{parse_filter} is held to ldaptor's C{parseFilter} by
 C{tests/unit/auth/test_ldap.py}'s C{LdaptorDifferentialTests}, which keeps

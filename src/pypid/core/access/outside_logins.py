@@ -13,8 +13,6 @@ still lets that in (L{OutsideLogins.admits}): the same
 directory (its servers and user base); the same provider and client,
 whose C{[sso] allow} still lets them in; and never once a local user has
 their name (the caller checks that, against its users).
-
-Pure.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """
 The grammar of trusted publishing's configuration: C{[oidc] issuers} and
-C{[publishers]} entries (L{PublisherRule}), and the settings they make.
-Pure logic, no I/O: the configuration reads them at start-up, and the
-token exchange (L{pypid.auth.oidc}) matches tokens against them.
+C{[publishers]} entries (L{PublisherRule}), and the settings they make:
+the configuration reads them at start-up, and the token exchange
+(L{pypid.auth.oidc}) matches tokens against them.
 """
 
 from __future__ import annotations

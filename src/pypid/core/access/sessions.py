@@ -19,8 +19,6 @@ C{POST} from them must send back (L{SessionBook.csrf_matches}).
 Sessions only ever stand for a person on the pages for people and their
 forms: the simple API and uploads take credentials (passwords and tokens)
 as they always did, and a token never opens a session.
-
-Pure: the time and the random bytes are passed in.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 How trusted publishing's bounded tables (the live minted tokens, the
 remembered C{jti}s) are shared between publishers, and how fast one
-publisher may mint. Pure bookkeeping: the time is passed in.
+publisher may mint.
 
 Each table has a limit, so that memory stays bounded; a table that is full
 refuses everyone, so without a share a single publisher filled it: one

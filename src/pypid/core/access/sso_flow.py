@@ -17,8 +17,6 @@ signature as trusted publishing does (L{pypid.auth.oidc}), and its claims
 here (L{check_id_claims}: C{iss}, C{aud} and C{azp}, the times, C{sub},
 and the C{nonce} of this login, which ties the token to it), then maps its
 claims to a pypid user and groups (L{map_claims}).
-
-Pure: the time and the random bytes are passed in.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ by an installer for the tags in its name and installed as C{WHEEL}
 describes it (uv reinstalls it at every sync), so pypid refuses it by
 default; but the public index hosts such wheels today (its own check is a
 proposal), and a company that re-hosts public releases for offline use
-must be able to take those it names, and only those. Pure.
+must be able to take those it names, and only those.
 """
 
 from __future__ import annotations

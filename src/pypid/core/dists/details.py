@@ -12,8 +12,6 @@ render, and a page of the index must not.
 It is a sidecar of its own, not the core metadata: an old sdist's metadata
 is not served (PEP 643) but is still worth showing, and the rendered HTML is
 not in the metadata at all.
-
-Pure: metadata in, JSON bytes out, and back.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the exact bytes of its metadata file: the index advertises their hash for
 the PEP 658 C{.metadata} sidecar, pip checks that hash, and after
 downloading the wheel pip compares the sidecar with the wheel's own
 C{METADATA} and aborts on any difference. So the bytes are never decoded
-and re-encoded on their way out. Pure: L{parse_metadata} reads bytes (out
+and re-encoded on their way out. L{parse_metadata} reads bytes (out
 of an archive: L{pypid.core.dists.dist_archive}) and returns a
 L{CoreMetadata} or raises L{InvalidDistribution}; an upload's
 (C{strict=True}) must have a C{Metadata-Version} the index supports.

@@ -26,8 +26,7 @@ As on the public index, a description without a content type is
 reStructuredText, and one that does not render as such (invalid markup, or
 a directive the renderer refuses, such as C{raw}) is shown as plain text;
 an unknown content type is plain text too. The HTML of plain text is
-escaped text in a C{<pre>}, never markup. Pure: text in, a
-L{RenderedDescription} out.
+escaped text in a C{<pre>}, never markup.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """
 Validation of the legacy upload form (what twine and C{uv publish} send), as
-the public index applies it, and a little past it. Pure: it reads the parsed
+the public index applies it, and a little past it. It reads the parsed
 form and the upload's digests, and returns what to store or raises
 L{BadRequest} naming the field.
 

@@ -19,8 +19,8 @@ C{core-metadata}, C{yanked}, a provenance). Installers that do not read
 variants skip it: its name is no distribution's (pip: "unsupported
 archive format"; uv: not a wheel or source distribution).
 
-Pure: no I/O. A page without a variant wheel pays one attribute read a
-file (L{with_variant_files}).
+A page without a variant wheel pays one attribute read a file
+(L{with_variant_files}).
 """
 
 from __future__ import annotations

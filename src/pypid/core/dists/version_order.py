@@ -5,7 +5,7 @@ key a release is compared by (L{release_key}).
 Apart from the index because the same order serves whatever lists
 versions: the index's pages and projects, the composed and upstream pages,
 the retention rules, the advisories and the folder imports; none of them
-needs the index for it. Pure: strings in, strings out.
+needs the index for it.
 """
 
 from __future__ import annotations

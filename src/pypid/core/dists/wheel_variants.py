@@ -27,7 +27,7 @@ in the PEP's JSON Schema:
     the union of the variants and the longest list (whatever the order the
     wheels come in: L{combine}).
 
-Read from the PEP at python/peps ba4deeb, format 0.1.1. Pure: no I/O.
+Read from the PEP at python/peps ba4deeb, format 0.1.1.
 """
 
 from __future__ import annotations

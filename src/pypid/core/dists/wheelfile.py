@@ -14,8 +14,6 @@ The format is a small subset of RFC 822 headers: one C{Key: Value} per line,
 no continuation lines, no body. Anything else is refused rather than read
 the way one particular email parser would read it, since installers use
 different parsers.
-
-Pure: bytes in, a L{WheelInfo} out, or L{InvalidWheelFile}.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ An index of several hosted sources, or a view, has an
 L{IndexCatalog} instead (L{catalog_for}): the same over the union of its
 hosted sources, each project as the index's pages list it (its own
 files, then its bases', a view's filters applied).
-
-Pure: no I/O and no clock.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ the console): no script, no external asset, so the pages' strict
 Content-Security-Policy holds; colours come from the stylesheet's classes
 (light and dark), and every chart has its numbers beside it as a table
 for screen readers and for those who want them.
-
-Pure: data in, markup out.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ The console's pages: what a person logged in to the pages can
 do there, drawn like the pages for people (L{pypid.core.formats.pages}: no
 external assets, no script needed, every form a plain HTML form carrying
 the session's CSRF token).
-
-Pure: each function takes what it shows and returns the page's bytes.
 """
 
 from __future__ import annotations

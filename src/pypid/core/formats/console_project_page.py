@@ -2,7 +2,7 @@
 The console's page of a project (C{/console/project/<name>/}): its files
 by release with the buttons that yank, unyank, delete and restore them,
 its status, its advisories and waivers, its downloads, the promotion form
-and its audit trail. Pure: it draws a L{ConsoleProjectView}, which the console
+and its audit trail, drawn from a L{ConsoleProjectView}, which the console
 fills from the API areas' answers.
 """
 

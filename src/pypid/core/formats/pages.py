@@ -16,8 +16,6 @@ is; the server cannot trust a C{Host} header to tell it).
 Everything shown comes from uploaders and is escaped. Pages carry
 no inline script or style, so they work under a Content-Security-Policy of
 C{script-src 'self'; style-src 'self'} (see L{pypid.web.pages.people.PEOPLE_CSP}).
-
-Pure: data in, bytes out.
 """
 
 from __future__ import annotations

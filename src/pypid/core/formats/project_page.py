@@ -6,8 +6,7 @@ shares (L{pypid.core.formats.pages.frame}), with its release history cut
 short for a project of many versions (L{history_shown}).
 
 Everything shown comes from uploaders and is escaped; the description is
-HTML that L{pypid.core.dists.readme} sanitized when the file arrived. Pure:
-data in, bytes out.
+HTML that L{pypid.core.dists.readme} sanitized when the file arrived.
 """
 
 from __future__ import annotations

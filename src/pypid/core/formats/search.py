@@ -22,8 +22,6 @@ Ranking, best first (ties: shorter name, then alphabetical):
 Who may see what is the caller's: L{SearchIndex.search} takes a
 C{visible(project)} predicate and counts and returns only what it allows,
 so a hidden project is never shown, counted or suggested.
-
-Pure: no I/O, no reactor.
 """
 
 from __future__ import annotations

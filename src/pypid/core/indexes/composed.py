@@ -24,8 +24,6 @@ generation and the rules taken), and a page composed while the policy
 named no release of the project is stale once it does; such a page is
 never delegated, nor one whose delegate's own pages apply advisories to
 the project (they would show the source's decisions, not the index's).
-
-Pure: no I/O, no reactor; the time comes in as C{now}.
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ upstream asked whose cached page gives one (L{upstream_status}); an
 upstream that quarantines the project offers none of its files
 (L{UpstreamSide.cached}), the hosted sources' files stand.
 
-Pure: no I/O, no reactor; the time comes in as C{now}. The upstream side
-is a small protocol (L{UpstreamSide}) that the upstream layer implements.
-The pages composed are kept by L{pypid.core.indexes.composed}.
+The upstream side is a small protocol (L{UpstreamSide}) that the upstream
+layer implements. The pages composed are kept by L{pypid.core.indexes.composed}.
 """
 
 from __future__ import annotations

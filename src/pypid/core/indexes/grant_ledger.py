@@ -20,7 +20,6 @@ is forgotten, so that reserving the namespace again later starts anew.
 
 The document is JSON: C{{"grants": {"<index or *>/<namespace>": {"since":
 <seconds>, "before": [<index>/<project>, ...]}}}}, bounded (L{MAX_BYTES}).
-Pure: no I/O.
 """
 
 from __future__ import annotations

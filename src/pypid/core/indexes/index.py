@@ -1,10 +1,9 @@
 """
 The in-memory index: projects, their files, and the deleted filenames.
 
-Pure: no I/O and no clock. The web layer reads it on every request, so it
-answers a lookup by filename in O(1) and keeps each page rendered, within a
-budget of bytes (L{Index.rendered}, a L{RenderedPages} it tells of every
-change).
+The web layer reads it on every request, so it answers a lookup by
+filename in O(1) and keeps each page rendered, within a budget of bytes
+(L{Index.rendered}, a L{RenderedPages} it tells of every change).
 
 Every change bumps L{Index.serial}; the snapshot service saves when the serial
 moved since its last save.

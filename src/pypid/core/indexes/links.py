@@ -2,7 +2,7 @@
 Where the pages and the legacy JSON link a file: its URL beside the
 project page (L{file_url_for}), by the digest of its bytes as the public
 index's file host names it (L{package_url_for}), and its provenance's
-(L{provenance_url_for}). Pure.
+(L{provenance_url_for}).
 """
 
 from __future__ import annotations

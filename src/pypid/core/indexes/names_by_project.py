@@ -2,7 +2,7 @@
 Filenames grouped by their normalized project: what a table keyed by
 filename keeps beside it so that one project's entries are found without
 a walk of them all (the upstream cache's kept files and its takedowns,
-each page fetched held against its own project's). Pure.
+each page fetched held against its own project's).
 """
 
 from __future__ import annotations

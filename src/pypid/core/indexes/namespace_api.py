@@ -1,7 +1,7 @@
 """
 What one index's JSON API says of its namespaces (PEP 752, API version
 1.5): each project page's C{namespaces}, the C{namespaces} list and each
-namespace's detail. Pure.
+namespace's detail.
 
 One L{IndexNamespaces} per index, shared by what renders its pages (its
 own, L{pypid.core.indexes.rendered_pages}, and those it composes,

@@ -12,7 +12,7 @@ the access rules and reloaded with them at C{SIGHUP}. The rules of PEP
 namespace is a valid project name, normalized, at most L{MAX_DEPTH} parts
 deep; and grants do not overlap ownership (a grant inside another has the
 same owners). C{hidden} is pypid's own: such a grant is listed only to its
-owners and the admins. Pure.
+owners and the admins.
 """
 
 from __future__ import annotations

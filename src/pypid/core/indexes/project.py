@@ -12,7 +12,7 @@ more reads a project than the index: the kept pages
 JSON API, the exports and the upstream's merged pages all take a
 L{Project} and need nothing of the index for it. (Kept in the index's
 module, it made a circle of imports with the rendered pages, which the
-index holds.) Pure: no I/O and no clock.
+index holds.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ that has a status, none for an active one), read at a start (and by the
 other servers on a shared bucket at their next poll after a change), carried
 in memory by the L{pypid.core.indexes.index.Index} in a table of its own
 (L{ProjectStatuses}): few projects have one, and it outlives a reload of
-the records. Pure: no I/O.
+the records.
 """
 
 from __future__ import annotations

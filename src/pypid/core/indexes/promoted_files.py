@@ -14,7 +14,7 @@ index's C{peers}). Only promoted files are looked up, and only in an index
 given C{peers} (a server of named indexes).
 
 The index keeps it in step with its files (a file removed, discarded or
-binned is no longer promoted). Pure: no I/O.
+binned is no longer promoted).
 """
 
 from __future__ import annotations

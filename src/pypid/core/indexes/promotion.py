@@ -26,8 +26,6 @@ names is discarded as L{pypid.storage.base.capabilities.IAdoptingStorage.discard
 does, which leaves alone a file of that name with other bytes. The
 records are kept whole, not only the filenames, because that comparison
 needs the sha256.
-
-Pure: bytes in, values out.
 """
 
 from __future__ import annotations

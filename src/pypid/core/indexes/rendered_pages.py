@@ -22,7 +22,6 @@ use too), so pip and uv resolve around both and print the reason when
 pinned to a denied one. Whoever changes the advisories or the rules drops
 the pages of the projects they name (L{RenderedPages.project_changed}),
 so a page is rendered again once per change, not per request.
-Pure: no I/O and no clock.
 """
 
 from __future__ import annotations

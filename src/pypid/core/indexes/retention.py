@@ -1,8 +1,7 @@
 """
-Retention rules: which hosted releases a cleanup removes, and
-why. Pure: the files, their last downloads and the time are given; what
-is done with the plan (the recycle bin, the audit log) is
-L{pypid.state.cleanup}'s.
+Retention rules: which hosted releases a cleanup removes, and why, given
+the files, their last downloads and the time; what is done with the plan
+(the recycle bin, the audit log) is L{pypid.state.cleanup}'s.
 
 A rule works on releases (every file of a version goes, or none):
 

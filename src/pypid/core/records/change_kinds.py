@@ -7,7 +7,7 @@ this module the same strings were listed in three places and drifted.
 
 A kind is a C{str}: the entries' JSON keeps the plain value, and a value
 read back is turned into its member, so an unknown kind is refused where
-it is read. Pure.
+it is read.
 """
 
 from __future__ import annotations

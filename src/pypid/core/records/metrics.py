@@ -13,8 +13,6 @@ exactly what Prometheus expects.
 No label ever holds a project, a user or a filename: those are unbounded.
 Routes, methods and status codes are a small closed set (L{route_of},
 L{_METHODS}).
-
-Pure: no I/O, no clock (the caller measures the time).
 """
 
 from __future__ import annotations

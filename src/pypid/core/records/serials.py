@@ -13,7 +13,7 @@ more than once (the entries this server wrote come at once, everyone's
 when the journal is read): a serial only grows. A project no entry names
 carries L{pypid.core.records.audit_chain.BEGINNING}. Kept in the snapshot
 (L{ProjectSerials.to_json}) with the serial the journal was read up to,
-so a start reads only what came after. Pure.
+so a start reads only what came after.
 """
 
 from __future__ import annotations

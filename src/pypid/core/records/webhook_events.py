@@ -15,8 +15,6 @@ The signature is the Standard Webhooks one (HMAC-SHA256 over
 C{id.timestamp.body}, base64, C{v1,} first); the tests check every
 delivery with the C{standardwebhooks} package, its reference
 implementation, so a receiver in any language checks it with a library.
-
-Pure.
 """
 
 from __future__ import annotations

@@ -26,8 +26,6 @@ the state only when it works a verdict out, not when it finds one kept.
 
 Which versions of a project an advisory affects (PEP 440 ranges and
 version lists) is worked out by L{pypid.core.security.affected_releases}.
-
-Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

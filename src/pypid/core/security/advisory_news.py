@@ -9,8 +9,6 @@ promotion) after the advisory did.
 Whatever an index does about advisories (hide, deny, warn, or nothing),
 a match is news: the receivers of the C{advisory} webhook event decide
 what it means to them.
-
-Pure.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ storage, again on a timer.
 
 Why per project: an advisory judged not to matter is judged so for one
 project's use of it; an identifier waived for every project stays a
-configuration key, reviewed with the rest of it. Pure: parsing and bytes.
+configuration key, reviewed with the rest of it.
 """
 
 from __future__ import annotations

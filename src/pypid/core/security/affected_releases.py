@@ -20,8 +20,6 @@ C{==1.0} took it). A listed local build (C{1.0+corp1}) covers itself
 alone, and a bound with a local label is compared with the whole version.
 A release whose version PEP 440 cannot read is matched by the version
 list only.
-
-Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

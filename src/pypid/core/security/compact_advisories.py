@@ -1,7 +1,6 @@
 """
 The compact form of an L{AdvisoryDB}: what pypid keeps of the OSV export,
-written once per export and read back at each start instead of it. Pure:
-bytes in, values out.
+written once per export and read back at each start instead of it.
 
 Reading the export record by record (L{pypid.core.security.osv}) took the
 daemon seconds of CPU and tens of MiB at start-up (docs/performance.rst),

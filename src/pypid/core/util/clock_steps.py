@@ -18,8 +18,6 @@ A start in the same boot compares how far each moved since: the wall
 clock moving less than the boot's by more than L{TOLERANCE} went back by
 the difference, and the start reads again what storage stamped in the
 span it went back over (L{pypid.state.loader}).
-
-Pure: the readings are given.
 """
 
 from __future__ import annotations

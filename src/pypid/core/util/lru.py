@@ -7,7 +7,7 @@ fetch the rest again: the projects' rendered pages (L{pypid.core.indexes.index})
 the pages for people (L{pypid.web.pages.project_pages}), the upstream's pages,
 rendered forms and metadata (L{pypid.upstream}). Each counts what its
 entries cost and forgets the oldest past its budget; L{ByteLRU} is that
-bookkeeping, once. Pure: no I/O, no clock.
+bookkeeping, once.
 
 A lookup is on the hot path of C{/simple/<project>/} (L{ByteLRU.touch},
 L{ByteLRU.get}): a dict lookup and an C{OrderedDict.move_to_end}, O(1),

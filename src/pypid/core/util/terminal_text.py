@@ -5,8 +5,6 @@ may act on is written as an escape, so that one entry is one line and no
 text sends an escape sequence (C{pypid-admin files} and the
 import report printed ESC sequences raw). L{short_line} also bounds it,
 for another party's answer quoted in an error (a token endpoint's).
-
-Pure: text in, text out.
 """
 
 from __future__ import annotations
