@@ -115,48 +115,16 @@ class DeniedFile:
     """
     A file of a release the index denies, as the pages list it: the file,
     yanked (PEP 592) with the advisories as the reason, so that an
-    installer skips it unless pinned to it, and then prints why.
+    installer skips it unless pinned to it, and then prints why. Every
+    other field is the file's (a denied release's variant wheels are
+    listed: so are their variants).
     """
 
     _file: ComposedFile
     yanked: str
 
-    @property
-    def filename(self) -> str:
-        return self._file.filename
-
-    @property
-    def project(self) -> str:
-        return self._file.project
-
-    @property
-    def version(self) -> str:
-        return self._file.version
-
-    @property
-    def sha256(self) -> str:
-        return self._file.sha256
-
-    @property
-    def requires_python(self) -> str | None:
-        return self._file.requires_python
-
-    @property
-    def metadata_sha256(self) -> str | None:
-        return self._file.metadata_sha256
-
-    @property
-    def size(self) -> int | None:
-        return self._file.size
-
-    @property
-    def upload_time(self) -> float | None:
-        return self._file.upload_time
-
-    @property
-    def variant(self) -> str | None:
-        # (a denied release's variant wheels are listed: so are their variants)
-        return self._file.variant
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
 
 
 def deny_reason(verdict: Verdict) -> str:

@@ -10,8 +10,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes import render
 from pypid.core.indexes.index import Index
+from pypid.core.indexes.links import provenance_url_for
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, JSON, Page
 from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, page_bytes
+from pypid.core.security.advisories import (
+    DENY,
+    Advisory,
+    AdvisoryBoard,
+    AdvisoryDB,
+    AdvisoryPolicy,
+    AdvisoryRules,
+)
+from pypid.core.security.affected_releases import Affected
 from tests.harness.records import file_url, make_record
 
 
@@ -344,3 +354,24 @@ class PageBudgetTests(SynchronousTestCase):
         self.assertEqual(self.index.rendered.bytes,
                          sum(page_bytes(v) for v in new.rendered.values()))
         self.assertEqual(self.index.rendered.kept_projects, 1)
+
+
+class DeniedPageTests(SynchronousTestCase):
+    """Tests for the pages of an index that denies a release."""
+
+    def test_denied_file_keeps_its_provenance_link(self):
+        """
+        A denied release's file is listed yanked with the advisory as the
+        reason, and keeps the rest of what it is: its provenance link too.
+        """
+        board = AdvisoryBoard()
+        board.replace(AdvisoryDB.of([Advisory("PYSEC-2026-1", summary="a leak", severity="high",
+                                              affected=(Affected("holy-grail", (), ("1",)),))]))
+        index = Index(file_url, advisories=AdvisoryPolicy(AdvisoryRules(DENY), board),
+                      provenance_url=provenance_url_for("https://pypi.example/"))
+        index.add(make_record(provenance_sha256="b" * 64))
+        page = json.loads(index.rendered.project_page(index.project("holy-grail"), JSON).body)
+        [listed] = page["files"]
+        self.assertEqual(listed["yanked"], "denied by advisory PYSEC-2026-1 (high): a leak")
+        self.assertEqual(listed["provenance"], "https://pypi.example/integrity/holy-grail/1.0/"
+                                               "holy_grail-1.0-py3-none-any.whl/provenance")
