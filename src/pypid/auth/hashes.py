@@ -3,7 +3,7 @@ Password hashes: making them, checking their format, and verifying a
 password against one.
 
 Passwords are stored as argon2id hashes (L{hash_password}, checked at
-configuration time by L{pypid.core.access.credential_syntax.check_hash_format});
+configuration time by L{pypid.core.access.credential_syntax.parse_hash});
 bcrypt hashes from htpasswd files are accepted too. L{verify_hash} is blocking CPU work: the
 L{pypid.auth.verifier.PasswordVerifier} runs it in a thread pool. The dummy
 hashes let an unknown user cost what a known one does.

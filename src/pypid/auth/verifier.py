@@ -44,7 +44,7 @@ from pypid.auth.hashes import (
     make_dummy_hash,
     verify_hash,
 )
-from pypid.core.access.credential_syntax import check_hash_format, is_bcrypt
+from pypid.core.access.credential_syntax import is_bcrypt, parse_hash
 from pypid.core.access.outside_logins import DIRECTORY, LOCAL, LoginSource
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class PasswordVerifier:
     removed user or a changed password takes effect at once.
 
     @ivar _users: user name to argon2id hash; every hash is checked with
-        L{check_hash_format} at construction.
+        L{parse_hash} at construction.
     @ivar _reactor: provides C{seconds()} for cache expiry and
         C{callFromThread} for L{deferToThreadPool}.
     @ivar _threadpool: the L{twisted.python.threadpool.ThreadPool} that runs
@@ -193,7 +193,7 @@ class PasswordVerifier:
             if is_bcrypt(value):
                 continue  # from an htpasswd file (pypid.core.access.credential_syntax checked it)
             try:
-                check_hash_format(value)
+                parse_hash(value)
             except ValueError as e:
                 raise ValueError(f"user {name!r}: {e}") from None
         hashes = list(self._users.values())

@@ -27,7 +27,7 @@ from pypid.config.values import (
 )
 from pypid.core.access.access_rules import Rule, RuleError, parse_rule
 from pypid.core.access.addresses import IPV6_PREFIX
-from pypid.core.access.credential_syntax import USER_NAME, check_hash_format, parse_htpasswd
+from pypid.core.access.credential_syntax import USER_NAME, parse_hash, parse_htpasswd
 from pypid.core.util.units import parse_duration
 
 
@@ -93,7 +93,7 @@ FREE_SECTIONS = {"users", "groups", "acl"}
 def _user(name: str, value: str) -> str:
     if not USER_NAME.match(name):
         raise ValueError("a user name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
-    check_hash_format(value.strip())
+    parse_hash(value.strip())
     return value.strip()
 
 

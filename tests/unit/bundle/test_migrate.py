@@ -29,7 +29,7 @@ from pypid.bundle.pypicloud import (
     parse_bucket_url,
 )
 from pypid.bundle.sources import NOT_FOLLOWED, PypiserverSource, detect
-from pypid.core.access.credential_syntax import check_hash_format
+from pypid.core.access.credential_syntax import parse_hash
 from pypid.core.dists.details import Details
 from pypid.http.client import make_http
 from pypid.storage.s3.api import S3Client
@@ -145,7 +145,7 @@ class DataindexTests(SynchronousTestCase):
         """
         devpi_hash = ("$argon2id$v=19$m=65536,t=3,p=4$bI2RUqr1PocQAoAwxrhXqg$"
                       "SI0nefVZBagr9D3PDCaPm8NSoQ2JCwHoG2YfGjDf2H0")
-        check_hash_format(devpi_hash)
+        parse_hash(devpi_hash)
         self.assertIs(verify_hash(devpi_hash, "pw"), MATCH)
 
     def test_hostile_paths(self):

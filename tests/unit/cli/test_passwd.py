@@ -11,7 +11,7 @@ from pypid.auth import basic as credentials
 from pypid.auth import hashes
 from pypid.auth.basic import MAX_PASSWORD_BYTES
 from pypid.cli import passwd
-from pypid.core.access.credential_syntax import check_hash_format
+from pypid.core.access.credential_syntax import parse_hash
 from tests.harness.fakes import FAST
 
 
@@ -47,7 +47,7 @@ class PasswdTests(SynchronousTestCase):
         output = self.stdout.getvalue()
         self.assertTrue(output.endswith("\n"))
         [line] = output.splitlines()
-        check_hash_format(line)
+        parse_hash(line)
         self.assertTrue(PasswordHasher().verify(line, password))
 
     def test_pipe(self):

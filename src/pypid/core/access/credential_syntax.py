@@ -1,7 +1,7 @@
 """
 The grammar of credentials in the configuration: what a user name may be,
 the password hashes C{[users]} accepts (argon2id, checked by
-L{check_hash_format} without hashing), and htpasswd files' lines
+L{parse_hash} without hashing), and htpasswd files' lines
 (L{parse_htpasswd}), so that pypiserver's users can move over as they are.
 The configuration checks with it at start-up, and the password checks
 (L{pypid.auth.hashes}) read the hashes' costs with it.
@@ -57,9 +57,15 @@ def _decode_b64(text: str) -> bytes:
 
 def parse_hash(value: str) -> HashShape:
     """
-    Return the L{HashShape} of an argon2id hash, or raise L{ValueError}
-    saying what is accepted; the message never repeats C{value}, which may be
-    a plaintext password put there by mistake.
+    Return the L{HashShape} of an argon2id hash, the value of one C{name =
+    value} line of C{[users]}, or raise L{ValueError} saying what is
+    accepted; the message never repeats C{value}, which may be a plaintext
+    password put there by mistake.
+
+    Only argon2id is accepted: RFC 9106 recommends it for passwords, argon2d
+    leaks through side channels and argon2i is weaker against trade-off
+    attacks. The check is textual and cheap (no hashing), so a configuration
+    with many users loads fast.
     """
     help_ = "make one with pypid-passwd and put it in [users] as: name = <hash>"
     if not isinstance(value, str) or not value:
@@ -99,24 +105,6 @@ def parse_hash(value: str) -> HashShape:
     ):
         raise ValueError(f"argon2id hash with impossible parameters; {help_}")
     return HashShape(memory_cost, time_cost, parallelism, len(salt), len(digest))
-
-
-def check_hash_format(value: str) -> None:
-    """
-    Refuse, with a message a person can act on, anything in C{[users]} that is
-    not a well-formed argon2id hash, a plaintext password above all.
-
-    Only argon2id is accepted: RFC 9106 recommends it for passwords, argon2d
-    leaks through side channels and argon2i is weaker against trade-off
-    attacks.  The check is textual and cheap (no hashing), so a configuration
-    with many users loads fast.
-
-    @param value: the value of one C{name = value} line.
-    @type value: L{str}
-    @raise ValueError: C{value} is not an argon2id hash; the message does not
-        repeat it.
-    """
-    parse_hash(value)
 
 
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
@@ -232,7 +220,7 @@ def _refusal(value: str) -> tuple[str, str | None] | None:
             return f"{scheme} hashes are too weak", _REHASH
     if value.startswith("$argon2"):
         try:
-            check_hash_format(value)
+            parse_hash(value)
         except ValueError as e:
             what, _, remedy = str(e).partition("; ")
             return what, remedy or None
