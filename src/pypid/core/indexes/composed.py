@@ -47,6 +47,7 @@ from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import CONTENT_TYPES, HTML, ComposedFile, Page
 from pypid.core.indexes.rendered_pages import page_bytes, render_page, serial_over
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
+from pypid.core.util.bounded import remember
 from pypid.core.util.lru import ByteLRU
 
 #: The default budget of the pages composed by the views together
@@ -60,7 +61,8 @@ COMPOSED_CACHE_SIZE = 64 << 20
 #: chain of three hosted sources and an upstream.
 ENTRY_COST = 420
 
-#: The most project names whose admission by a view's globs is remembered.
+#: The most project names whose admission by a view's globs (or merging by
+#: an upstream) is remembered.
 MAX_NAMES = 1 << 16
 
 
@@ -129,7 +131,8 @@ class ComposedIndex:
     _open: bool = attrs.field(init=False)
     #: whether an upstream is among its sources
     _upstream: bool = attrs.field(init=False)
-    #: project name -> whether the view's globs admit it (L{MAX_NAMES} at most)
+    #: project name -> whether the view's globs admit it (L{MAX_NAMES} at
+    #: most, as below: names come from clients)
     _admitted: dict[str, bool] = attrs.field(factory=dict, init=False)
     #: hosted project name -> whether an upstream of the chain merges it
     _merged: dict[str, bool] = attrs.field(factory=dict, init=False)
@@ -170,10 +173,8 @@ class ComposedIndex:
         """Whether an upstream of the chain merges its files into the hosted C{project}."""
         found = self._merged.get(project)
         if found is None:
-            if len(self._merged) >= MAX_NAMES:
-                self._merged.clear()  # (names come from clients: bounded)
-            found = self._merged[project] = self._upstream and bool(
-                asked(self.order, project, True))
+            found = remember(self._merged, project,
+                             self._upstream and bool(asked(self.order, project, True)), MAX_NAMES)
         return found
 
     @property
@@ -414,7 +415,6 @@ class ComposedIndex:
         """L{Filters.admits_project}, remembered by name (2 us a call with globs)."""
         found = self._admitted.get(project)
         if found is None:
-            if len(self._admitted) >= MAX_NAMES:
-                self._admitted.clear()  # (names come from clients: bounded)
-            found = self._admitted[project] = self.filters.admits_project(project)
+            found = remember(self._admitted, project, self.filters.admits_project(project),
+                             MAX_NAMES)
         return found
