@@ -33,8 +33,7 @@ from pypid.core.indexes.links import ProvenanceURL, provenance_url_for
 from pypid.core.indexes.namespace_api import IndexNamespaces
 from pypid.core.indexes.project import LaterProject, LaterProjects, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
-from pypid.core.indexes.promoted_files import PromotedFiles
-from pypid.core.indexes.promotion import Promotion
+from pypid.core.indexes.promotion import PromotedFiles, Promotion
 from pypid.core.indexes.rendered_pages import PAGE_CACHE_SIZE, RenderedPages, Serials
 from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 

@@ -1,7 +1,7 @@
 """
 A promotion's records: who promoted a file into an index, from which index
-and when (L{Promotion}), and the journal of a promotion under way
-(L{PromotionJournal}).
+and when (L{Promotion}), an index's table of them (L{PromotedFiles}), and
+the journal of a promotion under way (L{PromotionJournal}).
 
 A promotion moves a release from one index to another without its bytes
 going through pypid: the target index stores the very file, and the same
@@ -10,7 +10,9 @@ the upload's). What the promotion adds is this small value, kept beside the
 promoted file by the storage (L{pypid.storage.base.capabilities.IAdoptingStorage})
 rather than in the record: C{FileRecord}'s JSON refuses unknown keys, so a
 field there would make every older pypid refuse the records, and a file
-that was only uploaded would pay for it. Only promoted files have one.
+that was only uploaded would pay for it. Only promoted files have one, in
+a table of their index's own, which it keeps in step with its files (a
+file removed, discarded or binned is no longer promoted).
 
 The journal says which files a promotion under way is
 adopting into the target index, kept in the target's storage before the
@@ -27,12 +29,12 @@ does, which leaves alone a file of that name with other bytes. The
 records are kept whole, not only the filenames, because that comparison
 needs the sha256.
 """
-
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import Callable, Container, Mapping
+from typing import Any, Protocol
 
 import attrs
 
@@ -131,3 +133,90 @@ class PromotionJournal:
                 records, list):
             raise ValueError("a promotion's journal: name and source are text, records a list")
         return cls(name, source, tuple(FileRecord.from_json(r) for r in records))
+
+
+class RecordHolder(Protocol):
+    """Where a promoted file's record may be shared from: its source index."""
+
+    def get_file(self, filename: str, project: str | None = None) -> FileRecord | None:
+        """The record of the live file C{filename} (of C{project}), or L{None}."""
+
+
+@attrs.define
+class PromotedFiles:
+    """
+    The L{Promotion} of each promoted file of one index, by filename.
+
+    A promoted file takes its record's memory once, whatever the number of
+    indexes holding it: a promotion puts the source's very record in the
+    target, and after a restart, where each index's snapshot made a record
+    of its own, the target takes the source's instead when the two are
+    equal (L{shared}; the source found by its name through C{peers}).
+
+    @ivar _peers: C{peers(name)}: the server's hosted index of that name,
+        or L{None}; L{None} for no sharing (a server of one index).
+    """
+
+    _peers: Callable[[str], RecordHolder | None] | None = None
+    _by_file: dict[str, Promotion] = attrs.field(factory=dict)
+
+    def get(self, filename: str) -> Promotion | None:
+        """How the file C{filename} was promoted into the index, or L{None} (uploaded)."""
+        return self._by_file.get(filename)
+
+    def of(self, files: Container[str]) -> dict[str, Promotion]:
+        """The promotions of those C{files} that are promoted, by filename."""
+        return {filename: promotion for filename, promotion in self._by_file.items()
+                if filename in files}
+
+    def note(self, filename: str, promotion: Promotion) -> None:
+        """Note how C{filename} was promoted."""
+        self._by_file[filename] = promotion
+
+    def forget(self, filename: str) -> None:
+        """Forget C{filename}'s promotion, if any (the file is gone, or binned)."""
+        self._by_file.pop(filename, None)
+
+    def replace(self, promotions: Mapping[str, Promotion]) -> None:
+        """Take these promotions instead of every one noted."""
+        self._by_file = dict(promotions)
+
+    def share_in(self, records: dict[str, FileRecord], home: RecordHolder) -> list[str]:
+        """
+        Take into C{records} (by filename), for each promoted file among
+        them, its source index's record when the two are equal
+        (L{shared}); the filenames so taken.
+        """
+        promoted = self._by_file
+        if self._peers is None or not promoted:
+            return []
+        # (the fewer looked up in the other: a project's few files made
+        # later, or the few promoted files of a large index)
+        fewer, other = (records, promoted) if len(records) < len(promoted) else (promoted, records)
+        taken = []
+        for filename in [filename for filename in fewer if filename in other]:
+            record = records[filename]
+            shared = self.shared(record, home)
+            if shared is not record:
+                records[filename] = shared
+                taken.append(filename)
+        return taken
+
+    def shared(self, record: FileRecord, home: RecordHolder) -> FileRecord:
+        """
+        The source index's record of the promoted file C{record} when the two
+        are equal, else C{record} (a file not promoted, a source not hosted
+        or not loaded yet, a record that differs).
+
+        @param home: the index that holds C{record}, which is no source of its own.
+        """
+        promotion = self._by_file.get(record.filename)
+        peers = self._peers
+        if promotion is None or peers is None:
+            return record
+        source = peers(promotion.source)
+        if source is None or source is home:
+            return record
+        # (a project of the source loaded later is made by the asking)
+        theirs = source.get_file(record.filename, record.project)
+        return theirs if theirs is not None and theirs == record else record

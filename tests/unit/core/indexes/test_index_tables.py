@@ -8,8 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.indexes.project import LaterProjects, Project
 from pypid.core.indexes.project_status import ProjectStatus, ProjectStatuses
-from pypid.core.indexes.promoted_files import PromotedFiles
-from pypid.core.indexes.promotion import Promotion
+from pypid.core.indexes.promotion import PromotedFiles, Promotion
 from tests.harness.records import LaterRecords, make_record
 
 PROMOTION = Promotion("staging", "bob", 1.0)
@@ -61,7 +60,7 @@ class ProjectStatusesTests(SynchronousTestCase):
 
 
 class Holder:
-    """A source index holding some records (L{pypid.core.indexes.promoted_files.RecordHolder})."""
+    """A source index holding some records (L{pypid.core.indexes.promotion.RecordHolder})."""
 
     def __init__(self, *records):
         self.records = {r.filename: r for r in records}
