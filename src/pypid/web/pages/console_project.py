@@ -20,7 +20,7 @@ from pypid.core.access.sessions import Session
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import is_valid_name, normalize, project_of_filename
 from pypid.core.dists.version_order import version_key
-from pypid.core.formats import charts, console_project_page
+from pypid.core.formats import console_project_page
 from pypid.core.formats.admin_answers import ProjectAdvisories
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.change_kinds import ChangeKind
@@ -335,5 +335,5 @@ class ConsoleProject:
             return None
         releases = data["releases"]
         newest = sorted(releases, key=version_key, reverse=True)
-        return charts.downloads_chart(releases, data["first_day"], newest)
+        return console_project_page.downloads_chart(releases, data["first_day"], newest)
 

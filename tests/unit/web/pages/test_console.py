@@ -15,7 +15,7 @@ from pypid.auth.tokens import TokenBook
 from pypid.auth.verifier import PasswordVerifier
 from pypid.core.access.access_rules import IndexGrants, parse_rule
 from pypid.core.access.outside_logins import OutsideLogins
-from pypid.core.formats import charts
+from pypid.core.formats import console_project_page
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.storage.base.locks import KeyedLock
@@ -569,7 +569,7 @@ class ChartTests(SynchronousTestCase):
     def test_rows_and_numbers(self):
         releases = {f"{n}.0": [0] * 28 + [n, 2 * n] for n in range(1, 13)}
         newest = sorted(releases, key=lambda v: int(v.split(".")[0]), reverse=True)
-        svg = charts.downloads_chart(releases, "2026-01-01", newest)
+        svg = console_project_page.downloads_chart(releases, "2026-01-01", newest)
         self.assertIn('<title id="chart-title">Downloads per release and per day, 2026-01-01 '
                       'to 2026-01-30</title>', svg)
         self.assertIn("<title>12.0, 2026-01-30: 24</title>", svg)
@@ -580,10 +580,11 @@ class ChartTests(SynchronousTestCase):
         self.assertEqual(svg.count('class="bar"'), 11 * 2)
 
     def test_escaped_and_empty(self):
-        svg = charts.downloads_chart({"1.0<b>": [1]}, "2026-01-01", ["1.0<b>"])
+        svg = console_project_page.downloads_chart({"1.0<b>": [1]}, "2026-01-01", ["1.0<b>"])
         self.assertIn("1.0&lt;b&gt;", svg)
         self.assertNotIn("<b>", svg)
-        self.assertIn("No downloads counted.", charts.downloads_chart({}, "2026-01-01", []))
+        self.assertIn("No downloads counted.",
+                      console_project_page.downloads_chart({}, "2026-01-01", []))
 
 
 class DownloadsTests(SynchronousTestCase):
