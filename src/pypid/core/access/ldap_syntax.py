@@ -16,7 +16,6 @@ non-ASCII ones included, are allowed as they are in a filter's value), and
 the filter is then parsed by L{parse_filter}: so a name is only ever one
 assertion value, never filter syntax (C{alic*} matches no one but a user
 called C{alic*}).
-
 """
 
 from __future__ import annotations

@@ -161,7 +161,6 @@ def extract(source: str | bytes | os.PathLike[str] | IO[bytes], parsed: ParsedFi
         filename's tags gets: C{"refuse"} (L{InvalidDistribution}),
         C{"note"} (taken, the reason in L{Extracted.tag_mismatch}), or
         L{None}: refused when C{strict}, not looked at otherwise.
-    @rtype: L{Extracted}
     @raise InvalidDistribution: with a short message for the uploader.
     @raise OSError: if C{source} is a path that cannot be opened.
     """

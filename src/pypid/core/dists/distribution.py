@@ -135,7 +135,6 @@ def inspect(path: Source, filename: str, key: str, upload_time: float,
         (L{pypid.core.dists.details.describe}; slower, a README is rendered).
     @param wheel_tags: what a wheel whose C{WHEEL} tags differ from its
         filename's gets (L{pypid.core.dists.dist_archive.extract}'s C{wheel_tags}).
-    @rtype: L{Inspected}
     @raise pypid.core.dists.names.InvalidName: for a filename that is not a distribution.
     @raise pypid.core.dists.metadata.InvalidDistribution: for a broken archive.
     """

@@ -390,10 +390,8 @@ def parse_metadata(raw: bytes, strict: bool = False) -> CoreMetadata:
     Undecodable bytes become U+FFFD in the parsed view; C{raw} is kept as
     given.
 
-    @type raw: L{bytes}
     @param strict: apply the upload rules (L{_strict_text},
         L{_check_headers}) too.
-    @rtype: L{CoreMetadata}
     @raise InvalidDistribution: if Metadata-Version, Name or Version is
         missing, or with C{strict}, if the rules refuse it.
     """

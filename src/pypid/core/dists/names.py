@@ -64,12 +64,7 @@ class InvalidName(ValueError):
 
 
 def normalize(name: str) -> str:
-    """
-    Return the PEP 503 normalized form of a project name.
-
-    @type name: L{str}
-    @rtype: L{str}
-    """
+    """Return the PEP 503 normalized form of a project name."""
     return _SEPARATORS.sub("-", name).lower()
 
 
@@ -138,7 +133,6 @@ def parse_filename(filename: str, legacy: bool = False) -> ParsedFilename:
     @param legacy: accept what an existing package folder may hold
         (C{.tar.bz2}, C{.tgz}, and sdist names that predate PEP 625) as well
         as what is accepted on upload.
-    @rtype: L{ParsedFilename}
     @raise InvalidName: if the filename is not a distribution the index serves.
     """
     check_filename_characters(filename)

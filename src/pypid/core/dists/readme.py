@@ -170,7 +170,6 @@ def render_description(text: str | None,
 
     @param text: the description (the metadata's body or Description).
     @param content_type: its C{Description-Content-Type}, or L{None}.
-    @rtype: L{RenderedDescription}
     """
     known = render_without_renderer(text, content_type)
     if known is not None:

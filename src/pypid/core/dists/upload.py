@@ -236,7 +236,6 @@ def validate_upload(form: UploadForm) -> UploadRequest:
     Check the form of a C{file_upload} action and the uploaded file part.
 
     @param form: a L{pypid.web.server.upload_form.Form}.
-    @rtype: L{UploadRequest}
     @raise BadRequest: naming the field and the problem.
     """
     check_form(form)

@@ -75,7 +75,6 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
     Parse the bytes of a C{WHEEL} file.
 
     @param member: the archive member's name, for messages.
-    @rtype: L{WheelInfo}
     @raise InvalidWheelFile: on anything but plain C{Key: Value} lines, a
         missing or unsupported C{Wheel-Version}, a C{Root-Is-Purelib} that is
         not C{true} or C{false}, or missing or malformed C{Tag} lines.
@@ -147,7 +146,6 @@ def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL"
     Refuse a C{WHEEL} whose tags (unless not C{tags}) or build number
     (unless not C{build}) are not exactly those of the wheel's filename.
 
-    @type info: L{WheelInfo}
     @raise TagMismatch: naming the tags that differ.
     @raise InvalidWheelFile: naming what else differs.
     """

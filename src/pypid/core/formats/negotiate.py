@@ -187,11 +187,9 @@ def choose(accept: bytes | None, format_param: bytes | None = None) -> str | Non
     C{Accept} header and its C{?format=} query argument.
 
     @param accept: the raw C{Accept} header value, or L{None} when absent.
-    @type accept: L{bytes} or L{None}
     @param format_param: the raw value of C{?format=}, or L{None} when
         absent. A non-empty value names one media type and overrides
         C{Accept}; an empty one is treated as absent.
-    @type format_param: L{bytes} or L{None}
     @return: C{"html"} or C{"json"}, or L{None} when nothing the client
         accepts can be served, which the caller answers with 406.
     """
@@ -234,9 +232,6 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
 
     An explicit C{gzip} entry decides; otherwise C{*} does; a missing or
     empty header, or one that names only C{identity}, means no.
-
-    @type accept_encoding: L{bytes} or L{None}
-    @rtype: L{bool}
     """
     try:
         return _gzip_memo[accept_encoding]

@@ -122,7 +122,6 @@ class SearchIndex:
         @param visible: C{visible(project) -> bool} for a normalized name,
             or L{None} when every project may be seen.
         @param page: which page of results, from 1 (clamped to the last).
-        @rtype: L{Results}
         """
         query = " ".join(query[:MAX_QUERY_LENGTH].split())
         page_size = max(1, page_size)

@@ -169,9 +169,6 @@ def etag(body: bytes) -> bytes:
     """
     Return a strong ETag for C{body}, quotes included, so that identical
     pages always validate and any change in content changes the tag.
-
-    @type body: L{bytes}
-    @rtype: L{bytes}
     """
     return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode("ascii") + b'"'
 
@@ -244,7 +241,6 @@ def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
 
     @param projects: C{(normalized name, display name)} pairs in the order to
         list them; each links to C{<normalized>/}, relative to the page.
-    @rtype: L{bytes}
     """
     parts = [_HEAD.format(title="Simple index", status="")]
     append = parts.append
@@ -272,7 +268,6 @@ def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False,
     @param namespaces: whether the index serves PEP 752's namespaces (API 1.5).
     @param serials: C{serials(normalized name)}, or L{None}: none listed.
     @param last: the journal's last serial (C{meta._last-serial}), or L{None}.
-    @rtype: L{bytes}
     """
     meta: dict[str, str | int] = dict(_META_NAMESPACES if namespaces else _META)
     if last is not None:
@@ -337,7 +332,6 @@ def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
     @param status: the project's status, or L{None} when it is active
         (then no marker is sent, as PEP 792 allows).
     @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
-    @rtype: L{bytes}
     """
     title = escape(f"Links for {project}", True)
     parts = [_HEAD.format(title=title, status=_status_metas(status)), f"<h1>{title}</h1>\n"]
@@ -392,7 +386,6 @@ def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
     @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
     @param namespaces: PEP 752's C{namespaces} (L{None}: in no namespace;
         a list of C{{name, owned}}), or L{UNSERVED} for API 1.4.
-    @rtype: L{bytes}
     """
     meta = _META if namespaces is UNSERVED else _META_NAMESPACES
     page: dict[str, Any] = {
@@ -496,7 +489,6 @@ def pypi_json(
         C{package_url}, C{project_url} and C{release_url} links.
     @param vulnerabilities: the advisories that affect the rendered release,
         as the public API lists them (L{pypid.core.security.advisories.vulnerability_json}).
-    @rtype: L{bytes}
     """
     urls = [_legacy_file(record, url) for record, url in releases[latest_version]]
     out_info: dict[str, Any] = dict(_INFO_DEFAULTS)

@@ -411,7 +411,6 @@ def verify_lines(name: str, data: bytes, head: str | None = None, before: str | 
 
     @param before: the name of the file (or object) whose last line C{head}
         links to, or L{None}: it names the place in a report.
-    @return: a L{Checked}.
     """
     entries: list[Entry] = []
     broken: list[Broken] = []
@@ -484,8 +483,6 @@ def verify_files(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     iterable of C{(name, bytes)}. Each file's first entry must link to the
     last line of the file before it; the oldest file's first link cannot be
     checked (what it names is not kept), and is a L{Note} when it names one.
-
-    @return: a L{ChainReport}.
     """
     entries = 0
     broken: list[Broken] = []

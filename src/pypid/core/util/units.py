@@ -44,7 +44,6 @@ def parse_duration(value: str) -> float:
     Parse a duration such as C{30}, C{30s}, C{5m}, C{12h}, C{7d} or C{1.5h}
     into a number of seconds.
 
-    @rtype: L{float}
     @raise ValueError: with the allowed forms.
     """
     match = _DURATION.match(value)
