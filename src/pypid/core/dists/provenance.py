@@ -251,10 +251,6 @@ class Publisher:
             data["claims"] = dict(self.claims)
         return data
 
-    def summary(self) -> str:
-        """A short line for people: C{GitHub acme/widgets release.yml}."""
-        return publisher_summary(self.to_json())
-
 
 def publisher_summary(publisher: Mapping[str, Any]) -> str:
     """
