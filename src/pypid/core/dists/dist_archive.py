@@ -3,14 +3,13 @@ Core metadata out of wheels and sdists, read safely from hostile archives
 (L{extract}), at upload time and when the index is rebuilt from a folder
 of existing files.
 
-Everything here is pure and synchronous: it reads one local file (or file
-object) and returns values or raises L{InvalidDistribution}. The caller runs
-it in a worker thread. Every step is bounded so that a hostile upload costs a
-400 response, never a full inflate, a huge allocation or a hang: the metadata
-file has a size limit, zip archives a limit on entries, and tarballs a limit
-on members and on the bytes decompressed while scanning them. Nothing is ever
-extracted to disk, so member names such as C{../x} or C{/etc/passwd} are
-harmless.
+It reads one local file (or file object), in a worker thread of the
+caller's, and returns values or raises L{InvalidDistribution}. Every step is
+bounded so that a hostile upload costs a 400 response, never a full inflate,
+a huge allocation or a hang: the metadata file has a size limit, zip
+archives a limit on entries, and tarballs a limit on members and on the
+bytes decompressed while scanning them. Nothing is ever extracted to disk,
+so member names such as C{../x} or C{/etc/passwd} are harmless.
 
 Uploads are checked more strictly (C{strict=True}) than files found in an
 existing folder, which the index serves as they are: an upload is refused
@@ -183,12 +182,6 @@ def _zip_metadata(f: IO[bytes], parsed: ParsedFilename, filename: str, max_metad
     """
     variant: str | None = None
     if strict:
-        # The structure first, then every member's data (its CRC,
-        # sizes and deflate stream), with the expansion capped at
-        # MAX_EXPANSION_RATIO times the file before anything is
-        # inflated: a damaged member is refused now rather than
-        # found by every installer later, as a filename once taken
-        # can never be given other bytes.
         size = f.seek(0, 2)
         try:
             entries = check_zip(f, max_entries=max_members)

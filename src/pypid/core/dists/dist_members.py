@@ -59,11 +59,7 @@ class UnsafeArchive(ValueError):
     """
 
     def __init__(self, message: str, member: str | bytes | None = None) -> None:
-        """
-        @param message: what is wrong.
-        @param member: the member's name, as text or as raw bytes (either
-            escaped here), or L{None}.
-        """
+        """@param member: the member's name, as text or raw bytes (escaped here), or L{None}."""
         if isinstance(member, str):
             member = encode_name(member)
         shown = None
@@ -181,10 +177,7 @@ class MemberNames:
         self._error = error
 
     def add(self, name: str, is_dir: bool, raw: bytes | None = None) -> None:
-        """
-        Record the member C{name} (whose bytes are C{raw}, when known), a
-        directory if C{is_dir}.
-        """
+        """Record the member C{name} (its bytes C{raw}, if known), a directory if C{is_dir}."""
         if raw is None:
             raw = encode_name(name)
         self._keys.append((_fold(name.rstrip("/")), is_dir, raw))
@@ -296,9 +289,7 @@ class SdistLayout:
         self.path: str | None = None
 
     def add(self, name: str) -> bool:
-        """
-        Account for one member; return whether it is C{<top>/PKG-INFO}.
-        """
+        """Account for one member; return whether it is C{<top>/PKG-INFO}."""
         parts = _split_member_name(name)
         if not parts:
             self.path = None
@@ -340,11 +331,7 @@ class SdistLayout:
             )
 
     def check_name(self, name: str, is_dir: bool) -> None:
-        """
-        Apply the zip name rules of L{pypid.core.dists.dist_members} to a tarball
-        member's name (uploads): printable, no backslash or colon, capped
-        in length, and not a second name for one file.
-        """
+        """Hold a tarball member's name to the zip name rules (L{check_member_name}): uploads."""
         while name.startswith("./"):
             name = name[2:]
         if name in ("", "."):

@@ -219,7 +219,7 @@ def wheel_metadata(zf: zipfile.ZipFile, parsed: ParsedFilename, limit: int,
                                                       MAX_WHEEL_FILE_SIZE),
                                      escape_text(member)) if member in names else None)
         except (InvalidWheelFile, InvalidDistribution):
-            # (read leniently, as before: only the tags of a WHEEL one can read)
+            # (an import reads leniently: only the tags of a WHEEL one can read)
             info = None
         if info is not None:
             _hold_to_filename(info, filename, escape_text(member), mismatch, build=False)
