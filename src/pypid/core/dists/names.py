@@ -1,10 +1,8 @@
 """
-Project names and distribution filenames: the pure rules of PEP 503, PEP 427
-and PEP 625, as the public index applies them to uploads.
-
-Nothing here touches the disk or the network; every function takes a string
-and either returns a value or raises L{InvalidName} with a message a person
-can act on.
+Project names and distribution filenames: the rules of PEP 503, PEP 427
+and PEP 625, as the public index applies them to uploads. Every function
+takes a string and either returns a value or raises L{InvalidName} with a
+message a person can act on.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """
-The names of indexes and upstreams, and the references an
-index's C{bases} make to them: pure rules, no I/O.
+The names of indexes and upstreams, and the references an index's
+C{bases} make to them.
 
 A named index is served under C{/NAME/}, so its name is one lower-case URL
 segment that is its own normalization (no C{.} or C{_}: never a dot-file,

@@ -2,12 +2,12 @@
 The bytes of the index's read API: the simple index in its PEP 503 HTML and
 PEP 691 JSON forms, the legacy C{/pypi/<project>/json} API, and their ETags.
 
-Every function here is pure: the caller hands in L{FileRecord}s paired with
-the URLs it wants clients to fetch them from (relative or absolute, without
-any fragment) and gets bytes back, ready to be cached and served many times.
-The markup is compact on purpose, since these pages are the bulk of the
-traffic, and every value placed in HTML is escaped, because filenames,
-Requires-Python and yank reasons all come from uploaders.
+The caller hands in L{FileRecord}s paired with the URLs it wants clients to
+fetch them from (relative or absolute, without any fragment) and gets bytes
+back, ready to be cached and served many times. The markup is compact on
+purpose, since these pages are the bulk of the traffic, and every value
+placed in HTML is escaped, because filenames, Requires-Python and yank
+reasons all come from uploaders.
 """
 
 from __future__ import annotations

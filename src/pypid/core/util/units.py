@@ -3,8 +3,8 @@ Sizes and durations as people write them: C{100M}, C{512KiB}, C{30s}, C{1.5h};
 and counts as people say them: C{1 project}, C{2 projects}.
 
 The configuration reads its sizes and durations with these, and so does the
-token admin at request time (a token's lifetime), so they live in the pure
-core: plain functions over text, no I/O.
+token admin at request time (a token's lifetime), so they live in the
+core.
 """
 
 from __future__ import annotations
