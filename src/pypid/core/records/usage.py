@@ -1,6 +1,6 @@
 """
-Download counts: how often each file was downloaded, by day,
-and when it last was; pure, no I/O.
+Download counts: how often each file was downloaded, by day, and when it
+last was.
 
 Counting must cost the download path next to nothing: a download adds one
 to a dict entry (L{UsageCounter.count}, about 0.2 us), and every few
@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
+
+from pypid.core.util.bounded import put_newest
 
 #: Days of counts kept by file (the pages show 30; rules may look back 90).
 WINDOW_DAYS = 90
@@ -226,9 +228,7 @@ class ClientBound:
         if seen >= (1 if ranged else self.limit):
             self._seen[key] = seen
             return False
-        if len(self._seen) >= self.max_entries:
-            del self._seen[next(iter(self._seen))]
-        self._seen[key] = seen + 1
+        put_newest(self._seen, key, seen + 1, self.max_entries)
         return True
 
     def _shared(self, key: tuple[str | None, str, bool], day: int) -> bool:
@@ -244,9 +244,7 @@ class ClientBound:
         data = f"{address}\0{filename}\0{ranged:d}".encode("utf-8", "surrogateescape")
         if self.shared(data, day, 1 if ranged else self.limit):
             return True
-        if len(self._seen) >= self.max_entries:
-            del self._seen[next(iter(self._seen))]
-        self._seen[key] = self.limit
+        put_newest(self._seen, key, self.limit, self.max_entries)
         return False
 
 
