@@ -25,6 +25,7 @@ import attrs
 
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import UPLOAD_PATHS
+from pypid.core.util.bounded import remember
 
 #: Latency buckets, in seconds: from a cached page (well under a
 #: millisecond) to a large upload on a slow link.
@@ -288,10 +289,8 @@ class RequestStats:
         for method, path, status, seconds, sent, received in batch:
             key = memo.get((method, path))
             if key is None:
-                if len(memo) >= _ROUTE_MEMO:
-                    memo.clear()
-                key = memo[method, path] = (index_and_route(method, path, indexes) if indexes
-                                            else (DEFAULT_INDEX, route_of(method, path)))
+                key = remember(memo, (method, path), index_and_route(method, path, indexes)
+                               if indexes else (DEFAULT_INDEX, route_of(method, path)), _ROUTE_MEMO)
             route = key[1]
             stats = routes.get(key)
             if stats is None:
