@@ -14,14 +14,14 @@ reads in one place; the L{Index} that holds it tells it of every change
 (L{RenderedPages.project_changed}, L{RenderedPages.listing_changed},
 L{RenderedPages.clear}), so a page kept is never older than the records.
 
-The index's security advisories are applied as a page is
-rendered, never as it is served: a release its L{AdvisoryPolicy} hides is
-left off, one it denies is listed as yanked (PEP 592) with the advisories
-as the reason (L{advised_files}, which the composed and the upstream pages
-use too), so pip and uv resolve around both and print the reason when
-pinned to a denied one. Whoever changes the advisories or the rules drops
-the pages of the projects they name (L{RenderedPages.project_changed}),
-so a page is rendered again once per change, not per request.
+The index's security advisories are applied as a page is rendered, never as
+it is served: a release its L{AdvisoryPolicy} hides is left off, one it
+denies is listed as yanked (PEP 592) with the advisories as the reason
+(L{advised_files}, which the composed and the upstream pages use too), so
+pip and uv resolve around both and print the reason when pinned to a denied
+one. Whoever changes the advisories or the rules drops the pages of the
+projects they name (L{RenderedPages.project_changed}), so a page is rendered
+again once per change, not per request.
 """
 
 from __future__ import annotations
@@ -219,15 +219,12 @@ class RenderedPages:
     a project the index replaced or forgot takes them along; the table
     here counts their bytes and orders the projects by use.
 
-    @ivar _file_url: C{file_url(record) -> str}, the URL a page links a
-        file by (relative to the project page, or absolute when a base URL
-        is set).
+    @ivar _file_url: the link a page gives a file (L{Index.file_url}).
     @ivar _projects: C{projects()}: every project, in the root page's order.
     @ivar _status: C{status(name)}: a project's L{ProjectStatus} (PEP
         792), or L{None} for an active one; a quarantined project's pages
         list no files (L{project_page}).
-    @ivar advisories: the index's L{AdvisoryPolicy}: the releases it hides
-        are not listed, those it denies are listed yanked (L{advised_files}).
+    @ivar advisories: the index's L{AdvisoryPolicy} (L{advised_files}).
     @ivar provenance_url: gives a file's provenance link (PEP 740,
         L{links.provenance_url_for}): part of the page kept, so serving it
         costs nothing more.
@@ -370,13 +367,9 @@ class RenderedPages:
     @property
     def max_bytes(self) -> int:
         """
-        The budget, in bytes, of the projects' rendered pages (body and
-        gzipped body; C{[pypid] page_cache_size}). Over it, the pages of
-        the projects least recently asked for are dropped, to be rendered
-        again when next asked for (the same bytes). The root pages are
-        always kept and not counted. 0 keeps no project's page: each
-        request renders its page. Setting it (a reload) evicts at once; a
-        negative one raises L{ValueError}.
+        The budget of the projects' rendered pages, body and gzipped body
+        (C{[pypid] page_cache_size}; the root pages are not counted): 0
+        keeps none, each request renders its page. Set as L{ByteLRU.max_bytes}.
         """
         return self._recent.max_bytes
 
