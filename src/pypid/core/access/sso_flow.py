@@ -137,7 +137,11 @@ class PendingLogins:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def _forget(self, state: str) -> PendingLogin | None:
+    def forget(self, state: str) -> None:
+        """
+        Forget the login C{state} names, if any: taken, too old, pushed
+        out, or taken by another worker of the machine.
+        """
         pending = self._pending.pop(state, None)
         if pending is not None:
             for by, key in ((self._by_client, pending.client),
@@ -147,7 +151,6 @@ class PendingLogins:
                     theirs.remove(state)
                     if not theirs:
                         del by[key]
-        return pending
 
     def _forget_expired(self, now: float) -> None:
         # (oldest first: the first that is not expired ends it, without a
@@ -156,7 +159,7 @@ class PendingLogins:
             state, pending = next(iter(self._pending.items()))
             if now - pending.started < self.ttl:
                 break
-            self._forget(state)
+            self.forget(state)
 
     def start(self, redirect_uri: str, next_path: str, now: float,
               random: Callable[[int], bytes], client: str = "") -> tuple[PendingLogin, str]:
@@ -181,26 +184,22 @@ class PendingLogins:
         client = pending.client
         network = network_of(client)
         while len(self._by_client.get(client, ())) >= self.per_client:
-            self._forget(self._by_client[client][0])
+            self.forget(self._by_client[client][0])
         while len(self._by_network.get(network, ())) >= self.per_network:
             # (the oldest of the client with the most in the network: a few
             # busy addresses push out their own, never a neighbour's one)
             theirs = self._by_network[network]
             counts = Counter(self._pending[state].client for state in theirs)
             busiest = max(counts, key=lambda each: (counts[each], each == client))
-            self._forget(self._by_client[busiest][0])
+            self.forget(self._by_client[busiest][0])
         while len(self._pending) >= self.limit:
             # (the oldest of the network with the most: one with many
             # addresses pushes out its own, never a network that has fewer)
             fullest = max(self._by_network.values(), key=len)
-            self._forget(fullest[0])
+            self.forget(fullest[0])
         self._pending[pending.state] = pending
         self._by_client.setdefault(client, []).append(pending.state)
         self._by_network.setdefault(network, []).append(pending.state)
-
-    def forget(self, state: str) -> None:
-        """Forget the login C{state} names (another worker of the machine took it)."""
-        self._forget(state)
 
     def take(self, state: str, binding: str | None, now: float) -> PendingLogin:
         """
@@ -219,7 +218,7 @@ class PendingLogins:
             raise LoginRefused("This sign-in was started in another browser, or this "
                                "browser did not keep its cookie. Start again from the login "
                                "page.")
-        self._forget(state)
+        self.forget(state)
         return pending
 
 
