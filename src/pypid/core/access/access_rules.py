@@ -42,11 +42,6 @@ class Rule:
     #: the index it is for (C{[acl] release/acme-*}), or L{None} for every index
     index: str | None = None
 
-    @property
-    def exact(self) -> bool:
-        """Whether the pattern is a plain name."""
-        return not any(c in self.pattern for c in "*?[")
-
     def specificity(self) -> tuple[int, int, int]:
         """Sort key: exact names first, then more literal characters, then file order."""
         return pattern_specificity(self.pattern, self.order)
