@@ -102,14 +102,6 @@ class ByteLRU(Generic[K, V]):
                 return True
         return False
 
-    def cost(self, key: K) -> int | None:
-        """What C{key} is counted (its bytes), or L{None} if it is not kept."""
-        for order in self._orders:
-            kept = order.get(key)
-            if kept is not None:
-                return kept[1]
-        return None
-
     def __len__(self) -> int:
         orders = self._orders
         return len(orders[0]) if len(orders) == 1 else sum(len(order) for order in orders)
