@@ -62,8 +62,7 @@ class RefusalExampleTests(SynchronousTestCase):
         """The Tag lines' refusal: what is wrong first, the member in it, the key last."""
         member = "decord-0.6.0.dist-info/WHEEL"
         with self.assertRaises(InvalidWheelFile) as caught:
-            check_matches_filename(WheelInfo((1, 0), False, frozenset({"cp312-cp312-win_amd64"}),
-                                             None),
+            check_matches_filename(WheelInfo(frozenset({"cp312-cp312-win_amd64"}), None),
                                    "decord-0.6.0-cp312-cp312-manylinux_2_17_x86_64.whl", member)
         error = BadRequest(str(caught.exception), remedy=tag_mismatch_hint(None, "decord"))
         self.assertShown("400 the Tag lines", error)

@@ -56,16 +56,13 @@ class TagMismatch(InvalidWheelFile):
 @attrs.frozen
 class WheelInfo:
     """
-    What a valid C{WHEEL} file says.
+    What a valid C{WHEEL} file says that the index holds to the filename
+    (its C{Wheel-Version} and C{Root-Is-Purelib} are checked, not kept).
 
-    @ivar wheel_version: C{(major, minor)}.
-    @ivar root_is_purelib: where an installer puts the root of the wheel.
     @ivar tags: the tags, expanded and lower case, as C{"py3-none-any"} strings.
     @ivar build: the C{Build} value, or L{None}.
     """
 
-    wheel_version: tuple[int, int]
-    root_is_purelib: bool
     tags: frozenset[str]
     build: str | None
 
@@ -132,12 +129,7 @@ def parse_wheel_file(raw: bytes, member: str = "WHEEL") -> WheelInfo:
         expanded.update(expand_tags(*tag.lower().split("-")))
         if len(expanded) > MAX_TAGS:
             raise InvalidWheelFile(f"{member} has more than {MAX_TAGS} tags")
-    return WheelInfo(
-        wheel_version=(int(parsed.group(1)), int(parsed.group(2))),
-        root_is_purelib=purelib == "true",
-        tags=frozenset(expanded),
-        build=fields.get("build") or None,
-    )
+    return WheelInfo(tags=frozenset(expanded), build=fields.get("build") or None)
 
 
 def check_matches_filename(info: WheelInfo, filename: str, member: str = "WHEEL",

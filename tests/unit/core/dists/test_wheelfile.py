@@ -27,9 +27,8 @@ class ParseWheelFileTests(SynchronousTestCase):
         self.assertIn("demo-1.0.dist-info/WHEEL", str(e))
 
     def test_bdist_wheel_output(self):
-        """What bdist_wheel writes is read: version, purelib, tags."""
+        """What bdist_wheel writes is read: its tags, and no build."""
         self.assertEqual(parse_wheel_file(GOOD), WheelInfo(
-            wheel_version=(1, 0), root_is_purelib=True,
             tags=frozenset({"py3-none-any"}), build=None))
 
     def test_several_tags_crlf_build_and_trailing_blank_line(self):
@@ -37,8 +36,6 @@ class ParseWheelFileTests(SynchronousTestCase):
         raw = (b"Wheel-Version: 1.9\r\nRoot-Is-Purelib: false\r\nTag: cp312-cp312-Manylinux_2_17_x86_64\r\n"
                b"Tag: cp312-cp312-manylinux2014_x86_64\r\nBuild: 1abc\r\n\r\n")
         info = parse_wheel_file(raw)
-        self.assertEqual(info.wheel_version, (1, 9))
-        self.assertFalse(info.root_is_purelib)
         self.assertEqual(info.tags, {"cp312-cp312-manylinux_2_17_x86_64",
                                      "cp312-cp312-manylinux2014_x86_64"})
         self.assertEqual(info.build, "1abc")
@@ -121,7 +118,7 @@ class MatchesFilenameTests(SynchronousTestCase):
 
     def info(self, *tags, build=None):
         """A WheelInfo with C{tags}."""
-        return WheelInfo((1, 0), True, frozenset(tags), build)
+        return WheelInfo(frozenset(tags), build)
 
     def test_same_tags(self):
         """Tags equal to the filename's expanded tags pass, whatever their case."""
