@@ -718,7 +718,7 @@ class HeaderReaderTests(SynchronousTestCase):
                          "Project-URL", "Key With Space", "Metadata-Version"):
                 self.assertEqual(got.get_all(name), expected.get_all(name), (text, name))
                 self.assertEqual(got.get(name), expected.get(name), (text, name))
-            self.assertEqual(got.get_payload(), expected.get_payload(), text)
+            self.assertEqual(got.payload, expected.get_payload(), text)
 
     def test_nameless_header_line(self):
         """
@@ -730,7 +730,7 @@ class HeaderReaderTests(SynchronousTestCase):
         headers = _Headers("Name: a\n: x\n more\nRequires-Python: >=99\n\nbody")
         self.assertEqual(headers.get_all("name"), ["a"])
         self.assertEqual(headers.get_all("requires-python"), [">=99"])
-        self.assertEqual(headers.get_payload(), "body")
+        self.assertEqual(headers.payload, "body")
 
     def test_random_same_as_email(self):
         """
@@ -760,7 +760,7 @@ class HeaderReaderTests(SynchronousTestCase):
             got = _Headers(text)
             for name in set(got.names()) | {"name", "version"}:
                 self.assertEqual(got.get_all(name), expected.get_all(name), (text, name))
-            self.assertEqual(got.get_payload(), expected.get_payload(), text)
+            self.assertEqual(got.payload, expected.get_payload(), text)
 
 
 class ParseFieldsTests(SynchronousTestCase):
