@@ -212,22 +212,17 @@ def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
 class _Gathering:
     """
     What L{compose} gathers of a project along a chain, source after
-    source, then filters: one object a call (where a closure and its cells
-    were), each step a method called once a call, each file's work inline
-    in its step (no call a file: this is the path of every page composed).
+    source, then filters (the fields of a L{Composition}, as lists): one
+    object a call, each step a method called once a call, each file's work
+    inline in its step (no call a file: this is the path of every page
+    composed).
 
     @ivar taken: C{(file, source)} pairs offered and not shadowed, in order.
-    @ivar names: the filenames taken.
-    @ivar keys: the distribution keys taken (L{filename_key}).
+    @ivar names: the filenames taken; C{keys}, their distribution keys.
     @ivar counts: per source: C{(source, how many files it offered, how
         many it gave)}, for L{_delegate}.
-    @ivar held: per hosted source: its L{Project}, or L{None}.
-    @ivar changes: per hosted source: its project's L{Project.changes}.
-    @ivar consulted: C{(upstream, token)} of each upstream asked.
-    @ivar hosted: whether a hosted source holds the project.
     @ivar filtered: whether the view's date or filters left a file out.
     @ivar files: the files that passed the filters (L{filter}).
-    @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
     """
 
     taken: list[tuple[ComposedFile, ChainSource]]

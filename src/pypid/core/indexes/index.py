@@ -80,7 +80,6 @@ class Index:
 
     file_url: Callable[[FileRecord], str]
     serial: int
-    #: the rendered pages, told of every change made here
     _rendered: RenderedPages
     statuses: ProjectStatuses
     promotions: PromotedFiles
@@ -136,11 +135,7 @@ class Index:
 
     @property
     def rendered(self) -> RenderedPages:
-        """
-        Its rendered pages (the C{/simple/} pages, kept, and what is kept with
-        them), with the L{AdvisoryPolicy} they apply and the count of changes
-        of its list of projects (L{RenderedPages.listing_serial}).
-        """
+        """Its rendered pages, and what is kept with them, told of every change here."""
         return self._rendered
 
     def project(self, name: str) -> Project | None:
