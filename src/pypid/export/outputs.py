@@ -32,7 +32,7 @@ from typing import Any
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import INTEGRITY_MEDIA_TYPE, integrity_path
 from pypid.core.formats import legacy_info as legacy_json
-from pypid.core.formats.catalog import summary_of
+from pypid.core.formats.catalog import summary_among
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project import Project
 from pypid.core.indexes.render import HTML, JSON
@@ -112,7 +112,7 @@ def package_entry(project: Project, version: str | None) -> Entry | None:
     if version is None:
         return None
     return {"name": project.name, "display_name": project.display_name,
-            "summary": summary_of(project, version), "version": version}
+            "summary": summary_among(project.files.values(), version), "version": version}
 
 
 def file_outputs(project: Project, metadata: dict[str, bytes],

@@ -6,7 +6,7 @@ Worked out again, lazily, when the index's serial has moved since: the
 first search or landing page after a change pays for it (each project's
 part is kept with its pages until it changes, so that is about 30 ms at
 20,000 projects), every other one reads it as it is. Who may
-see what is left to the caller, which filters (see L{visible_counts}).
+see what is left to the caller, which filters (see L{Catalog.counts}).
 
 An index of several hosted sources, or a view, has an
 L{IndexCatalog} instead (L{catalog_for}): the same over the union of its
@@ -62,7 +62,7 @@ class Catalog:
             if kept is None:
                 version = project.latest_version()
                 kept = (SearchEntry(project.name, project.display_name,
-                              summary_of(project, version)), version)
+                                    summary_among(project.files.values(), version)), version)
                 index.rendered.keep_page(project, _KEY, kept)
             entries.append(kept[0])
             latest[project.name] = kept[1]
@@ -80,8 +80,18 @@ class Catalog:
         return self._search
 
     def counts(self, visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
-        """C{(projects, files)} the landing page counts (L{visible_counts})."""
-        return visible_counts(self._index, visible)
+        """
+        C{(projects, files)} the landing page counts: of the projects that
+        have files, those C{visible(project)} allows (every one when L{None}).
+        """
+        projects = files = 0
+        for project in self._index.projects():
+            # (its count: a project whose records are not made yet is not made for it)
+            count = project.count
+            if count and (visible is None or visible(project.name)):
+                projects += 1
+                files += count
+        return projects, files
 
     def latest(self, project: str) -> str | None:
         """The latest version of C{project} (a normalized name), or L{None}."""
@@ -121,36 +131,16 @@ class Catalog:
         return shown
 
 
-def summary_of(project: Project, version: str | None) -> str | None:
-    """
-    The summary that stands for a project (in search, and in a static
-    copy's C{packages.json}): its latest version's, a wheel's first; else
-    the newest upload's that has one; L{None} without any.
-    """
-    return summary_among(project.files.values(), version)
-
-
 def summary_among(files: Collection[FileRecord], version: str | None) -> str | None:
-    """L{summary_of} the project whose live files are C{files} (a collection)."""
+    """
+    The summary that stands for the project whose live files are C{files}
+    (in search, and in a static copy's C{packages.json}): its latest
+    C{version}'s, a wheel's first; else the newest upload's that has one;
+    L{None} without any.
+    """
     latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
     return next((r.summary for r in latest if r.summary), None) or next(
         (r.summary for r in sorted(files, key=lambda r: -r.upload_time) if r.summary), None)
-
-
-def visible_counts(index: Index,
-                   visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
-    """
-    C{(projects, files)} of the projects C{visible(project)} allows (every
-    one when L{None}) that have files.
-    """
-    projects = files = 0
-    for project in index.projects():
-        # (its count: a project whose records are not made yet is not made for it)
-        count = project.count
-        if count and (visible is None or visible(project.name)):
-            projects += 1
-            files += count
-    return projects, files
 
 
 def catalog_for(order: Sequence[ChainSource], filters: Filters) -> Catalog | IndexCatalog:

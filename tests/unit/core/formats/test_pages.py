@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.core.dists.details import Details
 from pypid.core.formats import pages, project_page
-from pypid.core.formats.catalog import Catalog, visible_counts
+from pypid.core.formats.catalog import Catalog
 from pypid.core.formats.search import Hit, Results, SearchEntry
 from pypid.core.indexes.index import Index
 from tests.harness.records import make_record
@@ -208,8 +208,8 @@ class CatalogTests(SynchronousTestCase):
 
     def test_counts(self):
         """Projects and files, of every project or of those visible."""
-        self.assertEqual(visible_counts(self.index), (2, 5))
-        self.assertEqual(visible_counts(self.index, lambda p: p == "shrubbery"), (1, 1))
+        self.assertEqual(self.catalog.counts(), (2, 5))
+        self.assertEqual(self.catalog.counts(lambda p: p == "shrubbery"), (1, 1))
 
 
 class HistoryTests(SynchronousTestCase):
