@@ -125,11 +125,7 @@ READING, FAILED = "reading", "failed"
 
 
 class _EveryProject(Mapping[str, tuple[Advisory, ...]]):
-    """
-    The C{by_project} of an unread database: it contains every project
-    (any release may be covered by the advisories still to be read), none
-    with an advisory known; it lists none.
-    """
+    """The C{by_project} of an unread database: it holds every project, none listed."""
 
     def __contains__(self, project: object) -> bool:
         return True
@@ -188,12 +184,9 @@ class AdvisoryDB:
     @classmethod
     def unread_yet(cls, state: str = READING, source: str = "") -> AdvisoryDB:
         """
-        The database in force while the advisories are still to be read:
-        it names every project and holds no advisory, so an index that
-        hides or denies serves no release of any (L{AdvisoriesUnread}).
-
-        Put in force only before the server answers anything: a page kept
-        before, composed without it, would still be served.
+        The database in force while the advisories are still to be read (see
+        the module), put in force only before the server answers anything: a
+        page kept before, composed without it, would still be served.
         """
         return cls(_EveryProject(), source, "", state)
 
@@ -407,10 +400,7 @@ class AdvisoryPolicy:
         return (self._board.generation, self._taken)
 
     def take_rules(self, rules: AdvisoryRules) -> bool:
-        """
-        Act by C{rules} from now on (a reload); whether they differ from
-        those in force (then every verdict is worked out again).
-        """
+        """Act by C{rules} from now on (a reload); whether they differ (as L{take_waivers})."""
         if rules == self.rules:
             return False
         self.rules = rules
