@@ -1,7 +1,7 @@
 """
-The origin a client reached the server by, from its C{Host} header (issue
-60): what the pages for people put in their install snippets, and the
-legacy JSON API in its absolute URLs, when C{[pypid] base_url} is not set.
+The origin a client reached the server by, from its C{Host} header: what
+the pages for people put in their install snippets, and the legacy JSON
+API in its absolute URLs, when C{[pypid] base_url} is not set.
 
 The header is the client's: it is taken only when it is a host name, an
 IPv4 address or a bracketed IPv6 address, with an optional port, and it

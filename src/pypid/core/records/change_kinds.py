@@ -1,9 +1,9 @@
 """
 The kinds of entry the journal holds (L{ChangeKind}), named once: what the
 audit log shows, what a query may ask for, which kinds are the events a
-webhook may be told of and which of those are about a project. Warehouse
-names its events the same way (one enumeration, C{events/tags.py}); before
-this module the same strings were listed in three places and drifted.
+webhook may be told of and which of those are about a project: strings
+listed in several places drift apart. Warehouse names its events the same
+way (one enumeration, C{events/tags.py}).
 
 A kind is a C{str}: the entries' JSON keeps the plain value, and a value
 read back is turned into its member, so an unknown kind is refused where
