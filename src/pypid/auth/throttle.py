@@ -310,28 +310,36 @@ class LoginThrottle:
             if guessable:
                 put_newest(self._good, (user, client), self.clock.seconds(), MAX_GOOD)
 
-    def forgive(self, users: Collection[str]) -> None:
+    def forgive(self, users: Collection[str]) -> list[str]:
         """
         An admin set the passwords of C{users} again: their lock-outs end
         at once, from every client (each pair's count, and the user name's
         bucket of rule 6), or the new password would be refused with
         C{429} until the window ends. The clients' own counts stay: they
         count every name a client tried.
+
+        @return: those of C{users} that had failures here to forget (a user
+            just made has none, and its log line would say otherwise).
         """
         if not users:
-            return
+            return []
         named = {counted_user(user) for user in users}
-        self._forgive(named)
+        had = self._forgive(named)
         if self.share is not None:
             for user in sorted(name for name in named if name is not None):
                 self.share.tell(FORGIVEN, user, None, True, self.clock.seconds())
+        return sorted(user for user in users if counted_user(user) in had)
 
-    def _forgive(self, named: set[str | None]) -> None:
+    def _forgive(self, named: set[str | None]) -> set[str | None]:
+        """Forget the failures of C{named}; those that had some."""
+        had: set[str | None] = set()
         for key in [key for key in self._failures if key[0] in named]:
+            had.add(key[0])
             del self._failures[key]
         for user in named:
-            if user is not None:
-                self._identities.pop(user, None)
+            if user is not None and self._identities.pop(user, None) is not None:
+                had.add(user)
+        return had
 
     def sync(self) -> Deferred[None]:
         """

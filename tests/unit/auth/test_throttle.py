@@ -157,14 +157,16 @@ class ThrottleTests(SynchronousTestCase):
             throttle.failed(user, client)
         # (4 failures of alice's: her name's bucket holds back clients "b" and "c" too)
         self.assertEqual([throttle.wait("alice", c) for c in ("a", "b", "c")], [60, 15, 15])
-        throttle.forgive(["alice"])
+        # (of those whose password was set, only those with failures are
+        # said forgiven: a user just made has none)
+        self.assertEqual(throttle.forgive(["alice", "dave"]), ["alice"])
         self.assertEqual([throttle.wait("alice", c) for c in ("b", "c")], [0, 0])
         # (the client "a" made 5 failures in all: its own cap, for every name)
         self.assertEqual(throttle.wait("alice", "a"), 60)
         self.assertEqual(throttle.wait("carol", "a"), 60)
         self.assertEqual(sorted(key for key in throttle._failures if key[0] is not None),
                          [("bob", "a")])
-        throttle.forgive([])
+        self.assertEqual(throttle.forgive([]), [])
         self.assertEqual(throttle.wait("alice", "b"), 0)
 
 

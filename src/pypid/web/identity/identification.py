@@ -111,12 +111,12 @@ class Identification:
         self.generation += 1
         self._vouching = {}
         reset = verifier.passwords_set_since(self.verifier)
-        if self.throttle is not None and reset:
-            # (a password an admin set again works at once: the lock-out
-            # the forgotten one earned is not the new one's)
-            self.throttle.forgive(reset)
+        # (a password an admin set again works at once: the lock-out the
+        # forgotten one earned is not the new one's)
+        forgiven = self.throttle.forgive(reset) if self.throttle is not None else []
+        if forgiven:
             log.info("Failed logins forgotten for {users}: their password was set again",
-                     users=", ".join(sorted(reset)))
+                     users=", ".join(forgiven))
         self.verifier = verifier
         self.tokens = tokens
         if outside is not None:
