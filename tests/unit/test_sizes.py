@@ -57,12 +57,8 @@ CYCLES = {
 
 #: Module docstrings over L{DOCSTRING_LINES} lines today: C{path -> (ceiling, reason)}.
 LONG_DOCSTRINGS = {
-    "pypid/advisories/feed.py": (49, _NOT_TRIMMED),
     "pypid/storage/folder/local.py": (49, _NOT_TRIMMED),
-    "pypid/bundle/ingest.py": (43, _NOT_TRIMMED),
     "pypid/cli/admin.py": (42, _NOT_TRIMMED),
-    "pypid/advisories/osv_archive.py": (41, _NOT_TRIMMED),
-    "pypid/sandbox/readme_sandbox.py": (41, _NOT_TRIMMED),
 }
 
 #: Files that still name tracker issues: C{path -> (ceiling of references, reason)}.

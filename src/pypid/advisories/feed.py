@@ -1,52 +1,33 @@
 """
-The part that keeps the server's security advisories in force:
-it reads the OSV records of C{[advisories] path} (a folder or a zip) and
-of the archive fetched from C{url}, at start-up, every C{refresh} and at
-C{SIGHUP}, and puts the result on the server's
-L{pypid.core.security.advisories.AdvisoryBoard}, which every index's policy reads.
+The part that keeps the server's security advisories in force: it reads the
+OSV records of C{[advisories] path} (a folder or a zip) and of the archive
+fetched from C{url}, at start-up, every C{refresh} and at C{SIGHUP}, and puts
+the result on the L{pypid.core.security.advisories.AdvisoryBoard} that every
+index's policy reads.
 
-Why so:
-  - the start does not wait for the advisories (20,000 records
-    held the listeners 4.5 to 9 s and kept 75 MiB): before the listeners
-    open, the part checks the path (one that does not exist, or is over
-    C{max_size}, is a start-up error, one line: an administrator who wrote
-    it believes it is in force) and, when there is something to read, puts
-    the I{unread} database in force, under which an index that hides or
-    denies serves none of the releases the advisories might cover (503 with
-    C{Retry-After}: L{pypid.core.security.advisories.AdvisoriesUnread}) and
-    C{/health} says they are being read; once the listeners are open,
-    L{FirstRead} begins the first read, in the background. A first read that
-    fails (an archive refused, a child that died) leaves the unread database
-    in force, failed: those indexes keep failing closed, and C{/health} says
-    so, until a later read (the next C{refresh}, a C{SIGHUP}) succeeds;
-  - what is read is kept: the export is read once per version into the
-    compact cache beside the snapshot (L{pypid.advisories.compact_cache}),
-    in a child process (L{pypid.advisories.compile_child}), and every start
-    reads the cache (0.6 to 0.9 s of CPU and 33 MiB kept for 20,000 records,
-    against about 4 s and 75 MiB for the export); a cache that is stale (the
-    sources, their bounds or pypid changed) or not as written is left, and
-    the export read again;
-  - the URL is never waited for: the server must start and serve without a
-    network. The last good archive fetched is kept beside the snapshot
-    (C{<snapshot>.d/advisories.zip}), read at start-up like the path, and
-    fetched again in the background (a conditional request:
-    C{If-None-Match}/C{If-Modified-Since}; after a restart, the kept copy's date,
-    which is its answer's C{Last-Modified}). An answer replaces the kept
-    copy only once it has been read whole within the bounds (written beside
-    it, checked, then renamed over it): a hostile or broken answer kept
-    unchecked would fail every later read and, at the next start, fail the
-    advisories closed. A kept copy that no longer reads (damaged, or over a
-    smaller C{max_size}) is a warning: the path's advisories are read
-    without it; a URL without a kept copy puts nothing in force until it
-    answers (the server serves meanwhile, as before);
-  - a read that fails or is refused (a hostile archive: see
-    L{pypid.advisories.osv_archive}) keeps the advisories in force, with one
-    error line; a read whose records are those in force changes nothing
-    (their digest); any other replaces the board's database, with one
-    line saying how many, from where, in how long.
+  - the start does not wait for them (20,000 records held the listeners 4.5
+    to 9 s and kept 75 MiB): before the listeners open, a path that does not
+    exist or is over C{max_size} is a start-up error (who wrote it believes
+    it is in force), and the I{unread} database goes in force, under which an
+    index that hides or denies serves none of the releases they might cover
+    (503, L{pypid.core.security.advisories.AdvisoriesUnread}); L{FirstRead}
+    reads once the listeners are open. A first read that fails leaves that
+    database in force, failed, until a later read succeeds (C{/health} says);
+  - what is read is kept: the export is compiled once per version, in a
+    child (L{pypid.advisories.compile_child}), into the compact cache beside
+    the snapshot (L{pypid.advisories.compact_cache}) that every start reads
+    (0.6 to 0.9 s and 33 MiB for 20,000 records, against 4 s and 75 MiB); a
+    cache that is stale or not as written is left, and the export read again;
+  - the URL is never waited for (the server starts without a network): the
+    last good archive, C{<snapshot>.d/advisories.zip}, is read at start-up
+    like the path and fetched again in the background, conditionally. An
+    answer replaces it only once read whole within the bounds: kept
+    unchecked, a hostile one would fail every later read and the next start
+    closed. A URL without a kept copy puts nothing in force until it answers;
+  - a read that fails or is refused keeps what is in force (one error line);
+    one of the records in force (their digest) changes nothing.
 
-Measured (tests/bench/bench_advisories.py --daemon, a synthetic export of
-20,000 records, 18 MB zipped; 2 shared cores): see docs/performance.rst.
+Measured by tests/bench/bench_advisories.py --daemon: docs/performance.rst.
 """
 
 from __future__ import annotations

@@ -1,44 +1,33 @@
 """
-The OSV records of a folder or a zip archive, read within bounds:
-the records are untrusted input, and an archive fetched from
-a URL doubly so.
+The OSV records of a folder or a zip archive, read within bounds: the
+records are untrusted input, and an archive fetched from a URL doubly so.
 
-Why it is shaped so:
-  - a zip is read with the standard library's C{zipfile} (the well-kept
-    reader here; the issue's "use a library where one exists"), in memory,
-    entry by entry, and never extracted: no name in it ever becomes a path
-    on this machine, so a traversal (C{../x}, C{/etc/x}, C{C:\\x}) can
-    write nothing; such names are skipped all the same, and counted, as a
-    sign of a hostile archive;
+  - a zip is read with the standard library's C{zipfile}, in memory, entry
+    by entry, and never extracted: no name in it becomes a path here, so a
+    traversal (C{../x}, C{/etc/x}, C{C:\\x}) can write nothing; such names
+    are skipped all the same, and counted, as a sign of a hostile archive;
   - the entries are counted before C{zipfile} reads the central directory
-    (L{_count_entries}): the library makes an object of every entry, and
-    an archive of 4,000,000 empty entries (350 MB, under the default
-    C{max_size}) took it 55 s and 1.4 GB of memory before the count could
-    be checked (1,000,000: 10.5 s, 360 MB); counted from the end record
-    and the directory's own bytes, it is refused in well under a second.
-    The end record's number alone is not trusted (the library reads
-    entries while the directory's bytes last, whatever the number says):
-    the directory's entry signatures are counted too;
-  - an entry's size is checked on what is decompressed, not only on what
-    its header claims (a zip bomb lies in its headers), reading at most
-    one byte past the limit; an entry compressed more than
-    L{ArchiveLimits.max_ratio} times is a bomb, and refuses the archive;
-  - the total decompressed is bounded, so is the archive's own size;
+    (L{_count_entries}): it makes an object of every entry, and an archive
+    of 4,000,000 empty entries (350 MB, under the default C{max_size}) took
+    it 55 s and 1.4 GB before the count could be checked; counted from the
+    end record and the directory's own bytes, it is refused in well under a
+    second. The end record's number alone is not trusted (the library reads
+    entries while the directory's bytes last): the signatures are counted;
+  - an entry's size is checked on what is decompressed, not on what its
+    header claims (a zip bomb lies there), reading at most one byte past
+    the limit; an entry compressed more than L{ArchiveLimits.max_ratio}
+    times is a bomb, and refuses the archive; the total decompressed is
+    bounded, and so is the archive's own size;
   - a folder is walked without following links, and only regular files
     ending in C{.json} are read, each bounded alike (opened without
-    waiting: a named pipe called C{x.json} would hold a pool thread
-    forever).
+    waiting: a named pipe called C{x.json} would hold a pool thread forever).
 
-An archive refused raises L{ArchiveRefused} with one line; an entry too
-big is skipped and counted (L{Tally}). The records are handed on one by
-one (L{records}), so that memory holds one record's bytes at a time, not
-the archive's; a digest of every record read names the content, so a
-reload that finds the same records changes nothing.
-
-Measured (tests/bench/bench_advisories.py, a synthetic export of 40,000 records,
-36 MB zipped, on 2 shared cores; cProfile): reading and decompressing the
-entries is about a quarter of a load (5.5 of 22 s profiled; the load
-itself 6 to 8 s unprofiled), the JSON and the advisories the rest.
+An archive refused raises L{ArchiveRefused} with one line; an entry too big
+is skipped and counted (L{Tally}). The records are handed on one by one
+(L{records}): memory holds one record's bytes at a time, not the archive's;
+their digest names the content, so a reload of the same records changes
+nothing. Reading and decompressing is about a quarter of a load (40,000
+records, 36 MB zipped: 5.5 of 22 s profiled), the JSON and advisories the rest.
 """
 
 from __future__ import annotations

@@ -1,46 +1,33 @@
 """
 Files from any source into a storage (C{pypid-admin import}), each taken as
-an upload is, and a report of what happened to each.
+an upload is, and a report of what happened to each. A source
+(L{pypid.bundle.sources}) offers L{Arrival}s: a filename, a way to copy its
+bytes, and what the source says of it (sha256, upload time, uploader, yank
+state). Whatever the source, every file is:
 
-A source (L{pypid.bundle.sources}) offers L{Arrival}s: a filename, a way to
-copy its bytes, and what the source says of it (its sha256, upload time,
-uploader, yank state). Whatever the source, every file is:
-
-  1. checked against what is stored already: the same bytes under its name
-     are I{already there} (nothing is written); other bytes, or a name
-     deleted here (a tombstone), are a I{conflict}, and nothing is ever
-     overwritten;
+  1. checked against what is stored: the same bytes under its name are
+     I{already there}; other bytes, or a name deleted here (a tombstone),
+     are a I{conflict}: nothing is ever overwritten;
   2. copied into the storage's spool folder, hashed on the way and bounded
      by C{[pypid] max_upload_size}; bytes other than the sha256 or size
      the source gives are I{refused};
-  3. inspected as an upload is (L{pypid.core.dists.distribution.inspect}): a
-     filename that is not a distribution's, or a broken or hostile archive,
-     is I{refused} with the reason, never indexed. The record, the core
-     metadata and the details come from the file itself; only the upload
-     time, the uploader and the yank state come from the source;
+  3. inspected as an upload is (L{pypid.core.dists.distribution.inspect}):
+     a file that is not a distribution, or a broken or hostile archive, is
+     I{refused} with the reason. The record and metadata come from the file
+     itself; only the upload time, uploader and yank state from the source;
   4. published (L{IStorage.publish}, which never overwrites: a file that
-     arrived meanwhile under that name is a conflict too), then yanked when
-     the source says so.
+     arrived meanwhile is a conflict too), then yanked if the source says so.
 
-Tombstones (deleted names) are kept with L{IStorage.add_tombstone}, unless a
-file of that name is stored here: that is a conflict, and the file stays.
+Tombstones are kept unless a file of that name is stored here (a conflict).
+The projects' statuses (PEP 792) are kept first (L{Ingest.take_statuses}):
+a quarantined project's files never arrive in a storage that holds it
+active, even when the import stops half-way; a quarantine replaces another
+status kept here, another that differs is a conflict. A storage failure
+stops the import; run again, it takes up where it stopped.
 
-The projects' statuses a bundle carries (PEP 792) are kept first,
-before any file is taken (L{Ingest.take_statuses}), so that a quarantined
-project's files never arrive in a storage that holds them as active, even
-when the import stops half-way. A quarantine always wins: it replaces
-another status kept here (the report says so); another status differing
-from the one kept here is a conflict, and this server's stays.
-
-A storage failure stops the import (the report says what was done before
-it); running it again takes up where it stopped, since what is there is
-I{already there}.
-
-Files are taken four at a time (L{Ingest.take_all}): the publications are
-fsyncs or requests to a bucket, which overlap. Measured on 2 cores with
-10,001 small wheels into a local folder: 112 s one at a time, 64 s four at
-a time, 55 s eight at a time (the rest is inspection and rendering, which
-hold the interpreter's lock).
+Files are taken four at a time (L{Ingest.take_all}): publications (fsyncs,
+requests to a bucket) overlap. 10,001 small wheels into a folder on 2 cores:
+112 s one at a time, 64 s four, 55 s eight (inspection holds the GIL).
 """
 
 from __future__ import annotations

@@ -1,44 +1,33 @@
 """
 Descriptions rendered in child processes, with a time budget.
 
-A README is rendered when its file arrives: in an upload, a file the
-upstream cache keeps, an import, the first view of a project in a folder
-served in place. The renderers are pure Python that holds the interpreter
-lock, and some inputs take them quadratic time: 126 kB of unclosed
-C{<pre><code>} lines took readme_renderer's code highlighting 6 s, during
-which the daemon answered nothing. So the daemon does not render: a few
-child processes (L{pypid.sandbox.readme_child}) do, at a lower priority,
-and a render that is not done within L{BUDGET} has its child killed and
-the description shown as plain text (a new child is started for the next
-one). A child that dies, or answers nonsense, costs the same and no more.
+A README is rendered when its file arrives (an upload, a file the upstream
+cache keeps, an import, a folder served in place). The renderers are pure
+Python that holds the interpreter lock, and some inputs take them quadratic
+time: 126 kB of unclosed C{<pre><code>} lines took readme_renderer's code
+highlighting 6 s, during which the daemon answered nothing. So a few child
+processes (L{pypid.sandbox.readme_child}) render, at a lower priority; one
+not done within L{BUDGET} is killed and the description shown as plain
+text. A child that dies, or answers nonsense, costs the same and no more.
 
-L{ReadmeSandbox.render} is a L{pypid.core.dists.readme.Renderer}: it is called in
-a worker thread (inspection runs there) and blocks that thread, never the
-reactor, while the child renders; the wait for a free child counts in the
-budget, so a thread is held at most about twice the budget.
+L{ReadmeSandbox.render} is a L{pypid.core.dists.readme.Renderer}, called in a
+worker thread (inspection runs there): it blocks that thread, never the
+reactor; the wait for a free child counts in the budget, so a thread is
+held at most about twice the budget.
 
-A child costs memory (the interpreter and its renderers: peak RSS 20 MiB
-with Markdown's, 32 with reStructuredText's, 34 with both; two children
-with both took the daemon's process tree from 96 to 171 MiB after the
-shared bench's 200 uploads), and CPU to start (0.12 s, 0.23 s), so the
-sandbox keeps them few and small:
+A child costs memory (peak RSS 20 MiB with Markdown's renderer, 32 with
+reStructuredText's, 34 with both; two took the daemon's tree from 96 to 171
+MiB in the shared bench) and CPU to start (0.12 s, 0.23 s), so they are few:
 
   - what needs no renderer never reaches a child
-    (L{pypid.core.dists.readme.render_without_renderer}: no description, plain
-    text, and prose, a sentence or paragraphs of words, whose HTML is
-    known; the bench's uploads, and C{UNKNOWN});
-  - one child renders, and a second is started only when a render has
-    waited L{SPARE_AFTER} for a busy one (a hostile README holding it),
-    up to L{CHILDREN};
-  - a child imports the renderer of a markup when it is first given one
-    (L{pypid.core.dists.readme.warm_up}): Markdown alone does not load docutils;
-  - a child idle for L{IDLE_TIMEOUT} is stopped (given a clock: the
-    daemon's reactor; a command's sandbox is closed when it is done).
-
-Children are started on first use (a daemon that renders nothing starts
-none) and stopped with the daemon (the part's C{stopService}); a child
-also exits when its standard input closes, so one outliving a killed
-daemon finds out at its next read.
+    (L{pypid.core.dists.readme.render_without_renderer}: none, plain text,
+    and prose whose HTML is known);
+  - one child renders; a second starts only when a render has waited
+    L{SPARE_AFTER} for a busy one (a hostile README), up to L{CHILDREN};
+  - a child imports a markup's renderer when first given one
+    (L{pypid.core.dists.readme.warm_up}): Markdown alone loads no docutils;
+  - children start on first use and stop when idle for L{IDLE_TIMEOUT},
+    with the daemon, or when their standard input closes (a killed daemon).
 """
 
 from __future__ import annotations
