@@ -312,13 +312,6 @@ class BundleManifest:
         }
         return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
-    def digest_of(self, name: str) -> Digest | None:
-        """The L{Digest} the manifest gives the member C{name}, or L{None}."""
-        member = classify(name)
-        if member.filename is not None and member.kind == "file" and member.index is None:
-            return self.files.get(member.filename)
-        return self.members.get(name)
-
     @classmethod
     def parse(cls, data: bytes) -> BundleManifest:
         """

@@ -66,8 +66,8 @@ class ManifestTests(SynchronousTestCase):
         self.assertEqual(m.BundleManifest.parse(data), manifest)
         self.assertEqual(json.loads(data)["format"], "pypid-bundle")
         self.assertEqual(json.loads(data)["version"], 1)
-        self.assertEqual(manifest.digest_of("files/a-1.0.tar.gz"), digest(b"a"))
-        self.assertEqual(manifest.digest_of(m.RECORDS), digest(b"r"))
+        self.assertEqual(manifest.files["a-1.0.tar.gz"], digest(b"a"))
+        self.assertEqual(manifest.members[m.RECORDS], digest(b"r"))
 
     def test_parse_errors(self):
         """A manifest that is not one is refused, naming what is wrong."""
