@@ -181,10 +181,6 @@ class Sockets:
         for group in self.groups:
             group.shut(number, last=False)
 
-    def ports(self) -> list[int]:
-        """The TCP port of each TCP line (for a line that asked for any port: the one it got)."""
-        return [group.port for group in self.groups]
-
     def close(self) -> None:
         """Close every group's socket (the shared ones are their opener's to close)."""
         for group in self.groups:

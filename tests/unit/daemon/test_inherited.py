@@ -105,7 +105,7 @@ class WorkerSocketsTests(TestCase):
         first, second = sockets.for_worker(1), sockets.for_worker(2)
         self.assertNotEqual(first[0].fileno, second[0].fileno)
         self.assertEqual(first[0].family, socket.AF_INET)
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         self.assertNotEqual(port, 0)
         self.assertEqual(sockets.for_worker(1), first)
         counts = {1: 0, 2: 0}
@@ -136,7 +136,7 @@ class WorkerSocketsTests(TestCase):
         first = tls.for_worker(1) + plain.for_worker(1)
         second = tls.for_worker(2) + plain.for_worker(2)
         self.assertEqual([one.family for one in first], list(families))
-        self.assertEqual(tls.ports() + plain.ports(), ports)
+        self.assertEqual([g.port for g in tls.groups] + [g.port for g in plain.groups], ports)
         for mine, theirs in zip(first, second, strict=True):
             self.assertNotEqual(mine.fileno, theirs.fileno)
             self.assertEqual(mine.description, theirs.description)
@@ -147,14 +147,14 @@ class WorkerSocketsTests(TestCase):
         connection meanwhile; a new one, on the same port, when it starts again.
         """
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         before = sockets.for_worker(1)[0]
         await _adopt(self, sockets.for_worker(2))
         sockets.ended(1)
         for _ in range(10):
             self.assertEqual(await _read_all(port), b"hello from the worker")
         again = sockets.for_worker(1)[0]
-        self.assertEqual(sockets.ports(), [port])
+        self.assertEqual([g.port for g in sockets.groups], [port])
         with socket.socket(fileno=os.dup(again.fileno)) as sock:
             self.assertEqual(sock.getsockname()[1], port)
         self.assertEqual(again.description, before.description)
@@ -166,7 +166,7 @@ class WorkerSocketsTests(TestCase):
         so no connection waits on a worker that is loading.
         """
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         first, second = sockets.for_worker(1)[0], sockets.for_worker(2)[0]
         self.assertEqual((_listens(first), _listens(second)), (True, False))
         self.assertEqual(second.backlog, first.backlog)
@@ -188,7 +188,7 @@ class WorkerSocketsTests(TestCase):
         another accepts; with none accepting, its socket listens at once.
         """
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         counts = {1: 0, 2: 0}
         await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
         [ended] = await _adopt(self, sockets.for_worker(2), _Counting(counts, 2))
@@ -211,7 +211,7 @@ class WorkerSocketsTests(TestCase):
         connection from then on.
         """
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         await _adopt(self, sockets.for_worker(1))
         hung = sockets.for_worker(2)[0]
         with socket.socket(fileno=os.dup(hung.fileno)) as held:
@@ -229,7 +229,7 @@ class WorkerSocketsTests(TestCase):
         wait for it rather than be refused).
         """
         sockets = await _opened(self, 2, "tcp:0:interface=127.0.0.1")
-        [port] = sockets.ports()
+        [port] = [g.port for g in sockets.groups]
         counts = {1: 0, 2: 0}
         [first] = await _adopt(self, sockets.for_worker(1), _Counting(counts, 1))
         [second] = await _adopt(self, sockets.for_worker(2), _Counting(counts, 2))
@@ -264,7 +264,7 @@ class WorkerSocketsTests(TestCase):
         sockets = await _opened(self, 2, f"unix:{socket_path(self)}")
         self.assertEqual(sockets.for_worker(1), sockets.for_worker(2))
         self.assertEqual(sockets.for_worker(1)[0].family, socket.AF_UNIX)
-        self.assertEqual(sockets.ports(), [])
+        self.assertEqual([g.port for g in sockets.groups], [])
 
     def test_shared_closed_by_the_lean_process(self):
         """
