@@ -91,13 +91,8 @@ __all__ = ["FREE_SECTIONS", "SCHEMA", "Config", "ConfigError", "StartupError", "
 _S = TypeVar("_S")
 
 
-def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+def _frozen(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
     """A read-only view of C{value}."""
-    return MappingProxyType(value)
-
-
-def _frozen_by_key(value: Mapping[tuple[str, str], Any]) -> Mapping[tuple[str, str], Any]:
-    """A read-only view of C{value}, keyed by C{(section, key)}."""
     return MappingProxyType(value)
 
 
@@ -146,13 +141,13 @@ class Config:
     #: every key's parsed value, by C{(section, key)} (the named sections
     #: by their whole name): what a reload compares to say which keys
     #: changed (L{pypid.config.reloading}); not the free sections' names
-    keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen_by_key,
+    keys: Mapping[tuple[str, str], Any] = attrs.field(factory=dict, converter=_frozen,
                                                       eq=False, repr=False)
     #: where the keys that did not come from the file came from
     #: (C{--set pypid.listen}, C{--listen}, C{environment PYPID_AUTH_READ}),
     #: by C{(section, key)}: what a later error about the key names
     origins: Mapping[tuple[str, str], str] = attrs.field(
-        factory=dict, converter=_frozen_by_key, eq=False, repr=False)
+        factory=dict, converter=_frozen, eq=False, repr=False)
     #: the configuration file's text as it was read ("" for the embedded
     #: defaults): what a machine's workers are given (L{pypid.machine.config_in_force})
     text: str = attrs.field(default="", eq=False, repr=False)
