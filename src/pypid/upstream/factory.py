@@ -216,12 +216,12 @@ class UpstreamPart(Service):
         up = config.upstream if self._proxy is not None else config.upstreams.get(name)
         client = self.source.client
         if up is None or (up.credentials, tuple(up.hosts)) == (client.credentials,
-                                                               client.hosts):
+                                                               client.file_hosts.entries):
             return None
         taken: UpstreamConfig = up
 
         def commit() -> str:
-            hosts_changed = tuple(taken.hosts) != client.hosts
+            hosts_changed = tuple(taken.hosts) != client.file_hosts.entries
             client.reconfigure(taken.hosts, taken.credentials)
             if hosts_changed:
                 self.source.close()
@@ -290,7 +290,7 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
     # (the hosts named are the client's, which a reload changes: the agent
     # asks it at each connection)
     agent, pool = make_agent(reactor, up.timeout, policy=outbound_policy(config),
-                             named=lambda scheme, host, port: client.names(scheme, host, port))
+                             named=lambda *address: client.file_hosts.names(*address))
     client = UpstreamClient(agent, reactor, up.url, up.hosts, up.timeout, up.max_page_size,
                             run=run, deadline=up.fetch_deadline,
                             max_entries=up.max_page_files, credentials=up.credentials,

@@ -159,11 +159,6 @@ class FileHosts:
 
     entries: tuple[str, ...]
 
-    @classmethod
-    def of(cls, hosts: Iterable[str]) -> FileHosts:
-        """The rule of C{hosts}."""
-        return cls(tuple(hosts))
-
     @property
     def any_public(self) -> bool:
         """Whether hosts not named may be used at public addresses."""
@@ -270,25 +265,13 @@ class UpstreamClient:
         configuration read again (C{SIGHUP}: a rotated password),
         for the fetches that begin from now on.
         """
-        self.file_hosts = FileHosts.of(hosts)
+        self.file_hosts = FileHosts(tuple(hosts))
         # (the advice logged may differ now: each host is logged again once)
         self._refused.clear()
         if credentials != self.credentials:
             self._access_logged = None
         self.credentials = credentials
         self._authorization = None if credentials is None else authorization(credentials)
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """The entries of C{[upstream] hosts} in force."""
-        return self.file_hosts.entries
-
-    def names(self, scheme: str, host: str, port: int) -> bool:
-        """
-        Whether a host is named in C{hosts} (reached at any address), for
-        the agent's connections (L{pypid.http.public_only}).
-        """
-        return self.file_hosts.names(scheme, host, port)
 
     def _refusal(self, host: str, why: str, advice: str) -> HostRefused:
         """

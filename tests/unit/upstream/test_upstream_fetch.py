@@ -79,7 +79,7 @@ class Upstream(Resource):
 
 def host_allowed(url, hosts):
     """Whether C{url} may be fetched under C{hosts}."""
-    return FileHosts.of(hosts).allows(url)
+    return FileHosts(tuple(hosts)).allows(url)
 
 
 class HostAllowedTests(SynchronousTestCase):
@@ -114,7 +114,7 @@ class HostAllowedTests(SynchronousTestCase):
         With C{*}, any http(s) host without credentials is allowed, but only
         the hosts written out are named (reached at any address).
         """
-        hosts = FileHosts.of(("upstream.example", "*", "10.0.0.7:8080"))
+        hosts = FileHosts(("upstream.example", "*", "10.0.0.7:8080"))
         self.assertTrue(hosts.any_public)
         self.assertTrue(hosts.allows("https://files.elsewhere.example/f/x.whl"))
         self.assertTrue(hosts.allows("http://169.254.169.254/latest/"))
