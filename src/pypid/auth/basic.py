@@ -61,8 +61,6 @@ def parse_basic(header: bytes | None) -> tuple[str, str] | None:
     the user name must be UTF-8 without control characters.
 
     @param header: the raw header value, or L{None}.
-    @type header: L{bytes} or L{None}
-    @rtype: L{tuple} of (L{str}, L{str}) or L{None}
     @raise MalformedCredentials: the header is not C{Basic <base64>} of
         C{user:password} within the size limits.
     """

@@ -53,11 +53,8 @@ def hash_password(password: str, parameters: Parameters | None = None) -> str:
     working.
 
     @param password: the password.
-    @type password: L{str}
     @param parameters: the argon2 cost to use instead of the default; tests use
         a tiny one to run fast.
-    @type parameters: L{argon2.Parameters} or L{None}
-    @rtype: L{str}
     @raise ValueError: the password is empty or longer than
         L{MAX_PASSWORD_BYTES} bytes of UTF-8.
     """

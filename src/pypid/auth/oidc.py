@@ -229,7 +229,6 @@ class TrustedPublishing:
         """
         Mint the upload token of a verified ID token.
 
-        @rtype: L{Minted}
         @raise NoPublisher: no rule lets it publish.
         @raise TokenRefused: it was exchanged before (its C{jti}).
         @raise OverShare: its publisher holds its share, or mints too fast.

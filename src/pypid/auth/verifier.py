@@ -330,11 +330,8 @@ class PasswordVerifier:
         same credentials while their check is under way wait for that check
         and get its result; they never fail with L{Busy}.
 
-        @type user: L{str}
-        @type password: L{str}
-        @rtype: L{Deferred} firing with L{bool}; it fails with L{Busy} past
-            C{max_pending} checks under way, or if the thread pool does
-            something unexpected.
+        @raise Busy: (its L{Deferred} fails so) past C{max_pending} checks
+            under way, or if the thread pool does something unexpected.
         """
         return self._check(user, password).addCallback(lambda groups: groups is not None)
 
@@ -427,8 +424,6 @@ class PasswordVerifier:
         """
         Return a L{Deferred} firing with the L{Identity} of C{user} if
         C{password} is theirs, or L{None} otherwise.
-
-        @rtype: L{Deferred} firing with L{Identity} or L{None}
         """
         return self._check(user, password).addCallback(self._identity, user)
 

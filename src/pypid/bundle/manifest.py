@@ -174,7 +174,6 @@ def classify(name: str) -> Member:
     """
     What the member C{name} is.
 
-    @rtype: L{Member}
     @raise BundleError: for a name outside the layout (an absolute path,
         C{..}, a folder a bundle does not have, a name that is no filename).
     """

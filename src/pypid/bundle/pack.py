@@ -185,7 +185,6 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
     @param storage: the default index's storage, or L{None} to leave it
         out (its records and tombstones are then empty).
     @param indexes: the named indexes to pack as well (L{PackedIndex}).
-    @rtype: L{PackReport}
     @raise pypid.storage.base.interface.StorageError: the storage failed.
     """
     report = PackReport()

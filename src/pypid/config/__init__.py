@@ -282,7 +282,6 @@ def load_config(path: str | None, overrides: Iterable[tuple[str, str, str]] = ()
         what they mean beside C{path}.
     @param held: with C{text}, the other files' texts as read with it
         (L{Config.held}), taken rather than read again.
-    @rtype: L{Config}
     @raise ConfigError: naming the file, section and key of the first problem.
     """
     overrides = list(overrides)

@@ -151,7 +151,6 @@ def parse_listen_address(description: str) -> ListenAddress:
     C{:backlog=N}, or else a Twisted endpoint string (checked by Twisted when
     the server is built) other than Twisted's TLS ones.
 
-    @rtype: L{ListenAddress}
     @raise ValueError: a bad C{https:} or C{http-redirect:} line, with the
         forms; a Twisted TLS endpoint (L{TWISTED_TLS_ENDPOINTS}), pointing at
         C{https:}.

@@ -67,7 +67,6 @@ class ITarget(Interface):
         Make the target ready (and, where it can, hold it so that no other
         export writes it at the same time).
 
-        @rtype: L{Deferred} firing with L{None}
         @raise ExportError: when it cannot be used.
         """
 
@@ -75,18 +74,10 @@ class ITarget(Interface):
         """Release what L{open} took (a L{Deferred} when that takes time)."""
 
     def read(path: str) -> Deferred[bytes | None]:
-        """
-        The bytes at C{path}, or L{None} when there are none.
-
-        @rtype: L{Deferred}
-        """
+        """The bytes at C{path}, or L{None} when there are none."""
 
     def write(path: str, data: bytes, content_type: str) -> Deferred[None]:
-        """
-        Replace C{path} with C{data}, all at once.
-
-        @rtype: L{Deferred} firing with L{None}
-        """
+        """Replace C{path} with C{data}, all at once."""
 
     def spool() -> str:
         """A new local path where bytes fetched from elsewhere may be put for L{put_file}."""
@@ -103,15 +94,10 @@ class ITarget(Interface):
         @param consume: whether C{source} is a L{spool} file, which the
             target takes (it is gone afterwards); otherwise it is a file of
             the storage, which is never changed (and may be hard-linked).
-        @rtype: L{Deferred} firing with L{None}
         """
 
     def remove(path: str) -> Deferred[None]:
-        """
-        Remove C{path} (there being nothing is no error).
-
-        @rtype: L{Deferred} firing with L{None}
-        """
+        """Remove C{path} (there being nothing is no error)."""
 
 
 def _copy_checked(source: str, destination: str, sha256: str) -> None:

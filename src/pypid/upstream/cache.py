@@ -319,8 +319,6 @@ class PageCache:
         a fetch already under way; what it says is taken at once (the
         upstream as it is now is what was asked for), where a fetch on
         expiry waits for a second one to confirm a removal (L{_steady}).
-
-        @rtype: L{Deferred} firing with the new L{CachedPage}
         """
         if self._offline:
             raise Offline(project)

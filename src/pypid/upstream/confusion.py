@@ -59,7 +59,6 @@ class UpstreamPolicy:
 
         @param project: a project name, in any spelling.
         @param hosted: whether the name exists here (files or tombstones).
-        @rtype: L{Decision}
         """
         name = normalize(project)
         if self.mode == "none":

@@ -328,7 +328,6 @@ class UpstreamClient:
 
         @param previous: the page the cache holds of it, whose variant
             wheels' data is taken over where unchanged; or L{None}.
-        @rtype: L{pypid.upstream.page_model.UpstreamPage}
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """

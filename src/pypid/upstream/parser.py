@@ -105,7 +105,6 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
     Parse an upstream project page in whichever form it arrived.
 
     @param body: the response body.
-    @type body: L{bytes}
     @param content_type: the response's C{Content-Type} header; it picks the
         form, and for HTML its C{charset} (UTF-8 when absent, as pip does).
     @param page_url: the URL the page was finally fetched from; relative file

@@ -50,7 +50,6 @@ def parse_requirements(text: str) -> list[Pin]:
     includes (C{-r}), editable and URL requirements cannot be pre-cached and
     are refused with the line named.
 
-    @rtype: list of L{Pin}
     @raise RequirementsError: for a line that cannot be read.
     """
     pins: list[Pin] = []
