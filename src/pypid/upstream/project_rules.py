@@ -1,11 +1,8 @@
 """
 The rules against dependency confusion (L{pypid.upstream.confusion}) applied
-to what is hosted now: whether a name may be asked upstream, whether a
-hosted project shows upstream files beside its own, and whether a kept
-upstream file may be served.
-
-Apart from the pages and the files because every side asks it, and the
-web layer too, before anything reaches the upstream.
+to what is hosted now: whether a name may be asked upstream. Apart from the
+pages and the files because every side asks it, and the web layer too,
+before anything reaches the upstream.
 """
 
 from __future__ import annotations
@@ -60,18 +57,8 @@ class ProjectRules:
     mode: str
     _policy: UpstreamPolicy
     _index: HostedIndex
-    # project -> whether it merges (the patterns are matched once a name)
-    _merges: dict[str, bool] = attrs.field(factory=dict, init=False)
 
     def decide(self, name: str) -> Decision:
         """May the upstream be asked about C{name}?"""
         hosted = self._index.project(normalize(name)) is not None
         return self._policy.decide(name, hosted)
-
-    def merges(self, project: str) -> bool:
-        """Whether the hosted C{project} shows upstream files too (C{merge})."""
-        found = self._merges.get(project)
-        if found is None:
-            found = self._merges[project] = (self.mode == "cache"
-                                             and self._policy.decide(project, True).merge)
-        return found
