@@ -80,22 +80,16 @@ class DownloadsBusy(Exception):
 class UpstreamFiles:
     """
     The files of the upstream cache: fetched, checked, kept and served.
+    The files kept (L{FileCache}), their metadata (L{UpstreamMetadata}) and
+    provenance (L{UpstreamProvenance}) are its own parts, made here.
 
-    Built complete from its collaborators: the files kept
-    (L{FileCache}), their metadata (L{UpstreamMetadata}) and provenance
-    (L{UpstreamProvenance}) are its own parts, made here.
-
-    @ivar _config: the limits of C{[upstream]}.
     @ivar _view: the cached pages as clients see them (what a page lists;
         told of every file kept).
-    @ivar _client: the upstream.
     @ivar storage: where fetched files are kept (an L{IStorage} of its own;
         the pages for people read their details there).
-    @ivar _run: runs file work in the I/O thread pool.
-    @ivar _clock: the time, for deadlines and the failures remembered.
     @ivar _kept: the records of the files kept, which this side adds to.
-    @ivar _on_change: called (without arguments) when a file was kept, so
-        that the snapshot is saved soon; or L{None}.
+    @ivar _on_change: called when a file was kept, so that the snapshot is
+        saved soon; or L{None}.
     @ivar _share: in a worker of a machine, the cache shared with the
         others (a file fetched once per machine); L{None} in one process.
     """

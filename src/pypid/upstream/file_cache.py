@@ -67,14 +67,11 @@ class FileCache:
     """
     The files kept in the cache's storage, kept under its cap.
 
-    @ivar _config: the limits of C{[upstream]} (the cap, whether pinned
-        files are protected).
     @ivar _view: the cached pages, told of every file kept or evicted.
     @ivar storage: where the files are kept (an L{IStorage} of its own).
-    @ivar _clock: schedules the removals of evicted files.
     @ivar _kept: the records of the files kept, which only this adds to.
-    @ivar _on_change: called (without arguments) when a file was kept, so
-        that the snapshot is saved soon; or L{None}.
+    @ivar _on_change: called when a file was kept, so that the snapshot is
+        saved soon; or L{None}.
     @ivar _evicts: whether this keeps the cache under its cap (of a
         machine's workers, the first alone: L{pypid.upstream.machine_share}).
     """

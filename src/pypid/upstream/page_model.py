@@ -23,38 +23,28 @@ class UpstreamPageError(ValueError):
 @attrs.frozen(kw_only=True)
 class UpstreamFile:
     """
-    One file an upstream page lists, checked and ready to be cached.
+    One file an upstream page lists, checked and ready to be cached: the
+    fields of L{pypid.core.dists.model.FileRecord} an upstream tells before
+    the file is fetched, so that pypid serves the page again with nothing
+    lost, and checks the bytes against C{sha256} at the first download.
 
-    The fields are those of L{pypid.core.dists.model.FileRecord} that an upstream can
-    tell us before the file is fetched, so that pypid can serve the page
-    again with nothing lost, and check the bytes against C{sha256} when the
-    file is first downloaded.
-
-    @ivar filename: the distribution's filename, safe as a storage name.
+    @ivar filename: the distribution's filename, safe as a storage name;
+        C{project} and C{version}, normalized, are read from it.
     @ivar url: the absolute http(s) URL to fetch it from, without fragment;
         only URLs listed on a page are ever fetched, so this is the list.
     @ivar sha256: the lowercase hex digest the upstream promises; required,
         since a file that cannot be checked must not be cached.
-    @ivar requires_python: the file's C{Requires-Python}, or L{None}.
     @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
-        empty), as in L{pypid.core.dists.model.FileRecord.yanked}; PEP 592 forbids
-        mirroring a yanked file without its flag.
+        empty); PEP 592 forbids mirroring a yanked file without its flag.
     @ivar metadata_sha256: L{None} when the upstream offers no separate core
-        metadata, C{""} when it offers it without a sha256, otherwise the
-        lowercase hex digest of the C{.metadata} file.
-    @ivar size: the size in bytes, or L{None} if the upstream does not say.
-    @ivar upload_time: POSIX timestamp of the upload, or L{None} if the
-        upstream does not say (or says it unreadably).
-    @ivar project: the normalized project name, read from the filename.
-    @ivar version: the normalized version, read from the filename.
-    @ivar packagetype: L{pypid.core.dists.names.WHEEL} or L{pypid.core.dists.names.SDIST}.
+        metadata, C{""} when it offers it without a sha256, else its digest.
+    @ivar upload_time: POSIX time of the upload, or L{None} when the upstream
+        does not say (or says it unreadably).
     @ivar provenance_url: where the upstream serves the file's provenance
-        (PEP 740: JSON C{provenance}, HTML C{data-provenance}), absolute, or
-        L{None}; fetched and checked against C{sha256} before pypid serves
-        it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
-    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
-        (L{pypid.core.dists.model.FileRecord.variant}): its label's entry of the
-        release's index-level file the upstream lists, read and checked
+        (PEP 740), absolute, or L{None}; checked against C{sha256} before
+        pypid serves it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
+    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it:
+        its label's entry of the release's index-level file, read and checked
         (L{pypid.upstream.variant_data}); L{None} for any other file.
     """
 
@@ -84,39 +74,30 @@ class UpstreamPage:
     An upstream project page, reduced to what pypid serves again.
 
     @ivar project: the normalized project name the page was asked for.
-    @ivar name: the project's display name as the upstream spells it, or
-        the normalized name when the page does not say.
+    @ivar name: the display name as the upstream spells it (else C{project}).
     @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
         two fetches of an unchanged page compare equal.
-    @ivar skipped: C{(filename or href, reason)} for the first
-        L{SKIPPED_EXAMPLES} refused entries, in page order, so the cache can
-        log why a file is missing.
-    @ivar refused: how many entries were refused in all.
+    @ivar skipped: C{(filename or href, reason)} of the first
+        L{SKIPPED_EXAMPLES} refused entries, for the log; C{refused} counts all.
     @ivar last_serial: the upstream's change serial (warehouse's
-        C{_last-serial}), or L{None} when it gives none.
-    @ivar status: the project's status upstream (PEP 792), or L{None} when
-        it is active (or the page says nothing usable).
-    @ivar variants: the index-level files of variants (PEP 825,
-        C{{name}-{version}-variants.json}) the page lists, each an
-        L{UpstreamFile} of packagetype
-        L{pypid.core.dists.variant_files.VARIANTS}, sorted by filename:
-        kept apart from the distributions (no download, listing or legacy
-        JSON of the upstream's files takes them for one).
-    @ivar variant_wheels: the variant wheels (PEP 825) the page lists,
-        sorted by filename, without their data: the parser cannot give it
-        (it is in the index-level files, fetched apart), and a variant
-        wheel is never listed without it, so they are kept out of C{files}
-        until L{pypid.upstream.variant_data} moves those it could read in.
-        What stays is what the upstream lists and pypid does not (yet).
-    @ivar variants_failed: the sha256s of the index-level files in
-        C{variants} that could not be read (at this fetch, or at an earlier
-        one and not tried since), the least recently tried first: tried
-        after those never tried, in that order, so that files that keep
-        failing do not stop the others being read, nor one another.
+        C{_last-serial}), or L{None}.
+    @ivar status: the project's status upstream (PEP 792); L{None}: active
+        (or the page says nothing usable).
+    @ivar variants: the index-level files of variants (PEP 825) the page
+        lists, of packagetype L{pypid.core.dists.variant_files.VARIANTS}: kept
+        apart, so that no download, listing or legacy JSON of the upstream's
+        files takes them for a distribution.
+    @ivar variant_wheels: the variant wheels the page lists, without their
+        data (in the index-level files, fetched apart): a variant wheel is
+        never listed without it, so they stay out of C{files} until
+        L{pypid.upstream.variant_data} moves in those it could read.
+    @ivar variants_failed: the sha256s of the index-level files that could
+        not be read, the least recently tried first: tried after those never
+        tried, so that files that keep failing hold up neither the others nor
+        one another.
     @ivar variants_unusable: C{"<sha256> <label>"} of each variant wheel
-        whose release's index-level file was read and gives its label no
-        data a wheel keeps (none, or too much): final for that sha256, so
-        not read again for it.
+        whose index-level file gives its label no data a wheel keeps (none,
+        or too much): final for that sha256, so not read again.
     """
 
     project: str

@@ -322,14 +322,12 @@ class PageView:
         kept with other bytes than the page now gives, the kept file's hash,
         size and metadata, so that page and bytes always agree.
 
-        The bytes once checked and kept win over the upstream's new claim:
-        a file that changes under its name is what a compromised or
-        careless upstream does, and an index that followed it would pass a
-        replaced file to every client whose lock file did not pin it. The
-        change is logged as an error, once per new hash. A filename is never
-        reused on the public index either, so an upstream that does it is
-        broken or compromised; an operator who trusts the new bytes removes
-        the kept file from the cache's folder while pypid is stopped.
+        The bytes checked and kept win over the upstream's new claim: a file
+        that changes under its name is what a compromised or careless upstream
+        does (the public index never reuses a filename), and following it would
+        pass a replaced file to every client whose lock file did not pin it.
+        Logged as an error once per new hash; an operator who trusts the new
+        bytes removes the kept file from the cache's folder while pypid is stopped.
         """
         stored = self._kept.get(f.filename)
         if stored is None or stored.sha256 == f.sha256:

@@ -21,12 +21,8 @@ the JSON is decoded its commas and brackets are counted (milliseconds for
 it becomes millions of objects; the HTML reader stops at the anchor past
 the limit.
 
-A page's project status (PEP 792: C{project-status} in JSON, the
-C{pypi:project-status} meta tags in HTML) is kept as
-L{UpstreamPage.status}, read leniently: an unknown status or a malformed
-object is active (PEP 792 tells clients to ignore what they do not know),
-its reason cut to one line of
-L{pypid.core.indexes.project_status.MAX_REASON} characters.
+A page's project status (PEP 792) is read leniently (L{upstream_status}):
+PEP 792 tells clients to ignore what they do not know.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ downloads (L{pypid.upstream.downloads}) and the cache's upkeep an
 administrator asks for (L{UpstreamProxy.refresh}: a project's page
 fetched again now, the files a requirements file pins fetched in
 advance, a remembered quarantine released; never for a project hosted
-there). The default index's proxy is the only one until named indexes
-are served, and behaves as the proxy always has.
+there).
 """
 
 from __future__ import annotations
