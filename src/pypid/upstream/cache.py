@@ -194,11 +194,6 @@ class PageCache:
         #: the upstream fetches of pages: count, failures, latency
         self.timings = Timings()
 
-    @property
-    def bytes(self) -> int:
-        """The estimated memory of the pages kept (L{page_cost}), within C{max_bytes}."""
-        return self._order.bytes
-
     def on_dropped(self, listener: Callable[[str], object]) -> None:
         """
         Call C{listener(project)} whenever a page is forgotten from now on
