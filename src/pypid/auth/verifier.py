@@ -93,9 +93,6 @@ class Identity:
     """
     Who a request was authenticated as.
 
-    A value rather than a bare name so that groups and token scopes can be
-    added without changing every caller.
-
     @ivar name: the user's name, as it appears in C{[users]}.
     @ivar token: the L{pypid.auth.tokens.Token} the request used (with the user
         name C{__token__}), whose scope limits what the user may do; or
@@ -144,11 +141,7 @@ class PasswordVerifier:
         bounds the memory used by concurrent verifications (19 MiB each with
         the default cost).
     @ivar _cache_ttl: seconds a successful verification is remembered; 0
-        disables the cache.
-    @ivar _cache_size: most successes remembered; the oldest go first.
-    @ivar _max_pending: most distinct verifications waiting or running at
-        once; past it, new ones fail at once with L{Busy} rather than queue
-        behind a flood of made-up passwords.
+        disables the cache (L{CACHE_SIZE}, L{MAX_PENDING}: the caps).
     @ivar _run_in_pool: a L{deferToThreadPool}-compatible callable; tests
         replace it to run synchronously and count verifications.
     @ivar _directory: a L{pypid.auth.ldap.Directory} that checks the names
