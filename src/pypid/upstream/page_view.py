@@ -145,21 +145,6 @@ class PageView:
             return None
         return entry.page.status
 
-    def holds(self, project: str) -> bool:
-        """Whether the cache holds C{project}'s page (it is not asked for while a client waits)."""
-        return project in self._pages.entries
-
-    def known(self, project: str) -> tuple[CachedPage, tuple[UpstreamFile, ...]] | None:
-        """
-        What the cache holds of an upstream project, without asking the
-        upstream: C{(entry, files)}, the files clients are shown of the
-        cached page, or L{None}.
-        """
-        entry = self._pages.entries.get(project)
-        if entry is None or entry.page is None:
-            return None
-        return entry, tuple(self.shown(project, entry).values())
-
     def listed(self, project: str, filename: str) -> UpstreamFile | None:
         """The upstream file C{filename} if a cached page of C{project} shows it."""
         entry = self._pages.entries.get(project)
