@@ -106,12 +106,6 @@ class Takedowns:
         if takedown is not None:
             self._by_project.discard(takedown.project, filename)
 
-    def forget(self, filename: str) -> None:
-        """The kept file is gone (evicted): nothing is withheld of it any more."""
-        if filename in self._by_name:
-            self._remove(filename)
-            self.changed = True
-
     def to_json(self) -> list[dict[str, Any]]:
         """The table, for the upstream's saved state."""
         return [t.to_json() for t in self.all()]
