@@ -50,7 +50,6 @@ class UpstreamMetadata:
     The core metadata of the upstream files, from the cache or the upstream.
 
     @ivar _config: whether the upstream is C{offline}.
-    @ivar _client: the upstream.
     @ivar _files: the files kept (their metadata is read from the storage).
     """
 

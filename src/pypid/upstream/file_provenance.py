@@ -57,9 +57,7 @@ class UpstreamProvenance:
     checked (one fetch for every caller).
 
     @ivar _config: whether the upstream is C{offline}.
-    @ivar _client: the upstream.
     @ivar _files: the files kept (a provenance is kept with its file).
-    @ivar _clock: the time, for the failures remembered.
     """
 
     _config: UpstreamConfig

@@ -98,17 +98,15 @@ class HeldRemovals:
                result: CachedPage) -> CachedPage:
         """
         C{result}, a fetch of C{project} (whose page C{kept} is the cache's),
-        once it is steady: what
-        a fetch says is gone, a file of the page kept that it no longer
-        lists (or the whole project, a 404) or the quarantine of a
-        quarantined page, is taken only when a fetch at least
+        once it is steady: what a fetch says is gone (a file of the page kept
+        that it no longer lists, the whole project on a 404, or the quarantine
+        of a quarantined page) is taken only when a fetch at least
         C{confirm_gone} seconds before said the same of it. Until then the
-        fetch is served with what it would take away still in it: the
-        files gone on one fetch alone carried over from the page kept, the
-        quarantine kept. Each file is judged on its own, so a page that
-        loses an old file at every fetch still shows its new ones, and
-        takes each removal once it is confirmed. A quarantine given is taken
-        at once. So a flap withholds nothing and writes no takedown.
+        fetch is served with what it would take away still in it. Each file is
+        judged on its own, so a page that loses an old file at every fetch
+        still shows its new ones, and takes each removal once confirmed. A
+        quarantine given is taken at once. So a flap withholds nothing and
+        writes no takedown.
         """
         new = result.page
         now = result.fetched_at
