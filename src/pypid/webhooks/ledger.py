@@ -284,27 +284,21 @@ class Ledger:
         (removed once carried); how many events.
         """
         count = 0
-        for name in await self.store.names(OUTBOX):
-            if not name.endswith(_SUFFIX):
-                continue
-            data = await self.store.get(f"{OUTBOX}/{name}")
-            if data is None:
-                continue
+        for key, data in await self._read(OUTBOX):
+            value = _record(data)
             try:
-                value = _record(data)
                 event = WebhookEvent.from_json(value.get("event"))
                 to, created = value.get("to"), value.get("created")
                 if not isinstance(to, list) or not isinstance(created, (int, float)):
                     raise ValueError("not an outbox record")
             except ValueError as e:
                 log.error("Cannot read the webhook outbox's record {name}: {error}; left "
-                          "as it is", name=name, error=str(e))
+                          "as it is", name=key + _SUFFIX, error=str(e))
                 continue
-            key = name[:-len(_SUFFIX)]
             await self.store.put({f"{AGAIN}/{subscription}/{key}{_SUFFIX}":
                                   Again(key, event, float(created)).data()
                                   for subscription in to if isinstance(subscription, str)})
-            await self.store.delete([f"{OUTBOX}/{name}"])
+            await self.store.delete([f"{OUTBOX}/{key}{_SUFFIX}"])
             count += 1
         return count
 
