@@ -164,12 +164,15 @@ class Spawned:
             except ProcessLookupError:
                 pass
 
-    def _read(self, child_fd: int) -> None:
+    def _read(self, child_fd: int, last: bool = False) -> None:
+        """Read what C{child_fd}'s pipe holds; empty (or C{last} and nothing now): closed."""
         fd = self._pipes[child_fd]
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            if not last:
+                return
+            data = b""
         except OSError:
             data = b""
         if data:
@@ -190,15 +193,7 @@ class Spawned:
         for child_fd in list(self._pipes):
             # (what is in the pipe now; a grandchild holding it open holds nothing up)
             while child_fd in self._pipes:
-                fd = self._pipes[child_fd]
-                try:
-                    data = os.read(fd, 65536)
-                except (BlockingIOError, OSError):
-                    data = b""
-                if not data:
-                    self._close(child_fd)
-                else:
-                    self._output(child_fd, data)
+                self._read(child_fd, last=True)
         self._ended(how_it_ended(status))
 
 
