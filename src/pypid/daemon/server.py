@@ -143,10 +143,6 @@ class _MadeParts:
         return cls(sandbox, JournalPart(journal), registry, feed, webhooks, audit, follower,
                    access, mark, readiness, hub)
 
-    def reloaded(self, clock: IReactorTime) -> Callable[[str, str], None]:
-        """A reload's audit entry (C{reloaded(outcome, detail)}), and so its webhook event."""
-        return partial(_audit_reload, self.audit.trail.log, clock)
-
     def web(self, config: Config, run: Run, reactor: IServerReactor) -> WebPart:
         """The web over these parts: every index served, C{/metrics} of each part."""
         registry, default = self.registry, self.registry.default
@@ -240,7 +236,7 @@ def build_service(config: Config, reactor: IServerReactor, exit_on_failure: bool
                                    readiness.when_ready)),
         *(_worker_parts(made.hub, readiness, reactor) if worker is not None else ()),
     ), reactor, exit_on_failure=exit_on_failure, load_config=load_config, config=config,
-        reloaded=made.reloaded(reactor) if once else None)
+        reloaded=partial(_audit_reload, audit.trail.log, reactor) if once else None)
 
 
 def _worker_parts(hub: Hub, readiness: Readiness,
