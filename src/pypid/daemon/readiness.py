@@ -7,18 +7,15 @@ the snapshot says what storage holds, so only files changed by hand while
 the server was down wait for the check. After a crash (C{kill -9}, power
 loss) it does not: the uploads, yanks and deletions made since its last
 save are found by the check alone, and until then the upload of a moment
-ago answered C{404} (for 116-142 ms, measured with 300 files copied in by
-hand; about 60 ms in the issue) while C{/health} already said ready.
-
-So two things here:
+ago answered C{404} (for 116-142 ms, 300 files copied in by hand) while
+C{/health} already said ready. So:
   - L{RunningMark}: a file beside the snapshot, made as the server starts
     and removed once a stop saved the last snapshot; found at a start, it
     says the last run did not stop cleanly;
   - L{Readiness}: a part started after the index's, before the listeners.
     After an unclean stop it begins the check and waits for it, so the
-    listeners open on an index that holds every stored file (a start after
-    a crash takes the check's time longer: 0.7 s at 100,000 files); after
-    a clean one the listeners open at once, as before. Either way the
+    listeners open on an index that holds every stored file (0.7 s longer
+    at 100,000 files); after a clean one they open at once. Either way the
     server is ready (C{/health} answers C{200}, systemd hears C{READY=1})
     only once the check ended.
 """
@@ -42,9 +39,9 @@ log = Logger()
 class RunningMark(Service):
     """
     A file that exists while the server runs: found at a start, the last
-    run stopped without saving its last snapshot.
+    run stopped without saving its last snapshot. Started before the index,
+    stopped after the last snapshot is saved.
 
-    Started before the index, stopped after the last snapshot is saved.
     After an unclean stop the mark stays until storage was checked against
     the snapshot: a run stopped before (a C{SIGTERM} during the check, a
     part that failed to start) saved nothing new, and removing its mark
@@ -84,7 +81,7 @@ class RunningMark(Service):
                 pass
         except OSError as e:
             # (without it the next start trusts the snapshot as a clean stop
-            # would: the check follows the listeners, as before the mark)
+            # would: the check follows the listeners)
             log.warn("Cannot write {path}: {error}", path=self.path, error=e.strerror)
 
     def stopService(self) -> None:
