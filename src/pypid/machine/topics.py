@@ -7,16 +7,16 @@ The ring is a doorbell: a worker that wrote the journal rings it
 (L{Topic.JOURNAL}), and every other worker reads the journal before its
 next answer (L{pypid.state.catch_up.CatchUp}). The rest of what the
 workers share travels on the same ring, one kind of announcement a
-topic, all of them in the one table below, so that a new one is a line
-here and not a new prefix that every reader must know to skip.
+topic, all of them in the one table, so that a new one is a line there
+and not a new prefix that every reader must know to skip.
 
-Each worker has one L{Hub}: a module that tells publishes on its topic,
-a module that listens registers a handler of it, and one read of the
-ring (L{Hub.take}) hands each announcement of another worker to the
-handlers of its topic. The topics of L{LANED} (the login throttle's)
-travel on a second ring, the lane, that nothing else fills. A server of one process has the lone hub
-(L{LONE}), which tells nobody and hears nothing, so no module asks
-whether there is a ring.
+Each worker has one L{Hub}: a module that tells publishes on its topic, a
+module that listens registers a handler of it, and one read of the ring
+(L{Hub.take}) hands each announcement of another worker to the handlers
+of its topic. The topics of L{LANED} (the login throttle's) travel on a
+second ring, the lane, that nothing else fills. A server of one process
+has the lone hub (L{LONE}), which tells nobody and hears nothing, so no
+module asks whether there is a ring.
 """
 
 from __future__ import annotations
