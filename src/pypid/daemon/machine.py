@@ -111,11 +111,6 @@ class WorkerRole:
     config: ConfigInForce
     lane: ChangeRing | None = None
 
-    @property
-    def first(self) -> bool:
-        """Whether this worker runs what a machine runs once."""
-        return self.number == 1
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerRole | None:
         """

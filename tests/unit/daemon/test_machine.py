@@ -115,7 +115,7 @@ class WorkerRoleTests(SynchronousTestCase):
         self.addCleanup(role.lane.close)
         role.lane.announce(b"x y")
         self.assertEqual((lane.latest(), ring.latest()), (1, 0))
-        self.assertEqual((role.number, role.count, role.first), (2, 3, False))
+        self.assertEqual((role.number, role.count), (2, 3))
         self.assertEqual(role.sockets, (Inherited("tcp:8080", 5, 2, 50),))
         self.assertEqual(role.ring.workers(), (1, 3))
         role.ring.announce(b"f x")
