@@ -60,11 +60,6 @@ class SourceTooLarge(Exception):
     """A member or a file is bigger than it may be; the message says how big."""
 
 
-def is_tar_name(path: str) -> bool:
-    """Whether a bundle at C{path} is written as a tar file (by its suffix)."""
-    return path.endswith((".tar", ".tar.gz", ".tgz"))
-
-
 def _sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -308,7 +303,7 @@ def open_writer(path: str) -> BundleWriter:
     A L{TarWriter} for a name ending in C{.tar}, C{.tar.gz} or C{.tgz},
     else a L{FolderWriter}.
     """
-    return TarWriter(path) if is_tar_name(path) else FolderWriter(path)
+    return TarWriter(path) if path.endswith((".tar", ".tar.gz", ".tgz")) else FolderWriter(path)
 
 
 # -- readers ------------------------------------------------------------------------------
@@ -335,10 +330,6 @@ class _Reader:
         self.files: list[str] = []
         self._entries = 0
         self._kept_bytes = 0
-
-    def describe(self) -> str:
-        """The bundle as a person names it."""
-        return self.path
 
     def _count(self) -> None:
         """Count one more entry (a member or a folder) against L{MAX_MEMBERS}."""
