@@ -90,12 +90,7 @@ def plan(*, count: int, at_once: int, hang_after: float, arguments: Sequence[str
 
 
 class Handover(Service):
-    """
-    Hands the machine over to the lean supervisor (see the module).
-
-    @ivar document: what was handed over (kept for the tests, whose
-        C{exec} returns).
-    """
+    """Hands the machine over to the lean supervisor (see the module)."""
 
     def __init__(self, planned: Mapping[str, Any], descriptors: Mapping[str, int],
                  sockets: WorkerSockets, folders: Sequence[LocalStorage],
@@ -117,19 +112,18 @@ class Handover(Service):
         self._executable = executable
         self._exec = exec_
         self._forked = list(forked)
-        self.document: dict[str, Any] | None = None
 
     def startService(self) -> None:
         """Hand over: from here on, the lean supervisor runs this process."""
         Service.startService(self)
         locks = [folder.lock_descriptor() for folder in self._folders]
-        self.document = {
+        document = {
             **self._planned, **self._sockets.held.handed(),
             **{name: _inheritable(fd) for name, fd in self._descriptors.items()},
             "locks": [_inheritable(fd) for fd in locks if fd is not None],
             "forked": [forked.handed() for forked in self._forked]}
         fd = os.memfd_create("pypid-handover", 0)
-        os.write(fd, json.dumps(self.document).encode("utf-8"))
+        os.write(fd, json.dumps(document).encode("utf-8"))
         sys.stdout.flush()
         sys.stderr.flush()
         self._exec(self._executable, [self._executable, "-m", "pypid.daemon.lean", str(fd)])
