@@ -116,8 +116,6 @@ class IssuerKeys:
     discovery: dict[str, Any] | None = None
     #: when the keys were last fetched (L{None}: never)
     fetched: float | None = None
-    #: how many fetches were started (for the tests and the logs)
-    fetches: int = 0
     _started: float | None = None
     _error: str | None = None
     _waiters: list[Deferred[None]] = attrs.field(factory=list)
@@ -192,7 +190,6 @@ class IssuerKeys:
         waiter = Deferred()
         self._waiters.append(waiter)
         self._started = now
-        self.fetches += 1
         fetch = ensureDeferred(self._fetch())
         fetch.addBoth(self._fetched)
         return waiter
