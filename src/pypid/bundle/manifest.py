@@ -434,14 +434,9 @@ class BundledStatus:
 
     def to_json(self) -> dict[str, str]:
         """The JSON object of C{statuses.json}: the status's fields, and who and when."""
-        data = {"status": self.status.status}
-        if self.status.reason is not None:
-            data["reason"] = self.status.reason
-        if self.set_by is not None:
-            data["set_by"] = self.set_by
-        if self.set_at is not None:
-            data["set_at"] = self.set_at
-        return data
+        data = {"status": self.status.status, "reason": self.status.reason,
+                "set_by": self.set_by, "set_at": self.set_at}
+        return {key: value for key, value in data.items() if value is not None}
 
 
 def statuses_bytes(statuses: dict[str, BundledStatus]) -> bytes:
