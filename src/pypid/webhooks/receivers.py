@@ -4,13 +4,12 @@ connections (L{Receiver}): a request written whole, its answer read by
 llhttp through C{httptools} (the parser uvicorn uses). Loaded with the
 first subscription (L{pypid.webhooks.sender}).
 
-Twisted's client, which did this before, cost a delivery about 200 us of
-CPU in the serving process, most of it in its parsing of the answer line
-by line and the Deferreds of a request and its body: more than the rest of
-an event's handling together, and about 8% of an upload with one
-subscription. This one costs 81-94 us (docs/performance.rst). What it
-reads of an answer is what a delivery needs: the status, C{Retry-After},
-and at most L{ANSWER_LIMIT} bytes of the body.
+Twisted's client cost a delivery about 200 us of CPU in the serving
+process (its line-by-line parsing, the Deferreds of a request and its
+body): more than the rest of an event's handling, about 8% of an upload
+with one subscription; this costs 81-94 us (docs/performance.rst). It
+reads what a delivery needs: the status, C{Retry-After}, and at most
+L{ANSWER_LIMIT} bytes of the body.
 """
 
 from __future__ import annotations
