@@ -114,8 +114,6 @@ class Directory:
     Check a user's password by binding as their entry, and read their
     groups, in the directory of C{[ldap]}.
 
-    @ivar _settings: the L{pypid.config.ldap_settings.LDAPConfig}.
-    @ivar _reactor: the reactor: its clock, and the connections.
     @ivar _tls: C{tls(host, port)} returns the client TLS connection
         creator of a server: certificates and host names verified against
         C{ca_bundle} (see L{pypid.http.client.https_policy}).

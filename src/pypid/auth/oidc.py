@@ -147,11 +147,9 @@ class TrustedPublishing:
     Verifies OIDC ID tokens and mints upload tokens for the publishers
     they prove to be.
 
-    @ivar settings: the L{PublishingSettings}.
     @ivar tokens: the L{PublisherTokens} minted (the access gate checks them).
     @ivar _http: the treq client the issuers' keys are fetched with (L{None}
         while no issuer is configured: L{reconfigure} gives one with the first).
-    @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 
     settings: PublishingSettings

@@ -145,7 +145,6 @@ class PublisherTokens:
     new ones come, with each publisher's share of the places
     (L{pypid.core.access.shares.TableShares}) and rate (L{pypid.core.access.shares.MintRate}).
 
-    @ivar clock: provides C{seconds()}.
     @ivar limit: the most live tokens at once.
     """
 

@@ -56,7 +56,6 @@ class Rules:
     """
     The rules of one configuration, with the anonymous reader worked out.
 
-    @ivar model: the L{AccessModel}.
     @ivar anonymous: the L{Reader} of a request without credentials.
     @ivar hidden_from_anonymous: whether some named index is hidden from
         anonymous clients: then a path that names no index asks them for

@@ -137,7 +137,6 @@ class LoginThrottle:
     credentials are a password, whose user name is also counted across
     every client (rule 6), rather than a token's secret.
 
-    @ivar clock: provides C{seconds()}.
     @ivar ipv6_prefix: bits of an IPv6 address that make one client.
     """
 

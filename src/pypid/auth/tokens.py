@@ -251,11 +251,7 @@ MAX_PER_USER = 100
 
 @attrs.define
 class TokenBook:
-    """
-    The tokens, by id, and the local accounts they may belong to.
-
-    @ivar clock: provides C{seconds()}.
-    """
+    """The tokens, by id, and the local accounts they may belong to."""
 
     clock: IReactorTime
     tokens: dict[str, Token] = attrs.field(factory=dict)
@@ -470,7 +466,6 @@ class TokenBook:
         ask (a reload may have come while the change waited for the one
         before).
 
-        @param run: C{run(f, *args) -> Deferred} for the blocking write.
         @param first: called before C{change}, once the book holds the
             file's state (L{settle} at a reload).
         @raise OSError: the file cannot be written (nothing changed).

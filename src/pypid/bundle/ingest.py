@@ -173,8 +173,7 @@ class Ingest:
     """
     Takes L{Arrival}s and tombstones into a storage; see the module.
 
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage}, prepared.
-    @ivar _run: C{run(f, *args) -> Deferred}, for blocking work.
+    @ivar _storage: the storage, prepared.
     @ivar _max_size: the most bytes a file may have.
     @ivar records: L{FileRecord}s by filename: what the storage holds (from
         a scan), and what this import published.

@@ -176,7 +176,6 @@ async def pack_bundle(storage: IStorage | None, writer: BundleWriter,
     then its manifest. The writer is not finished when a file was left out
     either: what was taken makes a consistent bundle.
 
-    @param run: C{run(f, *args) -> Deferred}, for blocking work.
     @param clock: provides C{seconds()}, for the manifest's date.
     @param audit: the storage's L{pypid.storage.base.journal.IJournal}, whose
         files go under C{audit/} as they are stored (so their chains can

@@ -124,10 +124,6 @@ class Exporter:
     """
     Writes the static export of a storage to a target, once.
 
-    @ivar _storage: the L{pypid.storage.base.interface.IStorage} to read.
-    @ivar _target: the L{pypid.export.target.ITarget} to write.
-    @ivar _settings: the L{pypid.export.plan.ExportSettings}.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar _snapshot: the daemon's snapshot file, or L{None}.
     @ivar _people: the L{pypid.export.plan.People} pages, or L{None}.
     @ivar _full: render and write everything, whatever the manifest says.

@@ -32,7 +32,6 @@ class Periodic(Service):
     Runs C{job} every C{interval} seconds while the part runs.
 
     @ivar what: what the job is, for the log (C{"The snapshot's save"}).
-    @ivar clock: the clock it runs by.
     @ivar runs: how many runs ended, failed ones included.
     """
 

@@ -123,7 +123,6 @@ class MachineShare:
             bucket's, L{pypid.storage.bucket.storage.BucketStorage}).
         @param folder: the cache's local folder (on a bucket, the one its
             uploads are spooled in), where pages and locks are kept.
-        @param run: C{run(f, *args) -> Deferred}, where files are read and written.
         @param clock: the retries of a lock.
         """
         self._hub = hub

@@ -78,7 +78,6 @@ class SavedState(Service):
                  interval: float, learnt: Notice | None = None, *,
                  writes: bool = True) -> None:
         """
-        @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
         @param interval: seconds between two checks for a change to save.
         @param learnt: told whenever the source's cache learnt something
             (the L{Notice} its part was built with): saved L{soon}.
