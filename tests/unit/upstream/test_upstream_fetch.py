@@ -125,7 +125,7 @@ class HostAllowedTests(SynchronousTestCase):
         self.assertFalse(hosts.names("https", "files.elsewhere.example", 443))
         self.assertFalse(hosts.names("http", "10.0.0.7", 80))
         self.assertFalse(hosts.names("https", "*", 443))
-        self.assertFalse(FileHosts.of(HOSTS).any_public)
+        self.assertFalse(FileHosts(tuple(HOSTS)).any_public)
 
 
 class _Logged:
