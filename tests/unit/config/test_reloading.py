@@ -318,7 +318,8 @@ def state_of(service):
                          for name, stack in registry.stacks.items()}
         if registry is not None else None,
         "page budget": index._rendered.max_bytes,
-        "upstreams": [(p.source.name, p.source.client.credentials, p.source.client.hosts)
+        "upstreams": [(p.source.name, p.source.client.credentials,
+                       p.source.client.file_hosts.entries)
                       for _, p in service._parts if isinstance(p, UpstreamPart)],
         "webhooks": service.getServiceNamed("webhooks").subscriptions,
     }
