@@ -515,8 +515,7 @@ class InForce:
     warnings: tuple[str, ...] = ()
 
 
-def read_in_force(settings: AdvisoriesConfig, snapshot: str,
-                  limits: ArchiveLimits | None = None) -> InForce:
+def read_in_force(settings: AdvisoriesConfig, snapshot: str) -> InForce:
     """
     The advisories a daemon of C{settings} puts in force at its start, read
     without a network and without writing beside its snapshot (for the
@@ -531,7 +530,7 @@ def read_in_force(settings: AdvisoriesConfig, snapshot: str,
         the releases they might cover until they are, and the caller must
         not pretend otherwise.
     """
-    limits = attrs.evolve(limits or ArchiveLimits(), max_size=settings.max_size)
+    limits = ArchiveLimits(max_size=settings.max_size)
     warnings: list[str] = []
     saved: str | None = saved_path(snapshot)
     if settings.url is not None and kept_copy(saved_path(snapshot), settings.url) is None:
