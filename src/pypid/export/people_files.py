@@ -41,8 +41,7 @@ from pypid.core.indexes.project import Project
 from pypid.export.plan import People, verdicts
 
 
-def make_people(base_url: str | None = None, files_url: str | None = None,
-                assets: Assets | None = None) -> People:
+def make_people(base_url: str | None = None, files_url: str | None = None) -> People:
     """
     The L{People} of an export.
 
@@ -50,7 +49,7 @@ def make_people(base_url: str | None = None, files_url: str | None = None,
         L{None} to let the pages' script write the browser's own.
     @param files_url: where the files are served when not in the export.
     """
-    assets = assets or Assets.load()
+    assets = Assets.load()
     chrome = pages.Chrome(css=assets.css, js=assets.js, icon=assets.icon, base_url=base_url,
                           files_url=files_url, search="search/", suggest="packages.json",
                           login=None)
