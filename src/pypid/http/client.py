@@ -109,17 +109,17 @@ class _QuietFactory(_HTTP11ClientFactory):
     noisy = False
 
 
-def quiet_pool(reactor: IReactorTime, connections: int, idle_timeout: int = 60,
+def quiet_pool(reactor: IReactorTime, connections: int,
                named: Named | None = None) -> HTTPConnectionPool:
     """
     A persistent L{HTTPConnectionPool} that keeps C{connections} per host
-    for C{idle_timeout} seconds, and logs nothing per connection; with
-    C{named}, a L{PublicOnlyPool} of that rule.
+    for a minute, and logs nothing per connection; with C{named}, a
+    L{PublicOnlyPool} of that rule.
     """
     pool = (HTTPConnectionPool(reactor, persistent=True) if named is None
             else PublicOnlyPool(reactor, named))
     pool.maxPersistentPerHost = connections
-    pool.cachedConnectionTimeout = idle_timeout
+    pool.cachedConnectionTimeout = 60
     pool._factory = _QuietFactory
     return pool
 
