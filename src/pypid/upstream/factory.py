@@ -141,22 +141,17 @@ class UpstreamPart(Service):
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
-        @param reactor: the reactor (its clock, and its connections to the
-            upstream and the bucket).
         @param index: the hosted index (what is hosted is never asked upstream).
         @param file_url: the links pages give files, as for hosted ones.
-        @param learnt: called (without arguments) whenever a page was fetched
-            or a file kept, so that the snapshot is saved soon.
+        @param learnt: called whenever a page was fetched or a file kept, so
+            that the snapshot is saved soon.
         @param advisories: the default index's L{AdvisoryPolicy}, which its
             pages of upstream projects apply.
         @param provenance_url: the link the default index's pages give a
             file's provenance (PEP 740).
-        @param render: renders the descriptions of the files it keeps
-            (the daemon's sandbox).
-        @param hub: in a worker of a machine, its hub: the cache's
-            folder is the workers' (L{pypid.storage.factory.make_storage}).
-        @param journal: the store's journal, where a shared cache tells its
-            changes (L{pypid.storage.factory.make_storage}).
+        @param hub: in a worker of a machine, its hub: the cache's folder is the
+            workers', its changes told in the store's C{journal}
+            (L{pypid.storage.factory.make_storage}).
         @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """

@@ -163,12 +163,9 @@ class UpstreamSource:
         The source, complete (no index reads it yet: L{UpstreamProxy.create}).
 
         @param pages: the cache of its pages; what it calls when a page was
-            fetched (its C{on_change}) is called when a file was kept too,
-            so that the snapshot is saved soon.
+            fetched (its C{on_change}) is called when a file was kept too, so
+            that the snapshot is saved soon.
         @param storage: where fetched files are kept (an L{IStorage} of its own).
-        @param on_close: drops the connections to the upstream.
-        @param render: renders the descriptions of the files it keeps
-            (the daemon's sandbox).
         @param share: in a worker of a machine, the cache shared with the
             others (the one C{pages} shares its pages through).
         """
