@@ -152,10 +152,6 @@ def read_principals(items: Items, values: Values, fail: Fail, files: dict[str, s
     each name checked against the others and C{[auth] admins} against the
     users, and return C{(users, groups, rules)}.
 
-    @param items: C{items(section)} gives a free section's C{(key, value)}
-        pairs in file order, none when the section is absent.
-    @param values: the parsed C{(section, key) -> value} of the fixed sections.
-    @param fail: C{fail(section, key, message)} raises the configuration error.
     @param files: the texts of files read with the configuration, by path:
         the htpasswd file's is taken from there when it is, else read and
         added (a machine's worker is given its supervisor's).

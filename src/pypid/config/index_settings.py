@@ -143,14 +143,11 @@ def check_indexes(values: Values, given: Set[tuple[str, str]], indexes: Iterable
     Check the C{[index:NAME]} sections against each other and the rest, and
     return their L{IndexConfig}s by name, in file order.
 
-    @param values: the parsed C{(section, key) -> value}, named sections too.
     @param given: the C{(section, key)} pairs the file (or the command line)
         sets, as opposed to defaults.
-    @param indexes: the index names, in file order.
-    @param upstreams: the C{[upstream:NAME]} sections' configurations by name.
     @param default_upstream: C{[upstream]} (C{upstream:default}).
-    @param users: the users, for C{user:NAME} principals.
-    @param groups: C{[groups]}, for C{group:NAME} principals.
+    @param users: the users, for C{user:NAME} principals (C{groups} for
+        C{group:NAME} ones).
     """
     names = list(indexes)
     directory = groups_from_outside(values)
