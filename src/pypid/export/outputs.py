@@ -49,8 +49,6 @@ from pypid.storage.base.reading import BINARY_TYPE
 HTML_TYPE = "text/html; charset=utf-8"
 SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 JSON_TYPE = "application/json"
-#: a provenance's (as the Integrity API's first choice)
-INTEGRITY_TYPE = INTEGRITY_MEDIA_TYPE
 
 #: The Content-Type of a page for people, by its path's extension.
 _PEOPLE_TYPES = {
@@ -144,7 +142,7 @@ def file_outputs(project: Project, metadata: dict[str, bytes],
         if kept is not None:
             outputs.append(Output.page(
                 integrity_path(project.name, record.version, record.filename), kept,
-                INTEGRITY_TYPE))
+                INTEGRITY_MEDIA_TYPE))
     return outputs
 
 
