@@ -47,9 +47,6 @@ from pypid.core.dists.dist_tar import BoundedTarInfo, ScanLimitExceeded
 from pypid.storage.base.disk import fsync_folder
 from pypid.storage.base.reading import FileMismatch
 
-__all__ = ["FileMismatch", "FolderReader", "FolderWriter", "TarReader", "TarWriter",
-           "SourceTooLarge", "copy_hashed", "open_reader", "open_writer"]
-
 _CHUNK = 1 << 20
 #: The kinds of member read whole while a bundle is opened (small, and
 #: needed before any file is taken).
