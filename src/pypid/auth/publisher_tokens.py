@@ -169,8 +169,11 @@ class PublisherTokens:
     def __len__(self) -> int:
         return len(self.book.tokens)
 
-    def _drop(self, token_id: str) -> bool:
-        """Forget one token, giving its place back."""
+    def revoke(self, token_id: str) -> bool:
+        """
+        Forget one minted token at once, giving its place back (its holder
+        or an admin asks, or it expired); whether there was one.
+        """
         token = self.book.tokens.pop(token_id, None)
         if token is None:
             return False
@@ -184,7 +187,7 @@ class PublisherTokens:
     def _forget_expired(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
             _, token_id = heapq.heappop(self._expiry)
-            self._drop(token_id)
+            self.revoke(token_id)
         # (tokens revoked before they expire, burned ones above all, leave
         # their entries behind: past twice the live ones, they go at once)
         if len(self._expiry) > 2 * len(self.book.tokens) + 100:
@@ -236,10 +239,6 @@ class PublisherTokens:
         now = self.clock.seconds()
         return [dict(record, minted=True) for record in self.book.listing()
                 if record["expires"] is None or record["expires"] > now]
-
-    def revoke(self, token_id: str) -> bool:
-        """Revoke one minted token at once (its holder or an admin asks); whether there was one."""
-        return self._drop(token_id)
 
     def verify(self, presented: str) -> Token | None:
         """The live minted token C{presented} is, or L{None}."""
