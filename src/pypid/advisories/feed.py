@@ -479,7 +479,6 @@ class AdvisoryFeed(Service):
             if changed:
                 self._schedule(settings)
             if settings.path is None and settings.url is None:
-                from pypid.core.security.advisories import AdvisoryDB
                 self.board.replace(AdvisoryDB())
                 return "advisories none"
             self.refresh()
