@@ -5,13 +5,11 @@ the compact form (L{pypid.core.security.compact_advisories}), written once per
 export and read back at each start instead of the export.
 
 Why so:
-  - reading the export is the expensive part (20,000 records: about 4 s of
-    CPU, and 75 MiB the process kept); it is done once per export, by
+  - reading the export is the expensive part (the costs of both:
+    L{pypid.advisories.feed}); it is done once per export, by
     L{compile_sources} (in a child process: L{pypid.advisories.compile_child}),
-    which reads the sources within their bounds as before
-    (L{pypid.advisories.osv_archive}, L{pypid.core.security.osv}) and writes the
-    cache; each start then reads the cache (0.6 to 0.9 s of CPU, in the
-    background; the daemon 33 MiB bigger once they are in force);
+    which reads the sources within their bounds (L{pypid.advisories.osv_archive})
+    and writes the cache; each start then reads the cache;
   - the cache is named by a key (L{cache_key}): the sources, their
     signature (each file's name, size, time and inode), the bounds they
     were read within, and the code that read them; a cache of another key
