@@ -8,7 +8,7 @@ C{merge} lets in is composed, L{pypid.core.indexes.composed}).
 An upstream's project status (PEP 792, L{pypid.upstream.page_model.UpstreamPage.status})
 is carried by the pages it makes; a project the upstream quarantined shows
 no file at all (L{_shown}), so that nothing the web side asks of a page
-(L{PageView.listed}, L{PageView.offered}, L{PageView.known}) offers one,
+(L{PageView.listed}, L{PageView.offered}) offers one,
 and L{PageView.status} tells the file routes to refuse the files kept
 here too. A new status arrives with a new cached entry (its refresh), so
 every page made of the old one is made again.
