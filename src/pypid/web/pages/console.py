@@ -31,7 +31,7 @@ from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.token_admin import TokenAdmin
 from pypid.web.pages.browser_login import send_html, site_url
-from pypid.web.pages.console_gate import ConsoleGate, guarded, shown_field
+from pypid.web.pages.console_gate import ConsoleGate, shown_field
 from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors
 
@@ -54,9 +54,7 @@ class Console:
     @app.route("/console/", methods=["GET", "HEAD"])
     async def home(self, request: IRequest) -> bytes:
         """What the person can manage here."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
+        self._gate.session(request)
         identity = await self._gate.access.person(request)
         chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, console_pages.console_page(
@@ -71,17 +69,12 @@ class Console:
     @app.route("/console/tokens", methods=["GET", "HEAD"])
     async def tokens(self, request: IRequest) -> bytes:
         """The person's tokens and the form that issues one."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
-        return await self._tokens_page(request, session, 200)
+        return await self._tokens_page(request, self._gate.session(request), 200)
 
     @app.route("/console/tokens", methods=["POST"])
     async def issue(self, request: IRequest) -> bytes:
         """Issue a token (C{POST /api/tokens}'s path); the page shows it once."""
         session = self._gate.form_session(request, ChangeKind.TOKEN_ISSUED)
-        if isinstance(session, bytes):
-            return session
         # (to fill the form in again: as sent, never refused here, so that
         # what the API refuses is refused there, and audited)
         fields = {name: shown_field(request, name)
@@ -97,8 +90,6 @@ class Console:
     async def revoke(self, request: IRequest, token_id: str) -> bytes:
         """Revoke a token (C{DELETE /api/tokens/<id>}'s path), then the page again."""
         session = self._gate.form_session(request, ChangeKind.TOKEN_REVOKED, token_id)
-        if isinstance(session, bytes):
-            return session
         try:
             await self._tokens.revoke_token(request, token_id)
         except HTTPError as e:
@@ -108,9 +99,7 @@ class Console:
 
     async def _tokens_page(self, request: IRequest, session: Session, code: int,
                            **shown: Any) -> bytes:
-        listed = await guarded(request, lambda: self._tokens.tokens_of(request))
-        if isinstance(listed, bytes):
-            return listed
+        listed = await self._tokens.tokens_of(request)
         identity = await self._gate.access.person(request)
         admin = self._gate.access.reader(request).is_admin
         chrome = self._gate.chrome_of(identity)

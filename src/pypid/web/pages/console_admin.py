@@ -28,7 +28,7 @@ from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, app
 from pypid.web.identity.gates import not_an_admin
 from pypid.web.pages.browser_login import send_html
 from pypid.web.pages.console_gate import ConsoleGate, shown_field
-from pypid.web.server.respond import root_of, send_error
+from pypid.web.server.respond import root_of
 from pypid.web.server.routes import answer_errors, form_field
 
 _A = TypeVar("_A")
@@ -63,20 +63,15 @@ class ConsoleAdmin:
     @app.route("/console/retention", methods=["GET", "HEAD"])
     async def retention(self, request: IRequest) -> bytes:
         """Each hosted index's retention plan (C{GET /api/retention}'s), with Apply buttons."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
-        return await self._retention_page(request, session, 200)
+        return await self._retention_page(request, self._gate.session(request), 200)
 
     @app.route("/console/retention/apply", methods=["POST"])
     async def apply_retention(self, request: IRequest) -> bytes:
         """Apply one index's plan as shown: C{POST /api/retention/apply}'s path."""
         session = self._gate.form_session(request, ChangeKind.RETENTION)
-        if isinstance(session, bytes):
-            return session
         retention = self._retention
         if retention is None:
-            return send_error(request, NotFound("no such page"))
+            raise NotFound("no such page")
         try:
             applied = await retention.apply_as(request, lambda: apply_body(request))
         except HTTPError as e:
@@ -87,14 +82,11 @@ class ConsoleAdmin:
                               **shown: Any) -> bytes:
         retention = self._retention
         if retention is None:
-            return send_error(request, NotFound("no such page"))
-        try:
-            identity = await self._gate.access.admin(request, RETENTION_LOGIN)
-            # (the plans as the API makes them now: for every index, not the
-            # index a form named)
-            plans = retention.plans_of(None)["indexes"]
-        except HTTPError as e:
-            return send_error(request, e)
+            raise NotFound("no such page")
+        identity = await self._gate.access.admin(request, RETENTION_LOGIN)
+        # (the plans as the API makes them now: for every index, not the
+        # index a form named)
+        plans = retention.plans_of(None)["indexes"]
         chrome = self._gate.chrome_of(identity)
         return send_html(request, code, console_pages.retention_page(
             chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
@@ -150,15 +142,10 @@ class ConsoleAdmin:
         credentials): C{draw(chrome, person, session, answer)}; 404 without it.
         """
         session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
         if read is None:
-            return send_error(request, NotFound("no such page"))
-        try:
-            identity = await self._gate.access.admin(request, login)
-            answer = read()
-        except HTTPError as e:
-            return send_error(request, e)
+            raise NotFound("no such page")
+        identity = await self._gate.access.admin(request, login)
+        answer = read()
         chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, draw(chrome, identity.name, session, answer))
 
@@ -171,25 +158,20 @@ class ConsoleAdmin:
         pages), and with C{verify=1} what checking its chains found (C{GET
         /api/audit/verify}'s).
         """
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
+        self._gate.session(request)
         admin = self._audit_admin
         if admin is None:
-            return send_error(request, NotFound("no such page"))
+            raise NotFound("no such page")
         identity = await self._gate.access.person(request)
         reader = self._gate.access.reader(request)
         if not reader.is_admin:
             # (a project's owner reads its trail on its page: this one is the admins')
-            return send_error(request, Forbidden(not_an_admin(reader)))
+            raise Forbidden(not_an_admin(reader))
         filters = {name: shown_field(request, name) for name, _ in console_pages.AUDIT_FILTERS}
-        try:
-            check = await admin.check() if shown_field(request, "verify") else None
-            page = await admin.entries(reader, audit_query({
-                name: form_field(request, name) or None
-                for name in ("since", "before", "limit", *filters)}), "", "")
-        except HTTPError as e:
-            return send_error(request, e)
+        check = await admin.check() if shown_field(request, "verify") else None
+        page = await admin.entries(reader, audit_query({
+            name: form_field(request, name) or None
+            for name in ("since", "before", "limit", *filters)}), "", "")
         chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, console_pages.audit_page(
             chrome, identity.name, page, filters, root=root_of(request), check=check))

@@ -9,8 +9,6 @@ L{pypid.web.pages.console_project}) share it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import quote
 
 import attrs
@@ -22,12 +20,11 @@ from pypid.core.formats import pages
 from pypid.core.indexes.index_names import DEFAULT
 from pypid.core.records.audit_chain import REFUSED
 from pypid.core.records.change_kinds import ChangeKind
-from pypid.core.util.http_errors import BadRequest, Forbidden, HTTPError, Unauthorized
+from pypid.core.util.http_errors import BadRequest, Forbidden, Unauthorized
 from pypid.web.identity.gates import Gates
 from pypid.web.pages.browser_login import body_fields, no_store
 from pypid.web.pages.people import people_headers
 from pypid.web.server.audit_trail import AuditTrail
-from pypid.web.server.respond import send_error
 
 #: What a console request with credentials is told.
 SESSION_ONLY = ("the console works in a browser session: log in through the login page, "
@@ -46,24 +43,24 @@ class ConsoleGate:
     chrome: pages.Chrome
     audit: AuditTrail
 
-    def session(self, request: IRequest) -> Session | bytes:
+    def session(self, request: IRequest) -> Session:
         """
-        The browser session of a console page's request; else the answer:
-        a browser is sent to the login form, a client with credentials
-        refused.
+        The browser session of a console page's request; else the refusal
+        the area answers: a browser is sent to the login form, a client
+        with credentials refused.
         """
         people_headers(request)
         no_store(request)
         if request.requestHeaders.hasHeader(b"authorization"):
-            return send_error(request, BadRequest(SESSION_ONLY))
+            raise BadRequest(SESSION_ONLY)
         sessions = self.access.sessions
         found = sessions.of(request) if sessions is not None else None
         if found is None:
-            return send_error(request, Unauthorized("log in to use the console"))
+            raise Unauthorized("log in to use the console")
         return found[1]
 
     def form_session(self, request: IRequest, event: ChangeKind | None,
-                     target: str | None = None) -> Session | bytes:
+                     target: str | None = None) -> Session:
         """
         L{session}, for a form whose CSRF token must be the session's: a
         form without it is refused, and audited as C{event} refused (its
@@ -71,8 +68,6 @@ class ConsoleGate:
         no change, not audited).
         """
         session = self.session(request)
-        if isinstance(session, bytes):
-            return session
         sessions = self.access.sessions
         assert sessions is not None
         # (from the body only: a token in the URL would be in logs and histories)
@@ -82,21 +77,13 @@ class ConsoleGate:
             if event is not None:
                 self.audit.record(request, Identity(session.user, groups=session.groups),
                                   event, REFUSED, target=target, detail="csrf")
-            return send_error(request, Forbidden("csrf: the form's token is not this "
-                                                 "session's; reload the page and try again"))
+            raise Forbidden("csrf: the form's token is not this session's; reload the page "
+                            "and try again")
         return session
 
     def chrome_of(self, identity: Identity) -> pages.Chrome:
         """The site's chrome, naming the person a page is for."""
         return attrs.evolve(self.chrome, person=identity.name)
-
-
-async def guarded(request: IRequest, action: Callable[[], Awaitable[Any]]) -> Any:
-    """C{action()}'s result, or its refusal's answer (bytes)."""
-    try:
-        return await action()
-    except HTTPError as e:
-        return send_error(request, e)
 
 
 def shown_field(request: IRequest, name: str) -> str:

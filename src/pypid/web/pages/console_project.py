@@ -31,14 +31,8 @@ from pypid.web.admin.usage_admin import UsageAdmin
 from pypid.web.changes.promote import Promote, promote_request, promotion_form
 from pypid.web.changes.publish import Publish
 from pypid.web.pages.browser_login import send_html
-from pypid.web.pages.console_gate import (
-    ConsoleGate,
-    guarded,
-    index_name,
-    index_query,
-    shown_field,
-)
-from pypid.web.server.respond import root_of, see_other, send_error
+from pypid.web.pages.console_gate import ConsoleGate, index_name, index_query, shown_field
+from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors, form_field, is_form
 from pypid.web.serving.index_root import ServedIndex
 
@@ -78,18 +72,14 @@ class ConsoleProject:
         """The home's form (C{?name=&index=}): 303 to the project's page."""
         name = shown_field(request, "name")
         if len(name) > 200 or not is_valid_name(name):
-            return send_error(request, BadRequest("name: not a project name"))
+            raise BadRequest("name: not a project name")
         return see_other(request, f"project/{normalize(name)}/{index_query(request)}",
                          "To the project's page\n")
 
     @app.route("/console/project/<string:project>/", methods=["GET", "HEAD"])
     async def project(self, request: IRequest, project: str) -> bytes:
         """A project's files and status, with the actions its person may take."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
-        return await guarded(request, lambda: self._project_page(request, session,
-                                                                        project, 200))
+        return await self._project_page(request, self._gate.session(request), project, 200)
 
     @app.route("/console/project/<string:project>/files/<string:filename>/<string:verb>",
                methods=["POST"])
@@ -101,17 +91,12 @@ class ConsoleProject:
         """
         session = self._gate.form_session(
             request, ChangeKind(verb) if verb in FILE_VERBS else None, filename)
-        if isinstance(session, bytes):
-            return session
         if verb not in FILE_VERBS:
-            return send_error(request, NotFound("no such page"))
-        found = await guarded(request, lambda: self._project_of(request, project))
-        if isinstance(found, bytes):
-            return found
-        name, publish = found
+            raise NotFound("no such page")
+        name, publish = await self._project_of(request, project)
         if project_of_filename(filename) != name:
             # (a file of another project: what the page is about decides)
-            return send_error(request, NotFound(f"no such file of {name}: {filename}"))
+            raise NotFound(f"no such file of {name}: {filename}")
         route = {"yank": publish.yank_file, "unyank": publish.unyank_file,
                  "delete": publish.delete_file, "restore": publish.restore_file}[verb]
         return await self._then_project(request, session, name,
@@ -121,12 +106,7 @@ class ConsoleProject:
     async def set_status(self, request: IRequest, project: str) -> bytes:
         """Set the project's status (admins): C{POST /api/projects/<p>/status}'s path."""
         session = self._gate.form_session(request, ChangeKind.STATUS, project)
-        if isinstance(session, bytes):
-            return session
-        found = await guarded(request, lambda: self._project_of(request, project))
-        if isinstance(found, bytes):
-            return found
-        name, publish = found
+        name, publish = await self._project_of(request, project)
         return await self._then_project(request, session, name,
                                         lambda: publish.set_status(request, name))
 
@@ -138,11 +118,8 @@ class ConsoleProject:
         admin's C{allow_denied}); the page says what was promoted.
         """
         promote = self._promote
-        found = await self._project_form(request, project, ChangeKind.PROMOTE, promote)
-        if isinstance(found, bytes):
-            return found
+        session, name = await self._project_form(request, project, ChangeKind.PROMOTE, promote)
         assert promote is not None
-        session, name = found
         # (the page's index and project are what the promotion is from and
         # of: never fields of the form, which the page does not send)
         fields = promotion_form(request) | {"from": index_name(request), "project": name}
@@ -154,13 +131,11 @@ class ConsoleProject:
             code, message = e.code, e.detail
         else:
             done = answer["promoted"]
-            return await guarded(request, lambda: self._project_page(
-                request, session, name, 200, notice=(
-                    f"Promoted {name} {answer['version']} to {answer['to']}: "
-                    + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
-                       else "every file was there already") + ".")))
-        return await guarded(request, lambda: self._project_page(
-            request, session, name, code, error=message))
+            return await self._project_page(request, session, name, 200, notice=(
+                f"Promoted {name} {answer['version']} to {answer['to']}: "
+                + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
+                   else "every file was there already") + "."))
+        return await self._project_page(request, session, name, code, error=message)
 
     @app.route("/console/project/<string:project>/waive", methods=["POST"])
     def waive(self, request: IRequest, project: str) -> Awaitable[bytes]:
@@ -179,11 +154,8 @@ class ConsoleProject:
         from the form's C{advisory} (or C{version}) and C{reason}.
         """
         area = self._advisories
-        found = await self._project_form(request, project, event, area)
-        if isinstance(found, bytes):
-            return found
+        session, name = await self._project_form(request, project, event, area)
         assert area is not None
-        session, name = found
         def fields() -> dict[str, str]:
             # (read as the API reads them, within its audited change; the
             # page's index and project, never fields of the form)
@@ -194,25 +166,21 @@ class ConsoleProject:
         return await self._then_project(request, session, name, lambda: change(request, fields))
 
     async def _project_form(self, request: IRequest, project: str, event: ChangeKind,
-                            area: object) -> tuple[Session, str] | bytes:
+                            area: object) -> tuple[Session, str]:
         """
         C{(session, normalized project)} of a project page's form that
         calls the API's C{area} (audited as C{event} when its CSRF token is
-        wrong), for a person who may change the project; else the answer:
+        wrong), for a person who may change the project; else the refusal:
         404 without the area, 400 for a body that is not the page's form
         (a JSON body would name its own index and project).
         """
         session = self._gate.form_session(request, event, project)
-        if isinstance(session, bytes):
-            return session
         if area is None:
-            return send_error(request, NotFound("no such page"))
+            raise NotFound("no such page")
         if not is_form(request):
-            return send_error(request, BadRequest("the console takes its own forms only"))
-        found = await guarded(request, lambda: self._project_of(request, project))
-        if isinstance(found, bytes):
-            return found
-        return session, found[0]
+            raise BadRequest("the console takes its own forms only")
+        name, _ = await self._project_of(request, project)
+        return session, name
 
     async def _then_project(self, request: IRequest, session: Session, project: str,
                             change: Callable[[], Awaitable[object]]) -> bytes:
@@ -225,8 +193,7 @@ class ConsoleProject:
             back = (root_of(request) + f"console/project/{quote(project, safe='')}/"
                     + index_query(request))
             return see_other(request, back, "Done\n")
-        return await guarded(request, lambda: self._project_page(
-            request, session, project, code, error=message))
+        return await self._project_page(request, session, project, code, error=message)
 
     async def _project_of(self, request: IRequest, project: str) -> tuple[str, Publish]:
         """

@@ -20,7 +20,7 @@ from pypid.core.util.http_errors import HTTPError
 from pypid.web.admin.webhook_admin import WEBHOOKS_LOGIN, WebhookAdmin
 from pypid.web.pages.browser_login import body_fields, send_html
 from pypid.web.pages.console_gate import ConsoleGate
-from pypid.web.server.respond import root_of, send_error
+from pypid.web.server.respond import root_of
 from pypid.web.server.routes import answer_errors
 
 
@@ -40,32 +40,22 @@ class ConsoleWebhooks:
     @app.route("/console/webhooks", methods=["GET", "HEAD"])
     async def listed(self, request: IRequest) -> bytes:
         """Every subscription (C{GET /api/webhooks}'s)."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
-        try:
-            identity = await self._gate.access.admin(request, WEBHOOKS_LOGIN)
-            found = [await self._webhooks.state(subscription, details=False)
-                     for subscription in self._webhooks.subscriptions().values()]
-        except HTTPError as e:
-            return send_error(request, e)
+        self._gate.session(request)
+        identity = await self._gate.access.admin(request, WEBHOOKS_LOGIN)
+        found = [await self._webhooks.state(subscription, details=False)
+                 for subscription in self._webhooks.subscriptions().values()]
         return send_html(request, 200, webhook_pages.webhooks_page(
             self._gate.chrome_of(identity), identity.name, found, root=root_of(request)))
 
     @app.route("/console/webhooks/<string:name>", methods=["GET", "HEAD"])
     async def one(self, request: IRequest, name: str) -> bytes:
         """One subscription (C{GET /api/webhooks/<name>}'s)."""
-        session = self._gate.session(request)
-        if isinstance(session, bytes):
-            return session
-        return await self._page(request, name, session.csrf, 200)
+        return await self._page(request, name, self._gate.session(request).csrf, 200)
 
     @app.route("/console/webhooks/<string:name>/test", methods=["POST"])
     async def test(self, request: IRequest, name: str) -> bytes:
         """Send a test event, and show what came of it."""
         session = self._gate.form_session(request, ChangeKind.WEBHOOK_TEST, name)
-        if isinstance(session, bytes):
-            return session
         try:
             tested = await self._webhooks.test_as(request, name)
         except HTTPError as e:
@@ -76,8 +66,6 @@ class ConsoleWebhooks:
     async def redeliver(self, request: IRequest, name: str) -> bytes:
         """Send one given-up event (the form's C{key}), or every one, again."""
         session = self._gate.form_session(request, ChangeKind.WEBHOOK_REDELIVER, name)
-        if isinstance(session, bytes):
-            return session
         key = body_fields(request).get(b"key")
         try:
             done = await self._webhooks.redeliver_as(
@@ -89,11 +77,8 @@ class ConsoleWebhooks:
 
     async def _page(self, request: IRequest, name: str, csrf: str, code: int,
                     **shown: Any) -> bytes:
-        try:
-            identity = await self._gate.access.admin(request, WEBHOOKS_LOGIN)
-            state = await self._webhooks.state(self._webhooks.subscription(name), details=True)
-        except HTTPError as e:
-            return send_error(request, e)
+        identity = await self._gate.access.admin(request, WEBHOOKS_LOGIN)
+        state = await self._webhooks.state(self._webhooks.subscription(name), details=True)
         return send_html(request, code, webhook_pages.webhook_page(
             self._gate.chrome_of(identity), identity.name, csrf, state,
             root=root_of(request), **shown))
