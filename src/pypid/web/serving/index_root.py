@@ -41,7 +41,6 @@ from twisted.web.server import Request
 from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.indexes.composed import ComposedIndex
 from pypid.core.indexes.index_names import DEFAULT, NO_SUCH_INDEX, asks_for_index
-from pypid.core.indexes.render import AgedPage, Page
 from pypid.core.records.metrics import UPLOAD_PATHS
 from pypid.core.util.http_errors import HTTPError, MethodNotAllowed, NotFound, Unavailable
 from pypid.state.hosted_source import HostedSource
@@ -62,7 +61,6 @@ from pypid.web.server.upload_form import MultipartError, UploadTooLarge
 from pypid.web.serving.index_files import IndexFiles
 from pypid.web.serving.index_pages import IndexSimple
 from pypid.web.serving.integrity import answer_integrity
-from pypid.web.serving.read_decisions import PlainFile
 
 if TYPE_CHECKING:
     # (types only: the upstream's modules load with a configured upstream)
@@ -275,30 +273,6 @@ class IndexPath(Resource):
         self._answer = answer
         self._access = access
 
-    def plain_page(self, accept: bytes | None, rest: bytes) -> Page | AgedPage | None:
-        """
-        For C{simple}: the kept page an anonymous C{GET} of C{simple/<rest>}
-        (with the C{Accept} header C{accept}) gets as it is
-        (L{IndexSimple.plain_page}), when anyone may read the
-        index and every file it holds was read (no project waits for
-        L{_when_read}); otherwise L{None}, and L{render} answers.
-        """
-        served = self._served
-        if self._area != b"simple" or not read_openly(self._access, served):
-            return None
-        return served.simple.plain_page(accept, rest)
-
-    def plain_file(self, rest: bytes) -> PlainFile | None:
-        """
-        For C{files}: the stored file an anonymous whole C{GET} of
-        C{files/<rest>} gets as it is (L{IndexFiles.plain_file}), on the
-        same conditions as L{plain_page}; otherwise L{None}.
-        """
-        served = self._served
-        if self._area != b"files" or not read_openly(self._access, served):
-            return None
-        return served.files.plain_file(rest)
-
     def render(self, request: Request) -> Rendered:
         """Gate the request by the index's read grant, then answer it."""
         served, area, answer = self._served, self._area, self._answer
@@ -342,30 +316,6 @@ class IndexRoot(Resource):
         a request finds its index in the old set or the new one.
         """
         self._served = dict(served)
-
-    def plain_page(self, accept: bytes | None, name: bytes, rest: bytes) -> Page | AgedPage | None:
-        """
-        For the express lane (L{pypid.web.serving.express}): the kept page an
-        anonymous C{GET} of C{/NAME/simple/<rest>} (with the C{Accept}
-        header C{accept}) gets as it is, when
-        anyone may enter and read the index C{name} and every file it holds
-        was read (L{read_openly}); otherwise L{None}, and L{render} answers.
-        """
-        served = self._served.get(name)
-        if served is None or not read_openly(self._access, served):
-            return None
-        return served.simple.plain_page(accept, rest)
-
-    def plain_file(self, name: bytes, rest: bytes) -> PlainFile | None:
-        """
-        For the express lane: the stored file an anonymous whole C{GET} of
-        C{/NAME/files/<rest>} gets as it is, on the conditions of
-        L{plain_page}; otherwise L{None}.
-        """
-        served = self._served.get(name)
-        if served is None or not read_openly(self._access, served):
-            return None
-        return served.files.plain_file(rest)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request, then answer it with the part of the index its path names."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource, Resource
@@ -45,7 +44,7 @@ from pypid.web.server.respond import (
     wrong_method_error,
 )
 from pypid.web.serving.index_pages import normalized_name
-from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex
+from pypid.web.serving.index_root import IndexPath, IndexRoot, ServedIndex, read_openly
 from pypid.web.serving.read_decisions import PlainFile, StoredFile
 
 
@@ -64,7 +63,7 @@ class RootResource(Resource):
     """
 
     def __init__(self, default: ServedIndex, access: Gates, areas: IResource,
-                 indexes: IResource | None = None, **others: IResource) -> None:
+                 indexes: IndexRoot | None = None, **others: IResource) -> None:
         """
         @param default: the default index's answers.
         @param areas: the areas of the site and of the default index.
@@ -87,7 +86,7 @@ class RootResource(Resource):
 
     def _every_index(self) -> list[ServedIndex]:
         """The indexes served now, the default first (C{/packages/} looks in each)."""
-        named = cast(IndexRoot | None, self._indexes)
+        named = self._indexes
         return [self._default, *(named.served.values() if named is not None else ())]
 
     def plain_page(self, accept: bytes | None, index: bytes | None,
@@ -96,27 +95,30 @@ class RootResource(Resource):
         The kept page the express lane (L{pypid.web.serving.express}) may send to an
         anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}: the default
         index's) or C{/<index>/simple/<rest>} with the C{Accept} header
-        C{accept}, or L{None}: the same dispatch as L{getChildWithDefault},
-        the root's own routes first.
+        C{accept} (L{IndexSimple.plain_page}), or L{None}.
         """
-        if index is None:
-            return cast(IndexPath, self._children[b"simple"]).plain_page(accept, rest)
-        named = self._named(index)
-        return None if named is None else named.plain_page(accept, index, rest)
+        served = self._read_openly(index)
+        return None if served is None else served.simple.plain_page(accept, rest)
 
     def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
-        """The same as L{plain_page}, for C{files/<rest>}."""
-        if index is None:
-            return cast(IndexPath, self._children[b"files"]).plain_file(rest)
-        named = self._named(index)
-        return None if named is None else named.plain_file(index, rest)
+        """The same as L{plain_page}, for C{files/<rest>} (L{IndexFiles.plain_file})."""
+        served = self._read_openly(index)
+        return None if served is None else served.files.plain_file(rest)
 
-    def _named(self, segment: bytes) -> IndexRoot | None:
-        """The named indexes' resource, if the usual path would give C{/<segment>/} to it."""
-        indexes = self._indexes
-        if indexes is None or segment in self._children or not is_index_segment(segment):
+    def _read_openly(self, index: bytes | None) -> ServedIndex | None:
+        """
+        The index the usual path would give C{/<index>/} to (L{None}: the
+        default), the root's own routes first, when the express lane may
+        answer for it (L{read_openly}: no project waits for L{_when_read}
+        there); else L{None}, and the usual path answers.
+        """
+        if index is None:
+            served: ServedIndex | None = self._default
+        elif self._indexes is None or index in self._children or not is_index_segment(index):
             return None
-        return cast(IndexRoot, indexes)
+        else:
+            served = self._indexes.served.get(index)
+        return served if served is not None and read_openly(self._access, served) else None
 
     def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
         """Pick the resource for the first path segment."""
