@@ -485,8 +485,7 @@ class PypidSite(GuardedSite):
         #: the express lane (L{pypid.web.serving.express}) of the kept pages and
         #: stored files C{express} gives, or L{None}
         self.express = None if express is None else ExpressLane(
-            express.plain_page, express.plain_file, self.date_header,
-            fixed_head(SECURITY_HEADERS))
+            express, self.date_header, fixed_head(SECURITY_HEADERS))
         self.base_url = settings.base_url
         self.trusted_proxies = settings.trusted_proxies
         #: what was answered, for C{/metrics}

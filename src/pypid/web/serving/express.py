@@ -57,28 +57,25 @@ from pypid.web.serving.stored_objects import FILE_CACHE_CONTROL, FILE_CONTENT_TY
 #: hundred C{.metadata} files and small wheels, a few MiB at most.
 SMALL_FILES = 8 << 20
 
-#: C{plain_page(accept, index, rest) -> Page | AgedPage | None}: the kept
-#: page an anonymous C{GET} of C{/simple/<rest>} (C{index} L{None}) or
-#: C{/<index>/simple/<rest>} with the C{Accept} header C{accept} gets (with
-#: its C{Age} when composed from an upstream's cached page), or L{None}
-#: when the usual path must answer.
-PlainPage = Callable[[bytes | None, bytes | None, bytes], Page | AgedPage | None]
-
-#: C{plain_file(index, rest) -> PlainFile | None}: the stored file for
-#: C{/files/<rest>} or C{/<index>/files/<rest>}, or L{None} when the usual
-#: path must answer.
-PlainFileOf = Callable[[bytes | None, bytes], PlainFile | None]
-
 
 class ExpressSource(Protocol):
-    """What the lane answers from: the site's root (L{PlainPage}, L{PlainFileOf})."""
+    """What the lane answers from: the site's root."""
 
     def plain_page(self, accept: bytes | None, index: bytes | None,
                    rest: bytes) -> Page | AgedPage | None:
-        """See L{PlainPage}."""
+        """
+        The kept page an anonymous C{GET} of C{/simple/<rest>} (C{index}
+        L{None}) or C{/<index>/simple/<rest>} with the C{Accept} header
+        C{accept} gets (with its C{Age} when composed from an upstream's
+        cached page), or L{None} when the usual path must answer.
+        """
 
     def plain_file(self, index: bytes | None, rest: bytes) -> PlainFile | None:
-        """See L{PlainFileOf}."""
+        """
+        The stored file for C{/files/<rest>} or C{/<index>/files/<rest>},
+        or L{None} when the usual path must answer.
+        """
+
 
 _PAGES = b"/simple/"
 _FILES = b"/files/"
@@ -128,17 +125,17 @@ class ExpressLane:
     Answers the requests it can: from their bytes (L{take}), or once
     Twisted has parsed them (L{__call__}); see the module.
 
-    @ivar _plain_page: the L{PlainPage} of every index.
-    @ivar _plain_file: the L{PlainFileOf} of every index.
+    @ivar _plain_page: the L{ExpressSource.plain_page} of every index.
+    @ivar _plain_file: the L{ExpressSource.plain_file} of every index.
     @ivar _date: C{date() -> bytes}, the Date header's value now.
     @ivar _fixed: the header lines of L{fixed_head}.
     """
 
-    def __init__(self, plain_page: PlainPage, plain_file: PlainFileOf,
-                 date: Callable[[], bytes], fixed: bytes,
+    def __init__(self, source: ExpressSource, date: Callable[[], bytes], fixed: bytes,
                  kept_bytes: int = SMALL_FILES) -> None:
-        self._plain_page = plain_page
-        self._plain_file = plain_file
+        # (bound once: the lane's every answer calls one)
+        self._plain_page = source.plain_page
+        self._plain_file = source.plain_file
         self._date = date
         self._fixed = fixed
         #: small files read from disk: C{(path, etag) -> bytes}
