@@ -160,7 +160,8 @@ def _plan(request: IRequest, size: int, etag: bytes) -> tuple[int, int] | tuple[
     Set the headers of a stored object's answer and decide what to send.
 
     @return: C{(start, length)} of the bytes to send, or C{(body, None)} when
-        the answer is complete already (304, 416).
+        the answer is complete already (304, 416, or a C{HEAD}: its length
+        given).
     """
     headers = request.responseHeaders
     headers.setRawHeaders(b"content-type", [FILE_CONTENT_TYPE])
@@ -168,8 +169,6 @@ def _plan(request: IRequest, size: int, etag: bytes) -> tuple[int, int] | tuple[
     headers.setRawHeaders(b"cache-control", [FILE_CACHE_CONTROL])
     headers.setRawHeaders(b"accept-ranges", [b"bytes"])
     wanted = _wanted(request, size, etag)
-    if wanted is None:
-        return 0, size
     if isinstance(wanted, int):
         request.setResponseCode(wanted)
         if wanted == 304:
@@ -177,10 +176,17 @@ def _plan(request: IRequest, size: int, etag: bytes) -> tuple[int, int] | tuple[
         headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
         headers.setRawHeaders(b"content-type", [TEXT])
         return b"Requested range not satisfiable\n", None
-    start, end = wanted
-    request.setResponseCode(206)
-    headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
-    return start, end - start + 1
+    if wanted is None:
+        start, length = 0, size
+    else:
+        start, end = wanted
+        request.setResponseCode(206)
+        headers.setRawHeaders(b"content-range", [b"bytes %d-%d/%d" % (start, end, size)])
+        length = end - start + 1
+    headers.setRawHeaders(b"content-length", [b"%d" % length])
+    if request.method == b"HEAD":
+        return b"", None
+    return start, length
 
 
 def send_bytes(request: IRequest, data: bytes, etag: bytes) -> bytes:
@@ -189,9 +195,6 @@ def send_bytes(request: IRequest, data: bytes, etag: bytes) -> bytes:
     if plan[1] is None:
         return plan[0]
     start, length = plan
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-    if request.method == b"HEAD":
-        return b""
     return data[start:start + length]
 
 
@@ -212,10 +215,6 @@ def send_file(request: Request, path: str, etag: bytes) -> Rendered:
             f.close()
             return plan[0]
         start, length = plan
-        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-        if request.method == b"HEAD":
-            f.close()
-            return b""
         if length <= SMALL_FILE:
             f.seek(start)
             data = f.read(length)
@@ -271,8 +270,7 @@ def send_remote(request: Request, remote: RemoteFile, etag: bytes,
     if plan[1] is None:
         return plan[0]
     start, length = plan
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % length])
-    if request.method == b"HEAD" or length == 0:
+    if length == 0:
         return b""
     if not connected(request):
         # Gone while a read gate was checked: nothing to fetch for.
