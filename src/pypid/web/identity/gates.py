@@ -165,12 +165,6 @@ class Gates:
         self._identification.reconfigure(verifier, tokens, outside)
         self._rules = Rules(model)
 
-    @staticmethod
-    def user(request: IRequest) -> str | None:
-        """The name the request was authenticated as (by a gate), or L{None}."""
-        identity = identity_of(request)
-        return identity.name if identity is not None else None
-
     def cache_key(self, request: IRequest,
                   ) -> tuple[str, str | None, frozenset[str]] | None:
         """

@@ -228,11 +228,6 @@ class SpooledForm(_Unkept):
         if not self._busy:
             self.sink.close()
 
-    @property
-    def error(self) -> BaseException | None:
-        """The sink's first error (only meaningful once drained)."""
-        return self.sink.error
-
     def drained(self) -> Deferred[None]:
         """A L{Deferred} that fires once every queued chunk was fed to the sink."""
         if not self._busy and not self._queue:
