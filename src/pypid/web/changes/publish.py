@@ -79,7 +79,8 @@ class Publish:
         change under way).
     """
 
-    _index: Index
+    #: the hosted index these routes change (the console lists its files)
+    index: Index
     _storage: IStorage
     _access: Gates
     _run: Run
@@ -111,22 +112,17 @@ class Publish:
     def __attrs_post_init__(self) -> None:
         self._audit_index = None if self._name == DEFAULT_INDEX else self._name
         self._checks = ChangeChecks(self._access, self._name)
-        self._uploads = UploadStore(self._index, self._storage, self._checks, self._run,
+        self._uploads = UploadStore(self.index, self._storage, self._checks, self._run,
                                     self._clock, self._audit, self._locks,
                                     self._attestations, self._render, self._audit_index,
                                     self._uploads_allowed)
-        self._changes = FileChanges(self._index, self._storage, self._checks, self._audit,
+        self._changes = FileChanges(self.index, self._storage, self._checks, self._audit,
                                     self._locks, self._bin, self._audit_index)
 
     app = Klein()
     answer_errors(app)
 
     # -- what the console shows ---------------------------------------------------
-
-    @property
-    def index(self) -> Index:
-        """The hosted index these routes change (the console lists its files)."""
-        return self._index
 
     @property
     def recycles(self) -> bool:
@@ -275,7 +271,7 @@ class Publish:
             identity = await self._access.admin(request)
             status = _requested_status(request)
             name = _normalized(project)
-            if name is None or self._index.project(name) is None:
+            if name is None or self.index.project(name) is None:
                 raise NotFound("no such project")
             await self._keep_status(request, name, status, identity)
             return send_text(request, 200, f"{name} is {_status_text(status)}")
@@ -291,7 +287,7 @@ class Publish:
             log.error("Cannot keep the status of {project}: {error}", project=name,
                       error=str(e))
             raise storage_unavailable(e)
-        self._index.statuses.set(name, status)
+        self.index.statuses.set(name, status)
         self._audit.record(request, identity, ChangeKind.STATUS, project=name,
                            detail=_status_text(status), index=self._audit_index)
         log.info("{user} set {project} {status}", user=identity.name, project=name,

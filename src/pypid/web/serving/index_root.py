@@ -292,22 +292,17 @@ class IndexRoot(Resource):
     hidden from the reader answer alike), then C{simple}, C{files} or the
     index's areas.
 
-    @ivar _served: C{{name as bytes: ServedIndex}}, replaced whole at
-        C{SIGHUP} (L{replace}).
+    @ivar served: the named indexes it answers now, C{{name as bytes:
+        ServedIndex}}, replaced whole at C{SIGHUP} (L{replace}).
     """
 
     isLeaf = True
 
     def __init__(self, served: Mapping[bytes, ServedIndex], access: Gates, base: str) -> None:
         Resource.__init__(self)
-        self._served = dict(served)
+        self.served = dict(served)
         self._access = access
         self._base = base
-
-    @property
-    def served(self) -> Mapping[bytes, ServedIndex]:
-        """The named indexes it answers now, by name (as bytes)."""
-        return self._served
 
     def replace(self, served: Mapping[bytes, ServedIndex]) -> None:
         """
@@ -315,12 +310,12 @@ class IndexRoot(Resource):
         before (C{SIGHUP}: L{pypid.state.index_reload}): one assignment, so
         a request finds its index in the old set or the new one.
         """
-        self._served = dict(served)
+        self.served = dict(served)
 
     def render(self, request: Request) -> Rendered:
         """Gate the request, then answer it with the part of the index its path names."""
         segment: bytes = request.prepath[-1]  # type: ignore[index]  # (set by process())
-        served = self._served.get(segment)
+        served = self.served.get(segment)
         if is_page_for_people(request):
             # (before the gate: a browser session may stand for the reader)
             for_people(request)
