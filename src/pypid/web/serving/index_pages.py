@@ -284,18 +284,16 @@ class IndexSimple:
     def _reader_page(self, request: Request, project: str, hidden: Callable[[], Page],
                      public: Page) -> Answer:
         """
-        The page of C{project} a reader gets: its JSON form C{hidden()}
-        (not kept by a cache) when it falls in a hidden grant they see (its
-        owners, the admins, L{IndexNamespaces.hides}), else C{public}. Who
+        The page of C{project} a reader gets (L{_for_reader} found it in a
+        hidden grant): its JSON form C{hidden()} (not kept by a cache) when
+        they see the grant (its owners, the admins), else C{public}. Who
         they are is what the read gate found: credentials it did not check
         (an index anyone reads) are not checked here, so that a project of a
         hidden grant answers any credentials as any other project does, in
         its status and its time.
         """
         spaces = self.composed.namespaces
-        if (spaces is None or not spaces.any_hidden or public.content_type != CONTENT_TYPES[JSON]
-                or not spaces.hides(project)):
-            return send_page(request, public)
+        assert spaces is not None  # (_for_reader made the decision only then)
         sees = self.access.reader(request).sees_grant
         if any(sees(grant) for grant in spaces.matching(project) if grant.hidden):
             return send_private(request, hidden())
