@@ -352,11 +352,10 @@ def _body_token(request: IRequest, name: str, what: str) -> str:
 
     @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
     """
-    body = bounded_body(request, MAX_BODY)
     try:
-        data = json.loads(body)
+        data = json.loads(bounded_body(request, MAX_BODY))
     except (ValueError, RecursionError):
-        raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
+        data = None
     if not isinstance(data, dict):
         raise BadRequest(f'expected a JSON object: {{"token": "<{name}>"}}')
     if "token" not in data:
