@@ -130,45 +130,34 @@ class IdentityPart(Service):
             if ended:
                 log.info("Ended {tokens} whose people are gone",
                          tokens=counted(ended, "API token"))
-        if book.shared is not None:
-            # (a worker of a machine: from the file as the others left it)
-            self._settle_shared(book, book.shared, settle, at_start, config)
-            return
-        before = book.dumps()
-        settle()
-        if book.path is None or book.dumps() == before:
-            return
-        if at_start:
-            try:
-                write_tokens(book.path, book.dumps())
-            except OSError as e:
-                raise StartupError(f"{config.where('auth', 'tokens')}: cannot write "
-                                   f"{book.path}: {e.strerror}") from None
-            return
-        saved = Deferred.fromCoroutine(book.change(lambda kept: kept, self._run))
-        saved.addErrback(lambda failure: log.failure(
-            "Cannot keep the ended tokens in {path}", failure, path=book.path))
-
-    def _settle_shared(self, book: TokenBook, shared: SharedFile, settle: Callable[[], None],
-                       at_start: bool, config: Config) -> None:
-        """L{_settle_tokens} in a worker of a machine, under the machine's lock of the file."""
-        if not at_start:
-            saved = Deferred.fromCoroutine(book.change(lambda kept: kept, self._run,
-                                                       first=settle))
-            saved.addErrback(lambda failure: log.failure(
-                "Cannot keep the ended tokens in {path}", failure, path=book.path))
-            return
 
         def settled(current: bytes | None) -> bytes:
             if current is not None:
                 book.loads(current)
             settle()
             return book.dumps()
-        try:
-            shared.change_now(settled)
-        except OSError as e:
-            raise StartupError(f"{config.where('auth', 'tokens')}: cannot write "
-                               f"{book.path}: {e.strerror}") from None
+        # (in a worker of a machine, settled from the file as the others left
+        # it, under the machine's lock of the file)
+        shared = book.shared
+        if shared is None:
+            before = book.dumps()
+            settle()
+            if book.path is None or book.dumps() == before:
+                return
+        if at_start:
+            try:
+                if shared is not None:
+                    shared.change_now(settled)
+                elif book.path is not None:
+                    write_tokens(book.path, book.dumps())
+            except OSError as e:
+                raise StartupError(f"{config.where('auth', 'tokens')}: cannot write "
+                                   f"{book.path}: {e.strerror}") from None
+            return
+        saved = Deferred.fromCoroutine(book.change(
+            lambda kept: kept, self._run, first=settle if shared is not None else None))
+        saved.addErrback(lambda failure: log.failure(
+            "Cannot keep the ended tokens in {path}", failure, path=book.path))
 
     def held_elsewhere(self, user: str) -> str | None:
         """Why the directory's C{user} may not log in now (L{name_held}), or L{None}."""
