@@ -64,16 +64,10 @@ class Gates:
                  sessions: BrowserSessions | None = None,
                  outside: OutsideLogins | None = None) -> None:
         """
-        @param tokens: the L{pypid.auth.tokens.TokenBook}, or L{None} when
-            tokens are not used.
-        @param audit: the L{pypid.web.server.audit_trail.AuditTrail} that failed
-            and throttled logins are recorded in, or L{None}.
-        @param publishers: the L{pypid.auth.publisher_tokens.PublisherTokens} trusted
-            publishing minted, or L{None}.
-        @param sessions: the L{BrowserSessions} of people logged in through
-            the pages' form, or L{None} (C{/login} then has no form).
-        @param outside: who from outside (the directory, single sign-on)
-            the configuration lets in; by default, nobody.
+        The rules of C{model}; the other parameters are those of
+        L{Identification} (C{audit}: where failed and throttled logins are
+        recorded; C{sessions} L{None}: C{/login} has no form; C{outside}:
+        by default, nobody).
         """
         self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers,
                                            sessions, outside or OutsideLogins()),
@@ -181,14 +175,7 @@ class Gates:
 
     def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
                  ) -> Deferred[Identity | None]:
-        """
-        Find who sent the request (L{Identification.identify}).
-
-        @param credentials: C{(user, password)} already parsed, if any.
-        @return: L{Deferred} firing with an L{pypid.auth.verifier.Identity}, or L{None}
-            for an anonymous request; failing with L{Unauthorized} for
-            malformed or wrong credentials.
-        """
+        """Find who sent the request (L{Identification.identify})."""
         return self._identification.identify(request, credentials)
 
     async def confirm(self, request: IRequest, identity: Identity) -> Identity:

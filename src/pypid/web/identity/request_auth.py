@@ -77,7 +77,6 @@ class RequestAuth:
     credentials: tuple[str, str] | None = None
     verified: Deferred[Identity | None] | None = None
     identity: Identity | None = None
-    #: the gate's L{Gates.generation} when the credentials' check began
     generation: int | None = None
     #: whether a browser session may stand for the reader: set by the
     #: pages for people and their forms only (L{for_people}), never by the
