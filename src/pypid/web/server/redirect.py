@@ -135,10 +135,6 @@ class RedirectRequest(http.Request):
         if length is not None and length > REDIRECT_DISCARD_LIMIT:
             transport.loseConnection()
 
-    def handleContentChunk(self, data: bytes) -> None:
-        """Count and forget (the body closes the connection past the discard limit)."""
-        self.content.write(data)
-
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The answer is out and the body read: close."""
         self.channel.transport.loseConnection()  # type: ignore[union-attr]  # (still open)
