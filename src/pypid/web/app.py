@@ -144,7 +144,6 @@ class Web:
     @ivar root: the root resource (the default index's read paths, then
         the areas: the default index's and L{PypidApp}'s).
     @ivar site: the L{pypid.web.site.PypidSite} serving C{root}.
-    @ivar default: the default index's answers.
     @ivar indexes: what answers under C{/NAME/}, or L{None} without named indexes.
     @ivar serve_index: C{serve_index(materials) -> ServedIndex}: a named index's
         answers, built as L{build_web} built them.
@@ -155,7 +154,6 @@ class Web:
     root: IResource
     site: PypidSite
     app: PypidApp
-    default: ServedIndex
     indexes: IndexRoot | None
     serve_index: IndexServer
     switcher: IndexSwitcher | None = None
@@ -245,7 +243,7 @@ def build_web(indexes: Sequence[IndexMaterials], access: Gates, run: Run, clock:
                      catch_up=_catch_up(services, [access, exchanges, *(
                          [services.sso] if services.sso is not None else [])]),
                      index_uploads=bool(named))
-    return Web(root, site, app, default, root_indexes, serve_index, switcher)
+    return Web(root, site, app, root_indexes, serve_index, switcher)
 
 
 def _catch_up(services: SiteServices, looks: Sequence[Looks]) -> CatchUp | None:
