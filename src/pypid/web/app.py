@@ -78,10 +78,9 @@ from pypid.web.identity.gates import Gates
 from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.pages.browser_login import BrowserLogin
 from pypid.web.pages.console import Console
-from pypid.web.pages.console_admin import ConsoleAdmin
+from pypid.web.pages.console_admin import ConsoleAdmin, ConsoleWebhooks
 from pypid.web.pages.console_gate import ConsoleGate
 from pypid.web.pages.console_project import ConsoleProject
-from pypid.web.pages.console_webhooks import ConsoleWebhooks
 from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.pages.project_pages import ProjectPages
 from pypid.web.server.areas import Area, Areas

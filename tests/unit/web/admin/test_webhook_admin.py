@@ -1,6 +1,6 @@
 """
 The webhooks' admin API and console pages (L{pypid.web.admin.webhook_admin},
-L{pypid.web.pages.console_webhooks}), in memory: admins only, never a
+L{pypid.web.pages.console_admin.ConsoleWebhooks}), in memory: admins only, never a
 secret, redeliveries and tests audited, the console's forms behind the
 session's CSRF token.
 """
