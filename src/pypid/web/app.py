@@ -77,9 +77,8 @@ from pypid.web.changes.upload_store import AttestationCheck, NoAttestations
 from pypid.web.identity.gates import Gates
 from pypid.web.identity.identity_part import IdentityPart
 from pypid.web.pages.browser_login import BrowserLogin
-from pypid.web.pages.console import Console
+from pypid.web.pages.console import Console, ConsoleGate
 from pypid.web.pages.console_admin import ConsoleAdmin, ConsoleWebhooks
-from pypid.web.pages.console_gate import ConsoleGate
 from pypid.web.pages.console_project import ConsoleProject
 from pypid.web.pages.people import AssetsResource, IndexSwitcher, PeoplePages, ReaderChrome
 from pypid.web.pages.project_pages import ProjectPages

@@ -31,7 +31,7 @@ from pypid.web.admin.retention_admin import RETENTION_LOGIN, RetentionAdmin, app
 from pypid.web.admin.webhook_admin import WEBHOOKS_LOGIN, WebhookAdmin
 from pypid.web.identity.gates import not_an_admin
 from pypid.web.pages.browser_login import body_fields, send_html
-from pypid.web.pages.console_gate import ConsoleGate, shown_field
+from pypid.web.pages.console import ConsoleGate, shown_field
 from pypid.web.server.respond import root_of
 from pypid.web.server.routes import answer_errors, form_field
 

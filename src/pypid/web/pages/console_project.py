@@ -31,7 +31,7 @@ from pypid.web.admin.usage_admin import UsageAdmin
 from pypid.web.changes.promote import Promote, promote_request, promotion_form
 from pypid.web.changes.publish import Publish
 from pypid.web.pages.browser_login import send_html
-from pypid.web.pages.console_gate import ConsoleGate, index_name, index_query, shown_field
+from pypid.web.pages.console import ConsoleGate, index_name, index_query, shown_field
 from pypid.web.server.respond import root_of, see_other
 from pypid.web.server.routes import answer_errors, form_field, is_form
 from pypid.web.serving.index_root import ServedIndex
