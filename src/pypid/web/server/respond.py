@@ -50,9 +50,6 @@ Rendered = bytes | int
 #: of it (see L{finish_later}).
 Answer = bytes | int | Deferred[Any]
 
-#: C{(name, value)} pairs of headers of the server's own making.
-Headers = Iterable[tuple[bytes, bytes]]
-
 NOT_ACCEPTABLE = (
     "Accept: none of the requested media types can be served; this index serves "
     "text/html, application/vnd.pypi.simple.v1+html and application/vnd.pypi.simple.v1+json"
@@ -120,11 +117,12 @@ def _for_a_session(request: IRequest) -> bool:
     return auth is not None and auth.session is not None
 
 
-def send_text(request: IRequest, code: int, message: str, headers: Headers = (),
-              reason: bytes | None = None) -> bytes:
+def send_text(request: IRequest, code: int, message: str,
+              headers: Iterable[tuple[bytes, bytes]] = (), reason: bytes | None = None) -> bytes:
     """
     Answer with a short plain-text message.
 
+    @param headers: C{(name, value)} pairs of the server's own making.
     @param reason: the reason phrase of an error; by default the message's.
     """
     request.setResponseCode(code, (reason or reason_phrase(message)) if code >= 400 else None)
