@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 from klein import Klein
@@ -57,9 +57,7 @@ from pypid.state.promoter import (
     release_of,
     under_locks,
 )
-from pypid.storage.base.interface import (
-    StorageError,
-)
+from pypid.storage.base.interface import StorageError
 from pypid.web.changes.change_checks import ChangeChecks
 from pypid.web.identity.gates import Gates
 from pypid.web.server.audit_trail import AuditTrail, Facts, facts_of
@@ -79,8 +77,6 @@ NOT_ADMIN = "allow_denied: only an admin may promote a release the advisories de
 
 #: The fields of a promotion's body, the optional one last.
 FIELDS = ("from", "to", "project", "version", "allow_denied")
-
-_T = TypeVar("_T")
 
 
 @attrs.frozen
