@@ -11,7 +11,7 @@ errors alike because they all call L{answer_errors} on their Klein app.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import werkzeug.exceptions
@@ -20,9 +20,6 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pypid.core.dists.names import InvalidName, canonical_version
-from pypid.core.indexes.index import Index
-from pypid.core.indexes.project import Project
-from pypid.core.indexes.render import Page
 from pypid.core.util.http_errors import BadRequest, HTTPError, NotFound, TooLarge
 from pypid.web.server.respond import send_error, wrong_method_error
 
@@ -126,30 +123,3 @@ def requested_version(text: str) -> str:
         return canonical_version(text)
     except InvalidName:
         raise NotFound(f"no such version: {text!r} is not a valid version")
-
-
-async def kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
-                    render_page: Callable[[], Awaitable[Page]],
-                    version: Hashable = None) -> Page:
-    """
-    The page C{key} about C{project}: rendered by C{render_page()} (a
-    coroutine) once, then kept with the project's index pages until the
-    project changes. A page rendered while the index changed is not kept.
-
-    C{version}: what else the page shows that moves without the project
-    (download counts, the day, advisories, another source's files). The
-    page is kept under C{key} with it, and one of another version is
-    rendered again in its place: a page that moves every few seconds
-    takes one place, where a key holding the version left every earlier
-    one in the page budget, never asked for again (a soak grew by a
-    legacy JSON page a project each time the counts were written).
-    """
-    kept = index.rendered.extra_page(project, key)
-    if kept is not None and kept[1] == version:
-        page: Page = kept[0]
-        return page
-    serial = index.serial
-    page = await render_page()
-    if index.serial == serial:
-        index.rendered.keep_page(project, key, (page, version))
-    return page

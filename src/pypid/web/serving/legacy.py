@@ -19,7 +19,7 @@ read from the upstream for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -56,7 +56,7 @@ from pypid.state.usage_log import UsageLog
 from pypid.storage.base.interface import IStorage, StorageError
 from pypid.web.identity.gates import Gates
 from pypid.web.server.respond import send_page, storage_unavailable
-from pypid.web.server.routes import answer_errors, kept_page, requested_version
+from pypid.web.server.routes import answer_errors, requested_version
 from pypid.web.serving.upstream_pages import bring_up_to_date, upstream_failure
 
 log = Logger()
@@ -141,7 +141,7 @@ class LegacyJSON:
         # stale once another source's project changed)
         root, file_url = self._links(request)
         # (what moves without the project is the kept page's version, not
-        # part of its key: one page kept a key, see kept_page)
+        # part of its key: one page kept a key, see _kept_page)
         key: tuple[Hashable, ...] = ("pypi-json", shown, root)
         moves: tuple[Hashable, ...] = ()
         if project is not holder:
@@ -155,7 +155,7 @@ class LegacyJSON:
         if self._usage is not None and index is self._chain[0][0]:
             # (kept while the counts and the day are the same)
             moves = (*moves, self._usage.book.stamp, self._usage.today)
-        page = await kept_page(index, holder, key,
+        page = await _kept_page(index, holder, key,
                                lambda: self._render_pypi_json(project, shown, index, storage_of,
                                                               root, file_url), moves)
         return send_page(request, page)
@@ -362,6 +362,32 @@ class LegacyJSON:
         """Where this index's paths start (C{/}, or C{/NAME/}), under the base URL."""
         base = self._base_url or "/"
         return base if self._name == DEFAULT_INDEX else f"{base}{self._name}/"
+
+
+async def _kept_page(index: Index, project: Project, key: tuple[Hashable, ...],
+                     render_page: Callable[[], Awaitable[Page]],
+                     version: Hashable = None) -> Page:
+    """
+    The page C{key} about C{project}: rendered by C{render_page()} (a
+    coroutine) once, then kept with the project's index pages until the
+    project changes. A page rendered while the index changed is not kept.
+
+    C{version}: what else the page shows that moves without the project
+    (download counts, the day, advisories, another source's files). The
+    page is kept under C{key} with it, and one of another version is
+    rendered again in its place: a page that moves every few seconds
+    takes one place, where a key holding the version would leave every
+    earlier one in the page budget, never asked for again.
+    """
+    kept = index.rendered.extra_page(project, key)
+    if kept is not None and kept[1] == version:
+        page: Page = kept[0]
+        return page
+    serial = index.serial
+    page = await render_page()
+    if index.serial == serial:
+        index.rendered.keep_page(project, key, (page, version))
+    return page
 
 
 @attrs.frozen
