@@ -19,7 +19,7 @@ L{TokenAdmin.revoke_token}): what they refuse is refused alike.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -29,6 +29,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth import tokens
 from pypid.auth.reader import Reader
+from pypid.auth.verifier import Identity
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.records.change_kinds import ChangeKind
 from pypid.core.util.http_errors import BadRequest, NotFound, Unavailable
@@ -105,13 +106,7 @@ class TokenAdmin:
                 raise BadRequest(f"{identity.name} has {tokens.MAX_PER_USER} tokens, the most "
                                  "one keeps: revoke one first")
             return {**kept, token.id: token}
-
-        async def still() -> None:
-            # (a person removed by a reload that came while the password was
-            # checked changes nothing: Gates.confirm)
-            nonlocal identity
-            identity = await self._access.confirm(request, identity)
-        await self._change(add, still)
+        identity = await self._change(request, identity, add)
         scope = (f"{' '.join(sorted(token.actions))} on "
                  f"{' '.join(token.projects) or 'every project'}"
                  + (f" in {' '.join(token.indexes)}" if token.indexes else ""))
@@ -163,13 +158,6 @@ class TokenAdmin:
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
         identity = await self._access.confirm(request, await self._access.person(request))
-
-        async def still() -> None:
-            # (checked again with the lock held: a reload meanwhile may have
-            # removed the person, or taken their admin away; the reader asked
-            # below is the one made then)
-            nonlocal identity
-            identity = await self._access.confirm(request, identity)
         minted = self._access.publishers
         if self._access.reader(request).is_admin and minted is not None \
                 and minted.revoke(token_id):
@@ -185,7 +173,7 @@ class TokenAdmin:
                 raise NotFound(f"no such token: {token_id}")
             return {key: token for key, token in kept.items() if key != token_id}
         book = self._book()
-        await self._change(without, still)
+        identity = await self._change(request, identity, without)
         self._audit.record(request, identity, ChangeKind.TOKEN_REVOKED, target=token_id)
         log.info("{user} revoked token {id}", user=identity.name, id=token_id)
 
@@ -194,17 +182,26 @@ class TokenAdmin:
             raise NotFound("tokens are not enabled")
         return self._access.tokens
 
-    async def _change(self, change: Callable[[dict[str, tokens.Token]],
-                                             dict[str, tokens.Token]],
-                      still: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def _change(self, request: IRequest, identity: Identity,
+                      change: Callable[[dict[str, tokens.Token]], dict[str, tokens.Token]],
+                      ) -> Identity:
         """
-        Change the tokens (L{pypid.auth.tokens.TokenBook.change}): what
-        answers 200 is on disk, and what answers 503 changed nothing.
+        Change the tokens (L{pypid.auth.tokens.TokenBook.change}) for
+        C{identity}, checked again with the lock held (L{Gates.confirm}: a
+        reload meanwhile may have removed the person, or taken their admin
+        away; the reader C{change} asks is the one made then): what answers
+        200 is on disk, and what answers 503 changed nothing. The identity
+        as confirmed.
         """
         book = self._book()
+
+        async def still() -> None:
+            nonlocal identity
+            identity = await self._access.confirm(request, identity)
         try:
             await book.change(change, self._run, still)
         except OSError as e:
             log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
                       error=e.strerror)
             raise Unavailable("the tokens cannot be saved now", [(b"retry-after", RETRY_AFTER)])
+        return identity
