@@ -82,23 +82,21 @@ class ConnectionCounter:
         @return: whether it may stay.
         """
         host = getattr(addr, "host", None)
-        if host is None:
-            self._channels.add(channel)
-            channel.counter = self
-            return True
-        if ":" in host:  # (an IPv4 address is counted as Twisted spells it)
-            host = cast(str, counted_client(host))
-        count = self._open.get(host, 0)
-        if count >= self.limit:
-            self.refused += 1
-            if self._refusals.add(host, now):
-                log.warn("Refusing a connection from {host}: it holds {count} already (more "
-                         "refusals from it are logged once a minute)", host=host, count=count)
-            return False
-        self._open[host] = count + 1
+        if host is not None:
+            if ":" in host:  # (an IPv4 address is counted as Twisted spells it)
+                host = cast(str, counted_client(host))
+            count = self._open.get(host, 0)
+            if count >= self.limit:
+                self.refused += 1
+                if self._refusals.add(host, now):
+                    log.warn("Refusing a connection from {host}: it holds {count} already "
+                             "(more refusals from it are logged once a minute)", host=host,
+                             count=count)
+                return False
+            self._open[host] = count + 1
+            channel.counted_host = host
         self._channels.add(channel)
         channel.counter = self
-        channel.counted_host = host
         return True
 
     def leave_all(self) -> int:

@@ -1,15 +1,14 @@
 """
 C{/health}: whether the server is ready and its storage up, for load
 balancers and supervisors. It needs no credentials, so it says nothing of
-the index: its counts and serial told anyone what private projects were
-uploaded (an upload moved them); they are in C{/metrics}, under its access
-rules.
+the index (its counts and serial would tell anyone when a private project
+was uploaded): they are in C{/metrics}, under its access rules.
 
 Ready means the index answers with every stored file
-(L{pypid.daemon.readiness}): after a crash, a file uploaded a moment
-before answered C{404} for 116-142 ms while this said C{ok}. And a storage
-that answers may still be full: a full disk failed every upload while this
-said C{ok}. Either is a C{503} now, with what is wrong in the JSON.
+(L{pypid.daemon.readiness}: after a crash, a file uploaded a moment
+before answers C{404} for some 120 ms), and a storage that answers may
+still be full (every upload fails): either is a C{503}, with what is
+wrong in the JSON.
 
 While the security advisories are still being read (the first seconds
 after a start), or could not be read, the JSON says so
@@ -20,12 +19,11 @@ might cover until they are read, so a balancer had better send its
 clients elsewhere. An index that only warns serves as ever: C{200}.
 
 Probes that come while the storage is being asked share its answer, and
-a probe waits for it at most L{CHECK_WAIT}: a store that is slow to answer
-is C{"down"} at once. It waited as long as the store took, so a
-balancer's checks of every server timed out together while the store was
-slow, and it sent no client anywhere, though each server still served its
-pages from memory. (An answer is not kept for the probes after
-it: a store that went away or came back is seen by the next probe.)
+a probe waits for it at most L{CHECK_WAIT}, so that a slow store makes
+it C{"down"} at once: a balancer whose checks of every server timed out
+together would send no client anywhere, though each server still serves
+its pages from memory. (An answer is not kept for the probes after it: a
+store that went away or came back is seen by the next probe.)
 """
 
 from __future__ import annotations
@@ -58,7 +56,6 @@ class StorageProbe:
 
     _storage: IStorage
     _clock: IReactorTime
-    _wait: float = CHECK_WAIT
     _running: bool = attrs.field(default=False, init=False)
     _waiting: list[tuple[Deferred[StorageState], IDelayedCall]] = attrs.field(
         factory=list, init=False)
@@ -66,7 +63,7 @@ class StorageProbe:
     def state(self) -> Deferred[StorageState]:
         """The storage's state, as its check answers within the wait; else down."""
         d: Deferred[StorageState] = Deferred()
-        timer = self._clock.callLater(self._wait, self._too_slow, d)
+        timer = self._clock.callLater(CHECK_WAIT, self._too_slow, d)
         self._waiting.append((d, timer))
         if not self._running:
             self._running = True
