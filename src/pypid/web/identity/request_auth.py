@@ -58,9 +58,7 @@ class IRequestAuth(Interface):
 @attrs.define
 class RequestAuth:
     """
-    Who sent a request, as far as the server found out: kept on the request
-    as its L{IRequestAuth} component (C{IRequestAuth(request)}), so the site,
-    the gates and the routes read and write one typed place.
+    Who sent a request, as far as the server found out: its L{IRequestAuth}.
 
     @ivar credentials: C{(user, password)} of an upload, parsed by the site
         from its C{Authorization} header before the body.
@@ -167,15 +165,11 @@ registerAdapter(lambda request: RequestClient(peer_host(request)), Request, IReq
 
 def resolve_client(request: Request, proxies: TrustedProxies) -> None:
     """
-    Resolve the client of C{request} once, when its headers are in: the
-    client C{proxies} name in C{X-Forwarded-For} when the peer is one of
-    them, else the peer. A header a trusted proxy sent that cannot be read
-    is logged, and the peer counted.
-
-    Without trusted proxies nothing is done here: the client is the peer,
-    made when first asked for (the adapter above), so a page, which never
-    asks, pays nothing (this work cost 1.44 us a request, measured, about
-    3% of serving a page; the early return 0.14 us).
+    Resolve the client of C{request} once, when its headers are in
+    (L{forwarded_client}). Without trusted proxies nothing is done here:
+    the client is the peer, made when first asked for (the adapter above),
+    so a page, which never asks, pays nothing (this work costs 1.44 us a
+    request, measured, about 3% of serving a page; the early return 0.14 us).
     """
     if not proxies.networks:
         return
