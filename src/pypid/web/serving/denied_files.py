@@ -50,15 +50,11 @@ AUDIT_WINDOW = 60.0
 #: The most (index, address, filename) whose last entry is remembered.
 MAX_REMEMBERED = 4096
 
-_METADATA_SUFFIX = ".metadata"
-
 
 def release_of(filename: str) -> str | None:
     """The version a distribution's filename (or its C{.metadata}'s) names, or L{None}."""
-    if filename.endswith(_METADATA_SUFFIX):
-        filename = filename[: -len(_METADATA_SUFFIX)]
     try:
-        return parse_filename(filename, legacy=True).version
+        return parse_filename(filename.removesuffix(".metadata"), legacy=True).version
     except InvalidName:
         return None
 
