@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -29,9 +29,6 @@ from zope.interface import Attribute, Interface
 from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.pending import PendingFile
 from pypid.core.indexes.promotion import Promotion
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.storage.interface")
