@@ -152,25 +152,12 @@ class LocalStorage:
     _imports: FolderImports = attrs.field(init=False, repr=False, eq=False)
     _scanner: FolderScan = attrs.field(init=False, repr=False, eq=False)
 
-    @_sidecars.default
-    def _make_sidecars(self) -> Sidecars:
-        return Sidecars(self.root, spool_name(self._worker))
-
-    @_lock.default
-    def _make_lock(self) -> FolderLock:
-        return FolderLock(self._sidecars, self._worker > 0)
-
-    @_changes.default
-    def _make_changes(self) -> FolderChanges:
-        return FolderChanges(self._sidecars, self._clock)
-
-    @_imports.default
-    def _make_imports(self) -> FolderImports:
-        return FolderImports(self._sidecars, self._render)
-
-    @_scanner.default
-    def _make_scanner(self) -> FolderScan:
-        return FolderScan(self._sidecars, self._imports)
+    def __attrs_post_init__(self) -> None:
+        self._sidecars = Sidecars(self.root, spool_name(self._worker))
+        self._lock = FolderLock(self._sidecars, self._worker > 0)
+        self._changes = FolderChanges(self._sidecars, self._clock)
+        self._imports = FolderImports(self._sidecars, self._render)
+        self._scanner = FolderScan(self._sidecars, self._imports)
 
     @property
     def temp_dir(self) -> str:
