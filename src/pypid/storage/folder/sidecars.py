@@ -145,7 +145,8 @@ class Sidecars:
         """Where the core metadata of C{filename} is kept."""
         return os.path.join(self.files_dir, filename + _METADATA)
 
-    def _details_path(self, filename: str) -> str:
+    def details_path(self, filename: str) -> str:
+        """Where the details of C{filename} are kept."""
         return os.path.join(self.files_dir, filename + _DETAILS)
 
     def provenance_path(self, filename: str) -> str:
@@ -169,10 +170,6 @@ class Sidecars:
     def promotion_path(self, filename: str) -> str:
         """Where who promoted C{filename} into this folder, and when, is kept."""
         return os.path.join(self.files_dir, filename + PROMOTION)
-
-    def details_path(self, filename: str) -> str:
-        """Where the details of C{filename} are kept."""
-        return self._details_path(filename)
 
     def read_promotion(self, filename: str) -> Promotion | None:
         """
@@ -259,7 +256,7 @@ class Sidecars:
     def read_details(self, filename: str) -> bytes | None:
         """The details of C{filename}, or L{None} when none are kept."""
         try:
-            with open(self._details_path(filename), "rb") as f:
+            with open(self.details_path(filename), "rb") as f:
                 return f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -280,11 +277,11 @@ class Sidecars:
         Write the details of C{filename}, not durably: they are derived from
         the file, and rendered again when lost.
         """
-        _write_atomic(self._details_path(filename), details, self.temp_dir, durable=False)
+        _write_atomic(self.details_path(filename), details, self.temp_dir, durable=False)
 
     def remove_derived(self, filename: str) -> None:
         """Remove the metadata, details, provenance and promotion of C{filename}."""
         remove_file(self.metadata_path(filename))
-        remove_file(self._details_path(filename))
+        remove_file(self.details_path(filename))
         remove_file(self.provenance_path(filename))
         remove_file(self.promotion_path(filename))
