@@ -6,11 +6,8 @@ by several servers (L{ISharedStorage}), describing files later
 cached files (L{IEvictingStorage}), adopting files of another storage
 (L{IAdoptingStorage}) and keeping the server's documents
 (L{IServerDocuments}). Apart from L{pypid.storage.base.interface}, which holds
-what every backend gives, and the values it answers with.
-
-A backend that can take in a file another storage of its kind holds,
-without the bytes going through pypid (a promotion from one index to
-another), provides L{IAdoptingStorage}.
+what every backend gives, and the values it answers with. As there, each
+L{Deferred} fails with L{StorageError} when the backend does.
 """
 
 from __future__ import annotations
@@ -77,8 +74,6 @@ class ISharedStorage(Interface):
         """
         The changes other servers made since the last call: to files, and
         to projects' statuses (L{IStorage.keep_status}).
-
-        @rtype: L{Deferred} firing with a L{Polled}
         """
 
     def reconcile_due() -> bool:
@@ -112,8 +107,6 @@ class ISharedStorage(Interface):
         """
         Compare the whole storage with the index's records; the projects'
         statuses are read after the files (L{ScanResult.statuses}).
-
-        @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
     def state() -> Any:
@@ -126,18 +119,10 @@ class ISharedStorage(Interface):
         """Take back what L{state} gave, from the snapshot, after C{prepare()}."""
 
     def keep_snapshot(data: bytes) -> Deferred[None] | None:
-        """
-        Keep a copy of the snapshot's bytes where a new server finds it.
-
-        @rtype: L{Deferred}, or L{None} when no copy is kept
-        """
+        """Keep a copy of the snapshot's bytes where a new server finds it (L{None}: none kept)."""
 
     def load_snapshot() -> Deferred[bytes | None]:
-        """
-        The snapshot copy kept by L{keep_snapshot}.
-
-        @rtype: L{Deferred} firing with bytes or L{None}
-        """
+        """The snapshot copy kept by L{keep_snapshot}, or L{None}."""
 
 
 class IBackfillStorage(Interface):
@@ -168,34 +153,21 @@ class IUsageStorage(Interface):
     """
 
     def add_usage(name: str, data: bytes) -> Deferred[None]:
-        """
-        Keep the usage record C{name}, durably (a name is written once).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
-        """
+        """Keep the usage record C{name}, durably (a name is written once)."""
 
     def usage_records() -> Deferred[dict[str, bytes]]:
-        """
-        Every usage record kept, by name.
-
-        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
-            L{StorageError}
-        """
+        """Every usage record kept, by name."""
 
     def usage_record(name: str) -> Deferred[bytes | None]:
         """
         The usage record C{name} (another worker of the machine wrote it),
         or L{None} when there is none (folded since).
-
-        @rtype: L{Deferred} firing with its bytes, or failing with L{StorageError}
         """
 
     def drop_usage(names: Sequence[str]) -> Deferred[None]:
         """
         Remove the usage records C{names} (folded into another: missing
         ones are no error).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with L{StorageError}
         """
 
 
@@ -213,9 +185,7 @@ class IEvictingStorage(Interface):
         with other bytes stays. (The removal of
         L{IAdoptingStorage.discard_adopted}, for another reason, and without
         waiting for the disk: a removal a crash undoes leaves a file cached.)
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError} (the files before the failing one are gone)
+        On a failure, the files before the failing one are gone.
         """
 
 
@@ -256,10 +226,9 @@ class IAdoptingStorage(Interface):
         @param source: a storage of the same backend (the same class, the
             same file system or endpoint); another is refused with
             L{StorageError}.
-        @rtype: L{Deferred} firing with the stored L{FileRecord} (the file
-            there already, when it was), or failing with L{FileExists},
-            L{FilenameDeleted}, L{FileNotFoundError} (C{source} does not
-            hold the file) or L{StorageError}.
+        @return: the stored L{FileRecord} (the file there already, when it
+            was); or a failure: L{FileExists}, L{FilenameDeleted},
+            L{FileNotFoundError} (C{source} does not hold the file).
         """
 
     def discard_adopted(record: FileRecord) -> Deferred[None]:
@@ -268,35 +237,19 @@ class IAdoptingStorage(Interface):
         promotion, and keep no tombstone: to take back a promotion that
         failed part-way, so the name stays free. A file of that name with
         other bytes (an upload that took the name since) stays.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
         """
 
     def keep_journal(name: str, data: bytes) -> Deferred[None]:
         """
         Keep the journal C{data} of a promotion under way under C{name}
         (unique), durably, where L{journals} finds it (C{.pypid/promotions/}).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
         """
 
     def drop_journal(name: str) -> Deferred[None]:
-        """
-        Remove the journal C{name} (its promotion ended); none is no error.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
-        """
+        """Remove the journal C{name} (its promotion ended); none is no error."""
 
     def journals() -> Deferred[dict[str, bytes]]:
-        """
-        The journals kept and not dropped: promotions a crash interrupted.
-
-        @rtype: L{Deferred} firing with C{{name: data}}, or failing with
-            L{StorageError}
-        """
+        """The journals kept and not dropped, by name: promotions a crash interrupted."""
 
 
 #: The server's small documents an L{IServerDocuments} keeps, by name: the
@@ -322,8 +275,6 @@ class IServerDocuments(Interface):
         reader sees the old one or the new one, never part.
 
         @raise ValueError: C{name} is not one of L{DOCUMENTS}.
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
         """
 
     def document(name: str) -> Deferred[bytes | None]:
@@ -331,8 +282,6 @@ class IServerDocuments(Interface):
         The document C{name} last kept (L{None}: none ever was).
 
         @raise ValueError: C{name} is not one of L{DOCUMENTS}.
-        @rtype: L{Deferred} firing with the bytes or L{None}, or failing
-            with L{StorageError}
         """
 
 

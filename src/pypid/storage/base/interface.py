@@ -9,7 +9,9 @@ project (L{IStorage.keep_status}). The in-memory
 index and its snapshot are caches that can always be rebuilt with L{scan}.
 
 All methods that touch the backend return Deferreds, so a network backend
-(S3) and the local one are interchangeable behind this interface.
+(S3) and the local one are interchangeable behind this interface; each
+fails with L{StorageError} when the backend does, besides the failures its
+docstring names.
 
 What a backend may provide besides this (sharing, adopting, evicting, usage
 records, the server's documents) is in L{pypid.storage.base.capabilities}.
@@ -217,8 +219,6 @@ class IStorage(Interface):
         """
         Make the backend ready and remove what a crash left behind (temporary
         files). Called once at start-up.
-
-        @rtype: L{Deferred} firing with L{None}
         """
 
     def close() -> Deferred[Any] | None:
@@ -228,8 +228,6 @@ class IStorage(Interface):
         """
         Whether the backend answers now, for C{/health}: C{"ok"}, C{"down"},
         or C{"full"} (it answers, but has too little room for uploads).
-
-        @rtype: L{Deferred} firing with a L{StorageState}
         """
 
     def publish(temp_path: str, record: FileRecord, metadata: bytes | None,
@@ -242,60 +240,47 @@ class IStorage(Interface):
         and its provenance object (PEP 740, whose sha256 is the record's
         C{provenance_sha256}; or L{None}), durably and without overwriting
         anything: the provenance is kept before the file is visible. The
-        temporary file is consumed either way.
-
-        @rtype: L{Deferred} firing with the stored L{FileRecord}, or failing
-            with L{FileExists}, L{FilenameDeleted} or L{StorageError}.
+        temporary file is consumed either way. Fails with L{FileExists} or
+        L{FilenameDeleted}.
         """
 
     def keep_provenance(record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
         """
         Keep the provenance object C{provenance} of a stored file (one
         cached from the upstream, whose provenance is fetched after it),
-        then its record with C{provenance_sha256} set to its digest.
-
-        @rtype: L{Deferred} firing with the new record, or failing with
-            L{FileNotFoundError} (the file is gone) or L{StorageError}
+        then its record with C{provenance_sha256} set to its digest: the
+        new record, or L{FileNotFoundError} when the file is gone.
         """
 
     def read_provenance(record: FileRecord) -> Deferred[bytes | None]:
         """
         Read a stored file's provenance object, checked against the
-        record's C{provenance_sha256}.
-
-        @rtype: L{Deferred} firing with the bytes, or L{None} when the
-            record has none (or what is kept does not match it: never
-            served); or failing with L{StorageError}
+        record's C{provenance_sha256}: L{None} when the record has none, or
+        what is kept does not match it (never served).
         """
 
     def update(record: FileRecord) -> Deferred[None]:
         """
         Replace what is kept beside a stored file (its yank state, whether
-        it is in the recycle bin).
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{FilenameDeleted}, or, on a shared storage, L{AlreadyBinned}
-            when C{record} is binned and another server binned it first
+        it is in the recycle bin). Fails with L{FilenameDeleted}, or, on a
+        shared storage, L{AlreadyBinned} when C{record} is binned and
+        another server binned it first.
         """
 
     def delete(record: FileRecord) -> Deferred[None]:
         """
         Remove a stored file, its metadata, details and provenance, and keep a
-        tombstone so the filename is never reused.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{FilenameDeleted} when a shared storage finds another server
-            deleted it first
+        tombstone so the filename is never reused. Fails with
+        L{FilenameDeleted} when a shared storage finds another server
+        deleted it first.
         """
 
     def add_tombstone(filename: str) -> Deferred[None]:
         """
         Keep a tombstone for a filename that no stored file has (a delete
         made on another server, carried over by C{pypid-admin import}), so
-        that the name is never used. A tombstone already there is no error.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{FileExists} when a file of that name is stored (it stays).
+        that the name is never used. A tombstone already there is no error;
+        a file of that name stored is L{FileExists} (it stays).
         """
 
     def keep_status(project: str, data: bytes | None) -> Deferred[None]:
@@ -307,18 +292,12 @@ class IStorage(Interface):
         also told the other servers when it fires: their next
         L{pypid.storage.base.capabilities.ISharedStorage.poll} reports it, and a
         file kept after it is never reported before it.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
         """
 
     def statuses() -> Deferred[dict[str, bytes]]:
         """
         Every status L{keep_status} kept, by normalized project: read at a
         start, after the files.
-
-        @rtype: L{Deferred} firing with C{{project: data}}, or failing with
-            L{StorageError}
         """
 
     def identity() -> str:
@@ -353,40 +332,23 @@ class IStorage(Interface):
             prepared is read as it is (no folder of records: no records).
             The records are those a persisting scan gives (the daemon keeps
             them when it next scans), and C{settled} is L{None}.
-        @rtype: L{Deferred} firing with a L{ScanResult}
         """
 
     def locate(record: FileRecord) -> Location:
-        """
-        Say how to send a stored file to a client.
-
-        @rtype: L{LocalFile}, L{MemoryFile}, L{Redirect}, L{RemoteFile} or
-            L{RemoteBytes}
-        """
+        """Say how to send a stored file to a client."""
 
     def locate_metadata(record: FileRecord) -> Location:
-        """
-        Say how to send a stored file's core metadata (PEP 658).
-
-        @rtype: L{LocalFile}, L{MemoryFile}, L{Redirect} or L{RemoteBytes}
-        """
+        """Say how to send a stored file's core metadata (PEP 658): never a L{RemoteFile}."""
 
     def read_metadata(record: FileRecord) -> Deferred[bytes]:
-        """
-        Read a stored file's core metadata (for the JSON API).
-
-        @rtype: L{Deferred} firing with the bytes, or failing with
-            L{FileNotFoundError} or L{StorageError}
-        """
+        """Read a stored file's core metadata (for the JSON API), or L{FileNotFoundError}."""
 
     def read_details(record: FileRecord) -> Deferred[bytes | None]:
         """
         Read a stored file's details (for the pages for people). A file
         imported from a folder has them once the import's background work
-        has rendered them (see L{ScanResult.settled}).
-
-        @rtype: L{Deferred} firing with the bytes, or L{None} when none are
-            kept; or failing with L{StorageError}
+        has rendered them (see L{ScanResult.settled}); L{None} when none are
+        kept.
         """
 
     def describe(record: FileRecord) -> Deferred[bytes | None]:
@@ -394,9 +356,6 @@ class IStorage(Interface):
         Render a stored file's details from the file itself and keep them
         (for a file stored before details were kept, or whose import has
         not got to it yet). Slow: the file is read and its description
-        rendered, in a worker thread.
-
-        @rtype: L{Deferred} firing with the bytes, or L{None} when the file
-            cannot be described (it is gone, or not a distribution any
-            more); or failing with L{StorageError}
+        rendered, in a worker thread. L{None} when the file cannot be
+        described (it is gone, or not a distribution any more).
         """
