@@ -102,12 +102,9 @@ class IJournal(Interface):
     def append(entries: Sequence[Entry]) -> Deferred[int | None]:
         """
         Queue C{entries} and write them now (with what waits), or right
-        after the write under way.
-
-        @return: a L{Deferred} firing, once that attempt ended, with the
-            serial of the last of C{entries}, or L{None} when the attempt
-            failed (it is logged, and the entries are tried again). Never
-            fails.
+        after the write under way. Fires once that attempt ended with the
+        serial of the last of C{entries}, or L{None} when it failed (it is
+        logged, and the entries are tried again); never fails.
         """
 
     def listen(listener: Callable[[Sequence[Entry]], None]) -> None:
@@ -120,62 +117,43 @@ class IJournal(Interface):
     def since(serial: int, limit: int = MAX_SINCE) -> Deferred[list[Entry]]:
         """
         The entries after C{serial}, in order, C{limit} at most (fewer: the
-        journal holds no more now).
-
-        @rtype: L{Deferred} firing with a list, or failing with L{StorageError}
+        journal holds no more now); L{StorageError} when the store fails.
         """
 
     def head() -> Deferred[int]:
-        """
-        The last serial in the journal now, whoever wrote it (L{BEGINNING}: none).
-
-        @rtype: L{Deferred} firing with an integer, or failing with L{StorageError}
-        """
+        """The last serial in the journal now, whoever wrote it (L{BEGINNING}: none)."""
 
     def flush() -> Deferred[bool]:
         """
-        Write what is queued now.
-
-        @return: a L{Deferred} firing with whether everything queued before
-            the call is written (L{False}: a write failed; it is logged and
-            will be tried again).
+        Write what is queued now: whether everything queued before the call
+        is written (L{False}: a write failed; it is logged and will be
+        tried again).
         """
 
     def read(query: Query) -> Deferred[EntryPage]:
-        """
-        The entries a L{pypid.core.records.audit_query.Query} asks for.
-
-        @return: a L{Deferred} firing with a L{pypid.core.records.audit_query.EntryPage}.
-        """
+        """The entries a L{pypid.core.records.audit_query.Query} asks for."""
 
     def verify() -> Deferred[ChainCheck]:
-        """
-        Check the chain.
-
-        @return: a L{Deferred} firing with a L{ChainCheck}.
-        """
+        """Check the chain."""
 
     def close() -> Deferred[bool]:
-        """Write what is queued (the server is stopping); a L{Deferred}."""
+        """Write what is queued (the server is stopping)."""
 
     def stored_files() -> Deferred[list[tuple[str, bytes]]]:
         """
         The journal's own files as they are stored (for a bundle), oldest
-        first, each read whole under the lock a reader takes: a
-        L{Deferred} firing with C{[(name, bytes)]}, C{name} relative to
-        its folder (C{YYYY-MM-DD.jsonl}; in a bucket C{journal/<serial>.jsonl},
-        and C{YYYY-MM-DD/<instance>/<n>.jsonl} for what was written before
-        the journal).
+        first, each read whole under the lock a reader takes, by name
+        relative to its folder (C{YYYY-MM-DD.jsonl}; in a bucket
+        C{journal/<serial>.jsonl}, and C{YYYY-MM-DD/<instance>/<n>.jsonl}
+        for what was written before the journal).
         """
 
     def keep_imported(name: str, data: bytes) -> Deferred[bool]:
         """
         Keep a file of another server's log (from a bundle) as it is, under
         L{IMPORTED} C{+ name} in this journal's folder, where its own
-        chain, queries and check never look.
-
-        @return: a L{Deferred} firing with L{True}, or L{False} when that
-            file was there already with these very bytes (nothing written).
+        chain, queries and check never look: L{False} when that file was
+        there already with these very bytes (nothing written).
         """
 
 
@@ -296,19 +274,11 @@ class _Waiter:
 class JournalWriter:
     """
     What every journal shares: the queue in front of its writes, one write
-    at a time and in order, and the counts of its health (plain integers,
-    for C{/metrics}). A subclass writes a batch with C{_write_batch(entries)
-    -> Deferred[list[Entry]]}, firing with the entries as written
-    (numbered), or failing (with L{PartlyWritten} when it wrote a first
-    part) when they are not all written durably.
-
-    @ivar pending: entries waiting to be written (queued, or in a write
-        under way).
-    @ivar written: entries written since the start.
-    @ivar write_failures: write attempts that failed since the start.
-    @ivar lost: entries dropped since the start: past L{max_pending}
-        waiting, after the stop, or unwritten at the stop.
-    @ivar last_serial: the last serial this process knows of.
+    at a time and in order, and the counts of its health (L{IJournal}'s
+    attributes: plain integers, for C{/metrics}). A subclass writes a batch
+    with C{_write_batch(entries) -> Deferred[list[Entry]]}, firing with the
+    entries as written (numbered), or failing (with L{PartlyWritten} when
+    it wrote a first part) when they are not all written durably.
     """
 
     #: Seconds a queued entry waits for others.
@@ -492,8 +462,7 @@ class JournalWriter:
     def close(self) -> Deferred[bool]:
         """
         Write what is queued, once (the stop); what cannot be written is
-        logged and counted as lost. A L{Deferred} firing with whether all
-        was written.
+        logged and counted as lost. Whether all was written.
         """
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
