@@ -146,11 +146,6 @@ class SnapshotWriter(Service):
         if saved:
             self._saved_serial = self._index.serial
 
-    @property
-    def saved_serial(self) -> int:
-        """The index's serial as last saved (or loaded as saved); -1 before."""
-        return self._saved_serial
-
     # -- what the loader found -------------------------------------------------
 
     def loaded_as_saved(self) -> None:
