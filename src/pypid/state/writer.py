@@ -85,23 +85,18 @@ class SnapshotWriter(Service):
                  boot_clock: Callable[[], tuple[str, float] | None] = read_boot_clock,
                  name: str | None = None, serials: ProjectSerials | None = None) -> None:
         """
-        @param index: the L{pypid.core.indexes.index.Index}.
-        @param run: C{run(f, *args) -> Deferred} running blocking work in a thread.
-        @param clock: provides C{seconds()} and C{callLater}.
         @param storage: the storage's identity, kept in the snapshot so that
             it is never used for other data.
-        @param busy_since: C{busy_since() -> float | None}: since when a
-            change to storage has been under way, if one is.
-        @param shared: an L{pypid.storage.base.capabilities.ISharedStorage}, whose
-            state goes into the snapshot and which keeps a copy of it
-            (without that state), or L{None}.
-        @param upstream: the L{pypid.upstream.proxy.UpstreamProxy}, whose
-            cached pages go into the snapshot, or L{None}.
-        @param learnt: a L{pypid.core.util.notice.Notice} of what the upstream
-            cache learnt: each is saved L{soon}.
-        @param boot_clock: C{() -> (boot id, seconds since boot) | None},
-            the clock that never steps, read with the clock's time into
-            each snapshot (L{pypid.core.util.clock_steps}).
+        @param busy_since: since when a change to storage has been under
+            way, if one is.
+        @param shared: a shared storage, whose state goes into the snapshot
+            and which keeps a copy of it (without that state).
+        @param upstream: the upstream cache, whose cached pages go into the
+            snapshot.
+        @param learnt: what the upstream cache learnt: each is saved L{soon}.
+        @param boot_clock: C{(boot id, seconds since boot)}, the clock that
+            never steps, read with the clock's time into each snapshot
+            (L{pypid.core.util.clock_steps}).
         @param name: the index's name in the log lines; L{None} on a server
             of one index.
         @param serials: the journal's serials the server took in, kept with
