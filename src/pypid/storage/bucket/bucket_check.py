@@ -23,8 +23,6 @@ class BucketCheck:
     """
     The checks of one bucket and prefix.
 
-    @ivar _client: the L{ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
     @ivar _probe: the name of the object the start-up check writes: this
         server's name in its change markers, so two starting at once do not
         disturb each other.

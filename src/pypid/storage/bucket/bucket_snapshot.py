@@ -47,11 +47,8 @@ class BucketSnapshot:
     """
     The snapshot object of a prefix.
 
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _run: C{run(f, *args) -> Deferred} for the (de)compression.
-    @ivar _pending: the L{PendingWrites} a clean stop waits for, so the
-        last snapshot lands.
+    @ivar _run: runs the (de)compression.
+    @ivar _pending: what a clean stop waits for, so the last snapshot lands.
     @ivar _enabled: whether a copy is kept and read at all
         (C{[s3] bucket_snapshot}).
     @ivar _clock_margin: how far to distrust the store's times (s).

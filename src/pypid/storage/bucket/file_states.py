@@ -41,12 +41,10 @@ class FileStates:
     """
     Reads files' states from the bucket.
 
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} a read uses unless
-        given another (the paced one of a full check).
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _imports: the L{Importer}, which knows where each file lives.
-    @ivar _clock: provides C{seconds()}: a recycle-bin marker without a
-        time is taken as binned now.
+    @ivar _client: what a read uses unless given another (the paced
+        store of a full check).
+    @ivar _imports: knows where each file lives.
+    @ivar _clock: a recycle-bin marker without a time is taken as binned now.
     """
 
     _client: ObjectStore

@@ -45,14 +45,10 @@ class FileWrites:
     """
     Writes files and their state under a prefix.
 
-    @ivar _client: the L{ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _writer: the L{ObjectWriter} of a file and what is kept beside it.
-    @ivar _imports: the L{Importer}, told where each file lives.
-    @ivar _changes: the L{BucketChanges} each change is told to.
-    @ivar _states: the L{FileStates}, for a name taken by the same bytes.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
-    @ivar _clock: provides C{seconds()}: when a tombstone was written.
+    @ivar _imports: told where each file lives.
+    @ivar _changes: each change is told to it.
+    @ivar _states: read for a name taken by the same bytes.
+    @ivar _clock: says when a tombstone was written.
     """
 
     _client: ObjectStore

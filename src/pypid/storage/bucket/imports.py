@@ -69,9 +69,8 @@ class Importer:
     """
     Reads the listed objects that carry no record, and describes them.
 
-    @ivar _client: the L{ObjectStore} (a scan may pass another, paced one).
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (inspection).
+    @ivar _client: the store (a scan may pass another, paced one).
+    @ivar _run: runs the inspection.
     @ivar _temp_dir: the local folder where a file is written to be inspected.
     @ivar _keep_beside: C{async keep_beside(record, metadata, details,
         client)}: writes a file's metadata sibling and details, as an

@@ -26,11 +26,8 @@ from pypid.storage.bucket.store import ObjectStore, read_all
 @attrs.define
 class JournalObjects:
     """
-    The journal objects under a prefix, and the filenames each holds back.
-
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _changes: the L{BucketChanges} the held-back files are told to.
+    The journal objects under a prefix, and the filenames each holds back
+    from C{_changes} until it is dropped.
     """
 
     _client: ObjectStore

@@ -35,10 +35,9 @@ class BucketListing:
     """
     Lists the files, tombstones and yank markers under a prefix.
 
-    @ivar _client: the L{ObjectStore} a listing uses unless given another.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _imports: the L{Importer} that reads what the listing cannot
-        trust, and learns where each listed file lives.
+    @ivar _client: what a listing uses unless given another.
+    @ivar _imports: reads what the listing cannot trust, and learns where
+        each listed file lives.
     @ivar _clock_margin: how far to distrust the store's times near the
         time a view was known complete (s).
     """

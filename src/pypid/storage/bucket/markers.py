@@ -82,16 +82,11 @@ class BucketChanges:
                  background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]],
                  changes: StoreChanges) -> None:
         """
-        @param client: the L{pypid.storage.bucket.store.ObjectStore}.
-        @param layout: the L{pypid.storage.bucket.layout.Layout} of the bucket.
-        @param clock: provides C{seconds()}.
-        @param state_of: C{async state_of(filename)} -> the file's
-            L{pypid.storage.base.capabilities.Changed} as the bucket holds it now.
-        @param status_of: C{async status_of(project)} -> the project's
-            status object as the bucket holds it now (L{None}: active).
-        @param background: C{background(coroutine) -> Deferred}: runs work
-            that a clean stop waits for.
-        @param changes: the storage's L{StoreChanges} in the journal.
+        @param state_of: a file's state as the bucket holds it now.
+        @param status_of: a project's status object as the bucket holds it
+            now (L{None}: active).
+        @param background: runs work that a clean stop waits for.
+        @param changes: the storage's changes in the journal.
         """
         self._client = client
         self._layout = layout

@@ -37,15 +37,12 @@ log = Logger()
 @attrs.define
 class ObjectAdoption:
     """
-    Adopts files into a prefix, and removes them again.
+    Adopts files into the prefix of C{_layout}, and removes them again.
 
-    @ivar _client: the L{ObjectStore} of the target.
-    @ivar _layout: the L{Layout} of the target prefix.
-    @ivar _writer: the L{ObjectWriter} that copies on the store's side.
-    @ivar _imports: the L{Importer}, told where an adopted file lives.
-    @ivar _changes: the L{BucketChanges} an adoption or a removal is told to.
-    @ivar _states: the L{FileStates}, for a name taken by the same bytes.
-    @ivar _journals: the L{JournalObjects}, which may hold a telling back.
+    @ivar _imports: told where an adopted file lives.
+    @ivar _changes: an adoption or a removal is told to it.
+    @ivar _states: read for a name taken by the same bytes.
+    @ivar _journals: may hold a telling back.
     """
 
     _client: ObjectStore

@@ -55,12 +55,10 @@ class ObjectReads:
     """
     The reads of a prefix's objects.
 
-    @ivar _client: the L{ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _urls: the L{PresignedURLs} that redirected downloads go to.
-    @ivar _imports: the L{Importer}, which holds in memory the metadata of
-        objects a scan read without persisting.
-    @ivar _clock: provides C{callLater}, for a relay's idle deadline.
+    @ivar _urls: where redirected downloads go.
+    @ivar _imports: holds in memory the metadata of objects a scan read
+        without persisting.
+    @ivar _clock: times a relay's idle deadline.
     @ivar _download: C{"redirect"} or C{"stream"} (C{[s3] download}).
     @ivar _public_url: where the objects are public (a CDN), or L{None}.
     """

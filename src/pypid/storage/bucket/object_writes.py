@@ -63,12 +63,7 @@ class CopySources:
 
 @attrs.define(eq=False)
 class ObjectWriter:
-    """
-    Writes files and what is kept beside them.
-
-    @ivar _client: the L{ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    """
+    """Writes files and what is kept beside them, under the prefix of C{_layout}."""
 
     _client: ObjectStore
     _layout: Layout

@@ -36,14 +36,11 @@ class SharedView:
     """
     What this server knows of the bucket, and how it learns more.
 
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore} (paced for a full check).
-    @ivar _clock: provides C{seconds()}, compared with the markers' times.
-    @ivar _changes: the L{BucketChanges} of the bucket's changes.
-    @ivar _listing: the L{BucketListing} of the whole bucket.
-    @ivar _imports: the L{Importer}, told where each file of a snapshot lives.
-    @ivar _states: the L{FileStates} a disagreeing full check reads again.
-    @ivar _statuses: the L{StatusObjects} a full check reads after the files.
-    @ivar _snapshot: the L{BucketSnapshot}, a start's way round an old local one.
+    @ivar _client: paced for a full check.
+    @ivar _imports: told where each file of a snapshot lives.
+    @ivar _states: what a disagreeing full check reads again.
+    @ivar _statuses: what a full check reads after the files.
+    @ivar _snapshot: a start's way round an old local one.
     @ivar _identity: the storage's identity: a snapshot of other data is not used.
     @ivar _replay_window: how far before a snapshot's time a start lists intents.
     @ivar _check_rate: the most requests a second a full check makes (0: no cap).

@@ -27,13 +27,7 @@ async def read_status(client: ObjectStore, layout: Layout, project: str) -> byte
 
 @attrs.define
 class StatusObjects:
-    """
-    The status objects under a prefix.
-
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
-    @ivar _layout: the L{Layout} of the prefix.
-    @ivar _changes: the L{BucketChanges} each change is told to.
-    """
+    """The status objects under a prefix, each change told to C{_changes}."""
 
     _client: ObjectStore
     _layout: Layout

@@ -147,25 +147,14 @@ def _sweep(folder: str) -> None:
              IUsageStorage, IServerDocuments)
 class BucketStorage:
     """
-    Files in a bucket, under a prefix.
+    Files in a bucket, under a prefix; each seam of its interfaces is the
+    collaborator its section below names.
 
-    @ivar _client: the L{pypid.storage.bucket.store.ObjectStore}.
-    @ivar _layout: the L{pypid.storage.bucket.layout.Layout} of the prefix.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
     @ivar temp_dir: the local folder where uploads are spooled.
-    @ivar _urls: the L{PresignedURLs} that redirected downloads go to
-        (and that the local snapshot keeps: see L{state}).
     @ivar _imports: the L{Importer} of objects listed without a record,
         which knows where each file lives (L{Importer.path_of}).
-    @ivar _writer: the L{ObjectWriter} of files' metadata and details (an
-        upload's, an import's, a promotion's).
-    @ivar _changes: the L{BucketChanges}: the journal's changes, and the intent markers.
-    @ivar _pending: the L{PendingWrites} a clean stop waits for.
-    @ivar _files: the L{FileWrites} of uploads, yanks and deletes.
-    @ivar _reads: the L{ObjectReads} of downloads and small objects.
-    @ivar _adoption: the L{ObjectAdoption} of promotions and evictions.
-    @ivar _view: the L{SharedView}: scans and full checks (polls are L{_changes}').
-    @ivar _snapshot: the L{BucketSnapshot}, the snapshot's copy in the bucket.
+    @ivar _changes: the journal's changes, and the intent markers (polls).
+    @ivar _pending: the background writes a clean stop waits for.
     """
 
     #: (its listing is read before the server answers: ISharedStorage.checked_after_start)
