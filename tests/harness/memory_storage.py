@@ -63,7 +63,7 @@ from tests.harness.memory_sidecars import MemorySidecars
 
 # -- small objects kept by name: the promotion journals and project statuses,
 # which a disk keeps as small files under .pypid/ and a bucket as small
-# objects (the seams of storage.s3.journal_objects and status_objects); in
+# objects (the seams of the bucket's JournalObjects and StatusObjects); in
 # memory they differ in nothing but their names
 
 

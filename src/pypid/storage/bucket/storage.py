@@ -78,11 +78,10 @@ from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
 from pypid.storage.bucket.file_writes import FileWrites
 from pypid.storage.bucket.imports import Importer
-from pypid.storage.bucket.journal_objects import JournalObjects
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.markers import LOOKBACK, BucketChanges
-from pypid.storage.bucket.object_adoption import ObjectAdoption
+from pypid.storage.bucket.object_adoption import JournalObjects, ObjectAdoption
 from pypid.storage.bucket.object_reads import ObjectReads
 from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
 from pypid.storage.bucket.pending_writes import PendingWrites

@@ -32,7 +32,6 @@ from pypid.core.util.s3_limits import CHECK_RATE
 from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket import http_calls
 from pypid.storage.bucket.http_calls import RETRY_DELAYS, FileRangeProducer
-from pypid.storage.bucket.journal_objects import JournalObjects
 from pypid.storage.bucket.layout import (
     METADATA_SUFFIX,
     Change,
@@ -44,6 +43,7 @@ from pypid.storage.bucket.layout import (
     yank_body,
     yank_reason,
 )
+from pypid.storage.bucket.object_adoption import JournalObjects
 from pypid.storage.bucket.object_writes import CopySources
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.storage import BucketSettings, BucketStorage
