@@ -72,7 +72,6 @@ from pypid.storage.base.interface import (
 from pypid.storage.base.journal_records import RecordJournal
 from pypid.storage.base.records import FOLDER
 from pypid.storage.base.store_changes import StoreChanges
-from pypid.storage.bucket.bucket_check import BucketCheck
 from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
 from pypid.storage.bucket.file_states import FileStates
@@ -193,7 +192,6 @@ class BucketStorage:
         self._changes = BucketChanges(client, layout, clock, states.read,
                                 partial(read_status, client, layout), self._pending.run,
                                 changes)
-        self._check = BucketCheck(client, layout, self._changes.instance)
         journals = JournalObjects(client, layout, self._changes)
         self._journals = journals
         self._statuses = StatusObjects(client, layout, self._changes)
@@ -223,12 +221,41 @@ class BucketStorage:
         return CopySources.of(self._client, self._layout, record)
 
     def prepare(self) -> Deferred[None]:
-        """Find credentials and check that the bucket answers to them."""
+        """
+        Find credentials, and check that the bucket answers to them and
+        refuses to overwrite (L{StorageError} saying what to fix otherwise).
+        """
         async def prepare() -> None:
             await self._run(_sweep, self.temp_dir)
             await self._client.start()
-            await self._check.usable()
+            await self._client.answers(self._layout.prefix)
+            await self._refuse_overwrites()
         return ensureDeferred(prepare())
+
+    async def _refuse_overwrites(self) -> None:
+        """
+        Refuse a store that ignores a conditional create (some S3-compatible
+        stores ignored C{If-None-Match: *} until recently: on them, two
+        uploads of one filename would silently overwrite each other). The
+        probe is named as this server's change markers are, so two starting
+        at once do not disturb each other.
+        """
+        key = self._layout.probe_key(self._changes.instance)
+        client = self._client
+        try:
+            await client.put(key, b"1", if_none_match=True)
+            second = await client.put(key, b"2", if_none_match=True)
+        except StorageError as e:
+            raise StorageError(f"cannot write to {client.identity()}: {e}")
+        finally:
+            try:
+                await client.delete(key)
+            except StorageError:
+                pass
+        if second:
+            raise StorageError(
+                f"{client.label} at {client.identity()} ignores conditional writes "
+                "(If-None-Match: *); pypid needs them so that no upload overwrites another")
 
     def close(self) -> Deferred[Any]:
         """
@@ -246,8 +273,14 @@ class BucketStorage:
         return self.settle().addBoth(told).addBoth(closed)
 
     def check(self) -> Deferred[StorageState]:
-        """Whether the bucket answers now (one short listing); a bucket is never full."""
-        return ensureDeferred(self._check.state())
+        """Whether the bucket answers now (one short listing, not retried); never full."""
+        async def check() -> StorageState:
+            try:
+                await self._client.answers(self._layout.prefix, retry=False)
+            except StorageError:
+                return "down"
+            return "ok"
+        return ensureDeferred(check())
 
     # -- writes (L{FileWrites}) --------------------------------------------------------
 
