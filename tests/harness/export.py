@@ -80,7 +80,7 @@ class ExportCase(SynchronousTestCase):
         from pypid.auth.verifier import PasswordVerifier
         from pypid.core.indexes.index import Index
         from pypid.core.indexes.links import file_url_for
-        from pypid.state.loader import load_statuses
+        from pypid.storage.base.reading import read_statuses
         from pypid.web.app import build_web
         from pypid.web.identity.gates import Gates
         from pypid.web.web_inputs import SiteSettings
@@ -90,7 +90,7 @@ class ExportCase(SynchronousTestCase):
         index = Index(file_url_for(None), **more)
         index.load(sorted(self.records(storage).values(),
                           key=lambda r: (r.upload_time, r.filename)))
-        self.successResultOf(ensureDeferred(load_statuses(index, storage)))
+        index.statuses.take(self.successResultOf(ensureDeferred(read_statuses(storage))))
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(one_index(index, storage, self.clock),
                         Gates(AccessModel(read="everyone"), verifier), run_now, self.clock,

@@ -88,15 +88,6 @@ def collector_off(index: Index) -> Iterator[None]:
             gc.enable()
 
 
-async def load_statuses(index: Index, storage: IStorage) -> None:
-    """
-    Give C{index} the projects' statuses C{storage} keeps (PEP 792; not in
-    the snapshot), read as the static export and the bundles read them
-    (L{pypid.storage.base.reading.read_statuses}).
-    """
-    index.statuses.take(await read_statuses(storage))
-
-
 @attrs.define
 class IndexLoader:
     """
@@ -235,7 +226,8 @@ class IndexLoader:
                 self._leave_to_backfill(result.pending)
                 # (counted once described: said here, so the counts add up)
                 later = f", {counted(len(result.pending), 'file')} still to describe"
-        await load_statuses(self._index, self._storage)
+        # (not in the snapshot; read as the static export and the bundles read them)
+        self._index.statuses.take(await read_statuses(self._storage))
         if self._upstream is not None:
             await self._upstream.source.load(snap.upstream_state if snap is not None else None,
                                              since)

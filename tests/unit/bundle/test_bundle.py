@@ -34,7 +34,6 @@ from pypid.core.dists.readme import render_description
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.project_status import ProjectStatus
 from pypid.core.records.audit_chain import Entry
-from pypid.state.loader import load_statuses
 from pypid.storage.base.interface import FilenameDeleted, StorageError
 from pypid.storage.base.reading import read_statuses
 from pypid.storage.folder.journal_files import MemoryJournal
@@ -780,7 +779,7 @@ class StatusBundleTests(BundleCase):
         self.assertIn(self.plain.filename, report.imported)
         self.assertIn("project statuses: 2 kept, 0 already there", report.lines())
         index = Index(lambda record: "")
-        await load_statuses(index, target)
+        index.statuses.take(await read_statuses(target))
         self.assertTrue(index.statuses.quarantined("holy-grail"))
         self.assertEqual(index.status("spam"), ProjectStatus("archived"))
         records = (await target.scan({}, 0.0, (), False)).records

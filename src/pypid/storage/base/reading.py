@@ -160,7 +160,7 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
 async def read_statuses(storage: IStorage) -> dict[str, ProjectStatus]:
     """
     The projects' statuses C{storage} keeps (PEP 792), by normalized name,
-    as the daemon reads them at a start (L{pypid.state.loader.load_statuses}):
+    as the daemon reads them at a start (L{pypid.state.loader.IndexLoader}):
     one that cannot be read is logged and left out (the daemon then serves
     the project as active too, until an admin sets it again).
 

@@ -199,7 +199,7 @@ class BucketChanges:
 
         @param starting: the first poll after a snapshot: intent markers
             seen before count again, and no status is read (the start
-            reads them all after the files: L{pypid.state.loader.load_statuses}).
+            reads them all after the files: L{pypid.state.loader.IndexLoader}).
         """
         now = self._clock.seconds()
         if self._cursor is None:
