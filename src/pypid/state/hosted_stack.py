@@ -1,18 +1,15 @@
 """
-One hosted index's stack: everything it owns, made from the configuration
-and a name. Apart from L{pypid.state.indexes}, which holds the stacks of a
-server with its views and advisories, because a stack is made and started
-alone (the default index as a server of one index always was).
+One hosted index's stack: everything it owns (its L{Index}, its storage
+under a root of its own, its loader and snapshot writer, its backfill or
+sync, the follow-up of its load), made by L{HostedStack.create} from the
+configuration and a name. Apart from L{pypid.state.indexes}, which holds
+the stacks of a server with its views and advisories, because a stack is
+made and started alone: the default index is built as a server of one
+index always was, so a server without C{[index:NAME]} is unchanged.
 
-A hosted index is a stack instantiated per name, not one L{Index} whose
-records carry an index: every structure of an index, its storage, its
-snapshot and its backfill is keyed by filename, and two indexes may hold
-one filename with other bytes. So L{HostedStack} is everything one hosted
-index owns (its L{Index}, its storage under a root of its own, its loader
-and snapshot writer, its backfill or sync, the follow-up of its load),
-made by L{HostedStack.create} from the configuration and a name. The
-default index is built as a server of one index always was, so a server
-without C{[index:NAME]} is unchanged.
+A stack per name, not one L{Index} whose records carry an index: every
+structure of an index, its storage, its snapshot and its backfill is keyed
+by filename, and two indexes may hold one filename with other bytes.
 """
 
 from __future__ import annotations
@@ -145,7 +142,6 @@ class HostedStack:
         The stack of the hosted index C{name} (C{default}: today's index,
         its storage and snapshot where they always were).
 
-        @param run: C{run(f, *args) -> Deferred}: C{f(*args)} in the I/O pool.
         @param sharing: what its storage shares with other servers and workers.
         @param upstream: builds the upstream part of the index
             (L{pypid.upstream.factory.UpstreamPart.maker}), whose proxy's
