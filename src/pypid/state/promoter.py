@@ -20,7 +20,7 @@ in the target's storage, then each file is adopted
 those adopted so far. Only once the journal is dropped does the target's
 index get the records: the source's very objects, so a promoted record
 takes its memory once. A crash in between leaves the journal, taken back
-at the next start (L{pypid.state.loader.roll_back_promotions}).
+at the next start (L{pypid.state.promotion_rollback.roll_back_promotions}).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ async def _take_back(stored: IAdoptingStorage, journal: PromotionJournal,
     """
     Discard the files a failed promotion adopted, then its journal; a
     storage that fails here keeps the journal, and the next start takes
-    the promotion back (L{pypid.state.loader.roll_back_promotions}).
+    the promotion back (L{pypid.state.promotion_rollback.roll_back_promotions}).
     """
     try:
         for record in reversed(adopted):
