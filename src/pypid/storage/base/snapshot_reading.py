@@ -215,18 +215,14 @@ def _binned(value: Any) -> dict[str, FileRecord]:
 
 
 def _decode_format_1(obj: dict[str, Any]) -> Snapshot:
+    storage = _storage_of(obj)
     records = {}
     for item in obj["files"]:
         record = FileRecord.from_json(item)
         records[record.filename] = record
-    serial = obj.get("serial", 0)
-    if not isinstance(serial, int):
-        raise SnapshotError("the serial is not a whole number")
-    storage = obj.get("storage")
-    if storage is not None and not isinstance(storage, str):
-        raise SnapshotError("the storage is not a string")
-    return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]), serial,
-                    storage, obj.get("storage_state"), obj.get("upstream_state"), 1)
+    return Snapshot(float(obj["saved_at"]), records, tuple(obj["tombstones"]),
+                    obj.get("serial", 0), storage, obj.get("storage_state"),
+                    obj.get("upstream_state"), 1)
 
 
 def _decode(first_line: bytes | memoryview, rest: Iterable[tuple[int, bytes | memoryview]],
@@ -285,11 +281,9 @@ def decode(data: bytes, later: bool = False) -> Snapshot:
 
     @param later: leave each project's records to be made when first asked
         for (L{Snapshot.later}; a format 1 snapshot is read whole anyway):
-        only its name and filenames are parsed now (L{line_head}), and checked.
-        In process, with the collector off as at start-up: 0.14-0.16 s
-        rather than 0.50-0.60 s at 100,001 files, 1.4-1.7 s rather than
-        2.1-2.2 s (each line parsed whole, kept as bytes) at 1,000,001.
-        The lines are read again from C{data}, which the sources keep.
+        only its name and filenames are parsed now (L{line_head}), and checked
+        (a fraction of a whole parse: C{docs/performance.rst}). The lines
+        are read again from C{data}, which the sources keep.
     @rtype: L{Snapshot}
     @raise SnapshotError: when the bytes are not a snapshot this version reads.
     """
@@ -394,12 +388,10 @@ class KeptLines:
     (L{decode}). With what the lines share once read: the strings
     interned (L{project_records}) and the projects found damaged.
 
-    The lines are not kept in memory: at a start from a snapshot of
-    100,001 files their bytes were 40 MiB of the 80 MiB the load held
-    (C{tracemalloc}), until the check after the start had made every
-    record, and a project's line is read again in 1.4 us (C{pread} of
-    2 KB from the page cache, timeit) beside the 40 us it takes to parse
-    it and make its 5 records. The file is closed once every line was read
+    The lines are not kept in memory: their bytes were half of what a
+    start from a snapshot held until the check after it had made every
+    record, and reading a line again costs little beside parsing it
+    (C{docs/performance.rst}). The file is closed once every line was read
     again.
     """
 
