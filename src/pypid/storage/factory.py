@@ -316,12 +316,7 @@ class StoragePart(Service):
     def from_config(cls, config: Config, run: Run, reactor: IReactorTime,
                     sharing: Sharing = ALONE, *,
                     render: Renderer = render_description) -> StoragePart:
-        """
-        The part for the configuration's storage, timed with the monotonic clock.
-
-        @param sharing: see L{make_storage}.
-        @param render: see L{make_storage}.
-        """
+        """The part for the configuration's storage (L{make_storage}), timed monotonically."""
         if sharing.bucket is not None:
             timings: Timings | None = sharing.bucket.timings
         else:
@@ -332,10 +327,7 @@ class StoragePart(Service):
     def startService(self) -> Deferred[None]:
         """Prepare the storage; its failure is the start-up's one line."""
         Service.startService(self)
-        return ensureDeferred(self._prepare())
-
-    async def _prepare(self) -> None:
-        await loading_index(self.storage.prepare())
+        return ensureDeferred(loading_index(self.storage.prepare()))
 
     def stopService(self) -> Deferred[Any]:
         """Close the storage (a bucket's markers finished, its connections dropped)."""
