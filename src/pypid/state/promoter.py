@@ -48,12 +48,11 @@ from pypid.storage.base.capabilities import IAdoptingStorage
 from pypid.storage.base.interface import (
     FileExists,
     FilenameDeleted,
-    IStorage,
     RecordRefused,
     StorageError,
 )
 from pypid.storage.base.locks import KeyedLock
-from pypid.storage.base.measured import MeasuredStorage
+from pypid.storage.base.measured import unwrapped
 
 #: (the namespace its lines had before it was a module of its own)
 log = Logger(namespace="pypid.web.changes.promote")
@@ -211,7 +210,7 @@ class Promoter:
         """
         stored = target.stored
         assert IAdoptingStorage.providedBy(stored)  # (every backend adopts)
-        backend = _backend(source.stored)
+        backend = unwrapped(source.stored)
         promotion = Promotion(source.name, promoter, self.clock.seconds())
         journal = PromotionJournal(uuid.uuid4().hex, source.name,
                                    tuple(r.replace(path=r.filename) for r in wanted))
@@ -245,11 +244,6 @@ async def _take_back(stored: IAdoptingStorage, journal: PromotionJournal,
     except Exception as e:
         log.error("Cannot take back the promotion {name} now (the next start will): "
                   "{error}", name=journal.name, error=str(e))
-
-
-def _backend(storage: IStorage) -> IStorage:
-    """The storage that does the work behind a timed one: what a backend's adopt compares."""
-    return storage.inner if isinstance(storage, MeasuredStorage) else storage
 
 
 def refuse_inconsistent(target: str, index: Index, wanted: Sequence[FileRecord]) -> None:

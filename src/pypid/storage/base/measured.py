@@ -96,6 +96,16 @@ class MeasuredStorage:
         return timed
 
 
+def unwrapped(storage: IStorage) -> IStorage:
+    """
+    The storage under its wrappers (timed, shared by a machine's workers):
+    what a promotion copies from, as a backend's C{adopt} compares kinds.
+    """
+    while (inner := getattr(storage, "inner", None)) is not None:
+        storage = inner
+    return storage
+
+
 def _succeeded(value: object) -> bool:
     """
     Whether a call's result is a success. A file that already exists or

@@ -30,7 +30,8 @@ from pypid.core.dists.model import FileRecord
 from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
 from pypid.storage.base.capabilities import Changed, ISharedStorage, Polled
-from pypid.storage.base.interface import IStorage, ScanResult, StorageError
+from pypid.storage.base.interface import ScanResult, StorageError
+from pypid.storage.base.measured import unwrapped
 from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.folder.local import LocalStorage
 from pypid.storage.folder.sidecars import Sidecars, is_tombstone
@@ -51,16 +52,6 @@ _FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
 #: Seconds between two looks at the ring when no request asked for one: a
 #: worker that answers nothing still catches up.
 SYNC_INTERVAL = 1.0
-
-
-def _unwrapped(storage: IStorage) -> IStorage:
-    """
-    The storage under its wrappers (timed, shared): what a promotion copies
-    from (a folder or a bucket has no C{inner}).
-    """
-    while (inner := getattr(storage, "inner", None)) is not None:
-        storage = inner
-    return storage
 
 
 def folder_key(root: str) -> bytes:
@@ -126,7 +117,7 @@ class SharedFolder:
                 setattr(self, name, self._telling(method, files_of))
         # (a promotion's source is another index's shared storage: its own is adopted from)
         self.adopt = self._telling(
-            lambda source, record, promotion: inner.adopt(_unwrapped(source), record, promotion),
+            lambda source, record, promotion: inner.adopt(unwrapped(source), record, promotion),
             _FILE_CHANGES["adopt"])
 
     def __getattr__(self, name: str) -> Any:
