@@ -10,9 +10,8 @@ Layout under the root folder::
     .pypid/files/<filename>.details  what the pages for people show of it
                                      (L{pypid.core.dists.details}); for an imported
                                      file, rendered in the background
-    .pypid/files/<filename>.promotion   who promoted the file into this
-                                     index, from which, and when (only a
-                                     promoted file has one)
+    .pypid/files/<filename>.promotion who promoted the file into this index,
+                                     from which, and when (a promoted file's)
     .pypid/files/<filename>.json with "deleted": true   a tombstone
     .pypid/tmp/                      uploads being received (L{spool_name}); swept at start
     .pypid/promotions/<name>.json    the journal of a promotion under way
@@ -20,33 +19,15 @@ Layout under the root folder::
     .pypid/projects/<project>.status the status of a project that is not
                                      active (PEP 792; L{pypid.core.indexes.project_status})
 
-Publication is race-free (L{pypid.storage.folder.folder_changes}): a spooled upload
-is hard-linked to its final name, which fails rather than overwrites, and its
-record written after the link; a crash in between leaves a file without a
-record, which the next scan rebuilds from the file itself.
+An upload or a promotion is a hard link that fails rather than overwrites,
+its record written after it (L{pypid.storage.folder.folder_changes}).
+L{LocalStorage} is a thin Deferred front over collaborators that do the
+blocking work in the thread pool given at construction (the sidecars, the
+folder's lock L{FolderLock}, the changes, the scan, the imports).
 
-A promotion from another index's folder (L{LocalStorage.adopt}) hard-links
-that folder's file under its filename, the same no-overwrite link, and is
-refused across file systems rather than copied.
-
-A reader that must leave the folder as it is (C{pypid-export}) scans with
-C{persist=False}: no C{.pypid/} is made and nothing is written, and what is
-learnt about files without a record stays in memory.
-
-L{LocalStorage} is a thin Deferred front: its private collaborators do the
-blocking work (L{pypid.storage.folder.sidecars.Sidecars}, the files kept beside each
-distribution; L{FolderLock}, below, the folder made ready and locked for one
-server; L{pypid.storage.folder.folder_changes.FolderChanges}, publish, yank, delete,
-tombstones; L{pypid.storage.folder.folder_scan.FolderScan}, the scan;
-L{pypid.storage.folder.folder_imports.FolderImports}, files without a record and
-the rendering of details), and its methods run it in the thread pool given at
-construction, never on the reactor thread.
-
-A folder that can be written to may still have no room: a full disk failed
-uploads while C{/health} said ok. So L{LocalStorage.check} also compares
-the free space of the folder's file system (C{statvfs}, 3 us) with
-C{[storage] min_free}, and says C{"full"} below it; C{/metrics} has the
-free bytes (C{pypid_storage_free_bytes}).
+A folder may be writable yet full (a full disk failed uploads while
+C{/health} said ok): L{LocalStorage.check} compares its free space
+(C{statvfs}, 3 us) with C{[storage] min_free} too.
 """
 
 from __future__ import annotations
