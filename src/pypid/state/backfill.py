@@ -48,10 +48,6 @@ class Backfill:
     """
     Describes pending files (L{pypid.core.indexes.pending.PendingFile}) through the
     storage's C{describe_pending}, and adds their records to the index.
-
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
-    @ivar _storage: an L{pypid.storage.base.capabilities.IBackfillStorage}.
-    @ivar _clock: provides C{seconds()} and C{callLater}.
     """
 
     _index: Index
@@ -140,12 +136,6 @@ class Backfill:
                 done()
             return
         self._begin()
-
-    def start(self, pending: Sequence[PendingFile],
-              done: Callable[[], object] | None = None) -> None:
-        """L{note} C{pending}, and L{begin} at once."""
-        self.note(pending)
-        self.begin(done)
 
     def _begin(self) -> None:
         if self._running is None:

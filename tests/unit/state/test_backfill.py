@@ -80,6 +80,13 @@ class HeldStorage:
         d.callback([(f, self.records.get(f.filename, "not a distribution")) for f in files])
 
 
+def begun(backfill, files, done=None):
+    """C{backfill}, its files C{note}d and begun at once, as the loader does in two steps."""
+    backfill.note(files)
+    backfill.begin(done)
+    return backfill
+
+
 def pending(filename):
     return PendingFile(filename, filename, 10, 1767225600.0)
 
@@ -108,9 +115,9 @@ class DescriberTests(SynchronousTestCase):
         """A backfill of C{workers} at once, started on the files."""
         backfill = Backfill(self.index, self.storage, self.clock, wait_limit=10.0,
                               workers=workers)
-        backfill.start([pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
-                                                              pending("readme.txt")],
-                        lambda: self.finished.append(True))
+        begun(backfill, [pending(f) for f in self.records] + [pending("junk-1.0.tar.gz"),
+                                                             pending("readme.txt")],
+              lambda: self.finished.append(True))
         return backfill
 
     def test_waits_for_after(self):
@@ -159,8 +166,8 @@ class DescriberTests(SynchronousTestCase):
         self.index, self.storage = Index(lambda r: r.filename), HeldStorage(self.records)
         with capturedLogs() as events:
             backfill = Backfill(self.index, self.storage, self.clock, name="staging")
-            backfill.start([pending(f) for f in self.records]
-                           + [pending("junk-1.0.tar.gz"), pending("readme.txt")])
+            begun(backfill, [pending(f) for f in self.records]
+                  + [pending("junk-1.0.tar.gz"), pending("readme.txt")])
             while self.storage.asked:
                 self.storage.answer()
         lines = [formatEvent(e) for e in events if "escrib" in e["log_format"]]
@@ -173,8 +180,8 @@ class DescriberTests(SynchronousTestCase):
         """A file of a project, on a server of one index: said in the singular, no name."""
         self.index, self.storage = Index(lambda r: r.filename), HeldStorage(self.records)
         with capturedLogs() as events:
-            Backfill(self.index, self.storage, self.clock).start(
-                [pending("alpha-1.0-py3-none-any.whl")])
+            begun(Backfill(self.index, self.storage, self.clock),
+                  [pending("alpha-1.0-py3-none-any.whl")])
             self.storage.answer()
         self.assertEqual([formatEvent(e) for e in events if "escrib" in e["log_format"]], [
             "Describing 1 file of 1 project found without a record; their pages answer "
@@ -281,7 +288,7 @@ class PagesWaitTests(SynchronousTestCase):
         record = inspect(os.path.join(folder, filename), filename, filename, 1.0).record
         self.storage = HeldStorage({filename: record})
         self.backfill = Backfill(self.index, self.storage, self.clock, wait_limit=5.0)
-        self.backfill.start([pending(filename)])
+        begun(self.backfill, [pending(filename)])
         verifier = PasswordVerifier({}, self.clock, None, run_in_pool=run_in_pool_now)
         web = build_web(one_index(self.index, MemoryStorage(self.mktemp(), self.clock), self.clock,
                                   backfill=self.backfill),
@@ -370,7 +377,7 @@ class LaterScanTests(SynchronousTestCase):
         # tombstone without its file.
         index = Index(lambda r: r.filename)
         backfill = Backfill(index, storage, Clock())
-        backfill.start([p for p in result.pending if p.filename == beta.filename])
+        begun(backfill, [p for p in result.pending if p.filename == beta.filename])
         self.assertTrue(index.is_deleted(beta.filename))
         self.assertIsNone(index.get_file(beta.filename))
         # (described again from the file: its size and hashes, not the record's)
