@@ -44,9 +44,6 @@ class SyncService(Periodic):
     def __init__(self, index: Index, storage: ISharedStorage, clock: IReactorTime,
                  peers: str = "servers") -> None:
         """
-        @param index: the L{pypid.core.indexes.index.Index}.
-        @param storage: the L{pypid.storage.base.capabilities.ISharedStorage}.
-        @param clock: provides C{seconds()} and C{callLater}.
         @param peers: who else changes the storage, as the log names them
             (a machine's C{workers}, other C{servers}).
         """
