@@ -73,7 +73,7 @@ class GrantKeeper(Service):
                  found: Found, settings: GrantSettings) -> None:
         """
         @param storage: the default index's storage.
-        @param clock: provides C{seconds()}: when a new grant came into force.
+        @param clock: says when a new grant came into force.
         @param settings: the configuration the server started with.
         """
         self._storage = storage

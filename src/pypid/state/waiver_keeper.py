@@ -48,10 +48,7 @@ class WaiverKeeper(Periodic):
     """
 
     def __init__(self, storage: IServerDocuments, clock: IReactorTime) -> None:
-        """
-        @param storage: the default index's storage.
-        @param clock: provides C{seconds()} and C{callLater}.
-        """
+        """@param storage: the default index's storage."""
         shared = ISharedStorage(storage, None)
         interval = shared.sync_interval if shared is not None else UNSHARED_INTERVAL
         Periodic.__init__(self, self.refresh, interval, clock,

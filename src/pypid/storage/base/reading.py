@@ -128,9 +128,6 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
     snapshot's records as the known ones (a snapshot of other data is not
     used), then a scan, which reads again only what changed since and
     writes nothing.
-
-    @param run: C{run(f, *args) -> Deferred} for blocking work.
-    @rtype: L{pypid.storage.base.interface.ScanResult}
     """
     snap = await run(read_snapshot, snapshot_path)
     if snap is not None and snap.storage not in (None, storage.identity()):

@@ -45,9 +45,7 @@ class FolderChanges:
     """
     Writes to the files of a folder and their sidecars.
 
-    @ivar _sidecars: the folder's L{Sidecars}.
-    @ivar _clock: provides C{seconds()}, for the time of a delete (wall-clock
-        time without one).
+    @ivar _clock: dates a delete (wall-clock time without one).
     """
 
     _sidecars: Sidecars

@@ -448,7 +448,6 @@ class LocalJournal(_DayFiles):
     that fails half-way is cut off again.
 
     @ivar folder: the folder of the files.
-    @ivar _run: C{run(f, *args) -> Deferred}, the I/O thread pool.
     """
 
     def __init__(self, folder: str, run: Run, clock: IReactorTime,

@@ -106,9 +106,8 @@ class LocalStorage:
     Files in a folder on local disk.
 
     @ivar root: the storage folder (absolute).
-    @ivar _run: C{run(f, *args) -> Deferred}: runs blocking work off the
-        reactor thread (C{deferToThreadPool} bound to a pool in production).
-    @ivar _clock: provides C{seconds()}, for the times of deletes.
+    @ivar _run: runs blocking work off the reactor thread (in a pool).
+    @ivar _clock: dates deletes.
     @ivar _min_free: the bytes the folder's file system must have free, or
         L{check} says C{"full"} (0: never full).
     @ivar _statvfs: L{os.statvfs} (a fake in tests).

@@ -37,8 +37,7 @@ class SharedFile:
 
     def __init__(self, path: str, hub: Hub, run: Run, prefix: str = ".tmp-") -> None:
         """
-        @param run: C{run(f, *args) -> Deferred}, for the blocking reads,
-            writes and the lock.
+        @param run: runs the blocking reads, writes and the lock.
         @param prefix: the temporary files' names, while written.
         """
         self.path = path

@@ -92,11 +92,9 @@ class SharedFolder:
     def __init__(self, inner: LocalStorage, changes: StoreChanges, hub: Hub, run: Run,
                  clock: IReactorTime) -> None:
         """
-        @param changes: the folder's L{StoreChanges}.
         @param hub: the worker's hub, where a worker's end is said.
-        @param run: C{run(f, *args) -> Deferred}, where the files' states
-            are read.
-        @param clock: provides C{seconds()}, for L{synced_at}.
+        @param run: where the files' states are read.
+        @param clock: tells L{synced_at}.
         """
         self._inner = inner
         self.changes = changes
