@@ -54,7 +54,7 @@ class JournalFollower(Periodic):
             journal up to (L{None}: no storage is shared), past which no
             entry is taken in yet.
         """
-        Periodic.__init__(self, self._follow, every, clock, what="The journal's follower")
+        Periodic.__init__(self, self.sync, every, clock, what="The journal's follower")
         self._journal = journal
         self._serials = serials
         self._bound = bound
@@ -71,16 +71,13 @@ class JournalFollower(Periodic):
             Periodic.startService(self)
         return reading.addBoth(started)
 
-    def caught_up(self) -> Deferred[None]:
-        """Fires once a read begun after the call ended (one under way waited out first)."""
-        return self._reading()
-
     def sync(self) -> Deferred[None]:
-        """L{caught_up}, as a machine's catching up asks every look (never fails)."""
+        """
+        Fires once a read begun after the call ended (one under way waited
+        out first): each tick, and as a machine's catching up asks every
+        look; never fails.
+        """
         return self._reading()
-
-    async def _follow(self) -> None:
-        await self._reading()
 
     async def _read(self) -> None:
         serials, bound = self._serials, self._bound()

@@ -62,7 +62,7 @@ class FollowerTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(serials.of(None, "a"), BEGINNING + 1)
         self.successResultOf(self.other.append([change("b")]))
-        self.successResultOf(follower.caught_up())
+        self.successResultOf(follower.sync())
         self.assertEqual(serials.of(None, "b"), BEGINNING + 2)
         follower.stopService()
 
@@ -95,7 +95,7 @@ class FollowerTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual((serials.of(None, "a"), serials.of(None, "b")), (BEGINNING + 1, BEGINNING))
         read[0] = BEGINNING + 2
-        self.successResultOf(follower.caught_up())
+        self.successResultOf(follower.sync())
         self.assertEqual((serials.of(None, "b"), serials.followed), (BEGINNING + 2, BEGINNING + 2))
         follower.stopService()
 
