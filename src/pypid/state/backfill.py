@@ -220,7 +220,6 @@ class Backfill:
         if name != _UNNAMED:
             index.described(name, len(files))
 
-
     def metric_families(self) -> Iterator[Family]:
         """The files still to describe, described, and refused."""
         yield gauge("pypid_files_to_describe", "Files found without a record, still to be read.",

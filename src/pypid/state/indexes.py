@@ -111,8 +111,8 @@ class IndexRegistry:
         rules taken in place at a reload (L{take_rules}).
     @ivar waivers: the advisory waivers admins keep, read from
         the default index's storage; L{None} for a storage that keeps none.
-    @ivar namespaces: name -> the PEP 752 namespaces the index serves (issue
-        46), for every index; the same object for its lifetime, its grants
+    @ivar namespaces: name -> the PEP 752 namespaces the index serves,
+        for every index; the same object for its lifetime, its grants
         taken in place (L{pypid.state.namespace_serving.serve_namespaces}, by L{grants}).
     @ivar grants: keeps when each grant came into force, in the default
         index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
@@ -291,7 +291,6 @@ class IndexRegistry:
         # (an index the reload added acts by the waivers kept for its name)
         if self.waivers is not None:
             self.take_waivers(self.waivers.current)
-
 
     # -- advisories ---------------------------------------------------
 
