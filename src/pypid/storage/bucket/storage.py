@@ -472,10 +472,8 @@ class BucketStorage:
 
         Without C{persist}, the bucket is always listed now, trusting the
         snapshot's records for objects unchanged since: a reader has no
-        later poll to reconcile for it.
-        Objects without a record are read (in memory, not through the
-        spool folder), but nothing is written back (no metadata sibling, no
-        details, no copy in place): their metadata is kept in memory.
+        later poll to reconcile for it. Objects without a record are read
+        in memory, not through the spool folder.
         """
         return ensureDeferred(self._view.start(known or {}, since, frozenset(tombstones),
                                                persist))

@@ -339,9 +339,6 @@ class LocalStorage:
         Walk the folder; see L{IStorage.scan}. What was learnt about files
         that had no record (an imported folder) is written beside them in the
         background, after the scan answers, so that start-up is not held up.
-        Without C{persist}, nothing is written, not even C{.pypid/}: the
-        imported files' metadata stays in memory (the folder may be
-        read-only, or belong to the running daemon's user).
 
         @param later: leave files without a record undescribed, in the
             result's C{pending}, for L{describe_pending}: the scan then
