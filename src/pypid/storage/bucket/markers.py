@@ -17,12 +17,6 @@ journal's entry leaves the others a file to read again until the entry
 comes or L{UNSETTLED} passed. Intents are listed from a little before the
 last look (L{LOOKBACK}: an object listing may show a new key late), and
 removed past L{MARKER_RETENTION}, about once an hour.
-
-It holds only this bookkeeping; what a file's state is
-(L{pypid.storage.bucket.file_states}), how a status object is read
-(L{pypid.storage.bucket.status_objects}) and where the background writes are
-kept track of (L{pypid.storage.bucket.pending_writes}) are passed in by
-L{pypid.storage.bucket.storage.BucketStorage}, which builds it.
 """
 
 from __future__ import annotations
