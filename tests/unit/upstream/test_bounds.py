@@ -340,16 +340,16 @@ class BoundsTests(SynchronousTestCase):
 
         def fill(start, stop):
             for i in range(start, stop):
-                storage.presigned(f"pkgs/file-{i}.whl")
-        self.assert_flat(fill, lambda: storage.presigned_cached, 500)
-        self.assertEqual(storage.presigned_cached, 500)
+                storage.locate(make_record(path=f"file-{i}.whl"))
+        self.assert_flat(fill, lambda: len(storage.state()["presigned"]), 500)
+        self.assertEqual(len(storage.state()["presigned"]), 500)
         # A snapshot's URLs are taken back within the cap too.
         state = storage.state()
         state["presigned"].update({f"pkgs/more-{i}.whl": [f"u{i}", clock.seconds() + 3600]
                                    for i in range(300)})
         again = BucketStorage(client, Layout("pkgs/"), None, clock, self.mktemp())
         again.restore_state(state)
-        self.assertEqual(again.presigned_cached, 500)
+        self.assertEqual(len(again.state()["presigned"]), 500)
 
     # -- logins --------------------------------------------------------------------------
 

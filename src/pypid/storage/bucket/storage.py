@@ -415,11 +415,6 @@ class BucketStorage:
         """Fetch the file, render its details in a worker thread, and keep them."""
         return ensureDeferred(self._imports.describe(record))
 
-    @property
-    def presigned_cached(self) -> int:
-        """How many presigned URLs the cache holds."""
-        return len(self._urls)
-
     def metric_families(self) -> Iterator[Family]:
         """
         The requests to the bucket (the client's, shared with the audit
@@ -431,10 +426,6 @@ class BucketStorage:
                                    f"Requests to {self._client.label}",
                                    ("method",), [((), self._client.timings)])
         yield from self._urls.metric_families()
-
-    def presigned(self, key: str) -> str:
-        """A presigned GET URL for C{key}; see L{PresignedURLs.url}."""
-        return self._urls.url(key)
 
     # -- the snapshot (L{PresignedURLs}, L{BucketSnapshot}) ------------------------------
 

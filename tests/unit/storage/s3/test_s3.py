@@ -40,8 +40,14 @@ from tests.harness import s3server
 from tests.harness.distributions import make_wheel
 from tests.harness.fakes import write_file
 from tests.harness.memory_storage import MemoryStorage
+from tests.harness.records import make_record
 from tests.harness.s3 import PREFIX, S3Case
 from tests.harness.storage import AdoptionContractMixin, StorageContractMixin, collected
+
+
+def presigned(storage, path):
+    """The URL C{storage} redirects a download of its file at C{path} to (its signed URL)."""
+    return storage.locate(make_record(path=path)).url
 
 
 def count_calls(storage):
@@ -327,14 +333,14 @@ class S3StorageTests(S3Case):
             signed.append(args)
             return original(*args)
         self.patch(s3api, "presign", presign)
-        first = storage.presigned(PREFIX + "a.whl")
+        first = presigned(storage, "a.whl")
         self.assertIn("X-Amz-Expires=3600", first)
         self.assertEqual(len(signed), 1)
         clock.advance(2000)
-        self.assertEqual(storage.presigned(PREFIX + "a.whl"), first)
+        self.assertEqual(presigned(storage, "a.whl"), first)
         self.assertEqual(len(signed), 1)
         clock.advance(1001)
-        storage.presigned(PREFIX + "a.whl")
+        presigned(storage, "a.whl")
         self.assertEqual(len(signed), 2)
 
     async def test_presigned_never_beyond_credentials(self):
@@ -346,7 +352,7 @@ class S3StorageTests(S3Case):
             self.run_in_thread, reactor)
         storage = await self.ready_storage(clock=clock, credentials=credentials,
                                            expire_after=86400.0, buffer_time=600.0)
-        url = storage.presigned(PREFIX + "a.whl")
+        url = presigned(storage, "a.whl")
         self.assertIn("X-Amz-Expires=1200", url)
 
     async def test_presigned_url_serves(self):
@@ -364,7 +370,7 @@ class S3StorageTests(S3Case):
     async def test_state_round_trip(self):
         """The URL cache goes through the snapshot; a cache signed by other keys is dropped."""
         storage = await self.ready_storage()
-        url = storage.presigned(PREFIX + "a.whl")
+        url = presigned(storage, "a.whl")
         self.assertTrue(storage.state_changed())
         state = storage.state()
         self.assertFalse(storage.state_changed())
@@ -372,10 +378,10 @@ class S3StorageTests(S3Case):
         restored = snapshot_reading.decode(data).storage_state
         again = await self.ready_storage()
         again.restore_state(restored)
-        self.assertEqual(again.presigned(PREFIX + "a.whl"), url)
+        self.assertEqual(presigned(again, "a.whl"), url)
         other = await self.ready_storage(access_key=s3server.OTHER_ACCESS_KEY)
         other.restore_state(restored)
-        self.assertNotEqual(other.presigned(PREFIX + "a.whl"), url)
+        self.assertNotEqual(presigned(other, "a.whl"), url)
 
     async def test_stream_range(self):
         """In stream mode a byte range of a file is fetched from the bucket."""
