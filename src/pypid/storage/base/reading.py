@@ -33,8 +33,8 @@ writer, each defined above this module.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import IO, TYPE_CHECKING, Protocol, cast
+from collections.abc import Awaitable, Sequence
+from typing import IO, Protocol, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -61,10 +61,6 @@ from pypid.storage.base.interface import (
     ScanResult,
     StorageError,
 )
-
-if TYPE_CHECKING:
-    # (the module reads no web response unless a bucket's file is fetched)
-    from twisted.web.iweb import IResponse
 
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.storage.reading")
@@ -313,16 +309,13 @@ async def put_file(storage: IStorage, record: FileRecord, target: FileSink,
         elif isinstance(location, MemoryFile):
             await target.write(path, _check(location.data, record), BINARY_TYPE)
         elif isinstance(location, RemoteBytes):
-            # (the casts go once storage.base.interface types RemoteBytes and RemoteFile)
-            read = cast(Callable[[], Awaitable[bytes]], location.read)
-            data = _check(await read(), record)
+            data = _check(await location.read(), record)
             await target.write(path, data, BINARY_TYPE)
         elif isinstance(location, RemoteFile):
             spool = target.spool()
             try:
                 with open(spool, "wb") as out:
-                    fetch = cast("Callable[[int, int], Awaitable[IResponse]]", location.fetch)
-                    body = await fetch(0, location.size)
+                    body = await location.fetch(0, location.size)
                     receiver = _Spool(out)
                     body.deliverBody(receiver)
                     digest = await receiver.done
