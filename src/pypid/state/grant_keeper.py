@@ -16,12 +16,14 @@ so it is not read again on a timer.
 A storage that fails, or a document that cannot be read, is logged: the
 grants are served all the same, those the server has no word of from its
 start (what it read is kept when only the write failed), and the next
-reload tries again.
+reload tries again. The indexes take the grants through L{serve_namespaces};
+a new grant's projects that its owners did not make are L{namespace_found}.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -31,20 +33,25 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pypid.auth.policy import admin_users_and_groups
+from pypid.config import Config
+from pypid.core.dists.model import FileRecord
 from pypid.core.indexes.grant_ledger import GrantLedger
+from pypid.core.indexes.index import Index
+from pypid.core.indexes.namespace_api import IndexNamespaces, foreign_projects
 from pypid.core.indexes.namespaces import Grant, NamespaceGrants
+from pypid.core.indexes.project import Project
 from pypid.core.parts import IReloadable
 from pypid.storage.base.capabilities import GRANT_LEDGER, IServerDocuments
 
 log = Logger()
 
-#: C{take(grants, ledger)}: serve the grants (the registry's
-#: L{pypid.state.namespace_serving.serve_namespaces}).
+#: C{take(grants, ledger)}: serve the grants (the registry's L{serve_namespaces}).
 Take = Callable[[NamespaceGrants, GrantLedger], object]
 
 #: C{found(grant, settings)}: the projects of C{grant}'s namespace the
 #: indexes hold that its owners did not make (by the C{[groups]} and
-#: admins of C{settings}: L{pypid.state.namespace_serving.namespace_found}).
+#: admins of C{settings}: L{namespace_found}).
 Found = Callable[[Grant, Any], Iterable[str]]
 
 
@@ -139,3 +146,57 @@ class GrantKeeper(Service):
     def _serve(self, ledger: GrantLedger) -> None:
         self.ledger = ledger
         self._take(self._grants, ledger)
+
+
+class Hosted(Protocol):
+    """A hosted index, as far as its namespaces go (L{pypid.state.hosted_stack.HostedStack})."""
+
+    @property
+    def index(self) -> Index: ...
+
+
+def namespace_found(stacks: Mapping[str, Hosted], grant: Grant,
+                    settings: Config) -> set[str]:
+    """
+    The projects of C{grant}'s namespace that the hosted indexes it is
+    granted in hold (of C{stacks}) and its owners did not make, as
+    C{index/project} (L{foreign_projects}, the first file of each among
+    its live and binned ones; C{settings}' C{[groups]} and admins). Only
+    the projects of the namespace are read: their records, not every
+    project's (a start from a snapshot defers most).
+    """
+    users, admin_groups = admin_users_and_groups(settings.auth.admins)
+    admins = frozenset({f"user:{u}" for u in users} | {f"group:{g}" for g in admin_groups})
+    found: set[str] = set()
+    for name, stack in stacks.items():
+        if grant.index is not None and grant.index != name:
+            continue
+        index = stack.index
+        binned: dict[str, list[FileRecord]] = {}
+        for record in index.binned():
+            binned.setdefault(record.project, []).append(record)
+        projects = ((project.name, partial(_all_files, project, binned.get(project.name, ())))
+                    for project in index.projects())
+        found |= {f"{name}/{project}" for project in foreign_projects(
+            grant, projects, settings.groups, admins)}
+    return found
+
+
+def _all_files(project: Project, binned: Sequence[FileRecord]) -> list[FileRecord]:
+    return [*project.files.values(), *binned]
+
+
+def serve_namespaces(spaces: Mapping[str, IndexNamespaces], stacks: Mapping[str, Hosted],
+                     grants: NamespaceGrants, ledger: GrantLedger) -> list[str]:
+    """
+    Serve C{grants}, over what C{ledger} says of them (L{GrantKeeper}), in
+    every index of C{spaces}; a hosted index (of C{stacks}) whose
+    namespaces changed drops its pages (the composed ones go by their
+    stamp). The names of the indexes that changed.
+    """
+    changed = [name for name, found in spaces.items() if found.take(grants, ledger)]
+    for name in changed:
+        stack = stacks.get(name)
+        if stack is not None:
+            stack.index.rendered.namespaces_changed()
+    return changed

@@ -60,7 +60,7 @@ from pypid.jobs.run import Run
 from pypid.machine.topics import LONE, Hub
 from pypid.state.advisory_decisions import DecisionLog
 from pypid.state.cleanup import IndexCleanup
-from pypid.state.grant_keeper import GrantKeeper
+from pypid.state.grant_keeper import GrantKeeper, namespace_found, serve_namespaces
 from pypid.state.hosted_stack import HostedStack
 from pypid.state.index_sections import (
     advisory_rules,
@@ -70,7 +70,6 @@ from pypid.state.index_sections import (
     upload_rules,
     view_filters,
 )
-from pypid.state.namespace_serving import namespace_found, serve_namespaces
 from pypid.state.recycle_bin import RecycleBin
 from pypid.state.usage_log import UsageLog
 from pypid.state.waiver_keeper import WaiverKeeper
@@ -113,7 +112,7 @@ class IndexRegistry:
         the default index's storage; L{None} for a storage that keeps none.
     @ivar namespaces: name -> the PEP 752 namespaces the index serves,
         for every index; the same object for its lifetime, its grants
-        taken in place (L{pypid.state.namespace_serving.serve_namespaces}, by L{grants}).
+        taken in place (L{pypid.state.grant_keeper.serve_namespaces}, by L{grants}).
     @ivar grants: keeps when each grant came into force, in the default
         index's storage (L{GrantKeeper}); L{None} for a storage that keeps none.
     @ivar serials: every hosted index's projects' serials, the journal's

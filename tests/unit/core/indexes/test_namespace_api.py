@@ -611,7 +611,7 @@ class ServerTests(_ServerMixin, SynchronousTestCase):
         def counting(grant, projects, *args):
             looked.append(grant.name)
             return real(grant, projects, *args)
-        import pypid.state.namespace_serving as serving
+        import pypid.state.grant_keeper as serving
         self.patch(serving, "foreign_projects", counting)
         self.reload("acme = group:platform\n")
         # (one call an index it is granted in: default and release)
