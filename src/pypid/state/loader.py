@@ -39,9 +39,8 @@ from pypid.core.util.clock_steps import ClockReading, trusted_since
 from pypid.core.util.startup import StartupError
 from pypid.core.util.units import counted
 from pypid.state.backfill import Backfill
-from pypid.state.boot_clock import read_boot_clock
 from pypid.state.merge import apply_changes, apply_statuses, merge_scan
-from pypid.state.writer import SnapshotWriter
+from pypid.state.writer import SnapshotWriter, read_boot_clock
 from pypid.storage.base import snapshot as snapshots
 from pypid.storage.base import snapshot_reading
 from pypid.storage.base.capabilities import ISharedStorage

@@ -26,6 +26,9 @@ these intention-revealing calls; no one else sets its state.
 
 from __future__ import annotations
 
+import functools
+import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +49,6 @@ from pypid.core.util.notice import Notice
 from pypid.core.util.units import counted
 from pypid.jobs.periodic import Periodic
 from pypid.jobs.run import Run
-from pypid.state.boot_clock import read_boot_clock
 from pypid.storage.base.capabilities import ISharedStorage
 from pypid.storage.base.snapshot import encode, lines, write
 
@@ -58,6 +60,33 @@ log = Logger()
 
 #: The soonest a save that L{SnapshotWriter.soon} asks for is made.
 SOON = 5.0
+
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    """This boot's id (it does not change while the process lives), or L{None}."""
+    try:
+        with open(_BOOT_ID, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def read_boot_clock() -> tuple[str, float] | None:
+    """
+    The clock that never steps, kept with each snapshot: C{(boot id,
+    seconds since boot)}, Linux's C{CLOCK_BOOTTIME} (a suspend counts, as
+    on the wall clock) and the boot it is of; L{None} elsewhere, where a
+    start cannot tell the wall clock went back since.
+    """
+    if sys.platform != "linux":
+        return None
+    boot = _boot_id()
+    if boot is None:
+        return None
+    return boot, time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 @implementer(IMetricsSource)

@@ -287,7 +287,7 @@ class BootClockTests(SynchronousTestCase):
         """On Linux, a snapshot saved by a writer built without a boot clock holds this boot's."""
         import sys
 
-        from pypid.state.boot_clock import read_boot_clock
+        from pypid.state.writer import read_boot_clock
 
         if sys.platform != "linux":
             raise self.skipTest("the boot's clock is read on Linux only")
