@@ -17,14 +17,9 @@ commit (L{pypid.state.indexes.IndexRegistry.take_rules},
 L{pypid.state.indexes.IndexRegistry.take_upload_rules}).
 
 The rest is refused, the whole reload with it (one line naming the
-section; the server keeps its configuration): a hosted index added or
-removed, a hosted index's sources changed, an C{[upstream:NAME]} added or
-removed, or the first named index added or the last removed. Each needs
-work done only at start-up or stop: a storage prepared and loaded, work
-that can fail after the other parts took the reload
-(L{pypid.daemon.container.Parts.reload}); uploads in flight finished and
-a last snapshot taken; an upstream's cache and client made; a server
-without named indexes serves no C{/NAME/} path at all.
+section and the work only a start or a stop does, L{_refuse_restarts}; the
+server keeps its configuration): work that could fail after the other
+parts took the reload (L{pypid.daemon.container.Parts.reload}).
 C{docs/configuration.rst} says the same to operators.
 
 All is decided against the start's configuration and the views of now.
