@@ -46,7 +46,6 @@ class FolderImports:
     Describes the files of a folder that have no usable record, and renders
     stored files' details.
 
-    @ivar _sidecars: the folder's L{Sidecars}.
     @ivar _render: renders a description (the daemon's sandbox).
     @ivar _unwritten: metadata of files imported by the last scan whose
         sidecars are not written yet (filename -> bytes); served from here

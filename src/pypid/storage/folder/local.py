@@ -413,7 +413,6 @@ class FolderLock:
     servers on one folder would each miss the other's uploads. Blocking:
     for a worker thread.
 
-    @ivar _sidecars: the folder's L{Sidecars} (its paths).
     @ivar shared: whether the folder is shared by a machine's workers: their
         supervisor took the lock and swept every spool before it started
         them; a worker sweeps its own spool only (the others' uploads are
