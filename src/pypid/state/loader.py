@@ -439,7 +439,6 @@ class IndexMetrics:
     The index's numbers for C{/metrics}; its sizes are summed again only
     when the serial moved.
 
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
     @ivar _label: its name as the value of an C{index} label, on a server
         of named indexes (the collector joins their samples); L{None} on a
         server of one index: no label.
@@ -503,9 +502,6 @@ class IndexPart(Service):
     the listeners open (a failure stops start-up with one line,
     C{Cannot load the index: ...}); on C{SIGHUP} it takes the new page
     budget and access rules; for C{/metrics}, its size and page cache.
-
-    @ivar index: the L{pypid.core.indexes.index.Index}.
-    @ivar loader: its L{IndexLoader}.
     """
 
     def __init__(self, index: Index, loader: IndexLoader, label: str | None = None) -> None:
