@@ -29,11 +29,6 @@ from pypid.storage.bucket.store import ObjectRef, ObjectStore
 log = Logger()
 
 
-async def _together(writes: Sequence[Coroutine[Any, Any, Any]]) -> None:
-    """Run C{writes} at once; the first failure is raised once they are all done."""
-    await gather([ensureDeferred(write) for write in writes])
-
-
 @attrs.frozen
 class CopySources:
     """
@@ -78,7 +73,7 @@ class ObjectWriter:
         rounds of requests a file rather than eight (on moto, ten files
         took 1.0 to 1.4 s either way: the noise of a shared machine).
         """
-        await _together([
+        await gather(ensureDeferred(write) for write in [
             self._copy_or_remove(source.metadata, self._layout.metadata_key(filename)),
             self._copy_or_remove(source.details, self._layout.details_key(filename)),
             *extra])
