@@ -155,7 +155,7 @@ class LocalStorage:
         The descriptor that holds the folder's lock, while held: the
         supervisor's lean process inherits it (L{pypid.daemon.handover}).
         """
-        return self._lock.descriptor()
+        return self._lock.fd
 
     def close(self) -> None:
         """Release the folder (at the end of the service's life)."""
@@ -417,12 +417,12 @@ class FolderLock:
         supervisor took the lock and swept every spool before it started
         them; a worker sweeps its own spool only (the others' uploads are
         under way in theirs), what the one it replaces left.
-    @ivar _fd: the descriptor that holds the lock, while held.
+    @ivar fd: the descriptor that holds the lock, while held (a process inherits it).
     """
 
     _sidecars: Sidecars
     shared: bool = False
-    _fd: int | None = attrs.field(default=None, init=False, repr=False)
+    fd: int | None = attrs.field(default=None, init=False, repr=False)
 
     def prepare(self) -> None:
         """Create the folders, take the lock and sweep temporary files left by a crash."""
@@ -452,22 +452,18 @@ class FolderLock:
 
     def _lock(self) -> None:
         """Take the folder's exclusive lock, unless held already."""
-        if self._fd is not None:
+        if self.fd is not None:
             return
         root = self._sidecars.root
         fd = exclusive_lock(os.path.join(root, META_DIR, "lock"))
         if fd is None:
             raise StorageError(f"{root} is in use by another pypid process")
-        self._fd = fd
-
-    def descriptor(self) -> int | None:
-        """The descriptor that holds the lock (L{None}: not held), for a process to inherit."""
-        return self._fd
+        self.fd = fd
 
     def close(self) -> None:
         """Release the folder (at the end of the service's life)."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
             os.close(fd)
 
 
