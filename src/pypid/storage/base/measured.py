@@ -40,7 +40,7 @@ class MeasuredStorage:
 
     def __init__(self, inner: IStorage, timer: Callable[[], float],
                  timings: Timings | None = None) -> None:
-        self._inner = inner
+        self.inner = inner
         self._timer = timer
         self.timings = timings if timings is not None else Timings()
         directlyProvides(self, providedBy(inner))
@@ -57,11 +57,6 @@ class MeasuredStorage:
             if method is not None:
                 setattr(self, name, self._timed(name, method))
 
-    @property
-    def inner(self) -> IStorage:
-        """The storage that does the work."""
-        return self._inner
-
     def operation_families(self, store: str) -> list[Family]:
         """The calls, errors and latency of the backend's operations, labelled C{store}."""
         return timing_families(("pypid_storage_operations", "pypid_storage_errors",
@@ -70,7 +65,7 @@ class MeasuredStorage:
 
     def __getattr__(self, name: str) -> Any:
         # (only for what __init__ did not set: untimed calls and attributes)
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
     def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         timer, record = self._timer, self.timings.record

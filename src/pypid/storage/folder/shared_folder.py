@@ -96,7 +96,7 @@ class SharedFolder:
         @param run: where the files' states are read.
         @param clock: tells L{synced_at}.
         """
-        self._inner = inner
+        self.inner = inner
         self.changes = changes
         self._hub = hub
         self._run = run
@@ -120,21 +120,16 @@ class SharedFolder:
 
     def __getattr__(self, name: str) -> Any:
         # (what is not a change passes through: reads, locate, identity...)
-        return getattr(self._inner, name)
-
-    @property
-    def inner(self) -> LocalStorage:
-        """The folder itself."""
-        return self._inner
+        return getattr(self.inner, name)
 
     def prepare(self) -> Deferred[None]:
         """The folder's, then where the journal ends: the start's scan sees what came before."""
-        return self._inner.prepare().addCallback(
+        return self.inner.prepare().addCallback(
             lambda _: Deferred.fromCoroutine(self.changes.start()))
 
     def close(self) -> Deferred[Any]:
         """The folder's, once what is told is written (a journal of its own)."""
-        return self.changes.close().addBoth(lambda _: self._inner.close())
+        return self.changes.close().addBoth(lambda _: self.inner.close())
 
     # -- telling -------------------------------------------------------------------------
 
@@ -156,7 +151,7 @@ class SharedFolder:
             if serial is None:
                 raise StorageError(
                     f"the journal cannot be written to tell that {project}'s status changed")
-        return self._inner.keep_status(project, data).addCallback(
+        return self.inner.keep_status(project, data).addCallback(
             lambda _: self.changes.tell((), [project])).addCallback(told)
 
     def _told(self, result: Any, filenames: Sequence[str], projects: Sequence[str]) -> Any:
@@ -189,7 +184,7 @@ class SharedFolder:
         states = await self._run(lambda: [read_state(sidecars, name) for name in files])
         statuses: dict[str, bytes | None] = {}
         if projects:
-            kept = await self._inner.statuses()
+            kept = await self.inner.statuses()
             statuses = {project: kept.get(project) for project in projects}
         self.changes.advance(serial)
         self._synced_at = self._clock.seconds()
@@ -225,8 +220,8 @@ class SharedFolder:
 
         async def check() -> ScanResult:
             try:
-                scanned = await self._inner.scan(known, 0.0, tombstones)
-                return attrs.evolve(scanned, statuses=await self._inner.statuses())
+                scanned = await self.inner.scan(known, 0.0, tombstones)
+                return attrs.evolve(scanned, statuses=await self.inner.statuses())
             except BaseException:
                 self._lapped = True
                 raise
