@@ -32,7 +32,7 @@ from pypid.core.records import metrics
 from pypid.core.records.login_failures import LoginFailures
 from pypid.core.records.metrics import RequestStats
 from pypid.core.util.bounded import put_newest
-from pypid.storage.bucket import signed_urls as presigning
+from pypid.storage.bucket import object_reads as presigning
 from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.storage import BucketStorage
 from pypid.storage.s3.api import S3Client

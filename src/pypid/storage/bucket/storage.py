@@ -81,11 +81,10 @@ from pypid.storage.bucket.layout import Layout
 from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.markers import LOOKBACK, BucketChanges
 from pypid.storage.bucket.object_adoption import JournalObjects, ObjectAdoption
-from pypid.storage.bucket.object_reads import ObjectReads
+from pypid.storage.bucket.object_reads import ObjectReads, PresignedURLs
 from pypid.storage.bucket.object_writes import CopySources, ObjectWriter
 from pypid.storage.bucket.pending_writes import PendingWrites
 from pypid.storage.bucket.shared_view import SharedView
-from pypid.storage.bucket.signed_urls import PresignedURLs
 from pypid.storage.bucket.status_objects import StatusObjects, read_status
 from pypid.storage.bucket.store import ObjectStore, read_all
 
