@@ -23,9 +23,8 @@ from twisted.internet.interfaces import IReactorTime
 from pypid.core.dists.model import FileRecord
 from pypid.storage.base.interface import ScanResult
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
-from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.file_states import BucketListing, FileStates
 from pypid.storage.bucket.imports import Importer
-from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.markers import STALE, BucketChanges
 from pypid.storage.bucket.status_objects import StatusObjects
 from pypid.storage.bucket.store import ObjectStore, PacedStore, Pacer

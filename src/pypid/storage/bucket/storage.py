@@ -74,11 +74,10 @@ from pypid.storage.base.records import FOLDER
 from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.bucket.bucket_records import BucketRecords
 from pypid.storage.bucket.bucket_snapshot import BucketSnapshot
-from pypid.storage.bucket.file_states import FileStates
+from pypid.storage.bucket.file_states import BucketListing, FileStates
 from pypid.storage.bucket.file_writes import FileWrites
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout
-from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.markers import LOOKBACK, BucketChanges
 from pypid.storage.bucket.object_adoption import JournalObjects, ObjectAdoption
 from pypid.storage.bucket.object_reads import ObjectReads, PresignedURLs

@@ -3,7 +3,7 @@ Fast, in-memory tests of the private collaborators of
 L{pypid.storage.bucket.storage.S3Storage}: the presigned URL cache
 (L{pypid.storage.bucket.object_reads.PresignedURLs}), the import of objects found without a
 record (L{pypid.storage.bucket.imports}) and the full listing
-(L{pypid.storage.bucket.listing}).
+(L{pypid.storage.bucket.file_states.BucketListing}).
 """
 
 import hashlib
@@ -17,9 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.storage.base.interface import StorageError
 from pypid.storage.bucket import object_reads as presigning
+from pypid.storage.bucket.file_states import BucketListing
 from pypid.storage.bucket.imports import Importer
 from pypid.storage.bucket.layout import Layout, user_metadata, yank_body
-from pypid.storage.bucket.listing import BucketListing
 from pypid.storage.bucket.object_reads import PresignedURLs
 from pypid.storage.bucket.store import Listed, ObjectHead, parse_iso_time
 from pypid.storage.s3.api import S3Client
