@@ -3,11 +3,8 @@ The indexes of a server: its hosted indexes, each a stack of its own
 (L{pypid.state.hosted_stack.HostedStack}), and its views; what the
 configuration says of each index is read by L{pypid.state.index_sections}.
 
-L{IndexRegistry} holds the stacks by name and, for every index (hosted
-or view), its sources in order (L{pypid.core.indexes.index_names.resolve_order})
-and its L{pypid.core.indexes.composed.ComposedIndex}; a view keeps pages only as
-they are asked. It holds the named upstreams too, each once however many
-indexes name it (L{pypid.upstream.source.SourceSide}).
+A view keeps pages only as they are asked; a named upstream is held
+once however many indexes name it (L{pypid.upstream.source.SourceSide}).
 
 The named stacks load bases first. A file promoted from one hosted index
 to another takes its record's memory once: an index shares a promoted
