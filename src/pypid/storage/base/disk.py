@@ -130,6 +130,17 @@ def write_durably(path: str, data: bytes, prefix: str = ".tmp-") -> None:
     fsync_folder(os.path.dirname(path) or ".")
 
 
+def sweep_files(folder: str) -> int:
+    """Make C{folder}, and remove the files a crash left in it (a spool): how many."""
+    os.makedirs(folder, exist_ok=True)
+    swept = 0
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            remove_file(entry.path)
+            swept += 1
+    return swept
+
+
 def remove_file(path: str) -> None:
     """Remove the file at C{path}, if it is still there."""
     try:

@@ -32,7 +32,6 @@ small objects by name (documents, usage records) itself.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -58,7 +57,7 @@ from pypid.storage.base.capabilities import (
     IUsageStorage,
     Polled,
 )
-from pypid.storage.base.disk import remove_file
+from pypid.storage.base.disk import sweep_files
 from pypid.storage.base.interface import (
     IStorage,
     MemoryFile,
@@ -129,14 +128,6 @@ class BucketSettings:
                    sync_interval=section.sync_interval,
                    bucket_snapshot=section.bucket_snapshot, max_import_size=max_import_size,
                    check_rate=section.check_rate)
-
-
-def _sweep(folder: str) -> None:
-    """Make the spool folder and remove the files a crash left in it."""
-    os.makedirs(folder, exist_ok=True)
-    for entry in os.scandir(folder):
-        if entry.is_file(follow_symlinks=False):
-            remove_file(entry.path)
 
 
 @implementer(IStorage, IAdoptingStorage, IEvictingStorage, ISharedStorage, IMetricsSource,
@@ -224,7 +215,7 @@ class BucketStorage:
         refuses to overwrite (L{StorageError} saying what to fix otherwise).
         """
         async def prepare() -> None:
-            await self._run(_sweep, self.temp_dir)
+            await self._run(sweep_files, self.temp_dir)
             await self._client.start()
             await self._client.answers(self._layout.prefix)
             await self._refuse_overwrites()

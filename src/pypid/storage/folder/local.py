@@ -62,6 +62,7 @@ from pypid.storage.base.disk import (
     fsync_folder,
     read_if_present,
     remove_file,
+    sweep_files,
     write_atomically,
 )
 from pypid.storage.base.interface import (
@@ -440,12 +441,7 @@ class FolderLock:
             meta = os.path.join(sidecars.root, META_DIR)
             spools += [entry.path for entry in os.scandir(meta)
                        if entry.name.startswith(WORKER_SPOOL) and entry.is_dir()]
-        swept = 0
-        for spool in spools:
-            for entry in os.scandir(spool):
-                if entry.is_file(follow_symlinks=False):
-                    remove_file(entry.path)
-                    swept += 1
+        swept = sum(map(sweep_files, spools))
         if swept:
             _lock_log.info("Removed {files} left by an earlier run",
                            files=counted(swept, "temporary file"))
