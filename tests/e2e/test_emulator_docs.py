@@ -116,8 +116,15 @@ class EmulatorDocsMixin:
                 pass
 
     def _log_tail(self):
-        with open(self.log_path, "rb") as f:
-            return f.read()[-3000:].decode("utf-8", "replace")
+        """The commands' output, and the end of each log the emulator wrote."""
+        tails = [self.log_path]
+        for folder, _, names in os.walk(os.path.join(self.home, "pypid-emulators")):
+            tails += [os.path.join(folder, name) for name in names if name.endswith(".log")]
+        said = []
+        for path in tails:
+            with open(path, "rb") as f:
+                said.append(f"-- {path}:\n" + f.read()[-3000:].decode("utf-8", "replace"))
+        return "\n".join(said)
 
     def run_block(self, block):
         """Run one block with bash, as a user would paste it; its process group lives on."""
@@ -140,8 +147,11 @@ class EmulatorDocsMixin:
         """The section's commands install, start, make the bucket and serve."""
         start, configure, serve = blocks(self.name)
         self.run_block(start)
-        wait_until(lambda: answers(self.emulator_port), ANSWER_LIMIT,
-                   f"{self.name} answers on port {self.emulator_port}")
+        try:
+            wait_until(lambda: answers(self.emulator_port), ANSWER_LIMIT,
+                       f"{self.name} answers on port {self.emulator_port}")
+        except AssertionError as e:
+            self.fail(f"{e}:\n{self._log_tail()}")
         self.run_block(configure)
         with open(self.log_path, "ab") as log:
             server = subprocess.Popen(["bash", "-e", "-c", serve], cwd=self.work, env=self.env,
