@@ -94,7 +94,12 @@ class EmulatorDocsMixin:
         os.makedirs(self.work)
         os.makedirs(CACHE, exist_ok=True)
         venv_bin = os.path.dirname(sys.executable)
-        self.env = {**os.environ, "HOME": self.home,
+        # (as a user's shell: trial's workers under -j get the test
+        # process's sys.path as PYTHONPATH, and a venv the commands make
+        # would see this checkout's packages as installed)
+        given = {key: value for key, value in os.environ.items()
+                 if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        self.env = {**given, "HOME": self.home,
                     "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
                     "npm_config_cache": os.path.join(CACHE, "npm"),
                     "PIP_CACHE_DIR": os.path.join(CACHE, "pip")}
