@@ -75,6 +75,8 @@ class Options(usage.Options):
         self.arguments: tuple[str, ...] = ()
         #: twistd's own options, once twistd parsed this command's
         self.parent: usage.Options | None = None
+        #: a worker's: the machine's refusals of a SIGHUP it has read (L{_read})
+        self.refusals_told = 0
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse C{options} (by default the command line's), keeping them as given."""
@@ -107,7 +109,10 @@ class Options(usage.Options):
         if worker is None:
             return load_config(self["config"], self["set"], self["listen"], os.environ)
         in_force = worker.config.read()
-        if reloading and in_force.refused is not None:
+        # (each refusal told once: one made before this worker started, or
+        # already told, leaves the configuration in force to read again)
+        told, self.refusals_told = self.refusals_told, in_force.refusals
+        if reloading and in_force.refused is not None and in_force.refusals > told:
             raise StartupError("the supervisor's check refused the configuration; its log "
                                "says why", in_force.refused or None)
         return load_config(self["config"], self["set"], self["listen"], os.environ,

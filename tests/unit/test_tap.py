@@ -110,6 +110,31 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(options["config_obj"], Config)
         self.assertEqual(options["config_obj"].server.listen, ("tcp:8080:interface=127.0.0.1",))
 
+    def test_worker_tells_each_refusal_once(self):
+        """
+        A worker reads the configuration in force at a reload, and a
+        refusal of its supervisor's check refuses the reload too, once: a
+        C{SIGHUP} sent to the worker itself (C{systemctl kill}), or a
+        refusal made before the worker started, reads the configuration
+        in force again.
+        """
+        from pypid.daemon.machine import WorkerRole
+        from pypid.machine.config_in_force import ConfigInForce
+        in_force = ConfigInForce.create("")
+        self.addCleanup(in_force.close)
+        in_force.write("[pypid]\nthreads = 5\n", refused="", refusals=1)
+        options = Options()
+        options["config"] = write_file(os.path.abspath(self.mktemp()), b"[pypid]\n")
+        options["worker"] = WorkerRole(2, 2, None, (), in_force)
+        options._read(reloading=False)
+        self.assertEqual(options.reread().server.threads, 5)
+        in_force.write("[pypid]\nthreads = 5\n", refused="[pypid] workers", refusals=2)
+        e = self.assertRaises(StartupError, options.reread)
+        self.assertEqual(e.named, "[pypid] workers")
+        self.assertEqual(options.reread().server.threads, 5)
+        in_force.write("[pypid]\nthreads = 6\n", refusals=2)
+        self.assertEqual(options.reread().server.threads, 6)
+
     def test_errors_name_the_command_line(self):
         """
         Issue 59, finding 11: an error at start-up about a value of C{--set}

@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         if refused is not None:
             err.write(f"Cannot reload TLS, still using the certificate loaded before: "
                       f"{refused}\n")
-        in_force.write(config.text, {**config.held, **tls})
+        in_force.write(config.text, {**config.held, **tls}, refusals=held.refusals)
     except StartupError as e:
         err.write(f"{e}\n")
-        in_force.write(held.text, held.held, refused=e.named or "")
+        in_force.write(held.text, held.held, refused=e.named or "",
+                       refusals=held.refusals + 1)
         return 1
     finally:
         in_force.close()

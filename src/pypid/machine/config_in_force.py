@@ -44,11 +44,15 @@ class HeldTexts:
         at fault (C{""} where the check names none): what the first
         worker's journal entry says of it, and so its webhook event; L{None}
         after one taken.
+    @ivar refusals: how many C{SIGHUP}s the machine refused, so that a
+        worker tells each once (a C{SIGHUP} sent to a worker itself, as
+        C{systemctl kill} does, finds one it already told).
     """
 
     text: str
     held: Mapping[str, str]
     refused: str | None = None
+    refusals: int = 0
 
 
 @attrs.define(eq=False)
@@ -79,14 +83,15 @@ class ConfigInForce:
         return self._fd
 
     def write(self, text: str, held: Mapping[str, str] | None = None,
-              refused: str | None = None) -> None:
+              refused: str | None = None, refusals: int = 0) -> None:
         """
         Hold C{text}, and C{held} (the other files' texts by path), from now
         on (a worker reading meanwhile reads the old or the new), and
-        whether the last C{SIGHUP} was C{refused} (L{HeldTexts.refused}).
+        whether the last C{SIGHUP} was C{refused}, of C{refusals} in all
+        (L{HeldTexts}).
         """
-        data = json.dumps({"text": text, "held": dict(held or {}),
-                           "refused": refused}).encode("utf-8")
+        data = json.dumps({"text": text, "held": dict(held or {}), "refused": refused,
+                           "refusals": refusals}).encode("utf-8")
         with flocked(self._fd, fcntl.LOCK_EX):
             os.ftruncate(self._fd, 0)
             written = 0
@@ -105,7 +110,8 @@ class ConfigInForce:
                 chunks.append(chunk)
                 taken += len(chunk)
         value = json.loads(b"".join(chunks))
-        return HeldTexts(value["text"], value["held"], value.get("refused"))
+        return HeldTexts(value["text"], value["held"], value.get("refused"),
+                         value.get("refusals", 0))
 
     def close(self) -> None:
         """Let go of the memory file (it lives while any process holds it)."""
