@@ -324,7 +324,10 @@ class HostileClientTests(TLSDaemonTestCase):
         return client
 
     def assert_served(self):
-        """The next client downloads the file whole, and asks for /health on the same connection."""
+        """
+        The next client downloads the file whole, and asks for /health on
+        the same connection; that connection, kept open.
+        """
         path, size = self.prepared
         kept = httpclient.HTTPSConnection(HOST, self.daemon.port, context=client_context(),
                                           timeout=HTTP_TIMEOUT)
@@ -332,6 +335,7 @@ class HostileClientTests(TLSDaemonTestCase):
         self.assertEqual(len(https("GET", self.daemon.url + path[1:], connection=kept).body),
                          size)
         self.assertEqual(https("GET", self.daemon.url + "health", connection=kept).status, 200)
+        return kept
 
     def test_bad_record_mid_download(self):
         """
@@ -389,14 +393,8 @@ class HostileClientTests(TLSDaemonTestCase):
         connection, then sends its close_notify, gets the server's
         close_notify, then the FIN, at once.
         """
-        path, size = self.prepared
         dropped = self.daemon.log_since_start().count(b"Dropping a TLS connection")
-        kept = httpclient.HTTPSConnection(HOST, self.daemon.port, context=client_context(),
-                                          timeout=HTTP_TIMEOUT)
-        self.addCleanup(kept.close)
-        self.assertEqual(len(https("GET", self.daemon.url + path[1:], connection=kept).body),
-                         size)
-        self.assertEqual(https("GET", self.daemon.url + "health", connection=kept).status, 200)
+        kept = self.assert_served()
         kept.sock.settimeout(CLOSE_BUDGET)
         plain = kept.sock.unwrap()  # (the close_notify, both ways)
         self.assertEqual(plain.recv(1), b"", "no FIN")

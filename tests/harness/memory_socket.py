@@ -4,7 +4,7 @@ A TCP transport in memory with Twisted's own buffer and flow control
 much as the test lets the client read (L{MemorySocket.take}). The tests of
 the channel's send timeout and of the TLS layer's closes drive it with a
 L{twisted.internet.task.Clock}, with a large answer streamed through it
-(L{Stream}).
+(L{Stream}), and TLS records moved between the two (L{pump}).
 """
 
 from twisted.internet.abstract import FileDescriptor
@@ -115,3 +115,20 @@ class Stream:
     def stopProducing(self):
         self.stopped = True
         self.left = 0
+
+
+def pump(clock, client_io, server, socket):
+    """
+    Move what the client wrote (into C{client_io}, a string transport) to
+    the C{server} protocol, and what the kernel took (C{socket}'s room) to
+    the client, until neither moves.
+    """
+    for _ in range(20):
+        clock.advance(0)  # (the TLS layer writes small pieces at the next turn)
+        data = client_io.value()
+        client_io.clear()
+        if data:
+            server.dataReceived(data)
+        socket.take(0)
+        if not data and not client_io.value():
+            return

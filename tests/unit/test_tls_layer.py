@@ -40,7 +40,7 @@ from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
 from tests.harness.e2e import TCP_CLOSE
-from tests.harness.memory_socket import MemorySocket, Stream
+from tests.harness.memory_socket import MemorySocket, Stream, pump
 from tests.harness.tls import (
     PEER,
     client_context,
@@ -368,15 +368,7 @@ class ClientEndsMidAnswerTests(SynchronousTestCase):
 
     def pump(self):
         """Move what the client wrote to the server, and what the kernel took to the client."""
-        for _ in range(20):
-            self.clock.advance(0)  # (the TLS layer writes small pieces at the next turn)
-            data = self.client_io.value()
-            self.client_io.clear()
-            if data:
-                self.server.dataReceived(data)
-            self.socket.take(0)
-            if not data and not self.client_io.value():
-                return
+        pump(self.clock, self.client_io, self.server, self.socket)
 
     def download(self):
         """Ask for the large answer, the client reading none of it: most of it stays unsent."""

@@ -26,7 +26,7 @@ from pypid.web.server.channel import PypidChannel
 from pypid.web.server.tls_layer import ClosingTLSFactory
 from pypid.web.site import PypidSite
 from pypid.web.web_inputs import SiteSettings
-from tests.harness.memory_socket import MemorySocket, Stream
+from tests.harness.memory_socket import MemorySocket, Stream, pump
 from tests.harness.tls import PEER, loaded, rsa_server, shared_ca
 
 #: The send timeout of these tests' site.
@@ -191,15 +191,7 @@ class TLSTests(_SendTimeoutMixin, SynchronousTestCase):
 
     def pump(self):
         """Move what the client wrote to the server, and what the kernel took to the client."""
-        for _ in range(20):
-            self.clock.advance(0)  # (the TLS layer writes small pieces at the next turn)
-            data = self.client_io.value()
-            self.client_io.clear()
-            if data:
-                self.server.dataReceived(data)
-            self.socket.take(0)
-            if not data and not self.client_io.value():
-                return
+        pump(self.clock, self.client_io, self.server, self.socket)
 
     def ask(self):
         self.client.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
