@@ -174,9 +174,12 @@ class ShortLivedURLMixin:
     it (C{cloud.signatures_checked}: fake-gcs-server checks none).
     """
 
-    #: 4 s of life, 3 s in reserve: a URL is handed out again for 1 s.
-    LIFE = 4.0
-    options = {"expire_after": "4s", "buffer_time": "3s"}
+    #: 8 s of life, 6 s in reserve: a URL is handed out again for 2 s. A
+    #: URL given before the quarantine must still download after the
+    #: quarantine's call and a page's: the life leaves a slow machine room
+    #: for both.
+    LIFE = 8.0
+    options = {"expire_after": "8s", "buffer_time": "6s"}
 
     @property
     def settings(self):
