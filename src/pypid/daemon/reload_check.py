@@ -8,8 +8,9 @@ configuration in force on descriptor L{CONFIG_FD}: the configuration is
 read again as at the start; one that cannot be read, or that changes a
 key only a restart takes, is refused (the reason on standard error, exit
 status 1; the sections and keys at fault, L{ConfigInForce}'s C{refused},
-for the first worker's journal entry) and the machine goes on with the
-one in force; one that can is
+for the first worker's journal entry; the C{[tls]} files read again all
+the same, as one process does) and the machine goes on with the one in
+force; one that can is
 written into the configuration in force (every worker reads it when the
 supervisor passes the signal on, and a worker started later reads it too),
 and this exits 0. The C{[tls]} files are taken with it when they can be
@@ -24,9 +25,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
-from pypid.config import load_config
+from pypid.config import Config, load_config
 from pypid.config.reloading import held_as_started, refuse_restart_keys
 from pypid.core.util.startup import StartupError
 from pypid.daemon.lean import CONFIG_FD
@@ -49,22 +51,35 @@ def main(argv: list[str] | None = None, fd: int = CONFIG_FD, err: TextIO = sys.s
         held = in_force.read()
         before = load_config(path, overrides, listen, os.environ, text=held.text,
                              held=held.held)
-        config = load_config(path, overrides, listen, os.environ)
-        refuse_restart_keys(before, config)
+        try:
+            config = load_config(path, overrides, listen, os.environ)
+            refuse_restart_keys(before, config)
+        except StartupError as e:
+            err.write(f"{e}\n")
+            # (the [tls] files are read again all the same, as one process
+            # reads them again whatever becomes of the configuration)
+            in_force.write(held.text, {**held.held, **_tls(before, held.held, err)},
+                           refused=e.named or "", refusals=held.refusals + 1)
+            return 1
         config = held_as_started(before, config)
-        tls, refused = held_tls(config, held.held, time.time())
-        if refused is not None:
-            err.write(f"Cannot reload TLS, still using the certificate loaded before: "
-                      f"{refused}\n")
-        in_force.write(config.text, {**config.held, **tls}, refusals=held.refusals)
+        in_force.write(config.text, {**config.held, **_tls(config, held.held, err)},
+                       refusals=held.refusals)
     except StartupError as e:
+        # (the configuration in force itself no longer reads: its files went)
         err.write(f"{e}\n")
-        in_force.write(held.text, held.held, refused=e.named or "",
-                       refusals=held.refusals + 1)
+        in_force.write(held.text, held.held, refused=e.named or "", refusals=held.refusals + 1)
         return 1
     finally:
         in_force.close()
     return 0
+
+
+def _tls(config: Config, held: Mapping[str, str], err: TextIO) -> dict[str, str]:
+    """The C{[tls]} files' texts to serve: as they are now, or as held when they cannot be."""
+    tls, refused = held_tls(config, held, time.time())
+    if refused is not None:
+        err.write(f"Cannot reload TLS, still using the certificate loaded before: {refused}\n")
+    return tls
 
 
 if __name__ == "__main__":

@@ -350,6 +350,24 @@ class SupervisorPartsTests(SynchronousTestCase):
                       f"cannot use the TLS key {files.key}", said)
         self.assertEqual(kept.held, taken.held)
         self.assertIn("page_cache_size = 5\n", kept.text)
+        # a configuration refused takes the files all the same, as one
+        # process reads them again whatever becomes of its configuration
+        renewed, _ = own_files(self)
+        with open(renewed.key, encoding="latin-1") as f:
+            new_key = f.read()
+        with open(files.key, "w", encoding="latin-1") as f:
+            f.write(new_key)
+        with open(files.certificate, "w", encoding="latin-1") as f, \
+                open(renewed.certificate, encoding="latin-1") as g:
+            f.write(g.read())
+        with open(path, encoding="utf-8") as f:
+            edited = f.read().replace("[pypid]\n", "[pypid]\nworkers = 3\n")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(edited)
+        status, said, refused = check()
+        self.assertEqual((status, refused.refused, refused.refusals), (1, "[pypid] workers", 1))
+        self.assertEqual(refused.held[files.key], new_key)
+        self.assertEqual(refused.text, kept.text)
 
     def test_folders(self):
         """
