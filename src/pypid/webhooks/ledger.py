@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.defer import DeferredLock, ensureDeferred
@@ -42,6 +42,9 @@ OUTBOX = "outbox"
 _SUFFIX = ".json"
 
 
+T = TypeVar("T")
+
+
 def _record(data: bytes) -> dict[str, Any]:
     """
     The JSON object a record holds.
@@ -52,6 +55,21 @@ def _record(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
+
+
+def _outbox_record(key: str, data: bytes) -> tuple[str, WebhookEvent, list[str], float]:
+    """
+    An outbox record of before the journal: its key, event, subscriptions
+    and time.
+
+    @raise ValueError: when it is not one.
+    """
+    value = _record(data)
+    event = WebhookEvent.from_json(value.get("event"))
+    to, created = value.get("to"), value.get("created")
+    if not isinstance(to, list) or not isinstance(created, (int, float)):
+        raise ValueError("not an outbox record")
+    return key, event, [name for name in to if isinstance(name, str)], float(created)
 
 
 @attrs.frozen
@@ -229,16 +247,19 @@ class Ledger:
 
     async def given_up(self, subscription: str) -> list[GivenUp]:
         """C{subscription}'s events given up, oldest first."""
-        return [GivenUp.parse(key, data)
-                for key, data in await self._read(f"{FAILED}/{subscription}")]
+        return await self._read(f"{FAILED}/{subscription}", GivenUp.parse)
 
     async def again(self, subscription: str) -> list[Again]:
         """C{subscription}'s events to send once more, oldest first."""
-        return [Again.parse(key, data)
-                for key, data in await self._read(f"{AGAIN}/{subscription}")]
+        return await self._read(f"{AGAIN}/{subscription}", Again.parse)
 
-    async def _read(self, folder: str) -> list[tuple[str, bytes]]:
-        found: list[tuple[str, bytes]] = []
+    async def _read(self, folder: str, parse: Callable[[str, bytes], T]) -> list[T]:
+        """
+        The records of C{folder}, each read by C{parse(key, data)}; one it
+        refuses is logged and left as it is (a record of another version,
+        or damaged, never stops the others being read).
+        """
+        found: list[T] = []
         for name in await self.store.names(folder):
             if not name.endswith(_SUFFIX):
                 continue
@@ -246,12 +267,10 @@ class Ledger:
             if data is None:
                 continue
             try:
-                _record(data)
+                found.append(parse(name[:-len(_SUFFIX)], data))
             except ValueError as e:
-                log.error("Cannot read the webhook record {folder}/{name}: {error}",
-                          folder=folder, name=name, error=str(e))
-                continue
-            found.append((name[:-len(_SUFFIX)], data))
+                log.error("Cannot read the webhook record {folder}/{name}: {error}; left as "
+                          "it is", folder=folder, name=name, error=str(e))
         return found
 
     async def sent_again(self, subscription: str, key: str) -> None:
@@ -284,20 +303,9 @@ class Ledger:
         (removed once carried); how many events.
         """
         count = 0
-        for key, data in await self._read(OUTBOX):
-            value = _record(data)
-            try:
-                event = WebhookEvent.from_json(value.get("event"))
-                to, created = value.get("to"), value.get("created")
-                if not isinstance(to, list) or not isinstance(created, (int, float)):
-                    raise ValueError("not an outbox record")
-            except ValueError as e:
-                log.error("Cannot read the webhook outbox's record {name}: {error}; left "
-                          "as it is", name=key + _SUFFIX, error=str(e))
-                continue
+        for key, event, to, created in await self._read(OUTBOX, _outbox_record):
             await self.store.put({f"{AGAIN}/{subscription}/{key}{_SUFFIX}":
-                                  Again(key, event, float(created)).data()
-                                  for subscription in to if isinstance(subscription, str)})
+                                  Again(key, event, created).data() for subscription in to})
             await self.store.delete([f"{OUTBOX}/{key}{_SUFFIX}"])
             count += 1
         return count

@@ -12,6 +12,7 @@ import json
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from pypid.core.records.webhook_events import Filter, WebhookEvent
@@ -298,6 +299,34 @@ class RestartTests(DeliveriesCase):
         self.assertEqual(files(self.sender), ["old"])
         self.assertEqual([n for n in self.store.records if n.startswith("outbox/")], [])
         self.assertEqual(await self.ledger.again("builds"), [])
+
+    async def test_records_not_read_are_left(self):
+        """
+        A record of the outbox, or of the events given up or to send again,
+        that is not one (damaged, or not a JSON object) is logged and left
+        as it is: the others are read, and the API that lists them answers.
+        """
+        event = WebhookEvent("evt_1_ab", "upload", "2001-09-09T01:46:40.000000Z",
+                             {"files": [{"filename": "old"}], "project": "widget",
+                              "index": "default"})
+        self.store.records["outbox/0001-a-00000000.json"] = json.dumps(
+            {"event": event.to_json(), "to": ["builds"], "created": START}).encode()
+        self.store.records["outbox/0002-a-00000000.json"] = b"[1, 2]"
+        self.store.records["outbox/0003-a-00000000.json"] = json.dumps(
+            {"event": event.to_json(), "to": "builds", "created": START}).encode()
+        self.store.records["failed/builds/0004.json"] = b'{"tries": "many"}'
+        self.store.records["again/builds/0005.json"] = b"\xff"
+        with capturedLogs() as events:
+            self.assertEqual(await self.ledger.carry_outbox(), 1)
+            self.assertEqual(await self.ledger.given_up("builds"), [])
+            self.assertEqual([a.key for a in await self.ledger.again("builds")],
+                             ["0001-a-00000000"])
+        refused = sorted(e["name"] for e in events if "Cannot read the webhook record"
+                         in e.get("log_format", ""))
+        self.assertEqual(refused, ["0002-a-00000000.json", "0003-a-00000000.json",
+                                   "0004.json", "0005.json"])
+        self.assertIn("outbox/0002-a-00000000.json", self.store.records)
+        self.assertNotIn("outbox/0001-a-00000000.json", self.store.records)
 
     def delivered_by_the_outbox(self, name="builds"):
         """C{name} was delivered from the outbox before the journal: its deliverer's last word."""
