@@ -129,6 +129,11 @@ class EncodingTests(SynchronousTestCase):
         path = os.path.join(self.mktemp(), "index.json")
         write(path, old)
         self.assertEqual(read(path), decode(old))
+        # (its serial, storage and files are checked as a format 2 snapshot's)
+        for bad in ({"serial": "x"}, {"storage": 3}, {"files": [{"filename": 7}]}):
+            broken = json.dumps({"format": 1, "saved_at": 4.0, "serial": 3, "storage": "s",
+                                 "files": [r.to_json() for r in records], **bad}).encode()
+            self.assertRaises(SnapshotError, decode, broken)
 
     def test_decode_errors(self):
         """Anything but a snapshot of a format this version reads raises L{SnapshotError}."""
@@ -584,6 +589,12 @@ class SnapshotWriterTests(SynchronousTestCase):
         self.successResultOf(writer.save_if_changed())
         self.assertTrue(self.flushLoggedErrors(OSError))
         self.assertFalse(writer.saved_up_to_now())
+        # (nothing counted as saved: once the folder can be written, it is)
+        os.remove(os.path.dirname(self.path))
+        os.makedirs(os.path.dirname(self.path))
+        self.successResultOf(writer.save_if_changed())
+        self.assertEqual(len(read(self.path).records), 1)
+        self.assertTrue(writer.saved_up_to_now())
 
     def test_one_save_at_a_time(self):
         """A call while a save is under way gets that save rather than starting another."""
