@@ -8,9 +8,10 @@ index's policy reads.
   - the start does not wait for them (20,000 records held the listeners 4.5
     to 9 s and kept 75 MiB): before the listeners open, a path that does not
     exist or is over C{max_size} is a start-up error (who wrote it believes
-    it is in force), and the I{unread} database goes in force, under which an
-    index that hides or denies serves none of the releases they might cover
-    (503, L{pypid.core.security.advisories.AdvisoriesUnread}); L{FirstRead}
+    it is in force), and, when there is something to read, the I{unread}
+    database goes in force, under which an index that hides or denies
+    serves none of the releases they might cover (503 with C{Retry-After},
+    L{pypid.core.security.advisories.AdvisoriesUnread}); L{FirstRead}
     reads once the listeners are open. A first read that fails leaves that
     database in force, failed, until a later read succeeds (C{/health} says);
   - what is read is kept: the export is compiled once per version, in a
@@ -20,10 +21,9 @@ index's policy reads.
     cache that is stale or not as written is left, and the export read again;
   - the URL is never waited for (the server starts without a network): the
     last good archive, C{<snapshot>.d/advisories.zip}, is read at start-up
-    like the path and fetched again in the background, conditionally. An
-    answer replaces it only once read whole within the bounds: kept
-    unchecked, a hostile one would fail every later read and the next start
-    closed. A URL without a kept copy puts nothing in force until it answers;
+    like the path and fetched again in the background, conditionally; an
+    answer replaces it only once read whole within the bounds (a hostile
+    one kept would fail every later read); without a kept copy, nothing;
   - a read that fails or is refused keeps what is in force (one error line);
     one of the records in force (their digest) changes nothing.
 
@@ -188,7 +188,7 @@ class AdvisoryFeed(Service):
                    agent if first else None, compiler=ChildCompiler(), hub=hub)
 
     def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
-        return attrs.evolve(self._limits, max_size=settings.max_size)
+        return limits_of(settings, self._limits)
 
     # -- the service -------------------------------------------------------------
 
@@ -514,6 +514,15 @@ class InForce:
     warnings: tuple[str, ...] = ()
 
 
+def limits_of(settings: AdvisoriesConfig, base: ArchiveLimits | None = None) -> ArchiveLimits:
+    """
+    The archives' limits under C{settings}: the daemon's and the export's
+    alike, as the compiled database's cache key holds them (the export
+    reuses the daemon's compilation only when they agree).
+    """
+    return attrs.evolve(base or ArchiveLimits(), max_size=settings.max_size)
+
+
 def read_in_force(settings: AdvisoriesConfig, snapshot: str) -> InForce:
     """
     The advisories a daemon of C{settings} puts in force at its start, read
@@ -529,7 +538,7 @@ def read_in_force(settings: AdvisoriesConfig, snapshot: str) -> InForce:
         the releases they might cover until they are, and the caller must
         not pretend otherwise.
     """
-    limits = ArchiveLimits(max_size=settings.max_size)
+    limits = limits_of(settings)
     warnings: list[str] = []
     saved: str | None = saved_path(snapshot)
     if settings.url is not None and kept_copy(saved_path(snapshot), settings.url) is None:

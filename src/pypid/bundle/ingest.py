@@ -102,8 +102,9 @@ class Arrival:
         a new file at C{path} and fires with C{(size, sha256, blake2_256,
         md5)}; it fails with L{pypid.bundle.archive.SourceTooLarge} past C{limit}
         bytes, and with L{SourceUnavailable} or L{OSError} when it cannot.
+    @ivar upload_time: when it was uploaded, as the source keeps it.
     @ivar sha256: the hex digest the source gives for the bytes (and C{size},
-        C{uploader}, C{upload_time}, as it keeps them), or L{None}.
+        C{uploader}, as it keeps them), or L{None}.
     @ivar yanked: the yank state (L{None}, or the reason), when
         C{yank_known}: a source that keeps none (devpi, pypiserver,
         pypicloud) says nothing about it.

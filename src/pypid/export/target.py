@@ -29,7 +29,7 @@ from zope.interface import Attribute, Interface, implementer
 from pypid.core.dists.variant_files import is_variants_filename
 from pypid.export.plan import ExportError
 from pypid.jobs.run import Run
-from pypid.storage.base.disk import exclusive_lock, remove_file
+from pypid.storage.base.disk import exclusive_lock, remove_file, sweep_files
 from pypid.storage.base.interface import StorageError
 from pypid.storage.base.reading import BINARY_TYPE, FileMismatch
 
@@ -155,9 +155,7 @@ class LocalTarget:
         if fd is None:
             raise ExportError(f"{self.root} is being written by another pypid-export")
         self._lock_fd = fd
-        for entry in os.scandir(self._tmp):
-            if entry.is_file(follow_symlinks=False):
-                remove_file(entry.path)
+        sweep_files(self._tmp)
 
     def close(self) -> None:
         """Release the lock."""

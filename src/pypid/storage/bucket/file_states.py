@@ -35,6 +35,9 @@ from pypid.storage.bucket.layout import Layout, binned_time, record_from_metadat
 from pypid.storage.bucket.store import Listed, ObjectStore
 
 log = Logger()
+#: (the listing's lines keep the namespace they had before its module
+#: joined this one: log filters keep matching)
+listing_log = Logger(namespace="pypid.storage.bucket.listing")
 
 
 def _promotion(filename: str, body: bytes | None) -> Promotion | None:
@@ -192,7 +195,8 @@ class BucketListing:
             try:
                 promotions[filename] = Promotion.from_bytes(body)
             except ValueError as e:
-                log.warn("Unreadable promotion {key}: {error}", key=item.key, error=str(e))
+                listing_log.warn("Unreadable promotion {key}: {error}", key=item.key,
+                                 error=str(e))
         return promotions
 
     async def _apply_markers(self, records: dict[str, FileRecord], markers: dict[str, Listed],

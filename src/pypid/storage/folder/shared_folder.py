@@ -31,7 +31,6 @@ from pypid.jobs.run import Run
 from pypid.machine.topics import Hub, Topic
 from pypid.storage.base.capabilities import Changed, ISharedStorage, Polled
 from pypid.storage.base.interface import ScanResult, StorageError
-from pypid.storage.base.measured import unwrapped
 from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.folder.local import LocalStorage
 from pypid.storage.folder.sidecars import Sidecars, is_tombstone
@@ -113,10 +112,8 @@ class SharedFolder:
             method = getattr(inner, name, None)
             if method is not None:
                 setattr(self, name, self._telling(method, files_of))
-        # (a promotion's source is another index's shared storage: its own is adopted from)
-        self.adopt = self._telling(
-            lambda source, record, promotion: inner.adopt(unwrapped(source), record, promotion),
-            _FILE_CHANGES["adopt"])
+        # (the promoter hands the source's backend, unwrapped: L{unwrapped})
+        self.adopt = self._telling(inner.adopt, _FILE_CHANGES["adopt"])
 
     def __getattr__(self, name: str) -> Any:
         # (what is not a change passes through: reads, locate, identity...)
