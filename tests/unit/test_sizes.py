@@ -42,7 +42,7 @@ TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
 #: module by its path under C{src/}, a class or function as C{path:Name}.
 OVER = {
     ("class", "pypid/core/indexes/index.py:Index"): (
-        442, "one index's tables (records, tombstones, bin, promotions, statuses) change "
+        437, "one index's tables (records, tombstones, bin, promotions, statuses) change "
              "together in its methods, and the hot path reads them directly"),
     ("parameters", "pypid/core/dists/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),

@@ -24,10 +24,9 @@ index's policy reads.
     like the path and fetched again in the background, conditionally; an
     answer replaces it only once read whole within the bounds (a hostile
     one kept would fail every later read); without a kept copy, nothing;
-  - a read that fails or is refused keeps what is in force (one error line);
-    one of the records in force (their digest) changes nothing.
-
-Measured by tests/bench/bench_advisories.py --daemon: docs/performance.rst.
+  - a read that fails or is refused keeps what is in force (one error
+    line); the records in force read again (their digest) change nothing
+    (tests/bench/bench_advisories.py --daemon: docs/performance.rst).
 """
 
 from __future__ import annotations

@@ -18,16 +18,15 @@ records are untrusted input, and an archive fetched from a URL doubly so.
     the limit; an entry compressed more than L{ArchiveLimits.max_ratio}
     times is a bomb, and refuses the archive; the total decompressed is
     bounded, and so is the archive's own size;
-  - a folder is walked without following links, and only regular files
-    ending in C{.json} are read, each bounded alike (opened without
-    waiting: a named pipe called C{x.json} would hold a pool thread forever).
+  - a folder is walked without following links; only regular C{.json}
+    files are read, bounded alike, opened without waiting (a named pipe
+    would hold a pool thread forever).
 
 An archive refused raises L{ArchiveRefused} with one line; an entry too big
 is skipped and counted (L{Tally}). The records are handed on one by one
-(L{records}): memory holds one record's bytes at a time, not the archive's;
-their digest names the content, so a reload of the same records changes
-nothing. Reading and decompressing is about a quarter of a load (40,000
-records, 36 MB zipped: 5.5 of 22 s profiled), the JSON and advisories the rest.
+(L{records}): memory holds one record's bytes at a time; their digest names
+the content, so a reload of the same records changes nothing. Reading and
+decompressing is a quarter of a load (40,000 records, 36 MB: 5.5 of 22 s).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """
 Files from any source into a storage (C{pypid-admin import}), each taken as
 an upload is, and a report of what happened to each. A source
-(L{pypid.bundle.sources}) offers L{Arrival}s: a filename, a way to copy its
-bytes, and what the source says of it (sha256, upload time, uploader, yank
-state). Whatever the source, every file is:
+(L{pypid.bundle.sources}) offers L{Arrival}s; whatever the source, each is:
 
   1. checked against what is stored: the same bytes under its name are
      I{already there}; other bytes, or a name deleted here (a tombstone),

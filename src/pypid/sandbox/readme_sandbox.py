@@ -10,10 +10,9 @@ processes (L{pypid.sandbox.readme_child}) render, at a lower priority; one
 not done within L{BUDGET} is killed and the description shown as plain
 text. A child that dies, or answers nonsense, costs the same and no more.
 
-L{ReadmeSandbox.render} is a L{pypid.core.dists.readme.Renderer}, called in a
-worker thread (inspection runs there): it blocks that thread, never the
-reactor; the wait for a free child counts in the budget, so a thread is
-held at most about twice the budget.
+L{ReadmeSandbox.render} (a L{pypid.core.dists.readme.Renderer}) blocks the
+worker thread inspection runs in, never the reactor; the wait for a free
+child counts in the budget, so a thread is held at most twice the budget.
 
 A child costs memory (peak RSS 20 MiB with Markdown's renderer, 32 with
 reStructuredText's, 34 with both; two took the daemon's tree from 96 to 171

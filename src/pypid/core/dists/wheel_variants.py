@@ -1,8 +1,7 @@
 """
-Wheel variants (PEP 825, provisionally accepted): what a
-variant wheel's filename and its C{*.dist-info/variant.json} must be, and
-the index-level C{{name}-{version}-variants.json} an index hosts beside a
-release's variant wheels, made of theirs.
+Wheel variants (PEP 825, provisionally accepted): what a variant wheel's
+filename and its C{*.dist-info/variant.json} must be, and the index-level
+C{{name}-{version}-variants.json} hosted beside them, made of theirs.
 
 What the PEP asks of an index: to refuse invalid variant data as it enters
 (a SHOULD, modelled on invalid core metadata), and, when a version has a

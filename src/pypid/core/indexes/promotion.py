@@ -10,14 +10,11 @@ the upload's). What the promotion adds is this small value, kept beside the
 promoted file by the storage (L{pypid.storage.base.capabilities.IAdoptingStorage})
 rather than in the record: C{FileRecord}'s JSON refuses unknown keys, so a
 field there would make every older pypid refuse the records, and a file
-that was only uploaded would pay for it. Only promoted files have one, in
-a table of their index's own, which it keeps in step with its files (a
-file removed, discarded or binned is no longer promoted).
+that was only uploaded would pay for it.
 
-The journal says which files a promotion under way is
-adopting into the target index, kept in the target's storage before the
-first of them is adopted and removed once the target's index holds them
-all.
+The journal says which files a promotion under way is adopting into the
+target index, kept in the target's storage before the first of them is
+adopted and removed once the target's index holds them all.
 
 A promotion adopts its files one at a time (a hard link, a copy on the
 store's side); a crash between two of them would leave the target with
@@ -29,6 +26,7 @@ does, which leaves alone a file of that name with other bytes. The
 records are kept whole, not only the filenames, because that comparison
 needs the sha256.
 """
+
 from __future__ import annotations
 
 import json
@@ -145,7 +143,9 @@ class RecordHolder(Protocol):
 @attrs.define
 class PromotedFiles:
     """
-    The L{Promotion} of each promoted file of one index, by filename.
+    The L{Promotion} of each promoted file of one index, by filename: only
+    promoted files have one, kept in step with the index's files (a file
+    removed, discarded or binned is no longer promoted).
 
     A promoted file takes its record's memory once, whatever the number of
     indexes holding it: a promotion puts the source's very record in the

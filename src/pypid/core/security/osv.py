@@ -26,8 +26,7 @@ What is read, and why so:
 
 A record that cannot be read (not JSON, not an object, no usable id, a
 field of the wrong type) is skipped and counted: one bad record never
-fails a load. Each text is bounded, so a hostile record stays small. The
-archive is read by L{pypid.advisories}.
+fails a load. Each text is bounded, so a hostile record stays small.
 """
 
 from __future__ import annotations

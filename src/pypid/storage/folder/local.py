@@ -25,9 +25,8 @@ L{LocalStorage} is a thin Deferred front over collaborators that do the
 blocking work in the thread pool given at construction (the sidecars, the
 folder's lock L{FolderLock}, the changes, the scan, the imports).
 
-A folder may be writable yet full (a full disk failed uploads while
-C{/health} said ok): L{LocalStorage.check} compares its free space
-(C{statvfs}, 3 us) with C{[storage] min_free} too.
+A folder may be writable yet full: L{LocalStorage.check} compares its free
+space (C{statvfs}, 3 us) with C{[storage] min_free} too.
 """
 
 from __future__ import annotations
