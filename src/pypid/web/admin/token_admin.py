@@ -98,12 +98,12 @@ class TokenAdmin:
             raise BadRequest(str(e))
         book = self._book()
 
-        def add(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+        def add(kept: dict[str, tokens.Token], who: Identity) -> dict[str, tokens.Token]:
             nonlocal token
             # (whose it is, with the lock held: the account in force now)
-            token = attrs.evolve(token, person=book.person_of(identity.name, login))
-            if book.count_of(identity.name, login) >= tokens.MAX_PER_USER:
-                raise BadRequest(f"{identity.name} has {tokens.MAX_PER_USER} tokens, the most "
+            token = attrs.evolve(token, person=book.person_of(who.name, login))
+            if book.count_of(who.name, login) >= tokens.MAX_PER_USER:
+                raise BadRequest(f"{who.name} has {tokens.MAX_PER_USER} tokens, the most "
                                  "one keeps: revoke one first")
             return {**kept, token.id: token}
         identity = await self._change(request, identity, add)
@@ -166,7 +166,7 @@ class TokenAdmin:
             log.info("{user} revoked minted token {id}", user=identity.name, id=token_id)
             return
 
-        def without(kept: dict[str, tokens.Token]) -> dict[str, tokens.Token]:
+        def without(kept: dict[str, tokens.Token], who: Identity) -> dict[str, tokens.Token]:
             token = kept.get(token_id)
             if token is None or not self._access.reader(request).may_revoke(token, book):
                 # (another's token is no business of a person's: as if none)
@@ -183,15 +183,17 @@ class TokenAdmin:
         return self._access.tokens
 
     async def _change(self, request: IRequest, identity: Identity,
-                      change: Callable[[dict[str, tokens.Token]], dict[str, tokens.Token]],
+                      change: Callable[[dict[str, tokens.Token], Identity],
+                                       dict[str, tokens.Token]],
                       ) -> Identity:
         """
         Change the tokens (L{pypid.auth.tokens.TokenBook.change}) for
         C{identity}, checked again with the lock held (L{Gates.confirm}: a
         reload meanwhile may have removed the person, or taken their admin
-        away; the reader C{change} asks is the one made then): what answers
-        200 is on disk, and what answers 503 changed nothing. The identity
-        as confirmed.
+        away; C{change(kept, identity)} is given the identity confirmed,
+        and the reader it asks is the one made then): what answers 200 is
+        on disk, and what answers 503 changed nothing. The identity as
+        confirmed.
         """
         book = self._book()
 
@@ -199,7 +201,7 @@ class TokenAdmin:
             nonlocal identity
             identity = await self._access.confirm(request, identity)
         try:
-            await book.change(change, self._run, still)
+            await book.change(lambda kept: change(kept, identity), self._run, still)
         except OSError as e:
             log.error("Cannot keep the tokens in {path}: {error}", path=book.path,
                       error=e.strerror)

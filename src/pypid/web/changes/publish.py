@@ -79,8 +79,9 @@ class Publish:
         change under way).
     """
 
-    #: the hosted index these routes change (the console lists its files)
-    index: Index
+    #: the hosted index these routes change (the console lists its files);
+    #: fixed, as the upload store and the file changes took it at the start
+    index: Index = attrs.field(on_setattr=attrs.setters.frozen)
     _storage: IStorage
     _access: Gates
     _run: Run

@@ -109,8 +109,9 @@ class RootResource(Resource):
         """
         The index the usual path would give C{/<index>/} to (L{None}: the
         default), the root's own routes first, when the express lane may
-        answer for it (L{read_openly}: no project waits for L{_when_read}
-        there); else L{None}, and the usual path answers.
+        answer for it (L{read_openly}: no project waits there for its
+        files to be read, L{pypid.web.serving.index_root._when_read}); else
+        L{None}, and the usual path answers.
         """
         if index is None:
             served: ServedIndex | None = self._default
