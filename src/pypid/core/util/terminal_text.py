@@ -37,7 +37,8 @@ def short_line(text: str, limit: int = 200) -> str:
     """
     C{text} L{escaped} and cut to at most C{limit} characters (C{...}
     ending a cut one): another party's answer quoted in a log line or an
-    error stays one short line, whatever it sent.
+    error stays one short line, whatever it sent. (Text for an HTTP reason
+    phrase must be ASCII besides: C{pypid.auth.oidc_errors.short}.)
     """
     line = escaped(text)
     return line if len(line) <= limit else line[:limit - 3] + "..."
