@@ -200,12 +200,13 @@ class SharedFolderTests(TestCase):
         workers of the target folder (before: refused, the source not a
         folder of the same kind), with its promotion (before: without, so a
         dated view of theirs took it as uploaded then, not promoted later).
+        The source comes unwrapped, as the promoter hands it.
         """
         from pypid.core.indexes.promotion import Promotion
-        from pypid.storage.base.measured import MeasuredStorage
+        from pypid.storage.base.measured import MeasuredStorage, unwrapped
         staging = self.worker(3, os.path.abspath(self.mktemp()), key=".indexes/staging")
         record = self.publish(staging, *make_wheel("holy-grail", "1.0"))
-        source = MeasuredStorage(staging, lambda: 0.0)
+        source = unwrapped(MeasuredStorage(staging, lambda: 0.0))
         adopted = self.successResultOf(self.one.adopt(source, record,
                                                       Promotion("staging", "bob", 1.0)))
         self.assertEqual(adopted.filename, record.filename)
