@@ -41,9 +41,6 @@ TRACKER_REFERENCE = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
 #: What is over its limit today: C{(kind, name) -> (ceiling, reason)}; a
 #: module by its path under C{src/}, a class or function as C{path:Name}.
 OVER = {
-    ("class", "pypid/core/indexes/index.py:Index"): (
-        437, "one index's tables (records, tombstones, bin, promotions, statuses) change "
-             "together in its methods, and the hot path reads them directly"),
     ("parameters", "pypid/core/dists/model.py:__new__"): (
         19, "a file's record is a tuple made on the hot path: one argument a field"),
 }

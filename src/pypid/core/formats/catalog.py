@@ -2,21 +2,19 @@
 What the pages for people derive from the whole index: the search index,
 each project's latest version and summary, and the uploads newest first.
 
-Worked out again, lazily, when the index's serial has moved since: the
-first search or landing page after a change pays for it (each project's
-part is kept with its pages until it changes, so that is about 30 ms at
-20,000 projects), every other one reads it as it is. Who may
-see what is left to the caller, which filters (see L{Catalog.counts}).
+Worked out again, lazily, when the index's serial has moved: the first
+search or landing page after a change pays for it (each project's part is
+kept with its pages until it changes, so that is about 30 ms at 20,000
+projects). Who may see what is left to the caller, which filters.
 
-An index of several hosted sources, or a view, has an
-L{IndexCatalog} instead (L{catalog_for}): the same over the union of its
-hosted sources, each project as the index's pages list it (its own
-files, then its bases', a view's filters applied).
+An index of several hosted sources, or a view, has an L{IndexCatalog}
+instead (L{catalog_for}): the same over its hosted sources, each project as
+the index's pages list it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 
 import attrs
 
@@ -33,11 +31,7 @@ _KEY = ("catalog",)
 
 
 class Catalog:
-    """
-    The index as search and the landing page see it.
-
-    @ivar _index: the L{pypid.core.indexes.index.Index}.
-    """
+    """The index as search and the landing page see it."""
 
     def __init__(self, index: Index) -> None:
         self._index = index
@@ -80,10 +74,7 @@ class Catalog:
         return self._search
 
     def counts(self, visible: Callable[[str], bool] | None = None) -> tuple[int, int]:
-        """
-        C{(projects, files)} the landing page counts: of the projects that
-        have files, those C{visible(project)} allows (every one when L{None}).
-        """
+        """C{(projects, files)} of the projects with files that C{visible} allows (L{None}: all)."""
         projects = files = 0
         for project in self._index.projects():
             # (its count: a project whose records are not made yet is not made for it)
@@ -102,14 +93,12 @@ class Catalog:
                count: int = 10) -> list[Upload]:
         """
         The latest C{count} L{Upload}s of projects C{visible(project)}
-        allows (every project when L{None}), newest first: one line per
-        release, at the time of its newest file.
+        allows (L{None}: all), newest first: one a release, at the time of
+        its newest file.
         """
-        # (apart from the search entries: a landing page needs none of them)
-        # While the projects a start loaded later wait for their records (a
-        # few seconds), the uploads among those made so far, worked out again
-        # as more are made: making them all at once for a landing page would
-        # hold every other request (seconds at a million files).
+        # (while the projects loaded later wait for their records, the
+        # uploads of those made so far: making them all for a landing page
+        # would hold every other request, seconds at a million files)
         version = (self._index.serial, self._index.later.waiting)
         if self._recent is None or self._recent[0] != version:
             newest: dict[tuple[str, str], FileRecord] = {}
@@ -119,24 +108,16 @@ class Catalog:
                     newest[key] = record
             self._recent = (version,
                             sorted(newest.values(), key=lambda r: (-r.upload_time, r.filename)))
-        shown = []
-        for record in self._recent[1]:
-            if visible is not None and not visible(record.project):
-                continue
+        def display(record: FileRecord) -> str:
             project = self._index.project(record.project)
-            shown.append(Upload(record.project, project.display_name if project else record.name,
-                                record.version, record.uploader, record.upload_time))
-            if len(shown) == count:
-                break
-        return shown
+            return project.display_name if project else record.name
+        return _uploads(self._recent[1], visible, count, display)
 
 
 def summary_among(files: Collection[FileRecord], version: str | None) -> str | None:
     """
-    The summary that stands for the project whose live files are C{files}
-    (in search, and in a static copy's C{packages.json}): its latest
-    C{version}'s, a wheel's first; else the newest upload's that has one;
-    L{None} without any.
+    The summary of the project whose live files are C{files}: its latest
+    C{version}'s, a wheel's first; else the newest upload's that has one.
     """
     latest = sorted((r for r in files if r.version == version), key=lambda r: not r.is_wheel)
     return next((r.summary for r in latest if r.summary), None) or next(
@@ -147,8 +128,7 @@ def catalog_for(order: Sequence[ChainSource], filters: Filters) -> Catalog | Ind
     """
     The catalog of an index reading C{order} through C{filters}: a
     L{Catalog} of its one hosted source when it reads one, whole (its
-    entries kept with that source's pages, its counts without making the
-    records of projects loaded later), else an L{IndexCatalog}.
+    entries kept with that source's pages), else an L{IndexCatalog}.
     """
     hosted = [source.hosted for source in order if source.hosted is not None]
     if len(hosted) == 1 and filters == Filters():
@@ -160,8 +140,7 @@ def catalog_for(order: Sequence[ChainSource], filters: Filters) -> Catalog | Ind
 class _Listed:
     """
     What an L{IndexCatalog} keeps of one project: what it was worked out
-    from (each hosted source's project object and its count of changes),
-    and what search and the landing page show of it.
+    from, and what search and the landing page show of it.
     """
 
     held: tuple[Project | None, ...]
@@ -175,21 +154,13 @@ class _Listed:
 
 class IndexCatalog:
     """
-    A named index as search and its landing page see it: the
-    union of its hosted sources' projects, each with the files its pages
-    list (L{compose}: a source's file shadowing a later one's, the view's
-    filters applied), so that search finds, counts and dates what the
-    index's simple pages list and nothing else. An index of one hosted
-    source read whole has a L{Catalog} instead (L{catalog_for}).
+    A named index as search and its landing page see it: its hosted
+    sources' projects, each with the files its pages list (L{compose}), so
+    that search finds, counts and dates what the simple pages list and
+    nothing else. Upstream sources are not read (the root page lists none).
 
     Worked out again when a source's serial moved, each project only when
-    one of its sources' project objects or counts of changes moved (a dict
-    lookup a source), as L{Catalog} keeps its entries with the pages.
-    Upstream sources are not read: their projects are not listed by the
-    index's root page either.
-
-    @ivar _order: the hosted sources, in the index's order.
-    @ivar _filters: the view's L{Filters} (none for a hosted index).
+    one of its sources' project objects or counts of changes moved.
     """
 
     def __init__(self, order: Sequence[ChainSource], filters: Filters) -> None:
@@ -278,13 +249,18 @@ class IndexCatalog:
                count: int = 10) -> list[Upload]:
         """The latest C{count} L{Upload}s the index lists, as L{Catalog.recent}."""
         self._refresh()
-        shown = []
-        for record in self._recent:
-            if visible is not None and not visible(record.project):
-                continue
-            kept = self._listed[record.project]
-            shown.append(Upload(record.project, kept.entry.display_name, record.version,
+        return _uploads(self._recent, visible, count,
+                        lambda record: self._listed[record.project].entry.display_name)
+
+
+def _uploads(records: Iterable[FileRecord], visible: Callable[[str], bool] | None,
+             count: int, display: Callable[[FileRecord], str]) -> list[Upload]:
+    """The first C{count} of C{records} as L{Upload}s, of the projects C{visible} allows."""
+    shown: list[Upload] = []
+    for record in records:
+        if visible is None or visible(record.project):
+            shown.append(Upload(record.project, display(record), record.version,
                                 record.uploader, record.upload_time))
             if len(shown) == count:
                 break
-        return shown
+    return shown

@@ -1,8 +1,6 @@
 """
-The console's pages: what a person logged in to the pages can
-do there, drawn like the pages for people (L{pypid.core.formats.pages}: no
-external assets, no script needed, every form a plain HTML form carrying
-the session's CSRF token).
+The console's pages, drawn like the pages for people: no external assets,
+no script needed, every form a plain HTML form carrying the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -130,16 +128,9 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
     C{/console/tokens}: the person's API tokens (an admin's: everyone's),
     the form that issues one, and a button per token that revokes it.
 
-    @param tokens: the records as C{GET /api/tokens} lists them.
-    @param issued: C{(token string, record)} of the token just issued,
-        shown this once.
-    @param error: why the last action was refused.
-    @param fields: the form's fields as sent, to fill it in again.
+    @param issued: C{(token string, record)} of the token just issued, shown this once.
     @param outside: whether the person logs in from outside (their tokens
         must expire: "never" is not offered).
-    @param site_url: the site's URL (C{http://host:port/}), for the
-        examples of use; empty when unknown.
-    @param root: the way back to the site's root from the page's URL.
     """
     fields = fields or {}
     parts = [*console_start("My tokens", root, admin), *error_notice(error)]
@@ -163,9 +154,7 @@ def tokens_page(chrome: Chrome, person: str, csrf: str, tokens: Sequence[Mapping
 def token_examples(record: Mapping[str, Any], site_url: str) -> list[str]:
     """
     The commands that use a token of C{record}'s rights on the site at
-    C{site_url} (its scheme kept: a plain-HTTP server's examples say
-    C{http}): installing for a token that reads, uploading (twine, uv) for
-    one that uploads; C{<token>} stands for the secret.
+    C{site_url} (its scheme kept); C{<token>} stands for the secret.
     """
     base = site_url or "http://<this server>/"
     scheme, _, rest = base.partition("://")
@@ -192,10 +181,8 @@ def _tokens_table(tokens: Sequence[Mapping[str, Any]], csrf: str, root: str,
             projects = " ".join(record.get("projects") or ()) or "every project"
             indexes = " ".join(record.get("indexes") or ()) or "every index"
             owner = (f'<td>{escape(str(record.get("user", "")))}</td>' if admin else "")
-            if record.get("minted"):
-                what = "minted by trusted publishing"
-            else:
-                what = escape(str(record.get("description", "")))
+            what = ("minted by trusted publishing" if record.get("minted")
+                    else escape(str(record.get("description", ""))))
             ended = record.get("ended")
             # (a token whose person is gone says so, and why, where its expiry was)
             expires = (f'<strong class="ended">ended {escape(when_text(ended.get("at")))}:'
@@ -262,12 +249,9 @@ def retention_page(chrome: Chrome, person: str, csrf: str,
                    applied: RetentionApplied | None = None, error: str | None = None) -> bytes:
     """
     C{/console/retention} (admins): each hosted index's retention plan as
-    C{GET /api/retention} makes it now (a dry run: what would go, why, and
-    the bytes it frees), with a button that applies that plan, the very
-    files shown, into the index's recycle bin.
-
-    @param plans: the C{indexes} of C{GET /api/retention}.
-    @param applied: what C{POST /api/retention/apply} answered, to say.
+    C{GET /api/retention} makes it now (its C{indexes}: C{plans}), with a
+    button that applies it, the very files shown, into the recycle bin;
+    C{applied}: what C{POST /api/retention/apply} answered.
     """
     parts = [*console_start("Retention", root), *error_notice(error)]
     if applied is not None:
@@ -325,14 +309,9 @@ def audit_page(chrome: Chrome, person: str, page: AuditPage,
                filters: Mapping[str, str], *, root: str = "../",
                check: AuditCheck | None = None) -> bytes:
     """
-    C{/console/audit} (admins): the audit log's entries as C{GET
-    /api/audit} gives them, filtered by the form, newest last, with links
-    to the older and the following pages; and, asked for, what checking
-    every chain found (C{GET /api/audit/verify}).
-
-    @param page: the answer of C{GET /api/audit} (C{entries}, C{next}, C{before}).
-    @param filters: the filters as asked (to fill the form and the links in).
-    @param check: the answer of C{GET /api/audit/verify}, or L{None}.
+    C{/console/audit} (admins): the audit log's C{page}, filtered by the
+    form (C{filters} as asked), newest last, with links to the pages
+    around; and, asked for, what checking every chain found (C{check}).
     """
     base = f"{root}console/audit"
     kept = {name: value for name, value in filters.items() if value and name != "since"}
@@ -356,11 +335,8 @@ def audit_page(chrome: Chrome, person: str, page: AuditPage,
         + '<p><button type="submit">Show</button></p></form>'
         f'<form method="get" action="{escape(base)}"><input type="hidden" name="verify" '
         'value="1"><p><button type="submit">Verify the chains</button></p></form>')
-    entries = page["entries"]
-    if entries:
-        parts.append(audit_table(entries, AUDIT_COLUMNS))
-    else:
-        parts.append('<p class="muted">No entries.</p>')
+    parts.append(audit_table(page["entries"], AUDIT_COLUMNS) if page["entries"]
+                 else '<p class="muted">No entries.</p>')
     links = []
     for value, cursor, label in ((page["before"], "before", "Older entries"),
                                  (page["next"], "since", "Later entries")):
@@ -387,11 +363,8 @@ def recycle_bin_page(chrome: Chrome, person: str, csrf: str, listed: BinListing,
                      root: str = "../") -> bytes:
     """
     C{/console/recycle-bin?index=} (admins): an index's files in the
-    recycle bin as C{GET /api/recycle-bin} lists them (when each was
-    deleted, when it will be purged), each with the button that restores
-    it (the project page's, C{POST /api/files/<f>/restore}'s path).
-
-    @param listed: the answer of C{GET /api/recycle-bin}.
+    recycle bin as C{GET /api/recycle-bin} lists them, each with the
+    button that restores it (the project page's).
     """
     index = str(listed.get("index", "default"))
     files = listed.get("files") or []
@@ -429,11 +402,7 @@ def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
     """
     C{/console/advisories} (admins): what the security advisories in force
     do to each index's releases, as C{GET /api/advisories} says (or, with
-    C{mode}, would do: a dry run), each release with its action and the
-    advisories behind it.
-
-    @param report: the answer of C{GET /api/advisories}.
-    @param mode: the dry run's mode asked, or C{""} for each index's own.
+    C{mode}, would do: a dry run; C{""}: each index's own).
     """
     db = report.get("database") or {}
     parts = [*console_start("Advisories", root),
@@ -473,11 +442,7 @@ def advisories_page(chrome: Chrome, person: str, report: AdvisoryCheck, *,
 
 def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
                 root: str = "../") -> bytes:
-    """
-    C{/console/groups} (admins): who is in which group, as configured
-    (C{GET /api/groups}): C{[groups]} with their members, the admins, and
-    the groups that only a directory or a provider fills.
-    """
+    """C{/console/groups} (admins): who is in which group, as C{GET /api/groups} says."""
     listed = groups.get("groups") or {}
     parts = [*console_start("Groups", root), '<h2>Admins</h2><p>'
              + escape(", ".join([*groups.get("admins", []),
@@ -500,9 +465,7 @@ def groups_page(chrome: Chrome, person: str, groups: GroupsListing, *,
 def indexes_page(chrome: Chrome, person: str, found: IndexesListing, *,
                  root: str = "../") -> bytes:
     """
-    C{/console/indexes} (admins): the indexes (C{GET /api/indexes}), each
-    with its kind, sources, advisories' mode and, for a hosted one, its
-    projects, files, bytes, recycle bin and downloads over 30 days; then
+    C{/console/indexes} (admins): the indexes (C{GET /api/indexes}), then
     the upstream caches, with what they keep and how they served it.
     """
     parts = console_start("Indexes", root)

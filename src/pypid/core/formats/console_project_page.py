@@ -1,9 +1,7 @@
 """
-The console's page of a project (C{/console/project/<name>/}): its files
-by release with the buttons that yank, unyank, delete and restore them,
-its status, its advisories and waivers, its downloads, the promotion form
-and its audit trail, drawn from a L{ConsoleProjectView}, which the console
-fills from the API areas' answers; its downloads' chart (L{downloads_chart}).
+The console's page of a project (C{/console/project/<name>/}), drawn from a
+L{ConsoleProjectView} that the console fills from the API areas' answers,
+and its downloads' chart (L{downloads_chart}).
 """
 
 from __future__ import annotations
@@ -41,13 +39,10 @@ class ConsoleProjectView:
     What the console's page of a project shows.
 
     @ivar project: its normalized name; C{display}, the name it shows.
-    @ivar index: the index's name (the forms name it, C{default} included).
     @ivar releases: C{(version, files)}, newest first.
-    @ivar binned: its files in the recycle bin.
     @ivar recycles: whether the index has a recycle bin (a delete can be undone).
     @ivar targets: the indexes a release may be promoted to (none: no form).
-    @ivar chart: its downloads per release and per day
-        (L{downloads_chart}), or L{None} when not counted.
+    @ivar chart: its L{downloads_chart}, or L{None} when not counted.
     @ivar trail: its newest audit entries in the index, or L{None}.
     @ivar advisories: the advisories affecting its releases and the
         waivers kept, or L{None} when the server reads none.
@@ -91,13 +86,9 @@ def project_page(chrome: Chrome, person: str, csrf: str, view: ConsoleProjectVie
                  root: str = "../../../", error: str | None = None,
                  notice: str | None = None) -> bytes:
     """
-    C{/console/project/<name>/}: a project for one who may change it. Its
-    files by release, each with the buttons that yank (with a reason) or
-    unyank it and delete it; its files in the recycle bin, each with the
-    button that restores it; and, for admins, the form that sets its
-    status (PEP 792).
-
-    @param notice: what the last action did.
+    C{/console/project/<name>/}: a project for one who may change it, with
+    the buttons that act on its files, and for admins the form that sets
+    its status; C{notice}: what the last action did.
     """
     project, index = view.project, view.index
     forms = _Forms(f"{root}console/project/{project}/",
@@ -121,10 +112,8 @@ def project_page(chrome: Chrome, person: str, csrf: str, view: ConsoleProjectVie
     if view.trail is not None:
         parts.append('<h2>Audit trail</h2>')
         columns = [c for c in AUDIT_COLUMNS if c[0] not in ("project", "index", "address")]
-        if view.trail:
-            parts.append(audit_table(list(reversed(view.trail)), columns))
-        else:
-            parts.append('<p class="muted">No entries.</p>')
+        parts.append(audit_table(list(reversed(view.trail)), columns) if view.trail
+                     else '<p class="muted">No entries.</p>')
     return console_frame(chrome, root, view.display, parts)
 
 
@@ -215,10 +204,9 @@ STANDINGS = {"acted": "acted on", "configured": "waived by the configuration",
 def _advisories_section(report: ProjectAdvisories, waive: str, unwaive: str, csrf: str,
                         admin: bool) -> str:
     """
-    The project page's advisories: each affected release with its
-    advisories and where the index stands on each, the waivers kept, and
-    for admins the buttons that waive an advisory for the project and
-    remove a waiver (C{/api/advisories/waivers}'s own code).
+    The project page's advisories: each affected release's and where the
+    index stands on each, the waivers kept, and for admins the buttons
+    that waive an advisory and remove a waiver.
     """
     parts = ['<h2 id="advisories">Advisories</h2>',
              f'<p>This index is in the mode <strong>{escape(str(report.get("mode")))}</strong>'
@@ -290,19 +278,14 @@ def downloads_chart(releases: Mapping[str, Sequence[int]], first_day: str,
                     newest_first: Sequence[str]) -> str:
     """
     A project's downloads per release and per day: one row of bars a
-    release (the newest L{MAX_ROWS}; older ones summed as "older"), all on
-    one scale, each bar titled with its day and count; then the same
-    numbers as a table (a release's total, and its last seven days), for
-    screen readers and for those who want them.
-
-    Inline SVG: no script, no external asset, so the pages' strict
-    Content-Security-Policy holds; its colours come from the stylesheet's
-    classes (light and dark).
+    release (the newest L{MAX_ROWS}; older ones summed), all on one scale,
+    each bar titled with its day and count; then the same numbers as a
+    table, for screen readers and for those who want them. Inline SVG, so
+    the pages' strict Content-Security-Policy holds; its colours come from
+    the stylesheet's classes (light and dark).
 
     @param releases: C{{version: [downloads a day, oldest first]}}, every
-        list of the same length.
-    @param first_day: the ISO date of the first day.
-    @param newest_first: the versions, newest first.
+        list of the same length, the first day C{first_day} (ISO).
     """
     rows: list[tuple[str, list[int]]] = [(v, list(releases[v])) for v in
                                          newest_first[:MAX_ROWS] if v in releases]

@@ -1,13 +1,9 @@
 """
 What the legacy JSON API (C{/pypi/<project>/json} and
 C{/pypi/<project>/<version>/json}) shows of a project, chosen from its
-records: the releases with their links, which stored core metadata fills
-C{info}, and the bytes.
-
-Pure, so that the server (L{pypid.web.serving.legacy}) and the static export
-(L{pypid.export}) give the same answer; reading the metadata from storage is
-theirs: they read the records of L{info_sources} in order and hand the first
-bytes they get to L{info_from}.
+records. Pure, so that the server and the static export give the same
+answer; they read the metadata of L{info_sources} in order from storage
+and hand the first bytes they get to L{info_from}.
 """
 
 from __future__ import annotations
@@ -28,13 +24,7 @@ LinkedFiles = list[tuple[FileRecord, str]]
 
 
 def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[str, LinkedFiles]:
-    """
-    A project's files by version, in the order its pages list them.
-
-    @param project: a L{pypid.core.indexes.project.Project}.
-    @param file_url: C{file_url(record) -> str}, each file's link.
-    @return: version -> list of C{(record, url)}.
-    """
+    """A project's C{(record, file_url(record))} by version, in the order its pages list them."""
     found: dict[str, LinkedFiles] = {}
     for record in project.sorted_files():
         found.setdefault(record.version, []).append((record, file_url(record)))
@@ -43,10 +33,7 @@ def releases(project: Project, file_url: Callable[[FileRecord], str]) -> dict[st
 
 def listed_releases(files: Iterable[LegacyFile], file_url: Callable[[Any], str]
                     ) -> dict[str, list[tuple[LegacyFile, str]]]:
-    """
-    The files an upstream's page lists (or any files a page shows) by
-    version, in the order the pages list them, each with its link.
-    """
+    """The files a page lists by version, in the pages' order, each with its link."""
     found: dict[str, list[tuple[LegacyFile, str]]] = {}
     for f in sorted(files, key=lambda f: (version_key(f.version), f.filename)):
         found.setdefault(f.version, []).append((f, file_url(f)))
@@ -61,11 +48,8 @@ def latest_listed(found: Mapping[str, Sequence[tuple[LegacyFile, str]]]) -> str 
 
 def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
     """
-    The records of a release whose stored metadata may fill C{info}, in the
-    order to try them: wheels first (their metadata is the built one), and
-    only files that have metadata.
-
-    @param files: the release's C{(record, url)} pairs.
+    The records of a release's C{(record, url)} pairs whose stored metadata
+    may fill C{info}, in the order to try them: wheels first (theirs is built).
     """
     return [record for record, _url in sorted(files, key=lambda f: not f[0].is_wheel)
             if record.metadata_sha256 is not None]
@@ -73,11 +57,7 @@ def info_sources(files: Sequence[tuple[FileRecord, str]]) -> list[FileRecord]:
 
 def info_from(metadata: bytes | None,
               files: Sequence[tuple[LegacyFile, str]]) -> dict[str, Any]:
-    """
-    The metadata part of C{info}: from the first stored metadata that could
-    be read (C{metadata}, bytes), or, when none could (L{None}), only what the
-    records know.
-    """
+    """The metadata part of C{info}: from the first stored C{metadata} read, else the records'."""
     if metadata is not None:
         return parse_metadata(metadata).to_json_info()
     return {"requires_python": files[0][0].requires_python}
@@ -88,21 +68,11 @@ def render_json(project: Project, found: Mapping[str, Sequence[tuple[FileRecord,
                 base_url: str | None, verdict: Verdict | None = None,
                 downloads: Mapping[str, int] | None = None) -> bytes:
     """
-    The legacy JSON's bytes.
-
-    @param project: the L{pypid.core.indexes.project.Project}.
-    @param found: what L{releases} gave.
-    @param shown: the version rendered in C{info} and C{urls} (a key of C{found}).
-    @param info: what L{info_from} gave for that release.
-    @param serial: the C{last_serial} to announce.
-    @param include_releases: whether to add the C{releases} map (the
-        project endpoint) or not (a version's endpoint).
-    @param base_url: the public URL of the server, or L{None}: the prefix of
-        the C{project_url} links.
-    @param verdict: the index's verdict on the release C{shown}:
-        its advisories are the C{vulnerabilities}.
-    @param downloads: the project's C{last_day}, C{last_week} and
-        C{last_month} downloads, or L{None}: not counted (-1).
+    The legacy JSON's bytes (L{render.pypi_json}) of C{found} (what
+    L{releases} gave) about the release C{shown}, of which C{info} is what
+    L{info_from} gave and C{verdict} gives the C{vulnerabilities};
+    C{downloads}: the project's C{last_day}, C{last_week} and C{last_month}
+    downloads, or L{None}: not counted (-1).
     """
     vulnerabilities = ([vulnerability_json(a) for a in verdict.advisories]
                        if verdict is not None else [])

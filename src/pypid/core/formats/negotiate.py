@@ -2,29 +2,22 @@
 Content negotiation for the simple index (PEP 691) and for response
 compression.
 
-Every index request asks L{choose} which serialization to send and
-L{accepts_gzip} whether it may be compressed, so both are pure functions of
-the raw header bytes, memoized in small bounded caches: real traffic comes
-from a handful of clients (pip, uv, poetry, pdm, browsers) that send the same
-few header values byte for byte, so almost every call is a single dict hit.
+Every index request asks both L{choose} and L{accepts_gzip}, so they are
+pure functions of the raw header bytes, memoized in small bounded caches:
+real traffic comes from a handful of clients that send the same few header
+values byte for byte, so almost every call is a single dict hit.
 
 The rules follow RFC 9110 section 12 and PEP 691:
 
-  - the order of entries in C{Accept} has no meaning, the highest q-value
-    wins and a missing q-value means 1;
+  - the highest q-value wins whatever the order, a missing one means 1 and
+    q=0 "not acceptable";
   - a served type takes its q-value from the most specific range that
-    matches it (C{type/subtype} over C{type/*} over C{*/*}), so
-    C{v1+json;q=0, */*} refuses JSON and accepts HTML;
-  - q=0 means "not acceptable";
+    matches it, so C{v1+json;q=0, */*} refuses JSON and accepts HTML;
   - ties go to HTML, in warehouse's order C{text/html}, C{v1+html},
     C{v1+json}, whatever the specificity of the ranges that matched;
-  - C{application/vnd.pypi.simple.latest+json} and C{latest+html} stand for
-    the v1 types;
-  - a missing or empty header means C{*/*}; malformed entries (and entries
-    with an invalid q-value) are ignored, and a header with no usable entry
-    at all counts as missing;
-  - when nothing the server offers is acceptable the answer is L{None}, for
-    which the caller sends 406.
+  - a missing or empty header means C{*/*}; malformed entries are ignored,
+    and a header with no usable entry counts as missing;
+  - when nothing offered is acceptable the answer is L{None} (a 406).
 """
 
 from __future__ import annotations
@@ -71,8 +64,7 @@ _FORMATS = {
 }
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
-# RFC 9110 allows at most three decimals; more are accepted, since nothing is
-# gained by refusing them.
+# (RFC 9110 allows at most three decimals; nothing is gained by refusing more)
 _QVALUE = re.compile(r"(?:0(?:\.[0-9]*)?|1(?:\.0*)?)\Z")
 
 _SPECIFIC = 2
@@ -82,39 +74,28 @@ _ANY = 0
 
 def _split_entry(entry: str) -> tuple[str, float] | None:
     """
-    Split one comma-separated entry of an C{Accept}-style header into its
-    lowercased value and its q-value.
-
-    @return: C{(value, q)}, or L{None} when the entry is empty or its
-        q-value is invalid, so that the caller ignores it.
+    Split one entry of an C{Accept}-style header into C{(lowercased value,
+    q)}, or L{None} when it is empty or its q-value invalid (to be ignored).
     """
     value, _, params = entry.partition(";")
     value = value.strip().lower()
     if not value:
         return None
     q = 1.0
-    if params:
-        for param in params.split(";"):
-            name, eq, raw = param.partition("=")
-            if name.strip().lower() != "q":
-                # Media type parameters (charset and the like) do not change
-                # which of our types an entry names; they are ignored.
-                continue
-            raw = raw.strip()
-            if not eq or not _QVALUE.match(raw):
-                return None
-            q = float(raw)
-            # The weight ends the media range; what follows is extension
-            # noise.
-            break
+    for param in params.split(";") if params else ():
+        name, eq, raw = param.partition("=")
+        if name.strip().lower() != "q":
+            continue  # (charset and the like do not change which type it names)
+        raw = raw.strip()
+        if not eq or not _QVALUE.match(raw):
+            return None
+        q = float(raw)
+        break  # (the weight ends the media range; extensions follow)
     return value, q
 
 
 def _parse_accept(header: str) -> list[tuple[str, str, float]]:
-    """
-    Parse an C{Accept} header into C{(type, subtype, q)} triples, dropping
-    malformed entries.
-    """
+    """Parse an C{Accept} header into C{(type, subtype, q)} triples, dropping malformed entries."""
     ranges: list[tuple[str, str, float]] = []
     for entry in header.split(","):
         split = _split_entry(entry)
@@ -135,9 +116,8 @@ def _parse_accept(header: str) -> list[tuple[str, str, float]]:
 
 def _weigh(ranges: list[tuple[str, str, float]], main: str, sub: str) -> float | None:
     """
-    Return the q-value that C{ranges} give to C{main/sub}: the one of the
-    most specific matching range (the highest among equally specific ones,
-    so that order never matters), or L{None} when no range matches.
+    The q-value of the most specific range of C{ranges} that matches
+    C{main/sub} (the highest among equally specific ones), or L{None}.
     """
     best_specificity = -1
     best_q: float | None = None
@@ -162,8 +142,8 @@ def _weigh(ranges: list[tuple[str, str, float]], main: str, sub: str) -> float |
 def _best(accept: bytes | None, offers: tuple[tuple[str, str, str], ...]) -> str | None:
     """
     Negotiate without a memo: the answer of the C{(type, subtype, answer)}
-    offer C{accept} gives the highest q-value, the first of all when it
-    has no usable entry; L{None} when it accepts none.
+    offer C{accept} weighs highest (the first when it has no usable entry),
+    or L{None}.
     """
     ranges = _parse_accept(accept.decode("latin-1") if accept else "")
     if not ranges:
@@ -183,23 +163,17 @@ _choose_memo: dict[bytes | None, str | None] = {}
 
 def choose(accept: bytes | None, format_param: bytes | None = None) -> str | None:
     """
-    Pick the serialization of a simple index page from the request's
-    C{Accept} header and its C{?format=} query argument.
-
-    @param accept: the raw C{Accept} header value, or L{None} when absent.
-    @param format_param: the raw value of C{?format=}, or L{None} when
-        absent. A non-empty value names one media type and overrides
-        C{Accept}; an empty one is treated as absent.
-    @return: C{"html"} or C{"json"}, or L{None} when nothing the client
-        accepts can be served, which the caller answers with 406.
+    Pick the serialization of a simple index page, C{"html"} or C{"json"},
+    from the raw C{Accept} header and C{?format=} (L{None}: absent); L{None}
+    when nothing the client accepts can be served (a 406). A non-empty
+    C{?format=} names one media type and overrides C{Accept}.
     """
     if format_param:
         return _FORMATS.get(format_param.decode("latin-1").strip().lower())
     try:
         return _choose_memo[accept]
     except KeyError:
-        pass
-    return remember(_choose_memo, accept, _best(accept, _OFFERS), MEMO_LIMIT)
+        return remember(_choose_memo, accept, _best(accept, _OFFERS), MEMO_LIMIT)
 
 
 def _accepts_gzip_uncached(accept_encoding: bytes | None) -> bool:
@@ -228,17 +202,14 @@ _gzip_memo: dict[bytes | None, bool] = {}
 def accepts_gzip(accept_encoding: bytes | None) -> bool:
     """
     Whether a response may be gzip-compressed, given the request's
-    C{Accept-Encoding} header (RFC 9110 section 12.5.3).
-
-    An explicit C{gzip} entry decides; otherwise C{*} does; a missing or
-    empty header, or one that names only C{identity}, means no.
+    C{Accept-Encoding} header (RFC 9110 section 12.5.3): an explicit C{gzip}
+    entry decides, else C{*} does; a missing or empty header means no.
     """
     try:
         return _gzip_memo[accept_encoding]
     except KeyError:
-        pass
-    return remember(_gzip_memo, accept_encoding, _accepts_gzip_uncached(accept_encoding),
-                    MEMO_LIMIT)
+        return remember(_gzip_memo, accept_encoding, _accepts_gzip_uncached(accept_encoding),
+                        MEMO_LIMIT)
 
 
 #: The Integrity API's media types (PEP 740), in the order a tie picks them:
@@ -253,14 +224,10 @@ _integrity_memo: dict[bytes | None, str | None] = {}
 def choose_integrity(accept: bytes | None) -> str | None:
     """
     Pick the media type of an Integrity API answer (PEP 740) from the
-    request's C{Accept}, by the rules above: the highest q-value among
-    L{INTEGRITY_TYPES} wins, a tie or no C{Accept} (or C{*/*}) gives the
-    first.
-
-    @return: one of L{INTEGRITY_TYPES}, or L{None} (answered 406).
+    request's C{Accept}, by the rules above: one of L{INTEGRITY_TYPES} (a
+    tie gives the first), or L{None} (a 406).
     """
     try:
         return _integrity_memo[accept]
     except KeyError:
-        pass
-    return remember(_integrity_memo, accept, _best(accept, _INTEGRITY_OFFERS), MEMO_LIMIT)
+        return remember(_integrity_memo, accept, _best(accept, _INTEGRITY_OFFERS), MEMO_LIMIT)

@@ -1,21 +1,16 @@
 """
 The pages for people as HTML: the frame every page shares (L{Chrome},
-L{frame}), the landing page, logging in and out, and search results; the
-page per project and per version is L{pypid.core.formats.project_page}'s.
-The server renders them once per change and keeps the bytes (see
-L{pypid.web.pages.people}); the static export writes the same bytes to
-files (see L{pypid.export}).
+L{frame}), the landing page, logging in and out, and search results.
 
 Every link is relative to the page (C{root} is the way back to the site's
 root from it), so the same pages work behind any proxy path, from a static
 copy, and never depend on the request's C{Host}. An install snippet needs an
-absolute URL: it is the configured base URL, or, without one, the page's
-script writes the browser's own origin into it (the browser knows where it
-is; the server cannot trust a C{Host} header to tell it).
+absolute URL: the configured base URL, or else the page's script writes the
+browser's own origin into it (the server cannot trust a C{Host} header).
 
-Everything shown comes from uploaders and is escaped. Pages carry
-no inline script or style, so they work under a Content-Security-Policy of
-C{script-src 'self'; style-src 'self'} (see L{pypid.web.pages.people.PEOPLE_CSP}).
+Everything shown comes from uploaders and is escaped. Pages carry no inline
+script or style, so they work under a Content-Security-Policy of
+C{script-src 'self'; style-src 'self'}.
 """
 
 from __future__ import annotations
@@ -38,10 +33,8 @@ from pypid.core.util.units import counted
 
 class ShownFile(ComposedFile, Protocol):
     """
-    What the pages for people show of a file: what its index page lists,
-    with its project and version (L{ComposedFile}: a hosted record or an
-    upstream's file), and the kind the pages group it by. A C{summary} and
-    an C{uploader}, where a file has them, are read too.
+    What the pages for people show of a file: a L{ComposedFile} and its
+    kind; a C{summary} and an C{uploader}, where a file has them, too.
     """
 
     @property
@@ -50,12 +43,7 @@ class ShownFile(ComposedFile, Protocol):
 
 @attrs.frozen
 class IndexLink:
-    """
-    One index in the switcher of the pages for people.
-
-    @ivar name: its name (C{default} for the default index, at the site's root).
-    @ivar view: whether it is a read-only view.
-    """
+    """One index in the switcher of the pages for people, and whether it is a view."""
 
     name: str
     view: bool = False
@@ -64,36 +52,25 @@ class IndexLink:
 @attrs.frozen
 class Chrome:
     """
-    What every page shares: where its assets are and how search and
-    snippets reach the server.
+    What every page shares: where its assets are (C{css}, C{js}, C{icon},
+    from the site's root) and how search and snippets reach the server.
 
-    @ivar css: the stylesheet's path from the site's root.
-    @ivar js: the script's path from the site's root.
-    @ivar icon: the icon's path from the site's root.
-    @ivar base_url: the absolute URL of the site's root for snippets
-        (C{https://pypi.internal.example/}), or L{None} to let the script
-        fill in the browser's origin.
-    @ivar files_url: the absolute URL files are linked under (C{<url><project>/<filename>}),
-        or L{None} for C{files/} under the site's root.
-    @ivar search: the search page's path from the root (C{search}, or
-        C{search/} in a static copy).
+    @ivar base_url: the absolute URL of the site's root for snippets, or
+        L{None} to let the script fill in the browser's origin.
+    @ivar files_url: the absolute URL files are linked under, or L{None}
+        for C{files/} under the site's root.
     @ivar suggest: where the script finds results as one types, from the
-        root: a URL it asks (C{api/search}), or a C{.json} list of every
-        project it searches itself (a static copy's C{packages.json}).
-    @ivar title: the site's name in titles and the header.
+        root: a URL it asks, or a C{.json} list of every project it
+        searches itself (a static copy's).
     @ivar login: the path from the root that asks a browser for
-        credentials, or L{None} where there is none (a static copy).
-    @ivar site: the way from the index's root to the site's root, where
-        the assets and C{login} are: C{""} for the default index, C{"../"}
-        for a named one, whose pages' C{root} leads to C{/NAME/}.
-    @ivar index: the name of the index the pages are of.
+        credentials, or L{None} (a static copy).
+    @ivar site: the way from the index's root to the site's root: C{""} for
+        the default index, C{"../"} for a named one.
     @ivar indexes: the index switcher's entries, the default first; empty:
-        no switcher (a server without named indexes, whose pages stay as
-        they were).
-    @ivar uploads: whether the index takes uploads (a view does not: its
-        landing page shows no publishing snippets).
-    @ivar person: the user a browser session stands for: the
-        header names them and offers to log out, rather than to log in.
+        no switcher.
+    @ivar uploads: whether the index takes uploads (else no publishing snippets).
+    @ivar person: the user a browser session stands for (the header offers
+        to log out rather than in).
     """
 
     css: str
@@ -224,12 +201,7 @@ def frame(chrome: Chrome, root: str, title: str, main: str, *, search_box: bool 
 
 
 def _switcher(chrome: Chrome, site: str) -> str:
-    """
-    The index switcher: a link to each index the reader may read, the
-    current one marked, views named so; nothing without entries.
-
-    @param site: the way from the page to the site's root.
-    """
+    """The index switcher: a link to each index the reader may read; nothing without entries."""
     if not chrome.indexes:
         return ""
     items = []
@@ -245,13 +217,7 @@ def _switcher(chrome: Chrome, site: str) -> str:
 
 
 def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upload]) -> bytes:
-    """
-    C{/}: what this index holds, its latest uploads, and how to use it.
-
-    @param projects: how many projects the reader may see.
-    @param files: how many files they hold.
-    @param recent: the latest L{Upload}s the reader may see, newest first.
-    """
+    """C{/}: what this index holds for the reader, its latest uploads, and how to use it."""
     root = ""
     rows = "".join(
         f'<tr><td><a href="project/{quote(u.project)}/">{escape(u.display_name)}</a></td>'
@@ -302,15 +268,12 @@ def landing_page(chrome: Chrome, projects: int, files: int, recent: Iterable[Upl
 def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
                next_path: str = "", sso_label: str | None = None, root: str = "") -> bytes:
     """
-    C{/login}: the form a person logs in with (a user of C{[users]}, the
-    htpasswd file or the directory), rather than the browser's own prompt;
-    with single sign-on, a link to the provider above it.
+    C{/login}: the form a person logs in with, rather than the browser's
+    own prompt; with single sign-on (C{sso_label}), a link to the provider above it.
 
     @param error: why the last try failed, shown above the form.
     @param user: the name tried, filled in again.
     @param next_path: the page to go to once logged in (a path of this site).
-    @param sso_label: the provider's name (C{[sso] label}), or L{None} without one.
-    @param root: the way back to the site's root (C{../} from C{/login/sso}).
     """
     problem = (f'<p class="notice" role="alert" id="login-error">{escape(error)}</p>'
                if error else "")
@@ -334,10 +297,7 @@ def login_page(chrome: Chrome, *, error: str | None = None, user: str = "",
 
 
 def _sso_link(root: str, label: str | None, next_path: str) -> str:
-    """
-    The way to single sign-on on the login page (a link: no script, no
-    form), from the page's way back to the site's root, C{root}.
-    """
+    """The way to single sign-on on the login page (a link: no script, no form)."""
     if label is None:
         return ""
     query = "?next=" + quote(next_path, safe="/") if next_path else ""
@@ -350,8 +310,7 @@ def account_page(chrome: Chrome, user: str, csrf: str | None, *,
                  problem: str | None = None) -> bytes:
     """
     C{/login} and C{/logout} for a person logged in: who they are, and the
-    form that logs them out (with their session's CSRF token); or, with
-    no token, what went wrong as they logged out.
+    form that logs them out; without a CSRF token, what went wrong.
     """
     if csrf is None:
         main = (
@@ -375,11 +334,8 @@ def account_page(chrome: Chrome, user: str, csrf: str | None, *,
 def search_page(chrome: Chrome, results: Results | None, versions: Mapping[str, str | None],
                 root: str = "") -> bytes:
     """
-    C{/search?q=}: one page of results.
-
-    @param results: the L{pypid.core.formats.search.Results}, or L{None} for a page
-        the script fills in (a static copy) or before any query.
-    @param versions: C{{project: latest version}} of the projects shown.
+    C{/search?q=}: one page of C{results} (L{None}: a page the script fills
+    in, or before any query); C{versions}: each shown project's latest.
     """
     query = results.query if results is not None else ""
     form = (
@@ -429,11 +385,9 @@ def _pager(chrome: Chrome, results: Results, root: str) -> str:
     if results.page > 1:
         parts.append(f'<a rel="prev" href="{link}{results.page - 1}">Previous</a>')
     first = max(1, results.page - 3)
-    for n in range(first, min(results.pages, first + 6) + 1):
-        if n == results.page:
-            parts.append(f'<span aria-current="page">{n}</span>')
-        else:
-            parts.append(f'<a href="{link}{n}">{n}</a>')
+    parts += [f'<span aria-current="page">{n}</span>' if n == results.page
+              else f'<a href="{link}{n}">{n}</a>'
+              for n in range(first, min(results.pages, first + 6) + 1)]
     if results.page < results.pages:
         parts.append(f'<a rel="next" href="{link}{results.page + 1}">Next</a>')
     return f'<nav class="pager" aria-label="Result pages">{" ".join(parts)}</nav>'

@@ -1,9 +1,7 @@
 """
 The page for people of a project, about one of its versions (or the
-latest): what it shows (L{ProjectView}, its L{Release}s, made of the
-files by L{project_view}) and its HTML, drawn in the frame every page
-shares (L{pypid.core.formats.pages.frame}), with its release history cut
-short for a project of many versions (L{history_shown}).
+latest): what it shows (L{ProjectView}, made by L{project_view}) and its
+HTML, with its release history cut short for a project of many versions.
 
 Everything shown comes from uploaders and is escaped; the description is
 HTML that L{pypid.core.dists.readme} sanitized when the file arrived.
@@ -41,10 +39,8 @@ class Release:
     """
     One version of a project as the pages show it.
 
-    @ivar files: its files (L{pypid.core.dists.model.FileRecord}s, or the
-        upstream's L{pypid.upstream.page_model.UpstreamFile}s), by filename.
-    @ivar yanked: the reason when every file is yanked (possibly C{""}),
-        else L{None}.
+    @ivar files: its files, by filename.
+    @ivar yanked: the reason when every file is yanked (possibly C{""}), else L{None}.
     @ivar uploaded: the earliest upload time of its files, or L{None}.
     """
 
@@ -62,25 +58,17 @@ class ProjectView:
 
     @ivar releases: every L{Release}, newest first.
     @ivar current: the release the page is about.
-    @ivar latest: the version installers pick by default (no pre-release
-        when there is a final one, no yanked one), or L{None}.
-    @ivar details: the L{pypid.core.dists.details.Details} of the current
-        release, or L{None} when none are kept.
+    @ivar latest: the version installers pick by default, or L{None}.
+    @ivar details: the current release's L{Details}, or L{None} when none are kept.
     @ivar upstream: when the upstream's page was fetched, for a project the
         cache knows from the upstream; L{None} for a hosted one.
-    @ivar summary: the current release's summary (from its records, when
-        no details are kept).
+    @ivar summary: the current release's summary from its records.
     @ivar pending: whether the details are being rendered now (the page
         says so, and is not kept).
-    @ivar status: the project's status (PEP 792), or L{None} when it is
-        active; the page says it first thing.
     @ivar advisories: version -> the index's L{Verdict} on it, for the
-        releases that advisories affect; the page about one
-        lists them, the release history marks them.
+        releases that advisories affect.
     @ivar publishers: filename -> who published it, as its verified
-        provenance says (PEP 740, L{pypid.core.dists.provenance.publishers_of}),
-        for the current release's files that have one; each links its
-        provenance.
+        provenance says (PEP 740), for the current release's files.
     """
 
     name: str
@@ -130,10 +118,8 @@ def project_view(name: str, display_name: str, files: Iterable[ShownFile],
                  ) -> ProjectView | None:
     """
     The L{ProjectView} of a project's files, about C{version} (the latest
-    when L{None}); L{None} when there is no such version.
-
-    @param releases: C{releases_of(files)}, when the caller has them
-        already (a view per version of one project).
+    when L{None}); L{None} when there is no such version. C{releases}:
+    C{releases_of(files)}, when the caller has them already.
     """
     releases = releases if releases is not None else releases_of(files)
     latest = latest_of(releases)
@@ -178,11 +164,7 @@ _ADVISORY_ACTION = {
 
 
 def advisory_notice(verdict: Verdict | None, version: str) -> str:
-    """
-    The notice a release's page shows when advisories affect it: each
-    advisory (its identifier linked, its severity, aliases, summary and
-    the versions that fix it), and what the index does about it.
-    """
+    """The notice a release's page shows when advisories affect it, and what the index does."""
     if verdict is None:
         return ""
     items = []
@@ -214,12 +196,7 @@ def quarantined_page(chrome: Chrome, name: str, display_name: str, status: Proje
 
 
 def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
-    """
-    C{/project/<name>/} (about the latest version) or
-    C{/project/<name>/<version>/}.
-
-    @param root: the way back to the site's root: C{../../} or C{../../../}.
-    """
+    """C{/project/<name>/} (about the latest version) or C{/project/<name>/<version>/}."""
     current, details = view.current, view.details
     name_q = quote(view.name)
     summary = (details.get("summary") if details is not None else None) or view.summary
@@ -227,19 +204,15 @@ def project_page(chrome: Chrome, view: ProjectView, root: str) -> bytes:
     if current.prerelease:
         badges.append('<span class="badge badge-pre">pre-release</span>')
     if current.yanked is not None:
-        reason = f": {escape(current.yanked)}" if current.yanked else ""
-        badges.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
+        badges.append(_yanked(current.yanked))
     if view.latest is not None and current.version != view.latest:
         badges.append(f'<span class="badge">the latest version is '
                       f'<a href="{escape(root)}project/{name_q}/">{escape(view.latest)}</a>'
                       f'</span>')
-    upstream = ""
-    if view.upstream is not None:
-        upstream = (
-            '<p class="notice" role="note">This project is not hosted here: it is what '
-            "this index's cache knows of it from the upstream index, as listed there "
-            f"on {when(view.upstream)}.</p>"
-        )
+    upstream = "" if view.upstream is None else (
+        '<p class="notice" role="note">This project is not hosted here: it is what '
+        "this index's cache knows of it from the upstream index, as listed there "
+        f"on {when(view.upstream)}.</p>")
     base = snippet_base(chrome)
     pin = f"{view.name}=={current.version}"
     head = (
@@ -340,10 +313,8 @@ def _files(chrome: Chrome, view: ProjectView, root: str) -> str:
     rows = []
     for f in view.current.files:
         kind = "wheel" if f.packagetype == WHEEL else "sdist"
-        yanked = ""
-        if f.yanked is not None and view.current.yanked is None:
-            reason = f": {escape(f.yanked)}" if f.yanked else ""
-            yanked = f' <span class="badge badge-yanked">yanked{reason}</span>'
+        yanked = (" " + _yanked(f.yanked)
+                  if f.yanked is not None and view.current.yanked is None else "")
         uploader = getattr(f, "uploader", None)
         who = escape(uploader) if uploader else (
             '<span class="muted">upstream</span>' if view.upstream is not None
@@ -370,6 +341,12 @@ def _files(chrome: Chrome, view: ProjectView, root: str) -> str:
     )
 
 
+def _yanked(reason: str) -> str:
+    """The badge of a yanked file or release."""
+    reason = f": {escape(reason)}" if reason else ""
+    return f'<span class="badge badge-yanked">yanked{reason}</span>'
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _quoted(text: str) -> str:
     """C{quote(text)}, remembered: every version page lists every version."""
@@ -377,22 +354,19 @@ def _quoted(text: str) -> str:
 
 
 #: The newest releases every page's history lists, and how many on either
-#: side of the page's own release: a project of thousands of versions
-#: would otherwise give each of its pages the whole list, and the static
-#: export the square of it (1,200 versions made 188 MB).
+#: side of the page's own release: else a project of thousands of versions
+#: gives each page the whole list, and the static export the square of it
+#: (1,200 versions made 188 MB).
 HISTORY_NEWEST = 20
 HISTORY_AROUND = 20
 
 
 def history_shown(count: int, current: int, latest: int | None) -> list[int | tuple[int, int]]:
     """
-    The entries a page's history shows, in order: the index of a release
-    shown, or C{(start, end)} for a run of releases left out (the page
-    links into it, so that every release is a few clicks away).
-
-    @param count: how many releases there are (newest first).
-    @param current: the index of the page's release.
-    @param latest: the index of the latest release, or L{None}.
+    The entries of a history of C{count} releases (newest first) that the
+    page of the C{current}th shows: the index of a release shown, or
+    C{(start, end)} for a run left out (the page links into it, so that
+    every release is a few clicks away). C{latest}: its index, or L{None}.
     """
     shown = set(range(min(count, HISTORY_NEWEST)))
     shown.update(range(max(0, current - HISTORY_AROUND), min(count, current + HISTORY_AROUND + 1)))
@@ -437,8 +411,7 @@ def _history(view: ProjectView, root: str) -> str:
         if r.prerelease:
             marks.append('<span class="badge badge-pre">pre-release</span>')
         if r.yanked is not None:
-            reason = f": {escape(r.yanked)}" if r.yanked else ""
-            marks.append(f'<span class="badge badge-yanked">yanked{reason}</span>')
+            marks.append(_yanked(r.yanked))
         verdict = view.advisories.get(r.version)
         if verdict is not None:
             marks.append(f'<span class="badge badge-vulnerable">vulnerable: '

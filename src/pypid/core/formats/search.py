@@ -2,26 +2,18 @@
 Search over project names and summaries, in memory, for the pages for
 people (C{/search?q=}, and results as one types).
 
-No database: the index is a list of entries built with the project list,
-and a query is a scan of it: one C{in} test per name and per summary,
-in list comprehensions, and a sort of plain ints for the ranking: a few
-ms a query at 20,000 projects (C{docs/performance.rst}). A scan with
-C{str.find} over one joined string was slower: its per-hit Python work
-outweighs the loop it saves. A query shorter than L{MIN_SUBSTRING}
-characters matches names by their start only, as one starts typing.
+No database: a query is a scan, one C{in} test per name and per summary in
+list comprehensions, and a sort of plain ints: a few ms a query at 20,000
+projects. A scan with C{str.find} over one joined string was slower: its
+per-hit Python work outweighs the loop it saves.
 
-Ranking, best first (ties: shorter name, then alphabetical):
+Ranking, best first (ties: shorter name, then alphabetical): the
+normalized query itself (C{Foo_Bar} finds C{foo-bar} first), a name that
+starts with it, a word of the name that does, a name that holds it, a
+summary that holds every word of the query.
 
-  1. the normalized name is the query's normalized form (C{Foo_Bar} finds
-     C{foo-bar} first);
-  2. the name starts with it;
-  3. a word of the name (after C{-}) starts with it;
-  4. the name holds it;
-  5. the summary holds every word of the query.
-
-Who may see what is the caller's: L{SearchIndex.search} takes a
-C{visible(project)} predicate and counts and returns only what it allows,
-so a hidden project is never shown, counted or suggested.
+Who may see what is the caller's C{visible(project)}: a hidden project is
+never shown, counted or suggested.
 """
 
 from __future__ import annotations
@@ -51,13 +43,7 @@ EXACT, PREFIX, WORD_PREFIX, SUBSTRING, SUMMARY = range(5)
 
 @attrs.frozen
 class SearchEntry:
-    """
-    One project as search knows it.
-
-    @ivar project: the normalized name.
-    @ivar display_name: the name as its newest file spells it.
-    @ivar summary: the latest version's summary, or L{None}.
-    """
+    """One project as search knows it: its normalized name, as spelt, and its summary."""
 
     project: str
     display_name: str
@@ -75,12 +61,8 @@ class Hit:
 @attrs.frozen
 class Results:
     """
-    One page of results.
-
-    @ivar total: how many visible projects match in all.
-    @ivar hits: this page's L{Hit}s, best first.
-    @ivar page: the page number, from 1.
-    @ivar pages: how many pages there are (at least 1).
+    One page of results: C{total} visible projects match in all; C{hits},
+    best first, on C{page} (from 1) of C{pages} (at least 1).
     """
 
     query: str
@@ -92,16 +74,11 @@ class Results:
 
 class SearchIndex:
     """
-    The entries of every project, ready to be searched.
-
-    Build a new one when the project list changes (it is cheap: a sort and
-    two lists), rather than updating one in place.
+    The L{SearchEntry} of every project, ready to be searched: built anew
+    when the project list changes (a sort and two lists), never updated.
     """
 
     def __init__(self, entries: Iterable[SearchEntry]) -> None:
-        """
-        @param entries: L{SearchEntry}s, one per project.
-        """
         self._entries = sorted(entries, key=lambda e: (len(e.project), e.project))
         self._by_project = {e.project: i for i, e in enumerate(self._entries)}
         self._names = [e.project for e in self._entries]
@@ -117,11 +94,8 @@ class SearchIndex:
     def search(self, query: str, visible: Callable[[str], bool] | None = None, page: int = 1,
                page_size: int = DEFAULT_PAGE_SIZE) -> Results:
         """
-        Find the projects matching C{query}, ranked.
-
-        @param visible: C{visible(project) -> bool} for a normalized name,
-            or L{None} when every project may be seen.
-        @param page: which page of results, from 1 (clamped to the last).
+        Find the projects matching C{query} that C{visible(normalized name)}
+        allows (L{None}: all), ranked; C{page} is clamped to the last.
         """
         query = " ".join(query[:MAX_QUERY_LENGTH].split())
         page_size = max(1, page_size)
@@ -163,12 +137,7 @@ class SearchIndex:
                 if i == exact:
                     continue
                 n = names[i]
-                if n.startswith(name):
-                    rank = PREFIX
-                elif word in n:
-                    rank = WORD_PREFIX
-                else:
-                    rank = SUBSTRING
+                rank = PREFIX if n.startswith(name) else WORD_PREFIX if word in n else SUBSTRING
                 keys.append(rank * size + i)
                 seen.add(i)
         words = _WORD.findall(query.casefold())

@@ -1,9 +1,6 @@
 """
-The console's pages of the webhooks (admins): every subscription and how
-its deliveries go (C{/console/webhooks}), and one subscription's last
-deliveries and given-up events, with the buttons that send a test event
-and send given-up events again (C{/console/webhooks/<name>}). Drawn from
-what C{GET /api/webhooks} answers; never a secret.
+The console's pages of the webhooks (admins), drawn from what C{GET
+/api/webhooks} answers; never a secret.
 """
 
 from __future__ import annotations
@@ -57,8 +54,7 @@ def webhook_page(chrome: Chrome, person: str, csrf: str, state: Mapping[str, Any
                  redelivered: int | None = None, error: str | None = None) -> bytes:
     """
     C{/console/webhooks/<name>}: one subscription's last deliveries and
-    given-up events, a test button, and a redeliver button per failure
-    (and for all).
+    given-up events, a test button, and redeliver buttons.
     """
     name = str(state["name"])
     action = f"{root}console/webhooks/{name}"

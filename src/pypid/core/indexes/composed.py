@@ -1,29 +1,21 @@
 """
 The pages of an index composed of others (a hosted index with bases, or a
-read-only view with filters), answered as one index: what each project
-lists is composed by L{pypid.core.indexes.composition}; here its pages are
-rendered and kept.
+read-only view with filters), composed by L{pypid.core.indexes.composition},
+rendered and kept here.
 
-L{ComposedIndex} keeps the pages composed, each with a I{stamp} of what it was
-made of: every hosted source's project object and its count of changes
-(L{pypid.core.indexes.project.Project.changes}), the upstreams' cached entries (by
-identity), and, when the view's cooldown hid a file, the moment it comes
-of age. Checking it is a dict lookup a source and a comparison: no page
-is composed again before one of those moved. A page that is the same as
-one source's own (one source gave every file, all of its files, nothing
-filtered, the same links) is not kept twice: the view serves that
-source's own kept page (I{delegation}), so an inherited page costs no
-memory and has the same ETag.
+Each page is kept with a I{stamp} of what it was made of (the hosted
+sources' project objects and counts of changes, the upstreams' cached
+entries, when a file the cooldown hid comes of age), checked with a dict
+lookup a source. A page the same as one source's own is not kept twice: the
+view serves that source's kept page (I{delegation}), at no memory and with
+the same ETag.
 
-The index's own L{AdvisoryPolicy} is applied to the page it
-composes, whatever its sources' own policies: a release it hides is left
-off, one it denies is listed yanked with the advisories as the reason
-(L{pypid.core.indexes.rendered_pages.advised_files}). The stamp of a page of a
-project the policy names holds the policy's stamp (the board's
-generation and the rules taken), and a page composed while the policy
-named no release of the project is stale once it does; such a page is
-never delegated, nor one whose delegate's own pages apply advisories to
-the project (they would show the source's decisions, not the index's).
+The index's own L{AdvisoryPolicy} applies to the pages it composes,
+whatever its sources' policies. A page of a project the policy names is
+stamped with the policy's stamp, and one composed while it named none is
+stale once it does; such a page is never delegated, nor one whose
+delegate's own pages apply advisories to the project (they would show the
+source's decisions, not the index's).
 """
 
 from __future__ import annotations
@@ -50,19 +42,16 @@ from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.core.util.bounded import remember
 from pypid.core.util.lru import ByteLRU
 
-#: The default budget of the pages composed by the views together
-#: (C{[pypid] view_cache_size} once that is a key): 64 MiB.
+#: The default budget of the pages the views compose, together.
 COMPOSED_CACHE_SIZE = 64 << 20
 
-#: What a kept composition costs besides its pages (its stamp, its entry in
-#: the table, its dict of pages), counted so that the budget bounds the
-#: delegated entries too, which keep no page of their own. Measured with
+#: What a kept composition costs besides its pages, counted so that the
+#: budget bounds the delegated entries too, which keep no page. Measured with
 #: tracemalloc (tests/bench/bench_views.py --memory): 418 bytes an entry for a
 #: chain of three hosted sources and an upstream.
 ENTRY_COST = 420
 
-#: The most project names whose admission by a view's globs (or merging by
-#: an upstream) is remembered.
+#: The most project names whose admission by a view's globs (or merging) is remembered.
 MAX_NAMES = 1 << 16
 
 
@@ -78,12 +67,10 @@ class _Kept:
     delegate: ChainSource | None
     own: Project | None
     pages: dict[str, Page]
-    #: the index's L{AdvisoryPolicy.stamp} when its policy named the
-    #: project as it was composed, else L{None}
+    #: the index's L{AdvisoryPolicy.stamp} when its policy named the project
     advised: tuple[int, int] | None = None
     #: the L{IndexNamespaces.serial}s of the index and of its delegate's
-    #: hosted index as it was composed (a delegate whose grants change may
-    #: no longer show the index's)
+    #: hosted index (a delegate whose grants change may no longer show the index's)
     spaces: tuple[int, int] = (0, 0)
 
     def delegated(self, project: str, kind: str) -> Page:
@@ -107,20 +94,15 @@ class ComposedIndex:
     The pages of one named index (hosted with bases, or a view), composed
     of its sources and kept within a budget of bytes.
 
-    @ivar name: the index's name.
     @ivar order: its sources, resolved (L{pypid.core.indexes.index_names.resolve_order}).
     @ivar filters: what it leaves out (none for a hosted index).
-    @ivar file_url: C{file_url(file)}: the link its pages give a file.
-    @ivar advisories: what it does about security advisories (its own
-        rules, whatever its sources'), applied to the pages it composes.
     """
 
     name: str
     order: tuple[ChainSource, ...]
     filters: Filters
     file_url: Callable[[ComposedFile], str]
-    #: normalized project -> what its page was composed of, and its pages;
-    #: counted their bytes and L{ENTRY_COST}
+    #: normalized project -> its stamp and pages, counted with L{ENTRY_COST}
     _kept: ByteLRU[str, _Kept] = attrs.field(alias="max_bytes", default=COMPOSED_CACHE_SIZE,
                                              converter=_table)
     #: kind -> (the hosted sources' listing serials, the root page)
@@ -161,11 +143,10 @@ class ComposedIndex:
     def own(self) -> Index | None:
         """
         The hosted index whose own pages are this index's pages of the
-        projects it holds (the index's sole hosted source, first, nothing
-        filtered, the same links and advisories), unless an upstream merges
-        them (L{merges}); L{None} for any other index. Its projects are
-        served from its kept pages at once, with no composition: the hot
-        path of a hosted index, the default one's among them.
+        projects it holds (its sole hosted source, first, nothing filtered,
+        the same links and advisories), unless an upstream merges them
+        (L{merges}); else L{None}. The hot path of a hosted index: its kept
+        pages, with no composition.
         """
         return self._own
 
@@ -184,9 +165,8 @@ class ComposedIndex:
 
     def page(self, project: str, kind: str, now: float) -> Page | None:
         """
-        The page of the normalized C{project} (C{kind} C{"html"} or
-        C{"json"}), or L{None} when the index does not list it (no source
-        knows it, or the view's globs leave it out).
+        The page of the normalized C{project}, or L{None} when the index does
+        not list it (no source knows it, or the view's globs leave it out).
         """
         if not self._open and not self._admits(project):
             return None
@@ -262,10 +242,8 @@ class ComposedIndex:
 
     def hidden_page(self, project: str, kind: str, now: float) -> Page | None:
         """
-        The JSON page of C{project} with the hidden namespace grants it
-        falls in, for their owners (L{IndexNamespaces.hides}; the page
-        everyone gets otherwise): composed at each call, never kept (only
-        they ask).
+        The JSON page of C{project} with the hidden namespace grants it falls
+        in, for their owners: composed at each call, never kept (only they ask).
         """
         spaces = self.namespaces
         if kind == HTML or spaces is None or not spaces.hides(project):
@@ -295,18 +273,15 @@ class ComposedIndex:
 
     def full_page(self, project: str, kind: str, now: float) -> Page | None:
         """
-        The page of a project a hosted source quarantines with its files
-        all the same, for its admins: composed at each call, never kept
-        (admins alone ask).
+        The page of a project a hosted source quarantines with its files all
+        the same, for its admins: composed at each call, never kept.
         """
         return self._composed(project, kind, now, reveal=True)
 
     def _composed(self, project: str, kind: str, now: float, reveal: bool) -> Page | None:
         """
-        The page of C{project} composed now, never kept, with every
-        namespace it falls in (hidden ones too): a quarantined project's
-        files when C{reveal} (L{full_page}), as listed otherwise
-        (L{hidden_page}).
+        The page of C{project} composed now, with every namespace it falls
+        in; a quarantined project's files when C{reveal}.
         """
         composition = compose(self.order, project, self.filters, now, self.file_url,
                               reveal=reveal)
@@ -319,8 +294,7 @@ class ComposedIndex:
     def upstreams(self, project: str) -> list[ChainSource]:
         """
         The upstreams a page of the normalized C{project} reads (L{asked}),
-        so that the web side may bring their cached pages up to date
-        before it asks for the page; none when the view leaves it out.
+        for the web side to bring up to date first; none when the view leaves it out.
         """
         if not self._upstream or (not self._open and not self._admits(project)):
             return []
@@ -330,10 +304,8 @@ class ComposedIndex:
     def listing(self, project: str, now: float, reveal: bool = False) -> Composition | None:
         """
         What the index lists of the normalized C{project} now, file by file
-        with its source (for C{/NAME/files/}: a file is served from the
-        source that lists it, and only if listed); L{None} when it lists
-        no such project. C{reveal}: a quarantined project's files, as its
-        admins' page (L{full_page}) lists them.
+        with its source (a file is served from the source that lists it,
+        and only if listed), or L{None}; C{reveal} as L{full_page}.
         """
         if not self._open and not self._admits(project):
             return None
@@ -342,9 +314,8 @@ class ComposedIndex:
 
     def root_page(self, kind: str) -> Page:
         """
-        The C{/NAME/simple/} page: every project of the hosted sources (the
-        upstreams list none, as today), those the view's globs admit, each
-        named as its first source spells it.
+        The C{/NAME/simple/} page: the hosted sources' projects the view's
+        globs admit, each named as its first source spells it.
         """
         if self._open and len(self._hosted) == 1:
             # (one hosted source, every project admitted: its own root page)
@@ -364,9 +335,8 @@ class ComposedIndex:
 
     def root_of(self, pairs: list[tuple[str, str]], kind: str) -> Page:
         """
-        The project list of C{pairs} (C{(name, display name)}, in order):
-        with serials, each project's (L{serial_of}) and the last of the
-        hosted sources'.
+        The project list of C{pairs} (C{(name, display name)}), with each
+        project's serial (L{serial_of}) and the last of the hosted sources'.
         """
         sources = [of for index in self._hosted if (of := index.rendered.serials) is not None]
         last = max((of.last for of in sources), default=None)
@@ -379,26 +349,19 @@ class ComposedIndex:
         return Page.of(body, CONTENT_TYPES[kind], serial=last)
 
     def serial_of(self, project: str) -> int | None:
-        """
-        The serial C{project}'s pages carry: the last of its hosted sources'
-        (an upstream's changes move none); L{None} without serials.
-        """
+        """The serial C{project}'s pages carry: the last of its hosted sources', or L{None}."""
         return serial_over((index.rendered.serials for index in self._hosted), project)
 
     def _still(self, kept: _Kept, project: str, now: float) -> bool:
         """
-        Whether what C{kept} was composed of is unchanged (its stamp holds):
-        a dict lookup and two comparisons a hosted source, a lookup an
-        upstream consulted, and the time when a cooldown hid a file: about
-        1% of serving a page, with three hosted sources.
+        Whether C{kept}'s stamp holds: about 1% of serving a page, with
+        three hosted sources.
         """
         held, changes = kept.held, kept.changes
-        i = 0
-        for lookup in self._lookups:
+        for i, lookup in enumerate(self._lookups):
             found = lookup(project)
             if found is not held[i] or (found is not None and found.changes != changes[i]):
                 return False
-            i += 1
         for side, token in kept.consulted:
             cached = side.cached(project)
             if (cached[0] if cached is not None else None) is not token:

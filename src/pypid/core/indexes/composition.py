@@ -2,27 +2,19 @@
 What a project lists in an index composed of others: a hosted index with
 bases, or a read-only view with filters.
 
-A named index lists a project's files from a chain of I{sources}: itself
-(when it is hosted), then its bases, breadth first, left to right, each kept
-at its first occurrence, the upstreams last, as devpi orders them
-(L{pypid.core.indexes.index_names.resolve_order}). L{compose} gives the files one
-project shows: the hosted sources' files first, in that order, then the
-upstreams', a file whose filename or distribution (L{filename_key}, the
-rule of L{pypid.upstream.confusion.merged}) is listed already hiding a
-later one; the rules against dependency confusion across the whole chain
-(a project hosted in the index or in any hosted base gets no upstream's
-files unless that upstream merges it); then the view's L{Filters}.
+A named index lists a project's files from its chain of I{sources}
+(L{pypid.core.indexes.index_names.resolve_order}). L{compose} gives the
+hosted sources' files first, in order, then the upstreams', a file whose
+filename or distribution (L{filename_key}) is listed already hiding a later
+one; a project hosted anywhere in the chain gets no upstream's files unless
+that upstream merges it (against dependency confusion); then the view's
+L{Filters} apply.
 
-A project quarantined (PEP 792) in any hosted source of the chain lists
-no file at all (not a base's, not an upstream's): its page carries that
-status. Otherwise the page carries the status of the first hosted source
-that gives the project one, or, when none does, that of the first
-upstream asked whose cached page gives one (L{upstream_status}); an
-upstream that quarantines the project offers none of its files
-(L{UpstreamSide.cached}), the hosted sources' files stand.
-
-The upstream side is a small protocol (L{UpstreamSide}) that the upstream
-layer implements. The pages composed are kept by L{pypid.core.indexes.composed}.
+A project quarantined (PEP 792) in any hosted source lists no file at all,
+and its page carries that status; otherwise the page carries the first
+hosted source's status, or else the first upstream's whose cached page
+gives one (an upstream that quarantines the project offers none of its
+files; the hosted sources' files stand).
 """
 
 from __future__ import annotations
@@ -65,17 +57,13 @@ class UpstreamSide(Protocol):
 
     def cached(self, project: str) -> tuple[object, Sequence[ComposedFile]] | None:
         """
-        C{(token, files)}: the files its cached page of C{project} shows now
-        (its own cooldown and rules applied), in page order, and a token that
-        stays the same object exactly as long as those files do; L{None}
-        when nothing is cached.
+        C{(token, files)}: the files its cached page of C{project} shows now,
+        in page order, and a token that stays the same object exactly as
+        long as those files do; L{None} when nothing is cached.
         """
 
     def status(self, project: str) -> ProjectStatus | None:
-        """
-        The status its cached page gives C{project} (PEP 792), or L{None};
-        when it is a quarantine, L{cached} gives no file.
-        """
+        """The status its cached page gives C{project}; for a quarantine L{cached} gives no file."""
 
     def file_url(self, f: ComposedFile) -> str:
         """The link its own pages give C{f}."""
@@ -86,11 +74,7 @@ class UpstreamSide(Protocol):
 
 @attrs.frozen
 class ChainSource:
-    """
-    One element of an index's resolved order: a hosted index or an upstream.
-
-    @ivar name: as a base names it (C{release}, C{upstream:public}).
-    """
+    """One element of an index's resolved order, named as a base names it."""
 
     name: str
     hosted: Index | None = None
@@ -110,17 +94,13 @@ class Filters:
     """
     What a view leaves out (C{[index:NAME]} of a view).
 
-    @ivar min_age: seconds an upstream file must have been published
-        before it is listed (0: none); hosted files are never held back.
-        A file of unknown upload time is held back, as by C{[upstream] min_age}.
+    @ivar min_age: seconds an upstream file (of unknown upload time: any)
+        must have been published before it is listed; hosted files never are.
     @ivar as_of: a POSIX time: only files uploaded strictly before it are
-        listed (uv's C{--exclude-newer}), hosted and upstream ones, a file
-        of unknown upload time not; L{None}: no date.
+        listed (uv's C{--exclude-newer}), a file of unknown upload time not.
     @ivar include: project name globs (normalized) a project must match.
-    @ivar exclude: project name globs that leave a project out.
-    @ivar hide_prereleases: leave out the files of pre-releases (and of
-        versions packaging cannot read, as L{is_prerelease} counts them).
-    @ivar hide_yanked: leave out yanked files altogether.
+    @ivar hide_prereleases: leave out pre-releases (and versions packaging
+        cannot read, as L{is_prerelease} counts them).
     """
 
     min_age: float = 0.0
@@ -152,7 +132,7 @@ class Composition:
     """
     A project's files in an index, and what they were made of.
 
-    @ivar files: C{(file, source)} pairs, in the pages' order (version, then filename).
+    @ivar files: C{(file, source)} pairs, in the pages' order.
     @ivar found: whether any source knows the project (hosted, or a cached upstream page).
     @ivar hosted: whether a hosted source holds it (files or tombstones).
     @ivar held: per hosted source, in order: its L{Project}, or L{None}.
@@ -160,8 +140,6 @@ class Composition:
     @ivar consulted: C{(upstream, token)} of each upstream asked (L{UpstreamSide.cached}).
     @ivar recheck_at: when a file the cooldown hid comes of age, or L{None}.
     @ivar delegate: the source whose own page is this one, or L{None}.
-    @ivar status: the project's status in the chain (see the module), or
-        L{None} (active).
     """
 
     project: str
@@ -179,8 +157,7 @@ class Composition:
 def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | None:
     """
     The status of the normalized C{project} in a chain: a quarantine in
-    any hosted source, else the first hosted source's status; L{None} when
-    it is active in every one.
+    any hosted source, else the first hosted source's status, or L{None}.
     """
     first: ProjectStatus | None = None
     for source in order:
@@ -195,11 +172,7 @@ def chain_status(order: Sequence[ChainSource], project: str) -> ProjectStatus | 
 
 def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
                     project: str) -> ProjectStatus | None:
-    """
-    The status the first of the C{consulted} upstreams that has a cached
-    page of C{project} gives it, or L{None} (for a chain whose hosted
-    sources give none: L{chain_status} first).
-    """
+    """The status the first C{consulted} upstream's cached page gives C{project}, or L{None}."""
     for side, token in consulted:
         if token is not None:
             status = side.status(project)
@@ -211,16 +184,13 @@ def upstream_status(consulted: Sequence[tuple[UpstreamSide, object]],
 @attrs.define(init=False)
 class _Gathering:
     """
-    What L{compose} gathers of a project along a chain, source after
-    source, then filters (the fields of a L{Composition}, as lists): one
-    object a call, each step a method called once a call, each file's work
-    inline in its step (no call a file: this is the path of every page
-    composed).
+    What L{compose} gathers of a project along a chain (a L{Composition}'s
+    fields, as lists): each step a method called once a call, each file's
+    work inline (no call a file: this is the path of every page composed).
 
     @ivar taken: C{(file, source)} pairs offered and not shadowed, in order.
     @ivar names: the filenames taken; C{keys}, their distribution keys.
-    @ivar counts: per source: C{(source, how many files it offered, how
-        many it gave)}, for L{_delegate}.
+    @ivar counts: per source: C{(source, files offered, files given)}.
     @ivar filtered: whether the view's date or filters left a file out.
     @ivar files: the files that passed the filters (L{filter}).
     """
@@ -246,9 +216,8 @@ class _Gathering:
 
     def offer(self, files: Sequence[ComposedFile], source: ChainSource) -> None:
         """Take those of a source's C{files} that no earlier source's file shadows."""
-        # (shadowed by an earlier source's file only: one source's own
-        # files all stand, as an upstream page's .tar.gz and .zip of one
-        # release do today)
+        # (by an earlier source's file only: one source's own files all
+        # stand, as an upstream page's .tar.gz and .zip of one release do)
         names, keys, taken = self.names, self.keys, self.taken
         given = 0
         mine: list[tuple[str, str | None]] = []
@@ -325,21 +294,17 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
     The files the normalized C{project} lists in an index of this resolved
     C{order}, with the view's C{filters} at C{now}.
 
-    A file is shadowed by an earlier one of the same filename or
-    distribution, before the filters: a view hides what it filters, it
+    Shadowing comes before the filters: a view hides what it filters, it
     does not let a later source's file of that name through (a yanked file
-    in C{staging} does not bring back C{release}'s). A deleted file is no
-    file: a tombstone in an earlier source hides nothing, nor
-    does a file in its recycle bin. A dated view's date is the exception:
-    what arrived in a source on or after it (uploaded, or
-    promoted there) did not exist then, so it is left out before anything
-    shadows anything, and the view's answer for its date never changes
-    with what comes later.
+    in C{staging} does not bring back C{release}'s). A tombstone or a
+    binned file hides nothing. A dated view's date is the exception: what
+    arrived in a source on or after it (uploaded or promoted) is left out
+    before anything shadows, so the view's answer for its date never changes.
 
     @param file_url: the links the view gives files; with it, the
         composition names its L{Composition.delegate}.
     @param reveal: list the files of a project quarantined in a hosted
-        source all the same (what its admins see, to release or delete them).
+        source all the same (what its admins see).
     """
     got = _Gathering()
     status = chain_status(order, project)
@@ -369,10 +334,9 @@ def compose(order: Sequence[ChainSource], project: str, filters: Filters, now: f
 def _arrived_before(files: Sequence[ComposedFile], index: Index,
                     as_of: float) -> list[ComposedFile]:
     """
-    The hosted C{files} that arrived in C{index} strictly before C{as_of}:
-    uploaded there then, or promoted there then (a promotion keeps the
-    file's upload time; what a dated view promises is what each index
-    held at its date).
+    The hosted C{files} uploaded or promoted into C{index} strictly before
+    C{as_of} (a promotion keeps the upload time; a dated view promises what
+    each index held at its date).
     """
     kept = []
     for f in files:
@@ -388,18 +352,11 @@ def asked(order: Sequence[ChainSource], project: str,
     """
     The upstreams of C{order} that may be asked about C{project}, in order:
     those whose rules allow it, and, when it is C{hosted} somewhere in the
-    chain, only those that merge it (the rule against dependency confusion,
-    across the chain).
+    chain, only those that merge it (against dependency confusion).
     """
-    found = []
-    for source in order:
-        side = source.upstream
-        if side is None:
-            continue
-        decision = side.decide(project, hosted)
-        if decision.allowed and (not hosted or decision.merge):
-            found.append(source)
-    return found
+    return [source for source in order if source.upstream is not None
+            and (decision := source.upstream.decide(project, hosted)).allowed
+            and (not hosted or decision.merge)]
 
 
 def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
@@ -407,8 +364,8 @@ def _delegate(counts: Sequence[tuple[ChainSource, int, int]],
               file_url: Callable[[ComposedFile], str]) -> ChainSource | None:
     """
     The source whose own page lists exactly C{files} with the same links:
-    the only one that gave files, and gave all it offered; with no file at
-    all, the first that offered none (a project of tombstones only).
+    the only one that gave files, and all it offered; with no file at all,
+    the first that offered none (a project of tombstones only).
     """
     giving = [(source, offered) for source, offered, given in counts if given]
     if not giving:

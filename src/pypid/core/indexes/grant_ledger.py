@@ -1,22 +1,18 @@
 """
-When each namespace grant came into force (PEP 752), and which
-projects of its namespace were there then, made by others than its owners:
-kept so that the JSON API can tell those (C{owned: false}) from the
-projects its owners made, or made since.
+When each namespace grant came into force (PEP 752), and which projects of
+its namespace others than its owners had made by then: the JSON API's
+C{owned: false}.
 
-Why it is kept, and kept apart from the configuration: PEP 752's C{owned}
-is false only for a project that existed before the namespace was
-reserved (and keeps taking uploads). The configuration says which grants
-are in force, not since when nor over what; a restart must not make every
-project of a namespace look older than its grant, nor a new project look
-older, and deleting a project's first files must not make it younger. So
-the first server to run with a grant writes down when it came into force
-and the projects it found there that its owners did not make, in one
-small document of the default index's storage
-(L{pypid.storage.base.capabilities.GRANT_LEDGER}), which every later start, reload
-and server on the same storage reads and keeps. A grant whose owners
-change stays the same grant (its namespace stayed reserved); one removed
-is forgotten, so that reserving the namespace again later starts anew.
+Why kept apart from the configuration: C{owned} is false only for a
+project that existed before the namespace was reserved, and the
+configuration says which grants are in force, not since when nor over
+what; a restart must not make projects look older than their grant, nor
+deleting a project's first files make it younger. So the first server to
+run with a grant writes it down in one small document of the default
+index's storage (L{pypid.storage.base.capabilities.GRANT_LEDGER}), which
+every later start, reload and server on that storage reads and keeps. A
+grant whose owners change stays the same grant; one removed is forgotten,
+so reserving the namespace again starts anew.
 
 The document is JSON: C{{"grants": {"<index or *>/<namespace>": {"since":
 <seconds>, "before": [<index>/<project>, ...]}}}}, bounded (L{MAX_BYTES}).
@@ -53,14 +49,13 @@ class GrantEntry:
     One grant's record.
 
     @ivar since: when it came into force (seconds since the epoch).
-    @ivar before: the projects of its namespace that were there then,
-        made by others than its owners, as C{index/project} (normalized).
+    @ivar before: the projects others than its owners had made in its
+        namespace by then, as C{index/project} (normalized).
     """
 
     since: float
     before: frozenset[str]
-    #: the projects of L{before}, whatever their index (a page composed of
-    #: several indexes' asks of them), worked out once
+    #: the projects of L{before} whatever their index (for composed pages)
     projects: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -75,11 +70,8 @@ class GrantLedger:
     entries: Mapping[str, GrantEntry] = attrs.field(factory=dict)
 
     def before(self, grant: Grant) -> frozenset[str] | None:
-        """
-        The projects others than its owners made in C{grant}'s namespace
-        before it came into force, or L{None} when the ledger has no word of it.
-        """
-        entry = self.entries.get(ledger_key(grant))
+        """C{grant}'s L{GrantEntry.before}, or L{None} when the ledger has no word of it."""
+        entry = self.entry(grant)
         return entry.before if entry is not None else None
 
     def entry(self, grant: Grant) -> GrantEntry | None:
@@ -89,10 +81,9 @@ class GrantLedger:
     def brought_up(self, grants: NamespaceGrants, now: float,
                    found: Callable[[Grant], Iterable[str]]) -> GrantLedger:
         """
-        The ledger of C{grants}: each one it records kept as it was, each
-        other one in force from C{now} over the projects C{found(grant)}
-        (those there now that its owners did not make); a grant no longer
-        configured left out.
+        The ledger of C{grants}: each one recorded kept as it was, each
+        other in force from C{now} over the projects C{found(grant)} (those
+        its owners did not make); a grant no longer configured left out.
         """
         entries: dict[str, GrantEntry] = {}
         for grant in grants.grants:
@@ -111,11 +102,7 @@ class GrantLedger:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GrantLedger:
-        """
-        The ledger of a document L{to_bytes} wrote.
-
-        @raise InvalidLedger: naming what is wrong.
-        """
+        """The ledger of a document L{to_bytes} wrote, else L{InvalidLedger}."""
         if len(data) > MAX_BYTES:
             raise InvalidLedger(f"over {MAX_BYTES} bytes")
         try:

@@ -3,17 +3,12 @@ The in-memory index: projects, their files, and the deleted filenames.
 
 The web layer reads it on every request, so it answers a lookup by
 filename in O(1) and keeps each page rendered, within a budget of bytes
-(L{Index.rendered}, a L{RenderedPages} it tells of every change).
+(L{Index.rendered}, told of every change). Every change bumps
+L{Index.serial}, by which the snapshot service knows to save.
 
-Every change bumps L{Index.serial}; the snapshot service saves when the serial
-moved since its last save.
-
-Three tables of its own hold what is not the records (each module says why
-it is apart): how its promoted files came (L{Index.promotions}, a
-L{PromotedFiles}), its projects' statuses (L{Index.statuses}, a
-L{ProjectStatuses}: PEP 792), and the projects loaded later whose records
-are not made yet (L{Index.later}, a L{LaterProjects}). The index keeps them
-in step with its records and bumps the serial for their changes.
+Three tables of its own, kept in step with its records, hold what is not
+the records (each module says why it is apart): L{Index.promotions},
+L{Index.statuses} and L{Index.later}.
 """
 
 from __future__ import annotations
@@ -41,13 +36,9 @@ from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 def _fill(records: Iterable[FileRecord], projects: dict[str, Project],
           files: dict[str, FileRecord], in_bin: dict[str, FileRecord]) -> None:
     """
-    Put C{records} in an index emptied by L{Index.load}: its C{projects}
-    (made as needed, with the display name a file's metadata spells), its
-    live C{files}, and the files C{in_bin}.
-
-    What L{Index._put} does, for a whole index at once: every page is gone
-    already, and no project has keys yet (100,001 files in 0.07-0.10 s with
-    the collector off, as at start-up); a loop over locals.
+    Put C{records} in an index emptied by L{Index.load}: what L{Index._put}
+    does, for a whole index at once, in a loop over locals (100,001 files
+    in 0.07-0.10 s with the collector off, as at start-up).
     """
     for record in records:
         filename, name, display = record.filename, record.project, record.name
@@ -70,11 +61,7 @@ class Index:
     """
     Every hosted project and file, and their rendered pages (L{rendered}).
 
-    @ivar file_url: C{file_url(record) -> str}, the URL a page links a file
-        by (relative to the project page, or absolute when a base URL is set).
-    @ivar statuses: its projects' statuses; a change drops the project's
-        kept pages, which carry it, and moves the serial.
-    @ivar promotions: how its promoted files came (L{add_promoted}, L{take_promotions}).
+    @ivar file_url: C{file_url(record) -> str}, the URL a page links a file by.
     @ivar later: the projects loaded later still waiting for their records (L{load}).
     """
 
@@ -89,12 +76,10 @@ class Index:
     _files: dict[str, FileRecord] = attrs.field(factory=dict)
     #: deleted filename -> the project it belonged to (L{None}: unknown)
     _tombstones: dict[str, str | None] = attrs.field(factory=dict)
-    #: filename -> the record of a file in the recycle bin: held
-    #: apart from C{_files} and the projects, so that nothing that lists or
-    #: serves files sees it, until it is restored (L{add}) or purged (L{remove})
+    #: filename -> the record of a file in the recycle bin, apart so that
+    #: nothing that lists or serves files sees it
     _binned: dict[str, FileRecord] = attrs.field(factory=dict)
-    #: the filenames changed here while a look at a shared storage is under
-    #: way (L{watch_changes}), else L{None}: nothing is kept
+    #: the filenames changed since L{watch_changes}, else L{None}
     _watched: set[str] | None = None
 
     def __init__(self, file_url: Callable[[FileRecord], str], serial: int = 0, *,
@@ -105,19 +90,9 @@ class Index:
                  namespaces: IndexNamespaces | None = None, serials: Serials | None = None,
                  ) -> None:
         """
-        @param page_cache_size: the budget of the projects' rendered pages
-            (L{RenderedPages.max_bytes}).
-        @param advisories: the index's L{AdvisoryPolicy}, which
-            its pages apply (L{RenderedPages.advisories}); L{None}: none.
-        @param peers: C{peers(name)}: the server's other hosted index of that
-            name, or L{None}; a promoted file's record is shared with the
-            index it came from (L{share_promoted}). L{None}: no sharing (a
-            server of one index).
-        @param provenance_url: the link its pages give a file's provenance
-            (L{pypid.core.indexes.links.provenance_url_for}); L{None}: none.
-        @param namespaces: the index's PEP 752 namespaces, which its JSON pages
-            show (API 1.5, L{RenderedPages.namespaces}); L{None}: none (1.4).
-        @param serials: its projects' serials (L{RenderedPages.serials}).
+        The keyword arguments but C{peers} are L{RenderedPages}' (L{None}:
+        none). C{peers(name)}: the server's other hosted index of that name,
+        with which promoted files' records are shared; L{None}: no sharing.
         """
         statuses = ProjectStatuses(self._status_changed)
         files: dict[str, FileRecord] = {}
@@ -152,12 +127,8 @@ class Index:
 
     def get_file(self, filename: str, project: str | None = None) -> FileRecord | None:
         """
-        The L{FileRecord} of a live file, or L{None}.
-
-        @param project: the project the file must belong to (a file's URL
-            names it), or L{None}. A file not found among the records made
-            is looked for in those of the projects loaded later
-            (L{LaterProjects.find}).
+        The L{FileRecord} of a live file (of C{project}, which a file's URL
+        names), or L{None}; made now if loaded later (L{LaterProjects.find}).
         """
         record = self._files.get(filename)
         if record is None and self.later.waiting:
@@ -174,9 +145,8 @@ class Index:
 
     def same_distribution(self, filename: str) -> str | None:
         """
-        The stored or deleted filename that names the same distribution as
-        C{filename} under another spelling (or, for an sdist, another sdist
-        of the same release), or L{None}.
+        The stored or deleted filename of the same distribution as
+        C{filename} spelt otherwise (for an sdist, of the same release), or L{None}.
         """
         key = filename_key(filename)
         project = self._projects.get(key.split("|", 1)[0]) if key is not None else None
@@ -194,9 +164,8 @@ class Index:
     def release_variants(self, project: str, version: str) -> list[str]:
         """
         The C{variant.json} of each variant wheel (PEP 825) of the release
-        C{version} of C{project} (any spelling of it: C{1.0.0} is C{1.0}),
-        live and in the recycle bin (a restore brings one back): what a new
-        one's must agree with (L{pypid.core.dists.wheel_variants.check_joins}).
+        C{version} (C{1.0.0} is C{1.0}) of C{project}, live or binned (a
+        restore brings one back): what a new one's must agree with.
         """
         found = self._projects.get(project)
         live = found.files.values() if found is not None else ()
@@ -206,10 +175,7 @@ class Index:
                 and release_key(record.version) == release]
 
     def held(self, filename: str) -> FileRecord | None:
-        """
-        The record of C{filename}, live or in the recycle bin: what storage
-        holds as the index knows it (for telling storage's news from its own).
-        """
+        """The record of C{filename}, live or in the recycle bin (what storage holds)."""
         return self.get_file(filename) or self._binned.get(filename)
 
     def records(self) -> list[FileRecord]:
@@ -218,17 +184,11 @@ class Index:
         return list(self._files.values())
 
     def loaded_records(self) -> list[FileRecord]:
-        """
-        Every live L{FileRecord} made so far: not those of the projects
-        loaded later still waiting (L{later}), which are not made for it.
-        """
+        """Every live L{FileRecord} made so far (none of L{later}'s made for it)."""
         return list(self._files.values())
 
     def live_promotions(self) -> dict[str, Promotion]:
-        """
-        Every promoted live file's L{Promotion}, by filename (every project
-        loaded later is loaded now, as L{records} does).
-        """
+        """Every promoted live file's L{Promotion}, by filename (loading L{later}'s)."""
         self.later.make()
         return self.promotions.of(self._files)
 
@@ -241,10 +201,8 @@ class Index:
 
     def reconfigure(self, page_cache_size: int) -> None:
         """
-        Take a reloaded configuration (C{SIGHUP}): the budget of rendered
-        pages (L{RenderedPages.max_bytes}), and new access rules, by which
-        the pages kept per reader's view are judged again (the serial
-        moves: every view is made anew).
+        Take a reloaded configuration: the budget of rendered pages, and new
+        access rules (the serial moves: every reader's view is made anew).
         """
         self._rendered.max_bytes = page_cache_size
         self.serial += 1
@@ -255,8 +213,7 @@ class Index:
         """
         Note each filename changed from now until L{watched}: a look at a
         shared storage (L{pypid.state.sync}) reads a file's state before it
-        answers, and a change made here meanwhile (a delete into the bin
-        just after the look read the file live) is newer than what it read.
+        answers, and a change made here meanwhile is newer than what it read.
         """
         self._watched = set()
 
@@ -272,19 +229,16 @@ class Index:
 
     def add_pending(self, name: str, count: int, display: str | None = None) -> None:
         """
-        Note C{count} stored files of the project C{name} (normalized) that
-        are not described yet: the project is listed from now on (as
-        C{display} spells it, until a file's metadata says), and its pages
-        are not served until L{described} says they are.
+        Note C{count} stored files of the project C{name} not described yet:
+        it is listed from now on (as C{display} spells it, until a file's
+        metadata says), its pages not served until L{described}.
         """
         self._project_for(name, display or name).pending += count
 
     def described(self, name: str, count: int) -> None:
         """
         C{count} files of the project C{name} noted by L{add_pending} were
-        described (and those that were distributions added); a project
-        left with nothing in it (its files were not distributions) is
-        forgotten.
+        described; a project left with nothing in it is forgotten.
         """
         project = self._projects.get(name)
         if project is not None:
@@ -300,14 +254,9 @@ class Index:
 
         @param serial: the serial the content had when saved; the index goes
             on counting from there, so C{last_serial} never goes back.
-        @param later: projects whose records are made when first asked for
-            (L{LaterProject}s: each named and counted, and called for its
-            records, of which a file that it does not give is forgotten
-            then, as storage may still have it).
+        @param later: projects whose records are made when first asked for.
         @param promotions: how the promoted files among them came, as the
-            snapshot or a scan of storage tells it (L{take_promotions} takes
-            them later otherwise); their records are shared with their
-            source index's as they are made (L{share_promoted}).
+            snapshot or a scan of storage tells it (else L{take_promotions}).
         """
         self._rendered.clear()
         self._projects.clear()
@@ -335,10 +284,9 @@ class Index:
 
     def _made_later(self, project: Project, records: Iterable[FileRecord]) -> dict[str, FileRecord]:
         """
-        The live records of C{project}, loaded later (L{LaterProjects}'s
-        C{take}), found by filename from now on, each promoted one shared
-        with its source; its binned ones go to the bin. A filename the index
-        holds already (another project's, given twice) stays as it is.
+        L{LaterProjects}' C{take}: the live records of C{project}, found by
+        filename from now on, promoted ones shared; binned ones go to the
+        bin. A filename held already (another project's) stays as it is.
         """
         files, in_bin = self._files, self._binned
         made = {}
@@ -382,21 +330,16 @@ class Index:
         self.add(record)
 
     def take_promotions(self, promotions: dict[str, Promotion]) -> None:
-        """
-        Take what storage says of the promoted files (a scan's
-        L{pypid.storage.base.interface.ScanResult.promotions}): those of live
-        files, all the others forgotten.
-        """
+        """Take what a scan of storage says of the live promoted files; forget the others."""
         self.promotions.replace({filename: promotion for filename, promotion in promotions.items()
                                  if self.get_file(filename) is not None})
         self.share_promoted()
 
     def share_promoted(self) -> int:
         """
-        Share each promoted file's record made with its source index
-        (L{PromotedFiles.share_in}); a source not loaded yet shares nothing
-        now, so a start calls this again once every index is loaded
-        (L{pypid.state.loader.IndexLoader.follow_up}). How many were taken.
+        Share each promoted file's record made with its source index; how
+        many were taken. A source not loaded yet shares nothing, so a start
+        calls this again once every index is loaded.
         """
         files, projects = self._files, self._projects
         taken = self.promotions.share_in(files, self)
@@ -425,9 +368,8 @@ class Index:
 
     def discard(self, filename: str) -> None:
         """
-        Forget a file that storage no longer holds and that was not deleted
-        through the index (an upload another server rolled back): no
-        tombstone, so its name stays free.
+        Forget a file storage no longer holds that was not deleted through
+        the index (an upload another server rolled back): its name stays free.
         """
         self.promotions.forget(filename)
         binned = self._binned.pop(filename, None)
@@ -445,10 +387,7 @@ class Index:
             project.binned = max(0, project.binned + change)
 
     def _unlist(self, filename: str) -> bool:
-        """
-        Take the live file C{filename} out of its project (and a project
-        left with nothing out of the listing); whether there was one.
-        """
+        """Take the live file C{filename} out of its project; whether there was one."""
         record = self.get_file(filename)
         self._files.pop(filename, None)
         if record is None:

@@ -4,11 +4,9 @@ C{bases} make to them.
 
 A named index is served under C{/NAME/}, so its name is one lower-case URL
 segment that is its own normalization (no C{.} or C{_}: never a dot-file,
-never two spellings of one index), and it must not be the first segment of
-a route of the server: C{[index:simple]} would shadow C{/simple/}.
-L{ROUTE_SEGMENTS} is the one list of those segments; C{tests/unit/core/indexes/test_index_names}
-reads the first segments the built resource tree answers and fails when a
-new route is missing here, so a route cannot silently collide with an index.
+never two spellings of one index), and not the first segment of a route:
+C{[index:simple]} would shadow C{/simple/}. C{tests/unit/core/indexes/test_index_names}
+fails when a route of the built resource tree is missing from L{ROUTE_SEGMENTS}.
 """
 
 from __future__ import annotations
@@ -23,11 +21,9 @@ import attrs
 #: by which an index's C{bases} reach C{[upstream]} (C{upstream:default}).
 DEFAULT = "default"
 
-#: The first path segments of the server's own routes: C{/simple/}, C{/files/},
-#: C{/packages/}, C{/project/}, C{/static/} (L{pypid.web.serving.site_root.RootResource}),
-#: the areas' (L{pypid.web.app.PypidApp}), C{/api/}, and trusted
-#: publishing's C{/_/oidc/} and C{/.well-known/pytp/}.  No index may take
-#: one of them as its name.
+#: The first path segments of the server's own routes
+#: (L{pypid.web.serving.site_root.RootResource}, L{pypid.web.app.PypidApp},
+#: trusted publishing's C{/_/oidc/} and C{/.well-known/pytp/}): no index's name.
 ROUTE_SEGMENTS = frozenset({
     "simple", "files", "packages", "integrity", "project", "static",
     "health", "legacy", "login", "logout", "metrics", "pypi", "requirements.txt", "search",
@@ -35,8 +31,7 @@ ROUTE_SEGMENTS = frozenset({
     "api", "_", ".well-known",
 })
 
-#: An index's or upstream's name: 1 to 63 lower-case letters, digits and
-#: C{-}, starting with a letter or a digit.
+#: An index's or upstream's name.
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
 NAME_FORMS = ("a name is 1 to 63 lower-case letters, digits and '-', starting with a "
@@ -49,11 +44,8 @@ UPSTREAM_PREFIX = "upstream:"
 @attrs.frozen
 class BaseRef:
     """
-    One entry of an index's C{bases}: another index, or an upstream.
-
-    @ivar upstream: whether it names an upstream (C{upstream:NAME};
-        C{upstream:default} is C{[upstream]}) rather than an index.
-    @ivar name: the index's or the upstream's name.
+    One entry of an index's C{bases}: another index, or an upstream
+    (C{upstream:NAME}; C{upstream:default} is C{[upstream]}).
     """
 
     upstream: bool
@@ -65,29 +57,20 @@ class BaseRef:
 
 
 def index_section(name: str | None) -> str:
-    """
-    The section of the configuration whose keys index C{name} reads:
-    C{[pypid]} for the default index (L{None} too), C{[index:NAME]} for
-    another (what a message naming a key says).
-    """
+    """The section whose keys index C{name} reads (L{None}: the default index's)."""
     return "[pypid]" if name is None or name == DEFAULT else f"[index:{name}]"
 
 
 def index_in_log(name: str | None) -> str:
     """
-    What a log line adds to name the index it is of: C{" of index
-    staging"}; nothing for L{None}, the one index of a server that has no
-    named ones, whose lines stay as they were.
+    What a log line adds to name its index (C{" of index staging"}); nothing
+    for L{None}, the one index of a server without named ones.
     """
     return "" if name is None else f" of index {name}"
 
 
 def parse_base(text: str) -> BaseRef:
-    """
-    Read one base: an index name, or C{upstream:NAME}.
-
-    @raise ValueError: naming the entry and what is allowed.
-    """
+    """Read one base, an index name or C{upstream:NAME}; L{ValueError} says what is allowed."""
     upstream = text.startswith(UPSTREAM_PREFIX)
     name = text.removeprefix(UPSTREAM_PREFIX)
     if not NAME.match(name):
@@ -95,12 +78,6 @@ def parse_base(text: str) -> BaseRef:
     return BaseRef(upstream, name)
 
 
-#: The paths that take uploads (the legacy API that twine and C{uv publish}
-#: speak) by C{POST}: the root, and C{/legacy/} with or without its slash.
-#: Written once, here, for all that must agree on them: the upload route
-#: (L{pypid.web.changes.publish}), the site that streams their bodies to disk
-#: (L{pypid.web.site}) and the C{upload} route family of
-#: L{pypid.core.records.metrics}.
 def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
                   views: Collection[str] = ()) -> tuple[str, ...]:
     """
@@ -108,10 +85,8 @@ def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
     bases (its C{sro}), so that indexes brought over from devpi list what
     they listed there: itself (unless it is a view), then its bases
     breadth first, left to right, each kept where it first occurs, and the
-    upstreams last, in the order they were met (C{staging -> release ->
-    upstream:public}; for C{a} based on C{b, c}, both based on C{d}:
-    C{a, b, c, d}). An upstream after every hosted index keeps a hosted
-    file first whatever the depth that hosts it.
+    upstreams last, in the order met (for C{a} based on C{b, c}, both based
+    on C{d}: C{a, b, c, d}), so a hosted file comes first whatever its depth.
 
     @param bases: each index's bases; a name absent (an upstream) has none.
     @param views: the names that are views: read through, never a source.
@@ -134,15 +109,16 @@ def resolve_order(name: str, bases: Mapping[str, Sequence[str]],
     return (*order, *upstreams)
 
 
-
+#: The paths that take uploads (twine's and C{uv publish}'s legacy API) by
+#: C{POST}: one list for the upload route, the site that streams their
+#: bodies to disk and the C{upload} route family of the metrics.
 UPLOAD_PATHS = frozenset([b"/", b"/legacy", b"/legacy/"])
 
 
 def is_index_segment(segment: bytes) -> bool:
     """
-    Whether a path's first segment could name an index: it has an index
-    name's form and is no route's first segment. Only such paths can leak
-    whether a hidden index exists, so only they meet the index gate.
+    Whether a path's first segment could name an index (only such paths can
+    leak whether a hidden index exists, so only they meet the index gate).
     """
     try:
         text = segment.decode("ascii")
@@ -161,12 +137,10 @@ def index_upload_path(path: bytes) -> bool:
 
 def asks_for_index(method: bytes, rest: Sequence[bytes]) -> bool:
     """
-    Whether a request under C{/NAME/} (C{rest}: its path after C{NAME},
-    as segments) is one only an index answers: an upload (a C{POST} to
-    one of L{UPLOAD_PATHS}), or a read of its simple pages. Where C{NAME}
-    names no index the caller may see, such a request is told so
-    (L{NO_SUCH_INDEX}) rather than that no page is there: its client
-    was given a wrong index URL.
+    Whether a request under C{/NAME/} (C{rest}: its path after C{NAME}, as
+    segments) is one only an index answers: an upload or a read of its
+    simple pages. Where C{NAME} names no index the caller may see, it is
+    told L{NO_SUCH_INDEX} rather than that no page is there.
     """
     if method == b"POST":
         return b"/" + b"/".join(rest) in UPLOAD_PATHS
@@ -174,17 +148,15 @@ def asks_for_index(method: bytes, rest: Sequence[bytes]) -> bool:
 
 
 #: What L{asks_for_index}'s requests are told of a C{/NAME/} that names no
-#: index: the same for a missing index and a hidden one, byte for byte (so
-#: without the name, which the client shows beside it in the URL).
+#: index: the same for a missing and a hidden one (so without the name).
 NO_SUCH_INDEX = "no such index"
 
 
 def simple_of(path: bytes, named: bool) -> str | None:
     """
     The index whose simple pages C{path} reads: L{DEFAULT} for
-    C{/simple[/...]}, C{NAME} for C{/NAME/simple[/...]} (when C{named}
-    indexes are served, and C{NAME} could be one: L{is_index_segment});
-    else L{None}.
+    C{/simple[/...]}, C{NAME} for C{/NAME/simple[/...]} when C{named}
+    indexes are served; else L{None}.
     """
     segments = path.split(b"/", 3)
     if segments[1:2] == [b"simple"]:

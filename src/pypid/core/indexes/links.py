@@ -1,8 +1,7 @@
 """
-Where the pages and the legacy JSON link a file: its URL beside the
-project page (L{file_url_for}), by the digest of its bytes as the public
-index's file host names it (L{package_url_for}), and its provenance's
-(L{provenance_url_for}).
+Where the pages and the legacy JSON link a file (L{file_url_for}), its
+bytes by digest as the public index's file host names them
+(L{package_url_for}), and its provenance (L{provenance_url_for}).
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import integrity_path
 
 #: C{provenance_url(file) -> str | None}: the absolute URL of a listed
-#: file's provenance (PEP 740), or L{None} when it has none
-#: (L{provenance_url_for}). (L{Any}: a hosted record or an upstream file,
-#: each with C{project}, C{version}, C{filename} and C{has_provenance}.)
+#: file's provenance (PEP 740), or L{None}. (L{Any}: a hosted record or an
+#: upstream file, each with C{project}, C{version}, C{filename} and C{has_provenance}.)
 ProvenanceURL = Callable[[Any], "str | None"]
 
 
@@ -27,8 +25,7 @@ def no_provenance(listed: object) -> None:
 
 def provenance_url_for(base_url: str | None) -> ProvenanceURL:
     """
-    Return C{provenance_url(file)}: the link a page gives a file's
-    provenance, C{<base_url>integrity/<project>/<version>/<filename>/provenance}.
+    Return C{provenance_url(file)}: the link a page gives a file's provenance.
 
     PEP 740 wants it fully qualified, so without a base URL (C{[pypid]
     base_url}) pages link none; the Integrity API answers all the same.
@@ -46,11 +43,10 @@ def provenance_url_for(base_url: str | None) -> ProvenanceURL:
 def package_url_for(root: str, otherwise: Callable[[FileRecord], str],
                     ) -> Callable[[FileRecord], str]:
     """
-    Return C{package_url(record)}: a file's link as the public index's file
-    host names it, C{<root>packages/<aa>/<bb>/<rest>/<filename>} by the
-    BLAKE2b-256 of its bytes (what the legacy JSON lists, and mirrors such
-    as bandersnatch require); C{otherwise(record)} for a record without
-    that digest.
+    Return C{package_url(record)}: a file's link by the BLAKE2b-256 of its
+    bytes, as the public index's file host names it (the legacy JSON lists
+    it, and mirrors such as bandersnatch require it); C{otherwise(record)}
+    for a record without that digest.
     """
     def package_url(record: FileRecord) -> str:
         # (an upstream's file, kept elsewhere, keeps its own link)

@@ -1,8 +1,6 @@
 """
-Filenames grouped by their normalized project: what a table keyed by
-filename keeps beside it so that one project's entries are found without
-a walk of them all (the upstream cache's kept files and its takedowns,
-each page fetched held against its own project's).
+Filenames grouped by normalized project, kept beside a table keyed by
+filename so that one project's entries are found without a walk of them all.
 """
 
 from __future__ import annotations

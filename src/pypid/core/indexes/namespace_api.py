@@ -3,28 +3,19 @@ What one index's JSON API says of its namespaces (PEP 752, API version
 1.5): each project page's C{namespaces}, the C{namespaces} list and each
 namespace's detail.
 
-One L{IndexNamespaces} per index, shared by what renders its pages (its
-own, L{pypid.core.indexes.rendered_pages}, and those it composes,
-L{pypid.core.indexes.composed}) and what answers its routes, so a reload of
-the grants (L{IndexNamespaces.take}) reaches them all at once: its
+One L{IndexNamespaces} per index, shared by what renders its pages and what
+answers its routes, so a reload of the grants reaches them all at once: its
 L{IndexNamespaces.serial} moves, and whoever keeps pages drops them.
 
-An index shows the grants in force in it (for every hosted index, or for
-this one; a view shows those for every hosted index). A hidden grant
-(pypid's own: PEP 752 dropped them) is shown only to its owners and the
-admins: out of the list, of a detail's C{parent} and C{children} (its own
-detail is a 404) and of the pages everyone gets
-(L{IndexNamespaces.hides}). The grants a project falls in have the same
-owners (they do not overlap ownership): a reader sees all or only those
-not hidden.
+A hidden grant (pypid's own: PEP 752 dropped them) is shown only to its
+owners and the admins (its own detail is a 404 to others). The grants a
+project falls in have the same owners: a reader sees all or none hidden.
 
-C{owned} (PEP 752: false only for a project there before its namespace
-was reserved) is false for the projects the grant found, as it came into
-force, whose first file (the recycle bin's included) someone other than
-its owners had uploaded (L{foreign_projects}, kept in
-L{pypid.core.indexes.grant_ledger}), true for every other. A page composed
-of other indexes' is false when any of them found the project so: it
-depends neither on the files listed now nor on who reads.
+C{owned} is false for the projects whose first file (binned ones
+included) others than the owners had uploaded when the grant came into
+force (L{foreign_projects}, kept in L{pypid.core.indexes.grant_ledger}),
+and on a composed page when any source found it so: it depends neither on
+the files listed now nor on who reads.
 """
 
 from __future__ import annotations
@@ -51,11 +42,10 @@ def foreign_projects(grant: Grant,
                      admins: frozenset[str] = frozenset()) -> set[str]:
     """
     The projects of C{grant}'s namespace among C{projects} (C{(normalized
-    name, files())}: its files read only when the name is in the
-    namespace) whose first file was uploaded by someone other than its
-    owners: a user it names, a member of a C{groups} group it names, or an
-    admin (C{admins}: principals, C{user:NAME} and C{group:NAME}, who own
-    every namespace); an unknown uploader, an import's, is someone other.
+    name, files())}, the files read only in the namespace) whose first file
+    was uploaded by other than its owners, a member of a C{groups} group it
+    names or one of the C{admins} (principals); an unknown uploader, an
+    import's, is other.
     """
     owners = grant.owners | admins
     found = set()
@@ -90,7 +80,6 @@ class IndexNamespaces:
     """
     The namespaces one index serves (see the module).
 
-    @ivar index: the index's name.
     @ivar serial: moved by each L{take}: pages rendered before are stale.
     """
 
@@ -109,17 +98,13 @@ class IndexNamespaces:
     def in_use(self) -> bool:
         """
         Whether a namespace is in force here: only then do its JSON pages
-        carry C{namespaces} at API 1.5 (a server with no
-        namespace announced 1.5 on every page, and clients that know 1.4,
-        such as pypi-simple, warned at each, as PEP 629 asks of them).
+        announce API 1.5 (clients that know 1.4, such as pypi-simple, warn
+        at each such page, as PEP 629 asks of them).
         """
         return bool(self._shown)
 
     def take(self, grants: NamespaceGrants, ledger: GrantLedger) -> bool:
-        """
-        Serve C{grants}, over what C{ledger} says of them; whether anything
-        this index shows changed (its L{serial} moved).
-        """
+        """Serve C{grants} over C{ledger}; whether anything shown here changed (L{serial} moved)."""
         before = (self._in_force(), self._records())
         self._grants, self._ledger = grants, ledger
         self._settle()
@@ -162,9 +147,8 @@ class IndexNamespaces:
                 own: bool = False) -> list[dict[str, Any]] | None:
         """
         The C{namespaces} of C{project}'s page: L{None} outside every
-        grant; its hidden grants only when C{full} (for their owners).
-        C{own}: the page of the index's own project (a hosted index's),
-        else one composed of other indexes'.
+        grant; hidden grants only when C{full} (for their owners). C{own}:
+        a hosted index's own project, else one composed of other indexes'.
         """
         grants = [grant for grant in self._grants.matching(project, self.index)
                   if full or not grant.hidden]
@@ -191,22 +175,18 @@ class IndexNamespaces:
     def detail(self, name: str, sees: Callable[[Grant], bool],
                with_owner: Callable[[Grant], bool]) -> dict[str, Any] | None:
         """
-        The C{/namespace/<name>} detail of the normalized C{name} (L{None}:
-        no such grant, or a hidden one not C{sees}); C{owner} (its owners'
-        principals) when C{with_owner(grant)}.
+        The C{/namespace/<name>} detail (L{None}: no such grant, or a hidden
+        one not C{sees}); with C{owner} when C{with_owner(grant)}.
         """
         grant = self._grants.granted(name, self.index)
         if grant is None or (grant.hidden and not sees(grant)):
             return None
         parent = self._grants.parent(name, self.index)
-        parent_grant = self._grants.granted(parent, self.index) if parent else None
-        children = [child for child in self._grants.children(name, self.index)
-                    if self._visible(child, sees)]
         found: dict[str, Any] = {
             "name": grant.name,
-            "parent": parent if parent_grant is not None and (
-                not parent_grant.hidden or sees(parent_grant)) else None,
-            "children": children,
+            "parent": parent if parent is not None and self._visible(parent, sees) else None,
+            "children": [child for child in self._grants.children(name, self.index)
+                         if self._visible(child, sees)],
         }
         if with_owner(grant):
             found["owner"] = sorted(grant.owners)

@@ -1,18 +1,14 @@
 """
-Namespace grants (PEP 752): a namespace reserved in an index for
-its owners, who alone may create projects whose normalized names are the
-namespace or start with it and a hyphen (C{acme}, C{acme-cli}; not
-C{acmecli}).
+Namespace grants (PEP 752): a namespace reserved in an index for its
+owners, who alone may create projects named the namespace or starting with
+it and a hyphen (C{acme}, C{acme-cli}; not C{acmecli}).
 
-Why grants are configuration (C{[namespaces]}, in the style of C{[acl]}:
-C{acme = group:platform}, C{release/acme = user:bob hidden}): who owns a
-namespace is a decision of the company that runs the index, reviewed with
-the access rules and reloaded with them at C{SIGHUP}. The rules of PEP
-752 that a repository MUST keep are checked as the grants are read: a
-namespace is a valid project name, normalized, at most L{MAX_DEPTH} parts
-deep; and grants do not overlap ownership (a grant inside another has the
-same owners). C{hidden} is pypid's own: such a grant is listed only to its
-owners and the admins.
+Why grants are configuration (C{[namespaces]}: C{acme = group:platform},
+C{release/acme = user:bob hidden}): who owns a namespace is the company's
+decision, reviewed with the access rules and reloaded with them. PEP 752's
+MUSTs are checked as they are read: a valid project name, at most
+L{MAX_DEPTH} parts, and no overlapping ownership. C{hidden} is pypid's own:
+such a grant is listed only to its owners and the admins.
 """
 
 from __future__ import annotations
@@ -39,12 +35,8 @@ class InvalidGrant(ValueError):
 @attrs.frozen
 class Grant:
     """
-    A namespace reserved for its owners.
-
-    @ivar name: the normalized namespace.
-    @ivar owners: the principals who own it (C{user:NAME}, C{group:NAME}).
-    @ivar hidden: whether only its owners and the admins see it listed.
-    @ivar index: the index it is granted in, or L{None}: every hosted index.
+    A normalized namespace reserved for its C{owners} (principals,
+    C{user:NAME} and C{group:NAME}) in C{index} (L{None}: every hosted one).
     """
 
     name: str
@@ -60,10 +52,8 @@ class Grant:
 def parse_grant(key: str, value: str) -> Grant:
     """
     The grant of one C{[namespaces]} line: C{key} the namespace, optionally
-    after the index it is for (C{release/acme}); C{value} its owners
-    (principals, separated by spaces or commas), and C{hidden}.
-
-    @raise InvalidGrant: naming what is wrong.
+    after its index (C{release/acme}); C{value} its owners (separated by
+    spaces or commas), and C{hidden}. L{InvalidGrant} names what is wrong.
     """
     index, _, name = key.rpartition("/")
     name = name.strip()
@@ -88,8 +78,8 @@ class NamespaceGrants:
     """Every grant of the configuration, in file order."""
 
     grants: tuple[Grant, ...] = ()
-    # the grants in force in each index that has its own, and in every
-    # other (L{None}), by name: worked out once, read at each upload
+    # the grants by name in each index that has its own, and in every other
+    # (L{None}): worked out once, read at each upload
     _scopes: dict[str | None, dict[str, Grant]] = attrs.field(init=False, eq=False,
                                                              repr=False)
 
@@ -102,9 +92,8 @@ class NamespaceGrants:
     def of(cls, grants: Iterable[Grant]) -> NamespaceGrants:
         """
         The grants, checked against each other in each index: one name
-        once, and a grant inside another only with the same owners.
-
-        @raise InvalidGrant: naming the two grants.
+        once, and a grant inside another only with the same owners (else
+        L{InvalidGrant} names the two).
         """
         found = cls(tuple(grants))
         for mine in found._scopes.values():
@@ -142,10 +131,7 @@ class NamespaceGrants:
         return self._in(index).get(name)
 
     def matching(self, project: str, index: str) -> list[Grant]:
-        """
-        The grants of C{index} whose namespace the normalized C{project}
-        falls in, the outermost first.
-        """
+        """The grants of C{index} the normalized C{project} falls in, the outermost first."""
         grants = self._in(index)
         parts = project.split("-")
         return [grants[name] for name in ("-".join(parts[:depth])
@@ -169,9 +155,8 @@ class NamespaceGrants:
 def _gather(grants: Iterable[Grant], index: str | None) -> dict[str, Grant]:
     """
     The C{grants} that apply in C{index} (L{None}: those for every index),
-    by name; an index's own grant takes the place of the one for every index.
-
-    @raise InvalidGrant: a name granted twice in one scope.
+    by name; an index's own grant takes the place of the one for every
+    index. L{InvalidGrant}: a name granted twice in one scope.
     """
     found: dict[str, Grant] = {}
     for grant in grants:
@@ -189,19 +174,15 @@ def private_globs(grants: NamespaceGrants) -> tuple[str, ...]:
     globs: C{acme} and C{acme-*}. A namespace is never asked upstream, so a
     project someone publishes there is not served in its place.
     """
-    found: list[str] = []
-    for grant in grants.grants:
-        for glob in (grant.name, grant.name + "-*"):
-            if glob not in found:
-                found.append(glob)
-    return tuple(found)
+    return tuple(dict.fromkeys(glob for grant in grants.grants
+                               for glob in (grant.name, grant.name + "-*")))
 
 
 def refusal(grants: Sequence[Grant], principals: Iterable[str], admin: bool) -> Grant | None:
     """
-    The grant that refuses someone of C{principals} a new project its
-    C{grants} cover (L{NamespaceGrants.matching}), or L{None} when they own
-    every one of them (an admin owns them all).
+    The grant of C{grants} (L{NamespaceGrants.matching}) that refuses someone
+    of C{principals} a new project, or L{None}: they own every one (an admin
+    owns them all).
     """
     if admin:
         return None

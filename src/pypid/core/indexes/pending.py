@@ -2,17 +2,13 @@
 Files found in storage that are not described yet: a bare folder (a
 pypiserver folder, files copied in by hand) is served from its filenames at
 once and described (hashed, its metadata read) in the background, a project
-at a time, the project a client asks for first.
+at a time, the project a client asks for first. Here are the queue and the
+cheap reading of a filename; the work is L{pypid.state.backfill.Backfill}'s.
 
-Here are the queue of projects to describe and the cheap reading of a
-filename; the work itself is L{pypid.state.backfill.Backfill}'s.
-
-Why not parse each filename fully (L{pypid.core.dists.names.parse_filename}) to
-list the projects: it costs 22 us a file, 2.2 s for 100,000 files, where
-start-up must answer in 1 s. The project a file belongs to is the part of
-its name before the version, which L{project_of} finds in 1 us; a name it
-cannot read that way is described like the others, and listed when it has
-been.
+Why not parse each filename fully (L{pypid.core.dists.names.parse_filename}):
+22 us a file, 2.2 s for 100,000 files, where start-up must answer in 1 s.
+L{project_of} reads the part before the version in 1 us; a name it cannot
+read is described like the others, and listed once it has been.
 """
 
 from __future__ import annotations
@@ -27,9 +23,8 @@ import attrs
 
 from pypid.core.dists.names import SDIST_EXTENSIONS, is_valid_name, normalize
 
-# A version starts with a digit (or a "v" and a digit, which PEP 440 allows).
-# (ASCII only, as every name: "ſ" and "K" match [A-Z] case-insensitively
-# otherwise, and "\d" any script's digits)
+# A version starts with a digit (or "v" and a digit, as PEP 440 allows); ASCII
+# only, else "ſ" and "K" match [A-Z] case-insensitively and "\d" any script's digits.
 _SDIST_SPLIT = re.compile(r"-(?=v?\d)", re.ASCII)
 
 
@@ -38,15 +33,10 @@ class PendingFile(NamedTuple):
     A stored file that has no record yet. (A named tuple: a scan makes one
     a file of a folder it lists, 0.48 rather than 0.81 us as an attrs class.)
 
-    @ivar filename: its name.
-    @ivar key: its path in the storage.
-    @ivar size: its size in bytes, or L{None} when not looked at yet (a
-        scan that only lists a folder leaves that to the describing).
-    @ivar mtime: its modification time, which becomes its upload time, or
-        L{None} likewise.
-    @ivar recorded: whether a record was seen beside it (not read yet: a
-        start without a snapshot reads them in the background too, its
-        file described only when the record is not usable).
+    @ivar size: its size in bytes, or L{None} until the describing looks;
+        C{mtime} (its upload time to be) likewise.
+    @ivar recorded: whether a record was seen beside it (read in the
+        background too; the file is described only when it is not usable).
     """
 
     filename: str
@@ -63,10 +53,9 @@ DELETED = "deleted (its record is a tombstone)"
 
 def project_of(filename: str) -> tuple[str, str] | None:
     """
-    C{(normalized project, name as spelt)} of a distribution filename, read
-    from the name alone (the part before the version), or L{None} when the
-    name is not a wheel's or an sdist's. Describing the file checks it; this
-    is only to list the project while that is under way.
+    C{(normalized project, name as spelt)} of a wheel's or sdist's filename,
+    read from the part before the version, or L{None}: only to list the
+    project while describing the file (which checks it) is under way.
     """
     if filename.endswith(".whl"):
         name = filename.split("-", 1)[0]
@@ -95,9 +84,8 @@ def _project_name(name: str) -> tuple[str, str] | None:
 @attrs.define
 class DescribeQueue:
     """
-    The projects whose files are still to be described, in the order they
-    will be: the order they were found, except that a project a client
-    asked for goes first.
+    The projects whose files are still to be described, in the order found,
+    except that a project a client asked for goes first.
     """
 
     _projects: OrderedDict[str, list[PendingFile]] = attrs.field(factory=OrderedDict)

@@ -1,18 +1,13 @@
 """
-A hosted project of an index: its files, its deleted filenames, the pages
-kept of it, and its records made later; and the table of the projects
-loaded I{later} (L{LaterProjects}): listed, counted and found by their
-filenames at once, their records made the first time anything asks for
-them (L{Project.files}), so that a start from a large snapshot answers
-before a record is made (see L{pypid.storage.base.snapshot}).
+A hosted project of an index, and the table of the projects loaded
+I{later} (L{LaterProjects}): listed, counted and found by their filenames
+at once, their records made the first time anything asks for them, so that
+a start from a large snapshot answers before a record is made.
 
-Apart from the L{pypid.core.indexes.index.Index} that holds them, because
-more reads a project than the index: the kept pages
-(L{pypid.core.indexes.rendered_pages}), the composed indexes, the legacy
-JSON API, the exports and the upstream's merged pages all take a
-L{Project} and need nothing of the index for it. (Kept in the index's
-module, it made a circle of imports with the rendered pages, which the
-index holds.)
+Apart from the L{pypid.core.indexes.index.Index}: the kept pages, the
+composed indexes, the legacy JSON API, the exports and the upstream's
+merged pages take a L{Project} and need nothing of the index (in the
+index's module it made a circle of imports with the rendered pages).
 """
 
 from __future__ import annotations
@@ -36,45 +31,37 @@ _NONE_DELETED: frozenset[str] = frozenset()
 @attrs.define
 class Project:
     """
-    A hosted project: its files by filename, its deleted filenames, and its
-    rendered pages.
-
-    A project stays known after all its files are deleted, so that its name
-    keeps belonging to this index, and while any of its files is in the
-    recycle bin (else the upstream would be asked for its name).
+    A hosted project. It stays known after all its files are deleted, so
+    that its name keeps belonging to this index, and while any of its files
+    is in the recycle bin (else the upstream would be asked for its name).
     """
 
     name: str
     display_name: str
-    #: its records made so far: every live file's once L{loaded} (the
-    #: index fills it at a load, and through L{files} after), none before
+    #: its records made so far: every live file's once L{loaded}, none before
     made: dict[str, FileRecord] = attrs.field(factory=dict)
-    #: its rendered pages and the values other modules keep with them, by
-    #: key: read and written by the index's L{RenderedPages} alone (here so
-    #: that a project the index replaced or forgot takes them along)
+    #: its rendered pages and the values kept with them, by key: the
+    #: L{RenderedPages}' alone (here so that a project replaced takes them along)
     rendered: dict[Hashable, Any] = attrs.field(factory=dict)
     #: the deleted filenames that belonged to it (L{bury} adds to them)
     deleted: set[str] | frozenset[str] = _NONE_DELETED
-    #: how many of its stored files are still to be described (found
-    #: without a record: L{pypid.core.indexes.pending}); its pages wait for them
+    #: how many of its stored files are still to be described
+    #: (L{pypid.core.indexes.pending}); its pages wait for them
     pending: int = 0
     #: how many of its files are in the recycle bin: while any is, its
     #: name stays hosted here (one slot; small ints are shared)
     binned: int = attrs.field(default=0, eq=False, repr=False)
-    #: how many times its files changed (an add, yank, unyank, removal or
-    #: discard: bumped by L{RenderedPages.project_changed}), so that a page
-    #: composed of it elsewhere (L{pypid.core.indexes.composed}) tells, with its
-    #: identity, whether it is still what the page was made of; one slot,
-    #: 8 bytes a project (small ints are shared)
+    #: how many times its files changed (L{RenderedPages.project_changed}),
+    #: so that a page composed of it elsewhere tells, with its identity,
+    #: whether it is still what the page was made of; 8 bytes a project
     changes: int = attrs.field(default=0, init=False, eq=False, repr=False)
     #: distribution key -> filename, for its live and deleted files; made
     #: when an upload first asks (L{Index.same_distribution}), not at load:
     #: 150 bytes and 0.7 us a file that most projects of a large index,
     #: never uploaded to again, would not use
     _keys: dict[str, str] | None = None
-    #: the source of its records, for a project loaded later (L{defer}),
-    #: and the table of those that makes them its files: used once, the
-    #: first time they are asked for
+    #: for a project loaded later (L{defer}): the source of its records and
+    #: the table that makes them its files, used once
     _source: LaterProject | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _later: LaterProjects | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
@@ -101,11 +88,9 @@ class Project:
 
     def defer(self, source: LaterProject, later: LaterProjects) -> None:
         """
-        Make its C{source.count} records later: C{later.made_now(self,
-        source)} makes them, the first time anything asks for its L{files}
-        (a project loaded later: see L{LaterProjects}). The
-        table is held rather than a closure of it: a closure and its cells
-        cost some 370 bytes a project of a large index.
+        Have C{later.made_now(self, source)} make its records the first time
+        anything asks for its L{files}. The table is held rather than a
+        closure of it: a closure and its cells cost some 370 bytes a project.
         """
         self._source = source
         self._later = later
@@ -180,12 +165,10 @@ class LaterProject(Protocol):
     A project loaded later, as L{pypid.core.indexes.index.Index.load} takes it:
     named and counted now, its records given when it is called (once).
 
-    One small object a project and nothing else: two closures a project
-    (and their cells), a tuple and a list of its filenames cost some 1,470
-    bytes a project at a start from a snapshot of 100,001 files in 20,001
-    projects (C{tracemalloc}: 28 MiB of the 80.5 MiB the load held), for a
-    table that needs only the count until the records are made (L{find}
-    finds a file through the project its name or URL tells).
+    One small object a project and nothing else: two closures (and their
+    cells), a tuple and a list of its filenames cost some 1,470 bytes a
+    project at a start from a snapshot of 100,001 files in 20,001 projects
+    (C{tracemalloc}: 28 MiB of the 80.5 MiB the load held).
     """
 
     @property
@@ -209,12 +192,10 @@ class LaterProjects:
     """
     The projects loaded later whose records are not made yet, by name.
 
-    @ivar _take: C{take(project, records) -> dict}: what the index makes of
-        a project's records once its source gave them (the live ones, by
-        filename, which become the project's L{Project.made}).
+    @ivar _take: C{take(project, records) -> dict}: the live records, by
+        filename, the index makes of what a project's source gave.
     @ivar _made: C{made(filename)}: the index's record of the live file
         C{filename} if it is made, or L{None}.
-    @ivar file_count: how many files the waiting projects hold.
     """
 
     _take: Callable[[Project, Iterable[FileRecord]], dict[str, FileRecord]]
@@ -233,8 +214,7 @@ class LaterProjects:
 
     def defer(self, project: Project, source: LaterProject) -> None:
         """
-        Make C{project}'s C{source.count} records when first asked for: from
-        C{source()}, then through the index's C{take} (L{made_now}). A
+        Make C{project}'s records when first asked for (L{made_now}). A
         source that fails leaves the project empty, and waiting for nothing
         (the check finds its files in storage).
         """
@@ -244,10 +224,9 @@ class LaterProjects:
 
     def made_now(self, project: Project, source: LaterProject) -> dict[str, FileRecord]:
         """
-        The live records of the waiting C{project}, from its C{source},
-        as the index takes them (called by L{Project.files}, once). A
-        project this table no longer waits for (the index was loaded anew
-        since) gets none: its source is not the index's any more.
+        The live records of the waiting C{project}, from its C{source}, as
+        the index takes them (once). A project no longer waited for (the
+        index was loaded anew since) gets none: its source is stale.
         """
         if self._waiting.get(project.name) is not project:
             return {}
@@ -256,10 +235,7 @@ class LaterProjects:
         return self._take(project, source())
 
     def make(self, names: Iterable[str] | None = None) -> None:
-        """
-        Make the records of the waiting projects (of C{names}, or all):
-        what asking for their files would, ahead of the asking.
-        """
+        """Make the records of the waiting projects (of C{names}, or all) now."""
         for name in list(self._waiting) if names is None else names:
             project = self._waiting.get(name)
             if project is not None:
@@ -267,13 +243,10 @@ class LaterProjects:
 
     def find(self, filename: str, project: str | None = None) -> FileRecord | None:
         """
-        The record of the live file C{filename} that no record made so far
-        is, made now: that of its waiting project, C{project}, or without
-        one, the project its name tells; then, if it is still not found
-        and no C{project} was given (a name that does not tell its
-        project: a legacy sdist's, spelt otherwise than its project),
-        every waiting project's, once. L{None} if none holds it (given a
-        C{project}, whatever another holds).
+        The record of the live file C{filename} not made so far, made now:
+        from C{project}, or the project its name tells; then, without a
+        C{project} (a legacy sdist may be spelt otherwise than its
+        project), from every waiting project. L{None} if none holds it.
         """
         named = project
         if named is None:

@@ -1,7 +1,5 @@
 """
-A hosted project's status (PEP 792, simple API 1.4): C{active} (the
-default), C{archived}, C{quarantined} or C{deprecated}, with an optional
-reason.
+A hosted project's status (PEP 792, simple API 1.4), with an optional reason.
 
 Why a status at all: an admin must be able to stop a project taking
 uploads (C{archived}), or stop it being installed at all while a report of
@@ -9,12 +7,9 @@ malware is looked at (C{quarantined}: no page lists its files and no file
 of it is served, but to admins), and installers (uv) warn about an
 archived, deprecated or quarantined dependency from the pages' markers.
 
-Kept beside the project in its index's storage (one small object a project
-that has a status, none for an active one), read at a start (and by the
-other servers on a shared bucket at their next poll after a change), carried
-in memory by the L{pypid.core.indexes.index.Index} in a table of its own
-(L{ProjectStatuses}): few projects have one, and it outlives a reload of
-the records.
+Kept beside the project in its index's storage, and in memory in a table
+of the index's own (L{ProjectStatuses}): few projects have one, and it
+outlives a reload of the records.
 """
 
 from __future__ import annotations
@@ -45,11 +40,8 @@ class InvalidStatus(ValueError):
 @attrs.frozen
 class ProjectStatus:
     """
-    A project's status other than the default, and why.
-
-    @ivar status: one of L{STATUSES}, not L{ACTIVE} (an active project has
-        no L{ProjectStatus}: L{None} stands for it).
-    @ivar reason: a short single line, or L{None}.
+    A project's status other than L{ACTIVE} (for which L{None} stands), and
+    why (a short single line, or L{None}).
     """
 
     status: str
@@ -74,11 +66,7 @@ class ProjectStatus:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ProjectStatus | None:
-        """
-        Read what L{to_bytes} kept; L{None} for C{active}.
-
-        @raise InvalidStatus: for bytes that are not such a status.
-        """
+        """Read what L{to_bytes} kept (L{None}: C{active}), else L{InvalidStatus}."""
         try:
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
@@ -89,9 +77,7 @@ class ProjectStatus:
 def parse_status(data: Any) -> ProjectStatus | None:
     """
     The status a request's JSON object asks for (C{{"status": ...,
-    "reason": ...}}): L{None} for C{active}.
-
-    @raise InvalidStatus: naming the field that is wrong.
+    "reason": ...}}): L{None} for C{active}; L{InvalidStatus} names a wrong field.
     """
     if not isinstance(data, dict):
         raise InvalidStatus("the body must be a JSON object with a status field")
@@ -110,36 +96,30 @@ def parse_status(data: Any) -> ProjectStatus | None:
     unknown = set(data) - {"status", "reason"}
     if unknown:
         raise InvalidStatus(f"{sorted(unknown)[0]}: unknown field")
-    if status == ACTIVE:
-        return None
-    return ProjectStatus(status, reason)
+    return None if status == ACTIVE else ProjectStatus(status, reason)
 
 
 @attrs.define
 class ProjectStatuses:
     """
-    Every project's status that is not active, by normalized name: the
-    index's table, apart from its projects because a status is not their
-    content (an L{pypid.core.indexes.index.Index.load} keeps it). A change
-    (L{set}) tells the index, which drops the project's kept pages (they
-    carry it) and moves its serial, as a yank does.
-
-    @ivar _changed: C{changed(name)}: told of every change of the status of
-        the project C{name} (the index's, which holds the table).
+    Every project's status that is not active, by normalized name: apart
+    from the index's projects because a status is not their content (a
+    L{pypid.core.indexes.index.Index.load} keeps it). Each change (L{set})
+    is told to C{changed(name)}, the index's, which drops the project's kept
+    pages (they carry it) and moves its serial, as a yank does.
     """
 
     _changed: Callable[[str], None]
     _by_name: dict[str, ProjectStatus] = attrs.field(factory=dict)
-    #: how many changes the table took (L{serial}), and the serial of
-    #: each project's last change: what changed while a shared storage's
-    #: full check ran (L{changed_since}) is newer than what it read
+    #: how many changes the table took, and each project's last: what
+    #: changed while a shared storage's full check ran is newer than it read
     _serial: int = attrs.field(default=0, init=False)
     _set_at: dict[str, int] = attrs.field(factory=dict, init=False)
 
     def get(self, name: str) -> ProjectStatus | None:
         """
-        The status of the project of this normalized name, or L{None} when
-        it is active (one check when no project has one, as in most indexes).
+        The status of the project of this normalized name, or L{None}: active
+        (one check when no project has one, as in most indexes).
         """
         return self._by_name.get(name) if self._by_name else None
 
@@ -174,11 +154,7 @@ class ProjectStatuses:
         return frozenset(name for name, at in self._set_at.items() if at > serial)
 
     def take(self, statuses: Mapping[str, ProjectStatus]) -> None:
-        """
-        Take every status from those storage holds (at a start): L{set}
-        each that differs here, so only the projects whose status changed
-        are told of.
-        """
+        """Take the statuses storage holds: L{set} only each that differs here."""
         for name in sorted(set(self._by_name) | set(statuses)):
             if self._by_name.get(name) != statuses.get(name):
                 self.set(name, statuses.get(name))

@@ -3,28 +3,19 @@ A promotion's records: who promoted a file into an index, from which index
 and when (L{Promotion}), an index's table of them (L{PromotedFiles}), and
 the journal of a promotion under way (L{PromotionJournal}).
 
-A promotion moves a release from one index to another without its bytes
-going through pypid: the target index stores the very file, and the same
-L{pypid.core.dists.model.FileRecord} (bytes, hashes, upload time and uploader are
-the upload's). What the promotion adds is this small value, kept beside the
-promoted file by the storage (L{pypid.storage.base.capabilities.IAdoptingStorage})
-rather than in the record: C{FileRecord}'s JSON refuses unknown keys, so a
-field there would make every older pypid refuse the records, and a file
-that was only uploaded would pay for it.
+A promotion moves a release to another index without its bytes going
+through pypid. The L{Promotion} is kept beside the file by the storage, not
+in the record: C{FileRecord}'s JSON refuses unknown keys, so a field there
+would make every older pypid refuse the records.
 
-The journal says which files a promotion under way is adopting into the
-target index, kept in the target's storage before the first of them is
-adopted and removed once the target's index holds them all.
-
-A promotion adopts its files one at a time (a hard link, a copy on the
-store's side); a crash between two of them would leave the target with
-part of a release that no index lists, nor any answer acknowledged. So a
-start that finds a journal takes that promotion back (the target's
-loader, before the index serves: L{pypid.state.loader}): each file it
-names is discarded as L{pypid.storage.base.capabilities.IAdoptingStorage.discard_adopted}
-does, which leaves alone a file of that name with other bytes. The
-records are kept whole, not only the filenames, because that comparison
-needs the sha256.
+A promotion adopts its files one at a time; a crash between two would leave
+the target with part of a release that no index lists. So the journal,
+written to the target's storage before the first file is adopted and
+removed once the target's index holds them all, is taken back by a start
+that finds it (L{pypid.state.loader}): each file is discarded as
+L{pypid.storage.base.capabilities.IAdoptingStorage.discard_adopted} does,
+which leaves alone a file of that name with other bytes (hence whole
+records, with their sha256, not only filenames).
 """
 
 from __future__ import annotations
@@ -39,15 +30,18 @@ import attrs
 from pypid.core.dists.model import FileRecord
 
 
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"not JSON: {e}")
+
+
 @attrs.frozen
 class Promotion:
     """
-    How a file came into an index other than by an upload.
-
-    @ivar source: the name of the index the file was promoted from.
-    @ivar by: who promoted it (the identity's name, as an upload's
-        C{uploader} is).
-    @ivar at: when (POSIX time).
+    How a file came into an index other than by an upload: from the index
+    C{source}, C{by} whom (as an upload's C{uploader}), C{at} (POSIX time).
     """
 
     source: str
@@ -60,11 +54,7 @@ class Promotion:
 
     @classmethod
     def from_json(cls, data: Any) -> Promotion:
-        """
-        The value a JSON object gives.
-
-        @raise ValueError: when C{data} is not one L{to_json} gives.
-        """
+        """The value of what L{to_json} gave, else L{ValueError}."""
         if not isinstance(data, dict) or set(data) != {"source", "by", "at"}:
             raise ValueError("a promotion has source, by and at, and nothing else")
         source, by, at = data["source"], data["by"], data["at"]
@@ -80,16 +70,8 @@ class Promotion:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Promotion:
-        """
-        The value L{to_bytes} gave.
-
-        @raise ValueError: for bytes it did not give.
-        """
-        try:
-            parsed = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"not JSON: {e}")
-        return cls.from_json(parsed)
+        """The value of what L{to_bytes} gave, else L{ValueError}."""
+        return cls.from_json(_loads(data))
 
 
 @attrs.frozen
@@ -98,9 +80,7 @@ class PromotionJournal:
     A promotion under way.
 
     @ivar name: unique among the target's journals (the storage's key).
-    @ivar source: the index the files come from.
-    @ivar records: the files being adopted, as the target stores them
-        (their path their filename).
+    @ivar records: the files being adopted, as the target stores them.
     """
 
     name: str
@@ -115,15 +95,8 @@ class PromotionJournal:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PromotionJournal:
-        """
-        The journal L{to_bytes} gave.
-
-        @raise ValueError: for bytes it did not give.
-        """
-        try:
-            parsed: Any = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"not JSON: {e}")
+        """The journal of what L{to_bytes} gave, else L{ValueError}."""
+        parsed = _loads(data)
         if not isinstance(parsed, dict) or set(parsed) != {"name", "source", "records"}:
             raise ValueError("a promotion's journal has name, source and records")
         name, source, records = parsed["name"], parsed["source"], parsed["records"]
@@ -143,18 +116,14 @@ class RecordHolder(Protocol):
 @attrs.define
 class PromotedFiles:
     """
-    The L{Promotion} of each promoted file of one index, by filename: only
-    promoted files have one, kept in step with the index's files (a file
-    removed, discarded or binned is no longer promoted).
+    The L{Promotion} of each promoted file of one index, by filename, kept
+    in step with the index's files (a file removed, discarded or binned is
+    no longer promoted).
 
     A promoted file takes its record's memory once, whatever the number of
-    indexes holding it: a promotion puts the source's very record in the
-    target, and after a restart, where each index's snapshot made a record
-    of its own, the target takes the source's instead when the two are
-    equal (L{shared}; the source found by its name through C{peers}).
-
-    @ivar _peers: C{peers(name)}: the server's hosted index of that name,
-        or L{None}; L{None} for no sharing (a server of one index).
+    indexes holding it: after a restart, where each index's snapshot made a
+    record of its own, the target takes the source's when the two are equal
+    (L{shared}; the source found through C{peers(name)}, L{None}: no sharing).
     """
 
     _peers: Callable[[str], RecordHolder | None] | None = None
@@ -183,9 +152,8 @@ class PromotedFiles:
 
     def share_in(self, records: dict[str, FileRecord], home: RecordHolder) -> list[str]:
         """
-        Take into C{records} (by filename), for each promoted file among
-        them, its source index's record when the two are equal
-        (L{shared}); the filenames so taken.
+        Take into C{records} (by filename) each promoted file's L{shared}
+        record; the filenames so taken.
         """
         promoted = self._by_file
         if self._peers is None or not promoted:
@@ -205,10 +173,8 @@ class PromotedFiles:
     def shared(self, record: FileRecord, home: RecordHolder) -> FileRecord:
         """
         The source index's record of the promoted file C{record} when the two
-        are equal, else C{record} (a file not promoted, a source not hosted
-        or not loaded yet, a record that differs).
-
-        @param home: the index that holds C{record}, which is no source of its own.
+        are equal, else C{record}; C{home} holds C{record}, and is no source
+        of its own.
         """
         promotion = self._by_file.get(record.filename)
         peers = self._peers

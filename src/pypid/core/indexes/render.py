@@ -2,12 +2,10 @@
 The bytes of the index's read API: the simple index in its PEP 503 HTML and
 PEP 691 JSON forms, the legacy C{/pypi/<project>/json} API, and their ETags.
 
-The caller hands in L{FileRecord}s paired with the URLs it wants clients to
-fetch them from (relative or absolute, without any fragment) and gets bytes
-back, ready to be cached and served many times. The markup is compact on
-purpose, since these pages are the bulk of the traffic, and every value
-placed in HTML is escaped, because filenames, Requires-Python and yank
-reasons all come from uploaders.
+The caller hands in files paired with their URLs (without a fragment) and
+gets bytes back, ready to be cached and served many times. The markup is
+compact on purpose, since these pages are the bulk of the traffic, and
+every value placed in HTML is escaped: it comes from uploaders.
 """
 
 from __future__ import annotations
@@ -50,17 +48,14 @@ _MIN_GZIP = 256
 _UNSAFE = re.compile("[&<>\"']")
 
 #: The simple API version announced in both serializations: PEP 700's fields
-#: (1.1), PEP 740's provenance links (1.3: JSON C{provenance}, HTML
-#: C{data-provenance}) and PEP 792's project status markers (1.4, which a
-#: server that sends them must announce); 1.2 (PEP 708) was rejected. pip
+#: (1.1), PEP 740's provenance (1.3) and PEP 792's status markers (1.4, which
+#: a server that sends them must announce); 1.2 (PEP 708) was rejected. pip
 #: reads no version; uv warns only on a major version above 1.
 API_VERSION = "1.4"
 
-#: The JSON API version of an index that serves PEP 752's namespaces (each
-#: project page's C{namespaces}, which 1.5 requires, and the namespace
-#: routes); the HTML stays at L{API_VERSION}, as PEP 833 froze it. An index
-#: that does not (a static export: nothing there refuses an upload) stays
-#: at 1.4 in JSON too, as PEP 752 asks.
+#: The JSON API version of an index that serves PEP 752's namespaces; the
+#: HTML stays at L{API_VERSION}, as PEP 833 froze it, and an index that
+#: serves none (a static export) at 1.4 in JSON too, as PEP 752 asks.
 NAMESPACES_API_VERSION = "1.5"
 
 _META = {"api-version": API_VERSION}
@@ -98,9 +93,8 @@ _iso_memo: dict[float, str] = {}
 
 class ListedFile(Protocol):
     """
-    What a project's index page shows of a file: a hosted
-    L{FileRecord}, or a file of an upstream's page (the upstream layer's
-    C{UpstreamFile}, whose size and upload time may be unknown).
+    What a project's index page shows of a file: a hosted L{FileRecord}, or
+    an upstream's (whose size and upload time may be unknown).
     """
 
     @property
@@ -123,10 +117,8 @@ class ListedFile(Protocol):
 
 class ComposedFile(ListedFile, Protocol):
     """
-    A file as a composed page lists it: what a page shows of it
-    (L{ListedFile}), and its project and version (for its link, the order,
-    the pre-release filter and the advisories' verdicts). A
-    L{pypid.core.dists.model.FileRecord} and an upstream's file both are.
+    A file as a composed page lists it: a L{ListedFile} with its project
+    and version (for its link, the order, the filters and the advisories).
     """
 
     @property
@@ -149,16 +141,13 @@ def _upload_time_iso(when: float) -> str:
     try:
         return _iso_memo[when]
     except KeyError:
-        pass
-    return remember(_iso_memo, when, format_upload_time(when), _ISO_MEMO_LIMIT)
+        return remember(_iso_memo, when, format_upload_time(when), _ISO_MEMO_LIMIT)
 
 
 def dumps_json(value: Any) -> bytes:
     """
-    Serialize C{value} as compact UTF-8 JSON.
-
-    Text that cannot be encoded (a lone surrogate smuggled in through
-    metadata) is replaced rather than allowed to fail the response.
+    Serialize C{value} as compact UTF-8 JSON; text that cannot be encoded
+    (a lone surrogate in metadata) is replaced rather than fail the response.
     """
     return json.dumps(
         value, separators=(",", ":"), ensure_ascii=False, check_circular=False
@@ -166,10 +155,7 @@ def dumps_json(value: Any) -> bytes:
 
 
 def etag(body: bytes) -> bytes:
-    """
-    Return a strong ETag for C{body}, quotes included, so that identical
-    pages always validate and any change in content changes the tag.
-    """
+    """Return a strong ETag for C{body}, quotes included."""
     return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode("ascii") + b'"'
 
 
@@ -178,19 +164,13 @@ class Page:
     """
     One rendered page, ready to send.
 
-    @ivar body: the bytes.
-    @ivar etag: its strong ETag, quotes included.
     @ivar gzipped: the same bytes gzip-compressed, or L{None} when too small
         to be worth it.
-    @ivar gzip_etag: the ETag of the compressed representation.
-    @ivar content_type: the Content-Type header value.
     @ivar variants: a JSON page's index-level files (PEP 825) by filename,
-        made with it (L{pypid.core.dists.variant_files}), so that their URLs
-        serve what the page's hashes name (an HTML page links the same
-        ones, and keeps none: the JSON page is asked).
-    @ivar serial: the journal's serial the page carries (its
-        C{X-PyPI-Last-Serial}, and C{_last-serial} in a JSON one), or
-        L{None}: none (a static export's, an upstream's).
+        made with it, so that their URLs serve what the page's hashes name
+        (an HTML page links the same ones, and keeps none).
+    @ivar serial: the journal's serial the page carries
+        (C{X-PyPI-Last-Serial}), or L{None} (a static export's, an upstream's).
     """
 
     body: bytes
@@ -205,9 +185,8 @@ class Page:
     def of(cls, body: bytes, content_type: bytes,
            variants: Mapping[str, bytes] = NO_VARIANTS, serial: int | None = None) -> Page:
         """
-        Make a page from rendered bytes, with its compressed form, and the
-        index-level files' pages of a JSON page's C{variants}; C{serial},
-        the journal's serial it carries (C{X-PyPI-Last-Serial}).
+        Make a page from rendered bytes, with its compressed form and the
+        index-level files' pages of a JSON page's C{variants}.
         """
         tag = etag(body)
         if len(body) >= _MIN_GZIP:
@@ -225,10 +204,7 @@ class Page:
 class AgedPage:
     """
     A page composed from an upstream's cached page, sent with its C{Age}
-    (RFC 9111 5.1): how long ago the oldest upstream page in it was fetched.
-
-    @ivar page: the L{Page}.
-    @ivar age: the C{Age} header's value, whole seconds.
+    (RFC 9111 5.1, whole seconds): when the oldest upstream page in it was fetched.
     """
 
     page: Page
@@ -236,12 +212,7 @@ class AgedPage:
 
 
 def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
-    """
-    Render the PEP 503 project list.
-
-    @param projects: C{(normalized name, display name)} pairs in the order to
-        list them; each links to C{<normalized>/}, relative to the page.
-    """
+    """Render the PEP 503 project list of C{(normalized name, display name)} pairs."""
     parts = [_HEAD.format(title="Simple index", status="")]
     append = parts.append
     # (a name is escaped only when it holds what HTML would read otherwise:
@@ -259,15 +230,10 @@ def root_html(projects: Iterable[tuple[str, str]]) -> bytes:
 def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False,
               serials: Callable[[str], int] | None = None, last: int | None = None) -> bytes:
     """
-    Render the PEP 691 project list, naming each project by its display name
-    as the spec allows; with C{serials}, each with its serial
-    (C{_last-serial}, as the public index lists them and mirrors read them),
-    and C{last} in C{meta}.
-
-    @param projects: C{(normalized name, display name)} pairs.
-    @param namespaces: whether the index serves PEP 752's namespaces (API 1.5).
-    @param serials: C{serials(normalized name)}, or L{None}: none listed.
-    @param last: the journal's last serial (C{meta._last-serial}), or L{None}.
+    Render the PEP 691 project list of C{(normalized name, display name)}
+    pairs, by display name as the spec allows; with C{serials(name)}, each
+    with its C{_last-serial} (as the public index lists them and mirrors
+    read them), and C{last} in C{meta}. C{namespaces}: API 1.5.
     """
     meta: dict[str, str | int] = dict(_META_NAMESPACES if namespaces else _META)
     if last is not None:
@@ -279,11 +245,7 @@ def root_json(projects: Iterable[tuple[str, str]], namespaces: bool = False,
 
 def _anchor(record: ListedFile, url: str, provenance: str | None = None) -> str:
     """Return the HTML anchor for one file, every attribute escaped."""
-    parts = [
-        '<a href="',
-        escape(f"{url}#sha256={record.sha256}", True),
-        '"',
-    ]
+    parts = ['<a href="', escape(f"{url}#sha256={record.sha256}", True), '"']
     if record.requires_python:
         parts += (' data-requires-python="', escape(record.requires_python, True), '"')
     if record.yanked is not None:
@@ -292,10 +254,7 @@ def _anchor(record: ListedFile, url: str, provenance: str | None = None) -> str:
         # (an upstream may advertise metadata without its hash: "true")
         value = (escape("sha256=" + record.metadata_sha256, True) if record.metadata_sha256
                  else "true")
-        parts += (
-            ' data-core-metadata="', value,
-            '" data-dist-info-metadata="', value, '"',
-        )
+        parts += (' data-core-metadata="', value, '" data-dist-info-metadata="', value, '"')
     # Size and upload time are unknown for some upstream files (HTML pages).
     if record.size is not None:
         parts += (' data-size="', str(int(record.size)), '"')
@@ -322,16 +281,10 @@ def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
                  status: ProjectStatus | None = None,
                  provenance_url: ProvenanceURL = no_provenance) -> bytes:
     """
-    Render a project's PEP 503 page, with the PEP 592, 658/714 attributes,
-    uv's non-standard C{data-size} and C{data-upload-time}, PEP 740's
-    C{data-provenance} and PEP 792's status markers.
-
-    @param project: the normalized project name.
-    @param files: C{(record, url)} pairs in the order to list them, each
-        URL without a fragment; the page adds C{#sha256=}.
-    @param status: the project's status, or L{None} when it is active
-        (then no marker is sent, as PEP 792 allows).
-    @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
+    Render a project's PEP 503 page of C{(record, url)} pairs, with the PEP
+    592, 658/714 attributes, uv's non-standard C{data-size} and
+    C{data-upload-time}, PEP 740's C{data-provenance} and PEP 792's status
+    markers (none for an active project, as PEP 792 allows).
     """
     title = escape(f"Links for {project}", True)
     parts = [_HEAD.format(title=title, status=_status_metas(status)), f"<h1>{title}</h1>\n"]
@@ -343,16 +296,9 @@ def project_html(project: str, files: Iterable[tuple[ListedFile, str]],
 def _json_file(record: ListedFile, url: str, provenance: str | None = None,
                ) -> dict[str, Any]:
     """Return the PEP 691 / PEP 700 entry of one file."""
-    metadata: bool | dict[str, str]
-    if record.metadata_sha256 is None:
-        metadata = False
-    else:
-        metadata = {"sha256": record.metadata_sha256} if record.metadata_sha256 else True
-    entry: dict[str, Any] = {
-        "filename": record.filename,
-        "url": url,
-        "hashes": {"sha256": record.sha256},
-    }
+    metadata = _core_metadata(record.metadata_sha256)
+    entry: dict[str, Any] = {"filename": record.filename, "url": url,
+                             "hashes": {"sha256": record.sha256}}
     if record.requires_python:
         entry["requires-python"] = record.requires_python
     if record.size is not None:
@@ -368,24 +314,23 @@ def _json_file(record: ListedFile, url: str, provenance: str | None = None,
     return entry
 
 
+def _core_metadata(sha256: str | None) -> bool | dict[str, str]:
+    """The C{core-metadata} of a file: its hash, C{true} when unknown, C{false} for none."""
+    return False if sha256 is None else {"sha256": sha256} if sha256 else True
+
+
 def project_json(project: str, files: Iterable[tuple[ListedFile, str]],
                  versions: Iterable[str], status: ProjectStatus | None = None,
                  provenance_url: ProvenanceURL = no_provenance,
                  namespaces: Sequence[Mapping[str, Any]] | None | Literal[False] = UNSERVED,
                  serial: int | None = None) -> bytes:
     """
-    Render a project's PEP 691 page at API version 1.4, or 1.5 with its
-    C{namespaces}; with its C{serial} in C{meta} (C{_last-serial}).
+    Render a project's PEP 691 page of C{(record, url)} pairs at API
+    version 1.4, or 1.5 with its C{namespaces} (L{None}: in none; a list of
+    C{{name, owned}}); with its C{serial} in C{meta} (C{_last-serial}).
 
-    @param project: the normalized project name.
-    @param files: C{(record, url)} pairs in the order to list them.
     @param versions: every version to announce, without duplicates; it must
         include the version of each file.
-    @param status: the project's status (PEP 792's C{project-status}), or
-        L{None} when it is active (then the key is left out).
-    @param provenance_url: gives a file's provenance link (L{provenance_url_for}).
-    @param namespaces: PEP 752's C{namespaces} (L{None}: in no namespace;
-        a list of C{{name, owned}}), or L{UNSERVED} for API 1.4.
     """
     meta = _META if namespaces is UNSERVED else _META_NAMESPACES
     page: dict[str, Any] = {
@@ -420,8 +365,7 @@ def _python_version(record: LegacyFile) -> str:
 def _legacy_file(record: LegacyFile, url: str) -> dict[str, Any]:
     """
     Return one file as the legacy JSON API (warehouse) describes it: a
-    hosted L{FileRecord}, or an upstream page's file (its md5 and blake2
-    unknown, its size and upload time when the upstream gave them).
+    hosted L{FileRecord}, or an upstream page's (its md5 and blake2 unknown).
     """
     digests = {}
     md5: str | None = getattr(record, "md5", None)
@@ -433,12 +377,9 @@ def _legacy_file(record: LegacyFile, url: str) -> dict[str, Any]:
         digests["blake2b_256"] = blake2
     when = record.upload_time
     iso = _upload_time_iso(when) if when is not None else None
-    metadata = record.metadata_sha256
     return {
         "comment_text": "",
-        "core-metadata": (
-            False if metadata is None else {"sha256": metadata} if metadata else True
-        ),
+        "core-metadata": _core_metadata(record.metadata_sha256),
         "digests": digests,
         "downloads": -1,
         "filename": record.filename,
@@ -473,22 +414,12 @@ def pypi_json(
     C{/pypi/<project>/json} (with C{releases}) or
     C{/pypi/<project>/<version>/json} (without).
 
-    @param project_display: the project's display name, used as C{info.name}.
-    @param project: the normalized project name, used in the links.
-    @param info: metadata-derived fields of the rendered release (summary,
-        requires_dist and so on, named as in the legacy API); fields it
-        lacks are sent as null, and the fields computed here override it.
+    @param info: metadata-derived fields of the rendered release, named as
+        in the legacy API; fields it lacks are sent as null, and the fields
+        computed here override it.
     @param releases: version -> C{(record, url)} pairs, in the order to list
-        them; it must contain C{latest_version}.
-    @param latest_version: the version rendered in C{info} and C{urls}: the
-        latest one for the project endpoint, the requested one for the
-        version endpoint.
-    @param last_serial: the project's last change serial.
-    @param include_releases: whether to add the deprecated C{releases} map.
-    @param base_url: prefix (scheme and host, no trailing slash) of the
-        C{package_url}, C{project_url} and C{release_url} links.
-    @param vulnerabilities: the advisories that affect the rendered release,
-        as the public API lists them (L{pypid.core.security.advisories.vulnerability_json}).
+        them, C{latest_version} (the one rendered in C{info}) among them.
+    @param base_url: prefix (scheme and host, no trailing slash) of the links.
     """
     urls = [_legacy_file(record, url) for record, url in releases[latest_version]]
     out_info: dict[str, Any] = dict(_INFO_DEFAULTS)
@@ -506,22 +437,15 @@ def pypi_json(
         downloads=dict(downloads) if downloads is not None
         else {"last_day": -1, "last_month": -1, "last_week": -1},
         yanked=all_yanked,
-        yanked_reason=(
-            next((f["yanked_reason"] for f in urls if f["yanked_reason"]), None)
-            if all_yanked
-            else None
-        ),
+        yanked_reason=(next((f["yanked_reason"] for f in urls if f["yanked_reason"]), None)
+                       if all_yanked else None),
     )
     out = {"info": out_info, "last_serial": last_serial}
     if include_releases:
         out["releases"] = {
-            version: (
-                urls
-                if version == latest_version
-                else [_legacy_file(record, url) for record, url in files]
-            )
-            for version, files in releases.items()
-        }
+            version: urls if version == latest_version
+            else [_legacy_file(record, url) for record, url in files]
+            for version, files in releases.items()}
     out["urls"] = urls
     out["vulnerabilities"] = list(vulnerabilities)
     out["ownership"] = {"organization": None, "roles": []}

@@ -2,26 +2,17 @@
 The index's rendered pages, kept: the C{/simple/} pages, and each
 project's pages and the values other modules keep with them.
 
-The web layer reads the index on every request, so each page is kept as
-bytes (and gzip-compressed bytes, and their ETag), rendered at most once
-after each change to the project while it is kept. The root pages are
-always kept; the projects' pages are kept within a budget of bytes
-(C{[pypid] page_cache_size}), the least recently asked for dropped first
-(see L{RenderedPages.max_bytes}).
-
-Apart from the index's records so that what is kept, and what it costs,
-reads in one place; the L{Index} that holds it tells it of every change
-(L{RenderedPages.project_changed}, L{RenderedPages.listing_changed},
-L{RenderedPages.clear}), so a page kept is never older than the records.
+Each page is kept as bytes (and gzipped bytes, and their ETag), rendered at
+most once after each change to the project while it is kept. The root
+pages are always kept; the projects' pages within a budget of bytes, the
+least recently asked for dropped first. Apart from the records so that
+what is kept, and what it costs, reads in one place; the L{Index} tells it
+of every change, so a page kept is never older than the records.
 
 The index's security advisories are applied as a page is rendered, never as
-it is served: a release its L{AdvisoryPolicy} hides is left off, one it
-denies is listed as yanked (PEP 592) with the advisories as the reason
-(L{advised_files}, which the composed and the upstream pages use too), so
-pip and uv resolve around both and print the reason when pinned to a denied
-one. Whoever changes the advisories or the rules drops the pages of the
-projects they name (L{RenderedPages.project_changed}), so a page is rendered
-again once per change, not per request.
+it is served (L{advised_files}), so pip and uv resolve around what they
+hide or deny; whoever changes them drops the pages of the projects they
+name, so a page is rendered again once per change, not per request.
 """
 
 from __future__ import annotations
@@ -56,10 +47,9 @@ PAGE_CACHE_SIZE = 64 << 20
 def page_bytes(value: object) -> int:
     """
     The bytes a value kept with a project's pages counts against the
-    budget: a L{Page}'s body and gzipped body, or those of the L{Page} a
-    tuple starts with (the upstream proxy keeps C{(page, entry)}); 0 for
-    anything else (a search entry, a token), which is small, one a project
-    at most, and so is kept until the project changes, never evicted.
+    budget: a L{Page}'s, or the L{Page}'s a tuple starts with (the upstream
+    proxy keeps C{(page, entry)}); 0 for anything else (a search entry, a
+    token), which is small, so kept until the project changes, never evicted.
     """
     if type(value) is tuple and value:
         value = value[0]
@@ -77,27 +67,20 @@ def _evicted(name: str, project: Project) -> None:
 
 
 class Serials(Protocol):
-    """
-    The journal's serials of an index's projects
-    (L{pypid.core.records.serials.IndexSerials}): C{serials(project)}, and
-    the last of all, C{serials.last}.
-    """
+    """The journal's serials of an index's projects (L{pypid.core.records.serials.IndexSerials})."""
 
     def __call__(self, project: str) -> int:
         """The serial of C{project}."""
-        ...
 
     @property
     def last(self) -> int:
         """The journal's last serial taken in."""
-        ...
 
 
 def serial_over(serials: Iterable[Serials | None], project: str) -> int | None:
     """
-    The serial of C{project} on a page composed of several indexes' (a
-    view, an index with bases): the last of theirs, so it moves with a
-    change in any of them; L{None} when none carries serials.
+    The serial of C{project} on a page composed of several indexes': the
+    last of theirs, so it moves with any of them; L{None} without serials.
     """
     found = [of(project) for of in serials if of is not None]
     return max(found) if found else None
@@ -113,11 +96,9 @@ REASON_SUMMARY = 200
 @attrs.frozen
 class DeniedFile:
     """
-    A file of a release the index denies, as the pages list it: the file,
-    yanked (PEP 592) with the advisories as the reason, so that an
-    installer skips it unless pinned to it, and then prints why. Every
-    other field is the file's (a denied release's variant wheels are
-    listed: so are their variants).
+    A file of a release the index denies, as the pages list it: yanked (PEP
+    592) with the advisories as the reason, so that an installer skips it
+    unless pinned to it, and then prints why; every other field the file's.
     """
 
     _file: ComposedFile
@@ -130,9 +111,7 @@ class DeniedFile:
 def deny_reason(verdict: Verdict) -> str:
     """
     The yank reason of a denied release and the body of its refused
-    download: C{denied by advisory GHSA-xxxx (high): <summary>}, every
-    advisory acted on named (with its severity when known), the first
-    one's summary quoted.
+    download: C{denied by advisory GHSA-xxxx (high): <first one's summary>}.
     """
     named = [f"{a.id} ({a.severity})" if a.severity else a.id for a in verdict.advisories]
     word = "advisory" if len(named) == 1 else "advisories"
@@ -151,9 +130,7 @@ def advised_files(policy: AdvisoryPolicy, project: str,
     """
     C{(file, link)} pairs of the normalized C{project} as an index of
     C{policy} lists them: a hidden release's files left out, a denied
-    one's listed as L{DeniedFile}s; C{files} themselves when the policy
-    names no release of the project (a dict lookup). One verdict a
-    release, memoized by the policy: called only as a page is rendered.
+    one's listed as L{DeniedFile}s (one verdict a release, memoized).
     """
     if not policy.affects(project):
         return list(files)
@@ -175,15 +152,12 @@ def render_page(project: str, files: Sequence[_F], file_url: Callable[[_F], str]
                 own: bool = False) -> Page:
     """
     The page of C{project}'s C{files} (in the order listed), an index's own
-    (L{RenderedPages}) or a composed one (L{pypid.core.indexes.composed}),
-    rendered by L{pypid.core.indexes.render}: the index's C{advisories}
-    applied (L{advised_files}), its C{namespaces} given (API 1.5; with the
-    hidden ones when C{hidden}; C{own}: the index's own project, not one
-    composed of other indexes'), and its C{serial}.
+    or a composed one: the index's C{advisories} applied, its C{namespaces}
+    given (hidden ones when C{hidden}; C{own}: the index's own project), and
+    its C{serial}.
 
     @param versions: C{versions()}, what a JSON page announces; by default
-        the versions of the files listed (a release hidden whole is not
-        announced either).
+        the versions of the files listed.
     """
     pairs: Sequence[tuple[ComposedFile, str]] = [(f, file_url(f)) for f in files]
     if advisories is not None:
@@ -214,27 +188,20 @@ class RenderedPages:
     The rendered pages of one L{Index}: its root pages, and its projects'
     pages within a budget of bytes.
 
-    A project's pages and values are held by the L{Project} itself
-    (L{Project.rendered}, which only this class reads and writes), so that
-    a project the index replaced or forgot takes them along; the table
-    here counts their bytes and orders the projects by use.
+    A project's pages are held by the L{Project} itself (L{Project.rendered}),
+    so that a project the index replaced or forgot takes them along; the
+    table here counts their bytes and orders the projects by use.
 
-    @ivar _file_url: the link a page gives a file (L{Index.file_url}).
     @ivar _projects: C{projects()}: every project, in the root page's order.
-    @ivar _status: C{status(name)}: a project's L{ProjectStatus} (PEP
-        792), or L{None} for an active one; a quarantined project's pages
-        list no files (L{project_page}).
-    @ivar advisories: the index's L{AdvisoryPolicy} (L{advised_files}).
-    @ivar provenance_url: gives a file's provenance link (PEP 740,
-        L{links.provenance_url_for}): part of the page kept, so serving it
-        costs nothing more.
+    @ivar _status: C{status(name)}: a project's L{ProjectStatus}, or L{None}.
+    @ivar provenance_url: gives a file's provenance link (PEP 740): part of
+        the page kept, so serving it costs nothing more.
     """
 
     _file_url: Callable[[FileRecord], str]
     _projects: Callable[[], list[Project]]
-    #: the projects whose pages are kept, least recently asked for first,
-    #: within the budget (L{max_bytes}, the argument that makes it):
-    #: normalized name -> L{Project}, counted the bytes its pages hold
+    #: normalized name -> L{Project} whose pages are kept, least recently
+    #: asked for first, within L{max_bytes}
     _recent: ByteLRU[str, Project] = attrs.field(alias="max_bytes", converter=_page_table)
     _status: Callable[[str], ProjectStatus | None] = attrs.field(kw_only=True, alias="status")
     advisories: AdvisoryPolicy = attrs.field(kw_only=True)
@@ -242,9 +209,8 @@ class RenderedPages:
     #: the index's PEP 752 namespaces (its JSON pages at API 1.5), or
     #: L{None}: an index that serves none (API 1.4; a static export)
     namespaces: IndexNamespaces | None = attrs.field(kw_only=True)
-    #: the journal's serial of each project, which its pages carry
-    #: (C{_last-serial}, C{X-PyPI-Last-Serial}), or L{None}: pages without
-    #: serials (a static export)
+    #: the journal's serial of each project, which its pages carry, or
+    #: L{None}: pages without serials (a static export)
     serials: Serials | None = attrs.field(kw_only=True)
     _root: dict[str, Page] = attrs.field(factory=dict, init=False)
     #: bumped by L{listing_changed}: the composed views' root pages
@@ -254,11 +220,7 @@ class RenderedPages:
     # -- reading -------------------------------------------------------------
 
     def root_page(self, kind: str) -> Page:
-        """
-        The rendered C{/simple/} page of the given kind (C{"html"} or
-        C{"json"}); with serials, the JSON one names each project's, and
-        both carry the last of them.
-        """
+        """The rendered C{/simple/} page of C{kind}, with serials if there are."""
         page = self._root.get(kind)
         if page is None:
             pairs = [(p.name, p.display_name) for p in self._projects()]
@@ -272,16 +234,13 @@ class RenderedPages:
 
     def project_page(self, project: Project, kind: str, hidden: bool = False) -> Page:
         """
-        The rendered C{/simple/<project>/} page of a L{Project}: the one
-        kept, or rendered now (and kept, within L{max_bytes}). It carries
-        the project's status; a quarantined project's lists no file (see
-        L{full_page} for its admins'). C{hidden}: the JSON page with the
-        hidden namespace grants the project falls in, for their owners
-        (L{pypid.core.indexes.namespace_api}), kept beside the other.
+        The C{/simple/<project>/} page of a L{Project}, kept or rendered now
+        (and kept). A quarantined project's lists no file (see L{full_page}).
+        C{hidden}: the JSON page with the hidden namespace grants the project
+        falls in, for their owners, kept beside the other.
 
-        A page kept costs a dict lookup and an C{OrderedDict.move_to_end}
-        (O(1), through L{ByteLRU.touch}): a fraction of a percent of serving
-        it. One evicted is rendered again.
+        A page kept costs a dict lookup and an C{OrderedDict.move_to_end}: a
+        fraction of a percent of serving it.
         """
         page: Page | None = project.rendered.get(kind)
         if page is not None and not hidden:
@@ -306,10 +265,8 @@ class RenderedPages:
 
     def full_page(self, project: Project, kind: str) -> Page:
         """
-        The C{/simple/<project>/} page with every file, a quarantined
-        project's too: what its admins see (to release or delete them), with
-        every namespace it falls in. Rendered at each call for a
-        quarantined project (admins only ask).
+        The C{/simple/<project>/} page with every file and namespace, a
+        quarantined project's too, for its admins (then rendered at each call).
         """
         status = self._status(project.name)
         if status is None or not status.quarantined:
@@ -328,12 +285,8 @@ class RenderedPages:
 
     def extra_page(self, project: Project, key: Hashable) -> Any:
         """
-        A page about C{project} that another module rendered and kept with
-        L{keep_page} (the legacy JSON API), or L{None}; it is dropped with
-        the project's own pages whenever the project changes, and evicted
-        with them.
-
-        (L{Any}: each caller keeps what it likes under a key of its own.)
+        A value another module kept with L{keep_page} under C{key} (L{Any}:
+        its own), or L{None}; dropped and evicted with the project's pages.
         """
         value = project.rendered.get(key)
         if value is not None and page_bytes(value):
@@ -342,12 +295,10 @@ class RenderedPages:
 
     def keep_page(self, project: Project, key: Hashable, value: object) -> None:
         """
-        Keep a rendered page of C{project} (C{value}) under C{key} until the
-        project changes, or until it is evicted with the project's pages
-        (L{max_bytes}): counted, then the least recently used are evicted
-        down to the budget; a project whose pages alone exceed it is not
-        kept (rather than evict every other). A value that is no page
-        (L{page_bytes} 0) is kept until the project changes.
+        Keep C{value} of C{project} under C{key} until the project changes
+        or its pages are evicted (least recently used first, down to
+        L{max_bytes}; a project whose pages alone exceed it is not kept). A
+        value that is no page (L{page_bytes} 0) is kept until the project changes.
         """
         kept = project.rendered
         kept[key] = value
@@ -368,8 +319,7 @@ class RenderedPages:
     def max_bytes(self) -> int:
         """
         The budget of the projects' rendered pages, body and gzipped body
-        (C{[pypid] page_cache_size}; the root pages are not counted): 0
-        keeps none, each request renders its page. Set as L{ByteLRU.max_bytes}.
+        (C{[pypid] page_cache_size}; root pages not counted): 0 keeps none.
         """
         return self._recent.max_bytes
 
@@ -390,21 +340,14 @@ class RenderedPages:
     # -- told by the index ---------------------------------------------------
 
     def project_changed(self, project: Project) -> None:
-        """
-        Forget every page and value kept of C{project}: it changed (and
-        count the change, L{Project.changes}, for the pages composed of it
-        elsewhere).
-        """
+        """Forget every value kept of C{project}, and count the change (L{Project.changes})."""
         project.changes += 1
         project.rendered.clear()
         if self._recent.peek(project.name) is project:
             self._recent.pop(project.name)
 
     def listing_changed(self) -> None:
-        """
-        Forget the root pages: a project came or went, or its display name
-        changed (and count it: L{listing_serial}).
-        """
+        """Forget the root pages (a project came, went or was renamed), and count it."""
         self.listing_serial += 1
         self._root.clear()
 
@@ -417,9 +360,8 @@ class RenderedPages:
 
     def namespaces_changed(self) -> None:
         """
-        Forget every page, the composed views' project lists too (they are
-        kept by L{listing_serial}): the namespaces in force changed, and with
-        them the JSON pages' API version.
+        Forget every page, the composed views' project lists too: the
+        namespaces in force changed, and with them the JSON pages' API version.
         """
         self.clear()
         self.listing_serial += 1
