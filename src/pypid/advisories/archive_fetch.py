@@ -33,12 +33,8 @@ FETCH_TIMEOUT = 60.0
 FETCH_DEADLINE = 600.0
 
 
-
 class ArchiveFetch:
-    """
-    The fetches of the URL's archive into C{saved}, counted by their
-    result with C{count} (C{unreachable}, C{refused}).
-    """
+    """The fetches of the URL's archive into C{saved}, counted by their result with C{count}."""
 
     def __init__(self, run: Run, clock: IReactorTime, saved: str,
                  agent: Callable[[], IAgent] | None, count: Callable[[str], None]) -> None:
@@ -75,10 +71,9 @@ class ArchiveFetch:
         elif validators is None:
             # (after a restart: the kept copy is dated by its answer's Last-Modified)
             validators = {"modified": formatdate(kept, usegmt=True)}
-        if validators:
-            for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
-                if key in validators:
-                    headers.setRawHeaders(name, [validators[key].encode("latin-1")])
+        for name, key in ((b"if-none-match", "etag"), (b"if-modified-since", "modified")):
+            if key in validators:
+                headers.setRawHeaders(name, [validators[key].encode("latin-1")])
         request = self._agent.request(b"GET", url.encode("ascii"), headers)
         timeout = self._clock.callLater(FETCH_TIMEOUT, request.cancel)
         # (a server that trickles its answer is cut off at the deadline:
@@ -98,8 +93,7 @@ class ArchiveFetch:
             return
         if response.code != 200:
             self._count("unreachable")
-            log.warn("Cannot fetch the advisories from {url}: {code}", url=url,
-                     code=response.code)
+            log.warn("Cannot fetch the advisories from {url}: {code}", url=url, code=response.code)
             discard(response, self._clock, FETCH_TIMEOUT)
             return
         reading = read_body(response, max_size, self._clock, FETCH_TIMEOUT)
@@ -148,10 +142,8 @@ def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
                   modified: float | None, url: str) -> None:
     """
     Write the archive C{data} to C{path} whole or not at all, and only if
-    it is read within C{limits} (in the thread pool), dated C{modified}
+    it is read within C{limits} (else L{ArchiveRefused}), dated C{modified}
     (its answer's C{Last-Modified}: a restart asks from that date).
-
-    @raise ArchiveRefused: when it is not; C{path} is left as it was.
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.part"
@@ -171,25 +163,18 @@ def _keep_checked(path: str, data: bytes, limits: ArchiveLimits,
         # (which URL the copy is of: a copy of another is never read for
         # this one; written after the copy, so a crash between leaves a
         # copy that is fetched again whole)
-        _replace_small(f"{path}.url", url.encode("utf-8"))
+        with open(f"{path}.url.part", "wb") as f:
+            f.write(url.encode("utf-8"))
+        os.replace(f"{path}.url.part", f"{path}.url")
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
 
 
-def _replace_small(path: str, data: bytes) -> None:
-    """Write a small file whole or not at all."""
-    temporary = f"{path}.part"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
-
-
 def kept_copy(saved: str, url: str) -> float | None:
     """
     The time of the kept copy C{saved} when it is C{url}'s (the URL it was
-    fetched from is kept beside it), or L{None}: none, or another URL's
-    (in the thread pool).
+    fetched from is kept beside it), or L{None} (in the thread pool).
     """
     try:
         with open(f"{saved}.url", "rb") as f:

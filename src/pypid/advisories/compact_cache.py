@@ -7,24 +7,20 @@ export and read back at each start instead of the export.
 Why so:
   - reading the export is the expensive part (the costs of both:
     L{pypid.advisories.feed}); it is done once per export, by
-    L{compile_sources} (in a child process: L{pypid.advisories.compile_child}),
-    which reads the sources within their bounds (L{pypid.advisories.osv_archive})
-    and writes the cache; each start then reads the cache;
+    L{compile_sources} (in a child process: L{pypid.advisories.compile_child});
+    each start then reads the cache;
   - the cache is named by a key (L{cache_key}): the sources, their
-    signature (each file's name, size, time and inode), the bounds they
-    were read within, and the code that read them; a cache of another key
-    is stale and the export is read again, so an export that changed, a
-    C{max_size} changed or a pypid upgraded never reads an old cache;
-  - the file is C{MAGIC}, one line of header (the key, the records'
-    digest, what was read, the body's size and SHA-256), then the body:
-    written to a temporary file and renamed over the cache, so a crash
-    leaves the old cache or the new one; read, it is checked whole (the
-    body's size and digest, then every field), and one that is not as
-    written (truncated, damaged, edited) raises L{CacheUnusable}: the
+    signature, the bounds they were read within, and the code that read
+    them; so an export that changed, a C{max_size} changed or a pypid
+    upgraded never reads an old cache;
+  - the file is C{MAGIC}, one line of header, then the body: written to a
+    temporary file and renamed over the cache, so a crash leaves the old
+    cache or the new one; read, it is checked whole, and one that is not
+    as written (truncated, damaged, edited) raises L{CacheUnusable}: the
     caller reads the export again, and the next write replaces it;
   - a cache whose records' digest is that of the advisories in force is
-    not decoded at all (L{read_cache}'s C{unless_digest}): a refresh that
-    finds the same records costs the header's read.
+    not decoded at all: a refresh that finds the same records costs the
+    header's read.
 """
 
 from __future__ import annotations
@@ -67,9 +63,8 @@ def cache_path(snapshot: str) -> str:
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
     """
-    A digest of the code that reads the records and writes the compact
-    form: a pypid whose reading changed reads the export again rather than
-    trust what an older one made of it.
+    A digest of the code that reads the records and writes the compact form:
+    a pypid whose reading changed does not trust what an older one made.
     """
     from pypid.advisories import osv_archive
     from pypid.core.security import advisories, compact_advisories, osv
@@ -93,10 +88,7 @@ def cache_key(sources: list[str], signature: tuple[object, ...], limits: Archive
 
 @attrs.frozen
 class CacheHeader:
-    """
-    The header line of a cache: its key, the records' digest and where
-    they came from, how many were read, and the body's size and digest.
-    """
+    """The header line of a cache."""
 
     key: str
     digest: str
@@ -112,11 +104,7 @@ class CacheHeader:
 
     @classmethod
     def from_json(cls, data: object) -> CacheHeader:
-        """
-        The header of a JSON object.
-
-        @raise CacheUnusable: when it is not one.
-        """
+        """The header of a JSON object; L{CacheUnusable} when it is not one."""
         fields = {a.name: a.type for a in attrs.fields(cls)}
         if not isinstance(data, dict) or set(data) != set(fields):
             raise CacheUnusable("its header is not one")
@@ -129,10 +117,7 @@ class CacheHeader:
 
 
 def write_cache(path: str, key: str, result: ReadResult) -> CacheHeader:
-    """
-    Write C{result}'s database as the cache C{path} named C{key}, whole or
-    not at all; its header.
-    """
+    """Write C{result}'s database as the cache C{path} named C{key}, whole or not at all."""
     lines = list(encode(result.db))
     body = hashlib.sha256()
     for line in lines:
@@ -169,13 +154,10 @@ class Cached:
 def read_cache(path: str, key: str, unless_digest: str = "") -> Cached | None:
     """
     The cache at C{path} when it is named C{key}; L{None} when there is
-    none, or it is of another key (the sources, their bounds or the code
-    changed). Its database is not decoded when its records' digest is
-    C{unless_digest}.
-
-    The body is read and decoded a line at a time, its size and digest
-    checked at its end (all at once, the 18 MB of 20,000 records' body
-    were that much more at the peak).
+    none, or it is of another key. Its database is not decoded when its
+    records' digest is C{unless_digest}. The body is read and decoded a line
+    at a time, its size and digest checked at its end (all at once, the 18
+    MB of 20,000 records' body were that much more at the peak).
 
     @raise CacheUnusable: when it is not as it was written.
     """
@@ -241,10 +223,7 @@ class _Body:
 def read_sources(path: str | None, saved: str | None, limits: ArchiveLimits) -> ReadResult:
     """
     Read the records of C{path} and of C{saved} (the URL's last archive)
-    into one database.
-
-    @raise ArchiveRefused: when one of them is refused (L{CopyRefused}
-        when it is C{saved}).
+    into one database; L{ArchiveRefused} (L{CopyRefused} for C{saved}) when refused.
     """
     tally = Tally()
     sources = [source for source in (path, saved) if source is not None]
@@ -297,10 +276,9 @@ class CompileTask:
 @attrs.frozen
 class Compiled:
     """
-    What a reading of the sources made: the cache's header (L{None} when
-    nothing was written), why the path was refused (nothing read), why
-    the kept copy was (the path read without it), and what was skipped
-    (one line, or C{""}).
+    What a reading of the sources made: the cache's header (L{None}: nothing
+    written), why the path was refused, why the kept copy was (the path read
+    without it), and what was skipped (one line, or C{""}).
     """
 
     header: CacheHeader | None = None
@@ -316,11 +294,7 @@ class Compiled:
 
     @classmethod
     def from_json(cls, data: object) -> Compiled:
-        """
-        Of L{to_json}'s object.
-
-        @raise ValueError: when it is not one.
-        """
+        """Of L{to_json}'s object; L{ValueError} when it is not one."""
         if not isinstance(data, dict):
             raise ValueError("not an object")
         header = data.get("header")
@@ -338,9 +312,8 @@ class Compiled:
 def compile_sources(task: CompileTask) -> Compiled:
     """
     Read the sources of C{task} within their bounds and write the cache
-    (blocking: in a child process, or a thread). A kept copy that is
-    refused is left out (the path is read alone); a path refused writes
-    nothing.
+    (blocking). A kept copy that is refused is left out; a path refused
+    writes nothing.
     """
     copy_refused = None
     try:
@@ -353,8 +326,7 @@ def compile_sources(task: CompileTask) -> Compiled:
             result = read_sources(task.path, None, task.limits)
     except ArchiveRefused as e:
         return Compiled(refused=str(e), copy_refused=copy_refused)
-    return Compiled(write_cache(task.cache, task.key, result), None, copy_refused,
-                    result.summary())
+    return Compiled(write_cache(task.cache, task.key, result), None, copy_refused, result.summary())
 
 
 class Compiler(Protocol):

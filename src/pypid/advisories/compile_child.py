@@ -1,8 +1,7 @@
 """
 The export read in a child process: L{ChildCompiler} runs
-C{python -m pypid.advisories.compile_child}, which reads the sources
-within their bounds and writes the compact cache
-(L{pypid.advisories.compact_cache.compile_sources}), then says what it did in
+C{python -m pypid.advisories.compile_child}, which writes the compact cache
+(L{pypid.advisories.compact_cache.compile_sources}) and says what it did in
 one line of JSON.
 
 Why a child: reading 20,000 records is seconds of pure Python (the JSON,
@@ -14,10 +13,7 @@ exits, and the daemon reads back the compact form alone (0.6 to 0.9 s of
 CPU; 33 MiB kept). The child runs at the daemon's priority, not lower:
 until it is done the indexes that hide or deny fail closed, and on a
 busy machine it already took 10 to 17 s (about 4 s of CPU). A hostile
-archive that got past the bounds costs the child, not the server. A
-child that fails, is killed, or answers nonsense raises
-L{CompileFailed}; one still running when the server stops is killed
-(L{ChildCompiler.stop}).
+archive that got past the bounds costs the child, not the server.
 """
 
 from __future__ import annotations
@@ -45,10 +41,7 @@ class CompileFailed(Exception):
 
 
 def child_command() -> tuple[list[str], dict[str, str]]:
-    """
-    The child's command and environment: this interpreter, with this
-    C{pypid} found first (a checkout run without installing).
-    """
+    """The child's command and environment: this interpreter, this C{pypid} found first."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(pypid.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -57,10 +50,7 @@ def child_command() -> tuple[list[str], dict[str, str]]:
 
 
 class ChildCompiler:
-    """
-    Reads the sources into the cache in a child process (a
-    L{pypid.advisories.compact_cache.Compiler}); blocking: called in the pool.
-    """
+    """Reads the sources into the cache in a child process; blocking: called in the pool."""
 
     def __init__(self, timeout: float = TIMEOUT,
                  command: Callable[[], tuple[list[str], dict[str, str]]] = child_command,
@@ -72,12 +62,7 @@ class ChildCompiler:
         self._stopped = False
 
     def compile(self, task: CompileTask) -> Compiled:
-        """
-        Run one child for C{task} and wait for its answer.
-
-        @raise CompileFailed: when it cannot start, fails, takes longer
-            than the timeout, or answers nonsense.
-        """
+        """Run one child for C{task} and wait for its answer (else L{CompileFailed})."""
         argv, env = self._command()
         with self._lock:
             if self._stopped:
@@ -89,14 +74,13 @@ class ChildCompiler:
                 raise CompileFailed(f"cannot start the child that reads the advisories: {e}")
             self._running.add(child)
         try:
-            try:
-                out, err = child.communicate(json.dumps(task.to_json()).encode("utf-8"),
-                                             timeout=self._timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-                raise CompileFailed(f"the child that reads the advisories took more than "
-                                    f"{self._timeout:g} s")
+            out, err = child.communicate(json.dumps(task.to_json()).encode("utf-8"),
+                                         timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise CompileFailed(f"the child that reads the advisories took more than "
+                                f"{self._timeout:g} s")
         finally:
             with self._lock:
                 self._running.discard(child)

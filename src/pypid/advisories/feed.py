@@ -10,20 +10,18 @@ index's policy reads.
     exist or is over C{max_size} is a start-up error (who wrote it believes
     it is in force), and, when there is something to read, the I{unread}
     database goes in force, under which an index that hides or denies
-    serves none of the releases they might cover (503 with C{Retry-After},
-    L{pypid.core.security.advisories.AdvisoriesUnread}); L{FirstRead}
-    reads once the listeners are open. A first read that fails leaves that
-    database in force, failed, until a later read succeeds (C{/health} says);
-  - what is read is kept: the export is compiled once per version, in a
-    child (L{pypid.advisories.compile_child}), into the compact cache beside
-    the snapshot (L{pypid.advisories.compact_cache}) that every start reads
-    (0.6 to 0.9 s and 33 MiB for 20,000 records, against 4 s and 75 MiB); a
-    cache that is stale or not as written is left, and the export read again;
+    serves none of the releases they might cover (503 with C{Retry-After});
+    L{FirstRead} reads once the listeners are open. A first read that fails
+    leaves that database in force, failed, until a later read succeeds;
+  - the export is compiled once per version, in a child, into the compact
+    cache beside the snapshot (L{pypid.advisories.compact_cache}) that every
+    start reads (0.6 to 0.9 s and 33 MiB for 20,000 records, against 4 s
+    and 75 MiB);
   - the URL is never waited for (the server starts without a network): the
     last good archive, C{<snapshot>.d/advisories.zip}, is read at start-up
     like the path and fetched again in the background, conditionally; an
     answer replaces it only once read whole within the bounds (a hostile
-    one kept would fail every later read); without a kept copy, nothing;
+    one kept would fail every later read);
   - a read that fails or is refused keeps what is in force (one error
     line); the records in force read again (their digest) change nothing
     (tests/bench/bench_advisories.py --daemon: docs/performance.rst).
@@ -94,10 +92,7 @@ def saved_path(snapshot: str) -> str:
 
 
 class FirstRead(Service):
-    """
-    The part that begins the advisories' first read, placed after the
-    listeners: the server answers while they are read (not waited for).
-    """
+    """The part that begins the first read, after the listeners: the server answers meanwhile."""
 
     def __init__(self, feed: AdvisoryFeed) -> None:
         self._feed = feed
@@ -110,11 +105,7 @@ class FirstRead(Service):
 
 @implementer(IReloadable, IMetricsSource)
 class AdvisoryFeed(Service):
-    """
-    The advisories' part.
-
-    @ivar board: the board it fills.
-    """
+    """The advisories' part, which fills C{board}."""
 
     def __init__(self, board: AdvisoryBoard, settings: AdvisoriesConfig, run: Run,
                  clock: IReactorTime, snapshot: str,
@@ -124,10 +115,9 @@ class AdvisoryFeed(Service):
         """
         @param snapshot: the snapshot's path (the URL's archive and the
             compact cache are kept beside it).
-        @param agent: makes the HTTP agent the URL is fetched with, when
-            one is first needed (L{None}: the URL is never fetched).
-        @param compiler: reads the sources into the compact cache (the
-            daemon's: in a child process); by default in the pool's thread.
+        @param agent: makes the HTTP agent when one is first needed (L{None}:
+            the URL is never fetched).
+        @param compiler: by default, reads the sources in the pool's thread.
         @param hub: in a worker of a machine, its hub: the first worker
             alone fetches and refreshes, and announces each database it
             puts in force; the others read it again then (L{sync}).
@@ -144,7 +134,6 @@ class AdvisoryFeed(Service):
         self._saved = saved_path(snapshot)
         self._cache = cache_path(snapshot)
         self._compiler: Compiler = compiler if compiler is not None else LocalCompiler()
-        #: the part that begins the first read, after the listeners
         self.first_read = FirstRead(self)
         self._fetching = ArchiveFetch(run, clock, self._saved, agent, self._count)
         self._limits = limits or ArchiveLimits()
@@ -162,17 +151,14 @@ class AdvisoryFeed(Service):
     def from_config(cls, config: Config, board: AdvisoryBoard, run: Run,
                     clock: IReactorTime, hub: Hub = LONE) -> AdvisoryFeed:
         """
-        The part of a configuration: its C{[advisories]}, the snapshot's
-        path, and an HTTPS agent verified as the server's other outbound
-        calls are (C{[pypid] ca_bundle}), made when the URL is first fetched
+        The part of a configuration, with an HTTPS agent verified as the
+        server's other outbound calls are, made when the URL is first fetched
         (a server without C{url} never loads the HTTP client, which would
         delay its readiness).
 
-        @param hub: in a worker of a machine, its hub (see L{__init__}).
         @raise StartupError: with C{url}, when C{[pypid] ca_bundle} cannot
             be used.
         """
-        first = hub.runs_once
         if config.advisories.url is not None:
             from pypid.http.client import outbound_policy
             outbound_policy(config)  # (checked at start-up, as the upstream's is)
@@ -184,25 +170,21 @@ class AdvisoryFeed(Service):
 
         from pypid.advisories.compile_child import ChildCompiler
         return cls(board, config.advisories, run, clock, config.server.snapshot,
-                   agent if first else None, compiler=ChildCompiler(), hub=hub)
-
-    def _limits_of(self, settings: AdvisoriesConfig) -> ArchiveLimits:
-        return limits_of(settings, self._limits)
+                   agent if hub.runs_once else None, compiler=ChildCompiler(), hub=hub)
 
     # -- the service -------------------------------------------------------------
 
     def startService(self) -> Deferred[None]:
         """
         Before the listeners open: check the path, and put the unread
-        database in force when there is something to read (the path, or
-        the URL's kept copy), so that the indexes that hide or deny fail
-        closed until the first read (L{read_first}) is done.
+        database in force when there is something to read, so that the
+        indexes that hide or deny fail closed until the first read is done.
         """
         Service.startService(self)
         settings = self._settings
         if settings.path is not None:
             try:
-                check_source(settings.path, self._limits_of(settings))
+                check_source(settings.path, limits_of(settings, self._limits))
             except ArchiveRefused as e:
                 return fail(StartupError(f"[advisories] path: {e}"))
         if settings.path is not None or (settings.url is not None
@@ -211,10 +193,7 @@ class AdvisoryFeed(Service):
         return succeed(None)
 
     def read_first(self) -> Deferred[None]:
-        """
-        Begin the first read of the advisories, then keep them fresh (the
-        timer, the URL's first fetch); fires once it ended, however.
-        """
+        """Begin the first read, then keep the advisories fresh; fires once it ended, however."""
         return ensureDeferred(self._first())
 
     async def _first(self) -> None:
@@ -245,9 +224,9 @@ class AdvisoryFeed(Service):
 
     def _not_read(self, error: str) -> None:
         """
-        A read failed: with advisories in force, they stay; while none is
-        (the first read failed), the unread database stays in force,
-        failed, and the indexes that hide or deny fail closed.
+        A read failed: with advisories in force, they stay; while none is, the
+        unread database stays in force, failed (the indexes that hide or deny
+        fail closed).
         """
         if self.board.unread is None:
             log.error("Keeping the advisories in force: {error}", error=error)
@@ -259,11 +238,7 @@ class AdvisoryFeed(Service):
             self.board.replace(AdvisoryDB.unread_yet(FAILED))
 
     def stopService(self) -> None:
-        """
-        Stop refreshing: the timer, the first fetch if still to come; a
-        read in flight ends without putting anything in force (its child
-        is killed).
-        """
+        """Stop refreshing; a read in flight ends without putting anything in force."""
         Service.stopService(self)
         if self._timer is not None and self._timer.running:
             self._timer.stopService()
@@ -323,7 +298,7 @@ class AdvisoryFeed(Service):
         settings = self._settings
         if settings.url is not None:
             await self._fetching.fetch(settings.url, settings.max_size,
-                                       self._limits_of(settings))
+                                       limits_of(settings, self._limits))
         try:
             await self._load(settings)
         except LoadFailed as e:
@@ -332,13 +307,11 @@ class AdvisoryFeed(Service):
     async def _load(self, settings: AdvisoriesConfig) -> None:
         """
         Read the sources (their compact cache when it is theirs, else the
-        sources themselves, into the cache); put what they hold in force
-        unless it is already.
+        sources themselves, into the cache); put what they hold in force.
 
         @raise LoadFailed: when nothing was put in force.
         """
-        # (what the first worker announced so far, this read takes in)
-        self._hub.take()
+        self._hub.take()  # (what the first worker announced so far, this read takes in)
         self._told = False
         kept = None if settings.url is None else await self._run(kept_copy, self._saved,
                                                                   settings.url)
@@ -349,21 +322,19 @@ class AdvisoryFeed(Service):
         sources = [p for p in (settings.path, saved) if p is not None]
         found = await self._run(signature, sources)
         seen = (sources, settings.max_size, found)
-        if seen == self._seen and self.board.db.digest:
-            # (nothing changed since the last read: nothing is read)
+        if seen == self._seen and self.board.db.digest:  # (nothing changed since the last read)
             self._count("unchanged")
             self._loaded_at = self._clock.seconds()
             return
         started = time.monotonic()
-        limits = self._limits_of(settings)
+        limits = limits_of(settings, self._limits)
         key = cache_key(sources, found, limits)
         cached = await self._cached(key)
         exported = cached is None
         if cached is None:
             compiled = await self._compile(CompileTask(settings.path, saved, self._cache, key,
                                                        limits))
-            if compiled.header is None:
-                # (the kept copy refused, and no path: nothing read)
+            if compiled.header is None:  # (the kept copy refused, and no path)
                 self._nothing_to_read()
                 return
             if compiled.skipped:
@@ -399,9 +370,8 @@ class AdvisoryFeed(Service):
 
     def sync(self) -> Deferred[None]:
         """
-        In a worker of a machine but the first (every L{FOLLOW_INTERVAL}):
-        once the first put other advisories in force, read them too (from
-        the compact cache it wrote).
+        In a worker of a machine but the first: once the first put other
+        advisories in force, read them too (from the compact cache it wrote).
         """
         if self._hub.runs_once:
             return succeed(None)
@@ -432,8 +402,7 @@ class AdvisoryFeed(Service):
 
     async def _compile(self, task: CompileTask) -> Compiled:
         """
-        Read the sources into the cache (L{Compiler}, in the pool); a kept
-        copy refused is a warning.
+        Read the sources into the cache, in the pool; a kept copy refused is a warning.
 
         @raise LoadFailed: when the path is refused, or the reading failed.
         """
@@ -504,10 +473,7 @@ class AdvisoryFeed(Service):
 
 @attrs.frozen
 class InForce:
-    """
-    The advisories L{read_in_force} read, and what a person must hear of
-    them (a URL never fetched, a kept copy refused), one line each.
-    """
+    """The advisories L{read_in_force} read, and what a person must hear of them, a line each."""
 
     db: AdvisoryDB
     warnings: tuple[str, ...] = ()
@@ -515,9 +481,8 @@ class InForce:
 
 def limits_of(settings: AdvisoriesConfig, base: ArchiveLimits | None = None) -> ArchiveLimits:
     """
-    The archives' limits under C{settings}: the daemon's and the export's
-    alike, as the compiled database's cache key holds them (the export
-    reuses the daemon's compilation only when they agree).
+    The archives' limits under C{settings}, the daemon's and the export's
+    alike (the export reuses the daemon's compact cache only when they agree).
     """
     return attrs.evolve(base or ArchiveLimits(), max_size=settings.max_size)
 
@@ -526,25 +491,20 @@ def read_in_force(settings: AdvisoriesConfig, snapshot: str) -> InForce:
     """
     The advisories a daemon of C{settings} puts in force at its start, read
     without a network and without writing beside its snapshot (for the
-    static export, which runs beside a daemon): the path, and the URL's
-    copy kept beside the snapshot (the URL itself is not fetched); from the
-    daemon's compact cache when it is theirs, else read within the same
-    bounds as the daemon's first read (L{compile_sources}, into a
-    temporary folder). Blocking.
+    static export, which runs beside a daemon): from the daemon's compact
+    cache when it is theirs, else read within the same bounds as the
+    daemon's first read (into a temporary folder). Blocking.
 
-    @raise LoadFailed: when they cannot be read (the path refused, or a
-        read that failed): an index that hides or denies serves none of
-        the releases they might cover until they are, and the caller must
-        not pretend otherwise.
+    @raise LoadFailed: when they cannot be read: an index that hides or
+        denies serves none of the releases they might cover until they are,
+        and the caller must not pretend otherwise.
     """
     limits = limits_of(settings)
     warnings: list[str] = []
-    saved: str | None = saved_path(snapshot)
+    saved = saved_path(snapshot) if settings.url is not None else None
     if settings.url is not None and kept_copy(saved_path(snapshot), settings.url) is None:
         warnings.append(f"[advisories] url was never fetched here (no copy kept at "
                         f"{saved}): its advisories are not applied")
-        saved = None
-    elif settings.url is None:
         saved = None
     sources = [p for p in (settings.path, saved) if p is not None]
     if not sources:
@@ -563,8 +523,7 @@ def read_in_force(settings: AdvisoriesConfig, snapshot: str) -> InForce:
         with tempfile.TemporaryDirectory(prefix="pypid-advisories-") as scratch:
             cache = os.path.join(scratch, "advisories.cache")
             try:
-                compiled = compile_sources(CompileTask(settings.path, saved, cache, key,
-                                                       limits))
+                compiled = compile_sources(CompileTask(settings.path, saved, cache, key, limits))
             except Exception as e:
                 raise LoadFailed(f"cannot read the advisories: {e}")
             if compiled.copy_refused is not None:

@@ -10,9 +10,7 @@ records are untrusted input, and an archive fetched from a URL doubly so.
     (L{_count_entries}): it makes an object of every entry, and an archive
     of 4,000,000 empty entries (350 MB, under the default C{max_size}) took
     it 55 s and 1.4 GB before the count could be checked; counted from the
-    end record and the directory's own bytes, it is refused in well under a
-    second. The end record's number alone is not trusted (the library reads
-    entries while the directory's bytes last): the signatures are counted;
+    directory's own bytes, it is refused in well under a second;
   - an entry's size is checked on what is decompressed, not on what its
     header claims (a zip bomb lies there), reading at most one byte past
     the limit; an entry compressed more than L{ArchiveLimits.max_ratio}
@@ -97,11 +95,8 @@ def _unsafe(name: str) -> bool:
 
 def check_source(path: str, limits: ArchiveLimits) -> bool:
     """
-    What one C{stat} tells of a source: whether it is a folder; the start
-    checks it before the listeners open, the records being read after.
-
-    @raise ArchiveRefused: when the path cannot be read, or is a file
-        bigger than C{limits.max_size}.
+    Whether a source is a folder, by one C{stat} (the start checks it before
+    the listeners open); L{ArchiveRefused} when it cannot be read, or is too big.
     """
     try:
         info = os.stat(path)
@@ -118,10 +113,7 @@ def check_source(path: str, limits: ArchiveLimits) -> bool:
 def records(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
     """
     The bytes of each record of the folder or zip at C{path}, in a stable
-    order.
-
-    @raise ArchiveRefused: when the path cannot be read, or the archive
-        is refused (too big, too many entries, a bomb, not a zip).
+    order; L{ArchiveRefused} when the path cannot be read, or is refused.
     """
     if check_source(path, limits):
         yield from _folder(path, limits, tally)
@@ -233,14 +225,10 @@ def _zip(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
 
 def _folder(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
     found: list[str] = []
-    for top, folders, files in os.walk(path, followlinks=False):
-        folders.sort()
-        for name in sorted(files):
-            if name.endswith(".json"):
-                found.append(os.path.join(top, name))
-                if len(found) > limits.max_entries:
-                    raise ArchiveRefused(f"{path} has more than {limits.max_entries} "
-                                         ".json files")
+    for full in _json_files(path):
+        found.append(full)
+        if len(found) > limits.max_entries:
+            raise ArchiveRefused(f"{path} has more than {limits.max_entries} .json files")
     total = 0
     for full in found:
         name = os.path.relpath(full, path)
@@ -266,12 +254,10 @@ def _folder(path: str, limits: ArchiveLimits, tally: Tally) -> Iterator[bytes]:
 
 def signature(paths: list[str]) -> tuple[object, ...]:
     """
-    What changes whenever a source's content may have: each file's (or
-    each C{.json} file of a folder's) name, size, time and inode. A
-    refresh that finds the sources' signature unchanged reads nothing:
-    a full export takes seconds of a pool thread to read, and most
-    refreshes find it as it was (measured on the benchmark's 40,000-record
-    export unpacked into a folder: the walk 0.21 s, a read 6.9 s; a zip's
+    What changes whenever a source's content may have: each file's (or each
+    C{.json} file of a folder's) name, size, time and inode. A refresh that
+    finds it unchanged reads nothing (the benchmark's 40,000-record export
+    unpacked into a folder: the walk 0.21 s, a read 6.9 s; a zip's
     signature is one stat, 23 us).
     """
     found: list[object] = []
@@ -284,15 +270,18 @@ def signature(paths: list[str]) -> tuple[object, ...]:
         if not stat.S_ISDIR(info.st_mode):
             found.append((path, info.st_size, info.st_mtime_ns, info.st_ino))
             continue
-        for top, folders, files in os.walk(path, followlinks=False):
-            folders.sort()
-            for name in sorted(files):
-                if name.endswith(".json"):
-                    full = os.path.join(top, name)
-                    try:
-                        each = os.lstat(full)
-                    except OSError:
-                        continue
-                    found.append((full, each.st_size, each.st_mtime_ns, each.st_ino))
+        for full in _json_files(path):
+            try:
+                each = os.lstat(full)
+            except OSError:
+                continue
+            found.append((full, each.st_size, each.st_mtime_ns, each.st_ino))
     return tuple(found)
+
+
+def _json_files(path: str) -> Iterator[str]:
+    """The C{.json} files below the folder C{path}, in a stable order, links not followed."""
+    for top, folders, files in os.walk(path, followlinks=False):
+        folders.sort()
+        yield from (os.path.join(top, name) for name in sorted(files) if name.endswith(".json"))
 

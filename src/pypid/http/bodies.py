@@ -1,8 +1,7 @@
 """
-Reading HTTP answers from other servers (S3, an upstream index) with
-limits: a size cap, so a misbehaving server cannot grow our memory, and an
-idle deadline, so one that stops sending midway cannot hold a request for
-ever (a deadline on the headers alone does not cover the body).
+Reading HTTP answers from other servers (S3, an upstream index) with limits:
+a size cap, so a misbehaving server cannot grow our memory, and an idle
+deadline, so one that stops sending midway cannot hold a request for ever.
 """
 
 from __future__ import annotations
@@ -110,11 +109,9 @@ class _Collect(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._deadline.disarm()
-        # This protocol outlives its body: the response keeps it, and it is
-        # in reference cycles (its deadline's callback, the Deferred's
-        # canceller) that only Python's cyclic collector frees, when it
-        # runs. So it lets go of the body, in pieces and whole (the
-        # Deferred's result), here.
+        # This protocol outlives its body, in reference cycles (its deadline's
+        # callback, the Deferred's canceller) only the cyclic collector frees:
+        # it lets go of the body, in pieces and whole, here.
         parts, self._parts = self._parts, []
         done, self._done = self._done, None
         if done is None or done.called:
@@ -132,13 +129,13 @@ class _Collect(Protocol):
     def _stop(self, error: BodyError) -> None:
         self._error = error
         self._deadline.disarm()
-        _producer(self).stopProducing()
+        producer(self).stopProducing()
 
     def _stalled(self) -> None:
         self._stop(BodyStalled(f"nothing for {self._idle:g} s"))
 
 
-def _producer(protocol: Protocol) -> IPushProducer:
+def producer(protocol: Protocol) -> IPushProducer:
     """The transport of a body being delivered: the response's producer."""
     return cast(IPushProducer, protocol.transport)
 
@@ -146,21 +143,17 @@ def _producer(protocol: Protocol) -> IPushProducer:
 def read_body(response: IResponse, limit: int, clock: IReactorTime | None = None,
               idle: float | None = None, gzipped: bool = False) -> Deferred[bytes]:
     """
-    Read a response's body.
+    Read a response's body: the bytes, or a L{BodyError}; cancelling stops the transfer.
 
     @param limit: the most bytes accepted (once inflated, for C{gzipped}).
-    @param gzipped: inflate the body (its C{Content-Encoding} is C{gzip}).
-    @param clock: with C{idle}, the clock of the idle deadline.
-    @param idle: seconds without data after which the transfer is stopped.
-    @return: a L{Deferred} firing with the bytes, or failing with a
-        L{BodyError}; cancelling it stops the transfer.
+    @param idle: seconds without data (on C{clock}) after which the transfer is stopped.
     """
     collector: _Collect | None = None
 
     def cancel(d: Deferred[bytes]) -> None:
         if collector is not None and collector.transport is not None:
             collector._deadline.disarm()
-            _producer(collector).stopProducing()
+            producer(collector).stopProducing()
 
     done: Deferred[bytes] = Deferred(cancel)
     collector = _Collect(limit, done, clock, idle, gzipped)
@@ -178,19 +171,17 @@ def discard(response: IResponse, clock: IReactorTime | None = None,
     """
     Drop an answer's body.
 
-    With a clock, a short body of known length (an error page, a redirect,
-    up to L{DRAIN_LIMIT}) is read to its end under the C{idle} deadline,
-    and the connection is reused. Stopping it instead closed a connection
-    that the agent had already put back in its pool when the body arrived
-    with the headers: a request sent on it at that moment got no answer,
-    and was sent again on another (the upstream saw 15 to 20% of the
-    requests made beside 404s twice). Otherwise the transfer is stopped
-    (the connection is not reused), so a server that stalls after its
-    headers, or sends a large body, costs nothing.
+    With a clock, a short body of known length (up to L{DRAIN_LIMIT}) is
+    read to its end under the C{idle} deadline, and the connection is
+    reused. Stopping it instead closed a connection that the agent had
+    already put back in its pool when the body arrived with the headers: a
+    request sent on it at that moment got no answer, and was sent again on
+    another (the upstream saw 15 to 20% of the requests made beside 404s
+    twice). Otherwise the transfer is stopped, so a server that stalls
+    after its headers, or sends a large body, costs nothing.
     """
     length = response.length
-    if (clock is not None and isinstance(length, int)
-            and length <= DRAIN_LIMIT):
+    if clock is not None and isinstance(length, int) and length <= DRAIN_LIMIT:
         d = read_body(response, DRAIN_LIMIT, clock, idle)
         if idle is not None:
             # (in all, not only between pieces: a body that trickles a byte

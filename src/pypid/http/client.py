@@ -52,10 +52,9 @@ def https_policy(ca_bundle: str | None = None,
     (service-identity), against the system's trust roots, or only those of
     C{ca_bundle} (a PEM file of CA certificates: a private CA).
 
-    @param held: the texts read with the configuration
-        (L{pypid.config.Config.held}): the bundle's there is used, not
-        the file as it is now (a worker started again trusts what the
-        machine took).
+    @param held: the texts read with the configuration: the bundle's there
+        is used, not the file as it is now (a worker started again trusts
+        what the machine took).
     @raise ValueError: when the bundle cannot be read or holds no certificate.
     """
     if ca_bundle is None:
@@ -64,8 +63,7 @@ def https_policy(ca_bundle: str | None = None,
         pem = held_bytes(ca_bundle, held)
     except OSError as e:
         raise ValueError(f"cannot read {ca_bundle}: {e.strerror}")
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem,
-                        re.DOTALL)
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL)
     try:
         certificates = [Certificate.loadPEM(block) for block in blocks]
     except Exception as e:
@@ -76,11 +74,7 @@ def https_policy(ca_bundle: str | None = None,
 
 
 def outbound_policy(config: Config) -> BrowserLikePolicyForHTTPS:
-    """
-    How the server's outbound HTTPS is verified (C{[pypid] ca_bundle}).
-
-    @raise StartupError: when the bundle cannot be used.
-    """
+    """How the server's outbound HTTPS is verified (C{[pypid] ca_bundle}); or L{StartupError}."""
     try:
         return https_policy(config.server.ca_bundle, config.held)
     except ValueError as e:
@@ -112,9 +106,8 @@ class _QuietFactory(_HTTP11ClientFactory):
 def quiet_pool(reactor: IReactorTime, connections: int,
                named: Named | None = None) -> HTTPConnectionPool:
     """
-    A persistent L{HTTPConnectionPool} that keeps C{connections} per host
-    for a minute, and logs nothing per connection; with C{named}, a
-    L{PublicOnlyPool} of that rule.
+    A persistent pool that keeps C{connections} per host for a minute, and
+    logs nothing per connection; with C{named}, a L{PublicOnlyPool}.
     """
     pool = (HTTPConnectionPool(reactor, persistent=True) if named is None
             else PublicOnlyPool(reactor, named))
@@ -131,18 +124,15 @@ KEPT_ENDPOINTS = 64
 @implementer(IAgentEndpointFactory)
 class KeptEndpoints:
     """
-    An agent's endpoints, one kept per scheme, host and port (and, for an
-    upstream's agent, whether the host is named): plain TCP for C{http},
-    TLS checked by C{policy} for C{https}, as Twisted's standard agent
-    makes them; a host that C{named} does not name is reached at public
-    addresses only (L{PublicOnlyEndpoint}).
+    An agent's endpoints (L{endpoint_for}), one kept per scheme, host and
+    port (and, for an upstream's agent, whether the host is named).
 
     Twisted's agent makes a new endpoint for every request, one sent on a
     kept connection too, and encodes its host with IDNA each time: 9% of
     the CPU of a webhook's delivery when deliveries went through it
-    (py-spy). An endpoint resolves its
-    host again at each connection, so keeping it keeps no address; and
-    which hosts are named is asked at every request (a reload changes it).
+    (py-spy). An endpoint resolves its host again at each connection, so
+    keeping it keeps no address; and which hosts are named is asked at
+    every request (a reload changes it).
     """
 
     def __init__(self, reactor: IReactorTime, policy: IPolicyForHTTPS, timeout: float,
@@ -169,11 +159,8 @@ class KeptEndpoints:
 def endpoint_for(reactor: IReactorTime, policy: IPolicyForHTTPS, timeout: float, uri: URI,
                  named: bool = True) -> IStreamClientEndpoint:
     """
-    The endpoint of C{uri}'s scheme, host and port: plain TCP for C{http},
-    TLS checked by C{policy} for C{https}; a host not C{named} is reached
-    at public addresses only (L{PublicOnlyEndpoint}).
-
-    @raise SchemeNotSupported: for any other scheme.
+    The endpoint of C{uri}: plain TCP for C{http}, TLS checked by C{policy}
+    for C{https}; a host not C{named} is reached at public addresses only.
     """
     scheme, host = uri.scheme.decode("ascii"), uri.host.decode("ascii")
     if scheme not in ("http", "https"):
@@ -190,14 +177,11 @@ def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
                policy: IPolicyForHTTPS | None = None,
                named: Named | None = None) -> tuple[Agent, HTTPConnectionPool]:
     """
-    The agent for outbound calls: persistent connections (enough for the
-    parallel calls of a rebuild), a connect timeout, certificates verified
-    (see L{https_policy}); no cookies, redirects or decoding of its own.
+    The agent for outbound calls: persistent connections, a connect timeout,
+    certificates verified; no cookies, redirects or decoding of its own.
 
-    @param named: for an upstream's agent, which hosts were named by the
-        operator: any other is reached at public addresses only
-        (L{pypid.http.public_only}), asked at every request; L{None}:
-        every host as it resolves.
+    @param named: for an upstream's agent, which hosts the operator named:
+        any other is reached at public addresses only; L{None}: every host.
     @return: C{(agent, pool)}.
     """
     pool = quiet_pool(reactor, connections, named=named)
@@ -209,12 +193,8 @@ def make_agent(reactor: IReactorTime, timeout: float, connections: int = 16,
 def make_http(reactor: IReactorTime, timeout: float, connections: int = 16,
               policy: IPolicyForHTTPS | None = None,
               ) -> tuple[treq.client.HTTPClient, HTTPConnectionPool]:
-    """
-    The treq client for outbound calls (S3) on L{make_agent}'s agent, with
-    a cookie jar that keeps nothing.
-    """
+    """The treq client for outbound calls (S3) on L{make_agent}'s agent, keeping no cookie."""
     agent, pool = make_agent(reactor, timeout, connections, policy)
     # treq 26 types the jar as its own CookieJar subclass (IndexableCookieJar,
     # which older treq releases lack); it only calls CookieJar's methods.
-    jar = _NoCookies()
-    return treq.client.HTTPClient(agent, cookiejar=jar), pool  # type: ignore[arg-type]
+    return treq.client.HTTPClient(agent, cookiejar=_NoCookies()), pool  # type: ignore[arg-type]

@@ -147,11 +147,9 @@ class PublicOnlyEndpoint:
 class PublicOnlyPool(HTTPConnectionPool):
     """
     A pool of persistent connections that gives a request only one made
-    under the rule in force for its host: C{named} is asked at every
-    request, and a connection made while its host was named (at whatever
-    address it had) is used again only while it still is (see the module).
-    The check costs about 1 us a request (measured with five entries),
-    nothing beside the fetch it precedes.
+    under the rule in force for its host (see the module). The check costs
+    about 1 us a request (measured with five entries), nothing beside the
+    fetch it precedes.
     """
 
     def __init__(self, reactor: Any, named: Named) -> None:
@@ -160,11 +158,7 @@ class PublicOnlyPool(HTTPConnectionPool):
 
     def getConnection(self, key: Hashable,
                       endpoint: IStreamClientEndpoint) -> Deferred[HTTP11ClientProtocol]:
-        """
-        A connection for the agent's C{key} (C{(scheme, host, port)}, as
-        Twisted's L{twisted.web.client.Agent} makes it), kept apart by
-        whether the host is named now.
-        """
+        """A connection for the agent's C{(scheme, host, port)}, apart by whether it is named."""
         scheme, host, port = cast(tuple[bytes, bytes, int], key)
         named = self._named(scheme.decode("ascii"), host.decode("ascii"), port)
         return super().getConnection((key, named), endpoint)

@@ -2,20 +2,14 @@
 The cache of upstream project pages: time to live, one upstream request per
 miss however many clients ask at once, stale pages served while a refresh
 runs in the background (or while the upstream is down), offline serving,
-and the cached pages handed to the snapshot (their JSON form is in
-L{pypid.upstream.cached_page}).
-
-The fetch itself is passed in (C{fetch(project, previous) ->
-Deferred[UpstreamPage]}, given the page the cache holds of the project, if
-any, so that what was read for it need not be read again; failing with
-L{UpstreamNotFound} or L{UpstreamError}), and so is the clock: the cache
-does no I/O of its own.
+and the cached pages handed to the snapshot. The fetch and the clock are
+passed in: the cache does no I/O of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -28,9 +22,8 @@ from pypid.core.util.bounded import put_newest
 from pypid.core.util.lru import ByteLRU
 from pypid.upstream.cached_page import CachedPage, entry_from_json, entry_to_json
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
-from pypid.upstream.held_removals import CONFIRM_GONE, HeldRemovals
 from pypid.upstream.page_model import UpstreamPage
-from pypid.upstream.quarantines import Quarantine, Quarantines
+from pypid.upstream.quarantines import CONFIRM_GONE, HeldRemovals, Quarantine, Quarantines
 
 log = Logger()
 
@@ -41,9 +34,8 @@ class Offline(Exception):
 
 #: The most projects whose pages are kept (the oldest fetched go first):
 #: names are chosen by clients, so the cache must not grow with whatever
-#: they ask for. A forgotten page is fetched again at its next request. The
-#: same cap bounds the failures remembered (L{FAILURE_MEMORY}): past it
-#: they are all forgotten, which only means asking the upstream again.
+#: they ask for. The same cap bounds the failures remembered: past it they
+#: are all forgotten, which only means asking the upstream again.
 MAX_ENTRIES = 20000
 
 #: The most "no such project" answers kept, apart from the pages: a client
@@ -74,22 +66,60 @@ Remembered = tuple[type[BaseException], tuple[Any, ...]]
 
 def remembered(error: BaseException) -> Remembered:
     """
-    What is kept of a failure to answer again: its type and arguments, not
-    the exception, whose traceback holds the frames it went through (and
-    with them the refused page's bytes: 15 to 19 MB a failure, measured).
+    What is kept of a failure to answer again: not the exception, whose
+    traceback holds the frames it went through (and with them the refused
+    page's bytes: 15 to 19 MB a failure, measured).
     """
     return type(error), error.args
 
 
 def again(kept: Remembered) -> BaseException:
     """A new exception like the one L{remembered} kept."""
-    kind, args = kept
-    return kind(*args)
+    return kept[0](*kept[1])
 
 
 def recent(then: float, now: float) -> bool:
     """Whether a failure at C{then} is still remembered at C{now} (L{FAILURE_MEMORY})."""
     return 0 <= now - then < FAILURE_MEMORY
+
+
+#: The most upstream files whose failed fetch is remembered (L{RecentFailures});
+#: past it the oldest are forgotten.
+MAX_FAILED_FILES = 2000
+
+T = TypeVar("T")
+
+
+@attrs.define
+class RecentFailures(Generic[T]):
+    """
+    C{filename -> (when, what)} of the upstream files whose fetch failed
+    lately (a download whose bytes were wrong, a provenance that could not
+    be had or was refused), the oldest first: such a file is asked for
+    again only once the failure is no longer L{recent}, not at every
+    request (each would fetch the wrong bytes again).
+    """
+
+    _clock: IReactorTime
+    _failed: dict[str, tuple[float, T]] = attrs.field(init=False, factory=dict)
+
+    def remember(self, filename: str, what: T, at: float | None = None) -> None:
+        """
+        The fetch of C{filename} failed now (or at C{at}, when another worker
+        of the machine's fetch did), with C{what}.
+        """
+        put_newest(self._failed, filename, (self._clock.seconds() if at is None else at, what),
+                   MAX_FAILED_FILES)
+
+    def lately(self, filename: str) -> T | None:
+        """What the fetch of C{filename} failed with, if still remembered; else L{None}."""
+        failed = self._failed.get(filename)
+        if failed is not None and recent(failed[0], self._clock.seconds()):
+            return failed[1]
+        return None
+
+    def __len__(self) -> int:
+        return len(self._failed)
 
 
 def page_cost(page: UpstreamPage) -> int:
@@ -103,10 +133,7 @@ def page_cost(page: UpstreamPage) -> int:
 
 
 class PageShare(Protocol):
-    """
-    A machine's cache of pages shared by its workers
-    (L{pypid.upstream.machine_share.MachineShare}).
-    """
+    """A machine's cache of pages shared by its workers (L{pypid.upstream.machine_share})."""
 
     def page_kept(self, project: str, entry: CachedPage, held: object) -> Deferred[None]:
         """Give the others the page fetched here, and what it holds back; fires once told."""
@@ -124,41 +151,34 @@ class PageCache:
     """
     Upstream project pages, by normalized name.
 
-    Pages are bounded by count (L{MAX_ENTRIES}) and by their estimated
-    memory (C{max_bytes}, L{page_cost}). The oldest fetched go first, but
-    the pages of projects whose files are kept on disk (L{pin}) only after
-    every other: those are the pages that serve kept files while the
-    upstream is down. The page just fetched is always kept. "No such
-    project" answers are kept apart (L{MAX_MISSING}, L{MISSING_TTL}).
+    Pages are bounded by count and by their estimated memory. The oldest
+    fetched go first, but the pages of projects whose files are kept on disk
+    (L{pin}) only after every other: those are the pages that serve kept
+    files while the upstream is down. "No such project" answers are kept
+    apart (L{MAX_MISSING}).
 
-    Every answer fetched goes through the L{Quarantines} first: once the
-    upstream quarantined a project, a later "no such project" or page with
-    no file is kept as a page with no file carrying that quarantine, until
-    the upstream lists files of it again or an admin releases it
-    (L{release}).
+    Every answer fetched goes through the L{Quarantines} first, which keep
+    a quarantine past the project's removal.
 
     @ivar entries: C{{project: CachedPage}} of the pages, oldest first.
-    @ivar on_change: called (without arguments) when a page was fetched,
-        so that the snapshot is saved soon; or L{None}.
+    @ivar on_change: called when a page was fetched, so that the snapshot
+        is saved soon; or L{None}.
     """
 
     def __init__(self, fetch: Callable[[str, UpstreamPage | None], Deferred[UpstreamPage]],
-                 clock: IReactorTime,
-                 ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
+                 clock: IReactorTime, ttl: float, offline: bool = False, max_bytes: int = 256 << 20,
                  on_change: Callable[[], None] | None = None,
                  confirm_gone: float = CONFIRM_GONE,
-                 share: PageShare | None = None,
-                 ) -> None:
+                 share: PageShare | None = None) -> None:
         """
-        @param confirm_gone: seconds that must part two fetches saying files
-            are gone before the cache takes it (L{CONFIRM_GONE}).
-        @param share: a machine's, told of each page fetched (with what it
-            holds back, L{HeldRemovals.of}) before it is kept and its
-            requests answered; a page is fetched in the machine's turn of
-            it, so once per machine (the others take it in); L{None}: none.
+        @param fetch: C{fetch(project, previous)}, given the page held of
+            the project, so that what was read for it need not be read again.
+        @param share: a machine's, told of each page fetched (and what it holds
+            back) before it is kept and its requests answered; a page is
+            fetched in the machine's turn of it, so once per machine.
         """
         self._share = share
-        #: the machine's locks of the pages fetched here now (L{PageShare.turn})
+        #: the machine's locks of the pages fetched here now
         self._turns: dict[str, Callable[[], None]] = {}
         self._fetch = fetch
         #: what fetches said is gone, until a later fetch confirms it
@@ -178,13 +198,10 @@ class PageCache:
         self._pinned: set[str] = set()
         self._inflight: dict[str, list[Deferred[CachedPage]]] = {}
         self._failures: dict[str, tuple[float, Remembered]] = {}
-        #: the upstream's quarantines, remembered past a project's removal
         self.quarantines = Quarantines()
         self.changed = False
         self.on_change = on_change
-        # called with each project whose page is forgotten (L{on_dropped})
         self._drop_listeners: list[Callable[[str], object]] = []
-        # called with each page fetched (L{on_loaded})
         self._load_listeners: list[Callable[[str, UpstreamPage | None], object]] = []
         #: how pages were served, for C{/metrics}: C{hit} (fresh from the
         #: cache), C{stale} (the cached page while a refresh runs, the
@@ -195,10 +212,7 @@ class PageCache:
         self.timings = Timings()
 
     def on_dropped(self, listener: Callable[[str], object]) -> None:
-        """
-        Call C{listener(project)} whenever a page is forgotten from now on
-        (so that what was made of it is not kept alive by its makers).
-        """
+        """Call C{listener(project)} whenever a page is forgotten from now on."""
         self._drop_listeners.append(listener)
 
     def on_loaded(self, listener: Callable[[str, UpstreamPage | None], object]) -> None:
@@ -208,10 +222,6 @@ class PageCache:
         """
         self._load_listeners.append(listener)
 
-    def saved(self) -> None:
-        """The pages were saved in a snapshot: nothing changed since."""
-        self.changed = False
-
     def _note_change(self) -> None:
         """The pages changed: the snapshot is to be saved soon."""
         self.changed = True
@@ -219,29 +229,16 @@ class PageCache:
             self.on_change()
 
     def pin(self, project: str) -> None:
-        """
-        Keep C{project}'s page past every unpinned one: files of it are
-        kept on disk (a set as large as the projects of kept files).
-        """
+        """Keep C{project}'s page past every unpinned one: files of it are kept on disk."""
         self._pinned.add(project)
         self._order.retier(project, 1)
 
     def cached(self, project: str) -> CachedPage | None:
-        """
-        What is known of C{project} without asking: its L{CachedPage} (a page, or
-        a kept "no such project"), or L{None}.
-        """
-        entry = self.entries.get(project)
-        if entry is None:
-            entry = self._missing.get(project)
-        return entry
+        """What is known of C{project} without asking (a page, or a "no such project")."""
+        return self._kept(project)[0]
 
     def would_fetch(self, project: str) -> bool:
-        """
-        Whether a request for C{project} now would ask the upstream while
-        the client waits: nothing kept of it, no fetch of it under way, no
-        failure remembered, not offline.
-        """
+        """Whether a request for C{project} now would ask the upstream while the client waits."""
         if self._offline or project in self._inflight or self.cached(project) is not None:
             return False
         failed = self._failures.get(project)
@@ -249,11 +246,8 @@ class PageCache:
 
     def hit(self, project: str) -> CachedPage | None:
         """
-        The entry of C{project} when L{get} would serve it fresh from the
-        cache now (the server online), without counting it; else L{None}.
-        The express lane (L{pypid.web.serving.express}) asks this of every upstream
-        a page reads, and counts the hits (L{count_hit}) only once it
-        answers.
+        The entry of C{project} when L{get} would serve it fresh now, without
+        counting it (the express lane counts it once it answers); else L{None}.
         """
         if self._offline:
             return None
@@ -285,13 +279,10 @@ class PageCache:
         entry, ttl = self._kept(project)
         now = self._clock.seconds()
         served = self.served
-        if entry is not None and self._offline:
+        if entry is not None and (self._offline or entry.fresh(now, ttl)):
             stale = not entry.fresh(now, ttl)
             served["stale" if stale else "hit"] += 1
             return entry, stale
-        if entry is not None and entry.fresh(now, ttl):
-            served["hit"] += 1
-            return entry, False
         if self._offline:
             served["unavailable"] += 1
             raise Offline(project)
@@ -300,8 +291,7 @@ class PageCache:
             served["unavailable"] += 1
             raise again(failed[1])
         if entry is not None:
-            # Served as it is; the refresh goes on behind (and a failure of it
-            # leaves the stale entry in place).
+            # (the refresh goes on behind; a failure of it leaves this entry)
             served["stale"] += 1
             self._refresh(project).addErrback(lambda _: None)
             return entry, True
@@ -310,15 +300,12 @@ class PageCache:
 
     def refresh(self, project: str) -> Deferred[CachedPage]:
         """
-        Fetch C{project} again now (an administrator asked for it), sharing
-        a fetch already under way; what it says is taken at once (the
-        upstream as it is now is what was asked for), where a fetch on
-        expiry waits for a second one to confirm a removal (L{_steady}).
+        Fetch C{project} again now (an administrator asked), sharing a fetch
+        under way; what it says is taken at once, not held for a second
+        fetch to confirm a removal.
         """
         if self._offline:
             raise Offline(project)
-        # (an administrator asked to see the upstream as it is now: what
-        # this fetch says is taken whole, not held for a second one)
         self._final.add(project)
         return self._refresh(project)
 
@@ -365,7 +352,7 @@ class PageCache:
 
         @return: the quarantine released, or L{None} when none is remembered.
         @raise pypid.upstream.quarantines.StillQuarantined: the upstream's
-            latest page quarantines it (only the upstream lifts that).
+            latest page quarantines it.
         """
         released = self.quarantines.release(project)
         if released is not None:
@@ -406,8 +393,7 @@ class PageCache:
         self._keep(project, result)
         for listener in self._load_listeners:
             listener(project, result.page)
-        if result.page is not None:
-            # ("no such project" answers are not saved: no save for them)
+        if result.page is not None:  # ("no such project" answers are not saved)
             self._note_change()
         self._answer(project, result)
 
@@ -426,11 +412,9 @@ class PageCache:
             self._failures[project] = (self._clock.seconds(), remembered(result.value))
             if len(self._failures) > MAX_ENTRIES:
                 self._failures.clear()
-        if not result.check(UpstreamError):
-            log.failure("Fetching {project} from the upstream failed", result,
-                        project=project)
-        previous = self.cached(project)
-        if previous is not None:
+        else:
+            log.failure("Fetching {project} from the upstream failed", result, project=project)
+        if self.cached(project) is not None:
             log.warn("Serving the cached page of {project}: {error}",
                      project=project, error=result.getErrorMessage())
         for d in waiting:
@@ -438,10 +422,9 @@ class PageCache:
 
     def adopt(self, project: str, entry: CachedPage, held: object = None) -> None:
         """
-        Keep the page another worker of the machine fetched and kept (or
-        its "no such project", which took a page away), as fetched here:
-        its rules (removals held, quarantines) were applied there, and what
-        it holds back (C{held}, L{HeldRemovals.of}) is held here too.
+        Keep the page another worker of the machine fetched and kept (or its
+        "no such project", which took a page away), as fetched here: its
+        rules were applied there, and what it holds back is held here too.
         """
         current = self.cached(project)
         if current is not None and current.fetched_at > entry.fetched_at:
@@ -455,9 +438,8 @@ class PageCache:
 
     def _keep(self, project: str, entry: CachedPage) -> None:
         """
-        Keep a fetched entry, the newest, within the caps: the oldest pages
-        are forgotten, not pinned first, then pinned ones; never this one
-        (which its request is about to serve and list files from).
+        Keep a fetched entry, the newest, within the caps (never forgetting
+        this one, which its request is about to serve and list files from).
         """
         self._drop(project)
         if entry.page is None:
@@ -482,17 +464,14 @@ class PageCache:
     # -- the snapshot ---------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        """The cached pages, JSON-ready, for the snapshot."""
-        # ("no such project" answers are not worth a restart's memory)
-        return {project: entry_to_json(entry) for project, entry in self.entries.items()
-                if entry.page is not None}
+        """The cached pages (not the "no such project" answers), JSON-ready, for the snapshot."""
+        return {project: entry_to_json(entry) for project, entry in self.entries.items()}
 
     def load_json(self, data: object, quarantines: object = None) -> None:
         """
         Take back the pages of a snapshot (unreadable entries are skipped),
-        and the C{quarantines} remembered (L{Quarantines.to_json}); a
-        quarantined page of a save from before they were kept is
-        remembered as such.
+        and the C{quarantines} remembered; a quarantined page of a save from
+        before they were kept is remembered as such.
         """
         self.quarantines.load_json(quarantines)
         if not isinstance(data, dict):

@@ -1,10 +1,7 @@
 """
 What the upstream page cache knows of one project (L{CachedPage}), and its
-JSON form, which the snapshot keeps and reads back. Apart from
-L{pypid.upstream.cache}, the cache's rules (time to live, one fetch a
-miss, stale pages served), because the saved form is read back from disk
-after a restart and checked on its own: a variant wheel's data as a
-record's is.
+JSON form, which the snapshot keeps and reads back from disk after a
+restart, checked on its own (a variant wheel's data as a record's is).
 """
 
 from __future__ import annotations
@@ -24,9 +21,7 @@ class CachedPage:
     """
     What is known of one project upstream.
 
-    @ivar page: the L{UpstreamPage}, or L{None} when the upstream said it
-        has no such project.
-    @ivar fetched_at: when it was fetched (POSIX time).
+    @ivar page: L{None} when the upstream said it has no such project.
     """
 
     page: UpstreamPage | None
@@ -40,24 +35,20 @@ class CachedPage:
 def entry_to_json(entry: CachedPage) -> dict[str, Any]:
     """One L{CachedPage} as JSON-ready data."""
     page = entry.page
-    return {
-        "fetched_at": entry.fetched_at,
-        "page": None if page is None else {
-            "project": page.project,
-            "name": page.name,
-            "last_serial": page.last_serial,
-            "files": [_file_json(f) for f in page.files],
-            "status": None if page.status is None else attrs.asdict(page.status),
-            # (left out without any: a saved page is what it always was)
-            **({"variants": [_file_json(f) for f in page.variants]} if page.variants else {}),
-            **({"variant_wheels": [_file_json(f) for f in page.variant_wheels]}
-               if page.variant_wheels else {}),
-            **({"variants_failed": list(page.variants_failed)} if page.variants_failed
-               else {}),
-            **({"variants_unusable": list(page.variants_unusable)} if page.variants_unusable
-               else {}),
-        },
-    }
+    if page is None:
+        return {"fetched_at": entry.fetched_at, "page": None}
+    data: dict[str, Any] = {
+        "project": page.project, "name": page.name, "last_serial": page.last_serial,
+        "files": [_file_json(f) for f in page.files],
+        "status": None if page.status is None else attrs.asdict(page.status)}
+    # (each left out without any: a saved page is what it always was)
+    for key in ("variants", "variant_wheels"):
+        if getattr(page, key):
+            data[key] = [_file_json(f) for f in getattr(page, key)]
+    for key in ("variants_failed", "variants_unusable"):
+        if getattr(page, key):
+            data[key] = list(getattr(page, key))
+    return {"fetched_at": entry.fetched_at, "page": data}
 
 
 def _file_json(f: UpstreamFile) -> dict[str, Any]:
@@ -71,9 +62,8 @@ def _file_json(f: UpstreamFile) -> dict[str, Any]:
 def _file_of(data: Any) -> UpstreamFile:
     """
     The L{UpstreamFile} that L{_file_json} wrote as one of a page's
-    C{files}; a variant wheel's data checked as a record's is
-    (L{check_variant}: the page's index-level files are made of it), and
-    present.
+    C{files}; a variant wheel's data present and checked as a record's is
+    (L{check_variant}: the page's index-level files are made of it).
 
     @raise ValueError: data a file cannot have.
     """
@@ -89,8 +79,7 @@ def _file_of(data: Any) -> UpstreamFile:
 def entry_from_json(data: Any) -> CachedPage:
     """
     The L{CachedPage} that L{entry_to_json} wrote (parsed JSON, not checked
-    yet). A page saved before statuses were kept has none: active until its
-    next refresh, which is what pypid knew of it then.
+    yet). A page saved before statuses were kept has none until its refresh.
     """
     value = data["page"]
     page = None

@@ -3,9 +3,7 @@ C{pypid-upstream check}: one page and one file fetched through an
 upstream's client, as the cache would fetch them, and one line that says
 what works and what to set (a new user's first question is "why
 does nothing come through", and the answer is a key of C{[upstream]}).
-
-Nothing is cached: the page and the file are read and let go, so a check
-never changes what the server serves.
+Nothing is cached, so a check never changes what the server serves.
 """
 
 from __future__ import annotations
@@ -37,15 +35,13 @@ class UpstreamCheck:
     name: str
     #: whether a page and a file came through
     ok: bool
-    #: the one line to print
     line: str
     #: the file fetched (or tried), or L{None}
     filename: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The JSON object of the answer."""
-        return {"name": self.name, "ok": self.ok, "line": self.line,
-                "filename": self.filename}
+        return attrs.asdict(self)
 
 
 def _advice(error: Exception, section: str) -> str:

@@ -8,6 +8,9 @@ C{merge}; names matching C{private} never leave the server at all. The
 cooldown (C{min_age}) hides upstream files younger than it, except for the
 projects in C{min_age_exempt}: a freshly published malicious release is
 not installed before people had time to notice it.
+
+L{ProjectRules} applies the rules to what is hosted now; every side asks
+it, the web layer too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Protocol, TypeVar
 import attrs
 
 from pypid.core.dists.names import filename_key, normalize
+from pypid.core.indexes.namespace_api import IndexNamespaces
+from pypid.core.indexes.project import Project
+from pypid.core.indexes.project_status import ProjectStatus
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage, effective_files
 
 
@@ -55,9 +61,8 @@ class UpstreamPolicy:
 
     def decide(self, project: str, hosted: bool) -> Decision:
         """
-        May the upstream be asked about C{project}?
+        May the upstream be asked about C{project} (in any spelling)?
 
-        @param project: a project name, in any spelling.
         @param hosted: whether the name exists here (files or tombstones).
         """
         name = normalize(project)
@@ -73,12 +78,7 @@ class UpstreamPolicy:
 
     def visible(self, page: UpstreamPage,
                 now: float) -> tuple[tuple[UpstreamFile, ...], tuple[UpstreamFile, ...]]:
-        """
-        The upstream files of C{page} that may be shown now.
-
-        @return: C{(kept, hidden)} tuples of files; C{hidden} are those held
-            back by the cooldown.
-        """
+        """The upstream files of C{page} that may be shown now, and those the cooldown hides."""
         if not self.min_age or matches(page.project, self.min_age_exempt):
             return tuple(page.files), ()
         return effective_files(page, now, self.min_age)
@@ -101,11 +101,48 @@ def merged(hosted: Iterable[HasFilename], upstream: Iterable[_F]) -> tuple[_F, .
     a local file wins over an upstream one with the same filename, or that
     names the same distribution in another spelling.
 
-    @param hosted: L{pypid.core.dists.model.FileRecord}s.
-    @param upstream: L{pypid.upstream.page_model.UpstreamFile}s.
     @return: the upstream files to show beside the hosted ones.
     """
     names = {record.filename for record in hosted}
     keys = {filename_key(record.filename) for record in hosted}
     return tuple(f for f in upstream
                  if f.filename not in names and filename_key(f.filename) not in keys)
+
+
+class MergedPages(Protocol):
+    """What the upstream reads of a hosted index's pages (L{pypid.core.indexes.rendered_pages})."""
+
+    @property
+    def namespaces(self) -> IndexNamespaces | None:
+        """The index's PEP 752 namespaces: its JSON pages are at API 1.5 only while in use."""
+
+
+class HostedIndex(Protocol):
+    """What the upstream reads of the hosted index (L{pypid.core.indexes.index.Index})."""
+
+    def project(self, name: str) -> Project | None:
+        """The hosted project of the normalized C{name}, or L{None}."""
+
+    def status(self, name: str) -> ProjectStatus | None:
+        """The status of the hosted project of the normalized C{name} (L{None}: active)."""
+
+    @property
+    def rendered(self) -> MergedPages:
+        """The hosted index's rendered pages (their namespaces)."""
+
+
+@attrs.define
+class ProjectRules:
+    """
+    The configuration's rules applied to what C{_index} hosts (never asked upstream).
+
+    @ivar mode: C{none}, C{redirect} or C{cache} (C{[upstream] mode}).
+    """
+
+    mode: str
+    _policy: UpstreamPolicy
+    _index: HostedIndex
+
+    def decide(self, name: str) -> Decision:
+        """May the upstream be asked about C{name}?"""
+        return self._policy.decide(name, self._index.project(normalize(name)) is not None)

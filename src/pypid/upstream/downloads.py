@@ -1,26 +1,18 @@
 """
 The upstream files: a file is fetched on its first download, checked
 against the page's sha256 (and size), kept in the cache's storage, and
-served from there ever after (L{UpstreamFiles}). Its parts: the files kept
-under the cache's cap (L{pypid.upstream.file_cache}, which also removes
-the evicted ones), their core metadata (L{pypid.upstream.file_metadata}),
-their provenance (PEP 740, L{pypid.upstream.file_provenance}: fetched
-after the file is kept, in the background) and the fetches that failed
-lately (L{pypid.upstream.failures}).
+served from there ever after (L{UpstreamFiles}), one download per file
+however many ask at once.
 
-One download per file however many ask at once. A download writes to a
-temporary file in the cache storage's folder until its bytes are checked,
-so the downloads under way decide how much disk the cache may take beyond
-what it keeps: four requests for files whose pages claimed a terabyte once
-put 4 GB in that folder. So downloads take turns (L{Admission}): each
-reserves, before it starts, the most it may write (the size its page
-gives, or C{[upstream] max_file_size} when it gives none), and waits while
-the reservations would pass C{download_space} or the downloads
+A download writes to a temporary file in the cache storage's folder until
+its bytes are checked, so the downloads under way decide how much disk the
+cache may take beyond what it keeps: four requests for files whose pages
+claimed a terabyte once put 4 GB in that folder. So downloads take turns
+(L{Admission}): each reserves, before it starts, the most it may write
+(the size its page gives, else C{[upstream] max_file_size}), and waits
+while the reservations would pass C{download_space} or the downloads
 C{max_downloads}; turns are given in the order asked, so a large file is
-not overtaken for ever by small ones, and past 64 waiting per turn a new
-download is refused (503). A download whose bytes were wrong is not tried
-again at once. Only files listed by a cached page are ever fetched, from
-the upstream's hosts only (L{pypid.upstream.fetch}).
+not overtaken for ever by small ones.
 """
 
 from __future__ import annotations
@@ -48,8 +40,7 @@ from pypid.jobs.run import Run
 from pypid.storage.base.capabilities import ISharedStorage
 from pypid.storage.base.disk import remove_file
 from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage, Location
-from pypid.upstream.cache import Offline, Remembered, again, remembered
-from pypid.upstream.failures import RecentFailures
+from pypid.upstream.cache import Offline, RecentFailures, Remembered, again, remembered
 from pypid.upstream.fetch import HostRefused, TransferFailed, UpstreamClient, UpstreamError
 from pypid.upstream.file_cache import FileCache, PageListing
 from pypid.upstream.file_metadata import UpstreamMetadata
@@ -79,15 +70,9 @@ class DownloadsBusy(Exception):
 @attrs.define
 class UpstreamFiles:
     """
-    The files of the upstream cache: fetched, checked, kept and served.
-    The files kept (L{FileCache}), their metadata (L{UpstreamMetadata}) and
-    provenance (L{UpstreamProvenance}) are its own parts, made here.
+    The files of the upstream cache: fetched, checked, kept and served; the
+    files kept, their metadata and provenance are its own parts, made here.
 
-    @ivar _view: the cached pages as clients see them (what a page lists;
-        told of every file kept).
-    @ivar storage: where fetched files are kept (an L{IStorage} of its own;
-        the pages for people read their details there).
-    @ivar _kept: the records of the files kept, which this side adds to.
     @ivar _on_change: called when a file was kept, so that the snapshot is
         saved soon; or L{None}.
     @ivar _share: in a worker of a machine, the cache shared with the
@@ -104,14 +89,23 @@ class UpstreamFiles:
     _on_change: Callable[[], None] | None = None
     _render: Renderer = render_description
     _share: MachineShare | None = None
-    _files: FileCache = attrs.field(init=False)
-    _metadata: UpstreamMetadata = attrs.field(init=False)
-    _provenance: UpstreamProvenance = attrs.field(init=False)
+    _files: FileCache = attrs.field(init=False, default=attrs.Factory(
+        lambda self: FileCache(self._config, self._view, self.storage, self._clock, self._kept,
+                               self._on_change, self._share is None or self._share.first),
+        takes_self=True))
+    _metadata: UpstreamMetadata = attrs.field(init=False, default=attrs.Factory(
+        lambda self: UpstreamMetadata(self._config, self._client, self._files), takes_self=True))
+    _provenance: UpstreamProvenance = attrs.field(init=False, default=attrs.Factory(
+        lambda self: UpstreamProvenance(self._config, self._client, self._files, self._clock),
+        takes_self=True))
     # filename -> the callers waiting for its download
     _downloads: dict[str, list[Deferred[FileRecord]]] = attrs.field(init=False, factory=dict)
     # the downloads that failed lately, but not on the way
-    _failed: RecentFailures[Remembered] = attrs.field(init=False)
-    _admission: Admission = attrs.field(init=False)
+    _failed: RecentFailures[Remembered] = attrs.field(init=False, default=attrs.Factory(
+        lambda self: RecentFailures(self._clock), takes_self=True))
+    _admission: Admission = attrs.field(init=False, default=attrs.Factory(
+        lambda self: Admission(self._config.max_downloads, self._config.download_space),
+        takes_self=True))
     # the whole storage read in the background, when the others' changes
     # cannot be known otherwise
     _checking: Deferred[None] | None = attrs.field(init=False, default=None)
@@ -121,27 +115,6 @@ class UpstreamFiles:
         init=False, factory=lambda: {"hit": 0, "miss": 0, "unavailable": 0})
     #: the upstream fetches of files: count, failures, latency
     timings: Timings = attrs.field(init=False, factory=Timings)
-
-    @_files.default
-    def _make_files(self) -> FileCache:
-        return FileCache(self._config, self._view, self.storage, self._clock, self._kept,
-                         self._on_change, self._share is None or self._share.first)
-
-    @_metadata.default
-    def _make_metadata(self) -> UpstreamMetadata:
-        return UpstreamMetadata(self._config, self._client, self._files)
-
-    @_provenance.default
-    def _make_provenance(self) -> UpstreamProvenance:
-        return UpstreamProvenance(self._config, self._client, self._files, self._clock)
-
-    @_failed.default
-    def _make_failed(self) -> RecentFailures[Remembered]:
-        return RecentFailures(self._clock)
-
-    @_admission.default
-    def _make_admission(self) -> Admission:
-        return Admission(self._config.max_downloads, self._config.download_space)
 
     @property
     def evicted(self) -> int:
@@ -157,10 +130,7 @@ class UpstreamFiles:
         return self.storage.locate(record)
 
     def would_fetch(self, project: str, filename: str, metadata: bool = False) -> bool:
-        """
-        Whether answering for C{project}'s file C{filename} (or its
-        C{metadata}) now would ask the upstream.
-        """
+        """Whether answering for C{filename} (or its C{metadata}) now would ask the upstream."""
         return (not self._config.offline and filename not in self._kept
                 and not (metadata and filename in self._metadata)
                 and filename not in self._downloads
@@ -174,22 +144,17 @@ class UpstreamFiles:
         The stored record of an upstream file, fetching it first if needed:
         one download per file however many ask at once.
 
-        @param tee: when this call starts the download, the bytes are also
-            given to C{tee} as they arrive (see L{pypid.web.serving.upstream_files}): the
-            first client is served while the file is fetched.
+        @param tee: when this call starts the download, given the bytes as
+            they arrive: the first client is served while the file is fetched.
         """
         stored = self._kept.get(upstream_file.filename)
         if stored is not None:
             self.served["hit"] += 1
             return succeed(stored)
         evicting = self._files.eviction(upstream_file.filename)
-        if evicting is not None:
-            # (fetched again once its eviction is done: never under it)
+        if evicting is not None:  # (fetched again once its eviction is done: never under it)
             after: Deferred[None] = Deferred()
-
-            def resume(_: object) -> None:
-                after.callback(None)
-            evicting.addBoth(resume)
+            evicting.addBoth(lambda _: after.callback(None))
             return after.addCallback(lambda _: self.fetch(upstream_file, tee))
         if self._config.offline:
             self.served["unavailable"] += 1
@@ -202,8 +167,6 @@ class UpstreamFiles:
             return d
         failed = self._failed.lately(upstream_file.filename)
         if failed is not None:
-            # (a file that just failed its hash is not asked for again at
-            # every request: each would stream the wrong bytes)
             return fail(again(failed))
         if self._admission.waiting >= WAITING_PER_DOWNLOAD * self._config.max_downloads:
             return fail(DownloadsBusy(f"{self._admission.waiting} upstream downloads are waiting "
@@ -216,18 +179,15 @@ class UpstreamFiles:
     def _downloaded(self, result: FileRecord | Failure, filename: str) -> None:
         if (isinstance(result, Failure) and result.check(UpstreamError)
                 and not result.check(TransferFailed, HostRefused)):
-            # (bytes that were wrong, more than allowed, or an answer that is
-            # not a file: asking again at once would stream them again; a
-            # transfer cut short or too slow is tried again at the next
-            # request, as pip's retries expect, and a host refused is asked
-            # of the hosts then in force)
-            # (a failure learnt from another worker meanwhile is neither
-            # remembered anew, which would outlast it there, nor told again)
+            # (bytes that were wrong, or not a file: asking again at once would
+            # stream them again; a transfer cut short is tried again at the
+            # next request, as pip's retries expect, and a host refused is
+            # asked of the hosts then in force. A failure learnt from another
+            # worker meanwhile is not remembered anew: it would outlast it there)
             if self._failed.lately(filename) is None:
                 self._failed.remember(filename, remembered(result.value))
                 if self._share is not None:
-                    self._share.failed(filename, result.getErrorMessage(),
-                                       self._clock.seconds())
+                    self._share.failed(filename, result.getErrorMessage(), self._clock.seconds())
         for d in self._downloads.pop(filename):
             if isinstance(result, Failure):
                 d.errback(result)
@@ -248,8 +208,7 @@ class UpstreamFiles:
             tee.finish()
         return stored
 
-    async def _download_to_storage(self, f: UpstreamFile,
-                                   tee: DownloadTee | None) -> FileRecord:
+    async def _download_to_storage(self, f: UpstreamFile, tee: DownloadTee | None) -> FileRecord:
         # The cap is the smaller of the page's claim and max_file_size: a
         # page claiming a terabyte once lifted it, and an endless body
         # streamed gigabytes. A body longer than its claim is cut there.
@@ -261,13 +220,10 @@ class UpstreamFiles:
         release = await self._share.turn(f.filename) if self._share is not None else None
         try:
             kept = self._kept.get(f.filename)
-            if kept is not None:
-                # (another worker of the machine kept it meanwhile: the
-                # client, never fed, is answered from the kept file)
+            if kept is not None:  # (another worker kept it meanwhile: served from there)
                 return kept
             failed = self._failed.lately(f.filename)
-            if failed is not None:
-                # (or found its bytes wrong meanwhile)
+            if failed is not None:  # (or found its bytes wrong meanwhile)
                 raise again(failed)
             await self._admission.acquire(limit)
             try:
@@ -278,8 +234,7 @@ class UpstreamFiles:
             if release is not None:
                 release()
 
-    async def _transfer(self, f: UpstreamFile, tee: DownloadTee | None,
-                        limit: int) -> FileRecord:
+    async def _transfer(self, f: UpstreamFile, tee: DownloadTee | None, limit: int) -> FileRecord:
         """Stream C{f} into a temporary file (and C{tee}) within its deadlines, then keep it."""
         config = self._config
         started = self._clock.seconds()
@@ -334,8 +289,7 @@ class UpstreamFiles:
         if f.variant is not None:
             check_variant_data(f.filename, record.variant, f.variant)
         try:
-            stored = await self.storage.publish(temp, record, inspected.metadata,
-                                                 inspected.details)
+            stored = await self.storage.publish(temp, record, inspected.metadata, inspected.details)
         except FileExists as e:
             # (another server sharing the cache, or an earlier run, kept
             # it: what storage holds is the truth, not these bytes)
@@ -360,11 +314,7 @@ class UpstreamFiles:
         return stored
 
     def served_kept(self, record: FileRecord, hit: bool = True) -> None:
-        """
-        A kept file is served: the last to be evicted from now on; a
-        C{hit} (it was kept when asked for) is counted, as L{fetch} counts
-        what it was asked.
-        """
+        """A kept file is served: the last to be evicted from now on; a C{hit} is counted."""
         if hit:
             self.served["hit"] += 1
         self._kept.touch(record.filename)
@@ -409,49 +359,29 @@ class UpstreamFiles:
             [name for name, record in known.items()
              if name not in found and self._kept.get(name) == record])
 
-    def rescan(self, known: dict[str, FileRecord],
-               since: float) -> Coroutine[Any, Any, None]:
-        """
-        Prepare the cache's storage and learn what it holds, starting from
-        the C{known} records of a snapshot (L{FileCache.rescan}).
-        """
+    def rescan(self, known: dict[str, FileRecord], since: float) -> Coroutine[Any, Any, None]:
+        """Learn what the cache's storage holds (L{FileCache.rescan})."""
         return self._files.rescan(known, since)
 
     def metadata(self, upstream_file: UpstreamFile) -> Coroutine[Any, Any, bytes | None]:
-        """
-        The core metadata of an upstream file, from the kept file or the
-        upstream (L{UpstreamMetadata.read}): bytes, or L{None} when the
-        upstream offers none.
-        """
+        """The core metadata of an upstream file, or L{None} (L{UpstreamMetadata.read})."""
         return self._metadata.read(upstream_file)
 
     def kept_metadata(self, upstream_file: UpstreamFile) -> tuple[Location, str] | None:
-        """
-        Where the metadata of an upstream file is, and its sha256, when
-        L{metadata} would answer it at once from what is kept
-        (L{UpstreamMetadata.kept}); else L{None}.
-        """
+        """Where the metadata of an upstream file is kept, with its sha256, or L{None}."""
         return self._metadata.kept(upstream_file)
 
     def provenance(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
-        """
-        The provenance object of an upstream file (L{UpstreamProvenance.get}):
-        L{None} when the upstream offers none, or it could not be had or was
-        refused lately. Never fails.
-        """
+        """The provenance object of an upstream file, or L{None} (L{UpstreamProvenance.get})."""
         return self._provenance.get(upstream_file)
 
 
 def check_variant_data(filename: str, variant: str | None, listed: str) -> None:
     """
-    Refuse a variant wheel whose own C{variant.json} (C{variant}, as its
-    record keeps it) says otherwise than its release's index-level file,
-    of which its pages were made (C{listed}, L{pypid.upstream.variant_data}):
-    other properties for its label, or priorities that are not a prefix of
-    the file's. Held at its fetch, and at each download of a kept copy
+    Refuse (L{VerifyError}) a variant wheel whose own C{variant.json} says
+    otherwise than its release's index-level file, of which its pages were
+    made (C{listed}). Held at its fetch, and at each download of a kept copy
     (the upstream's file may change after).
-
-    @raise VerifyError: saying which.
     """
     if variant is None:
         raise VerifyError(f"{filename} from the upstream has no variant.json (PEP 825)")
@@ -464,21 +394,12 @@ def check_variant_data(filename: str, variant: str | None, listed: str) -> None:
 
 class Admission:
     """
-    Turns for the downloads: counts them and their reserved bytes (pure
-    bookkeeping over Deferreds: no clock, no I/O).
-
-    @ivar running: the downloads holding a turn.
-    @ivar reserved: the bytes they reserved, together.
+    Turns for the downloads: at most C{count} at once, reserving at most
+    C{space} bytes together (no clock, no I/O).
     """
 
     def __init__(self, count: int, space: int) -> None:
-        """
-        @param count: the most downloads at once.
-        @param space: the most bytes reserved at once; a single reservation
-            larger than this is refused by the caller beforehand
-            (C{max_file_size} is at most C{download_space}, checked when the
-            configuration is read).
-        """
+        # (max_file_size is at most download_space: the configuration checks it)
         self._count = count
         self._space = space
         self._waiting: deque[tuple[Deferred[None], int]] = deque()
@@ -492,10 +413,8 @@ class Admission:
 
     def acquire(self, size: int) -> Deferred[None]:
         """
-        A turn for a download that may write C{size} bytes.
-
-        @return: a L{Deferred} firing (with L{None}) once the turn is given;
-            cancelling it gives up the place in the queue.
+        A turn for a download that may write C{size} bytes, once given;
+        cancelling it gives up the place in the queue.
         """
         size = min(size, self._space)
         if not self._waiting and self._fits(size):

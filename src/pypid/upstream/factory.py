@@ -41,32 +41,28 @@ if TYPE_CHECKING:
     from pypid.core.security.advisories import AdvisoryPolicy
     from pypid.core.util.notice import Notice
     from pypid.storage.base.journal import IJournal
+    from pypid.upstream.confusion import HostedIndex
     from pypid.upstream.machine_share import MachineShare
     from pypid.upstream.page_view import FileUrl
-    from pypid.upstream.project_rules import HostedIndex
     from pypid.upstream.proxy import UpstreamProxy
     from pypid.upstream.source import UpstreamSource
 
 
-#: C{make(index, learnt) -> part}: the part of C{[upstream]} over the
-#: default index, built by the index registry once it made that L{Index}
-#: (what is hosted is never asked upstream), telling C{learnt} what its cache
-#: learnt (L{UpstreamPart.maker}).
+#: C{make(index, learnt) -> part}: the part of C{[upstream]} over the default
+#: index, built once the registry made it, telling C{learnt} what its cache learnt.
 MakeUpstream = Callable[["Index", "Notice"], "UpstreamPart"]
 
 #: Where the cache of C{[upstream:NAME]} is kept, under the storage's
 #: folder or prefix (C{NAME/} below it); C{[upstream]}'s is C{.upstream}.
 NAMED_CACHES = ".indexes/.upstreams"
 
-
 log = Logger()
 
 
 def cache_settings(config: Config, name: str | None) -> Config:
     """
-    The storage settings of an upstream's cache: those of the packages, in
-    C{.upstream} below their folder or prefix for C{[upstream]} (C{name}
-    L{None}), in C{.indexes/.upstreams/NAME/} for C{[upstream:NAME]}.
+    The storage settings of an upstream's cache: the packages', in C{.upstream}
+    for C{[upstream]} (C{name} L{None}), or C{.indexes/.upstreams/NAME/}.
     """
     return below(config, ".upstream" if name is None else f"{NAMED_CACHES}/{name}",
                  bucket_snapshot=False)
@@ -75,23 +71,14 @@ def cache_settings(config: Config, name: str | None) -> Config:
 @implementer(IMetricsSource, IReloadable)
 class UpstreamPart(Service):
     """
-    An upstream as a part of the daemon: its cache is loaded with the index
-    (its state is in the snapshot), and its connections dropped as the
-    server stops, after the requests in flight.
-
-    The part of C{[upstream]} holds the default index's proxy too; that of
-    an C{[upstream:NAME]} holds only the source, which the indexes that
-    name it read through proxies of their own
-    (C{UpstreamProxy.create(part.source, hosted, file_url)}).
+    An upstream as a part of the daemon: its cache is loaded with the index,
+    and its connections dropped as the server stops, after the requests in
+    flight. The part of C{[upstream]} holds the default index's proxy too;
+    that of an C{[upstream:NAME]} holds only the source.
     """
 
     def __init__(self, source: UpstreamSource, storage: MeasuredStorage,
                  proxy: UpstreamProxy | None = None) -> None:
-        """
-        @param storage: the source's storage, whose operations C{/metrics} counts.
-        @param proxy: the default index's proxy of C{[upstream]}, or L{None}.
-        """
-        #: the upstream, which every index that names it reads
         self.source = source
         self._storage = storage
         self._proxy = proxy
@@ -109,13 +96,11 @@ class UpstreamPart(Service):
 
     @classmethod
     def maker(cls, config: Config, run: Run, reactor: IReactorTime,
-              render: Renderer = render_description,
-              hub: Hub = LONE,
+              render: Renderer = render_description, hub: Hub = LONE,
               journal: IJournal | None = None) -> MakeUpstream | None:
         """
-        What builds the part of C{[upstream]} over the default index once the
-        index registry made that index (L{MakeUpstream}), or L{None} when
-        C{[upstream]}'s mode is C{none}.
+        What builds the part of C{[upstream]} over the default index
+        (L{MakeUpstream}), or L{None} when C{[upstream]}'s mode is C{none}.
         """
         if config.upstream.mode == "none":
             return None
@@ -135,23 +120,15 @@ class UpstreamPart(Service):
                     learnt: Callable[[], None] | None = None,
                     advisories: AdvisoryPolicy | None = None,
                     provenance_url: ProvenanceURL | None = None,
-                    render: Renderer = render_description,
-                    hub: Hub = LONE,
+                    render: Renderer = render_description, hub: Hub = LONE,
                     journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of the configuration's C{[upstream]}, with the default index's proxy.
 
-        @param index: the hosted index (what is hosted is never asked upstream).
-        @param file_url: the links pages give files, as for hosted ones.
         @param learnt: called whenever a page was fetched or a file kept, so
             that the snapshot is saved soon.
-        @param advisories: the default index's L{AdvisoryPolicy}, which its
-            pages of upstream projects apply.
-        @param provenance_url: the link the default index's pages give a
-            file's provenance (PEP 740).
         @param hub: in a worker of a machine, its hub: the cache's folder is the
-            workers', its changes told in the store's C{journal}
-            (L{pypid.storage.factory.make_storage}).
+            workers', its changes told in the store's C{journal}.
         @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
         """
@@ -165,15 +142,12 @@ class UpstreamPart(Service):
     @classmethod
     def named(cls, config: Config, name: str, run: Run, reactor: IReactorTime,
               learnt: Callable[[], None] | None = None,
-              render: Renderer = render_description,
-              hub: Hub = LONE,
+              render: Renderer = render_description, hub: Hub = LONE,
               journal: IJournal | None = None) -> UpstreamPart:
         """
         The part of C{[upstream:NAME]}: its source alone, its cache under
         C{.indexes/.upstreams/NAME/}, its own budgets and state.
 
-        @param learnt: called (without arguments) whenever a page was fetched
-            or a file kept, so that its state is saved soon.
         @raise KeyError: no such section.
         @raise pypid.core.util.startup.StartupError: when C{[pypid] ca_bundle}
             cannot be used.
@@ -184,12 +158,7 @@ class UpstreamPart(Service):
 
     @property
     def proxy(self) -> UpstreamProxy:
-        """
-        The default index's proxy, which the web layer, the loader and the
-        snapshot writer hold.
-
-        @raise LookupError: for a named upstream's part.
-        """
+        """The default index's proxy; L{LookupError} for a named upstream's part."""
         if self._proxy is None:
             raise LookupError(f"upstream:{self.source.name} has no default proxy: "
                               "UpstreamProxy.create(part.source, hosted, file_url)")
@@ -197,13 +166,11 @@ class UpstreamPart(Service):
 
     def prepare_reload(self, config: Config | None) -> Callable[[], str] | None:
         """
-        At C{SIGHUP}: take the upstream's credentials (its password or token
-        read again: a rotation takes effect) and C{hosts}, the keys of an
-        upstream a reload applies (L{pypid.config.reloading}); the others
-        refuse the reload before this is asked. A change of C{hosts} drops
-        the connections kept for reuse: one to a host no longer named would
-        never be used again (L{pypid.http.public_only.PublicOnlyPool}), and
-        need not wait out its idle time.
+        At C{SIGHUP}: take the upstream's credentials (a rotation takes
+        effect) and C{hosts}, the keys of an upstream a reload applies. A
+        change of C{hosts} drops the connections kept for reuse: one to a
+        host no longer named would never be used again, and need not wait
+        out its idle time.
         """
         if config is None:
             return None
@@ -226,8 +193,7 @@ class UpstreamPart(Service):
     def stopService(self) -> Deferred[Any]:
         """
         Drop the connections to the upstream, and close the cache's storage
-        (its folder's lock let go: a server started again in the same
-        process, as the tests of a restart do, takes it).
+        (its lock let go: a server started again in the same process takes it).
         """
         Service.stopService(self)
         # (a look under way ends before the storage closes)
@@ -248,12 +214,8 @@ class UpstreamPart(Service):
 
 def cache_storage(config: Config, name: str | None, run: Run, reactor: IReactorTime,
                   hub: Hub = LONE, journal: IJournal | None = None,
-                  render: Renderer = render_description,
-                  ) -> tuple[IStorage, MachineShare | None]:
-    """
-    The storage of an upstream's cache (C{[upstream]} when C{name} is
-    L{None}) and, in a worker of several, the machine's share of it.
-    """
+                  render: Renderer = render_description) -> tuple[IStorage, MachineShare | None]:
+    """The storage of an upstream's cache and, in a worker of several, the machine's share."""
     from pypid.upstream.machine_share import MachineShare
 
     settings = cache_settings(config, name)
@@ -267,8 +229,7 @@ def cache_storage(config: Config, name: str | None, run: Run, reactor: IReactorT
 
 def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                  reactor: IReactorTime, learnt: Callable[[], None] | None,
-                 render: Renderer,
-                 hub: Hub = LONE,
+                 render: Renderer, hub: Hub = LONE,
                  journal: IJournal | None = None) -> tuple[UpstreamSource, MeasuredStorage]:
     """The source of C{up} (C{[upstream]} when C{name} is L{None}) and its storage."""
     from pypid.http.client import make_agent, outbound_policy
@@ -291,9 +252,8 @@ def _make_source(config: Config, up: UpstreamConfig, name: str | None, run: Run,
                             max_entries=up.max_page_files, credentials=up.credentials,
                             section="upstream" if name is None else f"upstream:{name}")
     pages = PageCache(lambda project, previous: ensureDeferred(client.page(project, previous)),
-                      reactor, up.ttl,
-                      up.offline, max_bytes=up.page_cache_size, on_change=learnt,
-                      share=share)
+                      reactor, up.ttl, up.offline, max_bytes=up.page_cache_size,
+                      on_change=learnt, share=share)
     # (a reserved namespace is never asked upstream either)
     policy = UpstreamPolicy(up.mode, up.private + private_globs(config.namespaces), up.merge,
                             up.min_age, up.min_age_exempt)

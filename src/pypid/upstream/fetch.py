@@ -3,31 +3,24 @@ Talking to the upstream index: its project pages and its files.
 
 Every request has a deadline for the answer's headers and an idle deadline
 for its body, and pages are read up to a size cap: a slow, stalled or
-hostile upstream costs a bounded wait and bounded memory. Parsing is in
-L{pypid.upstream.parser}, which does no I/O.
+hostile upstream costs a bounded wait and bounded memory.
 
-pypid fetches only URLs the upstream's pages listed (the cache decides
-that), and only from the hosts C{[upstream] hosts} allows (L{FileHosts}),
-following a few redirects by hand under the same rule: it never becomes an
-open proxy. An index commonly serves its files from another host than its
-pages (a file host, a CDN), so the hosts cannot be known in advance: the
-entry L{ANY_PUBLIC} (C{*}, the default) lets a URL the pages list lead to
-any host, which the connection then reaches only at public addresses
-(L{pypid.http.public_only}, checked at connect time so that DNS cannot
-move a name into the network pypid runs in). A host named in C{hosts},
-and the host of C{url}, is the operator's word and is reached at whatever
-address it has: a file server on a private network is named there.
-Without C{*}, only the named hosts are used. The rules in force decide at
-each request and redirect (a connection kept open included): a change at
-C{SIGHUP} applies to the next. A host refused is logged once (until the
-next change) with the entry to set; the L{HostRefused} is not remembered.
+pypid fetches only URLs the upstream's pages listed, and only from the
+hosts C{[upstream] hosts} allows (L{FileHosts}), following a few redirects
+by hand under the same rule: it never becomes an open proxy. An index
+commonly serves its files from another host than its pages (a CDN), so the
+entry L{ANY_PUBLIC} (C{*}, the default) lets a listed URL lead to any host,
+reached then only at public addresses (L{pypid.http.public_only}, checked at
+connect time so that DNS cannot move a name into the network pypid runs
+in). A host named in C{hosts}, and the host of C{url}, is the operator's
+word and is reached at whatever address it has. The rules in force decide
+at each request and redirect, so a change at C{SIGHUP} applies to the next.
+A host refused is logged once (until the next change) with the entry to set.
 
-An upstream that wants to know who asks is sent C{Authorization} (Basic
-for a user name and password, Bearer for a token) only on requests to
-the origin (scheme, host and port) of its C{url}: never to the other
-C{hosts} its files may come from, and never after a redirect to another
-origin, so a file host or a redirect target never learns the secret. The
-header is made once and kept in one private attribute; no message names it.
+C{Authorization} (Basic, or Bearer for a token) is sent only to the origin
+(scheme, host and port) of the upstream's C{url}: never to the other
+C{hosts}, nor after a redirect to another origin, so a file host or a
+redirect target never learns the secret; no message names the header.
 """
 
 from __future__ import annotations
@@ -61,11 +54,9 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, "
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 
-#: Pages and metadata files read from the upstream at once; more wait
-#: their turn. Each holds up to C{max_page_size} while read, and a page
-#: about ten times that while decoded.
+#: Pages and metadata files read from the upstream at once; more wait: each
+#: holds up to C{max_page_size} while read, and a page ten times that decoded.
 MAX_READS = 8
-
 
 #: Hosts remembered as logged refused (an upstream's pages could name any
 #: number of them; past this, the memory starts again).
@@ -79,8 +70,8 @@ class UpstreamError(Exception):
 class TransferFailed(UpstreamError):
     """
     The upstream could not be reached, or an answer did not arrive whole in
-    time: worth asking again at once (a file that failed so is not
-    remembered as failed, so that a client's retries can succeed).
+    time: a file that failed so is not remembered as failed, so that a
+    client's retries can succeed.
     """
 
 
@@ -90,7 +81,6 @@ class HostRefused(UpstreamError):
     a public address): not remembered as a failed file, so that a change of
     C{hosts} applies at the next request.
 
-    @ivar why: what is wrong with the host.
     @ivar advice: the line of C{hosts} to write, kept apart for a status
         line to keep it whole (a 502's remedy).
     """
@@ -130,10 +120,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin(url: str) -> tuple[str, str, int] | None:
-    """
-    The origin of C{url}: C{(scheme, host, port)}, the scheme's default port
-    filled in; L{None} when it has none (not http(s), or malformed).
-    """
+    """C{(scheme, host, port)} of C{url}; L{None} when it has none (not http(s), or malformed)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -166,9 +153,8 @@ class FileHosts:
 
     def allows(self, url: str) -> bool:
         """
-        Whether C{url} may be fetched: an http(s) URL, without credentials,
-        on a named host, or on any host when L{any_public} (whose address
-        the connection checks).
+        Whether C{url} may be fetched: an http(s) URL, without credentials, on
+        a named host, or on any host when L{any_public}.
         """
         found = origin(url)
         # (an empty user name, as in http://:pw@host/, is still credentials)
@@ -189,10 +175,7 @@ class FileHosts:
 
 
 def _entry_of(url: str) -> str:
-    """
-    The C{hosts} entry that would name the host of C{url} (an http(s) URL):
-    C{host}, or C{host:port} off its scheme's default port.
-    """
+    """The C{hosts} entry that would name the host of C{url}: C{host}, or C{host:port}."""
     found = origin(url)
     if found is None:
         return _host(url)
@@ -204,8 +187,7 @@ def authorization(credentials: UpstreamCredentials) -> bytes:
     """The C{Authorization} header's value for C{credentials}: Basic, or Bearer for a token."""
     if credentials.username is None:
         return b"Bearer " + credentials.secret.encode("utf-8")
-    pair = f"{credentials.username}:{credentials.secret}".encode()
-    return b"Basic " + base64.b64encode(pair)
+    return b"Basic " + base64.b64encode(f"{credentials.username}:{credentials.secret}".encode())
 
 
 class UpstreamClient:
@@ -213,7 +195,6 @@ class UpstreamClient:
     Fetches from one upstream index.
 
     @ivar index_url: the upstream's simple index root, with a trailing slash.
-    @ivar file_hosts: where files (and redirects) may lead.
     """
 
     def __init__(self, agent: IAgent, clock: IReactorTime, index_url: str, hosts: Iterable[str],
@@ -223,25 +204,19 @@ class UpstreamClient:
                  credentials: UpstreamCredentials | None = None,
                  section: str = "upstream") -> None:
         """
-        @param agent: the L{IAgent} to ask with: no cookie jar (an index
-            needs none, and treq's kept every cookie an upstream set),
-            redirects followed here, within the allowed hosts.
+        @param agent: no cookie jar (an index needs none, and treq's kept
+            every cookie an upstream set); redirects are followed here.
         @param timeout: the deadline for the headers of an answer, and the
             longest its body may be silent.
         @param deadline: the longest one fetch may take in all, however
             steadily its body trickles in.
-        @param max_entries: the most entries one page may list.
-        @param credentials: who pypid says it is, to the origin of
-            C{index_url} alone; or L{None}.
         @param section: the configuration's section of this upstream, named
             in the log's advice.
         """
         self._run = run
         self._section = section
-        # (the hosts already logged as refused: once each)
         self._refused: set[str] = set()
-        # (the status of the upstream's last refusal of pypid, logged once
-        # until a page comes or the credentials change)
+        # (the status of the upstream's last refusal of pypid, logged once)
         self._access_logged: int | None = None
         self._agent = agent
         self._clock = clock
@@ -250,20 +225,15 @@ class UpstreamClient:
         self.deadline = deadline
         self._max_page_size = max_page_size
         self._max_entries = max_entries
-        # Pages and metadata being read at once: each holds up to
-        # max_page_size (and its decoding) until it is parsed.
         self._turns = DeferredSemaphore(MAX_READS)
-        # (the header, secret inside: sent to this origin only, never shown)
         self._origin = origin(index_url)
         self.credentials: UpstreamCredentials | None = None
         self.reconfigure(hosts, credentials)
 
-    def reconfigure(self, hosts: Iterable[str],
-                    credentials: UpstreamCredentials | None) -> None:
+    def reconfigure(self, hosts: Iterable[str], credentials: UpstreamCredentials | None) -> None:
         """
-        Take the hosts files may come from and the credentials of a
-        configuration read again (C{SIGHUP}: a rotated password),
-        for the fetches that begin from now on.
+        Take the hosts and the credentials of a configuration read again
+        (C{SIGHUP}: a rotated password), for the fetches that begin from now on.
         """
         self.file_hosts = FileHosts(tuple(hosts))
         # (the advice logged may differ now: each host is logged again once)
@@ -274,16 +244,12 @@ class UpstreamClient:
         self._authorization = None if credentials is None else authorization(credentials)
 
     def _refusal(self, host: str, why: str, advice: str) -> HostRefused:
-        """
-        The error of a host refused, logged the first time each host is
-        refused (a page of a thousand files on it is one line, not a thousand).
-        """
+        """The error of a host refused, logged once a host (a thousand files on it: one line)."""
         if host not in self._refused:
             if len(self._refused) >= _REFUSALS_KEPT:
                 self._refused.clear()
             self._refused.add(host)
-            log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why,
-                     advice=advice)
+            log.warn("Not fetching from {host}: {why}; {advice}", host=host, why=why, advice=advice)
         return HostRefused(why, advice)
 
     def _naming_advice(self, url: str) -> str:
@@ -310,9 +276,8 @@ class UpstreamClient:
 
     def _access_refused(self, project: str, code: int) -> AccessRefused:
         """
-        The error of the upstream refusing pypid, logged for the operator
-        (naming the upstream, the status and the keys to check, never the
-        secret) once until a page comes or the credentials change.
+        The error of the upstream refusing pypid, logged for the operator (never
+        the secret) once until a page comes or the credentials change.
         """
         advice = access_advice(self._section, self.credentials is not None)
         if self._access_logged != code:
@@ -324,18 +289,12 @@ class UpstreamClient:
     async def page(self, project: str, previous: UpstreamPage | None = None) -> UpstreamPage:
         """
         The upstream's page of a (normalized) project, its variant wheels
-        given their data (PEP 825: L{pypid.upstream.variant_data}).
+        given their data (PEP 825), taken over from C{previous} where unchanged.
 
-        @param previous: the page the cache holds of it, whose variant
-            wheels' data is taken over where unchanged; or L{None}.
         @raise UpstreamNotFound: the upstream answered 404 (or 410).
         @raise UpstreamError: for anything else that is not a usable page.
         """
-        await self._turns.acquire()
-        try:
-            page = await self._page(project)
-        finally:
-            self._turns.release()
+        page = await self._turns.run(self._page, project)
         if page.variant_wheels and not page.quarantined:
             # (a quarantined page shows no file: nothing is read for it)
             page = await self._with_variant_data(page, previous)
@@ -344,9 +303,8 @@ class UpstreamClient:
     async def _with_variant_data(self, page: UpstreamPage,
                                  previous: UpstreamPage | None) -> UpstreamPage:
         """
-        C{page} with its variant wheels' data, taken over from C{previous}
-        or read from the index-level files it lists (at once, each taking
-        a turn as a page does); a file that cannot be read leaves its
+        C{page} with its variant wheels' data, taken over from C{previous} or
+        read from its index-level files; a file that cannot be read leaves its
         wheels out, logged, until a later refresh.
         """
         read: dict[str, VariantMetadata] = {}
@@ -369,9 +327,8 @@ class UpstreamClient:
         if waiting:
             log.warn("The upstream's page of {project} lists {count} variant wheels (PEP 825) "
                      "whose data pypid could not read; not listing them, such as: {examples}",
-                     project=page.project, count=len(waiting),
-                     examples="; ".join(f"{name}: {reason}"
-                                        for name, reason in list(waiting.items())[:3]))
+                     project=page.project, count=len(waiting), examples="; ".join(
+                         f"{name}: {reason}" for name, reason in list(waiting.items())[:3]))
         return done
 
     async def small(self, url: str, limit: int, what: str) -> bytes:
@@ -382,27 +339,23 @@ class UpstreamClient:
         @raise UpstreamNotFound: 404 or 410.
         @raise UpstreamError: naming C{what}.
         """
-        await self._turns.acquire()
-        try:
-            started = self._clock.seconds()
-            response = await self.open(url)
-            return await self.read(response, limit, started, what)
-        finally:
-            self._turns.release()
+        return await self._turns.run(self._small, url, limit, what)
+
+    async def _small(self, url: str, limit: int, what: str) -> bytes:
+        started = self._clock.seconds()
+        return await self.read(await self.open(url), limit, started, what)
 
     async def _page(self, project: str) -> UpstreamPage:
         started = self._clock.seconds()
         url = self.index_url + project + "/"
         response, final = await self.get(url, {b"accept": [ACCEPT.encode("ascii")],
                                                b"accept-encoding": [b"gzip"]})
-        if response.code in (404, 410):
-            bodies.discard(response, self._clock, self.timeout)
-            raise UpstreamNotFound(project)
-        if response.code in (401, 403):
-            bodies.discard(response, self._clock, self.timeout)
-            raise self._access_refused(project, response.code)
         if response.code != 200:
             bodies.discard(response, self._clock, self.timeout)
+            if response.code in (404, 410):
+                raise UpstreamNotFound(project)
+            if response.code in (401, 403):
+                raise self._access_refused(project, response.code)
             raise UpstreamError(f"the upstream answered {response.code} for {project}")
         self._access_logged = None
         body = await self.read(response, self._max_page_size, started,
@@ -417,8 +370,7 @@ class UpstreamClient:
                                    self._max_entries)
                 page = await parsed.addErrback(_refusal_without_frames)
             else:
-                page = parse_page(body, content_type, final, project, serial,
-                                  self._max_entries)
+                page = parse_page(body, content_type, final, project, serial, self._max_entries)
         except UpstreamPageError as e:
             refusal = f"the upstream's page of {project} is unusable: {e}"
         except Exception:
@@ -428,25 +380,21 @@ class UpstreamClient:
             refusal = f"the upstream's page of {project} could not be read"
         # Raised out here, with the page's bytes let go of: raised in a
         # handler, the error would keep the parser's (its context), whose
-        # traceback's frames hold the page, and this frame holds it too, in
-        # reference cycles that only Python's cyclic collector frees, when
-        # it runs: refused pages of many megabytes stayed in memory a while.
+        # frames hold the page in reference cycles only the cyclic collector
+        # frees: refused pages of many megabytes stayed in memory a while.
         del body
         if refusal is not None:
             raise UpstreamError(refusal)
         if page.refused:
             log.info("The upstream's page of {project} has {count} entries pypid does not "
                      "pass on, such as: {examples}", project=project, count=page.refused,
-                     examples="; ".join(f"{label}: {reason}"
-                                        for label, reason in page.skipped[:3]))
+                     examples="; ".join(f"{label}: {reason}" for label, reason in page.skipped[:3]))
         return page
 
     async def read(self, response: IResponse, limit: int, started: float, what: str) -> bytes:
         """
         Read a body whole, up to C{limit} bytes, with the idle deadline and
-        what is left of the whole fetch's (from C{started}).
-
-        @raise UpstreamError: naming C{what}.
+        what is left of the whole fetch's (from C{started}); errors name C{what}.
         """
         left = max(self.deadline - (self._clock.seconds() - started), 0.0)
         encoding = (_header(response, b"content-encoding") or "identity").strip().lower()
@@ -454,8 +402,7 @@ class UpstreamClient:
             bodies.discard(response, self._clock, self.timeout)
             raise UpstreamError(f"{what} came in an encoding pypid did not ask for "
                                 f"({quoted(encoding)})")
-        d = bodies.read_body(response, limit, self._clock, self.timeout,
-                             gzipped=encoding == "gzip")
+        d = bodies.read_body(response, limit, self._clock, self.timeout, gzipped=encoding == "gzip")
         timer = self._clock.callLater(left, d.cancel)
         try:
             return await d
@@ -472,31 +419,23 @@ class UpstreamClient:
 
     async def open(self, url: str) -> IResponse:
         """
-        Start downloading a file: the response, status 200, body unread (the
-        caller reads it under its own idle deadline). The file is asked for
-        as it is (C{Accept-Encoding: identity}): its bytes are checked
-        against the page's hash.
+        Start downloading a file: the response, status 200, body unread. The
+        file is asked for as it is: its bytes are checked against the page's hash.
 
         @raise UpstreamNotFound: 404 or 410.
         @raise UpstreamError: a host not allowed, or any other failure.
         """
         response, _ = await self.get(url, {b"accept-encoding": [b"identity"]})
-        if response.code in (404, 410):
-            bodies.discard(response, self._clock, self.timeout)
-            raise UpstreamNotFound(url)
         if response.code != 200:
             bodies.discard(response, self._clock, self.timeout)
+            if response.code in (404, 410):
+                raise UpstreamNotFound(url)
             kind = TransferFailed if response.code >= 500 else UpstreamError
             raise kind(f"the upstream answered {response.code} for a file")
         return response
 
-    async def get(self, url: str,
-                  headers: dict[bytes, list[bytes]]) -> tuple[IResponse, str]:
-        """
-        GET C{url}, following a few redirects within the allowed hosts.
-
-        @return: C{(response, final URL)}, the body unread.
-        """
+    async def get(self, url: str, headers: dict[bytes, list[bytes]]) -> tuple[IResponse, str]:
+        """C{(response, final URL)} of C{url}, a few redirects followed within the allowed hosts."""
         for _ in range(4):
             if not self.file_hosts.allows(url):
                 host, line = _host(url), self._hosts_line(url)
@@ -539,8 +478,7 @@ class UpstreamClient:
             if not timer.active():  # (it fired: it is cancelled only below)
                 # (the agent wraps the cancellation: ResponseNeverReceived,
                 # ConnectingCancelledError)
-                raise TransferFailed(
-                    f"the upstream did not answer within {self.timeout:g} s")
+                raise TransferFailed(f"the upstream did not answer within {self.timeout:g} s")
             if isinstance(e, CancelledError):
                 raise
             if isinstance(e, NotPublic):
@@ -559,10 +497,9 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 def _refusal_without_frames(failure: Failure) -> Failure:
     """
     A page's refusal by the parser, without the frames of its traceback:
-    they hold the page's bytes, and awaiting the failure puts it in a
-    reference cycle (with the awaited L{Deferred}) that only Python's
-    cyclic collector frees. Any other failure keeps them, to be logged in
-    full.
+    they hold the page's bytes, in a reference cycle (with the awaited
+    L{Deferred}) only the cyclic collector frees. Any other failure keeps
+    them, to be logged in full.
     """
     if failure.check(UpstreamPageError):
         failure.cleanFailure()

@@ -3,15 +3,11 @@ The upstream files the cache keeps: their records (L{KeptFiles}), the
 storage that holds them, the pages told of each file kept or evicted, and
 the cap on their bytes (C{[upstream] max_cache_size}).
 
-What adds a file is a download (L{pypid.upstream.downloads}) or a start's
-scan of the storage (L{FileCache.rescan}); what takes one away is the cap:
-the least recently downloaded files are evicted (but pinned ones, if
-protected), no longer kept at once, and removed from the storage later in
-batches (L{EvictionBatches}): each waits L{EVICTION_DELAY} for others to
-join its batch, removed in one call of the I/O pool
-(L{IEvictingStorage.evict}). Until its batch is done a file's eviction is
-under way, and a fetch of that file waits for it (never a download under
-a removal).
+Past the cap the least recently downloaded files (but pinned ones, if
+protected) are evicted: no longer kept at once, and removed from the
+storage later in batches (L{EvictionBatches}), one call of the I/O pool
+for many. Until its batch is done a fetch of such a file waits for it
+(never a download under a removal).
 """
 
 from __future__ import annotations
@@ -43,10 +39,9 @@ EVICTION_DELAY = 1.0
 
 class PageListing(Protocol):
     """
-    What the files side reads of the cached pages: what a page lists (a
-    file is fetched only if a page listed it), and whom to tell of a file
-    kept. L{pypid.upstream.source.UpstreamSource}'s views, one per index
-    that reads the upstream.
+    What the files side reads of the cached pages (a file is fetched only
+    if a page listed it), and whom to tell of a file kept: the views of
+    L{pypid.upstream.source.UpstreamSource}, one per index that reads it.
     """
 
     def listed(self, project: str, filename: str) -> UpstreamFile | None:
@@ -67,11 +62,7 @@ class FileCache:
     """
     The files kept in the cache's storage, kept under its cap.
 
-    @ivar _view: the cached pages, told of every file kept or evicted.
-    @ivar storage: where the files are kept (an L{IStorage} of its own).
     @ivar _kept: the records of the files kept, which only this adds to.
-    @ivar _on_change: called when a file was kept, so that the snapshot is
-        saved soon; or L{None}.
     @ivar _evicts: whether this keeps the cache under its cap (of a
         machine's workers, the first alone: L{pypid.upstream.machine_share}).
     """
@@ -83,11 +74,8 @@ class FileCache:
     _kept: KeptFiles
     _on_change: Callable[[], None] | None = None
     _evicts: bool = True
-    _eviction: EvictionBatches = attrs.field(init=False)
-
-    @_eviction.default
-    def _make_eviction(self) -> EvictionBatches:
-        return EvictionBatches(self.storage, self._clock)
+    _eviction: EvictionBatches = attrs.field(init=False, default=attrs.Factory(
+        lambda self: EvictionBatches(self.storage, self._clock), takes_self=True))
 
     @property
     def evicted(self) -> int:
@@ -104,9 +92,8 @@ class FileCache:
 
     def keep(self, record: FileRecord, announce: bool = True) -> None:
         """
-        A file is kept: its page is kept past every other and shows it;
-        when C{announce}d, the cache is brought back under its cap and the
-        snapshot is told.
+        A file is kept (its page shows it); when C{announce}d, the cache is
+        brought back under its cap and the snapshot is told.
         """
         self._kept.put(record)
         self._view.file_kept(record)
@@ -116,13 +103,7 @@ class FileCache:
                 self._on_change()
 
     def _evict_over_cap(self) -> None:
-        """
-        Evict the least recently downloaded files (but pinned ones, if
-        protected) until the cache is back under its cap: each is no longer
-        kept at once (no new download of it starts from the storage; a
-        fetch of it waits for its eviction), then removed from the storage
-        with the others of its batch (L{EvictionBatches}).
-        """
+        """Evict files until the cache is back under its cap (see the module docstring)."""
         cap = self._config.max_cache_size
         if not cap or not self._evicts:
             return
@@ -132,17 +113,13 @@ class FileCache:
             self._eviction.remove_later(record)
 
     def learnt(self, kept: list[FileRecord], gone: list[str]) -> None:
-        """
-        What another worker of the machine kept, and evicted (or removed),
-        taken in: the cache brought back under its cap if this evicts.
-        """
+        """What another worker of the machine kept, and evicted (or removed), taken in."""
         for filename in gone:
             record = self._kept.remove(filename)
             if record is not None:
                 self._view.file_evicted(record)
         for record in kept:
-            # (one this worker evicts now is not taken back from a look
-            # that read it before its removal)
+            # (one this worker evicts now is not taken back from an older look)
             if self._eviction.under_way(record.filename) is None:
                 self.keep(record, announce=False)
         if kept:
@@ -152,9 +129,9 @@ class FileCache:
 
     async def rescan(self, known: dict[str, FileRecord], since: float) -> None:
         """
-        Prepare the cache's storage and learn what it holds, starting from
-        the C{known} records of a snapshot (what changed since C{since} is
-        read again: the storage is the truth).
+        Learn what the cache's storage holds, starting from the C{known} records
+        of a snapshot (the storage is the truth: what changed since C{since} is
+        read again).
         """
         await self.storage.prepare()
         result = await self.storage.scan(known, since if known else 0.0, ())
@@ -172,13 +149,9 @@ class FileCache:
 @attrs.define
 class EvictionBatches:
     """
-    The evicted files waiting for their batch's removal, or under it.
-
-    A removal that fails (or a stop before it) leaves the files in the
-    storage, which the next start's scan finds and keeps again.
-
-    @ivar _storage: the cache's storage (an L{IEvictingStorage}).
-    @ivar _clock: schedules each batch's removal.
+    The evicted files waiting for their batch's removal, or under it: a removal
+    that fails (or a stop before it) leaves the files in the storage, which
+    the next start's scan finds and keeps again.
     """
 
     _storage: IStorage

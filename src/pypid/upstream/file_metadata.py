@@ -46,12 +46,7 @@ def _metadata_url(url: str) -> str:
 
 @attrs.define
 class UpstreamMetadata:
-    """
-    The core metadata of the upstream files, from the cache or the upstream.
-
-    @ivar _config: whether the upstream is C{offline}.
-    @ivar _files: the files kept (their metadata is read from the storage).
-    """
+    """The core metadata of the upstream files, from the cache or the upstream."""
 
     _config: UpstreamConfig
     _client: UpstreamClient
@@ -65,13 +60,7 @@ class UpstreamMetadata:
         return filename in self._memory
 
     async def read(self, upstream_file: UpstreamFile) -> bytes | None:
-        """
-        The core metadata of an upstream file: from the stored file when it
-        was fetched, else the upstream's C{.metadata}, checked against the
-        page's hash and kept in memory.
-
-        @return: bytes, or L{None} when the upstream offers none.
-        """
+        """The core metadata of an upstream file (see the module), or L{None}: none offered."""
         stored = self._files.get(upstream_file.filename)
         if stored is not None and stored.metadata_sha256 is not None:
             data = await self._files.storage.read_metadata(stored)
@@ -97,9 +86,8 @@ class UpstreamMetadata:
 
     def kept(self, upstream_file: UpstreamFile) -> tuple[Location, str] | None:
         """
-        Where the metadata of C{upstream_file} is and its sha256, when
-        L{read} would answer it at once from what is kept (the stored
-        file's own, or the copy in memory); else L{None}.
+        Where the metadata of C{upstream_file} is and its sha256, when L{read}
+        would answer it at once from what is kept; else L{None}.
         """
         wanted = upstream_file.metadata_sha256
         stored = self._files.get(upstream_file.filename)

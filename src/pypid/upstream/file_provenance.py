@@ -1,23 +1,18 @@
 """
 The provenance (PEP 740) of upstream files, when their page gives a
-C{provenance} URL: fetched after the file is kept (in the background: the
-download's answer never waits for it), or when a client asks pypid's
-Integrity API for it first (never for a page): at most
-L{MAX_PROVENANCE_SIZE} bytes, checked to be a provenance object whose
-every statement names this file and the sha256 its page gives
-(L{pypid.core.dists.provenance.read_provenance}). One that is not is logged and
-remembered as failed for a while (L{RecentFailures}), never served. A good
-one is kept in memory (at most L{PROVENANCE_MEMORY} bytes), and with the
-kept file in the cache's storage (L{IStorage.keep_provenance}), where it
-outlives the upstream.
+C{provenance} URL: fetched after the file is kept (in the background), or
+when a client asks pypid's Integrity API for it first (never for a page),
+and checked to be a provenance object whose every statement names this
+file and the sha256 its page gives. One that is not is logged and
+remembered as failed for a while, never served. A good one is kept in
+memory, and with the kept file in the cache's storage, where it outlives
+the upstream.
 
 Everything is kept by the file's name I{and sha256} (L{_key}): an upstream
 that replaces a file under its name (which the public index never does,
 but a mirror or a compromised upstream may) gives other bytes, whose
-provenance is another one; the old one, checked against the old sha256,
-is never served for the new bytes nor kept with them. The web
-side checks again, as it serves one, that its statements name the served
-file's sha256 (L{pypid.web.serving.integrity.serves}).
+provenance is another one; the old one is never served for the new bytes
+nor kept with them.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ from pypid.config.upstream_settings import UpstreamConfig
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.provenance import MAX_PROVENANCE_SIZE, ProvenanceInvalid, read_provenance
 from pypid.core.util.lru import ByteLRU
-from pypid.upstream.failures import RecentFailures
+from pypid.upstream.cache import RecentFailures
 from pypid.upstream.fetch import UpstreamClient, UpstreamError, UpstreamNotFound
 from pypid.upstream.file_cache import FileCache
 from pypid.upstream.file_metadata import held
@@ -52,13 +47,7 @@ def _key(f: UpstreamFile) -> str:
 
 @attrs.define
 class UpstreamProvenance:
-    """
-    The provenance objects of the upstream files: kept, or fetched and
-    checked (one fetch for every caller).
-
-    @ivar _config: whether the upstream is C{offline}.
-    @ivar _files: the files kept (a provenance is kept with its file).
-    """
+    """The provenance objects of the upstream files: kept, or fetched and checked."""
 
     _config: UpstreamConfig
     _client: UpstreamClient
@@ -70,25 +59,21 @@ class UpstreamProvenance:
     # _key(file) -> the callers of the fetch of its provenance under way
     _fetches: dict[str, list[Deferred[bytes | None]]] = attrs.field(init=False, factory=dict)
     # the files (_key) whose provenance could not be had or was refused lately
-    _failed: RecentFailures[bool] = attrs.field(init=False)
-
-    @_failed.default
-    def _make_failed(self) -> RecentFailures[bool]:
-        return RecentFailures(self._clock)
+    _failed: RecentFailures[bool] = attrs.field(init=False, default=attrs.Factory(
+        lambda self: RecentFailures(self._clock), takes_self=True))
 
     def get(self, upstream_file: UpstreamFile) -> Deferred[bytes | None]:
         """
-        The provenance object of an upstream file (see the module
-        docstring): the kept one, or fetched and checked now (one fetch
-        for every caller); L{None} when the upstream offers none, or it
-        could not be had or was refused lately. Never fails.
+        The provenance object of an upstream file: the kept one, or fetched
+        and checked now (one fetch for every caller); L{None} when the
+        upstream offers none, or it could not be had or was refused lately.
+        Never fails.
         """
         filename = upstream_file.filename
         key = _key(upstream_file)
         stored = self._files.get(filename)
         if stored is not None and stored.provenance_sha256 is not None:
-            # (the kept file's own, checked against the file served as it is
-            # served: pypid.web.serving.integrity.serves)
+            # (the kept file's own, checked against the file as it is served)
             return self._files.storage.read_provenance(stored).addErrback(
                 self._unreadable, filename)
         if stored is not None and stored.sha256 != upstream_file.sha256:
@@ -115,22 +100,20 @@ class UpstreamProvenance:
 
     async def _fetch(self, f: UpstreamFile) -> bytes | None:
         assert f.provenance_url is not None
+        key = _key(f)
         try:
             data = await self._client.small(f.provenance_url, MAX_PROVENANCE_SIZE,
                                             f"the upstream's provenance of {f.filename}")
             read_provenance(data, f.filename, f.sha256)
-        except UpstreamNotFound:
-            # (the page linked one the upstream does not have: none, as for a 404 page)
-            log.warn("No provenance of {filename} from the upstream: it answers 404",
-                     filename=f.filename)
-            self._failed.remember(_key(f), True)
+        except (UpstreamNotFound, UpstreamError, ProvenanceInvalid) as e:
+            if isinstance(e, UpstreamNotFound):  # (the page linked one it does not have)
+                log.warn("No provenance of {filename} from the upstream: it answers 404",
+                         filename=f.filename)
+            else:
+                log.warn("No provenance of {filename} from the upstream: {reason}",
+                         filename=f.filename, reason=str(e))
+            self._failed.remember(key, True)
             return None
-        except (UpstreamError, ProvenanceInvalid) as e:
-            log.warn("No provenance of {filename} from the upstream: {reason}",
-                     filename=f.filename, reason=str(e))
-            self._failed.remember(_key(f), True)
-            return None
-        key = _key(f)
         self._memory.put(key, data, held(key, data), keep=True)
         stored = self._files.get(f.filename)
         if stored is not None and stored.sha256 == f.sha256:
@@ -154,8 +137,7 @@ class UpstreamProvenance:
 
     def _fetched(self, result: bytes | None | Failure, key: str, filename: str) -> None:
         if isinstance(result, Failure):
-            log.failure("Fetching the provenance of {filename} failed", result,
-                        filename=filename)
+            log.failure("Fetching the provenance of {filename} failed", result, filename=filename)
             self._failed.remember(key, True)
             result = None
         for d in self._fetches.pop(key):

@@ -1,18 +1,13 @@
 """
-The records of the upstream files the cache's storage keeps, by filename.
-
-One table read by the three sides of the upstream cache: the pages
-(a kept file's hash wins over the page's, L{pypid.upstream.page_view}),
-the downloads that add to it (L{pypid.upstream.downloads}), and the
-snapshot and pre-caching (L{pypid.upstream.proxy.UpstreamProxy.precache}). Only the
-downloads side writes it.
+The records of the upstream files the cache's storage keeps, by filename:
+one table the pages, the downloads (which alone write it), the snapshot
+and pre-caching read.
 
 It is also the order of the cache's eviction (C{[upstream]
 max_cache_size}): the records are held least recently downloaded first
-(a dict's order: L{touch} moves a file to the end, 0.2 us), with the bytes
-they take, so the files to evict when the cache is over its cap are the
-first ones (L{over}), but those pinned by pre-caching when they are
-protected. The snapshot keeps that order, so a restart keeps it too.
+(a dict's order: L{touch} moves a file to the end, 0.2 us), so the files
+to evict are the first ones (L{over}). The snapshot keeps that order, so a
+restart keeps it too.
 """
 
 from __future__ import annotations
@@ -32,13 +27,11 @@ class KeptFiles:
     _records: dict[str, FileRecord] = attrs.field(factory=dict)
     #: the bytes of the files kept, together
     size: int = 0
-    #: the files pre-caching asked for (L{pin}), which may be protected
-    #: from eviction
+    #: the files pre-caching asked for, which may be protected from eviction
     _pinned: set[str] = attrs.field(factory=set)
     #: moves at every file kept or removed (the snapshot is saved again)
     changes: int = 0
-    #: the filenames kept of each project (a page fetched is held against
-    #: its project's files), without a walk of them all
+    #: the filenames kept of each project, without a walk of them all
     _by_project: NamesByProject = attrs.field(factory=NamesByProject)
 
     def of_project(self, project: str) -> list[str]:
@@ -73,10 +66,9 @@ class KeptFiles:
 
     def touch(self, filename: str) -> None:
         """C{filename} was downloaded: the last to be evicted from now on."""
-        records = self._records
-        record = records.pop(filename, None)
+        record = self._records.pop(filename, None)
         if record is not None:
-            records[filename] = record
+            self._records[filename] = record
 
     def remove(self, filename: str) -> FileRecord | None:
         """Forget C{filename} (evicted); its record, or L{None}."""
@@ -101,8 +93,7 @@ class KeptFiles:
         """The pins a snapshot kept."""
         self._pinned = set(filenames)
 
-    def over(self, cap: int, protect_pinned: bool,
-             busy: Iterable[str] = ()) -> list[FileRecord]:
+    def over(self, cap: int, protect_pinned: bool, busy: Iterable[str] = ()) -> list[FileRecord]:
         """
         The files to evict, least recently downloaded first, so that what
         stays takes at most C{cap} bytes (fewer when only pinned or C{busy}

@@ -7,27 +7,22 @@ Four things travel, each announced on the machine's ring
 (L{pypid.machine.topics.Hub}) once it is durable, named by the cache
 folder's key as the folder's own announcements are:
 
-  - a page a worker fetched and kept (L{Topic.PAGE}): written
-    first, as the page cache holds it after its own rules (the removals
-    held for a second fetch, the quarantines), to
-    C{.pypid/machine/pages/<digest>.json} in the cache's local folder; the others
-    take it as their own, without asking the upstream, and without counting
-    its takedowns again (the fetching worker logged and audited them);
-  - a file kept or evicted: the cache storage's own announcements (a
-    folder's or a bucket's, L{pypid.storage.folder.shared_folder}), whose states
-    the others read;
+  - a page a worker fetched and kept (L{Topic.PAGE}), as the page cache
+    holds it after its own rules, written first to
+    C{.pypid/machine/pages/<digest>.json} in the cache's local folder; the
+    others take it as their own, without counting its takedowns again (the
+    fetching worker logged and audited them);
+  - a file kept or evicted: the cache storage's own announcements
+    (L{pypid.storage.folder.shared_folder});
   - a file pinned by pre-caching (L{Topic.PIN});
-  - a file whose bytes proved wrong (L{Topic.FAILED}):
-    every worker answers 502 for it for a while, none asks again.
+  - a file whose bytes proved wrong (L{Topic.FAILED}): every worker answers
+    502 for it for a while, none asks again.
 
 A worker about to fetch a file or a page takes its lock first
-(C{.pypid/machine/fetching/<digest>}, a C{flock} tried every L{LOCK_RETRY}
-seconds), then looks at the ring: what another worker kept meanwhile is
-served as kept, never fetched again (one upstream request for a first
-download, or a page, asked of two workers at once).
-
-The first worker alone evicts over the cap (it learns of every file
-kept); the others learn of an eviction as of a delete.
+(C{.pypid/machine/fetching/<digest>}, a C{flock}), then looks at the ring:
+what another worker kept meanwhile is served as kept, never fetched again.
+The first worker alone evicts over the cap (it learns of every file kept);
+the others learn of an eviction as of a delete.
 """
 
 from __future__ import annotations
@@ -65,9 +60,8 @@ REASON_BYTES = 1000
 LOCK_RETRY = 0.05
 
 #: Seconds before a snapshot's save from which a starting worker reads the
-#: pages the others wrote (L{MachineShare.pages_since}): the snapshot's
-#: writer may have saved before it took in a page written just before
-#: (it takes pages in at its next request, and saves within seconds).
+#: pages the others wrote: the snapshot's writer may have saved before it
+#: took in a page written just before.
 SINCE_SLACK = 300.0
 
 
@@ -77,10 +71,7 @@ class News:
     What the other workers did to the upstream's cache since the last look.
 
     @ivar pages: each page another worker kept (a "no such project" that
-        took one away included), by project, with what it holds back of it
-        (L{pypid.upstream.held_removals.HeldRemovals.of}).
-    @ivar files: each file kept or evicted, its state now.
-    @ivar pins: the files pinned.
+        took one away included), by project, with what it holds back of it.
     @ivar failures: when each file's fetch failed (the machine's clock),
         and why, by filename.
     @ivar rescan: whether the files cannot be known but by reading the
@@ -118,12 +109,9 @@ class MachineShare:
     def __init__(self, hub: Hub, storage: ISharedStorage, folder: str, run: Run,
                  clock: IReactorTime) -> None:
         """
-        @param storage: the cache's storage, shared (its files' announcements:
-            a folder's, L{pypid.storage.folder.shared_folder.SharedFolder}, or a
-            bucket's, L{pypid.storage.bucket.storage.BucketStorage}).
+        @param storage: the cache's storage, whose own announcements tell its files.
         @param folder: the cache's local folder (on a bucket, the one its
             uploads are spooled in), where pages and locks are kept.
-        @param clock: the retries of a lock.
         """
         self._hub = hub
         self._folder = storage
@@ -135,7 +123,6 @@ class MachineShare:
         self._locks = os.path.join(root, "fetching")
         self._listeners: list[Callable[[News], object]] = []
         self._looks = Coalesced(self._looked)
-        # (what the others announced, until a look takes it in)
         self._told = _Told()
         for topic in (Topic.PAGE, Topic.PIN, Topic.FAILED):
             hub.on(topic, partial(self._heard, topic))
@@ -155,8 +142,7 @@ class MachineShare:
             self._told.pins[name] = None
         else:
             try:
-                self._told.failures[name] = (float(fields[2]),
-                                             fields[3].decode("utf-8", "replace"))
+                self._told.failures[name] = (float(fields[2]), fields[3].decode("utf-8", "replace"))
             except ValueError:
                 return
 
@@ -168,9 +154,8 @@ class MachineShare:
 
     def page_kept(self, project: str, entry: CachedPage, held: object) -> Deferred[None]:
         """
-        Write the page this worker keeps of C{project}, and what it holds
-        back of it, then announce it; fires once announced (a failure to
-        write is logged: the others fetch it themselves when they need it).
+        Write the page this worker keeps of C{project}, and what it holds back
+        of it, then announce it; fires once announced (a failure is logged).
         """
         data = json.dumps({"project": project, "entry": entry_to_json(entry), "held": held},
                           separators=(",", ":")).encode("utf-8")
@@ -212,19 +197,14 @@ class MachineShare:
         except BaseException:
             os.close(fd)
             raise
-
-        def release() -> None:
-            os.close(fd)
-        return release
+        return partial(os.close, fd)
 
     # -- taking in the others' -----------------------------------------------------------
 
     def sync(self) -> Deferred[None]:
         """
-        Take in what the other workers announced (never fails: what cannot
-        be read is logged, and a page left for the upstream). Fires once
-        everything announced before the call is in: a look under way when
-        called is followed by another.
+        Take in what the other workers announced (never fails: what cannot be
+        read is logged). Fires once everything announced before the call is in.
         """
         return self._looks()
 
@@ -257,11 +237,9 @@ class MachineShare:
 
     def pages_since(self, since: float) -> Deferred[dict[str, tuple[CachedPage, object]]]:
         """
-        The pages the workers wrote since about C{since} (a snapshot's
-        save, L{SINCE_SLACK} before it), for a worker that starts: the
-        announcements of those it missed went by before it attached to the
-        ring, and a page refreshed since the snapshot would otherwise be
-        served stale by it alone, as long as its time to live.
+        The pages the workers wrote since about C{since} (a snapshot's save),
+        for a worker that starts: the announcements of those went by before
+        it attached to the ring, and it alone would serve them stale.
         """
         return self._run(self._read_since, since - SINCE_SLACK)
 
@@ -294,8 +272,7 @@ class MachineShare:
 def _read_page(path: str, name: str) -> tuple[object, CachedPage, object] | None:
     """
     C{(project it names, page, what it holds back)} of the page file at
-    C{path} (blocking); L{None}, logged, when it cannot be read (the worker
-    asks the upstream itself). C{name}: the page in the log line.
+    C{path} (blocking); L{None}, logged as C{name}, when it cannot be read.
     """
     try:
         with open(path, "rb") as f:

@@ -22,9 +22,7 @@ _BAD_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
 URL_STRIP = " \t\n\r\f"
 DIGITS = re.compile(r"[0-9]+")
 _UPLOAD_TIME = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?",
-    re.IGNORECASE,
-)
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", re.IGNORECASE)
 
 
 class Unusable(Exception):
@@ -33,12 +31,10 @@ class Unusable(Exception):
 
 def resolve_url(base: str, ref: str) -> tuple[str, str]:
     """
-    Resolve a file reference against its base and keep only http(s) URLs,
-    since anything else (C{javascript:}, C{data:}, C{ftp:}) is not something
-    pypid will fetch.
+    Resolve a file reference against its base, keeping only http(s) URLs
+    (C{javascript:}, C{data:}, C{ftp:} are not something pypid will fetch).
 
     @return: the absolute URL without fragment, and the fragment.
-    @raise Unusable: for an unusable URL.
     """
     ref = ref.strip(URL_STRIP)
     if _BAD_URL_CHARACTERS.search(ref):
@@ -75,10 +71,8 @@ def provenance_url(base: str, value: object) -> str | None:
 
 def checked_sha256(value: object) -> str:
     """
-    Return a valid sha256 hex digest, lowercased.
-
-    @raise Unusable: when C{value} is missing or not 64 hex digits, since a
-        file whose bytes cannot be checked must not be cached.
+    A valid sha256 hex digest, lowercased; else L{Unusable}, since a file
+    whose bytes cannot be checked must not be cached.
     """
     if value is None:
         raise Unusable("no sha256 hash")
@@ -106,13 +100,10 @@ def upload_time(value: object) -> float | None:
             sign = -1 if zone[0] == "-" else 1
             # (an offset of a day or more, such as +99:00, raises ValueError)
             tz = datetime.timezone(
-                sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-            )
-        when = datetime.datetime(
+                sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+        return datetime.datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second),
-            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz,
-        )
-        return when.timestamp()
+            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz).timestamp()
     except (ValueError, OverflowError):
         return None
 
@@ -133,11 +124,10 @@ def size(value: object) -> int | None:
 def _metadata_digest(name: str, value: object) -> str | None:
     """
     The C{metadata_sha256} of one advertised hash of the core metadata:
-    the digest for a valid sha256, C{""} for another algorithm (the metadata
-    exists but cannot be checked by sha256), and L{None} for a malformed
-    sha256, because advertising a C{.metadata} file that cannot be verified
-    or fetched breaks pip, while advertising none only makes clients
-    download the whole file.
+    the digest for a valid sha256, C{""} for another algorithm, and L{None}
+    for a malformed sha256, because advertising a C{.metadata} file that
+    cannot be verified breaks pip, while advertising none only makes
+    clients download the whole file.
     """
     if name == "sha256":
         try:
@@ -163,9 +153,7 @@ def json_metadata(entry: dict[str, Any]) -> str | None:
     if value is True:
         return ""
     if isinstance(value, dict):
-        if "sha256" in value:
-            return _metadata_digest("sha256", value["sha256"])
-        return ""
+        return _metadata_digest("sha256", value["sha256"]) if "sha256" in value else ""
     return None
 
 

@@ -1,9 +1,7 @@
 """
-An upstream project page as pypid keeps it: its checked files
-(L{UpstreamFile}) and what else it said (L{UpstreamPage}), whichever form
-it arrived in (L{pypid.upstream.parser} reads both), and which of its
-files a cooldown hides (L{effective_files}). Apart from the parser, so
-that the many modules that only hold such pages do not load it.
+An upstream project page as pypid keeps it, whichever form it arrived in,
+and which of its files a cooldown hides. Apart from the parser, so that
+the many modules that only hold such pages do not load it.
 """
 
 from __future__ import annotations
@@ -30,21 +28,16 @@ class UpstreamFile:
 
     @ivar filename: the distribution's filename, safe as a storage name;
         C{project} and C{version}, normalized, are read from it.
-    @ivar url: the absolute http(s) URL to fetch it from, without fragment;
-        only URLs listed on a page are ever fetched, so this is the list.
+    @ivar url: the absolute http(s) URL to fetch it from, without fragment.
     @ivar sha256: the lowercase hex digest the upstream promises; required,
         since a file that cannot be checked must not be cached.
     @ivar yanked: L{None} when not yanked, otherwise the reason (possibly
         empty); PEP 592 forbids mirroring a yanked file without its flag.
     @ivar metadata_sha256: L{None} when the upstream offers no separate core
         metadata, C{""} when it offers it without a sha256, else its digest.
-    @ivar upload_time: POSIX time of the upload, or L{None} when the upstream
-        does not say (or says it unreadably).
     @ivar provenance_url: where the upstream serves the file's provenance
-        (PEP 740), absolute, or L{None}; checked against C{sha256} before
-        pypid serves it (L{pypid.upstream.downloads.UpstreamFiles.provenance}).
-    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it:
-        its label's entry of the release's index-level file, read and checked
+        (PEP 740), or L{None}; checked against C{sha256} before pypid serves it.
+    @ivar variant: a variant wheel's data (PEP 825), as a record keeps it
         (L{pypid.upstream.variant_data}); L{None} for any other file.
     """
 
@@ -73,31 +66,24 @@ class UpstreamPage:
     """
     An upstream project page, reduced to what pypid serves again.
 
-    @ivar project: the normalized project name the page was asked for.
     @ivar name: the display name as the upstream spells it (else C{project}).
     @ivar files: the accepted L{UpstreamFile}s, sorted by filename so that
         two fetches of an unchanged page compare equal.
     @ivar skipped: C{(filename or href, reason)} of the first
         L{SKIPPED_EXAMPLES} refused entries, for the log; C{refused} counts all.
-    @ivar last_serial: the upstream's change serial (warehouse's
-        C{_last-serial}), or L{None}.
-    @ivar status: the project's status upstream (PEP 792); L{None}: active
-        (or the page says nothing usable).
+    @ivar status: the project's status upstream (PEP 792); L{None}: active.
     @ivar variants: the index-level files of variants (PEP 825) the page
-        lists, of packagetype L{pypid.core.dists.variant_files.VARIANTS}: kept
-        apart, so that no download, listing or legacy JSON of the upstream's
-        files takes them for a distribution.
+        lists: kept apart, so that no download, listing or legacy JSON of
+        the upstream's files takes them for a distribution.
     @ivar variant_wheels: the variant wheels the page lists, without their
-        data (in the index-level files, fetched apart): a variant wheel is
-        never listed without it, so they stay out of C{files} until
-        L{pypid.upstream.variant_data} moves in those it could read.
+        data: a variant wheel is never listed without it, so they stay out of
+        C{files} until L{pypid.upstream.variant_data} moves in those it could read.
     @ivar variants_failed: the sha256s of the index-level files that could
         not be read, the least recently tried first: tried after those never
-        tried, so that files that keep failing hold up neither the others nor
-        one another.
+        tried, so that files that keep failing hold up no other.
     @ivar variants_unusable: C{"<sha256> <label>"} of each variant wheel
-        whose index-level file gives its label no data a wheel keeps (none,
-        or too much): final for that sha256, so not read again.
+        whose index-level file gives its label no data a wheel keeps: final
+        for that sha256, so not read again.
     """
 
     project: str
@@ -133,15 +119,13 @@ def effective_files(page: UpstreamPage, now: float, min_age: float
     Split a page's files into those old enough to serve and those hidden by
     the cooldown, which protects clients from freshly published releases.
 
-    With C{min_age > 0}, a file whose upload time is unknown is hidden: with
-    no time to judge by, it cannot be shown to be old enough, and a cooldown
-    that a server could skip by leaving out C{upload-time} would protect
-    nothing. (pip's C{--uploaded-prior-to} and uv's C{--exclude-newer} make
-    the same choice.)
+    With C{min_age > 0}, a file whose upload time is unknown is hidden: a
+    cooldown that a server could skip by leaving out C{upload-time} would
+    protect nothing. (pip's C{--uploaded-prior-to} and uv's
+    C{--exclude-newer} make the same choice.)
 
-    @param now: the current POSIX time.
     @param min_age: the cooldown in seconds; C{0} hides nothing.
-    @return: C{(kept, hidden)}, two tuples of L{UpstreamFile} in page order.
+    @return: C{(kept, hidden)}, in page order.
     @raise ValueError: if C{min_age} is negative.
     """
     if min_age < 0:
@@ -149,11 +133,5 @@ def effective_files(page: UpstreamPage, now: float, min_age: float
     if min_age == 0:
         return tuple(page.files), ()
     newest = now - min_age
-    kept: list[UpstreamFile] = []
-    hidden: list[UpstreamFile] = []
-    for f in page.files:
-        if f.upload_time is not None and f.upload_time <= newest:
-            kept.append(f)
-        else:
-            hidden.append(f)
-    return tuple(kept), tuple(hidden)
+    kept = tuple(f for f in page.files if f.upload_time is not None and f.upload_time <= newest)
+    return kept, tuple(f for f in page.files if f.upload_time is None or f.upload_time > newest)

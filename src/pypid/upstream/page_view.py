@@ -5,25 +5,18 @@ files a page offers once the cooldown (C{min_age}) and the files kept here
 are taken into account (a hosted project's page with the upstream files
 C{merge} lets in is composed, L{pypid.core.indexes.composed}).
 
-An upstream's project status (PEP 792, L{pypid.upstream.page_model.UpstreamPage.status})
-is carried by the pages it makes; a project the upstream quarantined shows
-no file at all (L{_shown}), so that nothing the web side asks of a page
-(L{PageView.listed}, L{PageView.offered}) offers one,
-and L{PageView.status} tells the file routes to refuse the files kept
-here too. A new status arrives with a new cached entry (its refresh), so
-every page made of the old one is made again.
+An upstream's project status (PEP 792) is carried by the pages it makes;
+a project the upstream quarantined shows no file at all, so that nothing
+the web side asks of a page offers one, and L{PageView.status} tells the
+file routes to refuse the files kept here too.
 
 The rendered pages are kept apart from the L{PageCache}'s entries, within
-a budget of their own, and forgotten with them.
-
-The pages apply the index's security advisories as they are
-rendered, as the hosted pages do (L{pypid.core.indexes.rendered_pages.advised_files});
-what a page I{offers} (L{PageView.shown}, L{PageView.listed}) stays every
-file, so that a hidden release's file is still served by name, and an
-upstream's own side (L{pypid.upstream.source.SourceSide}, which views
-compose with their own rules) reads the files unchanged. When the
-advisories or the rules change, L{PageView.advisories_changed} drops the
-rendered pages of the projects they name.
+a budget of their own, and forgotten with them. They apply the index's
+security advisories as the hosted pages do
+(L{pypid.core.indexes.rendered_pages.advised_files}); what a page
+I{offers} (L{PageView.shown}, L{PageView.listed}) stays every file, so
+that a hidden release's file is still served by name, and an upstream's
+own side (L{pypid.upstream.source.SourceSide}) reads the files unchanged.
 """
 
 from __future__ import annotations
@@ -49,10 +42,9 @@ from pypid.core.util.lru import ByteLRU
 from pypid.core.util.units import counted
 from pypid.upstream.cache import PageCache
 from pypid.upstream.cached_page import CachedPage
-from pypid.upstream.confusion import UpstreamPolicy, merged
+from pypid.upstream.confusion import HostedIndex, UpstreamPolicy, merged
 from pypid.upstream.kept import KeptFiles
 from pypid.upstream.page_model import UpstreamFile, UpstreamPage
-from pypid.upstream.project_rules import HostedIndex
 
 log = Logger()
 
@@ -61,14 +53,12 @@ RECHECK = 60.0
 
 #: The most upstream projects whose rendered pages (and the files they show)
 #: are kept; past it the oldest rendered is forgotten, and rendered again
-#: from its cached entry when asked. Clients choose the
-#: names, so without a cap this grew with every project ever asked for, and
-#: kept pages alive after the L{PageCache} had dropped their entries.
+#: from its cached entry when asked. Clients choose the names, so without
+#: a cap this grew with every project ever asked for.
 MAX_RENDERED = 2000
 
-#: The most bytes of rendered upstream pages kept (both forms and their
-#: gzip copies, all projects together): a few big projects' pages are
-#: megabytes each, so the count alone does not bound the memory.
+#: The most bytes of rendered upstream pages kept (all projects together): a
+#: few big projects' pages are megabytes each, so the count alone is no bound.
 RENDERED_MEMORY = 64 << 20
 
 #: The most changes of an upstream file's hash remembered as logged.
@@ -80,11 +70,7 @@ FileUrl = Callable[[FileRecord | UpstreamFile], str]
 
 @attrs.define
 class _Shown:
-    """
-    What clients see of one cached entry: the files it shows, by filename
-    in page order, its pages rendered so far by kind, and when the files
-    were worked out.
-    """
+    """What clients see of one cached entry (its pages rendered so far), and since when."""
 
     entry: CachedPage
     files: dict[str, UpstreamFile]
@@ -97,14 +83,9 @@ class PageView:
     """
     The pages of the upstream cache as clients are answered them.
 
-    @ivar _policy: the cooldown and the projects exempt from it.
-    @ivar _pages: the cached upstream pages.
     @ivar _index: the hosted projects (a hosted file wins over an upstream one).
-    @ivar link: the link this view's pages give a file.
-    @ivar _clock: the time, for the cooldown and a page's age.
     @ivar _kept: the files kept here, whose hash wins over the page's.
-    @ivar _advisories: the index's L{AdvisoryPolicy}, which its rendered
-        pages apply (none for an upstream's own side).
+    @ivar _advisories: what its rendered pages apply (none for an upstream's own side).
     """
 
     _policy: UpstreamPolicy
@@ -113,8 +94,7 @@ class PageView:
     link: FileUrl = attrs.field(alias="file_url")
     _clock: IReactorTime
     _kept: KeptFiles
-    # project -> what its entry shows, the oldest worked out first, counted
-    # the bytes of its pages
+    # project -> what its entry shows, the oldest worked out first
     _rendered: ByteLRU[str, _Shown] = attrs.field(
         init=False, factory=lambda: ByteLRU(RENDERED_MEMORY, max_entries=MAX_RENDERED))
     # (filename, upstream sha256) whose change of hash was logged
@@ -125,9 +105,8 @@ class PageView:
     _withheld: dict[str, ProjectStatus] = attrs.field(init=False, factory=dict)
     _advisories: AdvisoryPolicy = attrs.field(factory=no_advisories, kw_only=True,
                                               alias="advisories")
-    #: the link its pages give a file's provenance (PEP 740: pypid's own
-    #: copy of the upstream's, at its index's Integrity API); none for an
-    #: upstream's own side, whose pages every index reading it shares
+    #: the link its pages give a file's provenance (pypid's own copy); none
+    #: for an upstream's own side, whose pages every index reading it shares
     _provenance_url: ProvenanceURL = attrs.field(
         factory=lambda: provenance_url_for(None), kw_only=True, alias="provenance_url")
 
@@ -136,14 +115,9 @@ class PageView:
         self._pages.on_dropped(self._rendered.pop)
 
     def status(self, project: str) -> ProjectStatus | None:
-        """
-        The status the cached page of C{project} gives it upstream (PEP
-        792), without asking the upstream; L{None} when active or not cached.
-        """
+        """The status the cached page of C{project} gives it (L{None}: active, or not cached)."""
         entry = self._pages.entries.get(project)
-        if entry is None or entry.page is None:
-            return None
-        return entry.page.status
+        return entry.page.status if entry is not None and entry.page is not None else None
 
     def listed(self, project: str, filename: str) -> UpstreamFile | None:
         """The upstream file C{filename} if a cached page of C{project} shows it."""
@@ -152,8 +126,7 @@ class PageView:
             return None
         found = self.shown(project, entry).get(filename)
         hosted = self._index.project(project)
-        if found is not None and hosted is not None and not merged(hosted.files.values(),
-                                                                   [found]):
+        if found is not None and hosted is not None and not merged(hosted.files.values(), [found]):
             return None  # a hosted file wins
         return found
 
@@ -166,24 +139,16 @@ class PageView:
         return shown
 
     def file_kept(self, record: FileRecord) -> None:
-        """
-        A file was kept: its page is kept past every other
-        (L{PageCache.pin}), and shows the kept file's hash from now on.
-        """
+        """A file was kept: its page is kept past every other, and shows the kept file's hash."""
         self._pages.pin(record.project)
         memo = self._rendered.peek(record.project)
         if memo is not None:
             shown = memo.files.get(record.filename)
-            if shown is not None and shown.sha256 != record.sha256:
-                # (kept with other bytes than the page listed: the page
-                # shows what is kept from now on, L{_as_kept})
+            if shown is not None and shown.sha256 != record.sha256:  # (see L{_as_kept})
                 self._rendered.pop(record.project)
 
     def file_evicted(self, record: FileRecord) -> None:
-        """
-        A file was evicted from the cache: a page showing what was kept
-        (L{_as_kept}) is made again from the upstream's listing.
-        """
+        """A file was evicted: a page showing what was kept is made again from the listing."""
         memo = self._rendered.peek(record.project)
         if memo is not None and record.filename in memo.files:
             self._rendered.pop(record.project)
@@ -206,7 +171,6 @@ class PageView:
         if (memo is None or memo.entry is not entry
                 or (self._policy.min_age and now - memo.at >= RECHECK)):
             memo = _Shown(entry, self._shown(entry), {}, now)
-            # (the newest, past the oldest: L{MAX_RENDERED}, L{RENDERED_MEMORY})
             self._rendered.put(project, memo, 0, keep=True)
         return memo
 
@@ -229,11 +193,10 @@ class PageView:
     def _page(self, project: str, files: list[tuple[FileRecord | UpstreamFile, str]],
               kind: str, status: ProjectStatus | None, namespaced: bool) -> Page:
         """
-        A page of C{(file, link)} pairs in page order, the advisories
-        applied, carrying the project's C{status} (PEP 792), and the
-        index-level file of each release whose variant wheels it lists
-        (PEP 825: made of what it shows, L{with_variant_files}); its JSON
-        form at API 1.5 when C{namespaced} (L{_namespaced}), else 1.4.
+        A page of C{(file, link)} pairs in page order, the advisories applied,
+        with the index-level file of each release whose variant wheels it
+        lists (made of what it shows); its JSON form at API 1.5 when
+        C{namespaced}, else 1.4.
         """
         shown, variants = with_variant_files(advised_files(self._advisories, project, files))
         provenance_url = self._provenance_url
@@ -254,15 +217,12 @@ class PageView:
 
     def advisories_changed(self, projects: Iterable[str] | None) -> None:
         """
-        The advisories or the rules changed for C{projects} (normalized;
-        L{None}: for every project): their rendered pages are dropped, to
-        be rendered again when asked (the merged pages of hosted projects
-        go with the hosted pages).
+        The advisories or the rules changed for C{projects} (L{None}: every
+        project): their rendered pages are dropped, to be rendered again when asked.
         """
         if projects is None:
             self._rendered.clear()
-            return
-        for project in projects:
+        for project in projects or ():
             self._rendered.pop(project)
 
     def _shown(self, entry: CachedPage) -> dict[str, UpstreamFile]:
@@ -326,8 +286,7 @@ class PageView:
                       filename=f.filename, new=f.sha256, old=stored.sha256)
         # (the page's provenance is of its bytes, not the kept ones: linked
         # only when the kept file has its own, L{UpstreamProvenance.get})
-        return attrs.evolve(f, sha256=stored.sha256, size=stored.size,
-                            metadata_sha256=stored.metadata_sha256,
-                            provenance_url=f.provenance_url
-                            if stored.provenance_sha256 is not None else None)
+        return attrs.evolve(
+            f, sha256=stored.sha256, size=stored.size, metadata_sha256=stored.metadata_sha256,
+            provenance_url=f.provenance_url if stored.provenance_sha256 is not None else None)
 

@@ -3,15 +3,13 @@ Upstream project pages, parsed into the values the upstream cache keeps.
 Pure: the caller fetches the bytes and passes the content type, final URL
 and C{X-PyPI-Last-Serial}.
 
-An upstream answers a project page in PEP 691 JSON or in PEP 503 HTML;
-L{parse_page} reads either into one L{UpstreamPage}, so nothing past this
-module knows which arrived. Both are untrusted: each entry is checked on
-its own, and one this module will not pass on (not a distribution's
-filename, another project's, no usable sha256, a URL that is not http(s),
-a filename twice) is counted in L{UpstreamPage.refused}, the first few
-with a reason in L{UpstreamPage.skipped}, instead of failing the page, as
-pip and uv ignore links they cannot use. Only a page that cannot be read
-at all raises L{UpstreamPageError}.
+L{parse_page} reads PEP 691 JSON or PEP 503 HTML into one L{UpstreamPage},
+so nothing past this module knows which arrived. Both are untrusted: an
+entry this module will not pass on (not a distribution's filename, another
+project's, no usable sha256, a URL that is not http(s), a filename twice)
+is counted in L{UpstreamPage.refused} instead of failing the page, as pip
+and uv ignore links they cannot use. Only a page that cannot be read at
+all raises L{UpstreamPageError}.
 
 A page's work and memory are bounded by the entries it may list
 (C{max_entries}), not only by its size: a 20 MB JSON page of ten million
@@ -20,9 +18,6 @@ the JSON is decoded its commas and brackets are counted (milliseconds for
 20 MB), so a page that could not hold that few entries is refused before
 it becomes millions of objects; the HTML reader stops at the anchor past
 the limit.
-
-A page's project status (PEP 792) is read leniently (L{upstream_status}):
-PEP 792 tells clients to ignore what they do not know.
 """
 
 from __future__ import annotations
@@ -73,8 +68,7 @@ API_MAJOR = 1
 MAX_PAGE_ENTRIES = 100_000
 
 #: The longest display name taken from a page; a longer one (separators
-#: that normalize away) is replaced by the normalized name, which the page
-#: is kept and saved with.
+#: that normalize away) is replaced by the normalized name.
 MAX_NAME_LENGTH = 200
 
 #: JSON values (commas) and containers (brackets) one entry may take, at
@@ -100,20 +94,15 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
     """
     Parse an upstream project page in whichever form it arrived.
 
-    @param body: the response body.
     @param content_type: the response's C{Content-Type} header; it picks the
         form, and for HTML its C{charset} (UTF-8 when absent, as pip does).
     @param page_url: the URL the page was finally fetched from; relative file
         URLs are resolved against it (and against C{<base href>} in HTML).
-    @param project: the project the page was asked for.
     @param last_serial_header: the C{X-PyPI-Last-Serial} header, if any; a
         serial in the body itself wins.
-    @param max_entries: the most entries (files, refused ones included) the
-        page may list.
-    @rtype: L{UpstreamPage}
+    @param max_entries: the most entries (refused ones included) the page may list.
     @raise UpstreamPageError: for an unsupported content type, an API major
-        version other than 1, a body that cannot be read, or one that lists
-        more than C{max_entries} entries.
+        version other than 1, a body that cannot be read, or too many entries.
     """
     project = normalize(project)
     media_type, params = _split_content_type(content_type)
@@ -127,25 +116,23 @@ def parse_page(body: bytes, content_type: str, page_url: str, project: str,
     if serial is None:
         serial = _serial(last_serial_header)
     files, skipped, refused, variants, variant_wheels = _check_entries(entries, project)
-    return UpstreamPage(
-        project=project,
-        name=name,
-        files=tuple(sorted(files, key=lambda f: f.filename)),
-        variants=tuple(sorted(variants, key=lambda f: f.filename)),
-        variant_wheels=tuple(sorted(variant_wheels, key=lambda f: f.filename)),
-        skipped=tuple(skipped),
-        refused=refused,
-        last_serial=serial,
-        status=status,
-    )
+    return UpstreamPage(project=project, name=name, files=_by_filename(files),
+                        variants=_by_filename(variants),
+                        variant_wheels=_by_filename(variant_wheels), skipped=tuple(skipped),
+                        refused=refused, last_serial=serial, status=status)
+
+
+def _by_filename(files: list[UpstreamFile]) -> tuple[UpstreamFile, ...]:
+    return tuple(sorted(files, key=lambda f: f.filename))
 
 
 def upstream_status(status: object, reason: object) -> ProjectStatus | None:
     """
-    The project status an upstream page gives (PEP 792), read leniently:
-    L{None} (active) for C{active}, an unknown status or one that is not a
-    string; a reason that is not a string is dropped, and one that is made
-    a single printable line of at most L{MAX_REASON} characters.
+    The project status an upstream page gives, read leniently (PEP 792 tells
+    clients to ignore what they do not know): L{None} (active) for C{active},
+    an unknown status or one that is not a string; a reason that is not a
+    string is dropped, and one that is made a single printable line of at
+    most L{MAX_REASON} characters.
     """
     if not isinstance(status, str) or status not in STATUSES or status == ACTIVE:
         return None
@@ -154,13 +141,6 @@ def upstream_status(status: object, reason: object) -> ProjectStatus | None:
         text = "".join(c if c.isprintable() else " " for c in reason[: 4 * MAX_REASON])
         text = " ".join(text.split())[:MAX_REASON].strip() or None
     return ProjectStatus(status, text)
-
-
-def _json_status(value: object) -> ProjectStatus | None:
-    """The status of a JSON page's C{project-status} object (L{upstream_status})."""
-    if not isinstance(value, dict):
-        return None
-    return upstream_status(value.get("status"), value.get("reason"))
 
 
 def _too_many(max_entries: int) -> UpstreamPageError:
@@ -180,36 +160,26 @@ def _split_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 def _serial(value: str | None) -> int | None:
     """A serial from a header, or L{None} when absent or not a number."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
     if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None
 
 
 def _check_api_version(value: object, what: str) -> None:
-    """
-    Refuse a page whose API major version is not 1 (PEP 629).
-
-    @raise UpstreamPageError: on another major version or a malformed one.
-    """
+    """Refuse a page whose API major version is not 1, or malformed (PEP 629)."""
     match = _API_VERSION.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise UpstreamPageError(f"invalid {what} {quoted(value)}")
     if int(match.group(1)) != API_MAJOR:
         raise UpstreamPageError(
-            f"unsupported {what} {quoted(value)}: only major version {API_MAJOR} is understood"
-        )
+            f"unsupported {what} {quoted(value)}: only major version {API_MAJOR} is understood")
 
 
 def _read_json(body: bytes | str, page_url: str, project: str, max_entries: int
                ) -> tuple[str, list[_Entry], int | None, ProjectStatus | None]:
     """
-    Read a PEP 691 project page.
+    Read a PEP 691 project page: its display name, entries, serial and status.
 
-    @return: the display name, the entries for L{_check_entries}, the
-        serial from C{meta._last-serial} (or L{None}), and the status from
-        C{project-status} (L{None}: active).
     @raise UpstreamPageError: if the body is not a PEP 691 v1 project page,
         or holds more values than C{max_entries} entries could.
     """
@@ -246,14 +216,13 @@ def _read_json(body: bytes | str, page_url: str, project: str, max_entries: int
     if len(files) > max_entries:
         raise _too_many(max_entries)
     entries = [_json_entry(i, entry, page_url) for i, entry in enumerate(files)]
-    return name, entries, serial, _json_status(data.get("project-status"))
+    status = data.get("project-status")
+    return name, entries, serial, (upstream_status(status.get("status"), status.get("reason"))
+                                   if isinstance(status, dict) else None)
 
 
 def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
-    """
-    Turn one element of a JSON C{files} list into an entry for
-    L{_check_entries}: C{(label, filename, fields, reason)}.
-    """
+    """One element of a JSON C{files} list as an entry for L{_check_entries}."""
     label = f"files[{index}]"
     if not isinstance(entry, dict):
         return label, None, None, "the entry is not a JSON object"
@@ -282,26 +251,18 @@ def _json_entry(index: int, entry: object, page_url: str) -> _Entry:
             raise Unusable("yanked is neither a boolean nor a string")
     except Unusable as e:
         return filename, filename, None, str(e)
+    # (PEP 700 makes size a JSON number; a string is not one)
     fields = dict(
-        url=url,
-        sha256=sha256,
-        requires_python=requires_python or None,
-        yanked=cut_reason(yanked),
-        metadata_sha256=json_metadata(entry),
-        # PEP 700 makes size a JSON number; a string is not one.
+        url=url, sha256=sha256, requires_python=requires_python or None,
+        yanked=cut_reason(yanked), metadata_sha256=json_metadata(entry),
         size=None if isinstance(entry.get("size"), str) else size(entry.get("size")),
         upload_time=upload_time(entry.get("upload-time")),
-        provenance_url=provenance_url(page_url, entry.get("provenance")),
-    )
+        provenance_url=provenance_url(page_url, entry.get("provenance")))
     return filename, filename, fields, None
 
 
 class _PageParser(HTMLParser):
-    """
-    Collect what a PEP 503 page holds: anchors, the first C{<base href>},
-    the repository version, the title and first heading, and warehouse's
-    C{<!--SERIAL n-->} comment.
-    """
+    """Collect what a PEP 503 page holds, and warehouse's C{<!--SERIAL n-->} comment."""
 
     def __init__(self, max_entries: int = MAX_PAGE_ENTRIES) -> None:
         super().__init__(convert_charrefs=True)
@@ -319,10 +280,8 @@ class _PageParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         """Record anchors, the base URL and the version meta tag."""
-        attributes: dict[str, str | None] = {}
-        for key, value in attrs:
-            # HTML gives the first of repeated attributes precedence.
-            attributes.setdefault(key, value)
+        # (HTML gives the first of repeated attributes precedence)
+        attributes = dict(reversed(attrs))
         if tag == "a" and "href" in attributes:
             if len(self.anchors) >= self._max_entries:
                 raise _too_many(self._max_entries)
@@ -334,9 +293,8 @@ class _PageParser(HTMLParser):
             self.repository_version = attributes.get("content") or ""
         elif tag == "meta":
             self._status_meta(attributes)
-        elif tag == "title" and self.title is None and self._text is None:
-            self._text, self._text_tag = [], tag
-        elif tag == "h1" and self.heading is None and self._text is None:
+        elif (tag in ("title", "h1") and self._text is None
+                and (self.title if tag == "title" else self.heading) is None):
             self._text, self._text_tag = [], tag
 
     def _status_meta(self, attributes: dict[str, str | None]) -> None:
@@ -389,11 +347,8 @@ def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
                max_entries: int
                ) -> tuple[str, list[_Entry], int | None, ProjectStatus | None]:
     """
-    Read a PEP 503 project page.
+    Read a PEP 503 project page: its display name, entries, serial and status.
 
-    @return: the display name, the entries for L{_check_entries}, the
-        serial from warehouse's comment (or L{None}), and the status from
-        the PEP 792 meta tags (L{None}: active).
     @raise UpstreamPageError: if the body cannot be decoded or parsed, or
         announces a repository version other than 1.x.
     """
@@ -416,9 +371,7 @@ def _read_html(body: bytes, charset: str | None, page_url: str, project: str,
         raise UpstreamPageError(f"the page is not valid HTML: {e}")
     if parser.repository_version is not None:
         _check_api_version(parser.repository_version, "pypi:repository-version")
-    base = page_url
-    if parser.base is not None:
-        base = urljoin(page_url, parser.base.strip(URL_STRIP))
+    base = page_url if parser.base is None else urljoin(page_url, parser.base.strip(URL_STRIP))
     entries = [_html_entry(attributes, base) for attributes in parser.anchors]
     return (_html_name(parser, project), entries, parser.serial,
             upstream_status(parser.status, parser.reason))
@@ -439,29 +392,20 @@ def _html_entry(attributes: dict[str, str | None], base: str) -> _Entry:
     if not filename:
         return href, None, None, "the URL does not end in a filename"
     # The fragment is "<hashname>=<hex>", possibly after other "&"-separated
-    # pairs such as "egg=", which pip also tolerates.
-    hashes: dict[str, str] = {}
-    for pair in fragment.split("&"):
-        key, sep, value = pair.partition("=")
-        if sep:
-            hashes.setdefault(key.lower(), value)
+    # pairs such as "egg=", which pip also tolerates; the first of a name wins.
+    pairs = [pair.partition("=") for pair in fragment.split("&")]
+    hashes = dict(reversed([(key.lower(), value) for key, sep, value in pairs if sep]))
     try:
         sha256 = checked_sha256(hashes.get("sha256"))
     except Unusable as e:
         return filename, filename, None, str(e)
-    yanked = None
-    if "data-yanked" in attributes:
-        yanked = attributes["data-yanked"] or ""
+    yanked = (attributes["data-yanked"] or "") if "data-yanked" in attributes else None
     fields = dict(
-        url=url,
-        sha256=sha256,
-        requires_python=attributes.get("data-requires-python") or None,
-        yanked=cut_reason(yanked),
-        metadata_sha256=html_metadata(attributes),
+        url=url, sha256=sha256, requires_python=attributes.get("data-requires-python") or None,
+        yanked=cut_reason(yanked), metadata_sha256=html_metadata(attributes),
         size=size(attributes.get("data-size")),
         upload_time=upload_time(attributes.get("data-upload-time")),
-        provenance_url=provenance_url(base, attributes.get("data-provenance")),
-    )
+        provenance_url=provenance_url(base, attributes.get("data-provenance")))
     return filename, filename, fields, None
 
 
@@ -475,12 +419,8 @@ def _check_entries(entries: list[_Entry], project: str
     same filename are skipped even when the first was refused, so that a
     page cannot be read two ways depending on which entry is valid.
 
-    @param entries: C{(label, filename or None, fields or None, reason or
-        None)} tuples in page order.
     @return: C{(files, skipped, refused, variants, variant_wheels)}: the
-        files, the first L{SKIPPED_EXAMPLES} refusals with their reasons,
-        how many entries were refused, the index-level files of variants
-        (PEP 825), and the variant wheels (without their data yet).
+        first L{SKIPPED_EXAMPLES} refusals are the skipped, with their reasons.
     """
     files: list[UpstreamFile] = []
     variants: list[UpstreamFile] = []
@@ -505,7 +445,6 @@ def _check_entries(entries: list[_Entry], project: str
         if reason is not None:
             refuse(label, reason)
             continue
-        # (an entry without a reason has its filename and fields)
         assert filename is not None and fields is not None
         if is_variants_filename(filename):
             version = variants_version(filename, project)
@@ -513,8 +452,7 @@ def _check_entries(entries: list[_Entry], project: str
                 refuse(label, "not this project's index-level file of variants")
             else:
                 variants.append(UpstreamFile(filename=filename, project=project,
-                                             version=version, packagetype=VARIANTS,
-                                             **fields))
+                                             version=version, packagetype=VARIANTS, **fields))
             continue
         try:
             parsed = parse_filename(filename, legacy=True)
@@ -526,14 +464,8 @@ def _check_entries(entries: list[_Entry], project: str
             continue
         # (PEP 825: a variant wheel is listed only with its data, which
         # its release's index-level file gives: L{pypid.upstream.variant_data})
-        (files if parsed.variant is None else variant_wheels).append(
-            UpstreamFile(
-                filename=filename,
-                project=parsed.project,
-                version=parsed.version,
-                packagetype=parsed.packagetype,
-                **fields,
-            )
-        )
+        (files if parsed.variant is None else variant_wheels).append(UpstreamFile(
+            filename=filename, project=parsed.project, version=parsed.version,
+            packagetype=parsed.packagetype, **fields))
     return files, skipped, refused, variants, variant_wheels
 

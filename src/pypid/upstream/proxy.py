@@ -1,25 +1,17 @@
 """
 Serving projects that are not hosted here from the upstream index.
 
-In C{cache} mode an upstream project's page is fetched (through the
-L{pypid.upstream.cache.PageCache}: one request per miss, stale pages
-while refreshing), shown as pypid's own page in both forms with file
-links to pypid, and a file is fetched on its first download, checked
-against the page's sha256 (and size), kept in the cache storage, and
-served from there ever after. What may be asked upstream at all is
-decided by L{pypid.upstream.confusion}.
+In C{cache} mode an upstream project's page is fetched (one request per
+miss, stale pages while refreshing), shown as pypid's own page in both
+forms with file links to pypid, and a file is fetched on its first
+download, checked against the page's sha256 (and size), kept in the cache
+storage, and served from there ever after.
 
 L{UpstreamProxy} is what the rest of the daemon holds: an upstream
-(L{pypid.upstream.source.UpstreamSource}: its cache, files, budget of
-requests per address, snapshot state and numbers, shared by every index
-that reads it) seen from one hosted index: the rules against what is
-hosted there (L{pypid.upstream.project_rules}) and what its clients see of
-the pages (L{pypid.upstream.page_view}); with the files and their
-downloads (L{pypid.upstream.downloads}) and the cache's upkeep an
-administrator asks for (L{UpstreamProxy.refresh}: a project's page
-fetched again now, the files a requirements file pins fetched in
-advance, a remembered quarantine released; never for a project hosted
-there).
+(L{pypid.upstream.source.UpstreamSource}, shared by every index that reads
+it) seen from one hosted index: the rules against what is hosted there and
+what its clients see of the pages; with the files and the cache's upkeep
+an administrator asks for (never for a project hosted there).
 """
 
 from __future__ import annotations
@@ -33,11 +25,10 @@ from pypid.core.security.advisories import AdvisoryPolicy, no_advisories
 from pypid.storage.base.interface import StorageError
 from pypid.upstream.cache import Offline
 from pypid.upstream.cached_page import CachedPage
-from pypid.upstream.confusion import Decision
+from pypid.upstream.confusion import Decision, HostedIndex, ProjectRules
 from pypid.upstream.downloads import DownloadsBusy, UpstreamFiles
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
 from pypid.upstream.page_view import FileUrl, PageView
-from pypid.upstream.project_rules import HostedIndex, ProjectRules
 from pypid.upstream.quarantines import Quarantine
 from pypid.upstream.requirements import Pin, select
 from pypid.upstream.source import UpstreamSource
@@ -48,9 +39,6 @@ class UpstreamProxy:
     """
     An upstream seen from one hosted index.
 
-    @ivar source: the upstream (its cache, files and budget), shared by
-        every index that reads it.
-    @ivar _rules: what may be asked upstream, against what is hosted here.
     @ivar pages: what clients of this index see of its pages.
     """
 
@@ -65,12 +53,8 @@ class UpstreamProxy:
         """
         C{source} as the index C{hosted} sees it, complete.
 
-        @param hosted: the hosted index (what is hosted is never asked upstream).
-        @param file_url: C{file_url(file) -> str}, as for hosted files.
-        @param advisories: the index's L{AdvisoryPolicy}, which its pages of
-            the upstream's projects apply; L{None}: none.
-        @param provenance_url: the link its pages give a file's provenance
-            (PEP 740, the index's own Integrity API); L{None}: none.
+        @param advisories: what its pages of the upstream's projects apply.
+        @param provenance_url: the link its pages give a file's provenance.
         """
         rules = ProjectRules(source.mode, source.policy, hosted)
         view = PageView(source.policy, source.pages, hosted, file_url, source.clock,
@@ -79,14 +63,10 @@ class UpstreamProxy:
         source.watch(view)
         return cls(source, rules, view)
 
-    # -- the sides ---------------------------------------------------------
-
     @property
     def files(self) -> UpstreamFiles:
         """The files: fetched on their first download, checked, kept."""
         return self.source.files
-
-    # -- the rules -----------------------------------------------------------------
 
     @property
     def mode(self) -> str:
@@ -97,13 +77,10 @@ class UpstreamProxy:
         """May the upstream be asked about C{name}? (what is hosted here is not)"""
         return self._rules.decide(name)
 
-    # -- what an administrator asks of the cache (its routes) ------------------------
-
     async def refresh(self, project: str) -> CachedPage:
         """
         Fetch a project's page again now (an administrator asked).
 
-        @return: the new L{CachedPage}.
         @raise UpstreamError: the upstream failed (the old page stays).
         """
         return await self.source.pages.refresh(project)
@@ -113,20 +90,17 @@ class UpstreamProxy:
         return self.source.pages.quarantines.get(project)
 
     def release(self, project: str) -> Quarantine | None:
-        """
-        Forget the quarantine remembered of C{project}, which the upstream
-        removed since (an admin asked): L{pypid.upstream.cache.PageCache.release}.
-        """
+        """Forget the quarantine remembered of C{project} (L{PageCache.release})."""
         return self.source.pages.release(project)
 
     async def precache(self, pins: Iterable[Pin]) -> list[dict[str, str]]:
         """
-        Fetch into the cache every file the pins select (and with it its
-        metadata), checking hashes as for any download.
+        Fetch into the cache every file the pins select, checking hashes as
+        for any download.
 
-        @return: a report: one dict per project or file, with C{status}
-            C{cached} (fetched now), C{kept} (cached before), C{refused},
-            C{missing} or C{failed}, and a C{reason} for the last three.
+        @return: one dict per project or file, with C{status} C{cached},
+            C{kept}, C{refused}, C{missing} or C{failed}, and a C{reason}
+            for the last three.
         """
         report: list[dict[str, str]] = []
         for pin in pins:
@@ -157,8 +131,7 @@ class UpstreamProxy:
                 files.pin(f.filename)
                 try:
                     await files.fetch(f)
-                except (UpstreamError, UpstreamNotFound, StorageError, Offline,
-                        DownloadsBusy) as e:
+                except (UpstreamError, UpstreamNotFound, StorageError, Offline, DownloadsBusy) as e:
                     report.append({"project": pin.project, "filename": f.filename,
                                    "status": "failed", "reason": str(e)})
                     continue

@@ -30,8 +30,7 @@ class Pin:
     """
     One project to pre-cache.
 
-    @ivar version: the pinned version (normalized), or L{None} for the
-        latest the upstream offers.
+    @ivar version: the pinned version (normalized), or L{None} for the latest.
     @ivar hashes: sha256 digests the files must have (from C{--hash} or a
         lock file); empty for every file of the version.
     """
@@ -68,9 +67,7 @@ def parse_requirements(text: str) -> list[Pin]:
                 algorithm, _, digest = word[len("--hash="):].partition(":")
                 if algorithm == "sha256" and len(digest) == 64:
                     hashes.add(digest.lower())
-            elif word.startswith("-"):
-                continue
-            else:
+            elif not word.startswith("-"):
                 spec.append(word)
         pins.append(_pin(" ".join(spec), hashes, number))
     return pins
@@ -159,10 +156,8 @@ def parse_pylock(text: str) -> list[Pin]:
 
 def select(pin: Pin, files: Sequence[UpstreamFile]) -> tuple[UpstreamFile, ...]:
     """
-    The upstream files a pin asks for: those of its version (or of the
-    latest version with a file not yanked), narrowed to its hashes if any.
-
-    @param files: the project's visible L{pypid.upstream.page_model.UpstreamFile}s.
+    The upstream files (of those visible) a pin asks for: those of its version
+    (or of the latest with a file not yanked), narrowed to its hashes if any.
     """
     version = pin.version
     if version is None:

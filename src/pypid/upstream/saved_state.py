@@ -2,19 +2,15 @@
 A named upstream's state (its cached pages and the records of its kept
 files), saved to a file of its own and read back at start-up.
 
-C{[upstream]}'s state is a line of the default index's snapshot, as it
-always was. An C{[upstream:NAME]} belongs to no one index (several may
-name it among their bases), so its state is kept beside the indexes'
-snapshots, in C{<snapshot>.d/.upstream-NAME.json} (no index name starts
-with a dot, so it never meets an index's file): a start after a restart
-serves the pages it cached, offline too, without asking the upstream.
+C{[upstream]}'s state is a line of the default index's snapshot. An
+C{[upstream:NAME]} belongs to no one index, so its state is kept beside
+the indexes' snapshots, in C{<snapshot>.d/.upstream-NAME.json} (no index
+name starts with a dot, so it never meets an index's file).
 
-Saved within seconds of the cache learning something (L{SOON}: a page
-fetched, a file kept; a crash loses little), at each tick of the
-snapshot interval if it changed, and once more as the server stops. The
-file names the upstream's URL: pages cached from another URL are not
-served after the section's C{url} changed (its kept files are found in
-its storage again, which stays the truth).
+Saved within L{SOON} seconds of the cache learning something (a crash
+loses little), at each tick of the snapshot interval if it changed, and
+once more as the server stops. The file names the upstream's URL: pages
+cached from another URL are not served after the section's C{url} changed.
 """
 
 from __future__ import annotations
@@ -67,20 +63,13 @@ def _write(path: str, url: str, saved_at: float, state: dict[str, Any]) -> None:
 
 
 class SavedState(Service):
-    """
-    Loads a named upstream's state as the server starts, and saves it
-    while it runs and as it stops.
-
-    @ivar path: the state's file.
-    """
+    """Loads a named upstream's state as the server starts, and saves it while it runs."""
 
     def __init__(self, source: UpstreamSource, path: str, run: Run, clock: IReactorTime,
                  interval: float, learnt: Notice | None = None, *,
                  writes: bool = True) -> None:
         """
-        @param interval: seconds between two checks for a change to save.
-        @param learnt: told whenever the source's cache learnt something
-            (the L{Notice} its part was built with): saved L{soon}.
+        @param learnt: told whenever the source's cache learnt something: saved L{soon}.
         @param writes: whether this process saves the state (of a machine's
             workers, the first alone: they share the cache), or only reads it.
         """
@@ -149,7 +138,6 @@ class SavedState(Service):
             else:
                 self.saves += 1
         saving = self._saving = self._run(_write, self.path, url, now, state)
-        # (done() turns a failure into a log line: the Deferred fires with None)
         return saving.addBoth(done)
 
     def stopService(self) -> Deferred[None]:

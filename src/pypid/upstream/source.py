@@ -5,23 +5,20 @@ budget of requests per address, its state in the snapshot and its numbers
 for C{/metrics}.
 
 Apart from L{pypid.upstream.proxy.UpstreamProxy} because several indexes
-may name one upstream among their bases: what the upstream
-said, and the bytes of a file, are the same whoever asks, so they are
-kept once; what a client of one index is shown (which names are hosted
-there, the links of its pages) is the proxy's, one per index. A page is
-cached by project name inside one source only, so a page fetched from one
-upstream is never served as another's.
+may name one upstream among their bases: what the upstream said, and the
+bytes of a file, are the same whoever asks, so they are kept once; what a
+client of one index is shown (which names are hosted there, the links of
+its pages) is the proxy's, one per index. A page is cached inside one
+source only, so a page fetched from one upstream is never served as another's.
 
-The budget (L{MissBudget}): a request for a project or file the cache does
-not hold costs an upstream request, and the names are the client's to
-choose, so without a limit one anonymous client could send the upstream
-as many requests as it sends pypid. Each address may make C{[upstream]
-max_misses_per_address} such requests a minute, refilled steadily, so a
-burst of that size (a cold C{pip install} of a large lock file) passes at
-once. Requests the cache answers cost nothing.
+The budget (L{MissBudget}): a request the cache cannot answer costs an
+upstream request, and the names are the client's to choose, so without a
+limit one anonymous client could send the upstream as many requests as it
+sends pypid. Each address may make C{[upstream] max_misses_per_address}
+such requests a minute, refilled steadily, so a burst of that size (a cold
+C{pip install} of a large lock file) passes at once.
 
-L{SourceSide} is a source as L{pypid.core.indexes.composition.compose} reads it, for
-the pages an index composes of its bases.
+L{SourceSide} is a source as L{pypid.core.indexes.composition.compose} reads it.
 """
 
 from __future__ import annotations
@@ -115,30 +112,19 @@ class UpstreamSource:
     @ivar labelled: whether its families on C{/metrics} carry an
         C{upstream} label (only once named upstreams exist, so that
         C{/metrics} of a server with C{[upstream]} alone is as it was).
-    @ivar _views: the indexes' views of its pages.
-    @ivar _misses: the per-address budget of requests that ask it.
-    @ivar _on_close: drops the connections to the upstream, or L{None}.
-
-    The other collaborators are its attributes, said there.
     """
 
     name: str
     labelled: bool
-    #: its section's limits
     settings: UpstreamConfig
-    #: its rules against dependency confusion
     policy: UpstreamPolicy
     #: its cached pages (by project name, its own)
     pages: PageCache
-    #: the upstream itself
     client: UpstreamClient
-    #: its files: fetched on their first download, checked, kept
     files: UpstreamFiles
-    #: the records of its files kept
     kept: KeptFiles
     _views: _Views
     _misses: MissBudget
-    #: the time its pages and budgets are kept by
     clock: IReactorTime
     _on_close: Callable[[], object] | None = None
     #: in a worker of a machine, the cache shared with the others
@@ -162,10 +148,8 @@ class UpstreamSource:
         """
         The source, complete (no index reads it yet: L{UpstreamProxy.create}).
 
-        @param pages: the cache of its pages; what it calls when a page was
-            fetched (its C{on_change}) is called when a file was kept too, so
-            that the snapshot is saved soon.
-        @param storage: where fetched files are kept (an L{IStorage} of its own).
+        @param pages: the cache of its pages; its C{on_change} is called when
+            a file was kept too, so that the snapshot is saved soon.
         @param share: in a worker of a machine, the cache shared with the
             others (the one C{pages} shares its pages through).
         """
@@ -184,18 +168,16 @@ class UpstreamSource:
 
     def on_takedown(self, listener: Callable[[Takedown, bool], object]) -> None:
         """
-        Call C{listener(takedown, True)} for each kept file the upstream
-        stops listing from now on, C{listener(takedown, False)} when it lists
-        one again (the audit log's: L{pypid.state.takedown_log}).
+        Call C{listener(takedown, True)} for each kept file the upstream stops
+        listing from now on, C{listener(takedown, False)} when it lists one again.
         """
         self._takedown_listeners.append(listener)
 
     def _page_loaded(self, project: str, page: UpstreamPage | None) -> None:
         """
-        A page of C{project} was fetched: the project's kept files it no
-        longer lists are taken down (withheld: the pages serve only what
-        they list, unless C{keep_removed}), those it lists again back.
-        A quarantined page withholds them all already, and says so.
+        A page of C{project} was fetched: the kept files it no longer lists
+        are taken down, those it lists again back (a quarantined page
+        withholds them all already, and says so).
         """
         down, back = self._taken(project, page)
         keep = self.settings.keep_removed
@@ -216,7 +198,7 @@ class UpstreamSource:
     def _taken(self, project: str, page: UpstreamPage | None) -> tuple[list[Takedown],
                                                                        list[Takedown]]:
         """The kept files of C{project} C{page} takes down, and those it lists again."""
-        if page is not None and page.status is not None and page.status.quarantined:
+        if page is not None and page.quarantined:
             return [], []
         kept = self.kept.of_project(project)
         # (a variant wheel whose data is not read is still listed upstream)
@@ -226,10 +208,9 @@ class UpstreamSource:
 
     def _took_in(self, news: News) -> None:
         """
-        What the machine's other workers did to the cache, taken in: their
-        files first (a page of a file kept shows it), then their pages, whose
-        takedowns are counted here without a word (the fetching worker said
-        them, and wrote them in the audit log).
+        What the machine's other workers did to the cache, taken in: files
+        first (a page of a file kept shows it), then pages (their takedowns
+        counted without a word: the fetching worker said them).
         """
         self.files.learn(news)
         for project, (entry, held) in news.pages.items():
@@ -242,8 +223,7 @@ class UpstreamSource:
 
     def _withheld_count(self) -> int:
         """How many L{withheld} files there are, counted without sorting them (C{/metrics})."""
-        kept = self.kept
-        return sum(1 for name in self.takedowns.filenames() if name in kept)
+        return sum(1 for name in self.takedowns.filenames() if name in self.kept)
 
     # -- what the indexes that read it share --------------------------------------
 
@@ -257,20 +237,15 @@ class UpstreamSource:
         self._views.add(view)
 
     def charge(self, address: str | None) -> float | None:
-        """
-        Charge C{address} for one request that asks the upstream now.
-
-        @return: L{None}, or the seconds to wait before asking again.
-        """
+        """Charge C{address} for one request to the upstream: L{None}, or the seconds to wait."""
         return self._misses.charge(address, self.clock.seconds())
 
     # -- its life: the snapshot, the numbers, the end ------------------------------
 
     async def load(self, state: object = None, since: float = 0.0) -> None:
         """
-        Prepare the cache storage and learn what it holds, starting from the
-        records and pages of a snapshot's C{state} (storage stays the truth:
-        what changed since C{since} is read again).
+        Learn what the cache storage holds, starting from the records and
+        pages of a snapshot's C{state} (what changed since C{since} is read again).
         """
         known: dict[str, FileRecord] = {}
         if isinstance(state, dict):
@@ -291,13 +266,12 @@ class UpstreamSource:
             # (what the others fetched since the snapshot, newer than its pages)
             self._took_in(News(await self.machine.pages_since(since)))
         await self.files.rescan(known, since)
-        log.info("Upstream cache{of}: {files} kept",
-                 of=f" of {self.name}" if self.labelled else "",
+        log.info("Upstream cache{of}: {files} kept", of=f" of {self.name}" if self.labelled else "",
                  files=counted(len(self.kept), "file"))
 
     def state(self) -> dict[str, Any]:
         """The cached pages and files, JSON-ready, for the snapshot."""
-        self.pages.saved()
+        self.pages.changed = False
         self._saved_changes = self.kept.changes
         # (the files the least recently downloaded first: the order of
         # eviction, which a start takes back)
@@ -305,11 +279,9 @@ class UpstreamSource:
                                  "files": [record.to_json() for record in self.kept],
                                  "takedowns": self.takedowns.to_json()}
         self.takedowns.changed = False
-        pinned = self.kept.pinned()
-        if pinned:
+        if pinned := self.kept.pinned():
             state["pinned"] = pinned
         if len(self.pages.quarantines):
-            # (a quarantine outlives the project's removal upstream)
             state["quarantines"] = self.pages.quarantines.to_json()
         return state
 
@@ -323,10 +295,7 @@ class UpstreamSource:
         self.pages.changed = True
 
     def metric_families(self) -> Iterator[Family]:
-        """
-        Pages and files asked for and how they were served, what is kept,
-        and the fetches; with an C{upstream} label first when L{labelled}.
-        """
+        """The pages', files' and fetches' numbers; with an C{upstream} label when L{labelled}."""
         pages, files = self.pages, self.files
         families = [
             by_label("pypid_upstream_pages", "Upstream project pages asked for, by how they "
@@ -341,12 +310,10 @@ class UpstreamSource:
                               "pypid_upstream_fetch_duration_seconds"),
                              "Fetches from the upstream", ("kind",),
                              [((), pages.timings), ((), files.timings)]),
-            # (the cache's size against its cap)
             gauge("pypid_upstream_cached_bytes", "Bytes of the upstream files kept.",
                   self.kept.size),
             counter("pypid_upstream_evicted_files_total", "Upstream files evicted to keep "
                     "the cache under [upstream] max_cache_size.", files.evicted),
-            # (the kept files the upstream no longer lists)
             counter("pypid_upstream_takedowns_total", "Kept upstream files seen no longer "
                     "listed by the upstream since the start.", self._taken_down),
             gauge("pypid_upstream_withheld_files", "Kept upstream files the upstream no "
@@ -355,24 +322,18 @@ class UpstreamSource:
             yield labelled(family, self.name) if self.labelled else family
 
     def report(self) -> dict[str, Any]:
-        """
-        What C{GET /api/indexes} says of the cache: its pages and
-        files kept, their bytes against the cap, how they were served and
-        the files evicted since the start (the numbers of L{metric_families}).
-        """
+        """What C{GET /api/indexes} says of the cache (the numbers of L{metric_families})."""
         pages, files, config = self.pages, self.files, self.settings
         return {"name": self.name, "mode": config.mode,
                 "pages": {"cached": len(pages.entries), "served": dict(pages.served)},
                 "files": {"kept": len(self.kept), "bytes": self.kept.size,
-                          "max_bytes": config.max_cache_size,
-                          "served": dict(files.served), "evicted": files.evicted,
-                          "taken_down": self._withheld_count()}}
+                          "max_bytes": config.max_cache_size, "served": dict(files.served),
+                          "evicted": files.evicted, "taken_down": self._withheld_count()}}
 
     def close(self) -> None:
         """
-        Drop the connections to the upstream kept for reuse (at the end of
-        the service's life, and when its hosts change); new ones are made
-        as requests need them.
+        Drop the connections to the upstream kept for reuse (at the end, and
+        when its hosts change); new ones are made as requests need them.
         """
         if self._on_close is not None:
             self._on_close()
@@ -387,8 +348,7 @@ def labelled(family: Family, upstream: str) -> Family:
 
 class MissBudget:
     """
-    A token bucket per client address (pure bookkeeping: the time is
-    passed in).
+    A token bucket per client address (the time is passed in).
 
     @ivar refused: requests refused, for C{/metrics}.
     """
@@ -401,11 +361,7 @@ class MissBudget:
         self.refused = 0
 
     def charge(self, address: str | None, now: float) -> float | None:
-        """
-        Take one request from C{address}'s budget at C{now} (seconds).
-
-        @return: L{None} when it may go on, otherwise the seconds until it may.
-        """
+        """Take one request from C{address}'s budget at C{now}: L{None}, or the seconds to wait."""
         tokens, then = self._buckets.pop(address, (self._size, now))
         tokens = min(self._size, tokens + max(now - then, 0.0) * self._rate)
         if tokens < 1.0:
@@ -424,11 +380,8 @@ class SourceSide:
     I/O; the page a composed page delegates to is its default proxy's.
 
     @ivar name: as a base names it (C{upstream:NAME}).
-    @ivar source: the upstream (its cache, files and budget), for the web
-        side's I/O.
-    @ivar _view: what its pages show, with the links of the pages it
-        delegates to (a view over an index that hosts nothing: the
-        chain's own confusion rules are applied by the composition).
+    @ivar _view: a view over an index that hosts nothing: the chain's own
+        confusion rules are applied by the composition.
     """
 
     name: str
@@ -462,17 +415,13 @@ class SourceSide:
         return files, tuple(files.values())
 
     def status(self, project: str) -> ProjectStatus | None:
-        """
-        The status its cached page gives C{project} (PEP 792; L{None}:
-        active, or nothing cached); a quarantined one's L{cached} shows no file.
-        """
+        """The status its cached page gives C{project} (L{None}: active, or nothing cached)."""
         if self.source.mode != "cache":
             return None
         return self._view.status(project)
 
     def file_url(self, f: ComposedFile) -> str:
-        """The link its own pages give C{f}."""
-        # (the files it gives are its page's)
+        """The link its own pages give C{f} (one of its page's files)."""
         return self._view.link(cast(UpstreamFile, f))
 
     def page(self, project: str, kind: str) -> Page:
@@ -486,9 +435,8 @@ class SourceSide:
 @attrs.frozen
 class _NoMergedPages:
     """
-    The pages of an index that hosts nothing: no namespace (an upstream's
-    own pages are at API 1.4: a view that serves namespaces composes its
-    own, L{pypid.core.indexes.composed}).
+    The pages of an index that hosts nothing: no namespace (a view that
+    serves namespaces composes its own, L{pypid.core.indexes.composed}).
     """
 
     namespaces: None = None
@@ -498,7 +446,6 @@ class _NoMergedPages:
 class _NothingHosted:
     """An index that hosts nothing (the chain's own rules are the composition's)."""
 
-    #: nothing is hosted: its JSON pages are at API 1.4
     rendered: _NoMergedPages = _NoMergedPages()
 
     def project(self, name: str) -> None:

@@ -1,16 +1,11 @@
 """
-The files an upstream took down: kept here, then no longer
-listed by the upstream's page of their project (one version deleted, or
-the whole project gone).
+The files an upstream took down: kept here, then no longer listed by the
+upstream's page of their project (one version deleted, or the project gone).
 
-Why a table of its own, when the pages already withhold such a file (it
-is served only while a page lists it:
-L{pypid.web.serving.upstream_pages}): a takedown is an event an operator must
-see (an audit entry, a metric, C{pypid-upstream takedowns}), once, when
-it is first seen, and across restarts; and a file listed again is served
-again, said once too. The table is worked out from each page fetched
-(L{Takedowns.seen}: the project's kept files against the files the page
-lists), kept in the upstream's saved state, and bounded. Pure.
+Why a table of its own, when the pages already withhold such a file: a
+takedown is an event an operator must see (an audit entry, a metric,
+C{pypid-upstream takedowns}), once, when it is first seen, and across
+restarts; and a file listed again is served again, said once too. Pure.
 """
 
 from __future__ import annotations
@@ -32,8 +27,6 @@ class Takedown:
     """
     A kept file the upstream stopped listing.
 
-    @ivar project: its normalized project.
-    @ivar filename: the file's name.
     @ivar seen: when the page that no longer listed it was fetched.
     """
 
@@ -42,7 +35,7 @@ class Takedown:
     seen: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"project": self.project, "filename": self.filename, "seen": self.seen}
+        return attrs.asdict(self)
 
 
 @attrs.define
@@ -62,7 +55,7 @@ class Takedowns:
         return filename in self._by_name
 
     def filenames(self) -> Iterable[str]:
-        """The filenames taken down, in no order (L{all} sorts them)."""
+        """The filenames taken down, in no order."""
         return self._by_name.keys()
 
     def all(self) -> list[Takedown]:
@@ -72,10 +65,9 @@ class Takedowns:
     def seen(self, project: str, kept: Iterable[str], listed: Iterable[str] | None,
              now: float) -> tuple[list[Takedown], list[Takedown]]:
         """
-        What a page of the normalized C{project} fetched at C{now} shows:
-        C{(taken down, listed again)}. C{kept} are the project's files kept
-        here; C{listed} the page's filenames (L{None}: the upstream has no
-        such project any more, so every kept file is taken down).
+        What a page of C{project} fetched at C{now} shows: C{(taken down,
+        listed again)} of the C{kept} files; C{listed} the page's filenames
+        (L{None}: the upstream has no such project any more).
         """
         names = frozenset(listed or ())
         kept = list(kept)

@@ -2,21 +2,18 @@
 One upstream file's bytes on their way to a temporary file: written in the
 thread pool in order, the transfer paused while too much waits to be
 written (or while the client fed alongside is behind), an idle deadline
-and a cap on the size.
-
-Apart from L{pypid.upstream.downloads}, which decides what is fetched and
-what is kept, because this is the part that meets the network: it is
-tested alone with a fake transport (C{tests/unit/upstream/test_upstream_transfer.py}).
+and a cap on the size. Apart from L{pypid.upstream.downloads} because this
+is the part that meets the network: it is tested alone with a fake transport.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from typing import IO, Protocol, cast
+from typing import IO, Protocol
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -36,9 +33,8 @@ class VerifyError(UpstreamError):
 
 class DownloadTee(Protocol):
     """
-    Who is fed a file's bytes while it is fetched (the first client to ask,
-    L{pypid.web.serving.upstream_files}), so that it need not wait for the whole
-    file: told when the bytes start, each piece, and whether they were right.
+    Who is fed a file's bytes while it is fetched (the first client to ask),
+    so that it need not wait for the whole file.
     """
 
     #: whether anything was sent on (the caller then answers nothing more)
@@ -65,10 +61,7 @@ def open_temp(folder: str) -> tuple[str, IO[bytes]]:
 
 
 class ToFile(TwistedProtocol):
-    """
-    Writes a body to a file in the thread pool, in order, pausing the
-    transfer while too much waits to be written, with an idle deadline.
-    """
+    """Writes a response's body to a file, as the module docstring says."""
 
     def __init__(self, f: IO[bytes], run: Run, clock: IReactorTime, idle: float,
                  limit: int, done: Deferred[int], high: int = 4 << 20,
@@ -89,10 +82,6 @@ class ToFile(TwistedProtocol):
         self._chain: Deferred[object] = succeed(None)
         self._error: Exception | None = None
         self._deadline = bodies.Deadline(clock, idle, self._stalled)
-
-    def _producer(self) -> IPushProducer:
-        # (the transport of a response's body: a push producer)
-        return cast(IPushProducer, self.transport)
 
     def connectionMade(self) -> None:
         """The body starts: the idle deadline runs, the tee is told."""
@@ -127,7 +116,7 @@ class ToFile(TwistedProtocol):
         """Pause the transfer (the disk, or the client being fed, is behind)."""
         if not self._holds and self._error is None:
             self._deadline.disarm()
-            self._producer().pauseProducing()
+            bodies.producer(self).pauseProducing()
         self._holds.add(reason)
         if reason == "client" and self._client_timer is None:
             # The download is shared (the cache, other clients wait for it):
@@ -153,7 +142,7 @@ class ToFile(TwistedProtocol):
         self._holds.discard(reason)
         if not self._holds and self._error is None:
             self._deadline.arm()
-            self._producer().resumeProducing()
+            bodies.producer(self).resumeProducing()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The body ended: once all is written, C{done} fires with the size, or fails."""
@@ -175,7 +164,7 @@ class ToFile(TwistedProtocol):
     def _fail(self, error: Exception) -> None:
         self._error = error
         self._deadline.disarm()
-        self._producer().stopProducing()
+        bodies.producer(self).stopProducing()
 
     def _stalled(self) -> None:
         self._fail(TransferFailed(f"the upstream sent nothing for {self._idle:g} s"))

@@ -2,30 +2,23 @@
 An upstream's variant wheels (PEP 825), passed on with their data: what
 each page's C{{name}-{version}-variants.json} says of them, read, checked
 and given to each wheel, so that pypid's pages make their index-level file
-of what they list, as for hosted wheels (L{pypid.core.dists.variant_files}).
-Pure: the reading itself is the client's
-(L{pypid.upstream.fetch.UpstreamClient.page}).
+of what they list, as for hosted wheels. Pure: the reading itself is the
+client's (L{pypid.upstream.fetch.UpstreamClient.page}).
 
 A proxy passing the upstream's file on byte for byte would list variants
 its page does not (a cooldown's hidden wheels, a view's filters, an
 advisory's verdicts, a hosted file shadowing one); so, as PEP 825's
 "Index-level metadata" lets an index, the data is the upstream's and the
-file pypid's. The upstream's file is read as a wheel's C{variant.json} is
-on upload (L{pypid.core.dists.wheel_variants.read_variant_json}); each
-wheel keeps its label's entry, at most
+file pypid's. Each wheel keeps its label's entry, at most
 L{pypid.core.dists.model.VARIANT_BYTES}, and a wheel fetched or served
-later is held to it (L{pypid.upstream.downloads},
-L{pypid.web.serving.upstream_files}).
+later is held to it.
 
-A variant wheel is never listed without its data: one whose release lists
-no index-level file, whose label it does not name, or whose file could not
-be read is left out (counted with the page's refused entries; a copy kept
-here is not served, nor taken down), and its plain siblings are served.
-Each wheel's data is kept in the cached page; a refreshed page takes it
-over from the page before wherever the release's file has the same
-sha256, so a page refreshed unchanged reads none again. At most
-L{MAX_READS_PER_PAGE} files are read a fetch, the newest releases first,
-those that failed before last (L{to_read}).
+A variant wheel is never listed without its data: one whose data cannot be
+had is left out (counted with the page's refused entries; a copy kept here
+is not served, nor taken down), and its plain siblings are served. A
+refreshed page takes each wheel's data over from the page before wherever
+the release's file has the same sha256, so a page refreshed unchanged
+reads none again.
 """
 
 from __future__ import annotations
@@ -72,12 +65,10 @@ class _Files:
 
     def of_wheel(self, wheel: UpstreamFile) -> UpstreamFile | None:
         """
-        The index-level file describing C{wheel}: its version's own (a
-        release spelled two ways may have a file under each), else its
-        release's.
+        The index-level file describing C{wheel}: its version's own (a release
+        spelled two ways may have a file under each), else its release's.
         """
-        return self.by_version.get(wheel.version) or self.by_release.get(
-            release_key(wheel.version))
+        return self.by_version.get(wheel.version) or self.by_release.get(release_key(wheel.version))
 
 
 def _label(wheel: UpstreamFile) -> str:
@@ -108,14 +99,13 @@ def _pair(sha256: str, label: str) -> str:
 def to_read(page: UpstreamPage, previous: UpstreamPage | None) -> list[UpstreamFile]:
     """
     The index-level files of C{page} to read for its variant wheels: those
-    whose data the page before (C{previous}) neither gave nor found
-    unusable; those never tried first, the newest release first, then
-    those that failed, the least recently tried first; at most
-    L{MAX_READS_PER_PAGE}.
+    whose data the page before neither gave nor found unusable; those never
+    tried first, the newest release first, then those that failed, the
+    least recently tried first.
     """
     files = _Files.of(page)
     before = _given_before(previous)
-    unusable = frozenset(previous.variants_unusable) if previous is not None else frozenset()
+    unusable = frozenset(previous.variants_unusable if previous is not None else ())
     failed = previous.variants_failed if previous is not None else ()
     wanted: dict[str, UpstreamFile] = {}
     for wheel in page.variant_wheels:
@@ -133,12 +123,7 @@ def to_read(page: UpstreamPage, previous: UpstreamPage | None) -> list[UpstreamF
 
 
 def read_index_level(entry: UpstreamFile, data: bytes) -> VariantMetadata:
-    """
-    The metadata of C{entry}'s bytes, C{data}, checked against the page's
-    sha256 and PEP 825's rules.
-
-    @raise InvalidVariant: naming what is wrong.
-    """
+    """The metadata of C{entry}'s bytes, checked against the page's sha256 and PEP 825's rules."""
     if hashlib.sha256(data).hexdigest() != entry.sha256:
         raise InvalidVariant("its bytes do not match the sha256 its page gives")
     return read_variant_json(data)
@@ -149,12 +134,9 @@ def completed(page: UpstreamPage, previous: UpstreamPage | None,
               failed: Mapping[str, str]) -> tuple[UpstreamPage, dict[str, str]]:
     """
     C{page} with its variant wheels given their data and listed among its
-    files; those that cannot stay in C{variant_wheels}, counted refused,
-    with their reasons among the examples (the upstream lists them still:
-    no takedown).
+    files; those that cannot stay in C{variant_wheels}, counted refused (the
+    upstream lists them still: no takedown).
 
-    @param previous: the page before, whose wheels' data is taken over
-        where their release's file is unchanged.
     @param read: the index-level files read now, by sha256.
     @param failed: why those that could not be read were not, by sha256.
     @return: the page, and why each wheel left waiting is, by filename.
@@ -164,8 +146,7 @@ def completed(page: UpstreamPage, previous: UpstreamPage | None,
     files = _Files.of(page)
     before = _given_before(previous)
     failed_before = previous.variants_failed if previous is not None else ()
-    unusable_before = (frozenset(previous.variants_unusable) if previous is not None
-                       else frozenset())
+    unusable_before = frozenset(previous.variants_unusable if previous is not None else ())
     given: list[UpstreamFile] = []
     waiting: dict[str, tuple[UpstreamFile, str]] = {}
     unusable: set[str] = set()
@@ -198,14 +179,12 @@ def completed(page: UpstreamPage, previous: UpstreamPage | None,
                     if sha256 in listed and sha256 not in read and sha256 not in failed]
     reasons = {name: reason for name, (_wheel, reason) in waiting.items()}
     skipped = (*page.skipped, *list(reasons.items())[:SKIPPED_EXAMPLES - len(page.skipped)])
-    done = attrs.evolve(
+    return attrs.evolve(
         page, files=tuple(sorted((*page.files, *given), key=lambda f: f.filename)),
         variant_wheels=tuple(wheel for wheel, _reason in waiting.values()),
-        variants_failed=(*still_failed, *sorted(sha256 for sha256 in failed
-                                                if sha256 in listed)),
+        variants_failed=(*still_failed, *sorted(sha256 for sha256 in failed if sha256 in listed)),
         variants_unusable=tuple(sorted(unusable)),
-        skipped=skipped, refused=page.refused + len(waiting))
-    return done, reasons
+        skipped=skipped, refused=page.refused + len(waiting)), reasons
 
 
 def _read_for(entry: UpstreamFile, label: str, meta: VariantMetadata | None,

@@ -38,7 +38,7 @@ from pypid.storage.bucket.storage import BucketStorage
 from pypid.storage.s3.api import S3Client
 from pypid.storage.s3.credentials import CredentialSource
 from pypid.storage.s3.sign import Bucket, Credentials
-from pypid.upstream import cache, cached_page, failures, file_metadata, page_view, source
+from pypid.upstream import cache, cached_page, file_metadata, page_view, source
 from pypid.upstream.cache import PageCache
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.fetch import UpstreamError, UpstreamNotFound
@@ -215,8 +215,8 @@ class BoundsTests(SynchronousTestCase):
                              budget)
 
     def test_file_failures(self):
-        """Failed upstream files are remembered for at most L{failures.MAX_FAILED_FILES} names."""
-        self.patch(failures, "MAX_FAILED_FILES", 300)
+        """Failed upstream files are remembered for at most L{cache.MAX_FAILED_FILES} names."""
+        self.patch(cache, "MAX_FAILED_FILES", 300)
         upstream = self.make_sides()[2]
         from twisted.python.failure import Failure
 

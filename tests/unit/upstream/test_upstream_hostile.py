@@ -26,11 +26,10 @@ from pypid.auth.verifier import PasswordVerifier
 from pypid.config import load_config
 from pypid.core.indexes.index import Index
 from pypid.core.indexes.links import file_url_for
-from pypid.upstream import cache, failures, fetch
-from pypid.upstream.cache import PageCache
+from pypid.upstream import cache, fetch
+from pypid.upstream.cache import PageCache, RecentFailures
 from pypid.upstream.confusion import UpstreamPolicy
 from pypid.upstream.downloads import Admission
-from pypid.upstream.failures import RecentFailures
 from pypid.upstream.fetch import FileHosts, UpstreamClient, UpstreamError
 from pypid.upstream.page_model import UpstreamPage, UpstreamPageError
 from pypid.upstream.parser import parse_page
@@ -666,8 +665,8 @@ class RecentFailuresTests(SynchronousTestCase):
         self.assertIsNone(failed.lately("a.whl"))
 
     def test_oldest_forgotten(self):
-        """Past L{failures.MAX_FAILED_FILES} names the oldest are forgotten; a new failure is last."""
-        self.patch(failures, "MAX_FAILED_FILES", 2)
+        """Past L{cache.MAX_FAILED_FILES} names the oldest are forgotten; a new failure is last."""
+        self.patch(cache, "MAX_FAILED_FILES", 2)
         failed = RecentFailures(Clock())
         for name in ("a", "b", "a", "c"):
             failed.remember(name, name.upper())
