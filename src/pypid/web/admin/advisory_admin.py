@@ -3,26 +3,21 @@ C{GET /api/advisories} (admins): what the server's security advisories do
 to each index now, or would do under another mode (a dry run); what
 C{pypid-admin advisories check} prints.
 
-Why a dry run is a question to the running server rather than a tool of
-its own: what an index would hide depends on what it knows, its hosted
-files and the upstream pages it has cached, and on the advisories the
-server loaded; the server has both in memory. Answering costs one verdict
-per known release of each project the advisories name (each worked out
-once per database: L{pypid.core.security.advisories.AdvisoryPolicy}), nothing for
-the others.
+A dry run asks the running server rather than being a tool of its own:
+what an index would hide depends on its hosted files, the upstream pages
+it has cached and the advisories loaded, all in the server's memory. It
+costs one verdict per known release of each project the advisories name
+(each worked out once per database:
+L{pypid.core.security.advisories.AdvisoryPolicy}).
 
-The answer: C{database} (the advisories in force: how many, of how many
-projects, from where), and per index its C{mode}, C{severity} and the
-C{releases} it acts on, each with its C{action} and advisories. C{index}
-keeps one index; C{mode} (C{warn}, C{hide} or C{deny}) answers what each
-index would do in that mode, its severity and waivers kept.
+C{index} keeps one index; C{mode} (C{warn}, C{hide} or C{deny}) answers
+what each index would do in that mode, its severity and waivers kept.
 
 The waivers admins keep (L{pypid.core.security.advisory_waivers}) are
 listed, added and removed at C{/api/advisories/waivers}, each change
-audited (C{advisory-waive}, C{advisory-unwaive}); C{GET
-/api/advisories/project/<p>} says, for an admin or whoever may change the
-project, each advisory affecting a release it has in an index and where
-the index stands on it (the console's project page).
+audited; C{GET /api/advisories/project/<p>} says, for an admin or whoever
+may change the project, each advisory affecting a release it has in an
+index and where the index stands on it (the console's project page).
 """
 
 from __future__ import annotations
@@ -45,6 +40,7 @@ from pypid.core.security.advisories import (
     MODES,
     OFF,
     AdvisoriesUnread,
+    Advisory,
     AdvisoryBoard,
     AdvisoryDB,
     AdvisoryPolicy,
@@ -74,6 +70,8 @@ WAIVE, UNWAIVE = ChangeKind.ADVISORY_WAIVE, ChangeKind.ADVISORY_UNWAIVE
 #: The largest body a waiver's request may have.
 MAX_WAIVER_BODY = 4096
 
+_Edit = Callable[[Waivers], tuple[Waivers, Waiver | None]]
+
 
 class AdvisedIndexes(Protocol):
     """What the dry run reads of the server's indexes (L{pypid.state.indexes.IndexRegistry})."""
@@ -94,22 +92,24 @@ class AdvisedIndexes(Protocol):
     def waivers(self) -> WaiverKeeper | None: ...
 
 
+def _advisory_json(a: Advisory) -> dict[str, Any]:
+    return {"id": a.id, "aliases": list(a.aliases), "severity": a.severity,
+            "summary": a.summary or None}
+
+
 def verdict_json(project: str, version: str, verdict: Verdict) -> dict[str, Any]:
     """One release an index acts on, as the answer lists it."""
     return {"project": project, "version": version, "action": verdict.action,
-            "advisories": [{"id": a.id, "aliases": list(a.aliases), "severity": a.severity,
-                            "summary": a.summary or None} for a in verdict.advisories]}
+            "advisories": [_advisory_json(a) for a in verdict.advisories]}
 
 
 def stricter_sources(name: str, policies: Mapping[str, AdvisoryPolicy],
                      sources: Sequence[str]) -> list[dict[str, str]]:
     """
-    The hosted C{sources} of index C{name} whose own mode is stricter than
-    its own (C{deny} over C{hide} over C{warn} over C{off}): each index
-    acts by its own C{advisories} key, so what such a base denies or hides
-    at its own URLs, index C{name} serves as its own mode says (an
-    operator may read the base's mode as reaching every index built on
-    it; it does not, by design).
+    The hosted C{sources} of index C{name} whose mode is stricter than its
+    own (C{deny} over C{hide} over C{warn} over C{off}): by design, what
+    such a base denies or hides at its own URLs, index C{name} serves as
+    its own mode says, which an operator may not expect.
     """
     mode = policies[name].rules.mode
     return [{"index": source, "mode": policies[source].rules.mode} for source in sources
@@ -120,13 +120,10 @@ def stricter_sources(name: str, policies: Mapping[str, AdvisoryPolicy],
 def index_report(name: str, policy: AdvisoryPolicy, releases: Callable[[str], set[str]],
                  projects: frozenset[str]) -> dict[str, Any]:
     """What index C{name}'s C{policy} does to the C{releases} of C{projects} it knows."""
-    acted = []
-    if policy.active:
-        for project in sorted(projects):
-            for version in sorted(releases(project), key=version_key):
-                verdict = policy.verdict(project, version)
-                if verdict is not None:
-                    acted.append(verdict_json(project, version, verdict))
+    acted = [verdict_json(project, version, verdict) for project in sorted(projects)
+             for version in sorted(releases(project), key=version_key)
+             if (verdict := policy.verdict(project, version)) is not None
+             ] if policy.active else []
     rules = policy.rules
     return {"index": name, "mode": rules.mode, "severity": rules.severity,
             "releases": acted}
@@ -147,20 +144,15 @@ def project_report(policy: AdvisoryPolicy, db: AdvisoryDB, project: str,
         verdict = policy.verdict(project, version)
         found.append({
             "version": version, "action": verdict.action if verdict is not None else None,
-            "advisories": [{"id": a.id, "aliases": list(a.aliases), "severity": a.severity,
-                            "summary": a.summary or None, "link": a.link,
-                            "standing": policy.standing(project, version, a)}
+            "advisories": [dict(_advisory_json(a), link=a.link,
+                                standing=policy.standing(project, version, a))
                            for a in affecting]})
     return found
 
 
 @attrs.define(slots=False)
 class AdvisoryAdmin:
-    """
-    @ivar _indexes: the server's indexes and advisories.
-    @ivar _audit: where each waiver kept or removed is recorded.
-    @ivar _clock: provides C{seconds()}: when a waiver was kept.
-    """
+    """C{/api/advisories}: what they do, and the waivers admins keep."""
 
     _access: Gates
     _indexes: AdvisedIndexes
@@ -214,11 +206,10 @@ class AdvisoryAdmin:
     @app.route("/api/advisories/project/<string:project>", methods=["GET", "HEAD"])
     async def project(self, request: IRequest, project: str) -> bytes:
         """
-        C{{"index", "project", "mode", "releases": [...], "waivers": [...]}}:
-        each release of the project the index knows that advisories
-        affect, with where the index stands on each, and the waivers kept
-        for the project there; for an admin or whoever may change the
-        project (to others, as if it did not exist).
+        Each release of the project the index knows that advisories affect,
+        with where the index stands on each, and the waivers kept for it
+        there; for an admin or whoever may change the project (to others,
+        as if it did not exist).
         """
         await self._access.person(request, ADVISORIES_LOGIN, "reads a project's advisories")
         return send_json(request, self.of_project(
@@ -247,10 +238,7 @@ class AdvisoryAdmin:
 
     @app.route("/api/advisories/waivers", methods=["GET", "HEAD"])
     async def waivers(self, request: IRequest) -> bytes:
-        """
-        C{{"waivers": [...]}}: the waivers kept, oldest first (C{index} and
-        C{project} keep those of one); admins.
-        """
+        """The waivers kept, oldest first (C{index} and C{project} keep those of one); admins."""
         await self._access.admin(request, WAIVERS_LOGIN)
         keeper = self._keeper()
         index = form_field(request, "index") or None
@@ -266,8 +254,8 @@ class AdvisoryAdmin:
         """
         Keep a waiver (admins): a JSON object, or a urlencoded form, of
         C{index}, C{project}, one of C{advisory} and C{version}, and an
-        optional C{reason}; 201 with the waiver (one of the same index,
-        project and advisory or release is replaced).
+        optional C{reason}; 201 with the waiver (replacing one of the same
+        index, project and advisory or release).
         """
         waiver = await self.waive_as(request, lambda: _waiver_fields(request))
         request.setResponseCode(201)
@@ -279,18 +267,10 @@ class AdvisoryAdmin:
         Keep the waiver C{fields()} names, for the admin of C{request}
         (each refusal audited, that of the fields too); the waiver kept.
         """
-        async def work() -> Waiver:
-            identity = await self._access.admin(request, WAIVERS_LOGIN)
-            keeper = self._keeper()
-            asked = self._asked(fields())
+        def add(asked: Waiver, identity: Any) -> _Edit:
             waiver = attrs.evolve(asked, by=identity.name, at=self._clock.seconds())
-
-            def add(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
-                return waivers.adding(waiver), waiver
-            await self._changed(keeper, add)
-            self._record(request, identity, WAIVE, waiver)
-            return waiver
-        return self._audit.recorded(request, WAIVE, work())
+            return lambda waivers: (waivers.adding(waiver), waiver)
+        return self._change(request, WAIVE, fields, add)
 
     @app.route("/api/advisories/waivers", methods=["DELETE"])
     async def unwaive(self, request: IRequest) -> bytes:
@@ -299,11 +279,8 @@ class AdvisoryAdmin:
         C{advisory} and C{version} in the query (or the console's form);
         404 when none is kept.
         """
-        def fields() -> dict[str, str]:
-            named = {key: form_field(request, key)
-                     for key in ("index", "project", "advisory", "version")}
-            return {k: v for k, v in named.items() if v}
-        removed = await self.unwaive_as(request, fields)
+        removed = await self.unwaive_as(request, lambda: _form_fields(
+            request, ("index", "project", "advisory", "version")))
         return send_json(request, {"removed": removed.to_json()})
 
     def unwaive_as(self, request: IRequest,
@@ -312,20 +289,36 @@ class AdvisoryAdmin:
         Remove the waiver C{fields()} names, for the admin of C{request}
         (each refusal audited, that of the fields too); the waiver removed.
         """
+        # (any index's name: a waiver of an index removed since is removed too)
+        return self._change(request, UNWAIVE, fields,
+                            lambda asked, _: lambda waivers: waivers.removing(asked.key),
+                            any_index=True)
+
+    def _change(self, request: IRequest, event: ChangeKind,
+                fields: Callable[[], Mapping[str, str]],
+                edit: Callable[[Waiver, Any], _Edit], any_index: bool = False
+                ) -> Awaitable[Waiver]:
+        """
+        Change the waivers by C{edit(asked, identity)} for the admin of
+        C{request}, audited as C{event}; the waiver kept or removed.
+        """
         async def work() -> Waiver:
             identity = await self._access.admin(request, WAIVERS_LOGIN)
             keeper = self._keeper()
-            # (any index's name: a waiver of an index removed since is removed too)
-            asked = self._asked(fields(), any_index=True)
-
-            def remove(waivers: Waivers) -> tuple[Waivers, Waiver | None]:
-                return waivers.removing(asked.key)
-            removed = await self._changed(keeper, remove)
-            if removed is None:
+            asked = self._asked(fields(), any_index)
+            try:
+                changed = await keeper.change(edit(asked, identity))
+            except TooManyWaivers as e:
+                raise Conflict(str(e))
+            except InvalidWaiver as e:
+                raise Unavailable(f"the advisory waivers kept are unreadable: {e}")
+            except StorageError as e:
+                raise storage_unavailable(e)
+            if changed is None:
                 raise NotFound("no such waiver")
-            self._record(request, identity, UNWAIVE, removed)
-            return removed
-        return self._audit.recorded(request, UNWAIVE, work())
+            self._record(request, identity, event, changed)
+            return changed
+        return self._audit.recorded(request, event, work())
 
     def _keeper(self) -> WaiverKeeper:
         keeper = self._indexes.waivers
@@ -343,18 +336,6 @@ class AdvisoryAdmin:
         except InvalidWaiver as e:
             raise BadRequest(str(e))
 
-    async def _changed(self, keeper: WaiverKeeper,
-                       edit: Callable[[Waivers], tuple[Waivers, Waiver | None]]
-                       ) -> Waiver | None:
-        try:
-            return await keeper.change(edit)
-        except TooManyWaivers as e:
-            raise Conflict(str(e))
-        except InvalidWaiver as e:
-            raise Unavailable(f"the advisory waivers kept are unreadable: {e}")
-        except StorageError as e:
-            raise storage_unavailable(e)
-
     def _record(self, request: IRequest, identity: Any, event: ChangeKind, waiver: Waiver) -> None:
         what = waiver.advisory or f"every advisory of {waiver.version}"
         detail = what + (f": {waiver.reason}" if waiver.reason else "")
@@ -367,11 +348,14 @@ class AdvisoryAdmin:
 def _waiver_fields(request: IRequest) -> dict[str, str]:
     """The fields of a waiver's JSON object, or of a urlencoded form; 400 when unreadable."""
     if is_form(request):
-        fields = {key: form_field(request, key)
-                  for key in ("index", "project", "advisory", "version", "reason")}
-        return {k: v for k, v in fields.items() if v}
+        return _form_fields(request, ("index", "project", "advisory", "version", "reason"))
     data = json_object(request, MAX_WAIVER_BODY)
     for key, value in data.items():
         if not isinstance(value, str) and value is not None:
             raise BadRequest(f"{key}: text is required")
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _form_fields(request: IRequest, keys: Sequence[str]) -> dict[str, str]:
+    """The C{keys} of C{request}'s query or form that are not empty."""
+    return {key: value for key in keys if (value := form_field(request, key))}

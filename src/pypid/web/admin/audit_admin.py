@@ -36,9 +36,7 @@ _T = TypeVar("_T")
 
 @attrs.define(slots=False)
 class AuditAdmin:
-    """
-    C{GET /api/audit} (admins only).
-    """
+    """C{GET /api/audit} and C{GET /api/audit/verify}."""
 
     _access: Gates
     _trail: AuditTrail
@@ -49,16 +47,15 @@ class AuditAdmin:
     @app.route("/api/audit", methods=["GET", "HEAD"])
     async def audit(self, request: IRequest) -> bytes:
         """
-        The audit entries, oldest first, as JSON: C{since} (a date or time,
-        ISO 8601, UTC unless it says otherwise) gives the entries from then
-        on, at most C{limit} (default 1000, at most 10000), and C{next}, the
-        C{since} of the following page; without C{since}, the newest
-        C{limit} (before C{before}, if given), and C{before}, the C{before}
-        of the page of older ones. C{project}, C{user}, C{event} and
-        C{index} keep only the entries that name them (C{index=default}:
-        those that name no index); C{id}, those of a webhook event. One request reads at most
-        L{pypid.core.records.audit_query.MAX_DAYS_READ} days: past them, it answers what
-        it found, and the cursor of the rest.
+        The audit entries, oldest first: C{since} (ISO 8601, UTC unless it
+        says otherwise) gives those from then on, at most C{limit} (default
+        1000, at most 10000), and C{next}, the C{since} of the following
+        page; without C{since}, the newest C{limit} (before C{before}), and
+        the C{before} of the older page. C{project}, C{user}, C{event},
+        C{index} (C{default}: none named) and C{id} (a webhook event's)
+        filter. One request reads at most
+        L{pypid.core.records.audit_query.MAX_DAYS_READ} days, then answers
+        what it found and the cursor of the rest.
         """
         await self._access.gate_upload(request, needed=AUDIT_LOGIN, index=None)
         project, index = form_field(request, "project"), form_field(request, "index")
@@ -74,10 +71,8 @@ class AuditAdmin:
         """
         The page of entries C{query} asks for, for C{reader}: an admin
         reads any; one who may change a project, that project's, when the
-        query names the project and its index (C{index=default} for the
-        default one), and only the fields an owner reads.
-
-        @raise Forbidden: anyone else, and a token.
+        query names it and its index, and only the fields an owner reads;
+        L{Forbidden} to anyone else, and a token.
         """
         return await self._page(query, _shown(reader, project, index))
 
@@ -92,10 +87,9 @@ class AuditAdmin:
     @app.route("/api/audit/verify", methods=["GET", "HEAD"])
     async def verify(self, request: IRequest) -> bytes:
         """
-        Check every chain of the log (what C{pypid-admin audit verify}
-        does with the configuration): C{files}, C{entries}, C{intact}, the
-        C{broken} links and the C{notes} (where a chain's kept part begins),
-        as text. It reads the whole log: an admin's question, not a probe's.
+        Check every chain of the log (as C{pypid-admin audit verify} does):
+        C{files}, C{entries}, C{intact}, the C{broken} links and the
+        C{notes}. It reads the whole log: an admin's question, not a probe's.
         """
         await self._access.admin(request, AUDIT_LOGIN)
         return send_json(request, await self.check())
@@ -126,10 +120,7 @@ def audit_query(fields: Mapping[str, str | None]) -> Query:
 
 
 def _shown(reader: Reader, project: str, index: str) -> frozenset[str] | None:
-    """
-    The fields of the entries C{reader} reads (L{Reader.audit_fields}:
-    every one, L{None}, for an admin); L{Forbidden} for one who reads none.
-    """
+    """The fields of the entries C{reader} reads (L{None}: all); L{Forbidden} for none."""
     shown = reader.audit_fields(project, index)
     if shown == NO_FIELDS:
         raise Forbidden(not_an_admin(reader))

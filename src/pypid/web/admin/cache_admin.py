@@ -1,9 +1,9 @@
 """
 The upstream cache's own routes: pre-caching what a requirements file (or a
 C{pylock.toml}) pins, and refreshing a project's page now, open to users who
-may upload; releasing a remembered quarantine, and listing the files every
-cache withholds as its upstream took them down, to admins. The cache itself
-is L{pypid.upstream.proxy.UpstreamProxy}.
+may upload; releasing a remembered quarantine, checking the upstreams, and
+listing the files every cache withholds as its upstream took them down, to
+admins.
 
 The upstream's modules are imported only once a cache is found configured
 (they are loaded already then): without C{[upstream]}, the requirements
@@ -47,8 +47,7 @@ if TYPE_CHECKING:
 @attrs.define(slots=False)
 class CacheAdmin:
     """
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} refreshes and
-        pre-caching are recorded in.
+    @ivar _audit: where refreshes and pre-caching are recorded.
     """
 
     _access: Gates
@@ -64,10 +63,8 @@ class CacheAdmin:
     @app.route("/api/upstream/takedowns", methods=["GET", "HEAD"])
     async def takedowns(self, request: Request) -> bytes:
         """
-        C{{"upstreams": [{"name", "keep_removed", "files": [{"project",
-        "filename", "seen"}]}]}} (admins): each upstream cache's kept files
-        its upstream no longer lists, the oldest seen first;
-        what C{pypid-upstream takedowns} prints.
+        Each upstream cache's kept files its upstream no longer lists, the
+        oldest seen first (admins); what C{pypid-upstream takedowns} prints.
         """
         await self._access.admin(request, TAKEDOWNS_LOGIN)
         return send_json(request, {"upstreams": [
@@ -78,11 +75,9 @@ class CacheAdmin:
     @app.route("/api/upstream/check", methods=["POST"])
     async def check(self, request: Request) -> bytes:
         """
-        C{{"upstreams": [{"name", "ok", "line", "filename"}]}} (admins): each
-        upstream cache asked for the page of C{?project=} (C{pip} when not
-        given) and its smallest file, through its own client, nothing kept;
-        each line says what works and what to set. What C{pypid-upstream
-        check} prints.
+        Each upstream cache asked for the page of C{?project=} (C{pip} when
+        not given) and its smallest file, through its own client, nothing
+        kept (admins); what C{pypid-upstream check} prints.
         """
         await self._access.admin(request, CHECK_LOGIN)
         sources = self._sources()
@@ -104,8 +99,7 @@ class CacheAdmin:
     def precache(self, request: Request) -> Awaitable[bytes]:
         """
         Pre-cache what a requirements file (or, with C{Content-Type:
-        application/toml}, a C{pylock.toml}) pins: every selected upstream
-        file is fetched, checked and kept. Answers a JSON report.
+        application/toml}, a C{pylock.toml}) pins; answers a JSON report.
         """
         return self._audit.recorded(request, ChangeKind.PRECACHE, self._precache(request))
 
@@ -121,10 +115,8 @@ class CacheAdmin:
         except UnicodeDecodeError:
             raise BadRequest("the requirements are not UTF-8 text")
         try:
-            if b"toml" in ctype:
-                pins = requirements.parse_pylock(text)
-            else:
-                pins = requirements.parse_requirements(text)
+            pins = (requirements.parse_pylock if b"toml" in ctype
+                    else requirements.parse_requirements)(text)
         except requirements.RequirementsError as e:
             raise BadRequest(f"requirements: {e}")
         reader = self._access.reader(request)
@@ -144,7 +136,7 @@ class CacheAdmin:
         Fetch an upstream project's page again now: its files and its status
         (PEP 792) are what pypid serves from this moment, so a quarantine
         upstream withholds the kept files at once (and a lifted one brings
-        them back). Answers the project, its file count upstream and its status.
+        them back).
         """
         return self._audit.recorded(request, ChangeKind.REFRESH, self._refresh(request, name),
                                     project=name)
@@ -154,9 +146,8 @@ class CacheAdmin:
         proxy = self._cache_mode()
         from pypid.upstream.cache import Offline
         from pypid.upstream.fetch import UpstreamError
-        if not is_valid_name(name) or not self._access.reader(request).reads(name):
-            raise NotFound("not an upstream project here")
-        if not proxy.decide(name).allowed:
+        if not (is_valid_name(name) and self._access.reader(request).reads(name)
+                and proxy.decide(name).allowed):
             raise NotFound("not an upstream project here")
         try:
             entry = await proxy.refresh(normalize(name))
@@ -183,10 +174,10 @@ class CacheAdmin:
     @app.route("/api/upstream/<string:name>/release", methods=["POST"])
     def release(self, request: Request, name: str) -> Awaitable[bytes]:
         """
-        Release the quarantine pypid remembers of an upstream project the
-        upstream removed after quarantining it (L{pypid.upstream.quarantines}):
-        admins only, audited. Its page is asked of the upstream again at the
-        next request; its kept files are served only if that page lists them.
+        Release the quarantine pypid remembers of a project the upstream
+        removed after quarantining it (L{pypid.upstream.quarantines}), for
+        admins. Its kept files are served again only if the page the next
+        request fetches lists them.
         """
         return self._audit.recorded(request, RELEASE, self._release(request, name),
                                     project=name)

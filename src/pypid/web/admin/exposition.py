@@ -3,28 +3,24 @@ C{GET /metrics}: the server's counters in the Prometheus exposition format
 (or OpenMetrics, when the scraper asks for it), for its operators only.
 
 The counting happens where the work is done, in plain attributes that cost
-the hot path a dictionary update (L{pypid.core.records.metrics}); this module reads
-them only when scraped, through a C{prometheus_client} collector, so the
-library writes the format and nothing is counted twice. What is exposed is
-listed, with what each series is for, in C{docs/operations.rst}.
+the hot path a dictionary update (L{pypid.core.records.metrics}); this
+module reads them only when scraped, through a C{prometheus_client}
+collector, so the library writes the format and nothing is counted twice.
+C{prometheus_client} is imported at the first scrape: 13 ms and 19
+modules of every start otherwise, for a page a server may never be asked
+for. C{docs/operations.rst} lists the series.
 
 Who may scrape (C{[metrics]}): clients at the allowed addresses (loopback
-by default), and users of C{[metrics] group} with their credentials.
-A request relayed by a proxy (one that carries C{Forwarded},
-C{X-Forwarded-For} or C{X-Real-IP}) is never let in by its address: behind
-a reverse proxy on the same machine every client would otherwise look
-like loopback.
-
-C{prometheus_client} is imported at the first scrape (where each function
-below uses it), not with this module: 13 ms and 19 modules of every start,
-for a page a server may never be asked for.
+by default), and users of C{[metrics] group}. A request relayed by a proxy
+(C{Forwarded}, C{X-Forwarded-For} or C{X-Real-IP}) is never let in by its
+address: behind a reverse proxy on the same machine every client would
+look like loopback.
 
 A worker of a machine answers for the machine (L{MachineMetrics}): every
 series labelled by its C{worker}, its own read at the scrape, the others'
-as they last wrote them (every L{WRITE_INTERVAL}, in a file of each beside
-the snapshot; a file older than L{STALE} is a worker gone, left out), and
-the machine's own: how many workers run, of how many, and how many times
-one was started again. The C{process_*} series are the answering worker's.
+as they last wrote them (every L{WRITE_INTERVAL}; a file older than
+L{STALE} is a worker gone), and the machine's own. The C{process_*}
+series are the answering worker's.
 """
 
 from __future__ import annotations
@@ -102,9 +98,6 @@ class SiteMetrics:
     """
     The site's own numbers: requests by route, method and status, their
     latency and bytes, changes, logins, refusals, and connections.
-
-    @ivar stats: the site's L{pypid.core.records.metrics.RequestStats}.
-    @ivar connections: the site's L{pypid.web.server.connections.ConnectionCounter}.
     """
 
     stats: RequestStats
@@ -148,11 +141,9 @@ class Collector:
     Reads the sources' families at each scrape, and hands them to
     C{prometheus_client} as its own: families of one name from several
     sources are one family, their samples together.
-
-    @ivar sources: the L{pypid.core.parts.IMetricsSource}s, in the order
-        their families are written.
     """
 
+    #: in the order their families are written
     sources: tuple[IMetricsSource, ...]
     #: in a worker of a machine, the machine's side (L{MachineMetrics})
     machine: MachineMetrics | None = None
@@ -194,10 +185,7 @@ STALE = 30.0
 
 
 class MachineMetrics(Service):
-    """
-    A machine's worker's side of C{/metrics} (see the module): writes its
-    families for the others, reads theirs, and says the machine's own.
-    """
+    """A worker's side of C{/metrics}: its families for the others, theirs, the machine's own."""
 
     def __init__(self, folder: str, hub: Hub, run: Run, clock: IReactorTime) -> None:
         """@param folder: where each worker's file is (C{<snapshot>.d/metrics})."""
@@ -316,9 +304,7 @@ class Metrics:
     """
     The C{/metrics} area.
 
-    @ivar _access: the L{pypid.web.identity.gates.Gates} (credentials, groups).
-    @ivar _policy: the L{pypid.config.metrics_settings.MetricsConfig} (L{reconfigure}).
-    @ivar _sources: the L{pypid.core.parts.IMetricsSource}s the collector reads.
+    @ivar _policy: who may scrape (L{reconfigure}).
     @ivar _registry: the collector's registry, made at the first scrape.
     """
 

@@ -21,9 +21,7 @@ GROUPS_LOGIN = "authentication is required to read the groups"
 
 @attrs.define(slots=False)
 class GroupsAdmin:
-    """
-    @ivar _access: the access gate, whose model is the configuration's.
-    """
+    """C{GET /api/groups}."""
 
     _access: Gates
 
@@ -33,10 +31,8 @@ class GroupsAdmin:
     @app.route("/api/groups", methods=["GET", "HEAD"])
     async def groups(self, request: IRequest) -> bytes:
         """
-        C{{"groups": {name: [members]}, "admins": [users], "admin_groups":
-        [groups], "outside_groups": [groups]}}: C{[groups]}, C{[auth]
-        admins}, and the groups the rules, grants and admins name that
-        C{[groups]} does not define (a directory's or a provider's).
+        C{[groups]}, C{[auth] admins}, and the groups the rules, grants and
+        admins name that C{[groups]} does not define (C{outside_groups}).
         """
         await self._access.admin(request, GROUPS_LOGIN)
         return send_json(request, self.listing())
@@ -44,13 +40,11 @@ class GroupsAdmin:
     def listing(self) -> GroupsListing:
         """The groups as configured now (see L{groups})."""
         model = self._access.model
-        named = {principal.removeprefix("group:")
-                 for rule in model.rules for principal, _ in rule.grants
-                 if principal.startswith("group:")}
-        for grants in model.indexes.values():
-            named |= {principal.removeprefix("group:") for principal in grants.read | grants.upload
-                      if principal.startswith("group:")}
-        named |= set(model.admin_groups)
+        principals = [principal for rule in model.rules for principal, _ in rule.grants]
+        principals += [principal for grants in model.indexes.values()
+                       for principal in grants.read | grants.upload]
+        named = {principal.removeprefix("group:") for principal in principals
+                 if principal.startswith("group:")} | set(model.admin_groups)
         return {
             "groups": {name: sorted(members) for name, members in sorted(model.groups.items())},
             "admins": sorted(model.admins), "admin_groups": sorted(model.admin_groups),

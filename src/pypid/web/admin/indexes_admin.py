@@ -1,18 +1,14 @@
 """
-C{GET /api/indexes} (admins): the server's indexes as they run
-now, each with its sources (its bases, resolved), and for a hosted one
-what it holds (projects, files, bytes), its recycle bin and its downloads
-over 30 days; then each upstream cache with what it keeps (pages, files,
-bytes against its cap), how it served them (hits, misses, stale pages)
-and the files it evicted since the start. What the console's "Indexes"
-page shows.
+C{GET /api/indexes} (admins): the server's indexes as they run now, each
+with its sources (its bases, resolved), and for a hosted one what it holds
+(projects, files, bytes), its recycle bin and its downloads over 30 days;
+then each upstream cache with what it keeps, how it served them and the
+files it evicted since the start. What the console's "Indexes" page shows.
 
-Why these numbers and no others: each is kept already (the index's sizes
-for C{/metrics}, summed again only when the index changed; the download
-counts; the cache's counters), so the answer costs a walk of the indexes,
-never of their files (a recycle bin's files are few). A view's projects
-are its bases' through its filters: counting them would compose every
-page, so a view shows its sources only.
+Why these numbers and no others: each is kept already, so the answer
+costs a walk of the indexes, never of their files (a recycle bin's files
+are few). A view's projects are its bases' through its filters: counting
+them would compose every page, so a view shows its sources only.
 """
 
 from __future__ import annotations
@@ -67,10 +63,7 @@ class RunningIndexes(Protocol):
 
 @attrs.define(slots=False)
 class IndexesAdmin:
-    """
-    @ivar _access: the access gate.
-    @ivar _indexes: the server's indexes.
-    """
+    """C{GET /api/indexes}."""
 
     _access: Gates
     _indexes: RunningIndexes

@@ -1,11 +1,9 @@
 """
-C{GET /api/recycle-bin} (admins): the files of a hosted index's recycle
-bin, the first to be purged first, with when each was deleted
-and when it will be purged; what C{pypid-admin bin} prints.
-
-Arguments: C{index} (default: C{default}). A file is restored with
-C{POST /api/files/<filename>/restore} (C{/NAME/api/...} in a named index),
-by whoever may delete it (L{pypid.web.changes.publish.Publish.restore_file}).
+C{GET /api/recycle-bin?index=} (admins): the files of a hosted index's
+recycle bin, the first to be purged first, with when each was deleted and
+will be purged; what C{pypid-admin bin} prints. A file is restored with
+C{POST /api/files/<filename>/restore}
+(L{pypid.web.changes.publish.Publish.restore_file}).
 """
 
 from __future__ import annotations
@@ -36,9 +34,7 @@ class BinnedIndexes(Protocol):
 
 @attrs.define(slots=False)
 class RecycleAdmin:
-    """
-    @ivar _indexes: the server's hosted indexes and their bins.
-    """
+    """C{GET /api/recycle-bin}."""
 
     _access: Gates
     _indexes: BinnedIndexes
@@ -57,11 +53,10 @@ class RecycleAdmin:
         bin = self._indexes.bin(name)
         if bin is None:
             raise NotFound(f"index: no hosted index {name!r}")
-        files: list[BinnedFile] = []
-        for record in bin.index.binned():
-            when = record.binned or 0.0
-            files.append({"filename": record.filename, "project": record.project,
-                          "version": record.version, "size": record.size,
-                          "sha256": record.sha256, "deleted": format_upload_time(when),
-                          "purged": format_upload_time(when + bin.keep_for)})
+        files: list[BinnedFile] = [
+            {"filename": record.filename, "project": record.project, "version": record.version,
+             "size": record.size, "sha256": record.sha256,
+             "deleted": format_upload_time(record.binned or 0.0),
+             "purged": format_upload_time((record.binned or 0.0) + bin.keep_for)}
+            for record in bin.index.binned()]
         return {"index": name, "keep_for": bin.keep_for, "files": files}

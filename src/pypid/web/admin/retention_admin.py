@@ -1,15 +1,14 @@
 """
-The retention rules over HTTP, admins only: what C{pypid-admin
-retention plan} and C{apply} call.
+The retention rules over HTTP, admins only: what C{pypid-admin retention
+plan} and C{apply} call.
 
 C{GET /api/retention} (C{index}: one hosted index; default: every one):
 per index, the releases the rules remove now, why, and the bytes it
-frees; nothing is changed (a dry run). C{POST /api/retention/apply}, a
-JSON body C{{"index": "default", "files": [...]}} (or a urlencoded form
-of those fields, the console's): removes, into the
-index's recycle bin, the files listed that a plan made now still lists
-(L{pypid.state.cleanup.IndexCleanup.apply}; without C{files}, the plan
-made now, whole), one C{retention} audit entry per file.
+frees; a dry run. C{POST /api/retention/apply}, a JSON body C{{"index":
+"default", "files": [...]}} (or a urlencoded form, the console's):
+removes, into the index's recycle bin, the files listed that a plan made
+now still lists (without C{files}, the plan made now, whole), one
+C{retention} audit entry per file.
 """
 
 from __future__ import annotations
@@ -56,10 +55,7 @@ def _counts_not_read(name: str) -> Unavailable:
 
 @attrs.define(slots=False)
 class RetentionAdmin:
-    """
-    @ivar _indexes: the server's hosted indexes and their rules.
-    @ivar _audit: where each removal is recorded.
-    """
+    """C{GET /api/retention} and C{POST /api/retention/apply}."""
 
     _access: Gates
     _indexes: CleanedIndexes
@@ -103,7 +99,7 @@ class RetentionAdmin:
                  ) -> Awaitable[RetentionApplied]:
         """
         Apply the rules of the index C{asked()} names to the files it
-        lists (L{None}: the plan made now, whole), for the admin of
+        lists (L{None}: the whole plan made now), for the admin of
         C{request}; each refusal audited, that of C{asked()} too.
         """
         async def work() -> RetentionApplied:
@@ -130,9 +126,8 @@ class RetentionAdmin:
 
 def apply_body(request: IRequest) -> tuple[str, list[str] | None]:
     """
-    C{(index, files)} of an apply's JSON body, or of a urlencoded form's
-    C{index} and C{files} fields (the console's: each file a field); 400
-    naming the field that is wrong.
+    C{(index, files)} of an apply's JSON body, or of a urlencoded form
+    (each file a field); 400 naming the field that is wrong.
     """
     if is_form(request):
         # (a form always lists its files, the plan as shown: none is a

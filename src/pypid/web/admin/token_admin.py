@@ -1,20 +1,19 @@
 """
 Tokens over HTTP: a person issues, lists and revokes their own API tokens
 (the password of C{__token__} for pip, uv, twine and CI); an admin lists
-and revokes everyone's, the live tokens trusted publishing minted among
+and revokes everyone's, trusted publishing's live minted tokens among
 them. A token never manages tokens.
 
 A token is its person's, not its name's
 (L{pypid.auth.tokens.TokenBook.belongs}): a user of C{[users]} or the
 htpasswd file gets one that acts for their account while it stays (a name
-removed and added again is a new account); a person from outside (the directory, single sign-on)
-gets one that must expire within 90 days and acts with the
-groups they had as they issued it, while the configuration still lets
-their login in (L{pypid.core.access.outside_logins}).
+removed and added again is a new account); a person from outside (the
+directory, single sign-on) gets one that must expire within 90 days and
+acts with the groups they had as they issued it, while the configuration
+still lets their login in (L{pypid.core.access.outside_logins}).
 
 The console's "My tokens" page (L{pypid.web.pages.console}) takes the same
-paths (L{TokenAdmin.issue_token}, L{TokenAdmin.tokens_of},
-L{TokenAdmin.revoke_token}): what they refuse is refused alike.
+paths, so what they refuse is refused alike.
 """
 
 from __future__ import annotations
@@ -48,11 +47,9 @@ class TokenAdmin:
     """
     The token routes.
 
-    @ivar _access: the L{pypid.web.identity.gates.Gates}, which holds the
-        L{pypid.auth.tokens.TokenBook} (or L{None} when tokens are not used).
+    @ivar _access: the gates, which hold the L{pypid.auth.tokens.TokenBook}
+        (L{None} when tokens are not used).
     @ivar _run: C{run(f, *args) -> Deferred} for the blocking file write.
-    @ivar _audit: the L{pypid.web.server.audit_trail.AuditTrail} tokens issued and
-        revoked are recorded in.
     """
 
     _access: Gates
@@ -65,21 +62,16 @@ class TokenAdmin:
     @app.route("/api/tokens", methods=["POST"])
     async def issue(self, request: IRequest) -> bytes:
         """
-        Issue a token of one's own. Form fields: C{actions} (C{read},
-        C{upload}, or both, space-separated), C{projects} (names or globs,
-        space-separated; none for all), C{indexes} (the indexes it may be
-        used in, space-separated; none for all), C{expires} (a duration
-        such as C{90d}; none for never), C{description}. Answers the token
-        once.
+        Issue a token of one's own, answered once. Form fields, lists
+        space-separated: C{actions} (C{read}, C{upload}), C{projects} (names
+        or globs; none for all), C{indexes} (none for all), C{expires} (a
+        duration such as C{90d}; none for never), C{description}.
         """
         text, token = await self.issue_token(request)
         return send_json(request, dict(token.public(), token=text))
 
     def issue_token(self, request: IRequest) -> Coroutine[Any, Any, tuple[str, tokens.Token]]:
-        """
-        Issue the request's person a token of the scope its form asks
-        (audited: C{token-issued}, a refusal too): C{(token string, token)}.
-        """
+        """Issue the request's person the token its form asks (audited, a refusal too)."""
         return self._audit.recorded(request, ChangeKind.TOKEN_ISSUED, self._issue(request))
 
     async def _issue(self, request: IRequest) -> tuple[str, tokens.Token]:
@@ -88,11 +80,10 @@ class TokenAdmin:
                   for name in ("actions", "projects", "expires", "description", "indexes")}
         login = identity.login
         try:
-            lifetime = parse_duration(fields["expires"]) if fields.get("expires") else None
+            lifetime = parse_duration(fields["expires"]) if fields["expires"] else None
             text, token = self._book().make(
-                identity.name, fields.get("actions", "").split(),
-                fields.get("projects", "").split(), lifetime, fields.get("description", ""),
-                (fields.get("indexes") or "").split(),
+                identity.name, fields["actions"].split(), fields["projects"].split(), lifetime,
+                fields["description"], fields["indexes"].split(),
                 known_indexes=self._shown_indexes(self._access.reader(request)), login=login)
         except ValueError as e:
             raise BadRequest(str(e))
@@ -117,19 +108,15 @@ class TokenAdmin:
         return text, token
 
     def _shown_indexes(self, reader: Reader) -> set[str]:
-        """
-        The indexes C{reader} may see: those a token of theirs may be kept
-        to. A hidden one is refused as a missing one, and never named.
-        """
+        """The indexes C{reader} may see: those a token of theirs may be kept to."""
         return {name for name in (DEFAULT_INDEX, *self._access.model.indexes)
                 if name == DEFAULT_INDEX or reader.enters(name)}
 
     @app.route("/api/tokens", methods=["GET"])
     async def listing(self, request: IRequest) -> bytes:
         """
-        List tokens, without their secrets: one's own; an admin's, every
-        token of the file, then the live tokens minted by trusted publishing
-        (C{"minted": true}).
+        List tokens, without their secrets: one's own; an admin, every token
+        of the file, then the live ones trusted publishing minted.
         """
         return send_json(request, {"tokens": await self.tokens_of(request)})
 
@@ -152,9 +139,8 @@ class TokenAdmin:
 
     def revoke_token(self, request: IRequest, token_id: str) -> Coroutine[Any, Any, None]:
         """Revoke C{token_id} for the request's person (audited: C{token-revoked})."""
-        return self._audit.recorded(request, ChangeKind.TOKEN_REVOKED, self._revoke(request,
-                                                                                    token_id),
-                                    target=token_id)
+        return self._audit.recorded(request, ChangeKind.TOKEN_REVOKED,
+                                    self._revoke(request, token_id), target=token_id)
 
     async def _revoke(self, request: IRequest, token_id: str) -> None:
         identity = await self._access.confirm(request, await self._access.person(request))
@@ -187,13 +173,11 @@ class TokenAdmin:
                                        dict[str, tokens.Token]],
                       ) -> Identity:
         """
-        Change the tokens (L{pypid.auth.tokens.TokenBook.change}) for
-        C{identity}, checked again with the lock held (L{Gates.confirm}: a
-        reload meanwhile may have removed the person, or taken their admin
-        away; C{change(kept, identity)} is given the identity confirmed,
-        and the reader it asks is the one made then): what answers 200 is
-        on disk, and what answers 503 changed nothing. The identity as
-        confirmed.
+        Change the tokens by C{change(kept, identity)} for C{identity},
+        confirmed again with the lock held (L{Gates.confirm}: a reload
+        meanwhile may have removed the person or their admin rights); what
+        answers 200 is on disk, what answers 503 changed nothing. The
+        identity as confirmed.
         """
         book = self._book()
 

@@ -1,17 +1,15 @@
 """
 C{GET /api/usage} (admins): an index's files, the most (or least)
 downloaded first, over the last C{days} days, with when each was last
-downloaded; what C{pypid-admin usage} prints.
-
-With C{project}, one project's downloads by release and by day instead
-(the console's chart): for admins, and for those who may change
-the project (its counts are theirs to read).
+downloaded; what C{pypid-admin usage} prints. With C{project}, one
+project's downloads by release and by day instead (the console's chart),
+for admins and those who may change the project.
 
 Arguments: C{index} (default: C{default}), C{order} (C{most} or
-C{least}), C{days} (1 to L{pypid.core.records.usage.WINDOW_DAYS}, default 30),
-C{limit} (1 to 10,000, default 20). A file never downloaded (as far as the
-counts kept go) has 0 and no last time; the least downloaded come first
-with C{order=least}, which is what a cleanup looks at.
+C{least}: what a cleanup looks at), C{days} (1 to
+L{pypid.core.records.usage.WINDOW_DAYS}, default 30), C{limit} (1 to
+10,000, default 20). A file never downloaded (as far as the counts kept
+go) has 0 and no last time.
 """
 
 from __future__ import annotations
@@ -63,9 +61,7 @@ def _number(request: IRequest, name: str, default: int, most: int) -> int:
 
 @attrs.define(slots=False)
 class UsageAdmin:
-    """
-    @ivar _indexes: the server's hosted indexes and their counts.
-    """
+    """C{GET /api/usage}."""
 
     _access: Gates
     _indexes: CountedIndexes
@@ -93,13 +89,12 @@ class UsageAdmin:
         records = {record.filename: record for project in index.projects()
                    for record in project.files.values()}
         rows = usage.book.ranked(records, days, usage.today, most=order == "most")[:limit]
-        files: list[dict[str, Any]] = []
-        for filename, downloads, last in rows:
-            record = records[filename]
-            files.append({"filename": filename, "project": record.project,
-                          "version": record.version, "size": record.size,
-                          "downloads": downloads,
-                          "last_downloaded": None if last is None else format_upload_time(last)})
+        files: list[dict[str, Any]] = [
+            {"filename": filename, "project": records[filename].project,
+             "version": records[filename].version, "size": records[filename].size,
+             "downloads": downloads,
+             "last_downloaded": None if last is None else format_upload_time(last)}
+            for filename, downloads, last in rows]
         return send_json(request, {"index": name, "order": order, "days": days,
                                    "files": files})
 
@@ -113,8 +108,7 @@ class UsageAdmin:
     def of_project(self, reader: Reader, name: str, project: str,
                    days: int) -> ProjectUsage:
         """
-        C{{"index", "project", "days", "first_day", "releases": {version:
-        [downloads a day, oldest first]}}}: one project's downloads, for an
+        One project's downloads a day by release, oldest first, for an
         admin or one who may change it (to others, as if it did not exist).
         """
         found = self._indexes.usage(name)

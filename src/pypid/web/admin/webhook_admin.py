@@ -3,17 +3,15 @@ The webhooks over HTTP, admins only: what C{pypid-admin webhooks} and the
 console call.
 
   - C{GET /api/webhooks}: every subscription, what it wants, and the
-    deliverer's last word on it (events waiting, the oldest, the next
-    try, the last error; L{pypid.webhooks.delivery}), never its secret.
+    deliverer's last word on it (L{pypid.webhooks.delivery}), never its
+    secret.
   - C{GET /api/webhooks/<name>}: the same, with its last deliveries and
     the events given up after their last try.
   - C{POST /api/webhooks/<name>/redeliver}, a JSON body C{{"key": ...}}
-    (one given-up event, by the key the listing shows, or by its event
-    id) or C{{}} (every one): sends them once more, after what waits;
-    a C{webhook-redeliver} audit entry.
+    (one given-up event, by its key or event id) or C{{}} (every one):
+    sends them once more, after what waits; audited.
   - C{POST /api/webhooks/<name>/test}: sends a test event to the
-    receiver now, and answers what came of it; a C{webhook-test} audit
-    entry.
+    receiver now, and answers what came of it; audited.
 """
 
 from __future__ import annotations
@@ -84,10 +82,7 @@ def described(subscription: WebhookConfig) -> dict[str, Any]:
 
 @attrs.define(slots=False)
 class WebhookAdmin:
-    """
-    @ivar _webhooks: the server's webhooks.
-    @ivar _audit: where redeliveries and tests are recorded.
-    """
+    """C{/api/webhooks}."""
 
     _access: Gates
     _webhooks: Webhooks
@@ -130,11 +125,9 @@ class WebhookAdmin:
             given_up = await ledger.given_up(subscription.name)
         except StorageError as e:
             raise storage_unavailable(e)
-        state = dict(described(subscription), pending=status.get("pending"),
-                     oldest=status.get("oldest"), next_try=status.get("next_try"),
-                     last_error=status.get("last_error"), counts=status.get("counts"),
-                     updated=status.get("updated"), serial=status.get("serial"),
-                     given_up=len(given_up))
+        state = described(subscription) | {key: status.get(key) for key in (
+            "pending", "oldest", "next_try", "last_error", "counts", "updated", "serial")}
+        state["given_up"] = len(given_up)
         if details:
             state["deliveries"] = status.get("recent", [])
             state["failures"] = [failed.public() for failed in given_up]
@@ -152,8 +145,7 @@ class WebhookAdmin:
                            asked_for: Callable[[], object]) -> dict[str, int]:
         """
         Send C{name}'s given-up events once more, for the admin of
-        C{request}: the one C{asked_for()} names (its key or event id), or
-        all (L{None}).
+        C{request}: the one C{asked_for()} names, or all (L{None}).
         """
         identity = await self._access.admin(request, WEBHOOKS_LOGIN)
         self.subscription(name)

@@ -1,4 +1,1 @@
-"""
-Changes to an index: uploads (the multipart parser, the checks, storing),
-yanks and deletes, and promotion.
-"""
+"""Changes to an index: uploads, yanks, deletes and promotion."""

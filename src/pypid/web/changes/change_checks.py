@@ -2,8 +2,8 @@
 The checks every change to one hosted index shares (an upload, a yank, an
 unyank, a delete, a restore): its C{upload} grant, the rights on one
 project in it, the credentials checked again as the change commits, and
-the answers a failed storage call gets. L{pypid.web.changes.upload_store} and
-L{pypid.web.changes.file_changes} both ask them, so the two say the same words.
+the answers a failed storage call gets, so that uploads and the changes
+of stored files say the same words.
 """
 
 from __future__ import annotations
@@ -34,11 +34,7 @@ NO_SUCH_RELEASE = "no such file or release"
 
 @attrs.frozen
 class ChangeChecks:
-    """
-    The gate's answers for changes to the named index C{name}.
-
-    @ivar _name: the index the changes go to.
-    """
+    """The gate's answers for changes to the index C{name}."""
 
     _access: Gates
     _name: str
@@ -53,10 +49,9 @@ class ChangeChecks:
 
     def may_upload_here(self, reader: Reader) -> None:
         """
-        Refuse an identity without this index's C{upload} grant, whatever
-        another index grants it: a named index's with 403 (its gate showed
-        the index to this identity), the default index's with 401, as the
-        site's check before the body does.
+        Refuse an identity without this index's C{upload} grant: a named
+        index's with 403 (its gate showed the index to this identity), the
+        default index's with 401, as the site's check before the body does.
         """
         if not reader.uploads_to(self._name):
             if self._name == DEFAULT_INDEX:
@@ -80,9 +75,9 @@ class ChangeChecks:
     def may_touch(self, reader: Reader, project: str | None) -> None:
         """
         Refuse, as if nothing were there, an identity that may neither see
-        nor change C{project} (a normalized name, or L{None} for a name that
-        is not a project's): before anything is looked up, so that the
-        refusal takes as long whether the file or release exists or not.
+        nor change C{project} (L{None}: not a project's name): before
+        anything is looked up, so that the refusal takes as long whether the
+        file or release exists or not.
         """
         if project is None or not (reader.writes(project, self._name)
                                    or reader.reads(project, self._name)):
@@ -90,10 +85,9 @@ class ChangeChecks:
 
     def may_create(self, reader: Reader, project: str, index: Index) -> None:
         """
-        Refuse (409, PEP 752) a new C{project} of C{index} (this one's
-        records) in a namespace reserved in it for others than C{reader};
-        a project it holds already (its files, deleted or binned ones too:
-        there before the grant, or made by its owners) keeps taking them.
+        Refuse (409, PEP 752) a new C{project} of C{index} in a namespace
+        reserved in it for others than C{reader}; a project it holds
+        already (deleted or binned files too) keeps taking them.
         """
         held = index.project(project)
         if held is not None and held.claimed:
@@ -107,10 +101,7 @@ class ChangeChecks:
 
     async def confirmed(self, request: IRequest, identity: Identity, project: str,
                         ) -> Identity:
-        """
-        C{identity} checked again as a change to C{project} commits
-        (L{pypid.web.identity.gates.Gates.confirm}), with the rules in force now.
-        """
+        """C{identity} checked again as a change to C{project} commits, by the rules now."""
         identity = await self._access.confirm(request, identity)
         if not self.may_change(self.reader(request), project):
             raise Forbidden(f"{identity.name} may not change {project}")
@@ -119,10 +110,7 @@ class ChangeChecks:
 
 async def storage_call(operation: Callable[[FileRecord], Awaitable[Any]],
                        record: FileRecord) -> Any:
-    """
-    C{operation(record)}, a storage call of a change to C{record}'s file:
-    a file deleted or binned meanwhile answers 404, a storage that fails 503.
-    """
+    """C{operation(record)}: a file deleted or binned meanwhile answers 404, a failure 503."""
     try:
         return await operation(record)
     except (FilenameDeleted, AlreadyBinned):

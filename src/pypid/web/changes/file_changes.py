@@ -46,10 +46,8 @@ class FileChanges:
     """
     Yanks, unyanks, deletes and restores in one hosted index.
 
-    @ivar _checks: the index's L{ChangeChecks}.
-    @ivar _locks: the L{KeyedLock} every change to one distribution holds.
-    @ivar _bin: where a deleted file waits before it is purged;
-        L{None}: none, a deletion deletes at once.
+    @ivar _bin: where a deleted file waits before it is purged (L{None}:
+        none, a deletion deletes at once).
     @ivar _audit_index: what its audit entries say of the index (L{None}
         for the default's).
     """
@@ -75,9 +73,8 @@ class FileChanges:
     async def remove_release(self, request: IRequest, form: Form, identity: Identity,
                              ) -> bytes:
         """Delete every file of the release a C{remove_pkg} form names."""
-        # The form rules first, as validate_upload applies them to uploads:
-        # which copy of a repeated :action, name or version is read must
-        # not matter.
+        # (the form rules first, as for uploads: which copy of a repeated
+        # :action, name or version is read must not matter)
         check_form(form)
         name, version = form.get("name") or "", form.get("version") or ""
         if not is_valid_name(name):
@@ -92,9 +89,8 @@ class FileChanges:
     async def apply(self, request: IRequest, project: str | None, filenames: list[str],
                     change: FileChange, argument: str | None, identity: Identity) -> None:
         """
-        Apply C{change} with C{argument} to each of C{filenames} (of
-        C{project}, the normalized name the request gave), each under its
-        distribution's lock.
+        Apply C{change} with C{argument} to each of C{filenames} (of the
+        normalized C{project}), each under its distribution's lock.
         """
         checks = self._checks
         checks.may_change_files(checks.reader(request))
@@ -102,10 +98,8 @@ class FileChanges:
             # (in the project the URL names, as uploads look: a miss while
             # the projects a start loaded later wait makes none of theirs)
             record = self._index.get_file(filename, project)
-            # A write grant is enough to change a file, without read (w:
-            # upload, yank, unyank, delete): such a writer learns whether
-            # what it names exists. Whoever may do neither gets the one
-            # answer whether it exists or not.
+            # (a write grant without read learns whether what it names
+            # exists; whoever may do neither gets one answer either way)
             if record is None:
                 raise NotFound(NO_SUCH_RELEASE)
             reader = checks.reader(request)
@@ -119,8 +113,7 @@ class FileChanges:
 
     async def _apply_locked(self, request: IRequest, filename: str, change: FileChange,
                             argument: str | None, identity: Identity) -> None:
-        # Looked up again: a change that held the lock before may have
-        # deleted the file meanwhile.
+        # (looked up again: a change that held the lock first may have deleted it)
         record = self._index.get_file(filename)
         if record is None:
             raise NotFound(f"no such file: {filename}")

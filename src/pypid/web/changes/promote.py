@@ -5,14 +5,13 @@ docs/http-api.rst gives its checks, whose order fixes the status. A file
 the target holds with the same bytes is skipped: it may be run again.
 
 This module asks who may promote (the rights in both indexes, asked again
-under the locks with the credentials as they are then: what arrived while
-the promotion waited counts; an admin's C{allow_denied} over the
-advisories, which each file's audit entry records) and answers; the
-rules of the indexes' state and the copy, all or nothing, are
-L{pypid.state.promoter}'s. A delete of the release in the source takes
-the lock in turn: first, nothing is promoted (404); after, it takes the
-source's copy only. Each promoted file is one C{promote} audit entry;
-docs/performance.rst has the timing.
+under the locks with the credentials as they are then; an admin's
+C{allow_denied} over the advisories, which each file's audit entry
+records) and answers; the rules of the indexes' state and the copy, all
+or nothing, are L{pypid.state.promoter}'s. A delete of the release in the
+source takes the lock in turn: first, nothing is promoted (404); after,
+it takes the source's copy only. Each promoted file is one C{promote}
+audit entry; docs/performance.rst has the timing.
 """
 
 from __future__ import annotations
@@ -29,12 +28,7 @@ from twisted.web.iweb import IRequest
 
 from pypid.auth.reader import Reader
 from pypid.auth.verifier import Identity
-from pypid.core.dists.names import (
-    InvalidName,
-    canonical_version,
-    is_valid_name,
-    normalize,
-)
+from pypid.core.dists.names import InvalidName, canonical_version, is_valid_name, normalize
 from pypid.core.formats.admin_answers import Promoted
 from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.records.change_kinds import ChangeKind
@@ -92,12 +86,7 @@ class PromoteRequest:
 
 @attrs.define(slots=False)
 class Promote:
-    """
-    C{POST /api/promote}; see the module.
-
-    @ivar _registry: the server's indexes (L{pypid.state.indexes.IndexRegistry}).
-    @ivar _clock: provides C{seconds()}: when a file was promoted.
-    """
+    """C{POST /api/promote}; see the module."""
 
     _registry: IndexRegistry
     _access: Gates
@@ -127,9 +116,8 @@ class Promote:
                    asked: Callable[[], PromoteRequest],
                    named: Mapping[str, object]) -> Awaitable[Promoted]:
         """
-        Promote the release C{asked()} names, for C{identity} (who logged
-        in on C{request}); each refusal audited with what C{named} says,
-        that of C{asked()} too.
+        Promote the release C{asked()} names, for C{identity}; each refusal,
+        that of C{asked()} too, audited with what C{named} says.
         """
         known = self._registry.orders
         source = named.get("from")
@@ -142,8 +130,7 @@ class Promote:
     def targets(self, reader: Reader, source: str) -> list[str]:
         """
         The hosted indexes, other than C{source}, that C{reader} sees and
-        may upload to: where the console offers to promote a release to
-        (the promotion itself checks the project's rights).
+        may upload to: where the console offers to promote a release to.
         """
         return [name for name in self._registry.orders
                 if name != source and name in self._registry.stacks
@@ -194,9 +181,9 @@ class Promote:
                               ) -> tuple[list[str], list[str]]:
         """
         Check the rights, the project's status, the advisories and each
-        file against the target, then copy them all or none: the files of
-        the release the source holds now, under the locks (a delete that
-        held them first took its files away).
+        file against the target, then copy all or none of the files the
+        source holds now, under the locks (a delete that held them first
+        took its files away).
         """
         # (the credentials and the rights as they are now: a reload or a
         # revocation may have come while the lock was awaited)
@@ -238,11 +225,9 @@ class Promote:
                     version: str, allow_denied: bool) -> str | None:
         """
         What the audit entries say of an admin's override of the
-        advisories that deny the release (C{denied}: C{(index, ids)}
-        each; L{None}: none deny it).
-
-        @raise Conflict: they deny it, and no override was asked for.
-        @raise Forbidden: one was, by someone who is no admin (now).
+        advisories that deny the release (C{denied}: C{(index, ids)} each;
+        L{None}: none deny it); 409 without an override, 403 for one asked
+        by someone who is no admin (now).
         """
         if not denied:
             return None
@@ -273,10 +258,7 @@ def _entry_index(name: object, known: Any) -> str | None:
 
 
 def promotion_form(request: IRequest) -> dict[str, Any]:
-    """
-    A form's fields of a promotion, as its JSON would name them
-    (C{allow_denied} a truth; anything else is refused by L{promote_request}).
-    """
+    """A form's fields of a promotion, as its JSON would name them (C{allow_denied} a truth)."""
     data: dict[str, Any] = {field: values[0].decode("utf-8", "replace")
                             for field in FIELDS
                             if (values := request.args.get(field.encode("ascii")))}
@@ -303,10 +285,8 @@ def _asked_quietly(request: IRequest) -> dict[str, Any]:
 
 def _asked(request: IRequest) -> PromoteRequest:
     """
-    The promotion the JSON body asks for (or a urlencoded form's fields of
-    the same names).
-
-    @raise HTTPError: 413 for a body too large, 400 naming the field that is wrong.
+    The promotion the JSON body (or a urlencoded form) asks for: 413 for a
+    body too large, 400 naming the field that is wrong.
     """
     if is_form(request):
         return promote_request(promotion_form(request))

@@ -8,16 +8,15 @@ Every change to one distribution (a filename, and every other spelling of
 it) holds that distribution's lock from its checks to its last write, so an
 upload never interleaves with another upload, a yank or a delete of it.
 
-Every change, and every change refused to a user who logged in, is recorded
-in the audit log (L{pypid.web.server.audit_trail.AuditTrail}), after the change is
-stored; the answer waits for the entry's first write attempt (so an
-acknowledged change has its entry on disk), but an entry that cannot be
-written never fails the change.
+Every change, and every change refused to a user who logged in, is audited
+(L{pypid.web.server.audit_trail.AuditTrail}) after it is stored; the answer
+waits for the entry's first write attempt (so an acknowledged change has
+its entry on disk), but an entry that cannot be written never fails the
+change.
 
-Here are the routes, which read and check a request (its form, its
-credentials, the index's C{upload} grant) and audit it; storing an upload
-is L{pypid.web.changes.upload_store.UploadStore}'s, changing stored files
-L{pypid.web.changes.file_changes.FileChanges}'s.
+The routes read and check a request and audit it; storing an upload is
+L{pypid.web.changes.upload_store}'s, changing stored files
+L{pypid.web.changes.file_changes}'s.
 """
 
 
@@ -72,11 +71,9 @@ class Publish:
     Uploads, yanks and deletes.
 
     @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
-    @ivar _clock: provides C{seconds()}.
-    @ivar _max_upload_size: bytes.
-    @ivar _locks: the L{KeyedLock} every change to one distribution holds
-        (shared with the snapshot writer, which dates a save by its oldest
-        change under way).
+    @ivar _locks: the lock every change to one distribution holds (shared
+        with the snapshot writer, which dates a save by its oldest change
+        under way).
     """
 
     #: the hosted index these routes change (the console lists its files);
@@ -91,23 +88,17 @@ class Publish:
     _locks: KeyedLock = attrs.field(kw_only=True)
     #: the index these routes change (C{default}: today's, at C{/})
     _name: str = attrs.field(kw_only=True, default=DEFAULT_INDEX)
-    #: checks the attestations uploads come with (PEP 740)
     _attestations: AttestationCheck = attrs.field(kw_only=True, factory=NoAttestations)
-    #: where a deleted file waits before it is purged; L{None}:
-    #: none, a deletion deletes at once
+    #: where a deleted file waits before it is purged; L{None}: none
     _bin: RecycleBin | None = attrs.field(kw_only=True, default=None)
     _render: Renderer = attrs.field(kw_only=True, default=render_description)
     #: what its uploads let through that its checks would refuse
     _uploads_allowed: IndexUploadRules = attrs.field(kw_only=True, factory=IndexUploadRules,
                                                      alias="uploads")
-    #: what its audit entries say of the index: nothing for the default's,
-    #: whose lines stay as they were
+    #: what its audit entries say of the index: nothing for the default's
     _audit_index: str | None = attrs.field(init=False)
-    #: the gate's answers for changes to this index
     _checks: ChangeChecks = attrs.field(init=False)
-    #: stores the uploads these routes read and checked
     _uploads: UploadStore = attrs.field(init=False)
-    #: yanks, unyanks, deletes and restores stored files
     _changes: FileChanges = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -123,14 +114,10 @@ class Publish:
     app = Klein()
     answer_errors(app)
 
-    # -- what the console shows ---------------------------------------------------
-
     @property
     def recycles(self) -> bool:
         """Whether a deleted file waits in a recycle bin, to be restored."""
         return self._bin is not None
-
-    # -- uploads ---------------------------------------------------------------
 
     @route_each(app, UPLOAD_PATHS, methods=["POST"])
     async def upload(self, request: IRequest) -> bytes:
@@ -146,8 +133,7 @@ class Publish:
             raise Unavailable("cannot receive the upload now: the spool folder is unavailable",
                               [(b"retry-after", RETRY_AFTER)])
         try:
-            # Verified already when the site checked the credentials before
-            # the body; otherwise verified here.
+            # (verified already when the site checked them before the body)
             auth = IRequestAuth(request)
             if auth.verified is not None:
                 identity = await auth.verified
@@ -157,15 +143,14 @@ class Publish:
             self._checks.may_upload_here(self._access.reader(request))
             if form.get(":action") == "remove_pkg":
                 return await self._audit.recorded(
-                    request, ChangeKind.DELETE, self._changes.remove_release(request, form,
-                                                                             identity),
-                    identity=identity, project=form.get("name") or "",
-                    version=form.get("version"), index=self._audit_index)
+                    request, ChangeKind.DELETE,
+                    self._changes.remove_release(request, form, identity), identity=identity,
+                    project=form.get("name") or "", version=form.get("version"),
+                    index=self._audit_index)
             part = form.files.get("content")
             return await self._audit.recorded(
-                request, ChangeKind.UPLOAD, self._upload(request, form,
-                                                         identity), identity=identity,
-                filename=part.filename if part is not None else None,
+                request, ChangeKind.UPLOAD, self._upload(request, form, identity),
+                identity=identity, filename=part.filename if part is not None else None,
                 project=form.get("name"), version=form.get("version"), index=self._audit_index)
         finally:
             form.discard()
@@ -173,8 +158,6 @@ class Publish:
     async def _upload(self, request: IRequest, form: Form, identity: Identity) -> bytes:
         upload = validate_upload(form)
         return await self._uploads.store(request, upload, identity)
-
-    # -- yank, unyank, delete ------------------------------------------------------
 
     @app.route("/api/files/<string:filename>/yank", methods=["POST"])
     def yank_file(self, request: IRequest, filename: str) -> Coroutine[Any, Any, bytes]:
@@ -242,11 +225,10 @@ class Publish:
                       ) -> bytes:
         """
         Authenticate, then apply C{change} to the files C{filenames()} names,
-        with C{argument()} (the yank reason; L{None}: none): what exists is
-        looked up only for those who may see or change C{scope} (the
-        normalized project the URL gives, L{None} for none). A refusal, a bad
-        reason too, is recorded as C{event} with C{facts}: what the request
-        named.
+        with C{argument()} (the yank reason): what exists is looked up only
+        for those who may see or change C{scope} (the normalized project the
+        URL gives, L{None} for none). A refusal, a bad reason too, is
+        audited as C{event} with C{facts}: what the request named.
         """
         identity = await self._access.gate_upload(request, index=None)
         self._checks.may_upload_here(self._access.reader(request))
@@ -258,8 +240,6 @@ class Publish:
         facts["index"] = self._audit_index
         await self._audit.recorded(request, event, apply(), identity=identity, **facts)
         return send_text(request, 200, "OK")
-
-    # -- a project's status --------------------------------------------------------
 
     @app.route("/api/projects/<string:project>/status", methods=["POST"])
     async def set_status(self, request: IRequest, project: str) -> bytes:
@@ -301,10 +281,7 @@ def _normalized(project: str) -> str | None:
 
 
 def _requested_status(request: IRequest) -> ProjectStatus | None:
-    """
-    The status a request's body asks for: a JSON object, or the form
-    fields C{status} and C{reason}; 400 naming the field that is wrong.
-    """
+    """The status a JSON body, or the form's C{status} and C{reason}, asks for; 400 naming why."""
     kind = request.getHeader(b"content-type") or b""
     if kind.split(b";")[0].strip().lower() == b"application/json":
         try:

@@ -1,33 +1,31 @@
 """
 C{POST /api/oidc/mint-token}: trusted publishing's exchange of a CI
 system's OIDC ID token for a pypid upload token (L{pypid.auth.oidc}).
-docs/http-api.rst gives the request, the answer and each refusal: short
-plain text; the 401 with C{WWW-Authenticate: Bearer} (RFC 6750: the
-credential is the body's token, not Basic); a 429 for an address held
-back (below) or a publisher over its share (L{pypid.auth.oidc_errors.OverShare}).
+docs/http-api.rst gives the request, the answer and each refusal; the 401
+carries C{WWW-Authenticate: Bearer} (RFC 6750: the credential is the
+body's token, not Basic).
 
-Every exchange is audited as a C{token-issued} entry; a minted token's
-is written before the answer, as every change's is. Refusals cost a
-client nothing (any CI repository gets genuine tokens for pypid's
-audience, a replay is free, junk cheaper), so they are folded as failed
-logins are (L{pypid.web.server.audit_trail.AuditTrail.fold_refused}): at
-most 102 entries a minute, whatever arrives from however many addresses,
-and nobody waits for them to be written (docs/performance.rst has the
-floods measured: 256 KiB of log a second before, 0.16 KiB/s at most now).
+Every exchange is audited as a C{token-issued} entry, a minted token's
+before the answer. Refusals cost a client nothing (any CI repository gets
+genuine tokens for pypid's audience, a replay is free, junk cheaper), so
+they are folded as failed logins are
+(L{pypid.web.server.audit_trail.AuditTrail.fold_refused}): at most 102
+entries a minute, and nobody waits for them to be written
+(docs/performance.rst: 256 KiB of log a second before, 0.16 KiB/s at most
+now).
 
 The work is bounded too. Each address may have L{EXCHANGE_FAILURES}
 refusals in the throttle's five-minute window, exchanges under way
-included; past them it gets 429 before anything is read or verified (no
-key fetch, no signature check, no C{jti} spent). The throttle is the
-exchange's own: a failing CI job behind a NAT never holds back the
-password logins of that address, nor a guesser there the exchanges.
-A publisher's 429 (L{PublisherHeldBack}) does not count: it would let one
-publisher hold back the others behind the same address (a CI's shared
-runners). An unreachable issuer's 503 (L{IssuerDown}) does: junk naming
-one is as cheap as any other. A 503 for the server's own load does not.
-Only a fetch of an issuer's keys makes exchanges wait, at most
-L{pypid.auth.issuer_keys.MAX_WAITERS} per issuer (the others get 503 at once),
-so an issuer that hangs piles up no requests and holds back no other's.
+included; past them it gets 429 before anything is read or verified. The
+throttle is the exchange's own: a failing CI job behind a NAT never holds
+back the password logins of that address, nor a guesser there the
+exchanges. A publisher's 429 (L{PublisherHeldBack}) does not count: it
+would let one publisher hold back the others behind the same address (a
+CI's shared runners). An unreachable issuer's 503 (L{IssuerDown}) does:
+junk naming one is as cheap as any other. A 503 for the server's own load
+does not. Only a fetch of an issuer's keys makes exchanges wait, at most
+L{pypid.auth.issuer_keys.MAX_WAITERS} per issuer, so an issuer that hangs
+holds back no other's.
 """
 
 from __future__ import annotations
@@ -90,18 +88,13 @@ EVENT = ChangeKind.TOKEN_ISSUED
 
 
 class IssuerDown(Unavailable):
-    """
-    The ID token's issuer cannot be reached, or its keys cannot be used
-    (503): counted against the address as a refusal (see the module
-    docstring).
-    """
+    """The ID token's issuer cannot be reached, or its keys used (503): counted as a refusal."""
 
 
 class PublisherHeldBack(TooManyRequests):
     """
     The token's publisher holds its share of the places, or mints faster
-    than its rate (429, with Retry-After): not counted against the address
-    (see the module docstring).
+    than its rate (429): not counted against the address.
     """
 
 
@@ -136,12 +129,9 @@ class TrustedPublishingArea:
     """
     The exchange route.
 
-    @ivar _publishing: the L{pypid.auth.oidc.TrustedPublishing}, or L{None}
-        when trusted publishing is not configured.
-    @ivar _clock: provides C{seconds()}.
-    @ivar _throttle: the exchange's own L{pypid.auth.throttle.LoginThrottle}
-        (L{exchange_throttle}), counting refusals by client only (see the
-        module docstring).
+    @ivar _publishing: L{None} when trusted publishing is not configured.
+    @ivar _throttle: the exchange's own (L{exchange_throttle}), counting
+        refusals by client only.
     """
 
     _publishing: TrustedPublishing | None
@@ -205,10 +195,8 @@ class TrustedPublishingArea:
     async def burn(self, request: IRequest) -> bytes:
         """
         C{{"token": "<minted token>"}}: uv revokes the token it was minted
-        once its upload is done. The token presented is the credential:
-        a live minted token is revoked (audited as C{token-revoked} by its
-        publisher); any other is answered alike, so that the route tells
-        nothing of tokens.
+        once its upload is done. The token presented is the credential; any
+        other is answered alike, so that the route tells nothing of tokens.
         """
         try:
             _accepts_pytp(request)
@@ -303,11 +291,7 @@ class TrustedPublishingArea:
 
     async def _exchange(self, publishing: TrustedPublishing, request: IRequest,
                         address: str | None) -> tuple[Minted, Verified]:
-        """
-        Verify the request's ID token and mint its upload token.
-
-        @raise HTTPError: the refusal, recorded (folded) in the audit log.
-        """
+        """Verify the request's ID token and mint its upload token; a refusal is audited."""
         verified = None
         # (who a refusal names: the publisher of a genuine token)
         publisher = None
@@ -348,9 +332,7 @@ class TrustedPublishingArea:
 def _body_token(request: IRequest, name: str, what: str) -> str:
     """
     The C{token} of the request's JSON body, called C{name} (C{what} at
-    length) in a refusal.
-
-    @raise HTTPError: 413 for a body too large, 400 naming what is wrong.
+    length) in a refusal: 413 for a body too large, 400 naming what is wrong.
     """
     try:
         data = json.loads(bounded_body(request, MAX_BODY))
@@ -393,9 +375,7 @@ def _accepts_pytp(request: IRequest) -> None:
 def send_json_error(request: IRequest, error: HTTPError) -> bytes:
     """
     A refusal as the clients of trusted publishing read it (PEP 807's
-    error response, as the public index answers): C{{"message": ...,
-    "errors": [{"code": ..., "description": ...}]}}, its status and headers
-    (C{Retry-After}, C{WWW-Authenticate}) kept.
+    error response, as the public index answers), its status and headers kept.
     """
     request.setResponseCode(error.code)
     for name, value in error.headers:

@@ -1,11 +1,10 @@
 """
-Storing an upload that was read and checked (L{pypid.web.changes.publish.Publish.upload},
-L{pypid.core.dists.upload.validate_upload}): the uploader's rights on its
-project, the distribution's lock, the index's refusals (a file of that name,
-another of the same distribution, a deleted name, a closed project), the
-archive inspected in the pool, its attestations verified (PEP 740), the
-credentials checked again, then the file published into the storage,
-indexed and recorded in the audit log.
+Storing an upload that was read and checked (L{pypid.web.changes.publish.Publish.upload}):
+the uploader's rights on its project, the distribution's lock, the index's
+refusals (a file of that name, another of the same distribution, a deleted
+name, a closed project), the archive inspected in the pool, its
+attestations verified (PEP 740), the credentials checked again, then the
+file published into the storage, indexed and audited.
 """
 
 from __future__ import annotations
@@ -52,10 +51,7 @@ log = Logger(namespace="pypid.web.changes.publish")
 
 
 class AttestationCheck(Protocol):
-    """
-    What checks an upload's attestations (PEP 740): the server's
-    L{pypid.auth.attestations.AttestationChecker}.
-    """
+    """What checks an upload's attestations (L{pypid.auth.attestations.AttestationChecker})."""
 
     def required(self, project: str) -> bool:
         """Whether uploads to C{project} must come with attestations."""
@@ -64,11 +60,9 @@ class AttestationCheck(Protocol):
                     reader: Reader) -> bytes | None:
         """
         The provenance object of the file's verified attestations
-        (C{field}), L{None} when none were sent and none are needed; the
-        uploader is C{reader}'s identity (whether it is a trusted
-        publisher's, L{Reader.minted}, decides who may sign).
-
-        @raise AttestationRefused: whose text is the 400's reason.
+        (C{field}), L{None} when none were sent and none are needed
+        (whether C{reader} is a trusted publisher's decides who may sign);
+        L{AttestationRefused}, whose text is the 400's reason.
         """
 
 
@@ -98,12 +92,8 @@ class UploadStore:
     """
     Stores the uploads to one hosted index.
 
-    @ivar _checks: the index's L{ChangeChecks}.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (the inspection).
-    @ivar _clock: provides C{seconds()}.
-    @ivar _locks: the L{KeyedLock} every change to one distribution holds.
-    @ivar _attestations: checks the attestations uploads come with (PEP 740).
-    @ivar _render: renders the descriptions of uploaded files.
+    @ivar _run: C{run(f, *args) -> Deferred} for the inspection.
+    @ivar _locks: the lock every change to one distribution holds.
     @ivar _audit_index: what its audit entries say of the index (L{None}
         for the default's).
     @ivar _allowed: what the index lets through that its checks would
@@ -125,9 +115,8 @@ class UploadStore:
     async def store(self, request: IRequest, upload: UploadRequest, identity: Identity,
                     ) -> bytes:
         """Store C{upload}, sent by C{identity}, and answer the request."""
-        # One distribution at a time: the checks below and the work in the
-        # storage thread must not interleave with another upload of the same
-        # distribution (any spelling) or with a yank or delete of it.
+        # (one distribution at a time: the checks and the storage's work must
+        # not interleave with another change of it, in any spelling)
         project = project_of_filename(upload.filename)
         if project is not None:
             self._checks.may_upload(self._checks.reader(request), project)
@@ -142,7 +131,7 @@ class UploadStore:
 
     async def _store_locked(self, request: IRequest, upload: UploadRequest,
                             identity: Identity) -> bytes:
-        part = _part_of(upload)
+        part = cast(FilePart, upload.part)  # (untyped in core)
         project = project_of_filename(upload.filename)
         self._refuse_closed(project)
         self._refuse_foreign(request, project)
@@ -185,11 +174,11 @@ class UploadStore:
             if e.sha256 != part.sha256:
                 raise _exists(upload.filename, e.sha256)
             if e.record is not None:
-                # Stored through another server: index it as storage has it.
+                # (stored through another server: indexed as storage has it)
                 stored = e.record
             else:
-                # The same bytes are stored but not indexed (put there by hand
-                # while the server ran): keep their record, then index them.
+                # (the same bytes stored but not indexed, put there by hand
+                # while the server ran: their record kept, then indexed)
                 stored = record
                 await storage_call(self._storage.update, record)
         except FilenameDeleted:
@@ -257,10 +246,8 @@ class UploadStore:
                         reader: Reader) -> bytes | None:
         """
         The provenance object of the upload's verified attestations, or
-        L{None} without any (where none are required), by C{reader}'s
-        identity (the request's).
-
-        @raise BadRequest: they do not verify (or are missing where required).
+        L{None} without any (where none are required); 400 when they do not
+        verify (or are missing where required).
         """
         try:
             return await self._attestations.check(
@@ -279,18 +266,9 @@ class UploadStore:
 
 
 def tag_mismatch_hint(index: str | None, project: str | None) -> str:
-    """
-    What a refusal of a wheel for its tags says to do: name the key that
-    allows it (for a project whose releases are built so, as some on the
-    public index are).
-    """
+    """What a refusal of a wheel for its tags says to do: name the key that allows it."""
     return (f"to take it, name {project or 'the project'} in {index_section(index)} "
             "allow_tag_mismatch")
-
-
-def _part_of(upload: UploadRequest) -> FilePart:
-    """The spooled file part of an upload (L{UploadRequest.part} is untyped in core)."""
-    return cast(FilePart, upload.part)
 
 
 def _exists(filename: str, sha256: str | None) -> BadRequest:

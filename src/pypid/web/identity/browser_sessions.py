@@ -4,33 +4,29 @@ its file beside the snapshot, and the cookie that names a session.
 
 The file (C{[auth] sessions}, mode 0600) is read at start-up, so a restart
 logs nobody out, and written in a worker thread: at once when a session
-ends (a logout, or a revocation at C{SIGHUP}: what ended must stay ended
-after a crash), soon after a login, and every L{SAVE_INTERVAL} seconds
-while sessions were used (their idle time), when the sessions that timed
-out are swept too. One write at a time, each of the state as it is then.
+ends (what ended must stay ended after a crash), soon after a login, and
+every L{SAVE_INTERVAL} seconds while sessions were used, when those that
+timed out are swept too. One write at a time.
 
 In a worker of a machine the file is the workers' (L{SharedFile}): each
-write takes the file as the others left it and puts this worker's changes
-on it (the sessions opened, changed and ended since its last write, and
-each session's latest use), under the machine's lock; a login answers
-once the file holds its session, and another worker's change is read
-before this one's next answer (L{BrowserSessions.sync}). The sessions'
-use is shared at each write, every L{SAVE_INTERVAL} at least.
+write puts this worker's changes on the file as the others left it, under
+the machine's lock; a login answers once the file holds its session, and
+another worker's change is read before this one's next answer
+(L{BrowserSessions.sync}).
 
 The cookie is C{__Host-pypid-session} when the page was served over HTTPS
-(directly or behind a proxy, C{[pypid] base_url} an https URL): the prefix
-makes the browser refuse it unless C{Secure}, for the whole site and from
-this host only. Over plain HTTP (a trial on a laptop) it is
-C{pypid-session}, without C{Secure}, which the browser would not send back.
-Both are C{HttpOnly} (no script reads them) and C{SameSite=Lax} (another
-site's form does not send them).
+(here, or at a proxy: C{[pypid] base_url} an https URL): the prefix makes
+the browser refuse it unless C{Secure}, for the whole site and from this
+host only. Over plain HTTP (a trial on a laptop) it is C{pypid-session},
+without C{Secure}, which the browser would not send back. Both are
+C{HttpOnly} and C{SameSite=Lax}.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -60,14 +56,14 @@ SAVE_INTERVAL = 60.0
 #: C{run(f, *args) -> Deferred}: runs blocking C{f} in a worker thread.
 Run = Callable[..., Deferred[Any]]
 
+_T = TypeVar("_T")
+
 
 def load_book(path: str, idle: float, lifetime: float, now: float,
               random: Callable[[int], bytes] = os.urandom) -> SessionBook:
     """
     The book of the file at C{path} (blocking, at start-up), or a new one
-    when there is none.
-
-    @raise SessionFileError: the file cannot be read or used, naming it.
+    when there is none; L{SessionFileError} naming the file.
     """
     try:
         data = read_if_present(path)
@@ -93,11 +89,7 @@ def is_secure(request: IRequest, base_url: str | None) -> bool:
 
 
 class BrowserSessions:
-    """
-    The sessions of the people logged in through the pages' form.
-
-    @ivar path: its file.
-    """
+    """The sessions of the people logged in through the pages' form, and their file."""
 
     def __init__(self, book: SessionBook, path: str, clock: IReactorTime, run: Run,
                  base_url: str | None = None,
@@ -105,10 +97,8 @@ class BrowserSessions:
                  shared: SharedFile | None = None) -> None:
         """
         @param run: runs the file's writes in a worker thread.
-        @param base_url: C{[pypid] base_url}, or L{None}.
-        @param random: C{random(n)}, C{n} random bytes.
         @param shared: in a worker of a machine, the file as the workers
-            share it; L{None} in a server of one process.
+            share it.
         """
         self.book = book
         self.path = path
@@ -116,7 +106,6 @@ class BrowserSessions:
         self._run = run
         self._base_url = base_url
         self._random = random
-        #: the file's writes, one after the other
         self._writes: Deferred[None] = succeed(None)
         #: who waits for the write not begun yet, or L{None} when none is due
         self._waiting: list[Deferred[None]] | None = None
@@ -132,9 +121,11 @@ class BrowserSessions:
 
     # -- the cookie --------------------------------------------------------------------
 
-    def cookie_name(self, request: IRequest) -> bytes:
-        """The cookie's name for C{request}: L{SECURE_COOKIE} over HTTPS."""
-        return SECURE_COOKIE if is_secure(request, self._base_url) else PLAIN_COOKIE
+    def cookie_name(self, request: IRequest, binding: bool = False) -> bytes:
+        """The name of C{request}'s cookie (C{binding}: a single sign-on's), by its scheme."""
+        if is_secure(request, self._base_url):
+            return SECURE_BINDING if binding else SECURE_COOKIE
+        return PLAIN_BINDING if binding else PLAIN_COOKIE
 
     def now(self) -> float:
         """The time now, as the sessions count it."""
@@ -162,14 +153,11 @@ class BrowserSessions:
 
     def _set_cookie(self, request: IRequest, value: str, max_age: int,
                     binding: bool = False) -> None:
-        secure = is_secure(request, self._base_url)
-        name = (SECURE_BINDING if secure else PLAIN_BINDING) if binding \
-            else (SECURE_COOKIE if secure else PLAIN_COOKIE)
         attributes = [f"Max-Age={max_age}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if secure:
+        if is_secure(request, self._base_url):
             attributes.append("Secure")
-        request.responseHeaders.addRawHeader(
-            b"set-cookie", name + b"=" + "; ".join([value, *attributes]).encode("ascii"))
+        request.responseHeaders.addRawHeader(b"set-cookie", self.cookie_name(
+            request, binding) + b"=" + "; ".join([value, *attributes]).encode("ascii"))
 
     def bind(self, request: IRequest, value: str, max_age: int) -> None:
         """
@@ -181,8 +169,7 @@ class BrowserSessions:
 
     def binding_of(self, request: IRequest) -> str | None:
         """The value of the browser's single sign-on cookie, and clear it; L{None}: none."""
-        name = SECURE_BINDING if is_secure(request, self._base_url) else PLAIN_BINDING
-        value = request.getCookie(name)
+        value = request.getCookie(self.cookie_name(request, binding=True))
         if value is None:
             return None
         self._set_cookie(request, "", 0, binding=True)
@@ -200,17 +187,14 @@ class BrowserSessions:
         the session the browser had, if any, ends. Fires with the session
         (in a worker of a machine, once the file holds it).
 
-        @param stored: the hash a password user's password was checked
-            against (L{pypid.core.access.sessions.Session.stamp}).
+        @param stored: what vouches for them
+            (L{pypid.core.access.sessions.Session.stamp}).
         @param person: who they are to the provider (its subject).
         """
         had = self.of(request)
-        before = self._before()
-        value, session = self.book.open(user, groups, source, self._clock.seconds(),
-                                        self._random, stored,
-                                        replacing=had[0] if had is not None else None,
-                                        person=person)
-        self._note(before)
+        value, session = self._changed(lambda book: book.open(
+            user, groups, source, self._clock.seconds(), self._random, stored,
+            replacing=had[0] if had is not None else None, person=person))
         self._set_cookie(request, value, int(self.book.lifetime))
         saved = self._save_quietly()
         if self.shared is None:
@@ -226,56 +210,44 @@ class BrowserSessions:
         """
         End a session (a logout) and clear the browser's cookie; fires once
         the file no longer holds it, or fails when it could not be written
-        (the session is ended in memory all the same, and L{tick} writes
-        the file again).
+        (ended in memory all the same, and L{tick} writes again).
         """
-        before = self._before()
-        self.book.close(digest)
-        self._note(before)
+        self._changed(lambda book: book.close(digest))
         self._set_cookie(request, "", 0)
         return self.save()
 
     def end(self, digest: str) -> None:
         """End the session of C{digest} (its source no longer vouches for it), and keep that."""
-        before = self._before()
-        if self.book.close(digest):
-            self._note(before)
+        if self._changed(lambda book: book.close(digest)):
             self._save_quietly()
 
     def revoke(self, ends: Callable[[Session], bool]) -> int:
         """End the sessions for which C{ends(session)} (a reload); how many."""
-        before = self._before()
-        ended = self.book.revoke(ends)
+        ended = self._changed(lambda book: book.revoke(ends))
         if ended:
-            self._note(before)
             self._save_quietly()
         return ended
 
     def regroup(self, digest: str, groups: Iterable[str], now: float) -> Session | None:
         """The session of C{digest} with its groups read again (L{SessionBook.regroup})."""
-        before = self._before()
-        session = self.book.regroup(digest, groups, now)
-        self._note(before)
-        return session
+        return self._changed(lambda book: book.regroup(digest, groups, now))
 
-    def _before(self) -> dict[str, Session] | None:
-        """The sessions before a change, in a worker of a machine (for L{_note})."""
-        return dict(self.book.sessions) if self.shared is not None else None
-
-    def _note(self, before: dict[str, Session] | None) -> None:
-        """Keep what changed since C{before}, for the next write of a worker's."""
+    def _changed(self, change: Callable[[SessionBook], _T]) -> _T:
+        """C{change(book)}; in a worker of a machine, what it changed kept for the next write."""
+        before = dict(self.book.sessions) if self.shared is not None else None
+        result = change(self.book)
         if before is not None:
             self._pending.update(self.book.changes_since(before))
+        return result
 
     # -- the file ----------------------------------------------------------------------
 
     def save(self) -> Deferred[None]:
         """
         Write the book, after the write under way if any: fires once a write
-        that began after this call ended, or fails as it did (the failure
-        is logged, and L{tick} tries again). Calls made before that write
-        began share it: logins in a loop make one write at a time, never a
-        queue of them.
+        that began after this call ended, or fails as it did (logged; L{tick}
+        tries again). Calls made before that write began share it: logins in
+        a loop make one write at a time, never a queue of them.
         """
         self._used = False
         waiter: Deferred[None] = Deferred()
@@ -334,10 +306,7 @@ class BrowserSessions:
         return SessionBook.loads(current, self.book.idle, self.book.lifetime, self.now())
 
     def sync(self) -> Deferred[None]:
-        """
-        In a worker of a machine, before its next answer: take in the
-        sessions another worker opened or ended (at once when none did).
-        """
+        """In a worker of a machine, before its next answer: take in another worker's changes."""
         if self.shared is None or not self.shared.changed_elsewhere():
             return succeed(None)
         return self.shared.read().addCallback(self._take).addErrback(
@@ -355,10 +324,7 @@ class BrowserSessions:
         return self.save().addErrback(lambda _: None)
 
     def tick(self) -> Deferred[None]:
-        """
-        Sweep the sessions that timed out, and write their use, or what a
-        failed write left out (every L{SAVE_INTERVAL}).
-        """
+        """Sweep the sessions that timed out; write their use, or what a failed write left out."""
         swept = self.book.sweep(self._clock.seconds())
         if swept or self._used or self._failed:
             return self._save_quietly()

@@ -1,9 +1,8 @@
 """
 Who may do what, applied to requests: the gates every route passes
-through, joining who is asking (L{pypid.web.identity.identification}: credentials,
-tokens, the login throttle) to what they may do (L{pypid.auth.reader}: one
-L{Reader} per request, kept on it), and answering with the refusals HTTP
-clients see.
+through, joining who is asking (L{pypid.web.identity.identification}) to
+what they may do (L{pypid.auth.reader}: one L{Reader} per request, kept on
+it), and answering with the refusals HTTP clients see.
 
 Reads are the hot path: when the policy lets everyone read, L{Gates.gate_read}
 answers L{None} at once for a request without credentials, and no header
@@ -13,8 +12,6 @@ token went bad rather than reading on as anonymous.
 """
 
 from __future__ import annotations
-
-from typing import cast
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
@@ -64,10 +61,9 @@ class Gates:
                  sessions: BrowserSessions | None = None,
                  outside: OutsideLogins | None = None) -> None:
         """
-        The rules of C{model}; the other parameters are those of
-        L{Identification} (C{audit}: where failed and throttled logins are
-        recorded; C{sessions} L{None}: C{/login} has no form; C{outside}:
-        by default, nobody).
+        The rules of C{model}; the other parameters are L{Identification}'s
+        (C{sessions} L{None}: C{/login} has no form; C{outside}: by
+        default, nobody).
         """
         self.__attrs_init__(Identification(verifier, throttle, tokens, audit, publishers,
                                            sessions, outside or OutsideLogins()),
@@ -85,10 +81,10 @@ class Gates:
 
     def reader(self, request: IRequest) -> Reader:
         """
-        What the request's identity (as a gate verified it; L{None}:
-        anonymous) may do: made once, by the rules in force then, and kept
-        on the request (made again, by the rules in force now, as a change
-        commits: L{confirm}). Every route asks this, never the rules.
+        What the request's identity (as a gate verified it) may do: made
+        once, by the rules in force then, and kept on the request (made
+        again as a change commits: L{confirm}). Every route asks this,
+        never the rules.
         """
         auth = IRequestAuth(request)
         reader = auth.reader
@@ -99,11 +95,9 @@ class Gates:
     def identified_reader(self, request: IRequest) -> Deferred[Reader]:
         """
         The reader of whoever sent the request, their credentials checked
-        here (L{identify}: wrong ones fail with L{Unauthorized}), for a
-        question asked where no gate checked them (who may scrape
-        C{/metrics}; an admin's view of a quarantined project, read where
-        anyone reads): not kept on the request, which goes on as its gate
-        let it.
+        here (wrong ones: L{Unauthorized}), where no gate checked them (who
+        may scrape C{/metrics}; an admin's view of a quarantined project):
+        not kept on the request, which goes on as its gate let it.
         """
         return self.identify(request).addCallback(self._rules.reader)
 
@@ -119,7 +113,7 @@ class Gates:
 
     @property
     def sessions(self) -> BrowserSessions | None:
-        """The L{BrowserSessions}, or L{None}."""
+        """The browser sessions, or L{None}."""
         return self._identification.sessions
 
     @property
@@ -130,8 +124,7 @@ class Gates:
     def sync(self) -> Deferred[None]:
         """
         In a worker of a machine, before its next answer: take in the
-        tokens and browser sessions another worker changed (at once when
-        none did).
+        tokens, browser sessions and throttle counts another worker changed.
         """
         looks = [look.sync() for look in (self.tokens, self.sessions,
                                           self._identification.throttle) if look is not None]
@@ -150,21 +143,17 @@ class Gates:
     def reconfigure(self, model: AccessModel, verifier: PasswordVerifier,
                     tokens: TokenBook | None, outside: OutsideLogins | None = None) -> None:
         """
-        Take a reloaded configuration's rules, users and tokens (C{SIGHUP}).
-        The verifier is new, so no credentials checked before are trusted
-        any more: a removed user, or a changed password, is refused at
-        once. Requests under way read with what they were given; a change
-        under way is checked again as it commits (L{confirm}).
+        Take a reloaded configuration's rules, users and tokens (C{SIGHUP}):
+        no credentials checked before are trusted any more. Requests under
+        way read with what they were given; a change under way is checked
+        again as it commits (L{confirm}).
         """
         self._identification.reconfigure(verifier, tokens, outside)
         self._rules = Rules(model)
 
     def cache_key(self, request: IRequest,
                   ) -> tuple[str, str | None, frozenset[str]] | None:
-        """
-        What the project list a request sees depends on: its user, its token,
-        and its directory groups.
-        """
+        """What the project list a request sees depends on: its user, token and groups."""
         identity = identity_of(request)
         if identity is None:
             return None
@@ -183,9 +172,6 @@ class Gates:
         C{identity}, the request's, checked again as its change commits
         (L{Identification.confirm}), its reader made again by the rules in
         force now and kept on the request: the caller asks L{reader} then.
-
-        @raise Unauthorized: the credentials no longer hold.
-        @raise Unavailable: they cannot be checked now.
         """
         again = await self._identification.confirm(request, identity)
         return _kept(self._rules.reader(again), request)
@@ -196,26 +182,22 @@ class Gates:
                   index: str = DEFAULT_INDEX) -> Deferred[Identity | None] | None:
         """
         L{None} when anyone may read C{index} whole and the request sends
-        no credentials; otherwise a L{Deferred} of the request's identity, once
-        its reader may enter C{index} (L{Reader.enters}): without
-        credentials, L{Unauthorized} (a challenge: clients then send
-        theirs); with credentials that may not (no read grant, or a token
-        kept to other indexes), L{NotFound}, as a named index hidden from
-        them answers: no challenge that good credentials cannot meet.
-        Wrong credentials get L{Unauthorized}, even where none are needed.
+        no credentials; otherwise a L{Deferred} of the request's identity,
+        once its reader may enter C{index}: without credentials,
+        L{Unauthorized} (a challenge: clients then send theirs); with
+        credentials that may not, L{NotFound}, as a named index hidden from
+        them answers (no challenge that good credentials cannot meet).
         """
         if self._rules.open(index) and not _sends_credentials(request):
             return None
-        d = self._identification.identify(request)
-        d.addCallback(self._enter, request, index, False)
-        return d
+        return self._identification.identify(request).addCallback(self._enter, request, index,
+                                                                  False)
 
     def gate_anywhere(self, request: IRequest) -> Deferred[Identity | None] | None:
         """
-        The gate of a path any index may answer (C{/packages/}): L{None} for
-        a request without credentials (the anonymous reader); otherwise a
-        L{Deferred} of its identity, its reader kept on the request (wrong
-        credentials: L{Unauthorized}). The route asks each index
+        The gate of a path any index may answer (C{/packages/}): L{None}
+        without credentials; otherwise a L{Deferred} of the identity, its
+        reader kept on the request. The route asks each index
         L{Reader.enters}, and L{nothing_found} of what it found nowhere.
         """
         if not _sends_credentials(request):
@@ -227,27 +209,22 @@ class Gates:
                    index: str | None) -> Deferred[Identity | None] | None:
         """
         The gate of everything under C{/NAME/}: L{None} when anonymous
-        clients may enter the named C{index} and the request sends no
-        credentials; otherwise a L{Deferred} of the
-        request's identity, failing with L{NotFound} when C{index} is
-        L{None} (no such index) or its reader may not enter it, and with
-        L{Unauthorized} for wrong credentials, or for none while some index
-        is hidden from anonymous clients. So a hidden index answers exactly
-        as a missing one, to anonymous clients and to everyone else.
+        clients may enter C{index} and the request sends no credentials;
+        otherwise a L{Deferred} of the identity, failing with L{NotFound}
+        when C{index} is L{None} (no such index) or its reader may not
+        enter it, and with L{Unauthorized} for wrong credentials, or for
+        none while some index is hidden from anonymous clients: a hidden
+        index answers exactly as a missing one, to everyone.
         """
         if index is not None and self._rules.anyone_enters(index) \
                 and not _sends_credentials(request):
             return None
-        d = self._identification.identify(request)
-        d.addCallback(self._enter, request, index, True)
-        return d
+        return self._identification.identify(request).addCallback(self._enter, request, index,
+                                                                  True)
 
     def _enter(self, identity: Identity | None, request: IRequest, index: str | None,
                hidden_like_missing: bool) -> Identity | None:
-        """
-        C{identity}, its reader kept on C{request}, when the reader may
-        enter C{index}; else the refusal (L{gate_read}, L{gate_index}).
-        """
+        """C{identity}, its reader kept, when it may enter C{index}; else the refusal."""
         reader = self._rules.reader(identity)
         if index is None or not reader.enters(index):
             if identity is None and (not hidden_like_missing
@@ -258,9 +235,8 @@ class Gates:
 
     def log_in(self, request: IRequest) -> Deferred[Identity]:
         """
-        A L{Deferred} firing with the request's identity, or failing with
-        L{Unauthorized} (and so a Basic challenge) when it carries none: a
-        browser, which sends credentials only once asked, is asked here.
+        The request's identity, or L{Unauthorized} (a Basic challenge)
+        without one: a browser sends credentials only once asked.
         """
         return (self._identification.identify(request).addCallback(_logged_in)
                 .addCallback(remember, request))
@@ -269,22 +245,19 @@ class Gates:
                     needed: str = UPLOAD_LOGIN,
                     index: str | None = DEFAULT_INDEX) -> Deferred[Identity]:
         """
-        A L{Deferred} firing with the uploader's identity, its reader kept on
-        the request, or failing with L{Unauthorized} (saying C{needed} when
-        the request has no credentials, or when they lack the index's
-        C{upload} grant: L{Reader.uploads_to}).
+        The uploader's identity, its reader kept on the request, or
+        L{Unauthorized} saying C{needed} (no credentials, or no C{upload}
+        grant on C{index}).
 
-        @param index: the index whose C{upload} grant decides (the default
-            index's, C{[auth] upload} or C{[index:default] upload}); L{None}
-            for none here: the caller asks the reader of the index it acts
-            on (a named index's, once its gate hid it from those who may not
-            see it), so that each index's grant decides for that index alone.
+        @param index: the index whose C{upload} grant decides; L{None} for
+            none here: the caller asks the reader of the index it acts on
+            (once its gate hid it from those who may not see it), so that
+            each index's grant decides for that index alone.
         """
-        # (what a change is checked against again as it commits: confirm)
-        d = self._identification.identify_for_change(request, credentials)
-        d.addCallback(self._may_upload, request, needed, index)
-        # ([auth] upload is always "authenticated": no anonymous identity passes)
-        return cast("Deferred[Identity]", d)
+        # (what a change is checked against again as it commits: confirm;
+        # [auth] upload is always "authenticated": no anonymous identity passes)
+        return self._identification.identify_for_change(request, credentials).addCallback(
+            self._may_upload, request, needed, index)
 
     def _may_upload(self, identity: Identity | None, request: IRequest, needed: str,
                     index: str | None) -> Identity:
@@ -308,7 +281,7 @@ class Gates:
         """
         A person, with a password (or, on the pages, a browser session):
         L{Unauthorized} saying C{needed} without credentials, L{Forbidden}
-        for a token (a token never C{not_for_tokens}).
+        for a token.
         """
         identity = await self.gate_upload(request, needed=needed, index=None)
         if not self.reader(request).is_person:
@@ -316,10 +289,7 @@ class Gates:
         return identity
 
     async def admin(self, request: IRequest, needed: str = UPLOAD_LOGIN) -> Identity:
-        """
-        An admin (with a password), or L{Forbidden}; without credentials,
-        L{Unauthorized} saying C{needed} (what the route is for).
-        """
+        """An admin (not a token), or L{Forbidden}; L{Unauthorized} saying C{needed}."""
         identity = await self.gate_upload(request, needed=needed, index=None)
         reader = self.reader(request)
         if not reader.is_admin:
@@ -336,7 +306,7 @@ def nothing_found(reader: Reader) -> NotFound | Unauthorized:
     """
     What a path any index may answer says of what it found in none the
     reader may enter: a challenge to an anonymous reader the default index
-    is closed to (as its read path gives), else L{NotFound}.
+    is closed to, else L{NotFound}.
     """
     if reader.identity is None and not reader.enters(DEFAULT_INDEX):
         return Unauthorized(READ_LOGIN)
@@ -359,10 +329,7 @@ def _kept(reader: Reader, request: IRequest) -> Identity:
 
 
 def not_an_admin(reader: Reader) -> str:
-    """
-    What one who is not an admin is told: a person, how one becomes an
-    admin; a token (an admin's own too), that tokens never act as admins.
-    """
+    """What one who is not an admin is told (a token, an admin's too: that tokens never are)."""
     identity = reader.identity
     if identity is None or not reader.is_person:
         return "a token never acts as an admin: log in with a password"

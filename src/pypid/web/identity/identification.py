@@ -1,19 +1,16 @@
 """
-Who is asking: the bridge from a request's HTTP Basic credentials (a
-password, or a token given as the password of C{__token__}) to
-L{pypid.auth.verifier}'s verifier, the token book and trusted publishing's
-minted tokens, with the login throttle and the audit log of failed logins
-on the way. What an identity may then do is L{pypid.auth.reader}'s;
-the gates that join the two are L{pypid.web.identity.gates}'s.
+Who is asking: from a request's HTTP Basic credentials (a password, or a
+token given as the password of C{__token__}) to L{pypid.auth.verifier}'s
+verifier, the token book and trusted publishing's minted tokens, with the
+login throttle and the audit log of failed logins on the way.
 
 Only credentials that need a check of their own meet the login throttle:
 those verified lately, and those identical to credentials being checked
 (which share that check's result), pass straight to the verifier, so a burst
 of the right password never throttles itself; a token is checked first (a
 digest comparison) and only a wrong one meets it. The throttle counts the
-client the site resolved for the request (L{client_address}: behind a
-trusted proxy, the client it names); see L{pypid.auth.throttle} for the
-whole rule.
+client the site resolved (L{client_address}: behind a trusted proxy, the
+client it names); see L{pypid.auth.throttle} for the whole rule.
 """
 
 from __future__ import annotations
@@ -56,10 +53,7 @@ _TOKEN_ID_KEPT = 16
 
 
 class FailedLogins(Protocol):
-    """
-    Where failed and throttled logins are recorded
-    (L{pypid.web.server.audit_trail.AuditTrail}).
-    """
+    """Where failed and throttled logins are recorded (L{pypid.web.server.audit_trail})."""
 
     def login_failed(self, user: str | None, address: str | None, token: str | None = None,
                      throttled: bool = False) -> None:
@@ -71,21 +65,15 @@ class Identification:
     """
     Who sent a request: its credentials checked (throttled, and recorded
     when they fail), and checked again as a change commits.
-
-    @ivar _audit: where failed and throttled logins are recorded, or L{None}.
     """
 
     #: the verifier of the configuration in force (L{reconfigure} replaces it)
     verifier: PasswordVerifier
-    #: the login throttle (in a worker of a machine, the others' counts taken into it)
     throttle: LoginThrottle | None = None
-    #: the L{pypid.auth.tokens.TokenBook}, or L{None} when tokens are not used
+    #: L{None} when tokens are not used
     tokens: TokenBook | None = None
     _audit: FailedLogins | None = None
-    #: the L{pypid.auth.publisher_tokens.PublisherTokens} trusted publishing minted, or L{None}
     publishers: PublisherTokens | None = None
-    #: the L{pypid.web.identity.browser_sessions.BrowserSessions} of people logged in
-    #: through the pages' form, or L{None}
     sessions: BrowserSessions | None = None
     #: who from outside (the directory, single sign-on) the configuration
     #: lets in: their tokens act for them only while it does
@@ -105,8 +93,7 @@ class Identification:
         Take a reloaded configuration's users and tokens (and who from
         outside it lets in): no credentials checked before are trusted any
         more, and a change under way is checked again as it commits
-        (L{confirm}). A user whose password an admin set again is no
-        longer held back by the throttle for the failures before.
+        (L{confirm}).
         """
         self.generation += 1
         self._vouching = {}
@@ -125,12 +112,8 @@ class Identification:
     def identify(self, request: IRequest, credentials: tuple[str, str] | None = None,
                  ) -> Deferred[Identity | None]:
         """
-        Find who sent the request.
-
-        @param credentials: C{(user, password)} already parsed, if any.
-        @return: L{Deferred} firing with an L{pypid.auth.verifier.Identity}, or L{None}
-            for an anonymous request; failing with L{Unauthorized} for
-            malformed or wrong credentials.
+        Who sent the request (L{None}: anonymous), from C{credentials}
+        already parsed if given; L{Unauthorized} for malformed or wrong ones.
         """
         if credentials is None:
             try:
@@ -147,10 +130,7 @@ class Identification:
             # Verified lately, or the very same credentials are being checked
             # (a burst of the right password): join, with no throttle
             # accounting, so such a burst is never held back by itself.
-            d = self._authenticate(user, password)
-            d.addCallback(self._audit_failure, request, user, password)
-            d.addCallbacks(_known, _busy)
-            return d
+            return self._checked(self._authenticate(user, password), request, user, password)
         address = client_address(request)
         key, guessable = _throttle_key(user, password)
         wait = throttle.reserve(key, address, guessable)
@@ -165,8 +145,12 @@ class Identification:
             else:
                 throttle.succeeded(key, address, guessable)
             return identity
-        d = self._authenticate(user, password)
-        d.addBoth(checked)
+        return self._checked(self._authenticate(user, password).addBoth(checked), request,
+                             user, password)
+
+    def _checked(self, d: Deferred[Identity | None], request: IRequest, user: str,
+                 password: str) -> Deferred[Identity | None]:
+        """C{d}, a check's result, its failure recorded and answered."""
         d.addCallback(self._audit_failure, request, user, password)
         d.addCallbacks(_known, _busy)
         return d
@@ -174,11 +158,9 @@ class Identification:
     def _session_identity(self, request: IRequest) -> Deferred[Identity | None]:
         """
         Who the browser session of a request with no credentials stands
-        for: only on the pages for people and their forms (L{for_people}),
-        never on the simple API, the files or uploads; L{None} without one.
-        A directory user's groups are read again once the directory's
-        C{cache_ttl} passed since they were (rights follow the directory
-        within C{cache_ttl}, for a session as for a password).
+        for, on the pages for people and their forms only (L{for_people});
+        L{None} without one. A directory user's groups are read again once
+        the directory's C{cache_ttl} passed, as for a password.
         """
         sessions = self.sessions
         if sessions is None:
@@ -192,9 +174,8 @@ class Identification:
         digest, session = found
         identity = self._vouched(sessions, digest, session)
         if identity is None:
-            # Its source no longer vouches for its person: a
-            # reload or a start-up ends such sessions; this is the check
-            # every use makes all the same.
+            # (its source no longer vouches for its person: a reload or a
+            # start-up ends such sessions; every use checks all the same)
             sessions.end(digest)
             return succeed(None)
         auth.session = digest
@@ -211,10 +192,8 @@ class Identification:
         """
         Who C{session} stands for, with where they logged in, while its
         source still vouches for them
-        (L{pypid.core.access.sessions.SessionBook.login_of}); worked out once per
-        session and configuration, so a page of a session costs what it did
-        before the check (a dictionary lookup), and a reload, which changes
-        what vouches, empties what was found.
+        (L{pypid.core.access.sessions.SessionBook.login_of}); worked out once
+        per session and configuration, so a page costs a dictionary lookup.
         """
         known = self._vouching.get(digest)
         # (a session is a new value at each use, its time of use changed; its
@@ -235,9 +214,8 @@ class Identification:
                          now: float) -> Identity | None:
         """
         A directory user's session with their groups read again: ended when
-        the directory has no such user any more; with no directory group at
-        all while it cannot be asked (fail closed: an admin by a directory
-        group is not one then), and asked again at the next page.
+        the directory has no such user any more; with no directory group
+        while it cannot be asked (fail closed), asked again at the next page.
         """
         sessions = self.sessions
         assert sessions is not None
@@ -263,39 +241,26 @@ class Identification:
                             ) -> Deferred[Identity | None]:
         """
         L{identify}, for a request that changes something: the generation
-        its check began in is kept on the request, so that the change is
-        checked again as it commits when a reload came in between
-        (L{confirm}).
+        its check began in is kept on the request, for L{confirm}.
         """
         IRequestAuth(request).generation = self.generation
         return self.identify(request, credentials)
 
     async def confirm(self, request: IRequest, identity: Identity) -> Identity:
         """
-        C{identity}, the request's, checked again as its change commits (an
-        upload is stored, a file yanked or deleted): a change must not be
-        made by credentials that were revoked, or a user that was removed,
-        while it was under way (its body arriving, its password being
-        hashed, its lock awaited).
-
-        A token is checked again every time: a digest comparison, nothing
-        to wait for, and the only way to see a revocation (which changes
-        the token book, not the rules). A password is checked again only
-        when the rules and users were reloaded since its check began: with
-        the new verifier, so a removed user, a changed password or a
-        directory that no longer lets the user in is refused, at the cost
-        of one more hash in that rare case. The caller then applies the
-        rules in force now to the identity returned (its groups may have
-        changed too).
-
-        @raise Unauthorized: the credentials no longer hold.
-        @raise Unavailable: they cannot be checked now (the verifier is busy,
-            or the directory cannot be reached).
+        C{identity}, the request's, checked again as its change commits: no
+        change is made by credentials revoked, or a user removed, while it
+        was under way (its body arriving, its password hashed, its lock
+        awaited); L{Unauthorized} then, L{Unavailable} when they cannot be
+        checked now. A token is checked again every time (a digest
+        comparison, and the only way to see a revocation); a password only
+        when a reload came since its check began (one more hash, rarely).
+        The caller then applies the rules in force now to the identity.
         """
         auth = IRequestAuth(request)
         if auth.session is not None:
-            # A browser session: it holds while it is open (a reload that
-            # removed its user ended it, L{pypid.web.identity.identity_part.IdentityPart}).
+            # (a browser session holds while it is open: a reload that
+            # removed its user ended it, L{pypid.web.identity.identity_part})
             if self.sessions is None or not self.sessions.is_open(auth.session):
                 raise Unauthorized(REVOKED)
             auth.generation = self.generation
@@ -321,10 +286,9 @@ class Identification:
     def _identify_token(self, request: IRequest, password: str,
                         throttle: LoginThrottle) -> Deferred[Identity | None]:
         """
-        A token is checked first (a digest comparison: no thread, no wait),
-        so a right one is never held back by what others tried from its
-        address (L{pypid.auth.throttle}, rule 1); a wrong one meets the
-        throttle, and counts as a failure unless it is held back.
+        A token is checked first (a digest comparison), so a right one is
+        never held back by what others tried from its address
+        (L{pypid.auth.throttle}, rule 1); a wrong one meets the throttle.
         """
         identity = self._token_identity(password)
         if identity is not None:
@@ -341,9 +305,9 @@ class Identification:
     def _throttled(self, request: IRequest, user: str, password: str,
                    wait: float) -> TooManyRequests:
         """
-        The C{429} of a login the throttle holds back, recorded in the audit
-        log: the same words and C{Retry-After} for a name the server knows
-        and one it does not (L{pypid.auth.throttle}, rule 5).
+        The C{429} of a login the throttle holds back, audited: the same
+        answer for a name the server knows and one it does not
+        (L{pypid.auth.throttle}, rule 5).
         """
         self._audit_failure(None, request, user, password, throttled=True)
         who = "this token" if user == TOKEN_USER else repr(user)
@@ -354,9 +318,9 @@ class Identification:
     def _audit_failure(self, identity: Identity | None, request: IRequest, user: str | None,
                        password: str, throttled: bool = False) -> Identity | None:
         """
-        Record a failed (C{identity} L{None}) or throttled login in the audit
-        log: the user name only when it is a user's (people type passwords
-        into the user field), the token id only when it is a token's.
+        Audit a failed (C{identity} L{None}) or throttled login: the user
+        name only when it is a user's (people type passwords into the user
+        field), the token id only when it is a token's.
         """
         if identity is None and self._audit is not None:
             token = None
@@ -368,10 +332,7 @@ class Identification:
         return identity
 
     def _authenticate(self, user: str, password: str) -> Deferred[Identity | None]:
-        """
-        Check a password, or a token given as the password of C{__token__}
-        (a token check is a digest comparison: no thread, no wait).
-        """
+        """Check a password, or a token given as the password of C{__token__}."""
         if user == TOKEN_USER:
             return succeed(self._token_identity(password))
         return self.verifier.authenticate(user, password)
@@ -379,10 +340,9 @@ class Identification:
     def _token_identity(self, password: str) -> Identity | None:
         """Who a token (the password of C{__token__}) acts for, or L{None}."""
         token = self.tokens.verify(password) if self.tokens is not None else None
-        # A token acts for its issuer only while the issuer is a user; one
-        # of a person from outside, with the groups they had, while the
-        # configuration still lets their login in and no local user took
-        # their name.
+        # (a user's token acts while they are a user; an outside person's,
+        # with the groups they had, while the configuration still lets
+        # their login in and no local user took their name)
         if token is not None:
             if token.source == PASSWORD:
                 if self.verifier.knows(token.user):
@@ -393,7 +353,6 @@ class Identification:
                 return Identity(token.user, token, groups=groups,
                                 login=LoginSource(token.source, groups, token.provider,
                                                   token.person))
-        # A token trusted publishing minted acts for its publisher.
         minted = self.publishers.verify(password) if self.publishers is not None else None
         return Identity(minted.user, minted) if minted is not None else None
 
@@ -401,11 +360,9 @@ class Identification:
 def _throttle_key(user: str, password: str) -> tuple[str, bool]:
     """
     C{(key, guessable)}: what an attempt is throttled as
-    (L{pypid.auth.throttle}, rules 5 and 6): a token by its id, whether
-    the server issued it or not (both are counted alike, so the answers
-    tell nothing), and not across clients (its secret cannot be
-    guessed); a password by its user name, known or not, and across
-    clients too.
+    (L{pypid.auth.throttle}, rules 5 and 6): a token by its id, issued or
+    not (so the answers tell nothing), not across clients (its secret
+    cannot be guessed); a password by its user name, across clients too.
     """
     if user == TOKEN_USER:
         return f"{TOKEN_USER}:{presented_id(password)[:_TOKEN_ID_KEPT]}", False

@@ -2,12 +2,10 @@
 Who may do what, as a part of the daemon (L{IdentityPart}): the access gate
 and trusted publishing built from the configuration, taken again on
 C{SIGHUP}, and the browser sessions, kept through a restart and swept;
-with what a reload or a login asks of the people already in (whether a
-session's person is still a user, whether a name is held by another
-source).
+with what a reload or a login asks of the people already in.
 
-Apart from L{pypid.web.identity.gates}, the gates the requests pass
-through, because this runs at start-up, reload and login only.
+Apart from L{pypid.web.identity.gates} because this runs at start-up,
+reload and login only.
 """
 
 from __future__ import annotations
@@ -57,26 +55,21 @@ log = Logger(namespace="pypid.web.identity.access")
 @implementer(IReloadable)
 class IdentityPart(Service):
     """
-    Who may do what, as a part of the daemon: the access gate and trusted
-    publishing, built from the configuration. Nothing to start or stop;
-    on C{SIGHUP} it takes the users, groups, admins, rules, token file and
-    trusted publishers of the configuration read again.
-
-    @ivar sso: the L{pypid.auth.sso.SingleSignOn} of C{[sso]}.
+    Who may do what, as a part of the daemon: the access gate, trusted
+    publishing and single sign-on (C{sso}), built from the configuration
+    and taken again on C{SIGHUP}.
     """
 
     def __init__(self, config: Config, reactor: IReactorTime, hashing: ThreadPool,
                  audit: FailedLogins, run: Run, hub: Hub = LONE) -> None:
         """
         @param hashing: the thread pool passwords are checked in.
-        @param audit: the L{pypid.web.server.audit_trail.AuditTrail} failed logins go to.
         @param run: C{run(f, *args) -> Deferred}, for the token and session
             files' writes (the I/O pool).
         @param hub: in a worker of a machine, its hub: the token and
-            session files are the workers' (L{SharedFile}), and so are the
-            login throttle's counts.
-        @raise pypid.config.errors.StartupError: when the token file, or a
-            bundle of C{[ldap]} or C{[oidc]}, cannot be used.
+            session files and the login throttle's counts are the workers'.
+        @raise StartupError: when the token file, or a bundle of C{[ldap]}
+            or C{[oidc]}, cannot be used.
         """
         self._config = config
         self._reactor = reactor
@@ -95,9 +88,8 @@ class IdentityPart(Service):
         throttle = LoginThrottle(reactor, ipv6_prefix=config.auth.throttle_ipv6_prefix,
                                  share=ThrottleShare(hub, b"login"))
         self.sessions = make_sessions(config, reactor, self._run, share)
-        # The sessions kept through a restart meet the configuration it
-        # brought, as those of a reload do: one meaning for a
-        # change, however it came.
+        # (the sessions kept through a restart meet the configuration it
+        # brought, as those of a reload do)
         ended = self._end_sessions(materials.verifier, config)
         if ended:
             log.info("Ended {sessions} whose people the configuration no longer lets in "
@@ -120,10 +112,8 @@ class IdentityPart(Service):
         End for good the tokens whose person the configuration no longer has
         (L{pypid.auth.tokens.TokenBook.settle}), and write the file when the
         book changed: at start-up before anything is served (a file that
-        cannot be written stops the start), at a reload in the pool, behind
-        the changes of the tokens under way.
-
-        @raise StartupError: at start-up, the file cannot be written.
+        cannot be written stops the start: L{StartupError}), at a reload in
+        the pool, behind the changes of the tokens under way.
         """
         def settle() -> None:
             ended = book.settle(config.users, outside_logins(config))
@@ -178,19 +168,17 @@ class IdentityPart(Service):
         """
         Build what the configuration read again asks for (a token file or
         a bundle that cannot be used refuses the whole reload), then take
-        it: the gate's verifier is new, so no credentials checked before
-        are trusted any more; a change of the issuers, audience or rules
-        revokes minted tokens.
+        it: no credentials checked before are trusted any more; a change of
+        the issuers, audience or rules revokes minted tokens.
         """
         if config is None:
             return None
         http = reloaded_oidc_http(self._config, config, self._reactor)
         secret = sso_secret(config.sso, config.held)
         sso_http = reloaded_sso_http(self._config, config, self._reactor)
-        # The token file is the daemon's own (written by each issue and
-        # revocation, read at start-up): a reload keeps the book in memory
-        # rather than read a file a change may be writing at this moment,
-        # which brought revoked tokens back. A new path is read.
+        # (a reload keeps the book in memory rather than read a file a
+        # change may be writing at this moment, which brought revoked tokens
+        # back; a new path is read)
         kept = self.access.tokens if config.auth.tokens == self._config.auth.tokens else None
         materials = make_gate_materials(config, self._reactor, self._hashing, kept,
                                           held=self.held_elsewhere, share=self._share)
@@ -223,17 +211,11 @@ def still_a_user(session: Session, verifier: PasswordVerifier, config: Config,
                  book: SessionBook) -> bool:
     """
     Whether the configuration read again still has a browser session's
-    user as they logged in: a password user still in C{[users]} or the
-    htpasswd file with the same password (its hash's stamp); a directory
-    user while C{[ldap]} names the same directory (the stamp of
-    L{pypid.auth.factory.directory_key}) and no local user took the name;
-    a person of single sign-on while C{[sso]} names the same provider and
-    client (the stamp of L{pypid.core.access.sso_flow.provider_key}), no local user
-    took the name, and C{[sso] allow} still lets them in. (Their groups,
-    and what they may do, are the rules in force at each request. A
-    directory account disabled in the directory, or a person the provider
-    no longer lets in, keeps the session until it times out: pypid cannot
-    see that without them logging in again.)
+    user as they logged in (L{pypid.core.access.sessions.SessionBook.login_of}):
+    the same password, directory or provider, and no local user took the
+    name. A directory account disabled in the directory, or a person the
+    provider no longer lets in, keeps the session until it times out:
+    pypid cannot see that without them logging in again.
     """
     return book.login_of(session, verifier.stored(session.user),
                          outside_logins(config)) is not None
@@ -243,13 +225,10 @@ def name_held(access: Gates, now: float, user: str, asking: str = DIRECTORY) -> 
     """
     Why C{user} may not log in through C{asking} (the directory, or single
     sign-on): a person of the other source holds the name here (an open
-    session, or a live token, that the configuration in force still
-    admits), or L{None}. One name is one person: the second
-    source to bring a name is refused, and the first keeps it until nothing
-    of theirs stands (their sessions end, their tokens expire or are
-    revoked). For the directory, asked at a new check of its password only
-    (a success is remembered for C{cache_ttl}); for single sign-on, at each
-    login, with the directory's own users (L{pypid.web.pages.browser_login}).
+    session, or a live token, the configuration still admits), or L{None}.
+    One name is one person: the first source keeps it until nothing of
+    theirs stands. For the directory, asked at a new check of a password
+    only; for single sign-on, at each login (L{pypid.web.pages.browser_login}).
     """
     other = PROVIDER if asking == DIRECTORY else DIRECTORY
     outside = access.outside
@@ -280,11 +259,9 @@ def make_sessions(config: Config, reactor: IReactorTime, run: Run,
                   share: ShareFile | None = None) -> BrowserSessions:
     """
     The browser sessions of C{[auth] sessions} (read now, blocking: at
-    start-up), their file written with C{run(f, *args) -> Deferred}; in a
-    worker of a machine, the file as the workers share it (C{share}), made
-    by the first to start (one key for every worker's cookies).
-
-    @raise StartupError: the file cannot be read or used.
+    start-up); in a worker of a machine, the file as the workers share it,
+    made by the first to start (one key for every worker's cookies).
+    L{StartupError} when the file cannot be read or used.
     """
     auth = config.auth
     path = sessions_path(config)

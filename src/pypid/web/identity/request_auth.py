@@ -1,22 +1,18 @@
 """
 Who sent a request, as far as the server found out, kept on the request
-itself: the one typed place the site, the gates and the routes read and
-write (L{IRequestAuth}), and how a request's credentials and client address
-are read.
+itself (L{IRequestAuth}), and how a request's credentials and client
+address are read: below L{pypid.web.identity.identification} and
+L{pypid.web.identity.gates}, because both, and the routes, read it.
 
 Who the client is (L{IRequestClient}): its address, resolved once per
 request and kept on it, so that the login throttle, the audit log, the
 token exchange and the upstream's per-client budget all count the same
 client. Without C{[pypid] trusted_proxies} the client is the connection's
 peer (an C{X-Forwarded-For} is ignored: anyone can send one). With it, a
-request that comes from one of the listed proxies is counted as the client
-the proxies name (L{pypid.core.access.forwarded}): the site resolves that
-when the headers are in (L{resolve_client}), before anything reads it.
-C{/metrics} still reads the peer itself and lets no relayed request in by
-address (L{pypid.web.admin.exposition}).
-
-Its own module, below L{pypid.web.identity.identification} (who is asking) and
-L{pypid.web.identity.gates} (the gates), because both, and the routes, read it.
+request from one of the listed proxies is counted as the client the
+proxies name (L{pypid.core.access.forwarded}), resolved when the headers
+are in (L{resolve_client}). C{/metrics} still reads the peer itself and
+lets no relayed request in by address (L{pypid.web.admin.exposition}).
 """
 
 from __future__ import annotations
@@ -60,29 +56,22 @@ class RequestAuth:
     """
     Who sent a request, as far as the server found out: its L{IRequestAuth}.
 
-    @ivar credentials: C{(user, password)} of an upload, parsed by the site
-        from its C{Authorization} header before the body.
-    @ivar verified: a L{Deferred} of the upload's L{Identity}, when the site
-        began verifying the credentials before the body; the upload route
-        waits for it rather than checking (and counting failures) twice.
-    @ivar identity: the verified L{Identity}, once a gate let the request
-        through; L{None} for an anonymous request.
-    @ivar generation: the gate's L{Gates.generation} when the check of the
-        credentials began, so that a change can tell whether a reload came
-        in between (L{pypid.web.identity.identification.Identification.confirm}).
+    @ivar credentials: parsed by the site before the body.
+    @ivar verified: when the site began verifying the credentials before
+        the body: the upload route waits for it rather than checking (and
+        counting failures) twice.
+    @ivar generation: so that a change can tell whether a reload came in
+        between (L{pypid.web.identity.identification.Identification.confirm}).
     """
 
     credentials: tuple[str, str] | None = None
     verified: Deferred[Identity | None] | None = None
     identity: Identity | None = None
     generation: int | None = None
-    #: whether a browser session may stand for the reader: set by the
-    #: pages for people and their forms only (L{for_people}), never by the
-    #: simple API, the files or uploads
+    #: set by the pages for people and their forms only (L{for_people}),
+    #: never by the simple API, the files or uploads
     for_people: bool = False
-    #: the digest of the browser session that stood for the reader, if one did
     session: str | None = None
-    #: what the identity may do (L{pypid.web.identity.gates.Gates.reader}),
     #: made once by the rules in force as the gate let the request through
     reader: Reader | None = None
 
@@ -93,8 +82,7 @@ registerAdapter(lambda request: RequestAuth(), Request, IRequestAuth)
 def for_people(request: IRequest) -> None:
     """
     Mark C{request} as one of the pages for people (or their forms): a
-    browser session may then stand for its reader when it carries no
-    credentials (L{pypid.web.identity.identification.Identification.identify}).
+    browser session may then stand for its reader when it carries no credentials.
     """
     IRequestAuth(request).for_people = True
 
@@ -113,9 +101,7 @@ def remember(identity: _Identity, request: IRequest) -> _Identity:
 def request_credentials(request: IRequest) -> tuple[str, str] | None:
     """
     C{(user, password)} of the request's C{Authorization} header (HTTP
-    Basic), or L{None} without one.
-
-    @raise MalformedCredentials: a header that is not Basic credentials.
+    Basic), or L{None} without one; L{MalformedCredentials} for another.
     """
     return parse_basic(request.requestHeaders.getRawHeaders(b"authorization", (None,))[0])
 
@@ -123,10 +109,9 @@ def request_credentials(request: IRequest) -> tuple[str, str] | None:
 def client_address(request: IRequest) -> str | None:
     """
     The client's address, as the login throttle counts it and the audit
-    log records it: the one the site resolved for the request
-    (L{resolve_client}: behind a trusted proxy, the client the
-    proxy names), the peer's host for a request that has no component
-    (a test's), L{None} for a peer without a host.
+    log records it: the one the site resolved (L{resolve_client}), the
+    peer's host for a request without it (a test's), L{None} for a peer
+    without a host.
     """
     client = IRequestClient(request, None)
     return client.address if client is not None else peer_host(request)
@@ -146,9 +131,8 @@ class RequestClient:
     """
     The client of a request, kept on it as its L{IRequestClient} component.
 
-    @ivar address: the client's IP address as text (the whole address: the
-        throttle takes an IPv6 client's prefix itself), or L{None} for a
-        peer without a host (a Unix socket's).
+    @ivar address: the whole IP address (the throttle takes an IPv6
+        client's prefix itself), or L{None} for a Unix socket's peer.
     """
 
     address: str | None
@@ -166,10 +150,10 @@ registerAdapter(lambda request: RequestClient(peer_host(request)), Request, IReq
 def resolve_client(request: Request, proxies: TrustedProxies) -> None:
     """
     Resolve the client of C{request} once, when its headers are in
-    (L{forwarded_client}). Without trusted proxies nothing is done here:
-    the client is the peer, made when first asked for (the adapter above),
-    so a page, which never asks, pays nothing (this work costs 1.44 us a
-    request, measured, about 3% of serving a page; the early return 0.14 us).
+    (L{forwarded_client}). Without trusted proxies the client is the peer,
+    made when first asked for (the adapter above), so a page, which never
+    asks, pays nothing (this work costs 1.44 us a request, measured, about
+    3% of serving a page; the early return 0.14 us).
     """
     if not proxies.networks:
         return
@@ -182,8 +166,8 @@ def forwarded_client(proxies: TrustedProxies, peer: str | None,
                      forwarded: Sequence[bytes]) -> str | None:
     """
     The client C{proxies} name in the C{X-Forwarded-For} values
-    C{forwarded} when C{peer} is one of them, else C{peer}; a header a
-    trusted proxy sent that cannot be read is logged, and the peer counted.
+    C{forwarded} when C{peer} is one of them, else C{peer} (also when the
+    header cannot be read: logged).
     """
     address, malformed = proxies.client(peer, forwarded)
     if malformed:

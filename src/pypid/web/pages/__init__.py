@@ -1,4 +1,1 @@
-"""
-The pages for people: the landing page and search, a project's pages, login
-and the console.
-"""
+"""The pages for people: the landing page and search, a project's pages, login and the console."""

@@ -3,31 +3,24 @@ C{/login} and C{/logout}: a person logs in to the pages through a form,
 and a browser session stands for them from then on.
 
 The form takes the name and password of a user of C{[users]}, of the
-htpasswd file or of the directory (C{[ldap]}), checked as every password
-is (L{pypid.web.identity.identification.Identification.identify}: the login
-throttle, and a failure in the audit log). A right one opens a session
-(L{pypid.web.identity.browser_sessions.BrowserSessions}: its cookie, C{HttpOnly},
-C{SameSite=Lax}, C{Secure} and C{__Host-} over HTTPS) and sends the
+htpasswd file or of the directory, checked as every password is (the
+login throttle, the audit log). A right one opens a session and sends the
 browser on to the page it came for. A wrong one shows the form again with
 a 401 that carries no challenge, so no browser opens its own password
-prompt. An API token is refused: tokens are for tools, and never log a
-browser in. A client that sends HTTP Basic credentials to C{GET /login}
-gets a 303 to the landing page once they are right, and no session.
+prompt. An API token is refused: tokens are for tools. HTTP Basic
+credentials sent to C{GET /login} get a 303 to the landing page once they
+are right, and no session.
 
 A person logged in sees, at C{/login} and C{/logout}, who they are and
-the form that logs them out; that form carries the session's CSRF token,
-which C{POST /logout} checks (with the site's cross-site checks before it,
-L{pypid.core.access.cross_site}). Logging in and out are audited
-(C{session-opened}, C{session-closed}).
+the form that logs them out, which carries the session's CSRF token.
 
 With C{[sso]}, the form also offers "Log in with <label>":
 C{GET /login/sso} sends the browser to the provider (with a cookie that
-ties the login to it) and C{GET /login/sso/callback} takes it back
-(L{pypid.auth.sso.SingleSignOn}); the person the provider vouches for gets
-a session like any other, refused when a user of C{[users]}, the htpasswd
-file or the directory holds their name (one name, one person: the
-provider cannot speak for those accounts). Every refusal is the login
-page with its reason and a 4xx, an unreachable provider a 503: no 500.
+ties the login to it) and C{GET /login/sso/callback} takes it back; the
+person the provider vouches for gets a session like any other, refused
+when a user of C{[users]}, the htpasswd file or the directory holds their
+name (one name, one person). Every refusal is the login page with its
+reason and a 4xx, an unreachable provider a 503: no 500.
 """
 
 from __future__ import annotations
@@ -117,9 +110,8 @@ SSO_RELOADED = ("The server's single sign-on settings were reloaded during your 
 def next_path(value: str) -> str:
     """
     Where to send a browser once logged in: C{value} when it is a path of
-    this site (it starts with one C{/}, and holds no backslash or control
-    character), else the landing page. Never another site (an open
-    redirect would lend this server's name to a phishing page).
+    this site, else the landing page. Never another site (an open redirect
+    would lend this server's name to a phishing page).
     """
     if not value.startswith("/") or value.startswith("//") or "\\" in value \
             or any(ord(c) < 0x21 or ord(c) == 0x7f for c in value) or len(value) > 2000:
@@ -132,9 +124,6 @@ class BrowserLogin:
     """
     The area of C{/login} and C{/logout}.
 
-    @ivar _access: the L{Gates}, with its sessions.
-    @ivar _audit: where logins and logouts are recorded.
-    @ivar _chrome: the chrome of the site's pages.
     @ivar _sso: single sign-on, or L{None} (a server built without it).
     """
 
@@ -194,8 +183,7 @@ class BrowserLogin:
         if identity is None:  # (credentials were given: never anonymous)
             return self._form(request, 401, error=WRONG, user=user, next_path=shown_next)
         if self._access.generation != generation:
-            # The users were reloaded while the password was checked: the
-            # check was the old configuration's.
+            # (the check was the configuration's before a reload)
             return self._form(request, 503, error=RELOADED, user=user, next_path=shown_next)
         login = identity.login
         # (the stamp: a password user's hash, a directory user's directory)
@@ -326,16 +314,12 @@ class BrowserLogin:
         return see_other(request, "../.." + nxt if nxt.startswith("/") else "../../" + nxt,
                          f"Logged in as {signed.user}\n")
 
-    # -- helpers --------------------------------------------------------------------------
-
     async def _name_taken(self, user: str, now: float) -> str | None:
         """
         Why the provider's C{user} may not have the name (one name, one
-        person), or L{None}: a local user's, the directory's user's,
-        or one a directory user's session or token still holds (it outlives
-        their entry in the directory).
-
-        @raise DirectoryUnavailable: the directory cannot be asked.
+        person), or L{None}: a local user's, the directory's user's, or one
+        a directory user's session or token still holds (it outlives their
+        entry in the directory); L{DirectoryUnavailable} when it cannot be asked.
         """
         if self._access.verifier.stored(user) is not None:
             return LOCAL_NAME.format(user=user)
@@ -347,7 +331,7 @@ class BrowserLogin:
     def _sso_ready(self, request: IRequest) -> tuple[SingleSignOn, BrowserSessions] | bytes:
         """
         The single sign-on and the sessions a route of it uses, with the
-        headers of a page for people; else the answer (C{404}) without them.
+        headers of a page for people; else the 404 to answer.
         """
         people_headers(request)
         no_store(request)
@@ -359,8 +343,8 @@ class BrowserLogin:
     def _callback_url(self, request: IRequest) -> str | None:
         """
         Where the provider sends the browser back: under C{[pypid] base_url}
-        when it is set (behind a proxy, it must be), else this request's
-        own scheme and C{Host} (L{None} when that is no host name).
+        (behind a proxy, it must be set), else this request's own scheme and
+        C{Host}; L{None} when that is no host name.
         """
         site = site_url(request, self._chrome.base_url)
         return site + "login/sso/callback" if site else None
@@ -407,8 +391,7 @@ def site_url(request: IRequest, base_url: str | None) -> str:
 def body_fields(request: IRequest) -> dict[bytes, bytes]:
     """
     The fields of a urlencoded form body, as sent (the first of each name):
-    never the query's, so a password in a URL, which logs and histories
-    keep, logs nobody in.
+    never the query's, so a password in a URL (which logs keep) logs nobody in.
     """
     content = request.content
     if content is None:

@@ -8,15 +8,12 @@ L{pypid.web.pages.console_project}.
 Every action is its API's own code: the console's routes find the
 browser session (a browser without one goes to the login form; a request
 with credentials is refused, as a form of the pages never sends one) and
-check the form's CSRF token (beside the site's cross-site checks,
-L{pypid.core.access.cross_site}), then call the API area's typed
-question or change (L{pypid.web.admin.token_admin.TokenAdmin.issue_token},
-L{pypid.web.changes.promote.Promote.promote_as} and their siblings),
-which identifies the person through the session, refuses exactly as the
-API refuses, and records the audit entry with the person's name. What
-the API answers as JSON, the console draws as a page (the shapes are
-L{pypid.core.formats.admin_answers}); what it refuses, the console shows
-with the same status and reason.
+check the form's CSRF token, then call the API area's typed question or
+change (L{pypid.web.admin.token_admin.TokenAdmin.issue_token} and its
+siblings), which refuses exactly as the API refuses and audits with the
+person's name. What the API answers as JSON, the console draws as a page
+(the shapes are L{pypid.core.formats.admin_answers}); what it refuses,
+the console shows with the same status and reason.
 """
 
 from __future__ import annotations
@@ -51,12 +48,8 @@ SESSION_ONLY = ("the console works in a browser session: log in through the logi
 @attrs.frozen
 class ConsoleGate:
     """
-    What every console page does first: its session, a form's CSRF token,
-    and the chrome of its person.
-
-    @ivar access: the access gate, with the browser sessions.
-    @ivar chrome: the chrome of the site's pages.
-    @ivar audit: where a form refused for its CSRF token is recorded.
+    What every console page does first: its session, a form's CSRF token
+    (a refusal recorded in C{audit}), and the chrome of its person.
     """
 
     access: Gates
@@ -66,8 +59,7 @@ class ConsoleGate:
     def session(self, request: IRequest) -> Session:
         """
         The browser session of a console page's request; else the refusal
-        the area answers: a browser is sent to the login form, a client
-        with credentials refused.
+        (a browser is sent to the login form, a client with credentials refused).
         """
         people_headers(request)
         no_store(request)
@@ -83,9 +75,8 @@ class ConsoleGate:
                      target: str | None = None) -> Session:
         """
         L{session}, for a form whose CSRF token must be the session's: a
-        form without it is refused, and audited as C{event} refused (its
-        C{target}, if any) for the session's person (L{None}: a form of
-        no change, not audited).
+        form without it is refused, and audited as C{event} refused (with
+        C{target}) for the session's person (C{event} L{None}: not audited).
         """
         session = self.session(request)
         sessions = self.access.sessions
@@ -125,12 +116,7 @@ def index_query(request: IRequest) -> str:
 
 @attrs.define(slots=False)
 class Console:
-    """
-    The console's home and "My tokens" (C{/console/}, C{/console/tokens}).
-
-    @ivar _gate: the session, CSRF and chrome of every console page.
-    @ivar _tokens: the token routes' code, which the console calls.
-    """
+    """The console's home and "My tokens" (C{/console/}, C{/console/tokens})."""
 
     _gate: ConsoleGate
     _tokens: TokenAdmin
@@ -143,9 +129,8 @@ class Console:
         """What the person can manage here."""
         self._gate.session(request)
         identity = await self._gate.access.person(request)
-        chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, console_pages.console_page(
-            chrome, identity.name, root=root_of(request),
+            self._gate.chrome_of(identity), identity.name, root=root_of(request),
             admin=self._gate.access.reader(request).is_admin))
 
     @app.route("/console", methods=["GET", "HEAD"])
@@ -183,16 +168,13 @@ class Console:
             return await self._tokens_page(request, session, e.code, error=e.detail)
         return see_other(request, "../../tokens", f"Revoked {token_id}\n")
 
-
     async def _tokens_page(self, request: IRequest, session: Session, code: int,
                            **shown: Any) -> bytes:
         listed = await self._tokens.tokens_of(request)
         identity = await self._gate.access.person(request)
-        admin = self._gate.access.reader(request).is_admin
-        chrome = self._gate.chrome_of(identity)
-        outside = identity.login.outside
         return send_html(request, code, console_pages.tokens_page(
-            chrome, identity.name, session.csrf, listed, admin=admin, outside=outside,
+            self._gate.chrome_of(identity), identity.name, session.csrf, listed,
+            admin=self._gate.access.reader(request).is_admin, outside=identity.login.outside,
             # (the page's examples name the site; without its URL, "this server")
             site_url=site_url(request, self._gate.chrome.base_url), root=root_of(request),
             **shown))

@@ -1,12 +1,9 @@
 """
 The console's pages for admins: retention, the advisories, the recycle
 bin, the groups, the indexes and the audit log (L{ConsoleAdmin}), and the
-webhooks (L{ConsoleWebhooks}: the subscriptions, one's deliveries and
-failures, and its forms that send a test event or given-up events
-again). Each draws what its API area answers (the area's typed
-question: C{listing}, C{report}, C{plans_of}, C{entries}, C{state}) and
-acts through the area's own change, after the same admin check the API
-makes, audited as the API's are.
+webhooks (L{ConsoleWebhooks}). Each draws what its API area's typed
+question answers, and acts through the area's own change, after the same
+admin check the API makes, audited as the API's are.
 """
 
 from __future__ import annotations
@@ -43,14 +40,6 @@ class ConsoleAdmin:
     """
     The admins' pages of the console (each area L{None} without a registry:
     its page answers 404).
-
-    @ivar _gate: the session, CSRF and chrome of every console page.
-    @ivar _retention: the retention rules (the retention page).
-    @ivar _audit_admin: the audit log (the audit page).
-    @ivar _recycle: the recycle bins (the recycle bin's page).
-    @ivar _advisories: what the advisories do (the advisories' page).
-    @ivar _groups: the groups (the groups' page).
-    @ivar _indexes: the indexes (the indexes' page).
     """
 
     _gate: ConsoleGate
@@ -91,11 +80,9 @@ class ConsoleAdmin:
         # (the plans as the API makes them now: for every index, not the
         # index a form named)
         plans = retention.plans_of(None)["indexes"]
-        chrome = self._gate.chrome_of(identity)
         return send_html(request, code, console_pages.retention_page(
-            chrome, identity.name, session.csrf, plans, root=root_of(request), **shown))
-
-    # -- the advisories (admins) --------------------------------------------------------------
+            self._gate.chrome_of(identity), identity.name, session.csrf, plans,
+            root=root_of(request), **shown))
 
     @app.route("/console/advisories", methods=["GET", "HEAD"])
     def advisories(self, request: IRequest) -> Awaitable[bytes]:
@@ -107,8 +94,6 @@ class ConsoleAdmin:
             lambda chrome, person, session, report: console_pages.advisories_page(
                 chrome, person, report, root=root_of(request),
                 mode=shown_field(request, "mode")))
-
-    # -- the recycle bin (admins) -------------------------------------------------------------
 
     @app.route("/console/recycle-bin", methods=["GET", "HEAD"])
     def recycle_bin(self, request: IRequest) -> Awaitable[bytes]:
@@ -141,19 +126,16 @@ class ConsoleAdmin:
     async def _read_page(self, request: IRequest, login: str, read: Callable[[], _A] | None,
                          draw: Callable[[pages.Chrome, str, Session, _A], bytes]) -> bytes:
         """
-        A page, for an admin, of what an API's C{read} answers (its own
-        code, its refusals; C{login}: what it tells a request without
-        credentials): C{draw(chrome, person, session, answer)}; 404 without it.
+        A page, for an admin, of what an API's C{read} answers, as
+        C{draw(chrome, person, session, answer)}; 404 without it.
         """
         session = self._gate.session(request)
         if read is None:
             raise NotFound("no such page")
         identity = await self._gate.access.admin(request, login)
         answer = read()
-        chrome = self._gate.chrome_of(identity)
-        return send_html(request, 200, draw(chrome, identity.name, session, answer))
-
-    # -- the audit log (admins) ---------------------------------------------------------------
+        return send_html(request, 200, draw(self._gate.chrome_of(identity), identity.name,
+                                            session, answer))
 
     @app.route("/console/audit", methods=["GET", "HEAD"])
     async def audit(self, request: IRequest) -> bytes:
@@ -176,17 +158,14 @@ class ConsoleAdmin:
         page = await admin.entries(reader, audit_query({
             name: form_field(request, name) or None
             for name in ("since", "before", "limit", *filters)}), "", "")
-        chrome = self._gate.chrome_of(identity)
         return send_html(request, 200, console_pages.audit_page(
-            chrome, identity.name, page, filters, root=root_of(request), check=check))
+            self._gate.chrome_of(identity), identity.name, page, filters, root=root_of(request),
+            check=check))
 
 
 @attrs.define(slots=False)
 class ConsoleWebhooks:
-    """
-    @ivar _gate: the session, CSRF and chrome of every console page.
-    @ivar _webhooks: the webhooks' admin API.
-    """
+    """The console's pages of the webhooks: the subscriptions, one's deliveries, its forms."""
 
     _gate: ConsoleGate
     _webhooks: WebhookAdmin

@@ -46,15 +46,11 @@ FILE_VERBS = frozenset({"yank", "unyank", "delete", "restore"})
 @attrs.define(slots=False)
 class ConsoleProject:
     """
-    C{/console/project/...}: a project's page and its forms.
+    C{/console/project/...}: a project's page and its forms (each area
+    L{None} without it).
 
-    @ivar _gate: the session, CSRF and chrome of every console page.
     @ivar _served: the index of a name as served now (its uploads and
         changes, which the page calls), or L{None}.
-    @ivar _promote: promotion between the indexes, or L{None} without a registry.
-    @ivar _audit_admin: the audit log (the project's trail).
-    @ivar _usage: the download counts (the project's chart), or L{None}.
-    @ivar _advisories: the advisories and waivers, or L{None}.
     """
 
     _gate: ConsoleGate
@@ -113,9 +109,9 @@ class ConsoleProject:
     @app.route("/console/project/<string:project>/promote", methods=["POST"])
     async def promote(self, request: IRequest, project: str) -> bytes:
         """
-        Promote a release of the project to another index: C{POST
-        /api/promote}'s own path, from the form's C{version}, C{to} (and an
-        admin's C{allow_denied}); the page says what was promoted.
+        Promote a release of the project to another index (C{POST
+        /api/promote}'s path) from the form's C{version}, C{to} and
+        C{allow_denied}; the page says what was promoted.
         """
         promote = self._promote
         session, name = await self._project_form(request, project, ChangeKind.PROMOTE, promote)
@@ -128,14 +124,12 @@ class ConsoleProject:
             answer = await promote.promote_as(request, identity,
                                               lambda: promote_request(fields), fields)
         except HTTPError as e:
-            code, message = e.code, e.detail
-        else:
-            done = answer["promoted"]
-            return await self._project_page(request, session, name, 200, notice=(
-                f"Promoted {name} {answer['version']} to {answer['to']}: "
-                + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
-                   else "every file was there already") + "."))
-        return await self._project_page(request, session, name, code, error=message)
+            return await self._project_page(request, session, name, e.code, error=e.detail)
+        done = answer["promoted"]
+        return await self._project_page(request, session, name, 200, notice=(
+            f"Promoted {name} {answer['version']} to {answer['to']}: "
+            + (f"{len(done)} file{'s' if len(done) != 1 else ''}" if done
+               else "every file was there already") + "."))
 
     @app.route("/console/project/<string:project>/waive", methods=["POST"])
     def waive(self, request: IRequest, project: str) -> Awaitable[bytes]:
@@ -188,21 +182,17 @@ class ConsoleProject:
         try:
             await change()
         except HTTPError as e:
-            code, message = e.code, e.detail
-        else:
-            back = (root_of(request) + f"console/project/{quote(project, safe='')}/"
-                    + index_query(request))
-            return see_other(request, back, "Done\n")
-        return await self._project_page(request, session, project, code, error=message)
+            return await self._project_page(request, session, project, e.code, error=e.detail)
+        return see_other(request, root_of(request) + f"console/project/{quote(project, safe='')}/"
+                         + index_query(request), "Done\n")
 
     async def _project_of(self, request: IRequest, project: str) -> tuple[str, Publish]:
         """
         C{(normalized name, its index's uploads and changes)} of the
         project a request names, for a person who may change it; one
-        refusal, C{404 no such project}, for a project, or an index
-        (C{?index=}), that does not exist, is a view, or that the person may
-        not see (a hidden index answers as a missing one); C{403}
-        for one they may only read.
+        refusal, 404, for a project or index (C{?index=}) that does not
+        exist, is a view, or that the person may not see; 403 for one they
+        may only read.
         """
         identity = await self._gate.access.person(request)
         reader = self._gate.access.reader(request)
@@ -210,10 +200,8 @@ class ConsoleProject:
         served = self._served(wanted)
         publish = served.publish if served is not None else None
         name = normalize(project) if is_valid_name(project) else None
-        if publish is None or name is None or (
-                wanted != DEFAULT and not reader.enters(wanted)):
-            raise NotFound("no such project")
-        if not reader.reads(name, wanted) or publish.index.project(name) is None:
+        if publish is None or name is None or (wanted != DEFAULT and not reader.enters(wanted)) \
+                or not reader.reads(name, wanted) or publish.index.project(name) is None:
             raise NotFound("no such project")
         if not reader.writes(name, wanted):
             raise Forbidden(f"{identity.name} may not change {name}")
@@ -250,9 +238,9 @@ class ConsoleProject:
     def _advisories_of(self, request: IRequest, reader: Reader,
                        name: str) -> ProjectAdvisories | None:
         """
-        The advisories affecting the project's releases in its index and
-        the waivers kept (C{GET /api/advisories/project/<p>}'s); L{None}
-        when they cannot be read now.
+        The advisories of the project's releases in its index, and the
+        waivers kept (C{GET /api/advisories/project/<p>}'s); L{None} when
+        they cannot be read now.
         """
         area = self._advisories
         if area is None:
@@ -266,8 +254,7 @@ class ConsoleProject:
                      name: str) -> list[dict[str, Any]] | None:
         """
         The project's newest audit entries in its index (C{GET
-        /api/audit}'s: whoever may change the project reads them); L{None}
-        when they cannot be read now.
+        /api/audit}'s); L{None} when they cannot be read now.
         """
         admin = self._audit_admin
         if admin is None:
@@ -289,10 +276,7 @@ class ConsoleProject:
             return None
 
     def _chart(self, request: IRequest, reader: Reader, name: str) -> str | None:
-        """
-        The project's downloads chart (C{GET /api/usage?project=}'s
-        numbers); L{None} when its index counts no downloads.
-        """
+        """The project's downloads chart (C{GET /api/usage?project=}'s); L{None} without counts."""
         usage = self._usage
         if usage is None:
             return None

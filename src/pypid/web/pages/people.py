@@ -1,8 +1,7 @@
 """
 The pages for people that are not about one project: the landing page at
 C{/}, search at C{/search?q=}, C{/api/search}, what the pages' script
-asks as one types, and the pages' assets at C{/static/}. (A
-project's pages are L{pypid.web.pages.project_pages}.)
+asks as one types, and the pages' assets at C{/static/}.
 
 Access rules apply as on the index: a project a reader may not read is not
 counted, listed among the recent uploads, or found. The landing page is
@@ -10,13 +9,12 @@ rendered once per reader's view of the rules and index state, like the
 simple index's root; search is answered from the in-memory
 L{pypid.core.formats.search.SearchIndex}, a few milliseconds at 20,000 projects.
 
-Each named index has its own L{PeoplePages} under C{/NAME/},
-over an L{pypid.core.formats.catalog.IndexCatalog} of what its simple pages list
-(its own files, then its bases', a view's filters applied), behind the
-index's gate (L{pypid.web.serving.index_root}). With named indexes configured,
-every page carries an index switcher listing the indexes its reader may
-read (L{ReaderChrome}); without any, the pages are what they were, byte
-for byte, and cost what they did.
+Each named index has its own L{PeoplePages} under C{/NAME/}, over an
+L{pypid.core.formats.catalog.IndexCatalog} of what its simple pages list,
+behind the index's gate. With named indexes configured, every page carries
+an index switcher listing the indexes its reader may read
+(L{ReaderChrome}); without any, the pages are what they were, byte for
+byte, and cost what they did.
 """
 
 from __future__ import annotations
@@ -68,9 +66,8 @@ _MAX_LANDINGS = 1000
 
 def people_headers(request: IRequest) -> None:
     """
-    The headers every page for people carries (the site sets the rest);
-    and the mark that lets a browser session stand for the page's reader
-    (L{for_people}: the pages' routes all start here).
+    The headers every page for people carries (the site sets the rest),
+    and the mark that lets a browser session stand for its reader.
     """
     for_people(request)
     headers = request.responseHeaders
@@ -105,10 +102,7 @@ _MAX_CHROMES = 256
 class IndexSwitcher:
     """
     The indexes of a server, as the switcher of the pages for people may
-    list them: the default first, then the named ones in their order.
-
-    @ivar _access: the L{Gates}, which says who may read an index.
-    @ivar links: every index's L{pypid.core.formats.pages.IndexLink}.
+    list them (C{links}): the default first, then the named ones in order.
     """
 
     _access: Gates
@@ -116,9 +110,8 @@ class IndexSwitcher:
 
     def shown(self, request: IRequest) -> tuple[pages.IndexLink, ...]:
         """
-        The indexes the request's reader may read (a hidden index is not
-        listed to them), or none at all when that is the default alone:
-        then a page does not tell that other indexes exist.
+        The indexes the request's reader may read, or none at all when that
+        is the default alone: a page does not tell that others exist.
         """
         reader = self._access.reader(request)
         links = tuple(link for link in self.links if reader.enters(link.name))
@@ -132,9 +125,8 @@ class IndexSwitcher:
 
 def snippet_root(request: IRequest, index: str) -> str | None:
     """
-    The absolute URL of C{index}'s root as the request reached it (its
-    C{Host}, its TLS), for the install snippets; L{None} for a C{Host}
-    that is no host.
+    The absolute URL of C{index}'s root as the request reached it, for the
+    install snippets; L{None} for a C{Host} that is no host.
     """
     origin = origin_of(request.getHeader(b"host"), request.isSecure())
     if origin is None:
@@ -145,11 +137,8 @@ def snippet_root(request: IRequest, index: str) -> str | None:
 @attrs.define
 class ReaderChrome:
     """
-    The L{pypid.core.formats.pages.Chrome} of one index's pages as a reader gets
-    it: with the switcher of the indexes they may read, if there is one.
-
-    @ivar base: the chrome without a switcher.
-    @ivar switcher: the L{IndexSwitcher}, or L{None} without named indexes.
+    The chrome of one index's pages as a reader gets it: C{base} with the
+    C{switcher} of the indexes they may read (L{None} without named indexes).
     """
 
     base: pages.Chrome
@@ -161,8 +150,7 @@ class ReaderChrome:
     def of(self, request: IRequest) -> pages.Chrome:
         """
         The chrome of the request's reader (after L{identify}): the indexes
-        they may read, and who they are when a browser session stands for
-        them (the header then offers to log out).
+        they may read, and who they are when a browser session stands for them.
         """
         links = self.switcher.shown(request) if self.switcher is not None else ()
         person = session_person(request)
@@ -183,10 +171,8 @@ class ReaderChrome:
     def needs_identity(self, request: IRequest) -> bool:
         """
         Whether L{identify} has something to do, for a request the gate let
-        through unchecked (the index is open to every reader): a browser
-        session may stand for its reader; or the switcher could
-        list more to this reader than to anonymous ones, and the request
-        carries credentials.
+        through unchecked: a browser session may stand for its reader, or
+        the switcher could list more to the credentials it carries.
         """
         if identity_of(request) is not None:
             return False
@@ -199,10 +185,9 @@ class ReaderChrome:
 
     async def identify(self, request: IRequest, access: Gates) -> None:
         """
-        Find who sent a request the gate let through unchecked, so that its
-        switcher lists the indexes they may read and its header names them;
-        wrong credentials change nothing (the page is open to every reader:
-        it is not refused).
+        Find who sent a request the gate let through unchecked, for its
+        switcher and header; wrong credentials change nothing (the page is
+        open to every reader).
         """
         if not self.needs_identity(request):
             return
@@ -219,9 +204,6 @@ class PeoplePages:
     """
     The landing page and search of one index.
 
-    @ivar _catalog: the L{Catalog} of the default index, or the
-        L{IndexCatalog} of a named one.
-    @ivar _chrome: the L{ReaderChrome} of every page.
     @ivar _name: the index's name; a named index's pages are behind its
         gate already (L{pypid.web.serving.index_root.IndexRoot}).
     """
@@ -309,10 +291,7 @@ class PeoplePages:
 
 
 class AssetsResource(ReadResource):
-    """
-    C{/static/<name>}: an asset of L{pypid.assets.Assets}, cached for
-    good (its name changes with it).
-    """
+    """C{/static/<name>}: an asset, cached for good (its name changes with it)."""
 
     def __init__(self, assets: Assets) -> None:
         ReadResource.__init__(self)

@@ -2,32 +2,24 @@
 C{/project/<name>/} and C{/project/<name>/<version>/}: a project's page
 for people, about its latest version or about one.
 
-A plain Twisted resource, like the site root (L{pypid.web.serving.site_root}), and
-for the same reason: once rendered, a page is kept as bytes, and a request
-costs a few dict lookups and headers, as C{/simple/<name>/} does. Pages are
-kept up to a total size (L{KeptPages}; a README can make a page of
-megabytes, and a crawler asks for every version), each until its project
-changes.
+A plain Twisted resource, like the site root, for the same reason: once
+rendered, a page is kept as bytes, and a request costs a few dict lookups
+and headers, as C{/simple/<name>/} does. Pages are kept up to a total size
+(L{KeptPages}; a README can make a page of megabytes, and a crawler asks
+for every version), each until its project changes.
 
-Rendering reads the release's details from storage (the description was
-rendered when the file arrived). A file stored without details (before they
-were kept, or not reached yet by its import) is described in the background
+A file stored without details is described in the background
 (L{DetailsRenderer}: one at a time, so readers cannot crowd out uploads);
-meanwhile its page says so and is not kept, so a later view finds them.
+meanwhile its page says so and is not kept.
 
 A project the upstream cache knows but nothing hosts is shown as the cache
-knows it, marked so; the upstream is never asked for a page for people. A
-project that is not active (PEP 792) says so first thing; a quarantined
-one shows its files to admins alone (the others see its status and no
-file), and those pages are never kept.
+knows it; the upstream is never asked for a page for people. A project
+that is not active (PEP 792) says so first thing; a quarantined one shows
+its files to admins alone, and those pages are never kept.
 
-Every index (the default at C{/project/...}, a named one under
-C{/NAME/project/...}) is served by one L{ProjectPages}: a project's files as
-the index's simple page lists them (L{pypid.core.indexes.composition.compose} over
-its hosted sources, a view's filters applied), each described from the
-storage of the source that holds it and counted by that source's downloads;
-its links and redirects stay inside the index. Its pages are kept with a
-token made of each source's project token.
+Each index has one L{ProjectPages}: a project's files as the index's
+simple page lists them, each described from the storage of the source
+that holds it and counted by that source's downloads.
 """
 
 from __future__ import annotations
@@ -101,10 +93,9 @@ _FileKey = tuple[int, str]
 class KeptPages:
     """
     Rendered pages by C{(project, version)}, up to C{limit} bytes in all
-    (the least recently asked for go first: a L{ByteLRU}). Each is kept
-    with a token of its project's state and answered only while the token
-    is still the project's: a change makes a new token, and so every older
-    page stale.
+    (the least recently asked for go first). Each is kept with a token of
+    its project's state and answered only while the token is still the
+    project's: a change makes every older page stale.
     """
 
     def __init__(self, limit: int = 64 << 20) -> None:
@@ -139,8 +130,6 @@ class DetailsRenderer:
     storage's threads, which uploads use too), with at most C{limit}
     waiting; a file that failed is tried again after C{retry} seconds, and
     one that cannot be described is not tried again.
-
-    @ivar _clock: provides C{seconds()}.
     """
 
     _clock: IReactorTime
@@ -180,20 +169,14 @@ class DetailsRenderer:
 
 class ProjectPages(ReadResource):
     """
-    The pages of one index's projects (C{/project/...} of the default,
-    C{/NAME/project/...} of a named one): each project's files as the
-    index's simple page lists them (its hosted sources composed, a view's
-    filters applied), or, for a project no hosted source holds, as the
-    cache of one of its upstreams knows it.
+    The pages of one index's projects: each project's files as the index's
+    simple page lists them (its hosted sources composed, a view's filters
+    applied), or, for a project no hosted source holds, as the cache of one
+    of its upstreams knows it.
 
-    @ivar _name: the index the pages are of (for its read rules).
-    @ivar _sources: its hosted sources, in its order.
-    @ivar _filters: the view's L{Filters} (none for a hosted index).
     @ivar _upstreams: its upstreams, by the name its order gives them.
     @ivar _base: prefix of absolute redirect targets (C{[pypid] base_url} or
         C{/}; C{.../NAME/} for a named index).
-    @ivar _advisories: the index's L{AdvisoryPolicy}: a release that
-        advisories affect is shown with them.
     """
 
     def __init__(self, name: str, sources: Sequence[HostedSource], filters: Filters,
@@ -224,10 +207,7 @@ class ProjectPages(ReadResource):
         return answer_gated(self._access, request, self._answer_identified, self._name)
 
     def _answer_identified(self, request: Request) -> Answer:
-        """
-        L{_answer}, once the reader is known to the switcher and the header
-        (L{ReaderChrome.identify}).
-        """
+        """L{_answer}, once the reader is known to the switcher and the header."""
         if not self._chrome.needs_identity(request):
             return self._answer(request)
 
@@ -304,8 +284,8 @@ class ProjectPages(ReadResource):
         files = listed()
         if canonical is not None and not any(f.version == canonical for f in files):
             raise NotFound("no such version")
-        # Only now, for a project this reader may see: a redirect for a
-        # name that does not exist would tell a hidden one from none.
+        # (only now, for a project this reader may see: a redirect for a
+        # name that does not exist would tell a hidden one from none)
         if not slash or normalized != name or canonical != version:
             return send_moved(request, self._base, pages.project_path(normalized, canonical))
         view = project_page.project_view(normalized, display_name, files, canonical,
@@ -324,11 +304,9 @@ class ProjectPages(ReadResource):
         C{(display name, files(), token, upstream time)} of a project a
         hosted source holds (a view's globs admitting it), or of one an
         upstream's cache knows; L{None}. A hosted project's token is each
-        source's project token: it changes when one of them does, so a
-        kept page is answered with no composition at all. C{files()}
-        composes the files the index lists, and raises L{NotFound} when it
-        lists none (a view's filters left out every one): that project is
-        not shown, whatever version or spelling is asked for.
+        source's project token, so a kept page is answered with no
+        composition at all. C{files()} raises L{NotFound} when the index
+        lists none (a view's filters left out every one).
         """
         if not self._filters.admits_project(name):
             return None
@@ -352,11 +330,7 @@ class ProjectPages(ReadResource):
         return first.display_name, listed, token, None
 
     def _find_upstream(self, name: str) -> _Found | None:
-        """
-        The first upstream of the index that may be asked about C{name}
-        and whose cache knows it: what the cache shows of it (the upstream
-        is never asked for a page for people), or L{None}.
-        """
+        """What the cache of the first upstream that may be asked about C{name} shows; L{None}."""
         for side in self._upstreams.values():
             source = side.source
             if source.mode != "cache" or not side.decide(name, False).allowed:
@@ -375,12 +349,8 @@ class ProjectPages(ReadResource):
 
     def _verdicts(self, name: str, view: project_page.ProjectView) -> dict[str, Verdict]:
         """The index's verdicts on the releases of C{view} that advisories affect."""
-        found = {}
-        for release in view.releases:
-            verdict = self._advisories.verdict(name, release.version)
-            if verdict is not None:
-                found[release.version] = verdict
-        return found
+        return {release.version: verdict for release in view.releases
+                if (verdict := self._advisories.verdict(name, release.version)) is not None}
 
     def _downloads(self, files: Iterable[pages.ShownFile]) -> dict[str, int]:
         """Each hosted file's downloads in the last 30 days, counted by its source."""
@@ -442,8 +412,8 @@ class ProjectPages(ReadResource):
                           ) -> dict[str, tuple[str, ...]]:
         """
         Filename -> the publishers its provenance names (PEP 740), for the
-        files of a release that have one: read from storage (a few KB a
-        file) when the page is rendered, then kept with it.
+        files that have one: read from storage (a few KB a file) when the
+        page is rendered, then kept with it.
         """
         found: dict[str, tuple[str, ...]] = {}
         for f in files:
@@ -467,7 +437,6 @@ class ProjectPages(ReadResource):
         """
         The L{Details} of a release: of its first wheel that has them, else
         its sdist's; and whether they are final (not being rendered now).
-        C{stored} gives the storage and stored record of a file shown, or L{None}.
         """
         ordered = sorted(files, key=lambda f: (f.packagetype != WHEEL, f.filename))
         records = [r for r in (stored(f) for f in ordered) if r is not None]
