@@ -1,15 +1,11 @@
 """
-The client of each cloud's buckets (L{CLIENTS}, keyed as
-L{pypid.config.store_backends.BACKENDS}), built from its section
-(C{[s3]}, C{[azure]}, C{[gcs]}): the endpoint, the credentials the
-operator gave (or the cloud's own chain), the deadline and the outbound
-TLS policy, with a connection pool of its own.
+The client of each cloud's buckets (L{CLIENTS}), built from its section:
+the endpoint, the credentials (or the cloud's chain), the deadline and the
+outbound TLS policy, with a connection pool of its own.
 
-Each cloud's SDK (botocore, Azure's, Google's: signers and credential
-chains) is an extra of its own, so that a server on local disk installs
-none of them; L{make_client} looks for the SDK before it builds a client,
-and refuses one that is not installed with the one line that says which
-extra to install, rather than a traceback at the first request.
+Each cloud's SDK is an extra of its own, so a server on local disk
+installs none; L{make_client} refuses one not installed with a line naming
+the extra, rather than a traceback at the first request.
 """
 
 from __future__ import annotations
@@ -44,13 +40,12 @@ def make_azure_client(config: Config, run: Run, reactor: IReactorTime,
                       timings: Timings | None = None, *, shared: bool = False,
                       bucket: str | None = None) -> Made:
     """
-    The client of the C{[azure]} container (or of another container of
-    the account, C{bucket}): its account key, its SAS token, or the Azure
-    identity chain.
+    The client of the C{[azure]} container (or another C{bucket} of the
+    account).
 
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
-        key; when C{[azure] account} is empty and the credentials or the
-        endpoint need it (all but a SAS token at an C{endpoint_url}).
+    @raise StartupError: when C{[pypid] ca_bundle} or the key cannot be used,
+        or C{[azure] account} is empty but needed (all but a SAS token at an
+        C{endpoint_url}).
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.azure.blob_auth import (
@@ -89,9 +84,7 @@ def make_gcs_client(config: Config, run: Run, reactor: IReactorTime,
                     timings: Timings | None = None, *, shared: bool = False,
                     bucket: str | None = None) -> Made:
     """
-    The client of the C{[gcs]} bucket (or of another C{bucket}): a
-    service account's key file, or the machine's metadata server; or no
-    token at all (C{anonymous}: an emulator's, the key file signing only).
+    The client of the C{[gcs]} bucket (or another C{bucket}).
 
     @raise StartupError: when C{[pypid] ca_bundle} cannot be used.
     """
@@ -125,26 +118,11 @@ def make_s3_client(config: Config, run: Run, reactor: IReactorTime,
                    endpoint: str | None = None, region: str | None = None,
                    shared: bool = False) -> tuple[S3Client, Callable[[], Deferred[Any]]]:
     """
-    A client of the C{[s3]} bucket (its endpoint, credentials, deadline and
-    the outbound TLS policy), with a connection pool of its own; or of
-    another bucket reached with the same credentials, deadline and policy
-    (the static export's destination, a pypicloud bucket to import).
-
-    @param timings: the L{pypid.core.records.metrics.Timings} its requests are
-        counted in, to share one with another client of the bucket.
-    @param bucket: the bucket's name, when not C{[s3] bucket}.
-    @param endpoint: its S3 endpoint, when not C{[s3] endpoint_url}; a
-        bucket at another endpoint is addressed by path (at AWS, without
-        one, virtual-host style), C{[s3] addressing} being the setting of
-        the configured endpoint only.
-    @param region: its region, when not C{[s3] region}.
-    @param shared: whether several storages share the client (the hosted
-        indexes on one bucket: see L{pypid.storage.factory.SharedBucket}).
-    @return: C{(client, close)}: the L{pypid.storage.s3.api.S3Client}
-        (to C{start} and C{stop}: its credentials), and C{close()} closing
-        the pool's connections.
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or
-        botocore knows no endpoint for the region.
+    A client of the C{[s3]} bucket, or of another reached with the same
+    credentials (the export's destination, a pypicloud bucket to import);
+    see L{make_client}, and L{StartupError} when botocore knows no endpoint
+    for the region. Another C{endpoint} is addressed by path (virtual host
+    at AWS), C{[s3] addressing} being the configured one's only.
     """
     from pypid.http.client import make_http, outbound_policy
     from pypid.storage.bucket.layout import Layout
@@ -196,13 +174,9 @@ CLIENTS: Mapping[str, CloudClient] = {
 
 def require_sdk(backend: str) -> None:
     """
-    Refuse a cloud whose SDK is not installed, naming the extra that
-    installs it (nothing to refuse on local disk). The modules are looked
-    for, not imported: importing Azure's identity chain took 0.25 s here,
-    for nothing on a server with an account key; looking for every
-    cloud's modules takes 1 ms.
-
-    @raise StartupError: when a module of its SDK is missing.
+    Refuse, with L{StartupError}, a cloud whose SDK is not installed, naming
+    its extra. The modules are looked for, not imported: importing Azure's
+    identity chain took 0.25 s, looking for every cloud's modules 1 ms.
     """
     for module in CLIENTS[backend].sdk if backend in CLIENTS else ():
         try:
@@ -218,21 +192,15 @@ def make_client(config: Config, run: Run, reactor: IReactorTime,
                 timings: Timings | None = None, *, backend: str | None = None,
                 shared: bool = False, bucket: str | None = None, **options: str | None) -> Made:
     """
-    A client of the configuration's bucket (or of another C{bucket} of the
-    cloud C{backend}, reached with its section's credentials), with a
-    connection pool of its own.
+    C{(client, close)}: a client of the configuration's bucket (or another
+    C{bucket} of the cloud C{backend}), to C{start} and C{stop}, and what
+    closes its own pool's connections. C{timings} counts its requests (one
+    may be shared), C{shared} its users
+    (L{pypid.storage.bucket.credential_life.SharedStarts}); C{options} are
+    the cloud's own (S3's C{endpoint} and C{region}).
 
-    @param timings: the L{Timings} its requests are counted in, to share
-        one with another client of the bucket.
-    @param shared: whether several storages share it (their starts and
-        stops of its credentials are counted: see
-        L{pypid.storage.factory.SharedBucket}).
-    @param options: the cloud's own (S3's C{endpoint} and C{region}).
-    @return: C{(client, close)}: the client (to C{start} and C{stop}: its
-        credentials), and C{close()} closing the pool's connections.
     @raise StartupError: when the cloud's SDK is not installed, C{[pypid]
-        ca_bundle} cannot be used, or the section names credentials that
-        cannot be used.
+        ca_bundle} or the section's credentials cannot be used.
     """
     backend = backend or config.storage.backend
     require_sdk(backend)

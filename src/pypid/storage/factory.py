@@ -1,24 +1,16 @@
 """
-Storage and the audit log, built from the configuration (a bucket's
-client by L{pypid.storage.cloud_clients}): the one place both the daemon
-(L{pypid.tap}) and the command-line tools (C{pypid-admin},
-C{pypid-export}) get them from, so a tool opens a storage exactly as the
-server does.
+Storage and the journal, built from the configuration: the one place the
+daemon and the command-line tools get them from, so a tool opens a
+storage exactly as the server does; and L{StoragePart}, the packages'
+storage as a part of the daemon, prepared first and closed last but for
+the thread pools.
 
-Also L{StoragePart}: the packages' storage as a part of the daemon,
-prepared first (a folder's lock taken, a bucket's credentials and
-conditional writes checked) and closed last but for the thread pools.
-
-A named hosted index (C{[index:NAME]}) has a storage of its own,
-the default's settings moved under a root of its own
-(L{index_settings}: C{<path>/.indexes/NAME/}, C{<prefix>.indexes/NAME/}):
-the default index's scan never sees those files (a folder's scan skips
-dot-entries; in a bucket, C{.indexes/} sorts before C{.pypid0}, where the
-default's listing of files starts), so its layout, listing cost and
-snapshot stay today's. Its snapshot is a file of its own
+A named hosted index has a storage of its own under a root of its own
+(L{index_settings}), which the default index's scan never sees (a
+folder's scan skips dot-entries; in a bucket, C{.indexes/} sorts before
+C{.pypid0}, where the default's listing starts), and a snapshot of its own
 (L{index_snapshot_path}). The storages of a server's indexes in one bucket
-share one client (L{SharedBucket}): one pool of connections, one
-credential refresh, one count of requests for C{/metrics}.
+share one client (L{SharedBucket}).
 """
 
 from __future__ import annotations
@@ -68,14 +60,9 @@ INDEXES = ".indexes"
 def index_settings(config: Config, name: str) -> Config:
     """
     The configuration of the storage of the hosted index C{name}: the
-    default's, its root moved to C{<path>/.indexes/NAME/} on disk and its
-    keys to C{<prefix>.indexes/NAME/} in the bucket (its own markers, its
-    own copy of its snapshot); the default index's (C{default}) is the
-    configuration itself.
-
-    Every other setting is the default's: one folder on one file system
-    (a promotion is a hard link), one bucket (a promotion is a server-side
-    copy).
+    default's, its root moved to C{<path>/.indexes/NAME/} and
+    C{<prefix>.indexes/NAME/}, on one file system and in one bucket (a
+    promotion is a hard link, or a server-side copy).
     """
     if name == DEFAULT:
         return config
@@ -84,10 +71,9 @@ def index_settings(config: Config, name: str) -> Config:
 
 def below(config: Config, where: str, **changes: Any) -> Config:
     """
-    The configuration of a storage kept below the packages' own: in
-    C{<path>/<where>/} on disk, under C{<prefix><where>/} in the bucket of
-    whichever cloud keeps them, with C{changes} to the store's section
-    (a named index's storage, an upstream's cache).
+    The configuration of a storage kept below the packages' own, in
+    C{<path>/<where>/} or under C{<prefix><where>/}, with C{changes} to the
+    store's section (a named index's storage, an upstream's cache).
     """
     def moved(section: Any) -> Any:
         return attrs.evolve(section, prefix=f"{section.prefix}{where}/", **changes)
@@ -101,10 +87,7 @@ def below(config: Config, where: str, **changes: Any) -> Config:
 
 
 def store_root(config: Config) -> Config:
-    """
-    The configuration of the store a storage is kept below (L{below}): its
-    root, where the one journal is.
-    """
+    """The configuration of the root of the store a storage is kept below: the journal's."""
     within = config.storage.within
     if not within:
         return config
@@ -123,12 +106,8 @@ def store_root(config: Config) -> Config:
 def index_snapshot_path(snapshot: str, name: str) -> str:
     """
     Where the hosted index C{name} keeps its snapshot: C{[pypid] snapshot}
-    for the default index, else C{<snapshot>.d/NAME.json}.
-
-    A folder of their own beside the default's file, rather than files
-    beside it: no index name can meet the default's running mark
-    (C{<snapshot>.running}) or its temporary files, an older pypid reads
-    the default's file as it always did, and one listing shows them all.
+    for the default, else C{<snapshot>.d/NAME.json}: a folder of their own,
+    so no name meets the default's running mark or temporary files.
     """
     if name == DEFAULT:
         return snapshot
@@ -138,11 +117,9 @@ def index_snapshot_path(snapshot: str, name: str) -> str:
 @attrs.define
 class SharedBucket:
     """
-    One client of the configured bucket for the storages of every hosted
-    index: one pool of connections (closed when the last storage closes),
-    one credential refresh (started by the first storage, stopped by the
-    last), and the requests of all counted in one L{Timings} (C{/metrics}
-    counts each request once).
+    One client of the configured bucket for every hosted index's storage:
+    one pool (closed after the last storage), one credential refresh, and
+    one L{Timings} (C{/metrics} counts each request once).
     """
 
     client: ObjectStore
@@ -152,20 +129,13 @@ class SharedBucket:
 
     @classmethod
     def create(cls, config: Config, run: Run, reactor: IReactorTime) -> SharedBucket:
-        """
-        The client of the configuration's bucket.
-
-        @raise StartupError: as L{make_client}.
-        """
+        """The client of the configuration's bucket (L{StartupError}: as L{make_client})."""
         timings = Timings()
         client, close = make_client(config, run, reactor, timings, shared=True)
         return cls(client, timings, close)
 
     def use(self) -> Callable[[], Deferred[Any] | None]:
-        """
-        Count one more storage using the client; return what it calls as it
-        closes (the pool's connections are dropped after the last).
-        """
+        """Count one more storage using the client: what it calls as it closes."""
         self._users += 1
         return self._release
 
@@ -177,15 +147,10 @@ class SharedBucket:
 @attrs.frozen
 class Sharing:
     """
-    What a server's storages share with other servers and workers.
-
-    @ivar bucket: the client of the bucket every index's storage shares;
-        L{None}: each storage makes its own (a server of one index).
-    @ivar journal: the store's journal, where a shared storage tells its
-        changes and reads the others'; L{None}: the bucket storage's own.
-    @ivar hub: the worker's hub, in a worker of several (every hosted
-        index's folder is then shared with the other workers); L{LONE}: a
-        server of one process.
+    What a server's storages share with other servers and workers: the
+    bucket's client (L{None}: each makes its own), the store's journal
+    (L{None}: each its own), and the worker's hub (a folder is then shared
+    with the other workers; L{LONE}: a server of one process).
     """
 
     bucket: SharedBucket | None = None
@@ -201,20 +166,11 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
                  timings: Timings | None = None, sharing: Sharing = ALONE, *,
                  render: Renderer = render_description) -> IStorage:
     """
-    The storage backend the configuration names.
+    The storage backend the configuration names, sharing what C{sharing}
+    says (a journal of its own is closed with it), a bucket's requests
+    counted in C{timings}, C{render} the daemon's sandbox.
 
-    @param timings: the L{Timings} a bucket's requests count in, to share
-        them with another client of the bucket (the audit log's).
-    @param sharing: what it shares: the bucket's client (L{None}: one of
-        its own); the store's journal (L{None}: one of its own, closed
-        with it, a command's); the worker's hub, in a worker of several (a
-        local folder is then shared with the other workers, through
-        L{SharedFolder}, and a bucket's spool is the worker's own).
-    @param render: renders the descriptions of files the storage finds
-        without details (a folder served in place, a bucket's imports):
-        the daemon's sandbox (L{pypid.sandbox.readme_sandbox}).
-    @raise StartupError: when C{[pypid] ca_bundle} cannot be used, or the
-        cloud's SDK is missing.
+    @raise StartupError: as L{make_client}.
     """
     journal, hub = sharing.journal, sharing.hub
     section = config.bucket
@@ -248,14 +204,9 @@ def make_storage(config: Config, run: Run, reactor: IReactorTime,
 def make_journal(config: Config, run: Run, reactor: IReactorTime,
                  bucket: SharedBucket | None = None) -> IJournal:
     """
-    The journal kept with the store the configuration names (its root's,
-    for a storage kept below it): daily files in C{<path>/.pypid/audit/},
-    or batch objects under the bucket's C{<prefix>.pypid/journal/} (read
-    with the audit log kept under C{<prefix>.pypid/audit/} before it).
-
-    @param bucket: the client of the bucket the storages share, so
-        C{/metrics} counts every request to the bucket once; L{None}: a
-        client of its own.
+    The journal kept with the store's root: daily files in
+    C{<path>/.pypid/audit/}, or batch objects under C{<prefix>.pypid/journal/};
+    with the storages' shared C{bucket} client, if any.
     """
     from pypid.storage.folder.journal_files import LocalJournal
 
@@ -273,11 +224,7 @@ def make_journal(config: Config, run: Run, reactor: IReactorTime,
 def _bucket_client(config: Config, run: Run, reactor: IReactorTime, bucket: SharedBucket | None,
                    timings: Timings | None = None,
                    ) -> tuple[ObjectStore, Callable[[], Deferred[Any] | None]]:
-    """
-    The client of the configuration's bucket and what closes it: the
-    shared C{bucket}'s, one more use of it counted; or, with L{None}, one
-    of its own, counting its requests in C{timings}.
-    """
+    """The shared C{bucket}'s client (one more use), or one of its own; and what closes it."""
     if bucket is None:
         return make_client(config, run, reactor, timings)
     return bucket.client, bucket.use()
@@ -300,12 +247,9 @@ def _bucket_journal(config: Config, client: ObjectStore, reactor: IReactorTime,
 class StoragePart(Service):
     """
     The packages' storage, timed for C{/metrics}: prepared as the daemon
-    starts (a failure stops start-up: C{Cannot load the index: ...}, the
-    line operators know), closed as it stops.
+    starts (a failure stops start-up), closed as it stops.
 
-    @ivar storage: the L{MeasuredStorage} the rest of the server uses.
-    @ivar s3_timings: the bucket's request counts, for the other clients
-        of the bucket; L{None} on local disk.
+    @ivar s3_timings: the bucket's request counts, for its other clients.
     """
 
     def __init__(self, storage: MeasuredStorage, s3_timings: Timings | None = None) -> None:
@@ -346,9 +290,9 @@ class StoragePart(Service):
 
 async def loading_index(work: Awaitable[_T]) -> _T:
     """
-    Await C{work}, a step of loading the index at start-up (preparing its
-    storage, reading it); a L{StorageError} becomes the start-up's one line,
-    C{Cannot load the index: <reason>}, as operators know it.
+    Await C{work}, a step of loading the index at start-up: a
+    L{StorageError} becomes the line operators know,
+    C{Cannot load the index: <reason>}.
     """
     try:
         return await work

@@ -1,22 +1,16 @@
 """
-How pypid proves itself to Azure Blob Storage, and signs download URLs.
+How pypid proves itself to Azure Blob Storage, and signs download URLs,
+by what the operator gives (C{[azure]}):
+  - an account key (L{AccountKey}): Shared Key signs each request, and a
+    download URL is a read-only service SAS for one blob;
+  - a SAS token (L{SasToken}), added to every request: it cannot sign a
+    narrower URL, so downloads are relayed;
+  - neither (L{AzureIdentity}): C{azure-identity}'s chain gives bearer
+    tokens, and a user delegation key asked with one signs the URLs.
 
-Three ways, by what the operator gives (C{[azure]}):
-  - an account key (L{AccountKey}): each request is signed with Shared
-    Key (L{pypid.storage.azure.shared_key}), and a download URL is a service
-    SAS, read-only, for one blob, until its expiry;
-  - a SAS token (L{SasToken}): it is added to every request; it cannot
-    sign a narrower URL, so downloads are relayed (the configuration
-    refuses C{download = redirect} with it);
-  - neither (L{AzureIdentity}): the Azure identity chain of C{azure-identity}
-    (C{DefaultAzureCredential}: the environment, workload identity, a
-    managed identity) gives bearer tokens, and a user delegation key,
-    asked of the service with one, signs the download URLs.
-
-SAS URLs are made by C{azure-storage-blob}'s C{generate_blob_sas}, a pure
-function of the key. The chain's calls block (they reach the identity
-endpoints): they run in the thread pool, ahead of expiry, never on the
-reactor; signing a request or a URL never waits for them.
+SAS URLs are made by C{generate_blob_sas}, a pure function of the key. The
+chain's calls block: they run in the thread pool, ahead of expiry, so
+signing never waits for them.
 """
 
 from __future__ import annotations
@@ -153,19 +147,13 @@ def _default_chain() -> Any:
 
 
 class AzureIdentity:
-    """
-    The Azure identity chain (see the module).
-
-    @ivar _token: the bearer token now.
-    @ivar _key: the user delegation key that signs URLs, valid to C{_key_expires}.
-    """
+    """The Azure identity chain (see the module)."""
 
     def __init__(self, account: str, run: Run, clock: IReactorTime,
                  chain: Callable[[], Any] = _default_chain, delegate: bool = True) -> None:
         """
-        @param delegate: whether download URLs are signed (with a user
-            delegation key, asked for only then: an identity without the
-            right to ask for one can relay them).
+        @param delegate: whether download URLs are signed (a user delegation
+            key is asked for only then: an identity without the right relays).
         """
         self._account = account
         self._run = run
@@ -185,11 +173,7 @@ class AzureIdentity:
             self._fetch_key = fetch
 
     async def start(self) -> None:
-        """
-        The chain's first token, then a user delegation key.
-
-        @raise StorageError: when the chain finds no identity.
-        """
+        """The chain's first token, then a user delegation key; L{StorageError}: none."""
         self._refreshes.restart()  # (a second start: one refresh goes on, not two)
         try:
             self._chain = await self._run(self._make_chain)

@@ -1,17 +1,13 @@
 """
 Azure Blob Storage as an object store
 (L{pypid.storage.bucket.store.ObjectStore}): the calls pypid makes of one
-container, proven by L{pypid.storage.azure.blob_auth} and sent by
-L{pypid.storage.bucket.http_calls.StoreHTTP}.
+container, proven by L{pypid.storage.azure.blob_auth}.
 
-A create refuses an existing name with C{If-None-Match: *} (the service
-answers 409 C{BlobAlreadyExists}); a file larger than a block is staged
-in blocks and committed with the same condition (a block never committed
-is dropped by the service after a week). A copy is C{Copy Blob} on the
-service's side, waited for while the service says it is pending. User
-metadata names are C# identifiers there (L{pypid.storage.azure.shared_key}).
-A listing after a name is C{startFrom}, which starts at the name
-(inclusive, so the name itself is skipped).
+A create refuses an existing name with C{If-None-Match: *} (409
+C{BlobAlreadyExists}); a file larger than a block is staged in blocks and
+committed with the same condition (an uncommitted block is dropped after a
+week). A copy is C{Copy Blob}, waited for while pending. A listing after a
+name is C{startFrom}, inclusive, so the name itself is skipped.
 """
 
 from __future__ import annotations
@@ -131,20 +127,16 @@ def block_list(ids: list[str]) -> bytes:
 
 def block_id(upload: str, number: int) -> str:
     """
-    The id of the C{number}th block of the upload C{upload}: the blocks of
-    two uploads of one name, staged at once, are each upload's own (ids of
-    one blob are all as long).
+    The id of the C{number}th block of the upload C{upload}: two uploads of
+    one name staged at once keep their own (a blob's ids are all as long).
     """
     return base64.b64encode(f"{upload}-{number:08d}".encode("ascii")).decode("ascii")
 
 
 class AzureClient(HeaderMetadataClient):
     """
-    Calls to one container of one storage account.
-
-    @ivar endpoint: the account's blob endpoint (C{https://ACCOUNT.blob.core.windows.net},
-        or an emulator's C{http://127.0.0.1:10000/devstoreaccount1}).
-    @ivar container: the container's name.
+    Calls to one container of one storage account, at its blob C{endpoint}
+    (C{https://ACCOUNT.blob.core.windows.net}, or an emulator's).
     """
 
     label = "Azure"
@@ -162,7 +154,6 @@ class AzureClient(HeaderMetadataClient):
                  credentials: AzureCredentials, http: Any, clock: IReactorTime, *, run: Run,
                  timeout: float = 30.0, parallel: int = 16, timings: Timings | None = None,
                  block_size: int = 64 << 20, shared: bool = False) -> None:
-        """@param shared: see L{StoreClient}."""
         self.endpoint = endpoint.rstrip("/")
         self.account = account
         self.container = container
@@ -240,7 +231,7 @@ class AzureClient(HeaderMetadataClient):
                        content_type: str, metadata: Mapping[str, str]) -> bool:
         """
         Write a file unless a blob has the name: one C{Put Blob} up to the
-        block size, else its blocks staged and committed conditionally.
+        block size, else blocks committed conditionally.
         """
         headers = dict(metadata_headers(metadata), **{"x-ms-blob-type": "BlockBlob",
                                                       "content-type": content_type})
@@ -264,10 +255,9 @@ class AzureClient(HeaderMetadataClient):
                    metadata: Mapping[str, str] | None = None,
                    content_type: str | None = None) -> bool:
         """
-        C{Copy Blob} on the service's side (the source's metadata, or
-        C{metadata}; always the source's content type), waited for while
-        it is pending; a copy that fails after the service took it is
-        aborted and its blob removed, so no half-made blob holds the name.
+        C{Copy Blob} (C{metadata}, or the source's; always its content
+        type), waited for while pending; one failing after the service took
+        it is aborted and removed, so no half-made blob holds the name.
         """
         origin = self._credentials.with_token(self.url(source.key, container=source.container))
         headers = {"x-ms-copy-source": origin}
@@ -351,9 +341,8 @@ class AzureClient(HeaderMetadataClient):
 
     async def _list_page(self, params: dict[str, str], start_from: str | None) -> Answer:
         """
-        A page of a listing, from C{start_from} (inclusive) where the
-        endpoint takes C{startFrom}; from the prefix's start where it does
-        not (learnt at the first refusal: the caller skips what is before).
+        A page of a listing, from C{start_from} (inclusive) where the endpoint
+        takes C{startFrom}, else (learnt at the first refusal) from the start.
         """
         if start_from and self._start_from:
             try:
@@ -376,11 +365,7 @@ class AzureClient(HeaderMetadataClient):
                                        "prefix": prefix, "maxresults": "1"}, retry=retry)
 
     async def create_bucket(self) -> Creation:
-        """
-        C{Create Container}, without C{x-ms-blob-public-access}: no one
-        reads its blobs without credentials (a SAS URL is one); see
-        L{StoreClient.ensure}.
-        """
+        """C{Create Container}, without public access; see L{StoreClient.ensure}."""
         response = await self.call("PUT", params={"restype": "container"}, ok=(201, 409),
                                    retry=False)
         if response.code == 409:
@@ -402,12 +387,8 @@ class AzureClient(HeaderMetadataClient):
                                    headers={"content-type": "application/xml"})
         root = _xml(response.body, "a user delegation key")
         key = UserDelegationKey()
-        key.signed_oid = _text(root, "SignedOid")
-        key.signed_tid = _text(root, "SignedTid")
-        key.signed_start = _text(root, "SignedStart")
-        key.signed_expiry = _text(root, "SignedExpiry")
-        key.signed_service = _text(root, "SignedService")
-        key.signed_version = _text(root, "SignedVersion")
+        for field in ("oid", "tid", "start", "expiry", "service", "version"):
+            setattr(key, f"signed_{field}", _text(root, f"Signed{field.capitalize()}"))
         key.value = _text(root, "Value")
         return key
 

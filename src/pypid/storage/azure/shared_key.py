@@ -2,20 +2,15 @@
 Azure Blob Storage's Shared Key signature of a request, and its user
 metadata names.
 
-The signature is kept here rather than taken from C{azure-storage-blob},
-whose signer is a private policy of its own HTTP pipeline
-(C{azure.storage.blob._shared.authentication.SharedKeyCredentialPolicy}),
-not a function pypid can call on a request it sends with treq. It was
-measured against that policy: the same string to sign and the same
-signature for every request the adapter makes (C{tests/unit/storage/
-azure/test_azure_sign.py} asks the policy for each), and Azurite, which
-checks signatures, accepts them. The order of the C{x-ms-*} headers is
-the service's collation (C{-} ignored, C{_} before digits before
-letters, case-insensitive): a plain sort signs C{x-ms-meta-a_1} and
-C{x-ms-meta-a1} in the wrong order, and the service refuses it.
-
-Download URLs are signed by the library (C{generate_blob_sas}), which is
-a pure function of the key: see L{pypid.storage.azure.blob_auth}.
+C{azure-storage-blob}'s signer is a private policy of its own HTTP
+pipeline (C{azure.storage.blob._shared.authentication.SharedKeyCredentialPolicy}),
+not callable on a request sent with treq. This one gives the same string
+to sign and signature for every request the adapter makes
+(C{tests/unit/storage/azure/test_azure_sign.py} asks the policy), and
+Azurite accepts them. The C{x-ms-*} headers are in the service's
+collation (C{-} ignored, C{_} before digits before letters,
+case-insensitive): a plain sort orders C{x-ms-meta-a_1} and
+C{x-ms-meta-a1} wrongly, and the service refuses it.
 """
 
 from __future__ import annotations
@@ -26,13 +21,10 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-#: The service version pypid speaks: one every endpoint has (Azure's, its
-#: sovereign clouds', Azure Stack's, emulators').
+#: The service version pypid speaks: one every endpoint has (emulators too).
 API_VERSION = "2023-11-03"
 
-#: The version of a listing after a name: the first with List Blobs'
-#: C{startFrom} (where the listing of change markers starts); an endpoint
-#: without it is listed from the prefix's start.
+#: The version of a listing after a name: the first with C{startFrom}.
 START_FROM_VERSION = "2026-02-06"
 
 #: The headers of the string to sign, in its order, before the C{x-ms-*} ones.

@@ -1,8 +1,6 @@
 """
-The small file-system operations every user of the disk shares: writing a
-state file (the snapshot, the tokens) atomically, removing a file that may
-be gone already, and holding a folder for one process. Blocking: for a
-worker thread.
+The small file-system operations every user of the disk shares: atomic
+writes of state files, removals, a folder held by one process. Blocking.
 """
 
 from __future__ import annotations
@@ -14,11 +12,7 @@ from collections.abc import Iterable
 
 
 def read_if_present(path: str) -> bytes | None:
-    """
-    The bytes of the file at C{path}, or L{None} when there is none.
-
-    @raise OSError: when it is there but cannot be read.
-    """
+    """The bytes of the file at C{path}, or L{None} if there is none (L{OSError}: unreadable)."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -44,16 +38,14 @@ def exclusive_lock(path: str, mode: int = 0o600) -> int | None:
 def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[bytes],
                      prefix: str = ".tmp-") -> None:
     """
-    Replace C{path} with C{data} all at once: a temporary file beside it
-    (created readable by its owner only, mode 0600), fsynced, then renamed
-    over it. A crash leaves the old file or the new one, never half of one;
-    a temporary file left by a crash starts with C{prefix} and ends in
-    C{.tmp}. C{data} is bytes, or an iterable of bytes written as they come.
+    Replace C{path} with C{data} (bytes, or an iterable of them) at once: a
+    temporary file beside it (mode 0600, named C{prefix}...C{.tmp}),
+    fsynced, renamed over it; a crash leaves the old file or the new one.
 
-    The temporary file is locked while it is written (C{flock}), so that a
-    sweep of what crashes left (L{sweep_unlocked}) never takes one another
-    process is writing: a machine's second worker, starting, removed the
-    first's snapshot under way, whose save then failed at the rename.
+    The temporary file is locked (C{flock}) while written, so a sweep
+    (L{sweep_unlocked}) never takes one another process is writing: a
+    machine's second worker, starting, removed the first's snapshot under
+    way, whose save then failed at the rename.
     """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
@@ -83,10 +75,7 @@ def write_atomically(path: str, data: bytes | bytearray | memoryview | Iterable[
 
 
 def sweep_unlocked(folder: str, prefix: str) -> None:
-    """
-    Remove the temporary files of L{write_atomically} (C{prefix}, C{.tmp})
-    that a crash left in C{folder}: those no process is writing (locked).
-    """
+    """Remove the temporary files of L{write_atomically} a crash left (unlocked) in C{folder}."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -109,10 +98,7 @@ def sweep_unlocked(folder: str, prefix: str) -> None:
 
 
 def fsync_folder(path: str) -> None:
-    """
-    Make a folder's entries durable (a file created, renamed or removed in
-    it): a rename is only safe from a crash once its folder is synced.
-    """
+    """Make a folder's entries durable: a rename survives a crash once its folder is synced."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -122,9 +108,8 @@ def fsync_folder(path: str) -> None:
 
 def write_durably(path: str, data: bytes, prefix: str = ".tmp-") -> None:
     """
-    L{write_atomically}, then the folder fsynced, so the rename itself
-    survives a power cut: for files whose change is answered as done (a
-    token revoked, a session ended).
+    L{write_atomically}, then the folder fsynced: for files whose change is
+    answered as done (a token revoked, a session ended).
     """
     write_atomically(path, data, prefix=prefix)
     fsync_folder(os.path.dirname(path) or ".")

@@ -1,32 +1,27 @@
 """
 The journal: the one ordered record of every change a store's servers
 acknowledge, which the audit log shows and every other reader follows
-(the webhooks, the other servers on a bucket, a machine's other
-workers, the serials the pages carry). Each entry has a serial, one more
-than the entry before it in the store, whichever server wrote it; a
-reader keeps the last serial it took in and asks for what came after
-(L{IJournal.since}), so a reader that stopped goes on where it was.
+(webhooks, the other servers on a bucket or workers of a machine, the
+pages' serials). Each entry's serial is one more than the one before it in
+the store, whoever wrote it; a reader keeps the last serial it took in and
+asks for what came after (L{IJournal.since}).
 
-Where it is kept: with the packages, so it outlives the server and every
-server on a shared bucket writes to the same one. On local disk, files
-a day appended to under a lock (L{pypid.storage.folder.journal_files}; in memory
-too, for the tests), one fsync a batch; in a bucket, objects whose name
-is their first serial, claimed by a conditional create
-(L{pypid.storage.base.journal_records}). Here is what both share: the
-interface, and the queue in front of the writes (L{JournalWriter}).
-
+It is kept with the packages, so it outlives the server and a shared
+bucket's servers write one: on disk, a file a day appended to under a
+lock, one fsync a batch (L{pypid.storage.folder.journal_files}); in a
+bucket, objects named by their first serial, claimed by a conditional
+create (L{pypid.storage.base.journal_records}). Here is what both share:
+the interface and the queue in front of the writes (L{JournalWriter}).
 The entries are one chain (L{pypid.core.records.audit_chain}): an entry
 removed or edited breaks a link that L{IJournal.verify} names.
 
-L{IJournal.append} (a change) starts a write at once, or right after the
-one under way, and fires when that attempt ends with the serial of its
-last entry: a request answers only once its change is durable, which
-costs an upload about a millisecond on disk (docs/performance.rst).
-L{IJournal.queue} (failed logins) is written within L{FLUSH_DELAY} with
-what follows. A write that fails is logged and tried again after a
-back-off (Twisted's C{backoffPolicy}) with what it did not write, in
-order; the change is not failed by it. Its names under C{.pypid/} are
-internal: no scan of the files lists them.
+L{IJournal.append} (a change) writes at once, or right after the write
+under way, and fires when that attempt ends: a request answers only once
+its change is durable, about a millisecond on disk (docs/performance.rst).
+L{IJournal.queue} (failed logins) is written within L{FLUSH_DELAY}. A
+failed write is logged and tried again after a back-off, in order; the
+change is not failed by it. Its names under C{.pypid/} are internal: no
+scan of the files lists them.
 """
 
 from __future__ import annotations
@@ -94,40 +89,31 @@ class IJournal(Interface):
                             "or read by it): an integer, BEGINNING before any.")
 
     def queue(entry: Entry) -> None:
-        """
-        Queue an entry; it is written within L{FLUSH_DELAY}. Never fails,
-        never waits.
-        """
+        """Queue an entry, written within L{FLUSH_DELAY}; never fails, never waits."""
 
     def append(entries: Sequence[Entry]) -> Deferred[int | None]:
         """
-        Queue C{entries} and write them now (with what waits), or right
-        after the write under way. Fires once that attempt ended with the
-        serial of the last of C{entries}, or L{None} when it failed (it is
-        logged, and the entries are tried again); never fails.
+        Queue C{entries} and write them now, or right after the write under
+        way: fires with the last one's serial, or L{None} when that attempt
+        failed (logged, tried again); never fails.
         """
 
     def listen(listener: Callable[[Sequence[Entry]], None]) -> None:
         """
-        Call C{listener(entries)} with the entries this process writes
-        from now on, numbered, once each batch is durable (before its
-        writers' L{append}s fire).
+        Call C{listener(entries)} with each batch this process writes from
+        now on, numbered, once durable (before its L{append}s fire).
         """
 
     def since(serial: int, limit: int = MAX_SINCE) -> Deferred[list[Entry]]:
-        """
-        The entries after C{serial}, in order, C{limit} at most (fewer: the
-        journal holds no more now); L{StorageError} when the store fails.
-        """
+        """The entries after C{serial}, in order, C{limit} at most (fewer: no more now)."""
 
     def head() -> Deferred[int]:
         """The last serial in the journal now, whoever wrote it (L{BEGINNING}: none)."""
 
     def flush() -> Deferred[bool]:
         """
-        Write what is queued now: whether everything queued before the call
-        is written (L{False}: a write failed; it is logged and will be
-        tried again).
+        Write what is queued now: whether all queued before the call is
+        written (L{False}: a write failed, logged, and tried again).
         """
 
     def read(query: Query) -> Deferred[EntryPage]:
@@ -141,19 +127,17 @@ class IJournal(Interface):
 
     def stored_files() -> Deferred[list[tuple[str, bytes]]]:
         """
-        The journal's own files as they are stored (for a bundle), oldest
-        first, each read whole under the lock a reader takes, by name
-        relative to its folder (C{YYYY-MM-DD.jsonl}; in a bucket
-        C{journal/<serial>.jsonl}, and C{YYYY-MM-DD/<instance>/<n>.jsonl}
-        for what was written before the journal).
+        The journal's own files as stored (for a bundle), oldest first, each
+        read whole under a reader's lock, by name in its folder
+        (C{YYYY-MM-DD.jsonl}; in a bucket C{journal/<serial>.jsonl}, and
+        C{YYYY-MM-DD/<instance>/<n>.jsonl} from before the journal).
         """
 
     def keep_imported(name: str, data: bytes) -> Deferred[bool]:
         """
-        Keep a file of another server's log (from a bundle) as it is, under
-        L{IMPORTED} C{+ name} in this journal's folder, where its own
-        chain, queries and check never look: L{False} when that file was
-        there already with these very bytes (nothing written).
+        Keep a file of another server's log (from a bundle) under L{IMPORTED}
+        C{+ name}, where this journal's chain, queries and check never look:
+        L{False} when it was there already with these bytes.
         """
 
 
@@ -190,10 +174,7 @@ def journal_families(journal: IJournal) -> Iterator[Family]:
 
 @attrs.frozen
 class ChainCheck:
-    """
-    What L{IJournal.verify} found: how many files and entries, the broken
-    links, and notes (where the kept part of a chain begins).
-    """
+    """What L{IJournal.verify} found: files, entries, broken links, and notes."""
 
     files: int
     entries: int
@@ -208,9 +189,8 @@ class ChainCheck:
 
 class PartlyWritten(Exception):
     """
-    A write failed after the first entries of its batch were written
-    durably (a batch across midnight, or of several objects): C{written},
-    those entries as numbered.
+    A write failed after the first entries of its batch, C{written} (as
+    numbered), were durable (a batch across midnight, or of several objects).
     """
 
     def __init__(self, written: Sequence[Entry], error: BaseException) -> None:
@@ -219,21 +199,17 @@ class PartlyWritten(Exception):
         self.error = error
 
     def __str__(self) -> str:
-        return f"{_describe(self.error)} (after {len(self.written)} entries were written)"
-
-
-def _describe(error: BaseException) -> str:
-    return str(error) or type(error).__name__
+        said = str(self.error) or type(self.error).__name__
+        return f"{said} (after {len(self.written)} entries were written)"
 
 
 def by_day(entries: Iterable[Entry],
            newest: str | None = None) -> list[tuple[str, list[Entry]]]:
     """
-    C{entries} (in the order written) as runs of C{(day, entries)}: each in
-    its day's file, except that an entry is never written to a day before
-    one already written (C{newest}, or an earlier entry's): a wall clock
-    set back goes on in the newest day, so a day's file is never appended
-    to once the next day's links to it.
+    C{entries} as runs of C{(day, entries)}, never a day before one already
+    written (C{newest}, or an earlier entry's): a clock set back goes on in
+    the newest day, so a day's file is never appended to once the next's
+    links to it.
     """
     runs: list[tuple[str, list[Entry]]] = []
     for entry in entries:
@@ -274,16 +250,12 @@ class _Waiter:
 class JournalWriter:
     """
     What every journal shares: the queue in front of its writes, one write
-    at a time and in order, and the counts of its health (L{IJournal}'s
-    attributes: plain integers, for C{/metrics}). A subclass writes a batch
-    with C{_write_batch(entries) -> Deferred[list[Entry]]}, firing with the
-    entries as written (numbered), or failing (with L{PartlyWritten} when
-    it wrote a first part) when they are not all written durably.
+    at a time and in order, and the health counts of L{IJournal}. A
+    subclass writes a batch with C{_write_batch(entries)}, firing with the
+    entries numbered, or failing (L{PartlyWritten} after a first part).
     """
 
-    #: Seconds a queued entry waits for others.
     delay = FLUSH_DELAY
-    #: Entries held at most.
     max_pending = MAX_PENDING
 
     def __init__(self, clock: IReactorTime,
@@ -460,10 +432,7 @@ class JournalWriter:
                 log.failure("A reader of the journal failed on what was written")
 
     def close(self) -> Deferred[bool]:
-        """
-        Write what is queued, once (the stop); what cannot be written is
-        logged and counted as lost. Whether all was written.
-        """
+        """Write what is queued, once (the stop): whether all was; the rest is lost."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -483,12 +452,10 @@ class JournalWriter:
 @attrs.frozen
 class ReadTo:
     """
-    How far a reader's read of the journal went (L{read_after}).
-
-    @ivar serial: every entry up to it was read.
-    @ivar gap: entries were missing: serials that did not follow on, or a
-        serial to read after past the journal's last (a journal restored
-        from an older backup, or begun again): what they told is unknown.
+    How far a read of the journal went (L{read_after}): every entry up to
+    C{serial}; C{gap} when entries were missing (serials that did not
+    follow on, or a start past the journal's last: restored from an older
+    backup, or begun again).
     """
 
     serial: int
@@ -498,12 +465,9 @@ class ReadTo:
 async def read_after(journal: IJournal, serial: int, take: Callable[[Sequence[Entry]], None],
                      check_head: bool = False) -> ReadTo:
     """
-    Give C{take} every entry after C{serial}, a page of at most
-    L{MAX_SINCE} at a time, in order; with C{check_head}, a C{serial} past
-    the journal's last (asked only when nothing follows it) is a gap, and
-    reading goes on from the last. The one loop of the journal's readers
-    that follow it by serial (the serials the pages carry, a shared
-    storage's changes).
+    Give C{take} every entry after C{serial}, in pages of L{MAX_SINCE}, in
+    order; with C{check_head}, a C{serial} past the journal's last is a
+    gap, and reading goes on from the last.
     """
     gap = False
     while True:
@@ -542,9 +506,8 @@ def checked_limit(limit: int) -> int:
 
 class JournalPart(Service):
     """
-    The journal as a part of the daemon: it starts before the storages that
-    tell their changes in it and the audit trail, and is closed after them
-    (what they queued is written, once).
+    The journal as a part of the daemon: started before the storages and
+    the audit trail that write to it, closed after them.
     """
 
     def __init__(self, journal: IJournal) -> None:

@@ -1,25 +1,19 @@
 """
 The journal as records that cannot be appended to: objects in a bucket,
-shared by every server on it (and a dict, for the tests). A batch is one
-record, C{entries/<first serial>.jsonl}, written with a create-only PUT
-(L{pypid.storage.base.records.IRecords.put_new}): of two servers claiming the
-same serial, one wins, and the other reads the winner's batch, learns
-where the journal ends and claims the serial after it. So the batches
-follow each other without a gap, in one order every reader sees, and the
-chain goes through them (a batch's first line links to the last line of
-the one before it).
+shared by its servers (and a dict, for the tests). A batch is one record,
+C{entries/<first serial>.jsonl}, written create-only
+(L{pypid.storage.base.records.IRecords.put_new}): of two servers claiming
+one serial, one wins, and the other reads the winner's batch and claims
+the serial after it. So the batches follow each other without a gap, in
+one order, the chain going through them.
 
-A writer knows where the journal ends from its own last batch; one that
-starts, or lost a race, lists the batches after the last it knew (or
-after the C{head} record, rewritten now and then, never ahead of the
-end). The first batch a writer writes on a day leaves a
-C{days/<YYYY-MM-DD>} record with its serial, created once: the audit
-log's queries find a day's entries from it.
-
-In a bucket (L{pypid.storage.bucket.bucket_journal.BucketJournal}), the
-audit log written before there was a journal, one chain per server's
-start under C{.pypid/audit/<day>/}, is read with it: its queries, its
-check and a bundle's copy.
+A writer knows the journal's end from its own last batch; one that
+starts, or lost a race, lists the batches after the last it knew (or after
+the C{head} record, rewritten now and then, never ahead of the end). A
+writer's first batch of a day leaves a C{days/<YYYY-MM-DD>} record of its
+serial, created once, where the audit log's queries find a day's entries.
+A bucket's older audit log is read with it
+(L{pypid.storage.bucket.bucket_journal.BucketJournal}).
 """
 
 from __future__ import annotations
@@ -109,11 +103,7 @@ def _last_of(first: int, data: bytes) -> tuple[int, str | None]:
 
 @implementer(IJournal)
 class RecordJournal(JournalWriter):
-    """
-    The journal as batch records (see the module).
-
-    @ivar records: the journal's L{IRecords}.
-    """
+    """The journal as batch records in C{records} (see the module)."""
 
     delay = BUCKET_FLUSH_DELAY
 
@@ -238,20 +228,20 @@ class RecordJournal(JournalWriter):
         if not names:
             self._next, self._head = BEGINNING + 1, None
             return
-        name = names[-1]
+        last, head = await self._read_end(names[-1])
+        self._next, self._head = last + 1, head
+
+    async def _read_end(self, name: str) -> tuple[int, str | None]:
+        """The last serial of the batch C{name} and the link to it, noted as known."""
         first = first_of(name)
         assert first is not None
-        data = await self.records.get(f"{ENTRIES}/{name}") or b""
-        last, head = _last_of(first, data)
-        self._next, self._head = last + 1, head
+        last, head = _last_of(first, await self.records.get(f"{ENTRIES}/{name}") or b"")
         self._ended(last, name)
         self.saw(last)
+        return last, head
 
     async def _hinted_head(self) -> int:
-        """
-        A serial the journal holds (or L{BEGINNING}): what this process
-        knows, else the C{head} record.
-        """
+        """A serial the journal holds: what this process knows, else the C{head} record."""
         known = self.last_serial
         if known == BEGINNING:
             try:
@@ -263,9 +253,8 @@ class RecordJournal(JournalWriter):
 
     async def _names_after(self, serial: int) -> list[str]:
         """
-        The names of the batches that may hold an entry after C{serial}:
-        from the one that ends there when it is known, else from one that
-        may begin within a batch's length before it.
+        The batches that may hold an entry after C{serial}: from the one that
+        ends there when known, else from a batch's length before it.
         """
         after = self._ends.get(serial)
         if after is None and serial > BEGINNING:
@@ -314,13 +303,7 @@ class RecordJournal(JournalWriter):
         names = await self._names_after(known)
         if not names:
             return known
-        first = first_of(names[-1])
-        assert first is not None
-        data = await self.records.get(f"{ENTRIES}/{names[-1]}") or b""
-        last, _ = _last_of(first, data)
-        self._ended(last, names[-1])
-        self.saw(last)
-        return last
+        return (await self._read_end(names[-1]))[0]
 
     # -- the audit log's reads
 

@@ -1,10 +1,8 @@
 """
 Serialising changes to stored files per key (a distribution): one
-L{DeferredLock} per key in use, dropped as soon as nobody holds or waits for
-it, so the table stays as small as the work in flight. Since when the oldest
-change has been under way (L{KeyedLock.oldest}) is what the snapshot writer
-dates a save by, so one lock table is given to both the publishing area and
-the writer.
+L{DeferredLock} per key in use, dropped once nobody holds or waits for it.
+The snapshot writer dates a save by L{KeyedLock.oldest}, so the publishing
+area and the writer share one table.
 """
 
 from __future__ import annotations
@@ -20,10 +18,8 @@ _T = TypeVar("_T")
 
 class KeyedLock:
     """
-    Runs coroutines one at a time per key, and concurrently across keys.
-
-    @ivar _clock: provides C{seconds()}: when each call began is kept, so
-        L{oldest} can say since when work has been under way.
+    Runs coroutines one at a time per key, and concurrently across keys;
+    with a C{clock}, when each began is kept for L{oldest}.
     """
 
     def __init__(self, clock: IReactorTime | None = None) -> None:
@@ -39,11 +35,7 @@ class KeyedLock:
         return min(self._begun.values(), default=None)
 
     async def run(self, key: Hashable, f: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-        """
-        Await C{f(*args)} once no other call with the same key is running.
-
-        @return: what C{f(*args)} returned.
-        """
+        """Await C{f(*args)} once no other call with the same key is running."""
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = DeferredLock()

@@ -1,11 +1,8 @@
 """
-A storage that counts and times what is asked of the one it wraps, for
-C{/metrics}: every call that returns a L{Deferred} (the calls that touch
-the backend) is counted by operation, with its errors and its latency.
-
-The synchronous calls (C{locate}, C{identity}, C{state}...) pass through
-untouched: they answer from memory, and C{locate} is on the path of every
-download, where a timer would cost more than the call.
+A storage that counts and times, for C{/metrics}, the calls of the one it
+wraps that touch the backend (those returning a L{Deferred}). The
+synchronous ones pass through untouched: they answer from memory, and
+C{locate} is on every download's path, where a timer costs more than it.
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ from zope.interface import directlyProvides, providedBy
 from pypid.core.records.metrics import Family, Timings, timing_families
 from pypid.storage.base.interface import FileExists, FilenameDeleted, IStorage
 
-#: The backend calls that are timed: the methods of L{IStorage} and
-#: L{ISharedStorage} that return a L{Deferred}.
+#: The backend calls that are timed.
 TIMED = frozenset([
     "prepare", "check", "publish", "update", "delete", "scan", "read_metadata",
     "read_details", "describe", "poll", "reconcile", "keep_snapshot", "load_snapshot",
@@ -31,11 +27,8 @@ TIMED = frozenset([
 
 class MeasuredStorage:
     """
-    The storage C{inner}, its backend calls counted in C{timings} (a
-    L{Timings} keyed by operation name), timed with C{timer}.
-
-    It provides whatever interfaces C{inner} provides, so
-    C{ISharedStorage.providedBy} answers for it as for the backend.
+    The storage C{inner}, its backend calls counted in C{timings} by
+    operation, timed with C{timer}; it provides what C{inner} provides.
     """
 
     def __init__(self, inner: IStorage, timer: Callable[[], float],
@@ -102,10 +95,7 @@ def unwrapped(storage: IStorage) -> IStorage:
 
 
 def _succeeded(value: object) -> bool:
-    """
-    Whether a call's result is a success. A file that already exists or
-    was deleted is the backend answering, not failing.
-    """
+    """Whether a call succeeded: a file that exists or was deleted is an answer, not a failure."""
     if not isinstance(value, Failure):
         return True
     return value.check(FileExists, FilenameDeleted, FileNotFoundError) is not None

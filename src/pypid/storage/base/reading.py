@@ -1,33 +1,20 @@
 """
-Reading a server's storage without disturbing a server that runs on it:
-the records (the daemon's snapshot as what is known, then a scan of the
-storage, as the daemon starts), each file's bytes, its core metadata and
-its details. The static export (L{pypid.export}) and the bundles
-(L{pypid.bundle}) both read a storage so; this module is theirs, below
-both, so that neither imports the other.
+Reading a server's storage without disturbing a daemon that runs on it:
+the records (its snapshot, then a scan), each file's bytes, core metadata
+and details; for the static export (L{pypid.export}) and the bundles
+(L{pypid.bundle}), below both so neither imports the other.
 
-Nothing here calls C{storage.prepare()}: on a local folder it takes the
-lock the running daemon holds, and it sweeps the daemon's spool folder; on
-a bucket it writes a probe object. The scan does not persist (see
-L{pypid.storage.base.interface.IStorage.scan}): a daemon's scan keeps what it
-learns of files copied in without a record beside them (C{.pypid/} files,
-a bucket's metadata objects and copies), which here would write into a
-storage that may be read-only, owned by the daemon's user, or changing
-under the daemon; the export keeps their metadata in memory instead, and
-leaves their details to the daemon. The snapshot is read as bytes, not with
-L{pypid.storage.base.snapshot_reading.read}, which sweeps the daemon's temporary files
-beside it and moves a damaged snapshot aside.
+Nothing here calls C{storage.prepare()}: on a folder it takes the lock the
+daemon holds and sweeps its spool; on a bucket it writes a probe. The scan
+does not persist: what it learns of files copied in without a record would
+be written into a storage that may be read-only, the daemon's, or changing
+under it. The snapshot is read as bytes, not with
+L{pypid.storage.base.snapshot_reading.read}, which sweeps the daemon's
+temporary files and moves a damaged snapshot aside.
 
-A named index is read as its pages list it: L{load_index}
-reads each hosted source of its order (itself, then its hosted bases,
-each its own storage and snapshot) and composes them with
-L{pypid.core.indexes.composition.compose}, the earlier source's file of a name or a
-distribution winning; upstreams are not read (their files are not the
-server's). L{IndexRecords.storage_of} then says which storage holds each
-file.
-
-A file's bytes go to a L{FileSink}: an export's target or a bundle's
-writer, each defined above this module.
+A named index is read as its pages list it: L{load_index} composes each
+hosted source of its order (L{pypid.core.indexes.composition.compose}),
+upstreams left out (their files are not the server's).
 """
 
 from __future__ import annotations
@@ -99,31 +86,26 @@ class FileSink(Protocol):
 def read_snapshot(path: str | None) -> snapshots.Snapshot | None:
     """
     The daemon's snapshot at C{path}, or L{None} when there is none or it
-    cannot be used (said in a warning: the scan then reads everything).
-    Blocking.
+    cannot be used (warned: the scan then reads everything). Blocking.
     """
     if not path:
         return None
     try:
         data = read_if_present(path)
+        return None if data is None else snapshot_reading.decode(data)
     except OSError as e:
-        log.warn("Not using the snapshot {path}: {error}", path=path, error=e.strerror)
-        return None
-    if data is None:
-        return None
-    try:
-        return snapshot_reading.decode(data)
+        error = e.strerror
     except snapshots.SnapshotError as e:
-        log.warn("Not using the snapshot {path}: {error}", path=path, error=str(e))
-        return None
+        error = str(e)
+    log.warn("Not using the snapshot {path}: {error}", path=path, error=error)
+    return None
 
 
 async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -> ScanResult:
     """
     What the storage holds now, as the daemon learns it at start-up: its
-    snapshot's records as the known ones (a snapshot of other data is not
-    used), then a scan, which reads again only what changed since and
-    writes nothing.
+    snapshot's records, then a scan that reads again only what changed
+    since, and writes nothing.
     """
     snap = await run(read_snapshot, snapshot_path)
     if snap is not None and snap.storage not in (None, storage.identity()):
@@ -152,12 +134,8 @@ async def load_records(storage: IStorage, snapshot_path: str | None, run: Run) -
 
 async def read_statuses(storage: IStorage) -> dict[str, ProjectStatus]:
     """
-    The projects' statuses C{storage} keeps (PEP 792), by normalized name,
-    as the daemon reads them at a start (L{pypid.state.loader.IndexLoader}):
-    one that cannot be read is logged and left out (the daemon then serves
-    the project as active too, until an admin sets it again).
-
-    @raise StorageError: the storage failed.
+    The projects' statuses C{storage} keeps (PEP 792), as the daemon reads
+    them at a start: one unreadable is logged and left out (active).
     """
     statuses: dict[str, ProjectStatus] = {}
     for name, data in sorted((await storage.statuses()).items()):
@@ -169,9 +147,8 @@ async def read_statuses(storage: IStorage) -> dict[str, ProjectStatus]:
 
 def decode_status(name: str, data: bytes | None) -> ProjectStatus | None:
     """
-    The status of the project C{name} a status object holds (L{None}: no
-    object, or active); one that cannot be read is logged and taken as
-    active, at a start (L{read_statuses}) and at a shared storage's poll alike.
+    The status a project's status object holds (L{None}: active); one that
+    cannot be read is logged and taken as active, at a start and a poll alike.
     """
     if data is None:
         return None
@@ -195,14 +172,10 @@ class StoredSource:
 @attrs.frozen
 class IndexRecords:
     """
-    What an index lists, read from its hosted sources (L{load_index}).
-
-    @ivar result: the composed records and tombstones, as a scan gives them
-        (a quarantined project's files among them: see L{statuses}).
-    @ivar holders: filename -> the storage that holds the listed file.
-    @ivar statuses: each project's status in the index
-        (L{pypid.core.indexes.composition.chain_status}: a quarantine in any hosted
-        source, else the first source's status), for those that have one.
+    What an index lists, read from its hosted sources (L{load_index}): the
+    composed C{result}, each file's storage (C{holders}), and each
+    project's status in the index, where it has one
+    (L{pypid.core.indexes.composition.chain_status}).
     """
 
     result: ScanResult
@@ -221,13 +194,11 @@ def _no_url(record: object) -> str:
 async def load_index(parts: Sequence[StoredSource], filters: Filters, now: float,
                      run: Run) -> IndexRecords:
     """
-    The files an index of the hosted sources C{parts} (in its resolved
-    order) lists at C{now} through C{filters} (L{pypid.core.indexes.composition.compose});
-    its tombstones are its sources' deleted names that no listed file has.
-    Each source's statuses are read as the daemon reads them: a project
-    quarantined in the chain keeps its files here (composed as its admins
-    see them), with its status in L{IndexRecords.statuses}, so that the
-    caller renders its pages as the daemon does and writes none of them.
+    The files an index of the hosted sources C{parts} (in order) lists at
+    C{now} through C{filters}; its tombstones are its sources' deleted names
+    no listed file has. A quarantined project keeps its files here (as its
+    admins see them), with its status, so the caller renders its pages as
+    the daemon does.
     """
     chain: list[ChainSource] = []
     storages: dict[str, IStorage] = {}
@@ -294,13 +265,11 @@ def _check(data: bytes, record: FileRecord) -> bytes:
 async def put_file(storage: IStorage, record: FileRecord, target: FileSink,
                    path: str) -> None:
     """
-    Put a stored file into the target at C{path}: linked or copied from a
-    local folder, written from memory, or downloaded to the target's spool
-    first; bytes read here are checked against the record's sha256 (a
-    local file's by the target, which reads them anyway).
+    Put a stored file into the target at C{path}: from a local folder, from
+    memory, or downloaded to the target's spool; the bytes are checked
+    against the record's sha256 (a local file's by the target).
 
     @raise FileUnavailable: the storage does not hold it, or holds other bytes.
-    @raise StorageError: the storage failed (the export stops).
     """
     location = storage.locate(record)
     try:
@@ -334,12 +303,7 @@ async def put_file(storage: IStorage, record: FileRecord, target: FileSink,
 
 
 async def read_metadata(storage: IStorage, record: FileRecord) -> bytes | None:
-    """
-    A file's core metadata, when the record announces some and the storage
-    holds exactly those bytes; L{None} otherwise (said in a warning).
-
-    @raise StorageError: the storage failed.
-    """
+    """A file's core metadata when the storage holds the bytes its record names; else L{None}."""
     if record.metadata_sha256 is None:
         return None
     try:

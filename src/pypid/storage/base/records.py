@@ -1,22 +1,16 @@
 """
-Small records kept with the packages, by name, in a few folders: the
-journal's entries on a bucket (L{pypid.storage.base.journal_records}), the
-webhooks' cursors, failures and lease (L{pypid.webhooks}). On local disk
-as files under C{<storage path>/.pypid/<folder>/}
-(L{pypid.storage.folder.folder_records.FolderRecords}), in a bucket as objects
-under C{<prefix>.pypid/<folder>/}
-(L{pypid.storage.bucket.bucket_records.BucketRecords}), and in memory for
-the tests (C{tests.harness.memory_records}), so that what they hold outlives
-a crash and every server on a shared bucket sees the same. Here is what all
-three share.
+Small records kept with the packages, by name, in a few folders (a bucket's
+journal entries, the webhooks' cursors, failures and lease), so they
+outlive a crash and a shared bucket's servers see the same: files under
+C{<storage path>/.pypid/<folder>/}
+(L{pypid.storage.folder.folder_records.FolderRecords}), objects under
+C{<prefix>.pypid/<folder>/}
+(L{pypid.storage.bucket.bucket_records.BucketRecords}), or memory (tests).
 
-A record is written whole and durably before its write is answered (a
-file fsynced, renamed, and its folder fsynced; an object's PUT answered):
-a reader sees the old record or the new, never part of one. L{put_new}
-writes only a record that is not there yet (a file linked into place, an
-object written with C{If-None-Match: *}): of several servers writing the
-same name at once, exactly one succeeds, which is what a journal's serial
-and a lease are claimed with.
+A record is written whole and durably before its write is answered: a
+reader sees the old record or the new, never part of one. L{IRecords.put_new}
+writes only a record not there yet, so of several servers writing one name
+exactly one succeeds: a journal's serial and a lease are claimed so.
 """
 
 from __future__ import annotations
@@ -61,19 +55,13 @@ class IRecords(Interface):
 
     def put(items: Mapping[str, bytes]) -> Deferred[None]:
         """
-        Write the records C{items} (name -> bytes), each whole, replacing
-        any of the same name, in the order given (one is never seen before
-        those before it); fires once all are durable.
-
-        @rtype: L{Deferred} firing with L{None}, or failing with
-            L{StorageError}
+        Write the records C{items}, each whole, replacing any of the same
+        name, in order (one is never seen before those before it); fires
+        once all are durable.
         """
 
     def put_new(name: str, data: bytes) -> Deferred[bool]:
-        """
-        Write the record C{name} only if there is none: whether it was
-        written (L{False}: one was there, and stays as it was).
-        """
+        """Write the record C{name} only if there is none: whether it was written."""
 
     def get(name: str) -> Deferred[bytes | None]:
         """The record C{name}'s bytes, or L{None} when there is none."""
@@ -87,8 +75,6 @@ class IRecords(Interface):
     def names(folder: str, after: str | None = None,
               limit: int | None = None) -> Deferred[list[str]]:
         """
-        The names of the records directly in C{folder} (C{failed}), sorted,
-        without it; a file or object of another name (one copied there by
-        hand) is left out. With C{after}, only the names sorting after it;
-        with C{limit}, that many at most (the first).
+        The names of the records directly in C{folder}, sorted (other names,
+        copied there by hand, left out), after C{after}, C{limit} at most.
         """

@@ -1,31 +1,22 @@
 """
-The JSON snapshot of the index, so that a restart is instant.
-
-The snapshot is only a cache: storage stays the source of truth, and start-up
-reconciles the two. Saving is atomic (temporary file, fsync, rename); the
-serialisation and the write happen in a worker thread, from an immutable
-list of records taken on the reactor thread.
+The JSON snapshot of the index, so that a restart is instant. It is only a
+cache: storage stays the source of truth, and start-up reconciles the two.
+Saving is atomic (temporary file, fsync, rename), in a worker thread, from
+an immutable list of records taken on the reactor thread.
 
 Its layout (format 2) is JSON Lines: a first line of what the snapshot is,
-then one line a project holding its files as columns (C{"filename": [...],
-"version": [...], ...}; a column of nulls only is left out), then a line
-each for the deleted filenames, the promotions, the binned files, the
+a line a project holding its files as columns (a column of nulls only left
+out), a line each for the tombstones, promotions, binned files, the
 storage's and the upstream cache's state, and a last line counting what
-came before, so that a cut snapshot is never taken for a whole one. Every
-line is a JSON object a person can read, C{grep} and mend. A line a
-project lets the snapshot be written and read a project at a time: no
+came before, so a cut snapshot is never taken for whole. Each line is a
+JSON object a person can read, C{grep} and mend; a line a project means no
 second copy of the index is ever held whole in memory. At 100,001 files it
-is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s.
-
-A start reads it (L{pypid.storage.base.snapshot_reading.read}) with C{later}:
-of each project's line only the name and where the line is
-(L{pypid.storage.base.snapshot_reading.KeptLines}).
-
-Written with orjson, a line at a time, so that the reactor runs between
-projects; the bytes are JSON the standard library reads. Format 1 is still
-read, so that an upgrade starts from the snapshot the former version left.
-The C{promotions} and C{binned} lines are written only when there are some;
-an older pypid that finds them rebuilds its index from storage.
+is 41 MB, read in 0.7-0.9 s and written in 0.53-0.59 s, with orjson, the
+reactor running between projects. A start reads only each project's name
+and where its line is (L{pypid.storage.base.snapshot_reading.KeptLines}).
+Format 1 is still read, for an upgrade. The C{promotions} and C{binned}
+lines are written only when there are some; an older pypid that finds them
+rebuilds its index from storage.
 """
 
 # (annotations kept as strings: a closure made per project at load, with
@@ -79,9 +70,7 @@ class Snapshot:
     A saved index.
 
     @ivar saved_at: POSIX time the records were taken.
-    @ivar records: L{FileRecord}s by filename (those of the files in the
-        recycle bin too, binned: L{pypid.core.indexes.index.Index.load} puts them there).
-    @ivar tombstones: deleted filenames.
+    @ivar records: by filename, the binned files' too.
     """
 
     saved_at: float
@@ -94,39 +83,32 @@ class Snapshot:
     upstream_state: Any = None
     #: the format it was read from: an older one is written again at once
     format: int = FORMAT
-    #: read with C{later} (L{pypid.storage.base.snapshot_reading.decode}): the
-    #: projects whose records are made
-    #: when first asked for, as L{pypid.core.indexes.index.Index.load} takes them
-    #: (C{records} then holds none of theirs)
+    #: read with C{later}: the projects whose records are made when first
+    #: asked for (C{records} then holds none of theirs)
     later: tuple[LaterProject, ...] = ()
-    #: the projects whose line a C{later} source found damaged, as they are
-    #: found: the check after the start then trusts no time of the snapshot
+    #: the projects whose line a C{later} source found damaged: the check
+    #: after the start then trusts no time of the snapshot
     damaged: list[str] = attrs.field(factory=list, eq=False)
-    #: the clocks read as it was saved (L{pypid.core.util.clock_steps}): a start
-    #: tells from it that the wall clock went back since; L{None} when
-    #: the saving system had no clock that never steps, or the snapshot
-    #: is older than the reading (a first line without C{"clock"})
+    #: the clocks read as it was saved (L{pypid.core.util.clock_steps}), to
+    #: tell the wall clock went back since; L{None}: no clock that never
+    #: steps, or an older snapshot
     clock: ClockReading | None = None
-    #: the promoted files' L{Promotion}s by filename (the files of one
-    #: promotion share one); none in a snapshot without the line
+    #: the promoted files' L{Promotion}s by filename
     promotions: dict[str, Promotion] = attrs.field(factory=dict)
-    #: (JSON-ready) the serials of the journal the server took in, and how
-    #: far it read it (L{pypid.core.records.serials.ProjectSerials.to_json});
-    #: L{None}: none kept (an older snapshot, or a named index's)
+    #: (JSON-ready) the journal serials taken in, and how far it was read
+    #: (L{pypid.core.records.serials.ProjectSerials.to_json}); L{None}: none
     journal: Any = None
     #: the journal's serial up to which a shared storage's changes are in
-    #: C{records} (L{pypid.storage.base.capabilities.ISharedStorage.changes_read}):
-    #: a start reads the changes after it (L{None}: unknown, the storage is
-    #: listed)
+    #: C{records} (L{pypid.storage.base.capabilities.ISharedStorage.changes_read});
+    #: L{None}: unknown, the storage is listed
     changes: int | None = None
 
     @property
     def serial_taken(self) -> int | None:
         """
-        The journal's serial every change up to which C{records} hold:
-        L{changes}, or, in a snapshot one process saved, how far its index
-        followed the journal (each of its changes is in its index before
-        its entry is written); L{None} when it names neither.
+        The journal's serial up to which C{records} hold every change:
+        L{changes}, or how far a lone process's index followed the journal
+        (a change is in its index before its entry is written); else L{None}.
         """
         if self.changes is not None:
             return self.changes
@@ -145,21 +127,10 @@ def lines(records: Iterable[FileRecord], tombstones: Iterable[str], saved_at: fl
           binned: Iterable[FileRecord] = (), journal: Any = None,
           changes: int | None = None) -> Iterator[bytes]:
     """
-    The snapshot's lines, as bytes, a project at a time (see the module's
-    docstring), for L{write} to write as they come.
-
-    @param records: the L{FileRecord}s.
-    @param storage_state: what the storage backend keeps in the snapshot
-        (JSON-ready; S3's presigned URL cache), or L{None}.
-    @param clock: the clocks read as it is saved (L{Snapshot.clock}), or L{None}.
-    @param promotions: the promoted files' L{Promotion}s by filename; none
-        (or L{None}): no C{promotions} line.
-    @param binned: the records of the files in the recycle bin (kept as
-        they are beside the files, in a C{binned} line); none: no line.
-    @param journal: the journal's serials taken in (L{Snapshot.journal}), or
-        L{None}: no C{journal} line.
-    @param changes: L{Snapshot.changes}, kept in the first line (which an
-        older reader takes without it).
+    The snapshot's lines, as bytes, a project at a time, for L{write} to
+    write as they come; the parameters are L{Snapshot}'s fields, C{binned}
+    the records of the files in the recycle bin. A line whose value is
+    none is left out.
     """
     projects: dict[str, list[FileRecord]] = {}
     for record in records:
@@ -254,11 +225,10 @@ def _digests(column: str, values: list[Any] | None, count: int) -> Iterable[byte
 
 def project_records(line: dict[str, Any], shared: dict[str, str]) -> Iterator[FileRecord]:
     """
-    The L{FileRecord}s of one project's line. Each column is checked and
-    converted whole, C{map} over it in C rather than a loop over rows in
-    Python: 3.2 to 5 us a file rather than 5.7 (timeit on a bench line of 5
-    files, 2 shared cores), of which the 4 digests' hex to bytes and their
-    checks are 1.3 us and making the records 0.2 us.
+    The L{FileRecord}s of one project's line, each column checked and
+    converted whole with C{map} in C rather than a loop in Python: 3.2 to 5
+    us a file rather than 5.7 (timeit, a bench line of 5 files, 2 shared
+    cores), of which the 4 digests are 1.3 us and making the records 0.2 us.
     """
     project, name, files = line["project"], line["name"], line["files"]
     if type(project) is not str or type(name) is not str or type(files) is not dict:
@@ -331,16 +301,10 @@ def _check_variants(project: str, filenames: list[str], variants: list[Any]) -> 
 
 
 def sweep(path: str) -> None:
-    """
-    Remove temporary files that a crash during a save left beside the
-    snapshot (not one a process is saving: L{sweep_unlocked}).
-    """
+    """Remove the temporary files a crashed save left beside the snapshot (L{sweep_unlocked})."""
     sweep_unlocked(os.path.dirname(path) or ".", ".index-")
 
 
 def write(path: str, data: bytes | Iterable[bytes]) -> None:
-    """
-    Write the snapshot atomically (see L{write_atomically}): C{data} is its
-    bytes, or an iterable of them (L{lines}), written as they come.
-    """
+    """Write the snapshot atomically: its bytes, or an iterable of them (L{lines})."""
     write_atomically(path, data, prefix=".index-")

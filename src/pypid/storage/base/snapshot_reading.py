@@ -1,15 +1,12 @@
 """
-Reading a snapshot back (L{read} a file, L{decode} bytes): its first line
-checked, then its other lines taken in a line at a time, the projects'
-records made now, or, with C{later}, when first asked for. Format 1 is
-still read, so that an upgrade starts from the snapshot the former version
-left; an unreadable snapshot is moved aside for a person to look at.
+Reading a snapshot back (L{read} a file, L{decode} bytes) a line at a time,
+the projects' records made now or, with C{later}, when first asked for; an
+unreadable snapshot is moved aside for a person to look at.
 
 With C{later} (a start), of a project's line only its name and filenames
 are parsed at once (L{line_head}); its records are made when the project
-is first asked for or by the check after the start
-(L{pypid.state.loader.IndexLoader}), from its line read again where it is
-kept (L{KeptLines}). A waiting project costs one object of six slots
+is first asked for, or by the check after the start, from its line read
+again (L{KeptLines}). A waiting project costs one object of six slots
 (L{_LineSource}); C{docs/performance.rst} has the memory figures.
 """
 
@@ -38,16 +35,12 @@ from pypid.storage.base.snapshot import (
     sweep,
 )
 
-#: (the namespace of the warning of a project read later, as when it was
-#: written in L{pypid.storage.base.snapshot})
+#: (the namespace the warning had in L{pypid.storage.base.snapshot})
 log = Logger(namespace="pypid.storage.snapshot")
 
 
 def _promotions(value: Any) -> dict[str, Promotion]:
-    """
-    The promotions by filename of a C{promotions} line's value
-    (L{pypid.storage.base.snapshot._grouped}).
-    """
+    """The promotions by filename of a C{promotions} line's value."""
     if type(value) is not list:
         raise SnapshotError("the promotions are not a list")
     promotions: dict[str, Promotion] = {}
@@ -65,13 +58,14 @@ def _promotions(value: Any) -> dict[str, Promotion]:
     return promotions
 
 
+#: The lines that are not a project's, by the one key each holds.
+_LINES = ("tombstones", "storage_state", "upstream_state", "journal", "promotions", "binned",
+          "end")
+
+
 @attrs.define(eq=False)
 class _Decoded:
-    """
-    What the lines of a snapshot read so far hold (L{_decode_lines}): the
-    project lines' records, or their lines kept to make them later, and
-    the other lines' values.
-    """
+    """What the lines read so far hold: records, or projects kept for later, and the rest."""
 
     #: where the lines kept for later are read again (L{None}: none kept)
     kept: KeptLines | None = None
@@ -93,11 +87,7 @@ class _Decoded:
     binned: dict[str, FileRecord] = attrs.field(factory=dict)
 
     def wait(self, head: tuple[str, str, list[str]], at: int, size: int) -> None:
-        """
-        Keep a project's line read with C{later} (its C{size} bytes at
-        C{at}): its name and how many files it has now, its records when
-        they are asked for (L{_LineSource}).
-        """
+        """Keep a project's line read with C{later} (C{size} bytes at C{at}) for later."""
         # Where its bytes are is kept, neither the bytes (410 bytes a file
         # of the bench corpus) nor the parsed line (750: every value a
         # Python object, hex digests as 113-byte strings) nor its
@@ -112,23 +102,14 @@ class _Decoded:
         self.projects += 1
 
     def take(self, line: dict[str, Any]) -> None:
-        """Take in a line that is not a project's."""
-        if "tombstones" in line:
-            self.tombstones = line["tombstones"]
-        elif "storage_state" in line:
-            self.storage_state = line["storage_state"]
-        elif "upstream_state" in line:
-            self.upstream_state = line["upstream_state"]
-        elif "journal" in line:
-            self.journal = line["journal"]
-        elif "promotions" in line:
-            self.promotions = _promotions(line["promotions"])
-        elif "binned" in line:
-            self.binned = _binned(line["binned"])
-        elif "end" in line:
-            self.end = line["end"]
-        else:
-            raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
+        """Take in a line that is not a project's (the first of L{_LINES} it holds)."""
+        for name in _LINES:
+            if name in line:
+                value = line[name]
+                setattr(self, name, _promotions(value) if name == "promotions"
+                        else _binned(value) if name == "binned" else value)
+                return
+        raise SnapshotError(f"an unknown line: {sorted(line)[:3]}")
 
     def snapshot(self, first: dict[str, Any], storage: str | None) -> Snapshot:
         """The L{Snapshot} of every line read, once the last one says they all are."""
@@ -162,13 +143,9 @@ def _storage_of(first: dict[str, Any]) -> str | None:
 def _decode_lines(first: dict[str, Any], rest: Iterable[tuple[int, bytes | memoryview]],
                   kept: KeptLines | None = None) -> Snapshot:
     """
-    A L{Snapshot} from its first line (parsed) and an iterator of the
-    others (each one JSON object, bytes or a memoryview, with where it
-    begins).
-
-    @param kept: where each project's line is read again to make its
-        records when first asked for (L{Snapshot.later}), or L{None}: every
-        project's records are made now.
+    A L{Snapshot} from its first line (parsed) and the others, each with
+    where it begins; with C{kept}, the projects' lines are read again from
+    it when first asked for (L{Snapshot.later}).
     """
     storage = _storage_of(first)
     decoded = _Decoded(kept)
@@ -228,10 +205,8 @@ def _decode_format_1(obj: dict[str, Any]) -> Snapshot:
 def _decode(first_line: bytes | memoryview, rest: Iterable[tuple[int, bytes | memoryview]],
             whole: Callable[[], bytes], kept: KeptLines | None = None) -> Snapshot:
     """
-    Parse a snapshot given its first line, an iterator of the other lines
-    (with where each begins), and C{whole()}, the whole bytes (for a format
-    1 snapshot, one document that may span lines); C{kept} as
-    L{_decode_lines} takes it.
+    Parse a snapshot given its first line, the others, and C{whole()}, the
+    whole bytes (format 1 is one document that may span lines).
     """
     try:
         try:
@@ -277,15 +252,10 @@ def _placed(lines: Iterable[bytes], at: int) -> Iterator[tuple[int, bytes]]:
 
 def decode(data: bytes, later: bool = False) -> Snapshot:
     """
-    Parse a snapshot's bytes.
-
-    @param later: leave each project's records to be made when first asked
-        for (L{Snapshot.later}; a format 1 snapshot is read whole anyway):
-        only its name and filenames are parsed now (L{line_head}), and checked
-        (a fraction of a whole parse: C{docs/performance.rst}). The lines
-        are read again from C{data}, which the sources keep.
-    @rtype: L{Snapshot}
-    @raise SnapshotError: when the bytes are not a snapshot this version reads.
+    Parse a snapshot's bytes (L{SnapshotError}: not one this version reads);
+    C{later}, make each project's records when first asked for, parsing
+    only its name and filenames now (a fraction of a whole parse:
+    C{docs/performance.rst}).
     """
     lines = _split(data)
     _, first = next(lines, (0, b""))
@@ -294,14 +264,11 @@ def decode(data: bytes, later: bool = False) -> Snapshot:
 
 def read(path: str, later: bool = False) -> Snapshot | None:
     """
-    Read the snapshot at C{path} a line at a time, or return L{None} when
-    there is none; C{later} as L{decode} takes it, the projects' lines
-    then read again from the file (a descriptor of it kept open until the
-    last was, or until every source is dropped: L{KeptLines}).
-
-    An unreadable one is moved aside (C{<path>.bad}) and reported with
-    L{SnapshotError}, so that it is kept for a person to look at and the
-    next start does not trip over it again.
+    Read the snapshot at C{path} a line at a time (L{None}: there is none);
+    C{later} as L{decode} takes it, the lines read again from the file
+    (L{KeptLines}). An unreadable one is moved aside (C{<path>.bad}) and
+    reported with L{SnapshotError}, kept for a person and out of the next
+    start's way.
     """
     sweep(path)
     try:
@@ -352,14 +319,11 @@ _FILENAMES = b',"files":{"filename":['
 def line_head(raw: bytes) -> tuple[str, str, list[str]] | None:
     """
     C{(project, name, filenames)} of a project line's bytes as
-    L{pypid.storage.base.snapshot.lines} writes it, parsed without the rest of
-    the line (its other columns, a digest as a 113-byte string a file, are
-    what takes the time), or L{None} for a line laid out otherwise (parsed
-    whole, then). Where the
-    filenames end is found by the first C{]}: one in a filename (none in a
-    distribution's) ends them early, and the parse either fails or gives
-    other filenames, which the line's whole parse later finds out
-    (L{_LineSource}).
+    L{pypid.storage.base.snapshot.lines} writes it, without parsing the rest
+    (its digests are what takes the time), or L{None} for a line laid out
+    otherwise. The filenames end at the first C{]}: one in a filename (none
+    in a distribution's) ends them early, which the whole parse later
+    finds out (L{_LineSource}).
     """
     start = raw.find(_FILENAMES)
     if start < 0:
@@ -381,18 +345,11 @@ def line_head(raw: bytes) -> tuple[str, str, list[str]] | None:
 
 class KeptLines:
     """
-    Where the project lines of a snapshot read with C{later} are read again
-    when their records are made (L{_LineSource}): the snapshot's file, kept
-    open (a save writes another file and renames it over this one, which
-    stays as it was read), or the bytes a snapshot was given as
-    (L{decode}). With what the lines share once read: the strings
-    interned (L{project_records}) and the projects found damaged.
-
-    The lines are not kept in memory: their bytes were half of what a
-    start from a snapshot held until the check after it had made every
-    record, and reading a line again costs little beside parsing it
-    (C{docs/performance.rst}). The file is closed once every line was read
-    again.
+    Where a C{later} snapshot's project lines are read again: its file, kept
+    open until every line was (a save renames another over it), or its
+    bytes; with the lines' interned strings and the projects found damaged.
+    Not in memory: the lines' bytes were half of what a start held, and
+    reading one again costs little beside parsing it (C{docs/performance.rst}).
     """
 
     __slots__ = ("_fd", "_data", "_left", "shared", "damaged")
@@ -445,17 +402,11 @@ class KeptLines:
 
 class _LineSource:
     """
-    A project's line read with C{later}, as a L{LaterProject}: its names
-    and count read at the start (L{line_head}), its records made when it is
-    called (once), from its line read again (L{KeptLines.line}), parsed,
-    made and checked whole. A line found damaged then, or that no longer
-    reads as it did (a file changed in place), gives none (said in a
-    warning): the index forgets its files, and the check of storage
-    against the snapshot that follows a start finds them again beside the
-    files (the project is added to C{damaged}, which tells it to read
-    every record).
-
-    Six slots, 80 bytes: where the line is, not the line.
+    A project's line read with C{later}, as a L{LaterProject} of six slots,
+    80 bytes: its records made when called (once), from its line read again
+    and checked whole. A damaged line, or one that no longer reads as it
+    did, gives none, with a warning; the project goes to C{damaged}, so the
+    check after the start reads its records from storage.
     """
 
     __slots__ = ("name", "display_name", "count", "_lines", "_at", "_size")
@@ -494,10 +445,7 @@ class _LineSource:
 
 
 def head_of(line: dict[str, Any]) -> tuple[str, str, list[str]]:
-    """
-    C{(project, name, filenames)} of a project's line parsed whole (laid
-    out otherwise than L{line_head} reads), checked as L{line_head} checks them.
-    """
+    """L{line_head}'s C{(project, name, filenames)} of a line parsed whole, checked alike."""
     project, name, files = line["project"], line["name"], line["files"]
     if type(project) is not str or type(name) is not str or type(files) is not dict:
         raise SnapshotError("a project line needs a project, a name and files")

@@ -1,24 +1,20 @@
 """
-One storage's changes, told through its store's journal
-(L{StoreChanges}): how the servers sharing a storage (on one bucket; the
-workers of one machine on a folder) learn of each other's changes.
+One storage's changes, told through its store's journal (L{StoreChanges}):
+how the servers sharing a storage (on a bucket; a machine's workers on a
+folder) learn of each other's changes.
 
-The server that changes a file (an upload, a yank, a delete, a promotion,
-an eviction from a cache) or a project's status tells it here once the
-storage holds the change, and before its caller goes on: a
+A server that changes a file or a project's status tells it here once the
+storage holds the change, before its caller goes on: a
 L{pypid.core.records.change_kinds.ChangeKind.STORED} entry naming the
-storage (its key), the file or the project, and the writer's instance.
-The others read the entries after the serial they read up to, and then
-each named file's state from the storage itself, so what they take in is
-what the storage holds, whatever the order the entries were written in.
+storage, the file or project, and the writer's instance. The others read
+the entries after their serial, then each named file's state from the
+storage itself, so they take in what it holds whatever the entries' order.
 
-The journal is the store's one record of changes: these entries sit beside
-the audit entries of the actions that made them (whose pages leave them
-out), and there is no other channel, no marker to clean up and no window
-of time to look back over: a server that read up to a serial goes on from
-there, even after a month away. One gap is possible, and said: the
-journal's oldest files removed by hand past a reader's serial
-(L{StoreChanges.gap}); the reader must then compare the whole storage.
+There is no other channel, no marker to clean up and no window to look
+back over: a reader goes on from its serial even after a month away. One
+gap is possible, and said (L{StoreChanges.gap}): the journal's oldest files
+removed by hand past a reader's serial; it must then compare the whole
+storage.
 """
 
 from __future__ import annotations
@@ -42,12 +38,9 @@ LOOK_BACK = 4096
 @attrs.frozen
 class Stored:
     """
-    One change a storage holds, as the journal told it.
-
-    @ivar filename: the file changed, or L{None} for a status.
-    @ivar project: the project (normalized) whose status changed, or L{None}.
-    @ivar when: when it was told, in ms (the writer's clock).
-    @ivar own: whether this instance told it.
+    One change a storage holds, as the journal told it: of a file, or of a
+    project's status; C{when} in ms by the writer's clock; C{own}: told by
+    this instance.
     """
 
     filename: str | None
@@ -60,23 +53,15 @@ class StoreChanges:
     """
     The changes of one storage in the journal (see the module).
 
-    @ivar key: the storage's name in its entries: the same in every server
-        that shares it, and apart from the store's other storages
-        (its C{within}, set by L{pypid.storage.factory.below}: C{""} for
-        the store's root).
-    @ivar instance: this instance's name in the entries it writes (random
-        per start), so a reader knows its own.
-    @ivar cursor: the last serial read (L{None}: not known yet,
-        L{start} learns it).
-    @ivar gap: whether a read found entries missing after L{cursor}.
+    @ivar key: the storage's name in its entries (its C{within},
+        L{pypid.storage.factory.below}: C{""} for the store's root).
+    @ivar instance: this instance's name in its entries (random per start).
+    @ivar cursor: the last serial read (L{None}: L{start} learns it).
     """
 
     def __init__(self, journal: IJournal, key: str, clock: IReactorTime, *,
                  owned: bool = False) -> None:
-        """
-        @param owned: whether the journal is this one's to close (a
-            command's own), rather than the server's.
-        """
+        """@param owned: whether the journal is this one's to close (a command's own)."""
         self.journal = journal
         self.key = key
         self._clock = clock
@@ -92,11 +77,9 @@ class StoreChanges:
     def tell(self, filenames: Iterable[str] = (),
              projects: Iterable[str] = ()) -> Deferred[int | None]:
         """
-        Tell that the storage holds changes of C{filenames} and of the
-        statuses of C{projects}: a L{Deferred} firing once the entries'
-        first write ended, with the serial of the last (L{None}: not
-        written yet, and tried again by the journal, in order); it never
-        fails.
+        Tell that the storage holds changes of C{filenames} and C{projects}'
+        statuses: fires once the first write ended, with the last serial
+        (L{None}: not yet written, tried again in order); never fails.
         """
         now = format_time(self._clock.seconds())
         entries = [Entry(time=now, event=ChangeKind.STORED, target=self.key,
@@ -129,9 +112,8 @@ class StoreChanges:
 
     async def read(self) -> tuple[list[Stored], int]:
         """
-        This storage's changes after L{cursor}, in order, and the serial
-        read up to; the cursor moves only when the caller says so
-        (L{advance}), once it took them in, so a failure midway reads them
+        This storage's changes after L{cursor}, and the serial read up to;
+        the cursor moves only at L{advance}, so a failure midway reads them
         again.
         """
         await self.start()
@@ -151,10 +133,9 @@ class StoreChanges:
     async def told_before(self, serial: int, since: int) -> dict[str, int]:
         """
         The files this storage's entries up to C{serial} told of, back to
-        those told at C{since} (ms) or before it, with when each was last
-        told: what a reader that begins at C{serial} (its start's listing,
-        a snapshot's) learns of the changes it did not read, read backwards
-        a growing number of entries at a time (at most L{LOOK_BACK}).
+        C{since} (ms), with when each was last told: what a reader that
+        begins at C{serial} did not read. Read backwards, a growing number
+        of entries at a time (at most L{LOOK_BACK}).
         """
         told: dict[str, int] = {}
         step = 16

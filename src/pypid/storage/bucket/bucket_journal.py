@@ -1,8 +1,6 @@
 """
 The journal in a bucket (L{BucketJournal}): the batch records of
-L{pypid.storage.base.journal_records}, read with the audit log the bucket kept
-before there was a journal, one chain per server's start under
-C{.pypid/audit/<day>/}: its queries, its check and a bundle's copy.
+L{pypid.storage.base.journal_records}, read with the older audit log.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from pypid.storage.base.journal_records import RecordJournal
 from pypid.storage.base.records import IRecords
 from pypid.storage.bucket.store import ObjectStore
 
-#: What follows the prefix (the storage's) in the keys of the audit log a
-#: bucket kept before the journal.
+#: What follows the prefix in the keys of the audit log from before the journal.
 OLDER_FOLDER = ".pypid/audit/"
 
 _OLDER = re.compile(r"\A(\d{4}-\d{2}-\d{2})/([0-9a-z]+)/(\d{6,})\.jsonl\Z")
@@ -31,18 +28,15 @@ OBJECT_LIMIT = 16 << 20
 
 class BucketJournal(RecordJournal):
     """
-    The journal in a bucket (C{<prefix>.pypid/journal/}), read with the
-    audit log kept there before it: numbered batch objects per day and
-    server's start, C{<prefix>.pypid/audit/YYYY-MM-DD/<instance>/<n>.jsonl},
-    each instance's batches one chain across its days.
+    The journal in a bucket (C{<prefix>.pypid/journal/}), read with the audit
+    log kept there before it (queries, the check, a bundle's copy): batch
+    objects per day and server's start,
+    C{<prefix>.pypid/audit/YYYY-MM-DD/<instance>/<n>.jsonl}, each
+    instance's batches one chain across its days.
     """
 
     def __init__(self, records: IRecords, client: ObjectStore, prefix: str,
                  clock: IReactorTime, **kwargs: Any) -> None:
-        """
-        @param client: the bucket's L{pypid.storage.bucket.store.ObjectStore}.
-        @param prefix: the storage's prefix in the bucket.
-        """
         super().__init__(records, clock, **kwargs)
         self._client = client
         self.older_folder = prefix + OLDER_FOLDER
@@ -67,6 +61,10 @@ class BucketJournal(RecordJournal):
         data = await self._reads.run(self._client.get, key, OBJECT_LIMIT)
         return data or b""
 
+    async def _get_all(self, keys: list[str]) -> list[bytes]:
+        return await gatherResults([ensureDeferred(self._get(k)) for k in keys],
+                                   consumeErrors=True)
+
     async def _older_days(self) -> list[str]:
         _keys, prefixes = await self._list(self.older_folder, "/")
         days = [p[len(self.older_folder):].rstrip("/") for p in prefixes]
@@ -75,9 +73,7 @@ class BucketJournal(RecordJournal):
     async def _older(self, day: str) -> list[Entry]:
         keys, _ = await self._list(f"{self.older_folder}{day}/")
         keys = [k for k in keys if self._parse(k) is not None]
-        bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
-                                     consumeErrors=True)
-        return [e for body in bodies for e in entries_of(body)]
+        return [e for body in await self._get_all(keys) for e in entries_of(body)]
 
     async def _older_keys(self) -> list[str]:
         keys, _ = await self._list(self.older_folder)
@@ -86,10 +82,9 @@ class BucketJournal(RecordJournal):
     async def _stored_files(self) -> list[tuple[str, bytes]]:
         await self._ready()
         keys = [k for k in await self._older_keys() if self._parse(k) is not None]
-        bodies = await gatherResults([ensureDeferred(self._get(k)) for k in keys],
-                                     consumeErrors=True)
-        return [(k[len(self.older_folder):], body)
-                for k, body in zip(keys, bodies, strict=True)] + await super()._stored_files()
+        older = [(k[len(self.older_folder):], body)
+                 for k, body in zip(keys, await self._get_all(keys), strict=True)]
+        return older + await super()._stored_files()
 
     async def _verify_older(self) -> ChainCheck:
         """Each older instance's chain: its batches of each day, in order, across days."""

@@ -1,8 +1,7 @@
 """
-The records (L{pypid.storage.base.records.IRecords}) of a bucket, as objects
-under C{<prefix>.pypid/<folder>/}: each written with one PUT, one that
-must not be there yet with C{If-None-Match: *}, so that of several
-servers writing it exactly one succeeds.
+The records (L{pypid.storage.base.records.IRecords}) of a bucket: objects
+under C{<prefix>.pypid/<folder>/}, each one PUT (a new one with
+C{If-None-Match: *}, so one of several writers succeeds).
 """
 
 from __future__ import annotations
@@ -32,11 +31,7 @@ class BucketRecords:
         return self._prefix + checked(name)
 
     def put(self, items: Mapping[str, bytes]) -> Deferred[None]:
-        """
-        Write objects one after the other, in the order given (a reader
-        never sees a later one without those before it); fires once the
-        last PUT is answered.
-        """
+        """Write objects one after the other, in order; fires once the last is answered."""
         keys = {self._prefix + checked(name): data for name, data in items.items()}
         return ensureDeferred(self._put(keys))
 

@@ -1,13 +1,10 @@
 """
-The copy of the index's snapshot kept in the bucket (C{.pypid/snapshot.json.gz}),
-where a new server, or one whose own snapshot is too old, finds it.
-
-Starting from it costs a C{HEAD} and a C{GET}, where the listing of a
-million files is 2,000 requests before the server can answer. Apart from
-L{pypid.storage.bucket.storage.BucketStorage} because it is the one object that is
-neither a file's nor a marker: compressed in the thread pool, read with a
-cap on its size before and after decompression, and trusted only when it
-is of this bucket and prefix and says where it read the journal up to.
+The copy of the index's snapshot kept in the bucket
+(C{.pypid/snapshot.json.gz}) for a new server, or one whose own is too old:
+a C{HEAD} and a C{GET}, where listing a million files is 2,000 requests.
+Compressed in the thread pool, read with a cap before and after
+decompression, trusted only when of this bucket and prefix and naming
+its journal serial.
 """
 
 from __future__ import annotations
@@ -47,11 +44,8 @@ class BucketSnapshot:
     """
     The snapshot object of a prefix.
 
-    @ivar _run: runs the (de)compression.
     @ivar _pending: what a clean stop waits for, so the last snapshot lands.
-    @ivar _enabled: whether a copy is kept and read at all
-        (C{[s3] bucket_snapshot}).
-    @ivar _clock_margin: how far to distrust the store's times (s).
+    @ivar _enabled: whether a copy is kept and read (C{[s3] bucket_snapshot}).
     """
 
     _client: ObjectStore
@@ -88,10 +82,9 @@ class BucketSnapshot:
 
     async def newer(self, since: float, identity: str) -> snapshots.Snapshot | None:
         """
-        The copy kept, when the local snapshot (taken at C{since}) is old
-        (L{pypid.storage.bucket.markers.STALE}) and another instance kept a
-        newer one (of this storage, C{identity}) that says where it read the
-        journal up to: fewer changes to read again; L{None} otherwise.
+        The copy kept, when another instance kept one newer than the local
+        snapshot (taken at C{since}), of this storage, naming its journal
+        serial; else L{None}.
         """
         if not self._enabled:
             return None

@@ -1,9 +1,7 @@
 """
-The life of a store client's credentials, alike on every cloud: a
-refresh scheduled ahead of their expiry (and tried again every 30 s after
-a failure, logged), and the starts and stops of several storages sharing
-one client (the first start finds the credentials, the last stop ends
-their refresh).
+The life of a store client's credentials, alike on every cloud: a refresh
+ahead of their expiry (tried again every 30 s after a failure, logged),
+and the starts and stops of several storages sharing one client.
 """
 
 from __future__ import annotations
@@ -26,9 +24,7 @@ RETRY = 30.0
 class AheadRefresh:
     """
     Calls C{refresh} again C{ahead} seconds before the expiry it was
-    L{schedule}d for, until L{stop}ped.
-
-    @ivar _what: what is refreshed, for the log (C{the S3 credentials}).
+    L{schedule}d for, until L{stop}ped; C{what} names it in the log.
     """
 
     def __init__(self, clock: IReactorTime, refresh: Callable[[], Coroutine[Any, Any, None]],
@@ -82,11 +78,10 @@ class Startable(Protocol):
 
 class SharedStarts:
     """
-    The starts and stops of one client's credentials: when the client is
-    C{shared} by several storages (the hosted indexes on one bucket), the
-    first start finds them and the last stop ends their refresh, so one
-    index stopping first leaves the others signing with fresh ones; a
-    client of one storage starts and stops them each time.
+    The starts and stops of one client's credentials: when C{shared} by
+    several storages (the indexes on one bucket), the first start finds them
+    and the last stop ends their refresh, so one index stopping first leaves
+    the others signing with fresh ones.
     """
 
     def __init__(self, credentials: Startable, shared: bool) -> None:

@@ -1,18 +1,11 @@
 """
-What the bucket holds of its files: one file's state now (L{FileStates}:
-its tombstone, its object's headers, the record, its yank and recycle-bin
-markers, and its promotion), or every file's (L{BucketListing}).
-
-A file's state is read after another server's change
-(L{pypid.storage.bucket.markers.BucketChanges}), where a full check
-disagrees with the index, and where an upload or a promotion finds the
-name taken by the same bytes. A listing turns the bucket's keys into
-records: the files' (from their user metadata, or by import: see
-L{pypid.storage.bucket.imports}), the tombstones, the yank and recycle bin
-markers. It trusts a known record for an object the listing shows
-unchanged since a time (less a margin for the store's clock), so a
-listing of a bucket a snapshot already knows reads almost nothing; it runs
-at start-up and in the background check, with another, paced, client.
+What the bucket holds of its files: one file's state now (L{FileStates}),
+read after another server's change, where a full check disagrees, or where
+a name is taken by the same bytes; or every file's (L{BucketListing}),
+from the keys, the files' user metadata (or an import), and the markers.
+A listing trusts a known record for an object unchanged since a time (less
+a margin for the store's clock), so it reads almost nothing of a bucket a
+snapshot knows.
 """
 
 from __future__ import annotations
@@ -35,8 +28,7 @@ from pypid.storage.bucket.layout import Layout, binned_time, record_from_metadat
 from pypid.storage.bucket.store import Listed, ObjectStore
 
 log = Logger()
-#: (the listing's lines keep the namespace they had before its module
-#: joined this one: log filters keep matching)
+#: (the listing's own namespace, which log filters match)
 listing_log = Logger(namespace="pypid.storage.bucket.listing")
 
 
@@ -53,14 +45,7 @@ def _promotion(filename: str, body: bytes | None) -> Promotion | None:
 
 @attrs.define
 class FileStates:
-    """
-    Reads files' states from the bucket.
-
-    @ivar _client: what a read uses unless given another (the paced
-        store of a full check).
-    @ivar _imports: knows where each file lives.
-    @ivar _clock: a recycle-bin marker without a time is taken as binned now.
-    """
+    """Reads files' states (C{_clock}: a bin marker without a time is binned now)."""
 
     _client: ObjectStore
     _layout: Layout
@@ -95,13 +80,8 @@ class FileStates:
 @attrs.define
 class BucketListing:
     """
-    Lists the files, tombstones and yank markers under a prefix.
-
-    @ivar _client: what a listing uses unless given another.
-    @ivar _imports: reads what the listing cannot trust, and learns where
-        each listed file lives.
-    @ivar _clock_margin: how far to distrust the store's times near the
-        time a view was known complete (s).
+    Lists the files, tombstones and markers under a prefix; C{_imports}
+    reads what it cannot trust.
     """
 
     _client: ObjectStore
@@ -109,36 +89,27 @@ class BucketListing:
     _imports: Importer
     _clock_margin: float
 
-    async def _keys(self, prefix: str, client: ObjectStore) -> list[Listed]:
-        """Every listed key under C{prefix} (the markers: a few, unlike the files)."""
-        found: list[Listed] = []
+    async def _markers(self, prefix: str, client: ObjectStore) -> dict[str, Listed]:
+        """The keys under C{prefix} by the rest of their names (markers: a few, unlike files)."""
+        found: dict[str, Listed] = {}
         async for page in client.list(prefix):
-            found.extend(page.keys)
+            found.update((item.key[len(prefix):], item) for item in page.keys)
         return found
 
     async def scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
                    client: ObjectStore | None = None) -> ScanResult:
         """
-        List the bucket: the records of its files, trusting C{known} for
-        objects unchanged since C{since}, and reading the others.
-
-        The files are taken in a page (1,000 keys) at a time, so a bucket
-        of a million files never holds its whole listing in memory (some
-        300 bytes a key), only the records and the few objects to read.
-
-        @param client: the client to list and read with (a
-            L{pypid.storage.bucket.store.PacedStore} for the background
-            check); L{_client} by default.
+        The records of the bucket's files, trusting C{known} for objects
+        unchanged since C{since} and reading the others (with C{client}: a
+        paced one for the background check). A page of keys at a time, so a
+        million files' listing (some 300 bytes a key) is never held whole.
         """
         client = client or self._client
         layout = self._layout
         trusted_before = since - self._clock_margin if since else 0.0
-        deleted = {item.key[len(layout.deleted_prefix):]
-                   for item in await self._keys(layout.deleted_prefix, client)}
-        yanked = {item.key[len(layout.yanked_prefix):]: item
-                  for item in await self._keys(layout.yanked_prefix, client)}
-        binned = {item.key[len(layout.binned_prefix):]: item
-                  for item in await self._keys(layout.binned_prefix, client)}
+        deleted = set(await self._markers(layout.deleted_prefix, client))
+        yanked = await self._markers(layout.yanked_prefix, client)
+        binned = await self._markers(layout.binned_prefix, client)
         records, skipped, to_read, reading = {}, [], [], set()
         async for page in client.list(layout.prefix, layout.files_start_after):
             for item in page.keys:
@@ -165,12 +136,10 @@ class BucketListing:
                 skipped.append((path, outcome))
             else:
                 records[filename] = outcome
-        await self._apply_markers(records, yanked, "yanked",
-                                  lambda body, _: yank_reason(body),
+        await self._apply_markers(records, yanked, "yanked", lambda body, _: yank_reason(body),
                                   known, trusted_before, client)
         await self._apply_markers(records, binned, "binned",
-                                  lambda body, item: binned_time(body,
-                                                                 item.modified),
+                                  lambda body, item: binned_time(body, item.modified),
                                   known, trusted_before, client)
         for record in records.values():
             self._imports.remember(record)
@@ -180,13 +149,9 @@ class BucketListing:
 
     async def _promotions(self, records: dict[str, FileRecord],
                           client: ObjectStore) -> dict[str, Promotion]:
-        """
-        The promotions of the listed files that have one: one listing (of
-        the promoted files only), and one read of each.
-        """
-        layout, promotions = self._layout, {}
-        for item in await self._keys(layout.promoted_prefix, client):
-            filename = item.key[len(layout.promoted_prefix):]
+        """The promotions of the listed files: one listing, and one read of each."""
+        promotions = {}
+        for filename, item in (await self._markers(self._layout.promoted_prefix, client)).items():
             if filename not in records:
                 continue
             body = await client.get(item.key)
@@ -204,11 +169,9 @@ class BucketListing:
                              known: dict[str, FileRecord], trusted_before: float,
                              client: ObjectStore) -> None:
         """
-        Give C{records} the state their markers hold (C{markers}: filename
-        -> listed marker; C{field}: the record's field it sets, C{yanked}
-        or C{binned}; C{read(body, listed)}: the value of a marker's body),
-        trusting C{known} for markers unchanged since C{trusted_before},
-        reading the others; a record without a marker has none.
+        Set each record's C{field} from its marker (C{read(body, listed)}),
+        trusting C{known} for markers unchanged since C{trusted_before}; a
+        record without a marker has none.
         """
         for filename, record in list(records.items()):
             item = markers.get(filename)

@@ -1,19 +1,14 @@
 """
 The changes this server makes to its files in the bucket: an upload, its
-provenance, a yank or a binning, a delete, a tombstone carried over.
+provenance, a yank or a binning, a delete, a tombstone carried over; what
+to write, and in which order.
 
-A new file is written with C{If-None-Match: *}, so of two servers uploading
-one filename exactly one wins, and the other gets the same "File already
-exists" answer as on local disk; yanks and deletes are marker objects, a
-delete's tombstone written first (it is the delete). Each change is
-preceded by an intent marker (L{pypid.storage.bucket.markers.BucketChanges.intend})
-and followed by its entry in the journal
-(L{pypid.storage.bucket.markers.BucketChanges.tell}), through which the
-other servers learn of it, even when this one is killed between its write
-and the entry. Apart from
-L{pypid.storage.bucket.storage.BucketStorage} because this is where what to write,
-and in which order, is decided; the bytes go through the store's
-C{put_file} and L{pypid.storage.bucket.object_writes}.
+A new file is written with C{If-None-Match: *}, so of two servers
+uploading one filename exactly one wins; yanks and deletes are marker
+objects, a delete's tombstone written first (it is the delete). Each
+change is preceded by an intent marker and followed by its entry in the
+journal (L{pypid.storage.bucket.markers.BucketChanges}), so the others
+learn of it even when this server is killed in between.
 """
 
 from __future__ import annotations
@@ -42,14 +37,7 @@ log = Logger()
 
 @attrs.define
 class FileWrites:
-    """
-    Writes files and their state under a prefix.
-
-    @ivar _imports: told where each file lives.
-    @ivar _changes: each change is told to it.
-    @ivar _states: read for a name taken by the same bytes.
-    @ivar _clock: says when a tombstone was written.
-    """
+    """Writes files and their state under a prefix."""
 
     _client: ObjectStore
     _layout: Layout
@@ -63,9 +51,8 @@ class FileWrites:
     async def publish(self, temp_path: str, record: FileRecord, metadata: bytes | None,
                       details: bytes | None, provenance: bytes | None = None) -> FileRecord:
         """
-        Write the provenance (under its own digest), then the file,
-        conditionally, then its metadata and details; the spooled file is
-        removed either way.
+        Write the provenance (under its digest), the file, conditionally,
+        then its metadata and details; the spooled file is removed either way.
         """
         layout, client = self._layout, self._client
         key = layout.file_key(record.path)
@@ -110,9 +97,8 @@ class FileWrites:
     async def _keep_beside(self, key: str, written: bool, record: FileRecord,
                            metadata: bytes | None, details: bytes | None) -> None:
         """
-        Write an upload's metadata and details beside its file; the file
-        written (C{written}) is removed again when that fails, or when the
-        name was deleted meanwhile.
+        Write an upload's metadata and details; the file C{written} is
+        removed again when that fails, or the name was deleted meanwhile.
         """
         client, layout = self._client, self._layout
         try:
@@ -132,8 +118,9 @@ class FileWrites:
 
     async def keep_provenance(self, record: FileRecord, provenance: bytes) -> FileRecord:
         """
-        Keep the provenance of a stored file under its digest; the record
-        naming it is the index's (the file's own headers are written once).
+        Keep a stored file's provenance under its digest; the record naming it
+        is the index's (the file's own headers are written once: a scan, or
+        another instance, does not learn it).
         """
         if await self._client.head(self._layout.file_key(record.path)) is None:
             raise FileNotFoundError(record.path)
@@ -143,10 +130,7 @@ class FileWrites:
         return record.replace(provenance_sha256=digest)
 
     async def update(self, record: FileRecord) -> None:
-        """
-        Write a file's yank and recycle-bin markers (never after a delete);
-        L{AlreadyBinned} when another server binned it first.
-        """
+        """Write a file's yank and bin markers (never after a delete), or L{AlreadyBinned}."""
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(record.filename)) is not None:
             raise FilenameDeleted(record.filename)
@@ -171,8 +155,8 @@ class FileWrites:
 
     async def delete(self, record: FileRecord) -> None:
         """
-        Keep a tombstone first, then remove the file, its metadata and
-        markers; L{FilenameDeleted} when another server deleted it already.
+        Keep a tombstone, then remove the file's objects; L{FilenameDeleted}
+        when another server deleted it already.
         """
         layout, client = self._layout, self._client
         tombstone = dict(record.to_json(), deleted=True, deleted_at=self._clock.seconds())
@@ -199,10 +183,7 @@ class FileWrites:
                          filename=record.filename, key=key, error=str(e))
 
     async def add_tombstone(self, filename: str) -> None:
-        """
-        Keep a tombstone for a name no stored file has (its marker, like a
-        delete's, so the other servers learn it).
-        """
+        """Keep a tombstone (a marker, as a delete's) for a name no stored file has."""
         layout, client = self._layout, self._client
         if await client.head(layout.deleted_key(filename)) is not None:
             return

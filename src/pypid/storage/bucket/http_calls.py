@@ -1,15 +1,10 @@
 """
 One request to an object store, as every cloud's adapter sends it: with
-treq on the reactor (never blocking), a deadline that grows with the
-bytes sent and expected, a bounded answer (a misbehaving store cannot grow
-the server's memory), retries of what may be retried, and every attempt
-timed for C{/metrics}.
-
-What differs between clouds (the URL, the signature, how an error body
-reads) is the adapter's; what a failure becomes is its
-C{unavailable} class (a L{pypid.storage.bucket.store.StoreUnavailable})
-or what its C{refused} makes of a 4xx. Bodies are streamed from files by
-L{FileRangeProducer}, which reads in the thread pool.
+treq on the reactor, a deadline that grows with the bytes sent and
+expected, a bounded answer (a misbehaving store cannot grow the server's
+memory), retries of what may be retried, and every attempt timed for
+C{/metrics}. The URL, the signature and the errors are the adapter's.
+Bodies are streamed from files by L{FileRangeProducer}, in the thread pool.
 """
 
 from __future__ import annotations
@@ -67,10 +62,8 @@ class Answer:
 class FileRangeProducer:
     """
     Streams C{length} bytes of a file from C{offset}, reading in the thread
-    pool a chunk at a time and following the consumer's pace.
-
-    @ivar prefix: bytes sent before the range, and C{suffix} after it (a
-        multipart body's framing around the file).
+    pool a chunk at a time at the consumer's pace, with C{prefix} and
+    C{suffix} around them (a multipart body's framing).
     """
 
     def __init__(self, path: str, offset: int, length: int, run: Run,
@@ -86,10 +79,7 @@ class FileRangeProducer:
         self._stopped = False
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        """
-        Send the range to C{consumer}; the Deferred fires when all is sent
-        (and, as L{IBodyProducer} requires, never once stopped).
-        """
+        """Send the range to C{consumer}: fires when all is sent (never once stopped)."""
         done: Deferred[None] = Deferred()
 
         def finished(result: None) -> None:
@@ -175,15 +165,9 @@ def read_body(response: IResponse, limit: int, label: str,
 @attrs.define
 class StoreHTTP:
     """
-    The requests of one store's client: its connection pool, deadline,
-    limit of calls in flight and timings.
-
-    @ivar label: the store's name in messages (C{S3}).
-    @ivar endpoint: where it is, for a message that it cannot be reached.
-    @ivar http: a treq C{HTTPClient}.
-    @ivar clock: provides C{seconds()} and C{callLater}.
-    @ivar timeout: the deadline of one request without a body, in seconds.
-    @ivar unavailable: the class of a failure of the store.
+    The requests of one store's client: its treq C{http} client, deadline
+    (C{timeout}, without a body), limit of calls in flight and timings;
+    C{unavailable} is the class of a failure of the store.
     """
 
     label: str
@@ -202,14 +186,9 @@ class StoreHTTP:
         """
         Make one call, retrying (when C{retry}) after a failure of the store.
 
-        @param body: bytes, or a callable returning a fresh
-            L{FileRangeProducer} (called once per attempt).
         @param ok: the statuses that are answers rather than errors.
-        @param limit: the most bytes of answer to read.
-        @param stream: leave an answer of status 200 or 206 unread, in
-            C{Answer.stream}, for the caller to relay.
-        @param expect: the size of the answer expected, which extends the
-            deadline like the size of a body sent does.
+        @param stream: leave an answer of 200 or 206 unread, for a relay.
+        @param expect: the answer's expected size, extending the deadline.
         @raise StorageError: what C{refused} makes of another status, or
             C{unavailable} when the store fails.
         """
@@ -288,13 +267,9 @@ class StoreHTTP:
 
 class StoreClient:
     """
-    What every cloud's client shares: its L{StoreHTTP}, the starts and
-    stops of its credentials (L{SharedStarts}), and L{answers}, whose
-    refusals say what to fix in the store's own words. A client lists one
-    key with L{_list_one}.
-
-    @ivar label: the store's name in messages (C{S3}).
-    @ivar kind: its name in metric names and in C{identity} (C{s3}).
+    What every cloud's client shares: its L{StoreHTTP}, its credentials'
+    starts and stops, and L{answers}, saying what to fix in the store's own
+    words. A client lists one key with L{_list_one}.
     """
 
     label: str
@@ -311,12 +286,7 @@ class StoreClient:
     def __init__(self, endpoint: str, name: str, credentials: Startable, http: Any,
                  clock: IReactorTime, timeout: float, unavailable: type[StoreUnavailable],
                  parallel: int, timings: Timings | None, shared: bool) -> None:
-        """
-        @param name: the bucket's (or container's) name, in messages.
-        @param shared: whether several storages share the client: the
-            first start finds the credentials, the last stop ends their
-            refresh.
-        """
+        """@param shared: whether several storages share the client (L{SharedStarts})."""
         self._name = name
         self._credentials: Any = credentials
         self._starts = SharedStarts(credentials, shared)
@@ -372,10 +342,7 @@ class StoreClient:
         return f"cannot use {self._where()}: {e}"
 
     async def answers(self, prefix: str = "", retry: bool = True) -> None:
-        """
-        List at most one key under C{prefix}: the cheapest call that needs
-        access; a refusal says what to fix.
-        """
+        """List at most one key under C{prefix}, the cheapest call needing access."""
         try:
             await self._list_one(prefix, retry)
         except StoreRefused as e:
@@ -385,21 +352,12 @@ class StoreClient:
 
     async def ensure(self, prefix: str, create: Callable[[], Awaitable[Creation]]) -> Creation:
         """
-        Make the bucket with C{create} (the cloud's own call, which makes it
-        private) when the store says there is none, and only then: one
-        that answers a short listing under C{prefix} is left as it is,
-        whatever the credentials may do besides (C{pypid-admin storage
-        init} run again, or with credentials that may not create buckets).
-
-        A name C{create} finds taken is this bucket when it answers now (a
-        race with another maker); one the credentials may not list, after a
-        listing they were refused, is another's, or out of their reach.
-
-        @param create: returns what it did; raises L{StoreRefused} or
-            L{StoreUnavailable} for a failure, L{StorageError} with its own
-            line for a name the cloud says is another's.
-        @raise StorageError: one line saying why the bucket cannot be made
-            or used.
+        Make the bucket with C{create} (the cloud's call, making it private)
+        only when the store says there is none: one that answers a short
+        listing is left as it is. A name C{create} finds taken is this
+        bucket when it answers now (a race); one the credentials were
+        refused listing is another's, or out of reach. L{StorageError}: one
+        line saying why the bucket cannot be used.
         """
         denied = None
         try:
@@ -438,10 +396,7 @@ async def sleep(clock: IReactorTime, seconds: float) -> None:
 
 
 class HeaderMetadataClient(StoreClient):
-    """
-    The reads of a store whose objects carry their metadata in headers
-    (S3, Azure), made with the client's C{call}.
-    """
+    """The reads of a store keeping metadata in headers (S3, Azure), with its C{call}."""
 
     #: the header a read of part of an object names its range in
     range_header = "range"

@@ -1,18 +1,11 @@
 """
-Objects in the bucket that pypid did not write.
-
-Another tool (C{aws s3 cp}, a migration) may put files in the bucket: a
-listing finds them without the record that pypid keeps in each object's
-user metadata. They are read once and described like an upload (the
-metadata sibling, the details, the record copied onto the object in place),
-so that the next listing finds them like any other; a reader that does not
-persist keeps what it learnt in memory and writes nothing. A file may sit
-below the prefix's top, so where each one lives is kept too.
-
-This is apart from L{pypid.storage.bucket.storage.BucketStorage} because it is
-the only part that reads whole files into memory and inspects them: its
-bounds (L{Importer._max_size}, one import at a time) are kept in one
-place.
+Objects in the bucket that pypid did not write (C{aws s3 cp}, a migration),
+listed without the record pypid keeps in user metadata: each is read once
+and described like an upload (the record copied onto the object in place),
+so the next listing finds it like any other; a reader that does not
+persist keeps what it learnt in memory. Where each file lives below the
+prefix is kept too. The only part reading whole files into memory, so its
+bounds (L{Importer._max_size}, one import at a time) are here.
 """
 
 from __future__ import annotations
@@ -27,7 +20,7 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.logger import Logger
 
-from pypid.core.dists.distribution import Inspected, inspect
+from pypid.core.dists.distribution import Digests, Inspected, inspect
 from pypid.core.dists.metadata import InvalidDistribution
 from pypid.core.dists.model import FileRecord
 from pypid.core.dists.names import InvalidName
@@ -54,9 +47,8 @@ def _write_new(path: str, data: bytes) -> str:
 
 def _inspect_bytes(data: bytes, filename: str, path: str, upload_time: float) -> Inspected:
     """
-    L{inspect} a file read from the bucket, from memory (not through the
-    spool folder, which a reader that does not persist may not have made),
-    without rendering its details.
+    L{inspect} a file from memory (a reader that does not persist may have
+    no spool folder), without rendering its details.
     """
     digests = (len(data), hashlib.sha256(data).hexdigest(),
                hashlib.blake2b(data, digest_size=32).hexdigest(),
@@ -69,20 +61,9 @@ class Importer:
     """
     Reads the listed objects that carry no record, and describes them.
 
-    @ivar _client: the store (a scan may pass another, paced one).
-    @ivar _run: runs the inspection.
-    @ivar _temp_dir: the local folder where a file is written to be inspected.
-    @ivar _keep_beside: C{async keep_beside(record, metadata, details,
-        client)}: writes a file's metadata sibling and details, as an
-        upload's are written (the storage's, so both write them alike).
-    @ivar _max_size: the largest object read whole (the largest upload):
-        a larger one is not served.
-    @ivar _render: renders the description of a file described here.
-    @ivar _paths: filename -> path, for files not stored at the prefix's
-        top (imports).
-    @ivar _unwritten: metadata of objects without a record read by a scan
-        that did not persist (filename -> bytes), served from here: none
-        is written.
+    @ivar _keep_beside: writes a file's sibling and details, as an upload's.
+    @ivar _max_size: the largest object read whole (the largest upload).
+    @ivar _paths: filename -> path, of files below the prefix's top.
     """
 
     _client: ObjectStore
@@ -114,10 +95,8 @@ class Importer:
                        client: ObjectStore | None = None) -> list[FileRecord | str]:
         """
         The records of listed objects C{(filename, path, listed item)}, from
-        their user metadata, or by importing those that have none; a reason
-        (text) for an object that is not served. Reads run within the
-        client's limit; imports one at a time, since each holds a file in
-        memory.
+        their user metadata or an import, or why one is not served; reads
+        within the client's limit, imports one at a time.
         """
         client = client or self._client
         limit = client.limit
@@ -141,11 +120,10 @@ class Importer:
     async def _import(self, filename: str, path: str, item: Listed, persist: bool = True,
                       client: ObjectStore | None = None) -> FileRecord | str:
         """
-        Describe a file that another tool put in the bucket: read it once,
-        then keep what was learnt in the bucket (its metadata sibling, and the
-        record as the object's own metadata, copied in place only if the
-        object did not change meanwhile); without C{persist}, keep only its
-        metadata, in memory, and render no details.
+        Describe a file another tool put in the bucket, and keep what was
+        learnt (its sibling, and the record copied in place only if the
+        object did not change meanwhile); without C{persist}, only its
+        metadata, in memory.
         """
         client = client or self._client
         if item.size > self._max_size:
@@ -166,16 +144,10 @@ class Importer:
             if inspected.metadata is not None:
                 self._unwritten[filename] = inspected.metadata
             return inspected.record
-        temp = os.path.join(self._temp_dir, f"import-{secrets.token_hex(8)}")
-        await self._run(_write_new, temp, data)
         try:
-            inspected = await self._run(inspect, temp, filename, path,
-                                        item.modified, None, True,
-                                        self._render)
+            inspected = await self._inspect("import", data, filename, path, item.modified, None)
         except (InvalidName, InvalidDistribution) as e:
             return str(e)
-        finally:
-            await self._run(remove_file, temp)
         record = inspected.record
         try:
             await self._keep_beside(record, inspected.metadata, inspected.details, client)
@@ -190,9 +162,9 @@ class Importer:
 
     async def describe(self, record: FileRecord) -> bytes | None:
         """
-        Fetch a stored file, render its details in a worker thread, and
-        keep them in the bucket; L{None} when it cannot be (too large,
-        gone, not a distribution, or deleted meanwhile).
+        Fetch a stored file, render its details in a worker thread and keep
+        them; L{None} when it cannot be (too large, gone, not a
+        distribution, or deleted meanwhile).
         """
         if record.size > self._max_size:
             return None  # (read whole, as an import reads a file: bounded alike)
@@ -200,21 +172,26 @@ class Importer:
                                       limit=self._max_size, expect=record.size)
         if data is None:
             return None
-        temp = os.path.join(self._temp_dir, f"describe-{secrets.token_hex(8)}")
-        await self._run(_write_new, temp, data)
         try:
-            details = (await self._run(
-                inspect, temp, record.filename, record.path, record.upload_time,
-                (record.size, record.sha256, record.blake2_256, record.md5), True,
-                self._render,
-            )).details
+            details = (await self._inspect(
+                "describe", data, record.filename, record.path, record.upload_time,
+                (record.size, record.sha256, record.blake2_256, record.md5))).details
         except (InvalidName, InvalidDistribution):
             return None
-        finally:
-            await self._run(remove_file, temp)
         if details is None or await self._client.head(
                 self._layout.deleted_key(record.filename)) is not None:
             return None  # (none, or deleted meanwhile: no details left behind for it)
         await self._client.put(self._layout.details_key(record.filename), details,
                                "application/json")
         return details
+
+    async def _inspect(self, what: str, data: bytes, filename: str, path: str,
+                       upload_time: float, digests: Digests | None) -> Inspected:
+        """L{inspect} C{data}, written to a temporary file of the spool meanwhile."""
+        temp = os.path.join(self._temp_dir, f"{what}-{secrets.token_hex(8)}")
+        await self._run(_write_new, temp, data)
+        try:
+            return await self._run(inspect, temp, filename, path, upload_time, digests, True,
+                                   self._render)
+        finally:
+            await self._run(remove_file, temp)

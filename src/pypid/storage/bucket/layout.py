@@ -1,23 +1,15 @@
 """
 What pypid keeps in a bucket, and under which keys: pure functions.
+C{docs/operations.rst}, "In a bucket", lists every key under the prefix
+C{P}: C{P<filename>} is the file, its user metadata holding the record's
+fixed facts; C{P<filename>.metadata} its core metadata (a sibling, so a
+public URL works for it too); under C{P.pypid/} the rest (the provenance
+named by its digest, so it never replaces another's).
 
-C{docs/operations.rst}, "In a bucket", lists every key under the
-configured prefix C{P}. In short: C{P<filename>} is the distribution file,
-its user metadata (x-amz-meta-*) holding the record's fixed facts;
-C{P<filename>.metadata} its PEP 658 core metadata (a sibling, so a public
-URL of the file works for it too); and under C{P.pypid/} the rest: the
-details, the provenance (named by its own digest, so it never replaces
-another's), markers for yanked, binned, deleted and promoted files,
-projects' statuses, change markers for the other instances (L{Change}),
-the snapshot, and the default index's waivers and namespace ledger.
-
-Distribution objects never change after they are written, so a presigned URL
-or a CDN copy of one is never stale; the mutable state (yank, recycle bin,
-delete) lives in small marker objects that a listing finds.
-
-Keys written by other tools (pypicloud's C{<name>/<filename>}, say) are read
-too: any key outside C{.pypid/} whose last segment is a distribution
-filename. Their records are learnt by reading the file once.
+Distribution objects never change once written, so a presigned URL or a
+CDN copy is never stale; the mutable state lives in small marker objects.
+Keys other tools wrote (pypicloud's C{<name>/<filename>}) are read too:
+any key outside C{.pypid/} whose last segment is a distribution filename.
 """
 
 from __future__ import annotations
@@ -163,11 +155,9 @@ class Layout:
 
 def user_metadata(record: FileRecord) -> dict[str, str]:
     """
-    The user metadata (names as in L{pypid.storage.bucket.store}) that
-    lets a file object describe itself: every field of its record that is
-    not its key or its size, and not its yank state (which changes).
-    Values are ASCII, as S3 requires, and within the 2 KB S3 takes in all
-    (L{_fit}).
+    The user metadata that lets a file object describe itself: every field
+    of its record but its key, size and yank state, in ASCII, within S3's
+    2 KB (L{_fit}).
     """
     headers = {
         "sha256": record.sha256,
@@ -189,9 +179,7 @@ def user_metadata(record: FileRecord) -> dict[str, str]:
         "summary": quote(record.summary, safe="") if record.summary is not None else None,
         "uploader": quote(record.uploader, safe="") if record.uploader is not None else None,
     }
-    for name, value in optional.items():
-        if value is not None:
-            headers[name] = value
+    headers.update({name: value for name, value in optional.items() if value is not None})
     return _fit(headers, record)
 
 
@@ -210,15 +198,14 @@ def _unb64(value: str) -> str:
 
 def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
     """
-    C{headers} within S3's 2 KB (the least of the clouds') of user metadata (L{MAX_USER_METADATA}):
-    the summary, then the uploader, cut further in the header only (their
-    quoted form is up to 3 bytes a byte; a record rebuilt from the object
-    has them shorter). Only a record near every cap at once needs it.
+    C{headers} within S3's 2 KB of user metadata (the least of the clouds'):
+    the summary, then the uploader, cut in the header only (quoted, up to 3
+    bytes a byte; a record rebuilt from the object has them shorter). Only
+    a record near every cap at once needs it.
 
-    @raise RecordRefused: what cannot be cut is over all the same (a
-        name, a version and a Requires-Python near their caps of 200, 200
-        and 2,048 characters; a variant's 683 bytes in base64), which S3
-        would refuse: the file is not stored, saying why.
+    @raise RecordRefused: still over (a name, a version and a
+        Requires-Python near their caps of 200, 200 and 2,048 characters; a
+        variant's 683 bytes in base64): the file is not stored.
     """
     def size() -> int:
         return sum(len(k) + len(v) for k, v in headers.items())
@@ -249,11 +236,8 @@ def _fit(headers: dict[str, str], record: FileRecord) -> dict[str, str]:
 def record_from_metadata(path: str, size: int,
                          metadata: Mapping[str, str]) -> FileRecord | None:
     """
-    Rebuild a file's record from its object's user metadata.
-
-    @param metadata: its user metadata (L{pypid.storage.bucket.store.ObjectHead.metadata}).
-    @return: a L{FileRecord}, not yanked, or L{None} when the object does not
-        carry pypid's metadata (or carries unusable metadata).
+    A file's record (not yanked) from its object's user metadata, or
+    L{None} when that is not pypid's, or unusable.
     """
     sha256 = metadata.get("sha256")
     if not sha256:
@@ -311,9 +295,8 @@ def binned_body(when: float) -> bytes:
 
 def binned_time(body: bytes, otherwise: float) -> float:
     """
-    When a recycle bin's marker says its file was binned; C{otherwise}
-    (the reader's now) for an unreadable one: the file stays binned, and
-    is kept its full time from then rather than purged at once.
+    When a recycle bin's marker says its file was binned; C{otherwise} (now)
+    for an unreadable one: kept its full time rather than purged at once.
     """
     try:
         when = json.loads(body).get("binned")
@@ -324,10 +307,9 @@ def binned_time(body: bytes, otherwise: float) -> float:
     return otherwise
 
 
-#: The first character of the subject of an intent marker (L{intent_subject}):
-#: a change of the file named after it is under way. Not the first character
-#: of a filename either; a server from before intents reads it as a file of
-#: that name, finds none, and changes nothing.
+#: The first character of an intent marker's subject: a change of the file
+#: named after it is under way. Never a filename's first character: a server
+#: from before intents finds no such file, and changes nothing.
 INTENT_MARK = "?"
 
 
@@ -339,14 +321,10 @@ def intent_subject(filename: str) -> str:
 @attrs.frozen
 class Change:
     """
-    A marker: the name says what (its L{subject}), when, and made by which
-    instance; the marker holds nothing else. Only intent markers are
-    written now (L{intent_subject}); the change markers of servers from
-    before the journal (a filename, or C{~} and a project) are read as
-    markers of no intent, and removed with the others after a day.
-
-    @ivar when: milliseconds since the epoch, by the writer's clock.
-    @ivar subject: L{INTENT_MARK} and the filename.
+    A marker, all in its name: what (its C{subject}), C{when} (ms, by the
+    writer's clock) and by which instance. Only intent markers are written
+    now; older servers' change markers are read as of no intent, and
+    removed with the others after a day.
     """
 
     when: int
@@ -386,5 +364,5 @@ def _is_number(text: str) -> bool:
 def changes_start_after(layout: Layout, when: int) -> str:
     """Where to list change markers written at or after C{when} (ms)."""
     if when > 0:
-        return f"{layout.changes_prefix}{max(when, 0) - 1:014d}.~"
+        return f"{layout.changes_prefix}{when - 1:014d}.~"
     return layout.changes_prefix

@@ -1,22 +1,19 @@
 """
 How several pypid servers on one bucket learn of each other's changes.
 
-Every change (an upload, a yank, a delete, a project's status) is told in
-the store's journal once the bucket holds it (L{BucketChanges.tell}, a
-L{pypid.storage.base.store_changes.StoreChanges}), and the changes of files
-wait for it before they answer. Each server reads the entries after the
-serial it read up to and reads again the state of every file they name,
-then the status object of every project they name or whose file they name
-(L{BucketChanges.poll}): a listing of the journal when nothing changed,
-whatever the size of the bucket.
+Every change is told in the store's journal once the bucket holds it
+(L{BucketChanges.tell}), before a file's change answers. Each server reads
+the entries after its serial, then the state of every file they name and
+the status of every project they name or whose file they name
+(L{BucketChanges.poll}): one listing when nothing changed, however large
+the bucket.
 
-One kind of marker object stays: the intent a server leaves before it
-changes a file (C{.pypid/changes/<ms>.<instance>.<n>.?<filename>},
-L{BucketChanges.intend}), so that a server killed between its write and the
-journal's entry leaves the others a file to read again until the entry
-comes or L{UNSETTLED} passed. Intents are listed from a little before the
-last look (L{LOOKBACK}: an object listing may show a new key late), and
-removed past L{MARKER_RETENTION}, about once an hour.
+One kind of marker stays: the intent a server leaves before it changes a
+file (C{.pypid/changes/<ms>.<instance>.<n>.?<filename>}), so a server
+killed between its write and the journal's entry leaves the others a file
+to read again until the entry comes or L{UNSETTLED} passed. Intents are
+listed from L{LOOKBACK} before the last look (a listing may show a new key
+late), and removed past L{MARKER_RETENTION}, about once an hour.
 """
 
 from __future__ import annotations
@@ -41,23 +38,20 @@ from pypid.storage.bucket.store import Listed, ObjectStore
 
 log = Logger()
 
-#: How far back each listing of intent markers looks beyond the last one:
-#: markers are named by their writer's clock and become visible when their
-#: PUT completes, so a marker can appear late by the writer's request time
-#: and the clocks' disagreement.
+#: How far back each listing of intent markers looks beyond the last one: a
+#: marker, named by its writer's clock, can appear late by the writer's
+#: request time and the clocks' disagreement.
 LOOKBACK = 120.0
 
 #: Intent markers older than this are removed (by any instance).
 MARKER_RETENTION = 24 * 3600.0
 
-#: A local snapshot older than this is left for the bucket's copy when that
-#: one is newer (L{pypid.storage.bucket.bucket_snapshot.BucketSnapshot.newer}):
-#: fewer changes to read again than the journal holds since.
+#: A local snapshot older than this is left for a newer copy in the bucket:
+#: fewer changes to read again.
 STALE = MARKER_RETENTION / 2
 
-#: How long after an intent marker (L{BucketChanges.intend}) without the
-#: change's entry in the journal the file's state is read again (s): longer
-#: than a change takes to write (a multipart upload of a large file included).
+#: How long after an intent marker without the change's entry the file's
+#: state is read again (s): longer than any change takes to write.
 UNSETTLED = 15 * 60.0
 
 #: How often an unsettled file's state is read again (s).
@@ -65,23 +59,14 @@ RECHECK = 5.0
 
 
 class BucketChanges:
-    """
-    This server's view of the changes in the bucket: the journal's entries
-    of its storage, and the intent markers.
-    """
+    """This server's view of the bucket's changes: its storage's journal entries, and intents."""
 
     def __init__(self, client: ObjectStore, layout: Layout, clock: IReactorTime,
                  state_of: Callable[[str], Coroutine[Any, Any, Changed]],
                  status_of: Callable[[str], Coroutine[Any, Any, bytes | None]],
                  background: Callable[[Coroutine[Any, Any, Any]], Deferred[Any]],
                  changes: StoreChanges) -> None:
-        """
-        @param state_of: a file's state as the bucket holds it now.
-        @param status_of: a project's status object as the bucket holds it
-            now (L{None}: active).
-        @param background: runs work that a clean stop waits for.
-        @param changes: the storage's changes in the journal.
-        """
+        """@param background: runs work that a clean stop waits for."""
         self._client = client
         self._layout = layout
         self._clock = clock
@@ -91,33 +76,28 @@ class BucketChanges:
         self.store_changes = changes
         self.instance = changes.instance
         self._numbers = iter(range(1, 1 << 62))
-        # Where the next listing of intents looks from (s), and the intent
-        # markers seen within the look-back window (by key).
+        # where the next listing of intents looks from (s), and the markers
+        # seen within the look-back window
         self._cursor: float | None = None
         self._seen: dict[str, int] = {}
         self._last_poll: float | None = None
         self._last_cleanup: float | None = None
-        # Set when the view came from a snapshot and the journal: since when
-        # a full listing must check it (what changed behind pypid's back).
+        # from a snapshot and the journal: since when a full listing must check it
         self._reconcile_since: float | None = None
-        # The files whose change was intended by an intent marker and not
-        # (yet) by the journal: filename -> (the intent's time, when to read
-        # its state again), both in ms; and the latest entry of each file's
-        # change seen within the look-back window (ms).
+        # filename -> (intent time, when to read it again) of the intents the
+        # journal has not settled yet, and the latest entry of each file's
+        # change seen within the look-back window (all ms)
         self._unsettled: dict[str, tuple[int, int]] = {}
         self._done: dict[str, int] = {}
-        # Whether no look was complete yet (the next reads back the journal
-        # for the intents from before it began to read).
+        # (no look complete yet: the next reads back the journal for intents
+        # from before it began)
         self._fresh = True
 
     def tell(self, *filenames: str) -> Deferred[Any]:
         """
-        Tell the others of a change of C{filenames}, in the journal. The
-        L{Deferred} fires once the entries' first write ended (it
-        never fails: the journal tries again, in order). The changes of
-        files wait for it before they answer, so that a change
-        acknowledged to a client is one the other servers learn of even
-        if this one is killed the next moment.
+        Tell the others of a change of C{filenames}: fires once the first
+        write ended (never fails). A change waits for it before it answers,
+        so the others learn it even if this server is killed the next moment.
         """
         return self._background(self._tell(list(filenames)))
 
@@ -126,11 +106,8 @@ class BucketChanges:
 
     async def tell_status(self, project: str) -> None:
         """
-        Tell of a change of C{project}'s status and wait for it: it must be
-        told before whatever follows it is (the files of an import).
-
-        @raise StorageError: the journal could not be written yet (it
-            tries again, in order).
+        Tell of a change of C{project}'s status, before whatever follows it
+        (an import's files); L{StorageError} when not yet written.
         """
         if await self.store_changes.tell([], [project]) is None:
             raise StorageError(
@@ -138,14 +115,10 @@ class BucketChanges:
 
     async def intend(self, filename: str) -> None:
         """
-        Leave an intent marker before changing C{filename}, and wait for it:
-        a server killed between its write and the change's entry
-        (L{tell}) leaves the others this one, and they read the file's
-        state again every L{RECHECK} until the entry comes or
-        L{UNSETTLED} passed (an upload written just before a
-        C{kill -9} was listed by the restarted server alone).
-
-        @raise StorageError: the marker could not be written (nor then the change).
+        Leave an intent marker before changing C{filename}: the others read
+        its state every L{RECHECK} until the entry comes or L{UNSETTLED}
+        passed (an upload written just before a C{kill -9} was listed by the
+        restarted server alone). L{StorageError}: no marker, no change.
         """
         change = Change(int(self._clock.seconds() * 1000), self.instance,
                         next(self._numbers), intent_subject(filename))
@@ -153,10 +126,8 @@ class BucketChanges:
 
     def start_from_snapshot(self, since: float, replay_window: float) -> None:
         """
-        Start from a snapshot taken at C{since}, whose serial the journal
-        is read after (L{StoreChanges.resume}): the next poll lists the
-        intents from C{replay_window} before it, and a full listing is due
-        afterwards (see L{reconcile_due}).
+        Start from a snapshot taken at C{since}: the next poll lists the
+        intents from C{replay_window} before it, then a full listing is due.
         """
         self._cursor = since - replay_window + LOOKBACK
         self._last_poll = self._clock.seconds()
@@ -187,13 +158,11 @@ class BucketChanges:
 
     async def poll(self, starting: bool = False) -> Polled:
         """
-        The state of every file that changed since the last poll, then the
-        status object of every project whose status changed or whose file
-        did (a L{pypid.storage.base.capabilities.Polled}).
+        The state of every file changed since the last poll, then the status
+        of every project whose status or file changed.
 
-        @param starting: the first poll after a snapshot: intent markers
-            seen before count again, and no status is read (the start
-            reads them all after the files: L{pypid.state.loader.IndexLoader}).
+        @param starting: the first poll after a snapshot: intents seen count
+            again, and no status is read (the start reads them all).
         """
         now = self._clock.seconds()
         if self._cursor is None:
@@ -216,18 +185,15 @@ class BucketChanges:
         early = [when for name, when in intents.items() if done.get(name, -1) < when]
         if self._fresh and early and began is not None:
             # (the first look: an intent from before where this server began
-            # to read the journal, at its listing or its snapshot, may have
-            # been settled by an entry before it too)
+            # to read the journal may have been settled before it too)
             for name, when in (await self.store_changes.told_before(
                     began, min(early) - int(LOOKBACK * 1000))).items():
                 done[name] = max(when, done.get(name, 0))
         unsettled = self._settle(intents, done, int(now * 1000))
         changed |= {name for name, (_, due) in unsettled.items() if due <= now * 1000}
         files = [await self._state_of(filename) for filename in sorted(changed)]
-        # The statuses after the files, those of the files' projects too: a
-        # status kept before a file (an import keeps a quarantine before the
-        # project's files, and tells it before theirs) is read whenever the
-        # file is.
+        # The statuses after the files, theirs too: a status kept before a
+        # file (an import's quarantine) is read whenever the file is.
         projects.update(change.record.project for change in files if change.record is not None)
         statuses = {project: await self._status_of(project)
                     for project in ([] if starting else sorted(projects))}
@@ -250,10 +216,7 @@ class BucketChanges:
         return Polled(files, statuses)
 
     async def _intents(self, starting: bool) -> tuple[dict[str, int], dict[str, int]]:
-        """
-        The intent markers listed since the last look (less L{LOOKBACK}):
-        the keys seen, and each file's latest intent (ms).
-        """
+        """The intent markers since the last look: the keys seen, each file's latest intent."""
         assert self._cursor is not None
         layout = self._layout
         start = int((self._cursor - LOOKBACK) * 1000)
@@ -276,9 +239,8 @@ class BucketChanges:
     def _settle(self, intents: dict[str, int], done: dict[str, int],
                 now: int) -> dict[str, tuple[int, int]]:
         """
-        The unsettled files after a look: those of an intent marker not
-        followed by the change's entry, younger than L{UNSETTLED}
-        (a new one due at once), C{(intent time, when due)} in ms.
+        C{(intent time, when due)} in ms of the files whose intent no entry
+        followed, younger than L{UNSETTLED} (a new one due at once).
         """
         unsettled = dict(self._unsettled)
         for filename, when in intents.items():

@@ -1,19 +1,15 @@
 """
 The storage half of a promotion in a bucket (L{IAdoptingStorage}), and the
-removal of a file without a tombstone that taking one back shares with the
-upstream cache's eviction (L{IEvictingStorage}).
+removal without a tombstone that taking one back shares with the upstream
+cache's eviction (L{IEvictingStorage}).
 
-A file is copied from another index's prefix of the same store on the
-store's side, never over an object (the store's conditional C{copy}), with
-its metadata, details and provenance, and who promoted it is kept under
-C{.pypid/promoted/}. The other servers learn of it from the store's
-journal, as of an upload; but while a promotion's journal is kept
-(C{.pypid/promotions/}; L{pypid.core.indexes.promotion}), the files it
-names are not told as they are adopted: the sync (this server's, and the
-other servers') would otherwise take a promotion's files into the index
-one by one while it runs, and keep those of a promotion that failed until
-it read them again. They are told together as the journal is dropped,
-once the promotion ended either way (L{JournalObjects}).
+A file is copied from another prefix of the same store on its side, never
+over an object, with its metadata, details and provenance, and its
+promotion kept under C{.pypid/promoted/}. The other servers learn of it
+from the journal; but while a promotion's journal is kept, the files it
+names are not told as they are adopted (the syncs would take them in one
+by one, and keep a failed promotion's until read again): they are told
+together as the journal is dropped (L{JournalObjects}).
 """
 
 from __future__ import annotations
@@ -39,10 +35,7 @@ log = Logger()
 
 @attrs.define
 class JournalObjects:
-    """
-    The journal objects under a prefix, and the filenames each holds back
-    from C{_changes} until it is dropped.
-    """
+    """The journal objects under a prefix, and the filenames each holds back until dropped."""
 
     _client: ObjectStore
     _layout: Layout
@@ -56,9 +49,9 @@ class JournalObjects:
 
     async def keep(self, name: str, data: bytes) -> None:
         """
-        Keep the journal C{data} under C{name}, holding back the markers of
-        the files it names (from now, not from when the write ends: an
-        adoption may run meanwhile); a failed write holds nothing back.
+        Keep the journal C{data} under C{name}, holding back its files' telling
+        from now (an adoption may run during the write); a failed write
+        holds nothing back.
         """
         try:
             names = frozenset(r.filename for r in PromotionJournal.from_bytes(data).records)
@@ -72,11 +65,7 @@ class JournalObjects:
             raise
 
     async def drop(self, name: str) -> None:
-        """
-        Remove the journal C{name}, then leave the change markers of the
-        files it named: the other servers, and this one's sync, read them
-        again only now.
-        """
+        """Remove the journal C{name}, then tell the files it named."""
         try:
             await self._client.delete(self._layout.journal_key(name))
         finally:
@@ -91,14 +80,7 @@ class JournalObjects:
 
 @attrs.define
 class ObjectAdoption:
-    """
-    Adopts files into the prefix of C{_layout}, and removes them again.
-
-    @ivar _imports: told where an adopted file lives.
-    @ivar _changes: an adoption or a removal is told to it.
-    @ivar _states: read for a name taken by the same bytes.
-    @ivar _journals: may hold a telling back.
-    """
+    """Adopts files into the prefix of C{_layout}, and removes them again."""
 
     _client: ObjectStore
     _layout: Layout
@@ -110,10 +92,7 @@ class ObjectAdoption:
 
     async def adopt(self, source: CopySources, record: FileRecord,
                     promotion: Promotion) -> FileRecord:
-        """
-        Copy the file C{record} names at C{source} here, under its filename,
-        with C{promotion}; see L{IAdoptingStorage.adopt}.
-        """
+        """Copy C{record}'s file from C{source} here; see L{IAdoptingStorage.adopt}."""
         if source.file.store != self._client.ref("").store:
             raise StorageError("a file can be promoted only from a storage of the same store")
         layout, client = self._layout, self._client
@@ -171,10 +150,7 @@ class ObjectAdoption:
             await self.discard(record)
 
     async def discard(self, record: FileRecord) -> None:
-        """
-        Remove an adopted file's objects, keeping no tombstone, unless other
-        bytes hold its name; see L{IAdoptingStorage.discard_adopted}.
-        """
+        """Remove an adopted file's objects; see L{IAdoptingStorage.discard_adopted}."""
         key = self._layout.file_key(record.filename)
         existing = await self._client.head(key)
         if existing is not None and existing.metadata.get("sha256") != record.sha256:
@@ -183,10 +159,7 @@ class ObjectAdoption:
         await self._changes.tell(record.filename)
 
     async def _forget(self, record: FileRecord, strict: bool = False) -> None:
-        """
-        Remove the objects of an adopted file, the file first (a failure is
-        only logged, unless C{strict}).
-        """
+        """Remove an adopted file's objects, the file first (a failure logged, unless C{strict})."""
         layout = self._layout
         for key in (layout.file_key(record.path), layout.metadata_key(record.path),
                     layout.details_key(record.filename),

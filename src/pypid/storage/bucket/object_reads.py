@@ -1,15 +1,12 @@
 """
-How a bucket's objects reach a client or the server: a redirect to a
-presigned URL (cached, and kept in the snapshot, until shortly before it
-expires: L{PresignedURLs}), a relay of the object through the server (C{download = stream}),
-or a redirect to a public URL; and the small objects the server reads
-whole (core metadata, details, provenance). None of this changes the
-bucket.
+How a bucket's objects reach a client or the server, changing nothing: a
+redirect to a presigned URL (cached until shortly before it expires:
+L{PresignedURLs}) or a public one, a relay through the server (C{download =
+stream}), and the small objects read whole.
 
 A relayed body is cut short when the store sends nothing for a while
-(L{IdleGuard}), so a stalled store cannot hold a download open for ever;
-the relay then closes the client's connection. A pause the client asks
-for (a slow reader) does not count as the store's silence.
+(L{IdleGuard}), so a stalled store cannot hold a download open for ever; a
+pause the client asks for does not count as the store's silence.
 """
 
 from __future__ import annotations
@@ -58,10 +55,7 @@ class ObjectReads:
     """
     The reads of a prefix's objects.
 
-    @ivar _urls: where redirected downloads go.
-    @ivar _imports: holds in memory the metadata of objects a scan read
-        without persisting.
-    @ivar _clock: times a relay's idle deadline.
+    @ivar _imports: holds the metadata of objects a scan read without persisting.
     @ivar _download: C{"redirect"} or C{"stream"} (C{[s3] download}).
     @ivar _public_url: where the objects are public (a CDN), or L{None}.
     """
@@ -84,10 +78,7 @@ class ObjectReads:
         return Redirect(self._urls.url(key))
 
     def locate_metadata(self, record: FileRecord) -> MemoryFile | Redirect | RemoteBytes:
-        """
-        Like L{locate}, for the metadata sibling; from memory for an object
-        read by a scan that did not persist (the bucket has no sibling).
-        """
+        """Like L{locate}, for the metadata sibling (or from memory, as L{read_metadata})."""
         data = self._imports.unwritten(record.filename)
         if data is not None:
             return MemoryFile(data)
@@ -99,7 +90,7 @@ class ObjectReads:
         return Redirect(self._urls.url(key))
 
     def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
-        """The metadata sibling's bytes (see L{locate_metadata})."""
+        """The metadata sibling's bytes, from memory after a scan that did not persist."""
         data = self._imports.unwritten(record.filename)
         if data is not None:
             return succeed(data)
@@ -141,37 +132,24 @@ class ObjectReads:
 
 # -- the signed URLs ---------------------------------------------------------------
 
-#: The most presigned URLs kept (the oldest signed go first). A URL and its
-#: key are about 600 bytes (measured), so this is some 30 MiB at most; past it, a file
-#: whose URL was forgotten is signed again at its next download (tens of
-#: microseconds), so a bucket of a million files does not hold a URL for
-#: each one that was ever downloaded.
+#: The most presigned URLs kept, the oldest signed going first: a URL and its
+#: key are about 600 bytes (measured), some 30 MiB at most; one forgotten is
+#: signed again at its next download (tens of microseconds).
 MAX_PRESIGNED = 50_000
 
 
 @attrs.define
 class PresignedURLs:
     """
-    Presigned C{GET} URLs by object key, reused while they have at least
-    the buffer time to live: signing one costs tens of microseconds, and a
-    client that downloads the same file twice is better served by the same
-    URL (a CDN or proxy in front of the store may cache by it). The cache
-    goes into the local snapshot, so that a restart does not sign
-    everything again.
+    Presigned C{GET} URLs by object key, reused while they have at least the
+    buffer time to live: signing costs tens of microseconds, and a CDN or
+    proxy in front of the store may cache by URL. The cache goes into the
+    local snapshot, so a restart does not sign everything again.
 
-    @ivar _client: the store whose bucket the URLs point into, and that
-        signs them; a URL never outlives the
-        credentials it was signed with, and a snapshot's URLs signed by
-        another signer are dropped.
-    @ivar _clock: provides C{seconds()} (wall-clock time: expiries are).
-    @ivar _expire_after: how long a URL is valid for (s), at most.
-    @ivar _buffer_time: how long before its expiry a URL stops being
-        handed out (s): a client redirected just before the expiry must
-        still have time to follow.
+    @ivar _clock: wall-clock time, as expiries are.
+    @ivar _buffer_time: how long before its expiry a URL stops being handed
+        out (s): a client redirected just before must still have time.
     @ivar _urls: key -> C{(url, usable until)}, oldest signed first.
-    @ivar _changed: whether URLs were signed since the last L{state}.
-    @ivar hits: URLs answered from the cache (for C{/metrics}).
-    @ivar misses: URLs signed anew (for C{/metrics}).
     """
 
     _client: ObjectStore
@@ -188,11 +166,7 @@ class PresignedURLs:
         return len(self._urls)
 
     def url(self, key: str) -> str:
-        """
-        A presigned GET URL for C{key}, from the cache while it has at least
-        the buffer time to live, else signed now (never valid beyond the
-        expiry of the credentials that sign it).
-        """
+        """A presigned GET URL for C{key}, cached or signed now."""
         now = self._clock.seconds()
         cached = self._urls.get(key)
         if cached is not None and cached[1] > now:
@@ -219,9 +193,8 @@ class PresignedURLs:
 
     def state(self) -> dict[str, Any] | None:
         """
-        The cache for the local snapshot, without the URLs already due for
-        renewal, and the access key that signed it; L{None} while there
-        are no credentials.
+        The cache for the snapshot, without URLs due for renewal, and its
+        signer; L{None} while there are no credentials.
         """
         now = self._clock.seconds()
         try:
@@ -239,10 +212,9 @@ class PresignedURLs:
 
     def restore(self, state: object) -> None:
         """
-        Take back the cache from a snapshot's L{state}: only URLs signed
-        with the credentials in use now, not due for renewal, and within
-        L{MAX_PRESIGNED}. Anything malformed is ignored (a snapshot is a
-        cache, not a promise).
+        Take back the cache from a snapshot's L{state}: only URLs of the
+        signer now, not due for renewal, within L{MAX_PRESIGNED}; anything
+        malformed is ignored (a snapshot is a cache, not a promise).
         """
         if not isinstance(state, dict):
             return
@@ -266,10 +238,7 @@ class PresignedURLs:
 
 
 class IdleGuard:
-    """
-    A relayed answer whose body is cut short when the store sends nothing
-    for C{timeout} seconds while the client is reading.
-    """
+    """A relayed answer, cut short when the store sends nothing for C{timeout} s."""
 
     def __init__(self, response: Deliverable, clock: IReactorTime, timeout: float) -> None:
         self._response = response

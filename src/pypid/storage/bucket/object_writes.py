@@ -1,14 +1,7 @@
 """
-Writing a stored file's objects to the bucket: the file itself, streamed
-from the spool folder and written only if no object has its name
-(L{pypid.storage.bucket.store.ObjectStore.put_file}), and its metadata
-sibling and details beside it; or, for a promotion, copied on the store's
-side from another index's objects, as conditionally.
-
-Apart from L{pypid.storage.bucket.storage.BucketStorage} because this is
-where a file's objects are written alike for an upload, an import and a
-promotion; the storage only decides what to write: when the name is
-dead, whose the object is when it was there already.
+Writing a stored file's objects beside it (its metadata sibling and
+details), alike for an upload, an import and a promotion (copied on the
+store's side from another index's objects).
 """
 
 from __future__ import annotations
@@ -32,11 +25,8 @@ log = Logger()
 @attrs.frozen
 class CopySources:
     """
-    Where a promotion copies a stored file's objects from: the source
-    index's objects, in a store a copy on the store's side can reach only
-    when it is this one (L{ObjectRef.store}).
-
-    @ivar provenance: the provenance object's, when the record names one.
+    Where a promotion copies a stored file's objects from (the provenance's
+    when the record names one), reachable only within one store.
     """
 
     file: ObjectRef
@@ -66,12 +56,10 @@ class ObjectWriter:
     async def copy_beside(self, source: CopySources, filename: str,
                           extra: Sequence[Coroutine[Any, Any, Any]] = ()) -> None:
         """
-        Copy a file's metadata sibling and details from another index's
-        prefix (C{source}) beside its copy here, those it has, on the
-        store's side; replaced, as an upload's are. The copies, and the
-        C{extra} writes given, are made at once: a promotion waits for six
-        rounds of requests a file rather than eight (on moto, ten files
-        took 1.0 to 1.4 s either way: the noise of a shared machine).
+        Copy the sibling and details C{source} has beside the copy here, on
+        the store's side, with the C{extra} writes at once: six rounds of
+        requests a file rather than eight (on moto, ten files took 1.0 to
+        1.4 s either way: the noise of a shared machine).
         """
         await gather(ensureDeferred(write) for write in [
             self._copy_or_remove(source.metadata, self._layout.metadata_key(filename)),

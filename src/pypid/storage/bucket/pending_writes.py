@@ -1,8 +1,7 @@
 """
-The writes a storage leaves running in the background (change markers, the
-bucket's copy of the snapshot), kept track of so that a clean stop waits
-for them: a marker or a last snapshot lost at a stop is a change the other
-servers learn late, or a start that lists the whole bucket.
+The writes a storage leaves running in the background, which a clean stop
+waits for: one lost is a change the others learn late, or a start that
+lists the whole bucket.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """
-This server's view of a bucket that other servers change too: how it is
-first taken (listed, or caught up from a snapshot and the journal),
-kept up to date (polls), and checked against a full listing (reconcile).
+This server's view of a bucket other servers change too: first taken
+(listed, or caught up from a snapshot and the journal), kept up to date
+(polls), and checked against a full listing (reconcile).
 
-From a snapshot that says up to which serial it took in the journal, a
-start is the snapshot plus the changes the journal told since (a few
-requests, whatever the size of the bucket); the full listing that catches what changed behind
-pypid's back (objects copied in by hand) then runs in the background,
-paced, when the first poll asks for it. Apart from
-L{pypid.storage.bucket.storage.BucketStorage} because it is the only part that
-decides between the listing and the journal; the storage's writes only
-tell their changes (L{pypid.storage.bucket.markers.BucketChanges.tell}).
+From a snapshot that names its journal serial, a start is the snapshot
+plus the changes told since (a few requests, whatever the bucket's size);
+the full listing that catches what changed behind pypid's back then runs
+in the background, paced.
 """
 
 from __future__ import annotations
@@ -35,14 +31,9 @@ class SharedView:
     """
     What this server knows of the bucket, and how it learns more.
 
-    @ivar _client: paced for a full check.
-    @ivar _imports: told where each file of a snapshot lives.
-    @ivar _states: what a disagreeing full check reads again.
-    @ivar _statuses: what a full check reads after the files.
-    @ivar _snapshot: a start's way round an old local one.
-    @ivar _identity: the storage's identity: a snapshot of other data is not used.
+    @ivar _snapshot: a start's way round an old local snapshot.
     @ivar _replay_window: how far before a snapshot's time a start lists intents.
-    @ivar _check_rate: the most requests a second a full check makes (0: no cap).
+    @ivar _check_rate: the most requests a second of a full check (0: no cap).
     """
 
     _client: ObjectStore
@@ -59,9 +50,7 @@ class SharedView:
 
     async def start(self, known: dict[str, FileRecord], since: float,
                     tombstones: Iterable[str], persist: bool = True) -> ScanResult:
-        """
-        What the bucket holds; see L{pypid.storage.bucket.storage.BucketStorage.scan}.
-        """
+        """What the bucket holds; see L{pypid.storage.bucket.storage.BucketStorage.scan}."""
         if not persist:
             return await self._scan(known, since, persist=False)
         now = self._clock.seconds()
@@ -97,11 +86,9 @@ class SharedView:
     async def reconcile(self, known: dict[str, FileRecord]) -> ScanResult:
         """
         List the whole bucket, trusting C{known} for objects unchanged since
-        the view was last complete; read again each file whose listing
-        disagrees with C{known}, so a concurrent change is never undone.
-        Then read every status object: a status kept before a file the
-        listing found (a quarantine an import kept, whose marker the polls
-        have not seen yet or missed) comes with it.
+        the view was last complete, and read again each file whose listing
+        disagrees (a concurrent change is never undone); then every status,
+        so one kept before a file the listing found comes with it.
         """
         # Paced: the check runs while the server answers, and must cost
         # neither a burst on the cloud bill nor the uploads' turn.
@@ -125,10 +112,7 @@ class SharedView:
 
     async def _scan(self, known: dict[str, FileRecord], since: float, persist: bool = True,
                     client: ObjectStore | None = None) -> ScanResult:
-        """
-        List the bucket (see L{BucketListing.scan}); polls go on from when
-        the listing began.
-        """
+        """List the bucket (L{BucketListing.scan}); polls go on from when it began."""
         started = self._clock.seconds()
         if persist:
             # (a reader that polls later: it goes on from the journal's end now,

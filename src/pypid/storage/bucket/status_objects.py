@@ -1,14 +1,8 @@
 """
-The projects' statuses (PEP 792) in a bucket: one small object a project
-under C{.pypid/projects/}, read whole at a start and by a full check.
-
-A change is told in the store's journal, naming the project, as the
-files' are (L{pypid.storage.bucket.markers.BucketChanges}): every server on
-the bucket reads the status object again at its next poll, as it reads a
-changed file's state. Unlike a file's, it is told before
-L{StatusObjects.keep} returns, not in the background: an import keeps a
-quarantine before the project's files, and the files' entries must never
-be in the journal before it.
+The projects' statuses (PEP 792) in a bucket: one object a project under
+C{.pypid/projects/}. A change is told in the journal, as a file's is, but
+before L{StatusObjects.keep} returns: an import keeps a quarantine before
+the project's files, whose entries must never come before it.
 """
 
 from __future__ import annotations
@@ -35,12 +29,8 @@ class StatusObjects:
 
     async def keep(self, project: str, data: bytes | None) -> None:
         """
-        Keep the status of the normalized C{project}, or remove it
-        (L{None}), then tell it and wait for the journal.
-
-        @raise pypid.storage.base.interface.StorageError: the object, or its
-            entry, could not be written (the journal tries again, in
-            order, so the other servers learn a status kept).
+        Keep the status of C{project}, or remove it (L{None}), then tell it;
+        L{pypid.storage.base.interface.StorageError}: not written yet.
         """
         key = self._layout.statuses_prefix + project
         if data is None:

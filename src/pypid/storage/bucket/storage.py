@@ -1,33 +1,23 @@
 """
-Storage in a bucket of an object store: S3 (or an S3-compatible store:
-MinIO, Ceph, SeaweedFS, moto), Azure Blob Storage, Google Cloud Storage,
-each reached through its L{pypid.storage.bucket.store.ObjectStore}.
+Storage in a bucket of an object store (S3 or a compatible store, Azure
+Blob Storage, Google Cloud Storage), reached through its
+L{pypid.storage.bucket.store.ObjectStore}.
 
-The bucket is the only state that must be kept safe: each file object
-carries its record in its user metadata, and yanks and deletes are marker
-objects (see L{pypid.storage.bucket.layout}). A server with an empty disk
-lists the bucket and serves a complete index; with a snapshot it only
-reads what the listing shows changed since.
+The bucket is the only state to keep safe: each file object carries its
+record in its user metadata, and yanks and deletes are marker objects
+(L{pypid.storage.bucket.layout}); a server with an empty disk lists it
+and serves a complete index. A new file is a conditional create, so of
+two servers uploading one filename exactly one wins; a promotion copies
+on the store's side, as conditionally.
 
-Writes cannot overwrite: a new file is a conditional create, so of two
-servers uploading one filename exactly one wins, and the other gets the
-same "File already exists" answer as on local disk. A promotion from
-another index of the same store (L{BucketStorage.adopt}) copies the object
-on the store's side, as conditionally, and keeps who promoted it
-(L{pypid.storage.bucket.object_adoption}).
-
-Several servers may share a bucket. Each change is told in the store's
-journal, naming the file (or project's status); each server reads the
-entries after the serial it read up to (one listing when nothing changed)
-and reads the changed files' state and statuses: see L{poll} and
-L{pypid.storage.bucket.shared_view}. Usage records (download counts)
-never meet: each server writes its own (C{.pypid/usage/}). Downloads are
-redirects (to a signed URL, cached, or a public URL) or relays
+Several servers may share a bucket: each change is told in the store's
+journal, and each server reads the entries after its serial, then the
+changed files' states (L{pypid.storage.bucket.shared_view}). Each writes
+its own usage records. Downloads are redirects or relays
 (L{pypid.storage.bucket.object_reads}).
 
-L{BucketStorage} is the backend's front: it passes each call to the
-collaborator it built for that seam of its interfaces, but keeps the
-small objects by name (documents, usage records) itself.
+L{BucketStorage} passes each call to the collaborator it built for that
+seam, keeping the small objects by name (documents, usage) itself.
 """
 
 from __future__ import annotations
@@ -94,19 +84,12 @@ CLOCK_MARGIN = 60.0
 @attrs.frozen
 class BucketSettings:
     """
-    How a bucket storage works its bucket (the keys of the same names of
-    its store's section: C{[s3]}, C{[azure]}, C{[gcs]}).
+    How a bucket storage works its bucket (its store section's keys).
 
-    @ivar max_import_size: the largest object imported as a file
-        (C{[pypid] max_upload_size}).
-    @ivar check_rate: the most requests a second the background full
-        check (L{BucketStorage.reconcile}) makes; 0 for no cap.
     @ivar clock_margin: how far to distrust the store's times near a
-        snapshot's (servers' clocks differ; 0 only where the store runs on
-        this machine's clock, as in tests).
+        snapshot's (0 only on this machine's clock, as in tests).
     @ivar replay_window: how far before a snapshot's time start-up lists
-        intent markers; by default C{sync_interval} plus the look-back of
-        a poll.
+        intent markers (default: C{sync_interval} plus a poll's look-back).
     """
 
     download: str = "redirect"
@@ -138,10 +121,6 @@ class BucketStorage:
     collaborator its section below names.
 
     @ivar temp_dir: the local folder where uploads are spooled.
-    @ivar _imports: the L{Importer} of objects listed without a record,
-        which knows where each file lives (L{Importer.path_of}).
-    @ivar _changes: the journal's changes, and the intent markers (polls).
-    @ivar _pending: the background writes a clean stop waits for.
     """
 
     #: (its listing is read before the server answers: ISharedStorage.checked_after_start)
@@ -153,13 +132,10 @@ class BucketStorage:
                  render: Renderer = render_description,
                  changes: StoreChanges | None = None) -> None:
         """
-        @param render: renders the description of a file found without
-            a record (the daemon's sandbox).
-        @param on_close: called once the storage closed (the bucket's
-            client, when it is this storage's own).
-        @param changes: where the storage's changes are told and read (the
-            store's journal; L{None}: a journal of its own, under its
-            prefix, written with its client and closed with it).
+        @param render: renders descriptions (the daemon's sandbox).
+        @param on_close: called once the storage closed (its own client's).
+        @param changes: where its changes are told and read (L{None}: a
+            journal of its own, under its prefix, closed with it).
         """
         sync_interval, clock_margin = settings.sync_interval, settings.clock_margin
         self._client = client
@@ -181,8 +157,7 @@ class BucketStorage:
         self._changes = BucketChanges(client, layout, clock, states.read,
                                 partial(read_status, client, layout), self._pending.run,
                                 changes)
-        journals = JournalObjects(client, layout, self._changes)
-        self._journals = journals
+        self._journals = journals = JournalObjects(client, layout, self._changes)
         self._statuses = StatusObjects(client, layout, self._changes)
         self._files = FileWrites(client, layout, self._writer, self._imports, self._changes,
                                  states, run, clock)
@@ -210,10 +185,7 @@ class BucketStorage:
         return CopySources.of(self._client, self._layout, record)
 
     def prepare(self) -> Deferred[None]:
-        """
-        Find credentials, and check that the bucket answers to them and
-        refuses to overwrite (L{StorageError} saying what to fix otherwise).
-        """
+        """Find credentials; check the bucket answers and refuses to overwrite."""
         async def prepare() -> None:
             await self._run(sweep_files, self.temp_dir)
             await self._client.start()
@@ -224,10 +196,9 @@ class BucketStorage:
     async def _refuse_overwrites(self) -> None:
         """
         Refuse a store that ignores a conditional create (some S3-compatible
-        stores ignored C{If-None-Match: *} until recently: on them, two
-        uploads of one filename would silently overwrite each other). The
-        probe is named as this server's change markers are, so two starting
-        at once do not disturb each other.
+        stores did: two uploads of one name would overwrite each other). The
+        probe is named after this server's instance, so two starting at once
+        do not disturb each other.
         """
         key = self._layout.probe_key(self._changes.instance)
         client = self._client
@@ -247,11 +218,7 @@ class BucketStorage:
                 "(If-None-Match: *); pypid needs them so that no upload overwrites another")
 
     def close(self) -> Deferred[Any]:
-        """
-        Finish the changes under way (and tell them: a journal of its own
-        is written out), then stop refreshing credentials and drop the
-        connections.
-        """
+        """Finish and tell the changes under way, then stop the credentials and connections."""
         def told(_: object) -> Any:
             return self._changes.store_changes.close()
 
@@ -281,11 +248,7 @@ class BucketStorage:
                                                   provenance))
 
     def keep_provenance(self, record: FileRecord, provenance: bytes) -> Deferred[FileRecord]:
-        """
-        Keep a stored file's provenance; see L{FileWrites.keep_provenance}
-        (a scan without the snapshot, or another instance, does not learn
-        it, and the upstream cache fetches it again when asked).
-        """
+        """Keep a stored file's provenance; see L{FileWrites.keep_provenance}."""
         return ensureDeferred(self._files.keep_provenance(record, provenance))
 
     def update(self, record: FileRecord) -> Deferred[None]:
@@ -304,12 +267,7 @@ class BucketStorage:
 
     def adopt(self, source: IStorage, record: FileRecord,
               promotion: Promotion) -> Deferred[FileRecord]:
-        """
-        Copy another index's object (of this store) here on the store's
-        side, never over an object, with its metadata and details, and keep
-        C{promotion}; see L{IAdoptingStorage.adopt}. The other servers learn
-        of it from the journal, as of an upload.
-        """
+        """Copy another index's object here on the store's side; see L{IAdoptingStorage.adopt}."""
         if not isinstance(source, BucketStorage):
             return fail(StorageError(
                 "a file can be promoted only from a storage of the same store"))
@@ -405,10 +363,7 @@ class BucketStorage:
         return ensureDeferred(self._imports.describe(record))
 
     def metric_families(self) -> Iterator[Family]:
-        """
-        The requests to the bucket (the client's, shared with the audit
-        log's) and the presigned URLs.
-        """
+        """The requests to the bucket (the client's, shared with the journal's) and the URLs."""
         kind = self._client.kind
         yield from timing_families((f"pypid_{kind}_requests", f"pypid_{kind}_request_errors",
                                     f"pypid_{kind}_request_duration_seconds"),
@@ -427,10 +382,7 @@ class BucketStorage:
         return self._urls.changed()
 
     def restore_state(self, state: Any) -> None:
-        """
-        Take back the URL cache from a snapshot: only URLs signed with the
-        credentials in use now, and not due for renewal.
-        """
+        """Take back the URL cache from a snapshot (see L{PresignedURLs.restore})."""
         self._urls.restore(state)
 
     def keep_snapshot(self, data: bytes) -> Deferred[None] | None:
@@ -446,14 +398,11 @@ class BucketStorage:
     def scan(self, known: dict[str, FileRecord] | None = None, since: float = 0.0,
              tombstones: Iterable[str] = (), persist: bool = True) -> Deferred[ScanResult]:
         """
-        What the bucket holds; see L{IStorage.scan}, and L{SharedView} for
-        a start from a snapshot that says where it read the journal up to
-        (L{resume}). Otherwise the bucket is listed now.
-
-        Without C{persist}, the bucket is always listed now, trusting the
-        snapshot's records for objects unchanged since: a reader has no
-        later poll to reconcile for it. Objects without a record are read
-        in memory, not through the spool folder.
+        What the bucket holds; see L{IStorage.scan}, and L{SharedView} for a
+        start from a snapshot that says where it read the journal up to.
+        Otherwise, and always without C{persist} (no later poll reconciles
+        for a reader), the bucket is listed now, objects without a record
+        read in memory.
         """
         return ensureDeferred(self._view.start(known or {}, since, frozenset(tombstones),
                                                persist))
@@ -468,13 +417,7 @@ class BucketStorage:
         return self._pending.settle()
 
     def poll(self) -> Deferred[Polled]:
-        """
-        Look for changes made by other instances since the last poll.
-
-        @return: a L{Deferred} firing with a L{Polled}: the files' states,
-            then the projects' statuses that changed. When the journal lost
-            entries it had not read, L{reconcile_due} says so.
-        """
+        """The other instances' changes since the last poll; see L{BucketChanges.poll}."""
         return ensureDeferred(self._changes.poll())
 
     def reconcile_due(self) -> bool:

@@ -1,16 +1,12 @@
 """
-What the bucket layer asks of an object store: the few calls S3, Azure
-Blob Storage and Google Cloud Storage all make (L{ObjectStore}), the
-values they answer with, and the two errors every failure of theirs
-becomes.
-
-Everything pypid keeps in a bucket (the layout, the change and intent
-markers, journals, adoption, imports, the snapshot's copy: the rest of
-L{pypid.storage.bucket}) is written once, over these calls; a cloud is an
-adapter of them (L{pypid.storage.s3.api}, L{pypid.storage.azure.blob_calls},
-L{pypid.storage.gcs.object_calls}), checked by one contract test
-(C{tests.harness.object_store}). Their promises, which the markers and
-the filename race rely on:
+What the bucket layer asks of an object store (L{ObjectStore}): the few
+calls S3, Azure Blob Storage and Google Cloud Storage all make, the values
+they answer with, and the two errors every failure becomes. The rest of
+L{pypid.storage.bucket} is written once over them; each cloud is an adapter
+(L{pypid.storage.s3.api}, L{pypid.storage.azure.blob_calls},
+L{pypid.storage.gcs.object_calls}) checked by one contract test
+(C{tests.harness.object_store}). Their promises, which the filename race
+relies on:
   - a create with C{if_none_match} refuses an existing name, so of two
     racing writers exactly one is acknowledged;
   - a listing shows a write acknowledged before it began;
@@ -69,11 +65,8 @@ def parse_http_time(text: str) -> float:
 @attrs.frozen
 class Listed:
     """
-    One object of a listing.
-
-    @ivar etag: what L{ObjectStore.set_metadata}'s C{if_match} takes to
-        change this version of the object only.
-    @ivar modified: when it was written (POSIX time, the store's clock).
+    One object of a listing: its C{etag} for L{ObjectStore.set_metadata}'s
+    C{if_match}, and when it was C{modified} (by the store's clock).
     """
 
     key: str
@@ -93,11 +86,7 @@ class ListPage:
 
 @attrs.frozen
 class ObjectHead:
-    """
-    What a store says of an object without its bytes.
-
-    @ivar metadata: its user metadata, by name (see the module).
-    """
+    """What a store says of an object without its bytes; C{metadata}: its user metadata."""
 
     size: int
     modified: float
@@ -108,13 +97,10 @@ class ObjectHead:
 @attrs.frozen
 class Creation:
     """
-    What making a bucket did (C{pypid-admin storage init}).
-
-    @ivar created: whether it was made now; L{False}: it was there already,
-        and answers to the credentials.
-    @ivar where: where it was made, as read after its name (C{in eu-west-3}).
-    @ivar private: what keeps it private (C{no public access}).
-    @ivar notes: a line each for what the store would not do.
+    What making a bucket did (C{pypid-admin storage init}): whether it was
+    C{created} now (else it was there, and answers), C{where} (C{in
+    eu-west-3}), what keeps it C{private}, and C{notes} of what the store
+    would not do.
     """
 
     created: bool
@@ -126,11 +112,8 @@ class Creation:
 @attrs.frozen
 class ObjectRef:
     """
-    An object of a store, from where another prefix of it may copy it on
-    the store's side (a promotion between indexes).
-
-    @ivar store: the store's endpoint and account: a copy is only within one.
-    @ivar container: the bucket (or container) it is in.
+    An object of a store, which another prefix may copy on the store's side;
+    C{store} is its endpoint and account (a copy is only within one).
     """
 
     store: str
@@ -145,7 +128,6 @@ class ObjectStore(Protocol):
     @ivar label: the store's name in messages (C{S3}).
     @ivar kind: its name in metric names and in C{identity} (C{s3}).
     @ivar limit: how many calls may be in flight at once.
-    @ivar timings: every request to the store, by method, for C{/metrics}.
     """
 
     label: str
@@ -174,61 +156,40 @@ class ObjectStore(Protocol):
 
     async def get(self, key: str, limit: int = 1 << 20, expect: int = 0) -> bytes | None:
         """
-        An object's bytes, or L{None} when there is none.
-
-        @param limit: the most bytes to read (more: L{StoreUnavailable}).
-        @param expect: the size expected, which extends the deadline.
+        An object's bytes, or L{None}: at most C{limit} (more:
+        L{StoreUnavailable}); C{expect}ing a size extends the deadline.
         """
 
     async def fetch(self, key: str, start: int, length: int, size: int) -> Deliverable | None:
-        """
-        The bytes C{start} to C{start + length} of the object C{key} (of
-        C{size} bytes), unread, for a relay; L{None} when there is none.
-        """
+        """C{length} bytes from C{start} of the object (of C{size}), unread, or L{None}."""
 
     async def put(self, key: str, body: bytes, content_type: str = "application/octet-stream",
                   metadata: Mapping[str, str] | None = None,
                   if_none_match: bool = False) -> bool:
-        """
-        Write a small object.
-
-        @return: whether it was written (L{False} only when C{if_none_match}
-            and an object is there already).
-        """
+        """Write a small object: whether written (L{False} only when C{if_none_match} refused)."""
 
     async def put_file(self, key: str, path: str, size: int, sha256: str,
                        content_type: str, metadata: Mapping[str, str]) -> bool:
         """
-        Write the file at C{path} as the object C{key}, streamed, unless an
-        object has that key (however large it is, in as many requests as
-        the store needs, none of them left behind on a failure).
-
-        @return: whether it was written.
+        Write the file at C{path} as C{key}, streamed, unless an object has
+        that key (in as many requests as it needs, none left behind on a
+        failure): whether it was written.
         """
 
     async def copy(self, key: str, source: ObjectRef, size: int = 0, if_none_match: bool = False,
                    metadata: Mapping[str, str] | None = None,
                    content_type: str | None = None) -> bool:
         """
-        Copy an object of this store into C{key} on the store's side (no
-        byte goes through pypid).
+        Copy an object of this store into C{key} on the store's side: whether
+        written (as L{put}); L{FileNotFoundError} without C{source}.
 
-        @param size: the source's size (some stores copy large ones otherwise).
-        @param metadata: the copy's user metadata and C{content_type}; the
-            source's when not given (a conditional copy gives them).
-        @return: whether it was written (L{False} only when C{if_none_match}
-            and an object is there already).
-        @raise FileNotFoundError: when there is no object at C{source}.
+        @param size: the source's (some stores copy large ones otherwise).
+        @param metadata: and C{content_type}: the copy's, else the source's.
         """
 
     async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
                            if_match: str) -> bool:
-        """
-        Replace the user metadata of the object C{key}, if it is still the
-        version listed with the etag C{if_match}.
-
-        @return: whether it was replaced.
-        """
+        """Replace C{key}'s user metadata if its etag is still C{if_match}: whether replaced."""
 
     async def delete(self, key: str) -> None:
         """Remove an object (there being none is no error)."""
@@ -239,33 +200,27 @@ class ObjectStore(Protocol):
 
     def sign_url(self, key: str, seconds: float, now: float) -> tuple[str, float]:
         """
-        A URL that lets its holder download C{key} for at most C{seconds}
-        from C{now} (never beyond the credentials that sign it: a token's
-        expiry), and how long it is valid for.
+        A URL to download C{key} for at most C{seconds} from C{now} (never
+        beyond the signing credentials), and how long it is valid.
         """
 
     def signer(self) -> str:
         """
-        Who signs URLs now (an access key, an account, a service account):
-        a snapshot's URLs signed by another are dropped.
-
-        @raise StorageError: while there are no credentials.
+        Who signs URLs now (a snapshot's URLs signed by another are dropped);
+        L{StorageError} while there are no credentials.
         """
 
     async def answers(self, prefix: str = "", retry: bool = True) -> None:
         """
-        One short listing under C{prefix}: the store answers and the
-        credentials may list.
-
-        @raise StorageError: when it does not, saying what to fix.
+        One short listing under C{prefix}, or L{StorageError} saying what
+        to fix.
         """
 
 
 async def read_all(store: ObjectStore, prefix: str) -> dict[str, bytes]:
     """
-    The objects under C{prefix}, by the rest of their keys, read one after
-    another: for the few small ones pypid keeps of its own (statuses,
-    journals, usage records), never for the files.
+    The objects under C{prefix}, by the rest of their keys, read one by
+    one: for pypid's few small ones, never the files.
     """
     found: dict[str, bytes] = {}
     async for page in store.list(prefix):
@@ -278,27 +233,19 @@ async def read_all(store: ObjectStore, prefix: str) -> dict[str, bytes]:
 
 class Pacer:
     """
-    Spaces requests at most C{rate} a second on an injected clock, for the
-    background full check (see L{PacedStore}): each caller waits for a slot
-    of its own, the first at once, the next C{1 / rate} seconds after the
-    one before it, and no slot is saved up while nobody asks (no burst
-    after a pause).
+    Spaces requests at most C{rate} a second (0: no cap), for the background
+    full check (L{PacedStore}): each caller waits for a slot of its own, the
+    next C{1 / rate} seconds after the one before, and no slot is saved up
+    while nobody asks (no burst after a pause).
     """
 
     def __init__(self, clock: IReactorTime, rate: float) -> None:
-        """
-        @param clock: provides C{seconds()} and C{callLater}.
-        @param rate: the most requests a second; 0 for no cap.
-        """
         self._clock = clock
         self._interval = 1.0 / rate if rate else 0.0
         self._next: float | None = None
 
     def wait(self) -> Deferred[None]:
-        """
-        A L{Deferred} that fires when the next request may start; cancelling
-        it cancels its timer (a stopped check leaves nothing scheduled).
-        """
+        """Fires when the next request may start; cancelling it cancels its timer."""
         if not self._interval:
             return succeed(None)
         now = self._clock.seconds()
@@ -314,10 +261,8 @@ class Pacer:
 
 class PacedStore:
     """
-    A store's reads, each started no sooner than a L{Pacer} allows: what
-    the background full check lists and reads the bucket with. The store's
-    other users (uploads, downloads, polls) call it directly, so they never
-    wait behind the check.
+    A store's reads, paced by a L{Pacer}, for the background full check; its
+    other users call the store directly, never waiting behind the check.
     """
 
     def __init__(self, store: ObjectStore, pacer: Pacer) -> None:

@@ -1,22 +1,20 @@
 """
-The changes the server makes to a storage folder: publishing an upload,
-rewriting a record (a yank), deleting a file behind a tombstone, and
-keeping a tombstone for a name no file has. Blocking: for a worker thread.
+The changes the server makes to a storage folder: publishing, rewriting a
+record (a yank), deleting behind a tombstone, and keeping a tombstone for
+a name no file has. Blocking.
 
-Publication is race-free: the spooled upload is fsynced, then hard-linked to
-its final name, which fails rather than overwrites when the name exists, so of
-two concurrent uploads under one name exactly one wins and a reader never sees
-a half-written file. The record is written after the link and the directory
-fsynced before the upload is acknowledged; a crash in between leaves a file
-without a record, which the next scan rebuilds from the file itself.
+Publication is race-free: the spooled upload is fsynced, then hard-linked
+to its final name, which fails rather than overwrites, so of two uploads
+under one name exactly one wins and a reader never sees half a file. The
+record is written after the link, and the directory fsynced before the
+upload is acknowledged; a crash in between leaves a file without a record,
+which the next scan rebuilds from the file.
 
-A promotion (L{FolderChanges.adopt}) is the same operation with another
-folder's file in place of the spooled upload: a hard link of it under its
-filename, which fails rather than overwrites, then its metadata and details
-(hard links too: a sidecar is replaced by a rename, never written in
-place, so the two folders never see each other's later changes), its
-promotion and its record, durable as an upload's. Nothing is copied: across
-file systems (C{EXDEV}) the promotion is refused rather than copied.
+A promotion (L{FolderChanges.adopt}) links another folder's file instead,
+then its sidecars (links too: a sidecar is replaced by a rename, never
+written in place, so the folders never see each other's later changes),
+its promotion and its record. Across file systems (C{EXDEV}) it is
+refused rather than copied.
 """
 
 from __future__ import annotations
@@ -42,11 +40,7 @@ from pypid.storage.folder.sidecars import Sidecars, is_tombstone, storage_error,
 
 @attrs.define(eq=False)
 class FolderChanges:
-    """
-    Writes to the files of a folder and their sidecars.
-
-    @ivar _clock: dates a delete (wall-clock time without one).
-    """
+    """Writes to a folder's files and sidecars; C{_clock} (or the wall clock) dates deletes."""
 
     _sidecars: Sidecars
     _clock: IReactorTime | None
@@ -75,10 +69,8 @@ class FolderChanges:
                 if details is not None:
                     # (derived from the file: the directory's fsync is enough)
                     sidecars.write_details(record.filename, details)
-            # The tombstone check was made before the link, and the app
-            # changes one distribution at a time: no second read here. Not
-            # published after all, the file is taken back, so a retry
-            # publishes it again rather than finding it half there.
+            # (the app changes one distribution at a time: no second tombstone
+            # check; a failure takes the file back, so a retry publishes anew)
             self._commit(record, final, derived, linked=True)
             return record
         except (FileExists, FilenameDeleted, StorageError):
@@ -89,11 +81,7 @@ class FolderChanges:
             remove_file(temp_path)
 
     def adopt(self, source: Sidecars, record: FileRecord, promotion: Promotion) -> FileRecord:
-        """
-        Link the file C{source}'s folder holds under C{record.path} into
-        this folder under its filename, without overwriting, with its
-        sidecars and C{promotion}; see the module.
-        """
+        """Link C{source}'s file in under its filename, never over one, with its sidecars."""
         sidecars = self._sidecars
         adopted = record.replace(path=record.filename)
         final = sidecars.file_path(adopted.path)
@@ -131,10 +119,7 @@ class FolderChanges:
 
     def _keep_adopted(self, source: Sidecars, record: FileRecord, adopted: FileRecord,
                       promotion: Promotion, final: str, linked: bool) -> None:
-        """
-        Keep an adopted file's sidecars, its record last, durably; on a
-        failure take back what was done (the file too, when C{linked}).
-        """
+        """Keep an adopted file's sidecars and record, as L{_commit} does."""
         sidecars = self._sidecars
 
         def derived() -> None:
@@ -151,10 +136,9 @@ class FolderChanges:
     def _commit(self, record: FileRecord, final: str, derived: Callable[[], None],
                 linked: bool) -> None:
         """
-        Keep a file's sidecars (C{derived()}), then its record, durably (the
-        folders fsynced), as an upload and a promotion both end; on a
-        failure take back what was done: the sidecars, and the file at
-        C{final} too when this call's caller C{linked} it.
+        Keep a file's sidecars (C{derived()}), then its record, durably, as an
+        upload and a promotion end; a failure takes back the sidecars, and
+        the file at C{final} when the caller C{linked} it.
         """
         sidecars = self._sidecars
         try:
@@ -171,9 +155,8 @@ class FolderChanges:
 
     def _link_over(self, there: str, here: str) -> None:
         """
-        Make C{here} a hard link of C{there} (replacing what C{here} was),
-        or remove C{here} when there is no C{there}: a link to a temporary
-        name, renamed, so a reader never sees the name missing.
+        Make C{here} a hard link of C{there} through a renamed temporary link
+        (a reader never sees it missing), or remove it when there is no C{there}.
         """
         temp = os.path.join(self._sidecars.temp_dir,
                             f"l{os.getpid()}-{threading.get_ident()}.part")
@@ -190,21 +173,16 @@ class FolderChanges:
             raise
 
     def discard_adopted(self, record: FileRecord) -> None:
-        """
-        Remove an adopted file and its sidecars, keeping no tombstone,
-        unless the name holds other bytes now.
-        """
+        """Remove an adopted file and sidecars (no tombstone) unless other bytes hold its name."""
         self._discard(record, durable=True)
 
     def evict(self, records: Sequence[FileRecord]) -> None:
         """
-        Remove cached files and their sidecars as L{discard_adopted} does,
-        without waiting for the disk: a crash that undoes a removal leaves
-        the file cached, which the next start keeps (and evicts again if
-        the cache is over its cap). Measured with
-        L{tests.bench.bench_upstream_cap}: the two folder syncs a file, under the
-        lock the fetches' own writes take, made each fetch past the cap
-        some 1.5 ms slower.
+        Remove cached files as L{discard_adopted} does, without waiting for
+        the disk (a crash that undoes one leaves it cached): the two folder
+        syncs a file, under the lock the fetches' writes take, made each
+        fetch past the cap some 1.5 ms slower
+        (L{tests.bench.bench_upstream_cap}).
         """
         for record in records:
             self._discard(record, durable=False)
@@ -233,9 +211,8 @@ class FolderChanges:
 
     def _refuse_deleted(self, filename: str, final: str) -> None:
         """
-        Raise L{FilenameDeleted} when C{filename} was deleted: its record is
-        a tombstone, or is damaged and no file is at C{final} (a tombstone
-        that cannot be read is a tombstone still: L{Sidecars.load_record}).
+        Raise L{FilenameDeleted} when C{filename}'s record is a tombstone, or
+        damaged with no file at C{final} (L{Sidecars.load_record}).
         """
         # (a record that cannot be opened now is a storage error, retried:
         # not known damaged, so not taken for a tombstone)
@@ -251,10 +228,8 @@ class FolderChanges:
 
     def keep_provenance(self, record: FileRecord, provenance: bytes) -> FileRecord:
         """
-        Keep a stored file's provenance, then its record naming it (the
-        record as stored, with C{provenance_sha256}: a yank meanwhile stays).
-
-        @raise FileNotFoundError: the file is not stored (or was deleted).
+        Keep a stored file's provenance, then its stored record naming it (a
+        yank meanwhile stays); L{FileNotFoundError} when it is not stored.
         """
         sidecars = self._sidecars
         kept: FileRecord | None = None
@@ -296,11 +271,7 @@ class FolderChanges:
             fsync_folder(sidecars.files_dir)
 
     def add_tombstone(self, filename: str) -> None:
-        """
-        Write a tombstone sidecar (the name and the time, without a record:
-        there is none here), unless a file of that name is stored, with a
-        record or copied in without one.
-        """
+        """Write a tombstone (the name and time), unless a file of that name is stored."""
         sidecars = self._sidecars
         with storage_errors(), sidecars.lock:
             current = sidecars.read_record(filename)

@@ -1,15 +1,11 @@
 """
 Files of a storage folder that have no usable record (a pypiserver folder,
-files copied in by hand): each is read and described like an upload, and
-what was learnt is kept beside it, so that the next scan is cheap and gives
-the same record. Also the rendering of a stored file's details, which an
-import leaves to the background or to a person's first view.
-
-Apart from L{pypid.storage.folder.local.LocalStorage} because it is the only part
-that reads whole files and renders them (L{IBackfillStorage}'s capability,
-L{FolderImports.describe_pending}, is this), and the only one that keeps
-state between calls: the metadata of files read by a scan whose sidecars
-are not written yet. Blocking: for a worker thread.
+files copied in by hand): each is described like an upload, and what was
+learnt is kept beside it, so the next scan is cheap and gives the same
+record. Also the rendering of details, left to the background or to a
+person's first view. The only part of the folder that reads and renders
+whole files, and keeps state between calls (metadata not written yet).
+Blocking.
 """
 
 from __future__ import annotations
@@ -34,9 +30,8 @@ from pypid.storage.folder.sidecars import Sidecars, is_tombstone, storage_error,
 #: (the namespace these lines always had, before the module moved: log filters keep matching)
 log = Logger(namespace="pypid.storage.folder_imports")
 
-#: An imported file: its record, its metadata (or L{None}), and its record
-#: sidecar as the scan read it (L{None} when there was none), which the
-#: background write compares with what is there when it comes.
+#: An imported file: its record, its metadata, and its record sidecar as the
+#: scan read it, which the background write compares with what is there then.
 Imported = tuple[FileRecord, bytes | None, dict[str, Any] | None]
 
 
@@ -46,11 +41,9 @@ class FolderImports:
     Describes the files of a folder that have no usable record, and renders
     stored files' details.
 
-    @ivar _render: renders a description (the daemon's sandbox).
-    @ivar _unwritten: metadata of files imported by the last scan whose
-        sidecars are not written yet (filename -> bytes); served from here
-        until they are, or for good after a scan that does not persist
-        (which writes none).
+    @ivar _unwritten: metadata of imported files whose sidecars are not
+        written yet, served from here until they are (for good after a scan
+        that does not persist).
     """
 
     _sidecars: Sidecars
@@ -64,10 +57,8 @@ class FolderImports:
     def import_file(self, path: str, filename: str, key: str, mtime: float,
                     seen: dict[str, Any] | None, imported: list[Imported]) -> FileRecord | str:
         """
-        Describe a file that has no usable record: its record (added to
-        C{imported}, with C{seen}, the sidecar as read, for the write that
-        keeps it beside the file, L{write_imported}), or why it is not
-        served.
+        Describe a file without a usable record: its record (added to
+        C{imported} with C{seen}, the sidecar as read), or why it is not served.
         """
         try:
             inspected = inspect(path, filename, key, mtime, legacy=True)
@@ -86,10 +77,7 @@ class FolderImports:
 
     def describe_pending(self, pending: Sequence[PendingFile],
                          persist: bool) -> list[tuple[PendingFile, FileRecord | str]]:
-        """
-        Describe files a scan left pending, and keep their records beside
-        them (with C{persist}): C{(PendingFile, record or reason)} each.
-        """
+        """Describe files a scan left pending; see L{IBackfillStorage.describe_pending}."""
         results: list[tuple[PendingFile, FileRecord | str]] = []
         imported: list[Imported] = []
         for item in pending:
@@ -131,11 +119,10 @@ class FolderImports:
                        details: bool = True) -> None:
         """
         Keep imported records and metadata beside their files, and the
-        details of each project's latest file, rendered here rather than
-        during the scan (a README takes milliseconds: a folder of thousands
-        would hold start-up for minutes). Older versions are described when
-        their page is first asked for (L{describe}); so are all, without
-        C{details}.
+        details of each project's latest file (with C{details}), rendered
+        here rather than in the scan: a README takes milliseconds, and a
+        folder of thousands would hold start-up for minutes. The others are
+        described at their first view (L{describe}).
         """
         sidecars = self._sidecars
         described = (latest_per_project(record for record, _, _ in imported)
@@ -143,10 +130,8 @@ class FolderImports:
         for record, metadata, seen in imported:
             rendered = None
             if record.filename in described:
-                # (no rest after it, as there was while rendering held this
-                # process's interpreter lock: the daemon renders in its
-                # sandbox, and resting would hold an I/O thread as long
-                # again)
+                # (no rest after it: the daemon renders in its sandbox, and a
+                # rest would hold an I/O thread as long again)
                 try:
                     rendered = self._details_of(record)
                 except OSError as e:
@@ -191,12 +176,7 @@ class FolderImports:
         return details
 
     def _details_of(self, record: FileRecord) -> bytes | None:
-        """
-        The details of a stored file, or L{None} when it is not a
-        distribution any more.
-
-        @raise OSError: when the file cannot be read now.
-        """
+        """The details of a stored file, or L{None}: not a distribution; L{OSError}: unreadable."""
         try:
             details: bytes | None = inspect(
                 self._sidecars.file_path(record.path), record.filename, record.path,

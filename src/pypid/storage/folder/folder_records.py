@@ -1,8 +1,8 @@
 """
-The records (L{pypid.storage.base.records.IRecords}) of a storage folder, as
-files under C{<storage path>/.pypid/<folder>/}: each written whole, fsynced
-and renamed into place, its folder fsynced; one that must not be there
-yet linked into place, so that of several writers exactly one succeeds.
+The records (L{pypid.storage.base.records.IRecords}) of a storage folder:
+files under C{<storage path>/.pypid/<folder>/}, each fsynced and renamed
+into place (a new one linked, so one of several writers succeeds), its
+folder fsynced.
 """
 
 from __future__ import annotations

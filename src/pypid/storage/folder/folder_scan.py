@@ -1,12 +1,8 @@
 """
-The scan of a storage folder: what it holds, read from the records kept
-beside the files and from the files themselves, trusting a snapshot for
-what did not change since it was taken. Blocking: for a worker thread.
-
-Apart from L{pypid.storage.folder.local.LocalStorage} because it is the part
-measured at start-up (a folder of 100,000 files in well under a second
-from a snapshot), and the comments that say why each step is as it is
-belong together.
+The scan of a storage folder: its records and files, trusting a snapshot
+for what did not change since. Blocking. Apart because it is what start-up
+measures (100,000 files in well under a second from a snapshot), and the
+comments saying why each step is as it is belong together.
 """
 
 from __future__ import annotations
@@ -34,11 +30,9 @@ log = Logger(namespace="pypid.storage.folder_scan")
 _CLOCK_REALTIME_COARSE = 5
 
 #: How much earlier than the snapshot's time a folder's change time may be
-#: and still count as a change after it: one tick of the clock the kernel
-#: stamps change times with (Linux: its coarse clock, up to 10 ms behind
-#: C{time.time()}). Without the margin, a file linked in just after the
-#: snapshot was taken could carry an earlier time and be missed. (Filesystems
-#: that keep whole seconds, such as FAT, are not meant to hold the storage.)
+#: and still count as after it: one tick of the kernel's coarse clock (up to
+#: 10 ms behind C{time.time()}), or a file linked in just after the snapshot
+#: could be missed. (Whole-second filesystems such as FAT are not supported.)
 CHANGE_TIME_MARGIN = (time.clock_getres(_CLOCK_REALTIME_COARSE)
                       if sys.platform == "linux" else 0.01)
 
@@ -54,8 +48,7 @@ class _Findings:
     pending: dict[str, PendingFile] = attrs.field(factory=dict)
     #: the files imported on the way, whose records are not kept yet
     imported: list[Imported] = attrs.field(factory=list)
-    #: the records read, by filename: a record, what could not be made
-    #: one (a dict), or L{None} (none usable)
+    #: the records read, by filename: a record, a dict that is not one, or L{None}
     fresh: dict[str, FileRecord | dict[str, Any] | None] = attrs.field(factory=dict)
     #: the records found damaged: a tombstone each, unless a file of its
     #: name is there (then described from the file, its record rewritten)
@@ -64,10 +57,7 @@ class _Findings:
 
 @attrs.define(eq=False)
 class FolderScan:
-    """
-    Lists a folder's files and finds their records; C{_imports} describes
-    the files without a usable record.
-    """
+    """Lists a folder's files and their records; C{_imports} describes those without."""
 
     _sidecars: Sidecars
     _imports: FolderImports
@@ -76,8 +66,8 @@ class FolderScan:
              known_tombstones: frozenset[str] = frozenset(), persist: bool = True,
              later: bool = False) -> tuple[ScanResult, list[Imported]]:
         """
-        What the folder holds (see L{pypid.storage.base.interface.IStorage.scan}),
-        and the files imported on the way, whose records are not kept yet.
+        What the folder holds (L{pypid.storage.base.interface.IStorage.scan}),
+        and the files imported on the way, their records not kept yet.
         """
         since = self._trusted_since(since, persist)
         if since and known and self._unchanged_since(since) and self._same_sizes(known):
@@ -102,10 +92,7 @@ class FolderScan:
         return result, found.imported
 
     def _trusted_since(self, since: float, persist: bool) -> float:
-        """
-        Make the records' folders (with C{persist}), and say from when the
-        snapshot's C{since} may be trusted: 0 for not at all.
-        """
+        """Make the records' folders (with C{persist}); from when C{since} is trusted (0: never)."""
         sidecars = self._sidecars
         # Wall-clock time, on purpose: it is compared with the times the
         # filesystem gives files, not with the reactor's (or a test's) clock.
@@ -133,20 +120,17 @@ class FolderScan:
             names = ()  # (not made: a scan that does not persist makes none)
         cut = -len(RECORD)
         listed = {name[:cut] for name in names if name.endswith(RECORD)}
-        # The promoted files: a second pass over the names, 50
-        # to 70 ms at 100,000 files on a busy two-core machine where the
-        # pass above took 120 ms; only their sidecars are read, at the end.
-        # (a scan that trusts the snapshot does not get here, and says so:
-        # its promotions are None)
+        # The promoted files: a second pass, 50 to 70 ms at 100,000 files on a
+        # busy two-core machine where the first took 120 ms; only their
+        # sidecars are read, at the end.
         promoted = [name[:-len(PROMOTION)] for name in names if name.endswith(PROMOTION)]
         return listed, promoted
 
     def _read_records(self, filenames: Iterable[str], known: dict[str, FileRecord],
                       since: float, found: _Findings) -> None:
         """
-        Read the records of C{filenames} that changed since C{since} (or
-        that the snapshot does not know) into C{found.fresh}; tombstones
-        and damaged records are noted as such.
+        Read into C{found} the records of C{filenames} changed since C{since}
+        or unknown to the snapshot, noting tombstones and damaged ones.
         """
         sidecars = self._sidecars
         fresh, tombstones, damaged = found.fresh, found.tombstones, found.damaged
@@ -210,10 +194,8 @@ class FolderScan:
         # (a file there but not served, not a distribution, is there all the same)
         found.damaged.difference_update(key.rpartition("/")[2] for key, _ in found.skipped)
         for filename in found.damaged:
-            # A name once used stays used: a tombstone cut short or
-            # overwritten with garbage is still the tombstone of the name in
-            # its path (a record is written whole, through a rename, so only
-            # damage leaves one unreadable).
+            # A name once used stays used: only damage leaves a record
+            # unreadable (each is written whole, through a rename).
             log.warn("Taking the unreadable record {path} for a tombstone of {filename}: "
                      "no file of that name is stored",
                      path=self._sidecars.record_path(filename), filename=filename)
@@ -259,12 +241,10 @@ class FolderScan:
 
     def _unchanged_since(self, since: float) -> bool:
         """
-        Whether no folder of the tree changed after C{since}: then the
-        snapshot taken at C{since} is what the folder holds, and no file need
-        be looked at. Every change pypid makes renames or links a file into a
-        folder, and so does any copy or removal by hand; the test is on the
-        folders' change times (ctime), which neither a restore nor C{touch}
-        can set back, compared with a margin (L{CHANGE_TIME_MARGIN}).
+        Whether no folder of the tree changed after C{since}, so no file need
+        be looked at: every change, pypid's or by hand, renames or links in
+        a folder. By the folders' ctime, which neither a restore nor C{touch}
+        sets back, with L{CHANGE_TIME_MARGIN}.
         """
         try:
             if os.stat(self._sidecars.files_dir).st_ctime >= since:
@@ -287,13 +267,12 @@ class FolderScan:
                     imported: list[Imported], later: bool = False,
                     listed: bool = True) -> FileRecord | PendingFile | str:
         """
-        The record of one file: from the snapshot when neither the file nor
-        its sidecar changed since, else from its sidecar, else from the file
-        (or, C{later}, a L{PendingFile} to describe it from).
+        The record of one file: the snapshot's when neither it nor its sidecar
+        changed, else its sidecar's, else the file's (C{later}: a L{PendingFile}).
 
-        @param listed: whether the listing of the records' folder named a
-            sidecar for it: one it did not is not looked for (an open that
-            fails costs 10 us, 1 s for a bare folder of 100,000 files).
+        @param listed: whether the records' folder holds a sidecar for it;
+            none is looked for otherwise (a failed open costs 10 us, 1 s for
+            a bare folder of 100,000 files).
         """
         previous = known.get(filename)
         if later and previous is None and filename not in fresh:

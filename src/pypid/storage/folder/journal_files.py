@@ -1,20 +1,15 @@
 """
-The journal as segment files a day, appended to (C{YYYY-MM-DD.jsonl},
-UTC): in a local storage's folder, C{<storage path>/.pypid/audit/}
-(L{LocalJournal}: the folder the audit log always had, so the lines
-written before there was a journal are its history, and the chain goes
-on from them unbroken), appended under an exclusive C{flock} (read under
-a shared one) and fsynced once a batch; and in memory, laid out the same,
-for the tests (L{MemoryJournal}). The chain goes through the files: a
-day's first line links to the previous file's last line.
+The journal as a segment file a day, appended to (C{YYYY-MM-DD.jsonl},
+UTC): in C{<storage path>/.pypid/audit/} (L{LocalJournal}: the audit log's
+folder, so the lines from before the journal are its history and the chain
+goes on from them), appended under an exclusive C{flock} (read under a
+shared one) and fsynced once a batch; or in memory, for the tests
+(L{MemoryJournal}). A day's first line links to the previous file's last.
 
-A batch's serials are given under the folder's lock, from the last line
-of the newest file, so the workers of a machine writing one folder make
-one order. A reader finds a serial from the files' first serials (a
-file's first line never changes) and the places it read up to last.
-
-Apart from the queue every journal shares (L{pypid.storage.base.journal}) and
-from a bucket's objects (L{pypid.storage.base.journal_records}).
+A batch's serials are given under the folder's lock, from the newest file's
+last line, so a machine's workers make one order. A reader finds a serial
+from the files' first serials (a first line never changes) and the places
+it last read up to.
 """
 
 from __future__ import annotations
@@ -77,19 +72,12 @@ _FILE = re.compile(r"\A(\d{4}-\d{2}-\d{2})\.jsonl\Z")
 
 class _DayFiles(JournalWriter):
     """
-    A journal of daily files appended to: the serials and the chain
-    through them, reads and the check, shared by L{LocalJournal} and
-    L{MemoryJournal}, which give the file operations (C{_names},
-    C{_appending}, C{_reading}, C{_created}, C{_call}, C{_shown}).
-
-    A batch is written under the folder's lock, and each file's exclusive
-    one. Its first serial follows the last line's of the newest file, and
-    its first line links to the last entry this writer wrote, whose end it
-    remembers: when that entry is no longer where it was (the file was cut
-    or edited behind the server's back), a warning is logged and the link
-    still names it, so that verify reports the change; a file appended to
-    by someone else after it goes on from its last line. At the start, the
-    chain goes on from the newest file's last line.
+    A journal of daily files appended to, over the file operations of
+    L{LocalJournal} and L{MemoryJournal}. A batch's first line links to the
+    last entry this writer wrote: when that is no longer at its end (the
+    file cut or edited behind the server's back), a warning is logged and
+    the link still names it, so verify reports the change; a file someone
+    else appended to since goes on from its last line, as does a start.
     """
 
     def __init__(self, clock: IReactorTime, retry: Callable[[int], float] | None = None,
@@ -163,10 +151,7 @@ class _DayFiles(JournalWriter):
             return numbered
 
     def _serial_sync(self, names: list[str]) -> int:
-        """
-        The last serial in the files (L{BEGINNING}: none), this writer's
-        when it wrote the last line.
-        """
+        """The last serial in the files (L{BEGINNING}: none)."""
         last = self._last
         if last is not None and names and names[-1] == last[0]:
             with self._reading(last[0]) as f:
@@ -209,10 +194,7 @@ class _DayFiles(JournalWriter):
             self._created()
 
     def _head_of(self, name: str, f: SegmentFile, size: int) -> tuple[str | None, bool]:
-        """
-        The link a batch appended to C{name} (open as C{f}, C{size} bytes)
-        starts from, and whether the file's last line is torn.
-        """
+        """The link a batch appended to C{name} (open as C{f}) starts from, and whether torn."""
         last = self._last
         if last is not None and last[0] == name:
             return self._after_last(f, size)
@@ -230,11 +212,7 @@ class _DayFiles(JournalWriter):
             return (read_tail(before, before.size())[0] if before else None), False
 
     def _after_last(self, f: SegmentFile | None, size: int) -> tuple[str | None, bool]:
-        """
-        The link to go on from in the file of this writer's last entry
-        (open as C{f}, L{None} when it is gone), and whether the file's last
-        line is torn.
-        """
+        """The link to go on from in the file of this writer's last entry, and whether torn."""
         # (called only once this writer wrote a line)
         name, end, head, _serial = cast(tuple[str, int, str | None, int], self._last)
         if f is not None and end <= size and read_tail(f, end) == (head, False):
@@ -386,10 +364,8 @@ class _MemoryFile:
 class MemoryJournal(_DayFiles):
     """
     The journal in memory, laid out as the local one: C{files} maps
-    C{YYYY-MM-DD.jsonl} to its bytes, which tests may edit.
-
-    @ivar fail: when true, writes fail with L{StorageError} (tests).
-    @ivar fail_files: names of files whose appends fail (tests).
+    C{YYYY-MM-DD.jsonl} to its bytes, which tests may edit; C{fail} and
+    C{fail_files} make writes, or a file's appends, fail.
     """
 
     def __init__(self, clock: IReactorTime, retry: Callable[[int], float] | None = None,
@@ -437,17 +413,12 @@ class MemoryJournal(_DayFiles):
 @implementer(IJournal)
 class LocalJournal(_DayFiles):
     """
-    Daily JSON-lines files in a folder (C{<storage path>/.pypid/audit}).
+    Daily JSON-lines files in C{folder} (C{<storage path>/.pypid/audit}).
 
-    Appends take the file's exclusive C{flock}, reads (queries, verify) a
-    shared one, so a read never sees half an append, and a second process
-    on the folder cannot interleave with a batch; which day's file a batch
-    goes to is decided under the folder's own lock, from the newest day any
-    writer began (the workers of a machine write one journal), and so are
-    its serials. A batch is fsynced before it counts as written; a batch
-    that fails half-way is cut off again.
-
-    @ivar folder: the folder of the files.
+    Appends take the file's exclusive C{flock}, reads a shared one, so a
+    read never sees half an append; a batch's day and serials are decided
+    under the folder's own lock (a machine's workers write one journal). A
+    batch is fsynced before it counts; one failing half-way is cut off.
     """
 
     def __init__(self, folder: str, run: Run, clock: IReactorTime,
@@ -470,10 +441,8 @@ class LocalJournal(_DayFiles):
 
     @contextmanager
     def _batch_lock(self) -> Iterator[None]:
-        # (the workers of a machine write one log: which day's file a batch
-        # goes to is decided under this lock, or one could append to a day
-        # another's next day already links to)
-        # (the lock of the folder itself: no file of its own in it)
+        # (a batch's day is decided under the lock of the folder itself, or
+        # one worker could append to a day another's next day links to)
         os.makedirs(self.folder, exist_ok=True)
         fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:

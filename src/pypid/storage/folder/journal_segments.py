@@ -1,10 +1,8 @@
 """
-A segment file of the journal, open (L{SegmentFile}: on disk, L{DiskSegment}),
-and what is read of one without reading all of it: the link to its last
-line and whether that line is torn (L{read_tail}), the serial of its last
-entry (L{serial_at_end}), and its whole lines from a place on
-(L{lines_from}), a block at a time. The journal over the segments is
-L{pypid.storage.folder.journal_files}.
+An open segment file of the journal (L{SegmentFile}; on disk,
+L{DiskSegment}), and what is read of one without reading it all: the link
+to its last line (L{read_tail}), its last serial (L{serial_at_end}), and its
+whole lines from a place on (L{lines_from}).
 """
 
 from __future__ import annotations
@@ -44,8 +42,7 @@ class SegmentFile(Protocol):
 def read_tail(f: SegmentFile, size: int) -> tuple[str | None, bool]:
     """
     The link to the last line of the first C{size} bytes of an open file
-    (L{None} when there are none), and whether that line is cut short (no
-    newline: a write that a crash cut).
+    (L{None}: none), and whether it is torn (no newline: a crash cut it).
     """
     if size == 0:
         return None, False
@@ -69,9 +66,8 @@ def read_tail(f: SegmentFile, size: int) -> tuple[str | None, bool]:
 def serial_at_end(f: SegmentFile, size: int) -> tuple[int | None, bool]:
     """
     The serial of the last entry of the first C{size} bytes of an open
-    file that has one, and whether the file holds any entry: a file of
-    entries without serials (written before the journal) answers
-    C{(None, True)}, and so does every file before it.
+    file, and whether it holds any: entries from before the journal, without
+    serials, answer C{(None, True)}.
     """
     block = 64 << 10
     end = size
@@ -94,9 +90,8 @@ def serial_at_end(f: SegmentFile, size: int) -> tuple[int | None, bool]:
 
 def lines_from(f: SegmentFile, offset: int) -> Iterator[tuple[bytes, int]]:
     """
-    The whole lines of an open file from C{offset} (the start of a line),
-    each with the offset just after it, read a block at a time; a last
-    line without its newline (an append under way, or torn) is left out.
+    The whole lines of an open file from C{offset}, each with the offset
+    after it, a block at a time; a last line without its newline is left out.
     """
     size = f.size()
     rest = b""

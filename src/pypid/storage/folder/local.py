@@ -5,28 +5,18 @@ Layout under the root folder::
 
     <filename>                       distribution files, flat (pypiserver's layout;
                                      nested folders of an existing tree are read too)
-    .pypid/files/<filename>.json     the file's record (upload time, yank state ...)
-    .pypid/files/<filename>.metadata its PEP 658 core metadata
-    .pypid/files/<filename>.details  what the pages for people show of it
-                                     (L{pypid.core.dists.details}); for an imported
-                                     file, rendered in the background
-    .pypid/files/<filename>.promotion who promoted the file into this index,
-                                     from which, and when (a promoted file's)
-    .pypid/files/<filename>.json with "deleted": true   a tombstone
+    .pypid/files/<filename>.*        its record, or tombstone, and the sidecars
+                                     (L{pypid.storage.folder.sidecars})
     .pypid/tmp/                      uploads being received (L{spool_name}); swept at start
     .pypid/promotions/<name>.json    the journal of a promotion under way
-                                     (L{pypid.core.indexes.promotion})
-    .pypid/projects/<project>.status the status of a project that is not
-                                     active (PEP 792; L{pypid.core.indexes.project_status})
+    .pypid/projects/<project>.status a project's status that is not active (PEP 792)
 
 An upload or a promotion is a hard link that fails rather than overwrites,
 its record written after it (L{pypid.storage.folder.folder_changes}).
-L{LocalStorage} is a thin Deferred front over collaborators that do the
-blocking work in the thread pool given at construction (the sidecars, the
-folder's lock L{FolderLock}, the changes, the scan, the imports).
-
-A folder may be writable yet full: L{LocalStorage.check} compares its free
-space (C{statvfs}, 3 us) with C{[storage] min_free} too.
+L{LocalStorage} is a thin Deferred front over collaborators doing the
+blocking work in its thread pool. A folder may be writable yet full:
+L{LocalStorage.check} compares its free space (C{statvfs}, 3 us) with
+C{[storage] min_free} too.
 """
 
 from __future__ import annotations
@@ -94,7 +84,6 @@ _STATUS = ".status"
 
 
 #: the default of C{[storage] min_free}: below it the storage is full
-#: (L{LocalStorage.check})
 MIN_FREE = 1 << 30
 
 
@@ -106,13 +95,8 @@ class LocalStorage:
     Files in a folder on local disk.
 
     @ivar root: the storage folder (absolute).
-    @ivar _run: runs blocking work off the reactor thread (in a pool).
-    @ivar _clock: dates deletes.
-    @ivar _min_free: the bytes the folder's file system must have free, or
-        L{check} says C{"full"} (0: never full).
-    @ivar _statvfs: L{os.statvfs} (a fake in tests).
-    @ivar _render: renders the description of a file described here (a
-        folder's file served in place); the daemon's sandbox.
+    @ivar _min_free: the bytes free below which L{check} says C{"full"}.
+    @ivar _render: renders a description (the daemon's sandbox).
     """
 
     root: str
@@ -121,11 +105,9 @@ class LocalStorage:
     _min_free: int = MIN_FREE
     _statvfs: Callable[[str], os.statvfs_result] = os.statvfs
     _render: Renderer = attrs.field(default=render_description, kw_only=True)
-    #: the machine's worker this process is, when the folder is shared by
-    #: a machine's workers (their supervisor holds its lock); 0: a server
-    #: of one process, or the supervisor (L{FolderLock})
+    #: the machine's worker this process is (their supervisor holds the
+    #: lock); 0: a server of one process, or the supervisor
     _worker: int = attrs.field(default=0, kw_only=True)
-    # The collaborators, built by the constructor (see the module).
     _sidecars: Sidecars = attrs.field(init=False, repr=False, eq=False)
     _lock: FolderLock = attrs.field(init=False, repr=False, eq=False)
     _changes: FolderChanges = attrs.field(init=False, repr=False, eq=False)
@@ -151,10 +133,7 @@ class LocalStorage:
         return self._run(self._lock.prepare)
 
     def lock_descriptor(self) -> int | None:
-        """
-        The descriptor that holds the folder's lock, while held: the
-        supervisor's lean process inherits it (L{pypid.daemon.handover}).
-        """
+        """The folder lock's descriptor, which the supervisor's lean process inherits."""
         return self._lock.fd
 
     def close(self) -> None:
@@ -221,11 +200,7 @@ class LocalStorage:
 
     def adopt(self, source: IStorage, record: FileRecord,
               promotion: Promotion) -> Deferred[FileRecord]:
-        """
-        Hard-link another folder's file (and its sidecars) in under its
-        filename, never over anything, never copying; see
-        L{IAdoptingStorage.adopt} and L{FolderChanges.adopt}.
-        """
+        """Hard-link another folder's file and sidecars in, never over anything nor copying."""
         if not isinstance(source, LocalStorage):
             return fail(StorageError(
                 "a file can be promoted only from a storage of the same kind"))
@@ -233,17 +208,13 @@ class LocalStorage:
 
     def copy_source(self, record: FileRecord) -> Sidecars:
         """
-        Where a promotion out of this folder reads C{record}'s file and its
-        sidecars (a hard link each), as the memory and S3 backends answer
-        C{copy_source}: the adopting storage reads no other's private state.
+        Where a promotion out of this folder links C{record}'s file and
+        sidecars from: the adopting storage reads no other's private state.
         """
         return self._sidecars
 
     def evict(self, records: Sequence[FileRecord]) -> Deferred[None]:
-        """
-        Remove cached files, keeping no tombstone, in one call of the I/O
-        pool; see L{IEvictingStorage.evict}.
-        """
+        """Remove cached files, without tombstones, in one call of the I/O pool."""
         return self._run(self._changes.evict, list(records))
 
     def discard_adopted(self, record: FileRecord) -> Deferred[None]:
@@ -336,14 +307,10 @@ class LocalStorage:
              tombstones: Iterable[str] = (), persist: bool = True,
              later: bool = False) -> Deferred[ScanResult]:
         """
-        Walk the folder; see L{IStorage.scan}. What was learnt about files
-        that had no record (an imported folder) is written beside them in the
-        background, after the scan answers, so that start-up is not held up.
-
-        @param later: leave files without a record undescribed, in the
-            result's C{pending}, for L{describe_pending}: the scan then
-            reads no file, only folders (0.5 s rather than 40 s for a bare
-            folder of 100,000 files).
+        Walk the folder; see L{IStorage.scan}. What was learnt of files
+        without a record is written in the background, not holding up
+        start-up; C{later}, they are left in C{pending} and only folders are
+        read (0.5 s rather than 40 s for a bare folder of 100,000 files).
         """
         d: Deferred[tuple[ScanResult, list[Imported]]] = self._run(
             self._scanner.scan, known or {}, since, frozenset(tombstones), persist, later)
@@ -362,12 +329,7 @@ class LocalStorage:
     def describe_pending(self, pending: Sequence[PendingFile],
                          persist: bool = True,
                          ) -> Deferred[list[tuple[PendingFile, FileRecord | str]]]:
-        """
-        Describe files a scan left C{pending} (L{pypid.core.indexes.pending.PendingFile}s),
-        and keep their records beside them (with C{persist}).
-
-        @return: a L{Deferred} of C{[(PendingFile, FileRecord or reason)]}.
-        """
+        """Describe files a scan left pending; see L{IBackfillStorage.describe_pending}."""
         return self._run(self._imports.describe_pending, pending, persist)
 
     def locate(self, record: FileRecord) -> LocalFile:
@@ -375,20 +337,14 @@ class LocalStorage:
         return LocalFile(self._sidecars.file_path(record.path))
 
     def locate_metadata(self, record: FileRecord) -> LocalFile | MemoryFile:
-        """
-        Metadata is sent from its sidecar file (or memory, just after an
-        import, or after a scan that did not persist).
-        """
+        """From the sidecar, or memory after an import or a scan that did not persist."""
         data = self._imports.unwritten(record.filename)
         if data is not None:
             return MemoryFile(data)
         return LocalFile(self._sidecars.metadata_path(record.filename))
 
     def read_metadata(self, record: FileRecord) -> Deferred[bytes]:
-        """
-        A file's metadata: from memory just after an import (or after a scan
-        that did not persist), else from its sidecar, read in the thread pool.
-        """
+        """A file's metadata, from memory as L{locate_metadata}, else its sidecar."""
         data = self._imports.unwritten(record.filename)
         if data is not None:
             return succeed(data)
@@ -409,15 +365,10 @@ class LocalStorage:
 @attrs.define(eq=False)
 class FolderLock:
     """
-    Prepares a folder and holds its lock, for the life of the process: two
-    servers on one folder would each miss the other's uploads. Blocking:
-    for a worker thread.
-
-    @ivar shared: whether the folder is shared by a machine's workers: their
-        supervisor took the lock and swept every spool before it started
-        them; a worker sweeps its own spool only (the others' uploads are
-        under way in theirs), what the one it replaces left.
-    @ivar fd: the descriptor that holds the lock, while held (a process inherits it).
+    Prepares a folder and holds its lock for the life of the process (in
+    C{fd}): two servers on one folder would each miss the other's uploads.
+    Blocking. In a C{shared} folder the supervisor took the lock and swept
+    every spool; a worker sweeps its own only.
     """
 
     _sidecars: Sidecars
@@ -481,10 +432,7 @@ def _read_named(folder: str, name: str) -> bytes | None:
 
 def _named(folder: str, suffix: str = ".json",
            missing: type[OSError] = FileNotFoundError) -> dict[str, bytes]:
-    """
-    Every C{<name><suffix>} of C{folder} (none when it does not exist, or
-    when opening it fails with C{missing}), by name.
-    """
+    """Every C{<name><suffix>} of C{folder}, by name (none if opening it fails with C{missing})."""
     found: dict[str, bytes] = {}
     with storage_errors():
         try:

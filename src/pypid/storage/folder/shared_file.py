@@ -1,16 +1,14 @@
 """
-A small file the workers of one machine keep together (L{SharedFile}):
-the API tokens, the browser sessions. Each worker holds the file's state
-in memory, as a server of one process does; a change is made from the
-file as it is on disk, under a lock of the machine's, and announced on
-the machine's ring (L{pypid.machine.topics.Topic.FILE}) once the file holds
-it, so that every other worker reads the file again before its next
-answer (a token revoked on one is refused by all at their next request).
+A small file the workers of one machine keep together (L{SharedFile}): the
+API tokens, the browser sessions. Each worker holds its state in memory; a
+change is made from the file on disk under the machine's lock, and
+announced on the ring (L{pypid.machine.topics.Topic.FILE}) once written, so
+every other worker reads it again before its next answer.
 
-The lock is C{flock} on a file beside it (C{<name>.lock}), each worker's
-own descriptor: it excludes the other workers, never this one's other
-changes, which its caller runs one at a time. An announcement names the
-file by a digest of its path (its key) and its name.
+The lock is C{flock} on C{<name>.lock}, each worker's own descriptor: it
+excludes the other workers, not this one's other changes, which its caller
+runs one at a time. An announcement names the file by its path's digest
+and its name.
 """
 
 from __future__ import annotations
@@ -31,15 +29,10 @@ class SharedFile:
     """
     One file the machine's workers change one at a time, each reading it
     again once another changed it.
-
-    @ivar path: the file.
     """
 
     def __init__(self, path: str, hub: Hub, run: Run, prefix: str = ".tmp-") -> None:
-        """
-        @param run: runs the blocking reads, writes and the lock.
-        @param prefix: the temporary files' names, while written.
-        """
+        """@param prefix: the temporary files' names, while written."""
         self.path = path
         self._hub = hub
         self._run = run
@@ -67,9 +60,8 @@ class SharedFile:
 
     def changed_elsewhere(self) -> bool:
         """
-        Whether another worker announced a change of the file since the
-        last look (no system call unless the ring moved); a look a whole
-        ring behind must read it again.
+        Whether another worker announced a change since the last look (no
+        system call unless the ring moved; a whole ring behind: yes).
         """
         self._hub.take()
         changed, self._changed = self._changed, False
@@ -81,12 +73,11 @@ class SharedFile:
 
     async def change(self, change: Callable[[bytes | None], Awaitable[bytes | None]]) -> None:
         """
-        Change the file under the machine's lock: C{change(current)} gets
-        its bytes as they are now (L{None}: there is none) and gives those
-        to write (L{None}: none); they are written durably, then announced.
+        Change the file under the machine's lock: C{change(current)} gets its
+        bytes now and gives those to write durably and announce (L{None}
+        for none, both ways).
 
-        @raise OSError: the lock, the read or the write failed (the file
-            is as it was).
+        @raise OSError: the lock, the read or the write failed (nothing changed).
         """
         fd = await self._run(self._lock)
         try:
@@ -99,12 +90,7 @@ class SharedFile:
             os.close(fd)
 
     def change_now(self, change: Callable[[bytes | None], bytes | None]) -> None:
-        """
-        L{change}, blocking, for the start (before the reactor serves):
-        C{change(current)} is called at once, under the lock.
-
-        @raise OSError: as L{change}.
-        """
+        """L{change}, blocking, for the start (before the reactor serves)."""
         fd = self._lock()
         try:
             current = read_if_present(self.path)
@@ -127,6 +113,5 @@ class SharedFile:
         return fd
 
 
-#: C{share(path, prefix) -> SharedFile}: a file of a worker's, as the
-#: machine's workers share it (C{prefix}: its temporary files' names).
+#: C{share(path, prefix) -> SharedFile}: a worker's file as the machine shares it.
 ShareFile = Callable[[str, str], SharedFile]

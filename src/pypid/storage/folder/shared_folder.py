@@ -1,18 +1,13 @@
 """
-A storage folder the workers of one machine share (L{SharedFolder}): what
-several servers on one bucket are to each other, through the store's
-journal (L{pypid.storage.base.store_changes}).
-
-Each change a worker makes to the folder is told in the journal once the
-folder holds it, before the change's caller (the route that answers the
-client) goes on; the journal's writes ring the machine's doorbell, and
-the other workers read the entries since their last look
-(L{pypid.storage.base.capabilities.ISharedStorage.poll}) and the state of each
-file named, from the folder, as a look at a bucket reads it.
+A storage folder the workers of one machine share (L{SharedFolder}), as
+servers share a bucket: through the store's journal
+(L{pypid.storage.base.store_changes}). Each change is told once the folder
+holds it, before its caller answers; the others read the entries since
+their last look, and each named file's state from the folder.
 
 A worker that ended may have changed a file and not told it: the
 supervisor says so on the ring (L{pypid.machine.topics.Topic.WORKER_ENDED}),
-and the next look is a full check of the folder (L{SharedFolder.reconcile_due}).
+and the next look is a full check (L{SharedFolder.reconcile_due}).
 """
 
 from __future__ import annotations
@@ -35,8 +30,7 @@ from pypid.storage.base.store_changes import StoreChanges
 from pypid.storage.folder.local import LocalStorage
 from pypid.storage.folder.sidecars import Sidecars, is_tombstone
 
-#: The calls that change a file, and how each names the files it changed
-#: from its arguments.
+#: The calls that change a file, and the files each changes, from its arguments.
 _FILE_CHANGES: dict[str, Callable[..., list[str]]] = {
     "publish": lambda temp_path, record, *_, **__: [record.filename],
     "update": lambda record, *_, **__: [record.filename],
@@ -60,9 +54,8 @@ def folder_key(root: str) -> bytes:
 
 def read_state(sidecars: Sidecars, filename: str) -> Changed:
     """
-    A file's state as the folder holds it now (blocking): its record, or a
-    tombstone, or nothing (a record that cannot be read is a tombstone when
-    its file is gone, as a scan takes it).
+    A file's state as the folder holds it now (blocking); an unreadable
+    record is a tombstone when its file is gone, as a scan takes it.
     """
     data, damaged = sidecars.load_record(filename)
     if is_tombstone(data):
@@ -79,10 +72,9 @@ def read_state(sidecars: Sidecars, filename: str) -> Changed:
 @implementer(ISharedStorage)
 class SharedFolder:
     """
-    The L{LocalStorage} C{inner}, shared with the other workers of the
-    machine: it provides what C{inner} provides, and L{ISharedStorage};
-    each change is told through C{changes} (see the module), and the rest
-    passes through.
+    The L{LocalStorage} C{inner}, shared with the machine's other workers:
+    it provides what C{inner} does and L{ISharedStorage}; each change is
+    told through C{changes}, and the rest passes through.
     """
 
     sync_interval = SYNC_INTERVAL
@@ -90,11 +82,6 @@ class SharedFolder:
 
     def __init__(self, inner: LocalStorage, changes: StoreChanges, hub: Hub, run: Run,
                  clock: IReactorTime) -> None:
-        """
-        @param hub: the worker's hub, where a worker's end is said.
-        @param run: where the files' states are read.
-        @param clock: tells L{synced_at}.
-        """
         self.inner = inner
         self.changes = changes
         self._hub = hub
@@ -139,10 +126,9 @@ class SharedFolder:
 
     def keep_status(self, project: str, data: bytes | None) -> Deferred[None]:
         """
-        Keep a project's status, and tell it: refused (L{StorageError})
-        while the journal cannot be written, as on a bucket, rather than
-        answered and perhaps never told (a worker that then ended leaves
-        the others a full check, which reads the statuses too).
+        Keep a project's status, and tell it: refused (L{StorageError}) while
+        the journal cannot be written, as on a bucket, rather than answered
+        and perhaps never told.
         """
         def told(serial: int | None) -> None:
             if serial is None:
@@ -157,10 +143,7 @@ class SharedFolder:
     # -- taking in the others' -----------------------------------------------------------
 
     def poll(self) -> Deferred[Polled]:
-        """
-        The changes the other workers told of this folder since the last
-        look, each file's state read from the folder now.
-        """
+        """The changes the other workers told since the last look, read from the folder now."""
         return Deferred.fromCoroutine(self._poll())
 
     def _lap(self) -> None:
@@ -173,13 +156,11 @@ class SharedFolder:
                                    if not c.own and c.filename is not None))
         projects = list(dict.fromkeys(c.project for c in told
                                       if not c.own and c.project is not None))
-        if not files and not projects:
-            self.changes.advance(serial)
-            self._synced_at = self._clock.seconds()
-            return Polled()
         sidecars = self._sidecars
-        states = await self._run(lambda: [read_state(sidecars, name) for name in files])
+        states: list[Changed] = []
         statuses: dict[str, bytes | None] = {}
+        if files or projects:
+            states = await self._run(lambda: [read_state(sidecars, name) for name in files])
         if projects:
             kept = await self.inner.statuses()
             statuses = {project: kept.get(project) for project in projects}
@@ -188,10 +169,7 @@ class SharedFolder:
         return Polled(states, statuses)
 
     def reconcile_due(self) -> bool:
-        """
-        Whether a worker ended (or a whole ring went by, or the journal
-        lost entries): cleared by L{reconcile}.
-        """
+        """Whether a worker ended, a whole ring went by, or the journal lost entries."""
         return self._lapped or self.changes.gap
 
     def synced_at(self) -> float | None:
@@ -208,11 +186,7 @@ class SharedFolder:
 
     def reconcile(self, known: dict[str, FileRecord],
                   tombstones: Iterable[str]) -> Deferred[ScanResult]:
-        """
-        The whole folder, compared with the index's records (a full scan),
-        and every project's status, read after the files; a failure leaves
-        the check due again.
-        """
+        """A full scan and every status, read after the files; a failure leaves it due."""
         self._lapped = self.changes.gap = False
 
         async def check() -> ScanResult:

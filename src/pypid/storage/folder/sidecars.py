@@ -1,19 +1,15 @@
 """
 The files the local storage keeps beside each distribution, under
 C{.pypid/files/}: a record (C{.json}, or a tombstone), the core metadata
-(C{.metadata}), the details for the pages for people (C{.details}), the
-provenance object (C{.provenance}, PEP 740: written before the record that
-names its digest, so a record never names one that is not there) and,
-for a file promoted from another index, who promoted it and when
-(C{.promotion}, a L{pypid.core.indexes.promotion.Promotion}).
+(C{.metadata}), the details (C{.details}), the provenance (C{.provenance},
+written before the record that names its digest) and a promoted file's
+L{pypid.core.indexes.promotion.Promotion} (C{.promotion}).
 
-Apart from L{pypid.storage.folder.local.LocalStorage} because three of its parts
-write them (publishing and deleting, imports in the background, describing
-on a first view) and must agree on two things kept here: every write goes
-through a temporary file and a rename, so a reader never sees half a
-sidecar; and a record is written under one lock (L{Sidecars.lock}), so the
-background write of an imported record never undoes a yank or a delete
-stored meanwhile. Blocking: for a worker thread.
+Three parts of L{pypid.storage.folder.local.LocalStorage} write them and
+must agree on what is kept here: every write goes through a temporary file
+and a rename, so a reader never sees half a sidecar; and a record is
+written under one lock (L{Sidecars.lock}), so the background write of an
+imported record never undoes a yank or a delete. Blocking.
 """
 
 from __future__ import annotations
@@ -49,9 +45,8 @@ log = Logger(namespace="pypid.storage.sidecars")
 
 def _write_atomic(path: str, data: bytes, tmp_dir: str, durable: bool = True) -> None:
     """
-    Write C{data} to C{path} through a temporary file and a rename. The
-    temporary name is unique per process and thread, which is all the
-    uniqueness needed, and cheaper than C{mkstemp}'s random probing. The
+    Write C{data} to C{path} through a temporary file (named per process and
+    thread: unique enough, and cheaper than C{mkstemp}) and a rename; the
     file is 0600 whatever the umask, as the packages and the snapshot are.
     """
     tmp = os.path.join(tmp_dir, f"w{os.getpid()}-{threading.get_ident()}.part")
@@ -71,6 +66,17 @@ def _record_bytes(record: FileRecord | dict[str, Any]) -> bytes:
     """A record (or a tombstone dict) as the JSON kept beside its file."""
     data = record if isinstance(record, dict) else record.to_json()
     return json.dumps(data, sort_keys=True).encode("utf-8")
+
+
+def _read_kept(path: str, what: str, filename: str, size: int = -1) -> bytes | None:
+    """The sidecar at C{path}, or L{None} when none is kept."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot read the {what} of {filename}: {e.strerror}")
 
 
 def storage_error(error: OSError) -> StorageError:
@@ -100,10 +106,9 @@ WORKER_SPOOL = "tmp-worker-"
 
 def spool_name(worker: int) -> str:
     """
-    The spool folder's name in C{.pypid/} for the machine's C{worker} (0:
-    a server of one process): a worker's is its own, so that the one
-    started in its place sweeps what it left, and nothing the others are
-    receiving.
+    The spool folder's name in C{.pypid/} for the machine's C{worker} (0: a
+    lone server): a worker's own, so the one started in its place sweeps
+    what it left, and nothing the others are receiving.
     """
     return f"{WORKER_SPOOL}{worker}" if worker else "tmp"
 
@@ -113,9 +118,7 @@ class Sidecars:
     """
     The paths of a storage folder and the sidecars kept beside its files.
 
-    @ivar root: the storage folder (absolute).
-    @ivar spool: the name of this process's spool folder in C{.pypid/}
-        (L{spool_name}).
+    @ivar spool: this process's spool folder in C{.pypid/} (L{spool_name}).
     @ivar lock: held while a record sidecar is written (see the module).
     """
 
@@ -155,13 +158,8 @@ class Sidecars:
 
     def read_provenance(self, filename: str) -> bytes | None:
         """The provenance object of C{filename}, or L{None} when none is kept."""
-        try:
-            with open(self.provenance_path(filename), "rb") as f:
-                return f.read(MAX_PROVENANCE_SIZE + 1)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            raise StorageError(f"cannot read the provenance of {filename}: {e.strerror}")
+        return _read_kept(self.provenance_path(filename), "provenance", filename,
+                          MAX_PROVENANCE_SIZE + 1)
 
     def write_provenance(self, filename: str, provenance: bytes) -> None:
         """Write the provenance object of C{filename}, durably (it cannot be derived again)."""
@@ -173,9 +171,8 @@ class Sidecars:
 
     def read_promotion(self, filename: str) -> Promotion | None:
         """
-        Who promoted C{filename} and when, or L{None} when it was not
-        promoted (or its sidecar cannot be read: logged, and the file is
-        served all the same).
+        Who promoted C{filename} and when, or L{None}: not promoted, or
+        unreadable (logged; the file is served all the same).
         """
         path = self.promotion_path(filename)
         try:
@@ -194,28 +191,19 @@ class Sidecars:
 
     def read_record(self, filename: str, path: str | None = None) -> dict[str, Any] | None:
         """
-        The record of C{filename} as read (a record's or a tombstone's JSON),
-        or L{None} when there is none or it cannot be read (logged).
-
-        @param path: its path, when the caller has it already.
+        The record (or tombstone) JSON of C{filename}, or L{None} when there
+        is none or it cannot be read (logged); C{path}, when known already.
         """
         return self.load_record(filename, path)[0]
 
     def load_record(self, filename: str, path: str | None = None, *,
                     strict: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """
-        The record of C{filename} as L{read_record} gives it, and whether
-        one is there that cannot be read (damaged: cut short, garbage, not
-        a JSON object; logged with its path). A damaged record whose file
-        is gone must still be taken for a tombstone (L{is_tombstone} cannot
-        tell: its name, in its path, is all that is left), or the name of
-        a deleted file could be taken again with other bytes.
-
-        @param path: its path, when the caller has it already.
-        @param strict: raise the L{OSError} of a record that cannot be
-            opened or read now (too many open files, an I/O error), rather
-            than take it for damaged: a change retries it (C{503}), where
-            a damaged record would refuse a new name as deleted.
+        The record of C{filename} as L{read_record} gives it, and whether one
+        is there that cannot be read (damaged; logged): whose file is gone,
+        it must still be taken for a tombstone, or a deleted name could be
+        taken again. C{strict}: raise the L{OSError} of a record unreadable
+        now (too many open files), which a change retries (C{503}).
         """
         path = path or self.record_path(filename)
         try:
@@ -255,13 +243,7 @@ class Sidecars:
 
     def read_details(self, filename: str) -> bytes | None:
         """The details of C{filename}, or L{None} when none are kept."""
-        try:
-            with open(self.details_path(filename), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            raise StorageError(f"cannot read the details of {filename}: {e.strerror}")
+        return _read_kept(self.details_path(filename), "details", filename)
 
     def write_record(self, filename: str, record: FileRecord | dict[str, Any],
                      durable: bool = True) -> None:
@@ -273,15 +255,11 @@ class Sidecars:
         _write_atomic(self.metadata_path(filename), metadata, self.temp_dir, durable)
 
     def write_details(self, filename: str, details: bytes) -> None:
-        """
-        Write the details of C{filename}, not durably: they are derived from
-        the file, and rendered again when lost.
-        """
+        """Write the details of C{filename}, not durably: derived, they are rendered again."""
         _write_atomic(self.details_path(filename), details, self.temp_dir, durable=False)
 
     def remove_derived(self, filename: str) -> None:
         """Remove the metadata, details, provenance and promotion of C{filename}."""
-        remove_file(self.metadata_path(filename))
-        remove_file(self.details_path(filename))
-        remove_file(self.provenance_path(filename))
-        remove_file(self.promotion_path(filename))
+        for path in (self.metadata_path, self.details_path, self.provenance_path,
+                     self.promotion_path):
+            remove_file(path(filename))

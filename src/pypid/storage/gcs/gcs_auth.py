@@ -2,23 +2,16 @@
 How pypid proves itself to Google Cloud Storage, and who signs its
 download URLs.
 
-Tokens come from C{google-auth}: a service account's key file
-(C{[gcs] credentials_file}), or, without one, the metadata server of the
-machine (workload identity, a VM's service account; C{GCE_METADATA_HOST}
-moves it, as google-auth reads it). Getting and refreshing a token makes
-an HTTP call that blocks: it runs in the thread pool, ahead of the
-token's expiry, never on the reactor; a request never waits for it.
+Tokens come from C{google-auth}: a service account's key file, or the
+machine's metadata server. A token's refresh blocks: it runs in the thread
+pool, ahead of its expiry, so a request never waits for it. V4 URLs
+(L{pypid.storage.gcs.v4_urls}) are signed locally with the key file's
+key; the metadata server's credentials sign only through an IAM call per
+URL, too slow for a download, so without a key file downloads are relayed.
 
-A V4 signed URL (L{pypid.storage.gcs.v4_urls}) is signed with the key
-file's private key, by google-auth's signer, locally. The metadata
-server's credentials sign only through an IAM call per URL, which a
-download cannot wait for: without a key file, downloads are relayed (the
-configuration refuses C{download = redirect}).
-
-An emulator checks no token (C{[gcs] anonymous}, refused at Google's
-endpoint): L{AnonymousAccess} sends none and asks no token endpoint; a
-key file, if given, only signs. A token that cannot be had is one short
-line saying who failed (L{token_failure}), never their answer verbatim.
+An emulator checks no token (C{[gcs] anonymous}): L{AnonymousAccess} sends
+none. A token that cannot be had is one short line saying who failed
+(L{token_failure}), never their answer verbatim.
 """
 
 from __future__ import annotations
@@ -45,9 +38,8 @@ REFRESH_AHEAD = 300.0
 
 def key_file_credentials(path: str, held: Mapping[str, str] | None = None) -> Any:
     """
-    The service account of a key file, its text as read with the
-    configuration (C{held}, L{pypid.config.Config.held}) or else read now:
-    call it in the thread pool.
+    The service account of a key file, as read with the configuration
+    (C{held}) or else now: call it in the thread pool.
     """
     from google.oauth2 import service_account
     try:
@@ -102,11 +94,9 @@ def _reason(error: BaseException) -> str:
 
 def token_failure(credentials: Any, error: Exception) -> StorageError:
     """
-    The line for a token that could not be had: who was asked (a key
-    file's token endpoint, or the metadata server), whether it could not
-    be reached (an L{OSError} among the causes: a refused connection, a
-    name that does not resolve, a timeout) or answered no, and its reason,
-    short and escaped (an endpoint's answer may be anything).
+    The line for a token that could not be had: who was asked, whether it
+    could not be reached (an L{OSError} among the causes) or answered no,
+    and its reason, short and escaped (an answer may be anything).
     """
     from google.auth.exceptions import RefreshError
     from google.oauth2 import service_account
@@ -158,11 +148,7 @@ _ANONYMOUS_SIGNS_NONE = ("[gcs] anonymous = yes without a credentials_file signs
 
 
 class GoogleCredentials:
-    """
-    The token to send now, refreshed ahead of its expiry; see the module.
-
-    @ivar _make: returns google-auth credentials (blocking: run in the pool).
-    """
+    """The token to send now, refreshed ahead of its expiry; see the module."""
 
     def __init__(self, make: Callable[[], Any], run: Run, clock: IReactorTime,
                  refresh: Callable[[Any], None] = _refresh) -> None:
@@ -176,13 +162,7 @@ class GoogleCredentials:
                                        "the Google Cloud token")
 
     async def start(self) -> None:
-        """
-        The first token.
-
-        @raise StorageError: when the key file cannot be used, or the token
-            endpoint (the metadata server) cannot be reached or refuses
-            them: L{token_failure}.
-        """
+        """The first token, or L{StorageError} (L{token_failure})."""
         self._refreshes.restart()  # (a second start: one refresh goes on, not two)
         self._credentials = await self._run(self._make)
         await self._refresh()
@@ -209,12 +189,7 @@ class GoogleCredentials:
         headers["authorization"] = "Bearer " + self._token
 
     def signing(self) -> tuple[str, Callable[[bytes], bytes]]:
-        """
-        The service account's email and its signer of bytes (RSA SHA-256),
-        for V4 URLs.
-
-        @raise StorageError: for credentials that cannot sign locally.
-        """
+        """The key file's email and signer, for V4 URLs; else L{StorageError}."""
         return _signing(self._credentials, _METADATA_SIGNS_NONE)
 
     def signer(self) -> str:
@@ -224,9 +199,8 @@ class GoogleCredentials:
 
 class AnonymousAccess:
     """
-    No token (C{[gcs] anonymous}, for an emulator that checks none):
-    requests carry no authorization, and no token endpoint is asked. A key
-    file, when given (C{make}), only signs download URLs, locally.
+    No token (C{[gcs] anonymous}, for an emulator): no token endpoint is
+    asked; a key file, when given (C{make}), only signs download URLs.
     """
 
     def __init__(self, run: Run, make: Callable[[], Any] | None = None) -> None:
@@ -235,11 +209,7 @@ class AnonymousAccess:
         self._credentials: Any = None
 
     async def start(self) -> None:
-        """
-        Read the key file, if any.
-
-        @raise StorageError: when it cannot be used.
-        """
+        """Read the key file, if any (L{StorageError}: unusable)."""
         if self._make is not None and self._credentials is None:
             self._credentials = await self._run(self._make)
 
@@ -250,11 +220,7 @@ class AnonymousAccess:
         """Nothing: the emulator takes requests without a token."""
 
     def signing(self) -> tuple[str, Callable[[bytes], bytes]]:
-        """
-        The key file's email and signer, for V4 URLs.
-
-        @raise StorageError: without a key file.
-        """
+        """The key file's email and signer, for V4 URLs; else L{StorageError}."""
         return _signing(self._credentials, _ANONYMOUS_SIGNS_NONE)
 
     def signer(self) -> str:

@@ -1,21 +1,16 @@
 """
 Google Cloud Storage as an object store
 (L{pypid.storage.bucket.store.ObjectStore}): the JSON API's calls pypid
-makes of one bucket, with a bearer token from
-L{pypid.storage.gcs.gcs_auth} (or none, at an emulator), sent by
-L{pypid.storage.bucket.http_calls.StoreHTTP}.
+makes of one bucket, with a token from L{pypid.storage.gcs.gcs_auth}.
 
-A create is a multipart upload (the object's resource and its bytes in
-one request, streamed from the file) with C{ifGenerationMatch=0}, so of
-two writers exactly one is acknowledged (412 for the other). A copy is a
-C{rewrite} on the service's side, followed while the service says it is
-not done; as conditionally. Not every store honours that condition on a
-rewrite (fake-gcs-server 1.54 ignores it; GCS honours it): the first
-conditional copy asks the store with two probe objects, and where it is
-ignored, a conditional copy is the source's bytes read and uploaded
-conditionally through pypid (bounded: L{GCSClient._copy_limit}), never a
-window in which two writers both find the name free. A listing after a
-name is C{startOffset} (inclusive: the name itself is skipped).
+A create is a multipart upload (resource and bytes in one request,
+streamed) with C{ifGenerationMatch=0}, so of two writers exactly one is
+acknowledged. A copy is a C{rewrite}, followed until done, as
+conditionally; but fake-gcs-server 1.54 ignores that condition on a
+rewrite, so the first conditional copy asks with two probe objects, and
+where it is ignored a conditional copy is the bytes read and uploaded
+conditionally through pypid (up to L{GCSClient._copy_limit}). A listing
+after a name is C{startOffset}, inclusive: the name itself is skipped.
 """
 
 from __future__ import annotations
@@ -101,12 +96,8 @@ def _framing(resource: Mapping[str, Any], content_type: str) -> tuple[bytes, byt
 
 class GCSClient(StoreClient):
     """
-    Calls to one bucket.
-
-    @ivar endpoint: the JSON API's root (L{pypid.config.gcs_settings.GOOGLE}, or an emulator's).
-    @ivar bucket: the bucket's name.
-    @ivar _copy_limit: the largest object copied through pypid where the
-        store ignores a conditional rewrite (see the module).
+    Calls to one bucket at the JSON API's C{endpoint}
+    (L{pypid.config.gcs_settings.GOOGLE}, or an emulator's).
     """
 
     label = "Google Cloud Storage"
@@ -117,7 +108,6 @@ class GCSClient(StoreClient):
                  clock: IReactorTime, *, run: Run, timeout: float = 30.0, parallel: int = 16,
                  timings: Timings | None = None, probe_prefix: str = ".pypid/probe/",
                  copy_limit: int = 1 << 30, shared: bool = False) -> None:
-        """@param shared: see L{StoreClient}."""
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         super().__init__(self.endpoint, bucket, credentials, http, clock, timeout,
@@ -274,9 +264,8 @@ class GCSClient(StoreClient):
     async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
                            if_match: str) -> bool:
         """
-        Replace the object's metadata, if it is still the listed
-        generation: a patch merges, so the names it had and C{metadata}
-        has not are patched away (to C{null}).
+        Replace the object's metadata if it is still the listed generation (a
+        patch merges: the names C{metadata} lacks are patched to C{null}).
         """
         head = await self.head(key)
         if head is None or head.etag != if_match:
@@ -334,11 +323,9 @@ class GCSClient(StoreClient):
     async def create_bucket(self, project: str, location: str | None = None) -> Creation:
         """
         C{buckets.insert} in C{project} (at C{location}, or Google's
-        default), with uniform bucket-level access (no object ACLs: IAM
-        alone decides) and public access prevention enforced (no grant to
-        everyone takes effect); see L{StoreClient.ensure}. A name taken
-        (409) is this bucket, or another project's: C{ensure} tells them
-        apart by listing it.
+        default), with uniform bucket-level access and public access
+        prevention enforced; see L{StoreClient.ensure}, which tells a name
+        taken (409) by another project from this bucket.
         """
         resource: dict[str, Any] = {"name": self.bucket, "iamConfiguration": {
             "uniformBucketLevelAccess": {"enabled": True},

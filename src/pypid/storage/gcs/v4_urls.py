@@ -1,15 +1,11 @@
 """
 Google Cloud Storage's V4 signed URLs (C{GOOG4-RSA-SHA256}): pure
-functions, the RSA signature given by the caller (google-auth's signer of
-the service account's key: L{pypid.storage.gcs.gcs_auth}).
+functions, the RSA signature given by the caller (L{pypid.storage.gcs.gcs_auth}).
 
-The canonical request and the string to sign are Google's published
-algorithm (the same as S3's SigV4, with C{GOOG4} names). They are kept
-here rather than taken from C{google-cloud-storage}, whose signer
-(C{google.cloud.storage._signing.generate_signed_url_v4}) is a private
-function of a library that brings its own HTTP stack and protobuf: the
-URLs this module makes were compared with that function's, byte for byte,
-for the same key, time and object, and the test verifies each signature
+Google's published algorithm (S3's SigV4 with C{GOOG4} names), kept here
+rather than taken from C{google-cloud-storage}, whose signer is private to
+a library bringing its own HTTP stack and protobuf. Its URLs were compared
+with that signer's byte for byte, and the test verifies each signature
 with the key's public half (C{tests/unit/storage/gcs/test_gcs_urls.py}),
 since the emulator checks none.
 """
@@ -33,10 +29,7 @@ def signed_url(endpoint: str, bucket: str, name: str, email: str,
                sign: Callable[[bytes], bytes], seconds: int, now: float) -> str:
     """
     A URL that lets its holder C{GET} the object C{name} of C{bucket} for
-    C{seconds} from C{now}.
-
-    @param endpoint: C{https://storage.googleapis.com} (or an emulator's).
-    @param sign: RSA SHA-256 over bytes, with the key of C{email}.
+    C{seconds} from C{now}, signed by C{sign} (RSA SHA-256, C{email}'s key).
     """
     when = datetime.datetime.fromtimestamp(now, datetime.UTC)
     stamp, day = when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y%m%d")

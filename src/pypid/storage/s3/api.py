@@ -1,14 +1,10 @@
 """
 S3 as an object store (L{pypid.storage.bucket.store.ObjectStore}): the
-calls pypid makes of one bucket, signed by L{pypid.storage.s3.sign} and
-sent by L{pypid.storage.bucket.http_calls.StoreHTTP}.
-
+calls pypid makes of one bucket, signed by L{pypid.storage.s3.sign}.
 User metadata travels as C{x-amz-meta-*} headers; a create refuses an
-existing name with C{If-None-Match: *} (a store that ignores it is refused
-at start-up); a large file is a multipart upload, and a conditional copy
-where the store ignores the condition is a one-part multipart copy
-(L{Uploads}). Errors come out as L{S3Error} (a 4xx) or
-L{S3Unavailable} (unreachable, timed out, a 5xx).
+existing name with C{If-None-Match: *}; a large file, and a conditional
+copy where the store ignores the condition, is a multipart upload
+(L{Uploads}).
 """
 
 from __future__ import annotations
@@ -71,13 +67,7 @@ def _headers(content_type: str | None, metadata: Mapping[str, str] | None) -> di
 
 
 class S3Client(HeaderMetadataClient):
-    """
-    Signed calls to one bucket.
-
-    @ivar bucket: the L{pypid.storage.s3.sign.Bucket}.
-    @ivar _credentials: has C{current()} returning L{pypid.storage.s3.sign.Credentials}.
-    @ivar _uploads: the L{Uploads} of large files and conditional copies.
-    """
+    """Signed calls to one L{pypid.storage.s3.sign.Bucket}."""
 
     label = "S3"
     kind = "s3"
@@ -97,12 +87,9 @@ class S3Client(HeaderMetadataClient):
                  multipart_threshold: int = 64 << 20, probe_prefix: str = ".pypid/probe/",
                  shared: bool = False) -> None:
         """
-        @param run: C{run(f, *args) -> Deferred} for blocking work (reading
-            and hashing the files it uploads).
         @param multipart_threshold: the size above which a file is uploaded in parts.
         @param probe_prefix: where the objects that learn how the store
             behaves are written (and removed at once).
-        @param shared: see L{StoreClient}.
         """
         self.bucket = bucket
         super().__init__(bucket.endpoint, bucket.name, credentials, http, clock, timeout,
@@ -119,12 +106,10 @@ class S3Client(HeaderMetadataClient):
                    limit: int = 1 << 20, stream: bool = False, retry: bool = True,
                    expect: int = 0) -> Answer:
         """
-        Make one call, retrying (when C{retry}) after a failure of the store;
-        see L{StoreHTTP.send}.
+        Make one call (L{StoreHTTP.send}): L{S3Error} for another 4xx,
+        L{S3Unavailable} when the store fails.
 
         @param payload_sha256: the body's digest, when it is a producer.
-        @raise S3Error: for another 4xx.
-        @raise S3Unavailable: when the store fails.
         """
         region = self.bucket.region
 
@@ -172,15 +157,10 @@ class S3Client(HeaderMetadataClient):
                           if_none_match: bool = False,
                           params: Sequence[tuple[str, str]] = ()) -> str | None:
         """
-        Copy an object of this store into C{key} on the store's side
-        (C{CopyObject}, or C{UploadPartCopy} with C{params}).
-
-        @param source: the C{x-amz-copy-source}, from L{copy_source}.
-        @param if_none_match: only if no object has the key (where the store
-            honours C{If-None-Match} on a copy: not every one does).
-        @return: the new object's (or part's) ETag; L{None} only when
-            C{if_none_match} and an object is there already.
-        @raise FileNotFoundError: when there is no object at C{source}.
+        C{CopyObject} (or C{UploadPartCopy}, with C{params}) from C{source}
+        (an C{x-amz-copy-source}): the new ETag, or L{None} when
+        C{if_none_match} (not every store honours it) found an object;
+        L{FileNotFoundError} without C{source}.
         """
         headers = dict(headers or {}, **{"x-amz-copy-source": source})
         if if_none_match:
@@ -198,10 +178,7 @@ class S3Client(HeaderMetadataClient):
 
     async def set_metadata(self, key: str, metadata: Mapping[str, str], content_type: str,
                            if_match: str) -> bool:
-        """
-        Replace an object's user metadata by copying it onto itself, if it
-        is still the listed version; see L{ObjectStore.set_metadata}.
-        """
+        """Copy an object onto itself with new metadata; see L{ObjectStore.set_metadata}."""
         headers = _headers(content_type, metadata)
         headers.update({
             "x-amz-copy-source": copy_source(self.bucket.name, key),
@@ -217,10 +194,7 @@ class S3Client(HeaderMetadataClient):
 
     async def list(self, prefix: str, start_after: str | None = None,
                    delimiter: str | None = None) -> AsyncIterator[ListPage]:
-        """
-        Every key under C{prefix} (after C{start_after}), one page
-        (C{ListObjectsV2}) at a time.
-        """
+        """Every key under C{prefix} (after C{start_after}), a C{ListObjectsV2} page at a time."""
         token = None
         while True:
             params = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000"),
@@ -256,12 +230,10 @@ class S3Client(HeaderMetadataClient):
 
     async def create_bucket(self) -> Creation:
         """
-        Make the bucket (C{CreateBucket}, in the client's region, its
-        objects all the bucket owner's: ACLs disabled), then turn on the
-        four settings of Block Public Access (S3's advice for a bucket that
-        is not a public website); see L{StoreClient.ensure}. A store that
-        does not implement the second (SeaweedFS answers 501) keeps its
-        buckets private anyway: a note says so, and the bucket stays.
+        C{CreateBucket} in the client's region (ACLs disabled), then every
+        setting of Block Public Access (S3's advice); see
+        L{StoreClient.ensure}. A store without the second (SeaweedFS: 501)
+        keeps its buckets private anyway: a note says so.
 
         @raise StorageError: for a name another account holds (S3's names
             are global), or when public access could not be blocked.
@@ -297,10 +269,7 @@ class S3Client(HeaderMetadataClient):
             "NotImplemented): its buckets are private unless made public",))
 
     async def _block_public_access(self) -> bool:
-        """
-        C{PutPublicAccessBlock}, every setting on; L{False} where the store
-        does not implement it (501).
-        """
+        """C{PutPublicAccessBlock}, every setting on; L{False} where not implemented (501)."""
         body = public_access_block_body()
         digest = base64.b64encode(md5(body, usedforsecurity=False).digest()).decode()
         response = await self.call(
@@ -333,33 +302,15 @@ def part_size(size: int, threshold: int) -> int:
 
 class Uploads:
     """
-    The multipart uploads and conditional copies of one L{S3Client}: the
-    parts of S3's multipart protocol it needs for
-    L{pypid.storage.bucket.store.ObjectStore.put_file} and C{copy}.
+    The multipart uploads and conditional copies of one L{S3Client}: a file
+    above the threshold is streamed in parts, hashed in the thread pool.
 
-    A file above the threshold is a multipart upload, streamed from the
-    spool folder, its parts hashed in the thread pool, completed with
-    C{If-None-Match: *}; aborted whenever it fails, so no parts are left to
-    pay for.
-
-    A copy must not overwrite either, and not every store honours
-    C{If-None-Match: *} on C{CopyObject} (moto 5 ignores it; a store that
-    ignores it on C{PUT} is refused at start-up). So the first conditional
-    copy asks the store, with two probe objects, whether a conditional copy
-    is refused over an object; where it is, a file is one C{CopyObject}, and
-    elsewhere a multipart upload of one part copied on the store's side
-    (C{UploadPartCopy}) completed with C{If-None-Match: *}, the same
-    conditional completion a large upload relies on: three requests rather
-    than one, and still never a byte through pypid, nor a window in which two
-    servers both find the name free and both write it.
-
-    @ivar _client: the client.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work (reading
-        and hashing the spooled file).
-    @ivar _threshold: the size above which a file is uploaded in parts.
-    @ivar _probe_prefix: where the conditional copy probe writes.
-    @ivar _conditional_copy: whether the store refuses a conditional copy
-        over an object (L{None}: not asked yet); see the module.
+    Not every store honours C{If-None-Match: *} on C{CopyObject} (moto 5
+    ignores it). So the first conditional copy asks, with two probe
+    objects, whether one is refused over an object; where not, a copy is a
+    one-part multipart upload copied on the store's side, completed
+    conditionally: three requests rather than one, still never a byte
+    through pypid nor a window in which two servers both write the name.
     """
 
     def __init__(self, client: S3Client, run: Run, threshold: int, probe_prefix: str) -> None:
@@ -371,12 +322,7 @@ class Uploads:
 
     async def write_file(self, key: str, temp_path: str, size: int, sha256: str,
                          headers: dict[str, str]) -> bool:
-        """
-        Write the spooled file at C{temp_path} as the object C{key}, with
-        C{headers}, unless an object has that key.
-
-        @return: whether the object was written.
-        """
+        """Write the spooled file as C{key} unless an object has it: whether written."""
         if size > self._threshold:
             return await self._multipart(key, temp_path, size, sha256, headers)
         response = await self._client.call(
@@ -388,13 +334,9 @@ class Uploads:
     async def copy_file(self, key: str, source: str, size: int,
                         headers: dict[str, str]) -> bool:
         """
-        Copy the object at C{source} (an C{x-amz-copy-source}) to C{key} on
-        the store's side, with its metadata, unless an object has that
-        key; see the module.
-
-        @param headers: the new object's user metadata and content type.
-        @return: whether the object was written.
-        @raise FileNotFoundError: when there is no object at C{source}.
+        Copy C{source} (an C{x-amz-copy-source}) to C{key} on the store's
+        side with C{headers}, unless an object has the key: whether written;
+        L{FileNotFoundError} without C{source}.
         """
         if size > MAX_COPY_SIZE:
             raise StorageError(f"cannot copy {key}: larger than the "
@@ -433,12 +375,7 @@ class Uploads:
         return self._conditional_copy
 
     async def _copy_in_parts(self, key: str, source: str, headers: dict[str, str]) -> bool:
-        """
-        A multipart upload of one part copied on the store's side, made the
-        object only if no object has the key; aborted whenever it fails.
-
-        @return: whether the object was written.
-        """
+        """A one-part multipart upload copied on the store's side (L{_in_parts})."""
         async def part(ident: list[tuple[str, str]]) -> list[str]:
             etag = await self._client.copy_object(key, source, params=[("partNumber", "1"), *ident])
             return [etag or ""]
@@ -446,14 +383,7 @@ class Uploads:
 
     async def _multipart(self, key: str, temp_path: str, size: int, sha256: str,
                          headers: dict[str, str]) -> bool:
-        """
-        Upload in parts, streamed from the spooled file; the parts become
-        the object only if no object has the key (C{If-None-Match} on the
-        completion). A failed upload is aborted, so no parts are left to pay
-        for.
-
-        @return: whether the object was written.
-        """
+        """Upload in parts, streamed from the spooled file (L{_in_parts})."""
         async def parts(ident: list[tuple[str, str]]) -> list[str]:
             part = part_size(size, self._threshold)
             etags = []
@@ -472,17 +402,14 @@ class Uploads:
                         parts: Callable[[list[tuple[str, str]]], Awaitable[list[str]]],
                         what: str, sha256: str | None = None) -> bool:
         """
-        A multipart upload (the one way S3 writes a large object, or copies
-        one on its side, only if no object has the key): made, its parts
-        sent by C{parts(ident)} (their ETags), then completed with
-        C{If-None-Match}; aborted whenever it fails, so no parts are left
-        to pay for.
+        A multipart upload, its parts sent by C{parts(ident)} (their ETags),
+        completed with C{If-None-Match}: whether the object was written.
+        Aborted whenever it fails, so no parts are left to pay for.
 
-        @param what: what it is, for the error a completion answers in its body.
+        @param what: what it is, for an error a completion answers in its body.
         @param sha256: the object's, when a completion may be retried: one
-            whose answer was lost then finds the upload gone (C{NoSuchUpload})
-            and the object there, with this hash; L{None}: not retried.
-        @return: whether the object was written (not when one had the key).
+            whose answer was lost finds the upload gone (C{NoSuchUpload})
+            and the object there, with this hash.
         """
         client = self._client
         created = await client.call("POST", key, params=[("uploads", "")], headers=headers,

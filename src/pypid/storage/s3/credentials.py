@@ -1,14 +1,8 @@
 """
-Where S3 credentials come from, and keeping temporary ones fresh.
-
-Keys in the configuration are used as they are. Without them, botocore's
-standard chain finds them (the AWS environment variables first, then the
-shared files, then container and instance roles). Resolving the chain and
-refreshing temporary credentials may make HTTP calls (the instance metadata
-service), which block: they run in the thread pool, never on the reactor.
-
-Temporary credentials are refreshed ahead of their expiry, in the
-background, so signing a request or a URL never waits for them.
+Where S3 credentials come from: the configured keys, or botocore's chain
+(the environment, the shared files, container and instance roles), whose
+calls block and run in the thread pool. Temporary credentials are
+refreshed ahead of their expiry, so signing never waits for them.
 """
 
 from __future__ import annotations
@@ -40,15 +34,7 @@ def _expiry_of(resolved: Any) -> float | None:
 
 
 class CredentialSource:
-    """
-    The credentials to sign with now.
-
-    @ivar _static: configured L{Credentials}, or L{None} to use the chain.
-    @ivar _run: C{run(f, *args) -> Deferred} for blocking work.
-    @ivar _resolve: returns botocore credentials (the chain; replaceable in
-        tests).
-    @ivar _refreshes: the L{AheadRefresh} of temporary credentials.
-    """
+    """The credentials to sign with now: C{static} ones, or the chain's (C{resolve})."""
 
     def __init__(self, static: Credentials | None, run: Run, clock: IReactorTime,
                  resolve: Callable[[], Any] = _resolve_chain) -> None:
@@ -62,11 +48,7 @@ class CredentialSource:
                                        "the S3 credentials")
 
     async def start(self) -> None:
-        """
-        Find the credentials (once, at start-up).
-
-        @raise StorageError: when there are none.
-        """
+        """Find the credentials (once, at start-up), or L{StorageError}."""
         self._refreshes.restart()
         if self._static is not None:
             return

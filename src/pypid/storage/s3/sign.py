@@ -1,14 +1,10 @@
 """
 Addressing and signing S3 requests: pure computation, no I/O.
 
-txaws, the Twisted S3 client, is Python 2 only, and boto3 blocks. So pypid
-builds each request's URL itself, signs it with botocore's AWS Signature
-Version 4 signer (which only computes: it opens no connection), and sends it
-with treq (L{pypid.storage.s3.api}). Presigned download URLs come from
-botocore's query-string signer the same way.
-
-Nothing here names a host: the endpoint is the one configured, or the one
-botocore's endpoint data gives for the region.
+txaws is Python 2 only, and boto3 blocks. So pypid builds each URL itself,
+signs it with botocore's SigV4 signer (which only computes), and sends it
+with treq; presigned URLs come from botocore's query-string signer. The
+endpoint is the one configured, or botocore's for the region.
 """
 
 from __future__ import annotations
@@ -27,12 +23,7 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 @attrs.frozen
 class Credentials:
-    """
-    Signing credentials as they are at one moment.
-
-    @ivar expiry: POSIX time they stop working (temporary credentials of an
-        instance role, say), or L{None} when they do not expire.
-    """
+    """Signing credentials at one moment; C{expiry}: when they stop working, if they do."""
 
     access_key: str
     secret_key: str = attrs.field(repr=False)
@@ -41,10 +32,7 @@ class Credentials:
 
 
 def aws_endpoint(region: str) -> str:
-    """
-    The HTTPS endpoint of AWS S3 for C{region}, from botocore's endpoint
-    data (read from disk: call it once, at start-up).
-    """
+    """AWS S3's HTTPS endpoint for C{region}, from botocore's data (read from disk: once)."""
     from botocore.loaders import create_loader
     from botocore.regions import EndpointResolver
     resolved = EndpointResolver(create_loader().load_data("endpoints")).construct_endpoint(
@@ -61,9 +49,8 @@ def quote_key(key: str) -> str:
 
 def query_string(params: Iterable[tuple[str, str]]) -> str:
     """
-    Encode query parameters the way SigV4 canonicalises them (every byte but
-    the unreserved ones escaped, C{/} included), sorted, so the URL sent is
-    the URL signed.
+    Query parameters as SigV4 canonicalises them (all but unreserved bytes
+    escaped, C{/} included), sorted, so the URL sent is the URL signed.
     """
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
                     for k, v in sorted(params))
@@ -72,11 +59,8 @@ def query_string(params: Iterable[tuple[str, str]]) -> str:
 @attrs.frozen
 class Bucket:
     """
-    Where a bucket's objects are addressed.
-
-    @ivar endpoint: C{scheme://host[:port]} of the S3 service.
-    @ivar addressing: C{"path"} (C{endpoint/bucket/key}) or C{"virtual"}
-        (C{bucket.host/key}).
+    Where a bucket's objects are addressed: C{addressing} C{"path"}
+    (C{endpoint/bucket/key}) or C{"virtual"} (C{bucket.host/key}).
     """
 
     endpoint: str
@@ -100,10 +84,7 @@ class Bucket:
 
 
 class _Signer(S3SigV4Auth):
-    """
-    botocore's S3 signer, told the payload's digest instead of reading the
-    body: pypid streams bodies from files and knows their SHA-256 already.
-    """
+    """botocore's S3 signer, told the payload's digest (pypid streams bodies, knowing it)."""
 
     def payload(self, request: AWSRequest) -> str:
         return request.context["payload_sha256"]
@@ -117,14 +98,7 @@ def _botocore(credentials: Credentials) -> ReadOnlyCredentials:
 def sign(credentials: Credentials, region: str, method: str, url: str,
          headers: dict[str, str] | None = None,
          payload_sha256: str = EMPTY_SHA256) -> dict[str, str]:
-    """
-    Sign one request.
-
-    @param headers: C{{name: value}} to send (and sign) besides the ones
-        signing adds.
-    @param payload_sha256: hex SHA-256 of the body.
-    @return: every header to send, as C{{str: str}}, C{Authorization} included.
-    """
+    """Sign one request: every header to send, C{Authorization} included."""
     request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
     request.context["payload_sha256"] = payload_sha256
     _Signer(_botocore(credentials), "s3", region).add_auth(request)
@@ -132,10 +106,7 @@ def sign(credentials: Credentials, region: str, method: str, url: str,
 
 
 def presign(credentials: Credentials, region: str, url: str, expires: float) -> str:
-    """
-    A URL that lets whoever holds it GET C{url} for C{expires} seconds
-    without credentials of their own.
-    """
+    """A URL that lets whoever holds it GET C{url} for C{expires} seconds."""
     request = AWSRequest(method="GET", url=url)
     S3SigV4QueryAuth(_botocore(credentials), "s3", region, expires=int(expires)).add_auth(request)
     return request.url

@@ -1,9 +1,6 @@
 """
-S3's side of the wire: the XML of its answers (listings, errors, multipart
-uploads, copies) and of the request bodies pypid sends
-(C{CompleteMultipartUpload}, and a new bucket's C{CreateBucket} and
-C{PutPublicAccessBlock}); pure functions, apart from the client
-(L{pypid.storage.s3.api}) that sends the requests.
+S3's side of the wire: the XML of its answers and of the request bodies
+pypid sends; pure functions, apart from the client (L{pypid.storage.s3.api}).
 """
 
 from __future__ import annotations
@@ -97,10 +94,8 @@ def parse_upload_id(body: bytes) -> str | None:
 def parse_copy_etag(body: bytes) -> str | None:
     """
     The C{ETag} of a C{CopyObject} or C{UploadPartCopy} answer (L{None} if
-    none).
-
-    @raise S3Unavailable: for an error in the body of a 200 answer, which S3
-        sends for a copy that failed after it began.
+    none); L{S3Unavailable} for an error in a 200 answer's body (a copy that
+    failed after it began).
     """
     root = _parse(body, "a copy")
     if root.tag in ("Error", _S3_NS + "Error"):
@@ -130,8 +125,7 @@ def location_body(region: str) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-#: The four settings of Block Public Access, each on: no ACL nor bucket
-#: policy may make the bucket or an object public, and any there is ignored.
+#: The four settings of Block Public Access: no ACL nor policy makes anything public.
 PUBLIC_ACCESS_BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
                         "RestrictPublicBuckets")
 
