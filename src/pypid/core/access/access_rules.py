@@ -1,9 +1,8 @@
 """
 The grammar of access rules: C{[acl]} lines (L{parse_rule}), project
-patterns, and an index's grants (L{IndexGrants}). The configuration
-reads its rules with it at start-up, the access model
-(L{pypid.auth.policy}) decides with the rules it reads, and tokens and
-publishers share its patterns.
+patterns, and an index's grants (L{IndexGrants}), read by the configuration
+and the access model (L{pypid.auth.policy}); tokens and publishers share
+its patterns.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ class Rule:
 
     @ivar pattern: a normalized project name, or a glob over normalized names.
     @ivar grants: C{((principal, frozenset of "r"/"w"), ...)} in file order.
-    @ivar order: the rule's place in the file (ties between patterns).
+    @ivar order: the rule's place in the file (breaks ties between patterns).
     """
 
     pattern: str
@@ -49,10 +48,9 @@ class Rule:
 
 def pattern_specificity(pattern: str, order: int = 0) -> tuple[int, int, int]:
     """
-    How specific a project pattern is, as a sort key (the least is the most
-    specific): exact names first, then more literal characters, then file
-    order. C{[acl]} and C{[publishers]} both give a project to the most
-    specific of the patterns naming it.
+    How specific a project pattern is, as a sort key, the most specific
+    least: C{[acl]} and C{[publishers]} both give a project to the most
+    specific pattern naming it.
     """
     exact = not any(c in pattern for c in "*?[")
     literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
@@ -69,11 +67,9 @@ def normalize_pattern(pattern: str) -> str:
 
 def parse_rule(pattern: str, text: str, order: int = 0) -> Rule:
     """
-    Read one C{[acl]} line: C{pattern = grant, grant, ...} where a grant is
-    a principal and C{r}, C{w} or C{rw}.
-
-    A pattern may name the index it is for, C{release/acme-*}: in that
-    index it decides before every rule for all indexes.
+    Read one C{[acl]} line: C{pattern = grant, grant, ...}, a grant being a
+    principal and C{r}, C{w} or C{rw}. A pattern may name its index
+    (C{release/acme-*}): there it decides before every rule for all indexes.
 
     @raise RuleError: naming the part that cannot be read.
     """
@@ -107,11 +103,7 @@ AUTHENTICATED = "authenticated"
 
 @attrs.frozen
 class IndexGrants:
-    """
-    Who may read and who may upload to one index (C{[index:NAME] read} and
-    C{upload}): principals, as C{[acl]} spells them. A view has no one
-    who may upload.
-    """
+    """Who may read and upload to one index (C{[index:NAME]}); no one uploads to a view."""
 
     read: frozenset[str]
     upload: frozenset[str]

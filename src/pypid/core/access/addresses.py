@@ -1,9 +1,9 @@
 """
 A client's IP address read from text, as every rule that tells clients
-apart reads it (the login throttle, the reverse proxies trusted, who may
-scrape C{/metrics}): an IPv6 zone (C{fe80::1%eth0}) is dropped, and an
-IPv4 client seen through an IPv6 socket (C{::ffff:192.0.2.7}) is its IPv4
-address, so one client is never two by the socket it came through.
+apart reads it (the login throttle, trusted proxies, C{/metrics}): an IPv6
+zone (C{fe80::1%eth0}) is dropped, and an IPv4-mapped address
+(C{::ffff:192.0.2.7}) is its IPv4 one, so one client is never two by the
+socket it came through.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 #: Bits of an IPv6 address that make one client (a host is given a /64):
-#: the login throttle counts failures per client, and the configuration
-#: offers it as the default of C{[auth] throttle_ipv6_prefix}.
+#: the default of C{[auth] throttle_ipv6_prefix}.
 IPV6_PREFIX = 64
 
 #: An IP address, either version.
@@ -30,17 +29,16 @@ def client_ip(text: str) -> Address | None:
     return address
 
 
-#: Bits of a network one party may be taken to hold: an IPv4 /24, an IPv6
-#: /48 (a site's allocation), for the bounds that must not let one party
-#: with many addresses push out everybody else.
+#: Bits of a network one party may hold (an IPv4 /24, an IPv6 /48), for
+#: bounds that must not let a party with many addresses push out the rest.
 IPV4_NETWORK, IPV6_NETWORK = 24, 48
 
 
 def network_of(client: str) -> str:
     """
-    The network of a client as L{pypid.auth.throttle.counted_client} names
-    it (an IPv4 address, an IPv6 network such as C{2001:db8:1:2::/64}): its
-    IPv4 /24 or IPv6 /48; anything else (a Unix socket's peer, none) as it is.
+    The IPv4 /24 or IPv6 /48 of a client as
+    L{pypid.auth.throttle.counted_client} names it; anything else (a Unix
+    socket's peer, none) as it is.
     """
     try:
         network = ipaddress.ip_network(client, strict=False)
@@ -54,19 +52,17 @@ def network_of(client: str) -> str:
 
 def is_public_address(text: str) -> bool:
     """
-    Whether C{text} is an IP address of the public internet: not loopback,
-    private, link-local (where clouds answer for their instance metadata,
-    C{169.254.169.254}), shared (carrier-grade NAT), reserved, multicast or
-    unspecified, read through an IPv4 address mapped into IPv6, so that a
-    name an upstream's page links to cannot lead pypid into the network it
-    runs in (the file hosts it learns from a page are such names).
+    Whether C{text} is an IP address of the public internet (not loopback,
+    private, link-local as cloud metadata's C{169.254.169.254}, shared,
+    reserved, multicast or unspecified, nor such an address inside IPv6),
+    so that a file host an upstream's page names cannot lead pypid into the
+    network it runs in.
     """
     address = client_ip(text)
     if address is None:
         return False
     if isinstance(address, ipaddress.IPv6Address):
-        # (forms that Python 3.11's is_global still counts: the deprecated
-        # site-local and IPv4-compatible ones, IPv4-translated, local NAT64)
+        # (forms that Python 3.11's is_global still counts)
         if address.is_site_local or any(address in network for network in _NOT_GLOBAL):
             return False
         # 6to4, Teredo and NAT64 carry an IPv4 address that is where they lead.
@@ -82,9 +78,8 @@ def is_public_address(text: str) -> bool:
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 #: IPv6 networks that lead nowhere public though older Pythons call them
-#: global: IPv4-compatible addresses (C{::127.0.0.1}, deprecated by RFC
-#: 4291), IPv4-translated ones (C{::ffff:0:7f00:1}, RFC 2765) and the
-#: local-use NAT64 prefix (RFC 8215), whose IPv4 address is the site's own.
+#: global: IPv4-compatible (C{::127.0.0.1}, RFC 4291), IPv4-translated
+#: (RFC 2765) and local-use NAT64 (RFC 8215).
 _NOT_GLOBAL = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"),
                ipaddress.IPv6Network("64:ff9b:1::/48"))
 

@@ -1,16 +1,10 @@
 """
-The grammar of credentials in the configuration: what a user name may be,
-the password hashes C{[users]} accepts (argon2id, checked by
-L{parse_hash} without hashing), and htpasswd files' lines
-(L{parse_htpasswd}), so that pypiserver's users can move over as they are.
-The configuration checks with it at start-up, and the password checks
-(L{pypid.auth.hashes}) read the hashes' costs with it.
-
-In htpasswd files, bcrypt (C{$2y$}, C{$2b$}, C{$2a$}) and argon2id entries
-are accepted. The weak schemes htpasswd can also write are refused, with
-the line named, so the administrator re-hashes those passwords: plaintext,
-DES crypt, MD5 (C{$apr1$}, C{$1$}), SHA-1 (C{{SHA}}), and the SHA-2 crypt
-schemes (C{$5$}, C{$6$}), which are fast enough to guess offline.
+The grammar of credentials in the configuration: user names, the argon2id
+hashes C{[users]} accepts (L{parse_hash}), and htpasswd files' lines
+(L{parse_htpasswd}), so that pypiserver's users move over as they are.
+htpasswd's weak schemes are refused, naming the line, so the administrator
+re-hashes them: plaintext, DES crypt, MD5, SHA-1 and SHA-2 crypt, all fast
+enough to guess offline; bcrypt and argon2id are taken.
 """
 
 from __future__ import annotations
@@ -21,9 +15,8 @@ import re
 
 import attrs
 
-#: What a user (or group) name may be: 1 to 64 letters, digits, '.', '_',
-#: '@' or '-', starting with a letter or digit. (C{\Z}, not C{$}, which
-#: also matches before a final line break: C{"alice\n"} is not a name.)
+#: A user (or group) name. (C{\Z}, not C{$}, which also matches before a
+#: final line break: C{"alice\n"} is not a name.)
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 
 # $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>, both in
@@ -57,52 +50,37 @@ def _decode_b64(text: str) -> bytes:
 
 def parse_hash(value: str) -> HashShape:
     """
-    Return the L{HashShape} of an argon2id hash, the value of one C{name =
-    value} line of C{[users]}, or raise L{ValueError} saying what is
-    accepted; the message never repeats C{value}, which may be a plaintext
-    password put there by mistake.
+    The L{HashShape} of an argon2id hash (a C{[users]} value), or
+    L{ValueError} saying what is accepted; the message never repeats
+    C{value}, which may be a plaintext password put there by mistake.
 
-    Only argon2id is accepted: RFC 9106 recommends it for passwords, argon2d
-    leaks through side channels and argon2i is weaker against trade-off
-    attacks. The check is textual and cheap (no hashing), so a configuration
-    with many users loads fast.
+    Only argon2id: RFC 9106 recommends it, argon2d leaks through side
+    channels and argon2i is weaker against trade-off attacks. The check is
+    textual (no hashing), so a configuration of many users loads fast.
     """
     help_ = "make one with pypid-passwd and put it in [users] as: name = <hash>"
     if not isinstance(value, str) or not value:
         raise ValueError(f"an argon2id password hash is required; {help_}")
     if not value.startswith("$"):
-        raise ValueError(
-            f"this looks like a plaintext password, which is never accepted; {help_}"
-        )
+        raise ValueError(f"this looks like a plaintext password, which is never accepted; {help_}")
     if value.startswith(("$argon2i$", "$argon2d$")):
-        raise ValueError(
-            "only argon2id hashes ($argon2id$...) are accepted, not argon2i or "
-            f"argon2d; {help_}"
-        )
+        raise ValueError("only argon2id hashes ($argon2id$...) are accepted, not argon2i or "
+                         f"argon2d; {help_}")
     if not value.startswith("$argon2id$"):
-        raise ValueError(
-            "only argon2id hashes ($argon2id$...) are accepted (not bcrypt, "
-            f"crypt or other formats); {help_}"
-        )
+        raise ValueError("only argon2id hashes ($argon2id$...) are accepted (not bcrypt, "
+                         f"crypt or other formats); {help_}")
     match = _ARGON2ID.match(value)
     if match is None:
-        raise ValueError(
-            "malformed argon2id hash (expected "
-            f"$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>); {help_}"
-        )
+        raise ValueError("malformed argon2id hash (expected "
+                         f"$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>); {help_}")
     memory_cost, time_cost, parallelism = (int(match.group(i)) for i in (1, 2, 3))
     try:
         salt = _decode_b64(match.group(4))
         digest = _decode_b64(match.group(5))
     except (binascii.Error, ValueError):
         raise ValueError(f"malformed argon2id hash (bad base64); {help_}") from None
-    if (
-        parallelism < 1
-        or time_cost < 1
-        or memory_cost < 8 * parallelism
-        or len(salt) < 8
-        or len(digest) < 4
-    ):
+    if parallelism < 1 or time_cost < 1 or memory_cost < 8 * parallelism or len(salt) < 8 \
+            or len(digest) < 4:
         raise ValueError(f"argon2id hash with impossible parameters; {help_}")
     return HashShape(memory_cost, time_cost, parallelism, len(salt), len(digest))
 
@@ -135,9 +113,9 @@ _LISTED = 10
 @attrs.frozen
 class _Unusable:
     """
-    One entry of an htpasswd file that cannot be used: at line C{number},
-    C{what} is wrong (its user named, never its hash), and C{remedy} says
-    what to do, or L{None} where C{what} says it.
+    An htpasswd entry that cannot be used: at line C{number}, C{what} is
+    wrong (its user named, never its hash); C{remedy}, or L{None} where
+    C{what} says it.
     """
 
     number: int
@@ -149,13 +127,10 @@ def parse_htpasswd(text: str, source: str) -> dict[str, str]:
     """
     The users of an htpasswd file: C{{name: hash}}.
 
-    Every entry is read before any is refused: a file of several weak
-    entries (a pypiserver's, moved over) is told of all of them at once,
-    not one a start.
-
-    A file that names no user is refused too, not taken as nobody: one
-    read while it is rewritten (truncated, then written) would end every
-    one of its users' tokens, on every worker of the machine.
+    Every entry is read before any is refused, so a file of several weak
+    entries (a pypiserver's) is told of all at once, not one a start. A
+    file naming no user is refused, not taken as nobody: one read while it
+    is rewritten would end all its users' tokens, on every worker.
 
     @param source: the file's name, for messages.
     @raise ValueError: naming the file, the lines and the users (never the
@@ -190,9 +165,9 @@ def parse_htpasswd(text: str, source: str) -> dict[str, str]:
 
 def _unusable_message(source: str, unusable: list[_Unusable]) -> str:
     """
-    The one message of the entries of C{source} that cannot be used: one
-    entry's as it always was (C{file:2: user 'bob': ...; remedy}); several
-    listed by line, each remedy once, at the end.
+    The message of the unusable entries of C{source}: one entry's as
+    C{file:2: user 'bob': ...; remedy}; several listed by line, each remedy
+    once, at the end.
     """
     if len(unusable) == 1:
         [entry] = unusable
@@ -209,10 +184,7 @@ def _unusable_message(source: str, unusable: list[_Unusable]) -> str:
 
 
 def _refusal(value: str) -> tuple[str, str | None] | None:
-    """
-    Why the hash C{value} of an htpasswd entry is refused, and what to do
-    (L{None}: what is wrong says it); L{None} for a hash that is used.
-    """
+    """Why an htpasswd hash is refused and what to do (or L{None}); L{None} if it is used."""
     if is_bcrypt(value):
         return None
     for prefix, scheme in _WEAK:

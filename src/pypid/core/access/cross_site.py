@@ -1,26 +1,20 @@
 """
 Which requests a browser sent on behalf of another site.
 
-Once a browser has credentials for pypid (C{/login} asks for them, and
-the browser sends them with every later request to this server), any page
-it opens on another site can submit a form to pypid: an upload, a yank, a
-delete, each taken as the logged-in person's. Twine, uv and pip send
-neither header read here; browsers send at least one on every request
-that changes something:
+Once a browser has credentials for pypid, any page on another site can
+submit a form to pypid (an upload, a yank, a delete) taken as the
+logged-in person's. Twine, uv and pip send neither header read here;
+browsers send at least one on every request that changes something:
 
-  - C{Sec-Fetch-Site} (Fetch Metadata, every current browser): C{same-origin}
-    for pypid's own pages, C{none} for what the person typed or
-    bookmarked; C{same-site} and C{cross-site} are another origin, refused
-    (a sibling host of the same site is another application).
-  - C{Origin} (every browser, on a C{POST} and on any other method but
-    C{GET} and C{HEAD}): refused unless it is this server's origin, as the
-    request's C{Host} names it or as C{[server] base_url} does (behind a
-    proxy that rewrites C{Host}); C{null} (a sandboxed frame, a redirect
-    across origins) is refused.
+  - C{Sec-Fetch-Site}: C{same-origin} (pypid's own pages) and C{none} (typed
+    or bookmarked) are taken; C{same-site} and C{cross-site} are refused (a
+    sibling host of the same site is another application).
+  - C{Origin} (on any method but C{GET} and C{HEAD}): refused unless it is
+    this server's origin, as C{Host} or C{[server] base_url} (behind a
+    proxy that rewrites C{Host}) names it; C{null} is refused.
 
-A request with neither header is a client that is not a browser, or a
-browser's C{GET}: taken as it always was. So are C{GET}, C{HEAD} and
-C{OPTIONS}, which change nothing here.
+A request with neither header, and C{GET}, C{HEAD} and C{OPTIONS}, which
+change nothing, are taken.
 """
 
 from __future__ import annotations
@@ -43,16 +37,7 @@ _REFUSED = ("a browser sent this request for another site; changes are taken fro
 
 def cross_site_refusal(method: bytes, fetch_site: bytes | None, origin: bytes | None,
                        host: bytes | None, base_url: str | None) -> str | None:
-    """
-    Why a request that would change something must be refused as sent
-    for another site, or L{None} to take it.
-
-    @param method: the request's method.
-    @param fetch_site: its C{Sec-Fetch-Site} header, or L{None}.
-    @param origin: its C{Origin} header, or L{None}.
-    @param host: its C{Host} header, or L{None}.
-    @param base_url: C{[server] base_url}, or L{None}.
-    """
+    """Why a request must be refused as sent for another site, or L{None} to take it."""
     if method in SAFE_METHODS:
         return None
     if fetch_site is not None:
@@ -68,10 +53,7 @@ def cross_site_refusal(method: bytes, fetch_site: bytes | None, origin: bytes | 
 
 
 def _url_origin(url: str | None) -> tuple[str, str, int] | None:
-    """
-    C{(scheme, host, port)} of a URL or an C{Origin}, the scheme's default
-    port filled in; L{None} for C{null} or nonsense.
-    """
+    """C{(scheme, host, port)} of a URL or an C{Origin}; L{None} for C{null} or nonsense."""
     if not url:
         return None
     try:
@@ -87,10 +69,7 @@ def _url_origin(url: str | None) -> tuple[str, str, int] | None:
 
 
 def _is_host(origin: tuple[str, str, int], host: bytes | None) -> bool:
-    """
-    Whether an origin names the server the C{Host} header does (a header
-    without a port means the origin's scheme's default).
-    """
+    """Whether an origin names the server C{Host} does (no port: the scheme's default)."""
     if not host:
         return False
     scheme, name, port = origin

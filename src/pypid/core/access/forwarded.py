@@ -2,20 +2,14 @@
 Who the client is behind a reverse proxy: the address a trusted proxy
 appended to C{X-Forwarded-For}.
 
-Behind a proxy every connection comes from the proxy, so the login
-throttle, the audit log and the other per-client limits would count every
-client as one (and 100 junk logins from anyone would hold back every
-directory user). A proxy writes the address it received the request from
-at the end of C{X-Forwarded-For}; what is to the left of that was sent by
-the client, or by proxies further away, and may be anything. So the header
-is read only when the connection comes from a proxy the administrator
-listed (C{[pypid] trusted_proxies}), from the right, skipping the listed
-proxies: the first address that is not one of them is the client, and
-whatever the client wrote to the left of it (a spoofed C{127.0.0.1}, say)
-is never read. A header that cannot be read up to the client (an entry
-that is not an IP address) is ignored: the client is then the proxy, the
-safe side (the proxy's address is held back, not an address the client
-chose).
+Behind a proxy every connection comes from the proxy, so the per-client
+limits would count every client as one. What is to the left of the
+address a proxy appended may be anything, so the header is read only on a
+connection from a listed proxy (C{[pypid] trusted_proxies}), from the
+right, skipping listed proxies: the first other address is the client,
+and what it wrote to its left (a spoofed C{127.0.0.1}) is never read. A
+header that cannot be read up to the client is ignored: the client is
+then the proxy, the safe side.
 """
 
 from __future__ import annotations
@@ -32,12 +26,7 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @attrs.frozen
 class TrustedProxies:
-    """
-    The reverse proxies whose C{X-Forwarded-For} is believed.
-
-    @ivar networks: the proxies' addresses and networks; none by default,
-        and then every header is ignored.
-    """
+    """The reverse proxies (addresses and networks) whose C{X-Forwarded-For} is believed."""
 
     networks: tuple[_Network, ...] = ()
 
@@ -50,13 +39,11 @@ class TrustedProxies:
     def client(self, peer: str | None, forwarded_for: Sequence[bytes]) -> tuple[str | None, bool]:
         """
         C{(address, malformed)}: the client's address, and whether the
-        header was ignored because an entry that had to be read is not an
-        IP address (the caller logs it; the address is then the peer's).
+        header was ignored for an entry that is not an IP address (the
+        caller logs it; the address is then the peer's).
 
-        @param peer: the connection's peer host (L{None}: not an IP peer,
-            such as a Unix socket's).
-        @param forwarded_for: the values of every C{X-Forwarded-For} header,
-            in order (several headers are one list, as HTTP says).
+        @param peer: the connection's peer host (L{None}: not an IP peer).
+        @param forwarded_for: every C{X-Forwarded-For} header's value, in order.
         """
         if not self.networks or not forwarded_for or not self.trusts(client_ip(peer or "")):
             return peer, False

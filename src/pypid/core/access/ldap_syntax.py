@@ -1,21 +1,16 @@
 """
 The grammar of C{[ldap]}: RFC 4515 search filters and C{ldap://} and
-C{ldaps://} URLs. The configuration checks its filters and URLs with it
-at start-up, and the directory (L{pypid.auth.ldap}) fills and sends the
-filters it builds.
+C{ldaps://} URLs, checked by the configuration and filled by the directory
+(L{pypid.auth.ldap}).
 
 L{parse_filter} is held to ldaptor's C{parseFilter} by
-C{tests/unit/auth/test_ldap.py}'s C{LdaptorDifferentialTests}, which keeps
-the count of filters each reads alike and of the known disagreements
-(where ldaptor decodes escaped non-ASCII octets as Latin-1, or refuses
-what RFC 4515 allows).
+C{tests/unit/auth/test_ldap.py}'s C{LdaptorDifferentialTests}, which counts
+the filters each reads alike and the known disagreements.
 
-A user name enters the search filter escaped by ldaptor's C{escape}, the
-RFC 4515 escaping of C{*}, C{(}, C{)}, C{\\} and NUL (other characters,
-non-ASCII ones included, are allowed as they are in a filter's value), and
-the filter is then parsed by L{parse_filter}: so a name is only ever one
-assertion value, never filter syntax (C{alic*} matches no one but a user
-called C{alic*}).
+A user name enters a filter escaped by ldaptor's C{escape} (RFC 4515's
+escaping of C{*}, C{(}, C{)}, C{\\} and NUL), and the filter is then parsed
+by L{parse_filter}: so a name is only ever one assertion value, never
+filter syntax (C{alic*} matches no one but a user called C{alic*}).
 """
 
 from __future__ import annotations
@@ -52,10 +47,7 @@ _Ldaptor = Any
 
 
 def _decode_value(text: str, where: int) -> bytes:
-    """
-    The octets of an assertion value: C{\\XX} escapes decoded, other
-    characters as UTF-8; C{*} is the caller's (substrings) business.
-    """
+    """The octets of an assertion value: C{\\XX} escapes decoded, the rest as UTF-8."""
     out = bytearray()
     i = 0
     while i < len(text):
@@ -154,18 +146,14 @@ class _FilterParser:
                 assertionValue=pureldap.LDAPAssertionValue(_decode_value(value, where)))
         parts = value.split("*")
         substrings = []
-        if parts[0]:
-            substrings.append(pureldap.LDAPFilter_substrings_initial(
-                _decode_value(parts[0], where)))
-        offset = where + len(parts[0]) + 1
-        for part in parts[1:-1]:
+        offset = where
+        for number, part in enumerate(parts):
             if part:
-                substrings.append(pureldap.LDAPFilter_substrings_any(
-                    _decode_value(part, offset)))
+                made = (pureldap.LDAPFilter_substrings_initial if number == 0
+                        else pureldap.LDAPFilter_substrings_final if number == len(parts) - 1
+                        else pureldap.LDAPFilter_substrings_any)
+                substrings.append(made(_decode_value(part, offset)))
             offset += len(part) + 1
-        if parts[-1]:
-            substrings.append(pureldap.LDAPFilter_substrings_final(
-                _decode_value(parts[-1], offset)))
         if not substrings:
             # (RFC 4515's grammar allows it, but RFC 4511's SubstringFilter
             # needs at least one part: a server would refuse the search)
@@ -200,7 +188,7 @@ _PROBE = "x*(y)\\\0é"
 def fill_filter(template: str, **values: str) -> _Ldaptor:
     """
     The filter C{template} with each C{{name}} replaced by C{values[name]},
-    escaped (ldaptor's C{escape}: see the module), and parsed (L{parse_filter}).
+    escaped (see the module), and parsed.
 
     @raise FilterError: when the template is not a filter.
     """
@@ -245,8 +233,7 @@ def check_filter_template(template: str, needed: tuple[str, ...]) -> None:
 
 
 # What stands for each placeholder while a template is checked: letters only
-# (one value wherever the placeholder stands), of its length (an error's
-# position is the template's).
+# (one value wherever it stands), of its length (so errors name template positions).
 _MARKS = {"{user}": "QzUsrQ", "{dn}": "QzDn"}
 
 
@@ -284,8 +271,8 @@ class LDAPServer:
 
 def parse_ldap_url(text: str) -> LDAPServer:
     """
-    Read C{ldap://host[:port]} or C{ldaps://host[:port]} (no DN, attributes
-    or filter: those are the other keys of C{[ldap]}).
+    Read C{ldap://host[:port]} or C{ldaps://host[:port]} (DNs and filters
+    are other keys of C{[ldap]}).
 
     @raise ValueError: saying what is allowed.
     """

@@ -1,18 +1,10 @@
 """
-People whose logins pypid does not keep: the users of a
-directory (C{[ldap]}) and the people of a single sign-on provider
-(C{[sso]}), and what of them a browser session or an API token of theirs
-still stands for once the configuration is read again.
-
-A user of C{[users]} or the htpasswd file is checked against their
-password's hash, which pypid has. A directory's user or a provider's
-person is known only when they log in: a session they opened, or a token
-they issued, carries where they logged in (L{LoginSource}) and the groups
-they had then, and stands for them only while the configuration in force
-still lets that in (L{OutsideLogins.admits}): the same
-directory (its servers and user base); the same provider and client,
-whose C{[sso] allow} still lets them in; and never once a local user has
-their name (the caller checks that, against its users).
+People whose logins pypid does not keep: a directory's users (C{[ldap]})
+and a single sign-on provider's people (C{[sso]}). They are known only
+when they log in, so what they open or issue carries where they logged in
+(L{LoginSource}) and their groups then, and stands for them only while
+the configuration in force still lets that in (L{OutsideLogins.admits})
+and no local user has their name (the caller checks that).
 """
 
 from __future__ import annotations
@@ -42,11 +34,9 @@ class LoginSource:
     @ivar groups: the directory's or the provider's groups they had then.
     @ivar provider: the key of the directory or provider they came through
         (L{OutsideLogins.key_of}); empty for a password.
-    @ivar person: who they are to that source, where a name is not enough:
-        a local account's own id (given when the name first came into the
-        configuration, so that a name removed and added again is a new
-        person), the provider's subject (C{sub}); empty for the directory,
-        whose name is its person.
+    @ivar person: who they are to that source where a name is not enough:
+        a local account's id (so a name removed and added again is a new
+        person), the provider's C{sub}; empty for the directory.
     """
 
     source: str = PASSWORD
@@ -70,10 +60,8 @@ class OutsideLogins:
     """
     Who from outside the configuration in force lets in.
 
-    @ivar directory: C{[ldap]}'s directory (L{pypid.auth.factory.directory_key}:
-        its servers and where its users are), or L{None} without one.
-    @ivar provider: C{[sso]}'s provider and client
-        (L{pypid.core.access.sso_flow.provider_key}), or L{None} without one.
+    @ivar directory: C{[ldap]}'s key (L{pypid.auth.factory.directory_key}), or L{None}.
+    @ivar provider: C{[sso]}'s key (L{pypid.core.access.sso_flow.provider_key}), or L{None}.
     @ivar mapping: C{[sso]}'s claim mapping (its C{allow}).
     """
 
@@ -88,10 +76,8 @@ class OutsideLogins:
 
     def admits(self, source: str, user: str, groups: Iterable[str], key: str) -> bool:
         """
-        Whether a session or token of C{user} from C{source} (with the
-        C{groups} it remembers, and the C{key} of the directory or provider
-        it came through) still stands for them: the same directory, or the
-        same provider and client whose C{allow} still lets them in.
+        Whether a session or token of C{user} from C{source}, with the
+        C{groups} and C{key} it remembers, still stands for them.
         """
         if source not in (DIRECTORY, PROVIDER) or key != self.key_of(source):
             return False

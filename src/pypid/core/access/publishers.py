@@ -1,8 +1,7 @@
 """
 The grammar of trusted publishing's configuration: C{[oidc] issuers} and
-C{[publishers]} entries (L{PublisherRule}), and the settings they make:
-the configuration reads them at start-up, and the token exchange
-(L{pypid.auth.oidc}) matches tokens against them.
+C{[publishers]} entries (L{PublisherRule}), read at start-up; the token
+exchange (L{pypid.auth.oidc}) matches tokens against them.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ _ISSUER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def parse_issuers(value: str) -> tuple[tuple[str, str], ...]:
     """
-    Read C{[oidc] issuers}: one C{NAME URL} per line, the URL being the
-    issuer exactly as its tokens' C{iss} say it (C{https://} only).
+    Read C{[oidc] issuers}: one C{NAME URL} per line, the URL as its tokens'
+    C{iss} say it; C{((name, url), ...)} in file order.
 
-    @return: C{((name, url), ...)} in file order.
     @raise ValueError: naming the line that cannot be used.
     """
     issuers: list[tuple[str, str]] = []
@@ -64,13 +62,9 @@ def parse_issuers(value: str) -> tuple[tuple[str, str], ...]:
 @attrs.frozen
 class PublisherRule:
     """
-    One publisher of C{[publishers]}: the projects a token of C{issuer}
-    whose claims equal C{claims} may publish.
-
-    @ivar pattern: a normalized project name, or a glob over normalized names.
-    @ivar issuer: the issuer's name in C{[oidc] issuers}.
-    @ivar claims: C{((claim, value), ...)}, each to be equal exactly.
-    @ivar order: the rule's place in the file.
+    One publisher of C{[publishers]}: the projects (C{pattern}, a normalized
+    name or glob) a token of C{issuer} may publish when its claims equal
+    C{claims}, C{((claim, value), ...)}; C{order} is its place in the file.
     """
 
     pattern: str
@@ -108,7 +102,7 @@ REPOSITORY_CLAIMS = ("repository", "project_path")
 def _name_part(value: object) -> str | None:
     """A claim as a part of a publisher's name: a short printable text without spaces."""
     text = claim_text(value)
-    if text is None or not text or len(text) > 255 or not text.isprintable() \
+    if not text or len(text) > 255 or not text.isprintable() \
             or any(c.isspace() for c in text):
         return None
     return text
@@ -117,18 +111,12 @@ def _name_part(value: object) -> str | None:
 def publisher_name(issuer: str, claims: Mapping[str, Any],
                    rule: PublisherRule | None = None) -> str:
     """
-    Who a token of C{issuer} publishes as, its minted token's identity and
-    the key of its share of the tables (L{pypid.core.access.shares}): the
-    configured publisher, not the token's C{sub}, which a repository
-    changes with each branch or environment and which an organisation may
-    make the same for all its repositories.
-
-      - C{publisher:<issuer>:<repository>} when the token names the
-        repository it ran in (L{REPOSITORY_CLAIMS});
-      - else C{publisher:<issuer>:<claim>=<value>,...}, the claims of
-        C{rule}, the first publisher it matched (each token it matches has
-        those very values);
-      - else (a refusal: no publisher matched) C{publisher:<issuer>:sub=<sub>}.
+    Who a token of C{issuer} publishes as: its minted token's identity and
+    its share's key (L{pypid.core.access.shares}). Not the token's C{sub},
+    which changes with each branch or environment and which an organisation
+    may make the same for all its repositories, but the repository it ran
+    in (L{REPOSITORY_CLAIMS}), else the claims of C{rule}, the first
+    publisher it matched, else (no publisher matched) C{sub}.
     """
     for name in REPOSITORY_CLAIMS:
         repository = _name_part(claims.get(name))
@@ -144,10 +132,8 @@ def parse_publishers(pattern: str, text: str, order: int = 0) -> list[PublisherR
     """
     Read one C{[publishers]} entry: C{project-or-glob = issuer:NAME
     CLAIM:VALUE ...}. Each C{issuer:} word starts a publisher, so an entry
-    may hold several, and a long one may go on over the value's following
-    lines; a value holding spaces is quoted (C{environment:"prod east"}).
+    may hold several; a value holding spaces is quoted (C{environment:"prod east"}).
 
-    @return: a list of L{PublisherRule}s.
     @raise RuleError: naming the part that cannot be read.
     """
     normalized = normalize_pattern(pattern)
@@ -188,12 +174,7 @@ def parse_publishers(pattern: str, text: str, order: int = 0) -> list[PublisherR
 
 @attrs.frozen
 class PublishingSettings:
-    """
-    What trusted publishing is configured with (C{[oidc]} and C{[publishers]}).
-
-    @ivar issuers: C{((name, url), ...)}.
-    @ivar rules: the L{PublisherRule}s, in file order.
-    """
+    """What trusted publishing is configured with (C{[oidc]} and C{[publishers]})."""
 
     audience: str = "pypid"
     issuers: tuple[tuple[str, str], ...] = ()

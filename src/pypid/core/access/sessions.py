@@ -1,24 +1,18 @@
 """
-Browser sessions: who logged in through C{/login}, kept by the
-server, named to the browser by a cookie that holds an id and nothing else.
+Browser sessions: who logged in through C{/login}, kept by the server and
+named to the browser by a cookie that holds an id and nothing else.
 
-A person logs in once through a form; the browser then sends the session's
-cookie with every page. The cookie's value is C{<id>.<mac>}: C{id} is 32
-random bytes, C{mac} the HMAC-SHA256 of the id under the book's key, so a
-value the server never issued is refused before any lookup. The book keeps
-only the SHA-256 of each id, so its file (mode 0600, beside the snapshot)
-names no live cookie: reading it does not log anyone in.
+The cookie's value is C{<id>.<mac>}: 32 random bytes and their
+HMAC-SHA256 under the book's key, so a value the server never issued is
+refused before any lookup. The book keeps only the SHA-256 of each id, so
+its file (mode 0600) names no live cookie: reading it logs no one in.
 
-A session ends when its person logs out; when it has not been used for
-C{idle} seconds, or is C{lifetime} seconds old (both checked at each use,
-and by L{SessionBook.sweep}); and when the configuration read again at
-C{SIGHUP} no longer has its user (L{SessionBook.revoke}). Each session has
-its own CSRF token, which every form of the pages carries and every
-C{POST} from them must send back (L{SessionBook.csrf_matches}).
-
-Sessions only ever stand for a person on the pages for people and their
-forms: the simple API and uploads take credentials (passwords and tokens)
-as they always did, and a token never opens a session.
+A session ends at logout, after C{idle} seconds unused or C{lifetime}
+seconds of age, and when a reload no longer has its user
+(L{SessionBook.revoke}). Its CSRF token is carried by every form and must
+come back with every C{POST} from them. Sessions stand for a person only
+on the pages for people: the simple API and uploads take passwords and
+tokens, and a token never opens a session.
 """
 
 from __future__ import annotations
@@ -39,12 +33,10 @@ from pypid.core.access.outside_logins import LOCAL, PASSWORD, SOURCES, LoginSour
 #: Bytes of randomness in a session id, a key and a CSRF token.
 ID_BYTES = 32
 
-#: How the JSON file names its format.
 FORMAT = "pypid-sessions-1"
 
-#: Sessions one user may have open at once: a new login past it ends the
-#: user's least recently used one (logins in a loop must not grow the book,
-#: and its file, without end).
+#: Sessions one user may have open at once: a new login past it ends their
+#: least recently used one (logins in a loop must not grow the book without end).
 MAX_PER_USER = 16
 
 
@@ -68,21 +60,16 @@ class Session:
     """
     One person's session (never its id).
 
-    @ivar user: the user's name.
     @ivar groups: the directory's or the provider's groups of the user at
-        login (C{[groups]} are the configuration's, applied as they are at
-        each request).
+        login (C{[groups]} are applied as they are at each request).
     @ivar source: one of L{SOURCES}.
     @ivar created: POSIX time of the login.
     @ivar seen: POSIX time of the last request that used it.
     @ivar csrf: the token its forms carry.
-    @ivar checked: when a directory's user's groups were read again.
-    @ivar stamp: for a password user, the HMAC (under the book's key) of the
-        hash their password was checked against: a reload that changed the
-        password ends the session (L{SessionBook.stamp_of}); for single
-        sign-on, of the provider and client
-        (L{pypid.core.access.sso_flow.provider_key}); for a directory user, of the
-        directory (L{pypid.auth.factory.directory_key}).
+    @ivar stamp: the HMAC (L{SessionBook.stamp_of}) of the hash a password
+        user's password was checked against, so that a reload that changed
+        the password ends the session; for single sign-on, of the provider
+        key; for a directory user, of the directory's key.
     """
 
     user: str
@@ -92,11 +79,10 @@ class Session:
     seen: float
     csrf: str
     stamp: str = ""
-    #: POSIX time the groups were read (at the login, then again by the
-    #: directory once its C{cache_ttl} passed); L{None}: at login
+    #: POSIX time the directory read the groups again (its C{cache_ttl}
+    #: passed); L{None}: at login
     checked: float | None = None
-    #: who they are to the provider (its subject, L{LoginSource.person}):
-    #: what they issue is theirs, not their name's
+    #: who they are to the provider (L{LoginSource.person})
     person: str = ""
 
     @property
@@ -136,27 +122,24 @@ class Session:
         if not isinstance(csrf, str) or not csrf:
             raise ValueError("csrf: expected a token")
         stamp, person = record.get("stamp", ""), record.get("person", "")
-        if not isinstance(stamp, str):
-            raise ValueError("stamp: expected text")
-        if not isinstance(person, str):
-            raise ValueError("person: expected text")
+        for name, value in (("stamp", stamp), ("person", person)):
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: expected text")
         groups = record.get("groups", [])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError("groups: expected a list of names")
-        times: list[float | None] = []
-        for name in ("created", "seen", "checked"):
-            value = record.get(name)
-            if value is None and name == "checked":
-                times.append(None)
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or value != value or value < 0:
-                raise ValueError(f"{name}: expected a POSIX time")
-            times.append(float(value))
-        created, seen, checked = times
-        assert created is not None and seen is not None
+        created, seen = _posix_time(record, "created"), _posix_time(record, "seen")
+        checked = None if record.get("checked") is None else _posix_time(record, "checked")
         return digest, cls(user, frozenset(groups), source, created, seen, csrf, stamp,
                            checked, person)
+
+
+def _posix_time(record: dict[str, Any], name: str) -> float:
+    value = record.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or value != value or value < 0:
+        raise ValueError(f"{name}: expected a POSIX time")
+    return float(value)
 
 
 @attrs.define
@@ -167,7 +150,6 @@ class SessionBook:
     @ivar key: the HMAC key of the cookies' values.
     @ivar idle: seconds a session lasts unused.
     @ivar lifetime: seconds a session lasts at most.
-    @ivar sessions: C{digest -> Session}.
     """
 
     key: bytes
@@ -193,19 +175,15 @@ class SessionBook:
                  outside: OutsideLogins) -> LoginSource | None:
         """
         Where C{session}'s person logged in, while that source still vouches
-        for them (checked wherever a session is used, and when the
-        book is read at start-up as at C{SIGHUP}); L{None} once it does not.
+        for them (checked at each use, and when the book is read at start-up
+        and C{SIGHUP}); L{None} once it does not.
 
-        A password user's session stands while C{stored}, the hash their
-        password is checked against now, is the one they logged in with;
-        a directory's or a provider's person's, while no local user has
-        their name (C{stored} is L{None}), the directory or the provider
-        and client in force are the ones they came through (the stamp),
-        and, for single sign-on, C{[sso] allow} still lets them in.
+        A password user's session stands while C{stored} is the hash they
+        logged in with; an outside person's, while no local user has their
+        name (C{stored} is L{None}) and C{outside} still admits them through
+        the directory or provider of the stamp.
 
-        @param stored: the hash of the local user of the session's name,
-            or L{None} when there is none.
-        @param outside: who from outside the configuration in force lets in.
+        @param stored: the hash of the local user of the session's name, or L{None}.
         """
         if session.source == PASSWORD:
             if stored is None or not hmac.compare_digest(self.stamp_of(stored),
@@ -215,9 +193,8 @@ class SessionBook:
         if stored is not None:
             return None
         key = outside.key_of(session.source)
-        if key is None or not hmac.compare_digest(self.stamp_of(key), session.stamp):
-            return None
-        if not outside.admits(session.source, session.user, session.groups, key):
+        if key is None or not hmac.compare_digest(self.stamp_of(key), session.stamp) \
+                or not outside.admits(session.source, session.user, session.groups, key):
             return None
         return LoginSource(session.source, session.groups, key, session.person)
 
@@ -229,7 +206,6 @@ class SessionBook:
 
         @param stored: the hash a password user's password was checked
             against, or the provider's key (L{stamp_of}).
-        @param person: who they are to the provider (L{Session.person}).
         @param replacing: the digest of the session the browser had, which
             ends (a login never leaves the old one open beside the new).
         @raise ValueError: for a source not in L{SOURCES}.
@@ -258,9 +234,8 @@ class SessionBook:
         if not dot or len(value) > 200 or not session_id.isascii() or not mac.isascii():
             return None
         raw = _unb64(session_id)
-        if raw is None or len(raw) != ID_BYTES:
-            return None
-        if not hmac.compare_digest(mac, self._mac(session_id)):
+        if raw is None or len(raw) != ID_BYTES \
+                or not hmac.compare_digest(mac, self._mac(session_id)):
             return None
         return _digest(session_id)
 
@@ -269,9 +244,8 @@ class SessionBook:
 
     def find(self, value: str, now: float) -> tuple[str, Session] | None:
         """
-        C{(digest, session)} that the cookie's C{value} names, if it is
-        open and has not timed out (a timed-out one is closed); L{None}
-        otherwise. Does not mark it used (L{touch}).
+        C{(digest, session)} the cookie's C{value} names, if open and not
+        timed out (a timed-out one is closed); not marked used (L{touch}).
         """
         digest = self._digest_of(value)
         if digest is None:
@@ -291,11 +265,7 @@ class SessionBook:
             self.sessions[digest] = attrs.evolve(session, seen=now)
 
     def regroup(self, digest: str, groups: Iterable[str], now: float) -> Session | None:
-        """
-        The session of C{digest} with the groups read again at C{now} (a
-        directory's user's, once its C{cache_ttl} passed), or L{None} when
-        it is not open.
-        """
+        """The session of C{digest} with its groups read again at C{now}, or L{None}."""
         session = self.sessions.get(digest)
         if session is None:
             return None
@@ -319,11 +289,7 @@ class SessionBook:
         return self.revoke(lambda session: not self._live(session, now))
 
     def changes_since(self, before: Mapping[str, Session]) -> dict[str, Session | None]:
-        """
-        What changed from the sessions C{before} (a copy taken before a
-        login, a logout or a revocation) to now: each session opened or
-        changed, and each ended (L{None}), by digest.
-        """
+        """What changed since C{before}, by digest: sessions opened or changed, L{None} if ended."""
         changes: dict[str, Session | None] = {
             digest: None for digest in before if digest not in self.sessions}
         changes.update((digest, session) for digest, session in self.sessions.items()
@@ -333,11 +299,10 @@ class SessionBook:
     def merged(self, theirs: SessionBook, changes: Mapping[str, Session | None],
                now: float) -> SessionBook:
         """
-        The book of a file another process keeps too (a machine's workers'
-        sessions), C{theirs}, with this book's C{changes} on it (opened,
-        changed, ended: L{changes_since}) and each session's last use the
-        latest either saw; then without the sessions that timed out. Its
-        key is the file's (every worker's cookies are the first's).
+        The book of a file the machine's other workers keep too, C{theirs},
+        with this book's C{changes} (L{changes_since}) on it, each session's
+        last use the latest either saw, and without the sessions that timed
+        out. Its key is the file's (every worker's cookies are the first's).
         """
         book = SessionBook(theirs.key, self.idle, self.lifetime, dict(theirs.sessions))
         for digest, change in changes.items():

@@ -1,21 +1,16 @@
 """
-How trusted publishing's bounded tables (the live minted tokens, the
-remembered C{jti}s) are shared between publishers, and how fast one
-publisher may mint.
+How trusted publishing's bounded tables (live minted tokens, remembered
+C{jti}s) are shared between publishers, and how fast one may mint.
 
-Each table has a limit, so that memory stays bounded; a table that is full
-refuses everyone, so without a share a single publisher filled it: one
-repository minting from eleven branches (each a different C{sub}, then the
-key) took all 10,000 places in 29 to 49 s, and every other publisher had
-503 for fifteen minutes. L{TableShares} refuses the heaviest
+A full table refuses everyone, so without a share one repository minting
+from eleven branches took all 10,000 places in 29 to 49 s, and every other
+publisher had 503 for fifteen minutes. L{TableShares} refuses the heaviest
 holders first: a publisher may take a place only while it holds fewer
-than the places still free. Alone it stops at half the table; many
-together leave about C{limit / (n + 1)} free, so a publisher holding
-nothing (a CI job's first exchange) gets a place until the table is
-really full, which takes about as many publishers as the table has
-places. L{MintRate} bounds how fast one publisher mints, which no table
-does once tokens are burned as soon as used (uv does): each mint is an
-audit entry written to disk.
+than the places still free. Alone it stops at half the table; n together
+leave about C{limit / (n + 1)} free, so a publisher holding nothing gets a
+place until the table is really full. L{MintRate} bounds how fast one
+publisher mints, which no table does once tokens are burned as soon as
+used (uv does): each mint is an audit entry written to disk.
 """
 
 from __future__ import annotations
@@ -50,10 +45,7 @@ class TableShares:
         return self.total >= self.limit
 
     def over_share(self, owner: str) -> bool:
-        """
-        Whether C{owner} may not take a place now: it holds its C{per_owner}
-        places, or as many as are still free (the heaviest are refused first).
-        """
+        """Whether C{owner} may not take a place: it holds C{per_owner}, or as many as are free."""
         held = self.held(owner)
         return held >= self.per_owner or held >= self.limit - self.total
 
@@ -64,14 +56,11 @@ class TableShares:
 
     def give_back(self, owner: str) -> None:
         """Count one place of C{owner}'s freed."""
-        held = self._held.get(owner, 0)
-        if held <= 0:
-            return
-        if held == 1:
-            del self._held[owner]
-        else:
-            self._held[owner] = held - 1
-        self.total -= 1
+        held = self._held.pop(owner, 0)
+        if held:
+            if held > 1:
+                self._held[owner] = held - 1
+            self.total -= 1
 
     def clear(self) -> None:
         """Every place freed."""
@@ -86,13 +75,7 @@ MAX_RATED = 10_000
 
 @attrs.define
 class MintRate:
-    """
-    A token bucket per publisher: C{burst} mints at once, then one every
-    C{every} seconds.
-
-    @ivar burst: the mints one publisher may make at once.
-    @ivar every: the seconds in which its budget gains one mint.
-    """
+    """A token bucket per publisher: C{burst} mints at once, then one every C{every} seconds."""
 
     burst: float
     every: float

@@ -1,22 +1,16 @@
 """
-Single sign-on through an OpenID Connect provider (C{[sso]}):
-the parts of the authorization code flow that decide, without I/O.
+Single sign-on through an OpenID Connect provider (C{[sso]}): the parts
+of the authorization code flow that decide, without I/O.
 
-A person who clicks "Log in with ..." starts a login (L{PendingLogins.start}):
-pypid makes a C{state}, a C{nonce} and a PKCE verifier (RFC 7636, C{S256}),
-keeps them in memory for L{PENDING_TTL} seconds, ties them to the browser
-with a cookie of their own (its SHA-256 kept, never the value), and sends
-the browser to the provider (L{authorization_url}). The provider sends the
-browser back to C{/login/sso/callback} with a code and the C{state}; the
-login is taken (once: a second use of the same C{state} is refused, which
-also refuses a replayed callback) only by the browser whose cookie matches
-(L{PendingLogins.take}), so an attacker cannot have a victim's browser
-finish a login the attacker began (login CSRF). pypid then trades the code
-for tokens at the provider (L{pypid.auth.sso}), checks the ID token's
-signature as trusted publishing does (L{pypid.auth.oidc}), and its claims
-here (L{check_id_claims}: C{iss}, C{aud} and C{azp}, the times, C{sub},
-and the C{nonce} of this login, which ties the token to it), then maps its
-claims to a pypid user and groups (L{map_claims}).
+A login starts (L{PendingLogins.start}) with a C{state}, a C{nonce} and a
+PKCE verifier (RFC 7636, C{S256}), kept for L{PENDING_TTL} seconds and
+tied to the browser by a cookie of their own. The provider sends the
+browser back with a code and the C{state}; the login is taken once (a
+replayed callback is refused), and only by the browser whose cookie
+matches (L{PendingLogins.take}), so an attacker cannot have a victim's
+browser finish a login the attacker began (login CSRF). The ID token's
+claims are checked (L{check_id_claims}, its C{nonce} tying it to this
+login) and mapped to a user and groups (L{map_claims}).
 """
 
 from __future__ import annotations
@@ -36,23 +30,20 @@ from pypid.core.access.credential_syntax import USER_NAME, b64_text
 
 #: Seconds a login started may take to come back from the provider.
 PENDING_TTL = 600.0
-#: The most logins under way at once; past it the oldest is forgotten (a
-#: flood of starts costs memory no more than this).
+#: The most logins under way at once (a flood of starts costs no more memory).
 MAX_PENDING = 10_000
-#: The most logins under way from one client (an address, an IPv6 /64);
-#: past it that client's oldest is forgotten, so one client's flood of
-#: starts pushes out its own logins, not everybody's.
+#: The most logins under way from one client (an address, an IPv6 /64), so
+#: one client's flood of starts pushes out its own logins, not everybody's.
 MAX_PENDING_PER_CLIENT = 20
-#: The most logins under way from one network (an IPv4 /24, an IPv6 /48:
-#: L{pypid.core.access.addresses.network_of}); and once L{MAX_PENDING} are under
-#: way, a new one pushes out the oldest of the network that has the most,
-#: never another network's while one has more (some 500 addresses,
-#: or one IPv6 /48, pushed out everybody's logins).
+#: The most logins under way from one network (L{network_of}); once
+#: L{MAX_PENDING} are under way, a new one pushes out the oldest of the
+#: network that has the most (some 500 addresses, or one IPv6 /48, pushed
+#: out everybody's logins).
 MAX_PENDING_PER_NETWORK = 200
 #: Random bytes of a C{state}, C{nonce}, PKCE verifier and binding cookie.
 RANDOM_BYTES = 32
-#: The longest an ID token may have been issued before it reaches pypid:
-#: the provider makes it as the code is traded, a moment before.
+#: The longest an ID token may have been issued before it reaches pypid
+#: (the provider makes it as the code is traded).
 MAX_ID_TOKEN_AGE = 600.0
 #: The most groups of a person kept (a claim holding more is cut there).
 MAX_GROUPS = 200
@@ -76,15 +67,11 @@ class PendingLogin:
     """
     A login sent to the provider, not back yet.
 
-    @ivar state: the C{state} sent, which comes back with the code.
-    @ivar nonce: the C{nonce} sent, which the ID token must carry.
-    @ivar verifier: the PKCE code verifier, sent with the code.
     @ivar binding: the SHA-256 of the binding cookie's value.
-    @ivar redirect_uri: where the provider was told to send the browser
-        back (the same must go with the code).
+    @ivar redirect_uri: where the provider sends the browser back (the
+        same must go with the code).
     @ivar next_path: the page to show once logged in.
-    @ivar started: POSIX time of the start.
-    @ivar client: who began it (L{pypid.core.access.addresses}' key of its address).
+    @ivar client: who began it (the key of its address).
     """
 
     state: str
@@ -103,11 +90,7 @@ class PendingLogin:
 
     @classmethod
     def from_json(cls, data: object) -> PendingLogin:
-        """
-        The login L{to_json} made.
-
-        @raise ValueError: for anything else.
-        """
+        """The login L{to_json} made; L{ValueError} for anything else."""
         if not isinstance(data, list) or len(data) != 8 or not all(
                 isinstance(value, str) for index, value in enumerate(data) if index != 6) \
                 or not isinstance(data[6], int | float):
@@ -117,12 +100,7 @@ class PendingLogin:
 
 @attrs.define
 class PendingLogins:
-    """
-    The logins under way, by C{state}, oldest first.
-
-    @ivar ttl: seconds one may take.
-    @ivar limit: the most kept.
-    """
+    """The logins under way, by C{state}, oldest first."""
 
     ttl: float = PENDING_TTL
     limit: int = MAX_PENDING
@@ -138,10 +116,7 @@ class PendingLogins:
         return len(self._pending)
 
     def forget(self, state: str) -> None:
-        """
-        Forget the login C{state} names, if any: taken, too old, pushed
-        out, or taken by another worker of the machine.
-        """
+        """Forget the login C{state} names: taken (here or elsewhere), expired or pushed out."""
         pending = self._pending.pop(state, None)
         if pending is not None:
             for by, key in ((self._by_client, pending.client),
@@ -163,10 +138,7 @@ class PendingLogins:
 
     def start(self, redirect_uri: str, next_path: str, now: float,
               random: Callable[[int], bytes], client: str = "") -> tuple[PendingLogin, str]:
-        """
-        A new login of C{client}: the L{PendingLogin}, and the value of the
-        cookie that binds it to the browser.
-        """
+        """A new login of C{client}, and the value of the cookie that binds it to the browser."""
         binding = b64_text(random(RANDOM_BYTES))
         pending = PendingLogin(
             state=b64_text(random(RANDOM_BYTES)), nonce=b64_text(random(RANDOM_BYTES)),
@@ -176,10 +148,7 @@ class PendingLogins:
         return pending, binding
 
     def add(self, pending: PendingLogin, now: float) -> None:
-        """
-        Keep a login under way (begun here, or told by another worker of
-        the machine), making room within the bounds, oldest first.
-        """
+        """Keep a login begun here or by another worker, making room within the bounds."""
         self._forget_expired(now)
         client = pending.client
         network = network_of(client)
@@ -206,8 +175,7 @@ class PendingLogins:
         The login C{state} names, forgotten at once (a C{state} is used
         once), when the browser's binding cookie is the one it was given.
 
-        @raise LoginRefused: no such login (never started, already used,
-            or too old), or another browser's.
+        @raise LoginRefused: no such login, or another browser's.
         """
         self._forget_expired(now)
         pending = self._pending.get(state)
@@ -225,13 +193,11 @@ class PendingLogins:
 def provider_key(issuer: str, client_id: str, user_claim: str = "preferred_username",
                  groups_claim: str = "groups") -> str:
     """
-    What a session of single sign-on remembers of the provider it came
-    through (its stamp, L{pypid.core.access.sessions.SessionBook.stamp_of}): a
-    reload that names another provider or client ends it, and so does one
-    that reads names or groups from other claims (the same name
-    may then be another person). The claims are named only when they are
-    not the defaults, so the key of a configuration that keeps them is
-    the one it always was.
+    What a single sign-on session remembers of its provider (its stamp,
+    L{pypid.core.access.sessions.SessionBook.stamp_of}): a reload naming
+    another provider or client ends it, and so does one reading names or
+    groups from other claims (the same name may be another person). Claims
+    are named only when not the defaults, so the key stays as it was.
     """
     key = f"sso {issuer} {client_id}"
     if (user_claim, groups_claim) != ("preferred_username", "groups"):
@@ -301,8 +267,6 @@ class ClaimMapping:
     """
     How an ID token's claims name a pypid user and groups.
 
-    @ivar user_claim: the claim whose value is the user's name
-        (C{preferred_username}, C{email}, C{sub} ...).
     @ivar groups_claim: the claim listing the person's groups, or C{""}.
     @ivar allow: who may log in: C{("*",)} for every person the provider
         authenticates, else user names and C{group:NAME}s.
@@ -322,19 +286,10 @@ class ClaimMapping:
 
 
 def group_names(value: object) -> frozenset[str]:
-    """
-    The group names a claim holds (a list of names, or one name), each a
-    valid pypid group name once a leading C{/} is dropped (Keycloak writes
-    its groups as paths); others are left out.
-    """
+    """The valid group names a claim holds, a leading C{/} dropped (Keycloak's group paths)."""
     names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    kept: set[str] = set()
-    for name in names[:MAX_GROUPS]:
-        if isinstance(name, str):
-            name = name.removeprefix("/")
-            if USER_NAME.match(name):
-                kept.add(name)
-    return frozenset(kept)
+    stripped = (name.removeprefix("/") for name in names[:MAX_GROUPS] if isinstance(name, str))
+    return frozenset(name for name in stripped if USER_NAME.match(name))
 
 
 def map_claims(claims: Mapping[str, Any], mapping: ClaimMapping) -> tuple[str, frozenset[str]]:

@@ -1,14 +1,13 @@
 """
 What an index lets through of its uploads that its checks would refuse:
-the projects whose wheels may carry C{WHEEL} Tag lines that
-differ from their filename's tags (the key C{allow_tag_mismatch}).
+the projects whose wheels may carry C{WHEEL} Tag lines that differ from
+their filename's tags (C{allow_tag_mismatch}).
 
-Why an exception per project, and not a switch: such a wheel is chosen
-by an installer for the tags in its name and installed as C{WHEEL}
-describes it (uv reinstalls it at every sync), so pypid refuses it by
-default; but the public index hosts such wheels today (its own check is a
-proposal), and a company that re-hosts public releases for offline use
-must be able to take those it names, and only those.
+Why per project, not a switch: an installer chooses such a wheel by its
+name's tags and installs it as C{WHEEL} describes it (uv reinstalls it at
+every sync), so pypid refuses it by default; but the public index hosts
+such wheels, and a company re-hosting public releases offline must be
+able to take those it names, and only those.
 """
 
 from __future__ import annotations
@@ -23,10 +22,7 @@ from pypid.core.access.access_rules import RuleError, normalize_pattern
 
 @attrs.frozen
 class UploadRules:
-    """
-    @ivar tag_mismatch: the normalized names and globs of the projects
-        whose wheels' tags may differ from their filename's.
-    """
+    """C{tag_mismatch}: the projects (normalized names, globs) whose wheel tags may differ."""
 
     tag_mismatch: tuple[str, ...] = ()
 
@@ -55,9 +51,6 @@ def parse_projects(value: str) -> tuple[str, ...]:
 
 @attrs.define
 class IndexUploadRules:
-    """
-    One hosted index's L{UploadRules} now: its uploads and imports read
-    them at each file, and a reload (C{SIGHUP}) puts new ones in place.
-    """
+    """One hosted index's L{UploadRules} now, read at each file and replaced by a reload."""
 
     current: UploadRules = attrs.field(factory=UploadRules)

@@ -1,25 +1,22 @@
 """
 The audit log's pure parts: what an entry says, how a writer's entries are
-chained, and how a chain is checked. Which entries a query wants is
-L{pypid.core.records.audit_query}; how a flood of failed logins is folded
-into a bounded number of entries, L{pypid.core.records.login_failures}.
+chained, and how a chain is checked.
 
-An entry is one line of JSON (sorted keys, ASCII only, so the bytes of a
-line are the same on every machine). Each line carries, in C{prev}, the
-SHA-256 of the bytes of the entry its writer wrote before it: the line
-before in the same file, or, for a day's first line, the last line of the
-writer's previous day (L{None} only for the writer's very first entry).
-So an entry removed, edited or moved, a day's file removed, or lines cut
-from the end of a day that has a successor, breaks a link that
-L{verify_lines} and L{verify_files} name. A chain without a secret key is
-evidence against slips and clumsy edits, not against someone who rewrites
-every entry after the one they changed; and nothing links to a chain's
-newest entry, so it can be cut without a trace in the files (the running
-server notices when it writes next: L{pypid.storage.base.journal}).
+An entry is one line of JSON (sorted keys, ASCII only, so its bytes are
+the same on every machine) whose C{prev} is the SHA-256 of the line its
+writer wrote before it: the line before in the file, or, for a day's first
+line, the last line of the writer's previous day (L{None} only for the
+writer's very first entry). So an entry removed, edited or moved, a day's
+file removed, or lines cut from the end of a day that has a successor,
+breaks a link that L{verify_lines} and L{verify_files} name. Without a
+secret key this is evidence against slips and clumsy edits, not against
+someone who rewrites every later entry; and nothing links to the newest
+entry, so it can be cut without a trace in the files (the running server
+notices when it writes next: L{pypid.storage.base.journal}).
 
-Times are kept as text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (the form of
-PEP 700's upload times), which sorts as the times do: queries compare them
-as strings, and an entry's day (its file) is the first ten characters.
+Times are text, C{yyyy-mm-ddThh:mm:ss.ffffffZ} in UTC (PEP 700's form),
+which sorts as the times do, and an entry's day (its file) is the first
+ten characters.
 """
 
 from __future__ import annotations
@@ -54,9 +51,8 @@ class AuditError(ValueError):
     """An entry, or a query value, cannot be used; the message says why."""
 
 
-def format_time(seconds: float) -> str:
-    """The text of a POSIX time, as entries keep it."""
-    return format_upload_time(seconds)
+#: The text of a POSIX time, as entries keep it.
+format_time = format_upload_time
 
 
 #: The first year a query may name: no entry is older than POSIX time 0,
@@ -72,8 +68,8 @@ def _canonical(when: datetime.datetime) -> str:
 
 def parse_time(text: str) -> str:
     """
-    The canonical text of a time given as ISO 8601 (a date, or a date and a
-    time; without an offset it is UTC), from 1970 to 9999.
+    The canonical text of an ISO 8601 date or time (UTC without an offset),
+    from 1970 to 9999.
 
     @raise AuditError: when C{text} is not such a time.
     """
@@ -98,10 +94,9 @@ def _parse_canonical(time_text: str) -> datetime.datetime:
     """
     The naive UTC time of an entry's canonical text (L{_canonical}).
 
-    C{fromisoformat}, in C, and not C{strptime}: each webhook event reads
-    its entry's time (L{milliseconds}), and C{strptime} took 8 us of the
-    delivery's Python, C{fromisoformat} 0.2; the shape is checked first,
-    so that only the canonical text is read, as C{strptime}'s format did.
+    C{fromisoformat}, not C{strptime}: each webhook event reads its entry's
+    time, and C{strptime} took 8 us, C{fromisoformat} 0.2; the shape is
+    checked first, so that only the canonical text is read.
     """
     if len(time_text) != 27 or time_text[10] != "T" or time_text[19] != "." \
             or time_text[26] != "Z":
@@ -144,37 +139,26 @@ class Entry:
     """
     One entry of the journal (what the audit log shows).
 
-    @ivar time: when, as L{format_time} writes it.
     @ivar event: its L{ChangeKind} (a plain string is taken as the kind it names).
-    @ivar outcome: one of L{OUTCOMES}.
     @ivar user: who (the user a password or a token acts for); for failed
         logins, only a name that is a user's (people type passwords into
         the user field), else L{None}.
-    @ivar token: the id of the token the request used, if any.
     @ivar address: the client's address, as the login throttle sees it.
-    @ivar index: the named index a change was made in; L{None}
-        for the index of today's URLs, and for what concerns no index
-        (logins, tokens), so that their lines, and the chain over them,
-        are as they were before indexes existed.
-    @ivar project: the normalized project, where one applies.
-    @ivar target: what else the change was about: the id of the token
-        issued or revoked.
+    @ivar index: the named index a change was made in; L{None} for the
+        default index and for what concerns no index (logins, tokens), so
+        their lines, and the chain over them, stay as before indexes existed.
+    @ivar target: what else the change was about (a token's id).
     @ivar detail: a short human text: the yank reason, the refusal.
-    @ivar count: how many events this entry stands for (failed logins
-        folded together: see
-        L{pypid.core.records.login_failures.LoginFailures}).
-    @ivar prev: the SHA-256 (hex) of the line before in the same file, or
-        L{None} for a file's first line; set when the entry is written.
-    @ivar login: where C{user} logged in (C{password}, C{ldap}, C{sso}:
-        L{pypid.core.access.outside_logins.SOURCES}): a person is a source
+    @ivar count: how many events this entry stands for (folded failed logins).
+    @ivar prev: the link to the line before (see the module); set when written.
+    @ivar login: where C{user} logged in
+        (L{pypid.core.access.outside_logins.SOURCES}): a person is a source
         and a name.
     @ivar id: the id of the webhook event the entry is (the C{webhook-id}
-        a receiver got), so the receiver can look it up; set with the
-        serial for the kinds a webhook may be told of (before the journal:
-        only when a subscription wanted it).
-    @ivar serial: its place in the journal, from 1, one more than the entry
-        before it in the store; set when it is written (L{number}). L{None}
-        for the lines written before there was a journal.
+        a receiver got), set with the serial for the kinds a webhook may
+        be told of.
+    @ivar serial: its place in the journal, from 1; set when it is written
+        (L{number}); L{None} for lines written before there was a journal.
     """
 
     time: str
@@ -271,10 +255,8 @@ def link(line: bytes) -> str:
 
 def chain(entries: Iterable[Entry], head: str | None) -> tuple[list[bytes], str | None]:
     """
-    The lines of C{entries} appended after a line whose link is C{head}
-    (L{None} at the start of a file).
-
-    @return: C{(lines, new head)}; each line without its newline.
+    C{(lines, new head)}: the lines (without newlines) of C{entries}
+    appended after a line whose link is C{head} (L{None}: a chain's start).
     """
     lines: list[bytes] = []
     for entry in entries:
@@ -293,9 +275,8 @@ def is_event(entry: Entry) -> bool:
 
 def event_id(milliseconds: int, tail: str) -> str:
     """
-    An event's id: C{evt_}, the time in milliseconds, then hex (the
-    entry's serial; before the journal, random): the ids of a store sort
-    as its entries were made, and name their day.
+    An event's id: C{evt_}, the time in milliseconds, then hex (the entry's
+    serial): a store's ids sort as its entries were made, and name their day.
     """
     return f"evt_{milliseconds:013d}_{tail}"
 
@@ -306,20 +287,17 @@ def milliseconds(time_text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-#: The serial of what a store held before its journal's first entry (the
-#: files of a folder served as it is, or what was there at the upgrade to
-#: the journal): the first entry is the one after it. A project no entry
-#: names carries it, so a mirror that took it sees every later change as
-#: newer; the public index never serves a serial of 0 either.
+#: The serial of what a store held before its journal's first entry: a
+#: project no entry names carries it, so a mirror that took it sees every
+#: later change as newer (the public index never serves a serial of 0 either).
 BEGINNING = 1
 
 
 def number(entries: Sequence[Entry], first: int) -> list[Entry]:
     """
-    C{entries} as the journal keeps them, with their serials from C{first}
-    on, and each event (L{is_event}) its id, made of its time and serial;
-    the files of one promoted release, written together, share the first
-    one's id and so make one event.
+    C{entries} with their serials from C{first} on, and each event
+    (L{is_event}) its id; the files of one promoted release, written
+    together, share the first one's id and so make one event.
     """
     numbered: list[Entry] = []
     releases: dict[tuple[str | None, ...], str] = {}
@@ -339,11 +317,7 @@ def number(entries: Sequence[Entry], first: int) -> list[Entry]:
 
 
 def decode(line: bytes) -> Entry:
-    """
-    The entry of one line.
-
-    @raise AuditError: when the line is not an entry.
-    """
+    """The entry of one line; L{AuditError} when it is not one."""
     try:
         data = json.loads(line)
     except (ValueError, RecursionError) as e:
@@ -366,10 +340,7 @@ class Broken:
 
 @attrs.frozen
 class Note:
-    """
-    Something a check of a chain found that is not a broken link: where a
-    chain's kept part begins (the entries before it were pruned).
-    """
+    """What a check found that is not a broken link: the entries before were pruned."""
 
     name: str
     text: str
@@ -388,10 +359,7 @@ class Checked:
 
 
 def split_lines(data: bytes) -> list[bytes]:
-    """
-    The lines of a file's bytes, without their newlines; a last line with no
-    newline (a write cut short) is a line too.
-    """
+    """The lines of a file's bytes, without newlines; a last one cut short is a line too."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -401,16 +369,12 @@ def split_lines(data: bytes) -> list[bytes]:
 def verify_lines(name: str, data: bytes, head: str | None = None, before: str | None = None,
                  ) -> Checked:
     """
-    Check the chain of one file's bytes (or of one object continuing a
-    chain whose last link is C{head}).
+    Check the chain of one file's (or object's) bytes, whose first line
+    must link to C{head}. A line that is not an entry is reported, and the
+    chain goes on from its bytes: one mangled line is one report, not a
+    cascade.
 
-    Each line must be an entry whose C{prev} is the link of the line before
-    (C{head} for the first). A line that is not an entry is reported, and
-    the chain goes on from its bytes, so one torn or mangled line is one
-    report, not a cascade.
-
-    @param before: the name of the file (or object) whose last line C{head}
-        links to, or L{None}: it names the place in a report.
+    @param before: the name of what C{head} is the last line of, for reports.
     """
     entries: list[Entry] = []
     broken: list[Broken] = []
@@ -457,10 +421,8 @@ def first_entry(data: bytes) -> Entry | None:
 
 def pruned(name: str, data: bytes) -> Note | None:
     """
-    The L{Note} for the oldest kept file (or object) of a chain when its
-    first entry links to one that is not kept (the oldest days were
-    removed: pruning, or a removal that cannot be told from it), else
-    L{None}.
+    The L{Note} for the oldest kept file of a chain when its first entry
+    links to one not kept (pruned, or removed: they cannot be told apart).
     """
     first = first_entry(data)
     if first is None or first.prev is None:
@@ -479,10 +441,9 @@ class ChainReport:
 
 def verify_files(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     """
-    Check one writer's chain through its files, oldest first: C{files} is an
-    iterable of C{(name, bytes)}. Each file's first entry must link to the
-    last line of the file before it; the oldest file's first link cannot be
-    checked (what it names is not kept), and is a L{Note} when it names one.
+    Check one writer's chain through its C{(name, bytes)} files, oldest
+    first. The oldest file's first link cannot be checked (what it names is
+    not kept), and is a L{Note} when it names one.
     """
     entries = 0
     broken: list[Broken] = []
@@ -506,33 +467,24 @@ def verify_files(files: Iterable[tuple[str, bytes]]) -> ChainReport:
 
 def verify_writers(files: Iterable[tuple[str, bytes]]) -> ChainReport:
     """
-    Check the files of another server's log as a bundle carries them
-    (C{(name, bytes)}, names relative to its folder): the day files of a
-    local log (C{YYYY-MM-DD.jsonl}) are one writer's chain; the batches of
-    an S3 log (C{YYYY-MM-DD/<instance>/<n>.jsonl}) are one chain per
+    Check the C{(name, bytes)} files of another server's log as a bundle
+    carries them: a local log's day files (C{YYYY-MM-DD.jsonl}) are one
+    chain; an S3 log's batches (C{YYYY-MM-DD/<instance>/<n>.jsonl}) one per
     instance, in day and number order; a bucket's journal
-    (C{journal/<serial>.jsonl}) is one chain in the order of its serials.
-
-    @return: a L{ChainReport} of all of them.
+    (C{journal/<serial>.jsonl}) one, in the order of its serials.
     """
     # instance (None: a local log's) -> ((day, number) or name, name, bytes)
     writers: dict[str | None, list[tuple[tuple[str, int] | str, str, bytes]]] = {}
     for name, data in files:
         parts = name.split("/")
         if len(parts) == 2 and parts[0] == "journal" and parts[1][:-len(".jsonl")].isdigit():
-            # (a bucket's journal: one chain, in the order of its serials)
             writers.setdefault("journal", []).append(((parts[1], 0), name, data))
         elif len(parts) == 3 and parts[2][:-len(".jsonl")].isdigit():
             day, instance, number = parts[0], parts[1], int(parts[2][:-len(".jsonl")])
             writers.setdefault(instance, []).append(((day, number), name, data))
         else:
             writers.setdefault(None, []).append((name, name, data))
-    entries = 0
-    broken: list[Broken] = []
-    notes: list[Note] = []
-    for _writer, found in sorted(writers.items(), key=lambda item: item[0] or ""):
-        report = verify_files((name, data) for _key, name, data in sorted(found))
-        entries += report.entries
-        broken += report.broken
-        notes += report.notes
-    return ChainReport(entries, broken, notes)
+    reports = [verify_files((name, data) for _key, name, data in sorted(found))
+               for _writer, found in sorted(writers.items(), key=lambda item: item[0] or "")]
+    return ChainReport(sum(r.entries for r in reports), [b for r in reports for b in r.broken],
+                       [n for r in reports for n in r.notes])

@@ -1,10 +1,8 @@
 """
-Which audit entries a reader wants: a L{Query} (made from the text of a
-URL or a command line by L{make_query}), and the L{EntryPage} a log
-answers with, gathered a day's file at a time (L{Selection}, L{select})
-and bounded in the days and entries one request reads. Apart from the
-entries and their chain (L{pypid.core.records.audit_chain}), which a query
-only reads.
+Which audit entries a reader wants: a L{Query} (from a URL's or a command
+line's text, L{make_query}), and the L{EntryPage} a log answers with,
+gathered a day's file at a time (L{select}) and bounded in the days and
+entries one request reads.
 """
 
 from __future__ import annotations
@@ -36,10 +34,9 @@ _EVENT_ID = re.compile(r"\Aevt_(\d{13})_[0-9a-f]{1,32}\Z")
 MAX_LIMIT = 10000
 DEFAULT_LIMIT = 1000
 
-#: The most days' files (on S3: days' batches) one query reads, and the
-#: most entries: past either (checked after each day), a query answers
-#: what it found, with the cursor of the rest (C{next} or C{before}), so a
-#: filter that matches nothing never reads years of log in one request.
+#: The most days' files and entries one query reads: past either (checked
+#: after each day), it answers what it found with the cursor of the rest,
+#: so a filter that matches nothing never reads years of log in one request.
 MAX_DAYS_READ = 31
 MAX_ENTRIES_READ = 100_000
 
@@ -47,17 +44,13 @@ MAX_ENTRIES_READ = 100_000
 @attrs.frozen
 class Query:
     """
-    Which entries a reader wants.
+    Which entries a reader wants (L{None}: any).
 
-    @ivar since: the canonical time from which (inclusive), or L{None}: then
-        the newest C{limit} entries.
-    @ivar before: the canonical time before which (exclusive), or L{None}.
-    @ivar project: a normalized project name, or L{None}.
-    @ivar user: a user name, or L{None}.
-    @ivar event: a L{ChangeKind}, or L{None}.
-    @ivar index: an index's name, or L{None}: C{default} asks for the
-        entries that name no index (the default index's changes, and what
-        concerns no index: logins, tokens).
+    @ivar since: the canonical time from which (inclusive); L{None}: the
+        newest C{limit} entries.
+    @ivar before: the canonical time before which (exclusive).
+    @ivar index: an index's name: C{default} asks for the entries that name
+        no index (the default index's, and logins and tokens).
     @ivar limit: the most entries answered (ties at the last time are
         added, so that the next page, from just after it, misses none).
     """
@@ -85,9 +78,8 @@ class Query:
 
     def days(self, days: Iterable[str]) -> list[str]:
         """
-        Of C{days} (C{yyyy-mm-dd} of the files there are), those that may
-        hold a wanted entry, in the order they are read: oldest first with
-        C{since}, newest first without.
+        Of C{days} (the files' C{yyyy-mm-dd}), those that may hold a wanted
+        entry: oldest first with C{since}, newest first without.
         """
         first = day_of(self.since) if self.since is not None else None
         last = None
@@ -105,12 +97,11 @@ def make_query(since: str | None = None, project: str | None = None, user: str |
                before: str | None = None, index: str | None = None,
                id: str | None = None) -> Query:
     """
-    A L{Query} from text values (of a URL or a command line), checked. An
-    C{id} (a webhook event's) names its time: without C{since} and
-    C{before}, the entries of the minute before it to the day after are read.
+    A L{Query} from text values, checked. An C{id} (a webhook event's)
+    names its time: without C{since} and C{before}, the entries of the
+    minute before it to the day after are read.
 
-    @raise AuditError: naming the value that cannot be used, as
-        C{"name: why"}.
+    @raise AuditError: as C{"name: why"}.
     """
     values: dict[str, str] = {}
     for name, text in (("since", since), ("before", before)):
@@ -155,10 +146,9 @@ def make_query(since: str | None = None, project: str | None = None, user: str |
 @attrs.frozen
 class EntryPage:
     """
-    The answer to a L{Query}: C{entries}, oldest first; C{next}, the
-    C{since} of the following page (with C{since}), and C{before}, the
-    C{before} of the page of older entries (without): L{None} when there
-    is nothing more to ask for.
+    The answer to a L{Query}: C{entries}, oldest first, and the cursor of
+    the rest (L{None}: nothing more): with C{since}, C{next}, the following
+    page's C{since}; without, C{before}, the older page's C{before}.
     """
 
     entries: list[Entry]
@@ -168,12 +158,7 @@ class EntryPage:
 
 @attrs.define
 class Selection:
-    """
-    Gathers the entries a L{Query} asks for, one day's file at a time, in
-    the order of L{Query.days}. L{take} says when to stop reading: enough
-    entries found, or L{MAX_DAYS_READ} days (L{MAX_ENTRIES_READ} entries)
-    read.
-    """
+    """Gathers a L{Query}'s entries a day at a time, until enough are found or the bounds read."""
 
     query: Query
     max_days: int = MAX_DAYS_READ
@@ -191,10 +176,7 @@ class Selection:
                 or self._read >= self.max_entries)
 
     def result(self, more: bool) -> EntryPage:
-        """
-        The L{EntryPage}; C{more} says whether days that may hold wanted entries
-        were left unread.
-        """
+        """The L{EntryPage}; C{more}: whether days that may hold wanted entries were left unread."""
         query = self.query
         found = sorted(self._found, key=lambda e: e.time)
         if query.since is not None:
@@ -210,11 +192,7 @@ class Selection:
 
 def select(query: Query, days: Iterable[str], entries_of: Callable[[str], Sequence[Entry]],
            ) -> EntryPage:
-    """
-    The L{EntryPage} C{query} asks for from the files of C{days}
-    (C{yyyy-mm-dd}), reading a day's entries with C{entries_of(day)} in
-    L{Query.days}' order, and no more days than needed.
-    """
+    """The L{EntryPage} of C{query}, reading each day needed with C{entries_of(day)}."""
     selection = Selection(query)
     order = query.days(days)
     for number, day in enumerate(order, 1):

@@ -1,13 +1,10 @@
 """
-The kinds of entry the journal holds (L{ChangeKind}), named once: what the
-audit log shows, what a query may ask for, which kinds are the events a
-webhook may be told of and which of those are about a project: strings
-listed in several places drift apart. Warehouse names its events the same
-way (one enumeration, C{events/tags.py}).
+The kinds of entry the journal holds (L{ChangeKind}), named once (strings
+listed in several places drift apart): what the audit log shows, what a
+query may ask for, and which kinds are the events a webhook may be told of.
 
-A kind is a C{str}: the entries' JSON keeps the plain value, and a value
-read back is turned into its member, so an unknown kind is refused where
-it is read.
+A kind is a C{str}: the JSON keeps the plain value, and a value read back
+becomes its member, so an unknown kind is refused where it is read.
 """
 
 from __future__ import annotations
@@ -17,16 +14,12 @@ from enum import StrEnum
 
 
 class ChangeKind(StrEnum):
-    """The kind of one journal entry."""
+    """The kind of one journal entry (those a webhook is told of: L{EVENT_KINDS})."""
 
-    #: a file uploaded
     UPLOAD = "upload"
-    #: a file yanked, and its yank taken back
     YANK = "yank"
     UNYANK = "unyank"
-    #: a file deleted through the API (to the recycle bin when there is one)
     DELETE = "delete"
-    #: an API token issued, revoked
     TOKEN_ISSUED = "token-issued"
     TOKEN_REVOKED = "token-revoked"
     #: an upstream page fetched again on request
@@ -35,7 +28,6 @@ class ChangeKind(StrEnum):
     PRECACHE = "precache"
     #: a file or a tombstone brought in by C{pypid-admin import}
     IMPORT = "import"
-    #: a file of a release brought from one index to another
     PROMOTE = "promote"
     #: logins that failed, or were throttled (folded per minute)
     LOGIN_FAILED = "login-failed"
@@ -44,10 +36,8 @@ class ChangeKind(StrEnum):
     STATUS = "status"
     #: a download refused for an advisory
     ADVISORY_DENIED = "advisory-denied"
-    #: a file taken out of the recycle bin, removed from it for good
     RESTORE = "restore"
     PURGE = "purge"
-    #: a retention rule removed a file
     RETENTION = "retention"
     #: a quarantine of a project the upstream removed, released by an admin
     UPSTREAM_RELEASE = "upstream-release"
@@ -60,17 +50,13 @@ class ChangeKind(StrEnum):
     #: a kept file an upstream stopped listing, or lists again
     UPSTREAM_TAKEDOWN = "upstream-takedown"
     UPSTREAM_RELISTED = "upstream-relisted"
-    #: an advisory newly in force on a hosted or cached release
     ADVISORY = "advisory"
-    #: the configuration read again at SIGHUP (applied, or refused)
     RELOAD = "reload"
     #: an admin sent a webhook's given-up events again, or a test event
     WEBHOOK_REDELIVER = "webhook-redeliver"
     WEBHOOK_TEST = "webhook-test"
-    #: a storage shared with other servers (a bucket, a machine's folder)
-    #: holds a change of a file or of a project's status: what the others
-    #: read again (L{pypid.storage.base.store_changes}); the audit log's pages
-    #: leave it out unless asked for
+    #: a shared storage holds a change of a file or of a project's status,
+    #: which the other servers read again (L{pypid.storage.base.store_changes})
     STORED = "stored"
 
 
@@ -110,11 +96,7 @@ UNSHOWN_KINDS = frozenset({ChangeKind.STORED})
 
 
 def kind_of(value: str) -> ChangeKind:
-    """
-    The kind C{value} names.
-
-    @raise ValueError: naming the value, when it names none.
-    """
+    """The kind C{value} names; L{ValueError} naming it when it names none."""
     try:
         return ChangeKind(value)
     except ValueError:

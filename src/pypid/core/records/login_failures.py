@@ -1,8 +1,7 @@
 """
 Failed logins, and other refusals anyone can cause without credentials,
 folded into a bounded number of audit entries a minute (L{LoginFailures}),
-so that a flood cannot fill the disk. Apart from the entries themselves
-(L{pypid.core.records.audit_chain}): it only makes them.
+so that a flood cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -12,12 +11,10 @@ import attrs
 from pypid.core.records.audit_chain import REFUSED, Entry, format_time, text
 from pypid.core.records.change_kinds import ChangeKind
 
-#: Failed logins are counted per minute.
 LOGIN_WINDOW = 60.0
 
-#: The most distinct keys (event, outcome, user, token, address, reason)
-#: written one by one in a window; failures past it are folded into one
-#: entry per event and outcome.
+#: The most distinct keys written one by one in a window; failures past it
+#: are folded into one entry per event and outcome.
 MAX_LOGIN_KEYS = 50
 
 #: What a folded entry's C{detail} starts with.
@@ -31,22 +28,17 @@ _LoginKey = tuple[str, str, str | None, str | None, str | None, str | None]
 @attrs.define
 class LoginFailures:
     """
-    Folds failed and throttled logins, and other refusals anyone can cause
-    without credentials (the token exchange's), so a flood cannot fill the
-    disk.
+    Folds failed and throttled logins, and the token exchange's refusals.
 
-    In each minute, the first failure of a key (event, outcome, user,
-    token, address, reason) is an entry at once, and the repeats of it one
-    more entry with their C{count} when the minute ends; past
-    L{MAX_LOGIN_KEYS} distinct keys in a minute, the failures of further
-    keys are one entry per event and outcome (no user, no address) with
-    their count. So a minute writes at most C{2 * max_keys + k} entries,
-    C{k} being the pairs of event and outcome folded (1 for failed logins,
-    2 for the exchange's refused and failed), whatever arrives.
+    In each minute, the first failure of a key is an entry at once, and its
+    repeats one more entry with their C{count} when the minute ends; past
+    L{MAX_LOGIN_KEYS} keys, further failures are one entry per event and
+    outcome. So a minute writes at most C{2 * max_keys + k} entries (C{k}
+    the pairs of event and outcome folded), whatever arrives.
 
     A folded entry's time is when it is made (the minute's end, or the
-    stop), like every other entry's: so a writer's entries come in the
-    order of their times, and a day's file holds that day's entries.
+    stop), so a writer's entries come in the order of their times, and a
+    day's file holds that day's entries.
     """
 
     window: float = LOGIN_WINDOW
@@ -61,10 +53,8 @@ class LoginFailures:
             token: str | None = None, outcome: str = REFUSED,
             detail: str | None = None) -> list[Entry]:
         """
-        Count one failure at C{now}; C{detail} is its reason, if it says one.
-
-        @return: the entries to write now (those of a window that has
-            ended, and the first of a key).
+        Count one failure at C{now}; C{detail} is its reason, if any. Returns
+        the entries to write now (a window's that ended, a key's first).
         """
         due = self.due(now)
         if self._start is None:

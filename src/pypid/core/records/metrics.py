@@ -1,18 +1,14 @@
 """
 What the server counts for C{/metrics}: plain counters and histograms that
-cost a dictionary update on the hot path, and are turned into the
-Prometheus text format only when scraped (L{pypid.web.admin.exposition}).
+cost a dictionary update on the hot path, turned into the Prometheus text
+format only when scraped (L{pypid.web.admin.exposition}).
 
-Why not C{prometheus_client}'s own metric objects on the hot path: each of
-their updates takes a lock and, with labels, looks up a child object; ours
-run on the reactor thread only, so a dict update is enough (a fifth of
-the library's cost a request). The library still writes the exposition
-format (L{pypid.web.admin.exposition.Collector}), so the output is
-exactly what Prometheus expects.
+Not C{prometheus_client}'s metric objects on the hot path: each of their
+updates takes a lock and, with labels, looks up a child; ours run on the
+reactor thread only, so a dict update is enough (a fifth of the library's
+cost a request). The library still writes the exposition format.
 
 No label ever holds a project, a user or a filename: those are unbounded.
-Routes, methods and status codes are a small closed set (L{route_of},
-L{_METHODS}).
 """
 
 from __future__ import annotations
@@ -20,6 +16,8 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate
+from typing import TypeVar
 
 import attrs
 
@@ -27,8 +25,9 @@ from pypid.core.indexes.index_names import DEFAULT as DEFAULT_INDEX
 from pypid.core.indexes.index_names import UPLOAD_PATHS
 from pypid.core.util.bounded import remember
 
-#: Latency buckets, in seconds: from a cached page (well under a
-#: millisecond) to a large upload on a slow link.
+_V = TypeVar("_V")
+
+#: Latency buckets, in seconds: from a cached page to a large upload on a slow link.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -67,12 +66,7 @@ _REFUSALS = {400: "bad_request", 408: "headers_timeout", 414: "uri_too_long",
 
 
 def route_of(method: bytes | None, path: bytes) -> str:
-    """
-    The route family of a request, for the C{route} label.
-
-    @param method: the request method (bytes).
-    @param path: the path in origin form, without the query (bytes).
-    """
+    """The route family of a request (C{path} in origin form, no query), for the C{route} label."""
     first, _, rest = path[1:].partition(b"/")
     if first == b"api":
         return _API_SEGMENT.get(rest.partition(b"/")[0], "other")
@@ -84,11 +78,9 @@ def route_of(method: bytes | None, path: bytes) -> str:
 def index_and_route(method: bytes | None, path: bytes,
                     indexes: frozenset[bytes]) -> tuple[str, str]:
     """
-    The index and route family of a request, for the C{index} and
-    C{route} labels: a path under C{/NAME/} of a configured
-    index is that index's, its route read from the rest (C{/NAME/simple/x/}
-    is C{simple}); any other path is the default index's. Bounded by the
-    configured names: a name no index has is never a label.
+    The index and route family of a request: a path under C{/NAME/} of a
+    configured index is that index's, its route read from the rest; any
+    other is the default index's (a name no index has is never a label).
     """
     first, slash, rest = path[1:].partition(b"/")
     if slash and first in indexes:
@@ -109,10 +101,7 @@ def outcome_of(status: int | None) -> str:
 
 
 def change_of(route: str, method: bytes | None, path: bytes) -> str | None:
-    """
-    Which change a request to the publishing API asks for: C{yank},
-    C{unyank} or C{delete}, or L{None} for none.
-    """
+    """The change (C{yank}, C{unyank}, C{delete}) a publishing API request asks, or L{None}."""
     if route not in ("api_files", "api_projects"):
         return None
     if method == b"DELETE":
@@ -128,8 +117,8 @@ def change_of(route: str, method: bytes | None, path: bytes) -> str | None:
 class Histogram:
     """
     A histogram with fixed buckets: C{counts[i]} observations were at most
-    C{bounds[i]} and more than the bound before (not cumulative; the
-    exposition sums them), the last slot for those above every bound.
+    C{bounds[i]} and more than the bound before (not cumulative), the last
+    slot for those above every bound.
     """
 
     bounds: tuple[float, ...] = LATENCY_BUCKETS
@@ -144,11 +133,7 @@ class Histogram:
 
     def cumulative(self) -> list[tuple[float, int]]:
         """C{[(upper bound, count so far)]}, ending with C{+Inf} and the count."""
-        running, out = 0, []
-        for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=False):
-            running += count
-            out.append((bound, running))
-        return out
+        return list(zip(self.bounds + (float("inf"),), accumulate(self.counts), strict=False))
 
     @property
     def count(self) -> int:
@@ -158,20 +143,14 @@ class Histogram:
 
 @attrs.define
 class Timings:
-    """
-    How often something was done, how often it failed, and how long it
-    took, by a small closed set of keys (an operation's name).
-    """
+    """How often something was done or failed, and how long it took, by a closed set of keys."""
 
     calls: dict[str, int] = attrs.Factory(dict)
     errors: dict[str, int] = attrs.Factory(dict)
     latency: dict[str, Histogram] = attrs.Factory(dict)
 
     def record(self, key: str, seconds: float, failed: bool = False) -> None:
-        """
-        Count one call of C{key} that took C{seconds} (never less than 0:
-        a wall clock, which some callers time with, can step back).
-        """
+        """Count one call of C{key} that took C{seconds} (a wall clock stepping back counts 0)."""
         seconds = max(seconds, 0.0)
         self.calls[key] = self.calls.get(key, 0) + 1
         if failed:
@@ -211,36 +190,30 @@ _ROUTE_MEMO = 4096
 class RequestStats:
     """
     What the HTTP site answered: requests by route, method and status,
-    latency and bytes by route, and the changes and logins derived from
-    them.
+    latency and bytes by route, and the changes and logins derived from them.
 
-    The site appends a tuple per request to L{batch} and nothing more
-    (L{pypid.web.site.PypidSite.log}); L{settle} counts a whole batch in
-    one tight loop, when L{BATCH} are waiting or when scraped: counting
-    each request as it was answered ran with cold caches, and cost a few
-    times what the append and the warm batch do.
+    The site appends a tuple per request to L{batch} and nothing more;
+    L{settle} counts a whole batch in one tight loop, when L{BATCH} are
+    waiting or when scraped: counting each request as it was answered ran
+    with cold caches, and cost a few times what the append and the warm
+    batch do.
 
-    @ivar batch: C{(method, path, status, seconds, sent, received)} of the
-        requests answered since the last L{settle}: the method and path
-        (origin form, no query) as bytes, the status (L{None}: the client
-        left first), the time from the end of the headers to the end of the
-        answer, and the body bytes sent and received.
+    @ivar batch: the L{Answered} requests since the last L{settle}: the
+        status L{None} when the client left first, the seconds from the end
+        of the headers to the end of the answer, the body bytes.
     @ivar changes: C{{(action, outcome): count}}; the actions are
         C{upload}, C{yank}, C{unyank} and C{delete}.
     @ivar login_failures: answers of 401 to requests that carried
-        credentials (wrong ones, or for a user who may not), counted by the
-        site as they are answered (only it sees the headers).
-    @ivar throttled: answers of 429 (too many failed logins or refused token exchanges).
+        credentials (only the site sees the headers).
+    @ivar throttled: answers of 429.
     @ivar refusals: C{{reason: count}} of connections refused outside any
         request (L{refused}).
     """
 
     batch: list[Answered] = attrs.Factory(list)
-    #: the named indexes' names: with any, each request is
-    #: counted by index too (L{index_and_route}); without, as always
+    #: the named indexes' names, by which requests are counted too (L{index_and_route})
     indexes: frozenset[bytes] = frozenset()
-    #: C{(index, route)} -> its counts; the index is C{default} alone
-    #: without named indexes
+    #: C{(index, route)} -> its counts
     _routes: dict[tuple[str, str], _Route] = attrs.Factory(dict)
     changes: dict[tuple[str, str], int] = attrs.Factory(dict)
     login_failures: int = 0
@@ -249,10 +222,7 @@ class RequestStats:
     _memo: dict[tuple[bytes | None, bytes], tuple[str, str]] = attrs.Factory(dict)
 
     def take_indexes(self, indexes: frozenset[bytes]) -> None:
-        """
-        Count by the named indexes C{indexes} from now on (C{SIGHUP}: a view
-        added or removed); what was counted before keeps its labels.
-        """
+        """Count by the named C{indexes} from now on (a reload); past counts keep their labels."""
         self.settle()
         self.indexes = indexes
         self._memo.clear()
@@ -260,20 +230,15 @@ class RequestStats:
     def refused(self, why: int | str) -> None:
         """
         Count a connection answered and closed outside any request: C{why}
-        is the status (400 a malformed head, 408 headers too slow, 414,
-        431), C{slow_body} (an upload under the minimum rate, dropped) or
-        C{send_timeout} (an answer the client took none of, dropped).
+        is the status (400, 408, 414, 431), C{slow_body} (an upload under the
+        minimum rate) or C{send_timeout} (an answer the client took none of).
         """
         reason = _REFUSALS.get(why, "other")
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def record(self, method: bytes | None, path: bytes, status: int | None, seconds: float,
                sent: int, received: int, credentials: Callable[[], bool]) -> None:
-        """
-        Count one answered (or abandoned) request: what L{batch} holds, and
-        C{credentials()} (asked only of a 401) tells whether the request
-        carried credentials.
-        """
+        """Count one answered (or abandoned) request; C{credentials()} is asked only of a 401."""
         batch = self.batch
         batch.append((method, path, status, seconds, sent, received))
         if status == 401 and credentials():
@@ -320,9 +285,8 @@ class RequestStats:
     @property
     def requests(self) -> dict[tuple[str, str, str], int]:
         """
-        C{{(route, method, status): count}} of the default index's requests
-        (all of them without named indexes); C{status} is the code as
-        text, or C{aborted}.
+        C{{(route, method, status): count}} of the default index's requests;
+        C{status} is the code as text, or C{aborted}.
         """
         return {key[1:]: count for key, count in self.requests_by_index.items()
                 if key[0] == DEFAULT_INDEX}
@@ -338,13 +302,8 @@ class RequestStats:
 
     @property
     def latency(self) -> dict[str, Histogram]:
-        """
-        C{{route: Histogram}} of the default index's requests, from the end
-        of the headers to the end of the answer.
-        """
-        self.settle()
-        return {route: stats.latency for (index, route), stats in self._routes.items()
-                if index == DEFAULT_INDEX}
+        """C{{route: Histogram}} of the default index's requests."""
+        return _of_default(self.latency_by_index)
 
     @property
     def latency_by_index(self) -> dict[tuple[str, str], Histogram]:
@@ -355,7 +314,7 @@ class RequestStats:
     @property
     def sent(self) -> dict[str, int]:
         """C{{route: bytes}} of the default index's response bodies."""
-        return {key[1]: n for key, n in self.sent_by_index.items() if key[0] == DEFAULT_INDEX}
+        return _of_default(self.sent_by_index)
 
     @property
     def sent_by_index(self) -> dict[tuple[str, str], int]:
@@ -366,14 +325,18 @@ class RequestStats:
     @property
     def received(self) -> dict[str, int]:
         """C{{route: bytes}} of the default index's request bodies."""
-        return {key[1]: n for key, n in self.received_by_index.items()
-                if key[0] == DEFAULT_INDEX}
+        return _of_default(self.received_by_index)
 
     @property
     def received_by_index(self) -> dict[tuple[str, str], int]:
         """C{{(index, route): bytes}} of request bodies."""
         self.settle()
         return {key: stats.received for key, stats in self._routes.items() if stats.received}
+
+
+def _of_default(by_index: Mapping[tuple[str, str], _V]) -> dict[str, _V]:
+    """C{{route: value}} of the default index's part of C{{(index, route): value}}."""
+    return {route: value for (index, route), value in by_index.items() if index == DEFAULT_INDEX}
 
 
 # -- families: what a part offers /metrics ----------------------------------------
@@ -390,17 +353,13 @@ HISTOGRAM = "histogram"
 @attrs.frozen
 class Family:
     """
-    One metric family as a part offers it (L{pypid.core.parts.IMetricsSource}):
-    plain values that C{/metrics} writes in the exposition format, so that no
-    part imports C{prometheus_client} and the collector knows no part's
-    internals. Families of one name from several parts are one family there
-    (their samples together), as the storage operations of the packages
-    and of the upstream cache are.
+    One metric family as a part offers it (L{pypid.core.parts.IMetricsSource}),
+    as plain values, so that no part imports C{prometheus_client}. Families
+    of one name from several parts are one family there (their samples
+    together), as the packages' and the upstream cache's storage operations.
 
     @ivar kind: L{GAUGE}, L{COUNTER} or L{HISTOGRAM}.
-    @ivar labels: the label names.
-    @ivar samples: C{((label values, value), ...)}; a histogram's value is
-        a L{Histogram}.
+    @ivar samples: C{((label values, value), ...)}.
     """
 
     kind: str
@@ -438,9 +397,8 @@ def histograms(name: str, help: str, label: str, by_value: Mapping[str, Histogra
 def timing_families(names: tuple[str, str, str], what: str, label_names: Iterable[str],
                     sources: Iterable[tuple[tuple[str, ...], Timings]]) -> list[Family]:
     """
-    The calls, errors and latency histogram of L{Timings}.
+    The calls, errors and duration families of L{Timings}.
 
-    @param names: the three families' names: calls, errors, duration.
     @param label_names: the labels, the last one the timings' own key.
     @param sources: C{[(values of the other labels, Timings)]}.
     """
@@ -481,11 +439,7 @@ def dump_families(families: Iterable[Family]) -> bytes:
 
 
 def load_families(data: bytes) -> list[Family]:
-    """
-    The families L{dump_families} wrote.
-
-    @raise ValueError: for anything else.
-    """
+    """The families L{dump_families} wrote; L{ValueError} for anything else."""
     def sample(value: object) -> Sample:
         if isinstance(value, dict):
             return Histogram(tuple(value["bounds"]), list(value["counts"]),

@@ -2,18 +2,13 @@
 The serials the pages carry, as the public index serves them: each
 project of each index has the serial of the last journal entry that
 changed it (C{_last-serial}, C{X-PyPI-Last-Serial}), and the index the
-last of its projects' (L{ProjectSerials}): what another index, or an entry
-that changed no project (a login, a token), did moves no serial of it. A mirror (bandersnatch
-reads them from the JSON C{/simple/} and C{/pypi/<project>/json}) fetches
-again what moved since its last run, and refuses a page whose serial is
-below the listing's.
+last of its projects'; an entry of another index, or of no project, moves
+none of them. A mirror (bandersnatch) fetches again what moved since its
+last run, and refuses a page whose serial is below the listing's.
 
 Made of the journal's entries (L{ProjectSerials.take}), in any order and
-more than once (the entries this server wrote come at once, everyone's
-when the journal is read): a serial only grows. A project no entry names
-carries L{pypid.core.records.audit_chain.BEGINNING}. Kept in the snapshot
-(L{ProjectSerials.to_json}) with the serial the journal was read up to,
-so a start reads only what came after.
+more than once: a serial only grows. Kept in the snapshot with the serial
+the journal was read up to, so a start reads only what came after.
 """
 
 from __future__ import annotations
@@ -26,17 +21,13 @@ import attrs
 from pypid.core.records.audit_chain import BEGINNING, OK, Entry
 from pypid.core.records.change_kinds import UNSHOWN_KINDS
 
-#: C{changed(index, project)}: a project's serial moved (its kept pages
-#: carry the serial, so they are made again).
+#: C{changed(index, project)}: a project's serial moved (its kept pages are made again).
 Changed = Callable[[str | None, str], None]
 
 
 @attrs.frozen
 class IndexSerials:
-    """
-    One index's view of the serials (L{pypid.core.indexes.rendered_pages.Serials}):
-    C{serials(project)}, and C{serials.last}, the last of its projects'.
-    """
+    """One index's view of the serials (L{pypid.core.indexes.rendered_pages.Serials})."""
 
     _table: ProjectSerials
     _index: str | None
@@ -56,9 +47,8 @@ class ProjectSerials:
     """
     Each index's projects' serials (see the module).
 
-    @ivar followed: the serial the journal was read up to, every entry
-        before it taken in (L{pypid.state.journal_follower}): where the next
-        read begins.
+    @ivar followed: the serial the journal was read up to, where the next
+        read begins (L{pypid.state.journal_follower}).
     """
 
     #: index (L{None}: the default) -> project -> serial
@@ -109,11 +99,7 @@ class ProjectSerials:
                 "projects": {index or "": dict(table) for index, table in self._serials.items()}}
 
     def restore(self, data: object) -> None:
-        """
-        Take back what L{to_json} gave (a snapshot's; L{None}: none, the
-        journal is read from its beginning); what is not such data is left
-        out, as a snapshot's unreadable parts are.
-        """
+        """Take back what L{to_json} gave (a snapshot's); what is not such data is left out."""
         if not isinstance(data, Mapping):
             return
         followed, projects = data.get("followed"), data.get("projects")

@@ -4,23 +4,15 @@ last was.
 
 Counting must cost the download path next to nothing: a download adds one
 to a dict entry (L{UsageCounter.count}, about 0.2 us), and every few
-seconds the counts gathered are taken as one I{usage record} per UTC day
-they fall in (L{UsageCounter.take}), which the usage part writes to the
-storage beside the files. A record is never changed once written, and
-each names its writer (an instance of the server), so several instances
-on one bucket add up rather than overwrite each other; a crash loses at
-most the counts of one interval.
+seconds the counts are taken as one I{usage record} per UTC day
+(L{UsageCounter.take}), written beside the files. A record is never
+changed, and names its writer, so several instances on one bucket add up
+rather than overwrite each other; a crash loses one interval's counts.
 
-Records pile up (one per interval), so a writer later folds its own
-records of a closed day into one (L{pypid.state.usage_log}), which names those it
-replaces: a reader ignores a record another present record replaces
-(L{UsageBook.load}), so a crash between writing the compacted record and
-removing the others counts nothing twice.
-
-L{UsageBook} is what the records say, summed: per file, the count of each
-of the last L{WINDOW_DAYS} days and the time of its last download, for the
-pages for people, the legacy JSON API (C{last_day}, C{last_week},
-C{last_month}) and C{pypid-admin usage}.
+A writer later folds its records of a closed day into one that names
+those it replaces (L{pypid.state.usage_log}), and a reader ignores a
+replaced record (L{UsageBook.load}), so a crash between writing the fold
+and removing the others counts nothing twice.
 """
 
 from __future__ import annotations
@@ -38,7 +30,6 @@ from pypid.core.util.bounded import put_newest
 #: Days of counts kept by file (the pages show 30; rules may look back 90).
 WINDOW_DAYS = 90
 
-#: One day, in seconds.
 DAY = 86400
 
 #: A record's name: C{<day>-<writer>-<sequence>}, or C{<day>-<writer>-all}
@@ -78,10 +69,7 @@ def parse_name(name: str) -> tuple[int, str, int | None] | None:
 class UsageRecord:
     """
     One usage record: per file, the downloads counted on C{day} and the
-    time of the last of them.
-
-    @ivar replaces: the names of the records this one folds
-        (L{pypid.state.usage_log}).
+    time of the last; C{replaces} names the records it folds.
     """
 
     day: int
@@ -99,11 +87,7 @@ class UsageRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UsageRecord:
-        """
-        Read a record.
-
-        @raise UsageInvalid: for anything that is not one.
-        """
+        """Read a record; L{UsageInvalid} for anything that is not one."""
         try:
             value = json.loads(data)
             day = value["day"]
@@ -138,10 +122,7 @@ def merge(records: Iterable[UsageRecord], day: int,
 
 @attrs.define
 class UsageCounter:
-    """
-    The downloads counted since the last L{take}: C{filename -> [count,
-    last time]} per day.
-    """
+    """The downloads counted since the last L{take}: C{filename -> [count, last time]} per day."""
 
     _pending: dict[int, dict[str, list[float]]] = attrs.field(factory=dict)
 
@@ -178,17 +159,14 @@ class UsageCounter:
         for record in records:
             files = self._pending.setdefault(record.day, {})
             for name, (count, last) in record.counts.items():
-                kept = files.get(name)
-                if kept is None:
-                    files[name] = [count, last]
-                else:
-                    kept[0] += count
-                    kept[1] = max(kept[1], last)
+                kept = files.setdefault(name, [0, last])
+                kept[0] += count
+                kept[1] = max(kept[1], last)
 
 
-#: The most downloads one client address adds to a file's count in a day:
-#: a build farm behind one address installs a file a few
-#: times a day; a loop of requests does not keep a file "downloaded".
+#: The most downloads one client address adds to a file's count in a day: a
+#: build farm behind one address installs a file a few times a day; a loop
+#: of requests does not keep a file "downloaded".
 MAX_PER_ADDRESS = 10
 
 #: The most C{(address, file)} pairs a L{ClientBound} remembers in a day.
@@ -198,18 +176,16 @@ MAX_CLIENTS = 1 << 16
 @attrs.define
 class ClientBound:
     """
-    What one client address may add to the downloads of one file in a UTC
-    day, so that one client cannot inflate a count: L{MAX_PER_ADDRESS} whole downloads, and one
-    for all its ranged requests together (a client fetching a file in
-    pieces downloads it once). Forgotten at the end of the day; at most
-    L{MAX_CLIENTS} pairs, the oldest forgotten first.
+    What one client address may add to one file's downloads in a UTC day,
+    so that one client cannot inflate a count: L{MAX_PER_ADDRESS} whole
+    downloads, and one for all its ranged requests (a file fetched in
+    pieces is downloaded once). At most L{MAX_CLIENTS} pairs, oldest out first.
     """
 
     limit: int = MAX_PER_ADDRESS
     max_entries: int = MAX_CLIENTS
-    #: in a worker of a machine, the machine's tally
-    #: (L{pypid.machine.ring.ChangeRing.admit}: C{admit(key, day, limit)}),
-    #: which counts every worker's downloads; L{None}: this process's own
+    #: in a worker, the machine's tally of every worker's downloads
+    #: (L{pypid.machine.ring.ChangeRing.admit}); L{None}: this process's own
     shared: Callable[[bytes, int, int], bool] | None = None
     _day: int = attrs.field(default=-1, init=False)
     #: (address, filename, ranged) -> downloads counted today
@@ -233,9 +209,8 @@ class ClientBound:
 
     def _shared(self, key: tuple[str | None, str, bool], day: int) -> bool:
         """
-        L{admits} on the machine's tally; a pair the machine counted up to
-        its limit is remembered here for the day, so that its later
-        downloads (a loop of requests) cost no look at the tally.
+        L{admits} on the machine's tally; a pair at its limit is remembered
+        here for the day, so its later downloads cost no look at the tally.
         """
         assert self.shared is not None
         if key in self._seen:
@@ -262,10 +237,7 @@ class FileUsage:
 
 @attrs.define
 class UsageBook:
-    """
-    The downloads of one storage's files, as its usage records say, summed
-    (and what this server counted since, added as it is written).
-    """
+    """The downloads of one storage's files, as its usage records say, summed."""
 
     _files: dict[str, FileUsage] = attrs.field(factory=dict)
     #: moves at every change (pages showing counts are kept by it)
@@ -301,11 +273,9 @@ class UsageBook:
 
     def _trim(self, first: int) -> None:
         """
-        Drop the days before C{first}, and the files left with none: what
-        a restart reads once those days' records are dropped. Without it,
-        a server that ran for a year kept every day of every file it ever
-        served, deleted ones too. Once a day: 1.6 us a file of 90 days
-        (30 ms for 20,000 files, on the reactor).
+        Drop the days before C{first}, and the files left with none, as a
+        restart would: else a server kept every day of every file it ever
+        served. Once a day: 1.6 us a file of 90 days (30 ms for 20,000 files).
         """
         self._first_day = first
         for name, usage in list(self._files.items()):
@@ -322,18 +292,11 @@ class UsageBook:
     def downloads(self, filenames: Iterable[str], days: int, today: int) -> int:
         """The downloads of C{filenames} over the last C{days} days (today included)."""
         first = today - days + 1
-        total = 0
-        for filename in filenames:
-            usage = self._files.get(filename)
-            if usage is not None:
-                total += usage.since(first)
-        return total
+        return sum(usage.since(first) for usage in map(self._files.get, filenames)
+                   if usage is not None)
 
     def total(self, days: int, today: int) -> int:
-        """
-        Every download counted over the last C{days} days (today included),
-        of the files deleted since too: what the index served.
-        """
+        """Every download over the last C{days} days, deleted files' too: what the index served."""
         return self.downloads(self._files, days, today)
 
     def last_downloaded(self, filename: str) -> float | None:
@@ -364,8 +327,8 @@ class UsageBook:
     def ranked(self, filenames: Iterable[str], days: int, today: int,
                most: bool = True) -> list[tuple[str, int, float | None]]:
         """
-        C{(filename, downloads over the last C{days} days, last download)}
-        of C{filenames}, the most (or least) downloaded first, then by name.
+        C{(filename, downloads over the last C{days} days, last download)},
+        the most (or least) downloaded first, then by name.
         """
         first = today - days + 1
         rows = []

@@ -1,20 +1,13 @@
 """
 The events pypid sends to webhooks, made of the audit entries of the
-changes they report: which entries make one (L{EVENT_TYPES}), which
-subscription wants it (L{Filter}), the JSON body it is sent with
-(L{WebhookEvent.body}), its Standard Webhooks signature (L{signature}), and when
-a failed delivery is tried again (L{next_try}).
+changes they report (docs/operations.rst, "Webhooks"): an event's type is
+its entry's event and its id the entry's C{id}; the entries of one
+promoted release share one id and make one event.
 
-An event is an audit entry seen from outside: its type is the entry's
-event (C{upload}, C{yank}, ...), its id is the entry's C{id}, and its body
-says what the entry says (docs/operations.rst, "Webhooks", documents each
-type). The entries of one promotion of a release share one id and make
-one event, naming each file.
-
-The signature is the Standard Webhooks one (HMAC-SHA256 over
+The signature is Standard Webhooks' (HMAC-SHA256 over
 C{id.timestamp.body}, base64, C{v1,} first); the tests check every
-delivery with the C{standardwebhooks} package, its reference
-implementation, so a receiver in any language checks it with a library.
+delivery with C{standardwebhooks}, its reference implementation, so a
+receiver in any language checks it with a library.
 """
 
 from __future__ import annotations
@@ -51,13 +44,10 @@ SERVER = "server"
 @attrs.frozen
 class Filter:
     """
-    Which events a subscription wants: by type, index and project.
+    Which events a subscription wants, by type, index and project; each
+    empty for all, and then the events of no index or project too.
 
-    @ivar events: the types (L{EVENT_TYPES}); empty: every type.
-    @ivar indexes: the indexes' names; empty: every index, and the events
-        of no index (tokens, reloads).
-    @ivar projects: project names or globs, normalized as C{[acl]}'s;
-        empty: every project, and the events of none.
+    @ivar projects: project names or globs, normalized as C{[acl]}'s.
     """
 
     events: frozenset[str] = frozenset()
@@ -66,14 +56,10 @@ class Filter:
 
     def wants(self, type: str, index: str | None, project: str | None) -> bool:
         """Whether an event of C{type}, of C{index} and C{project} (L{None}: of none), is wanted."""
-        if self.events and type not in self.events:
-            return False
-        if self.indexes and (index is None or index not in self.indexes):
-            return False
-        if self.projects and (project is None or not any(
-                fnmatchcase(project, pattern) for pattern in self.projects)):
-            return False
-        return True
+        return ((not self.events or type in self.events)
+                and (not self.indexes or index in self.indexes)
+                and (not self.projects or (project is not None and any(
+                    fnmatchcase(project, pattern) for pattern in self.projects))))
 
 
 def index_of(entry: Entry) -> str | None:
@@ -88,9 +74,7 @@ class WebhookEvent:
     """
     One event, as it is sent (and kept by the ledger, given up or to send again).
 
-    @ivar id: its id (the C{webhook-id}, and the audit entries' C{id}).
-    @ivar type: one of L{EVENT_TYPES}.
-    @ivar time: when the change was made (the audit entry's time).
+    @ivar id: the C{webhook-id}, and the audit entries' C{id}.
     @ivar data: what it says (L{data_of}), JSON-ready.
     """
 
@@ -100,10 +84,7 @@ class WebhookEvent:
     data: Mapping[str, Any]
 
     def body(self) -> bytes:
-        """
-        The bytes sent: C{{"type", "timestamp", "data"}}, as Standard
-        Webhooks shapes a payload, one line of sorted JSON.
-        """
+        """The bytes sent: Standard Webhooks' payload shape, one line of sorted JSON."""
         return json.dumps({"type": self.type, "timestamp": self.time, "data": self.data},
                           sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -113,11 +94,7 @@ class WebhookEvent:
 
     @classmethod
     def from_json(cls, value: object) -> WebhookEvent:
-        """
-        The event the ledger kept.
-
-        @raise ValueError: when C{value} is not one.
-        """
+        """The event the ledger kept; L{ValueError} when C{value} is not one."""
         if not isinstance(value, dict):
             raise ValueError("not a JSON object")
         try:
@@ -130,12 +107,7 @@ class WebhookEvent:
 
 
 def data_of(entries: Sequence[Entry]) -> dict[str, Any]:
-    """
-    What the event of C{entries} (one, or the files of one promoted
-    release, all of one id) says: its id, index, project, version, files
-    with their sha256, who made the change, and the entry's detail, target
-    and outcome.
-    """
+    """What the event of C{entries} (one, or a promoted release's files, of one id) says."""
     first = entries[0]
     files = [{"filename": e.filename, "sha256": e.sha256} for e in entries
              if e.filename is not None]
@@ -148,10 +120,7 @@ def data_of(entries: Sequence[Entry]) -> dict[str, Any]:
 
 
 def events_of(entries: Iterable[Entry]) -> list[WebhookEvent]:
-    """
-    The events of C{entries} (each with an C{id}), in their order: the
-    entries of one id make one event (a promoted release's files).
-    """
+    """The events of C{entries} (each with an C{id}), in order: one per id."""
     grouped: dict[str, list[Entry]] = {}
     for entry in entries:
         if entry.id is None:
@@ -178,14 +147,11 @@ SECRET_BYTES = (24, 64)
 
 def parse_secret(text: str) -> bytes:
     """
-    The key of a secret written C{whsec_<base64>} (Standard Webhooks'
-    form; the prefix may be left out), of 24 to 64 bytes.
+    The key of a secret written C{whsec_<base64>} (the prefix may be left out).
 
     @raise ValueError: saying what a secret is, never echoing it.
     """
-    text = text.strip()
-    if text.startswith(SECRET_PREFIX):
-        text = text[len(SECRET_PREFIX):]
+    text = text.strip().removeprefix(SECRET_PREFIX)
     try:
         key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
@@ -223,14 +189,11 @@ def next_try(failures: int, now: float, created: float, retry_for: float,
              ) -> float | None:
     """
     When to try a delivery again after its C{failures}-th failure at
-    C{now}: C{first_delay} doubled at each failure, up to L{MAX_DELAY},
-    each wait cut by up to half at random (C{jitter}, from 0 to 1), so
-    receivers that came back are not hit by every sender at once; never
-    sooner than a receiver's C{Retry-After} asked (up to
+    C{now}, or L{None} to give it up: C{first_delay} doubled at each
+    failure, up to L{MAX_DELAY}, each wait cut by up to half at random
+    (C{jitter}, 0 to 1), so receivers that came back are not hit by every
+    sender at once; never sooner than a C{Retry-After} asked (up to
     L{MAX_RETRY_AFTER}); the last try at C{created + retry_for}.
-
-    @return: the time of the next try, or L{None}: the event is given up
-        (its time to be tried is over).
     """
     end = created + retry_for
     if now >= end:

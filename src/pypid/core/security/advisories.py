@@ -2,30 +2,19 @@
 Security advisories (OSV) as an index acts on them: which releases of a
 project an advisory affects, and what an index does about it.
 
-Why it is shaped so: an index serves pages and files thousands of times a
-second, and an advisory changes a few times a day. So nothing here is
-worked out per request. An L{AdvisoryDB} is built once per load (by
-L{pypid.core.security.osv}, from the records), indexed by normalized project
-name; an L{AdvisoryPolicy} (one per index: its L{AdvisoryRules} over the
-current database) answers C{verdict(project, version)} from a table it
-fills the first time a release is asked about and empties when the
+An index serves thousands of requests a second, and an advisory changes a
+few times a day, so nothing here is worked out per request: an
+L{AdvisoryDB} is built once per load, indexed by normalized project name,
+and an L{AdvisoryPolicy} (one per index) keeps each verdict until the
 database changes (L{AdvisoryBoard.generation}). A project no advisory
-names (nearly all of them) costs one failed dict lookup.
+names (nearly all) costs one failed dict lookup.
 
-While the server starts, the advisories are read in the background
-(the listeners do not wait for them), and until they are the
-board holds an I{unread} database (L{AdvisoryDB.unread_yet}): it names
-every project, so each path that consults the policy goes the way of a
-named project, and the verdict of an index that hides or denies is
-L{AdvisoriesUnread}, a 503 with C{Retry-After}: such an index serves no
-release the advisories might cover until they are read (it fails
-closed); one that warns serves everything meanwhile. The check costs
-nothing once they are read: the unread database's answer is replaced
-whole by the real one's (the same dict lookup), and the verdict looks at
-the state only when it works a verdict out, not when it finds one kept.
-
-Which versions of a project an advisory affects (PEP 440 ranges and
-version lists) is worked out by L{pypid.core.security.affected_releases}.
+Until the advisories are read at start-up (in the background), the board
+holds an I{unread} database (L{AdvisoryDB.unread_yet}) that names every
+project, so an index that hides or denies answers L{AdvisoriesUnread}, a
+503 (it fails closed), and one that warns serves everything. This costs
+nothing once they are read: it is checked only when a verdict is worked
+out, not when one is found kept.
 """
 
 from __future__ import annotations
@@ -42,26 +31,20 @@ from pypid.core.util.http_errors import Unavailable
 
 OFF, WARN, HIDE, DENY = "off", "warn", "hide", "deny"
 
-#: The most verdicts an index remembers (of releases of projects some
-#: advisory names): every release such a project has, many times over,
-#: while a client asking for files of made-up versions cannot grow the
-#: table past it (200,000 such requests kept 59 MiB of verdicts before).
+#: The most verdicts an index remembers: every release of the projects
+#: advisories name, many times over, while a client asking for made-up
+#: versions cannot grow the table past it (200,000 such requests kept 59 MiB).
 MAX_VERDICTS = 50_000
 
 #: What an index may do about advisories, the least first.
 MODES = (OFF, WARN, HIDE, DENY)
 
-#: Severities, the lowest first (the names OSV databases use, with
-#: GitHub's C{moderate} read as C{medium}).
+#: Severities, the lowest first (GitHub's C{moderate} is C{medium}).
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
 def severity_word(word: str) -> str | None:
-    """
-    A severity as the databases and the settings spell it, in any case
-    (GitHub's C{moderate} is C{medium}): one of L{SEVERITIES}, or L{None}
-    when it is none of them.
-    """
+    """A severity as spelled in any case, as one of L{SEVERITIES}, or L{None}."""
     level = word.strip().lower()
     if level == "moderate":
         level = "medium"
@@ -73,12 +56,7 @@ def severity_rank(severity: str | None) -> int:
     The order of a severity (0 for C{low} ... 3 for C{critical}); -1 for
     an unknown one, which only a rule with no minimum acts on.
     """
-    if severity is None:
-        return -1
-    try:
-        return SEVERITIES.index(severity)
-    except ValueError:
-        return -1
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 @attrs.frozen
@@ -87,14 +65,9 @@ class Advisory:
     One advisory, its aliases merged into it (the same vulnerability under
     a PYSEC, a GHSA and a CVE identifier is one advisory).
 
-    @ivar id: the identifier shown first (the record's own).
     @ivar aliases: every other identifier it is known by, sorted.
-    @ivar summary: one line, possibly empty.
-    @ivar details: the longer text, possibly empty.
-    @ivar severity: one of L{SEVERITIES}, or L{None} when the records give
-        none that can be read.
+    @ivar severity: one of L{SEVERITIES}, or L{None} when unknown.
     @ivar score: the CVSS base score it was derived from, when there was one.
-    @ivar fixed_in: the versions that fix it (from the C{fixed} events).
     @ivar link: a page about it (the first C{ADVISORY} or C{WEB} reference).
     @ivar affected: what it says of each PyPI project.
     """
@@ -143,21 +116,17 @@ class _EveryProject(Mapping[str, tuple[Advisory, ...]]):
 class AdvisoriesUnread(Unavailable):
     """
     A release of an index that hides or denies was asked for before the
-    advisories were read (the server started a moment ago, or the first
-    read failed): 503, with C{Retry-After}.
+    advisories were read (just started, or the first read failed): 503.
     """
 
     def __init__(self, state: str) -> None:
-        if state == FAILED:
-            Unavailable.__init__(
-                self, "the security advisories could not be read (see the server's log): "
-                "this index serves no release they might cover until they are",
-                [(b"retry-after", b"60")])
-        else:
-            Unavailable.__init__(
-                self, "the security advisories are still being read: this index serves "
-                "no release they might cover until then; try again in a few seconds",
-                [(b"retry-after", b"5")])
+        failed = state == FAILED
+        Unavailable.__init__(
+            self, ("the security advisories could not be read (see the server's log): this "
+                   "index serves no release they might cover until they are") if failed else
+            ("the security advisories are still being read: this index serves no release "
+             "they might cover until then; try again in a few seconds"),
+            [(b"retry-after", b"60" if failed else b"5")])
         self.state = state
 
 
@@ -167,13 +136,11 @@ class AdvisoryDB:
     The advisories in force, by the normalized name of each project they
     affect. Built whole and never changed: a refresh builds another.
 
-    @ivar by_project: normalized project -> the advisories naming it.
     @ivar source: where they came from (a path or URL), for the logs.
-    @ivar digest: a digest of the records, equal for equal content (a
-        refresh that finds the same records changes nothing).
-    @ivar unread: L{None} for advisories read; for the database that
-        stands in while they are still to be read (L{unread_yet}),
-        L{READING} or L{FAILED}.
+    @ivar digest: equal for equal records (a refresh that finds the same
+        records changes nothing).
+    @ivar unread: L{None} for advisories read; L{READING} or L{FAILED} for
+        the stand-in of L{unread_yet}.
     """
 
     by_project: Mapping[str, tuple[Advisory, ...]] = attrs.field(factory=dict)
@@ -184,8 +151,8 @@ class AdvisoryDB:
     @classmethod
     def unread_yet(cls, state: str = READING, source: str = "") -> AdvisoryDB:
         """
-        The database in force while the advisories are still to be read (see
-        the module), put in force only before the server answers anything: a
+        The database in force until the advisories are read (see the
+        module), put in force only before the server answers anything: a
         page kept before, composed without it, would still be served.
         """
         return cls(_EveryProject(), source, "", state)
@@ -229,7 +196,6 @@ class AdvisoryRules:
     What one index does about advisories (C{advisories},
     C{advisory_severity}, C{advisory_waive}).
 
-    @ivar mode: one of L{MODES}.
     @ivar severity: the lowest severity acted on, or L{None} for every
         advisory, those of unknown severity too.
     @ivar waive: the releases let through whatever their advisories,
@@ -246,9 +212,8 @@ class AdvisoryRules:
     @classmethod
     def parse(cls, mode: str, severity: str = "", waive: Iterable[str] = ()) -> AdvisoryRules:
         """
-        Read the settings' values: C{mode} one of L{MODES}; C{severity}
-        empty or one of L{SEVERITIES} (C{moderate} is C{medium});
-        C{waive} entries C{project==version} or advisory identifiers.
+        Read the settings' values; C{waive} entries are C{project==version}
+        or advisory identifiers.
 
         @raise InvalidRules: naming the setting that is wrong.
         """
@@ -289,11 +254,9 @@ class AdvisoryRules:
 @attrs.frozen
 class IndexWaivers:
     """
-    What one index's stored waivers let through, as an advisory policy
-    looks it up (L{AdvisoryPolicy.take_waivers}; kept by L{pypid.core.security.advisory_waivers}).
-
-    @ivar releases: C{(project, release key)} let through every advisory.
-    @ivar advisories: C{(project, identifier)} let through.
+    What one index's stored waivers (L{pypid.core.security.advisory_waivers})
+    let through: C{releases}, C{(project, release key)}s, every advisory;
+    C{advisories}, C{(project, identifier)}s.
     """
 
     releases: frozenset[tuple[str, str]] = frozenset()
@@ -339,8 +302,8 @@ Listener = Callable[[AdvisoryDB, AdvisoryDB], object]
 class AdvisoryBoard:
     """
     The advisory database in force for the whole server, and who must hear
-    when it changes (the indexes' policies and pages). One per server: the
-    loader (L{pypid.advisories}) replaces the database, the indexes read it.
+    when it changes: the loader (L{pypid.advisories}) replaces it, the
+    indexes read it.
 
     @ivar generation: counts the replacements, so that what was worked out
         from an older database is known to be stale.
@@ -369,12 +332,7 @@ class AdvisoryBoard:
 
 @attrs.define(eq=False)
 class AdvisoryPolicy:
-    """
-    One index's L{AdvisoryRules} over the server's L{AdvisoryBoard}: the
-    verdict on each release, worked out once per database.
-
-    @ivar rules: the index's settings.
-    """
+    """One index's rules over the L{AdvisoryBoard}: each release's verdict, kept per database."""
 
     rules: AdvisoryRules
     _board: AdvisoryBoard
@@ -404,9 +362,7 @@ class AdvisoryPolicy:
         if rules == self.rules:
             return False
         self.rules = rules
-        self._taken += 1
-        self._verdicts.clear()
-        return True
+        return self._retake()
 
     def take_waivers(self, waived: IndexWaivers) -> bool:
         """
@@ -417,6 +373,9 @@ class AdvisoryPolicy:
         if waived == self._waived:
             return False
         self._waived = waived
+        return self._retake()
+
+    def _retake(self) -> bool:
         self._taken += 1
         self._verdicts.clear()
         return True
@@ -443,8 +402,8 @@ class AdvisoryPolicy:
         What the index does about the release C{version} of the normalized
         C{project}, or L{None} when nothing.
 
-        @raise AdvisoriesUnread: while the advisories are still to be read,
-            when the index hides or denies.
+        @raise AdvisoriesUnread: before the advisories are read, when the
+            index hides or denies.
         """
         if self.rules.mode == OFF:
             return None
@@ -510,11 +469,7 @@ class AdvisoryPolicy:
 
 
 def vulnerability_json(advisory: Advisory) -> dict[str, object]:
-    """
-    An advisory as the public index's legacy JSON API lists it in a
-    release's C{vulnerabilities} (its C{source} is C{osv}, the format it
-    was read in).
-    """
+    """An advisory as the legacy JSON API lists it in a release's C{vulnerabilities}."""
     return {
         "aliases": list(advisory.aliases),
         "details": advisory.details or advisory.summary,

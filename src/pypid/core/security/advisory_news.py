@@ -1,14 +1,10 @@
 """
-Which advisories newly concern a release an index holds or caches: the
-matches of a database over the releases each index knows
-(L{matches_of}), told apart from those already told (L{Told}), so that
-each (index, project, release, advisory) is news once: when the
-database first names it, or when the release first comes (an upload, a
-promotion) after the advisory did.
-
-Whatever an index does about advisories (hide, deny, warn, or nothing),
-a match is news: the receivers of the C{advisory} webhook event decide
-what it means to them.
+Which advisories newly concern a release an index holds or caches
+(L{matches_of}), told apart from those already told (L{Told}), so that each
+(index, project, release, advisory) is news once: when the database first
+names it, or when the release first comes after the advisory did. A match
+is news whatever the index does about advisories: the receivers of the
+C{advisory} webhook event decide what it means to them.
 """
 
 from __future__ import annotations
@@ -27,9 +23,8 @@ Match = tuple[str, str, str, str]
 def matches_of(db: AdvisoryDB, releases: Mapping[str, Callable[[str], Iterable[str]]],
                projects: Iterable[str] | None = None) -> dict[Match, Advisory]:
     """
-    Every match of C{db} among the releases each index knows
-    (C{releases}: index -> C{releases(project) -> versions}), of the
-    C{projects} named (L{None}: every project the database names).
+    Every match of C{db} among the releases each index knows (C{releases}:
+    index -> C{releases(project) -> versions}), of C{projects} (L{None}: all).
     """
     found: dict[Match, Advisory] = {}
     named = db.projects() if projects is None else frozenset(projects) & db.projects()
@@ -44,10 +39,9 @@ def matches_of(db: AdvisoryDB, releases: Mapping[str, Callable[[str], Iterable[s
 @attrs.define
 class Told:
     """
-    The matches told so far (kept in the store, so a restart, or another
-    server on the bucket, does not tell them again).
-
-    @ivar matches: by index, project and version, the advisories' ids.
+    The matches told so far, by index, project and version (kept in the
+    store, so a restart, or another server on the bucket, does not tell
+    them again).
     """
 
     matches: dict[str, dict[str, dict[str, list[str]]]] = attrs.field(factory=dict)
@@ -77,11 +71,7 @@ class Told:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Told:
-        """
-        As the store kept it.
-
-        @raise ValueError: when it is not what L{to_bytes} writes.
-        """
+        """As the store kept it; L{ValueError} when it is not what L{to_bytes} writes."""
         value = json.loads(data)
         if not isinstance(value, dict) or not all(
                 isinstance(projects, dict) and all(

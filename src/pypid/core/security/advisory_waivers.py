@@ -1,20 +1,12 @@
 """
-The advisory waivers admins keep through the API, beside those
-of the configuration (C{advisory_waive}): an index lets a project's
-releases through one advisory (C{advisory}), or one release through every
-advisory (C{version}), with who decided, when and why.
+The advisory waivers admins keep through the API, beside the
+configuration's (C{advisory_waive}): an index lets a project's releases
+through one advisory, or one release through every advisory.
 
-Why stored rather than configured: a waiver is a decision taken while the
-server runs (from the console, after reading the advisory), and every
-server on a shared bucket must act on it at once; a configuration file is
-per server and changes at a restart or C{SIGHUP}. So the waivers of every
-index are one small document in the default index's storage
-(L{pypid.state.waiver_keeper}), read at a start and, from a shared
-storage, again on a timer.
-
-Why per project: an advisory judged not to matter is judged so for one
-project's use of it; an identifier waived for every project stays a
-configuration key, reviewed with the rest of it.
+Stored, not configured: a waiver is decided while the server runs, and
+every server on a shared bucket must act on it at once. Per project: an
+advisory judged not to matter is judged so for one project's use of it;
+an identifier waived everywhere stays a configuration key.
 """
 
 from __future__ import annotations
@@ -31,26 +23,21 @@ from pypid.core.dists.names import is_valid_name, normalize
 from pypid.core.dists.version_order import release_key
 from pypid.core.security.advisories import IndexWaivers
 
-#: The most waivers the document holds (each index's together): each is
-#: looked up in a set, but the document is read whole at every change.
+#: The most waivers the document holds (every index's): it is read whole at every change.
 MAX_WAIVERS = 1000
 
 #: The most characters of a reason (it goes in the audit entry's detail).
 MAX_REASON = 200
 
-#: An advisory identifier (C{GHSA-...}, C{PYSEC-...}, C{CVE-...}): what
-#: OSV's identifiers are made of, bounded.
+#: An advisory identifier (C{GHSA-...}, C{PYSEC-...}, C{CVE-...}), bounded.
 _ADVISORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
 
-#: The most characters of a version.
 _MAX_VERSION = 100
 
-#: The most characters of a project's name in a waiver (the names the
-#: public index takes are far shorter).
 _MAX_PROJECT = 200
 
-#: The most bytes of the document (UTF-8): every storage reads it back
-#: whole (a bucket's small objects are read up to 1 MiB).
+#: The most bytes of the document: every storage reads it back whole (a
+#: bucket's small objects are read up to 1 MiB).
 MAX_DOCUMENT = 512 << 10
 
 
@@ -68,14 +55,10 @@ class Waiver:
     One index lets one project's releases through one advisory, or one
     release through every advisory.
 
-    @ivar index: the index's name.
-    @ivar project: the normalized project name.
     @ivar advisory: the advisory's identifier, upper case (any of its
         aliases waives it), or L{None} for a release's waiver.
-    @ivar version: the release (as given), or L{None} for an advisory's
-        waiver.
+    @ivar version: the release (as given), or L{None} for an advisory's waiver.
     @ivar reason: why, a single line, or L{None}.
-    @ivar by: who waived it.
     @ivar at: when, in seconds since the epoch.
     """
 
@@ -128,8 +111,7 @@ class Waivers:
 
     def adding(self, waiver: Waiver) -> Waivers:
         """
-        These and C{waiver}, which replaces one of the same L{Waiver.key}
-        (its reason, who and when are the new ones).
+        These and C{waiver}, which replaces one of the same L{Waiver.key}.
 
         @raise TooManyWaivers: at L{MAX_WAIVERS} without one to replace.
         """
@@ -156,11 +138,7 @@ class Waivers:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Waivers:
-        """
-        Read what L{to_bytes} kept.
-
-        @raise InvalidWaiver: for bytes that are not such a document.
-        """
+        """Read what L{to_bytes} kept; L{InvalidWaiver} for anything else."""
         if len(data) > 2 * MAX_DOCUMENT:
             raise InvalidWaiver(f"larger than {2 * MAX_DOCUMENT >> 10} KiB")
         try:
@@ -200,8 +178,8 @@ def _stored(item: Mapping[str, Any]) -> Waiver:
 
 def parse_waiver(fields: Mapping[str, str], indexes: Iterable[str] | None = None) -> Waiver:
     """
-    The waiver a request's fields ask for: C{index}, C{project}, and
-    exactly one of C{advisory} and C{version}; C{reason} optional.
+    The waiver a request's fields ask for: C{index}, C{project}, exactly
+    one of C{advisory} and C{version}, and an optional C{reason}.
 
     @param indexes: the names an index may have (L{None}: any name).
     @raise InvalidWaiver: naming the field that is wrong.

@@ -1,25 +1,15 @@
 """
-Which releases of a project an advisory affects: its spans and version
-lists, and the version keys they are compared by (a release's own,
-L{pypid.core.dists.version_order.release_key}, is with the version order,
-which the variant files read too). Apart from
-L{pypid.core.security.advisories}, which is what an index does about the
-advisories, because this is only PEP 440 matching, shared by the waivers,
-the records and the variant files alike.
+Which releases of a project an advisory affects (PEP 440 matching, shared
+by the waivers, the records and the variant files): its spans and version
+lists, and the version keys they are compared by.
 
-Versions follow PEP 440 (C{packaging}): an C{ECOSYSTEM} range affects a
-version at or after an C{introduced} event and before the next C{fixed}
-(or at or before a C{last_affected}); an explicit version list matches
-the version's normalized spelling. A local build (C{1.0+corp1}) is the
-release it was built from as PEP 440's specifiers see it (C{==1.0} and
-C{<=1.0} match it): a listed C{1.0} covers it, and a range's bound
-without a local label is compared with its public version, so a local
-build of an affected release is affected (compared as text, a
-list of C{1.0} let C{1.0+corp1} through, and installers asking for
-C{==1.0} took it). A listed local build (C{1.0+corp1}) covers itself
-alone, and a bound with a local label is compared with the whole version.
-A release whose version PEP 440 cannot read is matched by the version
-list only.
+An C{ECOSYSTEM} range affects a version at or after an C{introduced} event
+and before the next C{fixed} (or at or before a C{last_affected}); a
+version list matches the version's normalized spelling. A local build
+(C{1.0+corp1}) is the release it was built from, as PEP 440's specifiers
+see it (C{==1.0} and C{<=1.0} match it; compared as text, a list of C{1.0}
+let it through), unless the listed version or the bound has a local label
+itself. A version PEP 440 cannot read is matched by the list only.
 """
 
 from __future__ import annotations
@@ -38,10 +28,8 @@ from pypid.core.dists.version_order import release_key
 @functools.lru_cache(maxsize=1 << 16)
 def public_key(version: str) -> str:
     """
-    L{release_key} of the public version of C{version}, its local label
-    dropped (C{1.0.0+corp1} is C{1}): what a listed version without a
-    local label matches, as PEP 440's C{==1.0} matches C{1.0+corp1}. A
-    version with no local label, or none PEP 440 can read, is its own.
+    L{release_key} of C{version} without its local label (C{1.0.0+corp1} is
+    C{1}), as PEP 440's C{==1.0} matches C{1.0+corp1}.
     """
     parsed = parsed_version(version)
     if parsed is None or parsed.local is None:
@@ -63,7 +51,7 @@ def parsed_version(version: str) -> Version | None:
     """
     The PEP 440 value of C{version} (L{None} when it has none), remembered:
     a load of 40,000 records parsed 530,000 versions in 3.6 s of its 14,
-    and kept one object for each; remembered, they are parsed once and shared.
+    and kept one object for each; now they are parsed once and shared.
     """
     try:
         return Version(version)
@@ -84,10 +72,7 @@ class Span:
     end_included: bool = False
 
     def __contains__(self, version: Version) -> bool:
-        # (a local build is compared by its public version with a bound
-        # that has no local label, as PEP 440's specifiers compare it:
-        # 1.0+corp1 is in a span that ends at 1.0 included, not in one
-        # that ends at 1.0 excluded)
+        # (1.0+corp1 is in a span that ends at 1.0 included, not excluded)
         introduced, end = self.introduced, self.end
         if introduced is not None and _against(version, introduced) < introduced:
             return False
@@ -111,11 +96,9 @@ def sorted_versions(versions: Iterable[str]) -> tuple[str, ...]:
 class Affected:
     """
     What an advisory says of one PyPI project: its affected spans and its
-    explicit versions (as L{release_key} gives them), sorted, each once,
-    and searched by bisection: a sorted tuple takes an eighth of the
-    memory of a set of the same strings (6.4 MiB of 35 the advisories
-    kept at 20,000 records), and a release is looked up once per
-    database (the verdicts are kept).
+    explicit versions (L{release_key}s), sorted and searched by bisection:
+    a sorted tuple takes an eighth of the memory of a set (6.4 MiB of 35 at
+    20,000 records), and a release is looked up once per database.
     """
 
     project: str
@@ -123,10 +106,7 @@ class Affected:
     versions: tuple[str, ...] = attrs.field(default=(), converter=sorted_versions)
 
     def affects(self, version: str) -> bool:
-        """
-        Whether the release C{version} of the project is affected: listed
-        (itself, or the public version of a local build), or in a span.
-        """
+        """Whether the release C{version} is listed (or its public version), or in a span."""
         versions = self.versions
         if versions:
             key = release_key(version)

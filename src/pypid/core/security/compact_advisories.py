@@ -2,28 +2,17 @@
 The compact form of an L{AdvisoryDB}: what pypid keeps of the OSV export,
 written once per export and read back at each start instead of it.
 
-Reading the export record by record (L{pypid.core.security.osv}) took the
-daemon seconds of CPU and tens of MiB at start-up (docs/performance.rst),
-most of it on what is then thrown away. The compact form holds only what
-matching and the pages need: each advisory's identifiers, summary,
-details, severity and score, fixed versions and link, and its spans (PEP
-440 text) and versions for each PyPI project. Reading it back parses no
-record and evaluates no range.
+Reading the export record by record (L{pypid.core.security.osv}) took
+seconds of CPU and tens of MiB at start-up (docs/performance.rst), mostly
+on what is thrown away; reading the compact form parses no record and
+evaluates no range.
 
-JSON lines, one advisory a line (C{[id, aliases, summary, details,
-severity, score, fixed_in, link, affected]}, C{affected} a list of
-C{[project, spans, versions]}, a span C{[introduced, end, end_included]}),
-read a line at a time by the standard library's JSON parser (no pickle or
-marshal: a file that is not what it should be may say anything, and only
-data comes of it).
-
-Reading trusts nothing: every field is checked for what reading the
-records guarantees of it (identifiers, bounded printable texts, http(s)
-links, PEP 440 versions, normalized names), counted against
-L{pypid.core.security.osv.MAX_ITEMS}; anything else raises
-L{CompactError}, and the caller reads the export again. Texts and names
-are shared, equal spans are one object
-(L{pypid.core.security.affected_releases.Affected}).
+JSON lines, one advisory a line (L{encode}), read by the standard
+library's JSON parser (no pickle or marshal: a file that is not what it
+should be may say anything, and only data comes of it). Reading trusts
+nothing: every field is checked for what reading the records guarantees of
+it, counted against L{pypid.core.security.osv.MAX_ITEMS}; anything else
+raises L{CompactError}, and the caller reads the export again.
 """
 
 from __future__ import annotations
@@ -37,8 +26,7 @@ from pypid.core.security.advisories import SEVERITIES, Advisory, AdvisoryDB
 from pypid.core.security.affected_releases import Affected, Span, parsed_version
 from pypid.core.security.osv import IDENTIFIER, MAX_DETAILS, MAX_ITEMS, MAX_LINK, MAX_SUMMARY
 
-#: The most characters of a version, and of a project's name (as
-#: L{pypid.core.security.osv} reads them).
+#: The most characters of a version, and of a project's name (as osv reads them).
 MAX_VERSION = 100
 MAX_PROJECT = 200
 
@@ -48,7 +36,11 @@ class CompactError(ValueError):
 
 
 def encode(db: AdvisoryDB) -> Iterator[bytes]:
-    """The lines of C{db}'s advisories in the compact form, each ending in a newline."""
+    """
+    The lines of C{db}'s advisories, each C{[id, aliases, summary, details,
+    severity, score, fixed_in, link, affected]}, C{affected} a list of
+    C{[project, spans, versions]}, a span C{[introduced, end, end_included]}.
+    """
     seen: set[str] = set()
     for advisories in db.by_project.values():
         for advisory in advisories:
@@ -69,11 +61,7 @@ def _text_of(version: object) -> str | None:
 
 
 def decode(lines: Iterable[bytes], source: str = "", digest: str = "") -> AdvisoryDB:
-    """
-    The database of compact lines (L{encode}'s), named C{source} and C{digest}.
-
-    @raise CompactError: when a line is not what L{encode} writes.
-    """
+    """The database of L{encode}'s lines; L{CompactError} when a line is not one."""
     reader = _CompactReader()
     advisories = []
     for number, line in enumerate(lines, 1):
@@ -163,9 +151,8 @@ class _CompactReader:
         return span
 
     def _version(self, value: object) -> str:
-        # (a version list's entries are as the records spell them, within
-        # bounds: matched, never shown; a fixed one is PEP 440's, which
-        # allows white space around it)
+        # (as the records spell them, within bounds: PEP 440 allows white
+        # space around a fixed version)
         if not isinstance(value, str) or len(value) > MAX_VERSION:
             raise CompactError("a version that is none")
         return self._shared(value)

@@ -1,31 +1,21 @@
 """
 OSV records (the public advisory databases' format) read into the
-L{pypid.core.security.advisories.Advisory}s an index acts on.
+L{pypid.core.security.advisories.Advisory}s an index acts on:
 
-What is read, and why so:
-  - only what is said of the C{PyPI} ecosystem (names normalized as
-    pypid's are), as C{ECOSYSTEM} ranges and explicit version lists; a
-    C{GIT} range says nothing an index can match (the version list beside
-    it names its releases), and C{SEMVER} is no PyPI ordering;
-  - a range is evaluated as the OSV schema says: its events sorted by
-    PEP 440 version (C{introduced: "0"} first), a version affected from an
-    C{introduced} up to the next C{fixed} (excluded) or C{last_affected}
-    (included), or for good; an event whose version PEP 440 cannot read is
-    left out, and counted;
+  - only the C{PyPI} ecosystem (names normalized), as C{ECOSYSTEM} ranges
+    and version lists: a C{GIT} range says nothing an index can match (the
+    version list beside it does), and C{SEMVER} is no PyPI ordering;
+  - a range's events are sorted by PEP 440 version, as the OSV schema says;
+    a range with an event PEP 440 cannot read is left out, and counted;
   - a withdrawn record is no advisory;
-  - records that share an identifier (the same vulnerability as
-    C{PYSEC-...}, C{GHSA-...} and C{CVE-...}, transitively) are one
-    advisory: its C{id} a PYSEC one if any, else a GHSA one, else the
-    smallest, the others its aliases; what they affect is the union, its
-    severity the highest;
-  - the severity is the highest CVSS base score of its vectors (v2, v3,
-    v4, computed by the well-kept C{cvss} library, not here), else the
-    database's own word (GitHub's C{database_specific.severity}: LOW,
-    MODERATE, HIGH, CRITICAL; the record's or an affected package's, the
-    highest), else unknown.
+  - records that share an identifier, transitively, are one advisory: its
+    C{id} a PYSEC one if any, else a GHSA one, else the smallest; what they
+    affect is the union, its severity the highest;
+  - the severity is the highest CVSS base score of its vectors (computed by
+    the C{cvss} library), else the database's own word (GitHub's
+    C{database_specific.severity}), else unknown.
 
-A record that cannot be read (not JSON, not an object, no usable id, a
-field of the wrong type) is skipped and counted: one bad record never
+A record that cannot be read is skipped and counted: one bad record never
 fails a load. Each text is bounded, so a hostile record stays small.
 """
 
@@ -34,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,12 +42,10 @@ from pypid.core.security.advisories import (
 )
 from pypid.core.security.affected_releases import Affected, Span, parsed_version
 
-#: The ecosystem whose entries are read.
 ECOSYSTEM = "PyPI"
 
 #: An identifier as the databases spell them (C{PYSEC-2024-12},
-#: C{GHSA-xxxx-xxxx-xxxx}, C{CVE-2024-1234}): what may go in a page, a
-#: yank reason and a status line.
+#: C{GHSA-xxxx-xxxx-xxxx}): what may go in a page, a yank reason and a status line.
 IDENTIFIER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
 
 #: The most characters kept of a summary, of details, and of a link.
@@ -64,26 +53,23 @@ MAX_SUMMARY = 300
 MAX_DETAILS = 2000
 MAX_LINK = 500
 
-#: The most aliases read of one record (those past it are left out: an
-#: alias only merges records, it allows nothing).
+#: The most aliases read of one record (an alias only merges records: the
+#: rest are left out).
 MAX_ALIASES = 50
 
 #: The most affected entries, ranges of an entry, events of a range and
-#: versions of an entry that one record may have. These are never cut:
-#: a record past one is refused whole and named in the load's warning
-#: (a range or a version past a cut was dropped and its release
-#: allowed, with no word). No record of the PyPI export comes near them;
-#: a record that does is broken or hostile, and the operator is told.
+#: versions of an entry one record may have. Never cut (a range or version
+#: past a cut would allow its release): a record past one is refused whole
+#: and named in the load's warning. No record of the PyPI export comes near.
 MAX_AFFECTED = 200
 MAX_RANGES = 50
 MAX_EVENTS = 1000
 MAX_VERSIONS = 20000
 
 
-#: The most versions and ranges all the records of a load may name
-#: together: what bounds a load's memory (the bytes alone do not: a
-#: record of digits listing 400,000 versions is 4 MB, a sixth of that
-#: zipped). The whole PyPI export names a few hundred thousand.
+#: The most versions and ranges a load's records may name together: what
+#: bounds its memory (bytes do not: 400,000 versions are 4 MB, a sixth of
+#: that zipped). The whole PyPI export names a few hundred thousand.
 MAX_ITEMS = 3_000_000
 
 
@@ -113,9 +99,9 @@ class _Record:
 @attrs.define
 class ReadResult:
     """
-    What L{read_records} made of a load: the database, and the records
-    skipped by reason (the first reason each time), the withdrawn ones and
-    the events left out, for one log line.
+    What L{read_records} made of a load: the database, and for one log
+    line the records skipped by reason, the withdrawn ones and the events
+    left out.
     """
 
     db: AdvisoryDB
@@ -157,22 +143,15 @@ def _list(value: object, what: str, limit: int) -> list[Any]:
 
 
 class TooLong(BadRecord):
-    """
-    A list that decides what is affected is longer than its bound: the
-    record is refused, with its id, rather than read in part (a part would
-    allow what the rest affects).
-    """
+    """A list that decides what is affected is over its bound: the record is refused."""
 
 
 def _whole(value: object, field: str, limit: int, what: str) -> list[Any]:
     """The list C{field}, which decides what is affected, whole (C{what}: its items)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise BadRecord(f"{field} is not a list")
-    if len(value) > limit:
+    found = _list(value, field, limit + 1)
+    if len(found) > limit:
         raise TooLong(f"more than {limit} {what}")
-    return value
+    return found
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -197,13 +176,7 @@ def cvss_score(kind: str, vector: str) -> float | None:
 
 def severity_of(score: float) -> str:
     """The severity of a CVSS base score (the CVSS v3 bands; 0 is counted low)."""
-    if score < 4.0:
-        return "low"
-    if score < 7.0:
-        return "medium"
-    if score < 9.0:
-        return "high"
-    return "critical"
+    return SEVERITIES[bisect_right((4.0, 7.0, 9.0), score)]
 
 
 def _severity(record: Mapping[str, Any], affected: list[Any]) -> tuple[float | None, str | None]:
@@ -342,8 +315,7 @@ def parse_record(data: object, result: ReadResult) -> _Record | None:
         entries = _whole(data.get("affected"), "affected", MAX_AFFECTED, "affected entries")
         affected, fixed = _affected(entries, result)
     except TooLong as e:
-        # (named: the operator can find the record, and one such record
-        # is one warning line of its own)
+        # (named, so the operator can find it: one warning line of its own)
         raise TooLong(f"{ident}: {e}") from None
     if not affected:
         return None
@@ -362,10 +334,7 @@ def _rank(ident: str) -> tuple[int, str]:
 
 
 def merge(records: Iterable[_Record]) -> list[Advisory]:
-    """
-    The advisories of C{records}: those sharing an identifier (their own
-    or an alias, transitively) merged into one.
-    """
+    """The advisories of C{records}, those sharing an identifier merged into one."""
     parent: dict[str, str] = {}
 
     def find(key: str) -> str:
@@ -414,10 +383,7 @@ def merge(records: Iterable[_Record]) -> list[Advisory]:
 
 
 def read_records(documents: Iterable[bytes], source: str = "") -> ReadResult:
-    """
-    The L{AdvisoryDB} of the OSV records in C{documents} (each one JSON
-    document's bytes), with what was skipped.
-    """
+    """The L{AdvisoryDB} of the OSV records in C{documents} (JSON), with what was skipped."""
     result = ReadResult(AdvisoryDB())
     parsed: list[_Record] = []
     items = 0
